@@ -1,0 +1,47 @@
+package dev.lightning.attention.kernel;
+
+import dev.lightning.attention.tensor.DType;
+import dev.lightning.attention.tensor.TokenTensor;
+
+import java.util.SplittableRandom;
+
+/** Fresh random test inputs (never zeros) and the error measure the tests use. */
+final class Inputs {
+    private Inputs() {
+    }
+
+    /** Values uniform in [-1, 1), rounded to {@code dtype}. */
+    static TokenTensor random(SplittableRandom rnd, DType dtype, int tokens, int heads, int dim) {
+        float[] x = new float[tokens * heads * dim];
+        for (int i = 0; i < x.length; i++) {
+            x[i] = (float) (rnd.nextDouble() * 2 - 1);
+        }
+        return TokenTensor.of(dtype, tokens, heads, dim, x);
+    }
+
+    static LightningState randomState(SplittableRandom rnd, int heads, int dk, int dv) {
+        float[] s = new float[heads * dk * dv];
+        for (int i = 0; i < s.length; i++) {
+            s[i] = (float) (rnd.nextDouble() * 4 - 2);
+        }
+        return LightningState.of(heads, dk, dv, s);
+    }
+
+    /** ||a - b|| / ||b|| over all elements, in float64. */
+    static double relativeError(float[] a, float[] b) {
+        if (a.length != b.length) {
+            throw new AssertionError("lengths differ: " + a.length + " vs " + b.length);
+        }
+        double num = 0;
+        double den = 0;
+        for (int i = 0; i < a.length; i++) {
+            double d = (double) a[i] - b[i];
+            num += d * d;
+            den += (double) b[i] * b[i];
+        }
+        if (den == 0) {
+            throw new AssertionError("reference is all zeros: the test cannot tell anything apart");
+        }
+        return Math.sqrt(num / den);
+    }
+}
