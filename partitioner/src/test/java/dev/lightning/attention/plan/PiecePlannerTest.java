@@ -19,12 +19,15 @@ class PiecePlannerTest {
         List<List<Piece>> plan = planner.plan(new long[] {100, 200, 300, 5000, 10, 960, 1});
         // 100+200+300 share; 5000 -> 5 full pieces + 200; the 200 remainder shares with 10;
         // 960 fills one; 1 gets its own.
-        assertEquals(List.of(0, 0, 0), sequencesOf(plan.get(0)));
+        assertEquals(List.of(0, 1, 2), sequencesOf(plan.get(0)));
         for (int p = 1; p <= 5; p++) {
             assertEquals(1, plan.get(p).size());
             assertEquals(960, plan.get(p).get(0).tokens());
         }
-        assertEquals(List.of(3, 4), sequencesOf(plan.get(6)).subList(0, 2));
+        assertEquals(List.of(3, 4), sequencesOf(plan.get(6)));
+        assertEquals(List.of(5), sequencesOf(plan.get(7)));
+        assertEquals(List.of(6), sequencesOf(plan.get(8)));
+        assertEquals(9, plan.size());
         assertEquals(200, plan.get(6).get(0).tokens());
         assertTrue(plan.get(6).get(0).isLast());
     }
@@ -32,7 +35,7 @@ class PiecePlannerTest {
     private static List<Integer> sequencesOf(List<Piece> partition) {
         List<Integer> out = new ArrayList<>();
         for (Piece p : partition) {
-            out.add(p.sequence() - partition.get(0).sequence());
+            out.add(p.sequence());
         }
         return out;
     }
