@@ -289,8 +289,9 @@ public final class SafetensorsHeader {
     public static SafetensorsHeader layout(String file, List<Spec> specs, Map<String, String> metadata) {
         ObjectNode root = JSON.createObjectNode();
         if (!metadata.isEmpty()) {
+            // sorted, so the same metadata always gives the same bytes
             ObjectNode m = root.putObject(METADATA);
-            metadata.forEach(m::put);
+            new java.util.TreeMap<>(metadata).forEach(m::put);
         }
         long offset = 0;
         long[] begins = new long[specs.size()];

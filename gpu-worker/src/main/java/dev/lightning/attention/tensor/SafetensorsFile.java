@@ -1,0 +1,114 @@
+package dev.lightning.attention.tensor;
+
+import java.io.IOException;
+import java.io.OutputStream;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.channels.FileChannel;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Whole safetensors files on the local disk: for generating inputs (the demo, tests) and for
+ * reading results back. The job itself never reads a whole file; it reads token ranges.
+ */
+public final class SafetensorsFile {
+    private SafetensorsFile() {
+    }
+
+    /** A named tensor with its little-endian bytes. */
+    public static final class Tensor {
+        public final String name;
+        public final DType dtype;
+        public final long[] shape;
+        private final byte[] bytes;
+
+        public Tensor(String name, DType dtype, long[] shape, byte[] bytes) {
+            this.name = name;
+            this.dtype = dtype;
+            this.shape = shape.clone();
+            this.bytes = bytes;
+        }
+
+        /** A tensor of {@code values} rounded to {@code dtype}. */
+        public static Tensor of(String name, DType dtype, long[] shape, float[] values) {
+            ByteBuffer b = ByteBuffer.allocate(values.length * dtype.bytes()).order(ByteOrder.LITTLE_ENDIAN);
+            for (int i = 0; i < values.length; i++) {
+                dtype.put(b, i * dtype.bytes(), values[i]);
+            }
+            return new Tensor(name, dtype, shape, b.array());
+        }
+
+        /** The values as floats, in order. */
+        public float[] toFloats() {
+            ByteBuffer b = ByteBuffer.wrap(bytes).order(ByteOrder.LITTLE_ENDIAN);
+            float[] out = new float[bytes.length / dtype.bytes()];
+            for (int i = 0; i < out.length; i++) {
+                out[i] = dtype.get(b, i * dtype.bytes());
+            }
+            return out;
+        }
+
+        /** A [T, H, D] view of a rank-3 tensor. */
+        public TokenTensor asTokens() {
+            if (shape.length != 3) {
+                throw new IllegalArgumentException(name + " has rank " + shape.length + ", expected [T, H, D]");
+            }
+            return TokenTensor.wrap(dtype, (int) shape[0], (int) shape[1], (int) shape[2], ByteBuffer.wrap(bytes));
+        }
+
+        public byte[] bytes() {
+            return bytes.clone();
+        }
+    }
+
+    /** Writes {@code tensors} in order to {@code file} (replacing it). */
+    public static void write(Path file, List<Tensor> tensors) throws IOException {
+        List<SafetensorsHeader.Spec> specs = new ArrayList<>();
+        for (Tensor t : tensors) {
+            specs.add(new SafetensorsHeader.Spec(t.name, t.dtype, t.shape));
+        }
+        SafetensorsHeader header = SafetensorsHeader.layout(file.getFileName().toString(), specs, Map.of());
+        try (OutputStream out = Files.newOutputStream(file)) {
+            out.write(header.encode());
+            for (Tensor t : tensors) {
+                out.write(t.bytes);
+            }
+        }
+    }
+
+    /** Reads every tensor of a file whose dtype is F32, F16 or BF16, in header order. */
+    public static Map<String, Tensor> read(Path file) throws IOException {
+        String name = file.getFileName().toString();
+        try (FileChannel ch = FileChannel.open(file, StandardOpenOption.READ)) {
+            long size = ch.size();
+            ByteBuffer prefix = ByteBuffer.allocate(8);
+            readFully(ch, prefix, 0);
+            long n = SafetensorsHeader.headerLength(name, prefix.array(), size);
+            ByteBuffer json = ByteBuffer.allocate((int) n);
+            readFully(ch, json, 8);
+            SafetensorsHeader header = SafetensorsHeader.parse(name, json.array(), size);
+            Map<String, Tensor> out = new LinkedHashMap<>();
+            for (TensorEntry e : header.tensors().values()) {
+                ByteBuffer data = ByteBuffer.allocate(Math.toIntExact(e.byteLength()));
+                readFully(ch, data, e.begin());
+                out.put(e.name(), new Tensor(e.name(), e.dtype(), e.shape(), data.array()));
+            }
+            return out;
+        }
+    }
+
+    private static void readFully(FileChannel ch, ByteBuffer dst, long at) throws IOException {
+        while (dst.hasRemaining()) {
+            int r = ch.read(dst, at + dst.position());
+            if (r < 0) {
+                throw new InvalidInputException("unexpected end of file at " + (at + dst.position()));
+            }
+        }
+    }
+}

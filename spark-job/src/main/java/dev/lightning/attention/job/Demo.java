@@ -1,0 +1,108 @@
+package dev.lightning.attention.job;
+
+import dev.lightning.attention.tensor.DType;
+import dev.lightning.attention.tensor.SafetensorsFile;
+
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.SplittableRandom;
+
+/**
+ * The built-in input of {@code lightning demo}: a handful of sequences chosen to exercise what
+ * matters (a long one split across partitions, an initial state and explicit slopes, every dtype,
+ * odd lengths, Dk != Dv, H not a power of two), generated from fixed seeds.
+ */
+final class Demo {
+    /** Partition size the demo runs with unless told otherwise: small, so the long sequence splits. */
+    static final long PARTITION_TOKENS = 4096;
+
+    private Demo() {
+    }
+
+    static final class Spec {
+        final String name;
+        final int tokens;
+        final int heads;
+        final int dk;
+        final int dv;
+        final DType dtype;
+        final float[] slopes;
+        final boolean initialState;
+
+        Spec(String name, int tokens, int heads, int dk, int dv, DType dtype, float[] slopes, boolean initialState) {
+            this.name = name;
+            this.tokens = tokens;
+            this.heads = heads;
+            this.dk = dk;
+            this.dv = dv;
+            this.dtype = dtype;
+            this.slopes = slopes;
+            this.initialState = initialState;
+        }
+    }
+
+    static final List<Spec> SEQUENCES = List.of(
+            new Spec("doc-long.safetensors", 20_000, 4, 64, 32, DType.BF16, null, false),
+            new Spec("doc-state.safetensors", 5_000, 3, 24, 40, DType.F32, new float[] {1e-3f, 0.1f, 1f}, true),
+            new Spec("doc-f16.safetensors", 1_000, 6, 32, 32, DType.F16, null, false),
+            new Spec("doc-short.safetensors", 63, 2, 16, 8, DType.BF16, null, false),
+            new Spec("doc-one.safetensors", 1, 1, 8, 8, DType.F32, null, false));
+
+    /** Writes the demo's input files into {@code dir}. */
+    static void generate(Path dir) throws IOException {
+        Files.createDirectories(dir);
+        long seed = 20261121;
+        for (Spec s : SEQUENCES) {
+            write(dir.resolve(s.name), s, new SplittableRandom(seed++));
+        }
+    }
+
+    static void write(Path file, Spec s, SplittableRandom rnd) throws IOException {
+        List<SafetensorsFile.Tensor> tensors = new ArrayList<>();
+        tensors.add(SafetensorsFile.Tensor.of("q", s.dtype, new long[] {s.tokens, s.heads, s.dk},
+                uniform(rnd, s.tokens * s.heads * s.dk, 1)));
+        tensors.add(SafetensorsFile.Tensor.of("k", s.dtype, new long[] {s.tokens, s.heads, s.dk},
+                uniform(rnd, s.tokens * s.heads * s.dk, 1)));
+        tensors.add(SafetensorsFile.Tensor.of("v", s.dtype, new long[] {s.tokens, s.heads, s.dv},
+                uniform(rnd, s.tokens * s.heads * s.dv, 1)));
+        if (s.slopes != null) {
+            tensors.add(SafetensorsFile.Tensor.of("slope", DType.F32, new long[] {s.heads}, s.slopes));
+        }
+        if (s.initialState) {
+            tensors.add(SafetensorsFile.Tensor.of("initial_state", DType.F32, new long[] {s.heads, s.dk, s.dv},
+                    uniform(rnd, s.heads * s.dk * s.dv, 2)));
+        }
+        SafetensorsFile.write(file, tensors);
+    }
+
+    private static float[] uniform(SplittableRandom rnd, int n, double range) {
+        float[] x = new float[n];
+        for (int i = 0; i < n; i++) {
+            x[i] = (float) ((rnd.nextDouble() * 2 - 1) * range);
+        }
+        return x;
+    }
+
+    /** Checks every output against the float64 recurrence; prints a table; true when all pass. */
+    static boolean verify(Path input, Path output, JobConfig cfg, PrintStream out) throws IOException {
+        out.println();
+        out.println("check against the float64 recurrence (reference from the rounded inputs):");
+        out.printf("  %-24s %8s %3s %4s %4s %5s  %-12s %-12s %s%n", "file", "T", "H", "Dk", "Dv", "dtype",
+                "o rel.err", "state err", "limit");
+        boolean ok = true;
+        for (Spec s : SEQUENCES) {
+            ReferenceCheck.Result r = ReferenceCheck.check(input.resolve(s.name), output.resolve(s.name), cfg.scale,
+                    cfg::defaultSlopes);
+            double limit = ReferenceCheck.tolerance(s.dtype);
+            boolean pass = r.output <= limit && r.state <= 1e-5;
+            ok &= pass;
+            out.printf("  %-24s %8d %3d %4d %4d %5s  %-12.3e %-12.3e %.0e %s%n", s.name, s.tokens, s.heads, s.dk, s.dv,
+                    s.dtype, r.output, r.state, limit, pass ? "ok" : "FAILED");
+        }
+        return ok;
+    }
+}

@@ -1,0 +1,136 @@
+package dev.lightning.attention.job;
+
+import dev.lightning.attention.kernel.Slopes;
+import dev.lightning.attention.tensor.InvalidInputException;
+
+import java.io.Serializable;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.function.Function;
+
+/**
+ * The job's options after resolution. Each comes from, in order of precedence: its command-line
+ * flag, {@code --conf key=value}, the Spark configuration (spark-defaults.conf, spark-submit's
+ * {@code --conf}), its default. Immutable.
+ */
+public final class JobConfig implements Serializable {
+    private static final long serialVersionUID = 1L;
+
+    final String input;
+    final String output;
+    final long partitionTokens;
+    final int chunkSize;
+    final double scale;
+    final String backend;
+    final String master;
+    final String defaultSlopes;
+    final Integer layer;
+    final Integer layers;
+    final long windowBytes;
+    final boolean overwrite;
+    final double progressSeconds;
+    /** Spark settings from {@code --conf} that are not ours, applied to the SparkConf. */
+    final Map<String, String> sparkSettings;
+
+    private JobConfig(Resolver r, Map<String, String> sparkSettings) {
+        this.input = r.get(Settings.INPUT);
+        this.output = r.get(Settings.OUTPUT);
+        this.partitionTokens = r.get(Settings.PARTITION_TOKENS);
+        this.chunkSize = Math.toIntExact(r.get(Settings.CHUNK_SIZE));
+        this.scale = r.get(Settings.SCALE);
+        this.backend = r.get(Settings.BACKEND);
+        this.master = r.get(Settings.MASTER);
+        this.defaultSlopes = r.get(Settings.DEFAULT_SLOPES);
+        this.layer = r.get(Settings.LAYER);
+        this.layers = r.get(Settings.LAYERS);
+        this.windowBytes = r.get(Settings.WINDOW_BYTES);
+        this.overwrite = r.get(Settings.OVERWRITE);
+        this.progressSeconds = r.get(Settings.PROGRESS_SECONDS);
+        this.sparkSettings = Collections.unmodifiableMap(new LinkedHashMap<>(sparkSettings));
+        if (input == null) {
+            throw new InvalidInputException("--input DIR is required (or the key " + Settings.INPUT.key + ")");
+        }
+        if (output == null) {
+            throw new InvalidInputException("--output DIR is required (or the key " + Settings.OUTPUT.key + ")");
+        }
+        if ((layer == null) != (layers == null)) {
+            throw new InvalidInputException("--layer and --layers go together: got layer " + layer + ", layers " + layers);
+        }
+        if (layer != null && layer >= layers) {
+            throw new InvalidInputException("--layer must be below --layers: got layer " + layer + " of " + layers);
+        }
+    }
+
+    /**
+     * @param flags        command-line flags to raw values (switches map to "true")
+     * @param confPairs    {@code --conf} pairs, ours and Spark's
+     * @param sparkDefault the Spark configuration's value for a key, or null
+     */
+    static JobConfig resolve(Map<String, String> flags, Map<String, String> confPairs,
+                             Function<String, String> sparkDefault) {
+        Map<String, String> spark = new LinkedHashMap<>();
+        for (Map.Entry<String, String> e : confPairs.entrySet()) {
+            boolean ours = false;
+            for (Setting<?> s : Settings.ALL) {
+                ours |= s.key.equals(e.getKey()) && s != Settings.MASTER;
+            }
+            if (!ours) {
+                if (e.getKey().startsWith("spark.lightning.")) {
+                    throw new InvalidInputException("--conf " + e.getKey() + ": unknown option; known keys are listed by "
+                            + "`lightning options`");
+                }
+                spark.put(e.getKey(), e.getValue());
+            }
+        }
+        return new JobConfig(new Resolver(flags, confPairs, sparkDefault), spark);
+    }
+
+    /** Default slopes for files without a {@code slope} tensor. */
+    double[] defaultSlopes(int heads) {
+        if ("transnormer".equals(defaultSlopes)) {
+            return layer == null ? Slopes.transnormer(heads, 0, 1) : Slopes.transnormer(heads, layer, layers);
+        }
+        return layer == null ? Slopes.minimax(heads) : Slopes.minimax(heads, layer, layers);
+    }
+
+    /** The settings as key = value lines, for the run summary and report. */
+    Map<String, String> describe() {
+        Map<String, String> m = new LinkedHashMap<>();
+        m.put(Settings.INPUT.key, input);
+        m.put(Settings.OUTPUT.key, output);
+        m.put(Settings.PARTITION_TOKENS.key, Long.toString(partitionTokens));
+        m.put(Settings.CHUNK_SIZE.key, Integer.toString(chunkSize));
+        m.put(Settings.SCALE.key, Double.toString(scale));
+        m.put(Settings.BACKEND.key, backend);
+        m.put(Settings.DEFAULT_SLOPES.key, defaultSlopes + (layer == null ? "" : " layer " + layer + "/" + layers));
+        m.put(Settings.WINDOW_BYTES.key, Long.toString(windowBytes));
+        return m;
+    }
+
+    private static final class Resolver {
+        private final Map<String, String> flags;
+        private final Map<String, String> conf;
+        private final Function<String, String> spark;
+
+        Resolver(Map<String, String> flags, Map<String, String> conf, Function<String, String> spark) {
+            this.flags = flags;
+            this.conf = conf;
+            this.spark = spark;
+        }
+
+        <T> T get(Setting<T> s) {
+            if (flags.containsKey(s.flag)) {
+                return s.parse(flags.get(s.flag), s.flag);
+            }
+            if (conf.containsKey(s.key)) {
+                return s.parse(conf.get(s.key), "--conf " + s.key);
+            }
+            String fromSpark = spark.apply(s.key);
+            if (fromSpark != null) {
+                return s.parse(fromSpark, "Spark configuration " + s.key);
+            }
+            return s.defaultValue;
+        }
+    }
+}

@@ -1,0 +1,17 @@
+package dev.lightning.attention.job;
+
+import com.esotericsoftware.kryo.Kryo;
+import org.apache.spark.serializer.KryoRegistrator;
+
+/**
+ * Registers every class of ours that Spark serializes with Kryo. The job runs with
+ * {@code spark.kryo.registrationRequired=true}, so an unregistered class fails loudly instead of
+ * being written with its full name.
+ */
+public final class LightningKryoRegistrator implements KryoRegistrator {
+    @Override
+    public void registerClasses(Kryo kryo) {
+        kryo.register(TaskReport.class);
+        kryo.register(TaskReport[].class);
+    }
+}

@@ -1,0 +1,129 @@
+package dev.lightning.attention.job;
+
+import dev.lightning.attention.kernel.AttentionBackend;
+import dev.lightning.attention.kernel.AttentionSpec;
+import dev.lightning.attention.kernel.LightningState;
+import dev.lightning.attention.plan.Piece;
+import dev.lightning.attention.tensor.TokenTensor;
+import org.apache.hadoop.fs.FSDataInputStream;
+
+import java.io.IOException;
+import java.io.OutputStream;
+import java.nio.ByteBuffer;
+
+/**
+ * What a task does with one piece, with no Spark in it: stream the piece's tokens through
+ * windows of bounded size, read each window with positioned reads of its own byte range, run the
+ * backend, and write the outputs in order. Windows start at multiples of the chunk size, so the
+ * block structure is the same however a sequence was split.
+ */
+final class PieceWork {
+    private final double scale;
+    private final int chunkSize;
+    private final long windowBytes;
+
+    PieceWork(double scale, int chunkSize, long windowBytes) {
+        this.scale = scale;
+        this.chunkSize = chunkSize;
+        this.windowBytes = windowBytes;
+    }
+
+    /** Tokens per window for this file: as many chunks as fit the byte budget, at least one. */
+    int windowTokens(SequenceFile f, Piece p) {
+        long perToken = f.inputBytesPerToken() + f.outputBytesPerToken();
+        long chunks = Math.max(1, windowBytes / perToken / chunkSize);
+        long tokens = Math.min((long) Integer.MAX_VALUE / Math.max(perToken, 1) / 2, chunks * chunkSize);
+        tokens = Math.max(chunkSize, tokens - tokens % chunkSize);
+        return (int) Math.min(tokens, p.tokens());
+    }
+
+    /** The state a sequence starts from: its {@code initial_state}, or zero. */
+    static LightningState initialState(FSDataInputStream in, SequenceFile f) throws IOException {
+        if (f.initialStateOffset < 0) {
+            return LightningState.zeros(f.heads, f.dk, f.dv);
+        }
+        byte[] raw = new byte[f.heads * f.dk * f.dv * 4];
+        SequenceFile.readFully(in, f.initialStateOffset, raw, f.name);
+        return LightningState.fromBytes(f.heads, f.dk, f.dv, ByteBuffer.wrap(raw));
+    }
+
+    /** Pass 1: the piece's local state, from zero. */
+    LightningState localState(AttentionBackend backend, FSDataInputStream in, SequenceFile f, Piece p)
+            throws IOException {
+        AttentionSpec spec = f.spec(scale, chunkSize);
+        Window w = new Window(f, windowTokens(f, p), false);
+        LightningState state = LightningState.zeros(f.heads, f.dk, f.dv);
+        for (long at = p.start(); at < p.end(); at += w.capacity) {
+            int n = (int) Math.min(w.capacity, p.end() - at);
+            w.read(in, at, n);
+            state = backend.advance(spec, w.k, w.v, state);
+        }
+        return state;
+    }
+
+    /** Pass 2: writes the piece's o bytes ({@code [n, H, Dv]} in the input dtype) and returns its final state. */
+    LightningState outputs(AttentionBackend backend, FSDataInputStream in, SequenceFile f, Piece p,
+                           LightningState incoming, OutputStream out) throws IOException {
+        AttentionSpec spec = f.spec(scale, chunkSize);
+        Window w = new Window(f, windowTokens(f, p), true);
+        LightningState state = incoming;
+        for (long at = p.start(); at < p.end(); at += w.capacity) {
+            int n = (int) Math.min(w.capacity, p.end() - at);
+            w.read(in, at, n);
+            state = backend.forward(spec, w.q, w.k, w.v, state, w.o);
+            out.write(w.oBytes, 0, n * w.oTokenBytes);
+        }
+        return state;
+    }
+
+    /** Reused buffers for one window of q, k, v (and o), viewed as tensors of the current size. */
+    private static final class Window {
+        final SequenceFile f;
+        final int capacity;
+        final int kTokenBytes;
+        final int vTokenBytes;
+        final int oTokenBytes;
+        final byte[] qBytes;
+        final byte[] kBytes;
+        final byte[] vBytes;
+        final byte[] oBytes;
+        TokenTensor q;
+        TokenTensor k;
+        TokenTensor v;
+        TokenTensor o;
+
+        Window(SequenceFile f, int capacity, boolean outputs) {
+            this.f = f;
+            this.capacity = capacity;
+            int es = f.dtype.bytes();
+            kTokenBytes = f.heads * f.dk * es;
+            vTokenBytes = f.heads * f.dv * es;
+            oTokenBytes = vTokenBytes;
+            qBytes = outputs ? new byte[capacity * kTokenBytes] : null;
+            kBytes = new byte[capacity * kTokenBytes];
+            vBytes = new byte[capacity * vTokenBytes];
+            oBytes = outputs ? new byte[capacity * oTokenBytes] : null;
+        }
+
+        void read(FSDataInputStream in, long token, int n) throws IOException {
+            if (qBytes != null) {
+                q = view(in, f.qOffset, token, n, kTokenBytes, qBytes, f.dk);
+                o = TokenTensor.wrap(f.dtype, n, f.heads, f.dv, ByteBuffer.wrap(oBytes, 0, n * oTokenBytes));
+            }
+            k = view(in, f.kOffset, token, n, kTokenBytes, kBytes, f.dk);
+            v = view(in, f.vOffset, token, n, vTokenBytes, vBytes, f.dv);
+        }
+
+        private TokenTensor view(FSDataInputStream in, long tensorOffset, long token, int n, int tokenBytes,
+                                 byte[] buf, int dim) throws IOException {
+            int len = n * tokenBytes;
+            try {
+                in.readFully(tensorOffset + token * tokenBytes, buf, 0, len);
+            } catch (java.io.EOFException e) {
+                throw new dev.lightning.attention.tensor.InvalidInputException(f.name + ": truncated: tokens ["
+                        + token + ", " + (token + n) + ") lie past the end of the file", e);
+            }
+            return TokenTensor.wrap(f.dtype, n, f.heads, dim, ByteBuffer.wrap(buf, 0, len));
+        }
+    }
+}

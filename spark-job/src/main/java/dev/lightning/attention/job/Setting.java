@@ -1,0 +1,138 @@
+package dev.lightning.attention.job;
+
+import dev.lightning.attention.tensor.InvalidInputException;
+
+import java.util.Locale;
+import java.util.function.Function;
+
+/**
+ * One option of the job, declared once: its command-line flag, its Spark configuration key (for
+ * {@code --conf} and spark-defaults), its type, default, check and documentation. {@link Settings}
+ * lists them all; the options table in the README is generated from that list.
+ *
+ * @param <T> the parsed value's type
+ */
+final class Setting<T> {
+    final String flag;
+    final String key;
+    final String type;
+    final T defaultValue;
+    final String defaultText;
+    final String doc;
+    private final Function<String, T> parser;
+    private final Function<T, String> check;
+
+    private Setting(String flag, String key, String type, T defaultValue, String defaultText, String doc,
+                    Function<String, T> parser, Function<T, String> check) {
+        this.flag = flag;
+        this.key = key;
+        this.type = type;
+        this.defaultValue = defaultValue;
+        this.defaultText = defaultText;
+        this.doc = doc;
+        this.parser = parser;
+        this.check = check;
+    }
+
+    /** A boolean switch: present on the command line means true; "true"/"false" by key. */
+    boolean isSwitch() {
+        return "switch".equals(type);
+    }
+
+    /**
+     * Parses and checks a value from {@code source} (a flag or key, for the message).
+     *
+     * @throws InvalidInputException saying what was expected and what came
+     */
+    T parse(String raw, String source) {
+        T value;
+        try {
+            value = parser.apply(raw.trim());
+        } catch (RuntimeException e) {
+            throw new InvalidInputException(source + ": expected " + type + ", got '" + raw + "'"
+                    + (e.getMessage() == null ? "" : " (" + e.getMessage() + ")"));
+        }
+        String problem = check.apply(value);
+        if (problem != null) {
+            throw new InvalidInputException(source + ": " + problem + ", got '" + raw + "'");
+        }
+        return value;
+    }
+
+    // ---------------------------------------------------------------- constructors by type
+
+    static Setting<String> path(String flag, String key, String doc) {
+        return new Setting<>(flag, key, "path", null, "(required)", doc, s -> s,
+                s -> s.isEmpty() ? "a path is required" : null);
+    }
+
+    static Setting<String> text(String flag, String key, String defaultText, String doc) {
+        return new Setting<>(flag, key, "string", null, defaultText, doc, s -> s,
+                s -> s.isEmpty() ? "a value is required" : null);
+    }
+
+    static Setting<Long> count(String flag, String key, long def, long min, long max, String doc) {
+        return new Setting<>(flag, key, "integer", def, Long.toString(def), doc, Long::parseLong,
+                v -> v < min || v > max ? "must be in " + min + ".." + max : null);
+    }
+
+    static Setting<Integer> optionalInt(String flag, String key, int min, String doc) {
+        return new Setting<>(flag, key, "integer", null, "(none)", doc, Integer::parseInt,
+                v -> v < min ? "must be >= " + min : null);
+    }
+
+    static Setting<Double> real(String flag, String key, double def, boolean positive, String doc) {
+        return new Setting<>(flag, key, "number", def, Double.toString(def), doc, Double::parseDouble,
+                v -> !Double.isFinite(v) ? "must be finite" : positive && v <= 0 ? "must be > 0" : null);
+    }
+
+    static Setting<String> choice(String flag, String key, String def, String doc, String... choices) {
+        String type = String.join("|", choices);
+        return new Setting<>(flag, key, type, def, def, doc, s -> s.toLowerCase(Locale.ROOT), v -> {
+            for (String c : choices) {
+                if (c.equals(v)) {
+                    return null;
+                }
+            }
+            return "must be one of " + type;
+        });
+    }
+
+    static Setting<Boolean> flagSwitch(String flag, String key, String doc) {
+        return new Setting<>(flag, key, "switch", false, "false", doc, s -> {
+            switch (s.toLowerCase(Locale.ROOT)) {
+                case "true":
+                    return true;
+                case "false":
+                    return false;
+                default:
+                    throw new IllegalArgumentException("true or false");
+            }
+        }, v -> null);
+    }
+
+    /** A byte size: a plain number of bytes, or with a k, m or g suffix (powers of 1024). */
+    static Setting<Long> size(String flag, String key, long def, long min, String doc) {
+        return new Setting<>(flag, key, "size", def, (def >> 20) + "m", doc, Setting::parseSize,
+                v -> v < min ? "must be at least " + min + " bytes" : null);
+    }
+
+    static long parseSize(String s) {
+        String t = s.toLowerCase(Locale.ROOT);
+        long unit = 1;
+        if (t.endsWith("b")) {
+            t = t.substring(0, t.length() - 1);
+        }
+        if (t.endsWith("k")) {
+            unit = 1L << 10;
+        } else if (t.endsWith("m")) {
+            unit = 1L << 20;
+        } else if (t.endsWith("g")) {
+            unit = 1L << 30;
+        }
+        if (unit != 1) {
+            t = t.substring(0, t.length() - 1);
+        }
+        return Math.multiplyExact(Long.parseLong(t), unit);
+    }
+}

@@ -1,0 +1,94 @@
+package dev.lightning.attention.job;
+
+import java.util.List;
+
+/** Every option of the job, in the order {@code --help} and the README list them. */
+final class Settings {
+    private Settings() {
+    }
+
+    static final Setting<String> INPUT = Setting.path("--input", "spark.lightning.input",
+            "Directory of `*.safetensors` sequence files (any Hadoop file system URI).");
+    static final Setting<String> OUTPUT = Setting.path("--output", "spark.lightning.output",
+            "Directory for the results, one file per input file with the same name.");
+    static final Setting<Long> PARTITION_TOKENS = Setting.count("--partition-tokens",
+            "spark.lightning.partitionTokens", 65536, 1, Long.MAX_VALUE / 4,
+            "Tokens per partition (rounded down to a multiple of the chunk size). Shorter sequences share a "
+                    + "partition; longer ones are split into pieces of this size.");
+    static final Setting<Long> CHUNK_SIZE = Setting.count("--chunk-size", "spark.lightning.chunkSize", 64, 1, 1024,
+            "Block size of the chunked kernels; pieces start at multiples of it.");
+    static final Setting<Double> SCALE = Setting.real("--scale", "spark.lightning.scale", 1.0, false,
+            "Output scale: o_t = scale * q_t S_t.");
+    static final Setting<String> BACKEND = Setting.choice("--backend", "spark.lightning.backend", "auto",
+            "Where pieces are computed: `auto` picks the GPU when one is usable, else the CPU.", "auto", "cpu", "gpu");
+    static final Setting<String> MASTER = Setting.text("--master", "spark.master", "local[*]",
+            "Spark master URL. Under spark-submit, spark-submit's own `--master` is used unless this is given.");
+    static final Setting<String> DEFAULT_SLOPES = Setting.choice("--default-slopes", "spark.lightning.defaultSlopes",
+            "minimax", "Decay rates for files without a `slope` tensor: `minimax` (MiniMax-01/ALiBi) or "
+                    + "`transnormer` (fla's `chunk_lightning_attn`).", "minimax", "transnormer");
+    static final Setting<Integer> LAYER = Setting.optionalInt("--layer", "spark.lightning.layer", 0,
+            "Layer index for the default slopes' layer factor; needs `--layers`. Without it, minimax slopes "
+                    + "have no layer factor and transnormer ones are those of layer 0.");
+    static final Setting<Integer> LAYERS = Setting.optionalInt("--layers", "spark.lightning.layers", 1,
+            "Number of layers of the model, for `--layer`.");
+    static final Setting<Long> WINDOW_BYTES = Setting.size("--window-bytes", "spark.lightning.windowBytes",
+            64L << 20, 1 << 10,
+            "Bytes of q, k, v and o a task holds at once; a piece is streamed through windows of this size.");
+    static final Setting<Boolean> OVERWRITE = Setting.flagSwitch("--overwrite", "spark.lightning.overwrite",
+            "Replace results already in the output directory instead of refusing to run.");
+    static final Setting<Double> PROGRESS_SECONDS = Setting.real("--progress-seconds",
+            "spark.lightning.progressSeconds", 5.0, true, "Seconds between progress lines.");
+
+    static final List<Setting<?>> ALL = List.of(INPUT, OUTPUT, PARTITION_TOKENS, CHUNK_SIZE, SCALE, BACKEND, MASTER,
+            DEFAULT_SLOPES, LAYER, LAYERS, WINDOW_BYTES, OVERWRITE, PROGRESS_SECONDS);
+
+    static Setting<?> byFlag(String flag) {
+        for (Setting<?> s : ALL) {
+            if (s.flag.equals(flag)) {
+                return s;
+            }
+        }
+        return null;
+    }
+
+    /** The options table, in Markdown, as the README holds it. */
+    static String markdownTable() {
+        StringBuilder b = new StringBuilder();
+        b.append("| flag | `--conf` / spark-defaults key | type | default | meaning |\n");
+        b.append("|---|---|---|---|---|\n");
+        for (Setting<?> s : ALL) {
+            b.append("| `").append(s.flag).append(s.isSwitch() ? "" : " " + placeholder(s)).append("` | `")
+                    .append(s.key).append("` | ").append(s.type.replace("|", "\\|")).append(" | ")
+                    .append(s.defaultText).append(" | ").append(s.doc).append(" |\n");
+        }
+        return b.toString();
+    }
+
+    /** The options as plain text, for {@code --help}. */
+    static String helpText() {
+        StringBuilder b = new StringBuilder();
+        for (Setting<?> s : ALL) {
+            String head = "  " + s.flag + (s.isSwitch() ? "" : " " + placeholder(s));
+            b.append(String.format("%-28s %s%n", head, s.doc.replace("`", "")));
+            b.append(String.format("%-28s [%s; default %s; key %s]%n", "", s.type, s.defaultText, s.key));
+        }
+        return b.toString();
+    }
+
+    private static String placeholder(Setting<?> s) {
+        switch (s.type) {
+            case "path":
+                return "DIR";
+            case "integer":
+                return "N";
+            case "number":
+                return "X";
+            case "size":
+                return "BYTES";
+            case "string":
+                return "URL";
+            default:
+                return s.type;
+        }
+    }
+}

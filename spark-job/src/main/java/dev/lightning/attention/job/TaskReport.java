@@ -1,0 +1,34 @@
+package dev.lightning.attention.job;
+
+/**
+ * What one task did, sent back to the driver: which pass, how many pieces and tokens, where and
+ * on what it computed, how long it took. Registered with Kryo.
+ */
+public final class TaskReport {
+    String pass;
+    int partition;
+    int pieces;
+    long tokens;
+    String backend;
+    String device;
+    String host;
+    String executor;
+    long nanos;
+
+    TaskReport() {
+        // for Kryo
+    }
+
+    TaskReport(String pass, int partition, int pieces, long tokens, String backend, String device, String host,
+               String executor, long nanos) {
+        this.pass = pass;
+        this.partition = partition;
+        this.pieces = pieces;
+        this.tokens = tokens;
+        this.backend = backend;
+        this.device = device;
+        this.host = host;
+        this.executor = executor;
+        this.nanos = nanos;
+    }
+}

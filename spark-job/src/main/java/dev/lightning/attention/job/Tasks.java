@@ -1,0 +1,245 @@
+package dev.lightning.attention.job;
+
+import dev.lightning.attention.kernel.AttentionBackend;
+import dev.lightning.attention.kernel.LightningState;
+import dev.lightning.attention.plan.Piece;
+import dev.lightning.attention.tensor.DType;
+import dev.lightning.attention.tensor.SafetensorsHeader;
+import org.apache.hadoop.fs.FSDataInputStream;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.fs.Path;
+import org.apache.spark.TaskContext;
+import org.apache.spark.util.LongAccumulator;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.io.Serializable;
+import java.net.InetAddress;
+import java.nio.ByteBuffer;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The four kinds of task of a run, each a {@link WorkRDD.Worker}: pass 1 (local states of the
+ * pieces that have a successor), the scan (incoming states, per split sequence), pass 2
+ * (outputs) and the assembly of split sequences' outputs. They share the run's settings here.
+ */
+final class Tasks implements Serializable {
+    private static final long serialVersionUID = 1L;
+
+    /** A piece with the file it belongs to. */
+    static final class PieceItem implements Serializable {
+        private static final long serialVersionUID = 1L;
+        final SequenceFile file;
+        final Piece piece;
+
+        PieceItem(SequenceFile file, Piece piece) {
+            this.file = file;
+            this.piece = piece;
+        }
+    }
+
+    /** A split sequence with the token counts of its pieces, in order. */
+    static final class SplitItem implements Serializable {
+        private static final long serialVersionUID = 1L;
+        final SequenceFile file;
+        final int sequence;
+        final long[] pieceTokens;
+
+        SplitItem(SequenceFile file, int sequence, long[] pieceTokens) {
+            this.file = file;
+            this.sequence = sequence;
+            this.pieceTokens = pieceTokens;
+        }
+    }
+
+    private final HadoopConf hadoop;
+    private final Staging staging;
+    private final String output;
+    private final String backendChoice;
+    private final double scale;
+    private final int chunkSize;
+    private final long windowBytes;
+    private final LongAccumulator piecesDone;
+    private final LongAccumulator tokensDone;
+
+    Tasks(HadoopConf hadoop, Staging staging, JobConfig cfg, LongAccumulator piecesDone, LongAccumulator tokensDone) {
+        this.hadoop = hadoop;
+        this.staging = staging;
+        this.output = cfg.output;
+        this.backendChoice = cfg.backend;
+        this.scale = cfg.scale;
+        this.chunkSize = cfg.chunkSize;
+        this.windowBytes = cfg.windowBytes;
+        this.piecesDone = piecesDone;
+        this.tokensDone = tokensDone;
+    }
+
+    /** The header of an output file: o [T, H, Dv] in the input dtype, then final_state [H, Dk, Dv] F32. */
+    static SafetensorsHeader outputHeader(SequenceFile f, double scale) {
+        return SafetensorsHeader.layout(f.name, List.of(
+                new SafetensorsHeader.Spec("o", f.dtype, f.tokens, f.heads, f.dv),
+                new SafetensorsHeader.Spec("final_state", DType.F32, f.heads, f.dk, f.dv)),
+                Map.of("producer", "lightning-spark", "scale", Double.toString(scale)));
+    }
+
+    private PieceWork work() {
+        return new PieceWork(scale, chunkSize, windowBytes);
+    }
+
+    private FileSystem fs(String path) throws IOException {
+        return new Path(path).getFileSystem(hadoop.get());
+    }
+
+    private static String attempt(TaskContext ctx) {
+        return ctx.stageId() + "-" + ctx.partitionId() + "-" + ctx.taskAttemptId();
+    }
+
+    private TaskReport report(String pass, TaskContext ctx, int pieces, long tokens, AttentionBackend b, long start) {
+        String host;
+        try {
+            host = InetAddress.getLocalHost().getHostName();
+        } catch (IOException e) {
+            host = "unknown";
+        }
+        String executor = org.apache.spark.SparkEnv.get() == null ? "?" : org.apache.spark.SparkEnv.get().executorId();
+        return new TaskReport(pass, ctx.partitionId(), pieces, tokens, b == null ? "-" : b.name(),
+                b == null ? "-" : b.device(), host, executor, System.nanoTime() - start);
+    }
+
+    private void progress(Piece p) {
+        piecesDone.add(1);
+        tokensDone.add(p.tokens());
+    }
+
+    /** Pass 1: each piece's local state, written to the staging area. */
+    WorkRDD.Worker<PieceItem> pass1() {
+        return (items, ctx) -> {
+            long start = System.nanoTime();
+            long tokens = 0;
+            try (AttentionBackend backend = ExecutorBackends.open(backendChoice)) {
+                for (PieceItem it : items) {
+                    LightningState local;
+                    try (FSDataInputStream in = fs(it.file.path).open(new Path(it.file.path))) {
+                        local = work().localState(backend, in, it.file, it.piece);
+                    }
+                    Path dst = staging.localState(it.piece.sequence(), it.piece.index());
+                    Staging.writeAtomically(fs(staging.root), dst, attempt(ctx), out -> out.write(local.toBytes()));
+                    tokens += it.piece.tokens();
+                    progress(it.piece);
+                }
+                return report("pass1", ctx, items.size(), tokens, backend, start);
+            }
+        };
+    }
+
+    /**
+     * The scan: for each split sequence, incoming(p+1) = lambda^(n_p) * incoming(p) + local(p), in
+     * float32, starting from the file's initial state. Holds two states at a time.
+     */
+    WorkRDD.Worker<SplitItem> scan() {
+        return (items, ctx) -> {
+            long start = System.nanoTime();
+            FileSystem stagingFs = fs(staging.root);
+            for (SplitItem it : items) {
+                SequenceFile f = it.file;
+                dev.lightning.attention.kernel.AttentionSpec spec = f.spec(scale, chunkSize);
+                LightningState state;
+                try (FSDataInputStream in = fs(f.path).open(new Path(f.path))) {
+                    state = PieceWork.initialState(in, f);
+                }
+                for (int p = 0; p + 1 < it.pieceTokens.length; p++) {
+                    LightningState local = readState(stagingFs, staging.localState(it.sequence, p), f);
+                    state = state.then(spec, it.pieceTokens[p], local);
+                    LightningState incoming = state;
+                    Staging.writeAtomically(stagingFs, staging.incomingState(it.sequence, p + 1), attempt(ctx),
+                            out -> out.write(incoming.toBytes()));
+                }
+            }
+            return report("scan", ctx, items.size(), 0, null, start);
+        };
+    }
+
+    /** Pass 2: outputs. A whole sequence goes straight to its output file; a piece of a split one to a part. */
+    WorkRDD.Worker<PieceItem> pass2() {
+        return (items, ctx) -> {
+            long start = System.nanoTime();
+            long tokens = 0;
+            FileSystem outFs = fs(output);
+            FileSystem stagingFs = fs(staging.root);
+            try (AttentionBackend backend = ExecutorBackends.open(backendChoice)) {
+                for (PieceItem it : items) {
+                    SequenceFile f = it.file;
+                    Piece p = it.piece;
+                    try (FSDataInputStream in = fs(f.path).open(new Path(f.path))) {
+                        LightningState incoming = p.isFirst()
+                                ? PieceWork.initialState(in, f)
+                                : readState(stagingFs, staging.incomingState(p.sequence(), p.index()), f);
+                        if (!p.isSplit()) {
+                            Staging.writeAtomically(outFs, new Path(output, f.name), attempt(ctx), out -> {
+                                out.write(outputHeader(f, scale).encode());
+                                LightningState last = work().outputs(backend, in, f, p, incoming, out);
+                                out.write(last.toBytes());
+                            });
+                        } else {
+                            LightningState[] last = new LightningState[1];
+                            Staging.writeAtomically(stagingFs, staging.outputPart(p.sequence(), p.index()),
+                                    attempt(ctx), out -> last[0] = work().outputs(backend, in, f, p, incoming, out));
+                            if (p.isLast()) {
+                                Staging.writeAtomically(stagingFs, staging.finalState(p.sequence()), attempt(ctx),
+                                        out -> out.write(last[0].toBytes()));
+                            }
+                        }
+                    }
+                    tokens += p.tokens();
+                    progress(p);
+                }
+                return report("pass2", ctx, items.size(), tokens, backend, start);
+            }
+        };
+    }
+
+    /** Assembly: header, the parts in order and the final state, streamed into the output file. */
+    WorkRDD.Worker<SplitItem> assemble() {
+        return (items, ctx) -> {
+            long start = System.nanoTime();
+            FileSystem outFs = fs(output);
+            FileSystem stagingFs = fs(staging.root);
+            for (SplitItem it : items) {
+                SequenceFile f = it.file;
+                Staging.writeAtomically(outFs, new Path(output, f.name), attempt(ctx), out -> {
+                    out.write(outputHeader(f, scale).encode());
+                    for (int p = 0; p < it.pieceTokens.length; p++) {
+                        Path part = staging.outputPart(it.sequence, p);
+                        long expect = it.pieceTokens[p] * f.outputBytesPerToken();
+                        copy(stagingFs, part, expect, out);
+                    }
+                    copy(stagingFs, staging.finalState(it.sequence), (long) f.heads * f.dk * f.dv * 4, out);
+                });
+            }
+            return report("assemble", ctx, items.size(), 0, null, start);
+        };
+    }
+
+    private static void copy(FileSystem fs, Path part, long expect, OutputStream out) throws IOException {
+        long len = fs.getFileStatus(part).getLen();
+        if (len != expect) {
+            throw new IOException(part + " holds " + len + " bytes, expected " + expect);
+        }
+        byte[] buf = new byte[1 << 20];
+        try (InputStream in = fs.open(part)) {
+            for (int r; (r = in.read(buf)) > 0; ) {
+                out.write(buf, 0, r);
+            }
+        }
+    }
+
+    private static LightningState readState(FileSystem fs, Path path, SequenceFile f) throws IOException {
+        byte[] raw = new byte[f.heads * f.dk * f.dv * 4];
+        try (FSDataInputStream in = fs.open(path)) {
+            in.readFully(0, raw, 0, raw.length);
+        }
+        return LightningState.fromBytes(f.heads, f.dk, f.dv, ByteBuffer.wrap(raw));
+    }
+}
