@@ -62,7 +62,7 @@ final class LightningJob {
         Path inputDir = new Path(cfg.input);
         Path outputDir = new Path(cfg.output);
         FileSystem inFs = inputDir.getFileSystem(sc.hadoopConfiguration());
-        FileSystem outFs = outputDir.getFileSystem(sc.hadoopConfiguration());
+        FileSystem outFs = Staging.outputFileSystem(outputDir, sc.hadoopConfiguration());
 
         List<LocatedFileStatus> statuses = listInputs(inFs, inputDir);
         List<SequenceFile> files = inspectAll(inFs, statuses);

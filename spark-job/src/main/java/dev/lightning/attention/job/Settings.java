@@ -20,7 +20,8 @@ final class Settings {
     static final Setting<Double> SCALE = Setting.real("--scale", "spark.lightning.scale", 1.0, false,
             "Output scale: o_t = scale * q_t S_t.");
     static final Setting<String> BACKEND = Setting.choice("--backend", "spark.lightning.backend", "auto",
-            "Where pieces are computed: `auto` picks the GPU when one is usable, else the CPU.", "auto", "cpu", "gpu");
+            "Where pieces are computed. This build has the CPU backend only: `auto` and `cpu` compute on the CPU "
+                    + "(float32), `gpu` is refused before the job starts.", "auto", "cpu", "gpu");
     static final Setting<String> MASTER = Setting.text("--master", "spark.master", "local[*]",
             "Spark master URL. Under spark-submit, spark-submit's own `--master` is used unless this is given.");
     static final Setting<String> DEFAULT_SLOPES = Setting.choice("--default-slopes", "spark.lightning.defaultSlopes",
@@ -57,7 +58,8 @@ final class Settings {
         b.append("| flag | `--conf` / spark-defaults key | type | default | meaning |\n");
         b.append("|---|---|---|---|---|\n");
         for (Setting<?> s : ALL) {
-            b.append("| `").append(s.flag).append(s.isSwitch() ? "" : " " + placeholder(s)).append("` | `")
+            b.append("| `").append(s.flag).append(s.isSwitch() ? "" : " " + placeholder(s).replace("|", "\\|"))
+                    .append("` | `")
                     .append(s.key).append("` | ").append(s.type.replace("|", "\\|")).append(" | ")
                     .append(s.defaultText).append(" | ").append(s.doc).append(" |\n");
         }

@@ -38,6 +38,18 @@ final class Staging implements Serializable {
         return new Path(root, "parts/s" + sequence + ".final.f32");
     }
 
+    /**
+     * The file system of {@code path} for writing results. On the local file system no {@code .crc}
+     * side files are written: the results are self-describing files a user reads directly.
+     */
+    static FileSystem outputFileSystem(Path path, org.apache.hadoop.conf.Configuration conf) throws IOException {
+        FileSystem fs = path.getFileSystem(conf);
+        if (fs instanceof org.apache.hadoop.fs.LocalFileSystem) {
+            ((org.apache.hadoop.fs.LocalFileSystem) fs).setWriteChecksum(false);
+        }
+        return fs;
+    }
+
     /** Something that writes a file's whole content. */
     interface Content {
         void writeTo(OutputStream out) throws IOException;

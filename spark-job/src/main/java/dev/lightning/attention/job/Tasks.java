@@ -89,7 +89,7 @@ final class Tasks implements Serializable {
     }
 
     private FileSystem fs(String path) throws IOException {
-        return new Path(path).getFileSystem(hadoop.get());
+        return Staging.outputFileSystem(new Path(path), hadoop.get());
     }
 
     private static String attempt(TaskContext ctx) {
