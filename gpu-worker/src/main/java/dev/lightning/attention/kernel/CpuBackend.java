@@ -68,53 +68,7 @@ public final class CpuBackend implements AttentionBackend {
             System.arraycopy(incoming, h * stateSize, p, 0, stateSize);
 
             for (int start = 0; start < n; start += chunk) {
-                int m = Math.min(chunk, n - start);
-                if (q != null) {
-                    for (int i = 0; i < m; i++) {
-                        int qRow = (start + i) * dk;
-                        int oRow = (start + i) * dv;
-                        // inter-block: lambda^(i+1) q_i P
-                        float rowDecay = pow[i + 1];
-                        for (int d = 0; d < dk; d++) {
-                            float c = rowDecay * qh[qRow + d];
-                            int pRow = d * dv;
-                            for (int j = 0; j < dv; j++) {
-                                oh[oRow + j] += c * p[pRow + j];
-                            }
-                        }
-                        // intra-block: sum_{j <= i} lambda^(i-j) (q_i . k_j) v_j
-                        for (int jt = 0; jt <= i; jt++) {
-                            int kRow = (start + jt) * dk;
-                            float dot = 0f;
-                            for (int d = 0; d < dk; d++) {
-                                dot += qh[qRow + d] * kh[kRow + d];
-                            }
-                            float a = dot * pow[i - jt];
-                            int vRow = (start + jt) * dv;
-                            for (int j = 0; j < dv; j++) {
-                                oh[oRow + j] += a * vh[vRow + j];
-                            }
-                        }
-                    }
-                }
-                // state: P <- lambda^m P + sum_j lambda^(m-1-j) k_j^T v_j
-                Arrays.fill(dp, 0f);
-                for (int jt = 0; jt < m; jt++) {
-                    float w = pow[m - 1 - jt];
-                    int kRow = (start + jt) * dk;
-                    int vRow = (start + jt) * dv;
-                    for (int d = 0; d < dk; d++) {
-                        float c = w * kh[kRow + d];
-                        int pRow = d * dv;
-                        for (int j = 0; j < dv; j++) {
-                            dp[pRow + j] += c * vh[vRow + j];
-                        }
-                    }
-                }
-                float blockDecay = pow[m];
-                for (int x = 0; x < stateSize; x++) {
-                    p[x] = blockDecay * p[x] + dp[x];
-                }
+                block(qh, kh, vh, oh, p, dp, pow, start, Math.min(chunk, n - start), dk, dv);
             }
 
             if (q != null) {
@@ -126,5 +80,59 @@ public final class CpuBackend implements AttentionBackend {
             System.arraycopy(p, 0, next, h * stateSize, stateSize);
         }
         return LightningState.own(spec.heads(), dk, dv, next);
+    }
+
+    /**
+     * One block of m tokens at {@code start} for one head: adds the block's outputs to {@code oh}
+     * (when {@code qh} is non-null) and advances the state {@code p}. A method of its own so the
+     * JIT compiles it early and fully; it runs T / chunk times per head.
+     */
+    private static void block(float[] qh, float[] kh, float[] vh, float[] oh, float[] p, float[] dp, float[] pow,
+                              int start, int m, int dk, int dv) {
+        if (qh != null) {
+            for (int i = 0; i < m; i++) {
+                int qRow = (start + i) * dk;
+                int oRow = (start + i) * dv;
+                // inter-block: lambda^(i+1) q_i P
+                float rowDecay = pow[i + 1];
+                for (int d = 0; d < dk; d++) {
+                    axpy(rowDecay * qh[qRow + d], p, d * dv, oh, oRow, dv);
+                }
+                // intra-block: sum_{j <= i} lambda^(i-j) (q_i . k_j) v_j
+                for (int jt = 0; jt <= i; jt++) {
+                    float a = dot(qh, qRow, kh, (start + jt) * dk, dk) * pow[i - jt];
+                    axpy(a, vh, (start + jt) * dv, oh, oRow, dv);
+                }
+            }
+        }
+        // state: P <- lambda^m P + sum_j lambda^(m-1-j) k_j^T v_j, the block's sum kept apart
+        Arrays.fill(dp, 0f);
+        for (int jt = 0; jt < m; jt++) {
+            float w = pow[m - 1 - jt];
+            int kRow = (start + jt) * dk;
+            int vRow = (start + jt) * dv;
+            for (int d = 0; d < dk; d++) {
+                axpy(w * kh[kRow + d], vh, vRow, dp, d * dv, dv);
+            }
+        }
+        float blockDecay = pow[m];
+        for (int x = 0; x < p.length; x++) {
+            p[x] = blockDecay * p[x] + dp[x];
+        }
+    }
+
+    /** y[yo..yo+n) += a * x[xo..xo+n): small and alone so the JIT inlines and vectorizes it. */
+    private static void axpy(float a, float[] x, int xo, float[] y, int yo, int n) {
+        for (int j = 0; j < n; j++) {
+            y[yo + j] += a * x[xo + j];
+        }
+    }
+
+    private static float dot(float[] x, int xo, float[] y, int yo, int n) {
+        float sum = 0f;
+        for (int j = 0; j < n; j++) {
+            sum += x[xo + j] * y[yo + j];
+        }
+        return sum;
     }
 }

@@ -28,6 +28,8 @@ public final class LightningMain {
             "                     [--scale X] [--backend auto|cpu|gpu] [--master URL] [more options]",
             "       lightning demo [--dir DIR] [run options]",
             "       lightning options",
+            "       lightning generate --output DIR [--files N] [--tokens T] [--heads H] [--dk D] [--dv D] [--dtype bf16]",
+            "       lightning bench [--backend cpu] [--tokens N] [--heads H] [--dk D] [--dv D] [--dtype bf16]",
             "",
             "run: computes lightning attention (causal linear attention with per-head decay) for every",
             "  *.safetensors file of --input (q [T,H,Dk], k [T,H,Dk], v [T,H,Dv] in F32, F16 or BF16;",
@@ -37,6 +39,8 @@ public final class LightningMain {
             "demo: writes a built-in input to DIR/input (default: target/lightning-demo under the",
             "  project), runs the job into DIR/output and checks every result against a float64",
             "  reference.",
+            "generate: writes N random sequence files (fixed seeds), an input for trying the job at scale.",
+            "bench: times a backend's pass 1 and pass 2 on one in-memory sequence (no Spark, no I/O).",
             "",
             "Options (each also settable as --conf KEY=VALUE or in spark-defaults.conf by its key):");
 
@@ -73,8 +77,14 @@ public final class LightningMain {
                 case "options":
                     out.print(Settings.markdownTable());
                     return 0;
+                case "generate":
+                    generate(rest, out);
+                    return 0;
+                case "bench":
+                    dev.lightning.attention.kernel.KernelBench.main(rest.toArray(new String[0]));
+                    return 0;
                 default:
-                    throw new InvalidInputException("unknown command '" + command + "': expected run, demo or options "
+                    throw new InvalidInputException("unknown command '" + command + "': expected run, demo, generate, options or bench "
                             + "(see --help)");
             }
         } catch (Exception e) {
@@ -208,6 +218,37 @@ public final class LightningMain {
         out.println(ok ? "lightning demo: all results match the float64 reference"
                 : "lightning demo: MISMATCH against the float64 reference");
         return ok;
+    }
+
+    private static void generate(List<String> args, PrintStream out) throws java.io.IOException {
+        Map<String, String> v = new LinkedHashMap<>(Map.of("--files", "1", "--tokens", "65536", "--heads", "8",
+                "--dk", "64", "--dv", "64", "--dtype", "bf16"));
+        String dir = null;
+        for (int i = 0; i < args.size(); i += 2) {
+            String flag = args.get(i);
+            String value = next(args, i + 1, flag);
+            if ("--output".equals(flag)) {
+                dir = value;
+            } else if (v.containsKey(flag)) {
+                v.put(flag, value);
+            } else {
+                throw new InvalidInputException("generate: unknown option '" + flag + "'; expected --output, "
+                        + String.join(", ", v.keySet()));
+            }
+        }
+        if (dir == null) {
+            throw new InvalidInputException("generate: --output DIR is required");
+        }
+        int files = Integer.parseInt(v.get("--files"));
+        Path d = Paths.get(dir);
+        java.nio.file.Files.createDirectories(d);
+        for (int f = 0; f < files; f++) {
+            Demo.Spec spec = new Demo.Spec(String.format("seq-%05d.safetensors", f), Integer.parseInt(v.get("--tokens")),
+                    Integer.parseInt(v.get("--heads")), Integer.parseInt(v.get("--dk")), Integer.parseInt(v.get("--dv")),
+                    dev.lightning.attention.tensor.DType.fromSafetensors(v.get("--dtype")), null, false);
+            Demo.write(d.resolve(spec.name), spec, new java.util.SplittableRandom(1000L + f));
+        }
+        out.println("lightning generate: wrote " + files + " file(s) to " + d.toAbsolutePath());
     }
 
     private static void parseDemoDir(List<String> args, String[] dir) {

@@ -1,0 +1,67 @@
+package dev.lightning.attention.job;
+
+import dev.lightning.attention.kernel.Slopes;
+import dev.lightning.attention.tensor.InvalidInputException;
+import org.junit.jupiter.api.Test;
+
+import java.util.Map;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+class JobConfigTest {
+    private static final Map<String, String> PATHS = Map.of("--input", "in", "--output", "out");
+
+    @Test
+    void flagBeatsConfBeatsSparkBeatsDefault() {
+        Map<String, String> spark = Map.of("spark.lightning.partitionTokens", "300", "spark.lightning.chunkSize", "32",
+                "spark.lightning.scale", "0.5");
+        Map<String, String> conf = Map.of("spark.lightning.partitionTokens", "200", "spark.lightning.chunkSize", "16");
+        Map<String, String> flags = new java.util.HashMap<>(PATHS);
+        flags.put("--partition-tokens", "100");
+        JobConfig c = JobConfig.resolve(flags, conf, spark::get);
+        assertEquals(100, c.partitionTokens);
+        assertEquals(16, c.chunkSize);
+        assertEquals(0.5, c.scale);
+        assertEquals(64L << 20, c.windowBytes);
+        assertEquals("auto", c.backend);
+    }
+
+    @Test
+    void sparkSettingsPassThroughAndUnknownOwnKeysAreRefused() {
+        JobConfig c = JobConfig.resolve(PATHS, Map.of("spark.executor.memory", "8g"), k -> null);
+        assertEquals("8g", c.sparkSettings.get("spark.executor.memory"));
+        InvalidInputException e = assertThrows(InvalidInputException.class,
+                () -> JobConfig.resolve(PATHS, Map.of("spark.lightning.partitonTokens", "1"), k -> null));
+        assertTrue(e.getMessage().contains("unknown option"), e.getMessage());
+    }
+
+    @Test
+    void badValuesNameTheSourceAndTheExpectation() {
+        Map<String, String> flags = new java.util.HashMap<>(PATHS);
+        flags.put("--window-bytes", "lots");
+        InvalidInputException e = assertThrows(InvalidInputException.class, () -> JobConfig.resolve(flags, Map.of(), k -> null));
+        assertTrue(e.getMessage().startsWith("--window-bytes: expected size"), e.getMessage());
+        InvalidInputException f = assertThrows(InvalidInputException.class,
+                () -> JobConfig.resolve(PATHS, Map.of(), Map.of("spark.lightning.backend", "tpu")::get));
+        assertTrue(f.getMessage().contains("Spark configuration spark.lightning.backend")
+                && f.getMessage().contains("auto|cpu|gpu"), f.getMessage());
+        assertEquals(3L << 20, Setting.parseSize("3m"));
+        assertEquals(5L << 30, Setting.parseSize("5G"));
+        assertEquals(4096, Setting.parseSize("4k"));
+    }
+
+    @Test
+    void slopesFollowTheChosenFormulaAndLayer() {
+        Map<String, String> flags = new java.util.HashMap<>(PATHS);
+        assertArrayEquals(Slopes.minimax(6), JobConfig.resolve(flags, Map.of(), k -> null).defaultSlopes(6));
+        flags.put("--default-slopes", "transnormer");
+        flags.put("--layer", "2");
+        flags.put("--layers", "8");
+        assertArrayEquals(Slopes.transnormer(6, 2, 8), JobConfig.resolve(flags, Map.of(), k -> null).defaultSlopes(6));
+        flags.remove("--layers");
+        assertThrows(InvalidInputException.class, () -> JobConfig.resolve(flags, Map.of(), k -> null));
+    }
+}
