@@ -133,6 +133,22 @@ public final class TokenTensor {
         return view;
     }
 
+    /**
+     * Overwrites this tensor's bytes with {@code src} ({@code T * tokenBytes()} little-endian bytes,
+     * from its position), as a device copy-back does.
+     */
+    public void putBytes(ByteBuffer src) {
+        int len = tokens * tokenBytes();
+        if (src.remaining() < len) {
+            throw new IllegalArgumentException("need " + len + " bytes, got " + src.remaining());
+        }
+        ByteBuffer dst = buf.duplicate();
+        dst.clear().limit(len);
+        ByteBuffer from = src.duplicate();
+        from.limit(from.position() + len);
+        dst.put(from);
+    }
+
     /** Tokens {@code [from, from + n)} as a view sharing this tensor's bytes. */
     public TokenTensor slice(int from, int n) {
         if (from < 0 || n < 0 || from + n > tokens) {

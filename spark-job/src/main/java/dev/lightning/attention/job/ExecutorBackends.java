@@ -2,36 +2,88 @@ package dev.lightning.attention.job;
 
 import dev.lightning.attention.kernel.AttentionBackend;
 import dev.lightning.attention.kernel.CpuBackend;
+import dev.lightning.attention.kernel.CudaBackend;
 import dev.lightning.attention.tensor.InvalidInputException;
+import org.apache.spark.TaskContext;
+import org.apache.spark.resource.ResourceInformation;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
+
 /**
- * Chooses the backend a task computes with, from {@code --backend}. This build has the CPU
- * backend only: {@code auto} takes it (and logs that), {@code gpu} is refused before the job starts.
+ * Chooses the backend a task computes with. The GPU is the one Spark assigned to the task (its
+ * resource named by {@code --gpu-resource}, "gpu" by default); without an assignment, device 0
+ * when one exists. {@code auto} falls back to the CPU when no GPU is usable; {@code gpu} fails
+ * the task with the reason instead. The choice is logged once per executor and device.
  */
 final class ExecutorBackends {
     private static final Logger LOG = LoggerFactory.getLogger(ExecutorBackends.class);
-    private static volatile boolean announced;
+    private static final Set<String> ANNOUNCED = ConcurrentHashMap.newKeySet();
 
     private ExecutorBackends() {
     }
 
-    /** Fails on the driver, before any work, when the choice cannot be honoured. */
-    static void checkAvailable(String choice) {
-        if ("gpu".equals(choice)) {
-            throw new InvalidInputException("--backend gpu: this build has no GPU backend yet; use --backend cpu "
-                    + "or auto");
+    /**
+     * Fails on the driver, before any work, when the choice cannot be honoured there: in local mode
+     * the executors are this JVM, so a missing GPU is known up front.
+     */
+    static void checkAvailable(String choice, String master) {
+        if ("gpu".equals(choice) && master != null && master.startsWith("local") && !master.startsWith("local-cluster")) {
+            String reason = CudaBackend.unavailableReason();
+            if (reason != null) {
+                throw new InvalidInputException("--backend gpu: " + reason + "; use --backend auto or cpu");
+            }
         }
     }
 
     /** A backend for one task; the caller closes it. */
-    static AttentionBackend open(String choice) {
-        checkAvailable(choice);
-        if (!announced) {
-            announced = true;
-            LOG.info("backend {}: computing on the CPU (float32, no GPU backend in this build)", choice);
+    static AttentionBackend open(String choice, String resourceName, long gpuMemory) {
+        if ("cpu".equals(choice)) {
+            announce("cpu", "backend cpu: computing on the CPU (float32)");
+            return new CpuBackend();
         }
+        Integer assigned = assignedGpu(resourceName);
+        String reason = CudaBackend.unavailableReason();
+        if (reason == null) {
+            int ordinal = assigned != null ? assigned : 0;
+            CudaBackend b = new CudaBackend(ordinal, true, gpuMemory);
+            announce(b.device(), "backend " + choice + ": computing on " + b.device()
+                    + (assigned != null ? " (assigned by Spark as " + resourceName + " " + assigned + ")"
+                    : " (no " + resourceName + " resource assigned; using device 0)"));
+            return b;
+        }
+        if ("gpu".equals(choice)) {
+            throw new InvalidInputException("--backend gpu: no usable GPU on this executor"
+                    + (assigned != null ? " (Spark assigned " + resourceName + " " + assigned + ")" : "") + ": " + reason);
+        }
+        announce("cpu", "backend auto: computing on the CPU (float32); no GPU: " + reason);
         return new CpuBackend();
+    }
+
+    /** The first address of the task's GPU resource, or null when Spark assigned none. */
+    static Integer assignedGpu(String resourceName) {
+        TaskContext ctx = TaskContext.get();
+        if (ctx == null) {
+            return null;
+        }
+        scala.Option<ResourceInformation> info = ctx.resources().get(resourceName);
+        if (info.isEmpty() || info.get().addresses().length == 0) {
+            return null;
+        }
+        String address = info.get().addresses()[0];
+        try {
+            return Integer.parseInt(address.trim());
+        } catch (NumberFormatException e) {
+            throw new InvalidInputException("Spark assigned " + resourceName + " address '" + address
+                    + "', expected a CUDA device ordinal (0, 1, ...); check the GPU discovery script");
+        }
+    }
+
+    private static void announce(String key, String message) {
+        if (ANNOUNCED.add(key)) {
+            LOG.info(message);
+        }
     }
 }

@@ -28,6 +28,9 @@ public final class JobConfig implements Serializable {
     final Integer layer;
     final Integer layers;
     final long windowBytes;
+    final long gpuWindowBytes;
+    final String gpuResource;
+    final long gpuMemory;
     final boolean overwrite;
     final double progressSeconds;
     /** Spark settings from {@code --conf} that are not ours, applied to the SparkConf. */
@@ -45,6 +48,9 @@ public final class JobConfig implements Serializable {
         this.layer = r.get(Settings.LAYER);
         this.layers = r.get(Settings.LAYERS);
         this.windowBytes = r.get(Settings.WINDOW_BYTES);
+        this.gpuWindowBytes = r.get(Settings.GPU_WINDOW_BYTES);
+        this.gpuResource = r.get(Settings.GPU_RESOURCE);
+        this.gpuMemory = r.get(Settings.GPU_MEMORY);
         this.overwrite = r.get(Settings.OVERWRITE);
         this.progressSeconds = r.get(Settings.PROGRESS_SECONDS);
         this.sparkSettings = Collections.unmodifiableMap(new LinkedHashMap<>(sparkSettings));
@@ -105,6 +111,9 @@ public final class JobConfig implements Serializable {
         m.put(Settings.BACKEND.key, backend);
         m.put(Settings.DEFAULT_SLOPES.key, defaultSlopes + (layer == null ? "" : " layer " + layer + "/" + layers));
         m.put(Settings.WINDOW_BYTES.key, Long.toString(windowBytes));
+        m.put(Settings.GPU_WINDOW_BYTES.key, Long.toString(gpuWindowBytes));
+        m.put(Settings.GPU_RESOURCE.key, gpuResource);
+        m.put(Settings.GPU_MEMORY.key, Long.toString(gpuMemory));
         return m;
     }
 

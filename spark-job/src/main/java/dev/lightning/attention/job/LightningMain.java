@@ -188,8 +188,9 @@ public final class LightningMain {
     }
 
     static void runJob(JobConfig cfg, PrintStream out) throws Exception {
-        ExecutorBackends.checkAvailable(cfg.backend);
-        SparkContext sc = new SparkContext(sparkConf(cfg));
+        SparkConf conf = sparkConf(cfg);
+        ExecutorBackends.checkAvailable(cfg.backend, conf.get("spark.master"));
+        SparkContext sc = new SparkContext(conf);
         try {
             new LightningJob(cfg, sc, out).run();
         } finally {

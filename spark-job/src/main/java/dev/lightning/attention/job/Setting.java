@@ -71,6 +71,11 @@ final class Setting<T> {
                 s -> s.isEmpty() ? "a value is required" : null);
     }
 
+    static Setting<String> word(String flag, String key, String def, String doc) {
+        return new Setting<>(flag, key, "string", def, def, doc, s -> s,
+                s -> s.isEmpty() ? "a value is required" : null);
+    }
+
     static Setting<Long> count(String flag, String key, long def, long min, long max, String doc) {
         return new Setting<>(flag, key, "integer", def, Long.toString(def), doc, Long::parseLong,
                 v -> v < min || v > max ? "must be in " + min + ".." + max : null);

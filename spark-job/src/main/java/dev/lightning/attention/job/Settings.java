@@ -20,8 +20,13 @@ final class Settings {
     static final Setting<Double> SCALE = Setting.real("--scale", "spark.lightning.scale", 1.0, false,
             "Output scale: o_t = scale * q_t S_t.");
     static final Setting<String> BACKEND = Setting.choice("--backend", "spark.lightning.backend", "auto",
-            "Where pieces are computed. This build has the CPU backend only: `auto` and `cpu` compute on the CPU "
-                    + "(float32), `gpu` is refused before the job starts.", "auto", "cpu", "gpu");
+            "Where pieces are computed: `gpu` on the GPU Spark assigned to the task (device 0 without an "
+                    + "assignment), failing where none is usable; `cpu` on the CPU (float32); `auto` on the GPU "
+                    + "when one is usable, else the CPU. The choice is logged.", "auto", "cpu", "gpu");
+    static final Setting<String> GPU_RESOURCE = Setting.word("--gpu-resource", "spark.lightning.gpu.resourceName",
+            "gpu", "Name of the Spark resource whose address is the task's CUDA device.");
+    static final Setting<Long> GPU_MEMORY = Setting.size("--gpu-memory", "spark.lightning.gpu.memory", 8L << 30,
+            64L << 20, "Device memory one task's GPU backend may allocate; larger windows are computed in slices.");
     static final Setting<String> MASTER = Setting.text("--master", "spark.master", "local[*]",
             "Spark master URL. Under spark-submit, spark-submit's own `--master` is used unless this is given.");
     static final Setting<String> DEFAULT_SLOPES = Setting.choice("--default-slopes", "spark.lightning.defaultSlopes",
@@ -34,14 +39,19 @@ final class Settings {
             "Number of layers of the model, for `--layer`.");
     static final Setting<Long> WINDOW_BYTES = Setting.size("--window-bytes", "spark.lightning.windowBytes",
             64L << 20, 1 << 10,
-            "Bytes of q, k, v and o a task holds at once; a piece is streamed through windows of this size.");
+            "Bytes of q, k, v and o a task holds at once on the CPU backend; a piece is streamed through windows "
+                    + "of this size.");
+    static final Setting<Long> GPU_WINDOW_BYTES = Setting.size("--gpu-window-bytes",
+            "spark.lightning.gpu.windowBytes", 1L << 30, 1 << 10,
+            "The same for the GPU backend, whose launches want more tokens at once.");
     static final Setting<Boolean> OVERWRITE = Setting.flagSwitch("--overwrite", "spark.lightning.overwrite",
             "Replace results already in the output directory instead of refusing to run.");
     static final Setting<Double> PROGRESS_SECONDS = Setting.real("--progress-seconds",
             "spark.lightning.progressSeconds", 5.0, true, "Seconds between progress lines.");
 
     static final List<Setting<?>> ALL = List.of(INPUT, OUTPUT, PARTITION_TOKENS, CHUNK_SIZE, SCALE, BACKEND, MASTER,
-            DEFAULT_SLOPES, LAYER, LAYERS, WINDOW_BYTES, OVERWRITE, PROGRESS_SECONDS);
+            DEFAULT_SLOPES, LAYER, LAYERS, WINDOW_BYTES, GPU_WINDOW_BYTES, GPU_RESOURCE, GPU_MEMORY, OVERWRITE,
+            PROGRESS_SECONDS);
 
     static Setting<?> byFlag(String flag) {
         for (Setting<?> s : ALL) {
@@ -88,7 +98,7 @@ final class Settings {
             case "size":
                 return "BYTES";
             case "string":
-                return "URL";
+                return s == MASTER ? "URL" : "NAME";
             default:
                 return s.type;
         }

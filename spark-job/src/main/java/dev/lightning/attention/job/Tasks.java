@@ -61,6 +61,9 @@ final class Tasks implements Serializable {
     private final double scale;
     private final int chunkSize;
     private final long windowBytes;
+    private final long gpuWindowBytes;
+    private final String gpuResource;
+    private final long gpuMemory;
     private final LongAccumulator piecesDone;
     private final LongAccumulator tokensDone;
 
@@ -72,6 +75,9 @@ final class Tasks implements Serializable {
         this.scale = cfg.scale;
         this.chunkSize = cfg.chunkSize;
         this.windowBytes = cfg.windowBytes;
+        this.gpuWindowBytes = cfg.gpuWindowBytes;
+        this.gpuResource = cfg.gpuResource;
+        this.gpuMemory = cfg.gpuMemory;
         this.piecesDone = piecesDone;
         this.tokensDone = tokensDone;
     }
@@ -84,8 +90,12 @@ final class Tasks implements Serializable {
                 Map.of("producer", "lightning-spark", "scale", Double.toString(scale)));
     }
 
-    private PieceWork work() {
-        return new PieceWork(scale, chunkSize, windowBytes);
+    private PieceWork work(AttentionBackend backend) {
+        return new PieceWork(scale, chunkSize, backend.device().startsWith("cuda") ? gpuWindowBytes : windowBytes);
+    }
+
+    private AttentionBackend backend() {
+        return ExecutorBackends.open(backendChoice, gpuResource, gpuMemory);
     }
 
     private FileSystem fs(String path) throws IOException {
@@ -118,11 +128,11 @@ final class Tasks implements Serializable {
         return (items, ctx) -> {
             long start = System.nanoTime();
             long tokens = 0;
-            try (AttentionBackend backend = ExecutorBackends.open(backendChoice)) {
+            try (AttentionBackend backend = backend()) {
                 for (PieceItem it : items) {
                     LightningState local;
                     try (FSDataInputStream in = fs(it.file.path).open(new Path(it.file.path))) {
-                        local = work().localState(backend, in, it.file, it.piece);
+                        local = work(backend).localState(backend, in, it.file, it.piece);
                     }
                     Path dst = staging.localState(it.piece.sequence(), it.piece.index());
                     Staging.writeAtomically(fs(staging.root), dst, attempt(ctx), out -> out.write(local.toBytes()));
@@ -168,7 +178,7 @@ final class Tasks implements Serializable {
             long tokens = 0;
             FileSystem outFs = fs(output);
             FileSystem stagingFs = fs(staging.root);
-            try (AttentionBackend backend = ExecutorBackends.open(backendChoice)) {
+            try (AttentionBackend backend = backend()) {
                 for (PieceItem it : items) {
                     SequenceFile f = it.file;
                     Piece p = it.piece;
@@ -179,13 +189,13 @@ final class Tasks implements Serializable {
                         if (!p.isSplit()) {
                             Staging.writeAtomically(outFs, new Path(output, f.name), attempt(ctx), out -> {
                                 out.write(outputHeader(f, scale).encode());
-                                LightningState last = work().outputs(backend, in, f, p, incoming, out);
+                                LightningState last = work(backend).outputs(backend, in, f, p, incoming, out);
                                 out.write(last.toBytes());
                             });
                         } else {
                             LightningState[] last = new LightningState[1];
                             Staging.writeAtomically(stagingFs, staging.outputPart(p.sequence(), p.index()),
-                                    attempt(ctx), out -> last[0] = work().outputs(backend, in, f, p, incoming, out));
+                                    attempt(ctx), out -> last[0] = work(backend).outputs(backend, in, f, p, incoming, out));
                             if (p.isLast()) {
                                 Staging.writeAtomically(stagingFs, staging.finalState(p.sequence()), attempt(ctx),
                                         out -> out.write(last[0].toBytes()));

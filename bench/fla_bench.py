@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""fla's chunk_simple_gla on the shapes of our GPU benchmark, on the same GPU, for bin/gpu-check.
+
+fla is not part of this project: point FLA_PATH at a checkout of flash-linear-attention (the
+directory that holds the `fla` package). Prints one RESULT line per shape, and one for fla's
+output error against a float64 reference on a smaller shape.
+"""
+import os
+import sys
+import types
+
+import torch
+import triton
+
+
+def import_fla():
+    root = os.environ.get("FLA_PATH")
+    if root:
+        # import the op alone: fla/__init__ pulls in layers and models we do not need
+        for name, sub in (("fla", "fla"), ("fla.ops", "fla/ops")):
+            if name not in sys.modules:
+                m = types.ModuleType(name)
+                m.__path__ = [os.path.join(root, sub)]
+                sys.modules[name] = m
+        sys.path.insert(0, root)
+    from fla.ops.simple_gla import chunk_simple_gla
+    return chunk_simple_gla
+
+
+def minimax_slopes(h):
+    import math
+    def pow2(n):
+        return [2.0 ** (-8.0 * (i + 1) / n) for i in range(n)]
+    p = 1 << (h.bit_length() - 1)
+    s = pow2(p)
+    if p < h:
+        s += pow2(2 * p)[0::2][: h - p]
+    return torch.tensor(s, dtype=torch.float32)
+
+
+def reference(q, k, v, slopes):
+    """float64 block-form lightning attention (exact algebra), [B, T, H, D] layout, zero state."""
+    q, k, v = q.double()[0], k.double()[0], v.double()[0]
+    t, h, dk = q.shape
+    dv = v.shape[-1]
+    lam = torch.exp(-slopes.double().to(q.device))  # [H]
+    c = 64
+    out = torch.empty(t, h, dv, dtype=torch.float64, device=q.device)
+    state = torch.zeros(h, dk, dv, dtype=torch.float64, device=q.device)
+    idx = torch.arange(c, device=q.device, dtype=torch.float64)
+    for s in range(0, t, c):
+        m = min(c, t - s)
+        qb, kb, vb = q[s:s + m].transpose(0, 1), k[s:s + m].transpose(0, 1), v[s:s + m].transpose(0, 1)
+        i = idx[:m]
+        diff = i[:, None] - i[None, :]
+        mask = torch.where(diff >= 0, lam[:, None, None] ** diff.clamp(min=0), torch.zeros((), dtype=torch.float64, device=q.device))
+        scores = (qb @ kb.transpose(1, 2)) * mask
+        inter = (lam[:, None] ** (i[None, :] + 1))[..., None] * (qb @ state)
+        out[s:s + m] = (scores @ vb + inter).transpose(0, 1)
+        kd = kb * (lam[:, None] ** (m - 1 - i[None, :]))[..., None]
+        state = (lam ** m)[:, None, None] * state + kd.transpose(1, 2) @ vb
+    return out, state
+
+
+def main():
+    chunk_simple_gla = import_fla()
+    shapes = [tuple(int(x) for x in s.split("x")) for s in
+              os.environ.get("SHAPES", "65536x64x128,262144x64x128,1048576x64x128,1048576x8x128").split(",")]
+    dev = "cuda"
+    print("fla_bench on", torch.cuda.get_device_name(0), "torch", torch.__version__, "triton", triton.__version__)
+
+    # correctness of fla's bf16 forward on fresh random inputs
+    torch.manual_seed(0)
+    t, h, d = 8192, 4, 128
+    q, k, v = (torch.rand(1, t, h, d, device=dev) * 2 - 1 for _ in range(3))
+    q, k, v = q.bfloat16(), k.bfloat16(), v.bfloat16()
+    slopes = minimax_slopes(h).to(dev)
+    o, s = chunk_simple_gla(q, k, v, g_gamma=-slopes, scale=1.0, output_final_state=True)
+    ref_o, ref_s = reference(q, k, v, slopes)
+    err_o = ((o[0].double() - ref_o).norm() / ref_o.norm()).item()
+    err_s = ((s[0].double() - ref_s).norm() / ref_s.norm()).item()
+    print(f"RESULT flacheck T={t} H={h} D={d} bf16 output relative error {err_o:.3e}, final state {err_s:.3e}")
+
+    for (t, h, d) in shapes:
+        torch.cuda.empty_cache()
+        q, k, v = (torch.empty(1, t, h, d, device=dev, dtype=torch.bfloat16).uniform_(-1, 1) for _ in range(3))
+        slopes = minimax_slopes(h).to(dev)
+        fn = lambda: chunk_simple_gla(q, k, v, g_gamma=-slopes, scale=1.0, output_final_state=True)
+        ms = triton.testing.do_bench(fn, warmup=50, rep=300, return_mode="median")
+        print(f"RESULT fla T={t} H={h} D={d} ms={ms:.3f} tokens_per_s={t / (ms / 1e3):.4g}")
+        del q, k, v
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,14 @@
+package dev.lightning.attention.kernel;
+
+/** Shared-memory size of the tensor-core kernels: the formula lightning_tc_smem_bytes of tensor_core.cuh. */
+final class TensorCoreLayout {
+    private TensorCoreLayout() {
+    }
+
+    /** Whether this build launches the tensor-core kernels (false: BF16/F16 go to the float32 kernels). */
+    static final boolean ENABLED = false;
+
+    static int sharedBytes(int dk) {
+        throw new UnsupportedOperationException("tensor-core kernels not wired yet");
+    }
+}

@@ -1,0 +1,112 @@
+package dev.lightning.attention.kernel;
+
+import dev.lightning.attention.tensor.DType;
+import dev.lightning.attention.tensor.TokenTensor;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.Assumptions;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.MethodSource;
+
+import java.util.SplittableRandom;
+
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The GPU backends (tensor-core and float32 kernels) on the CPU backend's test cases, against the
+ * float64 recurrence. Outputs are written in the input's dtype, as the job writes them, and held to
+ * the job's limits for that dtype (F32 1e-5, F16 2e-3, BF16 6e-3); states, float32 everywhere, to
+ * 1e-5. Skipped, with a message saying why, where no GPU is usable.
+ */
+class GpuBackendTest {
+    private static CudaBackend tensorCores;
+    private static CudaBackend generic;
+
+    @BeforeAll
+    static void open() {
+        String reason = CudaBackend.unavailableReason();
+        if (reason != null) {
+            System.out.println("GpuBackendTest SKIPPED: " + reason);
+        }
+        Assumptions.assumeTrue(reason == null, "no usable GPU: " + reason);
+        tensorCores = new CudaBackend(0, true, Backends.DEFAULT_GPU_MEMORY);
+        generic = new CudaBackend(0, false, Backends.DEFAULT_GPU_MEMORY);
+        System.out.println("GpuBackendTest on " + tensorCores.device());
+    }
+
+    @AfterAll
+    static void close() {
+        if (tensorCores != null) {
+            tensorCores.close();
+            generic.close();
+        }
+    }
+
+    static double outputLimit(DType dtype) {
+        return dtype == DType.F32 ? 1e-5 : dtype == DType.F16 ? 2e-3 : 6e-3;
+    }
+
+    static java.util.stream.Stream<org.junit.jupiter.params.provider.Arguments> cases() {
+        return BackendAgreementTest.cases();
+    }
+
+    @ParameterizedTest(name = "T={0} H={1} Dk={2} Dv={3} slopes={4} initial={5} {6}")
+    @MethodSource("cases")
+    void gpuAgreesWithTheRecurrence(int t, int h, int dk, int dv, String slopeSet, boolean initial, DType dtype,
+                                    long seed) {
+        SplittableRandom rnd = new SplittableRandom(seed);
+        AttentionSpec spec = new AttentionSpec(h, dk, dv, BackendAgreementTest.slopes(slopeSet, h), 0.75, 64);
+        TokenTensor q = Inputs.random(rnd, dtype, t, h, dk);
+        TokenTensor k = Inputs.random(rnd, dtype, t, h, dk);
+        TokenTensor v = Inputs.random(rnd, dtype, t, h, dv);
+        LightningState s0 = initial ? Inputs.randomState(rnd, h, dk, dv) : LightningState.zeros(h, dk, dv);
+        TokenTensor expect = TokenTensor.allocate(DType.F32, t, h, dv);
+        LightningState expectState = new RecurrentReference().forward(spec, q, k, v, s0, expect);
+        for (CudaBackend backend : new CudaBackend[] {tensorCores, generic}) {
+            TokenTensor o = TokenTensor.allocate(dtype, t, h, dv);
+            poison(o);
+            LightningState s = backend.forward(spec, q, k, v, s0, o);
+            double eo = Inputs.relativeError(o.toFloats(), expect.toFloats());
+            double es = Inputs.relativeError(s.kv(), expectState.kv());
+            double ea = Inputs.relativeError(backend.advance(spec, k, v, s0).kv(), expectState.kv());
+            String who = backend.name() + " " + dtype;
+            assertTrue(eo <= outputLimit(dtype), who + " output relative error " + eo);
+            assertTrue(es <= 1e-5, who + " final state relative error " + es);
+            assertTrue(ea <= 1e-5, who + " advance() state relative error " + ea);
+        }
+    }
+
+    /** Long windows split into segments (and a tiny budget forcing slices) give the one-segment answer. */
+    @Test
+    void segmentsAndSlicesAgree() {
+        SplittableRandom rnd = new SplittableRandom(99);
+        int t = 20_000;
+        AttentionSpec spec = new AttentionSpec(2, 64, 48, new double[] {1e-6, 0.05}, 1.0, 64);
+        TokenTensor q = Inputs.random(rnd, DType.BF16, t, 2, 64);
+        TokenTensor k = Inputs.random(rnd, DType.BF16, t, 2, 64);
+        TokenTensor v = Inputs.random(rnd, DType.BF16, t, 2, 48);
+        LightningState s0 = Inputs.randomState(rnd, 2, 64, 48);
+        TokenTensor expect = TokenTensor.allocate(DType.F32, t, 2, 48);
+        LightningState expectState = new CpuBackend().forward(spec, q, k, v, s0, expect);
+        try (CudaBackend sliced = new CudaBackend(0, true, 4L << 20)) {
+            for (CudaBackend b : new CudaBackend[] {tensorCores, generic, sliced}) {
+                TokenTensor o = TokenTensor.allocate(DType.BF16, t, 2, 48);
+                poison(o);
+                LightningState s = b.forward(spec, q, k, v, s0, o);
+                assertTrue(Inputs.relativeError(o.toFloats(), expect.toFloats()) <= 6e-3, b.name());
+                assertTrue(Inputs.relativeError(s.kv(), expectState.kv()) <= 1e-5, b.name() + " state");
+            }
+        }
+    }
+
+    private static void poison(TokenTensor o) {
+        for (int t = 0; t < o.tokens(); t++) {
+            for (int h = 0; h < o.heads(); h++) {
+                for (int d = 0; d < o.dim(); d++) {
+                    o.set(t, h, d, Float.NaN);
+                }
+            }
+        }
+    }
+}
