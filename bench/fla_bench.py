@@ -21,6 +21,7 @@ def import_fla():
             if name not in sys.modules:
                 m = types.ModuleType(name)
                 m.__path__ = [os.path.join(root, sub)]
+                m.__version__ = "unknown"  # fla.utils reads it
                 sys.modules[name] = m
         sys.path.insert(0, root)
     from fla.ops.simple_gla import chunk_simple_gla

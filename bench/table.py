@@ -10,18 +10,28 @@ for path in sys.argv[1:]:
     except OSError:
         continue
     for line in text.splitlines():
-        m = re.match(r"RESULT (ours|fla) T=(\d+) H=(\d+) D=(\d+) ms=([\d.]+) tokens_per_s=([\d.e+]+)(?: copy_share=([\d.]+))?", line)
+        m = re.match(r"RESULT (ours-two-pass|ours|fla) T=(\d+) H=(\d+) D=(\d+) ms=([\d.]+) tokens_per_s=([\d.e+]+)"
+                     r"(?: copy_share=([\d.]+))?(?: segments=(\d+))?", line)
         if m:
             key = (int(m[2]), int(m[3]), int(m[4]))
-            (ours if m[1] == "ours" else fla)[key] = (float(m[5]), float(m[6]), m[7])
+            if m[1] == "fla":
+                fla[key] = (float(m[5]), float(m[6]), None)
+            else:
+                ours.setdefault(key, {})[m[1]] = (float(m[5]), float(m[6]), m[7], m[8])
         elif line.startswith("RESULT") or re.search(r"\d+ passed, \d+ failed|tests (successful|failed)", line):
             lines.append(line.replace("RESULT ", ""))
-print("| T | H | D | fla ms | ours ms | ours / fla throughput | ours tokens/s | share of copy bandwidth |")
-print("|---|---|---|---|---|---|---|---|")
+print("| T | H | D | fla ms | ours ms (segments) | ours / fla | two-pass ms (segments) | two-pass / fla "
+      "| ours tokens/s | share of copy bandwidth (ours, two-pass) |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+def cell(v):
+    return f"{v[0]:.2f} ({v[3]})" if v else "-"
 for key in sorted(set(ours) | set(fla)):
-    o, f = ours.get(key), fla.get(key)
-    ratio = f"{f[0] / o[0]:.2f}x" if o and f else "-"
-    print(f"| {key[0]:,} | {key[1]} | {key[2]} | {f[0]:.2f} | " if f else f"| {key[0]:,} | {key[1]} | {key[2]} | - | ", end="")
-    print(f"{o[0]:.2f} | {ratio} | {o[1]:.3g} | {o[2]} |" if o else f"- | {ratio} | - | - |")
+    o = ours.get(key, {})
+    a, b, f = o.get("ours"), o.get("ours-two-pass"), fla.get(key)
+    ra = f"{f[0] / a[0]:.2f}x" if a and f else "-"
+    rb = f"{f[0] / b[0]:.2f}x" if b and f else "-"
+    share = f"{a[2] if a else '-'}, {b[2] if b else '-'}"
+    print(f"| {key[0]:,} | {key[1]} | {key[2]} | {f'{f[0]:.2f}' if f else '-'} | {cell(a)} | {ra} | {cell(b)} | {rb} "
+          f"| {f'{a[1]:.3g}' if a else '-'} | {share} |")
 for line in lines:
     print(line)

@@ -53,6 +53,10 @@ public final class CudaBackend implements AttentionBackend {
     private final Buffer hostIn = new Buffer(true);
     private final Buffer hostOut = new Buffer(true);
     private boolean closed;
+    /** At least this many segments per window (benchmark only: to time the two-pass path). */
+    int minSegments = 1;
+    /** Segments of the last launched window (for the benchmark's report). */
+    int lastSegments;
 
     /**
      * @param ordinal      the CUDA device
@@ -142,6 +146,7 @@ public final class CudaBackend implements AttentionBackend {
         }
         upload(slopesDev, floatBytes(slopes));
         upload(stateA, state.toBytes());
+        stateB.ensure(stateBytes);
         Buffer incoming = stateA;
         Buffer result = stateB;
         String kernel = "";
@@ -189,10 +194,19 @@ public final class CudaBackend implements AttentionBackend {
         int columnTiles = (dv + bv - 1) / bv;
         int chunks = (n + CHUNK - 1) / CHUNK;
         int ctasPerSegment = heads * columnTiles;
-        int want = Math.max(1, (2 * device.multiprocessors + ctasPerSegment - 1) / ctasPerSegment);
+        // Segments only pay when the heads leave resident CTA slots empty: each costs an extra read
+        // of k and v (pass 1) and one more scan step.
+        int resident = device.multiprocessors * Math.max(1, device.maxSharedPerMultiprocessor / (smem + 1024));
+        // As many segments as fill one wave of resident CTAs, never a partial second wave; none when
+        // the heads alone fill half of one.
+        int want = 2 * ctasPerSegment >= resident ? 1 : resident / ctasPerSegment;
+        if (minSegments > 1) {
+            want = Math.max(want, minSegments);
+        }
         int segments = Math.min(chunks, want);
         int segTokens = (chunks + segments - 1) / segments * CHUNK;
         segments = (n + segTokens - 1) / segTokens;
+        lastSegments = segments;
         long stateBytes = (long) spec.stateSize() * 4;
 
         Buffer seg = incoming;

@@ -39,6 +39,7 @@ final class CudaDevice {
     final String name;
     final int multiprocessors;
     final int maxSharedPerBlock;
+    final int maxSharedPerMultiprocessor;
     private final CUdevice device;
     private final CUcontext context;
     private final CUmodule module;
@@ -57,6 +58,7 @@ final class CudaDevice {
         name = new String(nameBytes, 0, len, StandardCharsets.US_ASCII);
         multiprocessors = attribute(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT);
         maxSharedPerBlock = attribute(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN);
+        maxSharedPerMultiprocessor = attribute(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_MULTIPROCESSOR);
         context = new CUcontext();
         JCudaDriver.cuDevicePrimaryCtxRetain(context, device);
         CUmodule loaded = new CUmodule();

@@ -50,11 +50,20 @@ public final class DeviceBench {
                 int d = Integer.parseInt(p[2]);
                 AttentionSpec spec = new AttentionSpec(h, d, d, Slopes.minimax(h), 1.0, 64);
                 backend.prepareResident(spec, DType.BF16, t, 7);
-                float ms = backend.timeResident(spec, DType.BF16, t, runs);
                 double elements = (double) t * h * d;
-                double bytes = 6 * elements * 2; // pass 1 reads k, v; pass 2 reads q, k, v and writes o
-                System.out.printf(Locale.ROOT, "RESULT ours T=%d H=%d D=%d ms=%.3f tokens_per_s=%.4g copy_share=%.3f%n",
-                        t, h, d, ms, t / (ms / 1e3), bytes / (ms / 1e3) / copy);
+                // As the backend runs it (segments only where heads leave the GPU idle), and forced
+                // through the two-pass path (pass 1 + scan + pass 2), as a split sequence is computed.
+                for (int forced : new int[] {1, 2}) {
+                    backend.minSegments = forced;
+                    float ms = backend.timeResident(spec, DType.BF16, t, runs);
+                    int segments = backend.lastSegments;
+                    // bytes the passes must move: q, k, v read and o written; k, v again when pass 1 runs
+                    double bytes = (segments > 1 ? 6 : 4) * elements * 2;
+                    System.out.printf(Locale.ROOT, "RESULT %s T=%d H=%d D=%d ms=%.3f tokens_per_s=%.4g copy_share=%.3f "
+                                    + "segments=%d%n", forced == 1 ? "ours" : "ours-two-pass", t, h, d, ms,
+                            t / (ms / 1e3), bytes / (ms / 1e3) / copy, segments);
+                }
+                backend.minSegments = 1;
                 backend.releaseBuffers();
             }
         }

@@ -6,9 +6,9 @@ final class TensorCoreLayout {
     }
 
     /** Whether this build launches the tensor-core kernels (false: BF16/F16 go to the float32 kernels). */
-    static final boolean ENABLED = false;
+    static final boolean ENABLED = true;
 
     static int sharedBytes(int dk) {
-        return 656 * ((dk + 15) / 16 * 16) + 50688;
+        return 656 * ((dk + 15) / 16 * 16) + 51200;
     }
 }

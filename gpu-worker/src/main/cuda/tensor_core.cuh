@@ -1,0 +1,621 @@
+// Tensor-core kernels for lightning attention (causal linear attention with per-head decay).
+//
+// Include after <cuda_bf16.h> and <cuda_fp16.h>. Needs sm_80 or newer (mma.sync m16n8k16 with
+// bf16/f16 operands, ldmatrix, cp.async).
+//
+// Math, one head, lambda = exp(-slope):
+//   S_t = lambda * S_{t-1} + k_t^T v_t ;  o_t = scale * q_t S_t
+// Chunk of m <= 64 tokens (local i, j), P = state before the chunk:
+//   O       = scale * ( [(Q K^T) .* M] V  +  diag(lambda^(i+1)) Q P ),  M[i][j] = lambda^(i-j), i >= j
+//   P_next  = lambda^m P + sum_j lambda^(m-1-j) k_j^T v_j
+//
+// Launch contract: grid = (H, ceil(dv / 64), S), block = 128 threads (4 warps),
+// dynamic shared memory = lightning_tc_smem_bytes(dk). A CTA owns head blockIdx.x, the value
+// columns [64 * blockIdx.y, min(dv, 64 * blockIdx.y + 64)) and segment blockIdx.z, i.e. tokens
+// [s * segTokens, min(n, (s + 1) * segTokens)). It walks the segment's 64-token chunks in order.
+//
+// Work split inside a CTA (warp w = 0..3):
+//   * output rows 16w .. 16w+15 of the chunk (Q K^T, the intra and the inter product);
+//   * state rows (dk) 16*mt .. 16*mt+15 for the m-tiles mt = w, w+4, w+8, w+12 (state update).
+// The carried state P lives in registers as float32, in the mma accumulator layout. A copy rounded
+// to T lives in shared memory (sPt) as the B operand of Q P.
+//
+// Precision of the state update: the decayed values w_j v_j (w_j = lambda^(m-1-j)) are not exact
+// in T, so they are split into hi = T(w_j v_j) and lo = T(w_j v_j - hi) and both hi and lo are
+// multiplied by K^T (k_j is exact in T). Putting the decay on v instead of k is the same product
+// (sum_j k_j^T (w_j v_j) = sum_j (w_j k_j)^T v_j) but splits a 64 x 64 tile once per chunk instead of a
+// 64 x Dk tile. The chunk's dP is accumulated from zero in its own registers and only then added
+// as P = lambda^m P + dP with an ordinary (round-to-nearest) float32 FMA: tensor-core accumulation
+// may truncate, and a running sum over thousands of chunks would show that bias.
+
+#pragma once
+
+// ---------------------------------------------------------------------------------------------
+// Dynamic shared memory, in bytes, with Dkp = dk rounded up to a multiple of 16:
+//   656 * Dkp + 51200          i.e.  656 * ((dk + 15) / 16 * 16) + 51200
+// Layout (T = 2-byte element, LDK = Dkp + 8, LDV = 72; the +8 element pads make every row stride
+// an odd multiple of 16 bytes, so the 8 row addresses of an ldmatrix hit 8 different bank groups):
+//   decay table          256 floats                      1024
+//   2 stages of   Q      64 x LDK T                      128 * (Dkp + 8)   each
+//                 K      64 x LDK T                      128 * (Dkp + 8)   each
+//                 V      64 x LDV T                      9216              each
+//   sPt  (P as T)        Dkp x LDV T                     144 * Dkp
+//   sVh, sVl, sO         3 x 64 x LDV T                  27648
+// = 1024 + 2 * (256 * (Dkp + 8) + 9216) + 144 * Dkp + 27648 = 656 * Dkp + 51200.
+// dk = 128: 135168 bytes; dk = 256: 219136 bytes (<= 227 KB = 232448).
+// (Measured on an H200 at dk = 128: 4 stages ran no faster than 2, so the pipeline stays at 2.)
+// ---------------------------------------------------------------------------------------------
+__host__ __device__ inline int lightning_tc_smem_bytes(int dk) {
+    return 656 * ((dk + 15) / 16 * 16) + 51200;
+}
+
+namespace lightning_tc {
+
+constexpr int kChunk = 64;    // tokens per chunk
+constexpr int kThreads = 128; // 4 warps
+constexpr int kCols = 64;     // value columns per CTA
+constexpr int kLdv = kCols + 8;
+constexpr int kStages = 2;    // chunks resident in shared memory (the one computed + one in flight)
+
+// ------------------------------ element type traits ---------------------------------------
+template <typename T> struct Ops;
+
+template <> struct Ops<__nv_bfloat16> {
+    static __device__ __forceinline__ float to_f(__nv_bfloat16 x) { return __bfloat162float(x); }
+    static __device__ __forceinline__ __nv_bfloat16 from_f(float x) { return __float2bfloat16_rn(x); }
+    // Two floats -> one 32-bit register, first argument in the low half (lower column index).
+    static __device__ __forceinline__ unsigned pack(float lo, float hi) {
+        __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+        return *reinterpret_cast<unsigned*>(&v);
+    }
+    // Inverse of pack (exact).
+    static __device__ __forceinline__ void unpack(unsigned u, float& lo, float& hi) {
+        lo = __uint_as_float(u << 16);
+        hi = __uint_as_float(u & 0xffff0000u);
+    }
+    // c += A * B, m16n8k16, A row-major (4 regs), B column-major (2 regs), f32 accumulators.
+    static __device__ __forceinline__ void mma(float* c, const unsigned* a, unsigned b0, unsigned b1) {
+        asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+            "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+            : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    }
+};
+
+template <> struct Ops<__half> {
+    static __device__ __forceinline__ float to_f(__half x) { return __half2float(x); }
+    static __device__ __forceinline__ __half from_f(float x) { return __float2half_rn(x); }
+    static __device__ __forceinline__ unsigned pack(float lo, float hi) {
+        __half2 v = __floats2half2_rn(lo, hi);
+        return *reinterpret_cast<unsigned*>(&v);
+    }
+    static __device__ __forceinline__ void unpack(unsigned u, float& lo, float& hi) {
+        const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&u));
+        lo = f.x;
+        hi = f.y;
+    }
+    static __device__ __forceinline__ void mma(float* c, const unsigned* a, unsigned b0, unsigned b1) {
+        asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+            "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+            : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    }
+};
+
+// ------------------------------ PTX wrappers ----------------------------------------------
+__device__ __forceinline__ unsigned smem_u32(const void* p) {
+    return static_cast<unsigned>(__cvta_generic_to_shared(p));
+}
+
+// All shared-memory addresses below are 32-bit shared-window addresses (computed once from
+// smem_u32 and then advanced with 32-bit adds; the constant parts fold into the instructions).
+//
+// Four 8x8 b16 matrices; lanes 8i..8i+7 give the row addresses of matrix i, register i receives
+// matrix i with lane l holding row l/4, columns 2(l%4), 2(l%4)+1. The "memory" clobbers keep the
+// compiler from moving these reads across plain shared-memory stores.
+__device__ __forceinline__ void ldsm_x4(unsigned* r, unsigned addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr) : "memory");
+}
+// Same, each 8x8 matrix transposed: lane l receives rows 2(l%4), 2(l%4)+1 of column l/4.
+__device__ __forceinline__ void ldsm_x4_t(unsigned* r, unsigned addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr) : "memory");
+}
+__device__ __forceinline__ void cp_async16(unsigned sdst, const void* gsrc) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(sdst), "l"(gsrc) : "memory");
+}
+__device__ __forceinline__ void st_shared_zero16(unsigned sdst) {
+    asm volatile("st.shared.v4.u32 [%0], {%1, %1, %1, %1};\n" ::"r"(sdst), "r"(0u) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+// Wait until at most `pending` of this thread's most recent cp.async groups are still in flight.
+__device__ __forceinline__ void cp_async_wait(int pending) {
+    if (pending >= 2) asm volatile("cp.async.wait_group 2;\n" ::: "memory");
+    else if (pending == 1) asm volatile("cp.async.wait_group 1;\n" ::: "memory");
+    else asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+}
+
+__device__ __forceinline__ bool aligned16(const void* p) {
+    return (reinterpret_cast<unsigned long long>(p) & 15ull) == 0;
+}
+
+// Which 16-byte pieces of a [64 x cols] tile this thread copies: it starts at row r0, piece c0
+// and steps by kThreads pieces (dr rows + dc pieces). Computed once per kernel, so the per-chunk
+// loads need no integer division.
+struct TilePlan {
+    int nvec, r0, c0, dr, dc;
+    __device__ __forceinline__ TilePlan(int cols) {
+        nvec = cols >> 3;
+        r0 = threadIdx.x / nvec;
+        c0 = threadIdx.x - r0 * nvec;
+        dr = kThreads / nvec;
+        dc = kThreads - dr * nvec;
+    }
+};
+
+// Loads rows [0, m) of a [64 x cols] tile whose row r starts at src + r * rowStride (elements) into
+// shared memory at dst (row stride ldd elements); columns [valid, cols) and rows [m, 64) are
+// zero-filled. vec: 16-byte cp.async (needs valid % 8 == 0, rowStride % 8 == 0 and an aligned
+// src); otherwise synchronous scalar copies (dk or dv not a multiple of 8).
+template <typename T>
+__device__ __forceinline__ void load_tile(unsigned dst, unsigned char* dstGeneric, int ldd, const T* src,
+                                          long long rowStride, int m, int cols, int valid, bool vec,
+                                          const TilePlan& pl) {
+    if (vec && pl.dc == 0) {
+        // Common case (cols / 8 divides 128): this thread's column is fixed, rows step by dr, so
+        // both addresses advance by constants.
+        const bool colOk = 8 * pl.c0 < valid;
+        const T* g = src + pl.r0 * rowStride + 8 * pl.c0;
+        const long long gStep = pl.dr * rowStride;
+        unsigned d = dst + (unsigned)(pl.r0 * ldd + 8 * pl.c0) * 2u;
+        const unsigned dStep = (unsigned)(pl.dr * ldd) * 2u;
+        for (int r = pl.r0; r < kChunk; r += pl.dr, g += gStep, d += dStep) {
+            if (colOk && r < m) cp_async16(d, g);
+            else st_shared_zero16(d);
+        }
+    } else if (vec) {
+        int r = pl.r0, c = pl.c0;
+        while (r < kChunk) {
+            const unsigned d = dst + (unsigned)(r * ldd + 8 * c) * 2u;
+            if (r < m && 8 * c < valid) cp_async16(d, src + r * rowStride + 8 * c);
+            else st_shared_zero16(d);
+            r += pl.dr;
+            c += pl.dc;
+            if (c >= pl.nvec) { c -= pl.nvec; ++r; }
+        }
+    } else {
+        // Bit copies through unsigned short: no conversion needed.
+        const unsigned short* s16 = reinterpret_cast<const unsigned short*>(src);
+        unsigned short* d16 = reinterpret_cast<unsigned short*>(dstGeneric);
+        for (int idx = threadIdx.x; idx < kChunk * cols; idx += kThreads) {
+            const int r = idx / cols;
+            const int c = idx - r * cols;
+            d16[r * ldd + c] = (r < m && c < valid) ? s16[r * rowStride + c] : (unsigned short)0;
+        }
+    }
+}
+
+// ------------------------------ the kernel body -------------------------------------------
+// MT = state m-tiles per warp (2 when Dkp <= 128, 4 when Dkp <= 256). The hot loops have no
+// per-tile branches: ptxas schedules a straight run of ldmatrix and mma with many independent
+// accumulators, which is what hides their latency with only 4 warps per SM. Zero padding makes
+// the extra tiles harmless (padded rows / columns of Q, K, V, sVh, sVl, sPt are zero).
+template <typename T, bool FWD, int MT>
+__device__ __forceinline__ void body(const T* __restrict__ q, const T* __restrict__ k,
+                                     const T* __restrict__ v, T* __restrict__ o, int n, int H,
+                                     int dk, int dv, int segTokens, const float* __restrict__ slopes,
+                                     float scale, const float* __restrict__ incoming,
+                                     float* __restrict__ outStates) {
+    using O_ = Ops<T>;
+    extern __shared__ __align__(16) unsigned char lightning_tc_smem[];
+
+    const int h = blockIdx.x;
+    const int c0 = blockIdx.y * kCols;  // first value column of this CTA
+    const int s = blockIdx.z;
+    const int tid = threadIdx.x;
+    const int warp = tid >> 5, lane = tid & 31;
+    const int g = lane >> 2, tq = lane & 3;  // mma groupID, threadID_in_group
+
+    const int Dkp = (dk + 15) & ~15;  // dk padded to the mma K / M granularity
+    const int ldk = Dkp + 8;
+    const int numMT = Dkp >> 4;       // 16-row tiles of the state
+    const int width = min(kCols, dv - c0);
+
+    const long long segStart = (long long)s * segTokens;
+    const long long segEnd = min((long long)n, segStart + segTokens);
+    const int segLen = (int)(segEnd - segStart);
+    const int nChunks = (segLen + kChunk - 1) / kChunk;
+
+    // ---- shared memory carve-up, byte offsets (see lightning_tc_smem_bytes) ----
+    const unsigned stageBytes = 256u * ldk + 2u * kChunk * kLdv;  // Q, K (64 x ldk) + V (64 x 72)
+    const unsigned offStage = 1024u;
+    const int NS = kStages;  // pipeline depth; the code below works for any NS >= 2
+    const unsigned offPt = offStage + NS * stageBytes;
+    const unsigned offVh = offPt + 2u * Dkp * kLdv;
+    const unsigned offVl = offVh + 2u * kChunk * kLdv;
+    const unsigned offO = offVl + 2u * kChunk * kLdv;
+    unsigned char* sm = lightning_tc_smem;
+    const unsigned smU = smem_u32(sm);
+    // Decay table: lam(d) = tab[d] = lambda^d for d = 0..191 and tab[d] = 0 for d = -64..-1, so the
+    // causal mask is part of the lookup (no compare / select per score).
+    float* tab = reinterpret_cast<float*>(sm) + 64;
+    T* sPt = reinterpret_cast<T*>(sm + offPt);
+    T* sVh = reinterpret_cast<T*>(sm + offVh);
+    T* sVl = reinterpret_cast<T*>(sm + offVl);
+    T* sO = reinterpret_cast<T*>(sm + offO);
+
+    const float slope = slopes[h];
+    for (int x = tid; x < 256; x += kThreads)
+        reinterpret_cast<float*>(sm)[x] = x >= 64 ? expf(-slope * (float)(x - 64)) : 0.f;
+
+    // Vector paths need 16-byte aligned rows: D % 8 == 0 and aligned base pointers.
+    const bool vecQK = (dk % 8 == 0) && aligned16(k) && (!FWD || aligned16(q));
+    const bool vecV = (dv % 8 == 0) && aligned16(v);
+    const bool vecO = FWD && (dv % 8 == 0) && aligned16(o);
+    const long long rowQK = (long long)H * dk;  // elements between consecutive tokens
+    const long long rowV = (long long)H * dv;
+    const TilePlan planQK(Dkp), planV(kCols);
+
+    // Issue the loads of chunk c into stage st (asynchronous on the vector path).
+    auto load_chunk = [&](int st, int c) {
+        const long long t0 = segStart + (long long)c * kChunk;
+        const int m = (int)min((long long)kChunk, segEnd - t0);
+        const unsigned q0 = offStage + st * stageBytes, k0 = q0 + 128u * ldk, v0 = q0 + 256u * ldk;
+        if (FWD) load_tile<T>(smU + q0, sm + q0, ldk, q + (t0 * H + h) * dk, rowQK, m, Dkp, dk, vecQK, planQK);
+        load_tile<T>(smU + k0, sm + k0, ldk, k + (t0 * H + h) * dk, rowQK, m, Dkp, dk, vecQK, planQK);
+        load_tile<T>(smU + v0, sm + v0, kLdv, v + (t0 * H + h) * dv + c0, rowV, m, kCols, width, vecV, planV);
+    };
+
+    // State m-tile i of this warp is mt = warp + 4 i. Tiles past numMT (only when numMT is not a
+    // multiple of 4) are computed on a valid address (tile 0) to keep the loops branch-free, and
+    // their results are dropped.
+    unsigned mtOff[MT];  // byte offset of the tile's first dk column inside a K row
+    bool mtLive[MT];
+#pragma unroll
+    for (int i = 0; i < MT; ++i) {
+        mtLive[i] = warp + 4 * i < numMT;
+        mtOff[i] = mtLive[i] ? 32u * (warp + 4 * i) : 0u;
+    }
+
+    // ---- carried state P: registers, mma C layout. P[i][nt][e] is state row
+    //      16*(warp + 4i) + g + 8*(e >> 1), column 8*nt + 2*tq + (e & 1) (relative to c0). ----
+    float P[MT][8][4];
+#pragma unroll
+    for (int i = 0; i < MT; ++i)
+#pragma unroll
+        for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) P[i][nt][e] = 0.f;
+
+    if (FWD) {
+        const float* inc = incoming + ((long long)s * H + h) * dk * dv;
+#pragma unroll
+        for (int i = 0; i < MT; ++i) {
+            const int mt = warp + 4 * i;
+            if (mtLive[i]) {
+#pragma unroll
+                for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) {
+                        const int r = 16 * mt + g + 8 * (e >> 1);
+                        const int cc = 8 * nt + 2 * tq + (e & 1);
+                        if (r < dk && cc < width) P[i][nt][e] = inc[(long long)r * dv + c0 + cc];
+                    }
+                // T copy for the first chunk's inter product.
+#pragma unroll
+                for (int nt = 0; nt < 8; ++nt) {
+                    T* d = sPt + (16 * mt + g) * kLdv + 8 * nt + 2 * tq;
+                    *reinterpret_cast<unsigned*>(d) = O_::pack(P[i][nt][0], P[i][nt][1]);
+                    *reinterpret_cast<unsigned*>(d + 8 * kLdv) = O_::pack(P[i][nt][2], P[i][nt][3]);
+                }
+            }
+        }
+    }
+
+    // Prologue: chunks 0 .. NS-2 in flight (one commit group each, empty groups past the end).
+    for (int i = 0; i < NS - 1; ++i) {
+        if (i < nChunks) load_chunk(i, i);
+        cp_async_commit();
+    }
+
+    // Per-lane ldmatrix byte offsets. ldmatrix .x4: lanes 8i..8i+7 address the rows of 8x8 matrix
+    // i, which lands in register i. The mma fragments (m16n8k16, g = lane/4, tq = lane%4):
+    //   A (16x16 row-major): a0 = (g, 2tq..+1), a1 = (g+8, 2tq..), a2 = (g, 8+2tq..), a3 = (g+8, 8+2tq..)
+    //   B (16x8, k x n):     b0 = (k 2tq..+1, n g), b1 = (k 8+2tq..+1, n g)
+    //   C (16x8):            c0,c1 = (g, 2tq..+1), c2,c3 = (g+8, 2tq..+1)
+    // so the four matrices of one ldmatrix.x4 are
+    //   A from [row][k] storage:              {rows 0-7 k 0-7, rows 8-15 k 0-7, rows 0-7 k 8-15, rows 8-15 k 8-15}
+    //       -> lane addresses row = lane & 15, k = 8 * (lane >> 4);
+    //   B of two n-tiles from [n][k] storage: {n 0-7 k 0-7, n 0-7 k 8-15, n 8-15 k 0-7, n 8-15 k 8-15}
+    //       -> n = (lane & 7) + 8 * (lane >> 4), k = 8 * ((lane >> 3) & 1);
+    //   B of two n-tiles from [k][n] storage, .trans (each 8x8 arrives transposed): same order
+    //       -> k = (lane & 7) + 8 * ((lane >> 3) & 1), n = 8 * (lane >> 4);
+    //   A = K^T from [token][dk] storage, .trans: A's rows are dk, its k are tokens
+    //       -> token = (lane & 7) + 8 * (lane >> 4), dk = 8 * ((lane >> 3) & 1).
+    const int lr8 = lane & 7;
+    const int lb3 = ((lane >> 3) & 1) << 3;
+    const int lb4 = (lane >> 4) << 3;
+    const unsigned kRow16 = 32u * ldk;  // bytes of 16 rows of Q or K
+    const unsigned laneQA = 2u * ((16 * warp + (lane & 15)) * ldk + lb4);
+    const unsigned laneKB = 2u * ((lr8 + lb4) * ldk + lb3);   // also A = K^T (trans) for the state
+    const unsigned laneTB = 2u * ((lr8 + lb3) * kLdv + lb4);  // [k][n] tiles with row stride 72
+    const unsigned ptB = smU + offPt + laneTB;
+    const unsigned vhB = smU + offVh + laneTB;
+    const unsigned vlB = smU + offVl + laneTB;
+
+    int st = 0;  // stage of chunk c = c % NS
+    for (int c = 0; c < nChunks; ++c, st = (st + 1 == NS) ? 0 : st + 1) {
+        const long long t0 = segStart + (long long)c * kChunk;
+        const int m = (int)min((long long)kChunk, segEnd - t0);
+        const unsigned qOff = offStage + st * stageBytes;
+        const unsigned kU = smU + qOff + 128u * ldk;
+        const unsigned vOff = qOff + 256u * ldk;
+
+        // Chunk c has landed (NS-2 younger groups may still fly); after the barrier every warp is
+        // done with chunk c-1 (its stage, sPt reads, sVh/sVl).
+        cp_async_wait(NS - 2);
+        __syncthreads();
+        // Refill the stage chunk c-1 used with chunk c+NS-1.
+        {
+            const int cn = c + NS - 1;
+            if (cn < nChunks) load_chunk(st == 0 ? NS - 1 : st - 1, cn);
+            cp_async_commit();
+        }
+
+        // ---- split the decayed values: sVh = T(w_j v_j), sVl = T(w_j v_j - sVh), w_j = lambda^(m-1-j)
+        //      (rows j >= m get w = 0 from the table's zero half).
+        {
+            const T* sVs = reinterpret_cast<const T*>(sm + vOff);
+#pragma unroll
+            for (int rep = 0; rep < kChunk * (kCols / 8) / kThreads; ++rep) {
+                const int idx = tid + rep * kThreads;
+                const int r = idx >> 3, cc = (idx & 7) << 3;
+                const float w = tab[m - 1 - r];
+                const uint4 raw = *reinterpret_cast<const uint4*>(sVs + r * kLdv + cc);
+                const unsigned in[4] = {raw.x, raw.y, raw.z, raw.w};
+                unsigned hi[4], lo[4];
+#pragma unroll
+                for (int p = 0; p < 4; ++p) {
+                    float x0, x1, h0, h1;
+                    O_::unpack(in[p], x0, x1);
+                    x0 *= w;
+                    x1 *= w;
+                    hi[p] = O_::pack(x0, x1);  // round to T
+                    O_::unpack(hi[p], h0, h1);
+                    lo[p] = O_::pack(x0 - h0, x1 - h1);  // x - hi is exact in float
+                }
+                *reinterpret_cast<uint4*>(sVh + r * kLdv + cc) = make_uint4(hi[0], hi[1], hi[2], hi[3]);
+                *reinterpret_cast<uint4*>(sVl + r * kLdv + cc) = make_uint4(lo[0], lo[1], lo[2], lo[3]);
+            }
+        }
+
+        // ---- outputs for rows 16*warp .. 16*warp+15 ----
+        if (FWD && 16 * warp < m) {
+            const unsigned qA = smU + qOff + laneQA;
+            const unsigned kB = kU + laneKB;
+
+            // One pass over dk computes both S = Q K^T (all 64 key tokens; the causal mask below
+            // zeroes the upper part) and the inter product Oa = Q T(P); each Q fragment is loaded once.
+            float S[8][4], Oa[8][4];
+#pragma unroll
+            for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) S[nt][e] = Oa[nt][e] = 0.f;
+#pragma unroll 2
+            for (int ks = 0; ks < numMT; ++ks) {
+                unsigned a[4];
+                ldsm_x4(a, qA + 32u * ks);
+#pragma unroll
+                for (int np = 0; np < 4; ++np) {
+                    unsigned b[4], p[4];
+                    ldsm_x4(b, kB + np * kRow16 + 32u * ks);
+                    ldsm_x4_t(p, ptB + ks * (2u * 16 * kLdv) + 32u * np);
+                    O_::mma(S[2 * np], a, b[0], b[1]);
+                    O_::mma(S[2 * np + 1], a, b[2], b[3]);
+                    O_::mma(Oa[2 * np], a, p[0], p[1]);
+                    O_::mma(Oa[2 * np + 1], a, p[2], p[3]);
+                }
+            }
+
+            // Mask and decay (tab is 0 for i < j), then repack the C fragments as A fragments of
+            // the intra product: the A fragment of key k-step kk is {n-tile 2kk row g, n-tile 2kk
+            // row g+8, n-tile 2kk+1 row g, n-tile 2kk+1 row g+8}.
+            const int i0 = 16 * warp + g;             // local row of c0/c1; c2/c3 are row i0 + 8
+            const float* tr = tab + (i0 - 2 * tq);   // tr[-8nt - x] = lambda^(i0 - (8nt + 2tq + x))
+            unsigned Sp[4][4];
+#pragma unroll
+            for (int nt = 0; nt < 8; ++nt) {
+                const float v0 = S[nt][0] * tr[-8 * nt];
+                const float v1 = S[nt][1] * tr[-8 * nt - 1];
+                const float v2 = S[nt][2] * tr[8 - 8 * nt];
+                const float v3 = S[nt][3] * tr[7 - 8 * nt];
+                Sp[nt >> 1][2 * (nt & 1)] = O_::pack(v0, v1);
+                Sp[nt >> 1][2 * (nt & 1) + 1] = O_::pack(v2, v3);
+            }
+
+            // Inter rows scaled by lambda^(i+1).
+            {
+                const float r0 = tab[i0 + 1], r1 = tab[i0 + 9];
+#pragma unroll
+                for (int nt = 0; nt < 8; ++nt) {
+                    Oa[nt][0] *= r0; Oa[nt][1] *= r0;
+                    Oa[nt][2] *= r1; Oa[nt][3] *= r1;
+                }
+            }
+
+            // Intra: Oa += T(S .* M) V over key k-steps kk <= warp (later ones are fully masked).
+            const unsigned vB = smU + vOff + laneTB;
+#pragma unroll
+            for (int kk = 0; kk < 4; ++kk) {
+                if (kk <= warp) {
+#pragma unroll
+                    for (int np = 0; np < 4; ++np) {
+                        unsigned b[4];
+                        ldsm_x4_t(b, vB + kk * (2u * 16 * kLdv) + 32u * np);
+                        O_::mma(Oa[2 * np], Sp[kk], b[0], b[1]);
+                        O_::mma(Oa[2 * np + 1], Sp[kk], b[2], b[3]);
+                    }
+                }
+            }
+
+            // Stage this warp's 16 x 64 output tile in sO (rounded to T), then write it to global
+            // memory as 16-byte row segments (8 lanes cover one 128-byte row).
+            T* sOw = sO + 16 * warp * kLdv;
+#pragma unroll
+            for (int nt = 0; nt < 8; ++nt) {
+                T* d = sOw + g * kLdv + 8 * nt + 2 * tq;
+                *reinterpret_cast<unsigned*>(d) = O_::pack(scale * Oa[nt][0], scale * Oa[nt][1]);
+                *reinterpret_cast<unsigned*>(d + 8 * kLdv) =
+                    O_::pack(scale * Oa[nt][2], scale * Oa[nt][3]);
+            }
+            __syncwarp();
+#pragma unroll
+            for (int rep = 0; rep < 4; ++rep) {
+                const int idx = lane + 32 * rep;
+                const int r = idx >> 3, cc = (idx & 7) << 3;
+                const int lr = 16 * warp + r;
+                if (lr < m) {
+                    T* dst = o + ((t0 + lr) * H + h) * (long long)dv + c0 + cc;
+                    const T* srcp = sOw + r * kLdv + cc;
+                    if (vecO) {
+                        if (cc < width) *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(srcp);
+                    } else {
+#pragma unroll
+                        for (int e = 0; e < 8; ++e)
+                            if (cc + e < width) dst[e] = srcp[e];
+                    }
+                }
+            }
+        }
+
+        // sVh/sVl complete; every warp has finished reading sPt for this chunk.
+        __syncthreads();
+
+        // ---- state update: P = lambda^m P + (K^T sVh + K^T sVl), two m-tiles at a time so each
+        //      B fragment of sVh / sVl is loaded once per pair. dP starts from zero each chunk. ----
+        const float lamM = tab[m];
+        const unsigned kA = kU + laneKB;
+#pragma unroll
+        for (int i0p = 0; i0p < MT; i0p += 2) {
+            float dP[2][8][4];
+#pragma unroll
+            for (int u = 0; u < 2; ++u)
+#pragma unroll
+                for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) dP[u][nt][e] = 0.f;
+#pragma unroll
+            for (int kk = 0; kk < 4; ++kk) {
+                // A = K^T (rows = dk 16mt.., cols = tokens 16kk..): transposed load of K.
+                unsigned a[2][4];
+#pragma unroll
+                for (int u = 0; u < 2; ++u) ldsm_x4_t(a[u], kA + kk * kRow16 + mtOff[i0p + u]);
+                // All lo products first, then all hi products: consecutive mma never share an
+                // accumulator, so none waits for the previous one's result.
+                unsigned bh[4][4], bl[4][4];
+#pragma unroll
+                for (int np = 0; np < 4; ++np) {
+                    const unsigned off = kk * (2u * 16 * kLdv) + 32u * np;
+                    ldsm_x4_t(bl[np], vlB + off);
+                    ldsm_x4_t(bh[np], vhB + off);
+                }
+#pragma unroll
+                for (int np = 0; np < 4; ++np)
+#pragma unroll
+                    for (int u = 0; u < 2; ++u) {
+                        O_::mma(dP[u][2 * np], a[u], bl[np][0], bl[np][1]);
+                        O_::mma(dP[u][2 * np + 1], a[u], bl[np][2], bl[np][3]);
+                    }
+#pragma unroll
+                for (int np = 0; np < 4; ++np)
+#pragma unroll
+                    for (int u = 0; u < 2; ++u) {
+                        O_::mma(dP[u][2 * np], a[u], bh[np][0], bh[np][1]);
+                        O_::mma(dP[u][2 * np + 1], a[u], bh[np][2], bh[np][3]);
+                    }
+            }
+#pragma unroll
+            for (int u = 0; u < 2; ++u) {
+                const int i = i0p + u;
+                if (mtLive[i]) {
+#pragma unroll
+                    for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+                        for (int e = 0; e < 4; ++e) P[i][nt][e] = fmaf(lamM, P[i][nt][e], dP[u][nt][e]);
+                    if (FWD) {
+                        // T copy for the next chunk's inter product (read after the next barrier).
+                        const int mt = warp + 4 * i;
+#pragma unroll
+                        for (int nt = 0; nt < 8; ++nt) {
+                            T* d = sPt + (16 * mt + g) * kLdv + 8 * nt + 2 * tq;
+                            *reinterpret_cast<unsigned*>(d) = O_::pack(P[i][nt][0], P[i][nt][1]);
+                            *reinterpret_cast<unsigned*>(d + 8 * kLdv) = O_::pack(P[i][nt][2], P[i][nt][3]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // ---- the state after the segment's last token ----
+    float* out = outStates + ((long long)s * H + h) * dk * dv;
+#pragma unroll
+    for (int i = 0; i < MT; ++i) {
+        const int mt = warp + 4 * i;
+        if (mtLive[i]) {
+#pragma unroll
+            for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    const int r = 16 * mt + g + 8 * (e >> 1);
+                    const int cc = 8 * nt + 2 * tq + (e & 1);
+                    if (r < dk && cc < width) out[(long long)r * dv + c0 + cc] = P[i][nt][e];
+                }
+        }
+    }
+}
+
+// Picks the register footprint of the state: 2 m-tiles per warp up to Dk = 128, 4 up to 256.
+template <typename T, bool FWD>
+__device__ __forceinline__ void dispatch(const T* q, const T* k, const T* v, T* o, int n, int H, int dk,
+                                         int dv, int segTokens, const float* slopes, float scale,
+                                         const float* incoming, float* outStates) {
+    if (dk <= 128)
+        body<T, FWD, 2>(q, k, v, o, n, H, dk, dv, segTokens, slopes, scale, incoming, outStates);
+    else
+        body<T, FWD, 4>(q, k, v, o, n, H, dk, dv, segTokens, slopes, scale, incoming, outStates);
+}
+
+}  // namespace lightning_tc
+
+// ------------------------------ entry points ----------------------------------------------
+extern "C" __global__ void __launch_bounds__(128, 1)
+lightning_forward_tc_bf16(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,
+                          __nv_bfloat16* o, int n, int H, int dk, int dv, int segTokens,
+                          const float* slopes, float scale, const float* incoming, float* outStates) {
+    lightning_tc::dispatch<__nv_bfloat16, true>(q, k, v, o, n, H, dk, dv, segTokens, slopes, scale,
+                                            incoming, outStates);
+}
+
+extern "C" __global__ void __launch_bounds__(128, 1)
+lightning_forward_tc_f16(const __half* q, const __half* k, const __half* v, __half* o, int n, int H,
+                         int dk, int dv, int segTokens, const float* slopes, float scale,
+                         const float* incoming, float* outStates) {
+    lightning_tc::dispatch<__half, true>(q, k, v, o, n, H, dk, dv, segTokens, slopes, scale, incoming,
+                                     outStates);
+}
+
+extern "C" __global__ void __launch_bounds__(128, 1)
+lightning_states_tc_bf16(const __nv_bfloat16* k, const __nv_bfloat16* v, int n, int H, int dk, int dv,
+                         int segTokens, const float* slopes, float* outStates) {
+    lightning_tc::dispatch<__nv_bfloat16, false>(nullptr, k, v, nullptr, n, H, dk, dv, segTokens, slopes,
+                                             1.f, nullptr, outStates);
+}
+
+extern "C" __global__ void __launch_bounds__(128, 1)
+lightning_states_tc_f16(const __half* k, const __half* v, int n, int H, int dk, int dv, int segTokens,
+                        const float* slopes, float* outStates) {
+    lightning_tc::dispatch<__half, false>(nullptr, k, v, nullptr, n, H, dk, dv, segTokens, slopes, 1.f,
+                                      nullptr, outStates);
+}

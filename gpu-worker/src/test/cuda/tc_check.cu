@@ -1,0 +1,309 @@
+// Standalone correctness and timing check for the tensor-core lightning attention kernels.
+//
+// Build (from the repository root):
+//   nvcc -O2 -arch=sm_90 -I gpu-worker/src/main/cuda gpu-worker/src/test/cuda/tc_check.cu -o tc_check
+// Run:
+//   ./tc_check           every case against a float64 CPU recurrence; exit code 1 on any failure
+//   ./tc_check --bench   n = 1048576, H = 64, dk = dv = 128, bf16, S = 1: forward kernel timing
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include "tensor_core.cuh"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#define CK(x)                                                                                  \
+    do {                                                                                       \
+        cudaError_t e_ = (x);                                                                  \
+        if (e_ != cudaSuccess) {                                                               \
+            std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
+            std::exit(2);                                                                      \
+        }                                                                                      \
+    } while (0)
+
+// ------------------------------ small helpers ---------------------------------------------
+struct Rng {  // xorshift64*, fixed seed: reproducible inputs
+    uint64_t s;
+    explicit Rng(uint64_t seed) : s(seed * 0x9E3779B97F4A7C15ull + 1) {}
+    uint64_t next() {
+        s ^= s >> 12; s ^= s << 25; s ^= s >> 27;
+        return s * 0x2545F4914F6CDD1Dull;
+    }
+    float uniform() { return (float)((next() >> 40) * (1.0 / 16777216.0)) * 2.f - 1.f; }  // [-1, 1)
+};
+
+template <typename T> struct Elem;
+template <> struct Elem<__nv_bfloat16> {
+    static __nv_bfloat16 from(float x) { return __float2bfloat16_rn(x); }
+    static float to(__nv_bfloat16 x) { return __bfloat162float(x); }
+    static const char* name() { return "bf16"; }
+};
+template <> struct Elem<__half> {
+    static __half from(float x) { return __float2half_rn(x); }
+    static float to(__half x) { return __half2float(x); }
+    static const char* name() { return "f16"; }
+};
+
+static void launch_forward(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,
+                           __nv_bfloat16* o, int n, int H, int dk, int dv, int seg, const float* sl,
+                           float scale, const float* inc, float* outS, dim3 grid, int smem) {
+    lightning_forward_tc_bf16<<<grid, 128, smem>>>(q, k, v, o, n, H, dk, dv, seg, sl, scale, inc, outS);
+}
+static void launch_forward(const __half* q, const __half* k, const __half* v, __half* o, int n, int H,
+                           int dk, int dv, int seg, const float* sl, float scale, const float* inc,
+                           float* outS, dim3 grid, int smem) {
+    lightning_forward_tc_f16<<<grid, 128, smem>>>(q, k, v, o, n, H, dk, dv, seg, sl, scale, inc, outS);
+}
+static void launch_states(const __nv_bfloat16* k, const __nv_bfloat16* v, int n, int H, int dk, int dv,
+                          int seg, const float* sl, float* outS, dim3 grid, int smem) {
+    lightning_states_tc_bf16<<<grid, 128, smem>>>(k, v, n, H, dk, dv, seg, sl, outS);
+}
+static void launch_states(const __half* k, const __half* v, int n, int H, int dk, int dv, int seg,
+                          const float* sl, float* outS, dim3 grid, int smem) {
+    lightning_states_tc_f16<<<grid, 128, smem>>>(k, v, n, H, dk, dv, seg, sl, outS);
+}
+
+static void set_smem_limits() {
+    int maxBytes = 0;  // the largest size any dk in 1..256 needs
+    for (int dk = 1; dk <= 256; ++dk) maxBytes = std::max(maxBytes, lightning_tc_smem_bytes(dk));
+    CK(cudaFuncSetAttribute(lightning_forward_tc_bf16, cudaFuncAttributeMaxDynamicSharedMemorySize, maxBytes));
+    CK(cudaFuncSetAttribute(lightning_forward_tc_f16, cudaFuncAttributeMaxDynamicSharedMemorySize, maxBytes));
+    CK(cudaFuncSetAttribute(lightning_states_tc_bf16, cudaFuncAttributeMaxDynamicSharedMemorySize, maxBytes));
+    CK(cudaFuncSetAttribute(lightning_states_tc_f16, cudaFuncAttributeMaxDynamicSharedMemorySize, maxBytes));
+}
+
+// Relative Frobenius error; counts non-finite results (unwritten NaN poison or overflow).
+static double rel_err(const std::vector<double>& got, const std::vector<double>& ref, long long* nonFinite) {
+    double num = 0, den = 0;
+    long long bad = 0;
+    for (size_t i = 0; i < ref.size(); ++i) {
+        if (!std::isfinite(got[i])) { ++bad; continue; }
+        const double d = got[i] - ref[i];
+        num += d * d;
+        den += ref[i] * ref[i];
+    }
+    *nonFinite = bad;
+    if (bad) return NAN;
+    return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
+// ------------------------------ one test case ---------------------------------------------
+template <typename T>
+static bool run_case(int caseId, int n, int H, int dk, int dv, int segReq, int* skipped) {
+    // Segment length: a multiple of 64 giving at most segReq non-empty segments.
+    const int chunks = (n + 63) / 64;
+    const int segTokens = 64 * ((chunks + segReq - 1) / segReq);
+    const int S = (n + segTokens - 1) / segTokens;
+    if (segReq > 1 && S == 1) { *skipped = 1; return true; }  // n too short for several segments
+    *skipped = 0;
+
+    Rng rng(1234567 + caseId);
+    const size_t nq = (size_t)n * H * dk, nv = (size_t)n * H * dv, ns = (size_t)S * H * dk * dv;
+    std::vector<T> hq(nq), hk(nq), hv(nv);
+    std::vector<double> q(nq), k(nq), v(nv);  // the T-rounded inputs, for the reference
+    for (size_t i = 0; i < nq; ++i) { hq[i] = Elem<T>::from(rng.uniform()); q[i] = Elem<T>::to(hq[i]); }
+    for (size_t i = 0; i < nq; ++i) { hk[i] = Elem<T>::from(rng.uniform()); k[i] = Elem<T>::to(hk[i]); }
+    for (size_t i = 0; i < nv; ++i) { hv[i] = Elem<T>::from(rng.uniform()); v[i] = Elem<T>::to(hv[i]); }
+
+    // Slopes: the extremes 1e-6, 0.5 and 8 plus a typical value, cycled over heads and cases.
+    const float slopeSet[4] = {1e-6f, 0.5f, 8.f, 0.03f};
+    std::vector<float> slopes(H);
+    for (int h = 0; h < H; ++h) slopes[h] = slopeSet[(h + caseId) % 4];
+    const float scale = 1.f / std::sqrt((float)dk);
+
+    // Random initial state before token 0.
+    std::vector<float> init((size_t)H * dk * dv);
+    for (auto& x : init) x = rng.uniform();
+
+    // ---- float64 reference ----
+    std::vector<double> oRef(nv, 0.0), outRef(ns), localRef(ns);
+    std::vector<float> incoming(ns);  // true state before each segment, rounded to float
+    {
+        std::vector<double> st((size_t)dk * dv), loc((size_t)dk * dv);
+        for (int h = 0; h < H; ++h) {
+            const double lam = std::exp(-(double)slopes[h]);
+            for (size_t i = 0; i < st.size(); ++i) st[i] = init[(size_t)h * dk * dv + i];
+            for (int s = 0; s < S; ++s) {
+                const size_t sb = ((size_t)s * H + h) * dk * dv;
+                for (size_t i = 0; i < st.size(); ++i) incoming[sb + i] = (float)st[i];
+                std::fill(loc.begin(), loc.end(), 0.0);
+                const int t1 = std::min(n, (s + 1) * segTokens);
+                for (int t = s * segTokens; t < t1; ++t) {
+                    const double* kt = &k[((size_t)t * H + h) * dk];
+                    const double* vt = &v[((size_t)t * H + h) * dv];
+                    const double* qt = &q[((size_t)t * H + h) * dk];
+                    double* ot = &oRef[((size_t)t * H + h) * dv];
+                    for (int a = 0; a < dk; ++a) {
+                        double* sr = &st[(size_t)a * dv];
+                        double* lr = &loc[(size_t)a * dv];
+                        for (int b = 0; b < dv; ++b) {
+                            sr[b] = lam * sr[b] + kt[a] * vt[b];
+                            lr[b] = lam * lr[b] + kt[a] * vt[b];
+                        }
+                    }
+                    for (int a = 0; a < dk; ++a) {
+                        const double* sr = &st[(size_t)a * dv];
+                        for (int b = 0; b < dv; ++b) ot[b] += qt[a] * sr[b];
+                    }
+                    for (int b = 0; b < dv; ++b) ot[b] *= scale;
+                }
+                for (size_t i = 0; i < st.size(); ++i) { outRef[sb + i] = st[i]; localRef[sb + i] = loc[i]; }
+            }
+        }
+    }
+
+    // ---- device run ----
+    T *dq, *dk_, *dv_, *dO;
+    float *dSl, *dInc, *dOutF, *dOutL;
+    CK(cudaMalloc(&dq, nq * sizeof(T)));
+    CK(cudaMalloc(&dk_, nq * sizeof(T)));
+    CK(cudaMalloc(&dv_, nv * sizeof(T)));
+    CK(cudaMalloc(&dO, nv * sizeof(T)));
+    CK(cudaMalloc(&dSl, H * sizeof(float)));
+    CK(cudaMalloc(&dInc, ns * sizeof(float)));
+    CK(cudaMalloc(&dOutF, ns * sizeof(float)));
+    CK(cudaMalloc(&dOutL, ns * sizeof(float)));
+    CK(cudaMemcpy(dq, hq.data(), nq * sizeof(T), cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(dk_, hk.data(), nq * sizeof(T), cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(dv_, hv.data(), nv * sizeof(T), cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(dSl, slopes.data(), H * sizeof(float), cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(dInc, incoming.data(), ns * sizeof(float), cudaMemcpyHostToDevice));
+    // Poison every output with NaN (0xFFFF is a NaN in bf16 and f16, 0xFFFFFFFF in float).
+    CK(cudaMemset(dO, 0xFF, nv * sizeof(T)));
+    CK(cudaMemset(dOutF, 0xFF, ns * sizeof(float)));
+    CK(cudaMemset(dOutL, 0xFF, ns * sizeof(float)));
+
+    const dim3 grid(H, (dv + 63) / 64, S);
+    const int smem = lightning_tc_smem_bytes(dk);
+    launch_forward(dq, dk_, dv_, dO, n, H, dk, dv, segTokens, dSl, scale, dInc, dOutF, grid, smem);
+    CK(cudaGetLastError());
+    launch_states(dk_, dv_, n, H, dk, dv, segTokens, dSl, dOutL, grid, smem);
+    CK(cudaGetLastError());
+    CK(cudaDeviceSynchronize());
+
+    std::vector<T> ho(nv);
+    std::vector<float> hOutF(ns), hOutL(ns);
+    CK(cudaMemcpy(ho.data(), dO, nv * sizeof(T), cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(hOutF.data(), dOutF, ns * sizeof(float), cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(hOutL.data(), dOutL, ns * sizeof(float), cudaMemcpyDeviceToHost));
+    CK(cudaFree(dq)); CK(cudaFree(dk_)); CK(cudaFree(dv_)); CK(cudaFree(dO));
+    CK(cudaFree(dSl)); CK(cudaFree(dInc)); CK(cudaFree(dOutF)); CK(cudaFree(dOutL));
+
+    std::vector<double> og(nv), sf(ns), sl(ns);
+    for (size_t i = 0; i < nv; ++i) og[i] = Elem<T>::to(ho[i]);
+    for (size_t i = 0; i < ns; ++i) { sf[i] = hOutF[i]; sl[i] = hOutL[i]; }
+    long long bo, bf, bl;
+    const double eo = rel_err(og, oRef, &bo);
+    const double ef = rel_err(sf, outRef, &bf);
+    const double el = rel_err(sl, localRef, &bl);
+
+    const bool isBf16 = std::is_same<T, __nv_bfloat16>::value;
+    const double oLim = isBf16 ? 6e-3 : 2e-3, sLim = 2e-5;
+    // Written as !(x <= lim) so that NaN fails.
+    const bool pass = bo == 0 && bf == 0 && bl == 0 && !(eo > oLim) && !(ef > sLim) && !(el > sLim) &&
+                      std::isfinite(eo) && std::isfinite(ef) && std::isfinite(el);
+    std::printf("%-4s n=%-5d H=%d dk=%-3d dv=%-3d S=%d seg=%-5d  o_err=%.3e  fwd_state_err=%.3e  "
+                "local_state_err=%.3e  unwritten=%lld/%lld/%lld  %s\n",
+                Elem<T>::name(), n, H, dk, dv, S, segTokens, eo, ef, el, bo, bf, bl, pass ? "PASS" : "FAIL");
+    std::fflush(stdout);
+    return pass;
+}
+
+// ------------------------------ benchmark -------------------------------------------------
+__global__ void fill_random_bf16(__nv_bfloat16* p, size_t count, uint32_t seed) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < count; i += (size_t)gridDim.x * blockDim.x) {
+        uint32_t x = (uint32_t)i * 2654435761u ^ seed;
+        x ^= x >> 16; x *= 0x7feb352du; x ^= x >> 15; x *= 0x846ca68bu; x ^= x >> 16;
+        p[i] = __float2bfloat16_rn((float)(x >> 8) * (2.f / 16777216.f) - 1.f);
+    }
+}
+
+static int bench(int n) {
+    const int H = 64, dk = 128, dv = 128, S = 1, segTokens = n;
+    const size_t elems = (size_t)n * H * dk;
+    __nv_bfloat16 *q, *k, *v, *o;
+    float *sl, *inc, *outS;
+    CK(cudaMalloc(&q, elems * 2));
+    CK(cudaMalloc(&k, elems * 2));
+    CK(cudaMalloc(&v, elems * 2));
+    CK(cudaMalloc(&o, elems * 2));
+    CK(cudaMalloc(&sl, H * sizeof(float)));
+    CK(cudaMalloc(&inc, (size_t)S * H * dk * dv * sizeof(float)));
+    CK(cudaMalloc(&outS, (size_t)S * H * dk * dv * sizeof(float)));
+    fill_random_bf16<<<4096, 256>>>(q, elems, 1u);
+    fill_random_bf16<<<4096, 256>>>(k, elems, 2u);
+    fill_random_bf16<<<4096, 256>>>(v, elems, 3u);
+    CK(cudaGetLastError());
+    std::vector<float> hs(H);
+    for (int h = 0; h < H; ++h) hs[h] = std::exp2(-8.0f * (h + 1) / H);  // ALiBi-style slopes
+    CK(cudaMemcpy(sl, hs.data(), H * sizeof(float), cudaMemcpyHostToDevice));
+    CK(cudaMemset(inc, 0, (size_t)S * H * dk * dv * sizeof(float)));
+
+    const dim3 grid(H, (dv + 63) / 64, S);
+    const int smem = lightning_tc_smem_bytes(dk);
+    const float scale = 1.f / std::sqrt((float)dk);
+    cudaEvent_t e0, e1;
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+
+    auto timeIt = [&](bool fwd) {
+        std::vector<float> ms;
+        for (int it = 0; it < 12; ++it) {  // 2 warm-up runs, then 10 timed
+            CK(cudaEventRecord(e0));
+            if (fwd) lightning_forward_tc_bf16<<<grid, 128, smem>>>(q, k, v, o, n, H, dk, dv, segTokens, sl, scale, inc, outS);
+            else lightning_states_tc_bf16<<<grid, 128, smem>>>(k, v, n, H, dk, dv, segTokens, sl, outS);
+            CK(cudaGetLastError());
+            CK(cudaEventRecord(e1));
+            CK(cudaEventSynchronize(e1));
+            float t;
+            CK(cudaEventElapsedTime(&t, e0, e1));
+            if (it >= 2) ms.push_back(t);
+        }
+        std::sort(ms.begin(), ms.end());
+        return 0.5f * (ms[4] + ms[5]);
+    };
+    const float fwdMs = timeIt(true);
+    const double bytes = 4.0 * (double)elems * 2.0;  // read q, k, v and write o once
+    std::printf("bench forward bf16 n=%d H=%d dk=%d dv=%d S=%d: %.3f ms (median of 10), %.1f GB/s effective\n",
+                n, H, dk, dv, S, fwdMs, bytes / (fwdMs * 1e-3) / 1e9);
+    const float stMs = timeIt(false);
+    std::printf("bench states  bf16 (same shape): %.3f ms, %.1f GB/s effective (k, v read once)\n", stMs,
+                2.0 * elems * 2.0 / (stMs * 1e-3) / 1e9);
+    CK(cudaFree(q)); CK(cudaFree(k)); CK(cudaFree(v)); CK(cudaFree(o));
+    CK(cudaFree(sl)); CK(cudaFree(inc)); CK(cudaFree(outS));
+    return 0;
+}
+
+int main(int argc, char** argv) {
+    set_smem_limits();
+    // --bench [n]: n defaults to 1048576 (a smaller n is handy under a profiler).
+    if (argc > 1 && std::strcmp(argv[1], "--bench") == 0) return bench(argc > 2 ? std::atoi(argv[2]) : 1048576);
+
+    const int ns[] = {1, 63, 65, 1000, 4096};
+    const int hs[] = {1, 3};
+    // The last pair (dk, dv not multiples of 8) exercises the scalar load/store paths.
+    const int dims[][2] = {{128, 128}, {64, 32}, {40, 72}, {16, 24}, {37, 70}};
+    const int segs[] = {1, 3};
+    int passed = 0, failed = 0, caseId = 0;
+    for (int typ = 0; typ < 2; ++typ)
+        for (int n : ns)
+            for (int H : hs)
+                for (auto& d : dims)
+                    for (int sr : segs) {
+                        int skipped = 0;
+                        const bool ok = typ == 0 ? run_case<__nv_bfloat16>(caseId, n, H, d[0], d[1], sr, &skipped)
+                                                 : run_case<__half>(caseId, n, H, d[0], d[1], sr, &skipped);
+                        ++caseId;
+                        if (skipped) continue;
+                        (ok ? passed : failed)++;
+                    }
+    std::printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}
