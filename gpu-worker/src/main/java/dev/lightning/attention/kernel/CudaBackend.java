@@ -33,8 +33,6 @@ public final class CudaBackend implements AttentionBackend {
     static final int CHUNK = 64;
     private static final int GENERIC_BV = 32;
     private static final int GENERIC_THREADS = 256;
-    private static final int TC_BV = 64;
-    private static final int TC_THREADS = 128;
 
     private final CudaDevice device;
     private final boolean tensorCores;
@@ -186,8 +184,8 @@ public final class CudaBackend implements AttentionBackend {
         int dv = spec.dv();
         boolean tc = tensorCores && dtype != DType.F32 && TensorCoreLayout.ENABLED
                 && device.has("lightning_forward_tc_bf16");
-        int bv = tc ? TC_BV : GENERIC_BV;
-        int threads = tc ? TC_THREADS : GENERIC_THREADS;
+        int bv = tc ? TensorCoreLayout.COLUMNS : GENERIC_BV;
+        int threads = tc ? TensorCoreLayout.THREADS : GENERIC_THREADS;
         int smem = tc ? tcSharedBytes(dk) : genericSharedBytes(dk);
         String suffix = dtype == DType.F32 ? "f32" : dtype == DType.BF16 ? "bf16" : "f16";
         String family = tc ? "tc_" : "generic_";
