@@ -32,6 +32,8 @@ public final class JobConfig implements Serializable {
     final String gpuResource;
     final long gpuMemory;
     final boolean overwrite;
+    final boolean skipNonFinite;
+    final boolean skipInvalid;
     final double progressSeconds;
     /** Spark settings from {@code --conf} that are not ours, applied to the SparkConf. */
     final Map<String, String> sparkSettings;
@@ -52,6 +54,8 @@ public final class JobConfig implements Serializable {
         this.gpuResource = r.get(Settings.GPU_RESOURCE);
         this.gpuMemory = r.get(Settings.GPU_MEMORY);
         this.overwrite = r.get(Settings.OVERWRITE);
+        this.skipNonFinite = r.get(Settings.SKIP_NONFINITE);
+        this.skipInvalid = r.get(Settings.SKIP_INVALID);
         this.progressSeconds = r.get(Settings.PROGRESS_SECONDS);
         this.sparkSettings = Collections.unmodifiableMap(new LinkedHashMap<>(sparkSettings));
         if (input == null) {

@@ -23,6 +23,7 @@ import java.io.Serializable;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.HashMap;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
@@ -48,6 +49,10 @@ final class LightningJob {
     private final JobConfig cfg;
     private final SparkContext sc;
     private final PrintStream out;
+    /** Files refused at inspection (with --skip-invalid): name to reason. */
+    private final Map<String, String> rejected = new java.util.TreeMap<>();
+    /** Sequences dropped for NaN/Inf (with --skip-nonfinite): index to "count, first position". */
+    private final Map<Integer, String> skipped = new java.util.TreeMap<>();
 
     LightningJob(JobConfig cfg, SparkContext sc, PrintStream out) {
         this.cfg = cfg;
@@ -66,6 +71,9 @@ final class LightningJob {
 
         List<LocatedFileStatus> statuses = listInputs(inFs, inputDir);
         List<SequenceFile> files = inspectAll(inFs, statuses);
+        for (Map.Entry<String, String> r : rejected.entrySet()) {
+            out.println("lightning: rejected " + r.getKey() + ": " + r.getValue());
+        }
         prepareOutput(inFs, inputDir, outFs, outputDir);
 
         PiecePlanner planner = new PiecePlanner(cfg.partitionTokens, cfg.chunkSize);
@@ -136,8 +144,11 @@ final class LightningJob {
                 reports.addAll(runPass("scan: incoming states", splitWork, null, 0, passSeconds,
                         (pieces, tokens) -> new Tasks(hadoop, staging, cfg, pieces, tokens).scan()));
             }
-            reports.addAll(runPass("pass 2/2: outputs", pass2, pass2Hosts, totalTokens, passSeconds,
-                    (pieces, tokens) -> new Tasks(hadoop, staging, cfg, pieces, tokens).pass2()));
+            List<TaskReport> outputs = runPass("pass 2/2: outputs", pass2, pass2Hosts, totalTokens, passSeconds,
+                    (pieces, tokens) -> new Tasks(hadoop, staging, cfg, pieces, tokens).pass2());
+            reports.addAll(outputs);
+            collectSkipped(outputs, files);
+            splitWork.removeIf(w -> skipped.containsKey(w.get(0).sequence));
             if (!splitWork.isEmpty()) {
                 reports.addAll(runPass("assemble: split sequences", splitWork, null, 0, passSeconds,
                         (pieces, tokens) -> new Tasks(hadoop, staging, cfg, pieces, tokens).assemble()));
@@ -162,9 +173,35 @@ final class LightningJob {
                 used.add(r.backend + "@" + r.device);
             }
         }
-        out.printf("lightning: done: %d files, %,d tokens in %.1f s (%s tokens/s) on %s; results in %s%n",
-                files.size(), totalTokens, seconds, rate(totalTokens, seconds), String.join(", ", used), cfg.output);
+        out.printf("lightning: done: %d files, %,d tokens in %.1f s (%s tokens/s) on %s; results in %s%s%n",
+                files.size() - skipped.size(), totalTokens, seconds, rate(totalTokens, seconds), String.join(", ", used),
+                cfg.output, rejected.isEmpty() && skipped.isEmpty() ? ""
+                        : " (" + rejected.size() + " rejected, " + skipped.size() + " skipped: see " + REPORT + ")");
         return report;
+    }
+
+    /** Pass 2 saw every piece (and every initial state): its records say which sequences to drop. */
+    private void collectSkipped(List<TaskReport> outputs, List<SequenceFile> files) {
+        Map<Integer, long[]> counts = new java.util.TreeMap<>();
+        Map<Integer, String> firsts = new HashMap<>();
+        Map<Integer, Long> firstAt = new HashMap<>();
+        for (TaskReport r : outputs) {
+            for (String record : r.skipped) {
+                String[] f = record.split("\t", 4);
+                int sequence = Integer.parseInt(f[0]);
+                long at = Long.parseLong(f[1]);
+                counts.computeIfAbsent(sequence, k -> new long[1])[0] += Long.parseLong(f[2]);
+                if (!firstAt.containsKey(sequence) || at < firstAt.get(sequence)) {
+                    firstAt.put(sequence, at);
+                    firsts.put(sequence, f[3]);
+                }
+            }
+        }
+        for (Map.Entry<Integer, long[]> e : counts.entrySet()) {
+            String what = e.getValue()[0] + " NaN/Inf value(s), the first at " + firsts.get(e.getKey());
+            skipped.put(e.getKey(), what);
+            out.println("lightning: skipped " + files.get(e.getKey()).name + ": " + what);
+        }
     }
 
     // ---------------------------------------------------------------- inputs and outputs
@@ -197,11 +234,16 @@ final class LightningJob {
                 futures.add(pool.submit(() -> SequenceFile.inspect(fs, s, cfg::defaultSlopes)));
             }
             List<SequenceFile> files = new ArrayList<>();
-            for (Future<SequenceFile> f : futures) {
+            for (int i = 0; i < futures.size(); i++) {
+                Future<SequenceFile> f = futures.get(i);
                 try {
                     files.add(f.get());
                 } catch (java.util.concurrent.ExecutionException e) {
                     Throwable c = e.getCause();
+                    if (c instanceof InvalidInputException && cfg.skipInvalid) {
+                        rejected.put(statuses.get(i).getPath().getName(), c.getMessage());
+                        continue;
+                    }
                     if (c instanceof RuntimeException) {
                         throw (RuntimeException) c;
                     }
@@ -213,6 +255,10 @@ final class LightningJob {
                     Thread.currentThread().interrupt();
                     throw new IOException("interrupted while reading headers", e);
                 }
+            }
+            if (files.isEmpty()) {
+                throw new InvalidInputException("--input: all " + statuses.size() + " files were rejected, e.g. "
+                        + rejected.values().iterator().next());
             }
             return files;
         } finally {
@@ -364,6 +410,10 @@ final class LightningJob {
             n.put("slopes", f.slopesFromFile ? "file" : cfg.defaultSlopes);
             n.put("initialState", f.initialStateOffset >= 0);
         }
+        ArrayNode rej = root.putArray("rejected");
+        rejected.forEach((name, why) -> rej.addObject().put("file", name).put("reason", why));
+        ArrayNode skip = root.putArray("skipped");
+        skipped.forEach((seq, why) -> skip.addObject().put("file", files.get(seq).name).put("reason", why));
         ArrayNode ts = root.putArray("tasks");
         for (TaskReport r : tasks) {
             ObjectNode n = ts.addObject();

@@ -13,5 +13,6 @@ public final class LightningKryoRegistrator implements KryoRegistrator {
     public void registerClasses(Kryo kryo) {
         kryo.register(TaskReport.class);
         kryo.register(TaskReport[].class);
+        kryo.register(String[].class);
     }
 }

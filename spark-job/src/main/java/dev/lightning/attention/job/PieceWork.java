@@ -4,6 +4,8 @@ import dev.lightning.attention.kernel.AttentionBackend;
 import dev.lightning.attention.kernel.AttentionSpec;
 import dev.lightning.attention.kernel.LightningState;
 import dev.lightning.attention.plan.Piece;
+import dev.lightning.attention.tensor.DType;
+import dev.lightning.attention.tensor.NonFinite;
 import dev.lightning.attention.tensor.TokenTensor;
 import org.apache.hadoop.fs.FSDataInputStream;
 
@@ -38,12 +40,19 @@ final class PieceWork {
     }
 
     /** The state a sequence starts from: its {@code initial_state}, or zero. */
-    static LightningState initialState(FSDataInputStream in, SequenceFile f) throws IOException {
+    static LightningState initialState(FSDataInputStream in, SequenceFile f, int sequence) throws IOException {
         if (f.initialStateOffset < 0) {
             return LightningState.zeros(f.heads, f.dk, f.dv);
         }
-        byte[] raw = new byte[f.heads * f.dk * f.dv * 4];
+        int elements = f.heads * f.dk * f.dv;
+        byte[] raw = new byte[elements * 4];
         SequenceFile.readFully(in, f.initialStateOffset, raw, f.name);
+        NonFinite.Found bad = NonFinite.scan(raw, 0, elements, DType.F32);
+        if (bad.count > 0) {
+            long i = bad.first;
+            throw new NonFiniteInputException(f.name, sequence, -1, bad.count, "initial_state[" + i / (f.dk * f.dv) + ", "
+                    + (i / f.dv) % f.dk + ", " + i % f.dv + "]", "initial_state");
+        }
         return LightningState.fromBytes(f.heads, f.dk, f.dv, ByteBuffer.wrap(raw));
     }
 
@@ -55,9 +64,11 @@ final class PieceWork {
         LightningState state = LightningState.zeros(f.heads, f.dk, f.dv);
         for (long at = p.start(); at < p.end(); at += w.capacity) {
             int n = (int) Math.min(w.capacity, p.end() - at);
-            w.read(in, at, n);
-            state = backend.advance(spec, w.k, w.v, state);
+            if (w.read(in, at, n)) {
+                state = backend.advance(spec, w.k, w.v, state);
+            }
         }
+        w.failIfNonFinite(p);
         return state;
     }
 
@@ -69,10 +80,12 @@ final class PieceWork {
         LightningState state = incoming;
         for (long at = p.start(); at < p.end(); at += w.capacity) {
             int n = (int) Math.min(w.capacity, p.end() - at);
-            w.read(in, at, n);
-            state = backend.forward(spec, w.q, w.k, w.v, state, w.o);
-            out.write(w.oBytes, 0, n * w.oTokenBytes);
+            if (w.read(in, at, n)) {
+                state = backend.forward(spec, w.q, w.k, w.v, state, w.o);
+                out.write(w.oBytes, 0, n * w.oTokenBytes);
+            }
         }
+        w.failIfNonFinite(p);
         return state;
     }
 
@@ -91,6 +104,9 @@ final class PieceWork {
         TokenTensor k;
         TokenTensor v;
         TokenTensor o;
+        /** NaN/Inf found so far in this piece, and where the first was. */
+        long nonFinite;
+        String firstNonFinite;
 
         Window(SequenceFile f, int capacity, boolean outputs) {
             this.f = f;
@@ -105,13 +121,40 @@ final class PieceWork {
             oBytes = outputs ? new byte[capacity * oTokenBytes] : null;
         }
 
-        void read(FSDataInputStream in, long token, int n) throws IOException {
+        /**
+         * Reads tokens [token, token + n) and scans them for NaN/Inf. Returns whether the piece is
+         * still clean, i.e. whether to compute: after the first bad value the rest is only counted.
+         */
+        boolean read(FSDataInputStream in, long token, int n) throws IOException {
             if (qBytes != null) {
                 q = view(in, f.qOffset, token, n, kTokenBytes, qBytes, f.dk);
                 o = TokenTensor.wrap(f.dtype, n, f.heads, f.dv, ByteBuffer.wrap(oBytes, 0, n * oTokenBytes));
+                scan("q", qBytes, token, n, f.dk);
             }
             k = view(in, f.kOffset, token, n, kTokenBytes, kBytes, f.dk);
             v = view(in, f.vOffset, token, n, vTokenBytes, vBytes, f.dv);
+            scan("k", kBytes, token, n, f.dk);
+            scan("v", vBytes, token, n, f.dv);
+            return nonFinite == 0;
+        }
+
+        private void scan(String tensor, byte[] buf, long token, int n, int dim) {
+            NonFinite.Found found = NonFinite.scan(buf, 0, n * f.heads * dim, f.dtype);
+            if (found.count > 0) {
+                if (nonFinite == 0) {
+                    long i = found.first;
+                    firstNonFinite = tensor + "[" + (token + i / ((long) f.heads * dim)) + ", " + (i / dim) % f.heads + ", "
+                            + i % dim + "]";
+                }
+                nonFinite += found.count;
+            }
+        }
+
+        void failIfNonFinite(Piece p) {
+            if (nonFinite > 0) {
+                throw new NonFiniteInputException(f.name, p.sequence(), p.start(), nonFinite, firstNonFinite,
+                        "tokens [" + p.start() + ", " + p.end() + ")");
+            }
         }
 
         private TokenTensor view(FSDataInputStream in, long tensorOffset, long token, int n, int tokenBytes,

@@ -46,12 +46,18 @@ final class Settings {
             "The same for the GPU backend, whose launches want more tokens at once.");
     static final Setting<Boolean> OVERWRITE = Setting.flagSwitch("--overwrite", "spark.lightning.overwrite",
             "Replace results already in the output directory instead of refusing to run.");
+    static final Setting<Boolean> SKIP_NONFINITE = Setting.flagSwitch("--skip-nonfinite",
+            "spark.lightning.skipNonFinite", "Skip sequences whose inputs hold NaN or Inf, and list them in the run "
+                    + "report, instead of failing the job.");
+    static final Setting<Boolean> SKIP_INVALID = Setting.flagSwitch("--skip-invalid", "spark.lightning.skipInvalid",
+            "Process the valid files of the input and list the rejected ones in the run report, instead of failing "
+                    + "before any output is written.");
     static final Setting<Double> PROGRESS_SECONDS = Setting.real("--progress-seconds",
             "spark.lightning.progressSeconds", 5.0, true, "Seconds between progress lines.");
 
     static final List<Setting<?>> ALL = List.of(INPUT, OUTPUT, PARTITION_TOKENS, CHUNK_SIZE, SCALE, BACKEND, MASTER,
             DEFAULT_SLOPES, LAYER, LAYERS, WINDOW_BYTES, GPU_WINDOW_BYTES, GPU_RESOURCE, GPU_MEMORY, OVERWRITE,
-            PROGRESS_SECONDS);
+            SKIP_INVALID, SKIP_NONFINITE, PROGRESS_SECONDS);
 
     static Setting<?> byFlag(String flag) {
         for (Setting<?> s : ALL) {

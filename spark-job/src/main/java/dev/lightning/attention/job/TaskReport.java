@@ -14,13 +14,15 @@ public final class TaskReport {
     String host;
     String executor;
     long nanos;
+    /** Sequences dropped for NaN/Inf in skip mode: "sequence TAB count TAB first position". */
+    String[] skipped;
 
     TaskReport() {
         // for Kryo
     }
 
     TaskReport(String pass, int partition, int pieces, long tokens, String backend, String device, String host,
-               String executor, long nanos) {
+               String executor, long nanos, String[] skipped) {
         this.pass = pass;
         this.partition = partition;
         this.pieces = pieces;
@@ -30,5 +32,6 @@ public final class TaskReport {
         this.host = host;
         this.executor = executor;
         this.nanos = nanos;
+        this.skipped = skipped;
     }
 }

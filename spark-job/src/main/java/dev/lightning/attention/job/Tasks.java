@@ -17,6 +17,7 @@ import java.io.OutputStream;
 import java.io.Serializable;
 import java.net.InetAddress;
 import java.nio.ByteBuffer;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 
@@ -64,6 +65,7 @@ final class Tasks implements Serializable {
     private final long gpuWindowBytes;
     private final String gpuResource;
     private final long gpuMemory;
+    private final boolean skipNonFinite;
     private final LongAccumulator piecesDone;
     private final LongAccumulator tokensDone;
 
@@ -78,6 +80,7 @@ final class Tasks implements Serializable {
         this.gpuWindowBytes = cfg.gpuWindowBytes;
         this.gpuResource = cfg.gpuResource;
         this.gpuMemory = cfg.gpuMemory;
+        this.skipNonFinite = cfg.skipNonFinite;
         this.piecesDone = piecesDone;
         this.tokensDone = tokensDone;
     }
@@ -106,7 +109,15 @@ final class Tasks implements Serializable {
         return ctx.stageId() + "-" + ctx.partitionId() + "-" + ctx.taskAttemptId();
     }
 
-    private TaskReport report(String pass, TaskContext ctx, int pieces, long tokens, AttentionBackend b, long start) {
+    private String skipOrThrow(NonFiniteInputException e) {
+        if (!skipNonFinite) {
+            throw e;
+        }
+        return e.record();
+    }
+
+    private TaskReport report(String pass, TaskContext ctx, int pieces, long tokens, AttentionBackend b, long start,
+                              List<String> skipped) {
         String host;
         try {
             host = InetAddress.getLocalHost().getHostName();
@@ -115,7 +126,7 @@ final class Tasks implements Serializable {
         }
         String executor = org.apache.spark.SparkEnv.get() == null ? "?" : org.apache.spark.SparkEnv.get().executorId();
         return new TaskReport(pass, ctx.partitionId(), pieces, tokens, b == null ? "-" : b.name(),
-                b == null ? "-" : b.device(), host, executor, System.nanoTime() - start);
+                b == null ? "-" : b.device(), host, executor, System.nanoTime() - start, skipped.toArray(new String[0]));
     }
 
     private void progress(Piece p) {
@@ -128,18 +139,24 @@ final class Tasks implements Serializable {
         return (items, ctx) -> {
             long start = System.nanoTime();
             long tokens = 0;
+            List<String> skipped = new ArrayList<>();
             try (AttentionBackend backend = backend()) {
                 for (PieceItem it : items) {
                     LightningState local;
                     try (FSDataInputStream in = fs(it.file.path).open(new Path(it.file.path))) {
                         local = work(backend).localState(backend, in, it.file, it.piece);
+                    } catch (NonFiniteInputException e) {
+                        // skip mode: the sequence is dropped at assembly; a zero state keeps the scan going
+                        skipped.add(skipOrThrow(e));
+                        local = LightningState.zeros(it.file.heads, it.file.dk, it.file.dv);
                     }
+                    LightningState localState = local;
                     Path dst = staging.localState(it.piece.sequence(), it.piece.index());
-                    Staging.writeAtomically(fs(staging.root), dst, attempt(ctx), out -> out.write(local.toBytes()));
+                    Staging.writeAtomically(fs(staging.root), dst, attempt(ctx), out -> out.write(localState.toBytes()));
                     tokens += it.piece.tokens();
                     progress(it.piece);
                 }
-                return report("pass1", ctx, items.size(), tokens, backend, start);
+                return report("pass1", ctx, items.size(), tokens, backend, start, skipped);
             }
         };
     }
@@ -152,12 +169,16 @@ final class Tasks implements Serializable {
         return (items, ctx) -> {
             long start = System.nanoTime();
             FileSystem stagingFs = fs(staging.root);
+            List<String> skipped = new ArrayList<>();
             for (SplitItem it : items) {
                 SequenceFile f = it.file;
                 dev.lightning.attention.kernel.AttentionSpec spec = f.spec(scale, chunkSize);
                 LightningState state;
                 try (FSDataInputStream in = fs(f.path).open(new Path(f.path))) {
-                    state = PieceWork.initialState(in, f);
+                    state = PieceWork.initialState(in, f, it.sequence);
+                } catch (NonFiniteInputException e) {
+                    skipped.add(skipOrThrow(e));
+                    state = LightningState.zeros(f.heads, f.dk, f.dv);
                 }
                 for (int p = 0; p + 1 < it.pieceTokens.length; p++) {
                     LightningState local = readState(stagingFs, staging.localState(it.sequence, p), f);
@@ -167,7 +188,7 @@ final class Tasks implements Serializable {
                             out -> out.write(incoming.toBytes()));
                 }
             }
-            return report("scan", ctx, items.size(), 0, null, start);
+            return report("scan", ctx, items.size(), 0, null, start, skipped);
         };
     }
 
@@ -178,13 +199,14 @@ final class Tasks implements Serializable {
             long tokens = 0;
             FileSystem outFs = fs(output);
             FileSystem stagingFs = fs(staging.root);
+            List<String> skipped = new ArrayList<>();
             try (AttentionBackend backend = backend()) {
                 for (PieceItem it : items) {
                     SequenceFile f = it.file;
                     Piece p = it.piece;
                     try (FSDataInputStream in = fs(f.path).open(new Path(f.path))) {
                         LightningState incoming = p.isFirst()
-                                ? PieceWork.initialState(in, f)
+                                ? PieceWork.initialState(in, f, p.sequence())
                                 : readState(stagingFs, staging.incomingState(p.sequence(), p.index()), f);
                         if (!p.isSplit()) {
                             Staging.writeAtomically(outFs, new Path(output, f.name), attempt(ctx), out -> {
@@ -201,11 +223,14 @@ final class Tasks implements Serializable {
                                         out -> out.write(last[0].toBytes()));
                             }
                         }
+                    } catch (NonFiniteInputException e) {
+                        // nothing of this piece was renamed into place; in skip mode the driver drops the sequence
+                        skipped.add(skipOrThrow(e));
                     }
                     tokens += p.tokens();
                     progress(p);
                 }
-                return report("pass2", ctx, items.size(), tokens, backend, start);
+                return report("pass2", ctx, items.size(), tokens, backend, start, skipped);
             }
         };
     }
@@ -228,7 +253,7 @@ final class Tasks implements Serializable {
                     copy(stagingFs, staging.finalState(it.sequence), (long) f.heads * f.dk * f.dv * 4, out);
                 });
             }
-            return report("assemble", ctx, items.size(), 0, null, start);
+            return report("assemble", ctx, items.size(), 0, null, start, List.of());
         };
     }
 
