@@ -36,7 +36,7 @@ public final class CudaBackend implements AttentionBackend {
 
     private final CudaDevice device;
     private final boolean tensorCores;
-    private final long memoryBudget;
+    private long memoryBudget;
     private final CUstream stream = new CUstream();
     private final List<Buffer> buffers = new ArrayList<>();
     private final Buffer qDev = new Buffer(false);
@@ -172,6 +172,17 @@ public final class CudaBackend implements AttentionBackend {
             ByteBuffer finalBytes = download(incoming, stateBytes);
             return LightningState.fromBytes(heads, dk, dv, finalBytes);
         } catch (CudaException e) {
+            device.noteError(e);
+            if (String.valueOf(e.getMessage()).contains("OUT_OF_MEMORY") && sliceTokens > CHUNK) {
+                // Shrink the work per launch and try again: half the slice, down to one chunk.
+                releaseBuffers();
+                long smaller = Math.max(CHUNK, sliceTokens / 2 / CHUNK * CHUNK);
+                long budget = fixed + smaller * tokenBytes;
+                System.err.println("lightning: GPU " + device + " out of memory for slices of " + sliceTokens
+                        + " tokens; retrying with " + smaller);
+                CudaBackend.this.memoryBudget = Math.min(memoryBudget, budget);
+                return run(spec, q, k, v, state, o);
+            }
             throw new IllegalStateException("GPU " + device + ": " + kernel + " failed on a window of " + n + " tokens [H="
                     + heads + ", Dk=" + dk + ", Dv=" + dv + ", " + dtype + "]: " + e.getMessage(), e);
         }

@@ -44,6 +44,8 @@ final class CudaDevice {
     private final CUcontext context;
     private final CUmodule module;
     private final Map<String, CUfunction> functions = new HashMap<>();
+    /** Set by the first error that poisons the context (an illegal address, a failed launch). */
+    private volatile String broken;
 
     private CudaDevice(int ordinal) {
         this.ordinal = ordinal;
@@ -182,9 +184,27 @@ final class CudaDevice {
         OPEN.clear();
     }
 
-    /** Makes this device's context current on the calling thread; every task thread calls it first. */
+    /**
+     * Makes this device's context current on the calling thread; every task thread calls it first.
+     * Fails at once when an earlier error left the context unusable: the driver keeps such errors
+     * for the life of the process, so only a new executor can use this GPU again.
+     */
     void makeCurrent() {
+        if (broken != null) {
+            throw new IllegalStateException("GPU " + this + " is unusable in this executor since an earlier error ("
+                    + broken + "); the executor must be restarted to use it again");
+        }
         JCudaDriver.cuCtxSetCurrent(context);
+    }
+
+    /** Records an error the driver keeps for the context's life, so later tasks fail fast. */
+    void noteError(CudaException e) {
+        String m = String.valueOf(e.getMessage());
+        if (m.contains("ILLEGAL_ADDRESS") || m.contains("LAUNCH_FAILED") || m.contains("ILLEGAL_INSTRUCTION")
+                || m.contains("MISALIGNED_ADDRESS") || m.contains("HARDWARE_STACK_ERROR") || m.contains("ECC_UNCORRECTABLE")
+                || m.contains("ASSERT")) {
+            broken = m;
+        }
     }
 
     /** A kernel of the module; raises its shared-memory limit to what the device allows. */

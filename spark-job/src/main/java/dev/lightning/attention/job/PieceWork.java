@@ -65,7 +65,11 @@ final class PieceWork {
         for (long at = p.start(); at < p.end(); at += w.capacity) {
             int n = (int) Math.min(w.capacity, p.end() - at);
             if (w.read(in, at, n)) {
-                state = backend.advance(spec, w.k, w.v, state);
+                try {
+                    state = backend.advance(spec, w.k, w.v, state);
+                } catch (RuntimeException e) {
+                    throw located(e, f, p, at, n, backend);
+                }
             }
         }
         w.failIfNonFinite(p);
@@ -81,12 +85,26 @@ final class PieceWork {
         for (long at = p.start(); at < p.end(); at += w.capacity) {
             int n = (int) Math.min(w.capacity, p.end() - at);
             if (w.read(in, at, n)) {
-                state = backend.forward(spec, w.q, w.k, w.v, state, w.o);
+                try {
+                    state = backend.forward(spec, w.q, w.k, w.v, state, w.o);
+                } catch (RuntimeException e) {
+                    throw located(e, f, p, at, n, backend);
+                }
                 out.write(w.oBytes, 0, n * w.oTokenBytes);
             }
         }
         w.failIfNonFinite(p);
         return state;
+    }
+
+    /** A backend failure with the file, piece and tokens it was computing: the task fails with this. */
+    private static RuntimeException located(RuntimeException e, SequenceFile f, Piece p, long at, int n,
+                                            AttentionBackend backend) {
+        if (e instanceof dev.lightning.attention.tensor.InvalidInputException) {
+            return e;
+        }
+        return new IllegalStateException(f.name + ", piece " + (p.index() + 1) + " of " + p.count() + ", tokens [" + at
+                + ", " + (at + n) + ") on " + backend.name() + "@" + backend.device() + ": " + e.getMessage(), e);
     }
 
     /** Reused buffers for one window of q, k, v (and o), viewed as tensors of the current size. */
