@@ -58,7 +58,8 @@ final class ExecutorBackends {
             throw new InvalidInputException("--backend gpu: no usable GPU on this executor"
                     + (assigned != null ? " (Spark assigned " + resourceName + " " + assigned + ")" : "") + ": " + reason);
         }
-        announce("cpu", "backend auto: computing on the CPU (float32); no GPU: " + reason);
+        announce("cpu", "backend auto: computing on the CPU (float32)"
+                + (assigned != null ? " although Spark assigned " + resourceName + " " + assigned : "") + "; no GPU: " + reason);
         return new CpuBackend();
     }
 

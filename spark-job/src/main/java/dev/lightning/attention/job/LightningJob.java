@@ -154,6 +154,7 @@ final class LightningJob {
                         (pieces, tokens) -> new Tasks(hadoop, staging, cfg, pieces, tokens).assemble()));
             }
         } finally {
+            removeLeftovers(outFs, outputDir);
             Path stagingPath = new Path(staging.root);
             FileSystem sfs = stagingPath.getFileSystem(sc.hadoopConfiguration());
             sfs.delete(stagingPath, true);
@@ -201,6 +202,22 @@ final class LightningJob {
             String what = e.getValue()[0] + " NaN/Inf value(s), the first at " + firsts.get(e.getKey());
             skipped.put(e.getKey(), what);
             out.println("lightning: skipped " + files.get(e.getKey()).name + ": " + what);
+        }
+    }
+
+    /**
+     * Removes hidden partial files of task attempts that died before they could clean up (a lost
+     * executor runs no finally block). Finished files were renamed into place and stay.
+     */
+    private static void removeLeftovers(FileSystem fs, Path output) throws IOException {
+        if (!fs.exists(output)) {
+            return;
+        }
+        for (FileStatus s : fs.listStatus(output)) {
+            String name = s.getPath().getName();
+            if (name.startsWith(".") && name.contains(".inprogress-")) {
+                fs.delete(s.getPath(), false);
+            }
         }
     }
 
@@ -425,6 +442,7 @@ final class LightningJob {
             n.put("device", r.device);
             n.put("host", r.host);
             n.put("executor", r.executor);
+            n.put("gpuAddress", r.gpuAddress);
             n.put("millis", r.nanos / 1e6);
         }
         return root;

@@ -13,6 +13,8 @@ public final class TaskReport {
     String device;
     String host;
     String executor;
+    /** The GPU address Spark assigned to the task ("-" when none). */
+    String gpuAddress;
     long nanos;
     /** Sequences dropped for NaN/Inf in skip mode: "sequence TAB count TAB first position". */
     String[] skipped;
@@ -22,7 +24,7 @@ public final class TaskReport {
     }
 
     TaskReport(String pass, int partition, int pieces, long tokens, String backend, String device, String host,
-               String executor, long nanos, String[] skipped) {
+               String executor, String gpuAddress, long nanos, String[] skipped) {
         this.pass = pass;
         this.partition = partition;
         this.pieces = pieces;
@@ -31,6 +33,7 @@ public final class TaskReport {
         this.device = device;
         this.host = host;
         this.executor = executor;
+        this.gpuAddress = gpuAddress;
         this.nanos = nanos;
         this.skipped = skipped;
     }

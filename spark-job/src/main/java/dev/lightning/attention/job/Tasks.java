@@ -125,8 +125,10 @@ final class Tasks implements Serializable {
             host = "unknown";
         }
         String executor = org.apache.spark.SparkEnv.get() == null ? "?" : org.apache.spark.SparkEnv.get().executorId();
+        Integer gpu = ExecutorBackends.assignedGpu(gpuResource);
         return new TaskReport(pass, ctx.partitionId(), pieces, tokens, b == null ? "-" : b.name(),
-                b == null ? "-" : b.device(), host, executor, System.nanoTime() - start, skipped.toArray(new String[0]));
+                b == null ? "-" : b.device(), host, executor, gpu == null ? "-" : gpu.toString(),
+                System.nanoTime() - start, skipped.toArray(new String[0]));
     }
 
     private void progress(Piece p) {
