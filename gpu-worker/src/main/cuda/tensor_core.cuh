@@ -9,20 +9,29 @@
 //   O       = scale * ( [(Q K^T) .* M] V  +  diag(lambda^(i+1)) Q P ),  M[i][j] = lambda^(i-j), i >= j
 //   P_next  = lambda^m P + sum_j lambda^(m-1-j) k_j^T v_j
 //
-// Launch contract: grid = (H, ceil(dv / 64), S), block = 128 threads (4 warps),
-// dynamic shared memory = lightning_tc_smem_bytes(dk). A CTA owns head blockIdx.x, the value
-// columns [64 * blockIdx.y, min(dv, 64 * blockIdx.y + 64)) and segment blockIdx.z, i.e. tokens
-// [s * segTokens, min(n, (s + 1) * segTokens)). It walks the segment's 64-token chunks in order.
+// Launch contract: grid = (H, ceil(dv / LIGHTNING_TC_COLUMNS), S), block = LIGHTNING_TC_THREADS
+// (256 threads, 8 warps), dynamic shared memory = lightning_tc_smem_bytes(dk). A CTA owns head
+// blockIdx.x, the value columns [64 * blockIdx.y, min(dv, 64 * blockIdx.y + 64)) and segment
+// blockIdx.z, i.e. tokens [s * segTokens, min(n, (s + 1) * segTokens)). It walks the segment's
+// 64-token chunks in order.
 //
-// Work split inside a CTA (warp w = 0..3):
-//   * output rows 16w .. 16w+15 of the chunk (Q K^T, the intra and the inter product);
-//   * state rows (dk) 16*mt .. 16*mt+15 for the m-tiles mt = w, w+4, w+8, w+12 (state update).
-// The carried state P lives in registers as float32, in the mma accumulator layout. A copy rounded
-// to T lives in shared memory (sPt) as the B operand of Q P.
+// Work split inside a CTA (warp specialization; each SM sub-partition gets one warp of each kind):
+//   * forward, warps 0..3 (output warps): output rows 16w .. 16w+15 of the chunk (Q K^T, the intra
+//     and the inter product with the T copy of the state before the chunk, sPt);
+//   * forward, warps 4..7 (state warps): state rows (dk) 16*mt .. 16*mt+15 for the m-tiles
+//     mt = w-4, w, w+4, w+8, all 64 columns (state update), then the T copy of the new state into sPt
+//     (the other of two buffers when Dkp <= 128; otherwise the single buffer, once every output warp
+//     has finished reading it: named barrier 1, all 8 warps);
+//   * states kernel: all 8 warps are state warps, warp w owns m-tiles (w & 3) + 4i and the 32
+//     columns 32 * (w >> 2) .. +31.
+// One __syncthreads per chunk; the carried state P lives in the state warps' registers as float32,
+// in the mma accumulator layout.
 //
 // Precision of the state update: the decayed values w_j v_j (w_j = lambda^(m-1-j)) are not exact
-// in T, so they are split into hi = T(w_j v_j) and lo = T(w_j v_j - hi) and both hi and lo are
-// multiplied by K^T (k_j is exact in T). Putting the decay on v instead of k is the same product
+// in T, so they are split into hi and lo = T(w_j v_j - hi), hi = T(w_j v_j) (f16) or w_j v_j
+// truncated to bf16 (bf16: a bit mask instead of a conversion), in registers right after the state
+// warp loads the B fragments of V, and both hi and lo are multiplied by K^T (k_j is exact in T).
+// Putting the decay on v instead of k is the same product
 // (sum_j k_j^T (w_j v_j) = sum_j (w_j k_j)^T v_j) but splits a 64 x 64 tile once per chunk instead of a
 // 64 x Dk tile. The chunk's dP is accumulated from zero in its own registers and only then added
 // as P = lambda^m P + dP with an ordinary (round-to-nearest) float32 FMA: tensor-core accumulation
@@ -32,30 +41,38 @@
 
 // ---------------------------------------------------------------------------------------------
 // Dynamic shared memory, in bytes, with Dkp = dk rounded up to a multiple of 16:
-//   656 * Dkp + 51200          i.e.  656 * ((dk + 15) / 16 * 16) + 51200
-// Layout (T = 2-byte element, LDK = Dkp + 8, LDV = 72; the +8 element pads make every row stride
-// an odd multiple of 16 bytes, so the 8 row addresses of an ldmatrix hit 8 different bank groups):
+//   128 * Dkp + 188416          i.e.  128 * ((dk + 15) / 16 * 16) + 188416
+// (dk = 128: 204800 bytes; dk = 256: 221184 bytes <= 227 KB = 232448). One CTA per SM anyway (its
+// 256 threads use the whole register file), so the kernels spend the space on pipeline stages: as
+// many as fit, 2 .. 4 (see NS in body). Layout (T = 2-byte element, LDK = Dkp + 8, LDV = 72; the +8
+// element pads make every row stride an odd multiple of 16 bytes, so the 8 row addresses of an
+// ldmatrix hit 8 different bank groups):
 //   decay table          256 floats                      1024
-//   2 stages of   Q      64 x LDK T                      128 * (Dkp + 8)   each
+//   NS stages of  Q      64 x LDK T                      128 * (Dkp + 8)   each (forward only)
 //                 K      64 x LDK T                      128 * (Dkp + 8)   each
 //                 V      64 x LDV T                      9216              each
-//   sPt  (P as T)        Dkp x LDV T                     144 * Dkp
-//   sVh, sVl, sO         3 x 64 x LDV T                  27648
-// = 1024 + 2 * (256 * (Dkp + 8) + 9216) + 144 * Dkp + 27648 = 656 * Dkp + 51200.
-// dk = 128: 135168 bytes; dk = 256: 219136 bytes (<= 227 KB = 232448).
-// (Measured on an H200 at dk = 128: 4 stages ran no faster than 2, so the pipeline stays at 2.)
+//   sPt  (P as T)        Dkp x LDV T, x2 if Dkp <= 128   144 * Dkp each    (forward only)
+//   sO   (4 warps)       64 x LDV T                      9216              (forward only)
+// Forward: dk = 128 -> 3 stages (179200 bytes used), dk = 256 -> 2 stages, one sPt (200704 bytes).
+// States: 4 stages for every dk.
 // ---------------------------------------------------------------------------------------------
+#define LIGHTNING_TC_THREADS 256
+#define LIGHTNING_TC_COLUMNS 64
+
 __host__ __device__ inline int lightning_tc_smem_bytes(int dk) {
-    return 656 * ((dk + 15) / 16 * 16) + 51200;
+    return 128 * ((dk + 15) / 16 * 16) + 188416;
 }
 
 namespace lightning_tc {
 
 constexpr int kChunk = 64;    // tokens per chunk
-constexpr int kThreads = 128; // 4 warps
-constexpr int kCols = 64;     // value columns per CTA
+constexpr int kThreads = LIGHTNING_TC_THREADS; // 8 warps
+constexpr int kCols = LIGHTNING_TC_COLUMNS;  // value columns per CTA
 constexpr int kLdv = kCols + 8;
-constexpr int kStages = 2;    // chunks resident in shared memory (the one computed + one in flight)
+#ifndef LIGHTNING_TC_MAX_STAGES
+#define LIGHTNING_TC_MAX_STAGES 4
+#endif
+constexpr int kMaxStages = LIGHTNING_TC_MAX_STAGES;  // chunks resident in smem (1 computed + rest in flight)
 
 // ------------------------------ element type traits ---------------------------------------
 template <typename T> struct Ops;
@@ -131,7 +148,8 @@ __device__ __forceinline__ void st_shared_zero16(unsigned sdst) {
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 // Wait until at most `pending` of this thread's most recent cp.async groups are still in flight.
 __device__ __forceinline__ void cp_async_wait(int pending) {
-    if (pending >= 2) asm volatile("cp.async.wait_group 2;\n" ::: "memory");
+    if (pending >= 3) asm volatile("cp.async.wait_group 3;\n" ::: "memory");
+    else if (pending == 2) asm volatile("cp.async.wait_group 2;\n" ::: "memory");
     else if (pending == 1) asm volatile("cp.async.wait_group 1;\n" ::: "memory");
     else asm volatile("cp.async.wait_group 0;\n" ::: "memory");
 }
@@ -197,10 +215,41 @@ __device__ __forceinline__ void load_tile(unsigned dst, unsigned char* dstGeneri
 }
 
 // ------------------------------ the kernel body -------------------------------------------
-// MT = state m-tiles per warp (2 when Dkp <= 128, 4 when Dkp <= 256). The hot loops have no
-// per-tile branches: ptxas schedules a straight run of ldmatrix and mma with many independent
-// accumulators, which is what hides their latency with only 4 warps per SM. Zero padding makes
-// the extra tiles harmless (padded rows / columns of Q, K, V, sVh, sVl, sPt are zero).
+// Splits one packed pair of V values (tokens j, j+1 of one column) into hi = T(w v) and
+// lo = T(w v - hi), w0 / w1 the decay weights of the two tokens.
+template <typename T>
+__device__ __forceinline__ void split_hl(unsigned u, float w0, float w1, unsigned& hi, unsigned& lo);
+// bf16: hi = w v truncated to bf16 (a bit mask, no conversion), lo = RN(w v - hi); w v - hi is
+// exact in float, so hi + lo is within 2^-16 of w v (relative).
+template <>
+__device__ __forceinline__ void split_hl<__nv_bfloat16>(unsigned u, float w0, float w1, unsigned& hi,
+                                                        unsigned& lo) {
+    const float x0 = __uint_as_float(u << 16) * w0;
+    const float x1 = __uint_as_float(u & 0xffff0000u) * w1;
+    const unsigned b0 = __float_as_uint(x0), b1 = __float_as_uint(x1);
+    hi = __byte_perm(b0, b1, 0x7632);  // upper halves: b0's in the low 16 bits, b1's in the high
+    lo = Ops<__nv_bfloat16>::pack(x0 - __uint_as_float(b0 & 0xffff0000u), x1 - __uint_as_float(b1 & 0xffff0000u));
+}
+// f16: hi = RN(w v), lo = RN(w v - hi).
+template <>
+__device__ __forceinline__ void split_hl<__half>(unsigned u, float w0, float w1, unsigned& hi, unsigned& lo) {
+    using T = __half;
+    float x0, x1, h0, h1;
+    Ops<T>::unpack(u, x0, x1);
+    x0 *= w0;
+    x1 *= w1;
+    hi = Ops<T>::pack(x0, x1);  // round to T
+    Ops<T>::unpack(hi, h0, h1);
+    lo = Ops<T>::pack(x0 - h0, x1 - h1);  // x - hi is exact in float
+}
+
+__device__ __forceinline__ void named_bar_sync(int id, int count) {
+    asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(count) : "memory");
+}
+
+// MT = state m-tiles per state warp (2 when Dkp <= 128, 4 when Dkp <= 256). The hot loops have no
+// per-tile branches; zero padding makes the extra tiles harmless (padded rows / columns of Q, K, V
+// and sPt are zero).
 template <typename T, bool FWD, int MT>
 __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restrict__ k,
                                      const T* __restrict__ v, T* __restrict__ o, int n, int H,
@@ -228,21 +277,25 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
     const int nChunks = (segLen + kChunk - 1) / kChunk;
 
     // ---- shared memory carve-up, byte offsets (see lightning_tc_smem_bytes) ----
-    const unsigned stageBytes = 256u * ldk + 2u * kChunk * kLdv;  // Q, K (64 x ldk) + V (64 x 72)
+    // Stage: [Q (forward only)] K (64 x ldk), V (64 x 72). As many stages as fit (2..kMaxStages).
+    const unsigned qkBytes = FWD ? 256u * ldk : 128u * ldk;
+    const unsigned stageBytes = qkBytes + 2u * kChunk * kLdv;
     const unsigned offStage = 1024u;
-    const int NS = kStages;  // pipeline depth; the code below works for any NS >= 2
+    // sPt: double-buffered when Dkp <= 128 (MT == 2): the state warps write the copy for chunk c+1
+    // while the output warps read the one for chunk c, no barrier between them. For Dkp > 128 one
+    // buffer (the double one would not fit next to 2 stages); named barrier 1 then orders them.
+    constexpr bool kDblPt = (MT == 2);
+    const unsigned ptBytes = 2u * Dkp * kLdv;  // one copy
+    const unsigned fixedBytes = offStage + (FWD ? (kDblPt ? 2u : 1u) * ptBytes + 2u * kChunk * kLdv : 0u);
+    const int NS = max(2, min(kMaxStages, (int)(((unsigned)lightning_tc_smem_bytes(dk) - fixedBytes) / stageBytes)));
     const unsigned offPt = offStage + NS * stageBytes;
-    const unsigned offVh = offPt + 2u * Dkp * kLdv;
-    const unsigned offVl = offVh + 2u * kChunk * kLdv;
-    const unsigned offO = offVl + 2u * kChunk * kLdv;
+    const unsigned offO = offPt + (kDblPt ? 2u : 1u) * ptBytes;
     unsigned char* sm = lightning_tc_smem;
     const unsigned smU = smem_u32(sm);
     // Decay table: lam(d) = tab[d] = lambda^d for d = 0..191 and tab[d] = 0 for d = -64..-1, so the
     // causal mask is part of the lookup (no compare / select per score).
     float* tab = reinterpret_cast<float*>(sm) + 64;
     T* sPt = reinterpret_cast<T*>(sm + offPt);
-    T* sVh = reinterpret_cast<T*>(sm + offVh);
-    T* sVl = reinterpret_cast<T*>(sm + offVl);
     T* sO = reinterpret_cast<T*>(sm + offO);
 
     const float slope = slopes[h];
@@ -261,51 +314,58 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
     auto load_chunk = [&](int st, int c) {
         const long long t0 = segStart + (long long)c * kChunk;
         const int m = (int)min((long long)kChunk, segEnd - t0);
-        const unsigned q0 = offStage + st * stageBytes, k0 = q0 + 128u * ldk, v0 = q0 + 256u * ldk;
+        const unsigned q0 = offStage + st * stageBytes, k0 = q0 + (FWD ? 128u * ldk : 0u), v0 = q0 + qkBytes;
         if (FWD) load_tile<T>(smU + q0, sm + q0, ldk, q + (t0 * H + h) * dk, rowQK, m, Dkp, dk, vecQK, planQK);
         load_tile<T>(smU + k0, sm + k0, ldk, k + (t0 * H + h) * dk, rowQK, m, Dkp, dk, vecQK, planQK);
         load_tile<T>(smU + v0, sm + v0, kLdv, v + (t0 * H + h) * dv + c0, rowV, m, kCols, width, vecV, planV);
     };
 
-    // State m-tile i of this warp is mt = warp + 4 i. Tiles past numMT (only when numMT is not a
+    // ---- roles. Forward: warps 0..3 compute the outputs, warps 4..7 the state (all 64 columns).
+    //      States kernel: all 8 warps update the state, warp w owns columns 32 * (w >> 2) .. +31. ----
+    constexpr int NT = FWD ? 8 : 4;  // 8-column n-tiles of the state per state warp
+    const bool outWarp = FWD && warp < 4;
+    const int wi = warp & 3;                        // state warp index along dk
+    const int colOff = FWD ? 0 : 32 * (warp >> 2);  // state warp's first column (relative to c0)
+
+    // State m-tile i of a state warp is mt = wi + 4 i. Tiles past numMT (only when numMT is not a
     // multiple of 4) are computed on a valid address (tile 0) to keep the loops branch-free, and
     // their results are dropped.
     unsigned mtOff[MT];  // byte offset of the tile's first dk column inside a K row
     bool mtLive[MT];
 #pragma unroll
     for (int i = 0; i < MT; ++i) {
-        mtLive[i] = warp + 4 * i < numMT;
-        mtOff[i] = mtLive[i] ? 32u * (warp + 4 * i) : 0u;
+        mtLive[i] = wi + 4 * i < numMT;
+        mtOff[i] = mtLive[i] ? 32u * (wi + 4 * i) : 0u;
     }
 
-    // ---- carried state P: registers, mma C layout. P[i][nt][e] is state row
-    //      16*(warp + 4i) + g + 8*(e >> 1), column 8*nt + 2*tq + (e & 1) (relative to c0). ----
-    float P[MT][8][4];
+    // ---- carried state P (state warps): registers, mma C layout. P[i][nt][e] is state row
+    //      16*(wi + 4i) + g + 8*(e >> 1), column colOff + 8*nt + 2*tq + (e & 1) (relative to c0). ----
+    float P[MT][NT][4];
 #pragma unroll
     for (int i = 0; i < MT; ++i)
 #pragma unroll
-        for (int nt = 0; nt < 8; ++nt)
+        for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
             for (int e = 0; e < 4; ++e) P[i][nt][e] = 0.f;
 
-    if (FWD) {
+    if (FWD && !outWarp) {
         const float* inc = incoming + ((long long)s * H + h) * dk * dv;
 #pragma unroll
         for (int i = 0; i < MT; ++i) {
-            const int mt = warp + 4 * i;
+            const int mt = wi + 4 * i;
             if (mtLive[i]) {
 #pragma unroll
-                for (int nt = 0; nt < 8; ++nt)
+                for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
                     for (int e = 0; e < 4; ++e) {
                         const int r = 16 * mt + g + 8 * (e >> 1);
-                        const int cc = 8 * nt + 2 * tq + (e & 1);
+                        const int cc = colOff + 8 * nt + 2 * tq + (e & 1);
                         if (r < dk && cc < width) P[i][nt][e] = inc[(long long)r * dv + c0 + cc];
                     }
                 // T copy for the first chunk's inter product.
 #pragma unroll
-                for (int nt = 0; nt < 8; ++nt) {
-                    T* d = sPt + (16 * mt + g) * kLdv + 8 * nt + 2 * tq;
+                for (int nt = 0; nt < NT; ++nt) {
+                    T* d = sPt + (16 * mt + g) * kLdv + colOff + 8 * nt + 2 * tq;
                     *reinterpret_cast<unsigned*>(d) = O_::pack(P[i][nt][0], P[i][nt][1]);
                     *reinterpret_cast<unsigned*>(d + 8 * kLdv) = O_::pack(P[i][nt][2], P[i][nt][3]);
                 }
@@ -337,23 +397,21 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
     const int lb3 = ((lane >> 3) & 1) << 3;
     const int lb4 = (lane >> 4) << 3;
     const unsigned kRow16 = 32u * ldk;  // bytes of 16 rows of Q or K
-    const unsigned laneQA = 2u * ((16 * warp + (lane & 15)) * ldk + lb4);
+    const unsigned laneQA = 2u * ((16 * wi + (lane & 15)) * ldk + lb4);
     const unsigned laneKB = 2u * ((lr8 + lb4) * ldk + lb3);   // also A = K^T (trans) for the state
     const unsigned laneTB = 2u * ((lr8 + lb3) * kLdv + lb4);  // [k][n] tiles with row stride 72
     const unsigned ptB = smU + offPt + laneTB;
-    const unsigned vhB = smU + offVh + laneTB;
-    const unsigned vlB = smU + offVl + laneTB;
 
     int st = 0;  // stage of chunk c = c % NS
     for (int c = 0; c < nChunks; ++c, st = (st + 1 == NS) ? 0 : st + 1) {
         const long long t0 = segStart + (long long)c * kChunk;
         const int m = (int)min((long long)kChunk, segEnd - t0);
         const unsigned qOff = offStage + st * stageBytes;
-        const unsigned kU = smU + qOff + 128u * ldk;
-        const unsigned vOff = qOff + 256u * ldk;
+        const unsigned kU = smU + qOff + (FWD ? 128u * ldk : 0u);
+        const unsigned vOff = qOff + qkBytes;
 
         // Chunk c has landed (NS-2 younger groups may still fly); after the barrier every warp is
-        // done with chunk c-1 (its stage, sPt reads, sVh/sVl).
+        // done with chunk c-1 (its stage, its sPt reads and writes).
         cp_async_wait(NS - 2);
         __syncthreads();
         // Refill the stage chunk c-1 used with chunk c+NS-1.
@@ -363,38 +421,9 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
             cp_async_commit();
         }
 
-        // ---- split the decayed values: sVh = T(w_j v_j), sVl = T(w_j v_j - sVh), w_j = lambda^(m-1-j)
-        //      (rows j >= m get w = 0 from the table's zero half).
-        {
-            const T* sVs = reinterpret_cast<const T*>(sm + vOff);
-#pragma unroll
-            for (int rep = 0; rep < kChunk * (kCols / 8) / kThreads; ++rep) {
-                const int idx = tid + rep * kThreads;
-                const int r = idx >> 3, cc = (idx & 7) << 3;
-                const float w = tab[m - 1 - r];
-                const uint4 raw = *reinterpret_cast<const uint4*>(sVs + r * kLdv + cc);
-                const unsigned in[4] = {raw.x, raw.y, raw.z, raw.w};
-                unsigned hi[4], lo[4];
-#pragma unroll
-                for (int p = 0; p < 4; ++p) {
-                    float x0, x1, h0, h1;
-                    O_::unpack(in[p], x0, x1);
-                    x0 *= w;
-                    x1 *= w;
-                    hi[p] = O_::pack(x0, x1);  // round to T
-                    O_::unpack(hi[p], h0, h1);
-                    lo[p] = O_::pack(x0 - h0, x1 - h1);  // x - hi is exact in float
-                }
-                *reinterpret_cast<uint4*>(sVh + r * kLdv + cc) = make_uint4(hi[0], hi[1], hi[2], hi[3]);
-                *reinterpret_cast<uint4*>(sVl + r * kLdv + cc) = make_uint4(lo[0], lo[1], lo[2], lo[3]);
-            }
-        }
-
-        // ---- outputs for rows 16*warp .. 16*warp+15 ----
-        if (FWD && 16 * warp < m) {
-            const unsigned qA = smU + qOff + laneQA;
-            const unsigned kB = kU + laneKB;
-
+        if (outWarp) {
+            // ---- outputs for rows 16*warp .. 16*warp+15 ----
+            const bool rowsLive = 16 * warp < m;
             // One pass over dk computes both S = Q K^T (all 64 key tokens; the causal mask below
             // zeroes the upper part) and the inter product Oa = Q T(P); each Q fragment is loaded once.
             float S[8][4], Oa[8][4];
@@ -402,153 +431,171 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
             for (int nt = 0; nt < 8; ++nt)
 #pragma unroll
                 for (int e = 0; e < 4; ++e) S[nt][e] = Oa[nt][e] = 0.f;
+            if (rowsLive) {
+                const unsigned qA = smU + qOff + laneQA;
+                const unsigned kB = kU + laneKB;
+                const unsigned ptBc = ptB + ((kDblPt && (c & 1)) ? ptBytes : 0u);
 #pragma unroll 2
-            for (int ks = 0; ks < numMT; ++ks) {
-                unsigned a[4];
-                ldsm_x4(a, qA + 32u * ks);
-#pragma unroll
-                for (int np = 0; np < 4; ++np) {
-                    unsigned b[4], p[4];
-                    ldsm_x4(b, kB + np * kRow16 + 32u * ks);
-                    ldsm_x4_t(p, ptB + ks * (2u * 16 * kLdv) + 32u * np);
-                    O_::mma(S[2 * np], a, b[0], b[1]);
-                    O_::mma(S[2 * np + 1], a, b[2], b[3]);
-                    O_::mma(Oa[2 * np], a, p[0], p[1]);
-                    O_::mma(Oa[2 * np + 1], a, p[2], p[3]);
-                }
-            }
-
-            // Mask and decay (tab is 0 for i < j), then repack the C fragments as A fragments of
-            // the intra product: the A fragment of key k-step kk is {n-tile 2kk row g, n-tile 2kk
-            // row g+8, n-tile 2kk+1 row g, n-tile 2kk+1 row g+8}.
-            const int i0 = 16 * warp + g;             // local row of c0/c1; c2/c3 are row i0 + 8
-            const float* tr = tab + (i0 - 2 * tq);   // tr[-8nt - x] = lambda^(i0 - (8nt + 2tq + x))
-            unsigned Sp[4][4];
-#pragma unroll
-            for (int nt = 0; nt < 8; ++nt) {
-                const float v0 = S[nt][0] * tr[-8 * nt];
-                const float v1 = S[nt][1] * tr[-8 * nt - 1];
-                const float v2 = S[nt][2] * tr[8 - 8 * nt];
-                const float v3 = S[nt][3] * tr[7 - 8 * nt];
-                Sp[nt >> 1][2 * (nt & 1)] = O_::pack(v0, v1);
-                Sp[nt >> 1][2 * (nt & 1) + 1] = O_::pack(v2, v3);
-            }
-
-            // Inter rows scaled by lambda^(i+1).
-            {
-                const float r0 = tab[i0 + 1], r1 = tab[i0 + 9];
-#pragma unroll
-                for (int nt = 0; nt < 8; ++nt) {
-                    Oa[nt][0] *= r0; Oa[nt][1] *= r0;
-                    Oa[nt][2] *= r1; Oa[nt][3] *= r1;
-                }
-            }
-
-            // Intra: Oa += T(S .* M) V over key k-steps kk <= warp (later ones are fully masked).
-            const unsigned vB = smU + vOff + laneTB;
-#pragma unroll
-            for (int kk = 0; kk < 4; ++kk) {
-                if (kk <= warp) {
+                for (int ks = 0; ks < numMT; ++ks) {
+                    unsigned a[4];
+                    ldsm_x4(a, qA + 32u * ks);
 #pragma unroll
                     for (int np = 0; np < 4; ++np) {
-                        unsigned b[4];
+                        unsigned b[4], p[4];
+                        ldsm_x4(b, kB + np * kRow16 + 32u * ks);
+                        ldsm_x4_t(p, ptBc + ks * (2u * 16 * kLdv) + 32u * np);
+                        O_::mma(S[2 * np], a, b[0], b[1]);
+                        O_::mma(S[2 * np + 1], a, b[2], b[3]);
+                        O_::mma(Oa[2 * np], a, p[0], p[1]);
+                        O_::mma(Oa[2 * np + 1], a, p[2], p[3]);
+                    }
+                }
+            }
+            // Single sPt: this warp is done reading it, the state warps may overwrite it.
+            if (!kDblPt) named_bar_sync(1, kThreads);
+
+            if (rowsLive) {
+                // Mask and decay (tab is 0 for i < j), then repack the C fragments as A fragments of
+                // the intra product: the A fragment of key k-step kk is {n-tile 2kk row g, n-tile 2kk
+                // row g+8, n-tile 2kk+1 row g, n-tile 2kk+1 row g+8}.
+                const int i0 = 16 * warp + g;            // local row of c0/c1; c2/c3 are row i0 + 8
+                const float* tr = tab + (i0 - 2 * tq);  // tr[-8nt - x] = lambda^(i0 - (8nt + 2tq + x))
+                unsigned Sp[4][4];
+#pragma unroll
+                for (int nt = 0; nt < 8; ++nt) {
+                    const float v0 = S[nt][0] * tr[-8 * nt];
+                    const float v1 = S[nt][1] * tr[-8 * nt - 1];
+                    const float v2 = S[nt][2] * tr[8 - 8 * nt];
+                    const float v3 = S[nt][3] * tr[7 - 8 * nt];
+                    Sp[nt >> 1][2 * (nt & 1)] = O_::pack(v0, v1);
+                    Sp[nt >> 1][2 * (nt & 1) + 1] = O_::pack(v2, v3);
+                }
+
+                // Inter rows scaled by lambda^(i+1).
+                {
+                    const float r0 = tab[i0 + 1], r1 = tab[i0 + 9];
+#pragma unroll
+                    for (int nt = 0; nt < 8; ++nt) {
+                        Oa[nt][0] *= r0; Oa[nt][1] *= r0;
+                        Oa[nt][2] *= r1; Oa[nt][3] *= r1;
+                    }
+                }
+
+                // Intra: Oa += T(S .* M) V over key k-steps kk <= warp (later ones are fully masked).
+                const unsigned vB = smU + vOff + laneTB;
+#pragma unroll
+                for (int kk = 0; kk < 4; ++kk) {
+                    if (kk <= warp) {
+#pragma unroll
+                        for (int np = 0; np < 4; ++np) {
+                            unsigned b[4];
+                            ldsm_x4_t(b, vB + kk * (2u * 16 * kLdv) + 32u * np);
+                            O_::mma(Oa[2 * np], Sp[kk], b[0], b[1]);
+                            O_::mma(Oa[2 * np + 1], Sp[kk], b[2], b[3]);
+                        }
+                    }
+                }
+
+                // Stage this warp's 16 x 64 output tile in sO (rounded to T), then write it to global
+                // memory as 16-byte row segments (8 lanes cover one 128-byte row).
+                T* sOw = sO + 16 * warp * kLdv;
+#pragma unroll
+                for (int nt = 0; nt < 8; ++nt) {
+                    T* d = sOw + g * kLdv + 8 * nt + 2 * tq;
+                    *reinterpret_cast<unsigned*>(d) = O_::pack(scale * Oa[nt][0], scale * Oa[nt][1]);
+                    *reinterpret_cast<unsigned*>(d + 8 * kLdv) =
+                        O_::pack(scale * Oa[nt][2], scale * Oa[nt][3]);
+                }
+                __syncwarp();
+#pragma unroll
+                for (int rep = 0; rep < 4; ++rep) {
+                    const int idx = lane + 32 * rep;
+                    const int r = idx >> 3, cc = (idx & 7) << 3;
+                    const int lr = 16 * warp + r;
+                    if (lr < m) {
+                        T* dst = o + ((t0 + lr) * H + h) * (long long)dv + c0 + cc;
+                        const T* srcp = sOw + r * kLdv + cc;
+                        if (vecO) {
+                            if (cc < width) *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(srcp);
+                        } else {
+#pragma unroll
+                            for (int e = 0; e < 8; ++e)
+                                if (cc + e < width) dst[e] = srcp[e];
+                        }
+                    }
+                }
+            }
+        } else {
+            // ---- state update: P = lambda^m P + K^T (w V), w_j = lambda^(m-1-j), with w V split into
+            //      hi + lo in registers right after its B fragments are loaded (rows j >= m get w = 0
+            //      from the table's zero half). Two m-tiles at a time, so each split B fragment is used
+            //      twice. dP starts from zero each chunk. ----
+            const float lamM = tab[m];
+            const unsigned kA = kU + laneKB;
+            const unsigned vB = smU + vOff + laneTB + 2u * colOff;
+#pragma unroll
+            for (int i0p = 0; i0p < MT; i0p += 2) {
+                float dP[2][NT][4];
+#pragma unroll
+                for (int u = 0; u < 2; ++u)
+#pragma unroll
+                    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+                        for (int e = 0; e < 4; ++e) dP[u][nt][e] = 0.f;
+#pragma unroll
+                for (int kk = 0; kk < 4; ++kk) {
+                    // A = K^T (rows = dk 16mt.., cols = tokens 16kk..): transposed load of K.
+                    unsigned a[2][4];
+#pragma unroll
+                    for (int u = 0; u < 2; ++u) ldsm_x4_t(a[u], kA + kk * kRow16 + mtOff[i0p + u]);
+                    // Decay weights of this lane's B tokens: 16kk + 2tq + {0, 1} (b0) and + 8 (b1).
+                    const float* wt = tab + (m - 1 - 16 * kk - 2 * tq);
+                    const float w00 = wt[0], w01 = wt[-1], w10 = wt[-8], w11 = wt[-9];
+#pragma unroll
+                    for (int np = 0; np < NT / 2; ++np) {
+                        unsigned b[4], hi[4], lo[4];
                         ldsm_x4_t(b, vB + kk * (2u * 16 * kLdv) + 32u * np);
-                        O_::mma(Oa[2 * np], Sp[kk], b[0], b[1]);
-                        O_::mma(Oa[2 * np + 1], Sp[kk], b[2], b[3]);
+                        split_hl<T>(b[0], w00, w01, hi[0], lo[0]);
+                        split_hl<T>(b[1], w10, w11, hi[1], lo[1]);
+                        split_hl<T>(b[2], w00, w01, hi[2], lo[2]);
+                        split_hl<T>(b[3], w10, w11, hi[3], lo[3]);
+                        // lo products first, then hi (the same order per accumulator as before).
+#pragma unroll
+                        for (int u = 0; u < 2; ++u) {
+                            O_::mma(dP[u][2 * np], a[u], lo[0], lo[1]);
+                            O_::mma(dP[u][2 * np + 1], a[u], lo[2], lo[3]);
+                        }
+#pragma unroll
+                        for (int u = 0; u < 2; ++u) {
+                            O_::mma(dP[u][2 * np], a[u], hi[0], hi[1]);
+                            O_::mma(dP[u][2 * np + 1], a[u], hi[2], hi[3]);
+                        }
+                    }
+                }
+#pragma unroll
+                for (int u = 0; u < 2; ++u) {
+                    const int i = i0p + u;
+                    if (mtLive[i]) {
+#pragma unroll
+                        for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+                            for (int e = 0; e < 4; ++e) P[i][nt][e] = fmaf(lamM, P[i][nt][e], dP[u][nt][e]);
                     }
                 }
             }
-
-            // Stage this warp's 16 x 64 output tile in sO (rounded to T), then write it to global
-            // memory as 16-byte row segments (8 lanes cover one 128-byte row).
-            T* sOw = sO + 16 * warp * kLdv;
+            if (FWD) {
+                // Store the T copy of the new state for the next chunk's inter product (read after
+                // the next barrier): into the other buffer, or (single buffer) once every output warp
+                // has read this chunk's copy.
+                if (!kDblPt) named_bar_sync(1, kThreads);
+                T* sPtn = sPt + ((kDblPt && !(c & 1)) ? Dkp * kLdv : 0);
 #pragma unroll
-            for (int nt = 0; nt < 8; ++nt) {
-                T* d = sOw + g * kLdv + 8 * nt + 2 * tq;
-                *reinterpret_cast<unsigned*>(d) = O_::pack(scale * Oa[nt][0], scale * Oa[nt][1]);
-                *reinterpret_cast<unsigned*>(d + 8 * kLdv) =
-                    O_::pack(scale * Oa[nt][2], scale * Oa[nt][3]);
-            }
-            __syncwarp();
+                for (int i = 0; i < MT; ++i) {
+                    const int mt = wi + 4 * i;
+                    if (mtLive[i]) {
 #pragma unroll
-            for (int rep = 0; rep < 4; ++rep) {
-                const int idx = lane + 32 * rep;
-                const int r = idx >> 3, cc = (idx & 7) << 3;
-                const int lr = 16 * warp + r;
-                if (lr < m) {
-                    T* dst = o + ((t0 + lr) * H + h) * (long long)dv + c0 + cc;
-                    const T* srcp = sOw + r * kLdv + cc;
-                    if (vecO) {
-                        if (cc < width) *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(srcp);
-                    } else {
-#pragma unroll
-                        for (int e = 0; e < 8; ++e)
-                            if (cc + e < width) dst[e] = srcp[e];
-                    }
-                }
-            }
-        }
-
-        // sVh/sVl complete; every warp has finished reading sPt for this chunk.
-        __syncthreads();
-
-        // ---- state update: P = lambda^m P + (K^T sVh + K^T sVl), two m-tiles at a time so each
-        //      B fragment of sVh / sVl is loaded once per pair. dP starts from zero each chunk. ----
-        const float lamM = tab[m];
-        const unsigned kA = kU + laneKB;
-#pragma unroll
-        for (int i0p = 0; i0p < MT; i0p += 2) {
-            float dP[2][8][4];
-#pragma unroll
-            for (int u = 0; u < 2; ++u)
-#pragma unroll
-                for (int nt = 0; nt < 8; ++nt)
-#pragma unroll
-                    for (int e = 0; e < 4; ++e) dP[u][nt][e] = 0.f;
-#pragma unroll
-            for (int kk = 0; kk < 4; ++kk) {
-                // A = K^T (rows = dk 16mt.., cols = tokens 16kk..): transposed load of K.
-                unsigned a[2][4];
-#pragma unroll
-                for (int u = 0; u < 2; ++u) ldsm_x4_t(a[u], kA + kk * kRow16 + mtOff[i0p + u]);
-                // All lo products first, then all hi products: consecutive mma never share an
-                // accumulator, so none waits for the previous one's result.
-                unsigned bh[4][4], bl[4][4];
-#pragma unroll
-                for (int np = 0; np < 4; ++np) {
-                    const unsigned off = kk * (2u * 16 * kLdv) + 32u * np;
-                    ldsm_x4_t(bl[np], vlB + off);
-                    ldsm_x4_t(bh[np], vhB + off);
-                }
-#pragma unroll
-                for (int np = 0; np < 4; ++np)
-#pragma unroll
-                    for (int u = 0; u < 2; ++u) {
-                        O_::mma(dP[u][2 * np], a[u], bl[np][0], bl[np][1]);
-                        O_::mma(dP[u][2 * np + 1], a[u], bl[np][2], bl[np][3]);
-                    }
-#pragma unroll
-                for (int np = 0; np < 4; ++np)
-#pragma unroll
-                    for (int u = 0; u < 2; ++u) {
-                        O_::mma(dP[u][2 * np], a[u], bh[np][0], bh[np][1]);
-                        O_::mma(dP[u][2 * np + 1], a[u], bh[np][2], bh[np][3]);
-                    }
-            }
-#pragma unroll
-            for (int u = 0; u < 2; ++u) {
-                const int i = i0p + u;
-                if (mtLive[i]) {
-#pragma unroll
-                    for (int nt = 0; nt < 8; ++nt)
-#pragma unroll
-                        for (int e = 0; e < 4; ++e) P[i][nt][e] = fmaf(lamM, P[i][nt][e], dP[u][nt][e]);
-                    if (FWD) {
-                        // T copy for the next chunk's inter product (read after the next barrier).
-                        const int mt = warp + 4 * i;
-#pragma unroll
-                        for (int nt = 0; nt < 8; ++nt) {
-                            T* d = sPt + (16 * mt + g) * kLdv + 8 * nt + 2 * tq;
+                        for (int nt = 0; nt < NT; ++nt) {
+                            T* d = sPtn + (16 * mt + g) * kLdv + colOff + 8 * nt + 2 * tq;
                             *reinterpret_cast<unsigned*>(d) = O_::pack(P[i][nt][0], P[i][nt][1]);
                             *reinterpret_cast<unsigned*>(d + 8 * kLdv) = O_::pack(P[i][nt][2], P[i][nt][3]);
                         }
@@ -558,20 +605,22 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
         }
     }
 
-    // ---- the state after the segment's last token ----
-    float* out = outStates + ((long long)s * H + h) * dk * dv;
+    // ---- the state after the segment's last token (state warps) ----
+    if (!outWarp) {
+        float* out = outStates + ((long long)s * H + h) * dk * dv;
 #pragma unroll
-    for (int i = 0; i < MT; ++i) {
-        const int mt = warp + 4 * i;
-        if (mtLive[i]) {
+        for (int i = 0; i < MT; ++i) {
+            const int mt = wi + 4 * i;
+            if (mtLive[i]) {
 #pragma unroll
-            for (int nt = 0; nt < 8; ++nt)
+                for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-                for (int e = 0; e < 4; ++e) {
-                    const int r = 16 * mt + g + 8 * (e >> 1);
-                    const int cc = 8 * nt + 2 * tq + (e & 1);
-                    if (r < dk && cc < width) out[(long long)r * dv + c0 + cc] = P[i][nt][e];
-                }
+                    for (int e = 0; e < 4; ++e) {
+                        const int r = 16 * mt + g + 8 * (e >> 1);
+                        const int cc = colOff + 8 * nt + 2 * tq + (e & 1);
+                        if (r < dk && cc < width) out[(long long)r * dv + c0 + cc] = P[i][nt][e];
+                    }
+            }
         }
     }
 }
@@ -590,7 +639,7 @@ __device__ __forceinline__ void dispatch(const T* q, const T* k, const T* v, T* 
 }  // namespace lightning_tc
 
 // ------------------------------ entry points ----------------------------------------------
-extern "C" __global__ void __launch_bounds__(128, 1)
+extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS, 1)
 lightning_forward_tc_bf16(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,
                           __nv_bfloat16* o, int n, int H, int dk, int dv, int segTokens,
                           const float* slopes, float scale, const float* incoming, float* outStates) {
@@ -598,7 +647,7 @@ lightning_forward_tc_bf16(const __nv_bfloat16* q, const __nv_bfloat16* k, const 
                                             incoming, outStates);
 }
 
-extern "C" __global__ void __launch_bounds__(128, 1)
+extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS, 1)
 lightning_forward_tc_f16(const __half* q, const __half* k, const __half* v, __half* o, int n, int H,
                          int dk, int dv, int segTokens, const float* slopes, float scale,
                          const float* incoming, float* outStates) {
@@ -606,14 +655,14 @@ lightning_forward_tc_f16(const __half* q, const __half* k, const __half* v, __ha
                                      outStates);
 }
 
-extern "C" __global__ void __launch_bounds__(128, 1)
+extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS, 1)
 lightning_states_tc_bf16(const __nv_bfloat16* k, const __nv_bfloat16* v, int n, int H, int dk, int dv,
                          int segTokens, const float* slopes, float* outStates) {
     lightning_tc::dispatch<__nv_bfloat16, false>(nullptr, k, v, nullptr, n, H, dk, dv, segTokens, slopes,
                                              1.f, nullptr, outStates);
 }
 
-extern "C" __global__ void __launch_bounds__(128, 1)
+extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS, 1)
 lightning_states_tc_f16(const __half* k, const __half* v, int n, int H, int dk, int dv, int segTokens,
                         const float* slopes, float* outStates) {
     lightning_tc::dispatch<__half, false>(nullptr, k, v, nullptr, n, H, dk, dv, segTokens, slopes, 1.f,

@@ -4,6 +4,7 @@
 //   nvcc -O2 -arch=sm_90 -I gpu-worker/src/main/cuda gpu-worker/src/test/cuda/tc_check.cu -o tc_check
 // Run:
 //   ./tc_check           every case against a float64 CPU recurrence; exit code 1 on any failure
+//   ./tc_check --max-n N only the cases with n <= N
 //   ./tc_check --bench   n = 1048576, H = 64, dk = dv = 128, bf16, S = 1: forward kernel timing
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -54,20 +55,20 @@ template <> struct Elem<__half> {
 static void launch_forward(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,
                            __nv_bfloat16* o, int n, int H, int dk, int dv, int seg, const float* sl,
                            float scale, const float* inc, float* outS, dim3 grid, int smem) {
-    lightning_forward_tc_bf16<<<grid, 128, smem>>>(q, k, v, o, n, H, dk, dv, seg, sl, scale, inc, outS);
+    lightning_forward_tc_bf16<<<grid, LIGHTNING_TC_THREADS, smem>>>(q, k, v, o, n, H, dk, dv, seg, sl, scale, inc, outS);
 }
 static void launch_forward(const __half* q, const __half* k, const __half* v, __half* o, int n, int H,
                            int dk, int dv, int seg, const float* sl, float scale, const float* inc,
                            float* outS, dim3 grid, int smem) {
-    lightning_forward_tc_f16<<<grid, 128, smem>>>(q, k, v, o, n, H, dk, dv, seg, sl, scale, inc, outS);
+    lightning_forward_tc_f16<<<grid, LIGHTNING_TC_THREADS, smem>>>(q, k, v, o, n, H, dk, dv, seg, sl, scale, inc, outS);
 }
 static void launch_states(const __nv_bfloat16* k, const __nv_bfloat16* v, int n, int H, int dk, int dv,
                           int seg, const float* sl, float* outS, dim3 grid, int smem) {
-    lightning_states_tc_bf16<<<grid, 128, smem>>>(k, v, n, H, dk, dv, seg, sl, outS);
+    lightning_states_tc_bf16<<<grid, LIGHTNING_TC_THREADS, smem>>>(k, v, n, H, dk, dv, seg, sl, outS);
 }
 static void launch_states(const __half* k, const __half* v, int n, int H, int dk, int dv, int seg,
                           const float* sl, float* outS, dim3 grid, int smem) {
-    lightning_states_tc_f16<<<grid, 128, smem>>>(k, v, n, H, dk, dv, seg, sl, outS);
+    lightning_states_tc_f16<<<grid, LIGHTNING_TC_THREADS, smem>>>(k, v, n, H, dk, dv, seg, sl, outS);
 }
 
 static void set_smem_limits() {
@@ -180,7 +181,7 @@ static bool run_case(int caseId, int n, int H, int dk, int dv, int segReq, int* 
     CK(cudaMemset(dOutF, 0xFF, ns * sizeof(float)));
     CK(cudaMemset(dOutL, 0xFF, ns * sizeof(float)));
 
-    const dim3 grid(H, (dv + 63) / 64, S);
+    const dim3 grid(H, (dv + LIGHTNING_TC_COLUMNS - 1) / LIGHTNING_TC_COLUMNS, S);
     const int smem = lightning_tc_smem_bytes(dk);
     launch_forward(dq, dk_, dv_, dO, n, H, dk, dv, segTokens, dSl, scale, dInc, dOutF, grid, smem);
     CK(cudaGetLastError());
@@ -246,7 +247,7 @@ static int bench(int n) {
     CK(cudaMemcpy(sl, hs.data(), H * sizeof(float), cudaMemcpyHostToDevice));
     CK(cudaMemset(inc, 0, (size_t)S * H * dk * dv * sizeof(float)));
 
-    const dim3 grid(H, (dv + 63) / 64, S);
+    const dim3 grid(H, (dv + LIGHTNING_TC_COLUMNS - 1) / LIGHTNING_TC_COLUMNS, S);
     const int smem = lightning_tc_smem_bytes(dk);
     const float scale = 1.f / std::sqrt((float)dk);
     cudaEvent_t e0, e1;
@@ -257,8 +258,8 @@ static int bench(int n) {
         std::vector<float> ms;
         for (int it = 0; it < 12; ++it) {  // 2 warm-up runs, then 10 timed
             CK(cudaEventRecord(e0));
-            if (fwd) lightning_forward_tc_bf16<<<grid, 128, smem>>>(q, k, v, o, n, H, dk, dv, segTokens, sl, scale, inc, outS);
-            else lightning_states_tc_bf16<<<grid, 128, smem>>>(k, v, n, H, dk, dv, segTokens, sl, outS);
+            if (fwd) lightning_forward_tc_bf16<<<grid, LIGHTNING_TC_THREADS, smem>>>(q, k, v, o, n, H, dk, dv, segTokens, sl, scale, inc, outS);
+            else lightning_states_tc_bf16<<<grid, LIGHTNING_TC_THREADS, smem>>>(k, v, n, H, dk, dv, segTokens, sl, outS);
             CK(cudaGetLastError());
             CK(cudaEventRecord(e1));
             CK(cudaEventSynchronize(e1));
@@ -286,6 +287,8 @@ int main(int argc, char** argv) {
     // --bench [n]: n defaults to 1048576 (a smaller n is handy under a profiler).
     if (argc > 1 && std::strcmp(argv[1], "--bench") == 0) return bench(argc > 2 ? std::atoi(argv[2]) : 1048576);
 
+    // --max-n N: only the cases with n <= N (quick runs under compute-sanitizer).
+    const int maxN = (argc > 2 && std::strcmp(argv[1], "--max-n") == 0) ? std::atoi(argv[2]) : 1 << 30;
     const int ns[] = {1, 63, 65, 1000, 4096};
     const int hs[] = {1, 3};
     // The last pair (dk, dv not multiples of 8) exercises the scalar load/store paths.
@@ -295,6 +298,7 @@ int main(int argc, char** argv) {
     for (int typ = 0; typ < 2; ++typ)
         for (int n : ns)
             for (int H : hs)
+                if (n <= maxN)
                 for (auto& d : dims)
                     for (int sr : segs) {
                         int skipped = 0;

@@ -8,11 +8,11 @@ final class TensorCoreLayout {
     /** Whether this build launches the tensor-core kernels (false: BF16/F16 go to the float32 kernels). */
     static final boolean ENABLED = true;
     /** Threads per CTA (the kernels' launch contract). */
-    static final int THREADS = 128;
+    static final int THREADS = 256;
     /** Value columns per CTA: the grid's y extent is ceil(Dv / COLUMNS). */
     static final int COLUMNS = 64;
 
     static int sharedBytes(int dk) {
-        return 656 * ((dk + 15) / 16 * 16) + 51200;
+        return 128 * ((dk + 15) / 16 * 16) + 188416;
     }
 }

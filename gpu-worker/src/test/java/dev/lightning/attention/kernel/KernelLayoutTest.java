@@ -30,6 +30,11 @@ class KernelLayoutTest {
             assertEquals(a * ((dk + 15) / 16 * 16) + b, TensorCoreLayout.sharedBytes(dk), "dk " + dk);
         }
         assertTrue(TensorCoreLayout.sharedBytes(256) <= 227 * 1024, "fits a Hopper SM");
+        Matcher threads = Pattern.compile("#define LIGHTNING_TC_THREADS (\\d+)").matcher(header);
+        Matcher columns = Pattern.compile("#define LIGHTNING_TC_COLUMNS (\\d+)").matcher(header);
+        assertTrue(threads.find() && columns.find(), "launch shape macros not found");
+        assertEquals(Integer.parseInt(threads.group(1)), TensorCoreLayout.THREADS);
+        assertEquals(Integer.parseInt(columns.group(1)), TensorCoreLayout.COLUMNS);
     }
 
     @Test
