@@ -183,8 +183,12 @@ public final class CudaBackend implements AttentionBackend {
                 CudaBackend.this.memoryBudget = Math.min(memoryBudget, budget);
                 return run(spec, q, k, v, state, o);
             }
-            throw new IllegalStateException("GPU " + device + ": " + kernel + " failed on a window of " + n + " tokens [H="
-                    + heads + ", Dk=" + dk + ", Dv=" + dv + ", " + dtype + "]: " + e.getMessage(), e);
+            String what = "GPU " + device + ": " + kernel + " failed on a window of " + n + " tokens [H=" + heads + ", Dk="
+                    + dk + ", Dv=" + dv + ", " + dtype + "]: " + e.getMessage();
+            if (String.valueOf(e.getMessage()).contains("OUT_OF_MEMORY")) {
+                throw new DeviceMemoryException(what + " (even one chunk per launch does not fit)", e);
+            }
+            throw new IllegalStateException(what, e);
         }
     }
 

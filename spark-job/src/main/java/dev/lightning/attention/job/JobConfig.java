@@ -31,6 +31,7 @@ public final class JobConfig implements Serializable {
     final long gpuWindowBytes;
     final String gpuResource;
     final long gpuMemory;
+    final boolean gpuOomToCpu;
     final boolean overwrite;
     final boolean skipNonFinite;
     final boolean skipInvalid;
@@ -53,6 +54,7 @@ public final class JobConfig implements Serializable {
         this.gpuWindowBytes = r.get(Settings.GPU_WINDOW_BYTES);
         this.gpuResource = r.get(Settings.GPU_RESOURCE);
         this.gpuMemory = r.get(Settings.GPU_MEMORY);
+        this.gpuOomToCpu = "cpu".equals(r.get(Settings.GPU_OOM));
         this.overwrite = r.get(Settings.OVERWRITE);
         this.skipNonFinite = r.get(Settings.SKIP_NONFINITE);
         this.skipInvalid = r.get(Settings.SKIP_INVALID);
@@ -118,6 +120,7 @@ public final class JobConfig implements Serializable {
         m.put(Settings.GPU_WINDOW_BYTES.key, Long.toString(gpuWindowBytes));
         m.put(Settings.GPU_RESOURCE.key, gpuResource);
         m.put(Settings.GPU_MEMORY.key, Long.toString(gpuMemory));
+        m.put(Settings.GPU_OOM.key, gpuOomToCpu ? "cpu" : "shrink");
         return m;
     }
 

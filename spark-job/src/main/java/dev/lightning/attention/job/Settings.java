@@ -44,6 +44,10 @@ final class Settings {
     static final Setting<Long> GPU_WINDOW_BYTES = Setting.size("--gpu-window-bytes",
             "spark.lightning.gpu.windowBytes", 1L << 30, 1 << 10,
             "The same for the GPU backend, whose launches want more tokens at once.");
+    static final Setting<String> GPU_OOM = Setting.choice("--gpu-oom", "spark.lightning.gpu.oom", "shrink",
+            "When the GPU runs out of memory: `shrink` halves the work per launch down to one chunk and then fails "
+                    + "the task; `cpu` shrinks the same way, then computes the piece on the CPU with a warning.",
+            "shrink", "cpu");
     static final Setting<Boolean> OVERWRITE = Setting.flagSwitch("--overwrite", "spark.lightning.overwrite",
             "Replace results already in the output directory instead of refusing to run.");
     static final Setting<Boolean> SKIP_NONFINITE = Setting.flagSwitch("--skip-nonfinite",
@@ -56,7 +60,7 @@ final class Settings {
             "spark.lightning.progressSeconds", 5.0, true, "Seconds between progress lines.");
 
     static final List<Setting<?>> ALL = List.of(INPUT, OUTPUT, PARTITION_TOKENS, CHUNK_SIZE, SCALE, BACKEND, MASTER,
-            DEFAULT_SLOPES, LAYER, LAYERS, WINDOW_BYTES, GPU_WINDOW_BYTES, GPU_RESOURCE, GPU_MEMORY, OVERWRITE,
+            DEFAULT_SLOPES, LAYER, LAYERS, WINDOW_BYTES, GPU_WINDOW_BYTES, GPU_RESOURCE, GPU_MEMORY, GPU_OOM, OVERWRITE,
             SKIP_INVALID, SKIP_NONFINITE, PROGRESS_SECONDS);
 
     static Setting<?> byFlag(String flag) {

@@ -66,6 +66,7 @@ final class Tasks implements Serializable {
     private final String gpuResource;
     private final long gpuMemory;
     private final boolean skipNonFinite;
+    private final boolean gpuOomToCpu;
     private final LongAccumulator piecesDone;
     private final LongAccumulator tokensDone;
 
@@ -81,6 +82,7 @@ final class Tasks implements Serializable {
         this.gpuResource = cfg.gpuResource;
         this.gpuMemory = cfg.gpuMemory;
         this.skipNonFinite = cfg.skipNonFinite;
+        this.gpuOomToCpu = cfg.gpuOomToCpu;
         this.piecesDone = piecesDone;
         this.tokensDone = tokensDone;
     }
@@ -146,7 +148,8 @@ final class Tasks implements Serializable {
                 for (PieceItem it : items) {
                     LightningState local;
                     try (FSDataInputStream in = fs(it.file.path).open(new Path(it.file.path))) {
-                        local = work(backend).localState(backend, in, it.file, it.piece);
+                        local = CpuFallback.run(backend, gpuOomToCpu, it.file.name + " " + it.piece,
+                                b -> work(b).localState(b, in, it.file, it.piece));
                     } catch (NonFiniteInputException e) {
                         // skip mode: the sequence is dropped at assembly; a zero state keeps the scan going
                         skipped.add(skipOrThrow(e));
@@ -210,21 +213,24 @@ final class Tasks implements Serializable {
                         LightningState incoming = p.isFirst()
                                 ? PieceWork.initialState(in, f, p.sequence())
                                 : readState(stagingFs, staging.incomingState(p.sequence(), p.index()), f);
-                        if (!p.isSplit()) {
-                            Staging.writeAtomically(outFs, new Path(output, f.name), attempt(ctx), out -> {
-                                out.write(outputHeader(f, scale).encode());
-                                LightningState last = work(backend).outputs(backend, in, f, p, incoming, out);
-                                out.write(last.toBytes());
-                            });
-                        } else {
-                            LightningState[] last = new LightningState[1];
-                            Staging.writeAtomically(stagingFs, staging.outputPart(p.sequence(), p.index()),
-                                    attempt(ctx), out -> last[0] = work(backend).outputs(backend, in, f, p, incoming, out));
-                            if (p.isLast()) {
-                                Staging.writeAtomically(stagingFs, staging.finalState(p.sequence()), attempt(ctx),
-                                        out -> out.write(last[0].toBytes()));
+                        CpuFallback.run(backend, gpuOomToCpu, f.name + " " + p, b -> {
+                            if (!p.isSplit()) {
+                                Staging.writeAtomically(outFs, new Path(output, f.name), attempt(ctx), out -> {
+                                    out.write(outputHeader(f, scale).encode());
+                                    LightningState last = work(b).outputs(b, in, f, p, incoming, out);
+                                    out.write(last.toBytes());
+                                });
+                            } else {
+                                LightningState[] last = new LightningState[1];
+                                Staging.writeAtomically(stagingFs, staging.outputPart(p.sequence(), p.index()),
+                                        attempt(ctx), out -> last[0] = work(b).outputs(b, in, f, p, incoming, out));
+                                if (p.isLast()) {
+                                    Staging.writeAtomically(stagingFs, staging.finalState(p.sequence()), attempt(ctx),
+                                            out -> out.write(last[0].toBytes()));
+                                }
                             }
-                        }
+                            return null;
+                        });
                     } catch (NonFiniteInputException e) {
                         // nothing of this piece was renamed into place; in skip mode the driver drops the sequence
                         skipped.add(skipOrThrow(e));
