@@ -7,7 +7,6 @@ import dev.lightning.attention.plan.Piece;
 import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.NonFinite;
 import dev.lightning.attention.tensor.TokenTensor;
-import org.apache.hadoop.fs.FSDataInputStream;
 
 import java.io.IOException;
 import java.io.OutputStream;
@@ -40,7 +39,7 @@ final class PieceWork {
     }
 
     /** The state a sequence starts from: its {@code initial_state}, or zero. */
-    static LightningState initialState(FSDataInputStream in, SequenceFile f, int sequence) throws IOException {
+    static LightningState initialState(RangeReader in, SequenceFile f, int sequence) throws IOException {
         if (f.initialStateOffset < 0) {
             return LightningState.zeros(f.heads, f.dk, f.dv);
         }
@@ -57,7 +56,7 @@ final class PieceWork {
     }
 
     /** Pass 1: the piece's local state, from zero. */
-    LightningState localState(AttentionBackend backend, FSDataInputStream in, SequenceFile f, Piece p)
+    LightningState localState(AttentionBackend backend, RangeReader in, SequenceFile f, Piece p)
             throws IOException {
         AttentionSpec spec = f.spec(scale, chunkSize);
         Window w = new Window(f, windowTokens(f, p), false);
@@ -77,7 +76,7 @@ final class PieceWork {
     }
 
     /** Pass 2: writes the piece's o bytes ({@code [n, H, Dv]} in the input dtype) and returns its final state. */
-    LightningState outputs(AttentionBackend backend, FSDataInputStream in, SequenceFile f, Piece p,
+    LightningState outputs(AttentionBackend backend, RangeReader in, SequenceFile f, Piece p,
                            LightningState incoming, OutputStream out) throws IOException {
         AttentionSpec spec = f.spec(scale, chunkSize);
         Window w = new Window(f, windowTokens(f, p), true);
@@ -143,7 +142,7 @@ final class PieceWork {
          * Reads tokens [token, token + n) and scans them for NaN/Inf. Returns whether the piece is
          * still clean, i.e. whether to compute: after the first bad value the rest is only counted.
          */
-        boolean read(FSDataInputStream in, long token, int n) throws IOException {
+        boolean read(RangeReader in, long token, int n) throws IOException {
             if (qBytes != null) {
                 q = view(in, f.qOffset, token, n, kTokenBytes, qBytes, f.dk);
                 o = TokenTensor.wrap(f.dtype, n, f.heads, f.dv, ByteBuffer.wrap(oBytes, 0, n * oTokenBytes));
@@ -175,7 +174,7 @@ final class PieceWork {
             }
         }
 
-        private TokenTensor view(FSDataInputStream in, long tensorOffset, long token, int n, int tokenBytes,
+        private TokenTensor view(RangeReader in, long tensorOffset, long token, int n, int tokenBytes,
                                  byte[] buf, int dim) throws IOException {
             int len = n * tokenBytes;
             try {

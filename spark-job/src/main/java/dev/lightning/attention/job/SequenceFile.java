@@ -81,87 +81,96 @@ final class SequenceFile implements Serializable {
      */
     static SequenceFile inspect(FileSystem fs, FileStatus status,
                                 java.util.function.IntFunction<double[]> defaultSlopes) throws IOException {
-        String path = status.getPath().toString();
-        String name = status.getPath().getName();
-        long size = status.getLen();
         try (FSDataInputStream in = fs.open(status.getPath())) {
-            byte[] prefix = new byte[8];
-            readFully(in, 0, prefix, name);
-            long n = SafetensorsHeader.headerLength(name, prefix, size);
-            byte[] json = new byte[(int) n];
-            readFully(in, 8, json, name);
-            SafetensorsHeader header = SafetensorsHeader.parse(name, json, size);
-
-            TensorEntry q = require(header, "q", name);
-            TensorEntry k = require(header, "k", name);
-            TensorEntry v = require(header, "v", name);
-            DType dtype = dtypeOf(q, name);
-            for (TensorEntry t : new TensorEntry[] {k, v}) {
-                if (dtypeOf(t, name) != dtype) {
-                    throw new InvalidInputException(name + ": q, k and v must share a dtype; q is " + dtype + ", "
-                            + t.name() + " is " + t.dtypeName());
-                }
-            }
-            for (TensorEntry t : new TensorEntry[] {q, k, v}) {
-                if (t.rank() != 3) {
-                    throw new InvalidInputException(name + ": tensor '" + t.name() + "' must be [T, H, D], found shape "
-                            + Arrays.toString(t.shape()));
-                }
-            }
-            long tokens = q.dim(0);
-            if (k.dim(0) != tokens || v.dim(0) != tokens || k.dim(1) != q.dim(1) || v.dim(1) != q.dim(1)
-                    || k.dim(2) != q.dim(2)) {
-                throw new InvalidInputException(name + ": expected q [T, H, Dk], k [T, H, Dk], v [T, H, Dv] with one T "
-                        + "and H; found q " + Arrays.toString(q.shape()) + ", k " + Arrays.toString(k.shape())
-                        + ", v " + Arrays.toString(v.shape()));
-            }
-            if (tokens < 1) {
-                throw new InvalidInputException(name + ": sequence has 0 tokens; every sequence needs at least 1");
-            }
-            if (q.dim(1) < 1 || q.dim(1) > 1 << 16) {
-                throw new InvalidInputException(name + ": H = " + q.dim(1) + " heads, expected 1..65536");
-            }
-            int heads = (int) q.dim(1);
-            for (TensorEntry t : new TensorEntry[] {q, v}) {
-                if (t.dim(2) < 1 || t.dim(2) > AttentionSpec.MAX_DIM) {
-                    throw new InvalidInputException(name + ": head width of '" + t.name() + "' is " + t.dim(2)
-                            + ", expected 1.." + AttentionSpec.MAX_DIM);
-                }
-            }
-            int dk = (int) q.dim(2);
-            int dv = (int) v.dim(2);
-
-            double[] slopes;
-            boolean fromFile;
-            TensorEntry slope = header.tensor("slope");
-            if (slope != null) {
-                checkF32(slope, name, heads);
-                byte[] raw = new byte[heads * 4];
-                readFully(in, slope.begin(), raw, name);
-                ByteBuffer b = ByteBuffer.wrap(raw).order(ByteOrder.LITTLE_ENDIAN);
-                slopes = new double[heads];
-                for (int h = 0; h < heads; h++) {
-                    float s = b.getFloat(h * 4);
-                    if (!(s >= 0) || Float.isInfinite(s)) {
-                        throw new InvalidInputException(name + ": slope[" + h + "] = " + s
-                                + ", expected a finite value >= 0 (lambda = exp(-slope))");
-                    }
-                    slopes[h] = s;
-                }
-                fromFile = true;
-            } else {
-                slopes = defaultSlopes.apply(heads);
-                fromFile = false;
-            }
-            long initial = -1;
-            TensorEntry init = header.tensor("initial_state");
-            if (init != null) {
-                checkF32(init, name, heads, dk, dv);
-                initial = init.begin();
-            }
-            return new SequenceFile(path, name, size, tokens, heads, dk, dv, dtype, q.begin(), k.begin(), v.begin(),
-                    initial, slopes, fromFile);
+            return describe(status.getPath().toString(), status.getPath().getName(), status.getLen(), in::readFully,
+                    defaultSlopes);
         }
+    }
+
+    /**
+     * Reads and checks a file's header (and its slopes, when present) through positioned reads.
+     *
+     * @param defaultSlopes slopes for H heads when the file has no {@code slope} tensor
+     * @throws InvalidInputException naming the file and what is wrong with it
+     */
+    static SequenceFile describe(String path, String name, long size, RangeReader in,
+                                 java.util.function.IntFunction<double[]> defaultSlopes) throws IOException {
+        byte[] prefix = new byte[8];
+        readFully(in, 0, prefix, name);
+        long n = SafetensorsHeader.headerLength(name, prefix, size);
+        byte[] json = new byte[(int) n];
+        readFully(in, 8, json, name);
+        SafetensorsHeader header = SafetensorsHeader.parse(name, json, size);
+
+        TensorEntry q = require(header, "q", name);
+        TensorEntry k = require(header, "k", name);
+        TensorEntry v = require(header, "v", name);
+        DType dtype = dtypeOf(q, name);
+        for (TensorEntry t : new TensorEntry[] {k, v}) {
+            if (dtypeOf(t, name) != dtype) {
+                throw new InvalidInputException(name + ": q, k and v must share a dtype; q is " + dtype + ", "
+                        + t.name() + " is " + t.dtypeName());
+            }
+        }
+        for (TensorEntry t : new TensorEntry[] {q, k, v}) {
+            if (t.rank() != 3) {
+                throw new InvalidInputException(name + ": tensor '" + t.name() + "' must be [T, H, D], found shape "
+                        + Arrays.toString(t.shape()));
+            }
+        }
+        long tokens = q.dim(0);
+        if (k.dim(0) != tokens || v.dim(0) != tokens || k.dim(1) != q.dim(1) || v.dim(1) != q.dim(1)
+                || k.dim(2) != q.dim(2)) {
+            throw new InvalidInputException(name + ": expected q [T, H, Dk], k [T, H, Dk], v [T, H, Dv] with one T "
+                    + "and H; found q " + Arrays.toString(q.shape()) + ", k " + Arrays.toString(k.shape())
+                    + ", v " + Arrays.toString(v.shape()));
+        }
+        if (tokens < 1) {
+            throw new InvalidInputException(name + ": sequence has 0 tokens; every sequence needs at least 1");
+        }
+        if (q.dim(1) < 1 || q.dim(1) > 1 << 16) {
+            throw new InvalidInputException(name + ": H = " + q.dim(1) + " heads, expected 1..65536");
+        }
+        int heads = (int) q.dim(1);
+        for (TensorEntry t : new TensorEntry[] {q, v}) {
+            if (t.dim(2) < 1 || t.dim(2) > AttentionSpec.MAX_DIM) {
+                throw new InvalidInputException(name + ": head width of '" + t.name() + "' is " + t.dim(2)
+                        + ", expected 1.." + AttentionSpec.MAX_DIM);
+            }
+        }
+        int dk = (int) q.dim(2);
+        int dv = (int) v.dim(2);
+
+        double[] slopes;
+        boolean fromFile;
+        TensorEntry slope = header.tensor("slope");
+        if (slope != null) {
+            checkF32(slope, name, heads);
+            byte[] raw = new byte[heads * 4];
+            readFully(in, slope.begin(), raw, name);
+            ByteBuffer b = ByteBuffer.wrap(raw).order(ByteOrder.LITTLE_ENDIAN);
+            slopes = new double[heads];
+            for (int h = 0; h < heads; h++) {
+                float s = b.getFloat(h * 4);
+                if (!(s >= 0) || Float.isInfinite(s)) {
+                    throw new InvalidInputException(name + ": slope[" + h + "] = " + s
+                            + ", expected a finite value >= 0 (lambda = exp(-slope))");
+                }
+                slopes[h] = s;
+            }
+            fromFile = true;
+        } else {
+            slopes = defaultSlopes.apply(heads);
+            fromFile = false;
+        }
+        long initial = -1;
+        TensorEntry init = header.tensor("initial_state");
+        if (init != null) {
+            checkF32(init, name, heads, dk, dv);
+            initial = init.begin();
+        }
+        return new SequenceFile(path, name, size, tokens, heads, dk, dv, dtype, q.begin(), k.begin(), v.begin(),
+                initial, slopes, fromFile);
     }
 
     private static TensorEntry require(SafetensorsHeader h, String tensor, String file) {
@@ -189,7 +198,7 @@ final class SequenceFile implements Serializable {
         }
     }
 
-    static void readFully(FSDataInputStream in, long position, byte[] dst, String file) throws IOException {
+    static void readFully(RangeReader in, long position, byte[] dst, String file) throws IOException {
         try {
             in.readFully(position, dst, 0, dst.length);
         } catch (EOFException e) {

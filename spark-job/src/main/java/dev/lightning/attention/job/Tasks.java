@@ -149,7 +149,7 @@ final class Tasks implements Serializable {
                     LightningState local;
                     try (FSDataInputStream in = fs(it.file.path).open(new Path(it.file.path))) {
                         local = CpuFallback.run(backend, gpuOomToCpu, it.file.name + " " + it.piece,
-                                b -> work(b).localState(b, in, it.file, it.piece));
+                                b -> work(b).localState(b, in::readFully, it.file, it.piece));
                     } catch (NonFiniteInputException e) {
                         // skip mode: the sequence is dropped at assembly; a zero state keeps the scan going
                         skipped.add(skipOrThrow(e));
@@ -180,7 +180,7 @@ final class Tasks implements Serializable {
                 dev.lightning.attention.kernel.AttentionSpec spec = f.spec(scale, chunkSize);
                 LightningState state;
                 try (FSDataInputStream in = fs(f.path).open(new Path(f.path))) {
-                    state = PieceWork.initialState(in, f, it.sequence);
+                    state = PieceWork.initialState(in::readFully, f, it.sequence);
                 } catch (NonFiniteInputException e) {
                     skipped.add(skipOrThrow(e));
                     state = LightningState.zeros(f.heads, f.dk, f.dv);
@@ -211,19 +211,19 @@ final class Tasks implements Serializable {
                     Piece p = it.piece;
                     try (FSDataInputStream in = fs(f.path).open(new Path(f.path))) {
                         LightningState incoming = p.isFirst()
-                                ? PieceWork.initialState(in, f, p.sequence())
+                                ? PieceWork.initialState(in::readFully, f, p.sequence())
                                 : readState(stagingFs, staging.incomingState(p.sequence(), p.index()), f);
                         CpuFallback.run(backend, gpuOomToCpu, f.name + " " + p, b -> {
                             if (!p.isSplit()) {
                                 Staging.writeAtomically(outFs, new Path(output, f.name), attempt(ctx), out -> {
                                     out.write(outputHeader(f, scale).encode());
-                                    LightningState last = work(b).outputs(b, in, f, p, incoming, out);
+                                    LightningState last = work(b).outputs(b, in::readFully, f, p, incoming, out);
                                     out.write(last.toBytes());
                                 });
                             } else {
                                 LightningState[] last = new LightningState[1];
                                 Staging.writeAtomically(stagingFs, staging.outputPart(p.sequence(), p.index()),
-                                        attempt(ctx), out -> last[0] = work(b).outputs(b, in, f, p, incoming, out));
+                                        attempt(ctx), out -> last[0] = work(b).outputs(b, in::readFully, f, p, incoming, out));
                                 if (p.isLast()) {
                                     Staging.writeAtomically(stagingFs, staging.finalState(p.sequence()), attempt(ctx),
                                             out -> out.write(last[0].toBytes()));
