@@ -344,16 +344,21 @@ public final class CudaBackend implements AttentionBackend {
     /** Times pass 1 + scan + pass 2 over the resident window with device events; median of runs, in ms. */
     float timeResident(AttentionSpec spec, DType dtype, int n, int runs) {
         device.makeCurrent();
+        launchWindow(spec, dtype, n, true, stateA, stateB); // warm-up: module JIT, first touch
+        return medianMillis(runs, () -> launchWindow(spec, dtype, n, true, stateA, stateB));
+    }
+
+    /** Median over runs of the device time of what {@code work} enqueues on the stream, in ms. */
+    private float medianMillis(int runs, Runnable work) {
         jcuda.driver.CUevent start = new jcuda.driver.CUevent();
         jcuda.driver.CUevent end = new jcuda.driver.CUevent();
         JCudaDriver.cuEventCreate(start, 0);
         JCudaDriver.cuEventCreate(end, 0);
         try {
-            launchWindow(spec, dtype, n, true, stateA, stateB); // warm-up: module JIT, first touch
             float[] times = new float[runs];
             for (int r = 0; r < runs; r++) {
                 JCudaDriver.cuEventRecord(start, stream);
-                launchWindow(spec, dtype, n, true, stateA, stateB);
+                work.run();
                 JCudaDriver.cuEventRecord(end, stream);
                 JCudaDriver.cuEventSynchronize(end);
                 float[] ms = new float[1];
@@ -387,33 +392,17 @@ public final class CudaBackend implements AttentionBackend {
         device.makeCurrent();
         Buffer a = new Buffer(false);
         Buffer b = new Buffer(false);
-        jcuda.driver.CUevent start = new jcuda.driver.CUevent();
-        jcuda.driver.CUevent end = new jcuda.driver.CUevent();
-        JCudaDriver.cuEventCreate(start, 0);
-        JCudaDriver.cuEventCreate(end, 0);
         try {
             a.ensure(bytes);
             b.ensure(bytes);
-            JCudaDriver.cuMemcpyDtoDAsync(b.ptr, a.ptr, bytes, stream);
-            float[] times = new float[runs];
-            for (int r = 0; r < runs; r++) {
-                JCudaDriver.cuEventRecord(start, stream);
-                JCudaDriver.cuMemcpyDtoDAsync(b.ptr, a.ptr, bytes, stream);
-                JCudaDriver.cuEventRecord(end, stream);
-                JCudaDriver.cuEventSynchronize(end);
-                float[] ms = new float[1];
-                JCudaDriver.cuEventElapsedTime(ms, start, end);
-                times[r] = ms[0];
-            }
-            java.util.Arrays.sort(times);
-            return 2.0 * bytes / (times[runs / 2] / 1e3);
+            Runnable copy = () -> JCudaDriver.cuMemcpyDtoDAsync(b.ptr, a.ptr, bytes, stream);
+            copy.run(); // warm-up
+            return 2.0 * bytes / (medianMillis(runs, copy) / 1e3);
         } finally {
             a.free();
             b.free();
             buffers.remove(a);
             buffers.remove(b);
-            JCudaDriver.cuEventDestroy(start);
-            JCudaDriver.cuEventDestroy(end);
         }
     }
 

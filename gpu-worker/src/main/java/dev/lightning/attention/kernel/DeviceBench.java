@@ -86,7 +86,7 @@ public final class DeviceBench {
             TokenTensor o = head(qkvo[3], head);
             TokenTensor ref = TokenTensor.allocate(DType.F32, t, 1, dv);
             new ChunkedReference().forward(one, q, k, v, LightningState.zeros(1, dk, dv), ref);
-            err[head] = relativeError(o.toFloats(), ref.toFloats());
+            err[head] = Accuracy.relativeError(o.toFloats(), ref.toFloats());
         })).join();
         double worst = 0;
         for (double e : err) {
@@ -105,16 +105,5 @@ public final class DeviceBench {
             out.writeHead(0, t, 1, row);
         }
         return out;
-    }
-
-    private static double relativeError(float[] a, float[] b) {
-        double num = 0;
-        double den = 0;
-        for (int i = 0; i < a.length; i++) {
-            double d = (double) a[i] - b[i];
-            num += d * d;
-            den += (double) b[i] * b[i];
-        }
-        return Math.sqrt(num / den);
     }
 }

@@ -61,7 +61,7 @@ public final class KernelBench {
             TokenTensor want = TokenTensor.allocate(DType.F32, n, heads, dv);
             backend.forward(spec, q.slice(0, n), k.slice(0, n), v.slice(0, n), zero, got);
             new ChunkedReference().forward(spec, q.slice(0, n), k.slice(0, n), v.slice(0, n), zero, want);
-            double err = relativeError(got.toFloats(), want.toFloats());
+            double err = Accuracy.relativeError(got.toFloats(), want.toFloats());
 
             double bestForward = Double.MAX_VALUE;
             double bestAdvance = Double.MAX_VALUE;
@@ -96,16 +96,5 @@ public final class KernelBench {
             x[i] = (float) (rnd.nextDouble() * 2 - 1);
         }
         return TokenTensor.of(dtype, t, h, d, x);
-    }
-
-    private static double relativeError(float[] a, float[] b) {
-        double num = 0;
-        double den = 0;
-        for (int i = 0; i < a.length; i++) {
-            double d = (double) a[i] - b[i];
-            num += d * d;
-            den += (double) b[i] * b[i];
-        }
-        return Math.sqrt(num / den);
     }
 }

@@ -1,5 +1,6 @@
 package dev.lightning.attention.job;
 
+import dev.lightning.attention.kernel.Accuracy;
 import dev.lightning.attention.kernel.AttentionSpec;
 import dev.lightning.attention.kernel.LightningState;
 import dev.lightning.attention.kernel.RecurrentReference;
@@ -66,21 +67,7 @@ final class ReferenceCheck {
                 : LightningState.zeros(heads, q.dim(), v.dim());
         TokenTensor expect = TokenTensor.allocate(DType.F32, q.tokens(), heads, v.dim());
         LightningState expectState = new RecurrentReference().forward(spec, q, k, v, s0, expect);
-        return new Result(relativeError(out.get("o").toFloats(), expect.toFloats()),
-                relativeError(out.get("final_state").toFloats(), expectState.kv()));
-    }
-
-    static double relativeError(float[] a, float[] b) {
-        if (a.length != b.length) {
-            return Double.POSITIVE_INFINITY;
-        }
-        double num = 0;
-        double den = 0;
-        for (int i = 0; i < a.length; i++) {
-            double d = (double) a[i] - b[i];
-            num += d * d;
-            den += (double) b[i] * b[i];
-        }
-        return den == 0 ? (num == 0 ? 0 : Double.POSITIVE_INFINITY) : Math.sqrt(num / den);
+        return new Result(Accuracy.relativeError(out.get("o").toFloats(), expect.toFloats()),
+                Accuracy.relativeError(out.get("final_state").toFloats(), expectState.kv()));
     }
 }

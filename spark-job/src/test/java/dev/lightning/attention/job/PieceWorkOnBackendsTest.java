@@ -100,8 +100,8 @@ class PieceWorkOnBackendsTest {
                     all.get("k").asTokens(), all.get("v").asTokens(), initial, expect);
             TokenTensor got = TokenTensor.wrap(dtype, t, h, dv, ByteBuffer.wrap(o.toByteArray()));
             double limit = dtype == DType.F32 ? 1e-5 : dtype == DType.F16 ? 2e-3 : 6e-3;
-            double eo = ReferenceCheck.relativeError(got.toFloats(), expect.toFloats());
-            double es = ReferenceCheck.relativeError(last.kv(), expectState.kv());
+            double eo = dev.lightning.attention.kernel.Accuracy.relativeError(got.toFloats(), expect.toFloats());
+            double es = dev.lightning.attention.kernel.Accuracy.relativeError(last.kv(), expectState.kv());
             String who = backend.name() + "@" + backend.device() + " " + dtype;
             System.out.printf("PieceWorkOnBackendsTest %s: o error %.2e, state error %.2e%n", who, eo, es);
             assertTrue(eo <= limit, who + " o relative error " + eo);
