@@ -100,6 +100,21 @@ class BadInputTest {
         }
     }
 
+    /** Slopes the header cannot show wrong: negative and non-finite values. */
+    @Test
+    void badSlopeValuesAreRejected() throws IOException {
+        float[][] slopes = {{-1f, 0.5f}, {Float.NaN, 0.5f}, {0.5f, Float.POSITIVE_INFINITY}};
+        for (int i = 0; i < slopes.length; i++) {
+            Path in = Files.createDirectories(tmp.resolve("slope-in-" + i));
+            new Sequence(4, 2, 3, 5, DType.F32, new float[24], new float[24], new float[40], slopes[i], null)
+                    .write(in.resolve("s.safetensors"));
+            Outcome o = lightning("run", "--input", in.toString(), "--output", tmp.resolve("slope-out-" + i).toString(),
+                    "--master", MASTER);
+            assertEquals(2, o.status, o.err);
+            assertTrue(o.err.contains("s.safetensors: slope[") && o.err.contains("expected a finite value >= 0"), o.err);
+        }
+    }
+
     @Test
     void skipInvalidProcessesTheRestAndListsTheRejected() throws IOException {
         Path in = Files.createDirectories(tmp.resolve("in"));
