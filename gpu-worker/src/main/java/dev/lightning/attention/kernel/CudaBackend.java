@@ -197,8 +197,7 @@ public final class CudaBackend implements AttentionBackend {
         int heads = spec.heads();
         int dk = spec.dk();
         int dv = spec.dv();
-        boolean tc = tensorCores && dtype != DType.F32 && TensorCoreLayout.ENABLED
-                && device.has("lightning_forward_tc_bf16");
+        boolean tc = tensorCores && dtype != DType.F32 && device.has("lightning_forward_tc_bf16");
         int bv = tc ? TensorCoreLayout.COLUMNS : GENERIC_BV;
         int threads = tc ? TensorCoreLayout.THREADS : GENERIC_THREADS;
         int smem = tc ? tcSharedBytes(dk) : genericSharedBytes(dk);

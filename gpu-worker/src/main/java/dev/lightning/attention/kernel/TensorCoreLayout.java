@@ -5,8 +5,6 @@ final class TensorCoreLayout {
     private TensorCoreLayout() {
     }
 
-    /** Whether this build launches the tensor-core kernels (false: BF16/F16 go to the float32 kernels). */
-    static final boolean ENABLED = true;
     /** Threads per CTA (the kernels' launch contract). */
     static final int THREADS = 256;
     /** Value columns per CTA: the grid's y extent is ceil(Dv / COLUMNS). */
