@@ -16,7 +16,7 @@ final class Settings {
             "Tokens per partition (rounded down to a multiple of the chunk size). Shorter sequences share a "
                     + "partition; longer ones are split into pieces of this size.");
     static final Setting<Long> CHUNK_SIZE = Setting.count("--chunk-size", "spark.lightning.chunkSize", 64, 1, 1024,
-            "Block size of the chunked kernels; pieces start at multiples of it.");
+            "Block size of the CPU kernels (the GPU kernels always use 64); pieces start at multiples of it.");
     static final Setting<Double> SCALE = Setting.real("--scale", "spark.lightning.scale", 1.0, false,
             "Output scale: o_t = scale * q_t S_t.");
     static final Setting<String> BACKEND = Setting.choice("--backend", "spark.lightning.backend", "auto",
