@@ -103,13 +103,7 @@ public final class CudaBackend implements AttentionBackend {
             // the kernels write o in the input's dtype; convert on the host for other outputs
             TokenTensor same = TokenTensor.allocate(q.dtype(), o.tokens(), o.heads(), o.dim());
             LightningState last = run(spec, q, k, v, state, same);
-            for (int t = 0; t < o.tokens(); t++) {
-                for (int h = 0; h < o.heads(); h++) {
-                    for (int d = 0; d < o.dim(); d++) {
-                        o.set(t, h, d, same.get(t, h, d));
-                    }
-                }
-            }
+            o.putBytes(TokenTensor.of(o.dtype(), o.tokens(), o.heads(), o.dim(), same.toFloats()).bytes());
             return last;
         }
         return run(spec, q, k, v, state, o);
@@ -138,11 +132,7 @@ public final class CudaBackend implements AttentionBackend {
         sliceTokens = Math.min(sliceTokens, Integer.MAX_VALUE / 2 / Math.max(1, tokenBytes) / CHUNK * CHUNK);
         sliceTokens = Math.max(CHUNK, sliceTokens);
 
-        float[] slopes = new float[heads];
-        for (int h = 0; h < heads; h++) {
-            slopes[h] = (float) spec.slope(h);
-        }
-        upload(slopesDev, floatBytes(slopes));
+        uploadSlopes(spec);
         upload(stateA, state.toBytes());
         stateB.ensure(stateBytes);
         Buffer incoming = stateA;
@@ -173,7 +163,8 @@ public final class CudaBackend implements AttentionBackend {
             return LightningState.fromBytes(heads, dk, dv, finalBytes);
         } catch (CudaException e) {
             device.noteError(e);
-            if (String.valueOf(e.getMessage()).contains("OUT_OF_MEMORY") && sliceTokens > CHUNK) {
+            boolean outOfMemory = String.valueOf(e.getMessage()).contains("OUT_OF_MEMORY");
+            if (outOfMemory && sliceTokens > CHUNK) {
                 // Shrink the work per launch and try again: half the slice, down to one chunk.
                 releaseBuffers();
                 long smaller = Math.max(CHUNK, sliceTokens / 2 / CHUNK * CHUNK);
@@ -185,7 +176,7 @@ public final class CudaBackend implements AttentionBackend {
             }
             String what = "GPU " + device + ": " + kernel + " failed on a window of " + n + " tokens [H=" + heads + ", Dk="
                     + dk + ", Dv=" + dv + ", " + dtype + "]: " + e.getMessage();
-            if (String.valueOf(e.getMessage()).contains("OUT_OF_MEMORY")) {
+            if (outOfMemory) {
                 throw new DeviceMemoryException(what + " (even one chunk per launch does not fit)", e);
             }
             throw new IllegalStateException(what, e);
@@ -282,10 +273,13 @@ public final class CudaBackend implements AttentionBackend {
         return Pointer.to(new int[] {v});
     }
 
-    private static ByteBuffer floatBytes(float[] values) {
-        ByteBuffer b = ByteBuffer.allocate(values.length * 4).order(ByteOrder.LITTLE_ENDIAN);
-        b.asFloatBuffer().put(values);
-        return b;
+    /** The per-head decay rates as the kernels read them: float32 on the device. */
+    private void uploadSlopes(AttentionSpec spec) {
+        ByteBuffer b = ByteBuffer.allocate(spec.heads() * 4).order(ByteOrder.LITTLE_ENDIAN);
+        for (int h = 0; h < spec.heads(); h++) {
+            b.putFloat(h * 4, (float) spec.slope(h));
+        }
+        upload(slopesDev, b);
     }
 
     private void upload(Buffer dst, byte[] bytes) {
@@ -330,11 +324,7 @@ public final class CudaBackend implements AttentionBackend {
             launch(fill, 4 * device.multiprocessors, 1, 1, 256, 0, Pointer.to(Pointer.to(targets[i].ptr),
                     Pointer.to(new long[] {counts[i]}), Pointer.to(new long[] {seed * 3 + i})));
         }
-        float[] slopes = new float[heads];
-        for (int h = 0; h < heads; h++) {
-            slopes[h] = (float) spec.slope(h);
-        }
-        upload(slopesDev, floatBytes(slopes));
+        uploadSlopes(spec);
         upload(stateA, new byte[spec.stateSize() * 4]);
         stateB.ensure((long) spec.stateSize() * 4);
         JCudaDriver.cuStreamSynchronize(stream);

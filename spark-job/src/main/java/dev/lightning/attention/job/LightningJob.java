@@ -63,7 +63,6 @@ final class LightningJob {
     /** Runs the job; returns the report it wrote. */
     ObjectNode run() throws IOException {
         long t0 = System.nanoTime();
-        ExecutorBackends.checkAvailable(cfg.backend, sc.master());
         Path inputDir = new Path(cfg.input);
         Path outputDir = new Path(cfg.output);
         FileSystem inFs = inputDir.getFileSystem(sc.hadoopConfiguration());
