@@ -9,33 +9,36 @@
 //   O       = scale * ( [(Q K^T) .* M] V  +  diag(lambda^(i+1)) Q P ),  M[i][j] = lambda^(i-j), i >= j
 //   P_next  = lambda^m P + sum_j lambda^(m-1-j) k_j^T v_j
 //
-// Launch contract: grid = (H, ceil(dv / LIGHTNING_TC_COLUMNS), S), block = LIGHTNING_TC_THREADS
-// (256 threads, 8 warps), dynamic shared memory = lightning_tc_smem_bytes(dk). A CTA owns head
+// Launch contract: grid = (H, ceil(dv / LIGHTNING_TC_COLUMNS), S), block = LIGHTNING_TC_THREADS_NARROW
+// (dk <= 128, kernels lightning_*_tc_<type>) or LIGHTNING_TC_THREADS_WIDE (dk <= 256, kernels
+// lightning_*_tc_<type>_wide), dynamic shared memory = lightning_tc_smem_bytes(dk). A CTA owns head
 // blockIdx.x, the value columns [64 * blockIdx.y, min(dv, 64 * blockIdx.y + 64)) and segment
 // blockIdx.z, i.e. tokens [s * segTokens, min(n, (s + 1) * segTokens)). It walks the segment's
 // 64-token chunks in order.
 //
 // Work split inside a CTA (warp specialization; each SM sub-partition gets one warp of each kind):
-//   * forward, warps 0..3 (output warps): output rows 16w .. 16w+15 of the chunk (Q K^T, the intra
-//     and the inter product with the T copy of the state before the chunk, sPt);
+//   * forward, warps 0..3 (output warps): one 16-row tile of the chunk's outputs each (Q K^T over the
+//     key tiles at or below the diagonal, the intra and the inter product with the T copy of the
+//     state before the chunk, sPt). Narrow kernels rotate the tiles among the four warps from chunk
+//     to chunk, since later tiles cost more;
 //   * forward, warps 4..7 (state warps): state rows (dk) 16*mt .. 16*mt+15 for the m-tiles
 //     mt = w-4, w, w+4, w+8, all 64 columns (state update), then the T copy of the new state into sPt
 //     (the other of two buffers when Dkp <= 128; otherwise the single buffer, once every output warp
-//     has finished reading it: named barrier 1, all 8 warps);
+//     has finished reading it: named barrier 1);
 //   * states kernel: all 8 warps are state warps, warp w owns m-tiles (w & 3) + 4i and the 32
-//     columns 32 * (w >> 2) .. +31.
-// One __syncthreads per chunk; the carried state P lives in the state warps' registers as float32,
-// in the mma accumulator layout.
+//     columns 32 * (w >> 2) .. +31;
+//   * narrow kernels, warps 8..11 (load warps): issue every copy into the stages and nothing else.
+// Narrow kernels hand stages and sPt buffers over through mbarriers (no barrier among the compute
+// warps); wide kernels issue their loads from the compute warps and have one __syncthreads per
+// chunk. The carried state P lives in the state warps' registers as float32, in the mma accumulator
+// layout.
 //
-// Precision of the state update: the decayed values w_j v_j (w_j = lambda^(m-1-j)) are not exact
-// in T, so they are split into hi and lo = T(w_j v_j - hi), hi = T(w_j v_j) (f16) or w_j v_j
-// truncated to bf16 (bf16: a bit mask instead of a conversion), in registers right after the state
-// warp loads the B fragments of V, and both hi and lo are multiplied by K^T (k_j is exact in T).
-// Putting the decay on v instead of k is the same product
-// (sum_j k_j^T (w_j v_j) = sum_j (w_j k_j)^T v_j) but splits a 64 x 64 tile once per chunk instead of a
-// 64 x Dk tile. The chunk's dP is accumulated from zero in its own registers and only then added
-// as P = lambda^m P + dP with an ordinary (round-to-nearest) float32 FMA: tensor-core accumulation
-// may truncate, and a running sum over thousands of chunks would show that bias.
+// Precision of the state update: the decayed values w_j k_j (w_j = lambda^(m-1-j)) are not exact
+// in T, so they go in as hi + lo (split_hl), in registers right after the state warp loads its A
+// fragments of K^T; both are multiplied by V (exact in T). The chunk's dP is accumulated from zero
+// in its own registers and only then added as P = lambda^m P + dP with an ordinary
+// (round-to-nearest) float32 FMA: tensor-core accumulation may truncate, and a running sum over
+// thousands of chunks would show that bias.
 
 #pragma once
 
@@ -43,7 +46,7 @@
 // Dynamic shared memory, in bytes, with Dkp = dk rounded up to a multiple of 16:
 //   128 * Dkp + 188416          i.e.  128 * ((dk + 15) / 16 * 16) + 188416
 // (dk = 128: 204800 bytes; dk = 256: 221184 bytes <= 227 KB = 232448). One CTA per SM anyway (its
-// 256 threads use the whole register file), so the kernels spend the space on pipeline stages: as
+// threads use the whole register file), so the kernels spend the space on pipeline stages: as
 // many as fit, 2 .. 4 (see NS in body). Layout (T = 2-byte element, LDK = Dkp + 8, LDV = 72; the +8
 // element pads make every row stride an odd multiple of 16 bytes, so the 8 row addresses of an
 // ldmatrix hit 8 different bank groups):
@@ -53,10 +56,20 @@
 //                 V      64 x LDV T                      9216              each
 //   sPt  (P as T)        Dkp x LDV T, x2 if Dkp <= 128   144 * Dkp each    (forward only)
 //   sO   (4 warps)       64 x LDV T                      9216              (forward only)
+//   mbarriers            2 per stage + 4                 16 * kMaxStages + 32 (narrow kernels)
 // Forward: dk = 128 -> 3 stages (179200 bytes used), dk = 256 -> 2 stages, one sPt (200704 bytes).
 // States: 4 stages for every dk.
 // ---------------------------------------------------------------------------------------------
-#define LIGHTNING_TC_THREADS 256
+// Two kernel families:
+//   narrow (dk <= 128): 12 warps, LIGHTNING_TC_THREADS_NARROW threads. Warps 8..11 only issue the
+//     loads and hand stages to the compute warps through mbarriers, so the compute warps never stall
+//     on issuing copies (measured on an H200: with the loads issued by the compute warps, a third of
+//     each chunk went to issuing cp.async). 12 warps leave 168 registers a thread, so the state
+//     warps update one 16-row tile of the state at a time.
+//   wide (dk <= 256): 8 warps, LIGHTNING_TC_THREADS_WIDE threads; the compute warps issue their own
+//     loads (a 256-row state needs the registers of 8 warps).
+#define LIGHTNING_TC_THREADS_NARROW 384
+#define LIGHTNING_TC_THREADS_WIDE 256
 #define LIGHTNING_TC_COLUMNS 64
 
 __host__ __device__ inline int lightning_tc_smem_bytes(int dk) {
@@ -66,7 +79,8 @@ __host__ __device__ inline int lightning_tc_smem_bytes(int dk) {
 namespace lightning_tc {
 
 constexpr int kChunk = 64;    // tokens per chunk
-constexpr int kThreads = LIGHTNING_TC_THREADS; // 8 warps
+constexpr int kThreads = 256;  // compute threads: warps 0..7
+
 constexpr int kCols = LIGHTNING_TC_COLUMNS;  // value columns per CTA
 constexpr int kLdv = kCols + 8;
 #ifndef LIGHTNING_TC_MAX_STAGES
@@ -142,8 +156,30 @@ __device__ __forceinline__ void ldsm_x4_t(unsigned* r, unsigned addr) {
 __device__ __forceinline__ void cp_async16(unsigned sdst, const void* gsrc) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(sdst), "l"(gsrc) : "memory");
 }
-__device__ __forceinline__ void st_shared_zero16(unsigned sdst) {
-    asm volatile("st.shared.v4.u32 [%0], {%1, %1, %1, %1};\n" ::"r"(sdst), "r"(0u) : "memory");
+// Copies `bytes` (16 or 0) bytes and zero-fills the rest of the 16.
+__device__ __forceinline__ void cp_async16_zfill(unsigned sdst, const void* gsrc, unsigned bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(sdst), "l"(gsrc), "r"(bytes) : "memory");
+}
+// mbarriers (sm_80+) hand each stage between the load warps and the compute warps.
+__device__ __forceinline__ void mbar_init(unsigned bar, unsigned count) {
+    asm volatile("mbarrier.init.shared.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(unsigned bar) {
+    asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.shared.b64 st, [%0];\n}\n" ::"r"(bar) : "memory");
+}
+// The barrier sees one arrival once every cp.async this thread has issued so far has landed.
+__device__ __forceinline__ void cp_async_arrive(unsigned bar) {
+    asm volatile("cp.async.mbarrier.arrive.noinc.shared.b64 [%0];\n" ::"r"(bar) : "memory");
+}
+// Waits until the barrier's phase of the given parity has completed.
+__device__ __forceinline__ void mbar_wait(unsigned bar, unsigned parity) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("{\n.reg .pred done;\nWAIT:\nmbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+                 "@!done bra WAIT;\n}\n" ::"r"(bar), "r"(parity) : "memory");
+#else
+    asm volatile("{\n.reg .pred done;\nWAIT:\nmbarrier.test_wait.parity.shared.b64 done, [%0], %1;\n"
+                 "@!done bra WAIT;\n}\n" ::"r"(bar), "r"(parity) : "memory");
+#endif
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 // Wait until at most `pending` of this thread's most recent cp.async groups are still in flight.
@@ -158,24 +194,27 @@ __device__ __forceinline__ bool aligned16(const void* p) {
     return (reinterpret_cast<unsigned long long>(p) & 15ull) == 0;
 }
 
-// Which 16-byte pieces of a [64 x cols] tile this thread copies: it starts at row r0, piece c0
-// and steps by kThreads pieces (dr rows + dc pieces). Computed once per kernel, so the per-chunk
-// loads need no integer division.
+// Which 16-byte pieces of a [64 x cols] tile loader thread t (of `loaders`) copies: it starts at
+// row r0, piece c0 and steps by `loaders` pieces (dr rows + dc pieces). Computed once per kernel, so
+// the per-chunk loads need no integer division.
 struct TilePlan {
-    int nvec, r0, c0, dr, dc;
-    __device__ __forceinline__ TilePlan(int cols) {
+    int t, step, nvec, r0, c0, dr, dc;
+    __device__ __forceinline__ TilePlan(int cols, int loader, int loaders) {
+        t = loader;
+        step = loaders;
         nvec = cols >> 3;
-        r0 = threadIdx.x / nvec;
-        c0 = threadIdx.x - r0 * nvec;
-        dr = kThreads / nvec;
-        dc = kThreads - dr * nvec;
+        r0 = loader / nvec;
+        c0 = loader - r0 * nvec;
+        dr = loaders / nvec;
+        dc = loaders - dr * nvec;
     }
 };
 
-// Loads rows [0, m) of a [64 x cols] tile whose row r starts at src + r * rowStride (elements) into
-// shared memory at dst (row stride ldd elements); columns [valid, cols) and rows [m, 64) are
-// zero-filled. vec: 16-byte cp.async (needs valid % 8 == 0, rowStride % 8 == 0 and an aligned
-// src); otherwise synchronous scalar copies (dk or dv not a multiple of 8).
+// One loader thread's part of loading rows [0, m) of a [64 x cols] tile whose row r starts at
+// src + r * rowStride (elements) into shared memory at dst (row stride ldd elements); columns
+// [valid, cols) and rows [m, 64) are zero-filled. vec: 16-byte cp.async, the zeros too (source size
+// 0), so that waiting for the copies covers every byte (needs valid % 8 == 0, rowStride % 8 == 0 and
+// an aligned src); otherwise synchronous scalar copies (dk or dv not a multiple of 8).
 template <typename T>
 __device__ __forceinline__ void load_tile(unsigned dst, unsigned char* dstGeneric, int ldd, const T* src,
                                           long long rowStride, int m, int cols, int valid, bool vec,
@@ -189,15 +228,15 @@ __device__ __forceinline__ void load_tile(unsigned dst, unsigned char* dstGeneri
         unsigned d = dst + (unsigned)(pl.r0 * ldd + 8 * pl.c0) * 2u;
         const unsigned dStep = (unsigned)(pl.dr * ldd) * 2u;
         for (int r = pl.r0; r < kChunk; r += pl.dr, g += gStep, d += dStep) {
-            if (colOk && r < m) cp_async16(d, g);
-            else st_shared_zero16(d);
+            const bool ok = colOk && r < m;
+            cp_async16_zfill(d, ok ? g : src, ok ? 16u : 0u);
         }
     } else if (vec) {
         int r = pl.r0, c = pl.c0;
         while (r < kChunk) {
             const unsigned d = dst + (unsigned)(r * ldd + 8 * c) * 2u;
-            if (r < m && 8 * c < valid) cp_async16(d, src + r * rowStride + 8 * c);
-            else st_shared_zero16(d);
+            const bool ok = r < m && 8 * c < valid;
+            cp_async16_zfill(d, ok ? src + r * rowStride + 8 * c : src, ok ? 16u : 0u);
             r += pl.dr;
             c += pl.dc;
             if (c >= pl.nvec) { c -= pl.nvec; ++r; }
@@ -206,7 +245,7 @@ __device__ __forceinline__ void load_tile(unsigned dst, unsigned char* dstGeneri
         // Bit copies through unsigned short: no conversion needed.
         const unsigned short* s16 = reinterpret_cast<const unsigned short*>(src);
         unsigned short* d16 = reinterpret_cast<unsigned short*>(dstGeneric);
-        for (int idx = threadIdx.x; idx < kChunk * cols; idx += kThreads) {
+        for (int idx = pl.t; idx < kChunk * cols; idx += pl.step) {
             const int r = idx / cols;
             const int c = idx - r * cols;
             d16[r * ldd + c] = (r < m && c < valid) ? s16[r * rowStride + c] : (unsigned short)0;
@@ -215,29 +254,56 @@ __device__ __forceinline__ void load_tile(unsigned dst, unsigned char* dstGeneri
 }
 
 // ------------------------------ the kernel body -------------------------------------------
-// Splits one packed pair of V values (tokens j, j+1 of one column) into hi = T(w v) and
-// lo = T(w v - hi), w0 / w1 the decay weights of the two tokens.
+// The state update multiplies K^T by V with each token's decay weight w_j = lambda^(m-1-j) put on
+// K. w_j k_j is not exact in T, so it goes in as hi + lo (two products). A packed pair of K values
+// (tokens j, j+1 of one dk row, the lower token in the low half) is split with the weights of those
+// two tokens, prepared once per k-step by PairWeights.
+template <typename T> struct PairWeights;
 template <typename T>
-__device__ __forceinline__ void split_hl(unsigned u, float w0, float w1, unsigned& hi, unsigned& lo);
-// bf16: hi = w v truncated to bf16 (a bit mask, no conversion), lo = RN(w v - hi); w v - hi is
-// exact in float, so hi + lo is within 2^-16 of w v (relative).
-template <>
-__device__ __forceinline__ void split_hl<__nv_bfloat16>(unsigned u, float w0, float w1, unsigned& hi,
-                                                        unsigned& lo) {
-    const float x0 = __uint_as_float(u << 16) * w0;
-    const float x1 = __uint_as_float(u & 0xffff0000u) * w1;
-    const unsigned b0 = __float_as_uint(x0), b1 = __float_as_uint(x1);
-    hi = __byte_perm(b0, b1, 0x7632);  // upper halves: b0's in the low 16 bits, b1's in the high
-    lo = Ops<__nv_bfloat16>::pack(x0 - __uint_as_float(b0 & 0xffff0000u), x1 - __uint_as_float(b1 & 0xffff0000u));
+__device__ __forceinline__ void split_hl(unsigned u, const PairWeights<T>& w, unsigned& hi, unsigned& lo);
+
+// bf16: w = wh + wl with wh = RN(w), wl = RN(w - wh) (both bf16), and four packed bf16 FMAs, each
+// rounding once:
+//   hi = RN(wh k);  nhi = RN(-wh k) = -hi;  t = wh k - hi (exact: the error of a product is
+//   representable);  lo = RN(t + wl k).
+// hi + lo is within about 2^-16 of w k (relative), as with a float product split in two, at half
+// the instructions.
+__device__ __forceinline__ unsigned fma_bf16x2(unsigned a, unsigned b, unsigned c) {
+    unsigned d;
+    asm("fma.rn.bf16x2 %0, %1, %2, %3;\n" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+    return d;
 }
-// f16: hi = RN(w v), lo = RN(w v - hi).
+template <> struct PairWeights<__nv_bfloat16> {
+    unsigned wh, nwh, wl;
+    __device__ __forceinline__ PairWeights(float w0, float w1) {
+        float h0, h1;
+        wh = Ops<__nv_bfloat16>::pack(w0, w1);
+        Ops<__nv_bfloat16>::unpack(wh, h0, h1);
+        wl = Ops<__nv_bfloat16>::pack(w0 - h0, w1 - h1);
+        nwh = wh ^ 0x80008000u;
+    }
+};
 template <>
-__device__ __forceinline__ void split_hl<__half>(unsigned u, float w0, float w1, unsigned& hi, unsigned& lo) {
+__device__ __forceinline__ void split_hl<__nv_bfloat16>(unsigned u, const PairWeights<__nv_bfloat16>& w,
+                                                        unsigned& hi, unsigned& lo) {
+    constexpr unsigned kNegZero = 0x80008000u;  // -0 + x = x for every x, +0 included
+    hi = fma_bf16x2(w.wh, u, kNegZero);
+    const unsigned nhi = fma_bf16x2(w.nwh, u, kNegZero);
+    lo = fma_bf16x2(w.wl, u, fma_bf16x2(w.wh, u, nhi));
+}
+// f16: the product in float, then hi = RN(w k), lo = RN(w k - hi) (f16 weights could underflow).
+template <> struct PairWeights<__half> {
+    float w0, w1;
+    __device__ __forceinline__ PairWeights(float a, float b) : w0(a), w1(b) {}
+};
+template <>
+__device__ __forceinline__ void split_hl<__half>(unsigned u, const PairWeights<__half>& w, unsigned& hi,
+                                                 unsigned& lo) {
     using T = __half;
     float x0, x1, h0, h1;
     Ops<T>::unpack(u, x0, x1);
-    x0 *= w0;
-    x1 *= w1;
+    x0 *= w.w0;
+    x1 *= w.w1;
     hi = Ops<T>::pack(x0, x1);  // round to T
     Ops<T>::unpack(hi, h0, h1);
     lo = Ops<T>::pack(x0 - h0, x1 - h1);  // x - hi is exact in float
@@ -250,7 +316,9 @@ __device__ __forceinline__ void named_bar_sync(int id, int count) {
 // MT = state m-tiles per state warp (2 when Dkp <= 128, 4 when Dkp <= 256). The hot loops have no
 // per-tile branches; zero padding makes the extra tiles harmless (padded rows / columns of Q, K, V
 // and sPt are zero).
-template <typename T, bool FWD, int MT>
+// LW: load warps (0: the compute warps load). UP: state m-tiles updated together (each V fragment
+// serves UP tiles; UP = 1 keeps the registers within what 12 warps allow).
+template <typename T, bool FWD, int MT, int LW>
 __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restrict__ k,
                                      const T* __restrict__ v, T* __restrict__ o, int n, int H,
                                      int dk, int dv, int segTokens, const float* __restrict__ slopes,
@@ -286,12 +354,21 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
     // buffer (the double one would not fit next to 2 stages); named barrier 1 then orders them.
     constexpr bool kDblPt = (MT == 2);
     const unsigned ptBytes = 2u * Dkp * kLdv;  // one copy
-    const unsigned fixedBytes = offStage + (FWD ? (kDblPt ? 2u : 1u) * ptBytes + 2u * kChunk * kLdv : 0u);
+    const unsigned fixedBytes =
+        offStage + (FWD ? (kDblPt ? 2u : 1u) * ptBytes + 2u * kChunk * kLdv : 0u) + 16u * kMaxStages + 32u;
     const int NS = max(2, min(kMaxStages, (int)(((unsigned)lightning_tc_smem_bytes(dk) - fixedBytes) / stageBytes)));
     const unsigned offPt = offStage + NS * stageBytes;
     const unsigned offO = offPt + (kDblPt ? 2u : 1u) * ptBytes;
     unsigned char* sm = lightning_tc_smem;
     const unsigned smU = smem_u32(sm);
+    // mbarriers of the narrow kernels (8 bytes each). Per stage: full[i] (each loader thread arrives
+    // once its copies into the stage have landed) and empty[i] (each compute thread arrives once it is
+    // done with the stage). Per sPt buffer b: ptFull[b] (each state-warp thread arrives once its part
+    // of the copy is written) and ptEmpty[b] (each output-warp thread arrives once it has read it).
+    const unsigned fullU = smU + offO + (FWD ? 2u * kChunk * kLdv : 0u);
+    const unsigned emptyU = fullU + 8u * kMaxStages;
+    const unsigned ptFullU = emptyU + 8u * kMaxStages;
+    const unsigned ptEmptyU = ptFullU + 16u;
     // Decay table: lam(d) = tab[d] = lambda^d for d = 0..191 and tab[d] = 0 for d = -64..-1, so the
     // causal mask is part of the lookup (no compare / select per score).
     float* tab = reinterpret_cast<float*>(sm) + 64;
@@ -308,7 +385,10 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
     const bool vecO = FWD && (dv % 8 == 0) && aligned16(o);
     const long long rowQK = (long long)H * dk;  // elements between consecutive tokens
     const long long rowV = (long long)H * dv;
-    const TilePlan planQK(Dkp), planV(kCols);
+    constexpr int kLoaders = LW > 0 ? 32 * LW : kThreads;
+    constexpr int UP = (LW > 0 && FWD) ? 1 : 2;
+    const int loader = LW > 0 ? tid - kThreads : tid;
+    const TilePlan planQK(Dkp, loader, kLoaders), planV(kCols, loader, kLoaders);
 
     // Issue the loads of chunk c into stage st (asynchronous on the vector path).
     auto load_chunk = [&](int st, int c) {
@@ -319,6 +399,38 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
         load_tile<T>(smU + k0, sm + k0, ldk, k + (t0 * H + h) * dk, rowQK, m, Dkp, dk, vecQK, planQK);
         load_tile<T>(smU + v0, sm + v0, kLdv, v + (t0 * H + h) * dv + c0, rowV, m, kCols, width, vecV, planV);
     };
+
+    if constexpr (LW > 0) {
+        // ---- the load warps fill stage c % NS with chunk c once the compute warps are done with
+        //      chunk c - NS. They may stall on issuing copies; the compute warps do not. ----
+        if (tid == 0)
+            for (int i = 0; i < NS; ++i) {
+                mbar_init(fullU + 8u * i, kLoaders);
+                mbar_init(emptyU + 8u * i, kThreads);
+            }
+        if (tid == 0)
+            for (int b = 0; b < 2; ++b) {
+                mbar_init(ptFullU + 8u * b, 128);
+                mbar_init(ptEmptyU + 8u * b, 128);
+            }
+        __syncthreads();
+    }
+    if (LW > 0 && warp >= 8) {
+        {
+            for (int cn = 0, sp = 0; cn < nChunks; ++cn) {
+                if (cn >= NS) mbar_wait(emptyU + 8u * sp, (unsigned)(cn / NS - 1) & 1u);
+                load_chunk(sp, cn);
+                if (vecQK && vecV) {
+                    cp_async_arrive(fullU + 8u * sp);
+                } else {  // synchronous stores: the arrival releases them
+                    asm volatile("cp.async.wait_all;\n" ::: "memory");
+                    mbar_arrive(fullU + 8u * sp);
+                }
+                if (++sp == NS) sp = 0;
+            }
+        }
+    } else {
+    // (compute warps; not indented, to keep this long block readable)
 
     // ---- roles. Forward: warps 0..3 compute the outputs, warps 4..7 the state (all 64 columns).
     //      States kernel: all 8 warps update the state, warp w owns columns 32 * (w >> 2) .. +31. ----
@@ -371,12 +483,15 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
                 }
             }
         }
+        if constexpr (LW > 0) mbar_arrive(ptFullU);  // buffer 0 holds the state before chunk 0
     }
 
-    // Prologue: chunks 0 .. NS-2 in flight (one commit group each, empty groups past the end).
-    for (int i = 0; i < NS - 1; ++i) {
-        if (i < nChunks) load_chunk(i, i);
-        cp_async_commit();
+    if constexpr (LW == 0) {
+        // Prologue: chunks 0 .. NS-2 in flight (one commit group each, empty groups past the end).
+        for (int i = 0; i < NS - 1; ++i) {
+            if (i < nChunks) load_chunk(i, i);
+            cp_async_commit();
+        }
     }
 
     // Per-lane ldmatrix byte offsets. ldmatrix .x4: lanes 8i..8i+7 address the rows of 8x8 matrix
@@ -402,37 +517,46 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
     const unsigned laneTB = 2u * ((lr8 + lb3) * kLdv + lb4);  // [k][n] tiles with row stride 72
     const unsigned ptB = smU + offPt + laneTB;
 
-    int st = 0;  // stage of chunk c = c % NS
-    for (int c = 0; c < nChunks; ++c, st = (st + 1 == NS) ? 0 : st + 1) {
+    int st = 0;           // stage of chunk c = c % NS
+    unsigned parity = 0;  // (c / NS) & 1: with load warps, the phase of full[st] that chunk c completes
+    for (int c = 0; c < nChunks; ++c) {
         const long long t0 = segStart + (long long)c * kChunk;
         const int m = (int)min((long long)kChunk, segEnd - t0);
         const unsigned qOff = offStage + st * stageBytes;
         const unsigned kU = smU + qOff + (FWD ? 128u * ldk : 0u);
         const unsigned vOff = qOff + qkBytes;
 
-        // Chunk c has landed (NS-2 younger groups may still fly); after the barrier every warp is
-        // done with chunk c-1 (its stage, its sPt reads and writes).
-        cp_async_wait(NS - 2);
-        __syncthreads();
-        // Refill the stage chunk c-1 used with chunk c+NS-1.
-        {
+        // Narrow kernels: no barrier among the compute warps. Each waits for its inputs (the stage;
+        // output warps also the sPt copy of the state before the chunk) and says when it is done with
+        // them, so output warps may drift apart by up to a chunk (their row tiles rotate, below).
+        // Wide kernels: one barrier per chunk; after it every warp is done with chunk c-1.
+        if constexpr (LW > 0) {
+            mbar_wait(fullU + 8u * st, parity);
+        } else {
+            cp_async_wait(NS - 2);  // NS-2 younger groups may still fly
+            __syncthreads();
+            // Refill the stage chunk c-1 used with chunk c+NS-1.
             const int cn = c + NS - 1;
             if (cn < nChunks) load_chunk(st == 0 ? NS - 1 : st - 1, cn);
             cp_async_commit();
         }
 
         if (outWarp) {
-            // ---- outputs for rows 16*warp .. 16*warp+15 ----
-            const bool rowsLive = 16 * warp < m;
-            // One pass over dk computes both S = Q K^T (all 64 key tokens; the causal mask below
-            // zeroes the upper part) and the inter product Oa = Q T(P); each Q fragment is loaded once.
+            // ---- outputs for rows 16*t .. 16*t+15. Row tile t costs more the later it is (more key
+            //      tiles below the diagonal); narrow kernels rotate the tiles among the output warps
+            //      chunk by chunk so that each warp gets the average. ----
+            const int t = LW > 0 ? (warp + c) & 3 : warp;
+            const bool rowsLive = 16 * t < m;
+            // One pass over dk computes both S = Q K^T (the key tiles 0..t; later ones are masked)
+            // and the inter product Oa = Q T(P); each Q fragment is loaded once.
             float S[8][4], Oa[8][4];
 #pragma unroll
             for (int nt = 0; nt < 8; ++nt)
 #pragma unroll
                 for (int e = 0; e < 4; ++e) S[nt][e] = Oa[nt][e] = 0.f;
+            if constexpr (LW > 0) mbar_wait(ptFullU + 8u * (c & 1), (unsigned)(c >> 1) & 1u);
             if (rowsLive) {
-                const unsigned qA = smU + qOff + laneQA;
+                const unsigned qA = smU + qOff + laneQA + 32u * ldk * (t - wi);
                 const unsigned kB = kU + laneKB;
                 const unsigned ptBc = ptB + ((kDblPt && (c & 1)) ? ptBytes : 0u);
 #pragma unroll 2
@@ -442,23 +566,26 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
 #pragma unroll
                     for (int np = 0; np < 4; ++np) {
                         unsigned b[4], p[4];
-                        ldsm_x4(b, kB + np * kRow16 + 32u * ks);
+                        if (np <= t) {
+                            ldsm_x4(b, kB + np * kRow16 + 32u * ks);
+                            O_::mma(S[2 * np], a, b[0], b[1]);
+                            O_::mma(S[2 * np + 1], a, b[2], b[3]);
+                        }
                         ldsm_x4_t(p, ptBc + ks * (2u * 16 * kLdv) + 32u * np);
-                        O_::mma(S[2 * np], a, b[0], b[1]);
-                        O_::mma(S[2 * np + 1], a, b[2], b[3]);
                         O_::mma(Oa[2 * np], a, p[0], p[1]);
                         O_::mma(Oa[2 * np + 1], a, p[2], p[3]);
                     }
                 }
             }
-            // Single sPt: this warp is done reading it, the state warps may overwrite it.
-            if (!kDblPt) named_bar_sync(1, kThreads);
+            // This warp is done reading sPt; the state warps may overwrite it.
+            if constexpr (LW > 0) mbar_arrive(ptEmptyU + 8u * (c & 1));
+            else if (!kDblPt) named_bar_sync(1, kThreads);
 
             if (rowsLive) {
                 // Mask and decay (tab is 0 for i < j), then repack the C fragments as A fragments of
                 // the intra product: the A fragment of key k-step kk is {n-tile 2kk row g, n-tile 2kk
                 // row g+8, n-tile 2kk+1 row g, n-tile 2kk+1 row g+8}.
-                const int i0 = 16 * warp + g;            // local row of c0/c1; c2/c3 are row i0 + 8
+                const int i0 = 16 * t + g;            // local row of c0/c1; c2/c3 are row i0 + 8
                 const float* tr = tab + (i0 - 2 * tq);  // tr[-8nt - x] = lambda^(i0 - (8nt + 2tq + x))
                 unsigned Sp[4][4];
 #pragma unroll
@@ -481,11 +608,11 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
                     }
                 }
 
-                // Intra: Oa += T(S .* M) V over key k-steps kk <= warp (later ones are fully masked).
+                // Intra: Oa += T(S .* M) V over key k-steps kk <= t (later ones are fully masked).
                 const unsigned vB = smU + vOff + laneTB;
 #pragma unroll
                 for (int kk = 0; kk < 4; ++kk) {
-                    if (kk <= warp) {
+                    if (kk <= t) {
 #pragma unroll
                         for (int np = 0; np < 4; ++np) {
                             unsigned b[4];
@@ -499,6 +626,7 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
                 // Stage this warp's 16 x 64 output tile in sO (rounded to T), then write it to global
                 // memory as 16-byte row segments (8 lanes cover one 128-byte row).
                 T* sOw = sO + 16 * warp * kLdv;
+                __syncwarp();  // every lane has copied out the previous chunk's tile
 #pragma unroll
                 for (int nt = 0; nt < 8; ++nt) {
                     T* d = sOw + g * kLdv + 8 * nt + 2 * tq;
@@ -511,7 +639,7 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
                 for (int rep = 0; rep < 4; ++rep) {
                     const int idx = lane + 32 * rep;
                     const int r = idx >> 3, cc = (idx & 7) << 3;
-                    const int lr = 16 * warp + r;
+                    const int lr = 16 * t + r;
                     if (lr < m) {
                         T* dst = o + ((t0 + lr) * H + h) * (long long)dv + c0 + cc;
                         const T* srcp = sOw + r * kLdv + cc;
@@ -525,6 +653,7 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
                     }
                 }
             }
+            if constexpr (LW > 0) mbar_arrive(emptyU + 8u * st);  // done with the stage
         } else {
             // ---- state update: P = lambda^m P + K^T (w V), w_j = lambda^(m-1-j), with w V split into
             //      hi + lo in registers right after its B fragments are loaded (rows j >= m get w = 0
@@ -534,46 +663,50 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
             const unsigned kA = kU + laneKB;
             const unsigned vB = smU + vOff + laneTB + 2u * colOff;
 #pragma unroll
-            for (int i0p = 0; i0p < MT; i0p += 2) {
-                float dP[2][NT][4];
+            for (int i0p = 0; i0p < MT; i0p += UP) {
+                float dP[UP][NT][4];
 #pragma unroll
-                for (int u = 0; u < 2; ++u)
+                for (int u = 0; u < UP; ++u)
 #pragma unroll
                     for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
                         for (int e = 0; e < 4; ++e) dP[u][nt][e] = 0.f;
 #pragma unroll
                 for (int kk = 0; kk < 4; ++kk) {
-                    // A = K^T (rows = dk 16mt.., cols = tokens 16kk..): transposed load of K.
-                    unsigned a[2][4];
-#pragma unroll
-                    for (int u = 0; u < 2; ++u) ldsm_x4_t(a[u], kA + kk * kRow16 + mtOff[i0p + u]);
-                    // Decay weights of this lane's B tokens: 16kk + 2tq + {0, 1} (b0) and + 8 (b1).
+                    // A = K^T (rows = dk 16mt.., cols = tokens 16kk..): transposed load of K, split
+                    // into hi + lo of the decayed values. Registers 0, 1 hold tokens 16kk + 2tq + {0, 1},
+                    // registers 2, 3 the same + 8.
                     const float* wt = tab + (m - 1 - 16 * kk - 2 * tq);
-                    const float w00 = wt[0], w01 = wt[-1], w10 = wt[-8], w11 = wt[-9];
+                    const PairWeights<T> w0(wt[0], wt[-1]), w8(wt[-8], wt[-9]);
+                    unsigned ah[UP][4], al[UP][4];
+#pragma unroll
+                    for (int u = 0; u < UP; ++u) {
+                        unsigned a[4];
+                        ldsm_x4_t(a, kA + kk * kRow16 + mtOff[i0p + u]);
+                        split_hl<T>(a[0], w0, ah[u][0], al[u][0]);
+                        split_hl<T>(a[1], w0, ah[u][1], al[u][1]);
+                        split_hl<T>(a[2], w8, ah[u][2], al[u][2]);
+                        split_hl<T>(a[3], w8, ah[u][3], al[u][3]);
+                    }
 #pragma unroll
                     for (int np = 0; np < NT / 2; ++np) {
-                        unsigned b[4], hi[4], lo[4];
+                        unsigned b[4];
                         ldsm_x4_t(b, vB + kk * (2u * 16 * kLdv) + 32u * np);
-                        split_hl<T>(b[0], w00, w01, hi[0], lo[0]);
-                        split_hl<T>(b[1], w10, w11, hi[1], lo[1]);
-                        split_hl<T>(b[2], w00, w01, hi[2], lo[2]);
-                        split_hl<T>(b[3], w10, w11, hi[3], lo[3]);
-                        // lo products first, then hi (the same order per accumulator as before).
+                        // lo products first, then hi.
 #pragma unroll
-                        for (int u = 0; u < 2; ++u) {
-                            O_::mma(dP[u][2 * np], a[u], lo[0], lo[1]);
-                            O_::mma(dP[u][2 * np + 1], a[u], lo[2], lo[3]);
+                        for (int u = 0; u < UP; ++u) {
+                            O_::mma(dP[u][2 * np], al[u], b[0], b[1]);
+                            O_::mma(dP[u][2 * np + 1], al[u], b[2], b[3]);
                         }
 #pragma unroll
-                        for (int u = 0; u < 2; ++u) {
-                            O_::mma(dP[u][2 * np], a[u], hi[0], hi[1]);
-                            O_::mma(dP[u][2 * np + 1], a[u], hi[2], hi[3]);
+                        for (int u = 0; u < UP; ++u) {
+                            O_::mma(dP[u][2 * np], ah[u], b[0], b[1]);
+                            O_::mma(dP[u][2 * np + 1], ah[u], b[2], b[3]);
                         }
                     }
                 }
 #pragma unroll
-                for (int u = 0; u < 2; ++u) {
+                for (int u = 0; u < UP; ++u) {
                     const int i = i0p + u;
                     if (mtLive[i]) {
 #pragma unroll
@@ -583,11 +716,16 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
                     }
                 }
             }
+            if constexpr (LW > 0) mbar_arrive(emptyU + 8u * st);  // done with the stage
             if (FWD) {
-                // Store the T copy of the new state for the next chunk's inter product (read after
-                // the next barrier): into the other buffer, or (single buffer) once every output warp
-                // has read this chunk's copy.
-                if (!kDblPt) named_bar_sync(1, kThreads);
+                // Store the T copy of the new state for the next chunk's inter product: into the other
+                // buffer once the output warps have read what it held (chunk c-1's copy), or (single
+                // buffer) once every output warp has read this chunk's copy.
+                if constexpr (LW > 0) {
+                    if (c > 0) mbar_wait(ptEmptyU + 8u * ((c + 1) & 1), (unsigned)((c - 1) >> 1) & 1u);
+                } else if (!kDblPt) {
+                    named_bar_sync(1, kThreads);
+                }
                 T* sPtn = sPt + ((kDblPt && !(c & 1)) ? Dkp * kLdv : 0);
 #pragma unroll
                 for (int i = 0; i < MT; ++i) {
@@ -601,7 +739,12 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
                         }
                     }
                 }
+                if constexpr (LW > 0) mbar_arrive(ptFullU + 8u * ((c + 1) & 1));
             }
+        }
+        if (++st == NS) {
+            st = 0;
+            parity ^= 1u;
         }
     }
 
@@ -623,48 +766,40 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
             }
         }
     }
-}
-
-// Picks the register footprint of the state: 2 m-tiles per warp up to Dk = 128, 4 up to 256.
-template <typename T, bool FWD>
-__device__ __forceinline__ void dispatch(const T* q, const T* k, const T* v, T* o, int n, int H, int dk,
-                                         int dv, int segTokens, const float* slopes, float scale,
-                                         const float* incoming, float* outStates) {
-    if (dk <= 128)
-        body<T, FWD, 2>(q, k, v, o, n, H, dk, dv, segTokens, slopes, scale, incoming, outStates);
-    else
-        body<T, FWD, 4>(q, k, v, o, n, H, dk, dv, segTokens, slopes, scale, incoming, outStates);
+    }  // compute warps
 }
 
 }  // namespace lightning_tc
 
 // ------------------------------ entry points ----------------------------------------------
-extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS, 1)
-lightning_forward_tc_bf16(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,
-                          __nv_bfloat16* o, int n, int H, int dk, int dv, int segTokens,
-                          const float* slopes, float scale, const float* incoming, float* outStates) {
-    lightning_tc::dispatch<__nv_bfloat16, true>(q, k, v, o, n, H, dk, dv, segTokens, slopes, scale,
-                                            incoming, outStates);
-}
+// narrow: dk <= 128, block LIGHTNING_TC_THREADS_NARROW; wide: dk <= 256, block LIGHTNING_TC_THREADS_WIDE.
+#define LIGHTNING_TC_ENTRIES(NAME, T)                                                                    \
+    extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS_NARROW, 1)                          \
+    lightning_forward_tc_##NAME(const T* q, const T* k, const T* v, T* o, int n, int H, int dk, int dv,   \
+                                int segTokens, const float* slopes, float scale, const float* incoming,   \
+                                float* outStates) {                                                       \
+        lightning_tc::body<T, true, 2, 4>(q, k, v, o, n, H, dk, dv, segTokens, slopes, scale, incoming,   \
+                                          outStates);                                                     \
+    }                                                                                                     \
+    extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS_WIDE, 1)                            \
+    lightning_forward_tc_##NAME##_wide(const T* q, const T* k, const T* v, T* o, int n, int H, int dk,    \
+                                       int dv, int segTokens, const float* slopes, float scale,           \
+                                       const float* incoming, float* outStates) {                         \
+        lightning_tc::body<T, true, 4, 0>(q, k, v, o, n, H, dk, dv, segTokens, slopes, scale, incoming,   \
+                                          outStates);                                                     \
+    }                                                                                                     \
+    extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS_NARROW, 1)                          \
+    lightning_states_tc_##NAME(const T* k, const T* v, int n, int H, int dk, int dv, int segTokens,       \
+                               const float* slopes, float* outStates) {                                   \
+        lightning_tc::body<T, false, 2, 4>(nullptr, k, v, nullptr, n, H, dk, dv, segTokens, slopes, 1.f,  \
+                                           nullptr, outStates);                                           \
+    }                                                                                                     \
+    extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS_WIDE, 1)                            \
+    lightning_states_tc_##NAME##_wide(const T* k, const T* v, int n, int H, int dk, int dv,               \
+                                      int segTokens, const float* slopes, float* outStates) {             \
+        lightning_tc::body<T, false, 4, 0>(nullptr, k, v, nullptr, n, H, dk, dv, segTokens, slopes, 1.f,  \
+                                           nullptr, outStates);                                           \
+    }
 
-extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS, 1)
-lightning_forward_tc_f16(const __half* q, const __half* k, const __half* v, __half* o, int n, int H,
-                         int dk, int dv, int segTokens, const float* slopes, float scale,
-                         const float* incoming, float* outStates) {
-    lightning_tc::dispatch<__half, true>(q, k, v, o, n, H, dk, dv, segTokens, slopes, scale, incoming,
-                                     outStates);
-}
-
-extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS, 1)
-lightning_states_tc_bf16(const __nv_bfloat16* k, const __nv_bfloat16* v, int n, int H, int dk, int dv,
-                         int segTokens, const float* slopes, float* outStates) {
-    lightning_tc::dispatch<__nv_bfloat16, false>(nullptr, k, v, nullptr, n, H, dk, dv, segTokens, slopes,
-                                             1.f, nullptr, outStates);
-}
-
-extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS, 1)
-lightning_states_tc_f16(const __half* k, const __half* v, int n, int H, int dk, int dv, int segTokens,
-                        const float* slopes, float* outStates) {
-    lightning_tc::dispatch<__half, false>(nullptr, k, v, nullptr, n, H, dk, dv, segTokens, slopes, 1.f,
-                                      nullptr, outStates);
-}
+LIGHTNING_TC_ENTRIES(bf16, __nv_bfloat16)
+LIGHTNING_TC_ENTRIES(f16, __half)

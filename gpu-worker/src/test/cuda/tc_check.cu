@@ -52,32 +52,46 @@ template <> struct Elem<__half> {
     static const char* name() { return "f16"; }
 };
 
+// dk <= 128: the narrow kernels (load warps); larger dk: the wide ones.
 static void launch_forward(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,
                            __nv_bfloat16* o, int n, int H, int dk, int dv, int seg, const float* sl,
                            float scale, const float* inc, float* outS, dim3 grid, int smem) {
-    lightning_forward_tc_bf16<<<grid, LIGHTNING_TC_THREADS, smem>>>(q, k, v, o, n, H, dk, dv, seg, sl, scale, inc, outS);
+    if (dk <= 128)
+        lightning_forward_tc_bf16<<<grid, LIGHTNING_TC_THREADS_NARROW, smem>>>(q, k, v, o, n, H, dk, dv, seg, sl, scale, inc, outS);
+    else
+        lightning_forward_tc_bf16_wide<<<grid, LIGHTNING_TC_THREADS_WIDE, smem>>>(q, k, v, o, n, H, dk, dv, seg, sl, scale, inc, outS);
 }
 static void launch_forward(const __half* q, const __half* k, const __half* v, __half* o, int n, int H,
                            int dk, int dv, int seg, const float* sl, float scale, const float* inc,
                            float* outS, dim3 grid, int smem) {
-    lightning_forward_tc_f16<<<grid, LIGHTNING_TC_THREADS, smem>>>(q, k, v, o, n, H, dk, dv, seg, sl, scale, inc, outS);
+    if (dk <= 128)
+        lightning_forward_tc_f16<<<grid, LIGHTNING_TC_THREADS_NARROW, smem>>>(q, k, v, o, n, H, dk, dv, seg, sl, scale, inc, outS);
+    else
+        lightning_forward_tc_f16_wide<<<grid, LIGHTNING_TC_THREADS_WIDE, smem>>>(q, k, v, o, n, H, dk, dv, seg, sl, scale, inc, outS);
 }
 static void launch_states(const __nv_bfloat16* k, const __nv_bfloat16* v, int n, int H, int dk, int dv,
                           int seg, const float* sl, float* outS, dim3 grid, int smem) {
-    lightning_states_tc_bf16<<<grid, LIGHTNING_TC_THREADS, smem>>>(k, v, n, H, dk, dv, seg, sl, outS);
+    if (dk <= 128)
+        lightning_states_tc_bf16<<<grid, LIGHTNING_TC_THREADS_NARROW, smem>>>(k, v, n, H, dk, dv, seg, sl, outS);
+    else
+        lightning_states_tc_bf16_wide<<<grid, LIGHTNING_TC_THREADS_WIDE, smem>>>(k, v, n, H, dk, dv, seg, sl, outS);
 }
 static void launch_states(const __half* k, const __half* v, int n, int H, int dk, int dv, int seg,
                           const float* sl, float* outS, dim3 grid, int smem) {
-    lightning_states_tc_f16<<<grid, LIGHTNING_TC_THREADS, smem>>>(k, v, n, H, dk, dv, seg, sl, outS);
+    if (dk <= 128)
+        lightning_states_tc_f16<<<grid, LIGHTNING_TC_THREADS_NARROW, smem>>>(k, v, n, H, dk, dv, seg, sl, outS);
+    else
+        lightning_states_tc_f16_wide<<<grid, LIGHTNING_TC_THREADS_WIDE, smem>>>(k, v, n, H, dk, dv, seg, sl, outS);
 }
 
 static void set_smem_limits() {
     int maxBytes = 0;  // the largest size any dk in 1..256 needs
     for (int dk = 1; dk <= 256; ++dk) maxBytes = std::max(maxBytes, lightning_tc_smem_bytes(dk));
-    CK(cudaFuncSetAttribute(lightning_forward_tc_bf16, cudaFuncAttributeMaxDynamicSharedMemorySize, maxBytes));
-    CK(cudaFuncSetAttribute(lightning_forward_tc_f16, cudaFuncAttributeMaxDynamicSharedMemorySize, maxBytes));
-    CK(cudaFuncSetAttribute(lightning_states_tc_bf16, cudaFuncAttributeMaxDynamicSharedMemorySize, maxBytes));
-    CK(cudaFuncSetAttribute(lightning_states_tc_f16, cudaFuncAttributeMaxDynamicSharedMemorySize, maxBytes));
+    const void* kernels[] = {(const void*)lightning_forward_tc_bf16, (const void*)lightning_forward_tc_f16,
+                             (const void*)lightning_states_tc_bf16, (const void*)lightning_states_tc_f16,
+                             (const void*)lightning_forward_tc_bf16_wide, (const void*)lightning_forward_tc_f16_wide,
+                             (const void*)lightning_states_tc_bf16_wide, (const void*)lightning_states_tc_f16_wide};
+    for (const void* f : kernels) CK(cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, maxBytes));
 }
 
 // Relative Frobenius error; counts non-finite results (unwritten NaN poison or overflow).
@@ -258,8 +272,8 @@ static int bench(int n) {
         std::vector<float> ms;
         for (int it = 0; it < 12; ++it) {  // 2 warm-up runs, then 10 timed
             CK(cudaEventRecord(e0));
-            if (fwd) lightning_forward_tc_bf16<<<grid, LIGHTNING_TC_THREADS, smem>>>(q, k, v, o, n, H, dk, dv, segTokens, sl, scale, inc, outS);
-            else lightning_states_tc_bf16<<<grid, LIGHTNING_TC_THREADS, smem>>>(k, v, n, H, dk, dv, segTokens, sl, outS);
+            if (fwd) launch_forward(q, k, v, o, n, H, dk, dv, segTokens, sl, scale, inc, outS, grid, smem);
+            else launch_states(k, v, n, H, dk, dv, segTokens, sl, outS, grid, smem);
             CK(cudaGetLastError());
             CK(cudaEventRecord(e1));
             CK(cudaEventSynchronize(e1));
@@ -292,7 +306,8 @@ int main(int argc, char** argv) {
     const int ns[] = {1, 63, 65, 1000, 4096};
     const int hs[] = {1, 3};
     // The last pair (dk, dv not multiples of 8) exercises the scalar load/store paths.
-    const int dims[][2] = {{128, 128}, {64, 32}, {40, 72}, {16, 24}, {37, 70}};
+    // dk > 128 runs the wide kernels.
+    const int dims[][2] = {{128, 128}, {64, 32}, {40, 72}, {16, 24}, {37, 70}, {200, 136}};
     const int segs[] = {1, 3};
     int passed = 0, failed = 0, caseId = 0;
     for (int typ = 0; typ < 2; ++typ)

@@ -190,9 +190,10 @@ public final class CudaBackend implements AttentionBackend {
         int dv = spec.dv();
         boolean tc = tensorCores && dtype != DType.F32 && device.has("lightning_forward_tc_bf16");
         int bv = tc ? TensorCoreLayout.COLUMNS : GENERIC_BV;
-        int threads = tc ? TensorCoreLayout.THREADS : GENERIC_THREADS;
+        int threads = tc ? TensorCoreLayout.threads(dk) : GENERIC_THREADS;
         int smem = tc ? tcSharedBytes(dk) : genericSharedBytes(dk);
-        String suffix = dtype == DType.F32 ? "f32" : dtype == DType.BF16 ? "bf16" : "f16";
+        String suffix = (dtype == DType.F32 ? "f32" : dtype == DType.BF16 ? "bf16" : "f16")
+                + (tc ? TensorCoreLayout.kernelSuffix(dk) : "");
         String family = tc ? "tc_" : "generic_";
         int columnTiles = (dv + bv - 1) / bv;
         int chunks = (n + CHUNK - 1) / CHUNK;

@@ -77,6 +77,35 @@ class GpuBackendTest {
         }
     }
 
+    /**
+     * Both tensor-core families at their edges: the narrow kernels (load warps) up to Dk = 128, the
+     * wide ones above; Dv not a multiple of the 64 columns of a CTA.
+     */
+    @ParameterizedTest(name = "T={0} Dk={1} Dv={2} {3}")
+    @org.junit.jupiter.params.provider.CsvSource({
+            "63, 128, 128, BF16", "1000, 128, 72, BF16", "1000, 128, 136, F16",
+            "63, 200, 136, BF16", "1000, 200, 136, BF16", "1000, 256, 40, F16"})
+    void narrowAndWideKernelsAgreeWithTheRecurrence(int t, int dk, int dv, DType dtype) {
+        SplittableRandom rnd = new SplittableRandom(31L * t + dk + dv);
+        int h = 3;
+        AttentionSpec spec = new AttentionSpec(h, dk, dv, Slopes.minimax(h), 1.0, 64);
+        TokenTensor q = Inputs.random(rnd, dtype, t, h, dk);
+        TokenTensor k = Inputs.random(rnd, dtype, t, h, dk);
+        TokenTensor v = Inputs.random(rnd, dtype, t, h, dv);
+        LightningState s0 = Inputs.randomState(rnd, h, dk, dv);
+        TokenTensor expect = TokenTensor.allocate(DType.F32, t, h, dv);
+        LightningState expectState = new RecurrentReference().forward(spec, q, k, v, s0, expect);
+        TokenTensor o = TokenTensor.allocate(dtype, t, h, dv);
+        poison(o);
+        LightningState s = tensorCores.forward(spec, q, k, v, s0, o);
+        double eo = Inputs.relativeError(o.toFloats(), expect.toFloats());
+        double es = Inputs.relativeError(s.kv(), expectState.kv());
+        double ea = Inputs.relativeError(tensorCores.advance(spec, k, v, s0).kv(), expectState.kv());
+        assertTrue(eo <= outputLimit(dtype), "output relative error " + eo);
+        assertTrue(es <= 1e-5, "final state relative error " + es);
+        assertTrue(ea <= 1e-5, "advance() state relative error " + ea);
+    }
+
     /** Long windows split into segments (and a tiny budget forcing slices) give the one-segment answer. */
     @Test
     void segmentsAndSlicesAgree() {

@@ -30,10 +30,15 @@ class KernelLayoutTest {
             assertEquals(a * ((dk + 15) / 16 * 16) + b, TensorCoreLayout.sharedBytes(dk), "dk " + dk);
         }
         assertTrue(TensorCoreLayout.sharedBytes(256) <= 227 * 1024, "fits a Hopper SM");
-        Matcher threads = Pattern.compile("#define LIGHTNING_TC_THREADS (\\d+)").matcher(header);
+        Matcher narrow = Pattern.compile("#define LIGHTNING_TC_THREADS_NARROW (\\d+)").matcher(header);
+        Matcher wide = Pattern.compile("#define LIGHTNING_TC_THREADS_WIDE (\\d+)").matcher(header);
         Matcher columns = Pattern.compile("#define LIGHTNING_TC_COLUMNS (\\d+)").matcher(header);
-        assertTrue(threads.find() && columns.find(), "launch shape macros not found");
-        assertEquals(Integer.parseInt(threads.group(1)), TensorCoreLayout.THREADS);
+        assertTrue(narrow.find() && wide.find() && columns.find(), "launch shape macros not found");
+        assertEquals(Integer.parseInt(narrow.group(1)), TensorCoreLayout.THREADS_NARROW);
+        assertEquals(Integer.parseInt(wide.group(1)), TensorCoreLayout.THREADS_WIDE);
+        assertTrue(header.contains("body<T, true, 2, 4>") && header.contains("body<T, true, 4, 0>"),
+                "narrow kernels are MT = 2 (Dk <= 32 * 4 = 128) with load warps; wide ones MT = 4 without");
+        assertEquals(128, TensorCoreLayout.NARROW_MAX_DK);
         assertEquals(Integer.parseInt(columns.group(1)), TensorCoreLayout.COLUMNS);
     }
 
@@ -49,7 +54,8 @@ class KernelLayoutTest {
     void committedPtxHoldsEveryLaunchedKernel() throws IOException {
         String ptx = new String(CudaDevice.class.getResourceAsStream(CudaDevice.PTX_RESOURCE).readAllBytes());
         assertTrue(ptx.contains(".version 9.0"), "PTX ISA 9.0 expected (nvcc 13)");
-        for (String family : new String[] {"generic_f32", "generic_bf16", "generic_f16", "tc_bf16", "tc_f16"}) {
+        for (String family : new String[] {"generic_f32", "generic_bf16", "generic_f16", "tc_bf16", "tc_f16",
+                "tc_bf16_wide", "tc_f16_wide"}) {
             assertTrue(ptx.contains(".entry lightning_forward_" + family), family);
             assertTrue(ptx.contains(".entry lightning_states_" + family), family);
         }
