@@ -153,9 +153,6 @@ __device__ __forceinline__ void ldsm_x4_t(unsigned* r, unsigned addr) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr) : "memory");
 }
-__device__ __forceinline__ void cp_async16(unsigned sdst, const void* gsrc) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(sdst), "l"(gsrc) : "memory");
-}
 // Copies `bytes` (16 or 0) bytes and zero-fills the rest of the 16.
 __device__ __forceinline__ void cp_async16_zfill(unsigned sdst, const void* gsrc, unsigned bytes) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(sdst), "l"(gsrc), "r"(bytes) : "memory");

@@ -61,10 +61,17 @@ class GpuBackendTest {
         TokenTensor k = Inputs.random(rnd, dtype, t, h, dk);
         TokenTensor v = Inputs.random(rnd, dtype, t, h, dv);
         LightningState s0 = initial ? Inputs.randomState(rnd, h, dk, dv) : LightningState.zeros(h, dk, dv);
-        TokenTensor expect = TokenTensor.allocate(DType.F32, t, h, dv);
+        assertAgreesWithTheRecurrence(spec, q, k, v, s0, dtype, tensorCores, generic);
+    }
+
+    /** forward() and advance() of each backend against the float64 recurrence, at the job's limits. */
+    private static void assertAgreesWithTheRecurrence(AttentionSpec spec, TokenTensor q, TokenTensor k,
+                                                      TokenTensor v, LightningState s0, DType dtype,
+                                                      CudaBackend... backends) {
+        TokenTensor expect = TokenTensor.allocate(DType.F32, q.tokens(), spec.heads(), spec.dv());
         LightningState expectState = new RecurrentReference().forward(spec, q, k, v, s0, expect);
-        for (CudaBackend backend : new CudaBackend[] {tensorCores, generic}) {
-            TokenTensor o = TokenTensor.allocate(dtype, t, h, dv);
+        for (CudaBackend backend : backends) {
+            TokenTensor o = TokenTensor.allocate(dtype, q.tokens(), spec.heads(), spec.dv());
             poison(o);
             LightningState s = backend.forward(spec, q, k, v, s0, o);
             double eo = Inputs.relativeError(o.toFloats(), expect.toFloats());
@@ -93,17 +100,7 @@ class GpuBackendTest {
         TokenTensor k = Inputs.random(rnd, dtype, t, h, dk);
         TokenTensor v = Inputs.random(rnd, dtype, t, h, dv);
         LightningState s0 = Inputs.randomState(rnd, h, dk, dv);
-        TokenTensor expect = TokenTensor.allocate(DType.F32, t, h, dv);
-        LightningState expectState = new RecurrentReference().forward(spec, q, k, v, s0, expect);
-        TokenTensor o = TokenTensor.allocate(dtype, t, h, dv);
-        poison(o);
-        LightningState s = tensorCores.forward(spec, q, k, v, s0, o);
-        double eo = Inputs.relativeError(o.toFloats(), expect.toFloats());
-        double es = Inputs.relativeError(s.kv(), expectState.kv());
-        double ea = Inputs.relativeError(tensorCores.advance(spec, k, v, s0).kv(), expectState.kv());
-        assertTrue(eo <= outputLimit(dtype), "output relative error " + eo);
-        assertTrue(es <= 1e-5, "final state relative error " + es);
-        assertTrue(ea <= 1e-5, "advance() state relative error " + ea);
+        assertAgreesWithTheRecurrence(spec, q, k, v, s0, dtype, tensorCores);
     }
 
     /** Long windows split into segments (and a tiny budget forcing slices) give the one-segment answer. */
