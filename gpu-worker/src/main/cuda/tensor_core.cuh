@@ -400,31 +400,29 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
     if constexpr (LW > 0) {
         // ---- the load warps fill stage c % NS with chunk c once the compute warps are done with
         //      chunk c - NS. They may stall on issuing copies; the compute warps do not. ----
-        if (tid == 0)
+        if (tid == 0) {
             for (int i = 0; i < NS; ++i) {
                 mbar_init(fullU + 8u * i, kLoaders);
                 mbar_init(emptyU + 8u * i, kThreads);
             }
-        if (tid == 0)
             for (int b = 0; b < 2; ++b) {
                 mbar_init(ptFullU + 8u * b, 128);
                 mbar_init(ptEmptyU + 8u * b, 128);
             }
+        }
         __syncthreads();
     }
     if (LW > 0 && warp >= 8) {
-        {
-            for (int cn = 0, sp = 0; cn < nChunks; ++cn) {
-                if (cn >= NS) mbar_wait(emptyU + 8u * sp, (unsigned)(cn / NS - 1) & 1u);
-                load_chunk(sp, cn);
-                if (vecQK && vecV) {
-                    cp_async_arrive(fullU + 8u * sp);
-                } else {  // synchronous stores: the arrival releases them
-                    asm volatile("cp.async.wait_all;\n" ::: "memory");
-                    mbar_arrive(fullU + 8u * sp);
-                }
-                if (++sp == NS) sp = 0;
+        for (int cn = 0, sp = 0; cn < nChunks; ++cn) {
+            if (cn >= NS) mbar_wait(emptyU + 8u * sp, (unsigned)(cn / NS - 1) & 1u);
+            load_chunk(sp, cn);
+            if (vecQK && vecV) {
+                cp_async_arrive(fullU + 8u * sp);
+            } else {  // synchronous stores: the arrival releases them
+                asm volatile("cp.async.wait_all;\n" ::: "memory");
+                mbar_arrive(fullU + 8u * sp);
             }
+            if (++sp == NS) sp = 0;
         }
     } else {
     // (compute warps; not indented, to keep this long block readable)
