@@ -1,22 +1,29 @@
 #!/usr/bin/env bash
 # Rebuilds the kernels' PTX from the .cu sources when nvcc is on the PATH; the Maven build runs it.
-# The PTX is committed (src/main/resources/.../lightning.ptx) so that a clone without nvcc still
-# builds a jar that runs on a GPU. When the sources change, this script rewrites the committed file
-# and says so: commit it with the source change.
-#   PTX ISA 9.0 (nvcc 13, target compute_80, JIT-compiled by the driver for the GPU at hand)
-#   needs a driver for CUDA 13.0 or later.
+# The PTX is committed (src/main/resources/.../*.ptx) so that a clone without nvcc still builds a
+# jar that runs on a GPU. When the sources change, this script rewrites the committed files and
+# says so: commit them with the source change.
+#   lightning.ptx       PTX ISA 9.0, target compute_80: every kernel family but the Hopper one,
+#                       JIT-compiled by the driver for the GPU at hand
+#   lightning_sm90a.ptx PTX ISA 9.0, target sm_90a: the wgmma kernels (hopper.cuh), loaded only
+#                       on a device of compute capability 9.0
+# Both need a driver for CUDA 13.0 or later.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-out="$here/../resources/dev/lightning/attention/kernel/lightning.ptx"
+res="$here/../resources/dev/lightning/attention/kernel"
 if ! command -v nvcc >/dev/null 2>&1; then
-  echo "build-ptx: nvcc not found; using the committed $(basename "$out")"
+  echo "build-ptx: nvcc not found; using the committed PTX in $res"
   exit 0
 fi
 tmp=$(mktemp)
 trap 'rm -f "$tmp"' EXIT
-nvcc -ptx -arch=compute_80 -O3 -I "$here" "$here/lightning.cu" -o "$tmp"
-if ! cmp -s "$tmp" "$out"; then
-  mkdir -p "$(dirname "$out")"
-  cat "$tmp" > "$out"
-  echo "build-ptx: $(basename "$out") regenerated from the CUDA sources; commit it with them"
-fi
+build() {  # build <source> <arch> <output name>
+  nvcc -ptx -arch="$2" -O3 -I "$here" "$here/$1" -o "$tmp"
+  if ! cmp -s "$tmp" "$res/$3"; then
+    mkdir -p "$res"
+    cat "$tmp" > "$res/$3"
+    echo "build-ptx: $3 regenerated from the CUDA sources; commit it with them"
+  fi
+}
+build lightning.cu compute_80 lightning.ptx
+build lightning_sm90.cu compute_90a lightning_sm90a.ptx

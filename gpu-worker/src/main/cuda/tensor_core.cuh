@@ -796,5 +796,7 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
                                            nullptr, outStates);                                           \
     }
 
+#ifndef LIGHTNING_TC_NO_ENTRIES  // lightning_sm90.cu includes this file for its helpers only
 LIGHTNING_TC_ENTRIES(bf16, __nv_bfloat16)
 LIGHTNING_TC_ENTRIES(f16, __half)
+#endif

@@ -2,15 +2,21 @@
 //
 // Build (from the repository root):
 //   nvcc -O2 -arch=sm_90 -I gpu-worker/src/main/cuda gpu-worker/src/test/cuda/tc_check.cu -o tc_check
+// or, with the Hopper (wgmma) kernels of hopper.cuh checked too:
+//   nvcc -O2 -gencode=arch=compute_90a,code=sm_90a -DLIGHTNING_WG -I gpu-worker/src/main/cuda \
+//        gpu-worker/src/test/cuda/tc_check.cu -o tc_check
 // Run:
 //   ./tc_check           every case against a float64 CPU recurrence; exit code 1 on any failure
 //   ./tc_check --max-n N only the cases with n <= N
-//   ./tc_check --bench   n = 1048576, H = 64, dk = dv = 128, bf16, S = 1: forward kernel timing
+//   ./tc_check --bench   n = 1048576, H = 64, dk = dv = 128, bf16: forward (S = 1) and states kernel timing
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include "tensor_core.cuh"
+#ifdef LIGHTNING_WG
+#include "hopper.cuh"
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -52,10 +58,32 @@ template <> struct Elem<__half> {
     static const char* name() { return "f16"; }
 };
 
+// Kernel families: 0 = mma.sync (tensor_core.cuh; dk <= 128 the narrow kernels, larger dk the wide
+// ones), 1 = wgmma (hopper.cuh, dk <= 128, built with -DLIGHTNING_WG).
+static int g_family = 0;
+#ifdef LIGHTNING_WG
+#define LIGHTNING_WG_MAX_DK_OR_0 LIGHTNING_WG_MAX_DK
+#else
+#define LIGHTNING_WG_MAX_DK_OR_0 0
+#endif
+static int family_columns() { return g_family == 1 ? 128 : LIGHTNING_TC_COLUMNS; }
+static int family_smem(int dk, bool fwd) {
+#ifdef LIGHTNING_WG
+    if (g_family == 1) return lightning_wg_smem_bytes(dk, fwd ? 1 : 0);
+#endif
+    (void)fwd;
+    return lightning_tc_smem_bytes(dk);
+}
 // dk <= 128: the narrow kernels (load warps); larger dk: the wide ones.
 static void launch_forward(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,
                            __nv_bfloat16* o, int n, int H, int dk, int dv, int seg, const float* sl,
                            float scale, const float* inc, float* outS, dim3 grid, int smem) {
+#ifdef LIGHTNING_WG
+    if (g_family == 1) {
+        lightning_forward_wg_bf16<<<grid, LIGHTNING_WG_THREADS, lightning_wg_smem_bytes(dk, 1)>>>(q, k, v, o, n, H, dk, dv, seg, sl, scale, inc, outS);
+        return;
+    }
+#endif
     if (dk <= 128)
         lightning_forward_tc_bf16<<<grid, LIGHTNING_TC_THREADS_NARROW, smem>>>(q, k, v, o, n, H, dk, dv, seg, sl, scale, inc, outS);
     else
@@ -64,6 +92,12 @@ static void launch_forward(const __nv_bfloat16* q, const __nv_bfloat16* k, const
 static void launch_forward(const __half* q, const __half* k, const __half* v, __half* o, int n, int H,
                            int dk, int dv, int seg, const float* sl, float scale, const float* inc,
                            float* outS, dim3 grid, int smem) {
+#ifdef LIGHTNING_WG
+    if (g_family == 1) {
+        lightning_forward_wg_f16<<<grid, LIGHTNING_WG_THREADS, lightning_wg_smem_bytes(dk, 1)>>>(q, k, v, o, n, H, dk, dv, seg, sl, scale, inc, outS);
+        return;
+    }
+#endif
     if (dk <= 128)
         lightning_forward_tc_f16<<<grid, LIGHTNING_TC_THREADS_NARROW, smem>>>(q, k, v, o, n, H, dk, dv, seg, sl, scale, inc, outS);
     else
@@ -71,6 +105,12 @@ static void launch_forward(const __half* q, const __half* k, const __half* v, __
 }
 static void launch_states(const __nv_bfloat16* k, const __nv_bfloat16* v, int n, int H, int dk, int dv,
                           int seg, const float* sl, float* outS, dim3 grid, int smem) {
+#ifdef LIGHTNING_WG
+    if (g_family == 1) {
+        lightning_states_wg_bf16<<<grid, LIGHTNING_WG_THREADS, lightning_wg_smem_bytes(dk, 0)>>>(k, v, n, H, dk, dv, seg, sl, outS);
+        return;
+    }
+#endif
     if (dk <= 128)
         lightning_states_tc_bf16<<<grid, LIGHTNING_TC_THREADS_NARROW, smem>>>(k, v, n, H, dk, dv, seg, sl, outS);
     else
@@ -78,6 +118,12 @@ static void launch_states(const __nv_bfloat16* k, const __nv_bfloat16* v, int n,
 }
 static void launch_states(const __half* k, const __half* v, int n, int H, int dk, int dv, int seg,
                           const float* sl, float* outS, dim3 grid, int smem) {
+#ifdef LIGHTNING_WG
+    if (g_family == 1) {
+        lightning_states_wg_f16<<<grid, LIGHTNING_WG_THREADS, lightning_wg_smem_bytes(dk, 0)>>>(k, v, n, H, dk, dv, seg, sl, outS);
+        return;
+    }
+#endif
     if (dk <= 128)
         lightning_states_tc_f16<<<grid, LIGHTNING_TC_THREADS_NARROW, smem>>>(k, v, n, H, dk, dv, seg, sl, outS);
     else
@@ -92,6 +138,12 @@ static void set_smem_limits() {
                              (const void*)lightning_forward_tc_bf16_wide, (const void*)lightning_forward_tc_f16_wide,
                              (const void*)lightning_states_tc_bf16_wide, (const void*)lightning_states_tc_f16_wide};
     for (const void* f : kernels) CK(cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, maxBytes));
+#ifdef LIGHTNING_WG
+    const void* wg[] = {(const void*)lightning_forward_wg_bf16, (const void*)lightning_forward_wg_f16,
+                        (const void*)lightning_states_wg_bf16, (const void*)lightning_states_wg_f16};
+    for (const void* f : wg)
+        CK(cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, lightning_wg_smem_bytes(128, 1)));
+#endif
 }
 
 // Relative Frobenius error; counts non-finite results (unwritten NaN poison or overflow).
@@ -195,11 +247,11 @@ static bool run_case(int caseId, int n, int H, int dk, int dv, int segReq, int* 
     CK(cudaMemset(dOutF, 0xFF, ns * sizeof(float)));
     CK(cudaMemset(dOutL, 0xFF, ns * sizeof(float)));
 
-    const dim3 grid(H, (dv + LIGHTNING_TC_COLUMNS - 1) / LIGHTNING_TC_COLUMNS, S);
-    const int smem = lightning_tc_smem_bytes(dk);
+    const dim3 grid(H, (dv + family_columns() - 1) / family_columns(), S);
+    const int smem = family_smem(dk, true);
     launch_forward(dq, dk_, dv_, dO, n, H, dk, dv, segTokens, dSl, scale, dInc, dOutF, grid, smem);
     CK(cudaGetLastError());
-    launch_states(dk_, dv_, n, H, dk, dv, segTokens, dSl, dOutL, grid, smem);
+    launch_states(dk_, dv_, n, H, dk, dv, segTokens, dSl, dOutL, grid, family_smem(dk, false));
     CK(cudaGetLastError());
     CK(cudaDeviceSynchronize());
 
@@ -224,9 +276,9 @@ static bool run_case(int caseId, int n, int H, int dk, int dv, int segReq, int* 
     // Written as !(x <= lim) so that NaN fails.
     const bool pass = bo == 0 && bf == 0 && bl == 0 && !(eo > oLim) && !(ef > sLim) && !(el > sLim) &&
                       std::isfinite(eo) && std::isfinite(ef) && std::isfinite(el);
-    std::printf("%-4s n=%-5d H=%d dk=%-3d dv=%-3d S=%d seg=%-5d  o_err=%.3e  fwd_state_err=%.3e  "
+    std::printf("%s %-4s n=%-5d H=%d dk=%-3d dv=%-3d S=%d seg=%-5d  o_err=%.3e  fwd_state_err=%.3e  "
                 "local_state_err=%.3e  unwritten=%lld/%lld/%lld  %s\n",
-                Elem<T>::name(), n, H, dk, dv, S, segTokens, eo, ef, el, bo, bf, bl, pass ? "PASS" : "FAIL");
+                g_family == 1 ? "wg" : "tc", Elem<T>::name(), n, H, dk, dv, S, segTokens, eo, ef, el, bo, bf, bl, pass ? "PASS" : "FAIL");
     std::fflush(stdout);
     return pass;
 }
@@ -241,7 +293,7 @@ __global__ void fill_random_bf16(__nv_bfloat16* p, size_t count, uint32_t seed) 
 }
 
 static int bench(int n) {
-    const int H = 64, dk = 128, dv = 128, S = 1, segTokens = n;
+    const int H = 64, dk = 128, dv = 128, maxS = 2;
     const size_t elems = (size_t)n * H * dk;
     __nv_bfloat16 *q, *k, *v, *o;
     float *sl, *inc, *outS;
@@ -250,8 +302,8 @@ static int bench(int n) {
     CK(cudaMalloc(&v, elems * 2));
     CK(cudaMalloc(&o, elems * 2));
     CK(cudaMalloc(&sl, H * sizeof(float)));
-    CK(cudaMalloc(&inc, (size_t)S * H * dk * dv * sizeof(float)));
-    CK(cudaMalloc(&outS, (size_t)S * H * dk * dv * sizeof(float)));
+    CK(cudaMalloc(&inc, (size_t)maxS * H * dk * dv * sizeof(float)));
+    CK(cudaMalloc(&outS, (size_t)maxS * H * dk * dv * sizeof(float)));
     fill_random_bf16<<<4096, 256>>>(q, elems, 1u);
     fill_random_bf16<<<4096, 256>>>(k, elems, 2u);
     fill_random_bf16<<<4096, 256>>>(v, elems, 3u);
@@ -259,21 +311,25 @@ static int bench(int n) {
     std::vector<float> hs(H);
     for (int h = 0; h < H; ++h) hs[h] = std::exp2(-8.0f * (h + 1) / H);  // ALiBi-style slopes
     CK(cudaMemcpy(sl, hs.data(), H * sizeof(float), cudaMemcpyHostToDevice));
-    CK(cudaMemset(inc, 0, (size_t)S * H * dk * dv * sizeof(float)));
+    CK(cudaMemset(inc, 0, (size_t)maxS * H * dk * dv * sizeof(float)));
 
-    const dim3 grid(H, (dv + LIGHTNING_TC_COLUMNS - 1) / LIGHTNING_TC_COLUMNS, S);
-    const int smem = lightning_tc_smem_bytes(dk);
+    const int smem = family_smem(dk, true);
+    const int smemStates = family_smem(dk, false);
     const float scale = 1.f / std::sqrt((float)dk);
+    const char* fam = g_family == 1 ? "wg" : "tc";
     cudaEvent_t e0, e1;
     CK(cudaEventCreate(&e0));
     CK(cudaEventCreate(&e1));
 
-    auto timeIt = [&](bool fwd) {
+    // S segments of n / S tokens: the forward as the backend launches it after the scan.
+    auto timeIt = [&](bool fwd, int S) {
+        const dim3 grid(H, (dv + family_columns() - 1) / family_columns(), S);
+        const int segTokens = (n / 64 + S - 1) / S * 64;
         std::vector<float> ms;
         for (int it = 0; it < 12; ++it) {  // 2 warm-up runs, then 10 timed
             CK(cudaEventRecord(e0));
             if (fwd) launch_forward(q, k, v, o, n, H, dk, dv, segTokens, sl, scale, inc, outS, grid, smem);
-            else launch_states(k, v, n, H, dk, dv, segTokens, sl, outS, grid, smem);
+            else launch_states(k, v, n, H, dk, dv, segTokens, sl, outS, grid, smemStates);
             CK(cudaGetLastError());
             CK(cudaEventRecord(e1));
             CK(cudaEventSynchronize(e1));
@@ -284,13 +340,15 @@ static int bench(int n) {
         std::sort(ms.begin(), ms.end());
         return 0.5f * (ms[4] + ms[5]);
     };
-    const float fwdMs = timeIt(true);
     const double bytes = 4.0 * (double)elems * 2.0;  // read q, k, v and write o once
-    std::printf("bench forward bf16 n=%d H=%d dk=%d dv=%d S=%d: %.3f ms (median of 10), %.1f GB/s effective\n",
-                n, H, dk, dv, S, fwdMs, bytes / (fwdMs * 1e-3) / 1e9);
-    const float stMs = timeIt(false);
-    std::printf("bench states  bf16 (same shape): %.3f ms, %.1f GB/s effective (k, v read once)\n", stMs,
-                2.0 * elems * 2.0 / (stMs * 1e-3) / 1e9);
+    for (int S = 1; S <= maxS; ++S) {
+        const float fwdMs = timeIt(true, S);
+        std::printf("bench %s forward bf16 n=%d H=%d dk=%d dv=%d S=%d: %.3f ms (median of 10), %.1f GB/s effective\n",
+                    fam, n, H, dk, dv, S, fwdMs, bytes / (fwdMs * 1e-3) / 1e9);
+        const float stMs = timeIt(false, S);
+        std::printf("bench %s states  bf16 S=%d: %.3f ms, %.1f GB/s effective (k, v read once)\n", fam, S, stMs,
+                    2.0 * elems * 2.0 / (stMs * 1e-3) / 1e9);
+    }
     CK(cudaFree(q)); CK(cudaFree(k)); CK(cudaFree(v)); CK(cudaFree(o));
     CK(cudaFree(sl)); CK(cudaFree(inc)); CK(cudaFree(outS));
     return 0;
@@ -298,31 +356,62 @@ static int bench(int n) {
 
 int main(int argc, char** argv) {
     set_smem_limits();
+    // Families to run: the mma.sync kernels always; the wgmma ones when built in and on sm_90.
+    int families[2] = {0, -1};
+#ifdef LIGHTNING_WG
+    {
+        cudaDeviceProp prop;
+        CK(cudaGetDeviceProperties(&prop, 0));
+        if (prop.major == 9 && prop.minor == 0) families[1] = 1;
+        else std::printf("wg kernels skipped: device is sm_%d%d, they need sm_90\n", prop.major, prop.minor);
+    }
+#endif
+    // --family F: only that family (0 mma.sync, 1 wgmma); may precede the other options.
+    if (argc > 2 && std::strcmp(argv[1], "--family") == 0) {
+        const int f = std::atoi(argv[2]);
+        families[0] = (f == 0) ? 0 : (families[1] == 1 ? 1 : -1);
+        families[1] = -1;
+        argc -= 2;
+        argv += 2;
+    }
     // --bench [n]: n defaults to 1048576 (a smaller n is handy under a profiler).
-    if (argc > 1 && std::strcmp(argv[1], "--bench") == 0) return bench(argc > 2 ? std::atoi(argv[2]) : 1048576);
+    if (argc > 1 && std::strcmp(argv[1], "--bench") == 0) {
+        for (int f : families)
+            if (f >= 0) {
+                g_family = f;
+                bench(argc > 2 ? std::atoi(argv[2]) : 1048576);
+            }
+        return 0;
+    }
 
     // --max-n N: only the cases with n <= N (quick runs under compute-sanitizer).
     const int maxN = (argc > 2 && std::strcmp(argv[1], "--max-n") == 0) ? std::atoi(argv[2]) : 1 << 30;
     const int ns[] = {1, 63, 65, 1000, 4096};
     const int hs[] = {1, 3};
-    // The last pair (dk, dv not multiples of 8) exercises the scalar load/store paths.
-    // dk > 128 runs the wide kernels.
-    const int dims[][2] = {{128, 128}, {64, 32}, {40, 72}, {16, 24}, {37, 70}, {200, 136}};
+    // (37, 70): dk, dv not multiples of 8, the scalar load/store paths. dk > 128: the wide mma.sync
+    // kernels (the wgmma family stops at 128). (128, 200): two column tiles of either family, the
+    // second partial. dk <= 64: the wgmma family's second state warpgroup has no rows.
+    const int dims[][2] = {{128, 128}, {64, 32}, {40, 72}, {16, 24}, {37, 70}, {200, 136}, {128, 200}};
     const int segs[] = {1, 3};
     int passed = 0, failed = 0, caseId = 0;
-    for (int typ = 0; typ < 2; ++typ)
-        for (int n : ns)
-            for (int H : hs)
-                if (n <= maxN)
-                for (auto& d : dims)
-                    for (int sr : segs) {
-                        int skipped = 0;
-                        const bool ok = typ == 0 ? run_case<__nv_bfloat16>(caseId, n, H, d[0], d[1], sr, &skipped)
-                                                 : run_case<__half>(caseId, n, H, d[0], d[1], sr, &skipped);
-                        ++caseId;
-                        if (skipped) continue;
-                        (ok ? passed : failed)++;
-                    }
+    for (int f : families) {
+        if (f < 0) continue;
+        g_family = f;
+        for (int typ = 0; typ < 2; ++typ)
+            for (int n : ns)
+                for (int H : hs)
+                    if (n <= maxN)
+                        for (auto& d : dims)
+                            for (int sr : segs) {
+                                if (f == 1 && d[0] > LIGHTNING_WG_MAX_DK_OR_0) continue;
+                                int skipped = 0;
+                                const bool ok = typ == 0 ? run_case<__nv_bfloat16>(caseId, n, H, d[0], d[1], sr, &skipped)
+                                                         : run_case<__half>(caseId, n, H, d[0], d[1], sr, &skipped);
+                                ++caseId;
+                                if (skipped) continue;
+                                (ok ? passed : failed)++;
+                            }
+    }
     std::printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

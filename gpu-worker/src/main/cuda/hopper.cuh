@@ -1,0 +1,552 @@
+// Hopper (sm_90a) kernels for lightning attention: the tensor-core work runs on wgmma, issued by
+// warpgroups, with B (and in the Q products also A) read by the tensor cores straight from shared
+// memory. Built into its own PTX (lightning_sm90a.ptx, target sm_90a) that the host loads beside
+// the portable one on a device of compute capability 9.0; everything else keeps the mma.sync
+// kernels of tensor_core.cuh, whose helpers (element traits, the hi/lo split, mbarriers, cp.async)
+// this file reuses.
+//
+// Same math and state convention as tensor_core.cuh. Launch contract:
+//   grid = (H, ceil(dv / LIGHTNING_WG_COLUMNS), S); dk <= LIGHTNING_WG_MAX_DK;
+//   LIGHTNING_WG_THREADS threads; lightning_wg_smem_bytes(dk, 1) bytes for the forward kernel,
+//   lightning_wg_smem_bytes(dk, 0) for the states kernel.
+// A CTA owns head blockIdx.x, value columns [128 y, min(dv, 128 y + 128)) and segment blockIdx.z,
+// and walks the segment's 64-token chunks in order.
+//
+// Warpgroups (4 consecutive warps each; registers moved between them with setmaxnreg):
+//   WG 0 (loaders, 72 registers): every cp.async, three (forward) or four (states) stages deep,
+//     handed over through mbarriers.
+//   WG 1, 2 (consumers, 216 registers): each owns 64 of the 128 columns and runs the same code.
+//     State: P[:, own columns] (all dk rows, float32) in registers; per chunk dP = K_w^T V with
+//     the decayed keys K_w formed in registers (ldmatrix.trans, then hi + lo: see split_hl), then
+//     P = lambda^m P + dP with an ordinary float32 FMA (the tensor cores' accumulate does not round
+//     to nearest: measured on an H200, it matched round-toward-zero in 83% of cases and round-to-
+//     nearest in 69%, so a running sum over thousands of chunks would drift).
+//     Forward: S = Q K^T (m64n64, both operands from shared memory), O = Q T(P) with the
+//     consumer's bf16/f16 copy of its state slice, then S is masked and decayed in registers and
+//     becomes the A operand (registers) of O += S V; O is staged in shared memory and written
+//     during the next chunk.
+//
+// Shared-memory tiles use the 128-byte swizzle wgmma reads natively: a tile is cut into atoms of
+// 64 columns (128 bytes of 2-byte elements), an atom stores its rows 128 bytes apart, and the
+// 16-byte piece j of row r sits at piece j ^ (r % 8) of that row. So the 8 pieces of a row, copied
+// by 8 consecutive lanes from 128 contiguous global bytes, land in one 128-byte row (no bank
+// conflict), and the 8 rows of an 8 x 8 block sit in 8 different bank groups (ldmatrix). An
+// unswizzled layout was measured first: its copies read each 32-byte sector twice (a warp's
+// quarter covered 8 rows of 16 bytes), which held both kernels near 1.6 TB/s.
+// Descriptors (measured on an H200): K along the rows (Q, K: K = dk): stride offset 1024 (8 rows),
+// the k-step of 16 advances the start by 32 bytes inside the atom and by an atom every 4 steps; K
+// down the columns (V and the state copy, transposed operand): leading offset = the atom size (the
+// next 64 columns), stride offset 1024 (the next 8 rows of K), the k-step of 16 rows advances the
+// start by 2048 bytes. Atoms start at multiples of 1024 bytes.
+
+#pragma once
+
+#define LIGHTNING_WG_COLUMNS 128
+#define LIGHTNING_WG_THREADS 384
+#define LIGHTNING_WG_MAX_DK 128
+
+// Dynamic shared memory in bytes, Dkp = dk rounded up to 16, NC = LIGHTNING_WG_COLUMNS,
+// A = ceil(Dkp / 64) atoms of 8192 bytes per 64-row Q or K tile:
+//   stages: forward 3 x (Q, K, V), states 4 x (K, V)      Q, K: 8192 A each; V: 128 NC
+//   forward only: the consumers' state copies (2 x 128 Dkp) and the output staging tile
+//   64 x (NC + 8) x 2
+//   decay table and mbarriers                              1152
+// dk = 128: forward 198784 bytes, states 132224.
+__host__ __device__ inline int lightning_wg_smem_bytes(int dk, int forward) {
+    const int dkp = (dk + 15) / 16 * 16, nc = LIGHTNING_WG_COLUMNS, qk = 8192 * ((dkp + 63) / 64);
+    return forward ? 3 * (2 * qk + 128 * nc) + 2 * 128 * dkp + 128 * (nc + 8) + 1152
+                   : 4 * (qk + 128 * nc) + 1152;
+}
+
+namespace lightning_wg {
+
+using lightning_tc::cp_async16_zfill;
+using lightning_tc::cp_async_commit;
+using lightning_tc::cp_async_wait;
+using lightning_tc::ldsm_x4_t;
+using lightning_tc::mbar_arrive;
+using lightning_tc::mbar_init;
+using lightning_tc::mbar_wait;
+using lightning_tc::named_bar_sync;
+using lightning_tc::Ops;
+using lightning_tc::PairWeights;
+using lightning_tc::smem_u32;
+using lightning_tc::split_hl;
+
+constexpr int kChunk = 64;
+constexpr int kCols = LIGHTNING_WG_COLUMNS;
+
+// ------------------------------ wgmma wrappers --------------------------------------------
+// Shared-memory matrix descriptor, 128-byte swizzle: start address, leading and stride byte
+// offsets (see the layout notes above).
+__device__ __forceinline__ unsigned long long wg_desc(unsigned addr, unsigned lead, unsigned stride) {
+    return (unsigned long long)((addr & 0x3FFFFu) >> 4) | ((unsigned long long)(lead >> 4) << 16) |
+           ((unsigned long long)(stride >> 4) << 32) | (1ull << 62);
+}
+__device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void wg_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory"); }
+// Ties registers to this point in program order: reads after it see what the wgmma wrote, and
+// the compiler keeps A fragments alive (unmodified) until here.
+template <int N>
+__device__ __forceinline__ void reg_fence(float* r) {
+#pragma unroll
+    for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
+}
+template <int N>
+__device__ __forceinline__ void reg_fence(unsigned* r) {
+#pragma unroll
+    for (int i = 0; i < N; ++i) asm volatile("" : "+r"(r[i])::"memory");
+}
+// Writes by ordinary stores (and cp.async) become visible to the tensor cores' reads.
+__device__ __forceinline__ void fence_async_smem() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+
+// D[64 x N] (+)= A[64 x 16] B[16 x N] (N = 64 here): ss takes A from shared memory, rs from
+// registers (the mma.sync A fragment layout, per warp its 16 rows). TRANS_B = 1: B's K dimension
+// runs down the tile's columns (see the layout notes above). accumulate = 0 ignores D's old value.
+template <typename T, int N> struct Wgmma;
+template <> struct Wgmma<__nv_bfloat16, 64> {
+    template <int TRANS_B>
+    static __device__ __forceinline__ void ss(float* d, unsigned long long a, unsigned long long b, int acc) {
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+                     "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+                     "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+                     "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}"
+                     ", %32, %33, p, 1, 1, 0, %35;\n}\n"
+                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+                       "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+                       "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+                       "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+                     : "l"(a), "l"(b), "r"(acc), "n"(TRANS_B)
+                     : "memory");
+    }
+    template <int TRANS_B>
+    static __device__ __forceinline__ void rs(float* d, const unsigned* a, unsigned long long b, int acc) {
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+                     "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+                     "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+                     "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}"
+                     ", {%32,%33,%34,%35}, %36, p, 1, 1, %38;\n}\n"
+                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+                       "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+                       "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+                       "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc), "n"(TRANS_B)
+                     : "memory");
+    }
+};
+template <> struct Wgmma<__half, 64> {
+    template <int TRANS_B>
+    static __device__ __forceinline__ void ss(float* d, unsigned long long a, unsigned long long b, int acc) {
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+                     "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 "
+                     "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+                     "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}"
+                     ", %32, %33, p, 1, 1, 0, %35;\n}\n"
+                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+                       "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+                       "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+                       "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+                     : "l"(a), "l"(b), "r"(acc), "n"(TRANS_B)
+                     : "memory");
+    }
+    template <int TRANS_B>
+    static __device__ __forceinline__ void rs(float* d, const unsigned* a, unsigned long long b, int acc) {
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+                     "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 "
+                     "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+                     "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}"
+                     ", {%32,%33,%34,%35}, %36, p, 1, 1, %38;\n}\n"
+                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+                       "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+                       "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+                       "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc), "n"(TRANS_B)
+                     : "memory");
+    }
+};
+
+// ------------------------------ loads -----------------------------------------------------
+// One loader thread's part (lt of 128) of loading rows [0, m) of a 64 x (8 cb) tile into the
+// swizzled layout at dst (atoms of 64 columns, 8192 bytes each); row r starts at src + r *
+// rowStride (elements). Columns >= valid and rows >= m are zero. vec: 16-byte cp.async, zeros
+// included (needs valid % 8 == 0, rowStride % 8 == 0, an aligned src); otherwise synchronous
+// 2-byte copies. Piece idx is row idx / (8 A), piece idx % (8 A) of the row (A atoms a row): a
+// warp copies whole rows of 256 bytes (A = 2), 8 lanes to each atom's 128-byte part.
+constexpr int kLoaders = 128;
+// Registers a thread after setmaxnreg. The CTA starts with 168 a thread (65536 / 384, rounded down
+// to a multiple of 8) and the increase is served from what the decrease frees: a larger sum waits
+// forever. 72 keeps the loaders (their copy loops not unrolled) and 216 the consumers free of spills.
+constexpr int kLoaderRegs = 72, kConsumerRegs = 216;
+static_assert(kLoaderRegs + 2 * kConsumerRegs <= 3 * 168, "setmaxnreg must fit the registers the CTA launched with");
+template <typename T>
+__device__ __forceinline__ void load_tile(unsigned dst, unsigned char* dstGeneric, const T* src, long long rowStride,
+                                          int m, int cb, int valid, bool vec, int lt) {
+    const int atoms = (cb + 7) >> 3;
+    if (vec) {
+        const int sh = atoms == 2 ? 4 : 3;  // pieces a row: 8 A
+        const int j = lt & ((1 << sh) - 1), a = j >> 3, jj = j & 7;
+        const bool colOk = j < cb && 8 * j < valid;
+#pragma unroll 1  // unrolled, the loaders needed more registers than they get (see kLoaderRegs)
+        for (int idx = lt; idx < atoms * 512; idx += kLoaders) {
+            const int r = idx >> sh;
+            if (j >= cb) continue;  // past the tile's padded width (never read)
+            const bool ok = colOk && r < m;
+            const unsigned d = dst + ((unsigned)a << 13) + ((unsigned)r << 7) + ((unsigned)(jj ^ (r & 7)) << 4);
+            cp_async16_zfill(d, ok ? src + r * rowStride + 8 * j : src, ok ? 16u : 0u);
+        }
+    } else {
+        const unsigned short* s16 = reinterpret_cast<const unsigned short*>(src);
+        unsigned short* d16 = reinterpret_cast<unsigned short*>(dstGeneric);
+        const int cols = 8 * cb;
+        for (int e = lt; e < 64 * cols; e += kLoaders) {
+            const int r = e / cols, c = e - r * cols;
+            d16[((c >> 6) << 12) + (r << 6) + ((((c >> 3) & 7) ^ (r & 7)) << 3) + (c & 7)] =
+                (r < m && c < valid) ? s16[r * rowStride + c] : (unsigned short)0;
+        }
+    }
+}
+
+// ------------------------------ the kernel body -------------------------------------------
+// Warpgroup 0 loads; warpgroups 1 and 2 ("consumers") each own 64 of the CTA's 128 value
+// columns and run the same code: the state slice P[:, own columns] (all dk rows) in registers,
+// its bf16/f16 copy in shared memory for the inter product, and (forward) the outputs of the own
+// columns. Running one code path in both consumers matters: two different register-heavy roles
+// inlined in one kernel spilled (ptxas allocates the union), and as separate functions their
+// wgmma were serialized. S = Q K^T is computed by both consumers (an eighth of the products),
+// which spares a hand-over between them.
+template <typename T, bool FWD>
+__device__ __forceinline__ void body(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
+                                     T* __restrict__ o, int n, int H, int dk, int dv, int segTokens,
+                                     const float* __restrict__ slopes, float scale,
+                                     const float* __restrict__ incoming, float* __restrict__ outStates) {
+    using O_ = Ops<T>;
+    using W = Wgmma<T, 64>;
+    extern __shared__ __align__(1024) unsigned char lightning_wg_smem[];
+    constexpr int NS = FWD ? 3 : 4;          // pipeline stages
+    constexpr int AHEAD = NS - 1;            // chunks in flight beyond the one computed
+    constexpr int kConsumerThreads = 256;
+    constexpr int kLdo = kCols + 8;          // output staging row (elements)
+
+    const int h = blockIdx.x;
+    const int c0 = blockIdx.y * kCols;
+    const int s = blockIdx.z;
+    const int tid = threadIdx.x;
+    const int warp = tid >> 5, lane = tid & 31;
+    const int g = lane >> 2, tq = lane & 3;
+    const int w4 = warp & 3;                 // warp within its warpgroup
+    const int Dkp = (dk + 15) & ~15;
+    const int cbK = Dkp >> 3;
+    const int width = min(kCols, dv - c0);
+
+    const long long segStart = (long long)s * segTokens;
+    const long long segEnd = min((long long)n, segStart + segTokens);
+    const int nChunks = (int)((segEnd - segStart + kChunk - 1) / kChunk);
+
+    // ---- shared memory (see lightning_wg_smem_bytes) ----
+    const unsigned qBytes = 8192u * ((Dkp + 63) >> 6);  // a 64 x Dkp tile (Q or K), whole atoms
+    const unsigned vBytes = 128u * kCols;               // a 64 x NC tile (two atoms)
+    const unsigned stageBytes = (FWD ? 2u : 1u) * qBytes + vBytes;
+    const unsigned ptBytes = 128u * Dkp;                // a consumer's state copy: Dkp x 64, one atom
+    const unsigned offPt = NS * stageBytes;             // atoms at multiples of 1024
+    const unsigned offO = offPt + (FWD ? 2u * ptBytes : 0u);
+    const unsigned offTab = offO + (FWD ? 128u * kLdo : 0u);
+    unsigned char* sm = lightning_wg_smem;
+    const unsigned smU = smem_u32(sm);
+    // mbarriers: full[i] (the loaders arrive once their copies into stage i landed), empty[i] (the
+    // consumers arrive once done with stage i), 4 slots each.
+    static_assert(NS <= 4, "the mbarrier slots (and cp_async_wait) allow at most 4 stages");
+    const unsigned fullU = smU + offTab + 1024u, emptyU = fullU + 32u;
+    // Decay table tab[d] = lambda^d for d = 0..191, 0 for d = -64..-1 (the causal mask).
+    float* tab = reinterpret_cast<float*>(sm + offTab) + 64;
+    {
+        const float slope = slopes[h];
+        for (int x = tid; x < 256; x += blockDim.x) tab[x - 64] = x >= 64 ? expf(-slope * (float)(x - 64)) : 0.f;
+        if (tid == 0) {
+            for (int i = 0; i < NS; ++i) {
+                mbar_init(fullU + 8u * i, kLoaders);
+                mbar_init(emptyU + 8u * i, kConsumerThreads);
+            }
+        }
+        __syncthreads();
+    }
+    // Descriptors: Q, K (K = dk along the rows): k-step ks starts at atom ks / 4, byte 32 (ks % 4).
+    auto qk_desc = [](unsigned tile, int ks) {
+        return wg_desc(tile + ((unsigned)(ks >> 2) << 13) + ((unsigned)(ks & 3) << 5), 16u, 1024u);
+    };
+
+    if (warp < 4) {
+        // ================= loaders =================
+        asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kLoaderRegs));
+        const bool vecQK = (dk % 8 == 0) && lightning_tc::aligned16(k) && (!FWD || lightning_tc::aligned16(q));
+        const bool vecV = (dv % 8 == 0) && lightning_tc::aligned16(v);
+        const long long rowQK = (long long)H * dk;
+        const long long rowV = (long long)H * dv;
+        auto load_chunk = [&](int st, int c) {
+            const long long t0 = segStart + (long long)c * kChunk;
+            const int m = (int)min((long long)kChunk, segEnd - t0);
+            const unsigned base = st * stageBytes;
+            if (FWD) load_tile<T>(smU + base, sm + base, q + (t0 * H + h) * dk, rowQK, m, cbK, dk, vecQK, tid);
+            const unsigned kb = base + (FWD ? qBytes : 0u), vb = kb + qBytes;
+            load_tile<T>(smU + kb, sm + kb, k + (t0 * H + h) * dk, rowQK, m, cbK, dk, vecQK, tid);
+            load_tile<T>(smU + vb, sm + vb, v + (t0 * H + h) * dv + c0, rowV, m, kCols / 8, width, vecV, tid);
+        };
+        for (int i = 0; i < AHEAD; ++i) {
+            if (i < nChunks) load_chunk(i, i);
+            cp_async_commit();
+        }
+        int st = 0;
+        for (int c = 0; c < nChunks; ++c) {
+            // This thread's copies of chunk c have landed (AHEAD-1 younger groups may still fly):
+            // make them visible to the tensor cores and say so.
+            cp_async_wait(AHEAD - 1);
+            fence_async_smem();
+            mbar_arrive(fullU + 8u * st);
+            // Chunk c + AHEAD goes into the stage of chunk c - 1 once the consumers are done with it.
+            const int cn = c + AHEAD;
+            const int sn = st == 0 ? NS - 1 : st - 1;
+            if (cn < nChunks) {
+                if (cn >= NS) mbar_wait(emptyU + 8u * sn, (unsigned)((cn - NS) / NS) & 1u);
+                load_chunk(sn, cn);
+            }
+            cp_async_commit();
+            if (++st == NS) st = 0;
+        }
+    } else {
+    // ================= consumers (not indented, to keep this long block readable) =================
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kConsumerRegs));
+    const int j = (warp >> 2) - 1;            // which half of the columns
+    const int colBase = 64 * j;               // first own column, relative to c0
+    const bool colsLive = colBase < width;    // dv <= 64 leaves the second consumer idle
+    const int barId = 1 + j;                  // named barrier of this warpgroup
+    const unsigned ptU = smU + offPt + j * ptBytes;
+    unsigned char* pt = sm + offPt + j * ptBytes;
+
+    // Carried state slice, wgmma accumulator layout per 64-row tile mt: P[mt][4 nt + e] is row
+    // 64 mt + 16 w4 + g + 8 (e >> 1), column colBase + 8 nt + 2 tq + (e & 1).
+    float P[2][32];
+#pragma unroll
+    for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+        for (int i = 0; i < 32; ++i) P[mt][i] = 0.f;
+    auto rowLive = [&](int mt) { return 64 * mt + 16 * w4 < Dkp; };
+    if (FWD && colsLive) {
+        const float* inc = incoming + ((long long)s * H + h) * dk * dv;
+#pragma unroll
+        for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+            for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    const int r = 64 * mt + 16 * w4 + g + 8 * (e >> 1), cc = colBase + 8 * nt + 2 * tq + (e & 1);
+                    if (r < dk && cc < width) P[mt][4 * nt + e] = inc[(long long)r * dv + c0 + cc];
+                }
+    }
+    // The bf16/f16 copy of P for the inter product: element (row d, own column c) at row d, piece
+    // (c / 8) ^ (d % 8) of the single 64-column atom; d % 8 = g.
+    auto store_copy = [&]() {
+#pragma unroll
+        for (int mt = 0; mt < 2; ++mt) {
+            if (!rowLive(mt)) continue;
+            unsigned char* base = pt + (64 * mt + 16 * w4 + g) * 128 + 4 * tq;
+#pragma unroll
+            for (int nt = 0; nt < 8; ++nt) {
+                unsigned char* d = base + ((nt ^ g) << 4);
+                *reinterpret_cast<unsigned*>(d) = O_::pack(P[mt][4 * nt], P[mt][4 * nt + 1]);
+                *reinterpret_cast<unsigned*>(d + 8 * 128) = O_::pack(P[mt][4 * nt + 2], P[mt][4 * nt + 3]);
+            }
+        }
+        fence_async_smem();
+        named_bar_sync(barId, 128);
+    };
+    if (FWD) store_copy();
+
+    // ldmatrix.trans of K for the state update's A fragments (K^T, rows = dk): lanes 8i..8i+7
+    // address the rows of block (token block 2 kk + i / 2, dk block 8 mt + 2 w4 + i % 2), i.e. atom
+    // mt, piece 2 w4 + i % 2 of token rows t with t % 8 = lane % 8.
+    const unsigned laneK = (unsigned)((8 * (lane >> 4) + (lane & 7)) * 128 + (((2 * w4 + ((lane >> 3) & 1)) ^ (lane & 7)) << 4));
+
+    // Outputs (forward): rows 16 w4 + g (+8) of the chunk, own columns.
+    const bool vecO = FWD && (dv % 8 == 0) && lightning_tc::aligned16(o);
+    T* sOw = reinterpret_cast<T*>(sm + offO) + 16 * w4 * kLdo + colBase;
+    const int i0 = 16 * w4 + g;
+    const float* tr = tab + (i0 - 2 * tq);  // tr[-8 nt - x] = lambda^(i0 - (8 nt + 2 tq + x))
+    const float r0 = tab[i0 + 1], r1 = tab[i0 + 9];  // inter rows scale: lambda^(i+1)
+    // Writes this warp's staged rows of chunk cs, own columns, as 16-byte row pieces.
+    auto store_rows = [&](int cs) {
+        const long long ts = segStart + (long long)cs * kChunk;
+        const int ms = (int)min((long long)kChunk, segEnd - ts);
+#pragma unroll
+        for (int rep = 0; rep < 4; ++rep) {
+            const int idx = lane + 32 * rep;
+            const int r = idx >> 3, cc = (idx & 7) * 8;
+            const int lr = 16 * w4 + r;
+            if (lr < ms && colBase + cc < width) {
+                T* dst = o + ((ts + lr) * H + h) * (long long)dv + c0 + colBase + cc;
+                const T* src = sOw + r * kLdo + cc;
+                if (vecO) {
+                    *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
+                } else {
+#pragma unroll
+                    for (int e = 0; e < 8; ++e)
+                        if (colBase + cc + e < width) dst[e] = src[e];
+                }
+            }
+        }
+    };
+
+    int st = 0;
+    unsigned parity = 0;
+    for (int c = 0; c < nChunks; ++c) {
+        mbar_wait(fullU + 8u * st, parity);
+        const long long t0 = segStart + (long long)c * kChunk;
+        const int m = (int)min((long long)kChunk, segEnd - t0);
+        const unsigned qU = smU + st * stageBytes;
+        const unsigned kU = qU + (FWD ? qBytes : 0u), vU = kU + qBytes;
+        const unsigned vOwn = vU + 8192u * j;  // own 64 columns of V: one atom
+
+        if (FWD && colsLive) {
+            // ---- outputs: S = Q K^T, Oa = Q T(P) (own columns), then Oa = lambda^(i+1) Oa + S' V ----
+            float S[32], Oa[32];  // the first k-step overwrites them (accumulate = 0)
+            wg_fence();
+            for (int ks = 0; ks < (Dkp >> 4); ++ks) W::template ss<0>(S, qk_desc(qU, ks), qk_desc(kU, ks), ks > 0);
+            wg_commit();
+            for (int ks = 0; ks < (Dkp >> 4); ++ks)
+                W::template ss<1>(Oa, qk_desc(qU, ks), wg_desc(ptU + ks * 2048u, 8192u, 1024u), ks > 0);
+            wg_commit();
+            if (c > 0) store_rows(c - 1);  // while the tensor cores work
+            // Mask and decay (tab is 0 for i < j), repacked as A fragments of S V: k-step kk is
+            // {n-tile 2kk row g, n-tile 2kk row g+8, n-tile 2kk+1 row g, n-tile 2kk+1 row g+8}.
+            wg_wait<1>();
+            reg_fence<32>(S);
+            unsigned Sp[4][4];
+#pragma unroll
+            for (int nt = 0; nt < 8; ++nt) {
+                const float v0 = S[4 * nt] * tr[-8 * nt];
+                const float v1 = S[4 * nt + 1] * tr[-8 * nt - 1];
+                const float v2 = S[4 * nt + 2] * tr[8 - 8 * nt];
+                const float v3 = S[4 * nt + 3] * tr[7 - 8 * nt];
+                Sp[nt >> 1][2 * (nt & 1)] = O_::pack(v0, v1);
+                Sp[nt >> 1][2 * (nt & 1) + 1] = O_::pack(v2, v3);
+            }
+            wg_wait<0>();
+            reg_fence<32>(Oa);
+#pragma unroll
+            for (int nt = 0; nt < 8; ++nt) {
+                Oa[4 * nt] *= r0;
+                Oa[4 * nt + 1] *= r0;
+                Oa[4 * nt + 2] *= r1;
+                Oa[4 * nt + 3] *= r1;
+            }
+            wg_fence();
+#pragma unroll
+            for (int kk = 0; kk < 4; ++kk) W::template rs<1>(Oa, Sp[kk], wg_desc(vOwn + kk * 2048u, 8192u, 1024u), 1);
+            wg_commit();
+            wg_wait<0>();
+            reg_fence<32>(Oa);
+            reg_fence<16>(&Sp[0][0]);
+            // Stage the rows (rounded to T); they go out during the next chunk.
+            __syncwarp();  // every lane is done reading the previous chunk's staged rows
+#pragma unroll
+            for (int nt = 0; nt < 8; ++nt) {
+                T* d = sOw + g * kLdo + 8 * nt + 2 * tq;
+                *reinterpret_cast<unsigned*>(d) = O_::pack(scale * Oa[4 * nt], scale * Oa[4 * nt + 1]);
+                *reinterpret_cast<unsigned*>(d + 8 * kLdo) = O_::pack(scale * Oa[4 * nt + 2], scale * Oa[4 * nt + 3]);
+            }
+            __syncwarp();
+        }
+
+        // ---- state: P = lambda^m P + dP, dP = sum over the chunk's tokens j of w_j k_j^T v_j with
+        //      w_j = lambda^(m-1-j), the decayed keys split as hi + lo (A fragments in registers,
+        //      lo products first), one 64-row tile at a time, its eight products issued together ----
+        const float lamM = tab[m];
+        if (colsLive) {
+            unsigned A[4][8];  // [k-step]: [0..3] hi, [4..7] lo
+            auto form = [&](int mt) {
+#pragma unroll
+                for (int kk = 0; kk < 4; ++kk) {
+                    unsigned* a = A[kk];
+                    if (rowLive(mt)) {
+                        unsigned x[4];
+                        ldsm_x4_t(x, kU + mt * 8192u + laneK + (unsigned)(kk * 2048));
+                        const float* wt = tab + (m - 1 - 16 * kk - 2 * tq);
+                        const PairWeights<T> p0(wt[0], wt[-1]), p8(wt[-8], wt[-9]);
+                        split_hl<T>(x[0], p0, a[0], a[4]);
+                        split_hl<T>(x[1], p0, a[1], a[5]);
+                        split_hl<T>(x[2], p8, a[2], a[6]);
+                        split_hl<T>(x[3], p8, a[3], a[7]);
+                    } else {
+#pragma unroll
+                        for (int i = 0; i < 8; ++i) a[i] = 0u;
+                    }
+                }
+            };
+            float dP[32];  // the first product overwrites it (accumulate = 0)
+            auto issue = [&](int mt) {
+                wg_fence();
+#pragma unroll
+                for (int kk = 0; kk < 4; ++kk) {
+                    const unsigned long long bd = wg_desc(vOwn + kk * 2048u, 8192u, 1024u);
+                    W::template rs<1>(dP, A[kk] + 4, bd, kk > 0);
+                    W::template rs<1>(dP, A[kk], bd, 1);
+                }
+                wg_commit();
+            };
+#pragma unroll
+            for (int mt = 0; mt < 2; ++mt) {
+                if (64 * mt >= Dkp) continue;  // warpgroup-uniform
+                form(mt);
+                issue(mt);
+                wg_wait<0>();
+                reg_fence<32>(dP);
+                reg_fence<32>(&A[0][0]);
+#pragma unroll
+                for (int i = 0; i < 32; ++i) P[mt][i] = fmaf(lamM, P[mt][i], dP[i]);
+            }
+        }
+        mbar_arrive(emptyU + 8u * st);  // done with the stage
+        // The copy of the new state for the next chunk's inter product (this chunk's is read).
+        if (FWD && c + 1 < nChunks) store_copy();
+        if (++st == NS) {
+            st = 0;
+            parity ^= 1u;
+        }
+    }
+    if (FWD && colsLive && nChunks > 0) store_rows(nChunks - 1);
+
+    // ---- the state after the segment's last token ----
+    if (colsLive) {
+        float* out = outStates + ((long long)s * H + h) * dk * dv;
+#pragma unroll
+        for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+            for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    const int r = 64 * mt + 16 * w4 + g + 8 * (e >> 1), cc = colBase + 8 * nt + 2 * tq + (e & 1);
+                    if (r < dk && cc < width) out[(long long)r * dv + c0 + cc] = P[mt][4 * nt + e];
+                }
+    }
+    }  // consumers
+}
+
+}  // namespace lightning_wg
+
+// ------------------------------ entry points ----------------------------------------------
+#define LIGHTNING_WG_ENTRIES(NAME, T)                                                                      \
+    extern "C" __global__ void __launch_bounds__(LIGHTNING_WG_THREADS, 1)                                   \
+    lightning_forward_wg_##NAME(const T* q, const T* k, const T* v, T* o, int n, int H, int dk, int dv,     \
+                                int segTokens, const float* slopes, float scale, const float* incoming,     \
+                                float* outStates) {                                                         \
+        lightning_wg::body<T, true>(q, k, v, o, n, H, dk, dv, segTokens, slopes, scale, incoming, outStates); \
+    }                                                                                                       \
+    extern "C" __global__ void __launch_bounds__(LIGHTNING_WG_THREADS, 1)                                   \
+    lightning_states_wg_##NAME(const T* k, const T* v, int n, int H, int dk, int dv, int segTokens,         \
+                               const float* slopes, float* outStates) {                                     \
+        lightning_wg::body<T, false>(nullptr, k, v, nullptr, n, H, dk, dv, segTokens, slopes, 1.f, nullptr,  \
+                                     outStates);                                                            \
+    }
+
+LIGHTNING_WG_ENTRIES(bf16, __nv_bfloat16)
+LIGHTNING_WG_ENTRIES(f16, __half)
