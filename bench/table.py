@@ -3,7 +3,7 @@
 import re
 import sys
 
-ours, fla, lines = {}, {}, []
+ours, fla, lines, kernels = {}, {}, [], set()
 for path in sys.argv[1:]:
     try:
         text = open(path).read()
@@ -11,13 +11,15 @@ for path in sys.argv[1:]:
         continue
     for line in text.splitlines():
         m = re.match(r"RESULT (ours-two-pass|ours|fla) T=(\d+) H=(\d+) D=(\d+) ms=([\d.]+) tokens_per_s=([\d.e+]+)"
-                     r"(?: copy_share=([\d.]+))?(?: segments=(\d+))?", line)
+                     r"(?: copy_share=([\d.]+))?(?: segments=(\d+))?(?: kernels=(\S+))?", line)
         if m:
             key = (int(m[2]), int(m[3]), int(m[4]))
             if m[1] == "fla":
                 fla[key] = (float(m[5]), float(m[6]), None)
             else:
                 ours.setdefault(key, {})[m[1]] = (float(m[5]), float(m[6]), m[7], m[8])
+                if m[9]:
+                    kernels.add(m[9])
         elif line.startswith("RESULT") or re.search(r"\d+ passed, \d+ failed|tests (successful|failed)", line):
             lines.append(line.replace("RESULT ", ""))
 print("| T | H | D | fla ms | ours ms (segments) | ours / fla | two-pass ms (segments) | two-pass / fla "
@@ -33,5 +35,7 @@ for key in sorted(set(ours) | set(fla)):
     share = f"{a[2] if a else '-'}, {b[2] if b else '-'}"
     print(f"| {key[0]:,} | {key[1]} | {key[2]} | {f'{f[0]:.2f}' if f else '-'} | {cell(a)} | {ra} | {cell(b)} | {rb} "
           f"| {f'{a[1]:.3g}' if a else '-'} | {share} |")
+if kernels:
+    print("forward kernels: " + ", ".join(sorted(kernels)))
 for line in lines:
     print(line)

@@ -6,11 +6,13 @@
 // A window of n tokens is cut into S segments of segTokens tokens (a multiple of the 64-token
 // chunk); CTAs of one launch work on (head, column tile, segment). Several segments run side by
 // side when the heads alone do not fill the GPU, with the same two-level scan as across Spark
-// partitions: local states of the segments (lightning_states_*), an exclusive scan in float32
-// (lightning_scan), then outputs (lightning_forward_*).
+// partitions: local states (lightning_states_*, over the tokens before the last segment, in
+// sub-segments that fill the GPU), an exclusive scan in float32 (lightning_scan), then outputs
+// (lightning_forward_*).
 //
-// Two families: the generic kernels (float32 arithmetic on CUDA cores, any dtype, the path for
-// F32 input) and the tensor-core kernels for BF16/F16 (tensor_core.cuh).
+// Two families here: the generic kernels (float32 arithmetic on CUDA cores, any dtype, the path for
+// F32 input) and the tensor-core kernels for BF16/F16 (tensor_core.cuh, mma.sync). A third, for
+// Hopper (wgmma), is in hopper.cuh and its own PTX (lightning_sm90.cu).
 //
 // Decay powers are expf(-slope * x), never products of lambda.
 
@@ -168,11 +170,16 @@ GENERIC_ENTRIES(f32, float)
 GENERIC_ENTRIES(bf16, __nv_bfloat16)
 GENERIC_ENTRIES(f16, __half)
 
-// The exclusive scan over segments, in place and in float32: states[s] goes in as segment s's local
-// state and comes out as the state before segment s; finalState gets the state after the last.
-// One thread per state element; the segments are walked in order, as the combine requires.
-extern "C" __global__ void lightning_scan(float* states, const float* init, float* finalState, int S, int H, int dk,
-                                          int dv, int segTokens, int n, const float* slopes) {
+// The scan over the local states of pass 1, in float32. locals[i] (i < S1) is the local state of
+// tokens [i * subTokens, min(n, (i + 1) * subTokens)); incoming[s] (s < outCount) gets the state
+// before token s * every * subTokens, i.e. before the s-th pass-2 segment when those are `every`
+// sub-segments long (pass 1 cuts the window finer than pass 2 so that its CTAs fill the GPU, and
+// skips the last pass-2 segment, whose state-after pass 2 writes). finalState, when not null,
+// gets the state after all S1 sub-segments. One thread per state element; the sub-segments are
+// walked in order, as the combine requires.
+extern "C" __global__ void lightning_scan(const float* locals, int S1, int every, int subTokens, int n,
+                                          const float* init, float* incoming, int outCount, float* finalState,
+                                          int H, int dk, int dv, const float* slopes) {
     const size_t per = (size_t)H * dk * dv;
     const size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= per) {
@@ -181,13 +188,19 @@ extern "C" __global__ void lightning_scan(float* states, const float* init, floa
     const int h = (int)(idx / ((size_t)dk * dv));
     const float slope = slopes[h];
     float running = init != nullptr ? init[idx] : 0.f;
-    for (int s = 0; s < S; s++) {
-        float local = states[(size_t)s * per + idx];
-        states[(size_t)s * per + idx] = running;
-        int tokens = min(segTokens, n - s * segTokens);
-        running = expf(-slope * (float)tokens) * running + local;
+    for (int i = 0; i < S1; i++) {
+        if (i % every == 0 && i / every < outCount) {
+            incoming[(size_t)(i / every) * per + idx] = running;
+        }
+        int tokens = min(subTokens, n - i * subTokens);
+        running = expf(-slope * (float)tokens) * running + locals[(size_t)i * per + idx];
     }
-    finalState[idx] = running;
+    if (S1 % every == 0 && S1 / every < outCount) {
+        incoming[(size_t)(S1 / every) * per + idx] = running;
+    }
+    if (finalState != nullptr) {
+        finalState[idx] = running;
+    }
 }
 
 // Benchmark inputs made on the device: uniform in [-1, 1) from a hash of (seed, index), so a

@@ -25,8 +25,9 @@ import java.util.List;
  * outputs). A window larger than the device memory budget is processed in slices that carry the
  * state on the device.
  *
- * <p>Kernels: BF16/F16 use the tensor-core kernels; F32 (and "gpu-generic") the float32
- * CUDA-core kernels.
+ * <p>Kernels: BF16/F16 use the tensor-core kernels (on an H100/H200 the wgmma ones of hopper.cuh
+ * where Dk <= 128 and Dv > 64, elsewhere the portable mma.sync ones); F32 (and "gpu-generic") the
+ * float32 CUDA-core kernels.
  */
 public final class CudaBackend implements AttentionBackend {
     /** Tokens per chunk; segments and slices start at multiples of it. Fixed by the kernels. */
@@ -47,14 +48,21 @@ public final class CudaBackend implements AttentionBackend {
     private final Buffer stateA = new Buffer(false);
     private final Buffer stateB = new Buffer(false);
     private final Buffer segmentStates = new Buffer(false);
+    private final Buffer segmentIncoming = new Buffer(false);
     private final Buffer stateScratch = new Buffer(false);
     private final Buffer hostIn = new Buffer(true);
     private final Buffer hostOut = new Buffer(true);
     private boolean closed;
     /** At least this many segments per window (benchmark only: to time the two-pass path). */
     int minSegments = 1;
+    /** Whether the Hopper kernels may run (tests turn them off to check the portable ones there). */
+    boolean hopperKernels = true;
     /** Segments of the last launched window (for the benchmark's report). */
     int lastSegments;
+    /** The forward kernel of the last launched window (for the benchmark's report). */
+    String lastKernels = "";
+    /** Tokens pass 1 covered in the last launched window with outputs (for the benchmark's report). */
+    long lastPass1Tokens;
 
     /**
      * @param ordinal      the CUDA device
@@ -126,8 +134,11 @@ public final class CudaBackend implements AttentionBackend {
         boolean outputs = q != null;
         long stateBytes = (long) spec.stateSize() * 4;
         long tokenBytes = (long) heads * (2L * dk + dv) * dtype.bytes() + (outputs ? (long) heads * dv * dtype.bytes() : 0);
-        // slices: as many whole chunks as the budget holds after the states (segments at most 2 x SMs)
-        long fixed = stateBytes * (2 + 2L * device.multiprocessors) + heads * 4L;
+        // Slices: as many whole chunks as the budget holds after the states. State slots: the two
+        // carried ones, and per segment (at most resident CTAs / heads of them, resident <= 2 x SMs)
+        // a local state, an incoming one and a state-after.
+        long headState = (long) dk * dv * 4;
+        long fixed = stateBytes * 5 + headState * 3 * 2L * device.multiprocessors + heads * 4L;
         long sliceTokens = Math.max(CHUNK, (memoryBudget - fixed) / Math.max(1, tokenBytes) / CHUNK * CHUNK);
         sliceTokens = Math.min(sliceTokens, Integer.MAX_VALUE / 2 / Math.max(1, tokenBytes) / CHUNK * CHUNK);
         sliceTokens = Math.max(CHUNK, sliceTokens);
@@ -188,19 +199,45 @@ public final class CudaBackend implements AttentionBackend {
         int heads = spec.heads();
         int dk = spec.dk();
         int dv = spec.dv();
+        String type = dtype == DType.F32 ? "f32" : dtype == DType.BF16 ? "bf16" : "f16";
         boolean tc = tensorCores && dtype != DType.F32 && device.has("lightning_forward_tc_bf16");
-        int bv = tc ? TensorCoreLayout.COLUMNS : GENERIC_BV;
-        int threads = tc ? TensorCoreLayout.threads(dk) : GENERIC_THREADS;
-        int smem = tc ? tcSharedBytes(dk) : genericSharedBytes(dk);
-        String suffix = (dtype == DType.F32 ? "f32" : dtype == DType.BF16 ? "bf16" : "f16")
-                + (tc ? TensorCoreLayout.kernelSuffix(dk) : "");
-        String family = tc ? "tc_" : "generic_";
+        // Hopper (wgmma) kernels where the device has them and Dk fits; Dv <= 64 would leave half
+        // of their 128 columns idle, so the mma.sync kernels (64 columns a CTA) keep those.
+        boolean hopper = tc && hopperKernels && dk <= TensorCoreLayout.HOPPER_MAX_DK && dv > TensorCoreLayout.COLUMNS
+                && device.has("lightning_forward_wg_" + type);
+        int bv;
+        int threads;
+        int smemForward;
+        int smemStates;
+        String forward;
+        String states;
+        if (hopper) {
+            bv = TensorCoreLayout.HOPPER_COLUMNS;
+            threads = TensorCoreLayout.HOPPER_THREADS;
+            smemForward = TensorCoreLayout.hopperSharedBytes(dk, true);
+            smemStates = TensorCoreLayout.hopperSharedBytes(dk, false);
+            forward = "lightning_forward_wg_" + type;
+            states = "lightning_states_wg_" + type;
+        } else if (tc) {
+            bv = TensorCoreLayout.COLUMNS;
+            threads = TensorCoreLayout.threads(dk);
+            smemForward = smemStates = tcSharedBytes(dk);
+            forward = "lightning_forward_tc_" + type + TensorCoreLayout.kernelSuffix(dk);
+            states = "lightning_states_tc_" + type + TensorCoreLayout.kernelSuffix(dk);
+        } else {
+            bv = GENERIC_BV;
+            threads = GENERIC_THREADS;
+            smemForward = smemStates = genericSharedBytes(dk);
+            forward = "lightning_forward_generic_" + type;
+            states = "lightning_states_generic_" + type;
+        }
+        lastKernels = forward;
         int columnTiles = (dv + bv - 1) / bv;
         int chunks = (n + CHUNK - 1) / CHUNK;
         int ctasPerSegment = heads * columnTiles;
         // Segments only pay when the heads leave resident CTA slots empty: each costs an extra read
         // of k and v (pass 1) and one more scan step.
-        int resident = device.multiprocessors * Math.max(1, device.maxSharedPerMultiprocessor / (smem + 1024));
+        int resident = device.multiprocessors * Math.max(1, device.maxSharedPerMultiprocessor / (smemForward + 1024));
         // As many segments as fill one wave of resident CTAs, never a partial second wave; none when
         // the heads alone fill half of one.
         int want = 2 * ctasPerSegment >= resident ? 1 : resident / ctasPerSegment;
@@ -212,46 +249,58 @@ public final class CudaBackend implements AttentionBackend {
         segments = (n + segTokens - 1) / segTokens;
         lastSegments = segments;
         long stateBytes = (long) spec.stateSize() * 4;
+        int per = spec.stateSize();
+        int scanBlocks = (per + 255) / 256;
 
-        Buffer seg = incoming;
-        if (segments > 1) {
+        if (!outputs) {
+            // pass 1 alone (advance): local states of every segment, then the scan to the final state
             segmentStates.ensure(stateBytes * segments);
-            String states = "lightning_states_" + family + suffix;
-            launch(states, heads, columnTiles, segments, threads, smem, Pointer.to(
+            launch(states, heads, columnTiles, segments, threads, smemStates, Pointer.to(
                     Pointer.to(kDev.ptr), Pointer.to(vDev.ptr), ints(n), ints(heads), ints(dk), ints(dv),
                     ints(segTokens), Pointer.to(slopesDev.ptr), Pointer.to(segmentStates.ptr)));
-            int per = spec.stateSize();
-            launch("lightning_scan", (per + 255) / 256, 1, 1, 256, 0, Pointer.to(
-                    Pointer.to(segmentStates.ptr), Pointer.to(incoming.ptr), Pointer.to(result.ptr), ints(segments),
-                    ints(heads), ints(dk), ints(dv), ints(segTokens), ints(n), Pointer.to(slopesDev.ptr)));
-            seg = segmentStates;
-            if (!outputs) {
-                return "lightning_scan";
-            }
-        } else if (!outputs) {
-            // one segment: its local state, then the combine with the incoming state on the device
-            segmentStates.ensure(stateBytes);
-            launch("lightning_states_" + family + suffix, heads, columnTiles, 1, threads, smem, Pointer.to(
-                    Pointer.to(kDev.ptr), Pointer.to(vDev.ptr), ints(n), ints(heads), ints(dk), ints(dv),
-                    ints(segTokens), Pointer.to(slopesDev.ptr), Pointer.to(segmentStates.ptr)));
-            int per = spec.stateSize();
-            launch("lightning_scan", (per + 255) / 256, 1, 1, 256, 0, Pointer.to(
-                    Pointer.to(segmentStates.ptr), Pointer.to(incoming.ptr), Pointer.to(result.ptr), ints(1),
-                    ints(heads), ints(dk), ints(dv), ints(segTokens), ints(n), Pointer.to(slopesDev.ptr)));
+            launch("lightning_scan", scanBlocks, 1, 1, 256, 0, Pointer.to(
+                    Pointer.to(segmentStates.ptr), ints(segments), ints(1), ints(segTokens), ints(n),
+                    Pointer.to(incoming.ptr), Pointer.to(new CUdeviceptr()), ints(0), Pointer.to(result.ptr),
+                    ints(heads), ints(dk), ints(dv), Pointer.to(slopesDev.ptr)));
             return "lightning_scan";
         }
-        // Outputs. One segment: its CTAs write the state after the window into result. Several: the
-        // scan already put the final state in result, and the per-segment states-after are scratch.
-        CUdeviceptr after = result.ptr;
-        if (segments > 1) {
-            stateScratch.ensure(stateBytes * segments);
-            after = stateScratch.ptr;
+        lastPass1Tokens = segments > 1 ? (long) (segments - 1) * segTokens : 0;
+        if (segments == 1) {
+            // one segment: its CTAs start from the incoming state and write the state after it
+            launch(forward, heads, columnTiles, 1, threads, smemForward, Pointer.to(
+                    Pointer.to(qDev.ptr), Pointer.to(kDev.ptr), Pointer.to(vDev.ptr), Pointer.to(oDev.ptr), ints(n),
+                    ints(heads), ints(dk), ints(dv), ints(segTokens), Pointer.to(slopesDev.ptr),
+                    Pointer.to(new float[] {(float) spec.scale()}), Pointer.to(incoming.ptr), Pointer.to(result.ptr)));
+            return forward;
         }
-        String forward = "lightning_forward_" + family + suffix;
-        launch(forward, heads, columnTiles, segments, threads, smem, Pointer.to(
+        // Pass 1 needs the local states of the tokens before the last segment only (pass 2 writes
+        // the state after it), cut into sub-segments that fill the GPU: every-th of them starts a
+        // segment of pass 2.
+        int before = segments - 1;
+        int segChunks = segTokens / CHUNK;
+        int every = Math.max(1, Math.min(segChunks, resident / (before * ctasPerSegment)));
+        while (segChunks % every != 0) {
+            every--;
+        }
+        int subTokens = segTokens / every;
+        int locals = before * every;
+        segmentStates.ensure(stateBytes * locals);
+        segmentIncoming.ensure(stateBytes * segments);
+        stateScratch.ensure(stateBytes * segments);
+        launch(states, heads, columnTiles, locals, threads, smemStates, Pointer.to(
+                Pointer.to(kDev.ptr), Pointer.to(vDev.ptr), ints(before * segTokens), ints(heads), ints(dk), ints(dv),
+                ints(subTokens), Pointer.to(slopesDev.ptr), Pointer.to(segmentStates.ptr)));
+        launch("lightning_scan", scanBlocks, 1, 1, 256, 0, Pointer.to(
+                Pointer.to(segmentStates.ptr), ints(locals), ints(every), ints(subTokens), ints(n),
+                Pointer.to(incoming.ptr), Pointer.to(segmentIncoming.ptr), ints(segments), Pointer.to(new CUdeviceptr()),
+                ints(heads), ints(dk), ints(dv), Pointer.to(slopesDev.ptr)));
+        // Outputs; the per-segment states-after go to scratch, and the last one is the window's.
+        launch(forward, heads, columnTiles, segments, threads, smemForward, Pointer.to(
                 Pointer.to(qDev.ptr), Pointer.to(kDev.ptr), Pointer.to(vDev.ptr), Pointer.to(oDev.ptr), ints(n),
                 ints(heads), ints(dk), ints(dv), ints(segTokens), Pointer.to(slopesDev.ptr),
-                Pointer.to(new float[] {(float) spec.scale()}), Pointer.to(seg.ptr), Pointer.to(after)));
+                Pointer.to(new float[] {(float) spec.scale()}), Pointer.to(segmentIncoming.ptr),
+                Pointer.to(stateScratch.ptr)));
+        JCudaDriver.cuMemcpyDtoDAsync(result.ptr, stateScratch.ptr.withByteOffset(stateBytes * before), stateBytes, stream);
         return forward;
     }
 

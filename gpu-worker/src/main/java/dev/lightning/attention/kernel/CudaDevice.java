@@ -20,14 +20,23 @@ import java.util.HashMap;
 import java.util.Map;
 
 /**
- * One GPU as this JVM uses it: the device's primary context and the kernels' module, loaded once
- * per device per JVM (an executor) and shared by every task on it; released in order (module,
+ * One GPU as this JVM uses it: the device's primary context and the kernels' modules, loaded once
+ * per device per JVM (an executor) and shared by every task on it; released in order (modules,
  * then context) when the JVM shuts down. Tasks make the context current on their own thread
  * ({@link #makeCurrent()}) and keep their own streams and buffers ({@link CudaBackend}).
+ *
+ * <p>Two modules: the portable PTX (every kernel, target compute_80) and, on a device of compute
+ * capability 9.0 (H100, H200), the Hopper PTX (target sm_90a: the wgmma kernels, names containing
+ * "_wg_"). A Hopper module that fails to load is reported and left out; the portable kernels then
+ * do the work.
  */
 final class CudaDevice {
     /** The PTX this build ships, made from src/main/cuda by nvcc. */
     static final String PTX_RESOURCE = "/dev/lightning/attention/kernel/lightning.ptx";
+    /** The Hopper kernels' PTX (target sm_90a), made from lightning_sm90.cu. */
+    static final String HOPPER_PTX_RESOURCE = "/dev/lightning/attention/kernel/lightning_sm90a.ptx";
+    /** Kernel names of the Hopper module contain this. */
+    static final String HOPPER_MARK = "_wg_";
     /** PTX ISA 9.0 (nvcc 13) loads on drivers of CUDA 13.0 and later. */
     static final int MIN_DRIVER_VERSION = 13000;
 
@@ -43,6 +52,8 @@ final class CudaDevice {
     private final CUdevice device;
     private final CUcontext context;
     private final CUmodule module;
+    /** The Hopper kernels, or null on other devices (or when they failed to load). */
+    private final CUmodule hopperModule;
     private final Map<String, CUfunction> functions = new HashMap<>();
     /** Set by the first error that poisons the context (an illegal address, a failed launch). */
     private volatile String broken;
@@ -66,7 +77,7 @@ final class CudaDevice {
         CUmodule loaded = new CUmodule();
         try {
             makeCurrent();
-            int status = JCudaDriver.cuModuleLoadData(loaded, ptx());
+            int status = JCudaDriver.cuModuleLoadData(loaded, ptx(PTX_RESOURCE));
             if (status != CUresult.CUDA_SUCCESS) {
                 throw new CudaException(CUresult.stringFor(status));
             }
@@ -78,6 +89,23 @@ final class CudaDevice {
                     e);
         }
         module = loaded;
+        hopperModule = attribute(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR) == 9
+                && attribute(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR) == 0 ? loadHopper() : null;
+    }
+
+    private CUmodule loadHopper() {
+        CUmodule m = new CUmodule();
+        try {
+            int status = JCudaDriver.cuModuleLoadData(m, ptx(HOPPER_PTX_RESOURCE));
+            if (status != CUresult.CUDA_SUCCESS) {
+                throw new CudaException(CUresult.stringFor(status));
+            }
+            return m;
+        } catch (CudaException | IllegalStateException e) {
+            System.err.println("lightning: cuda:" + ordinal + " (" + name + "): the Hopper kernels did not load ("
+                    + e.getMessage() + "); using the portable tensor-core kernels");
+            return null;
+        }
     }
 
     private int attribute(int attribute) {
@@ -175,6 +203,9 @@ final class CudaDevice {
         for (CudaDevice d : OPEN.values()) {
             try {
                 d.makeCurrent();
+                if (d.hopperModule != null) {
+                    JCudaDriver.cuModuleUnload(d.hopperModule);
+                }
                 JCudaDriver.cuModuleUnload(d.module);
                 JCudaDriver.cuDevicePrimaryCtxRelease(d.device);
             } catch (Throwable ignored) {
@@ -207,18 +238,22 @@ final class CudaDevice {
         }
     }
 
-    /** A kernel of the module; raises its shared-memory limit to what the device allows. */
+    /** A kernel of the modules; raises its shared-memory limit to what the device allows. */
     synchronized CUfunction function(String kernel) {
         return functions.computeIfAbsent(kernel, k -> {
             CUfunction f = new CUfunction();
-            JCudaDriver.cuModuleGetFunction(f, module, k);
+            boolean hopperKernel = k.contains(HOPPER_MARK);
+            if (hopperKernel && hopperModule == null) {
+                throw new CudaException("no Hopper kernels on " + this + " (" + k + ")");
+            }
+            JCudaDriver.cuModuleGetFunction(f, hopperKernel ? hopperModule : module, k);
             JCudaDriver.cuFuncSetAttribute(f, CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                     maxSharedPerBlock);
             return f;
         });
     }
 
-    /** Whether the module has a kernel of that name (the tensor-core kernels may be absent). */
+    /** Whether a module has a kernel of that name (the Hopper kernels exist only on such devices). */
     synchronized boolean has(String kernel) {
         if (functions.containsKey(kernel)) {
             return true;
@@ -236,10 +271,10 @@ final class CudaDevice {
         return "cuda:" + ordinal + " (" + name + ")";
     }
 
-    private static byte[] ptx() {
-        try (InputStream in = CudaDevice.class.getResourceAsStream(PTX_RESOURCE)) {
+    private static byte[] ptx(String resource) {
+        try (InputStream in = CudaDevice.class.getResourceAsStream(resource)) {
             if (in == null) {
-                throw new IllegalStateException("the kernels' PTX (" + PTX_RESOURCE + ") is missing from the jar");
+                throw new IllegalStateException("the kernels' PTX (" + resource + ") is missing from the jar");
             }
             byte[] text = in.readAllBytes();
             byte[] terminated = new byte[text.length + 1]; // the driver reads a C string

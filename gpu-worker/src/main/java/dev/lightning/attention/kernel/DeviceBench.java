@@ -57,11 +57,12 @@ public final class DeviceBench {
                     backend.minSegments = forced;
                     float ms = backend.timeResident(spec, DType.BF16, t, runs);
                     int segments = backend.lastSegments;
-                    // bytes the passes must move: q, k, v read and o written; k, v again when pass 1 runs
-                    double bytes = (segments > 1 ? 6 : 4) * elements * 2;
+                    // bytes the passes must move: q, k, v read and o written; k, v again for the tokens
+                    // pass 1 covers (all but the last segment)
+                    double bytes = 4 * elements * 2 + 2 * elements * 2 * backend.lastPass1Tokens / t;
                     System.out.printf(Locale.ROOT, "RESULT %s T=%d H=%d D=%d ms=%.3f tokens_per_s=%.4g copy_share=%.3f "
-                                    + "segments=%d%n", forced == 1 ? "ours" : "ours-two-pass", t, h, d, ms,
-                            t / (ms / 1e3), bytes / (ms / 1e3) / copy, segments);
+                                    + "segments=%d kernels=%s%n", forced == 1 ? "ours" : "ours-two-pass", t, h, d, ms,
+                            t / (ms / 1e3), bytes / (ms / 1e3) / copy, segments, backend.lastKernels);
                 }
                 backend.minSegments = 1;
                 backend.releaseBuffers();

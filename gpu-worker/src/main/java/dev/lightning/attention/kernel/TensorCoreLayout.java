@@ -1,8 +1,9 @@
 package dev.lightning.attention.kernel;
 
 /**
- * Launch shape of the tensor-core kernels (tensor_core.cuh): two families, chosen by Dk, and the
- * shared-memory formula lightning_tc_smem_bytes.
+ * Launch shapes of the tensor-core kernels: the portable mma.sync ones (tensor_core.cuh, two
+ * families chosen by Dk, shared memory lightning_tc_smem_bytes) and the Hopper wgmma ones
+ * (hopper.cuh, lightning_wg_smem_bytes).
  */
 final class TensorCoreLayout {
     private TensorCoreLayout() {
@@ -28,5 +29,22 @@ final class TensorCoreLayout {
 
     static int sharedBytes(int dk) {
         return 128 * ((dk + 15) / 16 * 16) + 188416;
+    }
+
+    // ---- the Hopper (wgmma) kernels, hopper.cuh: one launch shape for both kernels ----
+
+    /** Largest Dk of the Hopper kernels (two 64-row state tiles per consumer warpgroup). */
+    static final int HOPPER_MAX_DK = 128;
+    /** Threads per CTA of the Hopper kernels: a loading warpgroup and two computing ones. */
+    static final int HOPPER_THREADS = 384;
+    /** Value columns per CTA of the Hopper kernels (64 per computing warpgroup). */
+    static final int HOPPER_COLUMNS = 128;
+
+    /** lightning_wg_smem_bytes: the forward (3 stages of Q, K, V) or the states kernel (4 of K, V). */
+    static int hopperSharedBytes(int dk, boolean forward) {
+        int dkp = (dk + 15) / 16 * 16;
+        int qk = 8192 * ((dkp + 63) / 64);
+        int nc = HOPPER_COLUMNS;
+        return forward ? 3 * (2 * qk + 128 * nc) + 2 * 128 * dkp + 128 * (nc + 8) + 1152 : 4 * (qk + 128 * nc) + 1152;
     }
 }

@@ -21,6 +21,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  */
 class GpuBackendTest {
     private static CudaBackend tensorCores;
+    /** The tensor-core backend kept to the portable (mma.sync) kernels, also on a Hopper GPU. */
+    private static CudaBackend portable;
     private static CudaBackend generic;
 
     @BeforeAll
@@ -31,6 +33,8 @@ class GpuBackendTest {
         }
         Assumptions.assumeTrue(reason == null, "no usable GPU: " + reason);
         tensorCores = new CudaBackend(0, true, Backends.DEFAULT_GPU_MEMORY);
+        portable = new CudaBackend(0, true, Backends.DEFAULT_GPU_MEMORY);
+        portable.hopperKernels = false;
         generic = new CudaBackend(0, false, Backends.DEFAULT_GPU_MEMORY);
         System.out.println("GpuBackendTest on " + tensorCores.device());
     }
@@ -39,6 +43,7 @@ class GpuBackendTest {
     static void close() {
         if (tensorCores != null) {
             tensorCores.close();
+            portable.close();
             generic.close();
         }
     }
@@ -85,8 +90,9 @@ class GpuBackendTest {
     }
 
     /**
-     * Both tensor-core families at their edges: the narrow kernels (load warps) up to Dk = 128, the
-     * wide ones above; Dv not a multiple of the 64 columns of a CTA.
+     * Every tensor-core family at its edges: on a Hopper GPU the wgmma kernels (Dk <= 128, Dv > 64),
+     * and everywhere the portable ones: the narrow kernels (load warps) up to Dk = 128, the wide ones
+     * above; Dv not a multiple of a CTA's columns (64 portable, 128 Hopper).
      */
     @ParameterizedTest(name = "T={0} Dk={1} Dv={2} {3}")
     @org.junit.jupiter.params.provider.CsvSource({
@@ -100,7 +106,26 @@ class GpuBackendTest {
         TokenTensor k = Inputs.random(rnd, dtype, t, h, dk);
         TokenTensor v = Inputs.random(rnd, dtype, t, h, dv);
         LightningState s0 = Inputs.randomState(rnd, h, dk, dv);
-        assertAgreesWithTheRecurrence(spec, q, k, v, s0, dtype, tensorCores);
+        assertAgreesWithTheRecurrence(spec, q, k, v, s0, dtype, tensorCores, portable);
+    }
+
+    /**
+     * Segment plans, on each family. With 132 SMs (H100, H200): T = 20000, H = 2 is cut into 66
+     * short segments by either family; H = 50, Dv = 48 and (Hopper kernels) H = 50, Dv = 128 into two,
+     * with pass 1 cut finer than pass 2 (every second sub-segment starts a segment); H = 33, Dv = 100
+     * into four on the Hopper kernels and none on the portable ones (66 CTAs fill half the GPU).
+     */
+    @ParameterizedTest(name = "T={0} H={1} Dk={2} Dv={3}")
+    @org.junit.jupiter.params.provider.CsvSource({"20000, 2, 128, 128", "3000, 50, 128, 128", "3000, 50, 64, 48",
+            "4100, 33, 96, 100"})
+    void segmentPlansAgreeWithTheRecurrence(int t, int h, int dk, int dv) {
+        SplittableRandom rnd = new SplittableRandom(7L * t + h);
+        AttentionSpec spec = new AttentionSpec(h, dk, dv, Slopes.minimax(h), 1.0, 64);
+        TokenTensor q = Inputs.random(rnd, DType.BF16, t, h, dk);
+        TokenTensor k = Inputs.random(rnd, DType.BF16, t, h, dk);
+        TokenTensor v = Inputs.random(rnd, DType.BF16, t, h, dv);
+        LightningState s0 = Inputs.randomState(rnd, h, dk, dv);
+        assertAgreesWithTheRecurrence(spec, q, k, v, s0, DType.BF16, tensorCores, portable);
     }
 
     /** Long windows split into segments (and a tiny budget forcing slices) give the one-segment answer. */

@@ -43,6 +43,28 @@ class KernelLayoutTest {
     }
 
     @Test
+    void hopperLaunchShapeMatchesTheHeader() throws IOException {
+        String header = Files.readString(CUDA.resolve("hopper.cuh"));
+        assertTrue(header.contains("return forward ? 3 * (2 * qk + 128 * nc) + 2 * 128 * dkp + 128 * (nc + 8) + 1152\n"
+                + "                   : 4 * (qk + 128 * nc) + 1152;"),
+                "lightning_wg_smem_bytes changed: update TensorCoreLayout.hopperSharedBytes");
+        assertTrue(header.contains("qk = 8192 * ((dkp + 63) / 64);"), "Q/K tile size changed");
+        for (String[] macro : new String[][] {{"LIGHTNING_WG_COLUMNS", "" + TensorCoreLayout.HOPPER_COLUMNS},
+                {"LIGHTNING_WG_THREADS", "" + TensorCoreLayout.HOPPER_THREADS},
+                {"LIGHTNING_WG_MAX_DK", "" + TensorCoreLayout.HOPPER_MAX_DK}}) {
+            Matcher m = Pattern.compile("#define " + macro[0] + " (\\d+)").matcher(header);
+            assertTrue(m.find(), macro[0]);
+            assertEquals(macro[1], m.group(1), macro[0]);
+        }
+        // dk = 128: 3 x 48 KB stages, two 32 KB state copies... within the 227 KB a block may have
+        assertEquals(198784, TensorCoreLayout.hopperSharedBytes(128, true));
+        assertEquals(132224, TensorCoreLayout.hopperSharedBytes(128, false));
+        for (int dk = 1; dk <= TensorCoreLayout.HOPPER_MAX_DK; dk++) {
+            assertTrue(TensorCoreLayout.hopperSharedBytes(dk, true) <= 227 * 1024, "dk " + dk);
+        }
+    }
+
+    @Test
     void genericSharedMemoryFormulaMatchesTheSource() throws IOException {
         String source = Files.readString(CUDA.resolve("lightning.cu"));
         assertTrue(source.contains("return 4 * ((CHUNK + 4) + 2 * CHUNK * (dk + 1) + CHUNK * GENERIC_BV + CHUNK * (CHUNK + 1) "
@@ -60,5 +82,12 @@ class KernelLayoutTest {
             assertTrue(ptx.contains(".entry lightning_states_" + family), family);
         }
         assertTrue(ptx.contains(".entry lightning_scan"));
+        String hopper = new String(CudaDevice.class.getResourceAsStream(CudaDevice.HOPPER_PTX_RESOURCE).readAllBytes());
+        assertTrue(hopper.contains(".version 9.0") && hopper.contains(".target sm_90a"), "sm_90a PTX expected");
+        for (String type : new String[] {"bf16", "f16"}) {
+            assertTrue(hopper.contains(".entry lightning_forward_wg_" + type), type);
+            assertTrue(hopper.contains(".entry lightning_states_wg_" + type), type);
+        }
+        assertTrue(hopper.contains("wgmma.mma_async"), "the Hopper kernels use wgmma");
     }
 }
