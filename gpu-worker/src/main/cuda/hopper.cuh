@@ -13,9 +13,9 @@
 // and walks the segment's 64-token chunks in order.
 //
 // Warpgroups (4 consecutive warps each; registers moved between them with setmaxnreg):
-//   WG 0 (loaders, 72 registers): every cp.async, three (forward) or four (states) stages deep,
+//   WG 0 (loaders, 56 registers): every cp.async, three (forward) or four (states) stages deep,
 //     handed over through mbarriers.
-//   WG 1, 2 (consumers, 216 registers): each owns 64 of the 128 columns and runs the same code.
+//   WG 1, 2 (consumers, 224 registers): each owns 64 of the 128 columns and runs the same code.
 //     State: P[:, own columns] (all dk rows, float32) in registers; per chunk dP = K_w^T V with
 //     the decayed keys K_w formed in registers (ldmatrix.trans, then hi + lo: see split_hl), then
 //     P = lambda^m P + dP with an ordinary float32 FMA (the tensor cores' accumulate does not round
@@ -177,8 +177,8 @@ template <> struct Wgmma<__half, 64> {
 constexpr int kLoaders = 128;
 // Registers a thread after setmaxnreg. The CTA starts with 168 a thread (65536 / 384, rounded down
 // to a multiple of 8) and the increase is served from what the decrease frees: a larger sum waits
-// forever. 72 keeps the loaders (their copy loops not unrolled) and 216 the consumers free of spills.
-constexpr int kLoaderRegs = 72, kConsumerRegs = 216;
+// forever. 56 keep the loaders (their copy loops not unrolled) and 224 the consumers free of spills.
+constexpr int kLoaderRegs = 56, kConsumerRegs = 224;
 static_assert(kLoaderRegs + 2 * kConsumerRegs <= 3 * 168, "setmaxnreg must fit the registers the CTA launched with");
 template <typename T>
 __device__ __forceinline__ void load_tile(unsigned dst, unsigned char* dstGeneric, const T* src, long long rowStride,
@@ -406,8 +406,51 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
         const unsigned kU = qU + (FWD ? qBytes : 0u), vU = kU + qBytes;
         const unsigned vOwn = vU + 8192u * j;  // own 64 columns of V: one atom
 
+        // State update: P = lambda^m P + dP, dP = sum over the chunk's tokens j of w_j k_j^T v_j with
+        // w_j = lambda^(m-1-j), the decayed keys split as hi + lo (A fragments in registers, lo
+        // products first), one 64-row tile at a time, its eight products issued together.
+        const float lamM = tab[m];
+        unsigned A[4][8];  // [k-step]: [0..3] hi, [4..7] lo
+        float dP[32];      // the first product overwrites it (accumulate = 0)
+        auto form = [&](int mt) {
+#pragma unroll
+            for (int kk = 0; kk < 4; ++kk) {
+                unsigned* a = A[kk];
+                if (rowLive(mt)) {
+                    unsigned x[4];
+                    ldsm_x4_t(x, kU + mt * 8192u + laneK + (unsigned)(kk * 2048));
+                    const float* wt = tab + (m - 1 - 16 * kk - 2 * tq);
+                    const PairWeights<T> p0(wt[0], wt[-1]), p8(wt[-8], wt[-9]);
+                    split_hl<T>(x[0], p0, a[0], a[4]);
+                    split_hl<T>(x[1], p0, a[1], a[5]);
+                    split_hl<T>(x[2], p8, a[2], a[6]);
+                    split_hl<T>(x[3], p8, a[3], a[7]);
+                } else {
+#pragma unroll
+                    for (int i = 0; i < 8; ++i) a[i] = 0u;
+                }
+            }
+        };
+        auto issue = [&]() {  // after form; the caller fences and commits
+#pragma unroll
+            for (int kk = 0; kk < 4; ++kk) {
+                const unsigned long long bd = wg_desc(vOwn + kk * 2048u, 8192u, 1024u);
+                W::template rs<1>(dP, A[kk] + 4, bd, kk > 0);
+                W::template rs<1>(dP, A[kk], bd, 1);
+            }
+        };
+        auto finish = [&](int mt) {  // after the tile's products completed
+            reg_fence<32>(dP);
+            reg_fence<32>(&A[0][0]);
+#pragma unroll
+            for (int i = 0; i < 32; ++i) P[mt][i] = fmaf(lamM, P[mt][i], dP[i]);
+        };
+
         if (FWD && colsLive) {
-            // ---- outputs: S = Q K^T, Oa = Q T(P) (own columns), then Oa = lambda^(i+1) Oa + S' V ----
+            // ---- outputs: S = Q K^T, Oa = Q T(P) (own columns), then Oa = lambda^(i+1) Oa + S' V.
+            //      The first state tile is formed while S and Q T(P) run, and its products queue
+            //      right behind S V, so the tensor cores have work while the scores are masked and
+            //      the rows staged. ----
             float S[32], Oa[32];  // the first k-step overwrites them (accumulate = 0)
             wg_fence();
             for (int ks = 0; ks < (Dkp >> 4); ++ks) W::template ss<0>(S, qk_desc(qU, ks), qk_desc(kU, ks), ks > 0);
@@ -415,6 +458,7 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
             for (int ks = 0; ks < (Dkp >> 4); ++ks)
                 W::template ss<1>(Oa, qk_desc(qU, ks), wg_desc(ptU + ks * 2048u, 8192u, 1024u), ks > 0);
             wg_commit();
+            form(0);
             if (c > 0) store_rows(c - 1);  // while the tensor cores work
             // Mask and decay (tab is 0 for i < j), repacked as A fragments of S V: k-step kk is
             // {n-tile 2kk row g, n-tile 2kk row g+8, n-tile 2kk+1 row g, n-tile 2kk+1 row g+8}.
@@ -443,7 +487,9 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
 #pragma unroll
             for (int kk = 0; kk < 4; ++kk) W::template rs<1>(Oa, Sp[kk], wg_desc(vOwn + kk * 2048u, 8192u, 1024u), 1);
             wg_commit();
-            wg_wait<0>();
+            issue();  // state tile 0
+            wg_commit();
+            wg_wait<1>();
             reg_fence<32>(Oa);
             reg_fence<16>(&Sp[0][0]);
             // Stage the rows (rounded to T); they go out during the next chunk.
@@ -455,55 +501,64 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
                 *reinterpret_cast<unsigned*>(d + 8 * kLdo) = O_::pack(scale * Oa[4 * nt + 2], scale * Oa[4 * nt + 3]);
             }
             __syncwarp();
-        }
-
-        // ---- state: P = lambda^m P + dP, dP = sum over the chunk's tokens j of w_j k_j^T v_j with
-        //      w_j = lambda^(m-1-j), the decayed keys split as hi + lo (A fragments in registers,
-        //      lo products first), one 64-row tile at a time, its eight products issued together ----
-        const float lamM = tab[m];
-        if (colsLive) {
-            unsigned A[4][8];  // [k-step]: [0..3] hi, [4..7] lo
-            auto form = [&](int mt) {
+            wg_wait<0>();
+            finish(0);
+        } else if (!FWD && colsLive && 64 < Dkp) {
+            // states kernel: tile 1 formed and queued while tile 0 runs (in the forward, the
+            // outputs' registers leave room for one tile at a time)
+            unsigned B[4][8];
+            float dQ[32];
+            form(0);
+            wg_fence();
+            issue();
+            wg_commit();
 #pragma unroll
-                for (int kk = 0; kk < 4; ++kk) {
-                    unsigned* a = A[kk];
-                    if (rowLive(mt)) {
-                        unsigned x[4];
-                        ldsm_x4_t(x, kU + mt * 8192u + laneK + (unsigned)(kk * 2048));
-                        const float* wt = tab + (m - 1 - 16 * kk - 2 * tq);
-                        const PairWeights<T> p0(wt[0], wt[-1]), p8(wt[-8], wt[-9]);
-                        split_hl<T>(x[0], p0, a[0], a[4]);
-                        split_hl<T>(x[1], p0, a[1], a[5]);
-                        split_hl<T>(x[2], p8, a[2], a[6]);
-                        split_hl<T>(x[3], p8, a[3], a[7]);
-                    } else {
+            for (int kk = 0; kk < 4; ++kk) {
+                unsigned* b = B[kk];
+                if (rowLive(1)) {
+                    unsigned x[4];
+                    ldsm_x4_t(x, kU + 8192u + laneK + (unsigned)(kk * 2048));
+                    const float* wt = tab + (m - 1 - 16 * kk - 2 * tq);
+                    const PairWeights<T> p0(wt[0], wt[-1]), p8(wt[-8], wt[-9]);
+                    split_hl<T>(x[0], p0, b[0], b[4]);
+                    split_hl<T>(x[1], p0, b[1], b[5]);
+                    split_hl<T>(x[2], p8, b[2], b[6]);
+                    split_hl<T>(x[3], p8, b[3], b[7]);
+                } else {
 #pragma unroll
-                        for (int i = 0; i < 8; ++i) a[i] = 0u;
-                    }
+                    for (int i = 0; i < 8; ++i) b[i] = 0u;
                 }
-            };
-            float dP[32];  // the first product overwrites it (accumulate = 0)
-            auto issue = [&](int mt) {
-                wg_fence();
-#pragma unroll
-                for (int kk = 0; kk < 4; ++kk) {
-                    const unsigned long long bd = wg_desc(vOwn + kk * 2048u, 8192u, 1024u);
-                    W::template rs<1>(dP, A[kk] + 4, bd, kk > 0);
-                    W::template rs<1>(dP, A[kk], bd, 1);
-                }
-                wg_commit();
-            };
-#pragma unroll
-            for (int mt = 0; mt < 2; ++mt) {
-                if (64 * mt >= Dkp) continue;  // warpgroup-uniform
-                form(mt);
-                issue(mt);
-                wg_wait<0>();
-                reg_fence<32>(dP);
-                reg_fence<32>(&A[0][0]);
-#pragma unroll
-                for (int i = 0; i < 32; ++i) P[mt][i] = fmaf(lamM, P[mt][i], dP[i]);
             }
+            wg_fence();
+#pragma unroll
+            for (int kk = 0; kk < 4; ++kk) {
+                const unsigned long long bd = wg_desc(vOwn + kk * 2048u, 8192u, 1024u);
+                W::template rs<1>(dQ, B[kk] + 4, bd, kk > 0);
+                W::template rs<1>(dQ, B[kk], bd, 1);
+            }
+            wg_commit();
+            wg_wait<1>();
+            finish(0);
+            wg_wait<0>();
+            reg_fence<32>(dQ);
+            reg_fence<32>(&B[0][0]);
+#pragma unroll
+            for (int i = 0; i < 32; ++i) P[1][i] = fmaf(lamM, P[1][i], dQ[i]);
+        } else if (colsLive) {
+            form(0);
+            wg_fence();
+            issue();
+            wg_commit();
+            wg_wait<0>();
+            finish(0);
+        }
+        if (FWD && colsLive && 64 < Dkp) {  // state tile 1 of the forward (warpgroup-uniform)
+            form(1);
+            wg_fence();
+            issue();
+            wg_commit();
+            wg_wait<0>();
+            finish(1);
         }
         mbar_arrive(emptyU + 8u * st);  // done with the stage
         // The copy of the new state for the next chunk's inter product (this chunk's is read).
