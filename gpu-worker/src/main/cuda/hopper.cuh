@@ -106,66 +106,39 @@ __device__ __forceinline__ void fence_async_smem() { asm volatile("fence.proxy.a
 // registers (the mma.sync A fragment layout, per warp its 16 rows). TRANS_B = 1: B's K dimension
 // runs down the tile's columns (see the layout notes above). accumulate = 0 ignores D's old value.
 template <typename T, int N> struct Wgmma;
-template <> struct Wgmma<__nv_bfloat16, 64> {
-    template <int TRANS_B>
-    static __device__ __forceinline__ void ss(float* d, unsigned long long a, unsigned long long b, int acc) {
-        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
-                     "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
-                     "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
-                     "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}"
-                     ", %32, %33, p, 1, 1, 0, %35;\n}\n"
-                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-                       "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
-                       "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
-                       "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-                     : "l"(a), "l"(b), "r"(acc), "n"(TRANS_B)
-                     : "memory");
-    }
-    template <int TRANS_B>
-    static __device__ __forceinline__ void rs(float* d, const unsigned* a, unsigned long long b, int acc) {
-        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
-                     "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
-                     "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
-                     "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}"
-                     ", {%32,%33,%34,%35}, %36, p, 1, 1, %38;\n}\n"
-                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-                       "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
-                       "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
-                       "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc), "n"(TRANS_B)
-                     : "memory");
-    }
-};
-template <> struct Wgmma<__half, 64> {
-    template <int TRANS_B>
-    static __device__ __forceinline__ void ss(float* d, unsigned long long a, unsigned long long b, int acc) {
-        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
-                     "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 "
-                     "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
-                     "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}"
-                     ", %32, %33, p, 1, 1, 0, %35;\n}\n"
-                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-                       "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
-                       "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
-                       "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-                     : "l"(a), "l"(b), "r"(acc), "n"(TRANS_B)
-                     : "memory");
-    }
-    template <int TRANS_B>
-    static __device__ __forceinline__ void rs(float* d, const unsigned* a, unsigned long long b, int acc) {
-        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
-                     "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 "
-                     "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
-                     "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}"
-                     ", {%32,%33,%34,%35}, %36, p, 1, 1, %38;\n}\n"
-                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-                       "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
-                       "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
-                       "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc), "n"(TRANS_B)
-                     : "memory");
-    }
-};
+// The 32 accumulator registers of an m64n64 product, as operands and as their PTX list.
+#define LIGHTNING_WG_D32                                                                                   \
+    "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),        \
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), \
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+#define LIGHTNING_WG_D32_LIST                                                                              \
+    "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"                                             \
+    "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}"
+// One specialization per element type; TYPE_NAME is its PTX name.
+#define LIGHTNING_WG_WGMMA64(TYPE, TYPE_NAME)                                                              \
+    template <> struct Wgmma<TYPE, 64> {                                                                   \
+        template <int TRANS_B>                                                                             \
+        static __device__ __forceinline__ void ss(float* d, unsigned long long a, unsigned long long b, int acc) { \
+            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                       \
+                         "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE_NAME "." TYPE_NAME " "           \
+                         LIGHTNING_WG_D32_LIST ", %32, %33, p, 1, 1, 0, %35;\n}\n"                          \
+                         : LIGHTNING_WG_D32                                                                \
+                         : "l"(a), "l"(b), "r"(acc), "n"(TRANS_B)                                         \
+                         : "memory");                                                                     \
+        }                                                                                                  \
+        template <int TRANS_B>                                                                             \
+        static __device__ __forceinline__ void rs(float* d, const unsigned* a, unsigned long long b, int acc) { \
+            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"                                       \
+                         "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE_NAME "." TYPE_NAME " "           \
+                         LIGHTNING_WG_D32_LIST ", {%32,%33,%34,%35}, %36, p, 1, 1, %38;\n}\n"               \
+                         : LIGHTNING_WG_D32                                                                \
+                         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc), "n"(TRANS_B)     \
+                         : "memory");                                                                     \
+        }                                                                                                  \
+    };
+LIGHTNING_WG_WGMMA64(__nv_bfloat16, "bf16")
+LIGHTNING_WG_WGMMA64(__half, "f16")
 
 // ------------------------------ loads -----------------------------------------------------
 // One loader thread's part (lt of 128) of loading rows [0, m) of a 64 x (8 cb) tile into the
@@ -412,10 +385,12 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
         const float lamM = tab[m];
         unsigned A[4][8];  // [k-step]: [0..3] hi, [4..7] lo
         float dP[32];      // the first product overwrites it (accumulate = 0)
-        auto form = [&](int mt) {
+        // A fragments of tile mt into F, its eight products into D (fenced and committed by the
+        // caller), and D folded into the tile's P.
+        auto form_into = [&](unsigned (&F)[4][8], int mt) {
 #pragma unroll
             for (int kk = 0; kk < 4; ++kk) {
-                unsigned* a = A[kk];
+                unsigned* a = F[kk];
                 if (rowLive(mt)) {
                     unsigned x[4];
                     ldsm_x4_t(x, kU + mt * 8192u + laneK + (unsigned)(kk * 2048));
@@ -431,20 +406,23 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
                 }
             }
         };
-        auto issue = [&]() {  // after form; the caller fences and commits
+        auto issue_into = [&](float (&D)[32], unsigned (&F)[4][8]) {
 #pragma unroll
             for (int kk = 0; kk < 4; ++kk) {
                 const unsigned long long bd = wg_desc(vOwn + kk * 2048u, 8192u, 1024u);
-                W::template rs<1>(dP, A[kk] + 4, bd, kk > 0);
-                W::template rs<1>(dP, A[kk], bd, 1);
+                W::template rs<1>(D, F[kk] + 4, bd, kk > 0);
+                W::template rs<1>(D, F[kk], bd, 1);
             }
         };
-        auto finish = [&](int mt) {  // after the tile's products completed
-            reg_fence<32>(dP);
-            reg_fence<32>(&A[0][0]);
+        auto fold = [&](float (&D)[32], unsigned (&F)[4][8], int mt) {  // once the products completed
+            reg_fence<32>(D);
+            reg_fence<32>(&F[0][0]);
 #pragma unroll
-            for (int i = 0; i < 32; ++i) P[mt][i] = fmaf(lamM, P[mt][i], dP[i]);
+            for (int i = 0; i < 32; ++i) P[mt][i] = fmaf(lamM, P[mt][i], D[i]);
         };
+        auto form = [&](int mt) { form_into(A, mt); };
+        auto issue = [&]() { issue_into(dP, A); };
+        auto finish = [&](int mt) { fold(dP, A, mt); };
 
         if (FWD && colsLive) {
             // ---- outputs: S = Q K^T, Oa = Q T(P) (own columns), then Oa = lambda^(i+1) Oa + S' V.
@@ -512,38 +490,14 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
             wg_fence();
             issue();
             wg_commit();
-#pragma unroll
-            for (int kk = 0; kk < 4; ++kk) {
-                unsigned* b = B[kk];
-                if (rowLive(1)) {
-                    unsigned x[4];
-                    ldsm_x4_t(x, kU + 8192u + laneK + (unsigned)(kk * 2048));
-                    const float* wt = tab + (m - 1 - 16 * kk - 2 * tq);
-                    const PairWeights<T> p0(wt[0], wt[-1]), p8(wt[-8], wt[-9]);
-                    split_hl<T>(x[0], p0, b[0], b[4]);
-                    split_hl<T>(x[1], p0, b[1], b[5]);
-                    split_hl<T>(x[2], p8, b[2], b[6]);
-                    split_hl<T>(x[3], p8, b[3], b[7]);
-                } else {
-#pragma unroll
-                    for (int i = 0; i < 8; ++i) b[i] = 0u;
-                }
-            }
+            form_into(B, 1);
             wg_fence();
-#pragma unroll
-            for (int kk = 0; kk < 4; ++kk) {
-                const unsigned long long bd = wg_desc(vOwn + kk * 2048u, 8192u, 1024u);
-                W::template rs<1>(dQ, B[kk] + 4, bd, kk > 0);
-                W::template rs<1>(dQ, B[kk], bd, 1);
-            }
+            issue_into(dQ, B);
             wg_commit();
             wg_wait<1>();
             finish(0);
             wg_wait<0>();
-            reg_fence<32>(dQ);
-            reg_fence<32>(&B[0][0]);
-#pragma unroll
-            for (int i = 0; i < 32; ++i) P[1][i] = fmaf(lamM, P[1][i], dQ[i]);
+            fold(dQ, B, 1);
         } else if (colsLive) {
             form(0);
             wg_fence();
