@@ -233,20 +233,11 @@ public final class CudaBackend implements AttentionBackend {
         }
         lastKernels = forward;
         int columnTiles = (dv + bv - 1) / bv;
-        int chunks = (n + CHUNK - 1) / CHUNK;
         int ctasPerSegment = heads * columnTiles;
-        // Segments only pay when the heads leave resident CTA slots empty: each costs an extra read
-        // of k and v (pass 1) and one more scan step.
         int resident = device.multiprocessors * Math.max(1, device.maxSharedPerMultiprocessor / (smemForward + 1024));
-        // As many segments as fill one wave of resident CTAs, never a partial second wave; none when
-        // the heads alone fill half of one.
-        int want = 2 * ctasPerSegment >= resident ? 1 : resident / ctasPerSegment;
-        if (minSegments > 1) {
-            want = Math.max(want, minSegments);
-        }
-        int segments = Math.min(chunks, want);
-        int segTokens = (chunks + segments - 1) / segments * CHUNK;
-        segments = (n + segTokens - 1) / segTokens;
+        SegmentPlan plan = SegmentPlan.of(n, ctasPerSegment, resident, minSegments);
+        int segments = plan.segments();
+        int segTokens = plan.segTokens();
         lastSegments = segments;
         long stateBytes = (long) spec.stateSize() * 4;
         int per = spec.stateSize();
@@ -264,7 +255,7 @@ public final class CudaBackend implements AttentionBackend {
                     ints(heads), ints(dk), ints(dv), Pointer.to(slopesDev.ptr)));
             return "lightning_scan";
         }
-        lastPass1Tokens = segments > 1 ? (long) (segments - 1) * segTokens : 0;
+        lastPass1Tokens = plan.pass1Tokens();
         if (segments == 1) {
             // one segment: its CTAs start from the incoming state and write the state after it
             launch(forward, heads, columnTiles, 1, threads, smemForward, Pointer.to(
@@ -273,17 +264,11 @@ public final class CudaBackend implements AttentionBackend {
                     Pointer.to(new float[] {(float) spec.scale()}), Pointer.to(incoming.ptr), Pointer.to(result.ptr)));
             return forward;
         }
-        // Pass 1 needs the local states of the tokens before the last segment only (pass 2 writes
-        // the state after it), cut into sub-segments that fill the GPU: every-th of them starts a
-        // segment of pass 2.
+        // Pass 1: local states of the tokens before the last segment, in sub-segments (SegmentPlan).
         int before = segments - 1;
-        int segChunks = segTokens / CHUNK;
-        int every = Math.max(1, Math.min(segChunks, resident / (before * ctasPerSegment)));
-        while (segChunks % every != 0) {
-            every--;
-        }
-        int subTokens = segTokens / every;
-        int locals = before * every;
+        int every = plan.every();
+        int subTokens = plan.subTokens();
+        int locals = plan.locals();
         segmentStates.ensure(stateBytes * locals);
         segmentIncoming.ensure(stateBytes * segments);
         stateScratch.ensure(stateBytes * segments);
