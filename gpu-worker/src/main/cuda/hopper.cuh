@@ -10,21 +10,30 @@
 //   LIGHTNING_WG_THREADS threads; lightning_wg_smem_bytes(dk, 1) bytes for the forward kernel,
 //   lightning_wg_smem_bytes(dk, 0) for the states kernel.
 // A CTA owns head blockIdx.x, value columns [128 y, min(dv, 128 y + 128)) and segment blockIdx.z,
-// and walks the segment's 64-token chunks in order.
+// and walks the segment's 64-token chunks in order. Q and K tiles are always 128 columns wide
+// (zeros past dk), so every loop has a compile-time trip count; a dk of 64 or less would spend
+// half the products on zeros, and the host gives those to the mma.sync kernels.
 //
 // Warpgroups (4 consecutive warps each; registers moved between them with setmaxnreg):
-//   WG 0 (loaders, 56 registers): every cp.async, three (forward) or four (states) stages deep,
-//     handed over through mbarriers.
-//   WG 1, 2 (consumers, 224 registers): each owns 64 of the 128 columns and runs the same code.
-//     State: P[:, own columns] (all dk rows, float32) in registers; per chunk dP = K_w^T V with
-//     the decayed keys K_w formed in registers (ldmatrix.trans, then hi + lo: see split_hl), then
-//     P = lambda^m P + dP with an ordinary float32 FMA (the tensor cores' accumulate does not round
-//     to nearest: measured on an H200, it matched round-toward-zero in 83% of cases and round-to-
-//     nearest in 69%, so a running sum over thousands of chunks would drift).
+//   WG 0 (loaders): every cp.async, three (forward) or four (states) stages deep, handed over
+//     through mbarriers.
+//   WG 1, 2 (consumers): each owns 64 of the 128 columns and runs the same code.
+//     State: its slice transposed, P^T (own columns x all dk, float32), in the registers of an
+//     m64n128 accumulator. Per chunk dP^T = (W V)^T K: the own 64 columns of V decayed by the
+//     token weights w_t = lambda^(m-1-t) in registers (ldmatrix.trans, then hi + lo: see
+//     split_hl) are the A operand, the K tile (all 128 dk) the B operand, one m64n128k16 product
+//     per k-step and half. Taking the weights on V (64 columns) rather than on K (128 rows) halves
+//     the split work; that, and loops of fixed length, mattered because these kernels are bound by
+//     the consumers' instruction stream (ncu: issue slots half busy, a warp issuing every 5-6
+//     cycles), not by the tensor cores. Then P^T = lambda^m P^T + dP^T with an ordinary float32
+//     FMA (the tensor cores' accumulate does not round to nearest: measured on an H200, it matched
+//     round-toward-zero in 83% of cases and round-to-nearest in 69%, so a running sum over
+//     thousands of chunks would drift).
 //     Forward: S = Q K^T (m64n64, both operands from shared memory), O = Q T(P) with the
-//     consumer's bf16/f16 copy of its state slice, then S is masked and decayed in registers and
-//     becomes the A operand (registers) of O += S V; O is staged in shared memory and written
-//     during the next chunk.
+//     consumer's bf16/f16 copy of P^T (stored like a K tile, read as a K-major B), then S is
+//     masked and decayed (the output scale folded into the decay table) in registers and becomes
+//     the A operand (registers) of O += S V; O is staged in shared memory and written during the
+//     next chunk.
 //
 // Shared-memory tiles use the 128-byte swizzle wgmma reads natively: a tile is cut into atoms of
 // 64 columns (128 bytes of 2-byte elements), an atom stores its rows 128 bytes apart, and the
@@ -45,16 +54,18 @@
 #define LIGHTNING_WG_THREADS 384
 #define LIGHTNING_WG_MAX_DK 128
 
-// Dynamic shared memory in bytes, Dkp = dk rounded up to 16, NC = LIGHTNING_WG_COLUMNS,
-// A = ceil(Dkp / 64) atoms of 8192 bytes per 64-row Q or K tile:
-//   stages: forward 3 x (Q, K, V), states 4 x (K, V)      Q, K: 8192 A each; V: 128 NC
-//   forward only: the consumers' state copies (2 x 128 Dkp) and the output staging tile
+// Dynamic shared memory in bytes (any dk <= 128: tiles are padded to 128 columns), with
+// NC = LIGHTNING_WG_COLUMNS and 16384-byte Q and K tiles (64 x 128, two atoms):
+//   stages: forward 3 x (Q, K, V), states 4 x (K, V)      V: 128 NC
+//   forward only: the consumers' state copies (2 x 16384) and the output staging tile
 //   64 x (NC + 8) x 2
 //   decay table and mbarriers                              1152
-// dk = 128: forward 198784 bytes, states 132224.
+//   forward only: the scaled mask table                    512
+// Forward 199296 bytes, states 132224.
 __host__ __device__ inline int lightning_wg_smem_bytes(int dk, int forward) {
-    const int dkp = (dk + 15) / 16 * 16, nc = LIGHTNING_WG_COLUMNS, qk = 8192 * ((dkp + 63) / 64);
-    return forward ? 3 * (2 * qk + 128 * nc) + 2 * 128 * dkp + 128 * (nc + 8) + 1152
+    (void)dk;
+    const int qk = 16384, nc = LIGHTNING_WG_COLUMNS;
+    return forward ? 3 * (2 * qk + 128 * nc) + 2 * qk + 128 * (nc + 8) + 1152 + 512
                    : 4 * (qk + 128 * nc) + 1152;
 }
 
@@ -112,6 +123,7 @@ template <typename T, int N> struct Wgmma;
         "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
         "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), \
         "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+#define LIGHTNING_WG_D32_OUT "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3]), "=f"(d[4]), "=f"(d[5]), "=f"(d[6]), "=f"(d[7]), "=f"(d[8]), "=f"(d[9]), "=f"(d[10]), "=f"(d[11]), "=f"(d[12]), "=f"(d[13]), "=f"(d[14]), "=f"(d[15]), "=f"(d[16]), "=f"(d[17]), "=f"(d[18]), "=f"(d[19]), "=f"(d[20]), "=f"(d[21]), "=f"(d[22]), "=f"(d[23]), "=f"(d[24]), "=f"(d[25]), "=f"(d[26]), "=f"(d[27]), "=f"(d[28]), "=f"(d[29]), "=f"(d[30]), "=f"(d[31])
 #define LIGHTNING_WG_D32_LIST                                                                              \
     "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"                                             \
     "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}"
@@ -136,43 +148,101 @@ template <typename T, int N> struct Wgmma;
                          : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc), "n"(TRANS_B)     \
                          : "memory");                                                                     \
         }                                                                                                  \
+        /* D = A B: D is only written, so its registers need no zeros first */                            \
+        template <int TRANS_B>                                                                             \
+        static __device__ __forceinline__ void ss0(float* d, unsigned long long a, unsigned long long b) {  \
+            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, 0, 0;\n"                                        \
+                         "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE_NAME "." TYPE_NAME " "           \
+                         LIGHTNING_WG_D32_LIST ", %32, %33, p, 1, 1, 0, %34;\n}\n"                          \
+                         : LIGHTNING_WG_D32_OUT                                                            \
+                         : "l"(a), "l"(b), "n"(TRANS_B)                                                    \
+                         : "memory");                                                                     \
+        }                                                                                                  \
     };
 LIGHTNING_WG_WGMMA64(__nv_bfloat16, "bf16")
 LIGHTNING_WG_WGMMA64(__half, "f16")
 
+// D[64 x 128] (+)= A[64 x 16] (registers) B[16 x 128] (shared memory, TRANS_B as above).
+#define LIGHTNING_WG_D64                                                                                   \
+    LIGHTNING_WG_D32, "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]),         \
+        "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]),          \
+        "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]),          \
+        "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]),          \
+        "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+#define LIGHTNING_WG_D64_OUT "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3]), "=f"(d[4]), "=f"(d[5]), "=f"(d[6]), "=f"(d[7]), "=f"(d[8]), "=f"(d[9]), "=f"(d[10]), "=f"(d[11]), "=f"(d[12]), "=f"(d[13]), "=f"(d[14]), "=f"(d[15]), "=f"(d[16]), "=f"(d[17]), "=f"(d[18]), "=f"(d[19]), "=f"(d[20]), "=f"(d[21]), "=f"(d[22]), "=f"(d[23]), "=f"(d[24]), "=f"(d[25]), "=f"(d[26]), "=f"(d[27]), "=f"(d[28]), "=f"(d[29]), "=f"(d[30]), "=f"(d[31]), "=f"(d[32]), "=f"(d[33]), "=f"(d[34]), "=f"(d[35]), "=f"(d[36]), "=f"(d[37]), "=f"(d[38]), "=f"(d[39]), "=f"(d[40]), "=f"(d[41]), "=f"(d[42]), "=f"(d[43]), "=f"(d[44]), "=f"(d[45]), "=f"(d[46]), "=f"(d[47]), "=f"(d[48]), "=f"(d[49]), "=f"(d[50]), "=f"(d[51]), "=f"(d[52]), "=f"(d[53]), "=f"(d[54]), "=f"(d[55]), "=f"(d[56]), "=f"(d[57]), "=f"(d[58]), "=f"(d[59]), "=f"(d[60]), "=f"(d[61]), "=f"(d[62]), "=f"(d[63])
+#define LIGHTNING_WG_D64_LIST                                                                              \
+    "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"                                             \
+    "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,"                                     \
+    "%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,"                                     \
+    "%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}"
+#define LIGHTNING_WG_WGMMA128(TYPE, TYPE_NAME)                                                             \
+    template <> struct Wgmma<TYPE, 128> {                                                                  \
+        template <int TRANS_B>                                                                             \
+        static __device__ __forceinline__ void rs(float* d, const unsigned* a, unsigned long long b, int acc) { \
+            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"                                      \
+                         "wgmma.mma_async.sync.aligned.m64n128k16.f32." TYPE_NAME "." TYPE_NAME " "          \
+                         LIGHTNING_WG_D64_LIST ", {%64,%65,%66,%67}, %68, p, 1, 1, %70;\n}\n"             \
+                         : LIGHTNING_WG_D64                                                                \
+                         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc), "n"(TRANS_B)     \
+                         : "memory");                                                                     \
+        }                                                                                                  \
+        template <int TRANS_B>                                                                             \
+        static __device__ __forceinline__ void rs0(float* d, const unsigned* a, unsigned long long b) {     \
+            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, 0, 0;\n"                                        \
+                         "wgmma.mma_async.sync.aligned.m64n128k16.f32." TYPE_NAME "." TYPE_NAME " "          \
+                         LIGHTNING_WG_D64_LIST ", {%64,%65,%66,%67}, %68, p, 1, 1, %69;\n}\n"             \
+                         : LIGHTNING_WG_D64_OUT                                                            \
+                         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "n"(TRANS_B)               \
+                         : "memory");                                                                     \
+        }                                                                                                  \
+    };
+LIGHTNING_WG_WGMMA128(__nv_bfloat16, "bf16")
+LIGHTNING_WG_WGMMA128(__half, "f16")
+
 // ------------------------------ loads -----------------------------------------------------
-// One loader thread's part (lt of 128) of loading rows [0, m) of a 64 x (8 cb) tile into the
-// swizzled layout at dst (atoms of 64 columns, 8192 bytes each); row r starts at src + r *
+__device__ __forceinline__ void cp_async16(unsigned sdst, const void* gsrc) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(sdst), "l"(gsrc) : "memory");
+}
+// One loader thread's part (lt of 128) of loading rows [0, m) of a 64 x 128 tile into the
+// swizzled layout at dst (two atoms of 64 columns, 8192 bytes each); row r starts at src + r *
 // rowStride (elements). Columns >= valid and rows >= m are zero. vec: 16-byte cp.async, zeros
 // included (needs valid % 8 == 0, rowStride % 8 == 0, an aligned src); otherwise synchronous
-// 2-byte copies. Piece idx is row idx / (8 A), piece idx % (8 A) of the row (A atoms a row): a
-// warp copies whole rows of 256 bytes (A = 2), 8 lanes to each atom's 128-byte part.
+// 2-byte copies. Thread lt copies piece lt % 16 of rows lt / 16 + 8 i, i = 0..7 (a warp: two
+// whole rows of 256 bytes), so its shared offsets step by 1024 and its global ones by 8 rows, and
+// the swizzle term r % 8 is the same for all eight: a few instructions a copy, which matters, as
+// the loaders share the issue slots with the consumers.
 constexpr int kLoaders = 128;
 // Registers a thread after setmaxnreg. The CTA starts with 168 a thread (65536 / 384, rounded down
 // to a multiple of 8) and the increase is served from what the decrease frees: a larger sum waits
-// forever. 56 keep the loaders (their copy loops not unrolled) and 224 the consumers free of spills.
-constexpr int kLoaderRegs = 56, kConsumerRegs = 224;
-static_assert(kLoaderRegs + 2 * kConsumerRegs <= 3 * 168, "setmaxnreg must fit the registers the CTA launched with");
+// forever. Forward: 56 keep the loaders and 224 the consumers free of spills. The states kernel's
+// consumers need fewer (no outputs), and its loaders spilled with 56.
+template <bool FWD> struct Regs {
+    static constexpr int loader = FWD ? 56 : 88, consumer = FWD ? 224 : 208;
+    static_assert(loader + 2 * consumer <= 3 * 168, "setmaxnreg must fit the registers the CTA launched with");
+};
 template <typename T>
 __device__ __forceinline__ void load_tile(unsigned dst, unsigned char* dstGeneric, const T* src, long long rowStride,
-                                          int m, int cb, int valid, bool vec, int lt) {
-    const int atoms = (cb + 7) >> 3;
+                                          int m, int valid, bool vec, int lt) {
     if (vec) {
-        const int sh = atoms == 2 ? 4 : 3;  // pieces a row: 8 A
-        const int j = lt & ((1 << sh) - 1), a = j >> 3, jj = j & 7;
-        const bool colOk = j < cb && 8 * j < valid;
-#pragma unroll 1  // unrolled, the loaders needed more registers than they get (see kLoaderRegs)
-        for (int idx = lt; idx < atoms * 512; idx += kLoaders) {
-            const int r = idx >> sh;
-            if (j >= cb) continue;  // past the tile's padded width (never read)
-            const bool ok = colOk && r < m;
-            const unsigned d = dst + ((unsigned)a << 13) + ((unsigned)r << 7) + ((unsigned)(jj ^ (r & 7)) << 4);
-            cp_async16_zfill(d, ok ? src + r * rowStride + 8 * j : src, ok ? 16u : 0u);
+        const int r0 = lt >> 4, jp = lt & 15;
+        const unsigned so = dst + ((unsigned)(jp >> 3) << 13) + ((unsigned)r0 << 7) + ((unsigned)((jp & 7) ^ r0) << 4);
+        const bool colOk = 8 * jp < valid;
+        const T* g = src + r0 * rowStride + 8 * jp;
+        const long long step = 8 * rowStride;
+        if (colOk && m == kChunk) {  // a whole chunk of real columns: no predicates
+#pragma unroll
+            for (int i = 0; i < 8; ++i, g += step) cp_async16(so + 1024u * i, g);
+            return;
+        }
+#pragma unroll 1  // unrolled, the loaders need more registers than they get (see Regs)
+        for (int i = 0; i < 8; ++i, g += step) {
+            const bool ok = colOk && r0 + 8 * i < m;
+            cp_async16_zfill(so + 1024u * i, ok ? g : src, ok ? 16u : 0u);
         }
     } else {
         const unsigned short* s16 = reinterpret_cast<const unsigned short*>(src);
         unsigned short* d16 = reinterpret_cast<unsigned short*>(dstGeneric);
-        const int cols = 8 * cb;
+        constexpr int cols = 128;
         for (int e = lt; e < 64 * cols; e += kLoaders) {
             const int r = e / cols, c = e - r * cols;
             d16[((c >> 6) << 12) + (r << 6) + ((((c >> 3) & 7) ^ (r & 7)) << 3) + (c & 7)] =
@@ -209,8 +279,8 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
     const int warp = tid >> 5, lane = tid & 31;
     const int g = lane >> 2, tq = lane & 3;
     const int w4 = warp & 3;                 // warp within its warpgroup
-    const int Dkp = (dk + 15) & ~15;
-    const int cbK = Dkp >> 3;
+    constexpr int Dkp = LIGHTNING_WG_MAX_DK;  // Q and K tiles padded to 128 columns (zeros)
+    constexpr int KS = Dkp / 16;              // k-steps of S = Q K^T and Q P
     const int width = min(kCols, dv - c0);
 
     const long long segStart = (long long)s * segTokens;
@@ -218,10 +288,10 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
     const int nChunks = (int)((segEnd - segStart + kChunk - 1) / kChunk);
 
     // ---- shared memory (see lightning_wg_smem_bytes) ----
-    const unsigned qBytes = 8192u * ((Dkp + 63) >> 6);  // a 64 x Dkp tile (Q or K), whole atoms
+    constexpr unsigned qBytes = 8192u * (Dkp / 64);     // a 64 x Dkp tile (Q or K), whole atoms
     const unsigned vBytes = 128u * kCols;               // a 64 x NC tile (two atoms)
     const unsigned stageBytes = (FWD ? 2u : 1u) * qBytes + vBytes;
-    const unsigned ptBytes = 128u * Dkp;                // a consumer's state copy: Dkp x 64, one atom
+    constexpr unsigned ptBytes = 128u * Dkp;            // a consumer's state copy: 64 x Dkp (P^T), two atoms
     const unsigned offPt = NS * stageBytes;             // atoms at multiples of 1024
     const unsigned offO = offPt + (FWD ? 2u * ptBytes : 0u);
     const unsigned offTab = offO + (FWD ? 128u * kLdo : 0u);
@@ -236,6 +306,10 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
     {
         const float slope = slopes[h];
         for (int x = tid; x < 256; x += blockDim.x) tab[x - 64] = x >= 64 ? expf(-slope * (float)(x - 64)) : 0.f;
+        if (FWD) {  // scale lambda^d for d = -64..63 (0 below 0): the mask with the output scale folded in
+            float* tabS = reinterpret_cast<float*>(sm + offTab + 1152) + 64;
+            for (int x = tid; x < 128; x += blockDim.x) tabS[x - 64] = x >= 64 ? scale * expf(-slope * (float)(x - 64)) : 0.f;
+        }
         if (tid == 0) {
             for (int i = 0; i < NS; ++i) {
                 mbar_init(fullU + 8u * i, kLoaders);
@@ -245,13 +319,14 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
         __syncthreads();
     }
     // Descriptors: Q, K (K = dk along the rows): k-step ks starts at atom ks / 4, byte 32 (ks % 4).
-    auto qk_desc = [](unsigned tile, int ks) {
-        return wg_desc(tile + ((unsigned)(ks >> 2) << 13) + ((unsigned)(ks & 3) << 5), 16u, 1024u);
+    // (A descriptor plus a byte offset: the start address field cannot carry, addresses < 2^18.)
+    auto qk_desc = [](unsigned long long tileDesc, int ks) {
+        return tileDesc + (unsigned long long)(((ks >> 2) << 9) + ((ks & 3) << 1));
     };
 
     if (warp < 4) {
         // ================= loaders =================
-        asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kLoaderRegs));
+        asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(Regs<FWD>::loader));
         const bool vecQK = (dk % 8 == 0) && lightning_tc::aligned16(k) && (!FWD || lightning_tc::aligned16(q));
         const bool vecV = (dv % 8 == 0) && lightning_tc::aligned16(v);
         const long long rowQK = (long long)H * dk;
@@ -260,11 +335,12 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
             const long long t0 = segStart + (long long)c * kChunk;
             const int m = (int)min((long long)kChunk, segEnd - t0);
             const unsigned base = st * stageBytes;
-            if (FWD) load_tile<T>(smU + base, sm + base, q + (t0 * H + h) * dk, rowQK, m, cbK, dk, vecQK, tid);
+            if (FWD) load_tile<T>(smU + base, sm + base, q + (t0 * H + h) * dk, rowQK, m, dk, vecQK, tid);
             const unsigned kb = base + (FWD ? qBytes : 0u), vb = kb + qBytes;
-            load_tile<T>(smU + kb, sm + kb, k + (t0 * H + h) * dk, rowQK, m, cbK, dk, vecQK, tid);
-            load_tile<T>(smU + vb, sm + vb, v + (t0 * H + h) * dv + c0, rowV, m, kCols / 8, width, vecV, tid);
+            load_tile<T>(smU + kb, sm + kb, k + (t0 * H + h) * dk, rowQK, m, dk, vecQK, tid);
+            load_tile<T>(smU + vb, sm + vb, v + (t0 * H + h) * dv + c0, rowV, m, width, vecV, tid);
         };
+#pragma unroll 1
         for (int i = 0; i < AHEAD; ++i) {
             if (i < nChunks) load_chunk(i, i);
             cp_async_commit();
@@ -288,7 +364,8 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
         }
     } else {
     // ================= consumers (not indented, to keep this long block readable) =================
-    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kConsumerRegs));
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(Regs<FWD>::consumer));
+    using W128 = Wgmma<T, 128>;
     const int j = (warp >> 2) - 1;            // which half of the columns
     const int colBase = 64 * j;               // first own column, relative to c0
     const bool colsLive = colBase < width;    // dv <= 64 leaves the second consumer idle
@@ -296,56 +373,55 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
     const unsigned ptU = smU + offPt + j * ptBytes;
     unsigned char* pt = sm + offPt + j * ptBytes;
 
-    // Carried state slice, wgmma accumulator layout per 64-row tile mt: P[mt][4 nt + e] is row
-    // 64 mt + 16 w4 + g + 8 (e >> 1), column colBase + 8 nt + 2 tq + (e & 1).
-    float P[2][32];
+    // Carried state slice, transposed: the m64n128 accumulator of P^T (rows: the own 64 columns,
+    // columns: all 128 dk). Pt[4 nt + e] = P[d][colBase + c] with c = 16 w4 + g + 8 (e >> 1) and
+    // d = 8 nt + 2 tq + (e & 1), nt = 0..15. Keeping P^T (not P) lets the state update take the
+    // decayed values from V (64 own columns) instead of K (128 dk rows): half the split work, one
+    // m64n128 product instead of two m64n64 per k-step.
+    float Pt[64];
 #pragma unroll
-    for (int mt = 0; mt < 2; ++mt)
+    for (int i = 0; i < 64; ++i) Pt[i] = 0.f;
+    // Visits the elements of the slice that exist (d < dk, column < width) with their offset in
+    // an [dk, dv] state of this head and column tile.
+    auto each_state = [&](auto&& f) {
 #pragma unroll
-        for (int i = 0; i < 32; ++i) P[mt][i] = 0.f;
-    auto rowLive = [&](int mt) { return 64 * mt + 16 * w4 < Dkp; };
+        for (int i = 0; i < 64; ++i) {
+            const int cc = colBase + 16 * w4 + g + 8 * ((i >> 1) & 1), d = 8 * (i >> 2) + 2 * tq + (i & 1);
+            if (d < dk && cc < width) f(i, (long long)d * dv + c0 + cc);
+        }
+    };
     if (FWD && colsLive) {
         const float* inc = incoming + ((long long)s * H + h) * dk * dv;
-#pragma unroll
-        for (int mt = 0; mt < 2; ++mt)
-#pragma unroll
-            for (int nt = 0; nt < 8; ++nt)
-#pragma unroll
-                for (int e = 0; e < 4; ++e) {
-                    const int r = 64 * mt + 16 * w4 + g + 8 * (e >> 1), cc = colBase + 8 * nt + 2 * tq + (e & 1);
-                    if (r < dk && cc < width) P[mt][4 * nt + e] = inc[(long long)r * dv + c0 + cc];
-                }
+        each_state([&](int i, long long off) { Pt[i] = inc[off]; });
     }
-    // The bf16/f16 copy of P for the inter product: element (row d, own column c) at row d, piece
-    // (c / 8) ^ (d % 8) of the single 64-column atom; d % 8 = g.
+    // The bf16/f16 copy of P^T for the inter product, laid out like a K tile (64 rows = own columns,
+    // 128 dk in two atoms, the 128-byte swizzle): Q P then reads it as a K-major B, as S reads K.
     auto store_copy = [&]() {
+        unsigned char* base = pt + (16 * w4 + g) * 128 + 4 * tq;
 #pragma unroll
-        for (int mt = 0; mt < 2; ++mt) {
-            if (!rowLive(mt)) continue;
-            unsigned char* base = pt + (64 * mt + 16 * w4 + g) * 128 + 4 * tq;
-#pragma unroll
-            for (int nt = 0; nt < 8; ++nt) {
-                unsigned char* d = base + ((nt ^ g) << 4);
-                *reinterpret_cast<unsigned*>(d) = O_::pack(P[mt][4 * nt], P[mt][4 * nt + 1]);
-                *reinterpret_cast<unsigned*>(d + 8 * 128) = O_::pack(P[mt][4 * nt + 2], P[mt][4 * nt + 3]);
-            }
+        for (int nt = 0; nt < 16; ++nt) {
+            unsigned char* d = base + ((nt >> 3) << 13) + (((nt & 7) ^ g) << 4);
+            *reinterpret_cast<unsigned*>(d) = O_::pack(Pt[4 * nt], Pt[4 * nt + 1]);
+            *reinterpret_cast<unsigned*>(d + 8 * 128) = O_::pack(Pt[4 * nt + 2], Pt[4 * nt + 3]);
         }
         fence_async_smem();
         named_bar_sync(barId, 128);
     };
     if (FWD) store_copy();
 
-    // ldmatrix.trans of K for the state update's A fragments (K^T, rows = dk): lanes 8i..8i+7
-    // address the rows of block (token block 2 kk + i / 2, dk block 8 mt + 2 w4 + i % 2), i.e. atom
-    // mt, piece 2 w4 + i % 2 of token rows t with t % 8 = lane % 8.
-    const unsigned laneK = (unsigned)((8 * (lane >> 4) + (lane & 7)) * 128 + (((2 * w4 + ((lane >> 3) & 1)) ^ (lane & 7)) << 4));
+    // ldmatrix.trans of the own V atom for the state update's A fragments (V^T: rows = own
+    // columns, k = tokens): lanes 8i..8i+7 address the rows of block (token block 2 kk + i / 2,
+    // column block 2 w4 + i % 2), i.e. piece 2 w4 + i % 2 of token rows t with t % 8 = lane % 8.
+    const unsigned laneV = (unsigned)((8 * (lane >> 4) + (lane & 7)) * 128 + (((2 * w4 + ((lane >> 3) & 1)) ^ (lane & 7)) << 4));
 
     // Outputs (forward): rows 16 w4 + g (+8) of the chunk, own columns.
     const bool vecO = FWD && (dv % 8 == 0) && lightning_tc::aligned16(o);
     T* sOw = reinterpret_cast<T*>(sm + offO) + 16 * w4 * kLdo + colBase;
     const int i0 = 16 * w4 + g;
-    const float* tr = tab + (i0 - 2 * tq);  // tr[-8 nt - x] = lambda^(i0 - (8 nt + 2 tq + x))
-    const float r0 = tab[i0 + 1], r1 = tab[i0 + 9];  // inter rows scale: lambda^(i+1)
+    // tr[-8 nt - x] = scale lambda^(i0 - (8 nt + 2 tq + x)) (0 above the diagonal)
+    const float* tr = reinterpret_cast<const float*>(sm + offTab + 1152) + 64 + (i0 - 2 * tq);
+    const float r0 = scale * tab[i0 + 1], r1 = scale * tab[i0 + 9];  // inter rows: scale lambda^(i+1)
+    const unsigned long long ptDesc = wg_desc(ptU, 16u, 1024u);
     // Writes this warp's staged rows of chunk cs, own columns, as 16-byte row pieces.
     auto store_rows = [&](int cs) {
         const long long ts = segStart + (long long)cs * kChunk;
@@ -378,65 +454,64 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
         const unsigned qU = smU + st * stageBytes;
         const unsigned kU = qU + (FWD ? qBytes : 0u), vU = kU + qBytes;
         const unsigned vOwn = vU + 8192u * j;  // own 64 columns of V: one atom
+        const unsigned long long qDesc = wg_desc(qU, 16u, 1024u), kDesc = wg_desc(kU, 16u, 1024u);
+        const unsigned long long kStateDesc = wg_desc(kU, 8192u, 1024u), vDesc = wg_desc(vOwn, 8192u, 1024u);
 
-        // State update: P = lambda^m P + dP, dP = sum over the chunk's tokens j of w_j k_j^T v_j with
-        // w_j = lambda^(m-1-j), the decayed keys split as hi + lo (A fragments in registers, lo
-        // products first), one 64-row tile at a time, its eight products issued together.
+        // State update: P^T = lambda^m P^T + dP^T, dP^T = sum over the chunk's tokens t of
+        // (w_t v_t)^T k_t with w_t = lambda^(m-1-t): the decayed own values split as hi + lo (A
+        // fragments in registers), times the K tile (B, all 128 dk), lo products first.
         const float lamM = tab[m];
         unsigned A[4][8];  // [k-step]: [0..3] hi, [4..7] lo
-        float dP[32];      // the first product overwrites it (accumulate = 0)
-        // A fragments of tile mt into F, its eight products into D (fenced and committed by the
-        // caller), and D folded into the tile's P.
-        auto form_into = [&](unsigned (&F)[4][8], int mt) {
+        float dP[64];      // the first product overwrites it (accumulate = 0)
+        auto form = [&]() {
 #pragma unroll
             for (int kk = 0; kk < 4; ++kk) {
-                unsigned* a = F[kk];
-                if (rowLive(mt)) {
-                    unsigned x[4];
-                    ldsm_x4_t(x, kU + mt * 8192u + laneK + (unsigned)(kk * 2048));
-                    const float* wt = tab + (m - 1 - 16 * kk - 2 * tq);
-                    const PairWeights<T> p0(wt[0], wt[-1]), p8(wt[-8], wt[-9]);
-                    split_hl<T>(x[0], p0, a[0], a[4]);
-                    split_hl<T>(x[1], p0, a[1], a[5]);
-                    split_hl<T>(x[2], p8, a[2], a[6]);
-                    split_hl<T>(x[3], p8, a[3], a[7]);
-                } else {
-#pragma unroll
-                    for (int i = 0; i < 8; ++i) a[i] = 0u;
-                }
+                unsigned* a = A[kk];
+                unsigned x[4];
+                ldsm_x4_t(x, vOwn + laneV + (unsigned)(kk * 2048));
+                const float* wt = tab + (m - 1 - 16 * kk - 2 * tq);
+                const PairWeights<T> p0(wt[0], wt[-1]), p8(wt[-8], wt[-9]);
+                split_hl<T>(x[0], p0, a[0], a[4]);
+                split_hl<T>(x[1], p0, a[1], a[5]);
+                split_hl<T>(x[2], p8, a[2], a[6]);
+                split_hl<T>(x[3], p8, a[3], a[7]);
             }
         };
-        auto issue_into = [&](float (&D)[32], unsigned (&F)[4][8]) {
+        auto issue = [&]() {
 #pragma unroll
             for (int kk = 0; kk < 4; ++kk) {
-                const unsigned long long bd = wg_desc(vOwn + kk * 2048u, 8192u, 1024u);
-                W::template rs<1>(D, F[kk] + 4, bd, kk > 0);
-                W::template rs<1>(D, F[kk], bd, 1);
+                const unsigned long long bd = kStateDesc + 128u * kk;  // 16 token rows further
+                if (kk == 0) W128::template rs0<1>(dP, A[kk] + 4, bd);
+                else W128::template rs<1>(dP, A[kk] + 4, bd, 1);
+                W128::template rs<1>(dP, A[kk], bd, 1);
             }
         };
-        auto fold = [&](float (&D)[32], unsigned (&F)[4][8], int mt) {  // once the products completed
-            reg_fence<32>(D);
-            reg_fence<32>(&F[0][0]);
+        auto fold = [&]() {  // once the products completed
+            reg_fence<64>(dP);
+            reg_fence<32>(&A[0][0]);
 #pragma unroll
-            for (int i = 0; i < 32; ++i) P[mt][i] = fmaf(lamM, P[mt][i], D[i]);
+            for (int i = 0; i < 64; ++i) Pt[i] = fmaf(lamM, Pt[i], dP[i]);
         };
-        auto form = [&](int mt) { form_into(A, mt); };
-        auto issue = [&]() { issue_into(dP, A); };
-        auto finish = [&](int mt) { fold(dP, A, mt); };
 
         if (FWD && colsLive) {
-            // ---- outputs: S = Q K^T, Oa = Q T(P) (own columns), then Oa = lambda^(i+1) Oa + S' V.
-            //      The first state tile is formed while S and Q T(P) run, and its products queue
-            //      right behind S V, so the tensor cores have work while the scores are masked and
-            //      the rows staged. ----
+            // ---- outputs: S = Q K^T, Oa = Q T(P) (own columns), then Oa = lambda^(i+1) Oa + S' V;
+            //      the state update's fragments are formed while S and Q T(P) run, and its
+            //      products queue right behind S V. ----
             float S[32], Oa[32];  // the first k-step overwrites them (accumulate = 0)
             wg_fence();
-            for (int ks = 0; ks < (Dkp >> 4); ++ks) W::template ss<0>(S, qk_desc(qU, ks), qk_desc(kU, ks), ks > 0);
+#pragma unroll
+            for (int ks = 0; ks < KS; ++ks) {
+                if (ks == 0) W::template ss0<0>(S, qk_desc(qDesc, ks), qk_desc(kDesc, ks));
+                else W::template ss<0>(S, qk_desc(qDesc, ks), qk_desc(kDesc, ks), 1);
+            }
             wg_commit();
-            for (int ks = 0; ks < (Dkp >> 4); ++ks)
-                W::template ss<1>(Oa, qk_desc(qU, ks), wg_desc(ptU + ks * 2048u, 8192u, 1024u), ks > 0);
+#pragma unroll
+            for (int ks = 0; ks < KS; ++ks) {
+                if (ks == 0) W::template ss0<0>(Oa, qk_desc(qDesc, ks), qk_desc(ptDesc, ks));
+                else W::template ss<0>(Oa, qk_desc(qDesc, ks), qk_desc(ptDesc, ks), 1);
+            }
             wg_commit();
-            form(0);
+            form();
             if (c > 0) store_rows(c - 1);  // while the tensor cores work
             // Mask and decay (tab is 0 for i < j), repacked as A fragments of S V: k-step kk is
             // {n-tile 2kk row g, n-tile 2kk row g+8, n-tile 2kk+1 row g, n-tile 2kk+1 row g+8}.
@@ -463,11 +538,9 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
             }
             wg_fence();
 #pragma unroll
-            for (int kk = 0; kk < 4; ++kk) W::template rs<1>(Oa, Sp[kk], wg_desc(vOwn + kk * 2048u, 8192u, 1024u), 1);
+            for (int kk = 0; kk < 4; ++kk) W::template rs<1>(Oa, Sp[kk], vDesc + 128u * kk, 1);
             wg_commit();
-            issue();  // state tile 0
-            wg_commit();
-            wg_wait<1>();
+            wg_wait<0>();
             reg_fence<32>(Oa);
             reg_fence<16>(&Sp[0][0]);
             // Stage the rows (rounded to T); they go out during the next chunk.
@@ -475,44 +548,24 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
 #pragma unroll
             for (int nt = 0; nt < 8; ++nt) {
                 T* d = sOw + g * kLdo + 8 * nt + 2 * tq;
-                *reinterpret_cast<unsigned*>(d) = O_::pack(scale * Oa[4 * nt], scale * Oa[4 * nt + 1]);
-                *reinterpret_cast<unsigned*>(d + 8 * kLdo) = O_::pack(scale * Oa[4 * nt + 2], scale * Oa[4 * nt + 3]);
+                *reinterpret_cast<unsigned*>(d) = O_::pack(Oa[4 * nt], Oa[4 * nt + 1]);
+                *reinterpret_cast<unsigned*>(d + 8 * kLdo) = O_::pack(Oa[4 * nt + 2], Oa[4 * nt + 3]);
             }
             __syncwarp();
-            wg_wait<0>();
-            finish(0);
-        } else if (!FWD && colsLive && 64 < Dkp) {
-            // states kernel: tile 1 formed and queued while tile 0 runs (in the forward, the
-            // outputs' registers leave room for one tile at a time)
-            unsigned B[4][8];
-            float dQ[32];
-            form(0);
+            // The state update's products only now: queued behind S V, their 64 accumulators
+            // spilled (ptxas), and with one m64n128 update a chunk there is no second tile to hide.
             wg_fence();
             issue();
             wg_commit();
-            form_into(B, 1);
-            wg_fence();
-            issue_into(dQ, B);
-            wg_commit();
-            wg_wait<1>();
-            finish(0);
             wg_wait<0>();
-            fold(dQ, B, 1);
+            fold();
         } else if (colsLive) {
-            form(0);
+            form();
             wg_fence();
             issue();
             wg_commit();
             wg_wait<0>();
-            finish(0);
-        }
-        if (FWD && colsLive && 64 < Dkp) {  // state tile 1 of the forward (warpgroup-uniform)
-            form(1);
-            wg_fence();
-            issue();
-            wg_commit();
-            wg_wait<0>();
-            finish(1);
+            fold();
         }
         mbar_arrive(emptyU + 8u * st);  // done with the stage
         // The copy of the new state for the next chunk's inter product (this chunk's is read).
@@ -527,15 +580,7 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
     // ---- the state after the segment's last token ----
     if (colsLive) {
         float* out = outStates + ((long long)s * H + h) * dk * dv;
-#pragma unroll
-        for (int mt = 0; mt < 2; ++mt)
-#pragma unroll
-            for (int nt = 0; nt < 8; ++nt)
-#pragma unroll
-                for (int e = 0; e < 4; ++e) {
-                    const int r = 64 * mt + 16 * w4 + g + 8 * (e >> 1), cc = colBase + 8 * nt + 2 * tq + (e & 1);
-                    if (r < dk && cc < width) out[(long long)r * dv + c0 + cc] = P[mt][4 * nt + e];
-                }
+        each_state([&](int i, long long off) { out[off] = Pt[i]; });
     }
     }  // consumers
 }

@@ -33,18 +33,31 @@ final class TensorCoreLayout {
 
     // ---- the Hopper (wgmma) kernels, hopper.cuh: one launch shape for both kernels ----
 
-    /** Largest Dk of the Hopper kernels (two 64-row state tiles per consumer warpgroup). */
+    /** Largest Dk of the Hopper kernels: Q and K tiles are 128 columns wide. */
     static final int HOPPER_MAX_DK = 128;
+    /**
+     * Smallest Dk the host gives the Hopper kernels: they pad Dk to 128, so Dk <= 64 would spend
+     * half their products on zeros; the mma.sync kernels take those.
+     */
+    static final int HOPPER_MIN_DK = 65;
     /** Threads per CTA of the Hopper kernels: a loading warpgroup and two computing ones. */
     static final int HOPPER_THREADS = 384;
     /** Value columns per CTA of the Hopper kernels (64 per computing warpgroup). */
     static final int HOPPER_COLUMNS = 128;
 
-    /** lightning_wg_smem_bytes: the forward (3 stages of Q, K, V) or the states kernel (4 of K, V). */
+    /**
+     * lightning_wg_smem_bytes: the forward (3 stages of Q, K, V, two state copies, the output
+     * staging tile, the scaled mask table) or the states kernel (4 stages of K, V); the same for
+     * every Dk up to 128.
+     */
     static int hopperSharedBytes(int dk, boolean forward) {
-        int dkp = (dk + 15) / 16 * 16;
-        int qk = 8192 * ((dkp + 63) / 64);
+        int qk = 16384;
         int nc = HOPPER_COLUMNS;
-        return forward ? 3 * (2 * qk + 128 * nc) + 2 * 128 * dkp + 128 * (nc + 8) + 1152 : 4 * (qk + 128 * nc) + 1152;
+        return forward ? 3 * (2 * qk + 128 * nc) + 2 * qk + 128 * (nc + 8) + 1152 + 512 : 4 * (qk + 128 * nc) + 1152;
+    }
+
+    /** Whether the Hopper kernels take this shape (on a device that has them). */
+    static boolean hopperFits(int dk, int dv) {
+        return dk >= HOPPER_MIN_DK && dk <= HOPPER_MAX_DK && dv > COLUMNS;
     }
 }

@@ -9,6 +9,7 @@ import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
@@ -45,10 +46,10 @@ class KernelLayoutTest {
     @Test
     void hopperLaunchShapeMatchesTheHeader() throws IOException {
         String header = Files.readString(CUDA.resolve("hopper.cuh"));
-        assertTrue(header.contains("return forward ? 3 * (2 * qk + 128 * nc) + 2 * 128 * dkp + 128 * (nc + 8) + 1152\n"
+        assertTrue(header.contains("return forward ? 3 * (2 * qk + 128 * nc) + 2 * qk + 128 * (nc + 8) + 1152 + 512\n"
                 + "                   : 4 * (qk + 128 * nc) + 1152;"),
                 "lightning_wg_smem_bytes changed: update TensorCoreLayout.hopperSharedBytes");
-        assertTrue(header.contains("qk = 8192 * ((dkp + 63) / 64);"), "Q/K tile size changed");
+        assertTrue(header.contains("const int qk = 16384, nc = LIGHTNING_WG_COLUMNS;"), "Q/K tile size changed");
         for (String[] macro : new String[][] {{"LIGHTNING_WG_COLUMNS", "" + TensorCoreLayout.HOPPER_COLUMNS},
                 {"LIGHTNING_WG_THREADS", "" + TensorCoreLayout.HOPPER_THREADS},
                 {"LIGHTNING_WG_MAX_DK", "" + TensorCoreLayout.HOPPER_MAX_DK}}) {
@@ -56,12 +57,16 @@ class KernelLayoutTest {
             assertTrue(m.find(), macro[0]);
             assertEquals(macro[1], m.group(1), macro[0]);
         }
-        // dk = 128: 3 x 48 KB stages, two 32 KB state copies... within the 227 KB a block may have
-        assertEquals(198784, TensorCoreLayout.hopperSharedBytes(128, true));
+        // 3 x 48 KB stages, two 16 KB state copies, staging and tables: within the 227 KB a block may have
+        assertEquals(199296, TensorCoreLayout.hopperSharedBytes(128, true));
         assertEquals(132224, TensorCoreLayout.hopperSharedBytes(128, false));
         for (int dk = 1; dk <= TensorCoreLayout.HOPPER_MAX_DK; dk++) {
             assertTrue(TensorCoreLayout.hopperSharedBytes(dk, true) <= 227 * 1024, "dk " + dk);
         }
+        // the host's routing: Dk in (64, 128] and Dv > 64 (below, the products would be half zeros)
+        assertTrue(TensorCoreLayout.hopperFits(128, 128) && TensorCoreLayout.hopperFits(65, 65));
+        assertFalse(TensorCoreLayout.hopperFits(64, 128) || TensorCoreLayout.hopperFits(129, 128)
+                || TensorCoreLayout.hopperFits(128, 64));
     }
 
     @Test
