@@ -3,13 +3,20 @@
 import re
 import sys
 
-ours, fla, lines, kernels = {}, {}, [], set()
+ours, fla, lines, kernels, host = {}, {}, [], set(), []
 for path in sys.argv[1:]:
     try:
         text = open(path).read()
     except OSError:
         continue
     for line in text.splitlines():
+        h = re.match(r"RESULT host T=(\d+) H=(\d+) D=(\d+) serial_ms=([\d.]+) pipelined_ms=([\d.]+) speedup=([\d.]+)x"
+                     r"(?: serial_GB_per_s=([\d.]+) pipelined_GB_per_s=([\d.]+))?", line)
+        if h:
+            gbs = f", {h[7]} -> {h[8]} GB/s" if h[7] else ""
+            host.append(f"host path (forward() on host tensors, copies included) T={int(h[1]):,} H={h[2]} D={h[3]}: "
+                        f"serial {h[4]} ms, copies overlapped {h[5]} ms ({h[6]}x{gbs})")
+            continue
         m = re.match(r"RESULT (ours-two-pass|ours|fla) T=(\d+) H=(\d+) D=(\d+) ms=([\d.]+) tokens_per_s=([\d.e+]+)"
                      r"(?: copy_share=([\d.]+))?(?: segments=(\d+))?(?: kernels=(\S+))?", line)
         if m:
@@ -37,5 +44,7 @@ for key in sorted(set(ours) | set(fla)):
           f"| {f'{a[1]:.3g}' if a else '-'} | {share} |")
 if kernels:
     print("forward kernels: " + ", ".join(sorted(kernels)))
+for line in host:
+    print(line)
 for line in lines:
     print(line)

@@ -11,9 +11,12 @@ import java.util.stream.IntStream;
  * The GPU benchmark: our forward of one whole sequence on one GPU, data already on the device
  * (pass 1 + scan + pass 2, as the job computes a split sequence), timed with device events, for
  * the shapes fla is compared on. Prints one "RESULT" line per shape for bin/gpu-check's table, and
- * first checks correctness on the device-made data against the float64 chunked reference.
+ * first checks correctness on the device-made data against the float64 chunked reference. Last, the
+ * host path as the job pays it (host tensors in and out through forward(), copies included), with
+ * the copies overlapped with the kernels and serial: one "RESULT host" line.
  * <pre>
  *   DeviceBench [--shapes 65536x64x128,262144x64x128,1048576x64x128,1048576x8x128] [--runs 10]
+ *               [--host-shape 262144x8x128 | none]
  * </pre>
  */
 public final class DeviceBench {
@@ -23,9 +26,12 @@ public final class DeviceBench {
     public static void main(String[] args) {
         String shapes = "65536x64x128,262144x64x128,1048576x64x128,1048576x8x128";
         int runs = 10;
+        String hostShape = "262144x8x128";
         for (int i = 0; i + 1 < args.length; i += 2) {
             if ("--shapes".equals(args[i])) {
                 shapes = args[i + 1];
+            } else if ("--host-shape".equals(args[i])) {
+                hostShape = args[i + 1];
             } else if ("--runs".equals(args[i])) {
                 runs = Integer.parseInt(args[i + 1]);
             } else {
@@ -67,7 +73,74 @@ public final class DeviceBench {
                 backend.minSegments = 1;
                 backend.releaseBuffers();
             }
+            if (!"none".equals(hostShape)) {
+                String[] p = hostShape.split("x");
+                hostPath(backend, Integer.parseInt(p[0]), Integer.parseInt(p[1]), Integer.parseInt(p[2]),
+                        Math.max(1, Math.min(runs, 5)));
+            }
         }
+    }
+
+    /**
+     * forward() on host BF16 tensors, a fresh output each run: wall-clock median of runs after a
+     * warm-up, through the pipeline and the serial path. Bytes moved: q, k, v in and o out. Also
+     * holds the two results against each other (different slices: equal to rounding).
+     */
+    private static void hostPath(CudaBackend backend, int t, int h, int d, int runs) {
+        AttentionSpec spec = new AttentionSpec(h, d, d, Slopes.minimax(h), 1.0, 64);
+        TokenTensor q = randomBf16(t, h, d, 1);
+        TokenTensor k = randomBf16(t, h, d, 2);
+        TokenTensor v = randomBf16(t, h, d, 3);
+        LightningState s0 = LightningState.zeros(h, d, d);
+        double[] ms = new double[2];
+        int[] slices = new int[2];
+        TokenTensor[] outs = new TokenTensor[2];
+        LightningState[] states = new LightningState[2];
+        try {
+            for (int mode = 0; mode < 2; mode++) {
+                backend.overlapCopies = mode == 1;
+                long[] times = new long[runs];
+                for (int r = -1; r < runs; r++) { // r = -1: warm-up (buffers, pinned staging)
+                    TokenTensor o = TokenTensor.allocate(DType.BF16, t, h, d);
+                    long start = System.nanoTime();
+                    LightningState s = backend.forward(spec, q, k, v, s0, o);
+                    long took = System.nanoTime() - start;
+                    if (r >= 0) {
+                        times[r] = took;
+                    }
+                    outs[mode] = o;
+                    states[mode] = s;
+                }
+                java.util.Arrays.sort(times);
+                ms[mode] = times[runs / 2] / 1e6;
+                slices[mode] = backend.lastSlices;
+                backend.releaseBuffers();
+            }
+        } finally {
+            backend.overlapCopies = true;
+        }
+        double bytes = 4.0 * t * h * d * DType.BF16.bytes();
+        System.out.printf(Locale.ROOT, "RESULT host T=%d H=%d D=%d serial_ms=%.1f pipelined_ms=%.1f speedup=%.2fx "
+                        + "serial_GB_per_s=%.2f pipelined_GB_per_s=%.2f slices=%d,%d%n", t, h, d, ms[0], ms[1],
+                ms[0] / ms[1], bytes / (ms[0] / 1e3) / 1e9, bytes / (ms[1] / 1e3) / 1e9, slices[0], slices[1]);
+        double eo = Accuracy.relativeError(outs[1].toFloats(), outs[0].toFloats());
+        double es = Accuracy.relativeError(states[1].kv(), states[0].kv());
+        System.out.printf(Locale.ROOT, "RESULT check host T=%d H=%d D=%d pipelined against serial: output relative "
+                + "difference %.3e, state %.3e %s%n", t, h, d, eo, es, eo <= 6e-3 && es <= 1e-5 ? "ok" : "FAILED");
+    }
+
+    /** Uniform values in [-1, 1) as BF16, made in parallel (hundreds of millions of them). */
+    private static TokenTensor randomBf16(int t, int h, int d, long seed) {
+        TokenTensor x = TokenTensor.allocate(DType.BF16, t, h, d);
+        ForkJoinPool.commonPool().submit(() -> IntStream.range(0, t).parallel().forEach(token -> {
+            java.util.SplittableRandom rnd = new java.util.SplittableRandom(seed * 1_000_003L + token);
+            for (int head = 0; head < h; head++) {
+                for (int i = 0; i < d; i++) {
+                    x.set(token, head, i, (float) (rnd.nextDouble() * 2 - 1));
+                }
+            }
+        })).join();
+        return x;
     }
 
     /** Our bf16 output on device-made inputs against the float64 chunked reference, two heads. */

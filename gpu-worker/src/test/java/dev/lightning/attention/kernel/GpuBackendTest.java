@@ -11,6 +11,8 @@ import org.junit.jupiter.params.provider.MethodSource;
 
 import java.util.SplittableRandom;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
@@ -149,6 +151,173 @@ class GpuBackendTest {
                 assertTrue(Inputs.relativeError(s.kv(), expectState.kv()) <= 1e-5, b.name() + " state");
             }
         }
+    }
+
+    /**
+     * Windows cut into many small slices (forced: the automatic plan keeps windows this small whole),
+     * through the pipeline and the serial path, with a last partial slice, T not a multiple of 64,
+     * H = 3 and Dk != Dv: forward() and advance() against the float64 recurrence at the job's limits.
+     * Then the pipelined bytes against the serial ones with the same slices: the same launches on the
+     * same data give the same bits (the kernels use no atomics), so any difference is a race between
+     * the streams.
+     */
+    @ParameterizedTest(name = "{0} slices of {1} tokens")
+    @org.junit.jupiter.params.provider.CsvSource({"BF16, 128", "BF16, 192", "F32, 128", "F32, 192", "F16, 64"})
+    void pipelinedSlicesAgreeWithTheRecurrence(DType dtype, int sliceTokens) {
+        SplittableRandom rnd = new SplittableRandom(17L * sliceTokens + dtype.ordinal());
+        int t = 1000;
+        int h = 3;
+        int dk = 96;
+        int dv = 136;
+        AttentionSpec spec = new AttentionSpec(h, dk, dv, Slopes.minimax(h), 0.75, 64);
+        TokenTensor q = Inputs.random(rnd, dtype, t, h, dk);
+        TokenTensor k = Inputs.random(rnd, dtype, t, h, dk);
+        TokenTensor v = Inputs.random(rnd, dtype, t, h, dv);
+        LightningState s0 = Inputs.randomState(rnd, h, dk, dv);
+        int slices = (t + sliceTokens - 1) / sliceTokens;
+        CudaBackend[] backends = {tensorCores, portable, generic};
+        try {
+            for (boolean overlap : new boolean[] {true, false}) {
+                for (CudaBackend b : backends) {
+                    b.forcedSliceTokens = sliceTokens;
+                    b.overlapCopies = overlap;
+                }
+                assertAgreesWithTheRecurrence(spec, q, k, v, s0, dtype, backends);
+                for (CudaBackend b : backends) {
+                    assertEquals(slices, b.lastSlices, b.name() + " overlap=" + overlap + ": slices");
+                }
+            }
+            for (CudaBackend b : backends) {
+                TokenTensor[] o = new TokenTensor[2];
+                LightningState[] s = new LightningState[2];
+                LightningState[] a = new LightningState[2];
+                for (int serial = 0; serial < 2; serial++) {
+                    b.overlapCopies = serial == 0;
+                    o[serial] = TokenTensor.allocate(dtype, t, h, dv);
+                    poison(o[serial]);
+                    s[serial] = b.forward(spec, q, k, v, s0, o[serial]);
+                    a[serial] = b.advance(spec, k, v, s0);
+                }
+                String who = b.name() + " " + dtype + " slices of " + sliceTokens + ", pipelined against serial";
+                assertArrayEquals(bytes(o[1]), bytes(o[0]), who + ": output");
+                assertArrayEquals(s[1].kv(), s[0].kv(), who + ": final state");
+                assertArrayEquals(a[1].kv(), a[0].kv(), who + ": advance() state");
+            }
+        } finally {
+            for (CudaBackend b : backends) {
+                b.forcedSliceTokens = 0;
+                b.overlapCopies = true;
+            }
+        }
+    }
+
+    /**
+     * F32 outputs from BF16 inputs: the kernels write BF16 and forward() converts on the host, also
+     * when the window runs in slices. The result is the BF16 output, widened.
+     */
+    @ParameterizedTest(name = "slices of {0} tokens (0: automatic)")
+    @org.junit.jupiter.params.provider.ValueSource(ints = {0, 192})
+    void outputDtypeOtherThanTheInputs(int sliceTokens) {
+        SplittableRandom rnd = new SplittableRandom(5 + sliceTokens);
+        int t = 1000;
+        int h = 3;
+        int dk = 96;
+        int dv = 136;
+        AttentionSpec spec = new AttentionSpec(h, dk, dv, Slopes.minimax(h), 1.0, 64);
+        TokenTensor q = Inputs.random(rnd, DType.BF16, t, h, dk);
+        TokenTensor k = Inputs.random(rnd, DType.BF16, t, h, dk);
+        TokenTensor v = Inputs.random(rnd, DType.BF16, t, h, dv);
+        LightningState s0 = Inputs.randomState(rnd, h, dk, dv);
+        TokenTensor expect = TokenTensor.allocate(DType.F32, t, h, dv);
+        LightningState expectState = new RecurrentReference().forward(spec, q, k, v, s0, expect);
+        try {
+            for (CudaBackend b : new CudaBackend[] {tensorCores, generic}) {
+                b.forcedSliceTokens = sliceTokens;
+                TokenTensor wide = TokenTensor.allocate(DType.F32, t, h, dv);
+                poison(wide);
+                LightningState s = b.forward(spec, q, k, v, s0, wide);
+                TokenTensor same = TokenTensor.allocate(DType.BF16, t, h, dv);
+                poison(same);
+                b.forward(spec, q, k, v, s0, same);
+                String who = b.name() + " BF16 in, F32 out, slices of " + sliceTokens;
+                assertArrayEquals(same.toFloats(), wide.toFloats(), who + ": the BF16 output, widened");
+                double eo = Inputs.relativeError(wide.toFloats(), expect.toFloats());
+                double es = Inputs.relativeError(s.kv(), expectState.kv());
+                assertTrue(eo <= outputLimit(DType.BF16), who + ": output relative error " + eo);
+                assertTrue(es <= 1e-5, who + ": final state relative error " + es);
+            }
+        } finally {
+            tensorCores.forcedSliceTokens = 0;
+            generic.forcedSliceTokens = 0;
+        }
+    }
+
+    /**
+     * A window large enough for the automatic plan to cut (H = 8, D = 128, BF16: 160 MB moved, four
+     * slices) agrees with the CPU backend and, to rounding, with the serial path's single slice.
+     */
+    @Test
+    void automaticSlicesAgree() {
+        SplittableRandom rnd = new SplittableRandom(2024);
+        int t = 20_000;
+        int h = 8;
+        int d = 128;
+        AttentionSpec spec = new AttentionSpec(h, d, d, Slopes.minimax(h), 1.0, 64);
+        TokenTensor q = Inputs.random(rnd, DType.BF16, t, h, d);
+        TokenTensor k = Inputs.random(rnd, DType.BF16, t, h, d);
+        TokenTensor v = Inputs.random(rnd, DType.BF16, t, h, d);
+        LightningState s0 = Inputs.randomState(rnd, h, d, d);
+        TokenTensor expect = TokenTensor.allocate(DType.F32, t, h, d);
+        LightningState expectState = new CpuBackend().forward(spec, q, k, v, s0, expect);
+        try {
+            for (boolean overlap : new boolean[] {true, false}) {
+                tensorCores.overlapCopies = overlap;
+                TokenTensor o = TokenTensor.allocate(DType.BF16, t, h, d);
+                poison(o);
+                LightningState s = tensorCores.forward(spec, q, k, v, s0, o);
+                String who = "overlap=" + overlap + ", " + tensorCores.lastSlices + " slices";
+                assertTrue(overlap ? tensorCores.lastSlices >= 4 : tensorCores.lastSlices == 1, who);
+                assertTrue(Inputs.relativeError(o.toFloats(), expect.toFloats()) <= 6e-3, who + ": output");
+                assertTrue(Inputs.relativeError(s.kv(), expectState.kv()) <= 1e-5, who + ": state");
+                LightningState a = tensorCores.advance(spec, k, v, s0);
+                assertTrue(Inputs.relativeError(a.kv(), expectState.kv()) <= 1e-5, who + ": advance() state");
+            }
+        } finally {
+            tensorCores.overlapCopies = true;
+        }
+    }
+
+    /**
+     * A failure in the middle of the pipeline (here the host cannot write o, after later slices were
+     * already enqueued) leaves nothing in flight that a later call could read or overwrite.
+     */
+    @Test
+    void aFailedWindowLeavesTheNextOneCorrect() {
+        SplittableRandom rnd = new SplittableRandom(77);
+        int t = 1000;
+        int h = 3;
+        AttentionSpec spec = new AttentionSpec(h, 96, 136, Slopes.minimax(h), 1.0, 64);
+        TokenTensor q = Inputs.random(rnd, DType.BF16, t, h, 96);
+        TokenTensor k = Inputs.random(rnd, DType.BF16, t, h, 96);
+        TokenTensor v = Inputs.random(rnd, DType.BF16, t, h, 136);
+        LightningState s0 = Inputs.randomState(rnd, h, 96, 136);
+        TokenTensor readOnly = TokenTensor.wrap(DType.BF16, t, h, 136,
+                java.nio.ByteBuffer.allocate(t * h * 136 * 2).asReadOnlyBuffer());
+        try {
+            tensorCores.forcedSliceTokens = 128;
+            org.junit.jupiter.api.Assertions.assertThrows(java.nio.ReadOnlyBufferException.class,
+                    () -> tensorCores.forward(spec, q, k, v, s0, readOnly));
+            assertAgreesWithTheRecurrence(spec, q, k, v, s0, DType.BF16, tensorCores);
+        } finally {
+            tensorCores.forcedSliceTokens = 0;
+        }
+    }
+
+    private static byte[] bytes(TokenTensor t) {
+        java.nio.ByteBuffer b = t.bytes();
+        byte[] out = new byte[b.remaining()];
+        b.get(out);
+        return out;
     }
 
     private static void poison(TokenTensor o) {
