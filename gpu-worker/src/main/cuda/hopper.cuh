@@ -113,9 +113,9 @@ __device__ __forceinline__ void reg_fence(unsigned* r) {
 // Writes by ordinary stores (and cp.async) become visible to the tensor cores' reads.
 __device__ __forceinline__ void fence_async_smem() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 
-// D[64 x N] (+)= A[64 x 16] B[16 x N] (N = 64 here): ss takes A from shared memory, rs from
+// D[64 x N] += A[64 x 16] B[16 x N] (N = 64 here): ss takes A from shared memory, rs from
 // registers (the mma.sync A fragment layout, per warp its 16 rows). TRANS_B = 1: B's K dimension
-// runs down the tile's columns (see the layout notes above). accumulate = 0 ignores D's old value.
+// runs down the tile's columns (see the layout notes above). ss0 (rs0): D = A B, D only written.
 template <typename T, int N> struct Wgmma;
 // The 32 accumulator registers of an m64n64 product, as operands and as their PTX list.
 #define LIGHTNING_WG_D32                                                                                   \
@@ -136,21 +136,21 @@ template <typename T, int N> struct Wgmma;
 #define LIGHTNING_WG_WGMMA64(TYPE, TYPE_NAME)                                                              \
     template <> struct Wgmma<TYPE, 64> {                                                                   \
         template <int TRANS_B>                                                                             \
-        static __device__ __forceinline__ void ss(float* d, unsigned long long a, unsigned long long b, int acc) { \
-            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                       \
+        static __device__ __forceinline__ void ss(float* d, unsigned long long a, unsigned long long b) {   \
+            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"                                        \
                          "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE_NAME "." TYPE_NAME " "           \
-                         LIGHTNING_WG_D32_LIST ", %32, %33, p, 1, 1, 0, %35;\n}\n"                          \
+                         LIGHTNING_WG_D32_LIST ", %32, %33, p, 1, 1, 0, %34;\n}\n"                          \
                          : LIGHTNING_WG_D32                                                                \
-                         : "l"(a), "l"(b), "r"(acc), "n"(TRANS_B)                                         \
+                         : "l"(a), "l"(b), "n"(TRANS_B)                                                    \
                          : "memory");                                                                     \
         }                                                                                                  \
         template <int TRANS_B>                                                                             \
-        static __device__ __forceinline__ void rs(float* d, const unsigned* a, unsigned long long b, int acc) { \
-            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"                                       \
+        static __device__ __forceinline__ void rs(float* d, const unsigned* a, unsigned long long b) {      \
+            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"                                        \
                          "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE_NAME "." TYPE_NAME " "           \
-                         LIGHTNING_WG_D32_LIST ", {%32,%33,%34,%35}, %36, p, 1, 1, %38;\n}\n"               \
+                         LIGHTNING_WG_D32_LIST ", {%32,%33,%34,%35}, %36, p, 1, 1, %37;\n}\n"               \
                          : LIGHTNING_WG_D32                                                                \
-                         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc), "n"(TRANS_B)     \
+                         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "n"(TRANS_B)               \
                          : "memory");                                                                     \
         }                                                                                                  \
         /* D = A B: D is only written, so its registers need no zeros first */                            \
@@ -167,7 +167,7 @@ template <typename T, int N> struct Wgmma;
 LIGHTNING_WG_WGMMA64(__nv_bfloat16, "bf16")
 LIGHTNING_WG_WGMMA64(__half, "f16")
 
-// D[64 x 128] (+)= A[64 x 16] (registers) B[16 x 128] (shared memory, TRANS_B as above).
+// D[64 x 128] += A[64 x 16] (registers) B[16 x 128] (shared memory, TRANS_B as above); rs0: D = A B.
 #define LIGHTNING_WG_D64                                                                                   \
     LIGHTNING_WG_D32, "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]),         \
         "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]),          \
@@ -192,12 +192,12 @@ LIGHTNING_WG_WGMMA64(__half, "f16")
 #define LIGHTNING_WG_WGMMA128(TYPE, TYPE_NAME)                                                             \
     template <> struct Wgmma<TYPE, 128> {                                                                  \
         template <int TRANS_B>                                                                             \
-        static __device__ __forceinline__ void rs(float* d, const unsigned* a, unsigned long long b, int acc) { \
-            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"                                      \
+        static __device__ __forceinline__ void rs(float* d, const unsigned* a, unsigned long long b) {      \
+            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"                                        \
                          "wgmma.mma_async.sync.aligned.m64n128k16.f32." TYPE_NAME "." TYPE_NAME " "          \
-                         LIGHTNING_WG_D64_LIST ", {%64,%65,%66,%67}, %68, p, 1, 1, %70;\n}\n"             \
+                         LIGHTNING_WG_D64_LIST ", {%64,%65,%66,%67}, %68, p, 1, 1, %69;\n}\n"             \
                          : LIGHTNING_WG_D64                                                                \
-                         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc), "n"(TRANS_B)     \
+                         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "n"(TRANS_B)               \
                          : "memory");                                                                     \
         }                                                                                                  \
         template <int TRANS_B>                                                                             \
@@ -477,7 +477,7 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
         // fragments in registers), times the K tile (B, all 128 dk), lo products first.
         const float lamM = tab[m];
         unsigned A[4][8];  // [k-step]: [0..3] hi, [4..7] lo
-        float dP[64];      // the first product overwrites it (accumulate = 0)
+        float dP[64];      // the first product (rs0) overwrites it
         auto form = [&]() {
 #pragma unroll
             for (int kk = 0; kk < 4; ++kk) {
@@ -497,8 +497,8 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
             for (int kk = 0; kk < 4; ++kk) {
                 const unsigned long long bd = kStateDesc + 128u * kk;  // 16 token rows further
                 if (kk == 0) W128::template rs0<1>(dP, A[kk] + 4, bd);
-                else W128::template rs<1>(dP, A[kk] + 4, bd, 1);
-                W128::template rs<1>(dP, A[kk], bd, 1);
+                else W128::template rs<1>(dP, A[kk] + 4, bd);
+                W128::template rs<1>(dP, A[kk], bd);
             }
         };
         auto fold = [&]() {  // once the products completed
@@ -512,18 +512,18 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
             // ---- outputs: S = Q K^T, Oa = Q T(P) (own columns), then Oa = lambda^(i+1) Oa + S' V;
             //      the state update's fragments are formed while S and Q T(P) run, and its
             //      products queue right behind S V. ----
-            float S[32], Oa[32];  // the first k-step overwrites them (accumulate = 0)
+            float S[32], Oa[32];  // the first k-step (ss0) overwrites them
             wg_fence();
 #pragma unroll
             for (int ks = 0; ks < KS; ++ks) {
                 if (ks == 0) W::template ss0<0>(S, qk_desc(qDesc, ks), qk_desc(kDesc, ks));
-                else W::template ss<0>(S, qk_desc(qDesc, ks), qk_desc(kDesc, ks), 1);
+                else W::template ss<0>(S, qk_desc(qDesc, ks), qk_desc(kDesc, ks));
             }
             wg_commit();
 #pragma unroll
             for (int ks = 0; ks < KS; ++ks) {
                 if (ks == 0) W::template ss0<0>(Oa, qk_desc(qDesc, ks), qk_desc(ptDesc, ks));
-                else W::template ss<0>(Oa, qk_desc(qDesc, ks), qk_desc(ptDesc, ks), 1);
+                else W::template ss<0>(Oa, qk_desc(qDesc, ks), qk_desc(ptDesc, ks));
             }
             wg_commit();
             form();
@@ -553,7 +553,7 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
             }
             wg_fence();
 #pragma unroll
-            for (int kk = 0; kk < 4; ++kk) W::template rs<1>(Oa, Sp[kk], vDesc + 128u * kk, 1);
+            for (int kk = 0; kk < 4; ++kk) W::template rs<1>(Oa, Sp[kk], vDesc + 128u * kk);
             wg_commit();
             wg_wait<0>();
             reg_fence<32>(Oa);
