@@ -33,6 +33,11 @@ public final class JobConfig implements Serializable {
     final long gpuMemory;
     final boolean gpuOomToCpu;
     final boolean overwrite;
+    final boolean resume;
+    final boolean recursive;
+    /** "input", "f32", "bf16" or "f16". */
+    final String outputDtype;
+    final double lockStaleSeconds;
     final boolean skipNonFinite;
     final boolean skipInvalid;
     final double progressSeconds;
@@ -56,6 +61,10 @@ public final class JobConfig implements Serializable {
         this.gpuMemory = r.get(Settings.GPU_MEMORY);
         this.gpuOomToCpu = "cpu".equals(r.get(Settings.GPU_OOM));
         this.overwrite = r.get(Settings.OVERWRITE);
+        this.resume = r.get(Settings.RESUME);
+        this.recursive = r.get(Settings.RECURSIVE);
+        this.outputDtype = r.get(Settings.OUTPUT_DTYPE);
+        this.lockStaleSeconds = r.get(Settings.LOCK_STALE_SECONDS);
         this.skipNonFinite = r.get(Settings.SKIP_NONFINITE);
         this.skipInvalid = r.get(Settings.SKIP_INVALID);
         this.progressSeconds = r.get(Settings.PROGRESS_SECONDS);
@@ -106,6 +115,11 @@ public final class JobConfig implements Serializable {
         return layer == null ? Slopes.minimax(heads) : Slopes.minimax(heads, layer, layers);
     }
 
+    /** The dtype of {@code o} for input of dtype {@code in}. */
+    dev.lightning.attention.tensor.DType outputDtype(dev.lightning.attention.tensor.DType in) {
+        return "input".equals(outputDtype) ? in : dev.lightning.attention.tensor.DType.fromSafetensors(outputDtype);
+    }
+
     /** The settings as key = value lines, for the run summary and report. */
     Map<String, String> describe() {
         Map<String, String> m = new LinkedHashMap<>();
@@ -121,6 +135,12 @@ public final class JobConfig implements Serializable {
         m.put(Settings.GPU_RESOURCE.key, gpuResource);
         m.put(Settings.GPU_MEMORY.key, Long.toString(gpuMemory));
         m.put(Settings.GPU_OOM.key, gpuOomToCpu ? "cpu" : "shrink");
+        m.put(Settings.OUTPUT_DTYPE.key, outputDtype);
+        m.put(Settings.RECURSIVE.key, Boolean.toString(recursive));
+        m.put(Settings.OVERWRITE.key, Boolean.toString(overwrite));
+        m.put(Settings.RESUME.key, Boolean.toString(resume));
+        m.put(Settings.SKIP_INVALID.key, Boolean.toString(skipInvalid));
+        m.put(Settings.SKIP_NONFINITE.key, Boolean.toString(skipNonFinite));
         return m;
     }
 

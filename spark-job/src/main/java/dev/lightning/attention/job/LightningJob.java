@@ -1,5 +1,6 @@
 package dev.lightning.attention.job;
 
+import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import com.fasterxml.jackson.databind.node.ArrayNode;
@@ -53,28 +54,70 @@ final class LightningJob {
     private final Map<String, String> rejected = new java.util.TreeMap<>();
     /** Sequences dropped for NaN/Inf (with --skip-nonfinite): index to "count, first position". */
     private final Map<Integer, String> skipped = new java.util.TreeMap<>();
+    /** This run's id: its staging directory and lock name it. */
+    private final String runId;
+    private final java.time.Instant started = java.time.Instant.now();
+    private final long t0 = System.nanoTime();
+    private final double sparkStartSeconds;
+    /** What every finished task reported. */
+    private final List<TaskReport> reports = new ArrayList<>();
+    /** Per pass: seconds, and tokens computed. */
+    private final Map<String, double[]> passes = new java.util.LinkedHashMap<>();
+    /** Plan figures for the report. */
+    private final Map<String, Long> summary = new java.util.LinkedHashMap<>();
 
-    LightningJob(JobConfig cfg, SparkContext sc, PrintStream out) {
+    LightningJob(JobConfig cfg, SparkContext sc, PrintStream out, double sparkStartSeconds) {
         this.cfg = cfg;
         this.sc = sc;
         this.out = out;
+        this.sparkStartSeconds = sparkStartSeconds;
+        this.runId = java.time.format.DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss")
+                .withZone(java.time.ZoneOffset.UTC).format(started) + "-"
+                + Long.toHexString(Double.doubleToLongBits(Math.random())).substring(0, 8);
     }
 
     /** Runs the job; returns the report it wrote. */
     ObjectNode run() throws IOException {
-        long t0 = System.nanoTime();
         Path inputDir = new Path(cfg.input);
-        Path outputDir = new Path(cfg.output);
         FileSystem inFs = inputDir.getFileSystem(sc.hadoopConfiguration());
-        FileSystem outFs = Staging.outputFileSystem(outputDir, sc.hadoopConfiguration());
+        FileSystem outFs = Staging.outputFileSystem(new Path(cfg.output), sc.hadoopConfiguration());
+        Path outputDir = outFs.makeQualified(new Path(cfg.output));
 
         List<LocatedFileStatus> statuses = listInputs(inFs, inputDir);
         List<SequenceFile> files = inspectAll(inFs, statuses);
         for (Map.Entry<String, String> r : rejected.entrySet()) {
             out.println("lightning: rejected " + r.getKey() + ": " + r.getValue());
         }
-        prepareOutput(inFs, inputDir, outFs, outputDir);
+        checkOverlap(inFs, inputDir, outFs, outputDir);
+        boolean createdOutput = createOutputDirectory(outFs, outputDir);
+        OutputLock lock;
+        try {
+            lock = OutputLock.acquire(outFs, outputDir, runId, cfg.lockStaleSeconds, out);
+        } catch (java.nio.file.AccessDeniedException | org.apache.hadoop.security.AccessControlException e) {
+            throw cannotWrite(outputDir, e);
+        }
+        try {
+            Commit.recover(outFs, outputDir, out);
+            Staging staging = chooseStaging(outFs, outputDir, files, statuses);
+            checkExisting(outFs, outputDir, files);
+            checkSpace(outFs, outputDir, staging, files);
+            try {
+                return compute(files, statuses, staging, outFs, outputDir, lock);
+            } catch (IOException | RuntimeException e) {
+                failed(outFs, staging, files, e);
+                throw e;
+            }
+        } finally {
+            lock.close();
+            if (createdOutput) {
+                removeIfEmpty(outFs, outputDir);
+            }
+        }
+    }
 
+    /** Plans the pieces, runs the passes into {@code staging}, and commits. */
+    private ObjectNode compute(List<SequenceFile> files, List<LocatedFileStatus> statuses, Staging staging,
+                               FileSystem outFs, Path outputDir, OutputLock lock) throws IOException {
         PiecePlanner planner = new PiecePlanner(cfg.partitionTokens, cfg.chunkSize);
         long[] lengths = new long[files.size()];
         for (int i = 0; i < lengths.length; i++) {
@@ -96,88 +139,297 @@ final class LightningJob {
         out.printf("lightning: %d sequences, %,d tokens -> %d pieces in %d partitions (%,d tokens each, chunk %d); "
                         + "%d sequences split%n", files.size(), totalTokens, pieceCount, plan.size(),
                 planner.partitionTokens(), cfg.chunkSize, splits.size());
+        summary.put("partitions", (long) plan.size());
+        summary.put("pieces", (long) pieceCount);
+        summary.put("tokens", totalTokens);
 
-        String runId = sc.applicationId().replaceAll("[^A-Za-z0-9_-]", "_");
-        Staging staging = new Staging(cfg.output, runId);
         HadoopConf hadoop = new HadoopConf(sc.hadoopConfiguration());
-        List<TaskReport> reports = new ArrayList<>();
-        Map<String, Double> passSeconds = new java.util.LinkedHashMap<>();
-        try {
-            // Pass 1: pieces with a successor. The planner gives each its own partition.
-            List<List<Tasks.PieceItem>> pass1 = new ArrayList<>();
-            List<List<String>> pass1Hosts = new ArrayList<>();
-            List<List<Tasks.PieceItem>> pass2 = new ArrayList<>();
-            List<List<String>> pass2Hosts = new ArrayList<>();
-            long pass1Tokens = 0;
-            for (List<Piece> partition : plan) {
-                List<Tasks.PieceItem> items = new ArrayList<>();
-                List<Tasks.PieceItem> firstPass = new ArrayList<>();
-                for (Piece p : partition) {
-                    Tasks.PieceItem item = new Tasks.PieceItem(files.get(p.sequence()), p);
-                    items.add(item);
-                    if (p.isSplit() && !p.isLast()) {
-                        firstPass.add(item);
-                        pass1Tokens += p.tokens();
-                    }
-                }
-                List<String> hosts = hosts(statuses, partition, files);
-                pass2.add(items);
-                pass2Hosts.add(hosts);
-                if (!firstPass.isEmpty()) {
-                    pass1.add(firstPass);
-                    pass1Hosts.add(hosts);
+        // Pass 1: pieces with a successor. The planner gives each its own partition.
+        List<List<Tasks.PieceItem>> pass1 = new ArrayList<>();
+        List<List<String>> pass1Hosts = new ArrayList<>();
+        List<List<Tasks.PieceItem>> pass2 = new ArrayList<>();
+        List<List<String>> pass2Hosts = new ArrayList<>();
+        long pass1Tokens = 0;
+        for (List<Piece> partition : plan) {
+            List<Tasks.PieceItem> items = new ArrayList<>();
+            List<Tasks.PieceItem> firstPass = new ArrayList<>();
+            for (Piece p : partition) {
+                Tasks.PieceItem item = new Tasks.PieceItem(files.get(p.sequence()), p);
+                items.add(item);
+                if (p.isSplit() && !p.isLast()) {
+                    firstPass.add(item);
+                    pass1Tokens += p.tokens();
                 }
             }
-            List<List<Tasks.SplitItem>> splitWork = new ArrayList<>();
-            for (Map.Entry<Integer, List<Piece>> e : splits.entrySet()) {
-                long[] tokens = new long[e.getValue().size()];
-                for (Piece p : e.getValue()) {
-                    tokens[p.index()] = p.tokens();
-                }
-                splitWork.add(List.of(new Tasks.SplitItem(files.get(e.getKey()), e.getKey(), tokens)));
-            }
-
-            if (!pass1.isEmpty()) {
-                reports.addAll(runPass("pass 1/2: local states", pass1, pass1Hosts, pass1Tokens, passSeconds,
-                        (pieces, tokens) -> new Tasks(hadoop, staging, cfg, pieces, tokens).pass1()));
-                reports.addAll(runPass("scan: incoming states", splitWork, null, 0, passSeconds,
-                        (pieces, tokens) -> new Tasks(hadoop, staging, cfg, pieces, tokens).scan()));
-            }
-            List<TaskReport> outputs = runPass("pass 2/2: outputs", pass2, pass2Hosts, totalTokens, passSeconds,
-                    (pieces, tokens) -> new Tasks(hadoop, staging, cfg, pieces, tokens).pass2());
-            reports.addAll(outputs);
-            collectSkipped(outputs, files);
-            splitWork.removeIf(w -> skipped.containsKey(w.get(0).sequence));
-            if (!splitWork.isEmpty()) {
-                reports.addAll(runPass("assemble: split sequences", splitWork, null, 0, passSeconds,
-                        (pieces, tokens) -> new Tasks(hadoop, staging, cfg, pieces, tokens).assemble()));
-            }
-        } finally {
-            removeLeftovers(outFs, outputDir);
-            Path stagingPath = new Path(staging.root);
-            FileSystem sfs = stagingPath.getFileSystem(sc.hadoopConfiguration());
-            sfs.delete(stagingPath, true);
-            Path parent = stagingPath.getParent();
-            FileStatus[] left = sfs.exists(parent) ? sfs.listStatus(parent) : null;
-            if (left != null && left.length == 0) {
-                sfs.delete(parent, false);
+            List<String> hosts = hosts(statuses, partition, files);
+            pass2.add(items);
+            pass2Hosts.add(hosts);
+            if (!firstPass.isEmpty()) {
+                pass1.add(firstPass);
+                pass1Hosts.add(hosts);
             }
         }
+        List<List<Tasks.SplitItem>> splitWork = new ArrayList<>();
+        for (Map.Entry<Integer, List<Piece>> e : splits.entrySet()) {
+            long[] tokens = new long[e.getValue().size()];
+            for (Piece p : e.getValue()) {
+                tokens[p.index()] = p.tokens();
+            }
+            splitWork.add(List.of(new Tasks.SplitItem(files.get(e.getKey()), e.getKey(), tokens)));
+        }
+
+        if (!pass1.isEmpty()) {
+            reports.addAll(runPass("pass 1/2: local states", pass1, pass1Hosts, pass1Tokens,
+                    (pieces, tokens) -> new Tasks(hadoop, staging, cfg, pieces, tokens).pass1()));
+            reports.addAll(runPass("scan: incoming states", splitWork, null, 0,
+                    (pieces, tokens) -> new Tasks(hadoop, staging, cfg, pieces, tokens).scan()));
+        }
+        List<TaskReport> outputs = runPass("pass 2/2: outputs", pass2, pass2Hosts, totalTokens,
+                (pieces, tokens) -> new Tasks(hadoop, staging, cfg, pieces, tokens).pass2());
+        reports.addAll(outputs);
+        collectSkipped(outputs, files);
+        splitWork.removeIf(w -> skipped.containsKey(w.get(0).sequence));
+        if (!splitWork.isEmpty()) {
+            reports.addAll(runPass("assemble: split sequences", splitWork, null, 0,
+                    (pieces, tokens) -> new Tasks(hadoop, staging, cfg, pieces, tokens).assemble()));
+        }
+        int resumed = 0;
+        for (TaskReport r : reports) {
+            resumed += r.resumed;
+        }
+        if (resumed > 0) {
+            out.println("lightning: resumed: " + resumed + " unit(s) of work were kept from the interrupted run");
+        }
+
+        List<String> published = new ArrayList<>();
+        for (int i = 0; i < files.size(); i++) {
+            if (!skipped.containsKey(i)) {
+                published.add(files.get(i).name);
+            }
+        }
+        ObjectNode report = report(files, reports, "succeeded", null);
+        Staging.writeAtomically(outFs, staging.report(), "driver",
+                new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValueAsBytes(report));
+        Commit.commit(outFs, outputDir, staging, published, cfg.overwrite, lock);
 
         double seconds = (System.nanoTime() - t0) / 1e9;
-        ObjectNode report = report(files, plan.size(), pieceCount, totalTokens, reports, passSeconds, seconds);
-        writeReport(outFs, new Path(outputDir, REPORT), report);
+        Set<String> used = backendsUsed();
+        out.printf("lightning: done: %d files, %,d tokens in %.1f s (%s tokens/s) on %s; results in %s%s%n",
+                published.size(), totalTokens, seconds, rate(totalTokens, seconds), String.join(", ", used),
+                cfg.output, rejected.isEmpty() && skipped.isEmpty() ? ""
+                        : " (" + rejected.size() + " rejected, " + skipped.size() + " skipped: see " + REPORT + ")");
+        return report;
+    }
+
+    private Set<String> backendsUsed() {
         Set<String> used = new LinkedHashSet<>();
         for (TaskReport r : reports) {
             if (!"-".equals(r.backend)) {
                 used.add(r.backend + "@" + r.device);
             }
         }
-        out.printf("lightning: done: %d files, %,d tokens in %.1f s (%s tokens/s) on %s; results in %s%s%n",
-                files.size() - skipped.size(), totalTokens, seconds, rate(totalTokens, seconds), String.join(", ", used),
-                cfg.output, rejected.isEmpty() && skipped.isEmpty() ? ""
-                        : " (" + rejected.size() + " rejected, " + skipped.size() + " skipped: see " + REPORT + ")");
-        return report;
+        return used;
+    }
+
+    /**
+     * A failed run: the output directory is as it was; the work done so far and the report with
+     * the error stay in the staging directory, for --resume.
+     */
+    private void failed(FileSystem fs, Staging staging, List<SequenceFile> files, Exception e) {
+        try {
+            ObjectNode report = report(files, reports, "failed", e);
+            Staging.writeAtomically(fs, staging.report(), "driver",
+                    new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValueAsBytes(report));
+            out.println("lightning: the run failed; the output directory is unchanged. The work done so far and the "
+                    + "report of the failed run are in " + staging.root + "; rerun with --resume to continue from it");
+        } catch (IOException | RuntimeException again) {
+            e.addSuppressed(again);
+        }
+    }
+
+    // ---------------------------------------------------------------- the output directory
+
+    /** Creates the output directory if it is missing; returns whether it did. */
+    private static boolean createOutputDirectory(FileSystem fs, Path output) throws IOException {
+        try {
+            if (fs.exists(output)) {
+                if (!fs.getFileStatus(output).isDirectory()) {
+                    throw new InvalidInputException("--output " + output + " is a file, expected a directory");
+                }
+                return false;
+            }
+            if (!fs.mkdirs(output)) {
+                throw new InvalidInputException("--output " + output + ": cannot create the directory; check that its "
+                        + "parent exists and is writable, or choose another output directory");
+            }
+            return true;
+        } catch (java.nio.file.AccessDeniedException | org.apache.hadoop.security.AccessControlException e) {
+            throw cannotWrite(output, e);
+        }
+    }
+
+    private static void removeIfEmpty(FileSystem fs, Path dir) {
+        try {
+            if (fs.exists(dir) && fs.listStatus(dir).length == 0) {
+                fs.delete(dir, false);
+            }
+        } catch (IOException e) {
+            // an empty directory left behind is harmless
+        }
+    }
+
+    static InvalidInputException cannotWrite(Path output, Exception e) {
+        return new InvalidInputException("--output " + output + ": cannot write there (" + e.getMessage()
+                + "); check its permissions or choose another output directory", e);
+    }
+
+    /**
+     * The staging directory of this run. Earlier runs' staging directories are removed, except,
+     * with --resume, the newest one whose inputs and settings match this run: its finished work is
+     * kept. The probe of the output directory's permissions is the first write into it.
+     */
+    private Staging chooseStaging(FileSystem fs, Path output, List<SequenceFile> files,
+                                  List<LocatedFileStatus> statuses) throws IOException {
+        JsonNode fingerprint = fingerprint(files, statuses);
+        List<Path> earlier = Staging.all(fs, output);
+        Path resumeFrom = null;
+        if (cfg.resume) {
+            List<String> mismatch = null;
+            for (int i = earlier.size() - 1; i >= 0 && resumeFrom == null; i--) {
+                Commit.RunInfo info = Commit.RunInfo.read(fs, earlier.get(i));
+                List<String> diff = Commit.RunInfo.differences(info.fingerprint, fingerprint);
+                if (diff.isEmpty()) {
+                    resumeFrom = earlier.get(i);
+                } else if (mismatch == null) {
+                    mismatch = diff;
+                }
+            }
+            if (resumeFrom == null && mismatch != null) {
+                throw new InvalidInputException("--resume: the interrupted run in " + earlier.get(earlier.size() - 1)
+                        + " had other " + String.join(", ", mismatch) + " than this one; rerun with the same input and "
+                        + "options to resume it, or without --resume to start over (its staging is then removed)");
+            }
+            if (resumeFrom == null) {
+                out.println("lightning: --resume: no interrupted run in " + output + "; starting a new run");
+            }
+        }
+        for (Path dir : earlier) {
+            if (!dir.equals(resumeFrom)) {
+                out.println("lightning: removing the staging of earlier run " + Staging.runIdOf(dir)
+                        + (cfg.resume ? "" : " (--resume would have continued it)"));
+                Commit.removeStaging(fs, output, dir);
+            }
+        }
+        if (resumeFrom != null) {
+            out.println("lightning: resuming run " + Staging.runIdOf(resumeFrom) + " (started "
+                    + Commit.RunInfo.read(fs, resumeFrom).started + ")");
+            return new Staging(output, Staging.runIdOf(resumeFrom), true);
+        }
+        Staging staging = new Staging(output, runId, false);
+        boolean createdParent = !fs.exists(new Path(output, Staging.PARENT));
+        try {
+            Staging.writeAtomically(fs, staging.runFile(), "driver",
+                    Commit.RunInfo.encode(fingerprint, createdParent, started.toString()));
+        } catch (java.nio.file.AccessDeniedException | org.apache.hadoop.security.AccessControlException e) {
+            throw cannotWrite(output, e);
+        } catch (IOException e) {
+            if (String.valueOf(e.getMessage()).contains("ermission") || String.valueOf(e.getMessage()).contains("ead-only")) {
+                throw cannotWrite(output, e);
+            }
+            throw e;
+        }
+        return staging;
+    }
+
+    /** What a resumed run must share with the run it continues: every input and setting that affects the bytes. */
+    private JsonNode fingerprint(List<SequenceFile> files, List<LocatedFileStatus> statuses) {
+        Map<String, Long> modified = new HashMap<>();
+        for (FileStatus s : statuses) {
+            modified.put(s.getPath().toString(), s.getModificationTime());
+        }
+        ObjectNode n = new ObjectMapper().createObjectNode();
+        ObjectNode settings = n.putObject("settings");
+        cfg.describe().forEach((k, v) -> {
+            if (!k.equals(Settings.INPUT.key) && !k.equals(Settings.OUTPUT.key) && !k.equals(Settings.OVERWRITE.key)
+                    && !k.equals(Settings.RESUME.key)) {
+                settings.put(k, v);
+            }
+        });
+        ArrayNode inputs = n.putArray("inputs");
+        for (SequenceFile f : files) {
+            inputs.addObject().put("name", f.name).put("path", f.path).put("bytes", f.fileSize)
+                    .put("modified", modified.get(f.path));
+        }
+        return n;
+    }
+
+    /**
+     * Refuses, before any compute, an output directory that already holds a file this run would
+     * produce, unless --overwrite: the old file is then replaced at the commit, never before.
+     */
+    private void checkExisting(FileSystem fs, Path output, List<SequenceFile> files) throws IOException {
+        if (cfg.overwrite) {
+            return;
+        }
+        List<String> present = new ArrayList<>();
+        List<String> names = new ArrayList<>();
+        files.forEach(f -> names.add(f.name));
+        names.add(REPORT);
+        names.add(Commit.SUCCESS);
+        for (String name : names) {
+            if (fs.exists(OutputPaths.child(output, name))) {
+                present.add(name);
+            }
+        }
+        if (!present.isEmpty()) {
+            throw new InvalidInputException("--output " + output + " already holds " + present.size() + " file(s) this "
+                    + "run would write, e.g. " + present.get(0) + "; pass --overwrite to replace them (only those, "
+                    + "and only once the run has succeeded) or choose another output directory");
+        }
+    }
+
+    /**
+     * Refuses, before any compute, a run that cannot fit: the bytes it will stage (outputs, and
+     * for split sequences their parts and states) against the free space the file system reports.
+     */
+    private void checkSpace(FileSystem fs, Path output, Staging staging, List<SequenceFile> files) throws IOException {
+        long need = 0;
+        for (SequenceFile f : files) {
+            long o = f.tokens * f.heads * f.dv * cfg.outputDtype(f.dtype).bytes();
+            long state = (long) f.heads * f.dk * f.dv * 4;
+            long pieces = (f.tokens + cfg.partitionTokens - 1) / Math.max(1, cfg.partitionTokens);
+            need += o + state + 4096;
+            if (pieces > 1) {
+                need += o + 2 * pieces * state;
+            }
+        }
+        long free;
+        try {
+            free = fs.getStatus(output).getRemaining();
+        } catch (IOException | UnsupportedOperationException e) {
+            return; // not reported by this file system
+        }
+        if (free <= 0) {
+            return;
+        }
+        long have = 0;
+        try {
+            have = fs.getContentSummary(staging.path()).getLength();
+        } catch (IOException e) {
+            // a new run has staged nothing
+        }
+        if (need - have > free) {
+            throw new InvalidInputException(String.format("--output %s: the run needs about %s for its outputs and "
+                            + "staging, the file system has %s free; free some space or choose another output directory",
+                    output, bytes(need - have), bytes(free)));
+        }
+    }
+
+    private static String bytes(long n) {
+        if (n >= 1L << 30) {
+            return String.format("%.1f GiB", n / (double) (1L << 30));
+        }
+        return String.format("%.1f MiB", n / (double) (1L << 20));
     }
 
     /** Pass 2 saw every piece (and every initial state): its records say which sequences to drop. */
@@ -201,22 +453,6 @@ final class LightningJob {
             String what = e.getValue()[0] + " NaN/Inf value(s), the first at " + firsts.get(e.getKey());
             skipped.put(e.getKey(), what);
             out.println("lightning: skipped " + files.get(e.getKey()).name + ": " + what);
-        }
-    }
-
-    /**
-     * Removes hidden partial files of task attempts that died before they could clean up (a lost
-     * executor runs no finally block). Finished files were renamed into place and stay.
-     */
-    private static void removeLeftovers(FileSystem fs, Path output) throws IOException {
-        if (!fs.exists(output)) {
-            return;
-        }
-        for (FileStatus s : fs.listStatus(output)) {
-            String name = s.getPath().getName();
-            if (name.startsWith(".") && name.contains(".inprogress-")) {
-                fs.delete(s.getPath(), false);
-            }
         }
     }
 
@@ -282,37 +518,12 @@ final class LightningJob {
         }
     }
 
-    /**
-     * Refuses an output directory that already holds results, unless {@code --overwrite}; then
-     * removes those results (and only those) first.
-     */
-    private void prepareOutput(FileSystem inFs, Path input, FileSystem outFs, Path output) throws IOException {
+    /** Refuses an output that is, contains or lies in the input. */
+    private void checkOverlap(FileSystem inFs, Path input, FileSystem outFs, Path output) throws IOException {
         Path in = inFs.makeQualified(input);
         Path o = outFs.makeQualified(output);
         if (in.equals(o)) {
             throw new InvalidInputException("--output " + output + " is the input directory; choose another");
-        }
-        if (!outFs.exists(output)) {
-            outFs.mkdirs(output);
-            return;
-        }
-        if (!outFs.getFileStatus(output).isDirectory()) {
-            throw new InvalidInputException("--output " + output + " is a file, expected a directory");
-        }
-        List<Path> results = new ArrayList<>();
-        for (FileStatus s : outFs.listStatus(output)) {
-            String name = s.getPath().getName();
-            if (name.endsWith(SUFFIX) || name.equals(REPORT)) {
-                results.add(s.getPath());
-            }
-        }
-        if (!results.isEmpty() && !cfg.overwrite) {
-            throw new InvalidInputException("--output " + output + " already holds " + results.size()
-                    + " result file(s), e.g. " + results.get(0).getName() + "; pass --overwrite to replace them "
-                    + "or choose an empty directory");
-        }
-        for (Path p : results) {
-            outFs.delete(p, false);
         }
     }
 
@@ -339,8 +550,7 @@ final class LightningJob {
     }
 
     private <W extends Serializable> List<TaskReport> runPass(String title, List<List<W>> work, List<List<String>> hosts,
-                                                            long totalTokens, Map<String, Double> passSeconds,
-                                                            WorkerFactory<W> factory) {
+                                                            long totalTokens, WorkerFactory<W> factory) {
         int totalItems = 0;
         for (List<W> w : work) {
             totalItems += w.size();
@@ -375,7 +585,7 @@ final class LightningJob {
             ticker.shutdownNow();
             sc.setJobDescription(null);
         }
-        passSeconds.put(title, (System.nanoTime() - start) / 1e9);
+        passes.put(title, new double[] {(System.nanoTime() - start) / 1e9, tokens.value()});
         String done = line.get();
         if (totalTokens == 0) {
             done = String.format("lightning: %s: %d/%d done, %.1f s", title, items, items,
@@ -398,22 +608,45 @@ final class LightningJob {
 
     // ---------------------------------------------------------------- report
 
-    private ObjectNode report(List<SequenceFile> files, int partitions, int pieces, long tokens,
-                              List<TaskReport> tasks, Map<String, Double> passSeconds, double seconds) {
+    /** The run report: settings, sequences, passes, every task; for a failed run also the error. */
+    private ObjectNode report(List<SequenceFile> files, List<TaskReport> tasks, String status, Exception error) {
         ObjectMapper json = new ObjectMapper();
         ObjectNode root = json.createObjectNode();
+        root.put("status", status);
+        if (error != null) {
+            root.put("error", String.valueOf(error.getMessage() == null ? error : error.getMessage()));
+        }
+        root.put("version", Version.get());
+        root.put("run", runId);
         root.put("application", sc.applicationId());
         root.put("master", sc.master());
+        root.put("started", started.toString());
+        root.put("ended", java.time.Instant.now().toString());
+        double seconds = (System.nanoTime() - t0) / 1e9;
+        root.put("sparkStartSeconds", sparkStartSeconds);
+        ArrayNode backends = root.putArray("backends");
+        backendsUsed().forEach(backends::add);
         ObjectNode settings = root.putObject("settings");
         cfg.describe().forEach(settings::put);
         root.put("sequences", files.size());
-        root.put("tokens", tokens);
-        root.put("pieces", pieces);
-        root.put("partitions", partitions);
+        summary.forEach(root::put);
+        long tokens = summary.getOrDefault("tokens", 0L);
         root.put("seconds", seconds);
         root.put("tokensPerSecond", seconds > 0 ? tokens / seconds : 0);
-        ObjectNode passes = root.putObject("passes");
-        passSeconds.forEach(passes::put);
+        int resumed = 0;
+        for (TaskReport r : tasks) {
+            resumed += r.resumed;
+        }
+        root.put("resumedUnits", resumed);
+        ObjectNode ps = root.putObject("passes");
+        passes.forEach((title, v) -> {
+            ObjectNode p = ps.putObject(title);
+            p.put("seconds", v[0]);
+            if (v[1] > 0) {
+                p.put("tokens", (long) v[1]);
+                p.put("tokensPerSecond", v[0] > 0 ? v[1] / v[0] : 0);
+            }
+        });
         ArrayNode seqs = root.putArray("files");
         for (SequenceFile f : files) {
             ObjectNode n = seqs.addObject();
@@ -423,6 +656,7 @@ final class LightningJob {
             n.put("dk", f.dk);
             n.put("dv", f.dv);
             n.put("dtype", f.dtype.name());
+            n.put("outputDtype", cfg.outputDtype(f.dtype).name());
             n.put("slopes", f.slopesFromFile ? "file" : cfg.defaultSlopes);
             n.put("initialState", f.initialStateOffset >= 0);
         }
@@ -437,6 +671,13 @@ final class LightningJob {
             n.put("partition", r.partition);
             n.put("pieces", r.pieces);
             n.put("tokens", r.tokens);
+            n.put("resumed", r.resumed);
+            ArrayNode names = n.putArray("files");
+            if (r.files != null) {
+                for (String name : r.files) {
+                    names.add(name);
+                }
+            }
             n.put("backend", r.backend);
             n.put("device", r.device);
             n.put("host", r.host);
@@ -445,11 +686,5 @@ final class LightningJob {
             n.put("millis", r.nanos / 1e6);
         }
         return root;
-    }
-
-    private static void writeReport(FileSystem fs, Path path, ObjectNode report) throws IOException {
-        byte[] bytes = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValueAsString(report)
-                .getBytes(StandardCharsets.UTF_8);
-        Staging.writeAtomically(fs, path, "driver", o -> o.write(bytes));
     }
 }

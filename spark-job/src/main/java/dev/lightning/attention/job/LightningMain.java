@@ -190,9 +190,10 @@ public final class LightningMain {
     static void runJob(JobConfig cfg, PrintStream out) throws Exception {
         SparkConf conf = sparkConf(cfg);
         ExecutorBackends.checkAvailable(cfg.backend, conf.get("spark.master"));
+        long start = System.nanoTime();
         SparkContext sc = new SparkContext(conf);
         try {
-            new LightningJob(cfg, sc, out).run();
+            new LightningJob(cfg, sc, out, (System.nanoTime() - start) / 1e9).run();
         } finally {
             sc.stop();
         }

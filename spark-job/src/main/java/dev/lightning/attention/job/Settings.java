@@ -8,9 +8,16 @@ final class Settings {
     }
 
     static final Setting<String> INPUT = Setting.path("--input", "spark.lightning.input",
-            "Directory of `*.safetensors` sequence files (any Hadoop file system URI).");
+            "The `*.safetensors` sequence files: a directory, one file, a comma-separated list or a glob "
+                    + "(`'dir/*.safetensors'`); any Hadoop file system URI. A path that exists is taken as it is, "
+                    + "even if it holds a comma or a glob character.");
     static final Setting<String> OUTPUT = Setting.path("--output", "spark.lightning.output",
-            "Directory for the results, one file per input file with the same name.");
+            "Directory for the results, one file per input file with the same name (its path below --input "
+                    + "with `--recursive`). Published in one commit at the end of the run; files the run does not "
+                    + "produce are never touched.");
+    static final Setting<Boolean> RECURSIVE = Setting.flagSwitch("--recursive", "spark.lightning.recursive",
+            "With a directory as --input, also take the files of its subdirectories (names starting with `.` "
+                    + "or `_` are skipped).");
     static final Setting<Long> PARTITION_TOKENS = Setting.count("--partition-tokens",
             "spark.lightning.partitionTokens", 65536, 1, Long.MAX_VALUE / 4,
             "Tokens per partition (rounded down to a multiple of the chunk size). Shorter sequences share a "
@@ -48,8 +55,23 @@ final class Settings {
             "When the GPU runs out of memory: `shrink` halves the work per launch down to one chunk and then fails "
                     + "the task; `cpu` shrinks the same way, then computes the piece on the CPU with a warning.",
             "shrink", "cpu");
+    static final Setting<String> OUTPUT_DTYPE = Setting.choice("--output-dtype", "spark.lightning.outputDtype",
+            "input", "Dtype of `o`: that of the input, or `f32`, `bf16`, `f16`. An `o` value that does not fit "
+                    + "(inf in F16) fails the job, naming the file and position.", "input", "f32", "bf16", "f16");
     static final Setting<Boolean> OVERWRITE = Setting.flagSwitch("--overwrite", "spark.lightning.overwrite",
-            "Replace results already in the output directory instead of refusing to run.");
+            "Let this run replace the files it produces (and the run report) where the output directory already "
+                    + "holds them; they are replaced at the commit, after all compute. Other files are never "
+                    + "touched.");
+    static final Setting<Boolean> RESUME = Setting.flagSwitch("--resume", "spark.lightning.resume",
+            "Continue an interrupted or failed run into the same --output with the same input and settings: "
+                    + "work it finished and that still verifies (size and CRC32C) is kept, the rest is computed; "
+                    + "the result is byte-identical to an uninterrupted run. Without it, a new run discards the "
+                    + "staging of earlier runs.");
+    static final Setting<Double> LOCK_STALE_SECONDS = Setting.real("--lock-stale-seconds",
+            "spark.lightning.lockStaleSeconds", 120.0, true,
+            "A run holds `<output>/_lightning.lock` and refreshes it every few seconds. A lock whose process is "
+                    + "gone (same host) or that was not refreshed for this long is stale, and the next run takes it "
+                    + "over.");
     static final Setting<Boolean> SKIP_NONFINITE = Setting.flagSwitch("--skip-nonfinite",
             "spark.lightning.skipNonFinite", "Skip sequences whose inputs hold NaN or Inf, and list them in the run "
                     + "report, instead of failing the job.");
@@ -59,9 +81,9 @@ final class Settings {
     static final Setting<Double> PROGRESS_SECONDS = Setting.real("--progress-seconds",
             "spark.lightning.progressSeconds", 5.0, true, "Seconds between progress lines.");
 
-    static final List<Setting<?>> ALL = List.of(INPUT, OUTPUT, PARTITION_TOKENS, CHUNK_SIZE, SCALE, BACKEND, MASTER,
-            DEFAULT_SLOPES, LAYER, LAYERS, WINDOW_BYTES, GPU_WINDOW_BYTES, GPU_RESOURCE, GPU_MEMORY, GPU_OOM, OVERWRITE,
-            SKIP_INVALID, SKIP_NONFINITE, PROGRESS_SECONDS);
+    static final List<Setting<?>> ALL = List.of(INPUT, OUTPUT, RECURSIVE, PARTITION_TOKENS, CHUNK_SIZE, SCALE,
+            BACKEND, MASTER, DEFAULT_SLOPES, LAYER, LAYERS, OUTPUT_DTYPE, WINDOW_BYTES, GPU_WINDOW_BYTES, GPU_RESOURCE,
+            GPU_MEMORY, GPU_OOM, OVERWRITE, RESUME, LOCK_STALE_SECONDS, SKIP_INVALID, SKIP_NONFINITE, PROGRESS_SECONDS);
 
     static Setting<?> byFlag(String flag) {
         for (Setting<?> s : ALL) {

@@ -18,13 +18,17 @@ public final class TaskReport {
     long nanos;
     /** Sequences dropped for NaN/Inf in skip mode: "sequence TAB count TAB first position". */
     String[] skipped;
+    /** Units of work an earlier attempt of the run had finished (--resume), kept and not computed. */
+    int resumed;
+    /** The files (output names) whose pieces the task handled. */
+    String[] files;
 
     TaskReport() {
         // for Kryo
     }
 
     TaskReport(String pass, int partition, int pieces, long tokens, String backend, String device, String host,
-               String executor, String gpuAddress, long nanos, String[] skipped) {
+               String executor, String gpuAddress, long nanos, String[] skipped, int resumed, String[] files) {
         this.pass = pass;
         this.partition = partition;
         this.pieces = pieces;
@@ -36,5 +40,7 @@ public final class TaskReport {
         this.gpuAddress = gpuAddress;
         this.nanos = nanos;
         this.skipped = skipped;
+        this.resumed = resumed;
+        this.files = files;
     }
 }

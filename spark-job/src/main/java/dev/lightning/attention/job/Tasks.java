@@ -25,6 +25,12 @@ import java.util.Map;
  * The four kinds of task of a run, each a {@link WorkRDD.Worker}: pass 1 (local states of the
  * pieces that have a successor), the scan (incoming states, per split sequence), pass 2
  * (outputs) and the assembly of split sequences' outputs. They share the run's settings here.
+ *
+ * <p>Every task writes only into the run's {@link Staging}: nothing reaches the output directory
+ * before the driver's {@link Commit}. Each unit of work (a piece of a pass, a sequence of the scan
+ * or the assembly) ends with a marker listing its files with size and CRC32C; with --resume a unit
+ * whose marker still matches its files is skipped, so a resumed run computes only what is missing
+ * and writes the same bytes as an uninterrupted one.
  */
 final class Tasks implements Serializable {
     private static final long serialVersionUID = 1L;
@@ -57,7 +63,7 @@ final class Tasks implements Serializable {
 
     private final HadoopConf hadoop;
     private final Staging staging;
-    private final String output;
+    private final DType outputDtype;
     private final String backendChoice;
     private final double scale;
     private final int chunkSize;
@@ -73,7 +79,8 @@ final class Tasks implements Serializable {
     Tasks(HadoopConf hadoop, Staging staging, JobConfig cfg, LongAccumulator piecesDone, LongAccumulator tokensDone) {
         this.hadoop = hadoop;
         this.staging = staging;
-        this.output = cfg.output;
+        this.outputDtype = cfg.outputDtype == null || "input".equals(cfg.outputDtype) ? null
+                : DType.fromSafetensors(cfg.outputDtype);
         this.backendChoice = cfg.backend;
         this.scale = cfg.scale;
         this.chunkSize = cfg.chunkSize;
@@ -87,15 +94,20 @@ final class Tasks implements Serializable {
         this.tokensDone = tokensDone;
     }
 
-    /** The header of an output file: o [T, H, Dv] in the input dtype, then final_state [H, Dk, Dv] F32. */
-    static SafetensorsHeader outputHeader(SequenceFile f, double scale) {
+    /** The dtype of a file's {@code o}: --output-dtype, or the input's. */
+    DType outputDtype(SequenceFile f) {
+        return outputDtype == null ? f.dtype : outputDtype;
+    }
+
+    /** The header of an output file: o [T, H, Dv] in the output dtype, then final_state [H, Dk, Dv] F32. */
+    static SafetensorsHeader outputHeader(SequenceFile f, DType oDtype, double scale) {
         return SafetensorsHeader.layout(f.name, List.of(
-                new SafetensorsHeader.Spec("o", f.dtype, f.tokens, f.heads, f.dv),
+                new SafetensorsHeader.Spec("o", oDtype, f.tokens, f.heads, f.dv),
                 new SafetensorsHeader.Spec("final_state", DType.F32, f.heads, f.dk, f.dv)),
                 Map.of("producer", "lightning-spark", "scale", Double.toString(scale)));
     }
 
-    private PieceWork work(AttentionBackend backend) {
+    private PieceWork work(AttentionBackend backend, SequenceFile f) {
         return new PieceWork(scale, chunkSize, backend.device().startsWith("cuda") ? gpuWindowBytes : windowBytes);
     }
 
@@ -119,7 +131,7 @@ final class Tasks implements Serializable {
     }
 
     private TaskReport report(String pass, TaskContext ctx, int pieces, long tokens, AttentionBackend b, long start,
-                              List<String> skipped) {
+                              List<String> skipped, int resumed, List<String> files) {
         String host;
         try {
             host = InetAddress.getLocalHost().getHostName();
@@ -130,7 +142,12 @@ final class Tasks implements Serializable {
         Integer gpu = ExecutorBackends.assignedGpu(gpuResource);
         return new TaskReport(pass, ctx.partitionId(), pieces, tokens, b == null ? "-" : b.name(),
                 b == null ? "-" : b.device(), host, executor, gpu == null ? "-" : gpu.toString(),
-                System.nanoTime() - start, skipped.toArray(new String[0]));
+                System.nanoTime() - start, skipped.toArray(new String[0]), resumed,
+                new java.util.LinkedHashSet<>(files).toArray(new String[0]));
+    }
+
+    static String unit(String pass, int sequence, int piece) {
+        return pass + "-s" + sequence + (piece < 0 ? "" : "-p" + piece);
     }
 
     private void progress(Piece p) {
@@ -143,25 +160,42 @@ final class Tasks implements Serializable {
         return (items, ctx) -> {
             long start = System.nanoTime();
             long tokens = 0;
+            int resumed = 0;
             List<String> skipped = new ArrayList<>();
+            List<String> names = new ArrayList<>();
+            FileSystem stagingFs = fs(staging.root);
             try (AttentionBackend backend = backend()) {
                 for (PieceItem it : items) {
+                    String unit = unit("pass1", it.piece.sequence(), it.piece.index());
+                    names.add(it.file.name);
+                    if (staging.alreadyDone(stagingFs, unit)) {
+                        resumed++;
+                        progress(it.piece);
+                        continue;
+                    }
                     LightningState local;
+                    boolean clean = true;
                     try (FSDataInputStream in = fs(it.file.path).open(new Path(it.file.path))) {
                         local = CpuFallback.run(backend, gpuOomToCpu, it.file.name + " " + it.piece,
-                                b -> work(b).localState(b, in::readFully, it.file, it.piece));
+                                b -> work(b, it.file).localState(b, in::readFully, it.file, it.piece));
                     } catch (NonFiniteInputException e) {
                         // skip mode: the sequence is dropped at assembly; a zero state keeps the scan going
                         skipped.add(skipOrThrow(e));
                         local = LightningState.zeros(it.file.heads, it.file.dk, it.file.dv);
+                        clean = false;
                     }
                     LightningState localState = local;
                     Path dst = staging.localState(it.piece.sequence(), it.piece.index());
-                    Staging.writeAtomically(fs(staging.root), dst, attempt(ctx), out -> out.write(localState.toBytes()));
+                    Staging.Written w = Staging.writeAtomically(stagingFs, dst, attempt(ctx),
+                            out -> out.write(localState.toBytes()));
+                    if (clean) {
+                        staging.markDone(stagingFs, unit, attempt(ctx), List.of(w));
+                    }
+                    FaultPoints.reach("pass1");
                     tokens += it.piece.tokens();
                     progress(it.piece);
                 }
-                return report("pass1", ctx, items.size(), tokens, backend, start, skipped);
+                return report("pass1", ctx, items.size(), tokens, backend, start, skipped, resumed, names);
             }
         };
     }
@@ -175,62 +209,95 @@ final class Tasks implements Serializable {
             long start = System.nanoTime();
             FileSystem stagingFs = fs(staging.root);
             List<String> skipped = new ArrayList<>();
+            List<String> names = new ArrayList<>();
+            int resumed = 0;
             for (SplitItem it : items) {
                 SequenceFile f = it.file;
+                names.add(f.name);
+                String unit = unit("scan", it.sequence, -1);
+                if (staging.alreadyDone(stagingFs, unit)) {
+                    resumed++;
+                    continue;
+                }
                 dev.lightning.attention.kernel.AttentionSpec spec = f.spec(scale, chunkSize);
                 LightningState state;
+                boolean clean = true;
                 try (FSDataInputStream in = fs(f.path).open(new Path(f.path))) {
                     state = PieceWork.initialState(in::readFully, f, it.sequence);
                 } catch (NonFiniteInputException e) {
                     skipped.add(skipOrThrow(e));
                     state = LightningState.zeros(f.heads, f.dk, f.dv);
+                    clean = false;
                 }
+                List<Staging.Written> written = new ArrayList<>();
                 for (int p = 0; p + 1 < it.pieceTokens.length; p++) {
                     LightningState local = readState(stagingFs, staging.localState(it.sequence, p), f);
                     state = state.then(spec, it.pieceTokens[p], local);
                     LightningState incoming = state;
-                    Staging.writeAtomically(stagingFs, staging.incomingState(it.sequence, p + 1), attempt(ctx),
-                            out -> out.write(incoming.toBytes()));
+                    written.add(Staging.writeAtomically(stagingFs, staging.incomingState(it.sequence, p + 1),
+                            attempt(ctx), out -> out.write(incoming.toBytes())));
+                    FaultPoints.reach("scan");
+                }
+                if (clean) {
+                    staging.markDone(stagingFs, unit, attempt(ctx), written);
                 }
             }
-            return report("scan", ctx, items.size(), 0, null, start, skipped);
+            return report("scan", ctx, items.size(), 0, null, start, skipped, resumed, names);
         };
     }
 
-    /** Pass 2: outputs. A whole sequence goes straight to its output file; a piece of a split one to a part. */
+    /**
+     * Pass 2: outputs. A whole sequence goes straight to its staged output file; a piece of a split
+     * one to a part (and the last piece also to the sequence's final state).
+     */
     WorkRDD.Worker<PieceItem> pass2() {
         return (items, ctx) -> {
             long start = System.nanoTime();
             long tokens = 0;
-            FileSystem outFs = fs(output);
+            int resumed = 0;
             FileSystem stagingFs = fs(staging.root);
             List<String> skipped = new ArrayList<>();
+            List<String> names = new ArrayList<>();
             try (AttentionBackend backend = backend()) {
                 for (PieceItem it : items) {
                     SequenceFile f = it.file;
                     Piece p = it.piece;
+                    names.add(f.name);
+                    String unit = unit("pass2", p.sequence(), p.index());
+                    if (staging.alreadyDone(stagingFs, unit)) {
+                        resumed++;
+                        tokens += p.tokens();
+                        progress(p);
+                        continue;
+                    }
                     try (FSDataInputStream in = fs(f.path).open(new Path(f.path))) {
                         LightningState incoming = p.isFirst()
                                 ? PieceWork.initialState(in::readFully, f, p.sequence())
                                 : readState(stagingFs, staging.incomingState(p.sequence(), p.index()), f);
-                        CpuFallback.run(backend, gpuOomToCpu, f.name + " " + p, b -> {
+                        List<Staging.Written> written = CpuFallback.run(backend, gpuOomToCpu, f.name + " " + p, b -> {
+                            List<Staging.Written> files = new ArrayList<>();
                             if (!p.isSplit()) {
-                                Staging.writeAtomically(outFs, new Path(output, f.name), attempt(ctx), out -> {
-                                    out.write(outputHeader(f, scale).encode());
-                                    LightningState last = work(b).outputs(b, in::readFully, f, p, incoming, out);
-                                    out.write(last.toBytes());
-                                });
+                                files.add(Staging.writeAtomically(stagingFs, staging.stagedOutput(f.name), attempt(ctx),
+                                        out -> {
+                                            out.write(outputHeader(f, outputDtype(f), scale).encode());
+                                            LightningState last = work(b, f).outputs(b, in::readFully, f, p, incoming,
+                                                    out);
+                                            out.write(last.toBytes());
+                                        }));
                             } else {
                                 LightningState[] last = new LightningState[1];
-                                Staging.writeAtomically(stagingFs, staging.outputPart(p.sequence(), p.index()),
-                                        attempt(ctx), out -> last[0] = work(b).outputs(b, in::readFully, f, p, incoming, out));
+                                files.add(Staging.writeAtomically(stagingFs, staging.outputPart(p.sequence(), p.index()),
+                                        attempt(ctx), out -> last[0] = work(b, f).outputs(b, in::readFully, f, p,
+                                                incoming, out)));
                                 if (p.isLast()) {
-                                    Staging.writeAtomically(stagingFs, staging.finalState(p.sequence()), attempt(ctx),
-                                            out -> out.write(last[0].toBytes()));
+                                    files.add(Staging.writeAtomically(stagingFs, staging.finalState(p.sequence()),
+                                            attempt(ctx), out -> out.write(last[0].toBytes())));
                                 }
                             }
-                            return null;
+                            return files;
                         });
+                        staging.markDone(stagingFs, unit, attempt(ctx), written);
+                        FaultPoints.reach("pass2");
                     } catch (NonFiniteInputException e) {
                         // nothing of this piece was renamed into place; in skip mode the driver drops the sequence
                         skipped.add(skipOrThrow(e));
@@ -238,30 +305,41 @@ final class Tasks implements Serializable {
                     tokens += p.tokens();
                     progress(p);
                 }
-                return report("pass2", ctx, items.size(), tokens, backend, start, skipped);
+                return report("pass2", ctx, items.size(), tokens, backend, start, skipped, resumed, names);
             }
         };
     }
 
-    /** Assembly: header, the parts in order and the final state, streamed into the output file. */
+    /** Assembly: header, the parts in order and the final state, streamed into the staged output file. */
     WorkRDD.Worker<SplitItem> assemble() {
         return (items, ctx) -> {
             long start = System.nanoTime();
-            FileSystem outFs = fs(output);
             FileSystem stagingFs = fs(staging.root);
+            List<String> names = new ArrayList<>();
+            int resumed = 0;
             for (SplitItem it : items) {
                 SequenceFile f = it.file;
-                Staging.writeAtomically(outFs, new Path(output, f.name), attempt(ctx), out -> {
-                    out.write(outputHeader(f, scale).encode());
-                    for (int p = 0; p < it.pieceTokens.length; p++) {
-                        Path part = staging.outputPart(it.sequence, p);
-                        long expect = it.pieceTokens[p] * f.outputBytesPerToken();
-                        copy(stagingFs, part, expect, out);
-                    }
-                    copy(stagingFs, staging.finalState(it.sequence), (long) f.heads * f.dk * f.dv * 4, out);
-                });
+                names.add(f.name);
+                String unit = unit("assemble", it.sequence, -1);
+                if (staging.alreadyDone(stagingFs, unit)) {
+                    resumed++;
+                    continue;
+                }
+                DType oDtype = outputDtype(f);
+                Staging.Written w = Staging.writeAtomically(stagingFs, staging.stagedOutput(f.name), attempt(ctx),
+                        out -> {
+                            out.write(outputHeader(f, oDtype, scale).encode());
+                            for (int p = 0; p < it.pieceTokens.length; p++) {
+                                Path part = staging.outputPart(it.sequence, p);
+                                long expect = it.pieceTokens[p] * f.heads * f.dv * oDtype.bytes();
+                                copy(stagingFs, part, expect, out);
+                            }
+                            copy(stagingFs, staging.finalState(it.sequence), (long) f.heads * f.dk * f.dv * 4, out);
+                        });
+                staging.markDone(stagingFs, unit, attempt(ctx), List.of(w));
+                FaultPoints.reach("assemble");
             }
-            return report("assemble", ctx, items.size(), 0, null, start, List.of());
+            return report("assemble", ctx, items.size(), 0, null, start, List.of(), resumed, names);
         };
     }
 

@@ -1,0 +1,224 @@
+package dev.lightning.attention.job;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.fs.Path;
+
+import java.io.FileNotFoundException;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.PrintStream;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * The one step that publishes a run: every staged output file appears in the output directory,
+ * or none of them does (Hadoop's output committers and a database's redo log are the models).
+ *
+ * <p>The protocol, run by the driver while it holds the {@link OutputLock}:
+ * <ol>
+ *   <li>every staged file and the run report are complete in the staging directory;
+ *   <li>{@code commit.json} is written there (atomically): the list of files to publish and
+ *       whether old files of those names may be replaced. This is the commit point. Before it,
+ *       a failed or killed run has changed nothing in the output directory; after it, the run
+ *       counts as committed and whoever holds the lock next finishes the steps below;
+ *   <li>the old {@code _SUCCESS} is removed, so no reader takes a half-published directory for a
+ *       finished one;
+ *   <li>each file is published: an old file of the same name (only with --overwrite) is moved
+ *       into the staging directory, then the staged file is renamed into its place. Each step
+ *       can be repeated: a file no longer in staging was published already;
+ *   <li>the run report, then {@code _SUCCESS}, are written last;
+ *   <li>the staging directory (with the replaced old files) is removed, and {@code _temporary}
+ *       when the run created it and it is empty.
+ * </ol>
+ * Nothing outside the published names, the report and {@code _SUCCESS} is ever touched.
+ */
+final class Commit {
+    static final String RECORD = "commit.json";
+    static final String SUCCESS = "_SUCCESS";
+
+    private Commit() {
+    }
+
+    /**
+     * Commits the run staged in {@code staging}: writes the commit record, then publishes.
+     *
+     * @param names    output names (relative to {@code output}) of the staged files to publish
+     * @param overwrite whether existing files of those names may be replaced
+     */
+    static void commit(FileSystem fs, Path output, Staging staging, List<String> names, boolean overwrite,
+                       OutputLock lock) throws IOException {
+        synchronized (lock.publishing) {
+            lock.check();
+            for (String name : names) {
+                Path staged = staging.stagedOutput(name);
+                if (!fs.exists(staged)) {
+                    throw new IOException("the staged output " + staged + " is missing; nothing was published");
+                }
+                if (!overwrite && fs.exists(OutputPaths.child(output, name))) {
+                    throw new IllegalStateException(OutputPaths.child(output, name) + " appeared in the output "
+                            + "directory during the run; nothing was published and it was not replaced. Rerun with "
+                            + "--resume (add --overwrite to replace it)");
+                }
+            }
+            ObjectMapper json = new ObjectMapper();
+            ObjectNode record = json.createObjectNode();
+            record.put("overwrite", overwrite);
+            ArrayNode list = record.putArray("files");
+            names.forEach(list::add);
+            Staging.writeAtomically(fs, new Path(staging.path(), RECORD), "driver", json.writeValueAsBytes(record));
+            publish(fs, output, staging.path(), null);
+        }
+    }
+
+    /**
+     * Finishes the commits of runs that reached their commit point but were killed before they
+     * had published everything. Called by every run once it holds the lock, before it looks at
+     * the output directory.
+     */
+    static void recover(FileSystem fs, Path output, PrintStream out) throws IOException {
+        for (Path dir : Staging.all(fs, output)) {
+            if (fs.exists(new Path(dir, RECORD))) {
+                out.println("lightning: finishing the commit of interrupted run " + Staging.runIdOf(dir)
+                        + " (it had reached its commit point)");
+                publish(fs, output, dir, out);
+            }
+        }
+    }
+
+    /** Whether {@code stagingDir} holds a commit record. */
+    static boolean committed(FileSystem fs, Path stagingDir) throws IOException {
+        return fs.exists(new Path(stagingDir, RECORD));
+    }
+
+    /** Steps 3 to 6; repeatable, so an interrupted publication is finished by running it again. */
+    private static void publish(FileSystem fs, Path output, Path stagingDir, PrintStream out) throws IOException {
+        JsonNode record;
+        try (InputStream in = fs.open(new Path(stagingDir, RECORD))) {
+            record = new ObjectMapper().readTree(in);
+        }
+        boolean overwrite = record.path("overwrite").asBoolean(false);
+        fs.delete(new Path(output, SUCCESS), false);
+        Path files = new Path(stagingDir, "files");
+        Path replaced = new Path(stagingDir, "replaced");
+        int n = 0;
+        for (JsonNode f : record.path("files")) {
+            String name = f.asText();
+            Path src = OutputPaths.child(files, name);
+            Path dst = OutputPaths.child(output, name);
+            if (!fs.exists(src)) {
+                if (!fs.exists(dst)) {
+                    throw new IOException("cannot finish the commit of " + stagingDir + ": " + name
+                            + " is neither staged nor published");
+                }
+                continue; // published before an interruption
+            }
+            if (fs.exists(dst)) {
+                if (!overwrite) {
+                    throw new IOException("cannot publish " + name + ": " + dst + " exists and the run was not "
+                            + "started with --overwrite; the staged file stays in " + src);
+                }
+                Path aside = OutputPaths.child(replaced, name);
+                fs.mkdirs(aside.getParent());
+                rename(fs, dst, aside);
+            }
+            fs.mkdirs(dst.getParent());
+            rename(fs, src, dst);
+            if (n++ == 0) {
+                FaultPoints.reach("commit");
+            }
+        }
+        FaultPoints.reach("published");
+        Path report = new Path(stagingDir, LightningJob.REPORT);
+        if (fs.exists(report)) {
+            byte[] bytes;
+            try (InputStream in = fs.open(report)) {
+                bytes = in.readAllBytes();
+            }
+            Path dst = new Path(output, LightningJob.REPORT);
+            Staging.writeAtomically(fs, new Path(stagingDir, "report.publish"), "driver", bytes);
+            fs.delete(dst, false);
+            rename(fs, new Path(stagingDir, "report.publish"), dst);
+        }
+        Staging.writeAtomically(fs, new Path(output, SUCCESS), "driver", new byte[0]);
+        removeStaging(fs, output, stagingDir);
+    }
+
+    /** Removes a run's staging directory, and {@code _temporary} when that run created it and it is now empty. */
+    static void removeStaging(FileSystem fs, Path output, Path stagingDir) throws IOException {
+        boolean createdParent = RunInfo.read(fs, stagingDir).createdParent;
+        fs.delete(stagingDir, true);
+        Path parent = new Path(output, Staging.PARENT);
+        if (createdParent) {
+            try {
+                if (fs.listStatus(parent).length == 0) {
+                    fs.delete(parent, false);
+                }
+            } catch (FileNotFoundException e) {
+                // already gone
+            }
+        }
+    }
+
+    private static void rename(FileSystem fs, Path src, Path dst) throws IOException {
+        if (!fs.rename(src, dst)) {
+            throw new IOException("cannot rename " + src + " to " + dst);
+        }
+    }
+
+    /** What {@code run.json} in a staging directory says: the run's fingerprint and whether it made {@code _temporary}. */
+    static final class RunInfo {
+        final JsonNode fingerprint;
+        final boolean createdParent;
+        final String started;
+
+        private RunInfo(JsonNode fingerprint, boolean createdParent, String started) {
+            this.fingerprint = fingerprint;
+            this.createdParent = createdParent;
+            this.started = started;
+        }
+
+        static RunInfo read(FileSystem fs, Path stagingDir) throws IOException {
+            try (InputStream in = fs.open(new Path(stagingDir, "run.json"))) {
+                JsonNode n = new ObjectMapper().readTree(in);
+                return new RunInfo(n.path("fingerprint"), n.path("createdParent").asBoolean(false),
+                        n.path("started").asText("?"));
+            } catch (FileNotFoundException e) {
+                return new RunInfo(null, false, "?");
+            } catch (IOException e) {
+                return new RunInfo(null, false, "?");
+            }
+        }
+
+        static byte[] encode(JsonNode fingerprint, boolean createdParent, String started) throws IOException {
+            ObjectNode n = new ObjectMapper().createObjectNode();
+            n.set("fingerprint", fingerprint);
+            n.put("createdParent", createdParent);
+            n.put("started", started);
+            return new ObjectMapper().writeValueAsBytes(n);
+        }
+
+        /** The keys in which two fingerprints differ, for the refusal of a --resume. */
+        static List<String> differences(JsonNode a, JsonNode b) {
+            List<String> diff = new ArrayList<>();
+            if (a == null || b == null) {
+                diff.add("run.json unreadable");
+                return diff;
+            }
+            a.fieldNames().forEachRemaining(k -> {
+                if (!a.path(k).equals(b.path(k))) {
+                    diff.add(k);
+                }
+            });
+            b.fieldNames().forEachRemaining(k -> {
+                if (!a.has(k)) {
+                    diff.add(k);
+                }
+            });
+            return diff;
+        }
+    }
+}

@@ -1,0 +1,44 @@
+package dev.lightning.attention.job;
+
+/**
+ * Named points of a run where a test can stop the process dead, to check that a run killed
+ * there leaves the output directory as it was and can be resumed. With the system property
+ * {@code lightning.test.pauseAt=NAME} (set on the JVM that reaches the point: the driver, which
+ * in local mode also runs the tasks), the first thread to reach {@code NAME} prints
+ * {@code lightning-test: paused at NAME} on standard error and sleeps until the process is
+ * killed. Without the property every call is a no-op.
+ *
+ * <p>The points, in the order a run reaches them:
+ * <ul>
+ *   <li>{@code pass1}: a pass-1 task has staged the local state of its first piece;
+ *   <li>{@code scan}: the scan has staged its first incoming state;
+ *   <li>{@code pass2}: a pass-2 task has staged its first piece's output;
+ *   <li>{@code assemble}: a split sequence's output file is staged;
+ *   <li>{@code commit}: the commit record is written and the first file was published;
+ *   <li>{@code published}: every file is published, the report and {@code _SUCCESS} not yet.
+ * </ul>
+ */
+final class FaultPoints {
+    static final String PROPERTY = "lightning.test.pauseAt";
+
+    private FaultPoints() {
+    }
+
+    static void reach(String name) {
+        String at = System.getProperty(PROPERTY);
+        if (at == null || !at.equals(name)) {
+            return;
+        }
+        synchronized (FaultPoints.class) {
+            System.err.println("lightning-test: paused at " + name);
+            System.err.flush();
+            while (true) {
+                try {
+                    Thread.sleep(60_000);
+                } catch (InterruptedException e) {
+                    // only a kill ends the pause: an interrupted task must not go on and publish
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,262 @@
+package dev.lightning.attention.job;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.lightning.attention.tensor.InvalidInputException;
+import org.apache.hadoop.fs.FileStatus;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.fs.Path;
+
+import java.io.FileNotFoundException;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.io.PrintStream;
+import java.net.InetAddress;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.FileAlreadyExistsException;
+import java.nio.file.Files;
+import java.time.Instant;
+import java.util.UUID;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * The one-run-at-a-time lock of an output directory: the file {@code <output>/_lightning.lock},
+ * holding who took it (run, host, process, start time). The holder refreshes the file's
+ * modification time every few seconds.
+ *
+ * <p>A lock is stale when its process is provably gone (same host, no such process) or when it
+ * was not refreshed for {@code staleSeconds}; a stale lock is taken over, anything else refuses
+ * the run with a message naming the holder. Taking over renames the stale file aside first, which
+ * only one contender can do, then creates the lock exclusively: two runs racing for a stale lock
+ * cannot both win.
+ *
+ * <p>Creation is exclusive: on the local file system through a hard link of a complete file (the
+ * lock never exists half-written), elsewhere through {@code create(path, overwrite=false)}, which
+ * HDFS and object stores with conditional writes honour.
+ */
+final class OutputLock implements AutoCloseable {
+    static final String NAME = "_lightning.lock";
+
+    private final FileSystem fs;
+    private final Path path;
+    private final String runId;
+    private final ScheduledExecutorService heartbeat;
+    private final Thread shutdownHook;
+    /** Held while the commit publishes, so that a shutdown hook does not release the lock mid-commit. */
+    final Object publishing = new Object();
+    private volatile boolean lost;
+    private volatile boolean released;
+
+    private OutputLock(FileSystem fs, Path path, String runId, double staleSeconds) {
+        this.fs = fs;
+        this.path = path;
+        this.runId = runId;
+        long period = Math.max(200, Math.min(10_000, (long) (staleSeconds * 1000 / 4)));
+        heartbeat = Executors.newSingleThreadScheduledExecutor(r -> {
+            Thread t = new Thread(r, "lightning-lock-heartbeat");
+            t.setDaemon(true);
+            return t;
+        });
+        heartbeat.scheduleAtFixedRate(this::refresh, period, period, TimeUnit.MILLISECONDS);
+        // SIGTERM or SIGINT: give the lock back (after a commit in progress has finished)
+        shutdownHook = new Thread(this::close, "lightning-lock-release");
+        Runtime.getRuntime().addShutdownHook(shutdownHook);
+    }
+
+    /**
+     * Takes the lock of {@code output} for run {@code runId}, taking over a stale one.
+     *
+     * @throws InvalidInputException when a live run holds it, naming that run and what to do
+     */
+    static OutputLock acquire(FileSystem fs, Path output, String runId, double staleSeconds, PrintStream out)
+            throws IOException {
+        Path path = new Path(output, NAME);
+        byte[] content = describeSelf(runId);
+        for (int attempt = 0; attempt < 3; attempt++) {
+            if (tryCreate(fs, path, content)) {
+                return new OutputLock(fs, path, runId, staleSeconds);
+            }
+            Holder holder = Holder.read(fs, path);
+            if (holder == null) {
+                continue; // released between our create and our read: try again
+            }
+            String stale = holder.staleReason(staleSeconds);
+            if (stale == null) {
+                throw new InvalidInputException("--output " + output + " is in use by run " + holder.runId + " (process "
+                        + holder.pid + " on host " + holder.host + ", started " + holder.started + ", lock refreshed "
+                        + holder.ageSeconds + " s ago); wait for it to finish. If that process is dead, its lock "
+                        + "goes stale " + fmt(staleSeconds) + " s after its last refresh (--lock-stale-seconds), or "
+                        + "remove " + path + " by hand");
+            }
+            Path aside = new Path(output, NAME + ".stale-" + UUID.randomUUID());
+            if (fs.rename(path, aside)) {
+                fs.delete(aside, false);
+                out.println("lightning: taking over the stale lock of run " + holder.runId + " (process " + holder.pid
+                        + " on host " + holder.host + ", started " + holder.started + "): " + stale);
+            }
+        }
+        throw new InvalidInputException("--output " + output + ": another run keeps taking the lock " + path
+                + "; make sure only one run writes to this directory");
+    }
+
+    private static String fmt(double seconds) {
+        return seconds == Math.rint(seconds) ? Long.toString((long) seconds) : Double.toString(seconds);
+    }
+
+    private static boolean tryCreate(FileSystem fs, Path path, byte[] content) throws IOException {
+        if ("file".equals(fs.getUri().getScheme())) {
+            java.nio.file.Path lock = java.nio.file.Paths.get(fs.makeQualified(path).toUri());
+            java.nio.file.Path tmp = lock.resolveSibling("." + NAME + "." + UUID.randomUUID());
+            Files.write(tmp, content);
+            try {
+                Files.createLink(lock, tmp);
+                return true;
+            } catch (FileAlreadyExistsException e) {
+                return false;
+            } finally {
+                Files.deleteIfExists(tmp);
+            }
+        }
+        try (OutputStream o = fs.create(path, false)) {
+            o.write(content);
+            return true;
+        } catch (org.apache.hadoop.fs.FileAlreadyExistsException e) {
+            return false;
+        } catch (IOException e) {
+            if (fs.exists(path)) {
+                return false;
+            }
+            throw e;
+        }
+    }
+
+    private static byte[] describeSelf(String runId) throws IOException {
+        ObjectNode n = new ObjectMapper().createObjectNode();
+        n.put("run", runId);
+        n.put("host", hostName());
+        n.put("pid", ProcessHandle.current().pid());
+        n.put("started", Instant.now().toString());
+        n.put("command", ProcessHandle.current().info().commandLine().orElse("?"));
+        return new ObjectMapper().writeValueAsBytes(n);
+    }
+
+    static String hostName() {
+        try {
+            return InetAddress.getLocalHost().getHostName();
+        } catch (IOException e) {
+            return "unknown";
+        }
+    }
+
+    /** Whether the lock is still this run's; false once another run took it over as stale. */
+    boolean held() {
+        if (lost || released) {
+            return false;
+        }
+        try {
+            Holder h = Holder.read(fs, path);
+            lost = h == null || !runId.equals(h.runId);
+        } catch (IOException e) {
+            return false;
+        }
+        return !lost;
+    }
+
+    /** Fails unless this run still holds the lock: checked before anything is published. */
+    void check() {
+        if (!held()) {
+            throw new IllegalStateException("lost the lock " + path + " (another run took it over as stale, "
+                    + "or it was removed); nothing was published. Rerun when the other run has finished");
+        }
+    }
+
+    private void refresh() {
+        try {
+            if (held()) {
+                fs.setTimes(path, System.currentTimeMillis(), -1);
+            }
+        } catch (IOException | RuntimeException e) {
+            // the next refresh tries again; check() decides before publishing
+        }
+    }
+
+    @Override
+    public void close() {
+        synchronized (publishing) {
+            if (released) {
+                return;
+            }
+            heartbeat.shutdownNow();
+            try {
+                if (held()) {
+                    fs.delete(path, false);
+                }
+            } catch (IOException e) {
+                // a lock left behind is stale once this process is gone; the next run takes it over
+            }
+            released = true;
+        }
+        if (Thread.currentThread() != shutdownHook) {
+            try {
+                Runtime.getRuntime().removeShutdownHook(shutdownHook);
+            } catch (IllegalStateException e) {
+                // already shutting down
+            }
+        }
+    }
+
+    /** What a lock file says about its holder. */
+    static final class Holder {
+        final String runId;
+        final String host;
+        final long pid;
+        final String started;
+        final long ageSeconds;
+
+        private Holder(String runId, String host, long pid, String started, long ageSeconds) {
+            this.runId = runId;
+            this.host = host;
+            this.pid = pid;
+            this.started = started;
+            this.ageSeconds = ageSeconds;
+        }
+
+        /** The holder, or null when there is no lock file. */
+        static Holder read(FileSystem fs, Path path) throws IOException {
+            FileStatus status;
+            byte[] raw;
+            try {
+                status = fs.getFileStatus(path);
+                try (InputStream in = fs.open(path)) {
+                    raw = in.readAllBytes();
+                }
+            } catch (FileNotFoundException e) {
+                return null;
+            }
+            long age = Math.max(0, (System.currentTimeMillis() - status.getModificationTime()) / 1000);
+            try {
+                JsonNode n = new ObjectMapper().readTree(new String(raw, StandardCharsets.UTF_8));
+                return new Holder(n.path("run").asText("?"), n.path("host").asText("?"), n.path("pid").asLong(-1),
+                        n.path("started").asText("?"), age);
+            } catch (IOException e) {
+                // being written by a non-local file system's create: judged by its age alone
+                return new Holder("?", "?", -1, "?", age);
+            }
+        }
+
+        /** Why the lock is stale, or null when its holder may be alive. */
+        String staleReason(double staleSeconds) {
+            if (host.equals(hostName()) && pid > 0 && ProcessHandle.of(pid).map(p -> !p.isAlive()).orElse(true)) {
+                return "that process is gone";
+            }
+            if (ageSeconds > staleSeconds) {
+                return "not refreshed for " + ageSeconds + " s";
+            }
+            return null;
+        }
+    }
+}

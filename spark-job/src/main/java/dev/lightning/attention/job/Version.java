@@ -1,0 +1,24 @@
+package dev.lightning.attention.job;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.util.Properties;
+
+/** The product's version, from a resource the build fills in. */
+final class Version {
+    private Version() {
+    }
+
+    static String get() {
+        try (InputStream in = Version.class.getResourceAsStream("version.properties")) {
+            if (in == null) {
+                return "unknown";
+            }
+            Properties p = new Properties();
+            p.load(in);
+            return p.getProperty("version", "unknown");
+        } catch (IOException e) {
+            return "unknown";
+        }
+    }
+}
