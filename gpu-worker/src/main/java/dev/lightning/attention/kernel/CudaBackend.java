@@ -165,14 +165,24 @@ public final class CudaBackend implements AttentionBackend {
     public LightningState forward(AttentionSpec spec, TokenTensor q, TokenTensor k, TokenTensor v,
                                   LightningState state, TokenTensor o) {
         AttentionBackend.checkShapes(spec, q, k, v, state, o);
+        if (o.dtype() == DType.F32 && q.dtype() != DType.F32) {
+            // A float32 o asks for float32 results: 16-bit kernels would round o (and overflow it,
+            // for F16) before any widening. 16-bit values widen exactly, so the float32 kernels on
+            // the widened inputs compute the same sums, at twice the bytes moved.
+            return run(spec, widen(q), widen(k), widen(v), state, o);
+        }
         if (o.dtype() != q.dtype()) {
-            // the kernels write o in the input's dtype; convert on the host for other outputs
+            // a narrower o: the kernels write o in the input's dtype, converted on the host
             TokenTensor same = TokenTensor.allocate(q.dtype(), o.tokens(), o.heads(), o.dim());
             LightningState last = run(spec, q, k, v, state, same);
             o.putBytes(TokenTensor.of(o.dtype(), o.tokens(), o.heads(), o.dim(), same.toFloats()).bytes());
             return last;
         }
         return run(spec, q, k, v, state, o);
+    }
+
+    private static TokenTensor widen(TokenTensor x) {
+        return TokenTensor.of(DType.F32, x.tokens(), x.heads(), x.dim(), x.toFloats());
     }
 
     private LightningState run(AttentionSpec spec, TokenTensor q, TokenTensor k, TokenTensor v,

@@ -103,7 +103,7 @@ final class LightningJob {
             checkSpace(outFs, outputDir, staging, files);
             try {
                 return compute(files, statuses, staging, outFs, outputDir, lock);
-            } catch (IOException | RuntimeException e) {
+            } catch (Exception e) { // Spark's own exceptions are checked ones that Scala does not declare
                 failed(outFs, staging, files, e);
                 throw e;
             }

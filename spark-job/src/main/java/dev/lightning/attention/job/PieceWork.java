@@ -17,21 +17,29 @@ import java.nio.ByteBuffer;
  * windows of bounded size, read each window with positioned reads of its own byte range, run the
  * backend, and write the outputs in order. Windows start at multiples of the chunk size, so the
  * block structure is the same however a sequence was split.
+ *
+ * <p>{@code o} is written in the output dtype the caller resolved ({@code --output-dtype}), and each
+ * window's o values and state are scanned for NaN/Inf before they are written: a value that does
+ * not fit the output dtype (an F16 overflow) fails the piece there, naming its position, instead of
+ * ending up in a result file that looks finished.
  */
 final class PieceWork {
     private final double scale;
     private final int chunkSize;
     private final long windowBytes;
+    private final DType outputDtype;
 
-    PieceWork(double scale, int chunkSize, long windowBytes) {
+    /** @param outputDtype the dtype of {@code o}, already resolved against the file's (never "input") */
+    PieceWork(double scale, int chunkSize, long windowBytes, DType outputDtype) {
         this.scale = scale;
         this.chunkSize = chunkSize;
         this.windowBytes = windowBytes;
+        this.outputDtype = java.util.Objects.requireNonNull(outputDtype, "outputDtype");
     }
 
     /** Tokens per window for this file: as many chunks as fit the byte budget, at least one. */
     int windowTokens(SequenceFile f, Piece p) {
-        long perToken = f.inputBytesPerToken() + f.outputBytesPerToken();
+        long perToken = f.inputBytesPerToken() + f.outputBytesPerToken(outputDtype);
         long chunks = Math.max(1, windowBytes / perToken / chunkSize);
         long tokens = Math.min((long) Integer.MAX_VALUE / Math.max(perToken, 1) / 2, chunks * chunkSize);
         tokens = Math.max(chunkSize, tokens - tokens % chunkSize);
@@ -59,7 +67,7 @@ final class PieceWork {
     LightningState localState(AttentionBackend backend, RangeReader in, SequenceFile f, Piece p)
             throws IOException {
         AttentionSpec spec = f.spec(scale, chunkSize);
-        Window w = new Window(f, windowTokens(f, p), false);
+        Window w = new Window(f, windowTokens(f, p), null);
         LightningState state = LightningState.zeros(f.heads, f.dk, f.dv);
         for (long at = p.start(); at < p.end(); at += w.capacity) {
             int n = (int) Math.min(w.capacity, p.end() - at);
@@ -75,11 +83,18 @@ final class PieceWork {
         return state;
     }
 
-    /** Pass 2: writes the piece's o bytes ({@code [n, H, Dv]} in the input dtype) and returns its final state. */
+    /**
+     * Pass 2: writes the piece's o bytes ({@code [n, H, Dv]} in the output dtype) and returns its
+     * final state.
+     *
+     * @throws NonFiniteInputException  when q, k or v hold NaN/Inf (after scanning the whole piece)
+     * @throws NonFiniteOutputException at the first window whose o or state holds NaN/Inf, before
+     *                                  that window is written
+     */
     LightningState outputs(AttentionBackend backend, RangeReader in, SequenceFile f, Piece p,
                            LightningState incoming, OutputStream out) throws IOException {
         AttentionSpec spec = f.spec(scale, chunkSize);
-        Window w = new Window(f, windowTokens(f, p), true);
+        Window w = new Window(f, windowTokens(f, p), outputDtype);
         LightningState state = incoming;
         for (long at = p.start(); at < p.end(); at += w.capacity) {
             int n = (int) Math.min(w.capacity, p.end() - at);
@@ -89,6 +104,7 @@ final class PieceWork {
                 } catch (RuntimeException e) {
                     throw located(e, f, p, at, n, backend);
                 }
+                w.failIfNonFiniteOutput(p, at, n, state);
                 out.write(w.oBytes, 0, n * w.oTokenBytes);
             }
         }
@@ -109,6 +125,8 @@ final class PieceWork {
     /** Reused buffers for one window of q, k, v (and o), viewed as tensors of the current size. */
     private static final class Window {
         final SequenceFile f;
+        /** The dtype of o; null in pass 1, which has no outputs. */
+        final DType oDtype;
         final int capacity;
         final int kTokenBytes;
         final int vTokenBytes;
@@ -125,13 +143,15 @@ final class PieceWork {
         long nonFinite;
         String firstNonFinite;
 
-        Window(SequenceFile f, int capacity, boolean outputs) {
+        Window(SequenceFile f, int capacity, DType oDtype) {
             this.f = f;
+            this.oDtype = oDtype;
             this.capacity = capacity;
+            boolean outputs = oDtype != null;
             int es = f.dtype.bytes();
             kTokenBytes = f.heads * f.dk * es;
             vTokenBytes = f.heads * f.dv * es;
-            oTokenBytes = vTokenBytes;
+            oTokenBytes = outputs ? f.heads * f.dv * oDtype.bytes() : 0;
             qBytes = outputs ? new byte[capacity * kTokenBytes] : null;
             kBytes = new byte[capacity * kTokenBytes];
             vBytes = new byte[capacity * vTokenBytes];
@@ -145,7 +165,7 @@ final class PieceWork {
         boolean read(RangeReader in, long token, int n) throws IOException {
             if (qBytes != null) {
                 q = view(in, f.qOffset, token, n, kTokenBytes, qBytes, f.dk);
-                o = TokenTensor.wrap(f.dtype, n, f.heads, f.dv, ByteBuffer.wrap(oBytes, 0, n * oTokenBytes));
+                o = TokenTensor.wrap(oDtype, n, f.heads, f.dv, ByteBuffer.wrap(oBytes, 0, n * oTokenBytes));
                 scan("q", qBytes, token, n, f.dk);
             }
             k = view(in, f.kOffset, token, n, kTokenBytes, kBytes, f.dk);
@@ -171,6 +191,36 @@ final class PieceWork {
             if (nonFinite > 0) {
                 throw new NonFiniteInputException(f.name, p.sequence(), p.start(), nonFinite, firstNonFinite,
                         "tokens [" + p.start() + ", " + p.end() + ")");
+            }
+        }
+
+        /**
+         * Scans the o values the backend wrote for tokens [token, token + n), as they will be
+         * stored, and the state after them; throws at the first NaN/Inf.
+         */
+        void failIfNonFiniteOutput(Piece p, long token, int n, LightningState state) {
+            NonFinite.Found found = NonFinite.scan(oBytes, 0, n * f.heads * f.dv, oDtype);
+            if (found.count > 0) {
+                long i = found.first;
+                String first = "o[" + (token + i / ((long) f.heads * f.dv)) + ", " + (i / f.dv) % f.heads + ", "
+                        + i % f.dv + "]";
+                throw new NonFiniteOutputException(f.name, p.sequence(), token, found.count, first, "o", oDtype,
+                        "tokens [" + token + ", " + (token + n) + ")");
+            }
+            long count = 0;
+            String first = null;
+            for (int h = 0; h < f.heads; h++) {
+                for (int i = 0; i < f.dk; i++) {
+                    for (int j = 0; j < f.dv; j++) {
+                        if (!Float.isFinite(state.get(h, i, j)) && count++ == 0) {
+                            first = "final_state[" + h + ", " + i + ", " + j + "]";
+                        }
+                    }
+                }
+            }
+            if (count > 0) {
+                throw new NonFiniteOutputException(f.name, p.sequence(), token, count, first, "final_state",
+                        DType.F32, "the state after token " + (token + n - 1));
             }
         }
 

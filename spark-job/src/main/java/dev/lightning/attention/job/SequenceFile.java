@@ -68,9 +68,9 @@ final class SequenceFile implements Serializable {
         return (long) heads * (2L * dk + dv) * dtype.bytes();
     }
 
-    /** Bytes of o for one token. */
-    long outputBytesPerToken() {
-        return (long) heads * dv * dtype.bytes();
+    /** Bytes of o for one token, written in {@code out}. */
+    long outputBytesPerToken(DType out) {
+        return (long) heads * dv * out.bytes();
     }
 
     /**

@@ -73,8 +73,8 @@ final class Settings {
                     + "gone (same host) or that was not refreshed for this long is stale, and the next run takes it "
                     + "over.");
     static final Setting<Boolean> SKIP_NONFINITE = Setting.flagSwitch("--skip-nonfinite",
-            "spark.lightning.skipNonFinite", "Skip sequences whose inputs hold NaN or Inf, and list them in the run "
-                    + "report, instead of failing the job.");
+            "spark.lightning.skipNonFinite", "Skip sequences whose inputs hold NaN or Inf, or whose outputs overflow "
+                    + "to NaN or Inf, and list them in the run report, instead of failing the job.");
     static final Setting<Boolean> SKIP_INVALID = Setting.flagSwitch("--skip-invalid", "spark.lightning.skipInvalid",
             "Process the valid files of the input and list the rejected ones in the run report, instead of failing "
                     + "before any output is written.");

@@ -108,7 +108,8 @@ final class Tasks implements Serializable {
     }
 
     private PieceWork work(AttentionBackend backend, SequenceFile f) {
-        return new PieceWork(scale, chunkSize, backend.device().startsWith("cuda") ? gpuWindowBytes : windowBytes);
+        return new PieceWork(scale, chunkSize, backend.device().startsWith("cuda") ? gpuWindowBytes : windowBytes,
+                outputDtype(f));
     }
 
     private AttentionBackend backend() {
@@ -123,7 +124,7 @@ final class Tasks implements Serializable {
         return ctx.stageId() + "-" + ctx.partitionId() + "-" + ctx.taskAttemptId();
     }
 
-    private String skipOrThrow(NonFiniteInputException e) {
+    private String skipOrThrow(NonFiniteException e) {
         if (!skipNonFinite) {
             throw e;
         }
@@ -298,7 +299,7 @@ final class Tasks implements Serializable {
                         });
                         staging.markDone(stagingFs, unit, attempt(ctx), written);
                         FaultPoints.reach("pass2");
-                    } catch (NonFiniteInputException e) {
+                    } catch (NonFiniteException e) {
                         // nothing of this piece was renamed into place; in skip mode the driver drops the sequence
                         skipped.add(skipOrThrow(e));
                     }
@@ -331,7 +332,7 @@ final class Tasks implements Serializable {
                             out.write(outputHeader(f, oDtype, scale).encode());
                             for (int p = 0; p < it.pieceTokens.length; p++) {
                                 Path part = staging.outputPart(it.sequence, p);
-                                long expect = it.pieceTokens[p] * f.heads * f.dv * oDtype.bytes();
+                                long expect = it.pieceTokens[p] * f.outputBytesPerToken(oDtype);
                                 copy(stagingFs, part, expect, out);
                             }
                             copy(stagingFs, staging.finalState(it.sequence), (long) f.heads * f.dk * f.dv * 4, out);

@@ -86,7 +86,7 @@ class PieceWorkOnBackendsTest {
             AttentionSpec spec = f.spec(0.5, 64);
             Piece first = new Piece(0, 0, 2, 0, 1024);
             Piece second = new Piece(0, 1, 2, 1024, t);
-            PieceWork work = new PieceWork(0.5, 64, 64 * 1024); // windows of a few chunks
+            PieceWork work = new PieceWork(0.5, 64, 64 * 1024, dtype); // windows of a few chunks
             LightningState initial = PieceWork.initialState(in, f, 0);
             LightningState local = work.localState(backend, in, f, first);
             LightningState incoming = initial.then(spec, first.tokens(), local);
