@@ -98,9 +98,16 @@ final class LightningJob {
         }
         try {
             Commit.recover(outFs, outputDir, out);
-            Staging staging = chooseStaging(outFs, outputDir, files, statuses);
             checkExisting(outFs, outputDir, files);
-            checkSpace(outFs, outputDir, staging, files);
+            Staging staging = chooseStaging(outFs, outputDir, files, statuses);
+            try {
+                checkSpace(outFs, outputDir, staging, files);
+            } catch (InvalidInputException e) {
+                if (!staging.resume) {
+                    Commit.removeStaging(outFs, outputDir, staging.path()); // it holds nothing yet
+                }
+                throw e;
+            }
             try {
                 return compute(files, statuses, staging, outFs, outputDir, lock);
             } catch (Exception e) { // Spark's own exceptions are checked ones that Scala does not declare

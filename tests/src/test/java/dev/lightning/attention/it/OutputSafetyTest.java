@@ -197,4 +197,35 @@ class OutputSafetyTest {
         Outcome stale = succeed(run(in, out, "--overwrite", "--lock-stale-seconds", "120"));
         assertTrue(stale.out.contains("not refreshed for"), stale.out);
     }
+
+    /**
+     * Too little space for the outputs is found before compute, with one line and status 2. The
+     * output lies on a 2 MiB tmpfs mounted for the test (needs root, as CI has); elsewhere the test
+     * says it was skipped.
+     */
+    @Test
+    void tooLittleSpaceIsFoundBeforeCompute() throws Exception {
+        Path in = Files.createDirectories(tmp.resolve("in"));
+        Sequence.random(6, 4000, 4, 16, 64, DType.F32, null, false).write(in.resolve("big.safetensors"));
+        Path small = Files.createDirectories(tmp.resolve("small"));
+        Process mount = new ProcessBuilder("mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", small.toString())
+                .redirectErrorStream(true).start();
+        String why = new String(mount.getInputStream().readAllBytes()).strip();
+        if (mount.waitFor() != 0) {
+            System.out.println("OutputSafetyTest.tooLittleSpaceIsFoundBeforeCompute SKIPPED: cannot mount a small "
+                    + "tmpfs here (" + why + ")");
+            org.junit.jupiter.api.Assumptions.abort("cannot mount a tmpfs: " + why);
+        }
+        try {
+            Path out = small.resolve("out");
+            Outcome full = lightning(run(in, out));
+            assertEquals(2, full.status, full.err);
+            assertTrue(full.err.contains("needs about") && full.err.contains("free"), full.err);
+            assertEquals(1, full.err.strip().lines().count(), full.err);
+            assertFalse(full.out.contains("pass 2/2"), "no compute before the check:\n" + full.out);
+            assertFalse(Files.exists(out), "the output directory the run created is removed again");
+        } finally {
+            new ProcessBuilder("umount", small.toString()).inheritIO().start().waitFor();
+        }
+    }
 }
