@@ -11,9 +11,7 @@ import dev.lightning.attention.tensor.InvalidInputException;
 import org.apache.hadoop.fs.BlockLocation;
 import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.fs.FileSystem;
-import org.apache.hadoop.fs.LocatedFileStatus;
 import org.apache.hadoop.fs.Path;
-import org.apache.hadoop.fs.RemoteIterator;
 import org.apache.spark.SparkContext;
 import org.apache.spark.api.java.JavaRDD;
 import org.apache.spark.util.LongAccumulator;
@@ -45,7 +43,6 @@ import java.util.function.Supplier;
 final class LightningJob {
     /** The run report's name in the output directory. */
     static final String REPORT = "_lightning_report.json";
-    static final String SUFFIX = ".safetensors";
 
     private final JobConfig cfg;
     private final SparkContext sc;
@@ -78,17 +75,17 @@ final class LightningJob {
 
     /** Runs the job; returns the report it wrote. */
     ObjectNode run() throws IOException {
-        Path inputDir = new Path(cfg.input);
-        FileSystem inFs = inputDir.getFileSystem(sc.hadoopConfiguration());
-        FileSystem outFs = Staging.outputFileSystem(new Path(cfg.output), sc.hadoopConfiguration());
-        Path outputDir = outFs.makeQualified(new Path(cfg.output));
+        Path given = HadoopPaths.parse(cfg.output);
+        FileSystem outFs = Staging.outputFileSystem(given, sc.hadoopConfiguration());
+        Path outputDir = outFs.makeQualified(given);
 
-        List<LocatedFileStatus> statuses = listInputs(inFs, inputDir);
-        List<SequenceFile> files = inspectAll(inFs, statuses);
+        List<InputFile> inputs = InputListing.list(sc.hadoopConfiguration(), cfg.input, cfg.recursive);
+        List<InputFile> statuses = new ArrayList<>(); // parallel to files: --skip-invalid drops some inputs
+        List<SequenceFile> files = inspectAll(inputs, statuses);
         for (Map.Entry<String, String> r : rejected.entrySet()) {
             out.println("lightning: rejected " + r.getKey() + ": " + r.getValue());
         }
-        checkOverlap(inFs, inputDir, outFs, outputDir);
+        PathOverlap.check(sc.hadoopConfiguration(), inputs, given);
         boolean createdOutput = createOutputDirectory(outFs, outputDir);
         OutputLock lock;
         try {
@@ -123,7 +120,7 @@ final class LightningJob {
     }
 
     /** Plans the pieces, runs the passes into {@code staging}, and commits. */
-    private ObjectNode compute(List<SequenceFile> files, List<LocatedFileStatus> statuses, Staging staging,
+    private ObjectNode compute(List<SequenceFile> files, List<InputFile> statuses, Staging staging,
                                FileSystem outFs, Path outputDir, OutputLock lock) throws IOException {
         PiecePlanner planner = new PiecePlanner(cfg.partitionTokens, cfg.chunkSize);
         long[] lengths = new long[files.size()];
@@ -296,7 +293,7 @@ final class LightningJob {
      * kept. The probe of the output directory's permissions is the first write into it.
      */
     private Staging chooseStaging(FileSystem fs, Path output, List<SequenceFile> files,
-                                  List<LocatedFileStatus> statuses) throws IOException {
+                                  List<InputFile> statuses) throws IOException {
         JsonNode fingerprint = fingerprint(files, statuses);
         List<Path> earlier = Staging.all(fs, output);
         Path resumeFrom = null;
@@ -349,10 +346,10 @@ final class LightningJob {
     }
 
     /** What a resumed run must share with the run it continues: every input and setting that affects the bytes. */
-    private JsonNode fingerprint(List<SequenceFile> files, List<LocatedFileStatus> statuses) {
+    private JsonNode fingerprint(List<SequenceFile> files, List<InputFile> statuses) {
         Map<String, Long> modified = new HashMap<>();
-        for (FileStatus s : statuses) {
-            modified.put(s.getPath().toString(), s.getModificationTime());
+        for (InputFile s : statuses) {
+            modified.put(s.path().toUri().toString(), s.status.getModificationTime()); // the key of SequenceFile.path
         }
         ObjectNode n = new ObjectMapper().createObjectNode();
         ObjectNode settings = n.putObject("settings");
@@ -465,42 +462,26 @@ final class LightningJob {
 
     // ---------------------------------------------------------------- inputs and outputs
 
-    private static List<LocatedFileStatus> listInputs(FileSystem fs, Path dir) throws IOException {
-        if (!fs.exists(dir) || !fs.getFileStatus(dir).isDirectory()) {
-            throw new InvalidInputException("--input " + dir + ": no such directory");
-        }
-        List<LocatedFileStatus> found = new ArrayList<>();
-        for (RemoteIterator<LocatedFileStatus> it = fs.listLocatedStatus(dir); it.hasNext(); ) {
-            LocatedFileStatus s = it.next();
-            String name = s.getPath().getName();
-            if (s.isFile() && name.endsWith(SUFFIX) && !name.startsWith(".") && !name.startsWith("_")) {
-                found.add(s);
-            }
-        }
-        if (found.isEmpty()) {
-            throw new InvalidInputException("--input " + dir + ": no *" + SUFFIX + " files in it");
-        }
-        found.sort((a, b) -> a.getPath().getName().compareTo(b.getPath().getName()));
-        return found;
-    }
-
     /** Reads every header (in parallel: on object stores each is a round trip). */
-    private List<SequenceFile> inspectAll(FileSystem fs, List<LocatedFileStatus> statuses) throws IOException {
+    private List<SequenceFile> inspectAll(List<InputFile> statuses, List<InputFile> accepted) throws IOException {
         ExecutorService pool = Executors.newFixedThreadPool(Math.min(16, statuses.size()));
         try {
             List<Future<SequenceFile>> futures = new ArrayList<>();
-            for (FileStatus s : statuses) {
-                futures.add(pool.submit(() -> SequenceFile.inspect(fs, s, cfg::defaultSlopes)));
+            for (InputFile s : statuses) {
+                // each file's own file system: a comma-separated --input may span several
+                FileSystem fs = HadoopPaths.fileSystem(s.path(), sc.hadoopConfiguration());
+                futures.add(pool.submit(() -> SequenceFile.inspect(fs, s.status, s.name, cfg::defaultSlopes)));
             }
             List<SequenceFile> files = new ArrayList<>();
             for (int i = 0; i < futures.size(); i++) {
                 Future<SequenceFile> f = futures.get(i);
                 try {
                     files.add(f.get());
+                    accepted.add(statuses.get(i));
                 } catch (java.util.concurrent.ExecutionException e) {
                     Throwable c = e.getCause();
                     if (c instanceof InvalidInputException && cfg.skipInvalid) {
-                        rejected.put(statuses.get(i).getPath().getName(), c.getMessage());
+                        rejected.put(statuses.get(i).name, c.getMessage());
                         continue;
                     }
                     if (c instanceof RuntimeException) {
@@ -525,22 +506,13 @@ final class LightningJob {
         }
     }
 
-    /** Refuses an output that is, contains or lies in the input. */
-    private void checkOverlap(FileSystem inFs, Path input, FileSystem outFs, Path output) throws IOException {
-        Path in = inFs.makeQualified(input);
-        Path o = outFs.makeQualified(output);
-        if (in.equals(o)) {
-            throw new InvalidInputException("--output " + output + " is the input directory; choose another");
-        }
-    }
-
     /** Hosts holding the first bytes of a partition's q, for locality on HDFS-like stores. */
-    private static List<String> hosts(List<LocatedFileStatus> statuses, List<Piece> partition, List<SequenceFile> files)
+    private static List<String> hosts(List<InputFile> statuses, List<Piece> partition, List<SequenceFile> files)
             throws IOException {
         Piece first = partition.get(0);
         SequenceFile f = files.get(first.sequence());
         long at = f.qOffset + first.start() * f.heads * f.dk * f.dtype.bytes();
-        for (BlockLocation b : statuses.get(first.sequence()).getBlockLocations()) {
+        for (BlockLocation b : statuses.get(first.sequence()).status.getBlockLocations()) {
             if (at >= b.getOffset() && at < b.getOffset() + b.getLength()) {
                 List<String> h = new ArrayList<>(Arrays.asList(b.getHosts()));
                 h.remove("localhost");

@@ -24,7 +24,9 @@ import java.util.Arrays;
 final class SequenceFile implements Serializable {
     private static final long serialVersionUID = 1L;
 
+    /** The file's URI ({@code Path.toUri().toString()}): {@link #hadoopPath()} rebuilds the exact path. */
     final String path;
+    /** The result's name in the output directory (a relative path under --recursive); used in messages. */
     final String name;
     final long fileSize;
     final long tokens;
@@ -59,6 +61,14 @@ final class SequenceFile implements Serializable {
         this.slopesFromFile = slopesFromFile;
     }
 
+    /**
+     * The file's path, rebuilt from its URI. {@code new Path(String)} would read a name holding
+     * {@code %}, {@code #} or a colon differently from the name listed; a URI round trip does not.
+     */
+    org.apache.hadoop.fs.Path hadoopPath() {
+        return new org.apache.hadoop.fs.Path(java.net.URI.create(path));
+    }
+
     AttentionSpec spec(double scale, int chunkSize) {
         return new AttentionSpec(heads, dk, dv, slopes, scale, chunkSize);
     }
@@ -76,20 +86,21 @@ final class SequenceFile implements Serializable {
     /**
      * Reads and checks a file's header (and its slopes, when present).
      *
+     * @param name          the result's name in the output directory ({@link InputFile#name})
      * @param defaultSlopes slopes for H heads when the file has no {@code slope} tensor
      * @throws InvalidInputException naming the file and what is wrong with it
      */
-    static SequenceFile inspect(FileSystem fs, FileStatus status,
+    static SequenceFile inspect(FileSystem fs, FileStatus status, String name,
                                 java.util.function.IntFunction<double[]> defaultSlopes) throws IOException {
         try (FSDataInputStream in = fs.open(status.getPath())) {
-            return describe(status.getPath().toString(), status.getPath().getName(), status.getLen(), in::readFully,
-                    defaultSlopes);
+            return describe(status.getPath().toUri().toString(), name, status.getLen(), in::readFully, defaultSlopes);
         }
     }
 
     /**
      * Reads and checks a file's header (and its slopes, when present) through positioned reads.
      *
+     * @param path          the file's URI, as {@link #hadoopPath()} reads it back
      * @param defaultSlopes slopes for H heads when the file has no {@code slope} tensor
      * @throws InvalidInputException naming the file and what is wrong with it
      */

@@ -107,15 +107,12 @@ final class Staging implements Serializable {
     }
 
     /**
-     * The file system of {@code path} for writing results. On the local file system no {@code .crc}
-     * side files are written: the results are self-describing files a user reads directly.
+     * The file system of {@code path} for reading inputs and writing results and staging files:
+     * on the local file system the raw one, which writes no {@code .crc} side files and handles
+     * names with colons (see {@link HadoopPaths#fileSystem}).
      */
     static FileSystem outputFileSystem(Path path, org.apache.hadoop.conf.Configuration conf) throws IOException {
-        FileSystem fs = path.getFileSystem(conf);
-        if (fs instanceof org.apache.hadoop.fs.LocalFileSystem) {
-            ((org.apache.hadoop.fs.LocalFileSystem) fs).setWriteChecksum(false);
-        }
-        return fs;
+        return HadoopPaths.fileSystem(path, conf);
     }
 
     // ---------------------------------------------------------------- units of work
@@ -208,7 +205,7 @@ final class Staging implements Serializable {
      * its file (the same bytes) stays. Returns the size and CRC32C of what was written.
      */
     static Written writeAtomically(FileSystem fs, Path dst, String attempt, Content content) throws IOException {
-        Path tmp = new Path(dst.getParent(), "." + dst.getName() + ".inprogress-" + attempt);
+        Path tmp = OutputPaths.child(dst.getParent(), "." + dst.getName() + ".inprogress-" + attempt);
         boolean done = false;
         CRC32C crc = new CRC32C();
         long[] size = {0};

@@ -176,7 +176,7 @@ final class Tasks implements Serializable {
                     }
                     LightningState local;
                     boolean clean = true;
-                    try (FSDataInputStream in = fs(it.file.path).open(new Path(it.file.path))) {
+                    try (FSDataInputStream in = fs(it.file.path).open(it.file.hadoopPath())) {
                         local = CpuFallback.run(backend, gpuOomToCpu, it.file.name + " " + it.piece,
                                 b -> work(b, it.file).localState(b, in::readFully, it.file, it.piece));
                     } catch (NonFiniteInputException e) {
@@ -223,7 +223,7 @@ final class Tasks implements Serializable {
                 dev.lightning.attention.kernel.AttentionSpec spec = f.spec(scale, chunkSize);
                 LightningState state;
                 boolean clean = true;
-                try (FSDataInputStream in = fs(f.path).open(new Path(f.path))) {
+                try (FSDataInputStream in = fs(f.path).open(f.hadoopPath())) {
                     state = PieceWork.initialState(in::readFully, f, it.sequence);
                 } catch (NonFiniteInputException e) {
                     skipped.add(skipOrThrow(e));
@@ -271,7 +271,7 @@ final class Tasks implements Serializable {
                         progress(p);
                         continue;
                     }
-                    try (FSDataInputStream in = fs(f.path).open(new Path(f.path))) {
+                    try (FSDataInputStream in = fs(f.path).open(f.hadoopPath())) {
                         LightningState incoming = p.isFirst()
                                 ? PieceWork.initialState(in::readFully, f, p.sequence())
                                 : readState(stagingFs, staging.incomingState(p.sequence(), p.index()), f);

@@ -195,7 +195,7 @@ class JobEndToEndTest {
         Outcome empty = lightning("run", "--input", tmp.resolve("nothing").toString(), "--output", out,
                 "--master", MASTER);
         assertEquals(2, empty.status);
-        assertTrue(empty.err.contains("no such directory"), empty.err);
+        assertTrue(empty.err.contains("no such file or directory"), empty.err);
         Outcome help = lightning("--help");
         assertEquals(0, help.status);
         assertTrue(help.out.contains("--partition-tokens N") && help.out.contains("spark.lightning.partitionTokens"));

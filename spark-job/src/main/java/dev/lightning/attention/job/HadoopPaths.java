@@ -1,0 +1,46 @@
+package dev.lightning.attention.job;
+
+import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.fs.LocalFileSystem;
+import org.apache.hadoop.fs.Path;
+
+import java.io.IOException;
+
+/**
+ * Hadoop paths from what the user typed, and the file system to use for names with any character
+ * a file system allows (children of a directory: {@link OutputPaths#child}).
+ */
+final class HadoopPaths {
+    private HadoopPaths() {
+    }
+
+    /**
+     * A path as the user typed it: a URI ({@code hdfs://nn/data}, {@code file:/tmp/x}) or a local
+     * path, relative or absolute. A relative path whose first segment holds a colon
+     * ({@code run:1.safetensors}) is not a valid URI and is taken as a local name.
+     */
+    static Path parse(String userPath) {
+        try {
+            return new Path(userPath);
+        } catch (IllegalArgumentException e) {
+            if (userPath.isEmpty() || userPath.startsWith("/")) {
+                throw e;
+            }
+            return new Path(null, null, userPath);
+        }
+    }
+
+    /**
+     * The file system to open, create, rename and delete the job's files through. For a local path
+     * that is the raw local file system: {@code LocalFileSystem} names a checksum side file
+     * {@code .NAME.crc} with {@code new Path(parent, String)}, so every open, create, rename or
+     * delete of a name holding a colon fails with a URISyntaxException; and the results are
+     * self-describing files a user reads directly, which need no side files. (Listing through
+     * {@code LocalFileSystem} is fine: it only hides the side files.)
+     */
+    static FileSystem fileSystem(Path path, Configuration conf) throws IOException {
+        FileSystem fs = path.getFileSystem(conf);
+        return fs instanceof LocalFileSystem ? ((LocalFileSystem) fs).getRawFileSystem() : fs;
+    }
+}
