@@ -89,14 +89,134 @@ public final class LightningMain {
             }
         } catch (Exception e) {
             InvalidInputException bad = findInvalidInput(e);
-            if (bad != null) {
-                err.println("lightning: error: " + bad.getMessage());
+            String usage = bad != null ? bad.getMessage() : setupProblem(e);
+            if (usage != null) {
+                err.println("lightning: error: " + usage);
                 return 2;
+            }
+            for (Throwable t = e; t != null; t = t.getCause() == t ? null : t.getCause()) {
+                if (t instanceof ExplainedFailure) {
+                    err.println("lightning: failed: " + t.getMessage());
+                    return 1;
+                }
             }
             err.println("lightning: failed: " + e);
             e.printStackTrace(err);
             return 1;
         }
+    }
+
+    /**
+     * A job failure whose message says all there is to say (what failed, why, what to check): it is
+     * printed as one line without a stack trace, and the run exits with 1.
+     */
+    static final class ExplainedFailure extends RuntimeException {
+        private static final long serialVersionUID = 1L;
+
+        ExplainedFailure(String message, Throwable cause) {
+            super(message, cause);
+        }
+    }
+
+    /** Hadoop's words: UnsupportedFileSystemException's 'No FileSystem for scheme "s3a"'. */
+    private static final java.util.regex.Pattern NO_FILE_SYSTEM =
+            java.util.regex.Pattern.compile("scheme \"([^\"]*)\"");
+    /** Configuration.getClass's 'Class org.apache.hadoop.fs.s3a.S3AFileSystem not found'. */
+    private static final java.util.regex.Pattern CLASS_NOT_FOUND =
+            java.util.regex.Pattern.compile("Class (\\S+) not found");
+
+    /**
+     * Set-up mistakes that Spark or Hadoop report as exceptions of their own, by the time the job
+     * meets them: a master URL Spark cannot parse, a file system scheme without a connector on the
+     * classpath. The checks before the SparkContext starts ({@link #checkMaster}, {@link
+     * #checkFileSystems}) catch the usual cases with a sharper message; this catches the rest
+     * (paths the job resolves later, a Spark that parses differently). Null when {@code e} is none.
+     */
+    static String setupProblem(Throwable e) {
+        for (Throwable t = e; t != null; t = t.getCause() == t ? null : t.getCause()) {
+            String m = t.getMessage();
+            if (t instanceof org.apache.spark.SparkException && m != null
+                    && (m.startsWith("Could not parse Master URL") || m.startsWith("Invalid master URL"))) {
+                return m + "; expected " + MASTER_FORMS;
+            }
+            if (t instanceof org.apache.hadoop.fs.UnsupportedFileSystemException && m != null) {
+                java.util.regex.Matcher scheme = NO_FILE_SYSTEM.matcher(m);
+                if (scheme.find()) {
+                    return missingConnector(scheme.group(1), null);
+                }
+            }
+            if (t instanceof ClassNotFoundException && t != e && calledFrom(e, "getFileSystemClass")) {
+                java.util.regex.Matcher cls = CLASS_NOT_FOUND.matcher(String.valueOf(m));
+                String name = cls.find() ? cls.group(1) : String.valueOf(m);
+                return missingConnector(schemeOf(name, new org.apache.hadoop.conf.Configuration()), name);
+            }
+        }
+        return null;
+    }
+
+    /** True when some exception of {@code e}'s chain was thrown through {@code FileSystem.<method>}. */
+    private static boolean calledFrom(Throwable e, String method) {
+        for (Throwable t = e; t != null; t = t.getCause() == t ? null : t.getCause()) {
+            for (StackTraceElement f : t.getStackTrace()) {
+                if ("org.apache.hadoop.fs.FileSystem".equals(f.getClassName()) && method.equals(f.getMethodName())) {
+                    return true;
+                }
+            }
+        }
+        return false;
+    }
+
+    /** The scheme whose {@code fs.<scheme>.impl} is {@code className}, or "?" when none is. */
+    private static String schemeOf(String className, org.apache.hadoop.conf.Configuration hadoop) {
+        for (Map.Entry<String, String> kv : hadoop.getValByRegex("^fs\\.[^.]+\\.impl$").entrySet()) {
+            if (kv.getValue().trim().equals(className)) {
+                return kv.getKey().substring("fs.".length(), kv.getKey().length() - ".impl".length());
+            }
+        }
+        return "?";
+    }
+
+    /**
+     * What to add for a file system scheme that has no connector on the classpath. bin/lightning
+     * and the application jar ship Hadoop's client (local file system, HDFS, WebHDFS, HTTP) only;
+     * object store connectors are separate jars that must match the Hadoop version on the
+     * classpath.
+     *
+     * @param className the implementation Hadoop looked for, when configured; null when the scheme
+     *                  has none
+     */
+    static String missingConnector(String scheme, String className) {
+        String hadoop = org.apache.hadoop.util.VersionInfo.getVersion();
+        String what;
+        switch (scheme) {
+            case "s3a":
+                what = "add org.apache.hadoop:hadoop-aws:" + hadoop + " (the Hadoop version on this classpath) "
+                        + "and the jars it depends on (the AWS SDK software.amazon.awssdk:bundle among them)";
+                break;
+            case "s3":
+            case "s3n":
+                what = "Apache Hadoop reads S3 through s3a:// (write s3a://BUCKET/PATH) with "
+                        + "org.apache.hadoop:hadoop-aws:" + hadoop + " and the AWS SDK bundle it depends on";
+                break;
+            case "abfs":
+            case "abfss":
+            case "wasb":
+            case "wasbs":
+                what = "add org.apache.hadoop:hadoop-azure:" + hadoop + " (the Hadoop version on this classpath) "
+                        + "and its dependencies";
+                break;
+            case "gs":
+                what = "add Google's Cloud Storage connector for Hadoop " + hadoop.replaceAll("\\..*", "")
+                        + " (com.google.cloud.bigdataoss:gcs-connector)";
+                break;
+            default:
+                what = "add the jar that provides a Hadoop FileSystem for '" + scheme + "' and, if it does not "
+                        + "register itself, set spark.hadoop.fs." + scheme + ".impl to its class";
+        }
+        return "no Hadoop FileSystem for scheme '" + scheme + "' on the classpath"
+                + (className != null ? " (" + className + " not found)" : "") + ": " + what
+                + ", with LIGHTNING_EXTRA_CLASSPATH for bin/lightning or --packages/--jars for spark-submit; "
+                + "see \"Object stores\" in README.md";
     }
 
     private static boolean isHelp(String a) {
@@ -157,7 +277,7 @@ public final class LightningMain {
 
     private static String next(List<String> args, int i, String flag) {
         if (i >= args.size()) {
-            throw new InvalidInputException(flag + " needs a value");
+            throw new InvalidInputException(flag + ": expected a value after it, got the end of the command line");
         }
         return args.get(i);
     }
@@ -189,13 +309,183 @@ public final class LightningMain {
 
     static void runJob(JobConfig cfg, PrintStream out) throws Exception {
         SparkConf conf = sparkConf(cfg);
-        ExecutorBackends.checkAvailable(cfg.backend, conf.get("spark.master"));
+        String master = conf.get("spark.master");
+        String masterSource = Settings.MASTER.flag + " / " + Settings.MASTER.key;
+        checkMaster(master, masterSource);
+        checkFileSystems(cfg, conf);
+        ExecutorBackends.checkAvailable(cfg.backend, master);
+        checkMasterReachable(master, masterSource);
         long start = System.nanoTime();
         SparkContext sc = new SparkContext(conf);
         try {
             new LightningJob(cfg, sc, out, (System.nanoTime() - start) / 1e9).run();
+        } catch (Exception e) {
+            if (shuttingDown()) {
+                throw new ExplainedFailure("stopped by a signal before the job finished (Spark shut down)", e);
+            }
+            if (sc.isStopped()) {
+                throw new ExplainedFailure("the SparkContext was stopped while the job ran (" + e + "); Spark's log "
+                        + "above says why, e.g. a master that stopped answering ('All masters are unresponsive') or "
+                        + "that removed the application", e);
+            }
+            throw e;
         } finally {
             sc.stop();
+        }
+    }
+
+    /**
+     * True once the JVM is shutting down (INT, TERM or HUP, or an exit elsewhere): Spark's shutdown
+     * hook then stops the context under the running job, whose failure is only the echo of that.
+     */
+    static boolean shuttingDown() {
+        Thread probe = new Thread(() -> { });
+        try {
+            Runtime.getRuntime().addShutdownHook(probe);
+            Runtime.getRuntime().removeShutdownHook(probe);
+            return false;
+        } catch (IllegalStateException e) {
+            return true;
+        }
+    }
+
+    /** The master URLs Spark itself accepts, for messages. */
+    static final String MASTER_FORMS = "local, local[N], local[*], local[N,F], local-cluster[N,C,M], "
+            + "spark://HOST:PORT[,HOST:PORT...], or the URL of a cluster manager on the classpath "
+            + "(yarn, k8s://... under spark-submit from a Spark distribution that has them)";
+
+    /**
+     * Refuses, before Spark starts, a master URL that Spark would reject with a stack trace while
+     * starting the SparkContext. The forms are those of {@code SparkContext.createTaskScheduler}:
+     * local modes, standalone {@code spark://} URLs (each HOST:PORT parsed as Spark parses it), and
+     * anything a cluster manager found through Spark's {@code ExternalClusterManager} service
+     * accepts (YARN and Kubernetes are such managers, and not part of bin/lightning's classpath).
+     */
+    static void checkMaster(String master, String source) {
+        if (master.equals("local") || master.matches("local\\[([0-9]+|\\*)]")
+                || master.matches("local\\[([0-9]+|\\*)\\s*,\\s*([0-9]+)]")
+                || master.matches("local-cluster\\[\\s*([0-9]+)\\s*,\\s*([0-9]+)\\s*,\\s*([0-9]+)\\s*]")) {
+            return;
+        }
+        if (master.startsWith("spark://")) {
+            standaloneMasters(master, source);
+            return;
+        }
+        boolean managed = false;
+        try {
+            ClassLoader loader = Thread.currentThread().getContextClassLoader() != null
+                    ? Thread.currentThread().getContextClassLoader() : LightningMain.class.getClassLoader();
+            for (org.apache.spark.scheduler.ExternalClusterManager m
+                    : java.util.ServiceLoader.load(org.apache.spark.scheduler.ExternalClusterManager.class, loader)) {
+                managed |= m.canCreate(master);
+            }
+        } catch (LinkageError | java.util.ServiceConfigurationError e) {
+            return; // Spark's internals moved: leave the URL to Spark itself (setupProblem reports it)
+        }
+        if (managed) {
+            return;
+        }
+        String hint = master.equals("yarn") || master.startsWith("k8s://")
+                ? " (no cluster manager on this classpath takes it: submit with spark-submit from a Spark "
+                        + "distribution built with " + (master.equals("yarn") ? "YARN" : "Kubernetes") + " support)"
+                : "";
+        throw new InvalidInputException(source + ": expected " + MASTER_FORMS + ", got '" + master + "'" + hint);
+    }
+
+    /** The HOST:PORT pairs of a standalone master URL, checked as Spark's RpcAddress.fromSparkURL checks them. */
+    private static List<java.net.InetSocketAddress> standaloneMasters(String master, String source) {
+        List<java.net.InetSocketAddress> addresses = new ArrayList<>();
+        for (String hostPort : master.substring("spark://".length()).split(",")) {
+            java.net.URI uri;
+            try {
+                uri = new java.net.URI("spark://" + hostPort);
+            } catch (java.net.URISyntaxException e) {
+                uri = null;
+            }
+            if (uri == null || uri.getHost() == null || uri.getPort() < 0 || !uri.getPath().isEmpty()
+                    || uri.getQuery() != null || uri.getFragment() != null || uri.getUserInfo() != null) {
+                throw new InvalidInputException(source + ": expected spark://HOST:PORT[,HOST:PORT...], got '"
+                        + master + "' ('" + hostPort + "' is not HOST:PORT)");
+            }
+            addresses.add(java.net.InetSocketAddress.createUnresolved(uri.getHost(), uri.getPort()));
+        }
+        return addresses;
+    }
+
+    /**
+     * Fails at once when no master of a standalone URL takes a TCP connection. Spark itself would
+     * retry its registration for a minute, print three stack traces and then fail the job with
+     * "SparkContext has been shutdown". One reachable master of several (high availability) is
+     * enough; whether it is a working Spark master is for Spark to find out.
+     */
+    static void checkMasterReachable(String master, String source) {
+        if (!master.startsWith("spark://")) {
+            return;
+        }
+        List<String> problems = new ArrayList<>();
+        for (java.net.InetSocketAddress a : standaloneMasters(master, source)) {
+            try (java.net.Socket socket = new java.net.Socket()) {
+                socket.connect(new java.net.InetSocketAddress(a.getHostString(), a.getPort()), 10_000);
+                return;
+            } catch (java.net.UnknownHostException e) {
+                problems.add(a.getHostString() + ": unknown host");
+            } catch (java.io.IOException e) {
+                problems.add(a.getHostString() + ":" + a.getPort() + ": " + e.getMessage());
+            }
+        }
+        throw new ExplainedFailure("cannot reach the Spark master " + master + " (" + String.join("; ", problems)
+                + "); check the URL, that the master is running, and that this host can reach it", null);
+    }
+
+    /**
+     * Refuses, before Spark starts, an {@code --input} or {@code --output} whose file system has no
+     * connector on the classpath (an {@code s3a://} path without hadoop-aws, say): Hadoop would
+     * report it only once the job is under way, as an exception that does not say what to add.
+     * The Hadoop configuration is the one the job will use: the defaults and {@code core-site.xml}
+     * on the classpath, under the {@code spark.hadoop.*} settings.
+     */
+    static void checkFileSystems(JobConfig cfg, SparkConf conf) {
+        org.apache.hadoop.conf.Configuration hadoop = new org.apache.hadoop.conf.Configuration();
+        for (scala.Tuple2<String, String> kv : conf.getAll()) {
+            if (kv._1().startsWith("spark.hadoop.")) {
+                hadoop.set(kv._1().substring("spark.hadoop.".length()), kv._2());
+            }
+        }
+        checkFileSystem(Settings.INPUT.flag, cfg.input, hadoop);
+        checkFileSystem(Settings.OUTPUT.flag, cfg.output, hadoop);
+    }
+
+    private static void checkFileSystem(String flag, String paths, org.apache.hadoop.conf.Configuration hadoop) {
+        if (paths == null) {
+            return;
+        }
+        // --input may be a comma-separated list; each part must have a file system (a part that is
+        // only a piece of a path with a comma in it has no scheme of its own, or the whole one's)
+        for (String path : paths.split(",")) {
+            String scheme;
+            try {
+                java.net.URI uri = new org.apache.hadoop.fs.Path(path.trim()).toUri();
+                scheme = uri.getScheme() != null ? uri.getScheme()
+                        : org.apache.hadoop.fs.FileSystem.getDefaultUri(hadoop).getScheme();
+            } catch (IllegalArgumentException e) {
+                continue; // not a path Hadoop can parse: the job reports it with its context
+            }
+            if (scheme == null) {
+                continue;
+            }
+            try {
+                org.apache.hadoop.fs.FileSystem.getFileSystemClass(scheme, hadoop);
+            } catch (org.apache.hadoop.fs.UnsupportedFileSystemException e) {
+                throw new InvalidInputException(flag + " " + path.trim() + ": " + missingConnector(scheme, null));
+            } catch (RuntimeException e) {
+                if (!(e.getCause() instanceof ClassNotFoundException)) {
+                    throw e;
+                }
+                throw new InvalidInputException(flag + " " + path.trim() + ": "
+                        + missingConnector(scheme, hadoop.get("fs." + scheme + ".impl", "?").trim()));
+            } catch (java.io.IOException e) {
+                throw new java.io.UncheckedIOException(e);
+            }
         }
     }
 
@@ -222,32 +512,76 @@ public final class LightningMain {
         return ok;
     }
 
+    /**
+     * The options of {@code generate}. They are checked like the job's own ({@link Setting#parse}),
+     * so a wrong value is a usage error naming the option, what it expects and what came.
+     */
+    private static final List<Setting<?>> GENERATE = List.of(
+            Setting.path("--output", null, "Directory for the files."),
+            Setting.count("--files", null, 1, 1, 1_000_000, "Number of files."),
+            Setting.count("--tokens", null, 65536, 1, Integer.MAX_VALUE, "T of each file."),
+            Setting.count("--heads", null, 8, 1, Integer.MAX_VALUE, "H of each file."),
+            Setting.count("--dk", null, 64, 1, 256, "Dk of each file."),
+            Setting.count("--dv", null, 64, 1, 256, "Dv of each file."),
+            Setting.choice("--dtype", null, "bf16", "Dtype of q, k and v.", "f32", "f16", "bf16"));
+
+    /**
+     * Generate builds each tensor in memory, encoded in one Java array: at most this many bytes.
+     * Larger inputs are written as more files.
+     */
+    private static final long GENERATE_MAX_TENSOR_BYTES = Integer.MAX_VALUE - 8;
+
     private static void generate(List<String> args, PrintStream out) throws java.io.IOException {
-        Map<String, String> v = new LinkedHashMap<>(Map.of("--files", "1", "--tokens", "65536", "--heads", "8",
-                "--dk", "64", "--dv", "64", "--dtype", "bf16"));
-        String dir = null;
-        for (int i = 0; i < args.size(); i += 2) {
+        Map<String, Object> v = new LinkedHashMap<>();
+        for (Setting<?> s : GENERATE) {
+            v.put(s.flag, s.defaultValue);
+        }
+        for (int i = 0; i < args.size(); i++) {
             String flag = args.get(i);
-            String value = next(args, i + 1, flag);
-            if ("--output".equals(flag)) {
-                dir = value;
-            } else if (v.containsKey(flag)) {
-                v.put(flag, value);
-            } else {
-                throw new InvalidInputException("generate: unknown option '" + flag + "'; expected --output, "
+            String raw = null;
+            int eq = flag.indexOf('=');
+            if (flag.startsWith("--") && eq > 0) {
+                raw = flag.substring(eq + 1);
+                flag = flag.substring(0, eq);
+            }
+            Setting<?> setting = null;
+            for (Setting<?> s : GENERATE) {
+                setting = s.flag.equals(flag) ? s : setting;
+            }
+            if (setting == null) {
+                throw new InvalidInputException("generate: unknown option '" + args.get(i) + "': expected one of "
                         + String.join(", ", v.keySet()));
             }
+            if (raw == null) {
+                raw = next(args, ++i, flag);
+            }
+            v.put(flag, setting.parse(raw, "generate " + flag));
         }
-        if (dir == null) {
+        if (v.get("--output") == null) {
             throw new InvalidInputException("generate: --output DIR is required");
         }
-        int files = Integer.parseInt(v.get("--files"));
-        Path d = Paths.get(dir);
+        int files = Math.toIntExact((Long) v.get("--files"));
+        int tokens = Math.toIntExact((Long) v.get("--tokens"));
+        int heads = Math.toIntExact((Long) v.get("--heads"));
+        int dk = Math.toIntExact((Long) v.get("--dk"));
+        int dv = Math.toIntExact((Long) v.get("--dv"));
+        dev.lightning.attention.tensor.DType dtype =
+                dev.lightning.attention.tensor.DType.fromSafetensors((String) v.get("--dtype"));
+        double largest = (double) tokens * heads * Math.max(dk, dv) * dtype.bytes(); // no long overflow
+        if (largest > GENERATE_MAX_TENSOR_BYTES) {
+            throw new InvalidInputException(String.format("generate: a tensor of --tokens %d x --heads %d x %d values "
+                    + "in %s is %,.0f bytes, expected at most %,d (generate builds each tensor in memory as one "
+                    + "array); use fewer tokens or heads per file and more --files", tokens, heads, Math.max(dk, dv),
+                    dtype, largest, GENERATE_MAX_TENSOR_BYTES));
+        }
+        Path d = Paths.get((String) v.get("--output"));
+        if (java.nio.file.Files.exists(d) && !java.nio.file.Files.isDirectory(d)) {
+            throw new InvalidInputException("generate --output " + d + ": expected a directory, got a file");
+        }
         java.nio.file.Files.createDirectories(d);
         for (int f = 0; f < files; f++) {
-            Demo.Spec spec = new Demo.Spec(String.format("seq-%05d.safetensors", f), Integer.parseInt(v.get("--tokens")),
-                    Integer.parseInt(v.get("--heads")), Integer.parseInt(v.get("--dk")), Integer.parseInt(v.get("--dv")),
-                    dev.lightning.attention.tensor.DType.fromSafetensors(v.get("--dtype")), null, false);
+            Demo.Spec spec = new Demo.Spec(String.format("seq-%05d.safetensors", f), tokens, heads, dk, dv, dtype,
+                    null, false);
             Demo.write(d.resolve(spec.name), spec, new java.util.SplittableRandom(1000L + f));
         }
         out.println("lightning generate: wrote " + files + " file(s) to " + d.toAbsolutePath());

@@ -1,0 +1,157 @@
+package dev.lightning.attention.it;
+
+import dev.lightning.attention.it.JobHarness.Outcome;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+
+import java.io.IOException;
+import java.net.ServerSocket;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+
+import static dev.lightning.attention.it.JobHarness.lightning;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The exit status the README promises (0 done, 1 the job failed, 2 bad usage or input) for the
+ * mistakes a user makes before any compute: generate's values, the master URL, a file system
+ * whose connector is missing. Each is one line on stderr, without a stack trace, that names what
+ * was wrong. None of these starts a SparkContext.
+ */
+class ExitStatusTest {
+    @TempDir
+    Path tmp;
+
+    /** Runs and checks the status and that stderr is one line holding every part of {@code expected}. */
+    private static Outcome expect(int status, String[] args, String... expected) {
+        Outcome o = lightning(args);
+        String shown = "lightning " + String.join(" ", args) + "\nstatus " + o.status + "\nstderr:\n" + o.err;
+        assertEquals(status, o.status, shown);
+        String err = o.err.strip();
+        assertFalse(err.isEmpty(), shown);
+        assertFalse(err.contains("\n"), "expected one line:\n" + shown);
+        assertFalse(o.err.contains("\tat "), "expected no stack trace:\n" + shown);
+        for (String part : expected) {
+            assertTrue(err.contains(part), "expected '" + part + "' in:\n" + shown);
+        }
+        return o;
+    }
+
+    private String[] generate(String... options) {
+        List<String> a = new ArrayList<>(List.of("generate", "--output", tmp.resolve("gen").toString()));
+        a.addAll(Arrays.asList(options));
+        return a.toArray(new String[0]);
+    }
+
+    @ParameterizedTest(name = "generate {0}")
+    @CsvSource(delimiter = '|', value = {
+        "--tokens abc    | --tokens | expected integer | got 'abc'",
+        "--tokens -5     | --tokens | must be in 1..    | got '-5'",
+        "--tokens=0      | --tokens | must be in 1..    | got '0'",
+        "--heads 2.5     | --heads  | expected integer | got '2.5'",
+        "--dk 300        | --dk     | must be in 1..256 | got '300'",
+        "--dtype f64     | --dtype  | must be one of f32 | got 'f64'",
+        "--files 0       | --files  | must be in 1..    | got '0'",
+        "--tokens        | --tokens | expected a value  | end of the command line",
+        "--bogus 3       | --bogus  | expected one of   | --tokens",
+        "--tokens 100000000 --heads 64 | --tokens 100000000 x --heads 64 | expected at most | more --files",
+        "--tokens 2147483647 --heads 2147483647 --dk 256 --dtype f32 | --heads 2147483647 x 256 | expected at most | more --files",
+    })
+    void generateRefusesBadValuesWithOneLine(String options, String option, String expected, String got) {
+        expect(2, generate(options.trim().split("\\s+")), option, expected, got);
+        assertFalse(Files.exists(tmp.resolve("gen")), "generate must check every value before writing anything");
+    }
+
+    @Test
+    void generateNeedsAnOutput() {
+        expect(2, new String[] {"generate", "--tokens", "10"}, "--output DIR is required");
+    }
+
+    @Test
+    void generateRefusesAFileAsOutput() throws IOException {
+        Path file = Files.writeString(tmp.resolve("a-file"), "not a directory");
+        expect(2, new String[] {"generate", "--output", file.toString(), "--tokens", "10"}, "expected a directory",
+                "got a file");
+    }
+
+    /** The good case, so the checks above cannot pass by refusing everything. */
+    @Test
+    void generateWritesWhatItIsAskedFor() {
+        Outcome o = lightning(generate("--files=2", "--tokens", "100", "--heads", "2", "--dk", "8", "--dv=4", "--dtype",
+                "F16"));
+        assertEquals(0, o.status, o.err);
+        assertTrue(Files.isRegularFile(tmp.resolve("gen/seq-00000.safetensors")));
+        assertTrue(Files.isRegularFile(tmp.resolve("gen/seq-00001.safetensors")));
+    }
+
+    private String[] run(String... options) {
+        List<String> a = new ArrayList<>(List.of("run", "--input", tmp.resolve("in").toString(), "--output",
+                tmp.resolve("out").toString(), "--backend", "cpu"));
+        a.addAll(Arrays.asList(options));
+        return a.toArray(new String[0]);
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @CsvSource(delimiter = '|', value = {
+        "--master foo://x                  | got 'foo://x'",
+        "--master local[x]                 | got 'local[x]'",
+        "--conf spark.master=local[2,x]    | got 'local[2,x]'",
+        "--master spark://nohost           | 'nohost' is not HOST:PORT",
+        "--master spark://h:7077/some/path | expected spark://HOST:PORT",
+        "--master yarn                     | built with YARN support",
+        "--master k8s://https://h:443      | built with Kubernetes support",
+    })
+    void malformedMasterIsAUsageError(String options, String expected) {
+        expect(2, run(options.trim().split("\\s+")), "--master / spark.master", expected);
+    }
+
+    /** A well-formed master nobody answers at fails the job at once, rather than after Spark's minute of retries. */
+    @Test
+    void unreachableMasterFailsTheJobWithOneLine() throws IOException {
+        int port;
+        try (ServerSocket s = new ServerSocket(0)) {
+            port = s.getLocalPort();
+        }
+        long start = System.nanoTime();
+        expect(1, run("--master", "spark://127.0.0.1:" + port), "cannot reach the Spark master spark://127.0.0.1:" + port,
+                "refused");
+        expect(1, run("--master", "spark://nohost.invalid:7077"), "nohost.invalid: unknown host");
+        assertTrue(System.nanoTime() - start < 30e9, "the reachability check should fail fast");
+    }
+
+    @Test
+    void s3aWithoutHadoopAwsSaysWhatToAdd() {
+        String hadoop = org.apache.hadoop.util.VersionInfo.getVersion();
+        expect(2, run("--input", "s3a://bucket/qkv"), "--input s3a://bucket/qkv", "no Hadoop FileSystem for scheme 's3a'",
+                "org.apache.hadoop:hadoop-aws:" + hadoop, "software.amazon.awssdk:bundle", "LIGHTNING_EXTRA_CLASSPATH",
+                "\"Object stores\" in README.md");
+    }
+
+    @Test
+    void otherMissingFileSystemsToo() {
+        expect(2, run("--output", "abfss://c@account.dfs.core.windows.net/attn"), "--output abfss://",
+                "org.apache.hadoop:hadoop-azure:");
+        expect(2, run("--input", "nosuchscheme://bucket/qkv"), "no Hadoop FileSystem for scheme 'nosuchscheme'",
+                "spark.hadoop.fs.nosuchscheme.impl");
+        // a connector named in the configuration whose class is absent
+        expect(2, run("--conf", "spark.hadoop.fs.mystore.impl=com.example.MyStoreFileSystem", "--input",
+                "mystore://bucket/qkv"), "scheme 'mystore'", "com.example.MyStoreFileSystem not found");
+    }
+
+    /** The scheme check leaves local paths alone. */
+    @Test
+    void localPathsPassTheSchemeCheck() {
+        // gets as far as the input listing: an error about the missing input, not about a file system
+        Outcome local = lightning(run("--master", "local[1]"));
+        assertEquals(2, local.status, local.err);
+        assertFalse(local.err.contains("no Hadoop FileSystem"), local.err);
+        assertTrue(local.err.contains(tmp.resolve("in").toString()), local.err);
+    }
+}

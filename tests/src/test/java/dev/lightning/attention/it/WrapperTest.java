@@ -1,0 +1,213 @@
+package dev.lightning.attention.it;
+
+import dev.lightning.attention.it.JobHarness.Result;
+import dev.lightning.attention.it.JobHarness.Sequence;
+import dev.lightning.attention.tensor.DType;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+
+import java.io.BufferedReader;
+import java.io.File;
+import java.io.IOException;
+import java.io.InputStreamReader;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+import java.util.stream.Collectors;
+import java.util.stream.Stream;
+
+import static dev.lightning.attention.it.JobHarness.relativeError;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * {@code bin/lightning} as a user runs it, a separate process: stopping it stops the job, its
+ * private temporary directory goes away however it ends, the job's exit status comes through, and
+ * LIGHTNING_EXTRA_CLASSPATH adds a file system connector. Each run gets its own TMPDIR, so "no
+ * {@code lightning.*} directory left" is about this run alone.
+ */
+class WrapperTest {
+    static final Path HOME = Path.of("..").toAbsolutePath().normalize();
+
+    @TempDir
+    static Path shared;
+
+    /** Four sequences of 50,000 tokens (BF16, H = 4, D = 64): many seconds of work on the CPU backend. */
+    static Path bigInput;
+
+    @BeforeAll
+    static void input() throws IOException {
+        Path target = HOME.resolve("spark-job/target");
+        boolean built = Files.isRegularFile(target.resolve("jvm.options")) && Files.isDirectory(target.resolve("lib"));
+        try (Stream<Path> s = Files.list(target)) {
+            built &= s.anyMatch(p -> p.getFileName().toString().endsWith("-app.jar"));
+        } catch (IOException e) {
+            built = false;
+        }
+        // bin/lightning builds and installs the project when these are missing: never from a test
+        assertTrue(built, "bin/lightning needs the packaged spark-job (jar, target/lib, target/jvm.options): run "
+                + "the tests with `mvn verify` (or `mvn -pl tests -am verify`)");
+        bigInput = Files.createDirectories(shared.resolve("big"));
+        Path first = bigInput.resolve("seq-0.safetensors");
+        Sequence.random(11, 50_000, 4, 64, 64, DType.BF16, null, false).write(first);
+        for (int i = 1; i < 4; i++) {
+            Files.copy(first, bigInput.resolve("seq-" + i + ".safetensors"));
+        }
+    }
+
+    private static ProcessBuilder wrapper(Path tmpdir, Map<String, String> env, String... args) {
+        List<String> cmd = new ArrayList<>();
+        cmd.add(HOME.resolve("bin/lightning").toString());
+        cmd.addAll(List.of(args));
+        ProcessBuilder pb = new ProcessBuilder(cmd).directory(HOME.toFile());
+        pb.environment().remove("LIGHTNING_EXTRA_CLASSPATH");
+        pb.environment().put("JAVA_HOME", System.getProperty("java.home"));
+        pb.environment().put("TMPDIR", tmpdir.toString());
+        pb.environment().putAll(env);
+        return pb;
+    }
+
+    private static List<Path> runTmpDirs(Path tmpdir) throws IOException {
+        try (Stream<Path> s = Files.list(tmpdir)) {
+            return s.filter(p -> p.getFileName().toString().startsWith("lightning.")).collect(Collectors.toList());
+        }
+    }
+
+    private static void stop(Process p) {
+        if (p.isAlive()) {
+            p.toHandle().descendants().forEach(ProcessHandle::destroyForcibly);
+            p.destroyForcibly();
+        }
+    }
+
+    /**
+     * The signal goes to the wrapper's pid only, as from {@code kill} or a process manager. Java runs
+     * its shutdown hooks (Spark stops its context) and exits with 128 + the signal it got; HUP
+     * reaches it as TERM. The wrapper passes that status on once java is gone.
+     */
+    @ParameterizedTest(name = "SIG{0}")
+    @CsvSource({"TERM, 143", "INT, 130", "HUP, 143"})
+    void aSignalToTheWrapperStopsTheJobAndCleansUp(String signal, int expectedStatus) throws Exception {
+        Path tmpdir = Files.createDirectories(shared.resolve("tmp-" + signal));
+        Path stderr = shared.resolve("stderr-" + signal + ".txt");
+        Process p = wrapper(tmpdir, Map.of(), "run", "--input", bigInput.toString(), "--output",
+                shared.resolve("out-" + signal).toString(), "--backend", "cpu", "--partition-tokens", "8192",
+                "--master", "local[2]", "--progress-seconds", "0.2")
+                .redirectError(stderr.toFile()).start();
+        StringBuffer out = new StringBuffer();
+        CompletableFuture<Void> running = new CompletableFuture<>();
+        Thread reader = new Thread(() -> {
+            try (BufferedReader r = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8))) {
+                for (String line; (line = r.readLine()) != null; ) {
+                    out.append(line).append('\n');
+                    if (line.startsWith("lightning: pass ")) {
+                        running.complete(null);
+                    }
+                }
+            } catch (IOException e) {
+                running.completeExceptionally(e);
+            }
+            running.completeExceptionally(new AssertionError("bin/lightning ended before a pass began"));
+        });
+        reader.start();
+        try {
+            running.get(240, TimeUnit.SECONDS);
+            List<ProcessHandle> below = p.toHandle().descendants().collect(Collectors.toList());
+            assertTrue(below.stream().anyMatch(h -> h.info().command().orElse("").endsWith("java")),
+                    "expected the java process below the wrapper, got " + below);
+            assertEquals(1, runTmpDirs(tmpdir).size(), "the run's private temporary directory");
+
+            Process kill = new ProcessBuilder("kill", "-s", signal, Long.toString(p.pid())).inheritIO().start();
+            assertEquals(0, kill.waitFor());
+
+            assertTrue(p.waitFor(30, TimeUnit.SECONDS), "the wrapper did not end within 30 s of SIG" + signal);
+            // the wrapper ends after java, never before: a java left running would hold on to the
+            // temporary directory (gone from under it) and to the output it writes
+            for (ProcessHandle h : below) {
+                assertFalse(h.isAlive(), "the wrapper ended while process " + h.pid() + " ("
+                        + h.info().command().orElse("?") + ") ran on");
+            }
+            reader.join(10_000);
+            String shown = "stdout:\n" + out + "\nstderr:\n" + Files.readString(stderr);
+            assertFalse(out.toString().contains("lightning: done"), "the job ended before the signal came\n" + shown);
+            assertEquals(expectedStatus, p.exitValue(), shown);
+            assertEquals(List.of(), runTmpDirs(tmpdir), "left behind");
+        } finally {
+            stop(p);
+        }
+    }
+
+    /** A usage error's status comes through, with stdin from /dev/null, and the temporary directory goes too. */
+    @Test
+    void theJobsStatusComesThrough() throws Exception {
+        Path tmpdir = Files.createDirectories(shared.resolve("tmp-usage"));
+        Path stderr = shared.resolve("stderr-usage.txt");
+        Process p = wrapper(tmpdir, Map.of(), "run", "--input", bigInput.toString(), "--output",
+                shared.resolve("out-usage").toString(), "--partition-tokens", "many")
+                .redirectInput(new File("/dev/null")).redirectOutput(shared.resolve("stdout-usage.txt").toFile())
+                .redirectError(stderr.toFile()).start();
+        try {
+            assertTrue(p.waitFor(120, TimeUnit.SECONDS));
+            String err = Files.readString(stderr);
+            assertEquals(2, p.exitValue(), err);
+            assertTrue(err.contains("lightning: error: --partition-tokens: expected integer, got 'many'"), err);
+            assertEquals(List.of(), runTmpDirs(tmpdir), "left behind");
+        } finally {
+            stop(p);
+        }
+    }
+
+    /**
+     * A file system connector on LIGHTNING_EXTRA_CLASSPATH: without it the run is refused (2) with
+     * the class it lacks and where to add it; with it the job reads and writes through it (0).
+     */
+    @Test
+    void extraClasspathAddsAFileSystem() throws Exception {
+        Path input = Files.createDirectories(shared.resolve("small"));
+        Sequence seq = Sequence.random(12, 1000, 2, 16, 8, DType.F32, null, false);
+        seq.write(input.resolve("one.safetensors"));
+        Path output = shared.resolve("out-alias");
+        String scheme = AliasedLocalFileSystem.SCHEME + "://";
+        String[] args = {"run", "--input", scheme + input, "--output", scheme + output, "--backend", "cpu",
+            "--master", "local[1]", "--conf", "spark.hadoop.fs." + AliasedLocalFileSystem.SCHEME + ".impl="
+                    + AliasedLocalFileSystem.class.getName()};
+        String classes = Path.of(AliasedLocalFileSystem.class.getProtectionDomain().getCodeSource().getLocation().toURI())
+                .toString();
+
+        Path tmpdir = Files.createDirectories(shared.resolve("tmp-alias"));
+        Path stderr = shared.resolve("stderr-alias.txt");
+        Process without = wrapper(tmpdir, Map.of(), args).redirectOutput(shared.resolve("stdout-alias.txt").toFile())
+                .redirectError(stderr.toFile()).start();
+        try {
+            assertTrue(without.waitFor(120, TimeUnit.SECONDS));
+            String err = Files.readString(stderr);
+            assertEquals(2, without.exitValue(), err);
+            assertTrue(err.contains(AliasedLocalFileSystem.class.getName() + " not found")
+                    && err.contains("LIGHTNING_EXTRA_CLASSPATH"), err);
+        } finally {
+            stop(without);
+        }
+
+        Process with = wrapper(tmpdir, Map.of("LIGHTNING_EXTRA_CLASSPATH", classes), args)
+                .redirectOutput(shared.resolve("stdout-alias.txt").toFile()).redirectError(stderr.toFile()).start();
+        try {
+            assertTrue(with.waitFor(300, TimeUnit.SECONDS));
+            assertEquals(0, with.exitValue(), Files.readString(stderr));
+            Result got = Result.read(output.resolve("one.safetensors"));
+            Result want = seq.reference(1.0);
+            assertTrue(relativeError(got.o, want.o) <= 1e-5, "o " + relativeError(got.o, want.o));
+            assertEquals(List.of(), runTmpDirs(tmpdir), "left behind");
+        } finally {
+            stop(with);
+        }
+    }
+}
