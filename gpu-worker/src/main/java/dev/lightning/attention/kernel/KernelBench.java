@@ -34,17 +34,21 @@ public final class KernelBench {
                 throw new IllegalArgumentException(args[i] + " needs a value");
             }
             String v = args[i + 1];
-            switch (args[i]) {
-                case "--backend": backendName = v; break;
-                case "--tokens": tokens = Integer.parseInt(v); break;
-                case "--heads": heads = Integer.parseInt(v); break;
-                case "--dk": dk = Integer.parseInt(v); break;
-                case "--dv": dv = Integer.parseInt(v); break;
-                case "--dtype": dtype = DType.fromSafetensors(v); break;
-                case "--runs": runs = Integer.parseInt(v); break;
-                case "--chunk": chunk = Integer.parseInt(v); break;
-                case "--check-tokens": checkTokens = Integer.parseInt(v); break;
-                default: throw new IllegalArgumentException("unknown option " + args[i]);
+            try {
+                switch (args[i]) {
+                    case "--backend": backendName = v; break;
+                    case "--tokens": tokens = Integer.parseInt(v); break;
+                    case "--heads": heads = Integer.parseInt(v); break;
+                    case "--dk": dk = Integer.parseInt(v); break;
+                    case "--dv": dv = Integer.parseInt(v); break;
+                    case "--dtype": dtype = DType.fromSafetensors(v); break;
+                    case "--runs": runs = Integer.parseInt(v); break;
+                    case "--chunk": chunk = Integer.parseInt(v); break;
+                    case "--check-tokens": checkTokens = Integer.parseInt(v); break;
+                    default: throw new IllegalArgumentException("unknown option " + args[i]);
+                }
+            } catch (NumberFormatException e) {
+                throw new IllegalArgumentException(args[i] + ": expected an integer, got '" + v + "'");
             }
         }
         SplittableRandom rnd = new SplittableRandom(42);

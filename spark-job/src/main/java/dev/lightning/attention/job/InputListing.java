@@ -33,6 +33,10 @@ import java.util.TreeMap;
 final class InputListing {
     static final String SUFFIX = ".safetensors";
 
+    /** Names in the output directory that belong to the job: its report, marker, lock and staging. */
+    static final List<String> RESERVED = List.of(LightningJob.REPORT, Commit.SUCCESS, OutputLock.NAME,
+            Staging.PARENT);
+
     private InputListing() {
     }
 
@@ -47,6 +51,12 @@ final class InputListing {
         Map<String, InputFile> byName = new TreeMap<>();
         for (String element : elements) {
             for (InputFile f : listElement(conf, element, recursive)) {
+                String first = f.name.split("/", 2)[0];
+                if (RESERVED.contains(first)) {
+                    throw new InvalidInputException("--input: " + f.path() + " would be written as " + f.name
+                            + ", a name the job keeps for itself in --output (" + String.join(", ", RESERVED)
+                            + "); rename the file");
+                }
                 InputFile other = byName.putIfAbsent(f.name, f);
                 if (other != null && !other.path().equals(f.path())) {
                     throw new InvalidInputException("--input: " + other.path() + " and " + f.path() + " would both be "

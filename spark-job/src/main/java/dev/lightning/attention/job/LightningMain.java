@@ -28,7 +28,7 @@ public final class LightningMain {
             "                     [--scale X] [--backend auto|cpu|gpu] [--master URL] [more options]",
             "       lightning demo [--dir DIR] [run options]",
             "       lightning options",
-            "       lightning generate --output DIR [--files N] [--tokens T] [--heads H] [--dk D] [--dv D] [--dtype bf16]",
+            "       lightning generate --output DIR [--files N] [--tokens T] [--heads H] [--dk D] [--dv D] [--dtype bf16] [--overwrite]",
             "       lightning bench [--backend cpu] [--tokens N] [--heads H] [--dk D] [--dv D] [--dtype bf16]",
             "",
             "run: computes lightning attention (causal linear attention with per-head decay) for every",
@@ -81,7 +81,11 @@ public final class LightningMain {
                     generate(rest, out);
                     return 0;
                 case "bench":
-                    dev.lightning.attention.kernel.KernelBench.main(rest.toArray(new String[0]));
+                    try {
+                        dev.lightning.attention.kernel.KernelBench.main(rest.toArray(new String[0]));
+                    } catch (IllegalArgumentException e) { // its options: a usage error, said in one line
+                        throw new InvalidInputException("bench: " + e.getMessage() + " (see --help)", e);
+                    }
                     return 0;
                 default:
                     throw new InvalidInputException("unknown command '" + command + "': expected run, demo, generate, options or bench "
@@ -523,7 +527,8 @@ public final class LightningMain {
             Setting.count("--heads", null, 8, 1, Integer.MAX_VALUE, "H of each file."),
             Setting.count("--dk", null, 64, 1, 256, "Dk of each file."),
             Setting.count("--dv", null, 64, 1, 256, "Dv of each file."),
-            Setting.choice("--dtype", null, "bf16", "Dtype of q, k and v.", "f32", "f16", "bf16"));
+            Setting.choice("--dtype", null, "bf16", "Dtype of q, k and v.", "f32", "f16", "bf16"),
+            Setting.flagSwitch("--overwrite", null, "Replace files of the same names already in --output."));
 
     /**
      * Generate builds each tensor in memory, encoded in one Java array: at most this many bytes.
@@ -553,7 +558,7 @@ public final class LightningMain {
                         + String.join(", ", v.keySet()));
             }
             if (raw == null) {
-                raw = next(args, ++i, flag);
+                raw = setting.isSwitch() ? "true" : next(args, ++i, flag);
             }
             v.put(flag, setting.parse(raw, "generate " + flag));
         }
@@ -579,10 +584,25 @@ public final class LightningMain {
             throw new InvalidInputException("generate --output " + d + ": expected a directory, got a file");
         }
         java.nio.file.Files.createDirectories(d);
+        List<String> present = new ArrayList<>();
+        for (int f = 0; f < files; f++) {
+            if (java.nio.file.Files.exists(d.resolve(String.format("seq-%05d.safetensors", f)))) {
+                present.add(String.format("seq-%05d.safetensors", f));
+            }
+        }
+        if (!present.isEmpty() && !Boolean.TRUE.equals(v.get("--overwrite"))) {
+            throw new InvalidInputException("generate --output " + d + " already holds " + present.size()
+                    + " file(s) it would write, e.g. " + present.get(0) + "; pass --overwrite to replace them or "
+                    + "choose another directory");
+        }
         for (int f = 0; f < files; f++) {
             Demo.Spec spec = new Demo.Spec(String.format("seq-%05d.safetensors", f), tokens, heads, dk, dv, dtype,
                     null, false);
-            Demo.write(d.resolve(spec.name), spec, new java.util.SplittableRandom(1000L + f));
+            // written aside and moved into place: an interrupted generate leaves no partial file
+            Path tmp = d.resolve("." + spec.name + ".inprogress");
+            Demo.write(tmp, spec, new java.util.SplittableRandom(1000L + f));
+            java.nio.file.Files.move(tmp, d.resolve(spec.name), java.nio.file.StandardCopyOption.REPLACE_EXISTING,
+                    java.nio.file.StandardCopyOption.ATOMIC_MOVE);
         }
         out.println("lightning generate: wrote " + files + " file(s) to " + d.toAbsolutePath());
     }

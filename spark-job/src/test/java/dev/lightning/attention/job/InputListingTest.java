@@ -90,6 +90,16 @@ class InputListingTest {
         }
     }
 
+    /** A file whose output would take the name of the job's report, marker, lock or staging is refused. */
+    @Test
+    void reservedOutputNamesAreRefused() throws IOException {
+        for (String name : new String[] {"_SUCCESS", "_lightning_report.json", "_lightning.lock"}) {
+            java.nio.file.Path f = file("reserved/" + name);
+            InvalidInputException e = assertThrows(InvalidInputException.class, () -> list(f, false));
+            assertTrue(e.getMessage().contains(name) && e.getMessage().contains("rename"), e.getMessage());
+        }
+    }
+
     @Test
     void aFileNamedExplicitlyIsTakenWhateverItsName() throws IOException {
         java.nio.file.Path hidden = file("in/_x.bin");

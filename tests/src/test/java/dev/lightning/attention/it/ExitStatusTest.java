@@ -69,6 +69,28 @@ class ExitStatusTest {
         assertFalse(Files.exists(tmp.resolve("gen")), "generate must check every value before writing anything");
     }
 
+    /** generate never replaces a file unless told to. */
+    @Test
+    void generateKeepsExistingFilesUnlessOverwrite() throws IOException {
+        Path gen = Files.createDirectories(tmp.resolve("gen"));
+        Files.writeString(gen.resolve("seq-00001.safetensors"), "precious");
+        expect(2, generate("--files", "2", "--tokens", "10"), "already holds 1 file", "seq-00001.safetensors",
+                "--overwrite");
+        assertEquals("precious", Files.readString(gen.resolve("seq-00001.safetensors")));
+        assertFalse(Files.exists(gen.resolve("seq-00000.safetensors")), "nothing written after the refusal");
+        JobHarness.succeed(generate("--files", "2", "--tokens", "10", "--overwrite"));
+        assertTrue(Files.size(gen.resolve("seq-00001.safetensors")) > 100);
+        try (var left = Files.list(gen)) {
+            assertEquals(2, left.count(), "no partial files left");
+        }
+    }
+
+    @Test
+    void benchRefusesBadValuesWithOneLine() {
+        expect(2, new String[] {"bench", "--tokens", "abc"}, "--tokens", "expected an integer", "got 'abc'");
+        expect(2, new String[] {"bench", "--bogus", "1"}, "unknown option --bogus");
+    }
+
     @Test
     void generateNeedsAnOutput() {
         expect(2, new String[] {"generate", "--tokens", "10"}, "--output DIR is required");
