@@ -77,16 +77,19 @@ final class Commit {
     /**
      * Finishes the commits of runs that reached their commit point but were killed before they
      * had published everything. Called by every run once it holds the lock, before it looks at
-     * the output directory.
+     * the output directory. Returns what those runs were.
      */
-    static void recover(FileSystem fs, Path output, PrintStream out) throws IOException {
+    static List<RunInfo> recover(FileSystem fs, Path output, PrintStream out) throws IOException {
+        List<RunInfo> finished = new ArrayList<>();
         for (Path dir : Staging.all(fs, output)) {
             if (fs.exists(new Path(dir, RECORD))) {
                 out.println("lightning: finishing the commit of interrupted run " + Staging.runIdOf(dir)
                         + " (it had reached its commit point)");
+                finished.add(RunInfo.read(fs, dir));
                 publish(fs, output, dir, out);
             }
         }
+        return finished;
     }
 
     /** Whether {@code stagingDir} holds a commit record. */

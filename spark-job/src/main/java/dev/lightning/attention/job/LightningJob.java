@@ -94,9 +94,18 @@ final class LightningJob {
             throw cannotWrite(outputDir, e);
         }
         try {
-            Commit.recover(outFs, outputDir, out);
+            // through JSON and back, to compare with what run.json holds (a long read back is an int node)
+            ObjectMapper json = new ObjectMapper();
+            JsonNode fingerprint = json.readTree(json.writeValueAsBytes(fingerprint(files, statuses)));
+            for (Commit.RunInfo finished : Commit.recover(outFs, outputDir, out)) {
+                if (cfg.resume && Commit.RunInfo.differences(finished.fingerprint, fingerprint).isEmpty()) {
+                    out.println("lightning: done: the interrupted run had reached its commit point with the same "
+                            + "input and options; its results are now published in " + cfg.output);
+                    return (ObjectNode) json.readTree(outFs.open(new Path(outputDir, REPORT)));
+                }
+            }
             checkExisting(outFs, outputDir, files);
-            Staging staging = chooseStaging(outFs, outputDir, files, statuses);
+            Staging staging = chooseStaging(outFs, outputDir, fingerprint);
             try {
                 checkSpace(outFs, outputDir, staging, files);
             } catch (InvalidInputException e) {
@@ -292,15 +301,16 @@ final class LightningJob {
      * with --resume, the newest one whose inputs and settings match this run: its finished work is
      * kept. The probe of the output directory's permissions is the first write into it.
      */
-    private Staging chooseStaging(FileSystem fs, Path output, List<SequenceFile> files,
-                                  List<InputFile> statuses) throws IOException {
-        JsonNode fingerprint = fingerprint(files, statuses);
+    private Staging chooseStaging(FileSystem fs, Path output, JsonNode fingerprint) throws IOException {
         List<Path> earlier = Staging.all(fs, output);
         Path resumeFrom = null;
         if (cfg.resume) {
             List<String> mismatch = null;
             for (int i = earlier.size() - 1; i >= 0 && resumeFrom == null; i--) {
                 Commit.RunInfo info = Commit.RunInfo.read(fs, earlier.get(i));
+                if (info.fingerprint == null) {
+                    continue; // killed before it had written anything but its directory: nothing to keep
+                }
                 List<String> diff = Commit.RunInfo.differences(info.fingerprint, fingerprint);
                 if (diff.isEmpty()) {
                     resumeFrom = earlier.get(i);

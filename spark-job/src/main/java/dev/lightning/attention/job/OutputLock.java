@@ -136,7 +136,7 @@ final class OutputLock implements AutoCloseable {
 
     private static byte[] describeSelf(String runId) throws IOException {
         ObjectNode n = new ObjectMapper().createObjectNode();
-        n.put("run", runId);
+        n.put("runId", runId);
         n.put("host", hostName());
         n.put("pid", ProcessHandle.current().pid());
         n.put("started", Instant.now().toString());
@@ -240,7 +240,7 @@ final class OutputLock implements AutoCloseable {
             long age = Math.max(0, (System.currentTimeMillis() - status.getModificationTime()) / 1000);
             try {
                 JsonNode n = new ObjectMapper().readTree(new String(raw, StandardCharsets.UTF_8));
-                return new Holder(n.path("run").asText("?"), n.path("host").asText("?"), n.path("pid").asLong(-1),
+                return new Holder(n.path("runId").asText("?"), n.path("host").asText("?"), n.path("pid").asLong(-1),
                         n.path("started").asText("?"), age);
             } catch (IOException e) {
                 // being written by a non-local file system's create: judged by its age alone

@@ -169,7 +169,7 @@ class OutputSafetyTest {
 
         Process live = new ProcessBuilder("sleep", "600").start();
         try {
-            Files.writeString(out.resolve("_lightning.lock"), "{\"run\":\"other-run\",\"host\":\"" + host
+            Files.writeString(out.resolve("_lightning.lock"), "{\"runId\":\"other-run\",\"host\":\"" + host
                     + "\",\"pid\":" + live.pid() + ",\"started\":\"2026-12-02T10:00:00Z\"}");
             Outcome refused = lightning(run(in, out));
             assertEquals(2, refused.status, refused.err);
@@ -187,7 +187,7 @@ class OutputSafetyTest {
         assertFalse(Files.exists(out.resolve("_lightning.lock")));
 
         // a lock of another host is stale only once it has not been refreshed for --lock-stale-seconds
-        Files.writeString(out.resolve("_lightning.lock"), "{\"run\":\"remote\",\"host\":\"elsewhere.example\","
+        Files.writeString(out.resolve("_lightning.lock"), "{\"runId\":\"remote\",\"host\":\"elsewhere.example\","
                 + "\"pid\":1,\"started\":\"2026-12-02T10:00:00Z\"}");
         Outcome remote = lightning(run(in, out, "--overwrite"));
         assertEquals(2, remote.status, remote.err);
