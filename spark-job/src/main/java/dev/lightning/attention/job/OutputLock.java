@@ -17,6 +17,7 @@ import java.net.InetAddress;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.FileAlreadyExistsException;
 import java.nio.file.Files;
+import java.nio.file.StandardCopyOption;
 import java.time.Instant;
 import java.util.UUID;
 import java.util.concurrent.Executors;
@@ -93,7 +94,15 @@ final class OutputLock implements AutoCloseable {
                         + "remove " + path + " by hand");
             }
             Path aside = new Path(output, NAME + ".stale-" + UUID.randomUUID());
-            if (fs.rename(path, aside)) {
+            if (moveAside(fs, path, aside)) {
+                Holder taken = Holder.read(fs, aside);
+                if (taken != null && !taken.runId.equals(holder.runId)) {
+                    // another contender took the stale lock between our read and our rename: give its
+                    // lock back (if a third one was quicker still, that one wins and this one has lost
+                    // it, which it finds out before publishing)
+                    putBack(fs, aside, path);
+                    continue;
+                }
                 fs.delete(aside, false);
                 out.println("lightning: taking over the stale lock of run " + holder.runId + " (process " + holder.pid
                         + " on host " + holder.host + ", started " + holder.started + "): " + stale);
@@ -101,6 +110,45 @@ final class OutputLock implements AutoCloseable {
         }
         throw new InvalidInputException("--output " + output + ": another run keeps taking the lock " + path
                 + "; make sure only one run writes to this directory");
+    }
+
+    /**
+     * Renames the lock aside, atomically: false when it is already gone. (Hadoop's raw local
+     * rename falls back to a copy when {@code File.renameTo} fails, which is neither atomic nor
+     * quiet about a vanished source.)
+     */
+    private static boolean moveAside(FileSystem fs, Path path, Path aside) throws IOException {
+        if ("file".equals(fs.getUri().getScheme())) {
+            try {
+                Files.move(java.nio.file.Paths.get(fs.makeQualified(path).toUri()),
+                        java.nio.file.Paths.get(fs.makeQualified(aside).toUri()), StandardCopyOption.ATOMIC_MOVE);
+                return true;
+            } catch (java.nio.file.NoSuchFileException e) {
+                return false;
+            }
+        }
+        try {
+            return fs.rename(path, aside);
+        } catch (FileNotFoundException e) {
+            return false;
+        }
+    }
+
+    /** Moves {@code aside} back to {@code path} unless {@code path} exists again; never replaces a lock. */
+    private static void putBack(FileSystem fs, Path aside, Path path) throws IOException {
+        if ("file".equals(fs.getUri().getScheme())) {
+            try {
+                Files.createLink(java.nio.file.Paths.get(fs.makeQualified(path).toUri()),
+                        java.nio.file.Paths.get(fs.makeQualified(aside).toUri()));
+            } catch (FileAlreadyExistsException e) {
+                // a third contender holds it now
+            }
+            fs.delete(aside, false);
+            return;
+        }
+        if (!fs.rename(aside, path)) { // HDFS does not rename onto an existing file
+            fs.delete(aside, false);
+        }
     }
 
     private static String fmt(double seconds) {
