@@ -95,7 +95,7 @@ final class Demo {
                 "o rel.err", "state err", "limit");
         boolean ok = true;
         for (Spec s : SEQUENCES) {
-            ReferenceCheck.Result r = ReferenceCheck.check(input.resolve(s.name), output.resolve(s.name), cfg.scale,
+            ReferenceCheck.Result r = ReferenceCheck.check(input.resolve(s.name), output.resolve(s.name), cfg.get(Settings.SCALE),
                     cfg::defaultSlopes);
             double limit = ReferenceCheck.tolerance(s.dtype);
             boolean pass = r.output <= limit && r.state <= 1e-5;

@@ -75,11 +75,11 @@ final class LightningJob {
 
     /** Runs the job; returns the report it wrote. */
     ObjectNode run() throws IOException {
-        Path given = HadoopPaths.parse(cfg.output);
+        Path given = HadoopPaths.parse(cfg.get(Settings.OUTPUT));
         FileSystem outFs = Staging.outputFileSystem(given, sc.hadoopConfiguration());
         Path outputDir = outFs.makeQualified(given);
 
-        List<InputFile> inputs = InputListing.list(sc.hadoopConfiguration(), cfg.input, cfg.recursive);
+        List<InputFile> inputs = InputListing.list(sc.hadoopConfiguration(), cfg.get(Settings.INPUT), cfg.get(Settings.RECURSIVE));
         List<InputFile> statuses = new ArrayList<>(); // parallel to files: --skip-invalid drops some inputs
         List<SequenceFile> files = inspectAll(inputs, statuses);
         for (Map.Entry<String, String> r : rejected.entrySet()) {
@@ -89,7 +89,7 @@ final class LightningJob {
         boolean createdOutput = createOutputDirectory(outFs, outputDir);
         OutputLock lock;
         try {
-            lock = OutputLock.acquire(outFs, outputDir, runId, cfg.lockStaleSeconds, out);
+            lock = OutputLock.acquire(outFs, outputDir, runId, cfg.get(Settings.LOCK_STALE_SECONDS), out);
         } catch (java.nio.file.AccessDeniedException | org.apache.hadoop.security.AccessControlException e) {
             throw cannotWrite(outputDir, e);
         }
@@ -98,9 +98,9 @@ final class LightningJob {
             ObjectMapper json = new ObjectMapper();
             JsonNode fingerprint = json.readTree(json.writeValueAsBytes(fingerprint(files, statuses)));
             for (Commit.RunInfo finished : Commit.recover(outFs, outputDir, out)) {
-                if (cfg.resume && Commit.RunInfo.differences(finished.fingerprint, fingerprint).isEmpty()) {
+                if (cfg.get(Settings.RESUME) && Commit.RunInfo.differences(finished.fingerprint, fingerprint).isEmpty()) {
                     out.println("lightning: done: the interrupted run had reached its commit point with the same "
-                            + "input and options; its results are now published in " + cfg.output);
+                            + "input and options; its results are now published in " + cfg.get(Settings.OUTPUT));
                     return (ObjectNode) json.readTree(outFs.open(new Path(outputDir, REPORT)));
                 }
             }
@@ -131,7 +131,7 @@ final class LightningJob {
     /** Plans the pieces, runs the passes into {@code staging}, and commits. */
     private ObjectNode compute(List<SequenceFile> files, List<InputFile> statuses, Staging staging,
                                FileSystem outFs, Path outputDir, OutputLock lock) throws IOException {
-        PiecePlanner planner = new PiecePlanner(cfg.partitionTokens, cfg.chunkSize);
+        PiecePlanner planner = new PiecePlanner(cfg.get(Settings.PARTITION_TOKENS), cfg.chunkSize());
         long[] lengths = new long[files.size()];
         for (int i = 0; i < lengths.length; i++) {
             lengths[i] = files.get(i).tokens;
@@ -151,7 +151,7 @@ final class LightningJob {
         }
         out.printf("lightning: %d sequences, %,d tokens -> %d pieces in %d partitions (%,d tokens each, chunk %d); "
                         + "%d sequences split%n", files.size(), totalTokens, pieceCount, plan.size(),
-                planner.partitionTokens(), cfg.chunkSize, splits.size());
+                planner.partitionTokens(), cfg.chunkSize(), splits.size());
         summary.put("partitions", (long) plan.size());
         summary.put("pieces", (long) pieceCount);
         summary.put("tokens", totalTokens);
@@ -223,13 +223,13 @@ final class LightningJob {
         ObjectNode report = report(files, reports, "succeeded", null);
         Staging.writeAtomically(outFs, staging.report(), "driver",
                 new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValueAsBytes(report));
-        Commit.commit(outFs, outputDir, staging, published, cfg.overwrite, lock);
+        Commit.commit(outFs, outputDir, staging, published, cfg.get(Settings.OVERWRITE), lock);
 
         double seconds = (System.nanoTime() - t0) / 1e9;
         Set<String> used = backendsUsed();
         out.printf("lightning: done: %d files, %,d tokens in %.1f s (%s tokens/s) on %s; results in %s%s%n",
                 published.size(), totalTokens, seconds, rate(totalTokens, seconds), String.join(", ", used),
-                cfg.output, rejected.isEmpty() && skipped.isEmpty() ? ""
+                cfg.get(Settings.OUTPUT), rejected.isEmpty() && skipped.isEmpty() ? ""
                         : " (" + rejected.size() + " rejected, " + skipped.size() + " skipped: see " + REPORT + ")");
         return report;
     }
@@ -304,7 +304,7 @@ final class LightningJob {
     private Staging chooseStaging(FileSystem fs, Path output, JsonNode fingerprint) throws IOException {
         List<Path> earlier = Staging.all(fs, output);
         Path resumeFrom = null;
-        if (cfg.resume) {
+        if (cfg.get(Settings.RESUME)) {
             List<String> mismatch = null;
             for (int i = earlier.size() - 1; i >= 0 && resumeFrom == null; i--) {
                 Commit.RunInfo info = Commit.RunInfo.read(fs, earlier.get(i));
@@ -330,7 +330,7 @@ final class LightningJob {
         for (Path dir : earlier) {
             if (!dir.equals(resumeFrom)) {
                 out.println("lightning: removing the staging of earlier run " + Staging.runIdOf(dir)
-                        + (cfg.resume ? "" : " (--resume would have continued it)"));
+                        + (cfg.get(Settings.RESUME) ? "" : " (--resume would have continued it)"));
                 Commit.removeStaging(fs, output, dir);
             }
         }
@@ -363,12 +363,10 @@ final class LightningJob {
         }
         ObjectNode n = new ObjectMapper().createObjectNode();
         ObjectNode settings = n.putObject("settings");
-        cfg.describe().forEach((k, v) -> {
-            if (!k.equals(Settings.INPUT.key) && !k.equals(Settings.OUTPUT.key) && !k.equals(Settings.OVERWRITE.key)
-                    && !k.equals(Settings.RESUME.key)) {
-                settings.put(k, v);
-            }
-        });
+        Map<String, String> all = cfg.describe();
+        for (Setting<?> setting : Settings.RESULT_AFFECTING) {
+            settings.put(setting.key, all.get(setting.key));
+        }
         ArrayNode inputs = n.putArray("inputs");
         for (SequenceFile f : files) {
             inputs.addObject().put("name", f.name).put("path", f.path).put("bytes", f.fileSize)
@@ -382,7 +380,7 @@ final class LightningJob {
      * produce, unless --overwrite: the old file is then replaced at the commit, never before.
      */
     private void checkExisting(FileSystem fs, Path output, List<SequenceFile> files) throws IOException {
-        if (cfg.overwrite) {
+        if (cfg.get(Settings.OVERWRITE)) {
             return;
         }
         List<String> present = new ArrayList<>();
@@ -411,7 +409,7 @@ final class LightningJob {
         for (SequenceFile f : files) {
             long o = f.tokens * f.heads * f.dv * cfg.outputDtype(f.dtype).bytes();
             long state = (long) f.heads * f.dk * f.dv * 4;
-            long pieces = (f.tokens + cfg.partitionTokens - 1) / Math.max(1, cfg.partitionTokens);
+            long pieces = (f.tokens + cfg.get(Settings.PARTITION_TOKENS) - 1) / Math.max(1, cfg.get(Settings.PARTITION_TOKENS));
             need += o + state + 4096;
             if (pieces > 1) {
                 need += o + 2 * pieces * state;
@@ -490,7 +488,7 @@ final class LightningJob {
                     accepted.add(statuses.get(i));
                 } catch (java.util.concurrent.ExecutionException e) {
                     Throwable c = e.getCause();
-                    if (c instanceof InvalidInputException && cfg.skipInvalid) {
+                    if (c instanceof InvalidInputException && cfg.get(Settings.SKIP_INVALID)) {
                         rejected.put(statuses.get(i).name, c.getMessage());
                         continue;
                     }
@@ -565,7 +563,7 @@ final class LightningJob {
             t.setDaemon(true);
             return t;
         });
-        long period = Math.max(100, (long) (cfg.progressSeconds * 1000));
+        long period = Math.max(100, (long) (cfg.get(Settings.PROGRESS_SECONDS) * 1000));
         ticker.scheduleAtFixedRate(() -> out.println(line.get()), period, period, TimeUnit.MILLISECONDS);
         List<TaskReport> result;
         try {
@@ -646,7 +644,7 @@ final class LightningJob {
             n.put("dv", f.dv);
             n.put("dtype", f.dtype.name());
             n.put("outputDtype", cfg.outputDtype(f.dtype).name());
-            n.put("slopes", f.slopesFromFile ? "file" : cfg.defaultSlopes);
+            n.put("slopes", f.slopesFromFile ? "file" : cfg.get(Settings.DEFAULT_SLOPES));
             n.put("initialState", f.initialStateOffset >= 0);
         }
         ArrayNode rej = root.putArray("rejected");

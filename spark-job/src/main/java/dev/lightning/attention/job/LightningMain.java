@@ -16,7 +16,7 @@ import java.util.Map;
 /**
  * The command line, for {@code bin/lightning} and {@code spark-submit} alike:
  * <pre>
- *   lightning run --input DIR --output DIR [options]     compute o and final_state for every file
+ *   lightning run --input PATHS --output DIR [options]     compute o and final_state for every file
  *   lightning demo [--dir DIR] [options]                 generate a built-in input, run, check it
  *   lightning options                                    the options table (Markdown)
  * </pre>
@@ -24,7 +24,7 @@ import java.util.Map;
  */
 public final class LightningMain {
     static final String USAGE = String.join("\n",
-            "usage: lightning run --input DIR --output DIR [--partition-tokens N] [--chunk-size N]",
+            "usage: lightning run --input PATHS --output DIR [--partition-tokens N] [--chunk-size N]",
             "                     [--scale X] [--backend auto|cpu|gpu] [--master URL] [more options]",
             "       lightning demo [--dir DIR] [run options]",
             "       lightning options",
@@ -34,15 +34,17 @@ public final class LightningMain {
             "run: computes lightning attention (causal linear attention with per-head decay) for every",
             "  *.safetensors file of --input (q [T,H,Dk], k [T,H,Dk], v [T,H,Dv] in F32, F16 or BF16;",
             "  optional slope [H] F32 and initial_state [H,Dk,Dv] F32) and writes, under the same name in",
-            "  --output, o [T,H,Dv] in the input's dtype and final_state [H,Dk,Dv] F32, where",
-            "  S_t = exp(-slope) S_{t-1} + k_t^T v_t and o_t = scale q_t S_t.",
+            "  --output, o [T,H,Dv] in the input's dtype (or --output-dtype) and final_state [H,Dk,Dv] F32,",
+            "  where S_t = exp(-slope) S_{t-1} + k_t^T v_t and o_t = scale q_t S_t. Results are staged and",
+            "  published in one commit when the run succeeds; a failed or killed run changes nothing in",
+            "  --output and can be continued with --resume. Exit status: 0 done, 1 failed, 2 bad usage/input.",
             "demo: writes a built-in input to DIR/input (default: target/lightning-demo under the",
             "  project), runs the job into DIR/output and checks every result against a float64",
             "  reference.",
             "generate: writes N random sequence files (fixed seeds), an input for trying the job at scale.",
             "bench: times a backend's pass 1 and pass 2 on one in-memory sequence (no Spark, no I/O).",
             "",
-            "Options (each also settable as --conf KEY=VALUE or in spark-defaults.conf by its key):");
+            "Options (each also settable as --conf KEY=VALUE by its key, or in spark-defaults.conf under spark-submit):");
 
     private LightningMain() {
     }
@@ -290,8 +292,8 @@ public final class LightningMain {
     static SparkConf sparkConf(JobConfig cfg) {
         SparkConf conf = new SparkConf();
         cfg.sparkSettings.forEach(conf::set);
-        if (cfg.master != null) {
-            conf.setMaster(cfg.master);
+        if (cfg.get(Settings.MASTER) != null) {
+            conf.setMaster(cfg.get(Settings.MASTER));
         } else if (!conf.contains("spark.master")) {
             conf.setMaster("local[*]");
         }
@@ -317,7 +319,7 @@ public final class LightningMain {
         String masterSource = Settings.MASTER.flag + " / " + Settings.MASTER.key;
         checkMaster(master, masterSource);
         checkFileSystems(cfg, conf);
-        ExecutorBackends.checkAvailable(cfg.backend, master);
+        ExecutorBackends.checkAvailable(cfg.get(Settings.BACKEND), master);
         checkMasterReachable(master, masterSource);
         long start = System.nanoTime();
         SparkContext sc = new SparkContext(conf);
@@ -455,8 +457,8 @@ public final class LightningMain {
                 hadoop.set(kv._1().substring("spark.hadoop.".length()), kv._2());
             }
         }
-        checkFileSystem(Settings.INPUT.flag, cfg.input, hadoop);
-        checkFileSystem(Settings.OUTPUT.flag, cfg.output, hadoop);
+        checkFileSystem(Settings.INPUT.flag, cfg.get(Settings.INPUT), hadoop);
+        checkFileSystem(Settings.OUTPUT.flag, cfg.get(Settings.OUTPUT), hadoop);
     }
 
     private static void checkFileSystem(String flag, String paths, org.apache.hadoop.conf.Configuration hadoop) {

@@ -85,6 +85,14 @@ final class Settings {
             BACKEND, MASTER, DEFAULT_SLOPES, LAYER, LAYERS, OUTPUT_DTYPE, WINDOW_BYTES, GPU_WINDOW_BYTES, GPU_RESOURCE,
             GPU_MEMORY, GPU_OOM, OVERWRITE, RESUME, LOCK_STALE_SECONDS, SKIP_INVALID, SKIP_NONFINITE, PROGRESS_SECONDS);
 
+    /**
+     * The options that change the bytes a run writes: a --resume must share them with the run it
+     * continues. (The others choose where and how visibly it runs.)
+     */
+    static final List<Setting<?>> RESULT_AFFECTING = List.of(RECURSIVE, PARTITION_TOKENS, CHUNK_SIZE, SCALE, BACKEND,
+            DEFAULT_SLOPES, LAYER, LAYERS, OUTPUT_DTYPE, WINDOW_BYTES, GPU_WINDOW_BYTES, GPU_MEMORY, GPU_OOM,
+            SKIP_INVALID, SKIP_NONFINITE);
+
     static Setting<?> byFlag(String flag) {
         for (Setting<?> s : ALL) {
             if (s.flag.equals(flag)) {
@@ -122,7 +130,7 @@ final class Settings {
     private static String placeholder(Setting<?> s) {
         switch (s.type) {
             case "path":
-                return "DIR";
+                return s == INPUT ? "PATHS" : "DIR";
             case "integer":
                 return "N";
             case "number":

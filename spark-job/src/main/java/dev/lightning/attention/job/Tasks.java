@@ -63,40 +63,22 @@ final class Tasks implements Serializable {
 
     private final HadoopConf hadoop;
     private final Staging staging;
-    private final DType outputDtype;
-    private final String backendChoice;
-    private final double scale;
-    private final int chunkSize;
-    private final long windowBytes;
-    private final long gpuWindowBytes;
-    private final String gpuResource;
-    private final long gpuMemory;
-    private final boolean skipNonFinite;
-    private final boolean gpuOomToCpu;
+    /** The run's options, read by entry. */
+    private final JobConfig cfg;
     private final LongAccumulator piecesDone;
     private final LongAccumulator tokensDone;
 
     Tasks(HadoopConf hadoop, Staging staging, JobConfig cfg, LongAccumulator piecesDone, LongAccumulator tokensDone) {
         this.hadoop = hadoop;
         this.staging = staging;
-        this.outputDtype = cfg.outputDtype == null || "input".equals(cfg.outputDtype) ? null
-                : DType.fromSafetensors(cfg.outputDtype);
-        this.backendChoice = cfg.backend;
-        this.scale = cfg.scale;
-        this.chunkSize = cfg.chunkSize;
-        this.windowBytes = cfg.windowBytes;
-        this.gpuWindowBytes = cfg.gpuWindowBytes;
-        this.gpuResource = cfg.gpuResource;
-        this.gpuMemory = cfg.gpuMemory;
-        this.skipNonFinite = cfg.skipNonFinite;
-        this.gpuOomToCpu = cfg.gpuOomToCpu;
+        this.cfg = cfg;
         this.piecesDone = piecesDone;
         this.tokensDone = tokensDone;
     }
 
     /** The dtype of a file's {@code o}: --output-dtype, or the input's. */
     DType outputDtype(SequenceFile f) {
-        return outputDtype == null ? f.dtype : outputDtype;
+        return cfg.outputDtype(f.dtype);
     }
 
     /** The header of an output file: o [T, H, Dv] in the output dtype, then final_state [H, Dk, Dv] F32. */
@@ -108,12 +90,14 @@ final class Tasks implements Serializable {
     }
 
     private PieceWork work(AttentionBackend backend, SequenceFile f) {
-        return new PieceWork(scale, chunkSize, backend.device().startsWith("cuda") ? gpuWindowBytes : windowBytes,
+        return new PieceWork(cfg.get(Settings.SCALE), cfg.chunkSize(),
+                cfg.get(backend.device().startsWith("cuda") ? Settings.GPU_WINDOW_BYTES : Settings.WINDOW_BYTES),
                 outputDtype(f));
     }
 
     private AttentionBackend backend() {
-        return ExecutorBackends.open(backendChoice, gpuResource, gpuMemory);
+        return ExecutorBackends.open(cfg.get(Settings.BACKEND), cfg.get(Settings.GPU_RESOURCE),
+                cfg.get(Settings.GPU_MEMORY));
     }
 
     private FileSystem fs(String path) throws IOException {
@@ -125,7 +109,7 @@ final class Tasks implements Serializable {
     }
 
     private String skipOrThrow(NonFiniteException e) {
-        if (!skipNonFinite) {
+        if (!cfg.get(Settings.SKIP_NONFINITE)) {
             throw e;
         }
         return e.record();
@@ -140,7 +124,7 @@ final class Tasks implements Serializable {
             host = "unknown";
         }
         String executor = org.apache.spark.SparkEnv.get() == null ? "?" : org.apache.spark.SparkEnv.get().executorId();
-        Integer gpu = ExecutorBackends.assignedGpu(gpuResource);
+        Integer gpu = ExecutorBackends.assignedGpu(cfg.get(Settings.GPU_RESOURCE));
         return new TaskReport(pass, ctx.partitionId(), pieces, tokens, b == null ? "-" : b.name(),
                 b == null ? "-" : b.device(), host, executor, gpu == null ? "-" : gpu.toString(),
                 System.nanoTime() - start, skipped.toArray(new String[0]), resumed,
@@ -177,7 +161,7 @@ final class Tasks implements Serializable {
                     LightningState local;
                     boolean clean = true;
                     try (FSDataInputStream in = fs(it.file.path).open(it.file.hadoopPath())) {
-                        local = CpuFallback.run(backend, gpuOomToCpu, it.file.name + " " + it.piece,
+                        local = CpuFallback.run(backend, cfg.gpuOomToCpu(), it.file.name + " " + it.piece,
                                 b -> work(b, it.file).localState(b, in::readFully, it.file, it.piece));
                     } catch (NonFiniteInputException e) {
                         // skip mode: the sequence is dropped at assembly; a zero state keeps the scan going
@@ -220,7 +204,7 @@ final class Tasks implements Serializable {
                     resumed++;
                     continue;
                 }
-                dev.lightning.attention.kernel.AttentionSpec spec = f.spec(scale, chunkSize);
+                dev.lightning.attention.kernel.AttentionSpec spec = f.spec(cfg.get(Settings.SCALE), cfg.chunkSize());
                 LightningState state;
                 boolean clean = true;
                 try (FSDataInputStream in = fs(f.path).open(f.hadoopPath())) {
@@ -275,12 +259,12 @@ final class Tasks implements Serializable {
                         LightningState incoming = p.isFirst()
                                 ? PieceWork.initialState(in::readFully, f, p.sequence())
                                 : readState(stagingFs, staging.incomingState(p.sequence(), p.index()), f);
-                        List<Staging.Written> written = CpuFallback.run(backend, gpuOomToCpu, f.name + " " + p, b -> {
+                        List<Staging.Written> written = CpuFallback.run(backend, cfg.gpuOomToCpu(), f.name + " " + p, b -> {
                             List<Staging.Written> files = new ArrayList<>();
                             if (!p.isSplit()) {
                                 files.add(Staging.writeAtomically(stagingFs, staging.stagedOutput(f.name), attempt(ctx),
                                         out -> {
-                                            out.write(outputHeader(f, outputDtype(f), scale).encode());
+                                            out.write(outputHeader(f, outputDtype(f), cfg.get(Settings.SCALE)).encode());
                                             LightningState last = work(b, f).outputs(b, in::readFully, f, p, incoming,
                                                     out);
                                             out.write(last.toBytes());
@@ -329,7 +313,7 @@ final class Tasks implements Serializable {
                 DType oDtype = outputDtype(f);
                 Staging.Written w = Staging.writeAtomically(stagingFs, staging.stagedOutput(f.name), attempt(ctx),
                         out -> {
-                            out.write(outputHeader(f, oDtype, scale).encode());
+                            out.write(outputHeader(f, oDtype, cfg.get(Settings.SCALE)).encode());
                             for (int p = 0; p < it.pieceTokens.length; p++) {
                                 Path part = staging.outputPart(it.sequence, p);
                                 long expect = it.pieceTokens[p] * f.outputBytesPerToken(oDtype);

@@ -22,11 +22,13 @@ class JobConfigTest {
         Map<String, String> flags = new java.util.HashMap<>(PATHS);
         flags.put("--partition-tokens", "100");
         JobConfig c = JobConfig.resolve(flags, conf, spark::get);
-        assertEquals(100, c.partitionTokens);
-        assertEquals(16, c.chunkSize);
-        assertEquals(0.5, c.scale);
-        assertEquals(64L << 20, c.windowBytes);
-        assertEquals("auto", c.backend);
+        assertEquals(100L, c.get(Settings.PARTITION_TOKENS));
+        assertEquals(16, c.chunkSize());
+        assertEquals(0.5, c.get(Settings.SCALE));
+        assertEquals(64L << 20, c.get(Settings.WINDOW_BYTES));
+        assertEquals("auto", c.get(Settings.BACKEND));
+        assertEquals("(none)", c.describe().get(Settings.LAYER.key), "an optional option without a value");
+        assertEquals(Settings.ALL.size(), c.describe().size(), "describe lists every option");
     }
 
     @Test

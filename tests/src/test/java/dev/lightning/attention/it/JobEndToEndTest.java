@@ -191,7 +191,7 @@ class JobEndToEndTest {
         assertTrue(unknown.err.contains("unknown option '--partitions'"), unknown.err);
         Outcome noInput = lightning("run", "--output", out);
         assertEquals(2, noInput.status);
-        assertTrue(noInput.err.contains("--input DIR is required"), noInput.err);
+        assertTrue(noInput.err.contains("--input PATHS is required"), noInput.err);
         Outcome empty = lightning("run", "--input", tmp.resolve("nothing").toString(), "--output", out,
                 "--master", MASTER);
         assertEquals(2, empty.status);
