@@ -91,6 +91,7 @@ class OutputSafetyTest {
         assertTrue(Files.exists(out.resolve("_SUCCESS")));
         JsonNode report = new ObjectMapper().readTree(out.resolve("_lightning_report.json").toFile());
         assertEquals("succeeded", report.get("status").asText());
+        assertReportComplete(report, "a.safetensors");
         try (Stream<Path> left = Files.list(out)) {
             assertEquals(new java.util.TreeSet<>(java.util.List.of("_SUCCESS", "_lightning_report.json",
                     "a.safetensors", "notes.txt", "weights.safetensors")), left.map(p -> p.getFileName().toString())
@@ -104,6 +105,27 @@ class OutputSafetyTest {
         Files.write(out2.resolve("weights.safetensors"), new byte[] {7});
         succeed(run(in2, out2));
         assertArrayEquals(new byte[] {7}, Files.readAllBytes(out2.resolve("weights.safetensors")));
+    }
+
+    /** What the run report promises: version, times, Spark's start, backends, tokens/s per pass, files per task. */
+    static void assertReportComplete(JsonNode report, String file) {
+        for (String field : new String[] {"version", "run", "started", "ended", "sparkStartSeconds", "backends",
+                "settings", "passes", "tasks", "files"}) {
+            assertTrue(report.hasNonNull(field), field + " in " + report);
+        }
+        assertTrue(java.time.Instant.parse(report.get("started").asText())
+                .isBefore(java.time.Instant.parse(report.get("ended").asText())), report.toString());
+        assertTrue(report.get("sparkStartSeconds").asDouble() > 0, report.toString());
+        assertEquals("cpu@cpu", report.get("backends").get(0).asText(), report.toString());
+        JsonNode pass2 = report.get("passes").get("pass 2/2: outputs");
+        assertTrue(pass2.get("tokensPerSecond").asDouble() > 0 && pass2.get("tokens").asLong() > 0, report.toString());
+        boolean named = false;
+        for (JsonNode task : report.get("tasks")) {
+            for (JsonNode f : task.get("files")) {
+                named |= f.asText().equals(file);
+            }
+        }
+        assertTrue(named, "a task names " + file + ": " + report.get("tasks"));
     }
 
     /**
