@@ -45,7 +45,12 @@ final class LightningJob {
     static final String REPORT = "_lightning_report.json";
 
     private final JobConfig cfg;
-    private final SparkContext sc;
+    /** The Hadoop configuration of the run (Spark's, built before Spark starts). */
+    private final org.apache.hadoop.conf.Configuration hadoopConf;
+    /** Starts Spark, once the run has its inputs, its lock and its staging. */
+    private final java.util.function.Supplier<SparkContext> sparkStarter;
+    /** Null until Spark is started. */
+    private SparkContext sc;
     private final PrintStream out;
     /** Files refused at inspection (with --skip-invalid): name to reason. */
     private final Map<String, String> rejected = new java.util.TreeMap<>();
@@ -55,7 +60,7 @@ final class LightningJob {
     private final String runId;
     private final java.time.Instant started = java.time.Instant.now();
     private final long t0 = System.nanoTime();
-    private final double sparkStartSeconds;
+    private double sparkStartSeconds;
     /** What every finished task reported. */
     private final List<TaskReport> reports = new ArrayList<>();
     /** Per pass: seconds, and tokens computed. */
@@ -63,11 +68,12 @@ final class LightningJob {
     /** Plan figures for the report. */
     private final Map<String, Long> summary = new java.util.LinkedHashMap<>();
 
-    LightningJob(JobConfig cfg, SparkContext sc, PrintStream out, double sparkStartSeconds) {
+    LightningJob(JobConfig cfg, org.apache.hadoop.conf.Configuration hadoopConf, PrintStream out,
+                 java.util.function.Supplier<SparkContext> sparkStarter) {
         this.cfg = cfg;
-        this.sc = sc;
+        this.hadoopConf = hadoopConf;
         this.out = out;
-        this.sparkStartSeconds = sparkStartSeconds;
+        this.sparkStarter = sparkStarter;
         this.runId = java.time.format.DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss")
                 .withZone(java.time.ZoneOffset.UTC).format(started) + "-"
                 + Long.toHexString(Double.doubleToLongBits(Math.random())).substring(0, 8);
@@ -76,16 +82,16 @@ final class LightningJob {
     /** Runs the job; returns the report it wrote. */
     ObjectNode run() throws IOException {
         Path given = HadoopPaths.parse(cfg.get(Settings.OUTPUT));
-        FileSystem outFs = Staging.outputFileSystem(given, sc.hadoopConfiguration());
+        FileSystem outFs = Staging.outputFileSystem(given, hadoopConf);
         Path outputDir = outFs.makeQualified(given);
 
-        List<InputFile> inputs = InputListing.list(sc.hadoopConfiguration(), cfg.get(Settings.INPUT), cfg.get(Settings.RECURSIVE));
+        List<InputFile> inputs = InputListing.list(hadoopConf, cfg.get(Settings.INPUT), cfg.get(Settings.RECURSIVE));
         List<InputFile> statuses = new ArrayList<>(); // parallel to files: --skip-invalid drops some inputs
         List<SequenceFile> files = inspectAll(inputs, statuses);
         for (Map.Entry<String, String> r : rejected.entrySet()) {
             out.println("lightning: rejected " + r.getKey() + ": " + r.getValue());
         }
-        PathOverlap.check(sc.hadoopConfiguration(), inputs, given);
+        PathOverlap.check(hadoopConf, inputs, given);
         boolean createdOutput = createOutputDirectory(outFs, outputDir);
         OutputLock lock;
         try {
@@ -128,9 +134,12 @@ final class LightningJob {
         }
     }
 
-    /** Plans the pieces, runs the passes into {@code staging}, and commits. */
+    /** Starts Spark, plans the pieces, runs the passes into {@code staging}, and commits. */
     private ObjectNode compute(List<SequenceFile> files, List<InputFile> statuses, Staging staging,
                                FileSystem outFs, Path outputDir, OutputLock lock) throws IOException {
+        long sparkStart = System.nanoTime();
+        sc = sparkStarter.get();
+        sparkStartSeconds = (System.nanoTime() - sparkStart) / 1e9;
         PiecePlanner planner = new PiecePlanner(cfg.get(Settings.PARTITION_TOKENS), cfg.chunkSize());
         long[] lengths = new long[files.size()];
         for (int i = 0; i < lengths.length; i++) {
@@ -477,7 +486,7 @@ final class LightningJob {
             List<Future<SequenceFile>> futures = new ArrayList<>();
             for (InputFile s : statuses) {
                 // each file's own file system: a comma-separated --input may span several
-                FileSystem fs = HadoopPaths.fileSystem(s.path(), sc.hadoopConfiguration());
+                FileSystem fs = HadoopPaths.fileSystem(s.path(), hadoopConf);
                 futures.add(pool.submit(() -> SequenceFile.inspect(fs, s.status, s.name, cfg::defaultSlopes)));
             }
             List<SequenceFile> files = new ArrayList<>();
@@ -605,8 +614,8 @@ final class LightningJob {
         }
         root.put("version", Version.get());
         root.put("run", runId);
-        root.put("application", sc.applicationId());
-        root.put("master", sc.master());
+        root.put("application", sc == null ? "(Spark not started)" : sc.applicationId());
+        root.put("master", sc == null ? cfg.get(Settings.MASTER) : sc.master());
         root.put("started", started.toString());
         root.put("ended", java.time.Instant.now().toString());
         double seconds = (System.nanoTime() - t0) / 1e9;

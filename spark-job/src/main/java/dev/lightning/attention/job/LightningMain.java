@@ -321,22 +321,27 @@ public final class LightningMain {
         checkFileSystems(cfg, conf);
         ExecutorBackends.checkAvailable(cfg.get(Settings.BACKEND), master);
         checkMasterReachable(master, masterSource);
-        long start = System.nanoTime();
-        SparkContext sc = new SparkContext(conf);
+        // The same Hadoop configuration Spark will give the job (spark.hadoop.* applied): inputs are
+        // listed and checked, and the output locked and probed, before Spark starts.
+        org.apache.hadoop.conf.Configuration hadoop =
+                org.apache.spark.deploy.SparkHadoopUtil.get().newConfiguration(conf);
+        SparkContext[] started = {null};
         try {
-            new LightningJob(cfg, sc, out, (System.nanoTime() - start) / 1e9).run();
+            new LightningJob(cfg, hadoop, out, () -> started[0] = new SparkContext(conf)).run();
         } catch (Exception e) {
             if (shuttingDown()) {
                 throw new ExplainedFailure("stopped by a signal before the job finished (Spark shut down)", e);
             }
-            if (sc.isStopped()) {
+            if (started[0] != null && started[0].isStopped()) {
                 throw new ExplainedFailure("the SparkContext was stopped while the job ran (" + e + "); Spark's log "
                         + "above says why, e.g. a master that stopped answering ('All masters are unresponsive') or "
                         + "that removed the application", e);
             }
             throw e;
         } finally {
-            sc.stop();
+            if (started[0] != null) {
+                started[0].stop();
+            }
         }
     }
 
