@@ -10,7 +10,7 @@
 # Both need a driver for CUDA 13.0 or later.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-res="$here/../resources/dev/lightning/attention/kernel"
+res="$here/../resources/dev/lightning/attention/engine/cuda"
 if ! command -v nvcc >/dev/null 2>&1; then
   echo "build-ptx: nvcc not found; using the committed PTX in $res"
   exit 0

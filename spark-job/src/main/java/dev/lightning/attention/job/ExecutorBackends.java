@@ -1,8 +1,8 @@
 package dev.lightning.attention.job;
 
-import dev.lightning.attention.kernel.AttentionBackend;
-import dev.lightning.attention.kernel.CpuBackend;
-import dev.lightning.attention.kernel.CudaBackend;
+import dev.lightning.attention.engine.AttentionBackend;
+import dev.lightning.attention.engine.cpu.CpuBackend;
+import dev.lightning.attention.engine.cuda.CudaBackend;
 import dev.lightning.attention.tensor.InvalidInputException;
 import org.apache.spark.TaskContext;
 import org.apache.spark.resource.ResourceInformation;

@@ -1,6 +1,6 @@
 package dev.lightning.attention.job;
 
-import dev.lightning.attention.kernel.Slopes;
+import dev.lightning.attention.engine.Slopes;
 import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.InvalidInputException;
 

@@ -7,6 +7,7 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.lightning.attention.plan.Piece;
 import dev.lightning.attention.plan.PiecePlanner;
+import dev.lightning.attention.stream.SequenceFile;
 import dev.lightning.attention.tensor.InvalidInputException;
 import org.apache.hadoop.fs.BlockLocation;
 import org.apache.hadoop.fs.FileStatus;
@@ -487,7 +488,7 @@ final class LightningJob {
             for (InputFile s : statuses) {
                 // each file's own file system: a comma-separated --input may span several
                 FileSystem fs = HadoopPaths.fileSystem(s.path(), hadoopConf);
-                futures.add(pool.submit(() -> SequenceFile.inspect(fs, s.status, s.name, cfg::defaultSlopes)));
+                futures.add(pool.submit(() -> SequenceFiles.inspect(fs, s.status, s.name, cfg::defaultSlopes)));
             }
             List<SequenceFile> files = new ArrayList<>();
             for (int i = 0; i < futures.size(); i++) {

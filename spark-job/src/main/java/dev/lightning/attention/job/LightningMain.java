@@ -84,7 +84,7 @@ public final class LightningMain {
                     return 0;
                 case "bench":
                     try {
-                        dev.lightning.attention.kernel.KernelBench.main(rest.toArray(new String[0]));
+                        dev.lightning.attention.bench.KernelBench.main(rest.toArray(new String[0]));
                     } catch (IllegalArgumentException e) { // its options: a usage error, said in one line
                         throw new InvalidInputException("bench: " + e.getMessage() + " (see --help)", e);
                     }

@@ -1,9 +1,9 @@
 package dev.lightning.attention.job;
 
-import dev.lightning.attention.kernel.Accuracy;
-import dev.lightning.attention.kernel.AttentionSpec;
-import dev.lightning.attention.kernel.LightningState;
-import dev.lightning.attention.kernel.RecurrentReference;
+import dev.lightning.attention.engine.reference.Accuracy;
+import dev.lightning.attention.engine.AttentionSpec;
+import dev.lightning.attention.engine.LightningState;
+import dev.lightning.attention.engine.reference.RecurrentReference;
 import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.SafetensorsFile;
 import dev.lightning.attention.tensor.TokenTensor;

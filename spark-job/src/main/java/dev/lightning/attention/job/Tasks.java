@@ -1,8 +1,13 @@
 package dev.lightning.attention.job;
 
-import dev.lightning.attention.kernel.AttentionBackend;
-import dev.lightning.attention.kernel.LightningState;
+import dev.lightning.attention.engine.AttentionBackend;
+import dev.lightning.attention.engine.LightningState;
 import dev.lightning.attention.plan.Piece;
+import dev.lightning.attention.stream.CpuFallback;
+import dev.lightning.attention.stream.NonFiniteException;
+import dev.lightning.attention.stream.NonFiniteInputException;
+import dev.lightning.attention.stream.PieceWork;
+import dev.lightning.attention.stream.SequenceFile;
 import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.SafetensorsHeader;
 import org.apache.hadoop.fs.FSDataInputStream;
@@ -160,7 +165,7 @@ final class Tasks implements Serializable {
                     }
                     LightningState local;
                     boolean clean = true;
-                    try (FSDataInputStream in = fs(it.file.path).open(it.file.hadoopPath())) {
+                    try (FSDataInputStream in = fs(it.file.path).open(SequenceFiles.hadoopPath(it.file))) {
                         local = CpuFallback.run(backend, cfg.gpuOomToCpu(), it.file.name + " " + it.piece,
                                 b -> work(b, it.file).localState(b, in::readFully, it.file, it.piece));
                     } catch (NonFiniteInputException e) {
@@ -204,10 +209,10 @@ final class Tasks implements Serializable {
                     resumed++;
                     continue;
                 }
-                dev.lightning.attention.kernel.AttentionSpec spec = f.spec(cfg.get(Settings.SCALE), cfg.chunkSize());
+                dev.lightning.attention.engine.AttentionSpec spec = f.spec(cfg.get(Settings.SCALE), cfg.chunkSize());
                 LightningState state;
                 boolean clean = true;
-                try (FSDataInputStream in = fs(f.path).open(f.hadoopPath())) {
+                try (FSDataInputStream in = fs(f.path).open(SequenceFiles.hadoopPath(f))) {
                     state = PieceWork.initialState(in::readFully, f, it.sequence);
                 } catch (NonFiniteInputException e) {
                     skipped.add(skipOrThrow(e));
@@ -255,7 +260,7 @@ final class Tasks implements Serializable {
                         progress(p);
                         continue;
                     }
-                    try (FSDataInputStream in = fs(f.path).open(f.hadoopPath())) {
+                    try (FSDataInputStream in = fs(f.path).open(SequenceFiles.hadoopPath(f))) {
                         LightningState incoming = p.isFirst()
                                 ? PieceWork.initialState(in::readFully, f, p.sequence())
                                 : readState(stagingFs, staging.incomingState(p.sequence(), p.index()), f);

@@ -1,6 +1,7 @@
 package dev.lightning.attention.job;
 
-import dev.lightning.attention.kernel.Slopes;
+import dev.lightning.attention.engine.Slopes;
+import dev.lightning.attention.stream.SequenceFile;
 import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.SafetensorsFile;
 import org.apache.hadoop.conf.Configuration;
@@ -87,7 +88,7 @@ class HadoopPathsTest {
         assertEquals("x#1.safetensors", HadoopPaths.parse("/tmp/x#1.safetensors").getName());
     }
 
-    /** The driver records the path as a URI; every task reopens exactly that file with hadoopPath(). */
+    /** The driver records the path as a URI; every task reopens exactly that file with SequenceFiles.hadoopPath(). */
     @Test
     void sequenceFileReopensTheExactFile() throws Exception {
         FileSystem fs = HadoopPaths.fileSystem(new Path(tmp.toString()), new Configuration());
@@ -98,10 +99,10 @@ class HadoopPathsTest {
                     SafetensorsFile.Tensor.of("k", DType.F32, new long[] {2, 1, 2}, new float[] {1, 2, 3, 4}),
                     SafetensorsFile.Tensor.of("v", DType.F32, new long[] {2, 1, 2}, new float[] {1, 2, 3, 4})));
             FileStatus s = fs.getFileStatus(OutputPaths.child(new Path(tmp.toUri()), name));
-            SequenceFile f = SequenceFile.inspect(fs, s, "sub/" + name, Slopes::minimax);
+            SequenceFile f = SequenceFiles.inspect(fs, s, "sub/" + name, Slopes::minimax);
             assertEquals("sub/" + name, f.name);
-            assertEquals(s.getPath(), f.hadoopPath(), name);
-            assertEquals(Files.size(tmp.resolve(name)), fs.getFileStatus(f.hadoopPath()).getLen(), name);
+            assertEquals(s.getPath(), SequenceFiles.hadoopPath(f), name);
+            assertEquals(Files.size(tmp.resolve(name)), fs.getFileStatus(SequenceFiles.hadoopPath(f)).getLen(), name);
             assertTrue(f.tokens == 2);
         }
     }

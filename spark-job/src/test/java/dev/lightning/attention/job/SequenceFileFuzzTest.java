@@ -1,6 +1,7 @@
 package dev.lightning.attention.job;
 
-import dev.lightning.attention.kernel.Slopes;
+import dev.lightning.attention.engine.Slopes;
+import dev.lightning.attention.stream.SequenceFile;
 import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.InvalidInputException;
 import dev.lightning.attention.tensor.SafetensorsFile;
@@ -63,7 +64,7 @@ class SequenceFileFuzzTest {
             }
             Files.write(file, b);
             try {
-                SequenceFile f = SequenceFile.inspect(fs, fs.getFileStatus(new org.apache.hadoop.fs.Path(file.toUri())),
+                SequenceFile f = SequenceFiles.inspect(fs, fs.getFileStatus(new org.apache.hadoop.fs.Path(file.toUri())),
                         "fuzz.safetensors", Slopes::minimax);
                 assertTrue(f.tokens >= 1);
                 accepted++;

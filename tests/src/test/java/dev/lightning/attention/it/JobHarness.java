@@ -1,10 +1,10 @@
 package dev.lightning.attention.it;
 
 import dev.lightning.attention.job.LightningMain;
-import dev.lightning.attention.kernel.AttentionSpec;
-import dev.lightning.attention.kernel.LightningState;
-import dev.lightning.attention.kernel.RecurrentReference;
-import dev.lightning.attention.kernel.Slopes;
+import dev.lightning.attention.engine.AttentionSpec;
+import dev.lightning.attention.engine.LightningState;
+import dev.lightning.attention.engine.reference.RecurrentReference;
+import dev.lightning.attention.engine.Slopes;
 import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.SafetensorsFile;
 import dev.lightning.attention.tensor.TokenTensor;
@@ -164,6 +164,6 @@ final class JobHarness {
         if (allZero) {
             throw new AssertionError("reference is all zeros: the comparison could not fail");
         }
-        return dev.lightning.attention.kernel.Accuracy.relativeError(a, b);
+        return dev.lightning.attention.engine.reference.Accuracy.relativeError(a, b);
     }
 }

@@ -1,9 +1,9 @@
 package dev.lightning.attention.it;
 
-import dev.lightning.attention.kernel.AttentionSpec;
-import dev.lightning.attention.kernel.CpuBackend;
-import dev.lightning.attention.kernel.LightningState;
-import dev.lightning.attention.kernel.Slopes;
+import dev.lightning.attention.engine.AttentionSpec;
+import dev.lightning.attention.engine.cpu.CpuBackend;
+import dev.lightning.attention.engine.LightningState;
+import dev.lightning.attention.engine.Slopes;
 import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.SafetensorsFile;
 import dev.lightning.attention.tensor.SafetensorsHeader;

@@ -1,0 +1,111 @@
+package dev.lightning.attention.bench;
+
+import dev.lightning.attention.engine.AttentionBackend;
+import dev.lightning.attention.engine.AttentionSpec;
+import dev.lightning.attention.engine.Backends;
+import dev.lightning.attention.engine.LightningState;
+import dev.lightning.attention.engine.Slopes;
+import dev.lightning.attention.engine.reference.Accuracy;
+import dev.lightning.attention.engine.reference.ChunkedReference;
+import dev.lightning.attention.tensor.DType;
+import dev.lightning.attention.tensor.TokenTensor;
+
+import java.util.Locale;
+import java.util.SplittableRandom;
+
+/**
+ * Times a backend on one in-memory sequence, with no Spark and no I/O: pass 1 ({@code advance})
+ * and pass 2 ({@code forward}) over the whole sequence, best of several runs, with the result
+ * checked against the float64 chunked reference on a prefix. Run by {@code bin/lightning bench}.
+ * <pre>
+ *   bench [--backend cpu] [--tokens 16384] [--heads 8] [--dk 64] [--dv 64] [--dtype bf16]
+ *         [--runs 3] [--chunk 64] [--check-tokens 1024]
+ * </pre>
+ */
+public final class KernelBench {
+    private KernelBench() {
+    }
+
+    public static void main(String[] args) throws Exception {
+        String backendName = "cpu";
+        int tokens = 16384;
+        int heads = 8;
+        int dk = 64;
+        int dv = 64;
+        DType dtype = DType.BF16;
+        int runs = 3;
+        int chunk = 64;
+        int checkTokens = 1024;
+        for (int i = 0; i < args.length; i += 2) {
+            if (i + 1 >= args.length) {
+                throw new IllegalArgumentException(args[i] + " needs a value");
+            }
+            String v = args[i + 1];
+            try {
+                switch (args[i]) {
+                    case "--backend": backendName = v; break;
+                    case "--tokens": tokens = Integer.parseInt(v); break;
+                    case "--heads": heads = Integer.parseInt(v); break;
+                    case "--dk": dk = Integer.parseInt(v); break;
+                    case "--dv": dv = Integer.parseInt(v); break;
+                    case "--dtype": dtype = DType.fromSafetensors(v); break;
+                    case "--runs": runs = Integer.parseInt(v); break;
+                    case "--chunk": chunk = Integer.parseInt(v); break;
+                    case "--check-tokens": checkTokens = Integer.parseInt(v); break;
+                    default: throw new IllegalArgumentException("unknown option " + args[i]);
+                }
+            } catch (NumberFormatException e) {
+                throw new IllegalArgumentException(args[i] + ": expected an integer, got '" + v + "'");
+            }
+        }
+        SplittableRandom rnd = new SplittableRandom(42);
+        AttentionSpec spec = new AttentionSpec(heads, dk, dv, Slopes.minimax(heads), 1.0, chunk);
+        TokenTensor q = random(rnd, dtype, tokens, heads, dk);
+        TokenTensor k = random(rnd, dtype, tokens, heads, dk);
+        TokenTensor v = random(rnd, dtype, tokens, heads, dv);
+        TokenTensor o = TokenTensor.allocate(dtype, tokens, heads, dv);
+        LightningState zero = LightningState.zeros(heads, dk, dv);
+        try (AttentionBackend backend = Backends.create(backendName)) {
+            // correctness first, on a prefix (the float64 reference is slow)
+            int n = Math.min(checkTokens, tokens);
+            TokenTensor got = TokenTensor.allocate(DType.F32, n, heads, dv);
+            TokenTensor want = TokenTensor.allocate(DType.F32, n, heads, dv);
+            backend.forward(spec, q.slice(0, n), k.slice(0, n), v.slice(0, n), zero, got);
+            new ChunkedReference().forward(spec, q.slice(0, n), k.slice(0, n), v.slice(0, n), zero, want);
+            double err = Accuracy.relativeError(got.toFloats(), want.toFloats());
+
+            double bestForward = Double.MAX_VALUE;
+            double bestAdvance = Double.MAX_VALUE;
+            for (int r = 0; r <= runs; r++) { // run 0 warms up
+                long t0 = System.nanoTime();
+                backend.advance(spec, k, v, zero);
+                long t1 = System.nanoTime();
+                backend.forward(spec, q, k, v, zero, o);
+                long t2 = System.nanoTime();
+                if (r > 0) {
+                    bestAdvance = Math.min(bestAdvance, (t1 - t0) / 1e9);
+                    bestForward = Math.min(bestForward, (t2 - t1) / 1e9);
+                }
+            }
+            // multiply-adds per token and head: state update Dk*Dv, inter Dk*Dv, intra ~chunk/2*(Dk+Dv)
+            double fmaPerToken = (double) heads * (2.0 * dk * dv + (chunk + 1) / 2.0 * (dk + dv));
+            System.out.printf(Locale.ROOT, "backend %s on %s: T=%d H=%d Dk=%d Dv=%d %s chunk=%d, best of %d runs%n",
+                    backend.name(), backend.device(), tokens, heads, dk, dv, dtype, chunk, runs);
+            System.out.printf(Locale.ROOT, "| step | ms | tokens/s | GFLOP/s |%n|---|---|---|---|%n");
+            System.out.printf(Locale.ROOT, "| pass 1 (advance) | %.1f | %.3g | %.2f |%n", bestAdvance * 1e3,
+                    tokens / bestAdvance, 2.0 * heads * dk * dv * tokens / bestAdvance / 1e9);
+            System.out.printf(Locale.ROOT, "| pass 2 (forward) | %.1f | %.3g | %.2f |%n", bestForward * 1e3,
+                    tokens / bestForward, 2 * fmaPerToken * tokens / bestForward / 1e9);
+            System.out.printf(Locale.ROOT, "check: output relative error %.2e against chunked-f64 on the first %d tokens "
+                    + "(float32 output)%n", err, n);
+        }
+    }
+
+    private static TokenTensor random(SplittableRandom rnd, DType dtype, int t, int h, int d) {
+        float[] x = new float[t * h * d];
+        for (int i = 0; i < x.length; i++) {
+            x[i] = (float) (rnd.nextDouble() * 2 - 1);
+        }
+        return TokenTensor.of(dtype, t, h, d, x);
+    }
+}

@@ -1,0 +1,70 @@
+package dev.lightning.attention.engine;
+
+import dev.lightning.attention.tensor.TokenTensor;
+
+/**
+ * One way of computing lightning attention over a window of consecutive tokens of one sequence.
+ * The float64 references and the fast backends share this signature, so every test can hold a
+ * backend against a reference on the same call.
+ *
+ * <p>Shapes: q, k {@code [n, H, Dk]}, v and o {@code [n, H, Dv]}, states {@code [H, Dk, Dv]};
+ * q, k and v share one dtype, o may have any. A window may start anywhere in a sequence; windows
+ * that start at multiples of the chunk size give the same block structure as one call over the
+ * whole sequence, which is what makes a split run agree with an unsplit one to rounding.
+ *
+ * <p>A backend is not thread-safe; give each task its own (or share an executor-wide device
+ * behind one, which is its own business). {@link #close()} releases what it holds.
+ */
+public interface AttentionBackend extends AutoCloseable {
+
+    /** Short name: "cpu", "recurrent-f64", "chunked-f64", "gpu". */
+    String name();
+
+    /** Where it computes: "cpu" or a device such as "cuda:0". */
+    String device();
+
+    /**
+     * Pass 1: the state after the window given the state before it, without outputs:
+     * lambda^n * state + sum_j lambda^(n-1-j) k_j^T v_j. From the zero state this is the
+     * window's local state.
+     */
+    LightningState advance(AttentionSpec spec, TokenTensor k, TokenTensor v, LightningState state);
+
+    /**
+     * Pass 2: writes o_t = scale * q_t S_t for every token of the window into {@code o} and
+     * returns the state after the window.
+     */
+    LightningState forward(AttentionSpec spec, TokenTensor q, TokenTensor k, TokenTensor v,
+                           LightningState state, TokenTensor o);
+
+    @Override
+    default void close() {
+    }
+
+    /** Checks the shapes of one call against the spec; the message says which tensor is off. */
+    static void checkShapes(AttentionSpec spec, TokenTensor q, TokenTensor k, TokenTensor v,
+                            LightningState state, TokenTensor o) {
+        int n = k.tokens();
+        check("k", k, n, spec.heads(), spec.dk());
+        check("v", v, n, spec.heads(), spec.dv());
+        if (q != null) {
+            check("q", q, n, spec.heads(), spec.dk());
+            if (q.dtype() != k.dtype() || v.dtype() != k.dtype()) {
+                throw new IllegalArgumentException("q, k, v must share a dtype, got " + q.dtype() + ", "
+                        + k.dtype() + ", " + v.dtype());
+            }
+        }
+        if (o != null) {
+            check("o", o, n, spec.heads(), spec.dv());
+        }
+        if (!state.fits(spec)) {
+            throw new IllegalArgumentException("state " + state + " does not fit " + spec);
+        }
+    }
+
+    private static void check(String name, TokenTensor t, int n, int heads, int dim) {
+        if (t.tokens() != n || t.heads() != heads || t.dim() != dim) {
+            throw new IllegalArgumentException(name + " is " + t + ", expected [" + n + ", " + heads + ", " + dim + "]");
+        }
+    }
+}

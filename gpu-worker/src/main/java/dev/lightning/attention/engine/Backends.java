@@ -1,0 +1,38 @@
+package dev.lightning.attention.engine;
+
+import dev.lightning.attention.engine.cpu.CpuBackend;
+import dev.lightning.attention.engine.cuda.CudaBackend;
+import dev.lightning.attention.engine.reference.ChunkedReference;
+import dev.lightning.attention.engine.reference.RecurrentReference;
+
+import java.util.List;
+
+/** The backends by name: the fast ones a job uses and the float64 references tests hold them to. */
+public final class Backends {
+    /** Names {@link #create(String)} accepts. */
+    public static final List<String> NAMES = List.of("cpu", "chunked-f64", "recurrent-f64", "gpu", "gpu-generic");
+
+    /** Device memory a GPU backend made here may take. */
+    public static final long DEFAULT_GPU_MEMORY = 8L << 30;
+
+    private Backends() {
+    }
+
+    /** A new backend of the given name; the GPU ones on device 0. */
+    public static AttentionBackend create(String name) {
+        switch (name) {
+            case "cpu":
+                return new CpuBackend();
+            case "chunked-f64":
+                return new ChunkedReference();
+            case "recurrent-f64":
+                return new RecurrentReference();
+            case "gpu":
+                return new CudaBackend(0, true, DEFAULT_GPU_MEMORY);
+            case "gpu-generic":
+                return new CudaBackend(0, false, DEFAULT_GPU_MEMORY);
+            default:
+                throw new IllegalArgumentException("unknown backend '" + name + "': expected one of " + NAMES);
+        }
+    }
+}

@@ -1,0 +1,76 @@
+package dev.lightning.attention.engine.cuda;
+
+import dev.lightning.attention.engine.AttentionSpec;
+import dev.lightning.attention.tensor.DType;
+import dev.lightning.attention.tensor.TokenTensor;
+
+/**
+ * What the GPU benchmark ({@code dev.lightning.attention.bench.DeviceBench}) reaches inside a
+ * {@link CudaBackend}: a window made and kept on the device and timed with device events, the two
+ * paths it compares (the two-pass path forced, the serial copies), and what the last window ran.
+ * The benchmark lives outside this package; these hooks stay package-private on the backend and
+ * are public only here, so that the backend's own surface is what a job uses. Nothing here is
+ * needed to compute.
+ */
+public final class BenchHooks {
+    private final CudaBackend backend;
+
+    public BenchHooks(CudaBackend backend) {
+        this.backend = backend;
+    }
+
+    /** Device-to-device copy bandwidth, bytes read plus written per second, over a copy of {@code bytes}. */
+    public double copyBandwidth(long bytes, int runs) {
+        return backend.copyBandwidth(bytes, runs);
+    }
+
+    /** Fills q, k, v of an n-token window on the device with uniform values; zero incoming state. */
+    public void prepareResident(AttentionSpec spec, DType dtype, int n, long seed) {
+        backend.prepareResident(spec, dtype, n, seed);
+    }
+
+    /** Times pass 1 + scan + pass 2 over the resident window with device events; median of runs, in ms. */
+    public float timeResident(AttentionSpec spec, DType dtype, int n, int runs) {
+        return backend.timeResident(spec, dtype, n, runs);
+    }
+
+    /** The resident window's q, k, v and o, copied to the host. */
+    public TokenTensor[] readResident(AttentionSpec spec, DType dtype, int n) {
+        return backend.readResident(spec, dtype, n);
+    }
+
+    /** Frees the window buffers now (the benchmark moves between very different sizes). */
+    public void releaseBuffers() {
+        backend.releaseBuffers();
+    }
+
+    /** At least this many segments per window (1: as the backend chooses; 2: the two-pass path). */
+    public void minSegments(int segments) {
+        backend.minSegments = segments;
+    }
+
+    /** Whether slices overlap (the pipeline) or run one after the other (the serial path). */
+    public void overlapCopies(boolean overlap) {
+        backend.overlapCopies = overlap;
+    }
+
+    /** Segments of the last launched window. */
+    public int lastSegments() {
+        return backend.lastSegments;
+    }
+
+    /** The forward kernel of the last launched window. */
+    public String lastKernels() {
+        return backend.lastKernels;
+    }
+
+    /** Tokens pass 1 covered in the last launched window with outputs. */
+    public long lastPass1Tokens() {
+        return backend.lastPass1Tokens;
+    }
+
+    /** Slices of the last window run through forward() or advance(). */
+    public int lastSlices() {
+        return backend.lastSlices;
+    }
+}

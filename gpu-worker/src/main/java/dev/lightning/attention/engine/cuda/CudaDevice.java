@@ -1,0 +1,309 @@
+package dev.lightning.attention.engine.cuda;
+
+import jcuda.CudaException;
+import jcuda.driver.CUcontext;
+import jcuda.driver.CUdevice;
+import jcuda.driver.CUdevice_attribute;
+import jcuda.driver.CUfunction;
+import jcuda.driver.CUfunction_attribute;
+import jcuda.driver.CUmodule;
+import jcuda.driver.CUresult;
+import jcuda.driver.JCudaDriver;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.HashMap;
+import java.util.Map;
+
+/**
+ * One GPU as this JVM uses it: the device's primary context and the kernels' modules, loaded once
+ * per device per JVM (an executor) and shared by every task on it; released in order (modules,
+ * then context) when the JVM shuts down. Tasks make the context current on their own thread
+ * ({@link #makeCurrent()}) and keep their own streams and buffers ({@link CudaBackend}).
+ *
+ * <p>Two modules: the portable PTX (every kernel, target compute_80) and, on a device of compute
+ * capability 9.0 (H100, H200), the Hopper PTX (target sm_90a: the wgmma kernels, names containing
+ * "_wg_"). A Hopper module that fails to load is reported and left out; the portable kernels then
+ * do the work.
+ */
+final class CudaDevice {
+    /** The PTX this build ships, made from src/main/cuda by nvcc. */
+    static final String PTX_RESOURCE = "/dev/lightning/attention/engine/cuda/lightning.ptx";
+    /** The Hopper kernels' PTX (target sm_90a), made from lightning_sm90.cu. */
+    static final String HOPPER_PTX_RESOURCE = "/dev/lightning/attention/engine/cuda/lightning_sm90a.ptx";
+    /** Kernel names of the Hopper module contain this. */
+    static final String HOPPER_MARK = "_wg_";
+    /** PTX ISA 9.0 (nvcc 13) loads on drivers of CUDA 13.0 and later. */
+    static final int MIN_DRIVER_VERSION = 13000;
+
+    private static final Map<Integer, CudaDevice> OPEN = new HashMap<>();
+    private static boolean initialized;
+    private static String unavailable;
+
+    final int ordinal;
+    final String name;
+    final int multiprocessors;
+    final int maxSharedPerBlock;
+    final int maxSharedPerMultiprocessor;
+    private final CUdevice device;
+    private final CUcontext context;
+    private final CUmodule module;
+    /** The Hopper kernels, or null on other devices (or when they failed to load). */
+    private final CUmodule hopperModule;
+    private final Map<String, CUfunction> functions = new HashMap<>();
+    /** Set by the first error that poisons the context (an illegal address, a failed launch). */
+    private volatile String broken;
+
+    private CudaDevice(int ordinal) {
+        this.ordinal = ordinal;
+        device = new CUdevice();
+        JCudaDriver.cuDeviceGet(device, ordinal);
+        byte[] nameBytes = new byte[256];
+        JCudaDriver.cuDeviceGetName(nameBytes, nameBytes.length, device);
+        int len = 0;
+        while (len < nameBytes.length && nameBytes[len] != 0) {
+            len++;
+        }
+        name = new String(nameBytes, 0, len, StandardCharsets.US_ASCII);
+        multiprocessors = attribute(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT);
+        maxSharedPerBlock = attribute(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN);
+        maxSharedPerMultiprocessor = attribute(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_MULTIPROCESSOR);
+        context = new CUcontext();
+        JCudaDriver.cuDevicePrimaryCtxRetain(context, device);
+        CUmodule loaded = new CUmodule();
+        try {
+            makeCurrent();
+            int status = JCudaDriver.cuModuleLoadData(loaded, ptx(PTX_RESOURCE));
+            if (status != CUresult.CUDA_SUCCESS) {
+                throw new CudaException(CUresult.stringFor(status));
+            }
+        } catch (CudaException e) {
+            JCudaDriver.cuDevicePrimaryCtxRelease(device);
+            throw new IllegalStateException("cannot load the kernels' PTX (ISA 9.0, built by nvcc 13) on cuda:" + ordinal
+                    + " (" + name + ", driver " + driverVersionText() + "): " + e.getMessage()
+                    + ". This PTX needs a driver for CUDA 13.0 or later; update the driver, or run with --backend cpu",
+                    e);
+        }
+        module = loaded;
+        hopperModule = attribute(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR) == 9
+                && attribute(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR) == 0 ? loadHopper() : null;
+    }
+
+    private CUmodule loadHopper() {
+        CUmodule m = new CUmodule();
+        try {
+            int status = JCudaDriver.cuModuleLoadData(m, ptx(HOPPER_PTX_RESOURCE));
+            if (status != CUresult.CUDA_SUCCESS) {
+                throw new CudaException(CUresult.stringFor(status));
+            }
+            return m;
+        } catch (CudaException | IllegalStateException e) {
+            System.err.println("lightning: cuda:" + ordinal + " (" + name + "): the Hopper kernels did not load ("
+                    + e.getMessage() + "); using the portable tensor-core kernels");
+            return null;
+        }
+    }
+
+    private int attribute(int attribute) {
+        int[] v = new int[1];
+        JCudaDriver.cuDeviceGetAttribute(v, attribute, device);
+        return v[0];
+    }
+
+    /**
+     * Why no GPU can be used here, or null when one can: JCuda's native library needs the NVIDIA
+     * driver (libcuda.so.1), a device, and a driver new enough for the shipped PTX.
+     */
+    static synchronized String unavailableReason() {
+        if (!initialized) {
+            initialized = true;
+            unavailable = initialize();
+        }
+        return unavailable;
+    }
+
+    private static String initialize() {
+        try {
+            loadNativeLibrary();
+            JCudaDriver.setExceptionsEnabled(true);
+            JCudaDriver.cuInit(0);
+            int[] count = new int[1];
+            JCudaDriver.cuDeviceGetCount(count);
+            if (count[0] == 0) {
+                return "the NVIDIA driver reports no CUDA device";
+            }
+            int[] version = new int[1];
+            JCudaDriver.cuDriverGetVersion(version);
+            if (version[0] < MIN_DRIVER_VERSION) {
+                return "the NVIDIA driver supports CUDA " + versionText(version[0]) + ", but the kernels are PTX 9.0 "
+                        + "(nvcc 13), which needs a driver for CUDA 13.0 or later";
+            }
+            return null;
+        } catch (Throwable t) {
+            return "CUDA is not usable here (" + t.getClass().getSimpleName() + ": " + firstLine(t.getMessage())
+                    + "); the NVIDIA driver (libcuda.so.1) and a GPU are needed";
+        }
+    }
+
+    /**
+     * JCuda unpacks its native library into java.io.tmpdir under a fixed name, so executors starting
+     * together on one host can overwrite each other's copy. Point it at a directory of this JVM's
+     * own for the moment it loads.
+     */
+    private static void loadNativeLibrary() throws IOException {
+        String saved = System.getProperty("java.io.tmpdir");
+        Path own = Files.createTempDirectory("lightning-jcuda-");
+        own.toFile().deleteOnExit();
+        try {
+            System.setProperty("java.io.tmpdir", own.toString());
+            JCudaDriver.setLogLevel(jcuda.LogLevel.LOG_QUIET);
+            JCudaDriver.cuDriverGetVersion(new int[1]); // forces the native library to load
+        } finally {
+            System.setProperty("java.io.tmpdir", saved);
+        }
+    }
+
+    /** Number of CUDA devices, or 0 when none can be used. */
+    static int deviceCount() {
+        if (unavailableReason() != null) {
+            return 0;
+        }
+        int[] count = new int[1];
+        JCudaDriver.cuDeviceGetCount(count);
+        return count[0];
+    }
+
+    /** The device of that ordinal, opened on first use. */
+    static synchronized CudaDevice open(int ordinal) {
+        String reason = unavailableReason();
+        if (reason != null) {
+            throw new IllegalStateException("no usable GPU: " + reason);
+        }
+        int count = deviceCount();
+        if (ordinal < 0 || ordinal >= count) {
+            throw new IllegalArgumentException("GPU " + ordinal + " does not exist: this machine has " + count
+                    + " CUDA device(s)");
+        }
+        CudaDevice d = OPEN.get(ordinal);
+        if (d == null) {
+            d = new CudaDevice(ordinal);
+            if (OPEN.isEmpty()) {
+                Runtime.getRuntime().addShutdownHook(new Thread(CudaDevice::closeAll, "lightning-cuda-release"));
+            }
+            OPEN.put(ordinal, d);
+        }
+        return d;
+    }
+
+    private static synchronized void closeAll() {
+        for (CudaDevice d : OPEN.values()) {
+            try {
+                d.makeCurrent();
+                if (d.hopperModule != null) {
+                    JCudaDriver.cuModuleUnload(d.hopperModule);
+                }
+                JCudaDriver.cuModuleUnload(d.module);
+                JCudaDriver.cuDevicePrimaryCtxRelease(d.device);
+            } catch (Throwable ignored) {
+                // the process is ending; the driver reclaims what is left
+            }
+        }
+        OPEN.clear();
+    }
+
+    /**
+     * Makes this device's context current on the calling thread; every task thread calls it first.
+     * Fails at once when an earlier error left the context unusable: the driver keeps such errors
+     * for the life of the process, so only a new executor can use this GPU again.
+     */
+    void makeCurrent() {
+        if (broken != null) {
+            throw new IllegalStateException("GPU " + this + " is unusable in this executor since an earlier error ("
+                    + broken + "); the executor must be restarted to use it again");
+        }
+        JCudaDriver.cuCtxSetCurrent(context);
+    }
+
+    /** Records an error the driver keeps for the context's life, so later tasks fail fast. */
+    void noteError(CudaException e) {
+        String m = String.valueOf(e.getMessage());
+        if (m.contains("ILLEGAL_ADDRESS") || m.contains("LAUNCH_FAILED") || m.contains("ILLEGAL_INSTRUCTION")
+                || m.contains("MISALIGNED_ADDRESS") || m.contains("HARDWARE_STACK_ERROR") || m.contains("ECC_UNCORRECTABLE")
+                || m.contains("ASSERT")) {
+            broken = m;
+        }
+    }
+
+    /** A kernel of the modules; raises its shared-memory limit to what the device allows. */
+    synchronized CUfunction function(String kernel) {
+        return functions.computeIfAbsent(kernel, k -> {
+            CUfunction f = new CUfunction();
+            boolean hopperKernel = k.contains(HOPPER_MARK);
+            if (hopperKernel && hopperModule == null) {
+                throw new CudaException("no Hopper kernels on " + this + " (" + k + ")");
+            }
+            JCudaDriver.cuModuleGetFunction(f, hopperKernel ? hopperModule : module, k);
+            JCudaDriver.cuFuncSetAttribute(f, CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                    maxSharedPerBlock);
+            return f;
+        });
+    }
+
+    /** Whether a module has a kernel of that name (the Hopper kernels exist only on such devices). */
+    synchronized boolean has(String kernel) {
+        if (functions.containsKey(kernel)) {
+            return true;
+        }
+        try {
+            function(kernel);
+            return true;
+        } catch (CudaException e) {
+            return false;
+        }
+    }
+
+    @Override
+    public String toString() {
+        return "cuda:" + ordinal + " (" + name + ")";
+    }
+
+    private static byte[] ptx(String resource) {
+        try (InputStream in = CudaDevice.class.getResourceAsStream(resource)) {
+            if (in == null) {
+                throw new IllegalStateException("the kernels' PTX (" + resource + ") is missing from the jar");
+            }
+            byte[] text = in.readAllBytes();
+            byte[] terminated = new byte[text.length + 1]; // the driver reads a C string
+            System.arraycopy(text, 0, terminated, 0, text.length);
+            return terminated;
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+
+    private static String driverVersionText() {
+        try {
+            int[] v = new int[1];
+            JCudaDriver.cuDriverGetVersion(v);
+            return "CUDA " + versionText(v[0]);
+        } catch (Throwable t) {
+            return "unknown";
+        }
+    }
+
+    private static String versionText(int v) {
+        return (v / 1000) + "." + (v % 1000) / 10;
+    }
+
+    private static String firstLine(String s) {
+        if (s == null) {
+            return "no detail";
+        }
+        int nl = s.indexOf('\n');
+        return nl < 0 ? s : s.substring(0, nl);
+    }
+}

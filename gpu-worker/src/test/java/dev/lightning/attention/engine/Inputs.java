@@ -1,0 +1,48 @@
+package dev.lightning.attention.engine;
+
+import dev.lightning.attention.engine.reference.Accuracy;
+import dev.lightning.attention.tensor.DType;
+import dev.lightning.attention.tensor.TokenTensor;
+
+import java.util.SplittableRandom;
+
+/**
+ * Fresh random test inputs (never zeros) and the error measure the tests use; public for the tests
+ * of every backend package.
+ */
+public final class Inputs {
+    private Inputs() {
+    }
+
+    /** Values uniform in [-1, 1), rounded to {@code dtype}. */
+    public static TokenTensor random(SplittableRandom rnd, DType dtype, int tokens, int heads, int dim) {
+        float[] x = new float[tokens * heads * dim];
+        for (int i = 0; i < x.length; i++) {
+            x[i] = (float) (rnd.nextDouble() * 2 - 1);
+        }
+        return TokenTensor.of(dtype, tokens, heads, dim, x);
+    }
+
+    public static LightningState randomState(SplittableRandom rnd, int heads, int dk, int dv) {
+        float[] s = new float[heads * dk * dv];
+        for (int i = 0; i < s.length; i++) {
+            s[i] = (float) (rnd.nextDouble() * 4 - 2);
+        }
+        return LightningState.of(heads, dk, dv, s);
+    }
+
+    /** {@link Accuracy#relativeError}, refusing comparisons that could not fail. */
+    public static double relativeError(float[] a, float[] b) {
+        if (a.length != b.length) {
+            throw new AssertionError("lengths differ: " + a.length + " vs " + b.length);
+        }
+        boolean allZero = true;
+        for (float x : b) {
+            allZero &= x == 0;
+        }
+        if (allZero) {
+            throw new AssertionError("reference is all zeros: the test cannot tell anything apart");
+        }
+        return Accuracy.relativeError(a, b);
+    }
+}

@@ -1,0 +1,343 @@
+package dev.lightning.attention.engine.cuda;
+
+import dev.lightning.attention.engine.AttentionSpec;
+import dev.lightning.attention.engine.BackendAgreementTest;
+import dev.lightning.attention.engine.Backends;
+import dev.lightning.attention.engine.Inputs;
+import dev.lightning.attention.engine.LightningState;
+import dev.lightning.attention.engine.Slopes;
+import dev.lightning.attention.engine.cpu.CpuBackend;
+import dev.lightning.attention.engine.reference.RecurrentReference;
+import dev.lightning.attention.tensor.DType;
+import dev.lightning.attention.tensor.TokenTensor;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.Assumptions;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.MethodSource;
+
+import java.util.SplittableRandom;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The GPU backends (tensor-core and float32 kernels) on the CPU backend's test cases, against the
+ * float64 recurrence. Outputs are written in the input's dtype, as the job writes them, and held to
+ * the job's limits for that dtype (F32 1e-5, F16 2e-3, BF16 6e-3); states, float32 everywhere, to
+ * 1e-5. Skipped, with a message saying why, where no GPU is usable.
+ */
+class GpuBackendTest {
+    private static CudaBackend tensorCores;
+    /** The tensor-core backend kept to the portable (mma.sync) kernels, also on a Hopper GPU. */
+    private static CudaBackend portable;
+    private static CudaBackend generic;
+
+    @BeforeAll
+    static void open() {
+        String reason = CudaBackend.unavailableReason();
+        if (reason != null) {
+            System.out.println("GpuBackendTest SKIPPED: " + reason);
+        }
+        Assumptions.assumeTrue(reason == null, "no usable GPU: " + reason);
+        tensorCores = new CudaBackend(0, true, Backends.DEFAULT_GPU_MEMORY);
+        portable = new CudaBackend(0, true, Backends.DEFAULT_GPU_MEMORY);
+        portable.hopperKernels = false;
+        generic = new CudaBackend(0, false, Backends.DEFAULT_GPU_MEMORY);
+        System.out.println("GpuBackendTest on " + tensorCores.device());
+    }
+
+    @AfterAll
+    static void close() {
+        if (tensorCores != null) {
+            tensorCores.close();
+            portable.close();
+            generic.close();
+        }
+    }
+
+    static double outputLimit(DType dtype) {
+        return dtype == DType.F32 ? 1e-5 : dtype == DType.F16 ? 2e-3 : 6e-3;
+    }
+
+    static java.util.stream.Stream<org.junit.jupiter.params.provider.Arguments> cases() {
+        return BackendAgreementTest.cases();
+    }
+
+    @ParameterizedTest(name = "T={0} H={1} Dk={2} Dv={3} slopes={4} initial={5} {6}")
+    @MethodSource("cases")
+    void gpuAgreesWithTheRecurrence(int t, int h, int dk, int dv, String slopeSet, boolean initial, DType dtype,
+                                    long seed) {
+        SplittableRandom rnd = new SplittableRandom(seed);
+        AttentionSpec spec = new AttentionSpec(h, dk, dv, BackendAgreementTest.slopes(slopeSet, h), 0.75, 64);
+        TokenTensor q = Inputs.random(rnd, dtype, t, h, dk);
+        TokenTensor k = Inputs.random(rnd, dtype, t, h, dk);
+        TokenTensor v = Inputs.random(rnd, dtype, t, h, dv);
+        LightningState s0 = initial ? Inputs.randomState(rnd, h, dk, dv) : LightningState.zeros(h, dk, dv);
+        assertAgreesWithTheRecurrence(spec, q, k, v, s0, dtype, tensorCores, generic);
+    }
+
+    /** forward() and advance() of each backend against the float64 recurrence, at the job's limits. */
+    private static void assertAgreesWithTheRecurrence(AttentionSpec spec, TokenTensor q, TokenTensor k,
+                                                      TokenTensor v, LightningState s0, DType dtype,
+                                                      CudaBackend... backends) {
+        TokenTensor expect = TokenTensor.allocate(DType.F32, q.tokens(), spec.heads(), spec.dv());
+        LightningState expectState = new RecurrentReference().forward(spec, q, k, v, s0, expect);
+        for (CudaBackend backend : backends) {
+            TokenTensor o = TokenTensor.allocate(dtype, q.tokens(), spec.heads(), spec.dv());
+            poison(o);
+            LightningState s = backend.forward(spec, q, k, v, s0, o);
+            double eo = Inputs.relativeError(o.toFloats(), expect.toFloats());
+            double es = Inputs.relativeError(s.kv(), expectState.kv());
+            double ea = Inputs.relativeError(backend.advance(spec, k, v, s0).kv(), expectState.kv());
+            String who = backend.name() + " " + dtype;
+            assertTrue(eo <= outputLimit(dtype), who + " output relative error " + eo);
+            assertTrue(es <= 1e-5, who + " final state relative error " + es);
+            assertTrue(ea <= 1e-5, who + " advance() state relative error " + ea);
+        }
+    }
+
+    /**
+     * Every tensor-core family at its edges: on a Hopper GPU the wgmma kernels (Dk <= 128, Dv > 64),
+     * and everywhere the portable ones: the narrow kernels (load warps) up to Dk = 128, the wide ones
+     * above; Dv not a multiple of a CTA's columns (64 portable, 128 Hopper).
+     */
+    @ParameterizedTest(name = "T={0} Dk={1} Dv={2} {3}")
+    @org.junit.jupiter.params.provider.CsvSource({
+            "63, 128, 128, BF16", "1000, 128, 72, BF16", "1000, 128, 136, F16",
+            "63, 200, 136, BF16", "1000, 200, 136, BF16", "1000, 256, 40, F16"})
+    void narrowAndWideKernelsAgreeWithTheRecurrence(int t, int dk, int dv, DType dtype) {
+        SplittableRandom rnd = new SplittableRandom(31L * t + dk + dv);
+        int h = 3;
+        AttentionSpec spec = new AttentionSpec(h, dk, dv, Slopes.minimax(h), 1.0, 64);
+        TokenTensor q = Inputs.random(rnd, dtype, t, h, dk);
+        TokenTensor k = Inputs.random(rnd, dtype, t, h, dk);
+        TokenTensor v = Inputs.random(rnd, dtype, t, h, dv);
+        LightningState s0 = Inputs.randomState(rnd, h, dk, dv);
+        assertAgreesWithTheRecurrence(spec, q, k, v, s0, dtype, tensorCores, portable);
+    }
+
+    /**
+     * Segment plans, on each family. With 132 SMs (H100, H200): T = 20000, H = 2 is cut into 66
+     * short segments by either family; H = 50, Dv = 48 and (Hopper kernels) H = 50, Dv = 128 into two,
+     * with pass 1 cut finer than pass 2 (every second sub-segment starts a segment); H = 33, Dv = 100
+     * into four on the Hopper kernels and none on the portable ones (66 CTAs fill half the GPU).
+     */
+    @ParameterizedTest(name = "T={0} H={1} Dk={2} Dv={3}")
+    @org.junit.jupiter.params.provider.CsvSource({"20000, 2, 128, 128", "3000, 50, 128, 128", "3000, 50, 64, 48",
+            "4100, 33, 96, 100"})
+    void segmentPlansAgreeWithTheRecurrence(int t, int h, int dk, int dv) {
+        SplittableRandom rnd = new SplittableRandom(7L * t + h);
+        AttentionSpec spec = new AttentionSpec(h, dk, dv, Slopes.minimax(h), 1.0, 64);
+        TokenTensor q = Inputs.random(rnd, DType.BF16, t, h, dk);
+        TokenTensor k = Inputs.random(rnd, DType.BF16, t, h, dk);
+        TokenTensor v = Inputs.random(rnd, DType.BF16, t, h, dv);
+        LightningState s0 = Inputs.randomState(rnd, h, dk, dv);
+        assertAgreesWithTheRecurrence(spec, q, k, v, s0, DType.BF16, tensorCores, portable);
+    }
+
+    /** Long windows split into segments (and a tiny budget forcing slices) give the one-segment answer. */
+    @Test
+    void segmentsAndSlicesAgree() {
+        SplittableRandom rnd = new SplittableRandom(99);
+        int t = 20_000;
+        AttentionSpec spec = new AttentionSpec(2, 64, 48, new double[] {1e-6, 0.05}, 1.0, 64);
+        TokenTensor q = Inputs.random(rnd, DType.BF16, t, 2, 64);
+        TokenTensor k = Inputs.random(rnd, DType.BF16, t, 2, 64);
+        TokenTensor v = Inputs.random(rnd, DType.BF16, t, 2, 48);
+        LightningState s0 = Inputs.randomState(rnd, 2, 64, 48);
+        TokenTensor expect = TokenTensor.allocate(DType.F32, t, 2, 48);
+        LightningState expectState = new CpuBackend().forward(spec, q, k, v, s0, expect);
+        try (CudaBackend sliced = new CudaBackend(0, true, 4L << 20)) {
+            for (CudaBackend b : new CudaBackend[] {tensorCores, generic, sliced}) {
+                TokenTensor o = TokenTensor.allocate(DType.BF16, t, 2, 48);
+                poison(o);
+                LightningState s = b.forward(spec, q, k, v, s0, o);
+                assertTrue(Inputs.relativeError(o.toFloats(), expect.toFloats()) <= 6e-3, b.name());
+                assertTrue(Inputs.relativeError(s.kv(), expectState.kv()) <= 1e-5, b.name() + " state");
+            }
+        }
+    }
+
+    /**
+     * Windows cut into many small slices (forced: the automatic plan keeps windows this small whole),
+     * through the pipeline and the serial path, with a last partial slice, T not a multiple of 64,
+     * H = 3 and Dk != Dv: forward() and advance() against the float64 recurrence at the job's limits.
+     * Then the pipelined bytes against the serial ones with the same slices: the same launches on the
+     * same data give the same bits (the kernels use no atomics), so any difference is a race between
+     * the streams.
+     */
+    @ParameterizedTest(name = "{0} slices of {1} tokens")
+    @org.junit.jupiter.params.provider.CsvSource({"BF16, 128", "BF16, 192", "F32, 128", "F32, 192", "F16, 64"})
+    void pipelinedSlicesAgreeWithTheRecurrence(DType dtype, int sliceTokens) {
+        SplittableRandom rnd = new SplittableRandom(17L * sliceTokens + dtype.ordinal());
+        int t = 1000;
+        int h = 3;
+        int dk = 96;
+        int dv = 136;
+        AttentionSpec spec = new AttentionSpec(h, dk, dv, Slopes.minimax(h), 0.75, 64);
+        TokenTensor q = Inputs.random(rnd, dtype, t, h, dk);
+        TokenTensor k = Inputs.random(rnd, dtype, t, h, dk);
+        TokenTensor v = Inputs.random(rnd, dtype, t, h, dv);
+        LightningState s0 = Inputs.randomState(rnd, h, dk, dv);
+        int slices = (t + sliceTokens - 1) / sliceTokens;
+        CudaBackend[] backends = {tensorCores, portable, generic};
+        try {
+            for (boolean overlap : new boolean[] {true, false}) {
+                for (CudaBackend b : backends) {
+                    b.forcedSliceTokens = sliceTokens;
+                    b.overlapCopies = overlap;
+                }
+                assertAgreesWithTheRecurrence(spec, q, k, v, s0, dtype, backends);
+                for (CudaBackend b : backends) {
+                    assertEquals(slices, b.lastSlices, b.name() + " overlap=" + overlap + ": slices");
+                }
+            }
+            for (CudaBackend b : backends) {
+                TokenTensor[] o = new TokenTensor[2];
+                LightningState[] s = new LightningState[2];
+                LightningState[] a = new LightningState[2];
+                for (int serial = 0; serial < 2; serial++) {
+                    b.overlapCopies = serial == 0;
+                    o[serial] = TokenTensor.allocate(dtype, t, h, dv);
+                    poison(o[serial]);
+                    s[serial] = b.forward(spec, q, k, v, s0, o[serial]);
+                    a[serial] = b.advance(spec, k, v, s0);
+                }
+                String who = b.name() + " " + dtype + " slices of " + sliceTokens + ", pipelined against serial";
+                assertArrayEquals(bytes(o[1]), bytes(o[0]), who + ": output");
+                assertArrayEquals(s[1].kv(), s[0].kv(), who + ": final state");
+                assertArrayEquals(a[1].kv(), a[0].kv(), who + ": advance() state");
+            }
+        } finally {
+            for (CudaBackend b : backends) {
+                b.forcedSliceTokens = 0;
+                b.overlapCopies = true;
+            }
+        }
+    }
+
+    /**
+     * F32 outputs from BF16 inputs: forward() widens the inputs and runs the float32 kernels, also
+     * when the window runs in slices. The result is float32-accurate, not the BF16 output widened;
+     * the F32 input path on the same widened values gives the same bytes.
+     */
+    @ParameterizedTest(name = "slices of {0} tokens (0: automatic)")
+    @org.junit.jupiter.params.provider.ValueSource(ints = {0, 192})
+    void outputDtypeOtherThanTheInputs(int sliceTokens) {
+        SplittableRandom rnd = new SplittableRandom(5 + sliceTokens);
+        int t = 1000;
+        int h = 3;
+        int dk = 96;
+        int dv = 136;
+        AttentionSpec spec = new AttentionSpec(h, dk, dv, Slopes.minimax(h), 1.0, 64);
+        TokenTensor q = Inputs.random(rnd, DType.BF16, t, h, dk);
+        TokenTensor k = Inputs.random(rnd, DType.BF16, t, h, dk);
+        TokenTensor v = Inputs.random(rnd, DType.BF16, t, h, dv);
+        LightningState s0 = Inputs.randomState(rnd, h, dk, dv);
+        TokenTensor expect = TokenTensor.allocate(DType.F32, t, h, dv);
+        LightningState expectState = new RecurrentReference().forward(spec, q, k, v, s0, expect);
+        try {
+            for (CudaBackend b : new CudaBackend[] {tensorCores, generic}) {
+                b.forcedSliceTokens = sliceTokens;
+                TokenTensor wide = TokenTensor.allocate(DType.F32, t, h, dv);
+                poison(wide);
+                LightningState s = b.forward(spec, q, k, v, s0, wide);
+                TokenTensor same = TokenTensor.allocate(DType.F32, t, h, dv);
+                poison(same);
+                b.forward(spec, TokenTensor.of(DType.F32, t, h, dk, q.toFloats()),
+                        TokenTensor.of(DType.F32, t, h, dk, k.toFloats()),
+                        TokenTensor.of(DType.F32, t, h, dv, v.toFloats()), s0, same);
+                String who = b.name() + " BF16 in, F32 out, slices of " + sliceTokens;
+                assertArrayEquals(same.toFloats(), wide.toFloats(), who + ": the F32 path on the widened inputs");
+                double eo = Inputs.relativeError(wide.toFloats(), expect.toFloats());
+                double es = Inputs.relativeError(s.kv(), expectState.kv());
+                assertTrue(eo <= outputLimit(DType.F32), who + ": output relative error " + eo);
+                assertTrue(es <= 1e-5, who + ": final state relative error " + es);
+            }
+        } finally {
+            tensorCores.forcedSliceTokens = 0;
+            generic.forcedSliceTokens = 0;
+        }
+    }
+
+    /**
+     * A window large enough for the automatic plan to cut (H = 8, D = 128, BF16: 160 MB moved, four
+     * slices) agrees with the CPU backend and, to rounding, with the serial path's single slice.
+     */
+    @Test
+    void automaticSlicesAgree() {
+        SplittableRandom rnd = new SplittableRandom(2024);
+        int t = 20_000;
+        int h = 8;
+        int d = 128;
+        AttentionSpec spec = new AttentionSpec(h, d, d, Slopes.minimax(h), 1.0, 64);
+        TokenTensor q = Inputs.random(rnd, DType.BF16, t, h, d);
+        TokenTensor k = Inputs.random(rnd, DType.BF16, t, h, d);
+        TokenTensor v = Inputs.random(rnd, DType.BF16, t, h, d);
+        LightningState s0 = Inputs.randomState(rnd, h, d, d);
+        TokenTensor expect = TokenTensor.allocate(DType.F32, t, h, d);
+        LightningState expectState = new CpuBackend().forward(spec, q, k, v, s0, expect);
+        try {
+            for (boolean overlap : new boolean[] {true, false}) {
+                tensorCores.overlapCopies = overlap;
+                TokenTensor o = TokenTensor.allocate(DType.BF16, t, h, d);
+                poison(o);
+                LightningState s = tensorCores.forward(spec, q, k, v, s0, o);
+                String who = "overlap=" + overlap + ", " + tensorCores.lastSlices + " slices";
+                assertTrue(overlap ? tensorCores.lastSlices >= 4 : tensorCores.lastSlices == 1, who);
+                assertTrue(Inputs.relativeError(o.toFloats(), expect.toFloats()) <= 6e-3, who + ": output");
+                assertTrue(Inputs.relativeError(s.kv(), expectState.kv()) <= 1e-5, who + ": state");
+                LightningState a = tensorCores.advance(spec, k, v, s0);
+                assertTrue(Inputs.relativeError(a.kv(), expectState.kv()) <= 1e-5, who + ": advance() state");
+            }
+        } finally {
+            tensorCores.overlapCopies = true;
+        }
+    }
+
+    /**
+     * A failure in the middle of the pipeline (here the host cannot write o, after later slices were
+     * already enqueued) leaves nothing in flight that a later call could read or overwrite.
+     */
+    @Test
+    void aFailedWindowLeavesTheNextOneCorrect() {
+        SplittableRandom rnd = new SplittableRandom(77);
+        int t = 1000;
+        int h = 3;
+        AttentionSpec spec = new AttentionSpec(h, 96, 136, Slopes.minimax(h), 1.0, 64);
+        TokenTensor q = Inputs.random(rnd, DType.BF16, t, h, 96);
+        TokenTensor k = Inputs.random(rnd, DType.BF16, t, h, 96);
+        TokenTensor v = Inputs.random(rnd, DType.BF16, t, h, 136);
+        LightningState s0 = Inputs.randomState(rnd, h, 96, 136);
+        TokenTensor readOnly = TokenTensor.wrap(DType.BF16, t, h, 136,
+                java.nio.ByteBuffer.allocate(t * h * 136 * 2).asReadOnlyBuffer());
+        try {
+            tensorCores.forcedSliceTokens = 128;
+            org.junit.jupiter.api.Assertions.assertThrows(java.nio.ReadOnlyBufferException.class,
+                    () -> tensorCores.forward(spec, q, k, v, s0, readOnly));
+            assertAgreesWithTheRecurrence(spec, q, k, v, s0, DType.BF16, tensorCores);
+        } finally {
+            tensorCores.forcedSliceTokens = 0;
+        }
+    }
+
+    private static byte[] bytes(TokenTensor t) {
+        java.nio.ByteBuffer b = t.bytes();
+        byte[] out = new byte[b.remaining()];
+        b.get(out);
+        return out;
+    }
+
+    private static void poison(TokenTensor o) {
+        for (int t = 0; t < o.tokens(); t++) {
+            for (int h = 0; h < o.heads(); h++) {
+                for (int d = 0; d < o.dim(); d++) {
+                    o.set(t, h, d, Float.NaN);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,58 @@
+package dev.lightning.attention.stream;
+
+import dev.lightning.attention.engine.AttentionBackend;
+import dev.lightning.attention.engine.AttentionSpec;
+import dev.lightning.attention.engine.DeviceMemoryException;
+import dev.lightning.attention.engine.LightningState;
+import dev.lightning.attention.tensor.TokenTensor;
+import org.junit.jupiter.api.Test;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+
+class CpuFallbackTest {
+    /** A GPU that is always out of memory. */
+    static final class FullGpu implements AttentionBackend {
+        @Override
+        public String name() {
+            return "gpu";
+        }
+
+        @Override
+        public String device() {
+            return "cuda:0";
+        }
+
+        @Override
+        public LightningState advance(AttentionSpec spec, TokenTensor k, TokenTensor v, LightningState state) {
+            throw new DeviceMemoryException("out of memory", null);
+        }
+
+        @Override
+        public LightningState forward(AttentionSpec spec, TokenTensor q, TokenTensor k, TokenTensor v,
+                                      LightningState state, TokenTensor o) {
+            throw new DeviceMemoryException("out of memory", null);
+        }
+    }
+
+    private static String attempt(AttentionBackend b) {
+        b.advance(null, null, null, null);
+        return b.name();
+    }
+
+    @Test
+    void outOfMemoryGoesToTheCpuOnlyWhenConfigured() throws Exception {
+        assertEquals("cpu", CpuFallback.run(new FullGpu(), true, "piece", b -> b instanceof FullGpu ? attempt(b) : b.name()));
+        // wrapped, as PieceWork wraps backend failures with the file and tokens
+        assertEquals("cpu", CpuFallback.run(new FullGpu(), true, "piece", b -> {
+            if (b instanceof FullGpu) {
+                throw new IllegalStateException("f.safetensors tokens [0, 64)", new DeviceMemoryException("oom", null));
+            }
+            return b.name();
+        }));
+        assertThrows(DeviceMemoryException.class, () -> CpuFallback.run(new FullGpu(), false, "piece", CpuFallbackTest::attempt));
+        assertThrows(IllegalArgumentException.class, () -> CpuFallback.run(new FullGpu(), true, "piece", b -> {
+            throw new IllegalArgumentException("not a memory problem");
+        }));
+    }
+}

@@ -1,0 +1,41 @@
+package dev.lightning.attention.job;
+
+import dev.lightning.attention.stream.SequenceFile;
+import org.apache.hadoop.fs.FSDataInputStream;
+import org.apache.hadoop.fs.FileStatus;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.fs.Path;
+
+import java.io.IOException;
+
+/**
+ * The Hadoop side of {@link SequenceFile}, which has none of its own: its header read through a
+ * Hadoop file system, and its path rebuilt as a Hadoop path.
+ */
+final class SequenceFiles {
+    private SequenceFiles() {
+    }
+
+    /**
+     * Reads and checks a file's header (and its slopes, when present).
+     *
+     * @param name          the result's name in the output directory ({@link InputFile#name})
+     * @param defaultSlopes slopes for H heads when the file has no {@code slope} tensor
+     * @throws dev.lightning.attention.tensor.InvalidInputException naming the file and what is wrong with it
+     */
+    static SequenceFile inspect(FileSystem fs, FileStatus status, String name,
+                                java.util.function.IntFunction<double[]> defaultSlopes) throws IOException {
+        try (FSDataInputStream in = fs.open(status.getPath())) {
+            return SequenceFile.describe(status.getPath().toUri().toString(), name, status.getLen(), in::readFully,
+                    defaultSlopes);
+        }
+    }
+
+    /**
+     * The file's path, rebuilt from its URI. {@code new Path(String)} would read a name holding
+     * {@code %}, {@code #} or a colon differently from the name listed; a URI round trip does not.
+     */
+    static Path hadoopPath(SequenceFile f) {
+        return new Path(java.net.URI.create(f.path));
+    }
+}
