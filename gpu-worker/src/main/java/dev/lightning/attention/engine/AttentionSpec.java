@@ -90,6 +90,11 @@ public final class AttentionSpec implements java.io.Serializable {
         return Math.exp(-slopes[h] * n);
     }
 
+    /** Bytes of one state of this spec ({@link LightningState#bytes}). */
+    public long stateBytes() {
+        return LightningState.bytes(heads, dk, dv);
+    }
+
     /** Elements of one state: H * Dk * Dv. */
     public int stateSize() {
         return heads * dk * dv;

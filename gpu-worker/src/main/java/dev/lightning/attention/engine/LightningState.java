@@ -29,6 +29,14 @@ public final class LightningState {
     }
 
     /** The zero state: what a sequence starts from when it has no initial state. */
+    /**
+     * Bytes of a state of H heads of [Dk, Dv] float32 values, as {@link #toBytes} writes it: the one
+     * place that size is computed (staging files, device buffers, space estimates read it here).
+     */
+    public static long bytes(int heads, int dk, int dv) {
+        return 4L * heads * dk * dv;
+    }
+
     public static LightningState zeros(int heads, int dk, int dv) {
         return new LightningState(heads, dk, dv, new float[heads * dk * dv]);
     }

@@ -51,8 +51,8 @@ public final class PieceWork {
         if (f.initialStateOffset < 0) {
             return LightningState.zeros(f.heads, f.dk, f.dv);
         }
-        int elements = f.heads * f.dk * f.dv;
-        byte[] raw = new byte[elements * 4];
+        byte[] raw = new byte[Math.toIntExact(f.stateBytes())];
+        int elements = raw.length / Float.BYTES;
         SequenceFile.readFully(in, f.initialStateOffset, raw, f.name);
         NonFinite.Found bad = NonFinite.scan(raw, 0, elements, DType.F32);
         if (bad.count > 0) {

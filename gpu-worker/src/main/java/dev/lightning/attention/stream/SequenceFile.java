@@ -1,6 +1,7 @@
 package dev.lightning.attention.stream;
 
 import dev.lightning.attention.engine.AttentionSpec;
+import dev.lightning.attention.engine.LightningState;
 import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.InvalidInputException;
 import dev.lightning.attention.tensor.SafetensorsHeader;
@@ -64,6 +65,11 @@ public final class SequenceFile implements Serializable {
 
     public AttentionSpec spec(double scale, int chunkSize) {
         return new AttentionSpec(heads, dk, dv, slopes, scale, chunkSize);
+    }
+
+    /** Bytes of this sequence's state ({@link LightningState#bytes}). */
+    public long stateBytes() {
+        return LightningState.bytes(heads, dk, dv);
     }
 
     /** Bytes of q, k and v for one token. */

@@ -418,7 +418,7 @@ final class LightningJob {
         long need = 0;
         for (SequenceFile f : files) {
             long o = f.tokens * f.heads * f.dv * cfg.outputDtype(f.dtype).bytes();
-            long state = (long) f.heads * f.dk * f.dv * 4;
+            long state = f.stateBytes();
             long pieces = (f.tokens + cfg.get(Settings.PARTITION_TOKENS) - 1) / Math.max(1, cfg.get(Settings.PARTITION_TOKENS));
             need += o + state + 4096;
             if (pieces > 1) {

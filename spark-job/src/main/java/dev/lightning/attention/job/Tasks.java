@@ -324,7 +324,7 @@ final class Tasks implements Serializable {
                                 long expect = it.pieceTokens[p] * f.outputBytesPerToken(oDtype);
                                 copy(stagingFs, part, expect, out);
                             }
-                            copy(stagingFs, staging.finalState(it.sequence), (long) f.heads * f.dk * f.dv * 4, out);
+                            copy(stagingFs, staging.finalState(it.sequence), f.stateBytes(), out);
                         });
                 staging.markDone(stagingFs, unit, attempt(ctx), List.of(w));
                 FaultPoints.reach("assemble");
@@ -347,7 +347,7 @@ final class Tasks implements Serializable {
     }
 
     private static LightningState readState(FileSystem fs, Path path, SequenceFile f) throws IOException {
-        byte[] raw = new byte[f.heads * f.dk * f.dv * 4];
+        byte[] raw = new byte[Math.toIntExact(f.stateBytes())];
         try (FSDataInputStream in = fs.open(path)) {
             in.readFully(0, raw, 0, raw.length);
         }

@@ -204,12 +204,12 @@ public final class CudaBackend implements AttentionBackend {
         int dv = spec.dv();
         DType dtype = k.dtype();
         boolean outputs = q != null;
-        long stateBytes = (long) spec.stateSize() * 4;
+        long stateBytes = spec.stateBytes();
         long tokenBytes = (long) heads * (2L * dk + dv) * dtype.bytes() + (outputs ? (long) heads * dv * dtype.bytes() : 0);
         // Slices: as many whole chunks as the budget holds, for each buffer set, after the states.
         // State slots: the two carried ones, and per segment (at most resident CTAs / heads of them,
         // resident <= 2 x SMs) a local state, an incoming one and a state-after.
-        long headState = (long) dk * dv * 4;
+        long headState = LightningState.bytes(1, dk, dv);
         long fixed = stateBytes * 5 + headState * 3 * 2L * device.multiprocessors + heads * 4L;
         SlicePlan plan = SlicePlan.of(n, tokenBytes, memoryBudget - fixed, overlapCopies, forcedSliceTokens);
         lastSlices = plan.slices();
@@ -277,7 +277,7 @@ public final class CudaBackend implements AttentionBackend {
             step = "copy to device";
             uploadSlopes(spec);
             upload(stateA, state.toBytes());
-            stateB.ensure((long) spec.stateSize() * 4);
+            stateB.ensure(spec.stateBytes());
             reserve();
             Buffer incoming = stateA;
             Buffer result = stateB;
@@ -318,7 +318,7 @@ public final class CudaBackend implements AttentionBackend {
             step = "copy to host (or a kernel before it, " + lastKernels + ")";
             // the kernel stream waited for every copy in, and the host for every copy out: after this
             // download nothing of the window is left in flight
-            ByteBuffer last = download(incoming, (long) spec.stateSize() * 4);
+            ByteBuffer last = download(incoming, spec.stateBytes());
             return LightningState.fromBytes(spec.heads(), spec.dk(), spec.dv(), last);
         }
 
@@ -431,7 +431,7 @@ public final class CudaBackend implements AttentionBackend {
 
     /** The per-segment state buffers a launch of that plan needs. */
     private void ensureSegmentBuffers(AttentionSpec spec, SegmentPlan plan, boolean outputs) {
-        long stateBytes = (long) spec.stateSize() * 4;
+        long stateBytes = spec.stateBytes();
         if (!outputs) {
             segmentStates.ensure(stateBytes * plan.segments());
         } else if (plan.segments() > 1) {
@@ -467,7 +467,7 @@ public final class CudaBackend implements AttentionBackend {
         int segments = plan.segments();
         int segTokens = plan.segTokens();
         lastSegments = segments;
-        long stateBytes = (long) spec.stateSize() * 4;
+        long stateBytes = spec.stateBytes();
         int per = spec.stateSize();
         int scanBlocks = (per + 255) / 256;
         ensureSegmentBuffers(spec, plan, outputs);
@@ -585,8 +585,8 @@ public final class CudaBackend implements AttentionBackend {
                     Pointer.to(new long[] {counts[i]}), Pointer.to(new long[] {seed * 3 + i})));
         }
         uploadSlopes(spec);
-        upload(stateA, new byte[spec.stateSize() * 4]);
-        stateB.ensure((long) spec.stateSize() * 4);
+        upload(stateA, new byte[Math.toIntExact(spec.stateBytes())]);
+        stateB.ensure(spec.stateBytes());
         JCudaDriver.cuStreamSynchronize(stream);
     }
 
