@@ -18,17 +18,35 @@ public final class Backends {
     private Backends() {
     }
 
+    /** The float32 CPU backend. */
+    public static AttentionBackend cpu() {
+        return new CpuBackend();
+    }
+
+    /**
+     * The GPU backend on CUDA device {@code ordinal} (tensor-core kernels where the dtype has them),
+     * allocating at most {@code memoryBytes} of device memory per window.
+     */
+    public static AttentionBackend gpu(int ordinal, long memoryBytes) {
+        return new CudaBackend(ordinal, true, memoryBytes);
+    }
+
+    /** Why no GPU backend can be made in this process (no driver, no device, too old), or null when one can. */
+    public static String gpuUnavailableReason() {
+        return CudaBackend.unavailableReason();
+    }
+
     /** A new backend of the given name; the GPU ones on device 0. */
     public static AttentionBackend create(String name) {
         switch (name) {
             case "cpu":
-                return new CpuBackend();
+                return cpu();
             case "chunked-f64":
                 return new ChunkedReference();
             case "recurrent-f64":
                 return new RecurrentReference();
             case "gpu":
-                return new CudaBackend(0, true, DEFAULT_GPU_MEMORY);
+                return gpu(0, DEFAULT_GPU_MEMORY);
             case "gpu-generic":
                 return new CudaBackend(0, false, DEFAULT_GPU_MEMORY);
             default:

@@ -1,8 +1,7 @@
 package dev.lightning.attention.job;
 
 import dev.lightning.attention.engine.AttentionBackend;
-import dev.lightning.attention.engine.cpu.CpuBackend;
-import dev.lightning.attention.engine.cuda.CudaBackend;
+import dev.lightning.attention.engine.Backends;
 import dev.lightning.attention.tensor.InvalidInputException;
 import org.apache.spark.TaskContext;
 import org.apache.spark.resource.ResourceInformation;
@@ -13,7 +12,7 @@ import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 
 /**
- * Chooses the backend a task computes with. The GPU is the one Spark assigned to the task (its
+ * Chooses the backend a task computes with (built by the engine's one factory, {@link Backends}). The GPU is the one Spark assigned to the task (its
  * resource named by {@code --gpu-resource}, "gpu" by default); without an assignment, device 0
  * when one exists. {@code auto} falls back to the CPU when no GPU is usable; {@code gpu} fails
  * the task with the reason instead. The choice is logged once per executor and device.
@@ -31,7 +30,7 @@ final class ExecutorBackends {
      */
     static void checkAvailable(String choice, String master) {
         if ("gpu".equals(choice) && master != null && master.startsWith("local") && !master.startsWith("local-cluster")) {
-            String reason = CudaBackend.unavailableReason();
+            String reason = Backends.gpuUnavailableReason();
             if (reason != null) {
                 throw new InvalidInputException("--backend gpu: " + reason + "; use --backend auto or cpu");
             }
@@ -42,13 +41,13 @@ final class ExecutorBackends {
     static AttentionBackend open(String choice, String resourceName, long gpuMemory) {
         if ("cpu".equals(choice)) {
             announce("cpu", "backend cpu: computing on the CPU (float32)");
-            return new CpuBackend();
+            return Backends.cpu();
         }
         Integer assigned = assignedGpu(resourceName);
-        String reason = CudaBackend.unavailableReason();
+        String reason = Backends.gpuUnavailableReason();
         if (reason == null) {
             int ordinal = assigned != null ? assigned : 0;
-            CudaBackend b = new CudaBackend(ordinal, true, gpuMemory);
+            AttentionBackend b = Backends.gpu(ordinal, gpuMemory);
             announce(b.device(), "backend " + choice + ": computing on " + b.device()
                     + (assigned != null ? " (assigned by Spark as " + resourceName + " " + assigned + ")"
                     : " (no " + resourceName + " resource assigned; using device 0)"));
@@ -60,7 +59,7 @@ final class ExecutorBackends {
         }
         announce("cpu", "backend auto: computing on the CPU (float32)"
                 + (assigned != null ? " although Spark assigned " + resourceName + " " + assigned : "") + "; no GPU: " + reason);
-        return new CpuBackend();
+        return Backends.cpu();
     }
 
     /** The first address of the task's GPU resource, or null when Spark assigned none. */
