@@ -10,7 +10,6 @@ import dev.lightning.attention.plan.PiecePlanner;
 import dev.lightning.attention.stream.SequenceFile;
 import dev.lightning.attention.tensor.InvalidInputException;
 import org.apache.hadoop.fs.BlockLocation;
-import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
 import org.apache.spark.SparkContext;
@@ -20,7 +19,6 @@ import org.apache.spark.util.LongAccumulator;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.io.Serializable;
-import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashMap;
@@ -93,17 +91,18 @@ final class LightningJob {
             out.println("lightning: rejected " + r.getKey() + ": " + r.getValue());
         }
         PathOverlap.check(hadoopConf, inputs, given);
-        boolean createdOutput = createOutputDirectory(outFs, outputDir);
+        OutputDirectory outputs = new OutputDirectory(cfg, outFs, outputDir, out);
+        boolean createdOutput = outputs.create();
         OutputLock lock;
         try {
             lock = OutputLock.acquire(outFs, outputDir, runId, cfg.get(Settings.LOCK_STALE_SECONDS), out);
         } catch (java.nio.file.AccessDeniedException | org.apache.hadoop.security.AccessControlException e) {
-            throw cannotWrite(outputDir, e);
+            throw OutputDirectory.cannotWrite(outputDir, e);
         }
         try {
             // through JSON and back, to compare with what run.json holds (a long read back is an int node)
             ObjectMapper json = new ObjectMapper();
-            JsonNode fingerprint = json.readTree(json.writeValueAsBytes(fingerprint(files, statuses)));
+            JsonNode fingerprint = json.readTree(json.writeValueAsBytes(outputs.fingerprint(files, statuses)));
             for (Commit.RunInfo finished : Commit.recover(outFs, outputDir, out)) {
                 if (cfg.get(Settings.RESUME) && Commit.RunInfo.differences(finished.fingerprint, fingerprint).isEmpty()) {
                     out.println("lightning: done: the interrupted run had reached its commit point with the same "
@@ -111,10 +110,10 @@ final class LightningJob {
                     return (ObjectNode) json.readTree(outFs.open(new Path(outputDir, REPORT)));
                 }
             }
-            checkExisting(outFs, outputDir, files);
-            Staging staging = chooseStaging(outFs, outputDir, fingerprint);
+            outputs.checkExisting(files);
+            Staging staging = outputs.chooseStaging(fingerprint, runId, started);
             try {
-                checkSpace(outFs, outputDir, staging, files);
+                outputs.checkSpace(staging, files);
             } catch (InvalidInputException e) {
                 if (!staging.resume) {
                     Commit.removeStaging(outFs, outputDir, staging.path()); // it holds nothing yet
@@ -130,7 +129,7 @@ final class LightningJob {
         } finally {
             lock.close();
             if (createdOutput) {
-                removeIfEmpty(outFs, outputDir);
+                outputs.removeIfEmpty();
             }
         }
     }
@@ -268,190 +267,6 @@ final class LightningJob {
         } catch (IOException | RuntimeException again) {
             e.addSuppressed(again);
         }
-    }
-
-    // ---------------------------------------------------------------- the output directory
-
-    /** Creates the output directory if it is missing; returns whether it did. */
-    private static boolean createOutputDirectory(FileSystem fs, Path output) throws IOException {
-        try {
-            if (fs.exists(output)) {
-                if (!fs.getFileStatus(output).isDirectory()) {
-                    throw new InvalidInputException("--output " + output + " is a file, expected a directory");
-                }
-                return false;
-            }
-            if (!fs.mkdirs(output)) {
-                throw new InvalidInputException("--output " + output + ": cannot create the directory; check that its "
-                        + "parent exists and is writable, or choose another output directory");
-            }
-            return true;
-        } catch (java.nio.file.AccessDeniedException | org.apache.hadoop.security.AccessControlException e) {
-            throw cannotWrite(output, e);
-        }
-    }
-
-    private static void removeIfEmpty(FileSystem fs, Path dir) {
-        try {
-            if (fs.exists(dir) && fs.listStatus(dir).length == 0) {
-                fs.delete(dir, false);
-            }
-        } catch (IOException e) {
-            // an empty directory left behind is harmless
-        }
-    }
-
-    static InvalidInputException cannotWrite(Path output, Exception e) {
-        return new InvalidInputException("--output " + output + ": cannot write there (" + e.getMessage()
-                + "); check its permissions or choose another output directory", e);
-    }
-
-    /**
-     * The staging directory of this run. Earlier runs' staging directories are removed, except,
-     * with --resume, the newest one whose inputs and settings match this run: its finished work is
-     * kept. The probe of the output directory's permissions is the first write into it.
-     */
-    private Staging chooseStaging(FileSystem fs, Path output, JsonNode fingerprint) throws IOException {
-        List<Path> earlier = Staging.all(fs, output);
-        Path resumeFrom = null;
-        if (cfg.get(Settings.RESUME)) {
-            List<String> mismatch = null;
-            for (int i = earlier.size() - 1; i >= 0 && resumeFrom == null; i--) {
-                Commit.RunInfo info = Commit.RunInfo.read(fs, earlier.get(i));
-                if (info.fingerprint == null) {
-                    continue; // killed before it had written anything but its directory: nothing to keep
-                }
-                List<String> diff = Commit.RunInfo.differences(info.fingerprint, fingerprint);
-                if (diff.isEmpty()) {
-                    resumeFrom = earlier.get(i);
-                } else if (mismatch == null) {
-                    mismatch = diff;
-                }
-            }
-            if (resumeFrom == null && mismatch != null) {
-                throw new InvalidInputException("--resume: the interrupted run in " + earlier.get(earlier.size() - 1)
-                        + " had other " + String.join(", ", mismatch) + " than this one; rerun with the same input and "
-                        + "options to resume it, or without --resume to start over (its staging is then removed)");
-            }
-            if (resumeFrom == null) {
-                out.println("lightning: --resume: no interrupted run in " + output + "; starting a new run");
-            }
-        }
-        for (Path dir : earlier) {
-            if (!dir.equals(resumeFrom)) {
-                out.println("lightning: removing the staging of earlier run " + Staging.runIdOf(dir)
-                        + (cfg.get(Settings.RESUME) ? "" : " (--resume would have continued it)"));
-                Commit.removeStaging(fs, output, dir);
-            }
-        }
-        if (resumeFrom != null) {
-            out.println("lightning: resuming run " + Staging.runIdOf(resumeFrom) + " (started "
-                    + Commit.RunInfo.read(fs, resumeFrom).started + ")");
-            return new Staging(output, Staging.runIdOf(resumeFrom), true);
-        }
-        Staging staging = new Staging(output, runId, false);
-        boolean createdParent = !fs.exists(new Path(output, Staging.PARENT));
-        try {
-            Staging.writeAtomically(fs, staging.runFile(), "driver",
-                    Commit.RunInfo.encode(fingerprint, createdParent, started.toString()));
-        } catch (java.nio.file.AccessDeniedException | org.apache.hadoop.security.AccessControlException e) {
-            throw cannotWrite(output, e);
-        } catch (IOException e) {
-            if (String.valueOf(e.getMessage()).contains("ermission") || String.valueOf(e.getMessage()).contains("ead-only")) {
-                throw cannotWrite(output, e);
-            }
-            throw e;
-        }
-        return staging;
-    }
-
-    /** What a resumed run must share with the run it continues: every input and setting that affects the bytes. */
-    private JsonNode fingerprint(List<SequenceFile> files, List<InputFile> statuses) {
-        Map<String, Long> modified = new HashMap<>();
-        for (InputFile s : statuses) {
-            modified.put(s.path().toUri().toString(), s.status.getModificationTime()); // the key of SequenceFile.path
-        }
-        ObjectNode n = new ObjectMapper().createObjectNode();
-        ObjectNode settings = n.putObject("settings");
-        Map<String, String> all = cfg.describe();
-        for (Setting<?> setting : Settings.RESULT_AFFECTING) {
-            settings.put(setting.key, all.get(setting.key));
-        }
-        ArrayNode inputs = n.putArray("inputs");
-        for (SequenceFile f : files) {
-            inputs.addObject().put("name", f.name).put("path", f.path).put("bytes", f.fileSize)
-                    .put("modified", modified.get(f.path));
-        }
-        return n;
-    }
-
-    /**
-     * Refuses, before any compute, an output directory that already holds a file this run would
-     * produce, unless --overwrite: the old file is then replaced at the commit, never before.
-     */
-    private void checkExisting(FileSystem fs, Path output, List<SequenceFile> files) throws IOException {
-        if (cfg.get(Settings.OVERWRITE)) {
-            return;
-        }
-        List<String> present = new ArrayList<>();
-        List<String> names = new ArrayList<>();
-        files.forEach(f -> names.add(f.name));
-        names.add(REPORT);
-        names.add(Commit.SUCCESS);
-        for (String name : names) {
-            if (fs.exists(OutputPaths.child(output, name))) {
-                present.add(name);
-            }
-        }
-        if (!present.isEmpty()) {
-            throw new InvalidInputException("--output " + output + " already holds " + present.size() + " file(s) this "
-                    + "run would write, e.g. " + present.get(0) + "; pass --overwrite to replace them (only those, "
-                    + "and only once the run has succeeded) or choose another output directory");
-        }
-    }
-
-    /**
-     * Refuses, before any compute, a run that cannot fit: the bytes it will stage (outputs, and
-     * for split sequences their parts and states) against the free space the file system reports.
-     */
-    private void checkSpace(FileSystem fs, Path output, Staging staging, List<SequenceFile> files) throws IOException {
-        long need = 0;
-        for (SequenceFile f : files) {
-            long o = f.tokens * f.heads * f.dv * cfg.outputDtype(f.dtype).bytes();
-            long state = f.stateBytes();
-            long pieces = (f.tokens + cfg.get(Settings.PARTITION_TOKENS) - 1) / Math.max(1, cfg.get(Settings.PARTITION_TOKENS));
-            need += o + state + 4096;
-            if (pieces > 1) {
-                need += o + 2 * pieces * state;
-            }
-        }
-        long free;
-        try {
-            free = fs.getStatus(output).getRemaining();
-        } catch (IOException | UnsupportedOperationException e) {
-            return; // not reported by this file system
-        }
-        if (free <= 0) {
-            return;
-        }
-        long have = 0;
-        try {
-            have = fs.getContentSummary(staging.path()).getLength();
-        } catch (IOException e) {
-            // a new run has staged nothing
-        }
-        if (need - have > free) {
-            throw new InvalidInputException(String.format("--output %s: the run needs about %s for its outputs and "
-                            + "staging, the file system has %s free; free some space or choose another output directory",
-                    output, bytes(need - have), bytes(free)));
-        }
-    }
-
-    private static String bytes(long n) {
-        if (n >= 1L << 30) {
-            return String.format("%.1f GiB", n / (double) (1L << 30));
-        }
-        return String.format("%.1f MiB", n / (double) (1L << 20));
     }
 
     /** Pass 2 saw every piece (and every initial state): its records say which sequences to drop. */

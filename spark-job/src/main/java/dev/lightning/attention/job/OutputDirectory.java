@@ -1,0 +1,220 @@
+package dev.lightning.attention.job;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.lightning.attention.stream.SequenceFile;
+import dev.lightning.attention.tensor.InvalidInputException;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.fs.Path;
+
+import java.io.IOException;
+import java.io.PrintStream;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The driver's view of the output directory before any compute: create it, refuse what a run
+ * must not do there (replace results without --overwrite, write where it cannot, fill the disk),
+ * and choose the staging directory (a new one, or with --resume the interrupted run's). All of
+ * it runs while the run holds the {@link OutputLock}, before Spark starts.
+ */
+final class OutputDirectory {
+    private final JobConfig cfg;
+    private final FileSystem fs;
+    /** Qualified. */
+    private final Path output;
+    private final PrintStream out;
+
+    OutputDirectory(JobConfig cfg, FileSystem fs, Path output, PrintStream out) {
+        this.cfg = cfg;
+        this.fs = fs;
+        this.output = output;
+        this.out = out;
+    }
+
+    /** Creates the output directory if it is missing; returns whether it did. */
+    boolean create() throws IOException {
+        try {
+            if (fs.exists(output)) {
+                if (!fs.getFileStatus(output).isDirectory()) {
+                    throw new InvalidInputException("--output " + output + " is a file, expected a directory");
+                }
+                return false;
+            }
+            if (!fs.mkdirs(output)) {
+                throw new InvalidInputException("--output " + output + ": cannot create the directory; check that its "
+                        + "parent exists and is writable, or choose another output directory");
+            }
+            return true;
+        } catch (java.nio.file.AccessDeniedException | org.apache.hadoop.security.AccessControlException e) {
+            throw cannotWrite(output, e);
+        }
+    }
+
+    void removeIfEmpty() {
+        try {
+            if (fs.exists(output) && fs.listStatus(output).length == 0) {
+                fs.delete(output, false);
+            }
+        } catch (IOException e) {
+            // an empty directory left behind is harmless
+        }
+    }
+
+    static InvalidInputException cannotWrite(Path output, Exception e) {
+        return new InvalidInputException("--output " + output + ": cannot write there (" + e.getMessage()
+                + "); check its permissions or choose another output directory", e);
+    }
+
+    /**
+     * The staging directory of this run. Earlier runs' staging directories are removed, except,
+     * with --resume, the newest one whose inputs and settings match this run: its finished work is
+     * kept. The probe of the output directory's permissions is the first write into it.
+     */
+    Staging chooseStaging(JsonNode fingerprint, String runId, java.time.Instant started) throws IOException {
+        List<Path> earlier = Staging.all(fs, output);
+        Path resumeFrom = null;
+        if (cfg.get(Settings.RESUME)) {
+            List<String> mismatch = null;
+            for (int i = earlier.size() - 1; i >= 0 && resumeFrom == null; i--) {
+                Commit.RunInfo info = Commit.RunInfo.read(fs, earlier.get(i));
+                if (info.fingerprint == null) {
+                    continue; // killed before it had written anything but its directory: nothing to keep
+                }
+                List<String> diff = Commit.RunInfo.differences(info.fingerprint, fingerprint);
+                if (diff.isEmpty()) {
+                    resumeFrom = earlier.get(i);
+                } else if (mismatch == null) {
+                    mismatch = diff;
+                }
+            }
+            if (resumeFrom == null && mismatch != null) {
+                throw new InvalidInputException("--resume: the interrupted run in " + earlier.get(earlier.size() - 1)
+                        + " had other " + String.join(", ", mismatch) + " than this one; rerun with the same input and "
+                        + "options to resume it, or without --resume to start over (its staging is then removed)");
+            }
+            if (resumeFrom == null) {
+                out.println("lightning: --resume: no interrupted run in " + output + "; starting a new run");
+            }
+        }
+        for (Path dir : earlier) {
+            if (!dir.equals(resumeFrom)) {
+                out.println("lightning: removing the staging of earlier run " + Staging.runIdOf(dir)
+                        + (cfg.get(Settings.RESUME) ? "" : " (--resume would have continued it)"));
+                Commit.removeStaging(fs, output, dir);
+            }
+        }
+        if (resumeFrom != null) {
+            out.println("lightning: resuming run " + Staging.runIdOf(resumeFrom) + " (started "
+                    + Commit.RunInfo.read(fs, resumeFrom).started + ")");
+            return new Staging(output, Staging.runIdOf(resumeFrom), true);
+        }
+        Staging staging = new Staging(output, runId, false);
+        boolean createdParent = !fs.exists(new Path(output, Staging.PARENT));
+        try {
+            Staging.writeAtomically(fs, staging.runFile(), "driver",
+                    Commit.RunInfo.encode(fingerprint, createdParent, started.toString()));
+        } catch (java.nio.file.AccessDeniedException | org.apache.hadoop.security.AccessControlException e) {
+            throw cannotWrite(output, e);
+        } catch (IOException e) {
+            if (String.valueOf(e.getMessage()).contains("ermission") || String.valueOf(e.getMessage()).contains("ead-only")) {
+                throw cannotWrite(output, e);
+            }
+            throw e;
+        }
+        return staging;
+    }
+
+    /** What a resumed run must share with the run it continues: every input and setting that affects the bytes. */
+    JsonNode fingerprint(List<SequenceFile> files, List<InputFile> statuses) throws IOException {
+        Map<String, Long> modified = new HashMap<>();
+        for (InputFile s : statuses) {
+            modified.put(s.path().toUri().toString(), s.status.getModificationTime()); // the key of SequenceFile.path
+        }
+        ObjectNode n = new ObjectMapper().createObjectNode();
+        ObjectNode settings = n.putObject("settings");
+        Map<String, String> all = cfg.describe();
+        for (Setting<?> setting : Settings.RESULT_AFFECTING) {
+            settings.put(setting.key, all.get(setting.key));
+        }
+        ArrayNode inputs = n.putArray("inputs");
+        for (SequenceFile f : files) {
+            inputs.addObject().put("name", f.name).put("path", f.path).put("bytes", f.fileSize)
+                    .put("modified", modified.get(f.path));
+        }
+        return n;
+    }
+
+    /**
+     * Refuses, before any compute, an output directory that already holds a file this run would
+     * produce, unless --overwrite: the old file is then replaced at the commit, never before.
+     */
+    void checkExisting(List<SequenceFile> files) throws IOException {
+        if (cfg.get(Settings.OVERWRITE)) {
+            return;
+        }
+        List<String> present = new ArrayList<>();
+        List<String> names = new ArrayList<>();
+        files.forEach(f -> names.add(f.name));
+        names.add(LightningJob.REPORT);
+        names.add(Commit.SUCCESS);
+        for (String name : names) {
+            if (fs.exists(OutputPaths.child(output, name))) {
+                present.add(name);
+            }
+        }
+        if (!present.isEmpty()) {
+            throw new InvalidInputException("--output " + output + " already holds " + present.size() + " file(s) this "
+                    + "run would write, e.g. " + present.get(0) + "; pass --overwrite to replace them (only those, "
+                    + "and only once the run has succeeded) or choose another output directory");
+        }
+    }
+
+    /**
+     * Refuses, before any compute, a run that cannot fit: the bytes it will stage (outputs, and
+     * for split sequences their parts and states) against the free space the file system reports.
+     */
+    void checkSpace(Staging staging, List<SequenceFile> files) throws IOException {
+        long need = 0;
+        for (SequenceFile f : files) {
+            long o = f.tokens * f.heads * f.dv * cfg.outputDtype(f.dtype).bytes();
+            long state = f.stateBytes();
+            long pieces = (f.tokens + cfg.get(Settings.PARTITION_TOKENS) - 1) / Math.max(1, cfg.get(Settings.PARTITION_TOKENS));
+            need += o + state + 4096;
+            if (pieces > 1) {
+                need += o + 2 * pieces * state;
+            }
+        }
+        long free;
+        try {
+            free = fs.getStatus(output).getRemaining();
+        } catch (IOException | UnsupportedOperationException e) {
+            return; // not reported by this file system
+        }
+        if (free <= 0) {
+            return;
+        }
+        long have = 0;
+        try {
+            have = fs.getContentSummary(staging.path()).getLength();
+        } catch (IOException e) {
+            // a new run has staged nothing
+        }
+        if (need - have > free) {
+            throw new InvalidInputException(String.format("--output %s: the run needs about %s for its outputs and "
+                            + "staging, the file system has %s free; free some space or choose another output directory",
+                    output, bytes(need - have), bytes(free)));
+        }
+    }
+
+    private static String bytes(long n) {
+        if (n >= 1L << 30) {
+            return String.format("%.1f GiB", n / (double) (1L << 30));
+        }
+        return String.format("%.1f MiB", n / (double) (1L << 20));
+    }
+}
