@@ -14,7 +14,7 @@ package dev.lightning.attention.engine.cuda;
  * @param locals    sub-segments of pass 1 ({@code (segments - 1) * every}; 0 with one segment)
  */
 record SegmentPlan(int segments, int segTokens, int every, int subTokens, int locals) {
-    static final int CHUNK = CudaBackend.CHUNK;
+    static final int CHUNK = TensorCoreLayout.CHUNK;
 
     /**
      * @param n              tokens of the window, at least 1

@@ -16,7 +16,7 @@ package dev.lightning.attention.engine.cuda;
  *                    one after the other
  */
 record SlicePlan(int tokens, int sliceTokens, int slices, int sets) {
-    static final int CHUNK = CudaBackend.CHUNK;
+    static final int CHUNK = TensorCoreLayout.CHUNK;
     /**
      * Fewest bytes a slice moves between host and device (q, k, v in, o out) before a window is cut
      * at all. A slice has a fixed cost of its own: 3 to 5 kernel launches, 6 event records and 3

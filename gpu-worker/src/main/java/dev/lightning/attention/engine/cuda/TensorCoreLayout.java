@@ -9,6 +9,12 @@ final class TensorCoreLayout {
     private TensorCoreLayout() {
     }
 
+    /**
+     * Tokens per chunk, fixed by every kernel (float32 and tensor-core alike): segments and slices
+     * start at multiples of it. The one place the host reads it from.
+     */
+    static final int CHUNK = 64;
+
     /** Largest Dk of the narrow kernels (12 warps, 4 of them only load); larger Dk runs the wide ones. */
     static final int NARROW_MAX_DK = 128;
     /** Threads per CTA of the narrow kernels. */

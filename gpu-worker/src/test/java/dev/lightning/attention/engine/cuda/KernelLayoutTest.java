@@ -74,8 +74,8 @@ class KernelLayoutTest {
     void genericSharedMemoryFormulaMatchesTheSource() throws IOException {
         String source = Files.readString(CUDA.resolve("lightning.cu"));
         assertTrue(source.contains("return 4 * ((CHUNK + 4) + 2 * CHUNK * (dk + 1) + CHUNK * GENERIC_BV + CHUNK * (CHUNK + 1) "
-                + "+ dk * GENERIC_BV);"), "lightning_generic_smem_bytes changed: update CudaBackend.genericSharedBytes");
-        assertEquals(4 * (68 + 2 * 64 * 129 + 64 * 32 + 64 * 65 + 128 * 32), CudaBackend.genericSharedBytes(128));
+                + "+ dk * GENERIC_BV);"), "lightning_generic_smem_bytes changed: update Kernels.genericSharedBytes");
+        assertEquals(4 * (68 + 2 * 64 * 129 + 64 * 32 + 64 * 65 + 128 * 32), Kernels.genericSharedBytes(128));
     }
 
     @Test

@@ -1,0 +1,313 @@
+package dev.lightning.attention.engine.cuda;
+
+import dev.lightning.attention.engine.AttentionSpec;
+import dev.lightning.attention.engine.LightningState;
+import dev.lightning.attention.engine.cuda.DeviceAllocator.Buffer;
+import dev.lightning.attention.tensor.DType;
+import dev.lightning.attention.tensor.TokenTensor;
+import jcuda.CudaException;
+import jcuda.driver.CUevent;
+import jcuda.driver.CUevent_flags;
+import jcuda.driver.CUstream;
+import jcuda.driver.CUstream_flags;
+import jcuda.driver.JCudaDriver;
+
+import java.nio.ByteBuffer;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * A backend's streams, events and the two buffer sets its slices take in turn, and the loop that
+ * moves a window's slices ({@link SlicePlan}) through them.
+ *
+ * <p>Three streams: copies in, kernels, copies out. Two sets of device buffers and of pinned
+ * staging buffers take the slices in turn, so that while slice i's kernels run, slice i - 1's o
+ * comes back and the host unstages it, and the host stages slice i + 1 and its q, k, v cross
+ * PCIe. Events order each set's reuse. The state is carried from slice to slice on the kernel
+ * stream. What runs on the kernel stream (slopes, state, the kernels, the final download) is the
+ * backend's, through {@link KernelSide}.
+ */
+final class SlicePipeline {
+    /** Kernels, and everything else that must stay in order with them: slopes, state, benchmark. */
+    final CUstream stream = new CUstream();
+    /** Slices' q, k, v to the device. */
+    private final CUstream copyIn = new CUstream();
+    /** Slices' o to the host: its own stream, so it overlaps both the next copies in and the kernels. */
+    private final CUstream copyOut = new CUstream();
+    /** The streams created so far, in creation order (destroy() destroys what exists). */
+    private final List<CUstream> streams = new ArrayList<>();
+    /** The events created so far (destroy() destroys what exists). */
+    private final List<CUevent> events = new ArrayList<>();
+    /** Per buffer set: its slice's q, k, v are on the device (staging and set may be reused). */
+    private final CUevent[] copiedIn = new CUevent[2];
+    /** Per buffer set: its slice's kernels are done (its q, k, v may be overwritten). */
+    private final CUevent[] computed = new CUevent[2];
+    /** Per buffer set: its slice's o is in the output staging (its o may be overwritten). */
+    private final CUevent[] copiedOut = new CUevent[2];
+    /** Two sets of device buffers; set 0 is also the benchmark's resident window. */
+    final Buffer[] qDev;
+    final Buffer[] kDev;
+    final Buffer[] vDev;
+    final Buffer[] oDev;
+    /** Per buffer set: a slice's q, k, v, back to back, on their way to the device. */
+    private final Buffer[] stagingIn;
+    /** Per buffer set: a slice's o on its way back. */
+    private final Buffer[] stagingOut;
+
+    /** What a window needs on the kernel stream besides the slices' kernels: the backend's part. */
+    interface KernelSide {
+        /** Before the first slice: the slopes and the incoming state to the device, the result sized. */
+        void begin(AttentionSpec spec, LightningState state);
+
+        /** Sizes the segment buffers for a launch of n tokens ahead of it. */
+        void reserveSegments(AttentionSpec spec, DType dtype, int n, boolean outputs);
+
+        /** Enqueues one slice's kernels on the kernel stream; returns the last kernel's name. */
+        String launch(AttentionSpec spec, DType dtype, int n, boolean outputs, Buffer q, Buffer k, Buffer v, Buffer o,
+                      Buffer incoming, Buffer result);
+
+        /** Device -> host on the kernel stream, waited for. */
+        ByteBuffer download(Buffer src, long len);
+
+        /** The forward kernel of the last launch, for messages. */
+        String lastKernels();
+    }
+
+    /** Makes the buffers (empty until a window sizes them); {@link #create()} makes the streams and events. */
+    SlicePipeline(DeviceAllocator memory) {
+        qDev = new Buffer[] {memory.device("q set 0"), memory.device("q set 1")};
+        kDev = new Buffer[] {memory.device("k set 0"), memory.device("k set 1")};
+        vDev = new Buffer[] {memory.device("v set 0"), memory.device("v set 1")};
+        oDev = new Buffer[] {memory.device("o set 0"), memory.device("o set 1")};
+        stagingIn = new Buffer[] {memory.pinned("q, k, v staging 0"), memory.pinned("q, k, v staging 1")};
+        stagingOut = new Buffer[] {memory.pinned("o staging 0"), memory.pinned("o staging 1")};
+    }
+
+    /** Creates the streams, then the events; on a failure what exists is left for {@link #destroy}. */
+    void create() {
+        for (CUstream s : new CUstream[] {stream, copyIn, copyOut}) {
+            JCudaDriver.cuStreamCreate(s, CUstream_flags.CU_STREAM_NON_BLOCKING);
+            streams.add(s);
+        }
+        for (CUevent[] kind : new CUevent[][] {copiedIn, computed, copiedOut}) {
+            for (int b = 0; b < kind.length; b++) {
+                CUevent e = new CUevent();
+                // ordering only: timing would make every record and wait dearer
+                JCudaDriver.cuEventCreate(e, CUevent_flags.CU_EVENT_DISABLE_TIMING);
+                events.add(e);
+                kind[b] = e;
+            }
+        }
+    }
+
+    /** Waits for everything enqueued on these streams (not other tasks' on the same device). */
+    void synchronizeAll() {
+        for (CUstream s : streams) {
+            JCudaDriver.cuStreamSynchronize(s);
+        }
+    }
+
+    /**
+     * Waits for what was enqueued after a failure. The failure is the caller's to report: errors
+     * of these waits (the same sticky error, for one) add nothing to it.
+     */
+    void drainQuietly() {
+        for (CUstream s : streams) {
+            try {
+                JCudaDriver.cuStreamSynchronize(s);
+            } catch (CudaException ignored) {
+                // reported by the caller
+            }
+        }
+    }
+
+    /** Waits for each stream, going on past failures (collected). */
+    void synchronize(List<RuntimeException> failures) {
+        for (CUstream s : streams) {
+            attempt(failures, () -> JCudaDriver.cuStreamSynchronize(s));
+        }
+    }
+
+    /** Closes this pipeline's buffers, going on past failures (collected); the streams must be drained. */
+    void closeBuffers(List<RuntimeException> failures) {
+        for (Buffer[] set : new Buffer[][] {qDev, kDev, vDev, oDev, stagingIn, stagingOut}) {
+            for (Buffer b : set) {
+                attempt(failures, b::close);
+            }
+        }
+    }
+
+    /** Destroys the events and then the streams, going on past failures (collected). */
+    void destroy(List<RuntimeException> failures) {
+        for (CUevent e : events) {
+            attempt(failures, () -> JCudaDriver.cuEventDestroy(e));
+        }
+        events.clear();
+        for (CUstream s : streams) {
+            attempt(failures, () -> JCudaDriver.cuStreamDestroy(s));
+        }
+        streams.clear();
+    }
+
+    static void attempt(List<RuntimeException> failures, Runnable step) {
+        try {
+            step.run();
+        } catch (RuntimeException e) {
+            failures.add(e);
+        }
+    }
+
+    /**
+     * One window's slices through the streams. For slice i on buffer set b = i % sets, the slice
+     * before it on set b is i - sets: its copies in must have left staging b before the host refills
+     * it, its kernels must have read set b before the copies in overwrite it, and its copy out must
+     * have read o of set b before the kernels overwrite it.
+     */
+    final class Window {
+        final AttentionSpec spec;
+        final DType dtype;
+        final SlicePlan plan;
+        /** Null for advance(), as is o. */
+        final TokenTensor q;
+        final TokenTensor k;
+        final TokenTensor v;
+        final TokenTensor o;
+        private final KernelSide side;
+        /** What was last enqueued or waited for, for the error message. */
+        String step = "copy to device";
+
+        Window(AttentionSpec spec, DType dtype, SlicePlan plan, TokenTensor q, TokenTensor k, TokenTensor v,
+               TokenTensor o, KernelSide side) {
+            this.spec = spec;
+            this.dtype = dtype;
+            this.plan = plan;
+            this.q = q;
+            this.k = k;
+            this.v = v;
+            this.o = o;
+            this.side = side;
+        }
+
+        /**
+         * Runs the window from {@code state}, carrying it between {@code stateA} (which begin()
+         * fills) and {@code stateB}; returns the state after the window.
+         */
+        LightningState run(LightningState state, Buffer stateA, Buffer stateB) {
+            step = "copy to device";
+            side.begin(spec, state);
+            reserve();
+            Buffer incoming = stateA;
+            Buffer result = stateB;
+            boolean outputs = o != null;
+            int sets = plan.sets();
+            int finished = 0;
+            for (int i = 0; i < plan.slices(); i++) {
+                int b = i % sets;
+                int len = plan.length(i);
+                copyIn(i, b);
+                JCudaDriver.cuStreamWaitEvent(stream, copiedIn[b], 0);
+                if (outputs && i >= sets) {
+                    // the set's previous slice's copy out reads the o these kernels overwrite
+                    JCudaDriver.cuStreamWaitEvent(stream, copiedOut[b], 0);
+                }
+                step = "slice " + i + " of " + plan.slices() + ": kernels";
+                step = side.launch(spec, dtype, len, outputs, outputs ? qDev[b] : null, kDev[b], vDev[b],
+                        outputs ? oDev[b] : null, incoming, result);
+                JCudaDriver.cuEventRecord(computed[b], stream);
+                Buffer t = incoming;
+                incoming = result;
+                result = t;
+                if (outputs) {
+                    step = "copy to host";
+                    JCudaDriver.cuStreamWaitEvent(copyOut, computed[b], 0);
+                    JCudaDriver.cuMemcpyDtoHAsync(stagingOut[b].host, oDev[b].ptr, (long) len * o.tokenBytes(), copyOut);
+                    JCudaDriver.cuEventRecord(copiedOut[b], copyOut);
+                    // Unstage the slice before this one (this one itself on the serial path) now: its
+                    // output staging is then free before slice i + 1's copy out is enqueued.
+                    for (; finished <= i - (sets - 1); finished++) {
+                        finish(finished);
+                    }
+                }
+            }
+            for (; outputs && finished < plan.slices(); finished++) {
+                finish(finished);
+            }
+            step = "copy to host (or a kernel before it, " + side.lastKernels() + ")";
+            // the kernel stream waited for every copy in, and the host for every copy out: after this
+            // download nothing of the window is left in flight
+            ByteBuffer last = side.download(incoming, spec.stateBytes());
+            return LightningState.fromBytes(spec.heads(), spec.dk(), spec.dv(), last);
+        }
+
+        /**
+         * Sizes every buffer the slices use before the first one is enqueued: growing one later waits
+         * for all streams, which would empty the pipeline.
+         */
+        private void reserve() {
+            int longest = plan.length(0);
+            for (int b = 0; b < plan.sets(); b++) {
+                if (q != null) {
+                    qDev[b].ensure((long) longest * q.tokenBytes());
+                }
+                kDev[b].ensure((long) longest * k.tokenBytes());
+                vDev[b].ensure((long) longest * v.tokenBytes());
+                if (o != null) {
+                    oDev[b].ensure((long) longest * o.tokenBytes());
+                }
+            }
+            for (int b = 0; b < plan.sets(); b++) {
+                stagingIn[b].ensure((long) longest * inputTokenBytes());
+                if (o != null) {
+                    stagingOut[b].ensure((long) longest * o.tokenBytes());
+                }
+            }
+            side.reserveSegments(spec, dtype, longest, o != null);
+            side.reserveSegments(spec, dtype, plan.length(plan.slices() - 1), o != null);
+        }
+
+        private long inputTokenBytes() {
+            return (q != null ? q.tokenBytes() : 0L) + k.tokenBytes() + v.tokenBytes();
+        }
+
+        /** Stages slice i's q, k, v in staging set b and enqueues their copies to device set b. */
+        private void copyIn(int i, int b) {
+            step = "copy to device";
+            int from = plan.from(i);
+            int len = plan.length(i);
+            Buffer staging = stagingIn[b];
+            if (i >= plan.sets()) {
+                // The staging buffer feeds the copies of the set's previous slice until they end.
+                // One set means the serial path (a single slice never gets here): wait for its
+                // kernels too, as it always did, so that nothing overlaps there, also without outputs.
+                JCudaDriver.cuEventSynchronize(plan.sets() == 1 ? computed[b] : copiedIn[b]);
+            }
+            TokenTensor[] inputs = q != null ? new TokenTensor[] {q, k, v} : new TokenTensor[] {k, v};
+            Buffer[] targets = q != null ? new Buffer[] {qDev[b], kDev[b], vDev[b]} : new Buffer[] {kDev[b], vDev[b]};
+            // views of the caller's bytes: one copy, heap to pinned, per tensor
+            ByteBuffer view = staging.host.getByteBuffer(0, (long) len * inputTokenBytes());
+            for (TokenTensor t : inputs) {
+                view.put(t.slice(from, len).bytes());
+            }
+            if (i >= plan.sets()) {
+                // the set's previous slice's kernels read its q, k, v
+                JCudaDriver.cuStreamWaitEvent(copyIn, computed[b], 0);
+            }
+            long at = 0;
+            for (int j = 0; j < inputs.length; j++) {
+                long bytes = (long) len * inputs[j].tokenBytes();
+                JCudaDriver.cuMemcpyHtoDAsync(targets[j].ptr, staging.host.withByteOffset(at), bytes, copyIn);
+                at += bytes;
+            }
+            JCudaDriver.cuEventRecord(copiedIn[b], copyIn);
+        }
+
+        /** Waits for slice j's o in its output staging and copies it into the caller's o. */
+        private void finish(int j) {
+            step = "copy to host (or a kernel before it, " + side.lastKernels() + ")";
+            int b = j % plan.sets();
+            int len = plan.length(j);
+            JCudaDriver.cuEventSynchronize(copiedOut[b]);
+            o.slice(plan.from(j), len).putBytes(stagingOut[b].host.getByteBuffer(0, (long) len * o.tokenBytes()));
+        }
+    }
+}

@@ -1,0 +1,168 @@
+package dev.lightning.attention.engine.cuda;
+
+import dev.lightning.attention.engine.DeviceMemoryException;
+import dev.lightning.attention.engine.cuda.DeviceAllocator.Buffer;
+import jcuda.Pointer;
+import jcuda.driver.CUdeviceptr;
+import org.junit.jupiter.api.Test;
+
+import java.util.ArrayList;
+import java.util.IdentityHashMap;
+import java.util.List;
+import java.util.Map;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertSame;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** The allocator's accounting against a fake device: no GPU needed. */
+class DeviceAllocatorTest {
+    /** Records live allocations by identity, and every call in order. */
+    private static final class FakeMemory implements DeviceAllocator.Memory {
+        final Map<Object, Long> live = new IdentityHashMap<>();
+        final List<String> calls = new ArrayList<>();
+        RuntimeException failNextFree;
+
+        @Override
+        public CUdeviceptr allocDevice(long bytes) {
+            CUdeviceptr p = new CUdeviceptr();
+            live.put(p, bytes);
+            calls.add("alloc " + bytes);
+            return p;
+        }
+
+        @Override
+        public void freeDevice(CUdeviceptr ptr) {
+            free(ptr);
+        }
+
+        @Override
+        public Pointer allocHost(long bytes) {
+            Pointer p = new Pointer();
+            live.put(p, bytes);
+            calls.add("allocHost " + bytes);
+            return p;
+        }
+
+        @Override
+        public void freeHost(Pointer host) {
+            free(host);
+        }
+
+        private void free(Object p) {
+            if (failNextFree != null) {
+                RuntimeException e = failNextFree;
+                failNextFree = null;
+                throw e;
+            }
+            Long bytes = live.remove(p);
+            if (bytes == null) {
+                throw new AssertionError("free of a pointer that is not allocated (double free?)");
+            }
+            calls.add("free " + bytes);
+        }
+    }
+
+    private final FakeMemory fake = new FakeMemory();
+    private int quiesced;
+
+    private DeviceAllocator allocator(long limit, boolean strict) {
+        return new DeviceAllocator("test task", limit, fake, () -> quiesced++, strict);
+    }
+
+    @Test
+    void buffersGrowToTheLargestSizeAndCountDeviceBytesOnly() {
+        try (DeviceAllocator a = allocator(1000, true)) {
+            Buffer d = a.device("d");
+            Buffer h = a.pinned("h");
+            d.ensure(100);
+            d.ensure(50); // smaller: kept, no call
+            h.ensure(5000); // pinned: not device memory, not limited
+            assertEquals(100, a.used());
+            d.ensure(300);
+            assertEquals(300, a.used());
+            assertEquals(List.of("alloc 100", "allocHost 5000", "free 100", "alloc 300"), fake.calls);
+            // a regrowth waits for the streams first; the first allocation of each buffer too
+            assertEquals(3, quiesced);
+            d.ensure(0);
+            assertEquals(300, d.capacity);
+            d.close();
+            h.close();
+            assertEquals(0, a.used());
+        }
+        assertTrue(fake.live.isEmpty());
+    }
+
+    @Test
+    void aRequestOverTheLimitNamesRequestedUsedAndLimitAndKeepsTheOldAllocation() {
+        try (DeviceAllocator a = allocator(1000, true)) {
+            Buffer x = a.device("x");
+            Buffer y = a.device("y");
+            x.ensure(600);
+            y.ensure(300);
+            DeviceMemoryException e = assertThrows(DeviceMemoryException.class, () -> y.ensure(500));
+            assertTrue(e.getMessage().contains("500 bytes requested") && e.getMessage().contains("900 of the limit of 1000")
+                    && e.getMessage().contains("device buffer y"), e.getMessage());
+            assertEquals(300, y.capacity);
+            assertEquals(900, a.used());
+            // growing within the limit counts the buffer's own old bytes as given back
+            y.ensure(400);
+            assertEquals(1000, a.used());
+            x.close();
+            y.close();
+        }
+    }
+
+    @Test
+    void closeFreesEverythingAndFailsLoudlyOnOpenBuffersWhenLeaksAreErrors() {
+        DeviceAllocator a = allocator(DeviceAllocator.UNLIMITED, true);
+        a.device("kept").ensure(64);
+        a.pinned("staging").ensure(32);
+        Buffer closed = a.device("closed");
+        closed.ensure(16);
+        closed.close();
+        IllegalStateException e = assertThrows(IllegalStateException.class, a::close);
+        assertTrue(e.getMessage().contains("2 buffer(s) still open") && e.getMessage().contains("kept (64 bytes)")
+                && e.getMessage().contains("staging (pinned, 32 bytes)") && !e.getMessage().contains("closed ("),
+                e.getMessage());
+        assertTrue(fake.live.isEmpty(), "leaked buffers are freed before the failure");
+        assertEquals(0, a.used());
+        a.close(); // once
+        assertThrows(IllegalStateException.class, () -> a.device("late"));
+    }
+
+    @Test
+    void closeFreesOpenBuffersSilentlyWhenLeaksAreNotErrors() {
+        DeviceAllocator a = allocator(DeviceAllocator.UNLIMITED, false);
+        a.device("kept").ensure(64);
+        a.close();
+        assertTrue(fake.live.isEmpty());
+    }
+
+    @Test
+    void closeGoesOnPastAFailedFreeAndThrowsIt() {
+        DeviceAllocator a = allocator(DeviceAllocator.UNLIMITED, false);
+        a.device("first").ensure(8);
+        a.device("second").ensure(8);
+        RuntimeException boom = new RuntimeException("free failed");
+        fake.failNextFree = boom;
+        assertSame(boom, assertThrows(RuntimeException.class, a::close));
+        assertEquals(1, fake.live.size(), "the second buffer is freed after the first one's failure");
+    }
+
+    @Test
+    void freeAllKeepsBuffersUsable() {
+        try (DeviceAllocator a = allocator(DeviceAllocator.UNLIMITED, true)) {
+            Buffer d = a.device("d");
+            d.ensure(128);
+            a.freeAll();
+            assertEquals(0, a.used());
+            assertTrue(fake.live.isEmpty());
+            d.ensure(64);
+            assertEquals(64, a.used());
+            d.close();
+            assertThrows(IllegalStateException.class, () -> d.ensure(256));
+        }
+    }
+}
