@@ -92,11 +92,6 @@ final class Commit {
         return finished;
     }
 
-    /** Whether {@code stagingDir} holds a commit record. */
-    static boolean committed(FileSystem fs, Path stagingDir) throws IOException {
-        return fs.exists(new Path(stagingDir, RECORD));
-    }
-
     /** Steps 3 to 6; repeatable, so an interrupted publication is finished by running it again. */
     private static void publish(FileSystem fs, Path output, Path stagingDir, PrintStream out) throws IOException {
         JsonNode record;

@@ -14,7 +14,6 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
 import java.io.Serializable;
-import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.zip.CRC32C;
@@ -172,15 +171,6 @@ final class Staging implements Serializable {
         return n.path("files").size() > 0;
     }
 
-    /** The size recorded for the one file of {@code unit}, or -1 when the unit is not marked done. */
-    long recordedSize(FileSystem fs, String unit) throws IOException {
-        try (InputStream in = fs.open(marker(unit))) {
-            return new ObjectMapper().readTree(in).path("files").path(0).path("size").asLong(-1);
-        } catch (FileNotFoundException e) {
-            return -1;
-        }
-    }
-
     static long crc(FileSystem fs, Path p) throws IOException {
         CRC32C crc = new CRC32C();
         byte[] buf = new byte[1 << 20];
@@ -247,9 +237,5 @@ final class Staging implements Serializable {
 
     static void writeAtomically(FileSystem fs, Path dst, String attempt, byte[] bytes) throws IOException {
         writeAtomically(fs, dst, attempt, o -> o.write(bytes));
-    }
-
-    static String text(byte[] raw) {
-        return new String(raw, StandardCharsets.UTF_8);
     }
 }
