@@ -210,6 +210,16 @@ final class LightningJob {
                 (pieces, tokens) -> new Tasks(hadoop, staging, cfg, pieces, tokens).pass2());
         reports.addAll(outputs);
         collectSkipped(outputs, files);
+        for (Map.Entry<Integer, String> e : skipped.entrySet()) {
+            // the run produces no file of that name, so it leaves an older one alone: say so
+            String name = files.get(e.getKey()).name;
+            if (outFs.exists(OutputPaths.child(outputDir, name))) {
+                skipped.put(e.getKey(), e.getValue() + "; " + name + " in the output directory is an older result, "
+                        + "left in place");
+                out.println("lightning: warning: " + name + " was skipped, and the file of that name in "
+                        + cfg.get(Settings.OUTPUT) + " is an older result, left in place");
+            }
+        }
         splitWork.removeIf(w -> skipped.containsKey(w.get(0).sequence));
         if (!splitWork.isEmpty()) {
             reports.addAll(runPass("assemble: split sequences", splitWork, null, 0,

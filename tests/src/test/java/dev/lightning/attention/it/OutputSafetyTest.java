@@ -166,6 +166,23 @@ class OutputSafetyTest {
         assertTrue(resume.err.contains("inputs") && resume.err.contains("without --resume"), resume.err);
         assertSameFiles(before, snapshot(out));
 
+        // skipping the bad file instead: the old result of that name stays, and the run says it is old
+        Path skipOut = tmp.resolve("skip-out");
+        succeed(run(in, skipOut));
+        Sequence nan = Sequence.random(4, 90, 2, 8, 4, DType.F32, null, false);
+        nan.k[5] = Float.NaN;
+        Path in2 = Files.createDirectories(tmp.resolve("in-nan"));
+        nan.write(in2.resolve("other.safetensors"));
+        good.write(in2.resolve("good.safetensors"));
+        Map<String, byte[]> oldOther = snapshot(skipOut);
+        Outcome skipping = succeed(run(in2, skipOut, "--overwrite", "--skip-nonfinite"));
+        assertTrue(skipping.out.contains("other.safetensors was skipped") && skipping.out.contains("older result"),
+                skipping.out);
+        assertArrayEquals(oldOther.get("other.safetensors"), Files.readAllBytes(skipOut.resolve("other.safetensors")));
+        JsonNode skipReport = new ObjectMapper().readTree(skipOut.resolve("_lightning_report.json").toFile());
+        assertTrue(skipReport.get("skipped").get(0).get("reason").asText().contains("older result"),
+                skipReport.toString());
+
         Outcome fresh = succeed(run(in, out, "--overwrite"));
         assertTrue(fresh.out.contains("removing the staging of earlier run"), fresh.out);
         assertFalse(Files.exists(out.resolve("_temporary")), "the old staging is gone");
