@@ -40,31 +40,4 @@ public interface AttentionBackend extends AutoCloseable {
     @Override
     default void close() {
     }
-
-    /** Checks the shapes of one call against the spec; the message says which tensor is off. */
-    static void checkShapes(AttentionSpec spec, TokenTensor q, TokenTensor k, TokenTensor v,
-                            LightningState state, TokenTensor o) {
-        int n = k.tokens();
-        check("k", k, n, spec.heads(), spec.dk());
-        check("v", v, n, spec.heads(), spec.dv());
-        if (q != null) {
-            check("q", q, n, spec.heads(), spec.dk());
-            if (q.dtype() != k.dtype() || v.dtype() != k.dtype()) {
-                throw new IllegalArgumentException("q, k, v must share a dtype, got " + q.dtype() + ", "
-                        + k.dtype() + ", " + v.dtype());
-            }
-        }
-        if (o != null) {
-            check("o", o, n, spec.heads(), spec.dv());
-        }
-        if (!state.fits(spec)) {
-            throw new IllegalArgumentException("state " + state + " does not fit " + spec);
-        }
-    }
-
-    private static void check(String name, TokenTensor t, int n, int heads, int dim) {
-        if (t.tokens() != n || t.heads() != heads || t.dim() != dim) {
-            throw new IllegalArgumentException(name + " is " + t + ", expected [" + n + ", " + heads + ", " + dim + "]");
-        }
-    }
 }

@@ -1,5 +1,7 @@
 package dev.lightning.attention.engine;
 
+import dev.lightning.attention.tensor.TokenTensor;
+
 import java.util.Arrays;
 
 /**
@@ -88,6 +90,40 @@ public final class AttentionSpec implements java.io.Serializable {
     /** lambda_h^n = exp(-slope_h * n), computed directly, never by repeated multiplication. */
     public double decay(int h, long n) {
         return Math.exp(-slopes[h] * n);
+    }
+
+    /**
+     * Checks the tensors of a pass-1 call ({@link AttentionBackend#advance}) against this spec:
+     * k [n, H, Dk], v [n, H, Dv], a state of this spec. The message names the tensor that is off.
+     */
+    public void checkAdvance(TokenTensor k, TokenTensor v, LightningState state) {
+        int n = k.tokens();
+        check("k", k, n, heads, dk);
+        check("v", v, n, heads, dv);
+        if (!state.fits(this)) {
+            throw new IllegalArgumentException("state " + state + " does not fit " + this);
+        }
+    }
+
+    /**
+     * Checks the tensors of a pass-2 call ({@link AttentionBackend#forward}): those of
+     * {@link #checkAdvance}, and q [n, H, Dk] in the dtype of k and v, o [n, H, Dv] in any dtype.
+     */
+    public void checkForward(TokenTensor q, TokenTensor k, TokenTensor v, LightningState state, TokenTensor o) {
+        checkAdvance(k, v, state);
+        int n = k.tokens();
+        check("q", q, n, heads, dk);
+        if (q.dtype() != k.dtype() || v.dtype() != k.dtype()) {
+            throw new IllegalArgumentException("q, k, v must share a dtype, got " + q.dtype() + ", " + k.dtype()
+                    + ", " + v.dtype());
+        }
+        check("o", o, n, heads, dv);
+    }
+
+    private static void check(String name, TokenTensor t, int n, int heads, int dim) {
+        if (t.tokens() != n || t.heads() != heads || t.dim() != dim) {
+            throw new IllegalArgumentException(name + " is " + t + ", expected [" + n + ", " + heads + ", " + dim + "]");
+        }
     }
 
     /** Bytes of one state of this spec ({@link LightningState#bytes}). */

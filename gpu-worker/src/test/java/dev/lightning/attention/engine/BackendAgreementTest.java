@@ -208,4 +208,35 @@ public class BackendAgreementTest {
             }
         }
     }
+
+    /** Every backend refuses, in both passes, a tensor that does not fit the spec, naming it. */
+    @Test
+    void shapesThatDoNotFitTheSpecAreRefusedByName() {
+        SplittableRandom rnd = new SplittableRandom(17);
+        AttentionSpec spec = new AttentionSpec(3, 8, 5, Slopes.minimax(3), 1.0, CHUNK);
+        TokenTensor q = Inputs.random(rnd, DType.F32, 10, 3, 8);
+        TokenTensor k = Inputs.random(rnd, DType.F32, 10, 3, 8);
+        TokenTensor v = Inputs.random(rnd, DType.F32, 10, 3, 5);
+        TokenTensor vWide = Inputs.random(rnd, DType.F32, 10, 3, 6);
+        TokenTensor kShort = Inputs.random(rnd, DType.F32, 9, 3, 8);
+        TokenTensor qBf16 = Inputs.random(rnd, DType.BF16, 10, 3, 8);
+        TokenTensor o = TokenTensor.allocate(DType.F32, 10, 3, 5);
+        TokenTensor oHeads = TokenTensor.allocate(DType.F32, 10, 2, 5);
+        LightningState zero = LightningState.zeros(3, 8, 5);
+        LightningState other = LightningState.zeros(3, 5, 8);
+        for (AttentionBackend b : List.of(new CpuBackend(), new ChunkedReference(), new RecurrentReference())) {
+            expectRefused(() -> b.advance(spec, k, vWide, zero), "v is");
+            expectRefused(() -> b.advance(spec, kShort, v, zero), "v is");
+            expectRefused(() -> b.advance(spec, k, v, other), "does not fit");
+            expectRefused(() -> b.forward(spec, q, k, vWide, zero, o), "v is");
+            expectRefused(() -> b.forward(spec, qBf16, k, v, zero, o), "share a dtype");
+            expectRefused(() -> b.forward(spec, q, k, v, zero, oHeads), "o is");
+            b.forward(spec, q, k, v, zero, o); // and the right shapes pass
+        }
+    }
+
+    private static void expectRefused(org.junit.jupiter.api.function.Executable call, String message) {
+        IllegalArgumentException e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class, call);
+        assertTrue(e.getMessage().contains(message), e.getMessage());
+    }
 }

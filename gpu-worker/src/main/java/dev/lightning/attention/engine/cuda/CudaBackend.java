@@ -164,14 +164,14 @@ public final class CudaBackend implements AttentionBackend {
 
     @Override
     public LightningState advance(AttentionSpec spec, TokenTensor k, TokenTensor v, LightningState state) {
-        AttentionBackend.checkShapes(spec, null, k, v, state, null);
+        spec.checkAdvance(k, v, state);
         return run(spec, null, k, v, state, null);
     }
 
     @Override
     public LightningState forward(AttentionSpec spec, TokenTensor q, TokenTensor k, TokenTensor v,
                                   LightningState state, TokenTensor o) {
-        AttentionBackend.checkShapes(spec, q, k, v, state, o);
+        spec.checkForward(q, k, v, state, o);
         if (o.dtype() == DType.F32 && q.dtype() != DType.F32) {
             // A float32 o asks for float32 results: 16-bit kernels would round o (and overflow it,
             // for F16) before any widening. 16-bit values widen exactly, so the float32 kernels on

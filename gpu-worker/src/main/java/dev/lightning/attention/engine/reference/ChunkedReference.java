@@ -30,18 +30,19 @@ public final class ChunkedReference implements AttentionBackend {
 
     @Override
     public LightningState advance(AttentionSpec spec, TokenTensor k, TokenTensor v, LightningState state) {
+        spec.checkAdvance(k, v, state);
         return run(spec, null, k, v, state, null);
     }
 
     @Override
     public LightningState forward(AttentionSpec spec, TokenTensor q, TokenTensor k, TokenTensor v,
                                   LightningState state, TokenTensor o) {
+        spec.checkForward(q, k, v, state, o);
         return run(spec, q, k, v, state, o);
     }
 
     private static LightningState run(AttentionSpec spec, TokenTensor q, TokenTensor k, TokenTensor v,
                                       LightningState state, TokenTensor o) {
-        AttentionBackend.checkShapes(spec, q, k, v, state, o);
         int dk = spec.dk();
         int dv = spec.dv();
         int n = k.tokens();

@@ -24,18 +24,19 @@ public final class RecurrentReference implements AttentionBackend {
 
     @Override
     public LightningState advance(AttentionSpec spec, TokenTensor k, TokenTensor v, LightningState state) {
+        spec.checkAdvance(k, v, state);
         return run(spec, null, k, v, state, null);
     }
 
     @Override
     public LightningState forward(AttentionSpec spec, TokenTensor q, TokenTensor k, TokenTensor v,
                                   LightningState state, TokenTensor o) {
+        spec.checkForward(q, k, v, state, o);
         return run(spec, q, k, v, state, o);
     }
 
     private static LightningState run(AttentionSpec spec, TokenTensor q, TokenTensor k, TokenTensor v,
                                       LightningState state, TokenTensor o) {
-        AttentionBackend.checkShapes(spec, q, k, v, state, o);
         int heads = spec.heads();
         int dk = spec.dk();
         int dv = spec.dv();
