@@ -95,7 +95,7 @@ public final class LightningMain {
             }
         } catch (Exception e) {
             InvalidInputException bad = findInvalidInput(e);
-            String usage = bad != null ? bad.getMessage() : setupProblem(e);
+            String usage = bad != null ? bad.getMessage() : SetupChecks.setupProblem(e);
             if (usage != null) {
                 err.println("lightning: error: " + usage);
                 return 2;
@@ -122,107 +122,6 @@ public final class LightningMain {
         ExplainedFailure(String message, Throwable cause) {
             super(message, cause);
         }
-    }
-
-    /** Hadoop's words: UnsupportedFileSystemException's 'No FileSystem for scheme "s3a"'. */
-    private static final java.util.regex.Pattern NO_FILE_SYSTEM =
-            java.util.regex.Pattern.compile("scheme \"([^\"]*)\"");
-    /** Configuration.getClass's 'Class org.apache.hadoop.fs.s3a.S3AFileSystem not found'. */
-    private static final java.util.regex.Pattern CLASS_NOT_FOUND =
-            java.util.regex.Pattern.compile("Class (\\S+) not found");
-
-    /**
-     * Set-up mistakes that Spark or Hadoop report as exceptions of their own, by the time the job
-     * meets them: a master URL Spark cannot parse, a file system scheme without a connector on the
-     * classpath. The checks before the SparkContext starts ({@link #checkMaster}, {@link
-     * #checkFileSystems}) catch the usual cases with a sharper message; this catches the rest
-     * (paths the job resolves later, a Spark that parses differently). Null when {@code e} is none.
-     */
-    static String setupProblem(Throwable e) {
-        for (Throwable t = e; t != null; t = t.getCause() == t ? null : t.getCause()) {
-            String m = t.getMessage();
-            if (t instanceof org.apache.spark.SparkException && m != null
-                    && (m.startsWith("Could not parse Master URL") || m.startsWith("Invalid master URL"))) {
-                return m + "; expected " + MASTER_FORMS;
-            }
-            if (t instanceof org.apache.hadoop.fs.UnsupportedFileSystemException && m != null) {
-                java.util.regex.Matcher scheme = NO_FILE_SYSTEM.matcher(m);
-                if (scheme.find()) {
-                    return missingConnector(scheme.group(1), null);
-                }
-            }
-            if (t instanceof ClassNotFoundException && t != e && calledFrom(e, "getFileSystemClass")) {
-                java.util.regex.Matcher cls = CLASS_NOT_FOUND.matcher(String.valueOf(m));
-                String name = cls.find() ? cls.group(1) : String.valueOf(m);
-                return missingConnector(schemeOf(name, new org.apache.hadoop.conf.Configuration()), name);
-            }
-        }
-        return null;
-    }
-
-    /** True when some exception of {@code e}'s chain was thrown through {@code FileSystem.<method>}. */
-    private static boolean calledFrom(Throwable e, String method) {
-        for (Throwable t = e; t != null; t = t.getCause() == t ? null : t.getCause()) {
-            for (StackTraceElement f : t.getStackTrace()) {
-                if ("org.apache.hadoop.fs.FileSystem".equals(f.getClassName()) && method.equals(f.getMethodName())) {
-                    return true;
-                }
-            }
-        }
-        return false;
-    }
-
-    /** The scheme whose {@code fs.<scheme>.impl} is {@code className}, or "?" when none is. */
-    private static String schemeOf(String className, org.apache.hadoop.conf.Configuration hadoop) {
-        for (Map.Entry<String, String> kv : hadoop.getValByRegex("^fs\\.[^.]+\\.impl$").entrySet()) {
-            if (kv.getValue().trim().equals(className)) {
-                return kv.getKey().substring("fs.".length(), kv.getKey().length() - ".impl".length());
-            }
-        }
-        return "?";
-    }
-
-    /**
-     * What to add for a file system scheme that has no connector on the classpath. bin/lightning
-     * and the application jar ship Hadoop's client (local file system, HDFS, WebHDFS, HTTP) only;
-     * object store connectors are separate jars that must match the Hadoop version on the
-     * classpath.
-     *
-     * @param className the implementation Hadoop looked for, when configured; null when the scheme
-     *                  has none
-     */
-    static String missingConnector(String scheme, String className) {
-        String hadoop = org.apache.hadoop.util.VersionInfo.getVersion();
-        String what;
-        switch (scheme) {
-            case "s3a":
-                what = "add org.apache.hadoop:hadoop-aws:" + hadoop + " (the Hadoop version on this classpath) "
-                        + "and the jars it depends on (the AWS SDK software.amazon.awssdk:bundle among them)";
-                break;
-            case "s3":
-            case "s3n":
-                what = "Apache Hadoop reads S3 through s3a:// (write s3a://BUCKET/PATH) with "
-                        + "org.apache.hadoop:hadoop-aws:" + hadoop + " and the AWS SDK bundle it depends on";
-                break;
-            case "abfs":
-            case "abfss":
-            case "wasb":
-            case "wasbs":
-                what = "add org.apache.hadoop:hadoop-azure:" + hadoop + " (the Hadoop version on this classpath) "
-                        + "and its dependencies";
-                break;
-            case "gs":
-                what = "add Google's Cloud Storage connector for Hadoop " + hadoop.replaceAll("\\..*", "")
-                        + " (com.google.cloud.bigdataoss:gcs-connector)";
-                break;
-            default:
-                what = "add the jar that provides a Hadoop FileSystem for '" + scheme + "' and, if it does not "
-                        + "register itself, set spark.hadoop.fs." + scheme + ".impl to its class";
-        }
-        return "no Hadoop FileSystem for scheme '" + scheme + "' on the classpath"
-                + (className != null ? " (" + className + " not found)" : "") + ": " + what
-                + ", with LIGHTNING_EXTRA_CLASSPATH for bin/lightning or --packages/--jars for spark-submit; "
-                + "see \"Object stores\" in README.md";
     }
 
     private static boolean isHelp(String a) {
@@ -317,14 +216,15 @@ public final class LightningMain {
         SparkConf conf = sparkConf(cfg);
         String master = conf.get("spark.master");
         String masterSource = Settings.MASTER.flag + " / " + Settings.MASTER.key;
-        checkMaster(master, masterSource);
-        checkFileSystems(cfg, conf);
-        ExecutorBackends.checkAvailable(cfg.get(Settings.BACKEND), master);
-        checkMasterReachable(master, masterSource);
-        // The same Hadoop configuration Spark will give the job (spark.hadoop.* applied): inputs are
-        // listed and checked, and the output locked and probed, before Spark starts.
+        SetupChecks.checkMaster(master, masterSource);
+        // The same Hadoop configuration Spark will give the job (spark.hadoop.* applied): the
+        // file systems are checked, the inputs listed and the output locked and probed with it,
+        // before Spark starts.
         org.apache.hadoop.conf.Configuration hadoop =
                 org.apache.spark.deploy.SparkHadoopUtil.get().newConfiguration(conf);
+        SetupChecks.checkFileSystems(cfg, hadoop);
+        ExecutorBackends.checkAvailable(cfg.get(Settings.BACKEND), master);
+        SetupChecks.checkMasterReachable(master, masterSource);
         SparkContext[] started = {null};
         try {
             new LightningJob(cfg, hadoop, out, () -> started[0] = new SparkContext(conf)).run();
@@ -357,146 +257,6 @@ public final class LightningMain {
             return false;
         } catch (IllegalStateException e) {
             return true;
-        }
-    }
-
-    /** The master URLs Spark itself accepts, for messages. */
-    static final String MASTER_FORMS = "local, local[N], local[*], local[N,F], local-cluster[N,C,M], "
-            + "spark://HOST:PORT[,HOST:PORT...], or the URL of a cluster manager on the classpath "
-            + "(yarn, k8s://... under spark-submit from a Spark distribution that has them)";
-
-    /**
-     * Refuses, before Spark starts, a master URL that Spark would reject with a stack trace while
-     * starting the SparkContext. The forms are those of {@code SparkContext.createTaskScheduler}:
-     * local modes, standalone {@code spark://} URLs (each HOST:PORT parsed as Spark parses it), and
-     * anything a cluster manager found through Spark's {@code ExternalClusterManager} service
-     * accepts (YARN and Kubernetes are such managers, and not part of bin/lightning's classpath).
-     */
-    static void checkMaster(String master, String source) {
-        if (master.equals("local") || master.matches("local\\[([0-9]+|\\*)]")
-                || master.matches("local\\[([0-9]+|\\*)\\s*,\\s*([0-9]+)]")
-                || master.matches("local-cluster\\[\\s*([0-9]+)\\s*,\\s*([0-9]+)\\s*,\\s*([0-9]+)\\s*]")) {
-            return;
-        }
-        if (master.startsWith("spark://")) {
-            standaloneMasters(master, source);
-            return;
-        }
-        boolean managed = false;
-        try {
-            ClassLoader loader = Thread.currentThread().getContextClassLoader() != null
-                    ? Thread.currentThread().getContextClassLoader() : LightningMain.class.getClassLoader();
-            for (org.apache.spark.scheduler.ExternalClusterManager m
-                    : java.util.ServiceLoader.load(org.apache.spark.scheduler.ExternalClusterManager.class, loader)) {
-                managed |= m.canCreate(master);
-            }
-        } catch (LinkageError | java.util.ServiceConfigurationError e) {
-            return; // Spark's internals moved: leave the URL to Spark itself (setupProblem reports it)
-        }
-        if (managed) {
-            return;
-        }
-        String hint = master.equals("yarn") || master.startsWith("k8s://")
-                ? " (no cluster manager on this classpath takes it: submit with spark-submit from a Spark "
-                        + "distribution built with " + (master.equals("yarn") ? "YARN" : "Kubernetes") + " support)"
-                : "";
-        throw new InvalidInputException(source + ": expected " + MASTER_FORMS + ", got '" + master + "'" + hint);
-    }
-
-    /** The HOST:PORT pairs of a standalone master URL, checked as Spark's RpcAddress.fromSparkURL checks them. */
-    private static List<java.net.InetSocketAddress> standaloneMasters(String master, String source) {
-        List<java.net.InetSocketAddress> addresses = new ArrayList<>();
-        for (String hostPort : master.substring("spark://".length()).split(",")) {
-            java.net.URI uri;
-            try {
-                uri = new java.net.URI("spark://" + hostPort);
-            } catch (java.net.URISyntaxException e) {
-                uri = null;
-            }
-            if (uri == null || uri.getHost() == null || uri.getPort() < 0 || !uri.getPath().isEmpty()
-                    || uri.getQuery() != null || uri.getFragment() != null || uri.getUserInfo() != null) {
-                throw new InvalidInputException(source + ": expected spark://HOST:PORT[,HOST:PORT...], got '"
-                        + master + "' ('" + hostPort + "' is not HOST:PORT)");
-            }
-            addresses.add(java.net.InetSocketAddress.createUnresolved(uri.getHost(), uri.getPort()));
-        }
-        return addresses;
-    }
-
-    /**
-     * Fails at once when no master of a standalone URL takes a TCP connection. Spark itself would
-     * retry its registration for a minute, print three stack traces and then fail the job with
-     * "SparkContext has been shutdown". One reachable master of several (high availability) is
-     * enough; whether it is a working Spark master is for Spark to find out.
-     */
-    static void checkMasterReachable(String master, String source) {
-        if (!master.startsWith("spark://")) {
-            return;
-        }
-        List<String> problems = new ArrayList<>();
-        for (java.net.InetSocketAddress a : standaloneMasters(master, source)) {
-            try (java.net.Socket socket = new java.net.Socket()) {
-                socket.connect(new java.net.InetSocketAddress(a.getHostString(), a.getPort()), 10_000);
-                return;
-            } catch (java.net.UnknownHostException e) {
-                problems.add(a.getHostString() + ": unknown host");
-            } catch (java.io.IOException e) {
-                problems.add(a.getHostString() + ":" + a.getPort() + ": " + e.getMessage());
-            }
-        }
-        throw new ExplainedFailure("cannot reach the Spark master " + master + " (" + String.join("; ", problems)
-                + "); check the URL, that the master is running, and that this host can reach it", null);
-    }
-
-    /**
-     * Refuses, before Spark starts, an {@code --input} or {@code --output} whose file system has no
-     * connector on the classpath (an {@code s3a://} path without hadoop-aws, say): Hadoop would
-     * report it only once the job is under way, as an exception that does not say what to add.
-     * The Hadoop configuration is the one the job will use: the defaults and {@code core-site.xml}
-     * on the classpath, under the {@code spark.hadoop.*} settings.
-     */
-    static void checkFileSystems(JobConfig cfg, SparkConf conf) {
-        org.apache.hadoop.conf.Configuration hadoop = new org.apache.hadoop.conf.Configuration();
-        for (scala.Tuple2<String, String> kv : conf.getAll()) {
-            if (kv._1().startsWith("spark.hadoop.")) {
-                hadoop.set(kv._1().substring("spark.hadoop.".length()), kv._2());
-            }
-        }
-        checkFileSystem(Settings.INPUT.flag, cfg.get(Settings.INPUT), hadoop);
-        checkFileSystem(Settings.OUTPUT.flag, cfg.get(Settings.OUTPUT), hadoop);
-    }
-
-    private static void checkFileSystem(String flag, String paths, org.apache.hadoop.conf.Configuration hadoop) {
-        if (paths == null) {
-            return;
-        }
-        // --input may be a comma-separated list; each part must have a file system (a part that is
-        // only a piece of a path with a comma in it has no scheme of its own, or the whole one's)
-        for (String path : paths.split(",")) {
-            String scheme;
-            try {
-                java.net.URI uri = new org.apache.hadoop.fs.Path(path.trim()).toUri();
-                scheme = uri.getScheme() != null ? uri.getScheme()
-                        : org.apache.hadoop.fs.FileSystem.getDefaultUri(hadoop).getScheme();
-            } catch (IllegalArgumentException e) {
-                continue; // not a path Hadoop can parse: the job reports it with its context
-            }
-            if (scheme == null) {
-                continue;
-            }
-            try {
-                org.apache.hadoop.fs.FileSystem.getFileSystemClass(scheme, hadoop);
-            } catch (org.apache.hadoop.fs.UnsupportedFileSystemException e) {
-                throw new InvalidInputException(flag + " " + path.trim() + ": " + missingConnector(scheme, null));
-            } catch (RuntimeException e) {
-                if (!(e.getCause() instanceof ClassNotFoundException)) {
-                    throw e;
-                }
-                throw new InvalidInputException(flag + " " + path.trim() + ": "
-                        + missingConnector(scheme, hadoop.get("fs." + scheme + ".impl", "?").trim()));
-            } catch (java.io.IOException e) {
-                throw new java.io.UncheckedIOException(e);
-            }
         }
     }
 

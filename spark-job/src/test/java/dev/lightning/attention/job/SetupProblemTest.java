@@ -26,7 +26,7 @@ class SetupProblemTest {
     void mastersSparkTakesPassTheCheck() {
         for (String m : new String[] {"local", "local[4]", "local[*]", "local[2,3]", "local[*, 4]",
                 "local-cluster[2, 1, 1024]", "spark://h:7077", "spark://h1:7077,h2:7077", "spark://[::1]:7077"}) {
-            LightningMain.checkMaster(m, "--master");
+            SetupChecks.checkMaster(m, "--master");
         }
     }
 
@@ -35,7 +35,7 @@ class SetupProblemTest {
         for (String m : new String[] {"foo://x", "local[x]", "local[2,x]", "locall", "local-cluster[2,1]",
                 "spark://h", "spark://h:7077/path", "spark://,h:7077", "spark://h:x", "yarn", "k8s://https://h:443"}) {
             InvalidInputException e = assertThrows(InvalidInputException.class,
-                    () -> LightningMain.checkMaster(m, "--master"), m);
+                    () -> SetupChecks.checkMaster(m, "--master"), m);
             assertTrue(e.getMessage().contains("got '" + m + "'"), e.getMessage());
         }
     }
@@ -46,7 +46,7 @@ class SetupProblemTest {
         SparkConf conf = new SparkConf().setMaster("local[x]").setAppName("setup-problem-test")
                 .set("spark.ui.enabled", "false");
         Exception e = assertThrows(Exception.class, () -> new SparkContext(conf).stop());
-        String problem = LightningMain.setupProblem(new RuntimeException("wrapped", e));
+        String problem = SetupChecks.setupProblem(new RuntimeException("wrapped", e));
         assertNotNull(problem, e.toString());
         assertTrue(problem.contains("Could not parse Master URL: 'local[x]'") && problem.contains("expected local"),
                 problem);
@@ -57,21 +57,21 @@ class SetupProblemTest {
         Configuration conf = new Configuration();
         // s3a has an implementation class in Hadoop's defaults, absent from the classpath
         Exception s3a = assertThrows(Exception.class, () -> FileSystem.get(URI.create("s3a://bucket/x"), conf));
-        String problem = LightningMain.setupProblem(new IOException("reading the input", s3a));
+        String problem = SetupChecks.setupProblem(new IOException("reading the input", s3a));
         assertNotNull(problem, s3a.toString());
         assertTrue(problem.contains("scheme 's3a'") && problem.contains("org.apache.hadoop.fs.s3a.S3AFileSystem not found")
                 && problem.contains("hadoop-aws"), problem);
         // an unknown scheme has none
         Exception foo = assertThrows(IOException.class, () -> FileSystem.get(URI.create("foo://bucket/x"), conf));
-        problem = LightningMain.setupProblem(foo);
+        problem = SetupChecks.setupProblem(foo);
         assertNotNull(problem, foo.toString());
         assertTrue(problem.contains("scheme 'foo'"), problem);
     }
 
     @Test
     void otherFailuresAreLeftAlone() {
-        assertNull(LightningMain.setupProblem(new IOException("disk full")));
-        assertNull(LightningMain.setupProblem(new RuntimeException(new ClassNotFoundException("com.example.Udf"))));
-        assertNull(LightningMain.setupProblem(new org.apache.spark.SparkException("Job aborted")));
+        assertNull(SetupChecks.setupProblem(new IOException("disk full")));
+        assertNull(SetupChecks.setupProblem(new RuntimeException(new ClassNotFoundException("com.example.Udf"))));
+        assertNull(SetupChecks.setupProblem(new org.apache.spark.SparkException("Job aborted")));
     }
 }
