@@ -58,8 +58,8 @@ final class Commit {
                 if (!fs.exists(staged)) {
                     throw new IOException("the staged output " + staged + " is missing; nothing was published");
                 }
-                if (!overwrite && fs.exists(OutputPaths.child(output, name))) {
-                    throw new IllegalStateException(OutputPaths.child(output, name) + " appeared in the output "
+                if (!overwrite && fs.exists(HadoopPaths.child(output, name))) {
+                    throw new IllegalStateException(HadoopPaths.child(output, name) + " appeared in the output "
                             + "directory during the run; nothing was published and it was not replaced. Rerun with "
                             + "--resume (add --overwrite to replace it)");
                 }
@@ -105,8 +105,8 @@ final class Commit {
         int n = 0;
         for (JsonNode f : record.path("files")) {
             String name = f.asText();
-            Path src = OutputPaths.child(files, name);
-            Path dst = OutputPaths.child(output, name);
+            Path src = HadoopPaths.child(files, name);
+            Path dst = HadoopPaths.child(output, name);
             if (!fs.exists(src)) {
                 if (!fs.exists(dst)) {
                     throw new IOException("cannot finish the commit of " + stagingDir + ": " + name
@@ -119,7 +119,7 @@ final class Commit {
                     throw new IOException("cannot publish " + name + ": " + dst + " exists and the run was not "
                             + "started with --overwrite; the staged file stays in " + src);
                 }
-                Path aside = OutputPaths.child(replaced, name);
+                Path aside = HadoopPaths.child(replaced, name);
                 fs.mkdirs(aside.getParent());
                 rename(fs, dst, aside);
             }
@@ -131,15 +131,10 @@ final class Commit {
         }
         FaultPoints.reach("published");
         Path report = new Path(stagingDir, LightningJob.REPORT);
-        if (fs.exists(report)) {
-            byte[] bytes;
-            try (InputStream in = fs.open(report)) {
-                bytes = in.readAllBytes();
-            }
+        if (fs.exists(report)) { // staged complete; gone from staging once published
             Path dst = new Path(output, LightningJob.REPORT);
-            Staging.writeAtomically(fs, new Path(stagingDir, "report.publish"), "driver", bytes);
             fs.delete(dst, false);
-            rename(fs, new Path(stagingDir, "report.publish"), dst);
+            rename(fs, report, dst);
         }
         Staging.writeAtomically(fs, new Path(output, SUCCESS), "driver", new byte[0]);
         removeStaging(fs, output, stagingDir);
@@ -184,9 +179,7 @@ final class Commit {
                 JsonNode n = new ObjectMapper().readTree(in);
                 return new RunInfo(n.path("fingerprint"), n.path("createdParent").asBoolean(false),
                         n.path("started").asText("?"));
-            } catch (FileNotFoundException e) {
-                return new RunInfo(null, false, "?");
-            } catch (IOException e) {
+            } catch (IOException e) { // missing or unreadable: a run killed as it started
                 return new RunInfo(null, false, "?");
             }
         }

@@ -147,7 +147,7 @@ final class InputListing {
      * What the glob {@code pattern} matches, or null when it is not a valid glob either. Hadoop's
      * own {@code globStatus} builds each match with {@code new Path(parent, name)} and fails on any
      * directory holding a name with a colon; this walks the pattern one segment at a time with
-     * {@link GlobFilter} and {@link OutputPaths#child} instead. A brace may not hold a {@code /}.
+     * {@link GlobFilter} and {@link HadoopPaths#child} instead. A brace may not hold a {@code /}.
      */
     private static FileStatus[] glob(FileSystem fs, Path pattern) throws IOException {
         URI uri = fs.makeQualified(pattern).toUri();
@@ -165,7 +165,7 @@ final class InputListing {
             List<Path> next = new ArrayList<>();
             for (Path dir : current) {
                 if (!filter.hasPattern()) {
-                    next.add(OutputPaths.child(dir, segment));
+                    next.add(HadoopPaths.child(dir, segment));
                     continue;
                 }
                 try {

@@ -81,7 +81,7 @@ final class LightningJob {
     /** Runs the job; returns the report it wrote. */
     ObjectNode run() throws IOException {
         Path given = HadoopPaths.parse(cfg.get(Settings.OUTPUT));
-        FileSystem outFs = Staging.outputFileSystem(given, hadoopConf);
+        FileSystem outFs = HadoopPaths.fileSystem(given, hadoopConf);
         Path outputDir = outFs.makeQualified(given);
 
         List<InputFile> inputs = InputListing.list(hadoopConf, cfg.get(Settings.INPUT), cfg.get(Settings.RECURSIVE));
@@ -111,9 +111,15 @@ final class LightningJob {
                 }
             }
             outputs.checkExisting(files);
+            PiecePlanner planner = new PiecePlanner(cfg.get(Settings.PARTITION_TOKENS), cfg.chunkSize());
+            long[] lengths = new long[files.size()];
+            for (int i = 0; i < lengths.length; i++) {
+                lengths[i] = files.get(i).tokens;
+            }
+            List<List<Piece>> plan = planner.plan(lengths);
             Staging staging = outputs.chooseStaging(fingerprint, runId, started);
             try {
-                outputs.checkSpace(staging, files);
+                outputs.checkSpace(staging, files, plan);
             } catch (InvalidInputException e) {
                 if (!staging.resume) {
                     Commit.removeStaging(outFs, outputDir, staging.path()); // it holds nothing yet
@@ -121,7 +127,7 @@ final class LightningJob {
                 throw e;
             }
             try {
-                return compute(files, statuses, staging, outFs, outputDir, lock);
+                return compute(files, statuses, planner, plan, staging, outFs, outputDir, lock);
             } catch (Exception e) { // Spark's own exceptions are checked ones that Scala does not declare
                 failed(outFs, staging, files, e);
                 throw e;
@@ -134,18 +140,13 @@ final class LightningJob {
         }
     }
 
-    /** Starts Spark, plans the pieces, runs the passes into {@code staging}, and commits. */
-    private ObjectNode compute(List<SequenceFile> files, List<InputFile> statuses, Staging staging,
-                               FileSystem outFs, Path outputDir, OutputLock lock) throws IOException {
+    /** Starts Spark, runs the passes of {@code plan} into {@code staging}, and commits. */
+    private ObjectNode compute(List<SequenceFile> files, List<InputFile> statuses, PiecePlanner planner,
+                               List<List<Piece>> plan, Staging staging, FileSystem outFs, Path outputDir,
+                               OutputLock lock) throws IOException {
         long sparkStart = System.nanoTime();
         sc = sparkStarter.get();
         sparkStartSeconds = (System.nanoTime() - sparkStart) / 1e9;
-        PiecePlanner planner = new PiecePlanner(cfg.get(Settings.PARTITION_TOKENS), cfg.chunkSize());
-        long[] lengths = new long[files.size()];
-        for (int i = 0; i < lengths.length; i++) {
-            lengths[i] = files.get(i).tokens;
-        }
-        List<List<Piece>> plan = planner.plan(lengths);
         Map<Integer, List<Piece>> splits = new java.util.TreeMap<>();
         long totalTokens = 0;
         int pieceCount = 0;
@@ -213,7 +214,7 @@ final class LightningJob {
         for (Map.Entry<Integer, String> e : skipped.entrySet()) {
             // the run produces no file of that name, so it leaves an older one alone: say so
             String name = files.get(e.getKey()).name;
-            if (outFs.exists(OutputPaths.child(outputDir, name))) {
+            if (outFs.exists(HadoopPaths.child(outputDir, name))) {
                 skipped.put(e.getKey(), e.getValue() + "; " + name + " in the output directory is an older result, "
                         + "left in place");
                 out.println("lightning: warning: " + name + " was skipped, and the file of that name in "

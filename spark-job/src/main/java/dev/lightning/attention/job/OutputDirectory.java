@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.lightning.attention.plan.Piece;
 import dev.lightning.attention.stream.SequenceFile;
 import dev.lightning.attention.tensor.InvalidInputException;
 import org.apache.hadoop.fs.FileSystem;
@@ -163,7 +164,7 @@ final class OutputDirectory {
         names.add(LightningJob.REPORT);
         names.add(Commit.SUCCESS);
         for (String name : names) {
-            if (fs.exists(OutputPaths.child(output, name))) {
+            if (fs.exists(HadoopPaths.child(output, name))) {
                 present.add(name);
             }
         }
@@ -178,15 +179,20 @@ final class OutputDirectory {
      * Refuses, before any compute, a run that cannot fit: the bytes it will stage (outputs, and
      * for split sequences their parts and states) against the free space the file system reports.
      */
-    void checkSpace(Staging staging, List<SequenceFile> files) throws IOException {
+    void checkSpace(Staging staging, List<SequenceFile> files, List<List<Piece>> plan) throws IOException {
+        int[] pieces = new int[files.size()];
+        for (List<Piece> partition : plan) {
+            for (Piece p : partition) {
+                pieces[p.sequence()]++;
+            }
+        }
         long need = 0;
-        for (SequenceFile f : files) {
-            long o = f.tokens * f.heads * f.dv * cfg.outputDtype(f.dtype).bytes();
-            long state = f.stateBytes();
-            long pieces = (f.tokens + cfg.get(Settings.PARTITION_TOKENS) - 1) / Math.max(1, cfg.get(Settings.PARTITION_TOKENS));
-            need += o + state + 4096;
-            if (pieces > 1) {
-                need += o + 2 * pieces * state;
+        for (int i = 0; i < files.size(); i++) {
+            SequenceFile f = files.get(i);
+            long o = f.tokens * f.outputBytesPerToken(cfg.outputDtype(f.dtype));
+            need += o + f.stateBytes() + 4096;
+            if (pieces[i] > 1) { // parts beside the assembled file, and local and incoming states
+                need += o + 2L * pieces[i] * f.stateBytes();
             }
         }
         long free;

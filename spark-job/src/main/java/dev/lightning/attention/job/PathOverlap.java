@@ -105,7 +105,7 @@ final class PathOverlap {
             }
         }
         while (!missing.isEmpty()) {
-            resolved = OutputPaths.child(resolved, missing.pop());
+            resolved = HadoopPaths.child(resolved, missing.pop());
         }
         String authority = resolved.toUri().getAuthority();
         return new Where(resolved.toUri().getScheme() + "://" + (authority == null ? "" : authority),

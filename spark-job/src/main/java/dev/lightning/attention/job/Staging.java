@@ -98,20 +98,11 @@ final class Staging implements Serializable {
 
     /** The complete output file of {@code name} (a name relative to the output directory). */
     Path stagedOutput(String name) {
-        return OutputPaths.child(new Path(root, "files"), name);
+        return HadoopPaths.child(new Path(root, "files"), name);
     }
 
     private Path marker(String unit) {
         return new Path(root, "done/" + unit + ".json");
-    }
-
-    /**
-     * The file system of {@code path} for reading inputs and writing results and staging files:
-     * on the local file system the raw one, which writes no {@code .crc} side files and handles
-     * names with colons (see {@link HadoopPaths#fileSystem}).
-     */
-    static FileSystem outputFileSystem(Path path, org.apache.hadoop.conf.Configuration conf) throws IOException {
-        return HadoopPaths.fileSystem(path, conf);
     }
 
     // ---------------------------------------------------------------- units of work
@@ -195,7 +186,7 @@ final class Staging implements Serializable {
      * its file (the same bytes) stays. Returns the size and CRC32C of what was written.
      */
     static Written writeAtomically(FileSystem fs, Path dst, String attempt, Content content) throws IOException {
-        Path tmp = OutputPaths.child(dst.getParent(), "." + dst.getName() + ".inprogress-" + attempt);
+        Path tmp = HadoopPaths.child(dst.getParent(), "." + dst.getName() + ".inprogress-" + attempt);
         boolean done = false;
         CRC32C crc = new CRC32C();
         long[] size = {0};

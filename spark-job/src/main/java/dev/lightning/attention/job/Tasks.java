@@ -106,7 +106,7 @@ final class Tasks implements Serializable {
     }
 
     private FileSystem fs(String path) throws IOException {
-        return Staging.outputFileSystem(new Path(path), hadoop.get());
+        return HadoopPaths.fileSystem(new Path(path), hadoop.get());
     }
 
     private static String attempt(TaskContext ctx) {

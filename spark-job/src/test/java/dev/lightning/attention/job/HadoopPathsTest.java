@@ -37,7 +37,7 @@ class HadoopPathsTest {
         Path dir = new Path(tmp.toString());
         FileSystem fs = HadoopPaths.fileSystem(dir, new Configuration());
         for (String name : ODD_NAMES) {
-            Path child = OutputPaths.child(dir, name);
+            Path child = HadoopPaths.child(dir, name);
             assertEquals(name, child.getName(), name);
             assertEquals(dir, child.getParent(), name);
             byte[] content = name.getBytes(StandardCharsets.UTF_8);
@@ -45,7 +45,7 @@ class HadoopPathsTest {
                 out.write(content);
             }
             assertArrayEquals(content, Files.readAllBytes(tmp.resolve(name)), name + " on disk under its own name");
-            try (FSDataInputStream in = fs.open(OutputPaths.child(dir, name))) {
+            try (FSDataInputStream in = fs.open(HadoopPaths.child(dir, name))) {
                 byte[] back = new byte[content.length];
                 in.readFully(back);
                 assertArrayEquals(content, back, name);
@@ -62,18 +62,18 @@ class HadoopPathsTest {
     @Test
     void childTakesRelativePathsAndRelativeDirectories() {
         Path dir = new Path("file:/data/in");
-        Path nested = OutputPaths.child(dir, "sub/run:1.safetensors");
+        Path nested = HadoopPaths.child(dir, "sub/run:1.safetensors");
         assertEquals("run:1.safetensors", nested.getName());
         assertEquals("sub", nested.getParent().getName());
         assertEquals("file:/data/in/sub/run:1.safetensors", nested.toString());
-        assertEquals("hdfs://nn:8020/x/a b", OutputPaths.child(new Path("hdfs://nn:8020/x"), "a b").toString());
-        assertEquals("/a:b", OutputPaths.child(new Path("/"), "a:b").toUri().getPath());
-        Path relative = OutputPaths.child(new Path("out"), "a:b.safetensors");
+        assertEquals("hdfs://nn:8020/x/a b", HadoopPaths.child(new Path("hdfs://nn:8020/x"), "a b").toString());
+        assertEquals("/a:b", HadoopPaths.child(new Path("/"), "a:b").toUri().getPath());
+        Path relative = HadoopPaths.child(new Path("out"), "a:b.safetensors");
         assertNull(relative.toUri().getScheme());
         assertEquals("a:b.safetensors", relative.getName());
         assertEquals("out", relative.getParent().getName());
         for (String bad : new String[] {"", "/abs", "a/", "a//b", "../x", "a/./b"}) {
-            assertThrows(IllegalArgumentException.class, () -> OutputPaths.child(dir, bad), bad);
+            assertThrows(IllegalArgumentException.class, () -> HadoopPaths.child(dir, bad), bad);
         }
     }
 
@@ -98,7 +98,7 @@ class HadoopPathsTest {
                     SafetensorsFile.Tensor.of("q", DType.F32, new long[] {2, 1, 2}, new float[] {1, 2, 3, 4}),
                     SafetensorsFile.Tensor.of("k", DType.F32, new long[] {2, 1, 2}, new float[] {1, 2, 3, 4}),
                     SafetensorsFile.Tensor.of("v", DType.F32, new long[] {2, 1, 2}, new float[] {1, 2, 3, 4})));
-            FileStatus s = fs.getFileStatus(OutputPaths.child(new Path(tmp.toUri()), name));
+            FileStatus s = fs.getFileStatus(HadoopPaths.child(new Path(tmp.toUri()), name));
             SequenceFile f = SequenceFiles.inspect(fs, s, "sub/" + name, Slopes::minimax);
             assertEquals("sub/" + name, f.name);
             assertEquals(s.getPath(), SequenceFiles.hadoopPath(f), name);

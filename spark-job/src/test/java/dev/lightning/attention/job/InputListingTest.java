@@ -160,7 +160,7 @@ class InputListingTest {
         sameFiles(files, deep, mid, top);
         for (InputFile f : files) {
             assertEquals(new Path(tmp.resolve("tree").toUri().toString().replaceAll("/$", "")), f.root);
-            assertEquals(f.path(), OutputPaths.child(f.root, f.name), "name is the path below the root");
+            assertEquals(f.path(), HadoopPaths.child(f.root, f.name), "name is the path below the root");
         }
     }
 

@@ -120,7 +120,7 @@ class PathOverlapTest {
         conf.setBoolean("fs.other.impl.disable.cache", true);
         String other = "other://" + in;
         Path root = new Path(other);
-        Path file = OutputPaths.child(root, "sub/b.safetensors");
+        Path file = HadoopPaths.child(root, "sub/b.safetensors");
         List<InputFile> inputs = List.of(new InputFile(new org.apache.hadoop.fs.LocatedFileStatus(
                 new org.apache.hadoop.fs.FileStatus(1, false, 1, 1, 0, file), null), "sub/b.safetensors", root));
         InvalidInputException same = assertThrows(InvalidInputException.class,
