@@ -2,7 +2,7 @@ package dev.lightning.attention.stream;
 
 import dev.lightning.attention.engine.AttentionBackend;
 import dev.lightning.attention.engine.DeviceMemoryException;
-import dev.lightning.attention.engine.cpu.CpuBackend;
+import dev.lightning.attention.engine.Backends;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -31,7 +31,7 @@ public final class CpuFallback {
             }
             LOG.warn("{}: GPU out of memory ({}); computing it on the CPU instead (--gpu-oom cpu)", what,
                     oom.getMessage());
-            try (AttentionBackend cpu = new CpuBackend()) {
+            try (AttentionBackend cpu = Backends.cpu()) {
                 return work.run(cpu);
             }
         }
