@@ -7,10 +7,12 @@ import dev.lightning.attention.tensor.TokenTensor;
  * The float64 references and the fast backends share this signature, so every test can hold a
  * backend against a reference on the same call.
  *
- * <p>Shapes: q, k {@code [n, H, Dk]}, v and o {@code [n, H, Dv]}, states {@code [H, Dk, Dv]};
- * q, k and v share one dtype, o may have any. A window may start anywhere in a sequence; windows
- * that start at multiples of the chunk size give the same block structure as one call over the
- * whole sequence, which is what makes a split run agree with an unsplit one to rounding.
+ * <p>Shapes ({@link AttentionSpec} owns them): q {@code [n, Hq, Dk]}, k {@code [n, Hk, Dk]},
+ * v {@code [n, Hv, Dv]}, o {@code [n, H, Dv]}, states ({@link LightningState}) {@code [H, Dk, Dv]}
+ * and, when normalizing, {@code [H, Dk]}. q, k and v share one dtype, o may have any. A window
+ * may start anywhere in a sequence; windows that start at multiples of the chunk size give the
+ * same block structure as one call over the whole sequence, which is what makes a split run agree
+ * with an unsplit one to rounding.
  *
  * <p>A backend is not thread-safe; give each task its own (or share an executor-wide device
  * behind one, which is its own business). {@link #close()} releases what it holds.
@@ -25,17 +27,23 @@ public interface AttentionBackend extends AutoCloseable {
 
     /**
      * Pass 1: the state after the window given the state before it, without outputs:
-     * lambda^n * state + sum_j lambda^(n-1-j) k_j^T v_j. From the zero state this is the
-     * window's local state.
+     * lambda^n * state + sum_j lambda^(n-1-j) phi(k_j)^T v_j (and the same sum of phi(k_j) for z).
+     * From the zero state this is the window's local state.
      */
     LightningState advance(AttentionSpec spec, TokenTensor k, TokenTensor v, LightningState state);
 
     /**
-     * Pass 2: writes o_t = scale * q_t S_t for every token of the window into {@code o} and
-     * returns the state after the window.
+     * Pass 2: writes o_t (the spec's formula) for every token of the window into {@code o},
+     * records the window's {@code checkpoints}, and returns the state after the window.
      */
     LightningState forward(AttentionSpec spec, TokenTensor q, TokenTensor k, TokenTensor v,
-                           LightningState state, TokenTensor o);
+                           LightningState state, TokenTensor o, Checkpoints checkpoints);
+
+    /** Pass 2 without checkpoints. */
+    default LightningState forward(AttentionSpec spec, TokenTensor q, TokenTensor k, TokenTensor v,
+                                   LightningState state, TokenTensor o) {
+        return forward(spec, q, k, v, state, o, Checkpoints.none());
+    }
 
     @Override
     default void close() {

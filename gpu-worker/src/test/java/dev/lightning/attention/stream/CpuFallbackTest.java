@@ -30,7 +30,8 @@ class CpuFallbackTest {
 
         @Override
         public LightningState forward(AttentionSpec spec, TokenTensor q, TokenTensor k, TokenTensor v,
-                                      LightningState state, TokenTensor o) {
+                                      LightningState state, TokenTensor o,
+                                      dev.lightning.attention.engine.Checkpoints checkpoints) {
             throw new DeviceMemoryException("out of memory", null);
         }
     }

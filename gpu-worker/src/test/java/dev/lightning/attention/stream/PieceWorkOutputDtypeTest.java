@@ -296,11 +296,12 @@ class PieceWorkOutputDtypeTest {
 
         @Override
         public LightningState forward(AttentionSpec spec, TokenTensor q, TokenTensor k, TokenTensor v,
-                                      LightningState state, TokenTensor o) {
+                                      LightningState state, TokenTensor o,
+                                      dev.lightning.attention.engine.Checkpoints checkpoints) {
             forwards++;
             long at = next;
             next += k.tokens();
-            LightningState s = inner.forward(spec, q, k, v, state, o);
+            LightningState s = inner.forward(spec, q, k, v, state, o, checkpoints);
             return at == poisonAt ? poison.apply(at, o, s) : s;
         }
     }

@@ -2,6 +2,7 @@ package dev.lightning.attention.engine.cuda;
 
 import dev.lightning.attention.engine.AttentionBackend;
 import dev.lightning.attention.engine.AttentionSpec;
+import dev.lightning.attention.engine.Checkpoints;
 import dev.lightning.attention.engine.DeviceMemoryException;
 import dev.lightning.attention.engine.LightningState;
 import dev.lightning.attention.engine.cuda.DeviceAllocator.Buffer;
@@ -165,13 +166,19 @@ public final class CudaBackend implements AttentionBackend {
     @Override
     public LightningState advance(AttentionSpec spec, TokenTensor k, TokenTensor v, LightningState state) {
         spec.checkAdvance(k, v, state);
+        if (!spec.plain() || !spec.ungrouped()) {
+            throw new UnsupportedOperationException(name() + " does not compute " + spec + " yet");
+        }
         return run(spec, null, k, v, state, null);
     }
 
     @Override
     public LightningState forward(AttentionSpec spec, TokenTensor q, TokenTensor k, TokenTensor v,
-                                  LightningState state, TokenTensor o) {
-        spec.checkForward(q, k, v, state, o);
+                                  LightningState state, TokenTensor o, Checkpoints checkpoints) {
+        spec.checkForward(q, k, v, state, o, checkpoints);
+        if (!spec.plain() || !spec.ungrouped() || checkpoints.requested()) {
+            throw new UnsupportedOperationException(name() + " does not compute " + spec + " with checkpoints yet");
+        }
         if (o.dtype() == DType.F32 && q.dtype() != DType.F32) {
             // A float32 o asks for float32 results: 16-bit kernels would round o (and overflow it,
             // for F16) before any widening. 16-bit values widen exactly, so the float32 kernels on

@@ -2,6 +2,7 @@ package dev.lightning.attention.engine.reference;
 
 import dev.lightning.attention.engine.AttentionBackend;
 import dev.lightning.attention.engine.AttentionSpec;
+import dev.lightning.attention.engine.Checkpoints;
 import dev.lightning.attention.engine.LightningState;
 import dev.lightning.attention.tensor.TokenTensor;
 
@@ -31,13 +32,19 @@ public final class ChunkedReference implements AttentionBackend {
     @Override
     public LightningState advance(AttentionSpec spec, TokenTensor k, TokenTensor v, LightningState state) {
         spec.checkAdvance(k, v, state);
+        if (!spec.plain() || !spec.ungrouped()) {
+            throw new UnsupportedOperationException(name() + " does not compute " + spec + " yet");
+        }
         return run(spec, null, k, v, state, null);
     }
 
     @Override
     public LightningState forward(AttentionSpec spec, TokenTensor q, TokenTensor k, TokenTensor v,
-                                  LightningState state, TokenTensor o) {
-        spec.checkForward(q, k, v, state, o);
+                                  LightningState state, TokenTensor o, Checkpoints checkpoints) {
+        spec.checkForward(q, k, v, state, o, checkpoints);
+        if (!spec.plain() || !spec.ungrouped() || checkpoints.requested()) {
+            throw new UnsupportedOperationException(name() + " does not compute " + spec + " with checkpoints yet");
+        }
         return run(spec, q, k, v, state, o);
     }
 

@@ -1,0 +1,84 @@
+// The one argument struct of every kernel (generic, mma.sync, wgmma, scan), passed by value.
+// Mirrored once in Java by KernelArgs.java (same fields, same offsets); the host checks the
+// mirror against this layout when it loads the module (lightning_args_layout below).
+//
+// Field order: every 8-byte field first, then the 4-byte ones, so that the C layout has no
+// padding and its offsets are the running sums a reader sees.
+//
+// Tensors (device pointers, the element type is the kernel's):
+//   q [n, Hq, Dk], k [n, Hk, Dk], v [n, Hv, Dv], o [n, H, Dv], token-major.
+// Head h of the computation reads q head h / (H / Hq), k head h / (H / Hk), v head h / (H / Hv).
+// States are float32: S [.., H, Dk, Dv] and, when normalizing, z [.., H, Dk] in separate arrays.
+#pragma once
+
+struct LightningArgs {
+    // ---- 8-byte fields ----
+    const void* q;
+    const void* k;
+    const void* v;
+    void* o;
+    const float* slopes;          // [H]
+    const float* incoming;        // forward: [S][H][Dk][Dv] state before each segment; scan: the state before the window (or null: zero)
+    const float* incomingNorm;    // the same for z ([..][H][Dk]); null when not normalizing
+    float* states;                // forward: [S][H][Dk][Dv] state after each segment; states kernel: local states;
+                                  // scan: the incoming state of each of scanOutCount pass-2 segments
+    float* statesNorm;            // the same for z; null when not normalizing
+    float* checkpoints;           // [C][H][Dk][Dv]: S after token (c+1) N - 1 of the sequence; null: none
+    float* checkpointNorms;       // [C][H][Dk]; null when not normalizing
+    const float* scanLocals;      // scan: [S1][H][Dk][Dv] local states of the sub-segments
+    const float* scanLocalNorms;  // scan: [S1][H][Dk]
+    float* scanFinal;             // scan: the state after the window, or null
+    float* scanFinalNorm;         // scan: z after the window, or null
+    long long position;           // the launch's first token, counted from the sequence's first
+    long long firstCheckpoint;    // global index of checkpoints[0]: floor(position / N)
+    // ---- 4-byte fields ----
+    int n;                        // tokens of the launch
+    int heads;                    // H = max(Hq, Hk, Hv)
+    int headsQ;
+    int headsK;
+    int headsV;
+    int dk;
+    int dv;
+    int segTokens;                // tokens a segment (grid z), a multiple of the 64-token chunk
+    int checkpointEvery;          // N, a multiple of the chunk; 0: no checkpoints
+    int featureMap;               // 0 identity, 1 elu(x) + 1, 2 relu (FeatureMap.code())
+    int normalize;                // 1: o = scale phi(q) S / (phi(q) . z + eps), z carried
+    int scanCount;                // scan: sub-segments S1
+    int scanEvery;                // scan: sub-segments a pass-2 segment
+    int scanSubTokens;            // scan: tokens a sub-segment
+    int scanOutCount;             // scan: pass-2 segments whose incoming state it writes
+    float scale;
+    float eps;
+    int reserved;                 // keeps the size a multiple of 8
+};
+
+#define LIGHTNING_ARGS_FIELDS 35
+
+#ifdef __CUDACC__
+#include <cstddef>
+// Writes sizeof(LightningArgs) and then the offset of every field, in declaration order, to out
+// (LIGHTNING_ARGS_FIELDS + 1 ints). One thread; the host calls it once per module.
+#define LIGHTNING_ARG_OFFSET(F) out[i++] = (int)offsetof(LightningArgs, F)
+extern "C" __global__ void lightning_args_layout(int* out) {
+    int i = 0;
+    out[i++] = (int)sizeof(LightningArgs);
+    LIGHTNING_ARG_OFFSET(q); LIGHTNING_ARG_OFFSET(k); LIGHTNING_ARG_OFFSET(v); LIGHTNING_ARG_OFFSET(o);
+    LIGHTNING_ARG_OFFSET(slopes); LIGHTNING_ARG_OFFSET(incoming); LIGHTNING_ARG_OFFSET(incomingNorm);
+    LIGHTNING_ARG_OFFSET(states); LIGHTNING_ARG_OFFSET(statesNorm); LIGHTNING_ARG_OFFSET(checkpoints);
+    LIGHTNING_ARG_OFFSET(checkpointNorms); LIGHTNING_ARG_OFFSET(scanLocals); LIGHTNING_ARG_OFFSET(scanLocalNorms);
+    LIGHTNING_ARG_OFFSET(scanFinal); LIGHTNING_ARG_OFFSET(scanFinalNorm); LIGHTNING_ARG_OFFSET(position);
+    LIGHTNING_ARG_OFFSET(firstCheckpoint); LIGHTNING_ARG_OFFSET(n); LIGHTNING_ARG_OFFSET(heads);
+    LIGHTNING_ARG_OFFSET(headsQ); LIGHTNING_ARG_OFFSET(headsK); LIGHTNING_ARG_OFFSET(headsV); LIGHTNING_ARG_OFFSET(dk);
+    LIGHTNING_ARG_OFFSET(dv); LIGHTNING_ARG_OFFSET(segTokens); LIGHTNING_ARG_OFFSET(checkpointEvery);
+    LIGHTNING_ARG_OFFSET(featureMap); LIGHTNING_ARG_OFFSET(normalize); LIGHTNING_ARG_OFFSET(scanCount);
+    LIGHTNING_ARG_OFFSET(scanEvery); LIGHTNING_ARG_OFFSET(scanSubTokens); LIGHTNING_ARG_OFFSET(scanOutCount);
+    LIGHTNING_ARG_OFFSET(scale); LIGHTNING_ARG_OFFSET(eps); LIGHTNING_ARG_OFFSET(reserved);
+}
+#undef LIGHTNING_ARG_OFFSET
+
+// phi of the feature map code, in float32 (elu(x) + 1 through the fast exponential: its error,
+// a few ulp of float32, is far below the 16-bit rounding of the tiles it is applied to).
+__device__ __forceinline__ float lightning_phi(int featureMap, float x) {
+    return featureMap == 1 ? (x > 0.f ? x + 1.f : __expf(x)) : featureMap == 2 ? fmaxf(x, 0.f) : x;
+}
+#endif
