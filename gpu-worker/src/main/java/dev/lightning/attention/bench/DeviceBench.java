@@ -1,6 +1,7 @@
 package dev.lightning.attention.bench;
 
 import dev.lightning.attention.engine.AttentionSpec;
+import dev.lightning.attention.engine.FeatureMap;
 import dev.lightning.attention.engine.LightningState;
 import dev.lightning.attention.engine.Slopes;
 import dev.lightning.attention.engine.cuda.BenchHooks;
@@ -23,7 +24,7 @@ import java.util.stream.IntStream;
  * the copies overlapped with the kernels and serial: one "RESULT host" line.
  * <pre>
  *   DeviceBench [--shapes 65536x64x128,262144x64x128,1048576x64x128,1048576x8x128] [--runs 10]
- *               [--host-shape 262144x8x128 | none]
+ *               [--host-shape 262144x8x128 | none] [--variants 1048576x128 | none]
  * </pre>
  */
 public final class DeviceBench {
@@ -34,8 +35,11 @@ public final class DeviceBench {
         String shapes = "65536x64x128,262144x64x128,1048576x64x128,1048576x8x128";
         int runs = 10;
         String hostShape = "262144x8x128";
+        String variants = "1048576x128";
         for (int i = 0; i + 1 < args.length; i += 2) {
-            if ("--shapes".equals(args[i])) {
+            if ("--variants".equals(args[i])) {
+                variants = args[i + 1];
+            } else if ("--shapes".equals(args[i])) {
                 shapes = args[i + 1];
             } else if ("--host-shape".equals(args[i])) {
                 hostShape = args[i + 1];
@@ -81,11 +85,50 @@ public final class DeviceBench {
                 hooks.minSegments(1);
                 hooks.releaseBuffers();
             }
+            if (!"none".equals(variants)) {
+                String[] p = variants.split("x");
+                variants(hooks, Integer.parseInt(p[0]), Integer.parseInt(p[1]), runs);
+            }
             if (!"none".equals(hostShape)) {
                 String[] p = hostShape.split("x");
                 hostPath(backend, hooks, Integer.parseInt(p[0]), Integer.parseInt(p[1]), Integer.parseInt(p[2]),
                         Math.max(1, Math.min(runs, 5)));
             }
+        }
+    }
+
+    /**
+     * The variants against the plain kernels, in one run on device-made bf16 data of T tokens and
+     * head width D: grouped-query attention (Hq = 64, Hk = Hv = 8) against the same computation on
+     * k and v repeated to 64 heads (what a kernel without grouping must be given), and normalized
+     * attention with the elu1 feature map against the plain formula at H = 64. Each is first
+     * checked on the device against the float64 reference (a smaller T). One "RESULT variant"
+     * line each.
+     */
+    private static void variants(BenchHooks hooks, int t, int d, int runs) {
+        AttentionSpec mha = new AttentionSpec(64, d, d, Slopes.minimax(64), 1.0, 64);
+        AttentionSpec gqa = mha.withHeads(64, 8, 8);
+        AttentionSpec normalized = mha.withFeatureMap(FeatureMap.ELU1).withNormalization(1e-5);
+        check(hooks, gqa, 16384);
+        check(hooks, normalized, 16384);
+        float plain = time(hooks, mha, t, runs);
+        String plainKernels = hooks.lastKernels();
+        float grouped = time(hooks, gqa, t, runs);
+        String groupedKernels = hooks.lastKernels();
+        float norm = time(hooks, normalized, t, runs);
+        String normKernels = hooks.lastKernels();
+        System.out.printf(Locale.ROOT, "RESULT variant gqa T=%d Hq=64 Hk=8 Hv=8 D=%d ms=%.3f repeated_heads_ms=%.3f "
+                + "speedup=%.2fx kernels=%s,%s%n", t, d, grouped, plain, plain / grouped, groupedKernels, plainKernels);
+        System.out.printf(Locale.ROOT, "RESULT variant normalized-elu1 T=%d H=64 D=%d ms=%.3f plain_ms=%.3f "
+                + "cost=%+.1f%% kernels=%s,%s%n", t, d, norm, plain, 100 * (norm / plain - 1), normKernels, plainKernels);
+    }
+
+    private static float time(BenchHooks hooks, AttentionSpec spec, int t, int runs) {
+        hooks.prepareResident(spec, DType.BF16, t, 7);
+        try {
+            return hooks.timeResident(spec, DType.BF16, t, runs);
+        } finally {
+            hooks.releaseBuffers();
         }
     }
 
@@ -153,29 +196,43 @@ public final class DeviceBench {
 
     /** Our bf16 output on device-made inputs against the float64 chunked reference, two heads. */
     private static void check(BenchHooks hooks, int t, int h, int dk, int dv) {
-        double[] slopes = Slopes.minimax(h);
-        AttentionSpec spec = new AttentionSpec(h, dk, dv, slopes, 1.0, 64);
+        check(hooks, new AttentionSpec(h, dk, dv, Slopes.minimax(h), 1.0, 64), t);
+    }
+
+    /**
+     * The output of {@code spec} on device-made bf16 inputs against the float64 chunked reference,
+     * for heads 0 and H - 1 (each through the q, k and v heads it reads).
+     */
+    private static void check(BenchHooks hooks, AttentionSpec spec, int t) {
+        int h = spec.heads();
+        int dk = spec.dk();
+        int dv = spec.dv();
         hooks.prepareResident(spec, DType.BF16, t, 11);
         hooks.timeResident(spec, DType.BF16, t, 1);
         TokenTensor[] qkvo = hooks.readResident(spec, DType.BF16, t);
-        int checked = Math.min(2, h);
-        double[] err = new double[checked];
-        ForkJoinPool.commonPool().submit(() -> IntStream.range(0, checked).parallel().forEach(head -> {
-            AttentionSpec one = new AttentionSpec(1, dk, dv, new double[] {slopes[head]}, 1.0, 64);
-            TokenTensor q = head(qkvo[0], head);
-            TokenTensor k = head(qkvo[1], head);
-            TokenTensor v = head(qkvo[2], head);
+        int[] heads = h == 1 ? new int[] {0} : new int[] {0, h - 1};
+        double[] err = new double[heads.length];
+        ForkJoinPool.commonPool().submit(() -> IntStream.range(0, heads.length).parallel().forEach(i -> {
+            int head = heads[i];
+            AttentionSpec one = new AttentionSpec(1, dk, dv, new double[] {spec.slope(head)}, spec.scale(), 64)
+                    .withFeatureMap(spec.featureMap());
+            if (spec.normalized()) {
+                one = one.withNormalization(spec.eps());
+            }
+            TokenTensor q = head(qkvo[0], spec.qHead(head));
+            TokenTensor k = head(qkvo[1], spec.kHead(head));
+            TokenTensor v = head(qkvo[2], spec.vHead(head));
             TokenTensor o = head(qkvo[3], head);
             TokenTensor ref = TokenTensor.allocate(DType.F32, t, 1, dv);
-            new ChunkedReference().forward(one, q, k, v, LightningState.zeros(1, dk, dv), ref);
-            err[head] = Accuracy.relativeError(o.toFloats(), ref.toFloats());
+            new ChunkedReference().forward(one, q, k, v, LightningState.zeros(one), ref);
+            err[i] = Accuracy.relativeError(o.toFloats(), ref.toFloats());
         })).join();
         double worst = 0;
         for (double e : err) {
             worst = Math.max(worst, e);
         }
-        System.out.printf(Locale.ROOT, "RESULT check T=%d H=%d Dk=%d Dv=%d bf16 output relative error %.3e (heads 0..%d, "
-                + "float64 reference) %s%n", t, h, dk, dv, worst, checked - 1, worst <= 4e-3 ? "ok" : "FAILED");
+        System.out.printf(Locale.ROOT, "RESULT check T=%d %s bf16 output relative error %.3e (heads %s, float64 "
+                + "reference) %s%n", t, spec, worst, java.util.Arrays.toString(heads), worst <= 4e-3 ? "ok" : "FAILED");
         hooks.releaseBuffers();
     }
 
