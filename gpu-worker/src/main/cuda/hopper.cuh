@@ -9,6 +9,8 @@
 //   grid = (H, ceil(dv / LIGHTNING_WG_COLUMNS), S); dk <= LIGHTNING_WG_MAX_DK;
 //   LIGHTNING_WG_THREADS threads; lightning_wg_smem_bytes(dk, 1) bytes for the forward kernel,
 //   lightning_wg_smem_bytes(dk, 0) for the states kernel.
+// Both kernels take one LightningArgs (lightning_args.cuh) and compute every variant of it: grouped
+// heads, the feature map, normalization (z carried beside S), checkpoints (forward).
 // A CTA owns head blockIdx.x, value columns [128 y, min(dv, 128 y + 128)) and segment blockIdx.z,
 // and walks the segment's 64-token chunks in order. Q and K tiles are always 128 columns wide
 // (zeros past dk), so every loop has a compile-time trip count; a dk of 64 or less would spend
@@ -50,6 +52,8 @@
 
 #pragma once
 
+#include "lightning_args.cuh"
+
 #define LIGHTNING_WG_COLUMNS 128
 #define LIGHTNING_WG_THREADS 384
 #define LIGHTNING_WG_MAX_DK 128
@@ -59,13 +63,15 @@
 //   stages: forward 3 x (Q, K, V), states 4 x (K, V)      V: 128 NC
 //   forward only: the consumers' state copies (2 x 16384) and the output staging tile
 //   64 x (NC + 8) x 2
+//   forward only: one normalizer tile a stage (8 x 128, two 1024-byte atoms), 3 x 2048; reserved
+//   whether or not the launch normalizes, so that the size depends on the kernel alone
 //   decay table and mbarriers                              1152
 //   forward only: the scaled mask table                    512
-// Forward 199296 bytes, states 132224.
+// Forward 205440 bytes, states 132224.
 __host__ __device__ inline int lightning_wg_smem_bytes(int dk, int forward) {
     (void)dk;
     const int qk = 16384, nc = LIGHTNING_WG_COLUMNS;
-    return forward ? 3 * (2 * qk + 128 * nc) + 2 * qk + 128 * (nc + 8) + 1152 + 512
+    return forward ? 3 * (2 * qk + 128 * nc) + 2 * qk + 128 * (nc + 8) + 3 * 2048 + 1152 + 512
                    : 4 * (qk + 128 * nc) + 1152;
 }
 
@@ -213,6 +219,23 @@ LIGHTNING_WG_WGMMA64(__half, "f16")
 LIGHTNING_WG_WGMMA128(__nv_bfloat16, "bf16")
 LIGHTNING_WG_WGMMA128(__half, "f16")
 
+// D[64 x 8] (+)= A[64 x 16] B[16 x 8], both from shared memory, B K-major (the normalizer tile):
+// the denominators' q_i . zP. ACC = 0: D = A B.
+#define LIGHTNING_WG_WGMMA8(TYPE, TYPE_NAME)                                                               \
+    template <> struct Wgmma<TYPE, 8> {                                                                    \
+        template <int ACC>                                                                                 \
+        static __device__ __forceinline__ void ss(float* d, unsigned long long a, unsigned long long b) {   \
+            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %6, 0;\n"                                       \
+                         "wgmma.mma_async.sync.aligned.m64n8k16.f32." TYPE_NAME "." TYPE_NAME " "            \
+                         "{%0,%1,%2,%3}, %4, %5, p, 1, 1, 0, 0;\n}\n"                                       \
+                         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])                                  \
+                         : "l"(a), "l"(b), "n"(ACC)                                                        \
+                         : "memory");                                                                     \
+        }                                                                                                  \
+    };
+LIGHTNING_WG_WGMMA8(__nv_bfloat16, "bf16")
+LIGHTNING_WG_WGMMA8(__half, "f16")
+
 // ------------------------------ loads -----------------------------------------------------
 __device__ __forceinline__ void cp_async16(unsigned sdst, const void* gsrc) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(sdst), "l"(gsrc) : "memory");
@@ -229,14 +252,50 @@ constexpr int kLoaders = 128;
 // Registers a thread after setmaxnreg. The CTA starts with 168 a thread (65536 / 384, rounded down
 // to a multiple of 8) and the increase is served from what the decrease frees: a larger sum waits
 // forever. Forward: 56 keep the loaders and 224 the consumers free of spills. The states kernel's
-// consumers need fewer (no outputs), and its loaders spilled with 56.
-template <bool FWD> struct Regs {
-    static constexpr int loader = FWD ? 56 : 88, consumer = FWD ? 224 : 208;
+// consumers need fewer (no outputs), and its loaders spilled with 56. Normalized forward: the
+// loaders carry z and its checkpoint clock, and spilled with 56; its consumers fit in 216.
+template <bool FWD, bool NORM> struct Regs {
+    static constexpr int loader = FWD ? (NORM ? 64 : 56) : 88, consumer = FWD ? (NORM ? 216 : 224) : 208;
     static_assert(loader + 2 * consumer <= 3 * 168, "setmaxnreg must fit the registers the CTA launched with");
 };
+// phi (lightning_args.cuh) of the two elements packed in u, rounded back to T.
 template <typename T>
-__device__ __forceinline__ void load_tile(unsigned dst, unsigned char* dstGeneric, const T* src, long long rowStride,
-                                          int m, int valid, bool vec, int lt) {
+__device__ __forceinline__ unsigned phi2(int featureMap, unsigned u) {
+    float lo, hi;
+    Ops<T>::unpack(u, lo, hi);
+    return Ops<T>::pack(lightning_phi(featureMap, lo), lightning_phi(featureMap, hi));
+}
+// phi of one element given by its bits.
+template <typename T>
+__device__ __forceinline__ unsigned short phi1(int featureMap, unsigned short bits) {
+    const T x = Ops<T>::from_f(lightning_phi(featureMap, Ops<T>::to_f(*reinterpret_cast<const T*>(&bits))));
+    return *reinterpret_cast<const unsigned short*>(&x);
+}
+// The feature map on the pieces of a Q or K tile that loader thread lt copied with load_tile's
+// 16-byte path (the same pieces: piece lt % 16 of rows lt / 16 + 8 i), once they landed. Only
+// real elements (rows < m, pieces of columns < valid: valid % 8 == 0 on this path) are mapped:
+// the zero padding must stay zero (elu(0) + 1 = 1 would add a phantom dk column or token).
+// FM: the feature map code as a constant, so that each element costs only its own map.
+template <typename T, int FM>
+__device__ __forceinline__ void map_tile(unsigned char* tile, int m, int valid, int lt) {
+    constexpr int featureMap = FM;
+    const int r0 = lt >> 4, jp = lt & 15;
+    if (8 * jp >= valid) return;
+    unsigned char* p = tile + ((jp >> 3) << 13) + (r0 << 7) + (((jp & 7) ^ r0) << 4);
+#pragma unroll 1
+    for (int r = r0; r < m; r += 8, p += 1024) {
+        uint4 u = *reinterpret_cast<const uint4*>(p);
+        u.x = phi2<T>(featureMap, u.x);
+        u.y = phi2<T>(featureMap, u.y);
+        u.z = phi2<T>(featureMap, u.z);
+        u.w = phi2<T>(featureMap, u.w);
+        *reinterpret_cast<uint4*>(p) = u;
+    }
+}
+// featureMap: applied by the 2-byte path as it copies (the 16-byte path leaves it to map_tile).
+template <typename T>
+__device__ __forceinline__ void load_tile(unsigned dst, unsigned char* dstGeneric, const T* src, int rowStride,
+                                          int m, int valid, bool vec, int lt, int featureMap = 0) {
     if (vec) {
         const int r0 = lt >> 4, jp = lt & 15;
         const unsigned so = dst + ((unsigned)(jp >> 3) << 13) + ((unsigned)r0 << 7) + ((unsigned)((jp & 7) ^ r0) << 4);
@@ -259,11 +318,82 @@ __device__ __forceinline__ void load_tile(unsigned dst, unsigned char* dstGeneri
         constexpr int cols = 128;
         for (int e = lt; e < 64 * cols; e += kLoaders) {
             const int r = e / cols, c = e - r * cols;
-            d16[((c >> 6) << 12) + (r << 6) + ((((c >> 3) & 7) ^ (r & 7)) << 3) + (c & 7)] =
-                (r < m && c < valid) ? s16[r * rowStride + c] : (unsigned short)0;
+            unsigned short x = 0;
+            if (r < m && c < valid) {
+                x = s16[r * rowStride + c];
+                if (featureMap != 0) x = phi1<T>(featureMap, x);
+            }
+            d16[((c >> 6) << 12) + (r << 6) + ((((c >> 3) & 7) ^ (r & 7)) << 3) + (c & 7)] = x;
         }
     }
 }
+
+// ------------------------------ normalizer and checkpoint helpers ------------------------
+// sum over the chunk's tokens t < m of lambda^(m-1-t) k_t[d] (k after phi), from the swizzled K
+// tile kt (element (t, d) at atom d / 64, byte 128 t + 16 ((d / 8 % 8) ^ (t % 8)) + 2 (d % 8)).
+// A warp's 32 columns lie in one 128-byte row: no bank conflict.
+template <typename T>
+__device__ __forceinline__ float decayed_column_sum(const unsigned char* kt, int m, int d, const float* tab) {
+    const int pd16 = ((d >> 3) & 7) << 4;
+    const unsigned char* col = kt + ((d >> 6) << 13) + ((d & 7) << 1);
+    float acc = 0.f;
+    if (m == kChunk) {
+        // t = 8 b + r: lambda^(63 - t) = (lambda^8)^(7 - b) lambda^(7 - r). Horner in b for each r
+        // (the swizzle term of rows r, r + 8, ... is the same), then in r: no weight loads.
+        const float lam = tab[1], lam8 = tab[8];
+#pragma unroll 1
+        for (int r = 0; r < 8; ++r) {
+            const unsigned char* p = col + (r << 7) + (pd16 ^ (r << 4));
+            float x = 0.f;
+#pragma unroll
+            for (int b = 0; b < 8; ++b) x = fmaf(lam8, x, Ops<T>::to_f(*reinterpret_cast<const T*>(p + 1024 * b)));
+            acc = fmaf(lam, acc, x);
+        }
+    } else {  // the segment's last, partial chunk
+#pragma unroll 1
+        for (int t = 0; t < m; ++t)
+            acc = fmaf(tab[m - 1 - t],
+                       Ops<T>::to_f(*reinterpret_cast<const T*>(col + (t << 7) + (pd16 ^ ((t & 7) << 4)))), acc);
+    }
+    return acc;
+}
+// The normalizer tile of a stage: z = hi + lo (T each, hi = z rounded, lo = the rest rounded:
+// about 16 significant bits together) as the rows 0..7 (hi, lo, hi, lo, ...) of an 8 x 128
+// K-major tile with the 128-byte swizzle, the B operand of the m64n8 product q . zP: atoms of 64
+// dk, 1024 bytes; element (row e, dk d) at atom d / 64, byte 128 e + 16 ((d / 8 % 8) ^ e) + 2 (d % 8).
+// Column 2 x of the product is then q . hi and column 2 x + 1 q . lo for every x: each lane of
+// a quad has both for its rows.
+template <typename T>
+__device__ __forceinline__ void write_ztile(unsigned char* zt, float z, int d) {
+    const T hi = Ops<T>::from_f(z);
+    const T lo = Ops<T>::from_f(z - Ops<T>::to_f(hi));
+    unsigned char* p = zt + ((d >> 6) << 10) + ((d & 7) << 1);
+    const int pd = (d >> 3) & 7;
+#pragma unroll
+    for (int e = 0; e < 8; ++e) *reinterpret_cast<T*>(p + (e << 7) + ((pd ^ e) << 4)) = (e & 1) ? lo : hi;
+}
+// Where the checkpoints fall (forward): after the chunk that ends at sequence token end
+// (exclusive) when end % N == 0, into slot end / N - 1 - firstCheckpoint. Tracked per chunk with
+// 32-bit adds (the 64-bit division once per CTA): rem = start mod N and next = floor(start / N) -
+// firstCheckpoint, start the sequence position of the next chunk. A chunk of m <= 64 <= N tokens
+// passes at most one multiple of N.
+struct CheckpointClock {
+    int every, rem;
+    long long next;
+    __device__ __forceinline__ CheckpointClock(const LightningArgs& a, long long start) : every(a.checkpointEvery) {
+        const long long p = a.position + start;
+        rem = every > 0 ? (int)(p % every) : 0;
+        next = every > 0 ? p / every - a.firstCheckpoint : 0;
+    }
+    // Moves past a chunk of m tokens; the slot it ends on, or -1. Only when every > 0.
+    __device__ __forceinline__ long long advance(int m) {
+        rem += m;
+        if (rem < every) return -1;
+        rem -= every;
+        const long long slot = next++;
+        return rem == 0 ? slot : -1;
+    }
+};
 
 // ------------------------------ the kernel body -------------------------------------------
 // Warpgroup 0 loads; warpgroups 1 and 2 ("consumers") each own 64 of the CTA's 128 value
@@ -273,11 +403,22 @@ __device__ __forceinline__ void load_tile(unsigned dst, unsigned char* dstGeneri
 // inlined in one kernel spilled (ptxas allocates the union), and as separate functions their
 // wgmma were serialized. S = Q K^T is computed by both consumers (an eighth of the products),
 // which spares a hand-over between them.
-template <typename T, bool FWD>
-__device__ __forceinline__ void body(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
-                                     T* __restrict__ o, int n, int H, int dk, int dv, int segTokens,
-                                     const float* __restrict__ slopes, float scale,
-                                     const float* __restrict__ incoming, float* __restrict__ outStates) {
+//
+// The variants (LightningArgs): grouped heads and the feature map are the loaders' business
+// (indexing; phi applied in shared memory before the stage is handed over), checkpoints a branch
+// per chunk. NORM (a template flag, so that the plain kernels keep their code) adds the
+// normalizer z, and puts its work on the loaders, not the consumers: these kernels are bound by
+// the consumers' instruction stream (a consumer warp issues every 5-6 cycles, the issue slots
+// half busy), while the loader warps have slack between their copies. Per chunk:
+//   loaders: thread d (0..127) holds z[d] (float32; 0 past dk), the value before the chunk; writes
+//     it as the stage's normalizer tile (write_ztile), then zP' = lambda^m zP + sum_t
+//     lambda^(m-1-t) k_t[d] from the stage's K tile, all before arriving on the full barrier (so
+//     the stage is not refilled while they read it). One column tile (blockIdx.y == 0) writes z.
+//   consumers (forward): q_i . zP by one more product, m64n8: Q (A, as for S) times the
+//     normalizer tile (B), 8 wgmma a chunk; the intra part sum_{j<=i} lambda^(i-j) q_i . k_j is
+//     the row sum of the masked decayed scores the lane computes anyway for S V, quad-reduced.
+template <typename T, bool FWD, bool NORM>
+__device__ __forceinline__ void body(const LightningArgs& a) {
     using O_ = Ops<T>;
     using W = Wgmma<T, 64>;
     extern __shared__ __align__(1024) unsigned char lightning_wg_smem[];
@@ -285,6 +426,13 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
     constexpr int AHEAD = NS - 1;            // chunks in flight beyond the one computed
     constexpr int kConsumerThreads = 256;
     constexpr int kLdo = kCols + 8;          // output staging row (elements)
+
+    const T* __restrict__ q = static_cast<const T*>(a.q);
+    const T* __restrict__ k = static_cast<const T*>(a.k);
+    const T* __restrict__ v = static_cast<const T*>(a.v);
+    T* __restrict__ o = static_cast<T*>(a.o);
+    const int n = a.n, H = a.heads, dk = a.dk, dv = a.dv, segTokens = a.segTokens;
+    const float scale = a.scale;
 
     const int h = blockIdx.x;
     const int c0 = blockIdx.y * kCols;
@@ -308,7 +456,9 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
     constexpr unsigned ptBytes = 128u * Dkp;            // a consumer's state copy: 64 x Dkp (P^T), two atoms
     const unsigned offPt = NS * stageBytes;             // atoms at multiples of 1024
     const unsigned offO = offPt + (FWD ? 2u * ptBytes : 0u);
-    const unsigned offTab = offO + (FWD ? 128u * kLdo : 0u);
+    constexpr unsigned zBytes = 2048u;                  // a normalizer tile: 8 x Dkp, two 1024-byte atoms
+    const unsigned offZ = offO + (FWD ? 128u * kLdo : 0u);  // 17408 = 17 x 1024: atoms stay aligned
+    const unsigned offTab = offZ + (FWD ? NS * zBytes : 0u);
     unsigned char* sm = lightning_wg_smem;
     const unsigned smU = smem_u32(sm);
     // mbarriers: full[i] (the loaders arrive once their copies into stage i landed), empty[i] (the
@@ -318,7 +468,7 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
     // Decay table tab[d] = lambda^d for d = 0..191, 0 for d = -64..-1 (the causal mask).
     float* tab = reinterpret_cast<float*>(sm + offTab) + 64;
     {
-        const float slope = slopes[h];
+        const float slope = a.slopes[h];
         for (int x = tid; x < 256; x += blockDim.x) tab[x - 64] = x >= 64 ? expf(-slope * (float)(x - 64)) : 0.f;
         if (FWD) {  // scale lambda^d for d = -64..63 (0 below 0): the mask with the output scale folded in
             float* tabS = reinterpret_cast<float*>(sm + offTab + 1152) + 64;
@@ -341,20 +491,37 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
 
     if (warp < 4) {
         // ================= loaders =================
-        asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(Regs<FWD>::loader));
+        asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(Regs<FWD, NORM>::loader));
         const bool vecQK = (dk % 8 == 0) && lightning_tc::aligned16(k) && (!FWD || lightning_tc::aligned16(q));
         const bool vecV = (dv % 8 == 0) && lightning_tc::aligned16(v);
-        const long long rowQK = (long long)H * dk;
-        const long long rowV = (long long)H * dv;
+        const int fm = a.featureMap;
+        // Grouped heads: head h reads q head h / (H / Hq), k head h / (H / Hk), v head h / (H / Hv).
+        // The heads of a group are adjacent blockIdx.x and run at the same time, so the repeated
+        // reads of a shared k or v tile are served by L2, not by memory.
+        // Row strides in elements (32-bit: the loaders have few registers); the tile pointers
+        // start at the segment's first row and advance a chunk per load_chunk (chunks load in order).
+        const int rowQ = FWD ? a.headsQ * dk : 0, rowK = a.headsK * dk, rowV = a.headsV * dv;
+        const T* qc = FWD ? q + segStart * rowQ + (h / (H / a.headsQ)) * dk : nullptr;
+        const T* kc = k + segStart * rowK + (h / (H / a.headsK)) * dk;
+        const T* vc = v + segStart * rowV + (h / (H / a.headsV)) * dv + c0;
         auto load_chunk = [&](int st, int c) {
-            const long long t0 = segStart + (long long)c * kChunk;
-            const int m = (int)min((long long)kChunk, segEnd - t0);
+            const int m = (int)min((long long)kChunk, segEnd - (segStart + (long long)c * kChunk));
             const unsigned base = st * stageBytes;
-            if (FWD) load_tile<T>(smU + base, sm + base, q + (t0 * H + h) * dk, rowQK, m, dk, vecQK, tid);
+            if (FWD) load_tile<T>(smU + base, sm + base, qc, rowQ, m, dk, vecQK, tid, fm);
             const unsigned kb = base + (FWD ? qBytes : 0u), vb = kb + qBytes;
-            load_tile<T>(smU + kb, sm + kb, k + (t0 * H + h) * dk, rowQK, m, dk, vecQK, tid);
-            load_tile<T>(smU + vb, sm + vb, v + (t0 * H + h) * dv + c0, rowV, m, width, vecV, tid);
+            load_tile<T>(smU + kb, sm + kb, kc, rowK, m, dk, vecQK, tid, fm);
+            load_tile<T>(smU + vb, sm + vb, vc, rowV, m, width, vecV, tid);
+            if (FWD) qc += kChunk * rowQ;
+            kc += kChunk * rowK;
+            vc += kChunk * rowV;
         };
+        // NORM: z[d], d = tid, before the chunk at hand (0 past dk: those rows of Q are zero).
+        const int d = tid;
+        float z = 0.f;
+        if (NORM && FWD && a.incomingNorm != nullptr && d < dk) z = a.incomingNorm[((long long)s * H + h) * dk + d];
+        const bool zWriter = NORM && blockIdx.y == 0 && d < dk;
+        const bool ckZ = FWD && NORM && a.checkpointNorms != nullptr && a.checkpointEvery > 0;
+        CheckpointClock clock(a, segStart);
 #pragma unroll 1
         for (int i = 0; i < AHEAD; ++i) {
             if (i < nChunks) load_chunk(i, i);
@@ -363,8 +530,29 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
         int st = 0;
         for (int c = 0; c < nChunks; ++c) {
             // This thread's copies of chunk c have landed (AHEAD-1 younger groups may still fly):
-            // make them visible to the tensor cores and say so.
+            // apply phi to them, add the normalizer's part, make it all visible to the tensor
+            // cores and say so.
             cp_async_wait(AHEAD - 1);
+            const unsigned base = st * stageBytes, kb = base + (FWD ? qBytes : 0u);
+            const int m = (int)min((long long)kChunk, segEnd - (segStart + (long long)c * kChunk));
+            if (fm != 0 && vecQK) {  // (the 2-byte path applied phi as it copied)
+                if (fm == 1) {
+                    if (FWD) map_tile<T, 1>(sm + base, m, dk, tid);
+                    map_tile<T, 1>(sm + kb, m, dk, tid);
+                } else {
+                    if (FWD) map_tile<T, 2>(sm + base, m, dk, tid);
+                    map_tile<T, 2>(sm + kb, m, dk, tid);
+                }
+            }
+            if (NORM) {
+                if (FWD) write_ztile<T>(sm + offZ + st * zBytes, z, d);
+                named_bar_sync(3, kLoaders);  // every loader's part of the K tile is in (and mapped)
+                z = fmaf(tab[m], z, decayed_column_sum<T>(sm + kb, m, d, tab));
+                if (ckZ) {
+                    const long long slot = clock.advance(m);
+                    if (slot >= 0 && zWriter) a.checkpointNorms[(slot * H + h) * dk + d] = z;
+                }
+            }
             fence_async_smem();
             mbar_arrive(fullU + 8u * st);
             // Chunk c + AHEAD goes into the stage of chunk c - 1 once the consumers are done with it.
@@ -377,9 +565,10 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
             cp_async_commit();
             if (++st == NS) st = 0;
         }
+        if (zWriter && a.statesNorm != nullptr) a.statesNorm[((long long)s * H + h) * dk + d] = z;
     } else {
     // ================= consumers (not indented, to keep this long block readable) =================
-    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(Regs<FWD>::consumer));
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(Regs<FWD, NORM>::consumer));
     using W128 = Wgmma<T, 128>;
     const int j = (warp >> 2) - 1;            // which half of the columns
     const int colBase = 64 * j;               // first own column, relative to c0
@@ -405,8 +594,8 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
             if (d < dk && cc < width) f(i, (long long)d * dv + c0 + cc);
         }
     };
-    if (FWD && colsLive) {
-        const float* inc = incoming + ((long long)s * H + h) * dk * dv;
+    if (FWD && colsLive && a.incoming != nullptr) {
+        const float* inc = a.incoming + ((long long)s * H + h) * dk * dv;
         each_state([&](int i, long long off) { Pt[i] = inc[off]; });
     }
     // The bf16/f16 copy of P^T for the inter product, laid out like a K tile (64 rows = own columns,
@@ -435,8 +624,19 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
     const int i0 = 16 * w4 + g;
     // tr[-8 nt - x] = scale lambda^(i0 - (8 nt + 2 tq + x)) (0 above the diagonal)
     const float* tr = reinterpret_cast<const float*>(sm + offTab + 1152) + 64 + (i0 - 2 * tq);
-    const float r0 = scale * tab[i0 + 1], r1 = scale * tab[i0 + 9];  // inter rows: scale lambda^(i+1)
+    const float l0 = tab[i0 + 1], l1 = tab[i0 + 9];  // lambda^(i+1) of the two rows
+    const float r0 = scale * l0, r1 = scale * l1;    // inter rows: scale lambda^(i+1)
     const unsigned long long ptDesc = wg_desc(ptU, 16u, 1024u);
+    // NORM: the mask table carries the scale, so the row sums of the masked scores do too; the
+    // denominator must not (o = scale num' / (den' + eps), num = scale num' as computed): the sums
+    // are multiplied back by 1 / scale (0 for a zero scale, whose outputs are 0 anyway), one
+    // multiply a row instead of a second, unscaled mask.
+    const float invScale = scale != 0.f ? 1.f / scale : 0.f;
+    const float eps = a.eps;
+    float Zd[4] = {0.f, 0.f, 0.f, 0.f};  // q_i . zP: [0] hi, [1] lo of row i0; [2], [3] of row i0 + 8
+    // Checkpoints (forward): the clock runs in every consumer thread alike (a uniform branch).
+    const bool ckS = FWD && a.checkpoints != nullptr && a.checkpointEvery > 0;
+    CheckpointClock clock(a, segStart);
     // Writes this warp's staged rows of chunk cs, own columns, as 16-byte row pieces.
     auto store_rows = [&](int cs) {
         const long long ts = segStart + (long long)cs * kChunk;
@@ -471,6 +671,8 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
         const unsigned vOwn = vU + 8192u * j;  // own 64 columns of V: one atom
         const unsigned long long qDesc = wg_desc(qU, 16u, 1024u), kDesc = wg_desc(kU, 16u, 1024u);
         const unsigned long long kStateDesc = wg_desc(kU, 8192u, 1024u), vDesc = wg_desc(vOwn, 8192u, 1024u);
+        // The stage's normalizer tile; k-step ks: atom ks / 4 (1024 bytes), byte 32 (ks % 4).
+        const unsigned long long zDesc = wg_desc(smU + offZ + st * zBytes, 16u, 1024u);
 
         // State update: P^T = lambda^m P^T + dP^T, dP^T = sum over the chunk's tokens t of
         // (w_t v_t)^T k_t with w_t = lambda^(m-1-t): the decayed own values split as hi + lo (A
@@ -525,6 +727,14 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
                 if (ks == 0) W::template ss0<0>(Oa, qk_desc(qDesc, ks), qk_desc(ptDesc, ks));
                 else W::template ss<0>(Oa, qk_desc(qDesc, ks), qk_desc(ptDesc, ks));
             }
+            if (NORM) {
+#pragma unroll
+                for (int ks = 0; ks < KS; ++ks) {
+                    const unsigned long long zd = zDesc + (unsigned long long)(((ks >> 2) << 6) + ((ks & 3) << 1));
+                    if (ks == 0) Wgmma<T, 8>::template ss<0>(Zd, qk_desc(qDesc, ks), zd);
+                    else Wgmma<T, 8>::template ss<1>(Zd, qk_desc(qDesc, ks), zd);
+                }
+            }
             wg_commit();
             form();
             if (c > 0) store_rows(c - 1);  // while the tensor cores work
@@ -533,6 +743,7 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
             wg_wait<1>();
             reg_fence<32>(S);
             unsigned Sp[4][4];
+            float den0 = 0.f, den1 = 0.f;  // NORM: this lane's part of the rows' sums (scaled)
 #pragma unroll
             for (int nt = 0; nt < 8; ++nt) {
                 const float v0 = S[4 * nt] * tr[-8 * nt];
@@ -541,9 +752,14 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
                 const float v3 = S[4 * nt + 3] * tr[7 - 8 * nt];
                 Sp[nt >> 1][2 * (nt & 1)] = O_::pack(v0, v1);
                 Sp[nt >> 1][2 * (nt & 1) + 1] = O_::pack(v2, v3);
+                if (NORM) {
+                    den0 += v0 + v1;
+                    den1 += v2 + v3;
+                }
             }
             wg_wait<0>();
             reg_fence<32>(Oa);
+            if (NORM) reg_fence<4>(Zd);
 #pragma unroll
             for (int nt = 0; nt < 8; ++nt) {
                 Oa[4 * nt] *= r0;
@@ -555,6 +771,17 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
 #pragma unroll
             for (int kk = 0; kk < 4; ++kk) W::template rs<1>(Oa, Sp[kk], vDesc + 128u * kk);
             wg_commit();
+            // NORM, while S V runs: den_i = (the quad's sum) / scale + lambda^(i+1) q_i . zP, and
+            // o_i = num_i / (den_i + eps). The quad (lanes 4 g .. 4 g + 3) holds rows i0, i0 + 8.
+            float inv0 = 1.f, inv1 = 1.f;
+            if (NORM) {
+                den0 += __shfl_xor_sync(0xffffffffu, den0, 1);
+                den1 += __shfl_xor_sync(0xffffffffu, den1, 1);
+                den0 += __shfl_xor_sync(0xffffffffu, den0, 2);
+                den1 += __shfl_xor_sync(0xffffffffu, den1, 2);
+                inv0 = __frcp_rn(fmaf(den0, invScale, l0 * (Zd[0] + Zd[1])) + eps);
+                inv1 = __frcp_rn(fmaf(den1, invScale, l1 * (Zd[2] + Zd[3])) + eps);
+            }
             wg_wait<0>();
             reg_fence<32>(Oa);
             reg_fence<16>(&Sp[0][0]);
@@ -563,8 +790,13 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
 #pragma unroll
             for (int nt = 0; nt < 8; ++nt) {
                 T* d = sOw + g * kLdo + 8 * nt + 2 * tq;
-                *reinterpret_cast<unsigned*>(d) = O_::pack(Oa[4 * nt], Oa[4 * nt + 1]);
-                *reinterpret_cast<unsigned*>(d + 8 * kLdo) = O_::pack(Oa[4 * nt + 2], Oa[4 * nt + 3]);
+                if (NORM) {
+                    *reinterpret_cast<unsigned*>(d) = O_::pack(Oa[4 * nt] * inv0, Oa[4 * nt + 1] * inv0);
+                    *reinterpret_cast<unsigned*>(d + 8 * kLdo) = O_::pack(Oa[4 * nt + 2] * inv1, Oa[4 * nt + 3] * inv1);
+                } else {
+                    *reinterpret_cast<unsigned*>(d) = O_::pack(Oa[4 * nt], Oa[4 * nt + 1]);
+                    *reinterpret_cast<unsigned*>(d + 8 * kLdo) = O_::pack(Oa[4 * nt + 2], Oa[4 * nt + 3]);
+                }
             }
             __syncwarp();
             // The state update's products only now: queued behind S V, their 64 accumulators
@@ -583,6 +815,14 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
             fold();
         }
         mbar_arrive(emptyU + 8u * st);  // done with the stage
+        // A checkpoint after this chunk: the own columns of S (z is the loaders').
+        if (ckS) {
+            const long long slot = clock.advance(m);
+            if (slot >= 0 && colsLive) {
+                float* ck = a.checkpoints + (slot * H + h) * dk * dv;
+                each_state([&](int i, long long off) { ck[off] = Pt[i]; });
+            }
+        }
         // The copy of the new state for the next chunk's inter product (this chunk's is read).
         if (FWD && c + 1 < nChunks) store_copy();
         if (++st == NS) {
@@ -593,8 +833,8 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
     if (FWD && colsLive && nChunks > 0) store_rows(nChunks - 1);
 
     // ---- the state after the segment's last token ----
-    if (colsLive) {
-        float* out = outStates + ((long long)s * H + h) * dk * dv;
+    if (colsLive && a.states != nullptr) {
+        float* out = a.states + ((long long)s * H + h) * dk * dv;
         each_state([&](int i, long long off) { out[off] = Pt[i]; });
     }
     }  // consumers
@@ -603,18 +843,18 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
 }  // namespace lightning_wg
 
 // ------------------------------ entry points ----------------------------------------------
+// One LightningArgs by value (lightning_args.cuh). normalize picks the compiled variant (uniform
+// for the launch); the plain one is the code of the unnormalized kernels.
 #define LIGHTNING_WG_ENTRIES(NAME, T)                                                                      \
     extern "C" __global__ void __launch_bounds__(LIGHTNING_WG_THREADS, 1)                                   \
-    lightning_forward_wg_##NAME(const T* q, const T* k, const T* v, T* o, int n, int H, int dk, int dv,     \
-                                int segTokens, const float* slopes, float scale, const float* incoming,     \
-                                float* outStates) {                                                         \
-        lightning_wg::body<T, true>(q, k, v, o, n, H, dk, dv, segTokens, slopes, scale, incoming, outStates); \
+    lightning_forward_wg_##NAME(const LightningArgs a) {                                                    \
+        if (a.normalize) lightning_wg::body<T, true, true>(a);                                              \
+        else lightning_wg::body<T, true, false>(a);                                                         \
     }                                                                                                       \
     extern "C" __global__ void __launch_bounds__(LIGHTNING_WG_THREADS, 1)                                   \
-    lightning_states_wg_##NAME(const T* k, const T* v, int n, int H, int dk, int dv, int segTokens,         \
-                               const float* slopes, float* outStates) {                                     \
-        lightning_wg::body<T, false>(nullptr, k, v, nullptr, n, H, dk, dv, segTokens, slopes, 1.f, nullptr,  \
-                                     outStates);                                                            \
+    lightning_states_wg_##NAME(const LightningArgs a) {                                                     \
+        if (a.normalize) lightning_wg::body<T, false, true>(a);                                             \
+        else lightning_wg::body<T, false, false>(a);                                                        \
     }
 
 LIGHTNING_WG_ENTRIES(bf16, __nv_bfloat16)
