@@ -3,12 +3,41 @@
 // Include after <cuda_bf16.h> and <cuda_fp16.h>. Needs sm_80 or newer (mma.sync m16n8k16 with
 // bf16/f16 operands, ldmatrix, cp.async).
 //
-// Math, one head, lambda = exp(-slope):
+// Math, one head, lambda = exp(-slope), q and k already through the feature map phi:
 //   S_t = lambda * S_{t-1} + k_t^T v_t ;  o_t = scale * q_t S_t
-// Chunk of m <= 64 tokens (local i, j), P = state before the chunk:
+//   normalized: z_t = lambda * z_{t-1} + k_t ;  o_t = scale * (q_t S_t) / (q_t . z_t + eps)
+// Chunk of m <= 64 tokens (local i, j), P, zP = state before the chunk:
 //   O       = scale * ( [(Q K^T) .* M] V  +  diag(lambda^(i+1)) Q P ),  M[i][j] = lambda^(i-j), i >= j
+//   den_i   = sum_j [(Q K^T) .* M]_ij  +  lambda^(i+1) q_i . zP      (normalized: O row i / (den_i + eps))
 //   P_next  = lambda^m P + sum_j lambda^(m-1-j) k_j^T v_j
+//   zP_next = lambda^m zP + sum_j lambda^(m-1-j) k_j
 //
+// Arguments: one LightningArgs by value (lightning_args.cuh). Head h of the computation reads q head
+// h / (H / Hq), k head h / (H / Hk), v head h / (H / Hv). The heads of a group are adjacent
+// blockIdx.x and are scheduled together, so the group's repeated reads of one k or v tile should
+// hit L2: DRAM then sees each shared tile about once per group.
+//
+// Variants (feature map, normalization, checkpoints) are uniform flags of the launch, tested at chunk
+// level (or around a whole k-step), so a plain run executes the plain formula's instructions. One
+// instantiation serves all: two (plain and variant) in one entry point made ptxas spill hundreds of
+// bytes more than either alone (ptxas -v: the wide forward went from 76 to over 2000 bytes).
+//   * feature map: whoever copied a piece of the Q or K tile into shared memory applies phi to it
+//     once its own copies have landed, before the stage is handed over (load warps: before they
+//     arrive on the full barrier, so they wait for each chunk's copies before issuing the next;
+//     wide kernels: before the chunk's __syncthreads). Zero padding is left alone (phi(0) = 1 for
+//     elu1, and the padding must stay zero);
+//   * z: the state warps own dk rows of the state, so they carry the rows of z they own: the
+//     chunk's sum_j w_j k_j is one more mma of their split K^T fragments (hi + lo, as for P) with an
+//     all-ones B fragment (no shared-memory load), accumulated apart and added once as
+//     zP = lambda^m zP + dz, exactly as dP. (Spare lanes summing K columns in float would cost each
+//     of them 64 shared loads and 128 FMAs a chunk; the mma costs the state warps 2 more mma per
+//     k-step and tile, beside the 16 of P in the forward, and lands in the rows they own.) They
+//     hand zP to the output warps as float32 beside the sPt copy of the state (sZ, same buffers
+//     and barriers; the wide kernels keep zP in sZ rather than in registers, see kZReg). The
+//     output warps add the row sums of their masked decayed scores (float32, before packing) and
+//     lambda^(i+1) q_i . zP (Q from the stage), reduce over the 4 lanes of a quad and divide;
+//   * checkpoints (forward): at the end of a chunk that ends a checkpoint interval the state warps
+//     store P (and z) exactly as the end-of-segment store does.
 // Launch contract: grid = (H, ceil(dv / LIGHTNING_TC_COLUMNS), S), block = LIGHTNING_TC_THREADS_NARROW
 // (dk <= 128, kernels lightning_*_tc_<type>) or LIGHTNING_TC_THREADS_WIDE (dk <= 256, kernels
 // lightning_*_tc_<type>_wide), dynamic shared memory = lightning_tc_smem_bytes(dk). A CTA owns head
@@ -42,6 +71,8 @@
 
 #pragma once
 
+#include "lightning_args.cuh"
+
 // ---------------------------------------------------------------------------------------------
 // Dynamic shared memory, in bytes, with Dkp = dk rounded up to a multiple of 16:
 //   128 * Dkp + 188416          i.e.  128 * ((dk + 15) / 16 * 16) + 188416
@@ -57,7 +88,9 @@
 //   sPt  (P as T)        Dkp x LDV T, x2 if Dkp <= 128   144 * Dkp each    (forward only)
 //   sO   (4 warps)       64 x LDV T                      9216              (forward only)
 //   mbarriers            2 per stage + 4                 16 * kMaxStages + 32 (narrow kernels)
-// Forward: dk = 128 -> 3 stages (179200 bytes used), dk = 256 -> 2 stages, one sPt (200704 bytes).
+//   sZ   (z, float32)    2 x Dkp floats                  8 * Dkp           (normalized runs only)
+// Forward: dk = 128 -> 3 stages (179200 bytes used), dk = 256 -> 2 stages, one sPt (200704 bytes);
+// normalized, 97 <= dk <= 112 (narrow) gets 3 stages instead of 4 (sZ takes the room of the fourth).
 // States: 4 stages for every dk.
 // ---------------------------------------------------------------------------------------------
 // Two kernel families:
@@ -250,6 +283,48 @@ __device__ __forceinline__ void load_tile(unsigned dst, unsigned char* dstGeneri
     }
 }
 
+// phi of the feature map on the pieces of a [64 x cols] tile that loader thread pl.t copied with
+// load_tile (same plan, m, valid and vec), in place. Rows >= m and columns >= valid keep their zeros
+// (phi(0) = 1 for elu1; Q K^T and q . z sum over the padding). A thread touches only what it copied,
+// so once its own copies have landed (cp.async.wait) it needs nobody else. phi is computed in
+// float32 from the T value and rounded back to T.
+template <typename T>
+__device__ __forceinline__ unsigned phi_pair(int fm, unsigned u) {
+    float x0, x1;
+    Ops<T>::unpack(u, x0, x1);
+    return Ops<T>::pack(lightning_phi(fm, x0), lightning_phi(fm, x1));
+}
+template <typename T>
+__device__ __forceinline__ void phi_own(unsigned char* dstGeneric, int ldd, int m, int cols, int valid, bool vec,
+                                        const TilePlan& pl, int fm) {
+    if (vec) {
+        // The pieces load_tile walks (both of its vector paths): rows only grow, so stop at m.
+        int r = pl.r0, c = pl.c0;
+        while (r < m) {
+            if (8 * c < valid) {  // valid % 8 == 0 on this path: the whole piece is real
+                uint4* p = reinterpret_cast<uint4*>(dstGeneric + 2 * (r * ldd + 8 * c));
+                uint4 x = *p;
+                x.x = phi_pair<T>(fm, x.x);
+                x.y = phi_pair<T>(fm, x.y);
+                x.z = phi_pair<T>(fm, x.z);
+                x.w = phi_pair<T>(fm, x.w);
+                *p = x;
+            }
+            r += pl.dr;
+            c += pl.dc;
+            if (c >= pl.nvec) { c -= pl.nvec; ++r; }
+        }
+    } else {
+        T* d = reinterpret_cast<T*>(dstGeneric);
+        for (int idx = pl.t; idx < kChunk * cols; idx += pl.step) {
+            const int r = idx / cols;
+            const int c = idx - r * cols;
+            if (r < m && c < valid)
+                d[r * ldd + c] = Ops<T>::from_f(lightning_phi(fm, Ops<T>::to_f(d[r * ldd + c])));
+        }
+    }
+}
+
 // ------------------------------ the kernel body -------------------------------------------
 // The state update multiplies K^T by V with each token's decay weight w_j = lambda^(m-1-j) put on
 // K. w_j k_j is not exact in T, so it goes in as hi + lo (two products). A packed pair of K values
@@ -316,15 +391,31 @@ __device__ __forceinline__ void named_bar_sync(int id, int count) {
 // LW: load warps (0: the compute warps load). UP: state m-tiles updated together (each V fragment
 // serves UP tiles; UP = 1 keeps the registers within what 12 warps allow).
 template <typename T, bool FWD, int MT, int LW>
-__device__ __forceinline__ void body(const T* __restrict__ q, const T* __restrict__ k,
-                                     const T* __restrict__ v, T* __restrict__ o, int n, int H,
-                                     int dk, int dv, int segTokens, const float* __restrict__ slopes,
-                                     float scale, const float* __restrict__ incoming,
-                                     float* __restrict__ outStates) {
+__device__ __forceinline__ void body(const LightningArgs& args) {
     using O_ = Ops<T>;
     extern __shared__ __align__(16) unsigned char lightning_tc_smem[];
 
+    const T* __restrict__ q = static_cast<const T*>(args.q);
+    const T* __restrict__ k = static_cast<const T*>(args.k);
+    const T* __restrict__ v = static_cast<const T*>(args.v);
+    T* __restrict__ o = static_cast<T*>(args.o);
+    const float* __restrict__ slopes = args.slopes;
+    const float* __restrict__ incoming = args.incoming;
+    float* __restrict__ outStates = args.states;
+    const int n = args.n, H = args.heads, dk = args.dk, dv = args.dv, segTokens = args.segTokens;
+    const float scale = args.scale;
+    // Uniform variant flags. fm: the feature map (0: identity). norm: z is carried (the states
+    // kernel writes it to statesNorm; forward also divides). ckN: checkpoint interval, 0 for none.
+    const int fm = args.featureMap;
+    const bool norm = args.normalize != 0;
+    const long long ckN = (FWD && args.checkpoints != nullptr) ? (long long)args.checkpointEvery : 0;
+
     const int h = blockIdx.x;
+    // Grouped heads: head h reads q head h / (H / Hq) etc. (0 counts: as many as H).
+    const int Hq = args.headsQ > 0 ? args.headsQ : H;
+    const int Hk = args.headsK > 0 ? args.headsK : H;
+    const int Hv = args.headsV > 0 ? args.headsV : H;
+    const int hq = h / (H / Hq), hk = h / (H / Hk), hv = h / (H / Hv);
     const int c0 = blockIdx.y * kCols;  // first value column of this CTA
     const int s = blockIdx.z;
     const int tid = threadIdx.x;
@@ -351,8 +442,13 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
     // buffer (the double one would not fit next to 2 stages); named barrier 1 then orders them.
     constexpr bool kDblPt = (MT == 2);
     const unsigned ptBytes = 2u * Dkp * kLdv;  // one copy
+    // sZ (normalized only): two float32 arrays of Dkp after the mbarriers. Narrow forward: the two
+    // buffers of zP handed to the output warps with sPt (buffer c & 1). Wide kernels carry z there
+    // instead of in registers (see kZReg): array 0 is zP, array 1 the chunk's dz.
+    const unsigned zBytes = norm ? 8u * Dkp : 0u;
     const unsigned fixedBytes =
-        offStage + (FWD ? (kDblPt ? 2u : 1u) * ptBytes + 2u * kChunk * kLdv : 0u) + 16u * kMaxStages + 32u;
+        offStage + (FWD ? (kDblPt ? 2u : 1u) * ptBytes + 2u * kChunk * kLdv : 0u) + 16u * kMaxStages + 32u +
+        zBytes;
     const int NS = max(2, min(kMaxStages, (int)(((unsigned)lightning_tc_smem_bytes(dk) - fixedBytes) / stageBytes)));
     const unsigned offPt = offStage + NS * stageBytes;
     const unsigned offO = offPt + (kDblPt ? 2u : 1u) * ptBytes;
@@ -366,6 +462,7 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
     const unsigned emptyU = fullU + 8u * kMaxStages;
     const unsigned ptFullU = emptyU + 8u * kMaxStages;
     const unsigned ptEmptyU = ptFullU + 16u;
+    float* sZ = reinterpret_cast<float*>(sm + (ptEmptyU + 16u - smU));
     // Decay table: lam(d) = tab[d] = lambda^d for d = 0..191 and tab[d] = 0 for d = -64..-1, so the
     // causal mask is part of the lookup (no compare / select per score).
     float* tab = reinterpret_cast<float*>(sm) + 64;
@@ -380,8 +477,9 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
     const bool vecQK = (dk % 8 == 0) && aligned16(k) && (!FWD || aligned16(q));
     const bool vecV = (dv % 8 == 0) && aligned16(v);
     const bool vecO = FWD && (dv % 8 == 0) && aligned16(o);
-    const long long rowQK = (long long)H * dk;  // elements between consecutive tokens
-    const long long rowV = (long long)H * dv;
+    // Elements between consecutive tokens (dk % 8 == 0 keeps them multiples of 8 on the vector path).
+    const long long rowQ = (long long)Hq * dk, rowK = (long long)Hk * dk, rowV = (long long)Hv * dv;
+    const long long rowO = (long long)H * dv;
     constexpr int kLoaders = LW > 0 ? 32 * LW : kThreads;
     constexpr int UP = (LW > 0 && FWD) ? 1 : 2;
     const int loader = LW > 0 ? tid - kThreads : tid;
@@ -392,9 +490,21 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
         const long long t0 = segStart + (long long)c * kChunk;
         const int m = (int)min((long long)kChunk, segEnd - t0);
         const unsigned q0 = offStage + st * stageBytes, k0 = q0 + (FWD ? 128u * ldk : 0u), v0 = q0 + qkBytes;
-        if (FWD) load_tile<T>(smU + q0, sm + q0, ldk, q + (t0 * H + h) * dk, rowQK, m, Dkp, dk, vecQK, planQK);
-        load_tile<T>(smU + k0, sm + k0, ldk, k + (t0 * H + h) * dk, rowQK, m, Dkp, dk, vecQK, planQK);
-        load_tile<T>(smU + v0, sm + v0, kLdv, v + (t0 * H + h) * dv + c0, rowV, m, kCols, width, vecV, planV);
+        if (FWD)
+            load_tile<T>(smU + q0, sm + q0, ldk, q + (t0 * rowQ + (long long)hq * dk), rowQ, m, Dkp, dk, vecQK,
+                         planQK);
+        load_tile<T>(smU + k0, sm + k0, ldk, k + (t0 * rowK + (long long)hk * dk), rowK, m, Dkp, dk, vecQK, planQK);
+        load_tile<T>(smU + v0, sm + v0, kLdv, v + (t0 * rowV + (long long)hv * dv + c0), rowV, m, kCols, width, vecV,
+                     planV);
+    };
+    // phi on the pieces of chunk c's Q and K tiles (stage st) that this thread copied; its copies of
+    // the chunk must have landed.
+    auto phi_chunk = [&](int st, int c) {
+        const long long t0 = segStart + (long long)c * kChunk;
+        const int m = (int)min((long long)kChunk, segEnd - t0);
+        const unsigned q0 = offStage + st * stageBytes, k0 = q0 + (FWD ? 128u * ldk : 0u);
+        if (FWD) phi_own<T>(sm + q0, ldk, m, Dkp, dk, vecQK, planQK, fm);
+        phi_own<T>(sm + k0, ldk, m, Dkp, dk, vecQK, planQK, fm);
     };
 
     if constexpr (LW > 0) {
@@ -416,10 +526,11 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
         for (int cn = 0, sp = 0; cn < nChunks; ++cn) {
             if (cn >= NS) mbar_wait(emptyU + 8u * sp, (unsigned)(cn / NS - 1) & 1u);
             load_chunk(sp, cn);
-            if (vecQK && vecV) {
+            if (vecQK && vecV && fm == 0) {
                 cp_async_arrive(fullU + 8u * sp);
-            } else {  // synchronous stores: the arrival releases them
+            } else {  // synchronous stores or phi: the arrival releases them
                 asm volatile("cp.async.wait_all;\n" ::: "memory");
+                if (fm != 0) phi_chunk(sp, cn);  // this thread's own pieces, landed
                 mbar_arrive(fullU + 8u * sp);
             }
             if (++sp == NS) sp = 0;
@@ -454,9 +565,34 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
         for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
             for (int e = 0; e < 4; ++e) P[i][nt][e] = 0.f;
+    // ---- carried normalizer zP (norm only): Z[i][x] is z row 16*(wi + 4i) + g + 8x, the rows of
+    //      P[i] (in the states kernel warps w and w + 4 own the same rows; only w < 4 computes). ----
+    //      Wide kernels (no kZReg; 8 more registers would spill there) keep zP in sZ instead: the
+    //      lane tq == 0 that owns a row is the only one to write it, and it stages the chunk's dz in
+    //      sZ + Dkp until the output warps have read zP (named barrier 1).
+    constexpr bool kZReg = LW > 0;
+    const bool zWarp = norm && colOff == 0;
+    float Z[MT][2];
+#pragma unroll
+    for (int i = 0; i < MT; ++i) Z[i][0] = Z[i][1] = 0.f;
+    float* const sDz = sZ + Dkp;
+    // Wide: zP = lambda^m zP + dz for the rows of this lane.
+    auto apply_dz = [&](float lamM) {
+        if (zWarp && tq == 0) {
+#pragma unroll
+            for (int i = 0; i < MT; ++i) {
+                const int r = 16 * (wi + 4 * i) + g;
+                if (mtLive[i]) {
+                    sZ[r] = fmaf(lamM, sZ[r], sDz[r]);
+                    sZ[r + 8] = fmaf(lamM, sZ[r + 8], sDz[r + 8]);
+                }
+            }
+        }
+    };
 
-    if (FWD && !outWarp) {
-        const float* inc = incoming + ((long long)s * H + h) * dk * dv;
+    // Stores the state (own tiles and columns) at out, and z at outZ (null: not) by the lanes tq == 0
+    // of the warps that carry it.
+    auto store_state = [&](float* out, float* outZ) {
 #pragma unroll
         for (int i = 0; i < MT; ++i) {
             const int mt = wi + 4 * i;
@@ -467,8 +603,47 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
                     for (int e = 0; e < 4; ++e) {
                         const int r = 16 * mt + g + 8 * (e >> 1);
                         const int cc = colOff + 8 * nt + 2 * tq + (e & 1);
-                        if (r < dk && cc < width) P[i][nt][e] = inc[(long long)r * dv + c0 + cc];
+                        if (r < dk && cc < width) out[(long long)r * dv + c0 + cc] = P[i][nt][e];
                     }
+                if (zWarp && outZ != nullptr && tq == 0) {
+                    const int r = 16 * mt + g;
+                    if (r < dk) outZ[r] = kZReg ? Z[i][0] : sZ[r];
+                    if (r + 8 < dk) outZ[r + 8] = kZReg ? Z[i][1] : sZ[r + 8];
+                }
+            }
+        }
+    };
+
+    if (FWD && !outWarp) {
+        const float* inc = incoming != nullptr ? incoming + ((long long)s * H + h) * dk * dv : nullptr;
+        const float* incZ =
+            norm && args.incomingNorm != nullptr ? args.incomingNorm + ((long long)s * H + h) * dk : nullptr;
+#pragma unroll
+        for (int i = 0; i < MT; ++i) {
+            const int mt = wi + 4 * i;
+            if (mtLive[i]) {
+                if (inc != nullptr) {
+#pragma unroll
+                    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+                        for (int e = 0; e < 4; ++e) {
+                            const int r = 16 * mt + g + 8 * (e >> 1);
+                            const int cc = colOff + 8 * nt + 2 * tq + (e & 1);
+                            if (r < dk && cc < width) P[i][nt][e] = inc[(long long)r * dv + c0 + cc];
+                        }
+                }
+                if (norm) {
+                    // zP before chunk 0 in sZ buffer 0 (rows past dk: zero, like the K padding).
+                    const int r = 16 * mt + g;
+                    if (incZ != nullptr) {
+                        if (r < dk) Z[i][0] = incZ[r];
+                        if (r + 8 < dk) Z[i][1] = incZ[r + 8];
+                    }
+                    if (tq == 0) {
+                        sZ[r] = Z[i][0];
+                        sZ[r + 8] = Z[i][1];
+                    }
+                }
                 // T copy for the first chunk's inter product.
 #pragma unroll
                 for (int nt = 0; nt < NT; ++nt) {
@@ -479,6 +654,13 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
             }
         }
         if constexpr (LW > 0) mbar_arrive(ptFullU);  // buffer 0 holds the state before chunk 0
+    }
+    if (!FWD && !kZReg && zWarp && tq == 0) {  // wide states kernel: zP starts from zero
+#pragma unroll
+        for (int i = 0; i < MT; ++i) {
+            const int r = 16 * (wi + 4 * i) + g;
+            if (mtLive[i]) sZ[r] = sZ[r + 8] = 0.f;
+        }
     }
 
     if constexpr (LW == 0) {
@@ -529,6 +711,7 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
             mbar_wait(fullU + 8u * st, parity);
         } else {
             cp_async_wait(NS - 2);  // NS-2 younger groups may still fly
+            if (fm != 0) phi_chunk(st, c);  // this thread's own pieces of chunk c, landed
             __syncthreads();
             // Refill the stage chunk c-1 used with chunk c+NS-1.
             const int cn = c + NS - 1;
@@ -572,7 +755,23 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
                     }
                 }
             }
-            // This warp is done reading sPt; the state warps may overwrite it.
+            // Normalized: this lane's part of q_i . zP for rows i0 = 16t + g and i0 + 8 (columns
+            // 8x + 2tq, +1 of every 8; the quad together covers dk). Q rows of the stage have stride
+            // ldk, an odd multiple of 16 bytes, so the 8 rows of a warp read hit 8 bank groups.
+            float qz0 = 0.f, qz1 = 0.f;
+            if (norm && rowsLive) {
+                const float* zc = sZ + ((kDblPt && (c & 1)) ? Dkp : 0);
+                const T* qr = reinterpret_cast<const T*>(sm + qOff) + (16 * t + g) * ldk + 2 * tq;
+                for (int x = 0; x < Dkp; x += 8) {
+                    float a0, a1, b0, b1;
+                    O_::unpack(*reinterpret_cast<const unsigned*>(qr + x), a0, a1);
+                    O_::unpack(*reinterpret_cast<const unsigned*>(qr + 8 * ldk + x), b0, b1);
+                    const float2 zz = *reinterpret_cast<const float2*>(zc + x + 2 * tq);
+                    qz0 = fmaf(a0, zz.x, fmaf(a1, zz.y, qz0));
+                    qz1 = fmaf(b0, zz.x, fmaf(b1, zz.y, qz1));
+                }
+            }
+            // This warp is done reading sPt (and sZ); the state warps may overwrite it.
             if constexpr (LW > 0) mbar_arrive(ptEmptyU + 8u * (c & 1));
             else if (!kDblPt) named_bar_sync(1, kThreads);
 
@@ -583,12 +782,17 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
                 const int i0 = 16 * t + g;            // local row of c0/c1; c2/c3 are row i0 + 8
                 const float* tr = tab + (i0 - 2 * tq);  // tr[-8nt - x] = lambda^(i0 - (8nt + 2tq + x))
                 unsigned Sp[4][4];
+                float rs0 = 0.f, rs1 = 0.f;  // normalized: this lane's part of the rows' score sums
 #pragma unroll
                 for (int nt = 0; nt < 8; ++nt) {
                     const float v0 = S[nt][0] * tr[-8 * nt];
                     const float v1 = S[nt][1] * tr[-8 * nt - 1];
                     const float v2 = S[nt][2] * tr[8 - 8 * nt];
                     const float v3 = S[nt][3] * tr[7 - 8 * nt];
+                    if (norm) {
+                        rs0 += v0 + v1;
+                        rs1 += v2 + v3;
+                    }
                     Sp[nt >> 1][2 * (nt & 1)] = O_::pack(v0, v1);
                     Sp[nt >> 1][2 * (nt & 1) + 1] = O_::pack(v2, v3);
                 }
@@ -618,6 +822,19 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
                     }
                 }
 
+                // Row factors: scale, or normalized scale / (den + eps) with den_i = score sum +
+                // lambda^(i+1) q_i . zP, summed over the quad (lanes 4g .. 4g+3 hold row i0's parts).
+                float f0 = scale, f1 = scale;
+                if (norm) {
+                    float d0 = fmaf(tab[i0 + 1], qz0, rs0), d1 = fmaf(tab[i0 + 9], qz1, rs1);
+                    d0 += __shfl_xor_sync(0xffffffffu, d0, 1);
+                    d1 += __shfl_xor_sync(0xffffffffu, d1, 1);
+                    d0 += __shfl_xor_sync(0xffffffffu, d0, 2);
+                    d1 += __shfl_xor_sync(0xffffffffu, d1, 2);
+                    f0 = scale / (d0 + args.eps);
+                    f1 = scale / (d1 + args.eps);
+                }
+
                 // Stage this warp's 16 x 64 output tile in sO (rounded to T), then write it to global
                 // memory as 16-byte row segments (8 lanes cover one 128-byte row).
                 T* sOw = sO + 16 * warp * kLdv;
@@ -625,9 +842,8 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
 #pragma unroll
                 for (int nt = 0; nt < 8; ++nt) {
                     T* d = sOw + g * kLdv + 8 * nt + 2 * tq;
-                    *reinterpret_cast<unsigned*>(d) = O_::pack(scale * Oa[nt][0], scale * Oa[nt][1]);
-                    *reinterpret_cast<unsigned*>(d + 8 * kLdv) =
-                        O_::pack(scale * Oa[nt][2], scale * Oa[nt][3]);
+                    *reinterpret_cast<unsigned*>(d) = O_::pack(f0 * Oa[nt][0], f0 * Oa[nt][1]);
+                    *reinterpret_cast<unsigned*>(d + 8 * kLdv) = O_::pack(f1 * Oa[nt][2], f1 * Oa[nt][3]);
                 }
                 __syncwarp();
 #pragma unroll
@@ -636,7 +852,7 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
                     const int r = idx >> 3, cc = (idx & 7) << 3;
                     const int lr = 16 * t + r;
                     if (lr < m) {
-                        T* dst = o + ((t0 + lr) * H + h) * (long long)dv + c0 + cc;
+                        T* dst = o + (t0 + lr) * rowO + (long long)h * dv + c0 + cc;
                         const T* srcp = sOw + r * kLdv + cc;
                         if (vecO) {
                             if (cc < width) *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(srcp);
@@ -655,17 +871,22 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
             //      from the table's zero half). Two m-tiles at a time, so each split B fragment is used
             //      twice. dP starts from zero each chunk. ----
             const float lamM = tab[m];
+            // All-ones B fragment: K^T (w 1) gives the chunk's sum_j w_j k_j in every column.
+            const unsigned ones = O_::pack(1.f, 1.f);
             const unsigned kA = kU + laneKB;
             const unsigned vB = smU + vOff + laneTB + 2u * colOff;
 #pragma unroll
             for (int i0p = 0; i0p < MT; i0p += UP) {
-                float dP[UP][NT][4];
+                float dP[UP][NT][4], dz[UP][4];
 #pragma unroll
-                for (int u = 0; u < UP; ++u)
+                for (int u = 0; u < UP; ++u) {
 #pragma unroll
                     for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
                         for (int e = 0; e < 4; ++e) dP[u][nt][e] = 0.f;
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) dz[u][e] = 0.f;
+                }
 #pragma unroll
                 for (int kk = 0; kk < 4; ++kk) {
                     // A = K^T (rows = dk 16mt.., cols = tokens 16kk..): transposed load of K, split
@@ -682,6 +903,13 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
                         split_hl<T>(a[1], w0, ah[u][1], al[u][1]);
                         split_hl<T>(a[2], w8, ah[u][2], al[u][2]);
                         split_hl<T>(a[3], w8, ah[u][3], al[u][3]);
+                    }
+                    if (kZReg && zWarp) {
+#pragma unroll
+                        for (int u = 0; u < UP; ++u) {
+                            O_::mma(dz[u], al[u], ones, ones);
+                            O_::mma(dz[u], ah[u], ones, ones);
+                        }
                     }
 #pragma unroll
                     for (int np = 0; np < NT / 2; ++np) {
@@ -708,10 +936,46 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
                         for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
                             for (int e = 0; e < 4; ++e) P[i][nt][e] = fmaf(lamM, P[i][nt][e], dP[u][nt][e]);
+                        // dz rows g (c0, c1) and g + 8 (c2, c3); every column is the same.
+                        if (kZReg && zWarp) {
+                            Z[i][0] = fmaf(lamM, Z[i][0], dz[u][0]);
+                            Z[i][1] = fmaf(lamM, Z[i][1], dz[u][2]);
+                        }
+                    }
+                }
+            }
+            if (!kZReg && zWarp) {
+                // Wide: dz in a pass of its own over the K tile (still in its stage until the next
+                // chunk's __syncthreads), one m-tile at a time, so that only 4 accumulators are
+                // live beside P (inside the loop above, 8 more registers made the wide forward
+                // spill ~450 bytes). Staged in sDz by its owner lane until zP may change.
+#pragma unroll
+                for (int i = 0; i < MT; ++i) {
+                    const int mt = wi + 4 * i;
+                    const bool live = mt < numMT;
+                    const unsigned off = live ? 32u * mt : 0u;
+                    float dzi[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+                    for (int kk = 0; kk < 4; ++kk) {
+                        const float* wt = tab + (m - 1 - 16 * kk - 2 * tq);
+                        const PairWeights<T> w0(wt[0], wt[-1]), w8(wt[-8], wt[-9]);
+                        unsigned x[4], ah[4], al[4];
+                        ldsm_x4_t(x, kA + kk * kRow16 + off);
+                        split_hl<T>(x[0], w0, ah[0], al[0]);
+                        split_hl<T>(x[1], w0, ah[1], al[1]);
+                        split_hl<T>(x[2], w8, ah[2], al[2]);
+                        split_hl<T>(x[3], w8, ah[3], al[3]);
+                        O_::mma(dzi, al, ones, ones);
+                        O_::mma(dzi, ah, ones, ones);
+                    }
+                    if (live && tq == 0) {
+                        sDz[16 * mt + g] = dzi[0];
+                        sDz[16 * mt + g + 8] = dzi[2];
                     }
                 }
             }
             if constexpr (LW > 0) mbar_arrive(emptyU + 8u * st);  // done with the stage
+            if (!FWD && !kZReg) apply_dz(lamM);  // nobody else reads z in the states kernel
             if (FWD) {
                 // Store the T copy of the new state for the next chunk's inter product: into the other
                 // buffer once the output warps have read what it held (chunk c-1's copy), or (single
@@ -732,9 +996,28 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
                             *reinterpret_cast<unsigned*>(d) = O_::pack(P[i][nt][0], P[i][nt][1]);
                             *reinterpret_cast<unsigned*>(d + 8 * kLdv) = O_::pack(P[i][nt][2], P[i][nt][3]);
                         }
+                        if (kZReg && zWarp && tq == 0) {  // zP for the next chunk, beside the sPt copy
+                            float* zn = sZ + ((kDblPt && !(c & 1)) ? Dkp : 0);
+                            zn[16 * mt + g] = Z[i][0];
+                            zn[16 * mt + g + 8] = Z[i][1];
+                        }
                     }
                 }
+                if (!kZReg) apply_dz(lamM);  // the output warps have read zP (named barrier 1)
                 if constexpr (LW > 0) mbar_arrive(ptFullU + 8u * ((c + 1) & 1));
+                // Checkpoint: this chunk ends sequence token end - 1; a multiple of N ends interval
+                // end / N - 1 (global), stored at its index among this launch's checkpoints.
+                if constexpr (FWD) {
+                    if (ckN > 0) {
+                        const long long end = args.position + t0 + m;
+                        if (end % ckN == 0) {
+                            const long long ci = end / ckN - 1 - args.firstCheckpoint;
+                            store_state(args.checkpoints + (ci * H + h) * dk * dv,
+                                        norm && blockIdx.y == 0 && args.checkpointNorms != nullptr
+                                            ? args.checkpointNorms + (ci * H + h) * dk : nullptr);
+                        }
+                    }
+                }
             }
         }
         if (++st == NS) {
@@ -744,23 +1027,10 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
     }
 
     // ---- the state after the segment's last token (state warps) ----
-    if (!outWarp) {
-        float* out = outStates + ((long long)s * H + h) * dk * dv;
-#pragma unroll
-        for (int i = 0; i < MT; ++i) {
-            const int mt = wi + 4 * i;
-            if (mtLive[i]) {
-#pragma unroll
-                for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-                    for (int e = 0; e < 4; ++e) {
-                        const int r = 16 * mt + g + 8 * (e >> 1);
-                        const int cc = colOff + 8 * nt + 2 * tq + (e & 1);
-                        if (r < dk && cc < width) out[(long long)r * dv + c0 + cc] = P[i][nt][e];
-                    }
-            }
-        }
-    }
+    if (!outWarp)
+        store_state(outStates + ((long long)s * H + h) * dk * dv,
+                    norm && blockIdx.y == 0 && args.statesNorm != nullptr
+                        ? args.statesNorm + ((long long)s * H + h) * dk : nullptr);
     }  // compute warps
 }
 
@@ -770,30 +1040,20 @@ __device__ __forceinline__ void body(const T* __restrict__ q, const T* __restric
 // narrow: dk <= 128, block LIGHTNING_TC_THREADS_NARROW; wide: dk <= 256, block LIGHTNING_TC_THREADS_WIDE.
 #define LIGHTNING_TC_ENTRIES(NAME, T)                                                                    \
     extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS_NARROW, 1)                          \
-    lightning_forward_tc_##NAME(const T* q, const T* k, const T* v, T* o, int n, int H, int dk, int dv,   \
-                                int segTokens, const float* slopes, float scale, const float* incoming,   \
-                                float* outStates) {                                                       \
-        lightning_tc::body<T, true, 2, 4>(q, k, v, o, n, H, dk, dv, segTokens, slopes, scale, incoming,   \
-                                          outStates);                                                     \
+    lightning_forward_tc_##NAME(const LightningArgs a) {                                                  \
+        lightning_tc::body<T, true, 2, 4>(a);                                                             \
     }                                                                                                     \
     extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS_WIDE, 1)                            \
-    lightning_forward_tc_##NAME##_wide(const T* q, const T* k, const T* v, T* o, int n, int H, int dk,    \
-                                       int dv, int segTokens, const float* slopes, float scale,           \
-                                       const float* incoming, float* outStates) {                         \
-        lightning_tc::body<T, true, 4, 0>(q, k, v, o, n, H, dk, dv, segTokens, slopes, scale, incoming,   \
-                                          outStates);                                                     \
+    lightning_forward_tc_##NAME##_wide(const LightningArgs a) {                                           \
+        lightning_tc::body<T, true, 4, 0>(a);                                                             \
     }                                                                                                     \
     extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS_NARROW, 1)                          \
-    lightning_states_tc_##NAME(const T* k, const T* v, int n, int H, int dk, int dv, int segTokens,       \
-                               const float* slopes, float* outStates) {                                   \
-        lightning_tc::body<T, false, 2, 4>(nullptr, k, v, nullptr, n, H, dk, dv, segTokens, slopes, 1.f,  \
-                                           nullptr, outStates);                                           \
+    lightning_states_tc_##NAME(const LightningArgs a) {                                                   \
+        lightning_tc::body<T, false, 2, 4>(a);                                                            \
     }                                                                                                     \
     extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS_WIDE, 1)                            \
-    lightning_states_tc_##NAME##_wide(const T* k, const T* v, int n, int H, int dk, int dv,               \
-                                      int segTokens, const float* slopes, float* outStates) {             \
-        lightning_tc::body<T, false, 4, 0>(nullptr, k, v, nullptr, n, H, dk, dv, segTokens, slopes, 1.f,  \
-                                           nullptr, outStates);                                           \
+    lightning_states_tc_##NAME##_wide(const LightningArgs a) {                                            \
+        lightning_tc::body<T, false, 4, 0>(a);                                                            \
     }
 
 #ifndef LIGHTNING_TC_NO_ENTRIES  // lightning_sm90.cu includes this file for its helpers only
