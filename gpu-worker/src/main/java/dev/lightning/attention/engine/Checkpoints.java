@@ -57,10 +57,18 @@ public final class Checkpoints {
         if (position < 0 || tokens < 0) {
             throw new IllegalArgumentException("window [" + position + ", +" + tokens + ") must be non-negative");
         }
-        long first = position / every;
-        long count = (position + tokens) / every - first;
-        return new Checkpoints(every, position, first, Math.toIntExact(count), spec.stateSize(),
+        return new Checkpoints(every, position, position / every, Math.toIntExact(count(every, position, tokens)),
+                spec.stateSize(),
                 spec.normalizerSize(), spec.normalized());
+    }
+
+    /**
+     * How many checkpoints every {@code every} tokens fall in tokens [position, position + tokens)
+     * of a sequence: those c with position < (c+1)N <= position + tokens. The one place that count
+     * is computed (windows, pieces and whole files read it here).
+     */
+    public static long count(int every, long position, long tokens) {
+        return every == 0 ? 0 : (position + tokens) / every - position / every;
     }
 
     /** Whether any checkpoint interval was asked for (false only for {@link #none()}). */
@@ -102,9 +110,9 @@ public final class Checkpoints {
         if (stateSize != spec.stateSize() || normalizerSize != spec.normalizerSize() || (z != null) != spec.normalized()) {
             throw new IllegalArgumentException("checkpoints made for another spec than " + spec);
         }
-        if (count != (position + tokens) / every - first) {
+        if (count != count(every, position, tokens)) {
             throw new IllegalArgumentException("checkpoints made for " + count + " states, the window of " + tokens
-                    + " tokens from " + position + " holds " + ((position + tokens) / every - first));
+                    + " tokens from " + position + " holds " + count(every, position, tokens));
         }
     }
 

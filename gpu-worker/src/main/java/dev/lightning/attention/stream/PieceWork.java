@@ -2,6 +2,7 @@ package dev.lightning.attention.stream;
 
 import dev.lightning.attention.engine.AttentionBackend;
 import dev.lightning.attention.engine.AttentionSpec;
+import dev.lightning.attention.engine.Checkpoints;
 import dev.lightning.attention.engine.LightningState;
 import dev.lightning.attention.plan.Piece;
 import dev.lightning.attention.tensor.DType;
@@ -22,53 +23,117 @@ import java.nio.ByteBuffer;
  * window's o values and state are scanned for NaN/Inf before they are written: a value that does
  * not fit the output dtype (an F16 overflow) fails the piece there, naming its position, instead of
  * ending up in a result file that looks finished.
+ *
+ * <p>With a checkpoint interval ({@link Variant#stateEvery}), each window records the states that
+ * fall in it ({@link Checkpoints#of}) and pass 2 writes them, in order, to a second stream: per
+ * checkpoint the bytes of {@link LightningState#toBytes} (S, then z when normalizing). Windows start
+ * at chunk multiples and the interval is one, so a window never needs a state between chunks.
  */
 public final class PieceWork {
     private final double scale;
     private final int chunkSize;
+    private final Variant variant;
     private final long windowBytes;
     private final DType outputDtype;
 
-    /** @param outputDtype the dtype of {@code o}, already resolved against the file's (never "input") */
+    /** The plain formula without checkpoints ({@link Variant#PLAIN}). */
     public PieceWork(double scale, int chunkSize, long windowBytes, DType outputDtype) {
+        this(scale, chunkSize, Variant.PLAIN, windowBytes, outputDtype);
+    }
+
+    /**
+     * @param variant     feature map, normalization and checkpoint interval (a multiple of {@code chunkSize})
+     * @param windowBytes bytes of q, k, v, o and recorded states one window may hold
+     * @param outputDtype the dtype of {@code o}, already resolved against the file's (never "input")
+     */
+    public PieceWork(double scale, int chunkSize, Variant variant, long windowBytes, DType outputDtype) {
+        if (variant.stateEvery() % chunkSize != 0) {
+            throw new IllegalArgumentException("states every " + variant.stateEvery() + " tokens: the interval must be "
+                    + "a multiple of the chunk size " + chunkSize);
+        }
         this.scale = scale;
         this.chunkSize = chunkSize;
+        this.variant = java.util.Objects.requireNonNull(variant, "variant");
         this.windowBytes = windowBytes;
         this.outputDtype = java.util.Objects.requireNonNull(outputDtype, "outputDtype");
     }
 
-    /** Tokens per window for this file: as many chunks as fit the byte budget, at least one. */
+    /** The computation of file {@code f} in this run. */
+    public AttentionSpec spec(SequenceFile f) {
+        return f.spec(scale, chunkSize, variant);
+    }
+
+    /**
+     * Tokens per window for this file: as many chunks as fit the byte budget, at least one. With
+     * checkpoints every N tokens, a window of n tokens (from a chunk multiple) holds at most
+     * floor(n / N) + 1 of them: the budget pays one state up front and 1/N of a state per token.
+     */
     int windowTokens(SequenceFile f, Piece p) {
         long perToken = f.inputBytesPerToken() + f.outputBytesPerToken(outputDtype);
-        long chunks = Math.max(1, windowBytes / perToken / chunkSize);
-        long tokens = Math.min((long) Integer.MAX_VALUE / Math.max(perToken, 1) / 2, chunks * chunkSize);
+        long budget = windowBytes;
+        long maxTokens = (long) Integer.MAX_VALUE / Math.max(perToken, 1) / 2;
+        if (variant.checkpoints()) {
+            AttentionSpec spec = spec(f);
+            long state = spec.stateBytes();
+            int every = variant.stateEvery();
+            perToken += (state + every - 1) / every;
+            budget -= state;
+            // the checkpoint buffer holds count * H*Dk*Dv float32 values in one Java array
+            long maxCount = (Integer.MAX_VALUE - 16) / Math.max(1, spec.stateSize());
+            maxTokens = Math.min(maxTokens, Math.max(chunkSize, (maxCount - 1) * every));
+        }
+        long chunks = Math.max(1, Math.max(0, budget) / perToken / chunkSize);
+        long tokens = Math.min(maxTokens, chunks * chunkSize);
         tokens = Math.max(chunkSize, tokens - tokens % chunkSize);
         return (int) Math.min(tokens, p.tokens());
     }
 
-    /** The state a sequence starts from: its {@code initial_state}, or zero. */
+    /** The state a sequence starts a plain run from: its {@code initial_state}, or zero. */
     public static LightningState initialState(RangeReader in, SequenceFile f, int sequence) throws IOException {
-        if (f.initialStateOffset < 0) {
-            return LightningState.zeros(f.heads, f.dk, f.dv);
+        return initialState(in, f, f.spec(1.0, 1), sequence);
+    }
+
+    /**
+     * The state a sequence starts from: S its {@code initial_state} or zero and, when {@code spec}
+     * normalizes, z its {@code initial_normalizer} or zero (either may be given without the other).
+     */
+    public static LightningState initialState(RangeReader in, SequenceFile f, AttentionSpec spec, int sequence)
+            throws IOException {
+        float[] kv = readInitial(in, f, sequence, f.initialStateOffset, spec.stateSize(), "initial_state", spec.dk(),
+                spec.dv());
+        if (!spec.normalized()) {
+            return LightningState.own(spec.heads(), spec.dk(), spec.dv(), kv);
         }
-        byte[] raw = new byte[Math.toIntExact(f.stateBytes())];
-        int elements = raw.length / Float.BYTES;
-        SequenceFile.readFully(in, f.initialStateOffset, raw, f.name);
+        float[] z = readInitial(in, f, sequence, f.initialNormalizerOffset, spec.normalizerSize(),
+                "initial_normalizer", spec.dk(), 1);
+        return LightningState.own(spec.heads(), spec.dk(), spec.dv(), kv, z);
+    }
+
+    /** {@code elements} float32 values of tensor {@code name} ([H, d1, d2]) at {@code offset}, or zeros for -1. */
+    private static float[] readInitial(RangeReader in, SequenceFile f, int sequence, long offset, int elements,
+                                       String name, int d1, int d2) throws IOException {
+        float[] values = new float[elements];
+        if (offset < 0) {
+            return values;
+        }
+        byte[] raw = new byte[elements * Float.BYTES];
+        SequenceFile.readFully(in, offset, raw, f.name);
         NonFinite.Found bad = NonFinite.scan(raw, 0, elements, DType.F32);
         if (bad.count > 0) {
             long i = bad.first;
-            throw new NonFiniteInputException(f.name, sequence, -1, bad.count, "initial_state[" + i / (f.dk * f.dv) + ", "
-                    + (i / f.dv) % f.dk + ", " + i % f.dv + "]", "initial_state");
+            String at = d2 == 1 ? i / d1 + ", " + i % d1 : i / ((long) d1 * d2) + ", " + (i / d2) % d1 + ", " + i % d2;
+            throw new NonFiniteInputException(f.name, sequence, -1, bad.count, name + "[" + at + "]", name);
         }
-        return LightningState.fromBytes(f.heads, f.dk, f.dv, ByteBuffer.wrap(raw));
+        ByteBuffer.wrap(raw).order(java.nio.ByteOrder.LITTLE_ENDIAN).asFloatBuffer().get(values);
+        return values;
     }
 
-    /** Pass 1: the piece's local state, from zero. */
+    /** Pass 1: the piece's local state (S, and z when normalizing), from zero. */
     public LightningState localState(AttentionBackend backend, RangeReader in, SequenceFile f, Piece p)
             throws IOException {
-        AttentionSpec spec = f.spec(scale, chunkSize);
-        Window w = new Window(f, windowTokens(f, p), null);
-        LightningState state = LightningState.zeros(f.heads, f.dk, f.dv);
+        AttentionSpec spec = spec(f);
+        Window w = new Window(f, spec, windowTokens(f, p), null);
+        LightningState state = LightningState.zeros(spec);
         for (long at = p.start(); at < p.end(); at += w.capacity) {
             int n = (int) Math.min(w.capacity, p.end() - at);
             if (w.read(in, at, n)) {
@@ -83,29 +148,45 @@ public final class PieceWork {
         return state;
     }
 
+    /** Pass 2 without checkpoints ({@link #outputs(AttentionBackend, RangeReader, SequenceFile, Piece, LightningState, OutputStream, OutputStream)}). */
+    public LightningState outputs(AttentionBackend backend, RangeReader in, SequenceFile f, Piece p,
+                                  LightningState incoming, OutputStream out) throws IOException {
+        if (variant.checkpoints()) {
+            throw new IllegalStateException("this run records states every " + variant.stateEvery()
+                    + " tokens: pass a stream for them");
+        }
+        return outputs(backend, in, f, p, incoming, out, null);
+    }
+
     /**
-     * Pass 2: writes the piece's o bytes ({@code [n, H, Dv]} in the output dtype) and returns its
-     * final state.
+     * Pass 2: writes the piece's o bytes ({@code [n, H, Dv]} in the output dtype) to {@code out},
+     * the states recorded in it to {@code states} (each {@link LightningState#toBytes}, in order;
+     * unused without checkpoints) and returns its final state.
      *
      * @throws NonFiniteInputException  when q, k or v hold NaN/Inf (after scanning the whole piece)
-     * @throws NonFiniteOutputException at the first window whose o or state holds NaN/Inf, before
-     *                                  that window is written
+     * @throws NonFiniteOutputException at the first window whose o, state or recorded states hold
+     *                                  NaN/Inf, before that window is written
      */
     public LightningState outputs(AttentionBackend backend, RangeReader in, SequenceFile f, Piece p,
-                           LightningState incoming, OutputStream out) throws IOException {
-        AttentionSpec spec = f.spec(scale, chunkSize);
-        Window w = new Window(f, windowTokens(f, p), outputDtype);
+                                  LightningState incoming, OutputStream out, OutputStream states) throws IOException {
+        AttentionSpec spec = spec(f);
+        Window w = new Window(f, spec, windowTokens(f, p), outputDtype);
         LightningState state = incoming;
         for (long at = p.start(); at < p.end(); at += w.capacity) {
             int n = (int) Math.min(w.capacity, p.end() - at);
             if (w.read(in, at, n)) {
+                Checkpoints cp = variant.checkpoints() ? Checkpoints.of(spec, variant.stateEvery(), at, n)
+                        : Checkpoints.none();
                 try {
-                    state = backend.forward(spec, w.q, w.k, w.v, state, w.o);
+                    state = backend.forward(spec, w.q, w.k, w.v, state, w.o, cp);
                 } catch (RuntimeException e) {
                     throw located(e, f, p, at, n, backend);
                 }
-                w.failIfNonFiniteOutput(p, at, n, state);
+                w.failIfNonFiniteOutput(p, at, n, state, cp);
                 out.write(w.oBytes, 0, n * w.oTokenBytes);
+                for (int i = 0; i < cp.count(); i++) {
+                    states.write(cp.state(spec, i).toBytes());
+                }
             }
         }
         w.failIfNonFinite(p);
@@ -125,9 +206,11 @@ public final class PieceWork {
     /** Reused buffers for one window of q, k, v (and o), viewed as tensors of the current size. */
     private static final class Window {
         final SequenceFile f;
+        final AttentionSpec spec;
         /** The dtype of o; null in pass 1, which has no outputs. */
         final DType oDtype;
         final int capacity;
+        final int qTokenBytes;
         final int kTokenBytes;
         final int vTokenBytes;
         final int oTokenBytes;
@@ -143,16 +226,18 @@ public final class PieceWork {
         long nonFinite;
         String firstNonFinite;
 
-        Window(SequenceFile f, int capacity, DType oDtype) {
+        Window(SequenceFile f, AttentionSpec spec, int capacity, DType oDtype) {
             this.f = f;
+            this.spec = spec;
             this.oDtype = oDtype;
             this.capacity = capacity;
             boolean outputs = oDtype != null;
             int es = f.dtype.bytes();
-            kTokenBytes = f.heads * f.dk * es;
-            vTokenBytes = f.heads * f.dv * es;
-            oTokenBytes = outputs ? f.heads * f.dv * oDtype.bytes() : 0;
-            qBytes = outputs ? new byte[capacity * kTokenBytes] : null;
+            qTokenBytes = spec.headsQ() * spec.dk() * es;
+            kTokenBytes = spec.headsK() * spec.dk() * es;
+            vTokenBytes = spec.headsV() * spec.dv() * es;
+            oTokenBytes = outputs ? spec.heads() * spec.dv() * oDtype.bytes() : 0;
+            qBytes = outputs ? new byte[capacity * qTokenBytes] : null;
             kBytes = new byte[capacity * kTokenBytes];
             vBytes = new byte[capacity * vTokenBytes];
             oBytes = outputs ? new byte[capacity * oTokenBytes] : null;
@@ -164,23 +249,23 @@ public final class PieceWork {
          */
         boolean read(RangeReader in, long token, int n) throws IOException {
             if (qBytes != null) {
-                q = view(in, f.qOffset, token, n, kTokenBytes, qBytes, f.dk);
-                o = TokenTensor.wrap(oDtype, n, f.heads, f.dv, ByteBuffer.wrap(oBytes, 0, n * oTokenBytes));
-                scan("q", qBytes, token, n, f.dk);
+                q = view(in, f.qOffset, token, n, qTokenBytes, qBytes, spec.headsQ(), spec.dk());
+                o = TokenTensor.wrap(oDtype, n, spec.heads(), spec.dv(), ByteBuffer.wrap(oBytes, 0, n * oTokenBytes));
+                scan("q", qBytes, token, n, spec.headsQ(), spec.dk());
             }
-            k = view(in, f.kOffset, token, n, kTokenBytes, kBytes, f.dk);
-            v = view(in, f.vOffset, token, n, vTokenBytes, vBytes, f.dv);
-            scan("k", kBytes, token, n, f.dk);
-            scan("v", vBytes, token, n, f.dv);
+            k = view(in, f.kOffset, token, n, kTokenBytes, kBytes, spec.headsK(), spec.dk());
+            v = view(in, f.vOffset, token, n, vTokenBytes, vBytes, spec.headsV(), spec.dv());
+            scan("k", kBytes, token, n, spec.headsK(), spec.dk());
+            scan("v", vBytes, token, n, spec.headsV(), spec.dv());
             return nonFinite == 0;
         }
 
-        private void scan(String tensor, byte[] buf, long token, int n, int dim) {
-            NonFinite.Found found = NonFinite.scan(buf, 0, n * f.heads * dim, f.dtype);
+        private void scan(String tensor, byte[] buf, long token, int n, int heads, int dim) {
+            NonFinite.Found found = NonFinite.scan(buf, 0, n * heads * dim, f.dtype);
             if (found.count > 0) {
                 if (nonFinite == 0) {
                     long i = found.first;
-                    firstNonFinite = tensor + "[" + (token + i / ((long) f.heads * dim)) + ", " + (i / dim) % f.heads + ", "
+                    firstNonFinite = tensor + "[" + (token + i / ((long) heads * dim)) + ", " + (i / dim) % heads + ", "
                             + i % dim + "]";
                 }
                 nonFinite += found.count;
@@ -196,36 +281,62 @@ public final class PieceWork {
 
         /**
          * Scans the o values the backend wrote for tokens [token, token + n), as they will be
-         * stored, and the state after them; throws at the first NaN/Inf.
+         * stored, the state after them and the states recorded in them; throws at the first NaN/Inf.
          */
-        void failIfNonFiniteOutput(Piece p, long token, int n, LightningState state) {
-            NonFinite.Found found = NonFinite.scan(oBytes, 0, n * f.heads * f.dv, oDtype);
+        void failIfNonFiniteOutput(Piece p, long token, int n, LightningState state, Checkpoints cp) {
+            int heads = spec.heads();
+            int dk = spec.dk();
+            int dv = spec.dv();
+            NonFinite.Found found = NonFinite.scan(oBytes, 0, n * heads * dv, oDtype);
             if (found.count > 0) {
                 long i = found.first;
-                String first = "o[" + (token + i / ((long) f.heads * f.dv)) + ", " + (i / f.dv) % f.heads + ", "
-                        + i % f.dv + "]";
+                String first = "o[" + (token + i / ((long) heads * dv)) + ", " + (i / dv) % heads + ", " + i % dv + "]";
                 throw new NonFiniteOutputException(f.name, p.sequence(), token, found.count, first, "o", oDtype,
                         "tokens [" + token + ", " + (token + n) + ")");
             }
-            long count = 0;
-            String first = null;
-            for (int h = 0; h < f.heads; h++) {
-                for (int i = 0; i < f.dk; i++) {
-                    for (int j = 0; j < f.dv; j++) {
-                        if (!Float.isFinite(state.get(h, i, j)) && count++ == 0) {
-                            first = "final_state[" + h + ", " + i + ", " + j + "]";
-                        }
-                    }
-                }
+            String after = "the state after token " + (token + n - 1);
+            failIfNonFinite(p, token, state.data(), -1, dk * dv, "final_state", after);
+            if (spec.normalized()) {
+                failIfNonFinite(p, token, state.normalizerData(), -1, dk, "final_normalizer", after);
             }
-            if (count > 0) {
-                throw new NonFiniteOutputException(f.name, p.sequence(), token, count, first, "final_state",
-                        DType.F32, "the state after token " + (token + n - 1));
+            if (cp.count() > 0) {
+                String which = "the states recorded in tokens [" + token + ", " + (token + n) + ")";
+                failIfNonFinite(p, token, cp.kvData(), cp.first(), dk * dv, "states", which);
+                if (spec.normalized()) {
+                    failIfNonFinite(p, token, cp.normalizerData(), cp.first(), dk, "normalizers", which);
+                }
             }
         }
 
+        /**
+         * Throws at the first NaN/Inf of float32 {@code values}: [H, per] (a state or normalizer) when
+         * {@code firstIndex} is -1, else [C, H, per] of checkpoints numbered from {@code firstIndex}.
+         */
+        private void failIfNonFinite(Piece p, long token, float[] values, long firstIndex, int per, String tensor,
+                                     String where) {
+            long count = 0;
+            int first = -1;
+            for (int x = 0; x < values.length; x++) {
+                if (!Float.isFinite(values[x]) && count++ == 0) {
+                    first = x;
+                }
+            }
+            if (count == 0) {
+                return;
+            }
+            int perCheckpoint = spec.heads() * per;
+            String at = firstIndex < 0 ? "" : (firstIndex + first / perCheckpoint) + ", ";
+            int inState = first % perCheckpoint;
+            int h = inState / per;
+            int i = inState % per;
+            boolean normalizer = per != spec.dk() * spec.dv() || tensor.contains("normalizer");
+            String position = normalizer ? at + h + ", " + i : at + h + ", " + i / spec.dv() + ", " + i % spec.dv();
+            throw new NonFiniteOutputException(f.name, p.sequence(), token, count, tensor + "[" + position + "]", tensor,
+                    DType.F32, where);
+        }
+
         private TokenTensor view(RangeReader in, long tensorOffset, long token, int n, int tokenBytes,
-                                 byte[] buf, int dim) throws IOException {
+                                 byte[] buf, int heads, int dim) throws IOException {
             int len = n * tokenBytes;
             try {
                 in.readFully(tensorOffset + token * tokenBytes, buf, 0, len);
@@ -233,7 +344,7 @@ public final class PieceWork {
                 throw new dev.lightning.attention.tensor.InvalidInputException(f.name + ": truncated: tokens ["
                         + token + ", " + (token + n) + ") lie past the end of the file", e);
             }
-            return TokenTensor.wrap(f.dtype, n, f.heads, dim, ByteBuffer.wrap(buf, 0, len));
+            return TokenTensor.wrap(f.dtype, n, heads, dim, ByteBuffer.wrap(buf, 0, len));
         }
     }
 }

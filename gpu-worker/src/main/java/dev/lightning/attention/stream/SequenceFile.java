@@ -1,7 +1,6 @@
 package dev.lightning.attention.stream;
 
 import dev.lightning.attention.engine.AttentionSpec;
-import dev.lightning.attention.engine.LightningState;
 import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.InvalidInputException;
 import dev.lightning.attention.tensor.SafetensorsHeader;
@@ -15,13 +14,14 @@ import java.nio.ByteOrder;
 import java.util.Arrays;
 
 /**
- * One input sequence as the driver found it: where its q, k, v (and optional initial state) lie
- * in the file, their shapes and dtype, and the decay slopes to use. Only the header and the
- * slopes are read here; tasks read their own token ranges. Immutable. Serializable: the Spark
- * job sends it to its tasks.
+ * One input sequence as the driver found it: where its q, k, v (and optional initial state and
+ * normalizer) lie in the file, their dtype, and its head layout with the decay slopes to use, held
+ * as an {@link AttentionSpec} ({@link #layout()}): every head count, width and byte size below is
+ * read from that spec. Only the header and the slopes are read here; tasks read their own token
+ * ranges. Immutable. Serializable: the Spark job sends it to its tasks.
  */
 public final class SequenceFile implements Serializable {
-    private static final long serialVersionUID = 1L;
+    private static final long serialVersionUID = 2L;
 
     /**
      * The file's URI (Hadoop's {@code Path.toUri().toString()}); the Spark job rebuilds the exact
@@ -32,54 +32,80 @@ public final class SequenceFile implements Serializable {
     public final String name;
     public final long fileSize;
     public final long tokens;
-    public final int heads;
-    public final int dk;
-    public final int dv;
     public final DType dtype;
     public final long qOffset;
     final long kOffset;
     final long vOffset;
     /** Absolute offset of {@code initial_state}, or -1 when the file has none. */
     public final long initialStateOffset;
-    final double[] slopes;
+    /** Absolute offset of {@code initial_normalizer}, or -1 when the file has none. */
+    public final long initialNormalizerOffset;
     public final boolean slopesFromFile;
+    /** Heads (H, Hq, Hk, Hv), widths and slopes; scale 1 and chunk 1 stand in for the run's. */
+    private final AttentionSpec layout;
 
-    private SequenceFile(String path, String name, long fileSize, long tokens, int heads, int dk, int dv, DType dtype,
-                         long qOffset, long kOffset, long vOffset, long initialStateOffset, double[] slopes,
+    private SequenceFile(String path, String name, long fileSize, long tokens, DType dtype, long qOffset, long kOffset,
+                         long vOffset, long initialStateOffset, long initialNormalizerOffset, AttentionSpec layout,
                          boolean slopesFromFile) {
         this.path = path;
         this.name = name;
         this.fileSize = fileSize;
         this.tokens = tokens;
-        this.heads = heads;
-        this.dk = dk;
-        this.dv = dv;
         this.dtype = dtype;
         this.qOffset = qOffset;
         this.kOffset = kOffset;
         this.vOffset = vOffset;
         this.initialStateOffset = initialStateOffset;
-        this.slopes = slopes;
+        this.initialNormalizerOffset = initialNormalizerOffset;
+        this.layout = layout;
         this.slopesFromFile = slopesFromFile;
     }
 
+    /**
+     * The file's head layout: H = max(Hq, Hk, Hv) heads of [Dk, Dv] with their slopes, plain
+     * formula, scale 1. For sizes and reports; computations use {@link #spec}.
+     */
+    public AttentionSpec layout() {
+        return layout;
+    }
+
+    /** The plain computation of this file with the run's scale and chunk size. */
     public AttentionSpec spec(double scale, int chunkSize) {
-        return new AttentionSpec(heads, dk, dv, slopes, scale, chunkSize);
+        return spec(scale, chunkSize, Variant.PLAIN);
     }
 
-    /** Bytes of this sequence's state ({@link LightningState#bytes}). */
-    public long stateBytes() {
-        return LightningState.bytes(heads, dk, dv);
+    /** The computation of this file: its layout with the run's scale, chunk size, feature map and normalization. */
+    public AttentionSpec spec(double scale, int chunkSize, Variant variant) {
+        return variant.apply(layout(layout.headsQ(), layout.headsK(), layout.headsV(), layout.dk(), layout.dv(),
+                h -> layout.slopes(), scale, chunkSize));
     }
 
-    /** Bytes of q, k and v for one token. */
+    /**
+     * The one place a file's head counts become a spec: H = max(Hq, Hk, Hv) heads (each count
+     * divides it: the caller checked that through {@link AttentionSpec#checkGrouping}), with the
+     * slopes {@code slopes} gives for H.
+     */
+    private static AttentionSpec layout(int hq, int hk, int hv, int dk, int dv,
+                                        java.util.function.IntFunction<double[]> slopes, double scale, int chunkSize) {
+        int heads = Math.max(hq, Math.max(hk, hv));
+        return new AttentionSpec(heads, dk, dv, slopes.apply(heads), scale, chunkSize).withHeads(hq, hk, hv);
+    }
+
+    /** Bytes of q, k and v for one token: Hq*Dk + Hk*Dk + Hv*Dv elements. */
     public long inputBytesPerToken() {
-        return (long) heads * (2L * dk + dv) * dtype.bytes();
+        return ((long) layout.headsQ() * layout.dk() + (long) layout.headsK() * layout.dk()
+                + (long) layout.headsV() * layout.dv()) * dtype.bytes();
     }
 
-    /** Bytes of o for one token, written in {@code out}. */
+    /** Bytes of o ([H, Dv] per token) for one token, written in {@code out}. */
     public long outputBytesPerToken(DType out) {
-        return (long) heads * dv * out.bytes();
+        return (long) layout.heads() * layout.dv() * out.bytes();
+    }
+
+    /** {@link #describe(String, String, long, RangeReader, java.util.function.IntFunction, boolean)} for a run that does not normalize. */
+    public static SequenceFile describe(String path, String name, long size, RangeReader in,
+                                        java.util.function.IntFunction<double[]> defaultSlopes) throws IOException {
+        return describe(path, name, size, in, defaultSlopes, false);
     }
 
     /**
@@ -88,10 +114,12 @@ public final class SequenceFile implements Serializable {
      * @param path          the file's URI, kept as {@link #path}
      * @param name          the result's name in the output directory, kept as {@link #name}
      * @param defaultSlopes slopes for H heads when the file has no {@code slope} tensor
+     * @param normalize     whether the run normalizes: only then may the file hold {@code initial_normalizer}
      * @throws InvalidInputException naming the file and what is wrong with it
      */
     public static SequenceFile describe(String path, String name, long size, RangeReader in,
-                                 java.util.function.IntFunction<double[]> defaultSlopes) throws IOException {
+                                        java.util.function.IntFunction<double[]> defaultSlopes, boolean normalize)
+            throws IOException {
         byte[] prefix = new byte[8];
         readFully(in, 0, prefix, name);
         long n = SafetensorsHeader.headerLength(name, prefix, size);
@@ -111,32 +139,37 @@ public final class SequenceFile implements Serializable {
         }
         for (TensorEntry t : new TensorEntry[] {q, k, v}) {
             if (t.rank() != 3) {
-                throw new InvalidInputException(name + ": tensor '" + t.name() + "' must be [T, H, D], found shape "
+                throw new InvalidInputException(name + ": tensor '" + t.name() + "' must be [T, heads, D], found shape "
                         + Arrays.toString(t.shape()));
             }
         }
         long tokens = q.dim(0);
-        if (k.dim(0) != tokens || v.dim(0) != tokens || k.dim(1) != q.dim(1) || v.dim(1) != q.dim(1)
-                || k.dim(2) != q.dim(2)) {
-            throw new InvalidInputException(name + ": expected q [T, H, Dk], k [T, H, Dk], v [T, H, Dv] with one T "
-                    + "and H; found q " + Arrays.toString(q.shape()) + ", k " + Arrays.toString(k.shape())
+        if (k.dim(0) != tokens || v.dim(0) != tokens || k.dim(2) != q.dim(2)) {
+            throw new InvalidInputException(name + ": expected q [T, Hq, Dk], k [T, Hk, Dk], v [T, Hv, Dv] with one T "
+                    + "and one Dk; found q " + Arrays.toString(q.shape()) + ", k " + Arrays.toString(k.shape())
                     + ", v " + Arrays.toString(v.shape()));
         }
         if (tokens < 1) {
             throw new InvalidInputException(name + ": sequence has 0 tokens; every sequence needs at least 1");
         }
-        if (q.dim(1) < 1 || q.dim(1) > 1 << 16) {
-            throw new InvalidInputException(name + ": H = " + q.dim(1) + " heads, expected 1..65536");
+        try {
+            AttentionSpec.checkGrouping(q.dim(1), k.dim(1), v.dim(1));
+        } catch (IllegalArgumentException e) {
+            throw new InvalidInputException(name + ": q " + Arrays.toString(q.shape()) + ", k "
+                    + Arrays.toString(k.shape()) + ", v " + Arrays.toString(v.shape()) + ": " + e.getMessage());
         }
-        int heads = (int) q.dim(1);
         for (TensorEntry t : new TensorEntry[] {q, v}) {
             if (t.dim(2) < 1 || t.dim(2) > AttentionSpec.MAX_DIM) {
                 throw new InvalidInputException(name + ": head width of '" + t.name() + "' is " + t.dim(2)
                         + ", expected 1.." + AttentionSpec.MAX_DIM);
             }
         }
+        int hq = (int) q.dim(1);
+        int hk = (int) k.dim(1);
+        int hv = (int) v.dim(1);
         int dk = (int) q.dim(2);
         int dv = (int) v.dim(2);
+        int heads = layout(hq, hk, hv, dk, dv, double[]::new, 1.0, 1).heads(); // zero slopes until they are read
 
         double[] slopes;
         boolean fromFile;
@@ -160,14 +193,27 @@ public final class SequenceFile implements Serializable {
             slopes = defaultSlopes.apply(heads);
             fromFile = false;
         }
+        double[] chosen = slopes;
+        AttentionSpec layout = layout(hq, hk, hv, dk, dv, h -> chosen, 1.0, 1);
         long initial = -1;
         TensorEntry init = header.tensor("initial_state");
         if (init != null) {
-            checkF32(init, name, heads, dk, dv);
+            checkF32(init, name, layout.heads(), layout.dk(), layout.dv());
             initial = init.begin();
         }
-        return new SequenceFile(path, name, size, tokens, heads, dk, dv, dtype, q.begin(), k.begin(), v.begin(),
-                initial, slopes, fromFile);
+        long initialZ = -1;
+        TensorEntry initZ = header.tensor("initial_normalizer");
+        if (initZ != null) {
+            if (!normalize) {
+                throw new InvalidInputException(name + ": holds 'initial_normalizer', the normalizer z of normalized "
+                        + "attention, but this run does not normalize; pass --normalize to continue a normalized "
+                        + "sequence, or remove the tensor from the file");
+            }
+            checkF32(initZ, name, layout.heads(), layout.dk());
+            initialZ = initZ.begin();
+        }
+        return new SequenceFile(path, name, size, tokens, dtype, q.begin(), k.begin(), v.begin(), initial, initialZ,
+                layout, fromFile);
     }
 
     private static TensorEntry require(SafetensorsHeader h, String tensor, String file) {
@@ -206,6 +252,8 @@ public final class SequenceFile implements Serializable {
 
     @Override
     public String toString() {
-        return name + " [T=" + tokens + ", H=" + heads + ", Dk=" + dk + ", Dv=" + dv + ", " + dtype + "]";
+        String h = layout.ungrouped() ? "H=" + layout.heads()
+                : "H=" + layout.heads() + " (Hq=" + layout.headsQ() + ", Hk=" + layout.headsK() + ", Hv=" + layout.headsV() + ")";
+        return name + " [T=" + tokens + ", " + h + ", Dk=" + layout.dk() + ", Dv=" + layout.dv() + ", " + dtype + "]";
     }
 }

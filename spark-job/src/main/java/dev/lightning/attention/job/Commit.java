@@ -201,7 +201,20 @@ final class Commit {
             }
             a.fieldNames().forEachRemaining(k -> {
                 if (!a.path(k).equals(b.path(k))) {
-                    diff.add(k);
+                    List<String> keys = new ArrayList<>();
+                    if ("settings".equals(k)) { // name the options that differ: the user must repeat them
+                        a.path(k).fieldNames().forEachRemaining(o -> {
+                            if (!a.path(k).path(o).equals(b.path(k).path(o))) {
+                                keys.add(o + " " + a.path(k).path(o).asText() + " (now " + b.path(k).path(o).asText() + ")");
+                            }
+                        });
+                        b.path(k).fieldNames().forEachRemaining(o -> {
+                            if (!a.path(k).has(o)) {
+                                keys.add(o);
+                            }
+                        });
+                    }
+                    diff.add(keys.isEmpty() ? k : k + ": " + String.join(", ", keys));
                 }
             });
             b.fieldNames().forEachRemaining(k -> {

@@ -14,7 +14,7 @@ import java.util.SplittableRandom;
 /**
  * The built-in input of {@code lightning demo}: a handful of sequences chosen to exercise what
  * matters (a long one split across partitions, an initial state and explicit slopes, every dtype,
- * odd lengths, Dk != Dv, H not a power of two), generated from fixed seeds.
+ * odd lengths, Dk != Dv, H not a power of two, grouped-query heads), generated from fixed seeds.
  */
 final class Demo {
     /** Partition size the demo runs with unless told otherwise: small, so the long sequence splits. */
@@ -23,25 +23,44 @@ final class Demo {
     private Demo() {
     }
 
+    /**
+     * One file to write: q [T, Hq, Dk], k [T, Hk, Dk], v [T, Hv, Dv] (each count dividing
+     * H = max of them), optionally slope [H], initial_state [H, Dk, Dv], initial_normalizer [H, Dk].
+     */
     static final class Spec {
         final String name;
         final int tokens;
         final int heads;
+        final int headsQ;
+        final int headsK;
+        final int headsV;
         final int dk;
         final int dv;
         final DType dtype;
         final float[] slopes;
         final boolean initialState;
+        final boolean initialNormalizer;
 
+        /** Plain multi-head: Hq = Hk = Hv = {@code heads}, no initial normalizer. */
         Spec(String name, int tokens, int heads, int dk, int dv, DType dtype, float[] slopes, boolean initialState) {
+            this(name, tokens, heads, heads, heads, dk, dv, dtype, slopes, initialState, false);
+        }
+
+        Spec(String name, int tokens, int headsQ, int headsK, int headsV, int dk, int dv, DType dtype, float[] slopes,
+             boolean initialState, boolean initialNormalizer) {
+            dev.lightning.attention.engine.AttentionSpec.checkGrouping(headsQ, headsK, headsV);
             this.name = name;
             this.tokens = tokens;
-            this.heads = heads;
+            this.heads = Math.max(headsQ, Math.max(headsK, headsV));
+            this.headsQ = headsQ;
+            this.headsK = headsK;
+            this.headsV = headsV;
             this.dk = dk;
             this.dv = dv;
             this.dtype = dtype;
             this.slopes = slopes;
             this.initialState = initialState;
+            this.initialNormalizer = initialNormalizer;
         }
     }
 
@@ -50,7 +69,8 @@ final class Demo {
             new Spec("doc-state.safetensors", 5_000, 3, 24, 40, DType.F32, new float[] {1e-3f, 0.1f, 1f}, true),
             new Spec("doc-f16.safetensors", 1_000, 6, 32, 32, DType.F16, null, false),
             new Spec("doc-short.safetensors", 63, 2, 16, 8, DType.BF16, null, false),
-            new Spec("doc-one.safetensors", 1, 1, 8, 8, DType.F32, null, false));
+            new Spec("doc-one.safetensors", 1, 1, 8, 8, DType.F32, null, false),
+            new Spec("doc-gqa.safetensors", 3_000, 6, 2, 2, 32, 16, DType.F32, null, true, false));
 
     /** Writes the demo's input files into {@code dir}. */
     static void generate(Path dir) throws IOException {
@@ -63,18 +83,26 @@ final class Demo {
 
     static void write(Path file, Spec s, SplittableRandom rnd) throws IOException {
         List<SafetensorsFile.Tensor> tensors = new ArrayList<>();
-        tensors.add(SafetensorsFile.Tensor.of("q", s.dtype, new long[] {s.tokens, s.heads, s.dk},
-                uniform(rnd, s.tokens * s.heads * s.dk, 1)));
-        tensors.add(SafetensorsFile.Tensor.of("k", s.dtype, new long[] {s.tokens, s.heads, s.dk},
-                uniform(rnd, s.tokens * s.heads * s.dk, 1)));
-        tensors.add(SafetensorsFile.Tensor.of("v", s.dtype, new long[] {s.tokens, s.heads, s.dv},
-                uniform(rnd, s.tokens * s.heads * s.dv, 1)));
+        tensors.add(SafetensorsFile.Tensor.of("q", s.dtype, new long[] {s.tokens, s.headsQ, s.dk},
+                uniform(rnd, s.tokens * s.headsQ * s.dk, 1)));
+        tensors.add(SafetensorsFile.Tensor.of("k", s.dtype, new long[] {s.tokens, s.headsK, s.dk},
+                uniform(rnd, s.tokens * s.headsK * s.dk, 1)));
+        tensors.add(SafetensorsFile.Tensor.of("v", s.dtype, new long[] {s.tokens, s.headsV, s.dv},
+                uniform(rnd, s.tokens * s.headsV * s.dv, 1)));
         if (s.slopes != null) {
             tensors.add(SafetensorsFile.Tensor.of("slope", DType.F32, new long[] {s.heads}, s.slopes));
         }
         if (s.initialState) {
             tensors.add(SafetensorsFile.Tensor.of("initial_state", DType.F32, new long[] {s.heads, s.dk, s.dv},
                     uniform(rnd, s.heads * s.dk * s.dv, 2)));
+        }
+        if (s.initialNormalizer) {
+            // a normalizer sums phi(k) of earlier tokens, non-negative for elu1 and relu: draw it in [0, 2)
+            float[] z = uniform(rnd, s.heads * s.dk, 1);
+            for (int i = 0; i < z.length; i++) {
+                z[i] = 1 + z[i];
+            }
+            tensors.add(SafetensorsFile.Tensor.of("initial_normalizer", DType.F32, new long[] {s.heads, s.dk}, z));
         }
         SafetensorsFile.write(file, tensors);
     }
@@ -95,8 +123,8 @@ final class Demo {
                 "o rel.err", "state err", "limit");
         boolean ok = true;
         for (Spec s : SEQUENCES) {
-            ReferenceCheck.Result r = ReferenceCheck.check(input.resolve(s.name), output.resolve(s.name), cfg.get(Settings.SCALE),
-                    cfg::defaultSlopes);
+            ReferenceCheck.Result r = ReferenceCheck.check(input.resolve(s.name), output.resolve(s.name),
+                    cfg.get(Settings.SCALE), cfg.variant(), cfg::defaultSlopes);
             double limit = ReferenceCheck.tolerance(s.dtype);
             boolean pass = r.output <= limit && r.state <= 1e-5;
             ok &= pass;

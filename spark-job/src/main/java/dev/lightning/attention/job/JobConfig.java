@@ -1,6 +1,8 @@
 package dev.lightning.attention.job;
 
+import dev.lightning.attention.engine.FeatureMap;
 import dev.lightning.attention.engine.Slopes;
+import dev.lightning.attention.stream.Variant;
 import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.InvalidInputException;
 
@@ -41,6 +43,13 @@ public final class JobConfig implements Serializable {
         }
         if (layer != null && layer >= layers) {
             throw new InvalidInputException("--layer must be below --layers: got layer " + layer + " of " + layers);
+        }
+        long every = get(Settings.STATE_EVERY);
+        if (every % chunkSize() != 0) {
+            long below = every - every % chunkSize();
+            throw new InvalidInputException("--state-every must be a multiple of --chunk-size " + chunkSize()
+                    + " (states are recorded between chunks), got " + every + "; use "
+                    + (below > 0 ? below + " or " : "") + (below + chunkSize()));
         }
     }
 
@@ -100,6 +109,12 @@ public final class JobConfig implements Serializable {
 
     int chunkSize() {
         return Math.toIntExact(get(Settings.CHUNK_SIZE));
+    }
+
+    /** Feature map, normalization and checkpoint interval of this run. */
+    Variant variant() {
+        return new Variant(FeatureMap.of(get(Settings.FEATURE_MAP)), get(Settings.NORMALIZE),
+                get(Settings.NORMALIZE_EPS), Math.toIntExact(get(Settings.STATE_EVERY)));
     }
 
     boolean gpuOomToCpu() {

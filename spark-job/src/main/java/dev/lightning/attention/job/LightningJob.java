@@ -162,6 +162,9 @@ final class LightningJob {
         out.printf("lightning: %d sequences, %,d tokens -> %d pieces in %d partitions (%,d tokens each, chunk %d); "
                         + "%d sequences split%n", files.size(), totalTokens, pieceCount, plan.size(),
                 planner.partitionTokens(), cfg.chunkSize(), splits.size());
+        if (!cfg.variant().plain()) {
+            out.println("lightning: computing " + cfg.variant());
+        }
         summary.put("partitions", (long) plan.size());
         summary.put("pieces", (long) pieceCount);
         summary.put("tokens", totalTokens);
@@ -314,7 +317,8 @@ final class LightningJob {
             for (InputFile s : statuses) {
                 // each file's own file system: a comma-separated --input may span several
                 FileSystem fs = HadoopPaths.fileSystem(s.path(), hadoopConf);
-                futures.add(pool.submit(() -> SequenceFiles.inspect(fs, s.status, s.name, cfg::defaultSlopes)));
+                futures.add(pool.submit(() -> SequenceFiles.inspect(fs, s.status, s.name, cfg::defaultSlopes,
+                        cfg.get(Settings.NORMALIZE))));
             }
             List<SequenceFile> files = new ArrayList<>();
             for (int i = 0; i < futures.size(); i++) {
@@ -355,7 +359,7 @@ final class LightningJob {
             throws IOException {
         Piece first = partition.get(0);
         SequenceFile f = files.get(first.sequence());
-        long at = f.qOffset + first.start() * f.heads * f.dk * f.dtype.bytes();
+        long at = f.qOffset + first.start() * f.layout().headsQ() * f.layout().dk() * f.dtype.bytes();
         for (BlockLocation b : statuses.get(first.sequence()).status.getBlockLocations()) {
             if (at >= b.getOffset() && at < b.getOffset() + b.getLength()) {
                 List<String> h = new ArrayList<>(Arrays.asList(b.getHosts()));
@@ -475,13 +479,19 @@ final class LightningJob {
             ObjectNode n = seqs.addObject();
             n.put("name", f.name);
             n.put("tokens", f.tokens);
-            n.put("heads", f.heads);
-            n.put("dk", f.dk);
-            n.put("dv", f.dv);
+            n.put("heads", f.layout().heads());
+            if (!f.layout().ungrouped()) {
+                n.put("headsQ", f.layout().headsQ());
+                n.put("headsK", f.layout().headsK());
+                n.put("headsV", f.layout().headsV());
+            }
+            n.put("dk", f.layout().dk());
+            n.put("dv", f.layout().dv());
             n.put("dtype", f.dtype.name());
             n.put("outputDtype", cfg.outputDtype(f.dtype).name());
             n.put("slopes", f.slopesFromFile ? "file" : cfg.get(Settings.DEFAULT_SLOPES));
             n.put("initialState", f.initialStateOffset >= 0);
+            n.put("initialNormalizer", f.initialNormalizerOffset >= 0);
         }
         ArrayNode rej = root.putArray("rejected");
         rejected.forEach((name, why) -> rej.addObject().put("file", name).put("reason", why));

@@ -28,14 +28,18 @@ public final class LightningMain {
             "                     [--scale X] [--backend auto|cpu|gpu] [--master URL] [more options]",
             "       lightning demo [--dir DIR] [run options]",
             "       lightning options",
-            "       lightning generate --output DIR [--files N] [--tokens T] [--heads H] [--dk D] [--dv D] [--dtype bf16] [--overwrite]",
+            "       lightning generate --output DIR [--files N] [--tokens T] [--heads H] [--heads-k HK] [--heads-v HV]",
+            "                          [--dk D] [--dv D] [--dtype bf16] [--initial-state] [--initial-normalizer] [--overwrite]",
             "       lightning bench [--backend cpu] [--tokens N] [--heads H] [--dk D] [--dv D] [--dtype bf16]",
             "",
             "run: computes lightning attention (causal linear attention with per-head decay) for every",
-            "  *.safetensors file of --input (q [T,H,Dk], k [T,H,Dk], v [T,H,Dv] in F32, F16 or BF16;",
-            "  optional slope [H] F32 and initial_state [H,Dk,Dv] F32) and writes, under the same name in",
-            "  --output, o [T,H,Dv] in the input's dtype (or --output-dtype) and final_state [H,Dk,Dv] F32,",
-            "  where S_t = exp(-slope) S_{t-1} + k_t^T v_t and o_t = scale q_t S_t. Results are staged and",
+            "  *.safetensors file of --input (q [T,Hq,Dk], k [T,Hk,Dk], v [T,Hv,Dv] in F32, F16 or BF16, each",
+            "  head count dividing H = max(Hq,Hk,Hv); optional slope [H], initial_state [H,Dk,Dv] and, with",
+            "  --normalize, initial_normalizer [H,Dk], all F32) and writes, under the same name in --output,",
+            "  o [T,H,Dv] in the input's dtype (or --output-dtype) and final_state [H,Dk,Dv] F32 (with",
+            "  --normalize also final_normalizer [H,Dk]; with --state-every N also states [T/N,H,Dk,Dv] and",
+            "  normalizers [T/N,H,Dk]), where S_t = exp(-slope) S_{t-1} + phi(k_t)^T v_t and o_t = scale",
+            "  phi(q_t) S_t (--normalize: divided by phi(q_t).z_t + eps). Results are staged and",
             "  published in one commit when the run succeeds; a failed or killed run changes nothing in",
             "  --output and can be continued with --resume. Exit status: 0 done, 1 failed, 2 bad usage/input.",
             "demo: writes a built-in input to DIR/input (default: target/lightning-demo under the",
@@ -291,10 +295,17 @@ public final class LightningMain {
             Setting.path("--output", null, "Directory for the files."),
             Setting.count("--files", null, 1, 1, 1_000_000, "Number of files."),
             Setting.count("--tokens", null, 65536, 1, Integer.MAX_VALUE, "T of each file."),
-            Setting.count("--heads", null, 8, 1, Integer.MAX_VALUE, "H of each file."),
+            Setting.count("--heads", null, 8, 1, Integer.MAX_VALUE, "Heads of q (Hq) of each file, and of k and v unless given."),
+            Setting.optionalInt("--heads-k", null, 1, "Heads of k (Hk): Hq, Hk and Hv must each divide the largest "
+                    + "(e.g. --heads 8 --heads-k 2 --heads-v 2 for grouped-query attention)."),
+            Setting.optionalInt("--heads-v", null, 1, "Heads of v (Hv), e.g. --heads 2 --heads-k 2 --heads-v 6 for "
+                    + "grouped values."),
             Setting.count("--dk", null, 64, 1, 256, "Dk of each file."),
             Setting.count("--dv", null, 64, 1, 256, "Dv of each file."),
             Setting.choice("--dtype", null, "bf16", "Dtype of q, k and v.", "f32", "f16", "bf16"),
+            Setting.flagSwitch("--initial-state", null, "Also write a random initial_state [H, Dk, Dv] F32."),
+            Setting.flagSwitch("--initial-normalizer", null, "Also write a random initial_normalizer [H, Dk] F32 in "
+                    + "[0, 2) (for runs with --normalize)."),
             Setting.flagSwitch("--overwrite", null, "Replace files of the same names already in --output."));
 
     /**
@@ -334,7 +345,10 @@ public final class LightningMain {
         }
         int files = Math.toIntExact((Long) v.get("--files"));
         int tokens = Math.toIntExact((Long) v.get("--tokens"));
-        int heads = Math.toIntExact((Long) v.get("--heads"));
+        int headsQ = Math.toIntExact((Long) v.get("--heads"));
+        int headsK = v.get("--heads-k") == null ? headsQ : (Integer) v.get("--heads-k");
+        int headsV = v.get("--heads-v") == null ? headsQ : (Integer) v.get("--heads-v");
+        int heads = Math.max(headsQ, Math.max(headsK, headsV));
         int dk = Math.toIntExact((Long) v.get("--dk"));
         int dv = Math.toIntExact((Long) v.get("--dv"));
         dev.lightning.attention.tensor.DType dtype =
@@ -345,6 +359,12 @@ public final class LightningMain {
                     + "in %s is %,.0f bytes, expected at most %,d (generate builds each tensor in memory as one "
                     + "array); use fewer tokens or heads per file and more --files", tokens, heads, Math.max(dk, dv),
                     dtype, largest, GENERATE_MAX_TENSOR_BYTES));
+        }
+        try {
+            dev.lightning.attention.engine.AttentionSpec.checkGrouping(headsQ, headsK, headsV);
+        } catch (IllegalArgumentException e) {
+            throw new InvalidInputException("generate --heads " + headsQ + " --heads-k " + headsK + " --heads-v " + headsV
+                    + ": " + e.getMessage());
         }
         Path d = Paths.get((String) v.get("--output"));
         if (java.nio.file.Files.exists(d) && !java.nio.file.Files.isDirectory(d)) {
@@ -363,8 +383,9 @@ public final class LightningMain {
                     + "choose another directory");
         }
         for (int f = 0; f < files; f++) {
-            Demo.Spec spec = new Demo.Spec(String.format("seq-%05d.safetensors", f), tokens, heads, dk, dv, dtype,
-                    null, false);
+            Demo.Spec spec = new Demo.Spec(String.format("seq-%05d.safetensors", f), tokens, headsQ, headsK, headsV, dk,
+                    dv, dtype, null, Boolean.TRUE.equals(v.get("--initial-state")),
+                    Boolean.TRUE.equals(v.get("--initial-normalizer")));
             // written aside and moved into place: an interrupted generate leaves no partial file
             Path tmp = d.resolve("." + spec.name + ".inprogress");
             Demo.write(tmp, spec, new java.util.SplittableRandom(1000L + f));

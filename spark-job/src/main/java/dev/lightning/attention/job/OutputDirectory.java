@@ -5,7 +5,9 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.lightning.attention.plan.Piece;
+import dev.lightning.attention.engine.AttentionSpec;
 import dev.lightning.attention.stream.SequenceFile;
+import dev.lightning.attention.stream.Variant;
 import dev.lightning.attention.tensor.InvalidInputException;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
@@ -187,12 +189,15 @@ final class OutputDirectory {
             }
         }
         long need = 0;
+        Variant variant = cfg.variant();
         for (int i = 0; i < files.size(); i++) {
             SequenceFile f = files.get(i);
+            AttentionSpec spec = f.spec(cfg.get(Settings.SCALE), cfg.chunkSize(), variant);
             long o = f.tokens * f.outputBytesPerToken(cfg.outputDtype(f.dtype));
-            need += o + f.stateBytes() + 4096;
-            if (pieces[i] > 1) { // parts beside the assembled file, and local and incoming states
-                need += o + 2L * pieces[i] * f.stateBytes();
+            long states = variant.checkpointsIn(0, f.tokens) * spec.stateBytes(); // states and normalizers
+            need += o + states + spec.stateBytes() + 4096;
+            if (pieces[i] > 1 || variant.checkpoints()) { // parts beside the assembled file, and local and incoming states
+                need += o + states + 2L * pieces[i] * spec.stateBytes();
             }
         }
         long free;

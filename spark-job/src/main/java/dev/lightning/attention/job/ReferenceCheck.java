@@ -2,8 +2,10 @@ package dev.lightning.attention.job;
 
 import dev.lightning.attention.engine.reference.Accuracy;
 import dev.lightning.attention.engine.AttentionSpec;
+import dev.lightning.attention.engine.Checkpoints;
 import dev.lightning.attention.engine.LightningState;
 import dev.lightning.attention.engine.reference.RecurrentReference;
+import dev.lightning.attention.stream.Variant;
 import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.SafetensorsFile;
 import dev.lightning.attention.tensor.TokenTensor;
@@ -15,10 +17,14 @@ import java.util.function.IntFunction;
 
 /**
  * Holds one output file against the float64 recurrence computed from its input file in one
- * piece, in memory: the independent check the demo prints. For files that fit in memory.
+ * piece, in memory: the independent check the demo prints. Every variant: grouped heads, the
+ * feature map and normalization of the run, and the recorded states. For files that fit in memory.
  */
 final class ReferenceCheck {
-    /** Relative errors ||x - ref|| / ||ref|| of o and final_state. */
+    /**
+     * Relative errors ||x - ref|| / ||ref|| of o, and the largest of those of final_state,
+     * final_normalizer, states and normalizers (those the output holds).
+     */
     static final class Result {
         final double output;
         final double state;
@@ -44,13 +50,20 @@ final class ReferenceCheck {
         }
     }
 
+    /** The plain formula without checkpoints. */
     static Result check(Path input, Path output, double scale, IntFunction<double[]> defaultSlopes) throws IOException {
+        return check(input, output, scale, Variant.PLAIN, defaultSlopes);
+    }
+
+    static Result check(Path input, Path output, double scale, Variant variant, IntFunction<double[]> defaultSlopes)
+            throws IOException {
         Map<String, SafetensorsFile.Tensor> in = SafetensorsFile.read(input);
         Map<String, SafetensorsFile.Tensor> out = SafetensorsFile.read(output);
         TokenTensor q = in.get("q").asTokens();
         TokenTensor k = in.get("k").asTokens();
         TokenTensor v = in.get("v").asTokens();
-        int heads = q.heads();
+        AttentionSpec.checkGrouping(q.heads(), k.heads(), v.heads());
+        int heads = Math.max(q.heads(), Math.max(k.heads(), v.heads()));
         double[] slopes;
         if (in.containsKey("slope")) {
             float[] s = in.get("slope").toFloats();
@@ -61,13 +74,30 @@ final class ReferenceCheck {
         } else {
             slopes = defaultSlopes.apply(heads);
         }
-        AttentionSpec spec = new AttentionSpec(heads, q.dim(), v.dim(), slopes, scale, 64);
-        LightningState s0 = in.containsKey("initial_state")
-                ? LightningState.of(heads, q.dim(), v.dim(), in.get("initial_state").toFloats())
-                : LightningState.zeros(heads, q.dim(), v.dim());
+        // chunk 1: the recurrence has no blocks, and any interval is a multiple of it
+        AttentionSpec spec = variant.apply(new AttentionSpec(heads, q.dim(), v.dim(), slopes, scale, 1)
+                .withHeads(q.heads(), k.heads(), v.heads()));
+        float[] s0 = in.containsKey("initial_state") ? in.get("initial_state").toFloats() : new float[spec.stateSize()];
+        LightningState initial = LightningState.own(heads, spec.dk(), spec.dv(), s0);
+        if (spec.normalized()) {
+            float[] z0 = in.containsKey("initial_normalizer") ? in.get("initial_normalizer").toFloats()
+                    : new float[spec.normalizerSize()];
+            initial = LightningState.own(heads, spec.dk(), spec.dv(), s0, z0);
+        }
         TokenTensor expect = TokenTensor.allocate(DType.F32, q.tokens(), heads, v.dim());
-        LightningState expectState = new RecurrentReference().forward(spec, q, k, v, s0, expect);
-        return new Result(Accuracy.relativeError(out.get("o").toFloats(), expect.toFloats()),
-                Accuracy.relativeError(out.get("final_state").toFloats(), expectState.kv()));
+        Checkpoints cp = variant.checkpoints() ? Checkpoints.of(spec, variant.stateEvery(), 0, q.tokens())
+                : Checkpoints.none();
+        LightningState last = new RecurrentReference().forward(spec, q, k, v, initial, expect, cp);
+        double state = Accuracy.relativeError(out.get("final_state").toFloats(), last.kv());
+        if (spec.normalized()) {
+            state = Math.max(state, Accuracy.relativeError(out.get("final_normalizer").toFloats(), last.normalizer()));
+        }
+        if (cp.count() > 0) {
+            state = Math.max(state, Accuracy.relativeError(out.get("states").toFloats(), cp.kvData()));
+            if (spec.normalized()) {
+                state = Math.max(state, Accuracy.relativeError(out.get("normalizers").toFloats(), cp.normalizerData()));
+            }
+        }
+        return new Result(Accuracy.relativeError(out.get("o").toFloats(), expect.toFloats()), state);
     }
 }

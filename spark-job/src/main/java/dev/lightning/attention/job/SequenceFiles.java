@@ -21,14 +21,22 @@ final class SequenceFiles {
      *
      * @param name          the result's name in the output directory ({@link InputFile#name})
      * @param defaultSlopes slopes for H heads when the file has no {@code slope} tensor
+     * @param normalize     whether the run normalizes (only then may a file hold {@code initial_normalizer})
      * @throws dev.lightning.attention.tensor.InvalidInputException naming the file and what is wrong with it
      */
     static SequenceFile inspect(FileSystem fs, FileStatus status, String name,
-                                java.util.function.IntFunction<double[]> defaultSlopes) throws IOException {
+                                java.util.function.IntFunction<double[]> defaultSlopes, boolean normalize)
+            throws IOException {
         try (FSDataInputStream in = fs.open(status.getPath())) {
             return SequenceFile.describe(status.getPath().toUri().toString(), name, status.getLen(), in::readFully,
-                    defaultSlopes);
+                    defaultSlopes, normalize);
         }
+    }
+
+    /** {@link #inspect(FileSystem, FileStatus, String, java.util.function.IntFunction, boolean)} for a run that does not normalize. */
+    static SequenceFile inspect(FileSystem fs, FileStatus status, String name,
+                                java.util.function.IntFunction<double[]> defaultSlopes) throws IOException {
+        return inspect(fs, status, name, defaultSlopes, false);
     }
 
     /**

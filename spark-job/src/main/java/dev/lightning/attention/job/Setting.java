@@ -91,6 +91,12 @@ final class Setting<T> {
                 v -> !Double.isFinite(v) ? "must be finite" : positive && v <= 0 ? "must be > 0" : null);
     }
 
+    /** A finite number of at least {@code min}. */
+    static Setting<Double> realAtLeast(String flag, String key, double def, double min, String doc) {
+        return new Setting<>(flag, key, "number", def, Double.toString(def), doc, Double::parseDouble,
+                v -> !Double.isFinite(v) ? "must be finite" : v < min ? "must be >= " + min : null);
+    }
+
     static Setting<String> choice(String flag, String key, String def, String doc, String... choices) {
         String type = String.join("|", choices);
         return new Setting<>(flag, key, type, def, def, doc, s -> s.toLowerCase(Locale.ROOT), v -> {

@@ -25,7 +25,20 @@ final class Settings {
     static final Setting<Long> CHUNK_SIZE = Setting.count("--chunk-size", "spark.lightning.chunkSize", 64, 1, 1024,
             "Block size of the CPU kernels (the GPU kernels always use 64); pieces start at multiples of it.");
     static final Setting<Double> SCALE = Setting.real("--scale", "spark.lightning.scale", 1.0, false,
-            "Output scale: o_t = scale * q_t S_t.");
+            "Output scale: o_t = scale * phi(q_t) S_t (divided by the normalizer term with --normalize).");
+    static final Setting<String> FEATURE_MAP = Setting.choice("--feature-map", "spark.lightning.featureMap", "identity",
+            "Feature map phi applied to q and k before anything else: `identity` (phi(x) = x), `elu1` "
+                    + "(elu(x) + 1) or `relu` (max(x, 0)).", "identity", "elu1", "relu");
+    static final Setting<Boolean> NORMALIZE = Setting.flagSwitch("--normalize", "spark.lightning.normalize",
+            "Normalized linear attention: o_t = scale (phi(q_t) S_t) / (phi(q_t) . z_t + eps) with the normalizer "
+                    + "z_t = lambda z_{t-1} + phi(k_t); reads `initial_normalizer` [H,Dk] F32 when a file has one and "
+                    + "writes `final_normalizer` (and `normalizers` with --state-every).");
+    static final Setting<Double> NORMALIZE_EPS = Setting.realAtLeast("--normalize-eps", "spark.lightning.normalizeEps",
+            1e-5, 0, "The eps added to the denominator with --normalize.");
+    static final Setting<Long> STATE_EVERY = Setting.count("--state-every", "spark.lightning.stateEvery", 0, 0,
+            Integer.MAX_VALUE, "Record the state every N tokens (a multiple of --chunk-size; 0: never): each output "
+                    + "then holds `states` [C,H,Dk,Dv] F32, C = floor(T/N), `states[c]` the state after token "
+                    + "(c+1)N-1 of the file (and `normalizers` [C,H,Dk] with --normalize).");
     static final Setting<String> BACKEND = Setting.choice("--backend", "spark.lightning.backend", "auto",
             "Where pieces are computed: `gpu` on the GPU Spark assigned to the task (device 0 without an "
                     + "assignment), failing where none is usable; `cpu` on the CPU (float32); `auto` on the GPU "
@@ -82,14 +95,15 @@ final class Settings {
             "spark.lightning.progressSeconds", 5.0, true, "Seconds between progress lines.");
 
     static final List<Setting<?>> ALL = List.of(INPUT, OUTPUT, RECURSIVE, PARTITION_TOKENS, CHUNK_SIZE, SCALE,
-            BACKEND, MASTER, DEFAULT_SLOPES, LAYER, LAYERS, OUTPUT_DTYPE, WINDOW_BYTES, GPU_WINDOW_BYTES, GPU_RESOURCE,
+            FEATURE_MAP, NORMALIZE, NORMALIZE_EPS, STATE_EVERY, BACKEND, MASTER, DEFAULT_SLOPES, LAYER, LAYERS, OUTPUT_DTYPE, WINDOW_BYTES, GPU_WINDOW_BYTES, GPU_RESOURCE,
             GPU_MEMORY, GPU_OOM, OVERWRITE, RESUME, LOCK_STALE_SECONDS, SKIP_INVALID, SKIP_NONFINITE, PROGRESS_SECONDS);
 
     /**
      * The options that change the bytes a run writes: a --resume must share them with the run it
      * continues. (The others choose where and how visibly it runs.)
      */
-    static final List<Setting<?>> RESULT_AFFECTING = List.of(RECURSIVE, PARTITION_TOKENS, CHUNK_SIZE, SCALE, BACKEND,
+    static final List<Setting<?>> RESULT_AFFECTING = List.of(RECURSIVE, PARTITION_TOKENS, CHUNK_SIZE, SCALE,
+            FEATURE_MAP, NORMALIZE, NORMALIZE_EPS, STATE_EVERY, BACKEND,
             DEFAULT_SLOPES, LAYER, LAYERS, OUTPUT_DTYPE, WINDOW_BYTES, GPU_WINDOW_BYTES, GPU_MEMORY, GPU_OOM,
             SKIP_INVALID, SKIP_NONFINITE);
 

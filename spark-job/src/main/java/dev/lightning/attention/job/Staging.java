@@ -24,7 +24,8 @@ import java.util.zip.CRC32C;
  * <pre>
  *   run.json             who made it, and the fingerprint of inputs and settings (for --resume)
  *   local/, incoming/    pass-1 local states and the scan's incoming states
- *   parts/               pass-2 outputs of the pieces of split sequences, and their final states
+ *   parts/               pass-2 outputs of the pieces of split sequences (and of every sequence with
+ *                        --state-every), the states recorded in them, and their final states
  *   files/NAME           complete output files, published into the output directory by the commit
  *   done/UNIT.json       one marker per finished unit of work: its files with size and CRC32C
  *   _lightning_report.json, commit.json    the report, and the commit record (see {@link Commit})
@@ -90,6 +91,11 @@ final class Staging implements Serializable {
 
     Path outputPart(int sequence, int piece) {
         return new Path(root, "parts/s" + sequence + "-p" + piece + ".o");
+    }
+
+    /** The states pass 2 recorded in a piece (--state-every): each LightningState.toBytes, in order. */
+    Path checkpointsPart(int sequence, int piece) {
+        return new Path(root, "parts/s" + sequence + "-p" + piece + ".states.f32");
     }
 
     Path finalState(int sequence) {

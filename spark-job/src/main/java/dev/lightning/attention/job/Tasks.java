@@ -1,6 +1,7 @@
 package dev.lightning.attention.job;
 
 import dev.lightning.attention.engine.AttentionBackend;
+import dev.lightning.attention.engine.AttentionSpec;
 import dev.lightning.attention.engine.LightningState;
 import dev.lightning.attention.plan.Piece;
 import dev.lightning.attention.stream.CpuFallback;
@@ -8,6 +9,7 @@ import dev.lightning.attention.stream.NonFiniteException;
 import dev.lightning.attention.stream.NonFiniteInputException;
 import dev.lightning.attention.stream.PieceWork;
 import dev.lightning.attention.stream.SequenceFile;
+import dev.lightning.attention.stream.Variant;
 import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.SafetensorsHeader;
 import org.apache.hadoop.fs.FSDataInputStream;
@@ -86,16 +88,54 @@ final class Tasks implements Serializable {
         return cfg.outputDtype(f.dtype);
     }
 
-    /** The header of an output file: o [T, H, Dv] in the output dtype, then final_state [H, Dk, Dv] F32. */
-    static SafetensorsHeader outputHeader(SequenceFile f, DType oDtype, double scale) {
-        return SafetensorsHeader.layout(f.name, List.of(
-                new SafetensorsHeader.Spec("o", oDtype, f.tokens, f.heads, f.dv),
-                new SafetensorsHeader.Spec("final_state", DType.F32, f.heads, f.dk, f.dv)),
-                Map.of("producer", "lightning-spark", "scale", Double.toString(scale)));
+    /** The computation of a file in this run: its heads, the run's scale, chunk size and variant. */
+    AttentionSpec spec(SequenceFile f) {
+        return f.spec(cfg.get(Settings.SCALE), cfg.chunkSize(), cfg.variant());
+    }
+
+    /**
+     * The header of an output file, tensors in this order: o [T, H, Dv] in the output dtype,
+     * final_state [H, Dk, Dv] F32, with a normalizing spec final_normalizer [H, Dk] F32 (so the
+     * two follow each other as {@link LightningState#toBytes} writes a state), and with checkpoints
+     * every N tokens states [C, H, Dk, Dv] F32 and (normalizing) normalizers [C, H, Dk] F32, C = T / N.
+     */
+    static SafetensorsHeader outputHeader(SequenceFile f, AttentionSpec spec, Variant variant, DType oDtype,
+                                          double scale) {
+        int h = spec.heads();
+        List<SafetensorsHeader.Spec> tensors = new ArrayList<>();
+        tensors.add(new SafetensorsHeader.Spec("o", oDtype, f.tokens, h, spec.dv()));
+        tensors.add(new SafetensorsHeader.Spec("final_state", DType.F32, h, spec.dk(), spec.dv()));
+        if (spec.normalized()) {
+            tensors.add(new SafetensorsHeader.Spec("final_normalizer", DType.F32, h, spec.dk()));
+        }
+        if (variant.checkpoints()) {
+            long c = variant.checkpointsIn(0, f.tokens);
+            tensors.add(new SafetensorsHeader.Spec("states", DType.F32, c, h, spec.dk(), spec.dv()));
+            if (spec.normalized()) {
+                tensors.add(new SafetensorsHeader.Spec("normalizers", DType.F32, c, h, spec.dk()));
+            }
+        }
+        Map<String, String> metadata = new java.util.TreeMap<>();
+        metadata.put("producer", "lightning-spark");
+        metadata.put("scale", Double.toString(scale));
+        if (!spec.plain()) {
+            metadata.put("feature_map", spec.featureMap().key());
+            if (spec.normalized()) {
+                metadata.put("normalize_eps", Double.toString(spec.eps()));
+            }
+        }
+        if (variant.checkpoints()) {
+            metadata.put("state_every", Integer.toString(variant.stateEvery()));
+        }
+        return SafetensorsHeader.layout(f.name, tensors, metadata);
+    }
+
+    private SafetensorsHeader outputHeader(SequenceFile f) {
+        return outputHeader(f, spec(f), cfg.variant(), outputDtype(f), cfg.get(Settings.SCALE));
     }
 
     private PieceWork work(AttentionBackend backend, SequenceFile f) {
-        return new PieceWork(cfg.get(Settings.SCALE), cfg.chunkSize(),
+        return new PieceWork(cfg.get(Settings.SCALE), cfg.chunkSize(), cfg.variant(),
                 cfg.get(backend.device().startsWith("cuda") ? Settings.GPU_WINDOW_BYTES : Settings.WINDOW_BYTES),
                 outputDtype(f));
     }
@@ -171,7 +211,7 @@ final class Tasks implements Serializable {
                     } catch (NonFiniteInputException e) {
                         // skip mode: the sequence is dropped at assembly; a zero state keeps the scan going
                         skipped.add(skipOrThrow(e));
-                        local = LightningState.zeros(it.file.heads, it.file.dk, it.file.dv);
+                        local = LightningState.zeros(spec(it.file));
                         clean = false;
                     }
                     LightningState localState = local;
@@ -209,19 +249,19 @@ final class Tasks implements Serializable {
                     resumed++;
                     continue;
                 }
-                dev.lightning.attention.engine.AttentionSpec spec = f.spec(cfg.get(Settings.SCALE), cfg.chunkSize());
+                AttentionSpec spec = spec(f);
                 LightningState state;
                 boolean clean = true;
                 try (FSDataInputStream in = fs(f.path).open(SequenceFiles.hadoopPath(f))) {
-                    state = PieceWork.initialState(in::readFully, f, it.sequence);
+                    state = PieceWork.initialState(in::readFully, f, spec, it.sequence);
                 } catch (NonFiniteInputException e) {
                     skipped.add(skipOrThrow(e));
-                    state = LightningState.zeros(f.heads, f.dk, f.dv);
+                    state = LightningState.zeros(spec);
                     clean = false;
                 }
                 List<Staging.Written> written = new ArrayList<>();
                 for (int p = 0; p + 1 < it.pieceTokens.length; p++) {
-                    LightningState local = readState(stagingFs, staging.localState(it.sequence, p), f);
+                    LightningState local = readState(stagingFs, staging.localState(it.sequence, p), spec);
                     state = state.then(spec, it.pieceTokens[p], local);
                     LightningState incoming = state;
                     written.add(Staging.writeAtomically(stagingFs, staging.incomingState(it.sequence, p + 1),
@@ -261,31 +301,12 @@ final class Tasks implements Serializable {
                         continue;
                     }
                     try (FSDataInputStream in = fs(f.path).open(SequenceFiles.hadoopPath(f))) {
+                        AttentionSpec spec = spec(f);
                         LightningState incoming = p.isFirst()
-                                ? PieceWork.initialState(in::readFully, f, p.sequence())
-                                : readState(stagingFs, staging.incomingState(p.sequence(), p.index()), f);
-                        List<Staging.Written> written = CpuFallback.run(backend, cfg.gpuOomToCpu(), f.name + " " + p, b -> {
-                            List<Staging.Written> files = new ArrayList<>();
-                            if (!p.isSplit()) {
-                                files.add(Staging.writeAtomically(stagingFs, staging.stagedOutput(f.name), attempt(ctx),
-                                        out -> {
-                                            out.write(outputHeader(f, outputDtype(f), cfg.get(Settings.SCALE)).encode());
-                                            LightningState last = work(b, f).outputs(b, in::readFully, f, p, incoming,
-                                                    out);
-                                            out.write(last.toBytes());
-                                        }));
-                            } else {
-                                LightningState[] last = new LightningState[1];
-                                files.add(Staging.writeAtomically(stagingFs, staging.outputPart(p.sequence(), p.index()),
-                                        attempt(ctx), out -> last[0] = work(b, f).outputs(b, in::readFully, f, p,
-                                                incoming, out)));
-                                if (p.isLast()) {
-                                    files.add(Staging.writeAtomically(stagingFs, staging.finalState(p.sequence()),
-                                            attempt(ctx), out -> out.write(last[0].toBytes())));
-                                }
-                            }
-                            return files;
-                        });
+                                ? PieceWork.initialState(in::readFully, f, spec, p.sequence())
+                                : readState(stagingFs, staging.incomingState(p.sequence(), p.index()), spec);
+                        List<Staging.Written> written = CpuFallback.run(backend, cfg.gpuOomToCpu(), f.name + " " + p,
+                                b -> outputsOf(b, in, f, p, incoming, stagingFs, attempt(ctx)));
                         staging.markDone(stagingFs, unit, attempt(ctx), written);
                         FaultPoints.reach("pass2");
                     } catch (NonFiniteException e) {
@@ -298,6 +319,81 @@ final class Tasks implements Serializable {
                 return report("pass2", ctx, items.size(), tokens, backend, start, skipped, resumed, names);
             }
         };
+    }
+
+    /**
+     * Pass 2 of one piece on {@code b}; returns the files written. A whole sequence without
+     * checkpoints goes straight to its staged output file (o, then the final state). Otherwise the
+     * piece writes parts: its o and, with --state-every, its recorded states (each written while
+     * the other is open: one pass over the piece fills both); the last piece also the final state.
+     * A whole sequence with checkpoints is then assembled at once, as the assembly tasks do it
+     * for split ones: its states follow o and the final state in the file, so they cannot be
+     * streamed into it directly.
+     */
+    private List<Staging.Written> outputsOf(AttentionBackend b, FSDataInputStream in, SequenceFile f, Piece p,
+                                            LightningState incoming, FileSystem stagingFs, String attempt)
+            throws IOException {
+        List<Staging.Written> files = new ArrayList<>();
+        Variant variant = cfg.variant();
+        if (!p.isSplit() && !variant.checkpoints()) {
+            files.add(Staging.writeAtomically(stagingFs, staging.stagedOutput(f.name), attempt, out -> {
+                out.write(outputHeader(f).encode());
+                LightningState last = work(b, f).outputs(b, in::readFully, f, p, incoming, out);
+                out.write(last.toBytes());
+            }));
+            return files;
+        }
+        LightningState[] last = new LightningState[1];
+        if (variant.checkpoints()) {
+            files.add(Staging.writeAtomically(stagingFs, staging.checkpointsPart(p.sequence(), p.index()), attempt,
+                    states -> files.add(Staging.writeAtomically(stagingFs, staging.outputPart(p.sequence(), p.index()),
+                            attempt, out -> last[0] = work(b, f).outputs(b, in::readFully, f, p, incoming, out,
+                                    states)))));
+        } else {
+            files.add(Staging.writeAtomically(stagingFs, staging.outputPart(p.sequence(), p.index()), attempt,
+                    out -> last[0] = work(b, f).outputs(b, in::readFully, f, p, incoming, out)));
+        }
+        if (p.isLast()) {
+            files.add(Staging.writeAtomically(stagingFs, staging.finalState(p.sequence()), attempt,
+                    out -> out.write(last[0].toBytes())));
+        }
+        if (!p.isSplit()) {
+            files.add(Staging.writeAtomically(stagingFs, staging.stagedOutput(f.name), attempt,
+                    out -> assembleInto(stagingFs, f, p.sequence(), new long[] {p.tokens()}, out)));
+        }
+        return files;
+    }
+
+    /**
+     * Writes a sequence's output file from its staged parts: the header, o of every piece in
+     * order, the final state (S, then z: final_state and final_normalizer), then with checkpoints
+     * the S of every recorded state in order (states) and their z (normalizers). Each part's size
+     * is checked against what its piece must have written.
+     */
+    private void assembleInto(FileSystem fs, SequenceFile f, int sequence, long[] pieceTokens, OutputStream out)
+            throws IOException {
+        AttentionSpec spec = spec(f);
+        Variant variant = cfg.variant();
+        DType oDtype = outputDtype(f);
+        out.write(outputHeader(f).encode());
+        for (int p = 0; p < pieceTokens.length; p++) {
+            copy(fs, staging.outputPart(sequence, p), pieceTokens[p] * f.outputBytesPerToken(oDtype), out);
+        }
+        copy(fs, staging.finalState(sequence), spec.stateBytes(), out);
+        if (!variant.checkpoints()) {
+            return;
+        }
+        long sBytes = 4L * spec.stateSize();
+        long zBytes = 4L * spec.normalizerSize();
+        for (long skip : spec.normalized() ? new long[] {0, sBytes} : new long[] {0}) {
+            long take = skip == 0 ? sBytes : zBytes;
+            long start = 0;
+            for (int p = 0; p < pieceTokens.length; p++) {
+                long count = variant.checkpointsIn(start, pieceTokens[p]);
+                copyStrided(fs, staging.checkpointsPart(sequence, p), count, spec.stateBytes(), skip, take, out);
+                start += pieceTokens[p];
+            }
+        }
     }
 
     /** Assembly: header, the parts in order and the final state, streamed into the staged output file. */
@@ -315,17 +411,8 @@ final class Tasks implements Serializable {
                     resumed++;
                     continue;
                 }
-                DType oDtype = outputDtype(f);
                 Staging.Written w = Staging.writeAtomically(stagingFs, staging.stagedOutput(f.name), attempt(ctx),
-                        out -> {
-                            out.write(outputHeader(f, oDtype, cfg.get(Settings.SCALE)).encode());
-                            for (int p = 0; p < it.pieceTokens.length; p++) {
-                                Path part = staging.outputPart(it.sequence, p);
-                                long expect = it.pieceTokens[p] * f.outputBytesPerToken(oDtype);
-                                copy(stagingFs, part, expect, out);
-                            }
-                            copy(stagingFs, staging.finalState(it.sequence), f.stateBytes(), out);
-                        });
+                        out -> assembleInto(stagingFs, f, it.sequence, it.pieceTokens, out));
                 staging.markDone(stagingFs, unit, attempt(ctx), List.of(w));
                 FaultPoints.reach("assemble");
             }
@@ -346,11 +433,34 @@ final class Tasks implements Serializable {
         }
     }
 
-    private static LightningState readState(FileSystem fs, Path path, SequenceFile f) throws IOException {
-        byte[] raw = new byte[Math.toIntExact(f.stateBytes())];
+    /**
+     * Copies, from a part holding {@code count} records of {@code record} bytes, bytes
+     * [skip, skip + take) of each record, in order (the S or the z of recorded states).
+     */
+    private static void copyStrided(FileSystem fs, Path part, long count, long record, long skip, long take,
+                                    OutputStream out) throws IOException {
+        long len = fs.getFileStatus(part).getLen();
+        if (len != count * record) {
+            throw new IOException(part + " holds " + len + " bytes, expected " + count + " states of " + record);
+        }
+        byte[] buf = new byte[(int) Math.min(take, 1 << 20)];
+        try (FSDataInputStream in = fs.open(part)) {
+            for (long c = 0; c < count; c++) {
+                for (long done = 0; done < take; ) {
+                    int n = (int) Math.min(buf.length, take - done);
+                    in.readFully(c * record + skip + done, buf, 0, n);
+                    out.write(buf, 0, n);
+                    done += n;
+                }
+            }
+        }
+    }
+
+    private static LightningState readState(FileSystem fs, Path path, AttentionSpec spec) throws IOException {
+        byte[] raw = new byte[Math.toIntExact(spec.stateBytes())];
         try (FSDataInputStream in = fs.open(path)) {
             in.readFully(0, raw, 0, raw.length);
         }
-        return LightningState.fromBytes(f.heads, f.dk, f.dv, ByteBuffer.wrap(raw));
+        return LightningState.fromBytes(spec, ByteBuffer.wrap(raw));
     }
 }

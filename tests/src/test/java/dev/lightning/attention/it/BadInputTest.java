@@ -65,7 +65,7 @@ class BadInputTest {
                 + "}", "192", "missing tensor 'v'"});
         c.put("length-mismatch", new String[] {"{" + tensor("q", "F32", "[4,2,3]", 0, 96) + ","
                 + tensor("k", "F32", "[3,2,3]", 96, 168) + "," + tensor("v", "F32", "[4,2,5]", 168, 328) + "}", "328",
-                "one T and H"});
+                "one T and one Dk"});
         c.put("size-mismatch", new String[] {"{" + tensor("q", "F32", "[4,2,3]", 0, 90) + ","
                 + tensor("k", "F32", "[4,2,3]", 96, 192) + "," + tensor("v", "F32", "[4,2,5]", 192, 352) + "}", "352",
                 "needs 96 bytes"});

@@ -2,6 +2,8 @@ package dev.lightning.attention.it;
 
 import dev.lightning.attention.job.LightningMain;
 import dev.lightning.attention.engine.AttentionSpec;
+import dev.lightning.attention.engine.Checkpoints;
+import dev.lightning.attention.engine.FeatureMap;
 import dev.lightning.attention.engine.LightningState;
 import dev.lightning.attention.engine.reference.RecurrentReference;
 import dev.lightning.attention.engine.Slopes;
@@ -57,10 +59,16 @@ final class JobHarness {
         return o;
     }
 
-    /** A sequence file's content before rounding to its dtype. */
+    /**
+     * A sequence file's content before rounding to its dtype: q [T, Hq, Dk], k [T, Hk, Dk],
+     * v [T, Hv, Dv], and H = max(Hq, Hk, Hv) heads of state.
+     */
     static final class Sequence {
         final int tokens;
         final int heads;
+        final int headsQ;
+        final int headsK;
+        final int headsV;
         final int dk;
         final int dv;
         final DType dtype;
@@ -69,11 +77,20 @@ final class JobHarness {
         final float[] v;
         final float[] slopes;
         final float[] initialState;
+        final float[] initialNormalizer;
 
         Sequence(int tokens, int heads, int dk, int dv, DType dtype, float[] q, float[] k, float[] v, float[] slopes,
                  float[] initialState) {
+            this(tokens, heads, heads, heads, dk, dv, dtype, q, k, v, slopes, initialState, null);
+        }
+
+        Sequence(int tokens, int headsQ, int headsK, int headsV, int dk, int dv, DType dtype, float[] q, float[] k,
+                 float[] v, float[] slopes, float[] initialState, float[] initialNormalizer) {
             this.tokens = tokens;
-            this.heads = heads;
+            this.heads = Math.max(headsQ, Math.max(headsK, headsV));
+            this.headsQ = headsQ;
+            this.headsK = headsK;
+            this.headsV = headsV;
             this.dk = dk;
             this.dv = dv;
             this.dtype = dtype;
@@ -82,6 +99,7 @@ final class JobHarness {
             this.v = v;
             this.slopes = slopes;
             this.initialState = initialState;
+            this.initialNormalizer = initialNormalizer;
         }
 
         static Sequence random(long seed, int tokens, int heads, int dk, int dv, DType dtype, float[] slopes,
@@ -92,41 +110,84 @@ final class JobHarness {
                     initialState ? uniform(rnd, heads * dk * dv) : null);
         }
 
+        /**
+         * Random grouped heads (the counts need not divide: files the job must refuse), with an
+         * initial state and an initial normalizer (in (0.5, 1.5): a sum of positive phi(k)) when asked.
+         */
+        static Sequence grouped(long seed, int tokens, int hq, int hk, int hv, int dk, int dv, DType dtype,
+                                float[] slopes, boolean initialState, boolean initialNormalizer) {
+            SplittableRandom rnd = new SplittableRandom(seed);
+            int h = Math.max(hq, Math.max(hk, hv));
+            float[] z = null;
+            if (initialNormalizer) {
+                z = uniform(rnd, h * dk);
+                for (int i = 0; i < z.length; i++) {
+                    z[i] = 1 + z[i] / 2;
+                }
+            }
+            return new Sequence(tokens, hq, hk, hv, dk, dv, dtype, uniform(rnd, tokens * hq * dk),
+                    uniform(rnd, tokens * hk * dk), uniform(rnd, tokens * hv * dv), slopes,
+                    initialState ? uniform(rnd, h * dk * dv) : null, z);
+        }
+
         /** Tokens [from, to) of this sequence, starting from {@code state}. */
         Sequence range(int from, int to, float[] state) {
-            return new Sequence(to - from, heads, dk, dv, dtype,
-                    java.util.Arrays.copyOfRange(q, from * heads * dk, to * heads * dk),
-                    java.util.Arrays.copyOfRange(k, from * heads * dk, to * heads * dk),
-                    java.util.Arrays.copyOfRange(v, from * heads * dv, to * heads * dv), slopes, state);
+            return new Sequence(to - from, headsQ, headsK, headsV, dk, dv, dtype,
+                    java.util.Arrays.copyOfRange(q, from * headsQ * dk, to * headsQ * dk),
+                    java.util.Arrays.copyOfRange(k, from * headsK * dk, to * headsK * dk),
+                    java.util.Arrays.copyOfRange(v, from * headsV * dv, to * headsV * dv), slopes, state, null);
         }
 
         void write(Path file) throws IOException {
             List<SafetensorsFile.Tensor> t = new ArrayList<>();
-            t.add(SafetensorsFile.Tensor.of("q", dtype, new long[] {tokens, heads, dk}, q));
-            t.add(SafetensorsFile.Tensor.of("k", dtype, new long[] {tokens, heads, dk}, k));
-            t.add(SafetensorsFile.Tensor.of("v", dtype, new long[] {tokens, heads, dv}, v));
+            t.add(SafetensorsFile.Tensor.of("q", dtype, new long[] {tokens, headsQ, dk}, q));
+            t.add(SafetensorsFile.Tensor.of("k", dtype, new long[] {tokens, headsK, dk}, k));
+            t.add(SafetensorsFile.Tensor.of("v", dtype, new long[] {tokens, headsV, dv}, v));
             if (slopes != null) {
                 t.add(SafetensorsFile.Tensor.of("slope", DType.F32, new long[] {heads}, slopes));
             }
             if (initialState != null) {
                 t.add(SafetensorsFile.Tensor.of("initial_state", DType.F32, new long[] {heads, dk, dv}, initialState));
             }
+            if (initialNormalizer != null) {
+                t.add(SafetensorsFile.Tensor.of("initial_normalizer", DType.F32, new long[] {heads, dk},
+                        initialNormalizer));
+            }
             SafetensorsFile.write(file, t);
         }
 
         /** The float64 recurrence over the inputs as rounded to the file's dtype; o in float32. */
         Result reference(double scale) {
+            return reference(scale, FeatureMap.IDENTITY, -1, 0);
+        }
+
+        /**
+         * The float64 recurrence of a variant: feature map {@code phi}, normalized with {@code eps}
+         * when eps >= 0, states recorded every {@code every} tokens when every > 0.
+         */
+        Result reference(double scale, FeatureMap phi, double eps, int every) {
             double[] s = new double[heads];
             for (int h = 0; h < heads; h++) {
                 s[h] = slopes != null ? slopes[h] : Slopes.minimax(heads)[h];
             }
-            AttentionSpec spec = new AttentionSpec(heads, dk, dv, s, scale, 64);
+            // chunk 1: the recurrence has no blocks, and every interval is a multiple of it
+            AttentionSpec spec = new AttentionSpec(heads, dk, dv, s, scale, 1).withHeads(headsQ, headsK, headsV)
+                    .withFeatureMap(phi);
+            if (eps >= 0) {
+                spec = spec.withNormalization(eps);
+            }
             TokenTensor o = TokenTensor.allocate(DType.F32, tokens, heads, dv);
-            LightningState s0 = initialState != null ? LightningState.of(heads, dk, dv, initialState)
-                    : LightningState.zeros(heads, dk, dv);
-            LightningState last = new RecurrentReference().forward(spec, TokenTensor.of(dtype, tokens, heads, dk, q),
-                    TokenTensor.of(dtype, tokens, heads, dk, k), TokenTensor.of(dtype, tokens, heads, dv, v), s0, o);
-            return new Result(o.toFloats(), last.kv());
+            float[] s0 = initialState != null ? initialState : new float[heads * dk * dv];
+            LightningState start = spec.normalized()
+                    ? LightningState.of(heads, dk, dv, s0, initialNormalizer != null ? initialNormalizer : new float[heads * dk])
+                    : LightningState.of(heads, dk, dv, s0);
+            Checkpoints cp = every > 0 ? Checkpoints.of(spec, every, 0, tokens) : Checkpoints.none();
+            LightningState last = new RecurrentReference().forward(spec, TokenTensor.of(dtype, tokens, headsQ, dk, q),
+                    TokenTensor.of(dtype, tokens, headsK, dk, k), TokenTensor.of(dtype, tokens, headsV, dv, v), start, o,
+                    cp);
+            return new Result(o.toFloats(), last.kv(), spec.normalized() ? last.normalizer() : null,
+                    every > 0 ? cp.kvData().clone() : null,
+                    every > 0 && spec.normalized() ? cp.normalizerData().clone() : null);
         }
 
         private static float[] uniform(SplittableRandom rnd, int n) {
@@ -138,19 +199,34 @@ final class JobHarness {
         }
     }
 
-    /** o and final_state of one sequence, as floats. */
+    /** o and final_state of one sequence, as floats, and those of the variants where the file holds them (else null). */
     static final class Result {
         final float[] o;
         final float[] state;
+        final float[] normalizer;
+        final float[] states;
+        final float[] normalizers;
 
         Result(float[] o, float[] state) {
+            this(o, state, null, null, null);
+        }
+
+        Result(float[] o, float[] state, float[] normalizer, float[] states, float[] normalizers) {
             this.o = o;
             this.state = state;
+            this.normalizer = normalizer;
+            this.states = states;
+            this.normalizers = normalizers;
         }
 
         static Result read(Path file) throws IOException {
             Map<String, SafetensorsFile.Tensor> t = SafetensorsFile.read(file);
-            return new Result(t.get("o").toFloats(), t.get("final_state").toFloats());
+            return new Result(t.get("o").toFloats(), t.get("final_state").toFloats(), floats(t, "final_normalizer"),
+                    floats(t, "states"), floats(t, "normalizers"));
+        }
+
+        private static float[] floats(Map<String, SafetensorsFile.Tensor> t, String name) {
+            return t.containsKey(name) ? t.get(name).toFloats() : null;
         }
     }
 

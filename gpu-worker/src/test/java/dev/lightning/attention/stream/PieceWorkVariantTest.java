@@ -1,0 +1,200 @@
+package dev.lightning.attention.stream;
+
+import dev.lightning.attention.engine.AttentionBackend;
+import dev.lightning.attention.engine.AttentionSpec;
+import dev.lightning.attention.engine.Checkpoints;
+import dev.lightning.attention.engine.FeatureMap;
+import dev.lightning.attention.engine.LightningState;
+import dev.lightning.attention.engine.Slopes;
+import dev.lightning.attention.engine.cpu.CpuBackend;
+import dev.lightning.attention.engine.reference.Accuracy;
+import dev.lightning.attention.engine.reference.RecurrentReference;
+import dev.lightning.attention.plan.Piece;
+import dev.lightning.attention.tensor.DType;
+import dev.lightning.attention.tensor.InvalidInputException;
+import dev.lightning.attention.tensor.SafetensorsFile;
+import dev.lightning.attention.tensor.TokenTensor;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.io.RandomAccessFile;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.SplittableRandom;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The executor's path for the variants, without Spark: a grouped file (Hq = 6, Hk = 2, Hv = 3)
+ * with initial state and normalizer, normalized elu1, states every 128 tokens, in two pieces
+ * whose boundary falls between checkpoints, through windows of one chunk, against the float64
+ * recurrence over the whole file; and the header checks of the variants.
+ */
+class PieceWorkVariantTest {
+    static final int T = 1000;
+    static final int HQ = 6;
+    static final int HK = 2;
+    static final int HV = 3;
+    static final int H = 6;
+    static final int DK = 12;
+    static final int DV = 7;
+
+    @TempDir
+    Path tmp;
+
+    private Path write(String name, int hq, int hk, int hv, boolean normalizer) throws IOException {
+        SplittableRandom rnd = new SplittableRandom(name.hashCode());
+        int h = Math.max(hq, Math.max(hk, hv));
+        List<SafetensorsFile.Tensor> t = new ArrayList<>();
+        t.add(SafetensorsFile.Tensor.of("q", DType.F32, new long[] {T, hq, DK}, uniform(rnd, T * hq * DK, -1, 1)));
+        t.add(SafetensorsFile.Tensor.of("k", DType.F32, new long[] {T, hk, DK}, uniform(rnd, T * hk * DK, -1, 1)));
+        t.add(SafetensorsFile.Tensor.of("v", DType.F32, new long[] {T, hv, DV}, uniform(rnd, T * hv * DV, -1, 1)));
+        t.add(SafetensorsFile.Tensor.of("initial_state", DType.F32, new long[] {h, DK, DV}, uniform(rnd, h * DK * DV, -2, 2)));
+        if (normalizer) {
+            t.add(SafetensorsFile.Tensor.of("initial_normalizer", DType.F32, new long[] {h, DK},
+                    uniform(rnd, h * DK, 0.5, 4)));
+        }
+        Path file = tmp.resolve(name);
+        SafetensorsFile.write(file, t);
+        return file;
+    }
+
+    private static SequenceFile describe(Path file, RandomAccessFile raf, boolean normalize) throws IOException {
+        return SequenceFile.describe(file.toString(), file.getFileName().toString(), raf.length(), reader(raf),
+                Slopes::minimax, normalize);
+    }
+
+    private static RangeReader reader(RandomAccessFile raf) {
+        return (position, buf, off, len) -> {
+            synchronized (raf) {
+                raf.seek(position);
+                raf.readFully(buf, off, len);
+            }
+        };
+    }
+
+    @Test
+    void groupedNormalizedWithStatesAcrossTwoPieces() throws Exception {
+        Path file = write("g.safetensors", HQ, HK, HV, true);
+        Variant variant = new Variant(FeatureMap.ELU1, true, 1e-5, 128);
+        try (RandomAccessFile raf = new RandomAccessFile(file.toFile(), "r");
+             AttentionBackend cpu = new CpuBackend()) {
+            RangeReader in = reader(raf);
+            SequenceFile f = describe(file, raf, true);
+            PieceWork work = new PieceWork(0.5, 64, variant, 8 << 10, DType.F32);
+            AttentionSpec spec = work.spec(f);
+            assertEquals(H, spec.heads());
+            assertTrue(spec.normalized() && spec.featureMap() == FeatureMap.ELU1, spec.toString());
+            Piece first = new Piece(0, 0, 2, 0, 448); // checkpoints at 127, 255, 383; the next one in the second
+            Piece second = new Piece(0, 1, 2, 448, T);
+            assertEquals(64, work.windowTokens(f, first), "8k holds one chunk and its checkpoint");
+
+            LightningState initial = PieceWork.initialState(in, f, spec, 0);
+            LightningState incoming = initial.then(spec, first.tokens(), work.localState(cpu, in, f, first));
+            ByteArrayOutputStream o = new ByteArrayOutputStream();
+            ByteArrayOutputStream states = new ByteArrayOutputStream();
+            work.outputs(cpu, in, f, first, initial, o, states);
+            assertEquals(3 * spec.stateBytes(), states.size(), "the first piece records 3 states, S and z each");
+            LightningState last = work.outputs(cpu, in, f, second, incoming, o, states);
+
+            Map<String, SafetensorsFile.Tensor> all = SafetensorsFile.read(file);
+            AttentionSpec ref = new AttentionSpec(H, DK, DV, Slopes.minimax(H), 0.5, 64).withHeads(HQ, HK, HV)
+                    .withFeatureMap(FeatureMap.ELU1).withNormalization(1e-5);
+            assertEquals(ref, spec);
+            LightningState s0 = LightningState.of(H, DK, DV, all.get("initial_state").toFloats(),
+                    all.get("initial_normalizer").toFloats());
+            TokenTensor expect = TokenTensor.allocate(DType.F32, T, H, DV);
+            Checkpoints cp = Checkpoints.of(ref, 128, 0, T);
+            LightningState expectLast = new RecurrentReference().forward(ref, all.get("q").asTokens(),
+                    all.get("k").asTokens(), all.get("v").asTokens(), s0, expect, cp);
+
+            TokenTensor got = TokenTensor.wrap(DType.F32, T, H, DV, ByteBuffer.wrap(o.toByteArray()));
+            assertClose("o", got.toFloats(), expect.toFloats());
+            assertClose("final_state", last.kv(), expectLast.kv());
+            assertClose("final_normalizer", last.normalizer(), expectLast.normalizer());
+            byte[] raw = states.toByteArray();
+            assertEquals(7, cp.count());
+            assertEquals(7 * spec.stateBytes(), raw.length);
+            for (int c = 0; c < 7; c++) {
+                LightningState s = LightningState.fromBytes(spec,
+                        ByteBuffer.wrap(raw, (int) (c * spec.stateBytes()), (int) spec.stateBytes()).slice()
+                                .order(ByteOrder.LITTLE_ENDIAN));
+                assertClose("states[" + c + "]", s.kv(), cp.state(ref, c).kv());
+                assertClose("normalizers[" + c + "]", s.normalizer(), cp.state(ref, c).normalizer());
+            }
+        }
+    }
+
+    /** The window budget pays for the states a window records: fewer tokens per window with them. */
+    @Test
+    void windowsMakeRoomForRecordedStates() throws Exception {
+        Path file = write("w.safetensors", HQ, HK, HV, false);
+        try (RandomAccessFile raf = new RandomAccessFile(file.toFile(), "r")) {
+            SequenceFile f = describe(file, raf, false);
+            Piece whole = new Piece(0, 0, 1, 0, T);
+            long perToken = f.inputBytesPerToken() + f.outputBytesPerToken(DType.F32);
+            assertEquals((HQ * DK + HK * DK + HV * DV) * 4L, f.inputBytesPerToken());
+            long budget = 5 * 64 * perToken;
+            assertEquals(5 * 64, new PieceWork(1.0, 64, budget, DType.F32).windowTokens(f, whole));
+            // every chunk records a state of H*Dk*Dv*4 = 2016 bytes: 64 tokens cost 64 * perToken + 2016
+            int n = new PieceWork(1.0, 64, new Variant(FeatureMap.IDENTITY, false, 0, 64), budget, DType.F32)
+                    .windowTokens(f, whole);
+            long state = 4L * H * DK * DV;
+            assertTrue(n < 5 * 64 && n % 64 == 0, "window of " + n + " tokens");
+            assertTrue(n * perToken + (n / 64 + 1) * state <= budget, "window of " + n + " tokens fits the budget");
+        }
+    }
+
+    @Test
+    void headerChecksOfTheVariants() throws Exception {
+        Path bad = write("bad.safetensors", 4, 3, 4, false);
+        try (RandomAccessFile raf = new RandomAccessFile(bad.toFile(), "r")) {
+            InvalidInputException e = assertThrows(InvalidInputException.class, () -> describe(bad, raf, false));
+            assertTrue(e.getMessage().contains("bad.safetensors") && e.getMessage().contains("Hq=4, Hk=3, Hv=4")
+                    && e.getMessage().contains("k [" + T + ", 3, " + DK + "]"), e.getMessage());
+        }
+        Path z = write("z.safetensors", 2, 2, 2, true);
+        try (RandomAccessFile raf = new RandomAccessFile(z.toFile(), "r")) {
+            InvalidInputException e = assertThrows(InvalidInputException.class, () -> describe(z, raf, false));
+            assertTrue(e.getMessage().contains("initial_normalizer") && e.getMessage().contains("--normalize"),
+                    e.getMessage());
+            SequenceFile f = describe(z, raf, true);
+            // without --normalize the state has no z; with it and no initial_normalizer, z starts at zero
+            assertTrue(f.initialNormalizerOffset > 0);
+        }
+        Path s = write("s.safetensors", 2, 2, 2, false);
+        try (RandomAccessFile raf = new RandomAccessFile(s.toFile(), "r")) {
+            SequenceFile f = describe(s, raf, true);
+            AttentionSpec spec = f.spec(1.0, 64, new Variant(FeatureMap.RELU, true, 1e-5, 0));
+            LightningState initial = PieceWork.initialState(reader(raf), f, spec, 0);
+            assertTrue(initial.normalized());
+            for (float x : initial.normalizer()) {
+                assertEquals(0f, x);
+            }
+            assertTrue(Math.abs(initial.get(1, 3, 2)) > 0, "S from the file");
+        }
+        assertThrows(IllegalArgumentException.class,
+                () -> new PieceWork(1.0, 64, new Variant(FeatureMap.IDENTITY, false, 0, 100), 1 << 20, DType.F32));
+    }
+
+    private static void assertClose(String what, float[] got, float[] expect) {
+        double e = Accuracy.relativeError(got, expect);
+        assertTrue(e <= 1e-5, what + " relative error " + e);
+    }
+
+    private static float[] uniform(SplittableRandom rnd, int n, double lo, double hi) {
+        float[] x = new float[n];
+        for (int i = 0; i < n; i++) {
+            x[i] = (float) (lo + rnd.nextDouble() * (hi - lo));
+        }
+        return x;
+    }
+}
