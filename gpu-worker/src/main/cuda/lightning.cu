@@ -1,8 +1,11 @@
 // Lightning attention kernels, loaded as PTX through JCuda's driver API (see CudaDevice.java).
 //
-//   S_t = lambda S_{t-1} + k_t^T v_t,   o_t = scale q_t S_t,   lambda = exp(-slope_h)
+//   S_t = lambda S_{t-1} + phi(k_t)^T v_t,   o_t = scale phi(q_t) S_t,   lambda = exp(-slope_h)
+//   normalizing also z_t = lambda z_{t-1} + phi(k_t) and o_t = scale phi(q_t) S_t / (phi(q_t) . z_t + eps)
 //
-// Layout: q, k [n, H, Dk] and v, o [n, H, Dv], token-major; states float [S][H][Dk][Dv].
+// Every kernel takes one argument, struct LightningArgs (lightning_args.cuh: the variants' fields
+// and what they mean). Layout: q [n, Hq, Dk], k [n, Hk, Dk], v [n, Hv, Dv], o [n, H, Dv],
+// token-major; states float [S][H][Dk][Dv] and z float [S][H][Dk], in separate arrays.
 // A window of n tokens is cut into S segments of segTokens tokens (a multiple of the 64-token
 // chunk); CTAs of one launch work on (head, column tile, segment). Several segments run side by
 // side when the heads alone do not fill the GPU, with the same two-level scan as across Spark
@@ -19,6 +22,8 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include "lightning_args.cuh"
+
 #define CHUNK 64
 #define GENERIC_BV 32        // value columns per CTA in the generic kernels
 #define GENERIC_THREADS 256
@@ -33,29 +38,63 @@ template <> __device__ __forceinline__ float from_float<float>(float x) { return
 template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
 template <> __device__ __forceinline__ __half from_float<__half>(float x) { return __float2half_rn(x); }
 
-// Shared memory of the generic kernels, in floats (the host computes the same in CudaKernels.java):
+// scale * num / den, the normalized output (a function so the plain path's expression stays as it was).
+__device__ __forceinline__ float scale_div(float scale, float num, float den) { return scale * num / den; }
+
+// Shared memory of the generic kernels, in floats (the host computes the same in Kernels.java):
 //   powers[CHUNK + 4] | Q[CHUNK][dk + 1] | K[CHUNK][dk + 1] | V[CHUNK][BV] | S[CHUNK][CHUNK + 1] | P[dk][BV]
-// Rows of Q and K are padded by one float so a warp reading one column of K hits 32 banks.
+//   | Z[dk] | den[CHUNK]
+// Rows of Q and K are padded by one float so a warp reading one column of K hits 32 banks. Z (the
+// normalizer carried like P) and den (the denominators of a chunk) are there for every variant:
+// 4 (dk + 64) bytes, too few to be worth a second layout.
 __host__ __device__ inline int lightning_generic_smem_bytes(int dk) {
-    return 4 * ((CHUNK + 4) + 2 * CHUNK * (dk + 1) + CHUNK * GENERIC_BV + CHUNK * (CHUNK + 1) + dk * GENERIC_BV);
+    return 4 * ((CHUNK + 4) + 2 * CHUNK * (dk + 1) + CHUNK * GENERIC_BV + CHUNK * (CHUNK + 1) + dk * GENERIC_BV
+                + dk + CHUNK);
 }
 
-// One (head, column tile, segment): walks the segment's chunks carrying the float32 state P.
-// With OUT, writes o and starts from incoming[s]; without, starts from zero (a local state).
+// One (head, column tile, segment) of a launch: walks the segment's chunks carrying the float32
+// state P (and, normalizing, z). With OUT, writes o, starts from a.incoming[s] and writes the
+// checkpoints that fall in the segment; without, starts from zero (a local state).
+//
+// Variants, by the struct's contract (lightning_args.cuh):
+//   grouping: head h reads q head h / (H / Hq), k head h / (H / Hk), v head h / (H / Hv); token
+//     rows are Hq * dk, Hk * dk, Hv * dv and H * dv elements long;
+//   phi is applied to q and k as their tiles are loaded (rows past the chunk's end stay zero, not
+//     phi(0), which is 1 for elu1);
+//   normalization: den_i = sum_{j<=i} lambda^(i-j) q_i . k_j + lambda^(i+1) q_i . zP, the first sum
+//     being row i of the masked, decayed scores already in shared memory; o = scale num / (den + eps);
+//     zP' = lambda^m zP + sum_j lambda^(m-1-j) k_j, beside P;
+//   checkpoints: after the chunk ending at sequence token end = position + t + m (exclusive), when
+//     end is a multiple of N, S goes to checkpoints[end / N - 1 - firstCheckpoint][h] and z (column
+//     tile 0) to checkpointNorms.
 template <typename T, bool OUT>
-__device__ __forceinline__ void generic_segment(const T* __restrict__ q, const T* __restrict__ k,
-                                                const T* __restrict__ v, T* __restrict__ o, int n, int H,
-                                                int dk, int dv, int segTokens, const float* __restrict__ slopes,
-                                                float scale, const float* __restrict__ incoming,
-                                                float* __restrict__ outStates) {
+__device__ __forceinline__ void generic_segment(const LightningArgs& a) {
+    const T* __restrict__ q = static_cast<const T*>(a.q);
+    const T* __restrict__ k = static_cast<const T*>(a.k);
+    const T* __restrict__ v = static_cast<const T*>(a.v);
+    T* __restrict__ o = static_cast<T*>(a.o);
+    const int n = a.n;
+    const int H = a.heads;
+    const int dk = a.dk;
+    const int dv = a.dv;
+    const int fm = a.featureMap;
+    const bool norm = a.normalize != 0;
     const int h = blockIdx.x;
+    const int hq = h / (H / a.headsQ);
+    const int hk = h / (H / a.headsK);
+    const int hv = h / (H / a.headsV);
+    const size_t qRow = (size_t)a.headsQ * dk;
+    const size_t kRow = (size_t)a.headsK * dk;
+    const size_t vRow = (size_t)a.headsV * dv;
+    const size_t oRow = (size_t)H * dv;
     const int c0 = blockIdx.y * GENERIC_BV;
     const int bv = min(GENERIC_BV, dv - c0);
     const int s = blockIdx.z;
-    const int t0 = s * segTokens;
-    const int t1 = min(n, t0 + segTokens);
+    const int t0 = s * a.segTokens;
+    const int t1 = min(n, t0 + a.segTokens);
     const int tid = threadIdx.x;
     const int ldk = dk + 1;
+    const bool normOwner = norm && blockIdx.y == 0; // one column tile writes z
 
     extern __shared__ float smem[];
     float* powers = smem;
@@ -64,16 +103,22 @@ __device__ __forceinline__ void generic_segment(const T* __restrict__ q, const T
     float* Vs = Ks + CHUNK * ldk;
     float* Ss = Vs + CHUNK * GENERIC_BV;
     float* Ps = Ss + CHUNK * (CHUNK + 1);
+    float* Zs = Ps + dk * GENERIC_BV;
+    float* Den = Zs + dk;
 
-    const float slope = slopes[h];
+    const float slope = a.slopes[h];
     for (int x = tid; x <= CHUNK; x += blockDim.x) {
         powers[x] = expf(-slope * (float)x);
     }
     const size_t stateBase = ((size_t)s * H + h) * dk * dv;
+    const size_t normBase = ((size_t)s * H + h) * dk;
     for (int e = tid; e < dk * GENERIC_BV; e += blockDim.x) {
         int d = e / GENERIC_BV;
         int c = e % GENERIC_BV;
-        Ps[e] = (OUT && c < bv) ? incoming[stateBase + (size_t)d * dv + c0 + c] : 0.f;
+        Ps[e] = (OUT && c < bv) ? a.incoming[stateBase + (size_t)d * dv + c0 + c] : 0.f;
+    }
+    for (int d = tid; d < dk; d += blockDim.x) {
+        Zs[d] = (OUT && norm) ? a.incomingNorm[normBase + d] : 0.f;
     }
     __syncthreads();
 
@@ -82,16 +127,15 @@ __device__ __forceinline__ void generic_segment(const T* __restrict__ q, const T
         for (int e = tid; e < CHUNK * dk; e += blockDim.x) {
             int i = e / dk;
             int d = e % dk;
-            size_t at = ((size_t)(t + i) * H + h) * dk + d;
-            Ks[i * ldk + d] = i < m ? to_float(k[at]) : 0.f;
+            Ks[i * ldk + d] = i < m ? lightning_phi(fm, to_float(k[(size_t)(t + i) * kRow + (size_t)hk * dk + d])) : 0.f;
             if (OUT) {
-                Qs[i * ldk + d] = i < m ? to_float(q[at]) : 0.f;
+                Qs[i * ldk + d] = i < m ? lightning_phi(fm, to_float(q[(size_t)(t + i) * qRow + (size_t)hq * dk + d])) : 0.f;
             }
         }
         for (int e = tid; e < CHUNK * GENERIC_BV; e += blockDim.x) {
             int i = e / GENERIC_BV;
             int c = e % GENERIC_BV;
-            Vs[e] = (i < m && c < bv) ? to_float(v[((size_t)(t + i) * H + h) * dv + c0 + c]) : 0.f;
+            Vs[e] = (i < m && c < bv) ? to_float(v[(size_t)(t + i) * vRow + (size_t)hv * dv + c0 + c]) : 0.f;
         }
         __syncthreads();
 
@@ -110,7 +154,22 @@ __device__ __forceinline__ void generic_segment(const T* __restrict__ q, const T
                 Ss[i * (CHUNK + 1) + j] = acc;
             }
             __syncthreads();
-            // o_i = scale (lambda^(i+1) q_i P + sum_j S[i][j] v_j)
+            if (norm) {
+                // den_i = lambda^(i+1) q_i . zP + sum_{j<=i} S[i][j] (a uniform branch: the sync is safe)
+                for (int i = tid; i < m; i += blockDim.x) {
+                    float inter = 0.f;
+                    for (int d = 0; d < dk; d++) {
+                        inter = fmaf(Qs[i * ldk + d], Zs[d], inter);
+                    }
+                    float intra = 0.f;
+                    for (int j = 0; j <= i; j++) {
+                        intra += Ss[i * (CHUNK + 1) + j];
+                    }
+                    Den[i] = powers[i + 1] * inter + intra;
+                }
+                __syncthreads();
+            }
+            // o_i = scale (lambda^(i+1) q_i P + sum_j S[i][j] v_j), divided by den_i + eps when normalizing
             for (int e = tid; e < CHUNK * GENERIC_BV; e += blockDim.x) {
                 int i = e / GENERIC_BV;
                 int c = e % GENERIC_BV;
@@ -125,10 +184,11 @@ __device__ __forceinline__ void generic_segment(const T* __restrict__ q, const T
                 for (int j = 0; j <= i; j++) {
                     intra = fmaf(Ss[i * (CHUNK + 1) + j], Vs[j * GENERIC_BV + c], intra);
                 }
-                float out = scale * (powers[i + 1] * inter + intra);
-                o[((size_t)(t + i) * H + h) * dv + c0 + c] = from_float<T>(out);
+                float out = norm ? scale_div(a.scale, powers[i + 1] * inter + intra, Den[i] + a.eps)
+                                 : a.scale * (powers[i + 1] * inter + intra);
+                o[(size_t)(t + i) * oRow + (size_t)h * dv + c0 + c] = from_float<T>(out);
             }
-            __syncthreads(); // P is read above and written below
+            __syncthreads(); // P and z are read above and written below
         }
 
         // P <- lambda^m P + sum_j lambda^(m-1-j) k_j^T v_j (the chunk's sum formed apart, added once)
@@ -141,62 +201,112 @@ __device__ __forceinline__ void generic_segment(const T* __restrict__ q, const T
             }
             Ps[e] = powers[m] * Ps[e] + acc;
         }
+        if (norm) {
+            // z <- lambda^m z + sum_j lambda^(m-1-j) k_j, the same combine
+            for (int d = tid; d < dk; d += blockDim.x) {
+                float acc = 0.f;
+                for (int j = 0; j < m; j++) {
+                    acc = fmaf(powers[m - 1 - j], Ks[j * ldk + d], acc);
+                }
+                Zs[d] = powers[m] * Zs[d] + acc;
+            }
+        }
         __syncthreads();
+
+        if (OUT && a.checkpointEvery > 0) {
+            const long long end = a.position + t + m;
+            if (end % a.checkpointEvery == 0) {
+                const long long c = end / a.checkpointEvery - 1 - a.firstCheckpoint;
+                const size_t base = ((size_t)c * H + h) * dk * dv;
+                for (int e = tid; e < dk * GENERIC_BV; e += blockDim.x) {
+                    int d = e / GENERIC_BV;
+                    int col = e % GENERIC_BV;
+                    if (col < bv) {
+                        a.checkpoints[base + (size_t)d * dv + c0 + col] = Ps[e];
+                    }
+                }
+                if (normOwner) {
+                    for (int d = tid; d < dk; d += blockDim.x) {
+                        a.checkpointNorms[((size_t)c * H + h) * dk + d] = Zs[d];
+                    }
+                }
+            }
+            // no sync needed: P and z are only read here, and the next chunk writes them after a sync
+        }
     }
 
     for (int e = tid; e < dk * GENERIC_BV; e += blockDim.x) {
         int d = e / GENERIC_BV;
         int c = e % GENERIC_BV;
         if (c < bv) {
-            outStates[stateBase + (size_t)d * dv + c0 + c] = Ps[e];
+            a.states[stateBase + (size_t)d * dv + c0 + c] = Ps[e];
+        }
+    }
+    if (normOwner) {
+        for (int d = tid; d < dk; d += blockDim.x) {
+            a.statesNorm[normBase + d] = Zs[d];
         }
     }
 }
 
 #define GENERIC_ENTRIES(SUFFIX, T)                                                                           \
-    extern "C" __global__ void __launch_bounds__(GENERIC_THREADS) lightning_forward_generic_##SUFFIX(        \
-        const T* q, const T* k, const T* v, T* o, int n, int H, int dk, int dv, int segTokens,               \
-        const float* slopes, float scale, const float* incoming, float* outStates) {                         \
-        generic_segment<T, true>(q, k, v, o, n, H, dk, dv, segTokens, slopes, scale, incoming, outStates);   \
+    extern "C" __global__ void __launch_bounds__(GENERIC_THREADS)                                           \
+        lightning_forward_generic_##SUFFIX(const LightningArgs a) {                                          \
+        generic_segment<T, true>(a);                                                                         \
     }                                                                                                        \
-    extern "C" __global__ void __launch_bounds__(GENERIC_THREADS) lightning_states_generic_##SUFFIX(         \
-        const T* k, const T* v, int n, int H, int dk, int dv, int segTokens, const float* slopes,            \
-        float* outStates) {                                                                                  \
-        generic_segment<T, false>(nullptr, k, v, nullptr, n, H, dk, dv, segTokens, slopes, 1.f, nullptr,     \
-                                  outStates);                                                                \
+    extern "C" __global__ void __launch_bounds__(GENERIC_THREADS)                                           \
+        lightning_states_generic_##SUFFIX(const LightningArgs a) {                                           \
+        generic_segment<T, false>(a);                                                                        \
     }
 
 GENERIC_ENTRIES(f32, float)
 GENERIC_ENTRIES(bf16, __nv_bfloat16)
 GENERIC_ENTRIES(f16, __half)
 
-// The scan over the local states of pass 1, in float32. locals[i] (i < S1) is the local state of
-// tokens [i * subTokens, min(n, (i + 1) * subTokens)); incoming[s] (s < outCount) gets the state
-// before token s * every * subTokens, i.e. before the s-th pass-2 segment when those are `every`
-// sub-segments long (pass 1 cuts the window finer than pass 2 so that its CTAs fill the GPU, and
-// skips the last pass-2 segment, whose state-after pass 2 writes). finalState, when not null,
-// gets the state after all S1 sub-segments. One thread per state element; the sub-segments are
-// walked in order, as the combine requires.
-extern "C" __global__ void lightning_scan(const float* locals, int S1, int every, int subTokens, int n,
-                                          const float* init, float* incoming, int outCount, float* finalState,
-                                          int H, int dk, int dv, const float* slopes) {
-    const size_t per = (size_t)H * dk * dv;
-    const size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= per) {
+// The scan over the local states of pass 1, in float32, for S and (normalizing) z alike, which
+// combine the same way. scanLocals[i] (i < scanCount) is the local state of tokens
+// [i * scanSubTokens, min(n, (i + 1) * scanSubTokens)); states[s] (s < scanOutCount) gets the state
+// before token s * scanEvery * scanSubTokens, i.e. before the s-th pass-2 segment when those are
+// scanEvery sub-segments long (pass 1 cuts the window finer than pass 2 so that its CTAs fill the
+// GPU, and skips the last pass-2 segment, whose state-after pass 2 writes). scanFinal, when not
+// null, gets the state after all sub-segments; incoming (null: zero) is the state before them.
+// One thread per element of S and then of z; the sub-segments are walked in order, as the
+// combine requires.
+extern "C" __global__ void lightning_scan(const LightningArgs a) {
+    const int H = a.heads;
+    const int dk = a.dk;
+    const size_t per = (size_t)H * dk * a.dv;
+    const size_t perZ = a.normalize ? (size_t)H * dk : 0;
+    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= per + perZ) {
         return;
     }
-    const int h = (int)(idx / ((size_t)dk * dv));
-    const float slope = slopes[h];
-    float running = init != nullptr ? init[idx] : 0.f;
-    for (int i = 0; i < S1; i++) {
-        if (i % every == 0 && i / every < outCount) {
-            incoming[(size_t)(i / every) * per + idx] = running;
-        }
-        int tokens = min(subTokens, n - i * subTokens);
-        running = expf(-slope * (float)tokens) * running + locals[(size_t)i * per + idx];
+    const bool z = idx >= per;
+    const float* init = z ? a.incomingNorm : a.incoming;
+    const float* locals = z ? a.scanLocalNorms : a.scanLocals;
+    float* incoming = z ? a.statesNorm : a.states;
+    float* finalState = z ? a.scanFinalNorm : a.scanFinal;
+    const size_t stride = z ? perZ : per;
+    int h;
+    if (z) {
+        idx -= per;
+        h = (int)(idx / dk);
+    } else {
+        h = (int)(idx / ((size_t)dk * a.dv));
     }
-    if (S1 % every == 0 && S1 / every < outCount) {
-        incoming[(size_t)(S1 / every) * per + idx] = running;
+    const float slope = a.slopes[h];
+    const int every = a.scanEvery;
+    const int count = a.scanCount;
+    float running = init != nullptr ? init[idx] : 0.f;
+    for (int i = 0; i < count; i++) {
+        if (i % every == 0 && i / every < a.scanOutCount) {
+            incoming[(size_t)(i / every) * stride + idx] = running;
+        }
+        int tokens = min(a.scanSubTokens, a.n - i * a.scanSubTokens);
+        running = expf(-slope * (float)tokens) * running + locals[(size_t)i * stride + idx];
+    }
+    if (count % every == 0 && count / every < a.scanOutCount) {
+        incoming[(size_t)(count / every) * stride + idx] = running;
     }
     if (finalState != nullptr) {
         finalState[idx] = running;
@@ -231,3 +341,24 @@ FILL_ENTRY(f16, __half)
 #if __has_include("tensor_core.cuh")
 #include "tensor_core.cuh"
 #endif
+
+// The launch shapes the host plans with, reported by this module so that each is defined once, in
+// these sources (CudaDevice reads them when it loads the module: LaunchShapes.java). One thread.
+//   out[0] CHUNK   out[1] GENERIC_BV   out[2] GENERIC_THREADS
+//   out[3] LIGHTNING_TC_THREADS_NARROW   out[4] LIGHTNING_TC_THREADS_WIDE   out[5] LIGHTNING_TC_COLUMNS
+//   out[6] LIGHTNING_TC_NARROW_MAX_DK
+//   out[LIGHTNING_SHAPES_DK + dk]      the generic kernels' dynamic shared memory, dk = 1..256
+//   out[2 * LIGHTNING_SHAPES_DK + dk]  the tensor-core kernels' (narrow up to LIGHTNING_TC_NARROW_MAX_DK, wide above)
+extern "C" __global__ void lightning_launch_shapes(int* out) {
+    out[0] = CHUNK;
+    out[1] = GENERIC_BV;
+    out[2] = GENERIC_THREADS;
+    out[3] = LIGHTNING_TC_THREADS_NARROW;
+    out[4] = LIGHTNING_TC_THREADS_WIDE;
+    out[5] = LIGHTNING_TC_COLUMNS;
+    out[6] = LIGHTNING_TC_NARROW_MAX_DK;
+    for (int dk = 1; dk < LIGHTNING_SHAPES_DK; dk++) {
+        out[LIGHTNING_SHAPES_DK + dk] = lightning_generic_smem_bytes(dk);
+        out[2 * LIGHTNING_SHAPES_DK + dk] = lightning_tc_smem_bytes(dk);
+    }
+}

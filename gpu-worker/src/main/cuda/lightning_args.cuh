@@ -54,6 +54,10 @@ struct LightningArgs {
 
 #define LIGHTNING_ARGS_FIELDS 35
 
+// The launch-shape reports (lightning_launch_shapes, lightning_wg_launch_shapes) hold per-dk values at
+// out[LIGHTNING_SHAPES_DK * row + dk], dk = 1..256: the host indexes them by dk directly.
+#define LIGHTNING_SHAPES_DK 257
+
 #ifdef __CUDACC__
 #include <cstddef>
 // Writes sizeof(LightningArgs) and then the offset of every field, in declaration order, to out

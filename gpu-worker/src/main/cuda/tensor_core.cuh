@@ -104,6 +104,7 @@
 #define LIGHTNING_TC_THREADS_NARROW 384
 #define LIGHTNING_TC_THREADS_WIDE 256
 #define LIGHTNING_TC_COLUMNS 64
+#define LIGHTNING_TC_NARROW_MAX_DK 128  // the narrow family's largest dk; the wide one takes dk up to 256
 
 __host__ __device__ inline int lightning_tc_smem_bytes(int dk) {
     return 128 * ((dk + 15) / 16 * 16) + 188416;

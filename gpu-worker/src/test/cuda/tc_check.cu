@@ -13,6 +13,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include "lightning_args.cuh"
 #include "tensor_core.cuh"
 #ifdef LIGHTNING_WG
 #include "hopper.cuh"
@@ -74,60 +75,86 @@ static int family_smem(int dk, bool fwd) {
     (void)fwd;
     return lightning_tc_smem_bytes(dk);
 }
+// The one kernel argument (lightning_args.cuh) of a plain launch: Hq = Hk = Hv = H, identity
+// feature map, no normalization, no checkpoints; forward kernels read q, o and incoming, states
+// kernels leave them null.
+static LightningArgs plain_args(const void* q, const void* k, const void* v, void* o, int n, int H, int dk, int dv,
+                                int seg, const float* sl, float scale, const float* inc, float* outS) {
+    LightningArgs a;
+    std::memset(&a, 0, sizeof(a));
+    a.q = q;
+    a.k = k;
+    a.v = v;
+    a.o = o;
+    a.slopes = sl;
+    a.incoming = inc;
+    a.states = outS;
+    a.n = n;
+    a.heads = a.headsQ = a.headsK = a.headsV = H;
+    a.dk = dk;
+    a.dv = dv;
+    a.segTokens = seg;
+    a.scale = scale;
+    return a;
+}
 // dk <= 128: the narrow kernels (load warps); larger dk: the wide ones.
 static void launch_forward(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,
                            __nv_bfloat16* o, int n, int H, int dk, int dv, int seg, const float* sl,
                            float scale, const float* inc, float* outS, dim3 grid, int smem) {
+    const LightningArgs a = plain_args(q, k, v, o, n, H, dk, dv, seg, sl, scale, inc, outS);
 #ifdef LIGHTNING_WG
     if (g_family == 1) {
-        lightning_forward_wg_bf16<<<grid, LIGHTNING_WG_THREADS, lightning_wg_smem_bytes(dk, 1)>>>(q, k, v, o, n, H, dk, dv, seg, sl, scale, inc, outS);
+        lightning_forward_wg_bf16<<<grid, LIGHTNING_WG_THREADS, lightning_wg_smem_bytes(dk, 1)>>>(a);
         return;
     }
 #endif
     if (dk <= 128)
-        lightning_forward_tc_bf16<<<grid, LIGHTNING_TC_THREADS_NARROW, smem>>>(q, k, v, o, n, H, dk, dv, seg, sl, scale, inc, outS);
+        lightning_forward_tc_bf16<<<grid, LIGHTNING_TC_THREADS_NARROW, smem>>>(a);
     else
-        lightning_forward_tc_bf16_wide<<<grid, LIGHTNING_TC_THREADS_WIDE, smem>>>(q, k, v, o, n, H, dk, dv, seg, sl, scale, inc, outS);
+        lightning_forward_tc_bf16_wide<<<grid, LIGHTNING_TC_THREADS_WIDE, smem>>>(a);
 }
 static void launch_forward(const __half* q, const __half* k, const __half* v, __half* o, int n, int H,
                            int dk, int dv, int seg, const float* sl, float scale, const float* inc,
                            float* outS, dim3 grid, int smem) {
+    const LightningArgs a = plain_args(q, k, v, o, n, H, dk, dv, seg, sl, scale, inc, outS);
 #ifdef LIGHTNING_WG
     if (g_family == 1) {
-        lightning_forward_wg_f16<<<grid, LIGHTNING_WG_THREADS, lightning_wg_smem_bytes(dk, 1)>>>(q, k, v, o, n, H, dk, dv, seg, sl, scale, inc, outS);
+        lightning_forward_wg_f16<<<grid, LIGHTNING_WG_THREADS, lightning_wg_smem_bytes(dk, 1)>>>(a);
         return;
     }
 #endif
     if (dk <= 128)
-        lightning_forward_tc_f16<<<grid, LIGHTNING_TC_THREADS_NARROW, smem>>>(q, k, v, o, n, H, dk, dv, seg, sl, scale, inc, outS);
+        lightning_forward_tc_f16<<<grid, LIGHTNING_TC_THREADS_NARROW, smem>>>(a);
     else
-        lightning_forward_tc_f16_wide<<<grid, LIGHTNING_TC_THREADS_WIDE, smem>>>(q, k, v, o, n, H, dk, dv, seg, sl, scale, inc, outS);
+        lightning_forward_tc_f16_wide<<<grid, LIGHTNING_TC_THREADS_WIDE, smem>>>(a);
 }
 static void launch_states(const __nv_bfloat16* k, const __nv_bfloat16* v, int n, int H, int dk, int dv,
                           int seg, const float* sl, float* outS, dim3 grid, int smem) {
+    const LightningArgs a = plain_args(nullptr, k, v, nullptr, n, H, dk, dv, seg, sl, 1.f, nullptr, outS);
 #ifdef LIGHTNING_WG
     if (g_family == 1) {
-        lightning_states_wg_bf16<<<grid, LIGHTNING_WG_THREADS, lightning_wg_smem_bytes(dk, 0)>>>(k, v, n, H, dk, dv, seg, sl, outS);
+        lightning_states_wg_bf16<<<grid, LIGHTNING_WG_THREADS, lightning_wg_smem_bytes(dk, 0)>>>(a);
         return;
     }
 #endif
     if (dk <= 128)
-        lightning_states_tc_bf16<<<grid, LIGHTNING_TC_THREADS_NARROW, smem>>>(k, v, n, H, dk, dv, seg, sl, outS);
+        lightning_states_tc_bf16<<<grid, LIGHTNING_TC_THREADS_NARROW, smem>>>(a);
     else
-        lightning_states_tc_bf16_wide<<<grid, LIGHTNING_TC_THREADS_WIDE, smem>>>(k, v, n, H, dk, dv, seg, sl, outS);
+        lightning_states_tc_bf16_wide<<<grid, LIGHTNING_TC_THREADS_WIDE, smem>>>(a);
 }
 static void launch_states(const __half* k, const __half* v, int n, int H, int dk, int dv, int seg,
                           const float* sl, float* outS, dim3 grid, int smem) {
+    const LightningArgs a = plain_args(nullptr, k, v, nullptr, n, H, dk, dv, seg, sl, 1.f, nullptr, outS);
 #ifdef LIGHTNING_WG
     if (g_family == 1) {
-        lightning_states_wg_f16<<<grid, LIGHTNING_WG_THREADS, lightning_wg_smem_bytes(dk, 0)>>>(k, v, n, H, dk, dv, seg, sl, outS);
+        lightning_states_wg_f16<<<grid, LIGHTNING_WG_THREADS, lightning_wg_smem_bytes(dk, 0)>>>(a);
         return;
     }
 #endif
     if (dk <= 128)
-        lightning_states_tc_f16<<<grid, LIGHTNING_TC_THREADS_NARROW, smem>>>(k, v, n, H, dk, dv, seg, sl, outS);
+        lightning_states_tc_f16<<<grid, LIGHTNING_TC_THREADS_NARROW, smem>>>(a);
     else
-        lightning_states_tc_f16_wide<<<grid, LIGHTNING_TC_THREADS_WIDE, smem>>>(k, v, n, H, dk, dv, seg, sl, outS);
+        lightning_states_tc_f16_wide<<<grid, LIGHTNING_TC_THREADS_WIDE, smem>>>(a);
 }
 
 static void set_smem_limits() {

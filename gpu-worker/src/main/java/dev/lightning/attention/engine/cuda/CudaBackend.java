@@ -9,8 +9,6 @@ import dev.lightning.attention.engine.cuda.DeviceAllocator.Buffer;
 import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.TokenTensor;
 import jcuda.CudaException;
-import jcuda.Pointer;
-import jcuda.driver.CUdeviceptr;
 import jcuda.driver.CUevent;
 import jcuda.driver.CUstream;
 import jcuda.driver.JCudaDriver;
@@ -34,6 +32,13 @@ import java.util.List;
  * <p>Within a slice, the heads are cut into segments when they alone would leave the GPU idle;
  * segments run in parallel with the device-side two-level scan (local states, float32 exclusive
  * scan, outputs).
+ *
+ * <p>Every variant of the spec runs here: grouped heads (q, k, v and o move with their own token
+ * sizes), feature maps, normalization (the carried states hold S then z, as
+ * {@link LightningState#toBytes} does; per-segment states keep S and z in separate arrays, as the
+ * kernels' struct points at them) and checkpoints, which each slice's forward kernel writes into a
+ * device buffer of its buffer set (every segment its own, from its incoming state) and which come
+ * back with the slice's o.
  */
 public final class CudaBackend implements AttentionBackend {
     private static final int CHUNK = TensorCoreLayout.CHUNK;
@@ -53,9 +58,13 @@ public final class CudaBackend implements AttentionBackend {
     private final Buffer slopesDev;
     private final Buffer stateA;
     private final Buffer stateB;
+    /** Per-segment states, S in one array and z (normalizing) in another, as the kernels read them. */
     private final Buffer segmentStates;
+    private final Buffer segmentStatesNorm;
     private final Buffer segmentIncoming;
+    private final Buffer segmentIncomingNorm;
     private final Buffer stateScratch;
+    private final Buffer stateScratchNorm;
     /** Small uploads on the kernel stream (slopes, state). */
     private final Buffer hostIn;
     /** Downloads on the kernel stream (final state, the benchmark's resident window). */
@@ -70,14 +79,14 @@ public final class CudaBackend implements AttentionBackend {
         }
 
         @Override
-        public void reserveSegments(AttentionSpec spec, DType dtype, int n, boolean outputs) {
-            CudaBackend.this.reserveSegments(spec, dtype, n, outputs);
+        public void reserveSegments(AttentionSpec spec, DType dtype, int n, boolean outputs, boolean checkpoints) {
+            CudaBackend.this.reserveSegments(spec, dtype, n, outputs, checkpoints);
         }
 
         @Override
         public String launch(AttentionSpec spec, DType dtype, int n, boolean outputs, Buffer q, Buffer k, Buffer v,
-                             Buffer o, Buffer incoming, Buffer result) {
-            return launchWindow(spec, dtype, n, outputs, q, k, v, o, incoming, result);
+                             Buffer o, Buffer incoming, Buffer result, Kernels.CheckpointTarget checkpoints) {
+            return launchWindow(spec, dtype, n, outputs, q, k, v, o, incoming, result, checkpoints);
         }
 
         @Override
@@ -129,8 +138,11 @@ public final class CudaBackend implements AttentionBackend {
         this.stateA = memory.device("state A");
         this.stateB = memory.device("state B");
         this.segmentStates = memory.device("segment local states");
+        this.segmentStatesNorm = memory.device("segment local normalizers");
         this.segmentIncoming = memory.device("segment incoming states");
+        this.segmentIncomingNorm = memory.device("segment incoming normalizers");
         this.stateScratch = memory.device("segment states after");
+        this.stateScratchNorm = memory.device("segment normalizers after");
         this.hostIn = memory.pinned("upload staging");
         this.hostOut = memory.pinned("download staging");
         device.makeCurrent();
@@ -166,33 +178,27 @@ public final class CudaBackend implements AttentionBackend {
     @Override
     public LightningState advance(AttentionSpec spec, TokenTensor k, TokenTensor v, LightningState state) {
         spec.checkAdvance(k, v, state);
-        if (!spec.plain() || !spec.ungrouped()) {
-            throw new UnsupportedOperationException(name() + " does not compute " + spec + " yet");
-        }
-        return run(spec, null, k, v, state, null);
+        return run(spec, null, k, v, state, null, Checkpoints.none());
     }
 
     @Override
     public LightningState forward(AttentionSpec spec, TokenTensor q, TokenTensor k, TokenTensor v,
                                   LightningState state, TokenTensor o, Checkpoints checkpoints) {
         spec.checkForward(q, k, v, state, o, checkpoints);
-        if (!spec.plain() || !spec.ungrouped() || checkpoints.requested()) {
-            throw new UnsupportedOperationException(name() + " does not compute " + spec + " with checkpoints yet");
-        }
         if (o.dtype() == DType.F32 && q.dtype() != DType.F32) {
             // A float32 o asks for float32 results: 16-bit kernels would round o (and overflow it,
             // for F16) before any widening. 16-bit values widen exactly, so the float32 kernels on
             // the widened inputs compute the same sums, at twice the bytes moved.
-            return run(spec, widen(q), widen(k), widen(v), state, o);
+            return run(spec, widen(q), widen(k), widen(v), state, o, checkpoints);
         }
         if (o.dtype() != q.dtype()) {
             // a narrower o: the kernels write o in the input's dtype, converted on the host
             TokenTensor same = TokenTensor.allocate(q.dtype(), o.tokens(), o.heads(), o.dim());
-            LightningState last = run(spec, q, k, v, state, same);
+            LightningState last = run(spec, q, k, v, state, same, checkpoints);
             o.putBytes(TokenTensor.of(o.dtype(), o.tokens(), o.heads(), o.dim(), same.toFloats()).bytes());
             return last;
         }
-        return run(spec, q, k, v, state, o);
+        return run(spec, q, k, v, state, o, checkpoints);
     }
 
     private static TokenTensor widen(TokenTensor x) {
@@ -200,7 +206,7 @@ public final class CudaBackend implements AttentionBackend {
     }
 
     private LightningState run(AttentionSpec spec, TokenTensor q, TokenTensor k, TokenTensor v,
-                               LightningState state, TokenTensor o) {
+                               LightningState state, TokenTensor o, Checkpoints checkpoints) {
         if (closed) {
             throw new IllegalStateException("backend is closed");
         }
@@ -215,15 +221,17 @@ public final class CudaBackend implements AttentionBackend {
         DType dtype = k.dtype();
         boolean outputs = q != null;
         long stateBytes = spec.stateBytes();
-        long tokenBytes = (long) heads * (2L * dk + dv) * dtype.bytes() + (outputs ? (long) heads * dv * dtype.bytes() : 0);
+        int every = checkpoints.requested() ? checkpoints.every() : 0;
+        long tokenBytes = SlicePlan.tokenBytes(spec, dtype, outputs, every);
         // Slices: as many whole chunks as the budget holds, for each buffer set, after the states.
         // State slots: the two carried ones, and per segment (at most resident CTAs / heads of them,
-        // resident <= 2 x SMs) a local state, an incoming one and a state-after.
-        long headState = LightningState.bytes(1, dk, dv);
-        long fixed = stateBytes * 5 + headState * 3 * 2L * device.multiprocessors + heads * 4L;
+        // resident <= 2 x SMs) a local state, an incoming one and a state-after; with checkpoints
+        // one more state a set (a slice holds up to one more checkpoint than its tokens / N).
+        long headState = LightningState.bytes(1, dk, dv, spec.normalized());
+        long fixed = stateBytes * (every > 0 ? 7 : 5) + headState * 3 * 2L * device.multiprocessors + heads * 4L;
         SlicePlan plan = SlicePlan.of(n, tokenBytes, memoryBudget - fixed, overlapCopies, forcedSliceTokens);
         lastSlices = plan.slices();
-        SlicePipeline.Window window = pipeline.new Window(spec, dtype, plan, q, k, v, o, kernelSide);
+        SlicePipeline.Window window = pipeline.new Window(spec, dtype, plan, q, k, v, o, checkpoints, kernelSide);
         try {
             return window.run(state, stateA, stateB);
         } catch (CudaException e) {
@@ -240,10 +248,10 @@ public final class CudaBackend implements AttentionBackend {
                 System.err.println("lightning: GPU " + device + " out of memory for slices of " + plan.sliceTokens()
                         + " tokens; retrying with " + smaller);
                 CudaBackend.this.memoryBudget = Math.min(memoryBudget, budget);
-                return run(spec, q, k, v, state, o);
+                return run(spec, q, k, v, state, o, checkpoints);
             }
-            String what = "GPU " + device + ": " + window.step + " failed on a window of " + n + " tokens [H=" + heads
-                    + ", Dk=" + dk + ", Dv=" + dv + ", " + dtype + "]: " + e.getMessage();
+            String what = "GPU " + device + ": " + window.step + " failed on a window of " + n + " tokens [" + spec
+                    + ", " + dtype + "]: " + e.getMessage();
             if (outOfMemory) {
                 throw new DeviceMemoryException(what + " (even one chunk per launch does not fit)", e);
             }
@@ -254,8 +262,8 @@ public final class CudaBackend implements AttentionBackend {
         }
     }
 
-    private Kernels.Choice kernels(AttentionSpec spec, DType dtype) {
-        return Kernels.choose(device, tensorCores, hopperKernels, dtype, spec.dk(), spec.dv());
+    private Kernels.Choice kernels(AttentionSpec spec, DType dtype, boolean checkpoints) {
+        return Kernels.choose(device, tensorCores, hopperKernels, dtype, spec, checkpoints);
     }
 
     private SegmentPlan segmentPlan(AttentionSpec spec, Kernels.Choice kernels, int n) {
@@ -265,33 +273,45 @@ public final class CudaBackend implements AttentionBackend {
         return SegmentPlan.of(n, ctasPerSegment, resident, minSegments);
     }
 
-    /** The per-segment state buffers a launch of that plan needs. */
+    /** The per-segment state buffers (S and, normalizing, z) a launch of that plan needs. */
     private void ensureSegmentBuffers(AttentionSpec spec, SegmentPlan plan, boolean outputs) {
-        long stateBytes = spec.stateBytes();
+        long sBytes = 4L * spec.stateSize();
+        long zBytes = 4L * spec.normalizerSize();
         if (!outputs) {
-            segmentStates.ensure(stateBytes * plan.segments());
+            segmentStates.ensure(sBytes * plan.segments());
+            segmentStatesNorm.ensure(zBytes * plan.segments());
         } else if (plan.segments() > 1) {
-            segmentStates.ensure(stateBytes * plan.locals());
-            segmentIncoming.ensure(stateBytes * plan.segments());
-            stateScratch.ensure(stateBytes * plan.segments());
+            segmentStates.ensure(sBytes * plan.locals());
+            segmentStatesNorm.ensure(zBytes * plan.locals());
+            segmentIncoming.ensure(sBytes * plan.segments());
+            segmentIncomingNorm.ensure(zBytes * plan.segments());
+            stateScratch.ensure(sBytes * plan.segments());
+            stateScratchNorm.ensure(zBytes * plan.segments());
         }
     }
 
+    /** S and z arrays of per-segment states as the kernels take them (z absent when not normalizing). */
+    private static Kernels.States segmentArrays(AttentionSpec spec, Buffer s, Buffer z) {
+        return new Kernels.States(s.ptr, spec.normalized() ? z.ptr : null);
+    }
+
     /** Sizes the segment buffers for a launch of n tokens ahead of it. */
-    private void reserveSegments(AttentionSpec spec, DType dtype, int n, boolean outputs) {
-        ensureSegmentBuffers(spec, segmentPlan(spec, kernels(spec, dtype), n), outputs);
+    private void reserveSegments(AttentionSpec spec, DType dtype, int n, boolean outputs, boolean checkpoints) {
+        ensureSegmentBuffers(spec, segmentPlan(spec, kernels(spec, dtype, checkpoints), n), outputs);
     }
 
     /**
      * Launches the kernels for one slice on the kernel stream, reading q, k, v and writing o (q and
-     * o unused without outputs); returns the last kernel's name.
+     * o unused without outputs) and the slice's checkpoints; returns the last kernel's name. The
+     * carried states {@code incoming} and {@code result} hold S and then z
+     * ({@link LightningState#toBytes}'s layout); per-segment states keep S and z in separate arrays.
      */
     private String launchWindow(AttentionSpec spec, DType dtype, int n, boolean outputs, Buffer qBuf, Buffer kBuf,
-                                Buffer vBuf, Buffer oBuf, Buffer incoming, Buffer result) {
+                                Buffer vBuf, Buffer oBuf, Buffer incoming, Buffer result,
+                                Kernels.CheckpointTarget checkpoints) {
         int heads = spec.heads();
-        int dk = spec.dk();
         int dv = spec.dv();
-        Kernels.Choice kn = kernels(spec, dtype);
+        Kernels.Choice kn = kernels(spec, dtype, checkpoints.windowRecords());
         String forward = kn.forward();
         String states = kn.states();
         int threads = kn.threads();
@@ -303,48 +323,53 @@ public final class CudaBackend implements AttentionBackend {
         int segments = plan.segments();
         int segTokens = plan.segTokens();
         lastSegments = segments;
-        long stateBytes = spec.stateBytes();
-        int per = spec.stateSize();
-        int scanBlocks = (per + Kernels.SCAN_THREADS - 1) / Kernels.SCAN_THREADS;
+        long sBytes = 4L * spec.stateSize();
+        long zBytes = 4L * spec.normalizerSize();
+        int scanBlocks = (spec.stateSize() + spec.normalizerSize() + Kernels.SCAN_THREADS - 1) / Kernels.SCAN_THREADS;
         ensureSegmentBuffers(spec, plan, outputs);
+        KernelArgs common = Kernels.common(spec, n, slopesDev.ptr);
+        Kernels.States before = Kernels.States.packed(spec, incoming.ptr);
+        Kernels.States after = Kernels.States.packed(spec, result.ptr);
+        Kernels.States locals = segmentArrays(spec, segmentStates, segmentStatesNorm);
 
         if (!outputs) {
             // pass 1 alone (advance): local states of every segment, then the scan to the final state
-            launch(states, heads, columnTiles, segments, threads, smemStates, Kernels.statesArgs(
-                    kBuf.ptr, vBuf.ptr, n, heads, dk, dv, segTokens, slopesDev.ptr, segmentStates.ptr));
-            launch(Kernels.SCAN, scanBlocks, 1, 1, Kernels.SCAN_THREADS, 0, Kernels.scanArgs(
-                    segmentStates.ptr, segments, 1, segTokens, n, incoming.ptr, new CUdeviceptr(), 0, result.ptr,
-                    heads, dk, dv, slopesDev.ptr));
+            launch(states, heads, columnTiles, segments, threads, smemStates,
+                    Kernels.statesArgs(common, kBuf.ptr, vBuf.ptr, segTokens, locals));
+            launch(Kernels.SCAN, scanBlocks, 1, 1, Kernels.SCAN_THREADS, 0,
+                    Kernels.scanArgs(common, locals, segments, 1, segTokens, before, Kernels.States.NONE, 0, after));
             return Kernels.SCAN;
         }
         lastPass1Tokens = plan.pass1Tokens();
         if (segments == 1) {
             // one segment: its CTAs start from the incoming state and write the state after it
-            launch(forward, heads, columnTiles, 1, threads, smemForward, Kernels.forwardArgs(
-                    qBuf.ptr, kBuf.ptr, vBuf.ptr, oBuf.ptr, n, heads, dk, dv, segTokens, slopesDev.ptr, spec.scale(),
-                    incoming.ptr, result.ptr));
+            launch(forward, heads, columnTiles, 1, threads, smemForward, Kernels.forwardArgs(common, qBuf.ptr,
+                    kBuf.ptr, vBuf.ptr, oBuf.ptr, segTokens, before, after, checkpoints));
             return forward;
         }
         // Pass 1: local states of the tokens before the last segment, in sub-segments (SegmentPlan).
-        int before = segments - 1;
-        int every = plan.every();
-        int subTokens = plan.subTokens();
-        int locals = plan.locals();
-        launch(states, heads, columnTiles, locals, threads, smemStates, Kernels.statesArgs(
-                kBuf.ptr, vBuf.ptr, before * segTokens, heads, dk, dv, subTokens, slopesDev.ptr, segmentStates.ptr));
-        launch(Kernels.SCAN, scanBlocks, 1, 1, Kernels.SCAN_THREADS, 0, Kernels.scanArgs(
-                segmentStates.ptr, locals, every, subTokens, n, incoming.ptr, segmentIncoming.ptr, segments,
-                new CUdeviceptr(), heads, dk, dv, slopesDev.ptr));
-        // Outputs; the per-segment states-after go to scratch, and the last one is the window's.
-        launch(forward, heads, columnTiles, segments, threads, smemForward, Kernels.forwardArgs(
-                qBuf.ptr, kBuf.ptr, vBuf.ptr, oBuf.ptr, n, heads, dk, dv, segTokens, slopesDev.ptr, spec.scale(),
-                segmentIncoming.ptr, stateScratch.ptr));
-        JCudaDriver.cuMemcpyDtoDAsync(result.ptr, stateScratch.ptr.withByteOffset(stateBytes * before), stateBytes, stream);
+        int last = segments - 1;
+        Kernels.States segmentIn = segmentArrays(spec, segmentIncoming, segmentIncomingNorm);
+        Kernels.States segmentAfter = segmentArrays(spec, stateScratch, stateScratchNorm);
+        KernelArgs pass1 = Kernels.common(spec, last * segTokens, slopesDev.ptr);
+        launch(states, heads, columnTiles, plan.locals(), threads, smemStates,
+                Kernels.statesArgs(pass1, kBuf.ptr, vBuf.ptr, plan.subTokens(), locals));
+        launch(Kernels.SCAN, scanBlocks, 1, 1, Kernels.SCAN_THREADS, 0, Kernels.scanArgs(common, locals,
+                plan.locals(), plan.every(), plan.subTokens(), before, segmentIn, segments, Kernels.States.NONE));
+        // Outputs (and every segment's own checkpoints); the per-segment states-after go to scratch,
+        // and the last one is the window's.
+        launch(forward, heads, columnTiles, segments, threads, smemForward, Kernels.forwardArgs(common, qBuf.ptr,
+                kBuf.ptr, vBuf.ptr, oBuf.ptr, segTokens, segmentIn, segmentAfter, checkpoints));
+        JCudaDriver.cuMemcpyDtoDAsync(result.ptr, stateScratch.ptr.withByteOffset(sBytes * last), sBytes, stream);
+        if (spec.normalized()) {
+            JCudaDriver.cuMemcpyDtoDAsync(result.ptr.withByteOffset(sBytes),
+                    stateScratchNorm.ptr.withByteOffset(zBytes * last), zBytes, stream);
+        }
         return forward;
     }
 
-    private void launch(String kernel, int gx, int gy, int gz, int threads, int smem, Pointer params) {
-        Kernels.launch(device, stream, kernel, gx, gy, gz, threads, smem, params);
+    private void launch(String kernel, int gx, int gy, int gz, int threads, int smem, KernelArgs args) {
+        Kernels.launch(device, stream, kernel, gx, gy, gz, threads, smem, args.params());
     }
 
     /** The per-head decay rates as the kernels read them: float32 on the device. */
@@ -384,19 +409,19 @@ public final class CudaBackend implements AttentionBackend {
     /** Fills q, k, v of an n-token window on the device with uniform values; zero incoming state. */
     void prepareResident(AttentionSpec spec, DType dtype, int n, long seed) {
         device.makeCurrent();
-        int heads = spec.heads();
-        long qk = (long) n * heads * spec.dk();
-        long vo = (long) n * heads * spec.dv();
-        pipeline.qDev[0].ensure(qk * dtype.bytes());
-        pipeline.kDev[0].ensure(qk * dtype.bytes());
-        pipeline.vDev[0].ensure(vo * dtype.bytes());
-        pipeline.oDev[0].ensure(vo * dtype.bytes());
+        long qn = (long) n * spec.headsQ() * spec.dk();
+        long kn = (long) n * spec.headsK() * spec.dk();
+        long vn = (long) n * spec.headsV() * spec.dv();
+        pipeline.qDev[0].ensure(qn * dtype.bytes());
+        pipeline.kDev[0].ensure(kn * dtype.bytes());
+        pipeline.vDev[0].ensure(vn * dtype.bytes());
+        pipeline.oDev[0].ensure((long) n * spec.heads() * spec.dv() * dtype.bytes());
         String fill = Kernels.fill(dtype);
         Buffer[] targets = {pipeline.qDev[0], pipeline.kDev[0], pipeline.vDev[0]};
-        long[] counts = {qk, qk, vo};
+        long[] counts = {qn, kn, vn};
         for (int i = 0; i < 3; i++) {
-            launch(fill, 4 * device.multiprocessors, 1, 1, 256, 0, Kernels.fillArgs(targets[i].ptr, counts[i],
-                    seed * 3 + i));
+            Kernels.launch(device, stream, fill, 4 * device.multiprocessors, 1, 1, 256, 0,
+                    Kernels.fillArgs(targets[i].ptr, counts[i], seed * 3 + i));
         }
         uploadSlopes(spec);
         upload(stateA, new byte[Math.toIntExact(spec.stateBytes())]);
@@ -408,7 +433,7 @@ public final class CudaBackend implements AttentionBackend {
     float timeResident(AttentionSpec spec, DType dtype, int n, int runs) {
         device.makeCurrent();
         Runnable window = () -> launchWindow(spec, dtype, n, true, pipeline.qDev[0], pipeline.kDev[0], pipeline.vDev[0],
-                pipeline.oDev[0], stateA, stateB);
+                pipeline.oDev[0], stateA, stateB, Kernels.CheckpointTarget.NONE);
         window.run(); // warm-up: module JIT, first touch
         return medianMillis(runs, window);
     }
@@ -440,16 +465,16 @@ public final class CudaBackend implements AttentionBackend {
 
     /** The resident window's q, k, v and o, and the final state, copied to the host. */
     TokenTensor[] readResident(AttentionSpec spec, DType dtype, int n) {
-        int heads = spec.heads();
-        TokenTensor q = TokenTensor.allocate(dtype, n, heads, spec.dk());
-        TokenTensor k = TokenTensor.allocate(dtype, n, heads, spec.dk());
-        TokenTensor v = TokenTensor.allocate(dtype, n, heads, spec.dv());
-        TokenTensor o = TokenTensor.allocate(dtype, n, heads, spec.dv());
-        q.putBytes(download(pipeline.qDev[0], (long) n * heads * spec.dk() * dtype.bytes()));
-        k.putBytes(download(pipeline.kDev[0], (long) n * heads * spec.dk() * dtype.bytes()));
-        v.putBytes(download(pipeline.vDev[0], (long) n * heads * spec.dv() * dtype.bytes()));
-        o.putBytes(download(pipeline.oDev[0], (long) n * heads * spec.dv() * dtype.bytes()));
-        return new TokenTensor[] {q, k, v, o};
+        TokenTensor q = TokenTensor.allocate(dtype, n, spec.headsQ(), spec.dk());
+        TokenTensor k = TokenTensor.allocate(dtype, n, spec.headsK(), spec.dk());
+        TokenTensor v = TokenTensor.allocate(dtype, n, spec.headsV(), spec.dv());
+        TokenTensor o = TokenTensor.allocate(dtype, n, spec.heads(), spec.dv());
+        TokenTensor[] out = {q, k, v, o};
+        Buffer[] from = {pipeline.qDev[0], pipeline.kDev[0], pipeline.vDev[0], pipeline.oDev[0]};
+        for (int i = 0; i < out.length; i++) {
+            out[i].putBytes(download(from[i], (long) n * out[i].tokenBytes()));
+        }
+        return out;
     }
 
     /** Device-to-device copy bandwidth, bytes read plus written per second, over a copy of {@code bytes}. */
@@ -502,8 +527,8 @@ public final class CudaBackend implements AttentionBackend {
         List<RuntimeException> failures = new ArrayList<>();
         pipeline.synchronize(failures);
         pipeline.closeBuffers(failures);
-        for (Buffer b : new Buffer[] {slopesDev, stateA, stateB, segmentStates, segmentIncoming, stateScratch, hostIn,
-                hostOut}) {
+        for (Buffer b : new Buffer[] {slopesDev, stateA, stateB, segmentStates, segmentStatesNorm, segmentIncoming,
+                segmentIncomingNorm, stateScratch, stateScratchNorm, hostIn, hostOut}) {
             SlicePipeline.attempt(failures, b::close);
         }
         SlicePipeline.attempt(failures, memory::close);

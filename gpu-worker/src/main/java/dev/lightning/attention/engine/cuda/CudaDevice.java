@@ -1,9 +1,11 @@
 package dev.lightning.attention.engine.cuda;
 
 import jcuda.CudaException;
+import jcuda.Pointer;
 import jcuda.driver.CUcontext;
 import jcuda.driver.CUdevice;
 import jcuda.driver.CUdevice_attribute;
+import jcuda.driver.CUdeviceptr;
 import jcuda.driver.CUfunction;
 import jcuda.driver.CUfunction_attribute;
 import jcuda.driver.CUmodule;
@@ -54,6 +56,8 @@ final class CudaDevice {
     private final CUmodule module;
     /** The Hopper kernels, or null on other devices (or when they failed to load). */
     private final CUmodule hopperModule;
+    /** The kernels' launch shapes as the loaded modules report them. */
+    final LaunchShapes shapes;
     private final Map<String, CUfunction> functions = new HashMap<>();
     /** Set by the first error that poisons the context (an illegal address, a failed launch). */
     private volatile String broken;
@@ -88,9 +92,30 @@ final class CudaDevice {
                     + ". This PTX needs a driver for CUDA 13.0 or later; update the driver, or run with --backend cpu",
                     e);
         }
+        try {
+            checkArgsLayout(loaded, "lightning.ptx");
+        } catch (RuntimeException e) {
+            JCudaDriver.cuModuleUnload(loaded);
+            JCudaDriver.cuDevicePrimaryCtxRelease(device);
+            throw e;
+        }
         module = loaded;
-        hopperModule = attribute(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR) == 9
-                && attribute(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR) == 0 ? loadHopper() : null;
+        CUmodule hopper = null;
+        try {
+            hopper = attribute(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR) == 9
+                    && attribute(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR) == 0 ? loadHopper() : null;
+            shapes = LaunchShapes.of(report(loaded, "lightning.ptx", Kernels.LAUNCH_SHAPES, LaunchShapes.REPORT_INTS),
+                    hopper == null ? null
+                            : report(hopper, "lightning_sm90a.ptx", Kernels.HOPPER_LAUNCH_SHAPES, LaunchShapes.REPORT_INTS));
+        } catch (RuntimeException e) {
+            if (hopper != null) {
+                JCudaDriver.cuModuleUnload(hopper);
+            }
+            JCudaDriver.cuModuleUnload(loaded);
+            JCudaDriver.cuDevicePrimaryCtxRelease(device);
+            throw e;
+        }
+        hopperModule = hopper;
     }
 
     private CUmodule loadHopper() {
@@ -100,12 +125,64 @@ final class CudaDevice {
             if (status != CUresult.CUDA_SUCCESS) {
                 throw new CudaException(CUresult.stringFor(status));
             }
-            return m;
         } catch (CudaException | IllegalStateException e) {
             System.err.println("lightning: cuda:" + ordinal + " (" + name + "): the Hopper kernels did not load ("
                     + e.getMessage() + "); using the portable tensor-core kernels");
             return null;
         }
+        // A mismatch with KernelArgs is a broken build, not a device limit: it fails the load.
+        try {
+            checkArgsLayout(m, "lightning_sm90a.ptx");
+        } catch (RuntimeException e) {
+            JCudaDriver.cuModuleUnload(m);
+            throw e;
+        }
+        return m;
+    }
+
+    /**
+     * Runs the module's {@code lightning_args_layout} kernel and holds KernelArgs against the layout
+     * it reports ({@link KernelArgs#verify}): the kernels read their one argument at the offsets of
+     * the C struct, so a header and a mirror that disagree would compute wrong numbers, not fail.
+     * Throws IllegalStateException naming the module when the kernel is missing or the layouts differ.
+     */
+    private static void checkArgsLayout(CUmodule m, String which) {
+        int fields = KernelArgs.Field.values().length;
+        // room for far more fields than either side has, so a larger struct cannot write past the end
+        int[] all = report(m, which, Kernels.ARGS_LAYOUT, 4 * (fields + 1) + 64);
+        try {
+            KernelArgs.verify(java.util.Arrays.copyOf(all, fields + 1));
+        } catch (IllegalStateException e) {
+            throw new IllegalStateException(which + ": " + e.getMessage() + " (rebuild the PTX with build-ptx.sh after "
+                    + "changing either)", e);
+        }
+    }
+
+    /**
+     * Runs a module's one-thread report kernel ({@code kernel(int* out)}: the argument layout, the
+     * launch shapes) and returns the {@code ints} values it wrote. Throws IllegalStateException
+     * naming the module when it has no such kernel: a build from older sources.
+     */
+    private static int[] report(CUmodule m, String which, String kernel, int ints) {
+        CUfunction f = new CUfunction();
+        try {
+            JCudaDriver.cuModuleGetFunction(f, m, kernel);
+        } catch (CudaException e) {
+            throw new IllegalStateException(which + " has no " + kernel + " kernel (" + e.getMessage()
+                    + "): it was built from older sources; rebuild the PTX with gpu-worker/src/main/cuda/build-ptx.sh", e);
+        }
+        CUdeviceptr out = new CUdeviceptr();
+        JCudaDriver.cuMemAlloc(out, 4L * ints);
+        int[] all = new int[ints];
+        try {
+            JCudaDriver.cuMemsetD32(out, 0, ints);
+            JCudaDriver.cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, null, Pointer.to(Pointer.to(out)), null);
+            JCudaDriver.cuCtxSynchronize();
+            JCudaDriver.cuMemcpyDtoH(Pointer.to(all), out, 4L * ints);
+        } finally {
+            JCudaDriver.cuMemFree(out);
+        }
+        return all;
     }
 
     private int attribute(int attribute) {

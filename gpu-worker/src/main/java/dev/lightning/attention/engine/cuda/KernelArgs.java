@@ -79,9 +79,14 @@ final class KernelArgs {
 
     /** The kernel parameter list of a launch: one parameter, this struct's bytes. */
     Pointer params() {
+        return Pointer.to(Pointer.to(toBytes()));
+    }
+
+    /** A copy of the struct's bytes, little-endian, as the kernel receives them. */
+    byte[] toBytes() {
         byte[] b = new byte[SIZE];
         bytes.get(0, b);
-        return Pointer.to(Pointer.to(b));
+        return b;
     }
 
     private static void check(Field f, int size) {

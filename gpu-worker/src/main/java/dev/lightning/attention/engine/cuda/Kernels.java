@@ -1,5 +1,8 @@
 package dev.lightning.attention.engine.cuda;
 
+import dev.lightning.attention.engine.AttentionSpec;
+import dev.lightning.attention.engine.FeatureMap;
+import dev.lightning.attention.engine.cuda.KernelArgs.Field;
 import dev.lightning.attention.tensor.DType;
 import jcuda.Pointer;
 import jcuda.driver.CUdeviceptr;
@@ -7,25 +10,71 @@ import jcuda.driver.CUfunction;
 import jcuda.driver.CUstream;
 import jcuda.driver.JCudaDriver;
 
+import java.util.EnumSet;
+import java.util.Set;
+
 /**
  * The kernels' host-side contract in one place: their names, which of them a launch uses, their
- * launch shapes, and their argument lists in the order the kernels declare them (lightning.cu,
- * tensor_core.cuh, hopper.cuh). A change of a kernel's signature is a change here only.
+ * launch shapes, and their one argument, struct LightningArgs ({@link KernelArgs}), filled here and
+ * nowhere else (lightning.cu, tensor_core.cuh, hopper.cuh all take it by value).
  *
  * <p>BF16/F16 use the tensor-core kernels (on an H100/H200 the wgmma ones of hopper.cuh where
  * Dk <= 128 and Dv > 64, elsewhere the portable mma.sync ones); F32 (and "gpu-generic") the
- * float32 CUDA-core kernels.
+ * float32 CUDA-core kernels. Every family computes every variant (grouped heads, feature maps,
+ * normalization, checkpoints); {@link #NOT_ON_TENSOR_CORES} and {@link #NOT_ON_HOPPER} send a
+ * variant elsewhere should one family's version of it be found wrong on a device.
  */
 final class Kernels {
     private Kernels() {
     }
 
-    /** Value columns per CTA of the float32 kernels. */
-    static final int GENERIC_BV = 32;
-    static final int GENERIC_THREADS = 256;
     /** The scan kernel (any dtype: it works on float32 states). */
     static final String SCAN = "lightning_scan";
     static final int SCAN_THREADS = 256;
+    /** The kernel that reports the module's LightningArgs layout (lightning_args.cuh). */
+    static final String ARGS_LAYOUT = "lightning_args_layout";
+    /** The kernels that report each module's launch shapes ({@link LaunchShapes}). */
+    static final String LAUNCH_SHAPES = "lightning_launch_shapes";
+    static final String HOPPER_LAUNCH_SHAPES = "lightning_wg_launch_shapes";
+
+    /** What a launch computes beyond plain multi-head attention; the routing switches name these. */
+    enum Variant {
+        /** Hq, Hk, Hv not all H. */
+        GROUPED,
+        /** phi other than the identity. */
+        FEATURE_MAP,
+        /** the normalizer z and the division by phi(q) . z + eps. */
+        NORMALIZED,
+        /** states recorded every N tokens by the forward kernel. */
+        CHECKPOINTS;
+
+        /** The variants of a launch of {@code spec}, with or without checkpoints. */
+        static Set<Variant> of(AttentionSpec spec, boolean checkpoints) {
+            Set<Variant> s = EnumSet.noneOf(Variant.class);
+            if (!spec.ungrouped()) {
+                s.add(GROUPED);
+            }
+            if (spec.featureMap() != FeatureMap.IDENTITY) {
+                s.add(FEATURE_MAP);
+            }
+            if (spec.normalized()) {
+                s.add(NORMALIZED);
+            }
+            if (checkpoints) {
+                s.add(CHECKPOINTS);
+            }
+            return s;
+        }
+    }
+
+    /**
+     * Variants that run on the float32 kernels even for BF16/F16 input: the fallback switch for a
+     * tensor-core version found wrong on a device (add the variant here; nothing else changes).
+     * Empty: every variant runs on the tensor cores.
+     */
+    static final Set<Variant> NOT_ON_TENSOR_CORES = EnumSet.noneOf(Variant.class);
+    /** Variants kept off the Hopper (wgmma) kernels, on the portable mma.sync ones instead; empty: none. */
+    static final Set<Variant> NOT_ON_HOPPER = EnumSet.noneOf(Variant.class);
 
     /** The kernels a launch uses and their launch shapes. */
     record Choice(String forward, String states, int bv, int threads, int smemForward, int smemStates) {
@@ -43,43 +92,42 @@ final class Kernels {
     /**
      * @param tensorCores   the backend may use the tensor-core kernels (false: "gpu-generic")
      * @param hopperKernels the Hopper kernels may run (tests turn them off to check the portable ones)
+     * @param checkpoints   the launch records checkpoints
      */
-    static Choice choose(CudaDevice device, boolean tensorCores, boolean hopperKernels, DType dtype, int dk, int dv) {
+    static Choice choose(CudaDevice device, boolean tensorCores, boolean hopperKernels, DType dtype,
+                         AttentionSpec spec, boolean checkpoints) {
         String type = type(dtype);
-        boolean tc = tensorCores && dtype != DType.F32 && device.has("lightning_forward_tc_bf16");
-        // Hopper (wgmma) kernels where the device has them and the shape suits them: they pad Dk
-        // to 128 and cover 128 columns, so Dk <= 64 or Dv <= 64 would be half zeros or half idle;
-        // the mma.sync kernels (64 columns a CTA) keep those.
-        boolean hopper = tc && hopperKernels && TensorCoreLayout.hopperFits(dk, dv)
+        int dk = spec.dk();
+        int dv = spec.dv();
+        Set<Variant> variants = Variant.of(spec, checkpoints);
+        boolean tc = tensorCores && dtype != DType.F32 && disjoint(variants, NOT_ON_TENSOR_CORES)
+                && device.has("lightning_forward_tc_bf16");
+        // Hopper (wgmma) kernels where the device has them and the shape suits them
+        // (LaunchShapes.hopperFits); shapes and sizes as the modules report them.
+        LaunchShapes shapes = device.shapes;
+        boolean hopper = tc && hopperKernels && shapes.hopperFits(dk, dv) && disjoint(variants, NOT_ON_HOPPER)
                 && device.has("lightning_forward_wg_" + type);
         if (hopper) {
-            return new Choice("lightning_forward_wg_" + type, "lightning_states_wg_" + type,
-                    TensorCoreLayout.HOPPER_COLUMNS, TensorCoreLayout.HOPPER_THREADS,
-                    TensorCoreLayout.hopperSharedBytes(dk, true), TensorCoreLayout.hopperSharedBytes(dk, false));
+            return new Choice("lightning_forward_wg_" + type, "lightning_states_wg_" + type, shapes.hopperColumns,
+                    shapes.hopperThreads, shapes.hopperSharedBytes(dk, true), shapes.hopperSharedBytes(dk, false));
         }
         if (tc) {
-            return new Choice("lightning_forward_tc_" + type + TensorCoreLayout.kernelSuffix(dk),
-                    "lightning_states_tc_" + type + TensorCoreLayout.kernelSuffix(dk), TensorCoreLayout.COLUMNS,
-                    TensorCoreLayout.threads(dk), tcSharedBytes(dk), tcSharedBytes(dk));
+            String suffix = shapes.tensorCoreSuffix(dk);
+            return new Choice("lightning_forward_tc_" + type + suffix, "lightning_states_tc_" + type + suffix,
+                    shapes.tcColumns, shapes.tensorCoreThreads(dk), shapes.tensorCoreSharedBytes(dk),
+                    shapes.tensorCoreSharedBytes(dk));
         }
-        return new Choice("lightning_forward_generic_" + type, "lightning_states_generic_" + type, GENERIC_BV,
-                GENERIC_THREADS, genericSharedBytes(dk), genericSharedBytes(dk));
+        return new Choice("lightning_forward_generic_" + type, "lightning_states_generic_" + type, shapes.genericColumns,
+                shapes.genericThreads, shapes.genericSharedBytes(dk), shapes.genericSharedBytes(dk));
+    }
+
+    private static boolean disjoint(Set<Variant> a, Set<Variant> b) {
+        return java.util.Collections.disjoint(a, b);
     }
 
     /** The benchmark's fill kernel for a dtype. */
     static String fill(DType dtype) {
         return "lightning_fill_uniform_" + type(dtype);
-    }
-
-    /** Dynamic shared memory of the float32 kernels; the same formula as lightning.cu. */
-    static int genericSharedBytes(int dk) {
-        int chunk = TensorCoreLayout.CHUNK;
-        return 4 * ((chunk + 4) + 2 * chunk * (dk + 1) + chunk * GENERIC_BV + chunk * (chunk + 1) + dk * GENERIC_BV);
-    }
-
-    /** Dynamic shared memory of the tensor-core kernels; the same formula as tensor_core.cuh. */
-    static int tcSharedBytes(int dk) {
-        return TensorCoreLayout.sharedBytes(dk);
     }
 
     /** Enqueues {@code kernel} on {@code stream}: grid (gx, gy, gz), {@code threads} x 1 x 1. */
@@ -89,43 +137,124 @@ final class Kernels {
         JCudaDriver.cuLaunchKernel(f, gx, gy, gz, threads, 1, 1, smem, stream, params, null);
     }
 
-    // ---------------------------------------------------------------- argument lists, in the kernels' order
+    // ---------------------------------------------------------------- the argument struct of each launch
 
-    /** The states kernel: local states of {@code n} tokens of k, v in pieces of {@code pieceTokens}. */
-    static Pointer statesArgs(CUdeviceptr k, CUdeviceptr v, int n, int heads, int dk, int dv, int pieceTokens,
-                              CUdeviceptr slopes, CUdeviceptr localStates) {
-        return Pointer.to(Pointer.to(k), Pointer.to(v), ints(n), ints(heads), ints(dk), ints(dv), ints(pieceTokens),
-                Pointer.to(slopes), Pointer.to(localStates));
+    /**
+     * A state array on the device as the kernels see it: S {@code [count][H][Dk][Dv]} at {@code s}
+     * and z {@code [count][H][Dk]} at {@code z} (null when the spec does not normalize, and for
+     * an absent state). Both null: no state (the kernels read zero, or write nothing).
+     */
+    record States(CUdeviceptr s, CUdeviceptr z) {
+        static final States NONE = new States(null, null);
+
+        /**
+         * One state stored as {@link dev.lightning.attention.engine.LightningState#toBytes} lays it
+         * out: S, then z right after it (the carried states A and B).
+         */
+        static States packed(AttentionSpec spec, CUdeviceptr at) {
+            return new States(at, spec.normalized() ? at.withByteOffset(4L * spec.stateSize()) : null);
+        }
     }
 
     /**
-     * The scan kernel over {@code locals} local states, every {@code every}-th of which starts a
-     * segment: writes the incoming state of each of {@code segments} segments to
-     * {@code segmentIncoming} and, when {@code result} is given, the state after the window.
+     * Where a forward launch writes the checkpoints that fall in its tokens: S of checkpoint c (global
+     * index) at {@code states.s()[c - first]}, z likewise; the launch's first token is token
+     * {@code position} of the sequence. {@code every} 0: the launch writes none.
+     * {@code windowRecords}: its window records checkpoints, in this launch or another (the kernel
+     * choice follows the window, so that all its slices run one family and share one segment plan).
      */
-    static Pointer scanArgs(CUdeviceptr localStates, int locals, int every, int pieceTokens, int n,
-                            CUdeviceptr incoming, CUdeviceptr segmentIncoming, int segments, CUdeviceptr result,
-                            int heads, int dk, int dv, CUdeviceptr slopes) {
-        return Pointer.to(Pointer.to(localStates), ints(locals), ints(every), ints(pieceTokens), ints(n),
-                Pointer.to(incoming), Pointer.to(segmentIncoming), ints(segments), Pointer.to(result),
-                ints(heads), ints(dk), ints(dv), Pointer.to(slopes));
+    record CheckpointTarget(States states, int every, long position, long first, boolean windowRecords) {
+        /** A window without checkpoints. */
+        static final CheckpointTarget NONE = new CheckpointTarget(States.NONE, 0, 0, 0, false);
+        /** A slice of a window with checkpoints in which none falls. */
+        static final CheckpointTarget NONE_HERE = new CheckpointTarget(States.NONE, 0, 0, 0, true);
     }
 
-    /** The forward kernel: o of {@code n} tokens in segments of {@code segTokens}, and the states after them. */
-    static Pointer forwardArgs(CUdeviceptr q, CUdeviceptr k, CUdeviceptr v, CUdeviceptr o, int n, int heads, int dk,
-                               int dv, int segTokens, CUdeviceptr slopes, double scale, CUdeviceptr incoming,
-                               CUdeviceptr after) {
-        return Pointer.to(Pointer.to(q), Pointer.to(k), Pointer.to(v), Pointer.to(o), ints(n),
-                ints(heads), ints(dk), ints(dv), ints(segTokens), Pointer.to(slopes),
-                Pointer.to(new float[] {(float) scale}), Pointer.to(incoming), Pointer.to(after));
+    /**
+     * The fields every launch of {@code spec} shares: the window's tokens, head layout, widths,
+     * feature map, normalization, scale, eps and the slopes. The launches below copy it and add theirs.
+     */
+    static KernelArgs common(AttentionSpec spec, int n, CUdeviceptr slopes) {
+        return new KernelArgs()
+                .ptr(Field.SLOPES, slopes)
+                .i32(Field.N, n)
+                .i32(Field.HEADS, spec.heads())
+                .i32(Field.HEADS_Q, spec.headsQ())
+                .i32(Field.HEADS_K, spec.headsK())
+                .i32(Field.HEADS_V, spec.headsV())
+                .i32(Field.DK, spec.dk())
+                .i32(Field.DV, spec.dv())
+                .i32(Field.FEATURE_MAP, spec.featureMap().code())
+                .i32(Field.NORMALIZE, spec.normalized() ? 1 : 0)
+                .f32(Field.SCALE, (float) spec.scale())
+                .f32(Field.EPS, (float) spec.eps());
     }
 
-    /** The fill kernel: {@code count} uniform values from {@code seed}. */
+    /**
+     * The states kernel: local states of the tokens of k, v in pieces of {@code pieceTokens}
+     * (grid z), from zero, into {@code locals}.
+     */
+    static KernelArgs statesArgs(KernelArgs common, CUdeviceptr k, CUdeviceptr v, int pieceTokens, States locals) {
+        return common.copy()
+                .ptr(Field.K, k)
+                .ptr(Field.V, v)
+                .i32(Field.SEG_TOKENS, pieceTokens)
+                .ptr(Field.STATES, locals.s())
+                .ptr(Field.STATES_NORM, locals.z());
+    }
+
+    /**
+     * The scan over {@code count} local states of {@code pieceTokens} tokens each, every
+     * {@code every}-th of which starts a segment: from {@code before} (the state before the window),
+     * writes the incoming state of each of {@code segments} segments to {@code segmentIncoming}
+     * and, when {@code result} has an S part, the state after the window.
+     */
+    static KernelArgs scanArgs(KernelArgs common, States locals, int count, int every, int pieceTokens,
+                               States before, States segmentIncoming, int segments, States result) {
+        return common.copy()
+                .ptr(Field.SCAN_LOCALS, locals.s())
+                .ptr(Field.SCAN_LOCAL_NORMS, locals.z())
+                .i32(Field.SCAN_COUNT, count)
+                .i32(Field.SCAN_EVERY, every)
+                .i32(Field.SCAN_SUB_TOKENS, pieceTokens)
+                .ptr(Field.INCOMING, before.s())
+                .ptr(Field.INCOMING_NORM, before.z())
+                .ptr(Field.STATES, segmentIncoming.s())
+                .ptr(Field.STATES_NORM, segmentIncoming.z())
+                .i32(Field.SCAN_OUT_COUNT, segments)
+                .ptr(Field.SCAN_FINAL, result.s())
+                .ptr(Field.SCAN_FINAL_NORM, result.z());
+    }
+
+    /**
+     * The forward kernel: o in segments of {@code segTokens} (grid z), segment s starting from
+     * {@code incoming[s]} and writing the state after it to {@code after[s]}, and the checkpoints
+     * that fall in its tokens.
+     */
+    static KernelArgs forwardArgs(KernelArgs common, CUdeviceptr q, CUdeviceptr k, CUdeviceptr v, CUdeviceptr o,
+                                  int segTokens, States incoming, States after, CheckpointTarget checkpoints) {
+        return common.copy()
+                .ptr(Field.Q, q)
+                .ptr(Field.K, k)
+                .ptr(Field.V, v)
+                .ptr(Field.O, o)
+                .i32(Field.SEG_TOKENS, segTokens)
+                .ptr(Field.INCOMING, incoming.s())
+                .ptr(Field.INCOMING_NORM, incoming.z())
+                .ptr(Field.STATES, after.s())
+                .ptr(Field.STATES_NORM, after.z())
+                .ptr(Field.CHECKPOINTS, checkpoints.states().s())
+                .ptr(Field.CHECKPOINT_NORMS, checkpoints.states().z())
+                .i32(Field.CHECKPOINT_EVERY, checkpoints.every())
+                .i64(Field.POSITION, checkpoints.position())
+                .i64(Field.FIRST_CHECKPOINT, checkpoints.first());
+    }
+
+    /**
+     * The fill kernel: {@code count} uniform values from {@code seed}. A benchmark helper outside the
+     * attention kernels' contract, so it keeps its own three parameters rather than the struct.
+     */
     static Pointer fillArgs(CUdeviceptr target, long count, long seed) {
         return Pointer.to(Pointer.to(target), Pointer.to(new long[] {count}), Pointer.to(new long[] {seed}));
-    }
-
-    private static Pointer ints(int v) {
-        return Pointer.to(new int[] {v});
     }
 }

@@ -1,6 +1,7 @@
 package dev.lightning.attention.engine.cuda;
 
 import dev.lightning.attention.engine.AttentionSpec;
+import dev.lightning.attention.engine.Checkpoints;
 import dev.lightning.attention.engine.LightningState;
 import dev.lightning.attention.engine.cuda.DeviceAllocator.Buffer;
 import dev.lightning.attention.tensor.DType;
@@ -53,18 +54,25 @@ final class SlicePipeline {
     private final Buffer[] stagingIn;
     /** Per buffer set: a slice's o on its way back. */
     private final Buffer[] stagingOut;
+    /** Per buffer set: the checkpoints the slice's forward kernel writes, S of each, then z of each. */
+    final Buffer[] checkpointDev;
+    /** Per buffer set: those checkpoints on their way back. */
+    private final Buffer[] checkpointStaging;
 
     /** What a window needs on the kernel stream besides the slices' kernels: the backend's part. */
     interface KernelSide {
         /** Before the first slice: the slopes and the incoming state to the device, the result sized. */
         void begin(AttentionSpec spec, LightningState state);
 
-        /** Sizes the segment buffers for a launch of n tokens ahead of it. */
-        void reserveSegments(AttentionSpec spec, DType dtype, int n, boolean outputs);
+        /** Sizes the segment buffers for a launch of n tokens (with or without checkpoints) ahead of it. */
+        void reserveSegments(AttentionSpec spec, DType dtype, int n, boolean outputs, boolean checkpoints);
 
-        /** Enqueues one slice's kernels on the kernel stream; returns the last kernel's name. */
+        /**
+         * Enqueues one slice's kernels on the kernel stream, the forward kernel writing the slice's
+         * checkpoints to {@code checkpoints}; returns the last kernel's name.
+         */
         String launch(AttentionSpec spec, DType dtype, int n, boolean outputs, Buffer q, Buffer k, Buffer v, Buffer o,
-                      Buffer incoming, Buffer result);
+                      Buffer incoming, Buffer result, Kernels.CheckpointTarget checkpoints);
 
         /** Device -> host on the kernel stream, waited for. */
         ByteBuffer download(Buffer src, long len);
@@ -81,6 +89,8 @@ final class SlicePipeline {
         oDev = new Buffer[] {memory.device("o set 0"), memory.device("o set 1")};
         stagingIn = new Buffer[] {memory.pinned("q, k, v staging 0"), memory.pinned("q, k, v staging 1")};
         stagingOut = new Buffer[] {memory.pinned("o staging 0"), memory.pinned("o staging 1")};
+        checkpointDev = new Buffer[] {memory.device("checkpoints set 0"), memory.device("checkpoints set 1")};
+        checkpointStaging = new Buffer[] {memory.pinned("checkpoints staging 0"), memory.pinned("checkpoints staging 1")};
     }
 
     /** Creates the streams, then the events; on a failure what exists is left for {@link #destroy}. */
@@ -130,7 +140,8 @@ final class SlicePipeline {
 
     /** Closes this pipeline's buffers, going on past failures (collected); the streams must be drained. */
     void closeBuffers(List<RuntimeException> failures) {
-        for (Buffer[] set : new Buffer[][] {qDev, kDev, vDev, oDev, stagingIn, stagingOut}) {
+        for (Buffer[] set : new Buffer[][] {qDev, kDev, vDev, oDev, stagingIn, stagingOut, checkpointDev,
+                checkpointStaging}) {
             for (Buffer b : set) {
                 attempt(failures, b::close);
             }
@@ -172,13 +183,16 @@ final class SlicePipeline {
         final TokenTensor k;
         final TokenTensor v;
         final TokenTensor o;
+        /** What the window records (none for advance()); slices fill it at their offsets. */
+        final Checkpoints checkpoints;
         private final KernelSide side;
         /** What was last enqueued or waited for, for the error message. */
         String step = "copy to device";
 
         Window(AttentionSpec spec, DType dtype, SlicePlan plan, TokenTensor q, TokenTensor k, TokenTensor v,
-               TokenTensor o, KernelSide side) {
+               TokenTensor o, Checkpoints checkpoints, KernelSide side) {
             this.spec = spec;
+            this.checkpoints = checkpoints;
             this.dtype = dtype;
             this.plan = plan;
             this.q = q;
@@ -212,7 +226,7 @@ final class SlicePipeline {
                 }
                 step = "slice " + i + " of " + plan.slices() + ": kernels";
                 step = side.launch(spec, dtype, len, outputs, outputs ? qDev[b] : null, kDev[b], vDev[b],
-                        outputs ? oDev[b] : null, incoming, result);
+                        outputs ? oDev[b] : null, incoming, result, checkpointTarget(i, b));
                 JCudaDriver.cuEventRecord(computed[b], stream);
                 Buffer t = incoming;
                 incoming = result;
@@ -221,6 +235,11 @@ final class SlicePipeline {
                     step = "copy to host";
                     JCudaDriver.cuStreamWaitEvent(copyOut, computed[b], 0);
                     JCudaDriver.cuMemcpyDtoHAsync(stagingOut[b].host, oDev[b].ptr, (long) len * o.tokenBytes(), copyOut);
+                    int count = checkpointCount(i);
+                    if (count > 0) {
+                        JCudaDriver.cuMemcpyDtoHAsync(checkpointStaging[b].host, checkpointDev[b].ptr,
+                                count * spec.stateBytes(), copyOut);
+                    }
                     JCudaDriver.cuEventRecord(copiedOut[b], copyOut);
                     // Unstage the slice before this one (this one itself on the serial path) now: its
                     // output staging is then free before slice i + 1's copy out is enqueued.
@@ -236,7 +255,40 @@ final class SlicePipeline {
             // the kernel stream waited for every copy in, and the host for every copy out: after this
             // download nothing of the window is left in flight
             ByteBuffer last = side.download(incoming, spec.stateBytes());
-            return LightningState.fromBytes(spec.heads(), spec.dk(), spec.dv(), last);
+            return LightningState.fromBytes(spec, last);
+        }
+
+        /** The global index of slice i's first checkpoint: floor(its sequence position / N). */
+        private long checkpointFirst(int i) {
+            return (checkpoints.position() + plan.from(i)) / checkpoints.every();
+        }
+
+        /** Checkpoints that fall in slice i (0 without checkpoints). */
+        private int checkpointCount(int i) {
+            if (!checkpoints.requested()) {
+                return 0;
+            }
+            long end = checkpoints.position() + plan.from(i) + plan.length(i);
+            return Math.toIntExact(end / checkpoints.every() - checkpointFirst(i));
+        }
+
+        /**
+         * Where slice i's forward kernel writes its checkpoints: set b's buffer, S of each, then z of
+         * each; none when no checkpoint falls in the slice.
+         */
+        private Kernels.CheckpointTarget checkpointTarget(int i, int b) {
+            if (!checkpoints.requested()) {
+                return Kernels.CheckpointTarget.NONE;
+            }
+            int count = checkpointCount(i);
+            if (count == 0) {
+                return Kernels.CheckpointTarget.NONE_HERE;
+            }
+            Buffer buf = checkpointDev[b];
+            Kernels.States states = new Kernels.States(buf.ptr,
+                    spec.normalized() ? buf.ptr.withByteOffset(4L * count * spec.stateSize()) : null);
+            return new Kernels.CheckpointTarget(states, checkpoints.every(), checkpoints.position() + plan.from(i),
+                    checkpointFirst(i), true);
         }
 
         /**
@@ -261,8 +313,19 @@ final class SlicePipeline {
                     stagingOut[b].ensure((long) longest * o.tokenBytes());
                 }
             }
-            side.reserveSegments(spec, dtype, longest, o != null);
-            side.reserveSegments(spec, dtype, plan.length(plan.slices() - 1), o != null);
+            boolean cp = checkpoints.requested();
+            side.reserveSegments(spec, dtype, longest, o != null, cp);
+            side.reserveSegments(spec, dtype, plan.length(plan.slices() - 1), o != null, cp);
+            int most = 0;
+            for (int i = 0; i < plan.slices(); i++) {
+                most = Math.max(most, checkpointCount(i));
+            }
+            if (most > 0) {
+                for (int b = 0; b < plan.sets(); b++) {
+                    checkpointDev[b].ensure(most * spec.stateBytes());
+                    checkpointStaging[b].ensure(most * spec.stateBytes());
+                }
+            }
         }
 
         private long inputTokenBytes() {
@@ -308,6 +371,19 @@ final class SlicePipeline {
             int len = plan.length(j);
             JCudaDriver.cuEventSynchronize(copiedOut[b]);
             o.slice(plan.from(j), len).putBytes(stagingOut[b].host.getByteBuffer(0, (long) len * o.tokenBytes()));
+            int count = checkpointCount(j);
+            if (count > 0) {
+                // staging: S of the slice's checkpoints [count][H][Dk][Dv], then their z [count][H][Dk]
+                int at = Math.toIntExact(checkpointFirst(j) - checkpoints.first());
+                int s = spec.stateSize();
+                java.nio.FloatBuffer f = checkpointStaging[b].host.getByteBuffer(0, count * spec.stateBytes())
+                        .order(java.nio.ByteOrder.LITTLE_ENDIAN).asFloatBuffer();
+                f.get(checkpoints.kvData(), at * s, count * s);
+                if (spec.normalized()) {
+                    int z = spec.normalizerSize();
+                    f.get(checkpoints.normalizerData(), at * z, count * z);
+                }
+            }
         }
     }
 }

@@ -1,5 +1,8 @@
 package dev.lightning.attention.engine.cuda;
 
+import dev.lightning.attention.engine.AttentionSpec;
+import dev.lightning.attention.tensor.DType;
+
 /**
  * How {@link CudaBackend} cuts a window of {@code tokens} tokens into slices that move through its
  * pipeline (copy in, kernels, copy out, each on its own stream): slice {@code i} covers tokens
@@ -64,6 +67,21 @@ record SlicePlan(int tokens, int sliceTokens, int slices, int sets) {
         long sliceTokens = Math.min(Math.min(want, cap), chunks * CHUNK);
         int slices = (int) ((n + sliceTokens - 1) / sliceTokens);
         return new SlicePlan(n, (int) sliceTokens, slices, slices > 1 ? sets : 1);
+    }
+
+    /**
+     * Bytes a token of a window of {@code spec} takes in one device buffer set, and moves between host
+     * and device: q ({@code Hq * Dk}, with outputs only), k ({@code Hk * Dk}), v ({@code Hv * Dv}) and o
+     * ({@code H * Dv}, with outputs only) in {@code dtype}; with checkpoints every {@code every} tokens
+     * (0: none) also a token's share of the checkpoint states the slice records and brings back.
+     */
+    static long tokenBytes(AttentionSpec spec, DType dtype, boolean outputs, int every) {
+        long elements = (long) spec.headsK() * spec.dk() + (long) spec.headsV() * spec.dv();
+        if (outputs) {
+            elements += (long) spec.headsQ() * spec.dk() + (long) spec.heads() * spec.dv();
+        }
+        long checkpoints = every > 0 ? (spec.stateBytes() + every - 1) / every : 0;
+        return elements * dtype.bytes() + checkpoints;
     }
 
     /**

@@ -4,78 +4,56 @@ import dev.lightning.attention.engine.AttentionSpec;
 import org.junit.jupiter.api.Test;
 
 import java.io.IOException;
-import java.nio.file.Files;
-import java.nio.file.Path;
-import java.util.regex.Matcher;
-import java.util.regex.Pattern;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
- * The host's copies of the kernels' shared-memory formulas match the CUDA sources, and the
- * committed PTX holds every kernel the host launches. Runs without a GPU.
+ * The launch shapes the host reads from the modules' reports, and the committed PTX holds every
+ * kernel the host launches (and the report kernels). Runs without a GPU; the reports themselves
+ * are read on every device load (CudaDevice), so a GPU test run checks them.
  */
 class KernelLayoutTest {
-    private static final Path CUDA = Path.of("src", "main", "cuda");
-
     @Test
-    void tensorCoreSharedMemoryFormulaMatchesTheHeader() throws IOException {
-        String header = Files.readString(CUDA.resolve("tensor_core.cuh"));
-        Matcher m = Pattern.compile("lightning_tc_smem_bytes\\(int dk\\) \\{\\s*return (\\d+) \\* \\(\\(dk \\+ 15\\) / 16 \\* 16\\) \\+ (\\d+);")
-                .matcher(header);
-        assertTrue(m.find(), "formula not found in tensor_core.cuh");
-        long a = Long.parseLong(m.group(1));
-        long b = Long.parseLong(m.group(2));
-        for (int dk = 1; dk <= AttentionSpec.MAX_DIM; dk++) {
-            assertEquals(a * ((dk + 15) / 16 * 16) + b, TensorCoreLayout.sharedBytes(dk), "dk " + dk);
+    void launchShapesAreReadFromTheModulesReport() {
+        int[] portable = new int[LaunchShapes.REPORT_INTS];
+        int[] hopper = new int[LaunchShapes.REPORT_INTS];
+        int[] head = {TensorCoreLayout.CHUNK, 32, 256, 384, 256, 64, 128};
+        System.arraycopy(head, 0, portable, 0, head.length);
+        hopper[0] = 128;
+        hopper[1] = 384;
+        hopper[2] = 128;
+        for (int dk = 1; dk < LaunchShapes.DK_SLOTS; dk++) {
+            portable[LaunchShapes.DK_SLOTS + dk] = 1000 + dk;
+            portable[2 * LaunchShapes.DK_SLOTS + dk] = 2000 + dk;
+            if (dk <= 128) {
+                hopper[LaunchShapes.DK_SLOTS + dk] = 3000 + dk;
+                hopper[2 * LaunchShapes.DK_SLOTS + dk] = 4000 + dk;
+            }
         }
-        assertTrue(TensorCoreLayout.sharedBytes(256) <= 227 * 1024, "fits a Hopper SM");
-        Matcher narrow = Pattern.compile("#define LIGHTNING_TC_THREADS_NARROW (\\d+)").matcher(header);
-        Matcher wide = Pattern.compile("#define LIGHTNING_TC_THREADS_WIDE (\\d+)").matcher(header);
-        Matcher columns = Pattern.compile("#define LIGHTNING_TC_COLUMNS (\\d+)").matcher(header);
-        assertTrue(narrow.find() && wide.find() && columns.find(), "launch shape macros not found");
-        assertEquals(Integer.parseInt(narrow.group(1)), TensorCoreLayout.THREADS_NARROW);
-        assertEquals(Integer.parseInt(wide.group(1)), TensorCoreLayout.THREADS_WIDE);
-        assertTrue(header.contains("body<T, true, 2, 4>") && header.contains("body<T, true, 4, 0>"),
-                "narrow kernels are MT = 2 (Dk <= 32 * 4 = 128) with load warps; wide ones MT = 4 without");
-        assertEquals(128, TensorCoreLayout.NARROW_MAX_DK);
-        assertEquals(Integer.parseInt(columns.group(1)), TensorCoreLayout.COLUMNS);
-    }
+        LaunchShapes s = LaunchShapes.of(portable, hopper);
+        assertEquals(1040, s.genericSharedBytes(40));
+        assertEquals(2200, s.tensorCoreSharedBytes(200));
+        assertEquals(3100, s.hopperSharedBytes(100, true));
+        assertEquals(4100, s.hopperSharedBytes(100, false));
+        assertEquals(384, s.tensorCoreThreads(128));
+        assertEquals(256, s.tensorCoreThreads(129));
+        assertEquals("", s.tensorCoreSuffix(128));
+        assertEquals("_wide", s.tensorCoreSuffix(129));
+        assertTrue(s.hopperFits(128, 128) && s.hopperFits(65, 65));
+        assertFalse(s.hopperFits(64, 128) || s.hopperFits(129, 128) || s.hopperFits(128, 64));
+        assertFalse(LaunchShapes.of(portable, null).hopperFits(128, 128), "no Hopper module, no Hopper kernels");
 
-    @Test
-    void hopperLaunchShapeMatchesTheHeader() throws IOException {
-        String header = Files.readString(CUDA.resolve("hopper.cuh"));
-        assertTrue(header.contains("return forward ? 3 * (2 * qk + 128 * nc) + 2 * qk + 128 * (nc + 8) + 1152 + 512\n"
-                + "                   : 4 * (qk + 128 * nc) + 1152;"),
-                "lightning_wg_smem_bytes changed: update TensorCoreLayout.hopperSharedBytes");
-        assertTrue(header.contains("const int qk = 16384, nc = LIGHTNING_WG_COLUMNS;"), "Q/K tile size changed");
-        for (String[] macro : new String[][] {{"LIGHTNING_WG_COLUMNS", "" + TensorCoreLayout.HOPPER_COLUMNS},
-                {"LIGHTNING_WG_THREADS", "" + TensorCoreLayout.HOPPER_THREADS},
-                {"LIGHTNING_WG_MAX_DK", "" + TensorCoreLayout.HOPPER_MAX_DK}}) {
-            Matcher m = Pattern.compile("#define " + macro[0] + " (\\d+)").matcher(header);
-            assertTrue(m.find(), macro[0]);
-            assertEquals(macro[1], m.group(1), macro[0]);
-        }
-        // 3 x 48 KB stages, two 16 KB state copies, staging and tables: within the 227 KB a block may have
-        assertEquals(199296, TensorCoreLayout.hopperSharedBytes(128, true));
-        assertEquals(132224, TensorCoreLayout.hopperSharedBytes(128, false));
-        for (int dk = 1; dk <= TensorCoreLayout.HOPPER_MAX_DK; dk++) {
-            assertTrue(TensorCoreLayout.hopperSharedBytes(dk, true) <= 227 * 1024, "dk " + dk);
-        }
-        // the host's routing: Dk in (64, 128] and Dv > 64 (below, the products would be half zeros)
-        assertTrue(TensorCoreLayout.hopperFits(128, 128) && TensorCoreLayout.hopperFits(65, 65));
-        assertFalse(TensorCoreLayout.hopperFits(64, 128) || TensorCoreLayout.hopperFits(129, 128)
-                || TensorCoreLayout.hopperFits(128, 64));
-    }
-
-    @Test
-    void genericSharedMemoryFormulaMatchesTheSource() throws IOException {
-        String source = Files.readString(CUDA.resolve("lightning.cu"));
-        assertTrue(source.contains("return 4 * ((CHUNK + 4) + 2 * CHUNK * (dk + 1) + CHUNK * GENERIC_BV + CHUNK * (CHUNK + 1) "
-                + "+ dk * GENERIC_BV);"), "lightning_generic_smem_bytes changed: update Kernels.genericSharedBytes");
-        assertEquals(4 * (68 + 2 * 64 * 129 + 64 * 32 + 64 * 65 + 128 * 32), Kernels.genericSharedBytes(128));
+        portable[0] = 32;
+        IllegalStateException chunk = org.junit.jupiter.api.Assertions.assertThrows(IllegalStateException.class,
+                () -> LaunchShapes.of(portable, hopper));
+        assertTrue(chunk.getMessage().contains("chunks of 32"), chunk.getMessage());
+        portable[0] = TensorCoreLayout.CHUNK;
+        hopper[LaunchShapes.DK_SLOTS + 77] = 0;
+        IllegalStateException missing = org.junit.jupiter.api.Assertions.assertThrows(IllegalStateException.class,
+                () -> LaunchShapes.of(portable, hopper));
+        assertTrue(missing.getMessage().contains("dk = 77"), missing.getMessage());
     }
 
     @Test
@@ -88,6 +66,8 @@ class KernelLayoutTest {
             assertTrue(ptx.contains(".entry lightning_states_" + family), family);
         }
         assertTrue(ptx.contains(".entry lightning_scan"));
+        assertTrue(ptx.contains(".entry lightning_args_layout") && ptx.contains(".entry lightning_launch_shapes"),
+                "the portable module reports its argument layout and launch shapes");
         String hopper = new String(CudaDevice.class.getResourceAsStream(CudaDevice.HOPPER_PTX_RESOURCE).readAllBytes());
         assertTrue(hopper.contains(".version 9.0") && hopper.contains(".target sm_90a"), "sm_90a PTX expected");
         for (String type : new String[] {"bf16", "f16"}) {
@@ -95,5 +75,7 @@ class KernelLayoutTest {
             assertTrue(hopper.contains(".entry lightning_states_wg_" + type), type);
         }
         assertTrue(hopper.contains("wgmma.mma_async"), "the Hopper kernels use wgmma");
+        assertTrue(hopper.contains(".entry lightning_args_layout") && hopper.contains(".entry lightning_wg_launch_shapes"),
+                "the Hopper module reports its argument layout and launch shapes");
     }
 }

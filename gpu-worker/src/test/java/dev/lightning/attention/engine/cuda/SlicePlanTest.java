@@ -1,5 +1,8 @@
 package dev.lightning.attention.engine.cuda;
 
+import dev.lightning.attention.engine.AttentionSpec;
+import dev.lightning.attention.engine.Slopes;
+import dev.lightning.attention.tensor.DType;
 import org.junit.jupiter.api.Test;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -159,5 +162,28 @@ class SlicePlanTest {
         assertThrows(IllegalArgumentException.class, () -> SlicePlan.of(0, 96, UNLIMITED, true, 0));
         assertThrows(IllegalArgumentException.class, () -> SlicePlan.of(10, 0, UNLIMITED, true, 0));
         assertThrows(IllegalArgumentException.class, () -> SlicePlan.of(10, 96, UNLIMITED, true, -1));
+    }
+
+    /**
+     * A token's bytes follow the spec's head layout: q Hq x Dk and o H x Dv only with outputs, k
+     * Hk x Dk, v Hv x Dv; checkpoints add a token's share of the states they bring back.
+     */
+    @Test
+    void tokenBytesFollowTheGroupedHeads() {
+        AttentionSpec grouped = new AttentionSpec(6, 32, 16, Slopes.minimax(6), 1.0, 64).withHeads(6, 3, 2);
+        assertEquals((6 * 32 + 3 * 32 + 2 * 16 + 6 * 16) * 2, SlicePlan.tokenBytes(grouped, DType.BF16, true, 0));
+        assertEquals((3 * 32 + 2 * 16) * 4, SlicePlan.tokenBytes(grouped, DType.F32, false, 0));
+        AttentionSpec normalized = grouped.withNormalization(1e-5);
+        long state = 4L * 6 * 32 * 16 + 4L * 6 * 32;
+        assertEquals(normalized.stateBytes(), state);
+        assertEquals((6 * 32 + 3 * 32 + 2 * 16 + 6 * 16) * 2 + (state + 127) / 128,
+                SlicePlan.tokenBytes(normalized, DType.F16, true, 128));
+        // grouped values: v and o larger than q and k; the plan's slices hold its bytes
+        AttentionSpec values = new AttentionSpec(8, 16, 128, Slopes.minimax(8), 1.0, 64).withHeads(1, 1, 8);
+        long tb = SlicePlan.tokenBytes(values, DType.BF16, true, 0);
+        assertEquals((16 + 16 + 8 * 128 + 8 * 128) * 2, tb);
+        SlicePlan plan = SlicePlan.of(100_000, tb, 64L << 20, true, 0);
+        assertTrue(2L * plan.sliceTokens() * tb <= 64L << 20, plan.toString());
+        assertEquals(100_000, (long) (plan.slices() - 1) * plan.sliceTokens() + plan.length(plan.slices() - 1));
     }
 }

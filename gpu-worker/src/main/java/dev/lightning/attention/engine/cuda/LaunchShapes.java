@@ -1,0 +1,104 @@
+package dev.lightning.attention.engine.cuda;
+
+/**
+ * The kernels' launch shapes as the loaded modules report them ({@code lightning_launch_shapes} in
+ * lightning.cu, {@code lightning_wg_launch_shapes} in lightning_sm90.cu): threads and value
+ * columns per CTA of each family, and their dynamic shared memory for every Dk. The CUDA sources
+ * define each of these once; the host reads them here instead of keeping copies of the formulas.
+ * The chunk is the one value the host also holds itself ({@link TensorCoreLayout#CHUNK}, for the
+ * plans it makes without a device): {@link #of} refuses a module that disagrees.
+ */
+final class LaunchShapes {
+    /** Per-dk values sit at {@code row * DK_SLOTS + dk} of a report (LIGHTNING_SHAPES_DK). */
+    static final int DK_SLOTS = 257;
+    /** Ints a report holds. */
+    static final int REPORT_INTS = 3 * DK_SLOTS;
+
+    final int chunk;
+    final int genericColumns;
+    final int genericThreads;
+    final int tcThreadsNarrow;
+    final int tcThreadsWide;
+    final int tcColumns;
+    final int tcNarrowMaxDk;
+    /** 0 when there is no Hopper module. */
+    final int hopperColumns;
+    final int hopperThreads;
+    final int hopperMaxDk;
+    private final int[] portable;
+    private final int[] hopper;
+
+    private LaunchShapes(int[] portable, int[] hopper) {
+        this.portable = portable.clone();
+        this.hopper = hopper == null ? null : hopper.clone();
+        chunk = portable[0];
+        genericColumns = portable[1];
+        genericThreads = portable[2];
+        tcThreadsNarrow = portable[3];
+        tcThreadsWide = portable[4];
+        tcColumns = portable[5];
+        tcNarrowMaxDk = portable[6];
+        hopperColumns = hopper == null ? 0 : hopper[0];
+        hopperThreads = hopper == null ? 0 : hopper[1];
+        hopperMaxDk = hopper == null ? 0 : hopper[2];
+    }
+
+    /**
+     * The shapes of the portable module's report and the Hopper module's ({@code null} when it is
+     * not loaded), checked for sense: a chunk other than the host's, or a size that is not positive,
+     * is a broken build.
+     */
+    static LaunchShapes of(int[] portable, int[] hopper) {
+        if (portable.length != REPORT_INTS || (hopper != null && hopper.length != REPORT_INTS)) {
+            throw new IllegalStateException("a launch-shape report holds " + REPORT_INTS + " ints, got " + portable.length
+                    + (hopper == null ? "" : " and " + hopper.length));
+        }
+        if (portable[0] != TensorCoreLayout.CHUNK) {
+            throw new IllegalStateException("the kernels work in chunks of " + portable[0] + " tokens, the host plans "
+                    + "with " + TensorCoreLayout.CHUNK + " (TensorCoreLayout.CHUNK): rebuild the PTX or change both");
+        }
+        LaunchShapes s = new LaunchShapes(portable, hopper);
+        for (int dk = 1; dk < DK_SLOTS; dk++) {
+            if (s.genericSharedBytes(dk) <= 0 || s.tensorCoreSharedBytes(dk) <= 0
+                    || (dk <= s.hopperMaxDk && (s.hopperSharedBytes(dk, true) <= 0 || s.hopperSharedBytes(dk, false) <= 0))) {
+                throw new IllegalStateException("the kernels report no shared-memory size for dk = " + dk);
+            }
+        }
+        return s;
+    }
+
+    /** Dynamic shared memory of the float32 kernels at this dk. */
+    int genericSharedBytes(int dk) {
+        return portable[DK_SLOTS + dk];
+    }
+
+    /** Dynamic shared memory of the mma.sync kernels at this dk (narrow or wide, as dk picks). */
+    int tensorCoreSharedBytes(int dk) {
+        return portable[2 * DK_SLOTS + dk];
+    }
+
+    /** Threads per CTA of the mma.sync kernels at this dk. */
+    int tensorCoreThreads(int dk) {
+        return dk <= tcNarrowMaxDk ? tcThreadsNarrow : tcThreadsWide;
+    }
+
+    /** Appended to an mma.sync kernel's name: the wide family's kernels end in "_wide". */
+    String tensorCoreSuffix(int dk) {
+        return dk <= tcNarrowMaxDk ? "" : "_wide";
+    }
+
+    /** Dynamic shared memory of the Hopper forward or states kernel at this dk (the module must be loaded). */
+    int hopperSharedBytes(int dk, boolean forward) {
+        return hopper[(forward ? 1 : 2) * DK_SLOTS + dk];
+    }
+
+    /**
+     * Whether the Hopper kernels take this shape: loaded, Dk up to their maximum, and Dk and Dv
+     * above {@link TensorCoreLayout#HOPPER_MIN_DK} - 1 and the mma.sync kernels' columns (they pad
+     * Dk to their maximum and cover twice the columns, so smaller widths would be half zeros or
+     * half idle; the mma.sync kernels keep those).
+     */
+    boolean hopperFits(int dk, int dv) {
+        return hopper != null && dk >= TensorCoreLayout.HOPPER_MIN_DK && dk <= hopperMaxDk && dv > tcColumns;
+    }
+}
