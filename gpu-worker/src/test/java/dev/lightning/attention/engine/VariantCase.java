@@ -103,6 +103,43 @@ public record VariantCase(int tokens, int hq, int hk, int hv, int dk, int dv, St
         return out;
     }
 
+    /**
+     * How ill-conditioned the normalized outputs of this case are: the largest, over tokens and
+     * heads, of (|phi(q_t)| . |z_t| + eps) / |phi(q_t) . z_t + eps|, the denominator's magnitude
+     * over its value, in float64 from the inputs and the initial normalizer; 1 when not
+     * normalizing. A positive feature map (elu1, relu) keeps it 1 (no cancellation); the identity
+     * lets phi(q) . z cross zero, and a float32 backend's relative error in the denominator, a few
+     * ulps of its magnitude, grows by this factor in o. Tolerances for float32 backends scale with it.
+     */
+    public double denominatorCondition() {
+        if (!normalized) {
+            return 1;
+        }
+        AttentionSpec spec = spec();
+        TokenTensor[] qkv = inputs();
+        LightningState s0 = initialState();
+        double worst = 1;
+        for (int h = 0; h < spec.heads(); h++) {
+            double lambda = Math.exp(-spec.slope(h));
+            double[] z = new double[dk];
+            for (int d = 0; d < dk; d++) {
+                z[d] = s0.normalizer(h, d);
+            }
+            for (int t = 0; t < tokens; t++) {
+                double value = EPS;
+                double magnitude = EPS;
+                for (int d = 0; d < dk; d++) {
+                    z[d] = lambda * z[d] + phi.apply((double) qkv[1].get(t, spec.kHead(h), d));
+                    double term = phi.apply((double) qkv[0].get(t, spec.qHead(h), d)) * z[d];
+                    value += term;
+                    magnitude += Math.abs(term);
+                }
+                worst = Math.max(worst, magnitude / Math.abs(value));
+            }
+        }
+        return worst;
+    }
+
     @Override
     public String toString() {
         return "T=" + tokens + " Hq/Hk/Hv=" + hq + "/" + hk + "/" + hv + " Dk=" + dk + " Dv=" + dv + " slopes=" + slopes
