@@ -282,9 +282,11 @@ class VariantJobTest {
     }
 
     /**
-     * A normalizer that overflows float32 while o and S stay finite (k near the float32 maximum,
-     * v zero: S = phi(k)^T v = 0, z = sum of phi(k) = inf, o = 0 / inf = 0) fails the run naming
-     * final_normalizer, like an overflowing final_state, and is skipped with --skip-nonfinite.
+     * A normalizer that overflows float32 (k near the float32 maximum, v zero: z = sum of phi(k) =
+     * inf) fails the run like an overflowing final_state, and is skipped with --skip-nonfinite. By
+     * the recurrence o stays 0 / inf = 0 and the check names final_normalizer; the blocked
+     * backends (CPU, GPU) form the scores phi(q) . phi(k) first, which overflow to inf and give
+     * o = inf * 0 = NaN, so their check stops at o: either names the file and the overflow.
      */
     @Test
     void anOverflowingNormalizerFailsTheRun() throws IOException {
@@ -297,7 +299,7 @@ class VariantJobTest {
         Outcome o = lightning(args(in, out, variant));
         assertEquals(2, o.status, o.err);
         assertTrue(o.err.contains("big.safetensors") && o.err.contains("NaN/Inf")
-                && o.err.contains("final_normalizer[0, 0]"), o.err);
+                && (o.err.contains("final_normalizer[0, 0]") || o.err.contains("in the output o")), o.err);
         assertFalse(Files.exists(out.resolve("big.safetensors")));
         Outcome skipped = succeed(args(in, out, variant, "--skip-nonfinite"));
         assertTrue(skipped.out.contains("skipped big.safetensors"), skipped.out);
