@@ -121,6 +121,30 @@ public final class DeviceBench {
                 + "speedup=%.2fx kernels=%s,%s%n", t, d, grouped, plain, plain / grouped, groupedKernels, plainKernels);
         System.out.printf(Locale.ROOT, "RESULT variant normalized-elu1 T=%d H=64 D=%d ms=%.3f plain_ms=%.3f "
                 + "cost=%+.1f%% kernels=%s,%s%n", t, d, norm, plain, 100 * (norm / plain - 1), normKernels, plainKernels);
+        // Each part alone, to see where a variant's time goes.
+        String[] names = {"elu1", "relu", "normalized-identity"};
+        AttentionSpec[] parts = {mha.withFeatureMap(FeatureMap.ELU1), mha.withFeatureMap(FeatureMap.RELU),
+                mha.withNormalization(1e-5)};
+        for (int i = 0; i < parts.length; i++) {
+            float ms = time(hooks, parts[i], t, runs);
+            System.out.printf(Locale.ROOT, "RESULT variant %s T=%d H=64 D=%d ms=%.3f plain_ms=%.3f cost=%+.1f%% "
+                    + "kernels=%s%n", names[i], t, d, ms, plain, 100 * (ms / plain - 1), hooks.lastKernels());
+        }
+        // The same on the portable mma.sync kernels (what GPUs other than Hopper run).
+        hooks.hopperKernels(false);
+        try {
+            float portablePlain = time(hooks, mha, t, runs);
+            for (int i = 0; i < parts.length + 1; i++) {
+                AttentionSpec spec = i < parts.length ? parts[i] : normalized;
+                String name = i < parts.length ? names[i] : "normalized-elu1";
+                float ms = time(hooks, spec, t, runs);
+                System.out.printf(Locale.ROOT, "RESULT variant portable %s T=%d H=64 D=%d ms=%.3f plain_ms=%.3f "
+                        + "cost=%+.1f%% kernels=%s%n", name, t, d, ms, portablePlain, 100 * (ms / portablePlain - 1),
+                        hooks.lastKernels());
+            }
+        } finally {
+            hooks.hopperKernels(true);
+        }
     }
 
     private static float time(BenchHooks hooks, AttentionSpec spec, int t, int runs) {

@@ -49,6 +49,11 @@ public final class BenchHooks {
         backend.minSegments = segments;
     }
 
+    /** Whether the Hopper kernels may run (false: the portable mma.sync ones, on a Hopper GPU too). */
+    public void hopperKernels(boolean allowed) {
+        backend.hopperKernels = allowed;
+    }
+
     /** Whether slices overlap (the pipeline) or run one after the other (the serial path). */
     public void overlapCopies(boolean overlap) {
         backend.overlapCopies = overlap;
