@@ -78,6 +78,7 @@ __host__ __device__ inline int lightning_wg_smem_bytes(int dk, int forward) {
 namespace lightning_wg {
 
 using lightning_tc::cp_async16_zfill;
+using lightning_tc::phi_pair;  // phi of a packed pair (lightning_args.cuh's lightning_phi), rounded back to T
 using lightning_tc::cp_async_commit;
 using lightning_tc::cp_async_wait;
 using lightning_tc::ldsm_x4_t;
@@ -258,13 +259,6 @@ template <bool FWD, bool NORM> struct Regs {
     static constexpr int loader = FWD ? (NORM ? 64 : 56) : 88, consumer = FWD ? (NORM ? 216 : 224) : 208;
     static_assert(loader + 2 * consumer <= 3 * 168, "setmaxnreg must fit the registers the CTA launched with");
 };
-// phi (lightning_args.cuh) of the two elements packed in u, rounded back to T.
-template <typename T>
-__device__ __forceinline__ unsigned phi2(int featureMap, unsigned u) {
-    float lo, hi;
-    Ops<T>::unpack(u, lo, hi);
-    return Ops<T>::pack(lightning_phi(featureMap, lo), lightning_phi(featureMap, hi));
-}
 // phi of one element given by its bits.
 template <typename T>
 __device__ __forceinline__ unsigned short phi1(int featureMap, unsigned short bits) {
@@ -285,10 +279,10 @@ __device__ __forceinline__ void map_tile(unsigned char* tile, int m, int valid, 
 #pragma unroll 1
     for (int r = r0; r < m; r += 8, p += 1024) {
         uint4 u = *reinterpret_cast<const uint4*>(p);
-        u.x = phi2<T>(featureMap, u.x);
-        u.y = phi2<T>(featureMap, u.y);
-        u.z = phi2<T>(featureMap, u.z);
-        u.w = phi2<T>(featureMap, u.w);
+        u.x = phi_pair<T>(featureMap, u.x);
+        u.y = phi_pair<T>(featureMap, u.y);
+        u.z = phi_pair<T>(featureMap, u.z);
+        u.w = phi_pair<T>(featureMap, u.w);
         *reinterpret_cast<uint4*>(p) = u;
     }
 }

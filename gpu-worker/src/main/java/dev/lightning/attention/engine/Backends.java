@@ -12,6 +12,12 @@ public final class Backends {
     /** Names {@link #create(String)} accepts. */
     public static final List<String> NAMES = List.of("cpu", "chunked-f64", "recurrent-f64", "gpu", "gpu-generic");
 
+    /**
+     * Tokens per chunk of the GPU kernels: GPU checkpoints need an interval and window positions
+     * that are multiples of it.
+     */
+    public static final int GPU_CHUNK = CudaBackend.CHUNK;
+
     /** Device memory a GPU backend made here may take. */
     public static final long DEFAULT_GPU_MEMORY = 8L << 30;
 

@@ -38,7 +38,8 @@ final class Settings {
     static final Setting<Long> STATE_EVERY = Setting.count("--state-every", "spark.lightning.stateEvery", 0, 0,
             Integer.MAX_VALUE, "Record the state every N tokens (a multiple of --chunk-size; 0: never): each output "
                     + "then holds `states` [C,H,Dk,Dv] F32, C = floor(T/N), `states[c]` the state after token "
-                    + "(c+1)N-1 of the file (and `normalizers` [C,H,Dk] with --normalize).");
+                    + "(c+1)N-1 of the file (and `normalizers` [C,H,Dk] with --normalize). Unless --backend is cpu, N "
+                    + "and --chunk-size must be multiples of 64, the GPU kernels' chunk.");
     static final Setting<String> BACKEND = Setting.choice("--backend", "spark.lightning.backend", "auto",
             "Where pieces are computed: `gpu` on the GPU Spark assigned to the task (device 0 without an "
                     + "assignment), failing where none is usable; `cpu` on the CPU (float32); `auto` on the GPU "

@@ -204,6 +204,11 @@ class VariantJobTest {
                 && every.err.contains("got 100") && every.err.contains("use 64 or 128"), every.err);
         assertFalse(every.out.contains("pass 1"), "refused before anything runs:\n" + every.out);
 
+        // Off the GPU kernels' 64-token chunks: refused unless the CPU computes (auto might pick a GPU).
+        Outcome gpuChunks = lightning(args(in, out, List.of("--normalize", "--chunk-size", "32", "--state-every", "96")));
+        assertEquals(2, gpuChunks.status, gpuChunks.err);
+        assertTrue(gpuChunks.err.contains("multiples of 64") && gpuChunks.err.contains("--backend cpu"), gpuChunks.err);
+
         Outcome stray = lightning(args(in, out, List.of()));
         assertEquals(2, stray.status, stray.err);
         assertTrue(stray.err.contains("z.safetensors") && stray.err.contains("initial_normalizer")

@@ -41,7 +41,11 @@ import java.util.List;
  * back with the slice's o.
  */
 public final class CudaBackend implements AttentionBackend {
-    private static final int CHUNK = TensorCoreLayout.CHUNK;
+    /**
+     * Tokens per chunk of every GPU kernel. States are recorded between chunks, so checkpoints on
+     * the GPU need an interval and window positions that are multiples of it.
+     */
+    public static final int CHUNK = TensorCoreLayout.CHUNK;
 
     private final CudaDevice device;
     private final boolean tensorCores;
@@ -185,6 +189,12 @@ public final class CudaBackend implements AttentionBackend {
     public LightningState forward(AttentionSpec spec, TokenTensor q, TokenTensor k, TokenTensor v,
                                   LightningState state, TokenTensor o, Checkpoints checkpoints) {
         spec.checkForward(q, k, v, state, o, checkpoints);
+        if (checkpoints.requested() && (checkpoints.every() % CHUNK != 0 || checkpoints.position() % CHUNK != 0)) {
+            throw new IllegalArgumentException("the GPU kernels record states between their " + CHUNK + "-token chunks: "
+                    + "checkpoints every " + checkpoints.every() + " tokens from token " + checkpoints.position()
+                    + " need both to be multiples of " + CHUNK + " (use --state-every and --chunk-size multiples of "
+                    + CHUNK + ", or --backend cpu)");
+        }
         if (o.dtype() == DType.F32 && q.dtype() != DType.F32) {
             // A float32 o asks for float32 results: 16-bit kernels would round o (and overflow it,
             // for F16) before any widening. 16-bit values widen exactly, so the float32 kernels on
