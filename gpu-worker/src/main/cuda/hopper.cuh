@@ -2,8 +2,8 @@
 // warpgroups, with B (and in the Q products also A) read by the tensor cores straight from shared
 // memory. Built into its own PTX (lightning_sm90a.ptx, target sm_90a) that the host loads beside
 // the portable one on a device of compute capability 9.0; everything else keeps the mma.sync
-// kernels of tensor_core.cuh, whose helpers (element traits, the hi/lo split, mbarriers, cp.async)
-// this file reuses.
+// kernels of tensor_core.cuh. The helpers both families use (element traits, the hi/lo split,
+// mbarriers, cp.async, phi) are in lightning_common.cuh.
 //
 // Same math and state convention as tensor_core.cuh. Launch contract:
 //   grid = (H, ceil(dv / LIGHTNING_WG_COLUMNS), S); dk <= LIGHTNING_WG_MAX_DK;
@@ -53,6 +53,7 @@
 #pragma once
 
 #include "lightning_args.cuh"
+#include "lightning_common.cuh"
 
 #define LIGHTNING_WG_COLUMNS 128
 #define LIGHTNING_WG_THREADS 384
@@ -77,19 +78,19 @@ __host__ __device__ inline int lightning_wg_smem_bytes(int dk, int forward) {
 
 namespace lightning_wg {
 
-using lightning_tc::cp_async16_zfill;
-using lightning_tc::phi_pair;  // phi of a packed pair (lightning_args.cuh's lightning_phi), rounded back to T
-using lightning_tc::cp_async_commit;
-using lightning_tc::cp_async_wait;
-using lightning_tc::ldsm_x4_t;
-using lightning_tc::mbar_arrive;
-using lightning_tc::mbar_init;
-using lightning_tc::mbar_wait;
-using lightning_tc::named_bar_sync;
-using lightning_tc::Ops;
-using lightning_tc::PairWeights;
-using lightning_tc::smem_u32;
-using lightning_tc::split_hl;
+using lightning::cp_async16_zfill;
+using lightning::phi_pair;  // phi of a packed pair (lightning_args.cuh's lightning_phi), rounded back to T
+using lightning::cp_async_commit;
+using lightning::cp_async_wait;
+using lightning::ldsm_x4_t;
+using lightning::mbar_arrive;
+using lightning::mbar_init;
+using lightning::mbar_wait;
+using lightning::named_bar_sync;
+using lightning::Ops;
+using lightning::PairWeights;
+using lightning::smem_u32;
+using lightning::split_hl;
 
 constexpr int kChunk = 64;
 constexpr int kCols = LIGHTNING_WG_COLUMNS;
@@ -486,8 +487,8 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     if (warp < 4) {
         // ================= loaders =================
         asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(Regs<FWD, NORM>::loader));
-        const bool vecQK = (dk % 8 == 0) && lightning_tc::aligned16(k) && (!FWD || lightning_tc::aligned16(q));
-        const bool vecV = (dv % 8 == 0) && lightning_tc::aligned16(v);
+        const bool vecQK = (dk % 8 == 0) && lightning::aligned16(k) && (!FWD || lightning::aligned16(q));
+        const bool vecV = (dv % 8 == 0) && lightning::aligned16(v);
         const int fm = a.featureMap;
         // Grouped heads: head h reads q head h / (H / Hq), k head h / (H / Hk), v head h / (H / Hv).
         // The heads of a group are adjacent blockIdx.x and run at the same time, so the repeated
@@ -613,7 +614,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     const unsigned laneV = (unsigned)((8 * (lane >> 4) + (lane & 7)) * 128 + (((2 * w4 + ((lane >> 3) & 1)) ^ (lane & 7)) << 4));
 
     // Outputs (forward): rows 16 w4 + g (+8) of the chunk, own columns.
-    const bool vecO = FWD && (dv % 8 == 0) && lightning_tc::aligned16(o);
+    const bool vecO = FWD && (dv % 8 == 0) && lightning::aligned16(o);
     T* sOw = reinterpret_cast<T*>(sm + offO) + 16 * w4 * kLdo + colBase;
     const int i0 = 16 * w4 + g;
     // tr[-8 nt - x] = scale lambda^(i0 - (8 nt + 2 tq + x)) (0 above the diagonal)

@@ -5,9 +5,7 @@
 #include <cuda_fp16.h>
 
 #include "lightning_args.cuh"
-
-#define LIGHTNING_TC_NO_ENTRIES
-#include "tensor_core.cuh"
+#include "lightning_common.cuh"
 #include "hopper.cuh"
 
 // The Hopper kernels' launch shapes, reported like lightning_launch_shapes (lightning.cu). One thread.

@@ -1,0 +1,182 @@
+// Helpers both tensor-core kernel families use (tensor_core.cuh: mma.sync; hopper.cuh: wgmma):
+// 16-bit element traits, the PTX wrappers (ldmatrix, cp.async, mbarriers, named barriers), the
+// feature map on packed pairs, and the hi + lo split of decayed values for the state update.
+// Include after <cuda_bf16.h> and <cuda_fp16.h>; needs sm_80 or newer.
+#pragma once
+
+#include "lightning_args.cuh"
+
+namespace lightning {
+
+// ------------------------------ element type traits ---------------------------------------
+template <typename T> struct Ops;
+
+template <> struct Ops<__nv_bfloat16> {
+    static __device__ __forceinline__ float to_f(__nv_bfloat16 x) { return __bfloat162float(x); }
+    static __device__ __forceinline__ __nv_bfloat16 from_f(float x) { return __float2bfloat16_rn(x); }
+    // Two floats -> one 32-bit register, first argument in the low half (lower column index).
+    static __device__ __forceinline__ unsigned pack(float lo, float hi) {
+        __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+        return *reinterpret_cast<unsigned*>(&v);
+    }
+    // Inverse of pack (exact).
+    static __device__ __forceinline__ void unpack(unsigned u, float& lo, float& hi) {
+        lo = __uint_as_float(u << 16);
+        hi = __uint_as_float(u & 0xffff0000u);
+    }
+    // c += A * B, m16n8k16, A row-major (4 regs), B column-major (2 regs), f32 accumulators.
+    static __device__ __forceinline__ void mma(float* c, const unsigned* a, unsigned b0, unsigned b1) {
+        asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+            "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+            : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    }
+};
+
+template <> struct Ops<__half> {
+    static __device__ __forceinline__ float to_f(__half x) { return __half2float(x); }
+    static __device__ __forceinline__ __half from_f(float x) { return __float2half_rn(x); }
+    static __device__ __forceinline__ unsigned pack(float lo, float hi) {
+        __half2 v = __floats2half2_rn(lo, hi);
+        return *reinterpret_cast<unsigned*>(&v);
+    }
+    static __device__ __forceinline__ void unpack(unsigned u, float& lo, float& hi) {
+        const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&u));
+        lo = f.x;
+        hi = f.y;
+    }
+    static __device__ __forceinline__ void mma(float* c, const unsigned* a, unsigned b0, unsigned b1) {
+        asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+            "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+            : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    }
+};
+
+// ------------------------------ PTX wrappers ----------------------------------------------
+__device__ __forceinline__ unsigned smem_u32(const void* p) {
+    return static_cast<unsigned>(__cvta_generic_to_shared(p));
+}
+
+// All shared-memory addresses below are 32-bit shared-window addresses (computed once from
+// smem_u32 and then advanced with 32-bit adds; the constant parts fold into the instructions).
+//
+// Four 8x8 b16 matrices; lanes 8i..8i+7 give the row addresses of matrix i, register i receives
+// matrix i with lane l holding row l/4, columns 2(l%4), 2(l%4)+1. The "memory" clobbers keep the
+// compiler from moving these reads across plain shared-memory stores.
+__device__ __forceinline__ void ldsm_x4(unsigned* r, unsigned addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr) : "memory");
+}
+// Same, each 8x8 matrix transposed: lane l receives rows 2(l%4), 2(l%4)+1 of column l/4.
+__device__ __forceinline__ void ldsm_x4_t(unsigned* r, unsigned addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr) : "memory");
+}
+// Copies `bytes` (16 or 0) bytes and zero-fills the rest of the 16.
+__device__ __forceinline__ void cp_async16_zfill(unsigned sdst, const void* gsrc, unsigned bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(sdst), "l"(gsrc), "r"(bytes) : "memory");
+}
+// mbarriers (sm_80+) hand each stage between the load warps and the compute warps.
+__device__ __forceinline__ void mbar_init(unsigned bar, unsigned count) {
+    asm volatile("mbarrier.init.shared.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(unsigned bar) {
+    asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.shared.b64 st, [%0];\n}\n" ::"r"(bar) : "memory");
+}
+// The barrier sees one arrival once every cp.async this thread has issued so far has landed.
+__device__ __forceinline__ void cp_async_arrive(unsigned bar) {
+    asm volatile("cp.async.mbarrier.arrive.noinc.shared.b64 [%0];\n" ::"r"(bar) : "memory");
+}
+// Waits until the barrier's phase of the given parity has completed.
+__device__ __forceinline__ void mbar_wait(unsigned bar, unsigned parity) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("{\n.reg .pred done;\nWAIT:\nmbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+                 "@!done bra WAIT;\n}\n" ::"r"(bar), "r"(parity) : "memory");
+#else
+    asm volatile("{\n.reg .pred done;\nWAIT:\nmbarrier.test_wait.parity.shared.b64 done, [%0], %1;\n"
+                 "@!done bra WAIT;\n}\n" ::"r"(bar), "r"(parity) : "memory");
+#endif
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+// Wait until at most `pending` of this thread's most recent cp.async groups are still in flight.
+__device__ __forceinline__ void cp_async_wait(int pending) {
+    if (pending >= 3) asm volatile("cp.async.wait_group 3;\n" ::: "memory");
+    else if (pending == 2) asm volatile("cp.async.wait_group 2;\n" ::: "memory");
+    else if (pending == 1) asm volatile("cp.async.wait_group 1;\n" ::: "memory");
+    else asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+}
+
+__device__ __forceinline__ bool aligned16(const void* p) {
+    return (reinterpret_cast<unsigned long long>(p) & 15ull) == 0;
+}
+
+// phi (lightning_args.cuh) of the two elements packed in u, computed in float32 and rounded back
+// to T.
+template <typename T>
+__device__ __forceinline__ unsigned phi_pair(int fm, unsigned u) {
+    float x0, x1;
+    Ops<T>::unpack(u, x0, x1);
+    return Ops<T>::pack(lightning_phi(fm, x0), lightning_phi(fm, x1));
+}
+
+// The state update multiplies K^T by V with each token's decay weight w_j = lambda^(m-1-j) put on
+// K. w_j k_j is not exact in T, so it goes in as hi + lo (two products). A packed pair of K values
+// (tokens j, j+1 of one dk row, the lower token in the low half) is split with the weights of those
+// two tokens, prepared once per k-step by PairWeights.
+template <typename T> struct PairWeights;
+template <typename T>
+__device__ __forceinline__ void split_hl(unsigned u, const PairWeights<T>& w, unsigned& hi, unsigned& lo);
+
+// bf16: w = wh + wl with wh = RN(w), wl = RN(w - wh) (both bf16), and four packed bf16 FMAs, each
+// rounding once:
+//   hi = RN(wh k);  nhi = RN(-wh k) = -hi;  t = wh k - hi (exact: the error of a product is
+//   representable);  lo = RN(t + wl k).
+// hi + lo is within about 2^-16 of w k (relative), as with a float product split in two, at half
+// the instructions.
+__device__ __forceinline__ unsigned fma_bf16x2(unsigned a, unsigned b, unsigned c) {
+    unsigned d;
+    asm("fma.rn.bf16x2 %0, %1, %2, %3;\n" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+    return d;
+}
+template <> struct PairWeights<__nv_bfloat16> {
+    unsigned wh, nwh, wl;
+    __device__ __forceinline__ PairWeights(float w0, float w1) {
+        float h0, h1;
+        wh = Ops<__nv_bfloat16>::pack(w0, w1);
+        Ops<__nv_bfloat16>::unpack(wh, h0, h1);
+        wl = Ops<__nv_bfloat16>::pack(w0 - h0, w1 - h1);
+        nwh = wh ^ 0x80008000u;
+    }
+};
+template <>
+__device__ __forceinline__ void split_hl<__nv_bfloat16>(unsigned u, const PairWeights<__nv_bfloat16>& w,
+                                                        unsigned& hi, unsigned& lo) {
+    constexpr unsigned kNegZero = 0x80008000u;  // -0 + x = x for every x, +0 included
+    hi = fma_bf16x2(w.wh, u, kNegZero);
+    const unsigned nhi = fma_bf16x2(w.nwh, u, kNegZero);
+    lo = fma_bf16x2(w.wl, u, fma_bf16x2(w.wh, u, nhi));
+}
+// f16: the product in float, then hi = RN(w k), lo = RN(w k - hi) (f16 weights could underflow).
+template <> struct PairWeights<__half> {
+    float w0, w1;
+    __device__ __forceinline__ PairWeights(float a, float b) : w0(a), w1(b) {}
+};
+template <>
+__device__ __forceinline__ void split_hl<__half>(unsigned u, const PairWeights<__half>& w, unsigned& hi,
+                                                 unsigned& lo) {
+    using T = __half;
+    float x0, x1, h0, h1;
+    Ops<T>::unpack(u, x0, x1);
+    x0 *= w.w0;
+    x1 *= w.w1;
+    hi = Ops<T>::pack(x0, x1);  // round to T
+    Ops<T>::unpack(hi, h0, h1);
+    lo = Ops<T>::pack(x0 - h0, x1 - h1);  // x - hi is exact in float
+}
+
+__device__ __forceinline__ void named_bar_sync(int id, int count) {
+    asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(count) : "memory");
+}
+
+}  // namespace lightning
