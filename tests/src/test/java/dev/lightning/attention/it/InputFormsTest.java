@@ -40,13 +40,7 @@ class InputFormsTest {
 
     /** Writes each sequence at its path relative to {@code dir}. */
     private Path write(String dir, Map<String, Sequence> files) throws IOException {
-        Path d = Files.createDirectories(tmp.resolve(dir));
-        for (Map.Entry<String, Sequence> e : files.entrySet()) {
-            Path f = d.resolve(e.getKey());
-            Files.createDirectories(f.getParent());
-            e.getValue().write(f);
-        }
-        return d;
+        return JobHarness.writeSequences(tmp.resolve(dir), files);
     }
 
     private static Outcome run(String input, Path output, String... more) {

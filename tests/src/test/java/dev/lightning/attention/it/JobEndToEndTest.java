@@ -33,11 +33,7 @@ class JobEndToEndTest {
     Path tmp;
 
     private Path write(String dir, Map<String, Sequence> files) throws IOException {
-        Path d = Files.createDirectories(tmp.resolve(dir));
-        for (Map.Entry<String, Sequence> e : files.entrySet()) {
-            e.getValue().write(d.resolve(e.getKey()));
-        }
-        return d;
+        return JobHarness.writeSequences(tmp.resolve(dir), files);
     }
 
     /**

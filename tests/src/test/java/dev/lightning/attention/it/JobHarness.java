@@ -25,6 +25,18 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 
 /** Writes sequence files, runs the job through its command line, reads results back. */
 final class JobHarness {
+    /** Writes each sequence at its path relative to {@code dir} (directories created); returns {@code dir}. */
+    static java.nio.file.Path writeSequences(java.nio.file.Path dir, java.util.Map<String, Sequence> files)
+            throws java.io.IOException {
+        java.nio.file.Path d = java.nio.file.Files.createDirectories(dir);
+        for (java.util.Map.Entry<String, Sequence> e : files.entrySet()) {
+            java.nio.file.Path f = d.resolve(e.getKey());
+            java.nio.file.Files.createDirectories(f.getParent());
+            e.getValue().write(f);
+        }
+        return d;
+    }
+
     private JobHarness() {
     }
 

@@ -41,11 +41,7 @@ class VariantJobTest {
     Path tmp;
 
     private Path write(String dir, Map<String, Sequence> files) throws IOException {
-        Path d = Files.createDirectories(tmp.resolve(dir));
-        for (Map.Entry<String, Sequence> e : files.entrySet()) {
-            e.getValue().write(d.resolve(e.getKey()));
-        }
-        return d;
+        return JobHarness.writeSequences(tmp.resolve(dir), files);
     }
 
     private static String[] args(Path in, Path out, List<String> variant, String... more) {
