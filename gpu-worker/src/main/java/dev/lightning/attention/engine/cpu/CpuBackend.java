@@ -7,33 +7,69 @@ import dev.lightning.attention.engine.FeatureMap;
 import dev.lightning.attention.engine.LightningState;
 import dev.lightning.attention.tensor.TokenTensor;
 
-import java.util.Arrays;
+import dev.lightning.attention.tensor.DType;
+
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.ShortBuffer;
 
 /**
- * The fast CPU path: the block form in float32 with a float32 state, one head at a time so the
- * state ({@code Dk x Dv}) stays in cache, inner loops over contiguous Dv rows that the JIT
- * vectorizes. Per token it costs about 2 Dk Dv + chunk (Dk + Dv) / 2 multiply-adds per head.
- *
- * <p>Every variant of the spec, in the same loops. Head h copies q head {@code spec.qHead(h)},
- * k head {@code spec.kHead(h)} and v head {@code spec.vHead(h)} ({@link TokenTensor#readHead});
- * a k or v head shared by a group is read again for each head of it, which costs Dk + Dv loads per
- * token against the 2 Dk Dv multiply-adds of the head. The feature map is applied once to those
- * copies of q and k. Normalizing adds, per block of m tokens with normalizer zP before it
- * (local i, j):
+ * The fast CPU path: the block form in float32 with a float32 state, written as small dense
+ * products done by one register-blocked microkernel ({@link Kernel}: {@link VectorKernel} on
+ * jdk.incubator.vector where the JVM has it, {@link ScalarKernel} otherwise). For a chunk of m
+ * tokens of one head (local i, j; Q, K: m x Dk, V: m x Dv, P: Dk x Dv, q and k already through phi):
  * <pre>
- *   den_i = sum_{j <= i} lambda^(i-j) (q_i . k_j) + lambda^(i+1) q_i . zP     o_i = scale num_i / (den_i + eps)
+ *   A  = (Q K^T) .* D,  D_ij = lambda^(i-j) for j <= i, else 0         (m x m, lower triangle only)
+ *   O  = A V + (diag(lambda^(i+1)) Q) P                                 (m x Dv)
+ *   P' = lambda^m P + K^T (diag(lambda^(m-1-j)) V)                      (Dk x Dv)
+ * </pre>
+ * Per token that is 2 Dk Dv multiply-adds for the inter part and the state update, and about
+ * (m / 2)(Dk + Dv) for the two triangular products, which are computed by row blocks of 4 over the
+ * columns j &lt;= i only (rounded up to 16).
+ *
+ * <p>Tokens are taken in blocks of {@link #BLOCK_TOKENS} (a whole number of chunks): q, k and v
+ * of every head of the block are read in one bulk copy, the feature map is applied to them once
+ * (a k head shared by a group of heads is mapped once), and each head then runs its chunks on
+ * its rows in place (a row stride of Hq Dk skips the other heads); o of the block is written back
+ * in one copy. Rows that a product reads many times (V, and K for the state) are first copied to
+ * contiguous scratch: in the block they lie H D floats apart, a power of two that maps them to
+ * a few L1 sets. K^T is built once per chunk in pass 2 (the scores need its rows); pass 1 reads
+ * K transposed in place instead. A head's state ({@code Dk x Dv}, 64 KiB at 128 x 128) serves a
+ * few chunks in a row while it is in cache.
+ *
+ * <p>Every variant of the spec, in the same loops. Head h reads q head {@code spec.qHead(h)},
+ * k head {@code spec.kHead(h)} and v head {@code spec.vHead(h)}. Normalizing adds, per block of
+ * m tokens with normalizer zP before it:
+ * <pre>
+ *   den_i = sum_{j <= i} A_ij + lambda^(i+1) q_i . zP     o_i = scale num_i / (den_i + eps)
  *   zP'   = lambda^m zP + sum_j lambda^(m-1-j) k_j
  * </pre>
- * The intra-block scores lambda^(i-j) (q_i . k_j) are the ones the numerator already forms, so
- * the denominator costs one addition per score and one Dk dot product per token. Checkpoints fall
- * on block ends (the spec checks that their interval and the window's position are whole chunks):
- * after a block whose last token is one, P and zP are recorded for the head.
+ * the row sums of the masked scores the numerator forms anyway and a Dk dot product per token.
+ * Checkpoints fall on chunk ends (the spec checks that their interval and the window's position
+ * are whole chunks): after a chunk whose last token is one, P and zP are recorded for the head.
  *
- * <p>Precision: a block's contribution to the state (and to z) is summed apart and added once per
- * block (lambda^m P + dP), so the carried state sees T / chunk additions, not T. Decay powers come
- * from exp(-slope * n) in float64, rounded once.
+ * <p>Precision: a chunk's contribution to the state (and to z) is summed apart and added once
+ * (lambda^m P + dP), so the carried state sees T / chunk additions, not T. Decay powers come from
+ * exp(-slope * n) in float64, rounded once. elu1 uses the vector kernel's float32 exp (within
+ * 1 ulp, {@link VectorKernel}) or, in the scalar kernel, exp in float64 rounded once.
  */
 public final class CpuBackend implements AttentionBackend {
+    /** Tokens read, computed and written at a time (rounded up to whole chunks). */
+    static final int BLOCK_TOKENS = 256;
+    /** Row block of the triangular products (the microkernel's tile height). */
+    private static final int ROWS = 4;
+    /** Columns of a triangular product's row block are rounded up to this (a vector at 512 bits). */
+    private static final int COLUMN_ROUND = 16;
+
+    private final Kernel kernel;
+
+    public CpuBackend() {
+        this(Kernel.best());
+    }
+
+    CpuBackend(Kernel kernel) {
+        this.kernel = kernel;
+    }
 
     @Override
     public String name() {
@@ -45,67 +81,162 @@ public final class CpuBackend implements AttentionBackend {
         return "cpu";
     }
 
+    /** The microkernel in use: "vector (512-bit, 16 float lanes)" or "scalar". */
+    public String kernelName() {
+        return kernel.name();
+    }
+
     @Override
     public LightningState advance(AttentionSpec spec, TokenTensor k, TokenTensor v, LightningState state) {
         spec.checkAdvance(k, v, state);
-        return run(spec, null, k, v, state, null, Checkpoints.none());
+        return new Run(kernel, spec, null, k, v, state, null, Checkpoints.none()).run();
     }
 
     @Override
     public LightningState forward(AttentionSpec spec, TokenTensor q, TokenTensor k, TokenTensor v,
                                   LightningState state, TokenTensor o, Checkpoints checkpoints) {
         spec.checkForward(q, k, v, state, o, checkpoints);
-        return run(spec, q, k, v, state, o, checkpoints);
+        return new Run(kernel, spec, q, k, v, state, o, checkpoints).run();
     }
 
-    private static LightningState run(AttentionSpec spec, TokenTensor q, TokenTensor k, TokenTensor v,
-                                      LightningState state, TokenTensor o, Checkpoints checkpoints) {
-        final int dk = spec.dk();
-        final int dv = spec.dv();
-        final int n = k.tokens();
-        final int chunk = spec.chunkSize();
-        final int stateSize = dk * dv;
-        final float scale = (float) spec.scale();
-        final boolean normalized = spec.normalized();
-        final FeatureMap phi = spec.featureMap();
-        float[] next = new float[spec.stateSize()];
-        float[] nextZ = normalized ? new float[spec.normalizerSize()] : null;
-        float[] qh = q == null ? null : new float[n * dk];
-        float[] kh = new float[n * dk];
-        float[] vh = new float[n * dv];
-        float[] oh = o == null ? null : new float[n * dv];
-        float[] den = o != null && normalized ? new float[n] : null;
-        float[] p = new float[stateSize];
-        float[] dp = new float[stateSize];
-        float[] z = normalized ? new float[dk] : null;
-        float[] dz = normalized ? new float[dk] : null;
-        float[] pow = new float[chunk + 1];
-        float[] incoming = state.data();
-        float[] incomingZ = normalized ? state.normalizerData() : null;
+    /** One call: its shapes, its buffers (allocated once per call), and the loops. */
+    private static final class Run {
+        private final Kernel kernel;
+        private final AttentionSpec spec;
+        private final TokenTensor q;
+        private final TokenTensor k;
+        private final TokenTensor v;
+        private final TokenTensor o;
+        private final Checkpoints checkpoints;
+        private final int heads;
+        private final int dk;
+        private final int dv;
+        private final int chunk;
+        private final int block;
+        /** Row strides of the block buffers: all heads of a token in a row. */
+        private final int ldq;
+        private final int ldk;
+        private final int ldv;
+        private final int ldo;
+        private final float scale;
+        private final float eps;
+        private final boolean normalized;
+        private final FeatureMap phi;
 
-        for (int h = 0; h < spec.heads(); h++) {
-            for (int x = 0; x <= chunk; x++) {
-                pow[x] = (float) spec.decay(h, x);
-            }
-            k.readHead(spec.kHead(h), 0, n, kh);
-            map(phi, kh, n * dk);
-            v.readHead(spec.vHead(h), 0, n, vh);
-            if (q != null) {
-                q.readHead(spec.qHead(h), 0, n, qh);
-                map(phi, qh, n * dk);
-                Arrays.fill(oh, 0f);
-            }
-            System.arraycopy(incoming, h * stateSize, p, 0, stateSize);
-            if (normalized) {
-                System.arraycopy(incomingZ, h * dk, z, 0, dk);
-            }
+        private final float[] qb;
+        private final float[] kb;
+        private final float[] vb;
+        private final float[] ob;
+        private final ByteBuffer outBytes;
+        /** Scratch of the bfloat16 reads and writes; null where no tensor is bfloat16. */
+        private final short[] halves;
+        /** Per head: S and z, advanced in place. */
+        private final float[][] p;
+        private final float[][] z;
+        /** Per head: lambda^x for x = 0..chunk, and the same reversed, rev[x] = lambda^(chunk-1-x). */
+        private final float[][] pow;
+        private final float[][] rev;
+        // one chunk's scratch
+        private final float[] kt;
+        private final float[] vw;
+        private final float[] vc;
+        private final float[] kc;
+        private final float[] qd;
+        private final float[] scores;
+        private final float[] rowSum;
+        private final float[] dp;
+        private final float[] dz;
 
+        Run(Kernel kernel, AttentionSpec spec, TokenTensor q, TokenTensor k, TokenTensor v,
+            LightningState state, TokenTensor o, Checkpoints checkpoints) {
+            this.kernel = kernel;
+            this.spec = spec;
+            this.q = q;
+            this.k = k;
+            this.v = v;
+            this.o = o;
+            this.checkpoints = checkpoints;
+            heads = spec.heads();
+            dk = spec.dk();
+            dv = spec.dv();
+            chunk = spec.chunkSize();
+            block = chunk * Math.max(1, (BLOCK_TOKENS + chunk - 1) / chunk);
+            int rows = Math.min(block, Math.max(k.tokens(), 1));
+            ldq = q == null ? 0 : q.heads() * dk;
+            ldk = k.heads() * dk;
+            ldv = v.heads() * dv;
+            ldo = heads * dv;
+            scale = (float) spec.scale();
+            normalized = spec.normalized();
+            eps = (float) spec.eps();
+            phi = spec.featureMap();
+            qb = q == null ? null : new float[rows * ldq];
+            kb = new float[rows * ldk];
+            vb = new float[rows * ldv];
+            ob = o == null ? null : new float[rows * ldo];
+            outBytes = o == null ? null
+                    : ByteBuffer.allocate(rows * ldo * o.dtype().bytes()).order(ByteOrder.LITTLE_ENDIAN);
+            boolean bf16 = k.dtype() == DType.BF16 || v.dtype() == DType.BF16 || (q != null && q.dtype() == DType.BF16)
+                    || (o != null && o.dtype() == DType.BF16);
+            halves = bf16 ? new short[rows * Math.max(Math.max(ldq, ldk), Math.max(ldv, o == null ? 0 : ldo))] : null;
+            int stateSize = dk * dv;
+            float[] incoming = state.data();
+            float[] incomingZ = normalized ? state.normalizerData() : null;
+            p = new float[heads][];
+            z = new float[heads][];
+            pow = new float[heads][chunk + 1];
+            rev = new float[heads][chunk];
+            for (int h = 0; h < heads; h++) {
+                p[h] = java.util.Arrays.copyOfRange(incoming, h * stateSize, (h + 1) * stateSize);
+                if (normalized) {
+                    z[h] = java.util.Arrays.copyOfRange(incomingZ, h * dk, (h + 1) * dk);
+                }
+                for (int x = 0; x <= chunk; x++) {
+                    pow[h][x] = (float) spec.decay(h, x);
+                }
+                for (int x = 0; x < chunk; x++) {
+                    rev[h][x] = pow[h][chunk - 1 - x];
+                }
+            }
+            int m = Math.min(chunk, rows);
+            kt = q == null ? null : new float[dk * m];
+            vw = new float[m * dv];
+            vc = new float[m * dv];
+            kc = q == null ? new float[m * dk] : null;
+            qd = q == null ? null : new float[m * dk];
+            scores = q == null ? null : new float[m * m];
+            rowSum = new float[m];
+            dp = new float[stateSize];
+            dz = new float[dk];
+        }
+
+        LightningState run() {
+            int n = k.tokens();
             int checkpoint = 0;
-            for (int start = 0; start < n; start += chunk) {
-                int m = Math.min(chunk, n - start);
-                block(qh, kh, vh, oh, den, p, dp, z, dz, pow, start, m, dk, dv);
-                while (checkpoint < checkpoints.count() && checkpoints.tokenAfter(checkpoint) == start + m - 1) {
-                    checkpoints.putHead(checkpoint++, h, p, z);
+            for (int b0 = 0; b0 < n; b0 += block) {
+                int nb = Math.min(block, n - b0);
+                read(k, b0, nb, kb);
+                map(kb, nb * ldk);
+                read(v, b0, nb, vb);
+                if (q != null) {
+                    read(q, b0, nb, qb);
+                    map(qb, nb * ldq);
+                }
+                int after = checkpoint;
+                for (int h = 0; h < heads; h++) {
+                    int c = checkpoint;
+                    for (int c0 = 0; c0 < nb; c0 += chunk) {
+                        int m = Math.min(chunk, nb - c0);
+                        chunk(h, c0, m);
+                        while (c < checkpoints.count() && checkpoints.tokenAfter(c) == b0 + c0 + m - 1) {
+                            checkpoints.putHead(c++, h, p[h], z[h]);
+                        }
+                    }
+                    after = c;
+                }
+                checkpoint = after;
+                if (o != null) {
+                    write(b0, nb);
                 }
             }
             if (checkpoint != checkpoints.count()) {
@@ -113,110 +244,166 @@ public final class CpuBackend implements AttentionBackend {
                         + checkpoints.tokenAfter(checkpoint) + ", not at the end of a block of " + chunk
                         + " tokens: Checkpoints.check should have refused it");
             }
-
-            if (q != null) {
+            int stateSize = dk * dv;
+            float[] next = new float[spec.stateSize()];
+            float[] nextZ = normalized ? new float[spec.normalizerSize()] : null;
+            for (int h = 0; h < heads; h++) {
+                System.arraycopy(p[h], 0, next, h * stateSize, stateSize);
                 if (normalized) {
-                    float eps = (float) spec.eps();
-                    for (int t = 0; t < n; t++) {
-                        float f = scale / (den[t] + eps);
-                        for (int x = t * dv, end = x + dv; x < end; x++) {
-                            oh[x] *= f;
-                        }
-                    }
-                } else {
-                    for (int x = 0; x < oh.length; x++) {
-                        oh[x] *= scale;
+                    System.arraycopy(z[h], 0, nextZ, h * dk, dk);
+                }
+            }
+            return LightningState.own(heads, dk, dv, next, nextZ);
+        }
+
+        /**
+         * One chunk of m tokens at row c0 of the block for head h: writes the chunk's finished
+         * outputs (scaled, normalized) into {@code ob} when there is a q, and advances the head's
+         * state (and normalizer).
+         */
+        private void chunk(int h, int c0, int m) {
+            final float[] pw = pow[h];
+            final float[] rv = rev[h];
+            final float[] state = p[h];
+            final float[] zh = z[h];
+            final int kBase = c0 * ldk + spec.kHead(h) * dk;
+            final int vBase = c0 * ldv + spec.vHead(h) * dv;
+            // V of the chunk in contiguous rows: in the block its rows lie H Dv floats apart, a
+            // power of two that maps them all to a few L1 sets, and the products read them m times
+            for (int j = 0; j < m; j++) {
+                System.arraycopy(vb, vBase + j * ldv, vc, j * dv, dv);
+            }
+            if (q != null) {
+                final int qBase = c0 * ldq + spec.qHead(h) * dk;
+                final int oBase = c0 * ldo + h * dv;
+                // K^T of the chunk (Dk x m): the scores' B needs its rows, m tokens of one feature
+                for (int j = 0; j < m; j++) {
+                    int kRow = kBase + j * ldk;
+                    for (int d = 0; d < dk; d++) {
+                        kt[d * m + j] = kb[kRow + d];
                     }
                 }
-                o.writeHead(h, 0, n, oh);
+                // scores (Q K^T), row blocks of ROWS, columns j <= i rounded up
+                for (int i0 = 0; i0 < m; i0 += ROWS) {
+                    int r = Math.min(ROWS, m - i0);
+                    int cols = Math.min(m, roundUp(i0 + r, COLUMN_ROUND));
+                    kernel.product(qb, qBase + i0 * ldq, ldq, 1, kt, 0, m, scores, i0 * m, m, r, cols, dk, false);
+                }
+                // decay mask: A_ij = lambda^(i-j) s_ij for j <= i (rev[chunk-1-i+j] = lambda^(i-j)),
+                // 0 for the j > i its row block reads; the row sums are the intra denominators
+                for (int i = 0; i < m; i++) {
+                    int row = i * m;
+                    rowSum[i] = kernel.multiplySum(scores, row, rv, chunk - 1 - i, i + 1);
+                    for (int j = i + 1, end = Math.min(m, (i / ROWS + 1) * ROWS); j < end; j++) {
+                        scores[row + j] = 0f;
+                    }
+                }
+                // intra: O = A V, each row block over the columns j < i0 + r
+                for (int i0 = 0; i0 < m; i0 += ROWS) {
+                    int r = Math.min(ROWS, m - i0);
+                    kernel.product(scores, i0 * m, m, 1, vc, 0, dv, ob, oBase + i0 * ldo, ldo, r, dv, i0 + r, false);
+                }
+                // inter: O += (lambda^(i+1) q_i) P
+                for (int i = 0; i < m; i++) {
+                    kernel.scale(pw[i + 1], qb, qBase + i * ldq, qd, i * dk, dk);
+                }
+                kernel.product(qd, 0, dk, 1, state, 0, dv, ob, oBase, ldo, m, dv, dk, true);
+                for (int i = 0; i < m; i++) {
+                    float f = scale;
+                    if (normalized) {
+                        f = scale / (rowSum[i] + kernel.dot(qd, i * dk, zh, 0, dk) + eps);
+                    }
+                    int oRow = oBase + i * ldo;
+                    kernel.scale(f, ob, oRow, ob, oRow, dv);
+                }
             }
-            System.arraycopy(p, 0, next, h * stateSize, stateSize);
+            // state: P <- lambda^m P + K^T (diag(lambda^(m-1-j)) V), the chunk's sum kept apart (z alike)
+            for (int j = 0; j < m; j++) {
+                kernel.scale(pw[m - 1 - j], vc, j * dv, vw, j * dv, dv);
+            }
+            if (q != null) {
+                kernel.product(kt, 0, m, 1, vw, 0, dv, dp, 0, dv, dk, dv, m, false);
+            } else {
+                // K^T read in place from contiguous rows (A given transposed: element (d, j) at row j, column d)
+                for (int j = 0; j < m; j++) {
+                    System.arraycopy(kb, kBase + j * ldk, kc, j * dk, dk);
+                }
+                kernel.product(kc, 0, 1, dk, vw, 0, dv, dp, 0, dv, dk, dv, m, false);
+            }
+            float chunkDecay = pw[m];
+            kernel.scaleAdd(chunkDecay, state, 0, dp, 0, state.length);
             if (normalized) {
-                System.arraycopy(z, 0, nextZ, h * dk, dk);
+                java.util.Arrays.fill(dz, 0f);
+                for (int j = 0; j < m; j++) {
+                    kernel.axpy(pw[m - 1 - j], kb, kBase + j * ldk, dz, 0, dk);
+                }
+                kernel.scaleAdd(chunkDecay, zh, 0, dz, 0, dk);
             }
         }
-        return LightningState.own(spec.heads(), dk, dv, next, nextZ);
-    }
 
-    /** x[0..n) = phi(x[0..n)), in place; nothing to do for the identity. */
-    private static void map(FeatureMap phi, float[] x, int n) {
-        if (phi == FeatureMap.IDENTITY) {
-            return;
-        }
-        for (int i = 0; i < n; i++) {
-            x[i] = phi.apply(x[i]);
-        }
-    }
-
-    /**
-     * One block of m tokens at {@code start} for one head: adds the block's numerators to
-     * {@code oh} (when {@code qh} is non-null) and, normalizing ({@code den} non-null), writes
-     * their denominators without eps to {@code den}; advances the state {@code p} and, when
-     * {@code z} is non-null, the normalizer {@code z}. A method of its own so the JIT compiles it
-     * early and fully; it runs T / chunk times per head.
-     */
-    private static void block(float[] qh, float[] kh, float[] vh, float[] oh, float[] den, float[] p, float[] dp,
-                              float[] z, float[] dz, float[] pow, int start, int m, int dk, int dv) {
-        if (qh != null) {
-            for (int i = 0; i < m; i++) {
-                int qRow = (start + i) * dk;
-                int oRow = (start + i) * dv;
-                // inter-block: lambda^(i+1) q_i P (and lambda^(i+1) q_i . zP)
-                float rowDecay = pow[i + 1];
-                for (int d = 0; d < dk; d++) {
-                    axpy(rowDecay * qh[qRow + d], p, d * dv, oh, oRow, dv);
-                }
-                // intra-block: sum_{j <= i} lambda^(i-j) (q_i . k_j) v_j (and the same sum of the scores)
-                float scores = 0f;
-                for (int jt = 0; jt <= i; jt++) {
-                    float a = dot(qh, qRow, kh, (start + jt) * dk, dk) * pow[i - jt];
-                    axpy(a, vh, (start + jt) * dv, oh, oRow, dv);
-                    scores += a;
-                }
-                if (den != null) {
-                    den[start + i] = scores + rowDecay * dot(qh, qRow, z, 0, dk);
+        /** x[0..n) = phi(x[0..n)), in place; nothing to do for the identity. */
+        private void map(float[] x, int n) {
+            if (phi == FeatureMap.ELU1) {
+                kernel.elu1(x, 0, n);
+            } else if (phi != FeatureMap.IDENTITY) {
+                for (int i = 0; i < n; i++) {
+                    x[i] = phi.apply(x[i]);
                 }
             }
         }
-        // state: P <- lambda^m P + sum_j lambda^(m-1-j) k_j^T v_j, the block's sum kept apart (z alike)
-        Arrays.fill(dp, 0f);
-        if (z != null) {
-            Arrays.fill(dz, 0f);
-        }
-        for (int jt = 0; jt < m; jt++) {
-            float w = pow[m - 1 - jt];
-            int kRow = (start + jt) * dk;
-            int vRow = (start + jt) * dv;
-            for (int d = 0; d < dk; d++) {
-                axpy(w * kh[kRow + d], vh, vRow, dp, d * dv, dv);
-            }
-            if (z != null) {
-                axpy(w, kh, kRow, dz, 0, dk);
-            }
-        }
-        float blockDecay = pow[m];
-        for (int x = 0; x < p.length; x++) {
-            p[x] = blockDecay * p[x] + dp[x];
-        }
-        if (z != null) {
-            for (int d = 0; d < z.length; d++) {
-                z[d] = blockDecay * z[d] + dz[d];
-            }
-        }
-    }
 
-    /** y[yo..yo+n) += a * x[xo..xo+n): small and alone so the JIT inlines and vectorizes it. */
-    private static void axpy(float a, float[] x, int xo, float[] y, int yo, int n) {
-        for (int j = 0; j < n; j++) {
-            y[yo + j] += a * x[xo + j];
+        /** Tokens [from, from + n) of t, all heads, as floats {@code [n, heads, dim]} into dst: one bulk copy. */
+        private void read(TokenTensor t, int from, int n, float[] dst) {
+            int len = n * t.heads() * t.dim();
+            ByteBuffer bytes = t.slice(from, n).bytes();
+            switch (t.dtype()) {
+                case F32:
+                    bytes.asFloatBuffer().get(dst, 0, len);
+                    break;
+                case BF16: {
+                    // bfloat16 is the upper half of a float32 (DType)
+                    ShortBuffer s = bytes.asShortBuffer();
+                    s.get(halves, 0, len);
+                    kernel.widenBf16(halves, dst, len);
+                    break;
+                }
+                default: {
+                    DType type = t.dtype();
+                    int es = type.bytes();
+                    for (int i = 0; i < len; i++) {
+                        dst[i] = type.get(bytes, i * es);
+                    }
+                }
+            }
         }
-    }
 
-    private static float dot(float[] x, int xo, float[] y, int yo, int n) {
-        float sum = 0f;
-        for (int j = 0; j < n; j++) {
-            sum += x[xo + j] * y[yo + j];
+        /** o of tokens [b0, b0 + n) from {@code ob}, rounded to o's type, in one copy. */
+        private void write(int b0, int n) {
+            int len = n * ldo;
+            DType type = o.dtype();
+            ByteBuffer out = outBytes.clear();
+            if (type == DType.F32) {
+                out.asFloatBuffer().put(ob, 0, len);
+            } else if (type == DType.BF16) {
+                // DType's rounding (to nearest even, NaN kept quiet) in a loop over the block, then one copy
+                for (int i = 0; i < len; i++) {
+                    int bits = Float.floatToRawIntBits(ob[i]);
+                    halves[i] = (bits & 0x7fffffff) > 0x7f800000 ? (short) ((bits >>> 16) | 0x0040)
+                            : (short) ((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16);
+                }
+                out.asShortBuffer().put(halves, 0, len);
+            } else {
+                int es = type.bytes();
+                for (int i = 0; i < len; i++) {
+                    type.put(out, i * es, ob[i]);
+                }
+            }
+            out.limit(len * type.bytes());
+            o.slice(b0, n).putBytes(out);
         }
-        return sum;
+
+        private static int roundUp(int x, int to) {
+            return (x + to - 1) / to * to;
+        }
     }
 }

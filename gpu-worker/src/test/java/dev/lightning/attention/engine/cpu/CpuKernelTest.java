@@ -1,0 +1,223 @@
+package dev.lightning.attention.engine.cpu;
+
+import dev.lightning.attention.engine.AttentionSpec;
+import dev.lightning.attention.engine.Checkpoints;
+import dev.lightning.attention.engine.FeatureMap;
+import dev.lightning.attention.engine.Inputs;
+import dev.lightning.attention.engine.LightningState;
+import dev.lightning.attention.engine.reference.RecurrentReference;
+import dev.lightning.attention.tensor.DType;
+import dev.lightning.attention.tensor.TokenTensor;
+import org.junit.jupiter.api.Test;
+
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.SplittableRandom;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The CPU microkernels against a float64 product on awkward shapes (rows, columns and depths that
+ * are not multiples of a tile or a vector, A given transposed, offsets and strides), and the
+ * backend on its scalar kernel (the fallback of a JVM without the Vector API) against the float64
+ * recurrence, so the kernel that a test JVM does not pick by itself is checked too.
+ */
+class CpuKernelTest {
+    private static List<Kernel> kernels() {
+        List<Kernel> all = new ArrayList<>();
+        all.add(new ScalarKernel());
+        Kernel vector = Kernel.vectorOrNull();
+        if (vector != null) {
+            all.add(vector);
+        }
+        return all;
+    }
+
+    @Test
+    void theTestJvmHasTheVectorKernel() {
+        // surefire runs with --add-modules jdk.incubator.vector (spark.jvm.options): were it lost,
+        // the backend would fall back to the scalar kernel silently, 10x slower
+        assertNotNull(Kernel.vectorOrNull(), "jdk.incubator.vector does not load in the test JVM");
+    }
+
+    @Test
+    void productsMatchFloat64() {
+        SplittableRandom rnd = new SplittableRandom(7);
+        int[][] shapes = {{1, 1, 1}, {4, 64, 64}, {3, 17, 5}, {64, 128, 128}, {13, 100, 37}, {128, 64, 64},
+                {5, 33, 130}, {8, 48, 1}, {4, 16, 200}};
+        for (Kernel kernel : kernels()) {
+            for (int[] shape : shapes) {
+                for (boolean transposed : new boolean[]{false, true}) {
+                    for (boolean add : new boolean[]{false, true}) {
+                        check(kernel, rnd, shape[0], shape[1], shape[2], transposed, add);
+                    }
+                }
+            }
+        }
+    }
+
+    private static void check(Kernel kernel, SplittableRandom rnd, int rows, int cols, int depth,
+                              boolean transposed, boolean add) {
+        int ao = 3;
+        int lda = (transposed ? rows : depth) + 5;
+        int ais = transposed ? 1 : lda;
+        int ads = transposed ? lda : 1;
+        int bo = 2;
+        int ldb = cols + 3;
+        int co = 1;
+        int ldc = cols + 7;
+        float[] a = random(rnd, ao + lda * (transposed ? depth : rows));
+        float[] b = random(rnd, bo + ldb * depth);
+        float[] c = random(rnd, co + ldc * rows);
+        float[] before = c.clone();
+        kernel.product(a, ao, ais, ads, b, bo, ldb, c, co, ldc, rows, cols, depth, add);
+        String what = kernel.name() + " " + rows + "x" + cols + "x" + depth + (transposed ? " A^T" : "")
+                + (add ? " C+=" : " C=");
+        for (int i = 0; i < rows; i++) {
+            for (int j = 0; j < ldc; j++) {
+                int at = co + i * ldc + j;
+                if (j >= cols) {
+                    assertEquals(before[at], c[at], what + ": wrote outside C at row " + i + ", column " + j);
+                    continue;
+                }
+                double want = add ? before[at] : 0;
+                double size = Math.abs(want);
+                for (int d = 0; d < depth; d++) {
+                    double x = (double) a[ao + i * ais + d * ads] * b[bo + d * ldb + j];
+                    want += x;
+                    size += Math.abs(x);
+                }
+                assertEquals(want, c[at], 1e-6 * size + 1e-30, what + ": C[" + i + "][" + j + "]");
+            }
+        }
+        assertEquals(before[0], c[0], what + ": wrote before C");
+    }
+
+    @Test
+    void elementwiseHelpersMatch() {
+        SplittableRandom rnd = new SplittableRandom(11);
+        for (Kernel kernel : kernels()) {
+            for (int n : new int[]{1, 15, 16, 17, 63, 130}) {
+                float[] x = random(rnd, n + 4);
+                float[] y = random(rnd, n + 4);
+                float s = (float) rnd.nextDouble();
+                float[] y1 = y.clone();
+                kernel.scale(s, x, 2, y1, 1, n);
+                float[] y2 = y.clone();
+                kernel.scaleAdd(s, y2, 1, x, 2, n);
+                float[] y3 = y.clone();
+                kernel.axpy(s, x, 2, y3, 1, n);
+                float[] y4 = y.clone();
+                float sum = kernel.multiplySum(y4, 1, x, 2, n);
+                float dot = kernel.dot(x, 2, y, 1, n);
+                double wantSum = 0;
+                double wantDot = 0;
+                for (int j = 0; j < n; j++) {
+                    assertEquals(s * x[2 + j], y1[1 + j], 1e-6, kernel.name() + " scale");
+                    assertEquals(s * y[1 + j] + x[2 + j], y2[1 + j], 1e-6, kernel.name() + " scaleAdd");
+                    assertEquals(y[1 + j] + s * x[2 + j], y3[1 + j], 1e-6, kernel.name() + " axpy");
+                    assertEquals(y[1 + j] * x[2 + j], y4[1 + j], 1e-6, kernel.name() + " multiplySum");
+                    wantSum += (double) y[1 + j] * x[2 + j];
+                    wantDot += (double) x[2 + j] * y[1 + j];
+                }
+                assertEquals(wantSum, sum, 1e-5 * n, kernel.name() + " multiplySum's sum");
+                assertEquals(wantDot, dot, 1e-5 * n, kernel.name() + " dot");
+                assertEquals(y[0], y1[0], kernel.name() + " scale wrote before y");
+                assertEquals(y[n + 1], y1[n + 1], kernel.name() + " scale wrote past y");
+
+                float[] e = new float[n + 2];
+                for (int j = 0; j < e.length; j++) {
+                    e[j] = (float) (rnd.nextDouble() * 8 - 4);
+                }
+                float[] got = e.clone();
+                kernel.elu1(got, 1, n);
+                assertEquals(e[0], got[0]);
+                assertEquals(e[n + 1], got[n + 1]);
+                for (int j = 1; j <= n; j++) {
+                    double want = FeatureMap.ELU1.apply((double) e[j]);
+                    assertEquals(want, got[j], 2e-7 * Math.abs(want), kernel.name() + " elu1(" + e[j] + ")");
+                }
+            }
+        }
+    }
+
+    @Test
+    void bf16WideningMatchesDType() {
+        SplittableRandom rnd = new SplittableRandom(13);
+        for (Kernel kernel : kernels()) {
+            for (int n : new int[]{1, 15, 16, 17, 100}) {
+                short[] src = new short[n];
+                for (int i = 0; i < n; i++) {
+                    src[i] = (short) rnd.nextInt(1 << 16);
+                }
+                src[0] = (short) 0xbf80; // -1
+                float[] dst = new float[n + 1];
+                dst[n] = 42f;
+                kernel.widenBf16(src, dst, n);
+                ByteBuffer bytes = ByteBuffer.allocate(2 * n).order(ByteOrder.LITTLE_ENDIAN);
+                bytes.asShortBuffer().put(src);
+                for (int i = 0; i < n; i++) {
+                    float want = DType.BF16.get(bytes, 2 * i);
+                    assertEquals(Float.floatToRawIntBits(want), Float.floatToRawIntBits(dst[i]),
+                            kernel.name() + ": bfloat16 0x" + Integer.toHexString(src[i] & 0xffff));
+                }
+                assertEquals(42f, dst[n], kernel.name() + " wrote past n");
+            }
+        }
+    }
+
+    /** Every variant at once on the scalar kernel, against the float64 recurrence (CPU tolerance 1e-5). */
+    @Test
+    void scalarKernelBackendMatchesTheRecurrence() {
+        SplittableRandom rnd = new SplittableRandom(23);
+        int hq = 6;
+        int hk = 2;
+        int hv = 3;
+        int dk = 20;
+        int dv = 36;
+        double[] slopes = {0.5, 0.25, 0.1, 0.03, 0.7, 0.01};
+        AttentionSpec spec = new AttentionSpec(6, dk, dv, slopes, 0.125, 64).withHeads(hq, hk, hv)
+                .withFeatureMap(FeatureMap.ELU1).withNormalization(1e-6);
+        for (int tokens : new int[]{1, 63, 1000}) {
+            TokenTensor q = Inputs.random(rnd, DType.F32, tokens, hq, dk);
+            TokenTensor k = Inputs.random(rnd, DType.F32, tokens, hk, dk);
+            TokenTensor v = Inputs.random(rnd, DType.F32, tokens, hv, dv);
+            float[] s = new float[spec.stateSize()];
+            float[] z = new float[spec.normalizerSize()];
+            for (int i = 0; i < s.length; i++) {
+                s[i] = (float) (rnd.nextDouble() * 2 - 1);
+            }
+            for (int i = 0; i < z.length; i++) {
+                z[i] = (float) (rnd.nextDouble() * 2 + 1);
+            }
+            LightningState initial = LightningState.of(6, dk, dv, s, z);
+            Checkpoints got = Checkpoints.of(spec, 128, 0, tokens);
+            Checkpoints want = Checkpoints.of(spec, 128, 0, tokens);
+            TokenTensor gotO = TokenTensor.allocate(DType.F32, tokens, 6, dv);
+            TokenTensor wantO = TokenTensor.allocate(DType.F32, tokens, 6, dv);
+            LightningState gotS = new CpuBackend(new ScalarKernel()).forward(spec, q, k, v, initial, gotO, got);
+            LightningState wantS = new RecurrentReference().forward(spec, q, k, v, initial, wantO, want);
+            String at = "T=" + tokens;
+            assertTrue(Inputs.relativeError(gotO.toFloats(), wantO.toFloats()) < 1e-5, at + ": o");
+            assertTrue(Inputs.relativeError(gotS.data(), wantS.data()) < 1e-5, at + ": S");
+            assertTrue(Inputs.relativeError(gotS.normalizerData(), wantS.normalizerData()) < 1e-5, at + ": z");
+            if (got.count() > 0) {
+                assertTrue(Inputs.relativeError(got.kvData(), want.kvData()) < 1e-5, at + ": checkpoints");
+            }
+            LightningState advanced = new CpuBackend(new ScalarKernel()).advance(spec, k, v, initial);
+            assertTrue(Inputs.relativeError(advanced.data(), wantS.data()) < 1e-5, at + ": advance S");
+        }
+    }
+
+    private static float[] random(SplittableRandom rnd, int n) {
+        float[] x = new float[n];
+        for (int i = 0; i < n; i++) {
+            x[i] = (float) (rnd.nextDouble() * 2 - 1);
+        }
+        return x;
+    }
+}
