@@ -3,6 +3,7 @@ package dev.lightning.attention.bench;
 import dev.lightning.attention.engine.AttentionBackend;
 import dev.lightning.attention.engine.AttentionSpec;
 import dev.lightning.attention.engine.Backends;
+import dev.lightning.attention.engine.FeatureMap;
 import dev.lightning.attention.engine.LightningState;
 import dev.lightning.attention.engine.Slopes;
 import dev.lightning.attention.engine.reference.Accuracy;
@@ -20,7 +21,11 @@ import java.util.SplittableRandom;
  * <pre>
  *   bench [--backend cpu] [--tokens 16384] [--heads 8] [--dk 64] [--dv 64] [--dtype bf16]
  *         [--runs 3] [--chunk 64] [--check-tokens 1024]
+ *         [--heads-k Hk] [--heads-v Hv] [--feature-map identity|elu1|relu] [--normalize]
  * </pre>
+ * {@code --heads} is Hq (and H); {@code --heads-k}, {@code --heads-v} group k and v (default: H).
+ * The FLOP counts are those of the plain formula, so a variant's GFLOP/s read as its speed
+ * relative to plain at the same shape.
  */
 public final class KernelBench {
     private KernelBench() {
@@ -36,7 +41,16 @@ public final class KernelBench {
         int runs = 3;
         int chunk = 64;
         int checkTokens = 1024;
+        int headsK = 0;
+        int headsV = 0;
+        FeatureMap phi = FeatureMap.IDENTITY;
+        boolean normalize = false;
         for (int i = 0; i < args.length; i += 2) {
+            if ("--normalize".equals(args[i])) {
+                normalize = true;
+                i--;
+                continue;
+            }
             if (i + 1 >= args.length) {
                 throw new IllegalArgumentException(args[i] + " needs a value");
             }
@@ -52,6 +66,9 @@ public final class KernelBench {
                     case "--runs": runs = Integer.parseInt(v); break;
                     case "--chunk": chunk = Integer.parseInt(v); break;
                     case "--check-tokens": checkTokens = Integer.parseInt(v); break;
+                    case "--heads-k": headsK = Integer.parseInt(v); break;
+                    case "--heads-v": headsV = Integer.parseInt(v); break;
+                    case "--feature-map": phi = FeatureMap.of(v); break;
                     default: throw new IllegalArgumentException("unknown option " + args[i]);
                 }
             } catch (NumberFormatException e) {
@@ -59,12 +76,16 @@ public final class KernelBench {
             }
         }
         SplittableRandom rnd = new SplittableRandom(42);
-        AttentionSpec spec = new AttentionSpec(heads, dk, dv, Slopes.minimax(heads), 1.0, chunk);
-        TokenTensor q = random(rnd, dtype, tokens, heads, dk);
-        TokenTensor k = random(rnd, dtype, tokens, heads, dk);
-        TokenTensor v = random(rnd, dtype, tokens, heads, dv);
+        AttentionSpec spec = new AttentionSpec(heads, dk, dv, Slopes.minimax(heads), 1.0, chunk)
+                .withHeads(heads, headsK > 0 ? headsK : heads, headsV > 0 ? headsV : heads).withFeatureMap(phi);
+        if (normalize) {
+            spec = spec.withNormalization(1e-5);
+        }
+        TokenTensor q = random(rnd, dtype, tokens, spec.headsQ(), dk);
+        TokenTensor k = random(rnd, dtype, tokens, spec.headsK(), dk);
+        TokenTensor v = random(rnd, dtype, tokens, spec.headsV(), dv);
         TokenTensor o = TokenTensor.allocate(dtype, tokens, heads, dv);
-        LightningState zero = LightningState.zeros(heads, dk, dv);
+        LightningState zero = LightningState.zeros(spec);
         try (AttentionBackend backend = Backends.create(backendName)) {
             // correctness first, on a prefix (the float64 reference is slow)
             int n = Math.min(checkTokens, tokens);
@@ -89,8 +110,8 @@ public final class KernelBench {
             }
             // multiply-adds per token and head: state update Dk*Dv, inter Dk*Dv, intra ~chunk/2*(Dk+Dv)
             double fmaPerToken = (double) heads * (2.0 * dk * dv + (chunk + 1) / 2.0 * (dk + dv));
-            System.out.printf(Locale.ROOT, "backend %s on %s: T=%d H=%d Dk=%d Dv=%d %s chunk=%d, best of %d runs%n",
-                    backend.name(), backend.device(), tokens, heads, dk, dv, dtype, chunk, runs);
+            System.out.printf(Locale.ROOT, "backend %s on %s: T=%d %s %s, best of %d runs%n",
+                    backend.name(), backend.device(), tokens, spec, dtype, runs);
             System.out.printf(Locale.ROOT, "| step | ms | tokens/s | GFLOP/s |%n|---|---|---|---|%n");
             System.out.printf(Locale.ROOT, "| pass 1 (advance) | %.1f | %.3g | %.2f |%n", bestAdvance * 1e3,
                     tokens / bestAdvance, 2.0 * heads * dk * dv * tokens / bestAdvance / 1e9);

@@ -31,6 +31,7 @@ public final class LightningMain {
             "       lightning generate --output DIR [--files N] [--tokens T] [--heads H] [--heads-k HK] [--heads-v HV]",
             "                          [--dk D] [--dv D] [--dtype bf16] [--initial-state] [--initial-normalizer] [--overwrite]",
             "       lightning bench [--backend cpu] [--tokens N] [--heads H] [--dk D] [--dv D] [--dtype bf16]",
+            "                       [--heads-k HK] [--heads-v HV] [--feature-map identity|elu1|relu] [--normalize]",
             "",
             "run: computes lightning attention (causal linear attention with per-head decay) for every",
             "  *.safetensors file of --input (q [T,Hq,Dk], k [T,Hk,Dk], v [T,Hv,Dv] in F32, F16 or BF16, each",
