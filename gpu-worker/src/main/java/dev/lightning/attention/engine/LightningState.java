@@ -48,9 +48,19 @@ public final class LightningState {
         return 4L * heads * dk * dv + (normalized ? 4L * heads * dk : 0);
     }
 
-    /** Bytes of a state of {@code spec}. */
+    /** Bytes of a state of {@code spec}: {@link #kvBytes} then {@link #normalizerBytes}. */
     public static long bytes(AttentionSpec spec) {
         return bytes(spec.heads(), spec.dk(), spec.dv(), spec.normalized());
+    }
+
+    /** Bytes of the S part of a state of {@code spec} (where z starts in {@link #toBytes}). */
+    public static long kvBytes(AttentionSpec spec) {
+        return bytes(spec.heads(), spec.dk(), spec.dv(), false);
+    }
+
+    /** Bytes of the z part of a state of {@code spec}: 0 when it does not normalize. */
+    public static long normalizerBytes(AttentionSpec spec) {
+        return bytes(spec) - kvBytes(spec);
     }
 
     /** Bytes of an unnormalized state of H heads of [Dk, Dv]. */

@@ -383,8 +383,8 @@ final class Tasks implements Serializable {
         if (!variant.checkpoints()) {
             return;
         }
-        long sBytes = 4L * spec.stateSize();
-        long zBytes = 4L * spec.normalizerSize();
+        long sBytes = LightningState.kvBytes(spec);
+        long zBytes = LightningState.normalizerBytes(spec);
         for (long skip : spec.normalized() ? new long[] {0, sBytes} : new long[] {0}) {
             long take = skip == 0 ? sBytes : zBytes;
             long start = 0;

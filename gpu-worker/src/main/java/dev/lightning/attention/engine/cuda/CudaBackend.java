@@ -285,8 +285,8 @@ public final class CudaBackend implements AttentionBackend {
 
     /** The per-segment state buffers (S and, normalizing, z) a launch of that plan needs. */
     private void ensureSegmentBuffers(AttentionSpec spec, SegmentPlan plan, boolean outputs) {
-        long sBytes = 4L * spec.stateSize();
-        long zBytes = 4L * spec.normalizerSize();
+        long sBytes = LightningState.kvBytes(spec);
+        long zBytes = LightningState.normalizerBytes(spec);
         if (!outputs) {
             segmentStates.ensure(sBytes * plan.segments());
             segmentStatesNorm.ensure(zBytes * plan.segments());
@@ -333,8 +333,8 @@ public final class CudaBackend implements AttentionBackend {
         int segments = plan.segments();
         int segTokens = plan.segTokens();
         lastSegments = segments;
-        long sBytes = 4L * spec.stateSize();
-        long zBytes = 4L * spec.normalizerSize();
+        long sBytes = LightningState.kvBytes(spec);
+        long zBytes = LightningState.normalizerBytes(spec);
         int scanBlocks = (spec.stateSize() + spec.normalizerSize() + Kernels.SCAN_THREADS - 1) / Kernels.SCAN_THREADS;
         ensureSegmentBuffers(spec, plan, outputs);
         KernelArgs common = Kernels.common(spec, n, slopesDev.ptr);

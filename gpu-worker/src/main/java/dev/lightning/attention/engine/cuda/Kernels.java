@@ -2,6 +2,7 @@ package dev.lightning.attention.engine.cuda;
 
 import dev.lightning.attention.engine.AttentionSpec;
 import dev.lightning.attention.engine.FeatureMap;
+import dev.lightning.attention.engine.LightningState;
 import dev.lightning.attention.engine.cuda.KernelArgs.Field;
 import dev.lightning.attention.tensor.DType;
 import jcuda.Pointer;
@@ -152,7 +153,7 @@ final class Kernels {
          * out: S, then z right after it (the carried states A and B).
          */
         static States packed(AttentionSpec spec, CUdeviceptr at) {
-            return new States(at, spec.normalized() ? at.withByteOffset(4L * spec.stateSize()) : null);
+            return new States(at, spec.normalized() ? at.withByteOffset(LightningState.kvBytes(spec)) : null);
         }
     }
 

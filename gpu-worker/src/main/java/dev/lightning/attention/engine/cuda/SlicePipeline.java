@@ -286,7 +286,7 @@ final class SlicePipeline {
             }
             Buffer buf = checkpointDev[b];
             Kernels.States states = new Kernels.States(buf.ptr,
-                    spec.normalized() ? buf.ptr.withByteOffset(4L * count * spec.stateSize()) : null);
+                    spec.normalized() ? buf.ptr.withByteOffset(count * LightningState.kvBytes(spec)) : null);
             return new Kernels.CheckpointTarget(states, checkpoints.every(), checkpoints.position() + plan.from(i),
                     checkpointFirst(i), true);
         }
