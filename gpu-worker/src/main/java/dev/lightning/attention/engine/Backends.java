@@ -18,6 +18,14 @@ public final class Backends {
      */
     public static final int GPU_CHUNK = CudaBackend.CHUNK;
 
+    /**
+     * Whether GPU checkpoints every {@code every} tokens fit windows that start at multiples of
+     * {@code start} (a job's pieces and windows start at multiples of its chunk size).
+     */
+    public static boolean gpuCheckpointsFit(long every, long start) {
+        return CudaBackend.checkpointsFit(every, start);
+    }
+
     /** Device memory a GPU backend made here may take. */
     public static final long DEFAULT_GPU_MEMORY = 8L << 30;
 

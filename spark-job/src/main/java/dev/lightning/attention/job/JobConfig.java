@@ -52,7 +52,8 @@ public final class JobConfig implements Serializable {
                     + (below > 0 ? below + " or " : "") + (below + chunkSize()));
         }
         int gpuChunk = dev.lightning.attention.engine.Backends.GPU_CHUNK;
-        if (every > 0 && !"cpu".equals(get(Settings.BACKEND)) && (every % gpuChunk != 0 || chunkSize() % gpuChunk != 0)) {
+        if (every > 0 && !"cpu".equals(get(Settings.BACKEND))
+                && !dev.lightning.attention.engine.Backends.gpuCheckpointsFit(every, chunkSize())) {
             throw new InvalidInputException("--state-every " + every + " with --chunk-size " + chunkSize() + " and --backend "
                     + get(Settings.BACKEND) + ": the GPU kernels record states between their " + gpuChunk + "-token "
                     + "chunks, so both must be multiples of " + gpuChunk + "; change them, or use --backend cpu");

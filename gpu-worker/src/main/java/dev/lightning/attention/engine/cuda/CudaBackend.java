@@ -47,6 +47,14 @@ public final class CudaBackend implements AttentionBackend {
      */
     public static final int CHUNK = TensorCoreLayout.CHUNK;
 
+    /**
+     * Whether the GPU kernels can record checkpoints every {@code every} tokens in a window that
+     * starts at token {@code position}: both must be whole chunks.
+     */
+    public static boolean checkpointsFit(long every, long position) {
+        return every % CHUNK == 0 && position % CHUNK == 0;
+    }
+
     private final CudaDevice device;
     private final boolean tensorCores;
     private long memoryBudget;
@@ -189,7 +197,7 @@ public final class CudaBackend implements AttentionBackend {
     public LightningState forward(AttentionSpec spec, TokenTensor q, TokenTensor k, TokenTensor v,
                                   LightningState state, TokenTensor o, Checkpoints checkpoints) {
         spec.checkForward(q, k, v, state, o, checkpoints);
-        if (checkpoints.requested() && (checkpoints.every() % CHUNK != 0 || checkpoints.position() % CHUNK != 0)) {
+        if (checkpoints.requested() && !checkpointsFit(checkpoints.every(), checkpoints.position())) {
             throw new IllegalArgumentException("the GPU kernels record states between their " + CHUNK + "-token chunks: "
                     + "checkpoints every " + checkpoints.every() + " tokens from token " + checkpoints.position()
                     + " need both to be multiples of " + CHUNK + " (use --state-every and --chunk-size multiples of "
