@@ -4,6 +4,7 @@ import dev.lightning.attention.engine.cpu.CpuBackend;
 import dev.lightning.attention.engine.cuda.CudaBackend;
 import dev.lightning.attention.engine.reference.ChunkedReference;
 import dev.lightning.attention.engine.reference.RecurrentReference;
+import dev.lightning.attention.engine.reference.SoftmaxReference;
 
 import java.util.List;
 
@@ -48,6 +49,11 @@ public final class Backends {
     /** Why no GPU backend can be made in this process (no driver, no device, too old), or null when one can. */
     public static String gpuUnavailableReason() {
         return CudaBackend.unavailableReason();
+    }
+
+    /** The float64 definition of causal softmax attention, for tests and checks. */
+    public static SoftmaxBackend softmaxReference() {
+        return new SoftmaxReference();
     }
 
     /** A new backend of the given name; the GPU ones on device 0. */
