@@ -117,6 +117,8 @@ public final class SoftmaxCpu implements SoftmaxBackend {
         private final float[] alpha;
         /** Per group g: acc, ldc x Dv at g ldc Dv. */
         private final float[] acc;
+        /** One key block's P V for the group in hand, ldc x Dv. */
+        private final float[] pv;
         /** Scratch of the bfloat16 reads; null where no input is bfloat16. */
         private final short[] halves;
 
@@ -147,6 +149,7 @@ public final class SoftmaxCpu implements SoftmaxBackend {
             l = new float[hk * ldc];
             alpha = new float[ldc];
             acc = new float[hk * ldc * dv];
+            pv = new float[ldc * dv];
             boolean bf16 = q.dtype() == DType.BF16 || k.dtype() == DType.BF16 || v.dtype() == DType.BF16;
             halves = bf16 ? new short[Math.max(qRead.length, kTokens * hk * Math.max(dk, dv))] : null;
         }
@@ -193,14 +196,15 @@ public final class SoftmaxCpu implements SoftmaxBackend {
                 mask(first, n, cols, k0, nkt);
             }
             kernel.softmaxStep(st, 0, ldc, nkt, cols, m, l, g * ldc, alpha);
+            // this block's P V apart (A = P given transposed: element (c, j) at st[j ldc + c]),
+            // then acc = alpha acc + P V: the long running sum takes one addition per key block
+            // instead of one per key (measured at T = 40,000, the last queries: relative error
+            // 3.6e-6 -> 5.9e-7; time unchanged within this VM's noise)
+            kernel.product(st, 0, 1, ldc, vh, g * KEY_TOKENS * dv, dv, pv, 0, dv, cols, dv, nkt, false);
             int accBase = g * ldc * dv;
             for (int c = 0; c < cols; c++) {
-                if (alpha[c] != 1f) {
-                    kernel.scale(alpha[c], acc, accBase + c * dv, acc, accBase + c * dv, dv);
-                }
+                kernel.scaleAdd(alpha[c], acc, accBase + c * dv, pv, c * dv, dv);
             }
-            // acc += P V: A = P given transposed (element (c, j) at st[j ldc + c])
-            kernel.product(st, 0, 1, ldc, vh, g * KEY_TOKENS * dv, dv, acc, accBase, dv, cols, dv, nkt, true);
         }
 
         /**
