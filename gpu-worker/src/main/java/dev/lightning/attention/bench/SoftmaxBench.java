@@ -146,14 +146,9 @@ public final class SoftmaxBench {
         float[] got = java.util.Arrays.copyOfRange(o, from * heads * dv, tokens * heads * dv);
         double err = Accuracy.relativeError(got, want.o());
 
-        double pairs = 0;
-        if (window == SoftmaxSpec.NO_WINDOW) {
-            pairs = (double) tokens * tokens / 2;
-        } else {
-            for (long t = 0; t < tokens; t++) {
-                pairs += Math.min(t + 1, window);
-            }
-        }
+        // the causal count, T^2 / 2 pairs, without a window; the visible pairs with one
+        double pairs = window == SoftmaxSpec.NO_WINDOW ? (double) tokens * tokens / 2
+                : spec.visiblePairs(0, tokens, 0, tokens);
         double flop = 2 * pairs * heads * (dk + dv);
         System.out.printf(Locale.ROOT, "softmax-cpu (%s kernel), %d thread(s): T=%d %s %s, pieces of %d, best of %d runs%n",
                 kernel, threads, tokens, spec, dtype, piece, runs);

@@ -242,6 +242,24 @@ class SoftmaxApiTest {
     }
 
     @Test
+    void visiblePairsCountWhatVisibleSays() {
+        long[][] calls = {{0, 100, 0, 100}, {50, 30, 0, 200}, {0, 10, 10, 20}, {200, 17, 3, 190}, {5, 1, 5, 1}};
+        for (long w : new long[] {SoftmaxSpec.NO_WINDOW, 1, 7, 64}) {
+            SoftmaxSpec spec = new SoftmaxSpec(2, 1, 4, 4, 1, w);
+            for (long[] c : calls) {
+                long count = 0;
+                for (long t = c[0]; t < c[0] + c[1]; t++) {
+                    for (long j = c[2]; j < c[2] + c[3]; j++) {
+                        count += spec.visible(t, j) ? 1 : 0;
+                    }
+                }
+                assertEquals(count, spec.visiblePairs(c[0], c[1], c[2], c[3]), "window " + w + " " + Arrays.toString(c));
+            }
+        }
+        assertEquals(100L * 101 / 2, new SoftmaxSpec(1, 1, 4, 4, 1, 0).visiblePairs(0, 100, 0, 100));
+    }
+
+    @Test
     void shapeErrorsSayWhatWasExpected() {
         SoftmaxCase c = SoftmaxCase.random(91, DType.F32, 10, 4, 2, 8, 8, 0L);
         SoftmaxPartial wrong = SoftmaxPartial.empty(c.spec, 9);
