@@ -1,6 +1,7 @@
 package dev.lightning.attention.engine;
 
 import dev.lightning.attention.engine.cpu.CpuBackend;
+import dev.lightning.attention.engine.cpu.SoftmaxCpu;
 import dev.lightning.attention.engine.cuda.CudaBackend;
 import dev.lightning.attention.engine.reference.ChunkedReference;
 import dev.lightning.attention.engine.reference.RecurrentReference;
@@ -54,6 +55,15 @@ public final class Backends {
     /** The float64 definition of causal softmax attention, for tests and checks. */
     public static SoftmaxBackend softmaxReference() {
         return new SoftmaxReference();
+    }
+
+    /**
+     * Causal softmax attention on the CPU in float32: blockwise with the online softmax, on the
+     * vector kernel where the JVM has jdk.incubator.vector (else the scalar one; the system
+     * property lightning.cpu.kernel=scalar|vector forces one). One per task: not thread-safe.
+     */
+    public static SoftmaxBackend softmaxCpu() {
+        return new SoftmaxCpu();
     }
 
     /** A new backend of the given name; the GPU ones on device 0. */

@@ -107,6 +107,21 @@ public final class SoftmaxSpec implements java.io.Serializable {
         return window == NO_WINDOW ? 0 : Math.max(0, t - window + 1);
     }
 
+    /**
+     * How many (query, key) pairs of queries [qStart, qStart + nq) and keys [kStart, kStart + nk)
+     * are visible: the work of that block call (2 Hq (Dk + Dv) FLOPs each), for balancing and for
+     * reporting speed. T (T + 1) / 2 for a whole causal sequence without a window.
+     */
+    public long visiblePairs(long qStart, long nq, long kStart, long nk) {
+        long pairs = 0;
+        for (long t = qStart; t < qStart + nq; t++) {
+            long from = Math.max(firstVisibleKey(t), kStart);
+            long to = Math.min(t, kStart + nk - 1);
+            pairs += Math.max(0, to - from + 1);
+        }
+        return pairs;
+    }
+
     /** Checks one block call's shapes ({@link SoftmaxBackend#forward}); names what differs. */
     public void checkForward(TokenTensor q, long qStart, TokenTensor k, TokenTensor v, long kStart,
                              SoftmaxPartial out) {

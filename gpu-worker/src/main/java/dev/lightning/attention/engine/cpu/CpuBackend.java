@@ -11,7 +11,6 @@ import dev.lightning.attention.tensor.DType;
 
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
-import java.nio.ShortBuffer;
 
 /**
  * The fast CPU path: the block form in float32 with a float32 state, written as small dense
@@ -354,27 +353,7 @@ public final class CpuBackend implements AttentionBackend {
 
         /** Tokens [from, from + n) of t, all heads, as floats {@code [n, heads, dim]} into dst: one bulk copy. */
         private void read(TokenTensor t, int from, int n, float[] dst) {
-            int len = n * t.heads() * t.dim();
-            ByteBuffer bytes = t.slice(from, n).bytes();
-            switch (t.dtype()) {
-                case F32:
-                    bytes.asFloatBuffer().get(dst, 0, len);
-                    break;
-                case BF16: {
-                    // bfloat16 is the upper half of a float32 (DType)
-                    ShortBuffer s = bytes.asShortBuffer();
-                    s.get(halves, 0, len);
-                    kernel.widenBf16(halves, dst, len);
-                    break;
-                }
-                default: {
-                    DType type = t.dtype();
-                    int es = type.bytes();
-                    for (int i = 0; i < len; i++) {
-                        dst[i] = type.get(bytes, i * es);
-                    }
-                }
-            }
+            kernel.read(t, from, n, dst, halves);
         }
 
         /** o of tokens [b0, b0 + n) from {@code ob}, rounded to o's type, in one copy. */

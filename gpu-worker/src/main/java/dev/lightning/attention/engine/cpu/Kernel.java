@@ -1,6 +1,10 @@
 package dev.lightning.attention.engine.cpu;
 
+import dev.lightning.attention.tensor.DType;
+import dev.lightning.attention.tensor.TokenTensor;
 import org.slf4j.LoggerFactory;
+
+import java.nio.ByteBuffer;
 
 /**
  * The dense products and elementwise maps the CPU backend's block form is made of, on float32
@@ -79,6 +83,118 @@ abstract class Kernel {
 
     /** x[off..off+n) = elu(x) + 1 = (x > 0 ? x + 1 : exp x), in place. */
     abstract void elu1(float[] x, int off, int n);
+
+    // ---- exp in float32, for x <= 0 (the vector kernel's, VectorKernel#exp, step for step) ----
+
+    static final float LOG2E = 1.44269504088896341f;
+    /** ln 2 in two parts: the high one has 16 significant bits, so r ln2Hi is exact for |r| < 2^8. */
+    static final float LN2_HI = 0.693145751953125f;
+    static final float LN2_LO = 1.42860682030941723212e-6f;
+    /** 1.5 * 2^23: adding it rounds a float of magnitude below 2^22 to an integer, held in the low bits. */
+    static final float ROUNDER = 12582912f;
+    /** ln of the smallest normal float32 (2^-126), rounded up: below it the result is taken as 2^-126. */
+    static final float MIN_NORMAL_LOG = -87.33654f;
+
+    /**
+     * exp x for x &lt;= 0, the same operations as the vector kernel's exp lane by lane (the same
+     * FMAs: {@link Math#fma} rounds once, as a vector FMA does), so both kernels give the same bits.
+     * Below {@link #MIN_NORMAL_LOG} it gives 2^-126; {@link #expFlush} gives 0 there.
+     */
+    static float exp(float x) {
+        float c = Math.max(x, MIN_NORMAL_LOG);
+        float shifted = Math.fma(c, LOG2E, ROUNDER);
+        float r = shifted - ROUNDER;
+        float g = Math.fma(r, -LN2_HI, c);
+        g = Math.fma(r, -LN2_LO, g);
+        float p = Math.fma(g, 1f / 5040, 1f / 720);
+        p = Math.fma(p, g, 1f / 120);
+        p = Math.fma(p, g, 1f / 24);
+        p = Math.fma(p, g, 1f / 6);
+        p = Math.fma(p, g, 0.5f);
+        p = Math.fma(p, g, 1f);
+        p = Math.fma(p, g, 1f);
+        return p * Float.intBitsToFloat((Float.floatToRawIntBits(shifted) - (0x4B400000 - 127)) << 23);
+    }
+
+    /**
+     * exp x for x &lt;= 0 with everything below ln 2^-126 (and -inf) taken as 0: the softmax
+     * weights, where a masked score is -inf and a weight below 1.2e-38 of the row's largest one
+     * (which is 1) changes no float32 sum.
+     */
+    static float expFlush(float x) {
+        return x < MIN_NORMAL_LOG ? 0f : exp(x);
+    }
+
+    // ---- the online softmax ----
+
+    /**
+     * One key block of the online softmax, for the query columns c &lt; cols of a score block S
+     * ({@code rows x cols}: row j a key, column c a query, s_jc at {@code s[so + j*lds + c]};
+     * masked scores are -inf); m_c, l_c at {@code m[mo + c]}, {@code l[mo + c]}:
+     * <pre>
+     *   m'_c = max(m_c, max_j s_jc)      alpha_c = exp(m_c - m'_c)      s_jc = exp(s_jc - m'_c)
+     *   l'_c = alpha_c l_c + sum_j s_jc  (the sum over j in order, one FMA at the end)
+     * </pre>
+     * writing m', l', the weights in place of the scores, and alpha_c into {@code alpha[c]} (the
+     * caller rescales its accumulator rows by it). Where m' is still -inf (a query that has seen
+     * no key yet) the exponents use 0 instead, so its weights and alpha are exp(-inf) = 0, not NaN.
+     * This scalar form is the reference of the vector kernel's, which gives the same bits.
+     */
+    void softmaxStep(float[] s, int so, int lds, int rows, int cols, float[] m, float[] l, int mo, float[] alpha) {
+        for (int c = 0; c < cols; c++) {
+            softmaxColumn(s, so + c, lds, rows, m, l, mo + c, alpha, c);
+        }
+    }
+
+    /** {@link #softmaxStep} of one column, at s[at + j*lds]. */
+    static void softmaxColumn(float[] s, int at, int lds, int rows, float[] m, float[] l, int i, float[] alpha,
+                              int ai) {
+        float old = m[i];
+        float max = old;
+        for (int j = 0, x = at; j < rows; j++, x += lds) {
+            max = Math.max(max, s[x]);
+        }
+        float shift = max == Float.NEGATIVE_INFINITY ? 0f : max;
+        float a = expFlush(old - shift);
+        float sum = 0f;
+        for (int j = 0, x = at; j < rows; j++, x += lds) {
+            float p = expFlush(s[x] - shift);
+            s[x] = p;
+            sum += p;
+        }
+        l[i] = Math.fma(l[i], a, sum);
+        m[i] = max;
+        alpha[ai] = a;
+    }
+
+    // ---- reading tensors ----
+
+    /**
+     * Tokens [from, from + n) of t, all heads, as floats {@code [n, heads, dim]} into dst, in one
+     * bulk read: F32 copied, BF16 widened ({@link #widenBf16}, through {@code halves}, which needs
+     * n * heads * dim shorts), F16 through {@link DType#get}.
+     */
+    void read(TokenTensor t, int from, int n, float[] dst, short[] halves) {
+        int len = n * t.heads() * t.dim();
+        ByteBuffer bytes = t.slice(from, n).bytes();
+        switch (t.dtype()) {
+            case F32:
+                bytes.asFloatBuffer().get(dst, 0, len);
+                break;
+            case BF16:
+                // bfloat16 is the upper half of a float32 (DType)
+                bytes.asShortBuffer().get(halves, 0, len);
+                widenBf16(halves, dst, len);
+                break;
+            default: {
+                DType type = t.dtype();
+                int es = type.bytes();
+                for (int i = 0; i < len; i++) {
+                    dst[i] = type.get(bytes, i * es);
+                }
+            }
+        }
+    }
 
     /**
      * The kernel for this JVM: the one {@link #PROPERTY} names, else the vector kernel where the

@@ -11,6 +11,10 @@ import dev.lightning.attention.tensor.TokenTensor;
  * their maximum m, lse = m + log sum_j exp(s_tj - m) and o_t = sum_j exp(s_tj - lse) v_j, rounded
  * to float32 at the end. Subtracting the maximum keeps exp in range whatever the scores' size.
  * Slow and plain on purpose: it is what the other backends are held against.
+ *
+ * <p>Cost: rows x visible keys x (Dk + Dv) per call, so a few query rows at any position of a
+ * long sequence (a query block at {@code qStart}) are cheap to check. q, k and v are read into
+ * float arrays once per call (the tensors' own values, exactly).
  */
 public final class SoftmaxReference implements SoftmaxBackend {
 
@@ -28,46 +32,55 @@ public final class SoftmaxReference implements SoftmaxBackend {
     public void forward(SoftmaxSpec spec, TokenTensor q, long qStart, TokenTensor k, TokenTensor v, long kStart,
                         SoftmaxPartial out) {
         spec.checkForward(q, qStart, k, v, kStart, out);
+        int hq = spec.headsQ();
+        int hk = spec.headsK();
         int dk = spec.dk();
         int dv = spec.dv();
         int nk = k.tokens();
+        float[] qf = q.toFloats();
+        float[] kf = k.toFloats();
+        float[] vf = v.toFloats();
         double[] scores = new double[nk];
         double[] acc = new double[dv];
         float[] o = out.o();
         float[] lse = out.lse();
         for (int t = 0; t < q.tokens(); t++) {
             long pos = qStart + t;
-            for (int h = 0; h < spec.headsQ(); h++) {
+            // the keys of the block that query pos sees: j <= pos and j >= its first visible key
+            long first = Math.max(spec.firstVisibleKey(pos), kStart);
+            long last = Math.min(pos, kStart + nk - 1);
+            int from = (int) Math.max(0, Math.min(nk, first - kStart));
+            int to = (int) Math.max(from, last - kStart + 1);
+            for (int h = 0; h < hq; h++) {
                 int kh = spec.kHead(h);
+                int row = t * hq + h;
+                int qBase = row * dk;
                 double m = Double.NEGATIVE_INFINITY;
-                for (int j = 0; j < nk; j++) {
+                for (int j = from; j < to; j++) {
                     if (!spec.visible(pos, kStart + j)) {
-                        scores[j] = Double.NEGATIVE_INFINITY;
-                        continue;
+                        throw new IllegalStateException("key " + (kStart + j) + " is not visible from " + pos);
                     }
+                    int kBase = (j * hk + kh) * dk;
                     double s = 0;
                     for (int d = 0; d < dk; d++) {
-                        s += (double) q.get(t, h, d) * k.get(j, kh, d);
+                        s += (double) qf[qBase + d] * kf[kBase + d];
                     }
                     scores[j] = s * spec.scale();
                     m = Math.max(m, scores[j]);
                 }
-                int row = t * spec.headsQ() + h;
-                if (m == Double.NEGATIVE_INFINITY) {
+                if (from == to) {
                     lse[row] = Float.NEGATIVE_INFINITY;
                     java.util.Arrays.fill(o, row * dv, (row + 1) * dv, 0f);
                     continue;
                 }
                 java.util.Arrays.fill(acc, 0);
                 double sum = 0;
-                for (int j = 0; j < nk; j++) {
-                    if (scores[j] == Double.NEGATIVE_INFINITY) {
-                        continue;
-                    }
+                for (int j = from; j < to; j++) {
                     double w = Math.exp(scores[j] - m);
                     sum += w;
+                    int vBase = (j * hk + kh) * dv;
                     for (int d = 0; d < dv; d++) {
-                        acc[d] += w * v.get(j, kh, d);
+                        acc[d] += w * vf[vBase + d];
                     }
                 }
                 lse[row] = (float) (m + Math.log(sum));
