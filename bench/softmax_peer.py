@@ -23,8 +23,10 @@ import torch
 import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_PTX = os.path.join(HERE, "..", "gpu-worker", "src", "main", "resources", "dev", "lightning", "attention",
-                           "engine", "cuda", "softmax.ptx")
+RES = os.path.join(HERE, "..", "gpu-worker", "src", "main", "resources", "dev", "lightning", "attention", "engine",
+                   "cuda")
+DEFAULT_PTX = os.path.join(RES, "softmax.ptx")
+DEFAULT_PTX90 = os.path.join(RES, "softmax_sm90a.ptx")
 LOG2E = 1.4426950408889634
 
 # struct SoftmaxArgs (softmax_args.cuh): 8-byte fields, then 4-byte ones
@@ -35,21 +37,33 @@ FMT = "<" + "".join(f for _, f in FIELDS)
 
 
 class Driver:
-    def __init__(self, ptx_path):
+    def __init__(self, ptx_path, ptx90_path=None):
         self.cu = ctypes.CDLL("libcuda.so.1")
         torch.cuda.init()
         torch.empty(1, device="cuda")  # makes the primary context current on this thread
-        data = open(ptx_path, "rb").read() + b"\0"
-        self.mod = ctypes.c_void_p()
-        self.check(self.cu.cuModuleLoadData(ctypes.byref(self.mod), ctypes.c_char_p(data)), "cuModuleLoadData")
         self.funcs = {}
+        self.mod = self.load(ptx_path)
+        self.mod90 = None
+        self.shapes90 = None
+        if ptx90_path and torch.cuda.get_device_capability() == (9, 0):
+            self.mod90 = self.load(ptx90_path)
+            self.shapes90 = self.report("softmax_sm90_launch_shapes", 4)
+            print(f"Hopper module loaded: shapes {self.shapes90}")
         self.shapes = self.report("softmax_launch_shapes", 34)
-        layout = self.report("softmax_args_layout", len(FIELDS) + 1)
         want = [struct.calcsize(FMT)] + [struct.calcsize("<" + "".join(f for _, f in FIELDS[:i]))
                                          for i in range(len(FIELDS))]
-        if layout != want:
-            raise SystemExit(f"SoftmaxArgs layout differs: module {layout}, script {want}")
+        for mod in (self.mod, self.mod90):
+            if mod is not None:
+                layout = self.report("softmax_args_layout", len(FIELDS) + 1, mod)
+                if layout != want:
+                    raise SystemExit(f"SoftmaxArgs layout differs: module {layout}, script {want}")
         print(f"module loaded: SoftmaxArgs {layout[0]} bytes, layout matches; shapes {self.shapes}")
+
+    def load(self, path):
+        data = open(path, "rb").read() + b"\0"
+        mod = ctypes.c_void_p()
+        self.check(self.cu.cuModuleLoadData(ctypes.byref(mod), ctypes.c_char_p(data)), "cuModuleLoadData " + path)
+        return mod
 
     def check(self, rc, what):
         if rc != 0:
@@ -61,7 +75,8 @@ class Driver:
         f = self.funcs.get(name)
         if f is None:
             f = ctypes.c_void_p()
-            self.check(self.cu.cuModuleGetFunction(ctypes.byref(f), self.mod, name.encode()), name)
+            mod = self.mod90 if name.startswith("softmax_sm90_") else self.mod
+            self.check(self.cu.cuModuleGetFunction(ctypes.byref(f), mod, name.encode()), name)
             self.check(self.cu.cuFuncSetAttribute(f, 8, 227 * 1024), "max dynamic smem")  # 8: MAX_DYNAMIC_SHARED
             self.funcs[name] = f
         return f
@@ -71,11 +86,16 @@ class Driver:
         self.check(self.cu.cuLaunchKernel(self.func(name), grid[0], grid[1], 1, threads, 1, 1, smem, stream,
                                           params, None), "launch " + name)
 
-    def report(self, name, n):
+    def report(self, name, n, mod=None):
+        """Runs a one-thread report kernel (name(int* out)) of the module (default: the one its name picks)."""
+        f = ctypes.c_void_p()
+        mod = mod or (self.mod90 if name.startswith("softmax_sm90_") else self.mod)
+        self.check(self.cu.cuModuleGetFunction(ctypes.byref(f), mod, name.encode()), name)
         out = torch.zeros(n, dtype=torch.int32, device="cuda")
         p = ctypes.c_void_p(out.data_ptr())
         params = (ctypes.c_void_p * 1)(ctypes.addressof(p))
-        self.launch(name, (1, 1), 1, 0, params)
+        stream = ctypes.c_void_p(torch.cuda.current_stream().cuda_stream)
+        self.check(self.cu.cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, stream, params, None), "launch " + name)
         torch.cuda.synchronize()
         return out.tolist()
 
@@ -85,7 +105,7 @@ class Driver:
                 return w
         raise ValueError(d)
 
-    def forward(self, q, k, v, q_start, k_start, scale, window, o=None, lse=None):
+    def forward(self, q, k, v, q_start, k_start, scale, window, o=None, lse=None, hopper=True):
         """q [nq, Hq, Dk], k [nk, Hk, Dk], v [nk, Hk, Dv] -> o [nq, Hq, Dv] f32, lse [nq, Hq] f32."""
         nq, hq, dk = q.shape
         nk, hk, dv = v.shape
@@ -97,6 +117,9 @@ class Driver:
             name = "softmax_forward_f32"
             threads, rows, keys = self.shapes[30], self.shapes[31], self.shapes[32]
             smem = 4 * (rows * dk + keys * (dk + 1) + keys * dv)
+        elif hopper and self.shapes90 and 64 < dk <= 128 and 64 < dv <= 128:
+            threads, rows, smem = self.shapes90[:3]
+            name = f"softmax_sm90_forward_{'bf16' if q.dtype == torch.bfloat16 else 'f16'}_k128_v128"
         else:
             pk, pv = self.padded(dk), self.padded(dv)
             i, j = self.shapes[:3].index(pk), self.shapes[:3].index(pv)
@@ -109,6 +132,7 @@ class Driver:
         grid = ((nq * g + rows - 1) // rows, hk)
         if nq > 0:
             self.launch(name, grid, threads, smem, params)
+        self.last = name
         return o, lse
 
 
@@ -148,14 +172,23 @@ def merge(o_a, lse_a, o_b, lse_b):
 
 def check_case(drv, name, t, hq, hk, dk, dv, dtype, window=0, amp=1.0, q_start=0, k_start=0, nk=None, rows=None,
                seed=0):
+    ok = True
+    for hopper in ((True, False) if drv.shapes90 and dtype != torch.float32 and 64 < dk <= 128 and 64 < dv <= 128
+                   else (False,)):
+        ok &= check_one(drv, name, t, hq, hk, dk, dv, dtype, window, amp, q_start, k_start, nk, rows, seed, hopper)
+    return ok
+
+
+def check_one(drv, name, t, hq, hk, dk, dv, dtype, window, amp, q_start, k_start, nk, rows, seed, hopper):
     gen = torch.Generator(device="cuda").manual_seed(seed)
     nk = t if nk is None else nk
     q = ((torch.rand(t, hq, dk, device="cuda", generator=gen) * 2 - 1) * amp).to(dtype)
     k = ((torch.rand(nk, hk, dk, device="cuda", generator=gen) * 2 - 1) * amp).to(dtype)
     v = (torch.rand(nk, hk, dv, device="cuda", generator=gen) * 2 - 1).to(dtype)
     scale = 1.0 / math.sqrt(dk)
-    o, lse = drv.forward(q, k, v, q_start, k_start, scale, window)
+    o, lse = drv.forward(q, k, v, q_start, k_start, scale, window, hopper=hopper)
     torch.cuda.synchronize()
+    name = ("[wgmma] " if "sm90" in drv.last else "") + name
     ro, rl = reference(q, k, v, q_start, k_start, scale, window, rows)
     if rows is not None:
         o, lse = o[rows], lse[rows]
@@ -178,7 +211,7 @@ def check_case(drv, name, t, hq, hk, dk, dv, dtype, window=0, amp=1.0, q_start=0
     return ok
 
 
-def check_split(drv, dtype, t=1000, hq=8, hk=2, dk=64, dv=96, pieces=(0, 137, 400, 401, 1000)):
+def check_split(drv, dtype, t=1000, hq=8, hk=2, dk=128, dv=96, pieces=(0, 137, 400, 401, 1000)):
     """Key blocks merged = the whole call (one query block over all keys)."""
     gen = torch.Generator(device="cuda").manual_seed(7)
     q = (torch.rand(t, hq, dk, device="cuda", generator=gen) * 2 - 1).to(dtype)
@@ -198,7 +231,7 @@ def check_split(drv, dtype, t=1000, hq=8, hk=2, dk=64, dv=96, pieces=(0, 137, 40
     # split and the whole round differently, at P's rounding level
     tol = 1e-5 + {torch.float32: 0.0, torch.bfloat16: 2.0 ** -8, torch.float16: 2.0 ** -11}[dtype]
     ok = err < tol and lerr < 1e-5 * (1 + l_w.abs().max().item())
-    print(f"CHECK split-merge {str(dtype):<26} o diff {err:.2e} lse diff {lerr:.2e}: {'ok' if ok else 'FAIL'}",
+    print(f"CHECK split-merge {drv.last:<38} o diff {err:.2e} lse diff {lerr:.2e}: {'ok' if ok else 'FAIL'}",
           flush=True)
     return ok
 
@@ -209,7 +242,8 @@ def run_checks(drv):
         tn = str(dtype).split(".")[1]
         for (t, hq, hk, dk, dv, w) in [(1, 1, 1, 64, 64, 0), (63, 2, 1, 128, 128, 0), (63, 8, 8, 48, 80, 0),
                                        (1000, 8, 1, 128, 64, 0), (1000, 6, 2, 33, 17, 0), (1000, 8, 8, 256, 256, 0),
-                                       (1000, 4, 2, 128, 256, 100), (1000, 16, 2, 64, 128, 1)]:
+                                       (1000, 4, 2, 128, 256, 100), (1000, 16, 2, 64, 128, 1),
+                                       (1000, 6, 3, 100, 72, 0), (1000, 8, 8, 128, 128, 37), (200, 1, 1, 128, 128, 0)]:
             ok &= check_case(drv, f"{tn} T={t} Hq={hq} Hk={hk} Dk={dk} Dv={dv} W={w}", t, hq, hk, dk, dv, dtype, w)
         ok &= check_case(drv, f"{tn} x100 T=1000 Hq=8 Hk=2 D=128", 1000, 8, 2, 128, 128, dtype, amp=100.0)
         ok &= check_case(drv, f"{tn} block q@3000 k@2500 nk=700 W=300", 400, 8, 2, 64, 96, dtype, 300,
@@ -253,8 +287,10 @@ def bench(drv, lens):
         v = torch.randn(t, hk, d, device="cuda", dtype=torch.bfloat16)
         o = torch.empty(t, hq, d, dtype=torch.float32, device="cuda")
         lse = torch.empty(t, hq, dtype=torch.float32, device="cuda")
-        ms = timed(lambda: drv.forward(q, k, v, 0, 0, 1 / math.sqrt(d), 0, o, lse), runs)
-        print(f"RESULT T={t} ours(mma.sync, o f32 + lse) {ms:9.2f} ms {flops / ms / 1e9:7.1f} TFLOP/s", flush=True)
+        for hopper in ((True, False) if drv.shapes90 else (False,)):
+            ms = timed(lambda: drv.forward(q, k, v, 0, 0, 1 / math.sqrt(d), 0, o, lse, hopper=hopper), runs)
+            kind = "wgmma" if "sm90" in drv.last else "mma.sync"
+            print(f"RESULT T={t} ours({kind}, o f32 + lse) {ms:9.2f} ms {flops / ms / 1e9:7.1f} TFLOP/s", flush=True)
         # SDPA wants [B, H, T, D]
         qs, ks, vs = (x.transpose(0, 1).unsqueeze(0) for x in (q, k, v))
         ours_o = o[:, :, :].transpose(0, 1).unsqueeze(0)
@@ -284,11 +320,12 @@ def bench(drv, lens):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ptx", default=DEFAULT_PTX)
+    ap.add_argument("--ptx90", default=DEFAULT_PTX90)
     ap.add_argument("--skip-check", action="store_true")
     ap.add_argument("--skip-bench", action="store_true")
     ap.add_argument("--lens", default="8192,32768,131072")
     a = ap.parse_args()
-    drv = Driver(a.ptx)
+    drv = Driver(a.ptx, a.ptx90)
     ok = True
     if not a.skip_check:
         ok = run_checks(drv)

@@ -43,6 +43,10 @@ final class CudaDevice {
     static final String SOFTMAX_PTX_RESOURCE = "/dev/lightning/attention/engine/cuda/softmax.ptx";
     /** Kernel names of the softmax module start with this. */
     static final String SOFTMAX_PREFIX = "softmax_";
+    /** Their wgmma version (target sm_90a), made from softmax_sm90.cu, loaded on compute capability 9.0. */
+    static final String SOFTMAX_HOPPER_PTX_RESOURCE = "/dev/lightning/attention/engine/cuda/softmax_sm90a.ptx";
+    /** Kernel names of the softmax Hopper module start with this. */
+    static final String SOFTMAX_HOPPER_PREFIX = "softmax_sm90_";
     /** Kernel names of the Hopper module contain this. */
     static final String HOPPER_MARK = "_wg_";
     /** PTX ISA 9.0 (nvcc 13) loads on drivers of CUDA 13.0 and later. */
@@ -67,6 +71,8 @@ final class CudaDevice {
     private final Map<String, CUfunction> functions = new HashMap<>();
     /** The softmax kernels and their launch shapes, once loaded (null until then). */
     private CUmodule softmaxModule;
+    /** The softmax wgmma kernels, on a device of compute capability 9.0 (null elsewhere, or when they did not load). */
+    private CUmodule softmaxHopperModule;
     private SoftmaxKernels.Shapes softmaxShapes;
     /** Set by the first error that poisons the context (an illegal address, a failed launch). */
     private volatile String broken;
@@ -292,6 +298,9 @@ final class CudaDevice {
         for (CudaDevice d : OPEN.values()) {
             try {
                 d.makeCurrent();
+                if (d.softmaxHopperModule != null) {
+                    JCudaDriver.cuModuleUnload(d.softmaxHopperModule);
+                }
                 if (d.softmaxModule != null) {
                     JCudaDriver.cuModuleUnload(d.softmaxModule);
                 }
@@ -341,7 +350,10 @@ final class CudaDevice {
             CUmodule from = hopperKernel ? hopperModule : module;
             if (k.startsWith(SOFTMAX_PREFIX)) {
                 softmaxShapes();
-                from = softmaxModule;
+                from = k.startsWith(SOFTMAX_HOPPER_PREFIX) ? softmaxHopperModule : softmaxModule;
+                if (from == null) {
+                    throw new CudaException("no Hopper softmax kernels on " + this + " (" + k + ")");
+                }
             }
             JCudaDriver.cuModuleGetFunction(f, from, k);
             JCudaDriver.cuFuncSetAttribute(f, CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
@@ -372,8 +384,22 @@ final class CudaDevice {
             try {
                 checkArgsLayout(m, "softmax.ptx", SoftmaxKernels.ARGS_LAYOUT, SoftmaxArgs.Field.values().length,
                         SoftmaxArgs::verify);
-                softmaxShapes = SoftmaxKernels.Shapes.of(report(m, "softmax.ptx", SoftmaxKernels.LAUNCH_SHAPES,
-                        SoftmaxKernels.Shapes.REPORT_INTS));
+                int[] portable = report(m, "softmax.ptx", SoftmaxKernels.LAUNCH_SHAPES, SoftmaxKernels.Shapes.REPORT_INTS);
+                CUmodule h = attribute(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR) == 9
+                        && attribute(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR) == 0
+                        ? loadSoftmaxHopper() : null;
+                int[] hopper = null;
+                if (h != null) {
+                    try {
+                        hopper = report(h, "softmax_sm90a.ptx", SoftmaxKernels.HOPPER_LAUNCH_SHAPES,
+                                SoftmaxKernels.Shapes.HOPPER_REPORT_INTS);
+                    } catch (RuntimeException e) {
+                        JCudaDriver.cuModuleUnload(h);
+                        throw e;
+                    }
+                }
+                softmaxShapes = SoftmaxKernels.Shapes.of(portable, hopper);
+                softmaxHopperModule = h;
             } catch (RuntimeException e) {
                 JCudaDriver.cuModuleUnload(m);
                 throw e;
@@ -381,6 +407,32 @@ final class CudaDevice {
             softmaxModule = m;
         }
         return softmaxShapes;
+    }
+
+    /**
+     * The softmax wgmma module, or null when it does not load (reported; the portable kernels then
+     * do the work). A layout mismatch is a broken build and fails.
+     */
+    private CUmodule loadSoftmaxHopper() {
+        CUmodule m = new CUmodule();
+        try {
+            int status = JCudaDriver.cuModuleLoadData(m, ptx(SOFTMAX_HOPPER_PTX_RESOURCE));
+            if (status != CUresult.CUDA_SUCCESS) {
+                throw new CudaException(CUresult.stringFor(status));
+            }
+        } catch (CudaException | IllegalStateException e) {
+            System.err.println("lightning: " + this + ": the Hopper softmax kernels did not load (" + e.getMessage()
+                    + "); using the portable ones");
+            return null;
+        }
+        try {
+            checkArgsLayout(m, "softmax_sm90a.ptx", SoftmaxKernels.ARGS_LAYOUT, SoftmaxArgs.Field.values().length,
+                    SoftmaxArgs::verify);
+        } catch (RuntimeException e) {
+            JCudaDriver.cuModuleUnload(m);
+            throw e;
+        }
+        return m;
     }
 
     /** Whether a module has a kernel of that name (the Hopper kernels exist only on such devices). */

@@ -45,6 +45,10 @@ final class CudaSoftmaxBackend implements SoftmaxBackend {
     private final Buffer hostOut;
     private boolean streamCreated;
     private boolean closed;
+    /** Whether the Hopper (wgmma) kernels may run (tests turn them off to check the portable ones there). */
+    boolean hopperKernels = true;
+    /** The kernel of the last launch (tests, benchmarks). */
+    String lastKernel = "";
     /** Query and key slices of the last call (tests: that a small budget really slices). */
     int lastQuerySlices;
     int lastKeySlices;
@@ -162,7 +166,9 @@ final class CudaSoftmaxBackend implements SoftmaxBackend {
         int nk = k.tokens();
         int hq = spec.headsQ();
         int dv = spec.dv();
-        SoftmaxKernels.Choice kernel = SoftmaxKernels.choose(device.softmaxShapes(), q.dtype(), spec);
+        SoftmaxKernels.Choice kernel = SoftmaxKernels.choose(device.softmaxShapes(), q.dtype(), spec,
+                hopperKernels);
+        lastKernel = kernel.kernel();
         int sq = plan.querySlice();
         int sk = plan.keySlice();
         qDev.ensure((long) sq * q.tokenBytes());

@@ -23,14 +23,18 @@ final class SoftmaxKernels {
     static final String ARGS_LAYOUT = "softmax_args_layout";
     /** The kernel that reports the launch shapes ({@link Shapes}). */
     static final String LAUNCH_SHAPES = "softmax_launch_shapes";
+    /** The Hopper module's report: threads, rows a CTA, shared bytes, the padded width it covers. */
+    static final String HOPPER_LAUNCH_SHAPES = "softmax_sm90_launch_shapes";
 
     /** The launch shapes as softmax_launch_shapes writes them (see softmax.cu for the layout). */
-    record Shapes(int[] widths, int[] tc, int f32Threads, int f32Rows, int f32Keys) {
+    record Shapes(int[] widths, int[] tc, int f32Threads, int f32Rows, int f32Keys, int[] hopper) {
         static final int REPORT_INTS = 34;
+        static final int HOPPER_REPORT_INTS = 4;
 
-        static Shapes of(int[] r) {
+        /** From the portable module's report and the Hopper module's (null: no Hopper kernels). */
+        static Shapes of(int[] r, int[] hopper) {
             return new Shapes(java.util.Arrays.copyOfRange(r, 0, 3), java.util.Arrays.copyOfRange(r, 3, 30), r[30],
-                    r[31], r[32]);
+                    r[31], r[32], hopper == null ? null : hopper.clone());
         }
 
         /** Index of the smallest padded width that holds {@code d}. */
@@ -58,9 +62,20 @@ final class SoftmaxKernels {
         }
     }
 
-    static Choice choose(Shapes shapes, DType dtype, SoftmaxSpec spec) {
+    /**
+     * The kernel of a launch: on a Hopper GPU (when {@code hopperKernels}) the wgmma kernel for
+     * BF16/F16 widths that pad to its width (Dk, Dv in 65..128), else the mma.sync one for the
+     * padded widths, and the float32 kernel for F32.
+     */
+    static Choice choose(Shapes shapes, DType dtype, SoftmaxSpec spec, boolean hopperKernels) {
         int dk = spec.dk();
         int dv = spec.dv();
+        int[] h = shapes.hopper();
+        if (hopperKernels && h != null && dtype != DType.F32 && dk <= h[3] && dv <= h[3] && dk > h[3] / 2
+                && dv > h[3] / 2) {
+            String type = dtype == DType.BF16 ? "bf16" : "f16";
+            return new Choice("softmax_sm90_forward_" + type + "_k" + h[3] + "_v" + h[3], h[0], h[1], h[2]);
+        }
         if (dtype == DType.F32) {
             int smem = 4 * (shapes.f32Rows() * dk + shapes.f32Keys() * (dk + 1) + shapes.f32Keys() * dv);
             return new Choice("softmax_forward_f32", shapes.f32Threads(), shapes.f32Rows(), smem);

@@ -43,6 +43,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  */
 class GpuSoftmaxTest {
     private static SoftmaxBackend gpu;
+    /** The same kept to the portable (mma.sync) kernels, also on a Hopper GPU. */
+    private static CudaSoftmaxBackend portable;
     private static final SoftmaxReference REFERENCE = new SoftmaxReference();
 
     @BeforeAll
@@ -53,12 +55,15 @@ class GpuSoftmaxTest {
             return;
         }
         gpu = Backends.softmaxGpu(0, Backends.DEFAULT_GPU_MEMORY);
+        portable = (CudaSoftmaxBackend) Backends.softmaxGpu(0, Backends.DEFAULT_GPU_MEMORY);
+        portable.hopperKernels = false;
         System.out.println("GpuSoftmaxTest on " + gpu.device());
     }
 
     @AfterAll
     static void close() {
         if (gpu != null) {
+            portable.close();
             gpu.close();
         }
     }
@@ -94,11 +99,13 @@ class GpuSoftmaxTest {
         TokenTensor q = scaled(rnd, dtype, t, hq, dk, amp);
         TokenTensor k = scaled(rnd, dtype, t, hk, dk, amp);
         TokenTensor v = Inputs.random(rnd, dtype, t, hk, dv);
-        SoftmaxPartial got = SoftmaxPartial.empty(spec, t);
-        gpu.forward(spec, q, 0, k, v, 0, got);
         SoftmaxPartial want = SoftmaxPartial.empty(spec, t);
         REFERENCE.forward(spec, q, 0, k, v, 0, want);
-        assertClose(spec, dtype, q, k, want, got, "");
+        for (SoftmaxBackend b : new SoftmaxBackend[] {gpu, portable}) {
+            SoftmaxPartial got = SoftmaxPartial.empty(spec, t);
+            b.forward(spec, q, 0, k, v, 0, got);
+            assertClose(spec, dtype, q, k, want, got, ((CudaSoftmaxBackend) b).lastKernel + ": ");
+        }
     }
 
     /**

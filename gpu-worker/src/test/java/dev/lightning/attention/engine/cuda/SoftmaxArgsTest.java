@@ -115,19 +115,27 @@ class SoftmaxArgsTest {
         r[30] = 256;
         r[31] = 32;
         r[32] = 32;
-        SoftmaxKernels.Shapes s = SoftmaxKernels.Shapes.of(r);
+        SoftmaxKernels.Shapes s = SoftmaxKernels.Shapes.of(r, null);
         SoftmaxSpec spec = new SoftmaxSpec(8, 2, 33, 129, 0.1, 0);
-        SoftmaxKernels.Choice c = SoftmaxKernels.choose(s, DType.BF16, spec);
+        SoftmaxKernels.Choice c = SoftmaxKernels.choose(s, DType.BF16, spec, true);
         assertEquals("softmax_forward_bf16_k64_v256", c.kernel());
         assertEquals(102, c.threads());
         assertEquals(202, c.rows());
         assertEquals(302, c.smem());
         assertEquals((1000 * 4 + 201) / 202, c.rowTiles(spec, 1000));
-        SoftmaxKernels.Choice f = SoftmaxKernels.choose(s, DType.F32, spec);
+        SoftmaxKernels.Choice f = SoftmaxKernels.choose(s, DType.F32, spec, true);
         assertEquals("softmax_forward_f32", f.kernel());
         assertEquals(4 * (32 * 33 + 32 * 34 + 32 * 129), f.smem());
-        assertEquals("softmax_forward_f16_k128_v128",
-                SoftmaxKernels.choose(s, DType.F16, new SoftmaxSpec(4, 4, 128, 65, 0.1, 0)).kernel());
+        SoftmaxSpec wide = new SoftmaxSpec(4, 4, 128, 65, 0.1, 0);
+        assertEquals("softmax_forward_f16_k128_v128", SoftmaxKernels.choose(s, DType.F16, wide, true).kernel());
+        // with the Hopper module: widths in 65..128 go to the wgmma kernel unless turned off
+        SoftmaxKernels.Shapes h = SoftmaxKernels.Shapes.of(r, new int[] {256, 128, 165888, 128});
+        SoftmaxKernels.Choice wg = SoftmaxKernels.choose(h, DType.F16, wide, true);
+        assertEquals("softmax_sm90_forward_f16_k128_v128", wg.kernel());
+        assertEquals(165888, wg.smem());
+        assertEquals("softmax_forward_f16_k128_v128", SoftmaxKernels.choose(h, DType.F16, wide, false).kernel());
+        assertEquals("softmax_forward_bf16_k64_v256", SoftmaxKernels.choose(h, DType.BF16, spec, true).kernel());
+        assertEquals("softmax_forward_f32", SoftmaxKernels.choose(h, DType.F32, wide, true).kernel());
     }
 
     /** The committed softmax.ptx holds every kernel the host can ask for, and the two report kernels. */
@@ -149,6 +157,14 @@ class SoftmaxArgsTest {
         }
         for (String n : names) {
             assertTrue(ptx.contains(".entry " + n + "("), n + " in softmax.ptx (rebuild it with build-ptx.sh)");
+        }
+        try (var in = SoftmaxArgsTest.class.getResourceAsStream(CudaDevice.SOFTMAX_HOPPER_PTX_RESOURCE)) {
+            assertTrue(in != null, CudaDevice.SOFTMAX_HOPPER_PTX_RESOURCE + " is on the class path");
+            String hopper = new String(in.readAllBytes(), java.nio.charset.StandardCharsets.US_ASCII);
+            for (String n : List.of(SoftmaxKernels.ARGS_LAYOUT, SoftmaxKernels.HOPPER_LAUNCH_SHAPES,
+                    "softmax_sm90_forward_bf16_k128_v128", "softmax_sm90_forward_f16_k128_v128")) {
+                assertTrue(hopper.contains(".entry " + n + "("), n + " in softmax_sm90a.ptx");
+            }
         }
     }
 
