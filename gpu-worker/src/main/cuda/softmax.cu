@@ -32,6 +32,12 @@
 //     widths padded to 64, 128 or 256 (padding columns are zero-filled on load, never written).
 //   softmax_forward_f32: float32 input on CUDA cores (one lane a key for the scores, one lane a
 //     value column for the output), for inputs that need float32 all through.
+// On Hopper (sm_90a), softmax_sm90.cu holds a wgmma version of the tensor-core family for widths
+// 65..128 (its own PTX); the device code both share is in softmax_common.cuh.
+//
+// Why the packed rows rather than one query head a CTA with K/V left to L2: with G heads a group,
+// a CTA per head reads each K/V tile G times (from L2 at best); packing reads it once and gives
+// every CTA full 128-row tiles even for short query blocks of a large group (G = 8: 16 tokens).
 #include "softmax_common.cuh"
 
 namespace softmax {

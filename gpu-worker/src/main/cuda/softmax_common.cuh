@@ -74,7 +74,7 @@ __device__ __forceinline__ float fast_exp2(float x) {
     return y;
 }
 
-// Writes row r's normalized output and lse (row of the packed block; skipped when past the end).
+// lse = ln(sum) from the running maximum m (base-2 units) and sum l; -inf where the row saw no key.
 __device__ __forceinline__ float lse_of(float m, float l) {
     return l > 0.f ? (m + __log2f(l)) * 0.69314718055994531f : -CUDART_INF_F;
 }

@@ -10,8 +10,11 @@ import jcuda.driver.CUdeviceptr;
  * launch uses, its launch shape as the module reports it, and the one argument, struct
  * SoftmaxArgs ({@link SoftmaxArgs}), filled here and nowhere else.
  *
- * <p>BF16/F16 run on the tensor-core kernels (mma.sync, sm_80+), one per pair of padded widths
- * (Dk, Dv each padded to 64, 128 or 256); F32 on the float32 CUDA-core kernel. A CTA holds
+ * <p>BF16/F16 run on the tensor-core kernels: on an H100/H200 the wgmma ones (softmax_sm90.cu)
+ * where Dk and Dv are both 65..128, elsewhere the portable mma.sync ones (sm_80+), one per pair of
+ * padded widths (Dk, Dv each padded to 64, 128 or 256); F32 on the float32 CUDA-core kernel.
+ * Measured on an H200 (BENCHMARKS.md, causal bf16, Hq = 64, Hk = 8, D = 128): wgmma 255-282
+ * TFLOP/s, mma.sync 201-214. A CTA holds
  * {@code rows} packed (token, query head of a group) rows of one key/value head: grid
  * (ceil(nq G / rows), Hk), G = Hq / Hk.
  */
