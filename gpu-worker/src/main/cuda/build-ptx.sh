@@ -7,6 +7,9 @@
 #                       JIT-compiled by the driver for the GPU at hand
 #   lightning_sm90a.ptx PTX ISA 9.0, target sm_90a: the wgmma kernels (hopper.cuh), loaded only
 #                       on a device of compute capability 9.0
+#   softmax.ptx         PTX ISA 9.0, target compute_80: the softmax attention kernels (softmax.cu)
+#   softmax_sm90a.ptx   PTX ISA 9.0, target sm_90a: their wgmma version (softmax_sm90.cu), loaded
+#                       only on a device of compute capability 9.0
 # Both need a driver for CUDA 13.0 or later.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -27,3 +30,5 @@ build() {  # build <source> <arch> <output name>
 }
 build lightning.cu compute_80 lightning.ptx
 build lightning_sm90.cu compute_90a lightning_sm90a.ptx
+build softmax.cu compute_80 softmax.ptx
+build softmax_sm90.cu compute_90a softmax_sm90a.ptx

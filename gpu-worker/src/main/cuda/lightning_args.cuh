@@ -11,6 +11,8 @@
 // States are float32: S [.., H, Dk, Dv] and, when normalizing, z [.., H, Dk] in separate arrays.
 #pragma once
 
+#include "args_layout.cuh"
+
 struct LightningArgs {
     // ---- 8-byte fields ----
     const void* q;
@@ -59,10 +61,9 @@ struct LightningArgs {
 #define LIGHTNING_SHAPES_DK 257
 
 #ifdef __CUDACC__
-#include <cstddef>
 // Writes sizeof(LightningArgs) and then the offset of every field, in declaration order, to out
 // (LIGHTNING_ARGS_FIELDS + 1 ints). One thread; the host calls it once per module.
-#define LIGHTNING_ARG_OFFSET(F) out[i++] = (int)offsetof(LightningArgs, F)
+#define LIGHTNING_ARG_OFFSET(F) ARG_OFFSET(LightningArgs, F)
 extern "C" __global__ void lightning_args_layout(int* out) {
     int i = 0;
     out[i++] = (int)sizeof(LightningArgs);

@@ -66,6 +66,16 @@ public final class Backends {
         return new SoftmaxCpu();
     }
 
+    /**
+     * The GPU backend of causal softmax attention on CUDA device {@code ordinal} (BF16/F16 on tensor
+     * cores, F32 on the float32 kernel), allocating at most {@code memoryBytes} of device memory;
+     * larger block calls are computed in slices. Fails, saying why, where no GPU is usable
+     * ({@link #gpuUnavailableReason()}).
+     */
+    public static SoftmaxBackend softmaxGpu(int ordinal, long memoryBytes) {
+        return CudaBackend.softmax(ordinal, memoryBytes);
+    }
+
     /** A new backend of the given name; the GPU ones on device 0. */
     public static AttentionBackend create(String name) {
         switch (name) {

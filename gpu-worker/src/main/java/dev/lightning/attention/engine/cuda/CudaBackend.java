@@ -167,6 +167,15 @@ public final class CudaBackend implements AttentionBackend {
         }
     }
 
+    /**
+     * The GPU backend of causal softmax attention on CUDA device {@code ordinal}, allocating at
+     * most {@code memoryBytes} of device memory (larger block calls are computed in slices). Throws
+     * IllegalStateException, saying why, where no GPU is usable ({@link #unavailableReason()}).
+     */
+    public static dev.lightning.attention.engine.SoftmaxBackend softmax(int ordinal, long memoryBytes) {
+        return new CudaSoftmaxBackend(ordinal, memoryBytes);
+    }
+
     /** Why the GPU backend cannot run here, or null when it can. */
     public static String unavailableReason() {
         return CudaDevice.unavailableReason();

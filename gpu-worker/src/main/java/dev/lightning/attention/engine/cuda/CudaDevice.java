@@ -30,13 +30,23 @@ import java.util.Map;
  * <p>Two modules: the portable PTX (every kernel, target compute_80) and, on a device of compute
  * capability 9.0 (H100, H200), the Hopper PTX (target sm_90a: the wgmma kernels, names containing
  * "_wg_"). A Hopper module that fails to load is reported and left out; the portable kernels then
- * do the work.
+ * do the work. A third, the softmax attention kernels (softmax.ptx, target compute_80, names
+ * starting "softmax_"), is loaded on first use ({@link #softmaxShapes()}), so lightning work never
+ * pays for it.
  */
 final class CudaDevice {
     /** The PTX this build ships, made from src/main/cuda by nvcc. */
     static final String PTX_RESOURCE = "/dev/lightning/attention/engine/cuda/lightning.ptx";
     /** The Hopper kernels' PTX (target sm_90a), made from lightning_sm90.cu. */
     static final String HOPPER_PTX_RESOURCE = "/dev/lightning/attention/engine/cuda/lightning_sm90a.ptx";
+    /** The softmax attention kernels' PTX (target compute_80), made from softmax.cu. */
+    static final String SOFTMAX_PTX_RESOURCE = "/dev/lightning/attention/engine/cuda/softmax.ptx";
+    /** Kernel names of the softmax module start with this. */
+    static final String SOFTMAX_PREFIX = "softmax_";
+    /** Their wgmma version (target sm_90a), made from softmax_sm90.cu, loaded on compute capability 9.0. */
+    static final String SOFTMAX_HOPPER_PTX_RESOURCE = "/dev/lightning/attention/engine/cuda/softmax_sm90a.ptx";
+    /** Kernel names of the softmax Hopper module start with this. */
+    static final String SOFTMAX_HOPPER_PREFIX = "softmax_sm90_";
     /** Kernel names of the Hopper module contain this. */
     static final String HOPPER_MARK = "_wg_";
     /** PTX ISA 9.0 (nvcc 13) loads on drivers of CUDA 13.0 and later. */
@@ -59,6 +69,11 @@ final class CudaDevice {
     /** The kernels' launch shapes as the loaded modules report them. */
     final LaunchShapes shapes;
     private final Map<String, CUfunction> functions = new HashMap<>();
+    /** The softmax kernels and their launch shapes, once loaded (null until then). */
+    private CUmodule softmaxModule;
+    /** The softmax wgmma kernels, on a device of compute capability 9.0 (null elsewhere, or when they did not load). */
+    private CUmodule softmaxHopperModule;
+    private SoftmaxKernels.Shapes softmaxShapes;
     /** Set by the first error that poisons the context (an illegal address, a failed launch). */
     private volatile String broken;
 
@@ -93,7 +108,8 @@ final class CudaDevice {
                     e);
         }
         try {
-            checkArgsLayout(loaded, "lightning.ptx");
+            checkArgsLayout(loaded, "lightning.ptx", Kernels.ARGS_LAYOUT, KernelArgs.Field.values().length,
+                    KernelArgs::verify);
         } catch (RuntimeException e) {
             JCudaDriver.cuModuleUnload(loaded);
             JCudaDriver.cuDevicePrimaryCtxRelease(device);
@@ -132,7 +148,8 @@ final class CudaDevice {
         }
         // A mismatch with KernelArgs is a broken build, not a device limit: it fails the load.
         try {
-            checkArgsLayout(m, "lightning_sm90a.ptx");
+            checkArgsLayout(m, "lightning_sm90a.ptx", Kernels.ARGS_LAYOUT, KernelArgs.Field.values().length,
+                    KernelArgs::verify);
         } catch (RuntimeException e) {
             JCudaDriver.cuModuleUnload(m);
             throw e;
@@ -141,17 +158,18 @@ final class CudaDevice {
     }
 
     /**
-     * Runs the module's {@code lightning_args_layout} kernel and holds KernelArgs against the layout
-     * it reports ({@link KernelArgs#verify}): the kernels read their one argument at the offsets of
-     * the C struct, so a header and a mirror that disagree would compute wrong numbers, not fail.
-     * Throws IllegalStateException naming the module when the kernel is missing or the layouts differ.
+     * Runs a module's argument-layout kernel ({@code lightning_args_layout}, {@code softmax_args_layout})
+     * and holds the struct's Java mirror against the layout it reports ({@link ArgStruct#verify}):
+     * the kernels read their one argument at the offsets of the C struct, so a header and a mirror
+     * that disagree would compute wrong numbers, not fail. Throws IllegalStateException naming the
+     * module when the kernel is missing or the layouts differ.
      */
-    private static void checkArgsLayout(CUmodule m, String which) {
-        int fields = KernelArgs.Field.values().length;
+    private static void checkArgsLayout(CUmodule m, String which, String kernel, int fields,
+                                        java.util.function.Consumer<int[]> verify) {
         // room for far more fields than either side has, so a larger struct cannot write past the end
-        int[] all = report(m, which, Kernels.ARGS_LAYOUT, 4 * (fields + 1) + 64);
+        int[] all = report(m, which, kernel, 4 * (fields + 1) + 64);
         try {
-            KernelArgs.verify(java.util.Arrays.copyOf(all, fields + 1));
+            verify.accept(java.util.Arrays.copyOf(all, fields + 1));
         } catch (IllegalStateException e) {
             throw new IllegalStateException(which + ": " + e.getMessage() + " (rebuild the PTX with build-ptx.sh after "
                     + "changing either)", e);
@@ -280,6 +298,12 @@ final class CudaDevice {
         for (CudaDevice d : OPEN.values()) {
             try {
                 d.makeCurrent();
+                if (d.softmaxHopperModule != null) {
+                    JCudaDriver.cuModuleUnload(d.softmaxHopperModule);
+                }
+                if (d.softmaxModule != null) {
+                    JCudaDriver.cuModuleUnload(d.softmaxModule);
+                }
                 if (d.hopperModule != null) {
                     JCudaDriver.cuModuleUnload(d.hopperModule);
                 }
@@ -323,11 +347,92 @@ final class CudaDevice {
             if (hopperKernel && hopperModule == null) {
                 throw new CudaException("no Hopper kernels on " + this + " (" + k + ")");
             }
-            JCudaDriver.cuModuleGetFunction(f, hopperKernel ? hopperModule : module, k);
+            CUmodule from = hopperKernel ? hopperModule : module;
+            if (k.startsWith(SOFTMAX_PREFIX)) {
+                softmaxShapes();
+                from = k.startsWith(SOFTMAX_HOPPER_PREFIX) ? softmaxHopperModule : softmaxModule;
+                if (from == null) {
+                    throw new CudaException("no Hopper softmax kernels on " + this + " (" + k + ")");
+                }
+            }
+            JCudaDriver.cuModuleGetFunction(f, from, k);
             JCudaDriver.cuFuncSetAttribute(f, CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                     maxSharedPerBlock);
             return f;
         });
+    }
+
+    /**
+     * The softmax kernels' launch shapes, loading their module on first use (and checking its
+     * SoftmaxArgs layout). The caller has made the context current. Throws IllegalStateException
+     * when the module does not load or does not match this build.
+     */
+    synchronized SoftmaxKernels.Shapes softmaxShapes() {
+        if (softmaxShapes == null) {
+            CUmodule m = new CUmodule();
+            int status;
+            try {
+                status = JCudaDriver.cuModuleLoadData(m, ptx(SOFTMAX_PTX_RESOURCE));
+            } catch (CudaException e) {
+                throw new IllegalStateException("cannot load the softmax kernels' PTX (softmax.ptx) on " + this + ": "
+                        + e.getMessage(), e);
+            }
+            if (status != CUresult.CUDA_SUCCESS) {
+                throw new IllegalStateException("cannot load the softmax kernels' PTX (softmax.ptx) on " + this + ": "
+                        + CUresult.stringFor(status));
+            }
+            try {
+                checkArgsLayout(m, "softmax.ptx", SoftmaxKernels.ARGS_LAYOUT, SoftmaxArgs.Field.values().length,
+                        SoftmaxArgs::verify);
+                int[] portable = report(m, "softmax.ptx", SoftmaxKernels.LAUNCH_SHAPES, SoftmaxKernels.Shapes.REPORT_INTS);
+                CUmodule h = attribute(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR) == 9
+                        && attribute(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR) == 0
+                        ? loadSoftmaxHopper() : null;
+                int[] hopper = null;
+                if (h != null) {
+                    try {
+                        hopper = report(h, "softmax_sm90a.ptx", SoftmaxKernels.HOPPER_LAUNCH_SHAPES,
+                                SoftmaxKernels.Shapes.HOPPER_REPORT_INTS);
+                    } catch (RuntimeException e) {
+                        JCudaDriver.cuModuleUnload(h);
+                        throw e;
+                    }
+                }
+                softmaxShapes = SoftmaxKernels.Shapes.of(portable, hopper);
+                softmaxHopperModule = h;
+            } catch (RuntimeException e) {
+                JCudaDriver.cuModuleUnload(m);
+                throw e;
+            }
+            softmaxModule = m;
+        }
+        return softmaxShapes;
+    }
+
+    /**
+     * The softmax wgmma module, or null when it does not load (reported; the portable kernels then
+     * do the work). A layout mismatch is a broken build and fails.
+     */
+    private CUmodule loadSoftmaxHopper() {
+        CUmodule m = new CUmodule();
+        try {
+            int status = JCudaDriver.cuModuleLoadData(m, ptx(SOFTMAX_HOPPER_PTX_RESOURCE));
+            if (status != CUresult.CUDA_SUCCESS) {
+                throw new CudaException(CUresult.stringFor(status));
+            }
+        } catch (CudaException | IllegalStateException e) {
+            System.err.println("lightning: " + this + ": the Hopper softmax kernels did not load (" + e.getMessage()
+                    + "); using the portable ones");
+            return null;
+        }
+        try {
+            checkArgsLayout(m, "softmax_sm90a.ptx", SoftmaxKernels.ARGS_LAYOUT, SoftmaxArgs.Field.values().length,
+                    SoftmaxArgs::verify);
+        } catch (RuntimeException e) {
+            JCudaDriver.cuModuleUnload(m);
+            throw e;
+        }
+        return m;
     }
 
     /** Whether a module has a kernel of that name (the Hopper kernels exist only on such devices). */

@@ -25,7 +25,7 @@ class KernelArgsTest {
     private static final Path HEADER = Path.of("src", "main", "cuda", "lightning_args.cuh");
 
     /** A field of the C struct: its name and its size in bytes. */
-    private record CField(String name, int size) {
+    record CField(String name, int size) {
     }
 
     @Test
@@ -56,7 +56,7 @@ class KernelArgsTest {
 
     @Test
     void fieldsMatchTheHeaderInOrderNameAndSize() throws IOException {
-        List<CField> header = structFields(Files.readString(HEADER));
+        List<CField> header = structFields(Files.readString(HEADER), "LightningArgs");
         KernelArgs.Field[] java = KernelArgs.Field.values();
         List<String> headerNames = new ArrayList<>();
         for (CField f : header) {
@@ -86,7 +86,7 @@ class KernelArgsTest {
             reported.add(m.group(1));
         }
         List<String> declared = new ArrayList<>();
-        for (CField f : structFields(text)) {
+        for (CField f : structFields(text, "LightningArgs")) {
             declared.add(f.name);
         }
         assertEquals(declared, reported, "lightning_args_layout must write the offset of every field in order");
@@ -97,12 +97,12 @@ class KernelArgsTest {
     void theParserSeesAFieldGainedOnEitherSide() throws IOException {
         String text = Files.readString(HEADER);
         String gained = text.replace("    int reserved;", "    int extraField;   // new\n    int reserved;");
-        List<CField> fields = structFields(gained);
+        List<CField> fields = structFields(gained, "LightningArgs");
         assertEquals(KernelArgs.Field.values().length + 1, fields.size());
         assertEquals("extraField", fields.get(fields.size() - 2).name);
         assertEquals("checkpointNorms", camelCase("CHECKPOINT_NORMS"));
         assertEquals("q", camelCase("Q"));
-        assertThrows(IllegalStateException.class, () -> structFields("struct Other { int a; };"));
+        assertThrows(IllegalStateException.class, () -> structFields("struct Other { int a; };", "LightningArgs"));
     }
 
     @Test
@@ -123,11 +123,14 @@ class KernelArgsTest {
         assertThrows(IllegalStateException.class, () -> KernelArgs.verify(longer));
     }
 
-    /** The fields of {@code struct LightningArgs}, in declaration order, with their C sizes (x86-64/CUDA). */
-    private static List<CField> structFields(String text) {
-        Matcher body = Pattern.compile("struct\\s+LightningArgs\\s*\\{(.*?)\\};", Pattern.DOTALL).matcher(text);
+    /**
+     * The fields of {@code struct <name>} in a header's text, in declaration order, with their C
+     * sizes (x86-64/CUDA). Also read by SoftmaxArgsTest.
+     */
+    static List<CField> structFields(String text, String name) {
+        Matcher body = Pattern.compile("struct\\s+" + name + "\\s*\\{(.*?)\\};", Pattern.DOTALL).matcher(text);
         if (!body.find()) {
-            throw new IllegalStateException("no struct LightningArgs in the header");
+            throw new IllegalStateException("no struct " + name + " in the header");
         }
         String code = body.group(1).replaceAll("//[^\\n]*", "").replaceAll("(?s)/\\*.*?\\*/", "");
         List<CField> out = new ArrayList<>();
@@ -156,7 +159,7 @@ class KernelArgsTest {
     }
 
     /** CHECKPOINT_NORMS -> checkpointNorms: the enum's names as the struct spells them. */
-    private static String camelCase(String enumName) {
+    static String camelCase(String enumName) {
         StringBuilder b = new StringBuilder();
         boolean upper = false;
         for (char ch : enumName.toLowerCase(Locale.ROOT).toCharArray()) {
