@@ -20,24 +20,24 @@ final class BatchArgs {
         EPS(4), RESERVED(4);
 
         final int size;
+        /** The running sum of the sizes before it (set with the enum, so it is right on first use). */
         int offset;
 
         Field(int size) {
             this.size = size;
         }
+
+        static {
+            int at = 0;
+            for (Field f : values()) {
+                f.offset = at;
+                at += f.size;
+            }
+        }
     }
 
     /** sizeof(LightningBatchArgs). */
-    static final int SIZE;
-
-    static {
-        int at = 0;
-        for (Field f : Field.values()) {
-            f.offset = at;
-            at += f.size;
-        }
-        SIZE = at;
-    }
+    static final int SIZE = Field.RESERVED.offset + Field.RESERVED.size;
 
     private final ByteBuffer bytes = ByteBuffer.allocate(SIZE).order(ByteOrder.LITTLE_ENDIAN);
 
