@@ -15,7 +15,7 @@
 // pass over the states, the least traffic there is (read and write each state once); q, k, v, o are
 // a few KB per sequence against 512 KB of state at H = 8, D = 128.
 //
-// Threads: 128 = 16 thread rows x 8 thread columns; thread (r, c) holds rows r, r + 16, ... of S and
+// Threads (the shipped shape): 128 = 16 thread rows x 8 thread columns; thread (r, c) holds rows r, r + 16, ... of S and
 // the 4 columns 4c..4c+3 of the tile (float4 loads and stores where Dv is a multiple of 4): a warp
 // reads 4 rows x 128 contiguous bytes. For each token, every thread updates its elements and sums
 // phi(q)_i S[i, col] over its rows; the 16 partial sums of a column meet in shared memory. Tokens are
@@ -34,17 +34,28 @@
 #include "lightning_args.cuh"          // lightning_phi: the feature maps, one owner on the device
 #include "lightning_batch_args.cuh"
 
+// The shipped shape; bench/decode_batch.py builds others (-D) to compare on a device. The host reads
+// the shape a module was built with from lightning_batch_shapes.
+#ifndef BATCH_BV
 #define BATCH_BV 32            // value columns per tile
-#define BATCH_THREADS 128
-#define BATCH_ROW_GROUPS 16    // thread rows; thread columns = BATCH_BV / 4 = 8
+#endif
+#ifndef BATCH_ROW_GROUPS
+#define BATCH_ROW_GROUPS 16    // thread rows; thread columns = BATCH_BV / 4 (8)
+#endif
+#define BATCH_THREADS (BATCH_ROW_GROUPS * BATCH_BV / 4)
 #define BATCH_GROUP 8          // most tokens staged at once
 #define BATCH_CHUNK 64         // tokens per z scan when normalizing (den[] in shared memory)
+static_assert(BATCH_THREADS % 32 == 0 && BATCH_THREADS >= BATCH_CHUNK, "whole warps, at least one thread a den[]");
+
+// Rows of the staged q and k, padded to a multiple of 4 floats so that v and the partial sums after
+// them stay 16-byte aligned for their float4 accesses whatever Dk and the group are.
+__host__ __device__ inline int lightning_batch_row(int dk) { return (dk + 3) & ~3; }
 
 // Shared memory in floats, for Dk = dk and `group` staged tokens (the host computes the same in
-// CudaBatchStep.sharedBytes; the kernel checks what it got):
-//   q[group][dk] | k[group][dk] | v[group][BV] | partial[group][ROW_GROUPS][BV] | den[CHUNK]
+// BatchModule.sharedBytes; the kernel checks what it got):
+//   q[group][row(dk)] | k[group][row(dk)] | v[group][BV] | partial[group][ROW_GROUPS][BV] | den[CHUNK]
 __host__ __device__ inline int lightning_batch_smem_floats(int dk, int group) {
-    return group * (2 * dk + BATCH_BV + BATCH_ROW_GROUPS * BATCH_BV) + BATCH_CHUNK;
+    return group * (2 * lightning_batch_row(dk) + BATCH_BV + BATCH_ROW_GROUPS * BATCH_BV) + BATCH_CHUNK;
 }
 
 template <typename T> __device__ __forceinline__ float bt_to_float(T x);
@@ -77,9 +88,10 @@ __device__ __forceinline__ void batch_step(const LightningBatchArgs& a) {
     const int dk = a.dk;
     const int dv = a.dv;
     const int group = a.group;
-    float* qs = smem;                                  // [group][dk]
-    float* ks = qs + group * dk;                       // [group][dk]
-    float* vs = ks + group * dk;                       // [group][BV]
+    const int ld = lightning_batch_row(dk);
+    float* qs = smem;                                  // [group][ld]
+    float* ks = qs + group * ld;                       // [group][ld]
+    float* vs = ks + group * ld;                       // [group][BV]
     float4* part = reinterpret_cast<float4*>(vs + group * BATCH_BV);   // [group][ROW_GROUPS][BV / 4]
     float* den = vs + group * BATCH_BV + group * BATCH_ROW_GROUPS * BATCH_BV;   // [CHUNK]
 
@@ -174,8 +186,8 @@ __device__ __forceinline__ void batch_step(const LightningBatchArgs& a) {
                     const int t = x / dk;
                     const int i = x - t * dk;
                     const long long tok = g0 + t;
-                    qs[t * dk + i] = lightning_phi(a.featureMap, bt_to_float(q[(tok * a.headsQ + hq) * dk + i]));
-                    ks[t * dk + i] = lightning_phi(a.featureMap, bt_to_float(k[(tok * a.headsK + hk) * dk + i]));
+                    qs[t * ld + i] = lightning_phi(a.featureMap, bt_to_float(q[(tok * a.headsQ + hq) * dk + i]));
+                    ks[t * ld + i] = lightning_phi(a.featureMap, bt_to_float(k[(tok * a.headsK + hk) * dk + i]));
                 }
                 for (int x = tid; x < gn * BATCH_BV; x += BATCH_THREADS) {
                     const int t = x / BATCH_BV;
@@ -191,8 +203,8 @@ __device__ __forceinline__ void batch_step(const LightningBatchArgs& a) {
                     for (int r = 0; r < ROWS; r++) {
                         const int row = rg + BATCH_ROW_GROUPS * r;
                         if (ROWS * BATCH_ROW_GROUPS == dk || row < dk) {
-                            const float kr = ks[t * dk + row];
-                            const float qr = qs[t * dk + row];
+                            const float kr = ks[t * ld + row];
+                            const float qr = qs[t * ld + row];
                             s[r].x = fmaf(lambda, s[r].x, kr * vv.x);
                             s[r].y = fmaf(lambda, s[r].y, kr * vv.y);
                             s[r].z = fmaf(lambda, s[r].z, kr * vv.z);
@@ -244,12 +256,13 @@ __device__ __forceinline__ void batch_step(const LightningBatchArgs& a) {
 }
 
 // Traps when the launch gave less shared memory than the layout above needs (a host that computes
-// it differently), rather than computing with overlapping arrays.
+// it differently), rather than computing with overlapping arrays; and for a Dk this shape cannot
+// hold (z takes two values a thread).
 __device__ __forceinline__ void batch_check_smem(const LightningBatchArgs& a) {
     unsigned got;
     asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(got));
     if (got < 4u * (unsigned)lightning_batch_smem_floats(a.dk, a.group) || a.group < 1 || a.group > BATCH_GROUP
-        || a.dk > 256) {
+        || a.dk > 256 || (a.normalize && a.dk > 2 * BATCH_THREADS)) {
         __trap();
     }
 }
@@ -260,17 +273,21 @@ __device__ __forceinline__ void batch_check_smem(const LightningBatchArgs& a) {
         batch_step<T, ROWS, STREAM>(a);                                                       \
     }
 
-BATCH_KERNEL(lightning_batch_step_f32_r4, float, 4, false)
-BATCH_KERNEL(lightning_batch_step_f32_r8, float, 8, false)
-BATCH_KERNEL(lightning_batch_step_f32_r16, float, 16, false)
 BATCH_KERNEL(lightning_batch_step_bf16_r4, __nv_bfloat16, 4, false)
 BATCH_KERNEL(lightning_batch_step_bf16_r8, __nv_bfloat16, 8, false)
 BATCH_KERNEL(lightning_batch_step_bf16_r16, __nv_bfloat16, 16, false)
+// The evict-first variants, for the benchmark's comparison (bench/decode_batch.py).
+BATCH_KERNEL(lightning_batch_step_bf16_r4_cs, __nv_bfloat16, 4, true)
+BATCH_KERNEL(lightning_batch_step_bf16_r8_cs, __nv_bfloat16, 8, true)
+BATCH_KERNEL(lightning_batch_step_bf16_r16_cs, __nv_bfloat16, 16, true)
+#ifndef BATCH_BF16_ONLY        // the benchmark's variant builds need only these
+BATCH_KERNEL(lightning_batch_step_f32_r4, float, 4, false)
+BATCH_KERNEL(lightning_batch_step_f32_r8, float, 8, false)
+BATCH_KERNEL(lightning_batch_step_f32_r16, float, 16, false)
 BATCH_KERNEL(lightning_batch_step_f16_r4, __half, 4, false)
 BATCH_KERNEL(lightning_batch_step_f16_r8, __half, 8, false)
 BATCH_KERNEL(lightning_batch_step_f16_r16, __half, 16, false)
-// The evict-first variant, for the benchmark's comparison (bench/decode_batch.py).
-BATCH_KERNEL(lightning_batch_step_bf16_r8_cs, __nv_bfloat16, 8, true)
+#endif
 
 // Launch shapes as the module has them, for the host: [BV, threads, most tokens staged, z chunk].
 extern "C" __global__ void lightning_batch_shapes(int* out) {

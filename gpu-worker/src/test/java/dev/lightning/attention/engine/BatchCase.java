@@ -120,6 +120,10 @@ public record BatchCase(String name, int sequences, int hq, int hk, int hv, int 
         out.add(new BatchCase("N=1000 mixed GQA elu1 normalized", 1000, 3, 1, 1, 8, 12, FeatureMap.ELU1, true,
                 DType.BF16, mixed, 17));
         out.add(new BatchCase("N=7 mixed Dv odd", 7, 3, 3, 3, 33, 37, FeatureMap.IDENTITY, false, DType.F32, mixed, 18));
+        out.add(new BatchCase("N=7 Dk odd, at most 3 tokens, elu1 normalized", 7, 3, 3, 3, 33, 37, FeatureMap.ELU1, true,
+                DType.F16, new int[] {1, 3}, 19));
+        out.add(new BatchCase("N=7 Dk=130 relu normalized, 130 tokens", 7, 3, 3, 3, 130, 70, FeatureMap.RELU, true,
+                DType.F32, new int[] {1, 130}, 20));
         return out;
     }
 

@@ -110,9 +110,13 @@ final class BatchModule {
         });
     }
 
-    /** Shared memory of a launch, in bytes, as lightning_batch_smem_floats computes it. */
+    /**
+     * Shared memory of a launch, in bytes, as lightning_batch_smem_floats computes it: staged q and k
+     * rows padded to 4 floats, v, the partial sums and the denominators.
+     */
     int sharedBytes(int dk, int stagedTokens) {
-        return 4 * (stagedTokens * (2 * dk + columns + rowGroups * columns) + chunk);
+        int row = (dk + 3) & ~3;
+        return 4 * (stagedTokens * (2 * row + columns + rowGroups * columns) + chunk);
     }
 
     /** Runs a one-thread report kernel {@code kernel(int* out)} and returns the {@code ints} values it wrote. */
