@@ -270,6 +270,7 @@ __device__ __forceinline__ void batch_check_smem(const LightningBatchArgs& a) {
 #define BATCH_KERNEL(NAME, T, ROWS, STREAM)                                                   \
     extern "C" __global__ void __launch_bounds__(BATCH_THREADS) NAME(const LightningBatchArgs a) { \
         batch_check_smem(a);                                                                  \
+        if (ROWS * BATCH_ROW_GROUPS < a.dk) __trap(); /* the host picked too few rows a thread */ \
         batch_step<T, ROWS, STREAM>(a);                                                       \
     }
 
