@@ -1,5 +1,6 @@
 package dev.lightning.attention.engine;
 
+import dev.lightning.attention.engine.cpu.BatchHead;
 import dev.lightning.attention.tensor.TokenTensor;
 
 import java.util.ArrayList;
@@ -17,12 +18,12 @@ import java.util.concurrent.Future;
  *   for each row i of S:  for t:  S[i,:] = lambda S[i,:] + phi(k_t)_i v_t,   acc_t += phi(q_t)_i S[i,:]
  *   o_t = scale acc_t / den_t
  * </pre>
- * Rows outer, tokens inner: a row of S (Dv floats) is read from memory once and written once per
- * step whatever n is, and stays in L1 across the tokens; the accumulators (n x Dv) stay in L1/L2.
- * With one token per sequence the step is a single streaming pass over the states (2 flops per
- * element over 8 bytes moved): memory-bound, so the plain loops, which the JIT vectorizes, are as
- * fast as hand-written vectors would be. Sequences are independent (distinct slots), so with
- * {@code threads} > 1 they are spread over a fixed pool in contiguous ranges.
+ * Rows outer, tokens inner ({@link BatchHead}, on jdk.incubator.vector where the JVM has it): a
+ * vector of S is read from memory once and written once per step whatever n is, and stays in a
+ * register across the tokens; the accumulators (n x Dv) stay in L1/L2. With one token per sequence
+ * the step is a single streaming pass over the states (4 flops per element over 8 bytes moved):
+ * memory-bound once the states outgrow the caches. Sequences are independent (distinct slots), so
+ * with {@code threads} > 1 they are spread over a fixed pool in contiguous ranges.
  */
 final class CpuBatchStep implements BatchStep {
     private final AttentionSpec spec;
@@ -152,20 +153,7 @@ final class CpuBatchStep implements BatchStep {
                 }
             }
             java.util.Arrays.fill(acc, 0, n * dv, 0f);
-            int base = h * dk * dv;
-            for (int i = 0; i < dk; i++) {
-                int row = base + i * dv;
-                for (int t = 0; t < n; t++) {
-                    float ki = k[t * dk + i];
-                    float qi = q[t * dk + i];
-                    int vo = t * dv;
-                    for (int j = 0; j < dv; j++) {
-                        float x = lambda * s[row + j] + ki * v[vo + j];
-                        s[row + j] = x;
-                        acc[vo + j] += qi * x;
-                    }
-                }
-            }
+            BatchHead.update(lambda, s, h * dk * dv, dk, dv, q, k, v, acc, n);
             float scale = (float) spec.scale();
             for (int t = 0; t < n; t++) {
                 if (spec.normalized()) {
