@@ -342,10 +342,10 @@ def decode_timing():
     dst = torch.empty_like(states)
     nbytes = states.numel() * 4
     cms, clo, chi = median_ms(lambda: dst.copy_(states), 10, 2)
-    copy_bw = 2 * nbytes / cms / 1e9
+    copy_bw = 2 * nbytes / cms / 1e9   # bytes per ms / 1e9 = TB/s
     log(f"  torch copy of the same {nbytes / 1e9:.1f} GB (read + write): {cms:.2f} ms (min {clo:.2f}, max {chi:.2f}) "
-        f"= {copy_bw / 1e3:.3f} TB/s")
-    RESULTS["copy_tbs"] = copy_bw / 1e3
+        f"= {copy_bw:.3f} TB/s")
+    RESULTS["copy_tbs"] = copy_bw
     del dst
     torch.cuda.empty_cache()
     q, k, v = (torch.randn(n, HEADS, D, device="cuda").to(torch.bfloat16) for _ in range(3))
@@ -357,7 +357,7 @@ def decode_timing():
             ms, lo, hi = median_ms(lambda: step(spec, q, k, v, o, states, states, offsets, slots, 1, suffix), 10, 2)
             bw = 2 * nbytes / ms / 1e9
             log(f"  decode N={n} slots {order} kernel{suffix or ' (plain loads)'}: {ms:.2f} ms (min {lo:.2f}, max "
-                f"{hi:.2f}); state traffic {bw / 1e3:.3f} TB/s = {bw / copy_bw:.3f} of the copy; "
+                f"{hi:.2f}); state traffic {bw:.3f} TB/s = {bw / copy_bw:.3f} of the copy; "
                 f"{n / ms * 1e3 / 1e6:.2f} M tokens/s")
             RESULTS[f"decode_65536_{order.replace(' ', '_')}{suffix}_ms"] = ms
             RESULTS[f"decode_65536_{order.replace(' ', '_')}{suffix}_fraction"] = bw / copy_bw
@@ -372,7 +372,7 @@ def decode_timing():
     slots = torch.randperm(n, device="cuda").int()
     ms, lo, hi = median_ms(lambda: step(spec, q, k, v, o, states, states, offsets, slots, 1), 10, 2)
     bw = 2 * n * STATE_BYTES / ms / 1e9
-    log(f"  decode N={n} (68.7 GB of states resident): {ms:.2f} ms (min {lo:.2f}, max {hi:.2f}); {bw / 1e3:.3f} TB/s "
+    log(f"  decode N={n} (68.7 GB of states resident): {ms:.2f} ms (min {lo:.2f}, max {hi:.2f}); {bw:.3f} TB/s "
         f"= {bw / copy_bw:.3f} of the copy; {n / ms * 1e3 / 1e6:.2f} M tokens/s")
     RESULTS["decode_131072_ms"] = ms
     RESULTS["decode_131072_fraction"] = bw / copy_bw
@@ -480,7 +480,7 @@ def variants():
     offsets = torch.arange(n + 1, dtype=torch.int32, device="cuda")
     slots = torch.randperm(n, device="cuda").int()
     nbytes = states.numel() * 4
-    copy_bw = RESULTS.get("copy_tbs", 0) * 1e3
+    copy_bw = RESULTS.get("copy_tbs", 0)
     shipped = MOD
     for m in mods:
         MOD = m
@@ -490,7 +490,7 @@ def variants():
             ms, lo, hi = median_ms(lambda: m.step(spec, q, k, v, o, states, states, offsets, slots, 1, suffix), 10, 2)
             bw = 2 * nbytes / ms / 1e9
             frac = bw / copy_bw if copy_bw else float("nan")
-            log(f"  {m.label}{suffix}: decode N={n} {ms:.2f} ms (min {lo:.2f}, max {hi:.2f}), {bw / 1e3:.3f} TB/s = "
+            log(f"  {m.label}{suffix}: decode N={n} {ms:.2f} ms (min {lo:.2f}, max {hi:.2f}), {bw:.3f} TB/s = "
                 f"{frac:.3f} of the copy{'' if ok else ' (FAILED its checks)'}")
             RESULTS[f"variant {m.label}{suffix}"] = [ms, frac, ok]
     MOD = shipped
