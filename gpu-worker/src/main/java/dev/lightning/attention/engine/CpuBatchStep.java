@@ -1,6 +1,7 @@
 package dev.lightning.attention.engine;
 
 import dev.lightning.attention.engine.cpu.BatchHead;
+import dev.lightning.attention.engine.cpu.CpuBackend;
 import dev.lightning.attention.tensor.TokenTensor;
 
 import java.util.ArrayList;
@@ -22,15 +23,37 @@ import java.util.concurrent.Future;
  * vector of S is read from memory once and written once per step whatever n is, and stays in a
  * register across the tokens; the accumulators (n x Dv) stay in L1/L2. With one token per sequence
  * the step is a single streaming pass over the states (4 flops per element over 8 bytes moved):
- * memory-bound once the states outgrow the caches. Sequences are independent (distinct slots), so
- * with {@code threads} > 1 they are spread over a fixed pool in contiguous ranges.
+ * memory-bound once the states outgrow the caches. A sequence of {@link #CHUNKED_FROM} or more new
+ * tokens goes through {@link CpuBackend#forward} instead (the chunked block form as dense products:
+ * the same function, faster there). Sequences are independent (distinct slots), so with
+ * {@code threads} > 1 they are spread over a fixed pool in contiguous ranges.
  */
 final class CpuBatchStep implements BatchStep {
+    /**
+     * System property: sequences of at least this many new tokens go through {@link CpuBackend}'s
+     * chunked block form (dense products at 50 to 65 GFLOP/s a core) instead of the recurrence
+     * (17 to 19 GFLOP/s at 64 tokens); for measurements. Default {@link #CHUNKED_FROM}.
+     */
+    static final String CHUNKED_PROPERTY = "lightning.batch.chunked-from";
+    /**
+     * Measured on the 2-core VM (BENCHMARKS.md "Many short sequences", tokens/s per core held, H = 8,
+     * D = 128): the recurrence / the chunked form at 8 tokens 19.8K / 15.4K, 16: 42.9K / 27.8K,
+     * 32: 44.1K / 41.6K, 64: 32.3K / 50.5K; so the chunked form from 48 tokens.
+     */
+    static final int CHUNKED_FROM = 48;
+
     private final AttentionSpec spec;
+    private final int chunkedFrom;
     private final int threads;
     private final ExecutorService pool;
 
     CpuBatchStep(AttentionSpec spec, int threads) {
+        this(spec, threads, Integer.getInteger(CHUNKED_PROPERTY, CHUNKED_FROM));
+    }
+
+    /** With sequences of {@code chunkedFrom} or more tokens through CpuBackend (tests force either path). */
+    CpuBatchStep(AttentionSpec spec, int threads, int chunkedFrom) {
+        this.chunkedFrom = Math.max(1, chunkedFrom);
         if (threads < 1) {
             throw new IllegalArgumentException("threads must be >= 1, got " + threads);
         }
@@ -99,6 +122,8 @@ final class CpuBatchStep implements BatchStep {
         final float[] v;
         final float[] acc;
         final float[] den;
+        /** The block form for sequences of many tokens, made on first use. */
+        private CpuBackend chunked;
 
         Worker(int maxTokens) {
             int m = Math.max(1, maxTokens);
@@ -117,9 +142,28 @@ final class CpuBatchStep implements BatchStep {
                 }
                 float[] s = store.kv(batch.slot(i));
                 float[] z = store.z(batch.slot(i));
+                if (n >= chunkedFrom) {
+                    chunked(batch, o, batch.start(i), n, s, z);
+                    continue;
+                }
                 for (int h = 0; h < spec.heads(); h++) {
                     head(batch, o, batch.start(i), n, h, s, z);
                 }
+            }
+        }
+
+        /** One sequence through CpuBackend.forward from its slot's state, the state after it copied back. */
+        private void chunked(TokenBatch batch, TokenTensor o, int from, int n, float[] s, float[] z) {
+            if (chunked == null) {
+                chunked = new CpuBackend();
+            }
+            LightningState before = z == null ? LightningState.of(spec.heads(), spec.dk(), spec.dv(), s)
+                    : LightningState.of(spec.heads(), spec.dk(), spec.dv(), s, z);
+            LightningState after = chunked.forward(spec, batch.q().slice(from, n), batch.k().slice(from, n),
+                    batch.v().slice(from, n), before, o.slice(from, n));
+            System.arraycopy(after.data(), 0, s, 0, s.length);
+            if (z != null) {
+                System.arraycopy(after.normalizerData(), 0, z, 0, z.length);
             }
         }
 

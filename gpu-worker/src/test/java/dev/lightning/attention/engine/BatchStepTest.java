@@ -19,8 +19,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * The CPU batch step ({@link BatchStep#cpu}) on the {@link BatchCase}s: against the float64
- * reference, two steps against one over the concatenation, against the CPU backend's forward per
- * sequence, on one thread and on three; the reference step itself against the recurrence written
+ * reference (as shipped, the recurrence alone, the chunked form alone), two steps against one over
+ * the concatenation, against the CPU backend's forward per sequence, on one thread and on three; the reference step itself against the recurrence written
  * out here; the stores' copies; and the batch's checks, each with the message it gives.
  */
 class BatchStepTest {
@@ -43,6 +43,24 @@ class BatchStepTest {
     @MethodSource("cases")
     void threadedCpuAgreesWithTheReference(BatchCase c) {
         try (BatchStep step = BatchStep.cpu(c.spec(), 3)) {
+            BatchChecks.againstReference(step, c, DType.F32, TOLERANCE);
+        }
+    }
+
+    /** Every sequence through the recurrence, however many tokens it has. */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("cases")
+    void recurrenceAloneAgreesWithTheReference(BatchCase c) {
+        try (BatchStep step = new CpuBatchStep(c.spec(), 1, Integer.MAX_VALUE)) {
+            BatchChecks.againstReference(step, c, DType.F32, TOLERANCE);
+        }
+    }
+
+    /** Every sequence through CpuBackend's chunked form, even of one token. */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("cases")
+    void chunkedAloneAgreesWithTheReference(BatchCase c) {
+        try (BatchStep step = new CpuBatchStep(c.spec(), 1, 1)) {
             BatchChecks.againstReference(step, c, DType.F32, TOLERANCE);
         }
     }
