@@ -98,6 +98,25 @@ class BatchArgsTest {
                 CudaBatchStep.kernelName(dev.lightning.attention.tensor.DType.BF16, 8));
     }
 
+    /** The committed PTX (what the jar ships) holds every kernel the host launches, in PTX ISA 9.0. */
+    @Test
+    void theShippedPtxHoldsEveryKernelTheHostLaunches() throws IOException {
+        String ptx;
+        try (var in = BatchModule.class.getResourceAsStream(BatchModule.PTX_RESOURCE)) {
+            assertTrue(in != null, BatchModule.PTX_RESOURCE + " in the jar");
+            ptx = new String(in.readAllBytes());
+        }
+        assertTrue(ptx.contains(".version 9.0"), "PTX ISA 9.0 expected (nvcc 13)");
+        for (var dtype : dev.lightning.attention.tensor.DType.values()) {
+            for (int rows : new int[] {4, 8, 16}) {
+                String name = CudaBatchStep.kernelName(dtype, rows);
+                assertTrue(ptx.contains(".entry " + name + "("), name + " in the shipped PTX");
+            }
+        }
+        assertTrue(ptx.contains(".entry " + BatchModule.ARGS_LAYOUT + "(") && ptx.contains(".entry "
+                + BatchModule.SHAPES + "("));
+    }
+
     private static String camelCase(String enumName) {
         StringBuilder b = new StringBuilder();
         boolean upper = false;
