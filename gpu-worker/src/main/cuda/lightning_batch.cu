@@ -1,0 +1,300 @@
+// The batch step of many short sequences (the batch form of decoding), loaded as PTX through JCuda's
+// driver API by engine/cuda/CudaBatchStep.java. Its own module, apart from lightning.cu: a different
+// argument struct (lightning_batch_args.cuh) and a different shape of work (many sequences of a few
+// tokens, each with a stored state, instead of one long window), and so a change here does not
+// rebuild the long-sequence kernels' PTX.
+//
+// Per sequence n (state slot slots[n], tokens [offsets[n], offsets[n+1])) and head h:
+//   S_t = lambda S_{t-1} + phi(k_t)^T v_t,   z_t = lambda z_{t-1} + phi(k_t)           (z: normalizing)
+//   o_t = scale phi(q_t) S_t  (plain)   or   scale (phi(q_t) S_t) / (phi(q_t) . z_t + eps)
+// with lambda = exp(-slope_h), S and z float32 in the store, updated in place.
+//
+// Work: one launch per batch. A CTA owns (sequence, head, tiles of BV value columns): it loads its
+// Dk x BV slice of S into registers once, runs the sequence's tokens through it in order, writes o
+// for each token and the slice back once. With one token per sequence this is a single streaming
+// pass over the states, the least traffic there is (read and write each state once); q, k, v, o are
+// a few KB per sequence against 512 KB of state at H = 8, D = 128.
+//
+// Threads (the shipped shape): 128 = 16 thread rows x 8 thread columns; thread (r, c) holds rows r, r + 16, ... of S and
+// the 4 columns 4c..4c+3 of the tile (float4 loads and stores where Dv is a multiple of 4): a warp
+// reads 4 rows x 128 contiguous bytes. For each token, every thread updates its elements and sums
+// phi(q)_i S[i, col] over its rows; the 16 partial sums of a column meet in shared memory. Tokens are
+// staged `group` (<= 8) at a time, so there are 3 barriers per group, not per token.
+//
+// Normalizing: every column tile needs the denominators, and z belongs to the head, not to a tile;
+// a second CTA of the same head reading z while the first writes it back would race. So a
+// normalizing CTA walks all tiles of its head (tilesPerCta = all) and owns z: it scans z over up to
+// CHUNK tokens (den_t into shared memory), then runs those tokens through each tile, and so on.
+//
+// Decay is expf(-slope), applied once per token; never products of powers.
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include "lightning_args.cuh"          // lightning_phi: the feature maps, one owner on the device
+#include "lightning_batch_args.cuh"
+
+// The shipped shape; bench/decode_batch.py builds others (-D) to compare on a device. The host reads
+// the shape a module was built with from lightning_batch_shapes.
+#ifndef BATCH_BV
+#define BATCH_BV 32            // value columns per tile
+#endif
+#ifndef BATCH_ROW_GROUPS
+#define BATCH_ROW_GROUPS 16    // thread rows; thread columns = BATCH_BV / 4 (8)
+#endif
+#define BATCH_THREADS (BATCH_ROW_GROUPS * BATCH_BV / 4)
+#define BATCH_GROUP 8          // most tokens staged at once
+#define BATCH_CHUNK 64         // tokens per z scan when normalizing (den[] in shared memory)
+static_assert(BATCH_THREADS % 32 == 0 && BATCH_THREADS >= BATCH_CHUNK, "whole warps, at least one thread a den[]");
+
+// Rows of the staged q and k, padded to a multiple of 4 floats so that v and the partial sums after
+// them stay 16-byte aligned for their float4 accesses whatever Dk and the group are.
+__host__ __device__ inline int lightning_batch_row(int dk) { return (dk + 3) & ~3; }
+
+// Shared memory in floats, for Dk = dk and `group` staged tokens (the host computes the same in
+// BatchModule.sharedBytes; the kernel checks what it got):
+//   q[group][row(dk)] | k[group][row(dk)] | v[group][BV] | partial[group][ROW_GROUPS][BV] | den[CHUNK]
+__host__ __device__ inline int lightning_batch_smem_floats(int dk, int group) {
+    return group * (2 * lightning_batch_row(dk) + BATCH_BV + BATCH_ROW_GROUPS * BATCH_BV) + BATCH_CHUNK;
+}
+
+template <typename T> __device__ __forceinline__ float bt_to_float(T x);
+template <> __device__ __forceinline__ float bt_to_float<float>(float x) { return x; }
+template <> __device__ __forceinline__ float bt_to_float<__nv_bfloat16>(__nv_bfloat16 x) { return __bfloat162float(x); }
+template <> __device__ __forceinline__ float bt_to_float<__half>(__half x) { return __half2float(x); }
+
+template <typename T> __device__ __forceinline__ T bt_from_float(float x);
+template <> __device__ __forceinline__ float bt_from_float<float>(float x) { return x; }
+template <> __device__ __forceinline__ __nv_bfloat16 bt_from_float<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
+template <> __device__ __forceinline__ __half bt_from_float<__half>(float x) { return __float2half_rn(x); }
+
+// State loads and stores; STREAM uses the evict-first (".cs") cache hint, since a state is touched
+// once per step (the benchmark times both).
+template <bool STREAM> __device__ __forceinline__ float4 bt_load4(const float* p) {
+    return STREAM ? __ldcs(reinterpret_cast<const float4*>(p)) : *reinterpret_cast<const float4*>(p);
+}
+template <bool STREAM> __device__ __forceinline__ void bt_store4(float* p, float4 x) {
+    if (STREAM) {
+        __stcs(reinterpret_cast<float4*>(p), x);
+    } else {
+        *reinterpret_cast<float4*>(p) = x;
+    }
+}
+
+// ROWS: rows of S per thread, ceil(Dk / 16) rounded up to 4, 8 or 16 (Dk <= 64, 128, 256).
+template <typename T, int ROWS, bool STREAM>
+__device__ __forceinline__ void batch_step(const LightningBatchArgs& a) {
+    extern __shared__ float smem[];
+    const int dk = a.dk;
+    const int dv = a.dv;
+    const int group = a.group;
+    const int ld = lightning_batch_row(dk);
+    float* qs = smem;                                  // [group][ld]
+    float* ks = qs + group * ld;                       // [group][ld]
+    float* vs = ks + group * ld;                       // [group][BV]
+    float4* part = reinterpret_cast<float4*>(vs + group * BATCH_BV);   // [group][ROW_GROUPS][BV / 4]
+    float* den = vs + group * BATCH_BV + group * BATCH_ROW_GROUPS * BATCH_BV;   // [CHUNK]
+
+    const int tiles = (dv + BATCH_BV - 1) / BATCH_BV;
+    const int groupsPerHead = tiles / a.tilesPerCta;
+    long long b = blockIdx.x;
+    const int tileGroup = (int)(b % groupsPerHead);
+    b /= groupsPerHead;
+    const int h = (int)(b % a.heads);
+    const int seq = (int)(b / a.heads);
+    if (seq >= a.count) {
+        return;
+    }
+    const int begin = a.offsets[seq];
+    const int end = a.offsets[seq + 1];
+    if (end <= begin) {
+        return;                                        // no tokens: the state stays as it is
+    }
+    const long long slot = a.slots[seq];
+    const int hq = h / (a.heads / a.headsQ);
+    const int hk = h / (a.heads / a.headsK);
+    const int hv = h / (a.heads / a.headsV);
+    const float lambda = expf(-a.slopes[h]);
+    const int tid = threadIdx.x;
+    const int rg = tid / (BATCH_BV / 4);               // thread row 0..15
+    const int cg = tid % (BATCH_BV / 4);               // thread column 0..7
+    const bool vec = (dv & 3) == 0;
+    float* S = a.states + (slot * a.heads + h) * (long long)dk * dv;
+    const T* q = static_cast<const T*>(a.q);
+    const T* k = static_cast<const T*>(a.k);
+    const T* v = static_cast<const T*>(a.v);
+    T* o = static_cast<T*>(a.o);
+
+    // z: thread i holds z[i] and z[i + 128] (Dk <= 256) for the whole sequence.
+    float z0 = 0.f, z1 = 0.f;
+    float* Z = a.normalize ? a.norms + (slot * a.heads + h) * (long long)dk : nullptr;
+    if (Z != nullptr) {
+        if (tid < dk) z0 = Z[tid];
+        if (tid + BATCH_THREADS < dk) z1 = Z[tid + BATCH_THREADS];
+    }
+    const int chunk = a.normalize ? BATCH_CHUNK : (end - begin);
+    for (int c0 = begin; c0 < end; c0 += chunk) {
+        const int c1 = min(end, c0 + chunk);
+        if (Z != nullptr) {
+            // den_t = phi(q_t) . z_t for the chunk's tokens (eps added where it is used)
+            __syncthreads();                           // the previous chunk's den is read
+            if (tid < BATCH_CHUNK) den[tid] = 0.f;
+            __syncthreads();
+            for (int t = c0; t < c1; t++) {
+                float p = 0.f;
+                if (tid < dk) {
+                    float kk = lightning_phi(a.featureMap, bt_to_float(k[((long long)t * a.headsK + hk) * dk + tid]));
+                    float qq = lightning_phi(a.featureMap, bt_to_float(q[((long long)t * a.headsQ + hq) * dk + tid]));
+                    z0 = lambda * z0 + kk;
+                    p = qq * z0;
+                }
+                if (tid + BATCH_THREADS < dk) {
+                    int i = tid + BATCH_THREADS;
+                    float kk = lightning_phi(a.featureMap, bt_to_float(k[((long long)t * a.headsK + hk) * dk + i]));
+                    float qq = lightning_phi(a.featureMap, bt_to_float(q[((long long)t * a.headsQ + hq) * dk + i]));
+                    z1 = lambda * z1 + kk;
+                    p += qq * z1;
+                }
+                for (int off = 16; off > 0; off >>= 1) p += __shfl_xor_sync(0xffffffffu, p, off);
+                if ((tid & 31) == 0) atomicAdd(&den[t - c0], p);
+            }
+            // den[] is complete after the barrier at the top of the first group below
+        }
+        for (int tile = tileGroup * a.tilesPerCta; tile < (tileGroup + 1) * a.tilesPerCta; tile++) {
+            const int col0 = tile * BATCH_BV + cg * 4;
+            float4 s[ROWS];
+#pragma unroll
+            for (int r = 0; r < ROWS; r++) {
+                const int row = rg + BATCH_ROW_GROUPS * r;
+                s[r] = make_float4(0.f, 0.f, 0.f, 0.f);
+                if (row < dk && col0 < dv) {
+                    const float* p = S + (long long)row * dv + col0;
+                    if (vec) {
+                        s[r] = bt_load4<STREAM>(p);
+                    } else {
+                        s[r].x = p[0];
+                        if (col0 + 1 < dv) s[r].y = p[1];
+                        if (col0 + 2 < dv) s[r].z = p[2];
+                        if (col0 + 3 < dv) s[r].w = p[3];
+                    }
+                }
+            }
+            for (int g0 = c0; g0 < c1; g0 += group) {
+                const int gn = min(group, c1 - g0);
+                __syncthreads();                       // the previous group's staging and partials are read
+                for (int x = tid; x < gn * dk; x += BATCH_THREADS) {
+                    const int t = x / dk;
+                    const int i = x - t * dk;
+                    const long long tok = g0 + t;
+                    qs[t * ld + i] = lightning_phi(a.featureMap, bt_to_float(q[(tok * a.headsQ + hq) * dk + i]));
+                    ks[t * ld + i] = lightning_phi(a.featureMap, bt_to_float(k[(tok * a.headsK + hk) * dk + i]));
+                }
+                for (int x = tid; x < gn * BATCH_BV; x += BATCH_THREADS) {
+                    const int t = x / BATCH_BV;
+                    const int c = x - t * BATCH_BV;
+                    const int col = tile * BATCH_BV + c;
+                    vs[t * BATCH_BV + c] = col < dv ? bt_to_float(v[((long long)(g0 + t) * a.headsV + hv) * dv + col]) : 0.f;
+                }
+                __syncthreads();
+                for (int t = 0; t < gn; t++) {
+                    const float4 vv = reinterpret_cast<const float4*>(vs + t * BATCH_BV)[cg];
+                    float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+                    for (int r = 0; r < ROWS; r++) {
+                        const int row = rg + BATCH_ROW_GROUPS * r;
+                        if (ROWS * BATCH_ROW_GROUPS == dk || row < dk) {
+                            const float kr = ks[t * ld + row];
+                            const float qr = qs[t * ld + row];
+                            s[r].x = fmaf(lambda, s[r].x, kr * vv.x);
+                            s[r].y = fmaf(lambda, s[r].y, kr * vv.y);
+                            s[r].z = fmaf(lambda, s[r].z, kr * vv.z);
+                            s[r].w = fmaf(lambda, s[r].w, kr * vv.w);
+                            acc.x = fmaf(qr, s[r].x, acc.x);
+                            acc.y = fmaf(qr, s[r].y, acc.y);
+                            acc.z = fmaf(qr, s[r].z, acc.z);
+                            acc.w = fmaf(qr, s[r].w, acc.w);
+                        }
+                    }
+                    part[(t * BATCH_ROW_GROUPS + rg) * (BATCH_BV / 4) + cg] = acc;
+                }
+                __syncthreads();
+                const float* pf = reinterpret_cast<const float*>(part);
+                for (int x = tid; x < gn * BATCH_BV; x += BATCH_THREADS) {
+                    const int t = x / BATCH_BV;
+                    const int c = x - t * BATCH_BV;
+                    const int col = tile * BATCH_BV + c;
+                    if (col < dv) {
+                        float sum = 0.f;
+#pragma unroll
+                        for (int r = 0; r < BATCH_ROW_GROUPS; r++) sum += pf[(t * BATCH_ROW_GROUPS + r) * BATCH_BV + c];
+                        const float out = a.normalize ? a.scale * sum / (den[g0 + t - c0] + a.eps) : a.scale * sum;
+                        o[((long long)(g0 + t) * a.heads + h) * dv + col] = bt_from_float<T>(out);
+                    }
+                }
+            }
+#pragma unroll
+            for (int r = 0; r < ROWS; r++) {
+                const int row = rg + BATCH_ROW_GROUPS * r;
+                if (row < dk && col0 < dv) {
+                    float* p = S + (long long)row * dv + col0;
+                    if (vec) {
+                        bt_store4<STREAM>(p, s[r]);
+                    } else {
+                        p[0] = s[r].x;
+                        if (col0 + 1 < dv) p[1] = s[r].y;
+                        if (col0 + 2 < dv) p[2] = s[r].z;
+                        if (col0 + 3 < dv) p[3] = s[r].w;
+                    }
+                }
+            }
+        }
+    }
+    if (Z != nullptr) {
+        if (tid < dk) Z[tid] = z0;
+        if (tid + BATCH_THREADS < dk) Z[tid + BATCH_THREADS] = z1;
+    }
+}
+
+// Traps when the launch gave less shared memory than the layout above needs (a host that computes
+// it differently), rather than computing with overlapping arrays; and for a Dk this shape cannot
+// hold (z takes two values a thread).
+__device__ __forceinline__ void batch_check_smem(const LightningBatchArgs& a) {
+    unsigned got;
+    asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(got));
+    if (got < 4u * (unsigned)lightning_batch_smem_floats(a.dk, a.group) || a.group < 1 || a.group > BATCH_GROUP
+        || a.dk > 256 || (a.normalize && a.dk > 2 * BATCH_THREADS)) {
+        __trap();
+    }
+}
+
+#define BATCH_KERNEL(NAME, T, ROWS, STREAM)                                                   \
+    extern "C" __global__ void __launch_bounds__(BATCH_THREADS) NAME(const LightningBatchArgs a) { \
+        batch_check_smem(a);                                                                  \
+        if (ROWS * BATCH_ROW_GROUPS < a.dk) __trap(); /* the host picked too few rows a thread */ \
+        batch_step<T, ROWS, STREAM>(a);                                                       \
+    }
+
+BATCH_KERNEL(lightning_batch_step_bf16_r4, __nv_bfloat16, 4, false)
+BATCH_KERNEL(lightning_batch_step_bf16_r8, __nv_bfloat16, 8, false)
+BATCH_KERNEL(lightning_batch_step_bf16_r16, __nv_bfloat16, 16, false)
+// The evict-first variants, for the benchmark's comparison (bench/decode_batch.py).
+BATCH_KERNEL(lightning_batch_step_bf16_r4_cs, __nv_bfloat16, 4, true)
+BATCH_KERNEL(lightning_batch_step_bf16_r8_cs, __nv_bfloat16, 8, true)
+BATCH_KERNEL(lightning_batch_step_bf16_r16_cs, __nv_bfloat16, 16, true)
+#ifndef BATCH_BF16_ONLY        // the benchmark's variant builds need only these
+BATCH_KERNEL(lightning_batch_step_f32_r4, float, 4, false)
+BATCH_KERNEL(lightning_batch_step_f32_r8, float, 8, false)
+BATCH_KERNEL(lightning_batch_step_f32_r16, float, 16, false)
+BATCH_KERNEL(lightning_batch_step_f16_r4, __half, 4, false)
+BATCH_KERNEL(lightning_batch_step_f16_r8, __half, 8, false)
+BATCH_KERNEL(lightning_batch_step_f16_r16, __half, 16, false)
+#endif
+
+// Launch shapes as the module has them, for the host: [BV, threads, most tokens staged, z chunk].
+extern "C" __global__ void lightning_batch_shapes(int* out) {
+    out[0] = BATCH_BV;
+    out[1] = BATCH_THREADS;
+    out[2] = BATCH_GROUP;
+    out[3] = BATCH_CHUNK;
+    out[4] = BATCH_ROW_GROUPS;
+}

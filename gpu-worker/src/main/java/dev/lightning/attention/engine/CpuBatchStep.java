@@ -1,0 +1,223 @@
+package dev.lightning.attention.engine;
+
+import dev.lightning.attention.engine.cpu.BatchHead;
+import dev.lightning.attention.engine.cpu.CpuBackend;
+import dev.lightning.attention.tensor.TokenTensor;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+
+/**
+ * The float32 CPU batch step: the recurrence, token by token, over each sequence's state in place.
+ * For one head of one sequence with new tokens t = 0..n-1:
+ * <pre>
+ *   z_t   = lambda z_{t-1} + phi(k_t),   den_t = phi(q_t) . z_t + eps           (normalizing; else den_t = 1)
+ *   for each row i of S:  for t:  S[i,:] = lambda S[i,:] + phi(k_t)_i v_t,   acc_t += phi(q_t)_i S[i,:]
+ *   o_t = scale acc_t / den_t
+ * </pre>
+ * Rows outer, tokens inner ({@link BatchHead}, on jdk.incubator.vector where the JVM has it): a
+ * vector of S is read from memory once and written once per step whatever n is, and stays in a
+ * register across the tokens; the accumulators (n x Dv) stay in L1/L2. With one token per sequence
+ * the step is a single streaming pass over the states (4 flops per element over 8 bytes moved):
+ * memory-bound once the states outgrow the caches. A sequence of {@link #CHUNKED_FROM} or more new
+ * tokens goes through {@link CpuBackend#forward} instead (the chunked block form as dense products:
+ * the same function, faster there). Sequences are independent (distinct slots), so with
+ * {@code threads} > 1 they are spread over a fixed pool in contiguous ranges.
+ */
+final class CpuBatchStep implements BatchStep {
+    /**
+     * System property: sequences of at least this many new tokens go through {@link CpuBackend}'s
+     * chunked block form (dense products at 50 to 65 GFLOP/s a core) instead of the recurrence
+     * (17 to 19 GFLOP/s at 64 tokens); for measurements. Default {@link #CHUNKED_FROM}.
+     */
+    static final String CHUNKED_PROPERTY = "lightning.batch.chunked-from";
+    /**
+     * Measured on the 2-core VM (BENCHMARKS.md "Many short sequences", tokens/s per core held, H = 8,
+     * D = 128): the recurrence / the chunked form at 8 tokens 19.8K / 15.4K, 16: 42.9K / 27.8K,
+     * 32: 44.1K / 41.6K, 64: 32.3K / 50.5K; so the chunked form from 48 tokens.
+     */
+    static final int CHUNKED_FROM = 48;
+
+    private final AttentionSpec spec;
+    private final int chunkedFrom;
+    private final int threads;
+    private final ExecutorService pool;
+
+    CpuBatchStep(AttentionSpec spec, int threads) {
+        this(spec, threads, Integer.getInteger(CHUNKED_PROPERTY, CHUNKED_FROM));
+    }
+
+    /** With sequences of {@code chunkedFrom} or more tokens through CpuBackend (tests force either path). */
+    CpuBatchStep(AttentionSpec spec, int threads, int chunkedFrom) {
+        this.chunkedFrom = Math.max(1, chunkedFrom);
+        if (threads < 1) {
+            throw new IllegalArgumentException("threads must be >= 1, got " + threads);
+        }
+        this.spec = spec;
+        this.threads = threads;
+        this.pool = threads > 1 ? Executors.newFixedThreadPool(threads, r -> {
+            Thread t = new Thread(r, "lightning-batch-step");
+            t.setDaemon(true);
+            return t;
+        }) : null;
+    }
+
+    @Override
+    public String name() {
+        return "cpu";
+    }
+
+    @Override
+    public String device() {
+        return "cpu";
+    }
+
+    @Override
+    public AttentionSpec spec() {
+        return spec;
+    }
+
+    @Override
+    public StateStore allocate(int slots) {
+        return new HostStateStore(spec, slots, name());
+    }
+
+    @Override
+    public void step(StateStore states, TokenBatch batch, TokenTensor o) {
+        BatchStep.check(this, states, batch, o);
+        HostStateStore store = HostStateStore.of(states, name());
+        int n = batch.count();
+        if (pool == null || n < 2) {
+            new Worker(batch.maxTokens()).run(store, batch, o, 0, n);
+            return;
+        }
+        List<Future<?>> parts = new ArrayList<>();
+        int per = (n + threads - 1) / threads;
+        for (int from = 0; from < n; from += per) {
+            int a = from;
+            int b = Math.min(n, from + per);
+            parts.add(pool.submit(() -> new Worker(batch.maxTokens()).run(store, batch, o, a, b)));
+        }
+        for (Future<?> f : parts) {
+            try {
+                f.get();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new IllegalStateException("interrupted during a batch step", e);
+            } catch (ExecutionException e) {
+                Throwable c = e.getCause();
+                throw c instanceof RuntimeException ? (RuntimeException) c : new IllegalStateException(c);
+            }
+        }
+    }
+
+    /** One thread's scratch: q, k [n, Dk], v, acc [n, Dv] and den [n] of one head of one sequence. */
+    private final class Worker {
+        final float[] q;
+        final float[] k;
+        final float[] v;
+        final float[] acc;
+        final float[] den;
+        /** The block form for sequences of many tokens, made on first use. */
+        private CpuBackend chunked;
+
+        Worker(int maxTokens) {
+            int m = Math.max(1, maxTokens);
+            q = new float[m * spec.dk()];
+            k = new float[m * spec.dk()];
+            v = new float[m * spec.dv()];
+            acc = new float[m * spec.dv()];
+            den = new float[m];
+        }
+
+        void run(HostStateStore store, TokenBatch batch, TokenTensor o, int fromSeq, int toSeq) {
+            for (int i = fromSeq; i < toSeq; i++) {
+                int n = batch.length(i);
+                if (n == 0) {
+                    continue;
+                }
+                float[] s = store.kv(batch.slot(i));
+                float[] z = store.z(batch.slot(i));
+                if (n >= chunkedFrom) {
+                    chunked(batch, o, batch.start(i), n, s, z);
+                    continue;
+                }
+                for (int h = 0; h < spec.heads(); h++) {
+                    head(batch, o, batch.start(i), n, h, s, z);
+                }
+            }
+        }
+
+        /** One sequence through CpuBackend.forward from its slot's state, the state after it copied back. */
+        private void chunked(TokenBatch batch, TokenTensor o, int from, int n, float[] s, float[] z) {
+            if (chunked == null) {
+                chunked = new CpuBackend();
+            }
+            LightningState before = z == null ? LightningState.of(spec.heads(), spec.dk(), spec.dv(), s)
+                    : LightningState.of(spec.heads(), spec.dk(), spec.dv(), s, z);
+            LightningState after = chunked.forward(spec, batch.q().slice(from, n), batch.k().slice(from, n),
+                    batch.v().slice(from, n), before, o.slice(from, n));
+            System.arraycopy(after.data(), 0, s, 0, s.length);
+            if (z != null) {
+                System.arraycopy(after.normalizerData(), 0, z, 0, z.length);
+            }
+        }
+
+        private void head(TokenBatch batch, TokenTensor o, int from, int n, int h, float[] s, float[] z) {
+            int dk = spec.dk();
+            int dv = spec.dv();
+            FeatureMap phi = spec.featureMap();
+            batch.q().readHead(spec.qHead(h), from, n, q);
+            batch.k().readHead(spec.kHead(h), from, n, k);
+            batch.v().readHead(spec.vHead(h), from, n, v);
+            if (phi != FeatureMap.IDENTITY) {
+                for (int x = 0; x < n * dk; x++) {
+                    q[x] = phi.apply(q[x]);
+                    k[x] = phi.apply(k[x]);
+                }
+            }
+            float lambda = (float) spec.decay(h, 1);
+            if (spec.normalized()) {
+                int zo = h * dk;
+                java.util.Arrays.fill(den, 0, n, 0f);
+                for (int i = 0; i < dk; i++) {
+                    float zi = z[zo + i];
+                    for (int t = 0; t < n; t++) {
+                        zi = lambda * zi + k[t * dk + i];
+                        den[t] += q[t * dk + i] * zi;
+                    }
+                    z[zo + i] = zi;
+                }
+                for (int t = 0; t < n; t++) {
+                    den[t] += (float) spec.eps();
+                }
+            }
+            java.util.Arrays.fill(acc, 0, n * dv, 0f);
+            BatchHead.update(lambda, s, h * dk * dv, dk, dv, q, k, v, acc, n);
+            float scale = (float) spec.scale();
+            for (int t = 0; t < n; t++) {
+                if (spec.normalized()) {
+                    for (int j = 0; j < dv; j++) {
+                        acc[t * dv + j] = scale * acc[t * dv + j] / den[t];
+                    }
+                } else {
+                    for (int j = 0; j < dv; j++) {
+                        acc[t * dv + j] *= scale;
+                    }
+                }
+            }
+            o.writeHead(h, from, n, acc);
+        }
+    }
+
+    @Override
+    public void close() {
+        if (pool != null) {
+            pool.shutdownNow();
+        }
+    }
+}

@@ -1,0 +1,86 @@
+package dev.lightning.attention.engine.cpu;
+
+/**
+ * The inner loop of the CPU batch step (engine.CpuBatchStep) for one head of one sequence with n
+ * new tokens, over its state S {@code [Dk, Dv]} in place:
+ * <pre>
+ *   for each row i of S, for t = 0..n-1:   S[i,:] = lambda S[i,:] + k[t,i] v[t,:],   acc[t,:] += q[t,i] S[i,:]
+ * </pre>
+ * (q and k already through the feature map; acc is the output's numerator.) Two versions: on
+ * jdk.incubator.vector, where a vector of S stays in a register across the tokens (S read and
+ * written once per step, v and acc from L1), and plain Java for a JVM without the module; picked
+ * once per JVM as the CPU backend picks its kernel ({@link Kernel#PROPERTY} forces one).
+ */
+public final class BatchHead {
+    private BatchHead() {
+    }
+
+    /** The loop's two implementations. */
+    abstract static class Impl {
+        abstract String name();
+
+        abstract void update(float lambda, float[] s, int so, int dk, int dv, float[] q, float[] k, float[] v,
+                             float[] acc, int n);
+    }
+
+    /** Plain Java: rows outer, tokens inner, the loop over Dv left to the JIT. */
+    static final class Scalar extends Impl {
+        @Override
+        String name() {
+            return "scalar";
+        }
+
+        @Override
+        void update(float lambda, float[] s, int so, int dk, int dv, float[] q, float[] k, float[] v, float[] acc,
+                    int n) {
+            for (int i = 0; i < dk; i++) {
+                int row = so + i * dv;
+                for (int t = 0; t < n; t++) {
+                    float ki = k[t * dk + i];
+                    float qi = q[t * dk + i];
+                    int vo = t * dv;
+                    for (int j = 0; j < dv; j++) {
+                        float x = lambda * s[row + j] + ki * v[vo + j];
+                        s[row + j] = x;
+                        acc[vo + j] += qi * x;
+                    }
+                }
+            }
+        }
+    }
+
+    private static final Impl IMPL = choose();
+
+    private static Impl choose() {
+        if (System.getProperty(Kernel.PROPERTY, "").equals("scalar")) {
+            return new Scalar();
+        }
+        try {
+            return (Impl) Class.forName("dev.lightning.attention.engine.cpu.VectorBatchHead").getDeclaredConstructor()
+                    .newInstance();
+        } catch (ReflectiveOperationException | LinkageError | RuntimeException e) {
+            return new Scalar(); // no jdk.incubator.vector in this JVM
+        }
+    }
+
+    /** "vector (...)" or "scalar": the implementation this JVM runs. */
+    public static String implementation() {
+        return IMPL.name();
+    }
+
+    /**
+     * Advances one head's state {@code s[so .. so + Dk*Dv)} by n tokens and adds each token's
+     * numerator to {@code acc} ({@code [n, Dv]}); {@code q}, {@code k} are {@code [n, Dk]} (after
+     * phi), {@code v} {@code [n, Dv]}, row-major from index 0.
+     */
+    public static void update(float lambda, float[] s, int so, int dk, int dv, float[] q, float[] k, float[] v,
+                              float[] acc, int n) {
+        IMPL.update(lambda, s, so, dk, dv, q, k, v, acc, n);
+    }
+
+    /** The plain-Java version, for tests that hold the vector one to it. */
+    static void updateScalar(float lambda, float[] s, int so, int dk, int dv, float[] q, float[] k, float[] v,
+                             float[] acc, int n) {
+        new Scalar().update(lambda, s, so, dk, dv, q, k, v, acc, n);
+    }
+}

@@ -1,0 +1,276 @@
+package dev.lightning.attention.engine.cuda;
+
+import dev.lightning.attention.engine.AttentionSpec;
+import dev.lightning.attention.engine.BatchStep;
+import dev.lightning.attention.engine.StateStore;
+import dev.lightning.attention.engine.TokenBatch;
+import dev.lightning.attention.engine.cuda.BatchArgs.Field;
+import dev.lightning.attention.engine.cuda.DeviceAllocator.Buffer;
+import dev.lightning.attention.tensor.DType;
+import dev.lightning.attention.tensor.TokenTensor;
+import jcuda.CudaException;
+import jcuda.driver.CUstream;
+import jcuda.driver.JCudaDriver;
+
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * The GPU batch step: states resident in a {@link CudaStateStore}, one kernel launch per step
+ * (lightning_batch.cu), never one per sequence. A step copies the packed q, k, v, the offsets and
+ * the slots to the device (one pinned staging buffer, one stream), launches, and copies o back;
+ * only the new tokens cross the bus, the states stay where they are.
+ *
+ * <p>o comes back in the inputs' dtype and is converted on the host when the caller's o has
+ * another; a float32 o with 16-bit inputs runs the float32 kernel on the widened inputs (16-bit
+ * values widen exactly), so that o is not rounded to 16 bits first, as {@link CudaBackend} does.
+ */
+public final class CudaBatchStep implements BatchStep {
+    private final AttentionSpec spec;
+    private final CudaDevice device;
+    private final BatchModule module;
+    private final DeviceAllocator memory;
+    private final CUstream stream = new CUstream();
+    private final Buffer slopes;
+    private final Buffer inputs;
+    private final Buffer output;
+    private final Buffer hostIn;
+    private final Buffer hostOut;
+    private boolean streamMade;
+    private boolean closed;
+
+    private CudaBatchStep(AttentionSpec spec, int ordinal) {
+        this.spec = spec;
+        this.device = CudaDevice.open(ordinal);
+        this.module = BatchModule.on(device);
+        this.memory = new DeviceAllocator("GPU batch step on " + device, DeviceAllocator.UNLIMITED, DeviceAllocator.CUDA,
+                this::synchronize, DeviceAllocator.LEAKS_ARE_ERRORS);
+        this.slopes = memory.device("slopes");
+        this.inputs = memory.device("q, k, v, offsets, slots");
+        this.output = memory.device("o");
+        this.hostIn = memory.pinned("input staging");
+        this.hostOut = memory.pinned("output staging");
+        try {
+            device.makeCurrent();
+            JCudaDriver.cuStreamCreate(stream, 0);
+            streamMade = true;
+            ByteBuffer b = ByteBuffer.allocate(spec.heads() * 4).order(ByteOrder.LITTLE_ENDIAN);
+            for (int h = 0; h < spec.heads(); h++) {
+                b.putFloat(h * 4, (float) spec.slope(h));
+            }
+            slopes.ensure(b.capacity());
+            JCudaDriver.cuMemcpyHtoD(slopes.ptr, jcuda.Pointer.to(b.array()), b.capacity());
+        } catch (RuntimeException | Error e) {
+            closed = true;
+            release();
+            throw e;
+        }
+    }
+
+    /** The GPU step for {@code spec} on CUDA device {@code ordinal}; throws IllegalStateException where no GPU is usable. */
+    public static CudaBatchStep open(AttentionSpec spec, int ordinal) {
+        return new CudaBatchStep(spec, ordinal);
+    }
+
+    @Override
+    public String name() {
+        return "gpu";
+    }
+
+    @Override
+    public String device() {
+        return device.toString();
+    }
+
+    @Override
+    public AttentionSpec spec() {
+        return spec;
+    }
+
+    @Override
+    public StateStore allocate(int slots) {
+        checkOpen();
+        return new CudaStateStore(this, device, spec, slots);
+    }
+
+    @Override
+    public void step(StateStore states, TokenBatch batch, TokenTensor o) {
+        checkOpen();
+        BatchStep.check(this, states, batch, o);
+        CudaStateStore store = CudaStateStore.of(states, this);
+        if (batch.count() == 0) {
+            return;
+        }
+        TokenTensor q = batch.q();
+        TokenTensor k = batch.k();
+        TokenTensor v = batch.v();
+        if (o.dtype() == DType.F32 && batch.dtype() != DType.F32) {
+            q = widen(q);
+            k = widen(k);
+            v = widen(v);
+        }
+        DType dtype = q.dtype();
+        device.makeCurrent();
+        try {
+            TokenTensor result = o.dtype() == dtype ? o : TokenTensor.allocate(dtype, o.tokens(), o.heads(), o.dim());
+            run(store, batch, q, k, v, result);
+            if (result != o) {
+                o.putBytes(TokenTensor.of(o.dtype(), o.tokens(), o.heads(), o.dim(), result.toFloats()).bytes());
+            }
+        } catch (CudaException e) {
+            drainQuietly();
+            device.noteError(e);
+            throw new IllegalStateException("GPU " + device + ": batch step of " + batch + " [" + spec + "] failed: "
+                    + e.getMessage(), e);
+        }
+    }
+
+    private static TokenTensor widen(TokenTensor x) {
+        return TokenTensor.of(DType.F32, x.tokens(), x.heads(), x.dim(), x.toFloats());
+    }
+
+    /** Sections of the input staging buffer, each starting at a multiple of 256 bytes. */
+    private static long align(long at) {
+        return (at + 255) / 256 * 256;
+    }
+
+    private void run(CudaStateStore store, TokenBatch batch, TokenTensor q, TokenTensor k, TokenTensor v,
+                     TokenTensor o) {
+        int n = batch.count();
+        int tiles = (spec.dv() + module.columns - 1) / module.columns;
+        int tilesPerCta = spec.normalized() ? tiles : 1;
+        long blocks = (long) n * spec.heads() * (tiles / tilesPerCta);
+        if (blocks > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("a batch of " + n + " sequences needs " + blocks + " CTAs at " + spec
+                    + ", more than one launch holds (2^31 - 1): split it into smaller batches");
+        }
+        // staging: q | k | v | offsets | slots
+        ByteBuffer[] parts = {q.bytes(), k.bytes(), v.bytes(), ints(batch.offsets()), ints(batch.slots())};
+        long[] at = new long[parts.length + 1];
+        for (int i = 0; i < parts.length; i++) {
+            at[i + 1] = align(at[i] + parts[i].remaining());
+        }
+        long oBytes = (long) o.tokens() * o.tokenBytes();
+        inputs.ensure(at[parts.length]);
+        output.ensure(Math.max(1, oBytes));
+        hostIn.ensure(at[parts.length]);
+        hostOut.ensure(Math.max(1, oBytes));
+        ByteBuffer stage = hostIn.host.getByteBuffer(0, at[parts.length]);
+        for (int i = 0; i < parts.length; i++) {
+            stage.position((int) at[i]);
+            stage.put(parts[i].duplicate());
+        }
+        JCudaDriver.cuMemcpyHtoDAsync(inputs.ptr, hostIn.host, at[parts.length], stream);
+        int rows = rowsPerThread(spec.dk());
+        int group = Math.max(1, Math.min(module.group, batch.maxTokens()));
+        BatchArgs args = new BatchArgs()
+                .ptr(Field.Q, inputs.ptr.withByteOffset(at[0]))
+                .ptr(Field.K, inputs.ptr.withByteOffset(at[1]))
+                .ptr(Field.V, inputs.ptr.withByteOffset(at[2]))
+                .ptr(Field.O, output.ptr)
+                .ptr(Field.SLOPES, slopes.ptr)
+                .ptr(Field.STATES, store.kvPointer())
+                .ptr(Field.NORMS, store.zPointer())
+                .ptr(Field.OFFSETS, inputs.ptr.withByteOffset(at[3]))
+                .ptr(Field.SLOTS, inputs.ptr.withByteOffset(at[4]))
+                .i32(Field.COUNT, n)
+                .i32(Field.HEADS, spec.heads())
+                .i32(Field.HEADS_Q, spec.headsQ())
+                .i32(Field.HEADS_K, spec.headsK())
+                .i32(Field.HEADS_V, spec.headsV())
+                .i32(Field.DK, spec.dk())
+                .i32(Field.DV, spec.dv())
+                .i32(Field.TILES_PER_CTA, tilesPerCta)
+                .i32(Field.GROUP, group)
+                .i32(Field.FEATURE_MAP, spec.featureMap().code())
+                .i32(Field.NORMALIZE, spec.normalized() ? 1 : 0)
+                .f32(Field.SCALE, (float) spec.scale())
+                .f32(Field.EPS, (float) spec.eps());
+        String kernel = kernelName(q.dtype(), rows);
+        JCudaDriver.cuLaunchKernel(module.function(kernel), (int) blocks, 1, 1, module.threads, 1, 1,
+                module.sharedBytes(spec.dk(), group), stream, args.params(), null);
+        if (oBytes > 0) {
+            JCudaDriver.cuMemcpyDtoHAsync(hostOut.host, output.ptr, oBytes, stream);
+        }
+        JCudaDriver.cuStreamSynchronize(stream);
+        if (oBytes > 0) {
+            o.putBytes(hostOut.host.getByteBuffer(0, oBytes));
+        }
+    }
+
+    /** Rows of S each thread holds: the kernels come for Dk up to 4, 8 and 16 thread-row counts. */
+    private int rowsPerThread(int dk) {
+        return dk <= 4 * module.rowGroups ? 4 : dk <= 8 * module.rowGroups ? 8 : 16;
+    }
+
+    static String kernelName(DType dtype, int rows) {
+        return "lightning_batch_step_" + Kernels.type(dtype) + "_r" + rows;
+    }
+
+    private static ByteBuffer ints(int[] values) {
+        ByteBuffer b = ByteBuffer.allocate(values.length * 4).order(ByteOrder.LITTLE_ENDIAN);
+        b.asIntBuffer().put(values);
+        return b;
+    }
+
+    private void checkOpen() {
+        if (closed) {
+            throw new IllegalStateException("GPU batch step is closed");
+        }
+    }
+
+    private void synchronize() {
+        if (streamMade) {
+            JCudaDriver.cuStreamSynchronize(stream);
+        }
+    }
+
+    private void drainQuietly() {
+        try {
+            synchronize();
+        } catch (RuntimeException ignored) {
+            // the error that brought us here is the one reported
+        }
+    }
+
+    @Override
+    public void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        device.makeCurrent();
+        RuntimeException failure = release();
+        if (failure != null) {
+            throw failure;
+        }
+    }
+
+    /** Drains the stream, frees the buffers, then the allocator, then destroys the stream; the first failure, or null. */
+    private RuntimeException release() {
+        List<RuntimeException> failures = new ArrayList<>();
+        SlicePipeline.attempt(failures, this::synchronize);
+        for (Buffer b : new Buffer[] {slopes, inputs, output, hostIn, hostOut}) {
+            SlicePipeline.attempt(failures, b::close);
+        }
+        SlicePipeline.attempt(failures, memory::close);
+        if (streamMade) {
+            SlicePipeline.attempt(failures, () -> JCudaDriver.cuStreamDestroy(stream));
+        }
+        if (failures.isEmpty()) {
+            return null;
+        }
+        RuntimeException first = failures.get(0);
+        for (RuntimeException later : failures.subList(1, failures.size())) {
+            first.addSuppressed(later);
+        }
+        return first;
+    }
+
+    @Override
+    public String toString() {
+        return "CudaBatchStep[" + spec + ", " + device + "]";
+    }
+}

@@ -1,0 +1,92 @@
+package dev.lightning.attention.engine.cuda;
+
+import dev.lightning.attention.engine.AttentionBackend;
+import dev.lightning.attention.engine.BatchCase;
+import dev.lightning.attention.engine.BatchChecks;
+import dev.lightning.attention.engine.BatchStep;
+import dev.lightning.attention.engine.Backends;
+import dev.lightning.attention.engine.StateStore;
+import dev.lightning.attention.tensor.DType;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Assumptions;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.MethodSource;
+
+import java.util.List;
+
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The GPU batch step (lightning_batch.cu through {@link CudaBatchStep}) on the {@link BatchCase}s,
+ * held to what the CPU step is held to: the float64 reference (o in float32, which runs the float32
+ * kernel on the widened inputs; o in the inputs' dtype, the 16-bit kernels, to the job's limits),
+ * two steps against one over the concatenation, and the GPU backend's forward per sequence.
+ * Skipped, with a message saying why, where no GPU is usable.
+ */
+class CudaBatchStepTest {
+    static final double TOLERANCE = 1e-5;
+
+    @BeforeAll
+    static void gpu() {
+        String reason = CudaBackend.unavailableReason();
+        if (reason != null) {
+            System.out.println("CudaBatchStepTest SKIPPED: " + reason);
+        }
+        Assumptions.assumeTrue(reason == null, "no usable GPU: " + reason);
+    }
+
+    static List<BatchCase> cases() {
+        return BatchCase.cases();
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("cases")
+    void gpuAgreesWithTheReference(BatchCase c) {
+        try (BatchStep step = BatchStep.gpu(c.spec(), 0)) {
+            BatchChecks.againstReference(step, c, DType.F32, TOLERANCE);
+        }
+    }
+
+    /** o in the inputs' own dtype: the 16-bit kernels, whose only extra error is o's rounding. */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("cases")
+    void gpuInTheInputDtypeAgreesWithTheReference(BatchCase c) {
+        double limit = c.dtype() == DType.F32 ? TOLERANCE : c.dtype() == DType.F16 ? 2e-3 : 6e-3;
+        try (BatchStep step = BatchStep.gpu(c.spec(), 0)) {
+            BatchChecks.againstReference(step, c, c.dtype(), limit);
+        }
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("cases")
+    void twoStepsEqualOneOverTheConcatenation(BatchCase c) {
+        try (BatchStep step = BatchStep.gpu(c.spec(), 0)) {
+            BatchChecks.twoStepsEqualOne(step, c, TOLERANCE);
+        }
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("cases")
+    void gpuAgreesWithTheGpuBackendPerSequence(BatchCase c) {
+        // the backend's tensor-core kernels round to 16 bits inside; its float32 kernels are the fair comparison
+        try (BatchStep step = BatchStep.gpu(c.spec(), 0);
+             AttentionBackend backend = new CudaBackend(0, false, Backends.DEFAULT_GPU_MEMORY)) {
+            BatchChecks.againstBackend(step, backend, c, TOLERANCE);
+        }
+    }
+
+    @Test
+    void aStoreOfAnotherStepIsRefused() {
+        BatchCase c = BatchCase.cases().get(1);
+        try (BatchStep a = BatchStep.gpu(c.spec(), 0); BatchStep b = BatchStep.gpu(c.spec(), 0);
+             StateStore foreign = b.allocate(4)) {
+            java.util.SplittableRandom rnd = new java.util.SplittableRandom(1);
+            var batch = c.batch(rnd, new int[] {1, 1, 1, 1, 1, 1, 1}, new int[] {0, 1, 2, 3, 4, 5, 6});
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> a.step(foreign, batch, c.output(batch)));
+            assertTrue(e.getMessage().contains("allocate()"), e.getMessage());
+        }
+    }
+}
