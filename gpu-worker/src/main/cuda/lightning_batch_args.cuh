@@ -10,6 +10,8 @@
 // mapping). Head h reads q head h / (H / Hq), k head h / (H / Hk), v head h / (H / Hv).
 #pragma once
 
+#include "args_layout.cuh"
+
 struct LightningBatchArgs {
     // ---- 8-byte fields ----
     const void* q;
@@ -41,20 +43,20 @@ struct LightningBatchArgs {
 #define LIGHTNING_BATCH_ARGS_FIELDS 23
 
 #ifdef __CUDACC__
-#include <cstddef>
-// Writes sizeof(LightningBatchArgs) and then every field's offset, in declaration order, to out.
-#define LIGHTNING_BATCH_OFFSET(F) out[i++] = (int)offsetof(LightningBatchArgs, F)
+// Writes sizeof(LightningBatchArgs) and then every field's offset, in declaration order (args_layout.cuh).
 extern "C" __global__ void lightning_batch_args_layout(int* out) {
     int i = 0;
     out[i++] = (int)sizeof(LightningBatchArgs);
-    LIGHTNING_BATCH_OFFSET(q); LIGHTNING_BATCH_OFFSET(k); LIGHTNING_BATCH_OFFSET(v); LIGHTNING_BATCH_OFFSET(o);
-    LIGHTNING_BATCH_OFFSET(slopes); LIGHTNING_BATCH_OFFSET(states); LIGHTNING_BATCH_OFFSET(norms);
-    LIGHTNING_BATCH_OFFSET(offsets); LIGHTNING_BATCH_OFFSET(slots); LIGHTNING_BATCH_OFFSET(count);
-    LIGHTNING_BATCH_OFFSET(heads); LIGHTNING_BATCH_OFFSET(headsQ); LIGHTNING_BATCH_OFFSET(headsK);
-    LIGHTNING_BATCH_OFFSET(headsV); LIGHTNING_BATCH_OFFSET(dk); LIGHTNING_BATCH_OFFSET(dv);
-    LIGHTNING_BATCH_OFFSET(tilesPerCta); LIGHTNING_BATCH_OFFSET(group); LIGHTNING_BATCH_OFFSET(featureMap);
-    LIGHTNING_BATCH_OFFSET(normalize); LIGHTNING_BATCH_OFFSET(scale); LIGHTNING_BATCH_OFFSET(eps);
-    LIGHTNING_BATCH_OFFSET(reserved);
+    ARG_OFFSET(LightningBatchArgs, q); ARG_OFFSET(LightningBatchArgs, k); ARG_OFFSET(LightningBatchArgs, v);
+    ARG_OFFSET(LightningBatchArgs, o); ARG_OFFSET(LightningBatchArgs, slopes);
+    ARG_OFFSET(LightningBatchArgs, states); ARG_OFFSET(LightningBatchArgs, norms);
+    ARG_OFFSET(LightningBatchArgs, offsets); ARG_OFFSET(LightningBatchArgs, slots);
+    ARG_OFFSET(LightningBatchArgs, count); ARG_OFFSET(LightningBatchArgs, heads);
+    ARG_OFFSET(LightningBatchArgs, headsQ); ARG_OFFSET(LightningBatchArgs, headsK);
+    ARG_OFFSET(LightningBatchArgs, headsV); ARG_OFFSET(LightningBatchArgs, dk);
+    ARG_OFFSET(LightningBatchArgs, dv); ARG_OFFSET(LightningBatchArgs, tilesPerCta);
+    ARG_OFFSET(LightningBatchArgs, group); ARG_OFFSET(LightningBatchArgs, featureMap);
+    ARG_OFFSET(LightningBatchArgs, normalize); ARG_OFFSET(LightningBatchArgs, scale);
+    ARG_OFFSET(LightningBatchArgs, eps); ARG_OFFSET(LightningBatchArgs, reserved);
 }
-#undef LIGHTNING_BATCH_OFFSET
 #endif

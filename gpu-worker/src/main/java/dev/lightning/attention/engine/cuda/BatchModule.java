@@ -46,7 +46,7 @@ final class BatchModule {
         device.makeCurrent();
         CUmodule m = new CUmodule();
         try {
-            int status = JCudaDriver.cuModuleLoadData(m, ptx());
+            int status = JCudaDriver.cuModuleLoadData(m, CudaDevice.ptx(PTX_RESOURCE));
             if (status != CUresult.CUDA_SUCCESS) {
                 throw new CudaException(CUresult.stringFor(status));
             }
@@ -55,15 +55,9 @@ final class BatchModule {
                     + ": " + e.getMessage() + "; it needs a driver for CUDA 13.0 or later", e);
         }
         try {
-            int fields = BatchArgs.Field.values().length;
-            int[] layout = report(m, ARGS_LAYOUT, 4 * (fields + 1) + 64);
-            try {
-                BatchArgs.verify(java.util.Arrays.copyOf(layout, fields + 1));
-            } catch (IllegalStateException e) {
-                throw new IllegalStateException("lightning_batch.ptx: " + e.getMessage() + " (rebuild the PTX with "
-                        + "build-ptx.sh after changing either)", e);
-            }
-            int[] shapes = report(m, SHAPES, 16);
+            CudaDevice.checkArgsLayout(m, "lightning_batch.ptx", ARGS_LAYOUT, BatchArgs.Field.values().length,
+                    BatchArgs::verify);
+            int[] shapes = CudaDevice.report(m, "lightning_batch.ptx", SHAPES, 16);
             columns = shapes[0];
             threads = shapes[1];
             group = shapes[2];
@@ -119,40 +113,4 @@ final class BatchModule {
         return 4 * (stagedTokens * (2 * row + columns + rowGroups * columns) + chunk);
     }
 
-    /** Runs a one-thread report kernel {@code kernel(int* out)} and returns the {@code ints} values it wrote. */
-    private static int[] report(CUmodule m, String kernel, int ints) {
-        CUfunction f = new CUfunction();
-        try {
-            JCudaDriver.cuModuleGetFunction(f, m, kernel);
-        } catch (CudaException e) {
-            throw new IllegalStateException("lightning_batch.ptx has no " + kernel + " kernel (" + e.getMessage()
-                    + "): it was built from older sources; rebuild it with gpu-worker/src/main/cuda/build-ptx.sh", e);
-        }
-        CUdeviceptr out = new CUdeviceptr();
-        JCudaDriver.cuMemAlloc(out, 4L * ints);
-        int[] all = new int[ints];
-        try {
-            JCudaDriver.cuMemsetD32(out, 0, ints);
-            JCudaDriver.cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, null, Pointer.to(Pointer.to(out)), null);
-            JCudaDriver.cuCtxSynchronize();
-            JCudaDriver.cuMemcpyDtoH(Pointer.to(all), out, 4L * ints);
-        } finally {
-            JCudaDriver.cuMemFree(out);
-        }
-        return all;
-    }
-
-    private static byte[] ptx() {
-        try (InputStream in = BatchModule.class.getResourceAsStream(PTX_RESOURCE)) {
-            if (in == null) {
-                throw new IllegalStateException("the batch-step PTX (" + PTX_RESOURCE + ") is missing from the jar");
-            }
-            byte[] text = in.readAllBytes();
-            byte[] terminated = new byte[text.length + 1]; // the driver reads a C string
-            System.arraycopy(text, 0, terminated, 0, text.length);
-            return terminated;
-        } catch (IOException e) {
-            throw new UncheckedIOException(e);
-        }
-    }
 }

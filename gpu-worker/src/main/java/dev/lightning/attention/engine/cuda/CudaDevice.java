@@ -164,7 +164,7 @@ final class CudaDevice {
      * that disagree would compute wrong numbers, not fail. Throws IllegalStateException naming the
      * module when the kernel is missing or the layouts differ.
      */
-    private static void checkArgsLayout(CUmodule m, String which, String kernel, int fields,
+    static void checkArgsLayout(CUmodule m, String which, String kernel, int fields,
                                         java.util.function.Consumer<int[]> verify) {
         // room for far more fields than either side has, so a larger struct cannot write past the end
         int[] all = report(m, which, kernel, 4 * (fields + 1) + 64);
@@ -181,7 +181,7 @@ final class CudaDevice {
      * launch shapes) and returns the {@code ints} values it wrote. Throws IllegalStateException
      * naming the module when it has no such kernel: a build from older sources.
      */
-    private static int[] report(CUmodule m, String which, String kernel, int ints) {
+    static int[] report(CUmodule m, String which, String kernel, int ints) {
         CUfunction f = new CUfunction();
         try {
             JCudaDriver.cuModuleGetFunction(f, m, kernel);
@@ -453,7 +453,7 @@ final class CudaDevice {
         return "cuda:" + ordinal + " (" + name + ")";
     }
 
-    private static byte[] ptx(String resource) {
+    static byte[] ptx(String resource) {
         try (InputStream in = CudaDevice.class.getResourceAsStream(resource)) {
             if (in == null) {
                 throw new IllegalStateException("the kernels' PTX (" + resource + ") is missing from the jar");

@@ -59,7 +59,7 @@ class BatchArgsTest {
         assertTrue(count.find());
         assertEquals(names.size(), Integer.parseInt(count.group(1)));
         List<String> reported = new ArrayList<>();
-        Matcher r = Pattern.compile("LIGHTNING_BATCH_OFFSET\\((\\w+)\\);").matcher(text);
+        Matcher r = Pattern.compile("ARG_OFFSET\\(LightningBatchArgs, (\\w+)\\);").matcher(text);
         while (r.find()) {
             reported.add(r.group(1));
         }
