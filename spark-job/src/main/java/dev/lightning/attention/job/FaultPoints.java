@@ -26,7 +26,9 @@ final class FaultPoints {
      * that a run in one JVM (local mode) fails there like a task whose executor broke.
      */
     static final String FAIL_PROPERTY = "lightning.test.failAt";
-    private static final java.util.concurrent.atomic.AtomicInteger REACHED = new java.util.concurrent.atomic.AtomicInteger();
+    /** Per value of {@link #FAIL_PROPERTY}: how often its point was reached, so each value counts from zero. */
+    private static final java.util.Map<String, java.util.concurrent.atomic.AtomicInteger> REACHED =
+            new java.util.concurrent.ConcurrentHashMap<>();
 
     private FaultPoints() {
     }
@@ -34,7 +36,8 @@ final class FaultPoints {
     static void reach(String name) {
         String fail = System.getProperty(FAIL_PROPERTY);
         if (fail != null && fail.startsWith(name + ":")
-                && REACHED.incrementAndGet() == Integer.parseInt(fail.substring(name.length() + 1))) {
+                && REACHED.computeIfAbsent(fail, k -> new java.util.concurrent.atomic.AtomicInteger()).incrementAndGet()
+                == Integer.parseInt(fail.substring(name.length() + 1))) {
             throw new IllegalStateException("lightning-test: failing at " + name + " as " + FAIL_PROPERTY + " asks");
         }
         String at = System.getProperty(PROPERTY);

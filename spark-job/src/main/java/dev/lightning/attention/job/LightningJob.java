@@ -275,8 +275,7 @@ final class LightningJob {
             }
         }
         ObjectNode report = report(files, reports, "succeeded", null);
-        Staging.writeAtomically(outFs, staging.report(), "driver",
-                new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValueAsBytes(report));
+        stageReport(outFs, staging, report);
         Commit.commit(outFs, outputDir, staging, published, cfg.get(Settings.OVERWRITE), lock);
 
         double seconds = (System.nanoTime() - t0) / 1e9;
@@ -305,13 +304,23 @@ final class LightningJob {
     private void failed(FileSystem fs, Staging staging, List<SequenceFile> files, Exception e) {
         try {
             ObjectNode report = report(files, reports, "failed", e);
-            Staging.writeAtomically(fs, staging.report(), "driver",
-                    new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValueAsBytes(report));
+            stageReport(fs, staging, report);
             out.println("lightning: the run failed; the output directory is unchanged. The work done so far and the "
                     + "report of the failed run are in " + staging.root + "; rerun with --resume to continue from it");
         } catch (IOException | RuntimeException again) {
             e.addSuppressed(again);
         }
+    }
+
+    /**
+     * Stages the run report, replacing one an earlier attempt of this run staged (a failed run's,
+     * before --resume): writeAtomically keeps an existing file where the file system's rename
+     * does not replace (HDFS), which is right for the same bytes and wrong for a new report.
+     */
+    private static void stageReport(FileSystem fs, Staging staging, ObjectNode report) throws IOException {
+        fs.delete(staging.report(), false);
+        Staging.writeAtomically(fs, staging.report(), "driver",
+                new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValueAsBytes(report));
     }
 
     /** Pass 2 saw every piece (and every initial state): its records say which sequences to drop. */
