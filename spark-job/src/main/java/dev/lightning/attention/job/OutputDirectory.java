@@ -182,7 +182,8 @@ final class OutputDirectory {
 
     /**
      * Refuses, before any compute, a run that cannot fit: the bytes it will stage (outputs, and
-     * for split sequences their parts and states) against the free space the file system reports.
+     * for split sequences their states between the passes; their outputs are written once, by
+     * their pieces) against the free space the file system reports.
      */
     void checkSpace(Staging staging, List<SequenceFile> files, List<List<Piece>> plan) throws IOException {
         int[] pieces = new int[files.size()];

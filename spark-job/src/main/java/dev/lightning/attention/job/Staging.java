@@ -30,7 +30,8 @@ import java.util.zip.CRC32C;
  *                        copying it, by {@link SplitOutputs}: in place (the driver creates the file, each
  *                        piece writes its byte ranges), as hidden parts beside it that the driver joins
  *                        with the file system's concat, or as NAME.index.json and NAME.parts/
- *   done/UNIT.json       one marker per finished unit of work: its files with size and CRC32C
+ *   done/UNIT.json       one marker per finished unit of work: its files (or byte ranges of a file
+ *                        written in place) with size and CRC32C
  *   _lightning_report.json, commit.json    the report, and the commit record (see {@link Commit})
  * </pre>
  * Every file is written aside and renamed into place (or, in place, its byte ranges are rewritten),
