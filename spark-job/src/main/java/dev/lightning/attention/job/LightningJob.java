@@ -250,6 +250,7 @@ final class LightningJob {
             }
         }
         Map<Integer, List<String>> publishedAs = new HashMap<>();
+        long finishStart = System.nanoTime();
         for (Map.Entry<Integer, long[]> e : shared.entrySet()) {
             if (!skipped.containsKey(e.getKey())) {
                 SequenceFile f = files.get(e.getKey());
@@ -258,6 +259,10 @@ final class LightningJob {
             }
         }
         if (!shared.isEmpty()) {
+            double seconds = (System.nanoTime() - finishStart) / 1e9;
+            passes.put("finish: outputs written by their pieces", new double[] {seconds, 0});
+            out.printf("lightning: finished %d output(s) written by their pieces (%s), %.1f s%n", publishedAs.size(),
+                    splitOutputs.form.key(), seconds);
             FaultPoints.reach("assemble");
         }
         int resumed = 0;

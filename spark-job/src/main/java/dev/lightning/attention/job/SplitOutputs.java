@@ -102,7 +102,7 @@ final class SplitOutputs implements Serializable {
 
         private static InvalidInputException refused(String setting, FileSystem fs, String why, String instead) {
             return new InvalidInputException("--output-form " + setting + ": the output's file system ("
-                    + fs.getScheme() + ") cannot give it: " + why + "; use --output-form " + instead + " or auto");
+                    + fs.getUri().getScheme() + ") cannot give it: " + why + "; use --output-form " + instead + " or auto");
         }
     }
 
