@@ -25,9 +25,11 @@ import java.nio.ByteBuffer;
  * ending up in a result file that looks finished.
  *
  * <p>With a checkpoint interval ({@link Variant#stateEvery}), each window records the states that
- * fall in it ({@link Checkpoints#of}) and pass 2 writes them, in order, to a second stream: per
- * checkpoint the bytes of {@link LightningState#toBytes} (S, then z when normalizing). Windows start
- * at chunk multiples and the interval is one, so a window never needs a state between chunks.
+ * fall in it ({@link Checkpoints#of}) and pass 2 writes them, in order, to two more streams: the S
+ * of each (the F32 bytes of [H, Dk, Dv]) to one, and with normalization its z ([H, Dk]) to another,
+ * so that each stream is one contiguous slice of the output file's {@code states} and
+ * {@code normalizers} tensors. Windows start at chunk multiples and the interval is one, so a window
+ * never needs a state between chunks.
  */
 public final class PieceWork {
     private final double scale;
@@ -148,27 +150,30 @@ public final class PieceWork {
         return state;
     }
 
-    /** Pass 2 without checkpoints ({@link #outputs(AttentionBackend, RangeReader, SequenceFile, Piece, LightningState, OutputStream, OutputStream)}). */
+    /** Pass 2 without checkpoints ({@link #outputs(AttentionBackend, RangeReader, SequenceFile, Piece, LightningState, OutputStream, OutputStream, OutputStream)}). */
     public LightningState outputs(AttentionBackend backend, RangeReader in, SequenceFile f, Piece p,
                                   LightningState incoming, OutputStream out) throws IOException {
         if (variant.checkpoints()) {
             throw new IllegalStateException("this run records states every " + variant.stateEvery()
-                    + " tokens: pass a stream for them");
+                    + " tokens: pass streams for them");
         }
-        return outputs(backend, in, f, p, incoming, out, null);
+        return outputs(backend, in, f, p, incoming, out, null, null);
     }
 
     /**
      * Pass 2: writes the piece's o bytes ({@code [n, H, Dv]} in the output dtype) to {@code out},
-     * the states recorded in it to {@code states} (each {@link LightningState#toBytes}, in order;
-     * unused without checkpoints) and returns its final state.
+     * the S of each state recorded in it ([H, Dk, Dv] float32, in order) to {@code states} and,
+     * normalizing, its z ([H, Dk] float32) to {@code normalizers}; returns its final state. The
+     * two state streams are unused (and may be null) without checkpoints, {@code normalizers}
+     * without normalization.
      *
      * @throws NonFiniteInputException  when q, k or v hold NaN/Inf (after scanning the whole piece)
      * @throws NonFiniteOutputException at the first window whose o, state or recorded states hold
      *                                  NaN/Inf, before that window is written
      */
     public LightningState outputs(AttentionBackend backend, RangeReader in, SequenceFile f, Piece p,
-                                  LightningState incoming, OutputStream out, OutputStream states) throws IOException {
+                                  LightningState incoming, OutputStream out, OutputStream states,
+                                  OutputStream normalizers) throws IOException {
         AttentionSpec spec = spec(f);
         Window w = new Window(f, spec, windowTokens(f, p), outputDtype);
         LightningState state = incoming;
@@ -184,13 +189,23 @@ public final class PieceWork {
                 }
                 w.failIfNonFiniteOutput(p, at, n, state, cp);
                 out.write(w.oBytes, 0, n * w.oTokenBytes);
-                for (int i = 0; i < cp.count(); i++) {
-                    states.write(cp.state(spec, i).toBytes());
+                if (cp.count() > 0) {
+                    writeFloats(states, cp.kvData(), cp.count() * spec.stateSize());
+                    if (spec.normalized()) {
+                        writeFloats(normalizers, cp.normalizerData(), cp.count() * spec.normalizerSize());
+                    }
                 }
             }
         }
         w.failIfNonFinite(p);
         return state;
+    }
+
+    /** The first {@code n} values of {@code values} as little-endian float32 bytes. */
+    private static void writeFloats(OutputStream out, float[] values, int n) throws IOException {
+        ByteBuffer b = ByteBuffer.allocate(Math.multiplyExact(n, Float.BYTES)).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+        b.asFloatBuffer().put(values, 0, n);
+        out.write(b.array());
     }
 
     /** A backend failure with the file, piece and tokens it was computing: the task fails with this. */

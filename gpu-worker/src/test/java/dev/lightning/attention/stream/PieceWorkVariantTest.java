@@ -101,9 +101,11 @@ class PieceWorkVariantTest {
             LightningState incoming = initial.then(spec, first.tokens(), work.localState(cpu, in, f, first));
             ByteArrayOutputStream o = new ByteArrayOutputStream();
             ByteArrayOutputStream states = new ByteArrayOutputStream();
-            work.outputs(cpu, in, f, first, initial, o, states);
-            assertEquals(3 * spec.stateBytes(), states.size(), "the first piece records 3 states, S and z each");
-            LightningState last = work.outputs(cpu, in, f, second, incoming, o, states);
+            ByteArrayOutputStream normalizers = new ByteArrayOutputStream();
+            work.outputs(cpu, in, f, first, initial, o, states, normalizers);
+            assertEquals(3 * LightningState.kvBytes(spec), states.size(), "the first piece records the S of 3 states");
+            assertEquals(3 * LightningState.normalizerBytes(spec), normalizers.size(), "and their z");
+            LightningState last = work.outputs(cpu, in, f, second, incoming, o, states, normalizers);
 
             Map<String, SafetensorsFile.Tensor> all = SafetensorsFile.read(file);
             AttentionSpec ref = new AttentionSpec(H, DK, DV, Slopes.minimax(H), 0.5, 64).withHeads(HQ, HK, HV)
@@ -120,17 +122,20 @@ class PieceWorkVariantTest {
             assertClose("o", got.toFloats(), expect.toFloats());
             assertClose("final_state", last.kv(), expectLast.kv());
             assertClose("final_normalizer", last.normalizer(), expectLast.normalizer());
-            byte[] raw = states.toByteArray();
+            float[] kv = floats(states.toByteArray());
+            float[] z = floats(normalizers.toByteArray());
             assertEquals(7, cp.count());
-            assertEquals(7 * spec.stateBytes(), raw.length);
-            for (int c = 0; c < 7; c++) {
-                LightningState s = LightningState.fromBytes(spec,
-                        ByteBuffer.wrap(raw, (int) (c * spec.stateBytes()), (int) spec.stateBytes()).slice()
-                                .order(ByteOrder.LITTLE_ENDIAN));
-                assertClose("states[" + c + "]", s.kv(), cp.state(ref, c).kv());
-                assertClose("normalizers[" + c + "]", s.normalizer(), cp.state(ref, c).normalizer());
-            }
+            assertEquals(7 * spec.stateSize(), kv.length);
+            assertEquals(7 * spec.normalizerSize(), z.length);
+            assertClose("states", kv, cp.kvData());
+            assertClose("normalizers", z, cp.normalizerData());
         }
+    }
+
+    private static float[] floats(byte[] raw) {
+        float[] x = new float[raw.length / 4];
+        ByteBuffer.wrap(raw).order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer().get(x);
+        return x;
     }
 
     /** The window budget pays for the states a window records: fewer tokens per window with them. */

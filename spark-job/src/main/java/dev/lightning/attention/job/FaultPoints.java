@@ -13,18 +13,33 @@ package dev.lightning.attention.job;
  *   <li>{@code pass1}: a pass-1 task has staged the local state of its first piece;
  *   <li>{@code scan}: the scan has staged its first incoming state;
  *   <li>{@code pass2}: a pass-2 task has staged its first piece's output;
- *   <li>{@code assemble}: a split sequence's output file is staged;
+ *   <li>{@code assemble}: pass 2 is done and the driver has finished the outputs its pieces wrote
+ *       (joined the parts with concat, or written the parts index; nothing to do in place);
  *   <li>{@code commit}: the commit record is written and the first file was published;
  *   <li>{@code published}: every file is published, the report and {@code _SUCCESS} not yet.
  * </ul>
  */
 final class FaultPoints {
     static final String PROPERTY = "lightning.test.pauseAt";
+    /**
+     * {@code NAME:K}: the K-th time a thread of this JVM reaches {@code NAME}, it throws instead, so
+     * that a run in one JVM (local mode) fails there like a task whose executor broke.
+     */
+    static final String FAIL_PROPERTY = "lightning.test.failAt";
+    /** Per value of {@link #FAIL_PROPERTY}: how often its point was reached, so each value counts from zero. */
+    private static final java.util.Map<String, java.util.concurrent.atomic.AtomicInteger> REACHED =
+            new java.util.concurrent.ConcurrentHashMap<>();
 
     private FaultPoints() {
     }
 
     static void reach(String name) {
+        String fail = System.getProperty(FAIL_PROPERTY);
+        if (fail != null && fail.startsWith(name + ":")
+                && REACHED.computeIfAbsent(fail, k -> new java.util.concurrent.atomic.AtomicInteger()).incrementAndGet()
+                == Integer.parseInt(fail.substring(name.length() + 1))) {
+            throw new IllegalStateException("lightning-test: failing at " + name + " as " + FAIL_PROPERTY + " asks");
+        }
         String at = System.getProperty(PROPERTY);
         if (at == null || !at.equals(name)) {
             return;

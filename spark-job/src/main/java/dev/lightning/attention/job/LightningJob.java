@@ -35,7 +35,8 @@ import java.util.function.Supplier;
 
 /**
  * The driver side of a run: find the sequence files, plan pieces and partitions, run pass 1, the
- * scan, pass 2 and the assembly as Spark jobs, then write the run report. The driver holds file
+ * scan and pass 2 as Spark jobs, finish the outputs the pieces wrote ({@link SplitOutputs}), then
+ * write the run report and commit. The driver holds file
  * headers and the plan (a few numbers per piece), never a state or a tensor: states travel
  * between tasks through the run's staging directory.
  */
@@ -91,6 +92,8 @@ final class LightningJob {
             out.println("lightning: rejected " + r.getKey() + ": " + r.getValue());
         }
         PathOverlap.check(hadoopConf, inputs, given);
+        // refuses an --output-form the output's file system cannot give, before anything is written
+        SplitOutputs.Form form = SplitOutputs.Form.choose(cfg.get(Settings.OUTPUT_FORM), outFs, outputDir);
         OutputDirectory outputs = new OutputDirectory(cfg, outFs, outputDir, out);
         boolean createdOutput = outputs.create();
         OutputLock lock;
@@ -110,7 +113,7 @@ final class LightningJob {
                     return (ObjectNode) json.readTree(outFs.open(new Path(outputDir, REPORT)));
                 }
             }
-            outputs.checkExisting(files);
+            outputs.checkExisting(files, form);
             PiecePlanner planner = new PiecePlanner(cfg.get(Settings.PARTITION_TOKENS), cfg.chunkSize());
             long[] lengths = new long[files.size()];
             for (int i = 0; i < lengths.length; i++) {
@@ -210,6 +213,28 @@ final class LightningJob {
             reports.addAll(runPass("scan: incoming states", splitWork, null, 0,
                     (pieces, tokens) -> new Tasks(hadoop, staging, cfg, pieces, tokens).scan()));
         }
+        // sequences written by SplitOutputs (split, or all with --state-every): their pieces' token counts
+        Map<Integer, long[]> shared = new java.util.TreeMap<>();
+        for (List<Piece> partition : plan) {
+            for (Piece p : partition) {
+                if (SplitOutputs.needed(p.count(), cfg.variant())) {
+                    shared.computeIfAbsent(p.sequence(), s -> new long[p.count()])[p.index()] = p.tokens();
+                }
+            }
+        }
+        Tasks tasks = new Tasks(hadoop, staging, cfg, null, null);
+        SplitOutputs splitOutputs = tasks.splitOutputs(outFs);
+        if (!shared.isEmpty()) {
+            out.println("lightning: " + shared.size() + " output(s) written by their pieces, --output-form "
+                    + splitOutputs.form.key());
+        }
+        List<String> sharedNames = new ArrayList<>();
+        List<dev.lightning.attention.tensor.SafetensorsHeader> sharedHeaders = new ArrayList<>();
+        for (int s : shared.keySet()) {
+            sharedNames.add(files.get(s).name);
+            sharedHeaders.add(tasks.outputHeader(files.get(s)));
+        }
+        splitOutputs.prepare(outFs, sharedNames, sharedHeaders);
         List<TaskReport> outputs = runPass("pass 2/2: outputs", pass2, pass2Hosts, totalTokens,
                 (pieces, tokens) -> new Tasks(hadoop, staging, cfg, pieces, tokens).pass2());
         reports.addAll(outputs);
@@ -224,10 +249,21 @@ final class LightningJob {
                         + cfg.get(Settings.OUTPUT) + " is an older result, left in place");
             }
         }
-        splitWork.removeIf(w -> skipped.containsKey(w.get(0).sequence));
-        if (!splitWork.isEmpty()) {
-            reports.addAll(runPass("assemble: split sequences", splitWork, null, 0,
-                    (pieces, tokens) -> new Tasks(hadoop, staging, cfg, pieces, tokens).assemble()));
+        Map<Integer, List<String>> publishedAs = new HashMap<>();
+        long finishStart = System.nanoTime();
+        for (Map.Entry<Integer, long[]> e : shared.entrySet()) {
+            if (!skipped.containsKey(e.getKey())) {
+                SequenceFile f = files.get(e.getKey());
+                publishedAs.put(e.getKey(), splitOutputs.finish(outFs, f.name, tasks.outputHeader(f), tasks.spec(f),
+                        cfg.variant(), e.getValue()));
+            }
+        }
+        if (!shared.isEmpty()) {
+            double seconds = (System.nanoTime() - finishStart) / 1e9;
+            passes.put("finish: outputs written by their pieces", new double[] {seconds, 0});
+            out.printf("lightning: finished %d output(s) written by their pieces (%s), %.1f s%n", publishedAs.size(),
+                    splitOutputs.form.key(), seconds);
+            FaultPoints.reach("assemble");
         }
         int resumed = 0;
         for (TaskReport r : reports) {
@@ -240,18 +276,17 @@ final class LightningJob {
         List<String> published = new ArrayList<>();
         for (int i = 0; i < files.size(); i++) {
             if (!skipped.containsKey(i)) {
-                published.add(files.get(i).name);
+                published.addAll(publishedAs.getOrDefault(i, List.of(files.get(i).name)));
             }
         }
         ObjectNode report = report(files, reports, "succeeded", null);
-        Staging.writeAtomically(outFs, staging.report(), "driver",
-                new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValueAsBytes(report));
+        stageReport(outFs, staging, report);
         Commit.commit(outFs, outputDir, staging, published, cfg.get(Settings.OVERWRITE), lock);
 
         double seconds = (System.nanoTime() - t0) / 1e9;
         Set<String> used = backendsUsed();
         out.printf("lightning: done: %d files, %,d tokens in %.1f s (%s tokens/s) on %s; results in %s%s%n",
-                published.size(), totalTokens, seconds, rate(totalTokens, seconds), String.join(", ", used),
+                files.size() - skipped.size(), totalTokens, seconds, rate(totalTokens, seconds), String.join(", ", used),
                 cfg.get(Settings.OUTPUT), rejected.isEmpty() && skipped.isEmpty() ? ""
                         : " (" + rejected.size() + " rejected, " + skipped.size() + " skipped: see " + REPORT + ")");
         return report;
@@ -274,13 +309,23 @@ final class LightningJob {
     private void failed(FileSystem fs, Staging staging, List<SequenceFile> files, Exception e) {
         try {
             ObjectNode report = report(files, reports, "failed", e);
-            Staging.writeAtomically(fs, staging.report(), "driver",
-                    new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValueAsBytes(report));
+            stageReport(fs, staging, report);
             out.println("lightning: the run failed; the output directory is unchanged. The work done so far and the "
                     + "report of the failed run are in " + staging.root + "; rerun with --resume to continue from it");
         } catch (IOException | RuntimeException again) {
             e.addSuppressed(again);
         }
+    }
+
+    /**
+     * Stages the run report, replacing one an earlier attempt of this run staged (a failed run's,
+     * before --resume): writeAtomically keeps an existing file where the file system's rename
+     * does not replace (HDFS), which is right for the same bytes and wrong for a new report.
+     */
+    private static void stageReport(FileSystem fs, Staging staging, ObjectNode report) throws IOException {
+        fs.delete(staging.report(), false);
+        Staging.writeAtomically(fs, staging.report(), "driver",
+                new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValueAsBytes(report));
     }
 
     /** Pass 2 saw every piece (and every initial state): its records say which sequences to drop. */

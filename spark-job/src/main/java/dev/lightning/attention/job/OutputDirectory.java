@@ -156,13 +156,16 @@ final class OutputDirectory {
      * Refuses, before any compute, an output directory that already holds a file this run would
      * produce, unless --overwrite: the old file is then replaced at the commit, never before.
      */
-    void checkExisting(List<SequenceFile> files) throws IOException {
+    void checkExisting(List<SequenceFile> files, SplitOutputs.Form form) throws IOException {
         if (cfg.get(Settings.OVERWRITE)) {
             return;
         }
         List<String> present = new ArrayList<>();
         List<String> names = new ArrayList<>();
         files.forEach(f -> names.add(f.name));
+        if (form == SplitOutputs.Form.PARTS) { // a sequence's result is NAME or NAME.index.json with its parts
+            files.forEach(f -> names.add(dev.lightning.attention.stream.OutputParts.indexName(f.name)));
+        }
         names.add(LightningJob.REPORT);
         names.add(Commit.SUCCESS);
         for (String name : names) {
@@ -179,7 +182,8 @@ final class OutputDirectory {
 
     /**
      * Refuses, before any compute, a run that cannot fit: the bytes it will stage (outputs, and
-     * for split sequences their parts and states) against the free space the file system reports.
+     * for split sequences their states between the passes; their outputs are written once, by
+     * their pieces) against the free space the file system reports.
      */
     void checkSpace(Staging staging, List<SequenceFile> files, List<List<Piece>> plan) throws IOException {
         int[] pieces = new int[files.size()];
@@ -196,8 +200,8 @@ final class OutputDirectory {
             long o = f.tokens * f.outputBytesPerToken(cfg.outputDtype(f.dtype));
             long states = variant.checkpointsIn(0, f.tokens) * spec.stateBytes(); // states and normalizers
             need += o + states + spec.stateBytes() + 4096;
-            if (pieces[i] > 1 || variant.checkpoints()) { // parts beside the assembled file, and local and incoming states
-                need += o + states + 2L * pieces[i] * spec.stateBytes();
+            if (pieces[i] > 1) { // local and incoming states (the pieces write their shares of the output: no copy)
+                need += 2L * pieces[i] * spec.stateBytes();
             }
         }
         long free;

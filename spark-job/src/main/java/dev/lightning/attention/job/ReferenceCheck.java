@@ -7,6 +7,7 @@ import dev.lightning.attention.engine.LightningState;
 import dev.lightning.attention.engine.reference.RecurrentReference;
 import dev.lightning.attention.stream.Variant;
 import dev.lightning.attention.tensor.DType;
+import dev.lightning.attention.stream.OutputReader;
 import dev.lightning.attention.tensor.SafetensorsFile;
 import dev.lightning.attention.tensor.TokenTensor;
 
@@ -58,7 +59,6 @@ final class ReferenceCheck {
     static Result check(Path input, Path output, double scale, Variant variant, IntFunction<double[]> defaultSlopes)
             throws IOException {
         Map<String, SafetensorsFile.Tensor> in = SafetensorsFile.read(input);
-        Map<String, SafetensorsFile.Tensor> out = SafetensorsFile.read(output);
         TokenTensor q = in.get("q").asTokens();
         TokenTensor k = in.get("k").asTokens();
         TokenTensor v = in.get("v").asTokens();
@@ -88,16 +88,24 @@ final class ReferenceCheck {
         Checkpoints cp = variant.checkpoints() ? Checkpoints.of(spec, variant.stateEvery(), 0, q.tokens())
                 : Checkpoints.none();
         LightningState last = new RecurrentReference().forward(spec, q, k, v, initial, expect, cp);
-        double state = Accuracy.relativeError(out.get("final_state").toFloats(), last.kv());
+        // either form of the output: one file, or (--output-form parts) its index and parts
+        try (OutputReader out = OutputReader.open(output)) {
+            return compare(out, spec, last, cp, expect);
+        }
+    }
+
+    private static Result compare(OutputReader out, AttentionSpec spec, LightningState last, Checkpoints cp,
+                                  TokenTensor expect) throws IOException {
+        double state = Accuracy.relativeError(out.floats("final_state"), last.kv());
         if (spec.normalized()) {
-            state = Math.max(state, Accuracy.relativeError(out.get("final_normalizer").toFloats(), last.normalizer()));
+            state = Math.max(state, Accuracy.relativeError(out.floats("final_normalizer"), last.normalizer()));
         }
         if (cp.count() > 0) {
-            state = Math.max(state, Accuracy.relativeError(out.get("states").toFloats(), cp.kvData()));
+            state = Math.max(state, Accuracy.relativeError(out.floats("states"), cp.kvData()));
             if (spec.normalized()) {
-                state = Math.max(state, Accuracy.relativeError(out.get("normalizers").toFloats(), cp.normalizerData()));
+                state = Math.max(state, Accuracy.relativeError(out.floats("normalizers"), cp.normalizerData()));
             }
         }
-        return new Result(Accuracy.relativeError(out.get("o").toFloats(), expect.toFloats()), state);
+        return new Result(Accuracy.relativeError(out.floats("o"), expect.toFloats()), state);
     }
 }

@@ -72,6 +72,13 @@ final class Settings {
     static final Setting<String> OUTPUT_DTYPE = Setting.choice("--output-dtype", "spark.lightning.outputDtype",
             "input", "Dtype of `o`: that of the input, or `f32`, `bf16`, `f16`. An `o` value that does not fit "
                     + "(inf in F16) fails the job, naming the file and position.", "input", "f32", "bf16", "f16");
+    static final Setting<String> OUTPUT_FORM = Setting.choice("--output-form", "spark.lightning.outputForm", "auto",
+            "How the outputs of a sequence split into pieces (and of any sequence with --state-every) are written "
+                    + "without one task copying them: `in-place` (each task writes its byte ranges into the one "
+                    + "output file; `file:` paths, i.e. local and shared POSIX file systems), `concat` (parts joined "
+                    + "by the file system's concat, no data copied; HDFS), `parts` (`NAME.index.json` and "
+                    + "`NAME.parts/*.safetensors`; any file system); `auto`: the first of these the output's file "
+                    + "system allows. --resume must be given the same.", "auto", "in-place", "concat", "parts");
     static final Setting<Boolean> OVERWRITE = Setting.flagSwitch("--overwrite", "spark.lightning.overwrite",
             "Let this run replace the files it produces (and the run report) where the output directory already "
                     + "holds them; they are replaced at the commit, after all compute. Other files are never "
@@ -96,7 +103,7 @@ final class Settings {
             "spark.lightning.progressSeconds", 5.0, true, "Seconds between progress lines.");
 
     static final List<Setting<?>> ALL = List.of(INPUT, OUTPUT, RECURSIVE, PARTITION_TOKENS, CHUNK_SIZE, SCALE,
-            FEATURE_MAP, NORMALIZE, NORMALIZE_EPS, STATE_EVERY, BACKEND, MASTER, DEFAULT_SLOPES, LAYER, LAYERS, OUTPUT_DTYPE, WINDOW_BYTES, GPU_WINDOW_BYTES, GPU_RESOURCE,
+            FEATURE_MAP, NORMALIZE, NORMALIZE_EPS, STATE_EVERY, BACKEND, MASTER, DEFAULT_SLOPES, LAYER, LAYERS, OUTPUT_DTYPE, OUTPUT_FORM, WINDOW_BYTES, GPU_WINDOW_BYTES, GPU_RESOURCE,
             GPU_MEMORY, GPU_OOM, OVERWRITE, RESUME, LOCK_STALE_SECONDS, SKIP_INVALID, SKIP_NONFINITE, PROGRESS_SECONDS);
 
     /**
@@ -105,7 +112,7 @@ final class Settings {
      */
     static final List<Setting<?>> RESULT_AFFECTING = List.of(RECURSIVE, PARTITION_TOKENS, CHUNK_SIZE, SCALE,
             FEATURE_MAP, NORMALIZE, NORMALIZE_EPS, STATE_EVERY, BACKEND,
-            DEFAULT_SLOPES, LAYER, LAYERS, OUTPUT_DTYPE, WINDOW_BYTES, GPU_WINDOW_BYTES, GPU_MEMORY, GPU_OOM,
+            DEFAULT_SLOPES, LAYER, LAYERS, OUTPUT_DTYPE, OUTPUT_FORM, WINDOW_BYTES, GPU_WINDOW_BYTES, GPU_MEMORY, GPU_OOM,
             SKIP_INVALID, SKIP_NONFINITE);
 
     static Setting<?> byFlag(String flag) {

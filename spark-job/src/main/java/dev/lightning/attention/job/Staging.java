@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import org.apache.hadoop.fs.FSDataInputStream;
 import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
@@ -24,14 +25,18 @@ import java.util.zip.CRC32C;
  * <pre>
  *   run.json             who made it, and the fingerprint of inputs and settings (for --resume)
  *   local/, incoming/    pass-1 local states and the scan's incoming states
- *   parts/               pass-2 outputs of the pieces of split sequences (and of every sequence with
- *                        --state-every), the states recorded in them, and their final states
- *   files/NAME           complete output files, published into the output directory by the commit
- *   done/UNIT.json       one marker per finished unit of work: its files with size and CRC32C
+ *   files/NAME           output files, published into the output directory by the commit. A sequence
+ *                        split into pieces (or any with --state-every) is written there without one task
+ *                        copying it, by {@link SplitOutputs}: in place (the driver creates the file, each
+ *                        piece writes its byte ranges), as hidden parts beside it that the driver joins
+ *                        with the file system's concat, or as NAME.index.json and NAME.parts/
+ *   done/UNIT.json       one marker per finished unit of work: its files (or byte ranges of a file
+ *                        written in place) with size and CRC32C
  *   _lightning_report.json, commit.json    the report, and the commit record (see {@link Commit})
  * </pre>
- * Every file is written aside and renamed into place, and its bytes are a function of the input
- * and settings alone, so a retried or resumed task writes the same file. A unit whose marker
+ * Every file is written aside and renamed into place (or, in place, its byte ranges are rewritten),
+ * and its bytes are a function of the input and settings alone, so a retried or resumed task
+ * writes the same bytes. A unit whose marker
  * still matches its files (sizes and checksums) is not computed again by {@code --resume}.
  */
 final class Staging implements Serializable {
@@ -89,17 +94,15 @@ final class Staging implements Serializable {
         return new Path(root, "incoming/s" + sequence + "-p" + piece + ".f32");
     }
 
-    Path outputPart(int sequence, int piece) {
-        return new Path(root, "parts/s" + sequence + "-p" + piece + ".o");
-    }
-
-    /** The states pass 2 recorded in a piece (--state-every): each LightningState.toBytes, in order. */
-    Path checkpointsPart(int sequence, int piece) {
-        return new Path(root, "parts/s" + sequence + "-p" + piece + ".states.f32");
-    }
-
-    Path finalState(int sequence) {
-        return new Path(root, "parts/s" + sequence + ".final.f32");
+    /**
+     * A part of output {@code name} that a concat joins into its staged file ({@code --output-form
+     * concat}): {@code kind} o, states or normalizers of piece {@code piece}, or "final" (piece -1).
+     * Beside the staged file, as HDFS's concat has wanted its sources in the target's directory.
+     */
+    Path concatPart(String name, String kind, int piece) {
+        Path staged = stagedOutput(name);
+        return HadoopPaths.child(staged.getParent(), "." + staged.getName() + (piece < 0 ? "" : ".p" + piece) + "."
+                + kind);
     }
 
     /** The complete output file of {@code name} (a name relative to the output directory). */
@@ -113,16 +116,35 @@ final class Staging implements Serializable {
 
     // ---------------------------------------------------------------- units of work
 
-    /** A file a unit wrote: where, how long, its CRC32C. */
+    /**
+     * What a unit wrote: a whole file, or (offset >= 0) bytes [offset, offset + size) of one; how
+     * long, its CRC32C. A part that a concat moves into a file later names that file and where its
+     * bytes land there ({@code concatInto}, {@code at}), so that it still verifies once it is gone.
+     */
     static final class Written {
         final Path path;
+        final long offset;
         final long size;
         final long crc;
+        final Path concatInto;
+        final long at;
 
         Written(Path path, long size, long crc) {
+            this(path, -1, size, crc, null, -1);
+        }
+
+        Written(Path path, long offset, long size, long crc, Path concatInto, long at) {
             this.path = path;
+            this.offset = offset;
             this.size = size;
             this.crc = crc;
+            this.concatInto = concatInto;
+            this.at = at;
+        }
+
+        /** This whole file, to be concatenated into {@code target} at {@code at}. */
+        Written concatenatedInto(Path target, long at) {
+            return new Written(path, -1, size, crc, target, at);
         }
     }
 
@@ -132,7 +154,14 @@ final class Staging implements Serializable {
         ObjectNode n = json.createObjectNode();
         ArrayNode list = n.putArray("files");
         for (Written w : files) {
-            list.addObject().put("path", w.path.toUri().toString()).put("size", w.size).put("crc32c", w.crc);
+            ObjectNode f = list.addObject().put("path", w.path.toUri().toString()).put("size", w.size)
+                    .put("crc32c", w.crc);
+            if (w.offset >= 0) {
+                f.put("offset", w.offset);
+            }
+            if (w.concatInto != null) {
+                f.put("concatInto", w.concatInto.toUri().toString()).put("at", w.at);
+            }
         }
         byte[] bytes = json.writeValueAsBytes(n);
         writeAtomically(fs, marker(unit), attempt, o -> o.write(bytes));
@@ -155,17 +184,51 @@ final class Staging implements Serializable {
             return false; // a marker that does not parse is no proof: compute the unit again
         }
         for (JsonNode f : n.path("files")) {
-            Path p = new Path(java.net.URI.create(f.path("path").asText()));
-            try {
-                FileStatus s = fs.getFileStatus(p);
-                if (s.getLen() != f.path("size").asLong(-1) || crc(fs, p) != f.path("crc32c").asLong(-1)) {
-                    return false;
-                }
-            } catch (FileNotFoundException e) {
+            if (!verifies(fs, f)) {
                 return false;
             }
         }
         return n.path("files").size() > 0;
+    }
+
+    /** Whether a marker's entry still holds: its file (or range), or where a concat moved the file. */
+    private static boolean verifies(FileSystem fs, JsonNode f) throws IOException {
+        Path p = new Path(java.net.URI.create(f.path("path").asText()));
+        long size = f.path("size").asLong(-1);
+        long crc = f.path("crc32c").asLong(-1);
+        long offset = f.path("offset").asLong(-1);
+        if (offset >= 0) {
+            return crc(fs, p, offset, size) == crc;
+        }
+        try {
+            return fs.getFileStatus(p).getLen() == size && crc(fs, p) == crc;
+        } catch (FileNotFoundException e) {
+            if (!f.has("concatInto")) {
+                return false;
+            }
+            return crc(fs, new Path(java.net.URI.create(f.path("concatInto").asText())), f.path("at").asLong(), size)
+                    == crc;
+        }
+    }
+
+    /** CRC32C of bytes [offset, offset + size) of {@code p}; -1 when the file is missing or shorter. */
+    static long crc(FileSystem fs, Path p, long offset, long size) throws IOException {
+        CRC32C crc = new CRC32C();
+        byte[] buf = new byte[(int) Math.min(1 << 20, Math.max(1, size))];
+        try (FSDataInputStream in = fs.open(p)) {
+            if (fs.getFileStatus(p).getLen() < offset + size) {
+                return -1;
+            }
+            for (long done = 0; done < size; ) {
+                int n = (int) Math.min(buf.length, size - done);
+                in.readFully(offset + done, buf, 0, n);
+                crc.update(buf, 0, n);
+                done += n;
+            }
+        } catch (FileNotFoundException e) {
+            return -1;
+        }
+        return crc.getValue();
     }
 
     static long crc(FileSystem fs, Path p) throws IOException {

@@ -19,8 +19,6 @@ import org.apache.spark.TaskContext;
 import org.apache.spark.util.LongAccumulator;
 
 import java.io.IOException;
-import java.io.InputStream;
-import java.io.OutputStream;
 import java.io.Serializable;
 import java.net.InetAddress;
 import java.nio.ByteBuffer;
@@ -29,13 +27,14 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * The four kinds of task of a run, each a {@link WorkRDD.Worker}: pass 1 (local states of the
- * pieces that have a successor), the scan (incoming states, per split sequence), pass 2
- * (outputs) and the assembly of split sequences' outputs. They share the run's settings here.
+ * The three kinds of task of a run, each a {@link WorkRDD.Worker}: pass 1 (local states of the
+ * pieces that have a successor), the scan (incoming states, per split sequence) and pass 2
+ * (outputs, each piece writing its own share of its sequence's output file: {@link SplitOutputs}).
+ * They share the run's settings here.
  *
  * <p>Every task writes only into the run's {@link Staging}: nothing reaches the output directory
- * before the driver's {@link Commit}. Each unit of work (a piece of a pass, a sequence of the scan
- * or the assembly) ends with a marker listing its files with size and CRC32C; with --resume a unit
+ * before the driver's {@link Commit}. Each unit of work (a piece of a pass, a sequence of the scan)
+ * ends with a marker listing its files (or byte ranges) with size and CRC32C; with --resume a unit
  * whose marker still matches its files is skipped, so a resumed run computes only what is missing
  * and writes the same bytes as an uninterrupted one.
  */
@@ -130,7 +129,8 @@ final class Tasks implements Serializable {
         return SafetensorsHeader.layout(f.name, tensors, metadata);
     }
 
-    private SafetensorsHeader outputHeader(SequenceFile f) {
+    /** The header of {@code f}'s output file in this run. */
+    SafetensorsHeader outputHeader(SequenceFile f) {
         return outputHeader(f, spec(f), cfg.variant(), outputDtype(f), cfg.get(Settings.SCALE));
     }
 
@@ -209,7 +209,7 @@ final class Tasks implements Serializable {
                         local = CpuFallback.run(backend, cfg.gpuOomToCpu(), it.file.name + " " + it.piece,
                                 b -> work(b, it.file).localState(b, in::readFully, it.file, it.piece));
                     } catch (NonFiniteInputException e) {
-                        // skip mode: the sequence is dropped at assembly; a zero state keeps the scan going
+                        // skip mode: the sequence is dropped after pass 2; a zero state keeps the scan going
                         skipped.add(skipOrThrow(e));
                         local = LightningState.zeros(spec(it.file));
                         clean = false;
@@ -322,138 +322,32 @@ final class Tasks implements Serializable {
     }
 
     /**
-     * Pass 2 of one piece on {@code b}; returns the files written. A whole sequence without
-     * checkpoints goes straight to its staged output file (o, then the final state). Otherwise the
-     * piece writes parts: its o and, with --state-every, its recorded states (each written while
-     * the other is open: one pass over the piece fills both); the last piece also the final state.
-     * A whole sequence with checkpoints is then assembled at once, as the assembly tasks do it
-     * for split ones: its states follow o and the final state in the file, so they cannot be
-     * streamed into it directly.
+     * Pass 2 of one piece on {@code b}; returns what it wrote. A whole sequence without
+     * checkpoints goes straight to its staged output file (o, then the final state), in one
+     * stream. Any other piece writes its share of the sequence's output in the run's
+     * --output-form ({@link SplitOutputs}): o and, with --state-every, its recorded states, which
+     * one pass over the piece computes together; the last piece also the final state.
      */
     private List<Staging.Written> outputsOf(AttentionBackend b, FSDataInputStream in, SequenceFile f, Piece p,
                                             LightningState incoming, FileSystem stagingFs, String attempt)
             throws IOException {
-        List<Staging.Written> files = new ArrayList<>();
         Variant variant = cfg.variant();
-        if (!p.isSplit() && !variant.checkpoints()) {
-            files.add(Staging.writeAtomically(stagingFs, staging.stagedOutput(f.name), attempt, out -> {
+        if (!SplitOutputs.needed(p.count(), variant)) {
+            return List.of(Staging.writeAtomically(stagingFs, staging.stagedOutput(f.name), attempt, out -> {
                 out.write(outputHeader(f).encode());
                 LightningState last = work(b, f).outputs(b, in::readFully, f, p, incoming, out);
                 out.write(last.toBytes());
             }));
-            return files;
         }
-        LightningState[] last = new LightningState[1];
-        if (variant.checkpoints()) {
-            files.add(Staging.writeAtomically(stagingFs, staging.checkpointsPart(p.sequence(), p.index()), attempt,
-                    states -> files.add(Staging.writeAtomically(stagingFs, staging.outputPart(p.sequence(), p.index()),
-                            attempt, out -> last[0] = work(b, f).outputs(b, in::readFully, f, p, incoming, out,
-                                    states)))));
-        } else {
-            files.add(Staging.writeAtomically(stagingFs, staging.outputPart(p.sequence(), p.index()), attempt,
-                    out -> last[0] = work(b, f).outputs(b, in::readFully, f, p, incoming, out)));
-        }
-        if (p.isLast()) {
-            files.add(Staging.writeAtomically(stagingFs, staging.finalState(p.sequence()), attempt,
-                    out -> out.write(last[0].toBytes())));
-        }
-        if (!p.isSplit()) {
-            files.add(Staging.writeAtomically(stagingFs, staging.stagedOutput(f.name), attempt,
-                    out -> assembleInto(stagingFs, f, p.sequence(), new long[] {p.tokens()}, out)));
-        }
-        return files;
+        return splitOutputs(stagingFs).writePiece(stagingFs, f.name, outputHeader(f), spec(f), variant, p, attempt,
+                (o, states, normalizers) -> work(b, f).outputs(b, in::readFully, f, p, incoming, o, states,
+                        normalizers));
     }
 
-    /**
-     * Writes a sequence's output file from its staged parts: the header, o of every piece in
-     * order, the final state (S, then z: final_state and final_normalizer), then with checkpoints
-     * the S of every recorded state in order (states) and their z (normalizers). Each part's size
-     * is checked against what its piece must have written.
-     */
-    private void assembleInto(FileSystem fs, SequenceFile f, int sequence, long[] pieceTokens, OutputStream out)
-            throws IOException {
-        AttentionSpec spec = spec(f);
-        Variant variant = cfg.variant();
-        DType oDtype = outputDtype(f);
-        out.write(outputHeader(f).encode());
-        for (int p = 0; p < pieceTokens.length; p++) {
-            copy(fs, staging.outputPart(sequence, p), pieceTokens[p] * f.outputBytesPerToken(oDtype), out);
-        }
-        copy(fs, staging.finalState(sequence), spec.stateBytes(), out);
-        if (!variant.checkpoints()) {
-            return;
-        }
-        long sBytes = LightningState.kvBytes(spec);
-        long zBytes = LightningState.normalizerBytes(spec);
-        for (long skip : spec.normalized() ? new long[] {0, sBytes} : new long[] {0}) {
-            long take = skip == 0 ? sBytes : zBytes;
-            long start = 0;
-            for (int p = 0; p < pieceTokens.length; p++) {
-                long count = variant.checkpointsIn(start, pieceTokens[p]);
-                copyStrided(fs, staging.checkpointsPart(sequence, p), count, spec.stateBytes(), skip, take, out);
-                start += pieceTokens[p];
-            }
-        }
-    }
-
-    /** Assembly: header, the parts in order and the final state, streamed into the staged output file. */
-    WorkRDD.Worker<SplitItem> assemble() {
-        return (items, ctx) -> {
-            long start = System.nanoTime();
-            FileSystem stagingFs = fs(staging.root);
-            List<String> names = new ArrayList<>();
-            int resumed = 0;
-            for (SplitItem it : items) {
-                SequenceFile f = it.file;
-                names.add(f.name);
-                String unit = unit("assemble", it.sequence, -1);
-                if (staging.alreadyDone(stagingFs, unit)) {
-                    resumed++;
-                    continue;
-                }
-                Staging.Written w = Staging.writeAtomically(stagingFs, staging.stagedOutput(f.name), attempt(ctx),
-                        out -> assembleInto(stagingFs, f, it.sequence, it.pieceTokens, out));
-                staging.markDone(stagingFs, unit, attempt(ctx), List.of(w));
-                FaultPoints.reach("assemble");
-            }
-            return report("assemble", ctx, items.size(), 0, null, start, List.of(), resumed, names);
-        };
-    }
-
-    private static void copy(FileSystem fs, Path part, long expect, OutputStream out) throws IOException {
-        long len = fs.getFileStatus(part).getLen();
-        if (len != expect) {
-            throw new IOException(part + " holds " + len + " bytes, expected " + expect);
-        }
-        byte[] buf = new byte[1 << 20];
-        try (InputStream in = fs.open(part)) {
-            for (int r; (r = in.read(buf)) > 0; ) {
-                out.write(buf, 0, r);
-            }
-        }
-    }
-
-    /**
-     * Copies, from a part holding {@code count} records of {@code record} bytes, bytes
-     * [skip, skip + take) of each record, in order (the S or the z of recorded states).
-     */
-    private static void copyStrided(FileSystem fs, Path part, long count, long record, long skip, long take,
-                                    OutputStream out) throws IOException {
-        long len = fs.getFileStatus(part).getLen();
-        if (len != count * record) {
-            throw new IOException(part + " holds " + len + " bytes, expected " + count + " states of " + record);
-        }
-        byte[] buf = new byte[(int) Math.min(take, 1 << 20)];
-        try (FSDataInputStream in = fs.open(part)) {
-            for (long c = 0; c < count; c++) {
-                for (long done = 0; done < take; ) {
-                    int n = (int) Math.min(buf.length, take - done);
-                    in.readFully(c * record + skip + done, buf, 0, n);
-                    out.write(buf, 0, n);
-                    done += n;
-                }
-            }
-        }
+    /** How this run writes the outputs of split sequences (and of all with --state-every): --output-form on the output's file system. */
+    SplitOutputs splitOutputs(FileSystem outputFs) {
+        return new SplitOutputs(SplitOutputs.Form.choose(cfg.get(Settings.OUTPUT_FORM), outputFs, staging.path()),
+                staging);
     }
 
     private static LightningState readState(FileSystem fs, Path path, AttentionSpec spec) throws IOException {

@@ -102,7 +102,7 @@ class InputFormsTest {
         return Sequence.random(seed, tokens, 2, 8, 12, DType.F32, null, seed % 2 == 0);
     }
 
-    /** Names a URI parser reads differently; the 200-token one is split, so staging and assembly see it too. */
+    /** Names a URI parser reads differently; the 200-token one is split, so staging and the split outputs see it too. */
     @Test
     void oddFileNamesEachGetTheirOwnResult() throws IOException {
         Map<String, Sequence> files = new LinkedHashMap<>();

@@ -44,7 +44,7 @@ import static org.junit.jupiter.api.Assertions.fail;
  * byte for byte against an undisturbed run's, and with files the run does not produce untouched.
  *
  * <p>The input is tiny, but with {@code --partition-tokens 128} two of its sequences are split
- * into pieces, so every stage (pass 1, the scan, pass 2, the assembly) runs; a third one is short
+ * into pieces, so every stage (pass 1, the scan, pass 2, the finishing of their outputs) runs; a third one is short
  * and unsplit. Runs stop at a stage through {@code -Dlightning.test.pauseAt} (the job's
  * {@code FaultPoints}), which makes the driver wait there until it is killed. As root, for whom
  * permission bits do not apply, the permission cases run the job as nobody (uid 65534) and are

@@ -1,0 +1,248 @@
+package dev.lightning.attention.stream;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.lightning.attention.tensor.DType;
+import dev.lightning.attention.tensor.InvalidInputException;
+import dev.lightning.attention.tensor.SafetensorsHeader;
+import dev.lightning.attention.tensor.TensorEntry;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.channels.FileChannel;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Reads a job output on the local disk in either form: one safetensors file {@code NAME}, or the
+ * parts form {@code NAME.index.json} with its part files ({@link OutputParts}). Either way it
+ * presents the same tensors (o, final_state, and where the run made them final_normalizer,
+ * states, normalizers) and reads any rows of them with positioned reads, never a whole file.
+ */
+public final class OutputReader implements AutoCloseable {
+    /** Rows [from, to) of a tensor lie in {@code file} from byte {@code begin}. */
+    private static final class Segment {
+        final Path file;
+        final long from;
+        final long to;
+        final long begin;
+
+        Segment(Path file, long from, long to, long begin) {
+            this.file = file;
+            this.from = from;
+            this.to = to;
+            this.begin = begin;
+        }
+    }
+
+    private static final class Tensor {
+        final DType dtype;
+        final long[] shape;
+        final long rowBytes;
+        final List<Segment> segments = new ArrayList<>();
+
+        Tensor(DType dtype, long[] shape) {
+            this.dtype = dtype;
+            this.shape = shape;
+            long row = dtype.bytes();
+            for (int i = 1; i < shape.length; i++) {
+                row = Math.multiplyExact(row, shape[i]);
+            }
+            this.rowBytes = row;
+        }
+    }
+
+    private final Map<String, Tensor> tensors = new LinkedHashMap<>();
+    private final Map<String, String> metadata;
+    private final Map<Path, FileChannel> open = new LinkedHashMap<>();
+
+    private OutputReader(Map<String, String> metadata) {
+        this.metadata = Collections.unmodifiableMap(metadata);
+    }
+
+    /**
+     * Opens the output at {@code path}: a safetensors file, or a parts index ({@code *.index.json}).
+     * Given {@code NAME} where only {@code NAME.index.json} exists, reads the index.
+     */
+    public static OutputReader open(Path path) throws IOException {
+        Path index = path.getFileName().toString().endsWith(OutputParts.INDEX_SUFFIX) ? path
+                : path.resolveSibling(OutputParts.indexName(path.getFileName().toString()));
+        if (!Files.exists(path) || path.equals(index)) {
+            return openIndex(index);
+        }
+        SafetensorsHeader h = header(path);
+        OutputReader r = new OutputReader(h.metadata());
+        for (TensorEntry e : h.tensors().values()) {
+            Tensor t = new Tensor(e.dtype(), e.shape());
+            t.segments.add(new Segment(path, 0, e.dim(0), e.begin()));
+            r.tensors.put(e.name(), t);
+        }
+        return r;
+    }
+
+    private static OutputReader openIndex(Path index) throws IOException {
+        JsonNode root = new ObjectMapper().readTree(index.toFile());
+        if (!OutputParts.FORMAT.equals(root.path("format").asText())) {
+            throw new InvalidInputException(index + ": not a lightning parts index (format '"
+                    + root.path("format").asText() + "', expected " + OutputParts.FORMAT + ")");
+        }
+        Map<String, String> meta = new LinkedHashMap<>();
+        root.path("metadata").fields().forEachRemaining(e -> meta.put(e.getKey(), e.getValue().asText()));
+        OutputReader r = new OutputReader(meta);
+        root.path("tensors").fields().forEachRemaining(e -> {
+            long[] shape = new long[e.getValue().path("shape").size()];
+            for (int i = 0; i < shape.length; i++) {
+                shape[i] = e.getValue().path("shape").get(i).asLong();
+            }
+            r.tensors.put(e.getKey(), new Tensor(DType.fromSafetensors(e.getValue().path("dtype").asText()), shape));
+        });
+        Path dir = index.toAbsolutePath().getParent();
+        for (JsonNode part : root.path("parts")) {
+            Path file = dir.resolve(part.path("file").asText());
+            SafetensorsHeader h = header(file);
+            for (var it = part.path("tensors").fields(); it.hasNext(); ) {
+                var e = it.next();
+                Tensor t = r.tensors.get(e.getKey());
+                TensorEntry in = h.tensor(e.getKey());
+                long from = e.getValue().get(0).asLong();
+                long to = e.getValue().get(1).asLong();
+                if (t == null || in == null || in.dim(0) != to - from || in.byteLength() != (to - from) * t.rowBytes) {
+                    throw new InvalidInputException(file + ": does not hold rows [" + from + ", " + to + ") of "
+                            + e.getKey() + " as " + index + " says");
+                }
+                t.segments.add(new Segment(file, from, to, in.begin()));
+            }
+        }
+        for (Map.Entry<String, Tensor> e : r.tensors.entrySet()) {
+            Tensor t = e.getValue();
+            t.segments.sort(java.util.Comparator.comparingLong(s -> s.from));
+            long next = 0;
+            for (Segment s : t.segments) {
+                if (s.from != next) {
+                    throw new InvalidInputException(index + ": the parts of " + e.getKey() + " do not tile its rows: "
+                            + "rows from " + next + " expected, a part starts at " + s.from);
+                }
+                next = s.to;
+            }
+            if (next != (t.shape.length == 0 ? 1 : t.shape[0])) {
+                throw new InvalidInputException(index + ": the parts of " + e.getKey() + " end at row " + next
+                        + ", the tensor has " + t.shape[0]);
+            }
+        }
+        return r;
+    }
+
+    private static SafetensorsHeader header(Path file) throws IOException {
+        try (FileChannel ch = FileChannel.open(file, StandardOpenOption.READ)) {
+            long size = ch.size();
+            ByteBuffer prefix = ByteBuffer.allocate(8);
+            readFully(ch, prefix, 0);
+            String name = file.getFileName().toString();
+            ByteBuffer json = ByteBuffer.allocate((int) SafetensorsHeader.headerLength(name, prefix.array(), size));
+            readFully(ch, json, 8);
+            return SafetensorsHeader.parse(name, json.array(), size);
+        }
+    }
+
+    /** The tensors, in the one-file form's order. */
+    public java.util.Set<String> tensors() {
+        return Collections.unmodifiableSet(tensors.keySet());
+    }
+
+    public Map<String, String> metadata() {
+        return metadata;
+    }
+
+    public DType dtype(String tensor) {
+        return tensor(tensor).dtype;
+    }
+
+    public long[] shape(String tensor) {
+        return tensor(tensor).shape.clone();
+    }
+
+    /** The little-endian bytes of rows [from, to) of {@code tensor}'s first dimension. */
+    public byte[] rows(String tensor, long from, long to) throws IOException {
+        Tensor t = tensor(tensor);
+        if (from < 0 || to < from || to > t.shape[0]) {
+            throw new IndexOutOfBoundsException(tensor + ": rows [" + from + ", " + to + ") of " + t.shape[0]);
+        }
+        ByteBuffer out = ByteBuffer.allocate(Math.toIntExact((to - from) * t.rowBytes));
+        for (Segment s : t.segments) {
+            long a = Math.max(from, s.from);
+            long b = Math.min(to, s.to);
+            if (a < b) {
+                ByteBuffer dst = out.slice((int) ((a - from) * t.rowBytes), (int) ((b - a) * t.rowBytes));
+                readFully(channel(s.file), dst, s.begin + (a - s.from) * t.rowBytes);
+            }
+        }
+        return out.array();
+    }
+
+    /** Rows [from, to) of {@code tensor} as floats. */
+    public float[] floats(String tensor, long from, long to) throws IOException {
+        DType dtype = dtype(tensor);
+        ByteBuffer b = ByteBuffer.wrap(rows(tensor, from, to)).order(ByteOrder.LITTLE_ENDIAN);
+        float[] x = new float[b.capacity() / dtype.bytes()];
+        for (int i = 0; i < x.length; i++) {
+            x[i] = dtype.get(b, i * dtype.bytes());
+        }
+        return x;
+    }
+
+    /** The whole of {@code tensor} as floats (for the small ones: final_state, and so on). */
+    public float[] floats(String tensor) throws IOException {
+        return floats(tensor, 0, tensor(tensor).shape[0]);
+    }
+
+    private Tensor tensor(String name) {
+        Tensor t = tensors.get(name);
+        if (t == null) {
+            throw new IllegalArgumentException("no tensor '" + name + "' in this output; it has " + tensors.keySet());
+        }
+        return t;
+    }
+
+    private FileChannel channel(Path file) throws IOException {
+        FileChannel ch = open.get(file);
+        if (ch == null) {
+            ch = FileChannel.open(file, StandardOpenOption.READ);
+            open.put(file, ch);
+        }
+        return ch;
+    }
+
+    private static void readFully(FileChannel ch, ByteBuffer dst, long at) throws IOException {
+        long start = at - dst.position();
+        while (dst.hasRemaining()) {
+            if (ch.read(dst, start + dst.position()) < 0) {
+                throw new InvalidInputException("unexpected end of file at " + (start + dst.position()));
+            }
+        }
+    }
+
+    @Override
+    public void close() throws IOException {
+        IOException first = null;
+        for (FileChannel ch : open.values()) {
+            try {
+                ch.close();
+            } catch (IOException e) {
+                if (first == null) {
+                    first = e;
+                }
+            }
+        }
+        open.clear();
+        if (first != null) {
+            throw first;
+        }
+    }
+}

@@ -1,0 +1,106 @@
+package dev.lightning.attention.stream;
+
+import dev.lightning.attention.tensor.DType;
+import dev.lightning.attention.tensor.InvalidInputException;
+import dev.lightning.attention.tensor.SafetensorsHeader;
+import dev.lightning.attention.tensor.TensorEntry;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Map;
+import java.util.SplittableRandom;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The parts form against the one-file form, without Spark: a random output file (BF16 o of
+ * T = 1000, H = 3, Dv = 5, F32 states every 128 tokens, normalizers) is cut into the parts
+ * {@link OutputParts} lays out for uneven pieces, by copying byte ranges of the one file; the
+ * reader presents the same bytes from either form, for any rows, and refuses an index whose parts
+ * do not tile a tensor.
+ */
+class OutputReaderTest {
+    static final int T = 1000;
+    static final int H = 3;
+    static final int DK = 4;
+    static final int DV = 5;
+    static final int EVERY = 128;
+
+    @TempDir
+    Path tmp;
+
+    @Test
+    void bothFormsReadTheSame() throws IOException {
+        SafetensorsHeader whole = SafetensorsHeader.layout("x.safetensors", List.of(
+                new SafetensorsHeader.Spec("o", DType.BF16, T, H, DV),
+                new SafetensorsHeader.Spec("final_state", DType.F32, H, DK, DV),
+                new SafetensorsHeader.Spec("final_normalizer", DType.F32, H, DK),
+                new SafetensorsHeader.Spec("states", DType.F32, T / EVERY, H, DK, DV),
+                new SafetensorsHeader.Spec("normalizers", DType.F32, T / EVERY, H, DK)), Map.of("scale", "0.5"));
+        byte[] file = new byte[(int) whole.fileSize()];
+        new SplittableRandom(5).nextBytes(file);
+        System.arraycopy(whole.encode(), 0, file, 0, (int) whole.dataStart());
+        Path one = Files.write(tmp.resolve("x.safetensors"), file);
+
+        Path dir = Files.createDirectories(tmp.resolve("parts"));
+        long[] pieces = {64, 320, 1, 448, 167}; // uneven: one piece holds no state, one several
+        List<OutputParts.Part> parts = new ArrayList<>();
+        long start = 0;
+        for (int i = 0; i < pieces.length; i++) {
+            long c0 = start / EVERY;
+            long c = (start + pieces[i]) / EVERY - c0;
+            parts.addAll(OutputParts.partsOf(whole, "x.safetensors", i, pieces.length, start, pieces[i], c0, c));
+            start += pieces[i];
+        }
+        for (OutputParts.Part p : parts) {
+            java.io.ByteArrayOutputStream b = new java.io.ByteArrayOutputStream();
+            b.write(p.header.encode());
+            for (OutputParts.Slice s : p.slices) {
+                TensorEntry t = whole.tensor(s.tensor);
+                long row = t.byteLength() / t.dim(0);
+                b.write(file, (int) (t.begin() + s.from * row), (int) ((s.to - s.from) * row));
+            }
+            assertEquals(p.bytes(), b.size(), p.file);
+            Path f = dir.resolve(p.file);
+            Files.createDirectories(f.getParent());
+            Files.write(f, b.toByteArray());
+        }
+        Path index = Files.write(dir.resolve("x.safetensors.index.json"), OutputParts.index(whole, parts));
+        assertTrue(parts.stream().noneMatch(p -> p.file.startsWith("x.safetensors.parts/states-00002")),
+                "the one-token piece records no state and has no states part");
+
+        try (OutputReader a = OutputReader.open(one); OutputReader b = OutputReader.open(dir.resolve("x.safetensors"))) {
+            assertEquals(List.copyOf(a.tensors()), List.copyOf(b.tensors()));
+            assertEquals("0.5", b.metadata().get("scale"));
+            for (String t : a.tensors()) {
+                long rows = a.shape(t)[0];
+                assertArrayEquals(a.shape(t), b.shape(t), t);
+                assertArrayEquals(a.rows(t, 0, rows), b.rows(t, 0, rows), t);
+                for (long[] r : new long[][] {{0, 1}, {63, 65}, {383, 385}, {rows - 1, rows}, {1, rows - 1}}) {
+                    if (r[1] <= rows && r[0] < r[1]) {
+                        assertArrayEquals(a.rows(t, r[0], r[1]), b.rows(t, r[0], r[1]), t + Arrays.toString(r));
+                    }
+                }
+            }
+            float[] fs = b.floats("final_state");
+            assertEquals(H * DK * DV, fs.length);
+            assertArrayEquals(a.floats("final_state"), fs);
+        }
+
+        // an index that lost a part: refused, naming the tensor and the gap
+        String json = Files.readString(index).replace("\"x.safetensors.parts/o-00001-of-00005.safetensors\"",
+                "\"x.safetensors.parts/o-00003-of-00005.safetensors\"");
+        Path broken = Files.writeString(dir.resolve("broken.index.json"), json);
+        InvalidInputException e = assertThrows(InvalidInputException.class, () -> OutputReader.open(broken));
+        assertTrue(e.getMessage().contains("o-00003") || e.getMessage().contains("tile"), e.getMessage());
+    }
+}
