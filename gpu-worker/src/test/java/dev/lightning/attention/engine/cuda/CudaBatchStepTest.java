@@ -81,7 +81,7 @@ class CudaBatchStepTest {
     void aStoreOfAnotherStepIsRefused() {
         BatchCase c = BatchCase.cases().get(1);
         try (BatchStep a = BatchStep.gpu(c.spec(), 0); BatchStep b = BatchStep.gpu(c.spec(), 0);
-             StateStore foreign = b.allocate(4)) {
+             StateStore foreign = b.allocate(8)) {
             java.util.SplittableRandom rnd = new java.util.SplittableRandom(1);
             var batch = c.batch(rnd, new int[] {1, 1, 1, 1, 1, 1, 1}, new int[] {0, 1, 2, 3, 4, 5, 6});
             IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
