@@ -56,6 +56,18 @@ public final class Backends {
         return new SoftmaxReference();
     }
 
+    // TEMPORARY: replaced by the backend's own branch at merge
+    /** The float32 CPU softmax backend (until the CPU backend's branch lands: the float64 reference). */
+    public static SoftmaxBackend softmaxCpu() {
+        return new SoftmaxReference();
+    }
+
+    // TEMPORARY: replaced by the backend's own branch at merge
+    /** The GPU softmax backend on CUDA device {@code ordinal} (until the GPU backend's branch lands: none). */
+    public static SoftmaxBackend softmaxGpu(int ordinal, long memoryBytes) {
+        throw new UnsupportedOperationException("the GPU softmax backend is not in this build");
+    }
+
     /** A new backend of the given name; the GPU ones on device 0. */
     public static AttentionBackend create(String name) {
         switch (name) {
