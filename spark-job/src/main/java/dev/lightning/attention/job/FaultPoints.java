@@ -14,6 +14,8 @@ package dev.lightning.attention.job;
  *   <li>{@code scan}: the scan has staged its first incoming state;
  *   <li>{@code pass2}: a pass-2 task has staged its first piece's output;
  *   <li>{@code assemble}: a split sequence's output file is staged;
+ *   <li>softmax runs instead of the three above: {@code softmax-blocks} (a work item is staged),
+ *       {@code softmax-merge} (a merged query piece's rows are staged), {@code softmax-assemble};
  *   <li>{@code commit}: the commit record is written and the first file was published;
  *   <li>{@code published}: every file is published, the report and {@code _SUCCESS} not yet.
  * </ul>

@@ -66,6 +66,8 @@ final class LightningJob {
     private final Map<String, double[]> passes = new java.util.LinkedHashMap<>();
     /** Plan figures for the report. */
     private final Map<String, Long> summary = new java.util.LinkedHashMap<>();
+    /** With --attention softmax, its plan and how even it is, for the report; else null. */
+    private ObjectNode softmaxPlan;
 
     LightningJob(JobConfig cfg, org.apache.hadoop.conf.Configuration hadoopConf, PrintStream out,
                  java.util.function.Supplier<SparkContext> sparkStarter) {
@@ -170,6 +172,19 @@ final class LightningJob {
         summary.put("tokens", totalTokens);
 
         HadoopConf hadoop = new HadoopConf(sc.hadoopConfiguration());
+        if (cfg.softmax()) {
+            SoftmaxJob softmax = new SoftmaxJob(cfg, hadoop, staging, files, plan, out);
+            softmaxPlan = softmax.planReport();
+            List<TaskReport> blocks = softmax.blocks(this::runPass);
+            reports.addAll(blocks);
+            collectSkipped(blocks, files);
+            List<TaskReport> merged = softmax.merge(this::runPass, skipped.keySet());
+            reports.addAll(merged);
+            collectSkipped(merged, files);
+            warnSkipped(files, outFs, outputDir);
+            reports.addAll(softmax.assemble(this::runPass, skipped.keySet()));
+            return publish(files, totalTokens, staging, outFs, outputDir, lock);
+        }
         // Pass 1: pieces with a successor. The planner gives each its own partition.
         List<List<Tasks.PieceItem>> pass1 = new ArrayList<>();
         List<List<String>> pass1Hosts = new ArrayList<>();
@@ -214,6 +229,17 @@ final class LightningJob {
                 (pieces, tokens) -> new Tasks(hadoop, staging, cfg, pieces, tokens).pass2());
         reports.addAll(outputs);
         collectSkipped(outputs, files);
+        warnSkipped(files, outFs, outputDir);
+        splitWork.removeIf(w -> skipped.containsKey(w.get(0).sequence));
+        if (!splitWork.isEmpty()) {
+            reports.addAll(runPass("assemble: split sequences", splitWork, null, 0,
+                    (pieces, tokens) -> new Tasks(hadoop, staging, cfg, pieces, tokens).assemble()));
+        }
+        return publish(files, totalTokens, staging, outFs, outputDir, lock);
+    }
+
+    /** Warns about skipped sequences whose name the output directory already holds (an older result, left in place). */
+    private void warnSkipped(List<SequenceFile> files, FileSystem outFs, Path outputDir) throws IOException {
         for (Map.Entry<Integer, String> e : skipped.entrySet()) {
             // the run produces no file of that name, so it leaves an older one alone: say so
             String name = files.get(e.getKey()).name;
@@ -224,11 +250,11 @@ final class LightningJob {
                         + cfg.get(Settings.OUTPUT) + " is an older result, left in place");
             }
         }
-        splitWork.removeIf(w -> skipped.containsKey(w.get(0).sequence));
-        if (!splitWork.isEmpty()) {
-            reports.addAll(runPass("assemble: split sequences", splitWork, null, 0,
-                    (pieces, tokens) -> new Tasks(hadoop, staging, cfg, pieces, tokens).assemble()));
-        }
+    }
+
+    /** Writes the report into the staging, commits, and prints the closing line. */
+    private ObjectNode publish(List<SequenceFile> files, long totalTokens, Staging staging, FileSystem outFs,
+                               Path outputDir, OutputLock lock) throws IOException {
         int resumed = 0;
         for (TaskReport r : reports) {
             resumed += r.resumed;
@@ -317,8 +343,8 @@ final class LightningJob {
             for (InputFile s : statuses) {
                 // each file's own file system: a comma-separated --input may span several
                 FileSystem fs = HadoopPaths.fileSystem(s.path(), hadoopConf);
-                futures.add(pool.submit(() -> SequenceFiles.inspect(fs, s.status, s.name, cfg::defaultSlopes,
-                        cfg.get(Settings.NORMALIZE))));
+                futures.add(pool.submit(() -> cfg.softmax() ? SoftmaxJob.inspect(fs, s.status, s.name, cfg::defaultSlopes)
+                        : SequenceFiles.inspect(fs, s.status, s.name, cfg::defaultSlopes, cfg.get(Settings.NORMALIZE))));
             }
             List<SequenceFile> files = new ArrayList<>();
             for (int i = 0; i < futures.size(); i++) {
@@ -457,6 +483,9 @@ final class LightningJob {
         cfg.describe().forEach(settings::put);
         root.put("sequences", files.size());
         summary.forEach(root::put);
+        if (softmaxPlan != null) {
+            root.set("softmax", softmaxPlan);
+        }
         long tokens = summary.getOrDefault("tokens", 0L);
         root.put("seconds", seconds);
         root.put("tokensPerSecond", seconds > 0 ? tokens / seconds : 0);

@@ -24,6 +24,7 @@ import java.util.zip.CRC32C;
  * <pre>
  *   run.json             who made it, and the fingerprint of inputs and settings (for --resume)
  *   local/, incoming/    pass-1 local states and the scan's incoming states
+ *   partials/            softmax: partial results of (query piece, key pieces) items, merged per query piece
  *   parts/               pass-2 outputs of the pieces of split sequences (and of every sequence with
  *                        --state-every), the states recorded in them, and their final states
  *   files/NAME           complete output files, published into the output directory by the commit
@@ -96,6 +97,16 @@ final class Staging implements Serializable {
     /** The states pass 2 recorded in a piece (--state-every): each LightningState.toBytes, in order. */
     Path checkpointsPart(int sequence, int piece) {
         return new Path(root, "parts/s" + sequence + "-p" + piece + ".states.f32");
+    }
+
+    /** Softmax: the partial (o and lse per query block, float32) of query piece {@code piece} over key pieces {@code firstKey..lastKey}. */
+    Path softmaxPartial(int sequence, int piece, int firstKey, int lastKey) {
+        return new Path(root, "partials/s" + sequence + "-p" + piece + "-k" + firstKey + "-" + lastKey + ".f32");
+    }
+
+    /** Softmax: the lse rows [n, Hq] F32 of a piece of a split sequence (with --write-lse), beside its {@link #outputPart}. */
+    Path lsePart(int sequence, int piece) {
+        return new Path(root, "parts/s" + sequence + "-p" + piece + ".lse.f32");
     }
 
     Path finalState(int sequence) {
