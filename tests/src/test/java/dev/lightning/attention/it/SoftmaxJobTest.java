@@ -217,4 +217,31 @@ class SoftmaxJobTest {
             assertTrue(o.out.contains(s), "--help lacks '" + s + "':\n" + o.out);
         }
     }
+
+    @Test
+    void nonFiniteInputFailsOrIsSkippedAndListed() throws IOException {
+        Path dir = Files.createDirectories(tmp.resolve("nan-in"));
+        Sequence good = Sequence.grouped(21, 200, 2, 1, 1, 8, 8, DType.F32, null, false, false);
+        Sequence bad = Sequence.grouped(22, 200, 2, 1, 1, 8, 8, DType.F32, null, false, false);
+        bad.k[150 * 8 + 3] = Float.NaN; // k[150, 0, 3]: read by query pieces 2 and 3 only
+        good.write(dir.resolve("good.safetensors"));
+        bad.write(dir.resolve("bad.safetensors"));
+        List<String> args = new ArrayList<>(List.of("run", "--attention", "softmax", "--input", dir.toString(),
+                "--master", MASTER, "--backend", "cpu", "--partition-tokens", "64"));
+        args.addAll(List.of("--output", tmp.resolve("nan-fail").toString()));
+        Outcome failed = JobHarness.lightning(args.toArray(new String[0]));
+        assertTrue(failed.status != 0, failed.out);
+        assertTrue(failed.err.contains("bad.safetensors") && failed.err.contains("k[150, 0, 3]"), failed.err);
+        assertFalse(Files.exists(tmp.resolve("nan-fail").resolve("good.safetensors")), "a failed run publishes nothing");
+
+        Path out = tmp.resolve("nan-skip");
+        args.set(args.size() - 1, out.toString());
+        args.add("--skip-nonfinite");
+        JobHarness.succeed(args.toArray(new String[0]));
+        assertFalse(Files.exists(out.resolve("bad.safetensors")));
+        float[][] ref = reference(good, 0);
+        assertTrue(JobHarness.relativeError(read(out, "good.safetensors").get("o").toFloats(), ref[0]) <= 1e-5);
+        JsonNode report = new ObjectMapper().readTree(out.resolve("_lightning_report.json").toFile());
+        assertEquals("bad.safetensors", report.get("skipped").get(0).get("file").asText(), report.toString());
+    }
 }
