@@ -58,6 +58,12 @@ public final class JobConfig implements Serializable {
                     + get(Settings.BACKEND) + ": the GPU kernels record states between their " + gpuChunk + "-token "
                     + "chunks, so both must be multiples of " + gpuChunk + "; change them, or use --backend cpu");
         }
+        SoftmaxJob.checkOptions(this);
+    }
+
+    /** Whether this run computes causal softmax attention ({@code --attention softmax}) instead of lightning. */
+    boolean softmax() {
+        return "softmax".equals(get(Settings.ATTENTION));
     }
 
     /** The value of an option (its default when it was not given; null for an optional one without). */
@@ -88,8 +94,10 @@ public final class JobConfig implements Serializable {
             }
         }
         Map<String, Object> values = new LinkedHashMap<>();
+        // first the attention, which chooses some defaults (--scale)
+        String attention = resolve(Settings.ATTENTION, flags, confPairs, sparkDefault, Settings.ATTENTION.defaultValue);
         for (Setting<?> s : Settings.ALL) {
-            Object v = resolve(s, flags, confPairs, sparkDefault);
+            Object v = resolveUnder(attention, s, flags, confPairs, sparkDefault);
             if (v != null) {
                 values.put(s.key, v);
             }
@@ -97,8 +105,14 @@ public final class JobConfig implements Serializable {
         return new JobConfig(values, spark);
     }
 
+    /** An option's value, its default being the one under {@code attention}. */
+    private static <T> T resolveUnder(String attention, Setting<T> s, Map<String, String> flags,
+                                      Map<String, String> conf, Function<String, String> spark) {
+        return resolve(s, flags, conf, spark, s.defaultFor(attention));
+    }
+
     private static <T> T resolve(Setting<T> s, Map<String, String> flags, Map<String, String> conf,
-                                 Function<String, String> spark) {
+                                 Function<String, String> spark, T defaultValue) {
         if (flags.containsKey(s.flag)) {
             return s.parse(flags.get(s.flag), s.flag);
         }
@@ -109,7 +123,7 @@ public final class JobConfig implements Serializable {
         if (fromSpark != null) {
             return s.parse(fromSpark, "Spark configuration " + s.key);
         }
-        return s.defaultValue;
+        return defaultValue;
     }
 
     // ---------------------------------------------------------------- values derived from options
@@ -149,7 +163,8 @@ public final class JobConfig implements Serializable {
         Map<String, String> m = new LinkedHashMap<>();
         for (Setting<?> s : Settings.ALL) {
             Object v = values.get(s.key);
-            m.put(s.key, v == null ? "(none)" : v.toString());
+            String derived = s.defaultTextFor(get(Settings.ATTENTION)); // a default the job derives per file
+            m.put(s.key, v != null ? v.toString() : derived != null ? derived : "(none)");
         }
         return m;
     }

@@ -67,6 +67,8 @@ final class LightningJob {
     private final Map<String, double[]> passes = new java.util.LinkedHashMap<>();
     /** Plan figures for the report. */
     private final Map<String, Long> summary = new java.util.LinkedHashMap<>();
+    /** With --attention softmax, its plan and how even it is, for the report; else null. */
+    private ObjectNode softmaxPlan;
 
     LightningJob(JobConfig cfg, org.apache.hadoop.conf.Configuration hadoopConf, PrintStream out,
                  java.util.function.Supplier<SparkContext> sparkStarter) {
@@ -173,6 +175,19 @@ final class LightningJob {
         summary.put("tokens", totalTokens);
 
         HadoopConf hadoop = new HadoopConf(sc.hadoopConfiguration());
+        if (cfg.softmax()) {
+            SoftmaxJob softmax = new SoftmaxJob(cfg, hadoop, staging, files, plan, out);
+            softmaxPlan = softmax.planReport();
+            List<TaskReport> blocks = softmax.blocks(this::runPass);
+            reports.addAll(blocks);
+            collectSkipped(blocks, files);
+            List<TaskReport> merged = softmax.merge(this::runPass, skipped.keySet());
+            reports.addAll(merged);
+            collectSkipped(merged, files);
+            warnSkipped(files, outFs, outputDir);
+            reports.addAll(softmax.assemble(this::runPass, skipped.keySet()));
+            return publish(files, totalTokens, staging, outFs, outputDir, lock, Map.of());
+        }
         // Pass 1: pieces with a successor. The planner gives each its own partition.
         List<List<Tasks.PieceItem>> pass1 = new ArrayList<>();
         List<List<String>> pass1Hosts = new ArrayList<>();
@@ -239,16 +254,7 @@ final class LightningJob {
                 (pieces, tokens) -> new Tasks(hadoop, staging, cfg, pieces, tokens).pass2());
         reports.addAll(outputs);
         collectSkipped(outputs, files);
-        for (Map.Entry<Integer, String> e : skipped.entrySet()) {
-            // the run produces no file of that name, so it leaves an older one alone: say so
-            String name = files.get(e.getKey()).name;
-            if (outFs.exists(HadoopPaths.child(outputDir, name))) {
-                skipped.put(e.getKey(), e.getValue() + "; " + name + " in the output directory is an older result, "
-                        + "left in place");
-                out.println("lightning: warning: " + name + " was skipped, and the file of that name in "
-                        + cfg.get(Settings.OUTPUT) + " is an older result, left in place");
-            }
-        }
+        warnSkipped(files, outFs, outputDir);
         Map<Integer, List<String>> publishedAs = new HashMap<>();
         long finishStart = System.nanoTime();
         for (Map.Entry<Integer, long[]> e : shared.entrySet()) {
@@ -265,6 +271,30 @@ final class LightningJob {
                     splitOutputs.form.key(), seconds);
             FaultPoints.reach("assemble");
         }
+        return publish(files, totalTokens, staging, outFs, outputDir, lock, publishedAs);
+    }
+
+    /** Warns about skipped sequences whose name the output directory already holds (an older result, left in place). */
+    private void warnSkipped(List<SequenceFile> files, FileSystem outFs, Path outputDir) throws IOException {
+        for (Map.Entry<Integer, String> e : skipped.entrySet()) {
+            // the run produces no file of that name, so it leaves an older one alone: say so
+            String name = files.get(e.getKey()).name;
+            if (outFs.exists(HadoopPaths.child(outputDir, name))) {
+                skipped.put(e.getKey(), e.getValue() + "; " + name + " in the output directory is an older result, "
+                        + "left in place");
+                out.println("lightning: warning: " + name + " was skipped, and the file of that name in "
+                        + cfg.get(Settings.OUTPUT) + " is an older result, left in place");
+            }
+        }
+    }
+
+    /**
+     * Writes the report into the staging, commits, and prints the closing line. {@code publishedAs}:
+     * the names a sequence is published under where they are not its file name alone (the parts form).
+     */
+    private ObjectNode publish(List<SequenceFile> files, long totalTokens, Staging staging, FileSystem outFs,
+                               Path outputDir, OutputLock lock, Map<Integer, List<String>> publishedAs)
+            throws IOException {
         int resumed = 0;
         for (TaskReport r : reports) {
             resumed += r.resumed;
@@ -362,8 +392,8 @@ final class LightningJob {
             for (InputFile s : statuses) {
                 // each file's own file system: a comma-separated --input may span several
                 FileSystem fs = HadoopPaths.fileSystem(s.path(), hadoopConf);
-                futures.add(pool.submit(() -> SequenceFiles.inspect(fs, s.status, s.name, cfg::defaultSlopes,
-                        cfg.get(Settings.NORMALIZE))));
+                futures.add(pool.submit(() -> cfg.softmax() ? SoftmaxJob.inspect(fs, s.status, s.name, cfg::defaultSlopes)
+                        : SequenceFiles.inspect(fs, s.status, s.name, cfg::defaultSlopes, cfg.get(Settings.NORMALIZE))));
             }
             List<SequenceFile> files = new ArrayList<>();
             for (int i = 0; i < futures.size(); i++) {
@@ -502,6 +532,9 @@ final class LightningJob {
         cfg.describe().forEach(settings::put);
         root.put("sequences", files.size());
         summary.forEach(root::put);
+        if (softmaxPlan != null) {
+            root.set("softmax", softmaxPlan);
+        }
         long tokens = summary.getOrDefault("tokens", 0L);
         root.put("seconds", seconds);
         root.put("tokensPerSecond", seconds > 0 ? tokens / seconds : 0);

@@ -43,6 +43,11 @@ public final class LightningMain {
             "  phi(q_t) S_t (--normalize: divided by phi(q_t).z_t + eps). Results are staged and",
             "  published in one commit when the run succeeds; a failed or killed run changes nothing in",
             "  --output and can be continued with --resume. Exit status: 0 done, 1 failed, 2 bad usage/input.",
+            "run --attention softmax: computes causal softmax attention instead, for q [T,Hq,Dk], k [T,Hk,Dk],",
+            "  v [T,Hk,Dv] (Hq a multiple of Hk; no slope or initial tensors): o_t = sum_{j<=t}",
+            "  softmax_j(scale q_t.k_j) v_j, scale 1/sqrt(Dk) unless --scale is given (lightning's default",
+            "  stays 1.0), with --window W only keys (t-W, t]; writes o [T,Hq,Dv] and, with --write-lse,",
+            "  lse [T,Hq] F32. The options marked \"Lightning only\" are refused with it.",
             "demo: writes a built-in input to DIR/input (default: target/lightning-demo under the",
             "  project), runs the job into DIR/output and checks every result against a float64",
             "  reference.",
@@ -285,6 +290,10 @@ public final class LightningMain {
             withDefaults.addAll(List.of("--partition-tokens", Long.toString(Demo.PARTITION_TOKENS)));
         }
         JobConfig cfg = parse(withDefaults, new String[1]);
+        if (cfg.softmax()) {
+            throw new InvalidInputException("demo runs and checks lightning attention; for softmax attention run "
+                    + "`lightning run --attention softmax --input PATHS --output DIR` (`lightning generate` writes inputs)");
+        }
         out.println("lightning demo: writing the built-in input to " + input);
         Demo.generate(input);
         runJob(cfg, out);

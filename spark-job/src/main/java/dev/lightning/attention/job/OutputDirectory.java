@@ -192,9 +192,9 @@ final class OutputDirectory {
                 pieces[p.sequence()]++;
             }
         }
-        long need = 0;
+        long need = cfg.softmax() ? SoftmaxJob.bytesToStage(cfg, files, plan) : 0;
         Variant variant = cfg.variant();
-        for (int i = 0; i < files.size(); i++) {
+        for (int i = 0; i < files.size() && !cfg.softmax(); i++) {
             SequenceFile f = files.get(i);
             AttentionSpec spec = f.spec(cfg.get(Settings.SCALE), cfg.chunkSize(), variant);
             long o = f.tokens * f.outputBytesPerToken(cfg.outputDtype(f.dtype));

@@ -21,9 +21,19 @@ final class Setting<T> {
     final String doc;
     private final Function<String, T> parser;
     private final Function<T, String> check;
+    /** Defaults that differ by --attention (absent: {@link #defaultValue}); a null value: none in the configuration. */
+    private final java.util.Map<String, T> attentionDefaults;
+    /** How such a default is stated, by attention. */
+    private final java.util.Map<String, String> attentionDefaultTexts;
 
     private Setting(String flag, String key, String type, T defaultValue, String defaultText, String doc,
                     Function<String, T> parser, Function<T, String> check) {
+        this(flag, key, type, defaultValue, defaultText, doc, parser, check, java.util.Map.of(), java.util.Map.of());
+    }
+
+    private Setting(String flag, String key, String type, T defaultValue, String defaultText, String doc,
+                    Function<String, T> parser, Function<T, String> check, java.util.Map<String, T> attentionDefaults,
+                    java.util.Map<String, String> attentionDefaultTexts) {
         this.flag = flag;
         this.key = key;
         this.type = type;
@@ -32,6 +42,32 @@ final class Setting<T> {
         this.doc = doc;
         this.parser = parser;
         this.check = check;
+        this.attentionDefaults = attentionDefaults;
+        this.attentionDefaultTexts = attentionDefaultTexts;
+    }
+
+    /**
+     * This option with another default under {@code --attention attention}: {@code value}, or null
+     * for one the job derives per file (then {@code text} says how, e.g. "1/sqrt(Dk)"). The
+     * default text becomes "DEFAULT; ATTENTION: TEXT" in --help and the options table.
+     */
+    Setting<T> withDefaultFor(String attention, T value, String text) {
+        java.util.Map<String, T> defaults = new java.util.HashMap<>(attentionDefaults);
+        defaults.put(attention, value);
+        java.util.Map<String, String> texts = new java.util.HashMap<>(attentionDefaultTexts);
+        texts.put(attention, text);
+        return new Setting<>(flag, key, type, defaultValue, defaultText + "; " + attention + ": " + text, doc, parser,
+                check, java.util.Collections.unmodifiableMap(defaults), java.util.Collections.unmodifiableMap(texts));
+    }
+
+    /** How the default under {@code attention} is stated, or null when it is the plain default. */
+    String defaultTextFor(String attention) {
+        return attentionDefaultTexts.get(attention);
+    }
+
+    /** The default under {@code --attention attention} (null: none in the configuration). */
+    T defaultFor(String attention) {
+        return attentionDefaults.containsKey(attention) ? attentionDefaults.get(attention) : defaultValue;
     }
 
     /** A boolean switch: present on the command line means true; "true"/"false" by key. */

@@ -24,19 +24,30 @@ final class Settings {
                     + "partition; longer ones are split into pieces of this size.");
     static final Setting<Long> CHUNK_SIZE = Setting.count("--chunk-size", "spark.lightning.chunkSize", 64, 1, 1024,
             "Block size of the CPU kernels (the GPU kernels always use 64); pieces start at multiples of it.");
+    static final Setting<String> ATTENTION = Setting.choice("--attention", "spark.lightning.attention", "lightning",
+            "What to compute: `lightning` (causal linear attention with decay) or `softmax` (causal softmax "
+                    + "attention, o_t = sum_{j<=t} softmax_j(scale q_t.k_j) v_j, with grouped query heads; see "
+                    + "\"Softmax attention\" in the README).", "lightning", "softmax");
     static final Setting<Double> SCALE = Setting.real("--scale", "spark.lightning.scale", 1.0, false,
-            "Output scale: o_t = scale * phi(q_t) S_t (divided by the normalizer term with --normalize).");
+            "Lightning: output scale, o_t = scale * phi(q_t) S_t (divided by the normalizer term with --normalize). "
+                    + "Softmax: score scale, softmax_j(scale q_t.k_j); by default 1/sqrt(Dk) of each file.")
+            .withDefaultFor("softmax", null, "1/sqrt(Dk)");
+    static final Setting<Long> WINDOW = Setting.count("--window", "spark.lightning.window", 0, 0, Long.MAX_VALUE / 4,
+            "Softmax only: a sliding window of N tokens, token t sees keys (t-N, t]; 0: every earlier key.");
+    static final Setting<Boolean> WRITE_LSE = Setting.flagSwitch("--write-lse", "spark.lightning.writeLse",
+            "Softmax only: also write `lse` [T,Hq] F32, the natural log of sum_j exp(scale q_t.k_j) over the keys "
+                    + "token t sees.");
     static final Setting<String> FEATURE_MAP = Setting.choice("--feature-map", "spark.lightning.featureMap", "identity",
-            "Feature map phi applied to q and k before anything else: `identity` (phi(x) = x), `elu1` "
+            "Lightning only. Feature map phi applied to q and k before anything else: `identity` (phi(x) = x), `elu1` "
                     + "(elu(x) + 1) or `relu` (max(x, 0)).", "identity", "elu1", "relu");
     static final Setting<Boolean> NORMALIZE = Setting.flagSwitch("--normalize", "spark.lightning.normalize",
-            "Normalized linear attention: o_t = scale (phi(q_t) S_t) / (phi(q_t) . z_t + eps) with the normalizer "
+            "Lightning only. Normalized linear attention: o_t = scale (phi(q_t) S_t) / (phi(q_t) . z_t + eps) with the normalizer "
                     + "z_t = lambda z_{t-1} + phi(k_t); reads `initial_normalizer` [H,Dk] F32 when a file has one and "
                     + "writes `final_normalizer` (and `normalizers` with --state-every).");
     static final Setting<Double> NORMALIZE_EPS = Setting.realAtLeast("--normalize-eps", "spark.lightning.normalizeEps",
-            1e-5, 0, "The eps added to the denominator with --normalize.");
+            1e-5, 0, "Lightning only. The eps added to the denominator with --normalize.");
     static final Setting<Long> STATE_EVERY = Setting.count("--state-every", "spark.lightning.stateEvery", 0, 0,
-            Integer.MAX_VALUE, "Record the state every N tokens (a multiple of --chunk-size; 0: never): each output "
+            Integer.MAX_VALUE, "Lightning only. Record the state every N tokens (a multiple of --chunk-size; 0: never): each output "
                     + "then holds `states` [C,H,Dk,Dv] F32, C = floor(T/N), `states[c]` the state after token "
                     + "(c+1)N-1 of the file (and `normalizers` [C,H,Dk] with --normalize). Unless --backend is cpu, N "
                     + "and --chunk-size must be multiples of 64, the GPU kernels' chunk.");
@@ -51,13 +62,13 @@ final class Settings {
     static final Setting<String> MASTER = Setting.text("--master", "spark.master", "local[*]",
             "Spark master URL. Under spark-submit, spark-submit's own `--master` is used unless this is given.");
     static final Setting<String> DEFAULT_SLOPES = Setting.choice("--default-slopes", "spark.lightning.defaultSlopes",
-            "minimax", "Decay rates for files without a `slope` tensor: `minimax` (MiniMax-01/ALiBi) or "
+            "minimax", "Lightning only. Decay rates for files without a `slope` tensor: `minimax` (MiniMax-01/ALiBi) or "
                     + "`transnormer` (fla's `chunk_lightning_attn`).", "minimax", "transnormer");
     static final Setting<Integer> LAYER = Setting.optionalInt("--layer", "spark.lightning.layer", 0,
-            "Layer index for the default slopes' layer factor; needs `--layers`. Without it, minimax slopes "
+            "Lightning only. Layer index for the default slopes' layer factor; needs `--layers`. Without it, minimax slopes "
                     + "have no layer factor and transnormer ones are those of layer 0.");
     static final Setting<Integer> LAYERS = Setting.optionalInt("--layers", "spark.lightning.layers", 1,
-            "Number of layers of the model, for `--layer`.");
+            "Lightning only. Number of layers of the model, for `--layer`.");
     static final Setting<Long> WINDOW_BYTES = Setting.size("--window-bytes", "spark.lightning.windowBytes",
             64L << 20, 1 << 10,
             "Bytes of q, k, v and o a task holds at once on the CPU backend; a piece is streamed through windows "
@@ -102,18 +113,25 @@ final class Settings {
     static final Setting<Double> PROGRESS_SECONDS = Setting.real("--progress-seconds",
             "spark.lightning.progressSeconds", 5.0, true, "Seconds between progress lines.");
 
-    static final List<Setting<?>> ALL = List.of(INPUT, OUTPUT, RECURSIVE, PARTITION_TOKENS, CHUNK_SIZE, SCALE,
-            FEATURE_MAP, NORMALIZE, NORMALIZE_EPS, STATE_EVERY, BACKEND, MASTER, DEFAULT_SLOPES, LAYER, LAYERS, OUTPUT_DTYPE, OUTPUT_FORM, WINDOW_BYTES, GPU_WINDOW_BYTES, GPU_RESOURCE,
+    static final List<Setting<?>> ALL = List.of(INPUT, OUTPUT, RECURSIVE, ATTENTION, PARTITION_TOKENS, CHUNK_SIZE,
+            SCALE, WINDOW, WRITE_LSE, FEATURE_MAP, NORMALIZE, NORMALIZE_EPS, STATE_EVERY, BACKEND, MASTER, DEFAULT_SLOPES, LAYER, LAYERS, OUTPUT_DTYPE, OUTPUT_FORM, WINDOW_BYTES, GPU_WINDOW_BYTES, GPU_RESOURCE,
             GPU_MEMORY, GPU_OOM, OVERWRITE, RESUME, LOCK_STALE_SECONDS, SKIP_INVALID, SKIP_NONFINITE, PROGRESS_SECONDS);
 
     /**
      * The options that change the bytes a run writes: a --resume must share them with the run it
      * continues. (The others choose where and how visibly it runs.)
      */
-    static final List<Setting<?>> RESULT_AFFECTING = List.of(RECURSIVE, PARTITION_TOKENS, CHUNK_SIZE, SCALE,
-            FEATURE_MAP, NORMALIZE, NORMALIZE_EPS, STATE_EVERY, BACKEND,
+    static final List<Setting<?>> RESULT_AFFECTING = List.of(RECURSIVE, ATTENTION, PARTITION_TOKENS, CHUNK_SIZE,
+            SCALE, WINDOW, WRITE_LSE, FEATURE_MAP, NORMALIZE, NORMALIZE_EPS, STATE_EVERY, BACKEND,
             DEFAULT_SLOPES, LAYER, LAYERS, OUTPUT_DTYPE, OUTPUT_FORM, WINDOW_BYTES, GPU_WINDOW_BYTES, GPU_MEMORY, GPU_OOM,
             SKIP_INVALID, SKIP_NONFINITE);
+
+    /** Options of lightning attention only: a softmax run refuses them when set to anything but their default. */
+    static final List<Setting<?>> LIGHTNING_ONLY = List.of(FEATURE_MAP, NORMALIZE, NORMALIZE_EPS, STATE_EVERY,
+            DEFAULT_SLOPES, LAYER, LAYERS);
+
+    /** Options of softmax attention only: a lightning run refuses them when set to anything but their default. */
+    static final List<Setting<?>> SOFTMAX_ONLY = List.of(WINDOW, WRITE_LSE);
 
     static Setting<?> byFlag(String flag) {
         for (Setting<?> s : ALL) {

@@ -32,6 +32,9 @@ import java.util.zip.CRC32C;
  *                        with the file system's concat, or as NAME.index.json and NAME.parts/
  *   done/UNIT.json       one marker per finished unit of work: its files (or byte ranges of a file
  *                        written in place) with size and CRC32C
+ *   partials/, parts/   softmax: partial results of (query piece, key pieces) items, merged per query
+ *                        piece, and the o (and lse) rows of the pieces of split sequences, which its
+ *                        assembly task copies into files/NAME
  *   _lightning_report.json, commit.json    the report, and the commit record (see {@link Commit})
  * </pre>
  * Every file is written aside and renamed into place (or, in place, its byte ranges are rewritten),
@@ -103,6 +106,21 @@ final class Staging implements Serializable {
         Path staged = stagedOutput(name);
         return HadoopPaths.child(staged.getParent(), "." + staged.getName() + (piece < 0 ? "" : ".p" + piece) + "."
                 + kind);
+    }
+
+    /** Softmax: the o rows of a piece of a split sequence, copied into its file by the softmax assembly. */
+    Path outputPart(int sequence, int piece) {
+        return new Path(root, "parts/s" + sequence + "-p" + piece + ".o");
+    }
+
+    /** Softmax: the partial (o and lse per query block, float32) of query piece {@code piece} over key pieces {@code firstKey..lastKey}. */
+    Path softmaxPartial(int sequence, int piece, int firstKey, int lastKey) {
+        return new Path(root, "partials/s" + sequence + "-p" + piece + "-k" + firstKey + "-" + lastKey + ".f32");
+    }
+
+    /** Softmax: the lse rows [n, Hq] F32 of a piece of a split sequence (with --write-lse), beside its {@link #outputPart}. */
+    Path lsePart(int sequence, int piece) {
+        return new Path(root, "parts/s" + sequence + "-p" + piece + ".lse.f32");
     }
 
     /** The complete output file of {@code name} (a name relative to the output directory). */

@@ -66,4 +66,20 @@ class JobConfigTest {
         flags.remove("--layers");
         assertThrows(InvalidInputException.class, () -> JobConfig.resolve(flags, Map.of(), k -> null));
     }
+
+    @Test
+    void theScaleDefaultsPerAttention() {
+        Map<String, String> flags = new java.util.HashMap<>(PATHS);
+        assertEquals(1.0, JobConfig.resolve(flags, Map.of(), k -> null).get(Settings.SCALE), "lightning: 1.0");
+        flags.put("--attention", "softmax");
+        JobConfig softmax = JobConfig.resolve(flags, Map.of(), k -> null);
+        assertEquals(null, softmax.get(Settings.SCALE), "softmax: none in the configuration, 1/sqrt(Dk) per file");
+        assertEquals("1/sqrt(Dk)", softmax.describe().get(Settings.SCALE.key));
+        // by key from the Spark configuration too, as for every option
+        assertEquals(0.25, JobConfig.resolve(flags, Map.of(), Map.of("spark.lightning.scale", "0.25")::get)
+                .get(Settings.SCALE));
+        flags.put("--scale", "0.5");
+        assertEquals(0.5, JobConfig.resolve(flags, Map.of(), k -> null).get(Settings.SCALE));
+        assertTrue(Settings.SCALE.defaultText.contains("softmax: 1/sqrt(Dk)"), Settings.SCALE.defaultText);
+    }
 }

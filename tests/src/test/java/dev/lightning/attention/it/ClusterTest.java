@@ -64,12 +64,21 @@ class ClusterTest {
     }
 
     private static Path run(String name, boolean killAnExecutorInPass2) throws Exception {
+        return run(name, killAnExecutorInPass2, List.of("run", "--input", input.toString()),
+                "lightning: pass 2/2: outputs: ");
+    }
+
+    /** Submits {@code args} with --output tmp/name; kills an executor once the log shows {@code killAt}, if asked. */
+    private static Path run(String name, boolean killAnExecutorInPass2, List<String> args, String killAt)
+            throws Exception {
         Path out = tmp.resolve(name);
-        Process p = cluster.submit(name, CONF, List.of("run", "--input", input.toString(), "--output", out.toString()));
+        List<String> all = new java.util.ArrayList<>(args);
+        all.addAll(List.of("--output", out.toString()));
+        Process p = cluster.submit(name, CONF, all);
         boolean killed = false;
         long deadline = System.nanoTime() + TimeUnit.MINUTES.toNanos(5);
         while (p.isAlive() && System.nanoTime() < deadline) {
-            if (killAnExecutorInPass2 && !killed && cluster.log(name).contains("lightning: pass 2/2: outputs: ")) {
+            if (killAnExecutorInPass2 && !killed && cluster.log(name).contains(killAt)) {
                 List<ProcessHandle> executors = cluster.executors();
                 assertFalse(executors.isEmpty(), "no executor to kill");
                 executors.get(0).destroyForcibly();
@@ -116,6 +125,33 @@ class ClusterTest {
         try (var left = Files.list(disturbed)) {
             assertFalse(left.anyMatch(x -> x.getFileName().toString().startsWith(".")
                     || x.getFileName().toString().equals("_temporary")), "partial files of the killed tasks remain");
+        }
+    }
+
+    /**
+     * A softmax job (one sequence in 6 pieces whose partials merge across tasks, and a short one)
+     * on the cluster: it matches float64, and a run that loses an executor while the work items run
+     * writes the same bytes as an undisturbed one.
+     */
+    @Test
+    void softmaxJobIsDeterministicAndSurvivesALostExecutor() throws Exception {
+        Path in = Files.createDirectories(tmp.resolve("softmax-in"));
+        Map<String, Sequence> seqs = new LinkedHashMap<>();
+        seqs.put("sm-long.safetensors", Sequence.grouped(81, 6000, 4, 2, 2, 16, 24, DType.BF16, null, false, false));
+        seqs.put("sm-short.safetensors", Sequence.grouped(82, 700, 6, 3, 3, 16, 8, DType.F32, null, false, false));
+        JobHarness.writeSequences(in, seqs);
+        List<String> args = List.of("run", "--attention", "softmax", "--input", in.toString(), "--partition-tokens",
+                "1024", "--write-lse", "--output-dtype", "f32");
+        Path first = run("softmax-first", false, args, null);
+        Path disturbed = run("softmax-disturbed", true, args, "lightning: softmax 1/2: blocks: ");
+        for (Map.Entry<String, Sequence> e : seqs.entrySet()) {
+            float[][] ref = SoftmaxJobTest.reference(e.getValue(), 0);
+            Map<String, dev.lightning.attention.tensor.SafetensorsFile.Tensor> got =
+                    dev.lightning.attention.tensor.SafetensorsFile.read(first.resolve(e.getKey()));
+            assertTrue(JobHarness.relativeError(got.get("o").toFloats(), ref[0]) <= 1e-5, e.getKey());
+            assertTrue(JobHarness.relativeError(got.get("lse").toFloats(), ref[1]) <= 1e-6, e.getKey() + " lse");
+            assertArrayEquals(Files.readAllBytes(first.resolve(e.getKey())),
+                    Files.readAllBytes(disturbed.resolve(e.getKey())), e.getKey() + ": the run that lost an executor differs");
         }
     }
 }

@@ -1,0 +1,246 @@
+package dev.lightning.attention.job;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.lightning.attention.plan.Piece;
+import dev.lightning.attention.plan.SoftmaxPlanner;
+import dev.lightning.attention.stream.SequenceFile;
+import dev.lightning.attention.tensor.InvalidInputException;
+import dev.lightning.attention.tensor.SafetensorsHeader;
+import dev.lightning.attention.tensor.TensorEntry;
+import org.apache.hadoop.fs.FSDataInputStream;
+import org.apache.hadoop.fs.FileStatus;
+import org.apache.hadoop.fs.FileSystem;
+
+import java.io.IOException;
+import java.io.PrintStream;
+import java.io.Serializable;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.TreeMap;
+
+/**
+ * The driver side of a softmax run ({@code --attention softmax}): its option and input checks,
+ * its plan ({@link SoftmaxPlanner} over the pieces lightning's planner cut) and its passes:
+ * <ol>
+ *   <li>blocks: the work items, in tasks of about equal cost;</li>
+ *   <li>merge: per query piece split over several items, their partials folded in ascending key
+ *       order;</li>
+ *   <li>assemble: per split sequence, its output file from its pieces' rows.</li>
+ * </ol>
+ * The lock, staging, commit and report are {@link LightningJob}'s. Like it, the driver holds
+ * file headers and the plan, never a tensor.
+ */
+final class SoftmaxJob {
+    /** How {@link LightningJob} runs a pass (its {@code runPass}): progress lines, timing, reports. */
+    interface PassRunner {
+        <W extends Serializable> List<TaskReport> run(String title, List<List<W>> work, List<List<String>> hosts,
+                                                     long totalTokens, LightningJob.WorkerFactory<W> factory);
+    }
+
+    private final JobConfig cfg;
+    private final HadoopConf hadoop;
+    private final Staging staging;
+    private final List<SequenceFile> files;
+    private final List<List<Piece>> pieces;
+    private final SoftmaxPlanner.Plan plan;
+    private final PrintStream out;
+
+    SoftmaxJob(JobConfig cfg, HadoopConf hadoop, Staging staging, List<SequenceFile> files, List<List<Piece>> pieces,
+               PrintStream out) {
+        this.cfg = cfg;
+        this.hadoop = hadoop;
+        this.staging = staging;
+        this.files = files;
+        this.pieces = pieces;
+        this.plan = plan(cfg, files, pieces);
+        this.out = out;
+    }
+
+    // ---------------------------------------------------------------- checks before any work
+
+    /**
+     * Refuses options of the other attention set to anything but their default (wherever they
+     * came from): a softmax run has no feature map, normalization, recorded states or slopes, and a
+     * lightning run no window or lse.
+     */
+    static void checkOptions(JobConfig cfg) {
+        boolean softmax = cfg.softmax();
+        for (Setting<?> s : softmax ? Settings.LIGHTNING_ONLY : Settings.SOFTMAX_ONLY) {
+            Object v = cfg.get(s);
+            if (!java.util.Objects.equals(v, s.defaultValue)) {
+                throw new InvalidInputException(s.flag + " " + v + " (key " + s.key + ") applies to "
+                        + (softmax ? "lightning attention only; softmax attention has no feature map, normalization, "
+                        + "recorded states or slopes: remove it, or run --attention lightning"
+                        : "softmax attention only: add --attention softmax, or remove it"));
+            }
+        }
+    }
+
+    /**
+     * Reads and checks a softmax input's header: q [T, Hq, Dk], k [T, Hk, Dk], v [T, Hk, Dv], Hq a
+     * multiple of Hk, and none of lightning's optional tensors (slope, initial_state,
+     * initial_normalizer), which would mean something this attention does not compute: refused
+     * rather than ignored. The rest (dtypes, one T, one Dk, widths up to 256, T >= 1) is checked
+     * as for lightning ({@link SequenceFile#describe}).
+     */
+    static SequenceFile inspect(FileSystem fs, FileStatus status, String name,
+                                java.util.function.IntFunction<double[]> defaultSlopes) throws IOException {
+        try (FSDataInputStream in = fs.open(status.getPath())) {
+            byte[] prefix = new byte[8];
+            try {
+                in.readFully(0, prefix, 0, 8);
+            } catch (java.io.EOFException e) {
+                throw new InvalidInputException(name + ": truncated: cannot read the 8-byte header length", e);
+            }
+            long n = SafetensorsHeader.headerLength(name, prefix, status.getLen());
+            byte[] json = new byte[(int) n];
+            in.readFully(8, json, 0, json.length);
+            SafetensorsHeader header = SafetensorsHeader.parse(name, json, status.getLen());
+            for (String lightningOnly : new String[] {"slope", "initial_state", "initial_normalizer"}) {
+                if (header.tensor(lightningOnly) != null) {
+                    throw new InvalidInputException(name + ": holds '" + lightningOnly + "', a tensor of lightning "
+                            + "attention; softmax attention (--attention softmax) has no decay, state or normalizer "
+                            + "and would ignore it: remove it from the file, or run --attention lightning");
+                }
+            }
+            TensorEntry q = header.tensor("q");
+            TensorEntry k = header.tensor("k");
+            TensorEntry v = header.tensor("v");
+            if (q != null && k != null && v != null && q.rank() == 3 && k.rank() == 3 && v.rank() == 3) {
+                long hq = q.dim(1);
+                long hk = k.dim(1);
+                if (v.dim(1) != hk || hk < 1 || hq % hk != 0) {
+                    throw new InvalidInputException(name + ": softmax attention needs q [T, Hq, Dk], k [T, Hk, Dk], "
+                            + "v [T, Hk, Dv] with Hq a multiple of Hk (query head h reads key/value head "
+                            + "h / (Hq/Hk)); found q " + Arrays.toString(q.shape()) + ", k "
+                            + Arrays.toString(k.shape()) + ", v " + Arrays.toString(v.shape()));
+                }
+            }
+            return SequenceFile.describe(status.getPath().toUri().toString(), name, status.getLen(), in::readFully,
+                    defaultSlopes, true);
+        }
+    }
+
+    // ---------------------------------------------------------------- the plan
+
+    /**
+     * The plan: the work items of every sequence in about as many equal-cost tasks as lightning has
+     * partitions, a pair costing Hq (Dk + Dv) multiply-adds.
+     */
+    static SoftmaxPlanner.Plan plan(JobConfig cfg, List<SequenceFile> files, List<List<Piece>> pieces) {
+        long[] weights = new long[files.size()];
+        for (int i = 0; i < weights.length; i++) {
+            SequenceFile f = files.get(i);
+            weights[i] = (long) f.layout().headsQ() * (f.layout().dk() + f.layout().dv());
+        }
+        return new SoftmaxPlanner(cfg.get(Settings.WINDOW)).plan(pieces, weights, pieces.size());
+    }
+
+    /**
+     * Bytes a softmax run stages, for the free-space check: every output file, and for split
+     * sequences their pieces' rows beside it and the partials of the items that need a merge.
+     */
+    static long bytesToStage(JobConfig cfg, List<SequenceFile> files, List<List<Piece>> pieces) {
+        long need = 0;
+        int[] count = new int[files.size()];
+        for (List<Piece> partition : pieces) {
+            for (Piece p : partition) {
+                count[p.sequence()]++;
+            }
+        }
+        for (int i = 0; i < files.size(); i++) {
+            SequenceFile f = files.get(i);
+            long rows = f.tokens * SoftmaxTasks.rowBytes(f, cfg);
+            need += rows + 4096 + (count[i] > 1 ? rows : 0);
+        }
+        for (List<SoftmaxPlanner.Block> m : plan(cfg, files, pieces).merges) {
+            SequenceFile f = files.get(m.get(0).query.sequence());
+            need += m.size() * (long) m.get(0).query.tokens() * 4L * f.layout().headsQ() * (f.layout().dv() + 1);
+        }
+        return need;
+    }
+
+    /** How even the plan is, for the run report. */
+    ObjectNode planReport() {
+        ObjectNode n = new ObjectMapper().createObjectNode();
+        n.put("window", cfg.get(Settings.WINDOW));
+        n.put("tasks", plan.tasks.size());
+        n.put("items", plan.items());
+        n.put("mergedQueryPieces", plan.merges.size());
+        n.put("costUnit", "multiply-adds: visible (query, key) pairs x Hq (Dk + Dv)");
+        n.put("totalCost", plan.totalCost);
+        n.put("maxTaskCost", plan.maxTaskCost);
+        n.put("meanTaskCost", plan.meanTaskCost());
+        n.put("minTaskCost", plan.minTaskCost);
+        n.put("maxOverMean", plan.imbalance());
+        return n;
+    }
+
+    // ---------------------------------------------------------------- the passes
+
+    /** Pass 1: the work items. Returns the task reports (the driver reads skipped sequences from them). */
+    List<TaskReport> blocks(PassRunner runner) {
+        out.printf("lightning: softmax attention: %d work items in %d tasks, %d query pieces merged; task cost "
+                        + "max/mean %.3f (max %.3g, mean %.3g multiply-adds)%n", plan.items(), plan.tasks.size(),
+                plan.merges.size(), plan.imbalance(), (double) plan.maxTaskCost, plan.meanTaskCost());
+        List<List<SoftmaxTasks.BlockItem>> work = new ArrayList<>();
+        long tokens = 0;
+        for (List<SoftmaxPlanner.Block> task : plan.tasks) {
+            List<SoftmaxTasks.BlockItem> items = new ArrayList<>();
+            for (SoftmaxPlanner.Block b : task) {
+                items.add(new SoftmaxTasks.BlockItem(files.get(b.query.sequence()), b));
+                tokens += b.query.tokens();
+            }
+            work.add(items);
+        }
+        return runner.run("softmax 1/2: blocks", work, null, tokens,
+                (items, t) -> new SoftmaxTasks(hadoop, staging, cfg, items, t).blocks());
+    }
+
+    /** Pass 2, the merges, for the sequences not skipped. */
+    List<TaskReport> merge(PassRunner runner, Set<Integer> skipped) {
+        List<TaskReport> reports = new ArrayList<>();
+        List<List<SoftmaxTasks.MergeItem>> merges = new ArrayList<>();
+        for (List<SoftmaxPlanner.Block> m : plan.merges) {
+            int s = m.get(0).query.sequence();
+            if (!skipped.contains(s)) {
+                merges.add(List.of(new SoftmaxTasks.MergeItem(files.get(s), m)));
+            }
+        }
+        if (!merges.isEmpty()) {
+            reports.addAll(runner.run("softmax 2/2: merge", merges, null, 0,
+                    (items, t) -> new SoftmaxTasks(hadoop, staging, cfg, items, t).merge()));
+        }
+        return reports;
+    }
+
+    /** The assembly of the split sequences not skipped. */
+    List<TaskReport> assemble(PassRunner runner, Set<Integer> skipped) {
+        List<TaskReport> reports = new ArrayList<>();
+        Map<Integer, List<Piece>> splits = new TreeMap<>();
+        for (List<Piece> partition : pieces) {
+            for (Piece p : partition) {
+                if (p.isSplit() && !skipped.contains(p.sequence())) {
+                    splits.computeIfAbsent(p.sequence(), x -> new ArrayList<>()).add(p);
+                }
+            }
+        }
+        List<List<SoftmaxTasks.SequenceItem>> assembly = new ArrayList<>();
+        for (Map.Entry<Integer, List<Piece>> e : splits.entrySet()) {
+            long[] tokens = new long[e.getValue().size()];
+            for (Piece p : e.getValue()) {
+                tokens[p.index()] = p.tokens();
+            }
+            assembly.add(List.of(new SoftmaxTasks.SequenceItem(files.get(e.getKey()), e.getKey(), tokens)));
+        }
+        if (!assembly.isEmpty()) {
+            reports.addAll(runner.run("assemble: split sequences", assembly, null, 0,
+                    (items, t) -> new SoftmaxTasks(hadoop, staging, cfg, items, t).assemble()));
+        }
+        return reports;
+    }
+}

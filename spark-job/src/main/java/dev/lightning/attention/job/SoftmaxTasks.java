@@ -1,0 +1,430 @@
+package dev.lightning.attention.job;
+
+import dev.lightning.attention.engine.Backends;
+import dev.lightning.attention.engine.SoftmaxBackend;
+import dev.lightning.attention.engine.SoftmaxPartial;
+import dev.lightning.attention.engine.SoftmaxSpec;
+import dev.lightning.attention.plan.Piece;
+import dev.lightning.attention.plan.SoftmaxPlanner;
+import dev.lightning.attention.stream.NonFiniteException;
+import dev.lightning.attention.stream.SequenceFile;
+import dev.lightning.attention.stream.SoftmaxWork;
+import dev.lightning.attention.tensor.DType;
+import dev.lightning.attention.tensor.InvalidInputException;
+import dev.lightning.attention.tensor.SafetensorsHeader;
+import org.apache.hadoop.fs.FSDataInputStream;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.fs.Path;
+import org.apache.spark.TaskContext;
+import org.apache.spark.util.LongAccumulator;
+
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.io.Serializable;
+import java.net.InetAddress;
+import java.nio.ByteBuffer;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The tasks of a softmax run ({@code --attention softmax}), each a {@link WorkRDD.Worker}:
+ * <ul>
+ *   <li>{@link #blocks()}: each work item, queries of one piece over a range of its key pieces
+ *       ({@link SoftmaxPlanner.Block}), computed by {@link SoftmaxWork}. An item that covers its
+ *       query piece's whole key range writes the piece's rows at once; any other stages its
+ *       float32 partial (o and lse per query block, {@link SoftmaxPartial#toBytes}).</li>
+ *   <li>{@link #merge()}: per query piece computed by several items, their partials folded in
+ *       ascending key order ({@link SoftmaxPartial#merge}), then the piece's rows written.</li>
+ *   <li>{@link #assemble()}: per split sequence, its output file from the pieces' rows.</li>
+ * </ul>
+ * As for lightning, tasks write only into the run's {@link Staging}, each unit of work ends with a
+ * done marker (kept by --resume when it still verifies), and every file is a function of the
+ * input and settings alone: a retried or resumed task writes the same bytes.
+ */
+final class SoftmaxTasks implements Serializable {
+    private static final long serialVersionUID = 1L;
+
+    /** One work item with the file it reads. */
+    static final class BlockItem implements Serializable {
+        private static final long serialVersionUID = 1L;
+        final SequenceFile file;
+        final SoftmaxPlanner.Block block;
+
+        BlockItem(SequenceFile file, SoftmaxPlanner.Block block) {
+            this.file = file;
+            this.block = block;
+        }
+    }
+
+    /** A query piece computed by several items: the items, in ascending key order. */
+    static final class MergeItem implements Serializable {
+        private static final long serialVersionUID = 1L;
+        final SequenceFile file;
+        final ArrayList<SoftmaxPlanner.Block> items;
+
+        MergeItem(SequenceFile file, List<SoftmaxPlanner.Block> items) {
+            this.file = file;
+            this.items = new ArrayList<>(items);
+        }
+    }
+
+    /** A split sequence with the token counts of its pieces, in order. */
+    static final class SequenceItem implements Serializable {
+        private static final long serialVersionUID = 1L;
+        final SequenceFile file;
+        final int sequence;
+        final long[] pieceTokens;
+
+        SequenceItem(SequenceFile file, int sequence, long[] pieceTokens) {
+            this.file = file;
+            this.sequence = sequence;
+            this.pieceTokens = pieceTokens;
+        }
+    }
+
+    private final HadoopConf hadoop;
+    private final Staging staging;
+    private final JobConfig cfg;
+    private final LongAccumulator itemsDone;
+    private final LongAccumulator tokensDone;
+
+    SoftmaxTasks(HadoopConf hadoop, Staging staging, JobConfig cfg, LongAccumulator itemsDone,
+                 LongAccumulator tokensDone) {
+        this.hadoop = hadoop;
+        this.staging = staging;
+        this.cfg = cfg;
+        this.itemsDone = itemsDone;
+        this.tokensDone = tokensDone;
+    }
+
+    // ---------------------------------------------------------------- what a file computes
+
+    /** The computation of file {@code f}: its heads and widths, the run's scale (1/sqrt(Dk) by default) and window. */
+    static SoftmaxSpec spec(SequenceFile f, JobConfig cfg) {
+        Double scale = cfg.get(Settings.SCALE);
+        int dk = f.layout().dk();
+        return new SoftmaxSpec(f.layout().headsQ(), f.layout().headsK(), dk, f.layout().dv(),
+                scale != null ? scale : SoftmaxSpec.defaultScale(dk), cfg.get(Settings.WINDOW));
+    }
+
+    /**
+     * The header of a softmax output file: o [T, Hq, Dv] in the output dtype, then with
+     * --write-lse lse [T, Hq] F32; the metadata records the attention, scale and window.
+     */
+    static SafetensorsHeader outputHeader(SequenceFile f, SoftmaxSpec spec, DType oDtype, boolean lse) {
+        List<SafetensorsHeader.Spec> tensors = new ArrayList<>();
+        tensors.add(new SafetensorsHeader.Spec("o", oDtype, f.tokens, spec.headsQ(), spec.dv()));
+        if (lse) {
+            tensors.add(new SafetensorsHeader.Spec("lse", DType.F32, f.tokens, spec.headsQ()));
+        }
+        Map<String, String> metadata = new java.util.TreeMap<>();
+        metadata.put("producer", "lightning-spark");
+        metadata.put("attention", "softmax");
+        metadata.put("scale", Double.toString(spec.scale()));
+        if (spec.window() != SoftmaxSpec.NO_WINDOW) {
+            metadata.put("window", Long.toString(spec.window()));
+        }
+        return SafetensorsHeader.layout(f.name, tensors, metadata);
+    }
+
+    /** Bytes of one token's rows: o in the output dtype, and lse with --write-lse. */
+    static long rowBytes(SequenceFile f, JobConfig cfg) {
+        return f.outputBytesPerToken(cfg.outputDtype(f.dtype)) + (cfg.get(Settings.WRITE_LSE) ? 4L * f.layout().headsQ() : 0);
+    }
+
+    /**
+     * The work of file {@code f} on backend {@code b} (null: the merge, which computes nothing).
+     * Half of --window-bytes holds a query block on every backend, so that partials of one query
+     * piece computed on different backends line up block by block; half of the backend's window
+     * budget (--gpu-window-bytes on a GPU) holds a key block.
+     */
+    private SoftmaxWork work(SequenceFile f, SoftmaxBackend b) {
+        boolean gpu = b != null && b.device().startsWith("cuda");
+        return new SoftmaxWork(spec(f, cfg), cfg.chunkSize(), cfg.get(Settings.WINDOW_BYTES) / 2,
+                cfg.get(gpu ? Settings.GPU_WINDOW_BYTES : Settings.WINDOW_BYTES) / 2);
+    }
+
+    static String unit(SoftmaxPlanner.Block b) {
+        return "softmax-s" + b.query.sequence() + "-p" + b.query.index() + "-k" + b.firstKeyPiece + "-" + b.lastKeyPiece;
+    }
+
+    private Path partialPath(SoftmaxPlanner.Block b) {
+        return staging.softmaxPartial(b.query.sequence(), b.query.index(), b.firstKeyPiece, b.lastKeyPiece);
+    }
+
+    /**
+     * The softmax backend of a task, chosen as {@link ExecutorBackends} chooses lightning's: the
+     * CPU for {@code cpu}; for {@code gpu} and {@code auto} the GPU Spark assigned (device 0
+     * without an assignment); {@code auto} falls back to the CPU where none is usable.
+     */
+    private SoftmaxBackend backend() {
+        String choice = cfg.get(Settings.BACKEND);
+        if ("cpu".equals(choice)) {
+            return Backends.softmaxCpu();
+        }
+        String resource = cfg.get(Settings.GPU_RESOURCE);
+        Integer assigned = ExecutorBackends.assignedGpu(resource);
+        String reason = Backends.gpuUnavailableReason();
+        if (reason == null) {
+            try {
+                return Backends.softmaxGpu(assigned != null ? assigned : 0, cfg.get(Settings.GPU_MEMORY));
+            } catch (UnsupportedOperationException e) {
+                reason = e.getMessage();
+            }
+        }
+        if ("gpu".equals(choice)) {
+            throw new InvalidInputException("--backend gpu: no usable GPU softmax backend on this executor"
+                    + (assigned != null ? " (Spark assigned " + resource + " " + assigned + ")" : "") + ": " + reason);
+        }
+        return Backends.softmaxCpu();
+    }
+
+    private FileSystem fs(String path) throws IOException {
+        return HadoopPaths.fileSystem(new Path(path), hadoop.get());
+    }
+
+    private static String attempt(TaskContext ctx) {
+        return ctx.stageId() + "-" + ctx.partitionId() + "-" + ctx.taskAttemptId();
+    }
+
+    // ---------------------------------------------------------------- output rows
+
+    /** Writes a piece's rows: o to the first stream, lse (or nothing: null) to the second. */
+    interface Rows {
+        void writeTo(OutputStream o, OutputStream lse) throws IOException;
+    }
+
+    /**
+     * The one place a query piece of a split sequence writes its rows, as lightning's pass 2
+     * writes a split piece today: o to {@link Staging#outputPart} and, with --write-lse, lse to
+     * {@link Staging#lsePart}, which {@link #assemble()} concatenates in piece order. Returns the
+     * files written.
+     */
+    private List<Staging.Written> writePieceRows(FileSystem stagingFs, Piece p, String attempt, Rows rows)
+            throws IOException {
+        List<Staging.Written> files = new ArrayList<>();
+        if (cfg.get(Settings.WRITE_LSE)) {
+            files.add(Staging.writeAtomically(stagingFs, staging.lsePart(p.sequence(), p.index()), attempt,
+                    lse -> files.add(Staging.writeAtomically(stagingFs, staging.outputPart(p.sequence(), p.index()),
+                            attempt, o -> rows.writeTo(o, lse)))));
+        } else {
+            files.add(Staging.writeAtomically(stagingFs, staging.outputPart(p.sequence(), p.index()), attempt,
+                    o -> rows.writeTo(o, null)));
+        }
+        return files;
+    }
+
+    /**
+     * Writes a whole (unsplit) sequence's output file from its rows: the header, o, then lse, which
+     * is held meanwhile (T Hq float32: T is at most --partition-tokens here).
+     */
+    private Staging.Written writeWholeFile(FileSystem stagingFs, SequenceFile f, String attempt, Rows rows)
+            throws IOException {
+        SoftmaxSpec spec = spec(f, cfg);
+        boolean withLse = cfg.get(Settings.WRITE_LSE);
+        return Staging.writeAtomically(stagingFs, staging.stagedOutput(f.name), attempt, out -> {
+            out.write(outputHeader(f, spec, cfg.outputDtype(f.dtype), withLse).encode());
+            ByteArrayOutputStream lse = withLse ? new ByteArrayOutputStream() : null;
+            rows.writeTo(out, lse);
+            if (withLse) {
+                lse.writeTo(out);
+            }
+        });
+    }
+
+    // ---------------------------------------------------------------- the tasks
+
+    /** The work items: each query piece's partial over its key range, or its rows when the range is whole. */
+    WorkRDD.Worker<BlockItem> blocks() {
+        return (items, ctx) -> {
+            long start = System.nanoTime();
+            long tokens = 0;
+            int resumed = 0;
+            FileSystem stagingFs = fs(staging.root);
+            List<String> skipped = new ArrayList<>();
+            List<String> names = new ArrayList<>();
+            try (SoftmaxBackend backend = backend()) {
+                for (BlockItem it : items) {
+                    SequenceFile f = it.file;
+                    SoftmaxPlanner.Block b = it.block;
+                    Piece q = b.query;
+                    names.add(f.name);
+                    String unit = unit(b);
+                    if (staging.alreadyDone(stagingFs, unit)) {
+                        resumed++;
+                    } else {
+                        SoftmaxWork work = work(f, backend);
+                        DType oDtype = cfg.outputDtype(f.dtype);
+                        try (FSDataInputStream in = fs(f.path).open(SequenceFiles.hadoopPath(f))) {
+                            Rows rows = (o, lse) -> work.compute(backend, in::readFully, f, q.sequence(), q.start(),
+                                    q.end(), b.keyStart, b.keyEnd,
+                                    (at, p) -> SoftmaxWork.writeRows(f, q.sequence(), at, p, oDtype, o, lse));
+                            List<Staging.Written> written;
+                            if (b.whole && !q.isSplit()) {
+                                written = List.of(writeWholeFile(stagingFs, f, attempt(ctx), rows));
+                            } else if (b.whole) {
+                                written = writePieceRows(stagingFs, q, attempt(ctx), rows);
+                            } else {
+                                written = List.of(Staging.writeAtomically(stagingFs, partialPath(b), attempt(ctx),
+                                        out -> work.compute(backend, in::readFully, f, q.sequence(), q.start(), q.end(),
+                                                b.keyStart, b.keyEnd, (at, p) -> out.write(p.toBytes()))));
+                            }
+                            staging.markDone(stagingFs, unit, attempt(ctx), written);
+                            FaultPoints.reach("softmax-blocks");
+                        } catch (NonFiniteException e) {
+                            if (!cfg.get(Settings.SKIP_NONFINITE)) {
+                                throw e;
+                            }
+                            skipped.add(e.record()); // nothing of this item was renamed into place
+                        }
+                    }
+                    tokens += q.tokens();
+                    itemsDone.add(1);
+                    tokensDone.add(q.tokens());
+                }
+                return report("softmax-blocks", ctx, items.size(), tokens, backend, start, skipped, resumed, names);
+            }
+        };
+    }
+
+    /** The merge: per query piece, its items' partials in ascending key order, then its rows. */
+    WorkRDD.Worker<MergeItem> merge() {
+        return (items, ctx) -> {
+            long start = System.nanoTime();
+            int resumed = 0;
+            FileSystem stagingFs = fs(staging.root);
+            List<String> names = new ArrayList<>();
+            List<String> skipped = new ArrayList<>();
+            for (MergeItem m : items) {
+                SequenceFile f = m.file;
+                Piece q = m.items.get(0).query;
+                names.add(f.name);
+                String unit = "softmax-merge-s" + q.sequence() + "-p" + q.index();
+                if (staging.alreadyDone(stagingFs, unit)) {
+                    resumed++;
+                    continue;
+                }
+                SoftmaxSpec spec = spec(f, cfg);
+                // the query blocks of every item: SoftmaxWork's, which depend on the file and the budget only
+                SoftmaxWork work = work(f, null);
+                int qBlock = work.queryBlockTokens(f);
+                long perToken = work.partialBytesPerToken();
+                DType oDtype = cfg.outputDtype(f.dtype);
+                try {
+                    List<Staging.Written> written = writePieceRows(stagingFs, q, attempt(ctx), (o, lse) -> {
+                        List<FSDataInputStream> partials = new ArrayList<>();
+                        try {
+                            for (SoftmaxPlanner.Block b : m.items) {
+                                Path p = partialPath(b);
+                                long len = stagingFs.getFileStatus(p).getLen();
+                                if (len != q.tokens() * perToken) {
+                                    throw new IOException(p + " holds " + len + " bytes, expected " + q.tokens()
+                                            + " queries x " + perToken);
+                                }
+                                partials.add(stagingFs.open(p));
+                            }
+                            for (long at = q.start(); at < q.end(); at += qBlock) {
+                                int n = (int) Math.min(qBlock, q.end() - at);
+                                byte[] raw = new byte[Math.toIntExact(n * perToken)];
+                                SoftmaxPartial acc = null;
+                                for (FSDataInputStream in : partials) { // ascending key order: the same bytes every time
+                                    in.readFully((at - q.start()) * perToken, raw, 0, raw.length);
+                                    SoftmaxPartial p = SoftmaxPartial.fromBytes(spec, n, ByteBuffer.wrap(raw));
+                                    if (acc == null) {
+                                        acc = p;
+                                    } else {
+                                        acc.merge(p);
+                                    }
+                                }
+                                SoftmaxWork.writeRows(f, q.sequence(), at, acc, oDtype, o, lse);
+                            }
+                        } finally {
+                            for (FSDataInputStream in : partials) {
+                                in.close();
+                            }
+                        }
+                    });
+                    staging.markDone(stagingFs, unit, attempt(ctx), written);
+                    FaultPoints.reach("softmax-merge");
+                } catch (NonFiniteException e) {
+                    if (!cfg.get(Settings.SKIP_NONFINITE)) {
+                        throw e;
+                    }
+                    skipped.add(e.record());
+                }
+                itemsDone.add(1);
+            }
+            return report("softmax-merge", ctx, items.size(), 0, null, start, skipped, resumed, names);
+        };
+    }
+
+    /** The assembly of split sequences: header, o of every piece in order, then their lse. */
+    WorkRDD.Worker<SequenceItem> assemble() {
+        return (items, ctx) -> {
+            long start = System.nanoTime();
+            FileSystem stagingFs = fs(staging.root);
+            List<String> names = new ArrayList<>();
+            int resumed = 0;
+            for (SequenceItem it : items) {
+                SequenceFile f = it.file;
+                names.add(f.name);
+                String unit = "softmax-assemble-s" + it.sequence;
+                if (staging.alreadyDone(stagingFs, unit)) {
+                    resumed++;
+                    continue;
+                }
+                boolean withLse = cfg.get(Settings.WRITE_LSE);
+                DType oDtype = cfg.outputDtype(f.dtype);
+                SoftmaxSpec spec = spec(f, cfg);
+                Staging.Written w = Staging.writeAtomically(stagingFs, staging.stagedOutput(f.name), attempt(ctx),
+                        out -> {
+                            out.write(outputHeader(f, spec, oDtype, withLse).encode());
+                            for (int p = 0; p < it.pieceTokens.length; p++) {
+                                copy(stagingFs, staging.outputPart(it.sequence, p),
+                                        it.pieceTokens[p] * f.outputBytesPerToken(oDtype), out);
+                            }
+                            for (int p = 0; withLse && p < it.pieceTokens.length; p++) {
+                                copy(stagingFs, staging.lsePart(it.sequence, p), it.pieceTokens[p] * 4L * spec.headsQ(),
+                                        out);
+                            }
+                        });
+                staging.markDone(stagingFs, unit, attempt(ctx), List.of(w));
+                FaultPoints.reach("softmax-assemble");
+                itemsDone.add(1);
+            }
+            return report("softmax-assemble", ctx, items.size(), 0, null, start, List.of(), resumed, names);
+        };
+    }
+
+    private static void copy(FileSystem fs, Path part, long expect, OutputStream out) throws IOException {
+        long len = fs.getFileStatus(part).getLen();
+        if (len != expect) {
+            throw new IOException(part + " holds " + len + " bytes, expected " + expect);
+        }
+        byte[] buf = new byte[1 << 20];
+        try (InputStream in = fs.open(part)) {
+            for (int r; (r = in.read(buf)) > 0; ) {
+                out.write(buf, 0, r);
+            }
+        }
+    }
+
+    private TaskReport report(String pass, TaskContext ctx, int items, long tokens, SoftmaxBackend b, long start,
+                              List<String> skipped, int resumed, List<String> files) {
+        String host;
+        try {
+            host = InetAddress.getLocalHost().getHostName();
+        } catch (IOException e) {
+            host = "unknown";
+        }
+        String executor = org.apache.spark.SparkEnv.get() == null ? "?" : org.apache.spark.SparkEnv.get().executorId();
+        Integer gpu = ExecutorBackends.assignedGpu(cfg.get(Settings.GPU_RESOURCE));
+        return new TaskReport(pass, ctx.partitionId(), items, tokens, b == null ? "-" : b.name(),
+                b == null ? "-" : b.device(), host, executor, gpu == null ? "-" : gpu.toString(),
+                System.nanoTime() - start, skipped.toArray(new String[0]), resumed,
+                new java.util.LinkedHashSet<>(files).toArray(new String[0]));
+    }
+}
