@@ -9,7 +9,8 @@
 # runtime from bin/lean-runtime, extracted into this checkout, is enough).
 # Environment: WORK=DIR (inputs and outputs; default /tmp/lightning-gpu-job), LONG=TxHxD (default
 # 1048576x8x128), PIECES=N (default 8), DIRSEQ=NxTxHxD (default 16x65536x8x128), STANDALONE=0 to skip
-# the cluster runs.
+# the cluster runs, SOFTMAX=TxHxD (default 65536x8x128; none to skip): a softmax job on the GPU and
+# the same on the CPU, compared.
 set -uo pipefail
 home="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 work="${WORK:-/tmp/lightning-gpu-job}"
@@ -93,4 +94,36 @@ if [[ "${STANDALONE:-1}" != 0 ]]; then
     cmp -s "$work/out-long-local/long-000.safetensors" "$work/out-long-$o/long-000.safetensors" \
       && echo "RESULT same_bytes long-local long-$o" || echo "RESULT DIFFERENT long-local long-$o"
   done
+fi
+
+if [[ "${SOFTMAX:-65536x8x128}" != none ]]; then
+  IFS=x read -r st sh_ sd <<< "${SOFTMAX:-65536x8x128}"
+  python3 "$home/bench/make_inputs.py" "$work/softmax" --files 1 --tokens "$st" --heads "$sh_" --dim "$sd" --prefix sm \
+    > /dev/null
+  for backend in gpu cpu; do
+    job "softmax-$backend" "$home/bin/lightning" run --attention softmax --write-lse --backend "$backend" \
+      --input "$work/softmax" --output "$work/out-softmax-$backend" --partition-tokens $((st / 4))
+  done
+  python3 - "$work/out-softmax-gpu/sm-000.safetensors" "$work/out-softmax-cpu/sm-000.safetensors" <<'EOF2'
+import json, struct, sys
+import numpy as np
+def load(path):
+    raw = open(path, "rb").read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    h = json.loads(raw[8:8 + n])
+    out = {}
+    for name, t in h.items():
+        if name == "__metadata__":
+            continue
+        a, b = t["data_offsets"]
+        data = np.frombuffer(raw[8 + n + a:8 + n + b], dtype={"F32": np.float32, "BF16": np.uint16}[t["dtype"]])
+        if t["dtype"] == "BF16":
+            data = (data.astype(np.uint32) << 16).view(np.float32)
+        out[name] = data.astype(np.float64)
+    return out
+g, c = load(sys.argv[1]), load(sys.argv[2])
+for name in sorted(g):
+    err = np.linalg.norm(g[name] - c[name]) / np.linalg.norm(c[name])
+    print("RESULT softmax gpu-vs-cpu %s relative_error=%.3g" % (name, err))
+EOF2
 fi
