@@ -199,6 +199,10 @@ final class OutputDirectory {
             if (pieces[i] > 1 || variant.checkpoints()) { // parts beside the assembled file, and local and incoming states
                 need += o + states + 2L * pieces[i] * spec.stateBytes();
             }
+            if (pieces[i] > 1) { // the blocked scan's summaries and carries above level 0
+                need += new BlockScan.Plan(pieces[i] - 1, BlockScan.blockSize(spec.stateBytes())).extraStates()
+                        * spec.stateBytes();
+            }
         }
         long free;
         try {

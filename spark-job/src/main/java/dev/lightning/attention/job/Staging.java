@@ -24,6 +24,7 @@ import java.util.zip.CRC32C;
  * <pre>
  *   run.json             who made it, and the fingerprint of inputs and settings (for --resume)
  *   local/, incoming/    pass-1 local states and the scan's incoming states
+ *   scan/                the blocked scan's summaries and carries above level 0 (see {@link BlockScan})
  *   parts/               pass-2 outputs of the pieces of split sequences (and of every sequence with
  *                        --state-every), the states recorded in them, and their final states
  *   files/NAME           complete output files, published into the output directory by the commit
@@ -87,6 +88,16 @@ final class Staging implements Serializable {
 
     Path incomingState(int sequence, int piece) {
         return new Path(root, "incoming/s" + sequence + "-p" + piece + ".f32");
+    }
+
+    /** Element j of level L >= 1 of a sequence's blocked scan: the summary of block j of level L - 1. */
+    Path scanElement(int sequence, int level, int j) {
+        return new Path(root, "scan/s" + sequence + "-l" + level + "-e" + j + ".f32");
+    }
+
+    /** Prefix y_j of level L >= 1 of a sequence's blocked scan: the carry into block j of level L - 1. */
+    Path scanPrefix(int sequence, int level, int j) {
+        return new Path(root, "scan/s" + sequence + "-l" + level + "-y" + j + ".f32");
     }
 
     Path outputPart(int sequence, int piece) {
