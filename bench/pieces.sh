@@ -29,5 +29,21 @@ for line in open(sys.argv[1]):
 print(f"driver heap: {n} collections, peak in use before a collection {before:.0f} MB, "
       f"largest retained after a collection {after:.0f} MB; wall {float(sys.argv[2]) - float(sys.argv[3]):.1f} s")
 PY
-ls -la "$work/out/_lightning_report.json" | awk '{print "report bytes:", $5}'
+report="$work/out/_lightning_report.json"
+ls -la "$report" | awk '{print "report bytes:", $5}'
+# the run's own figures, where its report has them: tasks per pass and the driver heap from its GC notifications
+python3 - "$report" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+for title, p in r.get("passes", {}).items():
+    if "tasks" in p:
+        t = p["taskSeconds"]
+        print(f"  {title}: {p['seconds']:.1f} s, {p['tasks']} tasks, task s p50 {t.get('p50', 0):.3f} max {t.get('max', 0):.3f}")
+m = r.get("driverMemory")
+if m:
+    print(f"  driver (report): largest after a collection {m.get('largestAfterCollectionBytes', 0) / 2**20:.0f} MB, "
+          f"sum of pool peaks {m['sumOfPoolPeaksBytes'] / 2**20:.0f} MB, {m['collections']} collections")
+PY
+cp "$report" "$work/report.json"
 rm -rf "$work/out"
+echo "kept: $work (gc.log, stdout, report.json)"
