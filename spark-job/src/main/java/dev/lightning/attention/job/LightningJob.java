@@ -442,8 +442,8 @@ final class LightningJob {
         int items = totalItems;
         Supplier<String> line = () -> {
             double s = (System.nanoTime() - start) / 1e9;
-            String base = String.format("lightning: %s: %d/%d done", title,
-                    totalTokens > 0 ? pieces.value() : 0, items);
+            // pieces of a pass, units of a scan stage (tasks that count none show 0 until the end)
+            String base = String.format("lightning: %s: %d/%d done", title, pieces.value(), items);
             return totalTokens > 0
                     ? base + String.format(", %,d/%,d tokens, %s tokens/s, %.1f s", tokens.value(), totalTokens,
                     rate(tokens.value(), s), s)

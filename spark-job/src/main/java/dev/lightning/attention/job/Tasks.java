@@ -263,6 +263,7 @@ final class Tasks implements Serializable {
                 String unit = it.unit.name(it.sequence);
                 if (staging.alreadyDone(stagingFs, unit)) {
                     resumed++;
+                    piecesDone.add(1);
                     continue;
                 }
                 AttentionSpec spec = spec(it.file);
@@ -271,6 +272,7 @@ final class Tasks implements Serializable {
                 if (states.clean) {
                     staging.markDone(stagingFs, unit, attempt(ctx), states.written);
                 }
+                piecesDone.add(1); // units done, for the progress line
             }
             return report("scan", ctx, items.size(), 0, null, start, skipped, resumed, names);
         };
