@@ -285,8 +285,9 @@ final class LightningJob {
     }
 
     /**
-     * The scan of every split sequence, in blocks ({@link BlockScan}): stage by stage, each unit
-     * (a block of one sequence) its own task, so that no task touches more than a block of states.
+     * The scan of every split sequence, in blocks ({@link BlockScan}): stage by stage, each task
+     * one unit (a block of one sequence) or several small ones of at most a block of states
+     * together, so that no task touches more than a block of states.
      * The driver holds one plan per sequence and the units of one stage, never a state.
      */
     private void runScan(List<SequenceFile> files, Map<Integer, List<Piece>> splits, HadoopConf hadoop,
@@ -302,13 +303,27 @@ final class LightningJob {
         }
         int stages = BlockScan.stages(maxDepth);
         for (int stage = 0; stage < stages; stage++) {
+            // units of short scans share a task until it has a block's worth of states (so many
+            // sequences of a few pieces do not make a task each); a full block is a task of its own
             List<List<Tasks.ScanItem>> work = new ArrayList<>();
+            List<Tasks.ScanItem> task = new ArrayList<>();
+            int states = 0;
             for (Map.Entry<Integer, BlockScan.Plan> e : plans.entrySet()) {
                 List<Piece> pieces = splits.get(e.getKey()); // in index order
-                for (BlockScan.Unit u : e.getValue().units(stage, maxDepth)) {
-                    long[] tokens = BlockScan.tokens(e.getValue(), u, p -> pieces.get(Math.toIntExact(p)).start());
-                    work.add(List.of(new Tasks.ScanItem(files.get(e.getKey()), e.getKey(), u, tokens)));
+                BlockScan.Plan plan = e.getValue();
+                for (BlockScan.Unit u : plan.units(stage, maxDepth)) {
+                    long[] tokens = BlockScan.tokens(plan, u, p -> pieces.get(Math.toIntExact(p)).start());
+                    if (!task.isEmpty() && states + u.count > plan.block) {
+                        work.add(task);
+                        task = new ArrayList<>();
+                        states = 0;
+                    }
+                    task.add(new Tasks.ScanItem(files.get(e.getKey()), e.getKey(), u, tokens));
+                    states += u.count;
                 }
+            }
+            if (!task.isEmpty()) {
+                work.add(task);
             }
             String title = stages == 1 ? "scan: incoming states"
                     : "scan " + (stage + 1) + "/" + stages + ": " + BlockScan.stageName(stage, maxDepth);
