@@ -91,6 +91,56 @@ public final class PiecePlanner {
         return Collections.unmodifiableList(out);
     }
 
+    /**
+     * Packs consecutive partitions into at most {@code maxTasks} groups of about equal tokens, for
+     * plans with more partitions than a pass should have tasks: a task then computes the pieces
+     * of its group one after the other (each still its own unit of work). Partition i goes to
+     * group floor((tokens before it + half its tokens) * maxTasks / total tokens), so the groups
+     * are consecutive, in order, and none is empty. A plan of at most {@code maxTasks} partitions
+     * is returned as it is.
+     *
+     * @param partitions a plan, as {@link #plan} returns it
+     * @param maxTasks   the most groups, at least 1
+     */
+    public static List<List<Piece>> pack(List<List<Piece>> partitions, int maxTasks) {
+        if (maxTasks < 1) {
+            throw new IllegalArgumentException("tasks per pass must be >= 1, got " + maxTasks);
+        }
+        if (partitions.size() <= maxTasks) {
+            return partitions;
+        }
+        long total = 0;
+        for (List<Piece> p : partitions) {
+            total += tokens(p);
+        }
+        List<List<Piece>> groups = new ArrayList<>();
+        List<Piece> current = new ArrayList<>();
+        long before = 0;
+        long group = -1;
+        for (List<Piece> p : partitions) {
+            long t = tokens(p);
+            // in double: monotone in `before` (so groups stay consecutive), and no overflow of tokens * tasks
+            long g = Math.min(maxTasks - 1, (long) ((before + t / 2) / (double) total * maxTasks));
+            if (g != group && !current.isEmpty()) {
+                groups.add(Collections.unmodifiableList(current));
+                current = new ArrayList<>();
+            }
+            group = g;
+            current.addAll(p);
+            before += t;
+        }
+        groups.add(Collections.unmodifiableList(current));
+        return Collections.unmodifiableList(groups);
+    }
+
+    private static long tokens(List<Piece> partition) {
+        long t = 0;
+        for (Piece p : partition) {
+            t += p.tokens();
+        }
+        return t;
+    }
+
     public int chunkSize() {
         return chunkSize;
     }

@@ -78,4 +78,41 @@ class PiecePlannerTest {
     void rejectsEmptySequences() {
         assertThrows(IllegalArgumentException.class, () -> new PiecePlanner(10, 2).plan(new long[] {3, 0}));
     }
+
+    /** Packing keeps every piece once, in order, in at most the asked number of groups of about equal tokens. */
+    @Test
+    void packsManyPartitionsIntoBoundedGroups() {
+        PiecePlanner planner = new PiecePlanner(64, 64);
+        // 100,000 pieces of one sequence (the last one short), then short sequences sharing partitions
+        long[] lengths = new long[40];
+        lengths[0] = 64L * 99_999 + 17;
+        SplittableRandom rnd = new SplittableRandom(5);
+        for (int i = 1; i < lengths.length; i++) {
+            lengths[i] = 1 + rnd.nextInt(64);
+        }
+        List<List<Piece>> plan = planner.plan(lengths);
+        for (int max : new int[] {1, 7, 1024, 4096}) {
+            List<List<Piece>> groups = PiecePlanner.pack(plan, max);
+            assertTrue(groups.size() <= max && groups.size() >= Math.min(max, plan.size()) / 2,
+                    max + " tasks: " + groups.size() + " groups");
+            List<Piece> flat = new ArrayList<>();
+            long most = 0;
+            long total = 0;
+            for (List<Piece> g : groups) {
+                assertTrue(!g.isEmpty(), "no empty group");
+                flat.addAll(g);
+                long t = g.stream().mapToLong(Piece::tokens).sum();
+                most = Math.max(most, t);
+                total += t;
+            }
+            List<Piece> expected = new ArrayList<>();
+            plan.forEach(expected::addAll);
+            assertEquals(expected, flat, "every piece once, in plan order");
+            // about equal: none more than twice the mean (plus one partition)
+            assertTrue(most <= 2 * total / groups.size() + 64, max + " tasks: largest group " + most);
+        }
+        List<List<Piece>> small = planner.plan(new long[] {1000});
+        assertTrue(PiecePlanner.pack(small, 1024) == small, "a plan within the bound stays as it is");
+        assertThrows(IllegalArgumentException.class, () -> PiecePlanner.pack(small, 0));
+    }
 }

@@ -11,7 +11,8 @@ package dev.lightning.attention.job;
  * <p>The points, in the order a run reaches them:
  * <ul>
  *   <li>{@code pass1}: a pass-1 task has staged the local state of its first piece;
- *   <li>{@code scan}: the scan has staged its first incoming state;
+ *   <li>{@code scan}: a scan task has staged its first state (a block summary, a carry or an
+ *       incoming state: {@link BlockScan});
  *   <li>{@code pass2}: a pass-2 task has staged its first piece's output;
  *   <li>{@code assemble}: pass 2 is done and the driver has finished the outputs its pieces wrote
  *       (joined the parts with concat, or written the parts index; nothing to do in place);

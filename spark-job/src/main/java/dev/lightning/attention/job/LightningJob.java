@@ -61,10 +61,12 @@ final class LightningJob {
     private final java.time.Instant started = java.time.Instant.now();
     private final long t0 = System.nanoTime();
     private double sparkStartSeconds;
-    /** What every finished task reported. */
-    private final List<TaskReport> reports = new ArrayList<>();
+    /** What the tasks of each pass reported, folded compactly (by pass title, in the order they ran). */
+    private final Map<String, PassReport> reports = new java.util.LinkedHashMap<>();
     /** Per pass: seconds, and tokens computed. */
     private final Map<String, double[]> passes = new java.util.LinkedHashMap<>();
+    /** The driver JVM's heap over the run, for the report. */
+    private final DriverMemory memory = new DriverMemory();
     /** Plan figures for the report. */
     private final Map<String, Long> summary = new java.util.LinkedHashMap<>();
     /** With --attention softmax, its plan and how even it is, for the report; else null. */
@@ -83,6 +85,14 @@ final class LightningJob {
 
     /** Runs the job; returns the report it wrote. */
     ObjectNode run() throws IOException {
+        try {
+            return runAndReport();
+        } finally {
+            memory.close();
+        }
+    }
+
+    private ObjectNode runAndReport() throws IOException {
         Path given = HadoopPaths.parse(cfg.get(Settings.OUTPUT));
         FileSystem outFs = HadoopPaths.fileSystem(given, hadoopConf);
         Path outputDir = outFs.makeQualified(given);
@@ -164,13 +174,17 @@ final class LightningJob {
                 }
             }
         }
+        int maxTasks = maxTasksPerPass(sc.defaultParallelism());
+        List<List<Piece>> tasks = PiecePlanner.pack(plan, maxTasks);
         out.printf("lightning: %d sequences, %,d tokens -> %d pieces in %d partitions (%,d tokens each, chunk %d); "
-                        + "%d sequences split%n", files.size(), totalTokens, pieceCount, plan.size(),
-                planner.partitionTokens(), cfg.chunkSize(), splits.size());
+                        + "%d sequences split%s%n", files.size(), totalTokens, pieceCount, plan.size(),
+                planner.partitionTokens(), cfg.chunkSize(), splits.size(),
+                tasks == plan ? "" : String.format("; packed into %d tasks per pass", tasks.size()));
         if (!cfg.variant().plain()) {
             out.println("lightning: computing " + cfg.variant());
         }
         summary.put("partitions", (long) plan.size());
+        summary.put("tasksPerPass", (long) tasks.size());
         summary.put("pieces", (long) pieceCount);
         summary.put("tokens", totalTokens);
 
@@ -178,23 +192,22 @@ final class LightningJob {
         if (cfg.softmax()) {
             SoftmaxJob softmax = new SoftmaxJob(cfg, hadoop, staging, files, plan, out);
             softmaxPlan = softmax.planReport();
-            List<TaskReport> blocks = softmax.blocks(this::runPass);
-            reports.addAll(blocks);
-            collectSkipped(blocks, files);
-            List<TaskReport> merged = softmax.merge(this::runPass, skipped.keySet());
-            reports.addAll(merged);
-            collectSkipped(merged, files);
+            collectSkipped(softmax.blocks(this::runPass), files);
+            for (PassReport merged : softmax.merge(this::runPass, skipped.keySet())) {
+                collectSkipped(merged, files);
+            }
             warnSkipped(files, outFs, outputDir);
-            reports.addAll(softmax.assemble(this::runPass, skipped.keySet()));
+            softmax.assemble(this::runPass, skipped.keySet());
             return publish(files, totalTokens, staging, outFs, outputDir, lock, Map.of());
         }
-        // Pass 1: pieces with a successor. The planner gives each its own partition.
+        // Pass 1: pieces with a successor. A task per partition of the plan, or per group of them
+        // when there are more partitions than maxTasks.
         List<List<Tasks.PieceItem>> pass1 = new ArrayList<>();
         List<List<String>> pass1Hosts = new ArrayList<>();
         List<List<Tasks.PieceItem>> pass2 = new ArrayList<>();
         List<List<String>> pass2Hosts = new ArrayList<>();
         long pass1Tokens = 0;
-        for (List<Piece> partition : plan) {
+        for (List<Piece> partition : tasks) {
             List<Tasks.PieceItem> items = new ArrayList<>();
             List<Tasks.PieceItem> firstPass = new ArrayList<>();
             for (Piece p : partition) {
@@ -213,20 +226,10 @@ final class LightningJob {
                 pass1Hosts.add(hosts);
             }
         }
-        List<List<Tasks.SplitItem>> splitWork = new ArrayList<>();
-        for (Map.Entry<Integer, List<Piece>> e : splits.entrySet()) {
-            long[] tokens = new long[e.getValue().size()];
-            for (Piece p : e.getValue()) {
-                tokens[p.index()] = p.tokens();
-            }
-            splitWork.add(List.of(new Tasks.SplitItem(files.get(e.getKey()), e.getKey(), tokens)));
-        }
-
         if (!pass1.isEmpty()) {
-            reports.addAll(runPass("pass 1/2: local states", pass1, pass1Hosts, pass1Tokens,
-                    (pieces, tokens) -> new Tasks(hadoop, staging, cfg, pieces, tokens).pass1()));
-            reports.addAll(runPass("scan: incoming states", splitWork, null, 0,
-                    (pieces, tokens) -> new Tasks(hadoop, staging, cfg, pieces, tokens).scan()));
+            runPass("pass 1/2: local states", pass1, pass1Hosts, pass1Tokens,
+                    (pieces, tokens) -> new Tasks(hadoop, staging, cfg, pieces, tokens).pass1());
+            runScan(files, splits, hadoop, staging);
         }
         // sequences written by SplitOutputs (split, or all with --state-every): their pieces' token counts
         Map<Integer, long[]> shared = new java.util.TreeMap<>();
@@ -237,8 +240,8 @@ final class LightningJob {
                 }
             }
         }
-        Tasks tasks = new Tasks(hadoop, staging, cfg, null, null);
-        SplitOutputs splitOutputs = tasks.splitOutputs(outFs);
+        Tasks outputTasks = new Tasks(hadoop, staging, cfg, null, null);
+        SplitOutputs splitOutputs = outputTasks.splitOutputs(outFs);
         if (!shared.isEmpty()) {
             out.println("lightning: " + shared.size() + " output(s) written by their pieces, --output-form "
                     + splitOutputs.form.key());
@@ -247,12 +250,11 @@ final class LightningJob {
         List<dev.lightning.attention.tensor.SafetensorsHeader> sharedHeaders = new ArrayList<>();
         for (int s : shared.keySet()) {
             sharedNames.add(files.get(s).name);
-            sharedHeaders.add(tasks.outputHeader(files.get(s)));
+            sharedHeaders.add(outputTasks.outputHeader(files.get(s)));
         }
         splitOutputs.prepare(outFs, sharedNames, sharedHeaders);
-        List<TaskReport> outputs = runPass("pass 2/2: outputs", pass2, pass2Hosts, totalTokens,
+        PassReport outputs = runPass("pass 2/2: outputs", pass2, pass2Hosts, totalTokens,
                 (pieces, tokens) -> new Tasks(hadoop, staging, cfg, pieces, tokens).pass2());
-        reports.addAll(outputs);
         collectSkipped(outputs, files);
         warnSkipped(files, outFs, outputDir);
         Map<Integer, List<String>> publishedAs = new HashMap<>();
@@ -260,7 +262,7 @@ final class LightningJob {
         for (Map.Entry<Integer, long[]> e : shared.entrySet()) {
             if (!skipped.containsKey(e.getKey())) {
                 SequenceFile f = files.get(e.getKey());
-                publishedAs.put(e.getKey(), splitOutputs.finish(outFs, f.name, tasks.outputHeader(f), tasks.spec(f),
+                publishedAs.put(e.getKey(), splitOutputs.finish(outFs, f.name, outputTasks.outputHeader(f), outputTasks.spec(f),
                         cfg.variant(), e.getValue()));
             }
         }
@@ -295,10 +297,7 @@ final class LightningJob {
     private ObjectNode publish(List<SequenceFile> files, long totalTokens, Staging staging, FileSystem outFs,
                                Path outputDir, OutputLock lock, Map<Integer, List<String>> publishedAs)
             throws IOException {
-        int resumed = 0;
-        for (TaskReport r : reports) {
-            resumed += r.resumed;
-        }
+        int resumed = resumedUnits();
         if (resumed > 0) {
             out.println("lightning: resumed: " + resumed + " unit(s) of work were kept from the interrupted run");
         }
@@ -322,14 +321,84 @@ final class LightningJob {
         return report;
     }
 
+    /** The fewest tasks a pass is packed into: see {@link #maxTasksPerPass}. */
+    static final int MIN_TASKS_PER_PASS = 1024;
+
+    /**
+     * The most tasks of pass 1 and pass 2: a plan with more partitions has consecutive ones packed
+     * into this many tasks ({@link PiecePlanner#pack}), each computing its pieces one after the
+     * other (still one unit of work, and one marker, per piece). Per task Spark and the job spend
+     * about 16 ms of a core (1,000 one-piece tasks of 6,400 tokens, H = 1, D = 16: 16 s of pass 1
+     * on 2 cores, nearly all of it per-task cost), and the driver keeps scheduler state and a report
+     * per task, so their number must not grow with the pieces. 4 tasks per core keep the cores
+     * evenly busy to the end of a pass; at least 1,024, so plans of up to 1,024 partitions run
+     * one task per partition, as before.
+     */
+    static int maxTasksPerPass(int parallelism) {
+        return Math.max(MIN_TASKS_PER_PASS, 4 * parallelism);
+    }
+
+    /**
+     * The scan of every split sequence, in blocks ({@link BlockScan}): stage by stage, each task
+     * one unit (a block of one sequence) or several small ones of at most a block of states
+     * together, so that no task touches more than a block of states.
+     * The driver holds one plan per sequence and the units of one stage, never a state.
+     */
+    private void runScan(List<SequenceFile> files, Map<Integer, List<Piece>> splits, HadoopConf hadoop,
+                         Staging staging) {
+        Map<Integer, BlockScan.Plan> plans = new java.util.TreeMap<>();
+        int maxDepth = 0;
+        for (Map.Entry<Integer, List<Piece>> e : splits.entrySet()) {
+            SequenceFile f = files.get(e.getKey());
+            long stateBytes = f.spec(cfg.get(Settings.SCALE), cfg.chunkSize(), cfg.variant()).stateBytes();
+            BlockScan.Plan plan = new BlockScan.Plan(e.getValue().size() - 1, BlockScan.blockSize(stateBytes));
+            plans.put(e.getKey(), plan);
+            maxDepth = Math.max(maxDepth, plan.depth());
+        }
+        int stages = BlockScan.stages(maxDepth);
+        for (int stage = 0; stage < stages; stage++) {
+            // units of short scans share a task until it has a block's worth of states (so many
+            // sequences of a few pieces do not make a task each); a full block is a task of its own
+            List<List<Tasks.ScanItem>> work = new ArrayList<>();
+            List<Tasks.ScanItem> task = new ArrayList<>();
+            int states = 0;
+            for (Map.Entry<Integer, BlockScan.Plan> e : plans.entrySet()) {
+                List<Piece> pieces = splits.get(e.getKey()); // in index order
+                BlockScan.Plan plan = e.getValue();
+                for (BlockScan.Unit u : plan.units(stage, maxDepth)) {
+                    long[] tokens = BlockScan.tokens(plan, u, p -> pieces.get(Math.toIntExact(p)).start());
+                    if (!task.isEmpty() && states + u.count > plan.block) {
+                        work.add(task);
+                        task = new ArrayList<>();
+                        states = 0;
+                    }
+                    task.add(new Tasks.ScanItem(files.get(e.getKey()), e.getKey(), u, tokens));
+                    states += u.count;
+                }
+            }
+            if (!task.isEmpty()) {
+                work.add(task);
+            }
+            String title = stages == 1 ? "scan: incoming states"
+                    : "scan " + (stage + 1) + "/" + stages + ": " + BlockScan.stageName(stage, maxDepth);
+            runPass(title, work, null, 0, (pieces, tokens) -> new Tasks(hadoop, staging, cfg, pieces, tokens).scan());
+        }
+    }
+
     private Set<String> backendsUsed() {
         Set<String> used = new LinkedHashSet<>();
-        for (TaskReport r : reports) {
-            if (!"-".equals(r.backend)) {
-                used.add(r.backend + "@" + r.device);
-            }
+        for (PassReport r : reports.values()) {
+            used.addAll(r.backends());
         }
         return used;
+    }
+
+    private int resumedUnits() {
+        int resumed = 0;
+        for (PassReport r : reports.values()) {
+            resumed += r.resumed();
+        }
+        return resumed;
     }
 
     /**
@@ -359,24 +428,9 @@ final class LightningJob {
     }
 
     /** Pass 2 saw every piece (and every initial state): its records say which sequences to drop. */
-    private void collectSkipped(List<TaskReport> outputs, List<SequenceFile> files) {
-        Map<Integer, long[]> counts = new java.util.TreeMap<>();
-        Map<Integer, String> firsts = new HashMap<>();
-        Map<Integer, Long> firstAt = new HashMap<>();
-        for (TaskReport r : outputs) {
-            for (String record : r.skipped) {
-                String[] f = record.split("\t", 4);
-                int sequence = Integer.parseInt(f[0]);
-                long at = Long.parseLong(f[1]);
-                counts.computeIfAbsent(sequence, k -> new long[1])[0] += Long.parseLong(f[2]);
-                if (!firstAt.containsKey(sequence) || at < firstAt.get(sequence)) {
-                    firstAt.put(sequence, at);
-                    firsts.put(sequence, f[3]);
-                }
-            }
-        }
-        for (Map.Entry<Integer, long[]> e : counts.entrySet()) {
-            String what = e.getValue()[0] + " NaN/Inf value(s), the first at " + firsts.get(e.getKey());
+    private void collectSkipped(PassReport outputs, List<SequenceFile> files) {
+        for (Map.Entry<Integer, long[]> e : outputs.skipCounts().entrySet()) {
+            String what = e.getValue()[0] + " NaN/Inf value(s), the first at " + outputs.skipFirst(e.getKey());
             skipped.put(e.getKey(), what);
             out.println("lightning: skipped " + files.get(e.getKey()).name + ": " + what);
         }
@@ -451,8 +505,9 @@ final class LightningJob {
         WorkRDD.Worker<W> create(LongAccumulator pieces, LongAccumulator tokens);
     }
 
-    private <W extends Serializable> List<TaskReport> runPass(String title, List<List<W>> work, List<List<String>> hosts,
-                                                            long totalTokens, WorkerFactory<W> factory) {
+    /** Runs one pass (a Spark job) with progress lines; its task reports are folded into {@link #reports}. */
+    private <W extends Serializable> PassReport runPass(String title, List<List<W>> work, List<List<String>> hosts,
+                                                        long totalTokens, WorkerFactory<W> factory) {
         int totalItems = 0;
         for (List<W> w : work) {
             totalItems += w.size();
@@ -466,8 +521,8 @@ final class LightningJob {
         int items = totalItems;
         Supplier<String> line = () -> {
             double s = (System.nanoTime() - start) / 1e9;
-            String base = String.format("lightning: %s: %d/%d done", title,
-                    totalTokens > 0 ? pieces.value() : 0, items);
+            // pieces of a pass, units of a scan stage (tasks that count none show 0 until the end)
+            String base = String.format("lightning: %s: %d/%d done", title, pieces.value(), items);
             return totalTokens > 0
                     ? base + String.format(", %,d/%,d tokens, %s tokens/s, %.1f s", tokens.value(), totalTokens,
                     rate(tokens.value(), s), s)
@@ -480,9 +535,13 @@ final class LightningJob {
         });
         long period = Math.max(100, (long) (cfg.get(Settings.PROGRESS_SECONDS) * 1000));
         ticker.scheduleAtFixedRate(() -> out.println(line.get()), period, period, TimeUnit.MILLISECONDS);
-        List<TaskReport> result;
+        PassReport result = new PassReport(title);
         try {
-            result = JavaRDD.fromRDD(rdd, rdd.elementClassTag()).collect();
+            // one small report per task; a pass has at most a few thousand tasks (see packTasks)
+            for (TaskReport r : JavaRDD.fromRDD(rdd, rdd.elementClassTag()).collect()) {
+                result.add(r);
+            }
+            reports.put(title, result);
         } finally {
             ticker.shutdownNow();
             sc.setJobDescription(null);
@@ -510,8 +569,11 @@ final class LightningJob {
 
     // ---------------------------------------------------------------- report
 
-    /** The run report: settings, sequences, passes, every task; for a failed run also the error. */
-    private ObjectNode report(List<SequenceFile> files, List<TaskReport> tasks, String status, Exception error) {
+    /**
+     * The run report: settings, sequences, passes (with their tasks' figures), the tasks of passes
+     * small enough to list, the driver JVM's heap; for a failed run also the error.
+     */
+    private ObjectNode report(List<SequenceFile> files, Map<String, PassReport> tasks, String status, Exception error) {
         ObjectMapper json = new ObjectMapper();
         ObjectNode root = json.createObjectNode();
         root.put("status", status);
@@ -538,11 +600,8 @@ final class LightningJob {
         long tokens = summary.getOrDefault("tokens", 0L);
         root.put("seconds", seconds);
         root.put("tokensPerSecond", seconds > 0 ? tokens / seconds : 0);
-        int resumed = 0;
-        for (TaskReport r : tasks) {
-            resumed += r.resumed;
-        }
-        root.put("resumedUnits", resumed);
+        root.put("resumedUnits", resumedUnits());
+        root.set("driverMemory", memory.describe(json));
         ObjectNode ps = root.putObject("passes");
         passes.forEach((title, v) -> {
             ObjectNode p = ps.putObject(title);
@@ -550,6 +609,10 @@ final class LightningJob {
             if (v[1] > 0) {
                 p.put("tokens", (long) v[1]);
                 p.put("tokensPerSecond", v[0] > 0 ? v[1] / v[0] : 0);
+            }
+            PassReport r = tasks.get(title);
+            if (r != null) {
+                r.describe(p);
             }
         });
         ArrayNode seqs = root.putArray("files");
@@ -575,26 +638,10 @@ final class LightningJob {
         rejected.forEach((name, why) -> rej.addObject().put("file", name).put("reason", why));
         ArrayNode skip = root.putArray("skipped");
         skipped.forEach((seq, why) -> skip.addObject().put("file", files.get(seq).name).put("reason", why));
+        // every task's row for passes of at most PassReport.TASK_ROWS tasks; each pass says whether its are here
         ArrayNode ts = root.putArray("tasks");
-        for (TaskReport r : tasks) {
-            ObjectNode n = ts.addObject();
-            n.put("pass", r.pass);
-            n.put("partition", r.partition);
-            n.put("pieces", r.pieces);
-            n.put("tokens", r.tokens);
-            n.put("resumed", r.resumed);
-            ArrayNode names = n.putArray("files");
-            if (r.files != null) {
-                for (String name : r.files) {
-                    names.add(name);
-                }
-            }
-            n.put("backend", r.backend);
-            n.put("device", r.device);
-            n.put("host", r.host);
-            n.put("executor", r.executor);
-            n.put("gpuAddress", r.gpuAddress);
-            n.put("millis", r.nanos / 1e6);
+        for (PassReport r : tasks.values()) {
+            r.rows(ts);
         }
         return root;
     }

@@ -203,6 +203,10 @@ final class OutputDirectory {
             if (pieces[i] > 1) { // local and incoming states (the pieces write their shares of the output: no copy)
                 need += 2L * pieces[i] * spec.stateBytes();
             }
+            if (pieces[i] > 1) { // the blocked scan's summaries and carries above level 0
+                need += new BlockScan.Plan(pieces[i] - 1, BlockScan.blockSize(spec.stateBytes())).extraStates()
+                        * spec.stateBytes();
+            }
         }
         long free;
         try {

@@ -37,7 +37,7 @@ import java.util.TreeMap;
 final class SoftmaxJob {
     /** How {@link LightningJob} runs a pass (its {@code runPass}): progress lines, timing, reports. */
     interface PassRunner {
-        <W extends Serializable> List<TaskReport> run(String title, List<List<W>> work, List<List<String>> hosts,
+        <W extends Serializable> PassReport run(String title, List<List<W>> work, List<List<String>> hosts,
                                                      long totalTokens, LightningJob.WorkerFactory<W> factory);
     }
 
@@ -182,8 +182,8 @@ final class SoftmaxJob {
 
     // ---------------------------------------------------------------- the passes
 
-    /** Pass 1: the work items. Returns the task reports (the driver reads skipped sequences from them). */
-    List<TaskReport> blocks(PassRunner runner) {
+    /** Pass 1: the work items. Returns the pass's report (the driver reads skipped sequences from it). */
+    PassReport blocks(PassRunner runner) {
         out.printf("lightning: softmax attention: %d work items in %d tasks, %d query pieces merged; task cost "
                         + "max/mean %.3f (max %.3g, mean %.3g multiply-adds)%n", plan.items(), plan.tasks.size(),
                 plan.merges.size(), plan.imbalance(), (double) plan.maxTaskCost, plan.meanTaskCost());
@@ -201,9 +201,9 @@ final class SoftmaxJob {
                 (items, t) -> new SoftmaxTasks(hadoop, staging, cfg, items, t).blocks());
     }
 
-    /** Pass 2, the merges, for the sequences not skipped. */
-    List<TaskReport> merge(PassRunner runner, Set<Integer> skipped) {
-        List<TaskReport> reports = new ArrayList<>();
+    /** Pass 2, the merges, for the sequences not skipped: its report, or none when nothing is left to merge. */
+    List<PassReport> merge(PassRunner runner, Set<Integer> skipped) {
+        List<PassReport> reports = new ArrayList<>();
         List<List<SoftmaxTasks.MergeItem>> merges = new ArrayList<>();
         for (List<SoftmaxPlanner.Block> m : plan.merges) {
             int s = m.get(0).query.sequence();
@@ -212,15 +212,14 @@ final class SoftmaxJob {
             }
         }
         if (!merges.isEmpty()) {
-            reports.addAll(runner.run("softmax 2/2: merge", merges, null, 0,
+            reports.add(runner.run("softmax 2/2: merge", merges, null, 0,
                     (items, t) -> new SoftmaxTasks(hadoop, staging, cfg, items, t).merge()));
         }
         return reports;
     }
 
     /** The assembly of the split sequences not skipped. */
-    List<TaskReport> assemble(PassRunner runner, Set<Integer> skipped) {
-        List<TaskReport> reports = new ArrayList<>();
+    void assemble(PassRunner runner, Set<Integer> skipped) {
         Map<Integer, List<Piece>> splits = new TreeMap<>();
         for (List<Piece> partition : pieces) {
             for (Piece p : partition) {
@@ -238,9 +237,8 @@ final class SoftmaxJob {
             assembly.add(List.of(new SoftmaxTasks.SequenceItem(files.get(e.getKey()), e.getKey(), tokens)));
         }
         if (!assembly.isEmpty()) {
-            reports.addAll(runner.run("assemble: split sequences", assembly, null, 0,
-                    (items, t) -> new SoftmaxTasks(hadoop, staging, cfg, items, t).assemble()));
+            runner.run("assemble: split sequences", assembly, null, 0,
+                    (items, t) -> new SoftmaxTasks(hadoop, staging, cfg, items, t).assemble());
         }
-        return reports;
     }
 }

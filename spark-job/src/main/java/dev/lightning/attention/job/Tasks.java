@@ -28,12 +28,12 @@ import java.util.Map;
 
 /**
  * The three kinds of task of a run, each a {@link WorkRDD.Worker}: pass 1 (local states of the
- * pieces that have a successor), the scan (incoming states, per split sequence) and pass 2
+ * pieces that have a successor), the scan (incoming states, in blocks of pieces) and pass 2
  * (outputs, each piece writing its own share of its sequence's output file: {@link SplitOutputs}).
  * They share the run's settings here.
  *
  * <p>Every task writes only into the run's {@link Staging}: nothing reaches the output directory
- * before the driver's {@link Commit}. Each unit of work (a piece of a pass, a sequence of the scan)
+ * before the driver's {@link Commit}. Each unit of work (a piece of a pass, a block of the scan)
  * ends with a marker listing its files (or byte ranges) with size and CRC32C; with --resume a unit
  * whose marker still matches its files is skipped, so a resumed run computes only what is missing
  * and writes the same bytes as an uninterrupted one.
@@ -53,17 +53,19 @@ final class Tasks implements Serializable {
         }
     }
 
-    /** A split sequence with the token counts of its pieces, in order. */
-    static final class SplitItem implements Serializable {
+    /** One unit of a split sequence's blocked scan, with the tokens of its elements. */
+    static final class ScanItem implements Serializable {
         private static final long serialVersionUID = 1L;
         final SequenceFile file;
         final int sequence;
-        final long[] pieceTokens;
+        final BlockScan.Unit unit;
+        final long[] tokens;
 
-        SplitItem(SequenceFile file, int sequence, long[] pieceTokens) {
+        ScanItem(SequenceFile file, int sequence, BlockScan.Unit unit, long[] tokens) {
             this.file = file;
             this.sequence = sequence;
-            this.pieceTokens = pieceTokens;
+            this.unit = unit;
+            this.tokens = tokens;
         }
     }
 
@@ -231,49 +233,94 @@ final class Tasks implements Serializable {
     }
 
     /**
-     * The scan: for each split sequence, incoming(p+1) = lambda^(n_p) * incoming(p) + local(p), in
-     * float32, starting from the file's initial state. Holds two states at a time.
+     * The scan: each item one unit of a split sequence's blocked scan ({@link BlockScan}), which
+     * reads at most a block of states and one carry and writes at most a block, holding two
+     * states at a time. The sequence's initial state is the carry into block 0 of every level.
      */
-    WorkRDD.Worker<SplitItem> scan() {
+    WorkRDD.Worker<ScanItem> scan() {
         return (items, ctx) -> {
             long start = System.nanoTime();
             FileSystem stagingFs = fs(staging.root);
             List<String> skipped = new ArrayList<>();
             List<String> names = new ArrayList<>();
             int resumed = 0;
-            for (SplitItem it : items) {
-                SequenceFile f = it.file;
-                names.add(f.name);
-                String unit = unit("scan", it.sequence, -1);
+            for (ScanItem it : items) {
+                names.add(it.file.name);
+                String unit = it.unit.name(it.sequence);
                 if (staging.alreadyDone(stagingFs, unit)) {
                     resumed++;
+                    piecesDone.add(1);
                     continue;
                 }
-                AttentionSpec spec = spec(f);
-                LightningState state;
-                boolean clean = true;
-                try (FSDataInputStream in = fs(f.path).open(SequenceFiles.hadoopPath(f))) {
-                    state = PieceWork.initialState(in::readFully, f, spec, it.sequence);
-                } catch (NonFiniteInputException e) {
-                    skipped.add(skipOrThrow(e));
-                    state = LightningState.zeros(spec);
-                    clean = false;
+                AttentionSpec spec = spec(it.file);
+                StagedStates states = new StagedStates(stagingFs, it, spec, attempt(ctx), skipped);
+                BlockScan.run(spec, it.unit, it.tokens, states);
+                if (states.clean) {
+                    staging.markDone(stagingFs, unit, attempt(ctx), states.written);
                 }
-                List<Staging.Written> written = new ArrayList<>();
-                for (int p = 0; p + 1 < it.pieceTokens.length; p++) {
-                    LightningState local = readState(stagingFs, staging.localState(it.sequence, p), spec);
-                    state = state.then(spec, it.pieceTokens[p], local);
-                    LightningState incoming = state;
-                    written.add(Staging.writeAtomically(stagingFs, staging.incomingState(it.sequence, p + 1),
-                            attempt(ctx), out -> out.write(incoming.toBytes())));
-                    FaultPoints.reach("scan");
-                }
-                if (clean) {
-                    staging.markDone(stagingFs, unit, attempt(ctx), written);
-                }
+                piecesDone.add(1); // units done, for the progress line
             }
             return report("scan", ctx, items.size(), 0, null, start, skipped, resumed, names);
         };
+    }
+
+    /** The states of one sequence's scan in the staging area, for one unit: what it wrote, and whether its input was clean. */
+    private final class StagedStates implements BlockScan.States {
+        private final FileSystem fs;
+        private final ScanItem item;
+        private final AttentionSpec spec;
+        private final String attempt;
+        private final List<String> skipped;
+        final List<Staging.Written> written = new ArrayList<>();
+        /** False when the initial state held NaN/Inf in skip mode: zeros stood in, and the unit gets no marker. */
+        boolean clean = true;
+
+        StagedStates(FileSystem fs, ScanItem item, AttentionSpec spec, String attempt, List<String> skipped) {
+            this.fs = fs;
+            this.item = item;
+            this.spec = spec;
+            this.attempt = attempt;
+            this.skipped = skipped;
+        }
+
+        @Override
+        public LightningState initial() throws IOException {
+            SequenceFile f = item.file;
+            try (FSDataInputStream in = fs(f.path).open(SequenceFiles.hadoopPath(f))) {
+                return PieceWork.initialState(in::readFully, f, spec, item.sequence);
+            } catch (NonFiniteInputException e) {
+                // skip mode: the sequence is dropped after pass 2; zeros keep the scan going
+                skipped.add(skipOrThrow(e));
+                clean = false;
+                return LightningState.zeros(spec);
+            }
+        }
+
+        @Override
+        public LightningState element(int level, int j) throws IOException {
+            return readState(fs, level == 0 ? staging.localState(item.sequence, j)
+                    : staging.scanElement(item.sequence, level, j), spec);
+        }
+
+        @Override
+        public void putElement(int level, int j, LightningState s) throws IOException {
+            write(staging.scanElement(item.sequence, level, j), s);
+        }
+
+        @Override
+        public LightningState prefix(int level, int j) throws IOException {
+            return readState(fs, staging.scanPrefix(item.sequence, level, j), spec);
+        }
+
+        @Override
+        public void putPrefix(int level, int j, LightningState s) throws IOException {
+            write(level == 0 ? staging.incomingState(item.sequence, j) : staging.scanPrefix(item.sequence, level, j), s);
+        }
+
+        private void write(Path dst, LightningState s) throws IOException {
+            written.add(Staging.writeAtomically(fs, dst, attempt, out -> out.write(s.toBytes())));
+            FaultPoints.reach("scan");
+        }
     }
 
     /**

@@ -28,8 +28,16 @@ final class WorkRDD<W extends Serializable> extends RDD<TaskReport> {
         TaskReport run(List<W> items, TaskContext context) throws Exception;
     }
 
-    private final List<List<W>> work;
-    private final List<List<String>> hosts;
+    /**
+     * The work and preferred hosts of every partition, read on the driver only (by
+     * {@link #getPartitions} and {@link #getPreferredLocations}). Transient: the RDD object goes to
+     * every task in its closure, and with these fields each task would deserialize the whole plan,
+     * work quadratic in the partitions (measured before this: 100,000 one-piece partitions ran at
+     * about 3 tasks/s on the 2-core VM, the driver JVM holding 2.8 GB after a collection).
+     * Each task gets its own items through its {@link WorkPartition}.
+     */
+    private final transient List<List<W>> work;
+    private final transient List<List<String>> hosts;
     private final Worker<W> worker;
 
     @SuppressWarnings("unchecked")

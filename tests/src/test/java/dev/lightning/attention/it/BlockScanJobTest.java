@@ -1,0 +1,153 @@
+package dev.lightning.attention.it;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.lightning.attention.engine.FeatureMap;
+import dev.lightning.attention.it.JobHarness.Outcome;
+import dev.lightning.attention.it.JobHarness.Result;
+import dev.lightning.attention.it.JobHarness.Sequence;
+import dev.lightning.attention.tensor.DType;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.attribute.FileTime;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+import static dev.lightning.attention.it.JobHarness.lightning;
+import static dev.lightning.attention.it.JobHarness.relativeError;
+import static dev.lightning.attention.it.JobHarness.succeed;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The blocked scan through the job: a sequence cut into 40 tiny pieces with blocks of 4
+ * ({@code lightning.test.scanBlock}, read by the driver), so that its scan is a tree of three
+ * levels (39 -> 9 -> 2 elements: five stages), against a run that does not split it and against
+ * the float64 recurrence; with an initial state and normalizer, elu1, --normalize and
+ * --state-every. And --resume keeps the scan's finished units.
+ */
+class BlockScanJobTest {
+    static final String MASTER = "local[2]";
+    static final String BLOCK = "lightning.test.scanBlock";
+
+    @TempDir
+    Path tmp;
+
+    @BeforeEach
+    void smallBlocks() {
+        System.setProperty(BLOCK, "4");
+    }
+
+    @AfterEach
+    void defaultBlocks() {
+        System.clearProperty(BLOCK);
+    }
+
+    private static List<String> args(Path in, Path out, String... more) {
+        List<String> a = new ArrayList<>(List.of("run", "--input", in.toString(), "--output", out.toString(),
+                "--master", MASTER, "--backend", "cpu", "--scale", "0.5", "--feature-map", "elu1", "--normalize",
+                "--state-every", "128", "--output-dtype", "f32"));
+        a.addAll(Arrays.asList(more));
+        return a;
+    }
+
+    /** 2,543 tokens: 39 pieces of 64 and a last one of 47. */
+    private static Map<String, Sequence> input() {
+        Map<String, Sequence> files = new LinkedHashMap<>();
+        files.put("long.safetensors", Sequence.grouped(81, 2543, 4, 2, 4, 6, 5, DType.F32,
+                new float[] {1e-6f, 0.003f, 0.05f, 1f}, true, true));
+        // a second split sequence, shallower (7 pieces: one level), scanned in the same stages
+        files.put("short.safetensors", Sequence.grouped(82, 420, 2, 2, 2, 4, 3, DType.F32, null, true, false));
+        return files;
+    }
+
+    private static void assertClose(String what, Result got, Result expect) {
+        double eo = relativeError(got.o, expect.o);
+        assertTrue(eo <= 1e-5, what + ": o relative error " + eo);
+        assertTrue(relativeError(got.state, expect.state) <= 1e-5, what + ": final_state");
+        assertTrue(relativeError(got.normalizer, expect.normalizer) <= 1e-5, what + ": final_normalizer");
+        assertTrue(relativeError(got.states, expect.states) <= 1e-5, what + ": states");
+        assertTrue(relativeError(got.normalizers, expect.normalizers) <= 1e-5, what + ": normalizers");
+    }
+
+    @Test
+    void manyTinyPiecesEqualAnUnsplitRun() throws IOException {
+        Map<String, Sequence> files = input();
+        Path in = JobHarness.writeSequences(tmp.resolve("in"), files);
+        Path split = tmp.resolve("split");
+        Path whole = tmp.resolve("whole");
+        Outcome s = succeed(args(in, split, "--partition-tokens", "64").toArray(new String[0]));
+        for (String stage : new String[] {"scan 1/5: block summaries, level 0", "scan 2/5: block summaries, level 1",
+                "scan 3/5: carries, level 2 (top)", "scan 4/5: carries, level 1", "scan 5/5: incoming states"}) {
+            assertTrue(s.out.contains("lightning: " + stage), "stage '" + stage + "' ran:\n" + s.out);
+        }
+        succeed(args(in, whole, "--partition-tokens", "100000").toArray(new String[0]));
+        for (Map.Entry<String, Sequence> e : files.entrySet()) {
+            String name = e.getKey();
+            Result a = Result.read(split.resolve(name));
+            Result b = Result.read(whole.resolve(name));
+            Result ref = e.getValue().reference(0.5, FeatureMap.ELU1, 1e-5, 128);
+            assertClose(name + " split vs whole", a, b);
+            assertClose(name + " split vs float64", a, ref);
+            assertClose(name + " whole vs float64", b, ref);
+        }
+    }
+
+    /**
+     * A run that fails after its scan (a NaN in q, read only by pass 2, of an unsplit third file)
+     * keeps the scan's units; fixed (same size and modification time) and resumed, it says it kept
+     * them and writes the bytes of an uninterrupted run.
+     */
+    @Test
+    void resumeKeepsTheScanUnits() throws IOException {
+        Map<String, Sequence> files = input();
+        Sequence bad = Sequence.grouped(83, 50, 2, 2, 2, 4, 3, DType.F32, null, false, false);
+        float good = bad.q[17];
+        bad.q[17] = Float.NaN;
+        files.put("z-bad.safetensors", bad);
+        Path in = JobHarness.writeSequences(tmp.resolve("in"), files);
+        Path out = tmp.resolve("out");
+        Outcome failed = lightning(args(in, out, "--partition-tokens", "64").toArray(new String[0]));
+        assertEquals(2, failed.status, failed.out + failed.err);
+        assertTrue(failed.out.contains("scan 5/5: incoming states"), "the scan finished before the failure:\n"
+                + failed.out);
+
+        Path badFile = in.resolve("z-bad.safetensors");
+        FileTime mtime = Files.getLastModifiedTime(badFile);
+        bad.q[17] = good;
+        bad.write(badFile);
+        Files.setLastModifiedTime(badFile, mtime);
+        Outcome resumed = succeed(args(in, out, "--partition-tokens", "64", "--resume").toArray(new String[0]));
+        java.util.regex.Matcher kept = java.util.regex.Pattern.compile("resumed: (\\d+) unit").matcher(resumed.out);
+        assertTrue(kept.find(), resumed.out);
+        // 39 + 6 pass-1 pieces; scan units: long 9 + 2 up, 1 + 3 + 10 down; short 1 up, 1 + 2 down
+        JsonNode report = new ObjectMapper().readTree(out.resolve("_lightning_report.json").toFile());
+        int scanKept = 0;
+        for (java.util.Iterator<Map.Entry<String, JsonNode>> it = report.get("passes").fields(); it.hasNext(); ) {
+            Map.Entry<String, JsonNode> p = it.next();
+            if (p.getKey().startsWith("scan")) {
+                scanKept += p.getValue().get("resumed").asInt();
+            }
+        }
+        assertEquals(29, scanKept, "every scan unit kept: " + report.get("passes"));
+        assertTrue(Integer.parseInt(kept.group(1)) >= 45 + 29, resumed.out);
+
+        Path fresh = tmp.resolve("fresh");
+        succeed(args(in, fresh, "--partition-tokens", "64").toArray(new String[0]));
+        for (String name : files.keySet()) {
+            assertArrayEquals(Files.readAllBytes(fresh.resolve(name)), Files.readAllBytes(out.resolve(name)), name);
+        }
+        assertNotEquals(0, Files.size(out.resolve("long.safetensors")));
+    }
+}
