@@ -47,6 +47,8 @@ public final class SyntheticSequence implements Serializable {
     public static final int V = 2;
     private static final String[] TENSORS = {"q", "k", "v"};
     private static final long GOLDEN = 0x9E3779B97F4A7C15L;
+    private static final java.lang.invoke.VarHandle LONGS = java.lang.invoke.MethodHandles.byteArrayViewVarHandle(
+            long[].class, java.nio.ByteOrder.LITTLE_ENDIAN);
 
     public final long tokens;
     public final int heads;
@@ -230,6 +232,8 @@ public final class SyntheticSequence implements Serializable {
         final int[][] code = new int[3][1 << 16];
         final int es;
         final DType dtype;
+        /** Per tensor amp * 2^-15. */
+        final float[] scale = new float[3];
 
         Layout(SyntheticSequence s) {
             dtype = s.dtype;
@@ -248,6 +252,7 @@ public final class SyntheticSequence implements Serializable {
                 end[x] = t.end();
                 keys[x] = mix(s.seed * 3 + x + 1);
                 float amp = x == Q ? (float) (1 / Math.sqrt(s.dk)) : 1f;
+                scale[x] = amp * 0x1p-15f;
                 for (int u = 0; u < 1 << 16; u++) {
                     float value = (u - 32767.5f) * 0x1p-15f * amp;
                     s.dtype.put(b, 0, value);
@@ -323,29 +328,79 @@ public final class SyntheticSequence implements Serializable {
             System.arraycopy(one, from, buf, off, n);
         }
 
-        /** The encoded bytes of elements [e0, e0 + count) of tensor x, written at buf[off]. */
+        /**
+         * The encoded bytes of elements [e0, e0 + count) of tensor x, written at buf[off]. Whole
+         * blocks of four (one hash) are written with one 8-byte (16-bit dtypes) or two 8-byte (F32)
+         * stores; the lanes of a block cut by the range go one by one.
+         */
         private void generate(int x, long e0, int count, byte[] buf, int off) {
             int[] table = code[x];
             long key = keys[x];
             long e = e0;
             long end = e0 + count;
             int at = off;
-            while (e < end) {
-                long r = mix(key + (e >>> 2) * GOLDEN);
-                int lane = (int) (e & 3);
-                int take = (int) Math.min(4 - lane, end - e);
-                for (int l = lane; l < lane + take; l++) {
-                    int c = table[(int) (r >>> (16 * l)) & 0xffff];
-                    buf[at] = (byte) c;
-                    buf[at + 1] = (byte) (c >>> 8);
-                    if (es == 4) {
-                        buf[at + 2] = (byte) (c >>> 16);
-                        buf[at + 3] = (byte) (c >>> 24);
-                    }
-                    at += es;
-                }
-                e += take;
+            while (e < end && (e & 3) != 0) {
+                at = lane(table, mix(key + (e >>> 2) * GOLDEN), (int) (e & 3), buf, at);
+                e++;
             }
+            long blocks = (end - e) >>> 2;
+            long block = e >>> 2;
+            if (dtype == DType.BF16) {
+                // computed, not looked up: a 256 KB table read at random costs more than the arithmetic
+                float c = scale[x];
+                for (long b = 0; b < blocks; b++, at += 8) {
+                    long r = mix(key + (block + b) * GOLDEN);
+                    long packed = bf16(r, c) | bf16(r >>> 16, c) << 16 | bf16(r >>> 32, c) << 32 | bf16(r >>> 48, c) << 48;
+                    LONGS.set(buf, at, packed);
+                }
+            } else if (dtype == DType.F32) {
+                float c = scale[x];
+                for (long b = 0; b < blocks; b++, at += 16) {
+                    long r = mix(key + (block + b) * GOLDEN);
+                    LONGS.set(buf, at, f32(r, c) | f32(r >>> 16, c) << 32);
+                    LONGS.set(buf, at + 8, f32(r >>> 32, c) | f32(r >>> 48, c) << 32);
+                }
+            } else {
+                for (long b = 0; b < blocks; b++, at += 8) {
+                    long r = mix(key + (block + b) * GOLDEN);
+                    long packed = table[(int) r & 0xffff] | (long) table[(int) (r >>> 16) & 0xffff] << 16
+                            | (long) table[(int) (r >>> 32) & 0xffff] << 32 | (long) table[(int) (r >>> 48)] << 48;
+                    LONGS.set(buf, at, packed);
+                }
+            }
+            e += blocks << 2;
+            while (e < end) {
+                at = lane(table, mix(key + (e >>> 2) * GOLDEN), (int) (e & 3), buf, at);
+                e++;
+            }
+        }
+
+        /**
+         * The value of u = the low 16 bits of {@code r}, as float32: (u - 32767.5) * 2^-15 is exact
+         * (17 significant bits), so multiplying by c = amp * 2^-15 rounds once, exactly as the
+         * table's (u - 32767.5f) * 0x1p-15f * amp does.
+         */
+        private static float centered(long r) {
+            return ((int) r & 0xffff) - 32767.5f;
+        }
+
+        private static long f32(long r, float c) {
+            return Float.floatToRawIntBits(centered(r) * c) & 0xffffffffL;
+        }
+
+        /** BF16 bits of the value, rounded to nearest even (values are finite: no NaN case). */
+        private static long bf16(long r, float c) {
+            int bits = Float.floatToRawIntBits(centered(r) * c);
+            return ((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16) & 0xffffL;
+        }
+
+        /** Writes lane {@code l} of hash {@code r} at buf[at]; returns the next position. */
+        private int lane(int[] table, long r, int l, byte[] buf, int at) {
+            int c = table[(int) (r >>> (16 * l)) & 0xffff];
+            for (int i = 0; i < es; i++) {
+                buf[at + i] = (byte) (c >>> (8 * i));
+            }
+            return at + es;
         }
     }
 }

@@ -98,6 +98,29 @@ class SyntheticSequenceTest {
     }
 
     @Test
+    void everyElementOfEveryDtypeIsItsValue() throws Exception {
+        for (DType dtype : DType.values()) {
+            SyntheticSequence s = new SyntheticSequence(257, 3, 6, 5, dtype, -5);
+            Path file = tmp.resolve(dtype + ".safetensors");
+            s.writeTo(file);
+            Map<String, SafetensorsFile.Tensor> t = SafetensorsFile.read(file);
+            int[] tensors = {SyntheticSequence.Q, SyntheticSequence.K, SyntheticSequence.V};
+            String[] names = {"q", "k", "v"};
+            for (int x = 0; x < 3; x++) {
+                int width = x == 2 ? 5 : 6;
+                float[] got = t.get(names[x]).toFloats();
+                for (int i = 0; i < got.length; i++) {
+                    float expect = s.value(tensors[x], i / (3 * width), (i / width) % 3, i % width);
+                    if (Float.floatToIntBits(expect) != Float.floatToIntBits(got[i])) {
+                        throw new AssertionError(dtype + " " + names[x] + " element " + i + ": file " + got[i]
+                                + ", value() " + expect);
+                    }
+                }
+            }
+        }
+    }
+
+    @Test
     void seedsAndTensorsGiveDifferentValues() {
         SyntheticSequence a = new SyntheticSequence(100, 2, 4, 4, DType.F32, 1);
         SyntheticSequence b = new SyntheticSequence(100, 2, 4, 4, DType.F32, 2);
