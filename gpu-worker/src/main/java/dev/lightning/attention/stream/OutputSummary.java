@@ -13,6 +13,7 @@ import java.nio.ByteOrder;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
+import java.util.Map;
 import java.util.zip.CRC32C;
 
 /**
@@ -62,6 +63,50 @@ public final class OutputSummary {
     /** The CRC32C as 8 lower-case hex digits. */
     public String crcHex() {
         return String.format("%08x", crc);
+    }
+
+    /** Metadata keys of a result file written in --output-mode checksums. */
+    public static final String MODE = "output_mode";
+    public static final String CRC = "o_crc32c";
+    public static final String SPOT_CHECKS = "spot_checks";
+    public static final String MAX_ERROR = "spot_check_max_rel_error";
+    public static final String TOLERANCE = "spot_check_tolerance";
+
+    /**
+     * The result file's metadata for this summary of a whole sequence's o ([T, H, Dv] in
+     * {@code oDtype}): the checksum, length, sum and max |o|, the sampled tokens (whose rows the file
+     * holds as {@code o_sampled}) and the spot-check table as JSON:
+     * [{"token", "rel_error", "max_abs_ref", "history", "exact"} or {"token", "unchecked"}].
+     */
+    public Map<String, String> metadata(long tokens, int heads, int dv, DType oDtype) {
+        Map<String, String> m = new java.util.TreeMap<>();
+        m.put(MODE, "checksums");
+        m.put("o_shape", tokens + "," + heads + "," + dv);
+        m.put("o_dtype", oDtype.name());
+        m.put(CRC, crcHex());
+        m.put("o_bytes", Long.toString(bytes));
+        m.put("o_sum", Double.toString(sum));
+        m.put("o_max_abs", Double.toString(maxAbs));
+        StringBuilder t = new StringBuilder();
+        com.fasterxml.jackson.databind.ObjectMapper json = new com.fasterxml.jackson.databind.ObjectMapper();
+        com.fasterxml.jackson.databind.node.ArrayNode table = json.createArrayNode();
+        double worst = 0;
+        for (SpotCheck.Point p : samples) {
+            t.append(t.length() == 0 ? "" : ",").append(p.token);
+            com.fasterxml.jackson.databind.node.ObjectNode n = table.addObject().put("token", p.token);
+            if (p.checked()) {
+                n.put("rel_error", p.relError).put("max_abs_ref", p.maxAbsRef).put("history", p.history)
+                        .put("exact", p.exact);
+                worst = Math.max(worst, p.relError);
+            } else {
+                n.put("unchecked", p.unchecked);
+            }
+        }
+        m.put("o_sampled_tokens", t.toString());
+        m.put(SPOT_CHECKS, table.toString());
+        m.put(MAX_ERROR, Double.toString(worst));
+        m.put(TOLERANCE, Double.toString(SpotCheck.tolerance(oDtype)));
+        return m;
     }
 
     /** A compact binary form, for the staged per-piece file. */

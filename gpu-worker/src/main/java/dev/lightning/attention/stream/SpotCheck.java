@@ -48,10 +48,10 @@ public final class SpotCheck {
     }
 
     /**
-     * The largest error {@link Point#relError} allowed for o stored in {@code o}: about 2.5 units of
-     * the dtype's last place relative to the row's largest value for BF16 (2^-8) and F16 (2^-11),
-     * which covers the rounding of o (half a unit) and of the 16-bit products some GPU kernels use;
-     * for F32, 1e-4 covers float32 accumulation over long histories.
+     * The largest error {@link Point#relError} allowed for o stored in {@code o}: about 2.5 times
+     * the dtype's unit roundoff for BF16 (2^-8) and F16 (2^-11), which covers the rounding of o
+     * (at most one unit roundoff of the row's largest value) and of the 16-bit products some GPU
+     * kernels use; for F32, 1e-4 covers float32 accumulation over long histories.
      */
     public static double tolerance(DType o) {
         switch (o) {

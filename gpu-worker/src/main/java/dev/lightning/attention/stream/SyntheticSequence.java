@@ -119,13 +119,26 @@ public final class SyntheticSequence implements Serializable {
         return path.startsWith(SCHEME + ":");
     }
 
-    /** The sequence a {@link SequenceFile#path} of {@link #isSynthetic} names. */
+    /**
+     * The sequence a {@link SequenceFile#path} of {@link #isSynthetic} names. Kept per JVM (a run
+     * names a few), so the tasks of an executor build its layout and tables (a few milliseconds) once.
+     */
     public static SyntheticSequence ofUri(String path) {
         if (!isSynthetic(path)) {
             throw new IllegalArgumentException(path + " is not a synthetic sequence");
         }
-        return parse(path.substring(SCHEME.length() + 1));
+        SyntheticSequence s = OPENED.get(path);
+        if (s == null) {
+            s = parse(path.substring(SCHEME.length() + 1));
+            if (OPENED.size() < 64) {
+                OPENED.putIfAbsent(path, s);
+            }
+        }
+        return s;
     }
+
+    private static final java.util.concurrent.ConcurrentHashMap<String, SyntheticSequence> OPENED =
+            new java.util.concurrent.ConcurrentHashMap<>();
 
     /** Bytes of the virtual file. */
     public long size() {

@@ -193,7 +193,8 @@ final class OutputDirectory {
         for (int i = 0; i < files.size(); i++) {
             SequenceFile f = files.get(i);
             AttentionSpec spec = f.spec(cfg.get(Settings.SCALE), cfg.chunkSize(), variant);
-            long o = f.tokens * f.outputBytesPerToken(cfg.outputDtype(f.dtype));
+            // --output-mode checksums stages a summary per piece instead of o
+            long o = cfg.checksums() ? 4096L * pieces[i] : f.tokens * f.outputBytesPerToken(cfg.outputDtype(f.dtype));
             long states = variant.checkpointsIn(0, f.tokens) * spec.stateBytes(); // states and normalizers
             need += o + states + spec.stateBytes() + 4096;
             if (pieces[i] > 1 || variant.checkpoints()) { // parts beside the assembled file, and local and incoming states

@@ -98,6 +98,11 @@ final class Staging implements Serializable {
         return new Path(root, "parts/s" + sequence + "-p" + piece + ".states.f32");
     }
 
+    /** What --output-mode checksums keeps of a piece's o instead of the part (OutputSummary.toBytes). */
+    Path outputSummary(int sequence, int piece) {
+        return new Path(root, "parts/s" + sequence + "-p" + piece + ".o-summary");
+    }
+
     Path finalState(int sequence) {
         return new Path(root, "parts/s" + sequence + ".final.f32");
     }

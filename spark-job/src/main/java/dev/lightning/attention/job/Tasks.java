@@ -7,7 +7,10 @@ import dev.lightning.attention.plan.Piece;
 import dev.lightning.attention.stream.CpuFallback;
 import dev.lightning.attention.stream.NonFiniteException;
 import dev.lightning.attention.stream.NonFiniteInputException;
+import dev.lightning.attention.stream.OutputSummary;
 import dev.lightning.attention.stream.PieceWork;
+import dev.lightning.attention.stream.RangeReader;
+import dev.lightning.attention.stream.SpotCheck;
 import dev.lightning.attention.stream.SequenceFile;
 import dev.lightning.attention.stream.Variant;
 import dev.lightning.attention.tensor.DType;
@@ -101,9 +104,23 @@ final class Tasks implements Serializable {
      */
     static SafetensorsHeader outputHeader(SequenceFile f, AttentionSpec spec, Variant variant, DType oDtype,
                                           double scale) {
+        return outputHeader(f, spec, variant, oDtype, scale, null);
+    }
+
+    /**
+     * The header of an output file; with {@code summary} (--output-mode checksums) the file holds
+     * o_sampled [S, H, Dv] (the rows of the S sampled tokens, in the output dtype) where o would be,
+     * and the summary's metadata ({@link OutputSummary#metadata}).
+     */
+    static SafetensorsHeader outputHeader(SequenceFile f, AttentionSpec spec, Variant variant, DType oDtype,
+                                          double scale, OutputSummary summary) {
         int h = spec.heads();
         List<SafetensorsHeader.Spec> tensors = new ArrayList<>();
-        tensors.add(new SafetensorsHeader.Spec("o", oDtype, f.tokens, h, spec.dv()));
+        if (summary == null) {
+            tensors.add(new SafetensorsHeader.Spec("o", oDtype, f.tokens, h, spec.dv()));
+        } else {
+            tensors.add(new SafetensorsHeader.Spec("o_sampled", oDtype, summary.samples.size(), h, spec.dv()));
+        }
         tensors.add(new SafetensorsHeader.Spec("final_state", DType.F32, h, spec.dk(), spec.dv()));
         if (spec.normalized()) {
             tensors.add(new SafetensorsHeader.Spec("final_normalizer", DType.F32, h, spec.dk()));
@@ -126,6 +143,9 @@ final class Tasks implements Serializable {
         }
         if (variant.checkpoints()) {
             metadata.put("state_every", Integer.toString(variant.stateEvery()));
+        }
+        if (summary != null) {
+            metadata.putAll(summary.metadata(f.tokens, h, spec.dv(), oDtype));
         }
         return SafetensorsHeader.layout(f.name, tensors, metadata);
     }
@@ -205,9 +225,9 @@ final class Tasks implements Serializable {
                     }
                     LightningState local;
                     boolean clean = true;
-                    try (FSDataInputStream in = fs(it.file.path).open(SequenceFiles.hadoopPath(it.file))) {
+                    try (SequenceFiles.Opened in = SequenceFiles.open(it.file, hadoop.get())) {
                         local = CpuFallback.run(backend, cfg.gpuOomToCpu(), it.file.name + " " + it.piece,
-                                b -> work(b, it.file).localState(b, in::readFully, it.file, it.piece));
+                                b -> work(b, it.file).localState(b, in.reader, it.file, it.piece));
                     } catch (NonFiniteInputException e) {
                         // skip mode: the sequence is dropped at assembly; a zero state keeps the scan going
                         skipped.add(skipOrThrow(e));
@@ -252,8 +272,8 @@ final class Tasks implements Serializable {
                 AttentionSpec spec = spec(f);
                 LightningState state;
                 boolean clean = true;
-                try (FSDataInputStream in = fs(f.path).open(SequenceFiles.hadoopPath(f))) {
-                    state = PieceWork.initialState(in::readFully, f, spec, it.sequence);
+                try (SequenceFiles.Opened in = SequenceFiles.open(f, hadoop.get())) {
+                    state = PieceWork.initialState(in.reader, f, spec, it.sequence);
                 } catch (NonFiniteInputException e) {
                     skipped.add(skipOrThrow(e));
                     state = LightningState.zeros(spec);
@@ -300,13 +320,13 @@ final class Tasks implements Serializable {
                         progress(p);
                         continue;
                     }
-                    try (FSDataInputStream in = fs(f.path).open(SequenceFiles.hadoopPath(f))) {
+                    try (SequenceFiles.Opened in = SequenceFiles.open(f, hadoop.get())) {
                         AttentionSpec spec = spec(f);
                         LightningState incoming = p.isFirst()
-                                ? PieceWork.initialState(in::readFully, f, spec, p.sequence())
+                                ? PieceWork.initialState(in.reader, f, spec, p.sequence())
                                 : readState(stagingFs, staging.incomingState(p.sequence(), p.index()), spec);
                         List<Staging.Written> written = CpuFallback.run(backend, cfg.gpuOomToCpu(), f.name + " " + p,
-                                b -> outputsOf(b, in, f, p, incoming, stagingFs, attempt(ctx)));
+                                b -> outputsOf(b, in.reader, f, p, incoming, stagingFs, attempt(ctx)));
                         staging.markDone(stagingFs, unit, attempt(ctx), written);
                         FaultPoints.reach("pass2");
                     } catch (NonFiniteException e) {
@@ -330,15 +350,18 @@ final class Tasks implements Serializable {
      * for split ones: its states follow o and the final state in the file, so they cannot be
      * streamed into it directly.
      */
-    private List<Staging.Written> outputsOf(AttentionBackend b, FSDataInputStream in, SequenceFile f, Piece p,
+    private List<Staging.Written> outputsOf(AttentionBackend b, RangeReader in, SequenceFile f, Piece p,
                                             LightningState incoming, FileSystem stagingFs, String attempt)
             throws IOException {
+        if (cfg.checksums()) {
+            return checksumsOf(b, in, f, p, incoming, stagingFs, attempt);
+        }
         List<Staging.Written> files = new ArrayList<>();
         Variant variant = cfg.variant();
         if (!p.isSplit() && !variant.checkpoints()) {
             files.add(Staging.writeAtomically(stagingFs, staging.stagedOutput(f.name), attempt, out -> {
                 out.write(outputHeader(f).encode());
-                LightningState last = work(b, f).outputs(b, in::readFully, f, p, incoming, out);
+                LightningState last = work(b, f).outputs(b, in, f, p, incoming, out);
                 out.write(last.toBytes());
             }));
             return files;
@@ -347,11 +370,11 @@ final class Tasks implements Serializable {
         if (variant.checkpoints()) {
             files.add(Staging.writeAtomically(stagingFs, staging.checkpointsPart(p.sequence(), p.index()), attempt,
                     states -> files.add(Staging.writeAtomically(stagingFs, staging.outputPart(p.sequence(), p.index()),
-                            attempt, out -> last[0] = work(b, f).outputs(b, in::readFully, f, p, incoming, out,
+                            attempt, out -> last[0] = work(b, f).outputs(b, in, f, p, incoming, out,
                                     states)))));
         } else {
             files.add(Staging.writeAtomically(stagingFs, staging.outputPart(p.sequence(), p.index()), attempt,
-                    out -> last[0] = work(b, f).outputs(b, in::readFully, f, p, incoming, out)));
+                    out -> last[0] = work(b, f).outputs(b, in, f, p, incoming, out)));
         }
         if (p.isLast()) {
             files.add(Staging.writeAtomically(stagingFs, staging.finalState(p.sequence()), attempt,
@@ -365,19 +388,90 @@ final class Tasks implements Serializable {
     }
 
     /**
+     * Pass 2 of one piece in --output-mode checksums: o is computed as usual and fed to the
+     * checksum sink instead of a file; the sampled rows get their float64 spot checks here, on the
+     * executor, from the same input; the piece's summary is staged (a few hundred bytes plus the
+     * sampled rows), with the recorded states and, for the last piece, the final state, as in
+     * files mode. A whole sequence is then assembled at once, as with checkpoints.
+     */
+    private List<Staging.Written> checksumsOf(AttentionBackend b, RangeReader in, SequenceFile f, Piece p,
+                                              LightningState incoming, FileSystem stagingFs, String attempt)
+            throws IOException {
+        List<Staging.Written> files = new ArrayList<>();
+        AttentionSpec spec = spec(f);
+        DType oDtype = outputDtype(f);
+        OutputSummary.Sink sink = new OutputSummary.Sink(oDtype, p.start(),
+                Math.toIntExact(f.outputBytesPerToken(oDtype)), SpotCheck.samples(f.tokens, p));
+        LightningState[] last = new LightningState[1];
+        if (cfg.variant().checkpoints()) {
+            files.add(Staging.writeAtomically(stagingFs, staging.checkpointsPart(p.sequence(), p.index()), attempt,
+                    states -> last[0] = work(b, f).outputs(b, in, f, p, incoming, sink, states)));
+        } else {
+            last[0] = work(b, f).outputs(b, in, f, p, incoming, sink);
+        }
+        OutputSummary summary = sink.summary();
+        List<SpotCheck.Point> checked = new ArrayList<>();
+        for (SpotCheck.Point point : summary.samples) {
+            checked.add(SpotCheck.check(in, f, spec, oDtype, point));
+        }
+        byte[] bytes = summary.withSamples(checked).toBytes();
+        files.add(Staging.writeAtomically(stagingFs, staging.outputSummary(p.sequence(), p.index()), attempt,
+                out -> out.write(bytes)));
+        if (p.isLast()) {
+            files.add(Staging.writeAtomically(stagingFs, staging.finalState(p.sequence()), attempt,
+                    out -> out.write(last[0].toBytes())));
+        }
+        if (!p.isSplit()) {
+            files.add(Staging.writeAtomically(stagingFs, staging.stagedOutput(f.name), attempt,
+                    out -> assembleInto(stagingFs, f, p.sequence(), new long[] {p.tokens()}, out)));
+        }
+        return files;
+    }
+
+    /**
+     * The staged piece summaries of a sequence (--output-mode checksums) combined in piece order,
+     * each checked against the o bytes its piece must have fed to the sink.
+     */
+    private OutputSummary combinedSummary(FileSystem fs, SequenceFile f, int sequence, long[] pieceTokens)
+            throws IOException {
+        OutputSummary all = OutputSummary.empty();
+        long perToken = f.outputBytesPerToken(outputDtype(f));
+        for (int p = 0; p < pieceTokens.length; p++) {
+            Path part = staging.outputSummary(sequence, p);
+            byte[] raw = new byte[Math.toIntExact(fs.getFileStatus(part).getLen())];
+            try (FSDataInputStream in = fs.open(part)) {
+                in.readFully(0, raw, 0, raw.length);
+            }
+            OutputSummary piece = OutputSummary.fromBytes(raw);
+            if (piece.bytes != pieceTokens[p] * perToken) {
+                throw new IOException(part + " summarizes " + piece.bytes + " bytes of o, expected " + pieceTokens[p]
+                        + " tokens of " + perToken);
+            }
+            all = all.then(piece);
+        }
+        return all;
+    }
+
+    /**
      * Writes a sequence's output file from its staged parts: the header, o of every piece in
      * order, the final state (S, then z: final_state and final_normalizer), then with checkpoints
      * the S of every recorded state in order (states) and their z (normalizers). Each part's size
-     * is checked against what its piece must have written.
+     * is checked against what its piece must have written. In --output-mode checksums the pieces'
+     * summaries take the place of o: the header carries their combination and the sampled rows
+     * (o_sampled) stand where o would.
      */
     private void assembleInto(FileSystem fs, SequenceFile f, int sequence, long[] pieceTokens, OutputStream out)
             throws IOException {
         AttentionSpec spec = spec(f);
         Variant variant = cfg.variant();
         DType oDtype = outputDtype(f);
-        out.write(outputHeader(f).encode());
-        for (int p = 0; p < pieceTokens.length; p++) {
+        OutputSummary summary = cfg.checksums() ? combinedSummary(fs, f, sequence, pieceTokens) : null;
+        out.write(outputHeader(f, spec, variant, oDtype, cfg.get(Settings.SCALE), summary).encode());
+        for (int p = 0; summary == null && p < pieceTokens.length; p++) {
             copy(fs, staging.outputPart(sequence, p), pieceTokens[p] * f.outputBytesPerToken(oDtype), out);
+        }
+        for (SpotCheck.Point point : summary == null ? List.<SpotCheck.Point>of() : summary.samples) {
+            out.write(point.row());
         }
         copy(fs, staging.finalState(sequence), spec.stateBytes(), out);
         if (!variant.checkpoints()) {
