@@ -47,6 +47,21 @@ public final class SyntheticSequence implements Serializable {
     public static final int V = 2;
     private static final String[] TENSORS = {"q", "k", "v"};
     private static final long GOLDEN = 0x9E3779B97F4A7C15L;
+    /**
+     * Whether the BF16 generator runs on the Vector API ({@link SyntheticVectors}; same bytes), as
+     * the CPU kernels do where jdk.incubator.vector is readable. -Dlightning.synthetic.vectors=false
+     * keeps the scalar loop (for comparison).
+     */
+    static final boolean VECTORS = !"false".equals(System.getProperty("lightning.synthetic.vectors"))
+            && vectorsLoad();
+
+    private static boolean vectorsLoad() {
+        try {
+            return SyntheticVectors.load();
+        } catch (LinkageError e) {
+            return false; // a JVM without --add-modules jdk.incubator.vector
+        }
+    }
     private static final java.lang.invoke.VarHandle LONGS = java.lang.invoke.MethodHandles.byteArrayViewVarHandle(
             long[].class, java.nio.ByteOrder.LITTLE_ENDIAN);
 
@@ -361,7 +376,14 @@ public final class SyntheticSequence implements Serializable {
             if (dtype == DType.BF16) {
                 // computed, not looked up: a 256 KB table read at random costs more than the arithmetic
                 float c = scale[x];
-                for (long b = 0; b < blocks; b++, at += 8) {
+                long b = 0;
+                if (VECTORS) {
+                    long steps = blocks / SyntheticVectors.blocksPerStep();
+                    SyntheticVectors.bf16(key, block, steps, c, buf, at);
+                    b = steps * SyntheticVectors.blocksPerStep();
+                    at += (int) (b * 8);
+                }
+                for (; b < blocks; b++, at += 8) {
                     long r = mix(key + (block + b) * GOLDEN);
                     long packed = bf16(r, c) | bf16(r >>> 16, c) << 16 | bf16(r >>> 32, c) << 32 | bf16(r >>> 48, c) << 48;
                     LONGS.set(buf, at, packed);
