@@ -76,9 +76,10 @@ public final class OutputSummary {
      * The result file's metadata for this summary of a whole sequence's o ([T, H, Dv] in
      * {@code oDtype}): the checksum, length, sum and max |o|, the sampled tokens (whose rows the file
      * holds as {@code o_sampled}) and the spot-check table as JSON:
-     * [{"token", "rel_error", "max_abs_ref", "history", "exact"} or {"token", "unchecked"}].
+     * [{"token", "rel_error", "max_abs_ref", "history", "exact"} or {"token", "unchecked"}], with the
+     * tolerance the run holds them to.
      */
-    public Map<String, String> metadata(long tokens, int heads, int dv, DType oDtype) {
+    public Map<String, String> metadata(long tokens, int heads, int dv, DType oDtype, double tolerance) {
         Map<String, String> m = new java.util.TreeMap<>();
         m.put(MODE, "checksums");
         m.put("o_shape", tokens + "," + heads + "," + dv);
@@ -105,7 +106,7 @@ public final class OutputSummary {
         m.put("o_sampled_tokens", t.toString());
         m.put(SPOT_CHECKS, table.toString());
         m.put(MAX_ERROR, Double.toString(worst));
-        m.put(TOLERANCE, Double.toString(SpotCheck.tolerance(oDtype)));
+        m.put(TOLERANCE, Double.toString(tolerance));
         return m;
     }
 

@@ -160,6 +160,12 @@ public final class JobConfig implements Serializable {
         return "checksums".equals(get(Settings.OUTPUT_MODE));
     }
 
+    /** The spot checks' tolerance for o of dtype {@code o}: --spot-check-tolerance, or the dtype's. */
+    double spotCheckTolerance(DType o) {
+        Double given = get(Settings.SPOT_CHECK_TOLERANCE);
+        return given != null ? given : dev.lightning.attention.stream.SpotCheck.tolerance(o);
+    }
+
     boolean gpuOomToCpu() {
         return "cpu".equals(get(Settings.GPU_OOM));
     }

@@ -86,6 +86,11 @@ final class Settings {
                     + "input; the result file holds `o_sampled` and the states, with the checksum in its metadata, "
                     + "and the run fails when a sampled row is off by more than the output dtype's tolerance.",
             "files", "checksums");
+    static final Setting<Double> SPOT_CHECK_TOLERANCE = Setting.optionalPositive("--spot-check-tolerance",
+            "spark.lightning.spotCheckTolerance", "(by dtype)",
+            "With --output-mode checksums: the largest relative error of a sampled o row against float64 "
+                    + "(max |o - ref| / max |ref| per head) before the run fails. By default 1e-2 for BF16 o, 1.2e-3 "
+                    + "for F16, 1e-4 for F32.");
     static final Setting<Boolean> OVERWRITE = Setting.flagSwitch("--overwrite", "spark.lightning.overwrite",
             "Let this run replace the files it produces (and the run report) where the output directory already "
                     + "holds them; they are replaced at the commit, after all compute. Other files are never "
@@ -110,7 +115,7 @@ final class Settings {
             "spark.lightning.progressSeconds", 5.0, true, "Seconds between progress lines.");
 
     static final List<Setting<?>> ALL = List.of(INPUT, SYNTHETIC, OUTPUT, RECURSIVE, PARTITION_TOKENS, CHUNK_SIZE, SCALE,
-            FEATURE_MAP, NORMALIZE, NORMALIZE_EPS, STATE_EVERY, BACKEND, MASTER, DEFAULT_SLOPES, LAYER, LAYERS, OUTPUT_DTYPE, OUTPUT_MODE, WINDOW_BYTES, GPU_WINDOW_BYTES, GPU_RESOURCE,
+            FEATURE_MAP, NORMALIZE, NORMALIZE_EPS, STATE_EVERY, BACKEND, MASTER, DEFAULT_SLOPES, LAYER, LAYERS, OUTPUT_DTYPE, OUTPUT_MODE, SPOT_CHECK_TOLERANCE, WINDOW_BYTES, GPU_WINDOW_BYTES, GPU_RESOURCE,
             GPU_MEMORY, GPU_OOM, OVERWRITE, RESUME, LOCK_STALE_SECONDS, SKIP_INVALID, SKIP_NONFINITE, PROGRESS_SECONDS);
 
     /**
@@ -119,7 +124,7 @@ final class Settings {
      */
     static final List<Setting<?>> RESULT_AFFECTING = List.of(RECURSIVE, PARTITION_TOKENS, CHUNK_SIZE, SCALE,
             FEATURE_MAP, NORMALIZE, NORMALIZE_EPS, STATE_EVERY, BACKEND,
-            DEFAULT_SLOPES, LAYER, LAYERS, OUTPUT_DTYPE, OUTPUT_MODE, WINDOW_BYTES, GPU_WINDOW_BYTES, GPU_MEMORY, GPU_OOM,
+            DEFAULT_SLOPES, LAYER, LAYERS, OUTPUT_DTYPE, OUTPUT_MODE, SPOT_CHECK_TOLERANCE, WINDOW_BYTES, GPU_WINDOW_BYTES, GPU_MEMORY, GPU_OOM,
             SKIP_INVALID, SKIP_NONFINITE);
 
     static Setting<?> byFlag(String flag) {

@@ -104,16 +104,16 @@ final class Tasks implements Serializable {
      */
     static SafetensorsHeader outputHeader(SequenceFile f, AttentionSpec spec, Variant variant, DType oDtype,
                                           double scale) {
-        return outputHeader(f, spec, variant, oDtype, scale, null);
+        return outputHeader(f, spec, variant, oDtype, scale, null, 0);
     }
 
     /**
      * The header of an output file; with {@code summary} (--output-mode checksums) the file holds
      * o_sampled [S, H, Dv] (the rows of the S sampled tokens, in the output dtype) where o would be,
-     * and the summary's metadata ({@link OutputSummary#metadata}).
+     * and the summary's metadata ({@link OutputSummary#metadata}) with the spot checks' {@code tolerance}.
      */
     static SafetensorsHeader outputHeader(SequenceFile f, AttentionSpec spec, Variant variant, DType oDtype,
-                                          double scale, OutputSummary summary) {
+                                          double scale, OutputSummary summary, double tolerance) {
         int h = spec.heads();
         List<SafetensorsHeader.Spec> tensors = new ArrayList<>();
         if (summary == null) {
@@ -145,7 +145,7 @@ final class Tasks implements Serializable {
             metadata.put("state_every", Integer.toString(variant.stateEvery()));
         }
         if (summary != null) {
-            metadata.putAll(summary.metadata(f.tokens, h, spec.dv(), oDtype));
+            metadata.putAll(summary.metadata(f.tokens, h, spec.dv(), oDtype, tolerance));
         }
         return SafetensorsHeader.layout(f.name, tensors, metadata);
     }
@@ -466,7 +466,8 @@ final class Tasks implements Serializable {
         Variant variant = cfg.variant();
         DType oDtype = outputDtype(f);
         OutputSummary summary = cfg.checksums() ? combinedSummary(fs, f, sequence, pieceTokens) : null;
-        out.write(outputHeader(f, spec, variant, oDtype, cfg.get(Settings.SCALE), summary).encode());
+        out.write(outputHeader(f, spec, variant, oDtype, cfg.get(Settings.SCALE), summary,
+                cfg.spotCheckTolerance(oDtype)).encode());
         for (int p = 0; summary == null && p < pieceTokens.length; p++) {
             copy(fs, staging.outputPart(sequence, p), pieceTokens[p] * f.outputBytesPerToken(oDtype), out);
         }

@@ -125,6 +125,32 @@ class SyntheticJobTest {
     }
 
     @Test
+    void aSpotCheckBeyondTheToleranceFailsTheRunAndPublishesNothing() throws Exception {
+        // BF16 o is about 3e-3 off float64 (its rounding): a tolerance of 1e-6 must fail the run
+        Path out = tmp.resolve("strict");
+        Outcome o = lightning("run", "--synthetic", SPEC, "--output", out.toString(), "--master", MASTER,
+                "--partition-tokens", "256", "--backend", "cpu", "--output-mode", "checksums",
+                "--spot-check-tolerance", "1e-6");
+        assertEquals(1, o.status, o.out + o.err);
+        assertTrue(o.err.contains("spot checks failed") && o.err.contains("above the 1.00e-06 tolerance of BF16 o"),
+                o.err);
+        SyntheticSequence s = SyntheticSequence.parse(SPEC);
+        assertFalse(Files.exists(out.resolve(s.name())), "nothing published");
+        assertFalse(Files.exists(out.resolve("_SUCCESS")));
+        Path report;
+        try (var staged = Files.list(out.resolve("_temporary"))) {
+            report = staged.filter(p -> p.getFileName().toString().startsWith("lightning-")).findFirst().orElseThrow()
+                    .resolve("_lightning_report.json");
+        }
+        JsonNode r = new ObjectMapper().readTree(report.toFile());
+        assertEquals("failed", r.get("status").asText());
+        JsonNode c = r.get("files").get(0).get("checksums");
+        assertTrue(c.get("spotCheckMaxRelError").asDouble() > 1e-6, c.toString());
+        assertEquals(1e-6, c.get("spotCheckTolerance").asDouble(), 0);
+        assertTrue(c.get("spotChecks").size() >= 16);
+    }
+
+    @Test
     void inputAndSyntheticExcludeEachOtherAndBadSpecsAreRefused() {
         Outcome both = lightning("run", "--input", tmp.toString(), "--synthetic", SPEC, "--output",
                 tmp.resolve("o").toString());
