@@ -48,7 +48,7 @@ public final class SyntheticSequence implements Serializable {
     private static final String[] TENSORS = {"q", "k", "v"};
     private static final long GOLDEN = 0x9E3779B97F4A7C15L;
     /**
-     * Whether the BF16 generator runs on the Vector API ({@link SyntheticVectors}; same bytes), as
+     * Whether the BF16 and F32 generators run on the Vector API ({@link SyntheticVectors}; same bytes), as
      * the CPU kernels do where jdk.incubator.vector is readable. -Dlightning.synthetic.vectors=false
      * keeps the scalar loop (for comparison).
      */
@@ -390,7 +390,14 @@ public final class SyntheticSequence implements Serializable {
                 }
             } else if (dtype == DType.F32) {
                 float c = scale[x];
-                for (long b = 0; b < blocks; b++, at += 16) {
+                long b = 0;
+                if (VECTORS) {
+                    long steps = blocks / SyntheticVectors.blocksPerStep();
+                    SyntheticVectors.f32(key, block, steps, c, buf, at);
+                    b = steps * SyntheticVectors.blocksPerStep();
+                    at += (int) (b * 16);
+                }
+                for (; b < blocks; b++, at += 16) {
                     long r = mix(key + (block + b) * GOLDEN);
                     LONGS.set(buf, at, f32(r, c) | f32(r >>> 16, c) << 32);
                     LONGS.set(buf, at + 8, f32(r >>> 32, c) | f32(r >>> 48, c) << 32);

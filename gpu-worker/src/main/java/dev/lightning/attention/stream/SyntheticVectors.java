@@ -8,7 +8,7 @@ import jdk.incubator.vector.VectorSpecies;
 import java.nio.ByteOrder;
 
 /**
- * The BF16 body of {@link SyntheticSequence}'s generator on the Vector API: the same hash and the
+ * The BF16 and F32 bodies of {@link SyntheticSequence}'s generator on the Vector API: the same hash and the
  * same float32 arithmetic as the scalar code, lane by lane, so the bytes are identical (the tests
  * compare every element with {@link SyntheticSequence#value}). Loaded only where
  * jdk.incubator.vector is readable ({@link #load}); the scalar loop does the rest.
@@ -46,15 +46,39 @@ final class SyntheticVectors {
         LongVector iota = LongVector.fromArray(LONGS, IOTA, 0);
         int lanes = LONGS.length();
         for (long s = 0; s < steps; s++, block += lanes, at += lanes * 8) {
-            LongVector z = iota.add(block).mul(GOLDEN).add(key);
-            z = z.lanewise(VectorOperators.XOR, z.lanewise(VectorOperators.LSHR, 30)).mul(0xBF58476D1CE4E5B9L);
-            z = z.lanewise(VectorOperators.XOR, z.lanewise(VectorOperators.LSHR, 27)).mul(0x94D049BB133111EBL);
-            z = z.lanewise(VectorOperators.XOR, z.lanewise(VectorOperators.LSHR, 31));
-            IntVector u = z.reinterpretAsInts();
+            IntVector u = hash(iota.add(block), key).reinterpretAsInts();
             IntVector lo = round(u.and(0xffff), c);
             IntVector hi = round(u.lanewise(VectorOperators.LSHR, 16), c);
             lo.or(hi.lanewise(VectorOperators.LSHL, 16)).intoByteArray(buf, at, ByteOrder.LITTLE_ENDIAN);
         }
+    }
+
+    /**
+     * Writes the F32 bytes of {@code steps * blocksPerStep()} whole blocks from {@code block}
+     * (16 bytes each) at buf[at]: the hashes read as shorts are the u values in element order;
+     * each half of them widens to ints (unsigned), becomes (u - 32767.5) * c and is stored.
+     */
+    static void f32(long key, long block, long steps, float c, byte[] buf, int at) {
+        LongVector iota = LongVector.fromArray(LONGS, IOTA, 0);
+        int lanes = LONGS.length();
+        int half = INTS.length() * 4;
+        for (long s = 0; s < steps; s++, block += lanes, at += lanes * 16) {
+            LongVector z = hash(iota.add(block), key);
+            jdk.incubator.vector.ShortVector u = z.reinterpretAsShorts();
+            for (int part = 0; part < 2; part++) {
+                IntVector wide = ((IntVector) u.convertShape(VectorOperators.S2I, INTS, part)).and(0xffff);
+                ((jdk.incubator.vector.FloatVector) wide.convert(VectorOperators.I2F, 0)).sub(32767.5f).mul(c)
+                        .intoByteArray(buf, at + part * half, ByteOrder.LITTLE_ENDIAN);
+            }
+        }
+    }
+
+    /** mix64(key + index * golden) per lane, as {@link SyntheticSequence#mix} computes it. */
+    private static LongVector hash(LongVector index, long key) {
+        LongVector z = index.mul(GOLDEN).add(key);
+        z = z.lanewise(VectorOperators.XOR, z.lanewise(VectorOperators.LSHR, 30)).mul(0xBF58476D1CE4E5B9L);
+        z = z.lanewise(VectorOperators.XOR, z.lanewise(VectorOperators.LSHR, 27)).mul(0x94D049BB133111EBL);
+        return z.lanewise(VectorOperators.XOR, z.lanewise(VectorOperators.LSHR, 31));
     }
 
     /** BF16 bits of (u - 32767.5) * c, rounded to nearest even, in the low 16 bits. */
