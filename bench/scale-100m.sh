@@ -5,7 +5,7 @@
 # tokens/s per pass, the peak heap of the driver and of every executor JVM (from their GC logs: the
 # largest heap occupancy before a collection, and the largest after one, i.e. the live set), and the
 # spot checks' largest error. BENCHMARKS.md, "Synthetic source and checksum sink".
-#   bench/scale-100m.sh [--tokens 100000000] [--pieces 1000] [--heads 2] [--d 64] [--dtype bf16]
+#   bench/scale-100m.sh [--tokens 100000000] [--pieces 1000 | --partition-tokens N] [--heads 2] [--d 64] [--dtype bf16]
 #                       [--seed 1] [--backend cpu] [--master 'local[*]'] [--driver-memory 4g]
 #                       [--executor-memory 4g] [--dir /tmp/scale-100m] [--keep] [-- more job options]
 # With a local master the executor is the driver's JVM, so there is one JVM and one log. With another
@@ -16,11 +16,12 @@ set -euo pipefail
 
 home="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tokens=100000000 pieces=1000 heads=2 d=64 dtype=bf16 seed=1 backend=cpu master='local[*]'
-driver_memory=4g executor_memory=4g dir=/tmp/scale-100m keep= extra=()
+driver_memory=4g executor_memory=4g dir=/tmp/scale-100m keep= extra=() partition=
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --tokens) tokens="$2"; shift 2 ;;
     --pieces) pieces="$2"; shift 2 ;;
+    --partition-tokens) partition="$2"; shift 2 ;;
     --heads) heads="$2"; shift 2 ;;
     --d) d="$2"; shift 2 ;;
     --dtype) dtype="$2"; shift 2 ;;
@@ -42,10 +43,12 @@ if [[ -z "$app_jar" || ! -d "$target/lib" || ! -f "$target/jvm.options" ]]; then
   echo "scale-100m: build the job first: (cd $home && mvn -DskipTests package)" >&2
   exit 2
 fi
-# pieces of a whole number of 64-token chunks, about --pieces of them
-partition=$(( (tokens + pieces - 1) / pieces ))
-partition=$(( (partition + 63) / 64 * 64 ))
-run="T$tokens-P$pieces"
+# pieces of a whole number of 64-token chunks, about --pieces of them (unless --partition-tokens)
+if [[ -z "$partition" ]]; then
+  partition=$(( (tokens + pieces - 1) / pieces ))
+  partition=$(( (partition + 63) / 64 * 64 ))
+fi
+run="T$tokens-N$partition"
 out="$dir/$run"
 mkdir -p "$dir"
 rm -rf "$out" "$dir/$run".driver-gc.log "$dir"/executor-gc-*.log
