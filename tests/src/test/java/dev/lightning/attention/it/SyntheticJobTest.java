@@ -125,6 +125,41 @@ class SyntheticJobTest {
     }
 
     @Test
+    void severalSequencesAndVariantsWithStatesKeepEverythingButO() throws Exception {
+        // two sequences (one split in 4, one whole), normalized elu1 with states every 128 tokens
+        String specs = SPEC + ";63,3,5,7,f32,9";
+        String[] variant = {"--feature-map", "elu1", "--normalize", "--state-every", "128", "--chunk-size", "64"};
+        Path files = tmp.resolve("files");
+        Path sums = tmp.resolve("sums");
+        succeed(concat(new String[] {"run", "--synthetic", specs, "--output", files.toString(), "--master", MASTER,
+                "--partition-tokens", "256", "--backend", "cpu"}, variant));
+        Outcome o = succeed(concat(new String[] {"run", "--synthetic", specs, "--output", sums.toString(), "--master",
+                MASTER, "--partition-tokens", "256", "--backend", "cpu", "--output-mode", "checksums"}, variant));
+        for (String spec : specs.split(";")) {
+            SyntheticSequence s = SyntheticSequence.parse(spec);
+            Map<String, SafetensorsFile.Tensor> full = SafetensorsFile.read(files.resolve(s.name()));
+            Map<String, SafetensorsFile.Tensor> kept = SafetensorsFile.read(sums.resolve(s.name()));
+            for (String t : new String[] {"final_state", "final_normalizer", "states", "normalizers"}) {
+                assertArrayEquals(full.get(t).bytes(), kept.get(t).bytes(), spec + ": " + t);
+            }
+            CRC32C crc = new CRC32C();
+            crc.update(full.get("o").bytes());
+            assertEquals(String.format("%08x", (int) crc.getValue()), metadata(sums.resolve(s.name())).get("o_crc32c"),
+                    spec + "\n" + o.out);
+            assertEquals("elu1", metadata(sums.resolve(s.name())).get("feature_map"));
+        }
+        Outcome twice = lightning("run", "--synthetic", SPEC + ";" + SPEC, "--output", tmp.resolve("x").toString());
+        assertEquals(2, twice.status, twice.err);
+        assertTrue(twice.err.contains("twice"), twice.err);
+    }
+
+    private static String[] concat(String[] a, String[] b) {
+        String[] all = Arrays.copyOf(a, a.length + b.length);
+        System.arraycopy(b, 0, all, a.length, b.length);
+        return all;
+    }
+
+    @Test
     void aSpotCheckBeyondTheToleranceFailsTheRunAndPublishesNothing() throws Exception {
         // BF16 o is about 3e-3 off float64 (its rounding): a tolerance of 1e-6 must fail the run
         Path out = tmp.resolve("strict");
