@@ -54,6 +54,74 @@ class SpotCheckTest {
         }
     }
 
+    /** A real file (the check reads any input): grouped heads (Hq 6, Hk = Hv 2), an initial state and normalizer. */
+    @Test
+    void readsFilesWithGroupedHeadsAndInitialStates(@org.junit.jupiter.api.io.TempDir java.nio.file.Path tmp)
+            throws Exception {
+        int tokens = 300;
+        SplittableRandom rnd = new SplittableRandom(3);
+        float[] q = new float[tokens * 6 * 5];
+        float[] k = new float[tokens * 2 * 5];
+        float[] v = new float[tokens * 2 * 7];
+        float[] s0 = new float[6 * 5 * 7];
+        float[] z0 = new float[6 * 5];
+        for (float[] a : new float[][] {q, k, v, s0, z0}) {
+            for (int i = 0; i < a.length; i++) {
+                a[i] = (float) rnd.nextDouble(a == z0 ? 0 : -1, 1);
+            }
+        }
+        java.nio.file.Path file = tmp.resolve("gqa.safetensors");
+        dev.lightning.attention.tensor.SafetensorsFile.write(file, List.of(
+                dev.lightning.attention.tensor.SafetensorsFile.Tensor.of("q", DType.F16, new long[] {tokens, 6, 5}, q),
+                dev.lightning.attention.tensor.SafetensorsFile.Tensor.of("k", DType.F16, new long[] {tokens, 2, 5}, k),
+                dev.lightning.attention.tensor.SafetensorsFile.Tensor.of("v", DType.F16, new long[] {tokens, 2, 7}, v),
+                dev.lightning.attention.tensor.SafetensorsFile.Tensor.of("initial_state", DType.F32,
+                        new long[] {6, 5, 7}, s0),
+                dev.lightning.attention.tensor.SafetensorsFile.Tensor.of("initial_normalizer", DType.F32,
+                        new long[] {6, 5}, z0)));
+        double[] slopes = {0.9, 0.3, 0.05, 0.01, 1e-3, 0};
+        try (java.io.RandomAccessFile raf = new java.io.RandomAccessFile(file.toFile(), "r")) {
+            RangeReader in = (position, buf, off, len) -> {
+                synchronized (raf) {
+                    raf.seek(position);
+                    raf.readFully(buf, off, len);
+                }
+            };
+            for (boolean normalize : new boolean[] {false, true}) {
+                SequenceFile f = SequenceFile.describe(file.toUri().toString(), "gqa", java.nio.file.Files.size(file),
+                        in, h -> slopes.clone(), true); // true: the file may hold initial_normalizer
+                AttentionSpec spec = f.spec(0.5, 16, normalize ? new Variant(FeatureMap.RELU, true, 1e-3, 0)
+                        : Variant.PLAIN);
+                TokenTensor qt = tensor(in, f, "q", tokens, 6, 5, file);
+                TokenTensor kt = tensor(in, f, "k", tokens, 2, 5, file);
+                TokenTensor vt = tensor(in, f, "v", tokens, 2, 7, file);
+                TokenTensor o = TokenTensor.allocate(DType.F32, tokens, 6, 7);
+                new RecurrentReference().forward(spec, qt, kt, vt, PieceWork.initialState(in, f, spec, 0), o,
+                        dev.lightning.attention.engine.Checkpoints.none());
+                for (long t : new long[] {0, 5, 64, 299}) {
+                    SpotCheck.Point p = SpotCheck.check(in, f, spec, DType.F32,
+                            SpotCheck.Point.unchecked(t, rowBytes(o, (int) t, DType.F32), "-"));
+                    assertTrue(p.checked() && p.relError < 1e-6, (normalize ? "normalized relu: " : "") + p);
+                }
+                // the initial state matters: without it (a zero state) the reference moves away
+                TokenTensor zero = TokenTensor.allocate(DType.F32, tokens, 6, 7);
+                new RecurrentReference().forward(spec, qt, kt, vt, LightningState.zeros(spec), zero,
+                        dev.lightning.attention.engine.Checkpoints.none());
+                SpotCheck.Point p = SpotCheck.check(in, f, spec, DType.F32,
+                        SpotCheck.Point.unchecked(5, rowBytes(zero, 5, DType.F32), "-"));
+                assertTrue(p.relError > 1e-3, "a zero initial state must not pass: " + p);
+            }
+        }
+    }
+
+    private static TokenTensor tensor(RangeReader in, SequenceFile f, String name, int tokens, int heads, int dim,
+                                      java.nio.file.Path file) throws Exception {
+        java.util.Map<String, dev.lightning.attention.tensor.SafetensorsFile.Tensor> all =
+                dev.lightning.attention.tensor.SafetensorsFile.read(file);
+        assertEquals(tokens * heads * dim, all.get(name).toFloats().length);
+        return all.get(name).asTokens();
+    }
+
     @Test
     void aWrongValueFailsTheCheck() throws Exception {
         SyntheticSequence s = new SyntheticSequence(1000, 3, 5, 7, DType.F16, 9);
