@@ -123,6 +123,15 @@ final class Staging implements Serializable {
         return new Path(root, "parts/s" + sequence + "-p" + piece + ".lse.f32");
     }
 
+    /**
+     * --output-mode checksums: what piece {@code piece} of a sequence stages for its result file
+     * ({@link Tasks}): {@code kind} "o-summary" (OutputSummary.toBytes, in place of its o), "states"
+     * and "normalizers" (its recorded S and z), or "final" (piece -1: the sequence's final state).
+     */
+    Path checksumsPart(int sequence, int piece, String kind) {
+        return new Path(root, "parts/s" + sequence + (piece < 0 ? "" : "-p" + piece) + "." + kind);
+    }
+
     /** The complete output file of {@code name} (a name relative to the output directory). */
     Path stagedOutput(String name) {
         return HadoopPaths.child(new Path(root, "files"), name);
@@ -315,5 +324,19 @@ final class Staging implements Serializable {
 
     static void writeAtomically(FileSystem fs, Path dst, String attempt, byte[] bytes) throws IOException {
         writeAtomically(fs, dst, attempt, o -> o.write(bytes));
+    }
+
+    /** Appends staged file {@code part} to {@code out}, after checking that it holds {@code expect} bytes. */
+    static void copyPart(FileSystem fs, Path part, long expect, OutputStream out) throws IOException {
+        long len = fs.getFileStatus(part).getLen();
+        if (len != expect) {
+            throw new IOException(part + " holds " + len + " bytes, expected " + expect);
+        }
+        byte[] buf = new byte[1 << 20];
+        try (InputStream in = fs.open(part)) {
+            for (int r; (r = in.read(buf)) > 0; ) {
+                out.write(buf, 0, r);
+            }
+        }
     }
 }
