@@ -29,12 +29,14 @@ import java.util.zip.CRC32C;
  *                        split into pieces (or any with --state-every) is written there without one task
  *                        copying it, by {@link SplitOutputs}: in place (the driver creates the file, each
  *                        piece writes its byte ranges), as hidden parts beside it that the driver joins
- *                        with the file system's concat, or as NAME.index.json and NAME.parts/
+ *                        with the file system's concat, or as NAME.index.json and NAME.parts/. With
+ *                        --output-mode checksums files/NAME is one small file written from parts/
  *   done/UNIT.json       one marker per finished unit of work: its files (or byte ranges of a file
  *                        written in place) with size and CRC32C
  *   partials/, parts/   softmax: partial results of (query piece, key pieces) items, merged per query
  *                        piece, and the o (and lse) rows of the pieces of split sequences, which its
- *                        assembly task copies into files/NAME
+ *                        assembly task copies into files/NAME; lightning with --output-mode checksums:
+ *                        each piece's o summary, recorded states and the final state ({@link #checksumsPart})
  *   _lightning_report.json, commit.json    the report, and the commit record (see {@link Commit})
  * </pre>
  * Every file is written aside and renamed into place (or, in place, its byte ranges are rewritten),

@@ -347,7 +347,8 @@ final class Tasks implements Serializable {
      * checkpoints goes straight to its staged output file (o, then the final state), in one
      * stream. Any other piece writes its share of the sequence's output in the run's
      * --output-form ({@link SplitOutputs}): o and, with --state-every, its recorded states, which
-     * one pass over the piece computes together; the last piece also the final state.
+     * one pass over the piece computes together; the last piece also the final state. With
+     * --output-mode checksums, o goes to the checksum sink instead ({@link #checksumsOf}).
      */
     private List<Staging.Written> outputsOf(AttentionBackend b, RangeReader in, SequenceFile f, Piece p,
                                             LightningState incoming, FileSystem stagingFs, String attempt)

@@ -192,6 +192,37 @@ class SyntheticJobTest {
                 o.out);
     }
 
+    /**
+     * A checksums run that fails in pass 2 (after three pieces finished), and one that fails after
+     * the driver wrote the split sequence's result, both publish nothing; --resume publishes the
+     * bytes of an uninterrupted run (the result file is written again from the staged summaries and
+     * states, which the kept pieces' markers verify).
+     */
+    @Test
+    void aResumedChecksumsRunEqualsAnUninterruptedOne() throws Exception {
+        String[] run = {"run", "--synthetic", SPEC, "--master", MASTER, "--partition-tokens", "256", "--backend",
+                "cpu", "--output-mode", "checksums", "--normalize", "--state-every", "128", "--chunk-size", "64"};
+        SyntheticSequence s = SyntheticSequence.parse(SPEC);
+        Path expected = tmp.resolve("expected");
+        succeed(concat(run, new String[] {"--output", expected.toString()}));
+        for (String failAt : new String[] {"pass2:3", "assemble:1"}) {
+            Path out = tmp.resolve("resumed-" + failAt.replace(':', '-'));
+            Outcome failed;
+            System.setProperty("lightning.test.failAt", failAt);
+            try {
+                failed = lightning(concat(run, new String[] {"--output", out.toString()}));
+            } finally {
+                System.clearProperty("lightning.test.failAt");
+            }
+            assertEquals(1, failed.status, failAt + ": " + failed.out + failed.err);
+            assertFalse(Files.exists(out.resolve(s.name())), failAt + ": nothing published");
+            Outcome resumed = succeed(concat(run, new String[] {"--output", out.toString(), "--resume"}));
+            assertTrue(resumed.out.contains("resumed:"), failAt + ": " + resumed.out);
+            assertArrayEquals(Files.readAllBytes(expected.resolve(s.name())), Files.readAllBytes(out.resolve(s.name())),
+                    failAt + ": the resumed result differs from the uninterrupted one\n" + resumed.out);
+        }
+    }
+
     /** Softmax has neither the synthetic source nor the checksum sink: refused before any work, exit 2. */
     @Test
     void softmaxRefusesSyntheticAndChecksums() {
