@@ -30,9 +30,16 @@ public final class JobConfig implements Serializable {
     private JobConfig(Map<String, Object> values, Map<String, String> sparkSettings) {
         this.values = Collections.unmodifiableMap(values);
         this.sparkSettings = Collections.unmodifiableMap(new LinkedHashMap<>(sparkSettings));
-        if (get(Settings.INPUT) == null) {
-            throw new InvalidInputException("--input PATHS is required (or the key " + Settings.INPUT.key + ")");
+        if (get(Settings.INPUT) == null && get(Settings.SYNTHETIC) == null) {
+            throw new InvalidInputException("--input PATHS is required (or the key " + Settings.INPUT.key
+                    + "), or --synthetic T,H,Dk,Dv,dtype,seed for generated sequences");
         }
+        if (get(Settings.INPUT) != null && get(Settings.SYNTHETIC) != null) {
+            throw new InvalidInputException("--input and --synthetic exclude each other: a run reads files or "
+                    + "generates sequences; got --input " + get(Settings.INPUT) + " and --synthetic "
+                    + get(Settings.SYNTHETIC));
+        }
+        synthetic(); // refuses a malformed --synthetic before anything starts
         if (get(Settings.OUTPUT) == null) {
             throw new InvalidInputException("--output DIR is required (or the key " + Settings.OUTPUT.key + ")");
         }
@@ -136,6 +143,41 @@ public final class JobConfig implements Serializable {
     Variant variant() {
         return new Variant(FeatureMap.of(get(Settings.FEATURE_MAP)), get(Settings.NORMALIZE),
                 get(Settings.NORMALIZE_EPS), Math.toIntExact(get(Settings.STATE_EVERY)));
+    }
+
+    /** The sequences --synthetic names, in order (empty without it); the same spec twice is refused. */
+    java.util.List<dev.lightning.attention.stream.SyntheticSequence> synthetic() {
+        String spec = get(Settings.SYNTHETIC);
+        java.util.List<dev.lightning.attention.stream.SyntheticSequence> all = new java.util.ArrayList<>();
+        if (spec == null) {
+            return all;
+        }
+        for (String one : spec.split(";")) {
+            if (one.isBlank()) {
+                continue;
+            }
+            dev.lightning.attention.stream.SyntheticSequence s = dev.lightning.attention.stream.SyntheticSequence.parse(one);
+            if (all.contains(s)) {
+                throw new InvalidInputException("--synthetic names " + s.spec() + " twice; each sequence gets one "
+                        + "result file, " + s.name());
+            }
+            all.add(s);
+        }
+        if (all.isEmpty()) {
+            throw new InvalidInputException("--synthetic '" + spec + "' names no sequence; expected T,H,Dk,Dv,dtype,seed");
+        }
+        return all;
+    }
+
+    /** Whether o goes to a checksum sink instead of the result files (--output-mode checksums). */
+    boolean checksums() {
+        return "checksums".equals(get(Settings.OUTPUT_MODE));
+    }
+
+    /** The spot checks' tolerance for o of dtype {@code o}: --spot-check-tolerance, or the dtype's. */
+    double spotCheckTolerance(DType o) {
+        Double given = get(Settings.SPOT_CHECK_TOLERANCE);
+        return given != null ? given : dev.lightning.attention.stream.SpotCheck.tolerance(o);
     }
 
     boolean gpuOomToCpu() {

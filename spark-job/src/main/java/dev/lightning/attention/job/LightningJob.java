@@ -67,6 +67,8 @@ final class LightningJob {
     private final Map<String, double[]> passes = new java.util.LinkedHashMap<>();
     /** The driver JVM's heap over the run, for the report. */
     private final DriverMemory memory = new DriverMemory();
+    /** --output-mode checksums: per sequence index, its o checksum and spot checks, for the report. */
+    private final Map<Integer, ObjectNode> checksums = new java.util.TreeMap<>();
     /** Plan figures for the report. */
     private final Map<String, Long> summary = new java.util.LinkedHashMap<>();
     /** With --attention softmax, its plan and how even it is, for the report; else null. */
@@ -97,9 +99,11 @@ final class LightningJob {
         FileSystem outFs = HadoopPaths.fileSystem(given, hadoopConf);
         Path outputDir = outFs.makeQualified(given);
 
-        List<InputFile> inputs = InputListing.list(hadoopConf, cfg.get(Settings.INPUT), cfg.get(Settings.RECURSIVE));
+        boolean synthetic = cfg.get(Settings.SYNTHETIC) != null;
+        List<InputFile> inputs = synthetic ? List.of()
+                : InputListing.list(hadoopConf, cfg.get(Settings.INPUT), cfg.get(Settings.RECURSIVE));
         List<InputFile> statuses = new ArrayList<>(); // parallel to files: --skip-invalid drops some inputs
-        List<SequenceFile> files = inspectAll(inputs, statuses);
+        List<SequenceFile> files = synthetic ? describeSynthetic() : inspectAll(inputs, statuses);
         for (Map.Entry<String, String> r : rejected.entrySet()) {
             out.println("lightning: rejected " + r.getKey() + ": " + r.getValue());
         }
@@ -231,12 +235,16 @@ final class LightningJob {
                     (pieces, tokens) -> new Tasks(hadoop, staging, cfg, pieces, tokens).pass1());
             runScan(files, splits, hadoop, staging);
         }
-        // sequences written by SplitOutputs (split, or all with --state-every): their pieces' token counts
+        // sequences written by SplitOutputs (split, or all with --state-every): their pieces' token counts;
+        // with --output-mode checksums none (no o is written), and the driver writes the results of split
+        // sequences from their pieces' staged summaries and states after pass 2
         Map<Integer, long[]> shared = new java.util.TreeMap<>();
+        Map<Integer, long[]> checksumSplits = new java.util.TreeMap<>();
         for (List<Piece> partition : plan) {
             for (Piece p : partition) {
-                if (SplitOutputs.needed(p.count(), cfg.variant())) {
-                    shared.computeIfAbsent(p.sequence(), s -> new long[p.count()])[p.index()] = p.tokens();
+                if (cfg.checksums() ? p.isSplit() : SplitOutputs.needed(p.count(), cfg.variant())) {
+                    (cfg.checksums() ? checksumSplits : shared).computeIfAbsent(p.sequence(),
+                            s -> new long[p.count()])[p.index()] = p.tokens();
                 }
             }
         }
@@ -273,6 +281,21 @@ final class LightningJob {
                     splitOutputs.form.key(), seconds);
             FaultPoints.reach("assemble");
         }
+        long resultsStart = System.nanoTime();
+        int results = 0;
+        for (Map.Entry<Integer, long[]> e : checksumSplits.entrySet()) {
+            if (!skipped.containsKey(e.getKey())) {
+                outputTasks.writeChecksumsResult(outFs, files.get(e.getKey()), e.getKey(), e.getValue());
+                results++;
+            }
+        }
+        if (!checksumSplits.isEmpty()) {
+            double seconds = (System.nanoTime() - resultsStart) / 1e9;
+            passes.put("finish: checksum results of split sequences", new double[] {seconds, 0});
+            out.printf("lightning: wrote %d checksum result(s) of split sequences from their pieces' summaries%s, "
+                    + "%.1f s%n", results, cfg.variant().checkpoints() ? " and recorded states" : "", seconds);
+            FaultPoints.reach("assemble");
+        }
         return publish(files, totalTokens, staging, outFs, outputDir, lock, publishedAs);
     }
 
@@ -300,6 +323,9 @@ final class LightningJob {
         int resumed = resumedUnits();
         if (resumed > 0) {
             out.println("lightning: resumed: " + resumed + " unit(s) of work were kept from the interrupted run");
+        }
+        if (cfg.checksums()) {
+            collectChecksums(files, outFs, staging);
         }
 
         List<String> published = new ArrayList<>();
@@ -427,6 +453,70 @@ final class LightningJob {
                 new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValueAsBytes(report));
     }
 
+    /**
+     * --output-mode checksums: each result's o checksum and spot-check table, read back from the
+     * metadata of its staged file (a header per sequence: the driver holds nothing per piece), for
+     * the run report and the console. Fails the run, before its commit, when a sampled row is off by
+     * more than the tolerance of the output dtype: the outputs are then not published, and the
+     * report kept in the staging directory lists every sampled row.
+     */
+    private void collectChecksums(List<SequenceFile> files, FileSystem fs, Staging staging) throws IOException {
+        ObjectMapper json = new ObjectMapper();
+        List<String> failures = new ArrayList<>();
+        for (int i = 0; i < files.size(); i++) {
+            if (skipped.containsKey(i)) {
+                continue;
+            }
+            SequenceFile f = files.get(i);
+            Path staged = staging.stagedOutput(f.name);
+            long size = fs.getFileStatus(staged).getLen();
+            dev.lightning.attention.tensor.SafetensorsHeader header;
+            try (org.apache.hadoop.fs.FSDataInputStream in = fs.open(staged)) {
+                byte[] prefix = new byte[8];
+                in.readFully(0, prefix);
+                long n = dev.lightning.attention.tensor.SafetensorsHeader.headerLength(f.name, prefix, size);
+                byte[] text = new byte[Math.toIntExact(n)];
+                in.readFully(8, text);
+                header = dev.lightning.attention.tensor.SafetensorsHeader.parse(f.name, text, size);
+            }
+            Map<String, String> m = header.metadata();
+            ObjectNode node = json.createObjectNode();
+            node.put("crc32c", m.get(dev.lightning.attention.stream.OutputSummary.CRC));
+            node.put("bytes", Long.parseLong(m.get("o_bytes")));
+            node.put("sum", Double.parseDouble(m.get("o_sum")));
+            node.put("maxAbs", Double.parseDouble(m.get("o_max_abs")));
+            double worst = Double.parseDouble(m.get(dev.lightning.attention.stream.OutputSummary.MAX_ERROR));
+            double tolerance = Double.parseDouble(m.get(dev.lightning.attention.stream.OutputSummary.TOLERANCE));
+            node.put("spotCheckMaxRelError", worst);
+            node.put("spotCheckTolerance", tolerance);
+            JsonNode table = json.readTree(m.get(dev.lightning.attention.stream.OutputSummary.SPOT_CHECKS));
+            node.set("spotChecks", table);
+            checksums.put(i, node);
+            int unchecked = 0;
+            long worstToken = -1;
+            for (JsonNode row : table) {
+                if (row.has("unchecked")) {
+                    unchecked++;
+                } else if (row.get("rel_error").asDouble() == worst) {
+                    worstToken = row.get("token").asLong();
+                }
+            }
+            out.printf("lightning: %s: o crc32c %s (%,d bytes, sum %.6g, max |o| %.4g); spot checks: %d rows against "
+                            + "float64, max rel. error %.3g at token %d (tolerance %.3g)%s%n", f.name,
+                    node.get("crc32c").asText(), node.get("bytes").asLong(), node.get("sum").asDouble(),
+                    node.get("maxAbs").asDouble(), table.size() - unchecked, worst, worstToken, tolerance,
+                    unchecked == 0 ? "" : "; " + unchecked + " rows unchecked (see " + REPORT + ")");
+            if (!(worst <= tolerance)) {
+                failures.add(String.format("%s: o at token %d is off by %.3g relative to the float64 value, above "
+                        + "the %.3g tolerance of %s o", f.name, worstToken, worst, tolerance, m.get("o_dtype")));
+            }
+        }
+        if (!failures.isEmpty()) {
+            throw new IllegalStateException("spot checks failed: " + String.join("; ", failures) + ". Nothing was "
+                    + "published; the run report lists every sampled row with its error");
+        }
+    }
+
     /** Pass 2 saw every piece (and every initial state): its records say which sequences to drop. */
     private void collectSkipped(PassReport outputs, List<SequenceFile> files) {
         for (Map.Entry<Integer, long[]> e : outputs.skipCounts().entrySet()) {
@@ -483,11 +573,23 @@ final class LightningJob {
         }
     }
 
-    /** Hosts holding the first bytes of a partition's q, for locality on HDFS-like stores. */
+    /** The sequences of --synthetic, described through their virtual files' headers as real files are. */
+    private List<SequenceFile> describeSynthetic() throws IOException {
+        List<SequenceFile> files = new ArrayList<>();
+        for (dev.lightning.attention.stream.SyntheticSequence s : cfg.synthetic()) {
+            files.add(s.describe(cfg::defaultSlopes, cfg.get(Settings.NORMALIZE)));
+        }
+        return files;
+    }
+
+    /** Hosts holding the first bytes of a partition's q, for locality on HDFS-like stores (none for --synthetic). */
     private static List<String> hosts(List<InputFile> statuses, List<Piece> partition, List<SequenceFile> files)
             throws IOException {
         Piece first = partition.get(0);
         SequenceFile f = files.get(first.sequence());
+        if (statuses.isEmpty()) {
+            return List.of();
+        }
         long at = f.qOffset + first.start() * f.layout().headsQ() * f.layout().dk() * f.dtype.bytes();
         for (BlockLocation b : statuses.get(first.sequence()).status.getBlockLocations()) {
             if (at >= b.getOffset() && at < b.getOffset() + b.getLength()) {
@@ -616,7 +718,8 @@ final class LightningJob {
             }
         });
         ArrayNode seqs = root.putArray("files");
-        for (SequenceFile f : files) {
+        for (int index = 0; index < files.size(); index++) {
+            SequenceFile f = files.get(index);
             ObjectNode n = seqs.addObject();
             n.put("name", f.name);
             n.put("tokens", f.tokens);
@@ -633,6 +736,12 @@ final class LightningJob {
             n.put("slopes", f.slopesFromFile ? "file" : cfg.get(Settings.DEFAULT_SLOPES));
             n.put("initialState", f.initialStateOffset >= 0);
             n.put("initialNormalizer", f.initialNormalizerOffset >= 0);
+            if (dev.lightning.attention.stream.SyntheticSequence.isSynthetic(f.path)) {
+                n.put("synthetic", f.path);
+            }
+            if (checksums.containsKey(index)) {
+                n.set("checksums", checksums.get(index));
+            }
         }
         ArrayNode rej = root.putArray("rejected");
         rejected.forEach((name, why) -> rej.addObject().put("file", name).put("reason", why));

@@ -197,9 +197,11 @@ final class OutputDirectory {
         for (int i = 0; i < files.size() && !cfg.softmax(); i++) {
             SequenceFile f = files.get(i);
             AttentionSpec spec = f.spec(cfg.get(Settings.SCALE), cfg.chunkSize(), variant);
-            long o = f.tokens * f.outputBytesPerToken(cfg.outputDtype(f.dtype));
+            // --output-mode checksums stages a summary per piece instead of o
+            long o = cfg.checksums() ? 4096L * pieces[i] : f.tokens * f.outputBytesPerToken(cfg.outputDtype(f.dtype));
             long states = variant.checkpointsIn(0, f.tokens) * spec.stateBytes(); // states and normalizers
-            need += o + states + spec.stateBytes() + 4096;
+            // with checksums the recorded states are staged by the pieces, then copied into the result file
+            need += o + states * (cfg.checksums() ? 2 : 1) + spec.stateBytes() + 4096;
             if (pieces[i] > 1) { // local and incoming states (the pieces write their shares of the output: no copy)
                 need += 2L * pieces[i] * spec.stateBytes();
             }

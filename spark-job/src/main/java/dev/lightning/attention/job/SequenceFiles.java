@@ -1,6 +1,7 @@
 package dev.lightning.attention.job;
 
 import dev.lightning.attention.stream.SequenceFile;
+import dev.lightning.attention.stream.SyntheticSequence;
 import org.apache.hadoop.fs.FSDataInputStream;
 import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.fs.FileSystem;
@@ -37,6 +38,32 @@ final class SequenceFiles {
     static SequenceFile inspect(FileSystem fs, FileStatus status, String name,
                                 java.util.function.IntFunction<double[]> defaultSlopes) throws IOException {
         return inspect(fs, status, name, defaultSlopes, false);
+    }
+
+    /** A sequence opened for positioned reads: a Hadoop file, or a synthetic sequence (nothing to close). */
+    static final class Opened implements java.io.Closeable {
+        final dev.lightning.attention.stream.RangeReader reader;
+        private final java.io.Closeable resource;
+
+        private Opened(dev.lightning.attention.stream.RangeReader reader, java.io.Closeable resource) {
+            this.reader = reader;
+            this.resource = resource;
+        }
+
+        @Override
+        public void close() throws IOException {
+            resource.close();
+        }
+    }
+
+    /** Opens a sequence's bytes where a task reads them: its file, or its generator for --synthetic. */
+    static Opened open(SequenceFile f, org.apache.hadoop.conf.Configuration conf) throws IOException {
+        if (SyntheticSequence.isSynthetic(f.path)) {
+            return new Opened(SyntheticSequence.ofUri(f.path).reader(), () -> { });
+        }
+        Path p = hadoopPath(f);
+        FSDataInputStream in = HadoopPaths.fileSystem(p, conf).open(p);
+        return new Opened(in::readFully, in);
     }
 
     /**

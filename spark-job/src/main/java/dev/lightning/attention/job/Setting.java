@@ -127,6 +127,12 @@ final class Setting<T> {
                 v -> !Double.isFinite(v) ? "must be finite" : positive && v <= 0 ? "must be > 0" : null);
     }
 
+    /** An optional number above 0 (no default value: the caller derives one). */
+    static Setting<Double> optionalPositive(String flag, String key, String defaultText, String doc) {
+        return new Setting<>(flag, key, "number", null, defaultText, doc, Double::parseDouble,
+                v -> !Double.isFinite(v) || v <= 0 ? "must be a finite number > 0" : null);
+    }
+
     /** A finite number of at least {@code min}. */
     static Setting<Double> realAtLeast(String flag, String key, double def, double min, String doc) {
         return new Setting<>(flag, key, "number", def, Double.toString(def), doc, Double::parseDouble,

@@ -10,7 +10,14 @@ final class Settings {
     static final Setting<String> INPUT = Setting.path("--input", "spark.lightning.input",
             "The `*.safetensors` sequence files: a directory, one file, a comma-separated list or a glob "
                     + "(`'dir/*.safetensors'`); any Hadoop file system URI. A path that exists is taken as it is, "
-                    + "even if it holds a comma or a glob character.");
+                    + "even if it holds a comma or a glob character. Required unless --synthetic is given (not both).");
+    static final Setting<String> SYNTHETIC = Setting.text("--synthetic", "spark.lightning.synthetic", "(none)",
+            "Lightning only. Instead of --input, sequences generated inside the tasks, with no input files: `T,H,Dk,Dv,dtype,seed` "
+                    + "(e.g. `10000000,2,64,64,bf16,1`; several separated by `;`). q, k, v are those of a "
+                    + "safetensors file that exists only as a function: each value is a hash of (seed, tensor, "
+                    + "element), uniform in (-1, 1) (q in (-1, 1)/sqrt(Dk)) and rounded to the dtype, so a run "
+                    + "equals one on the written-out file, however it is split. Slopes from --default-slopes; the "
+                    + "result is named `synthetic-T-H-Dk-Dv-dtype-seed.safetensors`.");
     static final Setting<String> OUTPUT = Setting.path("--output", "spark.lightning.output",
             "Directory for the results, one file per input file with the same name (its path below --input "
                     + "with `--recursive`). Published in one commit at the end of the run; files the run does not "
@@ -90,6 +97,19 @@ final class Settings {
                     + "by the file system's concat, no data copied; HDFS), `parts` (`NAME.index.json` and "
                     + "`NAME.parts/*.safetensors`; any file system); `auto`: the first of these the output's file "
                     + "system allows. --resume must be given the same.", "auto", "in-place", "concat", "parts");
+    static final Setting<String> OUTPUT_MODE = Setting.choice("--output-mode", "spark.lightning.outputMode", "files",
+            "Lightning only. `files`: each result holds `o`. `checksums`: pass 2 computes `o` as usual but keeps, instead of "
+                    + "writing it, the CRC32C of the bytes `o` would hold, its sum and largest magnitude, and the "
+                    + "rows of about 16 to 32 sampled tokens, each checked against a float64 value computed from the "
+                    + "input; the result file holds `o_sampled` and the states, with the checksum in its metadata, "
+                    + "and the run fails when a sampled row is off by more than the output dtype's tolerance. "
+                    + "That file is one small file whatever --output-form says.",
+            "files", "checksums");
+    static final Setting<Double> SPOT_CHECK_TOLERANCE = Setting.optionalPositive("--spot-check-tolerance",
+            "spark.lightning.spotCheckTolerance", "(by dtype)",
+            "Lightning only. With --output-mode checksums: the largest relative error of a sampled o row against float64 "
+                    + "(max |o - ref| / max |ref| per head) before the run fails. By default 1e-2 for BF16 o, 1.2e-3 "
+                    + "for F16, 1e-4 for F32.");
     static final Setting<Boolean> OVERWRITE = Setting.flagSwitch("--overwrite", "spark.lightning.overwrite",
             "Let this run replace the files it produces (and the run report) where the output directory already "
                     + "holds them; they are replaced at the commit, after all compute. Other files are never "
@@ -113,8 +133,8 @@ final class Settings {
     static final Setting<Double> PROGRESS_SECONDS = Setting.real("--progress-seconds",
             "spark.lightning.progressSeconds", 5.0, true, "Seconds between progress lines.");
 
-    static final List<Setting<?>> ALL = List.of(INPUT, OUTPUT, RECURSIVE, ATTENTION, PARTITION_TOKENS, CHUNK_SIZE,
-            SCALE, WINDOW, WRITE_LSE, FEATURE_MAP, NORMALIZE, NORMALIZE_EPS, STATE_EVERY, BACKEND, MASTER, DEFAULT_SLOPES, LAYER, LAYERS, OUTPUT_DTYPE, OUTPUT_FORM, WINDOW_BYTES, GPU_WINDOW_BYTES, GPU_RESOURCE,
+    static final List<Setting<?>> ALL = List.of(INPUT, SYNTHETIC, OUTPUT, RECURSIVE, ATTENTION, PARTITION_TOKENS,
+            CHUNK_SIZE, SCALE, WINDOW, WRITE_LSE, FEATURE_MAP, NORMALIZE, NORMALIZE_EPS, STATE_EVERY, BACKEND, MASTER, DEFAULT_SLOPES, LAYER, LAYERS, OUTPUT_DTYPE, OUTPUT_FORM, OUTPUT_MODE, SPOT_CHECK_TOLERANCE, WINDOW_BYTES, GPU_WINDOW_BYTES, GPU_RESOURCE,
             GPU_MEMORY, GPU_OOM, OVERWRITE, RESUME, LOCK_STALE_SECONDS, SKIP_INVALID, SKIP_NONFINITE, PROGRESS_SECONDS);
 
     /**
@@ -123,12 +143,15 @@ final class Settings {
      */
     static final List<Setting<?>> RESULT_AFFECTING = List.of(RECURSIVE, ATTENTION, PARTITION_TOKENS, CHUNK_SIZE,
             SCALE, WINDOW, WRITE_LSE, FEATURE_MAP, NORMALIZE, NORMALIZE_EPS, STATE_EVERY, BACKEND,
-            DEFAULT_SLOPES, LAYER, LAYERS, OUTPUT_DTYPE, OUTPUT_FORM, WINDOW_BYTES, GPU_WINDOW_BYTES, GPU_MEMORY, GPU_OOM,
+            DEFAULT_SLOPES, LAYER, LAYERS, OUTPUT_DTYPE, OUTPUT_FORM, OUTPUT_MODE, SPOT_CHECK_TOLERANCE, WINDOW_BYTES, GPU_WINDOW_BYTES, GPU_MEMORY, GPU_OOM,
             SKIP_INVALID, SKIP_NONFINITE);
 
     /** Options of lightning attention only: a softmax run refuses them when set to anything but their default. */
     static final List<Setting<?>> LIGHTNING_ONLY = List.of(FEATURE_MAP, NORMALIZE, NORMALIZE_EPS, STATE_EVERY,
             DEFAULT_SLOPES, LAYER, LAYERS);
+
+    /** Inputs and outputs built for lightning attention only (the generator's slopes, PieceWork's sink): softmax refuses them. */
+    static final List<Setting<?>> LIGHTNING_ONLY_IO = List.of(SYNTHETIC, OUTPUT_MODE, SPOT_CHECK_TOLERANCE);
 
     /** Options of softmax attention only: a lightning run refuses them when set to anything but their default. */
     static final List<Setting<?>> SOFTMAX_ONLY = List.of(WINDOW, WRITE_LSE);
@@ -178,7 +201,7 @@ final class Settings {
             case "size":
                 return "BYTES";
             case "string":
-                return s == MASTER ? "URL" : "NAME";
+                return s == MASTER ? "URL" : s == SYNTHETIC ? "T,H,Dk,Dv,dtype,seed" : "NAME";
             default:
                 return s.type;
         }

@@ -78,6 +78,14 @@ final class SoftmaxJob {
                         : "softmax attention only: add --attention softmax, or remove it"));
             }
         }
+        for (Setting<?> s : softmax ? Settings.LIGHTNING_ONLY_IO : List.<Setting<?>>of()) {
+            Object v = cfg.get(s);
+            if (!java.util.Objects.equals(v, s.defaultValue)) {
+                throw new InvalidInputException(s.flag + " " + v + " (key " + s.key + ") is not available with "
+                        + "--attention softmax: the synthetic source and the checksum sink serve lightning attention "
+                        + "only; give softmax --input files and --output-mode files, or run --attention lightning");
+            }
+        }
     }
 
     /**

@@ -20,7 +20,6 @@ import org.apache.spark.util.LongAccumulator;
 
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
-import java.io.InputStream;
 import java.io.OutputStream;
 import java.io.Serializable;
 import java.net.InetAddress;
@@ -383,12 +382,12 @@ final class SoftmaxTasks implements Serializable {
                         out -> {
                             out.write(outputHeader(f, spec, oDtype, withLse).encode());
                             for (int p = 0; p < it.pieceTokens.length; p++) {
-                                copy(stagingFs, staging.outputPart(it.sequence, p),
+                                Staging.copyPart(stagingFs, staging.outputPart(it.sequence, p),
                                         it.pieceTokens[p] * f.outputBytesPerToken(oDtype), out);
                             }
                             for (int p = 0; withLse && p < it.pieceTokens.length; p++) {
-                                copy(stagingFs, staging.lsePart(it.sequence, p), it.pieceTokens[p] * 4L * spec.headsQ(),
-                                        out);
+                                Staging.copyPart(stagingFs, staging.lsePart(it.sequence, p),
+                                        it.pieceTokens[p] * 4L * spec.headsQ(), out);
                             }
                         });
                 staging.markDone(stagingFs, unit, attempt(ctx), List.of(w));
@@ -397,19 +396,6 @@ final class SoftmaxTasks implements Serializable {
             }
             return report("softmax-assemble", ctx, items.size(), 0, null, start, List.of(), resumed, names);
         };
-    }
-
-    private static void copy(FileSystem fs, Path part, long expect, OutputStream out) throws IOException {
-        long len = fs.getFileStatus(part).getLen();
-        if (len != expect) {
-            throw new IOException(part + " holds " + len + " bytes, expected " + expect);
-        }
-        byte[] buf = new byte[1 << 20];
-        try (InputStream in = fs.open(part)) {
-            for (int r; (r = in.read(buf)) > 0; ) {
-                out.write(buf, 0, r);
-            }
-        }
     }
 
     private TaskReport report(String pass, TaskContext ctx, int items, long tokens, SoftmaxBackend b, long start,

@@ -32,12 +32,14 @@ import java.util.zip.CRC32C;
  *                        split into pieces (or any with --state-every) is written there without one task
  *                        copying it, by {@link SplitOutputs}: in place (the driver creates the file, each
  *                        piece writes its byte ranges), as hidden parts beside it that the driver joins
- *                        with the file system's concat, or as NAME.index.json and NAME.parts/
+ *                        with the file system's concat, or as NAME.index.json and NAME.parts/. With
+ *                        --output-mode checksums files/NAME is one small file written from parts/
  *   done/UNIT.json       one marker per finished unit of work: its files (or byte ranges of a file
  *                        written in place) with size and CRC32C
  *   partials/, parts/   softmax: partial results of (query piece, key pieces) items, merged per query
  *                        piece, and the o (and lse) rows of the pieces of split sequences, which its
- *                        assembly task copies into files/NAME
+ *                        assembly task copies into files/NAME; lightning with --output-mode checksums:
+ *                        each piece's o summary, recorded states and the final state ({@link #checksumsPart})
  *   scan/                the blocked scan's summaries and carries above level 0 (see {@link BlockScan})
  *   _lightning_report.json, commit.json    the report, and the commit record (see {@link Commit})
  * </pre>
@@ -135,6 +137,15 @@ final class Staging implements Serializable {
     /** Softmax: the lse rows [n, Hq] F32 of a piece of a split sequence (with --write-lse), beside its {@link #outputPart}. */
     Path lsePart(int sequence, int piece) {
         return new Path(root, "parts/s" + sequence + "-p" + piece + ".lse.f32");
+    }
+
+    /**
+     * --output-mode checksums: what piece {@code piece} of a sequence stages for its result file
+     * ({@link Tasks}): {@code kind} "o-summary" (OutputSummary.toBytes, in place of its o), "states"
+     * and "normalizers" (its recorded S and z), or "final" (piece -1: the sequence's final state).
+     */
+    Path checksumsPart(int sequence, int piece, String kind) {
+        return new Path(root, "parts/s" + sequence + (piece < 0 ? "" : "-p" + piece) + "." + kind);
     }
 
     /** The complete output file of {@code name} (a name relative to the output directory). */
@@ -361,5 +372,19 @@ final class Staging implements Serializable {
 
     static void writeAtomically(FileSystem fs, Path dst, String attempt, byte[] bytes) throws IOException {
         writeAtomically(fs, dst, attempt, o -> o.write(bytes));
+    }
+
+    /** Appends staged file {@code part} to {@code out}, after checking that it holds {@code expect} bytes. */
+    static void copyPart(FileSystem fs, Path part, long expect, OutputStream out) throws IOException {
+        long len = fs.getFileStatus(part).getLen();
+        if (len != expect) {
+            throw new IOException(part + " holds " + len + " bytes, expected " + expect);
+        }
+        byte[] buf = new byte[1 << 20];
+        try (InputStream in = fs.open(part)) {
+            for (int r; (r = in.read(buf)) > 0; ) {
+                out.write(buf, 0, r);
+            }
+        }
     }
 }

@@ -7,7 +7,10 @@ import dev.lightning.attention.plan.Piece;
 import dev.lightning.attention.stream.CpuFallback;
 import dev.lightning.attention.stream.NonFiniteException;
 import dev.lightning.attention.stream.NonFiniteInputException;
+import dev.lightning.attention.stream.OutputSummary;
 import dev.lightning.attention.stream.PieceWork;
+import dev.lightning.attention.stream.RangeReader;
+import dev.lightning.attention.stream.SpotCheck;
 import dev.lightning.attention.stream.SequenceFile;
 import dev.lightning.attention.stream.Variant;
 import dev.lightning.attention.tensor.DType;
@@ -19,6 +22,7 @@ import org.apache.spark.TaskContext;
 import org.apache.spark.util.LongAccumulator;
 
 import java.io.IOException;
+import java.io.OutputStream;
 import java.io.Serializable;
 import java.net.InetAddress;
 import java.nio.ByteBuffer;
@@ -102,9 +106,23 @@ final class Tasks implements Serializable {
      */
     static SafetensorsHeader outputHeader(SequenceFile f, AttentionSpec spec, Variant variant, DType oDtype,
                                           double scale) {
+        return outputHeader(f, spec, variant, oDtype, scale, null, 0);
+    }
+
+    /**
+     * The header of an output file; with {@code summary} (--output-mode checksums) the file holds
+     * o_sampled [S, H, Dv] (the rows of the S sampled tokens, in the output dtype) where o would be,
+     * and the summary's metadata ({@link OutputSummary#metadata}) with the spot checks' {@code tolerance}.
+     */
+    static SafetensorsHeader outputHeader(SequenceFile f, AttentionSpec spec, Variant variant, DType oDtype,
+                                          double scale, OutputSummary summary, double tolerance) {
         int h = spec.heads();
         List<SafetensorsHeader.Spec> tensors = new ArrayList<>();
-        tensors.add(new SafetensorsHeader.Spec("o", oDtype, f.tokens, h, spec.dv()));
+        if (summary == null) {
+            tensors.add(new SafetensorsHeader.Spec("o", oDtype, f.tokens, h, spec.dv()));
+        } else {
+            tensors.add(new SafetensorsHeader.Spec("o_sampled", oDtype, summary.samples.size(), h, spec.dv()));
+        }
         tensors.add(new SafetensorsHeader.Spec("final_state", DType.F32, h, spec.dk(), spec.dv()));
         if (spec.normalized()) {
             tensors.add(new SafetensorsHeader.Spec("final_normalizer", DType.F32, h, spec.dk()));
@@ -127,6 +145,9 @@ final class Tasks implements Serializable {
         }
         if (variant.checkpoints()) {
             metadata.put("state_every", Integer.toString(variant.stateEvery()));
+        }
+        if (summary != null) {
+            metadata.putAll(summary.metadata(f.tokens, h, spec.dv(), oDtype, tolerance));
         }
         return SafetensorsHeader.layout(f.name, tensors, metadata);
     }
@@ -207,9 +228,9 @@ final class Tasks implements Serializable {
                     }
                     LightningState local;
                     boolean clean = true;
-                    try (FSDataInputStream in = fs(it.file.path).open(SequenceFiles.hadoopPath(it.file))) {
+                    try (SequenceFiles.Opened in = SequenceFiles.open(it.file, hadoop.get())) {
                         local = CpuFallback.run(backend, cfg.gpuOomToCpu(), it.file.name + " " + it.piece,
-                                b -> work(b, it.file).localState(b, in::readFully, it.file, it.piece));
+                                b -> work(b, it.file).localState(b, in.reader, it.file, it.piece));
                     } catch (NonFiniteInputException e) {
                         // skip mode: the sequence is dropped after pass 2; a zero state keeps the scan going
                         skipped.add(skipOrThrow(e));
@@ -286,8 +307,8 @@ final class Tasks implements Serializable {
         @Override
         public LightningState initial() throws IOException {
             SequenceFile f = item.file;
-            try (FSDataInputStream in = fs(f.path).open(SequenceFiles.hadoopPath(f))) {
-                return PieceWork.initialState(in::readFully, f, spec, item.sequence);
+            try (SequenceFiles.Opened in = SequenceFiles.open(f, hadoop.get())) {
+                return PieceWork.initialState(in.reader, f, spec, item.sequence);
             } catch (NonFiniteInputException e) {
                 // skip mode: the sequence is dropped after pass 2; zeros keep the scan going
                 skipped.add(skipOrThrow(e));
@@ -347,13 +368,13 @@ final class Tasks implements Serializable {
                         progress(p);
                         continue;
                     }
-                    try (FSDataInputStream in = fs(f.path).open(SequenceFiles.hadoopPath(f))) {
+                    try (SequenceFiles.Opened in = SequenceFiles.open(f, hadoop.get())) {
                         AttentionSpec spec = spec(f);
                         LightningState incoming = p.isFirst()
-                                ? PieceWork.initialState(in::readFully, f, spec, p.sequence())
+                                ? PieceWork.initialState(in.reader, f, spec, p.sequence())
                                 : readState(stagingFs, staging.incomingState(p.sequence(), p.index()), spec);
                         List<Staging.Written> written = CpuFallback.run(backend, cfg.gpuOomToCpu(), f.name + " " + p,
-                                b -> outputsOf(b, in, f, p, incoming, stagingFs, attempt(ctx)));
+                                b -> outputsOf(b, in.reader, f, p, incoming, stagingFs, attempt(ctx)));
                         staging.markDone(stagingFs, unit, attempt(ctx), written);
                         FaultPoints.reach("pass2");
                     } catch (NonFiniteException e) {
@@ -373,28 +394,151 @@ final class Tasks implements Serializable {
      * checkpoints goes straight to its staged output file (o, then the final state), in one
      * stream. Any other piece writes its share of the sequence's output in the run's
      * --output-form ({@link SplitOutputs}): o and, with --state-every, its recorded states, which
-     * one pass over the piece computes together; the last piece also the final state.
+     * one pass over the piece computes together; the last piece also the final state. With
+     * --output-mode checksums, o goes to the checksum sink instead ({@link #checksumsOf}).
      */
-    private List<Staging.Written> outputsOf(AttentionBackend b, FSDataInputStream in, SequenceFile f, Piece p,
+    private List<Staging.Written> outputsOf(AttentionBackend b, RangeReader in, SequenceFile f, Piece p,
                                             LightningState incoming, FileSystem stagingFs, String attempt)
             throws IOException {
+        if (cfg.checksums()) {
+            return checksumsOf(b, in, f, p, incoming, stagingFs, attempt);
+        }
         Variant variant = cfg.variant();
         if (!SplitOutputs.needed(p.count(), variant)) {
             return List.of(Staging.writeAtomically(stagingFs, staging.stagedOutput(f.name), attempt, out -> {
                 out.write(outputHeader(f).encode());
-                LightningState last = work(b, f).outputs(b, in::readFully, f, p, incoming, out);
+                LightningState last = work(b, f).outputs(b, in, f, p, incoming, out);
                 out.write(last.toBytes());
             }));
         }
         return splitOutputs(stagingFs).writePiece(stagingFs, f.name, outputHeader(f), spec(f), variant, p, attempt,
-                (o, states, normalizers) -> work(b, f).outputs(b, in::readFully, f, p, incoming, o, states,
-                        normalizers));
+                (o, states, normalizers) -> work(b, f).outputs(b, in, f, p, incoming, o, states, normalizers));
     }
 
     /** How this run writes the outputs of split sequences (and of all with --state-every): --output-form on the output's file system. */
     SplitOutputs splitOutputs(FileSystem outputFs) {
         return new SplitOutputs(SplitOutputs.Form.choose(cfg.get(Settings.OUTPUT_FORM), outputFs, staging.path()),
                 staging);
+    }
+
+    /**
+     * Pass 2 of one piece in --output-mode checksums: o is computed as usual and fed to the
+     * checksum sink instead of a file; the sampled rows get their float64 spot checks here, on the
+     * executor, from the same input. The piece stages its summary (a few hundred bytes plus the
+     * sampled rows), with --state-every its recorded S and z, and, if last, the final state
+     * ({@link Staging#checksumsPart}). The result file's header carries the combined summary, so
+     * it can only be written once every piece is done: an unsplit sequence's here, by its one
+     * piece; a split one's by the driver after pass 2 ({@link #writeChecksumsResult}).
+     */
+    private List<Staging.Written> checksumsOf(AttentionBackend b, RangeReader in, SequenceFile f, Piece p,
+                                              LightningState incoming, FileSystem stagingFs, String attempt)
+            throws IOException {
+        List<Staging.Written> files = new ArrayList<>();
+        AttentionSpec spec = spec(f);
+        DType oDtype = outputDtype(f);
+        OutputSummary.Sink sink = new OutputSummary.Sink(oDtype, p.start(),
+                Math.toIntExact(f.outputBytesPerToken(oDtype)), SpotCheck.samples(f.tokens, p));
+        LightningState[] last = new LightningState[1];
+        if (!cfg.variant().checkpoints()) {
+            last[0] = work(b, f).outputs(b, in, f, p, incoming, sink);
+        } else if (!spec.normalized()) {
+            files.add(Staging.writeAtomically(stagingFs, staging.checksumsPart(p.sequence(), p.index(), "states"),
+                    attempt, states -> last[0] = work(b, f).outputs(b, in, f, p, incoming, sink, states,
+                            OutputStream.nullOutputStream())));
+        } else {
+            files.add(Staging.writeAtomically(stagingFs, staging.checksumsPart(p.sequence(), p.index(), "states"),
+                    attempt, states -> files.add(Staging.writeAtomically(stagingFs,
+                            staging.checksumsPart(p.sequence(), p.index(), "normalizers"), attempt,
+                            z -> last[0] = work(b, f).outputs(b, in, f, p, incoming, sink, states, z)))));
+        }
+        OutputSummary summary = sink.summary();
+        List<SpotCheck.Point> checked = new ArrayList<>();
+        for (SpotCheck.Point point : summary.samples) {
+            checked.add(SpotCheck.check(in, f, spec, oDtype, point));
+        }
+        byte[] bytes = summary.withSamples(checked).toBytes();
+        files.add(Staging.writeAtomically(stagingFs, staging.checksumsPart(p.sequence(), p.index(), "o-summary"),
+                attempt, out -> out.write(bytes)));
+        if (p.isLast()) {
+            files.add(Staging.writeAtomically(stagingFs, staging.checksumsPart(p.sequence(), -1, "final"), attempt,
+                    out -> out.write(last[0].toBytes())));
+        }
+        if (!p.isSplit()) {
+            files.add(Staging.writeAtomically(stagingFs, staging.stagedOutput(f.name), attempt,
+                    out -> checksumsResult(stagingFs, f, p.sequence(), new long[] {p.tokens()}, out)));
+        }
+        return files;
+    }
+
+    /**
+     * After pass 2, on the driver, --output-mode checksums: the result file of split sequence
+     * {@code sequence} from what its pieces staged. Nothing but staged files it reads verified
+     * markers of goes in, so a resumed run writes it again, whole, with the same bytes.
+     */
+    void writeChecksumsResult(FileSystem fs, SequenceFile f, int sequence, long[] pieceTokens) throws IOException {
+        Path staged = staging.stagedOutput(f.name);
+        if (fs.exists(staged)) {
+            fs.delete(staged, false); // an earlier attempt's: the same bytes, written again
+        }
+        Staging.writeAtomically(fs, staged, "driver", out -> checksumsResult(fs, f, sequence, pieceTokens, out));
+    }
+
+    /**
+     * The staged piece summaries of a sequence (--output-mode checksums) combined in piece order,
+     * each checked against the o bytes its piece must have fed to the sink.
+     */
+    private OutputSummary combinedSummary(FileSystem fs, SequenceFile f, int sequence, long[] pieceTokens)
+            throws IOException {
+        OutputSummary all = OutputSummary.empty();
+        long perToken = f.outputBytesPerToken(outputDtype(f));
+        for (int p = 0; p < pieceTokens.length; p++) {
+            Path part = staging.checksumsPart(sequence, p, "o-summary");
+            byte[] raw = new byte[Math.toIntExact(fs.getFileStatus(part).getLen())];
+            try (FSDataInputStream in = fs.open(part)) {
+                in.readFully(0, raw, 0, raw.length);
+            }
+            OutputSummary piece = OutputSummary.fromBytes(raw);
+            if (piece.bytes != pieceTokens[p] * perToken) {
+                throw new IOException(part + " summarizes " + piece.bytes + " bytes of o, expected " + pieceTokens[p]
+                        + " tokens of " + perToken);
+            }
+            all = all.then(piece);
+        }
+        return all;
+    }
+
+    /**
+     * The result file of a sequence in --output-mode checksums, from its pieces' staged files: the
+     * header with the combined summary in its metadata, the sampled rows (o_sampled) where o would
+     * be, the final state (S, then z: final_state and final_normalizer), then with --state-every the
+     * S of every recorded state in order (states) and their z (normalizers). The recorded states are
+     * copied here once; o is never written. Each part's size is checked against what its piece must
+     * have written.
+     */
+    private void checksumsResult(FileSystem fs, SequenceFile f, int sequence, long[] pieceTokens, OutputStream out)
+            throws IOException {
+        AttentionSpec spec = spec(f);
+        Variant variant = cfg.variant();
+        DType oDtype = outputDtype(f);
+        OutputSummary summary = combinedSummary(fs, f, sequence, pieceTokens);
+        out.write(outputHeader(f, spec, variant, oDtype, cfg.get(Settings.SCALE), summary,
+                cfg.spotCheckTolerance(oDtype)).encode());
+        for (SpotCheck.Point point : summary.samples) {
+            out.write(point.row());
+        }
+        Staging.copyPart(fs, staging.checksumsPart(sequence, -1, "final"), spec.stateBytes(), out);
+        if (!variant.checkpoints()) {
+            return;
+        }
+        for (String kind : spec.normalized() ? new String[] {"states", "normalizers"} : new String[] {"states"}) {
+            long record = "states".equals(kind) ? LightningState.kvBytes(spec) : LightningState.normalizerBytes(spec);
+            long start = 0;
+            for (int p = 0; p < pieceTokens.length; p++) {
+                long count = variant.checkpointsIn(start, pieceTokens[p]);
+                Staging.copyPart(fs, staging.checksumsPart(sequence, p, kind), count * record, out);
+                start += pieceTokens[p];
+            }
+        }
     }
 
     private static LightningState readState(FileSystem fs, Path path, AttentionSpec spec) throws IOException {
