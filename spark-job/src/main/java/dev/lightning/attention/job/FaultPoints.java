@@ -36,6 +36,14 @@ final class FaultPoints {
     private FaultPoints() {
     }
 
+    /**
+     * A run starts: {@link #FAIL_PROPERTY}'s counts start again from zero, so "NAME:K" means the K-th
+     * time this run reaches NAME, however many runs the same JVM (a test's) made before.
+     */
+    static void newRun() {
+        REACHED.clear();
+    }
+
     static void reach(String name) {
         String fail = System.getProperty(FAIL_PROPERTY);
         if (fail != null && fail.startsWith(name + ":")

@@ -87,6 +87,7 @@ final class LightningJob {
 
     /** Runs the job; returns the report it wrote. */
     ObjectNode run() throws IOException {
+        FaultPoints.newRun();
         try {
             return runAndReport();
         } finally {
