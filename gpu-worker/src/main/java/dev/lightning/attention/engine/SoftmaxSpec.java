@@ -113,13 +113,7 @@ public final class SoftmaxSpec implements java.io.Serializable {
      * reporting speed. T (T + 1) / 2 for a whole causal sequence without a window.
      */
     public long visiblePairs(long qStart, long nq, long kStart, long nk) {
-        long pairs = 0;
-        for (long t = qStart; t < qStart + nq; t++) {
-            long from = Math.max(firstVisibleKey(t), kStart);
-            long to = Math.min(t, kStart + nk - 1);
-            pairs += Math.max(0, to - from + 1);
-        }
-        return pairs;
+        return dev.lightning.attention.plan.SoftmaxPlanner.pairs(qStart, qStart + nq, kStart, kStart + nk, window);
     }
 
     /** Checks one block call's shapes ({@link SoftmaxBackend#forward}); names what differs. */

@@ -130,6 +130,14 @@ public final class SoftmaxPlanner {
      * kEnd - 1, kStart + W - 1, kEnd + W - 1); each piece is an arithmetic series.
      */
     public long pairs(long qStart, long qEnd, long kStart, long kEnd) {
+        return pairs(qStart, qEnd, kStart, kEnd, window);
+    }
+
+    /**
+     * {@link #pairs(long, long, long, long)} for any window W ({@code 0}: none). The one count of
+     * causal softmax work: the engine's {@code SoftmaxSpec.visiblePairs} is this too.
+     */
+    public static long pairs(long qStart, long qEnd, long kStart, long kEnd, long window) {
         long w = window == 0 ? UNBOUNDED : window;
         long[] cuts = {qStart, qEnd, kStart, kEnd, kStart + w, kEnd + w};
         java.util.Arrays.sort(cuts);
