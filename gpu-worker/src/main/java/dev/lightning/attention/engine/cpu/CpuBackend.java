@@ -57,8 +57,6 @@ public final class CpuBackend implements AttentionBackend {
     static final int BLOCK_TOKENS = 256;
     /** Row block of the triangular products (the microkernel's tile height). */
     private static final int ROWS = 4;
-    /** Columns of a triangular product's row block are rounded up to this (a vector at 512 bits). */
-    private static final int COLUMN_ROUND = 16;
 
     private final Kernel kernel;
 
@@ -285,7 +283,7 @@ public final class CpuBackend implements AttentionBackend {
                 // scores (Q K^T), row blocks of ROWS, columns j <= i rounded up
                 for (int i0 = 0; i0 < m; i0 += ROWS) {
                     int r = Math.min(ROWS, m - i0);
-                    int cols = Math.min(m, roundUp(i0 + r, COLUMN_ROUND));
+                    int cols = Math.min(m, Kernel.roundColumns(i0 + r));
                     kernel.product(qb, qBase + i0 * ldq, ldq, 1, kt, 0, m, scores, i0 * m, m, r, cols, dk, false);
                 }
                 // decay mask: A_ij = lambda^(i-j) s_ij for j <= i (rev[chunk-1-i+j] = lambda^(i-j)),
@@ -379,10 +377,6 @@ public final class CpuBackend implements AttentionBackend {
             }
             out.limit(len * type.bytes());
             o.slice(b0, n).putBytes(out);
-        }
-
-        private static int roundUp(int x, int to) {
-            return (x + to - 1) / to * to;
         }
     }
 }

@@ -25,6 +25,15 @@ abstract class Kernel {
     abstract String name();
 
     /**
+     * {@code cols} rounded up to whole 512-bit vectors (16 floats): products are asked for this many
+     * columns, the extra ones computed from zero rows or queries and never read, so the vector
+     * kernel needs no scalar tail.
+     */
+    static int roundColumns(int cols) {
+        return (cols + 15) / 16 * 16;
+    }
+
+    /**
      * C = A B, or C += A B when {@code add}: A is {@code rows x depth} with element (i, d) at
      * {@code a[ao + i*ais + d*ads]} (ads = 1: row-major rows; ais = 1: A given as its transpose),
      * B is {@code depth x cols} at {@code b[bo + d*ldb + j]}, C is {@code rows x cols} at

@@ -54,8 +54,6 @@ public final class SoftmaxCpu implements SoftmaxBackend {
     static final int QUERY_TOKENS = 64;
     /** Key tokens per block: the rows of S^T and the depth of P V. */
     static final int KEY_TOKENS = 64;
-    /** Query columns are rounded up to this (a vector at 512 bits); the extra columns are zero queries. */
-    private static final int COLUMN_ROUND = 16;
 
     private final Kernel kernel;
 
@@ -145,7 +143,7 @@ public final class SoftmaxCpu implements SoftmaxBackend {
             scale = (float) spec.scale();
             int qTokens = Math.min(QUERY_TOKENS, Math.max(1, q.tokens()));
             int kTokens = Math.min(KEY_TOKENS, Math.max(1, k.tokens()));
-            ldc = roundUp(qTokens * group, COLUMN_ROUND);
+            ldc = Kernel.roundColumns(qTokens * group);
             qRead = new float[qTokens * hq * dk];
             qt = new float[hk * dk * ldc];
             kRead = hk == 1 ? null : new float[kTokens * hk * dk];
@@ -176,7 +174,7 @@ public final class SoftmaxCpu implements SoftmaxBackend {
                     nothingVisible(t0, n);
                     continue;
                 }
-                int cols = roundUp(n * group, COLUMN_ROUND);
+                int cols = Kernel.roundColumns(n * group);
                 loadQueries(t0, n, cols);
                 for (int g = 0; g < hk; g++) {
                     Arrays.fill(m, g * ldc, g * ldc + cols, Float.NEGATIVE_INFINITY);
@@ -306,10 +304,6 @@ public final class SoftmaxCpu implements SoftmaxBackend {
         private void nothingVisible(int t0, int n) {
             Arrays.fill(out.lse(), t0 * hq, (t0 + n) * hq, Float.NEGATIVE_INFINITY);
             Arrays.fill(out.o(), t0 * hq * dv, (t0 + n) * hq * dv, 0f);
-        }
-
-        private static int roundUp(int x, int to) {
-            return (x + to - 1) / to * to;
         }
     }
 }
