@@ -22,7 +22,6 @@ import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.io.OutputStream;
 import java.io.Serializable;
-import java.net.InetAddress;
 import java.nio.ByteBuffer;
 import java.util.ArrayList;
 import java.util.List;
@@ -400,17 +399,7 @@ final class SoftmaxTasks implements Serializable {
 
     private TaskReport report(String pass, TaskContext ctx, int items, long tokens, SoftmaxBackend b, long start,
                               List<String> skipped, int resumed, List<String> files) {
-        String host;
-        try {
-            host = InetAddress.getLocalHost().getHostName();
-        } catch (IOException e) {
-            host = "unknown";
-        }
-        String executor = org.apache.spark.SparkEnv.get() == null ? "?" : org.apache.spark.SparkEnv.get().executorId();
-        Integer gpu = ExecutorBackends.assignedGpu(cfg.get(Settings.GPU_RESOURCE));
-        return new TaskReport(pass, ctx.partitionId(), items, tokens, b == null ? "-" : b.name(),
-                b == null ? "-" : b.device(), host, executor, gpu == null ? "-" : gpu.toString(),
-                System.nanoTime() - start, skipped.toArray(new String[0]), resumed,
-                new java.util.LinkedHashSet<>(files).toArray(new String[0]));
+        return TaskReport.ofTask(pass, ctx, items, tokens, b == null ? null : b.name(), b == null ? null : b.device(),
+                cfg.get(Settings.GPU_RESOURCE), start, skipped, resumed, files);
     }
 }

@@ -27,6 +27,28 @@ public final class TaskReport {
         // for Kryo
     }
 
+    /**
+     * The report of a task ending now on this executor: its host, executor id and assigned GPU
+     * (Spark's resource {@code gpuResource}) looked up here. {@code backend} and {@code device} are
+     * null for a task that computed nothing ("-").
+     */
+    static TaskReport ofTask(String pass, org.apache.spark.TaskContext ctx, int units, long tokens, String backend,
+                             String device, String gpuResource, long start, java.util.List<String> skipped,
+                             int resumed, java.util.List<String> files) {
+        String host;
+        try {
+            host = java.net.InetAddress.getLocalHost().getHostName();
+        } catch (java.io.IOException e) {
+            host = "unknown";
+        }
+        String executor = org.apache.spark.SparkEnv.get() == null ? "?" : org.apache.spark.SparkEnv.get().executorId();
+        Integer gpu = ExecutorBackends.assignedGpu(gpuResource);
+        return new TaskReport(pass, ctx.partitionId(), units, tokens, backend == null ? "-" : backend,
+                device == null ? "-" : device, host, executor, gpu == null ? "-" : gpu.toString(),
+                System.nanoTime() - start, skipped.toArray(new String[0]), resumed,
+                new java.util.LinkedHashSet<>(files).toArray(new String[0]));
+    }
+
     TaskReport(String pass, int partition, int pieces, long tokens, String backend, String device, String host,
                String executor, String gpuAddress, long nanos, String[] skipped, int resumed, String[] files) {
         this.pass = pass;

@@ -24,7 +24,6 @@ import org.apache.spark.util.LongAccumulator;
 import java.io.IOException;
 import java.io.OutputStream;
 import java.io.Serializable;
-import java.net.InetAddress;
 import java.nio.ByteBuffer;
 import java.util.ArrayList;
 import java.util.List;
@@ -185,18 +184,8 @@ final class Tasks implements Serializable {
 
     private TaskReport report(String pass, TaskContext ctx, int pieces, long tokens, AttentionBackend b, long start,
                               List<String> skipped, int resumed, List<String> files) {
-        String host;
-        try {
-            host = InetAddress.getLocalHost().getHostName();
-        } catch (IOException e) {
-            host = "unknown";
-        }
-        String executor = org.apache.spark.SparkEnv.get() == null ? "?" : org.apache.spark.SparkEnv.get().executorId();
-        Integer gpu = ExecutorBackends.assignedGpu(cfg.get(Settings.GPU_RESOURCE));
-        return new TaskReport(pass, ctx.partitionId(), pieces, tokens, b == null ? "-" : b.name(),
-                b == null ? "-" : b.device(), host, executor, gpu == null ? "-" : gpu.toString(),
-                System.nanoTime() - start, skipped.toArray(new String[0]), resumed,
-                new java.util.LinkedHashSet<>(files).toArray(new String[0]));
+        return TaskReport.ofTask(pass, ctx, pieces, tokens, b == null ? null : b.name(), b == null ? null : b.device(),
+                cfg.get(Settings.GPU_RESOURCE), start, skipped, resumed, files);
     }
 
     static String unit(String pass, int sequence, int piece) {
