@@ -458,9 +458,13 @@ def variants():
     if not os.path.exists(src) or os.system("command -v nvcc >/dev/null") != 0:
         log("  no nvcc or no source here: skipped")
         return
-    builds = [("rows8: 64 threads, 16 rows a thread", "-DBATCH_ROW_GROUPS=8"),
-              ("rows32: 256 threads, 4 rows a thread", "-DBATCH_ROW_GROUPS=32"),
-              ("bv64: 256 threads, 64-column tiles", "-DBATCH_BV=64")]
+    builds = [(label, flag) for label, flag in (
+        ("rows8: 64 threads, 16 rows a thread", "-DBATCH_ROW_GROUPS=8"),
+        ("rows32: 256 threads, 4 rows a thread", "-DBATCH_ROW_GROUPS=32"),
+        ("bv64: 256 threads, 64-column tiles", "-DBATCH_BV=64"))] if "shapes" in SECTIONS else []
+    # the register cap of the kernels of up to 8 rows a thread (BATCH_MIN_BLOCKS: CTAs an SM must hold)
+    builds += [("min1: no register cap (96 registers, 5 CTAs an SM)", "-DBATCH_MIN_BLOCKS=1"),
+               ("min8: at least 8 CTAs an SM (64 registers)", "-DBATCH_MIN_BLOCKS=8")]
     mods = [MOD]
     for label, flag in builds:
         ptx = os.path.join("/tmp", "batch_" + label.split(":")[0] + ".ptx")
@@ -479,31 +483,47 @@ def variants():
     o = torch.empty_like(q)
     offsets = torch.arange(n + 1, dtype=torch.int32, device="cuda")
     slots = torch.randperm(n, device="cuda").int()
+    in_order = torch.arange(n, device="cuda").int()
     nbytes = states.numel() * 4
     copy_bw = RESULTS.get("copy_tbs", 0)
+    if not copy_bw:
+        dst = torch.empty_like(states)
+        cms, _, _ = median_ms(lambda: dst.copy_(states), 10, 2)
+        copy_bw = 2 * nbytes / cms / 1e9
+        RESULTS["copy_tbs"] = copy_bw
+        log(f"  torch copy of the same {nbytes / 1e9:.1f} GB (read + write): {cms:.2f} ms = {copy_bw:.3f} TB/s")
+        del dst
+        torch.cuda.empty_cache()
     shipped = MOD
     for m in mods:
         MOD = m
         ok = check_case(f"{m.label} decode", spec, 1024, [1], torch.bfloat16, 21)
         ok &= check_case(f"{m.label} 3..64 tokens elu1 normalized", norm, 256, [1, 3, 64], torch.bfloat16, 22)
-        for suffix in ("", "_cs"):
-            ms, lo, hi = median_ms(lambda: m.step(spec, q, k, v, o, states, states, offsets, slots, 1, suffix), 10, 2)
+        ok &= check_case(f"{m.label} 0..3 tokens, empty sequences", spec, 1000, [0, 1, 3], torch.bfloat16, 23)
+        ok &= check_case(f"{m.label} Dk, Dv odd", Spec(3, 3, 3, 33, 37), 500, [1, 3], torch.bfloat16, 24)
+        for order, sl in (("slots permuted", slots), ("slots in order", in_order)):
+            ms, lo, hi = median_ms(lambda: m.step(spec, q, k, v, o, states, states, offsets, sl, 1), 10, 2)
             bw = 2 * nbytes / ms / 1e9
             frac = bw / copy_bw if copy_bw else float("nan")
-            log(f"  {m.label}{suffix}: decode N={n} {ms:.2f} ms (min {lo:.2f}, max {hi:.2f}), {bw:.3f} TB/s = "
+            log(f"  {m.label}, {order}: decode N={n} {ms:.2f} ms (min {lo:.2f}, max {hi:.2f}), {bw:.3f} TB/s = "
                 f"{frac:.3f} of the copy{'' if ok else ' (FAILED its checks)'}")
-            RESULTS[f"variant {m.label}{suffix}"] = [ms, frac, ok]
+            RESULTS[f"variant {m.label} {order}"] = [ms, frac, ok]
     MOD = shipped
     del states, q, k, v, o
     torch.cuda.empty_cache()
 
 
+# DECODE_SECTIONS picks sections (comma list; default all): correctness, decode, shapes, variants, stream, long
+SECTIONS = os.environ.get("DECODE_SECTIONS", "correctness,decode,shapes,variants,stream,long").split(",")
 MOD = Module(PTX, "shipped (lightning_batch.ptx)")
-section("correctness against float64", correctness)
-section("decode: 1 token per sequence, H=8, D=128, BF16, states resident", decode_timing)
-section("launch-shape variants built on the device", variants)
-section("1M sequences: states streamed through host memory", streamed_timing)
-section("100K sequences x 64 tokens, H=8, D=128, BF16, states resident", long_timing)
+for key, title, body in (
+        ("correctness", "correctness against float64", correctness),
+        ("decode", "decode: 1 token per sequence, H=8, D=128, BF16, states resident", decode_timing),
+        ("variants", "launch-shape variants built on the device", variants),
+        ("stream", "1M sequences: states streamed through host memory", streamed_timing),
+        ("long", "100K sequences x 64 tokens, H=8, D=128, BF16, states resident", long_timing)):
+    if key in SECTIONS or (key == "variants" and "shapes" in SECTIONS):
+        section(title, body)
 log("")
 log("RESULTS " + json.dumps(RESULTS))
 with open(os.path.join(OUT, "decode_batch.json"), "w") as f:

@@ -43,6 +43,14 @@
 #define BATCH_ROW_GROUPS 16    // thread rows; thread columns = BATCH_BV / 4 (8)
 #endif
 #define BATCH_THREADS (BATCH_ROW_GROUPS * BATCH_BV / 4)
+// CTAs an SM must hold at once (__launch_bounds__), which caps the registers a thread may take, for
+// the kernels of up to 8 rows a thread (Dk <= 128). The decode step is a stream over the states: more
+// resident CTAs keep more of them in flight. Measured on the H200 (decode, H = 8, D = 128, BF16, N =
+// 65,536, bench/decode_batch.py, share of the copy bandwidth with slots in order): unbounded (96
+// registers, 5 CTAs) 0.868, 6 CTAs (80 registers) 0.897, 8 CTAs (64 registers, spills) 0.829.
+#ifndef BATCH_MIN_BLOCKS
+#define BATCH_MIN_BLOCKS 6
+#endif
 #define BATCH_GROUP 8          // most tokens staged at once
 #define BATCH_CHUNK 64         // tokens per z scan when normalizing (den[] in shared memory)
 static_assert(BATCH_THREADS % 32 == 0 && BATCH_THREADS >= BATCH_CHUNK, "whole warps, at least one thread a den[]");
@@ -268,7 +276,8 @@ __device__ __forceinline__ void batch_check_smem(const LightningBatchArgs& a) {
 }
 
 #define BATCH_KERNEL(NAME, T, ROWS, STREAM)                                                   \
-    extern "C" __global__ void __launch_bounds__(BATCH_THREADS) NAME(const LightningBatchArgs a) { \
+    extern "C" __global__ void __launch_bounds__(BATCH_THREADS, ROWS <= 8 ? BATCH_MIN_BLOCKS : 1)       \
+    NAME(const LightningBatchArgs a) {                                                        \
         batch_check_smem(a);                                                                  \
         if (ROWS * BATCH_ROW_GROUPS < a.dk) __trap(); /* the host picked too few rows a thread */ \
         batch_step<T, ROWS, STREAM>(a);                                                       \
