@@ -17,11 +17,36 @@ import java.nio.ByteOrder;
  * @param <S> the mirror itself, so that setters chain
  */
 abstract class ArgStruct<F extends Enum<F> & ArgStruct.Field, S extends ArgStruct<F, S>> {
-    /** A field: its size in bytes (4 or 8) and its offset. */
+    /**
+     * A field of a mirror's enum: its size in bytes (4 or 8). Its offset is the sum of the sizes
+     * declared before it (8-byte fields first, so C adds no padding), computed once per enum here.
+     */
     interface Field {
         int size();
 
-        int offset();
+        default int offset() {
+            Enum<?> self = (Enum<?>) this;
+            return OFFSETS.get(self.getDeclaringClass())[self.ordinal()];
+        }
+    }
+
+    /** Per enum of fields: the running sums of their sizes, the last one the struct's size. */
+    private static final ClassValue<int[]> OFFSETS = new ClassValue<>() {
+        @Override
+        protected int[] computeValue(Class<?> fields) {
+            Object[] values = fields.getEnumConstants();
+            int[] at = new int[values.length + 1];
+            for (int i = 0; i < values.length; i++) {
+                at[i + 1] = at[i] + ((Field) values[i]).size();
+            }
+            return at;
+        }
+    };
+
+    /** sizeof the struct whose fields are {@code fields}, in declaration order. */
+    static int sizeOf(Class<? extends Field> fields) {
+        int[] at = OFFSETS.get(fields);
+        return at[at.length - 1];
     }
 
     private final ByteBuffer bytes;

@@ -12,21 +12,7 @@ final class BatchArgs extends ArgStruct<BatchArgs.Field, BatchArgs> {
         HEADS_K(4), HEADS_V(4), DK(4), DV(4), TILES_PER_CTA(4), GROUP(4), FEATURE_MAP(4), NORMALIZE(4), SCALE(4),
         EPS(4), RESERVED(4);
 
-        /** The struct's size: the running sum of all fields. */
-        static final int TOTAL;
-
-        static {
-            // in the enum itself, so offsets are set whichever class is used first
-            int at = 0;
-            for (Field f : values()) {
-                f.offset = at;
-                at += f.size;
-            }
-            TOTAL = at;
-        }
-
-        final int size;
-        int offset;
+        private final int size;
 
         Field(int size) {
             this.size = size;
@@ -36,15 +22,10 @@ final class BatchArgs extends ArgStruct<BatchArgs.Field, BatchArgs> {
         public int size() {
             return size;
         }
-
-        @Override
-        public int offset() {
-            return offset;
-        }
     }
 
     /** sizeof(LightningBatchArgs). */
-    static final int SIZE = Field.TOTAL;
+    static final int SIZE = ArgStruct.sizeOf(Field.class);
 
     BatchArgs() {
         super(SIZE);

@@ -16,21 +16,7 @@ final class KernelArgs extends ArgStruct<KernelArgs.Field, KernelArgs> {
         CHECKPOINT_EVERY(4), FEATURE_MAP(4), NORMALIZE(4), SCAN_COUNT(4), SCAN_EVERY(4), SCAN_SUB_TOKENS(4),
         SCAN_OUT_COUNT(4), SCALE(4), EPS(4), RESERVED(4);
 
-        /** The struct's size: the running sum of all fields. */
-        static final int TOTAL;
-
-        static {
-            // in the enum itself, so offsets are set whichever class is used first
-            int at = 0;
-            for (Field f : values()) {
-                f.offset = at;
-                at += f.size;
-            }
-            TOTAL = at;
-        }
-
-        final int size;
-        int offset;
+        private final int size;
 
         Field(int size) {
             this.size = size;
@@ -40,15 +26,10 @@ final class KernelArgs extends ArgStruct<KernelArgs.Field, KernelArgs> {
         public int size() {
             return size;
         }
-
-        @Override
-        public int offset() {
-            return offset;
-        }
     }
 
     /** sizeof(LightningArgs). */
-    static final int SIZE = Field.TOTAL;
+    static final int SIZE = ArgStruct.sizeOf(Field.class);
 
     KernelArgs() {
         super(SIZE);

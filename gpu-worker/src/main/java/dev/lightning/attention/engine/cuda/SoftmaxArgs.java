@@ -11,21 +11,7 @@ final class SoftmaxArgs extends ArgStruct<SoftmaxArgs.Field, SoftmaxArgs> {
         Q(8), K(8), V(8), O(8), LSE(8), Q_START(8), K_START(8), WINDOW(8), NQ(4), NK(4), HEADS_Q(4), HEADS_K(4),
         DK(4), DV(4), SCALE_LOG2(4), RESERVED(4);
 
-        /** The struct's size: the running sum of all fields. */
-        static final int TOTAL;
-
-        static {
-            // in the enum itself, so offsets are set whichever class is used first
-            int at = 0;
-            for (Field f : values()) {
-                f.offset = at;
-                at += f.size;
-            }
-            TOTAL = at;
-        }
-
-        final int size;
-        int offset;
+        private final int size;
 
         Field(int size) {
             this.size = size;
@@ -35,15 +21,10 @@ final class SoftmaxArgs extends ArgStruct<SoftmaxArgs.Field, SoftmaxArgs> {
         public int size() {
             return size;
         }
-
-        @Override
-        public int offset() {
-            return offset;
-        }
     }
 
     /** sizeof(SoftmaxArgs). */
-    static final int SIZE = Field.TOTAL;
+    static final int SIZE = ArgStruct.sizeOf(Field.class);
 
     SoftmaxArgs() {
         super(SIZE);

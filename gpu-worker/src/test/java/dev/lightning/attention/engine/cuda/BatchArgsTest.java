@@ -48,9 +48,9 @@ class BatchArgsTest {
         int at = 0;
         for (BatchArgs.Field f : BatchArgs.Field.values()) {
             java.add(camelCase(f.name()));
-            assertEquals(sizes.get(f.ordinal()), f.size, "size of " + f);
-            assertEquals(at, f.offset, f + " at the running sum of the fields before it");
-            at += f.size;
+            assertEquals(sizes.get(f.ordinal()), f.size(), "size of " + f);
+            assertEquals(at, f.offset(), f + " at the running sum of the fields before it");
+            at += f.size();
         }
         assertEquals(names, java, "LightningBatchArgs and BatchArgs.Field must list the same fields in the same order");
         assertEquals(BatchArgs.SIZE, at);
@@ -72,7 +72,7 @@ class BatchArgsTest {
         int[] layout = new int[fields.length + 1];
         layout[0] = BatchArgs.SIZE;
         for (BatchArgs.Field f : fields) {
-            layout[f.ordinal() + 1] = f.offset;
+            layout[f.ordinal() + 1] = f.offset();
         }
         BatchArgs.verify(layout.clone());
         int[] moved = layout.clone();

@@ -33,8 +33,8 @@ class KernelArgsTest {
         assertEquals(208, KernelArgs.SIZE);
         int at = 0;
         for (KernelArgs.Field f : KernelArgs.Field.values()) {
-            assertEquals(at, f.offset, f + " is at the running sum of the fields before it");
-            at += f.size;
+            assertEquals(at, f.offset(), f + " is at the running sum of the fields before it");
+            at += f.size();
         }
         assertEquals(KernelArgs.SIZE, at);
         assertEquals(0, KernelArgs.SIZE % 8, "a multiple of the largest field, as C pads it");
@@ -45,8 +45,8 @@ class KernelArgsTest {
     void eightByteFieldsComeFirst() {
         boolean fourSeen = false;
         for (KernelArgs.Field f : KernelArgs.Field.values()) {
-            assertTrue(f.size == 4 || f.size == 8, f + " is " + f.size + " bytes");
-            if (f.size == 4) {
+            assertTrue(f.size() == 4 || f.size() == 8, f + " is " + f.size() + " bytes");
+            if (f.size() == 4) {
                 fourSeen = true;
             } else {
                 assertTrue(!fourSeen, f + " (8 bytes) after a 4-byte field would be padded in C");
@@ -69,7 +69,7 @@ class KernelArgsTest {
         assertEquals(headerNames, javaNames, "LightningArgs (lightning_args.cuh) and KernelArgs.Field must list the same "
                 + "fields in the same order");
         for (int i = 0; i < java.length; i++) {
-            assertEquals(header.get(i).size, java[i].size, "size of " + header.get(i).name);
+            assertEquals(header.get(i).size, java[i].size(), "size of " + header.get(i).name);
         }
     }
 
@@ -111,7 +111,7 @@ class KernelArgsTest {
         int[] layout = new int[fields.length + 1];
         layout[0] = KernelArgs.SIZE;
         for (KernelArgs.Field f : fields) {
-            layout[f.ordinal() + 1] = f.offset;
+            layout[f.ordinal() + 1] = f.offset();
         }
         KernelArgs.verify(layout.clone());
         int[] moved = layout.clone();

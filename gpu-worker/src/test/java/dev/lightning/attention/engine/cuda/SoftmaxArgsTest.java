@@ -43,9 +43,9 @@ class SoftmaxArgsTest {
         int at = 0;
         for (int i = 0; i < header.size(); i++) {
             SoftmaxArgs.Field f = SoftmaxArgs.Field.values()[i];
-            assertEquals(header.get(i).size(), f.size, "size of " + f);
-            assertEquals(at, f.offset, f + " at the running sum of the fields before it");
-            at += f.size;
+            assertEquals(header.get(i).size(), f.size(), "size of " + f);
+            assertEquals(at, f.offset(), f + " at the running sum of the fields before it");
+            at += f.size();
         }
         assertEquals(96, SoftmaxArgs.SIZE);
         assertEquals(at, SoftmaxArgs.SIZE);
@@ -66,7 +66,7 @@ class SoftmaxArgsTest {
         int[] layout = new int[fields.length + 1];
         layout[0] = SoftmaxArgs.SIZE;
         for (SoftmaxArgs.Field f : fields) {
-            layout[f.ordinal() + 1] = f.offset;
+            layout[f.ordinal() + 1] = f.offset();
         }
         SoftmaxArgs.verify(layout.clone());
         int[] moved = layout.clone();
@@ -83,21 +83,21 @@ class SoftmaxArgsTest {
         SoftmaxArgs a = SoftmaxKernels.args(spec, at(0x1000), 5000, 31, at(0x2000), at(0x3000), 4096, 900, at(0x4000),
                 at(0x5000));
         ByteBuffer b = ByteBuffer.wrap(a.toBytes()).order(ByteOrder.LITTLE_ENDIAN);
-        assertEquals(0x1000, b.getLong(SoftmaxArgs.Field.Q.offset));
-        assertEquals(0x2000, b.getLong(SoftmaxArgs.Field.K.offset));
-        assertEquals(0x3000, b.getLong(SoftmaxArgs.Field.V.offset));
-        assertEquals(0x4000, b.getLong(SoftmaxArgs.Field.O.offset));
-        assertEquals(0x5000, b.getLong(SoftmaxArgs.Field.LSE.offset));
-        assertEquals(5000, b.getLong(SoftmaxArgs.Field.Q_START.offset));
-        assertEquals(4096, b.getLong(SoftmaxArgs.Field.K_START.offset));
-        assertEquals(77, b.getLong(SoftmaxArgs.Field.WINDOW.offset));
-        assertEquals(31, b.getInt(SoftmaxArgs.Field.NQ.offset));
-        assertEquals(900, b.getInt(SoftmaxArgs.Field.NK.offset));
-        assertEquals(12, b.getInt(SoftmaxArgs.Field.HEADS_Q.offset));
-        assertEquals(3, b.getInt(SoftmaxArgs.Field.HEADS_K.offset));
-        assertEquals(40, b.getInt(SoftmaxArgs.Field.DK.offset));
-        assertEquals(24, b.getInt(SoftmaxArgs.Field.DV.offset));
-        assertEquals((float) (0.2 / Math.log(2)), b.getFloat(SoftmaxArgs.Field.SCALE_LOG2.offset));
+        assertEquals(0x1000, b.getLong(SoftmaxArgs.Field.Q.offset()));
+        assertEquals(0x2000, b.getLong(SoftmaxArgs.Field.K.offset()));
+        assertEquals(0x3000, b.getLong(SoftmaxArgs.Field.V.offset()));
+        assertEquals(0x4000, b.getLong(SoftmaxArgs.Field.O.offset()));
+        assertEquals(0x5000, b.getLong(SoftmaxArgs.Field.LSE.offset()));
+        assertEquals(5000, b.getLong(SoftmaxArgs.Field.Q_START.offset()));
+        assertEquals(4096, b.getLong(SoftmaxArgs.Field.K_START.offset()));
+        assertEquals(77, b.getLong(SoftmaxArgs.Field.WINDOW.offset()));
+        assertEquals(31, b.getInt(SoftmaxArgs.Field.NQ.offset()));
+        assertEquals(900, b.getInt(SoftmaxArgs.Field.NK.offset()));
+        assertEquals(12, b.getInt(SoftmaxArgs.Field.HEADS_Q.offset()));
+        assertEquals(3, b.getInt(SoftmaxArgs.Field.HEADS_K.offset()));
+        assertEquals(40, b.getInt(SoftmaxArgs.Field.DK.offset()));
+        assertEquals(24, b.getInt(SoftmaxArgs.Field.DV.offset()));
+        assertEquals((float) (0.2 / Math.log(2)), b.getFloat(SoftmaxArgs.Field.SCALE_LOG2.offset()));
     }
 
     /** Kernel choice by padded width and dtype, shapes as the module reports them (a made-up report). */
