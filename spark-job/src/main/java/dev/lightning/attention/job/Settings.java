@@ -79,10 +79,12 @@ final class Settings {
     static final Setting<Long> WINDOW_BYTES = Setting.size("--window-bytes", "spark.lightning.windowBytes",
             64L << 20, 1 << 10,
             "Bytes of q, k, v and o a task holds at once on the CPU backend; a piece is streamed through windows "
-                    + "of this size.");
+                    + "of this size. Softmax: half holds a query block (on every backend unless `--backend gpu`), "
+                    + "half a key block.");
     static final Setting<Long> GPU_WINDOW_BYTES = Setting.size("--gpu-window-bytes",
             "spark.lightning.gpu.windowBytes", 1L << 30, 1 << 10,
-            "The same for the GPU backend, whose launches want more tokens at once.");
+            "The same for the GPU backend, whose launches want more tokens at once. Softmax runs with `--backend gpu` "
+                    + "also size their query blocks from it (half each for queries and keys).");
     static final Setting<String> GPU_OOM = Setting.choice("--gpu-oom", "spark.lightning.gpu.oom", "shrink",
             "When the GPU runs out of memory: `shrink` halves the work per launch down to one chunk and then fails "
                     + "the task; `cpu` shrinks the same way, then computes the piece on the CPU with a warning.",

@@ -135,14 +135,27 @@ final class SoftmaxTasks implements Serializable {
 
     /**
      * The work of file {@code f} on backend {@code b} (null: the merge, which computes nothing).
-     * Half of --window-bytes holds a query block on every backend, so that partials of one query
-     * piece computed on different backends line up block by block; half of the backend's window
-     * budget (--gpu-window-bytes on a GPU) holds a key block.
+     * Half of the backend's window budget (--gpu-window-bytes on a GPU) holds a key block. A query
+     * block is the same size in every task of the run, so that partials of one query piece computed
+     * by different tasks line up block by block: half of --gpu-window-bytes when the run asked for
+     * --backend gpu (every task then computes on a GPU, or on the CPU fallback with the same
+     * blocks), half of --window-bytes otherwise (--backend auto may mix CPU and GPU executors).
+     *
+     * <p>Why the GPU's query blocks are large: every query block reads, checks and uploads all the
+     * keys it sees, and each key block's partial is merged on the host. With 32 MiB query blocks a
+     * GPU softmax run (T = 65,536, H = 8, D = 128, 4 pieces) spent 3.5 s in its block pass on
+     * work its kernels did in about 35 ms (BENCHMARKS.md, "Softmax attention: the split job").
      */
     private SoftmaxWork work(SequenceFile f, SoftmaxBackend b) {
         boolean gpu = b != null && b.device().startsWith("cuda");
-        return new SoftmaxWork(spec(f, cfg), cfg.chunkSize(), cfg.get(Settings.WINDOW_BYTES) / 2,
+        return new SoftmaxWork(spec(f, cfg), cfg.chunkSize(), queryBlockBytes(cfg),
                 cfg.get(gpu ? Settings.GPU_WINDOW_BYTES : Settings.WINDOW_BYTES) / 2);
+    }
+
+    /** Bytes of a query block, the same for every task of the run: see {@link #work}. */
+    static long queryBlockBytes(JobConfig cfg) {
+        boolean gpuRun = "gpu".equals(cfg.get(Settings.BACKEND));
+        return cfg.get(gpuRun ? Settings.GPU_WINDOW_BYTES : Settings.WINDOW_BYTES) / 2;
     }
 
     static String unit(SoftmaxPlanner.Block b) {
