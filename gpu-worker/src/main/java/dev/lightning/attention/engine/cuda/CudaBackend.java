@@ -223,15 +223,39 @@ public final class CudaBackend implements AttentionBackend {
             throw new IllegalStateException("backend is closed");
         }
         long bytes = (long) tokens * heads * dim * dtype.bytes();
-        if (bytes > Integer.MAX_VALUE || tokens < 1 || heads < 1 || dim < 1) {
+        if (bytes > Integer.MAX_VALUE - 2L * PAGE || tokens < 1 || heads < 1 || dim < 1) {
             throw new IllegalArgumentException("host tensor [" + tokens + ", " + heads + ", " + dim + "] " + dtype
                     + ": expected a non-empty tensor of at most 2 GiB, got " + bytes + " bytes");
         }
         device.makeCurrent();
-        ByteBuffer direct = ByteBuffer.allocateDirect((int) bytes);
-        Buffer block = memory.registered("host tensor " + (++hostBlocks), direct);
+        ByteBuffer direct = guarded(bytes);
+        Buffer block;
+        try {
+            block = memory.registered("host tensor " + (++hostBlocks), direct);
+        } catch (CudaException e) {
+            // the driver would not page-lock it (a locked-memory limit, say): an ordinary direct
+            // buffer, staged like the heap, still computes; only the fast path is lost
+            System.err.println("lightning: GPU " + device + " could not register " + bytes + " bytes of host memory ("
+                    + e.getMessage() + "); that tensor is staged through pinned buffers instead");
+            return TokenTensor.wrap(dtype, tokens, heads, dim, direct);
+        }
         hostTensors.add(block);
         return TokenTensor.wrap(dtype, tokens, heads, dim, direct, block, 0);
+    }
+
+    /** Host page size, as far as registration goes (x86-64 and most ARM64 Linux kernels). */
+    private static final int PAGE = 4096;
+
+    /**
+     * {@code bytes} of a new direct buffer, as a slice that starts a page into it and ends a page
+     * before its end. The driver page-locks whole pages; a Java direct buffer may share its first
+     * and last page with other memory (malloc packs small blocks), and two registrations of one
+     * page conflict. The registered range's pages then lie inside this buffer's own allocation.
+     */
+    private static ByteBuffer guarded(long bytes) {
+        ByteBuffer padded = ByteBuffer.allocateDirect(Math.toIntExact(bytes + 2L * PAGE));
+        padded.position(PAGE).limit(PAGE + (int) bytes);
+        return padded.slice();
     }
 
     /**
@@ -577,7 +601,7 @@ public final class CudaBackend implements AttentionBackend {
      */
     double[] pinnedCopyRates(long bytes, int runs) {
         device.makeCurrent();
-        Buffer host = memory.registered("copy rate host", ByteBuffer.allocateDirect(Math.toIntExact(bytes)));
+        Buffer host = memory.registered("copy rate host", guarded(bytes));
         Buffer dev = memory.device("copy rate device");
         try {
             dev.ensure(bytes);

@@ -188,7 +188,10 @@ final class SlicePipeline {
     Pointer registered(TokenTensor t, int from) {
         Object m = t.memory();
         if (m instanceof Buffer b && b.direct != null && memory.owns(b)) {
-            return b.host.withByteOffset(t.memoryOffset() + (long) from * t.tokenBytes());
+            // a slice of the block's buffer has its own address: no pointer arithmetic on JCuda's side
+            ByteBuffer at = b.direct.duplicate();
+            at.clear().position(Math.toIntExact(t.memoryOffset() + (long) from * t.tokenBytes()));
+            return Pointer.to(at.slice());
         }
         return null;
     }
