@@ -11,9 +11,12 @@ for path in sys.argv[1:]:
         continue
     for line in text.splitlines():
         h = re.match(r"RESULT host T=(\d+) H=(\d+) D=(\d+) serial_ms=([\d.]+) pipelined_ms=([\d.]+) speedup=([\d.]+)x"
-                     r"(?: serial_GB_per_s=([\d.]+) pipelined_GB_per_s=([\d.]+))?", line)
+                     r"(?: serial_GB_per_s=([\d.]+) pipelined_GB_per_s=([\d.]+))?"
+                     r"(?: threads_GB_per_s=([\d.]+) registered_GB_per_s=([\d.]+))?", line)
         if h:
             gbs = f", {h[7]} -> {h[8]} GB/s" if h[7] else ""
+            if h[9]:
+                gbs += f"; heap staged on threads {h[9]} GB/s, registered tensors {h[10]} GB/s"
             host.append(f"host path (forward() on host tensors, copies included) T={int(h[1]):,} H={h[2]} D={h[3]}: "
                         f"serial {h[4]} ms, copies overlapped {h[5]} ms ({h[6]}x{gbs})")
             continue

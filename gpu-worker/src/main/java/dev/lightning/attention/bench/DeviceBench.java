@@ -11,6 +11,9 @@ import dev.lightning.attention.engine.reference.ChunkedReference;
 import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.TokenTensor;
 
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.file.StandardOpenOption;
 import java.util.Locale;
 import java.util.concurrent.ForkJoinPool;
 import java.util.stream.IntStream;
@@ -157,9 +160,21 @@ public final class DeviceBench {
     }
 
     /**
-     * forward() on host BF16 tensors, a fresh output each run: wall-clock median of runs after a
-     * warm-up, through the pipeline and the serial path. Bytes moved: q, k, v in and o out. Also
-     * holds the two results against each other (different slices: equal to rounding).
+     * forward() on host BF16 tensors: wall-clock median of runs after a warm-up, bytes moved q, k, v
+     * in and o out, in five ways, all in this run:
+     * <ol>
+     *   <li>serial: the serial path (one slice: copy in, kernels, copy out), staging on one thread;</li>
+     *   <li>pipelined, one thread: the first pipeline (heap tensors staged on one thread);</li>
+     *   <li>pipelined, N threads: heap tensors staged on several threads;</li>
+     *   <li>registered: q, k, v and o from {@code hostTensor} (registered off-heap memory), copied by
+     *       the device with no staging;</li>
+     *   <li>file: the executor's whole path on registered tensors: q, k, v read from a file with
+     *       positioned reads on several threads, forward(), o written to a file.</li>
+     * </ol>
+     * Beside them the pinned copy rates and the kernels alone at the same shape (the stages the
+     * pipeline overlaps), and the host's staging, unstaging and waiting time of each way. Outputs
+     * of the pipelined ways are held byte for byte to the first pipeline's (same slices, same
+     * launches), the serial one to rounding (other slices).
      */
     private static void hostPath(CudaBackend backend, BenchHooks hooks, int t, int h, int d, int runs) {
         AttentionSpec spec = new AttentionSpec(h, d, d, Slopes.minimax(h), 1.0, 64);
@@ -167,41 +182,247 @@ public final class DeviceBench {
         TokenTensor k = randomBf16(t, h, d, 2);
         TokenTensor v = randomBf16(t, h, d, 3);
         LightningState s0 = LightningState.zeros(h, d, d);
-        double[] ms = new double[2];
-        int[] slices = new int[2];
-        TokenTensor[] outs = new TokenTensor[2];
-        LightningState[] states = new LightningState[2];
+        double bytes = 4.0 * t * h * d * DType.BF16.bytes();
+        long inBytes = 3L * t * h * d * DType.BF16.bytes();
+        long outBytes = (long) t * h * d * DType.BF16.bytes();
+        // the stages alone: pinned copies each way, and the kernels on the device-resident window
+        double[] rates = hooks.pinnedCopyRates(1L << 30, 5);
+        hooks.prepareResident(spec, DType.BF16, t, 7);
+        float kernelMs = hooks.timeResident(spec, DType.BF16, t, 10);
+        hooks.releaseBuffers();
+        System.out.printf(Locale.ROOT, "RESULT host-stages T=%d H=%d D=%d pinned_h2d_GB_per_s=%.2f pinned_d2h_GB_per_s=%.2f "
+                        + "h2d_ms=%.1f d2h_ms=%.1f kernels_ms=%.2f%n", t, h, d, rates[0] / 1e9, rates[1] / 1e9,
+                inBytes / rates[0] * 1e3, outBytes / rates[1] * 1e3, kernelMs);
+        String[] names = {"serial-1thread", "pipelined-1thread", "pipelined-" + HostThreads.N + "threads", "registered"};
+        TokenTensor[] outs = new TokenTensor[names.length + 1];
+        LightningState[] states = new LightningState[names.length + 1];
+        double[] ms = new double[names.length + 1];
+        TokenTensor rq = backend.hostTensor(DType.BF16, t, h, d);
+        TokenTensor rk = backend.hostTensor(DType.BF16, t, h, d);
+        TokenTensor rv = backend.hostTensor(DType.BF16, t, h, d);
+        TokenTensor ro = backend.hostTensor(DType.BF16, t, h, d);
+        rq.putBytes(q.bytes());
+        rk.putBytes(k.bytes());
+        rv.putBytes(v.bytes());
         try {
-            for (int mode = 0; mode < 2; mode++) {
-                hooks.overlapCopies(mode == 1);
+            for (int mode = 0; mode < names.length; mode++) {
+                hooks.overlapCopies(mode != 0);
+                hooks.copyThreads(mode <= 1 ? 1 : HostThreads.N);
+                boolean reg = mode == 3;
                 long[] times = new long[runs];
+                double[][] stages = new double[runs][];
                 for (int r = -1; r < runs; r++) { // r = -1: warm-up (buffers, pinned staging)
-                    TokenTensor o = TokenTensor.allocate(DType.BF16, t, h, d);
+                    TokenTensor o = reg ? ro : TokenTensor.allocate(DType.BF16, t, h, d);
                     long start = System.nanoTime();
-                    LightningState s = backend.forward(spec, q, k, v, s0, o);
+                    LightningState s = reg ? backend.forward(spec, rq, rk, rv, s0, o) : backend.forward(spec, q, k, v, s0, o);
                     long took = System.nanoTime() - start;
                     if (r >= 0) {
                         times[r] = took;
+                        stages[r] = hooks.lastHostStagesMillis();
                     }
-                    outs[mode] = o;
+                    outs[mode] = reg ? copyOf(o) : o;
                     states[mode] = s;
                 }
-                java.util.Arrays.sort(times);
-                ms[mode] = times[runs / 2] / 1e6;
-                slices[mode] = hooks.lastSlices();
-                hooks.releaseBuffers();
+                int median = medianIndex(times);
+                ms[mode] = times[median] / 1e6;
+                double[] st = stages[median];
+                System.out.printf(Locale.ROOT, "RESULT host-path %s T=%d H=%d D=%d ms=%.1f GB_per_s=%.2f of_pinned=%.2f "
+                                + "slices=%d stage_in_ms=%.1f unstage_out_ms=%.1f host_wait_ms=%.1f%n", names[mode], t, h, d,
+                        ms[mode], bytes / (ms[mode] / 1e3) / 1e9, bytes / (ms[mode] / 1e3) / Math.min(rates[0], rates[1]),
+                        hooks.lastSlices(), st[0], st[1], st[2]);
+                if (mode == 0) {
+                    hooks.releaseBuffers();
+                }
             }
+            filePath(backend, hooks, spec, q, k, v, rq, rk, rv, ro, s0, runs, bytes, rates, outs, states, ms);
         } finally {
             hooks.overlapCopies(true);
+            hooks.copyThreads(HostThreads.N);
+            for (TokenTensor x : new TokenTensor[] {rq, rk, rv, ro}) {
+                backend.releaseHostTensor(x);
+            }
+            hooks.releaseBuffers();
         }
-        double bytes = 4.0 * t * h * d * DType.BF16.bytes();
-        System.out.printf(Locale.ROOT, "RESULT host T=%d H=%d D=%d serial_ms=%.1f pipelined_ms=%.1f speedup=%.2fx "
-                        + "serial_GB_per_s=%.2f pipelined_GB_per_s=%.2f slices=%d,%d%n", t, h, d, ms[0], ms[1],
-                ms[0] / ms[1], bytes / (ms[0] / 1e3) / 1e9, bytes / (ms[1] / 1e3) / 1e9, slices[0], slices[1]);
         double eo = Accuracy.relativeError(outs[1].toFloats(), outs[0].toFloats());
         double es = Accuracy.relativeError(states[1].kv(), states[0].kv());
         System.out.printf(Locale.ROOT, "RESULT check host T=%d H=%d D=%d pipelined against serial: output relative "
                 + "difference %.3e, state %.3e %s%n", t, h, d, eo, es, eo <= 6e-3 && es <= 1e-5 ? "ok" : "FAILED");
+        for (int mode = 2; mode <= names.length; mode++) {
+            boolean same = outs[mode].bytes().equals(outs[1].bytes())
+                    && java.util.Arrays.equals(states[mode].kv(), states[1].kv());
+            System.out.printf(Locale.ROOT, "RESULT check host T=%d H=%d D=%d %s against pipelined-1thread: %s%n", t, h, d,
+                    mode < names.length ? names[mode] : "file", same ? "byte-identical ok" : "DIFFERENT FAILED");
+        }
+        System.out.printf(Locale.ROOT, "RESULT host T=%d H=%d D=%d serial_ms=%.1f pipelined_ms=%.1f speedup=%.2fx "
+                        + "serial_GB_per_s=%.2f pipelined_GB_per_s=%.2f threads_GB_per_s=%.2f registered_GB_per_s=%.2f%n",
+                t, h, d, ms[0], ms[1], ms[0] / ms[1], bytes / (ms[0] / 1e3) / 1e9, bytes / (ms[1] / 1e3) / 1e9,
+                bytes / (ms[2] / 1e3) / 1e9, bytes / (ms[3] / 1e3) / 1e9);
+    }
+
+    /** Threads of the staging copies and file reads in the benchmark: the backend's default. */
+    private static final class HostThreads {
+        static final int N = Math.max(1, Math.min(8, Runtime.getRuntime().availableProcessors() / 2));
+    }
+
+    /**
+     * The executor's path on registered tensors, from a file and back to one: q, k, v read with
+     * positioned reads ({@link FileChannel#read(java.nio.ByteBuffer, long)}, several threads) into
+     * the registered tensors, forward(), o written with positioned writes. The first read is from
+     * a dropped page cache where this process may drop it (root on the GPU machine), the timed
+     * runs from the page cache. One "RESULT host-path file" line with each stage.
+     */
+    private static void filePath(CudaBackend backend, BenchHooks hooks, AttentionSpec spec, TokenTensor q,
+                                 TokenTensor k, TokenTensor v, TokenTensor rq, TokenTensor rk, TokenTensor rv,
+                                 TokenTensor ro, LightningState s0, int runs, double bytes, double[] rates,
+                                 TokenTensor[] outs, LightningState[] states, double[] ms) {
+        java.nio.file.Path dir = null;
+        try {
+            dir = java.nio.file.Files.createTempDirectory("lightning-hostpath");
+            java.nio.file.Path in = dir.resolve("qkv.bin");
+            java.nio.file.Path out = dir.resolve("o.bin");
+            long per = q.bytes().remaining();
+            try (FileChannel c = FileChannel.open(in, StandardOpenOption.CREATE, StandardOpenOption.WRITE)) {
+                long at = 0;
+                for (TokenTensor x : new TokenTensor[] {q, k, v}) {
+                    ByteBuffer b = x.bytes();
+                    while (b.hasRemaining()) {
+                        at += c.write(b, at);
+                    }
+                }
+                c.force(false);
+            }
+            boolean dropped = dropPageCache();
+            hooks.overlapCopies(true);
+            hooks.copyThreads(HostThreads.N);
+            int mode = outs.length - 1;
+            long[][] times = new long[runs + 1][3];
+            try (FileChannel c = FileChannel.open(in, StandardOpenOption.READ);
+                 FileChannel w = FileChannel.open(out, StandardOpenOption.CREATE, StandardOpenOption.WRITE,
+                         StandardOpenOption.TRUNCATE_EXISTING)) {
+                for (int r = 0; r <= runs; r++) { // r = 0: the cold read (or the page cache's, not dropped)
+                    long t0 = System.nanoTime();
+                    TokenTensor[] targets = {rq, rk, rv};
+                    parallelIo(3, per, (tensor, from, len) -> {
+                        ByteBuffer b = writable(targets[tensor], from, len);
+                        long at = tensor * per + from;
+                        while (b.hasRemaining()) {
+                            int got = c.read(b, at);
+                            if (got < 0) {
+                                throw new java.io.EOFException("qkv.bin ends at " + at);
+                            }
+                            at += got;
+                        }
+                    });
+                    long t1 = System.nanoTime();
+                    LightningState s = backend.forward(spec, rq, rk, rv, s0, ro);
+                    long t2 = System.nanoTime();
+                    parallelIo(1, per, (tensor, from, len) -> {
+                        ByteBuffer b = ro.bytes();
+                        b.position(Math.toIntExact(from)).limit(Math.toIntExact(from + len));
+                        long at = from;
+                        while (b.hasRemaining()) {
+                            at += w.write(b, at);
+                        }
+                    });
+                    long t3 = System.nanoTime();
+                    times[r] = new long[] {t1 - t0, t2 - t1, t3 - t2};
+                    states[mode] = s;
+                }
+            }
+            outs[mode] = copyOf(ro);
+            long[] totals = new long[runs];
+            for (int r = 0; r < runs; r++) {
+                totals[r] = times[r + 1][0] + times[r + 1][1] + times[r + 1][2];
+            }
+            long[] warm = times[1 + medianIndex(totals)];
+            double total = totals[medianIndex(totals)] / 1e6;
+            ms[mode] = warm[1] / 1e6;
+            double inBytes = 0.75 * bytes;
+            System.out.printf(Locale.ROOT, "RESULT host-path file T=%d H=%d D=%d read_ms=%.1f read_GB_per_s=%.2f "
+                            + "forward_ms=%.1f forward_GB_per_s=%.2f write_ms=%.1f write_GB_per_s=%.2f total_ms=%.1f "
+                            + "total_GB_per_s=%.2f of_pinned=%.2f (page cache; threads %d)%n", q.tokens(), q.heads(), q.dim(),
+                    warm[0] / 1e6, inBytes / warm[0], warm[1] / 1e6, bytes / warm[1], warm[2] / 1e6,
+                    bytes / 4 / warm[2], total, bytes / (total / 1e3) / 1e9,
+                    bytes / (total / 1e3) / Math.min(rates[0], rates[1]), HostThreads.N);
+            System.out.printf(Locale.ROOT, "RESULT host-path file-first-read T=%d read_ms=%.1f read_GB_per_s=%.2f (%s)%n",
+                    q.tokens(), times[0][0] / 1e6, inBytes / times[0][0],
+                    dropped ? "page cache dropped before it" : "page cache not dropped: no permission");
+        } catch (java.io.IOException e) {
+            throw new java.io.UncheckedIOException("host path benchmark file stage: " + e.getMessage(), e);
+        } finally {
+            if (dir != null) {
+                try (java.util.stream.Stream<java.nio.file.Path> files = java.nio.file.Files.list(dir)) {
+                    for (java.nio.file.Path f : (Iterable<java.nio.file.Path>) files::iterator) {
+                        java.nio.file.Files.deleteIfExists(f);
+                    }
+                    java.nio.file.Files.deleteIfExists(dir);
+                } catch (java.io.IOException ignored) {
+                    // a temporary directory of the benchmark's own
+                }
+            }
+        }
+    }
+
+    /** One positioned read or write of bytes [from, from + len) of tensor {@code tensor}. */
+    @FunctionalInterface
+    private interface IoPart {
+        void run(int tensor, long from, long len) throws java.io.IOException;
+    }
+
+    /** {@code tensors} ranges of {@code per} bytes, each cut into {@link HostThreads#N} parts, on as many threads. */
+    private static void parallelIo(int tensors, long per, IoPart part) {
+        int parts = HostThreads.N;
+        ForkJoinPool pool = new ForkJoinPool(parts);
+        try {
+            pool.submit(() -> IntStream.range(0, tensors * parts).parallel().forEach(i -> {
+                int tensor = i / parts;
+                int p = i % parts;
+                long from = per * p / parts / 4096 * 4096;
+                long to = p == parts - 1 ? per : per * (p + 1) / parts / 4096 * 4096;
+                try {
+                    part.run(tensor, from, to - from);
+                } catch (java.io.IOException e) {
+                    throw new java.io.UncheckedIOException(e);
+                }
+            })).join();
+        } finally {
+            pool.shutdown();
+        }
+    }
+
+    /** A writable view of bytes [from, from + len) of a tensor (whole tokens). */
+    private static ByteBuffer writable(TokenTensor t, long from, long len) {
+        int tokenBytes = t.tokenBytes();
+        if (from % tokenBytes != 0 || len % tokenBytes != 0) {
+            // the parts are 4 KiB-aligned; a token of H = 8, D = 128 BF16 is 2 KiB: whole tokens
+            throw new IllegalStateException("a read part must hold whole tokens of " + tokenBytes + " bytes");
+        }
+        return t.slice((int) (from / tokenBytes), (int) (len / tokenBytes)).writableBytes();
+    }
+
+    /** Whether the page cache could be dropped (root on Linux); false elsewhere. */
+    private static boolean dropPageCache() {
+        try {
+            java.nio.file.Files.writeString(java.nio.file.Path.of("/proc/sys/vm/drop_caches"), "3\n");
+            return true;
+        } catch (java.io.IOException | SecurityException e) {
+            return false;
+        }
+    }
+
+    private static TokenTensor copyOf(TokenTensor x) {
+        TokenTensor c = TokenTensor.allocate(x.dtype(), x.tokens(), x.heads(), x.dim());
+        c.putBytes(x.bytes());
+        return c;
+    }
+
+    private static int medianIndex(long[] times) {
+        Integer[] order = new Integer[times.length];
+        for (int i = 0; i < order.length; i++) {
+            order[i] = i;
+        }
+        java.util.Arrays.sort(order, java.util.Comparator.comparingLong(i -> times[i]));
+        return order[times.length / 2];
     }
 
     /** Uniform values in [-1, 1) as BF16, made in parallel (hundreds of millions of them). */

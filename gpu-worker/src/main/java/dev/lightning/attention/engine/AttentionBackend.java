@@ -1,5 +1,6 @@
 package dev.lightning.attention.engine;
 
+import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.TokenTensor;
 
 /**
@@ -43,6 +44,16 @@ public interface AttentionBackend extends AutoCloseable {
     default LightningState forward(AttentionSpec spec, TokenTensor q, TokenTensor k, TokenTensor v,
                                    LightningState state, TokenTensor o) {
         return forward(spec, q, k, v, state, o, Checkpoints.none());
+    }
+
+    /**
+     * A zero-filled tensor whose bytes this backend moves fastest, for callers that fill inputs
+     * (reading file ranges into it) or take outputs from it: the Java heap here; off the heap and
+     * registered with the driver on the GPU, where the device copies it without staging. Its bytes
+     * stay valid after {@link #close()}; only the fast path ends there.
+     */
+    default TokenTensor hostTensor(DType dtype, int tokens, int heads, int dim) {
+        return TokenTensor.allocate(dtype, tokens, heads, dim);
     }
 
     @Override

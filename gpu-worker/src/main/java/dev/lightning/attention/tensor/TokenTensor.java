@@ -14,8 +14,19 @@ public final class TokenTensor {
     private final int heads;
     private final int dim;
     private final ByteBuffer buf;
+    /**
+     * The off-heap block this view's bytes lie in, when a backend handed it out ({@code hostTensor}):
+     * the backend then copies to and from it without staging. Null for every other buffer.
+     */
+    private final Object memory;
+    /** Byte offset of this view's first byte in {@link #memory} (0 without one). */
+    private final long memoryOffset;
 
     private TokenTensor(DType dtype, int tokens, int heads, int dim, ByteBuffer buf) {
+        this(dtype, tokens, heads, dim, buf, null, 0);
+    }
+
+    private TokenTensor(DType dtype, int tokens, int heads, int dim, ByteBuffer buf, Object memory, long memoryOffset) {
         if (tokens < 0 || heads <= 0 || dim <= 0) {
             throw new IllegalArgumentException(
                     "tensor shape [" + tokens + ", " + heads + ", " + dim + "] must be non-negative with H, D > 0");
@@ -34,6 +45,32 @@ public final class TokenTensor {
         this.heads = heads;
         this.dim = dim;
         this.buf = buf.slice().order(ByteOrder.LITTLE_ENDIAN);
+        this.memory = memory;
+        this.memoryOffset = memoryOffset;
+    }
+
+    /**
+     * A view of {@code [tokens, heads, dim]} elements at the position of {@code buf}, a view of the
+     * block {@code memory} starting at byte {@code offset} of it: what a backend's
+     * {@code hostTensor} returns, so that slices of it still say where their bytes lie.
+     */
+    public static TokenTensor wrap(DType dtype, int tokens, int heads, int dim, ByteBuffer buf, Object memory,
+                                   long offset) {
+        if (memory == null || offset < 0) {
+            throw new IllegalArgumentException("a view of a memory block needs the block and an offset >= 0, got "
+                    + memory + " at " + offset);
+        }
+        return new TokenTensor(dtype, tokens, heads, dim, buf, memory, offset);
+    }
+
+    /** The off-heap block a backend handed out that holds this view's bytes, or null. */
+    public Object memory() {
+        return memory;
+    }
+
+    /** Byte offset of this view's first byte in {@link #memory()} (0 when there is none). */
+    public long memoryOffset() {
+        return memoryOffset;
     }
 
     /** A view of {@code [tokens, heads, dim]} elements at the buffer's position. */
@@ -134,6 +171,16 @@ public final class TokenTensor {
     }
 
     /**
+     * A writable view of the raw little-endian bytes, {@code T * tokenBytes()} long, for filling
+     * the tensor in place (a positioned file read straight into it, with no copy in between).
+     */
+    public ByteBuffer writableBytes() {
+        ByteBuffer view = buf.duplicate().order(ByteOrder.LITTLE_ENDIAN);
+        view.clear().limit(tokens * tokenBytes());
+        return view;
+    }
+
+    /**
      * Overwrites this tensor's bytes with {@code src} ({@code T * tokenBytes()} little-endian bytes,
      * from its position), as a device copy-back does.
      */
@@ -157,7 +204,8 @@ public final class TokenTensor {
         ByteBuffer b = buf.duplicate();
         b.position(from * tokenBytes());
         b.limit((from + n) * tokenBytes());
-        return new TokenTensor(dtype, n, heads, dim, b);
+        return new TokenTensor(dtype, n, heads, dim, b, memory,
+                memory == null ? 0 : memoryOffset + (long) from * tokenBytes());
     }
 
     @Override

@@ -78,4 +78,22 @@ public final class BenchHooks {
     public int lastSlices() {
         return backend.lastSlices;
     }
+
+    /** Threads of the staging copies (1: one thread, as the pipeline first did). */
+    public void copyThreads(int threads) {
+        backend.copyThreads(threads);
+    }
+
+    /**
+     * Host time of the last window, in ms: staging q, k, v into pinned memory, unstaging o from it,
+     * and waiting on the device.
+     */
+    public double[] lastHostStagesMillis() {
+        return backend.lastHostStagesMillis();
+    }
+
+    /** Pinned copy rates host to device and device to host, bytes per second, over copies of {@code bytes}. */
+    public double[] pinnedCopyRates(long bytes, int runs) {
+        return backend.pinnedCopyRates(bytes, runs);
+    }
 }

@@ -132,6 +132,20 @@ public final class CudaBackend implements AttentionBackend {
     long lastPass1Tokens;
     /** Slices of the last window run through forward() or advance() (for the benchmark's report). */
     int lastSlices;
+    /** Sets the staging copies' threads (benchmark: the one-thread path of the first pipeline; tests). */
+    void copyThreads(int threads) {
+        pipeline.copies = new HostCopies(threads);
+    }
+
+    /** The last window's host stages in ms: staging in, unstaging out, waiting on the device. */
+    double[] lastHostStagesMillis() {
+        return new double[] {pipeline.stagedNanos / 1e6, pipeline.unstagedNanos / 1e6, pipeline.waitedNanos / 1e6};
+    }
+
+    /** Registered host blocks handed out by {@link #hostTensor}, numbered for their buffer names. */
+    private int hostBlocks;
+    /** The registered blocks still open, closed (unregistered) by close(). */
+    private final List<Buffer> hostTensors = new ArrayList<>();
 
     /**
      * @param ordinal      the CUDA device
@@ -194,6 +208,66 @@ public final class CudaBackend implements AttentionBackend {
     @Override
     public String device() {
         return device.toString();
+    }
+
+    /**
+     * A zero-filled tensor in host memory registered with the driver (a Java direct buffer,
+     * page-locked until {@link #close()}): forward() and advance() copy it to and from the device
+     * without staging, at PCIe speed, on this backend. On other backends, or after close, it is an
+     * ordinary direct buffer and is staged like any other. Callers keep and reuse such tensors
+     * (registration page-locks every page, which costs about as much as a copy).
+     */
+    @Override
+    public TokenTensor hostTensor(DType dtype, int tokens, int heads, int dim) {
+        if (closed) {
+            throw new IllegalStateException("backend is closed");
+        }
+        long bytes = (long) tokens * heads * dim * dtype.bytes();
+        if (bytes > Integer.MAX_VALUE - 2L * PAGE || tokens < 1 || heads < 1 || dim < 1) {
+            throw new IllegalArgumentException("host tensor [" + tokens + ", " + heads + ", " + dim + "] " + dtype
+                    + ": expected a non-empty tensor of at most 2 GiB, got " + bytes + " bytes");
+        }
+        device.makeCurrent();
+        ByteBuffer direct = guarded(bytes);
+        Buffer block;
+        try {
+            block = memory.registered("host tensor " + (++hostBlocks), direct);
+        } catch (CudaException e) {
+            // the driver would not page-lock it (a locked-memory limit, say): an ordinary direct
+            // buffer, staged like the heap, still computes; only the fast path is lost
+            System.err.println("lightning: GPU " + device + " could not register " + bytes + " bytes of host memory ("
+                    + e.getMessage() + "); that tensor is staged through pinned buffers instead");
+            return TokenTensor.wrap(dtype, tokens, heads, dim, direct);
+        }
+        hostTensors.add(block);
+        return TokenTensor.wrap(dtype, tokens, heads, dim, direct, block, 0);
+    }
+
+    /** Host page size, as far as registration goes (x86-64 and most ARM64 Linux kernels). */
+    private static final int PAGE = 4096;
+
+    /**
+     * {@code bytes} of a new direct buffer, as a slice that starts a page into it and ends a page
+     * before its end. The driver page-locks whole pages; a Java direct buffer may share its first
+     * and last page with other memory (malloc packs small blocks), and two registrations of one
+     * page conflict. The registered range's pages then lie inside this buffer's own allocation.
+     */
+    private static ByteBuffer guarded(long bytes) {
+        ByteBuffer padded = ByteBuffer.allocateDirect(Math.toIntExact(bytes + 2L * PAGE));
+        padded.position(PAGE).limit(PAGE + (int) bytes);
+        return padded.slice();
+    }
+
+    /**
+     * Ends the fast path of a tensor from {@link #hostTensor} now (its memory is no longer
+     * page-locked; the bytes stay valid). Tensors not from this backend are left alone.
+     */
+    public void releaseHostTensor(TokenTensor t) {
+        if (t.memory() instanceof Buffer b && memory.owns(b) && b.direct != null) {
+            pipeline.synchronizeAll(); // a copy may still read or write it
+            hostTensors.remove(b);
+            b.close();
+        }
     }
 
     @Override
@@ -521,6 +595,28 @@ public final class CudaBackend implements AttentionBackend {
         }
     }
 
+    /**
+     * Pinned copy rates between host memory registered here and the device, host to device and
+     * device to host, in bytes per second, over copies of {@code bytes} (at most 2 GiB); median of runs.
+     */
+    double[] pinnedCopyRates(long bytes, int runs) {
+        device.makeCurrent();
+        Buffer host = memory.registered("copy rate host", guarded(bytes));
+        Buffer dev = memory.device("copy rate device");
+        try {
+            dev.ensure(bytes);
+            Runnable in = () -> JCudaDriver.cuMemcpyHtoDAsync(dev.ptr, host.host, bytes, stream);
+            Runnable out = () -> JCudaDriver.cuMemcpyDtoHAsync(host.host, dev.ptr, bytes, stream);
+            in.run(); // warm-up
+            out.run();
+            return new double[] {bytes / (medianMillis(runs, in) / 1e3), bytes / (medianMillis(runs, out) / 1e3)};
+        } finally {
+            JCudaDriver.cuStreamSynchronize(stream);
+            dev.close();
+            host.close();
+        }
+    }
+
     /** Frees the window buffers now (the benchmark moves between very different sizes). */
     void releaseBuffers() {
         synchronizeAll();
@@ -558,6 +654,10 @@ public final class CudaBackend implements AttentionBackend {
                 segmentIncomingNorm, stateScratch, stateScratchNorm, hostIn, hostOut}) {
             SlicePipeline.attempt(failures, b::close);
         }
+        for (Buffer b : hostTensors) {
+            SlicePipeline.attempt(failures, b::close);
+        }
+        hostTensors.clear();
         SlicePipeline.attempt(failures, memory::close);
         pipeline.destroy(failures);
         if (failures.isEmpty()) {

@@ -38,6 +38,12 @@ final class DeviceAllocator implements AutoCloseable {
         Pointer allocHost(long bytes);
 
         void freeHost(Pointer host);
+
+        /** Page-locks {@code bytes} of existing host memory at {@code host} for the device's copies. */
+        void registerHost(Pointer host, long bytes);
+
+        /** Undoes {@link #registerHost}; the memory itself stays its owner's. */
+        void unregisterHost(Pointer host);
     }
 
     /** The CUDA driver API, in the current context. */
@@ -64,6 +70,16 @@ final class DeviceAllocator implements AutoCloseable {
         @Override
         public void freeHost(Pointer host) {
             JCudaDriver.cuMemFreeHost(host);
+        }
+
+        @Override
+        public void registerHost(Pointer host, long bytes) {
+            JCudaDriver.cuMemHostRegister(host, bytes, 0);
+        }
+
+        @Override
+        public void unregisterHost(Pointer host) {
+            JCudaDriver.cuMemHostUnregister(host);
         }
     };
 
@@ -106,6 +122,29 @@ final class DeviceAllocator implements AutoCloseable {
         return open(name, true);
     }
 
+    /**
+     * {@code direct}, a direct buffer of the Java heap's owner (position 0, its whole capacity),
+     * page-locked for the device's copies until the buffer is closed (or the allocator is). The
+     * memory stays Java's: after close it is still valid, only no longer page-locked. Registered
+     * memory is host memory and not counted in {@link #used()}.
+     */
+    Buffer registered(String name, java.nio.ByteBuffer direct) {
+        if (!direct.isDirect() || direct.position() != 0 || direct.capacity() == 0) {
+            throw new IllegalArgumentException("host memory to register for " + name + " must be a non-empty direct "
+                    + "buffer at position 0; got " + direct);
+        }
+        if (closed) {
+            throw new IllegalStateException("device allocator of " + owner + " is closed; cannot register " + name);
+        }
+        Pointer host = Pointer.to(direct);
+        memory.registerHost(host, direct.capacity());
+        Buffer b = open(name, true);
+        b.host = host;
+        b.direct = direct;
+        b.capacity = direct.capacity();
+        return b;
+    }
+
     private Buffer open(String name, boolean pinned) {
         if (closed) {
             throw new IllegalStateException("device allocator of " + owner + " is closed; cannot open buffer " + name);
@@ -113,6 +152,11 @@ final class DeviceAllocator implements AutoCloseable {
         Buffer b = new Buffer(name, pinned);
         buffers.add(b);
         return b;
+    }
+
+    /** Whether {@code b} is a buffer of this allocator that is still open. */
+    boolean owns(Object b) {
+        return b instanceof Buffer buf && buffers.contains(buf);
     }
 
     /** Device bytes allocated now. */
@@ -124,10 +168,15 @@ final class DeviceAllocator implements AutoCloseable {
         return limit;
     }
 
-    /** Frees every open buffer's allocation; the buffers stay open and grow again when used. */
+    /**
+     * Frees every open buffer's allocation; the buffers stay open and grow again when used.
+     * Registered host memory stays registered: callers' tensors are views of it.
+     */
     void freeAll() {
         for (Buffer b : buffers) {
-            b.free();
+            if (b.direct == null) {
+                b.free();
+            }
         }
     }
 
@@ -175,6 +224,8 @@ final class DeviceAllocator implements AutoCloseable {
         CUdeviceptr ptr = new CUdeviceptr();
         Pointer host = new Pointer();
         long capacity;
+        /** The Java direct buffer of a registered buffer ({@link #registered}); null otherwise. */
+        java.nio.ByteBuffer direct;
 
         private Buffer(String name, boolean pinned) {
             this.name = name;
@@ -189,6 +240,10 @@ final class DeviceAllocator implements AutoCloseable {
             if (!buffers.contains(this)) {
                 throw new IllegalStateException("buffer " + name + " of " + owner + " is closed; cannot grow it to "
                         + bytes + " bytes");
+            }
+            if (direct != null) {
+                throw new IllegalStateException("registered host buffer " + name + " of " + owner + " holds "
+                        + capacity + " bytes and cannot grow to " + bytes + "; register a larger one");
             }
             long size = Math.max(bytes, 1);
             if (!pinned && size - capacity > limit - used) {
@@ -213,7 +268,9 @@ final class DeviceAllocator implements AutoCloseable {
             if (capacity == 0) {
                 return;
             }
-            if (pinned) {
+            if (direct != null) {
+                memory.unregisterHost(host);
+            } else if (pinned) {
                 memory.freeHost(host);
             } else {
                 memory.freeDevice(ptr);
@@ -231,7 +288,7 @@ final class DeviceAllocator implements AutoCloseable {
 
         @Override
         public String toString() {
-            return name + (pinned ? " (pinned, " : " (") + capacity + " bytes)";
+            return name + (direct != null ? " (registered, " : pinned ? " (pinned, " : " (") + capacity + " bytes)";
         }
     }
 }

@@ -7,6 +7,7 @@ import dev.lightning.attention.engine.cuda.DeviceAllocator.Buffer;
 import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.TokenTensor;
 import jcuda.CudaException;
+import jcuda.Pointer;
 import jcuda.driver.CUevent;
 import jcuda.driver.CUevent_flags;
 import jcuda.driver.CUstream;
@@ -27,6 +28,12 @@ import java.util.List;
  * PCIe. Events order each set's reuse. The state is carried from slice to slice on the kernel
  * stream. What runs on the kernel stream (slopes, state, the kernels, the final download) is the
  * backend's, through {@link KernelSide}.
+ *
+ * <p>Tensors that are views of host memory registered by this pipeline's allocator (the backend's
+ * {@code hostTensor}) skip the staging: the device copies read q, k, v and write o there directly,
+ * at PCIe speed, and the host only waits. The others (Java heap, unregistered direct buffers) are
+ * staged through the pinned buffers by {@link HostCopies} on several threads. Host waits block on
+ * the event (blocking-sync events) instead of spinning, leaving the cores to those copies.
  */
 final class SlicePipeline {
     /** Kernels, and everything else that must stay in order with them: slopes, state, benchmark. */
@@ -58,6 +65,17 @@ final class SlicePipeline {
     final Buffer[] checkpointDev;
     /** Per buffer set: those checkpoints on their way back. */
     private final Buffer[] checkpointStaging;
+    /** The allocator of every buffer here, and of the registered host memory the copies may use directly. */
+    private final DeviceAllocator memory;
+    /** The staging copies' threads (the backend sets them; 1: the copies of the first pipeline). */
+    HostCopies copies = new HostCopies(HostCopies.defaultThreads());
+    /**
+     * Host time of the last window: staging q, k, v (caller to pinned), unstaging o (pinned to
+     * caller), and waiting on the device (events and the final download). Benchmark only.
+     */
+    long stagedNanos;
+    long unstagedNanos;
+    long waitedNanos;
 
     /** What a window needs on the kernel stream besides the slices' kernels: the backend's part. */
     interface KernelSide {
@@ -83,6 +101,7 @@ final class SlicePipeline {
 
     /** Makes the buffers (empty until a window sizes them); {@link #create()} makes the streams and events. */
     SlicePipeline(DeviceAllocator memory) {
+        this.memory = memory;
         qDev = new Buffer[] {memory.device("q set 0"), memory.device("q set 1")};
         kDev = new Buffer[] {memory.device("k set 0"), memory.device("k set 1")};
         vDev = new Buffer[] {memory.device("v set 0"), memory.device("v set 1")};
@@ -102,8 +121,9 @@ final class SlicePipeline {
         for (CUevent[] kind : new CUevent[][] {copiedIn, computed, copiedOut}) {
             for (int b = 0; b < kind.length; b++) {
                 CUevent e = new CUevent();
-                // ordering only: timing would make every record and wait dearer
-                JCudaDriver.cuEventCreate(e, CUevent_flags.CU_EVENT_DISABLE_TIMING);
+                // ordering only: timing would make every record and wait dearer; a host wait sleeps
+                // on the event rather than spinning a core the staging copies could use
+                JCudaDriver.cuEventCreate(e, CUevent_flags.CU_EVENT_DISABLE_TIMING | CUevent_flags.CU_EVENT_BLOCKING_SYNC);
                 events.add(e);
                 kind[b] = e;
             }
@@ -160,6 +180,29 @@ final class SlicePipeline {
         streams.clear();
     }
 
+    /**
+     * Where tokens [from, ...) of {@code t} lie in host memory registered by this pipeline's
+     * allocator (still open), for a device copy straight from or to it; null when {@code t} is not
+     * a view of such memory and must be staged.
+     */
+    Pointer registered(TokenTensor t, int from) {
+        Object m = t.memory();
+        if (m instanceof Buffer b && b.direct != null && memory.owns(b)) {
+            // a slice of the block's buffer has its own address: no pointer arithmetic on JCuda's side
+            ByteBuffer at = b.direct.duplicate();
+            at.clear().position(Math.toIntExact(t.memoryOffset() + (long) from * t.tokenBytes()));
+            return Pointer.to(at.slice());
+        }
+        return null;
+    }
+
+    /** Waits for {@code e} on the host, counting the time as waiting. */
+    private void await(CUevent e) {
+        long start = System.nanoTime();
+        JCudaDriver.cuEventSynchronize(e);
+        waitedNanos += System.nanoTime() - start;
+    }
+
     static void attempt(List<RuntimeException> failures, Runnable step) {
         try {
             step.run();
@@ -186,6 +229,13 @@ final class SlicePipeline {
         /** What the window records (none for advance()); slices fill it at their offsets. */
         final Checkpoints checkpoints;
         private final KernelSide side;
+        /** Inputs (q, k, v; k, v without outputs) and whether each goes through the staging buffers. */
+        private final TokenTensor[] inputs;
+        private final boolean[] staged;
+        /** Bytes of a token of the staged inputs, which lie back to back in the input staging. */
+        private final long stagedTokenBytes;
+        /** Whether o goes through the output staging (false: the device writes it in place). */
+        private final boolean oStaged;
         /** What was last enqueued or waited for, for the error message. */
         String step = "copy to device";
 
@@ -200,6 +250,15 @@ final class SlicePipeline {
             this.v = v;
             this.o = o;
             this.side = side;
+            this.inputs = q != null ? new TokenTensor[] {q, k, v} : new TokenTensor[] {k, v};
+            this.staged = new boolean[inputs.length];
+            long bytes = 0;
+            for (int j = 0; j < inputs.length; j++) {
+                staged[j] = registered(inputs[j], 0) == null;
+                bytes += staged[j] ? inputs[j].tokenBytes() : 0;
+            }
+            this.stagedTokenBytes = bytes;
+            this.oStaged = o != null && registered(o, 0) == null;
         }
 
         /**
@@ -208,6 +267,9 @@ final class SlicePipeline {
          */
         LightningState run(LightningState state, Buffer stateA, Buffer stateB) {
             step = "copy to device";
+            stagedNanos = 0;
+            unstagedNanos = 0;
+            waitedNanos = 0;
             side.begin(spec, state);
             reserve();
             Buffer incoming = stateA;
@@ -234,7 +296,8 @@ final class SlicePipeline {
                 if (outputs) {
                     step = "copy to host";
                     JCudaDriver.cuStreamWaitEvent(copyOut, computed[b], 0);
-                    JCudaDriver.cuMemcpyDtoHAsync(stagingOut[b].host, oDev[b].ptr, (long) len * o.tokenBytes(), copyOut);
+                    Pointer target = oStaged ? stagingOut[b].host : registered(o, plan.from(i));
+                    JCudaDriver.cuMemcpyDtoHAsync(target, oDev[b].ptr, (long) len * o.tokenBytes(), copyOut);
                     int count = checkpointCount(i);
                     if (count > 0) {
                         JCudaDriver.cuMemcpyDtoHAsync(checkpointStaging[b].host, checkpointDev[b].ptr,
@@ -254,7 +317,9 @@ final class SlicePipeline {
             step = "copy to host (or a kernel before it, " + side.lastKernels() + ")";
             // the kernel stream waited for every copy in, and the host for every copy out: after this
             // download nothing of the window is left in flight
+            long start = System.nanoTime();
             ByteBuffer last = side.download(incoming, spec.stateBytes());
+            waitedNanos += System.nanoTime() - start;
             return LightningState.fromBytes(spec, last);
         }
 
@@ -308,8 +373,10 @@ final class SlicePipeline {
                 }
             }
             for (int b = 0; b < plan.sets(); b++) {
-                stagingIn[b].ensure((long) longest * inputTokenBytes());
-                if (o != null) {
+                if (stagedTokenBytes > 0) {
+                    stagingIn[b].ensure((long) longest * stagedTokenBytes);
+                }
+                if (oStaged) {
                     stagingOut[b].ensure((long) longest * o.tokenBytes());
                 }
             }
@@ -328,11 +395,10 @@ final class SlicePipeline {
             }
         }
 
-        private long inputTokenBytes() {
-            return (q != null ? q.tokenBytes() : 0L) + k.tokenBytes() + v.tokenBytes();
-        }
-
-        /** Stages slice i's q, k, v in staging set b and enqueues their copies to device set b. */
+        /**
+         * Stages slice i's q, k, v in staging set b (those not in registered memory, on several
+         * threads) and enqueues their copies to device set b.
+         */
         private void copyIn(int i, int b) {
             step = "copy to device";
             int from = plan.from(i);
@@ -342,35 +408,65 @@ final class SlicePipeline {
                 // The staging buffer feeds the copies of the set's previous slice until they end.
                 // One set means the serial path (a single slice never gets here): wait for its
                 // kernels too, as it always did, so that nothing overlaps there, also without outputs.
-                JCudaDriver.cuEventSynchronize(plan.sets() == 1 ? computed[b] : copiedIn[b]);
+                if (plan.sets() == 1) {
+                    await(computed[b]);
+                } else if (stagedTokenBytes > 0) {
+                    await(copiedIn[b]);
+                }
             }
-            TokenTensor[] inputs = q != null ? new TokenTensor[] {q, k, v} : new TokenTensor[] {k, v};
             Buffer[] targets = q != null ? new Buffer[] {qDev[b], kDev[b], vDev[b]} : new Buffer[] {kDev[b], vDev[b]};
-            // views of the caller's bytes: one copy, heap to pinned, per tensor
-            ByteBuffer view = staging.host.getByteBuffer(0, (long) len * inputTokenBytes());
-            for (TokenTensor t : inputs) {
-                view.put(t.slice(from, len).bytes());
+            // staged inputs lie back to back in the staging buffer: input j at offsets[j]
+            long[] offsets = new long[inputs.length];
+            long at = 0;
+            for (int j = 0; j < inputs.length; j++) {
+                offsets[j] = at;
+                at += staged[j] ? (long) len * inputs[j].tokenBytes() : 0;
+            }
+            if (stagedTokenBytes > 0) {
+                long start = System.nanoTime();
+                ByteBuffer view = staging.host.getByteBuffer(0, (long) len * stagedTokenBytes);
+                copies.run(len, stagedTokenBytes, (first, count) -> {
+                    for (int j = 0; j < inputs.length; j++) {
+                        if (staged[j]) {
+                            ByteBuffer part = view.duplicate();
+                            part.position(Math.toIntExact(offsets[j] + (long) first * inputs[j].tokenBytes()));
+                            part.put(inputs[j].slice(from + first, count).bytes());
+                        }
+                    }
+                });
+                stagedNanos += System.nanoTime() - start;
             }
             if (i >= plan.sets()) {
                 // the set's previous slice's kernels read its q, k, v
                 JCudaDriver.cuStreamWaitEvent(copyIn, computed[b], 0);
             }
-            long at = 0;
             for (int j = 0; j < inputs.length; j++) {
                 long bytes = (long) len * inputs[j].tokenBytes();
-                JCudaDriver.cuMemcpyHtoDAsync(targets[j].ptr, staging.host.withByteOffset(at), bytes, copyIn);
-                at += bytes;
+                Pointer source = staged[j] ? staging.host.withByteOffset(offsets[j]) : registered(inputs[j], from);
+                JCudaDriver.cuMemcpyHtoDAsync(targets[j].ptr, source, bytes, copyIn);
             }
             JCudaDriver.cuEventRecord(copiedIn[b], copyIn);
         }
 
-        /** Waits for slice j's o in its output staging and copies it into the caller's o. */
+        /** Waits for slice j's o and, staged, copies it from its output staging into the caller's o. */
         private void finish(int j) {
             step = "copy to host (or a kernel before it, " + side.lastKernels() + ")";
             int b = j % plan.sets();
             int len = plan.length(j);
-            JCudaDriver.cuEventSynchronize(copiedOut[b]);
-            o.slice(plan.from(j), len).putBytes(stagingOut[b].host.getByteBuffer(0, (long) len * o.tokenBytes()));
+            await(copiedOut[b]);
+            if (oStaged) {
+                // o from the output staging into the caller's tensor, on several threads
+                long start = System.nanoTime();
+                int from = plan.from(j);
+                int tokenBytes = o.tokenBytes();
+                ByteBuffer view = stagingOut[b].host.getByteBuffer(0, (long) len * tokenBytes);
+                copies.run(len, tokenBytes, (first, count) -> {
+                    ByteBuffer part = view.duplicate();
+                    part.position(first * tokenBytes);
+                    o.slice(from + first, count).putBytes(part);
+                });
+                unstagedNanos += System.nanoTime() - start;
+            }
             int count = checkpointCount(j);
             if (count > 0) {
                 // staging: S of the slice's checkpoints [count][H][Dk][Dv], then their z [count][H][Dk]

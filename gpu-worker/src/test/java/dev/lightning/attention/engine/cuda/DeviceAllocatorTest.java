@@ -50,6 +50,27 @@ class DeviceAllocatorTest {
             free(host);
         }
 
+        RuntimeException failNextRegister;
+
+        @Override
+        public void registerHost(Pointer host, long bytes) {
+            if (failNextRegister != null) {
+                RuntimeException e = failNextRegister;
+                failNextRegister = null;
+                throw e;
+            }
+            live.put(host, bytes);
+            calls.add("register " + bytes);
+        }
+
+        @Override
+        public void unregisterHost(Pointer host) {
+            if (live.remove(host) == null) {
+                throw new AssertionError("unregister of memory that is not registered");
+            }
+            calls.add("unregister");
+        }
+
         private void free(Object p) {
             if (failNextFree != null) {
                 RuntimeException e = failNextFree;
@@ -164,5 +185,52 @@ class DeviceAllocatorTest {
             d.close();
             assertThrows(IllegalStateException.class, () -> d.ensure(256));
         }
+    }
+
+    @Test
+    void registeredHostMemoryIsNotDeviceMemoryCannotGrowAndOutlivesFreeAll() {
+        try (DeviceAllocator a = allocator(100, true)) {
+            java.nio.ByteBuffer direct = java.nio.ByteBuffer.allocateDirect(4096);
+            Buffer r = a.registered("tensor", direct);
+            assertEquals(List.of("register 4096"), fake.calls);
+            assertEquals(0, a.used(), "host memory is not counted against the device limit");
+            assertEquals(4096, r.capacity);
+            assertSame(direct, r.direct);
+            assertTrue(a.owns(r));
+            r.ensure(4000); // within: nothing to do
+            IllegalStateException e = assertThrows(IllegalStateException.class, () -> r.ensure(8192));
+            assertTrue(e.getMessage().contains("cannot grow to 8192"), e.getMessage());
+            a.freeAll(); // the benchmark's release of window buffers: callers' tensors stay registered
+            assertEquals(1, fake.live.size());
+            r.close();
+            assertTrue(fake.live.isEmpty());
+            assertEquals(List.of("register 4096", "unregister"), fake.calls);
+            assertTrue(!a.owns(r), "a closed buffer is no longer the allocator's");
+            assertTrue(!a.owns("something else"));
+        }
+    }
+
+    @Test
+    void registrationRefusesWhatItCannotPinAndLeavesNothingOpenWhenTheDriverFails() {
+        DeviceAllocator a = allocator(DeviceAllocator.UNLIMITED, true);
+        assertThrows(IllegalArgumentException.class, () -> a.registered("heap", java.nio.ByteBuffer.allocate(64)));
+        java.nio.ByteBuffer moved = java.nio.ByteBuffer.allocateDirect(64);
+        moved.position(8);
+        assertThrows(IllegalArgumentException.class, () -> a.registered("moved", moved));
+        RuntimeException boom = new RuntimeException("register failed");
+        fake.failNextRegister = boom;
+        assertSame(boom, assertThrows(RuntimeException.class, () -> a.registered("x", java.nio.ByteBuffer.allocateDirect(64))));
+        a.close(); // nothing open: no leak reported
+        assertTrue(fake.live.isEmpty());
+        assertThrows(IllegalStateException.class, () -> a.registered("late", java.nio.ByteBuffer.allocateDirect(64)));
+    }
+
+    @Test
+    void aRegisteredBufferLeftOpenIsUnregisteredAndNamedByTheLeakCheck() {
+        DeviceAllocator a = allocator(DeviceAllocator.UNLIMITED, true);
+        a.registered("forgotten", java.nio.ByteBuffer.allocateDirect(128));
+        IllegalStateException e = assertThrows(IllegalStateException.class, a::close);
+        assertTrue(e.getMessage().contains("forgotten (registered, 128 bytes)"), e.getMessage());
+        assertTrue(fake.live.isEmpty(), "unregistered before the failure");
     }
 }
