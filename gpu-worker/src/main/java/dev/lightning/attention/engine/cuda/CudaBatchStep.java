@@ -14,9 +14,7 @@ import jcuda.driver.JCudaDriver;
 
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
-import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.List;
 
 /**
  * The GPU batch step: states resident in a {@link CudaStateStore}, one kernel launch per step
@@ -32,22 +30,23 @@ public final class CudaBatchStep implements BatchStep {
     private final AttentionSpec spec;
     private final CudaDevice device;
     private final BatchModule module;
+    private final StreamMemory lane;
     private final DeviceAllocator memory;
-    private final CUstream stream = new CUstream();
+    private final CUstream stream;
     private final Buffer slopes;
     private final Buffer inputs;
     private final Buffer output;
     private final Buffer hostIn;
     private final Buffer hostOut;
-    private boolean streamMade;
     private boolean closed;
 
     private CudaBatchStep(AttentionSpec spec, int ordinal) {
         this.spec = spec;
         this.device = CudaDevice.open(ordinal);
         this.module = BatchModule.on(device);
-        this.memory = new DeviceAllocator("GPU batch step on " + device, DeviceAllocator.UNLIMITED, DeviceAllocator.CUDA,
-                this::synchronize, DeviceAllocator.LEAKS_ARE_ERRORS);
+        this.lane = new StreamMemory("GPU batch step on " + device, DeviceAllocator.UNLIMITED);
+        this.memory = lane.memory;
+        this.stream = lane.stream;
         this.slopes = memory.device("slopes");
         this.inputs = memory.device("q, k, v, offsets, slots");
         this.output = memory.device("o");
@@ -55,8 +54,7 @@ public final class CudaBatchStep implements BatchStep {
         this.hostOut = memory.pinned("output staging");
         try {
             device.makeCurrent();
-            JCudaDriver.cuStreamCreate(stream, 0);
-            streamMade = true;
+            lane.createStream(0);
             ByteBuffer b = ByteBuffer.allocate(spec.heads() * 4).order(ByteOrder.LITTLE_ENDIAN);
             for (int h = 0; h < spec.heads(); h++) {
                 b.putFloat(h * 4, (float) spec.slope(h));
@@ -121,7 +119,7 @@ public final class CudaBatchStep implements BatchStep {
                 o.putBytes(TokenTensor.of(o.dtype(), o.tokens(), o.heads(), o.dim(), result.toFloats()).bytes());
             }
         } catch (CudaException e) {
-            drainQuietly();
+            lane.drainQuietly();
             device.noteError(e);
             throw new IllegalStateException("GPU " + device + ": batch step of " + batch + " [" + spec + "] failed: "
                     + e.getMessage(), e);
@@ -287,20 +285,6 @@ public final class CudaBatchStep implements BatchStep {
         }
     }
 
-    private void synchronize() {
-        if (streamMade) {
-            JCudaDriver.cuStreamSynchronize(stream);
-        }
-    }
-
-    private void drainQuietly() {
-        try {
-            synchronize();
-        } catch (RuntimeException ignored) {
-            // the error that brought us here is the one reported
-        }
-    }
-
     @Override
     public void close() {
         if (closed) {
@@ -316,27 +300,6 @@ public final class CudaBatchStep implements BatchStep {
 
     /** Drains the stream, frees the buffers, then the allocator, then destroys the stream; the first failure, or null. */
     private RuntimeException release() {
-        List<RuntimeException> failures = new ArrayList<>();
-        SlicePipeline.attempt(failures, this::synchronize);
-        for (Buffer b : new Buffer[] {slopes, inputs, output, hostIn, hostOut}) {
-            SlicePipeline.attempt(failures, b::close);
-        }
-        SlicePipeline.attempt(failures, memory::close);
-        if (streamMade) {
-            SlicePipeline.attempt(failures, () -> JCudaDriver.cuStreamDestroy(stream));
-        }
-        if (failures.isEmpty()) {
-            return null;
-        }
-        RuntimeException first = failures.get(0);
-        for (RuntimeException later : failures.subList(1, failures.size())) {
-            first.addSuppressed(later);
-        }
-        return first;
-    }
-
-    @Override
-    public String toString() {
-        return "CudaBatchStep[" + spec + ", " + device + "]";
+        return lane.release(slopes, inputs, output, hostIn, hostOut);
     }
 }

@@ -14,8 +14,6 @@ import jcuda.driver.JCudaDriver;
 
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
-import java.util.ArrayList;
-import java.util.List;
 
 /**
  * Causal softmax attention on a GPU (softmax.cu through {@link SoftmaxKernels}): one task's
@@ -34,8 +32,9 @@ import java.util.List;
 final class CudaSoftmaxBackend implements SoftmaxBackend {
     private final CudaDevice device;
     private final long memoryBudget;
+    private final StreamMemory lane;
     private final DeviceAllocator memory;
-    private final CUstream stream = new CUstream();
+    private final CUstream stream;
     private final Buffer qDev;
     private final Buffer kDev;
     private final Buffer vDev;
@@ -43,7 +42,6 @@ final class CudaSoftmaxBackend implements SoftmaxBackend {
     private final Buffer lseDev;
     private final Buffer hostIn;
     private final Buffer hostOut;
-    private boolean streamCreated;
     private boolean closed;
     /** Whether the Hopper (wgmma) kernels may run (tests turn them off to check the portable ones there). */
     boolean hopperKernels = true;
@@ -59,8 +57,9 @@ final class CudaSoftmaxBackend implements SoftmaxBackend {
         }
         this.device = CudaDevice.open(ordinal);
         this.memoryBudget = memoryBudget;
-        this.memory = new DeviceAllocator("GPU softmax backend on " + device, memoryBudget, DeviceAllocator.CUDA,
-                this::synchronize, DeviceAllocator.LEAKS_ARE_ERRORS);
+        this.lane = new StreamMemory("GPU softmax backend on " + device, memoryBudget);
+        this.memory = lane.memory;
+        this.stream = lane.stream;
         this.qDev = memory.device("q");
         this.kDev = memory.device("k");
         this.vDev = memory.device("v");
@@ -71,8 +70,7 @@ final class CudaSoftmaxBackend implements SoftmaxBackend {
         device.makeCurrent();
         try {
             device.softmaxShapes(); // loads the module now, so a broken build fails here
-            JCudaDriver.cuStreamCreate(stream, CUstream_flags.CU_STREAM_NON_BLOCKING);
-            streamCreated = true;
+            lane.createStream(CUstream_flags.CU_STREAM_NON_BLOCKING);
         } catch (RuntimeException | Error e) {
             closed = true;
             RuntimeException f = release();
@@ -119,7 +117,7 @@ final class CudaSoftmaxBackend implements SoftmaxBackend {
         try {
             run(spec, q, qStart, k, v, kStart, out, plan);
         } catch (CudaException e) {
-            drainQuietly();
+            lane.drainQuietly();
             device.noteError(e);
             String what = "GPU " + device + ": softmax attention of " + nq + " queries over " + nk + " keys [" + spec
                     + ", " + q.dtype() + "] failed: " + e.getMessage();
@@ -128,7 +126,7 @@ final class CudaSoftmaxBackend implements SoftmaxBackend {
             }
             throw new IllegalStateException(what, e);
         } catch (RuntimeException | Error e) {
-            drainQuietly();
+            lane.drainQuietly();
             throw e;
         }
     }
@@ -251,20 +249,6 @@ final class CudaSoftmaxBackend implements SoftmaxBackend {
         b.slice().order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer().get(into.lse(), 0, (int) (lseBytes / 4));
     }
 
-    private void synchronize() {
-        if (streamCreated) {
-            JCudaDriver.cuStreamSynchronize(stream);
-        }
-    }
-
-    private void drainQuietly() {
-        try {
-            synchronize();
-        } catch (RuntimeException ignored) {
-            // the error that brought us here is the one reported
-        }
-    }
-
     @Override
     public void close() {
         if (closed) {
@@ -278,28 +262,8 @@ final class CudaSoftmaxBackend implements SoftmaxBackend {
         }
     }
 
-    /**
-     * Drains the stream, frees every buffer and the allocator, then destroys the stream, going on
-     * past failures; returns the first (later ones suppressed in it), or null.
-     */
+    /** Drains the stream, frees every buffer and the allocator, destroys the stream: the first failure, or null. */
     private RuntimeException release() {
-        List<RuntimeException> failures = new ArrayList<>();
-        SlicePipeline.attempt(failures, this::synchronize);
-        for (Buffer b : new Buffer[] {qDev, kDev, vDev, oDev, lseDev, hostIn, hostOut}) {
-            SlicePipeline.attempt(failures, b::close);
-        }
-        SlicePipeline.attempt(failures, memory::close);
-        if (streamCreated) {
-            SlicePipeline.attempt(failures, () -> JCudaDriver.cuStreamDestroy(stream));
-            streamCreated = false;
-        }
-        if (failures.isEmpty()) {
-            return null;
-        }
-        RuntimeException first = failures.get(0);
-        for (RuntimeException later : failures.subList(1, failures.size())) {
-            first.addSuppressed(later);
-        }
-        return first;
+        return lane.release(qDev, kDev, vDev, oDev, lseDev, hostIn, hostOut);
     }
 }
