@@ -44,15 +44,17 @@ import java.util.Map;
 final class Tasks implements Serializable {
     private static final long serialVersionUID = 1L;
 
-    /** A piece with the file it belongs to. */
+    /** A piece with the file it belongs to (and, for a first piece, the stored state its sequence continues, or null). */
     static final class PieceItem implements Serializable {
         private static final long serialVersionUID = 1L;
         final SequenceFile file;
         final Piece piece;
+        final StoredStates.State stored;
 
-        PieceItem(SequenceFile file, Piece piece) {
+        PieceItem(SequenceFile file, Piece piece, StoredStates.State stored) {
             this.file = file;
             this.piece = piece;
+            this.stored = stored;
         }
     }
 
@@ -63,12 +65,15 @@ final class Tasks implements Serializable {
         final int sequence;
         final BlockScan.Unit unit;
         final long[] tokens;
+        /** The stored state the sequence continues (--initial-states), or null. */
+        final StoredStates.State stored;
 
-        ScanItem(SequenceFile file, int sequence, BlockScan.Unit unit, long[] tokens) {
+        ScanItem(SequenceFile file, int sequence, BlockScan.Unit unit, long[] tokens, StoredStates.State stored) {
             this.file = file;
             this.sequence = sequence;
             this.unit = unit;
             this.tokens = tokens;
+            this.stored = stored;
         }
     }
 
@@ -297,7 +302,7 @@ final class Tasks implements Serializable {
         public LightningState initial() throws IOException {
             SequenceFile f = item.file;
             try (SequenceFiles.Opened in = SequenceFiles.open(f, hadoop.get())) {
-                return PieceWork.initialState(in.reader, f, spec, item.sequence);
+                return initialState(in, f, spec, item.sequence, item.stored);
             } catch (NonFiniteInputException e) {
                 // skip mode: the sequence is dropped after pass 2; zeros keep the scan going
                 skipped.add(skipOrThrow(e));
@@ -360,7 +365,7 @@ final class Tasks implements Serializable {
                     try (SequenceFiles.Opened in = SequenceFiles.open(f, hadoop.get())) {
                         AttentionSpec spec = spec(f);
                         LightningState incoming = p.isFirst()
-                                ? PieceWork.initialState(in.reader, f, spec, p.sequence())
+                                ? initialState(in, f, spec, p.sequence(), it.stored)
                                 : readState(stagingFs, staging.incomingState(p.sequence(), p.index()), spec);
                         List<Staging.Written> written = CpuFallback.run(backend, cfg.gpuOomToCpu(), f.name + " " + p,
                                 b -> outputsOf(b, in.reader, f, p, incoming, stagingFs, attempt(ctx)));
@@ -528,6 +533,17 @@ final class Tasks implements Serializable {
                 start += pieceTokens[p];
             }
         }
+    }
+
+    /**
+     * The state a sequence starts from: its stored state with --initial-states (read here, with
+     * positioned reads; the driver checked its shape and that the file has no initial state of its
+     * own), else the file's initial_state/initial_normalizer or zero.
+     */
+    private LightningState initialState(SequenceFiles.Opened in, SequenceFile f, AttentionSpec spec, int sequence,
+                                        StoredStates.State stored) throws IOException {
+        return stored != null ? stored.read(hadoop.get(), spec, f.name, sequence)
+                : PieceWork.initialState(in.reader, f, spec, sequence);
     }
 
     private static LightningState readState(FileSystem fs, Path path, AttentionSpec spec) throws IOException {
