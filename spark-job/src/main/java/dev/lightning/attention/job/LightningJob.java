@@ -382,7 +382,7 @@ final class LightningJob {
                         + "from the stored set");
                 continue;
             }
-            String why = s.mismatch(f, f.spec(cfg.get(Settings.SCALE), cfg.chunkSize(), cfg.variant()));
+            String why = s.mismatch(f.spec(cfg.get(Settings.SCALE), cfg.chunkSize(), cfg.variant()));
             if (why != null) {
                 problems.add(f.name + ": the stored state does not fit: " + why);
                 continue;
@@ -772,6 +772,9 @@ final class LightningJob {
         ObjectNode settings = root.putObject("settings");
         cfg.describe().forEach(settings::put);
         root.put("sequences", files.size());
+        if (stored != null) {
+            root.put(SafetensorsStates.REPORT_KEY, true); // this run publishes _states.json
+        }
         summary.forEach(root::put);
         if (softmaxPlan != null) {
             root.set("softmax", softmaxPlan);

@@ -80,6 +80,7 @@ final class SafetensorsStates implements StoredStates {
         Path manifest = new Path(root, MANIFEST);
         boolean listed = !fs.exists(manifest);
         if (!listed) {
+            checkCurrent(fs, root);
             JsonNode m;
             try (FSDataInputStream in = fs.open(manifest)) {
                 m = new ObjectMapper().readTree((java.io.InputStream) in);
@@ -128,6 +129,32 @@ final class SafetensorsStates implements StoredStates {
             pool.shutdownNow();
         }
     }
+
+    /**
+     * A manifest is the state set only if the directory's last run wrote it: a later run without
+     * --initial-states into the same directory (with --overwrite) replaces results the manifest
+     * names by file, with other token counts, and leaves the manifest. The run report says
+     * whether its run published one ({@link #REPORT_KEY}).
+     */
+    private static void checkCurrent(FileSystem fs, Path root) throws IOException {
+        Path report = new Path(root, LightningJob.REPORT);
+        boolean current = false;
+        if (fs.exists(report)) {
+            try (FSDataInputStream in = fs.open(report)) {
+                current = new ObjectMapper().readTree((java.io.InputStream) in).path(REPORT_KEY).asBoolean(false);
+            }
+        }
+        if (!current) {
+            throw new InvalidInputException("--initial-states " + root + ": its " + MANIFEST + " was not written by "
+                    + "the directory's last run (" + LightningJob.REPORT + " does not list it: a run without "
+                    + "--initial-states wrote there since), so it may name states that were replaced; rerun the "
+                    + "append that wrote it, or remove " + MANIFEST + " to use the directory's own results as the "
+                    + "state set");
+        }
+    }
+
+    /** The run report's key saying that the run published {@link #MANIFEST}. */
+    static final String REPORT_KEY = "statesManifest";
 
     /** The results below {@code dir}: files (names relative to the root) and parts indexes (without the suffix). */
     private static void list(FileSystem fs, Path dir, String prefix, Map<String, String> found) throws IOException {

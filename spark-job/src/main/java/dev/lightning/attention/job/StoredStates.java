@@ -3,7 +3,6 @@ package dev.lightning.attention.job;
 import dev.lightning.attention.engine.AttentionSpec;
 import dev.lightning.attention.engine.LightningState;
 import dev.lightning.attention.stream.NonFiniteInputException;
-import dev.lightning.attention.stream.SequenceFile;
 import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.InvalidInputException;
 import dev.lightning.attention.tensor.NonFinite;
@@ -95,11 +94,11 @@ interface StoredStates {
         }
 
         /**
-         * Why this state cannot start {@code f} in a run computing {@code spec} (null when it can):
+         * Why this state cannot start an input that this run computes as {@code spec} (null when it can):
          * the heads and widths must be the file's, a normalizing run needs a stored z and a plain one
          * refuses it (as it refuses {@code initial_normalizer}), and the feature map must be the same.
          */
-        String mismatch(SequenceFile f, AttentionSpec spec) {
+        String mismatch(AttentionSpec spec) {
             String expected = "S [" + spec.heads() + ", " + spec.dk() + ", " + spec.dv() + "]"
                     + (spec.normalized() ? " with z [" + spec.heads() + ", " + spec.dk() + "] (--normalize)"
                     : " without a normalizer z (no --normalize)");
