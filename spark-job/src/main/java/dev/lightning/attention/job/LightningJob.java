@@ -419,7 +419,7 @@ final class LightningJob {
         }
         Path staged = staging.stagedOutput(SafetensorsStates.MANIFEST);
         fs.delete(staged, false); // an earlier attempt's (before --resume): written again
-        Staging.writeAtomically(fs, staged, "driver", SafetensorsStates.manifest(written, untouched));
+        Staging.writeAtomically(fs, staged, "driver", o -> SafetensorsStates.writeManifest(written, untouched, o));
         return SafetensorsStates.MANIFEST;
     }
 

@@ -276,14 +276,44 @@ final class SafetensorsStates implements StoredStates {
      * bytes.
      */
     static byte[] manifest(Map<String, Long> written, Map<String, State> untouched) throws IOException {
-        ObjectMapper json = new ObjectMapper();
-        var root = json.createObjectNode();
-        root.put("format", FORMAT);
-        var seqs = root.putObject("sequences");
-        Map<String, Object[]> all = new TreeMap<>();
-        written.forEach((name, t) -> all.put(name, new Object[] {"file", name, t}));
-        untouched.forEach((name, s) -> all.put(name, new Object[] {"uri", s.location, s.tokens}));
-        all.forEach((name, v) -> seqs.putObject(name).put((String) v[0], (String) v[1]).put("tokens", (Long) v[2]));
-        return json.writerWithDefaultPrettyPrinter().writeValueAsBytes(root);
+        java.io.ByteArrayOutputStream bytes = new java.io.ByteArrayOutputStream();
+        writeManifest(written, untouched, bytes);
+        return bytes.toByteArray();
+    }
+
+    /** {@link #manifest}, streamed (indented JSON): nothing per sequence held but the maps given. */
+    static void writeManifest(Map<String, Long> written, Map<String, State> untouched, java.io.OutputStream out)
+            throws IOException {
+        TreeMap<String, Boolean> names = new TreeMap<>();
+        written.keySet().forEach(n -> names.put(n, true));
+        untouched.keySet().forEach(n -> names.putIfAbsent(n, false));
+        try (com.fasterxml.jackson.core.JsonGenerator g = new ObjectMapper().getFactory().createGenerator(
+                new java.io.FilterOutputStream(out) {
+                    @Override
+                    public void close() throws IOException {
+                        flush(); // the caller closes its stream
+                    }
+                })) {
+            g.useDefaultPrettyPrinter();
+            g.writeStartObject();
+            g.writeStringField("format", FORMAT);
+            g.writeFieldName("sequences");
+            g.writeStartObject();
+            for (Map.Entry<String, Boolean> e : names.entrySet()) {
+                g.writeFieldName(e.getKey());
+                g.writeStartObject();
+                if (e.getValue()) {
+                    g.writeStringField("file", e.getKey());
+                    g.writeNumberField("tokens", written.get(e.getKey()));
+                } else {
+                    State st = untouched.get(e.getKey());
+                    g.writeStringField("uri", st.location);
+                    g.writeNumberField("tokens", st.tokens);
+                }
+                g.writeEndObject();
+            }
+            g.writeEndObject();
+            g.writeEndObject();
+        }
     }
 }
