@@ -58,7 +58,8 @@ class AppendJobTest {
 
     /**
      * Plain attention, Dk != Dv, H = 3: "a" cut at 333 (not a chunk multiple), "b" with a 1-token
-     * first run, "c" only in run 1 (untouched), "d" only in run 2 (no stored state: from zero).
+     * first run, "c" only in run 1 (untouched), "d" only in run 2 (no stored state: from zero), "e"
+     * only in run 2 with its own initial_state (from that).
      * Run 2 unsplit and split into 64-token pieces (the stored state enters the scan as the
      * incoming state of piece 0); both equal the single run and the float64 reference.
      */
@@ -69,6 +70,7 @@ class AppendJobTest {
         Sequence b = Sequence.random(2, 63, 3, 16, 20, DType.F32, null, false);
         Sequence c = Sequence.random(3, 100, 3, 16, 20, DType.F32, null, false);
         Sequence d = Sequence.random(4, 200, 3, 16, 20, DType.F32, null, false);
+        Sequence e = Sequence.random(6, 90, 3, 16, 20, DType.F32, null, true); // its own initial_state
         int cutA = 333;
         int cutB = 1;
         Path oldIn = JobHarness.writeSequences(tmp.resolve("old-in"), Map.of(
@@ -76,34 +78,38 @@ class AppendJobTest {
                 "c.safetensors", c));
         Path newIn = JobHarness.writeSequences(tmp.resolve("new-in"), Map.of(
                 "a.safetensors", a.range(cutA, a.tokens, null), "b.safetensors", b.range(cutB, b.tokens, null),
-                "d.safetensors", d));
+                "d.safetensors", d, "e.safetensors", e));
         Path old = tmp.resolve("old");
         run(args(oldIn, old, List.of(), "--partition-tokens", "128"));
 
         Result refA = a.reference(1.0);
         Result refB = b.reference(1.0);
         Result refD = d.reference(1.0);
+        Result refE = e.reference(1.0);
         int rowA = 3 * 20;
         for (String partition : new String[] {"100000", "64"}) {
             Path out = tmp.resolve("new-" + partition);
             Outcome o = run(args(newIn, out, List.of("--initial-states", old.toString()), "--partition-tokens",
                     partition, "--window-bytes", "4k"));
-            assertTrue(o.out.contains("2 of 3 sequences continue from a stored state"), o.out);
+            assertTrue(o.out.contains("2 of 4 sequences continue from a stored state"), o.out);
             if ("64".equals(partition)) {
                 assertTrue(o.out.contains("scan"), "run 2 split: " + o.out);
             }
             Result gotA = Result.read(out.resolve("a.safetensors"));
             Result gotB = Result.read(out.resolve("b.safetensors"));
             Result gotD = Result.read(out.resolve("d.safetensors"));
+            Result gotE = Result.read(out.resolve("e.safetensors"));
             String what = "partition " + partition;
-            double e = relativeError(gotA.o, rows(refA.o, rowA, cutA, a.tokens));
-            assertTrue(e <= 1e-5, what + ": a o vs float64 " + e);
+            double errA = relativeError(gotA.o, rows(refA.o, rowA, cutA, a.tokens));
+            assertTrue(errA <= 1e-5, what + ": a o vs float64 " + errA);
             assertTrue(relativeError(gotA.state, refA.state) <= 1e-5, what + ": a final state vs float64");
             assertTrue(relativeError(gotB.o, rows(refB.o, rowA, cutB, b.tokens)) <= 1e-5, what + ": b o vs float64");
             assertTrue(relativeError(gotB.state, refB.state) <= 1e-5, what + ": b final state vs float64");
             // no stored state: from zero, as a run without --initial-states
             assertTrue(relativeError(gotD.o, refD.o) <= 1e-5, what + ": d o vs float64 from zero");
             assertTrue(relativeError(gotD.state, refD.state) <= 1e-5, what + ": d state vs float64 from zero");
+            // no stored state, its own initial_state: from that
+            assertTrue(relativeError(gotE.o, refE.o) <= 1e-5, what + ": e o vs float64 from its initial_state");
         }
         // against the job's own single run over the concatenation
         Path wholeIn = JobHarness.writeSequences(tmp.resolve("whole-in"), Map.of("a.safetensors", a));
@@ -118,7 +124,7 @@ class AppendJobTest {
         JsonNode m = new ObjectMapper().readTree(tmp.resolve("new-64").resolve("_states.json").toFile());
         assertEquals("lightning-states-1", m.path("format").asText());
         JsonNode seqs = m.path("sequences");
-        assertEquals(4, seqs.size(), m.toString());
+        assertEquals(5, seqs.size(), m.toString());
         assertEquals("a.safetensors", seqs.path("a.safetensors").path("file").asText());
         assertEquals(1000, seqs.path("a.safetensors").path("tokens").asLong());
         assertEquals(63, seqs.path("b.safetensors").path("tokens").asLong());
@@ -232,6 +238,11 @@ class AppendJobTest {
         assertEquals(2, o.status, o.out + o.err);
         assertTrue(o.err.contains("x.safetensors") && o.err.contains("initial_state")
                 && o.err.contains("stored state"), o.err);
+
+        o = lightning(args(same, tmp.resolve("o5"), List.of("--initial-states", old.toString(), "--attention",
+                "softmax")).toArray(new String[0]));
+        assertEquals(2, o.status, o.out + o.err);
+        assertTrue(o.err.contains("--initial-states") && o.err.contains("lightning attention only"), o.err);
 
         Path uncommitted = Files.createDirectories(tmp.resolve("uncommitted"));
         Files.copy(old.resolve("x.safetensors"), uncommitted.resolve("x.safetensors"));
