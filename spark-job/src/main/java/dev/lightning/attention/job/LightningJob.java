@@ -367,12 +367,17 @@ final class LightningJob {
      * stored state whose shape or feature map does not fit the input in this run.
      */
     private void matchStoredStates(List<SequenceFile> files) throws IOException {
-        stored = StoredStates.open(hadoopConf, cfg.get(Settings.INITIAL_STATES)).states();
+        StoredStates set = StoredStates.open(hadoopConf, cfg.get(Settings.INITIAL_STATES));
+        stored = set.states();
         List<String> problems = new ArrayList<>();
         for (int i = 0; i < files.size(); i++) {
             SequenceFile f = files.get(i);
             StoredStates.State s = stored.get(f.name);
             if (s == null) {
+                if (set.unreadable().containsKey(f.name)) {
+                    problems.add(f.name + ": the stored result of that name holds no readable state ("
+                            + set.unreadable().get(f.name) + "); fix or remove it there");
+                }
                 continue;
             }
             if (f.initialStateOffset >= 0 || f.initialNormalizerOffset >= 0) {

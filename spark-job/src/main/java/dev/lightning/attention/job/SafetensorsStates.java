@@ -38,14 +38,22 @@ final class SafetensorsStates implements StoredStates {
     static final String FORMAT = "lightning-states-1";
 
     private final Map<String, State> states;
+    /** Files of a listed directory that are not readable states, by name: why. */
+    private final Map<String, String> unreadable;
 
-    private SafetensorsStates(Map<String, State> states) {
+    private SafetensorsStates(Map<String, State> states, Map<String, String> unreadable) {
         this.states = states;
+        this.unreadable = unreadable;
     }
 
     @Override
     public Map<String, State> states() {
         return states;
+    }
+
+    @Override
+    public Map<String, String> unreadable() {
+        return unreadable;
     }
 
     /** A state at a byte offset of a safetensors file (S, and z at its own offset or -1). */
@@ -107,14 +115,16 @@ final class SafetensorsStates implements StoredStates {
                 futures.put(e.getKey(), pool.submit(() -> describe(fs, e.getValue(), tokens.get(e.getKey()), !listed)));
             }
             Map<String, State> states = new TreeMap<>();
+            Map<String, String> unreadable = new TreeMap<>();
             for (Map.Entry<String, Future<State>> e : futures.entrySet()) {
                 try {
-                    State s = e.getValue().get();
-                    if (s != null) {
-                        states.put(e.getKey(), s);
-                    }
+                    states.put(e.getKey(), e.getValue().get());
                 } catch (java.util.concurrent.ExecutionException x) {
                     Throwable c = x.getCause();
+                    if (listed && c instanceof InvalidInputException) {
+                        unreadable.put(e.getKey(), c.getMessage()); // another file, or a broken result: see unreadable()
+                        continue;
+                    }
                     if (c instanceof RuntimeException) {
                         throw (RuntimeException) c;
                     }
@@ -124,7 +134,7 @@ final class SafetensorsStates implements StoredStates {
                     throw new IOException("interrupted while reading stored states", x);
                 }
             }
-            return new SafetensorsStates(states);
+            return new SafetensorsStates(states, unreadable);
         } finally {
             pool.shutdownNow();
         }
@@ -178,8 +188,8 @@ final class SafetensorsStates implements StoredStates {
 
     /**
      * The state of the result at {@code location} ({@code NAME}, or its parts index when only that
-     * exists), or null when it stores none: in a listing, files that are not safetensors outputs
-     * with a final_state are not states; a manifest's entries must be.
+     * exists). Throws InvalidInputException where it holds none; a manifest's entries say so in
+     * the message.
      */
     private static State describe(FileSystem fs, String location, Long chainTokens, boolean required)
             throws IOException {
@@ -196,6 +206,8 @@ final class SafetensorsStates implements StoredStates {
                 JsonNode root;
                 try (FSDataInputStream in = fs.open(index)) {
                     root = new ObjectMapper().readTree((java.io.InputStream) in);
+                } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
+                    throw new InvalidInputException(index.getName() + ": not a parts index: " + e.getOriginalMessage(), e);
                 }
                 for (JsonNode part : root.path("parts")) {
                     if (part.path("tensors").has("final_state")) {
@@ -209,17 +221,12 @@ final class SafetensorsStates implements StoredStates {
                     }
                 }
             }
-        } catch (InvalidInputException | IOException e) {
-            if (required) {
-                throw new InvalidInputException("--initial-states: " + location + ": " + e.getMessage(), e);
-            }
-            return null;
+        } catch (InvalidInputException e) {
+            throw required ? new InvalidInputException("--initial-states: " + location + ": " + e.getMessage(), e) : e;
         }
-        if (required) {
-            throw new InvalidInputException("--initial-states: the manifest names " + location + ", which is missing; "
-                    + "the stored state set is incomplete");
-        }
-        return null;
+        throw new InvalidInputException(required ? "--initial-states: the manifest names " + location + ", which is "
+                + "missing or holds no final_state; the stored state set is incomplete"
+                : location + ": neither it nor its parts index holds a final_state");
     }
 
     private static State of(SafetensorsHeader tensors, SafetensorsHeader meta, FileStatus st, String location,
@@ -265,6 +272,8 @@ final class SafetensorsStates implements StoredStates {
             return SafetensorsHeader.parse(name, text, st.getLen());
         } catch (java.io.EOFException e) {
             throw new InvalidInputException(name + ": not a safetensors file (too short)", e);
+        } catch (RuntimeException e) { // a header that does not parse: not a safetensors file
+            throw e instanceof InvalidInputException ? e : new InvalidInputException(name + ": " + e.getMessage(), e);
         }
     }
 

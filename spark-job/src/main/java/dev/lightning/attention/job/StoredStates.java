@@ -32,6 +32,15 @@ interface StoredStates {
     Map<String, State> states();
 
     /**
+     * Results of the stored set that are not readable states (a broken or foreign file under a
+     * result's name), by name: why. An input of such a name is refused rather than started from
+     * zero; other such files are not part of the set.
+     */
+    default Map<String, String> unreadable() {
+        return Map.of();
+    }
+
+    /**
      * Opens {@code --initial-states} {@code dir}: checks that it is a committed output (its
      * {@code _SUCCESS} is there) and reads what it stores. Only safetensors outputs exist so far.
      */

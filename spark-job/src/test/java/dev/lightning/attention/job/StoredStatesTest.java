@@ -61,6 +61,7 @@ class StoredStatesTest {
         float[] s2 = random(rnd, 2 * 4 * 4);
         result(dir.resolve("sub/x.safetensors"), 1, 2, 4, 4, s2, null);
         Files.writeString(dir.resolve("notes.txt"), "not a result");
+        Files.write(dir.resolve("broken.safetensors"), new byte[] {(byte) 200, 0, 0, 0, 0, 0, 0, 0, '{'});
         Files.write(dir.resolve(".hidden"), new byte[3]);
         Files.writeString(dir.resolve("_lightning_report.json"), "{}");
         assertThrows(InvalidInputException.class, () -> StoredStates.open(CONF, dir.toString()),
@@ -69,6 +70,8 @@ class StoredStatesTest {
 
         Map<String, StoredStates.State> states = StoredStates.open(CONF, dir.toString()).states();
         assertEquals(List.of("r.safetensors", "sub/x.safetensors"), new ArrayList<>(states.keySet()));
+        Map<String, String> unreadable = StoredStates.open(CONF, dir.toString()).unreadable();
+        assertEquals(List.of("broken.safetensors", "notes.txt"), new ArrayList<>(unreadable.keySet()));
         StoredStates.State r = states.get("r.safetensors");
         assertEquals(11, r.tokens);
         assertTrue(r.normalizer);

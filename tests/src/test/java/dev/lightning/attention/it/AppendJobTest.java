@@ -205,7 +205,8 @@ class AppendJobTest {
     /**
      * Refused before compute with exit 2: a stored state of another shape (naming the sequence,
      * what was expected and what was found), a stored plain state in a --normalize run, an input
-     * holding its own initial_state as well, a directory that is not a committed output, and
+     * holding its own initial_state as well, a stored result of the input's name that is not a
+     * readable state (not started from zero), a directory that is not a committed output, and
      * --initial-states overlapping --output.
      */
     @Test
@@ -243,6 +244,14 @@ class AppendJobTest {
                 "softmax")).toArray(new String[0]));
         assertEquals(2, o.status, o.out + o.err);
         assertTrue(o.err.contains("--initial-states") && o.err.contains("lightning attention only"), o.err);
+
+        Path broken = Files.createDirectories(tmp.resolve("broken"));
+        Files.write(broken.resolve("x.safetensors"), new byte[] {1, 2, 3});
+        Files.write(broken.resolve("_SUCCESS"), new byte[0]);
+        o = lightning(args(same, tmp.resolve("o6"), List.of("--initial-states", broken.toString()))
+                .toArray(new String[0]));
+        assertEquals(2, o.status, o.out + o.err);
+        assertTrue(o.err.contains("x.safetensors: the stored result of that name holds no readable state"), o.err);
 
         Path uncommitted = Files.createDirectories(tmp.resolve("uncommitted"));
         Files.copy(old.resolve("x.safetensors"), uncommitted.resolve("x.safetensors"));
