@@ -161,9 +161,10 @@ final class OutputDirectory {
         }
         if (stored != null) {
             ArrayNode states = n.putArray("initialStates");
-            for (String[] row : StoredStates.describe(stored)) {
-                states.addObject().put("name", row[0]).put("path", row[1]).put("bytes", Long.parseLong(row[2]))
-                        .put("modified", Long.parseLong(row[3]));
+            for (Map.Entry<String, StoredStates.State> e : new java.util.TreeMap<>(stored).entrySet()) {
+                StoredStates.State st = e.getValue();
+                states.addObject().put("name", e.getKey()).put("path", st.file).put("bytes", st.fileBytes)
+                        .put("modified", st.fileModified);
             }
         }
         return n;

@@ -15,8 +15,6 @@ import java.io.IOException;
 import java.io.Serializable;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
-import java.util.ArrayList;
-import java.util.List;
 import java.util.Map;
 
 /**
@@ -142,15 +140,5 @@ interface StoredStates {
             ByteBuffer.wrap(raw).order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer().get(values);
             return values;
         }
-    }
-
-    /** The fingerprint lines of the states a run uses: each file's URI, size and modification time. */
-    static List<String[]> describe(Map<String, State> states) {
-        List<String[]> rows = new ArrayList<>();
-        for (Map.Entry<String, State> e : new java.util.TreeMap<>(states).entrySet()) {
-            State s = e.getValue();
-            rows.add(new String[] {e.getKey(), s.file, Long.toString(s.fileBytes), Long.toString(s.fileModified)});
-        }
-        return rows;
     }
 }
