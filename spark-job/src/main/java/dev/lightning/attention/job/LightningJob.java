@@ -224,8 +224,7 @@ final class LightningJob {
             List<Tasks.PieceItem> items = new ArrayList<>();
             List<Tasks.PieceItem> firstPass = new ArrayList<>();
             for (Piece p : partition) {
-                Tasks.PieceItem item = new Tasks.PieceItem(files.get(p.sequence()), p,
-                        p.isFirst() ? continued.get(p.sequence()) : null);
+                Tasks.PieceItem item = new Tasks.PieceItem(files.get(p.sequence()), p, continued.get(p.sequence()));
                 items.add(item);
                 if (p.isSplit() && !p.isLast()) {
                     firstPass.add(item);
@@ -268,7 +267,7 @@ final class LightningJob {
         List<dev.lightning.attention.tensor.SafetensorsHeader> sharedHeaders = new ArrayList<>();
         for (int s : shared.keySet()) {
             sharedNames.add(files.get(s).name);
-            sharedHeaders.add(outputTasks.outputHeader(files.get(s)));
+            sharedHeaders.add(outputTasks.outputHeader(files.get(s), continued.get(s)));
         }
         splitOutputs.prepare(outFs, sharedNames, sharedHeaders);
         PassReport outputs = runPass("pass 2/2: outputs", pass2, pass2Hosts, totalTokens,
@@ -280,7 +279,7 @@ final class LightningJob {
         for (Map.Entry<Integer, long[]> e : shared.entrySet()) {
             if (!skipped.containsKey(e.getKey())) {
                 SequenceFile f = files.get(e.getKey());
-                publishedAs.put(e.getKey(), splitOutputs.finish(outFs, f.name, outputTasks.outputHeader(f), outputTasks.spec(f),
+                publishedAs.put(e.getKey(), splitOutputs.finish(outFs, f.name, outputTasks.outputHeader(f, continued.get(e.getKey())), outputTasks.spec(f),
                         cfg.variant(), e.getValue()));
             }
         }
@@ -295,7 +294,8 @@ final class LightningJob {
         int results = 0;
         for (Map.Entry<Integer, long[]> e : checksumSplits.entrySet()) {
             if (!skipped.containsKey(e.getKey())) {
-                outputTasks.writeChecksumsResult(outFs, files.get(e.getKey()), e.getKey(), e.getValue());
+                outputTasks.writeChecksumsResult(outFs, files.get(e.getKey()), e.getKey(), e.getValue(),
+                        Tasks.tokenOffset(continued.get(e.getKey())));
                 results++;
             }
         }

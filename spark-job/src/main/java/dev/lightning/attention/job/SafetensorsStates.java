@@ -245,8 +245,19 @@ final class SafetensorsStates implements StoredStates {
                     + "], found " + z.dtypeName() + " " + Arrays.toString(z.shape()));
         }
         String featureMap = meta.metadata().getOrDefault("feature_map", "identity");
+        // tokens absorbed: the manifest's, else the result's own T after its token_offset (a continued sequence's)
+        long absorbed = tokens;
+        String offset = meta.metadata().get(Tasks.TOKEN_OFFSET);
+        if (offset != null && tokens >= 0) {
+            try {
+                absorbed = Long.parseLong(offset) + tokens;
+            } catch (NumberFormatException e) {
+                throw new InvalidInputException(location + ": metadata " + Tasks.TOKEN_OFFSET + " '" + offset
+                        + "' is not a token count", e);
+            }
+        }
         return new FileState((int) s.dim(0), (int) s.dim(1), (int) s.dim(2), z == null ? -1 : z.begin(), featureMap,
-                chainTokens != null && chainTokens >= 0 ? chainTokens : tokens, location, st, s.begin());
+                chainTokens != null && chainTokens >= 0 ? chainTokens : absorbed, location, st, s.begin());
     }
 
     /** T of an "o_shape" metadata value "[T, H, Dv]" (--output-mode checksums), or -1. */

@@ -32,8 +32,10 @@ final class Settings {
                     + "states: remove one), as is a stored state whose shape (H, Dk, Dv, z present or not) or feature "
                     + "map does not fit. The run also publishes `_states.json`, the complete state set: every "
                     + "sequence of this run by its file here, every stored one it did not touch by where its state "
-                    + "still lies (keep DIR), each with the tokens its state has absorbed. --state-every counts from "
-                    + "this run's first token.");
+                    + "still lies (keep DIR), each with the tokens its state has absorbed. A continued output records "
+                    + "`token_offset` (the tokens its stored state had absorbed); --state-every counts from this "
+                    + "run's first token, so `states[c]` sits at token token_offset + (c+1)N - 1 of the whole "
+                    + "sequence.");
     static final Setting<Boolean> RECURSIVE = Setting.flagSwitch("--recursive", "spark.lightning.recursive",
             "With a directory as --input, also take the files of its subdirectories (names starting with `.` "
                     + "or `_` are skipped).");

@@ -51,6 +51,14 @@ class AppendJobTest {
         return succeed(a.toArray(new String[0]));
     }
 
+    /** The {@code __metadata__} of a safetensors file. */
+    static JsonNode metadata(Path file) throws IOException {
+        byte[] raw = Files.readAllBytes(file);
+        long n = java.nio.ByteBuffer.wrap(raw, 0, 8).order(java.nio.ByteOrder.LITTLE_ENDIAN).getLong();
+        return new ObjectMapper().readTree(new String(raw, 8, (int) n, java.nio.charset.StandardCharsets.UTF_8))
+                .path("__metadata__");
+    }
+
     /** Rows [from, to) of a [T, ...] float array with {@code row} values per token. */
     private static float[] rows(float[] x, int row, int from, int to) {
         return Arrays.copyOfRange(x, from * row, to * row);
@@ -110,6 +118,11 @@ class AppendJobTest {
             assertTrue(relativeError(gotD.state, refD.state) <= 1e-5, what + ": d state vs float64 from zero");
             // no stored state, its own initial_state: from that
             assertTrue(relativeError(gotE.o, refE.o) <= 1e-5, what + ": e o vs float64 from its initial_state");
+            // where each output sits in its whole sequence
+            assertEquals("333", metadata(out.resolve("a.safetensors")).path("token_offset").asText(), what);
+            assertEquals("1", metadata(out.resolve("b.safetensors")).path("token_offset").asText(), what);
+            assertTrue(metadata(out.resolve("d.safetensors")).path("token_offset").isMissingNode(), what);
+            assertTrue(metadata(out.resolve("e.safetensors")).path("token_offset").isMissingNode(), what);
         }
         // against the job's own single run over the concatenation
         Path wholeIn = JobHarness.writeSequences(tmp.resolve("whole-in"), Map.of("a.safetensors", a));
@@ -149,6 +162,15 @@ class AppendJobTest {
         assertEquals(tmp.resolve("new-64").resolve("a.safetensors").toUri().getPath(),
                 java.net.URI.create(m3.path("a.safetensors").path("uri").asText()).getPath());
         assertEquals(1000, m3.path("a.safetensors").path("tokens").asLong());
+
+        // a directory without a manifest: a continued result's tokens are its token_offset + T
+        Path bare = Files.createDirectories(tmp.resolve("bare"));
+        Files.copy(tmp.resolve("new-64").resolve("a.safetensors"), bare.resolve("a.safetensors"));
+        Files.write(bare.resolve("_SUCCESS"), new byte[0]);
+        Path fourth = tmp.resolve("fourth");
+        run(args(thirdIn, fourth, List.of("--initial-states", bare.toString())));
+        assertEquals(1000, new ObjectMapper().readTree(fourth.resolve("_states.json").toFile()).path("sequences")
+                .path("a.safetensors").path("tokens").asLong());
     }
 
     private static float[] concat(float[] x, float[] y) {
@@ -186,6 +208,7 @@ class AppendJobTest {
             run(args(newIn, out, a, "--partition-tokens", partition, "--window-bytes", "4k"));
             Result got = Result.read(out.resolve("s.safetensors"));
             String what = "partition " + partition;
+            assertEquals("320", metadata(out.resolve("s.safetensors")).path("token_offset").asText(), what);
             assertTrue(relativeError(got.o, rows(ref.o, row, cut, s.tokens)) <= 1e-5, what + ": o vs float64");
             assertTrue(relativeError(got.state, ref.state) <= 1e-5, what + ": final state");
             assertTrue(relativeError(got.normalizer, ref.normalizer) <= 1e-5, what + ": final normalizer");
@@ -317,7 +340,8 @@ class AppendJobTest {
 
     /**
      * States stored in the parts form (a split sequence's NAME.index.json, the final state in its
-     * last part) and in --output-mode checksums results continue as one-file results do; a stored
+     * last part) and in --output-mode checksums results continue as one-file results do, also
+     * into a checksums run, whose float64 spot checks start from the stored state; a stored
      * state holding NaN fails the run like a non-finite initial_state (exit 2), and with
      * --skip-nonfinite the sequence is skipped and its stored state stays its current one.
      */
@@ -344,6 +368,22 @@ class AppendJobTest {
             assertTrue(relativeError(got.state, refP.state) <= 1e-5, form[1] + ": p state vs float64");
             JsonNode m = new ObjectMapper().readTree(out.resolve("_states.json").toFile()).path("sequences");
             assertEquals(400, m.path("p.safetensors").path("tokens").asLong(), form[1] + " " + m);
+
+            if ("checksums".equals(form[1])) {
+                // checksums out too: the float64 spot checks start from the stored state (they fail from zero)
+                Path sums = tmp.resolve("new-sums");
+                Outcome o = run(args(newIn, sums, List.of("--initial-states", old.toString(), "--output-mode",
+                        "checksums"), "--partition-tokens", "64"));
+                assertTrue(o.out.contains("p.safetensors: o crc32c"), o.out);
+                for (String n : new String[] {"p.safetensors", "q.safetensors"}) {
+                    JsonNode meta = metadata(sums.resolve(n));
+                    assertEquals("p.safetensors".equals(n) ? "150" : "130", meta.path("token_offset").asText(), n);
+                    assertTrue(Double.parseDouble(meta.path("spot_check_max_rel_error").asText()) <= 1e-4,
+                            n + ": " + meta);
+                }
+                Result got2 = Result.read(out.resolve("q.safetensors"));
+                assertTrue(relativeError(got2.state, refQ.state) <= 1e-5, "q state vs float64");
+            }
         }
 
         // a NaN in q's stored final state (one-file result): fails; with --skip-nonfinite q is skipped
