@@ -169,6 +169,15 @@ public final class SpotCheck {
     /** The row {@code point} holds, checked against the float64 reference. */
     public static Point check(RangeReader in, SequenceFile f, AttentionSpec spec, DType oDtype, Point point)
             throws IOException {
+        return check(in, f, spec, oDtype, point, null);
+    }
+
+    /**
+     * The same for a sequence that starts from {@code initial} (a state stored by an earlier run)
+     * instead of the file's initial_state; null: the file's, or zero.
+     */
+    public static Point check(RangeReader in, SequenceFile f, AttentionSpec spec, DType oDtype, Point point,
+                              LightningState initial) throws IOException {
         long t = point.token;
         int heads = spec.heads();
         long needed = 0;
@@ -184,7 +193,7 @@ public final class SpotCheck {
             needed = Math.max(needed, w);
             exact &= w == t + 1;
         }
-        double[] ref = reference(in, f, spec, t);
+        double[] ref = reference(in, f, spec, t, initial);
         TokenTensor o = TokenTensor.wrap(oDtype, 1, heads, spec.dv(), ByteBuffer.wrap(point.row));
         double worst = 0;
         double maxRef = 0;
@@ -208,6 +217,12 @@ public final class SpotCheck {
      * over min(t + 1, {@link #history}) tokens of history.
      */
     public static double[] reference(RangeReader in, SequenceFile f, AttentionSpec spec, long t) throws IOException {
+        return reference(in, f, spec, t, null);
+    }
+
+    /** {@link #reference(RangeReader, SequenceFile, AttentionSpec, long)} from {@code initial} (null: the file's initial state or zero). */
+    public static double[] reference(RangeReader in, SequenceFile f, AttentionSpec spec, long t, LightningState initial)
+            throws IOException {
         int heads = spec.heads();
         int dk = spec.dk();
         int dv = spec.dv();
@@ -259,8 +274,8 @@ public final class SpotCheck {
                 }
             }
         }
-        if (lo == 0 && (f.initialStateOffset >= 0 || f.initialNormalizerOffset >= 0)) {
-            LightningState init = PieceWork.initialState(in, f, spec, 0);
+        if (lo == 0 && (initial != null || f.initialStateOffset >= 0 || f.initialNormalizerOffset >= 0)) {
+            LightningState init = initial != null ? initial : PieceWork.initialState(in, f, spec, 0);
             for (int h = 0; h < heads; h++) {
                 if (first[h] != 0) {
                     continue; // this head's history was truncated: the initial state weighs below it

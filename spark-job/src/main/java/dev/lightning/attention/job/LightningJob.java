@@ -71,6 +71,10 @@ final class LightningJob {
     private final Map<Integer, ObjectNode> checksums = new java.util.TreeMap<>();
     /** Plan figures for the report. */
     private final Map<String, Long> summary = new java.util.LinkedHashMap<>();
+    /** With --initial-states: every stored state by name (the stored set); else null. */
+    private Map<String, StoredStates.State> stored;
+    /** With --initial-states: by sequence index, the stored state it continues (sequences without one are absent). */
+    private final Map<Integer, StoredStates.State> continued = new HashMap<>();
     /** With --attention softmax, its plan and how even it is, for the report; else null. */
     private ObjectNode softmaxPlan;
 
@@ -109,6 +113,10 @@ final class LightningJob {
             out.println("lightning: rejected " + r.getKey() + ": " + r.getValue());
         }
         PathOverlap.check(hadoopConf, inputs, given);
+        if (cfg.get(Settings.INITIAL_STATES) != null) {
+            PathOverlap.checkStates(hadoopConf, HadoopPaths.parse(cfg.get(Settings.INITIAL_STATES)), given);
+            matchStoredStates(files);
+        }
         // refuses an --output-form the output's file system cannot give, before anything is written
         SplitOutputs.Form form = SplitOutputs.Form.choose(cfg.get(Settings.OUTPUT_FORM), outFs, outputDir);
         OutputDirectory outputs = new OutputDirectory(cfg, outFs, outputDir, out);
@@ -122,7 +130,7 @@ final class LightningJob {
         try {
             // through JSON and back, to compare with what run.json holds (a long read back is an int node)
             ObjectMapper json = new ObjectMapper();
-            JsonNode fingerprint = json.readTree(json.writeValueAsBytes(outputs.fingerprint(files, statuses)));
+            JsonNode fingerprint = json.readTree(json.writeValueAsBytes(outputs.fingerprint(files, statuses, stored)));
             for (Commit.RunInfo finished : Commit.recover(outFs, outputDir, out)) {
                 if (cfg.get(Settings.RESUME) && Commit.RunInfo.differences(finished.fingerprint, fingerprint).isEmpty()) {
                     out.println("lightning: done: the interrupted run had reached its commit point with the same "
@@ -130,7 +138,7 @@ final class LightningJob {
                     return (ObjectNode) json.readTree(outFs.open(new Path(outputDir, REPORT)));
                 }
             }
-            outputs.checkExisting(files, form);
+            outputs.checkExisting(files, form, stored != null);
             PiecePlanner planner = new PiecePlanner(cfg.get(Settings.PARTITION_TOKENS), cfg.chunkSize());
             long[] lengths = new long[files.size()];
             for (int i = 0; i < lengths.length; i++) {
@@ -216,7 +224,7 @@ final class LightningJob {
             List<Tasks.PieceItem> items = new ArrayList<>();
             List<Tasks.PieceItem> firstPass = new ArrayList<>();
             for (Piece p : partition) {
-                Tasks.PieceItem item = new Tasks.PieceItem(files.get(p.sequence()), p);
+                Tasks.PieceItem item = new Tasks.PieceItem(files.get(p.sequence()), p, continued.get(p.sequence()));
                 items.add(item);
                 if (p.isSplit() && !p.isLast()) {
                     firstPass.add(item);
@@ -259,7 +267,7 @@ final class LightningJob {
         List<dev.lightning.attention.tensor.SafetensorsHeader> sharedHeaders = new ArrayList<>();
         for (int s : shared.keySet()) {
             sharedNames.add(files.get(s).name);
-            sharedHeaders.add(outputTasks.outputHeader(files.get(s)));
+            sharedHeaders.add(outputTasks.outputHeader(files.get(s), continued.get(s)));
         }
         splitOutputs.prepare(outFs, sharedNames, sharedHeaders);
         PassReport outputs = runPass("pass 2/2: outputs", pass2, pass2Hosts, totalTokens,
@@ -271,7 +279,7 @@ final class LightningJob {
         for (Map.Entry<Integer, long[]> e : shared.entrySet()) {
             if (!skipped.containsKey(e.getKey())) {
                 SequenceFile f = files.get(e.getKey());
-                publishedAs.put(e.getKey(), splitOutputs.finish(outFs, f.name, outputTasks.outputHeader(f), outputTasks.spec(f),
+                publishedAs.put(e.getKey(), splitOutputs.finish(outFs, f.name, outputTasks.outputHeader(f, continued.get(e.getKey())), outputTasks.spec(f),
                         cfg.variant(), e.getValue()));
             }
         }
@@ -286,7 +294,8 @@ final class LightningJob {
         int results = 0;
         for (Map.Entry<Integer, long[]> e : checksumSplits.entrySet()) {
             if (!skipped.containsKey(e.getKey())) {
-                outputTasks.writeChecksumsResult(outFs, files.get(e.getKey()), e.getKey(), e.getValue());
+                outputTasks.writeChecksumsResult(outFs, files.get(e.getKey()), e.getKey(), e.getValue(),
+                        Tasks.tokenOffset(continued.get(e.getKey())));
                 results++;
             }
         }
@@ -335,6 +344,9 @@ final class LightningJob {
                 published.addAll(publishedAs.getOrDefault(i, List.of(files.get(i).name)));
             }
         }
+        if (stored != null) {
+            published.add(stageManifest(files, staging, outFs));
+        }
         ObjectNode report = report(files, reports, "succeeded", null);
         stageReport(outFs, staging, report);
         Commit.commit(outFs, outputDir, staging, published, cfg.get(Settings.OVERWRITE), lock);
@@ -346,6 +358,74 @@ final class LightningJob {
                 cfg.get(Settings.OUTPUT), rejected.isEmpty() && skipped.isEmpty() ? ""
                         : " (" + rejected.size() + " rejected, " + skipped.size() + " skipped: see " + REPORT + ")");
         return report;
+    }
+
+    /**
+     * --initial-states: reads the stored set (headers only) and matches it to the inputs by name.
+     * Before any compute it refuses, naming the sequence, an input that holds its own
+     * initial_state or initial_normalizer and also has a stored state (two starting states), and a
+     * stored state whose shape or feature map does not fit the input in this run.
+     */
+    private void matchStoredStates(List<SequenceFile> files) throws IOException {
+        StoredStates set = StoredStates.open(hadoopConf, cfg.get(Settings.INITIAL_STATES));
+        stored = set.states();
+        List<String> problems = new ArrayList<>();
+        for (int i = 0; i < files.size(); i++) {
+            SequenceFile f = files.get(i);
+            StoredStates.State s = stored.get(f.name);
+            if (s == null) {
+                if (set.unreadable().containsKey(f.name)) {
+                    problems.add(f.name + ": the stored result of that name holds no readable state ("
+                            + set.unreadable().get(f.name) + "); fix or remove it there");
+                }
+                continue;
+            }
+            if (f.initialStateOffset >= 0 || f.initialNormalizerOffset >= 0) {
+                problems.add(f.name + ": the input holds its own " + (f.initialStateOffset >= 0 ? "initial_state"
+                        : "initial_normalizer") + " and --initial-states has a stored state for it (" + s.location
+                        + "); a sequence starts from one state: remove the tensor from the input, or the sequence "
+                        + "from the stored set");
+                continue;
+            }
+            String why = s.mismatch(f.spec(cfg.get(Settings.SCALE), cfg.chunkSize(), cfg.variant()));
+            if (why != null) {
+                problems.add(f.name + ": the stored state does not fit: " + why);
+                continue;
+            }
+            continued.put(i, s);
+        }
+        if (!problems.isEmpty()) {
+            throw new InvalidInputException("--initial-states " + cfg.get(Settings.INITIAL_STATES) + ": "
+                    + problems.size() + " sequence(s) cannot continue from their stored state: "
+                    + String.join("; ", problems.subList(0, Math.min(5, problems.size())))
+                    + (problems.size() > 5 ? "; ..." : ""));
+        }
+        out.printf("lightning: --initial-states: %d of %d sequences continue from a stored state; %d stored "
+                + "state(s) in all%n", continued.size(), files.size(), stored.size());
+    }
+
+    /**
+     * Stages {@code _states.json}, the complete state set after this run: every sequence it wrote
+     * (here, by name), and every stored one it did not (a skipped one included: its stored state is
+     * still its current one) where that state lies. Returns its name for the commit.
+     */
+    private String stageManifest(List<SequenceFile> files, Staging staging, FileSystem fs) throws IOException {
+        Map<String, Long> written = new java.util.TreeMap<>();
+        Map<String, StoredStates.State> untouched = new java.util.TreeMap<>(stored);
+        for (int i = 0; i < files.size(); i++) {
+            if (skipped.containsKey(i)) {
+                continue;
+            }
+            SequenceFile f = files.get(i);
+            StoredStates.State s = continued.get(i);
+            // tokens the state has absorbed: the stored chain's and this run's (-1 where the store did not say)
+            written.put(f.name, s == null ? f.tokens : s.tokens < 0 ? -1 : s.tokens + f.tokens);
+            untouched.remove(f.name);
+        }
+        Path staged = staging.stagedOutput(SafetensorsStates.MANIFEST);
+        fs.delete(staged, false); // an earlier attempt's (before --resume): written again
+        Staging.writeAtomically(fs, staged, "driver", o -> SafetensorsStates.writeManifest(written, untouched, o));
+        return SafetensorsStates.MANIFEST;
     }
 
     /** The fewest tasks a pass is packed into: see {@link #maxTasksPerPass}. */
@@ -399,7 +479,8 @@ final class LightningJob {
                         task = new ArrayList<>();
                         states = 0;
                     }
-                    task.add(new Tasks.ScanItem(files.get(e.getKey()), e.getKey(), u, tokens));
+                    task.add(new Tasks.ScanItem(files.get(e.getKey()), e.getKey(), u, tokens,
+                            continued.get(e.getKey())));
                     states += u.count;
                 }
             }
@@ -696,6 +777,9 @@ final class LightningJob {
         ObjectNode settings = root.putObject("settings");
         cfg.describe().forEach(settings::put);
         root.put("sequences", files.size());
+        if (stored != null) {
+            root.put(SafetensorsStates.REPORT_KEY, true); // this run publishes _states.json
+        }
         summary.forEach(root::put);
         if (softmaxPlan != null) {
             root.set("softmax", softmaxPlan);
@@ -737,6 +821,9 @@ final class LightningJob {
             n.put("slopes", f.slopesFromFile ? "file" : cfg.get(Settings.DEFAULT_SLOPES));
             n.put("initialState", f.initialStateOffset >= 0);
             n.put("initialNormalizer", f.initialNormalizerOffset >= 0);
+            if (continued.containsKey(index)) {
+                n.put("storedState", continued.get(index).location);
+            }
             if (dev.lightning.attention.stream.SyntheticSequence.isSynthetic(f.path)) {
                 n.put("synthetic", f.path);
             }

@@ -134,6 +134,16 @@ final class OutputDirectory {
 
     /** What a resumed run must share with the run it continues: every input and setting that affects the bytes. */
     JsonNode fingerprint(List<SequenceFile> files, List<InputFile> statuses) throws IOException {
+        return fingerprint(files, statuses, null);
+    }
+
+    /**
+     * The same, with the stored states of --initial-states ({@code stored}, null without): each
+     * one's file, size and modification time, for the sequences this run continues and for those
+     * whose location goes into its {@code _states.json}.
+     */
+    JsonNode fingerprint(List<SequenceFile> files, List<InputFile> statuses, Map<String, StoredStates.State> stored)
+            throws IOException {
         Map<String, Long> modified = new HashMap<>();
         for (InputFile s : statuses) {
             modified.put(s.path().toUri().toString(), s.status.getModificationTime()); // the key of SequenceFile.path
@@ -149,6 +159,14 @@ final class OutputDirectory {
             inputs.addObject().put("name", f.name).put("path", f.path).put("bytes", f.fileSize)
                     .put("modified", modified.get(f.path));
         }
+        if (stored != null) {
+            ArrayNode states = n.putArray("initialStates");
+            for (Map.Entry<String, StoredStates.State> e : new java.util.TreeMap<>(stored).entrySet()) {
+                StoredStates.State st = e.getValue();
+                states.addObject().put("name", e.getKey()).put("path", st.file).put("bytes", st.fileBytes)
+                        .put("modified", st.fileModified);
+            }
+        }
         return n;
     }
 
@@ -157,6 +175,11 @@ final class OutputDirectory {
      * produce, unless --overwrite: the old file is then replaced at the commit, never before.
      */
     void checkExisting(List<SequenceFile> files, SplitOutputs.Form form) throws IOException {
+        checkExisting(files, form, false);
+    }
+
+    /** The same; {@code manifest}: the run also publishes the state set's {@code _states.json}. */
+    void checkExisting(List<SequenceFile> files, SplitOutputs.Form form, boolean manifest) throws IOException {
         if (cfg.get(Settings.OVERWRITE)) {
             return;
         }
@@ -167,6 +190,9 @@ final class OutputDirectory {
             files.forEach(f -> names.add(dev.lightning.attention.stream.OutputParts.indexName(f.name)));
         }
         names.add(LightningJob.REPORT);
+        if (manifest) {
+            names.add(SafetensorsStates.MANIFEST);
+        }
         names.add(Commit.SUCCESS);
         for (String name : names) {
             if (fs.exists(HadoopPaths.child(output, name))) {

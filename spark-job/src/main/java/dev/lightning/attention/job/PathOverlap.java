@@ -75,6 +75,21 @@ final class PathOverlap {
         }
     }
 
+    /**
+     * Refuses an {@code --initial-states} directory that is, lies inside or contains the output:
+     * the run would read states from where it publishes (and with --overwrite replace them).
+     */
+    static void checkStates(Configuration conf, Path states, Path output) throws IOException {
+        Where out = resolve(conf, output);
+        Where in = resolve(conf, states);
+        if (in.contains(out) || out.contains(in)) {
+            throw new InvalidInputException("--output " + output + " (resolved: " + out + ") overlaps --initial-states "
+                    + states + " (resolved: " + in + "); the run would publish into the state set it reads: write the "
+                    + "new outputs to another directory (the new _states.json there names the untouched states "
+                    + "where they are)");
+        }
+    }
+
     private static void refuse(Path output, Where out, String relation, Path input, Where in) {
         throw new InvalidInputException("--output " + output + " (resolved: " + out + ") " + relation + " " + input
                 + " (resolved: " + in + "); the run would read what it writes or replace what it reads: choose an "

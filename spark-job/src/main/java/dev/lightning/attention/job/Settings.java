@@ -22,6 +22,20 @@ final class Settings {
             "Directory for the results, one file per input file with the same name (its path below --input "
                     + "with `--recursive`). Published in one commit at the end of the run; files the run does not "
                     + "produce are never touched.");
+    static final Setting<String> INITIAL_STATES = Setting.optionalPath("--initial-states",
+            "spark.lightning.initialStates",
+            "Lightning only. Continue sequences from the final states stored in DIR, the committed --output of an "
+                    + "earlier run (its `_SUCCESS` must be there; DIR must not overlap --output). A sequence whose name "
+                    + "has a stored state starts from it (S, and z with --normalize), so its outputs equal one run over "
+                    + "the old and new tokens; one without starts from zero, or from its own `initial_state`. An input "
+                    + "holding `initial_state`/`initial_normalizer` AND a stored state is refused (two starting "
+                    + "states: remove one), as is a stored state whose shape (H, Dk, Dv, z present or not) or feature "
+                    + "map does not fit. The run also publishes `_states.json`, the complete state set: every "
+                    + "sequence of this run by its file here, every stored one it did not touch by where its state "
+                    + "still lies (keep DIR), each with the tokens its state has absorbed. A continued output records "
+                    + "`token_offset` (the tokens its stored state had absorbed); --state-every counts from this "
+                    + "run's first token, so `states[c]` sits at token token_offset + (c+1)N - 1 of the whole "
+                    + "sequence.");
     static final Setting<Boolean> RECURSIVE = Setting.flagSwitch("--recursive", "spark.lightning.recursive",
             "With a directory as --input, also take the files of its subdirectories (names starting with `.` "
                     + "or `_` are skipped).");
@@ -135,7 +149,7 @@ final class Settings {
     static final Setting<Double> PROGRESS_SECONDS = Setting.real("--progress-seconds",
             "spark.lightning.progressSeconds", 5.0, true, "Seconds between progress lines.");
 
-    static final List<Setting<?>> ALL = List.of(INPUT, SYNTHETIC, OUTPUT, RECURSIVE, ATTENTION, PARTITION_TOKENS,
+    static final List<Setting<?>> ALL = List.of(INPUT, SYNTHETIC, OUTPUT, INITIAL_STATES, RECURSIVE, ATTENTION, PARTITION_TOKENS,
             CHUNK_SIZE, SCALE, WINDOW, WRITE_LSE, FEATURE_MAP, NORMALIZE, NORMALIZE_EPS, STATE_EVERY, BACKEND, MASTER, DEFAULT_SLOPES, LAYER, LAYERS, OUTPUT_DTYPE, OUTPUT_FORM, OUTPUT_MODE, SPOT_CHECK_TOLERANCE, WINDOW_BYTES, GPU_WINDOW_BYTES, GPU_RESOURCE,
             GPU_MEMORY, GPU_OOM, OVERWRITE, RESUME, LOCK_STALE_SECONDS, SKIP_INVALID, SKIP_NONFINITE, PROGRESS_SECONDS);
 
@@ -143,7 +157,7 @@ final class Settings {
      * The options that change the bytes a run writes: a --resume must share them with the run it
      * continues. (The others choose where and how visibly it runs.)
      */
-    static final List<Setting<?>> RESULT_AFFECTING = List.of(RECURSIVE, ATTENTION, PARTITION_TOKENS, CHUNK_SIZE,
+    static final List<Setting<?>> RESULT_AFFECTING = List.of(INITIAL_STATES, RECURSIVE, ATTENTION, PARTITION_TOKENS, CHUNK_SIZE,
             SCALE, WINDOW, WRITE_LSE, FEATURE_MAP, NORMALIZE, NORMALIZE_EPS, STATE_EVERY, BACKEND,
             DEFAULT_SLOPES, LAYER, LAYERS, OUTPUT_DTYPE, OUTPUT_FORM, OUTPUT_MODE, SPOT_CHECK_TOLERANCE, WINDOW_BYTES, GPU_WINDOW_BYTES, GPU_MEMORY, GPU_OOM,
             SKIP_INVALID, SKIP_NONFINITE);
@@ -153,7 +167,8 @@ final class Settings {
             DEFAULT_SLOPES, LAYER, LAYERS);
 
     /** Inputs and outputs built for lightning attention only (the generator's slopes, PieceWork's sink): softmax refuses them. */
-    static final List<Setting<?>> LIGHTNING_ONLY_IO = List.of(SYNTHETIC, OUTPUT_MODE, SPOT_CHECK_TOLERANCE);
+    static final List<Setting<?>> LIGHTNING_ONLY_IO = List.of(SYNTHETIC, OUTPUT_MODE, SPOT_CHECK_TOLERANCE,
+            INITIAL_STATES);
 
     /** Options of softmax attention only: a lightning run refuses them when set to anything but their default. */
     static final List<Setting<?>> SOFTMAX_ONLY = List.of(WINDOW, WRITE_LSE);

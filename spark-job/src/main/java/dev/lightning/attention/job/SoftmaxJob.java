@@ -82,8 +82,9 @@ final class SoftmaxJob {
             Object v = cfg.get(s);
             if (!java.util.Objects.equals(v, s.defaultValue)) {
                 throw new InvalidInputException(s.flag + " " + v + " (key " + s.key + ") is not available with "
-                        + "--attention softmax: the synthetic source and the checksum sink serve lightning attention "
-                        + "only; give softmax --input files and --output-mode files, or run --attention lightning");
+                        + "--attention softmax: the synthetic source, the checksum sink and stored states serve "
+                        + "lightning attention only; give softmax --input files and --output-mode files without "
+                        + "--initial-states, or run --attention lightning");
             }
         }
     }

@@ -44,15 +44,21 @@ import java.util.Map;
 final class Tasks implements Serializable {
     private static final long serialVersionUID = 1L;
 
-    /** A piece with the file it belongs to. */
+    /**
+     * A piece with the file it belongs to, and the stored state its sequence continues
+     * (--initial-states) or null: piece 0 starts from it, and every piece's header records its
+     * token_offset.
+     */
     static final class PieceItem implements Serializable {
         private static final long serialVersionUID = 1L;
         final SequenceFile file;
         final Piece piece;
+        final StoredStates.State stored;
 
-        PieceItem(SequenceFile file, Piece piece) {
+        PieceItem(SequenceFile file, Piece piece, StoredStates.State stored) {
             this.file = file;
             this.piece = piece;
+            this.stored = stored;
         }
     }
 
@@ -63,12 +69,15 @@ final class Tasks implements Serializable {
         final int sequence;
         final BlockScan.Unit unit;
         final long[] tokens;
+        /** The stored state the sequence continues (--initial-states), or null. */
+        final StoredStates.State stored;
 
-        ScanItem(SequenceFile file, int sequence, BlockScan.Unit unit, long[] tokens) {
+        ScanItem(SequenceFile file, int sequence, BlockScan.Unit unit, long[] tokens, StoredStates.State stored) {
             this.file = file;
             this.sequence = sequence;
             this.unit = unit;
             this.tokens = tokens;
+            this.stored = stored;
         }
     }
 
@@ -105,16 +114,20 @@ final class Tasks implements Serializable {
      */
     static SafetensorsHeader outputHeader(SequenceFile f, AttentionSpec spec, Variant variant, DType oDtype,
                                           double scale) {
-        return outputHeader(f, spec, variant, oDtype, scale, null, 0);
+        return outputHeader(f, spec, variant, oDtype, scale, null, 0, -1);
     }
 
     /**
      * The header of an output file; with {@code summary} (--output-mode checksums) the file holds
      * o_sampled [S, H, Dv] (the rows of the S sampled tokens, in the output dtype) where o would be,
      * and the summary's metadata ({@link OutputSummary#metadata}) with the spot checks' {@code tolerance}.
+     * {@code tokenOffset} >= 0 (a sequence continued from a stored state, --initial-states): the
+     * tokens that state had absorbed, recorded as metadata {@code token_offset}, so token t of this
+     * output, and the state states[c] after its token (c+1)N - 1, sit at token_offset + t of the
+     * whole sequence.
      */
     static SafetensorsHeader outputHeader(SequenceFile f, AttentionSpec spec, Variant variant, DType oDtype,
-                                          double scale, OutputSummary summary, double tolerance) {
+                                          double scale, OutputSummary summary, double tolerance, long tokenOffset) {
         int h = spec.heads();
         List<SafetensorsHeader.Spec> tensors = new ArrayList<>();
         if (summary == null) {
@@ -145,15 +158,30 @@ final class Tasks implements Serializable {
         if (variant.checkpoints()) {
             metadata.put("state_every", Integer.toString(variant.stateEvery()));
         }
+        if (tokenOffset >= 0) {
+            metadata.put(TOKEN_OFFSET, Long.toString(tokenOffset));
+        }
         if (summary != null) {
             metadata.putAll(summary.metadata(f.tokens, h, spec.dv(), oDtype, tolerance));
         }
         return SafetensorsHeader.layout(f.name, tensors, metadata);
     }
 
-    /** The header of {@code f}'s output file in this run. */
-    SafetensorsHeader outputHeader(SequenceFile f) {
-        return outputHeader(f, spec(f), cfg.variant(), outputDtype(f), cfg.get(Settings.SCALE));
+    /** The output metadata key of a continued sequence's offset in the whole sequence. */
+    static final String TOKEN_OFFSET = "token_offset";
+
+    /**
+     * The header of {@code f}'s output file in this run; {@code stored}: the stored state it
+     * continues (--initial-states), or null.
+     */
+    SafetensorsHeader outputHeader(SequenceFile f, StoredStates.State stored) {
+        return outputHeader(f, spec(f), cfg.variant(), outputDtype(f), cfg.get(Settings.SCALE), null, 0,
+                tokenOffset(stored));
+    }
+
+    /** The token_offset of a sequence continued from {@code stored}: the tokens it had absorbed; -1 when none or unknown. */
+    static long tokenOffset(StoredStates.State stored) {
+        return stored == null ? -1 : stored.tokens;
     }
 
     private PieceWork work(AttentionBackend backend, SequenceFile f) {
@@ -297,7 +325,7 @@ final class Tasks implements Serializable {
         public LightningState initial() throws IOException {
             SequenceFile f = item.file;
             try (SequenceFiles.Opened in = SequenceFiles.open(f, hadoop.get())) {
-                return PieceWork.initialState(in.reader, f, spec, item.sequence);
+                return initialState(in, f, spec, item.sequence, item.stored);
             } catch (NonFiniteInputException e) {
                 // skip mode: the sequence is dropped after pass 2; zeros keep the scan going
                 skipped.add(skipOrThrow(e));
@@ -360,10 +388,10 @@ final class Tasks implements Serializable {
                     try (SequenceFiles.Opened in = SequenceFiles.open(f, hadoop.get())) {
                         AttentionSpec spec = spec(f);
                         LightningState incoming = p.isFirst()
-                                ? PieceWork.initialState(in.reader, f, spec, p.sequence())
+                                ? initialState(in, f, spec, p.sequence(), it.stored)
                                 : readState(stagingFs, staging.incomingState(p.sequence(), p.index()), spec);
                         List<Staging.Written> written = CpuFallback.run(backend, cfg.gpuOomToCpu(), f.name + " " + p,
-                                b -> outputsOf(b, in.reader, f, p, incoming, stagingFs, attempt(ctx)));
+                                b -> outputsOf(b, in.reader, f, p, incoming, it.stored, stagingFs, attempt(ctx)));
                         staging.markDone(stagingFs, unit, attempt(ctx), written);
                         FaultPoints.reach("pass2");
                     } catch (NonFiniteException e) {
@@ -387,20 +415,20 @@ final class Tasks implements Serializable {
      * --output-mode checksums, o goes to the checksum sink instead ({@link #checksumsOf}).
      */
     private List<Staging.Written> outputsOf(AttentionBackend b, RangeReader in, SequenceFile f, Piece p,
-                                            LightningState incoming, FileSystem stagingFs, String attempt)
-            throws IOException {
+                                            LightningState incoming, StoredStates.State stored, FileSystem stagingFs,
+                                            String attempt) throws IOException {
         if (cfg.checksums()) {
-            return checksumsOf(b, in, f, p, incoming, stagingFs, attempt);
+            return checksumsOf(b, in, f, p, incoming, stored, stagingFs, attempt);
         }
         Variant variant = cfg.variant();
         if (!SplitOutputs.needed(p.count(), variant)) {
             return List.of(Staging.writeAtomically(stagingFs, staging.stagedOutput(f.name), attempt, out -> {
-                out.write(outputHeader(f).encode());
+                out.write(outputHeader(f, stored).encode());
                 LightningState last = work(b, f).outputs(b, in, f, p, incoming, out);
                 out.write(last.toBytes());
             }));
         }
-        return splitOutputs(stagingFs).writePiece(stagingFs, f.name, outputHeader(f), spec(f), variant, p, attempt,
+        return splitOutputs(stagingFs).writePiece(stagingFs, f.name, outputHeader(f, stored), spec(f), variant, p, attempt,
                 (o, states, normalizers) -> work(b, f).outputs(b, in, f, p, incoming, o, states, normalizers));
     }
 
@@ -420,8 +448,8 @@ final class Tasks implements Serializable {
      * piece; a split one's by the driver after pass 2 ({@link #writeChecksumsResult}).
      */
     private List<Staging.Written> checksumsOf(AttentionBackend b, RangeReader in, SequenceFile f, Piece p,
-                                              LightningState incoming, FileSystem stagingFs, String attempt)
-            throws IOException {
+                                              LightningState incoming, StoredStates.State stored,
+                                              FileSystem stagingFs, String attempt) throws IOException {
         List<Staging.Written> files = new ArrayList<>();
         AttentionSpec spec = spec(f);
         DType oDtype = outputDtype(f);
@@ -441,9 +469,12 @@ final class Tasks implements Serializable {
                             z -> last[0] = work(b, f).outputs(b, in, f, p, incoming, sink, states, z)))));
         }
         OutputSummary summary = sink.summary();
+        // the float64 check starts where the sequence does: from its stored state when it continues one
+        LightningState start = stored == null ? null
+                : p.isFirst() ? incoming : stored.read(hadoop.get(), spec, f.name, p.sequence());
         List<SpotCheck.Point> checked = new ArrayList<>();
         for (SpotCheck.Point point : summary.samples) {
-            checked.add(SpotCheck.check(in, f, spec, oDtype, point));
+            checked.add(SpotCheck.check(in, f, spec, oDtype, point, start));
         }
         byte[] bytes = summary.withSamples(checked).toBytes();
         files.add(Staging.writeAtomically(stagingFs, staging.checksumsPart(p.sequence(), p.index(), "o-summary"),
@@ -454,7 +485,8 @@ final class Tasks implements Serializable {
         }
         if (!p.isSplit()) {
             files.add(Staging.writeAtomically(stagingFs, staging.stagedOutput(f.name), attempt,
-                    out -> checksumsResult(stagingFs, f, p.sequence(), new long[] {p.tokens()}, out)));
+                    out -> checksumsResult(stagingFs, f, p.sequence(), new long[] {p.tokens()}, tokenOffset(stored),
+                            out)));
         }
         return files;
     }
@@ -464,12 +496,14 @@ final class Tasks implements Serializable {
      * {@code sequence} from what its pieces staged. Nothing but staged files it reads verified
      * markers of goes in, so a resumed run writes it again, whole, with the same bytes.
      */
-    void writeChecksumsResult(FileSystem fs, SequenceFile f, int sequence, long[] pieceTokens) throws IOException {
+    void writeChecksumsResult(FileSystem fs, SequenceFile f, int sequence, long[] pieceTokens, long tokenOffset)
+            throws IOException {
         Path staged = staging.stagedOutput(f.name);
         if (fs.exists(staged)) {
             fs.delete(staged, false); // an earlier attempt's: the same bytes, written again
         }
-        Staging.writeAtomically(fs, staged, "driver", out -> checksumsResult(fs, f, sequence, pieceTokens, out));
+        Staging.writeAtomically(fs, staged, "driver",
+                out -> checksumsResult(fs, f, sequence, pieceTokens, tokenOffset, out));
     }
 
     /**
@@ -504,14 +538,14 @@ final class Tasks implements Serializable {
      * copied here once; o is never written. Each part's size is checked against what its piece must
      * have written.
      */
-    private void checksumsResult(FileSystem fs, SequenceFile f, int sequence, long[] pieceTokens, OutputStream out)
-            throws IOException {
+    private void checksumsResult(FileSystem fs, SequenceFile f, int sequence, long[] pieceTokens, long tokenOffset,
+                                 OutputStream out) throws IOException {
         AttentionSpec spec = spec(f);
         Variant variant = cfg.variant();
         DType oDtype = outputDtype(f);
         OutputSummary summary = combinedSummary(fs, f, sequence, pieceTokens);
         out.write(outputHeader(f, spec, variant, oDtype, cfg.get(Settings.SCALE), summary,
-                cfg.spotCheckTolerance(oDtype)).encode());
+                cfg.spotCheckTolerance(oDtype), tokenOffset).encode());
         for (SpotCheck.Point point : summary.samples) {
             out.write(point.row());
         }
@@ -528,6 +562,17 @@ final class Tasks implements Serializable {
                 start += pieceTokens[p];
             }
         }
+    }
+
+    /**
+     * The state a sequence starts from: its stored state with --initial-states (read here, with
+     * positioned reads; the driver checked its shape and that the file has no initial state of its
+     * own), else the file's initial_state/initial_normalizer or zero.
+     */
+    private LightningState initialState(SequenceFiles.Opened in, SequenceFile f, AttentionSpec spec, int sequence,
+                                        StoredStates.State stored) throws IOException {
+        return stored != null ? stored.read(hadoop.get(), spec, f.name, sequence)
+                : PieceWork.initialState(in.reader, f, spec, sequence);
     }
 
     private static LightningState readState(FileSystem fs, Path path, AttentionSpec spec) throws IOException {

@@ -1,0 +1,417 @@
+package dev.lightning.attention.it;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.lightning.attention.engine.FeatureMap;
+import dev.lightning.attention.it.JobHarness.Outcome;
+import dev.lightning.attention.it.JobHarness.Result;
+import dev.lightning.attention.it.JobHarness.Sequence;
+import dev.lightning.attention.tensor.DType;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+import static dev.lightning.attention.it.JobHarness.lightning;
+import static dev.lightning.attention.it.JobHarness.relativeError;
+import static dev.lightning.attention.it.JobHarness.succeed;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * {@code --initial-states}: old tokens in one run, new tokens in a second run that continues from
+ * the first run's stored final states, through the command line on real directories. The second
+ * run's outputs are held against a single run over the concatenation and against the float64
+ * recurrence over the concatenation (computed here from the inputs, not by the job).
+ */
+class AppendJobTest {
+    static final String MASTER = "local[2]";
+
+    @TempDir
+    Path tmp;
+
+    private List<String> args(Path in, Path out, List<String> extra, String... more) {
+        List<String> a = new ArrayList<>(List.of("run", "--input", in.toString(), "--output", out.toString(),
+                "--master", MASTER));
+        a.addAll(extra);
+        a.addAll(List.of(more));
+        return a;
+    }
+
+    private static Outcome run(List<String> a) {
+        return succeed(a.toArray(new String[0]));
+    }
+
+    /** The {@code __metadata__} of a safetensors file. */
+    static JsonNode metadata(Path file) throws IOException {
+        byte[] raw = Files.readAllBytes(file);
+        long n = java.nio.ByteBuffer.wrap(raw, 0, 8).order(java.nio.ByteOrder.LITTLE_ENDIAN).getLong();
+        return new ObjectMapper().readTree(new String(raw, 8, (int) n, java.nio.charset.StandardCharsets.UTF_8))
+                .path("__metadata__");
+    }
+
+    /** Rows [from, to) of a [T, ...] float array with {@code row} values per token. */
+    private static float[] rows(float[] x, int row, int from, int to) {
+        return Arrays.copyOfRange(x, from * row, to * row);
+    }
+
+    /**
+     * Plain attention, Dk != Dv, H = 3: "a" cut at 333 (not a chunk multiple), "b" with a 1-token
+     * first run, "c" only in run 1 (untouched), "d" only in run 2 (no stored state: from zero), "e"
+     * only in run 2 with its own initial_state (from that).
+     * Run 2 unsplit and split into 64-token pieces (the stored state enters the scan as the
+     * incoming state of piece 0); both equal the single run and the float64 reference.
+     */
+    @Test
+    void appendEqualsOneRunOverTheConcatenation() throws IOException {
+        float[] slopes = {1e-6f, 0.05f, 1f};
+        Sequence a = Sequence.random(1, 1000, 3, 16, 20, DType.F32, slopes, false);
+        Sequence b = Sequence.random(2, 63, 3, 16, 20, DType.F32, null, false);
+        Sequence c = Sequence.random(3, 100, 3, 16, 20, DType.F32, null, false);
+        Sequence d = Sequence.random(4, 200, 3, 16, 20, DType.F32, null, false);
+        Sequence e = Sequence.random(6, 90, 3, 16, 20, DType.F32, null, true); // its own initial_state
+        int cutA = 333;
+        int cutB = 1;
+        Path oldIn = JobHarness.writeSequences(tmp.resolve("old-in"), Map.of(
+                "a.safetensors", a.range(0, cutA, null), "b.safetensors", b.range(0, cutB, null),
+                "c.safetensors", c));
+        Path newIn = JobHarness.writeSequences(tmp.resolve("new-in"), Map.of(
+                "a.safetensors", a.range(cutA, a.tokens, null), "b.safetensors", b.range(cutB, b.tokens, null),
+                "d.safetensors", d, "e.safetensors", e));
+        Path old = tmp.resolve("old");
+        run(args(oldIn, old, List.of(), "--partition-tokens", "128"));
+
+        Result refA = a.reference(1.0);
+        Result refB = b.reference(1.0);
+        Result refD = d.reference(1.0);
+        Result refE = e.reference(1.0);
+        int rowA = 3 * 20;
+        for (String partition : new String[] {"100000", "64"}) {
+            Path out = tmp.resolve("new-" + partition);
+            Outcome o = run(args(newIn, out, List.of("--initial-states", old.toString()), "--partition-tokens",
+                    partition, "--window-bytes", "4k"));
+            assertTrue(o.out.contains("2 of 4 sequences continue from a stored state"), o.out);
+            if ("64".equals(partition)) {
+                assertTrue(o.out.contains("scan"), "run 2 split: " + o.out);
+            }
+            Result gotA = Result.read(out.resolve("a.safetensors"));
+            Result gotB = Result.read(out.resolve("b.safetensors"));
+            Result gotD = Result.read(out.resolve("d.safetensors"));
+            Result gotE = Result.read(out.resolve("e.safetensors"));
+            String what = "partition " + partition;
+            double errA = relativeError(gotA.o, rows(refA.o, rowA, cutA, a.tokens));
+            assertTrue(errA <= 1e-5, what + ": a o vs float64 " + errA);
+            assertTrue(relativeError(gotA.state, refA.state) <= 1e-5, what + ": a final state vs float64");
+            assertTrue(relativeError(gotB.o, rows(refB.o, rowA, cutB, b.tokens)) <= 1e-5, what + ": b o vs float64");
+            assertTrue(relativeError(gotB.state, refB.state) <= 1e-5, what + ": b final state vs float64");
+            // no stored state: from zero, as a run without --initial-states
+            assertTrue(relativeError(gotD.o, refD.o) <= 1e-5, what + ": d o vs float64 from zero");
+            assertTrue(relativeError(gotD.state, refD.state) <= 1e-5, what + ": d state vs float64 from zero");
+            // no stored state, its own initial_state: from that
+            assertTrue(relativeError(gotE.o, refE.o) <= 1e-5, what + ": e o vs float64 from its initial_state");
+            // where each output sits in its whole sequence
+            assertEquals("333", metadata(out.resolve("a.safetensors")).path("token_offset").asText(), what);
+            assertEquals("1", metadata(out.resolve("b.safetensors")).path("token_offset").asText(), what);
+            assertTrue(metadata(out.resolve("d.safetensors")).path("token_offset").isMissingNode(), what);
+            assertTrue(metadata(out.resolve("e.safetensors")).path("token_offset").isMissingNode(), what);
+        }
+        // against the job's own single run over the concatenation
+        Path wholeIn = JobHarness.writeSequences(tmp.resolve("whole-in"), Map.of("a.safetensors", a));
+        Path whole = tmp.resolve("whole");
+        run(args(wholeIn, whole, List.of(), "--partition-tokens", "64"));
+        Result one = Result.read(whole.resolve("a.safetensors"));
+        Result split = Result.read(tmp.resolve("new-64").resolve("a.safetensors"));
+        assertTrue(relativeError(split.o, rows(one.o, rowA, cutA, a.tokens)) <= 1e-5, "append vs one run: o");
+        assertTrue(relativeError(split.state, one.state) <= 1e-5, "append vs one run: final state");
+
+        // the complete state set: a, b, d here, c still in the old output, with the tokens each has absorbed
+        JsonNode m = new ObjectMapper().readTree(tmp.resolve("new-64").resolve("_states.json").toFile());
+        assertEquals("lightning-states-1", m.path("format").asText());
+        JsonNode seqs = m.path("sequences");
+        assertEquals(5, seqs.size(), m.toString());
+        assertEquals("a.safetensors", seqs.path("a.safetensors").path("file").asText());
+        assertEquals(1000, seqs.path("a.safetensors").path("tokens").asLong());
+        assertEquals(63, seqs.path("b.safetensors").path("tokens").asLong());
+        assertEquals(200, seqs.path("d.safetensors").path("tokens").asLong());
+        String cUri = seqs.path("c.safetensors").path("uri").asText();
+        assertEquals(old.resolve("c.safetensors").toUri().getPath(), java.net.URI.create(cUri).getPath(), m.toString());
+        assertEquals(100, seqs.path("c.safetensors").path("tokens").asLong());
+        assertFalse(Files.exists(tmp.resolve("new-64").resolve("c.safetensors")), "untouched: not copied");
+
+        // a third run from the second's state set: c is found through the manifest, b through its file here
+        Sequence c2 = Sequence.random(5, 70, 3, 16, 20, DType.F32, null, false);
+        Path thirdIn = JobHarness.writeSequences(tmp.resolve("third-in"), Map.of("c.safetensors", c2));
+        Path third = tmp.resolve("third");
+        run(args(thirdIn, third, List.of("--initial-states", tmp.resolve("new-64").toString())));
+        float[] cq = concat(c.q, c2.q);
+        Sequence cc = new Sequence(170, 3, 16, 20, DType.F32, cq, concat(c.k, c2.k), concat(c.v, c2.v), null, null);
+        Result refC = cc.reference(1.0);
+        Result gotC = Result.read(third.resolve("c.safetensors"));
+        assertTrue(relativeError(gotC.o, rows(refC.o, rowA, 100, 170)) <= 1e-5, "c continued through the manifest");
+        JsonNode m3 = new ObjectMapper().readTree(third.resolve("_states.json").toFile()).path("sequences");
+        assertEquals(170, m3.path("c.safetensors").path("tokens").asLong());
+        assertEquals(tmp.resolve("new-64").resolve("a.safetensors").toUri().getPath(),
+                java.net.URI.create(m3.path("a.safetensors").path("uri").asText()).getPath());
+        assertEquals(1000, m3.path("a.safetensors").path("tokens").asLong());
+
+        // a directory without a manifest: a continued result's tokens are its token_offset + T
+        Path bare = Files.createDirectories(tmp.resolve("bare"));
+        Files.copy(tmp.resolve("new-64").resolve("a.safetensors"), bare.resolve("a.safetensors"));
+        Files.write(bare.resolve("_SUCCESS"), new byte[0]);
+        Path fourth = tmp.resolve("fourth");
+        run(args(thirdIn, fourth, List.of("--initial-states", bare.toString())));
+        assertEquals(1000, new ObjectMapper().readTree(fourth.resolve("_states.json").toFile()).path("sequences")
+                .path("a.safetensors").path("tokens").asLong());
+    }
+
+    private static float[] concat(float[] x, float[] y) {
+        float[] r = Arrays.copyOf(x, x.length + y.length);
+        System.arraycopy(y, 0, r, x.length, y.length);
+        return r;
+    }
+
+    /**
+     * Normalized elu1 with grouped heads (Hq = 6, Hk = 2, Hv = 3, H = 6), states every 64 tokens:
+     * the stored z continues too, split and unsplit, and the recorded states of run 2 (counted from
+     * its first token; the cut is a multiple of 64) are those of the concatenation from token 320.
+     * Two append runs write the same bytes.
+     */
+    @Test
+    void normalizedAppendWithCheckpoints() throws IOException {
+        Sequence s = Sequence.grouped(11, 900, 6, 2, 3, 8, 12, DType.F32, null, false, false);
+        int cut = 320;
+        Path oldIn = JobHarness.writeSequences(tmp.resolve("old-in"), Map.of("s.safetensors", s.range(0, cut, null)));
+        Path newIn = JobHarness.writeSequences(tmp.resolve("new-in"),
+                Map.of("s.safetensors", s.range(cut, s.tokens, null)));
+        List<String> variant = List.of("--feature-map", "elu1", "--normalize", "--normalize-eps", "1e-4",
+                "--state-every", "64");
+        Path old = tmp.resolve("old");
+        run(args(oldIn, old, variant, "--partition-tokens", "128"));
+        Result ref = s.reference(1.0, FeatureMap.ELU1, 1e-4, 64);
+        int row = 6 * 12;
+        int state = 6 * 8 * 12;
+        int z = 6 * 8;
+        List<byte[]> bytes = new ArrayList<>();
+        for (String partition : new String[] {"100000", "128", "128"}) {
+            Path out = tmp.resolve("new-" + partition + "-" + bytes.size());
+            List<String> a = new ArrayList<>(variant);
+            a.addAll(List.of("--initial-states", old.toString()));
+            run(args(newIn, out, a, "--partition-tokens", partition, "--window-bytes", "4k"));
+            Result got = Result.read(out.resolve("s.safetensors"));
+            String what = "partition " + partition;
+            assertEquals("320", metadata(out.resolve("s.safetensors")).path("token_offset").asText(), what);
+            assertTrue(relativeError(got.o, rows(ref.o, row, cut, s.tokens)) <= 1e-5, what + ": o vs float64");
+            assertTrue(relativeError(got.state, ref.state) <= 1e-5, what + ": final state");
+            assertTrue(relativeError(got.normalizer, ref.normalizer) <= 1e-5, what + ": final normalizer");
+            // run 2 records floor(580 / 64) = 9 states, after its tokens 63, 127, ...: the whole's 5th on
+            assertEquals(9 * state, got.states.length);
+            assertTrue(relativeError(got.states, rows(ref.states, state, cut / 64, cut / 64 + 9)) <= 1e-5,
+                    what + ": recorded states");
+            assertTrue(relativeError(got.normalizers, rows(ref.normalizers, z, cut / 64, cut / 64 + 9)) <= 1e-5,
+                    what + ": recorded normalizers");
+            bytes.add(Files.readAllBytes(out.resolve("s.safetensors")));
+            bytes.add(Files.readAllBytes(out.resolve("_states.json")));
+        }
+        assertArrayEquals(bytes.get(2), bytes.get(4), "two split append runs: the same output bytes");
+        assertArrayEquals(bytes.get(3), bytes.get(5), "two split append runs: the same manifest bytes");
+    }
+
+    /**
+     * Refused before compute with exit 2: a stored state of another shape (naming the sequence,
+     * what was expected and what was found), a stored plain state in a --normalize run, an input
+     * holding its own initial_state as well, a stored result of the input's name that is not a
+     * readable state (not started from zero), a directory that is not a committed output, and
+     * --initial-states overlapping --output.
+     */
+    @Test
+    void refusesStatesThatDoNotFit() throws IOException {
+        Path oldIn = JobHarness.writeSequences(tmp.resolve("old-in"), Map.of(
+                "x.safetensors", Sequence.random(1, 50, 3, 8, 6, DType.F32, null, false)));
+        Path old = tmp.resolve("old");
+        run(args(oldIn, old, List.of()));
+
+        Path wrongHeads = JobHarness.writeSequences(tmp.resolve("heads"), Map.of(
+                "x.safetensors", Sequence.random(2, 40, 2, 8, 6, DType.F32, null, false)));
+        Outcome o = lightning(args(wrongHeads, tmp.resolve("o1"), List.of("--initial-states", old.toString()))
+                .toArray(new String[0]));
+        assertEquals(2, o.status, o.out + o.err);
+        assertTrue(o.err.contains("x.safetensors") && o.err.contains("expected S [2, 8, 6]")
+                && o.err.contains("found S [3, 8, 6]"), o.err);
+        assertFalse(o.out.contains("pass 2"), "nothing computed: " + o.out);
+
+        Path same = JobHarness.writeSequences(tmp.resolve("same"), Map.of(
+                "x.safetensors", Sequence.random(3, 40, 3, 8, 6, DType.F32, null, false)));
+        o = lightning(args(same, tmp.resolve("o2"), List.of("--initial-states", old.toString(), "--normalize"))
+                .toArray(new String[0]));
+        assertEquals(2, o.status, o.out + o.err);
+        assertTrue(o.err.contains("x.safetensors") && o.err.contains("without a normalizer z")
+                && o.err.contains("--normalize"), o.err);
+
+        Path own = JobHarness.writeSequences(tmp.resolve("own"), Map.of(
+                "x.safetensors", Sequence.random(4, 40, 3, 8, 6, DType.F32, null, true)));
+        o = lightning(args(own, tmp.resolve("o3"), List.of("--initial-states", old.toString())).toArray(new String[0]));
+        assertEquals(2, o.status, o.out + o.err);
+        assertTrue(o.err.contains("x.safetensors") && o.err.contains("initial_state")
+                && o.err.contains("stored state"), o.err);
+
+        o = lightning(args(same, tmp.resolve("o5"), List.of("--initial-states", old.toString(), "--attention",
+                "softmax")).toArray(new String[0]));
+        assertEquals(2, o.status, o.out + o.err);
+        assertTrue(o.err.contains("--initial-states") && o.err.contains("lightning attention only"), o.err);
+
+        Path broken = Files.createDirectories(tmp.resolve("broken"));
+        Files.write(broken.resolve("x.safetensors"), new byte[] {1, 2, 3});
+        Files.write(broken.resolve("_SUCCESS"), new byte[0]);
+        o = lightning(args(same, tmp.resolve("o6"), List.of("--initial-states", broken.toString()))
+                .toArray(new String[0]));
+        assertEquals(2, o.status, o.out + o.err);
+        assertTrue(o.err.contains("x.safetensors: the stored result of that name holds no readable state"), o.err);
+
+        Path uncommitted = Files.createDirectories(tmp.resolve("uncommitted"));
+        Files.copy(old.resolve("x.safetensors"), uncommitted.resolve("x.safetensors"));
+        o = lightning(args(same, tmp.resolve("o4"), List.of("--initial-states", uncommitted.toString()))
+                .toArray(new String[0]));
+        assertEquals(2, o.status, o.out + o.err);
+        assertTrue(o.err.contains("_SUCCESS") && o.err.contains("uncommitted"), o.err);
+
+        o = lightning(args(same, old, List.of("--initial-states", old.toString(), "--overwrite"))
+                .toArray(new String[0]));
+        assertEquals(2, o.status, o.out + o.err);
+        assertTrue(o.err.contains("overlaps --initial-states"), o.err);
+        o = lightning(args(same, old.resolve("sub"), List.of("--initial-states", old.toString()))
+                .toArray(new String[0]));
+        assertEquals(2, o.status, o.out + o.err);
+        assertTrue(o.err.contains("overlaps --initial-states"), o.err);
+        assertFalse(Files.exists(old.resolve("sub")));
+    }
+
+    /**
+     * --resume: a split append run failed in pass 2 resumes to the bytes of an uninterrupted one;
+     * a stored state file that changed since (its modification time) makes --resume refuse, naming
+     * the initial states.
+     */
+    @Test
+    void resumedAppendEqualsUninterrupted() throws IOException {
+        Sequence s = Sequence.random(7, 700, 2, 8, 10, DType.F32, null, false);
+        Path oldIn = JobHarness.writeSequences(tmp.resolve("old-in"), Map.of("s.safetensors", s.range(0, 200, null)));
+        Path newIn = JobHarness.writeSequences(tmp.resolve("new-in"), Map.of("s.safetensors", s.range(200, 700, null)));
+        Path old = tmp.resolve("old");
+        run(args(oldIn, old, List.of()));
+        List<String> append = List.of("--initial-states", old.toString(), "--partition-tokens", "64");
+        Path expected = tmp.resolve("expected");
+        run(args(newIn, expected, append));
+
+        Path out = tmp.resolve("resumed");
+        Outcome failed;
+        System.setProperty("lightning.test.failAt", "pass2:3");
+        try {
+            failed = lightning(args(newIn, out, append).toArray(new String[0]));
+        } finally {
+            System.clearProperty("lightning.test.failAt");
+        }
+        assertEquals(1, failed.status, failed.out + failed.err);
+        assertFalse(Files.exists(out.resolve("s.safetensors")), "nothing published");
+
+        Path state = old.resolve("s.safetensors");
+        java.nio.file.attribute.FileTime was = Files.getLastModifiedTime(state);
+        Files.setLastModifiedTime(state, java.nio.file.attribute.FileTime.fromMillis(was.toMillis() + 5000));
+        List<String> resume = new ArrayList<>(append);
+        resume.add("--resume");
+        Outcome refused = lightning(args(newIn, out, resume).toArray(new String[0]));
+        assertEquals(2, refused.status, refused.out + refused.err);
+        assertTrue(refused.err.contains("initialStates"), refused.err);
+
+        Files.setLastModifiedTime(state, was);
+        Outcome resumed = run(args(newIn, out, resume));
+        assertTrue(resumed.out.contains("resumed:"), resumed.out);
+        for (String f : new String[] {"s.safetensors", "_states.json"}) {
+            assertArrayEquals(Files.readAllBytes(expected.resolve(f)), Files.readAllBytes(out.resolve(f)), f);
+        }
+    }
+
+    /**
+     * States stored in the parts form (a split sequence's NAME.index.json, the final state in its
+     * last part) and in --output-mode checksums results continue as one-file results do, also
+     * into a checksums run, whose float64 spot checks start from the stored state; a stored
+     * state holding NaN fails the run like a non-finite initial_state (exit 2), and with
+     * --skip-nonfinite the sequence is skipped and its stored state stays its current one.
+     */
+    @Test
+    void partsAndChecksumsStoresAndNonFiniteStates() throws IOException {
+        Sequence p = Sequence.random(8, 400, 2, 8, 6, DType.F32, null, false);
+        Sequence q = Sequence.random(9, 300, 2, 8, 6, DType.F32, null, false);
+        Path oldIn = JobHarness.writeSequences(tmp.resolve("old-in"), Map.of(
+                "p.safetensors", p.range(0, 150, null), "q.safetensors", q.range(0, 130, null)));
+        Path newIn = JobHarness.writeSequences(tmp.resolve("new-in"), Map.of(
+                "p.safetensors", p.range(150, 400, null), "q.safetensors", q.range(130, 300, null)));
+        Result refP = p.reference(1.0);
+        Result refQ = q.reference(1.0);
+        for (String[] form : new String[][] {{"--output-form", "parts"}, {"--output-mode", "checksums"}}) {
+            Path old = tmp.resolve("old-" + form[1]);
+            run(args(oldIn, old, List.of(form), "--partition-tokens", "64"));
+            if ("parts".equals(form[1])) {
+                assertTrue(Files.exists(old.resolve("p.safetensors.index.json")), "stored in the parts form");
+            }
+            Path out = tmp.resolve("new-" + form[1]);
+            run(args(newIn, out, List.of("--initial-states", old.toString()), "--partition-tokens", "64"));
+            Result got = Result.read(out.resolve("p.safetensors"));
+            assertTrue(relativeError(got.o, rows(refP.o, 12, 150, 400)) <= 1e-5, form[1] + ": p o vs float64");
+            assertTrue(relativeError(got.state, refP.state) <= 1e-5, form[1] + ": p state vs float64");
+            JsonNode m = new ObjectMapper().readTree(out.resolve("_states.json").toFile()).path("sequences");
+            assertEquals(400, m.path("p.safetensors").path("tokens").asLong(), form[1] + " " + m);
+
+            if ("checksums".equals(form[1])) {
+                // checksums out too: the float64 spot checks start from the stored state (they fail from zero)
+                Path sums = tmp.resolve("new-sums");
+                Outcome o = run(args(newIn, sums, List.of("--initial-states", old.toString(), "--output-mode",
+                        "checksums"), "--partition-tokens", "64"));
+                assertTrue(o.out.contains("p.safetensors: o crc32c"), o.out);
+                for (String n : new String[] {"p.safetensors", "q.safetensors"}) {
+                    JsonNode meta = metadata(sums.resolve(n));
+                    assertEquals("p.safetensors".equals(n) ? "150" : "130", meta.path("token_offset").asText(), n);
+                    assertTrue(Double.parseDouble(meta.path("spot_check_max_rel_error").asText()) <= 1e-4,
+                            n + ": " + meta);
+                }
+                Result got2 = Result.read(out.resolve("q.safetensors"));
+                assertTrue(relativeError(got2.state, refQ.state) <= 1e-5, "q state vs float64");
+            }
+        }
+
+        // a NaN in q's stored final state (one-file result): fails; with --skip-nonfinite q is skipped
+        Path old = tmp.resolve("old-nan");
+        run(args(oldIn, old, List.of()));
+        Path qOut = old.resolve("q.safetensors");
+        byte[] raw = Files.readAllBytes(qOut);
+        Map<String, dev.lightning.attention.tensor.SafetensorsFile.Tensor> t =
+                dev.lightning.attention.tensor.SafetensorsFile.read(qOut);
+        long headerLength = java.nio.ByteBuffer.wrap(raw, 0, 8).order(java.nio.ByteOrder.LITTLE_ENDIAN).getLong();
+        JsonNode header = new ObjectMapper().readTree(new String(raw, 8, (int) headerLength,
+                java.nio.charset.StandardCharsets.UTF_8));
+        int at = (int) (8 + headerLength + header.path("final_state").path("data_offsets").get(0).asLong()) + 4 * 5;
+        java.nio.ByteBuffer.wrap(raw).order(java.nio.ByteOrder.LITTLE_ENDIAN).putFloat(at, Float.NaN);
+        Files.write(qOut, raw);
+        assertEquals(2 * 8 * 6, t.get("final_state").toFloats().length);
+        Outcome failed = lightning(args(newIn, tmp.resolve("nan-fails"), List.of("--initial-states", old.toString()))
+                .toArray(new String[0]));
+        assertEquals(2, failed.status, failed.out + failed.err); // bad input, as a NaN in initial_state
+        assertTrue((failed.out + failed.err).contains("q.safetensors") && (failed.out + failed.err)
+                .contains("stored final_state"), failed.out + failed.err);
+        Path skip = tmp.resolve("nan-skipped");
+        Outcome skipped = run(args(newIn, skip, List.of("--initial-states", old.toString(), "--skip-nonfinite")));
+        assertTrue(skipped.out.contains("skipped q.safetensors"), skipped.out);
+        assertFalse(Files.exists(skip.resolve("q.safetensors")));
+        JsonNode m = new ObjectMapper().readTree(skip.resolve("_states.json").toFile()).path("sequences");
+        assertEquals(qOut.toUri().getPath(), java.net.URI.create(m.path("q.safetensors").path("uri").asText()).getPath(),
+                "the skipped sequence's stored state stays its current one: " + m);
+        assertEquals("p.safetensors", m.path("p.safetensors").path("file").asText());
+    }
+}
