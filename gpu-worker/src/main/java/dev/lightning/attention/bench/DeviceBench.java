@@ -25,8 +25,9 @@ import java.util.stream.IntStream;
  * the copies overlapped with the kernels and serial: one "RESULT host" line.
  * <pre>
  *   DeviceBench [--shapes 65536x64x128,262144x64x128,1048576x64x128,1048576x8x128] [--runs 10]
- *               [--host-shape 262144x8x128 | none] [--variants 1048576x128 | none] [--checks 65536]
+ *               [--host-shape 262144x8x128 | none] [--variants 1048576x128 | none] [--checks 65536 | none]
  * </pre>
+ * {@code --shapes none}: no timings (the checks alone, say while another process compiles its kernels).
  * {@code --checks T,T,...}: the sequence lengths of the H = 8, D = 128 correctness check (error against
  * sequence length; the float64 reference runs on the CPU, about a second per 16K tokens and head).
  */
@@ -65,11 +66,11 @@ public final class DeviceBench {
             System.out.println("DeviceBench on " + backend.device());
             double copy = hooks.copyBandwidth(4L << 30, 5);
             System.out.printf(Locale.ROOT, "RESULT copy %.3f TB/s%n", copy / 1e12);
-            for (String t : checks.split(",")) {
+            for (String t : "none".equals(checks) ? new String[0] : checks.split(",")) {
                 check(hooks, Integer.parseInt(t.trim()), 8, 128, 128);
             }
             check(hooks, 4100, 3, 72, 40);
-            for (String shape : shapes.split(",")) {
+            for (String shape : "none".equals(shapes) ? new String[0] : shapes.split(",")) {
                 String[] p = shape.split("x");
                 int t = Integer.parseInt(p[0]);
                 int h = Integer.parseInt(p[1]);
