@@ -6,7 +6,9 @@ Run it through bench/plots.sh, which provides matplotlib.
     plots.py --sweep-table SWEEP_LOG      prints the sweep's table for BENCHMARKS.md
 
 Sources (the newest file of each pattern, by the date its name starts with):
-  *-h200-sweep.log     the sequence-length sweep: DeviceBench (ours), bench/sweep.py (fla, vLLM)
+  *-h200-sweep.log     the sequence-length sweep: DeviceBench (ours), bench/sweep.py (fla, vLLM); where
+                       there is none yet, the newest *-h200-*.log with both ours' and fla's timings (bin/gpu-check
+                       with FLA_PATH), and vLLM's figures from *-h200-vllm-minimax.csv (another run)
   *-h200-gpu-job.log   bench/gpu-job.sh: disk, pinned copies, kernels, forward() on host tensors, jobs
   *-cpu-vs-peer.csv    the CPU job against the numpy peer, step by step (bench/cpu-vs-peer.sh)
   *-scale-*.log        bench/scale-100m.sh: spot-check errors of long CPU-backend runs (all of them)
@@ -26,6 +28,8 @@ COPY = re.compile(r"RESULT copy ([\d.]+) TB/s")
 # our check, plain attention only (a spec with a feature map or normalization prints more fields)
 CHECK = re.compile(r"RESULT check T=(\d+) AttentionSpec\[H=(\d+), Dk=(\d+), Dv=(\d+), scale=[^,\]]+, chunk=\d+\] "
                    r"bf16 output relative error ([\d.e+-]+)")
+FLACHECK = re.compile(r"RESULT flacheck T=(\d+) H=(\d+) D=(\d+) bf16 output relative error ([\d.e+-]+), "
+                      r"final state ([\d.e+-]+)")
 ERROR = re.compile(r"RESULT error (fla|vllm) T=(\d+) H=(\d+) D=(\d+) output_rel=([\d.e+-]+) state_rel=([\d.e+-]+)")
 SKIP = re.compile(r"RESULT skip (\w+) T=(\d+) H=(\d+) D=(\d+): (.*)")
 LABELS = {"ours": "ours (as the backend runs it)", "ours-two-pass": "ours, two-pass path forced",
@@ -49,6 +53,8 @@ def parse_sweep(path):
             checks[(int(m[2]), int(m[3]), int(m[4]), int(m[1]))] = float(m[5])
         elif m := ERROR.match(line):
             errors[(m[1], int(m[3]), int(m[4]), int(m[2]))] = (float(m[5]), float(m[6]))
+        elif m := FLACHECK.match(line):
+            errors[("fla", int(m[2]), int(m[3]), int(m[1]))] = (float(m[4]), float(m[5]))
         elif m := SKIP.match(line):
             skips.append((m[1], int(m[2]), int(m[3]), int(m[4]), m[5].strip()))
     return timings, checks, errors, skips, copy
@@ -78,8 +84,28 @@ def length_axis(ax, ts):
     ax.set_xlabel("sequence length T (tokens)")
 
 
-def throughput(plt, path, out):
+def gpu_log(results):
+    """The sweep log, or else the newest H200 log with ours' and fla's timings."""
+    sweep = newest(results, "*-h200-sweep.log")
+    if sweep:
+        return sweep, True
+    for path in sorted(glob.glob(os.path.join(results, "*-h200-*.log")), reverse=True):
+        text = open(path).read()
+        if "RESULT fla " in text and "RESULT ours " in text:
+            return path, False
+    return None, False
+
+
+def throughput(plt, path, out, vllm_csv=None):
     timings, _, _, skips, copy = parse_sweep(path)
+    sources = [path]
+    other_run = set()
+    if vllm_csv and not any(k[0] == "vllm" for k in timings):
+        sources.append(vllm_csv)
+        for r in rows(vllm_csv):
+            t = int(r["T"])
+            timings[("vllm", int(r["H"]), int(r["D"]), t)] = (float(r["vllm_ms"]), t / (float(r["vllm_ms"]) / 1e3))
+            other_run.add(("vllm", int(r["H"])))
     heads = sorted({h for (_, h, _, _) in timings}, reverse=True)
     if not heads:
         print("no timings in", path)
@@ -92,8 +118,10 @@ def throughput(plt, path, out):
             if not pts:
                 continue
             ts_all |= {t for t, _ in pts}
+            label = LABELS[impl] + (" [another run: " + os.path.basename(vllm_csv) + "]"
+                                    if (impl, h) in other_run else "")
             ax.plot([t for t, _ in pts], [r for _, r in pts], marker="o", color=COLORS[impl],
-                    linestyle="--" if impl == "ours-two-pass" else "-", label=LABELS[impl])
+                    linestyle="--" if impl == "ours-two-pass" else "-", label=label)
         d = next(dd for (_, hh, dd, _) in timings if hh == h)
         if copy:
             # q, k, v read and o written once, BF16: the least traffic a forward can have
@@ -116,11 +144,11 @@ def throughput(plt, path, out):
     for ax in axes[0]:
         for hd, lb in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(lb if "copy bandwidth" not in lb else "copy", (hd, lb))
-    fig.legend([v[0] for v in handles.values()], [v[1] for v in handles.values()], loc="lower center", ncol=3,
+    fig.legend([v[0] for v in handles.values()], [v[1] for v in handles.values()], loc="lower center", ncol=2,
                fontsize=8, bbox_to_anchor=(0.5, 0.03))
     fig.suptitle("Forward throughput against sequence length, data on the device", fontsize=11)
-    fig.tight_layout(rect=(0, 0.13, 1, 1))
-    footer(fig, path)
+    fig.tight_layout(rect=(0, 0.16, 1, 1))
+    footer(fig, *sources)
     save(fig, out, "throughput-vs-length.png")
     plt.close(fig)
 
@@ -132,15 +160,21 @@ def errors(plt, sweep, scale_logs, out):
     if sweep:
         _, checks, errs, _, _ = parse_sweep(sweep)
         sources.append(sweep)
-        ours = sorted((t, e) for (h, dk, dv, t), e in checks.items() if h == 8 and dk == dv == 128)
+        ours = sorted((t, e, h, dk, dv) for (h, dk, dv, t), e in checks.items())
         if ours:
-            ax.plot(*zip(*ours), marker="o", color=COLORS["ours"], label="ours, GPU, BF16 (worst of heads 0 and 7)")
-            ts_all |= {t for t, _ in ours}
+            ax.plot([o[0] for o in ours], [o[1] for o in ours], marker="o", color=COLORS["ours"],
+                    label="ours, GPU, H = 8, D = 128 unless marked (worst of heads 0 and H - 1)")
+            for t, e, h, dk, dv in ours:
+                if (h, dk, dv) != (8, 128, 128):
+                    ax.annotate(f"H={h}, Dk={dk}, Dv={dv}", (t, e), textcoords="offset points", xytext=(4, -12),
+                                fontsize=7, color=COLORS["ours"])
+            ts_all |= {o[0] for o in ours}
         for impl in ("fla", "vllm"):
             pts = sorted((t, e[0]) for (i, h, d, t), e in errs.items() if i == impl)
             if pts:
-                ax.plot(*zip(*pts), marker="s", color=COLORS[impl],
-                        label=LABELS[impl].split(" (")[0] + ", GPU (worst of 8 heads)")
+                shapes = sorted({(h, d) for (i, h, d, t) in errs if i == impl})
+                ax.plot(*zip(*pts), marker="s", color=COLORS[impl], label=LABELS[impl].split(" (")[0] + ", GPU, "
+                        + ", ".join(f"H = {h}, D = {d}" for h, d in shapes))
                 ts_all |= {t for t, _ in pts}
                 states = sorted((t, e[1]) for (i, h, d, t), e in errs.items() if i == impl)
                 ax.plot(*zip(*states), marker="s", color=COLORS[impl], linestyle=":", alpha=0.6,
@@ -167,7 +201,7 @@ def errors(plt, sweep, scale_logs, out):
     ax.set_yscale("log")
     ax.set_xlabel("sequence length T (tokens)")
     ax.set_ylabel("relative error against float64")
-    ax.set_title("Output error against sequence length (H = 8, D = 128 unless said; MiniMax slopes)", fontsize=9)
+    ax.set_title("Output error against sequence length (BF16 inputs, MiniMax slopes)", fontsize=9)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=7, loc="center right")
     fig.tight_layout(rect=(0, 0.05, 1, 1))
@@ -324,12 +358,12 @@ def main():
     import matplotlib.pyplot as plt
     results, out = sys.argv[1], sys.argv[2]
     os.makedirs(out, exist_ok=True)
-    sweep = newest(results, "*-h200-sweep.log")
-    if sweep:
-        throughput(plt, sweep, out)
+    log, is_sweep = gpu_log(results)
+    if log:
+        throughput(plt, log, out, None if is_sweep else newest(results, "*-h200-vllm-minimax.csv"))
     else:
-        print("no *-h200-sweep.log: throughput plot left out")
-    errors(plt, sweep, sorted(glob.glob(os.path.join(results, "*-scale-*.log"))), out)
+        print("no H200 log with ours' and fla's timings: throughput plot left out")
+    errors(plt, log, sorted(glob.glob(os.path.join(results, "*-scale-*.log"))), out)
     job = newest(results, "*-h200-gpu-job.log")
     if job:
         host_path(plt, job, out)
