@@ -324,7 +324,7 @@ def pieces(plt, paths, out):
 def sweep_table(path):
     timings, checks, errs, skips, copy = parse_sweep(path)
     keys = sorted({(h, d, t) for (_, h, d, t) in timings}, key=lambda k: (-k[0], k[2]))
-    print("| T | H | D | ours ms | two-pass ms | fla ms | vLLM ms | ours tokens/s | ours / fla | ours / vLLM "
+    print("| T | H | D | ours ms | two-pass ms | fla ms | vLLM ms | ours tokens/s | fla / ours | vLLM / ours "
           "| q, k, v, o bytes over copy bandwidth (ours) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for h, d, t in keys:
