@@ -22,13 +22,17 @@ import java.util.stream.IntStream;
  * The GPU benchmark: our forward of one whole sequence on one GPU, data already on the device
  * (pass 1 + scan + pass 2, as the job computes a split sequence), timed with device events, for
  * the shapes fla is compared on. Prints one "RESULT" line per shape for bin/gpu-check's table, and
- * first checks correctness on the device-made data against the float64 chunked reference. Last, the
+ * first checks correctness on the device-made data against the float64 chunked reference (H = 8,
+ * D = 128 at each length of {@code --checks}, then one awkward shape). Last, the
  * host path as the job pays it (host tensors in and out through forward(), copies included), with
  * the copies overlapped with the kernels and serial: one "RESULT host" line.
  * <pre>
  *   DeviceBench [--shapes 65536x64x128,262144x64x128,1048576x64x128,1048576x8x128] [--runs 10]
- *               [--host-shape 262144x8x128 | none] [--variants 1048576x128 | none]
+ *               [--host-shape 262144x8x128 | none] [--variants 1048576x128 | none] [--checks 65536 | none]
  * </pre>
+ * {@code --shapes none}: no timings (the checks alone, say while another process compiles its kernels).
+ * {@code --checks T,T,...}: the sequence lengths of the H = 8, D = 128 correctness check (error against
+ * sequence length; the float64 reference runs on the CPU, about a second per 16K tokens and head).
  */
 public final class DeviceBench {
     private DeviceBench() {
@@ -39,9 +43,12 @@ public final class DeviceBench {
         int runs = 10;
         String hostShape = "262144x8x128";
         String variants = "1048576x128";
+        String checks = "65536";
         for (int i = 0; i + 1 < args.length; i += 2) {
             if ("--variants".equals(args[i])) {
                 variants = args[i + 1];
+            } else if ("--checks".equals(args[i])) {
+                checks = args[i + 1];
             } else if ("--shapes".equals(args[i])) {
                 shapes = args[i + 1];
             } else if ("--host-shape".equals(args[i])) {
@@ -62,9 +69,11 @@ public final class DeviceBench {
             System.out.println("DeviceBench on " + backend.device());
             double copy = hooks.copyBandwidth(4L << 30, 5);
             System.out.printf(Locale.ROOT, "RESULT copy %.3f TB/s%n", copy / 1e12);
-            check(hooks, 65536, 8, 128, 128);
+            for (String t : "none".equals(checks) ? new String[0] : checks.split(",")) {
+                check(hooks, Integer.parseInt(t.trim()), 8, 128, 128);
+            }
             check(hooks, 4100, 3, 72, 40);
-            for (String shape : shapes.split(",")) {
+            for (String shape : "none".equals(shapes) ? new String[0] : shapes.split(",")) {
                 String[] p = shape.split("x");
                 int t = Integer.parseInt(p[0]);
                 int h = Integer.parseInt(p[1]);

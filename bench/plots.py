@@ -1,0 +1,379 @@
+#!/usr/bin/env python3
+"""The plots of BENCHMARKS.md, drawn with matplotlib from the committed logs and CSVs of bench/results.
+Run it through bench/plots.sh, which provides matplotlib.
+
+    plots.py RESULTS_DIR PLOTS_DIR        writes the PNGs (each names its source file in its footer)
+    plots.py --sweep-table SWEEP_LOG      prints the sweep's table for BENCHMARKS.md
+
+Sources (the newest file of each pattern, by the date its name starts with):
+  *-h200-sweep.log     the sequence-length sweep: DeviceBench (ours), bench/sweep.py (fla, vLLM); where
+                       there is none yet, the newest *-h200-*.log with both ours' and fla's timings (bin/gpu-check
+                       with FLA_PATH), and vLLM's figures from *-h200-vllm-minimax.csv (another run)
+  *-h200-gpu-job.log   bench/gpu-job.sh: disk, pinned copies, kernels, forward() on host tensors, jobs
+  *-cpu-vs-peer.csv    the CPU job against the numpy peer, step by step (bench/cpu-vs-peer.sh)
+  *-scale-*.log        bench/scale-100m.sh: spot-check errors of long CPU-backend runs (all of them)
+  *pieces*.csv         time per token against piece count (issue 16; all rows of all such files)
+A figure whose source is missing is left out with a note; nothing is drawn from numbers written here.
+"""
+import csv
+import glob
+import os
+import re
+import sys
+import textwrap
+
+# Lines DeviceBench, bench/fla_bench.py and bench/sweep.py print.
+TIMING = re.compile(r"RESULT (ours-two-pass|ours|fla|vllm) T=(\d+) H=(\d+) D=(\d+) ms=([\d.]+) tokens_per_s=([\d.e+-]+)")
+COPY = re.compile(r"RESULT copy ([\d.]+) TB/s")
+# our check, plain attention only (a spec with a feature map or normalization prints more fields)
+CHECK = re.compile(r"RESULT check T=(\d+) AttentionSpec\[H=(\d+), Dk=(\d+), Dv=(\d+), scale=[^,\]]+, chunk=\d+\] "
+                   r"bf16 output relative error ([\d.e+-]+)")
+FLACHECK = re.compile(r"RESULT flacheck T=(\d+) H=(\d+) D=(\d+) bf16 output relative error ([\d.e+-]+), "
+                      r"final state ([\d.e+-]+)")
+ERROR = re.compile(r"RESULT error (fla|vllm) T=(\d+) H=(\d+) D=(\d+) output_rel=([\d.e+-]+) state_rel=([\d.e+-]+)")
+SKIP = re.compile(r"RESULT skip (\w+) T=(\d+) H=(\d+) D=(\d+): (.*)")
+LABELS = {"ours": "ours (as the backend runs it)", "ours-two-pass": "ours, two-pass path forced",
+          "fla": "fla chunk_simple_gla (BF16)", "vllm": "vLLM MiniMax lightning_attention (float32 in and out)"}
+COLORS = {"ours": "#1f77b4", "ours-two-pass": "#6baed6", "fla": "#d62728", "vllm": "#2ca02c", "ceiling": "#555555"}
+
+
+def newest(results, pattern):
+    files = sorted(glob.glob(os.path.join(results, pattern)))
+    return files[-1] if files else None
+
+
+def parse_sweep(path):
+    timings, checks, errors, skips, copy = {}, {}, {}, [], None
+    for line in open(path):
+        if m := TIMING.match(line):
+            timings[(m[1], int(m[3]), int(m[4]), int(m[2]))] = (float(m[5]), float(m[6]))
+        elif m := COPY.match(line):
+            copy = float(m[1]) * 1e12
+        elif m := CHECK.match(line):
+            checks[(int(m[2]), int(m[3]), int(m[4]), int(m[1]))] = float(m[5])
+        elif m := ERROR.match(line):
+            errors[(m[1], int(m[3]), int(m[4]), int(m[2]))] = (float(m[5]), float(m[6]))
+        elif m := FLACHECK.match(line):
+            errors[("fla", int(m[2]), int(m[3]), int(m[1]))] = (float(m[4]), float(m[5]))
+        elif m := SKIP.match(line):
+            skips.append((m[1], int(m[2]), int(m[3]), int(m[4]), m[5].strip()))
+    return timings, checks, errors, skips, copy
+
+
+def footer(fig, *sources):
+    text = "data in bench/results: " + ", ".join(os.path.basename(s) for s in sources)
+    fig.text(0.01, 0.005, textwrap.fill(text, int(fig.get_figwidth() * 16)), fontsize=7, color="#666666", ha="left",
+             va="bottom")
+
+
+def save(fig, out, name):
+    path = os.path.join(out, name)
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    print("wrote", path)
+
+
+def short(t):
+    return f"{t / 1024:g}K" if t < 1 << 20 else f"{t / (1 << 20):g}M"
+
+
+def length_axis(ax, ts):
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ts)
+    ax.set_xticklabels([short(t) for t in ts])
+    ax.minorticks_off()
+    ax.set_xlabel("sequence length T (tokens)")
+
+
+def gpu_log(results):
+    """The sweep log, or else the newest H200 log with ours' and fla's timings."""
+    sweep = newest(results, "*-h200-sweep.log")
+    if sweep:
+        return sweep, True
+    for path in sorted(glob.glob(os.path.join(results, "*-h200-*.log")), reverse=True):
+        text = open(path).read()
+        if "RESULT fla " in text and "RESULT ours " in text:
+            return path, False
+    return None, False
+
+
+def throughput(plt, path, out, vllm_csv=None):
+    timings, _, _, skips, copy = parse_sweep(path)
+    sources = [path]
+    other_run = set()
+    if vllm_csv and not any(k[0] == "vllm" for k in timings):
+        sources.append(vllm_csv)
+        for r in rows(vllm_csv):
+            t = int(r["T"])
+            timings[("vllm", int(r["H"]), int(r["D"]), t)] = (float(r["vllm_ms"]), t / (float(r["vllm_ms"]) / 1e3))
+            other_run.add(("vllm", int(r["H"])))
+    heads = sorted({h for (_, h, _, _) in timings}, reverse=True)
+    if not heads:
+        print("no timings in", path)
+        return
+    fig, axes = plt.subplots(1, len(heads), figsize=(6 * len(heads), 4.8), squeeze=False)
+    for ax, h in zip(axes[0], heads):
+        ts_all = set()
+        for impl in ("ours", "ours-two-pass", "fla", "vllm"):
+            pts = sorted((t, v[1]) for (i, hh, d, t), v in timings.items() if i == impl and hh == h)
+            if not pts:
+                continue
+            ts_all |= {t for t, _ in pts}
+            label = LABELS[impl] + (" [another run: " + os.path.basename(vllm_csv) + "]"
+                                    if (impl, h) in other_run else "")
+            ax.plot([t for t, _ in pts], [r for _, r in pts], marker="o", color=COLORS[impl],
+                    linestyle="--" if impl == "ours-two-pass" else "-", label=label)
+        d = next(dd for (_, hh, dd, _) in timings if hh == h)
+        if copy:
+            # q, k, v read and o written once, BF16: the least traffic a forward can have
+            ax.axhline(copy / (4 * h * d * 2), color=COLORS["ceiling"], linestyle=":",
+                       label=f"copy bandwidth ({copy / 1e12:.2f} TB/s) over the bytes of q, k, v and o (BF16)")
+        notes = [f"{impl} not run at T = {short(t)}: {why.split(',')[0]}" for impl, t, hh, dd, why in skips if hh == h]
+        if notes:
+            ax.annotate("\n".join(notes), xy=(0.02, 0.55), xycoords="axes fraction", fontsize=7)
+        ours = {t: v[0] for (i, hh, _, t), v in timings.items() if i == "ours" and hh == h}
+        fla = {t: v[0] for (i, hh, _, t), v in timings.items() if i == "fla" and hh == h}
+        for t in sorted(set(ours) & set(fla)):
+            ax.annotate(f"{fla[t] / ours[t]:.1f}x", (t, timings[("ours", h, d, t)][1]), textcoords="offset points",
+                        xytext=(0, 7), ha="center", fontsize=7, color=COLORS["ours"])
+        length_axis(ax, sorted(ts_all))
+        ax.set_yscale("log")
+        ax.set_ylabel("tokens per second")
+        ax.set_title(f"H = {h}, Dk = Dv = {d}, one sequence on one H200 (labels: ours against fla)", fontsize=9)
+        ax.grid(True, which="major", alpha=0.3)
+    handles = {}
+    for ax in axes[0]:
+        for hd, lb in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lb if "copy bandwidth" not in lb else "copy", (hd, lb))
+    fig.legend([v[0] for v in handles.values()], [v[1] for v in handles.values()], loc="lower center", ncol=2,
+               fontsize=8, bbox_to_anchor=(0.5, 0.03))
+    fig.suptitle("Forward throughput against sequence length, data on the device", fontsize=11)
+    fig.tight_layout(rect=(0, 0.16, 1, 1))
+    footer(fig, *sources)
+    save(fig, out, "throughput-vs-length.png")
+    plt.close(fig)
+
+
+def errors(plt, sweep, scale_logs, out):
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    sources = []
+    ts_all = set()
+    if sweep:
+        _, checks, errs, _, _ = parse_sweep(sweep)
+        sources.append(sweep)
+        ours = sorted((t, e, h, dk, dv) for (h, dk, dv, t), e in checks.items())
+        if ours:
+            ax.plot([o[0] for o in ours], [o[1] for o in ours], marker="o", color=COLORS["ours"],
+                    label="ours, GPU, H = 8, D = 128 unless marked (worst of heads 0 and H - 1)")
+            for t, e, h, dk, dv in ours:
+                if (h, dk, dv) != (8, 128, 128):
+                    ax.annotate(f"H={h}, Dk={dk}, Dv={dv}", (t, e), textcoords="offset points", xytext=(4, -12),
+                                fontsize=7, color=COLORS["ours"])
+            ts_all |= {o[0] for o in ours}
+        for impl in ("fla", "vllm"):
+            pts = sorted((t, e[0]) for (i, h, d, t), e in errs.items() if i == impl)
+            if pts:
+                shapes = sorted({(h, d) for (i, h, d, t) in errs if i == impl})
+                ax.plot(*zip(*pts), marker="s", color=COLORS[impl], label=LABELS[impl].split(" (")[0] + ", GPU, "
+                        + ", ".join(f"H = {h}, D = {d}" for h, d in shapes))
+                ts_all |= {t for t, _ in pts}
+                states = sorted((t, e[1]) for (i, h, d, t), e in errs.items() if i == impl)
+                ax.plot(*zip(*states), marker="s", color=COLORS[impl], linestyle=":", alpha=0.6,
+                        label=LABELS[impl].split(" (")[0] + ": final state")
+    spot = []
+    for path in scale_logs:
+        tokens = None
+        for line in open(path):
+            if m := re.match(r"\| tokens \| ([\d,]+) \|", line):
+                tokens = int(m[1].replace(",", ""))
+            elif (m := re.match(r"\| spot checks: rows, max rel\. error \(tolerance\) \| (\d+) checked, ([\d.e+-]+)",
+                                line)) and tokens:
+                spot.append((tokens, float(m[2])))
+        sources.append(path)
+    if spot:
+        ax.scatter(*zip(*sorted(spot)), marker="^", color="#9467bd", zorder=3,
+                   label="CPU backend job, BF16, H = 2, D = 64 (worst of 30 sampled rows)")
+        ts_all |= {t for t, _ in spot}
+    if not ts_all:
+        print("no errors found")
+        plt.close(fig)
+        return
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("sequence length T (tokens)")
+    ax.set_ylabel("relative error against float64")
+    ax.set_title("Output error against sequence length (BF16 inputs, MiniMax slopes)", fontsize=9)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=7, loc="center right")
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    footer(fig, *sources)
+    save(fig, out, "error-vs-length.png")
+    plt.close(fig)
+
+
+def host_path(plt, path, out):
+    """Everything in tokens/s at the job's shape (H = 8, D = 128, BF16): the ceilings turned into tokens/s
+    by the bytes each must carry per token."""
+    text = open(path).read()
+
+    def one(pattern):
+        m = re.search(pattern, text)
+        return float(m[1]) if m else None
+
+    disk = one(r"RESULT disk_read GB/s=([\d.]+)")
+    h2d, d2h = one(r"RESULT pinned_h2d GB/s=([\d.]+)"), one(r"RESULT pinned_d2h GB/s=([\d.]+)")
+    host = re.search(r"RESULT host T=\d+ H=(\d+) D=(\d+) .*pipelined_GB_per_s=([\d.]+)", text)
+    kernel = re.search(r"RESULT ours T=(\d+) H=(\d+) D=(\d+) ms=[\d.]+ tokens_per_s=([\d.e+-]+)", text)
+    jobs = re.findall(r"RESULT job (\S+) status=0 .*?tokens_per_s=([\d.e+-]+) backends=gpu", text)
+    h, d = (int(host[1]), int(host[2])) if host else (8, 128)
+    token = h * d * 2  # bytes of one token's q (or k, v, o) in BF16
+    bars = []  # (label, tokens/s, kind)
+    if kernel:
+        bars.append((f"kernels alone, data on the device (T = {int(kernel[1]):,})", float(kernel[4]), "measured"))
+    if h2d and d2h:
+        link = min(h2d, d2h) * 1e9
+        bars.append((f"pinned copy ceiling: {min(h2d, d2h):.1f} GB/s over q, k, v in and o out", link / (4 * token),
+                     "ceiling"))
+    if host:
+        bars.append((f"forward() on host tensors: {float(host[3]):.2f} GB/s (copies in the timing)",
+                     float(host[3]) * 1e9 / (4 * token), "measured"))
+    if disk:
+        bars.append((f"disk ceiling: {disk:.2f} GB/s over a split sequence's reads (k, v, then q, k, v)",
+                     disk * 1e9 / (5 * token), "ceiling"))
+    names = {"long-local": "job: 1M tokens in 8 pieces, local[*]", "dir-local": "job: 16 sequences of 64K, local[*]",
+             "long-standalone": "job: 1M tokens, standalone, one worker",
+             "long-shared": "job: 1M tokens, standalone, two workers on GPU 0"}
+    for name, rate in jobs:
+        bars.append((names.get(name, "job: " + name), float(rate), "job"))
+    if not bars:
+        print("nothing to draw from", path)
+        return
+    colors = {"measured": COLORS["ours"], "ceiling": "#bbbbbb", "job": "#ff7f0e"}
+    fig, ax = plt.subplots(figsize=(11, 0.45 * len(bars) + 1.8))
+    ys = range(len(bars))[::-1]
+    ax.barh(list(ys), [b[1] for b in bars], color=[colors[b[2]] for b in bars])
+    for y, (label, rate, _) in zip(ys, bars):
+        ax.text(rate * 1.08, y, f"{rate / 1e6:.3g} M" if rate >= 1e6 else f"{rate / 1e3:.3g} K", va="center",
+                fontsize=8)
+    ax.set_yticks(list(ys))
+    ax.set_yticklabels([b[0] for b in bars], fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlim(right=max(b[1] for b in bars) * 8)
+    ax.set_xlabel(f"tokens per second (H = {h}, D = {d}, BF16); a ceiling's GB/s over the bytes it carries per token")
+    ax.set_title("Host path and job on the H200 against the copy and disk ceilings (grey)", fontsize=10)
+    ax.grid(True, axis="x", alpha=0.3)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    footer(fig, path)
+    save(fig, out, "host-path-and-job.png")
+    plt.close(fig)
+
+
+def rows(path):
+    return list(csv.DictReader(line for line in open(path) if not line.startswith("#")))
+
+
+def cpu_peer(plt, path, out):
+    table = rows(path)
+    runs = [c for c in table[0] if c != "step"]
+    fig, ax = plt.subplots(figsize=(9, 3.4))
+    left = [0.0] * len(runs)
+    cmap = plt.get_cmap("tab10")
+    for i, r in enumerate(table):
+        widths = [float(r[c]) if r[c] else 0.0 for c in runs]
+        ax.barh(range(len(runs)), widths, left=left, color=cmap(i % 10), label=r["step"], edgecolor="white")
+        left = [a + b for a, b in zip(left, widths)]
+    for y, total in enumerate(left):
+        ax.text(total + 0.1, y, f"{total:.2f} s", va="center", fontsize=8)
+    ax.set_yticks(range(len(runs)))
+    ax.set_yticklabels([c.replace("_", " ") for c in runs])
+    ax.invert_yaxis()
+    ax.set_xlim(0, max(left) * 1.15)
+    ax.set_xlabel("seconds, whole process (T = 524,288, H = 8, Dk = Dv = 64, F32, 2-core VM)")
+    ax.set_title("CPU backend: the whole job against a numpy peer, step by step", fontsize=10)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=3)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    footer(fig, path)
+    save(fig, out, "cpu-vs-numpy-peer.png")
+    plt.close(fig)
+
+
+def pieces(plt, paths, out):
+    series = {}
+    for path in paths:
+        for r in rows(path):
+            series.setdefault(r["label"], []).append((int(r["pieces"]), float(r["seconds"]) / int(r["tokens"]) * 1e6))
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    for label, pts in series.items():
+        pts.sort()
+        line, = ax.plot(*zip(*pts), marker="o", label=label)
+        for p, v in pts:
+            ax.annotate(f"{v:.2f}", (p, v), textcoords="offset points", xytext=(6, 6), fontsize=7,
+                        color=line.get_color())
+    ax.set_xscale("log")
+    ax.set_ylim(bottom=0, top=max(v for pts in series.values() for _, v in pts) * 1.2)
+    ax.set_xlabel("pieces the sequence is split into (log scale)")
+    ax.set_ylabel("job seconds per million tokens")
+    ax.set_title("Time per token against piece count (CPU backend, 2-core VM)", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    footer(fig, *paths)
+    save(fig, out, "time-per-token-vs-pieces.png")
+    plt.close(fig)
+
+
+def sweep_table(path):
+    timings, checks, errs, skips, copy = parse_sweep(path)
+    keys = sorted({(h, d, t) for (_, h, d, t) in timings}, key=lambda k: (-k[0], k[2]))
+    print("| T | H | D | ours ms | two-pass ms | fla ms | vLLM ms | ours tokens/s | fla / ours | vLLM / ours "
+          "| q, k, v, o bytes over copy bandwidth (ours) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for h, d, t in keys:
+        ours, two, fla, vllm = (timings.get((impl, h, d, t)) for impl in ("ours", "ours-two-pass", "fla", "vllm"))
+        cells = [f"{t:,}", str(h), str(d)] + [f"{v[0]:.3f}" if v else "-" for v in (ours, two, fla, vllm)]
+        cells.append(f"{ours[1]:.3g}" if ours else "-")
+        cells.append(f"{fla[0] / ours[0]:.2f}x" if ours and fla else "-")
+        cells.append(f"{vllm[0] / ours[0]:.1f}x" if ours and vllm else "-")
+        cells.append(f"{4 * t * h * d * 2 / (ours[0] / 1e3) / copy:.2f}" if ours and copy else "-")
+        print("| " + " | ".join(cells) + " |")
+    print()
+    print("| T | ours (H = 8, heads 0 and 7) | fla output | fla state | vLLM output | vLLM state |")
+    print("|---|---|---|---|---|---|")
+    for t in sorted({t for (_, _, _, t) in errs} | {t for (h, dk, dv, t) in checks if h == 8 and dk == dv == 128}):
+        o = checks.get((8, 128, 128, t))
+        f, v = errs.get(("fla", 8, 128, t)), errs.get(("vllm", 8, 128, t))
+        e = lambda x: f"{x:.2e}" if x is not None else "-"  # noqa: E731
+        print(f"| {t:,} | {e(o)} | {e(f and f[0])} | {e(f and f[1])} | {e(v and v[0])} | {e(v and v[1])} |")
+    for impl, t, h, d, why in skips:
+        print(f"\n{impl} not run at T = {t:,}, H = {h}, D = {d}: {why}")
+
+
+def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--sweep-table":
+        sweep_table(sys.argv[2])
+        return
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    results, out = sys.argv[1], sys.argv[2]
+    os.makedirs(out, exist_ok=True)
+    log, is_sweep = gpu_log(results)
+    if log:
+        throughput(plt, log, out, None if is_sweep else newest(results, "*-h200-vllm-minimax.csv"))
+    else:
+        print("no H200 log with ours' and fla's timings: throughput plot left out")
+    errors(plt, log, sorted(glob.glob(os.path.join(results, "*-scale-*.log"))), out)
+    job = newest(results, "*-h200-gpu-job.log")
+    if job:
+        host_path(plt, job, out)
+    peer = newest(results, "*-cpu-vs-peer.csv")
+    if peer:
+        cpu_peer(plt, peer, out)
+    piece_files = sorted(glob.glob(os.path.join(results, "*pieces*.csv")))
+    if piece_files:
+        pieces(plt, piece_files, out)
+
+
+if __name__ == "__main__":
+    main()
