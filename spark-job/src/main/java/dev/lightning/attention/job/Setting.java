@@ -102,6 +102,12 @@ final class Setting<T> {
                 s -> s.isEmpty() ? "a path is required" : null);
     }
 
+    /** A path that may be left out (no default). */
+    static Setting<String> optionalPath(String flag, String key, String doc) {
+        return new Setting<>(flag, key, "path", null, "(none)", doc, s -> s,
+                s -> s.isEmpty() ? "a path is required" : null);
+    }
+
     static Setting<String> text(String flag, String key, String defaultText, String doc) {
         return new Setting<>(flag, key, "string", null, defaultText, doc, s -> s,
                 s -> s.isEmpty() ? "a value is required" : null);
