@@ -75,15 +75,23 @@ final class TableRun {
         int safetensors = 0;
         for (String element : elements(input, conf)) {
             Path p = HadoopPaths.parse(element);
-            FileSystem fs = HadoopPaths.fileSystem(p, conf);
+            FileSystem fs;
             FileStatus st;
             try {
+                fs = HadoopPaths.fileSystem(p, conf);
                 st = fs.getFileStatus(p);
             } catch (java.io.FileNotFoundException e) {
                 parquet += element.endsWith(".parquet") ? 1 : 0;
                 continue;
+            } catch (IOException e) {
+                continue; // unreachable or unreadable: the listing of the files run says why, as before
             }
-            FileStatus[] children = st.isDirectory() ? fs.listStatus(p) : new FileStatus[] {st};
+            FileStatus[] children;
+            try {
+                children = st.isDirectory() ? fs.listStatus(p) : new FileStatus[] {st};
+            } catch (IOException e) {
+                continue;
+            }
             for (FileStatus c : children) {
                 String name = c.getPath().getName();
                 if (name.startsWith(".") || name.startsWith("_")) {
@@ -135,6 +143,10 @@ final class TableRun {
         if (cfg.get(Settings.SKIP_NONFINITE)) {
             throw new InvalidInputException("--skip-nonfinite with tables: a sequence with NaN/Inf fails the run; drop "
                     + "such rows before the run" + use.replace("it", "skipping"));
+        }
+        if (cli && cfg.get(Settings.SYNTHETIC) != null) {
+            throw new InvalidInputException("--synthetic with --input-format parquet: generated sequences are safetensors "
+                    + "files that exist only as a function; leave --input-format out");
         }
         if (cli && cfg.get(Settings.RESUME)) {
             throw new InvalidInputException("--resume with tables: a run over tables restarts from the beginning (its "
@@ -332,10 +344,13 @@ final class TableRun {
             ObjectNode report = json.createObjectNode();
             try {
                 compute(inputs, seqInputs, staging, outFs, report);
-            } catch (InvalidInputException e) {
-                Commit.removeStaging(outFs, outputDir, staging.path()); // refused before compute: nothing to keep
-                throw e;
             } catch (Exception e) {
+                if (refusedInput(e)) {
+                    // bad input, found by the checks or on the map side of the shuffle, before any
+                    // compute task ran: there is no work to keep
+                    Commit.removeStaging(outFs, outputDir, staging.path());
+                    throw e;
+                }
                 report.put("status", "failed");
                 report.put("error", String.valueOf(e.getMessage()));
                 try {
@@ -364,6 +379,16 @@ final class TableRun {
                 outputs.removeIfEmpty();
             }
         }
+    }
+
+    /** Whether {@code e} is (or wraps, as Spark's job failures do) a refusal of the input. */
+    private static boolean refusedInput(Throwable e) {
+        for (Throwable t = e; t != null; t = t.getCause() == t ? null : t.getCause()) {
+            if (t instanceof InvalidInputException) {
+                return true;
+            }
+        }
+        return false;
     }
 
     /** An input path, qualified; refused when it does not exist or when it and the output contain one another. */

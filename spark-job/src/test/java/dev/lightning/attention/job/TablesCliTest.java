@@ -2,6 +2,7 @@ package dev.lightning.attention.job;
 
 import dev.lightning.attention.tensor.DType;
 import org.apache.spark.sql.Row;
+import org.apache.spark.sql.RowFactory;
 import org.apache.spark.sql.SparkSession;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -51,6 +52,7 @@ class TablesCliTest {
         String in = dir.resolve("qkv").toString();
         String seqIn = dir.resolve("per-sequence").toString();
         String bad = dir.resolve("bad").toString();
+        String badLength = dir.resolve("bad-length").toString();
         SparkSession spark = session();
         try {
             List<Row> rows = new ArrayList<>();
@@ -69,6 +71,10 @@ class TablesCliTest {
             TablesTest.Seq gap = new TablesTest.Seq("doc-9", 30, 1, 1, 1, 4, 4, DType.F32, rnd);
             spark.createDataFrame(List.of(gap.row(0, 10), gap.row(12, 18)), TableSchema.BLOCKS.schema()).write()
                     .parquet(bad);
+            Row r = gap.row(10, 20);
+            spark.createDataFrame(List.of(gap.row(0, 10), RowFactory.create("doc-9", 10L, 20, "F32", 1, 1, 1, 4, 4,
+                    r.get(9), r.get(10), java.util.Arrays.copyOf((byte[]) r.get(11), 7))), TableSchema.BLOCKS.schema())
+                    .write().parquet(badLength);
         } finally {
             spark.stop();
         }
@@ -97,6 +103,11 @@ class TablesCliTest {
         String refused = dir.resolve("refused").toString();
         assertEquals(2, run(log, "--input", bad, "--output", refused), log.toString());
         assertTrue(log.toString().contains("'doc-9'") && log.toString().contains("[10, 12) are missing"), log.toString());
+        assertFalse(Files.exists(Path.of(refused)), "a refused run leaves nothing");
+        // a wrong byte length is found on the map side of the shuffle, before any compute task
+        assertEquals(2, run(log, "--input", badLength, "--output", refused), log.toString());
+        assertTrue(log.toString().contains("'doc-9', the block at 10") && log.toString().contains("v holds 7 bytes"),
+                log.toString());
         assertFalse(Files.exists(Path.of(refused)), "a refused run leaves nothing");
 
         // what tables do not support is refused with what to use instead
