@@ -460,7 +460,9 @@ final class TableRun {
                     oSeconds, LightningJob.rate(plan.totalTokens, oSeconds));
             t = System.nanoTime();
             sc.setJobDescription("lightning tables: the final-states table");
-            outputs.finalStates.write().parquet(staging.stagedOutput(STATES_DIR).toString());
+            // states are float32 noise to a codec and never repeat: no dictionary, no compression
+            outputs.finalStates.write().option("compression", "none").option("parquet.enable.dictionary", "false")
+                    .parquet(staging.stagedOutput(STATES_DIR).toString());
             passes.putObject("write final states").put("seconds", (System.nanoTime() - t) / 1e9);
             sc.setJobDescription(null);
         } finally {
