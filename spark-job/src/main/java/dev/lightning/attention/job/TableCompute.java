@@ -235,10 +235,23 @@ final class TableCompute implements Serializable {
             out = shuffled.mapPartitions(it -> new Pass2(it, Collections.emptyIterator()));
         }
         out.setName("lightning tables: pass 2, outputs");
-        out = out.persist(StorageLevel.MEMORY_AND_DISK_SER());
         DType[] oDtypes = new DType[plan.size()];
+        long oBytes = 0;
+        long stateBytes = 0;
         for (int s = 0; s < oDtypes.length; s++) {
             oDtypes[s] = cfg.outputDtype(plan.dtype[s]);
+            AttentionSpec spec = spec(s);
+            oBytes += plan.tokens[s] * spec.heads() * spec.dv() * oDtypes[s].bytes();
+            stateBytes += spec.stateBytes();
+        }
+        // The two outputs are two Spark jobs over pass 2. Where o outweighs the states (long
+        // sequences), pass 2 runs once and its outputs are kept for the second job; where the
+        // states do (many short sequences: 512 KiB of state per sequence against 2 KiB of o per
+        // token at H = 8, D = 128), keeping them costs more than computing them again (their
+        // serialization and spill to disk), so the second job recomputes pass 2 from the same
+        // shuffle output (Spark reruns no shuffle), with the same bytes.
+        if (oBytes > stateBytes) {
+            out = out.persist(StorageLevel.MEMORY_AND_DISK_SER());
         }
         JavaRDD<Row> oRows = out.filter(r -> !r.state).map(r -> RowFactory.create(p.names[r.seq], r.start, r.tokens,
                 oDtypes[r.seq].name(), p.heads(r.seq), p.dv[r.seq], r.data));
