@@ -68,6 +68,11 @@ public final class LightningTables {
             return plan.tasks;
         }
 
+        /** Whether pass 2's outputs are kept between the two outputs' jobs (else the second recomputes them). */
+        boolean outputsKept() {
+            return outputs.all.getStorageLevel().useDisk() || outputs.all.getStorageLevel().useMemory();
+        }
+
         /** Releases the persisted outputs. */
         @Override
         public void close() {

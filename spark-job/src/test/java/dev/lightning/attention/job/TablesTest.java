@@ -421,7 +421,32 @@ class TablesTest {
                 "--backend", "cpu")) {
             assertEquals(2000, r.sequences());
             assertTrue(r.tasks() <= 2, "tasks: " + r.tasks());
+            assertTrue(r.outputsKept(), "o outweighs the states: pass 2 is kept for the second output");
             checkAgainstReference(seqs, r.o(), r.finalStates(), 1.0, false);
+        }
+    }
+
+    /** States outweigh o here, so pass 2 runs once per output table instead of being kept: same results. */
+    @Test
+    void statesHeavierThanOAreRecomputedNotKept() {
+        Random rnd = new Random(22);
+        List<Seq> seqs = new ArrayList<>();
+        for (int i = 0; i < 40; i++) {
+            Seq s = new Seq("decode-" + i, 1 + rnd.nextInt(3), 2, 2, 2, 64, 48, DType.BF16, rnd);
+            if (i % 2 == 0) {
+                s.initial = LightningState.of(2, 64, 48, random(2 * 64 * 48, rnd, 1));
+            }
+            seqs.add(s);
+        }
+        try (LightningTables.Result r = LightningTables.compute(blocksOf(seqs, rnd, 2), sequencesOf(seqs, false),
+                "--backend", "cpu", "--output-dtype", "f32")) {
+            org.junit.jupiter.api.Assertions.assertFalse(r.outputsKept(), "states outweigh o: pass 2 is not kept");
+            checkAgainstReference(seqs, r.o(), r.finalStates(), 1.0, false);
+            Map<String, byte[]> first = rowBytes(r.o());
+            assertEquals(first.keySet(), rowBytes(r.o()).keySet());
+            for (Map.Entry<String, byte[]> e : rowBytes(r.o()).entrySet()) {
+                assertArrayEquals(first.get(e.getKey()), e.getValue(), "a recomputed pass 2 gives the same bytes");
+            }
         }
     }
 
