@@ -249,12 +249,6 @@ public final class LightningMain {
             // Parquet reader merges, its writers' task results), which are not ours to register;
             // ours still are (LightningKryoRegistrator), so they stay compact
             conf.set("spark.kryo.registrationRequired", "false");
-            if (!conf.contains("spark.shuffle.compress")) {
-                // the shuffle carries q, k and v, 16-bit or float32 noise to lz4: compressing it
-                // cost more than it saved (10,000 x 64 tokens, H = 8, D = 128, BF16: computing and
-                // writing o took 177.4 s with it, 79.1 s without, on the shared 2-core VM)
-                conf.set("spark.shuffle.compress", "false");
-            }
         }
         ExecutorBackends.checkAvailable(cfg.get(Settings.BACKEND), master);
         SetupChecks.checkMasterReachable(master, masterSource);
