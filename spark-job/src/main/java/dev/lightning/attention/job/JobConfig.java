@@ -27,9 +27,17 @@ public final class JobConfig implements Serializable {
     /** Spark settings from {@code --conf} that are not ours, applied to the SparkConf. */
     final Map<String, String> sparkSettings;
 
-    private JobConfig(Map<String, Object> values, Map<String, String> sparkSettings) {
+    private JobConfig(Map<String, Object> values, Map<String, String> sparkSettings, boolean datasets) {
         this.values = Collections.unmodifiableMap(values);
         this.sparkSettings = Collections.unmodifiableMap(new LinkedHashMap<>(sparkSettings));
+        if (!datasets) {
+            checkPaths();
+        }
+        checkOptions();
+    }
+
+    /** A run reads --input (or --synthetic) and writes --output; a run over datasets ({@link LightningTables}) has neither. */
+    private void checkPaths() {
         if (get(Settings.INPUT) == null && get(Settings.SYNTHETIC) == null) {
             throw new InvalidInputException("--input PATHS is required (or the key " + Settings.INPUT.key
                     + "), or --synthetic T,H,Dk,Dv,dtype,seed for generated sequences");
@@ -43,6 +51,9 @@ public final class JobConfig implements Serializable {
         if (get(Settings.OUTPUT) == null) {
             throw new InvalidInputException("--output DIR is required (or the key " + Settings.OUTPUT.key + ")");
         }
+    }
+
+    private void checkOptions() {
         Integer layer = get(Settings.LAYER);
         Integer layers = get(Settings.LAYERS);
         if ((layer == null) != (layers == null)) {
@@ -86,6 +97,15 @@ public final class JobConfig implements Serializable {
      */
     static JobConfig resolve(Map<String, String> flags, Map<String, String> confPairs,
                              Function<String, String> sparkDefault) {
+        return resolve(flags, confPairs, sparkDefault, false);
+    }
+
+    /**
+     * @param datasets true for a run over datasets given in code ({@link LightningTables}), which
+     *                 needs no --input or --output
+     */
+    static JobConfig resolve(Map<String, String> flags, Map<String, String> confPairs,
+                             Function<String, String> sparkDefault, boolean datasets) {
         Map<String, String> spark = new LinkedHashMap<>();
         for (Map.Entry<String, String> e : confPairs.entrySet()) {
             boolean ours = false;
@@ -109,7 +129,7 @@ public final class JobConfig implements Serializable {
                 values.put(s.key, v);
             }
         }
-        return new JobConfig(values, spark);
+        return new JobConfig(values, spark, datasets);
     }
 
     /** An option's value, its default being the one under {@code attention}. */

@@ -14,5 +14,13 @@ public final class LightningKryoRegistrator implements KryoRegistrator {
         kryo.register(TaskReport.class);
         kryo.register(TaskReport[].class);
         kryo.register(String[].class);
+        // runs over tables (TableValidation, TableCompute): shuffled and collected records
+        kryo.register(TableValidation.Summary.class);
+        kryo.register(TableValidation.Meta.class);
+        kryo.register(TableValidation.SeqStart.class);
+        kryo.register(TableCompute.Key.class);
+        kryo.register(TableCompute.Block.class);
+        kryo.register(TableCompute.Out.class);
+        kryo.register(byte[][].class);
     }
 }

@@ -153,6 +153,11 @@ public final class LightningMain {
 
     /** Parses flags and {@code --conf} pairs; {@code demoDir} receives {@code --dir} when non-null. */
     static JobConfig parse(List<String> args, String[] demoDir) {
+        return parse(args, demoDir, false);
+    }
+
+    /** {@code datasets}: the options of a run over datasets given in code (no --input or --output: {@link LightningTables}). */
+    static JobConfig parse(List<String> args, String[] demoDir, boolean datasets) {
         Map<String, String> flags = new LinkedHashMap<>();
         Map<String, String> conf = new LinkedHashMap<>();
         for (int i = 0; i < args.size(); i++) {
@@ -187,7 +192,7 @@ public final class LightningMain {
             }
         }
         SparkConf defaults = new SparkConf();
-        return JobConfig.resolve(flags, conf, key -> defaults.contains(key) ? defaults.get(key) : null);
+        return JobConfig.resolve(flags, conf, key -> defaults.contains(key) ? defaults.get(key) : null, datasets);
     }
 
     private static String next(List<String> args, int i, String flag) {
@@ -239,6 +244,12 @@ public final class LightningMain {
         org.apache.hadoop.conf.Configuration hadoop =
                 org.apache.spark.deploy.SparkHadoopUtil.get().newConfiguration(conf);
         SetupChecks.checkFileSystems(cfg, hadoop);
+        if (TableRun.parquetInput(cfg, hadoop)) {
+            // Spark SQL sends its own classes through the configured serializer (the schemas its
+            // Parquet reader merges, its writers' task results), which are not ours to register;
+            // ours still are (LightningKryoRegistrator), so they stay compact
+            conf.set("spark.kryo.registrationRequired", "false");
+        }
         ExecutorBackends.checkAvailable(cfg.get(Settings.BACKEND), master);
         SetupChecks.checkMasterReachable(master, masterSource);
         SparkContext[] started = {null};

@@ -10,7 +10,19 @@ final class Settings {
     static final Setting<String> INPUT = Setting.path("--input", "spark.lightning.input",
             "The `*.safetensors` sequence files: a directory, one file, a comma-separated list or a glob "
                     + "(`'dir/*.safetensors'`); any Hadoop file system URI. A path that exists is taken as it is, "
-                    + "even if it holds a comma or a glob character. Required unless --synthetic is given (not both).");
+                    + "even if it holds a comma or a glob character. Required unless --synthetic is given (not both). With --input-format parquet: a table of "
+                    + "blocks (a directory of `.parquet` files, a file, or a comma-separated list).");
+    static final Setting<String> INPUT_FORMAT = Setting.choice("--input-format", "spark.lightning.inputFormat", "auto",
+            "`safetensors` (one sequence per file) or `parquet` (sequences as table rows: see \"Sequences as table "
+                    + "rows\" in the README); `auto`: parquet when --input is a `.parquet` file or a directory holding "
+                    + "`.parquet` files and no `.safetensors` ones, else safetensors.", "auto", "safetensors", "parquet");
+    static final Setting<String> SEQUENCES = Setting.optionalPath("--sequences", "spark.lightning.sequences",
+            "With parquet input: the optional per-sequence table (`sequence`, `slope`, `initial_state`, "
+                    + "`initial_normalizer`), a directory of `.parquet` files or a file.");
+    static final Setting<String> OUTPUT_FORMAT = Setting.choice("--output-format", "spark.lightning.outputFormat",
+            "input", "`input` (the input's format), `safetensors` or `parquet` (tables `o/` and `final_states/` in "
+                    + "--output). Only the input's format is written so far; another is refused.", "input",
+            "safetensors", "parquet");
     static final Setting<String> SYNTHETIC = Setting.text("--synthetic", "spark.lightning.synthetic", "(none)",
             "Lightning only. Instead of --input, sequences generated inside the tasks, with no input files: `T,H,Dk,Dv,dtype,seed` "
                     + "(e.g. `10000000,2,64,64,bf16,1`; several separated by `;`). q, k, v are those of a "
@@ -149,7 +161,8 @@ final class Settings {
     static final Setting<Double> PROGRESS_SECONDS = Setting.real("--progress-seconds",
             "spark.lightning.progressSeconds", 5.0, true, "Seconds between progress lines.");
 
-    static final List<Setting<?>> ALL = List.of(INPUT, SYNTHETIC, OUTPUT, INITIAL_STATES, RECURSIVE, ATTENTION, PARTITION_TOKENS,
+    static final List<Setting<?>> ALL = List.of(INPUT, INPUT_FORMAT, SEQUENCES, SYNTHETIC, OUTPUT, OUTPUT_FORMAT,
+            INITIAL_STATES, RECURSIVE, ATTENTION, PARTITION_TOKENS,
             CHUNK_SIZE, SCALE, WINDOW, WRITE_LSE, FEATURE_MAP, NORMALIZE, NORMALIZE_EPS, STATE_EVERY, BACKEND, MASTER, DEFAULT_SLOPES, LAYER, LAYERS, OUTPUT_DTYPE, OUTPUT_FORM, OUTPUT_MODE, SPOT_CHECK_TOLERANCE, WINDOW_BYTES, GPU_WINDOW_BYTES, GPU_RESOURCE,
             GPU_MEMORY, GPU_OOM, OVERWRITE, RESUME, LOCK_STALE_SECONDS, SKIP_INVALID, SKIP_NONFINITE, PROGRESS_SECONDS);
 
@@ -157,7 +170,8 @@ final class Settings {
      * The options that change the bytes a run writes: a --resume must share them with the run it
      * continues. (The others choose where and how visibly it runs.)
      */
-    static final List<Setting<?>> RESULT_AFFECTING = List.of(INITIAL_STATES, RECURSIVE, ATTENTION, PARTITION_TOKENS, CHUNK_SIZE,
+    static final List<Setting<?>> RESULT_AFFECTING = List.of(INPUT_FORMAT, SEQUENCES, OUTPUT_FORMAT, INITIAL_STATES,
+            RECURSIVE, ATTENTION, PARTITION_TOKENS, CHUNK_SIZE,
             SCALE, WINDOW, WRITE_LSE, FEATURE_MAP, NORMALIZE, NORMALIZE_EPS, STATE_EVERY, BACKEND,
             DEFAULT_SLOPES, LAYER, LAYERS, OUTPUT_DTYPE, OUTPUT_FORM, OUTPUT_MODE, SPOT_CHECK_TOLERANCE, WINDOW_BYTES, GPU_WINDOW_BYTES, GPU_MEMORY, GPU_OOM,
             SKIP_INVALID, SKIP_NONFINITE);
@@ -210,7 +224,7 @@ final class Settings {
     private static String placeholder(Setting<?> s) {
         switch (s.type) {
             case "path":
-                return s == INPUT ? "PATHS" : "DIR";
+                return s == INPUT || s == SEQUENCES ? "PATHS" : "DIR";
             case "integer":
                 return "N";
             case "number":

@@ -1,0 +1,101 @@
+package dev.lightning.attention.job;
+
+import org.apache.spark.sql.Dataset;
+import org.apache.spark.sql.Row;
+
+import java.util.Arrays;
+import java.util.Collections;
+import java.util.Map;
+
+/**
+ * Lightning attention for Spark programs: a blocks table (the layout of {@link TableSchema#BLOCKS})
+ * in, the o blocks and the final states out, as datasets, with no files in between.
+ *
+ * <pre>{@code
+ * Dataset<Row> blocks = spark.read().parquet("qkv/");             // or any Dataset<Row> in the layout
+ * try (LightningTables.Result r = LightningTables.compute(blocks, "--backend", "cpu", "--scale", "0.5")) {
+ *     r.o().write().parquet("o/");                                 // (sequence, start, tokens, dtype, heads, dv, o)
+ *     r.finalStates().write().parquet("states/");                  // (sequence, tokens, ..., final_state, ...)
+ * }
+ * }</pre>
+ *
+ * <p>The options are those of {@code bin/lightning run} (the same {@code Settings} entries, the same
+ * checks), without --input and --output. The blocks are checked when {@code compute} is called,
+ * before any compute (a bad table throws {@code InvalidInputException} naming the sequence and the
+ * offsets); the outputs are computed once, when either dataset is first used, and kept
+ * (persisted) until {@link Result#close()}. The Spark session is the blocks'. A session with
+ * {@code spark.kryo.registrationRequired=true} needs {@link LightningKryoRegistrator} among its
+ * registrators.
+ */
+public final class LightningTables {
+    private LightningTables() {
+    }
+
+    /** The outputs of one computation. */
+    public static final class Result implements AutoCloseable {
+        private final TableCompute.Outputs outputs;
+        private final TablePlan plan;
+        private final Map<String, String> rejected;
+
+        Result(TableCompute.Outputs outputs, TablePlan plan, Map<String, String> rejected) {
+            this.outputs = outputs;
+            this.plan = plan;
+            this.rejected = Collections.unmodifiableMap(rejected);
+        }
+
+        /** The o blocks ({@link TableSchema#O_BLOCKS}). */
+        public Dataset<Row> o() {
+            return outputs.o;
+        }
+
+        /** One row per sequence: its final state ({@link TableSchema#FINAL_STATES}). */
+        public Dataset<Row> finalStates() {
+            return outputs.finalStates;
+        }
+
+        /** With --skip-invalid, the sequences left out and why (by name); otherwise empty. */
+        public Map<String, String> rejected() {
+            return rejected;
+        }
+
+        /** Sequences computed. */
+        public int sequences() {
+            return plan.size();
+        }
+
+        /** Tasks of each pass: short sequences share one, long ones are cut into pieces over several. */
+        public int tasks() {
+            return plan.tasks;
+        }
+
+        /** Whether pass 2's outputs are kept between the two outputs' jobs (else the second recomputes them). */
+        boolean outputsKept() {
+            return outputs.all.getStorageLevel().useDisk() || outputs.all.getStorageLevel().useMemory();
+        }
+
+        /** Releases the persisted outputs. */
+        @Override
+        public void close() {
+            outputs.all.unpersist(false);
+        }
+    }
+
+    /** {@link #compute(Dataset, Dataset, String...)} without a sequences table. */
+    public static Result compute(Dataset<Row> blocks, String... options) {
+        return compute(blocks, null, options);
+    }
+
+    /**
+     * Checks {@code blocks} (and {@code sequences}, the optional per-sequence table, or null) and
+     * returns the outputs, computed lazily.
+     *
+     * @param options the run options of the command line, e.g. {@code "--scale", "0.5", "--normalize"}
+     */
+    public static Result compute(Dataset<Row> blocks, Dataset<Row> sequences, String... options) {
+        JobConfig cfg = LightningMain.parse(Arrays.asList(options), null, true);
+        Map<String, String> rejected = new java.util.TreeMap<>();
+        TableRun.Prepared p = TableRun.prepare(blocks.sparkSession(), cfg, blocks, "blocks dataset", sequences,
+                "sequences dataset", rejected);
+        return new Result(p.compute.outputs(blocks.sparkSession(), p.blocks, p.sequences), p.compute.plan, rejected);
+    }
+}

@@ -1,0 +1,487 @@
+package dev.lightning.attention.job;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.SerializationFeature;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.lightning.attention.plan.PiecePlanner;
+import dev.lightning.attention.tensor.InvalidInputException;
+import org.apache.hadoop.fs.FileStatus;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.fs.Path;
+import org.apache.spark.SparkContext;
+import org.apache.spark.sql.Dataset;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.SparkSession;
+import org.apache.spark.sql.functions;
+
+import java.io.IOException;
+import java.io.PrintStream;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+
+import static dev.lightning.attention.job.TableSchema.*;
+
+/**
+ * A run over tables (--input-format parquet), and the preparation it shares with
+ * {@link LightningTables}: the options tables support, the checks of both tables before compute,
+ * and the plan. The CLI run publishes its two tables, {@code o/} and {@code final_states/}, the
+ * way every run publishes: written by Spark's Parquet writer into the run's staging directory
+ * ({@code <output>/_temporary/lightning-<run>/files/}), then moved into place by {@link Commit}
+ * under the output lock, so a failed run leaves the output directory as it was and --overwrite
+ * replaces only those two tables (and the run report).
+ */
+final class TableRun {
+    /** The published tables, in the output directory. */
+    static final String O_DIR = O_BLOCKS.name;
+    static final String STATES_DIR = FINAL_STATES.name;
+
+    private final JobConfig cfg;
+    private final org.apache.hadoop.conf.Configuration hadoopConf;
+    private final PrintStream out;
+    private final java.util.function.Supplier<SparkContext> sparkStarter;
+    private final String runId;
+    private final java.time.Instant started;
+    private final long t0 = System.nanoTime();
+
+    TableRun(JobConfig cfg, org.apache.hadoop.conf.Configuration hadoopConf, PrintStream out,
+             java.util.function.Supplier<SparkContext> sparkStarter, String runId, java.time.Instant started) {
+        this.cfg = cfg;
+        this.hadoopConf = hadoopConf;
+        this.out = out;
+        this.sparkStarter = sparkStarter;
+        this.runId = runId;
+        this.started = started;
+    }
+
+    // ---------------------------------------------------------------- format and options
+
+    /**
+     * Whether --input is read as tables: --input-format, or with {@code auto} a {@code .parquet}
+     * file or a directory holding {@code .parquet} files and no {@code .safetensors} ones (a glob
+     * that ends in {@code .parquet} too). Anything else stays safetensors, as before.
+     */
+    static boolean parquetInput(JobConfig cfg, org.apache.hadoop.conf.Configuration conf) throws IOException {
+        String format = cfg.get(Settings.INPUT_FORMAT);
+        if (!"auto".equals(format)) {
+            return "parquet".equals(format);
+        }
+        String input = cfg.get(Settings.INPUT);
+        if (input == null) {
+            return false;
+        }
+        int parquet = 0;
+        int safetensors = 0;
+        for (String element : elements(input, conf)) {
+            Path p = HadoopPaths.parse(element);
+            FileSystem fs;
+            FileStatus st;
+            try {
+                fs = HadoopPaths.fileSystem(p, conf);
+                st = fs.getFileStatus(p);
+            } catch (java.io.FileNotFoundException e) {
+                parquet += element.endsWith(".parquet") ? 1 : 0;
+                continue;
+            } catch (IOException e) {
+                continue; // unreachable or unreadable: the listing of the files run says why, as before
+            }
+            FileStatus[] children;
+            try {
+                children = st.isDirectory() ? fs.listStatus(p) : new FileStatus[] {st};
+            } catch (IOException e) {
+                continue;
+            }
+            for (FileStatus c : children) {
+                String name = c.getPath().getName();
+                if (name.startsWith(".") || name.startsWith("_")) {
+                    continue;
+                }
+                parquet += name.endsWith(".parquet") ? 1 : 0;
+                safetensors += name.endsWith(".safetensors") ? 1 : 0;
+            }
+        }
+        if (parquet > 0 && safetensors > 0) {
+            throw new InvalidInputException("--input " + input + " holds both .parquet and .safetensors files: say which "
+                    + "to read with --input-format parquet or --input-format safetensors");
+        }
+        return parquet > 0;
+    }
+
+    /** The paths of --input: the whole string where it exists, else its comma-separated elements. */
+    private static List<String> elements(String input, org.apache.hadoop.conf.Configuration conf) throws IOException {
+        Path whole = HadoopPaths.parse(input);
+        if (input.contains(",") && !HadoopPaths.fileSystem(whole, conf).exists(whole)) {
+            List<String> list = new ArrayList<>();
+            for (String e : input.split(",")) {
+                if (!e.trim().isEmpty()) {
+                    list.add(e.trim());
+                }
+            }
+            return list;
+        }
+        return List.of(input);
+    }
+
+    /**
+     * Refuses what runs over tables do not do (yet), each with what to use instead: it would
+     * otherwise be ignored and compute something other than what was asked.
+     */
+    static void checkOptions(JobConfig cfg, boolean cli) {
+        String use = "; use safetensors input (--input-format safetensors) for it";
+        if (cfg.softmax()) {
+            throw new InvalidInputException("--attention softmax with tables: only lightning attention reads tables" + use);
+        }
+        if (cfg.get(Settings.INITIAL_STATES) != null) {
+            throw new InvalidInputException("--initial-states with tables: stored final_states tables are not read yet"
+                    + use);
+        }
+        if (cfg.get(Settings.STATE_EVERY) > 0) {
+            throw new InvalidInputException("--state-every with tables: recorded states (checkpoints) are not written as "
+                    + "tables yet" + use);
+        }
+        if (cfg.checksums()) {
+            throw new InvalidInputException("--output-mode checksums with tables: it is made for sequences larger than the "
+                    + "disk, which tables do not hold" + use);
+        }
+        if (cfg.get(Settings.SKIP_NONFINITE)) {
+            throw new InvalidInputException("--skip-nonfinite with tables: a sequence with NaN/Inf fails the run; drop "
+                    + "such rows before the run" + use.replace("it", "skipping"));
+        }
+        if (cli && cfg.get(Settings.SYNTHETIC) != null) {
+            throw new InvalidInputException("--synthetic with --input-format parquet: generated sequences are safetensors "
+                    + "files that exist only as a function; leave --input-format out");
+        }
+        if (cli && cfg.get(Settings.RESUME)) {
+            throw new InvalidInputException("--resume with tables: a run over tables restarts from the beginning (its "
+                    + "passes keep no per-piece markers); rerun without --resume");
+        }
+        if (cli && cfg.get(Settings.RECURSIVE)) {
+            throw new InvalidInputException("--recursive with tables: Spark reads a table directory with its "
+                    + "subdirectories already; leave --recursive out");
+        }
+        if (cli && !"auto".equals(cfg.get(Settings.OUTPUT_FORM))) {
+            throw new InvalidInputException("--output-form with tables: the o table is written by Spark's Parquet writer, "
+                    + "which needs no output form; leave --output-form out");
+        }
+        if (cli && "safetensors".equals(cfg.get(Settings.OUTPUT_FORMAT))) {
+            throw new InvalidInputException("--output-format safetensors with parquet input: not written yet; leave "
+                    + "--output-format out (the output is then tables o/ and final_states/)");
+        }
+    }
+
+    /** The table options a safetensors run refuses, saying why. */
+    static void refuseWithFiles(JobConfig cfg) {
+        if (cfg.get(Settings.SEQUENCES) != null) {
+            throw new InvalidInputException("--sequences is the per-sequence table of parquet input; safetensors files "
+                    + "hold slope and initial_state themselves");
+        }
+        if ("parquet".equals(cfg.get(Settings.OUTPUT_FORMAT))) {
+            throw new InvalidInputException("--output-format parquet with safetensors input: not written yet; leave "
+                    + "--output-format out (one safetensors file per input file), or give parquet input");
+        }
+    }
+
+    // ---------------------------------------------------------------- preparation (CLI and API)
+
+    /** The checked tables and the computation planned from them. */
+    static final class Prepared {
+        final Dataset<Row> blocks;
+        final Dataset<Row> sequences;
+        final TableCompute compute;
+
+        Prepared(Dataset<Row> blocks, Dataset<Row> sequences, TableCompute compute) {
+            this.blocks = blocks;
+            this.sequences = sequences;
+            this.compute = compute;
+        }
+    }
+
+    /**
+     * Checks both tables (Spark jobs over their small columns) and plans the run. Throws
+     * InvalidInputException for bad input; with --skip-invalid puts refused sequences in
+     * {@code rejected} (name to reason) instead.
+     */
+    static Prepared prepare(SparkSession spark, JobConfig cfg, Dataset<Row> blocksIn, String blocksSource,
+                            Dataset<Row> sequencesIn, String sequencesSource, Map<String, String> rejected) {
+        checkOptions(cfg, false);
+        Dataset<Row> blocks = BLOCKS.conform(blocksIn, blocksSource);
+        Dataset<Row> sequences = sequencesIn == null ? null : SEQUENCES.conform(sequencesIn, sequencesSource);
+        int parallel = spark.sparkContext().defaultParallelism();
+        boolean skip = cfg.get(Settings.SKIP_INVALID);
+        List<TableValidation.Summary> valid = new ArrayList<>();
+        List<TableValidation.Summary> bad = new ArrayList<>();
+        for (TableValidation.Summary s : TableValidation.check(blocks, skip, Math.max(1, parallel))) {
+            (s.error == null ? valid : bad).add(s);
+        }
+        if (!bad.isEmpty() && !skip) {
+            throw new InvalidInputException(bad.get(0).error + (bad.size() == 1 ? ""
+                    : " (and " + (bad.size() - 1) + " more sequence(s) with problems; --skip-invalid computes the "
+                    + "others and lists these in the run report)"));
+        }
+        for (TableValidation.Summary s : bad) {
+            rejected.put(String.valueOf(s.name), s.error);
+        }
+        if (valid.isEmpty()) {
+            throw new InvalidInputException(blocksSource + ": no sequence to compute" + (bad.isEmpty()
+                    ? " (the table has no rows)" : ": all " + bad.size() + " were rejected, e.g. " + bad.get(0).error));
+        }
+        String[] names = new String[valid.size()];
+        for (int i = 0; i < names.length; i++) {
+            names[i] = valid.get(i).name;
+        }
+        double[][] slopes = new double[names.length][];
+        boolean[] initial = new boolean[names.length];
+        if (sequences != null) {
+            readSequences(cfg, sequences, sequencesSource, valid, names, rejected, slopes, initial);
+        }
+        for (int i = 0; i < names.length; i++) {
+            if (slopes[i] == null) {
+                TableValidation.Summary s = valid.get(i);
+                slopes[i] = cfg.defaultSlopes(Math.max(s.headsQ, Math.max(s.headsK, s.headsV)));
+            }
+        }
+        TablePlan plan = new TablePlan(valid, slopes, initial,
+                new PiecePlanner(cfg.get(Settings.PARTITION_TOKENS), cfg.chunkSize()),
+                LightningJob.maxTasksPerPass(parallel));
+        return new Prepared(blocks, sequences, new TableCompute(cfg, plan));
+    }
+
+    /**
+     * The sequences table's small columns, on the driver (a name, H slopes and two flags per row):
+     * every row must name a sequence of the blocks, once, with H finite non-negative slopes, and an
+     * initial normalizer only with --normalize (as a file holding one is refused without).
+     */
+    private static void readSequences(JobConfig cfg, Dataset<Row> sequences, String source,
+                                      List<TableValidation.Summary> valid, String[] names, Map<String, String> rejected,
+                                      double[][] slopes, boolean[] initial) {
+        List<Row> rows = sequences.select(functions.col(SEQUENCE), functions.col(SLOPE),
+                functions.col(INITIAL_STATE).isNotNull(), functions.col(INITIAL_NORMALIZER).isNotNull()).collectAsList();
+        boolean[] seen = new boolean[names.length];
+        for (Row r : rows) {
+            if (r.isNullAt(0)) {
+                throw new InvalidInputException(source + ": a row has no sequence name (null in column `" + SEQUENCE + "`)");
+            }
+            String name = r.getString(0);
+            int s = java.util.Arrays.binarySearch(names, name);
+            if (s < 0) {
+                if (rejected.containsKey(name)) {
+                    continue;
+                }
+                throw new InvalidInputException(source + ": sequence '" + name + "' has no blocks; every row of the "
+                        + "sequences table must name a sequence of the blocks table");
+            }
+            String where = source + ", sequence '" + name + "': ";
+            if (seen[s]) {
+                throw new InvalidInputException(where + "it has more than one row; a sequence has at most one");
+            }
+            seen[s] = true;
+            TableValidation.Summary sum = valid.get(s);
+            int h = Math.max(sum.headsQ, Math.max(sum.headsK, sum.headsV));
+            if (!r.isNullAt(1)) {
+                List<Object> given = r.getList(1);
+                if (given.size() != h) {
+                    throw new InvalidInputException(where + SLOPE + " has " + given.size() + " values, expected one per "
+                            + "head, H = " + h);
+                }
+                double[] v = new double[h];
+                for (int i = 0; i < h; i++) {
+                    Object x = given.get(i);
+                    v[i] = x == null ? Double.NaN : ((Number) x).doubleValue();
+                    if (!(v[i] >= 0) || Double.isInfinite(v[i])) {
+                        throw new InvalidInputException(where + SLOPE + "[" + i + "] is " + v[i] + ", expected finite and >= 0");
+                    }
+                }
+                slopes[s] = v;
+            }
+            if (r.getBoolean(3) && !cfg.get(Settings.NORMALIZE)) {
+                throw new InvalidInputException(where + INITIAL_NORMALIZER + " is given, but the run does not normalize: "
+                        + "add --normalize, or leave the column null");
+            }
+            initial[s] = r.getBoolean(2) || r.getBoolean(3);
+        }
+    }
+
+    // ---------------------------------------------------------------- the command-line run
+
+    /** Reads, computes and publishes; returns the run report. */
+    ObjectNode run() throws IOException {
+        checkOptions(cfg, true);
+        Path given = HadoopPaths.parse(cfg.get(Settings.OUTPUT));
+        FileSystem outFs = HadoopPaths.fileSystem(given, hadoopConf);
+        Path outputDir = outFs.makeQualified(given);
+        List<String> inputs = new ArrayList<>();
+        for (String e : elements(cfg.get(Settings.INPUT), hadoopConf)) {
+            inputs.add(qualifiedOutsideOutput("--input", e, outputDir));
+        }
+        List<String> seqInputs = new ArrayList<>();
+        if (cfg.get(Settings.SEQUENCES) != null) {
+            for (String e : elements(cfg.get(Settings.SEQUENCES), hadoopConf)) {
+                seqInputs.add(qualifiedOutsideOutput("--sequences", e, outputDir));
+            }
+        }
+        OutputDirectory outputs = new OutputDirectory(cfg, outFs, outputDir, out);
+        boolean createdOutput = outputs.create();
+        OutputLock lock;
+        try {
+            lock = OutputLock.acquire(outFs, outputDir, runId, cfg.get(Settings.LOCK_STALE_SECONDS), out);
+        } catch (java.nio.file.AccessDeniedException | org.apache.hadoop.security.AccessControlException e) {
+            throw OutputDirectory.cannotWrite(outputDir, e);
+        }
+        try {
+            Commit.recover(outFs, outputDir, out);
+            for (String name : List.of(O_DIR, STATES_DIR)) {
+                if (!cfg.get(Settings.OVERWRITE) && outFs.exists(HadoopPaths.child(outputDir, name))) {
+                    throw new InvalidInputException("--output " + outputDir + " already holds " + name + "/, which this "
+                            + "run would write; pass --overwrite to replace it (at the commit, after all compute) or "
+                            + "choose another output directory");
+                }
+            }
+            ObjectMapper json = new ObjectMapper();
+            ObjectNode fingerprint = json.createObjectNode();
+            fingerprint.put("format", "parquet");
+            inputs.forEach(fingerprint.putArray("input")::add);
+            seqInputs.forEach(fingerprint.putArray("sequences")::add);
+            ObjectNode settings = fingerprint.putObject("settings");
+            cfg.describe().forEach(settings::put);
+            Staging staging = outputs.chooseStaging(fingerprint, runId, started);
+            ObjectNode report = json.createObjectNode();
+            try {
+                compute(inputs, seqInputs, staging, outFs, report);
+            } catch (Exception e) {
+                if (refusedInput(e)) {
+                    // bad input, found by the checks or on the map side of the shuffle, before any
+                    // compute task ran: there is no work to keep
+                    Commit.removeStaging(outFs, outputDir, staging.path());
+                    throw e;
+                }
+                report.put("status", "failed");
+                report.put("error", String.valueOf(e.getMessage()));
+                try {
+                    stageReport(outFs, staging, report);
+                    out.println("lightning: the run failed; the output directory is unchanged. The report of the failed "
+                            + "run is in " + staging.root);
+                } catch (IOException | RuntimeException again) {
+                    e.addSuppressed(again);
+                }
+                throw e;
+            }
+            report.put("status", "succeeded");
+            report.put("ended", java.time.Instant.now().toString());
+            stageReport(outFs, staging, report);
+            Commit.commit(outFs, outputDir, staging, List.of(O_DIR, STATES_DIR), cfg.get(Settings.OVERWRITE), lock);
+            double seconds = (System.nanoTime() - t0) / 1e9;
+            long tokens = report.path("tokens").asLong();
+            out.printf("lightning: done: %d sequences, %,d tokens in %.1f s (%s tokens/s); tables %s/ and %s/ in %s%s%n",
+                    report.path("sequences").asInt(), tokens, seconds, LightningJob.rate(tokens, seconds), O_DIR,
+                    STATES_DIR, cfg.get(Settings.OUTPUT), report.path("rejected").size() == 0 ? ""
+                            : " (" + report.path("rejected").size() + " rejected: see " + LightningJob.REPORT + ")");
+            return report;
+        } finally {
+            lock.close();
+            if (createdOutput) {
+                outputs.removeIfEmpty();
+            }
+        }
+    }
+
+    /** Whether {@code e} is (or wraps, as Spark's job failures do) a refusal of the input. */
+    private static boolean refusedInput(Throwable e) {
+        for (Throwable t = e; t != null; t = t.getCause() == t ? null : t.getCause()) {
+            if (t instanceof InvalidInputException) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /** An input path, qualified; refused when it does not exist or when it and the output contain one another. */
+    private String qualifiedOutsideOutput(String flag, String element, Path outputDir) throws IOException {
+        Path p = HadoopPaths.parse(element);
+        FileSystem fs = HadoopPaths.fileSystem(p, hadoopConf);
+        Path q = fs.makeQualified(p);
+        if (!fs.exists(q)) {
+            throw new InvalidInputException(flag + " " + element + ": no such file or directory");
+        }
+        String a = q.toUri().toString().replaceAll("/+$", "") + "/";
+        String b = outputDir.toUri().toString().replaceAll("/+$", "") + "/";
+        if (a.startsWith(b) || b.startsWith(a)) {
+            throw new InvalidInputException("--output " + outputDir + " and " + flag + " " + q + " overlap (one holds the "
+                    + "other); the input is never written: choose an output directory outside it");
+        }
+        return q.toString();
+    }
+
+    private void compute(List<String> inputs, List<String> seqInputs, Staging staging, FileSystem outFs,
+                         ObjectNode report) throws IOException {
+        long sparkStart = System.nanoTime();
+        SparkContext sc = sparkStarter.get();
+        report.put("sparkStartSeconds", (System.nanoTime() - sparkStart) / 1e9);
+        SparkSession spark = SparkSession.builder().sparkContext(sc).getOrCreate();
+        report.put("version", Version.get());
+        report.put("run", runId);
+        report.put("application", sc.applicationId());
+        report.put("master", sc.master());
+        report.put("started", started.toString());
+        report.put("format", "parquet");
+        ObjectNode settings = report.putObject("settings");
+        cfg.describe().forEach(settings::put);
+        Map<String, String> rejected = new java.util.TreeMap<>();
+        long t = System.nanoTime();
+        Dataset<Row> blocks = spark.read().parquet(inputs.toArray(new String[0]));
+        Dataset<Row> sequences = seqInputs.isEmpty() ? null : spark.read().parquet(seqInputs.toArray(new String[0]));
+        Prepared p = prepare(spark, cfg, blocks, "--input " + String.join(",", inputs), sequences,
+                "--sequences " + String.join(",", seqInputs), rejected);
+        TablePlan plan = p.compute.plan;
+        double checkSeconds = (System.nanoTime() - t) / 1e9;
+        for (Map.Entry<String, String> r : rejected.entrySet()) {
+            out.println("lightning: rejected sequence " + r.getKey() + ": " + r.getValue());
+        }
+        int split = 0;
+        for (int s = 0; s < plan.size(); s++) {
+            split += plan.split(s) ? 1 : 0;
+        }
+        out.printf("lightning: tables: %d sequences, %,d tokens -> %d pieces in %d partitions, %d tasks per pass; "
+                        + "%d sequences split; checked in %.1f s%n", plan.size(), plan.totalTokens, plan.pieceCount,
+                plan.partitions, plan.tasks, split, checkSeconds);
+        report.put("sequences", plan.size());
+        report.put("tokens", plan.totalTokens);
+        report.put("pieces", plan.pieceCount);
+        report.put("partitions", plan.partitions);
+        report.put("tasksPerPass", plan.tasks);
+        report.put("splitSequences", split);
+        ObjectNode passes = report.putObject("passes");
+        passes.putObject("check").put("seconds", checkSeconds);
+        TableCompute.Outputs outputs = p.compute.outputs(spark, p.blocks, p.sequences);
+        try {
+            t = System.nanoTime();
+            sc.setJobDescription("lightning tables: passes and the o table");
+            outputs.o.write().parquet(staging.stagedOutput(O_DIR).toString());
+            double oSeconds = (System.nanoTime() - t) / 1e9;
+            passes.putObject("compute and write o").put("seconds", oSeconds).put("tokensPerSecond",
+                    oSeconds > 0 ? plan.totalTokens / oSeconds : 0);
+            out.printf("lightning: computed and wrote %s/: %,d tokens in %.1f s (%s tokens/s)%n", O_DIR, plan.totalTokens,
+                    oSeconds, LightningJob.rate(plan.totalTokens, oSeconds));
+            t = System.nanoTime();
+            sc.setJobDescription("lightning tables: the final-states table");
+            // states are float32 noise to a codec and never repeat: no dictionary, no compression
+            outputs.finalStates.write().option("compression", "none").option("parquet.enable.dictionary", "false")
+                    .parquet(staging.stagedOutput(STATES_DIR).toString());
+            passes.putObject("write final states").put("seconds", (System.nanoTime() - t) / 1e9);
+            sc.setJobDescription(null);
+        } finally {
+            outputs.all.unpersist(false);
+        }
+        double seconds = (System.nanoTime() - t0) / 1e9;
+        report.put("seconds", seconds);
+        report.put("tokensPerSecond", seconds > 0 ? plan.totalTokens / seconds : 0);
+        com.fasterxml.jackson.databind.node.ArrayNode rej = report.putArray("rejected");
+        rejected.forEach((name, why) -> rej.addObject().put("sequence", name).put("reason", why));
+    }
+
+    private static void stageReport(FileSystem fs, Staging staging, JsonNode report) throws IOException {
+        fs.delete(staging.report(), false);
+        Staging.writeAtomically(fs, staging.report(), "driver",
+                new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValueAsBytes(report));
+    }
+}

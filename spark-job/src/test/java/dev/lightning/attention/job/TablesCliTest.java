@@ -1,0 +1,118 @@
+package dev.lightning.attention.job;
+
+import dev.lightning.attention.tensor.DType;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.RowFactory;
+import org.apache.spark.sql.SparkSession;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Random;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * {@code lightning run} over Parquet through the command line: the format detected, the two
+ * tables published by the commit (checked against the float64 recurrence), an existing output
+ * refused without --overwrite and replaced with it, bad input refused with exit 2 before compute
+ * leaving nothing behind, and an option tables do not support refused.
+ */
+class TablesCliTest {
+
+    private static SparkSession session() {
+        return SparkSession.builder().master("local[2]").appName("tables-cli-test").config("spark.ui.enabled", "false")
+                .getOrCreate();
+    }
+
+    private static int run(StringBuilder log, String... args) {
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        ByteArrayOutputStream err = new ByteArrayOutputStream();
+        List<String> all = new ArrayList<>(List.of("run", "--backend", "cpu", "--progress-seconds", "60"));
+        all.addAll(List.of(args));
+        int status = LightningMain.run(all.toArray(new String[0]), new PrintStream(out, true),
+                new PrintStream(err, true));
+        log.setLength(0);
+        log.append(out.toString(StandardCharsets.UTF_8)).append(err.toString(StandardCharsets.UTF_8));
+        return status;
+    }
+
+    @Test
+    void parquetThroughTheCommandLine(@TempDir Path dir) throws Exception {
+        Random rnd = new Random(30);
+        List<TablesTest.Seq> seqs = TablesTest.mixed(rnd, false);
+        String in = dir.resolve("qkv").toString();
+        String seqIn = dir.resolve("per-sequence").toString();
+        String bad = dir.resolve("bad").toString();
+        String badLength = dir.resolve("bad-length").toString();
+        SparkSession spark = session();
+        try {
+            List<Row> rows = new ArrayList<>();
+            for (TablesTest.Seq s : seqs) {
+                rows.addAll(s.rows(rnd, 50));
+            }
+            java.util.Collections.shuffle(rows, rnd);
+            spark.createDataFrame(rows, TableSchema.BLOCKS.schema()).repartition(4).write().parquet(in);
+            List<Row> per = new ArrayList<>();
+            for (TablesTest.Seq s : seqs) {
+                if (s.slopes != null || s.initial != null) {
+                    per.add(s.sequenceRow(false));
+                }
+            }
+            spark.createDataFrame(per, TableSchema.SEQUENCES.schema()).write().parquet(seqIn);
+            TablesTest.Seq gap = new TablesTest.Seq("doc-9", 30, 1, 1, 1, 4, 4, DType.F32, rnd);
+            spark.createDataFrame(List.of(gap.row(0, 10), gap.row(12, 18)), TableSchema.BLOCKS.schema()).write()
+                    .parquet(bad);
+            Row r = gap.row(10, 20);
+            spark.createDataFrame(List.of(gap.row(0, 10), RowFactory.create("doc-9", 10L, 20, "F32", 1, 1, 1, 4, 4,
+                    r.get(9), r.get(10), java.util.Arrays.copyOf((byte[]) r.get(11), 7))), TableSchema.BLOCKS.schema())
+                    .write().parquet(badLength);
+        } finally {
+            spark.stop();
+        }
+        String out = dir.resolve("out").toString();
+        StringBuilder log = new StringBuilder();
+        assertEquals(0, run(log, "--input", in, "--sequences", seqIn, "--output", out, "--scale", "0.5",
+                "--partition-tokens", "256"), log.toString());
+        assertTrue(log.toString().contains("1 sequences split") || log.toString().contains("sequences split"), log.toString());
+        assertTrue(Files.exists(Path.of(out, "_SUCCESS")) && Files.exists(Path.of(out, LightningJob.REPORT)));
+        assertFalse(Files.exists(Path.of(out, Staging.PARENT)), "the staging directory is gone after the commit");
+        spark = session();
+        try {
+            TablesTest.checkAgainstReference(seqs, spark.read().parquet(out + "/o"),
+                    spark.read().parquet(out + "/final_states"), 0.5, false);
+        } finally {
+            spark.stop();
+        }
+
+        // an existing result is refused without --overwrite, before Spark starts, and replaced with it
+        assertEquals(2, run(log, "--input", in, "--sequences", seqIn, "--output", out, "--scale", "0.5"), log.toString());
+        assertTrue(log.toString().contains("already holds o/") && log.toString().contains("--overwrite"), log.toString());
+        assertEquals(0, run(log, "--input", in, "--sequences", seqIn, "--output", out, "--scale", "0.5", "--overwrite"),
+                log.toString());
+
+        // bad input: exit 2 naming the sequence and offsets; the output directory is not even created
+        String refused = dir.resolve("refused").toString();
+        assertEquals(2, run(log, "--input", bad, "--output", refused), log.toString());
+        assertTrue(log.toString().contains("'doc-9'") && log.toString().contains("[10, 12) are missing"), log.toString());
+        assertFalse(Files.exists(Path.of(refused)), "a refused run leaves nothing");
+        // a wrong byte length is found on the map side of the shuffle, before any compute task
+        assertEquals(2, run(log, "--input", badLength, "--output", refused), log.toString());
+        assertTrue(log.toString().contains("'doc-9', the block at 10") && log.toString().contains("v holds 7 bytes"),
+                log.toString());
+        assertFalse(Files.exists(Path.of(refused)), "a refused run leaves nothing");
+
+        // what tables do not support is refused with what to use instead
+        assertEquals(2, run(log, "--input", in, "--output", refused, "--state-every", "64"), log.toString());
+        assertTrue(log.toString().contains("--input-format safetensors"), log.toString());
+        assertEquals(2, run(log, "--input", in, "--output", refused, "--output-format", "safetensors"), log.toString());
+    }
+}
