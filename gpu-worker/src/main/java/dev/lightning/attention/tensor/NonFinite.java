@@ -57,4 +57,35 @@ public final class NonFinite {
         }
         return new Found(count, first);
     }
+    /**
+     * Scans {@code elements} values of {@code dtype} starting at byte {@code offset} (absolute) of
+     * {@code buf}, whatever its position, order or kind (heap, direct, read-only); the same count
+     * and first index as the array scan of the same bytes.
+     */
+    public static Found scan(java.nio.ByteBuffer buf, int offset, int elements, DType dtype) {
+        if (buf.hasArray()) {
+            return scan(buf.array(), buf.arrayOffset() + offset, elements, dtype);
+        }
+        java.nio.ByteBuffer b = buf.duplicate().order(java.nio.ByteOrder.LITTLE_ENDIAN);
+        long count = 0;
+        long first = -1;
+        // the exponent field of each dtype, in the value's upper 16 bits (F32) or in the whole 16 (BF16, F16)
+        int mask = dtype == DType.F16 ? 0x7c00 : 0x7f80;
+        if (dtype == DType.F32) {
+            for (int i = 0; i < elements; i++) {
+                if ((b.getShort(offset + 4 * i + 2) & mask) == mask) {
+                    count++;
+                    first = first < 0 ? i : first;
+                }
+            }
+        } else {
+            for (int i = 0; i < elements; i++) {
+                if ((b.getShort(offset + 2 * i) & mask) == mask) {
+                    count++;
+                    first = first < 0 ? i : first;
+                }
+            }
+        }
+        return new Found(count, first);
+    }
 }

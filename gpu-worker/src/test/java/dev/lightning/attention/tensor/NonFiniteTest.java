@@ -30,4 +30,32 @@ class NonFiniteTest {
             assertEquals(-1, tail.first);
         }
     }
+
+    /** The buffer scan against the array scan of the same bytes: heap, direct and read-only buffers, odd offsets. */
+    @Test
+    void bufferScanAgreesWithArrayScan() {
+        SplittableRandom rnd = new SplittableRandom(41);
+        for (DType dtype : DType.values()) {
+            for (int trial = 0; trial < 20; trial++) {
+                int elements = 1 + rnd.nextInt(3000);
+                int lead = rnd.nextInt(7) * dtype.bytes() + rnd.nextInt(2); // odd byte offsets too
+                byte[] raw = new byte[lead + elements * dtype.bytes() + 5];
+                rnd.nextBytes(raw); // random bits: every exponent occurs, all-ones ones included
+                NonFinite.Found want = NonFinite.scan(raw, lead, elements, dtype);
+                java.nio.ByteBuffer direct = java.nio.ByteBuffer.allocateDirect(raw.length + 3);
+                direct.position(3);
+                java.nio.ByteBuffer view = direct.slice();
+                view.put(raw).flip();
+                view.order(java.nio.ByteOrder.BIG_ENDIAN); // the scan must not depend on the caller's order
+                for (java.nio.ByteBuffer b : new java.nio.ByteBuffer[] {view, view.asReadOnlyBuffer(),
+                        java.nio.ByteBuffer.wrap(raw), java.nio.ByteBuffer.wrap(raw).asReadOnlyBuffer()}) {
+                    NonFinite.Found got = NonFinite.scan(b, lead, elements, dtype);
+                    String who = dtype + " " + elements + " at " + lead + " " + (b.isDirect() ? "direct" : "heap")
+                            + (b.isReadOnly() ? " read-only" : "");
+                    assertEquals(want.count, got.count, who);
+                    assertEquals(want.first, got.first, who);
+                }
+            }
+        }
+    }
 }

@@ -1,11 +1,15 @@
 package dev.lightning.attention.job;
 
+import dev.lightning.attention.stream.RangeReader;
 import dev.lightning.attention.stream.SequenceFile;
 import dev.lightning.attention.stream.SyntheticSequence;
 import org.apache.hadoop.fs.FSDataInputStream;
 import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.fs.LocalFileSystem;
 import org.apache.hadoop.fs.Path;
+import org.apache.hadoop.fs.RawLocalFileSystem;
+import org.apache.hadoop.fs.StreamCapabilities;
 
 import java.io.IOException;
 
@@ -62,8 +66,35 @@ final class SequenceFiles {
             return new Opened(SyntheticSequence.ofUri(f.path).reader(), () -> { });
         }
         Path p = hadoopPath(f);
-        FSDataInputStream in = HadoopPaths.fileSystem(p, conf).open(p);
-        return new Opened(in::readFully, in);
+        FileSystem fs = HadoopPaths.fileSystem(p, conf);
+        java.io.File local = localFile(fs, p);
+        if (local != null) {
+            java.nio.channels.FileChannel channel = java.nio.channels.FileChannel.open(local.toPath(),
+                    java.nio.file.StandardOpenOption.READ);
+            return new Opened(RangeReader.of(channel), channel);
+        }
+        FSDataInputStream in = fs.open(p);
+        if (in.hasCapability(StreamCapabilities.PREADBYTEBUFFER)) {
+            // HDFS and others read into any buffer themselves, off-heap host tensors included
+            return new Opened(RangeReader.of(in::readFully, in::readFully), in);
+        }
+        return new Opened(in::readFully, in); // buffers through bounded heap copies (RangeReader's default)
+    }
+
+    /**
+     * The local file behind {@code p} when its file system is the local one and no checksum file
+     * goes with it, so that reading its channel skips nothing Hadoop would verify; else null.
+     * A channel reads straight into off-heap host tensors and in parallel, which Hadoop's local
+     * streams do not.
+     */
+    private static java.io.File localFile(FileSystem fs, Path p) throws IOException {
+        if (fs instanceof LocalFileSystem checked) {
+            return checked.exists(checked.getChecksumFile(p)) ? null : checked.pathToFile(p);
+        }
+        if (fs instanceof RawLocalFileSystem raw) {
+            return raw.pathToFile(p);
+        }
+        return null;
     }
 
     /**

@@ -10,6 +10,7 @@ import dev.lightning.attention.stream.NonFiniteInputException;
 import dev.lightning.attention.stream.OutputSummary;
 import dev.lightning.attention.stream.PieceWork;
 import dev.lightning.attention.stream.RangeReader;
+import dev.lightning.attention.stream.WindowBuffers;
 import dev.lightning.attention.stream.SpotCheck;
 import dev.lightning.attention.stream.SequenceFile;
 import dev.lightning.attention.stream.Variant;
@@ -156,10 +157,11 @@ final class Tasks implements Serializable {
         return outputHeader(f, spec(f), cfg.variant(), outputDtype(f), cfg.get(Settings.SCALE));
     }
 
-    private PieceWork work(AttentionBackend backend, SequenceFile f) {
+    /** The work of {@code f} on {@code backend}, in the task's window buffers (taken once per task, see {@link WindowBuffers}). */
+    private PieceWork work(AttentionBackend backend, SequenceFile f, WindowBuffers windows) {
         return new PieceWork(cfg.get(Settings.SCALE), cfg.chunkSize(), cfg.variant(),
                 cfg.get(backend.device().startsWith("cuda") ? Settings.GPU_WINDOW_BYTES : Settings.WINDOW_BYTES),
-                outputDtype(f));
+                outputDtype(f)).reusing(windows);
     }
 
     private AttentionBackend backend() {
@@ -207,6 +209,7 @@ final class Tasks implements Serializable {
             List<String> names = new ArrayList<>();
             FileSystem stagingFs = fs(staging.root);
             try (AttentionBackend backend = backend()) {
+                WindowBuffers windows = WindowBuffers.of(backend); // the backend's close() releases them
                 for (PieceItem it : items) {
                     String unit = unit("pass1", it.piece.sequence(), it.piece.index());
                     names.add(it.file.name);
@@ -219,7 +222,7 @@ final class Tasks implements Serializable {
                     boolean clean = true;
                     try (SequenceFiles.Opened in = SequenceFiles.open(it.file, hadoop.get())) {
                         local = CpuFallback.run(backend, cfg.gpuOomToCpu(), it.file.name + " " + it.piece,
-                                b -> work(b, it.file).localState(b, in.reader, it.file, it.piece));
+                                b -> work(b, it.file, windows).localState(b, in.reader, it.file, it.piece));
                     } catch (NonFiniteInputException e) {
                         // skip mode: the sequence is dropped after pass 2; a zero state keeps the scan going
                         skipped.add(skipOrThrow(e));
@@ -346,6 +349,7 @@ final class Tasks implements Serializable {
             List<String> skipped = new ArrayList<>();
             List<String> names = new ArrayList<>();
             try (AttentionBackend backend = backend()) {
+                WindowBuffers windows = WindowBuffers.of(backend); // the backend's close() releases them
                 for (PieceItem it : items) {
                     SequenceFile f = it.file;
                     Piece p = it.piece;
@@ -363,7 +367,7 @@ final class Tasks implements Serializable {
                                 ? PieceWork.initialState(in.reader, f, spec, p.sequence())
                                 : readState(stagingFs, staging.incomingState(p.sequence(), p.index()), spec);
                         List<Staging.Written> written = CpuFallback.run(backend, cfg.gpuOomToCpu(), f.name + " " + p,
-                                b -> outputsOf(b, in.reader, f, p, incoming, stagingFs, attempt(ctx)));
+                                b -> outputsOf(b, windows, in.reader, f, p, incoming, stagingFs, attempt(ctx)));
                         staging.markDone(stagingFs, unit, attempt(ctx), written);
                         FaultPoints.reach("pass2");
                     } catch (NonFiniteException e) {
@@ -386,22 +390,22 @@ final class Tasks implements Serializable {
      * one pass over the piece computes together; the last piece also the final state. With
      * --output-mode checksums, o goes to the checksum sink instead ({@link #checksumsOf}).
      */
-    private List<Staging.Written> outputsOf(AttentionBackend b, RangeReader in, SequenceFile f, Piece p,
-                                            LightningState incoming, FileSystem stagingFs, String attempt)
+    private List<Staging.Written> outputsOf(AttentionBackend b, WindowBuffers windows, RangeReader in, SequenceFile f,
+                                            Piece p, LightningState incoming, FileSystem stagingFs, String attempt)
             throws IOException {
         if (cfg.checksums()) {
-            return checksumsOf(b, in, f, p, incoming, stagingFs, attempt);
+            return checksumsOf(b, windows, in, f, p, incoming, stagingFs, attempt);
         }
         Variant variant = cfg.variant();
         if (!SplitOutputs.needed(p.count(), variant)) {
             return List.of(Staging.writeAtomically(stagingFs, staging.stagedOutput(f.name), attempt, out -> {
                 out.write(outputHeader(f).encode());
-                LightningState last = work(b, f).outputs(b, in, f, p, incoming, out);
+                LightningState last = work(b, f, windows).outputs(b, in, f, p, incoming, out);
                 out.write(last.toBytes());
             }));
         }
         return splitOutputs(stagingFs).writePiece(stagingFs, f.name, outputHeader(f), spec(f), variant, p, attempt,
-                (o, states, normalizers) -> work(b, f).outputs(b, in, f, p, incoming, o, states, normalizers));
+                (o, states, normalizers) -> work(b, f, windows).outputs(b, in, f, p, incoming, o, states, normalizers));
     }
 
     /** How this run writes the outputs of split sequences (and of all with --state-every): --output-form on the output's file system. */
@@ -419,8 +423,8 @@ final class Tasks implements Serializable {
      * it can only be written once every piece is done: an unsplit sequence's here, by its one
      * piece; a split one's by the driver after pass 2 ({@link #writeChecksumsResult}).
      */
-    private List<Staging.Written> checksumsOf(AttentionBackend b, RangeReader in, SequenceFile f, Piece p,
-                                              LightningState incoming, FileSystem stagingFs, String attempt)
+    private List<Staging.Written> checksumsOf(AttentionBackend b, WindowBuffers windows, RangeReader in, SequenceFile f,
+                                              Piece p, LightningState incoming, FileSystem stagingFs, String attempt)
             throws IOException {
         List<Staging.Written> files = new ArrayList<>();
         AttentionSpec spec = spec(f);
@@ -429,16 +433,16 @@ final class Tasks implements Serializable {
                 Math.toIntExact(f.outputBytesPerToken(oDtype)), SpotCheck.samples(f.tokens, p));
         LightningState[] last = new LightningState[1];
         if (!cfg.variant().checkpoints()) {
-            last[0] = work(b, f).outputs(b, in, f, p, incoming, sink);
+            last[0] = work(b, f, windows).outputs(b, in, f, p, incoming, sink);
         } else if (!spec.normalized()) {
             files.add(Staging.writeAtomically(stagingFs, staging.checksumsPart(p.sequence(), p.index(), "states"),
-                    attempt, states -> last[0] = work(b, f).outputs(b, in, f, p, incoming, sink, states,
+                    attempt, states -> last[0] = work(b, f, windows).outputs(b, in, f, p, incoming, sink, states,
                             OutputStream.nullOutputStream())));
         } else {
             files.add(Staging.writeAtomically(stagingFs, staging.checksumsPart(p.sequence(), p.index(), "states"),
                     attempt, states -> files.add(Staging.writeAtomically(stagingFs,
                             staging.checksumsPart(p.sequence(), p.index(), "normalizers"), attempt,
-                            z -> last[0] = work(b, f).outputs(b, in, f, p, incoming, sink, states, z)))));
+                            z -> last[0] = work(b, f, windows).outputs(b, in, f, p, incoming, sink, states, z)))));
         }
         OutputSummary summary = sink.summary();
         List<SpotCheck.Point> checked = new ArrayList<>();
