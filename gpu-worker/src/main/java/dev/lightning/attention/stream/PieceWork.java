@@ -312,10 +312,15 @@ public final class PieceWork {
             kTokenBytes = spec.headsK() * spec.dk() * es;
             vTokenBytes = spec.headsV() * spec.dv() * es;
             oTokenBytes = outputs ? spec.heads() * spec.dv() * oDtype.bytes() : 0;
-            qAll = outputs ? buffers.tensor(WindowBuffers.Role.Q, f.dtype, capacity, spec.headsQ(), spec.dk()) : null;
-            kAll = buffers.tensor(WindowBuffers.Role.K, f.dtype, capacity, spec.headsK(), spec.dk());
-            vAll = buffers.tensor(WindowBuffers.Role.V, f.dtype, capacity, spec.headsV(), spec.dv());
-            oAll = outputs ? buffers.tensor(WindowBuffers.Role.O, oDtype, capacity, spec.heads(), spec.dv()) : null;
+            TokenTensor[] all = buffers.window(capacity,
+                    outputs ? new WindowBuffers.Shape(f.dtype, spec.headsQ(), spec.dk()) : null,
+                    new WindowBuffers.Shape(f.dtype, spec.headsK(), spec.dk()),
+                    new WindowBuffers.Shape(f.dtype, spec.headsV(), spec.dv()),
+                    outputs ? new WindowBuffers.Shape(oDtype, spec.heads(), spec.dv()) : null);
+            qAll = all[0];
+            kAll = all[1];
+            vAll = all[2];
+            oAll = all[3];
         }
 
         /**
