@@ -34,7 +34,8 @@ import java.nio.ByteBuffer;
  * <p>Windows live in {@link WindowBuffers}: the backend's host tensors (registered with the driver
  * on the GPU, so the device copies them without staging), read into straight from the file
  * ({@link RangeReader#readFully(long, ByteBuffer)}) and written out from ({@link #write}). A task
- * passes one instance for all its pieces ({@link #reusing}); without one, each call takes its own.
+ * passes one instance for all its pieces ({@link #reusing}); without one, each call takes its own
+ * and gives it back when it returns.
  */
 public final class PieceWork {
     private final double scale;
@@ -163,8 +164,20 @@ public final class PieceWork {
     /** Pass 1: the piece's local state (S, and z when normalizing), from zero. */
     public LightningState localState(AttentionBackend backend, RangeReader in, SequenceFile f, Piece p)
             throws IOException {
+        WindowBuffers buffers = windows(backend);
+        try {
+            return localState(backend, buffers, in, f, p);
+        } finally {
+            if (buffers != windows) {
+                buffers.release(); // this call's own: registered memory is not left to the backend's close
+            }
+        }
+    }
+
+    private LightningState localState(AttentionBackend backend, WindowBuffers buffers, RangeReader in, SequenceFile f,
+                                      Piece p) throws IOException {
         AttentionSpec spec = spec(f);
-        Window w = new Window(f, spec, windowTokens(f, p), null, windows(backend));
+        Window w = new Window(f, spec, windowTokens(f, p), null, buffers);
         LightningState state = LightningState.zeros(spec);
         for (long at = p.start(); at < p.end(); at += w.capacity) {
             int n = (int) Math.min(w.capacity, p.end() - at);
@@ -204,8 +217,21 @@ public final class PieceWork {
     public LightningState outputs(AttentionBackend backend, RangeReader in, SequenceFile f, Piece p,
                                   LightningState incoming, OutputStream out, OutputStream states,
                                   OutputStream normalizers) throws IOException {
+        WindowBuffers buffers = windows(backend);
+        try {
+            return outputs(backend, buffers, in, f, p, incoming, out, states, normalizers);
+        } finally {
+            if (buffers != windows) {
+                buffers.release();
+            }
+        }
+    }
+
+    private LightningState outputs(AttentionBackend backend, WindowBuffers buffers, RangeReader in, SequenceFile f,
+                                   Piece p, LightningState incoming, OutputStream out, OutputStream states,
+                                   OutputStream normalizers) throws IOException {
         AttentionSpec spec = spec(f);
-        Window w = new Window(f, spec, windowTokens(f, p), outputDtype, windows(backend));
+        Window w = new Window(f, spec, windowTokens(f, p), outputDtype, buffers);
         LightningState state = incoming;
         for (long at = p.start(); at < p.end(); at += w.capacity) {
             int n = (int) Math.min(w.capacity, p.end() - at);

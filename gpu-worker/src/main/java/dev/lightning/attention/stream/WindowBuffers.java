@@ -96,6 +96,18 @@ public final class WindowBuffers {
         return views;
     }
 
+    /**
+     * Gives the block back now (on the GPU: unregistered), for buffers that served one call; the
+     * next window takes a new one.
+     */
+    public void release() {
+        TokenTensor old = block;
+        block = null;
+        if (old != null && backend != null) {
+            backend.releaseHostTensor(old);
+        }
+    }
+
     /** Bytes the block holds now (the task's window memory). */
     public long bytes() {
         return block == null ? 0 : (long) block.tokens() * block.tokenBytes();

@@ -193,6 +193,40 @@ class PieceWorkHostWindowsTest {
         }
     }
 
+    /**
+     * A caller that passes no window buffers (tests, benchmarks) gets a block per call and gives it
+     * back when the call returns, failed or not: nothing piles up until the backend closes.
+     */
+    @Test
+    void callsWithoutTaskBuffersGiveTheirBlockBack() throws IOException {
+        Path file = write("own.st", DType.BF16, 300, 3, 3, 3, 16, 8, 11);
+        try (DirectCpu direct = new DirectCpu(); CpuBackend cpu = new CpuBackend();
+             FileChannel c = FileChannel.open(file, StandardOpenOption.READ)) {
+            RangeReader in = RangeReader.of(c);
+            SequenceFile f = SequenceFile.describe(file.toString(), "own.st", c.size(), in, Slopes::minimax);
+            PieceWork work = new PieceWork(0.5, 64, 16 * 1024, f.dtype);
+            Piece whole = new Piece(0, 0, 1, 0, f.tokens);
+            ByteArrayOutputStream viaDirect = new ByteArrayOutputStream();
+            for (int r = 0; r < 3; r++) {
+                work.localState(direct, in, f, whole);
+                viaDirect.reset();
+                work.outputs(direct, in, f, whole, LightningState.zeros(work.spec(f)), viaDirect);
+                assertEquals(0, direct.live.size(), "blocks left after call " + r);
+            }
+            assertEquals(6, direct.handedOut);
+            ByteArrayOutputStream viaHeap = new ByteArrayOutputStream();
+            work.reusing(WindowBuffers.heap()).outputs(cpu, in, f, whole, LightningState.zeros(work.spec(f)), viaHeap);
+            assertArrayEquals(viaHeap.toByteArray(), viaDirect.toByteArray());
+            RangeReader truncated = (position, buf, off, len) -> {
+                throw new java.io.EOFException("cut");
+            };
+            assertThrows(dev.lightning.attention.tensor.InvalidInputException.class,
+                    () -> work.outputs(direct, truncated, f, whole, LightningState.zeros(work.spec(f)),
+                            new ByteArrayOutputStream()));
+            assertEquals(0, direct.live.size(), "a failed call gives its block back too");
+        }
+    }
+
     /** The same non-finite input and output failures, word for word, on both paths. */
     @Test
     void nonFiniteFailuresSayTheSameOnBothPaths() throws IOException {

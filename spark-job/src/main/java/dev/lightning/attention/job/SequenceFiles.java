@@ -44,7 +44,10 @@ final class SequenceFiles {
         return inspect(fs, status, name, defaultSlopes, false);
     }
 
-    /** A sequence opened for positioned reads: a Hadoop file, or a synthetic sequence (nothing to close). */
+    /**
+     * A sequence opened for positioned reads: a local file's channel, a Hadoop stream, or a
+     * synthetic sequence (nothing to close).
+     */
     static final class Opened implements java.io.Closeable {
         final dev.lightning.attention.stream.RangeReader reader;
         private final java.io.Closeable resource;
@@ -60,7 +63,12 @@ final class SequenceFiles {
         }
     }
 
-    /** Opens a sequence's bytes where a task reads them: its file, or its generator for --synthetic. */
+    /**
+     * Opens a sequence's bytes where a task reads them: its file, or its generator for --synthetic.
+     * Reads into off-heap windows (the GPU backend's host tensors) go straight into them from a
+     * local file's channel (in parallel parts) or a stream that reads into buffers (HDFS); other
+     * streams fill them through bounded heap copies.
+     */
     static Opened open(SequenceFile f, org.apache.hadoop.conf.Configuration conf) throws IOException {
         if (SyntheticSequence.isSynthetic(f.path)) {
             return new Opened(SyntheticSequence.ofUri(f.path).reader(), () -> { });
@@ -88,11 +96,14 @@ final class SequenceFiles {
      * streams do not.
      */
     private static java.io.File localFile(FileSystem fs, Path p) throws IOException {
-        if (fs instanceof LocalFileSystem checked) {
+        // Hadoop's own classes only: a subclass (a connector standing on the local one) may read differently
+        if (fs.getClass() == LocalFileSystem.class
+                && ((LocalFileSystem) fs).getRawFileSystem().getClass() == RawLocalFileSystem.class) {
+            LocalFileSystem checked = (LocalFileSystem) fs;
             return checked.exists(checked.getChecksumFile(p)) ? null : checked.pathToFile(p);
         }
-        if (fs instanceof RawLocalFileSystem raw) {
-            return raw.pathToFile(p);
+        if (fs.getClass() == RawLocalFileSystem.class) {
+            return ((RawLocalFileSystem) fs).pathToFile(p);
         }
         return null;
     }
