@@ -5,7 +5,8 @@
 # (the allocator's leak check). DIR holds jre.tar.xz (a jlinked Java 17) and bundle/ (classes and
 # test-classes of gpu-worker and partitioner, bundle/lib: gpu-worker's runtime jars, and
 # junit-platform-console-standalone.jar). Logs go to $OUT (default: a new temporary directory) as
-# 2026-12-03-h200-hostjob-*.log.
+# 2026-12-03-h200-$LOG_TAG-*.log (LOG_TAG default hostjob). BENCH_S, TESTS_S and GPU_BACKEND_TEST_S
+# bound the three steps in seconds (GPU_BACKEND_TEST_S=0 skips GpuBackendTest).
 #   bench/hostjob-device.sh DIR
 set -uo pipefail
 dir="$(cd "${1:?usage: bench/hostjob-device.sh DIR}" && pwd)"
@@ -13,12 +14,12 @@ out="${OUT:-$(mktemp -d)}"
 tar -C /tmp -xJf "$dir/jre.tar.xz" && export JAVA_HOME=/tmp/jre PATH=/tmp/jre/bin:$PATH
 B="$dir/bundle"
 CP="$B/classes:$B/test-classes:$(ls "$B"/lib/*.jar | tr '\n' ':')"
-L="$out/2026-12-03-h200-hostjob"
+L="$out/2026-12-03-h200-${LOG_TAG:-hostjob}"
 work=/tmp/lightning-piecework-bench
 { date -u; nvidia-smi --query-gpu=name,driver_version,pcie.link.gen.current,pcie.link.width.current --format=csv; nproc
   free -g | head -2; lscpu | grep -E "Model name|NUMA node\(s\)"; mkdir -p "$work"; df -h "$work"
   lsblk -d -o NAME,ROTA,SIZE,MODEL 2>/dev/null | head -8; } 2>&1 | tee "$L-machine.log"
-timeout 60 java --add-modules jdk.incubator.vector -Xmx24g -cp "$CP" dev.lightning.attention.bench.PieceWorkBench \
+timeout "${BENCH_S:-60}" java --add-modules jdk.incubator.vector -Xmx24g -cp "$CP" dev.lightning.attention.bench.PieceWorkBench \
   --shape 262144x8x128 --runs 5 --backend gpu --window-bytes 1073741824 --drop-cache true --dir "$work" 2>&1 | tee "$L-bench.log"
 echo "bench exit ${PIPESTATUS[0]}"
 rm -rf "$work"
@@ -29,7 +30,9 @@ tests() { # $1: seconds, $2: log suffix, then classes
     --class-path "$CP" "${sel[@]}" --details=tree --disable-banner > "$L-$suffix.log" 2>&1
   echo "$suffix exit $?"; grep -E "tests (successful|failed|skipped)|✘|Test run finished" "$L-$suffix.log" | head -20
 }
-tests 50 tests dev.lightning.attention.stream.PieceWorkHostWindowsTest dev.lightning.attention.stream.PieceWorkOnBackendsTest \
+tests "${TESTS_S:-50}" tests dev.lightning.attention.stream.PieceWorkHostWindowsTest dev.lightning.attention.stream.PieceWorkOnBackendsTest \
   dev.lightning.attention.engine.cuda.HostPathGpuTest dev.lightning.attention.tensor.NonFiniteTest \
   dev.lightning.attention.stream.RangeReaderTest
-tests "${GPU_BACKEND_TEST_S:-40}" gpubackend dev.lightning.attention.engine.cuda.GpuBackendTest
+if [ "${GPU_BACKEND_TEST_S:-40}" -gt 0 ]; then
+  tests "${GPU_BACKEND_TEST_S:-40}" gpubackend dev.lightning.attention.engine.cuda.GpuBackendTest
+fi
