@@ -313,7 +313,6 @@ public final class PieceWork {
         final int qTokenBytes;
         final int kTokenBytes;
         final int vTokenBytes;
-        final int oTokenBytes;
         /** Whole-capacity views of the blocks; q and o null in pass 1. */
         final TokenTensor qAll;
         final TokenTensor kAll;
@@ -337,7 +336,6 @@ public final class PieceWork {
             qTokenBytes = spec.headsQ() * spec.dk() * es;
             kTokenBytes = spec.headsK() * spec.dk() * es;
             vTokenBytes = spec.headsV() * spec.dv() * es;
-            oTokenBytes = outputs ? spec.heads() * spec.dv() * oDtype.bytes() : 0;
             TokenTensor[] all = buffers.window(capacity,
                     outputs ? new WindowBuffers.Shape(f.dtype, spec.headsQ(), spec.dk()) : null,
                     new WindowBuffers.Shape(f.dtype, spec.headsK(), spec.dk()),
