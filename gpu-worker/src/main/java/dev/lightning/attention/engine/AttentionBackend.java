@@ -56,6 +56,13 @@ public interface AttentionBackend extends AutoCloseable {
         return TokenTensor.allocate(dtype, tokens, heads, dim);
     }
 
+    /**
+     * Ends the fast path of a tensor from {@link #hostTensor} now, before {@link #close()} (on the
+     * GPU: its memory is no longer page-locked); its bytes stay valid. Nothing here.
+     */
+    default void releaseHostTensor(TokenTensor t) {
+    }
+
     @Override
     default void close() {
     }

@@ -30,6 +30,12 @@ import java.nio.ByteBuffer;
  * so that each stream is one contiguous slice of the output file's {@code states} and
  * {@code normalizers} tensors. Windows start at chunk multiples and the interval is one, so a window
  * never needs a state between chunks.
+ *
+ * <p>Windows live in {@link WindowBuffers}: the backend's host tensors (registered with the driver
+ * on the GPU, so the device copies them without staging), read into straight from the file
+ * ({@link RangeReader#readFully(long, ByteBuffer)}) and written out from ({@link #write}). A task
+ * passes one instance for all its pieces ({@link #reusing}); without one, each call takes its own
+ * and gives it back when it returns.
  */
 public final class PieceWork {
     private final double scale;
@@ -37,6 +43,8 @@ public final class PieceWork {
     private final Variant variant;
     private final long windowBytes;
     private final DType outputDtype;
+    /** The task's window buffers, or null: each pass takes new ones from its backend. */
+    private final WindowBuffers windows;
 
     /** The plain formula without checkpoints ({@link Variant#PLAIN}). */
     public PieceWork(double scale, int chunkSize, long windowBytes, DType outputDtype) {
@@ -58,6 +66,29 @@ public final class PieceWork {
         this.variant = java.util.Objects.requireNonNull(variant, "variant");
         this.windowBytes = windowBytes;
         this.outputDtype = java.util.Objects.requireNonNull(outputDtype, "outputDtype");
+        this.windows = null;
+    }
+
+    private PieceWork(PieceWork w, WindowBuffers windows) {
+        this.scale = w.scale;
+        this.chunkSize = w.chunkSize;
+        this.variant = w.variant;
+        this.windowBytes = w.windowBytes;
+        this.outputDtype = w.outputDtype;
+        this.windows = java.util.Objects.requireNonNull(windows, "windows");
+    }
+
+    /**
+     * This work with the task's window buffers: every pass on their backend reuses them (another
+     * backend, a CPU fallback, takes its own); {@link WindowBuffers#heap()} gives the heap path.
+     */
+    public PieceWork reusing(WindowBuffers windows) {
+        return new PieceWork(this, windows);
+    }
+
+    /** The window buffers a pass on {@code backend} uses. */
+    private WindowBuffers windows(AttentionBackend backend) {
+        return windows == null ? WindowBuffers.of(backend) : windows.on(backend);
     }
 
     /** The computation of file {@code f} in this run. */
@@ -133,8 +164,20 @@ public final class PieceWork {
     /** Pass 1: the piece's local state (S, and z when normalizing), from zero. */
     public LightningState localState(AttentionBackend backend, RangeReader in, SequenceFile f, Piece p)
             throws IOException {
+        WindowBuffers buffers = windows(backend);
+        try {
+            return localState(backend, buffers, in, f, p);
+        } finally {
+            if (buffers != windows) {
+                buffers.release(); // this call's own: registered memory is not left to the backend's close
+            }
+        }
+    }
+
+    private LightningState localState(AttentionBackend backend, WindowBuffers buffers, RangeReader in, SequenceFile f,
+                                      Piece p) throws IOException {
         AttentionSpec spec = spec(f);
-        Window w = new Window(f, spec, windowTokens(f, p), null);
+        Window w = new Window(f, spec, windowTokens(f, p), null, buffers);
         LightningState state = LightningState.zeros(spec);
         for (long at = p.start(); at < p.end(); at += w.capacity) {
             int n = (int) Math.min(w.capacity, p.end() - at);
@@ -174,8 +217,21 @@ public final class PieceWork {
     public LightningState outputs(AttentionBackend backend, RangeReader in, SequenceFile f, Piece p,
                                   LightningState incoming, OutputStream out, OutputStream states,
                                   OutputStream normalizers) throws IOException {
+        WindowBuffers buffers = windows(backend);
+        try {
+            return outputs(backend, buffers, in, f, p, incoming, out, states, normalizers);
+        } finally {
+            if (buffers != windows) {
+                buffers.release();
+            }
+        }
+    }
+
+    private LightningState outputs(AttentionBackend backend, WindowBuffers buffers, RangeReader in, SequenceFile f,
+                                   Piece p, LightningState incoming, OutputStream out, OutputStream states,
+                                   OutputStream normalizers) throws IOException {
         AttentionSpec spec = spec(f);
-        Window w = new Window(f, spec, windowTokens(f, p), outputDtype);
+        Window w = new Window(f, spec, windowTokens(f, p), outputDtype, buffers);
         LightningState state = incoming;
         for (long at = p.start(); at < p.end(); at += w.capacity) {
             int n = (int) Math.min(w.capacity, p.end() - at);
@@ -188,7 +244,7 @@ public final class PieceWork {
                     throw located(e, f, p, at, n, backend);
                 }
                 w.failIfNonFiniteOutput(p, at, n, state, cp);
-                out.write(w.oBytes, 0, n * w.oTokenBytes);
+                write(out, w.o.writableBytes());
                 if (cp.count() > 0) {
                     writeFloats(states, cp.kvData(), cp.count() * spec.stateSize());
                     if (spec.normalized()) {
@@ -199,6 +255,35 @@ public final class PieceWork {
         }
         w.failIfNonFinite(p);
         return state;
+    }
+
+    /**
+     * Writes {@code src}'s remaining bytes to {@code out}: a heap buffer's array as it is; an
+     * off-heap buffer (a host tensor) through the channel of a file stream or of a stream that is
+     * a channel, from the buffer itself, and to any other stream (Hadoop's, a checksum sink)
+     * through a heap array of at most {@link RangeReader#COPY_CHUNK} bytes.
+     */
+    static void write(OutputStream out, ByteBuffer src) throws IOException {
+        if (src.hasArray()) {
+            out.write(src.array(), src.arrayOffset() + src.position(), src.remaining());
+            src.position(src.limit());
+            return;
+        }
+        java.nio.channels.WritableByteChannel channel = out instanceof java.io.FileOutputStream file
+                ? file.getChannel() // shares the stream's position: earlier and later stream writes stay in order
+                : out instanceof java.nio.channels.WritableByteChannel c ? c : null;
+        if (channel != null) {
+            while (src.hasRemaining()) {
+                channel.write(src);
+            }
+            return;
+        }
+        byte[] chunk = new byte[Math.min(src.remaining(), RangeReader.COPY_CHUNK)];
+        while (src.hasRemaining()) {
+            int len = Math.min(chunk.length, src.remaining());
+            src.get(chunk, 0, len);
+            out.write(chunk, 0, len);
+        }
     }
 
     /** The first {@code n} values of {@code values} as little-endian float32 bytes. */
@@ -218,7 +303,7 @@ public final class PieceWork {
                 + ", " + (at + n) + ") on " + backend.name() + "@" + backend.device() + ": " + e.getMessage(), e);
     }
 
-    /** Reused buffers for one window of q, k, v (and o), viewed as tensors of the current size. */
+    /** Buffers for one window of q, k, v (and o) from the task's {@link WindowBuffers}, viewed as tensors of the current size. */
     private static final class Window {
         final SequenceFile f;
         final AttentionSpec spec;
@@ -228,11 +313,11 @@ public final class PieceWork {
         final int qTokenBytes;
         final int kTokenBytes;
         final int vTokenBytes;
-        final int oTokenBytes;
-        final byte[] qBytes;
-        final byte[] kBytes;
-        final byte[] vBytes;
-        final byte[] oBytes;
+        /** Whole-capacity views of the blocks; q and o null in pass 1. */
+        final TokenTensor qAll;
+        final TokenTensor kAll;
+        final TokenTensor vAll;
+        final TokenTensor oAll;
         TokenTensor q;
         TokenTensor k;
         TokenTensor v;
@@ -241,7 +326,7 @@ public final class PieceWork {
         long nonFinite;
         String firstNonFinite;
 
-        Window(SequenceFile f, AttentionSpec spec, int capacity, DType oDtype) {
+        Window(SequenceFile f, AttentionSpec spec, int capacity, DType oDtype, WindowBuffers buffers) {
             this.f = f;
             this.spec = spec;
             this.oDtype = oDtype;
@@ -251,11 +336,15 @@ public final class PieceWork {
             qTokenBytes = spec.headsQ() * spec.dk() * es;
             kTokenBytes = spec.headsK() * spec.dk() * es;
             vTokenBytes = spec.headsV() * spec.dv() * es;
-            oTokenBytes = outputs ? spec.heads() * spec.dv() * oDtype.bytes() : 0;
-            qBytes = outputs ? new byte[capacity * qTokenBytes] : null;
-            kBytes = new byte[capacity * kTokenBytes];
-            vBytes = new byte[capacity * vTokenBytes];
-            oBytes = outputs ? new byte[capacity * oTokenBytes] : null;
+            TokenTensor[] all = buffers.window(capacity,
+                    outputs ? new WindowBuffers.Shape(f.dtype, spec.headsQ(), spec.dk()) : null,
+                    new WindowBuffers.Shape(f.dtype, spec.headsK(), spec.dk()),
+                    new WindowBuffers.Shape(f.dtype, spec.headsV(), spec.dv()),
+                    outputs ? new WindowBuffers.Shape(oDtype, spec.heads(), spec.dv()) : null);
+            qAll = all[0];
+            kAll = all[1];
+            vAll = all[2];
+            oAll = all[3];
         }
 
         /**
@@ -263,20 +352,20 @@ public final class PieceWork {
          * still clean, i.e. whether to compute: after the first bad value the rest is only counted.
          */
         boolean read(RangeReader in, long token, int n) throws IOException {
-            if (qBytes != null) {
-                q = view(in, f.qOffset, token, n, qTokenBytes, qBytes, spec.headsQ(), spec.dk());
-                o = TokenTensor.wrap(oDtype, n, spec.heads(), spec.dv(), ByteBuffer.wrap(oBytes, 0, n * oTokenBytes));
-                scan("q", qBytes, token, n, spec.headsQ(), spec.dk());
+            if (qAll != null) {
+                q = view(in, f.qOffset, token, n, qTokenBytes, qAll);
+                o = oAll.slice(0, n);
+                scan("q", q, token, n, spec.headsQ(), spec.dk());
             }
-            k = view(in, f.kOffset, token, n, kTokenBytes, kBytes, spec.headsK(), spec.dk());
-            v = view(in, f.vOffset, token, n, vTokenBytes, vBytes, spec.headsV(), spec.dv());
-            scan("k", kBytes, token, n, spec.headsK(), spec.dk());
-            scan("v", vBytes, token, n, spec.headsV(), spec.dv());
+            k = view(in, f.kOffset, token, n, kTokenBytes, kAll);
+            v = view(in, f.vOffset, token, n, vTokenBytes, vAll);
+            scan("k", k, token, n, spec.headsK(), spec.dk());
+            scan("v", v, token, n, spec.headsV(), spec.dv());
             return nonFinite == 0;
         }
 
-        private void scan(String tensor, byte[] buf, long token, int n, int heads, int dim) {
-            NonFinite.Found found = NonFinite.scan(buf, 0, n * heads * dim, f.dtype);
+        private void scan(String tensor, TokenTensor t, long token, int n, int heads, int dim) {
+            NonFinite.Found found = NonFinite.scan(t.writableBytes(), 0, n * heads * dim, f.dtype);
             if (found.count > 0) {
                 if (nonFinite == 0) {
                     long i = found.first;
@@ -302,7 +391,7 @@ public final class PieceWork {
             int heads = spec.heads();
             int dk = spec.dk();
             int dv = spec.dv();
-            NonFinite.Found found = NonFinite.scan(oBytes, 0, n * heads * dv, oDtype);
+            NonFinite.Found found = NonFinite.scan(o.writableBytes(), 0, n * heads * dv, oDtype);
             if (found.count > 0) {
                 long i = found.first;
                 String first = "o[" + (token + i / ((long) heads * dv)) + ", " + (i / dv) % heads + ", " + i % dv + "]";
@@ -350,16 +439,17 @@ public final class PieceWork {
                     DType.F32, where);
         }
 
+        /** Reads tokens [token, token + n) of the tensor at {@code tensorOffset} into the first n of {@code all}. */
         private TokenTensor view(RangeReader in, long tensorOffset, long token, int n, int tokenBytes,
-                                 byte[] buf, int heads, int dim) throws IOException {
-            int len = n * tokenBytes;
+                                 TokenTensor all) throws IOException {
+            TokenTensor t = all.slice(0, n);
             try {
-                in.readFully(tensorOffset + token * tokenBytes, buf, 0, len);
+                in.readFully(tensorOffset + token * tokenBytes, t.writableBytes());
             } catch (java.io.EOFException e) {
                 throw new dev.lightning.attention.tensor.InvalidInputException(f.name + ": truncated: tokens ["
                         + token + ", " + (token + n) + ") lie past the end of the file", e);
             }
-            return TokenTensor.wrap(f.dtype, n, heads, dim, ByteBuffer.wrap(buf, 0, len));
+            return t;
         }
     }
 }

@@ -30,4 +30,64 @@ class NonFiniteTest {
             assertEquals(-1, tail.first);
         }
     }
+
+    /** The word-wise scan against the scan of one value at a time: heap, direct and read-only buffers, odd offsets. */
+    @Test
+    void bufferScanAgreesWithArrayScan() {
+        SplittableRandom rnd = new SplittableRandom(41);
+        for (DType dtype : DType.values()) {
+            for (int trial = 0; trial < 20; trial++) {
+                int elements = 1 + rnd.nextInt(3000);
+                int lead = rnd.nextInt(7) * dtype.bytes() + rnd.nextInt(2); // odd byte offsets too
+                byte[] raw = new byte[lead + elements * dtype.bytes() + 5];
+                rnd.nextBytes(raw); // random bits: every exponent occurs, all-ones ones included
+                NonFinite.Found want = NonFinite.scanEachValue(raw, lead, elements, dtype);
+                NonFinite.Found array = NonFinite.scan(raw, lead, elements, dtype);
+                assertEquals(want.count, array.count);
+                assertEquals(want.first, array.first);
+                java.nio.ByteBuffer direct = java.nio.ByteBuffer.allocateDirect(raw.length + 3);
+                direct.position(3);
+                java.nio.ByteBuffer view = direct.slice();
+                view.put(raw).flip();
+                view.order(java.nio.ByteOrder.BIG_ENDIAN); // the scan must not depend on the caller's order
+                for (java.nio.ByteBuffer b : new java.nio.ByteBuffer[] {view, view.asReadOnlyBuffer(),
+                        java.nio.ByteBuffer.wrap(raw), java.nio.ByteBuffer.wrap(raw).asReadOnlyBuffer()}) {
+                    NonFinite.Found got = NonFinite.scan(b, lead, elements, dtype);
+                    String who = dtype + " " + elements + " at " + lead + " " + (b.isDirect() ? "direct" : "heap")
+                            + (b.isReadOnly() ? " read-only" : "");
+                    assertEquals(want.count, got.count, who);
+                    assertEquals(want.first, got.first, who);
+                }
+            }
+        }
+    }
+
+    /** Scans large enough to run in parallel parts: counts and first positions in every part, and none at all. */
+    @Test
+    void largeScansInPartsAgreeWithTheValueByValueScan() {
+        SplittableRandom rnd = new SplittableRandom(77);
+        for (DType dtype : DType.values()) {
+            int elements = NonFinite.PARALLEL_BYTES * 3 / dtype.bytes() + 13;
+            byte[] raw = new byte[elements * dtype.bytes() + 2];
+            for (int i = 0; i < elements; i++) { // finite values of magnitude below 2
+                int at = 2 + i * dtype.bytes() + dtype.bytes() - 1;
+                raw[at] = (byte) (rnd.nextInt(0x3f) | (rnd.nextBoolean() ? 0x80 : 0));
+            }
+            java.nio.ByteBuffer direct = java.nio.ByteBuffer.allocateDirect(raw.length).put(raw);
+            NonFinite.Found none = NonFinite.scan(direct, 2, elements, dtype);
+            assertEquals(0, none.count, dtype + " finite");
+            assertEquals(-1, none.first);
+            for (int at : new int[] {elements - 1, elements / 2 + 1, elements / 5, 7}) { // later parts first
+                int hi = 2 + at * dtype.bytes() + dtype.bytes() - 1;
+                raw[hi] = (byte) 0x7f;
+                raw[hi - 1] = (byte) 0xff; // NaN in all three
+                direct.put(hi, raw[hi]).put(hi - 1, raw[hi - 1]);
+                NonFinite.Found want = NonFinite.scanEachValue(raw, 2, elements, dtype);
+                NonFinite.Found got = NonFinite.scan(direct, 2, elements, dtype);
+                assertEquals(want.count, got.count, dtype + " count");
+                assertEquals(want.first, got.first, dtype + " first");
+                assertEquals(at, got.first);
+            }
+        }
+    }
 }

@@ -10,6 +10,7 @@ import dev.lightning.attention.stream.NonFiniteInputException;
 import dev.lightning.attention.stream.OutputSummary;
 import dev.lightning.attention.stream.PieceWork;
 import dev.lightning.attention.stream.RangeReader;
+import dev.lightning.attention.stream.WindowBuffers;
 import dev.lightning.attention.stream.SpotCheck;
 import dev.lightning.attention.stream.SequenceFile;
 import dev.lightning.attention.stream.Variant;
@@ -184,10 +185,11 @@ final class Tasks implements Serializable {
         return stored == null ? -1 : stored.tokens;
     }
 
-    private PieceWork work(AttentionBackend backend, SequenceFile f) {
+    /** The work of {@code f} on {@code backend}, in the task's window buffers (taken once per task, see {@link WindowBuffers}). */
+    private PieceWork work(AttentionBackend backend, SequenceFile f, WindowBuffers windows) {
         return new PieceWork(cfg.get(Settings.SCALE), cfg.chunkSize(), cfg.variant(),
                 cfg.get(backend.device().startsWith("cuda") ? Settings.GPU_WINDOW_BYTES : Settings.WINDOW_BYTES),
-                outputDtype(f));
+                outputDtype(f)).reusing(windows);
     }
 
     private AttentionBackend backend() {
@@ -235,6 +237,7 @@ final class Tasks implements Serializable {
             List<String> names = new ArrayList<>();
             FileSystem stagingFs = fs(staging.root);
             try (AttentionBackend backend = backend()) {
+                WindowBuffers windows = WindowBuffers.of(backend); // the backend's close() releases them
                 for (PieceItem it : items) {
                     String unit = unit("pass1", it.piece.sequence(), it.piece.index());
                     names.add(it.file.name);
@@ -247,7 +250,7 @@ final class Tasks implements Serializable {
                     boolean clean = true;
                     try (SequenceFiles.Opened in = SequenceFiles.open(it.file, hadoop.get())) {
                         local = CpuFallback.run(backend, cfg.gpuOomToCpu(), it.file.name + " " + it.piece,
-                                b -> work(b, it.file).localState(b, in.reader, it.file, it.piece));
+                                b -> work(b, it.file, windows).localState(b, in.reader, it.file, it.piece));
                     } catch (NonFiniteInputException e) {
                         // skip mode: the sequence is dropped after pass 2; a zero state keeps the scan going
                         skipped.add(skipOrThrow(e));
@@ -374,6 +377,7 @@ final class Tasks implements Serializable {
             List<String> skipped = new ArrayList<>();
             List<String> names = new ArrayList<>();
             try (AttentionBackend backend = backend()) {
+                WindowBuffers windows = WindowBuffers.of(backend); // the backend's close() releases them
                 for (PieceItem it : items) {
                     SequenceFile f = it.file;
                     Piece p = it.piece;
@@ -391,7 +395,8 @@ final class Tasks implements Serializable {
                                 ? initialState(in, f, spec, p.sequence(), it.stored)
                                 : readState(stagingFs, staging.incomingState(p.sequence(), p.index()), spec);
                         List<Staging.Written> written = CpuFallback.run(backend, cfg.gpuOomToCpu(), f.name + " " + p,
-                                b -> outputsOf(b, in.reader, f, p, incoming, it.stored, stagingFs, attempt(ctx)));
+                                b -> outputsOf(b, windows, in.reader, f, p, incoming, it.stored, stagingFs,
+                                        attempt(ctx)));
                         staging.markDone(stagingFs, unit, attempt(ctx), written);
                         FaultPoints.reach("pass2");
                     } catch (NonFiniteException e) {
@@ -414,22 +419,22 @@ final class Tasks implements Serializable {
      * one pass over the piece computes together; the last piece also the final state. With
      * --output-mode checksums, o goes to the checksum sink instead ({@link #checksumsOf}).
      */
-    private List<Staging.Written> outputsOf(AttentionBackend b, RangeReader in, SequenceFile f, Piece p,
-                                            LightningState incoming, StoredStates.State stored, FileSystem stagingFs,
-                                            String attempt) throws IOException {
+    private List<Staging.Written> outputsOf(AttentionBackend b, WindowBuffers windows, RangeReader in, SequenceFile f,
+                                            Piece p, LightningState incoming, StoredStates.State stored,
+                                            FileSystem stagingFs, String attempt) throws IOException {
         if (cfg.checksums()) {
-            return checksumsOf(b, in, f, p, incoming, stored, stagingFs, attempt);
+            return checksumsOf(b, windows, in, f, p, incoming, stored, stagingFs, attempt);
         }
         Variant variant = cfg.variant();
         if (!SplitOutputs.needed(p.count(), variant)) {
             return List.of(Staging.writeAtomically(stagingFs, staging.stagedOutput(f.name), attempt, out -> {
                 out.write(outputHeader(f, stored).encode());
-                LightningState last = work(b, f).outputs(b, in, f, p, incoming, out);
+                LightningState last = work(b, f, windows).outputs(b, in, f, p, incoming, out);
                 out.write(last.toBytes());
             }));
         }
         return splitOutputs(stagingFs).writePiece(stagingFs, f.name, outputHeader(f, stored), spec(f), variant, p, attempt,
-                (o, states, normalizers) -> work(b, f).outputs(b, in, f, p, incoming, o, states, normalizers));
+                (o, states, normalizers) -> work(b, f, windows).outputs(b, in, f, p, incoming, o, states, normalizers));
     }
 
     /** How this run writes the outputs of split sequences (and of all with --state-every): --output-form on the output's file system. */
@@ -447,8 +452,8 @@ final class Tasks implements Serializable {
      * it can only be written once every piece is done: an unsplit sequence's here, by its one
      * piece; a split one's by the driver after pass 2 ({@link #writeChecksumsResult}).
      */
-    private List<Staging.Written> checksumsOf(AttentionBackend b, RangeReader in, SequenceFile f, Piece p,
-                                              LightningState incoming, StoredStates.State stored,
+    private List<Staging.Written> checksumsOf(AttentionBackend b, WindowBuffers windows, RangeReader in, SequenceFile f,
+                                              Piece p, LightningState incoming, StoredStates.State stored,
                                               FileSystem stagingFs, String attempt) throws IOException {
         List<Staging.Written> files = new ArrayList<>();
         AttentionSpec spec = spec(f);
@@ -457,16 +462,16 @@ final class Tasks implements Serializable {
                 Math.toIntExact(f.outputBytesPerToken(oDtype)), SpotCheck.samples(f.tokens, p));
         LightningState[] last = new LightningState[1];
         if (!cfg.variant().checkpoints()) {
-            last[0] = work(b, f).outputs(b, in, f, p, incoming, sink);
+            last[0] = work(b, f, windows).outputs(b, in, f, p, incoming, sink);
         } else if (!spec.normalized()) {
             files.add(Staging.writeAtomically(stagingFs, staging.checksumsPart(p.sequence(), p.index(), "states"),
-                    attempt, states -> last[0] = work(b, f).outputs(b, in, f, p, incoming, sink, states,
+                    attempt, states -> last[0] = work(b, f, windows).outputs(b, in, f, p, incoming, sink, states,
                             OutputStream.nullOutputStream())));
         } else {
             files.add(Staging.writeAtomically(stagingFs, staging.checksumsPart(p.sequence(), p.index(), "states"),
                     attempt, states -> files.add(Staging.writeAtomically(stagingFs,
                             staging.checksumsPart(p.sequence(), p.index(), "normalizers"), attempt,
-                            z -> last[0] = work(b, f).outputs(b, in, f, p, incoming, sink, states, z)))));
+                            z -> last[0] = work(b, f, windows).outputs(b, in, f, p, incoming, sink, states, z)))));
         }
         OutputSummary summary = sink.summary();
         // the float64 check starts where the sequence does: from its stored state when it continues one

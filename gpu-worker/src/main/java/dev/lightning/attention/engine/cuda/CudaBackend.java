@@ -262,6 +262,7 @@ public final class CudaBackend implements AttentionBackend {
      * Ends the fast path of a tensor from {@link #hostTensor} now (its memory is no longer
      * page-locked; the bytes stay valid). Tensors not from this backend are left alone.
      */
+    @Override
     public void releaseHostTensor(TokenTensor t) {
         if (t.memory() instanceof Buffer b && memory.owns(b) && b.direct != null) {
             pipeline.synchronizeAll(); // a copy may still read or write it
