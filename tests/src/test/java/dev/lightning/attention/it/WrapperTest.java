@@ -211,7 +211,7 @@ class WrapperTest {
             }
             try (Stream<Path> files = Files.list(cds)) {
                 List<Path> all = files.collect(Collectors.toList());
-                archive = all.stream().filter(f -> f.getFileName().toString().matches("lightning-[0-9a-f]+\\.jsa"))
+                archive = all.stream().filter(f -> f.getFileName().toString().matches("lightning-[0-9a-f]{8}-[0-9a-f]+\\.jsa"))
                         .collect(Collectors.toList());
                 assertEquals(1, all.size(), round + " run: one archive and nothing else in " + all);
                 assertEquals(1, archive.size(), round + " run: " + all);
