@@ -21,7 +21,8 @@ Decay powers come from exp(-slope * n) in float64 (never repeated products), rou
 
 The time is printed in four parts: start (interpreter and numpy import, measured from the process
 start the caller passes in --t0, else from this script's first line), read (header, mapping, and
-the page-in of q, k, v, forced before the compute so that the two are not mixed), compute, write.
+the page-in of q, k, v, forced before the compute so that the two are not mixed), compute, write;
+then the same four in CPU time of the whole process (every thread: OpenBLAS's too).
 """
 import time
 
@@ -188,6 +189,7 @@ def main():
 
     t0 = a.t0 if a.t0 is not None else _T_SCRIPT
     t_start = time.time()
+    c_start = time.process_time()  # CPU time of the whole process (every thread) since it started
 
     tensors, base = read_header(a.input)
     for name in ("q", "k", "v"):
@@ -212,19 +214,24 @@ def main():
     for x in (q, k, v):
         float(x.reshape(-1)[::1024].sum())
     t_read = time.time()
+    c_read = time.process_time()
 
     o = np.empty((T, H, Dv), dtype=np.float32)
     state = forward(q, k, v, slopes, a.block, a.group, o)
     t_compute = time.time()
+    c_compute = time.process_time()
 
     write_safetensors(a.output, [("o", o), ("final_state", state)])
     t_write = time.time()
+    c_write = time.process_time()
 
     threads, core = blas_threads()
     print(f"peer: T={T} H={H} Dk={Dk} Dv={Dv} block={a.block} group={a.group} numpy={np.__version__} "
           f"openblas_threads={threads} openblas_core={core} cpus={os.cpu_count()}")
     print(f"peer: start {t_start - t0:.3f} s  read {t_read - t_start:.3f} s  compute {t_compute - t_read:.3f} s  "
           f"write {t_write - t_compute:.3f} s  total {t_write - t0:.3f} s  end {t_write:.6f}")
+    print(f"peer: cpu start {c_start:.3f} s  read {c_read - c_start:.3f} s  compute {c_compute - c_read:.3f} s  "
+          f"write {c_write - c_compute:.3f} s  total {c_write:.3f} s")
     flops = 2.0 * T * H * (a.block * (Dk + Dv) / 2 + 2 * Dk * Dv)  # causal half of the block products + inter + state
     print(f"peer: compute {flops / (t_compute - t_read) / 1e9:.1f} GFLOP/s (useful FLOPs, causal half counted)")
     sys.stdout.flush()

@@ -90,4 +90,49 @@ class NonFiniteTest {
             }
         }
     }
+
+    /**
+     * The word-at-a-time scan against a value-by-value count, on random bytes with NaN, +-Inf,
+     * the largest finite values and signed zeros planted at random places, at every byte offset
+     * 0..7 (words that straddle values' alignment) and lengths that leave tails of 0..3 values.
+     */
+    @Test
+    void wordScanMatchesAValueByValueCount() {
+        SplittableRandom rnd = new SplittableRandom(9);
+        for (DType dtype : DType.values()) {
+            int size = dtype.bytes();
+            for (int trial = 0; trial < 200; trial++) {
+                int elements = rnd.nextInt(1, 300);
+                int offset = rnd.nextInt(0, 8);
+                byte[] raw = new byte[offset + elements * size + rnd.nextInt(0, 8)];
+                for (int i = 0; i < raw.length; i++) {
+                    raw[i] = (byte) rnd.nextInt(256);
+                }
+                int planted = rnd.nextInt(0, 6);
+                for (int p = 0; p < planted; p++) {
+                    int at = offset + size * rnd.nextInt(elements);
+                    float special = new float[]{Float.NaN, Float.POSITIVE_INFINITY, Float.NEGATIVE_INFINITY,
+                            dtype == DType.F16 ? 65504f : Float.MAX_VALUE / 2, -0f}[rnd.nextInt(5)];
+                    byte[] one = new byte[size];
+                    TokenTensor.of(dtype, 1, 1, 1, new float[]{special}).bytes().get(one);
+                    System.arraycopy(one, 0, raw, at, size);
+                }
+                // the reference decodes each value (DType's own conversion) and asks Float
+                java.nio.ByteBuffer view = java.nio.ByteBuffer.wrap(raw).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+                long count = 0;
+                long first = -1;
+                for (int i = 0; i < elements; i++) {
+                    float value = dtype.get(view, offset + size * i);
+                    if (Float.isNaN(value) || Float.isInfinite(value)) {
+                        count++;
+                        first = first < 0 ? i : first;
+                    }
+                }
+                NonFinite.Found f = NonFinite.scan(raw, offset, elements, dtype);
+                String what = dtype + " trial " + trial + ", " + elements + " values at byte " + offset;
+                assertEquals(count, f.count, what);
+                assertEquals(first, f.first, what);
+            }
+        }
+    }
 }

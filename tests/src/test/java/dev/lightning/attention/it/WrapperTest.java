@@ -72,6 +72,9 @@ class WrapperTest {
         pb.environment().remove("LIGHTNING_EXTRA_CLASSPATH");
         pb.environment().put("JAVA_HOME", System.getProperty("java.home"));
         pb.environment().put("TMPDIR", tmpdir.toString());
+        // no class-data archive written into the user's cache by a test, nor 3 s of writing one at a
+        // signalled exit; classDataArchiveIsMadeUsedAndSkippedWhenBad turns it on in a directory of its own
+        pb.environment().put("LIGHTNING_CDS", "off");
         pb.environment().putAll(env);
         return pb;
     }
@@ -163,6 +166,56 @@ class WrapperTest {
             assertEquals(List.of(), runTmpDirs(tmpdir), "left behind");
         } finally {
             stop(p);
+        }
+    }
+
+    /**
+     * The class-data archive (bin/lightning): the first run writes it into LIGHTNING_CDS_DIR and
+     * leaves no half-written file; the next run loads classes from it (the JVM's class+load log
+     * names the archive as their source); an archive that does not load (here: garbage under its
+     * name) is skipped without a message and the run succeeds. Every run's output is the float64
+     * reference's.
+     */
+    @Test
+    void classDataArchiveIsMadeUsedAndSkippedWhenBad() throws Exception {
+        Path input = Files.createDirectories(shared.resolve("small-cds"));
+        Sequence seq = Sequence.random(13, 700, 2, 16, 8, DType.F32, null, false);
+        seq.write(input.resolve("one.safetensors"));
+        Path cds = Files.createDirectories(shared.resolve("cds"));
+        Path tmpdir = Files.createDirectories(shared.resolve("tmp-cds"));
+        Result want = seq.reference(1.0);
+        List<Path> archive = List.of();
+        for (String round : new String[]{"first", "second", "bad"}) {
+            if (round.equals("bad")) {
+                Files.delete(archive.get(0));
+                Files.writeString(archive.get(0), "not an archive");
+            }
+            Path output = shared.resolve("out-cds-" + round);
+            Path log = shared.resolve("log-cds-" + round + ".txt");
+            Map<String, String> env = Map.of("LIGHTNING_CDS", "on", "LIGHTNING_CDS_DIR", cds.toString(),
+                    "JAVA_TOOL_OPTIONS", "-Xlog:class+load=info");
+            Process p = wrapper(tmpdir, env, "run", "--input", input.toString(), "--output", output.toString(),
+                    "--backend", "cpu", "--master", "local[1]").redirectErrorStream(true).redirectOutput(log.toFile())
+                    .start();
+            try {
+                assertTrue(p.waitFor(300, TimeUnit.SECONDS), round + " run did not end");
+                String out = Files.readString(log);
+                assertEquals(0, p.exitValue(), round + " run: " + out.substring(Math.max(0, out.length() - 3000)));
+                Result got = Result.read(output.resolve("one.safetensors"));
+                assertTrue(relativeError(got.o, want.o) <= 1e-5, round + " run: o " + relativeError(got.o, want.o));
+                assertFalse(out.contains("[warning][cds"), round + " run printed a CDS warning");
+                boolean shared = out.contains("source: shared objects file (top)");
+                assertEquals(round.equals("second"), shared, round + " run: classes from the application archive");
+            } finally {
+                stop(p);
+            }
+            try (Stream<Path> files = Files.list(cds)) {
+                List<Path> all = files.collect(Collectors.toList());
+                archive = all.stream().filter(f -> f.getFileName().toString().matches("lightning-[0-9a-f]{8}-[0-9a-f]+\\.jsa"))
+                        .collect(Collectors.toList());
+                assertEquals(1, all.size(), round + " run: one archive and nothing else in " + all);
+                assertEquals(1, archive.size(), round + " run: " + all);
+            }
         }
     }
 

@@ -274,12 +274,7 @@ public final class CpuBackend implements AttentionBackend {
                 final int qBase = c0 * ldq + spec.qHead(h) * dk;
                 final int oBase = c0 * ldo + h * dv;
                 // K^T of the chunk (Dk x m): the scores' B needs its rows, m tokens of one feature
-                for (int j = 0; j < m; j++) {
-                    int kRow = kBase + j * ldk;
-                    for (int d = 0; d < dk; d++) {
-                        kt[d * m + j] = kb[kRow + d];
-                    }
-                }
+                kernel.transpose(kb, kBase, ldk, m, dk, kt, m);
                 // scores (Q K^T), row blocks of ROWS, columns j <= i rounded up
                 for (int i0 = 0; i0 < m; i0 += ROWS) {
                     int r = Math.min(ROWS, m - i0);

@@ -42,6 +42,24 @@ abstract class Kernel {
     abstract void product(float[] a, int ao, int ais, int ads, float[] b, int bo, int ldb,
                           float[] c, int co, int ldc, int rows, int cols, int depth, boolean add);
 
+    /**
+     * The transpose of a {@code rows x cols} matrix: dst[d*ldd + j] = src[so + j*lds + d] for
+     * j &lt; rows, d &lt; cols (a chunk's K rows, H Dk floats apart in a block, into K^T).
+     */
+    void transpose(float[] src, int so, int lds, int rows, int cols, float[] dst, int ldd) {
+        transposeRows(src, so, lds, 0, rows, cols, dst, ldd);
+    }
+
+    /** {@link #transpose} of the rows j in [from, to) only, one element at a time. */
+    static void transposeRows(float[] src, int so, int lds, int from, int to, int cols, float[] dst, int ldd) {
+        for (int j = from; j < to; j++) {
+            int row = so + j * lds;
+            for (int d = 0; d < cols; d++) {
+                dst[d * ldd + j] = src[row + d];
+            }
+        }
+    }
+
     /** y[yo..yo+n) = s x[xo..xo+n). */
     void scale(float s, float[] x, int xo, float[] y, int yo, int n) {
         for (int j = 0; j < n; j++) {

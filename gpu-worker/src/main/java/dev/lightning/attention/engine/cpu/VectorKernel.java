@@ -273,6 +273,27 @@ final class VectorKernel extends Kernel {
         s.intoArray(c, c0);
     }
 
+    /**
+     * L rows at a time: column d of L consecutive rows is one gather (lane t reads row t, the
+     * index map {0, lds, 2 lds, ...}) stored as L contiguous floats of dst's row d. The rows past
+     * the last whole L as the scalar form.
+     */
+    @Override
+    void transpose(float[] src, int so, int lds, int rows, int cols, float[] dst, int ldd) {
+        int[] rowsAt = new int[L];
+        for (int t = 0; t < L; t++) {
+            rowsAt[t] = t * lds;
+        }
+        int j = 0;
+        for (; j + L <= rows; j += L) {
+            int at = so + j * lds;
+            for (int d = 0, to = j; d < cols; d++, to += ldd) {
+                FloatVector.fromArray(S, src, at + d, rowsAt, 0).intoArray(dst, to);
+            }
+        }
+        transposeRows(src, so, lds, j, rows, cols, dst, ldd);
+    }
+
     @Override
     void scale(float s, float[] x, int xo, float[] y, int yo, int n) {
         int j = 0;

@@ -98,6 +98,34 @@ class CpuKernelTest {
     }
 
     @Test
+    void transposeMovesEveryElementAndNothingElse() {
+        SplittableRandom rnd = new SplittableRandom(13);
+        // rows past whole vectors, one row, a stride wider than the rows (other heads between), Dk != 16k
+        int[][] shapes = {{1, 1, 1}, {64, 64, 512}, {64, 128, 1024}, {63, 64, 70}, {17, 5, 9}, {16, 16, 16},
+                {33, 48, 96}, {1, 128, 128}};
+        for (Kernel kernel : kernels()) {
+            for (int[] shape : shapes) {
+                int rows = shape[0];
+                int cols = shape[1];
+                int lds = shape[2];
+                int so = 3;
+                int ldd = rows + 2;
+                float[] src = random(rnd, so + (rows - 1) * lds + cols + 5);
+                float[] dst = random(rnd, cols * ldd);
+                float[] before = dst.clone();
+                kernel.transpose(src, so, lds, rows, cols, dst, ldd);
+                String what = kernel.name() + " transpose " + rows + "x" + cols + " lds " + lds;
+                for (int d = 0; d < cols; d++) {
+                    for (int j = 0; j < ldd; j++) {
+                        float want = j < rows ? src[so + j * lds + d] : before[d * ldd + j];
+                        assertEquals(want, dst[d * ldd + j], what + " at (" + d + ", " + j + ")");
+                    }
+                }
+            }
+        }
+    }
+
+    @Test
     void elementwiseHelpersMatch() {
         SplittableRandom rnd = new SplittableRandom(11);
         for (Kernel kernel : kernels()) {
