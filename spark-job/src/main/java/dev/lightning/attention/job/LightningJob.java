@@ -93,10 +93,10 @@ final class LightningJob {
     ObjectNode run() throws IOException {
         FaultPoints.newRun();
         try {
-            if (TableRun.parquetInput(cfg, hadoopConf)) { // sequences as table rows: TableRun
+            if (InputFormats.parquetInput(cfg, hadoopConf)) { // sequences as table rows: TableRun
                 return new TableRun(cfg, hadoopConf, out, sparkStarter, runId, started).run();
             }
-            TableRun.refuseWithFiles(cfg);
+            InputFormats.refuseWithFiles(cfg);
             return runAndReport();
         } finally {
             memory.close();

@@ -244,7 +244,7 @@ public final class LightningMain {
         org.apache.hadoop.conf.Configuration hadoop =
                 org.apache.spark.deploy.SparkHadoopUtil.get().newConfiguration(conf);
         SetupChecks.checkFileSystems(cfg, hadoop);
-        if (TableRun.parquetInput(cfg, hadoop)) {
+        if (InputFormats.parquetInput(cfg, hadoop)) {
             // Spark SQL sends its own classes through the configured serializer (the schemas its
             // Parquet reader merges, its writers' task results), which are not ours to register;
             // ours still are (LightningKryoRegistrator), so they stay compact

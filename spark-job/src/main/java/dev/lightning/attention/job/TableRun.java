@@ -6,7 +6,6 @@ import com.fasterxml.jackson.databind.SerializationFeature;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.lightning.attention.plan.PiecePlanner;
 import dev.lightning.attention.tensor.InvalidInputException;
-import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
 import org.apache.spark.SparkContext;
@@ -57,71 +56,6 @@ final class TableRun {
 
     // ---------------------------------------------------------------- format and options
 
-    /**
-     * Whether --input is read as tables: --input-format, or with {@code auto} a {@code .parquet}
-     * file or a directory holding {@code .parquet} files and no {@code .safetensors} ones (a glob
-     * that ends in {@code .parquet} too). Anything else stays safetensors, as before.
-     */
-    static boolean parquetInput(JobConfig cfg, org.apache.hadoop.conf.Configuration conf) throws IOException {
-        String format = cfg.get(Settings.INPUT_FORMAT);
-        if (!"auto".equals(format)) {
-            return "parquet".equals(format);
-        }
-        String input = cfg.get(Settings.INPUT);
-        if (input == null) {
-            return false;
-        }
-        int parquet = 0;
-        int safetensors = 0;
-        for (String element : elements(input, conf)) {
-            Path p = HadoopPaths.parse(element);
-            FileSystem fs;
-            FileStatus st;
-            try {
-                fs = HadoopPaths.fileSystem(p, conf);
-                st = fs.getFileStatus(p);
-            } catch (java.io.FileNotFoundException e) {
-                parquet += element.endsWith(".parquet") ? 1 : 0;
-                continue;
-            } catch (IOException e) {
-                continue; // unreachable or unreadable: the listing of the files run says why, as before
-            }
-            FileStatus[] children;
-            try {
-                children = st.isDirectory() ? fs.listStatus(p) : new FileStatus[] {st};
-            } catch (IOException e) {
-                continue;
-            }
-            for (FileStatus c : children) {
-                String name = c.getPath().getName();
-                if (name.startsWith(".") || name.startsWith("_")) {
-                    continue;
-                }
-                parquet += name.endsWith(".parquet") ? 1 : 0;
-                safetensors += name.endsWith(".safetensors") ? 1 : 0;
-            }
-        }
-        if (parquet > 0 && safetensors > 0) {
-            throw new InvalidInputException("--input " + input + " holds both .parquet and .safetensors files: say which "
-                    + "to read with --input-format parquet or --input-format safetensors");
-        }
-        return parquet > 0;
-    }
-
-    /** The paths of --input: the whole string where it exists, else its comma-separated elements. */
-    private static List<String> elements(String input, org.apache.hadoop.conf.Configuration conf) throws IOException {
-        Path whole = HadoopPaths.parse(input);
-        if (input.contains(",") && !HadoopPaths.fileSystem(whole, conf).exists(whole)) {
-            List<String> list = new ArrayList<>();
-            for (String e : input.split(",")) {
-                if (!e.trim().isEmpty()) {
-                    list.add(e.trim());
-                }
-            }
-            return list;
-        }
-        return List.of(input);
-    }
 
     /**
      * Refuses what runs over tables do not do (yet), each with what to use instead: it would
@@ -170,17 +104,6 @@ final class TableRun {
         }
     }
 
-    /** The table options a safetensors run refuses, saying why. */
-    static void refuseWithFiles(JobConfig cfg) {
-        if (cfg.get(Settings.SEQUENCES) != null) {
-            throw new InvalidInputException("--sequences is the per-sequence table of parquet input; safetensors files "
-                    + "hold slope and initial_state themselves");
-        }
-        if ("parquet".equals(cfg.get(Settings.OUTPUT_FORMAT))) {
-            throw new InvalidInputException("--output-format parquet with safetensors input: not written yet; leave "
-                    + "--output-format out (one safetensors file per input file), or give parquet input");
-        }
-    }
 
     // ---------------------------------------------------------------- preparation (CLI and API)
 
@@ -311,12 +234,12 @@ final class TableRun {
         FileSystem outFs = HadoopPaths.fileSystem(given, hadoopConf);
         Path outputDir = outFs.makeQualified(given);
         List<String> inputs = new ArrayList<>();
-        for (String e : elements(cfg.get(Settings.INPUT), hadoopConf)) {
+        for (String e : InputFormats.elements(cfg.get(Settings.INPUT), hadoopConf)) {
             inputs.add(qualifiedOutsideOutput("--input", e, outputDir));
         }
         List<String> seqInputs = new ArrayList<>();
         if (cfg.get(Settings.SEQUENCES) != null) {
-            for (String e : elements(cfg.get(Settings.SEQUENCES), hadoopConf)) {
+            for (String e : InputFormats.elements(cfg.get(Settings.SEQUENCES), hadoopConf)) {
                 seqInputs.add(qualifiedOutsideOutput("--sequences", e, outputDir));
             }
         }
