@@ -216,7 +216,8 @@ final class LightningJob {
             List<Tasks.PieceItem> items = new ArrayList<>();
             List<Tasks.PieceItem> firstPass = new ArrayList<>();
             for (Piece p : partition) {
-                Tasks.PieceItem item = new Tasks.PieceItem(files.get(p.sequence()), p);
+                Tasks.PieceItem item = new Tasks.PieceItem(files.get(p.sequence()), p,
+                        p.isSplit() ? scanBlock(files.get(p.sequence())) : 0);
                 items.add(item);
                 if (p.isSplit() && !p.isLast()) {
                     firstPass.add(item);
@@ -234,7 +235,7 @@ final class LightningJob {
         if (!pass1.isEmpty()) {
             runPass("pass 1/2: local states", pass1, pass1Hosts, pass1Tokens,
                     (pieces, tokens) -> new Tasks(hadoop, staging, cfg, pieces, tokens).pass1());
-            runScan(files, splits, hadoop, staging);
+            runScan(files, splits, Tasks.groups(pass1), hadoop, staging);
         }
         // sequences written by SplitOutputs (split, or all with --state-every): their pieces' token counts;
         // with --output-mode checksums none (no o is written), and the driver writes the results of split
@@ -282,11 +283,13 @@ final class LightningJob {
                     splitOutputs.form.key(), seconds);
             FaultPoints.reach("assemble");
         }
+        Map<Integer, PieceGroups> pass2Groups = checksumSplits.isEmpty() ? Map.of() : Tasks.groups(pass2);
         long resultsStart = System.nanoTime();
         int results = 0;
         for (Map.Entry<Integer, long[]> e : checksumSplits.entrySet()) {
             if (!skipped.containsKey(e.getKey())) {
-                outputTasks.writeChecksumsResult(outFs, files.get(e.getKey()), e.getKey(), e.getValue());
+                outputTasks.writeChecksumsResult(outFs, files.get(e.getKey()), e.getKey(), e.getValue(),
+                        pass2Groups.get(e.getKey()));
                 results++;
             }
         }
@@ -362,8 +365,20 @@ final class LightningJob {
      * one task per partition, as before.
      */
     static int maxTasksPerPass(int parallelism) {
+        String forced = System.getProperty(MAX_TASKS_PROPERTY);
+        if (forced != null) {
+            return Integer.parseInt(forced.trim());
+        }
         return Math.max(MIN_TASKS_PER_PASS, 4 * parallelism);
     }
+
+    /**
+     * A system property that sets {@link #maxTasksPerPass}, read by the driver only: for tests, so
+     * that a small input has tasks of many pieces (one staged file and marker per run of them).
+     * Like the plan, it decides which files the run stages, so a run and its --resume must agree on
+     * it (where they do not, the resumed run computes again what it cannot find).
+     */
+    static final String MAX_TASKS_PROPERTY = "lightning.test.maxTasks";
 
     /**
      * The scan of every split sequence, in blocks ({@link BlockScan}): stage by stage, each task
@@ -371,14 +386,13 @@ final class LightningJob {
      * together, so that no task touches more than a block of states.
      * The driver holds one plan per sequence and the units of one stage, never a state.
      */
-    private void runScan(List<SequenceFile> files, Map<Integer, List<Piece>> splits, HadoopConf hadoop,
-                         Staging staging) {
+    private void runScan(List<SequenceFile> files, Map<Integer, List<Piece>> splits, Map<Integer, PieceGroups> local,
+                         HadoopConf hadoop, Staging staging) {
         Map<Integer, BlockScan.Plan> plans = new java.util.TreeMap<>();
         int maxDepth = 0;
         for (Map.Entry<Integer, List<Piece>> e : splits.entrySet()) {
             SequenceFile f = files.get(e.getKey());
-            long stateBytes = f.spec(cfg.get(Settings.SCALE), cfg.chunkSize(), cfg.variant()).stateBytes();
-            BlockScan.Plan plan = new BlockScan.Plan(e.getValue().size() - 1, BlockScan.blockSize(stateBytes));
+            BlockScan.Plan plan = new BlockScan.Plan(e.getValue().size() - 1, scanBlock(f));
             plans.put(e.getKey(), plan);
             maxDepth = Math.max(maxDepth, plan.depth());
         }
@@ -399,7 +413,8 @@ final class LightningJob {
                         task = new ArrayList<>();
                         states = 0;
                     }
-                    task.add(new Tasks.ScanItem(files.get(e.getKey()), e.getKey(), u, tokens));
+                    task.add(new Tasks.ScanItem(files.get(e.getKey()), e.getKey(), u, tokens, plan.block,
+                            local.get(e.getKey())));
                     states += u.count;
                 }
             }
@@ -410,6 +425,11 @@ final class LightningJob {
                     : "scan " + (stage + 1) + "/" + stages + ": " + BlockScan.stageName(stage, maxDepth);
             runPass(title, work, null, 0, (pieces, tokens) -> new Tasks(hadoop, staging, cfg, pieces, tokens).scan());
         }
+    }
+
+    /** The block size of the scan of split sequence {@code f} ({@link BlockScan#blockSize}), decided here on the driver. */
+    private int scanBlock(SequenceFile f) {
+        return BlockScan.blockSize(f.spec(cfg.get(Settings.SCALE), cfg.chunkSize(), cfg.variant()).stateBytes());
     }
 
     private Set<String> backendsUsed() {
