@@ -407,13 +407,33 @@ final class Staging implements Serializable {
             this.fs = fs;
         }
 
+        private final int[] lastKey = {-1, -1, -1};
+        private Path lastPath;
+
+        /**
+         * The path named by three numbers (sequence, level, block), made by {@code make} only when
+         * they differ from the last call's: building a Hadoop path parses a URI, and the reads of a
+         * run of pieces name the same file again and again.
+         */
+        Path path(int a, int b, int c, java.util.function.Supplier<Path> make) {
+            if (lastPath == null || lastKey[0] != a || lastKey[1] != b || lastKey[2] != c) {
+                lastPath = make.get();
+                lastKey[0] = a;
+                lastKey[1] = b;
+                lastKey[2] = c;
+            }
+            return lastPath;
+        }
+
         /** {@code into.length} bytes at {@code offset} of {@code file}; fails when the file is shorter. */
         byte[] read(Path file, long offset, byte[] into) throws IOException {
-            if (!file.equals(open)) {
+            if (file != open && !file.equals(open)) {
                 close();
                 in = fs.open(file);
                 open = file;
-                length = fs.getFileStatus(file).getLen();
+                length = fs instanceof RawLocalFileSystem
+                        ? Files.size(((RawLocalFileSystem) fs).pathToFile(file).toPath())
+                        : fs.getFileStatus(file).getLen();
             }
             if (offset + into.length > length) {
                 throw new IOException(file + " holds " + length + " bytes, expected at least " + (offset + into.length)

@@ -208,7 +208,32 @@ final class Tasks implements Serializable {
         return outputHeader(f, spec(f), cfg.variant(), outputDtype(f), cfg.get(Settings.SCALE));
     }
 
+    /**
+     * The PieceWork of the pieces of {@code f} on {@code backend}: the last one again for the same
+     * file, device and thread, so that its window buffers serve every piece of a run ({@link PieceWork}).
+     */
     private PieceWork work(AttentionBackend backend, SequenceFile f) {
+        String device = backend.device();
+        if (lastWork == null || lastWorkFile != f || !device.equals(lastWorkDevice)
+                || lastWorkThread != Thread.currentThread()) {
+            lastWork = newWork(backend, f);
+            lastWorkFile = f;
+            lastWorkDevice = device;
+            lastWorkThread = Thread.currentThread();
+        }
+        return lastWork;
+    }
+
+    /**
+     * The last PieceWork made, with its file, device and thread: each task deserializes its own
+     * Tasks, so this is the task's, and a PieceWork serves one thread.
+     */
+    private transient PieceWork lastWork;
+    private transient SequenceFile lastWorkFile;
+    private transient String lastWorkDevice;
+    private transient Thread lastWorkThread;
+
+    private PieceWork newWork(AttentionBackend backend, SequenceFile f) {
         return new PieceWork(cfg.get(Settings.SCALE), cfg.chunkSize(), cfg.variant(),
                 cfg.get(backend.device().startsWith("cuda") ? Settings.GPU_WINDOW_BYTES : Settings.WINDOW_BYTES),
                 outputDtype(f));
@@ -366,6 +391,8 @@ final class Tasks implements Serializable {
         private final String attempt;
         private final List<String> skipped;
         final List<Staging.Written> written = new ArrayList<>();
+        private int group = -1;
+        private Path groupPath;
         /** A down unit's file of prefixes, written in order. */
         OutputStream prefixes;
         private int prefixesWritten;
@@ -401,8 +428,11 @@ final class Tasks implements Serializable {
                 return readState(reader, staging.scanElement(item.sequence, level, j), 0, spec);
             }
             int g = item.local.groupOf(j);
-            return readState(reader, staging.localStates(item.sequence, item.local.first(g), item.local.last(g)),
-                    (long) (j - item.local.first(g)) * spec.stateBytes(), spec);
+            if (g != group) { // the same Path object for a group's states: the reader keeps its file open
+                group = g;
+                groupPath = staging.localStates(item.sequence, item.local.first(g), item.local.last(g));
+            }
+            return readState(reader, groupPath, (long) (j - item.local.first(g)) * spec.stateBytes(), spec);
         }
 
         @Override
@@ -434,8 +464,8 @@ final class Tasks implements Serializable {
     static LightningState prefixOf(Staging.StateReader reader, Staging staging, int sequence, int level, int j,
                                    int block, AttentionSpec spec) throws IOException {
         int b = (j - 1) / block;
-        return readState(reader, staging.prefixes(sequence, level, b), (long) (j - 1 - b * block) * spec.stateBytes(),
-                spec);
+        Path file = reader.path(sequence, level, b, () -> staging.prefixes(sequence, level, b));
+        return readState(reader, file, (long) (j - 1 - b * block) * spec.stateBytes(), spec);
     }
 
     /**
