@@ -357,9 +357,10 @@ final class LightningJob {
     /**
      * The most tasks of pass 1 and pass 2: a plan with more partitions has consecutive ones packed
      * into this many tasks ({@link PiecePlanner#pack}), each computing its pieces one after the
-     * other (still one unit of work, and one marker, per piece). Per task Spark and the job spend
-     * about 16 ms of a core (1,000 one-piece tasks of 6,400 tokens, H = 1, D = 16: 16 s of pass 1
-     * on 2 cores, nearly all of it per-task cost), and the driver keeps scheduler state and a report
+     * other (its consecutive pieces of a sequence are one unit of work, with one staged file and
+     * one marker: {@link Tasks#runs}). Per task Spark and the job spend about 16 ms of a core
+     * (1,000 one-piece tasks of 6,400 tokens, H = 1, D = 16: 16 s of pass 1 on 2 cores, nearly all
+     * of it per-task cost), and the driver keeps scheduler state and a report
      * per task, so their number must not grow with the pieces. 4 tasks per core keep the cores
      * evenly busy to the end of a pass; at least 1,024, so plans of up to 1,024 partitions run
      * one task per partition, as before.
