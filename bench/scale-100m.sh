@@ -95,6 +95,14 @@ print(f"| driver JVM{' (and executor: local mode)' if master.startswith('local')
 for log in sorted(glob.glob(folder + "/executor-gc-*.log")):
     b, a = peaks(log)
     print(f"| executor {log.rsplit('-', 1)[1][:-4]}: peak heap before GC / after GC | {b} MiB / {a} MiB |")
+# the executors' heap as their own JVMs measured it (GC notifications, carried back in the task reports)
+for title, p in r["passes"].items():
+    for e in p.get("executors", []):
+        h = e.get("heap")
+        if h and h.get("passPeakBeforeCollectionBytes", -1) >= 0:
+            print(f"| {title}: executor {e['executor']} heap (its JVM, this pass): peak before GC / largest after GC"
+                  f" | {h['passPeakBeforeCollectionBytes'] / 2**20:,.0f} MiB / {h['passLargestAfterCollectionBytes'] / 2**20:,.0f}"
+                  f" MiB ({h['collections']} collections so far, max heap {h['maxBytes'] / 2**20:,.0f} MiB) |")
 for f in r["files"]:
     c = f.get("checksums", {})
     unchecked = sum(1 for x in c.get("spotChecks", []) if "unchecked" in x)

@@ -94,10 +94,10 @@ public final class PiecePlanner {
     /**
      * Packs consecutive partitions into at most {@code maxTasks} groups of about equal tokens, for
      * plans with more partitions than a pass should have tasks: a task then computes the pieces
-     * of its group one after the other (each still its own unit of work). Partition i goes to
-     * group floor((tokens before it + half its tokens) * maxTasks / total tokens), so the groups
-     * are consecutive, in order, and none is empty. A plan of at most {@code maxTasks} partitions
-     * is returned as it is.
+     * of its group one after the other (the job stages a task's consecutive pieces of a sequence
+     * together). Partition i goes to group floor((tokens before it + half its tokens) * maxTasks /
+     * total tokens), so the groups are consecutive, in order, and none is empty. A plan of at most
+     * {@code maxTasks} partitions is returned as it is.
      *
      * @param partitions a plan, as {@link #plan} returns it
      * @param maxTasks   the most groups, at least 1

@@ -143,7 +143,7 @@ final class Commit {
     /** Removes a run's staging directory, and {@code _temporary} when that run created it and it is now empty. */
     static void removeStaging(FileSystem fs, Path output, Path stagingDir) throws IOException {
         boolean createdParent = RunInfo.read(fs, stagingDir).createdParent;
-        fs.delete(stagingDir, true);
+        Staging.removeTree(fs, stagingDir);
         Path parent = new Path(output, Staging.PARENT);
         if (createdParent) {
             try {

@@ -228,7 +228,8 @@ final class LightningJob {
             List<Tasks.PieceItem> items = new ArrayList<>();
             List<Tasks.PieceItem> firstPass = new ArrayList<>();
             for (Piece p : partition) {
-                Tasks.PieceItem item = new Tasks.PieceItem(files.get(p.sequence()), p, continued.get(p.sequence()));
+                Tasks.PieceItem item = new Tasks.PieceItem(files.get(p.sequence()), p,
+                        p.isSplit() ? scanBlock(files.get(p.sequence())) : 0, continued.get(p.sequence()));
                 items.add(item);
                 if (p.isSplit() && !p.isLast()) {
                     firstPass.add(item);
@@ -246,7 +247,7 @@ final class LightningJob {
         if (!pass1.isEmpty()) {
             runPass("pass 1/2: local states", pass1, pass1Hosts, pass1Tokens,
                     (pieces, tokens) -> new Tasks(hadoop, staging, cfg, pieces, tokens).pass1());
-            runScan(files, splits, hadoop, staging);
+            runScan(files, splits, Tasks.groups(pass1), hadoop, staging);
         }
         // sequences written by SplitOutputs (split, or all with --state-every): their pieces' token counts;
         // with --output-mode checksums none (no o is written), and the driver writes the results of split
@@ -294,12 +295,13 @@ final class LightningJob {
                     splitOutputs.form.key(), seconds);
             FaultPoints.reach("assemble");
         }
+        Map<Integer, PieceGroups> pass2Groups = checksumSplits.isEmpty() ? Map.of() : Tasks.groups(pass2);
         long resultsStart = System.nanoTime();
         int results = 0;
         for (Map.Entry<Integer, long[]> e : checksumSplits.entrySet()) {
             if (!skipped.containsKey(e.getKey())) {
                 outputTasks.writeChecksumsResult(outFs, files.get(e.getKey()), e.getKey(), e.getValue(),
-                        Tasks.tokenOffset(continued.get(e.getKey())));
+                        pass2Groups.get(e.getKey()), Tasks.tokenOffset(continued.get(e.getKey())));
                 results++;
             }
         }
@@ -438,16 +440,29 @@ final class LightningJob {
     /**
      * The most tasks of pass 1 and pass 2: a plan with more partitions has consecutive ones packed
      * into this many tasks ({@link PiecePlanner#pack}), each computing its pieces one after the
-     * other (still one unit of work, and one marker, per piece). Per task Spark and the job spend
-     * about 16 ms of a core (1,000 one-piece tasks of 6,400 tokens, H = 1, D = 16: 16 s of pass 1
-     * on 2 cores, nearly all of it per-task cost), and the driver keeps scheduler state and a report
+     * other (its consecutive pieces of a sequence are one unit of work, with one staged file and
+     * one marker: {@link Tasks#runs}). Per task Spark and the job spend about 16 ms of a core
+     * (1,000 one-piece tasks of 6,400 tokens, H = 1, D = 16: 16 s of pass 1 on 2 cores, nearly all
+     * of it per-task cost), and the driver keeps scheduler state and a report
      * per task, so their number must not grow with the pieces. 4 tasks per core keep the cores
      * evenly busy to the end of a pass; at least 1,024, so plans of up to 1,024 partitions run
      * one task per partition, as before.
      */
     static int maxTasksPerPass(int parallelism) {
+        String forced = System.getProperty(MAX_TASKS_PROPERTY);
+        if (forced != null) {
+            return Integer.parseInt(forced.trim());
+        }
         return Math.max(MIN_TASKS_PER_PASS, 4 * parallelism);
     }
+
+    /**
+     * A system property that sets {@link #maxTasksPerPass}, read by the driver only: for tests, so
+     * that a small input has tasks of many pieces (one staged file and marker per run of them).
+     * Like the plan, it decides which files the run stages, so a run and its --resume must agree on
+     * it (where they do not, the resumed run computes again what it cannot find).
+     */
+    static final String MAX_TASKS_PROPERTY = "lightning.test.maxTasks";
 
     /**
      * The scan of every split sequence, in blocks ({@link BlockScan}): stage by stage, each task
@@ -455,14 +470,13 @@ final class LightningJob {
      * together, so that no task touches more than a block of states.
      * The driver holds one plan per sequence and the units of one stage, never a state.
      */
-    private void runScan(List<SequenceFile> files, Map<Integer, List<Piece>> splits, HadoopConf hadoop,
-                         Staging staging) {
+    private void runScan(List<SequenceFile> files, Map<Integer, List<Piece>> splits, Map<Integer, PieceGroups> local,
+                         HadoopConf hadoop, Staging staging) {
         Map<Integer, BlockScan.Plan> plans = new java.util.TreeMap<>();
         int maxDepth = 0;
         for (Map.Entry<Integer, List<Piece>> e : splits.entrySet()) {
             SequenceFile f = files.get(e.getKey());
-            long stateBytes = f.spec(cfg.get(Settings.SCALE), cfg.chunkSize(), cfg.variant()).stateBytes();
-            BlockScan.Plan plan = new BlockScan.Plan(e.getValue().size() - 1, BlockScan.blockSize(stateBytes));
+            BlockScan.Plan plan = new BlockScan.Plan(e.getValue().size() - 1, scanBlock(f));
             plans.put(e.getKey(), plan);
             maxDepth = Math.max(maxDepth, plan.depth());
         }
@@ -483,8 +497,8 @@ final class LightningJob {
                         task = new ArrayList<>();
                         states = 0;
                     }
-                    task.add(new Tasks.ScanItem(files.get(e.getKey()), e.getKey(), u, tokens,
-                            continued.get(e.getKey())));
+                    task.add(new Tasks.ScanItem(files.get(e.getKey()), e.getKey(), u, tokens, plan.block,
+                            local.get(e.getKey()), continued.get(e.getKey())));
                     states += u.count;
                 }
             }
@@ -495,6 +509,11 @@ final class LightningJob {
                     : "scan " + (stage + 1) + "/" + stages + ": " + BlockScan.stageName(stage, maxDepth);
             runPass(title, work, null, 0, (pieces, tokens) -> new Tasks(hadoop, staging, cfg, pieces, tokens).scan());
         }
+    }
+
+    /** The block size of the scan of split sequence {@code f} ({@link BlockScan#blockSize}), decided here on the driver. */
+    private int scanBlock(SequenceFile f) {
+        return BlockScan.blockSize(f.spec(cfg.get(Settings.SCALE), cfg.chunkSize(), cfg.variant()).stateBytes());
     }
 
     private Set<String> backendsUsed() {

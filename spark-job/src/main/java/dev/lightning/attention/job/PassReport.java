@@ -31,7 +31,10 @@ final class PassReport {
     private long tokens;
     private int resumed;
     private long[] nanos = new long[16];
-    /** executor (host) to {tasks, pieces, tokens, nanos}. */
+    /**
+     * executor (host) to {tasks, pieces, tokens, nanos, then the largest of its tasks' heap figures:
+     * pass before GC, pass after GC, JVM before GC, JVM after GC, heap max, collections}.
+     */
     private final Map<String, long[]> executors = new TreeMap<>();
     private final Set<String> backends = new LinkedHashSet<>();
     /** Skip records by sequence: {count, first token} and the first position's text. */
@@ -52,11 +55,17 @@ final class PassReport {
         pieces += r.pieces;
         tokens += r.tokens;
         resumed += r.resumed;
-        long[] e = executors.computeIfAbsent(r.executor + " (" + r.host + ")", k -> new long[4]);
+        long[] e = executors.computeIfAbsent(r.executor + " (" + r.host + ")",
+                k -> new long[] {0, 0, 0, 0, -1, -1, -1, -1, -1, -1});
         e[0]++;
         e[1] += r.pieces;
         e[2] += r.tokens;
         e[3] += r.nanos;
+        long[] heap = {r.passHeapBeforeGc, r.passHeapAfterGc, r.jvmHeapBeforeGc, r.jvmHeapAfterGc, r.heapMax,
+                r.collections};
+        for (int i = 0; i < heap.length; i++) {
+            e[4 + i] = Math.max(e[4 + i], heap[i]);
+        }
         if (!"-".equals(r.backend)) {
             backends.add(r.backend + "@" + r.device);
         }
@@ -126,14 +135,40 @@ final class PassReport {
             t.put("max", sorted[tasks - 1] / 1e9);
         }
         ArrayNode ex = p.putArray("executors");
-        executors.forEach((name, e) -> ex.addObject().put("executor", name).put("tasks", e[0]).put("pieces", e[1])
-                .put("tokens", e[2]).put("taskSeconds", e[3] / 1e9));
+        long[] most = {-1, -1, -1, -1};
+        executors.forEach((name, e) -> {
+            ObjectNode n = ex.addObject().put("executor", name).put("tasks", e[0]).put("pieces", e[1])
+                    .put("tokens", e[2]).put("taskSeconds", e[3] / 1e9);
+            heap(n, e[4], e[5], e[6], e[7], e[8], e[9]);
+            for (int i = 0; i < most.length; i++) {
+                most[i] = Math.max(most[i], e[4 + i]);
+            }
+        });
+        ObjectNode h = p.putObject("executorHeap");
+        h.put("note", "from each executor JVM's garbage collection notifications, taken as its tasks ended; the "
+                + "largest over the executors (in local mode the driver's JVM); 0: no collection in the pass");
+        h.put("passPeakBeforeCollectionBytes", most[0]);
+        h.put("passLargestAfterCollectionBytes", most[1]);
+        h.put("jvmPeakBeforeCollectionBytes", most[2]);
+        h.put("jvmLargestAfterCollectionBytes", most[3]);
         ArrayNode slow = p.putArray("slowestTasks");
         for (TaskReport r : slowest) {
             row(slow.addObject(), r);
         }
         p.put("taskRows", rows != null ? "listed in tasks"
                 : "left out: " + tasks + " tasks, more than " + TASK_ROWS + "; see executors and slowestTasks");
+    }
+
+    /** An executor's heap figures (bytes; -1: its JVM reports no collections). */
+    private static void heap(ObjectNode n, long passBefore, long passAfter, long jvmBefore, long jvmAfter, long max,
+                             long collections) {
+        ObjectNode h = n.putObject("heap");
+        h.put("passPeakBeforeCollectionBytes", passBefore);
+        h.put("passLargestAfterCollectionBytes", passAfter);
+        h.put("jvmPeakBeforeCollectionBytes", jvmBefore);
+        h.put("jvmLargestAfterCollectionBytes", jvmAfter);
+        h.put("maxBytes", max);
+        h.put("collections", collections);
     }
 
     /** Appends this pass's task rows to the report's {@code tasks}, when it kept them. */

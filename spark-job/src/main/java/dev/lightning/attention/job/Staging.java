@@ -27,19 +27,22 @@ import java.util.zip.CRC32C;
  * {@code <output>/_temporary/lightning-<run>/} (a name Hadoop and Spark readers skip).
  * <pre>
  *   run.json             who made it, and the fingerprint of inputs and settings (for --resume)
- *   local/, incoming/    pass-1 local states and the scan's incoming states
+ *   local/, incoming/    pass-1 local states, one file per task and sequence ({@link PieceGroups}), and
+ *                        the scan's incoming states, one file per block of the scan ({@link #prefixes})
  *   files/NAME           output files, published into the output directory by the commit. A sequence
  *                        split into pieces (or any with --state-every) is written there without one task
  *                        copying it, by {@link SplitOutputs}: in place (the driver creates the file, each
  *                        piece writes its byte ranges), as hidden parts beside it that the driver joins
  *                        with the file system's concat, or as NAME.index.json and NAME.parts/. With
  *                        --output-mode checksums files/NAME is one small file written from parts/
- *   done/UNIT.json       one marker per finished unit of work: its files (or byte ranges of a file
- *                        written in place) with size and CRC32C
+ *   done/UNIT.json       one marker per finished unit of work (the pieces of one sequence that one task
+ *                        computed, a block of the scan): its files (or byte ranges of a file written in
+ *                        place) with size and CRC32C
  *   partials/, parts/   softmax: partial results of (query piece, key pieces) items, merged per query
  *                        piece, and the o (and lse) rows of the pieces of split sequences, which its
  *                        assembly task copies into files/NAME; lightning with --output-mode checksums:
- *                        each piece's o summary, recorded states and the final state ({@link #checksumsPart})
+ *                        the o summaries of each task's pieces ({@link #summaries}), each piece's recorded
+ *                        states and the final state ({@link #checksumsPart})
  *   scan/                the blocked scan's summaries and carries above level 0 (see {@link BlockScan})
  *   _lightning_report.json, commit.json    the report, and the commit record (see {@link Commit})
  * </pre>
@@ -95,22 +98,28 @@ final class Staging implements Serializable {
         return new Path(root, LightningJob.REPORT);
     }
 
-    Path localState(int sequence, int piece) {
-        return new Path(root, "local/s" + sequence + "-p" + piece + ".f32");
+    /**
+     * The local states (pass 1) of pieces {@code first..last} of a sequence, computed by one task:
+     * their {@link dev.lightning.attention.engine.LightningState#toBytes} one after the other, piece
+     * j at (j - first) state sizes. One file per task and sequence, not per piece ({@link PieceGroups}).
+     */
+    Path localStates(int sequence, int first, int last) {
+        return new Path(root, "local/s" + sequence + "-p" + first + "-" + last + ".f32");
     }
 
-    Path incomingState(int sequence, int piece) {
-        return new Path(root, "incoming/s" + sequence + "-p" + piece + ".f32");
+    /**
+     * The prefixes y_(bB+1) .. y_(bB+count) of level {@code level} of a sequence's blocked scan,
+     * written in order by the down unit of block {@code block} ({@link BlockScan}), y_j at
+     * ((j - 1) mod B) state sizes. At level 0 these are the incoming states of pieces bB+1 .. bB+count.
+     */
+    Path prefixes(int sequence, int level, int block) {
+        return new Path(root, (level == 0 ? "incoming/s" + sequence : "scan/s" + sequence + "-l" + level + "-y")
+                + "-b" + block + ".f32");
     }
 
     /** Element j of level L >= 1 of a sequence's blocked scan: the summary of block j of level L - 1. */
     Path scanElement(int sequence, int level, int j) {
         return new Path(root, "scan/s" + sequence + "-l" + level + "-e" + j + ".f32");
-    }
-
-    /** Prefix y_j of level L >= 1 of a sequence's blocked scan: the carry into block j of level L - 1. */
-    Path scanPrefix(int sequence, int level, int j) {
-        return new Path(root, "scan/s" + sequence + "-l" + level + "-y" + j + ".f32");
     }
 
     /**
@@ -141,11 +150,20 @@ final class Staging implements Serializable {
 
     /**
      * --output-mode checksums: what piece {@code piece} of a sequence stages for its result file
-     * ({@link Tasks}): {@code kind} "o-summary" (OutputSummary.toBytes, in place of its o), "states"
-     * and "normalizers" (its recorded S and z), or "final" (piece -1: the sequence's final state).
+     * ({@link Tasks}): {@code kind} "states" and "normalizers" (its recorded S and z), or "final"
+     * (piece -1: the sequence's final state). Its o summary goes with its task's ({@link #summaries}).
      */
     Path checksumsPart(int sequence, int piece, String kind) {
         return new Path(root, "parts/s" + sequence + (piece < 0 ? "" : "-p" + piece) + "." + kind);
+    }
+
+    /**
+     * --output-mode checksums: the o summaries of pieces {@code first..last} of a sequence, staged
+     * by one task ({@link PieceGroups}): for each piece in order, its length (4 bytes, big-endian)
+     * and its {@code OutputSummary.toBytes}.
+     */
+    Path summaries(int sequence, int first, int last) {
+        return new Path(root, "parts/s" + sequence + "-p" + first + "-" + last + ".o-summaries");
     }
 
     /** The complete output file of {@code name} (a name relative to the output directory). */
@@ -372,6 +390,104 @@ final class Staging implements Serializable {
 
     static void writeAtomically(FileSystem fs, Path dst, String attempt, byte[] bytes) throws IOException {
         writeAtomically(fs, dst, attempt, o -> o.write(bytes));
+    }
+
+    /**
+     * Positioned reads of states from staged files, keeping the file last read open: the states a
+     * task reads come in runs from one file (a task's group of local states, a block of incoming
+     * ones), so it opens each file once instead of once per state. Holds one open file and no state.
+     */
+    static final class StateReader implements java.io.Closeable {
+        private final FileSystem fs;
+        private Path open;
+        private FSDataInputStream in;
+        private long length;
+
+        StateReader(FileSystem fs) {
+            this.fs = fs;
+        }
+
+        private final int[] lastKey = {-1, -1, -1};
+        private Path lastPath;
+
+        /**
+         * The path named by three numbers (sequence, level, block), made by {@code make} only when
+         * they differ from the last call's: building a Hadoop path parses a URI, and the reads of a
+         * run of pieces name the same file again and again.
+         */
+        Path path(int a, int b, int c, java.util.function.Supplier<Path> make) {
+            if (lastPath == null || lastKey[0] != a || lastKey[1] != b || lastKey[2] != c) {
+                lastPath = make.get();
+                lastKey[0] = a;
+                lastKey[1] = b;
+                lastKey[2] = c;
+            }
+            return lastPath;
+        }
+
+        /** {@code into.length} bytes at {@code offset} of {@code file}; fails when the file is shorter. */
+        byte[] read(Path file, long offset, byte[] into) throws IOException {
+            if (file != open && !file.equals(open)) {
+                close();
+                in = fs.open(file);
+                open = file;
+                length = fs instanceof RawLocalFileSystem
+                        ? Files.size(((RawLocalFileSystem) fs).pathToFile(file).toPath())
+                        : fs.getFileStatus(file).getLen();
+            }
+            if (offset + into.length > length) {
+                throw new IOException(file + " holds " + length + " bytes, expected at least " + (offset + into.length)
+                        + " (a state at " + offset + "); the staging directory was changed during the run: run again");
+            }
+            in.readFully(offset, into, 0, into.length);
+            return into;
+        }
+
+        @Override
+        public void close() throws IOException {
+            if (in != null) {
+                FSDataInputStream was = in;
+                in = null;
+                open = null;
+                was.close();
+            }
+        }
+    }
+
+    /**
+     * Removes directory {@code dir} and everything in it. On the local file system with java.nio,
+     * depth first, without following links: Hadoop's recursive delete lists and stats through its
+     * own layers, about 0.1 ms a file here, which mattered while a run staged files per piece (see
+     * BENCHMARKS.md, "Scan and driver at 100,000 pieces"). Elsewhere Hadoop's recursive delete.
+     */
+    static void removeTree(FileSystem fs, Path dir) throws IOException {
+        if (!(fs instanceof RawLocalFileSystem)) {
+            fs.delete(dir, true);
+            return;
+        }
+        java.nio.file.Path root = ((RawLocalFileSystem) fs).pathToFile(dir).toPath();
+        if (!Files.exists(root, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
+            return;
+        }
+        Files.walkFileTree(root, new java.nio.file.SimpleFileVisitor<>() {
+            @Override
+            public java.nio.file.FileVisitResult visitFile(java.nio.file.Path file,
+                                                           java.nio.file.attribute.BasicFileAttributes attrs)
+                    throws IOException {
+                Files.delete(file);
+                return java.nio.file.FileVisitResult.CONTINUE;
+            }
+
+            @Override
+            public java.nio.file.FileVisitResult postVisitDirectory(java.nio.file.Path d, IOException e)
+                    throws IOException {
+                if (e != null) {
+                    throw e;
+                }
+                Files.delete(d);
+                return java.nio.file.FileVisitResult.CONTINUE;
+            }
+        });
     }
 
     /** Appends staged file {@code part} to {@code out}, after checking that it holds {@code expect} bytes. */

@@ -22,6 +22,17 @@ public final class TaskReport {
     int resumed;
     /** The files (output names) whose pieces the task handled. */
     String[] files;
+    /**
+     * The heap of the task's JVM as the task ended ({@link ExecutorMemory}), in bytes: the largest
+     * in use before a collection and after one during this pass, and over the JVM's life; its
+     * maximum heap; its collections so far. -1 where the JVM reports no collections.
+     */
+    long passHeapBeforeGc;
+    long passHeapAfterGc;
+    long jvmHeapBeforeGc;
+    long jvmHeapAfterGc;
+    long heapMax;
+    long collections;
 
     TaskReport() {
         // for Kryo
@@ -43,10 +54,18 @@ public final class TaskReport {
         }
         String executor = org.apache.spark.SparkEnv.get() == null ? "?" : org.apache.spark.SparkEnv.get().executorId();
         Integer gpu = ExecutorBackends.assignedGpu(gpuResource);
-        return new TaskReport(pass, ctx.partitionId(), units, tokens, backend == null ? "-" : backend,
+        TaskReport r = new TaskReport(pass, ctx.partitionId(), units, tokens, backend == null ? "-" : backend,
                 device == null ? "-" : device, host, executor, gpu == null ? "-" : gpu.toString(),
                 System.nanoTime() - start, skipped.toArray(new String[0]), resumed,
                 new java.util.LinkedHashSet<>(files).toArray(new String[0]));
+        long[] heap = ExecutorMemory.snapshot();
+        r.passHeapBeforeGc = heap[0];
+        r.passHeapAfterGc = heap[1];
+        r.jvmHeapBeforeGc = heap[2];
+        r.jvmHeapAfterGc = heap[3];
+        r.heapMax = heap[4];
+        r.collections = heap[5];
+        return r;
     }
 
     TaskReport(String pass, int partition, int pieces, long tokens, String backend, String device, String host,

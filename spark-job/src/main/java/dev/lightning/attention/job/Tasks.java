@@ -46,38 +46,89 @@ final class Tasks implements Serializable {
     private static final long serialVersionUID = 1L;
 
     /**
-     * A piece with the file it belongs to, and the stored state its sequence continues
-     * (--initial-states) or null: piece 0 starts from it, and every piece's header records its
-     * token_offset.
+     * A piece with the file it belongs to, the block size of its sequence's scan (where pass 2
+     * finds its incoming state: {@link Staging#prefixes}; 0 for a piece that needs none), and the
+     * stored state its sequence continues (--initial-states) or null: piece 0 starts from it, and
+     * every piece's header records its token_offset.
      */
     static final class PieceItem implements Serializable {
         private static final long serialVersionUID = 1L;
         final SequenceFile file;
         final Piece piece;
+        final int scanBlock;
         final StoredStates.State stored;
 
-        PieceItem(SequenceFile file, Piece piece, StoredStates.State stored) {
+        PieceItem(SequenceFile file, Piece piece, int scanBlock, StoredStates.State stored) {
             this.file = file;
             this.piece = piece;
+            this.scanBlock = scanBlock;
             this.stored = stored;
         }
     }
 
-    /** One unit of a split sequence's blocked scan, with the tokens of its elements. */
+    /**
+     * The runs of a task's items: consecutive items of one sequence (pieces in index order, as the
+     * planner makes them). A run is one unit of work: one staged file of states or summaries and
+     * one marker for all its pieces. The driver groups with this too ({@link PieceGroups}), so it
+     * knows where each piece's files are.
+     */
+    static List<List<PieceItem>> runs(List<PieceItem> items) {
+        List<List<PieceItem>> runs = new ArrayList<>();
+        List<PieceItem> run = new ArrayList<>();
+        for (PieceItem it : items) {
+            if (!run.isEmpty()) {
+                Piece before = run.get(run.size() - 1).piece;
+                if (before.sequence() != it.piece.sequence() || before.index() + 1 != it.piece.index()) {
+                    runs.add(run);
+                    run = new ArrayList<>();
+                }
+            }
+            run.add(it);
+        }
+        if (!run.isEmpty()) {
+            runs.add(run);
+        }
+        return runs;
+    }
+
+    /** The groups of pieces of each sequence that the tasks {@code work} stage together: their {@link #runs}. */
+    static Map<Integer, PieceGroups> groups(List<List<PieceItem>> work) {
+        Map<Integer, PieceGroups.Builder> b = new java.util.TreeMap<>();
+        for (List<PieceItem> task : work) {
+            for (List<PieceItem> run : runs(task)) {
+                Piece first = run.get(0).piece;
+                b.computeIfAbsent(first.sequence(), s -> new PieceGroups.Builder()).add(first.index(),
+                        run.get(run.size() - 1).piece.index());
+            }
+        }
+        Map<Integer, PieceGroups> out = new java.util.TreeMap<>();
+        b.forEach((s, g) -> out.put(s, g.build()));
+        return out;
+    }
+
+    /**
+     * One unit of a split sequence's blocked scan, with the tokens of its elements, the scan's
+     * block size, and where pass 1 staged the sequence's local states (read by units of level 0).
+     */
     static final class ScanItem implements Serializable {
         private static final long serialVersionUID = 1L;
         final SequenceFile file;
         final int sequence;
         final BlockScan.Unit unit;
         final long[] tokens;
+        final int block;
+        final PieceGroups local;
         /** The stored state the sequence continues (--initial-states), or null. */
         final StoredStates.State stored;
 
-        ScanItem(SequenceFile file, int sequence, BlockScan.Unit unit, long[] tokens, StoredStates.State stored) {
+        ScanItem(SequenceFile file, int sequence, BlockScan.Unit unit, long[] tokens, int block, PieceGroups local,
+                 StoredStates.State stored) {
             this.file = file;
             this.sequence = sequence;
             this.unit = unit;
             this.tokens = tokens;
+            this.block = block;
+            this.local = local;
             this.stored = stored;
         }
     }
@@ -185,7 +236,10 @@ final class Tasks implements Serializable {
         return stored == null ? -1 : stored.tokens;
     }
 
-    /** The work of {@code f} on {@code backend}, in the task's window buffers (taken once per task, see {@link WindowBuffers}). */
+    /**
+     * The work of {@code f} on {@code backend}, in the task's window buffers (taken once per task,
+     * see {@link WindowBuffers}): every piece of the task reads into the same block.
+     */
     private PieceWork work(AttentionBackend backend, SequenceFile f, WindowBuffers windows) {
         return new PieceWork(cfg.get(Settings.SCALE), cfg.chunkSize(), cfg.variant(),
                 cfg.get(backend.device().startsWith("cuda") ? Settings.GPU_WINDOW_BYTES : Settings.WINDOW_BYTES),
@@ -222,53 +276,72 @@ final class Tasks implements Serializable {
         return pass + "-s" + sequence + (piece < 0 ? "" : "-p" + piece);
     }
 
+    /** The unit of a run of pieces {@code first..last} of a sequence: named by its one piece, or by its range. */
+    static String unit(String pass, List<PieceItem> run) {
+        Piece first = run.get(0).piece;
+        Piece last = run.get(run.size() - 1).piece;
+        return unit(pass, first.sequence(), first.index()) + (last == first ? "" : "-" + last.index());
+    }
+
     private void progress(Piece p) {
         piecesDone.add(1);
         tokensDone.add(p.tokens());
     }
 
-    /** Pass 1: each piece's local state, written to the staging area. */
+    /**
+     * Pass 1: the local states of the pieces, written to the staging area: for each run of
+     * consecutive pieces of one sequence in the task, one file holding their states in order
+     * ({@link Staging#localStates}) and one marker, the backend and the sequence's reader opened once.
+     */
     WorkRDD.Worker<PieceItem> pass1() {
         return (items, ctx) -> {
             long start = System.nanoTime();
-            long tokens = 0;
+            long[] tokens = {0};
             int resumed = 0;
             List<String> skipped = new ArrayList<>();
             List<String> names = new ArrayList<>();
             FileSystem stagingFs = fs(staging.root);
             try (AttentionBackend backend = backend()) {
                 WindowBuffers windows = WindowBuffers.of(backend); // the backend's close() releases them
-                for (PieceItem it : items) {
-                    String unit = unit("pass1", it.piece.sequence(), it.piece.index());
-                    names.add(it.file.name);
+                for (List<PieceItem> run : runs(items)) {
+                    SequenceFile f = run.get(0).file;
+                    names.add(f.name);
+                    String unit = unit("pass1", run);
                     if (staging.alreadyDone(stagingFs, unit)) {
                         resumed++;
-                        progress(it.piece);
+                        run.forEach(it -> progress(it.piece));
                         continue;
                     }
-                    LightningState local;
-                    boolean clean = true;
-                    try (SequenceFiles.Opened in = SequenceFiles.open(it.file, hadoop.get())) {
-                        local = CpuFallback.run(backend, cfg.gpuOomToCpu(), it.file.name + " " + it.piece,
-                                b -> work(b, it.file, windows).localState(b, in.reader, it.file, it.piece));
-                    } catch (NonFiniteInputException e) {
-                        // skip mode: the sequence is dropped after pass 2; a zero state keeps the scan going
-                        skipped.add(skipOrThrow(e));
-                        local = LightningState.zeros(spec(it.file));
-                        clean = false;
+                    boolean[] clean = {true};
+                    Path dst = staging.localStates(run.get(0).piece.sequence(), run.get(0).piece.index(),
+                            run.get(run.size() - 1).piece.index());
+                    Staging.Written w;
+                    try (SequenceFiles.Opened in = SequenceFiles.open(f, hadoop.get())) {
+                        w = Staging.writeAtomically(stagingFs, dst, attempt(ctx), out -> {
+                            for (PieceItem it : run) {
+                                LightningState local;
+                                try {
+                                    local = inStream(() -> CpuFallback.run(backend, cfg.gpuOomToCpu(),
+                                            f.name + " " + it.piece,
+                                            b -> work(b, f, windows).localState(b, in.reader, f, it.piece)));
+                                } catch (NonFiniteInputException e) {
+                                    // skip mode: the sequence is dropped after pass 2; a zero state keeps the scan going
+                                    skipped.add(skipOrThrow(e));
+                                    local = LightningState.zeros(spec(f));
+                                    clean[0] = false;
+                                }
+                                out.write(local.toBytes());
+                                tokens[0] += it.piece.tokens();
+                                progress(it.piece);
+                            }
+                        });
                     }
-                    LightningState localState = local;
-                    Path dst = staging.localState(it.piece.sequence(), it.piece.index());
-                    Staging.Written w = Staging.writeAtomically(stagingFs, dst, attempt(ctx),
-                            out -> out.write(localState.toBytes()));
-                    if (clean) {
+                    if (clean[0]) {
                         staging.markDone(stagingFs, unit, attempt(ctx), List.of(w));
                     }
                     FaultPoints.reach("pass1");
-                    tokens += it.piece.tokens();
-                    progress(it.piece);
                 }
-                return report("pass1", ctx, items.size(), tokens, backend, start, skipped, resumed, names);
+                return report("pass1", ctx, items.size(), tokens[0], backend, start, skipped, resumed, names);
             }
         };
     }
@@ -276,7 +349,8 @@ final class Tasks implements Serializable {
     /**
      * The scan: each item one unit of a split sequence's blocked scan ({@link BlockScan}), which
      * reads at most a block of states and one carry and writes at most a block, holding two
-     * states at a time. The sequence's initial state is the carry into block 0 of every level.
+     * states at a time. The sequence's initial state is the carry into block 0 of every level. A
+     * down unit writes its block's prefixes into one file ({@link Staging#prefixes}).
      */
     WorkRDD.Worker<ScanItem> scan() {
         return (items, ctx) -> {
@@ -285,21 +359,32 @@ final class Tasks implements Serializable {
             List<String> skipped = new ArrayList<>();
             List<String> names = new ArrayList<>();
             int resumed = 0;
-            for (ScanItem it : items) {
-                names.add(it.file.name);
-                String unit = it.unit.name(it.sequence);
-                if (staging.alreadyDone(stagingFs, unit)) {
-                    resumed++;
-                    piecesDone.add(1);
-                    continue;
+            try (Staging.StateReader reader = new Staging.StateReader(stagingFs)) {
+                for (ScanItem it : items) {
+                    names.add(it.file.name);
+                    String unit = it.unit.name(it.sequence);
+                    if (staging.alreadyDone(stagingFs, unit)) {
+                        resumed++;
+                        piecesDone.add(1);
+                        continue;
+                    }
+                    AttentionSpec spec = spec(it.file);
+                    StagedStates states = new StagedStates(stagingFs, reader, it, spec, attempt(ctx), skipped);
+                    if (it.unit.up) {
+                        BlockScan.run(spec, it.unit, it.tokens, states);
+                    } else {
+                        states.written.add(Staging.writeAtomically(stagingFs,
+                                staging.prefixes(it.sequence, it.unit.level, it.unit.block), attempt(ctx), out -> {
+                                    states.prefixes = out;
+                                    BlockScan.run(spec, it.unit, it.tokens, states);
+                                }));
+                        FaultPoints.reach("scan");
+                    }
+                    if (states.clean) {
+                        staging.markDone(stagingFs, unit, attempt(ctx), states.written);
+                    }
+                    piecesDone.add(1); // units done, for the progress line
                 }
-                AttentionSpec spec = spec(it.file);
-                StagedStates states = new StagedStates(stagingFs, it, spec, attempt(ctx), skipped);
-                BlockScan.run(spec, it.unit, it.tokens, states);
-                if (states.clean) {
-                    staging.markDone(stagingFs, unit, attempt(ctx), states.written);
-                }
-                piecesDone.add(1); // units done, for the progress line
             }
             return report("scan", ctx, items.size(), 0, null, start, skipped, resumed, names);
         };
@@ -308,16 +393,24 @@ final class Tasks implements Serializable {
     /** The states of one sequence's scan in the staging area, for one unit: what it wrote, and whether its input was clean. */
     private final class StagedStates implements BlockScan.States {
         private final FileSystem fs;
+        private final Staging.StateReader reader;
         private final ScanItem item;
         private final AttentionSpec spec;
         private final String attempt;
         private final List<String> skipped;
         final List<Staging.Written> written = new ArrayList<>();
+        private int group = -1;
+        private Path groupPath;
+        /** A down unit's file of prefixes, written in order. */
+        OutputStream prefixes;
+        private int prefixesWritten;
         /** False when the initial state held NaN/Inf in skip mode: zeros stood in, and the unit gets no marker. */
         boolean clean = true;
 
-        StagedStates(FileSystem fs, ScanItem item, AttentionSpec spec, String attempt, List<String> skipped) {
+        StagedStates(FileSystem fs, Staging.StateReader reader, ScanItem item, AttentionSpec spec, String attempt,
+                     List<String> skipped) {
             this.fs = fs;
+            this.reader = reader;
             this.item = item;
             this.spec = spec;
             this.attempt = attempt;
@@ -339,34 +432,55 @@ final class Tasks implements Serializable {
 
         @Override
         public LightningState element(int level, int j) throws IOException {
-            return readState(fs, level == 0 ? staging.localState(item.sequence, j)
-                    : staging.scanElement(item.sequence, level, j), spec);
+            if (level > 0) {
+                return readState(reader, staging.scanElement(item.sequence, level, j), 0, spec);
+            }
+            int g = item.local.groupOf(j);
+            if (g != group) { // the same Path object for a group's states: the reader keeps its file open
+                group = g;
+                groupPath = staging.localStates(item.sequence, item.local.first(g), item.local.last(g));
+            }
+            return readState(reader, groupPath, (long) (j - item.local.first(g)) * spec.stateBytes(), spec);
         }
 
         @Override
         public void putElement(int level, int j, LightningState s) throws IOException {
-            write(staging.scanElement(item.sequence, level, j), s);
+            written.add(Staging.writeAtomically(fs, staging.scanElement(item.sequence, level, j), attempt,
+                    out -> out.write(s.toBytes())));
+            FaultPoints.reach("scan");
         }
 
         @Override
         public LightningState prefix(int level, int j) throws IOException {
-            return readState(fs, staging.scanPrefix(item.sequence, level, j), spec);
+            return prefixOf(reader, staging, item.sequence, level, j, item.block, spec);
         }
 
         @Override
         public void putPrefix(int level, int j, LightningState s) throws IOException {
-            write(level == 0 ? staging.incomingState(item.sequence, j) : staging.scanPrefix(item.sequence, level, j), s);
+            // the down unit of block b writes y_(bB+1) .. y_(bB+count) in order (BlockScan.run)
+            int expected = item.unit.block * item.block + prefixesWritten + 1;
+            if (prefixes == null || level != item.unit.level || j != expected) {
+                throw new IllegalStateException("scan " + item.unit + ": prefix " + j + " of level " + level
+                        + " out of order, expected " + expected + " of level " + item.unit.level);
+            }
+            prefixes.write(s.toBytes());
+            prefixesWritten++;
         }
+    }
 
-        private void write(Path dst, LightningState s) throws IOException {
-            written.add(Staging.writeAtomically(fs, dst, attempt, out -> out.write(s.toBytes())));
-            FaultPoints.reach("scan");
-        }
+    /** y_j of {@code level} of a sequence's scan with blocks of {@code block}: in the file of the down unit that wrote it. */
+    static LightningState prefixOf(Staging.StateReader reader, Staging staging, int sequence, int level, int j,
+                                   int block, AttentionSpec spec) throws IOException {
+        int b = (j - 1) / block;
+        Path file = reader.path(sequence, level, b, () -> staging.prefixes(sequence, level, b));
+        return readState(reader, file, (long) (j - 1 - b * block) * spec.stateBytes(), spec);
     }
 
     /**
      * Pass 2: outputs. A whole sequence goes straight to its staged output file; a piece of a split
-     * one to a part (and the last piece also to the sequence's final state).
+     * one writes its share of the sequence's output ({@link SplitOutputs}). Each run of consecutive
+     * pieces of one sequence is one unit with one marker, its reader and backend opened once; with
+     * --output-mode checksums it stages its pieces' summaries in one file ({@link Staging#summaries}).
      */
     WorkRDD.Worker<PieceItem> pass2() {
         return (items, ctx) -> {
@@ -376,39 +490,85 @@ final class Tasks implements Serializable {
             FileSystem stagingFs = fs(staging.root);
             List<String> skipped = new ArrayList<>();
             List<String> names = new ArrayList<>();
-            try (AttentionBackend backend = backend()) {
+            try (AttentionBackend backend = backend();
+                 Staging.StateReader reader = new Staging.StateReader(stagingFs)) {
                 WindowBuffers windows = WindowBuffers.of(backend); // the backend's close() releases them
-                for (PieceItem it : items) {
-                    SequenceFile f = it.file;
-                    Piece p = it.piece;
+                for (List<PieceItem> run : runs(items)) {
+                    SequenceFile f = run.get(0).file;
                     names.add(f.name);
-                    String unit = unit("pass2", p.sequence(), p.index());
+                    String unit = unit("pass2", run);
                     if (staging.alreadyDone(stagingFs, unit)) {
                         resumed++;
-                        tokens += p.tokens();
-                        progress(p);
+                        for (PieceItem it : run) {
+                            tokens += it.piece.tokens();
+                            progress(it.piece);
+                        }
                         continue;
                     }
+                    List<Staging.Written> written = new ArrayList<>();
+                    java.io.ByteArrayOutputStream summaries = new java.io.ByteArrayOutputStream();
+                    boolean clean = true;
                     try (SequenceFiles.Opened in = SequenceFiles.open(f, hadoop.get())) {
                         AttentionSpec spec = spec(f);
-                        LightningState incoming = p.isFirst()
-                                ? initialState(in, f, spec, p.sequence(), it.stored)
-                                : readState(stagingFs, staging.incomingState(p.sequence(), p.index()), spec);
-                        List<Staging.Written> written = CpuFallback.run(backend, cfg.gpuOomToCpu(), f.name + " " + p,
-                                b -> outputsOf(b, windows, in.reader, f, p, incoming, it.stored, stagingFs,
-                                        attempt(ctx)));
+                        for (PieceItem it : run) {
+                            Piece p = it.piece;
+                            try {
+                                LightningState incoming = p.isFirst()
+                                        ? initialState(in, f, spec, p.sequence(), it.stored)
+                                        : prefixOf(reader, staging, p.sequence(), 0, p.index(), it.scanBlock, spec);
+                                written.addAll(CpuFallback.run(backend, cfg.gpuOomToCpu(), f.name + " " + p,
+                                        b -> outputsOf(b, windows, in.reader, f, p, incoming, it.stored, stagingFs,
+                                                attempt(ctx), summaries)));
+                            } catch (NonFiniteException e) {
+                                // nothing of this piece was renamed into place; in skip mode the driver drops the
+                                // sequence, and the run gets no marker
+                                skipped.add(skipOrThrow(e));
+                                clean = false;
+                            }
+                            tokens += p.tokens();
+                            progress(p);
+                        }
+                        if (clean && cfg.checksums()) {
+                            Piece first = run.get(0).piece;
+                            byte[] bytes = summaries.toByteArray();
+                            written.add(Staging.writeAtomically(stagingFs, staging.summaries(first.sequence(),
+                                    first.index(), run.get(run.size() - 1).piece.index()), attempt(ctx), out -> out.write(bytes)));
+                            if (!first.isSplit()) {
+                                written.add(Staging.writeAtomically(stagingFs, staging.stagedOutput(f.name), attempt(ctx),
+                                        out -> checksumsResult(stagingFs, f, first.sequence(),
+                                                new long[] {first.tokens()}, singleGroup(0),
+                                                tokenOffset(run.get(0).stored), out)));
+                            }
+                        }
+                    }
+                    if (clean) {
                         staging.markDone(stagingFs, unit, attempt(ctx), written);
                         FaultPoints.reach("pass2");
-                    } catch (NonFiniteException e) {
-                        // nothing of this piece was renamed into place; in skip mode the driver drops the sequence
-                        skipped.add(skipOrThrow(e));
                     }
-                    tokens += p.tokens();
-                    progress(p);
                 }
                 return report("pass2", ctx, items.size(), tokens, backend, start, skipped, resumed, names);
             }
         };
+    }
+
+    /** Something that may throw what {@link CpuFallback#run} throws. */
+    private interface Call<T> {
+        T call() throws Exception;
+    }
+
+    /** Runs {@code c} where only IOException may pass (inside a staged file's writer), its other checked exceptions wrapped. */
+    private static <T> T inStream(Call<T> c) throws IOException {
+        try {
+            return c.call();
+        } catch (IOException | RuntimeException e) {
+            throw e;
+        } catch (Exception e) {
+            throw new IOException(e.getMessage(), e);
+        }
+    }
+
+    private static PieceGroups singleGroup(int piece) {
+        return new PieceGroups.Builder().add(piece, piece).build();
     }
 
     /**
@@ -421,9 +581,10 @@ final class Tasks implements Serializable {
      */
     private List<Staging.Written> outputsOf(AttentionBackend b, WindowBuffers windows, RangeReader in, SequenceFile f,
                                             Piece p, LightningState incoming, StoredStates.State stored,
-                                            FileSystem stagingFs, String attempt) throws IOException {
+                                            FileSystem stagingFs, String attempt,
+                                            java.io.ByteArrayOutputStream summaries) throws IOException {
         if (cfg.checksums()) {
-            return checksumsOf(b, windows, in, f, p, incoming, stored, stagingFs, attempt);
+            return checksumsOf(b, windows, in, f, p, incoming, stored, stagingFs, attempt, summaries);
         }
         Variant variant = cfg.variant();
         if (!SplitOutputs.needed(p.count(), variant)) {
@@ -446,15 +607,18 @@ final class Tasks implements Serializable {
     /**
      * Pass 2 of one piece in --output-mode checksums: o is computed as usual and fed to the
      * checksum sink instead of a file; the sampled rows get their float64 spot checks here, on the
-     * executor, from the same input. The piece stages its summary (a few hundred bytes plus the
-     * sampled rows), with --state-every its recorded S and z, and, if last, the final state
-     * ({@link Staging#checksumsPart}). The result file's header carries the combined summary, so
-     * it can only be written once every piece is done: an unsplit sequence's here, by its one
-     * piece; a split one's by the driver after pass 2 ({@link #writeChecksumsResult}).
+     * executor, from the same input. The piece appends its summary (a few hundred bytes plus the
+     * sampled rows) to {@code summaries}, which its task stages for its run of pieces
+     * ({@link Staging#summaries}); it stages with --state-every its recorded S and z, and, if last,
+     * the final state ({@link Staging#checksumsPart}). The result file's header carries the
+     * combined summary, so it can only be written once every piece is done: an unsplit sequence's
+     * by its task, after its one piece; a split one's by the driver after pass 2
+     * ({@link #writeChecksumsResult}).
      */
     private List<Staging.Written> checksumsOf(AttentionBackend b, WindowBuffers windows, RangeReader in, SequenceFile f,
                                               Piece p, LightningState incoming, StoredStates.State stored,
-                                              FileSystem stagingFs, String attempt) throws IOException {
+                                              FileSystem stagingFs, String attempt,
+                                              java.io.ByteArrayOutputStream summaries) throws IOException {
         List<Staging.Written> files = new ArrayList<>();
         AttentionSpec spec = spec(f);
         DType oDtype = outputDtype(f);
@@ -482,55 +646,76 @@ final class Tasks implements Serializable {
             checked.add(SpotCheck.check(in, f, spec, oDtype, point, start));
         }
         byte[] bytes = summary.withSamples(checked).toBytes();
-        files.add(Staging.writeAtomically(stagingFs, staging.checksumsPart(p.sequence(), p.index(), "o-summary"),
-                attempt, out -> out.write(bytes)));
         if (p.isLast()) {
             files.add(Staging.writeAtomically(stagingFs, staging.checksumsPart(p.sequence(), -1, "final"), attempt,
                     out -> out.write(last[0].toBytes())));
         }
-        if (!p.isSplit()) {
-            files.add(Staging.writeAtomically(stagingFs, staging.stagedOutput(f.name), attempt,
-                    out -> checksumsResult(stagingFs, f, p.sequence(), new long[] {p.tokens()}, tokenOffset(stored),
-                            out)));
-        }
+        // appended last, once the piece can no longer fail (a GPU out of memory retries it on the CPU)
+        new java.io.DataOutputStream(summaries).writeInt(bytes.length);
+        summaries.write(bytes);
         return files;
     }
 
     /**
      * After pass 2, on the driver, --output-mode checksums: the result file of split sequence
-     * {@code sequence} from what its pieces staged. Nothing but staged files it reads verified
-     * markers of goes in, so a resumed run writes it again, whole, with the same bytes.
+     * {@code sequence} from what its pieces staged ({@code groups}: how pass 2's tasks grouped its
+     * pieces). Nothing but staged files it reads verified markers of goes in, so a resumed run
+     * writes it again, whole, with the same bytes.
      */
-    void writeChecksumsResult(FileSystem fs, SequenceFile f, int sequence, long[] pieceTokens, long tokenOffset)
-            throws IOException {
+    void writeChecksumsResult(FileSystem fs, SequenceFile f, int sequence, long[] pieceTokens, PieceGroups groups,
+                              long tokenOffset) throws IOException {
         Path staged = staging.stagedOutput(f.name);
         if (fs.exists(staged)) {
             fs.delete(staged, false); // an earlier attempt's: the same bytes, written again
         }
         Staging.writeAtomically(fs, staged, "driver",
-                out -> checksumsResult(fs, f, sequence, pieceTokens, tokenOffset, out));
+                out -> checksumsResult(fs, f, sequence, pieceTokens, groups, tokenOffset, out));
     }
 
     /**
      * The staged piece summaries of a sequence (--output-mode checksums) combined in piece order,
-     * each checked against the o bytes its piece must have fed to the sink.
+     * each checked against the o bytes its piece must have fed to the sink. One file per group of
+     * pieces, read whole (a few hundred bytes a piece).
      */
-    private OutputSummary combinedSummary(FileSystem fs, SequenceFile f, int sequence, long[] pieceTokens)
-            throws IOException {
+    private OutputSummary combinedSummary(FileSystem fs, SequenceFile f, int sequence, long[] pieceTokens,
+                                          PieceGroups groups) throws IOException {
         OutputSummary all = OutputSummary.empty();
         long perToken = f.outputBytesPerToken(outputDtype(f));
-        for (int p = 0; p < pieceTokens.length; p++) {
-            Path part = staging.checksumsPart(sequence, p, "o-summary");
+        int p = 0;
+        for (int g = 0; g < groups.size(); g++) {
+            if (groups.first(g) != p) {
+                throw new IOException("the o summaries of " + f.name + " skip from piece " + p + " to group "
+                        + groups.first(g) + ".." + groups.last(g));
+            }
+            Path part = staging.summaries(sequence, groups.first(g), groups.last(g));
             byte[] raw = new byte[Math.toIntExact(fs.getFileStatus(part).getLen())];
             try (FSDataInputStream in = fs.open(part)) {
                 in.readFully(0, raw, 0, raw.length);
             }
-            OutputSummary piece = OutputSummary.fromBytes(raw);
-            if (piece.bytes != pieceTokens[p] * perToken) {
-                throw new IOException(part + " summarizes " + piece.bytes + " bytes of o, expected " + pieceTokens[p]
-                        + " tokens of " + perToken);
+            ByteBuffer buf = ByteBuffer.wrap(raw);
+            for (; p <= groups.last(g); p++) {
+                if (buf.remaining() < Integer.BYTES) {
+                    throw new IOException(part + " ends before the summary of piece " + p);
+                }
+                byte[] one = new byte[buf.getInt()];
+                if (one.length > buf.remaining()) {
+                    throw new IOException(part + " ends inside the summary of piece " + p);
+                }
+                buf.get(one);
+                OutputSummary piece = OutputSummary.fromBytes(one);
+                if (piece.bytes != pieceTokens[p] * perToken) {
+                    throw new IOException(part + " summarizes " + piece.bytes + " bytes of o for piece " + p
+                            + ", expected " + pieceTokens[p] + " tokens of " + perToken);
+                }
+                all = all.then(piece);
             }
-            all = all.then(piece);
+            if (buf.hasRemaining()) {
+                throw new IOException(part + " holds " + buf.remaining() + " bytes after the summary of piece "
+                        + (p - 1));
+            }
+        }
+        if (p != pieceTokens.length) {
+            throw new IOException("the o summaries of " + f.name + " end at piece " + p + " of " + pieceTokens.length);
         }
         return all;
     }
@@ -543,12 +728,12 @@ final class Tasks implements Serializable {
      * copied here once; o is never written. Each part's size is checked against what its piece must
      * have written.
      */
-    private void checksumsResult(FileSystem fs, SequenceFile f, int sequence, long[] pieceTokens, long tokenOffset,
-                                 OutputStream out) throws IOException {
+    private void checksumsResult(FileSystem fs, SequenceFile f, int sequence, long[] pieceTokens, PieceGroups groups,
+                                 long tokenOffset, OutputStream out) throws IOException {
         AttentionSpec spec = spec(f);
         Variant variant = cfg.variant();
         DType oDtype = outputDtype(f);
-        OutputSummary summary = combinedSummary(fs, f, sequence, pieceTokens);
+        OutputSummary summary = combinedSummary(fs, f, sequence, pieceTokens, groups);
         out.write(outputHeader(f, spec, variant, oDtype, cfg.get(Settings.SCALE), summary,
                 cfg.spotCheckTolerance(oDtype), tokenOffset).encode());
         for (SpotCheck.Point point : summary.samples) {
@@ -580,11 +765,9 @@ final class Tasks implements Serializable {
                 : PieceWork.initialState(in.reader, f, spec, sequence);
     }
 
-    private static LightningState readState(FileSystem fs, Path path, AttentionSpec spec) throws IOException {
-        byte[] raw = new byte[Math.toIntExact(spec.stateBytes())];
-        try (FSDataInputStream in = fs.open(path)) {
-            in.readFully(0, raw, 0, raw.length);
-        }
+    private static LightningState readState(Staging.StateReader reader, Path path, long offset, AttentionSpec spec)
+            throws IOException {
+        byte[] raw = reader.read(path, offset, new byte[Math.toIntExact(spec.stateBytes())]);
         return LightningState.fromBytes(spec, ByteBuffer.wrap(raw));
     }
 }

@@ -53,6 +53,8 @@ final class WorkRDD<W extends Serializable> extends RDD<TaskReport> {
     public Iterator<TaskReport> compute(Partition split, TaskContext context) {
         @SuppressWarnings("unchecked")
         WorkPartition<W> p = (WorkPartition<W>) split;
+        // a pass is one stage: its heap figures start with its first task in this JVM
+        ExecutorMemory.taskStarts("stage " + context.stageId());
         try {
             TaskReport report = worker.run(p.items, context);
             return CollectionConverters.asScala(List.of(report).iterator());

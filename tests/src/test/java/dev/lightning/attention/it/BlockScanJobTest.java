@@ -40,6 +40,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 class BlockScanJobTest {
     static final String MASTER = "local[2]";
     static final String BLOCK = "lightning.test.scanBlock";
+    static final String TASKS = "lightning.test.maxTasks";
 
     @TempDir
     Path tmp;
@@ -102,6 +103,63 @@ class BlockScanJobTest {
             assertClose(name + " split vs float64", a, ref);
             assertClose(name + " whole vs float64", b, ref);
         }
+    }
+
+    /**
+     * Tasks of many pieces ({@code lightning.test.maxTasks} 5: about 10 consecutive pieces each,
+     * their groups crossing the scan's blocks of 4) stage one file of states and one marker per
+     * run of pieces: the outputs are byte for byte those of one task per piece, in place and in
+     * --output-mode checksums; a packed run failing in pass 2 and resumed writes the same bytes.
+     */
+    @Test
+    void tasksOfManyPiecesWriteTheBytesOfOneTaskPerPiece() throws Exception {
+        Map<String, Sequence> files = input();
+        Path in = JobHarness.writeSequences(tmp.resolve("in"), files);
+        Path single = tmp.resolve("single");
+        succeed(args(in, single, "--partition-tokens", "64").toArray(new String[0]));
+        String synthetic = "3000,2,16,16,bf16,5";
+        String[] sums = {"run", "--synthetic", synthetic, "--master", MASTER, "--backend", "cpu", "--partition-tokens",
+                "64", "--output-mode", "checksums"};
+        Outcome sumsSingle = succeed(cat(sums, "--output", tmp.resolve("sums-single").toString()));
+        System.setProperty(TASKS, "5");
+        try {
+            Path packed = tmp.resolve("packed");
+            Outcome p = succeed(args(in, packed, "--partition-tokens", "64").toArray(new String[0]));
+            assertTrue(p.out.contains("packed into 5 tasks per pass"), p.out);
+            Path resumed = tmp.resolve("resumed");
+            System.setProperty("lightning.test.failAt", "pass2:2");
+            Outcome failed;
+            try {
+                failed = lightning(args(in, resumed, "--partition-tokens", "64").toArray(new String[0]));
+            } finally {
+                System.clearProperty("lightning.test.failAt");
+            }
+            assertEquals(1, failed.status, failed.out + failed.err);
+            Outcome again = succeed(args(in, resumed, "--partition-tokens", "64", "--resume").toArray(new String[0]));
+            java.util.regex.Matcher kept = java.util.regex.Pattern.compile("resumed: (\\d+) unit").matcher(again.out);
+            assertTrue(kept.find(), again.out);
+            for (String name : files.keySet()) {
+                byte[] want = Files.readAllBytes(single.resolve(name));
+                assertArrayEquals(want, Files.readAllBytes(packed.resolve(name)), name + " packed");
+                assertArrayEquals(want, Files.readAllBytes(resumed.resolve(name)), name + " packed and resumed");
+            }
+            Outcome sumsPacked = succeed(cat(sums, "--output", tmp.resolve("sums-packed").toString()));
+            assertTrue(sumsPacked.out.contains("packed into 5 tasks per pass"), sumsPacked.out);
+            java.util.regex.Matcher crc = java.util.regex.Pattern.compile("o crc32c (\\w+)").matcher(sumsSingle.out);
+            assertTrue(crc.find(), sumsSingle.out);
+            assertTrue(sumsPacked.out.contains("o crc32c " + crc.group(1)), sumsSingle.out + sumsPacked.out);
+            String name = dev.lightning.attention.stream.SyntheticSequence.parse(synthetic).name();
+            assertArrayEquals(Files.readAllBytes(tmp.resolve("sums-single").resolve(name)),
+                    Files.readAllBytes(tmp.resolve("sums-packed").resolve(name)), "checksums result");
+        } finally {
+            System.clearProperty(TASKS);
+        }
+    }
+
+    private static String[] cat(String[] a, String... b) {
+        String[] all = Arrays.copyOf(a, a.length + b.length);
+        System.arraycopy(b, 0, all, a.length, b.length);
+        return all;
     }
 
     /**

@@ -59,6 +59,16 @@ public final class CpuBackend implements AttentionBackend {
     private static final int ROWS = 4;
 
     private final Kernel kernel;
+    /**
+     * The buffers of the last call, for the next call of the same shapes: a call allocated and
+     * zeroed about 0.3 MB of them (and 130 exp for the decay tables), which at pieces of 128
+     * tokens was a fifth of the job's CPU time (BENCHMARKS.md, "Time per token at 100,000
+     * pieces"). A call takes them (so concurrent calls never share them) and gives them back.
+     * Their contents between calls do not matter: a call writes every element before it reads
+     * it, as it already does when it reuses them from one block of tokens to the next.
+     */
+    private final java.util.concurrent.atomic.AtomicReference<Scratch> spare =
+            new java.util.concurrent.atomic.AtomicReference<>();
 
     public CpuBackend() {
         this(Kernel.best());
@@ -86,14 +96,77 @@ public final class CpuBackend implements AttentionBackend {
     @Override
     public LightningState advance(AttentionSpec spec, TokenTensor k, TokenTensor v, LightningState state) {
         spec.checkAdvance(k, v, state);
-        return new Run(kernel, spec, null, k, v, state, null, Checkpoints.none()).run();
+        return run(spec, null, k, v, state, null, Checkpoints.none());
     }
 
     @Override
     public LightningState forward(AttentionSpec spec, TokenTensor q, TokenTensor k, TokenTensor v,
                                   LightningState state, TokenTensor o, Checkpoints checkpoints) {
         spec.checkForward(q, k, v, state, o, checkpoints);
-        return new Run(kernel, spec, q, k, v, state, o, checkpoints).run();
+        return run(spec, q, k, v, state, o, checkpoints);
+    }
+
+    private LightningState run(AttentionSpec spec, TokenTensor q, TokenTensor k, TokenTensor v, LightningState state,
+                               TokenTensor o, Checkpoints checkpoints) {
+        Run r = new Run(kernel, spec, q, k, v, state, o, checkpoints, spare.getAndSet(null));
+        LightningState next = r.run();
+        spare.set(r.scratch);
+        return next;
+    }
+
+    /**
+     * The buffers of a call and the shapes they were made for ({@link #shape}), and the decay
+     * tables of the spec they were computed for.
+     */
+    private static final class Scratch {
+        final int[] shape;
+        final float[] qb;
+        final float[] kb;
+        final float[] vb;
+        final float[] ob;
+        final ByteBuffer outBytes;
+        final short[] halves;
+        final float[] kt;
+        final float[] vw;
+        final float[] vc;
+        final float[] kc;
+        final float[] qd;
+        final float[] scores;
+        final float[] rowSum;
+        final float[] dp;
+        final float[] dz;
+        AttentionSpec decaySpec;
+        float[][] pow;
+        float[][] rev;
+
+        /** shape: rows, ldq, ldk, ldv, ldo (0 without o), o element bytes, halves, dk, dv, m, q (1 or 0). */
+        Scratch(int[] shape) {
+            this.shape = shape;
+            int rows = shape[0];
+            int ldq = shape[1];
+            int ldk = shape[2];
+            int ldv = shape[3];
+            int ldo = shape[4];
+            int dk = shape[7];
+            int dv = shape[8];
+            int m = shape[9];
+            boolean hasQ = shape[10] == 1;
+            qb = hasQ ? new float[rows * ldq] : null;
+            kb = new float[rows * ldk];
+            vb = new float[rows * ldv];
+            ob = ldo == 0 ? null : new float[rows * ldo];
+            outBytes = ldo == 0 ? null : ByteBuffer.allocate(rows * ldo * shape[5]).order(ByteOrder.LITTLE_ENDIAN);
+            halves = shape[6] == 0 ? null : new short[shape[6]];
+            kt = hasQ ? new float[dk * m] : null;
+            vw = new float[m * dv];
+            vc = new float[m * dv];
+            kc = hasQ ? null : new float[m * dk];
+            qd = hasQ ? new float[m * dk] : null;
+            scores = hasQ ? new float[m * m] : null;
+            rowSum = new float[m];
+            dp = new float[dk * dv];
+            dz = new float[dk];
+        }
     }
 
     /** One call: its shapes, its buffers (allocated once per call), and the loops. */
@@ -143,9 +216,11 @@ public final class CpuBackend implements AttentionBackend {
         private final float[] rowSum;
         private final float[] dp;
         private final float[] dz;
+        /** The buffers this call uses, given back to the backend when it ends. */
+        final Scratch scratch;
 
         Run(Kernel kernel, AttentionSpec spec, TokenTensor q, TokenTensor k, TokenTensor v,
-            LightningState state, TokenTensor o, Checkpoints checkpoints) {
+            LightningState state, TokenTensor o, Checkpoints checkpoints, Scratch spare) {
             this.kernel = kernel;
             this.spec = spec;
             this.q = q;
@@ -167,44 +242,55 @@ public final class CpuBackend implements AttentionBackend {
             normalized = spec.normalized();
             eps = (float) spec.eps();
             phi = spec.featureMap();
-            qb = q == null ? null : new float[rows * ldq];
-            kb = new float[rows * ldk];
-            vb = new float[rows * ldv];
-            ob = o == null ? null : new float[rows * ldo];
-            outBytes = o == null ? null
-                    : ByteBuffer.allocate(rows * ldo * o.dtype().bytes()).order(ByteOrder.LITTLE_ENDIAN);
             boolean bf16 = k.dtype() == DType.BF16 || v.dtype() == DType.BF16 || (q != null && q.dtype() == DType.BF16)
                     || (o != null && o.dtype() == DType.BF16);
-            halves = bf16 ? new short[rows * Math.max(Math.max(ldq, ldk), Math.max(ldv, o == null ? 0 : ldo))] : null;
+            int m = Math.min(chunk, rows);
+            int[] shape = {rows, ldq, ldk, ldv, o == null ? 0 : ldo, o == null ? 0 : o.dtype().bytes(),
+                    bf16 ? rows * Math.max(Math.max(ldq, ldk), Math.max(ldv, o == null ? 0 : ldo)) : 0, dk, dv, m,
+                    q == null ? 0 : 1};
+            Scratch s = spare != null && java.util.Arrays.equals(spare.shape, shape) ? spare : new Scratch(shape);
+            scratch = s;
+            qb = s.qb;
+            kb = s.kb;
+            vb = s.vb;
+            ob = s.ob;
+            outBytes = s.outBytes;
+            halves = s.halves;
             int stateSize = dk * dv;
             float[] incoming = state.data();
             float[] incomingZ = normalized ? state.normalizerData() : null;
             p = new float[heads][];
             z = new float[heads][];
-            pow = new float[heads][chunk + 1];
-            rev = new float[heads][chunk];
             for (int h = 0; h < heads; h++) {
                 p[h] = java.util.Arrays.copyOfRange(incoming, h * stateSize, (h + 1) * stateSize);
                 if (normalized) {
                     z[h] = java.util.Arrays.copyOfRange(incomingZ, h * dk, (h + 1) * dk);
                 }
-                for (int x = 0; x <= chunk; x++) {
-                    pow[h][x] = (float) spec.decay(h, x);
-                }
-                for (int x = 0; x < chunk; x++) {
-                    rev[h][x] = pow[h][chunk - 1 - x];
-                }
             }
-            int m = Math.min(chunk, rows);
-            kt = q == null ? null : new float[dk * m];
-            vw = new float[m * dv];
-            vc = new float[m * dv];
-            kc = q == null ? new float[m * dk] : null;
-            qd = q == null ? null : new float[m * dk];
-            scores = q == null ? null : new float[m * m];
-            rowSum = new float[m];
-            dp = new float[stateSize];
-            dz = new float[dk];
+            if (!spec.equals(s.decaySpec)) {
+                s.pow = new float[heads][chunk + 1];
+                s.rev = new float[heads][chunk];
+                for (int h = 0; h < heads; h++) {
+                    for (int x = 0; x <= chunk; x++) {
+                        s.pow[h][x] = (float) spec.decay(h, x);
+                    }
+                    for (int x = 0; x < chunk; x++) {
+                        s.rev[h][x] = s.pow[h][chunk - 1 - x];
+                    }
+                }
+                s.decaySpec = spec;
+            }
+            pow = s.pow;
+            rev = s.rev;
+            kt = s.kt;
+            vw = s.vw;
+            vc = s.vc;
+            kc = s.kc;
+            qd = s.qd;
+            scores = s.scores;
+            rowSum = s.rowSum;
+            dp = s.dp;
+            dz = s.dz;
         }
 
         LightningState run() {

@@ -198,6 +198,57 @@ class CpuKernelTest {
         }
     }
 
+    /**
+     * A backend reuses its buffers and decay tables from one call to the next of the same shapes:
+     * a sequence of calls of changing shapes, specs, dtypes and directions (pass 1, pass 2) on one
+     * backend gives bit for bit what a fresh backend gives for each call alone.
+     */
+    @Test
+    void aBackendReusedAcrossCallsEqualsFreshOnes() {
+        SplittableRandom rnd = new SplittableRandom(29);
+        CpuBackend reused = new CpuBackend();
+        AttentionSpec a = new AttentionSpec(2, 16, 24, new double[] {0.3, 0.05}, 0.25, 64);
+        AttentionSpec b = new AttentionSpec(2, 16, 24, new double[] {0.2, 0.01}, 0.25, 64); // other decays only
+        AttentionSpec c = new AttentionSpec(3, 8, 8, new double[] {0.4, 0.1, 0.02}, 0.5, 16).withNormalization(1e-6);
+        Object[][] calls = {{a, 128, DType.BF16, true}, {a, 128, DType.BF16, true}, {b, 128, DType.BF16, true},
+                {a, 128, DType.BF16, false}, {a, 1000, DType.F32, true}, {a, 63, DType.BF16, true},
+                {c, 100, DType.F32, true}, {c, 100, DType.F32, false}, {a, 128, DType.BF16, true}};
+        for (Object[] call : calls) {
+            AttentionSpec spec = (AttentionSpec) call[0];
+            int tokens = (Integer) call[1];
+            DType dtype = (DType) call[2];
+            boolean forward = (Boolean) call[3];
+            TokenTensor q = Inputs.random(rnd, dtype, tokens, spec.heads(), spec.dk());
+            TokenTensor k = Inputs.random(rnd, dtype, tokens, spec.heads(), spec.dk());
+            TokenTensor v = Inputs.random(rnd, dtype, tokens, spec.heads(), spec.dv());
+            float[] s = new float[spec.stateSize()];
+            for (int i = 0; i < s.length; i++) {
+                s[i] = (float) (rnd.nextDouble() * 2 - 1);
+            }
+            float[] z = spec.normalized() ? new float[spec.normalizerSize()] : null;
+            if (z != null) {
+                for (int i = 0; i < z.length; i++) {
+                    z[i] = (float) (rnd.nextDouble() + 1);
+                }
+            }
+            LightningState initial = z == null ? LightningState.of(spec.heads(), spec.dk(), spec.dv(), s)
+                    : LightningState.of(spec.heads(), spec.dk(), spec.dv(), s, z);
+            String what = spec.heads() + " heads, " + tokens + " tokens " + dtype + (forward ? " forward" : " advance");
+            if (forward) {
+                TokenTensor o1 = TokenTensor.allocate(dtype, tokens, spec.heads(), spec.dv());
+                TokenTensor o2 = TokenTensor.allocate(dtype, tokens, spec.heads(), spec.dv());
+                LightningState s1 = reused.forward(spec, q, k, v, initial, o1, Checkpoints.none());
+                LightningState s2 = new CpuBackend().forward(spec, q, k, v, initial, o2, Checkpoints.none());
+                assertTrue(o1.bytes().equals(o2.bytes()), what + ": o differs from a fresh backend's");
+                assertTrue(java.util.Arrays.equals(s1.toBytes(), s2.toBytes()), what + ": state differs");
+            } else {
+                LightningState s1 = reused.advance(spec, k, v, initial);
+                LightningState s2 = new CpuBackend().advance(spec, k, v, initial);
+                assertTrue(java.util.Arrays.equals(s1.toBytes(), s2.toBytes()), what + ": state differs");
+            }
+        }
+    }
+
     /** Every variant at once on the scalar kernel, against the float64 recurrence (CPU tolerance 1e-5). */
     @Test
     void scalarKernelBackendMatchesTheRecurrence() {
