@@ -247,18 +247,18 @@ final class TableRun {
         if (sequences != null) {
             readSequences(cfg, sequences, sequencesSource, valid, names, rejected, slopes, initial);
         }
-        for (int i = 0; i < names.length; i++) {
-            if (slopes[i] == null) {
-                TableValidation.Summary s = valid.get(i);
-                slopes[i] = cfg.defaultSlopes(Math.max(s.headsQ, Math.max(s.headsK, s.headsV)));
-            }
-        }
         long[] tokensBefore = new long[names.length];
         for (int i = 0; i < names.length; i++) {
             tokensBefore[i] = initial[i] ? -1 : 0; // a given initial_state: what it absorbed is not known
         }
         int[] counts = stored == null ? new int[2]
                 : matchStored(cfg, stored, storedSource, valid, names, slopes, initial, tokensBefore);
+        for (int i = 0; i < names.length; i++) {
+            if (slopes[i] == null) {
+                TableValidation.Summary s = valid.get(i);
+                slopes[i] = cfg.defaultSlopes(Math.max(s.headsQ, Math.max(s.headsK, s.headsV)));
+            }
+        }
         TablePlan plan = new TablePlan(valid, slopes, initial, tokensBefore,
                 new PiecePlanner(cfg.get(Settings.PARTITION_TOKENS), cfg.chunkSize()),
                 LightningJob.maxTasksPerPass(parallel));
@@ -274,14 +274,19 @@ final class TableRun {
      * with more than one row, a sequence that also has its own initial_state or initial_normalizer
      * in the sequences table (two starting states), and a stored state whose shape or feature map
      * does not fit its input here (what was expected and what was found, as for safetensors states).
-     * Sequences without a stored row start from zero (or their sequences-table state).
+     * A continued sequence keeps its decay rates: without a {@code slope} in the sequences table it
+     * takes the stored row's (the run's defaults could differ, and the continuation would then not
+     * be the one run over old and new tokens that it stands for); a given {@code slope} that
+     * differs from the stored one is refused. Sequences without a stored row start from zero (or
+     * their sequences-table state). Fills in {@code slopes}, {@code initial} and {@code tokensBefore};
+     * returns the continued sequences and the stored rows.
      */
     private static int[] matchStored(JobConfig cfg, Dataset<Row> stored, String source,
                                     List<TableValidation.Summary> valid, String[] names, double[][] slopes,
                                     boolean[] initial, long[] tokensBefore) {
         List<Row> rows = stored.select(functions.col(SEQUENCE), functions.col(HEADS), functions.col(DK),
                 functions.col(DV), functions.col(FINAL_NORMALIZER).isNotNull(), functions.col(FEATURE_MAP),
-                functions.col(STATE_TOKENS), functions.col(FINAL_STATE).isNull()).collectAsList();
+                functions.col(STATE_TOKENS), functions.col(FINAL_STATE).isNull(), functions.col(SLOPE)).collectAsList();
         java.util.Set<String> seen = new java.util.HashSet<>();
         List<String> problems = new ArrayList<>();
         int continued = 0;
@@ -311,13 +316,34 @@ final class TableRun {
                 continue;
             }
             TableValidation.Summary sum = valid.get(s);
+            int h = Math.max(sum.headsQ, Math.max(sum.headsK, sum.headsV));
             String why = StoredStates.mismatch(r.getInt(1), r.getInt(2), r.getInt(3), r.getBoolean(4),
                     r.isNullAt(5) ? null : r.getString(5), source, TablePlan.spec(sum.headsQ, sum.headsK, sum.headsV,
-                            sum.dk, sum.dv, slopes[s], cfg.get(Settings.SCALE), cfg.chunkSize(), cfg.variant()));
+                            sum.dk, sum.dv, slopes[s] != null ? slopes[s] : cfg.defaultSlopes(h),
+                            cfg.get(Settings.SCALE), cfg.chunkSize(), cfg.variant()));
             if (why != null) {
                 problems.add("'" + name + "': the stored state does not fit: " + why);
                 continue;
             }
+            double[] storedSlopes = r.isNullAt(8) ? null : new double[r.getList(8).size()];
+            for (int i = 0; storedSlopes != null && i < storedSlopes.length; i++) {
+                Object x = r.getList(8).get(i);
+                storedSlopes[i] = x == null ? Double.NaN : ((Number) x).doubleValue();
+            }
+            if (storedSlopes == null || storedSlopes.length != h || !validSlopes(storedSlopes)) {
+                problems.add("'" + name + "': the stored row's " + SLOPE + " is " + (storedSlopes == null ? "null"
+                        : java.util.Arrays.toString(storedSlopes)) + ", expected " + h + " finite decay rates >= 0; "
+                        + "it is not a row lightning wrote");
+                continue;
+            }
+            if (slopes[s] != null && !java.util.Arrays.equals(slopes[s], storedSlopes)) {
+                problems.add("'" + name + "': the sequences table gives " + SLOPE + " "
+                        + java.util.Arrays.toString(slopes[s]) + ", the stored state decayed at "
+                        + java.util.Arrays.toString(storedSlopes) + "; a continued sequence keeps its decay rates: "
+                        + "leave " + SLOPE + " null for it (the stored ones are taken)");
+                continue;
+            }
+            slopes[s] = storedSlopes;
             initial[s] = true;
             tokensBefore[s] = r.isNullAt(6) ? -1 : r.getLong(6);
             continued++;
@@ -383,6 +409,15 @@ final class TableRun {
             }
             initial[s] = r.getBoolean(2) || r.getBoolean(3);
         }
+    }
+
+    private static boolean validSlopes(double[] v) {
+        for (double x : v) {
+            if (!(x >= 0) || Double.isInfinite(x)) {
+                return false;
+            }
+        }
+        return true;
     }
 
     // ---------------------------------------------------------------- the command-line run

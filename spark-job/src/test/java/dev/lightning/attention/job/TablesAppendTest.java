@@ -20,6 +20,7 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
+import java.util.Set;
 
 import static dev.lightning.attention.job.TablesTest.Seq;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
@@ -149,7 +150,8 @@ class TablesAppendTest {
         for (Seq s : List.of(a, b, c, fresh)) {
             wholeRows.addAll(part(s, 0, s.tokens, rnd, 50));
         }
-        try (LightningTables.Result appended = LightningTables.compute(newBlocks, sequences(all, false), stored, opts);
+        // no sequences table: b keeps the slopes its stored state decayed at (the defaults differ)
+        try (LightningTables.Result appended = LightningTables.compute(newBlocks, null, stored, opts);
              LightningTables.Result whole = LightningTables.compute(blocks(wholeRows, rnd), sequences(all, true),
                      opts)) {
             assertTrue(appended.tasks() > 1);
@@ -191,6 +193,64 @@ class TablesAppendTest {
         }
     }
 
+    /**
+     * Normalized (elu1, z carried with S), the continued sequence split in the second run; and a
+     * sequence whose new blocks are invalid, rejected with --skip-invalid: its stored row is still
+     * its latest state, so it is carried over unchanged.
+     */
+    @Test
+    void normalizedAppendAndARejectedSequenceKeepsItsStoredRow(@TempDir Path dir) {
+        Random rnd = new Random(153);
+        Seq n = new Seq("n", 300, 2, 1, 2, 8, 12, DType.F32, rnd);
+        Seq bad = new Seq("bad", 12, 1, 1, 1, 4, 4, DType.F32, rnd);
+        String[] opts = {"--backend", "cpu", "--feature-map", "elu1", "--normalize", "--partition-tokens", "64",
+                "--skip-invalid"};
+        List<Row> old = new ArrayList<>(part(n, 0, 37, rnd, 8));
+        old.addAll(part(bad, 0, 6, rnd, 3));
+        String s1 = dir.resolve("s1").toString();
+        try (LightningTables.Result r = LightningTables.compute(blocks(old, rnd), opts)) {
+            r.finalStates().write().parquet(s1);
+        }
+        Dataset<Row> stored = spark.read().parquet(s1);
+        Map<String, Row> first = byName(stored);
+        List<Row> rows = new ArrayList<>(part(n, 37, 300, rnd, 8));
+        List<Row> badRows = part(bad, 6, 12, rnd, 2);
+        rows.addAll(badRows.subList(1, badRows.size())); // its first new block is missing
+        try (LightningTables.Result r = LightningTables.compute(blocks(rows, rnd), null, stored, opts);
+             LightningTables.Result whole = LightningTables.compute(blocks(part(n, 0, 300, rnd, 8), rnd), opts)) {
+            assertEquals(Set.of("bad"), r.rejected().keySet());
+            assertTrue(r.tasks() > 1);
+            Map<String, Row> fin = byName(r.finalStates());
+            assertEquals(Set.of("n", "bad"), fin.keySet());
+            for (int i = 0; i < TableSchema.FINAL_STATES.columns.size(); i++) {
+                Object x = first.get("bad").get(i);
+                Object y = fin.get("bad").get(i);
+                if (x instanceof byte[]) {
+                    assertArrayEquals((byte[]) x, (byte[]) y, "the rejected sequence's stored row, unchanged");
+                } else {
+                    assertEquals(String.valueOf(x), String.valueOf(y));
+                }
+            }
+            float[][] ref = TablesTest.reference(n, 1.0, true);
+            float[] o = oFrom(r.o(), Map.of("n", n), Map.of("n", 37)).get("n");
+            float[] oWhole = TablesTest.oBySequence(whole.o(), Map.of("n", n)).get("n");
+            double vsWhole = Accuracy.relativeError(o, tail(oWhole, n, 37));
+            double vsRef = Accuracy.relativeError(o, tail(ref[0], n, 37));
+            assertTrue(vsWhole < 1e-5 && vsRef < 1e-5, "normalized o off by " + vsWhole + " (one run), " + vsRef
+                    + " (float64)");
+            Row f = fin.get("n");
+            Row w = byName(whole.finalStates()).get("n");
+            for (int c : new int[] {6, 7}) {
+                float[] got = TablesTest.floats((byte[]) f.get(c));
+                double e1 = Accuracy.relativeError(got, TablesTest.floats((byte[]) w.get(c)));
+                double e2 = Accuracy.relativeError(got, ref[c - 5]);
+                assertTrue(e1 < 1e-5 && e2 < 1e-5, "final " + (c == 6 ? "S" : "z") + " off by " + e1 + ", " + e2);
+            }
+            assertEquals(300L, f.getLong(8));
+            assertEquals("elu1", f.getString(9));
+        }
+    }
+
     @Test
     void storedStatesThatCannotContinueAreRefusedNamingTheSequence(@TempDir Path dir) {
         Random rnd = new Random(152);
@@ -211,6 +271,12 @@ class TablesAppendTest {
         String m = TablesTest.rejection(() -> LightningTables.compute(next, sequences(List.of(a), true), stored,
                 "--backend", "cpu"));
         assertTrue(m.contains("'a'") && m.contains("initial_state") && m.contains("one state"), m);
+        // other decay rates than the stored state's
+        Seq slow = new Seq("a", 10, 2, 2, 2, 8, 8, DType.F32, rnd);
+        slow.slopes = new double[] {0.5, 0.25};
+        m = TablesTest.rejection(() -> LightningTables.compute(next, sequences(List.of(slow), false), stored,
+                "--backend", "cpu"));
+        assertTrue(m.contains("'a'") && m.contains("[0.5, 0.25]") && m.contains("decay rates"), m);
         // another shape: the message names the sequence, what was expected and what was found
         Seq wide = new Seq("a", 10, 2, 2, 2, 8, 16, DType.F32, rnd);
         m = TablesTest.rejection(() -> LightningTables.compute(blocks(part(wide, 0, 10, rnd, 4), rnd), null, stored,
