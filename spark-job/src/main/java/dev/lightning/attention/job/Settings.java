@@ -48,7 +48,8 @@ final class Settings {
                     + "records `token_offset` (the tokens its stored state had absorbed); --state-every counts from "
                     + "this run's first token, so `states[c]` sits at token token_offset + (c+1)N - 1 of the whole "
                     + "sequence. A table run (parquet) reads DIR's `final_states/` table (a sequences-table "
-                    + "`initial_state` for a sequence with a stored row is refused the same way), and its own "
+                    + "`initial_state` for a sequence with a stored row is refused the same way; a continued sequence "
+                    + "keeps the stored row's `slope`, and another given `slope` is refused), and its own "
                     + "`final_states/` is the complete set: the stored rows of sequences it did not compute are "
                     + "carried over into it unchanged, and `state_tokens` counts the tokens each state has absorbed.");
     static final Setting<Boolean> RECURSIVE = Setting.flagSwitch("--recursive", "spark.lightning.recursive",
