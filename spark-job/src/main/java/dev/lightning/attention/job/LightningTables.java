@@ -25,7 +25,8 @@ import java.util.Map;
  * offsets); the outputs are computed once, when either dataset is first used, and kept
  * (persisted) until {@link Result#close()}. The Spark session is the blocks'. A session with
  * {@code spark.kryo.registrationRequired=true} needs {@link LightningKryoRegistrator} among its
- * registrators.
+ * registrators. To continue the final states of an earlier computation (what {@code --initial-states}
+ * does on the command line), pass them to {@link #compute(Dataset, Dataset, Dataset, String...)}.
  */
 public final class LightningTables {
     private LightningTables() {

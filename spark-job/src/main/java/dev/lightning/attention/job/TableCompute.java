@@ -41,7 +41,8 @@ import static dev.lightning.attention.job.TableSchema.*;
  * sequence into pieces; one {@code repartitionAndSortWithinPartitions}, with a partitioner built
  * from the plan ({@link TablePlan}: short sequences many to a task, long ones in chunk-aligned
  * pieces over several tasks), brings each task its pieces' blocks in token order, after the
- * sequence's initial state (a record at start -1, from the sequences table). That sorted shuffle
+ * sequence's initial state (a record at start -1, from the sequences table or, with
+ * --initial-states, from the stored final_states table). That sorted shuffle
  * is the only pass over the binaries between executors, and it runs once: pass 1 and pass 2 are
  * two jobs over the same shuffled RDD, and Spark reuses its map output. Then:
  * <ul>
