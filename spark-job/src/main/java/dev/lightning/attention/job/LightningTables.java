@@ -25,7 +25,8 @@ import java.util.Map;
  * offsets); the outputs are computed once, when either dataset is first used, and kept
  * (persisted) until {@link Result#close()}. The Spark session is the blocks'. A session with
  * {@code spark.kryo.registrationRequired=true} needs {@link LightningKryoRegistrator} among its
- * registrators.
+ * registrators. To continue the final states of an earlier computation (what {@code --initial-states}
+ * does on the command line), pass them to {@link #compute(Dataset, Dataset, Dataset, String...)}.
  */
 public final class LightningTables {
     private LightningTables() {
@@ -92,10 +93,27 @@ public final class LightningTables {
      * @param options the run options of the command line, e.g. {@code "--scale", "0.5", "--normalize"}
      */
     public static Result compute(Dataset<Row> blocks, Dataset<Row> sequences, String... options) {
+        return compute(blocks, sequences, null, options);
+    }
+
+    /**
+     * As {@link #compute(Dataset, Dataset, String...)}, continuing the states in {@code storedStates}
+     * (the final states of an earlier computation, {@link Result#finalStates()} or a table written
+     * from it; null: none), as {@code --initial-states} does for {@code bin/lightning run}: a
+     * sequence with a stored row starts from it, one without starts from zero (or its sequences-table
+     * state), and the result's final states also hold, unchanged, the stored rows of sequences not
+     * computed here. A stored state that does not fit its sequence is refused before compute.
+     */
+    public static Result compute(Dataset<Row> blocks, Dataset<Row> sequences, Dataset<Row> storedStates,
+                                 String... options) {
         JobConfig cfg = LightningMain.parse(Arrays.asList(options), null, true);
+        if (cfg.get(Settings.INITIAL_STATES) != null) {
+            throw new dev.lightning.attention.tensor.InvalidInputException("--initial-states is a directory of the "
+                    + "command line; here pass the stored final states as a dataset (the storedStates argument)");
+        }
         Map<String, String> rejected = new java.util.TreeMap<>();
         TableRun.Prepared p = TableRun.prepare(blocks.sparkSession(), cfg, blocks, "blocks dataset", sequences,
-                "sequences dataset", rejected);
-        return new Result(p.compute.outputs(blocks.sparkSession(), p.blocks, p.sequences), p.compute.plan, rejected);
+                "sequences dataset", storedStates, "stored final states dataset", rejected);
+        return new Result(p.outputs(blocks.sparkSession()), p.compute.plan, rejected);
     }
 }

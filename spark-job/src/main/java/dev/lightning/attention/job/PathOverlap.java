@@ -85,8 +85,8 @@ final class PathOverlap {
         if (in.contains(out) || out.contains(in)) {
             throw new InvalidInputException("--output " + output + " (resolved: " + out + ") overlaps --initial-states "
                     + states + " (resolved: " + in + "); the run would publish into the state set it reads: write the "
-                    + "new outputs to another directory (the new _states.json there names the untouched states "
-                    + "where they are)");
+                    + "new outputs to another directory (there the new state set is complete: _states.json names "
+                    + "the untouched states where they are, a table run's final_states/ carries them over)");
         }
     }
 

@@ -42,12 +42,16 @@ final class Settings {
                     + "the old and new tokens; one without starts from zero, or from its own `initial_state`. An input "
                     + "holding `initial_state`/`initial_normalizer` AND a stored state is refused (two starting "
                     + "states: remove one), as is a stored state whose shape (H, Dk, Dv, z present or not) or feature "
-                    + "map does not fit. The run also publishes `_states.json`, the complete state set: every "
-                    + "sequence of this run by its file here, every stored one it did not touch by where its state "
-                    + "still lies (keep DIR), each with the tokens its state has absorbed. A continued output records "
-                    + "`token_offset` (the tokens its stored state had absorbed); --state-every counts from this "
-                    + "run's first token, so `states[c]` sits at token token_offset + (c+1)N - 1 of the whole "
-                    + "sequence.");
+                    + "map does not fit. A safetensors run also publishes `_states.json`, the complete state set: "
+                    + "every sequence of this run by its file here, every stored one it did not touch by where its "
+                    + "state still lies (keep DIR), each with the tokens its state has absorbed. A continued output "
+                    + "records `token_offset` (the tokens its stored state had absorbed); --state-every counts from "
+                    + "this run's first token, so `states[c]` sits at token token_offset + (c+1)N - 1 of the whole "
+                    + "sequence. A table run (parquet) reads DIR's `final_states/` table (a sequences-table "
+                    + "`initial_state` for a sequence with a stored row is refused the same way; a continued sequence "
+                    + "keeps the stored row's `slope`, and another given `slope` is refused), and its own "
+                    + "`final_states/` is the complete set: the stored rows of sequences it did not compute are "
+                    + "carried over into it unchanged, and `state_tokens` counts the tokens each state has absorbed.");
     static final Setting<Boolean> RECURSIVE = Setting.flagSwitch("--recursive", "spark.lightning.recursive",
             "With a directory as --input, also take the files of its subdirectories (names starting with `.` "
                     + "or `_` are skipped).");

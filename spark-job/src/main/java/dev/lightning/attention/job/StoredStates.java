@@ -43,6 +43,16 @@ interface StoredStates {
      * {@code _SUCCESS} is there) and reads what it stores. Only safetensors outputs exist so far.
      */
     static StoredStates open(Configuration conf, String dir) throws IOException {
+        Path root = committed(conf, dir);
+        return SafetensorsStates.read(HadoopPaths.fileSystem(root, conf), root);
+    }
+
+    /**
+     * {@code --initial-states} {@code dir}, qualified, once it is known to be a committed output (a
+     * directory holding {@code _SUCCESS}): what every reader of stored states checks first, whatever
+     * the format ({@link TableRun} reads the {@code final_states} table under it).
+     */
+    static Path committed(Configuration conf, String dir) throws IOException {
         Path given = HadoopPaths.parse(dir);
         FileSystem fs = HadoopPaths.fileSystem(given, conf);
         Path root = fs.makeQualified(given);
@@ -55,7 +65,35 @@ interface StoredStates {
                     + "the output of a run that finished (its run failed, is still running or never committed); "
                     + "finish that run (rerun it with --resume) or give a committed output directory");
         }
-        return SafetensorsStates.read(fs, root);
+        return root;
+    }
+
+    /** A stored state's shape as messages give it, whatever the format. */
+    static String shape(int heads, int dk, int dv, boolean normalizer) {
+        return "S [" + heads + ", " + dk + ", " + dv + "]" + (normalizer ? " with z [" + heads + ", " + dk + "]"
+                : " without a normalizer z");
+    }
+
+    /**
+     * Why a stored state of this shape and feature map (null: not recorded) cannot start an input
+     * that this run computes as {@code spec} (null when it can): the heads and widths must be the
+     * input's, a normalizing run needs a stored z and a plain one refuses it (as it refuses
+     * {@code initial_normalizer}), and the feature map must be the same. Every format's check.
+     */
+    static String mismatch(int heads, int dk, int dv, boolean normalizer, String featureMap, String location,
+                           AttentionSpec spec) {
+        String expected = "S [" + spec.heads() + ", " + spec.dk() + ", " + spec.dv() + "]"
+                + (spec.normalized() ? " with z [" + spec.heads() + ", " + spec.dk() + "] (--normalize)"
+                : " without a normalizer z (no --normalize)");
+        if (heads != spec.heads() || dk != spec.dk() || dv != spec.dv() || normalizer != spec.normalized()) {
+            return "expected " + expected + " for its input, found " + shape(heads, dk, dv, normalizer) + " in "
+                    + location;
+        }
+        if (featureMap != null && !featureMap.equals(spec.featureMap().key())) {
+            return "the stored state was computed with --feature-map " + featureMap + ", this run uses "
+                    + spec.featureMap().key() + " (" + location + ")";
+        }
+        return null;
     }
 
     /**
@@ -96,8 +134,7 @@ interface StoredStates {
 
         /** The state's shape as messages give it. */
         String shape() {
-            return "S [" + heads + ", " + dk + ", " + dv + "]" + (normalizer ? " with z [" + heads + ", " + dk + "]"
-                    : " without a normalizer z");
+            return StoredStates.shape(heads, dk, dv, normalizer);
         }
 
         /**
@@ -106,17 +143,7 @@ interface StoredStates {
          * refuses it (as it refuses {@code initial_normalizer}), and the feature map must be the same.
          */
         String mismatch(AttentionSpec spec) {
-            String expected = "S [" + spec.heads() + ", " + spec.dk() + ", " + spec.dv() + "]"
-                    + (spec.normalized() ? " with z [" + spec.heads() + ", " + spec.dk() + "] (--normalize)"
-                    : " without a normalizer z (no --normalize)");
-            if (heads != spec.heads() || dk != spec.dk() || dv != spec.dv() || normalizer != spec.normalized()) {
-                return "expected " + expected + " for its input, found " + shape() + " in " + location;
-            }
-            if (featureMap != null && !featureMap.equals(spec.featureMap().key())) {
-                return "the stored state was computed with --feature-map " + featureMap + ", this run uses "
-                        + spec.featureMap().key() + " (" + location + ")";
-            }
-            return null;
+            return StoredStates.mismatch(heads, dk, dv, normalizer, featureMap, location, spec);
         }
 
         /** Reads the state in a task; NaN/Inf in it is reported like a non-finite initial_state. */

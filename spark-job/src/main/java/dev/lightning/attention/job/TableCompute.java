@@ -41,7 +41,8 @@ import static dev.lightning.attention.job.TableSchema.*;
  * sequence into pieces; one {@code repartitionAndSortWithinPartitions}, with a partitioner built
  * from the plan ({@link TablePlan}: short sequences many to a task, long ones in chunk-aligned
  * pieces over several tasks), brings each task its pieces' blocks in token order, after the
- * sequence's initial state (a record at start -1, from the sequences table). That sorted shuffle
+ * sequence's initial state (a record at start -1, from the sequences table or, with
+ * --initial-states, from the stored final_states table). That sorted shuffle
  * is the only pass over the binaries between executors, and it runs once: pass 1 and pass 2 are
  * two jobs over the same shuffled RDD, and Spark reuses its map output. Then:
  * <ul>
@@ -198,17 +199,27 @@ final class TableCompute implements Serializable {
     }
 
     /**
-     * The transformations of a run over {@code blocks} (conformed, validated) and {@code sequences}
-     * (conformed; null when there is none), as lazy datasets.
+     * The transformations of a run over {@code blocks} (conformed, validated), {@code sequences}
+     * (conformed; null when there is none) and {@code stored}, the final states of an earlier run
+     * (conformed and matched; null without --initial-states), as lazy datasets. A stored row of a
+     * sequence computed here becomes its initial-state record, like a sequences-table state; the
+     * others are carried into the final states unchanged (a union), so those are the complete set.
      */
-    Outputs outputs(SparkSession spark, Dataset<Row> blocks, Dataset<Row> sequences) {
+    Outputs outputs(SparkSession spark, Dataset<Row> blocks, Dataset<Row> sequences, Dataset<Row> stored) {
         KeyOrder order = new KeyOrder();
         TaskPartitioner tasks = new TaskPartitioner(plan);
         TablePlan p = plan;
+        boolean normalize = cfg.get(Settings.NORMALIZE);
         JavaPairRDD<Key, Block> records = blocks.javaRDD().flatMapToPair(r -> blockRecords(p, r));
         if (sequences != null) {
-            boolean normalize = cfg.get(Settings.NORMALIZE);
             records = records.union(sequences.javaRDD().flatMapToPair(r -> initialRecords(p, r, normalize)));
+        }
+        if (stored != null) {
+            int state = FINAL_STATES.at(FINAL_STATE);
+            int norm = FINAL_STATES.at(FINAL_NORMALIZER);
+            records = records.union(stored.javaRDD().flatMapToPair(r -> initialRecord(p, r.getString(0),
+                    (byte[]) r.get(state), (byte[]) r.get(norm), normalize, "--initial-states " + FINAL_STATES.name
+                            + " table", FINAL_STATE, FINAL_NORMALIZER)));
         }
         JavaPairRDD<Key, Block> shuffled = records.repartitionAndSortWithinPartitions(tasks, order);
         shuffled.setName("lightning tables: blocks by task, in token order");
@@ -255,10 +266,21 @@ final class TableCompute implements Serializable {
         }
         JavaRDD<Row> oRows = out.filter(r -> !r.state).map(r -> RowFactory.create(p.names[r.seq], r.start, r.tokens,
                 oDtypes[r.seq].name(), p.heads(r.seq), p.dv[r.seq], r.data));
+        String[] featureMaps = new String[plan.size()];
+        for (int s = 0; s < featureMaps.length; s++) {
+            featureMaps[s] = spec(s).featureMap().key();
+        }
         JavaRDD<Row> stateRows = out.filter(r -> r.state).map(r -> RowFactory.create(p.names[r.seq], p.tokens[r.seq],
-                p.heads(r.seq), p.dk[r.seq], p.dv[r.seq], boxed(p.slopes[r.seq]), r.data, r.normalizer));
-        return new Outputs(out, spark.createDataFrame(oRows, O_BLOCKS.schema()),
-                spark.createDataFrame(stateRows, FINAL_STATES.schema()));
+                p.heads(r.seq), p.dk[r.seq], p.dv[r.seq], boxed(p.slopes[r.seq]), r.data, r.normalizer,
+                p.tokensBefore[r.seq] < 0 ? null : p.tokensBefore[r.seq] + p.tokens[r.seq], featureMaps[r.seq]));
+        Dataset<Row> finalStates = spark.createDataFrame(stateRows, FINAL_STATES.schema());
+        if (stored != null) {
+            // the stored rows of sequences this run does not compute (absent from its blocks, or
+            // rejected with --skip-invalid: their stored state is still their latest), as they are
+            finalStates = finalStates.union(stored.filter((org.apache.spark.api.java.function.FilterFunction<Row>)
+                    r -> p.index(r.getString(0)) < 0));
+        }
+        return new Outputs(out, spark.createDataFrame(oRows, O_BLOCKS.schema()), finalStates);
     }
 
     /** An array column's value as a Row holds it: a Scala sequence. */
@@ -316,28 +338,43 @@ final class TableCompute implements Serializable {
 
     /** The initial-state record of a sequences-table row (columns in {@link TableSchema#SEQUENCES} order), if it has one. */
     static Iterator<Tuple2<Key, Block>> initialRecords(TablePlan plan, Row r, boolean normalize) {
-        int s = plan.index(r.getString(0));
-        if (s < 0 || (r.isNullAt(2) && r.isNullAt(3))) {
+        if (r.isNullAt(2) && r.isNullAt(3)) {
+            return Collections.emptyIterator();
+        }
+        return initialRecord(plan, r.getString(0), (byte[]) r.get(2), (byte[]) r.get(3), normalize, "sequences table",
+                INITIAL_STATE, INITIAL_NORMALIZER);
+    }
+
+    /**
+     * The initial-state record of sequence {@code name} from a row of {@code table} (the sequences
+     * table, or a stored final_states table): S and z (null: zero) with their byte lengths and
+     * values checked; none when the run does not compute the sequence.
+     */
+    static Iterator<Tuple2<Key, Block>> initialRecord(TablePlan plan, String name, byte[] givenState, byte[] givenNorm,
+                                                      boolean normalize, String table, String stateCol,
+                                                      String normCol) {
+        int s = plan.index(name);
+        if (s < 0) {
             return Collections.emptyIterator();
         }
         int h = plan.heads(s);
         long kv = 4L * h * plan.dk[s] * plan.dv[s];
         long z = 4L * h * plan.dk[s];
-        byte[] state = r.isNullAt(2) ? new byte[(int) kv] : (byte[]) r.get(2);
-        byte[] norm = r.isNullAt(3) ? (normalize ? new byte[(int) z] : null) : (byte[]) r.get(3);
-        String where = "sequences table, sequence '" + r.getString(0) + "': ";
+        byte[] state = givenState == null ? new byte[(int) kv] : givenState;
+        byte[] norm = givenNorm == null ? (normalize ? new byte[(int) z] : null) : givenNorm;
+        String where = table + ", sequence '" + name + "': ";
         if (state.length != kv) {
-            throw new InvalidInputException(where + INITIAL_STATE + " holds " + state.length + " bytes, expected [H " + h
+            throw new InvalidInputException(where + stateCol + " holds " + state.length + " bytes, expected [H " + h
                     + ", Dk " + plan.dk[s] + ", Dv " + plan.dv[s] + "] F32 = " + kv);
         }
         if (norm != null && norm.length != z) {
-            throw new InvalidInputException(where + INITIAL_NORMALIZER + " holds " + norm.length + " bytes, expected [H "
+            throw new InvalidInputException(where + normCol + " holds " + norm.length + " bytes, expected [H "
                     + h + ", Dk " + plan.dk[s] + "] F32 = " + z);
         }
         for (byte[] b : norm == null ? new byte[][] {state} : new byte[][] {state, norm}) {
             NonFinite.Found f = NonFinite.scan(b, 0, b.length / 4, DType.F32);
             if (f.count > 0) {
-                throw new InvalidInputException(where + (b == state ? INITIAL_STATE : INITIAL_NORMALIZER) + " holds "
+                throw new InvalidInputException(where + (b == state ? stateCol : normCol) + " holds "
                         + f.count + " NaN/Inf value(s), the first at element " + f.first);
             }
         }

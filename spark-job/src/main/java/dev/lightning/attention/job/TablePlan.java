@@ -33,8 +33,14 @@ final class TablePlan implements Serializable {
     final DType[] dtype;
     /** The slopes of each sequence: from the sequences table, else the run's defaults for its H. */
     final double[][] slopes;
-    /** Per sequence: whether the sequences table gives it an initial state. */
+    /** Per sequence: whether it starts from a given state (the sequences table's, or a stored one with --initial-states). */
     final boolean[] initial;
+    /**
+     * Per sequence: the tokens its initial state has absorbed (0 when it starts from zero, the stored
+     * row's {@code state_tokens} when it continues one, -1 when unknown), so its final state's are
+     * this plus its tokens.
+     */
+    final long[] tokensBefore;
     /** Per sequence: the token where each piece starts (one entry, 0, for an unsplit sequence). */
     final long[][] pieceStarts;
     /** Per sequence: the task each piece runs in. */
@@ -44,8 +50,8 @@ final class TablePlan implements Serializable {
     final long totalTokens;
     final int pieceCount;
 
-    TablePlan(List<TableValidation.Summary> sequences, double[][] slopes, boolean[] initial, PiecePlanner planner,
-              int maxTasks) {
+    TablePlan(List<TableValidation.Summary> sequences, double[][] slopes, boolean[] initial, long[] tokensBefore,
+              PiecePlanner planner, int maxTasks) {
         int n = sequences.size();
         names = new String[n];
         tokens = new long[n];
@@ -71,6 +77,7 @@ final class TablePlan implements Serializable {
         }
         this.slopes = slopes;
         this.initial = initial;
+        this.tokensBefore = tokensBefore;
         List<List<Piece>> plan = byCost(planner.plan(tokens), planner.partitionTokens());
         partitions = plan.size();
         List<List<Piece>> packed = PiecePlanner.pack(plan, maxTasks);
@@ -177,9 +184,14 @@ final class TablePlan implements Serializable {
 
     /** The computation of sequence {@code s} in this run: its heads and slopes, the run's scale, chunk and variant. */
     AttentionSpec spec(int s, double scale, int chunkSize, Variant variant) {
-        AttentionSpec layout = new AttentionSpec(heads(s), dk[s], dv[s], slopes[s], scale, chunkSize)
-                .withHeads(headsQ[s], headsK[s], headsV[s]);
-        return variant.apply(layout);
+        return spec(headsQ[s], headsK[s], headsV[s], dk[s], dv[s], slopes[s], scale, chunkSize, variant);
+    }
+
+    /** The computation of a sequence of these heads, widths and slopes (before a plan exists: the checks). */
+    static AttentionSpec spec(int headsQ, int headsK, int headsV, int dk, int dv, double[] slopes, double scale,
+                              int chunkSize, Variant variant) {
+        int h = Math.max(headsQ, Math.max(headsK, headsV));
+        return variant.apply(new AttentionSpec(h, dk, dv, slopes, scale, chunkSize).withHeads(headsQ, headsK, headsV));
     }
 
     /** Bytes of q, k and v of one token of sequence {@code s}. */

@@ -66,10 +66,6 @@ final class TableRun {
         if (cfg.softmax()) {
             throw new InvalidInputException("--attention softmax with tables: only lightning attention reads tables" + use);
         }
-        if (cfg.get(Settings.INITIAL_STATES) != null) {
-            throw new InvalidInputException("--initial-states with tables: stored final_states tables are not read yet"
-                    + use);
-        }
         if (cfg.get(Settings.STATE_EVERY) > 0) {
             throw new InvalidInputException("--state-every with tables: recorded states (checkpoints) are not written as "
                     + "tables yet" + use);
@@ -111,12 +107,26 @@ final class TableRun {
     static final class Prepared {
         final Dataset<Row> blocks;
         final Dataset<Row> sequences;
+        /** The stored final states (conformed), or null without them. */
+        final Dataset<Row> stored;
         final TableCompute compute;
+        /** With stored final states: the sequences that continue a stored state, and the stored rows in all. */
+        final int continued;
+        final int storedRows;
 
-        Prepared(Dataset<Row> blocks, Dataset<Row> sequences, TableCompute compute) {
+        Prepared(Dataset<Row> blocks, Dataset<Row> sequences, Dataset<Row> stored, TableCompute compute, int continued,
+                 int storedRows) {
             this.blocks = blocks;
             this.sequences = sequences;
+            this.stored = stored;
             this.compute = compute;
+            this.continued = continued;
+            this.storedRows = storedRows;
+        }
+
+        /** The run's outputs; its final states are the complete state set (stored rows it did not compute carried over). */
+        TableCompute.Outputs outputs(SparkSession spark) {
+            return compute.outputs(spark, blocks, sequences, stored);
         }
     }
 
@@ -126,10 +136,12 @@ final class TableRun {
      * {@code rejected} (name to reason) instead.
      */
     static Prepared prepare(SparkSession spark, JobConfig cfg, Dataset<Row> blocksIn, String blocksSource,
-                            Dataset<Row> sequencesIn, String sequencesSource, Map<String, String> rejected) {
+                            Dataset<Row> sequencesIn, String sequencesSource, Dataset<Row> storedIn,
+                            String storedSource, Map<String, String> rejected) {
         checkOptions(cfg, false);
         Dataset<Row> blocks = BLOCKS.conform(blocksIn, blocksSource);
         Dataset<Row> sequences = sequencesIn == null ? null : SEQUENCES.conform(sequencesIn, sequencesSource);
+        Dataset<Row> stored = storedIn == null ? null : FINAL_STATES.conform(storedIn, storedSource);
         int parallel = spark.sparkContext().defaultParallelism();
         boolean skip = cfg.get(Settings.SKIP_INVALID);
         List<TableValidation.Summary> valid = new ArrayList<>();
@@ -158,16 +170,113 @@ final class TableRun {
         if (sequences != null) {
             readSequences(cfg, sequences, sequencesSource, valid, names, rejected, slopes, initial);
         }
+        long[] tokensBefore = new long[names.length];
+        for (int i = 0; i < names.length; i++) {
+            tokensBefore[i] = initial[i] ? -1 : 0; // a given initial_state: what it absorbed is not known
+        }
+        int[] counts = stored == null ? new int[2]
+                : matchStored(cfg, stored, storedSource, valid, names, slopes, initial, tokensBefore);
         for (int i = 0; i < names.length; i++) {
             if (slopes[i] == null) {
                 TableValidation.Summary s = valid.get(i);
                 slopes[i] = cfg.defaultSlopes(Math.max(s.headsQ, Math.max(s.headsK, s.headsV)));
             }
         }
-        TablePlan plan = new TablePlan(valid, slopes, initial,
+        TablePlan plan = new TablePlan(valid, slopes, initial, tokensBefore,
                 new PiecePlanner(cfg.get(Settings.PARTITION_TOKENS), cfg.chunkSize()),
                 LightningJob.maxTasksPerPass(parallel));
-        return new Prepared(blocks, sequences, new TableCompute(cfg, plan));
+        return new Prepared(blocks, sequences, stored, new TableCompute(cfg, plan), counts[0], counts[1]);
+    }
+
+    /**
+     * --initial-states over tables: the stored final_states table's small columns, on the driver (a
+     * name, four integers, a flag and a string per row; the states stay in the table until the
+     * shuffle), matched by name to the sequences this run computes. A continued sequence starts from
+     * its stored state: S_{-1} is the stored S_{T-1}, so its outputs equal those of one run over the
+     * old and the new tokens. Before any compute this refuses, naming the sequence, a stored name
+     * with more than one row, a sequence that also has its own initial_state or initial_normalizer
+     * in the sequences table (two starting states), and a stored state whose shape or feature map
+     * does not fit its input here (what was expected and what was found, as for safetensors states).
+     * A continued sequence keeps its decay rates: without a {@code slope} in the sequences table it
+     * takes the stored row's (the run's defaults could differ, and the continuation would then not
+     * be the one run over old and new tokens that it stands for); a given {@code slope} that
+     * differs from the stored one is refused. Sequences without a stored row start from zero (or
+     * their sequences-table state). Fills in {@code slopes}, {@code initial} and {@code tokensBefore};
+     * returns the continued sequences and the stored rows.
+     */
+    private static int[] matchStored(JobConfig cfg, Dataset<Row> stored, String source,
+                                    List<TableValidation.Summary> valid, String[] names, double[][] slopes,
+                                    boolean[] initial, long[] tokensBefore) {
+        List<Row> rows = stored.select(functions.col(SEQUENCE), functions.col(HEADS), functions.col(DK),
+                functions.col(DV), functions.col(FINAL_NORMALIZER).isNotNull(), functions.col(FEATURE_MAP),
+                functions.col(STATE_TOKENS), functions.col(FINAL_STATE).isNull(), functions.col(SLOPE)).collectAsList();
+        java.util.Set<String> seen = new java.util.HashSet<>();
+        List<String> problems = new ArrayList<>();
+        int continued = 0;
+        for (Row r : rows) {
+            if (r.isNullAt(0)) {
+                throw new InvalidInputException(source + ": a row has no sequence name (null in column `" + SEQUENCE
+                        + "`); it is not a table lightning wrote");
+            }
+            String name = r.getString(0);
+            if (!seen.add(name)) {
+                problems.add("'" + name + "': the stored table has more than one row for it; a state set has one");
+                continue;
+            }
+            int s = java.util.Arrays.binarySearch(names, name);
+            if (s < 0) {
+                continue; // not computed here: carried over unchanged
+            }
+            if (initial[s]) {
+                problems.add("'" + name + "': the sequences table gives it its own " + INITIAL_STATE + " or "
+                        + INITIAL_NORMALIZER + " and " + source + " has a stored state for it; a sequence starts from "
+                        + "one state: leave the column null for it, or remove its row from the stored table");
+                continue;
+            }
+            if (r.getBoolean(7) || r.isNullAt(1) || r.isNullAt(2) || r.isNullAt(3)) {
+                problems.add("'" + name + "': the stored row has no " + FINAL_STATE + " or no shape; it is not a row "
+                        + "lightning wrote");
+                continue;
+            }
+            TableValidation.Summary sum = valid.get(s);
+            int h = Math.max(sum.headsQ, Math.max(sum.headsK, sum.headsV));
+            String why = StoredStates.mismatch(r.getInt(1), r.getInt(2), r.getInt(3), r.getBoolean(4),
+                    r.isNullAt(5) ? null : r.getString(5), source, TablePlan.spec(sum.headsQ, sum.headsK, sum.headsV,
+                            sum.dk, sum.dv, slopes[s] != null ? slopes[s] : cfg.defaultSlopes(h),
+                            cfg.get(Settings.SCALE), cfg.chunkSize(), cfg.variant()));
+            if (why != null) {
+                problems.add("'" + name + "': the stored state does not fit: " + why);
+                continue;
+            }
+            double[] storedSlopes = r.isNullAt(8) ? null : new double[r.getList(8).size()];
+            for (int i = 0; storedSlopes != null && i < storedSlopes.length; i++) {
+                Object x = r.getList(8).get(i);
+                storedSlopes[i] = x == null ? Double.NaN : ((Number) x).doubleValue();
+            }
+            if (storedSlopes == null || storedSlopes.length != h || !validSlopes(storedSlopes)) {
+                problems.add("'" + name + "': the stored row's " + SLOPE + " is " + (storedSlopes == null ? "null"
+                        : java.util.Arrays.toString(storedSlopes)) + ", expected " + h + " finite decay rates >= 0; "
+                        + "it is not a row lightning wrote");
+                continue;
+            }
+            if (slopes[s] != null && !java.util.Arrays.equals(slopes[s], storedSlopes)) {
+                problems.add("'" + name + "': the sequences table gives " + SLOPE + " "
+                        + java.util.Arrays.toString(slopes[s]) + ", the stored state decayed at "
+                        + java.util.Arrays.toString(storedSlopes) + "; a continued sequence keeps its decay rates: "
+                        + "leave " + SLOPE + " null for it (the stored ones are taken)");
+                continue;
+            }
+            slopes[s] = storedSlopes;
+            initial[s] = true;
+            tokensBefore[s] = r.isNullAt(6) ? -1 : r.getLong(6);
+            continued++;
+        }
+        if (!problems.isEmpty()) {
+            throw new InvalidInputException(source + ": " + problems.size() + " sequence(s) cannot continue from their "
+                    + "stored state: " + String.join("; ", problems.subList(0, Math.min(5, problems.size())))
+                    + (problems.size() > 5 ? "; ..." : ""));
+        }
+        return new int[] {continued, seen.size()};
     }
 
     /**
@@ -225,6 +334,15 @@ final class TableRun {
         }
     }
 
+    private static boolean validSlopes(double[] v) {
+        for (double x : v) {
+            if (!(x >= 0) || Double.isInfinite(x)) {
+                return false;
+            }
+        }
+        return true;
+    }
+
     // ---------------------------------------------------------------- the command-line run
 
     /** Reads, computes and publishes; returns the run report. */
@@ -243,6 +361,7 @@ final class TableRun {
                 seqInputs.add(qualifiedOutsideOutput("--sequences", e, outputDir));
             }
         }
+        String storedTable = cfg.get(Settings.INITIAL_STATES) == null ? null : storedTable(given);
         OutputDirectory outputs = new OutputDirectory(cfg, outFs, outputDir, out);
         boolean createdOutput = outputs.create();
         OutputLock lock;
@@ -265,12 +384,13 @@ final class TableRun {
             fingerprint.put("format", "parquet");
             inputs.forEach(fingerprint.putArray("input")::add);
             seqInputs.forEach(fingerprint.putArray("sequences")::add);
+            fingerprint.put("initialStates", storedTable);
             ObjectNode settings = fingerprint.putObject("settings");
             cfg.describe().forEach(settings::put);
             Staging staging = outputs.chooseStaging(fingerprint, runId, started);
             ObjectNode report = json.createObjectNode();
             try {
-                compute(inputs, seqInputs, staging, outFs, report);
+                compute(inputs, seqInputs, storedTable, staging, outFs, report);
             } catch (Exception e) {
                 if (refusedInput(e)) {
                     // bad input, found by the checks or on the map side of the shuffle, before any
@@ -335,8 +455,25 @@ final class TableRun {
         return q.toString();
     }
 
-    private void compute(List<String> inputs, List<String> seqInputs, Staging staging, FileSystem outFs,
-                         ObjectNode report) throws IOException {
+    /**
+     * --initial-states DIR of a table run: the {@code final_states} table of a committed output,
+     * outside --output (the checks every --initial-states gets, whatever the format), qualified.
+     */
+    private String storedTable(Path output) throws IOException {
+        String dir = cfg.get(Settings.INITIAL_STATES);
+        PathOverlap.checkStates(hadoopConf, HadoopPaths.parse(dir), output);
+        Path root = StoredStates.committed(hadoopConf, dir);
+        Path table = HadoopPaths.child(root, STATES_DIR);
+        if (!HadoopPaths.fileSystem(table, hadoopConf).exists(table)) {
+            throw new InvalidInputException("--initial-states " + dir + " holds no " + STATES_DIR + "/ table: it is not "
+                    + "the output of a run over tables (a safetensors run's states are continued by a safetensors run: "
+                    + "--input-format safetensors); give the --output directory of an earlier parquet run");
+        }
+        return table.toString();
+    }
+
+    private void compute(List<String> inputs, List<String> seqInputs, String storedTable, Staging staging,
+                         FileSystem outFs, ObjectNode report) throws IOException {
         long sparkStart = System.nanoTime();
         SparkContext sc = sparkStarter.get();
         report.put("sparkStartSeconds", (System.nanoTime() - sparkStart) / 1e9);
@@ -353,8 +490,16 @@ final class TableRun {
         long t = System.nanoTime();
         Dataset<Row> blocks = spark.read().parquet(inputs.toArray(new String[0]));
         Dataset<Row> sequences = seqInputs.isEmpty() ? null : spark.read().parquet(seqInputs.toArray(new String[0]));
+        Dataset<Row> stored = storedTable == null ? null : spark.read().parquet(storedTable);
         Prepared p = prepare(spark, cfg, blocks, "--input " + String.join(",", inputs), sequences,
-                "--sequences " + String.join(",", seqInputs), rejected);
+                "--sequences " + String.join(",", seqInputs), stored, "--initial-states " + storedTable, rejected);
+        if (stored != null) {
+            out.printf("lightning: --initial-states: %d of %d sequences continue from a stored state; %d stored "
+                    + "state(s) in all, those not computed here carried over into %s/%n", p.continued,
+                    p.compute.plan.size(), p.storedRows, STATES_DIR);
+            report.put("continued", p.continued);
+            report.put("storedStates", p.storedRows);
+        }
         TablePlan plan = p.compute.plan;
         double checkSeconds = (System.nanoTime() - t) / 1e9;
         for (Map.Entry<String, String> r : rejected.entrySet()) {
@@ -375,7 +520,7 @@ final class TableRun {
         report.put("splitSequences", split);
         ObjectNode passes = report.putObject("passes");
         passes.putObject("check").put("seconds", checkSeconds);
-        TableCompute.Outputs outputs = p.compute.outputs(spark, p.blocks, p.sequences);
+        TableCompute.Outputs outputs = p.outputs(spark);
         try {
             t = System.nanoTime();
             sc.setJobDescription("lightning tables: passes and the o table");

@@ -69,6 +69,11 @@ public final class TableSchema {
             return DataTypes.createStructType(fields);
         }
 
+        /** The position of column {@code name} in a conformed row (a programming error if there is none). */
+        int at(String name) {
+            return columns.indexOf(col(name));
+        }
+
         /** The column named {@code name} (a programming error if there is none). */
         Col col(String name) {
             for (Col c : columns) {
@@ -158,6 +163,8 @@ public final class TableSchema {
     public static final String INITIAL_NORMALIZER = "initial_normalizer";
     public static final String FINAL_STATE = "final_state";
     public static final String FINAL_NORMALIZER = "final_normalizer";
+    public static final String STATE_TOKENS = "state_tokens";
+    public static final String FEATURE_MAP = "feature_map";
 
     private static Col sequence(String doc) {
         return new Col(SEQUENCE, DataTypes.StringType, false, doc);
@@ -203,17 +210,28 @@ public final class TableSchema {
             new Col(DV, DataTypes.IntegerType, false, "Dv"),
             new Col(O, DataTypes.BinaryType, false, "[n, H, Dv] little-endian"));
 
-    /** Output: one row per sequence, its state after its last token. */
+    /**
+     * Output: one row per sequence, its state after its last token; read back by a later run's
+     * {@code --initial-states}. The two columns that make a chain of runs checkable come last, so
+     * tables written before them still conform (they read as null: unknown).
+     */
     public static final Table FINAL_STATES = new Table("final_states",
-            "output `final_states/`: one row per sequence",
+            "output `final_states/`: one row per sequence, the complete state set (with `--initial-states`, the "
+                    + "stored rows of sequences this run did not compute are carried over unchanged); "
+                    + "`--initial-states` reads it back",
             sequence("the sequence"),
-            new Col(TOKENS, DataTypes.LongType, false, "T, the sequence's tokens"),
+            new Col(TOKENS, DataTypes.LongType, false, "T, the sequence's tokens in the run that wrote the row"),
             new Col(HEADS, DataTypes.IntegerType, false, "H"),
             new Col(DK, DataTypes.IntegerType, false, "Dk"),
             new Col(DV, DataTypes.IntegerType, false, "Dv"),
             new Col(SLOPE, DataTypes.createArrayType(DataTypes.DoubleType, true), false, "[H] the decay rates used"),
             new Col(FINAL_STATE, DataTypes.BinaryType, false, "[H, Dk, Dv] F32, S after token T-1"),
-            new Col(FINAL_NORMALIZER, DataTypes.BinaryType, true, "[H, Dk] F32 with `--normalize`, else null"));
+            new Col(FINAL_NORMALIZER, DataTypes.BinaryType, true, "[H, Dk] F32 with `--normalize`, else null"),
+            new Col(STATE_TOKENS, DataTypes.LongType, true, "tokens the state has absorbed since the first run of its "
+                    + "chain (T plus the stored state's, with `--initial-states`); null: unknown (the run started from "
+                    + "a given `initial_state`, or continued a row that does not say)"),
+            new Col(FEATURE_MAP, DataTypes.StringType, true, "the `--feature-map` the state was computed with; "
+                    + "`--initial-states` refuses a row of another; null: not recorded"));
 
     public static final List<Table> ALL = List.of(BLOCKS, SEQUENCES, O_BLOCKS, FINAL_STATES);
 

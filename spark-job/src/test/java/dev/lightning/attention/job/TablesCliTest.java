@@ -1,5 +1,6 @@
 package dev.lightning.attention.job;
 
+import dev.lightning.attention.engine.reference.Accuracy;
 import dev.lightning.attention.tensor.DType;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.RowFactory;
@@ -14,8 +15,10 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.Random;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -114,5 +117,84 @@ class TablesCliTest {
         assertEquals(2, run(log, "--input", in, "--output", refused, "--state-every", "64"), log.toString());
         assertTrue(log.toString().contains("--input-format safetensors"), log.toString());
         assertEquals(2, run(log, "--input", in, "--output", refused, "--output-format", "safetensors"), log.toString());
+    }
+
+    /**
+     * --initial-states over tables: a run over the old tokens, then one over the new tokens that
+     * continues its final_states/, against the float64 recurrence over the concatenation; the
+     * untouched sequence carried over, the new one started from zero; and the directories refused
+     * before anything is created (no _SUCCESS, no final_states/, overlapping --output).
+     */
+    @Test
+    void appendThroughTheCommandLine(@TempDir Path dir) throws Exception {
+        Random rnd = new Random(31);
+        TablesTest.Seq a = new TablesTest.Seq("a", 90, 4, 2, 4, 8, 12, DType.F32, rnd);
+        TablesTest.Seq kept = new TablesTest.Seq("kept", 20, 1, 1, 1, 4, 4, DType.F32, rnd);
+        TablesTest.Seq fresh = new TablesTest.Seq("fresh", 30, 3, 3, 3, 4, 8, DType.F32, rnd);
+        String oldIn = dir.resolve("old").toString();
+        String newIn = dir.resolve("new").toString();
+        String notTables = dir.resolve("not-tables").toString();
+        SparkSession spark = session();
+        try {
+            List<Row> old = new ArrayList<>(TablesAppendTest.part(a, 0, 50, rnd, 9));
+            old.addAll(TablesAppendTest.part(kept, 0, 20, rnd, 9));
+            spark.createDataFrame(old, TableSchema.BLOCKS.schema()).write().parquet(oldIn);
+            List<Row> rows = new ArrayList<>(TablesAppendTest.part(a, 50, 90, rnd, 9));
+            rows.addAll(TablesAppendTest.part(fresh, 0, 30, rnd, 9));
+            spark.createDataFrame(rows, TableSchema.BLOCKS.schema()).write().parquet(newIn);
+        } finally {
+            spark.stop();
+        }
+        Files.createDirectories(Path.of(notTables));
+        Files.writeString(Path.of(notTables, Commit.SUCCESS), "");
+        String out1 = dir.resolve("out1").toString();
+        String out2 = dir.resolve("out2").toString();
+        StringBuilder log = new StringBuilder();
+        assertEquals(0, run(log, "--input", oldIn, "--output", out1, "--scale", "0.5"), log.toString());
+        assertEquals(0, run(log, "--input", newIn, "--output", out2, "--scale", "0.5", "--initial-states", out1,
+                "--partition-tokens", "16"), log.toString());
+        assertTrue(log.toString().contains("1 of 2 sequences continue from a stored state; 2 stored state(s)"),
+                log.toString());
+        spark = session();
+        try {
+            Map<String, Row> before = TablesAppendTest.byName(spark.read().parquet(out1 + "/final_states"));
+            Map<String, Row> after = TablesAppendTest.byName(spark.read().parquet(out2 + "/final_states"));
+            assertEquals(java.util.Set.of("a", "kept", "fresh"), after.keySet(), "the complete state set");
+            for (int i = 0; i < TableSchema.FINAL_STATES.columns.size(); i++) {
+                Object x = before.get("kept").get(i);
+                Object y = after.get("kept").get(i);
+                if (x instanceof byte[]) {
+                    assertArrayEquals((byte[]) x, (byte[]) y, "carried over unchanged");
+                } else {
+                    assertEquals(String.valueOf(x), String.valueOf(y));
+                }
+            }
+            assertEquals(90L, after.get("a").getLong(8));
+            Map<String, Integer> from = Map.of("a", 50, "fresh", 0);
+            Map<String, float[]> o = TablesAppendTest.oFrom(spark.read().parquet(out2 + "/o"),
+                    TablesTest.byName(List.of(a, fresh)), from);
+            for (TablesTest.Seq s : List.of(a, fresh)) {
+                float[][] ref = TablesTest.reference(s, 0.5, false);
+                double err = Accuracy.relativeError(o.get(s.name), TablesAppendTest.tail(ref[0], s, from.get(s.name)));
+                assertTrue(err < 1e-5, s.name + ": o off the float64 reference over old and new tokens by " + err);
+                double stateErr = Accuracy.relativeError(TablesTest.floats((byte[]) after.get(s.name).get(6)), ref[1]);
+                assertTrue(stateErr < 1e-5, s.name + ": final state off by " + stateErr);
+            }
+        } finally {
+            spark.stop();
+        }
+
+        String refused = dir.resolve("refused").toString();
+        Path unfinished = Files.createDirectories(dir.resolve("unfinished").resolve("final_states"));
+        assertEquals(2, run(log, "--input", newIn, "--output", refused, "--initial-states", unfinished.getParent()
+                .toString()), log.toString());
+        assertTrue(log.toString().contains("has no _SUCCESS"), log.toString());
+        assertEquals(2, run(log, "--input", newIn, "--output", refused, "--initial-states", notTables), log.toString());
+        assertTrue(log.toString().contains("holds no final_states/"), log.toString());
+        assertFalse(Files.exists(Path.of(refused)), "a refused run leaves nothing");
+        assertEquals(2, run(log, "--input", newIn, "--output", out1 + "/next", "--initial-states", out1),
+                log.toString());
+        assertTrue(log.toString().contains("overlaps --initial-states"), log.toString());
+        assertFalse(Files.exists(Path.of(out1, "next")), "a refused run leaves nothing");
     }
 }
