@@ -125,12 +125,7 @@ final class LightningJob {
         SplitOutputs.Form form = SplitOutputs.Form.choose(cfg.get(Settings.OUTPUT_FORM), outFs, outputDir);
         OutputDirectory outputs = new OutputDirectory(cfg, outFs, outputDir, out);
         boolean createdOutput = outputs.create();
-        OutputLock lock;
-        try {
-            lock = OutputLock.acquire(outFs, outputDir, runId, cfg.get(Settings.LOCK_STALE_SECONDS), out);
-        } catch (java.nio.file.AccessDeniedException | org.apache.hadoop.security.AccessControlException e) {
-            throw OutputDirectory.cannotWrite(outputDir, e);
-        }
+        OutputLock lock = outputs.lock(runId);
         try {
             // through JSON and back, to compare with what run.json holds (a long read back is an int node)
             ObjectMapper json = new ObjectMapper();

@@ -58,6 +58,18 @@ final class OutputDirectory {
         }
     }
 
+    /**
+     * Takes the output's lock for run {@code runId} ({@link OutputLock}); a directory the run may
+     * not write into is refused with the same advice as {@link #create}.
+     */
+    OutputLock lock(String runId) throws IOException {
+        try {
+            return OutputLock.acquire(fs, output, runId, cfg.get(Settings.LOCK_STALE_SECONDS), out);
+        } catch (java.nio.file.AccessDeniedException | org.apache.hadoop.security.AccessControlException e) {
+            throw cannotWrite(output, e);
+        }
+    }
+
     void removeIfEmpty() {
         try {
             if (fs.exists(output) && fs.listStatus(output).length == 0) {

@@ -364,12 +364,7 @@ final class TableRun {
         String storedTable = cfg.get(Settings.INITIAL_STATES) == null ? null : storedTable(given);
         OutputDirectory outputs = new OutputDirectory(cfg, outFs, outputDir, out);
         boolean createdOutput = outputs.create();
-        OutputLock lock;
-        try {
-            lock = OutputLock.acquire(outFs, outputDir, runId, cfg.get(Settings.LOCK_STALE_SECONDS), out);
-        } catch (java.nio.file.AccessDeniedException | org.apache.hadoop.security.AccessControlException e) {
-            throw OutputDirectory.cannotWrite(outputDir, e);
-        }
+        OutputLock lock = outputs.lock(runId);
         try {
             Commit.recover(outFs, outputDir, out);
             for (String name : List.of(O_DIR, STATES_DIR)) {
