@@ -78,8 +78,10 @@ final class LightningJob {
     /** With --attention softmax, its plan and how even it is, for the report; else null. */
     private ObjectNode softmaxPlan;
 
+    /** @param tables whether --input is read as tables ({@link InputFormats#parquetInput}, decided by the caller) */
     LightningJob(JobConfig cfg, org.apache.hadoop.conf.Configuration hadoopConf, PrintStream out,
-                 java.util.function.Supplier<SparkContext> sparkStarter) {
+                 java.util.function.Supplier<SparkContext> sparkStarter, boolean tables) {
+        this.tables = tables;
         this.cfg = cfg;
         this.hadoopConf = hadoopConf;
         this.out = out;
@@ -89,11 +91,14 @@ final class LightningJob {
                 + Long.toHexString(Double.doubleToLongBits(Math.random())).substring(0, 8);
     }
 
+    /** Whether --input is read as tables (TableRun) rather than as safetensors files. */
+    private final boolean tables;
+
     /** Runs the job; returns the report it wrote. */
     ObjectNode run() throws IOException {
         FaultPoints.newRun();
         try {
-            if (InputFormats.parquetInput(cfg, hadoopConf)) { // sequences as table rows: TableRun
+            if (tables) { // sequences as table rows: TableRun
                 return new TableRun(cfg, hadoopConf, out, sparkStarter, runId, started).run();
             }
             InputFormats.refuseWithFiles(cfg);

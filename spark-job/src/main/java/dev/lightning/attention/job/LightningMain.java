@@ -244,7 +244,8 @@ public final class LightningMain {
         org.apache.hadoop.conf.Configuration hadoop =
                 org.apache.spark.deploy.SparkHadoopUtil.get().newConfiguration(conf);
         SetupChecks.checkFileSystems(cfg, hadoop);
-        if (InputFormats.parquetInput(cfg, hadoop)) {
+        boolean tables = InputFormats.parquetInput(cfg, hadoop); // lists --input: decided once, here
+        if (tables) {
             // Spark SQL sends its own classes through the configured serializer (the schemas its
             // Parquet reader merges, its writers' task results), which are not ours to register;
             // ours still are (LightningKryoRegistrator), so they stay compact
@@ -254,7 +255,7 @@ public final class LightningMain {
         SetupChecks.checkMasterReachable(master, masterSource);
         SparkContext[] started = {null};
         try {
-            new LightningJob(cfg, hadoop, out, () -> started[0] = new SparkContext(conf)).run();
+            new LightningJob(cfg, hadoop, out, () -> started[0] = new SparkContext(conf), tables).run();
         } catch (Exception e) {
             if (shuttingDown()) {
                 throw new ExplainedFailure("stopped by a signal before the job finished (Spark shut down)", e);
