@@ -14,13 +14,13 @@ public final class LightningKryoRegistrator implements KryoRegistrator {
         kryo.register(TaskReport.class);
         kryo.register(TaskReport[].class);
         kryo.register(String[].class);
-        // runs over tables (TableValidation, TableCompute): shuffled and collected records
+        // runs over tables (TableValidation, TableShuffle, TablePass2): shuffled and collected records
         kryo.register(TableValidation.Summary.class);
         kryo.register(TableValidation.Meta.class);
         kryo.register(TableValidation.SeqStart.class);
-        kryo.register(TableCompute.Key.class);
-        kryo.register(TableCompute.Block.class);
-        kryo.register(TableCompute.Out.class);
+        kryo.register(TableShuffle.Key.class);
+        kryo.register(TableShuffle.Block.class);
+        kryo.register(TablePass2.Out.class);
         kryo.register(byte[][].class);
     }
 }
