@@ -54,6 +54,19 @@ public final class LightningTables {
             return outputs.finalStates;
         }
 
+        /**
+         * With --state-every N: one row per recorded state ({@link TableSchema#CHECKPOINTS}), the state
+         * after every N-th token of each computed sequence.
+         *
+         * @throws IllegalStateException when the options had no --state-every
+         */
+        public Dataset<Row> checkpoints() {
+            if (outputs.checkpoints == null) {
+                throw new IllegalStateException("no recorded states: pass --state-every N to compute(...) for them");
+            }
+            return outputs.checkpoints;
+        }
+
         /** With --skip-invalid, the sequences left out and why (by name); otherwise empty. */
         public Map<String, String> rejected() {
             return rejected;

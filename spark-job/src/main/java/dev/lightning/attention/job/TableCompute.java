@@ -1,6 +1,7 @@
 package dev.lightning.attention.job;
 
 import dev.lightning.attention.engine.AttentionSpec;
+import dev.lightning.attention.engine.Checkpoints;
 import dev.lightning.attention.job.TablePass2.Out;
 import dev.lightning.attention.job.TableShuffle.Block;
 import dev.lightning.attention.job.TableShuffle.Key;
@@ -35,8 +36,9 @@ import static dev.lightning.attention.job.TableSchema.*;
  *       with the same partitioner and are zipped with the blocks;
  *   <li><b>pass 2</b> ({@link TablePass2}): o of every block and each sequence's final state;
  *   <li><b>the write</b> (here): pass 2's records as rows of the output tables
- *       ({@link TableSchema#O_BLOCKS}, {@link TableSchema#FINAL_STATES}), with the stored rows of
- *       sequences not computed carried into the final states.
+ *       ({@link TableSchema#O_BLOCKS}, {@link TableSchema#FINAL_STATES} and, with --state-every,
+ *       {@link TableSchema#CHECKPOINTS}), with the stored rows of sequences not computed carried
+ *       into the final states.
  * </ol>
  * What every task shares (options, plan, backend, windows) is {@link TableTask}. Everything is a
  * function of the rows and the plan (the sort fixes the order, windows are cut at fixed places),
@@ -53,16 +55,22 @@ final class TableCompute {
         this.task = new TableTask(cfg, plan);
     }
 
-    /** The outputs of a run, computed lazily and once (persisted): the o blocks and the final states. */
+    /**
+     * The outputs of a run, computed lazily: the o blocks, the final states and, with --state-every,
+     * the recorded states (null without). Pass 2's records are kept (persisted) for the tables after
+     * the first where that is cheaper than computing them again.
+     */
     static final class Outputs {
         final JavaRDD<Out> all;
         final Dataset<Row> o;
         final Dataset<Row> finalStates;
+        final Dataset<Row> checkpoints;
 
-        Outputs(JavaRDD<Out> all, Dataset<Row> o, Dataset<Row> finalStates) {
+        Outputs(JavaRDD<Out> all, Dataset<Row> o, Dataset<Row> finalStates, Dataset<Row> checkpoints) {
             this.all = all;
             this.o = o;
             this.finalStates = finalStates;
+            this.checkpoints = checkpoints;
         }
     }
 
@@ -103,6 +111,7 @@ final class TableCompute {
             out = shuffled.mapPartitions(it -> new TablePass2(t, it, Collections.emptyIterator()));
         }
         out.setName("lightning tables: pass 2, outputs");
+        int every = Math.toIntExact(cfg.get(Settings.STATE_EVERY));
         DType[] oDtypes = new DType[plan.size()];
         long oBytes = 0;
         long stateBytes = 0;
@@ -110,24 +119,24 @@ final class TableCompute {
             oDtypes[s] = cfg.outputDtype(plan.dtype[s]);
             AttentionSpec spec = task.spec(s);
             oBytes += plan.tokens[s] * spec.heads() * spec.dv() * oDtypes[s].bytes();
-            stateBytes += spec.stateBytes();
+            stateBytes += (1 + Checkpoints.count(every, 0, plan.tokens[s])) * spec.stateBytes();
         }
-        // The two outputs are two Spark jobs over pass 2. Where o outweighs the states (long
-        // sequences), pass 2 runs once and its outputs are kept for the second job; where the
-        // states do (many short sequences: 512 KiB of state per sequence against 2 KiB of o per
-        // token at H = 8, D = 128), keeping them costs more than computing them again (their
-        // serialization and spill to disk), so the second job recomputes pass 2 from the same
-        // shuffle output (Spark reruns no shuffle), with the same bytes.
+        // The outputs are two Spark jobs over pass 2 (three with --state-every). Where o outweighs
+        // the states (long sequences), pass 2 runs once and its outputs are kept for the later jobs;
+        // where the states do (many short sequences: 512 KiB of state per sequence against 2 KiB of
+        // o per token at H = 8, D = 128; or states recorded every few tokens), keeping them costs
+        // more than computing them again (their serialization and spill to disk), so each later job
+        // recomputes pass 2 from the same shuffle output (Spark reruns no shuffle), with the same bytes.
         if (oBytes > stateBytes) {
             out = out.persist(StorageLevel.MEMORY_AND_DISK_SER());
         }
-        JavaRDD<Row> oRows = out.filter(r -> !r.state).map(r -> RowFactory.create(p.names[r.seq], r.start, r.tokens,
+        JavaRDD<Row> oRows = out.filter(r -> r.kind == Out.O).map(r -> RowFactory.create(p.names[r.seq], r.start, r.tokens,
                 oDtypes[r.seq].name(), p.heads(r.seq), p.dv[r.seq], r.data));
         String[] featureMaps = new String[plan.size()];
         for (int s = 0; s < featureMaps.length; s++) {
             featureMaps[s] = task.spec(s).featureMap().key();
         }
-        JavaRDD<Row> stateRows = out.filter(r -> r.state).map(r -> RowFactory.create(p.names[r.seq], p.tokens[r.seq],
+        JavaRDD<Row> stateRows = out.filter(r -> r.kind == Out.FINAL_STATE).map(r -> RowFactory.create(p.names[r.seq], p.tokens[r.seq],
                 p.heads(r.seq), p.dk[r.seq], p.dv[r.seq], boxed(p.slopes[r.seq]), r.data, r.normalizer,
                 p.tokensBefore[r.seq] < 0 ? null : p.tokensBefore[r.seq] + p.tokens[r.seq], featureMaps[r.seq]));
         Dataset<Row> finalStates = spark.createDataFrame(stateRows, FINAL_STATES.schema());
@@ -137,7 +146,17 @@ final class TableCompute {
             finalStates = finalStates.union(stored.filter((org.apache.spark.api.java.function.FilterFunction<Row>)
                     r -> p.index(r.getString(0)) < 0));
         }
-        return new Outputs(out, spark.createDataFrame(oRows, O_BLOCKS.schema()), finalStates);
+        Dataset<Row> checkpoints = null;
+        if (every > 0) {
+            // checkpoint c: the state after token (c+1)N - 1 of this run's blocks; in the chain of
+            // runs, after token tokensBefore + (c+1)N - 1 (unknown where tokensBefore is)
+            JavaRDD<Row> rows = out.filter(r -> r.kind == Out.CHECKPOINT).map(r -> RowFactory.create(p.names[r.seq],
+                    (int) r.start, (r.start + 1) * every - 1,
+                    p.tokensBefore[r.seq] < 0 ? null : p.tokensBefore[r.seq] + (r.start + 1) * every,
+                    p.heads(r.seq), p.dk[r.seq], p.dv[r.seq], r.data, r.normalizer));
+            checkpoints = spark.createDataFrame(rows, CHECKPOINTS.schema());
+        }
+        return new Outputs(out, spark.createDataFrame(oRows, O_BLOCKS.schema()), finalStates, checkpoints);
     }
 
     /** An array column's value as a Row holds it: a Scala sequence. */

@@ -3,6 +3,7 @@ package dev.lightning.attention.job;
 import dev.lightning.attention.engine.AttentionBackend;
 import dev.lightning.attention.engine.AttentionSpec;
 import dev.lightning.attention.engine.BatchStep;
+import dev.lightning.attention.engine.Checkpoints;
 import dev.lightning.attention.engine.LightningState;
 import dev.lightning.attention.engine.StateStore;
 import dev.lightning.attention.engine.TokenBatch;
@@ -25,14 +26,14 @@ import java.util.Iterator;
 import java.util.List;
 
 /**
- * Pass 2 of a table run, one task's iterator: o of every block and the final state of every
- * sequence, as {@link Out} records. Each piece streams its windows through
- * {@link AttentionBackend#forward} from its incoming state (piece 0: the sequence's initial state;
- * a later piece: the scan's, zipped in from the incoming-states shuffle in the same order), writing
- * an o record per block; a sequence's last piece also its final state. Runs of consecutive short
- * unsplit sequences of one spec go through the engine's {@link BatchStep} instead, many sequences
- * per call (on a GPU one launch per batch), their states in a {@link StateStore}. Every o value is
- * scanned for NaN/Inf before it leaves the task.
+ * Pass 2 of a table run, one task's iterator: o of every block, the final state of every sequence
+ * and, with --state-every, the states recorded on the way, as {@link Out} records. Each piece
+ * streams its windows through {@link AttentionBackend#forward} from its incoming state (piece 0:
+ * the sequence's initial state; a later piece: the scan's, zipped in from the incoming-states
+ * shuffle in the same order), writing an o record per block; a sequence's last piece also its final
+ * state. Runs of consecutive short unsplit sequences of one spec go through the engine's
+ * {@link BatchStep} instead, many sequences per call (on a GPU one launch per batch), their states
+ * in a {@link StateStore}. Every o value is scanned for NaN/Inf before it leaves the task.
  */
 final class TablePass2 extends Lazy<TablePass2.Out> {
     /** Unsplit sequences of at most this many tokens go through the batch step. */
@@ -40,10 +41,17 @@ final class TablePass2 extends Lazy<TablePass2.Out> {
     /** The most sequences of one batch step. */
     static final int BATCH_MAX_SEQUENCES = 4096;
 
-    /** An output: a block of o, or (state) a sequence's final state with its normalizer. */
+    /**
+     * An output: a block of o ({@link #O}: data its bytes from token {@code start}), a sequence's
+     * final state ({@link #FINAL_STATE}) or a recorded state ({@link #CHECKPOINT}: {@code start} its
+     * index c), the states as S in data and z in normalizer (null without normalization).
+     */
     static final class Out implements Serializable {
         private static final long serialVersionUID = 1L;
-        boolean state;
+        static final byte O = 0;
+        static final byte FINAL_STATE = 1;
+        static final byte CHECKPOINT = 2;
+        byte kind;
         int seq;
         long start;
         int tokens;
@@ -89,7 +97,7 @@ final class TablePass2 extends Lazy<TablePass2.Out> {
         }
         Key first = in.peek()._1;
         int s = first.seq;
-        if (!plan.split(s) && plan.tokens[s] <= BATCH_MAX_TOKENS) {
+        if (batched(s)) {
             batch(initial);
             return true;
         }
@@ -108,22 +116,87 @@ final class TablePass2 extends Lazy<TablePass2.Out> {
         }
         DType oDtype = cfg.outputDtype(plan.dtype[s]);
         long budget = task.budgetTokens(s, task.windowBytes(backend));
+        long[] firstStart = new long[1];
         while (true) {
             List<Long> starts = new ArrayList<>();
-            List<Block> rows = task.nextWindow(in, s, piece, budget, new long[1], starts);
+            List<Block> rows = task.nextWindow(in, s, piece, budget, firstStart, starts);
             if (rows.isEmpty()) {
                 break;
             }
             int n = TableTask.sum(rows);
             TokenTensor[] t = task.window(s, rows, n);
             TokenTensor o = TokenTensor.allocate(oDtype, n, spec.heads(), spec.dv());
-            state = backend.forward(spec, t[0], t[1], t[2], state, o);
+            state = forward(s, spec, t, firstStart[0], state, o);
             emit(s, rows, starts, o);
         }
         if (piece == plan.pieces(s) - 1) {
             emitState(s, spec, state);
         }
         return true;
+    }
+
+    /**
+     * Whether sequence {@code s} goes through the batch step: short and unsplit, and, with
+     * --state-every N, shorter than N (the batch step records no states between its tokens).
+     */
+    private boolean batched(int s) {
+        long every = cfg.get(Settings.STATE_EVERY);
+        return !plan.split(s) && plan.tokens[s] <= BATCH_MAX_TOKENS && (every == 0 || plan.tokens[s] < every);
+    }
+
+    /**
+     * One window of sequence {@code s}, tokens [at, at + n) (n = o's tokens), through the backend
+     * from {@code state}, recording the states --state-every asks for (checkpoint c is the state
+     * after token (c+1)N - 1; those with at < (c+1)N <= at + n fall here) as they pass: the state
+     * the computation holds there, not a second computation. The backends record them between
+     * chunks of a window that starts at a chunk multiple ({@link Checkpoints}), but a window of whole
+     * blocks starts where a block does; so the tokens before the window's first chunk multiple run
+     * on their own first. N is a multiple of the chunk size, so a state to record among them can
+     * only be the one after their last token: the state that call returns.
+     */
+    private LightningState forward(int s, AttentionSpec spec, TokenTensor[] t, long at, LightningState state,
+                                   TokenTensor o) {
+        int n = o.tokens();
+        int every = Math.toIntExact(cfg.get(Settings.STATE_EVERY));
+        if (every == 0 || Checkpoints.count(every, at, n) == 0) {
+            return backend.forward(spec, t[0], t[1], t[2], state, o);
+        }
+        int chunk = spec.chunkSize();
+        int head = (int) Math.min(n, (chunk - at % chunk) % chunk);
+        if (head > 0) {
+            state = backend.forward(spec, t[0].slice(0, head), t[1].slice(0, head), t[2].slice(0, head), state,
+                    o.slice(0, head));
+            if ((at + head) % every == 0) {
+                emitCheckpoint(s, (at + head) / every - 1, state.toBytes(), spec);
+            }
+        }
+        if (head < n) {
+            int m = n - head;
+            Checkpoints cp = Checkpoints.of(spec, every, at + head, m);
+            state = backend.forward(spec, t[0].slice(head, m), t[1].slice(head, m), t[2].slice(head, m), state,
+                    o.slice(head, m), cp);
+            for (int i = 0; i < cp.count(); i++) {
+                emitCheckpoint(s, cp.first() + i, cp.state(spec, i).toBytes(), spec);
+            }
+        }
+        return state;
+    }
+
+    /** A recorded state: c its index, {@code all} S and (normalizing) z as LightningState's bytes. */
+    private void emitCheckpoint(int s, long c, byte[] all, AttentionSpec spec) {
+        Out r = new Out();
+        r.kind = Out.CHECKPOINT;
+        r.seq = s;
+        r.start = c;
+        split(r, all, spec);
+        ready.add(r);
+    }
+
+    /** Sets {@code r}'s data to S and its normalizer to z (or null) of a state's bytes. */
+    private static void split(Out r, byte[] all, AttentionSpec spec) {
+        int kv = (int) LightningState.kvBytes(spec);
+        r.data = java.util.Arrays.copyOfRange(all, 0, kv);
+        r.normalizer = spec.normalized() ? java.util.Arrays.copyOfRange(all, kv, all.length) : null;
     }
 
     /** Outputs of one window: a row of o per block. */
@@ -133,6 +206,7 @@ final class TablePass2 extends Lazy<TablePass2.Out> {
         int at = 0;
         for (int i = 0; i < rows.size(); i++) {
             Out r = new Out();
+            r.kind = Out.O;
             r.seq = s;
             r.start = starts.get(i);
             r.tokens = rows.get(i).tokens;
@@ -155,13 +229,10 @@ final class TablePass2 extends Lazy<TablePass2.Out> {
 
     private void emitState(int s, AttentionSpec spec, LightningState state) {
         Out r = new Out();
-        r.state = true;
+        r.kind = Out.FINAL_STATE;
         r.seq = s;
         r.start = plan.tokens[s];
-        byte[] all = state.toBytes();
-        int kv = (int) LightningState.kvBytes(spec);
-        r.data = java.util.Arrays.copyOfRange(all, 0, kv);
-        r.normalizer = spec.normalized() ? java.util.Arrays.copyOfRange(all, kv, all.length) : null;
+        split(r, state.toBytes(), spec);
         ready.add(r);
     }
 
@@ -222,10 +293,10 @@ final class TablePass2 extends Lazy<TablePass2.Out> {
             if (seqs.size() >= slots || !in.hasNext()) {
                 break;
             }
-            // the next sequence joins if it is short, unsplit, of the same spec, and fits
+            // the next sequence joins if it is batched too, of the same spec, and fits
             Tuple2<Key, Block> next = in.peek();
             int ns = next._1.seq;
-            if (plan.split(ns) || plan.tokens[ns] > BATCH_MAX_TOKENS || tokens + plan.tokens[ns] > tokenBudget
+            if (!batched(ns) || tokens + plan.tokens[ns] > tokenBudget
                     || !task.spec(ns).equals(spec)) {
                 break;
             }
@@ -283,7 +354,7 @@ final class TablePass2 extends Lazy<TablePass2.Out> {
         store.copyOut(0, m, kvOut, zOut);
         for (int i = 0; i < m; i++) {
             Out r = new Out();
-            r.state = true;
+            r.kind = Out.FINAL_STATE;
             r.seq = seqs.get(i);
             r.start = plan.tokens[r.seq];
             r.data = java.util.Arrays.copyOfRange(kvOut.array(), i * kv, (i + 1) * kv);

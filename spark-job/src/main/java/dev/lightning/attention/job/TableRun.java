@@ -25,16 +25,17 @@ import static dev.lightning.attention.job.TableSchema.*;
 /**
  * A run over tables (--input-format parquet), and the preparation it shares with
  * {@link LightningTables}: the options tables support, the checks of both tables before compute,
- * and the plan. The CLI run publishes its two tables, {@code o/} and {@code final_states/}, the
- * way every run publishes: written by Spark's Parquet writer into the run's staging directory
- * ({@code <output>/_temporary/lightning-<run>/files/}), then moved into place by {@link Commit}
- * under the output lock, so a failed run leaves the output directory as it was and --overwrite
- * replaces only those two tables (and the run report).
+ * and the plan. The CLI run publishes its tables, {@code o/} and {@code final_states/} (and
+ * {@code states/} with --state-every), the way every run publishes: written by Spark's Parquet
+ * writer into the run's staging directory ({@code <output>/_temporary/lightning-<run>/files/}),
+ * then moved into place by {@link Commit} under the output lock, so a failed run leaves the output
+ * directory as it was and --overwrite replaces only those tables (and the run report).
  */
 final class TableRun {
     /** The published tables, in the output directory. */
     static final String O_DIR = O_BLOCKS.name;
     static final String STATES_DIR = FINAL_STATES.name;
+    static final String CHECKPOINTS_DIR = CHECKPOINTS.name;
 
     private final JobConfig cfg;
     private final org.apache.hadoop.conf.Configuration hadoopConf;
@@ -65,10 +66,6 @@ final class TableRun {
         String use = "; use safetensors input (--input-format safetensors) for it";
         if (cfg.softmax()) {
             throw new InvalidInputException("--attention softmax with tables: only lightning attention reads tables" + use);
-        }
-        if (cfg.get(Settings.STATE_EVERY) > 0) {
-            throw new InvalidInputException("--state-every with tables: recorded states (checkpoints) are not written as "
-                    + "tables yet" + use);
         }
         if (cfg.checksums()) {
             throw new InvalidInputException("--output-mode checksums with tables: it is made for sequences larger than the "
@@ -367,7 +364,7 @@ final class TableRun {
         OutputLock lock = outputs.lock(runId);
         try {
             Commit.recover(outFs, outputDir, out);
-            for (String name : List.of(O_DIR, STATES_DIR)) {
+            for (String name : tables()) {
                 if (!cfg.get(Settings.OVERWRITE) && outFs.exists(HadoopPaths.child(outputDir, name))) {
                     throw new InvalidInputException("--output " + outputDir + " already holds " + name + "/, which this "
                             + "run would write; pass --overwrite to replace it (at the commit, after all compute) or "
@@ -407,12 +404,12 @@ final class TableRun {
             report.put("status", "succeeded");
             report.put("ended", java.time.Instant.now().toString());
             stageReport(outFs, staging, report);
-            Commit.commit(outFs, outputDir, staging, List.of(O_DIR, STATES_DIR), cfg.get(Settings.OVERWRITE), lock);
+            Commit.commit(outFs, outputDir, staging, tables(), cfg.get(Settings.OVERWRITE), lock);
             double seconds = (System.nanoTime() - t0) / 1e9;
             long tokens = report.path("tokens").asLong();
-            out.printf("lightning: done: %d sequences, %,d tokens in %.1f s (%s tokens/s); tables %s/ and %s/ in %s%s%n",
-                    report.path("sequences").asInt(), tokens, seconds, LightningJob.rate(tokens, seconds), O_DIR,
-                    STATES_DIR, cfg.get(Settings.OUTPUT), report.path("rejected").size() == 0 ? ""
+            out.printf("lightning: done: %d sequences, %,d tokens in %.1f s (%s tokens/s); tables %s in %s%s%n",
+                    report.path("sequences").asInt(), tokens, seconds, LightningJob.rate(tokens, seconds),
+                    String.join("/, ", tables()) + "/", cfg.get(Settings.OUTPUT), report.path("rejected").size() == 0 ? ""
                             : " (" + report.path("rejected").size() + " rejected: see " + LightningJob.REPORT + ")");
             return report;
         } finally {
@@ -421,6 +418,11 @@ final class TableRun {
                 outputs.removeIfEmpty();
             }
         }
+    }
+
+    /** The tables this run publishes: o/ and final_states/, and states/ with --state-every. */
+    private List<String> tables() {
+        return cfg.get(Settings.STATE_EVERY) > 0 ? List.of(O_DIR, STATES_DIR, CHECKPOINTS_DIR) : List.of(O_DIR, STATES_DIR);
     }
 
     /** Whether {@code e} is (or wraps, as Spark's job failures do) a refusal of the input. */
@@ -531,6 +533,13 @@ final class TableRun {
             outputs.finalStates.write().option("compression", "none").option("parquet.enable.dictionary", "false")
                     .parquet(staging.stagedOutput(STATES_DIR).toString());
             passes.putObject("write final states").put("seconds", (System.nanoTime() - t) / 1e9);
+            if (outputs.checkpoints != null) {
+                t = System.nanoTime();
+                sc.setJobDescription("lightning tables: the recorded states (--state-every)");
+                outputs.checkpoints.write().option("compression", "none").option("parquet.enable.dictionary", "false")
+                        .parquet(staging.stagedOutput(CHECKPOINTS_DIR).toString());
+                passes.putObject("write recorded states").put("seconds", (System.nanoTime() - t) / 1e9);
+            }
             sc.setJobDescription(null);
         } finally {
             outputs.all.unpersist(false);

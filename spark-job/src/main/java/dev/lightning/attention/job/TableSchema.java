@@ -165,6 +165,10 @@ public final class TableSchema {
     public static final String FINAL_NORMALIZER = "final_normalizer";
     public static final String STATE_TOKENS = "state_tokens";
     public static final String FEATURE_MAP = "feature_map";
+    public static final String CHECKPOINT = "checkpoint";
+    public static final String TOKEN = "token";
+    public static final String STATE = "state";
+    public static final String NORMALIZER = "normalizer";
 
     private static Col sequence(String doc) {
         return new Col(SEQUENCE, DataTypes.StringType, false, doc);
@@ -233,7 +237,31 @@ public final class TableSchema {
             new Col(FEATURE_MAP, DataTypes.StringType, true, "the `--feature-map` the state was computed with; "
                     + "`--initial-states` refuses a row of another; null: not recorded"));
 
-    public static final List<Table> ALL = List.of(BLOCKS, SEQUENCES, O_BLOCKS, FINAL_STATES);
+    /**
+     * Output with --state-every N: one row per recorded state (checkpoint), what a files run holds in
+     * {@code states} and {@code normalizers}. Positions count from the sequence's first token in this
+     * run's blocks, as a files run counts from its input's first token; {@code state_tokens} places
+     * the state in the whole chain of runs, like the final states' column.
+     */
+    public static final Table CHECKPOINTS = new Table("states",
+            "output `states/`, with `--state-every N`: one row per recorded state (checkpoint) of a computed "
+                    + "sequence, C = floor(T / N) of them (none for T < N)",
+            sequence("the sequence"),
+            new Col(CHECKPOINT, DataTypes.IntegerType, false, "c, from 0"),
+            new Col(TOKEN, DataTypes.LongType, false, "(c+1)N - 1: the state is the one after this token of the "
+                    + "sequence's blocks in this run (counted from their token 0, also when continuing a stored state)"),
+            new Col(STATE_TOKENS, DataTypes.LongType, true, "tokens the state has absorbed since the first run of its "
+                    + "chain: (c+1)N plus the stored state's with `--initial-states`, so the state follows token "
+                    + "state_tokens - 1 of the whole sequence; null: unknown, as in `final_states`"),
+            new Col(HEADS, DataTypes.IntegerType, false, "H"),
+            new Col(DK, DataTypes.IntegerType, false, "Dk"),
+            new Col(DV, DataTypes.IntegerType, false, "Dv"),
+            new Col(STATE, DataTypes.BinaryType, false, "[H, Dk, Dv] F32, S after token (c+1)N - 1; as an "
+                    + "`initial_state` it continues the sequence from token (c+1)N"),
+            new Col(NORMALIZER, DataTypes.BinaryType, true, "[H, Dk] F32, z after the same token, with "
+                    + "`--normalize`; else null"));
+
+    public static final List<Table> ALL = List.of(BLOCKS, SEQUENCES, O_BLOCKS, FINAL_STATES, CHECKPOINTS);
 
     /** The layout table of the README, generated from the definitions above. */
     static String markdownTable() {

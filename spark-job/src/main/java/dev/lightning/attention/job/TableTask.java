@@ -176,7 +176,7 @@ final class TableTask implements Serializable {
 
     /** Rows of the current piece, until the window budget; consumes them from {@code in}. */
     List<Block> nextWindow(Peek<Tuple2<Key, Block>> in, int s, int piece, long budgetTokens, long[] firstStart,
-                                   List<Long> starts) {
+                           List<Long> starts) {
         List<Block> rows = new ArrayList<>();
         long tokens = 0;
         while (in.hasNext()) {
@@ -199,8 +199,16 @@ final class TableTask implements Serializable {
         return rows;
     }
 
+    /**
+     * Tokens of sequence {@code s} a window of {@code bytes} holds: q, k, v and a float32 o per
+     * token and, with --state-every N, the states the window records, 1/N of one per token.
+     */
     long budgetTokens(int s, long bytes) {
         long perToken = plan.inputBytesPerToken(s) + (long) plan.heads(s) * plan.dv[s] * 4;
+        long every = cfg.get(Settings.STATE_EVERY);
+        if (every > 0) {
+            perToken += (spec(s).stateBytes() + every - 1) / every;
+        }
         return Math.max(1, bytes / perToken);
     }
 

@@ -113,8 +113,23 @@ class TablesCliTest {
                 log.toString());
         assertFalse(Files.exists(Path.of(refused)), "a refused run leaves nothing");
 
+        // --state-every publishes states/ beside o/ and final_states/, each state the float64 run's over its prefix
+        String withStates = dir.resolve("with-states").toString();
+        assertEquals(0, run(log, "--input", in, "--sequences", seqIn, "--output", withStates, "--scale", "0.5",
+                "--state-every", "64", "--partition-tokens", "256"), log.toString());
+        assertTrue(log.toString().contains("o/, final_states/, states/"), log.toString());
+        spark = session();
+        try {
+            TablesStatesTest.checkAgainstPrefixRuns(seqs, spark.read().parquet(withStates + "/states"), 64, 0.5, false);
+        } finally {
+            spark.stop();
+        }
+        assertEquals(2, run(log, "--input", in, "--sequences", seqIn, "--output", withStates, "--scale", "0.5",
+                "--state-every", "64"), log.toString());
+        assertTrue(log.toString().contains("already holds o/"), log.toString());
+
         // what tables do not support is refused with what to use instead
-        assertEquals(2, run(log, "--input", in, "--output", refused, "--state-every", "64"), log.toString());
+        assertEquals(2, run(log, "--input", in, "--output", refused, "--output-mode", "checksums"), log.toString());
         assertTrue(log.toString().contains("--input-format safetensors"), log.toString());
         assertEquals(2, run(log, "--input", in, "--output", refused, "--output-format", "safetensors"), log.toString());
     }

@@ -510,8 +510,8 @@ class TablesTest {
     void optionsTablesDoNotSupportAreRefused() {
         Random rnd = new Random(21);
         Dataset<Row> blocks = blocksOf(List.of(new Seq("x", 10, 1, 1, 1, 4, 4, DType.F32, rnd)), rnd, 4);
-        String m = rejection(() -> LightningTables.compute(blocks, "--state-every", "64", "--backend", "cpu"));
-        assertTrue(m.contains("--state-every") && m.contains("--input-format safetensors"), m);
+        String m = rejection(() -> LightningTables.compute(blocks, "--output-mode", "checksums", "--backend", "cpu"));
+        assertTrue(m.contains("--output-mode checksums") && m.contains("--input-format safetensors"), m);
         m = rejection(() -> LightningTables.compute(blocks, "--attention", "softmax"));
         assertTrue(m.contains("softmax"), m);
         assertNotNull(blocks);
