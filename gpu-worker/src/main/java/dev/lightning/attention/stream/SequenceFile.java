@@ -241,6 +241,27 @@ public final class SequenceFile implements Serializable {
         }
     }
 
+    /**
+     * The raw little-endian bytes of q, k and v of tokens [from, from + n) ({@code [n, Hq, Dk]},
+     * {@code [n, Hk, Dk]}, {@code [n, Hv, Dv]} of the file's dtype), read with positioned reads: what
+     * a table row of the block holds.
+     */
+    public byte[][] readTokens(RangeReader in, long from, int n) throws IOException {
+        if (from < 0 || n < 0 || from + n > tokens) {
+            throw new IndexOutOfBoundsException("tokens [" + from + ", " + (from + n) + ") of " + tokens);
+        }
+        long e = dtype.bytes();
+        long[] perToken = {layout.headsQ() * layout.dk() * e, layout.headsK() * layout.dk() * e,
+                layout.headsV() * layout.dv() * e};
+        long[] offsets = {qOffset, kOffset, vOffset};
+        byte[][] out = new byte[3][];
+        for (int x = 0; x < 3; x++) {
+            out[x] = new byte[Math.toIntExact(n * perToken[x])];
+            readFully(in, offsets[x] + from * perToken[x], out[x], name);
+        }
+        return out;
+    }
+
     static void readFully(RangeReader in, long position, byte[] dst, String file) throws IOException {
         try {
             in.readFully(position, dst, 0, dst.length);

@@ -85,15 +85,19 @@ final class InputFormats {
         return List.of(input);
     }
 
-    /** The table options a safetensors run refuses, saying why. */
+    /**
+     * Whether the run is a table run ({@link TableRun}): parquet input, or safetensors files written
+     * as tables (--output-format parquet).
+     */
+    static boolean tableRun(JobConfig cfg, boolean parquetInput) {
+        return parquetInput || "parquet".equals(cfg.get(Settings.OUTPUT_FORMAT));
+    }
+
+    /** The table options a run over safetensors files that writes safetensors refuses, saying why. */
     static void refuseWithFiles(JobConfig cfg) {
         if (cfg.get(Settings.SEQUENCES) != null) {
             throw new InvalidInputException("--sequences is the per-sequence table of parquet input; safetensors files "
                     + "hold slope and initial_state themselves");
-        }
-        if ("parquet".equals(cfg.get(Settings.OUTPUT_FORMAT))) {
-            throw new InvalidInputException("--output-format parquet with safetensors input: not written yet; leave "
-                    + "--output-format out (one safetensors file per input file), or give parquet input");
         }
     }
 }

@@ -91,15 +91,15 @@ final class LightningJob {
                 + Long.toHexString(Double.doubleToLongBits(Math.random())).substring(0, 8);
     }
 
-    /** Whether --input is read as tables (TableRun) rather than as safetensors files. */
+    /** Whether --input is read as tables rather than as safetensors files (a table run also takes files with --output-format parquet). */
     private final boolean tables;
 
     /** Runs the job; returns the report it wrote. */
     ObjectNode run() throws IOException {
         FaultPoints.newRun();
         try {
-            if (tables) { // sequences as table rows: TableRun
-                return new TableRun(cfg, hadoopConf, out, sparkStarter, runId, started).run();
+            if (InputFormats.tableRun(cfg, tables)) { // sequences as table rows: TableRun
+                return new TableRun(cfg, hadoopConf, out, sparkStarter, runId, started, tables).run();
             }
             InputFormats.refuseWithFiles(cfg);
             return runAndReport();
@@ -117,7 +117,8 @@ final class LightningJob {
         List<InputFile> inputs = synthetic ? List.of()
                 : InputListing.list(hadoopConf, cfg.get(Settings.INPUT), cfg.get(Settings.RECURSIVE));
         List<InputFile> statuses = new ArrayList<>(); // parallel to files: --skip-invalid drops some inputs
-        List<SequenceFile> files = synthetic ? describeSynthetic() : inspectAll(inputs, statuses);
+        List<SequenceFile> files = synthetic ? describeSynthetic()
+                : inspectAll(cfg, hadoopConf, inputs, statuses, rejected);
         for (Map.Entry<String, String> r : rejected.entrySet()) {
             out.println("lightning: rejected " + r.getKey() + ": " + r.getValue());
         }
@@ -633,8 +634,14 @@ final class LightningJob {
 
     // ---------------------------------------------------------------- inputs and outputs
 
-    /** Reads every header (in parallel: on object stores each is a round trip). */
-    private List<SequenceFile> inspectAll(List<InputFile> statuses, List<InputFile> accepted) throws IOException {
+    /**
+     * Reads every header (in parallel: on object stores each is a round trip), adding the files it
+     * reads to {@code accepted}; with --skip-invalid a file refused goes into {@code rejected}
+     * (name to reason) instead. Shared by the files run and the table run over safetensors files.
+     */
+    static List<SequenceFile> inspectAll(JobConfig cfg, org.apache.hadoop.conf.Configuration hadoopConf,
+                                         List<InputFile> statuses, List<InputFile> accepted,
+                                         Map<String, String> rejected) throws IOException {
         ExecutorService pool = Executors.newFixedThreadPool(Math.min(16, statuses.size()));
         try {
             List<Future<SequenceFile>> futures = new ArrayList<>();

@@ -48,6 +48,11 @@ public final class LightningMain {
             "  softmax_j(scale q_t.k_j) v_j, scale 1/sqrt(Dk) unless --scale is given (lightning's default",
             "  stays 1.0), with --window W only keys (t-W, t]; writes o [T,Hq,Dv] and, with --write-lse,",
             "  lse [T,Hq] F32. The options marked \"Lightning only\" are refused with it.",
+            "run over tables: with --input-format parquet (auto: a .parquet file or a directory of them), --input",
+            "  is a table of blocks (sequence, start, tokens, dtype, heads, widths, q, k, v) and --output gets the",
+            "  Parquet tables o/ and final_states/ (and states/ with --state-every); --output-format parquet",
+            "  writes those tables from *.safetensors files too. --resume, --output-mode checksums and the few",
+            "  options README's \"Sequences as table rows\" lists are refused with tables.",
             "demo: writes a built-in input to DIR/input (default: target/lightning-demo under the",
             "  project), runs the job into DIR/output and checks every result against a float64",
             "  reference.",
@@ -245,7 +250,7 @@ public final class LightningMain {
                 org.apache.spark.deploy.SparkHadoopUtil.get().newConfiguration(conf);
         SetupChecks.checkFileSystems(cfg, hadoop);
         boolean tables = InputFormats.parquetInput(cfg, hadoop); // lists --input: decided once, here
-        if (tables) {
+        if (InputFormats.tableRun(cfg, tables)) {
             // Spark SQL sends its own classes through the configured serializer (the schemas its
             // Parquet reader merges, its writers' task results), which are not ours to register;
             // ours still are (LightningKryoRegistrator), so they stay compact

@@ -126,7 +126,7 @@ public final class LightningTables {
         }
         Map<String, String> rejected = new java.util.TreeMap<>();
         TableRun.Prepared p = TableRun.prepare(blocks.sparkSession(), cfg, blocks, "blocks dataset", sequences,
-                "sequences dataset", storedStates, "stored final states dataset", rejected);
+                "sequences dataset", storedStates, "stored final states dataset", rejected, null);
         return new Result(p.outputs(blocks.sparkSession()), p.compute.plan, rejected);
     }
 }

@@ -21,7 +21,10 @@ final class Settings {
                     + "`initial_normalizer`), a directory of `.parquet` files or a file.");
     static final Setting<String> OUTPUT_FORMAT = Setting.choice("--output-format", "spark.lightning.outputFormat",
             "input", "`input` (the input's format), `safetensors` or `parquet` (tables `o/` and `final_states/` in "
-                    + "--output). Only the input's format is written so far; another is refused.", "input",
+                    + "--output, and `states/` with --state-every). Safetensors input with `parquet`: each file is one "
+                    + "sequence of the tables, named as its result file would be, read and computed by a table run "
+                    + "(converts and computes in one run). Parquet input with `safetensors` is refused: a table run's o "
+                    + "is rows spread over its tasks, which the files run's writers cannot place.", "input",
             "safetensors", "parquet");
     static final Setting<String> SYNTHETIC = Setting.text("--synthetic", "spark.lightning.synthetic", "(none)",
             "Lightning only. Instead of --input, sequences generated inside the tasks, with no input files: `T,H,Dk,Dv,dtype,seed` "
@@ -86,8 +89,9 @@ final class Settings {
     static final Setting<Long> STATE_EVERY = Setting.count("--state-every", "spark.lightning.stateEvery", 0, 0,
             Integer.MAX_VALUE, "Lightning only. Record the state every N tokens (a multiple of --chunk-size; 0: never): each output "
                     + "then holds `states` [C,H,Dk,Dv] F32, C = floor(T/N), `states[c]` the state after token "
-                    + "(c+1)N-1 of the file (and `normalizers` [C,H,Dk] with --normalize). Unless --backend is cpu, N "
-                    + "and --chunk-size must be multiples of 64, the GPU kernels' chunk.");
+                    + "(c+1)N-1 of the file (and `normalizers` [C,H,Dk] with --normalize); a table run writes them as "
+                    + "the table `states/`, one row per state. Unless --backend is cpu, N and --chunk-size must be "
+                    + "multiples of 64, the GPU kernels' chunk.");
     static final Setting<String> BACKEND = Setting.choice("--backend", "spark.lightning.backend", "auto",
             "Where pieces are computed: `gpu` on the GPU Spark assigned to the task (device 0 without an "
                     + "assignment), failing where none is usable; `cpu` on the CPU (float32); `auto` on the GPU "
@@ -150,7 +154,7 @@ final class Settings {
             "Continue an interrupted or failed run into the same --output with the same input and settings: "
                     + "work it finished and that still verifies (size and CRC32C) is kept, the rest is computed; "
                     + "the result is byte-identical to an uninterrupted run. Without it, a new run discards the "
-                    + "staging of earlier runs.");
+                    + "staging of earlier runs. Not for table runs, which keep no finished work: rerun them.");
     static final Setting<Double> LOCK_STALE_SECONDS = Setting.real("--lock-stale-seconds",
             "spark.lightning.lockStaleSeconds", 120.0, true,
             "A run holds `<output>/_lightning.lock` and refreshes it every few seconds. A lock whose process is "

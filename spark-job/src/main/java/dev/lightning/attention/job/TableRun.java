@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.lightning.attention.plan.PiecePlanner;
+import dev.lightning.attention.stream.SequenceFile;
 import dev.lightning.attention.tensor.InvalidInputException;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
@@ -38,6 +39,7 @@ final class TableRun {
     static final String CHECKPOINTS_DIR = CHECKPOINTS.name;
 
     private final JobConfig cfg;
+    private final boolean parquetInput;
     private final org.apache.hadoop.conf.Configuration hadoopConf;
     private final PrintStream out;
     private final java.util.function.Supplier<SparkContext> sparkStarter;
@@ -45,8 +47,14 @@ final class TableRun {
     private final java.time.Instant started;
     private final long t0 = System.nanoTime();
 
+    /**
+     * @param parquetInput whether --input is a table; else it is safetensors files, read as table rows
+     *                     ({@link SafetensorsTables}) for --output-format parquet
+     */
     TableRun(JobConfig cfg, org.apache.hadoop.conf.Configuration hadoopConf, PrintStream out,
-             java.util.function.Supplier<SparkContext> sparkStarter, String runId, java.time.Instant started) {
+             java.util.function.Supplier<SparkContext> sparkStarter, String runId, java.time.Instant started,
+             boolean parquetInput) {
+        this.parquetInput = parquetInput;
         this.cfg = cfg;
         this.hadoopConf = hadoopConf;
         this.out = out;
@@ -59,44 +67,64 @@ final class TableRun {
 
 
     /**
-     * Refuses what runs over tables do not do (yet), each with what to use instead: it would
-     * otherwise be ignored and compute something other than what was asked.
+     * Refuses what runs over tables do not do, each with the reason and what to use instead: it
+     * would otherwise be ignored and compute something other than what was asked.
+     *
+     * @param cli          a command-line run (the Dataset API has no --input, --output or --resume)
+     * @param parquetInput whether the input is a table (else safetensors files, written as tables)
      */
-    static void checkOptions(JobConfig cfg, boolean cli) {
-        String use = "; use safetensors input (--input-format safetensors) for it";
+    static void checkOptions(JobConfig cfg, boolean cli, boolean parquetInput) {
+        String use = parquetInput ? "; use safetensors input (--input-format safetensors) for it"
+                : "; leave --output-format parquet out (a run over the files, writing safetensors, does it)";
         if (cfg.softmax()) {
-            throw new InvalidInputException("--attention softmax with tables: only lightning attention reads tables" + use);
+            throw new InvalidInputException("--attention softmax with tables: only lightning attention reads and writes "
+                    + "tables" + use);
         }
         if (cfg.checksums()) {
-            throw new InvalidInputException("--output-mode checksums with tables: it is made for sequences larger than the "
-                    + "disk, which tables do not hold" + use);
+            throw new InvalidInputException("--output-mode checksums with tables: it keeps checksums of o instead of o "
+                    + "(for sequences whose o the disk could not hold), and a table run writes the o table" + use);
+        }
+        if (cfg.get(Settings.SPOT_CHECK_TOLERANCE) != null) {
+            throw new InvalidInputException("--spot-check-tolerance with tables: it is the tolerance of the spot checks "
+                    + "of --output-mode checksums, which a table run does not make; leave it out");
+        }
+        if (cfg.gpuOomToCpu()) {
+            throw new InvalidInputException("--gpu-oom cpu with tables: a table run's GPU tasks halve their launches "
+                    + "when the device runs out of memory and then fail, with no CPU fallback; leave --gpu-oom out, "
+                    + "or use --backend cpu" + (parquetInput ? "" : ", or leave --output-format parquet out"));
         }
         if (cfg.get(Settings.SKIP_NONFINITE)) {
             throw new InvalidInputException("--skip-nonfinite with tables: a sequence with NaN/Inf fails the run; drop "
-                    + "such rows before the run" + use.replace("it", "skipping"));
+                    + "such rows before the run" + use.replace("for it", "to skip them"));
         }
         if (cli && cfg.get(Settings.SYNTHETIC) != null) {
-            throw new InvalidInputException("--synthetic with --input-format parquet: generated sequences are safetensors "
-                    + "files that exist only as a function; leave --input-format out");
+            throw new InvalidInputException("--synthetic with tables: generated sequences are for runs larger than the "
+                    + "disk, written as safetensors files or checksums; leave --input-format and --output-format out");
         }
         if (cli && cfg.get(Settings.RESUME)) {
-            throw new InvalidInputException("--resume with tables: a run over tables restarts from the beginning (its "
-                    + "passes keep no per-piece markers); rerun without --resume");
+            throw new InvalidInputException("--resume with tables: a run over tables keeps no finished work to resume "
+                    + "(its passes run as Spark jobs with no per-piece markers), and a failed one left the output "
+                    + "directory as it was; rerun the same command without --resume");
         }
-        if (cli && cfg.get(Settings.RECURSIVE)) {
+        if (cli && parquetInput && cfg.get(Settings.RECURSIVE)) {
             throw new InvalidInputException("--recursive with tables: Spark reads a table directory with its "
                     + "subdirectories already; leave --recursive out");
+        }
+        if (cli && !parquetInput && cfg.get(Settings.SEQUENCES) != null) {
+            throw new InvalidInputException("--sequences with safetensors input: each file holds its own slope, "
+                    + "initial_state and initial_normalizer; leave --sequences out");
         }
         if (cli && !"auto".equals(cfg.get(Settings.OUTPUT_FORM))) {
             throw new InvalidInputException("--output-form with tables: the o table is written by Spark's Parquet writer, "
                     + "which needs no output form; leave --output-form out");
         }
-        if (cli && "safetensors".equals(cfg.get(Settings.OUTPUT_FORMAT))) {
-            throw new InvalidInputException("--output-format safetensors with parquet input: not written yet; leave "
-                    + "--output-format out (the output is then tables o/ and final_states/)");
+        if (cli && parquetInput && "safetensors".equals(cfg.get(Settings.OUTPUT_FORMAT))) {
+            throw new InvalidInputException("--output-format safetensors with parquet input: not supported. A table run "
+                    + "computes o as rows spread over its tasks; the files run's writers put each piece's bytes into a "
+                    + "file the driver laid out from the input's safetensors header, which tables do not have. Leave "
+                    + "--output-format out (the output is then the tables o/ and final_states/)");
         }
     }
-
 
     // ---------------------------------------------------------------- preparation (CLI and API)
 
@@ -131,11 +159,14 @@ final class TableRun {
      * Checks both tables (Spark jobs over their small columns) and plans the run. Throws
      * InvalidInputException for bad input; with --skip-invalid puts refused sequences in
      * {@code rejected} (name to reason) instead.
+     *
+     * @param known the blocks' summaries where they are known without the checks (safetensors files,
+     *              whose headers were checked: {@link SafetensorsTables}), else null
      */
     static Prepared prepare(SparkSession spark, JobConfig cfg, Dataset<Row> blocksIn, String blocksSource,
                             Dataset<Row> sequencesIn, String sequencesSource, Dataset<Row> storedIn,
-                            String storedSource, Map<String, String> rejected) {
-        checkOptions(cfg, false);
+                            String storedSource, Map<String, String> rejected, List<TableValidation.Summary> known) {
+        checkOptions(cfg, false, known == null);
         Dataset<Row> blocks = BLOCKS.conform(blocksIn, blocksSource);
         Dataset<Row> sequences = sequencesIn == null ? null : SEQUENCES.conform(sequencesIn, sequencesSource);
         Dataset<Row> stored = storedIn == null ? null : FINAL_STATES.conform(storedIn, storedSource);
@@ -143,7 +174,7 @@ final class TableRun {
         boolean skip = cfg.get(Settings.SKIP_INVALID);
         List<TableValidation.Summary> valid = new ArrayList<>();
         List<TableValidation.Summary> bad = new ArrayList<>();
-        for (TableValidation.Summary s : TableValidation.check(blocks, skip, Math.max(1, parallel))) {
+        for (TableValidation.Summary s : known != null ? known : TableValidation.check(blocks, skip, Math.max(1, parallel))) {
             (s.error == null ? valid : bad).add(s);
         }
         if (!bad.isEmpty() && !skip) {
@@ -344,19 +375,30 @@ final class TableRun {
 
     /** Reads, computes and publishes; returns the run report. */
     ObjectNode run() throws IOException {
-        checkOptions(cfg, true);
+        checkOptions(cfg, true, parquetInput);
         Path given = HadoopPaths.parse(cfg.get(Settings.OUTPUT));
         FileSystem outFs = HadoopPaths.fileSystem(given, hadoopConf);
         Path outputDir = outFs.makeQualified(given);
         List<String> inputs = new ArrayList<>();
-        for (String e : InputFormats.elements(cfg.get(Settings.INPUT), hadoopConf)) {
-            inputs.add(qualifiedOutsideOutput("--input", e, outputDir));
-        }
         List<String> seqInputs = new ArrayList<>();
-        if (cfg.get(Settings.SEQUENCES) != null) {
-            for (String e : InputFormats.elements(cfg.get(Settings.SEQUENCES), hadoopConf)) {
-                seqInputs.add(qualifiedOutsideOutput("--sequences", e, outputDir));
+        List<SequenceFile> files = null;
+        Map<String, String> rejected = new java.util.TreeMap<>();
+        if (parquetInput) {
+            for (String e : InputFormats.elements(cfg.get(Settings.INPUT), hadoopConf)) {
+                inputs.add(qualifiedOutsideOutput("--input", e, outputDir));
             }
+            if (cfg.get(Settings.SEQUENCES) != null) {
+                for (String e : InputFormats.elements(cfg.get(Settings.SEQUENCES), hadoopConf)) {
+                    seqInputs.add(qualifiedOutsideOutput("--sequences", e, outputDir));
+                }
+            }
+        } else {
+            // safetensors files: listed and their headers checked as a files run does, before Spark starts
+            List<InputFile> listed = InputListing.list(hadoopConf, cfg.get(Settings.INPUT), cfg.get(Settings.RECURSIVE));
+            List<InputFile> accepted = new ArrayList<>();
+            files = LightningJob.inspectAll(cfg, hadoopConf, listed, accepted, rejected);
+            PathOverlap.check(hadoopConf, listed, given);
+            accepted.forEach(f -> inputs.add(f.path().toString()));
         }
         String storedTable = cfg.get(Settings.INITIAL_STATES) == null ? null : storedTable(given);
         OutputDirectory outputs = new OutputDirectory(cfg, outFs, outputDir, out);
@@ -373,7 +415,7 @@ final class TableRun {
             }
             ObjectMapper json = new ObjectMapper();
             ObjectNode fingerprint = json.createObjectNode();
-            fingerprint.put("format", "parquet");
+            fingerprint.put("format", parquetInput ? "parquet" : "safetensors to parquet");
             inputs.forEach(fingerprint.putArray("input")::add);
             seqInputs.forEach(fingerprint.putArray("sequences")::add);
             fingerprint.put("initialStates", storedTable);
@@ -382,7 +424,7 @@ final class TableRun {
             Staging staging = outputs.chooseStaging(fingerprint, runId, started);
             ObjectNode report = json.createObjectNode();
             try {
-                compute(inputs, seqInputs, storedTable, staging, outFs, report);
+                compute(inputs, seqInputs, files, rejected, storedTable, staging, report);
             } catch (Exception e) {
                 if (refusedInput(e)) {
                     // bad input, found by the checks or on the map side of the shuffle, before any
@@ -469,8 +511,9 @@ final class TableRun {
         return table.toString();
     }
 
-    private void compute(List<String> inputs, List<String> seqInputs, String storedTable, Staging staging,
-                         FileSystem outFs, ObjectNode report) throws IOException {
+    private void compute(List<String> inputs, List<String> seqInputs, List<SequenceFile> files,
+                         Map<String, String> rejected, String storedTable, Staging staging, ObjectNode report)
+            throws IOException {
         long sparkStart = System.nanoTime();
         SparkContext sc = sparkStarter.get();
         report.put("sparkStartSeconds", (System.nanoTime() - sparkStart) / 1e9);
@@ -480,16 +523,24 @@ final class TableRun {
         report.put("application", sc.applicationId());
         report.put("master", sc.master());
         report.put("started", started.toString());
-        report.put("format", "parquet");
+        report.put("format", parquetInput ? "parquet" : "safetensors to parquet");
         ObjectNode settings = report.putObject("settings");
         cfg.describe().forEach(settings::put);
-        Map<String, String> rejected = new java.util.TreeMap<>();
         long t = System.nanoTime();
-        Dataset<Row> blocks = spark.read().parquet(inputs.toArray(new String[0]));
-        Dataset<Row> sequences = seqInputs.isEmpty() ? null : spark.read().parquet(seqInputs.toArray(new String[0]));
         Dataset<Row> stored = storedTable == null ? null : spark.read().parquet(storedTable);
-        Prepared p = prepare(spark, cfg, blocks, "--input " + String.join(",", inputs), sequences,
-                "--sequences " + String.join(",", seqInputs), stored, "--initial-states " + storedTable, rejected);
+        Prepared p;
+        if (parquetInput) {
+            Dataset<Row> blocks = spark.read().parquet(inputs.toArray(new String[0]));
+            Dataset<Row> sequences = seqInputs.isEmpty() ? null : spark.read().parquet(seqInputs.toArray(new String[0]));
+            p = prepare(spark, cfg, blocks, "--input " + String.join(",", inputs), sequences,
+                    "--sequences " + String.join(",", seqInputs), stored, "--initial-states " + storedTable, rejected,
+                    null);
+        } else {
+            SafetensorsTables source = SafetensorsTables.of(spark, cfg, hadoopConf, files);
+            p = prepare(spark, cfg, source.blocks, "--input " + cfg.get(Settings.INPUT), source.sequences,
+                    "--input " + cfg.get(Settings.INPUT) + " (slope, initial_state)", stored,
+                    "--initial-states " + storedTable, rejected, source.summaries);
+        }
         if (stored != null) {
             out.printf("lightning: --initial-states: %d of %d sequences continue from a stored state; %d stored "
                     + "state(s) in all, those not computed here carried over into %s/%n", p.continued,

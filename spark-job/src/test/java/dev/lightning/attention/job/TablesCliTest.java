@@ -212,4 +212,95 @@ class TablesCliTest {
         assertTrue(log.toString().contains("overlaps --initial-states"), log.toString());
         assertFalse(Files.exists(Path.of(out1, "next")), "a refused run leaves nothing");
     }
+
+    /**
+     * Safetensors files written as tables (--output-format parquet): the demo's six files (a
+     * 20,000-token BF16 sequence split into pieces, slopes and an initial state in a file, F16,
+     * T = 63, T = 1, grouped heads), with --state-every, against a files run on the same files (itself
+     * held to the float64 recurrence): the same o values, final states and recorded states, each
+     * sequence named as the files run names its result.
+     */
+    @Test
+    void safetensorsInParquetOut(@TempDir Path dir) throws Exception {
+        Path in = dir.resolve("in");
+        Demo.generate(in);
+        String files = dir.resolve("files").toString();
+        String tables = dir.resolve("tables").toString();
+        List<String> common = List.of("--input", in.toString(), "--partition-tokens", "4096", "--state-every", "128");
+        StringBuilder log = new StringBuilder();
+        List<String> a = new ArrayList<>(common);
+        a.addAll(List.of("--output", files));
+        assertEquals(0, run(log, a.toArray(new String[0])), log.toString());
+        JobConfig cfg = LightningMain.parse(List.of("--backend", "cpu", "--state-every", "128"), null, true);
+        assertTrue(Demo.verify(in, Path.of(files), cfg, new PrintStream(new ByteArrayOutputStream())),
+                "the files run against the float64 recurrence");
+        List<String> b = new ArrayList<>(common);
+        b.addAll(List.of("--output", tables, "--output-format", "parquet"));
+        assertEquals(0, run(log, b.toArray(new String[0])), log.toString());
+        assertTrue(log.toString().contains("tables o/, final_states/, states/"), log.toString());
+        assertTrue(log.toString().contains("2 sequences split"), log.toString()); // 20,000 and 5,000 tokens
+        SparkSession spark = session();
+        try {
+            Map<String, List<Row>> o = new java.util.HashMap<>();
+            for (Row r : spark.read().parquet(tables + "/o").collectAsList()) {
+                o.computeIfAbsent(r.getString(0), x -> new ArrayList<>()).add(r);
+            }
+            Map<String, Row> finals = TablesAppendTest.byName(spark.read().parquet(tables + "/final_states"));
+            Map<String, List<Row>> states = TablesStatesTest.bySequence(spark.read().parquet(tables + "/states"));
+            java.util.Set<String> names = new java.util.HashSet<>();
+            Demo.SEQUENCES.forEach(s -> names.add(s.name));
+            assertEquals(names, o.keySet(), "one sequence per file, named as the files run names its result");
+            assertEquals(names, finals.keySet());
+            for (Demo.Spec s : Demo.SEQUENCES) {
+                Map<String, dev.lightning.attention.tensor.SafetensorsFile.Tensor> f =
+                        dev.lightning.attention.tensor.SafetensorsFile.read(Path.of(files, s.name));
+                List<Row> rows = o.get(s.name);
+                rows.sort((x, y) -> Long.compare(x.getLong(1), y.getLong(1)));
+                java.io.ByteArrayOutputStream bytes = new java.io.ByteArrayOutputStream();
+                long next = 0;
+                for (Row r : rows) {
+                    assertEquals(next, r.getLong(1), s.name + ": o rows tile the sequence");
+                    bytes.write((byte[]) r.get(6));
+                    next += r.getInt(2);
+                }
+                assertEquals(s.tokens, next);
+                DType dt = DType.valueOf(rows.get(0).getString(3));
+                assertEquals(s.dtype, dt, "o in the input's dtype, as the files run writes it");
+                float[] got = dev.lightning.attention.tensor.TokenTensor.wrap(dt, s.tokens, s.heads, s.dv,
+                        java.nio.ByteBuffer.wrap(bytes.toByteArray())).toFloats();
+                double err = Accuracy.relativeError(got, f.get("o").toFloats());
+                assertTrue(err < (dt == DType.F32 ? 1e-6 : 1e-2), s.name + ": o differs from the files run's by " + err);
+                double stateErr = Accuracy.relativeError(TablesTest.floats((byte[]) finals.get(s.name).get(6)),
+                        f.get("final_state").toFloats());
+                assertTrue(stateErr < 1e-6, s.name + ": final state differs from the files run's by " + stateErr);
+                List<Row> recorded = states.getOrDefault(s.name, List.of());
+                assertEquals(s.tokens / 128, recorded.size(), s.name + ": recorded states");
+                if (!recorded.isEmpty()) {
+                    float[] all = f.get("states").toFloats();
+                    int per = s.heads * s.dk * s.dv;
+                    for (int c = 0; c < recorded.size(); c++) {
+                        double e = Accuracy.relativeError(TablesTest.floats((byte[]) recorded.get(c).get(7)),
+                                java.util.Arrays.copyOfRange(all, c * per, (c + 1) * per));
+                        assertTrue(e < 1e-6, s.name + ": state " + c + " differs from the files run's by " + e);
+                    }
+                }
+            }
+        } finally {
+            spark.stop();
+        }
+
+        // --sequences belongs to parquet input; safetensors output from parquet input is refused with the reason
+        String refused = dir.resolve("refused").toString();
+        assertEquals(2, run(log, "--input", in.toString(), "--output", refused, "--output-format", "parquet",
+                "--sequences", files), log.toString());
+        assertTrue(log.toString().contains("--sequences with safetensors input"), log.toString());
+        assertEquals(2, run(log, "--input", tables + "/o", "--output", refused, "--output-format", "safetensors"),
+                log.toString());
+        assertTrue(log.toString().contains("not supported") && log.toString().contains("Leave --output-format out"),
+                log.toString());
+        assertEquals(2, run(log, "--input", in.toString(), "--output", refused, "--output-format", "parquet",
+                "--resume"), log.toString());
+        assertTrue(log.toString().contains("rerun the same command without --resume"), log.toString());
+        assertFalse(Files.exists(Path.of(refused)), "a refused run leaves nothing");
+    }
 }
