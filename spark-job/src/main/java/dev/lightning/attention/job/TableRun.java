@@ -505,8 +505,9 @@ final class TableRun {
         Path table = HadoopPaths.child(root, STATES_DIR);
         if (!HadoopPaths.fileSystem(table, hadoopConf).exists(table)) {
             throw new InvalidInputException("--initial-states " + dir + " holds no " + STATES_DIR + "/ table: it is not "
-                    + "the output of a run over tables (a safetensors run's states are continued by a safetensors run: "
-                    + "--input-format safetensors); give the --output directory of an earlier parquet run");
+                    + "the output of a run over tables (a safetensors run's states are continued by a run that writes "
+                    + "safetensors: " + (parquetInput ? "--input-format safetensors" : "leave --output-format parquet out")
+                    + "); give the --output directory of an earlier run that wrote tables");
         }
         return table.toString();
     }
