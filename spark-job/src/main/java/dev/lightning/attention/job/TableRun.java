@@ -203,7 +203,7 @@ final class TableRun {
             tokensBefore[i] = initial[i] ? -1 : 0; // a given initial_state: what it absorbed is not known
         }
         int[] counts = stored == null ? new int[2]
-                : matchStored(cfg, stored, storedSource, valid, names, slopes, initial, tokensBefore);
+                : matchStored(cfg, stored, storedSource, sequencesSource, valid, names, slopes, initial, tokensBefore);
         for (int i = 0; i < names.length; i++) {
             if (slopes[i] == null) {
                 TableValidation.Summary s = valid.get(i);
@@ -232,7 +232,7 @@ final class TableRun {
      * their sequences-table state). Fills in {@code slopes}, {@code initial} and {@code tokensBefore};
      * returns the continued sequences and the stored rows.
      */
-    private static int[] matchStored(JobConfig cfg, Dataset<Row> stored, String source,
+    private static int[] matchStored(JobConfig cfg, Dataset<Row> stored, String source, String sequencesSource,
                                     List<TableValidation.Summary> valid, String[] names, double[][] slopes,
                                     boolean[] initial, long[] tokensBefore) {
         List<Row> rows = stored.select(functions.col(SEQUENCE), functions.col(HEADS), functions.col(DK),
@@ -256,9 +256,10 @@ final class TableRun {
                 continue; // not computed here: carried over unchanged
             }
             if (initial[s]) {
-                problems.add("'" + name + "': the sequences table gives it its own " + INITIAL_STATE + " or "
+                problems.add("'" + name + "': " + sequencesSource + " gives it its own " + INITIAL_STATE + " or "
                         + INITIAL_NORMALIZER + " and " + source + " has a stored state for it; a sequence starts from "
-                        + "one state: leave the column null for it, or remove its row from the stored table");
+                        + "one state: remove one of them (leave the column null, drop the tensor from the file, or "
+                        + "remove the row from the stored table)");
                 continue;
             }
             if (r.getBoolean(7) || r.isNullAt(1) || r.isNullAt(2) || r.isNullAt(3)) {

@@ -2,6 +2,7 @@ package dev.lightning.attention.job;
 
 import dev.lightning.attention.engine.reference.Accuracy;
 import dev.lightning.attention.tensor.DType;
+import dev.lightning.attention.tensor.SafetensorsFile;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.RowFactory;
 import org.apache.spark.sql.SparkSession;
@@ -301,6 +302,78 @@ class TablesCliTest {
         assertEquals(2, run(log, "--input", in.toString(), "--output", refused, "--output-format", "parquet",
                 "--resume"), log.toString());
         assertTrue(log.toString().contains("rerun the same command without --resume"), log.toString());
+        assertFalse(Files.exists(Path.of(refused)), "a refused run leaves nothing");
+    }
+
+    /** {@code s}'s tokens [from, to) as a safetensors file (with its slopes and, where asked, its initial state). */
+    private static void writeFile(Path file, TablesTest.Seq s, int from, int to, boolean withInitial) throws Exception {
+        Files.createDirectories(file.getParent());
+        int n = to - from;
+        List<SafetensorsFile.Tensor> t = new ArrayList<>(List.of(
+                new SafetensorsFile.Tensor("q", s.dtype, new long[] {n, s.hq, s.dk}, TablesTest.bytes(s.q, from, n)),
+                new SafetensorsFile.Tensor("k", s.dtype, new long[] {n, s.hk, s.dk}, TablesTest.bytes(s.k, from, n)),
+                new SafetensorsFile.Tensor("v", s.dtype, new long[] {n, s.hv, s.dv}, TablesTest.bytes(s.v, from, n))));
+        if (withInitial && s.initial != null) {
+            t.add(new SafetensorsFile.Tensor("initial_state", DType.F32, new long[] {s.heads(), s.dk, s.dv},
+                    s.initial.toBytes()));
+        }
+        SafetensorsFile.write(file, t);
+    }
+
+    /**
+     * Safetensors in, tables out, with --recursive (sequences named by their paths below --input)
+     * and an initial state in a file, against the float64 recurrence; then an append whose new
+     * tokens come as a file, continuing the first run's final_states/ (against the recurrence over
+     * old and new tokens, the untouched sequence carried over); and a file holding its own
+     * initial_state that also has a stored state refused, naming both sources.
+     */
+    @Test
+    void safetensorsFilesAsTablesWithRecursiveNamesAndAppend(@TempDir Path dir) throws Exception {
+        Random rnd = new Random(32);
+        TablesTest.Seq a = new TablesTest.Seq("sub/a.safetensors", 70, 2, 2, 2, 8, 12, DType.F32, rnd);
+        a.initial = dev.lightning.attention.engine.LightningState.of(2, 8, 12, TablesTest.random(2 * 8 * 12, rnd, 1));
+        TablesTest.Seq b = new TablesTest.Seq("b.safetensors", 90, 3, 1, 3, 8, 4, DType.F32, rnd);
+        Path in1 = dir.resolve("in1");
+        Path in2 = dir.resolve("in2");
+        writeFile(in1.resolve("sub/a.safetensors"), a, 0, 70, true);
+        writeFile(in1.resolve("b.safetensors"), b, 0, 40, false);
+        writeFile(in2.resolve("b.safetensors"), b, 40, 90, false);
+        String out1 = dir.resolve("out1").toString();
+        String out2 = dir.resolve("out2").toString();
+        StringBuilder log = new StringBuilder();
+        assertEquals(0, run(log, "--input", in1.toString(), "--recursive", "--output-format", "parquet", "--output", out1,
+                "--scale", "0.5", "--partition-tokens", "32"), log.toString());
+        assertEquals(0, run(log, "--input", in2.toString(), "--output-format", "parquet", "--output", out2, "--scale",
+                "0.5", "--initial-states", out1), log.toString());
+        assertTrue(log.toString().contains("1 of 1 sequences continue from a stored state; 2 stored state(s)"),
+                log.toString());
+        SparkSession spark = session();
+        try {
+            float[][] refA = TablesTest.reference(a, 0.5, false);
+            float[][] refB = TablesTest.reference(b, 0.5, false);
+            Map<String, float[]> o1 = TablesAppendTest.oFrom(spark.read().parquet(out1 + "/o")
+                    .filter(org.apache.spark.sql.functions.col("sequence").equalTo(a.name)),
+                    TablesTest.byName(List.of(a)), Map.of("sub/a.safetensors", 0));
+            assertTrue(Accuracy.relativeError(o1.get(a.name), refA[0]) < 1e-5, "a: o off the float64 reference");
+            Map<String, float[]> o2 = TablesAppendTest.oFrom(spark.read().parquet(out2 + "/o"),
+                    TablesTest.byName(List.of(b)), Map.of("b.safetensors", 40));
+            double err = Accuracy.relativeError(o2.get(b.name), TablesAppendTest.tail(refB[0], b, 40));
+            assertTrue(err < 1e-5, "b: o of the new tokens off the float64 reference over old and new by " + err);
+            Map<String, Row> after = TablesAppendTest.byName(spark.read().parquet(out2 + "/final_states"));
+            assertEquals(java.util.Set.of("sub/a.safetensors", "b.safetensors"), after.keySet());
+            assertTrue(Accuracy.relativeError(TablesTest.floats((byte[]) after.get(a.name).get(6)), refA[1]) < 1e-5,
+                    "a: carried over");
+            assertTrue(Accuracy.relativeError(TablesTest.floats((byte[]) after.get(b.name).get(6)), refB[1]) < 1e-5,
+                    "b: final state after old and new tokens");
+            assertEquals(90L, after.get(b.name).getLong(8), "b: state_tokens over both runs");
+        } finally {
+            spark.stop();
+        }
+        String refused = dir.resolve("refused").toString();
+        assertEquals(2, run(log, "--input", in1.toString(), "--recursive", "--output-format", "parquet", "--output",
+                refused, "--initial-states", out1), log.toString());
+        assertTrue(log.toString().contains("'sub/a.safetensors': --input " + in1) && log.toString().contains(
+                "gives it its own initial_state"), log.toString());
         assertFalse(Files.exists(Path.of(refused)), "a refused run leaves nothing");
     }
 }
