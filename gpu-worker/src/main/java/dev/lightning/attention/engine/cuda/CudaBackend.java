@@ -59,9 +59,9 @@ public final class CudaBackend implements AttentionBackend {
     private final boolean tensorCores;
     private long memoryBudget;
     /**
-     * This task's allocations. Unlimited: the budget is kept by planning (SlicePlan sizes the
-     * slices to it), not by refusing allocations, since one chunk a slice, the per-segment states
-     * and the benchmark's resident window may exceed a small budget by design.
+     * This task's allocations, limited to the budget (--gpu-memory). Planning keeps a call within
+     * it (SlicePlan sizes the slices to what the state buffers leave); the limit is the loud check
+     * that it did, and a budget too small for one chunk a slice is refused before anything runs.
      */
     private final DeviceAllocator memory;
     private final SlicePipeline pipeline;
@@ -156,7 +156,7 @@ public final class CudaBackend implements AttentionBackend {
         this.device = CudaDevice.open(ordinal);
         this.tensorCores = tensorCores;
         this.memoryBudget = memoryBudget;
-        this.memory = new DeviceAllocator("GPU backend on " + device, DeviceAllocator.UNLIMITED, DeviceAllocator.CUDA,
+        this.memory = new DeviceAllocator("GPU backend on " + device, memoryBudget, DeviceAllocator.CUDA,
                 this::synchronizeAll, DeviceAllocator.LEAKS_ARE_ERRORS);
         this.pipeline = new SlicePipeline(memory);
         this.stream = pipeline.stream;
@@ -332,6 +332,18 @@ public final class CudaBackend implements AttentionBackend {
         long headState = LightningState.bytes(1, dk, dv, spec.normalized());
         long fixed = stateBytes * (every > 0 ? 7 : 5) + headState * 3 * 2L * device.multiprocessors + heads * 4L;
         SlicePlan plan = SlicePlan.of(n, tokenBytes, memoryBudget - fixed, overlapCopies, forcedSliceTokens);
+        long need = fixed + plan.sets() * plan.sliceTokens() * tokenBytes;
+        if (need > memory.limit()) {
+            throw new DeviceMemoryException("GPU " + device + ": a window of " + n + " tokens [" + spec + ", " + dtype
+                    + "] needs at least " + need + " bytes of device memory (the states, and " + plan.sets() + " x "
+                    + plan.sliceTokens() + " tokens of " + tokenBytes + " bytes), more than the limit of "
+                    + memory.limit() + "; raise --gpu-memory", null);
+        }
+        if (memory.used() + need > memory.limit()) {
+            // buffers kept from earlier calls of other shapes would push this one over the limit:
+            // give them back (they grow again as this call needs them)
+            releaseBuffers();
+        }
         lastSlices = plan.slices();
         SlicePipeline.Window window = pipeline.new Window(spec, dtype, plan, q, k, v, o, checkpoints, kernelSide);
         try {
@@ -619,6 +631,11 @@ public final class CudaBackend implements AttentionBackend {
     }
 
     /** Frees the window buffers now (the benchmark moves between very different sizes). */
+    /** The allocator of this backend's buffers (tests: its limit and what it holds). */
+    DeviceAllocator memory() {
+        return memory;
+    }
+
     void releaseBuffers() {
         synchronizeAll();
         memory.freeAll();
