@@ -132,6 +132,8 @@ public final class CudaBackend implements AttentionBackend {
     long lastPass1Tokens;
     /** Slices of the last window run through forward() or advance() (for the benchmark's report). */
     int lastSlices;
+    /** The kind of the last call (spec, dtype, outputs, checkpoint interval): see run(). */
+    private List<Object> lastKind;
     /** Sets the staging copies' threads (benchmark: the one-thread path of the first pipeline; tests). */
     void copyThreads(int threads) {
         pipeline.copies = new HostCopies(threads);
@@ -339,11 +341,15 @@ public final class CudaBackend implements AttentionBackend {
                     + plan.sliceTokens() + " tokens of " + tokenBytes + " bytes), more than the limit of "
                     + memory.limit() + "; raise --gpu-memory", null);
         }
-        if (memory.used() + need > memory.limit()) {
-            // buffers kept from earlier calls of other shapes would push this one over the limit:
-            // give them back (they grow again as this call needs them)
+        // Buffers kept from calls of another kind (spec, dtype, outputs, checkpoints) might push this
+        // call over the limit: give them back first (they grow again as this call needs them). Calls
+        // of one kind never do: every buffer they grow is bounded by the largest call's need, which
+        // fits, so a run of same-shaped windows keeps its buffers.
+        List<Object> kind = List.of(spec, dtype, outputs, every);
+        if (!kind.equals(lastKind) && memory.used() + need > memory.limit()) {
             releaseBuffers();
         }
+        lastKind = kind;
         lastSlices = plan.slices();
         SlicePipeline.Window window = pipeline.new Window(spec, dtype, plan, q, k, v, o, checkpoints, kernelSide);
         try {
