@@ -327,18 +327,28 @@ public final class CudaBackend implements AttentionBackend {
         long stateBytes = spec.stateBytes();
         int every = checkpoints.requested() ? checkpoints.every() : 0;
         long tokenBytes = SlicePlan.tokenBytes(spec, dtype, outputs, every);
-        // Slices: as many whole chunks as the budget holds, for each buffer set, after the states.
-        // State slots: the two carried ones, and per segment (at most resident CTAs / heads of them,
-        // resident <= 2 x SMs) a local state, an incoming one and a state-after; with checkpoints
-        // one more state a set (a slice holds up to one more checkpoint than its tokens / N).
-        long headState = LightningState.bytes(1, dk, dv, spec.normalized());
-        long fixed = stateBytes * (every > 0 ? 7 : 5) + headState * 3 * 2L * device.multiprocessors + heads * 4L;
+        // Slices: as many whole chunks as the budget holds, for each buffer set, after the states:
+        // the two carried ones (with checkpoints one more a set: a slice holds up to one more
+        // checkpoint than its tokens / N) and the segments' states, at most segmentStateBytes. Where
+        // that most leaves no room for a chunk a set (small budgets), the segments' states are
+        // counted per token instead: a launch holds at most three a chunk of its slice (segments
+        // and sub-segments are whole chunks), so they shrink with the slices.
+        long carried = stateBytes * (every > 0 ? 7 : 5) + heads * 4L;
+        long fixed = carried + segmentStateBytes(spec, dtype, every > 0);
         SlicePlan plan = SlicePlan.of(n, tokenBytes, memoryBudget - fixed, overlapCopies, forcedSliceTokens);
-        long need = fixed + plan.sets() * plan.sliceTokens() * tokenBytes;
+        long perToken = tokenBytes;
+        long need = fixed + plan.sets() * plan.sliceTokens() * perToken;
+        if (need > memory.limit()) {
+            int sets = overlapCopies ? 2 : 1;
+            perToken = tokenBytes + (3 * stateBytes + (long) CHUNK * sets - 1) / ((long) CHUNK * sets);
+            plan = SlicePlan.of(n, perToken, memoryBudget - carried, overlapCopies, forcedSliceTokens);
+            fixed = carried;
+            need = carried + plan.sets() * plan.sliceTokens() * perToken;
+        }
         if (need > memory.limit()) {
             throw new DeviceMemoryException("GPU " + device + ": a window of " + n + " tokens [" + spec + ", " + dtype
-                    + "] needs at least " + need + " bytes of device memory (the states, and " + plan.sets() + " x "
-                    + plan.sliceTokens() + " tokens of " + tokenBytes + " bytes), more than the limit of "
+                    + "] needs at least " + need + " bytes of device memory (" + fixed + " for states, and "
+                    + plan.sets() + " x " + plan.sliceTokens() + " tokens of " + perToken + " bytes), more than the limit of "
                     + memory.limit() + "; raise --gpu-memory", null);
         }
         // Buffers kept from calls of another kind (spec, dtype, outputs, checkpoints) might push this
@@ -387,10 +397,27 @@ public final class CudaBackend implements AttentionBackend {
     }
 
     private SegmentPlan segmentPlan(AttentionSpec spec, Kernels.Choice kernels, int n) {
-        int columnTiles = kernels.columnTiles(spec.dv());
-        int ctasPerSegment = spec.heads() * columnTiles;
-        int resident = device.multiprocessors * Math.max(1, device.maxSharedPerMultiprocessor / (kernels.smemForward() + 1024));
-        return SegmentPlan.of(n, ctasPerSegment, resident, minSegments);
+        return SegmentPlan.of(n, spec.heads() * kernels.columnTiles(spec.dv()), resident(kernels), minSegments);
+    }
+
+    /** CTAs of the forward kernel the GPU holds at once (by shared memory). */
+    private int resident(Kernels.Choice kernels) {
+        return device.multiprocessors * Math.max(1, device.maxSharedPerMultiprocessor / (kernels.smemForward() + 1024));
+    }
+
+    /**
+     * The most bytes the per-segment state buffers take for any window of {@code spec}: S and z for
+     * each of the local states (at most {@code resident / ctasPerSegment}, or one fewer than the
+     * segments), the incoming states and the states after (one a segment). SegmentPlan never cuts
+     * more segments than the resident CTAs hold, or than the benchmark's minimum.
+     */
+    private long segmentStateBytes(AttentionSpec spec, DType dtype, boolean checkpoints) {
+        Kernels.Choice kn = kernels(spec, dtype, checkpoints);
+        int ctasPerSegment = spec.heads() * kn.columnTiles(spec.dv());
+        long resident = resident(kn);
+        long segments = Math.max(Math.max(1, resident / ctasPerSegment), minSegments);
+        long locals = Math.max(segments - 1, resident / ctasPerSegment);
+        return (locals + 2 * segments) * LightningState.bytes(spec.heads(), spec.dk(), spec.dv(), spec.normalized());
     }
 
     /** The per-segment state buffers (S and, normalizing, z) a launch of that plan needs. */
