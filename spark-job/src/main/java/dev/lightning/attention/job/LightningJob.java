@@ -2,7 +2,6 @@ package dev.lightning.attention.job;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.SerializationFeature;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.lightning.attention.plan.Piece;
@@ -354,7 +353,7 @@ final class LightningJob {
             published.add(stageManifest(files, staging, outFs));
         }
         ObjectNode report = report(files, reports, "succeeded", null);
-        stageReport(outFs, staging, report);
+        staging.stageReport(outFs, report);
         Commit.commit(outFs, outputDir, staging, published, cfg.get(Settings.OVERWRITE), lock);
 
         double seconds = (System.nanoTime() - t0) / 1e9;
@@ -539,7 +538,7 @@ final class LightningJob {
     private void failed(FileSystem fs, Staging staging, List<SequenceFile> files, Exception e) {
         try {
             ObjectNode report = report(files, reports, "failed", e);
-            stageReport(fs, staging, report);
+            staging.stageReport(fs, report);
             out.println("lightning: the run failed; the output directory is unchanged. The work done so far and the "
                     + "report of the failed run are in " + staging.root + "; rerun with --resume to continue from it");
         } catch (IOException | RuntimeException again) {
@@ -547,16 +546,6 @@ final class LightningJob {
         }
     }
 
-    /**
-     * Stages the run report, replacing one an earlier attempt of this run staged (a failed run's,
-     * before --resume): writeAtomically keeps an existing file where the file system's rename
-     * does not replace (HDFS), which is right for the same bytes and wrong for a new report.
-     */
-    private static void stageReport(FileSystem fs, Staging staging, ObjectNode report) throws IOException {
-        fs.delete(staging.report(), false);
-        Staging.writeAtomically(fs, staging.report(), "driver",
-                new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValueAsBytes(report));
-    }
 
     /**
      * --output-mode checksums: each result's o checksum and spot-check table, read back from the

@@ -99,6 +99,18 @@ final class Staging implements Serializable {
     }
 
     /**
+     * Stages the run report, replacing one an earlier attempt of this run staged (a failed run's,
+     * before --resume): writeAtomically keeps an existing file where the file system's rename
+     * does not replace (HDFS), which is right for the same bytes and wrong for a new report.
+     */
+    void stageReport(FileSystem fs, JsonNode report) throws IOException {
+        fs.delete(report(), false);
+        writeAtomically(fs, report(), "driver",
+                new ObjectMapper().enable(com.fasterxml.jackson.databind.SerializationFeature.INDENT_OUTPUT)
+                        .writeValueAsBytes(report));
+    }
+
+    /**
      * The local states (pass 1) of pieces {@code first..last} of a sequence, computed by one task:
      * their {@link dev.lightning.attention.engine.LightningState#toBytes} one after the other, piece
      * j at (j - first) state sizes. One file per task and sequence, not per piece ({@link PieceGroups}).
