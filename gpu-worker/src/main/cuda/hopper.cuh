@@ -80,7 +80,7 @@ __host__ __device__ inline int lightning_wg_smem_bytes(int dk, int forward) {
 namespace lightning_wg {
 
 using lightning::cp_async16_zfill;
-using lightning::phi_pair;  // phi of a packed pair (lightning_args.cuh's lightning_phi), rounded back to T
+using lightning::phi_pair;  // phi of a packed pair in 16-bit arithmetic (lightning_common.cuh)
 using lightning::cp_async_commit;
 using lightning::cp_async_wait;
 using lightning::ldsm_x4_t;
@@ -118,30 +118,25 @@ template <bool FWD, bool NORM> struct Regs {
     static constexpr int loader = FWD ? (NORM ? 64 : 56) : 88, consumer = FWD ? (NORM ? 216 : 224) : 208;
     static_assert(loader + 2 * consumer <= 3 * 168, "setmaxnreg must fit the registers the CTA launched with");
 };
-// phi of one element given by its bits.
-template <typename T>
-__device__ __forceinline__ unsigned short phi1(int featureMap, unsigned short bits) {
-    const T x = Ops<T>::from_f(lightning_phi(featureMap, Ops<T>::to_f(*reinterpret_cast<const T*>(&bits))));
-    return *reinterpret_cast<const unsigned short*>(&x);
-}
 // The feature map on the pieces of a Q or K tile that loader thread lt copied with load_tile's
-// 16-byte path (the same pieces: piece lt % 16 of rows lt / 16 + 8 i), once they landed. Only
-// real elements (rows < m, pieces of columns < valid: valid % 8 == 0 on this path) are mapped:
-// the zero padding must stay zero (elu(0) + 1 = 1 would add a phantom dk column or token).
-// FM: the feature map code as a constant, so that each element costs only its own map.
+// 16-byte path (the same pieces: piece lt % 16 of rows lt / 16 + 8 i), once they landed, in packed
+// 16-bit arithmetic (lightning_common.cuh's phi_pair). Only real elements (rows < m, pieces of
+// columns < valid: valid % 8 == 0 on this path) are mapped: the zero padding must stay zero
+// (elu(0) + 1 = 1 would add a phantom dk column or token). One row a step: two rows a step (twice
+// the independent work in flight) spilled 12 bytes of the loaders' registers (ptxas, sm_90a), and
+// a loader spill cost the plain kernel 8% once before. FM: the feature map code as a constant.
 template <typename T, int FM>
 __device__ __forceinline__ void map_tile(unsigned char* tile, int m, int valid, int lt) {
-    constexpr int featureMap = FM;
     const int r0 = lt >> 4, jp = lt & 15;
     if (8 * jp >= valid) return;
     unsigned char* p = tile + ((jp >> 3) << 13) + (r0 << 7) + (((jp & 7) ^ r0) << 4);
 #pragma unroll 1
     for (int r = r0; r < m; r += 8, p += 1024) {
         uint4 u = *reinterpret_cast<const uint4*>(p);
-        u.x = phi_pair<T>(featureMap, u.x);
-        u.y = phi_pair<T>(featureMap, u.y);
-        u.z = phi_pair<T>(featureMap, u.z);
-        u.w = phi_pair<T>(featureMap, u.w);
+        u.x = phi_pair<T, FM>(u.x);
+        u.y = phi_pair<T, FM>(u.y);
+        u.z = phi_pair<T, FM>(u.z);
+        u.w = phi_pair<T, FM>(u.w);
         *reinterpret_cast<uint4*>(p) = u;
     }
 }
@@ -174,7 +169,7 @@ __device__ __forceinline__ void load_tile(unsigned dst, unsigned char* dstGeneri
             unsigned short x = 0;
             if (r < m && c < valid) {
                 x = s16[r * rowStride + c];
-                if (featureMap != 0) x = phi1<T>(featureMap, x);
+                if (featureMap != 0) x = lightning::phi_bits<T>(featureMap, x);
             }
             d16[((c >> 6) << 12) + (r << 6) + ((((c >> 3) & 7) ^ (r & 7)) << 3) + (c & 7)] = x;
         }
@@ -397,8 +392,13 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                     map_tile<T, 2>(sm + kb, m, dk, tid);
                 }
             }
+            if (NORM && FWD) write_ztile<T>(sm + offZ + st * zBytes, z, d);  // z before the chunk
+            fence_async_smem();
+            mbar_arrive(fullU + 8u * st);
+            // NORM: z after the chunk, once the stage is handed over (the consumers need only the z
+            // before it): it reads the mapped K tile as the consumers do, and the stage is refilled
+            // only by these threads, below, after the consumers are done with it.
             if (NORM) {
-                if (FWD) write_ztile<T>(sm + offZ + st * zBytes, z, d);
                 named_bar_sync(3, kLoaders);  // every loader's part of the K tile is in (and mapped)
                 z = fmaf(tab[m], z, decayed_column_sum<T>(sm + kb, m, d, tab));
                 if (ckZ) {
@@ -406,8 +406,6 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                     if (slot >= 0 && zWriter) a.checkpointNorms[(slot * H + h) * dk + d] = z;
                 }
             }
-            fence_async_smem();
-            mbar_arrive(fullU + 8u * st);
             // Chunk c + AHEAD goes into the stage of chunk c - 1 once the consumers are done with it.
             const int cn = c + AHEAD;
             const int sn = st == 0 ? NS - 1 : st - 1;
@@ -632,8 +630,10 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                 den1 += __shfl_xor_sync(0xffffffffu, den1, 1);
                 den0 += __shfl_xor_sync(0xffffffffu, den0, 2);
                 den1 += __shfl_xor_sync(0xffffffffu, den1, 2);
-                inv0 = __frcp_rn(fmaf(den0, invScale, l0 * (Zd[0] + Zd[1])) + eps);
-                inv1 = __frcp_rn(fmaf(den1, invScale, l1 * (Zd[2] + Zd[3])) + eps);
+                // The reciprocal approximated (rcp.approx, about 1 ulp of float32): the quotient is
+                // rounded to T next; the correctly rounded __frcp_rn took a dozen instructions.
+                inv0 = lightning::rcp_approx(fmaf(den0, invScale, l0 * (Zd[0] + Zd[1])) + eps);
+                inv1 = lightning::rcp_approx(fmaf(den1, invScale, l1 * (Zd[2] + Zd[3])) + eps);
             }
             wg_wait<0>();
             reg_fence<32>(Oa);

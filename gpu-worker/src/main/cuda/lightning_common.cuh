@@ -111,13 +111,111 @@ __device__ __forceinline__ bool aligned16(const void* p) {
     return (reinterpret_cast<unsigned long long>(p) & 15ull) == 0;
 }
 
-// phi (lightning_args.cuh) of the two elements packed in u, computed in float32 and rounded back
-// to T.
+// ------------------------------ the feature map on packed pairs -------------------------
+// phi of the two 16-bit elements packed in u (lower element in the low half), in the chip's packed
+// 16-bit arithmetic. The float32 form (lightning_args.cuh's lightning_phi, then a rounding to T) took
+// about 13 instructions a pair for elu1 and kept the Hopper kernels' loader warps on the critical
+// path (H200, T = 1M, H = 64: elu1 +89% over plain); here a pair costs 1 (relu) or 6 (elu1)
+// instructions. F32 inputs never come here (the generic kernels keep lightning_phi).
+//   relu: max(x, 0): exact, the same bits as the float32 form.
+//   elu1: max(x, 0) + exp(min(x, 0)), with exp(n) = 2^(n log2 e):
+//     y = RN(n L_hi + RN(n L_lo)), log2 e = L_hi + L_lo split into two T values, so that y is the
+//     product rounded once (a T-rounded log2 e alone would bias every exponential the same way:
+//     bf16's 1.4453 is 2^-9 above log2 e); e = ex2.approx(y) in T; RN(max(x, 0) + e).
+//     x > 0: n = 0, e = 1 exactly, and the sum is RN(x + 1): the same bits as the float32 form.
+//     x <= 0: the rounding of y moves the result by at most |x| u relatively (u = 2^-8 bf16,
+//     2^-11 f16: half an ulp of y, times ln 2 log2 e = 1), which is what the rounding of the input
+//     x itself already leaves uncertain in exp(x); then the approximation and the rounding of e.
+//     bench/cuda/phi_check.cu measures it over every 16-bit input on the device.
+//   bf16 has packed ex2 only from sm_90; the portable kernels (PTX for compute_80) take e through
+//   two float32 ex2.approx (y then in float32, rounded only once, into e).
+// FM: the feature map code (1 elu1, 2 relu; 0 returns u), a constant so that each map costs only
+// its own instructions (with a run-time code the compiler evaluated both).
+__device__ __forceinline__ unsigned fma_bf16x2(unsigned a, unsigned b, unsigned c) {
+    unsigned d;
+    asm("fma.rn.bf16x2 %0, %1, %2, %3;\n" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+    return d;
+}
+__device__ __forceinline__ unsigned fma_f16x2(unsigned a, unsigned b, unsigned c) {
+    unsigned d;
+    asm("fma.rn.f16x2 %0, %1, %2, %3;\n" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+    return d;
+}
+// max(x, 0) and min(x, 0) of both halves (the packed max/min return the non-NaN operand, as fmaxf).
+__device__ __forceinline__ unsigned max0_bf16x2(unsigned u) {
+    unsigned d;
+    asm("max.bf16x2 %0, %1, %2;\n" : "=r"(d) : "r"(u), "r"(0u));
+    return d;
+}
+__device__ __forceinline__ unsigned min0_bf16x2(unsigned u) {
+    unsigned d;
+    asm("min.bf16x2 %0, %1, %2;\n" : "=r"(d) : "r"(u), "r"(0u));
+    return d;
+}
+__device__ __forceinline__ unsigned max0_f16x2(unsigned u) {
+    unsigned d;
+    asm("max.f16x2 %0, %1, %2;\n" : "=r"(d) : "r"(u), "r"(0u));
+    return d;
+}
+__device__ __forceinline__ unsigned min0_f16x2(unsigned u) {
+    unsigned d;
+    asm("min.f16x2 %0, %1, %2;\n" : "=r"(d) : "r"(u), "r"(0u));
+    return d;
+}
+__device__ __forceinline__ float rcp_approx(float x) {
+    float r;
+    asm("rcp.approx.ftz.f32 %0, %1;\n" : "=f"(r) : "f"(x));
+    return r;
+}
+__device__ __forceinline__ float ex2_approx_f32(float y) {
+    float e;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(e) : "f"(y));
+    return e;
+}
+// Packed constants: both halves the same. log2 e = L_hi + L_lo (+ a remainder far below T's rounding).
+constexpr unsigned kBf16x2One = 0x3F803F80u;     // 1.0
+constexpr unsigned kBf16x2NegZero = 0x80008000u;  // -0: fma(a, b, -0) = RN(a b), +0 included
+constexpr unsigned kBf16x2L2eHi = 0x3FB93FB9u;    // 1.4453125
+constexpr unsigned kBf16x2L2eLo = 0xBB2CBB2Cu;    // -0.0026245117 (log2 e - L_hi = -0.0026175)
+constexpr unsigned kF16x2One = 0x3C003C00u;
+constexpr unsigned kF16x2NegZero = 0x80008000u;
+constexpr unsigned kF16x2L2eHi = 0x3DC53DC5u;     // 1.4423828
+constexpr unsigned kF16x2L2eLo = 0x0D1E0D1Eu;     // 0.00031232834 (log2 e - L_hi = 0.00031223)
+
+template <typename T, int FM> __device__ __forceinline__ unsigned phi_pair(unsigned u);
+template <> __device__ __forceinline__ unsigned phi_pair<__nv_bfloat16, 0>(unsigned u) { return u; }
+template <> __device__ __forceinline__ unsigned phi_pair<__half, 0>(unsigned u) { return u; }
+template <> __device__ __forceinline__ unsigned phi_pair<__nv_bfloat16, 2>(unsigned u) { return max0_bf16x2(u); }
+template <> __device__ __forceinline__ unsigned phi_pair<__half, 2>(unsigned u) { return max0_f16x2(u); }
+template <> __device__ __forceinline__ unsigned phi_pair<__nv_bfloat16, 1>(unsigned u) {
+    const unsigned n = min0_bf16x2(u), p = max0_bf16x2(u);
+    unsigned e;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && !defined(LIGHTNING_PHI_EX2_F32)
+    const unsigned y = fma_bf16x2(n, kBf16x2L2eHi, fma_bf16x2(n, kBf16x2L2eLo, kBf16x2NegZero));
+    asm("ex2.approx.ftz.bf16x2 %0, %1;\n" : "=r"(e) : "r"(y));
+#else
+    float n0, n1;
+    Ops<__nv_bfloat16>::unpack(n, n0, n1);
+    e = Ops<__nv_bfloat16>::pack(ex2_approx_f32(n0 * 1.4426950408889634f), ex2_approx_f32(n1 * 1.4426950408889634f));
+#endif
+    return fma_bf16x2(p, kBf16x2One, e);
+}
+template <> __device__ __forceinline__ unsigned phi_pair<__half, 1>(unsigned u) {
+    const unsigned n = min0_f16x2(u), p = max0_f16x2(u);
+    const unsigned y = fma_f16x2(n, kF16x2L2eHi, fma_f16x2(n, kF16x2L2eLo, kF16x2NegZero));
+    unsigned e;
+    asm("ex2.approx.f16x2 %0, %1;\n" : "=r"(e) : "r"(y));
+    return fma_f16x2(p, kF16x2One, e);
+}
+// phi of one element given by its bits, through the pair form (the low half), so that a path that
+// copies element by element maps to the same bits as the 16-byte paths.
+template <typename T, int FM>
+__device__ __forceinline__ unsigned short phi_bits(unsigned short bits) {
+    return (unsigned short)(phi_pair<T, FM>((unsigned)bits) & 0xffffu);
+}
 template <typename T>
-__device__ __forceinline__ unsigned phi_pair(int fm, unsigned u) {
-    float x0, x1;
-    Ops<T>::unpack(u, x0, x1);
-    return Ops<T>::pack(lightning_phi(fm, x0), lightning_phi(fm, x1));
+__device__ __forceinline__ unsigned short phi_bits(int featureMap, unsigned short bits) {
+    return featureMap == 1 ? phi_bits<T, 1>(bits) : featureMap == 2 ? phi_bits<T, 2>(bits) : bits;
 }
 
 // The state update multiplies K^T by V with each token's decay weight w_j = lambda^(m-1-j) put on
@@ -134,11 +232,6 @@ __device__ __forceinline__ void split_hl(unsigned u, const PairWeights<T>& w, un
 //   representable);  lo = RN(t + wl k).
 // hi + lo is within about 2^-16 of w k (relative), as with a float product split in two, at half
 // the instructions.
-__device__ __forceinline__ unsigned fma_bf16x2(unsigned a, unsigned b, unsigned c) {
-    unsigned d;
-    asm("fma.rn.bf16x2 %0, %1, %2, %3;\n" : "=r"(d) : "r"(a), "r"(b), "r"(c));
-    return d;
-}
 template <> struct PairWeights<__nv_bfloat16> {
     unsigned wh, nwh, wl;
     __device__ __forceinline__ PairWeights(float w0, float w1) {
