@@ -392,13 +392,8 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                     map_tile<T, 2>(sm + kb, m, dk, tid);
                 }
             }
-            if (NORM && FWD) write_ztile<T>(sm + offZ + st * zBytes, z, d);  // z before the chunk
-            fence_async_smem();
-            mbar_arrive(fullU + 8u * st);
-            // NORM: z after the chunk, once the stage is handed over (the consumers need only the z
-            // before it): it reads the mapped K tile as the consumers do, and the stage is refilled
-            // only by these threads, below, after the consumers are done with it.
             if (NORM) {
+                if (FWD) write_ztile<T>(sm + offZ + st * zBytes, z, d);
                 named_bar_sync(3, kLoaders);  // every loader's part of the K tile is in (and mapped)
                 z = fmaf(tab[m], z, decayed_column_sum<T>(sm + kb, m, d, tab));
                 if (ckZ) {
@@ -406,6 +401,8 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                     if (slot >= 0 && zWriter) a.checkpointNorms[(slot * H + h) * dk + d] = z;
                 }
             }
+            fence_async_smem();
+            mbar_arrive(fullU + 8u * st);
             // Chunk c + AHEAD goes into the stage of chunk c - 1 once the consumers are done with it.
             const int cn = c + AHEAD;
             const int sn = st == 0 ? NS - 1 : st - 1;
@@ -630,10 +627,8 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                 den1 += __shfl_xor_sync(0xffffffffu, den1, 1);
                 den0 += __shfl_xor_sync(0xffffffffu, den0, 2);
                 den1 += __shfl_xor_sync(0xffffffffu, den1, 2);
-                // The reciprocal approximated (rcp.approx, about 1 ulp of float32): the quotient is
-                // rounded to T next; the correctly rounded __frcp_rn took a dozen instructions.
-                inv0 = lightning::rcp_approx(fmaf(den0, invScale, l0 * (Zd[0] + Zd[1])) + eps);
-                inv1 = lightning::rcp_approx(fmaf(den1, invScale, l1 * (Zd[2] + Zd[3])) + eps);
+                inv0 = __frcp_rn(fmaf(den0, invScale, l0 * (Zd[0] + Zd[1])) + eps);
+                inv1 = __frcp_rn(fmaf(den1, invScale, l1 * (Zd[2] + Zd[3])) + eps);
             }
             wg_wait<0>();
             reg_fence<32>(Oa);

@@ -112,25 +112,25 @@ __device__ __forceinline__ bool aligned16(const void* p) {
 }
 
 // ------------------------------ the feature map on packed pairs -------------------------
-// phi of the two 16-bit elements packed in u (lower element in the low half), in the chip's packed
-// 16-bit arithmetic. The float32 form (lightning_args.cuh's lightning_phi, then a rounding to T) took
-// about 13 instructions a pair for elu1 and kept the Hopper kernels' loader warps on the critical
-// path (H200, T = 1M, H = 64: elu1 +89% over plain); here a pair costs 1 (relu) or 6 (elu1)
-// instructions. F32 inputs never come here (the generic kernels keep lightning_phi).
-//   relu: max(x, 0): exact, the same bits as the float32 form.
-//   elu1: max(x, 0) + exp(min(x, 0)), with exp(n) = 2^(n log2 e):
-//     y = RN(n L_hi + RN(n L_lo)), log2 e = L_hi + L_lo split into two T values, so that y is the
-//     product rounded once (a T-rounded log2 e alone would bias every exponential the same way:
-//     bf16's 1.4453 is 2^-9 above log2 e); e = ex2.approx(y) in T; RN(max(x, 0) + e).
-//     x > 0: n = 0, e = 1 exactly, and the sum is RN(x + 1): the same bits as the float32 form.
-//     x <= 0: the rounding of y moves the result by at most |x| u relatively (u = 2^-8 bf16,
-//     2^-11 f16: half an ulp of y, times ln 2 log2 e = 1), which is what the rounding of the input
-//     x itself already leaves uncertain in exp(x); then the approximation and the rounding of e.
-//     bench/cuda/phi_check.cu measures it over every 16-bit input on the device.
-//   bf16 has packed ex2 only from sm_90; the portable kernels (PTX for compute_80) take e through
-//   two float32 ex2.approx (y then in float32, rounded only once, into e).
-// FM: the feature map code (1 elu1, 2 relu; 0 returns u), a constant so that each map costs only
-// its own instructions (with a run-time code the compiler evaluated both).
+// phi of the two 16-bit elements packed in u (lower element in the low half), with the chip's packed
+// 16-bit min, max and add. The float32 form (lightning_args.cuh's lightning_phi on each unpacked
+// half, then a rounding to T: for elu1 two max, two min, two non-ftz exponentials with their range
+// fix-ups, two adds and a pack; the portable kernels also tested the map code for every pair) held
+// the loader warps on the critical path (H200, T = 1M, H = 64:
+// elu1 +99% and relu +11% over plain on the Hopper kernels, +150% and +83% on the portable ones,
+// with their load-warp wait). Here:
+//   relu: max(x, 0) packed, one instruction: exact, the value of the float32 form.
+//   elu1: p + e with p = max(x, 0) and n = min(x, 0) packed, e = ex2.approx.ftz(n log2 e) of each
+//     half in float32, rounded once into a pair, and one packed add (an FMA with 1): x > 0 gives
+//     n = 0, e = 1 exactly and RN(x + 1); x <= 0 gives p = 0 and RN(exp x). So the result is the
+//     float32 form's (one rounding of the exact value, up to the approximate exponential's few
+//     float32 ulp).
+//   The exponential in packed 16-bit form (ex2.approx.bf16x2 / .f16x2 of n log2 e rounded to T)
+//   was measured and not kept: no faster on an H200 (elu1 +31.2% against +33.3% with this form,
+//   one run), and less accurate: rounding the argument costs up to |x| u relatively, and f16's
+//   ex2 more (3.5e-3 at x = -6.2, 7 times the float32 form; bench/cuda/phi_check.cu).
+// F32 inputs never come here (the generic kernels keep lightning_phi). FM: the feature map code
+// (1 elu1, 2 relu; 0 returns u), a constant.
 __device__ __forceinline__ unsigned fma_bf16x2(unsigned a, unsigned b, unsigned c) {
     unsigned d;
     asm("fma.rn.bf16x2 %0, %1, %2, %3;\n" : "=r"(d) : "r"(a), "r"(b), "r"(c));
@@ -162,25 +162,23 @@ __device__ __forceinline__ unsigned min0_f16x2(unsigned u) {
     asm("min.f16x2 %0, %1, %2;\n" : "=r"(d) : "r"(u), "r"(0u));
     return d;
 }
-__device__ __forceinline__ float rcp_approx(float x) {
-    float r;
-    asm("rcp.approx.ftz.f32 %0, %1;\n" : "=f"(r) : "f"(x));
-    return r;
-}
+// 2^y, one MUFU instruction (no range fix-ups: ftz; results below 2^-126 are far below what a
+// 16-bit T keeps next to the sums they enter).
 __device__ __forceinline__ float ex2_approx_f32(float y) {
     float e;
     asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(e) : "f"(y));
     return e;
 }
-// Packed constants: both halves the same. log2 e = L_hi + L_lo (+ a remainder far below T's rounding).
-constexpr unsigned kBf16x2One = 0x3F803F80u;     // 1.0
-constexpr unsigned kBf16x2NegZero = 0x80008000u;  // -0: fma(a, b, -0) = RN(a b), +0 included
-constexpr unsigned kBf16x2L2eHi = 0x3FB93FB9u;    // 1.4453125
-constexpr unsigned kBf16x2L2eLo = 0xBB2CBB2Cu;    // -0.0026245117 (log2 e - L_hi = -0.0026175)
+// exp of both halves of a packed pair of T values, each in float32, rounded once into a pair.
+template <typename T>
+__device__ __forceinline__ unsigned exp_pair(unsigned n) {
+    constexpr float kLog2e = 1.4426950408889634f;
+    float n0, n1;
+    Ops<T>::unpack(n, n0, n1);
+    return Ops<T>::pack(ex2_approx_f32(n0 * kLog2e), ex2_approx_f32(n1 * kLog2e));
+}
+constexpr unsigned kBf16x2One = 0x3F803F80u;  // 1.0 in both halves
 constexpr unsigned kF16x2One = 0x3C003C00u;
-constexpr unsigned kF16x2NegZero = 0x80008000u;
-constexpr unsigned kF16x2L2eHi = 0x3DC53DC5u;     // 1.4423828
-constexpr unsigned kF16x2L2eLo = 0x0D1E0D1Eu;     // 0.00031232834 (log2 e - L_hi = 0.00031223)
 
 template <typename T, int FM> __device__ __forceinline__ unsigned phi_pair(unsigned u);
 template <> __device__ __forceinline__ unsigned phi_pair<__nv_bfloat16, 0>(unsigned u) { return u; }
@@ -188,24 +186,10 @@ template <> __device__ __forceinline__ unsigned phi_pair<__half, 0>(unsigned u) 
 template <> __device__ __forceinline__ unsigned phi_pair<__nv_bfloat16, 2>(unsigned u) { return max0_bf16x2(u); }
 template <> __device__ __forceinline__ unsigned phi_pair<__half, 2>(unsigned u) { return max0_f16x2(u); }
 template <> __device__ __forceinline__ unsigned phi_pair<__nv_bfloat16, 1>(unsigned u) {
-    const unsigned n = min0_bf16x2(u), p = max0_bf16x2(u);
-    unsigned e;
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && !defined(LIGHTNING_PHI_EX2_F32)
-    const unsigned y = fma_bf16x2(n, kBf16x2L2eHi, fma_bf16x2(n, kBf16x2L2eLo, kBf16x2NegZero));
-    asm("ex2.approx.ftz.bf16x2 %0, %1;\n" : "=r"(e) : "r"(y));
-#else
-    float n0, n1;
-    Ops<__nv_bfloat16>::unpack(n, n0, n1);
-    e = Ops<__nv_bfloat16>::pack(ex2_approx_f32(n0 * 1.4426950408889634f), ex2_approx_f32(n1 * 1.4426950408889634f));
-#endif
-    return fma_bf16x2(p, kBf16x2One, e);
+    return fma_bf16x2(max0_bf16x2(u), kBf16x2One, exp_pair<__nv_bfloat16>(min0_bf16x2(u)));
 }
 template <> __device__ __forceinline__ unsigned phi_pair<__half, 1>(unsigned u) {
-    const unsigned n = min0_f16x2(u), p = max0_f16x2(u);
-    const unsigned y = fma_f16x2(n, kF16x2L2eHi, fma_f16x2(n, kF16x2L2eLo, kF16x2NegZero));
-    unsigned e;
-    asm("ex2.approx.f16x2 %0, %1;\n" : "=r"(e) : "r"(y));
-    return fma_f16x2(p, kF16x2One, e);
+    return fma_f16x2(max0_f16x2(u), kF16x2One, exp_pair<__half>(min0_f16x2(u)));
 }
 // phi of one element given by its bits, through the pair form (the low half), so that a path that
 // copies element by element maps to the same bits as the 16-byte paths.

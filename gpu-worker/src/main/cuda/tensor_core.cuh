@@ -189,7 +189,7 @@ __device__ __forceinline__ void load_tile(unsigned dst, unsigned char* dstGeneri
 // (phi(0) = 1 for elu1; Q K^T and q . z sum over the padding). A thread touches only what it copied,
 // so once its own copies have landed (cp.async.wait) it needs nobody else. phi in packed 16-bit
 // arithmetic (lightning_common.cuh's phi_pair; the element-wise path maps to the same bits). FM: the
-// feature map code as a constant (a run-time code made the compiler compute every map).
+// feature map code as a constant (chosen once a chunk, not tested for every pair).
 template <typename T, int FM>
 __device__ __forceinline__ void phi_own(unsigned char* dstGeneric, int ldd, int m, int cols, int valid, bool vec,
                                         const TilePlan& pl) {
