@@ -162,7 +162,7 @@ __device__ __forceinline__ unsigned min0_f16x2(unsigned u) {
     asm("min.f16x2 %0, %1, %2;\n" : "=r"(d) : "r"(u), "r"(0u));
     return d;
 }
-// 2^y, one MUFU instruction (no range fix-ups: ftz; results below 2^-126 are far below what a
+// 2^y with no range fix-ups around the approximation (ftz: results below 2^-126 are far below what a
 // 16-bit T keeps next to the sums they enter).
 __device__ __forceinline__ float ex2_approx_f32(float y) {
     float e;
