@@ -336,11 +336,12 @@ final class SplitOutputs implements Serializable {
     // ---------------------------------------------------------------- the driver's steps
 
     /**
-     * Before pass 2, in place: creates the staged output file of each sequence in {@code headers}
-     * with its header and its full length (the data a sparse hole of zeros), so that no task ever
-     * creates or truncates it. With --resume a file that already has this header and length is
-     * kept: the pieces that wrote into it verify against their markers. Written aside and renamed,
-     * so a file is either complete in size or absent.
+     * Before the pieces run (lightning's pass 2, softmax's blocks pass), in place: creates the
+     * staged output file of each sequence in {@code headers} with its header and its full length
+     * (the data a sparse hole of zeros), so that no task ever creates or truncates it. With
+     * --resume a file that already has this header and length is kept: the pieces that wrote into
+     * it verify against their markers. Written aside and renamed, so a file is either complete in
+     * size or absent.
      */
     void prepare(FileSystem fs, List<String> names, List<SafetensorsHeader> headers) throws IOException {
         if (form != Form.IN_PLACE) {
