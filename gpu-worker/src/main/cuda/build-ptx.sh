@@ -13,11 +13,26 @@
 #   softmax_sm90a.ptx   PTX ISA 9.0, target sm_90a: their wgmma version (softmax_sm90.cu), loaded
 #                       only on a device of compute capability 9.0
 # All need a driver for CUDA 13.0 or later.
+#
+# Machine code beside the PTX (opt-in): with LIGHTNING_SASS=LIST (GPU architectures, e.g. 80,86,89,90),
+# each module is also built as a fat binary NAME.fatbin holding SASS for those architectures (the Hopper
+# modules: for sm_90a, when 90 is listed) and the module's PTX, into the build's classes
+# (gpu-worker/target/classes, or FATBIN_DIR), never into the committed sources. The engine loads
+# NAME.fatbin where it exists, so the driver runs its SASS instead of compiling the PTX at the first
+# load on each machine (BENCHMARKS.md: about 21 s for the softmax module on a fresh H200); on a GPU the
+# fat binary has no SASS for, the driver compiles its PTX as before. Without LIGHTNING_SASS, fat binaries
+# of an earlier build are removed, so the jar never carries machine code older than its sources.
+#   LIGHTNING_SASS=80,90 mvn -DskipTests package     (or run this script with it)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 res="$here/../resources/dev/lightning/attention/engine/cuda"
+fatbins="${FATBIN_DIR:-$here/../../../target/classes/dev/lightning/attention/engine/cuda}"
+if [[ -z "${LIGHTNING_SASS:-}" ]]; then
+  rm -f "$fatbins"/*.fatbin
+fi
 if ! command -v nvcc >/dev/null 2>&1; then
   echo "build-ptx: nvcc not found; using the committed PTX in $res"
+  [[ -z "${LIGHTNING_SASS:-}" ]] || { echo "build-ptx: LIGHTNING_SASS needs nvcc" >&2; exit 1; }
   exit 0
 fi
 tmp=$(mktemp)
@@ -35,3 +50,27 @@ build lightning_sm90.cu compute_90a lightning_sm90a.ptx
 build softmax.cu compute_80 softmax.ptx
 build softmax_sm90.cu compute_90a softmax_sm90a.ptx
 build lightning_batch.cu compute_80 lightning_batch.ptx
+# fatbin <source> <ptx arch> <output base>: SASS for each listed architecture (the sm_90a modules: 90 only) + PTX
+fatbin() {
+  local gencode=() a
+  IFS=, read -ra archs <<< "$LIGHTNING_SASS"
+  for a in "${archs[@]}"; do
+    if [[ "$2" == compute_90a ]]; then
+      [[ "$a" == 90 || "$a" == 90a ]] && gencode+=(-gencode "arch=compute_90a,code=sm_90a")
+    else
+      gencode+=(-gencode "arch=$2,code=sm_${a}")
+    fi
+  done
+  (( ${#gencode[@]} )) || return 0
+  gencode+=(-gencode "arch=$2,code=$2")
+  mkdir -p "$fatbins"
+  nvcc -fatbin -O3 -I "$here" "${gencode[@]}" "$here/$1" -o "$fatbins/$3.fatbin"
+  echo "build-ptx: $3.fatbin (${gencode[*]//-gencode /}) in $fatbins"
+}
+if [[ -n "${LIGHTNING_SASS:-}" ]]; then
+  fatbin lightning.cu compute_80 lightning
+  fatbin lightning_sm90.cu compute_90a lightning_sm90a
+  fatbin softmax.cu compute_80 softmax
+  fatbin softmax_sm90.cu compute_90a softmax_sm90a
+  fatbin lightning_batch.cu compute_80 lightning_batch
+fi

@@ -80,7 +80,7 @@ __host__ __device__ inline int lightning_wg_smem_bytes(int dk, int forward) {
 namespace lightning_wg {
 
 using lightning::cp_async16_zfill;
-using lightning::phi_pair;  // phi of a packed pair (lightning_args.cuh's lightning_phi), rounded back to T
+using lightning::phi_pair;  // phi of a packed pair in 16-bit arithmetic (lightning_common.cuh)
 using lightning::cp_async_commit;
 using lightning::cp_async_wait;
 using lightning::ldsm_x4_t;
@@ -118,30 +118,25 @@ template <bool FWD, bool NORM> struct Regs {
     static constexpr int loader = FWD ? (NORM ? 64 : 56) : 88, consumer = FWD ? (NORM ? 216 : 224) : 208;
     static_assert(loader + 2 * consumer <= 3 * 168, "setmaxnreg must fit the registers the CTA launched with");
 };
-// phi of one element given by its bits.
-template <typename T>
-__device__ __forceinline__ unsigned short phi1(int featureMap, unsigned short bits) {
-    const T x = Ops<T>::from_f(lightning_phi(featureMap, Ops<T>::to_f(*reinterpret_cast<const T*>(&bits))));
-    return *reinterpret_cast<const unsigned short*>(&x);
-}
 // The feature map on the pieces of a Q or K tile that loader thread lt copied with load_tile's
-// 16-byte path (the same pieces: piece lt % 16 of rows lt / 16 + 8 i), once they landed. Only
-// real elements (rows < m, pieces of columns < valid: valid % 8 == 0 on this path) are mapped:
-// the zero padding must stay zero (elu(0) + 1 = 1 would add a phantom dk column or token).
-// FM: the feature map code as a constant, so that each element costs only its own map.
+// 16-byte path (the same pieces: piece lt % 16 of rows lt / 16 + 8 i), once they landed, in packed
+// 16-bit arithmetic (lightning_common.cuh's phi_pair). Only real elements (rows < m, pieces of
+// columns < valid: valid % 8 == 0 on this path) are mapped: the zero padding must stay zero
+// (elu(0) + 1 = 1 would add a phantom dk column or token). One row a step: two rows a step (twice
+// the independent work in flight) spilled 12 bytes of the loaders' registers (ptxas, sm_90a), and
+// a loader spill cost the plain kernel 8% once before. FM: the feature map code as a constant.
 template <typename T, int FM>
 __device__ __forceinline__ void map_tile(unsigned char* tile, int m, int valid, int lt) {
-    constexpr int featureMap = FM;
     const int r0 = lt >> 4, jp = lt & 15;
     if (8 * jp >= valid) return;
     unsigned char* p = tile + ((jp >> 3) << 13) + (r0 << 7) + (((jp & 7) ^ r0) << 4);
 #pragma unroll 1
     for (int r = r0; r < m; r += 8, p += 1024) {
         uint4 u = *reinterpret_cast<const uint4*>(p);
-        u.x = phi_pair<T>(featureMap, u.x);
-        u.y = phi_pair<T>(featureMap, u.y);
-        u.z = phi_pair<T>(featureMap, u.z);
-        u.w = phi_pair<T>(featureMap, u.w);
+        u.x = phi_pair<T, FM>(u.x);
+        u.y = phi_pair<T, FM>(u.y);
+        u.z = phi_pair<T, FM>(u.z);
+        u.w = phi_pair<T, FM>(u.w);
         *reinterpret_cast<uint4*>(p) = u;
     }
 }
@@ -174,7 +169,7 @@ __device__ __forceinline__ void load_tile(unsigned dst, unsigned char* dstGeneri
             unsigned short x = 0;
             if (r < m && c < valid) {
                 x = s16[r * rowStride + c];
-                if (featureMap != 0) x = phi1<T>(featureMap, x);
+                if (featureMap != 0) x = lightning::phi_bits<T>(featureMap, x);
             }
             d16[((c >> 6) << 12) + (r << 6) + ((((c >> 3) & 7) ^ (r & 7)) << 3) + (c & 7)] = x;
         }

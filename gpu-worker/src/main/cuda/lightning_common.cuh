@@ -111,13 +111,95 @@ __device__ __forceinline__ bool aligned16(const void* p) {
     return (reinterpret_cast<unsigned long long>(p) & 15ull) == 0;
 }
 
-// phi (lightning_args.cuh) of the two elements packed in u, computed in float32 and rounded back
-// to T.
+// ------------------------------ the feature map on packed pairs -------------------------
+// phi of the two 16-bit elements packed in u (lower element in the low half), with the chip's packed
+// 16-bit min, max and add. The float32 form (lightning_args.cuh's lightning_phi on each unpacked
+// half, then a rounding to T: for elu1 two max, two min, two non-ftz exponentials with their range
+// fix-ups, two adds and a pack; the portable kernels also tested the map code for every pair) held
+// the loader warps on the critical path (H200, T = 1M, H = 64:
+// elu1 +99% and relu +11% over plain on the Hopper kernels, +150% and +83% on the portable ones,
+// with their load-warp wait). Here:
+//   relu: max(x, 0) packed, one instruction: exact, the value of the float32 form.
+//   elu1: p + e with p = max(x, 0) and n = min(x, 0) packed, e = ex2.approx.ftz(n log2 e) of each
+//     half in float32, rounded once into a pair, and one packed add (an FMA with 1): x > 0 gives
+//     n = 0, e = 1 exactly and RN(x + 1); x <= 0 gives p = 0 and RN(exp x). So the result is the
+//     float32 form's (one rounding of the exact value, up to the approximate exponential's few
+//     float32 ulp).
+//   The exponential in packed 16-bit form (ex2.approx.bf16x2 / .f16x2 of n log2 e rounded to T)
+//   was measured and not kept: no faster on an H200 (elu1 +31.2% against +33.3% with this form,
+//   one run), and less accurate: rounding the argument costs up to |x| u relatively, and f16's
+//   ex2 more (3.5e-3 at x = -6.2, 7 times the float32 form; bench/cuda/phi_check.cu).
+// F32 inputs never come here (the generic kernels keep lightning_phi). FM: the feature map code
+// (1 elu1, 2 relu; 0 returns u), a constant.
+__device__ __forceinline__ unsigned fma_bf16x2(unsigned a, unsigned b, unsigned c) {
+    unsigned d;
+    asm("fma.rn.bf16x2 %0, %1, %2, %3;\n" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+    return d;
+}
+__device__ __forceinline__ unsigned fma_f16x2(unsigned a, unsigned b, unsigned c) {
+    unsigned d;
+    asm("fma.rn.f16x2 %0, %1, %2, %3;\n" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+    return d;
+}
+// max(x, 0) and min(x, 0) of both halves (the packed max/min return the non-NaN operand, as fmaxf).
+__device__ __forceinline__ unsigned max0_bf16x2(unsigned u) {
+    unsigned d;
+    asm("max.bf16x2 %0, %1, %2;\n" : "=r"(d) : "r"(u), "r"(0u));
+    return d;
+}
+__device__ __forceinline__ unsigned min0_bf16x2(unsigned u) {
+    unsigned d;
+    asm("min.bf16x2 %0, %1, %2;\n" : "=r"(d) : "r"(u), "r"(0u));
+    return d;
+}
+__device__ __forceinline__ unsigned max0_f16x2(unsigned u) {
+    unsigned d;
+    asm("max.f16x2 %0, %1, %2;\n" : "=r"(d) : "r"(u), "r"(0u));
+    return d;
+}
+__device__ __forceinline__ unsigned min0_f16x2(unsigned u) {
+    unsigned d;
+    asm("min.f16x2 %0, %1, %2;\n" : "=r"(d) : "r"(u), "r"(0u));
+    return d;
+}
+// 2^y with no range fix-ups around the approximation (ftz: results below 2^-126 are far below what a
+// 16-bit T keeps next to the sums they enter).
+__device__ __forceinline__ float ex2_approx_f32(float y) {
+    float e;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(e) : "f"(y));
+    return e;
+}
+// exp of both halves of a packed pair of T values, each in float32, rounded once into a pair.
 template <typename T>
-__device__ __forceinline__ unsigned phi_pair(int fm, unsigned u) {
-    float x0, x1;
-    Ops<T>::unpack(u, x0, x1);
-    return Ops<T>::pack(lightning_phi(fm, x0), lightning_phi(fm, x1));
+__device__ __forceinline__ unsigned exp_pair(unsigned n) {
+    constexpr float kLog2e = 1.4426950408889634f;
+    float n0, n1;
+    Ops<T>::unpack(n, n0, n1);
+    return Ops<T>::pack(ex2_approx_f32(n0 * kLog2e), ex2_approx_f32(n1 * kLog2e));
+}
+constexpr unsigned kBf16x2One = 0x3F803F80u;  // 1.0 in both halves
+constexpr unsigned kF16x2One = 0x3C003C00u;
+
+template <typename T, int FM> __device__ __forceinline__ unsigned phi_pair(unsigned u);
+template <> __device__ __forceinline__ unsigned phi_pair<__nv_bfloat16, 0>(unsigned u) { return u; }
+template <> __device__ __forceinline__ unsigned phi_pair<__half, 0>(unsigned u) { return u; }
+template <> __device__ __forceinline__ unsigned phi_pair<__nv_bfloat16, 2>(unsigned u) { return max0_bf16x2(u); }
+template <> __device__ __forceinline__ unsigned phi_pair<__half, 2>(unsigned u) { return max0_f16x2(u); }
+template <> __device__ __forceinline__ unsigned phi_pair<__nv_bfloat16, 1>(unsigned u) {
+    return fma_bf16x2(max0_bf16x2(u), kBf16x2One, exp_pair<__nv_bfloat16>(min0_bf16x2(u)));
+}
+template <> __device__ __forceinline__ unsigned phi_pair<__half, 1>(unsigned u) {
+    return fma_f16x2(max0_f16x2(u), kF16x2One, exp_pair<__half>(min0_f16x2(u)));
+}
+// phi of one element given by its bits, through the pair form (the low half), so that a path that
+// copies element by element maps to the same bits as the 16-byte paths.
+template <typename T, int FM>
+__device__ __forceinline__ unsigned short phi_bits(unsigned short bits) {
+    return (unsigned short)(phi_pair<T, FM>((unsigned)bits) & 0xffffu);
+}
+template <typename T>
+__device__ __forceinline__ unsigned short phi_bits(int featureMap, unsigned short bits) {
+    return featureMap == 1 ? phi_bits<T, 1>(bits) : featureMap == 2 ? phi_bits<T, 2>(bits) : bits;
 }
 
 // The state update multiplies K^T by V with each token's decay weight w_j = lambda^(m-1-j) put on
@@ -134,11 +216,6 @@ __device__ __forceinline__ void split_hl(unsigned u, const PairWeights<T>& w, un
 //   representable);  lo = RN(t + wl k).
 // hi + lo is within about 2^-16 of w k (relative), as with a float product split in two, at half
 // the instructions.
-__device__ __forceinline__ unsigned fma_bf16x2(unsigned a, unsigned b, unsigned c) {
-    unsigned d;
-    asm("fma.rn.bf16x2 %0, %1, %2, %3;\n" : "=r"(d) : "r"(a), "r"(b), "r"(c));
-    return d;
-}
 template <> struct PairWeights<__nv_bfloat16> {
     unsigned wh, nwh, wl;
     __device__ __forceinline__ PairWeights(float w0, float w1) {

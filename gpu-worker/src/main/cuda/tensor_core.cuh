@@ -187,11 +187,12 @@ __device__ __forceinline__ void load_tile(unsigned dst, unsigned char* dstGeneri
 // phi of the feature map on the pieces of a [64 x cols] tile that loader thread pl.t copied with
 // load_tile (same plan, m, valid and vec), in place. Rows >= m and columns >= valid keep their zeros
 // (phi(0) = 1 for elu1; Q K^T and q . z sum over the padding). A thread touches only what it copied,
-// so once its own copies have landed (cp.async.wait) it needs nobody else. phi is computed in
-// float32 from the T value and rounded back to T.
-template <typename T>
+// so once its own copies have landed (cp.async.wait) it needs nobody else. phi in packed 16-bit
+// arithmetic (lightning_common.cuh's phi_pair; the element-wise path maps to the same bits). FM: the
+// feature map code as a constant (chosen once a chunk, not tested for every pair).
+template <typename T, int FM>
 __device__ __forceinline__ void phi_own(unsigned char* dstGeneric, int ldd, int m, int cols, int valid, bool vec,
-                                        const TilePlan& pl, int fm) {
+                                        const TilePlan& pl) {
     if (vec) {
         // The pieces load_tile walks (both of its vector paths): rows only grow, so stop at m.
         int r = pl.r0, c = pl.c0;
@@ -199,10 +200,10 @@ __device__ __forceinline__ void phi_own(unsigned char* dstGeneric, int ldd, int 
             if (8 * c < valid) {  // valid % 8 == 0 on this path: the whole piece is real
                 uint4* p = reinterpret_cast<uint4*>(dstGeneric + 2 * (r * ldd + 8 * c));
                 uint4 x = *p;
-                x.x = phi_pair<T>(fm, x.x);
-                x.y = phi_pair<T>(fm, x.y);
-                x.z = phi_pair<T>(fm, x.z);
-                x.w = phi_pair<T>(fm, x.w);
+                x.x = phi_pair<T, FM>(x.x);
+                x.y = phi_pair<T, FM>(x.y);
+                x.z = phi_pair<T, FM>(x.z);
+                x.w = phi_pair<T, FM>(x.w);
                 *p = x;
             }
             r += pl.dr;
@@ -210,12 +211,11 @@ __device__ __forceinline__ void phi_own(unsigned char* dstGeneric, int ldd, int 
             if (c >= pl.nvec) { c -= pl.nvec; ++r; }
         }
     } else {
-        T* d = reinterpret_cast<T*>(dstGeneric);
+        unsigned short* d = reinterpret_cast<unsigned short*>(dstGeneric);
         for (int idx = pl.t; idx < kChunk * cols; idx += pl.step) {
             const int r = idx / cols;
             const int c = idx - r * cols;
-            if (r < m && c < valid)
-                d[r * ldd + c] = Ops<T>::from_f(lightning_phi(fm, Ops<T>::to_f(d[r * ldd + c])));
+            if (r < m && c < valid) d[r * ldd + c] = lightning::phi_bits<T, FM>(d[r * ldd + c]);
         }
     }
 }
@@ -339,8 +339,13 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
         const long long t0 = segStart + (long long)c * kChunk;
         const int m = (int)min((long long)kChunk, segEnd - t0);
         const unsigned q0 = offStage + st * stageBytes, k0 = q0 + (FWD ? 128u * ldk : 0u);
-        if (FWD) phi_own<T>(sm + q0, ldk, m, Dkp, dk, vecQK, planQK, fm);
-        phi_own<T>(sm + k0, ldk, m, Dkp, dk, vecQK, planQK, fm);
+        if (fm == 1) {
+            if (FWD) phi_own<T, 1>(sm + q0, ldk, m, Dkp, dk, vecQK, planQK);
+            phi_own<T, 1>(sm + k0, ldk, m, Dkp, dk, vecQK, planQK);
+        } else {
+            if (FWD) phi_own<T, 2>(sm + q0, ldk, m, Dkp, dk, vecQK, planQK);
+            phi_own<T, 2>(sm + k0, ldk, m, Dkp, dk, vecQK, planQK);
+        }
     };
 
     if constexpr (LW > 0) {
@@ -359,17 +364,32 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
         __syncthreads();
     }
     if (LW > 0 && warp >= 8) {
+        // Synchronous stores or phi: the arrival releases them, so it waits for this thread's copies
+        // to land. It does so one chunk behind: chunk cn's copies are issued before chunk cn - 1 is
+        // mapped and handed over, so the copies stay a stage ahead (waiting for each chunk's copies
+        // right after issuing them put the whole memory latency on every chunk: relu cost +82%).
+        const bool direct = vecQK && vecV && fm == 0;
+        int pp = 0;  // the stage of chunk cn - 1
         for (int cn = 0, sp = 0; cn < nChunks; ++cn) {
             if (cn >= NS) mbar_wait(emptyU + 8u * sp, (unsigned)(cn / NS - 1) & 1u);
             load_chunk(sp, cn);
-            if (vecQK && vecV && fm == 0) {
+            if (direct) {
                 cp_async_arrive(fullU + 8u * sp);
-            } else {  // synchronous stores or phi: the arrival releases them
-                asm volatile("cp.async.wait_all;\n" ::: "memory");
-                if (fm != 0) phi_chunk(sp, cn);  // this thread's own pieces, landed
-                mbar_arrive(fullU + 8u * sp);
+            } else {
+                cp_async_commit();
+                if (cn > 0) {
+                    cp_async_wait(1);                    // chunk cn - 1's copies (cn's may fly)
+                    if (fm != 0) phi_chunk(pp, cn - 1);  // this thread's own pieces, landed
+                    mbar_arrive(fullU + 8u * pp);
+                }
             }
+            pp = sp;
             if (++sp == NS) sp = 0;
+        }
+        if (!direct && nChunks > 0) {
+            cp_async_wait(0);
+            if (fm != 0) phi_chunk(pp, nChunks - 1);
+            mbar_arrive(fullU + 8u * pp);
         }
     } else {
     // (compute warps; not indented, to keep this long block readable)

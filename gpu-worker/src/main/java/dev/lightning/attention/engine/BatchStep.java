@@ -68,9 +68,21 @@ public interface BatchStep extends AutoCloseable {
         return new ReferenceBatchStep(spec);
     }
 
-    /** The GPU step on CUDA device {@code ordinal}: one kernel launch per step, states in device memory. */
+    /**
+     * The GPU step on CUDA device {@code ordinal}: one kernel launch per step, states in device memory,
+     * as much of it as the step's stores and batches ask for.
+     */
     static BatchStep gpu(AttentionSpec spec, int ordinal) {
-        return CudaBatchStep.open(spec, ordinal);
+        return CudaBatchStep.open(spec, ordinal, Long.MAX_VALUE);
+    }
+
+    /**
+     * The GPU step on CUDA device {@code ordinal}, its stores and staging together holding at most
+     * {@code memoryLimit} bytes of device memory: a store or a batch that would pass it fails with
+     * {@link DeviceMemoryException} (saying what it asked for) before anything is allocated for it.
+     */
+    static BatchStep gpu(AttentionSpec spec, int ordinal, long memoryLimit) {
+        return CudaBatchStep.open(spec, ordinal, memoryLimit);
     }
 
     /** Checks a step's arguments against the step's spec and store; for implementations. */

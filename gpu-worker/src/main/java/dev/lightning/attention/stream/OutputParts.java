@@ -20,12 +20,15 @@ import java.util.Map;
  * share as files of its own, and an index names them, in the spirit of sharded safetensors
  * checkpoints. The one owner of that format; {@link OutputReader} reads it.
  *
+ * A part per stream of the output's {@link OutputLayout} in which a piece has rows, named after
+ * the stream:
  * <pre>
  *   NAME.index.json                                  the index (NAME ends in .safetensors)
- *   NAME.parts/o-00003-of-00016.safetensors          piece 3's rows of o; the last piece's part also
- *                                                    holds final_state (and final_normalizer)
- *   NAME.parts/states-00003-of-00016.safetensors     with --state-every: the states recorded in piece 3
+ *   NAME.parts/o-00003-of-00016.safetensors          piece 3's rows of o; lightning: the last piece's
+ *                                                    part also holds final_state (and final_normalizer)
+ *   NAME.parts/states-00003-of-00016.safetensors     lightning with --state-every: the states recorded in piece 3
  *   NAME.parts/normalizers-00003-of-00016.safetensors  and, normalizing, their normalizers
+ *   NAME.parts/lse-00003-of-00016.safetensors        softmax with --write-lse: piece 3's rows of lse
  * </pre>
  * Every part is a valid safetensors file. The tensors of the whole output (their names, dtypes and
  * shapes: those the one-file form has) are cut along their first dimension: a part holds rows
@@ -39,7 +42,7 @@ import java.util.Map;
  * </pre>
  * where a part's {@code file} is relative to the index's directory and {@code tensors} gives, for
  * each tensor it holds, the rows [from, to) of the whole tensor. The parts of each tensor tile its
- * first dimension in order. o, states and normalizers are written by separate streams of one pass
+ * first dimension in order. o and states (or o and lse) are written by separate streams of one pass
  * over a piece, so they are separate files: a stream cannot go back to put the states after o.
  */
 public final class OutputParts {
@@ -50,27 +53,14 @@ public final class OutputParts {
     private OutputParts() {
     }
 
-    /** What a part holds: rows [from, to) of tensor {@code tensor}. */
-    public static final class Slice {
-        public final String tensor;
-        public final long from;
-        public final long to;
-
-        Slice(String tensor, long from, long to) {
-            this.tensor = tensor;
-            this.from = from;
-            this.to = to;
-        }
-    }
-
     /** One part file: its name relative to the index's directory, and the slices it holds in order. */
     public static final class Part {
         public final String file;
-        public final List<Slice> slices;
+        public final List<OutputLayout.Slice> slices;
         /** Its safetensors header (the slices back to back). */
         public final SafetensorsHeader header;
 
-        Part(String file, List<Slice> slices, SafetensorsHeader header) {
+        Part(String file, List<OutputLayout.Slice> slices, SafetensorsHeader header) {
             this.file = file;
             this.slices = Collections.unmodifiableList(slices);
             this.header = header;
@@ -88,43 +78,28 @@ public final class OutputParts {
     }
 
     /**
-     * The parts of one piece of a sequence whose one-file form is laid out by {@code whole}:
-     * its o part (with the final state when it is the last piece), then with recorded states its
-     * states part and, normalizing, its normalizers part; parts with no rows are left out.
+     * The parts of one piece of a sequence whose one-file form is laid out by {@code layout}: a
+     * part per stream in which the piece has rows ({@link OutputLayout#share}), in stream order,
+     * named after the stream: {@code NAME.parts/STREAM-PPPPP-of-NNNNN.safetensors}.
      *
-     * @param name        the output's name relative to the output directory (parts go to NAME.parts/)
-     * @param piece       the piece's index, {@code pieces} their count
-     * @param tokens      the piece's tokens [tokenFrom, tokenFrom + tokens)
-     * @param checkpoints the piece's recorded states: rows [checkpointFrom, checkpointFrom + checkpoints)
+     * @param name   the output's name relative to the output directory (parts go to NAME.parts/)
+     * @param piece  the piece's index, {@code pieces} their count
+     * @param from   the piece's tokens [from, to)
      */
-    public static List<Part> partsOf(SafetensorsHeader whole, String name, int piece, int pieces, long tokenFrom,
-                                     long tokens, long checkpointFrom, long checkpoints) {
+    public static List<Part> partsOf(OutputLayout layout, String name, int piece, int pieces, long from, long to) {
         List<Part> parts = new ArrayList<>();
-        List<Slice> o = new ArrayList<>();
-        o.add(new Slice("o", tokenFrom, tokenFrom + tokens));
-        if (piece == pieces - 1) {
-            for (String t : new String[] {"final_state", "final_normalizer"}) {
-                if (whole.tensor(t) != null) {
-                    o.add(new Slice(t, 0, whole.tensor(t).dim(0)));
-                }
-            }
-        }
-        parts.add(part(whole, name, "o", piece, pieces, o));
-        for (String t : new String[] {"states", "normalizers"}) {
-            if (whole.tensor(t) != null && checkpoints > 0) {
-                parts.add(part(whole, name, t, piece, pieces,
-                        List.of(new Slice(t, checkpointFrom, checkpointFrom + checkpoints))));
-            }
+        for (OutputLayout.Share s : layout.share(from, to)) {
+            parts.add(part(layout.header(), name, s.stream, piece, pieces, s.slices));
         }
         return parts;
     }
 
     private static Part part(SafetensorsHeader whole, String name, String kind, int piece, int pieces,
-                             List<Slice> slices) {
+                             List<OutputLayout.Slice> slices) {
         String base = name.substring(name.lastIndexOf('/') + 1);
         String file = base + PARTS_SUFFIX + "/" + String.format("%s-%05d-of-%05d.safetensors", kind, piece, pieces);
         List<SafetensorsHeader.Spec> specs = new ArrayList<>();
-        for (Slice s : slices) {
+        for (OutputLayout.Slice s : slices) {
             TensorEntry t = whole.tensor(s.tensor);
             long[] shape = t.shape();
             shape[0] = s.to - s.from;
@@ -164,7 +139,7 @@ public final class OutputParts {
             ObjectNode n = list.addObject();
             n.put("file", p.file);
             ObjectNode holds = n.putObject("tensors");
-            for (Slice s : p.slices) {
+            for (OutputLayout.Slice s : p.slices) {
                 holds.putArray(s.tensor).add(s.from).add(s.to);
             }
         }

@@ -23,8 +23,9 @@ import java.util.Map;
 /**
  * Reads a job output on the local disk in either form: one safetensors file {@code NAME}, or the
  * parts form {@code NAME.index.json} with its part files ({@link OutputParts}). Either way it
- * presents the same tensors (o, final_state, and where the run made them final_normalizer,
- * states, normalizers) and reads any rows of them with positioned reads, never a whole file.
+ * presents the same tensors (lightning: o, final_state, and where the run made them
+ * final_normalizer, states, normalizers; softmax: o, and with --write-lse lse) and reads any
+ * rows of them with positioned reads, never a whole file.
  */
 public final class OutputReader implements AutoCloseable {
     /** Rows [from, to) of a tensor lie in {@code file} from byte {@code begin}. */

@@ -53,18 +53,17 @@ class OutputReaderTest {
 
         Path dir = Files.createDirectories(tmp.resolve("parts"));
         long[] pieces = {64, 320, 1, 448, 167}; // uneven: one piece holds no state, one several
+        OutputLayout layout = OutputLayout.lightning(whole, T, EVERY);
         List<OutputParts.Part> parts = new ArrayList<>();
         long start = 0;
         for (int i = 0; i < pieces.length; i++) {
-            long c0 = start / EVERY;
-            long c = (start + pieces[i]) / EVERY - c0;
-            parts.addAll(OutputParts.partsOf(whole, "x.safetensors", i, pieces.length, start, pieces[i], c0, c));
+            parts.addAll(OutputParts.partsOf(layout, "x.safetensors", i, pieces.length, start, start + pieces[i]));
             start += pieces[i];
         }
         for (OutputParts.Part p : parts) {
             java.io.ByteArrayOutputStream b = new java.io.ByteArrayOutputStream();
             b.write(p.header.encode());
-            for (OutputParts.Slice s : p.slices) {
+            for (OutputLayout.Slice s : p.slices) {
                 TensorEntry t = whole.tensor(s.tensor);
                 long row = t.byteLength() / t.dim(0);
                 b.write(file, (int) (t.begin() + s.from * row), (int) ((s.to - s.from) * row));

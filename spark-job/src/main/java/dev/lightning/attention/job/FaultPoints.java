@@ -14,10 +14,11 @@ package dev.lightning.attention.job;
  *   <li>{@code scan}: a scan task has staged its first state (a block summary, a carry or an
  *       incoming state: {@link BlockScan});
  *   <li>{@code pass2}: a pass-2 task has staged its first piece's output;
- *   <li>{@code assemble}: pass 2 is done and the driver has finished the outputs its pieces wrote
- *       (joined the parts with concat, or written the parts index; nothing to do in place);
- *   <li>softmax runs instead of the three above: {@code softmax-blocks} (a work item is staged),
- *       {@code softmax-merge} (a merged query piece's rows are staged), {@code softmax-assemble};
+ *   <li>softmax runs instead of these three: {@code softmax-blocks} (a work item is staged),
+ *       {@code softmax-merge} (a merged query piece's rows are staged);
+ *   <li>{@code assemble}: the last pass is done (lightning's pass 2, softmax's merge) and the driver
+ *       has finished the outputs the pieces wrote (joined the parts with concat, or written the
+ *       parts index; nothing to do in place); reached only when some output was written by pieces;
  *   <li>{@code commit}: the commit record is written and the first file was published;
  *   <li>{@code published}: every file is published, the report and {@code _SUCCESS} not yet.
  * </ul>

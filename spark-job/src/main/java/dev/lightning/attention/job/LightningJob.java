@@ -2,11 +2,11 @@ package dev.lightning.attention.job;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.SerializationFeature;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.lightning.attention.plan.Piece;
 import dev.lightning.attention.plan.PiecePlanner;
+import dev.lightning.attention.stream.OutputLayout;
 import dev.lightning.attention.stream.SequenceFile;
 import dev.lightning.attention.tensor.InvalidInputException;
 import org.apache.hadoop.fs.BlockLocation;
@@ -207,16 +207,19 @@ final class LightningJob {
         summary.put("tokens", totalTokens);
 
         HadoopConf hadoop = new HadoopConf(sc.hadoopConfiguration());
+        SplitOutputs splitOutputs = SplitOutputs.of(cfg, outFs, staging);
         if (cfg.softmax()) {
             SoftmaxJob softmax = new SoftmaxJob(cfg, hadoop, staging, files, plan, out);
             softmaxPlan = softmax.planReport();
+            Map<Integer, long[]> shared = softmax.splitSequences();
+            prepareShared(splitOutputs, outFs, files, shared, softmax::outputLayout);
             collectSkipped(softmax.blocks(this::runPass), files);
             for (PassReport merged : softmax.merge(this::runPass, skipped.keySet())) {
                 collectSkipped(merged, files);
             }
             warnSkipped(files, outFs, outputDir);
-            softmax.assemble(this::runPass, skipped.keySet());
-            return publish(files, totalTokens, staging, outFs, outputDir, lock, Map.of());
+            return publish(files, totalTokens, staging, outFs, outputDir, lock,
+                    finishShared(splitOutputs, outFs, files, shared, softmax::outputLayout));
         }
         // Pass 1: pieces with a successor. A task per partition of the plan, or per group of them
         // when there are more partitions than maxTasks.
@@ -264,38 +267,14 @@ final class LightningJob {
             }
         }
         Tasks outputTasks = new Tasks(hadoop, staging, cfg, null, null);
-        SplitOutputs splitOutputs = outputTasks.splitOutputs(outFs);
-        if (!shared.isEmpty()) {
-            out.println("lightning: " + shared.size() + " output(s) written by their pieces, --output-form "
-                    + splitOutputs.form.key());
-        }
-        List<String> sharedNames = new ArrayList<>();
-        List<dev.lightning.attention.tensor.SafetensorsHeader> sharedHeaders = new ArrayList<>();
-        for (int s : shared.keySet()) {
-            sharedNames.add(files.get(s).name);
-            sharedHeaders.add(outputTasks.outputHeader(files.get(s), continued.get(s)));
-        }
-        splitOutputs.prepare(outFs, sharedNames, sharedHeaders);
+        java.util.function.IntFunction<OutputLayout> layouts = s -> outputTasks.outputLayout(files.get(s),
+                continued.get(s));
+        prepareShared(splitOutputs, outFs, files, shared, layouts);
         PassReport outputs = runPass("pass 2/2: outputs", pass2, pass2Hosts, totalTokens,
                 (pieces, tokens) -> new Tasks(hadoop, staging, cfg, pieces, tokens).pass2());
         collectSkipped(outputs, files);
         warnSkipped(files, outFs, outputDir);
-        Map<Integer, List<String>> publishedAs = new HashMap<>();
-        long finishStart = System.nanoTime();
-        for (Map.Entry<Integer, long[]> e : shared.entrySet()) {
-            if (!skipped.containsKey(e.getKey())) {
-                SequenceFile f = files.get(e.getKey());
-                publishedAs.put(e.getKey(), splitOutputs.finish(outFs, f.name, outputTasks.outputHeader(f, continued.get(e.getKey())), outputTasks.spec(f),
-                        cfg.variant(), e.getValue()));
-            }
-        }
-        if (!shared.isEmpty()) {
-            double seconds = (System.nanoTime() - finishStart) / 1e9;
-            passes.put("finish: outputs written by their pieces", new double[] {seconds, 0});
-            out.printf("lightning: finished %d output(s) written by their pieces (%s), %.1f s%n", publishedAs.size(),
-                    splitOutputs.form.key(), seconds);
-            FaultPoints.reach("assemble");
-        }
+        Map<Integer, List<String>> publishedAs = finishShared(splitOutputs, outFs, files, shared, layouts);
         Map<Integer, PieceGroups> pass2Groups = checksumSplits.isEmpty() ? Map.of() : Tasks.groups(pass2);
         long resultsStart = System.nanoTime();
         int results = 0;
@@ -314,6 +293,55 @@ final class LightningJob {
             FaultPoints.reach("assemble");
         }
         return publish(files, totalTokens, staging, outFs, outputDir, lock, publishedAs);
+    }
+
+    /**
+     * Before the pieces of the outputs in {@code shared} (sequence to its pieces' tokens) write
+     * their shares ({@link SplitOutputs}): in place, the driver creates their staged files.
+     * Lightning's and softmax's outputs alike, each by its {@code layouts}.
+     */
+    private void prepareShared(SplitOutputs splitOutputs, FileSystem outFs, List<SequenceFile> files,
+                               Map<Integer, long[]> shared, java.util.function.IntFunction<OutputLayout> layouts)
+            throws IOException {
+        if (shared.isEmpty()) {
+            return;
+        }
+        out.println("lightning: " + shared.size() + " output(s) written by their pieces, --output-form "
+                + splitOutputs.form.key());
+        List<String> names = new ArrayList<>();
+        List<dev.lightning.attention.tensor.SafetensorsHeader> headers = new ArrayList<>();
+        for (int s : shared.keySet()) {
+            names.add(files.get(s).name);
+            headers.add(layouts.apply(s).header());
+        }
+        splitOutputs.prepare(outFs, names, headers);
+    }
+
+    /**
+     * After the pieces: finishes the outputs in {@code shared} that were not skipped (joins the
+     * parts with concat, or writes the parts index; nothing in place), then reaches the fault point
+     * {@code assemble}. Returns the names each publishes.
+     */
+    private Map<Integer, List<String>> finishShared(SplitOutputs splitOutputs, FileSystem outFs,
+                                                    List<SequenceFile> files, Map<Integer, long[]> shared,
+                                                    java.util.function.IntFunction<OutputLayout> layouts)
+            throws IOException {
+        Map<Integer, List<String>> publishedAs = new HashMap<>();
+        long finishStart = System.nanoTime();
+        for (Map.Entry<Integer, long[]> e : shared.entrySet()) {
+            if (!skipped.containsKey(e.getKey())) {
+                publishedAs.put(e.getKey(), splitOutputs.finish(outFs, files.get(e.getKey()).name,
+                        layouts.apply(e.getKey()), e.getValue()));
+            }
+        }
+        if (!shared.isEmpty()) {
+            double seconds = (System.nanoTime() - finishStart) / 1e9;
+            passes.put("finish: outputs written by their pieces", new double[] {seconds, 0});
+            out.printf("lightning: finished %d output(s) written by their pieces (%s), %.1f s%n", publishedAs.size(),
+                    splitOutputs.form.key(), seconds);
+            FaultPoints.reach("assemble");
+        }
+        return publishedAs;
     }
 
     /** Warns about skipped sequences whose name the output directory already holds (an older result, left in place). */
@@ -355,7 +383,7 @@ final class LightningJob {
             published.add(stageManifest(files, staging, outFs));
         }
         ObjectNode report = report(files, reports, "succeeded", null);
-        stageReport(outFs, staging, report);
+        staging.stageReport(outFs, report);
         Commit.commit(outFs, outputDir, staging, published, cfg.get(Settings.OVERWRITE), lock);
 
         double seconds = (System.nanoTime() - t0) / 1e9;
@@ -540,7 +568,7 @@ final class LightningJob {
     private void failed(FileSystem fs, Staging staging, List<SequenceFile> files, Exception e) {
         try {
             ObjectNode report = report(files, reports, "failed", e);
-            stageReport(fs, staging, report);
+            staging.stageReport(fs, report);
             out.println("lightning: the run failed; the output directory is unchanged. The work done so far and the "
                     + "report of the failed run are in " + staging.root + "; rerun with --resume to continue from it");
         } catch (IOException | RuntimeException again) {
@@ -548,16 +576,6 @@ final class LightningJob {
         }
     }
 
-    /**
-     * Stages the run report, replacing one an earlier attempt of this run staged (a failed run's,
-     * before --resume): writeAtomically keeps an existing file where the file system's rename
-     * does not replace (HDFS), which is right for the same bytes and wrong for a new report.
-     */
-    private static void stageReport(FileSystem fs, Staging staging, ObjectNode report) throws IOException {
-        fs.delete(staging.report(), false);
-        Staging.writeAtomically(fs, staging.report(), "driver",
-                new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValueAsBytes(report));
-    }
 
     /**
      * --output-mode checksums: each result's o checksum and spot-check table, read back from the

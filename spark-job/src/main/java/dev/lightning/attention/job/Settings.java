@@ -99,7 +99,9 @@ final class Settings {
     static final Setting<String> GPU_RESOURCE = Setting.word("--gpu-resource", "spark.lightning.gpu.resourceName",
             "gpu", "Name of the Spark resource whose address is the task's CUDA device.");
     static final Setting<Long> GPU_MEMORY = Setting.size("--gpu-memory", "spark.lightning.gpu.memory", 8L << 30,
-            64L << 20, "Device memory one task's GPU backend may allocate; larger windows are computed in slices.");
+            64L << 20, "Device memory one task's GPU backend may hold (and in table runs its batch step, states included), "
+            + "enforced by their allocators: larger windows are computed in slices, and a limit too small for the "
+            + "states and one chunk is an error that says so.");
     static final Setting<String> MASTER = Setting.text("--master", "spark.master", "local[*]",
             "Spark master URL. Under spark-submit, spark-submit's own `--master` is used unless this is given.");
     static final Setting<String> DEFAULT_SLOPES = Setting.choice("--default-slopes", "spark.lightning.defaultSlopes",

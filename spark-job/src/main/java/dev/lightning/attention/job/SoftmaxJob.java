@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.lightning.attention.plan.Piece;
 import dev.lightning.attention.plan.SoftmaxPlanner;
+import dev.lightning.attention.stream.OutputLayout;
 import dev.lightning.attention.stream.SequenceFile;
 import dev.lightning.attention.tensor.InvalidInputException;
 import dev.lightning.attention.tensor.SafetensorsHeader;
@@ -28,11 +29,13 @@ import java.util.TreeMap;
  * <ol>
  *   <li>blocks: the work items, in tasks of about equal cost;</li>
  *   <li>merge: per query piece split over several items, their partials folded in ascending key
- *       order;</li>
- *   <li>assemble: per split sequence, its output file from its pieces' rows.</li>
+ *       order.</li>
  * </ol>
- * The lock, staging, commit and report are {@link LightningJob}'s. Like it, the driver holds
- * file headers and the plan, never a tensor.
+ * Each piece of a split sequence writes its rows as its share of the sequence's output
+ * ({@link SplitOutputs}: in place, as parts that the driver joins with a concat, or as parts with
+ * an index); the driver prepares and finishes those outputs as it does lightning's. The lock,
+ * staging, commit and report are {@link LightningJob}'s. Like it, the driver holds file headers
+ * and the plan, never a tensor.
  */
 final class SoftmaxJob {
     /** How {@link LightningJob} runs a pass (its {@code runPass}): progress lines, timing, reports. */
@@ -150,21 +153,13 @@ final class SoftmaxJob {
     }
 
     /**
-     * Bytes a softmax run stages, for the free-space check: every output file, and for split
-     * sequences their pieces' rows beside it and the partials of the items that need a merge.
+     * Bytes a softmax run stages, for the free-space check: every output file (a split sequence's
+     * pieces write their shares of it, no copy) and the partials of the items that need a merge.
      */
     static long bytesToStage(JobConfig cfg, List<SequenceFile> files, List<List<Piece>> pieces) {
         long need = 0;
-        int[] count = new int[files.size()];
-        for (List<Piece> partition : pieces) {
-            for (Piece p : partition) {
-                count[p.sequence()]++;
-            }
-        }
-        for (int i = 0; i < files.size(); i++) {
-            SequenceFile f = files.get(i);
-            long rows = f.tokens * SoftmaxTasks.rowBytes(f, cfg);
-            need += rows + 4096 + (count[i] > 1 ? rows : 0);
+        for (SequenceFile f : files) {
+            need += f.tokens * SoftmaxTasks.rowBytes(f, cfg) + 4096;
         }
         for (List<SoftmaxPlanner.Block> m : plan(cfg, files, pieces).merges) {
             SequenceFile f = files.get(m.get(0).query.sequence());
@@ -227,27 +222,21 @@ final class SoftmaxJob {
         return reports;
     }
 
-    /** The assembly of the split sequences not skipped. */
-    void assemble(PassRunner runner, Set<Integer> skipped) {
-        Map<Integer, List<Piece>> splits = new TreeMap<>();
+    /** The split sequences, whose pieces write their shares of the output ({@link SplitOutputs}): their pieces' tokens. */
+    Map<Integer, long[]> splitSequences() {
+        Map<Integer, long[]> splits = new TreeMap<>();
         for (List<Piece> partition : pieces) {
             for (Piece p : partition) {
-                if (p.isSplit() && !skipped.contains(p.sequence())) {
-                    splits.computeIfAbsent(p.sequence(), x -> new ArrayList<>()).add(p);
+                if (p.isSplit()) {
+                    splits.computeIfAbsent(p.sequence(), x -> new long[p.count()])[p.index()] = p.tokens();
                 }
             }
         }
-        List<List<SoftmaxTasks.SequenceItem>> assembly = new ArrayList<>();
-        for (Map.Entry<Integer, List<Piece>> e : splits.entrySet()) {
-            long[] tokens = new long[e.getValue().size()];
-            for (Piece p : e.getValue()) {
-                tokens[p.index()] = p.tokens();
-            }
-            assembly.add(List.of(new SoftmaxTasks.SequenceItem(files.get(e.getKey()), e.getKey(), tokens)));
-        }
-        if (!assembly.isEmpty()) {
-            runner.run("assemble: split sequences", assembly, null, 0,
-                    (items, t) -> new SoftmaxTasks(hadoop, staging, cfg, items, t).assemble());
-        }
+        return splits;
+    }
+
+    /** The layout of sequence {@code s}'s output file, as its pieces write it. */
+    OutputLayout outputLayout(int s) {
+        return SoftmaxTasks.outputLayout(files.get(s), cfg);
     }
 }

@@ -7,6 +7,7 @@ import dev.lightning.attention.engine.SoftmaxSpec;
 import dev.lightning.attention.plan.Piece;
 import dev.lightning.attention.plan.SoftmaxPlanner;
 import dev.lightning.attention.stream.NonFiniteException;
+import dev.lightning.attention.stream.OutputLayout;
 import dev.lightning.attention.stream.SequenceFile;
 import dev.lightning.attention.stream.SoftmaxWork;
 import dev.lightning.attention.tensor.DType;
@@ -36,8 +37,9 @@ import java.util.Map;
  *       float32 partial (o and lse per query block, {@link SoftmaxPartial#toBytes}).</li>
  *   <li>{@link #merge()}: per query piece computed by several items, their partials folded in
  *       ascending key order ({@link SoftmaxPartial#merge}), then the piece's rows written.</li>
- *   <li>{@link #assemble()}: per split sequence, its output file from the pieces' rows.</li>
  * </ul>
+ * A piece of a split sequence writes its rows of o and lse as its share of the sequence's output
+ * ({@link SplitOutputs}, in the run's --output-form), so no task copies a sequence's output.
  * As for lightning, tasks write only into the run's {@link Staging}, each unit of work ends with a
  * done marker (kept by --resume when it still verifies), and every file is a function of the
  * input and settings alone: a retried or resumed task writes the same bytes.
@@ -66,20 +68,6 @@ final class SoftmaxTasks implements Serializable {
         MergeItem(SequenceFile file, List<SoftmaxPlanner.Block> items) {
             this.file = file;
             this.items = new ArrayList<>(items);
-        }
-    }
-
-    /** A split sequence with the token counts of its pieces, in order. */
-    static final class SequenceItem implements Serializable {
-        private static final long serialVersionUID = 1L;
-        final SequenceFile file;
-        final int sequence;
-        final long[] pieceTokens;
-
-        SequenceItem(SequenceFile file, int sequence, long[] pieceTokens) {
-            this.file = file;
-            this.sequence = sequence;
-            this.pieceTokens = pieceTokens;
         }
     }
 
@@ -126,6 +114,15 @@ final class SoftmaxTasks implements Serializable {
             metadata.put("window", Long.toString(spec.window()));
         }
         return SafetensorsHeader.layout(f.name, tensors, metadata);
+    }
+
+    /**
+     * How the pieces of split sequence {@code f} write its output file ({@link SplitOutputs}): the
+     * header of {@link #outputHeader} cut as {@link OutputLayout#softmax}.
+     */
+    static OutputLayout outputLayout(SequenceFile f, JobConfig cfg) {
+        return OutputLayout.softmax(outputHeader(f, spec(f, cfg), cfg.outputDtype(f.dtype), cfg.get(Settings.WRITE_LSE)),
+                f.tokens);
     }
 
     /** Bytes of one token's rows: o in the output dtype, and lse with --write-lse. */
@@ -209,23 +206,15 @@ final class SoftmaxTasks implements Serializable {
     }
 
     /**
-     * The one place a query piece of a split sequence writes its rows, as lightning's pass 2
-     * writes a split piece today: o to {@link Staging#outputPart} and, with --write-lse, lse to
-     * {@link Staging#lsePart}, which {@link #assemble()} concatenates in piece order. Returns the
-     * files written.
+     * The one place a query piece of a split sequence writes its rows: as its share of the
+     * sequence's output in the run's --output-form ({@link SplitOutputs}), o to the layout's
+     * stream o and, with --write-lse, lse to its stream lse. Returns what it wrote.
      */
-    private List<Staging.Written> writePieceRows(FileSystem stagingFs, Piece p, String attempt, Rows rows)
-            throws IOException {
-        List<Staging.Written> files = new ArrayList<>();
-        if (cfg.get(Settings.WRITE_LSE)) {
-            files.add(Staging.writeAtomically(stagingFs, staging.lsePart(p.sequence(), p.index()), attempt,
-                    lse -> files.add(Staging.writeAtomically(stagingFs, staging.outputPart(p.sequence(), p.index()),
-                            attempt, o -> rows.writeTo(o, lse)))));
-        } else {
-            files.add(Staging.writeAtomically(stagingFs, staging.outputPart(p.sequence(), p.index()), attempt,
-                    o -> rows.writeTo(o, null)));
-        }
-        return files;
+    private List<Staging.Written> writePieceRows(FileSystem stagingFs, SequenceFile f, Piece p, String attempt,
+                                                 Rows rows) throws IOException {
+        boolean withLse = cfg.get(Settings.WRITE_LSE);
+        return SplitOutputs.of(cfg, stagingFs, staging).writePiece(stagingFs, f.name, outputLayout(f, cfg), p, attempt,
+                out -> rows.writeTo(out.get("o"), withLse ? out.get("lse") : null));
     }
 
     /**
@@ -277,7 +266,7 @@ final class SoftmaxTasks implements Serializable {
                             if (b.whole && !q.isSplit()) {
                                 written = List.of(writeWholeFile(stagingFs, f, attempt(ctx), rows));
                             } else if (b.whole) {
-                                written = writePieceRows(stagingFs, q, attempt(ctx), rows);
+                                written = writePieceRows(stagingFs, f, q, attempt(ctx), rows);
                             } else {
                                 written = List.of(Staging.writeAtomically(stagingFs, partialPath(b), attempt(ctx),
                                         out -> work.compute(backend, in::readFully, f, q.sequence(), q.start(), q.end(),
@@ -325,7 +314,7 @@ final class SoftmaxTasks implements Serializable {
                 long perToken = work.partialBytesPerToken();
                 DType oDtype = cfg.outputDtype(f.dtype);
                 try {
-                    List<Staging.Written> written = writePieceRows(stagingFs, q, attempt(ctx), (o, lse) -> {
+                    List<Staging.Written> written = writePieceRows(stagingFs, f, q, attempt(ctx), (o, lse) -> {
                         List<FSDataInputStream> partials = new ArrayList<>();
                         try {
                             for (SoftmaxPlanner.Block b : m.items) {
@@ -369,44 +358,6 @@ final class SoftmaxTasks implements Serializable {
                 itemsDone.add(1);
             }
             return report("softmax-merge", ctx, items.size(), 0, null, start, skipped, resumed, names);
-        };
-    }
-
-    /** The assembly of split sequences: header, o of every piece in order, then their lse. */
-    WorkRDD.Worker<SequenceItem> assemble() {
-        return (items, ctx) -> {
-            long start = System.nanoTime();
-            FileSystem stagingFs = fs(staging.root);
-            List<String> names = new ArrayList<>();
-            int resumed = 0;
-            for (SequenceItem it : items) {
-                SequenceFile f = it.file;
-                names.add(f.name);
-                String unit = "softmax-assemble-s" + it.sequence;
-                if (staging.alreadyDone(stagingFs, unit)) {
-                    resumed++;
-                    continue;
-                }
-                boolean withLse = cfg.get(Settings.WRITE_LSE);
-                DType oDtype = cfg.outputDtype(f.dtype);
-                SoftmaxSpec spec = spec(f, cfg);
-                Staging.Written w = Staging.writeAtomically(stagingFs, staging.stagedOutput(f.name), attempt(ctx),
-                        out -> {
-                            out.write(outputHeader(f, spec, oDtype, withLse).encode());
-                            for (int p = 0; p < it.pieceTokens.length; p++) {
-                                Staging.copyPart(stagingFs, staging.outputPart(it.sequence, p),
-                                        it.pieceTokens[p] * f.outputBytesPerToken(oDtype), out);
-                            }
-                            for (int p = 0; withLse && p < it.pieceTokens.length; p++) {
-                                Staging.copyPart(stagingFs, staging.lsePart(it.sequence, p),
-                                        it.pieceTokens[p] * 4L * spec.headsQ(), out);
-                            }
-                        });
-                staging.markDone(stagingFs, unit, attempt(ctx), List.of(w));
-                FaultPoints.reach("softmax-assemble");
-                itemsDone.add(1);
-            }
-            return report("softmax-assemble", ctx, items.size(), 0, null, start, List.of(), resumed, names);
         };
     }
 

@@ -1,13 +1,11 @@
 package dev.lightning.attention.job;
 
-import dev.lightning.attention.engine.AttentionSpec;
-import dev.lightning.attention.engine.LightningState;
 import dev.lightning.attention.plan.Piece;
+import dev.lightning.attention.stream.OutputLayout;
 import dev.lightning.attention.stream.OutputParts;
 import dev.lightning.attention.stream.Variant;
 import dev.lightning.attention.tensor.InvalidInputException;
 import dev.lightning.attention.tensor.SafetensorsHeader;
-import dev.lightning.attention.tensor.TensorEntry;
 import org.apache.hadoop.fs.CommonPathCapabilities;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
@@ -23,31 +21,36 @@ import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
+import java.util.Map;
 import java.util.zip.CRC32C;
 
 /**
- * Pass 2's outputs of the sequences whose output file is not one stream: those split into pieces
- * (each piece computes a slice of o) and, with --state-every, every sequence (its states follow o
- * and the final state in the file, but are computed along with o). No task copies a sequence's
- * output: each piece writes its own share, in one of three forms ({@code --output-form}):
+ * The outputs of the sequences whose output file is not written as one stream by one task: those
+ * split into pieces (each piece computes a slice of the rows) and, for lightning with
+ * --state-every, every sequence (its states follow o and the final state in the file, but are
+ * computed along with o). No task copies a sequence's output: each piece writes its own share, as
+ * the file's {@link OutputLayout} cuts it (lightning: o, the final state, states and normalizers;
+ * softmax: o and lse), in one of three forms ({@code --output-form}):
  * <ul>
  *   <li>{@link Form#IN_PLACE}: the driver creates the staged output file once, with its header
- *       and its final length (sparse), before pass 2; each piece writes its byte ranges (its rows
- *       of o, its rows of states and normalizers, the last piece the final state) with positioned
- *       writes. Needs a file system that has them: Hadoop's local one ({@code file:}), so local
- *       disks and shared POSIX mounts;
- *   <li>{@link Form#CONCAT}: each piece writes its o, states and normalizers as hidden parts
- *       beside the staged file, the last piece also the final state; after pass 2 the driver
- *       writes the header as the staged file and appends the parts to it with the file system's
- *       concat, which moves blocks and copies no data (HDFS);
+ *       and its final length (sparse), before the pieces run; each piece writes its byte ranges
+ *       (one per stream of the layout in which it has rows) with positioned writes. Needs a file
+ *       system that has them: Hadoop's local one ({@code file:}), so local disks and shared POSIX
+ *       mounts;
+ *   <li>{@link Form#CONCAT}: each piece writes a hidden part per stream beside the staged file;
+ *       after the pieces the driver writes the header as the staged file and appends the parts
+ *       to it in file order with the file system's concat, which moves blocks and copies no data
+ *       (HDFS);
  *   <li>{@link Form#PARTS}: the output is {@code NAME.index.json} and part files
  *       ({@link OutputParts}), published as they are; any file system.
  * </ul>
  * The one-file forms give the same bytes as an unsplit sequence's output file. Every range or
  * part a piece writes is in its marker with its CRC32C, so --resume keeps only pieces whose bytes
- * still verify, and a retried piece writes the same bytes to the same places.
+ * still verify, and a retried piece writes the same bytes to the same places. Lightning's pass 2
+ * ({@link Tasks}) and softmax's blocks and merge passes ({@link SoftmaxTasks}) write through here.
  */
 final class SplitOutputs implements Serializable {
     private static final long serialVersionUID = 1L;
@@ -114,147 +117,122 @@ final class SplitOutputs implements Serializable {
         this.staging = staging;
     }
 
-    /** Whether {@code pieces} pieces of a sequence under {@code variant} are written here (not in one stream). */
+    /** This run's: --output-form on the file system of the output, which holds {@code staging}. */
+    static SplitOutputs of(JobConfig cfg, FileSystem outputFs, Staging staging) {
+        return new SplitOutputs(Form.choose(cfg.get(Settings.OUTPUT_FORM), outputFs, staging.path()), staging);
+    }
+
+    /** Whether {@code pieces} pieces of a lightning sequence under {@code variant} are written here (not in one stream). */
     static boolean needed(int pieces, Variant variant) {
         return pieces > 1 || variant.checkpoints();
     }
 
     // ---------------------------------------------------------------- where a piece's bytes go
 
-    /** The byte ranges of one piece in the one-file form, from its header. */
-    static final class Ranges {
-        final long o;
-        final long oBytes;
-        final long states;
-        final long statesBytes;
-        final long normalizers;
-        final long normalizersBytes;
-        /** final_state (then final_normalizer, adjacent in the header), or -1 for a piece that is not the last. */
-        final long last;
-        final long lastBytes;
-        /** The piece's first recorded state (a row of states) and their count. */
-        final long checkpointFrom;
-        final long checkpoints;
-
-        Ranges(SafetensorsHeader h, AttentionSpec spec, Variant variant, Piece p) {
-            TensorEntry oT = h.tensor("o");
-            long tokenBytes = oT.byteLength() / Math.max(1, oT.dim(0));
-            o = oT.begin() + p.start() * tokenBytes;
-            oBytes = p.tokens() * tokenBytes;
-            checkpointFrom = variant.checkpointsIn(0, p.start());
-            checkpoints = variant.checkpointsIn(p.start(), p.tokens());
-            TensorEntry s = h.tensor("states");
-            TensorEntry z = h.tensor("normalizers");
-            states = s == null ? -1 : s.begin() + checkpointFrom * LightningState.kvBytes(spec);
-            statesBytes = s == null ? 0 : checkpoints * LightningState.kvBytes(spec);
-            normalizers = z == null ? -1 : z.begin() + checkpointFrom * LightningState.normalizerBytes(spec);
-            normalizersBytes = z == null ? 0 : checkpoints * LightningState.normalizerBytes(spec);
-            last = p.isLast() ? h.tensor("final_state").begin() : -1;
-            lastBytes = p.isLast() ? spec.stateBytes() : 0;
-        }
+    /** The streams a piece writes its rows to, by the names of the layout's streams. */
+    interface Streams {
+        /**
+         * Stream {@code name}. One in which the piece has no rows (a piece in which no state is
+         * recorded; a stream the layout lacks) takes no bytes: a write there is a layout error,
+         * never silently dropped.
+         */
+        OutputStream get(String name);
     }
 
-    /** One pass over a piece: o to the first stream, recorded S and z to the others; returns the final state. */
-    interface Compute {
-        LightningState run(OutputStream o, OutputStream states, OutputStream normalizers) throws IOException;
+    /** One pass over a piece, writing each of its rows to its stream, each stream in order. */
+    interface Body {
+        void writeTo(Streams out) throws IOException;
     }
 
     /**
-     * Pass 2 of piece {@code p} of output {@code name} (laid out by {@code header}): computes it
-     * once and writes its share in this run's form. Returns what it wrote, for its marker.
+     * Piece {@code p} of output {@code name} (laid out by {@code layout}): runs {@code body} once,
+     * its streams going where this run's form puts the piece's share. Checks that every stream
+     * got exactly its bytes. Returns what it wrote, for the piece's marker.
      */
-    List<Staging.Written> writePiece(FileSystem fs, String name, SafetensorsHeader header, AttentionSpec spec,
-                                     Variant variant, Piece p, String attempt, Compute compute) throws IOException {
-        Ranges r = new Ranges(header, spec, variant, p);
+    List<Staging.Written> writePiece(FileSystem fs, String name, OutputLayout layout, Piece p, String attempt,
+                                     Body body) throws IOException {
+        List<OutputLayout.Share> shares = layout.share(p.start(), p.end());
         switch (form) {
             case IN_PLACE:
-                return inPlace(fs, name, r, compute);
+                return inPlace(fs, name, shares, body);
             case CONCAT:
-                return concatParts(fs, name, header, r, p, attempt, compute);
+                return concatParts(fs, name, shares, p, attempt, body);
             default:
-                return parts(fs, name, header, r, p, attempt, compute);
+                return parts(fs, name, layout, shares, p, attempt, body);
         }
     }
 
-    private List<Staging.Written> inPlace(FileSystem fs, String name, Ranges r, Compute compute) throws IOException {
+    private List<Staging.Written> inPlace(FileSystem fs, String name, List<OutputLayout.Share> shares, Body body)
+            throws IOException {
         Path target = staging.stagedOutput(name);
         java.nio.file.Path file = ((RawLocalFileSystem) fs).pathToFile(target).toPath();
         List<Staging.Written> written = new ArrayList<>();
         // WRITE without CREATE: the driver made the file with its length; a missing one is an error, never a new file
         try (FileChannel ch = FileChannel.open(file, StandardOpenOption.WRITE)) {
-            Range o = new Range(ch, r.o, r.oBytes);
-            Range s = new Range(ch, r.states, r.statesBytes);
-            Range z = new Range(ch, r.normalizers, r.normalizersBytes);
-            LightningState last = compute.run(o, s, z);
-            for (Range range : new Range[] {o, s, z}) {
-                if (range.size > 0) {
-                    written.add(range.finish(target));
-                }
+            List<String> names = new ArrayList<>();
+            Range[] ranges = new Range[shares.size()];
+            for (int i = 0; i < ranges.length; i++) {
+                names.add(shares.get(i).stream);
+                ranges[i] = new Range(ch, shares.get(i).begin, shares.get(i).bytes);
             }
-            if (r.last >= 0) {
-                Range fin = new Range(ch, r.last, r.lastBytes);
-                fin.write(last.toBytes());
-                written.add(fin.finish(target));
+            body.writeTo(streams(names, ranges));
+            for (Range range : ranges) {
+                written.add(range.finish(target));
             }
         }
         return written;
     }
 
-    private List<Staging.Written> concatParts(FileSystem fs, String name, SafetensorsHeader header, Ranges r, Piece p,
-                                              String attempt, Compute compute) throws IOException {
+    private List<Staging.Written> concatParts(FileSystem fs, String name, List<OutputLayout.Share> shares, Piece p,
+                                              String attempt, Body body) throws IOException {
         Path target = staging.stagedOutput(name);
-        List<Staging.Written> written = new ArrayList<>();
-        LightningState[] last = new LightningState[1];
-        List<Path> paths = new ArrayList<>(List.of(staging.concatPart(name, "o", p.index())));
-        long[] at = {r.o, r.states, r.normalizers};
-        long[] sizes = {r.oBytes, r.statesBytes, r.normalizersBytes};
-        if (r.statesBytes > 0) {
-            paths.add(staging.concatPart(name, "states", p.index()));
-        }
-        if (r.normalizersBytes > 0) {
-            paths.add(staging.concatPart(name, "normalizers", p.index()));
+        List<String> names = new ArrayList<>();
+        List<Path> paths = new ArrayList<>();
+        for (OutputLayout.Share s : shares) {
+            names.add(s.stream);
+            paths.add(staging.concatPart(name, s.stream, p.index()));
         }
         List<Staging.Written> files = new ArrayList<>();
-        streams(fs, paths, attempt, files, new OutputStream[paths.size()], 0, out -> last[0] = compute.run(out[0],
-                out.length > 1 ? out[1] : MustStayEmpty.INSTANCE, out.length > 2 ? out[2] : MustStayEmpty.INSTANCE));
+        open(fs, paths, attempt, files, new OutputStream[paths.size()], 0, out -> body.writeTo(streams(names, out)));
+        List<Staging.Written> written = new ArrayList<>();
         for (int i = 0; i < files.size(); i++) {
             Staging.Written w = files.get(i);
-            expectSize(w, sizes[i]);
-            written.add(w.concatenatedInto(target, at[i]));
-        }
-        if (r.last >= 0) {
-            Staging.Written w = Staging.writeAtomically(fs, staging.concatPart(name, "final", -1), attempt,
-                    out -> out.write(last[0].toBytes()));
-            expectSize(w, r.lastBytes);
-            written.add(w.concatenatedInto(target, r.last));
+            expectSize(w, shares.get(i).bytes);
+            written.add(w.concatenatedInto(target, shares.get(i).begin));
         }
         return written;
     }
 
-    private List<Staging.Written> parts(FileSystem fs, String name, SafetensorsHeader header, Ranges r, Piece p,
-                                        String attempt, Compute compute) throws IOException {
-        List<OutputParts.Part> parts = OutputParts.partsOf(header, name, p.index(), p.count(), p.start(), p.tokens(),
-                r.checkpointFrom, r.checkpoints);
+    private List<Staging.Written> parts(FileSystem fs, String name, OutputLayout layout,
+                                        List<OutputLayout.Share> shares, Piece p, String attempt, Body body)
+            throws IOException {
+        List<OutputParts.Part> parts = OutputParts.partsOf(layout, name, p.index(), p.count(), p.start(), p.end());
+        List<String> names = new ArrayList<>();
         List<Path> paths = new ArrayList<>();
-        for (OutputParts.Part part : parts) {
-            paths.add(partPath(name, part));
+        for (int i = 0; i < parts.size(); i++) {
+            names.add(shares.get(i).stream); // partsOf makes a part per share, in the same order
+            paths.add(partPath(name, parts.get(i)));
         }
         List<Staging.Written> files = new ArrayList<>();
-        LightningState[] last = new LightningState[1];
-        streams(fs, paths, attempt, files, new OutputStream[paths.size()], 0, out -> {
+        open(fs, paths, attempt, files, new OutputStream[paths.size()], 0, out -> {
             for (int i = 0; i < out.length; i++) {
                 out[i].write(parts.get(i).header.encode());
             }
-            last[0] = compute.run(out[0], out.length > 1 ? out[1] : MustStayEmpty.INSTANCE,
-                    out.length > 2 ? out[2] : MustStayEmpty.INSTANCE);
-            if (r.last >= 0) {
-                out[0].write(last[0].toBytes());
-            }
+            body.writeTo(streams(names, out));
         });
         for (int i = 0; i < files.size(); i++) {
             expectSize(files.get(i), parts.get(i).bytes());
         }
         return files;
+    }
+
+    /** The streams of a piece: {@code out[i]} is stream {@code names[i]}; any other takes no bytes. */
+    private static Streams streams(List<String> names, OutputStream[] out) {
+        Map<String, OutputStream> byName = new LinkedHashMap<>();
+        for (int i = 0; i < out.length; i++) {
+            byName.put(names.get(i), out[i]);
+        }
+        return stream -> byName.getOrDefault(stream, MustStayEmpty.INSTANCE);
     }
 
     /** The staged path of a part file ({@link OutputParts.Part#file} is relative to the output's directory). */
@@ -267,13 +245,13 @@ final class SplitOutputs implements Serializable {
         return (slash < 0 ? "" : name.substring(0, slash + 1)) + part.file;
     }
 
-    interface Streams {
+    private interface Opened {
         void writeTo(OutputStream[] out) throws IOException;
     }
 
     /** Opens each of {@code paths} with {@link Staging#writeAtomically}, all at once, and runs {@code body} on them. */
-    private static void streams(FileSystem fs, List<Path> paths, String attempt, List<Staging.Written> written,
-                                OutputStream[] open, int i, Streams body) throws IOException {
+    private static void open(FileSystem fs, List<Path> paths, String attempt, List<Staging.Written> written,
+                             OutputStream[] open, int i, Opened body) throws IOException {
         if (i == paths.size()) {
             body.writeTo(open);
             return;
@@ -282,7 +260,7 @@ final class SplitOutputs implements Serializable {
         List<Staging.Written> inner = new ArrayList<>();
         mine[0] = Staging.writeAtomically(fs, paths.get(i), attempt, out -> {
             open[i] = out;
-            streams(fs, paths, attempt, inner, open, i + 1, body);
+            open(fs, paths, attempt, inner, open, i + 1, body);
         });
         written.add(mine[0]);
         written.addAll(inner);
@@ -294,13 +272,13 @@ final class SplitOutputs implements Serializable {
         }
     }
 
-    /** Where a piece records no state: a write there would be a layout error, never silently dropped. */
+    /** Where a piece has no rows: a write there would be a layout error, never silently dropped. */
     private static final class MustStayEmpty extends OutputStream {
         static final MustStayEmpty INSTANCE = new MustStayEmpty();
 
         @Override
         public void write(int b) throws IOException {
-            throw new IOException("a piece wrote a recorded state where its layout has none");
+            throw new IOException("a piece wrote rows to a stream in which its layout gives it none");
         }
 
         @Override
@@ -358,11 +336,12 @@ final class SplitOutputs implements Serializable {
     // ---------------------------------------------------------------- the driver's steps
 
     /**
-     * Before pass 2, in place: creates the staged output file of each sequence in {@code headers}
-     * with its header and its full length (the data a sparse hole of zeros), so that no task ever
-     * creates or truncates it. With --resume a file that already has this header and length is
-     * kept: the pieces that wrote into it verify against their markers. Written aside and renamed,
-     * so a file is either complete in size or absent.
+     * Before the pieces run (lightning's pass 2, softmax's blocks pass), in place: creates the
+     * staged output file of each sequence in {@code headers} with its header and its full length
+     * (the data a sparse hole of zeros), so that no task ever creates or truncates it. With
+     * --resume a file that already has this header and length is kept: the pieces that wrote into
+     * it verify against their markers. Written aside and renamed, so a file is either complete in
+     * size or absent.
      */
     void prepare(FileSystem fs, List<String> names, List<SafetensorsHeader> headers) throws IOException {
         if (form != Form.IN_PLACE) {
@@ -404,40 +383,35 @@ final class SplitOutputs implements Serializable {
     }
 
     /**
-     * After pass 2: finishes output {@code name} of {@code pieceTokens.length} pieces and returns
-     * the names the commit publishes for it, the one the readers open last at the end. In place
-     * there is nothing left to do. With concat the driver writes the header as the staged file
-     * and appends every non-empty part in file order (o of each piece, the final state, then the
-     * states and the normalizers of each piece); a repeated call (a resumed run) finds the parts
-     * gone into the file and checks its length. In parts the driver writes the index.
+     * After the pieces: finishes output {@code name} (laid out by {@code layout}) of pieces of
+     * {@code pieceTokens} tokens and returns the names the commit publishes for it, the one the
+     * readers open last at the end. In place there is nothing left to do. With concat the driver
+     * writes the header as the staged file and appends every piece's part of every stream in file
+     * order ({@link OutputLayout#tiling}); a repeated call (a resumed run) finds the parts gone into
+     * the file and checks its length. In parts the driver writes the index.
      */
-    List<String> finish(FileSystem fs, String name, SafetensorsHeader header, AttentionSpec spec, Variant variant,
-                        long[] pieceTokens) throws IOException {
-        List<Piece> pieces = new ArrayList<>();
-        long start = 0;
-        for (int i = 0; i < pieceTokens.length; i++) {
-            pieces.add(new Piece(0, i, pieceTokens.length, start, start + pieceTokens[i]));
-            start += pieceTokens[i];
-        }
+    List<String> finish(FileSystem fs, String name, OutputLayout layout, long[] pieceTokens) throws IOException {
+        List<OutputLayout.PieceShare> tiling = layout.tiling(pieceTokens); // also checks that the shares tile the file
         switch (form) {
             case IN_PLACE:
                 return List.of(name);
             case CONCAT:
-                concat(fs, name, header, spec, variant, pieces);
+                concat(fs, name, layout, tiling);
                 return List.of(name);
             default:
                 List<OutputParts.Part> parts = new ArrayList<>();
                 List<String> names = new ArrayList<>();
-                for (Piece p : pieces) {
-                    Ranges r = new Ranges(header, spec, variant, p);
-                    for (OutputParts.Part part : OutputParts.partsOf(header, name, p.index(), p.count(), p.start(),
-                            p.tokens(), r.checkpointFrom, r.checkpoints)) {
+                long start = 0;
+                for (int i = 0; i < pieceTokens.length; i++) {
+                    for (OutputParts.Part part : OutputParts.partsOf(layout, name, i, pieceTokens.length, start,
+                            start + pieceTokens[i])) {
                         parts.add(part);
                         names.add(publishedPartName(name, part));
                     }
+                    start += pieceTokens[i];
                 }
                 String index = OutputParts.indexName(name);
-                byte[] json = OutputParts.index(header, parts);
+                byte[] json = OutputParts.index(layout.header(), parts);
                 Path staged = staging.stagedOutput(index);
                 if (fs.exists(staged)) {
                     fs.delete(staged, false); // an earlier attempt's: the same bytes, written again
@@ -448,21 +422,13 @@ final class SplitOutputs implements Serializable {
         }
     }
 
-    private void concat(FileSystem fs, String name, SafetensorsHeader header, AttentionSpec spec, Variant variant,
-                        List<Piece> pieces) throws IOException {
+    private void concat(FileSystem fs, String name, OutputLayout layout, List<OutputLayout.PieceShare> tiling)
+            throws IOException {
         Path target = staging.stagedOutput(name);
+        SafetensorsHeader header = layout.header();
         List<Path> sources = new ArrayList<>();
-        for (Piece p : pieces) {
-            sources.add(staging.concatPart(name, "o", p.index()));
-        }
-        sources.add(staging.concatPart(name, "final", -1));
-        for (String kind : new String[] {"states", "normalizers"}) {
-            for (Piece p : pieces) {
-                Ranges r = new Ranges(header, spec, variant, p);
-                if ("states".equals(kind) ? r.statesBytes > 0 : r.normalizersBytes > 0) {
-                    sources.add(staging.concatPart(name, kind, p.index()));
-                }
-            }
+        for (OutputLayout.PieceShare s : tiling) {
+            sources.add(staging.concatPart(name, s.share.stream, s.piece));
         }
         int present = 0;
         for (Path s : sources) {

@@ -30,19 +30,19 @@ import java.util.zip.CRC32C;
  *   local/, incoming/    pass-1 local states, one file per task and sequence ({@link PieceGroups}), and
  *                        the scan's incoming states, one file per block of the scan ({@link #prefixes})
  *   files/NAME           output files, published into the output directory by the commit. A sequence
- *                        split into pieces (or any with --state-every) is written there without one task
- *                        copying it, by {@link SplitOutputs}: in place (the driver creates the file, each
- *                        piece writes its byte ranges), as hidden parts beside it that the driver joins
+ *                        split into pieces (or, lightning, any with --state-every) is written there without
+ *                        one task copying it, by {@link SplitOutputs}: in place (the driver creates the file,
+ *                        each piece writes its byte ranges), as hidden parts beside it that the driver joins
  *                        with the file system's concat, or as NAME.index.json and NAME.parts/. With
  *                        --output-mode checksums files/NAME is one small file written from parts/
  *   done/UNIT.json       one marker per finished unit of work (the pieces of one sequence that one task
  *                        computed, a block of the scan): its files (or byte ranges of a file written in
  *                        place) with size and CRC32C
- *   partials/, parts/   softmax: partial results of (query piece, key pieces) items, merged per query
- *                        piece, and the o (and lse) rows of the pieces of split sequences, which its
- *                        assembly task copies into files/NAME; lightning with --output-mode checksums:
- *                        the o summaries of each task's pieces ({@link #summaries}), each piece's recorded
- *                        states and the final state ({@link #checksumsPart})
+ *   partials/            softmax: partial results of (query piece, key pieces) items, merged per query
+ *                        piece into the piece's share of files/NAME
+ *   parts/               lightning with --output-mode checksums: the o summaries of each task's pieces
+ *                        ({@link #summaries}), each piece's recorded states and the final state
+ *                        ({@link #checksumsPart})
  *   scan/                the blocked scan's summaries and carries above level 0 (see {@link BlockScan})
  *   _lightning_report.json, commit.json    the report, and the commit record (see {@link Commit})
  * </pre>
@@ -99,6 +99,18 @@ final class Staging implements Serializable {
     }
 
     /**
+     * Stages the run report, replacing one an earlier attempt of this run staged (a failed run's,
+     * before --resume): writeAtomically keeps an existing file where the file system's rename
+     * does not replace (HDFS), which is right for the same bytes and wrong for a new report.
+     */
+    void stageReport(FileSystem fs, JsonNode report) throws IOException {
+        fs.delete(report(), false);
+        writeAtomically(fs, report(), "driver",
+                new ObjectMapper().enable(com.fasterxml.jackson.databind.SerializationFeature.INDENT_OUTPUT)
+                        .writeValueAsBytes(report));
+    }
+
+    /**
      * The local states (pass 1) of pieces {@code first..last} of a sequence, computed by one task:
      * their {@link dev.lightning.attention.engine.LightningState#toBytes} one after the other, piece
      * j at (j - first) state sizes. One file per task and sequence, not per piece ({@link PieceGroups}).
@@ -124,28 +136,18 @@ final class Staging implements Serializable {
 
     /**
      * A part of output {@code name} that a concat joins into its staged file ({@code --output-form
-     * concat}): {@code kind} o, states or normalizers of piece {@code piece}, or "final" (piece -1).
-     * Beside the staged file, as HDFS's concat has wanted its sources in the target's directory.
+     * concat}): what piece {@code piece} wrote through stream {@code stream} of the output's layout
+     * ({@link dev.lightning.attention.stream.OutputLayout}: o, states, normalizers, lse). Beside the
+     * staged file, as HDFS's concat has wanted its sources in the target's directory.
      */
-    Path concatPart(String name, String kind, int piece) {
+    Path concatPart(String name, String stream, int piece) {
         Path staged = stagedOutput(name);
-        return HadoopPaths.child(staged.getParent(), "." + staged.getName() + (piece < 0 ? "" : ".p" + piece) + "."
-                + kind);
-    }
-
-    /** Softmax: the o rows of a piece of a split sequence, copied into its file by the softmax assembly. */
-    Path outputPart(int sequence, int piece) {
-        return new Path(root, "parts/s" + sequence + "-p" + piece + ".o");
+        return HadoopPaths.child(staged.getParent(), "." + staged.getName() + ".p" + piece + "." + stream);
     }
 
     /** Softmax: the partial (o and lse per query block, float32) of query piece {@code piece} over key pieces {@code firstKey..lastKey}. */
     Path softmaxPartial(int sequence, int piece, int firstKey, int lastKey) {
         return new Path(root, "partials/s" + sequence + "-p" + piece + "-k" + firstKey + "-" + lastKey + ".f32");
-    }
-
-    /** Softmax: the lse rows [n, Hq] F32 of a piece of a split sequence (with --write-lse), beside its {@link #outputPart}. */
-    Path lsePart(int sequence, int piece) {
-        return new Path(root, "parts/s" + sequence + "-p" + piece + ".lse.f32");
     }
 
     /**

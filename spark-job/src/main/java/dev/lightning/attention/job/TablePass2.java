@@ -256,13 +256,15 @@ final class TablePass2 extends Lazy<TablePass2.Out> {
         int s0 = in.peek()._1.seq;
         AttentionSpec spec = task.spec(s0);
         long stateBytes = spec.stateBytes();
-        long budget = task.windowBytes(backend);
+        boolean gpu = backend.device().startsWith("cuda:");
+        // states and tokens get half each; on the GPU both stay within --gpu-memory, the step's limit
+        long budget = gpu ? Math.min(task.windowBytes(backend), cfg.get(Settings.GPU_MEMORY)) : task.windowBytes(backend);
         int slots = (int) Math.max(1, Math.min(BATCH_MAX_SEQUENCES, budget / 2 / stateBytes));
         long tokenBudget = task.budgetTokens(s0, budget / 2);
         if (step == null || !step.spec().equals(spec)) {
             closeStep();
-            step = backend.device().startsWith("cuda:")
-                    ? BatchStep.gpu(spec, Integer.parseInt(backend.device().substring(5)))
+            step = gpu
+                    ? BatchStep.gpu(spec, Integer.parseInt(backend.device().substring(5)), cfg.get(Settings.GPU_MEMORY))
                     : BatchStep.cpu(spec);
             store = step.allocate(slots);
         }

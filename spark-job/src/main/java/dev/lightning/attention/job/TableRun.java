@@ -2,7 +2,6 @@ package dev.lightning.attention.job;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.SerializationFeature;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.lightning.attention.plan.PiecePlanner;
 import dev.lightning.attention.stream.SequenceFile;
@@ -436,7 +435,7 @@ final class TableRun {
                 report.put("status", "failed");
                 report.put("error", String.valueOf(e.getMessage()));
                 try {
-                    stageReport(outFs, staging, report);
+                    staging.stageReport(outFs, report);
                     out.println("lightning: the run failed; the output directory is unchanged. The report of the failed "
                             + "run is in " + staging.root);
                 } catch (IOException | RuntimeException again) {
@@ -446,7 +445,7 @@ final class TableRun {
             }
             report.put("status", "succeeded");
             report.put("ended", java.time.Instant.now().toString());
-            stageReport(outFs, staging, report);
+            staging.stageReport(outFs, report);
             Commit.commit(outFs, outputDir, staging, tables(), cfg.get(Settings.OVERWRITE), lock);
             double seconds = (System.nanoTime() - t0) / 1e9;
             long tokens = report.path("tokens").asLong();
@@ -604,9 +603,5 @@ final class TableRun {
         rejected.forEach((name, why) -> rej.addObject().put("sequence", name).put("reason", why));
     }
 
-    private static void stageReport(FileSystem fs, Staging staging, JsonNode report) throws IOException {
-        fs.delete(staging.report(), false);
-        Staging.writeAtomically(fs, staging.report(), "driver",
-                new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValueAsBytes(report));
-    }
+
 }

@@ -7,6 +7,7 @@ import dev.lightning.attention.plan.Piece;
 import dev.lightning.attention.stream.CpuFallback;
 import dev.lightning.attention.stream.NonFiniteException;
 import dev.lightning.attention.stream.NonFiniteInputException;
+import dev.lightning.attention.stream.OutputLayout;
 import dev.lightning.attention.stream.OutputSummary;
 import dev.lightning.attention.stream.PieceWork;
 import dev.lightning.attention.stream.RangeReader;
@@ -217,6 +218,14 @@ final class Tasks implements Serializable {
             metadata.putAll(summary.metadata(f.tokens, h, spec.dv(), oDtype, tolerance));
         }
         return SafetensorsHeader.layout(f.name, tensors, metadata);
+    }
+
+    /**
+     * How the pieces of {@code f} write its output file in this run ({@link SplitOutputs}): the
+     * header of {@link #outputHeader(SequenceFile, StoredStates.State)} cut as {@link OutputLayout#lightning}.
+     */
+    OutputLayout outputLayout(SequenceFile f, StoredStates.State stored) {
+        return OutputLayout.lightning(outputHeader(f, stored), f.tokens, cfg.variant().stateEvery());
     }
 
     /** The output metadata key of a continued sequence's offset in the whole sequence. */
@@ -594,14 +603,14 @@ final class Tasks implements Serializable {
                 out.write(last.toBytes());
             }));
         }
-        return splitOutputs(stagingFs).writePiece(stagingFs, f.name, outputHeader(f, stored), spec(f), variant, p, attempt,
-                (o, states, normalizers) -> work(b, f, windows).outputs(b, in, f, p, incoming, o, states, normalizers));
-    }
-
-    /** How this run writes the outputs of split sequences (and of all with --state-every): --output-form on the output's file system. */
-    SplitOutputs splitOutputs(FileSystem outputFs) {
-        return new SplitOutputs(SplitOutputs.Form.choose(cfg.get(Settings.OUTPUT_FORM), outputFs, staging.path()),
-                staging);
+        return SplitOutputs.of(cfg, stagingFs, staging).writePiece(stagingFs, f.name, outputLayout(f, stored), p,
+                attempt, out -> {
+                    LightningState last = work(b, f, windows).outputs(b, in, f, p, incoming, out.get("o"),
+                            out.get("states"), out.get("normalizers"));
+                    if (p.isLast()) { // the final state (S, then z) follows o in its stream, as in the file
+                        out.get("o").write(last.toBytes());
+                    }
+                });
     }
 
     /**

@@ -116,6 +116,66 @@ class ConcatOnHdfsTest {
                 + report);
     }
 
+    /**
+     * Softmax runs write their split sequences through the same forms: on HDFS auto gives concat,
+     * and the joined files (o and lse of every piece, in file order) are byte for byte the in-place
+     * files on the local disk; a run that fails after the join resumes keeping every unit.
+     */
+    @Test
+    void softmaxConcatJoinsThePartsIntoTheInPlaceBytes() throws IOException {
+        Map<String, Sequence> files = new LinkedHashMap<>();
+        // 12,000 tokens, Hq = 4, Hk = 2, Dv = 32, F32 o: 5.9 MiB of o and 0.2 MiB of lse in 6 pieces
+        files.put("long.safetensors", Sequence.grouped(43, 12000, 4, 2, 2, 16, 32, DType.BF16, null, false, false));
+        files.put("short.safetensors", Sequence.grouped(44, 100, 2, 1, 1, 8, 8, DType.F32, null, false, false));
+        java.nio.file.Path in = JobHarness.writeSequences(tmp.resolve("softmax-in"), files);
+        List<String> base = List.of("run", "--attention", "softmax", "--input", in.toString(), "--master", "local[2]",
+                "--backend", "cpu", "--partition-tokens", "2048", "--write-lse", "--output-dtype",
+                "f32", "--conf", "spark.hadoop.dfs.blocksize=1048576", "--conf", "spark.hadoop.dfs.replication=1",
+                "--output");
+        java.nio.file.Path local = tmp.resolve("softmax-local");
+        succeed(with(base, local.toString(), "--output-form", "in-place"));
+        String out = hdfs.getUri() + "/softmax";
+        Outcome o = succeed(with(base, out));
+        assertTrue(o.out.contains("1 output(s) written by their pieces, --output-form concat"), o.out);
+        assertTrue(o.out.contains("softmax 2/2: merge"), "partials merged, their rows joined too:\n" + o.out);
+        for (String name : files.keySet()) {
+            assertArrayEquals(Files.readAllBytes(local.resolve(name)), read(new Path(out, name)), name);
+        }
+        List<String> left = new ArrayList<>();
+        for (FileStatus s : hdfs.listStatus(new Path(out))) {
+            left.add(s.getPath().getName());
+        }
+        left.sort(null);
+        assertEquals(List.of("_SUCCESS", "_lightning_report.json", "long.safetensors", "short.safetensors"), left);
+
+        String again = hdfs.getUri() + "/softmax-again";
+        Outcome failed;
+        System.setProperty("lightning.test.failAt", "assemble:1");
+        try {
+            failed = JobHarness.lightning(with(base, again));
+        } finally {
+            System.clearProperty("lightning.test.failAt");
+        }
+        assertTrue(failed.status != 0 && (failed.out + failed.err).contains("failing at assemble"), failed.err);
+        assertFalse(hdfs.exists(new Path(again, "long.safetensors")), "nothing published by the failed run");
+        Outcome resumed = succeed(with(base, again, "--resume"));
+        com.fasterxml.jackson.databind.JsonNode plan = new com.fasterxml.jackson.databind.ObjectMapper()
+                .readTree(read(new Path(out, "_lightning_report.json"))).get("softmax");
+        java.util.regex.Matcher kept = java.util.regex.Pattern.compile("resumed: (\\d+) unit").matcher(resumed.out);
+        // every work item and every merge, verified where the concat put their bytes
+        assertTrue(kept.find() && Integer.parseInt(kept.group(1))
+                == plan.get("items").asInt() + plan.get("mergedQueryPieces").asInt(), plan + "\n" + resumed.out);
+        for (String name : files.keySet()) {
+            assertArrayEquals(Files.readAllBytes(local.resolve(name)), read(new Path(again, name)), name + " resumed");
+        }
+    }
+
+    private static String[] with(List<String> base, String... more) {
+        List<String> a = new ArrayList<>(base);
+        a.addAll(Arrays.asList(more));
+        return a.toArray(new String[0]);
+    }
+
     private static byte[] read(Path p) throws IOException {
         try (InputStream s = hdfs.open(p)) {
             return s.readAllBytes();

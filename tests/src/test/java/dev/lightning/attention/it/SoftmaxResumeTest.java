@@ -23,7 +23,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * A softmax run killed with SIGKILL at each of its stages (a work item staged, a merged query piece
- * staged, a split sequence assembled) publishes nothing, and {@code --resume} keeps the finished
+ * staged, the split sequence's output finished by the driver: fault point {@code assemble}, which
+ * in place has nothing left to do) publishes nothing, and {@code --resume} keeps the finished
  * units and publishes exactly the bytes of an undisturbed run. Separate JVMs, as a user runs them.
  */
 class SoftmaxResumeTest {
@@ -61,7 +62,7 @@ class SoftmaxResumeTest {
     }
 
     @ParameterizedTest(name = "killed at {0}")
-    @ValueSource(strings = {"softmax-blocks", "softmax-merge", "softmax-assemble"})
+    @ValueSource(strings = {"softmax-blocks", "softmax-merge", "assemble"})
     void aKilledRunPublishesNothingAndResumesToTheSameBytes(String point) throws Exception {
         Path out = tmp.resolve("out");
         try (JobProcess killed = JobProcess.start(build, tmp, "killed", List.of("lightning.test.pauseAt=" + point),

@@ -234,7 +234,7 @@ class SplitOutputsTest {
     }
 
     /** The bytes of the one-file form: {@code like}'s header, then every tensor the reader presents, in order. */
-    private static byte[] oneFileForm(Path index, byte[] like) throws IOException {
+    static byte[] oneFileForm(Path index, byte[] like) throws IOException {
         int header = 8 + (int) ByteBuffer.wrap(like, 0, 8).order(ByteOrder.LITTLE_ENDIAN).getLong();
         java.io.ByteArrayOutputStream b = new java.io.ByteArrayOutputStream();
         b.write(like, 0, header);

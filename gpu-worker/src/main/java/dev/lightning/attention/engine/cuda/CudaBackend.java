@@ -59,9 +59,9 @@ public final class CudaBackend implements AttentionBackend {
     private final boolean tensorCores;
     private long memoryBudget;
     /**
-     * This task's allocations. Unlimited: the budget is kept by planning (SlicePlan sizes the
-     * slices to it), not by refusing allocations, since one chunk a slice, the per-segment states
-     * and the benchmark's resident window may exceed a small budget by design.
+     * This task's allocations, limited to the budget (--gpu-memory). Planning keeps a call within
+     * it (SlicePlan sizes the slices to what the state buffers leave); the limit is the loud check
+     * that it did, and a budget too small for one chunk a slice is refused before anything runs.
      */
     private final DeviceAllocator memory;
     private final SlicePipeline pipeline;
@@ -132,6 +132,8 @@ public final class CudaBackend implements AttentionBackend {
     long lastPass1Tokens;
     /** Slices of the last window run through forward() or advance() (for the benchmark's report). */
     int lastSlices;
+    /** The kind of the last call (spec, dtype, outputs, checkpoint interval): see run(). */
+    private List<Object> lastKind;
     /** Sets the staging copies' threads (benchmark: the one-thread path of the first pipeline; tests). */
     void copyThreads(int threads) {
         pipeline.copies = new HostCopies(threads);
@@ -156,7 +158,7 @@ public final class CudaBackend implements AttentionBackend {
         this.device = CudaDevice.open(ordinal);
         this.tensorCores = tensorCores;
         this.memoryBudget = memoryBudget;
-        this.memory = new DeviceAllocator("GPU backend on " + device, DeviceAllocator.UNLIMITED, DeviceAllocator.CUDA,
+        this.memory = new DeviceAllocator("GPU backend on " + device, memoryBudget, DeviceAllocator.CUDA,
                 this::synchronizeAll, DeviceAllocator.LEAKS_ARE_ERRORS);
         this.pipeline = new SlicePipeline(memory);
         this.stream = pipeline.stream;
@@ -325,13 +327,39 @@ public final class CudaBackend implements AttentionBackend {
         long stateBytes = spec.stateBytes();
         int every = checkpoints.requested() ? checkpoints.every() : 0;
         long tokenBytes = SlicePlan.tokenBytes(spec, dtype, outputs, every);
-        // Slices: as many whole chunks as the budget holds, for each buffer set, after the states.
-        // State slots: the two carried ones, and per segment (at most resident CTAs / heads of them,
-        // resident <= 2 x SMs) a local state, an incoming one and a state-after; with checkpoints
-        // one more state a set (a slice holds up to one more checkpoint than its tokens / N).
-        long headState = LightningState.bytes(1, dk, dv, spec.normalized());
-        long fixed = stateBytes * (every > 0 ? 7 : 5) + headState * 3 * 2L * device.multiprocessors + heads * 4L;
+        // Slices: as many whole chunks as the budget holds, for each buffer set, after the states:
+        // the two carried ones (with checkpoints one more a set: a slice holds up to one more
+        // checkpoint than its tokens / N) and the segments' states, at most segmentStateBytes. Where
+        // that most leaves no room for a chunk a set (small budgets), the segments' states are
+        // counted per token instead: a launch holds at most three a chunk of its slice (segments
+        // and sub-segments are whole chunks), so they shrink with the slices.
+        long carried = stateBytes * (every > 0 ? 7 : 5) + heads * 4L;
+        long fixed = carried + segmentStateBytes(spec, dtype, every > 0);
         SlicePlan plan = SlicePlan.of(n, tokenBytes, memoryBudget - fixed, overlapCopies, forcedSliceTokens);
+        long perToken = tokenBytes;
+        long need = fixed + plan.sets() * plan.sliceTokens() * perToken;
+        if (need > memory.limit()) {
+            int sets = overlapCopies ? 2 : 1;
+            perToken = tokenBytes + (3 * stateBytes + (long) CHUNK * sets - 1) / ((long) CHUNK * sets);
+            plan = SlicePlan.of(n, perToken, memoryBudget - carried, overlapCopies, forcedSliceTokens);
+            fixed = carried;
+            need = carried + plan.sets() * plan.sliceTokens() * perToken;
+        }
+        if (need > memory.limit()) {
+            throw new DeviceMemoryException("GPU " + device + ": a window of " + n + " tokens [" + spec + ", " + dtype
+                    + "] needs at least " + need + " bytes of device memory (" + fixed + " for states, and "
+                    + plan.sets() + " x " + plan.sliceTokens() + " tokens of " + perToken + " bytes), more than the limit of "
+                    + memory.limit() + "; raise --gpu-memory", null);
+        }
+        // Buffers kept from calls of another kind (spec, dtype, outputs, checkpoints) might push this
+        // call over the limit: give them back first (they grow again as this call needs them). Calls
+        // of one kind never do: every buffer they grow is bounded by the largest call's need, which
+        // fits, so a run of same-shaped windows keeps its buffers.
+        List<Object> kind = List.of(spec, dtype, outputs, every);
+        if (!kind.equals(lastKind) && memory.used() + need > memory.limit()) {
+            releaseBuffers();
+        }
+        lastKind = kind;
         lastSlices = plan.slices();
         SlicePipeline.Window window = pipeline.new Window(spec, dtype, plan, q, k, v, o, checkpoints, kernelSide);
         try {
@@ -369,10 +397,27 @@ public final class CudaBackend implements AttentionBackend {
     }
 
     private SegmentPlan segmentPlan(AttentionSpec spec, Kernels.Choice kernels, int n) {
-        int columnTiles = kernels.columnTiles(spec.dv());
-        int ctasPerSegment = spec.heads() * columnTiles;
-        int resident = device.multiprocessors * Math.max(1, device.maxSharedPerMultiprocessor / (kernels.smemForward() + 1024));
-        return SegmentPlan.of(n, ctasPerSegment, resident, minSegments);
+        return SegmentPlan.of(n, spec.heads() * kernels.columnTiles(spec.dv()), resident(kernels), minSegments);
+    }
+
+    /** CTAs of the forward kernel the GPU holds at once (by shared memory). */
+    private int resident(Kernels.Choice kernels) {
+        return device.multiprocessors * Math.max(1, device.maxSharedPerMultiprocessor / (kernels.smemForward() + 1024));
+    }
+
+    /**
+     * The most bytes the per-segment state buffers take for any window of {@code spec}: S and z for
+     * each of the local states (at most {@code resident / ctasPerSegment}, or one fewer than the
+     * segments), the incoming states and the states after (one a segment). SegmentPlan never cuts
+     * more segments than the resident CTAs hold, or than the benchmark's minimum.
+     */
+    private long segmentStateBytes(AttentionSpec spec, DType dtype, boolean checkpoints) {
+        Kernels.Choice kn = kernels(spec, dtype, checkpoints);
+        int ctasPerSegment = spec.heads() * kn.columnTiles(spec.dv());
+        long resident = resident(kn);
+        long segments = Math.max(Math.max(1, resident / ctasPerSegment), minSegments);
+        long locals = Math.max(segments - 1, resident / ctasPerSegment);
+        return (locals + 2 * segments) * LightningState.bytes(spec.heads(), spec.dk(), spec.dv(), spec.normalized());
     }
 
     /** The per-segment state buffers (S and, normalizing, z) a launch of that plan needs. */
@@ -619,6 +664,11 @@ public final class CudaBackend implements AttentionBackend {
     }
 
     /** Frees the window buffers now (the benchmark moves between very different sizes). */
+    /** The allocator of this backend's buffers (tests: its limit and what it holds). */
+    DeviceAllocator memory() {
+        return memory;
+    }
+
     void releaseBuffers() {
         synchronizeAll();
         memory.freeAll();

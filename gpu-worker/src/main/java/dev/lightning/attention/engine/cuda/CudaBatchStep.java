@@ -40,11 +40,11 @@ public final class CudaBatchStep implements BatchStep {
     private final Buffer hostOut;
     private boolean closed;
 
-    private CudaBatchStep(AttentionSpec spec, int ordinal) {
+    private CudaBatchStep(AttentionSpec spec, int ordinal, long memoryLimit) {
         this.spec = spec;
         this.device = CudaDevice.open(ordinal);
         this.module = BatchModule.on(device);
-        this.lane = new StreamMemory("GPU batch step on " + device, DeviceAllocator.UNLIMITED);
+        this.lane = new StreamMemory("GPU batch step on " + device, memoryLimit);
         this.memory = lane.memory;
         this.stream = lane.stream;
         this.slopes = memory.device("slopes");
@@ -68,9 +68,18 @@ public final class CudaBatchStep implements BatchStep {
         }
     }
 
-    /** The GPU step for {@code spec} on CUDA device {@code ordinal}; throws IllegalStateException where no GPU is usable. */
-    public static CudaBatchStep open(AttentionSpec spec, int ordinal) {
-        return new CudaBatchStep(spec, ordinal);
+    /**
+     * The GPU step for {@code spec} on CUDA device {@code ordinal}, holding at most {@code memoryLimit}
+     * device bytes with its state stores ({@link DeviceAllocator#UNLIMITED}: what the device has);
+     * throws IllegalStateException where no GPU is usable.
+     */
+    public static CudaBatchStep open(AttentionSpec spec, int ordinal, long memoryLimit) {
+        return new CudaBatchStep(spec, ordinal, memoryLimit);
+    }
+
+    /** The allocator of the step's buffers, parent of its state stores'. */
+    DeviceAllocator memory() {
+        return memory;
     }
 
     @Override

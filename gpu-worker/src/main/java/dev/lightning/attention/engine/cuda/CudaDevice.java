@@ -453,10 +453,29 @@ final class CudaDevice {
         return "cuda:" + ordinal + " (" + name + ")";
     }
 
+    /**
+     * The image of a module for cuModuleLoadData: {@code NAME.fatbin} beside the PTX resource
+     * {@code NAME.ptx} where the build made one (LIGHTNING_SASS, build-ptx.sh: SASS for chosen GPUs and
+     * the PTX, so that those GPUs skip the driver's compilation at first load), else the PTX as a C
+     * string.
+     */
     static byte[] ptx(String resource) {
-        try (InputStream in = CudaDevice.class.getResourceAsStream(resource)) {
+        return image(resource, CudaDevice.class::getResourceAsStream);
+    }
+
+    /** {@link #ptx} over any resource lookup (tests). */
+    static byte[] image(String ptxResource, java.util.function.Function<String, InputStream> open) {
+        String fatbin = ptxResource.replaceFirst("\\.ptx$", ".fatbin");
+        try (InputStream machineCode = fatbin.equals(ptxResource) ? null : open.apply(fatbin)) {
+            if (machineCode != null) {
+                return machineCode.readAllBytes();
+            }
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+        try (InputStream in = open.apply(ptxResource)) {
             if (in == null) {
-                throw new IllegalStateException("the kernels' PTX (" + resource + ") is missing from the jar");
+                throw new IllegalStateException("the kernels' PTX (" + ptxResource + ") is missing from the jar");
             }
             byte[] text = in.readAllBytes();
             byte[] terminated = new byte[text.length + 1]; // the driver reads a C string

@@ -1,6 +1,7 @@
 package dev.lightning.attention.engine.cuda;
 
 import dev.lightning.attention.engine.AttentionSpec;
+import dev.lightning.attention.engine.DeviceMemoryException;
 import dev.lightning.attention.engine.LightningState;
 import dev.lightning.attention.engine.StateStore;
 import dev.lightning.attention.engine.cuda.DeviceAllocator.Buffer;
@@ -39,8 +40,9 @@ final class CudaStateStore implements StateStore {
         this.spec = spec;
         this.slots = slots;
         this.device = device;
-        this.memory = new DeviceAllocator("state store of " + slots + " slots on " + device, DeviceAllocator.UNLIMITED,
-                DeviceAllocator.CUDA, JCudaDriver::cuCtxSynchronize, DeviceAllocator.LEAKS_ARE_ERRORS);
+        // a child of the step's allocator: the step's limit bounds its staging and all its stores
+        this.memory = owner.memory().child("state store of " + slots + " slots on " + device,
+                DeviceAllocator.UNLIMITED);
         this.kv = memory.device("states S");
         this.z = memory.device("states z");
         this.staging = memory.pinned("state staging");
@@ -54,11 +56,15 @@ final class CudaStateStore implements StateStore {
                 z.ensure(zBytes);
                 JCudaDriver.cuMemsetD32(z.ptr, 0, zBytes / 4);
             }
-        } catch (CudaException e) {
+        } catch (CudaException | DeviceMemoryException e) {
             close();
-            throw new IllegalStateException("cannot allocate a state store of " + slots + " slots ("
-                    + StateStore.kvBytes(spec, slots) + " + " + StateStore.normalizerBytes(spec, slots)
-                    + " bytes) on " + device + ": " + e.getMessage() + "; allocate fewer slots", e);
+            String what = "cannot allocate a state store of " + slots + " slots (" + StateStore.kvBytes(spec, slots)
+                    + " + " + StateStore.normalizerBytes(spec, slots) + " bytes) on " + device + ": " + e.getMessage()
+                    + "; allocate fewer slots";
+            if (e instanceof DeviceMemoryException) {
+                throw new DeviceMemoryException(what, e);
+            }
+            throw new IllegalStateException(what, e);
         }
     }
 

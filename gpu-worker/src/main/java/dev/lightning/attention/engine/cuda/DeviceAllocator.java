@@ -20,6 +20,12 @@ import java.util.List;
  * {@code leaksAreErrors} (where assertions are on, as in the tests) close() then fails, naming
  * them, after freeing them, so that a leak in the code never becomes one on the device.
  *
+ * <p>A {@link #child child} allocator (arrow-java's model) has its own buffers, limit and leak
+ * check, and its device bytes also count against every ancestor's limit: a batch step's state
+ * stores are children of the step, so one limit (the task's {@code --gpu-memory}) bounds the step's
+ * staging and all its stores together. A parent closed before its children fails loudly (with
+ * leaks as errors) after closing them.
+ *
  * <p>The actual allocation calls go through {@link Memory}, so that the accounting is tested
  * without a GPU.
  */
@@ -85,6 +91,10 @@ final class DeviceAllocator implements AutoCloseable {
 
     private final String owner;
     private final long limit;
+    /** Also charged with this allocator's device bytes; null for a root. */
+    private final DeviceAllocator parent;
+    /** Children still open, in the order they were made. */
+    private final List<DeviceAllocator> children = new ArrayList<>();
     private final Memory memory;
     private final Runnable quiesce;
     private final boolean leaksAreErrors;
@@ -101,15 +111,35 @@ final class DeviceAllocator implements AutoCloseable {
      * @param leaksAreErrors whether close() fails on buffers still open
      */
     DeviceAllocator(String owner, long limit, Memory memory, Runnable quiesce, boolean leaksAreErrors) {
+        this(null, owner, limit, memory, quiesce, leaksAreErrors);
+    }
+
+    private DeviceAllocator(DeviceAllocator parent, String owner, long limit, Memory memory, Runnable quiesce,
+                            boolean leaksAreErrors) {
         if (limit < 0) {
             throw new IllegalArgumentException("device memory limit of " + owner + " is " + limit
                     + " bytes; expected 0 or more");
         }
+        this.parent = parent;
         this.owner = owner;
         this.limit = limit;
         this.memory = memory;
         this.quiesce = quiesce;
         this.leaksAreErrors = leaksAreErrors;
+    }
+
+    /**
+     * A child allocator with its own buffers, {@code limit} and leak check, whose device bytes also
+     * count against this allocator's limit (and its ancestors'); it shares this one's allocation
+     * calls and quiesce step. Close it before this one.
+     */
+    DeviceAllocator child(String childOwner, long childLimit) {
+        if (closed) {
+            throw new IllegalStateException("device allocator of " + owner + " is closed; cannot open " + childOwner);
+        }
+        DeviceAllocator c = new DeviceAllocator(this, childOwner, childLimit, memory, quiesce, leaksAreErrors);
+        children.add(c);
+        return c;
     }
 
     /** A device buffer, empty until {@link Buffer#ensure}. */
@@ -159,7 +189,7 @@ final class DeviceAllocator implements AutoCloseable {
         return b instanceof Buffer buf && buffers.contains(buf);
     }
 
-    /** Device bytes allocated now. */
+    /** Device bytes allocated now, by this allocator's buffers and its children's. */
     long used() {
         return used;
     }
@@ -190,9 +220,21 @@ final class DeviceAllocator implements AutoCloseable {
             return;
         }
         closed = true;
+        List<DeviceAllocator> openChildren = new ArrayList<>(children);
         List<Buffer> leaked = new ArrayList<>(buffers);
         String described = leaked.toString(); // with their sizes, before they are freed
         RuntimeException failure = null;
+        for (DeviceAllocator c : openChildren) {
+            try {
+                c.close();
+            } catch (RuntimeException e) {
+                if (failure == null) {
+                    failure = e;
+                } else {
+                    failure.addSuppressed(e);
+                }
+            }
+        }
         for (Buffer b : leaked) {
             try {
                 b.close();
@@ -204,9 +246,14 @@ final class DeviceAllocator implements AutoCloseable {
                 }
             }
         }
-        if (leaksAreErrors && !leaked.isEmpty()) {
+        if (parent != null) {
+            parent.children.remove(this);
+        }
+        if (leaksAreErrors && (!leaked.isEmpty() || !openChildren.isEmpty())) {
             IllegalStateException leak = new IllegalStateException("device allocator of " + owner + " closed with "
-                    + leaked.size() + " buffer(s) still open: " + described + "; close every buffer before its allocator");
+                    + leaked.size() + " buffer(s) still open: " + described + (openChildren.isEmpty() ? ""
+                    : " and " + openChildren.size() + " child allocator(s) still open: " + names(openChildren))
+                    + "; close every buffer and child before its allocator");
             if (failure != null) {
                 leak.addSuppressed(failure);
             }
@@ -214,6 +261,37 @@ final class DeviceAllocator implements AutoCloseable {
         }
         if (failure != null) {
             throw failure;
+        }
+    }
+
+    private static String names(List<DeviceAllocator> allocators) {
+        List<String> names = new ArrayList<>();
+        for (DeviceAllocator a : allocators) {
+            names.add(a.owner);
+        }
+        return names.toString();
+    }
+
+    /**
+     * Refuses {@code growth} more device bytes where this allocator's limit or an ancestor's would
+     * be passed, naming the allocator whose limit it is.
+     */
+    private void checkRoom(String buffer, long size, long capacity) {
+        long growth = size - capacity;
+        for (DeviceAllocator a = this; a != null; a = a.parent) {
+            if (growth > a.limit - a.used) {
+                throw new DeviceMemoryException("device buffer " + buffer + " of " + owner + ": " + size
+                        + " bytes requested, " + a.used + " of the limit of " + a.limit + " bytes of " + a.owner
+                        + " in use (" + capacity + " of them by this buffer); raise --gpu-memory or use smaller "
+                        + "windows", null);
+            }
+        }
+    }
+
+    /** Adds {@code bytes} (negative: frees) to this allocator's device bytes and its ancestors'. */
+    private void charge(long bytes) {
+        for (DeviceAllocator a = this; a != null; a = a.parent) {
+            a.used += bytes;
         }
     }
 
@@ -246,10 +324,8 @@ final class DeviceAllocator implements AutoCloseable {
                         + capacity + " bytes and cannot grow to " + bytes + "; register a larger one");
             }
             long size = Math.max(bytes, 1);
-            if (!pinned && size - capacity > limit - used) {
-                throw new DeviceMemoryException("device buffer " + name + " of " + owner + ": " + size
-                        + " bytes requested, " + used + " of the limit of " + limit + " bytes in use (" + capacity
-                        + " of them by this buffer); raise --gpu-memory or use smaller windows", null);
+            if (!pinned) {
+                checkRoom(name, size, capacity);
             }
             // any stream may still read or write the old allocation
             quiesce.run();
@@ -258,7 +334,7 @@ final class DeviceAllocator implements AutoCloseable {
                 host = memory.allocHost(size);
             } else {
                 ptr = memory.allocDevice(size);
-                used += size;
+                charge(size);
             }
             capacity = size;
         }
@@ -274,7 +350,7 @@ final class DeviceAllocator implements AutoCloseable {
                 memory.freeHost(host);
             } else {
                 memory.freeDevice(ptr);
-                used -= capacity;
+                charge(-capacity);
             }
             capacity = 0;
         }

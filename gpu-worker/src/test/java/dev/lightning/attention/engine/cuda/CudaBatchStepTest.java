@@ -89,4 +89,31 @@ class CudaBatchStepTest {
             assertTrue(e.getMessage().contains("allocate()"), e.getMessage());
         }
     }
+
+    /**
+     * The step's limit bounds its stores and staging together: a store that would pass it is refused
+     * before anything is allocated for it, naming the limit, and the step still works within it.
+     */
+    @Test
+    void theLimitCoversTheStoresAndIsLoud() {
+        BatchCase c = BatchCase.cases().get(1);
+        long state = c.spec().stateBytes();
+        long limit = 24 * state;
+        try (BatchStep step = BatchStep.gpu(c.spec(), 0, limit)) {
+            dev.lightning.attention.engine.DeviceMemoryException e = assertThrows(
+                    dev.lightning.attention.engine.DeviceMemoryException.class, () -> step.allocate(25));
+            assertTrue(e.getMessage().contains("allocate fewer slots") && e.getMessage().contains("limit of " + limit),
+                    e.getMessage());
+            try (StateStore first = step.allocate(8)) {
+                // 8 slots held: 17 more would pass the limit, though each store alone fits
+                assertThrows(dev.lightning.attention.engine.DeviceMemoryException.class, () -> step.allocate(17));
+                java.util.SplittableRandom rnd = new java.util.SplittableRandom(2);
+                var batch = c.batch(rnd, new int[] {1, 2, 1}, new int[] {0, 5, 7});
+                step.step(first, batch, c.output(batch));
+            }
+            try (StateStore again = step.allocate(16)) {      // what the first store held is given back
+                assertTrue(again.slots() == 16);
+            }
+        }
+    }
 }

@@ -136,6 +136,50 @@ class DeviceAllocatorTest {
     }
 
     @Test
+    void aChildsBytesCountAgainstItsOwnLimitAndEveryAncestorsAndAreGivenBackOnClose() {
+        try (DeviceAllocator root = allocator(1000, true)) {
+            Buffer own = root.device("own");
+            own.ensure(400);
+            DeviceAllocator child = root.child("store", 700);
+            DeviceAllocator grandchild = child.child("slots", DeviceAllocator.UNLIMITED);
+            Buffer s = child.device("s");
+            Buffer g = grandchild.device("g");
+            s.ensure(300);
+            g.ensure(200);
+            assertEquals(200, grandchild.used());
+            assertEquals(500, child.used());
+            assertEquals(900, root.used());
+            // the root's limit (100 left) refuses what the child's own (200 left) would allow
+            DeviceMemoryException e = assertThrows(DeviceMemoryException.class, () -> g.ensure(350));
+            assertTrue(e.getMessage().contains("device buffer g of slots") && e.getMessage().contains("900 of the limit "
+                    + "of 1000 bytes of test"), e.getMessage());
+            // the child's own limit refuses before the root's would
+            own.close();
+            e = assertThrows(DeviceMemoryException.class, () -> s.ensure(600));
+            assertTrue(e.getMessage().contains("500 of the limit of 700 bytes of store"), e.getMessage());
+            assertEquals(200, g.capacity);
+            g.close();
+            s.close();
+            grandchild.close();
+            child.close();
+            assertEquals(0, root.used());
+            // a closed child leaves no trace: the root closes without a leak
+        }
+        assertTrue(fake.live.isEmpty());
+    }
+
+    @Test
+    void aParentClosedBeforeItsChildrenFreesTheirBuffersAndNamesThem() {
+        DeviceAllocator root = allocator(DeviceAllocator.UNLIMITED, true);
+        DeviceAllocator child = root.child("state store", DeviceAllocator.UNLIMITED);
+        child.device("states").ensure(64);
+        IllegalStateException e = assertThrows(IllegalStateException.class, root::close);
+        assertTrue(e.getMessage().contains("1 child allocator(s) still open: [state store]"), e.getMessage());
+        assertTrue(fake.live.isEmpty(), "the child's device memory is freed all the same");
+        assertThrows(IllegalStateException.class, () -> root.child("late", 1));
+    }
+
+    @Test
     void closeFreesEverythingAndFailsLoudlyOnOpenBuffersWhenLeaksAreErrors() {
         DeviceAllocator a = allocator(DeviceAllocator.UNLIMITED, true);
         a.device("kept").ensure(64);

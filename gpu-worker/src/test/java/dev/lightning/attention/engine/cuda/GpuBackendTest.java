@@ -4,6 +4,7 @@ import dev.lightning.attention.engine.AttentionSpec;
 import dev.lightning.attention.engine.BackendAgreementTest;
 import dev.lightning.attention.engine.Backends;
 import dev.lightning.attention.engine.Checkpoints;
+import dev.lightning.attention.engine.DeviceMemoryException;
 import dev.lightning.attention.engine.FeatureMap;
 import dev.lightning.attention.engine.Inputs;
 import dev.lightning.attention.engine.LightningState;
@@ -24,6 +25,7 @@ import java.util.SplittableRandom;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
@@ -153,13 +155,26 @@ class GpuBackendTest {
         LightningState s0 = Inputs.randomState(rnd, 2, 64, 48);
         TokenTensor expect = TokenTensor.allocate(DType.F32, t, 2, 48);
         LightningState expectState = new CpuBackend().forward(spec, q, k, v, s0, expect);
-        try (CudaBackend sliced = new CudaBackend(0, true, 4L << 20)) {
-            for (CudaBackend b : new CudaBackend[] {tensorCores, generic, sliced}) {
+        // 16 MiB: room for the segments' states at their most, the rest for slices; 1 MiB: not, so
+        // the slices are small enough that their segments' states fit too
+        try (CudaBackend sliced = new CudaBackend(0, true, 16L << 20);
+             CudaBackend small = new CudaBackend(0, true, 1L << 20)) {
+            for (CudaBackend b : new CudaBackend[] {tensorCores, generic, sliced, small}) {
                 TokenTensor o = TokenTensor.allocate(DType.BF16, t, 2, 48);
                 poison(o);
                 LightningState s = b.forward(spec, q, k, v, s0, o);
                 assertTrue(Inputs.relativeError(o.toFloats(), expect.toFloats()) <= 6e-3, b.name());
                 assertTrue(Inputs.relativeError(s.kv(), expectState.kv()) <= 1e-5, b.name() + " state");
+            }
+            for (CudaBackend b : new CudaBackend[] {sliced, small}) {
+                assertTrue(b.lastSlices > 1, "the budget sliced the window: " + b.lastSlices);
+                assertTrue(b.memory().used() <= b.memory().limit(), "within the limit: " + b.memory().used());
+            }
+            // a budget that cannot hold the carried states and one chunk a set is refused, saying so
+            try (CudaBackend tiny = new CudaBackend(0, true, 1L << 18)) {
+                DeviceMemoryException e = assertThrows(DeviceMemoryException.class,
+                        () -> tiny.forward(spec, q, k, v, s0, TokenTensor.allocate(DType.BF16, t, 2, 48)));
+                assertTrue(e.getMessage().contains("raise --gpu-memory"), e.getMessage());
             }
         }
     }

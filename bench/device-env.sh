@@ -1,0 +1,32 @@
+# Sourced by the bench/*-device.sh scripts: what every run on a GPU machine without Maven does first.
+# A carried DIR holds jre.tar.xz (bin/lean-runtime --jre: a jlinked Java 17) and bundle/ (bin/gpu-bundle:
+# classes and test-classes of gpu-worker and partitioner, bundle/lib: gpu-worker's runtime jars, and
+# junit-platform-console-standalone.jar).
+#   device_setup DIR TAG   unpacks the JRE (JAVA_HOME=/tmp/jre), sets B (the bundle), CP (its class path,
+#                          the JUnit launcher takes no wildcards) and L (the log prefix
+#                          $OUT/DATE-h200-TAG, OUT defaulting to a new temporary directory), and writes
+#                          the machine's description to $L-machine.log
+#   device_tests SECONDS SUFFIX CLASS...
+#                          runs those test classes with assertions on (the allocators' leak checks) into
+#                          $L-SUFFIX.log, bounded by SECONDS, and prints the exit status and the summary
+device_setup() {
+  local dir tag
+  dir="$(cd "${1:?device_setup DIR TAG}" && pwd)"; tag="${2:?device_setup DIR TAG}"
+  out="${OUT:-$(mktemp -d)}"
+  mkdir -p "$out"
+  tar -C /tmp -xJf "$dir/jre.tar.xz" && export JAVA_HOME=/tmp/jre PATH=/tmp/jre/bin:$PATH
+  B="$dir/bundle"
+  CP="$B/classes:$B/test-classes:$(ls "$B"/lib/*.jar | tr '\n' ':')"
+  L="$out/$(date -u +%Y-%m-%d)-h200-$tag"
+  { date -u; nvidia-smi --query-gpu=name,driver_version,pcie.link.gen.current,pcie.link.width.current --format=csv
+    nproc; free -g | head -2; lscpu | grep -E "Model name|NUMA node\(s\)"; } 2>&1 | tee "$L-machine.log"
+}
+
+device_tests() {
+  local t=$1 suffix=$2; shift 2
+  local sel=(); for c in "$@"; do sel+=(--select-class "$c"); done
+  timeout "$t" java -ea --add-modules jdk.incubator.vector -Xmx16g -jar "$B/junit-platform-console-standalone.jar" \
+    execute --class-path "$CP" "${sel[@]}" --details=tree --disable-banner > "$L-$suffix.log" 2>&1
+  echo "$suffix exit $?"
+  grep -E "tests (successful|failed|skipped|aborted)|✘|Test run finished" "$L-$suffix.log" | head -30
+}
