@@ -375,5 +375,28 @@ class TablesCliTest {
         assertTrue(log.toString().contains("'sub/a.safetensors': --input " + in1) && log.toString().contains(
                 "gives it its own initial_state"), log.toString());
         assertFalse(Files.exists(Path.of(refused)), "a refused run leaves nothing");
+
+        // a broken file: refused before Spark starts naming it, or with --skip-invalid listed and the rest computed
+        Path in3 = dir.resolve("in3");
+        writeFile(in3.resolve("b.safetensors"), b, 0, 90, false);
+        Files.write(in3.resolve("broken.safetensors"), new byte[] {12, 0, 0, 0, 0, 0, 0, 0, '{', '"', 'q'});
+        assertEquals(2, run(log, "--input", in3.toString(), "--output-format", "parquet", "--output", refused),
+                log.toString());
+        assertTrue(log.toString().contains("broken.safetensors"), log.toString());
+        assertFalse(Files.exists(Path.of(refused)), "a refused run leaves nothing");
+        String out3 = dir.resolve("out3").toString();
+        assertEquals(0, run(log, "--input", in3.toString(), "--output-format", "parquet", "--output", out3, "--scale",
+                "0.5", "--skip-invalid"), log.toString());
+        assertTrue(log.toString().contains("rejected") && log.toString().contains("broken.safetensors"), log.toString());
+        spark = session();
+        try {
+            Map<String, float[]> o3 = TablesAppendTest.oFrom(spark.read().parquet(out3 + "/o"),
+                    TablesTest.byName(List.of(b)), Map.of("b.safetensors", 0));
+            assertEquals(java.util.Set.of("b.safetensors"), o3.keySet());
+            double err = Accuracy.relativeError(o3.get(b.name), TablesTest.reference(b, 0.5, false)[0]);
+            assertTrue(err < 1e-5, "b: o off the float64 reference by " + err);
+        } finally {
+            spark.stop();
+        }
     }
 }

@@ -514,6 +514,10 @@ class TablesTest {
         assertTrue(m.contains("--output-mode checksums") && m.contains("--input-format safetensors"), m);
         m = rejection(() -> LightningTables.compute(blocks, "--attention", "softmax"));
         assertTrue(m.contains("softmax"), m);
+        m = rejection(() -> LightningTables.compute(blocks, "--spot-check-tolerance", "0.1", "--backend", "cpu"));
+        assertTrue(m.contains("--spot-check-tolerance") && m.contains("leave it out"), m);
+        m = rejection(() -> LightningTables.compute(blocks, "--gpu-oom", "cpu", "--backend", "cpu"));
+        assertTrue(m.contains("--gpu-oom cpu") && m.contains("no CPU fallback"), m);
         assertNotNull(blocks);
     }
 }
