@@ -127,13 +127,13 @@ final class BatchModule {
     static final String STAGED_SUFFIX = "_staged";
 
     /**
-     * Shared memory of a launch, in bytes, as lightning_batch_smem_floats computes it: staged q and k
-     * rows padded to 4 floats, v, the partial sums and the denominators, and for a staged kernel of
-     * {@code stagedRows} rows a thread its slice of S (0 for the register kernels).
+     * Shared memory of a launch, in bytes, as lightning_batch_smem_floats computes it: q and k rows of
+     * {@code groupTokens} tokens padded to 4 floats, v, the partial sums and the denominators, and for
+     * a staged kernel of {@code stagedRows} rows a thread its slice of S (0 for the register kernels).
      */
-    int sharedBytes(int dk, int stagedTokens, int stagedRows) {
+    int sharedBytes(int dk, int groupTokens, int stagedRows) {
         int row = (dk + 3) & ~3;
-        return 4 * (stagedTokens * (2 * row + columns + rowGroups * columns) + chunk + stagedRows * rowGroups * columns);
+        return 4 * (groupTokens * (2 * row + columns + rowGroups * columns) + chunk + stagedRows * rowGroups * columns);
     }
 
     /**
