@@ -26,6 +26,17 @@
 // normalizing CTA walks all tiles of its head (tilesPerCta = all) and owns z: it scans z over up to
 // CHUNK tokens (den_t into shared memory), then runs those tokens through each tile, and so on.
 //
+// Staged kernels (the decode step): the same CTA and thread layout, but the slice of S goes from
+// global into shared memory by cp.async (16 bytes a thread, no registers held while the bytes are in
+// flight), the tokens update it there, and it is written back from there. A register-held slice caps
+// the bytes in flight at the registers an SM has left for state (6 CTAs x 16 KB at 80 registers a
+// thread); a staged CTA takes 56 registers and 19.4 KB of shared memory (decode, Dk = 128), so 9
+// CTAs an SM keep 144 KB of states in flight, and more CTAs overlap the dependent slot lookup each
+// one starts with. Each thread moves only the elements it computes, so cp.async.wait_all alone (no
+// barrier) makes them visible to it. The host picks them for rows <= 8 a thread and sequences of at
+// most BATCH_STAGED_TOKENS new tokens (each token reads and writes the slice in shared memory once,
+// which a long sequence pays for; the register kernels keep those).
+//
 // Decay is expf(-slope), applied once per token; never products of powers.
 
 #include <cuda_bf16.h>
@@ -51,6 +62,24 @@
 #ifndef BATCH_MIN_BLOCKS
 #define BATCH_MIN_BLOCKS 6
 #endif
+// CTAs an SM must hold for the staged kernels (registers <= 65536 / (128 x this), rounded down to 8):
+// 9 gives 56 registers without spills (nvcc 13, sm_90; 10 spilled 12 bytes, 11 spilled 72), and 9 x
+// 20.4 KB of shared memory fit the 228 KB of an H100/H200 SM.
+#ifndef BATCH_STAGED_MIN_BLOCKS
+#define BATCH_STAGED_MIN_BLOCKS 9
+#endif
+// The host runs a batch through the staged kernels when no sequence has more new tokens than this
+// (0: never); reported to the host by lightning_batch_shapes. 0 until the staged kernels are timed
+// on a device against the register kernels (BENCHMARKS.md, "Many short sequences"): built and
+// checked by ptxas only so far; bench/decode_batch.py times and checks both whatever this says.
+#ifndef BATCH_STAGED_TOKENS
+#define BATCH_STAGED_TOKENS 0
+#endif
+// Rows a thread of a staged kernel handles per loop pass (unrolled): loads from shared memory are
+// short, and fully unrolled loops hoisted them all, which took 147 registers.
+#ifndef BATCH_STAGED_UNROLL
+#define BATCH_STAGED_UNROLL 2
+#endif
 #define BATCH_GROUP 8          // most tokens staged at once
 #define BATCH_CHUNK 64         // tokens per z scan when normalizing (den[] in shared memory)
 static_assert(BATCH_THREADS % 32 == 0 && BATCH_THREADS >= BATCH_CHUNK, "whole warps, at least one thread a den[]");
@@ -62,8 +91,10 @@ __host__ __device__ inline int lightning_batch_row(int dk) { return (dk + 3) & ~
 // Shared memory in floats, for Dk = dk and `group` staged tokens (the host computes the same in
 // BatchModule.sharedBytes; the kernel checks what it got):
 //   q[group][row(dk)] | k[group][row(dk)] | v[group][BV] | partial[group][ROW_GROUPS][BV] | den[CHUNK]
-__host__ __device__ inline int lightning_batch_smem_floats(int dk, int group) {
-    return group * (2 * lightning_batch_row(dk) + BATCH_BV + BATCH_ROW_GROUPS * BATCH_BV) + BATCH_CHUNK;
+//   and, for a staged kernel of `rows` rows a thread, the slice of S after them: [rows * ROW_GROUPS][BV]
+__host__ __device__ inline int lightning_batch_smem_floats(int dk, int group, int stagedRows) {
+    return group * (2 * lightning_batch_row(dk) + BATCH_BV + BATCH_ROW_GROUPS * BATCH_BV) + BATCH_CHUNK
+           + stagedRows * BATCH_ROW_GROUPS * BATCH_BV;
 }
 
 template <typename T> __device__ __forceinline__ float bt_to_float(T x);
@@ -89,10 +120,33 @@ template <bool STREAM> __device__ __forceinline__ void bt_store4(float* p, float
     }
 }
 
+// Staged kernels: 16 bytes of S from global into shared memory, asynchronously (cp.async.cg: not
+// through L1). Bench-only builds: BATCH_STAGED_EVICT_FIRST gives the loads the L2 evict-first
+// policy, BATCH_STAGED_STORE_CS the stores the evict-first (".cs") hint.
+__device__ __forceinline__ void bt_cp_async16(float* dst, const float* src) {
+    const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+#ifdef BATCH_STAGED_EVICT_FIRST
+    asm volatile("{\n.reg .b64 pol;\ncreatepolicy.fractional.L2::evict_first.b64 pol, 1.0;\n"
+                 "cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, pol;\n}\n" ::"r"(d), "l"(src) : "memory");
+#else
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(src) : "memory");
+#endif
+}
+__device__ __forceinline__ void bt_cp_async_wait() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
+__device__ __forceinline__ void bt_store4_staged(float* p, float4 x) {
+#ifdef BATCH_STAGED_STORE_CS
+    __stcs(reinterpret_cast<float4*>(p), x);
+#else
+    *reinterpret_cast<float4*>(p) = x;
+#endif
+}
+
 // ROWS: rows of S per thread, ceil(Dk / 16) rounded up to 4, 8 or 16 (Dk <= 64, 128, 256).
-template <typename T, int ROWS, bool STREAM>
+// STAGED: the slice of S lives in shared memory (cp.async), not in registers (the staged kernels).
+template <typename T, int ROWS, bool STREAM, bool STAGED>
 __device__ __forceinline__ void batch_step(const LightningBatchArgs& a) {
     extern __shared__ float smem[];
+    constexpr int UNROLL = STAGED ? BATCH_STAGED_UNROLL : ROWS;   // the register kernels index s[] by constants
     const int dk = a.dk;
     const int dv = a.dv;
     const int group = a.group;
@@ -102,6 +156,7 @@ __device__ __forceinline__ void batch_step(const LightningBatchArgs& a) {
     float* vs = ks + group * ld;                       // [group][BV]
     float4* part = reinterpret_cast<float4*>(vs + group * BATCH_BV);   // [group][ROW_GROUPS][BV / 4]
     float* den = vs + group * BATCH_BV + group * BATCH_ROW_GROUPS * BATCH_BV;   // [CHUNK]
+    float* st = den + BATCH_CHUNK;                     // STAGED: [ROWS * ROW_GROUPS][BV], 16-byte aligned
 
     const int tiles = (dv + BATCH_BV - 1) / BATCH_BV;
     const int groupsPerHead = tiles / a.tilesPerCta;
@@ -128,6 +183,13 @@ __device__ __forceinline__ void batch_step(const LightningBatchArgs& a) {
     const int cg = tid % (BATCH_BV / 4);               // thread column 0..7
     const bool vec = (dv & 3) == 0;
     float* S = a.states + (slot * a.heads + h) * (long long)dk * dv;
+#ifdef BATCH_OUT_OF_PLACE
+    // bench-only build: the new state goes to the same place in a second store passed as norms (plain
+    // specs only), to compare an in-place update with a copy-like one
+    float* Sout = a.norms + (slot * a.heads + h) * (long long)dk * dv;
+#else
+    float* Sout = S;
+#endif
     const T* q = static_cast<const T*>(a.q);
     const T* k = static_cast<const T*>(a.k);
     const T* v = static_cast<const T*>(a.v);
@@ -135,7 +197,11 @@ __device__ __forceinline__ void batch_step(const LightningBatchArgs& a) {
 
     // z: thread i holds z[i] and z[i + 128] (Dk <= 256) for the whole sequence.
     float z0 = 0.f, z1 = 0.f;
+#ifdef BATCH_OUT_OF_PLACE
+    float* Z = nullptr;
+#else
     float* Z = a.normalize ? a.norms + (slot * a.heads + h) * (long long)dk : nullptr;
+#endif
     if (Z != nullptr) {
         if (tid < dk) z0 = Z[tid];
         if (tid + BATCH_THREADS < dk) z1 = Z[tid + BATCH_THREADS];
@@ -170,20 +236,43 @@ __device__ __forceinline__ void batch_step(const LightningBatchArgs& a) {
         }
         for (int tile = tileGroup * a.tilesPerCta; tile < (tileGroup + 1) * a.tilesPerCta; tile++) {
             const int col0 = tile * BATCH_BV + cg * 4;
-            float4 s[ROWS];
-#pragma unroll
+            float4 s[STAGED ? 1 : ROWS];
+#pragma unroll UNROLL
             for (int r = 0; r < ROWS; r++) {
                 const int row = rg + BATCH_ROW_GROUPS * r;
-                s[r] = make_float4(0.f, 0.f, 0.f, 0.f);
-                if (row < dk && col0 < dv) {
-                    const float* p = S + (long long)row * dv + col0;
-                    if (vec) {
-                        s[r] = bt_load4<STREAM>(p);
+                if constexpr (STAGED) {
+                    // columns past Dv and rows past Dk hold zeros (computed, never stored). A later z
+                    // chunk (normalizing, more than CHUNK tokens) reads what this thread stored at the
+                    // end of the previous one: plain loads there, which program order keeps behind
+                    // those stores (cp.async is not promised to be).
+                    float* d = st + row * BATCH_BV + cg * 4;
+                    if (row < dk && col0 < dv && vec && c0 == begin) {
+                        bt_cp_async16(d, S + (long long)row * dv + col0);
                     } else {
-                        s[r].x = p[0];
-                        if (col0 + 1 < dv) s[r].y = p[1];
-                        if (col0 + 2 < dv) s[r].z = p[2];
-                        if (col0 + 3 < dv) s[r].w = p[3];
+                        float4 x = make_float4(0.f, 0.f, 0.f, 0.f);
+                        if (row < dk && col0 < dv && vec) {
+                            x = *reinterpret_cast<const float4*>(S + (long long)row * dv + col0);
+                        } else if (row < dk && col0 < dv) {
+                            const float* p = S + (long long)row * dv + col0;
+                            x.x = p[0];
+                            if (col0 + 1 < dv) x.y = p[1];
+                            if (col0 + 2 < dv) x.z = p[2];
+                            if (col0 + 3 < dv) x.w = p[3];
+                        }
+                        *reinterpret_cast<float4*>(d) = x;
+                    }
+                } else {
+                    s[r] = make_float4(0.f, 0.f, 0.f, 0.f);
+                    if (row < dk && col0 < dv) {
+                        const float* p = S + (long long)row * dv + col0;
+                        if (vec) {
+                            s[r] = bt_load4<STREAM>(p);
+                        } else {
+                            s[r].x = p[0];
+                            if (col0 + 1 < dv) s[r].y = p[1];
+                            if (col0 + 2 < dv) s[r].z = p[2];
+                            if (col0 + 3 < dv) s[r].w = p[3];
+                        }
                     }
                 }
             }
@@ -203,24 +292,39 @@ __device__ __forceinline__ void batch_step(const LightningBatchArgs& a) {
                     const int col = tile * BATCH_BV + c;
                     vs[t * BATCH_BV + c] = col < dv ? bt_to_float(v[((long long)(g0 + t) * a.headsV + hv) * dv + col]) : 0.f;
                 }
+                if (STAGED) bt_cp_async_wait();           // this thread's slice elements have landed
                 __syncthreads();
                 for (int t = 0; t < gn; t++) {
                     const float4 vv = reinterpret_cast<const float4*>(vs + t * BATCH_BV)[cg];
                     float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
-#pragma unroll
+#pragma unroll UNROLL
                     for (int r = 0; r < ROWS; r++) {
                         const int row = rg + BATCH_ROW_GROUPS * r;
                         if (ROWS * BATCH_ROW_GROUPS == dk || row < dk) {
                             const float kr = ks[t * ld + row];
                             const float qr = qs[t * ld + row];
-                            s[r].x = fmaf(lambda, s[r].x, kr * vv.x);
-                            s[r].y = fmaf(lambda, s[r].y, kr * vv.y);
-                            s[r].z = fmaf(lambda, s[r].z, kr * vv.z);
-                            s[r].w = fmaf(lambda, s[r].w, kr * vv.w);
-                            acc.x = fmaf(qr, s[r].x, acc.x);
-                            acc.y = fmaf(qr, s[r].y, acc.y);
-                            acc.z = fmaf(qr, s[r].z, acc.z);
-                            acc.w = fmaf(qr, s[r].w, acc.w);
+                            if constexpr (STAGED) {
+                                float4* sp = reinterpret_cast<float4*>(st + row * BATCH_BV) + cg;
+                                float4 x = *sp;
+                                x.x = fmaf(lambda, x.x, kr * vv.x);
+                                x.y = fmaf(lambda, x.y, kr * vv.y);
+                                x.z = fmaf(lambda, x.z, kr * vv.z);
+                                x.w = fmaf(lambda, x.w, kr * vv.w);
+                                acc.x = fmaf(qr, x.x, acc.x);
+                                acc.y = fmaf(qr, x.y, acc.y);
+                                acc.z = fmaf(qr, x.z, acc.z);
+                                acc.w = fmaf(qr, x.w, acc.w);
+                                *sp = x;
+                            } else {
+                                s[r].x = fmaf(lambda, s[r].x, kr * vv.x);
+                                s[r].y = fmaf(lambda, s[r].y, kr * vv.y);
+                                s[r].z = fmaf(lambda, s[r].z, kr * vv.z);
+                                s[r].w = fmaf(lambda, s[r].w, kr * vv.w);
+                                acc.x = fmaf(qr, s[r].x, acc.x);
+                                acc.y = fmaf(qr, s[r].y, acc.y);
+                                acc.z = fmaf(qr, s[r].z, acc.z);
+                                acc.w = fmaf(qr, s[r].w, acc.w);
+                            }
                         }
                     }
                     part[(t * BATCH_ROW_GROUPS + rg) * (BATCH_BV / 4) + cg] = acc;
@@ -240,12 +344,22 @@ __device__ __forceinline__ void batch_step(const LightningBatchArgs& a) {
                     }
                 }
             }
-#pragma unroll
+#pragma unroll UNROLL
             for (int r = 0; r < ROWS; r++) {
                 const int row = rg + BATCH_ROW_GROUPS * r;
                 if (row < dk && col0 < dv) {
-                    float* p = S + (long long)row * dv + col0;
-                    if (vec) {
+                    float* p = Sout + (long long)row * dv + col0;
+                    if constexpr (STAGED) {
+                        const float4 x = reinterpret_cast<const float4*>(st + row * BATCH_BV)[cg];
+                        if (vec) {
+                            bt_store4_staged(p, x);
+                        } else {
+                            p[0] = x.x;
+                            if (col0 + 1 < dv) p[1] = x.y;
+                            if (col0 + 2 < dv) p[2] = x.z;
+                            if (col0 + 3 < dv) p[3] = x.w;
+                        }
+                    } else if (vec) {
                         bt_store4<STREAM>(p, s[r]);
                     } else {
                         p[0] = s[r].x;
@@ -266,10 +380,10 @@ __device__ __forceinline__ void batch_step(const LightningBatchArgs& a) {
 // Traps when the launch gave less shared memory than the layout above needs (a host that computes
 // it differently), rather than computing with overlapping arrays; and for a Dk this shape cannot
 // hold (z takes two values a thread).
-__device__ __forceinline__ void batch_check_smem(const LightningBatchArgs& a) {
+__device__ __forceinline__ void batch_check_smem(const LightningBatchArgs& a, int stagedRows) {
     unsigned got;
     asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(got));
-    if (got < 4u * (unsigned)lightning_batch_smem_floats(a.dk, a.group) || a.group < 1 || a.group > BATCH_GROUP
+    if (got < 4u * (unsigned)lightning_batch_smem_floats(a.dk, a.group, stagedRows) || a.group < 1 || a.group > BATCH_GROUP
         || a.dk > 256 || (a.normalize && a.dk > 2 * BATCH_THREADS)) {
         __trap();
     }
@@ -278,9 +392,18 @@ __device__ __forceinline__ void batch_check_smem(const LightningBatchArgs& a) {
 #define BATCH_KERNEL(NAME, T, ROWS, STREAM)                                                   \
     extern "C" __global__ void __launch_bounds__(BATCH_THREADS, ROWS <= 8 ? BATCH_MIN_BLOCKS : 1)       \
     NAME(const LightningBatchArgs a) {                                                        \
-        batch_check_smem(a);                                                                  \
+        batch_check_smem(a, 0);                                                               \
         if (ROWS * BATCH_ROW_GROUPS < a.dk) __trap(); /* the host picked too few rows a thread */ \
-        batch_step<T, ROWS, STREAM>(a);                                                       \
+        batch_step<T, ROWS, STREAM, false>(a);                                                \
+    }
+
+// The staged kernels (S in shared memory), for rows <= 8 a thread.
+#define BATCH_STAGED_KERNEL(NAME, T, ROWS)                                                    \
+    extern "C" __global__ void __launch_bounds__(BATCH_THREADS, BATCH_STAGED_MIN_BLOCKS)      \
+    NAME(const LightningBatchArgs a) {                                                        \
+        batch_check_smem(a, ROWS);                                                            \
+        if (ROWS * BATCH_ROW_GROUPS < a.dk) __trap();                                         \
+        batch_step<T, ROWS, false, true>(a);                                                  \
     }
 
 BATCH_KERNEL(lightning_batch_step_bf16_r4, __nv_bfloat16, 4, false)
@@ -290,6 +413,8 @@ BATCH_KERNEL(lightning_batch_step_bf16_r16, __nv_bfloat16, 16, false)
 BATCH_KERNEL(lightning_batch_step_bf16_r4_cs, __nv_bfloat16, 4, true)
 BATCH_KERNEL(lightning_batch_step_bf16_r8_cs, __nv_bfloat16, 8, true)
 BATCH_KERNEL(lightning_batch_step_bf16_r16_cs, __nv_bfloat16, 16, true)
+BATCH_STAGED_KERNEL(lightning_batch_step_bf16_r4_staged, __nv_bfloat16, 4)
+BATCH_STAGED_KERNEL(lightning_batch_step_bf16_r8_staged, __nv_bfloat16, 8)
 #ifndef BATCH_BF16_ONLY        // the benchmark's variant builds need only these
 BATCH_KERNEL(lightning_batch_step_f32_r4, float, 4, false)
 BATCH_KERNEL(lightning_batch_step_f32_r8, float, 8, false)
@@ -297,13 +422,19 @@ BATCH_KERNEL(lightning_batch_step_f32_r16, float, 16, false)
 BATCH_KERNEL(lightning_batch_step_f16_r4, __half, 4, false)
 BATCH_KERNEL(lightning_batch_step_f16_r8, __half, 8, false)
 BATCH_KERNEL(lightning_batch_step_f16_r16, __half, 16, false)
+BATCH_STAGED_KERNEL(lightning_batch_step_f32_r4_staged, float, 4)
+BATCH_STAGED_KERNEL(lightning_batch_step_f32_r8_staged, float, 8)
+BATCH_STAGED_KERNEL(lightning_batch_step_f16_r4_staged, __half, 4)
+BATCH_STAGED_KERNEL(lightning_batch_step_f16_r8_staged, __half, 8)
 #endif
 
-// Launch shapes as the module has them, for the host: [BV, threads, most tokens staged, z chunk].
+// Launch shapes as the module has them, for the host: [BV, threads, most tokens staged, z chunk, thread
+// rows, most new tokens a sequence may have for the staged kernels (0: never used)].
 extern "C" __global__ void lightning_batch_shapes(int* out) {
     out[0] = BATCH_BV;
     out[1] = BATCH_THREADS;
     out[2] = BATCH_GROUP;
     out[3] = BATCH_CHUNK;
     out[4] = BATCH_ROW_GROUPS;
+    out[5] = BATCH_STAGED_TOKENS;
 }

@@ -101,7 +101,7 @@ public record BatchCase(String name, int sequences, int hq, int hk, int hv, int 
      * The cases: N = 1, 7 and 1000; H = 3 with Dk != Dv; plain, GQA (Hk = Hv = 1), grouped values
      * (Hq = Hk = 1); elu1 and relu normalized (positive maps: no
      * cancellation in the denominator), relu; Dk and Dv not multiples of 4; lengths 1, 3 and 64 mixed (and
-     * all 1: decoding); F32 and BF16 inputs.
+     * all 1: decoding, also at H = 8, Dk = Dv = 128); F32 and BF16 inputs.
      */
     public static List<BatchCase> cases() {
         List<BatchCase> out = new ArrayList<>();
@@ -124,6 +124,12 @@ public record BatchCase(String name, int sequences, int hq, int hk, int hv, int 
                 DType.F16, new int[] {1, 3}, 19));
         out.add(new BatchCase("N=7 Dk=130 relu normalized, 130 tokens", 7, 3, 3, 3, 130, 70, FeatureMap.RELU, true,
                 DType.F32, new int[] {1, 130}, 20));
+        // decode at the benchmark's shape, and decode with Dk, Dv odd and normalized (on the GPU: the
+        // staged kernels, 8 rows a thread, and their scalar path)
+        out.add(new BatchCase("N=64 decode H=8 Dk=Dv=128", 64, 8, 8, 8, 128, 128, FeatureMap.IDENTITY, false, DType.BF16,
+                decode, 21));
+        out.add(new BatchCase("N=300 decode Dk, Dv odd, elu1 normalized", 300, 3, 3, 3, 33, 37, FeatureMap.ELU1, true,
+                DType.F32, decode, 22));
         return out;
     }
 

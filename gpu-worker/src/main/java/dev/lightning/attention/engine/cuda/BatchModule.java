@@ -4,6 +4,7 @@ import jcuda.CudaException;
 import jcuda.Pointer;
 import jcuda.driver.CUdeviceptr;
 import jcuda.driver.CUfunction;
+import jcuda.driver.CUfunction_attribute;
 import jcuda.driver.CUmodule;
 import jcuda.driver.CUresult;
 import jcuda.driver.JCudaDriver;
@@ -40,6 +41,15 @@ final class BatchModule {
     final int chunk;
     /** Thread rows of a CTA (rows of S per thread = ceil(Dk / rowGroups)). */
     final int rowGroups;
+    /**
+     * Most new tokens a sequence may have for a batch to run through the staged kernels (S in shared
+     * memory; 0: never), which exist for up to {@link #STAGED_ROWS} rows a thread.
+     */
+    final int stagedTokens;
+    /** Most rows of S a thread holds in the staged kernels. */
+    static final int STAGED_ROWS = 8;
+    /** CU_SHAREDMEM_CARVEOUT_MAX_SHARED: as much of the SM's L1 as shared memory as it can have. */
+    private static final int MAX_SHARED_CARVEOUT = 100;
 
     private BatchModule(CudaDevice device) {
         this.device = device;
@@ -63,6 +73,7 @@ final class BatchModule {
             group = shapes[2];
             chunk = shapes[3];
             rowGroups = shapes[4];
+            stagedTokens = shapes[5];
         } catch (RuntimeException e) {
             JCudaDriver.cuModuleUnload(m);
             throw e;
@@ -95,22 +106,43 @@ final class BatchModule {
         OPEN.clear();
     }
 
-    /** A kernel of the module. */
+    /**
+     * A kernel of the module. A staged kernel keeps its slice of S in shared memory and wants many
+     * CTAs an SM, so it asks for the largest shared-memory carveout (a hint: the driver may choose
+     * another, which costs speed, not correctness).
+     */
     synchronized CUfunction function(String kernel) {
         return functions.computeIfAbsent(kernel, k -> {
             CUfunction f = new CUfunction();
             JCudaDriver.cuModuleGetFunction(f, module, k);
+            if (k.endsWith(STAGED_SUFFIX)) {
+                JCudaDriver.cuFuncSetAttribute(f, CUfunction_attribute.CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT,
+                        MAX_SHARED_CARVEOUT);
+            }
             return f;
         });
     }
 
+    /** Ends the names of the staged kernels. */
+    static final String STAGED_SUFFIX = "_staged";
+
     /**
-     * Shared memory of a launch, in bytes, as lightning_batch_smem_floats computes it: staged q and k
-     * rows padded to 4 floats, v, the partial sums and the denominators.
+     * Shared memory of a launch, in bytes, as lightning_batch_smem_floats computes it: q and k rows of
+     * {@code groupTokens} tokens padded to 4 floats, v, the partial sums and the denominators, and for
+     * a staged kernel of {@code stagedRows} rows a thread its slice of S (0 for the register kernels).
      */
-    int sharedBytes(int dk, int stagedTokens) {
+    int sharedBytes(int dk, int groupTokens, int stagedRows) {
         int row = (dk + 3) & ~3;
-        return 4 * (stagedTokens * (2 * row + columns + rowGroups * columns) + chunk);
+        return 4 * (groupTokens * (2 * row + columns + rowGroups * columns) + chunk + stagedRows * rowGroups * columns);
+    }
+
+    /**
+     * Whether a batch whose longest sequence has {@code maxTokens} new tokens runs through the staged
+     * kernels at {@code rows} rows of S a thread: the decode step, once the module enables them
+     * (BATCH_STAGED_TOKENS; BENCHMARKS.md, "Many short sequences").
+     */
+    boolean staged(int rows, int maxTokens) {
+        return stagedTokens > 0 && rows <= STAGED_ROWS && maxTokens <= stagedTokens;
     }
 
 }

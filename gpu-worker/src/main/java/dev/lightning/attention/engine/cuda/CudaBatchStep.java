@@ -206,9 +206,10 @@ public final class CudaBatchStep implements BatchStep {
                 .i32(Field.NORMALIZE, spec.normalized() ? 1 : 0)
                 .f32(Field.SCALE, (float) spec.scale())
                 .f32(Field.EPS, (float) spec.eps());
-        String kernel = kernelName(q.dtype(), rows);
+        boolean staged = module.staged(rows, batch.maxTokens());
+        String kernel = kernelName(q.dtype(), rows, staged);
         JCudaDriver.cuLaunchKernel(module.function(kernel), (int) blocks, 1, 1, module.threads, 1, 1,
-                module.sharedBytes(spec.dk(), group), stream, args.params(), null);
+                module.sharedBytes(spec.dk(), group, staged ? rows : 0), stream, args.params(), null);
         if (oBytes > 0) {
             JCudaDriver.cuMemcpyDtoHAsync(hostOut.host, output.ptr, oBytes, stream);
         }
@@ -278,8 +279,9 @@ public final class CudaBatchStep implements BatchStep {
         return dk <= 4 * module.rowGroups ? 4 : dk <= 8 * module.rowGroups ? 8 : 16;
     }
 
-    static String kernelName(DType dtype, int rows) {
-        return "lightning_batch_step_" + Kernels.type(dtype) + "_r" + rows;
+    /** The kernel for {@code dtype} at {@code rows} rows of S a thread; staged: S in shared memory. */
+    static String kernelName(DType dtype, int rows, boolean staged) {
+        return "lightning_batch_step_" + Kernels.type(dtype) + "_r" + rows + (staged ? BatchModule.STAGED_SUFFIX : "");
     }
 
     private static ByteBuffer ints(int[] values) {

@@ -92,10 +92,17 @@ class BatchArgsTest {
             for (int rows : new int[] {4, 8, 16}) {
                 String name = "lightning_batch_step_" + type + "_r" + rows;
                 assertTrue(cu.contains("BATCH_KERNEL(" + name + ","), name + " in " + KERNELS);
+                if (rows <= BatchModule.STAGED_ROWS) {
+                    assertTrue(cu.contains("BATCH_STAGED_KERNEL(" + name + "_staged,"), name + "_staged in " + KERNELS);
+                } else {
+                    assertTrue(!cu.contains(name + "_staged"), "no staged kernel above " + BatchModule.STAGED_ROWS + " rows");
+                }
             }
         }
         assertEquals("lightning_batch_step_bf16_r8",
-                CudaBatchStep.kernelName(dev.lightning.attention.tensor.DType.BF16, 8));
+                CudaBatchStep.kernelName(dev.lightning.attention.tensor.DType.BF16, 8, false));
+        assertEquals("lightning_batch_step_bf16_r8_staged",
+                CudaBatchStep.kernelName(dev.lightning.attention.tensor.DType.BF16, 8, true));
     }
 
     /** The committed PTX (what the jar ships) holds every kernel the host launches, in PTX ISA 9.0. */
@@ -109,8 +116,12 @@ class BatchArgsTest {
         assertTrue(ptx.contains(".version 9.0"), "PTX ISA 9.0 expected (nvcc 13)");
         for (var dtype : dev.lightning.attention.tensor.DType.values()) {
             for (int rows : new int[] {4, 8, 16}) {
-                String name = CudaBatchStep.kernelName(dtype, rows);
+                String name = CudaBatchStep.kernelName(dtype, rows, false);
                 assertTrue(ptx.contains(".entry " + name + "("), name + " in the shipped PTX");
+                if (rows <= BatchModule.STAGED_ROWS) {
+                    String staged = CudaBatchStep.kernelName(dtype, rows, true);
+                    assertTrue(ptx.contains(".entry " + staged + "("), staged + " in the shipped PTX");
+                }
             }
         }
         assertTrue(ptx.contains(".entry " + BatchModule.ARGS_LAYOUT + "(") && ptx.contains(".entry "
