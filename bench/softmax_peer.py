@@ -8,7 +8,7 @@ libcuda), the way the Java host loads them, and launched with the one SoftmaxArg
 layout is first checked against the module's softmax_args_layout kernel.
 
   python3 bench/softmax_peer.py [--ptx PATH] [--skip-check] [--skip-bench] [--lens 8192,32768,131072]
-      [--hopper-variant LABEL=PTX[:SUFFIX]]...
+      [--hopper-variant LABEL=PTX[:SUFFIX]]... [--sdpa flash,cudnn,efficient]
 
 --hopper-variant adds a Hopper module (kernels softmax_sm90_forward_<type>_k128_v128<SUFFIX>, launch
 shapes from its softmax_sm90_launch_shapes) that is checked (the cases its kernels take) and timed
@@ -299,7 +299,7 @@ def timed(fn, runs):
     return times[len(times) // 2]
 
 
-def bench(drv, lens):
+def bench(drv, lens, sdpa=("flash", "cudnn", "efficient")):
     from torch.nn.attention import SDPBackend, sdpa_kernel
     hq, hk, d = 64, 8, 128
     print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}, cuDNN {torch.backends.cudnn.version()}")
@@ -325,6 +325,8 @@ def bench(drv, lens):
         ours_o = o[:, :, :].transpose(0, 1).unsqueeze(0)
         for name, be in (("flash", SDPBackend.FLASH_ATTENTION), ("cudnn", SDPBackend.CUDNN_ATTENTION),
                          ("efficient", SDPBackend.EFFICIENT_ATTENTION)):
+            if name not in sdpa:
+                continue
             for gqa in ("enable_gqa", "repeat"):
                 try:
                     with sdpa_kernel([be]):
@@ -354,6 +356,7 @@ def main():
     ap.add_argument("--skip-bench", action="store_true")
     ap.add_argument("--lens", default="8192,32768,131072")
     ap.add_argument("--hopper-variant", action="append", default=[], metavar="LABEL=PTX[:SUFFIX]")
+    ap.add_argument("--sdpa", default="flash,cudnn,efficient", help="SDPA backends timed beside ours")
     a = ap.parse_args()
     drv = Driver(a.ptx, a.ptx90, a.hopper_variant)
     ok = True
@@ -366,7 +369,7 @@ def main():
         drv.active = ""
         print("CHECKS (all kernel sets)", "all ok" if ok else "SOME FAILED", flush=True)
     if not a.skip_bench:
-        bench(drv, [int(x) for x in a.lens.split(",")])
+        bench(drv, [int(x) for x in a.lens.split(",")], a.sdpa.split(","))
     sys.exit(0 if ok else 1)
 
 
