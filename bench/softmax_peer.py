@@ -8,7 +8,7 @@ libcuda), the way the Java host loads them, and launched with the one SoftmaxArg
 layout is first checked against the module's softmax_args_layout kernel.
 
   python3 bench/softmax_peer.py [--ptx PATH] [--skip-check] [--skip-bench] [--lens 8192,32768,131072]
-      [--hopper-variant LABEL=PTX[:SUFFIX]]... [--sdpa flash,cudnn,efficient]
+      [--hopper-variant LABEL=PTX[:SUFFIX]]... [--sdpa flash,cudnn,efficient] [--variant-lens 8192 --always base]
 
 --hopper-variant adds a Hopper module (kernels softmax_sm90_forward_<type>_k128_v128<SUFFIX>, launch
 shapes from its softmax_sm90_launch_shapes) that is checked (the cases its kernels take) and timed
@@ -299,7 +299,9 @@ def timed(fn, runs):
     return times[len(times) // 2]
 
 
-def bench(drv, lens, sdpa=("flash", "cudnn", "efficient")):
+def bench(drv, lens, sdpa=("flash", "cudnn", "efficient"), every_lens=None, every=("",)):
+    """Times ours and SDPA's backends; at lengths outside every_lens (None: all) only the kernel sets
+    labelled in `every` ("" = the default Hopper set) and not the portable kernels."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
     hq, hk, d = 64, 8, 128
     print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}, cuDNN {torch.backends.cudnn.version()}")
@@ -313,6 +315,8 @@ def bench(drv, lens, sdpa=("flash", "cudnn", "efficient")):
         o = torch.empty(t, hq, d, dtype=torch.float32, device="cuda")
         lse = torch.empty(t, hq, dtype=torch.float32, device="cuda")
         runs_ours = [(label, True) for label in drv.hopper_sets] + [("", False)]
+        if every_lens is not None and t not in every_lens:
+            runs_ours = [(label, hopper) for label, hopper in runs_ours if hopper and label in every]
         for label, hopper in runs_ours:
             drv.active = label
             ms = timed(lambda: drv.forward(q, k, v, 0, 0, 1 / math.sqrt(d), 0, o, lse, hopper=hopper), runs)
@@ -357,11 +361,17 @@ def main():
     ap.add_argument("--lens", default="8192,32768,131072")
     ap.add_argument("--hopper-variant", action="append", default=[], metavar="LABEL=PTX[:SUFFIX]")
     ap.add_argument("--sdpa", default="flash,cudnn,efficient", help="SDPA backends timed beside ours")
+    ap.add_argument("--variant-lens", default=None,
+                    help="lengths at which every kernel set is timed; at the others only the default set and "
+                         "those named by --always (to keep a device call short)")
+    ap.add_argument("--always", default="", help="labels of Hopper sets timed at every length")
+    ap.add_argument("--variant-checks-only", action="store_true",
+                    help="check only the --hopper-variant sets (the default modules are those of a checked commit)")
     a = ap.parse_args()
     drv = Driver(a.ptx, a.ptx90, a.hopper_variant)
     ok = True
     if not a.skip_check:
-        ok = run_checks(drv)
+        ok = True if a.variant_checks_only else run_checks(drv)
         for label in drv.hopper_sets:
             if label:
                 drv.active = label
@@ -369,7 +379,8 @@ def main():
         drv.active = ""
         print("CHECKS (all kernel sets)", "all ok" if ok else "SOME FAILED", flush=True)
     if not a.skip_bench:
-        bench(drv, [int(x) for x in a.lens.split(",")], a.sdpa.split(","))
+        every_lens = None if a.variant_lens is None else [int(x) for x in a.variant_lens.split(",")]
+        bench(drv, [int(x) for x in a.lens.split(",")], a.sdpa.split(","), every_lens, [""] + a.always.split(","))
     sys.exit(0 if ok else 1)
 
 
