@@ -8,6 +8,12 @@ libcuda), the way the Java host loads them, and launched with the one SoftmaxArg
 layout is first checked against the module's softmax_args_layout kernel.
 
   python3 bench/softmax_peer.py [--ptx PATH] [--skip-check] [--skip-bench] [--lens 8192,32768,131072]
+      [--hopper-variant LABEL=PTX[:SUFFIX]]... [--sdpa flash,cudnn,efficient] [--variant-lens 8192 --always base]
+
+--hopper-variant adds a Hopper module (kernels softmax_sm90_forward_<type>_k128_v128<SUFFIX>, launch
+shapes from its softmax_sm90_launch_shapes) that is checked (the cases its kernels take) and timed
+beside the default one, labelled LABEL: e.g. the kernels of an earlier commit, or the experimental
+variants softmax_sm90.cu builds with -DSOFTMAX_SM90_VARIANTS.
 
 Prints CHECK lines (max error over the tolerance; ok/FAIL) and RESULT lines (ms, TFLOP/s with
 causal FLOPs = 2 T^2 Hq (Dk + Dv) / 2).
@@ -37,7 +43,7 @@ FMT = "<" + "".join(f for _, f in FIELDS)
 
 
 class Driver:
-    def __init__(self, ptx_path, ptx90_path=None):
+    def __init__(self, ptx_path, ptx90_path=None, variants=()):
         self.cu = ctypes.CDLL("libcuda.so.1")
         torch.cuda.init()
         torch.empty(1, device="cuda")  # makes the primary context current on this thread
@@ -45,14 +51,25 @@ class Driver:
         self.mod = self.load(ptx_path)
         self.mod90 = None
         self.shapes90 = None
+        # Hopper kernel sets: label -> (module, kernel-name suffix, launch shapes); "" is the default
+        self.hopper_sets = {}
+        self.active = ""
         if ptx90_path and torch.cuda.get_device_capability() == (9, 0):
             self.mod90 = self.load(ptx90_path)
             self.shapes90 = self.report("softmax_sm90_launch_shapes", 4)
+            self.hopper_sets[""] = (self.mod90, "", self.shapes90)
             print(f"Hopper module loaded: shapes {self.shapes90}")
+            for spec in variants:
+                label, rest = spec.split("=", 1)
+                path, _, suffix = rest.partition(":")
+                mod = self.load(path)
+                shapes = self.report("softmax_sm90_launch_shapes", 4, mod)
+                self.hopper_sets[label] = (mod, suffix, shapes)
+                print(f"Hopper variant {label}: {path} suffix '{suffix}' shapes {shapes}")
         self.shapes = self.report("softmax_launch_shapes", 34)
         want = [struct.calcsize(FMT)] + [struct.calcsize("<" + "".join(f for _, f in FIELDS[:i]))
                                          for i in range(len(FIELDS))]
-        for mod in (self.mod, self.mod90):
+        for mod in [self.mod] + [m for m, _, _ in self.hopper_sets.values()]:
             if mod is not None:
                 layout = self.report("softmax_args_layout", len(FIELDS) + 1, mod)
                 if layout != want:
@@ -72,13 +89,15 @@ class Driver:
             raise RuntimeError(f"{what}: {name.value}")
 
     def func(self, name):
-        f = self.funcs.get(name)
+        hopper = name.startswith("softmax_sm90_")
+        key = (self.active if hopper else "", name)
+        f = self.funcs.get(key)
         if f is None:
             f = ctypes.c_void_p()
-            mod = self.mod90 if name.startswith("softmax_sm90_") else self.mod
+            mod = self.hopper_sets[self.active][0] if hopper else self.mod
             self.check(self.cu.cuModuleGetFunction(ctypes.byref(f), mod, name.encode()), name)
             self.check(self.cu.cuFuncSetAttribute(f, 8, 227 * 1024), "max dynamic smem")  # 8: MAX_DYNAMIC_SHARED
-            self.funcs[name] = f
+            self.funcs[key] = f
         return f
 
     def launch(self, name, grid, threads, smem, params):
@@ -109,17 +128,18 @@ class Driver:
         """q [nq, Hq, Dk], k [nk, Hk, Dk], v [nk, Hk, Dv] -> o [nq, Hq, Dv] f32, lse [nq, Hq] f32."""
         nq, hq, dk = q.shape
         nk, hk, dv = v.shape
-        if o is None:
-            o = torch.empty(nq, hq, dv, dtype=torch.float32, device="cuda")
-            lse = torch.empty(nq, hq, dtype=torch.float32, device="cuda")
+        if o is None:  # poisoned, so that an element the kernel leaves unwritten fails the checks
+            o = torch.full((nq, hq, dv), float("nan"), dtype=torch.float32, device="cuda")
+            lse = torch.full((nq, hq), float("nan"), dtype=torch.float32, device="cuda")
         g = hq // hk
         if q.dtype == torch.float32:
             name = "softmax_forward_f32"
             threads, rows, keys = self.shapes[30], self.shapes[31], self.shapes[32]
             smem = 4 * (rows * dk + keys * (dk + 1) + keys * dv)
         elif hopper and self.shapes90 and 64 < dk <= 128 and 64 < dv <= 128:
-            threads, rows, smem = self.shapes90[:3]
-            name = f"softmax_sm90_forward_{'bf16' if q.dtype == torch.bfloat16 else 'f16'}_k128_v128"
+            _, suffix, shapes = self.hopper_sets[self.active]
+            threads, rows, smem = shapes[:3]
+            name = f"softmax_sm90_forward_{'bf16' if q.dtype == torch.bfloat16 else 'f16'}_k128_v128{suffix}"
         else:
             pk, pv = self.padded(dk), self.padded(dv)
             i, j = self.shapes[:3].index(pk), self.shapes[:3].index(pv)
@@ -171,10 +191,12 @@ def merge(o_a, lse_a, o_b, lse_b):
 
 
 def check_case(drv, name, t, hq, hk, dk, dv, dtype, window=0, amp=1.0, q_start=0, k_start=0, nk=None, rows=None,
-               seed=0):
+               seed=0, hopper_only=False):
     ok = True
-    for hopper in ((True, False) if drv.shapes90 and dtype != torch.float32 and 64 < dk <= 128 and 64 < dv <= 128
-                   else (False,)):
+    takes = drv.shapes90 and dtype != torch.float32 and 64 < dk <= 128 and 64 < dv <= 128
+    if hopper_only and not takes:
+        return True
+    for hopper in ((True,) if hopper_only else (True, False)) if takes else (False,):
         ok &= check_one(drv, name, t, hq, hk, dk, dv, dtype, window, amp, q_start, k_start, nk, rows, seed, hopper)
     return ok
 
@@ -188,7 +210,7 @@ def check_one(drv, name, t, hq, hk, dk, dv, dtype, window, amp, q_start, k_start
     scale = 1.0 / math.sqrt(dk)
     o, lse = drv.forward(q, k, v, q_start, k_start, scale, window, hopper=hopper)
     torch.cuda.synchronize()
-    name = ("[wgmma] " if "sm90" in drv.last else "") + name
+    name = (f"[wgmma{' ' + drv.active if drv.active else ''}] " if "sm90" in drv.last else "") + name
     ro, rl = reference(q, k, v, q_start, k_start, scale, window, rows)
     if rows is not None:
         o, lse = o[rows], lse[rows]
@@ -236,24 +258,27 @@ def check_split(drv, dtype, t=1000, hq=8, hk=2, dk=128, dv=96, pieces=(0, 137, 4
     return ok
 
 
-def run_checks(drv):
+def run_checks(drv, hopper_only=False):
+    """Every case on every kernel family that takes it; hopper_only: only the Hopper kernels' cases."""
     ok = True
-    for dtype in (torch.bfloat16, torch.float16, torch.float32):
+    for dtype in ((torch.bfloat16, torch.float16) if hopper_only else (torch.bfloat16, torch.float16, torch.float32)):
         tn = str(dtype).split(".")[1]
         for (t, hq, hk, dk, dv, w) in [(1, 1, 1, 64, 64, 0), (63, 2, 1, 128, 128, 0), (63, 8, 8, 48, 80, 0),
                                        (1000, 8, 1, 128, 64, 0), (1000, 6, 2, 33, 17, 0), (1000, 8, 8, 256, 256, 0),
                                        (1000, 4, 2, 128, 256, 100), (1000, 16, 2, 64, 128, 1),
                                        (1000, 6, 3, 100, 72, 0), (1000, 8, 8, 128, 128, 37), (200, 1, 1, 128, 128, 0)]:
-            ok &= check_case(drv, f"{tn} T={t} Hq={hq} Hk={hk} Dk={dk} Dv={dv} W={w}", t, hq, hk, dk, dv, dtype, w)
-        ok &= check_case(drv, f"{tn} x100 T=1000 Hq=8 Hk=2 D=128", 1000, 8, 2, 128, 128, dtype, amp=100.0)
+            ok &= check_case(drv, f"{tn} T={t} Hq={hq} Hk={hk} Dk={dk} Dv={dv} W={w}", t, hq, hk, dk, dv, dtype, w,
+                             hopper_only=hopper_only)
+        ok &= check_case(drv, f"{tn} x100 T=1000 Hq=8 Hk=2 D=128", 1000, 8, 2, 128, 128, dtype, amp=100.0,
+                         hopper_only=hopper_only)
         ok &= check_case(drv, f"{tn} block q@3000 k@2500 nk=700 W=300", 400, 8, 2, 64, 96, dtype, 300,
-                         q_start=3000, k_start=2500, nk=700)
+                         q_start=3000, k_start=2500, nk=700, hopper_only=hopper_only)
         ok &= check_case(drv, f"{tn} block q@0 k@500 (sees none)", 300, 4, 4, 64, 64, dtype, 0, q_start=0,
-                         k_start=500, nk=100)
+                         k_start=500, nk=100, hopper_only=hopper_only)
         rows = sorted(set(torch.randint(0, 40000, (48,), generator=torch.Generator().manual_seed(3)).tolist()
                           + [0, 39999]))
         ok &= check_case(drv, f"{tn} T=40000 Hq=8 Hk=2 D=128 sampled rows", 40000, 8, 2, 128, 128, dtype,
-                         rows=rows)
+                         rows=rows, hopper_only=hopper_only)
         ok &= check_split(drv, dtype)
     print("CHECKS", "all ok" if ok else "SOME FAILED", flush=True)
     return ok
@@ -274,7 +299,9 @@ def timed(fn, runs):
     return times[len(times) // 2]
 
 
-def bench(drv, lens):
+def bench(drv, lens, sdpa=("flash", "cudnn", "efficient"), every_lens=None, every=("",)):
+    """Times ours and SDPA's backends; at lengths outside every_lens (None: all) only the kernel sets
+    labelled in `every` ("" = the default Hopper set) and not the portable kernels."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
     hq, hk, d = 64, 8, 128
     print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}, cuDNN {torch.backends.cudnn.version()}")
@@ -287,15 +314,23 @@ def bench(drv, lens):
         v = torch.randn(t, hk, d, device="cuda", dtype=torch.bfloat16)
         o = torch.empty(t, hq, d, dtype=torch.float32, device="cuda")
         lse = torch.empty(t, hq, dtype=torch.float32, device="cuda")
-        for hopper in ((True, False) if drv.shapes90 else (False,)):
+        runs_ours = [(label, True) for label in drv.hopper_sets] + [("", False)]
+        if every_lens is not None and t not in every_lens:
+            runs_ours = [(label, hopper) for label, hopper in runs_ours if hopper and label in every]
+        for label, hopper in runs_ours:
+            drv.active = label
             ms = timed(lambda: drv.forward(q, k, v, 0, 0, 1 / math.sqrt(d), 0, o, lse, hopper=hopper), runs)
-            kind = "wgmma" if "sm90" in drv.last else "mma.sync"
+            kind = ("wgmma" + (" " + label if label else "")) if "sm90" in drv.last else "mma.sync"
             print(f"RESULT T={t} ours({kind}, o f32 + lse) {ms:9.2f} ms {flops / ms / 1e9:7.1f} TFLOP/s", flush=True)
+        drv.active = ""
+        drv.forward(q, k, v, 0, 0, 1 / math.sqrt(d), 0, o, lse)  # o of the default kernels, for the comparison
         # SDPA wants [B, H, T, D]
         qs, ks, vs = (x.transpose(0, 1).unsqueeze(0) for x in (q, k, v))
         ours_o = o[:, :, :].transpose(0, 1).unsqueeze(0)
         for name, be in (("flash", SDPBackend.FLASH_ATTENTION), ("cudnn", SDPBackend.CUDNN_ATTENTION),
                          ("efficient", SDPBackend.EFFICIENT_ATTENTION)):
+            if name not in sdpa:
+                continue
             for gqa in ("enable_gqa", "repeat"):
                 try:
                     with sdpa_kernel([be]):
@@ -324,13 +359,28 @@ def main():
     ap.add_argument("--skip-check", action="store_true")
     ap.add_argument("--skip-bench", action="store_true")
     ap.add_argument("--lens", default="8192,32768,131072")
+    ap.add_argument("--hopper-variant", action="append", default=[], metavar="LABEL=PTX[:SUFFIX]")
+    ap.add_argument("--sdpa", default="flash,cudnn,efficient", help="SDPA backends timed beside ours")
+    ap.add_argument("--variant-lens", default=None,
+                    help="lengths at which every kernel set is timed; at the others only the default set and "
+                         "those named by --always (to keep a device call short)")
+    ap.add_argument("--always", default="", help="labels of Hopper sets timed at every length")
+    ap.add_argument("--variant-checks-only", action="store_true",
+                    help="check only the --hopper-variant sets (the default modules are those of a checked commit)")
     a = ap.parse_args()
-    drv = Driver(a.ptx, a.ptx90)
+    drv = Driver(a.ptx, a.ptx90, a.hopper_variant)
     ok = True
     if not a.skip_check:
-        ok = run_checks(drv)
+        ok = True if a.variant_checks_only else run_checks(drv)
+        for label in drv.hopper_sets:
+            if label:
+                drv.active = label
+                ok &= run_checks(drv, hopper_only=True)
+        drv.active = ""
+        print("CHECKS (all kernel sets)", "all ok" if ok else "SOME FAILED", flush=True)
     if not a.skip_bench:
-        bench(drv, [int(x) for x in a.lens.split(",")])
+        every_lens = None if a.variant_lens is None else [int(x) for x in a.variant_lens.split(",")]
+        bench(drv, [int(x) for x in a.lens.split(",")], a.sdpa.split(","), every_lens, [""] + a.always.split(","))
     sys.exit(0 if ok else 1)
 
 

@@ -84,13 +84,17 @@ __device__ __forceinline__ float lse_of(float m, float l) {
 // One key tile on a thread's two rows (x = 0: accumulator row lane/4 of its warp's 16, x = 1: that
 // + 8), in the mma accumulator layout both tensor-core families share (s[n][e]: n-tile n of 8 keys,
 // e = 0, 1 row x = 0 keys 2 (lane % 4) + e, e = 2, 3 row x = 1): masks the keys a row does not see
-// (masked: the tile needs it), rescales the running sum l and output acc by exp(m_old - m_new),
-// and leaves the tile's weights p = exp2(s scaleLog2 - m) in s, ready to be packed as the A operand
-// of the P V product.
-template <int NT, int DVT>
-__device__ __forceinline__ void softmax_tile(float (&s)[NT][4], float (&acc)[DVT][4], float (&m)[2], float (&l)[2],
-                                             const int (&klo)[2], const int (&khi)[2], int j0, bool masked,
-                                             float scaleLog2, int lane) {
+// (masked: the tile needs it), updates the running maximum m and sum l, returns in alpha the
+// factor exp2(m_old - m_new) by which the output accumulator acc must be rescaled, and leaves the
+// tile's weights p = exp2(s scaleLog2 - m) in s, ready to be packed as the A operand of the P V
+// product.
+// RESCALE: also rescales acc by alpha, row by row (softmax_tile); without it acc is untouched and
+// the caller rescales later (softmax_weights, rescale_rows: the warp-specialized Hopper kernel,
+// whose P V product of the previous tile is still running on the tensor cores at this point).
+template <bool RESCALE, int NT, int DVT>
+__device__ __forceinline__ void softmax_step(float (&s)[NT][4], float (&acc)[DVT][4], float (&m)[2], float (&l)[2],
+                                             float (&alpha)[2], const int (&klo)[2], const int (&khi)[2], int j0,
+                                             bool masked, float scaleLog2, int lane) {
     if (masked) {
 #pragma unroll
         for (int n = 0; n < NT; n++) {
@@ -111,7 +115,7 @@ __device__ __forceinline__ void softmax_tile(float (&s)[NT][4], float (&acc)[DVT
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
         const float mNew = fmaxf(m[x], mx * scaleLog2);
         const float mUse = mNew == -CUDART_INF_F ? 0.f : mNew;  // a row that saw nothing yet
-        const float alpha = fast_exp2(m[x] - mUse);
+        alpha[x] = fast_exp2(m[x] - mUse);
         m[x] = mNew;
         float sum = 0.f;
 #pragma unroll
@@ -122,12 +126,41 @@ __device__ __forceinline__ void softmax_tile(float (&s)[NT][4], float (&acc)[DVT
             s[n][2 * x + 1] = p1;
             sum += p0 + p1;
         }
-        l[x] = l[x] * alpha + sum;
+        l[x] = alpha[x] * l[x] + sum;
+        if (RESCALE) {
 #pragma unroll
-        for (int n = 0; n < DVT; n++) {
-            acc[n][2 * x] *= alpha;
-            acc[n][2 * x + 1] *= alpha;
+            for (int n = 0; n < DVT; n++) {
+                acc[n][2 * x] *= alpha[x];
+                acc[n][2 * x + 1] *= alpha[x];
+            }
         }
+    }
+}
+
+template <int NT, int DVT>
+__device__ __forceinline__ void softmax_tile(float (&s)[NT][4], float (&acc)[DVT][4], float (&m)[2], float (&l)[2],
+                                             const int (&klo)[2], const int (&khi)[2], int j0, bool masked,
+                                             float scaleLog2, int lane) {
+    float alpha[2];
+    softmax_step<true>(s, acc, m, l, alpha, klo, khi, j0, masked, scaleLog2, lane);
+}
+template <int NT>
+__device__ __forceinline__ void softmax_weights(float (&s)[NT][4], float (&m)[2], float (&l)[2], float (&alpha)[2],
+                                                const int (&klo)[2], const int (&khi)[2], int j0, bool masked,
+                                                float scaleLog2, int lane) {
+    float none[1][4];
+    softmax_step<false>(s, none, m, l, alpha, klo, khi, j0, masked, scaleLog2, lane);
+}
+
+// acc (the thread's two rows of the output accumulator) times alpha (per row).
+template <int DVT>
+__device__ __forceinline__ void rescale_rows(float (&acc)[DVT][4], const float (&alpha)[2]) {
+#pragma unroll
+    for (int n = 0; n < DVT; n++) {
+        acc[n][0] *= alpha[0];
+        acc[n][1] *= alpha[0];
+        acc[n][2] *= alpha[1];
+        acc[n][3] *= alpha[1];
     }
 }
 

@@ -2,8 +2,10 @@
 // family (see there for the math, the packed rows and the mask-bounded key loop), with both
 // products on wgmma. Built into its own PTX (softmax_sm90a.ptx) that the host loads only on a
 // device of compute capability 9.0; widths other than those here run on softmax.cu's kernels.
+// Two designs of softmax_sm90_forward_{bf16,f16}_k128_v128 (Dk, Dv in 65..128, padded to 128);
+// the host reads the launch shape from softmax_sm90_launch_shapes, so either one runs unchanged.
 //
-// softmax_sm90_forward_{bf16,f16}_k128_v128 (Dk, Dv in 65..128, padded to 128):
+// The default build (validated on an H200, BENCHMARKS.md):
 //   CTA = 2 warpgroups (256 threads), 128 packed rows, warpgroup g owns rows 64 g .. 64 g + 63
 //   (warp w of the CTA owns rows 16 w .. 16 w + 15, the mma.sync layout, so the online softmax
 //   and the output code are softmax_common.cuh's). Key tiles of 128, double buffered by cp.async
@@ -12,6 +14,29 @@
 //   both K-major, from shared memory), then O += P V as m64n128k16 with P in registers (the
 //   accumulator layout repacked to 16-bit A fragments) and V (keys x Dv, row-major) as the
 //   transposed B operand.
+//
+// With -DSOFTMAX_SM90_WS: the warp-specialized design below. NOT YET RUN ON A GPU (written on
+// 2026-12-03 when no device machine could be started); the committed PTX is the default build
+// until bench/softmax_peer.py has checked and timed it (command in BENCHMARKS.md).
+//   CTA = 3 warpgroups (384 threads), 128 packed rows, warp-specialized in the manner
+//   FlashAttention-3 describes:
+//   - warpgroup 0 loads: Q once, then the K and V tiles of 128 keys into a ring of WS_STAGES
+//     stages, with cp.async (16 bytes a copy, zero-filled past the ends) in the 128-byte swizzled
+//     layout wgmma reads (hopper.cuh's notes). Each tile's K and V have their own "full" mbarrier,
+//     which the copies arrive on as they land (cp.async.mbarrier.arrive), so the loaders never
+//     wait for their own copies; they wait only for a stage's "empty" mbarrier before refilling it.
+//     setmaxnreg gives them few registers and the consumers the rest.
+//   - warpgroups 1 and 2 compute, each on 64 of the rows (warp w of a consumer owns rows 16 w ..
+//     16 w + 15 of the CTA's 128, the mma.sync layout, so the online softmax and the output code
+//     are softmax_common.cuh's). They never meet at a CTA barrier. S = Q K^T is one m64n128k16
+//     product a k-step (A = the warpgroup's Q tile, B = the K tile, both K-major, from shared
+//     memory); O += P V is m64n128k16 with P in registers (the accumulator layout repacked to
+//     16-bit A fragments) and V (keys x Dv, row-major) as the transposed B operand.
+//   OVERLAP (intra-warpgroup pipelining): tile j's S = Q K_j^T is issued together with the
+//     previous tile's O += P_{j-1} V_{j-1}; the softmax of S_j then runs while that product is on
+//     the tensor cores, and O is rescaled once it has landed.
+//   PINGPONG: the two consumers take turns issuing their products (named barriers 1 and 2), so
+//     that one warpgroup's softmax runs while the other's products occupy the tensor cores.
 #include "softmax_common.cuh"
 #include "wgmma.cuh"
 
@@ -24,20 +49,23 @@ using lightning_wg::wg_desc;
 using lightning_wg::wg_fence;
 using lightning_wg::wg_wait;
 
-constexpr int WG_ROWS = 128;        // packed rows a CTA (2 warpgroups x 64)
+constexpr int WG_ROWS = 128;        // packed rows a CTA (2 (consumer) warpgroups x 64)
 constexpr int WG_KEYS = 128;        // keys a tile
-constexpr int WG_THREADS = 256;
 constexpr int WG_Q_TILE = 64 * 256;              // one warpgroup's Q: 64 rows x 128 columns, two 8192-byte atoms
 constexpr int WG_KV_TILE = WG_KEYS * 256;        // 128 rows x 128 columns: two 16384-byte atoms
 constexpr int WG_Q_BYTES = 2 * WG_Q_TILE;
 constexpr int WG_STAGE = 2 * WG_KV_TILE;         // K then V
-constexpr int WG_SMEM = WG_Q_BYTES + 2 * WG_STAGE + 1024;  // + alignment of the atoms to 1024
 
 // Byte offset of (row r, 16-byte piece c of 16) in a tile of `rows` rows x 128 columns, 128-byte
 // swizzle: atom c / 8 (64 columns) of rows x 128 bytes, piece c % 8 at c % 8 ^ r % 8.
 __device__ __forceinline__ unsigned atom_off(int rows, int r, int c) {
     return (unsigned)((c >> 3) * rows * 128 + r * 128 + (((c & 7) ^ (r & 7)) << 4));
 }
+
+#ifndef SOFTMAX_SM90_WS
+constexpr int WG_THREADS = 256;
+constexpr int WG_SMEM = WG_Q_BYTES + 2 * WG_STAGE + 1024;  // + alignment of the atoms to 1024
+
 
 // Rows [0, ROWS) of width d (<= 128; zeros past d and for rows >= valid) into the swizzled tile
 // at shared offset off; a tile row r lands in subtile r / SUB (SUB-row tiles stacked; Q is two
@@ -174,8 +202,291 @@ __device__ __forceinline__ void forward_wg(const SoftmaxArgs& a) {
     finish_rows(a, b, acc, m, l, row, lane);
 }
 
+#else  // SOFTMAX_SM90_WS
+
+using lightning::mbar_arrive;
+using lightning::mbar_init;
+using lightning::mbar_wait;
+using lightning::named_bar_sync;
+
+constexpr int WG_THREADS = 384;     // loader warpgroup + 2 consumer warpgroups
+constexpr int WS_LOADERS = 128;
+constexpr int WS_CONSUMERS = 256;
+constexpr int WS_STAGES = 3;        // K/V ring depth: a tile is refilled two tiles after its use
+// mbarriers after the tiles: fullQ, fullK[S], fullV[S], empty[S] (8 bytes each)
+constexpr int WS_BAR_OFF = WG_Q_BYTES + WS_STAGES * WG_STAGE;
+constexpr int WS_BAR_BYTES = 8 * (1 + 3 * WS_STAGES);
+constexpr int WG_SMEM = WS_BAR_OFF + WS_BAR_BYTES + 1024;  // + alignment of the atoms to 1024
+// Registers a thread after setmaxnreg: the CTA starts with 168 (65536 / 384, a multiple of 8);
+// 40 for the loaders spilled (ptxas: 40 bytes), 56 and 224 leave both roles free of spills;
+// the increase is served from what the decrease frees, so the sum must stay within 3 x 168.
+#ifndef SOFTMAX_SM90_LOADER_REGS
+#define SOFTMAX_SM90_LOADER_REGS 56
+#define SOFTMAX_SM90_CONSUMER_REGS 224
+#endif
+constexpr int WS_LOADER_REGS = SOFTMAX_SM90_LOADER_REGS, WS_CONSUMER_REGS = SOFTMAX_SM90_CONSUMER_REGS;
+static_assert(WS_LOADER_REGS + 2 * WS_CONSUMER_REGS <= 3 * 168, "setmaxnreg must fit the CTA's registers");
+
+__device__ __forceinline__ void named_bar_arrive(int id, int count) {
+    asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(count) : "memory");
+}
+__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
+
+
+// One loader thread's part (lt = 0..127) of a 128-row tile of width d (<= 128; zeros past d and
+// for rows >= valid) at shared offset off: piece c = lt % 16 of rows lt / 16 + 8 i, i = 0..15, so
+// the swizzle term r % 8 is the same for all sixteen and the shared offsets step by 1024 bytes
+// (SUB-row subtiles stacked: Q is two 64-row tiles, one per consumer). rowPtr(r): the global row.
+// vec: 16-byte cp.async (needs d % 8 == 0 and 16-byte alignment); otherwise 2-byte loads and a
+// 16-byte store (then the caller fences before it signals).
+template <int SUB, typename RowPtr>
+__device__ __forceinline__ void load_tile(unsigned char* smem, unsigned sBase, unsigned off, RowPtr rowPtr, int valid,
+                                          int d, bool vec, const void* any, int lt) {
+    const int c = lt & 15, r0 = lt >> 4, col = c * 8;
+#pragma unroll 4
+    for (int i = 0; i < 16; i++) {
+        const int r = r0 + 8 * i;
+        const bool ok = r < valid && col < d;
+        const unsigned at = off + (unsigned)((r / SUB) * SUB * 256) + atom_off(SUB, r % SUB, c);
+        if (vec) {
+            cp_async16_zfill(sBase + at, ok ? (const void*)(rowPtr(r) + col) : any, ok ? 16u : 0u);
+        } else {
+            unsigned short h[8];
+            const unsigned short* p = ok ? reinterpret_cast<const unsigned short*>(rowPtr(r)) : nullptr;
+#pragma unroll
+            for (int e = 0; e < 8; e++) h[e] = (ok && col + e < d) ? p[col + e] : (unsigned short)0;
+            uint4 u;
+            u.x = h[0] | ((unsigned)h[1] << 16);
+            u.y = h[2] | ((unsigned)h[3] << 16);
+            u.z = h[4] | ((unsigned)h[5] << 16);
+            u.w = h[6] | ((unsigned)h[7] << 16);
+            *reinterpret_cast<uint4*>(smem + at) = u;
+        }
+    }
+}
+
+// The loader's signal that its part of a tile is (or will be, as it lands) in shared memory: the
+// cp.async path arrives when this thread's copies so far have landed; the 2-byte path has stored
+// synchronously and makes the stores visible to the tensor cores first.
+__device__ __forceinline__ void loaded(unsigned bar, bool vec) {
+    if (vec) {
+        lightning::cp_async_arrive(bar);
+    } else {
+        fence_async_smem();
+        mbar_arrive(bar);
+    }
+}
+
+template <typename T, bool OVERLAP, bool PINGPONG>
+__device__ __forceinline__ void forward_ws(const SoftmaxArgs& a) {
+    static_assert(OVERLAP || !PINGPONG, "ping-pong pairs with the overlapped issue order");
+    using W128 = Wgmma<T, 128>;
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+    // atoms must start at multiples of 1024 bytes
+    unsigned char* smem = smem_raw + ((1024u - (smem_u32(smem_raw) & 1023u)) & 1023u);
+    const unsigned sBase = smem_u32(smem);
+    const unsigned fullQ = sBase + WS_BAR_OFF, fullK = fullQ + 8, fullV = fullK + 8 * WS_STAGES,
+                   empty = fullV + 8 * WS_STAGES;
+    const Block b(a, WG_ROWS);
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const T* q = static_cast<const T*>(a.q);
+    const T* k = static_cast<const T*>(a.k);
+    const T* v = static_cast<const T*>(a.v);
+    const int first = b.lo / WG_KEYS * WG_KEYS;
+    const int tiles = b.lo < b.hi ? (b.hi - first + WG_KEYS - 1) / WG_KEYS : 0;
+
+    if (threadIdx.x == 0) {
+        mbar_init(fullQ, WS_LOADERS);
+        for (int i = 0; i < WS_STAGES; i++) {
+            mbar_init(fullK + 8 * i, WS_LOADERS);
+            mbar_init(fullV + 8 * i, WS_LOADERS);
+            mbar_init(empty + 8 * i, WS_CONSUMERS);
+        }
+    }
+    __syncthreads();
+
+    if (warp < 4) {
+        // ================= loaders =================
+        asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(WS_LOADER_REGS));
+        if (tiles > 0) {
+            const int lt = threadIdx.x;
+            const bool vecQ = a.dk % 8 == 0 && aligned16(q);
+            const bool vecK = a.dk % 8 == 0 && aligned16(k);
+            const bool vecV = a.dv % 8 == 0 && aligned16(v);
+            load_tile<64>(smem, sBase, 0, [&](int r) { return q + b.qRow(a, r) * a.dk; }, b.valid, a.dk, vecQ, q, lt);
+            loaded(fullQ, vecQ);
+            const size_t strideK = (size_t)a.headsK * a.dk, strideV = (size_t)a.headsK * a.dv;
+            for (int it = 0; it < tiles; it++) {
+                const int st = it % WS_STAGES;
+                // the stage's previous tile (it - S) has been released by both consumers
+                if (it >= WS_STAGES) mbar_wait(empty + 8 * st, (unsigned)(it / WS_STAGES - 1) & 1u);
+                const int j0 = first + it * WG_KEYS;
+                const int valid = min(WG_KEYS, a.nk - j0);
+                const unsigned off = WG_Q_BYTES + st * WG_STAGE;
+                const T* k0 = k + b.kvRow(a, j0) * a.dk;
+                const T* v0 = v + b.kvRow(a, j0) * a.dv;
+                load_tile<WG_KEYS>(smem, sBase, off, [&](int r) { return k0 + r * strideK; }, valid, a.dk, vecK, k, lt);
+                loaded(fullK + 8 * st, vecK);
+                load_tile<WG_KEYS>(smem, sBase, off + WG_KV_TILE, [&](int r) { return v0 + r * strideV; }, valid,
+                                   a.dv, vecV, v, lt);
+                loaded(fullV + 8 * st, vecV);
+            }
+            cp_async_wait_all();  // nothing of this thread's is still in flight when it exits
+        }
+        return;
+    }
+
+    // ================= consumers =================
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(WS_CONSUMER_REGS));
+    const int cw = warp - 4;  // warp of the 8 consumer warps: rows 16 cw .. 16 cw + 15
+    const int wg = cw >> 2;   // consumer warpgroup: rows 64 wg .. 64 wg + 63
+    const int row[2] = {cw * 16 + (lane >> 2), cw * 16 + (lane >> 2) + 8};
+    int klo[2], khi[2];
+    row_ranges(a, b, row, klo, khi);
+
+    float acc[16][4];  // m64n128 accumulator: n-tile n = columns 8 n .. 8 n + 7
+#pragma unroll
+    for (int n = 0; n < 16; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
+    float m[2] = {-CUDART_INF_F, -CUDART_INF_F};
+    float l[2] = {0.f, 0.f};
+
+    if (tiles > 0) {
+        // Q of this warpgroup: K-major A, 8 rows a 1024-byte group; k-step ks: atom ks / 4 (8192
+        // bytes), 32 bytes ks % 4 inside it (descriptor units are 16 bytes)
+        const unsigned long long qDesc = wg_desc(sBase + wg * WG_Q_TILE, 16u, 1024u);
+        mbar_wait(fullQ, 0u);
+        // The mbarrier orders the copies before this thread's reads; the proxy fence extends that
+        // to the tensor cores' reads (async proxy) of shared memory.
+        fence_async_smem();
+        // Ping-pong: named barrier 1 + g opens warpgroup g's turn to issue; each turn ends by
+        // opening the other's. Warpgroup 1 opens the first turn of warpgroup 0 and skips its own
+        // last opening, so every barrier sees as many arrivals as waits.
+        if (PINGPONG && wg == 1) named_bar_arrive(1, WS_CONSUMERS);
+        unsigned pa[8][4];  // P of the previous tile (OVERLAP) as 16-bit A fragments
+        // O += P V for the tile in stage st (V: the transposed B; leading offset = the atom,
+        // i.e. the next 64 columns; 16 keys = 2048 bytes)
+        auto issue_pv = [&](int st) {
+            const unsigned long long vDesc = wg_desc(sBase + WG_Q_BYTES + st * WG_STAGE + WG_KV_TILE, 16384u, 1024u);
+#pragma unroll
+            for (int kk = 0; kk < 8; kk++) W128::template rs<1>(&acc[0][0], pa[kk], vDesc + 128u * kk);
+        };
+        auto pack_p = [&](const float (&s)[16][4]) {
+#pragma unroll
+            for (int kk = 0; kk < 8; kk++) {
+                pa[kk][0] = Ops<T>::pack(s[2 * kk][0], s[2 * kk][1]);
+                pa[kk][1] = Ops<T>::pack(s[2 * kk][2], s[2 * kk][3]);
+                pa[kk][2] = Ops<T>::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+                pa[kk][3] = Ops<T>::pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+            }
+        };
+        // S_it = Q K_it^T into s (K: K-major B, one atom of 16384 bytes (128 rows) per 64 columns of Dk)
+        auto issue_s = [&](float (&s)[16][4], int st) {
+            const unsigned long long kDesc = wg_desc(sBase + WG_Q_BYTES + st * WG_STAGE, 16u, 1024u);
+#pragma unroll
+            for (int ks = 0; ks < 8; ks++) {
+                const unsigned long long qd = qDesc + (unsigned long long)(((ks >> 2) << 9) + ((ks & 3) << 1));
+                const unsigned long long kd = kDesc + (unsigned long long)(((ks >> 2) << 10) + ((ks & 3) << 1));
+                if (ks == 0) {
+                    W128::template ss0<0>(&s[0][0], qd, kd);
+                } else {
+                    W128::template ss<0>(&s[0][0], qd, kd);
+                }
+            }
+        };
+        auto masked = [&](int j0) { return !(j0 >= b.kloMax && j0 + WG_KEYS <= b.khiMin); };
+        if (!OVERLAP) {
+#pragma unroll 1
+            for (int it = 0; it < tiles; it++) {
+                const int st = it % WS_STAGES;
+                const unsigned ph = (unsigned)(it / WS_STAGES) & 1u;
+                const int j0 = first + it * WG_KEYS;
+                float s[16][4];
+                mbar_wait(fullK + 8 * st, ph);
+                fence_async_smem();
+                wg_fence();
+                issue_s(s, st);
+                wg_commit();
+                wg_wait<0>();
+                reg_fence<64>(&s[0][0]);
+                softmax_tile(s, acc, m, l, klo, khi, j0, masked(j0), a.scaleLog2, lane);
+                pack_p(s);
+                mbar_wait(fullV + 8 * st, ph);
+                fence_async_smem();
+                wg_fence();
+                issue_pv(st);
+                wg_commit();
+                wg_wait<0>();
+                reg_fence<64>(&acc[0][0]);
+                reg_fence<32>(&pa[0][0]);
+                mbar_arrive(empty + 8 * st);  // this thread is done with the stage
+            }
+        } else {
+            // Tile 0: S and its softmax (no product of a previous tile yet; acc is still zero).
+            {
+                float s[16][4];
+                mbar_wait(fullK, 0u);
+                fence_async_smem();
+                if (PINGPONG) named_bar_sync(1 + wg, WS_CONSUMERS);
+                wg_fence();
+                issue_s(s, 0);
+                wg_commit();
+                if (PINGPONG && !(wg == 1 && tiles == 1)) named_bar_arrive(2 - wg, WS_CONSUMERS);
+                wg_wait<0>();
+                reg_fence<64>(&s[0][0]);
+                float alpha[2];
+                softmax_weights(s, m, l, alpha, klo, khi, first, masked(first), a.scaleLog2, lane);
+                pack_p(s);
+            }
+            // Tile it: S_it issued with the previous tile's P V; the softmax of S_it runs while
+            // that product is on the tensor cores; then O is rescaled and P_it packed.
+#pragma unroll 1
+            for (int it = 1; it < tiles; it++) {
+                const int st = it % WS_STAGES;
+                const unsigned ph = (unsigned)(it / WS_STAGES) & 1u;
+                const int pst = (it - 1) % WS_STAGES;
+                const unsigned pph = (unsigned)((it - 1) / WS_STAGES) & 1u;
+                const int j0 = first + it * WG_KEYS;
+                float s[16][4];
+                mbar_wait(fullK + 8 * st, ph);
+                mbar_wait(fullV + 8 * pst, pph);
+                fence_async_smem();
+                if (PINGPONG) named_bar_sync(1 + wg, WS_CONSUMERS);
+                wg_fence();
+                issue_s(s, st);
+                wg_commit();
+                issue_pv(pst);
+                wg_commit();
+                if (PINGPONG && !(wg == 1 && it == tiles - 1)) named_bar_arrive(2 - wg, WS_CONSUMERS);
+                wg_wait<1>();
+                reg_fence<64>(&s[0][0]);
+                float alpha[2];
+                softmax_weights(s, m, l, alpha, klo, khi, j0, masked(j0), a.scaleLog2, lane);
+                wg_wait<0>();
+                reg_fence<64>(&acc[0][0]);
+                reg_fence<32>(&pa[0][0]);
+                mbar_arrive(empty + 8 * pst);  // this thread is done with the previous tile's stage
+                rescale_rows(acc, alpha);
+                pack_p(s);
+            }
+            // The last tile's P V.
+            const int st = (tiles - 1) % WS_STAGES;
+            mbar_wait(fullV + 8 * st, (unsigned)((tiles - 1) / WS_STAGES) & 1u);
+            fence_async_smem();
+            wg_fence();
+            issue_pv(st);
+            wg_commit();
+            wg_wait<0>();
+            reg_fence<64>(&acc[0][0]);
+            reg_fence<32>(&pa[0][0]);
+        }
+    }
+    finish_rows(a, b, acc, m, l, row, lane);
+}
+#endif  // SOFTMAX_SM90_WS
+
 }  // namespace softmax
 
+#ifndef SOFTMAX_SM90_WS
 extern "C" __global__ void __launch_bounds__(softmax::WG_THREADS, 1)
     softmax_sm90_forward_bf16_k128_v128(const SoftmaxArgs a) {
     softmax::forward_wg<__nv_bfloat16>(a);
@@ -184,6 +495,36 @@ extern "C" __global__ void __launch_bounds__(softmax::WG_THREADS, 1)
     softmax_sm90_forward_f16_k128_v128(const SoftmaxArgs a) {
     softmax::forward_wg<__half>(a);
 }
+#else  // SOFTMAX_SM90_WS
+// The warp-specialized build's entry points: the intra-warpgroup overlap with ping-pong.
+#ifndef SOFTMAX_SM90_OVERLAP
+#define SOFTMAX_SM90_OVERLAP true
+#define SOFTMAX_SM90_PINGPONG true
+#endif
+extern "C" __global__ void __launch_bounds__(softmax::WG_THREADS, 1)
+    softmax_sm90_forward_bf16_k128_v128(const SoftmaxArgs a) {
+    softmax::forward_ws<__nv_bfloat16, SOFTMAX_SM90_OVERLAP, SOFTMAX_SM90_PINGPONG>(a);
+}
+extern "C" __global__ void __launch_bounds__(softmax::WG_THREADS, 1)
+    softmax_sm90_forward_f16_k128_v128(const SoftmaxArgs a) {
+    softmax::forward_ws<__half, SOFTMAX_SM90_OVERLAP, SOFTMAX_SM90_PINGPONG>(a);
+}
+
+// Variants for side-by-side measurement (bench/softmax_peer.py --hopper-variant): _ws (producer
+// warpgroup alone), _wso (+ overlap), _wsop (+ ping-pong, the same as the unsuffixed kernels).
+#define SOFTMAX_SM90_VARIANT(SUFFIX, OV, PP)                                                               \
+    extern "C" __global__ void __launch_bounds__(softmax::WG_THREADS, 1)                                  \
+        softmax_sm90_forward_bf16_k128_v128##SUFFIX(const SoftmaxArgs a) {                                 \
+        softmax::forward_ws<__nv_bfloat16, OV, PP>(a);                                                     \
+    }                                                                                                      \
+    extern "C" __global__ void __launch_bounds__(softmax::WG_THREADS, 1)                                  \
+        softmax_sm90_forward_f16_k128_v128##SUFFIX(const SoftmaxArgs a) {                                  \
+        softmax::forward_ws<__half, OV, PP>(a);                                                            \
+    }
+SOFTMAX_SM90_VARIANT(_ws, false, false)
+SOFTMAX_SM90_VARIANT(_wso, true, false)
+SOFTMAX_SM90_VARIANT(_wsop, true, true)
+#endif  // SOFTMAX_SM90_WS
 
 // The Hopper kernels' launch shape: threads, rows a CTA, dynamic shared bytes, and the padded
 // width they cover (Dk and Dv in (64, 128]). One thread.

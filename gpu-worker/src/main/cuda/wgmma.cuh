@@ -85,7 +85,8 @@ template <typename T, int N> struct Wgmma;
 LIGHTNING_WG_WGMMA64(__nv_bfloat16, "bf16")
 LIGHTNING_WG_WGMMA64(__half, "f16")
 
-// D[64 x 128] += A[64 x 16] (registers) B[16 x 128] (shared memory, TRANS_B as above); rs0: D = A B.
+// D[64 x 128] += A[64 x 16] B[16 x 128], B from shared memory (TRANS_B as above), A from shared memory
+// (ss) or registers (rs); ss0, rs0: D = A B.
 #define LIGHTNING_WG_D64                                                                                   \
     LIGHTNING_WG_D32, "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]),         \
         "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]),          \
@@ -109,6 +110,25 @@ LIGHTNING_WG_WGMMA64(__half, "f16")
     "%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}"
 #define LIGHTNING_WG_WGMMA128(TYPE, TYPE_NAME)                                                             \
     template <> struct Wgmma<TYPE, 128> {                                                                  \
+        /* both operands from shared memory (descriptors), as Wgmma<T, 64>::ss */                        \
+        template <int TRANS_B>                                                                             \
+        static __device__ __forceinline__ void ss(float* d, unsigned long long a, unsigned long long b) {   \
+            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"                                        \
+                         "wgmma.mma_async.sync.aligned.m64n128k16.f32." TYPE_NAME "." TYPE_NAME " "          \
+                         LIGHTNING_WG_D64_LIST ", %64, %65, p, 1, 1, 0, %66;\n}\n"                          \
+                         : LIGHTNING_WG_D64                                                                \
+                         : "l"(a), "l"(b), "n"(TRANS_B)                                                    \
+                         : "memory");                                                                     \
+        }                                                                                                  \
+        template <int TRANS_B>                                                                             \
+        static __device__ __forceinline__ void ss0(float* d, unsigned long long a, unsigned long long b) {  \
+            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, 0, 0;\n"                                        \
+                         "wgmma.mma_async.sync.aligned.m64n128k16.f32." TYPE_NAME "." TYPE_NAME " "          \
+                         LIGHTNING_WG_D64_LIST ", %64, %65, p, 1, 1, 0, %66;\n}\n"                          \
+                         : LIGHTNING_WG_D64_OUT                                                            \
+                         : "l"(a), "l"(b), "n"(TRANS_B)                                                    \
+                         : "memory");                                                                     \
+        }                                                                                                  \
         template <int TRANS_B>                                                                             \
         static __device__ __forceinline__ void rs(float* d, const unsigned* a, unsigned long long b) {      \
             asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"                                        \
