@@ -110,7 +110,7 @@ public final class CpuBackend implements AttentionBackend {
                                TokenTensor o, Checkpoints checkpoints) {
         Run r = new Run(kernel, spec, q, k, v, state, o, checkpoints, spare.getAndSet(null));
         LightningState next = r.run();
-        spare.set(r.scratch);
+        spare.set(r.sc);
         return next;
     }
 
@@ -125,7 +125,9 @@ public final class CpuBackend implements AttentionBackend {
         final float[] vb;
         final float[] ob;
         final ByteBuffer outBytes;
+        /** Scratch of the bfloat16 reads and writes; null where no tensor is bfloat16. */
         final short[] halves;
+        // one chunk's scratch
         final float[] kt;
         final float[] vw;
         final float[] vc;
@@ -135,6 +137,7 @@ public final class CpuBackend implements AttentionBackend {
         final float[] rowSum;
         final float[] dp;
         final float[] dz;
+        /** The spec of pow and rev: per head, lambda^x for x = 0..chunk, and rev[x] = lambda^(chunk-1-x). */
         AttentionSpec decaySpec;
         float[][] pow;
         float[][] rev;
@@ -193,31 +196,11 @@ public final class CpuBackend implements AttentionBackend {
         private final boolean normalized;
         private final FeatureMap phi;
 
-        private final float[] qb;
-        private final float[] kb;
-        private final float[] vb;
-        private final float[] ob;
-        private final ByteBuffer outBytes;
-        /** Scratch of the bfloat16 reads and writes; null where no tensor is bfloat16. */
-        private final short[] halves;
         /** Per head: S and z, advanced in place. */
         private final float[][] p;
         private final float[][] z;
-        /** Per head: lambda^x for x = 0..chunk, and the same reversed, rev[x] = lambda^(chunk-1-x). */
-        private final float[][] pow;
-        private final float[][] rev;
-        // one chunk's scratch
-        private final float[] kt;
-        private final float[] vw;
-        private final float[] vc;
-        private final float[] kc;
-        private final float[] qd;
-        private final float[] scores;
-        private final float[] rowSum;
-        private final float[] dp;
-        private final float[] dz;
         /** The buffers this call uses, given back to the backend when it ends. */
-        final Scratch scratch;
+        final Scratch sc;
 
         Run(Kernel kernel, AttentionSpec spec, TokenTensor q, TokenTensor k, TokenTensor v,
             LightningState state, TokenTensor o, Checkpoints checkpoints, Scratch spare) {
@@ -249,13 +232,7 @@ public final class CpuBackend implements AttentionBackend {
                     bf16 ? rows * Math.max(Math.max(ldq, ldk), Math.max(ldv, o == null ? 0 : ldo)) : 0, dk, dv, m,
                     q == null ? 0 : 1};
             Scratch s = spare != null && java.util.Arrays.equals(spare.shape, shape) ? spare : new Scratch(shape);
-            scratch = s;
-            qb = s.qb;
-            kb = s.kb;
-            vb = s.vb;
-            ob = s.ob;
-            outBytes = s.outBytes;
-            halves = s.halves;
+            sc = s;
             int stateSize = dk * dv;
             float[] incoming = state.data();
             float[] incomingZ = normalized ? state.normalizerData() : null;
@@ -280,17 +257,6 @@ public final class CpuBackend implements AttentionBackend {
                 }
                 s.decaySpec = spec;
             }
-            pow = s.pow;
-            rev = s.rev;
-            kt = s.kt;
-            vw = s.vw;
-            vc = s.vc;
-            kc = s.kc;
-            qd = s.qd;
-            scores = s.scores;
-            rowSum = s.rowSum;
-            dp = s.dp;
-            dz = s.dz;
         }
 
         LightningState run() {
@@ -298,12 +264,12 @@ public final class CpuBackend implements AttentionBackend {
             int checkpoint = 0;
             for (int b0 = 0; b0 < n; b0 += block) {
                 int nb = Math.min(block, n - b0);
-                read(k, b0, nb, kb);
-                map(kb, nb * ldk);
-                read(v, b0, nb, vb);
+                read(k, b0, nb, sc.kb);
+                map(sc.kb, nb * ldk);
+                read(v, b0, nb, sc.vb);
                 if (q != null) {
-                    read(q, b0, nb, qb);
-                    map(qb, nb * ldq);
+                    read(q, b0, nb, sc.qb);
+                    map(sc.qb, nb * ldq);
                 }
                 int after = checkpoint;
                 for (int h = 0; h < heads; h++) {
@@ -341,12 +307,12 @@ public final class CpuBackend implements AttentionBackend {
 
         /**
          * One chunk of m tokens at row c0 of the block for head h: writes the chunk's finished
-         * outputs (scaled, normalized) into {@code ob} when there is a q, and advances the head's
+         * outputs (scaled, normalized) into {@code sc.ob} when there is a q, and advances the head's
          * state (and normalizer).
          */
         private void chunk(int h, int c0, int m) {
-            final float[] pw = pow[h];
-            final float[] rv = rev[h];
+            final float[] pw = sc.pow[h];
+            final float[] rv = sc.rev[h];
             final float[] state = p[h];
             final float[] zh = z[h];
             final int kBase = c0 * ldk + spec.kHead(h) * dk;
@@ -354,68 +320,68 @@ public final class CpuBackend implements AttentionBackend {
             // V of the chunk in contiguous rows: in the block its rows lie H Dv floats apart, a
             // power of two that maps them all to a few L1 sets, and the products read them m times
             for (int j = 0; j < m; j++) {
-                System.arraycopy(vb, vBase + j * ldv, vc, j * dv, dv);
+                System.arraycopy(sc.vb, vBase + j * ldv, sc.vc, j * dv, dv);
             }
             if (q != null) {
                 final int qBase = c0 * ldq + spec.qHead(h) * dk;
                 final int oBase = c0 * ldo + h * dv;
                 // K^T of the chunk (Dk x m): the scores' B needs its rows, m tokens of one feature
-                kernel.transpose(kb, kBase, ldk, m, dk, kt, m);
+                kernel.transpose(sc.kb, kBase, ldk, m, dk, sc.kt, m);
                 // scores (Q K^T), row blocks of ROWS, columns j <= i rounded up
                 for (int i0 = 0; i0 < m; i0 += ROWS) {
                     int r = Math.min(ROWS, m - i0);
                     int cols = Math.min(m, Kernel.roundColumns(i0 + r));
-                    kernel.product(qb, qBase + i0 * ldq, ldq, 1, kt, 0, m, scores, i0 * m, m, r, cols, dk, false);
+                    kernel.product(sc.qb, qBase + i0 * ldq, ldq, 1, sc.kt, 0, m, sc.scores, i0 * m, m, r, cols, dk, false);
                 }
                 // decay mask: A_ij = lambda^(i-j) s_ij for j <= i (rev[chunk-1-i+j] = lambda^(i-j)),
                 // 0 for the j > i its row block reads; the row sums are the intra denominators
                 for (int i = 0; i < m; i++) {
                     int row = i * m;
-                    rowSum[i] = kernel.multiplySum(scores, row, rv, chunk - 1 - i, i + 1);
+                    sc.rowSum[i] = kernel.multiplySum(sc.scores, row, rv, chunk - 1 - i, i + 1);
                     for (int j = i + 1, end = Math.min(m, (i / ROWS + 1) * ROWS); j < end; j++) {
-                        scores[row + j] = 0f;
+                        sc.scores[row + j] = 0f;
                     }
                 }
                 // intra: O = A V, each row block over the columns j < i0 + r
                 for (int i0 = 0; i0 < m; i0 += ROWS) {
                     int r = Math.min(ROWS, m - i0);
-                    kernel.product(scores, i0 * m, m, 1, vc, 0, dv, ob, oBase + i0 * ldo, ldo, r, dv, i0 + r, false);
+                    kernel.product(sc.scores, i0 * m, m, 1, sc.vc, 0, dv, sc.ob, oBase + i0 * ldo, ldo, r, dv, i0 + r, false);
                 }
                 // inter: O += (lambda^(i+1) q_i) P
                 for (int i = 0; i < m; i++) {
-                    kernel.scale(pw[i + 1], qb, qBase + i * ldq, qd, i * dk, dk);
+                    kernel.scale(pw[i + 1], sc.qb, qBase + i * ldq, sc.qd, i * dk, dk);
                 }
-                kernel.product(qd, 0, dk, 1, state, 0, dv, ob, oBase, ldo, m, dv, dk, true);
+                kernel.product(sc.qd, 0, dk, 1, state, 0, dv, sc.ob, oBase, ldo, m, dv, dk, true);
                 for (int i = 0; i < m; i++) {
                     float f = scale;
                     if (normalized) {
-                        f = scale / (rowSum[i] + kernel.dot(qd, i * dk, zh, 0, dk) + eps);
+                        f = scale / (sc.rowSum[i] + kernel.dot(sc.qd, i * dk, zh, 0, dk) + eps);
                     }
                     int oRow = oBase + i * ldo;
-                    kernel.scale(f, ob, oRow, ob, oRow, dv);
+                    kernel.scale(f, sc.ob, oRow, sc.ob, oRow, dv);
                 }
             }
             // state: P <- lambda^m P + K^T (diag(lambda^(m-1-j)) V), the chunk's sum kept apart (z alike)
             for (int j = 0; j < m; j++) {
-                kernel.scale(pw[m - 1 - j], vc, j * dv, vw, j * dv, dv);
+                kernel.scale(pw[m - 1 - j], sc.vc, j * dv, sc.vw, j * dv, dv);
             }
             if (q != null) {
-                kernel.product(kt, 0, m, 1, vw, 0, dv, dp, 0, dv, dk, dv, m, false);
+                kernel.product(sc.kt, 0, m, 1, sc.vw, 0, dv, sc.dp, 0, dv, dk, dv, m, false);
             } else {
                 // K^T read in place from contiguous rows (A given transposed: element (d, j) at row j, column d)
                 for (int j = 0; j < m; j++) {
-                    System.arraycopy(kb, kBase + j * ldk, kc, j * dk, dk);
+                    System.arraycopy(sc.kb, kBase + j * ldk, sc.kc, j * dk, dk);
                 }
-                kernel.product(kc, 0, 1, dk, vw, 0, dv, dp, 0, dv, dk, dv, m, false);
+                kernel.product(sc.kc, 0, 1, dk, sc.vw, 0, dv, sc.dp, 0, dv, dk, dv, m, false);
             }
             float chunkDecay = pw[m];
-            kernel.scaleAdd(chunkDecay, state, 0, dp, 0, state.length);
+            kernel.scaleAdd(chunkDecay, state, 0, sc.dp, 0, state.length);
             if (normalized) {
-                java.util.Arrays.fill(dz, 0f);
+                java.util.Arrays.fill(sc.dz, 0f);
                 for (int j = 0; j < m; j++) {
-                    kernel.axpy(pw[m - 1 - j], kb, kBase + j * ldk, dz, 0, dk);
+                    kernel.axpy(pw[m - 1 - j], sc.kb, kBase + j * ldk, sc.dz, 0, dk);
                 }
-                kernel.scaleAdd(chunkDecay, zh, 0, dz, 0, dk);
+                kernel.scaleAdd(chunkDecay, zh, 0, sc.dz, 0, dk);
             }
         }
 
@@ -432,28 +398,28 @@ public final class CpuBackend implements AttentionBackend {
 
         /** Tokens [from, from + n) of t, all heads, as floats {@code [n, heads, dim]} into dst: one bulk copy. */
         private void read(TokenTensor t, int from, int n, float[] dst) {
-            kernel.read(t, from, n, dst, halves);
+            kernel.read(t, from, n, dst, sc.halves);
         }
 
-        /** o of tokens [b0, b0 + n) from {@code ob}, rounded to o's type, in one copy. */
+        /** o of tokens [b0, b0 + n) from {@code sc.ob}, rounded to o's type, in one copy. */
         private void write(int b0, int n) {
             int len = n * ldo;
             DType type = o.dtype();
-            ByteBuffer out = outBytes.clear();
+            ByteBuffer out = sc.outBytes.clear();
             if (type == DType.F32) {
-                out.asFloatBuffer().put(ob, 0, len);
+                out.asFloatBuffer().put(sc.ob, 0, len);
             } else if (type == DType.BF16) {
                 // DType's rounding (to nearest even, NaN kept quiet) in a loop over the block, then one copy
                 for (int i = 0; i < len; i++) {
-                    int bits = Float.floatToRawIntBits(ob[i]);
-                    halves[i] = (bits & 0x7fffffff) > 0x7f800000 ? (short) ((bits >>> 16) | 0x0040)
+                    int bits = Float.floatToRawIntBits(sc.ob[i]);
+                    sc.halves[i] = (bits & 0x7fffffff) > 0x7f800000 ? (short) ((bits >>> 16) | 0x0040)
                             : (short) ((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16);
                 }
-                out.asShortBuffer().put(halves, 0, len);
+                out.asShortBuffer().put(sc.halves, 0, len);
             } else {
                 int es = type.bytes();
                 for (int i = 0; i < len; i++) {
-                    type.put(out, i * es, ob[i]);
+                    type.put(out, i * es, sc.ob[i]);
                 }
             }
             out.limit(len * type.bytes());
