@@ -30,11 +30,13 @@ import java.nio.ByteOrder;
  * of every head of the block are read in one bulk copy, the feature map is applied to them once
  * (a k head shared by a group of heads is mapped once), and each head then runs its chunks on
  * its rows in place (a row stride of Hq Dk skips the other heads); o of the block is written back
- * in one copy. Rows that a product reads many times (V, and K for the state) are first copied to
- * contiguous scratch: in the block they lie H D floats apart, a power of two that maps them to
- * a few L1 sets. K^T is built once per chunk in pass 2 (the scores need its rows); pass 1 reads
- * K transposed in place instead. A head's state ({@code Dk x Dv}, 64 KiB at 128 x 128) serves a
- * few chunks in a row while it is in cache.
+ * in one copy. Rows that a product reads many times (V in pass 2, and K for the state) are first
+ * copied to contiguous scratch: in the block they lie H D floats apart, a power of two that maps
+ * them to a few L1 sets (pass 1 reads V once, into its decayed copy). K^T is built once per chunk
+ * in pass 2 (the scores need its rows); pass 1 reads K transposed in place instead. The scores are
+ * computed in bands of 16 rows that need the same columns. A head's state ({@code Dk x Dv}, 64 KiB
+ * at 128 x 128) serves a few chunks in a row while it is in cache; the state product adds its sum
+ * into it as it stores ({@link Kernel#productScaleAdd}), with no second pass over the state.
  *
  * <p>Every variant of the spec, in the same loops. Head h reads q head {@code spec.qHead(h)},
  * k head {@code spec.kHead(h)} and v head {@code spec.vHead(h)}. Normalizing adds, per block of
@@ -135,7 +137,6 @@ public final class CpuBackend implements AttentionBackend {
         final float[] qd;
         final float[] scores;
         final float[] rowSum;
-        final float[] dp;
         final float[] dz;
         /** The spec of pow and rev: per head, lambda^x for x = 0..chunk, and rev[x] = lambda^(chunk-1-x). */
         AttentionSpec decaySpec;
@@ -162,12 +163,11 @@ public final class CpuBackend implements AttentionBackend {
             halves = shape[6] == 0 ? null : new short[shape[6]];
             kt = hasQ ? new float[dk * m] : null;
             vw = new float[m * dv];
-            vc = new float[m * dv];
+            vc = hasQ ? new float[m * dv] : null;
             kc = hasQ ? null : new float[m * dk];
             qd = hasQ ? new float[m * dk] : null;
             scores = hasQ ? new float[m * m] : null;
             rowSum = new float[m];
-            dp = new float[dk * dv];
             dz = new float[dk];
         }
     }
@@ -317,21 +317,23 @@ public final class CpuBackend implements AttentionBackend {
             final float[] zh = z[h];
             final int kBase = c0 * ldk + spec.kHead(h) * dk;
             final int vBase = c0 * ldv + spec.vHead(h) * dv;
-            // V of the chunk in contiguous rows: in the block its rows lie H Dv floats apart, a
-            // power of two that maps them all to a few L1 sets, and the products read them m times
-            for (int j = 0; j < m; j++) {
-                System.arraycopy(sc.vb, vBase + j * ldv, sc.vc, j * dv, dv);
-            }
             if (q != null) {
+                // V of the chunk in contiguous rows: in the block its rows lie H Dv floats apart, a
+                // power of two that maps them all to a few L1 sets, and the products read them m times
+                for (int j = 0; j < m; j++) {
+                    System.arraycopy(sc.vb, vBase + j * ldv, sc.vc, j * dv, dv);
+                }
                 final int qBase = c0 * ldq + spec.qHead(h) * dk;
                 final int oBase = c0 * ldo + h * dv;
                 // K^T of the chunk (Dk x m): the scores' B needs its rows, m tokens of one feature
                 kernel.transpose(sc.kb, kBase, ldk, m, dk, sc.kt, m);
-                // scores (Q K^T), row blocks of ROWS, columns j <= i rounded up
-                for (int i0 = 0; i0 < m; i0 += ROWS) {
-                    int r = Math.min(ROWS, m - i0);
-                    int cols = Math.min(m, Kernel.roundColumns(i0 + r));
-                    kernel.product(sc.qb, qBase + i0 * ldq, ldq, 1, sc.kt, 0, m, sc.scores, i0 * m, m, r, cols, dk, false);
+                // scores (Q K^T), columns j <= i rounded up to whole vectors: one product per band
+                // of 16 rows, which all need the same columns
+                for (int i0 = 0; i0 < m; i0 += 16) {
+                    int end = Math.min(m, i0 + 16);
+                    int cols = Math.min(m, Kernel.roundColumns(end));
+                    kernel.product(sc.qb, qBase + i0 * ldq, ldq, 1, sc.kt, 0, m, sc.scores, i0 * m, m, end - i0, cols, dk,
+                            false);
                 }
                 // decay mask: A_ij = lambda^(i-j) s_ij for j <= i (rev[chunk-1-i+j] = lambda^(i-j)),
                 // 0 for the j > i its row block reads; the row sums are the intra denominators
@@ -361,21 +363,25 @@ public final class CpuBackend implements AttentionBackend {
                     kernel.scale(f, sc.ob, oRow, sc.ob, oRow, dv);
                 }
             }
-            // state: P <- lambda^m P + K^T (diag(lambda^(m-1-j)) V), the chunk's sum kept apart (z alike)
+            // state: P <- lambda^m P + K^T (diag(lambda^(m-1-j)) V), the chunk's sum kept apart in the
+            // product's registers and added once (z alike); V's rows from the contiguous copy in pass 2,
+            // from the block in pass 1 (read once there, so not copied first)
+            float[] vRows = q != null ? sc.vc : sc.vb;
+            int vAt = q != null ? 0 : vBase;
+            int ldvRows = q != null ? dv : ldv;
             for (int j = 0; j < m; j++) {
-                kernel.scale(pw[m - 1 - j], sc.vc, j * dv, sc.vw, j * dv, dv);
+                kernel.scale(pw[m - 1 - j], vRows, vAt + j * ldvRows, sc.vw, j * dv, dv);
             }
+            float chunkDecay = pw[m];
             if (q != null) {
-                kernel.product(sc.kt, 0, m, 1, sc.vw, 0, dv, sc.dp, 0, dv, dk, dv, m, false);
+                kernel.productScaleAdd(sc.kt, 0, m, 1, sc.vw, 0, dv, state, 0, dv, dk, dv, m, chunkDecay);
             } else {
                 // K^T read in place from contiguous rows (A given transposed: element (d, j) at row j, column d)
                 for (int j = 0; j < m; j++) {
                     System.arraycopy(sc.kb, kBase + j * ldk, sc.kc, j * dk, dk);
                 }
-                kernel.product(sc.kc, 0, 1, dk, sc.vw, 0, dv, sc.dp, 0, dv, dk, dv, m, false);
+                kernel.productScaleAdd(sc.kc, 0, 1, dk, sc.vw, 0, dv, state, 0, dv, dk, dv, m, chunkDecay);
             }
-            float chunkDecay = pw[m];
-            kernel.scaleAdd(chunkDecay, state, 0, sc.dp, 0, state.length);
             if (normalized) {
                 java.util.Arrays.fill(sc.dz, 0f);
                 for (int j = 0; j < m; j++) {
