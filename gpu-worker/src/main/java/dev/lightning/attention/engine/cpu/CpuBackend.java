@@ -10,7 +10,6 @@ import dev.lightning.attention.tensor.TokenTensor;
 import dev.lightning.attention.tensor.DType;
 
 import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
 
 /**
  * The fast CPU path: the block form in float32 with a float32 state, written as small dense
@@ -126,7 +125,6 @@ public final class CpuBackend implements AttentionBackend {
         final float[] kb;
         final float[] vb;
         final float[] ob;
-        final ByteBuffer outBytes;
         /** Scratch of the bfloat16 reads and writes; null where no tensor is bfloat16. */
         final short[] halves;
         // one chunk's scratch
@@ -159,7 +157,6 @@ public final class CpuBackend implements AttentionBackend {
             kb = new float[rows * ldk];
             vb = new float[rows * ldv];
             ob = ldo == 0 ? null : new float[rows * ldo];
-            outBytes = ldo == 0 ? null : ByteBuffer.allocate(rows * ldo * shape[5]).order(ByteOrder.LITTLE_ENDIAN);
             halves = shape[6] == 0 ? null : new short[shape[6]];
             kt = hasQ ? new float[dk * m] : null;
             vw = new float[m * dv];
@@ -407,11 +404,14 @@ public final class CpuBackend implements AttentionBackend {
             kernel.read(t, from, n, dst, sc.halves);
         }
 
-        /** o of tokens [b0, b0 + n) from {@code sc.ob}, rounded to o's type, in one copy. */
+        /**
+         * o of tokens [b0, b0 + n) from {@code sc.ob}, rounded to o's type, straight into o's bytes
+         * (one copy: staging them in a buffer of our own first copied 1 GiB of F32 o twice).
+         */
         private void write(int b0, int n) {
             int len = n * ldo;
             DType type = o.dtype();
-            ByteBuffer out = sc.outBytes.clear();
+            ByteBuffer out = o.slice(b0, n).writableBytes();
             if (type == DType.F32) {
                 out.asFloatBuffer().put(sc.ob, 0, len);
             } else if (type == DType.BF16) {
@@ -428,8 +428,6 @@ public final class CpuBackend implements AttentionBackend {
                     type.put(out, i * es, sc.ob[i]);
                 }
             }
-            out.limit(len * type.bytes());
-            o.slice(b0, n).putBytes(out);
         }
     }
 }
