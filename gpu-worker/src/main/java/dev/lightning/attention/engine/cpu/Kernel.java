@@ -42,6 +42,19 @@ abstract class Kernel {
     abstract void product(float[] a, int ao, int ais, int ads, float[] b, int bo, int ldb,
                           float[] c, int co, int ldc, int rows, int cols, int depth, boolean add);
 
+    /** How a product's tiles start and end: C = A B; C += A B (summed onto C); C = beta C + A B. */
+    static final int SET = 0;
+    static final int ACCUMULATE = 1;
+    static final int SCALE_ADD = 2;
+
+    /**
+     * C = beta C + A B, shapes as in {@link #product}: the product is summed apart from zero and
+     * added once, {@code beta * c + sum} rounded as {@link #scaleAdd} rounds it (the state update
+     * P = lambda^m P + dP without a dP array and a second pass over P).
+     */
+    abstract void productScaleAdd(float[] a, int ao, int ais, int ads, float[] b, int bo, int ldb,
+                                  float[] c, int co, int ldc, int rows, int cols, int depth, float beta);
+
     /**
      * The transpose of a {@code rows x cols} matrix: dst[d*ldd + j] = src[so + j*lds + d] for
      * j &lt; rows, d &lt; cols (a chunk's K rows, H Dk floats apart in a block, into K^T).

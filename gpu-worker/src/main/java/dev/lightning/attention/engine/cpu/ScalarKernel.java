@@ -18,11 +18,23 @@ final class ScalarKernel extends Kernel {
     @Override
     void product(float[] a, int ao, int ais, int ads, float[] b, int bo, int ldb,
                  float[] c, int co, int ldc, int rows, int cols, int depth, boolean add) {
+        multiply(a, ao, ais, ads, b, bo, ldb, c, co, ldc, rows, cols, depth, add ? ACCUMULATE : SET, 0f);
+    }
+
+    @Override
+    void productScaleAdd(float[] a, int ao, int ais, int ads, float[] b, int bo, int ldb,
+                         float[] c, int co, int ldc, int rows, int cols, int depth, float beta) {
+        multiply(a, ao, ais, ads, b, bo, ldb, c, co, ldc, rows, cols, depth, SCALE_ADD, beta);
+    }
+
+    /** {@link #product} or {@link #productScaleAdd}, by mode. */
+    private static void multiply(float[] a, int ao, int ais, int ads, float[] b, int bo, int ldb,
+                                 float[] c, int co, int ldc, int rows, int cols, int depth, int mode, float beta) {
         int rows4 = rows & ~3;
         int cols4 = cols & ~3;
         for (int i = 0; i < rows4; i += 4) {
             for (int j = 0; j < cols4; j += 4) {
-                tile4x4(a, ao + i * ais, ais, ads, b, bo + j, ldb, c, co + i * ldc + j, ldc, depth, add);
+                tile4x4(a, ao + i * ais, ais, ads, b, bo + j, ldb, c, co + i * ldc + j, ldc, depth, mode, beta);
             }
         }
         // the edges: rows past the last 4, and columns past the last 4 of every row
@@ -30,17 +42,18 @@ final class ScalarKernel extends Kernel {
             int from = i < rows4 ? cols4 : 0;
             int aRow = ao + i * ais;
             for (int j = from; j < cols; j++) {
-                float sum = add ? c[co + i * ldc + j] : 0f;
+                float sum = mode == ACCUMULATE ? c[co + i * ldc + j] : 0f;
                 for (int d = 0; d < depth; d++) {
                     sum += a[aRow + d * ads] * b[bo + d * ldb + j];
                 }
-                c[co + i * ldc + j] = sum;
+                int at = co + i * ldc + j;
+                c[at] = mode == SCALE_ADD ? beta * c[at] + sum : sum;
             }
         }
     }
 
     private static void tile4x4(float[] a, int a0, int ais, int ads, float[] b, int b0, int ldb,
-                                float[] c, int c0, int ldc, int depth, boolean add) {
+                                float[] c, int c0, int ldc, int depth, int mode, float beta) {
         int c1 = c0 + ldc;
         int c2 = c1 + ldc;
         int c3 = c2 + ldc;
@@ -48,7 +61,7 @@ final class ScalarKernel extends Kernel {
         float s10 = 0f, s11 = 0f, s12 = 0f, s13 = 0f;
         float s20 = 0f, s21 = 0f, s22 = 0f, s23 = 0f;
         float s30 = 0f, s31 = 0f, s32 = 0f, s33 = 0f;
-        if (add) {
+        if (mode == ACCUMULATE) {
             s00 = c[c0]; s01 = c[c0 + 1]; s02 = c[c0 + 2]; s03 = c[c0 + 3];
             s10 = c[c1]; s11 = c[c1 + 1]; s12 = c[c1 + 2]; s13 = c[c1 + 3];
             s20 = c[c2]; s21 = c[c2 + 1]; s22 = c[c2 + 2]; s23 = c[c2 + 3];
@@ -67,6 +80,12 @@ final class ScalarKernel extends Kernel {
             s20 += x * b0v; s21 += x * b1v; s22 += x * b2v; s23 += x * b3v;
             x = a[at + 3 * ais];
             s30 += x * b0v; s31 += x * b1v; s32 += x * b2v; s33 += x * b3v;
+        }
+        if (mode == SCALE_ADD) {
+            s00 += beta * c[c0]; s01 += beta * c[c0 + 1]; s02 += beta * c[c0 + 2]; s03 += beta * c[c0 + 3];
+            s10 += beta * c[c1]; s11 += beta * c[c1 + 1]; s12 += beta * c[c1 + 2]; s13 += beta * c[c1 + 3];
+            s20 += beta * c[c2]; s21 += beta * c[c2 + 1]; s22 += beta * c[c2 + 2]; s23 += beta * c[c2 + 3];
+            s30 += beta * c[c3]; s31 += beta * c[c3 + 1]; s32 += beta * c[c3 + 2]; s33 += beta * c[c3 + 3];
         }
         c[c0] = s00; c[c0 + 1] = s01; c[c0 + 2] = s02; c[c0 + 3] = s03;
         c[c1] = s10; c[c1 + 1] = s11; c[c1 + 2] = s12; c[c1 + 3] = s13;

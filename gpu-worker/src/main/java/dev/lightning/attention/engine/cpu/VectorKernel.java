@@ -15,7 +15,8 @@ import jdk.incubator.vector.VectorSpecies;
  * depth a tile loads 4 vectors of B's row d, broadcasts 4 elements of A's column d and does 16
  * FMAs, so it is bound by the FMA units, not by loads. Where the species has fewer than 16 lanes
  * (AVX2: 16 registers in all) the wide tile is 4 rows by 2 vectors. Narrower tails of C take
- * 4 x 2, 4 x 1 and 1 x 1 vector tiles, and columns past the last whole vector a scalar loop.
+ * 4 x 3, 4 x 2, 8 x 1 (then 4 x 1) and 1 x 1 vector tiles, and columns past the last whole
+ * vector a scalar loop.
  *
  * <p>Column tiles are the outer loop, row blocks the inner one, so the panel of B a column tile
  * reads ({@code depth x 4L} floats: 32 KiB for depth 128) stays in L1 across the row blocks.
@@ -43,56 +44,82 @@ final class VectorKernel extends Kernel {
     @Override
     void product(float[] a, int ao, int ais, int ads, float[] b, int bo, int ldb,
                  float[] c, int co, int ldc, int rows, int cols, int depth, boolean add) {
+        multiply(a, ao, ais, ads, b, bo, ldb, c, co, ldc, rows, cols, depth, add ? ACCUMULATE : SET, 0f);
+    }
+
+    @Override
+    void productScaleAdd(float[] a, int ao, int ais, int ads, float[] b, int bo, int ldb,
+                         float[] c, int co, int ldc, int rows, int cols, int depth, float beta) {
+        multiply(a, ao, ais, ads, b, bo, ldb, c, co, ldc, rows, cols, depth, SCALE_ADD, beta);
+    }
+
+    /**
+     * The tiles over C: whole 4 x WIDE tiles first; then the 1 to 3 vectors of columns left, as one
+     * tile of 4 rows by that many vectors (12 accumulators at 3), or at 1 vector 8 rows at a time (8
+     * accumulators: 4 would leave the FMA units waiting on their own latency, 4 cycles for each
+     * chain); the rows past the last 4 a vector at a time; the columns past the last vector a scalar
+     * at a time.
+     */
+    private static void multiply(float[] a, int ao, int ais, int ads, float[] b, int bo, int ldb,
+                                 float[] c, int co, int ldc, int rows, int cols, int depth, int mode, float beta) {
         int rows4 = rows & ~3;
         int j = 0;
         for (; j + WIDE * L <= cols; j += WIDE * L) {
             for (int i = 0; i < rows4; i += 4) {
                 if (WIDE == 4) {
-                    tile4x4(a, ao + i * ais, ais, ads, b, bo + j, ldb, c, co + i * ldc + j, ldc, depth, add);
+                    tile4x4(a, ao + i * ais, ais, ads, b, bo + j, ldb, c, co + i * ldc + j, ldc, depth, mode, beta);
                 } else {
-                    tile4x2(a, ao + i * ais, ais, ads, b, bo + j, ldb, c, co + i * ldc + j, ldc, depth, add);
+                    tile4x2(a, ao + i * ais, ais, ads, b, bo + j, ldb, c, co + i * ldc + j, ldc, depth, mode, beta);
                 }
             }
         }
-        if (WIDE == 4 && j + 2 * L <= cols) {
+        int left = (cols - j) / L;
+        if (left == 3) {
             for (int i = 0; i < rows4; i += 4) {
-                tile4x2(a, ao + i * ais, ais, ads, b, bo + j, ldb, c, co + i * ldc + j, ldc, depth, add);
+                tile4x3(a, ao + i * ais, ais, ads, b, bo + j, ldb, c, co + i * ldc + j, ldc, depth, mode, beta);
             }
-            j += 2 * L;
-        }
-        for (; j + L <= cols; j += L) {
+        } else if (left == 2) {
             for (int i = 0; i < rows4; i += 4) {
-                tile4x1(a, ao + i * ais, ais, ads, b, bo + j, ldb, c, co + i * ldc + j, ldc, depth, add);
+                tile4x2(a, ao + i * ais, ais, ads, b, bo + j, ldb, c, co + i * ldc + j, ldc, depth, mode, beta);
+            }
+        } else if (left == 1) {
+            int i = 0;
+            for (; i + 8 <= rows4; i += 8) {
+                tile8x1(a, ao + i * ais, ais, ads, b, bo + j, ldb, c, co + i * ldc + j, ldc, depth, mode, beta);
+            }
+            for (; i < rows4; i += 4) {
+                tile4x1(a, ao + i * ais, ais, ads, b, bo + j, ldb, c, co + i * ldc + j, ldc, depth, mode, beta);
             }
         }
-        int vectorCols = j;
+        int vectorCols = j + left * L;
         for (int i = rows4; i < rows; i++) {
             for (int jv = 0; jv < vectorCols; jv += L) {
-                tile1x1(a, ao + i * ais, ads, b, bo + jv, ldb, c, co + i * ldc + jv, depth, add);
+                tile1x1(a, ao + i * ais, ads, b, bo + jv, ldb, c, co + i * ldc + jv, depth, mode, beta);
             }
         }
         if (vectorCols < cols) {
-            scalarColumns(a, ao, ais, ads, b, bo, ldb, c, co, ldc, rows, vectorCols, cols, depth, add);
+            scalarColumns(a, ao, ais, ads, b, bo, ldb, c, co, ldc, rows, vectorCols, cols, depth, mode, beta);
         }
     }
 
     /** Columns [from, to) of C, every row, one element at a time (what no whole vector covers). */
     private static void scalarColumns(float[] a, int ao, int ais, int ads, float[] b, int bo, int ldb, float[] c, int co,
-                                      int ldc, int rows, int from, int to, int depth, boolean add) {
+                                      int ldc, int rows, int from, int to, int depth, int mode, float beta) {
         for (int i = 0; i < rows; i++) {
             int aRow = ao + i * ais;
             for (int j = from; j < to; j++) {
-                float sum = add ? c[co + i * ldc + j] : 0f;
+                int at = co + i * ldc + j;
+                float sum = mode == ACCUMULATE ? c[at] : 0f;
                 for (int d = 0; d < depth; d++) {
                     sum = Math.fma(a[aRow + d * ads], b[bo + d * ldb + j], sum);
                 }
-                c[co + i * ldc + j] = sum;
+                c[at] = mode == SCALE_ADD ? beta * c[at] + sum : sum;
             }
         }
     }
 
     private static void tile4x4(float[] a, int a0, int ais, int ads, float[] b, int b0, int ldb,
-                                float[] c, int c0, int ldc, int depth, boolean add) {
+                                float[] c, int c0, int ldc, int depth, int mode, float beta) {
         int c1 = c0 + ldc;
         int c2 = c1 + ldc;
         int c3 = c2 + ldc;
@@ -112,7 +139,7 @@ final class VectorKernel extends Kernel {
         FloatVector s31;
         FloatVector s32;
         FloatVector s33;
-        if (add) {
+        if (mode == ACCUMULATE) {
             s00 = FloatVector.fromArray(S, c, c0);
             s01 = FloatVector.fromArray(S, c, c0 + L);
             s02 = FloatVector.fromArray(S, c, c0 + 2 * L);
@@ -148,9 +175,6 @@ final class VectorKernel extends Kernel {
             s32 = zero;
             s33 = zero;
         }
-        int a1 = ais;
-        int a2 = 2 * ais;
-        int a3 = 3 * ais;
         for (int d = 0, at = a0, bRow = b0; d < depth; d++, at += ads, bRow += ldb) {
             FloatVector b0v = FloatVector.fromArray(S, b, bRow);
             FloatVector b1v = FloatVector.fromArray(S, b, bRow + L);
@@ -161,116 +185,357 @@ final class VectorKernel extends Kernel {
             s01 = b1v.fma(x, s01);
             s02 = b2v.fma(x, s02);
             s03 = b3v.fma(x, s03);
-            x = FloatVector.broadcast(S, a[at + a1]);
+            x = FloatVector.broadcast(S, a[at + ais]);
             s10 = b0v.fma(x, s10);
             s11 = b1v.fma(x, s11);
             s12 = b2v.fma(x, s12);
             s13 = b3v.fma(x, s13);
-            x = FloatVector.broadcast(S, a[at + a2]);
+            x = FloatVector.broadcast(S, a[at + 2 * ais]);
             s20 = b0v.fma(x, s20);
             s21 = b1v.fma(x, s21);
             s22 = b2v.fma(x, s22);
             s23 = b3v.fma(x, s23);
-            x = FloatVector.broadcast(S, a[at + a3]);
+            x = FloatVector.broadcast(S, a[at + 3 * ais]);
             s30 = b0v.fma(x, s30);
             s31 = b1v.fma(x, s31);
             s32 = b2v.fma(x, s32);
             s33 = b3v.fma(x, s33);
         }
-        s00.intoArray(c, c0);
-        s01.intoArray(c, c0 + L);
-        s02.intoArray(c, c0 + 2 * L);
-        s03.intoArray(c, c0 + 3 * L);
-        s10.intoArray(c, c1);
-        s11.intoArray(c, c1 + L);
-        s12.intoArray(c, c1 + 2 * L);
-        s13.intoArray(c, c1 + 3 * L);
-        s20.intoArray(c, c2);
-        s21.intoArray(c, c2 + L);
-        s22.intoArray(c, c2 + 2 * L);
-        s23.intoArray(c, c2 + 3 * L);
-        s30.intoArray(c, c3);
-        s31.intoArray(c, c3 + L);
-        s32.intoArray(c, c3 + 2 * L);
-        s33.intoArray(c, c3 + 3 * L);
+        if (mode == SCALE_ADD) {
+            FloatVector.fromArray(S, c, c0).mul(beta).add(s00).intoArray(c, c0);
+            FloatVector.fromArray(S, c, c0 + L).mul(beta).add(s01).intoArray(c, c0 + L);
+            FloatVector.fromArray(S, c, c0 + 2 * L).mul(beta).add(s02).intoArray(c, c0 + 2 * L);
+            FloatVector.fromArray(S, c, c0 + 3 * L).mul(beta).add(s03).intoArray(c, c0 + 3 * L);
+            FloatVector.fromArray(S, c, c1).mul(beta).add(s10).intoArray(c, c1);
+            FloatVector.fromArray(S, c, c1 + L).mul(beta).add(s11).intoArray(c, c1 + L);
+            FloatVector.fromArray(S, c, c1 + 2 * L).mul(beta).add(s12).intoArray(c, c1 + 2 * L);
+            FloatVector.fromArray(S, c, c1 + 3 * L).mul(beta).add(s13).intoArray(c, c1 + 3 * L);
+            FloatVector.fromArray(S, c, c2).mul(beta).add(s20).intoArray(c, c2);
+            FloatVector.fromArray(S, c, c2 + L).mul(beta).add(s21).intoArray(c, c2 + L);
+            FloatVector.fromArray(S, c, c2 + 2 * L).mul(beta).add(s22).intoArray(c, c2 + 2 * L);
+            FloatVector.fromArray(S, c, c2 + 3 * L).mul(beta).add(s23).intoArray(c, c2 + 3 * L);
+            FloatVector.fromArray(S, c, c3).mul(beta).add(s30).intoArray(c, c3);
+            FloatVector.fromArray(S, c, c3 + L).mul(beta).add(s31).intoArray(c, c3 + L);
+            FloatVector.fromArray(S, c, c3 + 2 * L).mul(beta).add(s32).intoArray(c, c3 + 2 * L);
+            FloatVector.fromArray(S, c, c3 + 3 * L).mul(beta).add(s33).intoArray(c, c3 + 3 * L);
+        } else {
+            s00.intoArray(c, c0);
+            s01.intoArray(c, c0 + L);
+            s02.intoArray(c, c0 + 2 * L);
+            s03.intoArray(c, c0 + 3 * L);
+            s10.intoArray(c, c1);
+            s11.intoArray(c, c1 + L);
+            s12.intoArray(c, c1 + 2 * L);
+            s13.intoArray(c, c1 + 3 * L);
+            s20.intoArray(c, c2);
+            s21.intoArray(c, c2 + L);
+            s22.intoArray(c, c2 + 2 * L);
+            s23.intoArray(c, c2 + 3 * L);
+            s30.intoArray(c, c3);
+            s31.intoArray(c, c3 + L);
+            s32.intoArray(c, c3 + 2 * L);
+            s33.intoArray(c, c3 + 3 * L);
+        }
     }
 
-    private static void tile4x2(float[] a, int a0, int ais, int ads, float[] b, int b0, int ldb,
-                                float[] c, int c0, int ldc, int depth, boolean add) {
+    private static void tile4x3(float[] a, int a0, int ais, int ads, float[] b, int b0, int ldb,
+                                float[] c, int c0, int ldc, int depth, int mode, float beta) {
         int c1 = c0 + ldc;
         int c2 = c1 + ldc;
         int c3 = c2 + ldc;
-        FloatVector zero = FloatVector.zero(S);
-        FloatVector s00 = add ? FloatVector.fromArray(S, c, c0) : zero;
-        FloatVector s01 = add ? FloatVector.fromArray(S, c, c0 + L) : zero;
-        FloatVector s10 = add ? FloatVector.fromArray(S, c, c1) : zero;
-        FloatVector s11 = add ? FloatVector.fromArray(S, c, c1 + L) : zero;
-        FloatVector s20 = add ? FloatVector.fromArray(S, c, c2) : zero;
-        FloatVector s21 = add ? FloatVector.fromArray(S, c, c2 + L) : zero;
-        FloatVector s30 = add ? FloatVector.fromArray(S, c, c3) : zero;
-        FloatVector s31 = add ? FloatVector.fromArray(S, c, c3 + L) : zero;
-        int a1 = ais;
-        int a2 = 2 * ais;
-        int a3 = 3 * ais;
+        FloatVector s00;
+        FloatVector s01;
+        FloatVector s02;
+        FloatVector s10;
+        FloatVector s11;
+        FloatVector s12;
+        FloatVector s20;
+        FloatVector s21;
+        FloatVector s22;
+        FloatVector s30;
+        FloatVector s31;
+        FloatVector s32;
+        if (mode == ACCUMULATE) {
+            s00 = FloatVector.fromArray(S, c, c0);
+            s01 = FloatVector.fromArray(S, c, c0 + L);
+            s02 = FloatVector.fromArray(S, c, c0 + 2 * L);
+            s10 = FloatVector.fromArray(S, c, c1);
+            s11 = FloatVector.fromArray(S, c, c1 + L);
+            s12 = FloatVector.fromArray(S, c, c1 + 2 * L);
+            s20 = FloatVector.fromArray(S, c, c2);
+            s21 = FloatVector.fromArray(S, c, c2 + L);
+            s22 = FloatVector.fromArray(S, c, c2 + 2 * L);
+            s30 = FloatVector.fromArray(S, c, c3);
+            s31 = FloatVector.fromArray(S, c, c3 + L);
+            s32 = FloatVector.fromArray(S, c, c3 + 2 * L);
+        } else {
+            FloatVector zero = FloatVector.zero(S);
+            s00 = zero;
+            s01 = zero;
+            s02 = zero;
+            s10 = zero;
+            s11 = zero;
+            s12 = zero;
+            s20 = zero;
+            s21 = zero;
+            s22 = zero;
+            s30 = zero;
+            s31 = zero;
+            s32 = zero;
+        }
+        for (int d = 0, at = a0, bRow = b0; d < depth; d++, at += ads, bRow += ldb) {
+            FloatVector b0v = FloatVector.fromArray(S, b, bRow);
+            FloatVector b1v = FloatVector.fromArray(S, b, bRow + L);
+            FloatVector b2v = FloatVector.fromArray(S, b, bRow + 2 * L);
+            FloatVector x = FloatVector.broadcast(S, a[at]);
+            s00 = b0v.fma(x, s00);
+            s01 = b1v.fma(x, s01);
+            s02 = b2v.fma(x, s02);
+            x = FloatVector.broadcast(S, a[at + ais]);
+            s10 = b0v.fma(x, s10);
+            s11 = b1v.fma(x, s11);
+            s12 = b2v.fma(x, s12);
+            x = FloatVector.broadcast(S, a[at + 2 * ais]);
+            s20 = b0v.fma(x, s20);
+            s21 = b1v.fma(x, s21);
+            s22 = b2v.fma(x, s22);
+            x = FloatVector.broadcast(S, a[at + 3 * ais]);
+            s30 = b0v.fma(x, s30);
+            s31 = b1v.fma(x, s31);
+            s32 = b2v.fma(x, s32);
+        }
+        if (mode == SCALE_ADD) {
+            FloatVector.fromArray(S, c, c0).mul(beta).add(s00).intoArray(c, c0);
+            FloatVector.fromArray(S, c, c0 + L).mul(beta).add(s01).intoArray(c, c0 + L);
+            FloatVector.fromArray(S, c, c0 + 2 * L).mul(beta).add(s02).intoArray(c, c0 + 2 * L);
+            FloatVector.fromArray(S, c, c1).mul(beta).add(s10).intoArray(c, c1);
+            FloatVector.fromArray(S, c, c1 + L).mul(beta).add(s11).intoArray(c, c1 + L);
+            FloatVector.fromArray(S, c, c1 + 2 * L).mul(beta).add(s12).intoArray(c, c1 + 2 * L);
+            FloatVector.fromArray(S, c, c2).mul(beta).add(s20).intoArray(c, c2);
+            FloatVector.fromArray(S, c, c2 + L).mul(beta).add(s21).intoArray(c, c2 + L);
+            FloatVector.fromArray(S, c, c2 + 2 * L).mul(beta).add(s22).intoArray(c, c2 + 2 * L);
+            FloatVector.fromArray(S, c, c3).mul(beta).add(s30).intoArray(c, c3);
+            FloatVector.fromArray(S, c, c3 + L).mul(beta).add(s31).intoArray(c, c3 + L);
+            FloatVector.fromArray(S, c, c3 + 2 * L).mul(beta).add(s32).intoArray(c, c3 + 2 * L);
+        } else {
+            s00.intoArray(c, c0);
+            s01.intoArray(c, c0 + L);
+            s02.intoArray(c, c0 + 2 * L);
+            s10.intoArray(c, c1);
+            s11.intoArray(c, c1 + L);
+            s12.intoArray(c, c1 + 2 * L);
+            s20.intoArray(c, c2);
+            s21.intoArray(c, c2 + L);
+            s22.intoArray(c, c2 + 2 * L);
+            s30.intoArray(c, c3);
+            s31.intoArray(c, c3 + L);
+            s32.intoArray(c, c3 + 2 * L);
+        }
+    }
+
+    private static void tile4x2(float[] a, int a0, int ais, int ads, float[] b, int b0, int ldb,
+                                float[] c, int c0, int ldc, int depth, int mode, float beta) {
+        int c1 = c0 + ldc;
+        int c2 = c1 + ldc;
+        int c3 = c2 + ldc;
+        FloatVector s00;
+        FloatVector s01;
+        FloatVector s10;
+        FloatVector s11;
+        FloatVector s20;
+        FloatVector s21;
+        FloatVector s30;
+        FloatVector s31;
+        if (mode == ACCUMULATE) {
+            s00 = FloatVector.fromArray(S, c, c0);
+            s01 = FloatVector.fromArray(S, c, c0 + L);
+            s10 = FloatVector.fromArray(S, c, c1);
+            s11 = FloatVector.fromArray(S, c, c1 + L);
+            s20 = FloatVector.fromArray(S, c, c2);
+            s21 = FloatVector.fromArray(S, c, c2 + L);
+            s30 = FloatVector.fromArray(S, c, c3);
+            s31 = FloatVector.fromArray(S, c, c3 + L);
+        } else {
+            FloatVector zero = FloatVector.zero(S);
+            s00 = zero;
+            s01 = zero;
+            s10 = zero;
+            s11 = zero;
+            s20 = zero;
+            s21 = zero;
+            s30 = zero;
+            s31 = zero;
+        }
         for (int d = 0, at = a0, bRow = b0; d < depth; d++, at += ads, bRow += ldb) {
             FloatVector b0v = FloatVector.fromArray(S, b, bRow);
             FloatVector b1v = FloatVector.fromArray(S, b, bRow + L);
             FloatVector x = FloatVector.broadcast(S, a[at]);
             s00 = b0v.fma(x, s00);
             s01 = b1v.fma(x, s01);
-            x = FloatVector.broadcast(S, a[at + a1]);
+            x = FloatVector.broadcast(S, a[at + ais]);
             s10 = b0v.fma(x, s10);
             s11 = b1v.fma(x, s11);
-            x = FloatVector.broadcast(S, a[at + a2]);
+            x = FloatVector.broadcast(S, a[at + 2 * ais]);
             s20 = b0v.fma(x, s20);
             s21 = b1v.fma(x, s21);
-            x = FloatVector.broadcast(S, a[at + a3]);
+            x = FloatVector.broadcast(S, a[at + 3 * ais]);
             s30 = b0v.fma(x, s30);
             s31 = b1v.fma(x, s31);
         }
-        s00.intoArray(c, c0);
-        s01.intoArray(c, c0 + L);
-        s10.intoArray(c, c1);
-        s11.intoArray(c, c1 + L);
-        s20.intoArray(c, c2);
-        s21.intoArray(c, c2 + L);
-        s30.intoArray(c, c3);
-        s31.intoArray(c, c3 + L);
+        if (mode == SCALE_ADD) {
+            FloatVector.fromArray(S, c, c0).mul(beta).add(s00).intoArray(c, c0);
+            FloatVector.fromArray(S, c, c0 + L).mul(beta).add(s01).intoArray(c, c0 + L);
+            FloatVector.fromArray(S, c, c1).mul(beta).add(s10).intoArray(c, c1);
+            FloatVector.fromArray(S, c, c1 + L).mul(beta).add(s11).intoArray(c, c1 + L);
+            FloatVector.fromArray(S, c, c2).mul(beta).add(s20).intoArray(c, c2);
+            FloatVector.fromArray(S, c, c2 + L).mul(beta).add(s21).intoArray(c, c2 + L);
+            FloatVector.fromArray(S, c, c3).mul(beta).add(s30).intoArray(c, c3);
+            FloatVector.fromArray(S, c, c3 + L).mul(beta).add(s31).intoArray(c, c3 + L);
+        } else {
+            s00.intoArray(c, c0);
+            s01.intoArray(c, c0 + L);
+            s10.intoArray(c, c1);
+            s11.intoArray(c, c1 + L);
+            s20.intoArray(c, c2);
+            s21.intoArray(c, c2 + L);
+            s30.intoArray(c, c3);
+            s31.intoArray(c, c3 + L);
+        }
     }
 
     private static void tile4x1(float[] a, int a0, int ais, int ads, float[] b, int b0, int ldb,
-                                float[] c, int c0, int ldc, int depth, boolean add) {
+                                float[] c, int c0, int ldc, int depth, int mode, float beta) {
         int c1 = c0 + ldc;
         int c2 = c1 + ldc;
         int c3 = c2 + ldc;
-        FloatVector zero = FloatVector.zero(S);
-        FloatVector s0 = add ? FloatVector.fromArray(S, c, c0) : zero;
-        FloatVector s1 = add ? FloatVector.fromArray(S, c, c1) : zero;
-        FloatVector s2 = add ? FloatVector.fromArray(S, c, c2) : zero;
-        FloatVector s3 = add ? FloatVector.fromArray(S, c, c3) : zero;
-        int a1 = ais;
-        int a2 = 2 * ais;
-        int a3 = 3 * ais;
-        for (int d = 0, at = a0, bRow = b0; d < depth; d++, at += ads, bRow += ldb) {
-            FloatVector bv = FloatVector.fromArray(S, b, bRow);
-            s0 = bv.fma(FloatVector.broadcast(S, a[at]), s0);
-            s1 = bv.fma(FloatVector.broadcast(S, a[at + a1]), s1);
-            s2 = bv.fma(FloatVector.broadcast(S, a[at + a2]), s2);
-            s3 = bv.fma(FloatVector.broadcast(S, a[at + a3]), s3);
+        FloatVector s00;
+        FloatVector s10;
+        FloatVector s20;
+        FloatVector s30;
+        if (mode == ACCUMULATE) {
+            s00 = FloatVector.fromArray(S, c, c0);
+            s10 = FloatVector.fromArray(S, c, c1);
+            s20 = FloatVector.fromArray(S, c, c2);
+            s30 = FloatVector.fromArray(S, c, c3);
+        } else {
+            FloatVector zero = FloatVector.zero(S);
+            s00 = zero;
+            s10 = zero;
+            s20 = zero;
+            s30 = zero;
         }
-        s0.intoArray(c, c0);
-        s1.intoArray(c, c1);
-        s2.intoArray(c, c2);
-        s3.intoArray(c, c3);
+        for (int d = 0, at = a0, bRow = b0; d < depth; d++, at += ads, bRow += ldb) {
+            FloatVector b0v = FloatVector.fromArray(S, b, bRow);
+            FloatVector x = FloatVector.broadcast(S, a[at]);
+            s00 = b0v.fma(x, s00);
+            x = FloatVector.broadcast(S, a[at + ais]);
+            s10 = b0v.fma(x, s10);
+            x = FloatVector.broadcast(S, a[at + 2 * ais]);
+            s20 = b0v.fma(x, s20);
+            x = FloatVector.broadcast(S, a[at + 3 * ais]);
+            s30 = b0v.fma(x, s30);
+        }
+        if (mode == SCALE_ADD) {
+            FloatVector.fromArray(S, c, c0).mul(beta).add(s00).intoArray(c, c0);
+            FloatVector.fromArray(S, c, c1).mul(beta).add(s10).intoArray(c, c1);
+            FloatVector.fromArray(S, c, c2).mul(beta).add(s20).intoArray(c, c2);
+            FloatVector.fromArray(S, c, c3).mul(beta).add(s30).intoArray(c, c3);
+        } else {
+            s00.intoArray(c, c0);
+            s10.intoArray(c, c1);
+            s20.intoArray(c, c2);
+            s30.intoArray(c, c3);
+        }
+    }
+
+    private static void tile8x1(float[] a, int a0, int ais, int ads, float[] b, int b0, int ldb,
+                                float[] c, int c0, int ldc, int depth, int mode, float beta) {
+        int c1 = c0 + ldc;
+        int c2 = c1 + ldc;
+        int c3 = c2 + ldc;
+        int c4 = c3 + ldc;
+        int c5 = c4 + ldc;
+        int c6 = c5 + ldc;
+        int c7 = c6 + ldc;
+        FloatVector s00;
+        FloatVector s10;
+        FloatVector s20;
+        FloatVector s30;
+        FloatVector s40;
+        FloatVector s50;
+        FloatVector s60;
+        FloatVector s70;
+        if (mode == ACCUMULATE) {
+            s00 = FloatVector.fromArray(S, c, c0);
+            s10 = FloatVector.fromArray(S, c, c1);
+            s20 = FloatVector.fromArray(S, c, c2);
+            s30 = FloatVector.fromArray(S, c, c3);
+            s40 = FloatVector.fromArray(S, c, c4);
+            s50 = FloatVector.fromArray(S, c, c5);
+            s60 = FloatVector.fromArray(S, c, c6);
+            s70 = FloatVector.fromArray(S, c, c7);
+        } else {
+            FloatVector zero = FloatVector.zero(S);
+            s00 = zero;
+            s10 = zero;
+            s20 = zero;
+            s30 = zero;
+            s40 = zero;
+            s50 = zero;
+            s60 = zero;
+            s70 = zero;
+        }
+        for (int d = 0, at = a0, bRow = b0; d < depth; d++, at += ads, bRow += ldb) {
+            FloatVector b0v = FloatVector.fromArray(S, b, bRow);
+            FloatVector x = FloatVector.broadcast(S, a[at]);
+            s00 = b0v.fma(x, s00);
+            x = FloatVector.broadcast(S, a[at + ais]);
+            s10 = b0v.fma(x, s10);
+            x = FloatVector.broadcast(S, a[at + 2 * ais]);
+            s20 = b0v.fma(x, s20);
+            x = FloatVector.broadcast(S, a[at + 3 * ais]);
+            s30 = b0v.fma(x, s30);
+            x = FloatVector.broadcast(S, a[at + 4 * ais]);
+            s40 = b0v.fma(x, s40);
+            x = FloatVector.broadcast(S, a[at + 5 * ais]);
+            s50 = b0v.fma(x, s50);
+            x = FloatVector.broadcast(S, a[at + 6 * ais]);
+            s60 = b0v.fma(x, s60);
+            x = FloatVector.broadcast(S, a[at + 7 * ais]);
+            s70 = b0v.fma(x, s70);
+        }
+        if (mode == SCALE_ADD) {
+            FloatVector.fromArray(S, c, c0).mul(beta).add(s00).intoArray(c, c0);
+            FloatVector.fromArray(S, c, c1).mul(beta).add(s10).intoArray(c, c1);
+            FloatVector.fromArray(S, c, c2).mul(beta).add(s20).intoArray(c, c2);
+            FloatVector.fromArray(S, c, c3).mul(beta).add(s30).intoArray(c, c3);
+            FloatVector.fromArray(S, c, c4).mul(beta).add(s40).intoArray(c, c4);
+            FloatVector.fromArray(S, c, c5).mul(beta).add(s50).intoArray(c, c5);
+            FloatVector.fromArray(S, c, c6).mul(beta).add(s60).intoArray(c, c6);
+            FloatVector.fromArray(S, c, c7).mul(beta).add(s70).intoArray(c, c7);
+        } else {
+            s00.intoArray(c, c0);
+            s10.intoArray(c, c1);
+            s20.intoArray(c, c2);
+            s30.intoArray(c, c3);
+            s40.intoArray(c, c4);
+            s50.intoArray(c, c5);
+            s60.intoArray(c, c6);
+            s70.intoArray(c, c7);
+        }
     }
 
     private static void tile1x1(float[] a, int a0, int ads, float[] b, int b0, int ldb, float[] c, int c0, int depth,
-                                boolean add) {
-        FloatVector s = add ? FloatVector.fromArray(S, c, c0) : FloatVector.zero(S);
+                                int mode, float beta) {
+        FloatVector s = mode == ACCUMULATE ? FloatVector.fromArray(S, c, c0) : FloatVector.zero(S);
         for (int d = 0, at = a0, bRow = b0; d < depth; d++, at += ads, bRow += ldb) {
             s = FloatVector.fromArray(S, b, bRow).fma(FloatVector.broadcast(S, a[at]), s);
         }
-        s.intoArray(c, c0);
+        if (mode == SCALE_ADD) {
+            FloatVector.fromArray(S, c, c0).mul(beta).add(s).intoArray(c, c0);
+        } else {
+            s.intoArray(c, c0);
+        }
     }
 
     /**

@@ -47,21 +47,28 @@ class CpuKernelTest {
     @Test
     void productsMatchFloat64() {
         SplittableRandom rnd = new SplittableRandom(7);
+        // every tile and tail: 4 x 4, 4 x 3 (48 or 112 columns), 4 x 2, 8 x 1 then 4 x 1 (16 + 64k
+        // columns over 8 or more rows), rows past the last 4, columns past the last vector
         int[][] shapes = {{1, 1, 1}, {4, 64, 64}, {3, 17, 5}, {64, 128, 128}, {13, 100, 37}, {128, 64, 64},
-                {5, 33, 130}, {8, 48, 1}, {4, 16, 200}};
+                {5, 33, 130}, {8, 48, 1}, {4, 16, 200}, {16, 16, 64}, {19, 80, 9}, {12, 112, 7}, {9, 17, 3},
+                {64, 48, 64}, {64, 16, 64}};
         for (Kernel kernel : kernels()) {
             for (int[] shape : shapes) {
                 for (boolean transposed : new boolean[]{false, true}) {
-                    for (boolean add : new boolean[]{false, true}) {
-                        check(kernel, rnd, shape[0], shape[1], shape[2], transposed, add);
+                    for (int mode : new int[]{Kernel.SET, Kernel.ACCUMULATE, Kernel.SCALE_ADD}) {
+                        check(kernel, rnd, shape[0], shape[1], shape[2], transposed, mode);
                     }
                 }
             }
         }
     }
 
+    /**
+     * One product against float64: C = A B, C += A B ({@link Kernel#product}) or C = beta C + A B
+     * ({@link Kernel#productScaleAdd}, beta random in [0.5, 1), as a chunk's decay is).
+     */
     private static void check(Kernel kernel, SplittableRandom rnd, int rows, int cols, int depth,
-                              boolean transposed, boolean add) {
+                              boolean transposed, int mode) {
         int ao = 3;
         int lda = (transposed ? rows : depth) + 5;
         int ais = transposed ? 1 : lda;
@@ -74,9 +81,14 @@ class CpuKernelTest {
         float[] b = random(rnd, bo + ldb * depth);
         float[] c = random(rnd, co + ldc * rows);
         float[] before = c.clone();
-        kernel.product(a, ao, ais, ads, b, bo, ldb, c, co, ldc, rows, cols, depth, add);
+        float beta = (float) (0.5 + rnd.nextDouble() / 2);
+        if (mode == Kernel.SCALE_ADD) {
+            kernel.productScaleAdd(a, ao, ais, ads, b, bo, ldb, c, co, ldc, rows, cols, depth, beta);
+        } else {
+            kernel.product(a, ao, ais, ads, b, bo, ldb, c, co, ldc, rows, cols, depth, mode == Kernel.ACCUMULATE);
+        }
         String what = kernel.name() + " " + rows + "x" + cols + "x" + depth + (transposed ? " A^T" : "")
-                + (add ? " C+=" : " C=");
+                + (mode == Kernel.SET ? " C=" : mode == Kernel.ACCUMULATE ? " C+=" : " C=beta C+");
         for (int i = 0; i < rows; i++) {
             for (int j = 0; j < ldc; j++) {
                 int at = co + i * ldc + j;
@@ -84,7 +96,7 @@ class CpuKernelTest {
                     assertEquals(before[at], c[at], what + ": wrote outside C at row " + i + ", column " + j);
                     continue;
                 }
-                double want = add ? before[at] : 0;
+                double want = mode == Kernel.SET ? 0 : mode == Kernel.ACCUMULATE ? before[at] : (double) beta * before[at];
                 double size = Math.abs(want);
                 for (int d = 0; d < depth; d++) {
                     double x = (double) a[ao + i * ais + d * ads] * b[bo + d * ldb + j];
