@@ -44,8 +44,10 @@ if [[ -n "${TESTS:-}" ]]; then
   echo "== TablesGpuTest (backend gpu against float64 and the CPU backend)"
   timeout "$case_timeout" "$java_bin" "${jvm_options[@]}" -jar "$TESTS/junit-platform-console-standalone.jar" execute \
     --class-path "$TESTS/classes:$classpath" --select-class dev.lightning.attention.it.TablesGpuTest \
-    --details=tree --disable-banner 2>&1 | grep -v -E " (INFO|WARN) " | tail -n 60
-  status=${PIPESTATUS[0]}
+    --details=tree --disable-banner > "$work/test.log" 2>&1
+  status=$?
+  grep -E "^TablesGpuTest " "$work/test.log"       # the errors measured, per run
+  grep -v -E " (INFO|WARN) " "$work/test.log" | tail -n 40
   echo "RESULT test TablesGpuTest status=$status"
   [[ $status -eq 0 ]] || failed+=("TablesGpuTest")
 fi
