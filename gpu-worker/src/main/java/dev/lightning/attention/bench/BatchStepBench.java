@@ -104,7 +104,8 @@ public final class BatchStepBench {
         }
     }
 
-    private static TokenTensor random(SplittableRandom rnd, int tokens, int heads, int dim) {
+    /** Random BF16 tokens in [-1, 1) (never zeros); BatchStreamBench uses it too. */
+    static TokenTensor random(SplittableRandom rnd, int tokens, int heads, int dim) {
         float[] x = new float[tokens * heads * dim];
         for (int i = 0; i < x.length; i++) {
             x[i] = (float) (rnd.nextDouble() * 2 - 1);
@@ -112,8 +113,8 @@ public final class BatchStepBench {
         return TokenTensor.of(DType.BF16, tokens, heads, dim, x);
     }
 
-    /** Random states (never zeros), a slot at a time through the bulk copy. */
-    private static void fillStates(StateStore store, AttentionSpec spec, SplittableRandom rnd) {
+    /** Random states in [-1, 1) (never zeros), a slot at a time through the bulk copy; BatchStreamBench uses it too. */
+    static void fillStates(StateStore store, AttentionSpec spec, SplittableRandom rnd) {
         ByteBuffer kv = ByteBuffer.allocate(spec.stateSize() * 4).order(ByteOrder.LITTLE_ENDIAN);
         for (int s = 0; s < store.slots(); s++) {
             kv.clear();

@@ -12,8 +12,6 @@ import dev.lightning.attention.tensor.TokenTensor;
 
 import java.lang.management.ManagementFactory;
 import java.lang.management.ThreadMXBean;
-import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
 import java.util.Locale;
 import java.util.SplittableRandom;
 
@@ -90,9 +88,9 @@ public final class BatchStreamBench {
 
         SplittableRandom rnd = new SplittableRandom(7);
         int poolTokens = batchSize * tokens;
-        TokenTensor q = random(rnd, poolTokens);
-        TokenTensor k = random(rnd, poolTokens);
-        TokenTensor v = random(rnd, poolTokens);
+        TokenTensor q = BatchStepBench.random(rnd, poolTokens, HEADS, D);
+        TokenTensor k = BatchStepBench.random(rnd, poolTokens, HEADS, D);
+        TokenTensor v = BatchStepBench.random(rnd, poolTokens, HEADS, D);
         TokenTensor oAll = TokenTensor.allocate(DType.BF16, poolTokens, HEADS, D);
         int batches = (sequences + batchSize - 1) / batchSize;
         ThreadMXBean mx = ManagementFactory.getThreadMXBean();
@@ -102,7 +100,7 @@ public final class BatchStreamBench {
         try (BatchStep step = BatchStep.cpu(spec, threads); StateStore store = step.allocate(storeSlots);
              BatchStep reference = BatchStep.reference(spec); StateStore refStore = reference.allocate(1)) {
             long f0 = System.nanoTime();
-            fillStates(store, spec, rnd);
+            BatchStepBench.fillStates(store, spec, rnd);
             System.out.printf(Locale.ROOT, "store: %d states of %d bytes (%.2f GB) filled at random in %.1f s; "
                             + "%d batches of up to %d sequences x %d tokens%n", storeSlots, stateBytes,
                     storeSlots * (double) stateBytes / 1e9, (System.nanoTime() - f0) / 1e9, batches, batchSize, tokens);
@@ -232,26 +230,5 @@ public final class BatchStreamBench {
             throw new IllegalStateException("the copy did not copy");
         }
         return new double[] {2.0 * n * 4 / best / 1e9, 2.0 * n * 4 / bestCpu / 1e9};
-    }
-
-    private static TokenTensor random(SplittableRandom rnd, int tokens) {
-        float[] x = new float[tokens * HEADS * D];
-        for (int i = 0; i < x.length; i++) {
-            x[i] = (float) (rnd.nextDouble() * 2 - 1);
-        }
-        return TokenTensor.of(DType.BF16, tokens, HEADS, D, x);
-    }
-
-    /** Random states in [-1, 1) (never zeros), a slot at a time through the bulk copy. */
-    private static void fillStates(StateStore store, AttentionSpec spec, SplittableRandom rnd) {
-        ByteBuffer kv = ByteBuffer.allocate(spec.stateSize() * 4).order(ByteOrder.LITTLE_ENDIAN);
-        for (int s = 0; s < store.slots(); s++) {
-            kv.clear();
-            for (int i = 0; i < spec.stateSize(); i++) {
-                kv.putFloat((float) (rnd.nextDouble() * 2 - 1));
-            }
-            kv.flip();
-            store.copyIn(s, 1, kv, null);
-        }
     }
 }
