@@ -69,11 +69,12 @@
 #define BATCH_STAGED_MIN_BLOCKS 9
 #endif
 // The host runs a batch through the staged kernels when no sequence has more new tokens than this
-// (0: never); reported to the host by lightning_batch_shapes. 0 until the staged kernels are timed
-// on a device against the register kernels (BENCHMARKS.md, "Many short sequences"): built and
-// checked by ptxas only so far; bench/decode_batch.py times and checks both whatever this says.
+// (0: never); reported to the host by lightning_batch_shapes. Measured on the H200 (decode, H = 8,
+// D = 128, BF16, bench/decode_batch.py, 2026-12-03): staged 0.918 of the copy bandwidth at N =
+// 65,536 and 0.920 at 131,072, against the register kernels' 0.889 to 0.894; at 4 and 8 new tokens
+// a sequence the register kernels win (each token re-reads the staged slice), so 2.
 #ifndef BATCH_STAGED_TOKENS
-#define BATCH_STAGED_TOKENS 0
+#define BATCH_STAGED_TOKENS 2
 #endif
 // Rows a thread of a staged kernel handles per loop pass (unrolled): loads from shared memory are
 // short, and fully unrolled loops hoisted them all, which took 147 registers.

@@ -2,24 +2,15 @@
 // family (see there for the math, the packed rows and the mask-bounded key loop), with both
 // products on wgmma. Built into its own PTX (softmax_sm90a.ptx) that the host loads only on a
 // device of compute capability 9.0; widths other than those here run on softmax.cu's kernels.
-// Two designs of softmax_sm90_forward_{bf16,f16}_k128_v128 (Dk, Dv in 65..128, padded to 128);
-// the host reads the launch shape from softmax_sm90_launch_shapes, so either one runs unchanged.
+// softmax_sm90_forward_{bf16,f16}_k128_v128 (Dk, Dv in 65..128, padded to 128); the host reads the
+// launch shape from softmax_sm90_launch_shapes.
 //
-// The default build (validated on an H200, BENCHMARKS.md):
-//   CTA = 2 warpgroups (256 threads), 128 packed rows, warpgroup g owns rows 64 g .. 64 g + 63
-//   (warp w of the CTA owns rows 16 w .. 16 w + 15, the mma.sync layout, so the online softmax
-//   and the output code are softmax_common.cuh's). Key tiles of 128, double buffered by cp.async
-//   (every thread loads), in the 128-byte swizzled layout wgmma reads (hopper.cuh's notes):
-//   S = Q K^T as two m64n64 halves per k-step (A = the warpgroup's Q tile, B = the K tile,
-//   both K-major, from shared memory), then O += P V as m64n128k16 with P in registers (the
-//   accumulator layout repacked to 16-bit A fragments) and V (keys x Dv, row-major) as the
-//   transposed B operand.
-//
-// With -DSOFTMAX_SM90_WS: the warp-specialized design below. NOT YET RUN ON A GPU (written on
-// 2026-12-03 when no device machine could be started); the committed PTX is the default build
-// until bench/softmax_peer.py has checked and timed it (command in BENCHMARKS.md).
-//   CTA = 3 warpgroups (384 threads), 128 packed rows, warp-specialized in the manner
-//   FlashAttention-3 describes:
+// The design: warp-specialized, as FlashAttention-3's paper describes it (no code taken from it).
+// It replaced a two-warpgroup design in which every thread loaded and the CTA met at a barrier per
+// key tile: on an H200 (bench/softmax_peer.py, causal, bf16, Hq = 64, Hk = 8, D = 128) this one
+// ran 340.6 / 381.5 / 389.4 TFLOP/s at T = 8K / 32K / 128K against the old 252.7 / 276.8 / 281.8
+// (BENCHMARKS.md, "Softmax attention", 2026-12-03).
+//   CTA = 3 warpgroups (384 threads), 128 packed rows:
 //   - warpgroup 0 loads: Q once, then the K and V tiles of 128 keys into a ring of WS_STAGES
 //     stages, with cp.async (16 bytes a copy, zero-filled past the ends) in the 128-byte swizzled
 //     layout wgmma reads (hopper.cuh's notes). Each tile's K and V have their own "full" mbarrier,
@@ -85,134 +76,6 @@ __device__ __forceinline__ void load_piece(unsigned char* dst, unsigned dstAddr,
     }
 }
 
-#ifndef SOFTMAX_SM90_WS
-constexpr int WG_THREADS = 256;
-constexpr int WG_SMEM = WG_Q_BYTES + 2 * WG_STAGE + 1024;  // + alignment of the atoms to 1024
-
-
-// Rows [0, ROWS) of width d (<= 128; zeros past d and for rows >= valid) into the swizzled tile
-// at shared offset off; a tile row r lands in subtile r / SUB (SUB-row tiles stacked; Q is two
-// 64-row tiles, one per warpgroup). vec: 16-byte cp.async; else 2-byte loads and a 16-byte store.
-template <int ROWS, int SUB, typename RowPtr>
-__device__ __forceinline__ void load_atoms(unsigned char* smem, unsigned off, RowPtr rowPtr, int valid, int d,
-                                           bool vec, const void* any) {
-    const unsigned base = smem_u32(smem) + off;
-#pragma unroll 4
-    for (int idx = threadIdx.x; idx < ROWS * 16; idx += WG_THREADS) {
-        const int r = idx >> 4, c = idx & 15;
-        const int col = c * 8;
-        const bool ok = r < valid && col < d;
-        const unsigned at = (unsigned)((r / SUB) * SUB * 256) + atom_off(SUB, r % SUB, c);
-        load_piece(smem + off + at, base + at, rowPtr, r, col, ok, d, vec, any);
-    }
-}
-
-template <typename T>
-__device__ __forceinline__ void forward_wg(const SoftmaxArgs& a) {
-    using W64 = Wgmma<T, 64>;
-    using W128 = Wgmma<T, 128>;
-    extern __shared__ __align__(128) unsigned char smem_raw[];
-    // atoms must start at multiples of 1024 bytes
-    unsigned char* smem = smem_raw + ((1024u - (smem_u32(smem_raw) & 1023u)) & 1023u);
-    const Block b(a, WG_ROWS);
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int wg = warp >> 2;
-    const T* q = static_cast<const T*>(a.q);
-    const T* k = static_cast<const T*>(a.k);
-    const T* v = static_cast<const T*>(a.v);
-
-    const int row[2] = {warp * 16 + (lane >> 2), warp * 16 + (lane >> 2) + 8};
-    int klo[2], khi[2];
-    row_ranges(a, b, row, klo, khi);
-
-    float acc[16][4];  // m64n128 accumulator: n-tile n = columns 8 n .. 8 n + 7
-#pragma unroll
-    for (int n = 0; n < 16; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
-    float m[2] = {-CUDART_INF_F, -CUDART_INF_F};
-    float l[2] = {0.f, 0.f};
-
-    if (b.lo < b.hi) {
-        const unsigned sBase = smem_u32(smem);
-        const bool vecQ = a.dk % 8 == 0 && aligned16(q);
-        const bool vecK = a.dk % 8 == 0 && aligned16(k);
-        const bool vecV = a.dv % 8 == 0 && aligned16(v);
-        load_atoms<WG_ROWS, 64>(smem, 0, [&](int r) { return q + b.qRow(a, r) * a.dk; }, b.valid, a.dk, vecQ, q);
-        const int first = b.lo / WG_KEYS * WG_KEYS;
-        const int tiles = (b.hi - first + WG_KEYS - 1) / WG_KEYS;
-        auto loadKV = [&](int it) {
-            const int j0 = first + it * WG_KEYS;
-            const unsigned off = WG_Q_BYTES + (it & 1) * WG_STAGE;
-            const int valid = min(WG_KEYS, a.nk - j0);
-            load_atoms<WG_KEYS, WG_KEYS>(smem, off, [&](int r) { return k + b.kvRow(a, j0 + r) * a.dk; }, valid,
-                                         a.dk, vecK, k);
-            load_atoms<WG_KEYS, WG_KEYS>(smem, off + WG_KV_TILE, [&](int r) { return v + b.kvRow(a, j0 + r) * a.dv; },
-                                         valid, a.dv, vecV, v);
-        };
-        loadKV(0);
-        cp_async_commit();
-        // Q of this warpgroup: K-major A, 8 rows a 1024-byte group; k-step ks: atom ks / 4 (8192
-        // bytes), 32 bytes ks % 4 inside it (descriptor units are 16 bytes)
-        const unsigned long long qDesc = wg_desc(sBase + wg * WG_Q_TILE, 16u, 1024u);
-        for (int it = 0; it < tiles; it++) {
-            if (it + 1 < tiles) {
-                loadKV(it + 1);
-                cp_async_commit();
-                cp_async_wait(1);
-            } else {
-                cp_async_wait(0);
-            }
-            fence_async_smem();  // this thread's copies, visible to the tensor cores
-            __syncthreads();
-            const int j0 = first + it * WG_KEYS;
-            const unsigned sK = sBase + WG_Q_BYTES + (it & 1) * WG_STAGE;
-            const unsigned sV = sK + WG_KV_TILE;
-            // K: K-major B, atoms of 16384 bytes (128 rows); keys 64 h.. start 8192 h bytes in
-            const unsigned long long kDesc = wg_desc(sK, 16u, 1024u);
-            // V: the transposed B: leading offset = the atom (next 64 columns), 16 keys = 2048 bytes
-            const unsigned long long vDesc = wg_desc(sV, 16384u, 1024u);
-
-            float s[16][4];
-            wg_fence();
-#pragma unroll
-            for (int ks = 0; ks < 8; ks++) {
-                const unsigned long long qd = qDesc + (unsigned long long)(((ks >> 2) << 9) + ((ks & 3) << 1));
-                const unsigned long long kd = kDesc + (unsigned long long)(((ks >> 2) << 10) + ((ks & 3) << 1));
-                if (ks == 0) {
-                    W64::template ss0<0>(&s[0][0], qd, kd);
-                    W64::template ss0<0>(&s[8][0], qd, kd + 512u);
-                } else {
-                    W64::template ss<0>(&s[0][0], qd, kd);
-                    W64::template ss<0>(&s[8][0], qd, kd + 512u);
-                }
-            }
-            wg_commit();
-            wg_wait<0>();
-            reg_fence<64>(&s[0][0]);
-
-            softmax_tile(s, acc, m, l, klo, khi, j0, !(j0 >= b.kloMax && j0 + WG_KEYS <= b.khiMin), a.scaleLog2,
-                         lane);
-            unsigned pa[8][4];
-#pragma unroll
-            for (int kk = 0; kk < 8; kk++) {
-                pa[kk][0] = Ops<T>::pack(s[2 * kk][0], s[2 * kk][1]);
-                pa[kk][1] = Ops<T>::pack(s[2 * kk][2], s[2 * kk][3]);
-                pa[kk][2] = Ops<T>::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-                pa[kk][3] = Ops<T>::pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
-            }
-            wg_fence();
-#pragma unroll
-            for (int kk = 0; kk < 8; kk++) W128::template rs<1>(&acc[0][0], pa[kk], vDesc + 128u * kk);
-            wg_commit();
-            wg_wait<0>();
-            reg_fence<64>(&acc[0][0]);
-            reg_fence<32>(&pa[0][0]);
-            __syncthreads();  // both warpgroups are done with this stage before it is refilled
-        }
-    }
-    finish_rows(a, b, acc, m, l, row, lane);
-}
-
-#else  // SOFTMAX_SM90_WS
 
 using lightning::mbar_arrive;
 using lightning::mbar_init;
@@ -479,21 +342,11 @@ __device__ __forceinline__ void forward_ws(const SoftmaxArgs& a) {
     }
     finish_rows(a, b, acc, m, l, row, lane);
 }
-#endif  // SOFTMAX_SM90_WS
 
 }  // namespace softmax
 
-#ifndef SOFTMAX_SM90_WS
-extern "C" __global__ void __launch_bounds__(softmax::WG_THREADS, 1)
-    softmax_sm90_forward_bf16_k128_v128(const SoftmaxArgs a) {
-    softmax::forward_wg<__nv_bfloat16>(a);
-}
-extern "C" __global__ void __launch_bounds__(softmax::WG_THREADS, 1)
-    softmax_sm90_forward_f16_k128_v128(const SoftmaxArgs a) {
-    softmax::forward_wg<__half>(a);
-}
-#else  // SOFTMAX_SM90_WS
-// The warp-specialized build's entry points: the intra-warpgroup overlap with ping-pong.
+// The entry points: the intra-warpgroup overlap with ping-pong (both can be switched off at build
+// time for a comparison, as the variants below do).
 #ifndef SOFTMAX_SM90_OVERLAP
 #define SOFTMAX_SM90_OVERLAP true
 #define SOFTMAX_SM90_PINGPONG true
@@ -507,8 +360,10 @@ extern "C" __global__ void __launch_bounds__(softmax::WG_THREADS, 1)
     softmax::forward_ws<__half, SOFTMAX_SM90_OVERLAP, SOFTMAX_SM90_PINGPONG>(a);
 }
 
-// Variants for side-by-side measurement (bench/softmax_peer.py --hopper-variant): _ws (producer
+// With -DSOFTMAX_SM90_VARIANTS (bench/softmax_ws.sh; not in the shipped PTX, which would only grow):
+// variants for side-by-side measurement (bench/softmax_peer.py --hopper-variant): _ws (loader
 // warpgroup alone), _wso (+ overlap), _wsop (+ ping-pong, the same as the unsuffixed kernels).
+#ifdef SOFTMAX_SM90_VARIANTS
 #define SOFTMAX_SM90_VARIANT(SUFFIX, OV, PP)                                                               \
     extern "C" __global__ void __launch_bounds__(softmax::WG_THREADS, 1)                                  \
         softmax_sm90_forward_bf16_k128_v128##SUFFIX(const SoftmaxArgs a) {                                 \
@@ -521,7 +376,7 @@ extern "C" __global__ void __launch_bounds__(softmax::WG_THREADS, 1)
 SOFTMAX_SM90_VARIANT(_ws, false, false)
 SOFTMAX_SM90_VARIANT(_wso, true, false)
 SOFTMAX_SM90_VARIANT(_wsop, true, true)
-#endif  // SOFTMAX_SM90_WS
+#endif  // SOFTMAX_SM90_VARIANTS
 
 // The Hopper kernels' launch shape: threads, rows a CTA, dynamic shared bytes, and the padded
 // width they cover (Dk and Dv in (64, 128]). One thread.
