@@ -23,8 +23,16 @@ public interface AttentionBackend extends AutoCloseable {
     /** Short name: "cpu", "recurrent-f64", "chunked-f64", "gpu". */
     String name();
 
-    /** Where it computes: "cpu" or a device such as "cuda:0". */
+    /**
+     * Where it computes, for people: "cpu", or a GPU such as "cuda:0 (NVIDIA H200)". Code that needs
+     * the GPU itself asks {@link #gpuOrdinal()}; this text is for reports and messages.
+     */
     String device();
+
+    /** The CUDA device it computes on, or -1 for a backend that computes on the CPU. */
+    default int gpuOrdinal() {
+        return -1;
+    }
 
     /**
      * Pass 1: the state after the window given the state before it, without outputs:

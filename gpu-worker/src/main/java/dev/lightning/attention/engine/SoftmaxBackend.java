@@ -15,8 +15,13 @@ public interface SoftmaxBackend extends AutoCloseable {
     /** Short name: "softmax-f64", "softmax-cpu", "softmax-gpu". */
     String name();
 
-    /** Where it computes: "cpu" or a device such as "cuda:0". */
+    /** Where it computes, for people: "cpu" or a device such as "cuda:0" (see {@link #gpuOrdinal()}). */
     String device();
+
+    /** The CUDA device it computes on, or -1 for a backend that computes on the CPU. */
+    default int gpuOrdinal() {
+        return -1;
+    }
 
     /**
      * The partial result of queries {@code q} (absolute positions {@code qStart ..}) over keys

@@ -144,7 +144,7 @@ final class SoftmaxTasks implements Serializable {
      * work its kernels did in about 35 ms (BENCHMARKS.md, "Softmax attention: the split job").
      */
     private SoftmaxWork work(SequenceFile f, SoftmaxBackend b) {
-        boolean gpu = b != null && b.device().startsWith("cuda");
+        boolean gpu = b != null && b.gpuOrdinal() >= 0;
         return new SoftmaxWork(spec(f, cfg), cfg.chunkSize(), queryBlockBytes(cfg),
                 cfg.get(gpu ? Settings.GPU_WINDOW_BYTES : Settings.WINDOW_BYTES) / 2);
     }

@@ -256,7 +256,8 @@ final class TablePass2 extends Lazy<TablePass2.Out> {
         int s0 = in.peek()._1.seq;
         AttentionSpec spec = task.spec(s0);
         long stateBytes = spec.stateBytes();
-        boolean gpu = backend.device().startsWith("cuda:");
+        int ordinal = backend.gpuOrdinal();
+        boolean gpu = ordinal >= 0;
         // states and tokens get half each; on the GPU both stay within --gpu-memory, the step's limit
         long budget = gpu ? Math.min(task.windowBytes(backend), cfg.get(Settings.GPU_MEMORY)) : task.windowBytes(backend);
         int slots = (int) Math.max(1, Math.min(BATCH_MAX_SEQUENCES, budget / 2 / stateBytes));
@@ -264,7 +265,7 @@ final class TablePass2 extends Lazy<TablePass2.Out> {
         if (step == null || !step.spec().equals(spec)) {
             closeStep();
             step = gpu
-                    ? BatchStep.gpu(spec, Integer.parseInt(backend.device().substring(5)), cfg.get(Settings.GPU_MEMORY))
+                    ? BatchStep.gpu(spec, ordinal, cfg.get(Settings.GPU_MEMORY))
                     : BatchStep.cpu(spec);
             store = step.allocate(slots);
         }

@@ -110,7 +110,7 @@ final class TableTask implements Serializable {
     }
 
     long windowBytes(AttentionBackend b) {
-        return cfg.get(b.device().startsWith("cuda") ? Settings.GPU_WINDOW_BYTES : Settings.WINDOW_BYTES);
+        return cfg.get(b.gpuOrdinal() >= 0 ? Settings.GPU_WINDOW_BYTES : Settings.WINDOW_BYTES);
     }
 
     static LightningState initialOf(AttentionSpec spec, Block initial) {

@@ -251,7 +251,7 @@ final class Tasks implements Serializable {
      */
     private PieceWork work(AttentionBackend backend, SequenceFile f, WindowBuffers windows) {
         return new PieceWork(cfg.get(Settings.SCALE), cfg.chunkSize(), cfg.variant(),
-                cfg.get(backend.device().startsWith("cuda") ? Settings.GPU_WINDOW_BYTES : Settings.WINDOW_BYTES),
+                cfg.get(backend.gpuOrdinal() >= 0 ? Settings.GPU_WINDOW_BYTES : Settings.WINDOW_BYTES),
                 outputDtype(f)).reusing(windows);
     }
 

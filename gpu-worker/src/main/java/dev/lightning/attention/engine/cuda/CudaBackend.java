@@ -212,6 +212,11 @@ public final class CudaBackend implements AttentionBackend {
         return device.toString();
     }
 
+    @Override
+    public int gpuOrdinal() {
+        return device.ordinal;
+    }
+
     /**
      * A zero-filled tensor in host memory registered with the driver (a Java direct buffer,
      * page-locked until {@link #close()}): forward() and advance() copy it to and from the device

@@ -92,6 +92,11 @@ final class CudaSoftmaxBackend implements SoftmaxBackend {
     }
 
     @Override
+    public int gpuOrdinal() {
+        return device.ordinal;
+    }
+
+    @Override
     public void forward(SoftmaxSpec spec, TokenTensor q, long qStart, TokenTensor k, TokenTensor v, long kStart,
                         SoftmaxPartial out) {
         spec.checkForward(q, qStart, k, v, kStart, out);
