@@ -3,13 +3,15 @@
 # each broken down, in wall-clock and in CPU seconds; prints one table. BENCHMARKS.md, "CPU: the
 # whole job against a numpy peer".
 #   bench/cpu-vs-peer.sh [--dir DIR] [--tokens T] [--heads H] [--dk D] [--dv D] [--keep]
-#                        [--lightning PATH] [--only-two]
+#                        [--lightning PATH] [--only-two] [--one-thread-peer]
 # Defaults: DIR /tmp/cpu-vs-peer, T = 524,288, H = 8, Dk = Dv = 64 (a 3 GiB input). The input is
 # generated once (bin/lightning generate --dtype f32) and reused; outputs are removed at the end
 # unless --keep. Runs, in order: the job with the default partitioning (left out with --only-two),
 # the job with --partition-tokens T/2 (two pieces, so both cores of a 2-core machine compute), the
 # peer with OpenBLAS's default threads (checked against the job's output), and the peer on one
-# thread (OPENBLAS_NUM_THREADS=1). --lightning runs another build's launcher (an A/B of two builds).
+# thread (OPENBLAS_NUM_THREADS=1); --one-thread-peer runs only the latter (on a shared 2-core machine
+# the threaded peer spends 50 to 80 CPU-seconds waiting for its threads, which the other tenants
+# lose). --lightning runs another build's launcher (an A/B of two builds).
 # CPU seconds are those of each command's whole process tree (every thread: JIT, GC, OpenBLAS),
 # from bench/cpu_clock.py for the job (sampled as each of its progress lines comes) and from the
 # peer's own process_time(). On a shared machine the wall clock also counts other tenants' time:
@@ -17,7 +19,7 @@
 set -euo pipefail
 
 home="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-dir=/tmp/cpu-vs-peer tokens=524288 heads=8 dk=64 dv=64 keep= lightning="$home/bin/lightning" only_two=
+dir=/tmp/cpu-vs-peer tokens=524288 heads=8 dk=64 dv=64 keep= lightning="$home/bin/lightning" only_two= one_peer=
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --dir) dir="$2"; shift 2 ;;
@@ -28,7 +30,8 @@ while [[ $# -gt 0 ]]; do
     --keep) keep=1; shift ;;
     --lightning) lightning="$2"; shift 2 ;;
     --only-two) only_two=1; shift ;;
-    *) echo "cpu-vs-peer: unknown option '$1': expected --dir, --tokens, --heads, --dk, --dv, --keep, --lightning or --only-two" >&2; exit 2 ;;
+    --one-thread-peer) one_peer=1; shift ;;
+    *) echo "cpu-vs-peer: unknown option '$1': expected --dir, --tokens, --heads, --dk, --dv, --keep, --lightning, --only-two or --one-thread-peer" >&2; exit 2 ;;
   esac
 done
 
@@ -81,14 +84,18 @@ if [[ -z "$only_two" ]]; then
 fi
 run_job job-two --partition-tokens "$half"
 load_jobs=$(cut -d' ' -f1 /proc/loadavg)
-run_peer peer
+peers=(peer-1)
+if [[ -z "$one_peer" ]]; then
+  run_peer peer
+  peers=(peer peer-1)
+fi
 run_peer peer-1 OPENBLAS_NUM_THREADS=1
 load_peer=$(cut -d' ' -f1 /proc/loadavg)
 echo "cpu-vs-peer: load average (1 min) after the jobs ${load_jobs}, after the peers ${load_peer}" >&2
 
-python3 - "$dir" "$half" "${jobs[@]}" <<'EOF'
+python3 - "$dir" "$half" "${peers[*]}" "${jobs[@]}" <<'EOF'
 import datetime, json, re, sys
-d, half, names = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+d, half, peer_list, names = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(), sys.argv[4:]
 
 def epoch(iso):  # "2026-12-02T17:45:19.873349047Z": Python keeps microseconds
     iso = re.sub(r"(\.\d{6})\d*Z$", r"\1+00:00", iso)
@@ -137,7 +144,7 @@ def peer(name):
     return wall, cpu, threads[1], err
 
 jobs = [(n, job(n)) for n in names]
-peers = [("peer", peer("peer")), ("peer-1", peer("peer-1"))]
+peers = [(n, peer(n)) for n in peer_list]
 labels = {"job-default": "job, default pieces", "job-two": f"job, --partition-tokens {half:,}",
           "peer": f"numpy peer, {peers[0][1][2]} BLAS threads", "peer-1": "numpy peer, 1 BLAS thread"}
 rows = ["start (JVM, plan, Spark)", "read", "pass 1 (local states)", "scan", "pass 2 (read, compute, write o)",
