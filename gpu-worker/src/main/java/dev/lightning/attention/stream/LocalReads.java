@@ -104,7 +104,8 @@ final class LocalReads implements RangeReader {
         return b;
     }
 
-    private static ExecutorService pool() {
+    /** The JVM's pool of file-transfer threads (daemons, made on first use), shared with {@link LocalWrites}. */
+    static ExecutorService pool() {
         ExecutorService p = pool;
         if (p == null) {
             synchronized (LocalReads.class) {
