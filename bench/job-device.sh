@@ -70,6 +70,7 @@ timeout "$(capped 60)" bash -c "$(declare -f gen); home='$home' bench='$bench' g
 t1=$SECONDS; sync; t2=$SECONDS
 long_bytes=$(stat -c %s "$work"/long/long-000.safetensors)
 result "inputs long bytes=$long_bytes write_s=$((t1 - t0)) sync_s=$((t2 - t1))"
+gen_s=$((t2 - t0))
 
 # --- the disk's cold read bandwidth: 4 GiB of that file, one stream, then 8 streams on 8 ranges
 stamp "disk read, cold"
@@ -78,7 +79,8 @@ echo "page cache $(drop_caches)"
 s=$(date +%s.%N)
 dd if="$work/long/long-000.safetensors" of=/dev/null bs=16M count=$((chunk * 8)) 2>/dev/null
 e=$(date +%s.%N)
-result "disk_read streams=1 GB_per_s=$(python3 -c "print('%.3f' % ($chunk * 8 * 16 * 2**20 / ($e - $s) / 1e9))") bytes=$((chunk * 8 * 16 << 20))"
+disk1=$(python3 -c "print('%.3f' % ($chunk * 8 * 16 * 2**20 / ($e - $s) / 1e9))")
+result "disk_read streams=1 GB_per_s=$disk1 bytes=$((chunk * 8 * 16 << 20))"
 echo "page cache $(drop_caches)"
 s=$(date +%s.%N)
 for i in 0 1 2 3 4 5 6 7; do
@@ -160,8 +162,13 @@ rm -rf "$work/long" "$work"/out-long-*
 
 # --- the directory: as many sequences as the time left allows (each costs its write, sync and read)
 per_file_gib=$(( dt * dh * dd * 2 * 3 / (1 << 30) ))
-secs_per_file=$(python3 -c "print(int(max(1, $per_file_gib * 2**30 / 1.0e9 * 1.6) + 1))")  # write + sync + read at ~1 GB/s
-n=$(( ($(left) - 45) / secs_per_file ))
+# a file costs its writing and sync at the split sequence's pace and its cold read at the disk's
+# (one stream, the slower figure); 30 s stay for the job's start, the checks and the rest
+secs_per_file=$(python3 -c "
+b = $dt * $dh * $dd * 2 * 3; r = max($disk1, 0.2) * 1e9
+print(int(b * ($gen_s / max($long_bytes, 1) + 1 / r)) + 1)")
+n=$(( ($(left) - 30) / secs_per_file ))
+echo "directory: ${secs_per_file}s a file, $(left)s left: $n files (at most $dir_files)"
 (( n > dir_files )) && n=$dir_files
 (( n * (per_file_gib + per_file_gib / 3 + 1) + 4 > free_gib )) && n=$(( (free_gib - 4) / (per_file_gib + per_file_gib / 3 + 1) ))
 if (( n >= 2 )); then
