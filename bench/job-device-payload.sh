@@ -10,7 +10,8 @@ dir="${1:?usage: bench/job-device-payload.sh DIR}"
 mkdir -p "$dir"
 app=$(ls "$repo"/spark-job/target/spark-job-*-app.jar 2>/dev/null | head -n 1 || true)
 if [[ ! -s "$dir/runtime.tar.xz" || -z "$app" || "$app" -nt "$dir/runtime.tar.xz" ]]; then
-  "$repo/bin/lean-runtime" "$dir/runtime.tar.xz"
+  # built aside and moved into place: a payload marked ready is never seen half written
+  "$repo/bin/lean-runtime" "$dir/.runtime-new.tar.xz" && mv "$dir/.runtime-new.tar.xz" "$dir/runtime.tar.xz"
 fi
 rm -rf "$dir/home"
 mkdir -p "$dir/home/bin" "$dir/home/conf" "$dir/home/bench"

@@ -5,7 +5,8 @@
 # pinned host-device copies (torch), the kernels alone on the device (DeviceBench), then
 # `bin/lightning run --backend gpu` on one sequence split into pieces and on a directory of
 # sequences, each from a cold page cache (dropped before it), the split one once more from a warm
-# one; each output spot-checked in float64 against its input (bench/job_check.py) before its
+# one (and, time allowing, a third time with o copied into mappings: -Dlightning.writes=mapped);
+# each output spot-checked in float64 against its input (bench/job_check.py) before its
 # figures count; last the o-write bench (OutputWriteBench). Prints "RESULT" lines and a table of
 # tokens/s beside the bounds.
 #   bench/job-device.sh HOME
@@ -13,7 +14,7 @@
 # bench/ (this script's siblings). Needs java (JAVA_HOME), python3 with torch and numpy, root (to
 # drop the page cache; without it the "cold" runs are warm and say so).
 # Environment: WORK (default /tmp/lightning-job-device), LONG=TxHxD (default 262144x64x128),
-# PIECES (8), DIR_FILES=N, DIR_SEQ=TxHxD (default 8, 65536x64x128: N is cut to what the time left
+# PIECES (8), DIR_FILES=N, DIR_SEQ=TxHxD (default 6, 65536x64x128: N is cut to what the time left
 # allows, at least 2), DROP=0 (leave the page cache alone, as on a shared machine), BUDGET_S (190: stages are skipped or cut to end within it), LOG (prefix of
 # the log files; default $WORK/job-device), BACKEND (gpu; cpu for a dry run of the script without a GPU).
 set -uo pipefail
@@ -24,7 +25,7 @@ log="${LOG:-$work/job-device}"
 budget="${BUDGET_S:-190}"
 IFS=x read -r lt lh ld <<< "${LONG:-262144x64x128}"
 IFS=x read -r dt dh dd <<< "${DIR_SEQ:-65536x64x128}"
-dir_files="${DIR_FILES:-8}"
+dir_files="${DIR_FILES:-6}"
 pieces="${PIECES:-8}"
 java_bin="${JAVA_HOME:+$JAVA_HOME/bin/}java"
 rm -rf "$work"; mkdir -p "$work" "$(dirname "$log")"
@@ -157,6 +158,14 @@ if (( $(left) > 100 )); then
   job long-warm "$work/long" "$work/out-long-warm" --partition-tokens $((lt / pieces))
   cmp -s "$work/out-long-cold/long-000.safetensors" "$work/out-long-warm/long-000.safetensors" \
     && result "same_bytes long-cold long-warm" || result "DIFFERENT long-cold long-warm"
+fi
+if (( $(left) > 110 )); then
+  # the experiment of -Dlightning.writes=mapped: o copied into mappings of the output, side by side
+  stamp "job: the split sequence, warm, o through mappings"
+  JAVA_TOOL_OPTIONS="-Dlightning.writes=mapped" job long-warm-mapped "$work/long" "$work/out-long-warm-mapped" \
+    --partition-tokens $((lt / pieces))
+  cmp -s "$work/out-long-cold/long-000.safetensors" "$work/out-long-warm-mapped/long-000.safetensors" \
+    && result "same_bytes long-cold long-warm-mapped" || result "DIFFERENT long-cold long-warm-mapped"
 fi
 rm -rf "$work/long" "$work"/out-long-*
 

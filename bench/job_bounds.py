@@ -48,7 +48,8 @@ print("checks: %d, %s" % (len(checks), "all ok" if checks and all(l.endswith(" o
 for l in checks:
     print("  " + l[len("RESULT "):])
 rows = []
-for name, shape, pieces in (("long-cold", a.long, a.pieces), ("long-warm", a.long, a.pieces), ("dir-cold", a.dir_seq, 1)):
+for name, shape, pieces in (("long-cold", a.long, a.pieces), ("long-warm", a.long, a.pieces),
+                            ("long-warm-mapped", a.long, a.pieces), ("dir-cold", a.dir_seq, 1)):
     job = find("job " + name)
     if job is None or "tokens_per_s" not in job:
         continue
@@ -66,7 +67,7 @@ for name, shape, pieces in (("long-cold", a.long, a.pieces), ("long-warm", a.lon
     if k:
         bounds["kernels"] = float(k["tokens_per_s"])
     main = {n: b for n, b in bounds.items() if n != "disk (both passes)"}
-    if name.endswith("warm"):
+    if "warm" in name:
         main.pop("disk (read once)", None)  # the inputs came from the page cache
     slowest = min(main, key=main.get) if main else None
     rows.append((name, shape, pieces, float(job["tokens_per_s"]), float(job.get("after_start_tokens_per_s", 0)),

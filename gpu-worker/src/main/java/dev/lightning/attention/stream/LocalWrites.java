@@ -24,6 +24,14 @@ import java.util.zip.CRC32C;
 public final class LocalWrites {
     /** Most threads one write uses, the caller's included: those of a read. */
     static final int THREADS = LocalReads.THREADS;
+    /**
+     * {@code -Dlightning.writes=mapped} (an experiment, off by default): off-heap parts are copied
+     * into a shared mapping of their range instead of written, so that parts of one file fill the
+     * page cache side by side (positioned writes to one file wait for each other on the file's
+     * lock in Linux's local file systems; page faults do not). Needs a channel open for reading
+     * too; a part that cannot be mapped is written.
+     */
+    static final boolean MAPPED = "mapped".equals(System.getProperty("lightning.writes", "pwrite"));
 
     private LocalWrites() {
     }
@@ -33,17 +41,23 @@ public final class LocalWrites {
      * untouched); {@code src}'s position ends at its limit. Returns the CRC32C of the bytes.
      */
     public static int write(FileChannel channel, long position, ByteBuffer src) throws IOException {
-        return write(channel, position, src, THREADS);
+        return write(channel, position, src, THREADS, MAPPED);
     }
 
     /** {@link #write(FileChannel, long, ByteBuffer)} on at most {@code threads} threads (tests: parts on any machine). */
     static int write(FileChannel channel, long position, ByteBuffer src, int threads) throws IOException {
+        return write(channel, position, src, threads, MAPPED);
+    }
+
+    /** ... and through mappings when {@code mapped} ({@link #MAPPED}). */
+    static int write(FileChannel channel, long position, ByteBuffer src, int threads, boolean mapped)
+            throws IOException {
         int len = src.remaining();
         int parts = threads <= 1 || len < LocalReads.PARALLEL_BYTES ? 1
                 : Math.min(threads, len / LocalReads.MIN_PART_BYTES);
         int start = src.position();
         if (parts <= 1) {
-            int crc = writePart(channel, position, src);
+            int crc = writePart(channel, position, src, mapped);
             src.position(start + len);
             return crc;
         }
@@ -56,11 +70,11 @@ public final class LocalWrites {
                 ByteBuffer part = part(src, start, len, parts, p);
                 lengths[p] = part.remaining();
                 long at = position + (part.position() - start);
-                others.add(LocalReads.pool().submit(() -> writePart(channel, at, part)));
+                others.add(LocalReads.pool().submit(() -> writePart(channel, at, part, mapped)));
             }
             ByteBuffer mine = part(src, start, len, parts, 0);
             lengths[0] = mine.remaining();
-            first = writePart(channel, position, mine);
+            first = writePart(channel, position, mine, mapped);
         } catch (IOException e) {
             failure = e;
         }
@@ -98,15 +112,55 @@ public final class LocalWrites {
         return crc;
     }
 
-    /** The CRC32C of {@code b}'s remaining bytes, then those bytes written at {@code position}. */
-    private static int writePart(FileChannel channel, long position, ByteBuffer b) throws IOException {
+    /** The CRC32C of {@code b}'s remaining bytes, then those bytes written (or copied into a mapping) at {@code position}. */
+    private static int writePart(FileChannel channel, long position, ByteBuffer b, boolean mapped) throws IOException {
         CRC32C crc = new CRC32C();
         crc.update(b.duplicate());
+        if (mapped && b.isDirect() && b.remaining() >= LocalReads.MIN_PART_BYTES) {
+            java.nio.MappedByteBuffer m;
+            try {
+                m = channel.map(FileChannel.MapMode.READ_WRITE, position, b.remaining());
+            } catch (java.nio.channels.NonReadableChannelException e) {
+                m = null; // a write-only channel: written below
+            }
+            if (m != null) {
+                m.put(b);
+                unmap(m);
+                return (int) crc.getValue();
+            }
+        }
         long at = position;
         while (b.hasRemaining()) {
             at += channel.write(b, at);
         }
         return (int) crc.getValue();
+    }
+
+    /** sun.misc.Unsafe's invokeCleaner, which unmaps a mapping now; null where it is missing (then the collector does). */
+    private static final java.lang.invoke.MethodHandle UNMAP = unmapper();
+
+    private static java.lang.invoke.MethodHandle unmapper() {
+        try {
+            Class<?> unsafe = Class.forName("sun.misc.Unsafe");
+            java.lang.reflect.Field f = unsafe.getDeclaredField("theUnsafe");
+            f.setAccessible(true);
+            return java.lang.invoke.MethodHandles.lookup()
+                    .findVirtual(unsafe, "invokeCleaner", java.lang.invoke.MethodType.methodType(void.class, ByteBuffer.class))
+                    .bindTo(f.get(null));
+        } catch (ReflectiveOperationException | RuntimeException e) {
+            return null;
+        }
+    }
+
+    /** Unmaps {@code m} now: a mapping held until the collector runs keeps its range's address space and file open. */
+    private static void unmap(java.nio.MappedByteBuffer m) {
+        if (UNMAP != null) {
+            try {
+                UNMAP.invokeExact((ByteBuffer) m);
+            } catch (Throwable e) {
+                // left to the collector
+            }
+        }
     }
 
     /** Part {@code p} of {@code parts} of bytes [start, start + len) of {@code src}, cut at 4 KiB multiples. */
