@@ -1,13 +1,8 @@
 package dev.lightning.attention.stream;
 
 import java.io.IOException;
-import java.io.InterruptedIOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
-import java.util.ArrayList;
-import java.util.List;
-import java.util.concurrent.ExecutionException;
-import java.util.concurrent.Future;
 import java.util.zip.CRC32C;
 
 /**
@@ -52,63 +47,13 @@ public final class LocalWrites {
     /** ... and through mappings when {@code mapped} ({@link #MAPPED}). */
     static int write(FileChannel channel, long position, ByteBuffer src, int threads, boolean mapped)
             throws IOException {
-        int len = src.remaining();
-        int parts = threads <= 1 || len < LocalReads.PARALLEL_BYTES ? 1
-                : Math.min(threads, len / LocalReads.MIN_PART_BYTES);
-        int start = src.position();
-        if (parts <= 1) {
-            int crc = writePart(channel, position, src, mapped);
-            src.position(start + len);
-            return crc;
+        int crc = 0;
+        for (long[] part : LocalReads.inParts(position, src, threads, "write", (at, part) -> {
+            int n = part.remaining(); // before the write consumes it
+            return new long[] {writePart(channel, at, part, mapped), n};
+        })) {
+            crc = Crc32c.combine(crc, (int) part[0], part[1]);
         }
-        List<Future<Integer>> others = new ArrayList<>();
-        int[] lengths = new int[parts];
-        int first = 0;
-        IOException failure = null;
-        try {
-            for (int p = 1; p < parts; p++) {
-                ByteBuffer part = part(src, start, len, parts, p);
-                lengths[p] = part.remaining();
-                long at = position + (part.position() - start);
-                others.add(LocalReads.pool().submit(() -> writePart(channel, at, part, mapped)));
-            }
-            ByteBuffer mine = part(src, start, len, parts, 0);
-            lengths[0] = mine.remaining();
-            first = writePart(channel, position, mine, mapped);
-        } catch (IOException e) {
-            failure = e;
-        }
-        int crc = first;
-        boolean interrupted = false;
-        for (int p = 0; p < others.size(); p++) { // every part ends before this returns, failed or not
-            while (true) {
-                try {
-                    crc = Crc32c.combine(crc, others.get(p).get(), lengths[p + 1]);
-                    break;
-                } catch (InterruptedException e) {
-                    interrupted = true;
-                } catch (ExecutionException e) {
-                    IOException io = e.getCause() instanceof IOException x ? x
-                            : new IOException("a parallel part of a write failed: " + e.getCause(), e.getCause());
-                    if (failure == null) {
-                        failure = io;
-                    } else {
-                        failure.addSuppressed(io);
-                    }
-                    break;
-                }
-            }
-        }
-        if (interrupted) {
-            Thread.currentThread().interrupt();
-            if (failure == null) {
-                failure = new InterruptedIOException("interrupted while a write's parts ended");
-            }
-        }
-        if (failure != null) {
-            throw failure;
-        }
-        src.position(start + len);
         return crc;
     }
 
@@ -163,12 +108,4 @@ public final class LocalWrites {
         }
     }
 
-    /** Part {@code p} of {@code parts} of bytes [start, start + len) of {@code src}, cut at 4 KiB multiples. */
-    private static ByteBuffer part(ByteBuffer src, int start, int len, int parts, int p) {
-        int from = p == 0 ? 0 : (int) ((long) len * p / parts) & ~4095;
-        int to = p == parts - 1 ? len : (int) ((long) len * (p + 1) / parts) & ~4095;
-        ByteBuffer b = src.duplicate();
-        b.limit(start + to).position(start + from);
-        return b;
-    }
 }
