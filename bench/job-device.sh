@@ -158,6 +158,7 @@ if (( $(left) > 100 )); then
   job long-warm "$work/long" "$work/out-long-warm" --partition-tokens $((lt / pieces))
   cmp -s "$work/out-long-cold/long-000.safetensors" "$work/out-long-warm/long-000.safetensors" \
     && result "same_bytes long-cold long-warm" || result "DIFFERENT long-cold long-warm"
+  rm -rf "$work/out-long-warm"
 fi
 if (( $(left) > 110 )); then
   # the experiment of -Dlightning.writes=mapped: o copied into mappings of the output, side by side
