@@ -50,13 +50,13 @@ for l in checks:
 rows = []
 for name, shape, pieces in (("long-cold", a.long, a.pieces), ("long-warm", a.long, a.pieces),
                             ("long-warm-mapped", a.long, a.pieces), ("dir-cold", a.dir_seq, 1)):
-    job = find("job " + name)
+    job = find("job " + name + " ")
     if job is None or "tokens_per_s" not in job:
         continue
     t, h, d = (int(x) for x in shape.split("x"))
     qkv = 6 * h * d
     pass1 = 4 * h * d * (pieces - 1) / pieces
-    k = find("kernel ours-two-pass" if pieces > 1 else "kernel ours", T=t, H=h, D=d)
+    k = find("kernel ours-two-pass " if pieces > 1 else "kernel ours ", T=t, H=h, D=d)
     bounds = {}
     if disk_bw:
         bounds["disk (read once)"] = disk_bw / qkv
