@@ -5,8 +5,7 @@
 # pinned host-device copies (torch), the kernels alone on the device (DeviceBench), then
 # `bin/lightning run --backend gpu` on one sequence split into pieces and on a directory of
 # sequences, each from a cold page cache (dropped before it), the split one once more from a warm
-# one (and, time allowing, a third time with o copied into mappings: -Dlightning.writes=mapped);
-# each output spot-checked in float64 against its input (bench/job_check.py) before its
+# one; each output spot-checked in float64 against its input (bench/job_check.py) before its
 # figures count; last the o-write bench (OutputWriteBench). Prints "RESULT" lines and a table of
 # tokens/s beside the bounds.
 #   bench/job-device.sh HOME
@@ -159,14 +158,6 @@ if (( $(left) > 100 )); then
   cmp -s "$work/out-long-cold/long-000.safetensors" "$work/out-long-warm/long-000.safetensors" \
     && result "same_bytes long-cold long-warm" || result "DIFFERENT long-cold long-warm"
   rm -rf "$work/out-long-warm"
-fi
-if (( $(left) > 110 )); then
-  # the experiment of -Dlightning.writes=mapped: o copied into mappings of the output, side by side
-  stamp "job: the split sequence, warm, o through mappings"
-  JAVA_TOOL_OPTIONS="-Dlightning.writes=mapped" job long-warm-mapped "$work/long" "$work/out-long-warm-mapped" \
-    --partition-tokens $((lt / pieces))
-  cmp -s "$work/out-long-cold/long-000.safetensors" "$work/out-long-warm-mapped/long-000.safetensors" \
-    && result "same_bytes long-cold long-warm-mapped" || result "DIFFERENT long-cold long-warm-mapped"
 fi
 rm -rf "$work/long" "$work"/out-long-*
 

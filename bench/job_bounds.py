@@ -48,8 +48,7 @@ print("checks: %d, %s" % (len(checks), "all ok" if checks and all(l.endswith(" o
 for l in checks:
     print("  " + l[len("RESULT "):])
 rows = []
-for name, shape, pieces in (("long-cold", a.long, a.pieces), ("long-warm", a.long, a.pieces),
-                            ("long-warm-mapped", a.long, a.pieces), ("dir-cold", a.dir_seq, 1)):
+for name, shape, pieces in (("long-cold", a.long, a.pieces), ("long-warm", a.long, a.pieces), ("dir-cold", a.dir_seq, 1)):
     job = find("job " + name + " ")
     if job is None or "tokens_per_s" not in job:
         continue

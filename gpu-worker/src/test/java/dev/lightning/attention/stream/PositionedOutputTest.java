@@ -49,28 +49,21 @@ class PositionedOutputTest {
         return whole.slice();
     }
 
-    /**
-     * Sizes below, at and above the parallel threshold, on 1 to 5 threads, at odd positions, written
-     * and (off-heap parts) mapped into a file that grows: the file's bytes and the CRC.
-     */
+    /** Sizes below, at and above the parallel threshold, on 1 to 5 threads, at odd positions: the file's bytes and the CRC. */
     @Test
     void partsWriteTheBytesAndTheirCrc() throws Exception {
         int[] sizes = {1, 4095, LocalReads.PARALLEL_BYTES - 1, LocalReads.PARALLEL_BYTES, 9 * (1 << 20) + 12345};
         Path p = tmp.resolve("o.bin");
         for (int size : sizes) {
             for (int threads : new int[] {1, 2, 5}) {
-                for (int way = 0; way < 3; way++) {
-                    boolean direct = way > 0;
-                    boolean mapped = way == 2; // -Dlightning.writes=mapped
+                for (boolean direct : new boolean[] {false, true}) {
                     byte[] bytes = random(size, size * 31L + threads);
                     long at = 1_003;
                     Files.deleteIfExists(p);
-                    try (FileChannel ch = FileChannel.open(p, StandardOpenOption.CREATE_NEW, StandardOpenOption.READ,
-                            StandardOpenOption.WRITE)) {
+                    try (FileChannel ch = FileChannel.open(p, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE)) {
                         ByteBuffer src = buffer(bytes, direct);
-                        int crc = LocalWrites.write(ch, at, src, threads, mapped);
-                        String what = size + " bytes on " + threads + " threads" + (mapped ? ", mapped" : direct ? ", direct"
-                                : ", heap");
+                        int crc = LocalWrites.write(ch, at, src, threads);
+                        String what = size + " bytes on " + threads + " threads" + (direct ? ", direct" : ", heap");
                         assertEquals(crc(bytes, 0, size), Integer.toUnsignedLong(crc), what + ": CRC32C");
                         assertEquals(src.limit(), src.position(), what + ": the source ends at its limit");
                         assertEquals(0, ch.position(), what + ": the channel's own position is untouched");

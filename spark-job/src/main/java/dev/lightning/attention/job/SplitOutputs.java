@@ -167,9 +167,8 @@ final class SplitOutputs implements Serializable {
         Path target = staging.stagedOutput(name);
         java.nio.file.Path file = ((RawLocalFileSystem) fs).pathToFile(target).toPath();
         List<Staging.Written> written = new ArrayList<>();
-        // WRITE without CREATE: the driver made the file with its length; a missing one is an error, never a new
-        // file (READ too: LocalWrites may map the range)
-        try (FileChannel ch = FileChannel.open(file, StandardOpenOption.READ, StandardOpenOption.WRITE)) {
+        // WRITE without CREATE: the driver made the file with its length; a missing one is an error, never a new file
+        try (FileChannel ch = FileChannel.open(file, StandardOpenOption.WRITE)) {
             List<String> names = new ArrayList<>();
             // each range takes a window's o as the buffer it is (off-heap on the GPU), no heap copy
             PositionedOutput[] ranges = new PositionedOutput[shares.size()];

@@ -358,7 +358,7 @@ final class Staging implements Serializable {
     private static long[] writeLocal(java.nio.file.Path file, Content content) throws IOException {
         Files.createDirectories(file.getParent());
         try (FileChannel ch = FileChannel.open(file, StandardOpenOption.CREATE, StandardOpenOption.TRUNCATE_EXISTING,
-                StandardOpenOption.READ, StandardOpenOption.WRITE)) { // READ too: LocalWrites may map ranges
+                StandardOpenOption.WRITE)) {
             PositionedOutput out = PositionedOutput.unbounded(ch);
             content.writeTo(out);
             return new long[] {out.written(), out.crc32c()};
