@@ -8,6 +8,7 @@ import dev.lightning.attention.engine.LightningState;
 import dev.lightning.attention.engine.Slopes;
 import dev.lightning.attention.plan.Piece;
 import dev.lightning.attention.stream.PieceWork;
+import dev.lightning.attention.stream.PositionedOutput;
 import dev.lightning.attention.stream.RangeReader;
 import dev.lightning.attention.stream.SequenceFile;
 import dev.lightning.attention.stream.WindowBuffers;
@@ -44,7 +45,8 @@ import java.util.stream.IntStream;
  *       from the heap (the executor before this change: a stream's {@code readFully} into arrays);</li>
  *   <li>host: the backend's host tensors ({@link WindowBuffers#of}, one block for all runs, as one
  *       task holds it), filled by the file channel's parallel reads ({@link RangeReader#of}), o
- *       written from the block through the file's channel.</li>
+ *       written from the block as the job writes a local output ({@link PositionedOutput}: positioned
+ *       writes in parallel parts, with their CRC32C).</li>
  * </ul>
  * Each mode runs once from a dropped page cache (with {@code --drop-cache true}, where this process
  * may drop it: root) and then
@@ -163,7 +165,9 @@ public final class PieceWorkBench {
                                boolean host) throws IOException {
         long[] readNanos = new long[1];
         try (FileChannel channel = FileChannel.open(input, StandardOpenOption.READ);
-             FileOutputStream file = new FileOutputStream(out.toFile())) {
+             FileChannel outChannel = FileChannel.open(out, StandardOpenOption.CREATE, StandardOpenOption.TRUNCATE_EXISTING,
+                     StandardOpenOption.READ, StandardOpenOption.WRITE);
+             FileOutputStream file = host ? null : new FileOutputStream(out.toFile())) {
             RangeReader plain = host ? RangeReader.of(channel) : (position, buf, off, len) ->
                     readSerial(channel, position, ByteBuffer.wrap(buf, off, len));
             RangeReader in = new RangeReader() {
@@ -184,7 +188,8 @@ public final class PieceWorkBench {
             SequenceFile f = SequenceFile.describe(input.toString(), "qkv", channel.size(), in, Slopes::minimax);
             readNanos[0] = 0;
             backend.nanos = 0;
-            TimedOut o = new TimedOut(file);
+            // host: as the job writes a local output (PositionedOutput: parallel parts, CRC32C); heap: a file stream
+            TimedOut o = host ? new TimedOut(PositionedOutput.unbounded(outChannel)) : new TimedOut(file);
             PieceWork work = new PieceWork(1.0 / Math.sqrt(f.layout().dk()), 64, windowBytes, f.dtype).reusing(windows);
             long s = System.nanoTime();
             LightningState last = work.outputs(backend, in, f, new Piece(0, 0, 1, 0, f.tokens),
@@ -298,24 +303,34 @@ public final class PieceWorkBench {
         }
     }
 
-    /** A file stream, timed, that is also its channel: PieceWork writes off-heap o through it. */
+    /**
+     * An output stream, timed, that is also a channel, so PieceWork writes off-heap o through it:
+     * a file stream's channel (heap mode), or the job's local-output stream (host mode).
+     */
     private static final class TimedOut extends OutputStream implements WritableByteChannel {
-        final FileOutputStream file;
+        final OutputStream stream;
+        final WritableByteChannel channel;
         long nanos;
 
         TimedOut(FileOutputStream file) {
-            this.file = file;
+            this.stream = file;
+            this.channel = file.getChannel();
+        }
+
+        TimedOut(PositionedOutput out) {
+            this.stream = out;
+            this.channel = out;
         }
 
         @Override
         public void write(int b) throws IOException {
-            file.write(b);
+            stream.write(b);
         }
 
         @Override
         public void write(byte[] buf, int off, int len) throws IOException {
             long s = System.nanoTime();
-            file.write(buf, off, len);
+            stream.write(buf, off, len);
             nanos += System.nanoTime() - s;
         }
 
@@ -323,7 +338,11 @@ public final class PieceWorkBench {
         public int write(ByteBuffer src) throws IOException {
             long s = System.nanoTime();
             try {
-                return file.getChannel().write(src);
+                int n = src.remaining();
+                while (src.hasRemaining()) {
+                    channel.write(src);
+                }
+                return n;
             } finally {
                 nanos += System.nanoTime() - s;
             }
@@ -331,7 +350,7 @@ public final class PieceWorkBench {
 
         @Override
         public boolean isOpen() {
-            return file.getChannel().isOpen();
+            return channel.isOpen();
         }
     }
 

@@ -29,9 +29,16 @@ final class LocalReads implements RangeReader {
     private static volatile ExecutorService pool;
 
     private final FileChannel channel;
+    /** Most threads one read uses ({@link #THREADS}; tests choose). */
+    private final int threads;
 
     LocalReads(FileChannel channel) {
+        this(channel, THREADS);
+    }
+
+    LocalReads(FileChannel channel, int threads) {
         this.channel = java.util.Objects.requireNonNull(channel, "channel");
+        this.threads = threads;
     }
 
     @Override
@@ -41,43 +48,67 @@ final class LocalReads implements RangeReader {
 
     @Override
     public void readFully(long position, ByteBuffer dst) throws IOException {
-        int len = dst.remaining();
-        int parts = THREADS <= 1 || len < PARALLEL_BYTES ? 1 : Math.min(THREADS, len / MIN_PART_BYTES);
+        inParts(position, dst, threads, "read", (at, part) -> {
+            RangeReader.readChannel(channel, at, part);
+            return null;
+        });
+    }
+
+    /** What a transfer does with one part: {@code part} (a view of the buffer's range) at file position {@code at}. */
+    @FunctionalInterface
+    interface PartIo<T> {
+        T run(long at, ByteBuffer part) throws IOException;
+    }
+
+    /**
+     * Runs {@code io} over {@code buf}'s remaining bytes, which lie at file position
+     * {@code position}: in one call below {@link #PARALLEL_BYTES} or on one thread, else cut at
+     * 4 KiB multiples into up to {@code threads} parts of at least {@link #MIN_PART_BYTES}, parts
+     * 1.. on the pool and part 0 on the caller's thread. Returns each part's result in order,
+     * once every part has ended, failed or not (no part still touches the buffer after a failure
+     * is reported); the first failure is thrown with the others suppressed. {@code buf}'s position
+     * ends at its limit. {@code what} names the transfer in errors.
+     */
+    static <T> List<T> inParts(long position, ByteBuffer buf, int threads, String what, PartIo<T> io)
+            throws IOException {
+        int len = buf.remaining();
+        int start = buf.position();
+        int parts = threads <= 1 || len < PARALLEL_BYTES ? 1 : Math.min(threads, len / MIN_PART_BYTES);
         if (parts <= 1) {
-            RangeReader.readChannel(channel, position, dst);
-            return;
+            T r = io.run(position, buf);
+            buf.position(start + len);
+            return java.util.Collections.singletonList(r);
         }
-        int start = dst.position();
-        List<Future<?>> others = new ArrayList<>();
+        List<Future<T>> others = new ArrayList<>();
+        T first = null;
         IOException failure = null;
         try {
             for (int p = 1; p < parts; p++) {
-                ByteBuffer part = part(dst, start, len, parts, p);
+                ByteBuffer part = part(buf, start, len, parts, p);
                 long at = position + (part.position() - start);
-                others.add(pool().submit(() -> {
-                    RangeReader.readChannel(channel, at, part);
-                    return null;
-                }));
+                others.add(pool().submit(() -> io.run(at, part)));
             }
-            RangeReader.readChannel(channel, position, part(dst, start, len, parts, 0));
+            first = io.run(position, part(buf, start, len, parts, 0));
         } catch (IOException e) {
             failure = e;
         }
+        List<T> results = new ArrayList<>();
+        results.add(first);
         boolean interrupted = false;
-        for (Future<?> f : others) { // every part ends before this returns, failed or not
+        for (Future<T> f : others) { // every part ends before this returns, failed or not
             while (true) {
                 try {
-                    f.get();
+                    results.add(f.get());
                     break;
                 } catch (InterruptedException e) {
                     interrupted = true;
                 } catch (ExecutionException e) {
-                    IOException io = e.getCause() instanceof IOException x ? x
-                            : new IOException("a parallel part of a read failed: " + e.getCause(), e.getCause());
+                    IOException x = e.getCause() instanceof IOException c ? c
+                            : new IOException("a parallel part of a " + what + " failed: " + e.getCause(), e.getCause());
                     if (failure == null) {
-                        failure = io;
+                        failure = x;
                     } else {
-                        failure.addSuppressed(io);
+                        failure.addSuppressed(x);
                     }
                     break;
                 }
@@ -86,13 +117,14 @@ final class LocalReads implements RangeReader {
         if (interrupted) {
             Thread.currentThread().interrupt();
             if (failure == null) {
-                failure = new InterruptedIOException("interrupted while a read's parts ended");
+                failure = new InterruptedIOException("interrupted while a " + what + "'s parts ended");
             }
         }
         if (failure != null) {
             throw failure;
         }
-        dst.position(start + len);
+        buf.position(start + len);
+        return results;
     }
 
     /** Part {@code p} of {@code parts} of bytes [start, start + len) of {@code dst}, cut at 4 KiB multiples. */
@@ -104,7 +136,8 @@ final class LocalReads implements RangeReader {
         return b;
     }
 
-    private static ExecutorService pool() {
+    /** The JVM's pool of file-transfer threads (daemons, made on first use), shared with {@link LocalWrites}. */
+    static ExecutorService pool() {
         ExecutorService p = pool;
         if (p == null) {
             synchronized (LocalReads.class) {

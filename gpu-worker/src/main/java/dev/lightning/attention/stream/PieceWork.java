@@ -260,8 +260,9 @@ public final class PieceWork {
     /**
      * Writes {@code src}'s remaining bytes to {@code out}: a heap buffer's array as it is; an
      * off-heap buffer (a host tensor) through the channel of a file stream or of a stream that is
-     * a channel, from the buffer itself, and to any other stream (Hadoop's, a checksum sink)
-     * through a heap array of at most {@link RangeReader#COPY_CHUNK} bytes.
+     * a channel (the job's local outputs: {@link PositionedOutput}, which writes it in parallel
+     * parts), from the buffer itself, and to any other stream (Hadoop's, a checksum sink) through
+     * a heap array of at most {@link RangeReader#COPY_CHUNK} bytes.
      */
     static void write(OutputStream out, ByteBuffer src) throws IOException {
         if (src.hasArray()) {

@@ -43,28 +43,30 @@ class RangeReaderTest {
         int[][] ranges = {{0, 1}, {7, 4095}, {1, 5 * (1 << 20) + 3}, {12345, 13 * (1 << 20) - 12345 + 4097},
                 {4096, LocalReads.PARALLEL_BYTES}, {bytes.length - 1, 1}};
         try (FileChannel c = FileChannel.open(p, StandardOpenOption.READ)) {
-            RangeReader in = RangeReader.of(c);
-            for (int[] r : ranges) {
-                for (boolean direct : new boolean[] {false, true}) {
-                    ByteBuffer whole = direct ? ByteBuffer.allocateDirect(r[1] + 9) : ByteBuffer.allocate(r[1] + 9);
-                    whole.position(5).limit(5 + r[1]);
-                    ByteBuffer dst = whole.slice();
-                    in.readFully(r[0], dst);
-                    assertEquals(r[1], dst.position(), "the buffer ends at its limit");
-                    byte[] got = new byte[r[1]];
-                    dst.flip();
-                    dst.get(got);
-                    assertArrayEquals(Arrays.copyOfRange(bytes, r[0], r[0] + r[1]), got,
-                            "range " + r[0] + "+" + r[1] + (direct ? " direct" : " heap"));
+            // this machine's parts, and parts on 5 threads whatever its cores
+            for (RangeReader in : new RangeReader[] {RangeReader.of(c), new LocalReads(c, 5)}) {
+                for (int[] r : ranges) {
+                    for (boolean direct : new boolean[] {false, true}) {
+                        ByteBuffer whole = direct ? ByteBuffer.allocateDirect(r[1] + 9) : ByteBuffer.allocate(r[1] + 9);
+                        whole.position(5).limit(5 + r[1]);
+                        ByteBuffer dst = whole.slice();
+                        in.readFully(r[0], dst);
+                        assertEquals(r[1], dst.position(), "the buffer ends at its limit");
+                        byte[] got = new byte[r[1]];
+                        dst.flip();
+                        dst.get(got);
+                        assertArrayEquals(Arrays.copyOfRange(bytes, r[0], r[0] + r[1]), got,
+                                "range " + r[0] + "+" + r[1] + (direct ? " direct" : " heap"));
+                    }
+                    byte[] arr = new byte[r[1] + 3];
+                    in.readFully(r[0], arr, 2, r[1]);
+                    assertArrayEquals(Arrays.copyOfRange(bytes, r[0], r[0] + r[1]), Arrays.copyOfRange(arr, 2, 2 + r[1]));
                 }
-                byte[] arr = new byte[r[1] + 3];
-                in.readFully(r[0], arr, 2, r[1]);
-                assertArrayEquals(Arrays.copyOfRange(bytes, r[0], r[0] + r[1]), Arrays.copyOfRange(arr, 2, 2 + r[1]));
+                assertEquals(0, c.position(), "positioned reads leave the channel's position");
+                ByteBuffer past = ByteBuffer.allocateDirect(LocalReads.PARALLEL_BYTES * 2);
+                assertThrows(EOFException.class, () -> in.readFully(bytes.length - LocalReads.PARALLEL_BYTES, past));
+                assertThrows(EOFException.class, () -> in.readFully(bytes.length - 3, new byte[4], 0, 4));
             }
-            assertEquals(0, c.position(), "positioned reads leave the channel's position");
-            ByteBuffer past = ByteBuffer.allocateDirect(LocalReads.PARALLEL_BYTES * 2);
-            assertThrows(EOFException.class, () -> in.readFully(bytes.length - LocalReads.PARALLEL_BYTES, past));
-            assertThrows(EOFException.class, () -> in.readFully(bytes.length - 3, new byte[4], 0, 4));
         }
     }
 

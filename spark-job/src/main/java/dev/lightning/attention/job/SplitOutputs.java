@@ -3,6 +3,7 @@ package dev.lightning.attention.job;
 import dev.lightning.attention.plan.Piece;
 import dev.lightning.attention.stream.OutputLayout;
 import dev.lightning.attention.stream.OutputParts;
+import dev.lightning.attention.stream.PositionedOutput;
 import dev.lightning.attention.stream.Variant;
 import dev.lightning.attention.tensor.InvalidInputException;
 import dev.lightning.attention.tensor.SafetensorsHeader;
@@ -25,7 +26,6 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
-import java.util.zip.CRC32C;
 
 /**
  * The outputs of the sequences whose output file is not written as one stream by one task: those
@@ -170,14 +170,17 @@ final class SplitOutputs implements Serializable {
         // WRITE without CREATE: the driver made the file with its length; a missing one is an error, never a new file
         try (FileChannel ch = FileChannel.open(file, StandardOpenOption.WRITE)) {
             List<String> names = new ArrayList<>();
-            Range[] ranges = new Range[shares.size()];
+            // each range takes a window's o as the buffer it is (off-heap on the GPU), no heap copy
+            PositionedOutput[] ranges = new PositionedOutput[shares.size()];
             for (int i = 0; i < ranges.length; i++) {
                 names.add(shares.get(i).stream);
-                ranges[i] = new Range(ch, shares.get(i).begin, shares.get(i).bytes);
+                ranges[i] = new PositionedOutput(ch, shares.get(i).begin, shares.get(i).bytes);
             }
             body.writeTo(streams(names, ranges));
-            for (Range range : ranges) {
-                written.add(range.finish(target));
+            for (int i = 0; i < ranges.length; i++) {
+                ranges[i].finish();
+                written.add(new Staging.Written(target, shares.get(i).begin, shares.get(i).bytes, ranges[i].crc32c(),
+                        null, -1));
             }
         }
         return written;
@@ -286,50 +289,6 @@ final class SplitOutputs implements Serializable {
             if (len > 0) {
                 write(0);
             }
-        }
-    }
-
-    /**
-     * Bytes [begin, begin + size) of a file, written in order with positioned writes, with their
-     * CRC32C; writing past the end, or finishing short of it, is an error.
-     */
-    private static final class Range extends OutputStream {
-        private final FileChannel ch;
-        private final long begin;
-        private final long size;
-        private final CRC32C crc = new CRC32C();
-        private long done;
-
-        Range(FileChannel ch, long begin, long size) {
-            this.ch = ch;
-            this.begin = begin;
-            this.size = size;
-        }
-
-        @Override
-        public void write(int b) throws IOException {
-            write(new byte[] {(byte) b}, 0, 1);
-        }
-
-        @Override
-        public void write(byte[] b, int off, int len) throws IOException {
-            if (done + len > size) {
-                throw new IOException("a piece wrote past its range [" + begin + ", " + (begin + size) + ") of "
-                        + size + " bytes");
-            }
-            crc.update(b, off, len);
-            ByteBuffer buf = ByteBuffer.wrap(b, off, len);
-            while (buf.hasRemaining()) {
-                ch.write(buf, begin + done + (buf.position() - off));
-            }
-            done += len;
-        }
-
-        Staging.Written finish(Path file) throws IOException {
-            if (done != size) {
-                throw new IOException("a piece wrote " + done + " bytes of its range of " + size + " at " + begin);
-            }
-            return new Staging.Written(file, begin, size, crc.getValue(), null, -1);
         }
     }
 

@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.lightning.attention.stream.PositionedOutput;
 import org.apache.hadoop.fs.FSDataInputStream;
 import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.fs.FileSystem;
@@ -16,7 +17,9 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
 import java.io.Serializable;
+import java.nio.channels.FileChannel;
 import java.nio.file.Files;
+import java.nio.file.StandardOpenOption;
 import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
 import java.util.List;
@@ -320,27 +323,10 @@ final class Staging implements Serializable {
     static Written writeAtomically(FileSystem fs, Path dst, String attempt, Content content) throws IOException {
         Path tmp = HadoopPaths.child(dst.getParent(), "." + dst.getName() + ".inprogress-" + attempt);
         boolean done = false;
-        CRC32C crc = new CRC32C();
-        long[] size = {0};
+        long[] sizeAndCrc;
         try {
-            try (OutputStream raw = create(fs, tmp);
-                 OutputStream out = new FilterOutputStream(raw) {
-                     @Override
-                     public void write(int b) throws IOException {
-                         crc.update(b);
-                         size[0]++;
-                         raw.write(b);
-                     }
-
-                     @Override
-                     public void write(byte[] b, int off, int len) throws IOException {
-                         crc.update(b, off, len);
-                         size[0] += len;
-                         raw.write(b, off, len);
-                     }
-                 }) {
-                content.writeTo(out);
-            }
+            sizeAndCrc = fs instanceof RawLocalFileSystem ? writeLocal(((RawLocalFileSystem) fs).pathToFile(tmp).toPath(),
+                    content) : writeStream(fs, tmp, content);
             if (!rename(fs, tmp, dst)) {
                 if (!fs.exists(dst)) {
                     throw new IOException("cannot rename " + tmp + " to " + dst);
@@ -355,27 +341,61 @@ final class Staging implements Serializable {
                 throw new IOException("cannot remove the partial file " + tmp);
             }
         }
-        return new Written(dst, size[0], crc.getValue());
+        return new Written(dst, sizeAndCrc[0], sizeAndCrc[1]);
     }
 
     /**
-     * A new file (replacing one of that name), parent directories created. On the local file
-     * system through java.nio: Hadoop's raw local file system sets the new file's permission
-     * with a forked {@code chmod} where the Hadoop native library is absent (as in Spark's
-     * own jars), about 5 ms a file against 0.1 ms (1,000 files of 1 KiB on the 2-core VM,
-     * shared), and a run stages a few files per piece. The permission is the same in the usual
-     * case: 0666 less the umask (Hadoop's default umask, 022, is the usual process umask).
+     * A new local file (replacing one of that name, parent directories created) written by
+     * {@code content} through positioned writes of its channel ({@link PositionedOutput}), so that
+     * a window's o goes from its buffer (off-heap, registered on the GPU) to the file with no heap
+     * copy; returns the size and CRC32C written. java.nio rather than Hadoop's raw local file
+     * system, which sets a new file's permission with a forked {@code chmod} where the Hadoop
+     * native library is absent (as in Spark's own jars): about 5 ms a file against 0.1 ms (1,000
+     * files of 1 KiB on the 2-core VM, shared), and a run stages a few files per piece. The
+     * permission is the same in the usual case: 0666 less the umask (Hadoop's default umask, 022,
+     * is the usual process umask).
      */
-    private static OutputStream create(FileSystem fs, Path p) throws IOException {
-        if (fs instanceof RawLocalFileSystem) {
-            java.nio.file.Path file = ((RawLocalFileSystem) fs).pathToFile(p).toPath();
-            Files.createDirectories(file.getParent());
-            return Files.newOutputStream(file);
+    private static long[] writeLocal(java.nio.file.Path file, Content content) throws IOException {
+        Files.createDirectories(file.getParent());
+        try (FileChannel ch = FileChannel.open(file, StandardOpenOption.CREATE, StandardOpenOption.TRUNCATE_EXISTING,
+                StandardOpenOption.WRITE)) {
+            PositionedOutput out = PositionedOutput.unbounded(ch);
+            content.writeTo(out);
+            return new long[] {out.written(), out.crc32c()};
         }
+    }
+
+    /** A new file of any other file system written by {@code content}; returns the size and CRC32C written. */
+    private static long[] writeStream(FileSystem fs, Path p, Content content) throws IOException {
+        CRC32C crc = new CRC32C();
+        long[] size = {0};
+        try (OutputStream raw = create(fs, p);
+             OutputStream out = new FilterOutputStream(raw) {
+                 @Override
+                 public void write(int b) throws IOException {
+                     crc.update(b);
+                     size[0]++;
+                     raw.write(b);
+                 }
+
+                 @Override
+                 public void write(byte[] b, int off, int len) throws IOException {
+                     crc.update(b, off, len);
+                     size[0] += len;
+                     raw.write(b, off, len);
+                 }
+             }) {
+            content.writeTo(out);
+        }
+        return new long[] {size[0], crc.getValue()};
+    }
+
+    /** A new file (replacing one of that name) of a file system other than the local one. */
+    private static OutputStream create(FileSystem fs, Path p) throws IOException {
         return fs.create(p, true);
     }
 
-    /** Renames {@code from} to {@code to}, replacing it; false where it could not. Local: java.nio, as {@link #create}. */
+    /** Renames {@code from} to {@code to}, replacing it; false where it could not. Local: java.nio, as {@link #writeLocal}. */
     private static boolean rename(FileSystem fs, Path from, Path to) throws IOException {
         if (fs instanceof RawLocalFileSystem) {
             RawLocalFileSystem local = (RawLocalFileSystem) fs;

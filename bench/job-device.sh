@@ -1,0 +1,206 @@
+#!/usr/bin/env bash
+# The job itself on a GPU machine at the issue's head count (issue 13, item 3), beside its three
+# bounds measured in the same run, within a time budget: BF16 inputs written to the local disk
+# (bench/make_inputs.py), the disk's cold read bandwidth (one stream, and 8 streams at once),
+# pinned host-device copies (torch), the kernels alone on the device (DeviceBench), then
+# `bin/lightning run --backend gpu` on one sequence split into pieces and on a directory of
+# sequences, each from a cold page cache (dropped before it), the split one once more from a warm
+# one; each output spot-checked in float64 against its input (bench/job_check.py) before its
+# figures count; last the o-write bench (OutputWriteBench). Prints "RESULT" lines and a table of
+# tokens/s beside the bounds.
+#   bench/job-device.sh HOME
+# HOME: a directory with bin/lightning, conf/ and spark-job/target (a lean runtime extracted), and
+# bench/ (this script's siblings). Needs java (JAVA_HOME), python3 with torch and numpy, root (to
+# drop the page cache; without it the "cold" runs are warm and say so).
+# Environment: WORK (default /tmp/lightning-job-device), LONG=TxHxD (default 262144x64x128),
+# PIECES (8), DIR_FILES=N, DIR_SEQ=TxHxD (default 6, 65536x64x128: N is cut to what the time left
+# allows, at least 2), DROP=0 (leave the page cache alone, as on a shared machine), BUDGET_S (190: stages are skipped or cut to end within it), LOG (prefix of
+# the log files; default $WORK/job-device), BACKEND (gpu; cpu for a dry run of the script without a GPU).
+set -uo pipefail
+home="$(cd "${1:?usage: bench/job-device.sh HOME}" && pwd)"
+bench="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+work="${WORK:-/tmp/lightning-job-device}"
+log="${LOG:-$work/job-device}"
+budget="${BUDGET_S:-190}"
+IFS=x read -r lt lh ld <<< "${LONG:-262144x64x128}"
+IFS=x read -r dt dh dd <<< "${DIR_SEQ:-65536x64x128}"
+dir_files="${DIR_FILES:-6}"
+pieces="${PIECES:-8}"
+java_bin="${JAVA_HOME:+$JAVA_HOME/bin/}java"
+rm -rf "$work"; mkdir -p "$work" "$(dirname "$log")"
+results="$log-results.log"; : > "$results"
+
+left() { echo $((budget - SECONDS)); }
+# capped STAGE_SECONDS: the stage's own limit, cut to the time left less RESERVE (default 0)
+capped() { local l=$(( $(left) - ${2:-0} )); (( l < $1 )) && echo $(( l > 1 ? l : 1 )) || echo "$1"; }
+result() { echo "RESULT $*" | tee -a "$results"; }
+drop_caches() { [[ "${DROP:-1}" == 0 ]] && { echo "not dropped (DROP=0)"; return; }; sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null && echo dropped || echo "NOT dropped (not root)"; }
+stamp() { echo "== $* (t=${SECONDS}s, $(left)s left)"; }
+cp_app() { ls "$home"/spark-job/target/spark-job-*-app.jar | head -n 1; }
+# gen DIR FILES TOKENS HEADS DIM PREFIX SEED: inputs PREFIX-000.safetensors ...; torch's generator on the GPU
+# (bench/make_inputs.py), or bin/lightning generate where python3 has no torch (a dry run without a GPU)
+gen() {
+  if python3 -c "import torch" 2>/dev/null; then
+    python3 "$bench/make_inputs.py" "$1" --files "$2" --tokens "$3" --heads "$4" --dim "$5" --prefix "$6" --seed "$7" > /dev/null
+  else
+    "$home/bin/lightning" generate --output "$1" --files "$2" --tokens "$3" --heads "$4" --dk "$5" --dv "$5" --dtype bf16 \
+      > /dev/null 2>&1 || return 1
+    for ((i = 0; i < $2; i++)); do mv "$1/$(printf seq-%05d "$i").safetensors" "$1/$(printf "%s-%03d" "$6" "$i").safetensors"; done
+  fi
+}
+# bytes read from and written to the disk under WORK so far (the block device's counters, 512-byte sectors)
+blockdev_stat="/sys/class/block/$(basename "$(findmnt -no SOURCE -T "$work" 2>/dev/null | head -1)" 2>/dev/null)/stat"
+disk_bytes() { [[ -r "$blockdev_stat" ]] && awk '{printf "%.0f %.0f\n", $3 * 512, $7 * 512}' "$blockdev_stat" || echo "0 0"; }
+
+stamp machine
+{ date -u; nvidia-smi --query-gpu=name,driver_version,pcie.link.gen.current,pcie.link.width.current --format=csv
+  nproc; free -g | head -2; lscpu | grep -E "Model name|NUMA node\(s\)"; df -h "$work"; findmnt -T "$work" -o SOURCE,FSTYPE,OPTIONS
+  lsblk -d -o NAME,ROTA,SIZE,MODEL 2>/dev/null | head -6; "$java_bin" -version 2>&1 | head -1; } 2>&1
+free_gib=$(df -BG --output=avail "$work" | tail -1 | tr -dc 0-9)
+
+# --- inputs of the split sequence, written through the page cache and synced to the disk
+stamp "inputs: one sequence ${lt}x${lh}x${ld}"
+long_gib=$(( lt * lh * ld * 2 * 4 / (1 << 30) + 1 ))  # q, k, v in and o out
+if (( long_gib + 4 > free_gib )); then
+  echo "the split sequence needs ${long_gib} GiB with its output, the disk has ${free_gib} GiB free: cut LONG"; exit 3
+fi
+t0=$SECONDS
+timeout "$(capped 60)" bash -c "$(declare -f gen); home='$home' bench='$bench' gen '$work/long' 1 $lt $lh $ld long 1" \
+  || { echo "making inputs failed"; exit 3; }
+t1=$SECONDS; sync; t2=$SECONDS
+long_bytes=$(stat -c %s "$work"/long/long-000.safetensors)
+result "inputs long bytes=$long_bytes write_s=$((t1 - t0)) sync_s=$((t2 - t1))"
+gen_s=$((t2 - t0))
+
+# --- the disk's cold read bandwidth: 4 GiB of that file, one stream, then 8 streams on 8 ranges
+stamp "disk read, cold"
+chunk=$(( (long_bytes / 8 / (16 << 20)) )); (( chunk > 32 )) && chunk=32     # 16 MiB blocks per stream, <= 512 MiB
+echo "page cache $(drop_caches)"
+s=$(date +%s.%N)
+dd if="$work/long/long-000.safetensors" of=/dev/null bs=16M count=$((chunk * 8)) 2>/dev/null
+e=$(date +%s.%N)
+disk1=$(python3 -c "print('%.3f' % ($chunk * 8 * 16 * 2**20 / ($e - $s) / 1e9))")
+result "disk_read streams=1 GB_per_s=$disk1 bytes=$((chunk * 8 * 16 << 20))"
+echo "page cache $(drop_caches)"
+s=$(date +%s.%N)
+for i in 0 1 2 3 4 5 6 7; do
+  dd if="$work/long/long-000.safetensors" of=/dev/null bs=16M skip=$(( i * (long_bytes / 8 / (16 << 20)) )) count=$chunk 2>/dev/null &
+done
+wait
+e=$(date +%s.%N)
+result "disk_read streams=8 GB_per_s=$(python3 -c "print('%.3f' % ($chunk * 8 * 16 * 2**20 / ($e - $s) / 1e9))") bytes=$((chunk * 8 * 16 << 20))"
+
+# --- pinned copies, each way
+stamp "pinned copies"
+timeout "$(capped 30)" python3 - <<'EOF' | tee -a "$results"
+import torch
+n = 1 << 30
+h = torch.empty(n, dtype=torch.uint8, pin_memory=True)
+d = torch.empty(n, dtype=torch.uint8, device="cuda")
+for name, f in (("h2d", lambda: d.copy_(h, non_blocking=True)), ("d2h", lambda: h.copy_(d, non_blocking=True))):
+    f(); torch.cuda.synchronize()
+    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    s.record()
+    for _ in range(10):
+        f()
+    e.record(); torch.cuda.synchronize()
+    print("RESULT pinned_%s GB_per_s=%.2f" % (name, 10 * n / (s.elapsed_time(e) / 1e3) / 1e9))
+EOF
+
+# --- the kernels alone, data on the device (also takes the driver's one-time PTX compilation)
+stamp "kernels alone (DeviceBench)"
+read -r -a jvm_options < "$home/spark-job/target/jvm.options"
+timeout "$(capped 60 60)" "$java_bin" "${jvm_options[@]}" -cp "$(cp_app):$home/spark-job/target/lib/*" \
+  dev.lightning.attention.bench.DeviceBench --shapes "${lt}x${lh}x${ld},${dt}x${dh}x${dd}" --runs 5 --checks none --host-shape none \
+  --variants none > "$log-devicebench.log" 2>&1
+echo "DeviceBench exit $?"
+grep -E "^RESULT" "$log-devicebench.log" | sed 's/^RESULT /RESULT kernel /' | tee -a "$results"
+
+job() { # name, input dir, output dir, then options; the page cache as it is
+  local name=$1 in=$2 out=$3; shift 3
+  local s e status r0 w0 r1 w1
+  read -r r0 w0 <<< "$(disk_bytes)"
+  s=$(date +%s.%N)
+  timeout "$(capped 90)" "$home/bin/lightning" run --backend "${BACKEND:-gpu}" --input "$in" --output "$out" "$@" > "$log-job-$name.log" 2>&1
+  status=$?
+  e=$(date +%s.%N)
+  read -r r1 w1 <<< "$(disk_bytes)"
+  grep -E "^lightning: (done|pass|scan|finish|.*sequences,)" "$log-job-$name.log" | grep -vE " 0/[0-9]+ done" | tail -6
+  [[ $status -ne 0 ]] && tail -20 "$log-job-$name.log"
+  python3 - "$name" "$status" "$s" "$e" "$out/_lightning_report.json" $((r1 - r0)) $((w1 - w0)) <<'EOF' | tee -a "$results"
+import json, sys
+name, status, start, end, report = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+disk_read, disk_written = int(sys.argv[6]), int(sys.argv[7])
+try:
+    r = json.load(open(report))
+except Exception:
+    print("RESULT job %s status=%d wall_s=%.1f (no report)" % (name, status, end - start)); sys.exit()
+passes = " ".join("%s=%.2fs" % (k.split(":")[0].replace(" ", "_").replace("/", "of"), v["seconds"])
+                  for k, v in r.get("passes", {}).items())
+tokens, seconds, spark = r.get("tokens", 0), r["seconds"], r.get("sparkStartSeconds", 0)
+print("RESULT job %s status=%d wall_s=%.2f job_s=%.2f spark_start_s=%.2f tokens=%d tokens_per_s=%.4g wall_tokens_per_s=%.4g "
+      "after_start_tokens_per_s=%.4g disk_read_GB=%.2f disk_written_GB=%.2f backends=%s %s"
+      % (name, status, end - start, seconds, spark, tokens, r["tokensPerSecond"], tokens / (end - start),
+         tokens / max(seconds - spark, 1e-9), disk_read / 1e9, disk_written / 1e9, ",".join(r.get("backends", [])), passes))
+EOF
+}
+
+stamp "job: the split sequence, cold"
+echo "page cache $(drop_caches)"
+job long-cold "$work/long" "$work/out-long-cold" --partition-tokens $((lt / pieces))
+stamp "check: the split sequence"
+timeout "$(capped 40)" python3 "$bench/job_check.py" "$work/long/long-000.safetensors" \
+  "$work/out-long-cold/long-000.safetensors" --pieces "$pieces" | tee -a "$results"
+
+if (( $(left) > 100 )); then
+  stamp "job: the split sequence, warm (inputs in the page cache)"
+  job long-warm "$work/long" "$work/out-long-warm" --partition-tokens $((lt / pieces))
+  cmp -s "$work/out-long-cold/long-000.safetensors" "$work/out-long-warm/long-000.safetensors" \
+    && result "same_bytes long-cold long-warm" || result "DIFFERENT long-cold long-warm"
+  rm -rf "$work/out-long-warm"
+fi
+rm -rf "$work/long" "$work"/out-long-*
+
+# --- the directory: as many sequences as the time left allows (each costs its write, sync and read)
+per_file_gib=$(( dt * dh * dd * 2 * 3 / (1 << 30) ))
+# a file costs its writing and sync at the split sequence's pace and its cold read at the disk's
+# (one stream, the slower figure); 30 s stay for the job's start, the checks and the rest
+secs_per_file=$(python3 -c "
+b = $dt * $dh * $dd * 2 * 3; r = max($disk1, 0.2) * 1e9
+print(int(b * ($gen_s / max($long_bytes, 1) + 1 / r)) + 1)")
+n=$(( ($(left) - 30) / secs_per_file ))
+echo "directory: ${secs_per_file}s a file, $(left)s left: $n files (at most $dir_files)"
+(( n > dir_files )) && n=$dir_files
+(( n * (per_file_gib + per_file_gib / 3 + 1) + 4 > free_gib )) && n=$(( (free_gib - 4) / (per_file_gib + per_file_gib / 3 + 1) ))
+if (( n >= 2 )); then
+  stamp "inputs: $n sequences ${dt}x${dh}x${dd}"
+  t0=$SECONDS
+  timeout "$(capped 60 30)" bash -c "$(declare -f gen); home='$home' bench='$bench' gen '$work/dir' $n $dt $dh $dd short 2"
+  t1=$SECONDS
+  echo "page cache $(drop_caches)"
+  result "inputs dir files=$n bytes=$(du -cb "$work"/dir/*.safetensors | tail -1 | cut -f1) write_s=$((t1 - t0)) sync_s=$((SECONDS - t1))"
+  stamp "job: the directory, cold"
+  job dir-cold "$work/dir" "$work/out-dir-cold"
+  stamp "check: two of the directory's sequences"
+  for f in short-000 "short-$(printf %03d $((n - 1)))"; do
+    timeout "$(capped 20)" python3 "$bench/job_check.py" "$work/dir/$f.safetensors" "$work/out-dir-cold/$f.safetensors" \
+      --extra 6 | tee -a "$results"
+  done
+  rm -rf "$work/dir" "$work"/out-dir-*
+else
+  result "job dir skipped: $(left) s left"
+fi
+
+# --- the o write alone, from an off-heap block into the page cache (each mode a new file)
+if (( $(left) > 12 )); then
+  stamp "o write bench"
+  timeout "$(capped 30)" "$java_bin" -cp "$(cp_app):$home/spark-job/target/lib/*" dev.lightning.attention.bench.OutputWriteBench \
+    --bytes 1073741824 --runs 3 --threads 8 --dir "$work" > "$log-writebench.log" 2>&1
+  echo "OutputWriteBench exit $?"
+  grep -E "^RESULT" "$log-writebench.log" | tee -a "$results"
+fi
+
+stamp "summary"
+python3 "$bench/job_bounds.py" "$results" --long "${lt}x${lh}x${ld}" --pieces "$pieces" --dir-seq "${dt}x${dh}x${dd}" \
+  | tee -a "$results"
+rm -rf "$work"/out-* "$work"/long "$work"/dir
