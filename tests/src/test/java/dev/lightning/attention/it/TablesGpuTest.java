@@ -118,12 +118,14 @@ class TablesGpuTest {
                     .withHeads(hq, hk, hv);
         }
 
-        /** Rows of tokens [from, to), cut at random lengths of 1..maxRow tokens. */
+        /** Rows of tokens [from, to), cut at random lengths of 1..maxRow tokens, their starts counted from {@code from}. */
         List<Row> rows(int from, int to, Random rnd, int maxRow) {
             List<Row> rows = new ArrayList<>();
             for (int t = from; t < to; ) {
                 int n = Math.min(to - t, 1 + rnd.nextInt(maxRow));
-                rows.add(RowFactory.create(name, (long) t, n, dtype.name(), hq, hk, hv, dk, dv, bytes(q, t, n),
+                // start counts from this run's first token: an append's new blocks start at 0 (README,
+                // --initial-states), as its o rows do
+                rows.add(RowFactory.create(name, (long) (t - from), n, dtype.name(), hq, hk, hv, dk, dv, bytes(q, t, n),
                         bytes(k, t, n), bytes(v, t, n)));
                 t += n;
             }
@@ -197,7 +199,7 @@ class TablesGpuTest {
             rows.sort((a, b) -> Long.compare(a.getLong(1), b.getLong(1)));
             DType dt = DType.valueOf(rows.get(0).getString(3));
             ByteBuffer all = ByteBuffer.allocate((s.tokens - first) * s.heads() * s.dv * dt.bytes());
-            long next = first;
+            long next = 0;  // o rows count from this run's first token, which is token `first` of the sequence
             for (Row r : rows) {
                 assertEquals(next, r.getLong(1), s.name + ": o rows must tile the new tokens");
                 assertEquals(s.heads(), r.getInt(4));
@@ -205,7 +207,7 @@ class TablesGpuTest {
                 all.put((byte[]) r.get(6));
                 next += r.getInt(2);
             }
-            assertEquals(s.tokens, next, s.name + ": o rows end at the sequence's end");
+            assertEquals(s.tokens - first, next, s.name + ": o rows end at the sequence's end");
             all.flip();
             out.put(s.name, TokenTensor.wrap(dt, s.tokens - first, s.heads(), s.dv, all).toFloats());
         }
