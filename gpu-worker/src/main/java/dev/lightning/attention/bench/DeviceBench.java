@@ -91,8 +91,8 @@ public final class DeviceBench {
                     // pass 1 covers (all but the last segment)
                     double bytes = 4 * elements * 2 + 2 * elements * 2 * hooks.lastPass1Tokens() / t;
                     System.out.printf(Locale.ROOT, "RESULT %s T=%d H=%d D=%d ms=%.3f tokens_per_s=%.4g copy_share=%.3f "
-                                    + "segments=%d kernels=%s%n", forced == 1 ? "ours" : "ours-two-pass", t, h, d, ms,
-                            t / (ms / 1e3), bytes / (ms / 1e3) / copy, segments, hooks.lastKernels());
+                                    + "segments=%d kernels=%s plan=%s%n", forced == 1 ? "ours" : "ours-two-pass", t, h, d,
+                            ms, t / (ms / 1e3), bytes / (ms / 1e3) / copy, segments, hooks.lastKernels(), hooks.lastPlan());
                 }
                 hooks.minSegments(1);
                 hooks.releaseBuffers();

@@ -60,6 +60,11 @@ public final class BenchHooks {
     }
 
     /** Segments of the last launched window. */
+    public String lastPlan() {
+        SegmentPlan p = backend.lastPlan;
+        return p == null ? "none" : p.segments() + "x" + p.segTokens() + "/pass1=" + p.locals() + "x" + p.subTokens();
+    }
+
     public int lastSegments() {
         return backend.lastSegments;
     }

@@ -126,6 +126,8 @@ public final class CudaBackend implements AttentionBackend {
     int forcedSliceTokens;
     /** Segments of the last launched window (for the benchmark's report). */
     int lastSegments;
+    /** The segment plan of the last launched window (for the benchmark's report). */
+    SegmentPlan lastPlan;
     /** The forward kernel of the last launched window (for the benchmark's report). */
     String lastKernels = "";
     /** Tokens pass 1 covered in the last launched window with outputs (for the benchmark's report). */
@@ -397,27 +399,28 @@ public final class CudaBackend implements AttentionBackend {
     }
 
     private SegmentPlan segmentPlan(AttentionSpec spec, Kernels.Choice kernels, int n) {
-        return SegmentPlan.of(n, spec.heads() * kernels.columnTiles(spec.dv()), resident(kernels), minSegments);
+        return SegmentPlan.of(n, fill(spec, kernels), minSegments);
     }
 
-    /** CTAs of the forward kernel the GPU holds at once (by shared memory). */
-    private int resident(Kernels.Choice kernels) {
-        return device.multiprocessors * Math.max(1, device.maxSharedPerMultiprocessor / (kernels.smemForward() + 1024));
+    /**
+     * The GPU as a segment plan sees it for these kernels: the CTAs of a segment, and how many CTAs of
+     * the forward and of the states kernel the device holds at once (the driver's occupancy for each
+     * kernel as compiled: registers, shared memory and threads).
+     */
+    private SegmentPlan.Fill fill(AttentionSpec spec, Kernels.Choice kn) {
+        return new SegmentPlan.Fill(spec.heads() * kn.columnTiles(spec.dv()),
+                device.residentCtas(kn.forward(), kn.threads(), kn.smemForward()),
+                device.residentCtas(kn.states(), kn.threads(), kn.smemStates()), SegmentPlan.PASS1_COST);
     }
 
     /**
      * The most bytes the per-segment state buffers take for any window of {@code spec}: S and z for
-     * each of the local states (at most {@code resident / ctasPerSegment}, or one fewer than the
-     * segments), the incoming states and the states after (one a segment). SegmentPlan never cuts
-     * more segments than the resident CTAs hold, or than the benchmark's minimum.
+     * each of the local states, the incoming states and the states after, at most
+     * {@link SegmentPlan#maxStates} of them on this GPU.
      */
     private long segmentStateBytes(AttentionSpec spec, DType dtype, boolean checkpoints) {
-        Kernels.Choice kn = kernels(spec, dtype, checkpoints);
-        int ctasPerSegment = spec.heads() * kn.columnTiles(spec.dv());
-        long resident = resident(kn);
-        long segments = Math.max(Math.max(1, resident / ctasPerSegment), minSegments);
-        long locals = Math.max(segments - 1, resident / ctasPerSegment);
-        return (locals + 2 * segments) * LightningState.bytes(spec.heads(), spec.dk(), spec.dv(), spec.normalized());
+        long states = SegmentPlan.maxStates(fill(spec, kernels(spec, dtype, checkpoints)), minSegments);
+        return states * LightningState.bytes(spec.heads(), spec.dk(), spec.dv(), spec.normalized());
     }
 
     /** The per-segment state buffers (S and, normalizing, z) a launch of that plan needs. */
@@ -470,6 +473,7 @@ public final class CudaBackend implements AttentionBackend {
         int segments = plan.segments();
         int segTokens = plan.segTokens();
         lastSegments = segments;
+        lastPlan = plan;
         long sBytes = LightningState.kvBytes(spec);
         long zBytes = LightningState.normalizerBytes(spec);
         int scanBlocks = (spec.stateSize() + spec.normalizerSize() + Kernels.SCAN_THREADS - 1) / Kernels.SCAN_THREADS;
