@@ -44,6 +44,8 @@ public final class DeviceBench {
         String hostShape = "262144x8x128";
         String variants = "1048576x128";
         String checks = "65536";
+        // H:SxE/SxE,...: at the shapes of H heads, also time the plans of S segments of E pass-1 sub-segments
+        String plans = "none";
         for (int i = 0; i + 1 < args.length; i += 2) {
             if ("--variants".equals(args[i])) {
                 variants = args[i + 1];
@@ -53,6 +55,8 @@ public final class DeviceBench {
                 shapes = args[i + 1];
             } else if ("--host-shape".equals(args[i])) {
                 hostShape = args[i + 1];
+            } else if ("--plans".equals(args[i])) {
+                plans = args[i + 1];
             } else if ("--runs".equals(args[i])) {
                 runs = Integer.parseInt(args[i + 1]);
             } else {
@@ -95,6 +99,18 @@ public final class DeviceBench {
                             ms, t / (ms / 1e3), bytes / (ms / 1e3) / copy, segments, hooks.lastKernels(), hooks.lastPlan());
                 }
                 hooks.minSegments(1);
+                for (String forced : plansFor(plans, h)) {
+                    String[] se = forced.split("x");
+                    hooks.forcePlan(Integer.parseInt(se[0]), Integer.parseInt(se[1]));
+                    try {
+                        float ms = hooks.timeResident(spec, DType.BF16, t, runs);
+                        double bytes = 4 * elements * 2 + 2 * elements * 2 * hooks.lastPass1Tokens() / t;
+                        System.out.printf(Locale.ROOT, "RESULT plan T=%d H=%d D=%d ms=%.3f copy_share=%.3f plan=%s "
+                                + "kernels=%s%n", t, h, d, ms, bytes / (ms / 1e3) / copy, hooks.lastPlan(), hooks.lastKernels());
+                    } finally {
+                        hooks.forcePlan(0, 0);
+                    }
+                }
                 hooks.releaseBuffers();
             }
             if (!"none".equals(variants)) {
@@ -107,6 +123,20 @@ public final class DeviceBench {
                         Math.max(1, Math.min(runs, 5)));
             }
         }
+    }
+
+    /** The forced plans ("SxE") of {@code --plans} for shapes of {@code heads} heads. */
+    private static String[] plansFor(String plans, int heads) {
+        if ("none".equals(plans)) {
+            return new String[0];
+        }
+        for (String entry : plans.split(",")) {
+            String[] hp = entry.split(":");
+            if (Integer.parseInt(hp[0].trim()) == heads) {
+                return hp[1].trim().split("/");
+            }
+        }
+        return new String[0];
     }
 
     /**

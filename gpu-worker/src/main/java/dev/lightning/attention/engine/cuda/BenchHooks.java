@@ -60,6 +60,11 @@ public final class BenchHooks {
     }
 
     /** Segments of the last launched window. */
+    /** Every window cut into {@code segments} segments of {@code every} pass-1 sub-segments; 0: as planned. */
+    public void forcePlan(int segments, int every) {
+        backend.forcedPlan = segments < 1 ? null : new int[] {segments, every};
+    }
+
     public String lastPlan() {
         SegmentPlan p = backend.lastPlan;
         return p == null ? "none" : p.segments() + "x" + p.segTokens() + "/pass1=" + p.locals() + "x" + p.subTokens();

@@ -114,6 +114,11 @@ public final class CudaBackend implements AttentionBackend {
     private boolean closed;
     /** At least this many segments per window (benchmark only: to time the two-pass path). */
     int minSegments = 1;
+    /**
+     * Segments and pass-1 sub-segments a segment of every window (benchmark only, with an unlimited
+     * memory budget: to time plans the model did not choose); null: as SegmentPlan chooses.
+     */
+    int[] forcedPlan;
     /** Whether the Hopper kernels may run (tests turn them off to check the portable ones there). */
     boolean hopperKernels = true;
     /**
@@ -399,6 +404,9 @@ public final class CudaBackend implements AttentionBackend {
     }
 
     private SegmentPlan segmentPlan(AttentionSpec spec, Kernels.Choice kernels, int n) {
+        if (forcedPlan != null) {
+            return SegmentPlan.cut(n, forcedPlan[0], forcedPlan[1]);
+        }
         return SegmentPlan.of(n, fill(spec, kernels), minSegments);
     }
 

@@ -134,6 +134,24 @@ record SegmentPlan(int segments, int segTokens, int every, int subTokens, int lo
     }
 
     /**
+     * The cut of a window of {@code n} tokens into (about) {@code segments} segments of whole chunks,
+     * each cut into {@code every} pass-1 sub-segments (benchmark: to time a given plan). Segments are
+     * {@code every} chunks apart in size, so fewer may come out than asked where the chunks are few.
+     */
+    static SegmentPlan cut(int n, int segments, int every) {
+        if (n < 1 || segments < 1 || every < 1) {
+            throw new IllegalArgumentException("a cut of " + n + " tokens into " + segments + " segments of " + every
+                    + " sub-segments");
+        }
+        int chunks = (n + CHUNK - 1) / CHUNK;
+        int segChunks = ceil(ceil(chunks, Math.min(segments, chunks)), every) * every;
+        int s = ceil(chunks, segChunks);
+        int segTokens = segChunks * CHUNK;
+        return s == 1 ? new SegmentPlan(1, segTokens, 1, segTokens, 0)
+                : new SegmentPlan(s, segTokens, every, segTokens / every, (s - 1) * every);
+    }
+
+    /**
      * Modelled time of a cut, in forward chunk times: pass 2's waves of {@code segChunks} chunks, and
      * with more than one segment pass 1's waves of {@code segChunks / every} chunks at the pass-1
      * cost plus the fixed cost of a cut.
