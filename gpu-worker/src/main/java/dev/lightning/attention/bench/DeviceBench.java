@@ -29,7 +29,10 @@ import java.util.stream.IntStream;
  * <pre>
  *   DeviceBench [--shapes 65536x64x128,262144x64x128,1048576x64x128,1048576x8x128] [--runs 10]
  *               [--host-shape 262144x8x128 | none] [--variants 1048576x128 | none] [--checks 65536 | none]
+ *               [--plans H:SxE/SxE,H:... | none]
  * </pre>
+ * {@code --plans}: at the shapes of H heads, also time the window cut into S segments of E pass-1
+ * sub-segments each ("RESULT plan" lines), beside the plan the backend chooses.
  * {@code --shapes none}: no timings (the checks alone, say while another process compiles its kernels).
  * {@code --checks T,T,...}: the sequence lengths of the H = 8, D = 128 correctness check (error against
  * sequence length; the float64 reference runs on the CPU, about a second per 16K tokens and head).
