@@ -167,6 +167,26 @@ class SegmentPlanTest {
         assertTrue(h16.pass2WaveEfficiency(f16) >= 0.95, h16.toString());
     }
 
+    /** The benchmark's forced cuts: whole chunks covering the window, the sub-segments dividing a segment. */
+    @Test
+    void forcedCutsCoverTheWindow() {
+        for (int n : new int[] {1, 63, 64, 1000, 65_536, 1 << 20}) {
+            for (int s : new int[] {1, 2, 5, 11, 33}) {
+                for (int e : new int[] {1, 2, 5}) {
+                    SegmentPlan p = SegmentPlan.cut(n, s, e);
+                    String at = "n=" + n + " s=" + s + " e=" + e + ": " + p;
+                    assertTrue(p.segments() >= 1 && p.segments() <= s && p.segTokens() % CHUNK == 0, at);
+                    assertTrue((long) (p.segments() - 1) * p.segTokens() < n && (long) p.segments() * p.segTokens() >= n, at);
+                    if (p.segments() > 1) {
+                        assertEquals(p.segTokens(), p.every() * p.subTokens(), at);
+                        assertEquals((p.segments() - 1) * p.every(), p.locals(), at);
+                    }
+                }
+            }
+        }
+        assertEquals(new SegmentPlan(2, 8195 * CHUNK, 5, 1639 * CHUNK, 5), SegmentPlan.cut(1 << 20, 2, 5));
+    }
+
     @Test
     void refusesWhatCannotBePlanned() {
         assertThrows(IllegalArgumentException.class, () -> new Fill(0, 132, 132, 0.9));
