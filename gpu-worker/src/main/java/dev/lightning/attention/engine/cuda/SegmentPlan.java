@@ -36,11 +36,11 @@ record SegmentPlan(int segments, int segTokens, int every, int subTokens, int lo
     static final int MAX_WAVES = 2;
     /**
      * Time of a CTA's pass-1 chunk over a pass-2 chunk's, as measured on an H200 with the Hopper
-     * kernels (BENCHMARKS.md, 2026-11-22: states kernel 11.0 ms over 2^19 tokens a head, forward
-     * 24.6 ms over 2^20, both on 128 CTAs: 0.89). The states kernel does a third of the forward's
-     * products but, like it, is bound by its instruction stream.
+     * kernels (BENCHMARKS.md, 2026-11-22, tc_check --bench, T = 2^20, H = 64, D = 128: states
+     * kernel 11.0 ms, forward 24.6 ms, both over every token on 128 CTAs: 0.45; on 64 CTAs 14.6 and
+     * 37.6 ms: 0.39). The states kernel reads half the bytes and does under half the products.
      */
-    static final double PASS1_COST = 0.9;
+    static final double PASS1_COST = 0.45;
     /**
      * Fixed cost of a cut window, in chunk times: the states kernel's and the scan's launches and
      * the scan itself (some 5 to 10 us against about 3 us a 128-wide chunk).
