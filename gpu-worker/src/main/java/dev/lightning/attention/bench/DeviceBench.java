@@ -102,6 +102,20 @@ public final class DeviceBench {
                             ms, t / (ms / 1e3), bytes / (ms / 1e3) / copy, segments, hooks.lastKernels(), hooks.lastPlan());
                 }
                 hooks.minSegments(1);
+                if (d <= 64 && !"none".equals(plans)) {
+                    // the Hopper kernels on a narrow head (they pad Dk to 128 and use one of their two
+                    // column halves): timing only, to compare with the mma.sync kernels' line above
+                    hooks.hopperAnyWidth(true);
+                    try {
+                        float ms = hooks.timeResident(spec, DType.BF16, t, runs);
+                        double bytes = 4 * elements * 2 + 2 * elements * 2 * hooks.lastPass1Tokens() / t;
+                        System.out.printf(Locale.ROOT, "RESULT hopper-padded T=%d H=%d D=%d ms=%.3f copy_share=%.3f "
+                                + "plan=%s kernels=%s%n", t, h, d, ms, bytes / (ms / 1e3) / copy, hooks.lastPlan(),
+                                hooks.lastKernels());
+                    } finally {
+                        hooks.hopperAnyWidth(false);
+                    }
+                }
                 for (String forced : plansFor(plans, h)) {
                     String[] se = forced.split("x");
                     hooks.forcePlan(Integer.parseInt(se[0]), Integer.parseInt(se[1]));

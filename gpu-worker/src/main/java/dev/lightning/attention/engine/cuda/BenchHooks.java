@@ -65,6 +65,11 @@ public final class BenchHooks {
         backend.forcedPlan = segments < 1 ? null : new int[] {segments, every};
     }
 
+    /** Lets the Hopper kernels take narrow heads too (Dk, Dv <= 64), which they pad: timing only. */
+    public void hopperAnyWidth(boolean allowed) {
+        backend.hopperAnyWidth = allowed;
+    }
+
     public String lastPlan() {
         SegmentPlan p = backend.lastPlan;
         return p == null ? "none" : p.segments() + "x" + p.segTokens() + "/pass1=" + p.locals() + "x" + p.subTokens();

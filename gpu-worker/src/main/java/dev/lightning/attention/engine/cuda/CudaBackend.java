@@ -121,6 +121,8 @@ public final class CudaBackend implements AttentionBackend {
     int[] forcedPlan;
     /** Whether the Hopper kernels may run (tests turn them off to check the portable ones there). */
     boolean hopperKernels = true;
+    /** Whether the Hopper kernels take also Dk <= 64 and Dv <= 64 (benchmark only: to time them there). */
+    boolean hopperAnyWidth;
     /**
      * Whether slices overlap (the pipeline); false: the serial path as it was before the pipeline,
      * one slice unless the budget forces more, each slice copied in, computed and copied out before
@@ -400,7 +402,7 @@ public final class CudaBackend implements AttentionBackend {
     }
 
     private Kernels.Choice kernels(AttentionSpec spec, DType dtype, boolean checkpoints) {
-        return Kernels.choose(device, tensorCores, hopperKernels, dtype, spec, checkpoints);
+        return Kernels.choose(device, tensorCores, hopperKernels, hopperAnyWidth, dtype, spec, checkpoints);
     }
 
     private SegmentPlan segmentPlan(AttentionSpec spec, Kernels.Choice kernels, int n) {

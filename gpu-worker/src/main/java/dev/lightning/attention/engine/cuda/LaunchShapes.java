@@ -106,6 +106,11 @@ final class LaunchShapes {
      * half idle; the mma.sync kernels keep those).
      */
     boolean hopperFits(int dk, int dv) {
-        return hopper != null && dk >= TensorCoreLayout.HOPPER_MIN_DK && dk <= hopperMaxDk && dv > tcColumns;
+        return hopperTakes(dk) && dk >= TensorCoreLayout.HOPPER_MIN_DK && dv > tcColumns;
+    }
+
+    /** Whether the Hopper kernels are loaded and compute this Dk at all (they pad it to their maximum). */
+    boolean hopperTakes(int dk) {
+        return hopper != null && dk <= hopperMaxDk;
     }
 }
