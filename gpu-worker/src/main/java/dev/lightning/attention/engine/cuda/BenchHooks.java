@@ -70,6 +70,11 @@ public final class BenchHooks {
         backend.hopperAnyWidth = allowed;
     }
 
+    /** Whether Dk <= 64 runs the "_n64" kernels (false: the narrow kernels, as before them). */
+    public void smallKernels(boolean allowed) {
+        backend.smallKernels = allowed;
+    }
+
     public String lastPlan() {
         SegmentPlan p = backend.lastPlan;
         return p == null ? "none" : p.segments() + "x" + p.segTokens() + "/pass1=" + p.locals() + "x" + p.subTokens();

@@ -123,6 +123,8 @@ public final class CudaBackend implements AttentionBackend {
     boolean hopperKernels = true;
     /** Whether the Hopper kernels take also Dk <= 64 and Dv <= 64 (benchmark only: to time them there). */
     boolean hopperAnyWidth;
+    /** Whether Dk <= 64 runs the "_n64" mma.sync kernels (false: the narrow ones, benchmark only: A/B). */
+    boolean smallKernels = true;
     /**
      * Whether slices overlap (the pipeline); false: the serial path as it was before the pipeline,
      * one slice unless the budget forces more, each slice copied in, computed and copied out before
@@ -402,7 +404,13 @@ public final class CudaBackend implements AttentionBackend {
     }
 
     private Kernels.Choice kernels(AttentionSpec spec, DType dtype, boolean checkpoints) {
-        return Kernels.choose(device, tensorCores, hopperKernels, hopperAnyWidth, dtype, spec, checkpoints);
+        Kernels.Choice c = Kernels.choose(device, tensorCores, hopperKernels, hopperAnyWidth, dtype, spec, checkpoints);
+        if (!smallKernels && c.forward().endsWith("_n64")) {
+            // the narrow kernels of two state tiles a warp, same block and shared memory (benchmark)
+            c = new Kernels.Choice(c.forward().replace("_n64", ""), c.states().replace("_n64", ""), c.bv(),
+                    c.threads(), c.smemForward(), c.smemStates());
+        }
+        return c;
     }
 
     private SegmentPlan segmentPlan(AttentionSpec spec, Kernels.Choice kernels, int n) {
