@@ -142,7 +142,12 @@ public final class DeviceBench {
             if (!"none".equals(ab)) {
                 for (String entry : ab.split(",")) {
                     String[] sa = entry.split(":");
-                    alternate(hooks, sa[0], sa[1], rounds, runs, copy);
+                    try {
+                        alternate(hooks, sa[0], sa[1], rounds, runs, copy);
+                    } catch (RuntimeException e) {
+                        System.out.println("RESULT ab-failed " + entry + ": " + e);
+                        hooks.releaseBuffers();
+                    }
                 }
             }
             if (!"none".equals(variants)) {
