@@ -8,8 +8,9 @@ package dev.lightning.attention.engine.cuda;
  * GPU), so that it is tested everywhere.
  *
  * <p>The cut is chosen by a model of the two passes' time ({@link #modelChunks}): a kernel's CTA
- * walks its tokens chunk after chunk at a rate that does not depend on how many CTAs run beside it
- * (the kernels are bound by their own instruction issue, BENCHMARKS.md), so a launch of C CTAs of
+ * walks its tokens chunk after chunk at a rate taken not to depend on how many CTAs run beside it
+ * (the kernels are bound by their own instruction issue, BENCHMARKS.md; near a full GPU that holds
+ * only roughly: 128 Hopper CTAs move 1.5 times what 64 move, not twice), so a launch of C CTAs of
  * L chunks each, on a GPU that holds R of them at once, takes {@code ceil(C / R) * L} chunk times.
  * Pass 2 has {@code ctasPerSegment * segments} CTAs of a segment each; pass 1
  * {@code ctasPerSegment * locals} CTAs of a sub-segment each, at {@link Fill#pass1Cost} of a pass-2
@@ -18,7 +19,9 @@ package dev.lightning.attention.engine.cuda;
  * 132 SMs: 2 segments, and pass 1 in 5 sub-segments, 240 CTAs in 2 waves, instead of 2 in 96 CTAs
  * of one half-empty wave), and leaves the window whole where no cut pays for its pass 1 (H = 96:
  * 96 CTAs of 132, since cutting it in s segments of 96 CTAs each costs a pass 1 of {@code
- * (s - 1) / s} of its tokens to save at most 27% of pass 2).
+ * (s - 1) / s} of its tokens to save at most 27% of pass 2). Measured on the H200 (BENCHMARKS.md,
+ * 2026-12-03): H = 96 whole is faster than every cut tried, and the cuts this model adds at H = 48
+ * and H = 8 time the same as the plan before it (within 0.5%, alternated in one process).
  *
  * @param segments  segments of pass 2 (1: no pass 1)
  * @param segTokens tokens a segment, a multiple of the 64-token chunk
