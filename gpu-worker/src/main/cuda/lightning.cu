@@ -346,7 +346,7 @@ FILL_ENTRY(f16, __half)
 // these sources (CudaDevice reads them when it loads the module: LaunchShapes.java). One thread.
 //   out[0] CHUNK   out[1] GENERIC_BV   out[2] GENERIC_THREADS
 //   out[3] LIGHTNING_TC_THREADS_NARROW   out[4] LIGHTNING_TC_THREADS_WIDE   out[5] LIGHTNING_TC_COLUMNS
-//   out[6] LIGHTNING_TC_NARROW_MAX_DK
+//   out[6] LIGHTNING_TC_NARROW_MAX_DK   out[7] LIGHTNING_TC_SMALL_MAX_DK (the narrow "_n64" kernels' largest dk)
 //   out[LIGHTNING_SHAPES_DK + dk]      the generic kernels' dynamic shared memory, dk = 1..256
 //   out[2 * LIGHTNING_SHAPES_DK + dk]  the tensor-core kernels' (narrow up to LIGHTNING_TC_NARROW_MAX_DK, wide above)
 extern "C" __global__ void lightning_launch_shapes(int* out) {
@@ -357,6 +357,7 @@ extern "C" __global__ void lightning_launch_shapes(int* out) {
     out[4] = LIGHTNING_TC_THREADS_WIDE;
     out[5] = LIGHTNING_TC_COLUMNS;
     out[6] = LIGHTNING_TC_NARROW_MAX_DK;
+    out[7] = LIGHTNING_TC_SMALL_MAX_DK;
     for (int dk = 1; dk < LIGHTNING_SHAPES_DK; dk++) {
         out[LIGHTNING_SHAPES_DK + dk] = lightning_generic_smem_bytes(dk);
         out[2 * LIGHTNING_SHAPES_DK + dk] = lightning_tc_smem_bytes(dk);

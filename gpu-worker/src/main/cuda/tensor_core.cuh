@@ -39,8 +39,9 @@
 //   * checkpoints (forward): at the end of a chunk that ends a checkpoint interval the state warps
 //     store P (and z) exactly as the end-of-segment store does.
 // Launch contract: grid = (H, ceil(dv / LIGHTNING_TC_COLUMNS), S), block = LIGHTNING_TC_THREADS_NARROW
-// (dk <= 128, kernels lightning_*_tc_<type>) or LIGHTNING_TC_THREADS_WIDE (dk <= 256, kernels
-// lightning_*_tc_<type>_wide), dynamic shared memory = lightning_tc_smem_bytes(dk). A CTA owns head
+// (dk <= 128, kernels lightning_*_tc_<type>; dk <= 64, lightning_*_tc_<type>_n64) or
+// LIGHTNING_TC_THREADS_WIDE (dk <= 256, kernels lightning_*_tc_<type>_wide), dynamic shared memory =
+// lightning_tc_smem_bytes(dk). A CTA owns head
 // blockIdx.x, the value columns [64 * blockIdx.y, min(dv, 64 * blockIdx.y + 64)) and segment
 // blockIdx.z, i.e. tokens [s * segTokens, min(n, (s + 1) * segTokens)). It walks the segment's
 // 64-token chunks in order.
@@ -106,6 +107,12 @@
 #define LIGHTNING_TC_THREADS_WIDE 256
 #define LIGHTNING_TC_COLUMNS 64
 #define LIGHTNING_TC_NARROW_MAX_DK 128  // the narrow family's largest dk; the wide one takes dk up to 256
+// The narrow family's kernels for dk <= 64 (names ending in "_n64"): the same code with one state
+// m-tile a state warp (MT = 1) instead of two. With Dkp <= 64 there are at most 4 m-tiles, one a
+// state warp, and the MT = 2 kernels compute a second, dead tile on tile 0's address to keep their
+// loops branch-free: half the state warps' mma.sync work at dk = 64 (64 of 128 a chunk in the
+// forward, against the output warps' ~72), which made them the forward's critical path there.
+#define LIGHTNING_TC_SMALL_MAX_DK 64
 
 __host__ __device__ inline int lightning_tc_smem_bytes(int dk) {
     return 128 * ((dk + 15) / 16 * 16) + 188416;
@@ -221,7 +228,7 @@ __device__ __forceinline__ void phi_own(unsigned char* dstGeneric, int ldd, int 
 }
 
 // ------------------------------ the kernel body -------------------------------------------
-// MT = state m-tiles per state warp (2 when Dkp <= 128, 4 when Dkp <= 256). The hot loops have no
+// MT = state m-tiles per state warp (1 when Dkp <= 64, 2 when Dkp <= 128, 4 when Dkp <= 256). The hot loops have no
 // per-tile branches; zero padding makes the extra tiles harmless (padded rows / columns of Q, K, V
 // and sPt are zero).
 // LW: load warps (0: the compute warps load). UP: state m-tiles updated together (each V fragment
@@ -273,10 +280,10 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
     const unsigned qkBytes = FWD ? 256u * ldk : 128u * ldk;
     const unsigned stageBytes = qkBytes + 2u * kChunk * kLdv;
     const unsigned offStage = 1024u;
-    // sPt: double-buffered when Dkp <= 128 (MT == 2): the state warps write the copy for chunk c+1
+    // sPt: double-buffered when Dkp <= 128 (MT <= 2): the state warps write the copy for chunk c+1
     // while the output warps read the one for chunk c, no barrier between them. For Dkp > 128 one
     // buffer (the double one would not fit next to 2 stages); named barrier 1 then orders them.
-    constexpr bool kDblPt = (MT == 2);
+    constexpr bool kDblPt = (MT <= 2);
     const unsigned ptBytes = 2u * Dkp * kLdv;  // one copy
     // sZ (normalized only): two float32 arrays of Dkp after the mbarriers. Narrow forward: the two
     // buffers of zP handed to the output warps with sPt (buffer c & 1). Wide kernels carry z there
@@ -317,7 +324,7 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
     const long long rowQ = (long long)Hq * dk, rowK = (long long)Hk * dk, rowV = (long long)Hv * dv;
     const long long rowO = (long long)H * dv;
     constexpr int kLoaders = LW > 0 ? 32 * LW : kThreads;
-    constexpr int UP = (LW > 0 && FWD) ? 1 : 2;
+    constexpr int UP = (LW > 0 && FWD) || MT < 2 ? 1 : 2;
     const int loader = LW > 0 ? tid - kThreads : tid;
     const TilePlan planQK(Dkp, loader, kLoaders), planV(kCols, loader, kLoaders);
 
@@ -893,7 +900,8 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
 }  // namespace lightning_tc
 
 // ------------------------------ entry points ----------------------------------------------
-// narrow: dk <= 128, block LIGHTNING_TC_THREADS_NARROW; wide: dk <= 256, block LIGHTNING_TC_THREADS_WIDE.
+// narrow: dk <= 128, block LIGHTNING_TC_THREADS_NARROW; wide: dk <= 256, block LIGHTNING_TC_THREADS_WIDE;
+// n64: dk <= LIGHTNING_TC_SMALL_MAX_DK, the narrow block and shared memory.
 #define LIGHTNING_TC_ENTRIES(NAME, T)                                                                    \
     extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS_NARROW, 1)                          \
     lightning_forward_tc_##NAME(const LightningArgs a) {                                                  \
@@ -910,6 +918,14 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
     extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS_WIDE, 1)                            \
     lightning_states_tc_##NAME##_wide(const LightningArgs a) {                                            \
         lightning_tc::body<T, false, 4, 0>(a);                                                            \
+    }                                                                                                     \
+    extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS_NARROW, 1)                          \
+    lightning_forward_tc_##NAME##_n64(const LightningArgs a) {                                            \
+        lightning_tc::body<T, true, 1, 4>(a);                                                             \
+    }                                                                                                     \
+    extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS_NARROW, 1)                          \
+    lightning_states_tc_##NAME##_n64(const LightningArgs a) {                                             \
+        lightning_tc::body<T, false, 1, 4>(a);                                                            \
     }
 
 LIGHTNING_TC_ENTRIES(bf16, __nv_bfloat16)

@@ -97,7 +97,8 @@ static LightningArgs plain_args(const void* q, const void* k, const void* v, voi
     a.scale = scale;
     return a;
 }
-// dk <= 128: the narrow kernels (load warps); larger dk: the wide ones.
+// dk <= 64: the narrow kernels with one state m-tile a state warp (_n64); dk <= 128: the narrow kernels
+// (load warps); larger dk: the wide ones.
 static void launch_forward(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,
                            __nv_bfloat16* o, int n, int H, int dk, int dv, int seg, const float* sl,
                            float scale, const float* inc, float* outS, dim3 grid, int smem) {
@@ -108,7 +109,9 @@ static void launch_forward(const __nv_bfloat16* q, const __nv_bfloat16* k, const
         return;
     }
 #endif
-    if (dk <= 128)
+    if (dk <= LIGHTNING_TC_SMALL_MAX_DK)
+        lightning_forward_tc_bf16_n64<<<grid, LIGHTNING_TC_THREADS_NARROW, smem>>>(a);
+    else if (dk <= 128)
         lightning_forward_tc_bf16<<<grid, LIGHTNING_TC_THREADS_NARROW, smem>>>(a);
     else
         lightning_forward_tc_bf16_wide<<<grid, LIGHTNING_TC_THREADS_WIDE, smem>>>(a);
@@ -123,7 +126,9 @@ static void launch_forward(const __half* q, const __half* k, const __half* v, __
         return;
     }
 #endif
-    if (dk <= 128)
+    if (dk <= LIGHTNING_TC_SMALL_MAX_DK)
+        lightning_forward_tc_f16_n64<<<grid, LIGHTNING_TC_THREADS_NARROW, smem>>>(a);
+    else if (dk <= 128)
         lightning_forward_tc_f16<<<grid, LIGHTNING_TC_THREADS_NARROW, smem>>>(a);
     else
         lightning_forward_tc_f16_wide<<<grid, LIGHTNING_TC_THREADS_WIDE, smem>>>(a);
@@ -137,7 +142,9 @@ static void launch_states(const __nv_bfloat16* k, const __nv_bfloat16* v, int n,
         return;
     }
 #endif
-    if (dk <= 128)
+    if (dk <= LIGHTNING_TC_SMALL_MAX_DK)
+        lightning_states_tc_bf16_n64<<<grid, LIGHTNING_TC_THREADS_NARROW, smem>>>(a);
+    else if (dk <= 128)
         lightning_states_tc_bf16<<<grid, LIGHTNING_TC_THREADS_NARROW, smem>>>(a);
     else
         lightning_states_tc_bf16_wide<<<grid, LIGHTNING_TC_THREADS_WIDE, smem>>>(a);
@@ -151,7 +158,9 @@ static void launch_states(const __half* k, const __half* v, int n, int H, int dk
         return;
     }
 #endif
-    if (dk <= 128)
+    if (dk <= LIGHTNING_TC_SMALL_MAX_DK)
+        lightning_states_tc_f16_n64<<<grid, LIGHTNING_TC_THREADS_NARROW, smem>>>(a);
+    else if (dk <= 128)
         lightning_states_tc_f16<<<grid, LIGHTNING_TC_THREADS_NARROW, smem>>>(a);
     else
         lightning_states_tc_f16_wide<<<grid, LIGHTNING_TC_THREADS_WIDE, smem>>>(a);
@@ -163,7 +172,9 @@ static void set_smem_limits() {
     const void* kernels[] = {(const void*)lightning_forward_tc_bf16, (const void*)lightning_forward_tc_f16,
                              (const void*)lightning_states_tc_bf16, (const void*)lightning_states_tc_f16,
                              (const void*)lightning_forward_tc_bf16_wide, (const void*)lightning_forward_tc_f16_wide,
-                             (const void*)lightning_states_tc_bf16_wide, (const void*)lightning_states_tc_f16_wide};
+                             (const void*)lightning_states_tc_bf16_wide, (const void*)lightning_states_tc_f16_wide,
+                             (const void*)lightning_forward_tc_bf16_n64, (const void*)lightning_forward_tc_f16_n64,
+                             (const void*)lightning_states_tc_bf16_n64, (const void*)lightning_states_tc_f16_n64};
     for (const void* f : kernels) CK(cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, maxBytes));
 #ifdef LIGHTNING_WG
     const void* wg[] = {(const void*)lightning_forward_wg_bf16, (const void*)lightning_forward_wg_f16,

@@ -29,7 +29,10 @@ import java.util.stream.IntStream;
  * <pre>
  *   DeviceBench [--shapes 65536x64x128,262144x64x128,1048576x64x128,1048576x8x128] [--runs 10]
  *               [--host-shape 262144x8x128 | none] [--variants 1048576x128 | none] [--checks 65536 | none]
+ *               [--plans H:SxE/SxE,H:... | none]
  * </pre>
+ * {@code --plans}: at the shapes of H heads, also time the window cut into S segments of E pass-1
+ * sub-segments each ("RESULT plan" lines), beside the plan the backend chooses.
  * {@code --shapes none}: no timings (the checks alone, say while another process compiles its kernels).
  * {@code --checks T,T,...}: the sequence lengths of the H = 8, D = 128 correctness check (error against
  * sequence length; the float64 reference runs on the CPU, about a second per 16K tokens and head).
@@ -44,6 +47,13 @@ public final class DeviceBench {
         String hostShape = "262144x8x128";
         String variants = "1048576x128";
         String checks = "65536";
+        // H:SxE/SxE,...: at the shapes of H heads, also time the plans of S segments of E pass-1 sub-segments
+        String plans = "none";
+        // TxHxD:A,...: at each shape, the backend's choice against A (SxE: a forced plan; "old": the
+        // narrow kernels in place of the _n64 ones; "hopper": the Hopper kernels padded to Dk = 128),
+        // alternated over --rounds rounds in this process
+        String ab = "none";
+        int rounds = 5;
         for (int i = 0; i + 1 < args.length; i += 2) {
             if ("--variants".equals(args[i])) {
                 variants = args[i + 1];
@@ -53,6 +63,12 @@ public final class DeviceBench {
                 shapes = args[i + 1];
             } else if ("--host-shape".equals(args[i])) {
                 hostShape = args[i + 1];
+            } else if ("--ab".equals(args[i])) {
+                ab = args[i + 1];
+            } else if ("--rounds".equals(args[i])) {
+                rounds = Integer.parseInt(args[i + 1]);
+            } else if ("--plans".equals(args[i])) {
+                plans = args[i + 1];
             } else if ("--runs".equals(args[i])) {
                 runs = Integer.parseInt(args[i + 1]);
             } else {
@@ -91,11 +107,48 @@ public final class DeviceBench {
                     // pass 1 covers (all but the last segment)
                     double bytes = 4 * elements * 2 + 2 * elements * 2 * hooks.lastPass1Tokens() / t;
                     System.out.printf(Locale.ROOT, "RESULT %s T=%d H=%d D=%d ms=%.3f tokens_per_s=%.4g copy_share=%.3f "
-                                    + "segments=%d kernels=%s%n", forced == 1 ? "ours" : "ours-two-pass", t, h, d, ms,
-                            t / (ms / 1e3), bytes / (ms / 1e3) / copy, segments, hooks.lastKernels());
+                                    + "segments=%d kernels=%s plan=%s%n", forced == 1 ? "ours" : "ours-two-pass", t, h, d,
+                            ms, t / (ms / 1e3), bytes / (ms / 1e3) / copy, segments, hooks.lastKernels(), hooks.lastPlan());
                 }
                 hooks.minSegments(1);
+                if (d <= 64 && !"none".equals(plans)) {
+                    // the Hopper kernels on a narrow head (they pad Dk to 128 and use one of their two
+                    // column halves): timing only, to compare with the mma.sync kernels' line above
+                    hooks.hopperAnyWidth(true);
+                    try {
+                        float ms = hooks.timeResident(spec, DType.BF16, t, runs);
+                        double bytes = 4 * elements * 2 + 2 * elements * 2 * hooks.lastPass1Tokens() / t;
+                        System.out.printf(Locale.ROOT, "RESULT hopper-padded T=%d H=%d D=%d ms=%.3f copy_share=%.3f "
+                                + "plan=%s kernels=%s%n", t, h, d, ms, bytes / (ms / 1e3) / copy, hooks.lastPlan(),
+                                hooks.lastKernels());
+                    } finally {
+                        hooks.hopperAnyWidth(false);
+                    }
+                }
+                for (String forced : plansFor(plans, h)) {
+                    String[] se = forced.split("x");
+                    hooks.forcePlan(Integer.parseInt(se[0]), Integer.parseInt(se[1]));
+                    try {
+                        float ms = hooks.timeResident(spec, DType.BF16, t, runs);
+                        double bytes = 4 * elements * 2 + 2 * elements * 2 * hooks.lastPass1Tokens() / t;
+                        System.out.printf(Locale.ROOT, "RESULT plan T=%d H=%d D=%d ms=%.3f copy_share=%.3f plan=%s "
+                                + "kernels=%s%n", t, h, d, ms, bytes / (ms / 1e3) / copy, hooks.lastPlan(), hooks.lastKernels());
+                    } finally {
+                        hooks.forcePlan(0, 0);
+                    }
+                }
                 hooks.releaseBuffers();
+            }
+            if (!"none".equals(ab)) {
+                for (String entry : ab.split(",")) {
+                    String[] sa = entry.split(":");
+                    try {
+                        alternate(hooks, sa[0], sa[1], rounds, runs, copy);
+                    } catch (RuntimeException e) {
+                        System.out.println("RESULT ab-failed " + entry + ": " + e);
+                        hooks.releaseBuffers();
+                    }
+                }
             }
             if (!"none".equals(variants)) {
                 String[] p = variants.split("x");
@@ -107,6 +160,80 @@ public final class DeviceBench {
                         Math.max(1, Math.min(runs, 5)));
             }
         }
+    }
+
+    /**
+     * The backend's choice (B) against {@code a} (a forced plan "SxE"; "old": the narrow kernels in
+     * place of the _n64 ones; "hopper": the Hopper kernels padded to Dk = 128) on one resident window of {@code shape}, alternated A B B A ... over
+     * {@code rounds} rounds so that drift in the GPU's clocks falls on both: one "RESULT ab-round" line a
+     * round and one "RESULT ab" line with both medians.
+     */
+    private static void alternate(BenchHooks hooks, String shape, String a, int rounds, int runs, double copy) {
+        String[] p = shape.split("x");
+        int t = Integer.parseInt(p[0]);
+        int h = Integer.parseInt(p[1]);
+        int d = Integer.parseInt(p[2]);
+        AttentionSpec spec = new AttentionSpec(h, d, d, Slopes.minimax(h), 1.0, 64);
+        hooks.prepareResident(spec, DType.BF16, t, 7);
+        float[] msA = new float[rounds];
+        float[] msB = new float[rounds];
+        String planA = "";
+        String planB = "";
+        try {
+            for (int r = 0; r < rounds; r++) {
+                for (int k = 0; k < 2; k++) {
+                    boolean sideA = (r % 2 == 0) == (k == 0);
+                    if (sideA && "old".equals(a)) {
+                        hooks.smallKernels(false);
+                    } else if (sideA && "hopper".equals(a)) {
+                        hooks.hopperAnyWidth(true);
+                    } else if (sideA) {
+                        String[] se = a.split("x");
+                        hooks.forcePlan(Integer.parseInt(se[0]), Integer.parseInt(se[1]));
+                    }
+                    try {
+                        float ms = hooks.timeResident(spec, DType.BF16, t, runs);
+                        String plan = hooks.lastPlan() + " " + hooks.lastKernels();
+                        if (sideA) {
+                            msA[r] = ms;
+                            planA = plan;
+                        } else {
+                            msB[r] = ms;
+                            planB = plan;
+                        }
+                    } finally {
+                        hooks.smallKernels(true);
+                        hooks.hopperAnyWidth(false);
+                        hooks.forcePlan(0, 0);
+                    }
+                }
+                System.out.printf(Locale.ROOT, "RESULT ab-round T=%d H=%d D=%d round=%d A_ms=%.3f B_ms=%.3f%n", t, h, d, r,
+                        msA[r], msB[r]);
+            }
+        } finally {
+            hooks.releaseBuffers();
+        }
+        float[] sa = msA.clone();
+        float[] sb = msB.clone();
+        java.util.Arrays.sort(sa);
+        java.util.Arrays.sort(sb);
+        System.out.printf(Locale.ROOT, "RESULT ab T=%d H=%d D=%d A=%s (%s) median_ms=%.3f B=chosen (%s) median_ms=%.3f "
+                + "A_over_B=%.3f rounds=%d%n", t, h, d, a, planA, sa[rounds / 2], planB, sb[rounds / 2],
+                sa[rounds / 2] / sb[rounds / 2], rounds);
+    }
+
+    /** The forced plans ("SxE") of {@code --plans} for shapes of {@code heads} heads. */
+    private static String[] plansFor(String plans, int heads) {
+        if ("none".equals(plans)) {
+            return new String[0];
+        }
+        for (String entry : plans.split(",")) {
+            String[] hp = entry.split(":");
+            if (Integer.parseInt(hp[0].trim()) == heads) {
+                return hp[1].trim().split("/");
+            }
+        }
+        return new String[0];
     }
 
     /**

@@ -60,6 +60,26 @@ public final class BenchHooks {
     }
 
     /** Segments of the last launched window. */
+    /** Every window cut into {@code segments} segments of {@code every} pass-1 sub-segments; 0: as planned. */
+    public void forcePlan(int segments, int every) {
+        backend.forcedPlan = segments < 1 ? null : new int[] {segments, every};
+    }
+
+    /** Lets the Hopper kernels take narrow heads too (Dk, Dv <= 64), which they pad: timing only. */
+    public void hopperAnyWidth(boolean allowed) {
+        backend.hopperAnyWidth = allowed;
+    }
+
+    /** Whether Dk <= 64 runs the "_n64" kernels (false: the narrow kernels, as before them). */
+    public void smallKernels(boolean allowed) {
+        backend.smallKernels = allowed;
+    }
+
+    public String lastPlan() {
+        SegmentPlan p = backend.lastPlan;
+        return p == null ? "none" : p.segments() + "x" + p.segTokens() + "/pass1=" + p.locals() + "x" + p.subTokens();
+    }
+
     public int lastSegments() {
         return backend.lastSegments;
     }

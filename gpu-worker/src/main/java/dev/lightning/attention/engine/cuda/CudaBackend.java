@@ -114,8 +114,17 @@ public final class CudaBackend implements AttentionBackend {
     private boolean closed;
     /** At least this many segments per window (benchmark only: to time the two-pass path). */
     int minSegments = 1;
+    /**
+     * Segments and pass-1 sub-segments a segment of every window (benchmark only, with an unlimited
+     * memory budget: to time plans the model did not choose); null: as SegmentPlan chooses.
+     */
+    int[] forcedPlan;
     /** Whether the Hopper kernels may run (tests turn them off to check the portable ones there). */
     boolean hopperKernels = true;
+    /** Whether the Hopper kernels take also Dk <= 64 and Dv <= 64 (benchmark only: to time them there). */
+    boolean hopperAnyWidth;
+    /** Whether Dk <= 64 runs the "_n64" mma.sync kernels (false: the narrow ones, benchmark only: A/B). */
+    boolean smallKernels = true;
     /**
      * Whether slices overlap (the pipeline); false: the serial path as it was before the pipeline,
      * one slice unless the budget forces more, each slice copied in, computed and copied out before
@@ -126,6 +135,8 @@ public final class CudaBackend implements AttentionBackend {
     int forcedSliceTokens;
     /** Segments of the last launched window (for the benchmark's report). */
     int lastSegments;
+    /** The segment plan of the last launched window (for the benchmark's report). */
+    SegmentPlan lastPlan;
     /** The forward kernel of the last launched window (for the benchmark's report). */
     String lastKernels = "";
     /** Tokens pass 1 covered in the last launched window with outputs (for the benchmark's report). */
@@ -398,31 +409,41 @@ public final class CudaBackend implements AttentionBackend {
     }
 
     private Kernels.Choice kernels(AttentionSpec spec, DType dtype, boolean checkpoints) {
-        return Kernels.choose(device, tensorCores, hopperKernels, dtype, spec, checkpoints);
+        Kernels.Choice c = Kernels.choose(device, tensorCores, hopperKernels, hopperAnyWidth, dtype, spec, checkpoints);
+        if (!smallKernels && c.forward().endsWith("_n64")) {
+            // the narrow kernels of two state tiles a warp, same block and shared memory (benchmark)
+            c = new Kernels.Choice(c.forward().replace("_n64", ""), c.states().replace("_n64", ""), c.bv(),
+                    c.threads(), c.smemForward(), c.smemStates());
+        }
+        return c;
     }
 
     private SegmentPlan segmentPlan(AttentionSpec spec, Kernels.Choice kernels, int n) {
-        return SegmentPlan.of(n, spec.heads() * kernels.columnTiles(spec.dv()), resident(kernels), minSegments);
+        if (forcedPlan != null) {
+            return SegmentPlan.cut(n, forcedPlan[0], forcedPlan[1]);
+        }
+        return SegmentPlan.of(n, fill(spec, kernels), minSegments);
     }
 
-    /** CTAs of the forward kernel the GPU holds at once (by shared memory). */
-    private int resident(Kernels.Choice kernels) {
-        return device.multiprocessors * Math.max(1, device.maxSharedPerMultiprocessor / (kernels.smemForward() + 1024));
+    /**
+     * The GPU as a segment plan sees it for these kernels: the CTAs of a segment, and how many CTAs of
+     * the forward and of the states kernel the device holds at once (the driver's occupancy for each
+     * kernel as compiled: registers, shared memory and threads).
+     */
+    private SegmentPlan.Fill fill(AttentionSpec spec, Kernels.Choice kn) {
+        return new SegmentPlan.Fill(spec.heads() * kn.columnTiles(spec.dv()),
+                device.residentCtas(kn.forward(), kn.threads(), kn.smemForward()),
+                device.residentCtas(kn.states(), kn.threads(), kn.smemStates()), SegmentPlan.PASS1_COST);
     }
 
     /**
      * The most bytes the per-segment state buffers take for any window of {@code spec}: S and z for
-     * each of the local states (at most {@code resident / ctasPerSegment}, or one fewer than the
-     * segments), the incoming states and the states after (one a segment). SegmentPlan never cuts
-     * more segments than the resident CTAs hold, or than the benchmark's minimum.
+     * each of the local states, the incoming states and the states after, at most
+     * {@link SegmentPlan#maxStates} of them on this GPU.
      */
     private long segmentStateBytes(AttentionSpec spec, DType dtype, boolean checkpoints) {
-        Kernels.Choice kn = kernels(spec, dtype, checkpoints);
-        int ctasPerSegment = spec.heads() * kn.columnTiles(spec.dv());
-        long resident = resident(kn);
-        long segments = Math.max(Math.max(1, resident / ctasPerSegment), minSegments);
-        long locals = Math.max(segments - 1, resident / ctasPerSegment);
-        return (locals + 2 * segments) * LightningState.bytes(spec.heads(), spec.dk(), spec.dv(), spec.normalized());
+        long states = SegmentPlan.maxStates(fill(spec, kernels(spec, dtype, checkpoints)), minSegments);
+        return states * LightningState.bytes(spec.heads(), spec.dk(), spec.dv(), spec.normalized());
     }
 
     /** The per-segment state buffers (S and, normalizing, z) a launch of that plan needs. */
@@ -475,6 +496,7 @@ public final class CudaBackend implements AttentionBackend {
         int segments = plan.segments();
         int segTokens = plan.segTokens();
         lastSegments = segments;
+        lastPlan = plan;
         long sBytes = LightningState.kvBytes(spec);
         long zBytes = LightningState.normalizerBytes(spec);
         int scanBlocks = (spec.stateSize() + spec.normalizerSize() + Kernels.SCAN_THREADS - 1) / Kernels.SCAN_THREADS;

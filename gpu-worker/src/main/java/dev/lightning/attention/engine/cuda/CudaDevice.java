@@ -339,6 +339,24 @@ final class CudaDevice {
         }
     }
 
+    /** CTAs a SM holds, by kernel, threads and dynamic shared memory (the driver's occupancy answer). */
+    private final Map<String, Integer> ctasPerSm = new HashMap<>();
+
+    /**
+     * CTAs of {@code kernel} the whole GPU holds at once with {@code threads} threads and {@code smem}
+     * bytes of dynamic shared memory a CTA: the driver's occupancy for the kernel as compiled
+     * (registers, shared memory, threads), times the multiprocessors; at least the multiprocessors.
+     * The caller has made the context current.
+     */
+    synchronized int residentCtas(String kernel, int threads, int smem) {
+        int perSm = ctasPerSm.computeIfAbsent(kernel + "/" + threads + "/" + smem, key -> {
+            int[] blocks = new int[1];
+            JCudaDriver.cuOccupancyMaxActiveBlocksPerMultiprocessor(blocks, function(kernel), threads, smem);
+            return Math.max(1, blocks[0]);
+        });
+        return multiprocessors * perSm;
+    }
+
     /** A kernel of the modules; raises its shared-memory limit to what the device allows. */
     synchronized CUfunction function(String kernel) {
         return functions.computeIfAbsent(kernel, k -> {

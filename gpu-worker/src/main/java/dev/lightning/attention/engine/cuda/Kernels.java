@@ -97,6 +97,15 @@ final class Kernels {
      */
     static Choice choose(CudaDevice device, boolean tensorCores, boolean hopperKernels, DType dtype,
                          AttentionSpec spec, boolean checkpoints) {
+        return choose(device, tensorCores, hopperKernels, false, dtype, spec, checkpoints);
+    }
+
+    /**
+     * @param hopperAnyWidth the Hopper kernels take every Dk they compute, also Dk <= 64 and Dv <= 64,
+     *                       which they pad (benchmark only: to time them there against the mma.sync ones)
+     */
+    static Choice choose(CudaDevice device, boolean tensorCores, boolean hopperKernels, boolean hopperAnyWidth,
+                         DType dtype, AttentionSpec spec, boolean checkpoints) {
         String type = type(dtype);
         int dk = spec.dk();
         int dv = spec.dv();
@@ -106,7 +115,8 @@ final class Kernels {
         // Hopper (wgmma) kernels where the device has them and the shape suits them
         // (LaunchShapes.hopperFits); shapes and sizes as the modules report them.
         LaunchShapes shapes = device.shapes;
-        boolean hopper = tc && hopperKernels && shapes.hopperFits(dk, dv) && disjoint(variants, NOT_ON_HOPPER)
+        boolean fits = hopperAnyWidth ? shapes.hopperTakes(dk) : shapes.hopperFits(dk, dv);
+        boolean hopper = tc && hopperKernels && fits && disjoint(variants, NOT_ON_HOPPER)
                 && device.has("lightning_forward_wg_" + type);
         if (hopper) {
             return new Choice("lightning_forward_wg_" + type, "lightning_states_wg_" + type, shapes.hopperColumns,

@@ -21,6 +21,8 @@ final class LaunchShapes {
     final int tcThreadsWide;
     final int tcColumns;
     final int tcNarrowMaxDk;
+    /** The narrow family's "_n64" kernels (one state m-tile a state warp) take dk up to this; 0: none. */
+    final int tcSmallMaxDk;
     /** 0 when there is no Hopper module. */
     final int hopperColumns;
     final int hopperThreads;
@@ -38,6 +40,7 @@ final class LaunchShapes {
         tcThreadsWide = portable[4];
         tcColumns = portable[5];
         tcNarrowMaxDk = portable[6];
+        tcSmallMaxDk = portable[7];
         hopperColumns = hopper == null ? 0 : hopper[0];
         hopperThreads = hopper == null ? 0 : hopper[1];
         hopperMaxDk = hopper == null ? 0 : hopper[2];
@@ -82,9 +85,13 @@ final class LaunchShapes {
         return dk <= tcNarrowMaxDk ? tcThreadsNarrow : tcThreadsWide;
     }
 
-    /** Appended to an mma.sync kernel's name: the wide family's kernels end in "_wide". */
+    /**
+     * Appended to an mma.sync kernel's name: the wide family's kernels end in "_wide", the narrow
+     * family's for dk up to {@link #tcSmallMaxDk} in "_n64" (the same code with one state m-tile a
+     * state warp, which at dk <= 64 is all there is: the others compute a dead second tile).
+     */
     String tensorCoreSuffix(int dk) {
-        return dk <= tcNarrowMaxDk ? "" : "_wide";
+        return dk <= tcSmallMaxDk ? "_n64" : dk <= tcNarrowMaxDk ? "" : "_wide";
     }
 
     /** Dynamic shared memory of the Hopper forward or states kernel at this dk (the module must be loaded). */
@@ -99,6 +106,11 @@ final class LaunchShapes {
      * half idle; the mma.sync kernels keep those).
      */
     boolean hopperFits(int dk, int dv) {
-        return hopper != null && dk >= TensorCoreLayout.HOPPER_MIN_DK && dk <= hopperMaxDk && dv > tcColumns;
+        return hopperTakes(dk) && dk >= TensorCoreLayout.HOPPER_MIN_DK && dv > tcColumns;
+    }
+
+    /** Whether the Hopper kernels are loaded and compute this Dk at all (they pad it to their maximum). */
+    boolean hopperTakes(int dk) {
+        return hopper != null && dk <= hopperMaxDk;
     }
 }

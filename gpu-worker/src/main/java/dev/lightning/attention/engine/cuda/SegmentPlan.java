@@ -7,6 +7,22 @@ package dev.lightning.attention.engine.cuda;
  * tokens, of which every {@code every}-th starts a segment of pass 2. Host arithmetic only (no
  * GPU), so that it is tested everywhere.
  *
+ * <p>The cut is chosen by a model of the two passes' time ({@link #modelChunks}): a kernel's CTA
+ * walks its tokens chunk after chunk at a rate taken not to depend on how many CTAs run beside it
+ * (the kernels are bound by their own instruction issue, BENCHMARKS.md; near a full GPU that holds
+ * only roughly: 128 Hopper CTAs move 1.5 times what 64 move, not twice), so a launch of C CTAs of
+ * L chunks each, on a GPU that holds R of them at once, takes {@code ceil(C / R) * L} chunk times.
+ * Pass 2 has {@code ctasPerSegment * segments} CTAs of a segment each; pass 1
+ * {@code ctasPerSegment * locals} CTAs of a sub-segment each, at {@link Fill#pass1Cost} of a pass-2
+ * chunk time, plus a fixed cost for its launch and the scan. The plan minimizes that over segments
+ * and sub-segments, so the last wave of either pass is as full as the tokens allow (for H = 48 on
+ * 132 SMs: 2 segments, and pass 1 in 5 sub-segments, 240 CTAs in 2 waves, instead of 2 in 96 CTAs
+ * of one half-empty wave), and leaves the window whole where no cut pays for its pass 1 (H = 96:
+ * 96 CTAs of 132, since cutting it in s segments of 96 CTAs each costs a pass 1 of {@code
+ * (s - 1) / s} of its tokens to save at most 27% of pass 2). Measured on the H200 (BENCHMARKS.md,
+ * 2026-12-03): H = 96 whole is faster than every cut tried, and the cuts this model adds at H = 48
+ * and H = 8 time the same as the plan before it (within 0.5%, alternated in one process).
+ *
  * @param segments  segments of pass 2 (1: no pass 1)
  * @param segTokens tokens a segment, a multiple of the 64-token chunk
  * @param every     sub-segments of pass 1 a segment
@@ -15,39 +31,190 @@ package dev.lightning.attention.engine.cuda;
  */
 record SegmentPlan(int segments, int segTokens, int every, int subTokens, int locals) {
     static final int CHUNK = TensorCoreLayout.CHUNK;
+    /**
+     * Most CTAs a pass may have, in full waves of the GPU: more waves shrink the last wave's share
+     * further but each segment's and sub-segment's state takes device memory (the backend reserves
+     * {@link #maxStates} of them) and a scan step.
+     */
+    static final int MAX_WAVES = 2;
+    /**
+     * Time of a CTA's pass-1 chunk over a pass-2 chunk's, as measured on an H200 with the Hopper
+     * kernels (BENCHMARKS.md, 2026-11-22, tc_check --bench, T = 2^20, H = 64, D = 128: states
+     * kernel 11.0 ms, forward 24.6 ms, both over every token on 128 CTAs: 0.45; on 64 CTAs 14.6 and
+     * 37.6 ms: 0.39). The states kernel reads half the bytes and does under half the products.
+     */
+    static final double PASS1_COST = 0.45;
+    /**
+     * Fixed cost of a cut window, in chunk times: the states kernel's and the scan's launches and
+     * the scan itself (some 5 to 10 us against about 3 us a 128-wide chunk).
+     */
+    static final double CUT_COST_CHUNKS = 2;
+    /** Plans within this share of the fastest modelled one count as equal; the one with fewest states wins. */
+    static final double TIE = 0.02;
 
     /**
-     * @param n              tokens of the window, at least 1
-     * @param ctasPerSegment CTAs a segment runs on (heads x column tiles)
-     * @param resident       CTAs the GPU holds at once
-     * @param minSegments    at least this many segments (benchmark only: the two-pass path)
+     * The GPU a plan fills.
+     *
+     * @param ctasPerSegment CTAs a segment runs on (heads x column tiles), the same in both passes
+     * @param forwardSlots   CTAs of the forward kernel the GPU holds at once (SMs x CTAs a SM)
+     * @param statesSlots    CTAs of the states kernel the GPU holds at once
+     * @param pass1Cost      time of a states-kernel chunk over a forward chunk ({@link #PASS1_COST})
      */
+    record Fill(int ctasPerSegment, int forwardSlots, int statesSlots, double pass1Cost) {
+        Fill {
+            if (ctasPerSegment < 1 || forwardSlots < 1 || statesSlots < 1 || !(pass1Cost > 0)) {
+                throw new IllegalArgumentException("a segment plan needs at least one CTA a segment and one slot a "
+                        + "kernel, and a positive pass-1 cost; got " + ctasPerSegment + " CTAs, " + forwardSlots + " and "
+                        + statesSlots + " slots, cost " + pass1Cost);
+            }
+        }
+
+        /** Most segments a plan may cut: pass 2 within {@link #MAX_WAVES} waves, or the forced minimum. */
+        int maxSegments(int minSegments) {
+            return Math.max(Math.max(1, minSegments), MAX_WAVES * forwardSlots / ctasPerSegment);
+        }
+
+        /** Most pass-1 sub-segments a plan may cut: within {@link #MAX_WAVES} waves, or one a segment but the last. */
+        int maxLocals(int minSegments) {
+            return Math.max(maxSegments(minSegments) - 1, MAX_WAVES * statesSlots / ctasPerSegment);
+        }
+    }
+
+    /** A GPU whose two kernels have the same slots, at the measured pass-1 cost (tests, and callers without the states kernel's occupancy). */
     static SegmentPlan of(int n, int ctasPerSegment, int resident, int minSegments) {
+        return of(n, new Fill(ctasPerSegment, resident, resident, PASS1_COST), minSegments);
+    }
+
+    /**
+     * @param n           tokens of the window, at least 1
+     * @param fill        the CTAs a segment takes and the slots of each kernel
+     * @param minSegments at least this many segments (benchmark only: the two-pass path), at most the chunks
+     */
+    static SegmentPlan of(int n, Fill fill, int minSegments) {
+        if (n < 1) {
+            throw new IllegalArgumentException("a segment plan of " + n + " tokens");
+        }
         int chunks = (n + CHUNK - 1) / CHUNK;
-        // Segments only pay when the heads leave resident CTA slots empty: each costs a read of k
-        // and v in pass 1 and a scan step. As many as fill one wave, never a partial second one;
-        // none when the heads alone fill half of one.
-        int want = 2 * ctasPerSegment >= resident ? 1 : resident / ctasPerSegment;
-        want = Math.max(want, minSegments);
-        int segments = Math.min(chunks, want);
-        int segTokens = (chunks + segments - 1) / segments * CHUNK;
-        segments = (n + segTokens - 1) / segTokens;
+        int lo = Math.min(chunks, Math.max(1, minSegments));
+        int hi = Math.min(chunks, Math.max(lo, fill.maxSegments(minSegments)));
+        int maxLocals = fill.maxLocals(minSegments);
+        // Every (segments, every) the bounds allow, with its modelled time; the fastest, and among
+        // those within TIE of it the one with fewest segments (pass 1 reads fewer tokens), then
+        // fewest sub-segments.
+        double best = Double.MAX_VALUE;
+        long[] kept = null;
+        java.util.List<long[]> all = new java.util.ArrayList<>();
+        for (int s = lo; s <= hi; s++) {
+            int maxEvery = s == 1 ? 1 : Math.max(1, maxLocals / (s - 1));
+            for (int e = 1; e <= maxEvery; e++) {
+                int segChunks = ceil(ceil(chunks, s), e) * e;
+                if (ceil(chunks, segChunks) != s) {
+                    continue; // this cut has fewer segments: the same as a smaller s
+                }
+                double t = modelChunks(fill, s, segChunks, e);
+                all.add(new long[] {s, e, segChunks, Double.doubleToLongBits(t)});
+                best = Math.min(best, t);
+            }
+        }
+        for (long[] c : all) {
+            if (Double.longBitsToDouble(c[3]) <= best * (1 + TIE)) {
+                kept = c;
+                break; // listed by segments, then every
+            }
+        }
+        if (kept == null) {
+            // lo segments of whole chunks always exist (lo <= chunks); reached only if lo's cuts all merge
+            int segChunks = ceil(chunks, lo);
+            kept = new long[] {ceil(chunks, segChunks), 1, segChunks, 0};
+        }
+        int segments = (int) kept[0];
+        int segTokens = (int) kept[2] * CHUNK;
         if (segments == 1) {
             return new SegmentPlan(1, segTokens, 1, segTokens, 0);
         }
-        // Pass 1 covers the tokens before the last segment (pass 2 writes the state after it), cut
-        // finer when that fills more of the GPU; sub-segments stay whole chunks.
-        int before = segments - 1;
-        int segChunks = segTokens / CHUNK;
-        int every = Math.max(1, Math.min(segChunks, resident / (before * ctasPerSegment)));
-        while (segChunks % every != 0) {
-            every--;
+        int every = (int) kept[1];
+        return new SegmentPlan(segments, segTokens, every, segTokens / every, (segments - 1) * every);
+    }
+
+    /**
+     * The cut of a window of {@code n} tokens into (about) {@code segments} segments of whole chunks,
+     * each cut into {@code every} pass-1 sub-segments (benchmark: to time a given plan). Segments are
+     * {@code every} chunks apart in size, so fewer may come out than asked where the chunks are few.
+     */
+    static SegmentPlan cut(int n, int segments, int every) {
+        if (n < 1 || segments < 1 || every < 1) {
+            throw new IllegalArgumentException("a cut of " + n + " tokens into " + segments + " segments of " + every
+                    + " sub-segments");
         }
-        return new SegmentPlan(segments, segTokens, every, segTokens / every, before * every);
+        int chunks = (n + CHUNK - 1) / CHUNK;
+        int segChunks = ceil(ceil(chunks, Math.min(segments, chunks)), every) * every;
+        int s = ceil(chunks, segChunks);
+        int segTokens = segChunks * CHUNK;
+        return s == 1 ? new SegmentPlan(1, segTokens, 1, segTokens, 0)
+                : new SegmentPlan(s, segTokens, every, segTokens / every, (s - 1) * every);
+    }
+
+    /**
+     * Modelled time of a cut, in forward chunk times: pass 2's waves of {@code segChunks} chunks, and
+     * with more than one segment pass 1's waves of {@code segChunks / every} chunks at the pass-1
+     * cost plus the fixed cost of a cut.
+     */
+    static double modelChunks(Fill fill, int segments, int segChunks, int every) {
+        double pass2 = (double) ceil((long) fill.ctasPerSegment() * segments, fill.forwardSlots()) * segChunks;
+        if (segments == 1) {
+            return pass2;
+        }
+        long pass1Ctas = (long) fill.ctasPerSegment() * (segments - 1) * every;
+        return pass2 + fill.pass1Cost() * ceil(pass1Ctas, fill.statesSlots()) * (segChunks / every) + CUT_COST_CHUNKS;
+    }
+
+    /** Share of pass 2's CTA slots its waves use: segments x CTAs over whole waves of slots. */
+    double pass2WaveEfficiency(Fill fill) {
+        long ctas = (long) fill.ctasPerSegment() * segments;
+        return (double) ctas / (ceil(ctas, fill.forwardSlots()) * fill.forwardSlots());
+    }
+
+    /** Share of pass 1's CTA slots its waves use (1 with no pass 1). */
+    double pass1WaveEfficiency(Fill fill) {
+        if (locals == 0) {
+            return 1;
+        }
+        long ctas = (long) fill.ctasPerSegment() * locals;
+        return (double) ctas / (ceil(ctas, fill.statesSlots()) * fill.statesSlots());
+    }
+
+    /**
+     * Share of the GPU's CTA slots the two passes keep busy over the modelled time: the chunk times
+     * their CTAs work (pass 1's at the pass-1 cost) over the slots times the modelled time
+     * ({@link #modelChunks}; pass 1's slots counted as pass 2's). 1: every slot busy throughout.
+     */
+    double waveEfficiency(Fill fill) {
+        int segChunks = segTokens / CHUNK;
+        double busy = (double) fill.ctasPerSegment() * segments * segChunks;
+        if (segments > 1) {
+            busy += fill.pass1Cost() * fill.ctasPerSegment() * locals * (segChunks / every);
+        }
+        return busy / ((double) fill.forwardSlots() * modelChunks(fill, segments, segChunks, every));
+    }
+
+    /**
+     * Most per-segment states (local states, incoming states and states after, one each a
+     * sub-segment or segment) any window's plan on {@code fill} holds: what the backend reserves.
+     */
+    static long maxStates(Fill fill, int minSegments) {
+        return fill.maxLocals(minSegments) + 2L * fill.maxSegments(minSegments);
     }
 
     /** Tokens pass 1 covers. */
     long pass1Tokens() {
         return (long) locals * subTokens;
+    }
+
+    private static int ceil(int a, int b) {
+        return (a + b - 1) / b;
+    }
+
+    private static long ceil(long a, long b) {
+        return (a + b - 1) / b;
     }
 }

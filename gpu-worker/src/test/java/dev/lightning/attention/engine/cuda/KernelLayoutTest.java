@@ -19,7 +19,7 @@ class KernelLayoutTest {
     void launchShapesAreReadFromTheModulesReport() {
         int[] portable = new int[LaunchShapes.REPORT_INTS];
         int[] hopper = new int[LaunchShapes.REPORT_INTS];
-        int[] head = {TensorCoreLayout.CHUNK, 32, 256, 384, 256, 64, 128};
+        int[] head = {TensorCoreLayout.CHUNK, 32, 256, 384, 256, 64, 128, 64};
         System.arraycopy(head, 0, portable, 0, head.length);
         hopper[0] = 128;
         hopper[1] = 384;
@@ -40,10 +40,17 @@ class KernelLayoutTest {
         assertEquals(384, s.tensorCoreThreads(128));
         assertEquals(256, s.tensorCoreThreads(129));
         assertEquals("", s.tensorCoreSuffix(128));
+        assertEquals("", s.tensorCoreSuffix(65));
+        assertEquals("_n64", s.tensorCoreSuffix(64));
+        assertEquals("_n64", s.tensorCoreSuffix(1));
+        assertEquals(384, s.tensorCoreThreads(64));
         assertEquals("_wide", s.tensorCoreSuffix(129));
         assertTrue(s.hopperFits(128, 128) && s.hopperFits(65, 65));
         assertFalse(s.hopperFits(64, 128) || s.hopperFits(129, 128) || s.hopperFits(128, 64));
         assertFalse(LaunchShapes.of(portable, null).hopperFits(128, 128), "no Hopper module, no Hopper kernels");
+        int[] old = portable.clone();
+        old[7] = 0; // a module built before the _n64 kernels reports none
+        assertEquals("", LaunchShapes.of(old, hopper).tensorCoreSuffix(64));
 
         portable[0] = 32;
         IllegalStateException chunk = org.junit.jupiter.api.Assertions.assertThrows(IllegalStateException.class,
@@ -61,7 +68,7 @@ class KernelLayoutTest {
         String ptx = new String(CudaDevice.class.getResourceAsStream(CudaDevice.PTX_RESOURCE).readAllBytes());
         assertTrue(ptx.contains(".version 9.0"), "PTX ISA 9.0 expected (nvcc 13)");
         for (String family : new String[] {"generic_f32", "generic_bf16", "generic_f16", "tc_bf16", "tc_f16",
-                "tc_bf16_wide", "tc_f16_wide"}) {
+                "tc_bf16_wide", "tc_f16_wide", "tc_bf16_n64", "tc_f16_n64"}) {
             assertTrue(ptx.contains(".entry lightning_forward_" + family), family);
             assertTrue(ptx.contains(".entry lightning_states_" + family), family);
         }
