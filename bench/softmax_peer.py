@@ -49,7 +49,6 @@ class Driver:
         torch.cuda.init()
         torch.empty(1, device="cuda")  # makes the primary context current on this thread
         self.funcs = {}
-        self.sms = torch.cuda.get_device_properties(0).multi_processor_count
         self.mod = self.load(ptx_path)
         self.mod90 = None
         self.shapes90 = None
@@ -150,10 +149,8 @@ class Driver:
             i, j = self.shapes[:3].index(pk), self.shapes[:3].index(pv)
             threads, rows, smem = self.shapes[3 + 3 * (3 * i + j): 6 + 3 * (3 * i + j)]
             name = f"softmax_forward_{'bf16' if q.dtype == torch.bfloat16 else 'f16'}_k{pk}_v{pv}"
-        # reserved: the multiprocessor count, read only by softmax_sm90.cu's SOFTMAX_SM90_PERSISTENT
-        # build (its number of working CTAs); every other kernel ignores the field
         args = struct.pack(FMT, q.data_ptr(), k.data_ptr(), v.data_ptr(), o.data_ptr(), lse.data_ptr(), q_start,
-                           k_start, window, nq, nk, hq, hk, dk, dv, scale * LOG2E, self.sms)
+                           k_start, window, nq, nk, hq, hk, dk, dv, scale * LOG2E, 0)
         buf = ctypes.create_string_buffer(args, len(args))
         params = (ctypes.c_void_p * 1)(ctypes.addressof(buf))
         grid = ((nq * g + rows - 1) // rows, hk)

@@ -57,23 +57,6 @@ struct Block {
         kloMax = key_lo(a, delta, tmax);
         khiMin = key_hi(a, delta, tmin);
     }
-    // Row block nb - 1 - bx of the nb of head kvh_ (bx = 0: the most keys), for a kernel that
-    // takes several blocks a CTA (softmax_sm90.cu, SOFTMAX_SM90_PERSISTENT). The same as above
-    // for (nb, bx, kvh_) = (gridDim.x, blockIdx.x, blockIdx.y); written out rather than shared so
-    // that the kernels built from the constructor above keep their instruction order.
-    __device__ __forceinline__ Block(const SoftmaxArgs& a, int rowsPerCta, int nb, int bx, int kvh_) {
-        group = a.headsQ / a.headsK;
-        kvh = kvh_;
-        const long long rows = (long long)a.nq * group;
-        r0 = (long long)(nb - 1 - bx) * rowsPerCta;
-        valid = (int)min((long long)rowsPerCta, rows - r0);
-        delta = a.qStart - a.kStart;
-        const long long tmin = r0 / group, tmax = (r0 + valid - 1) / group;
-        lo = key_lo(a, delta, tmin);
-        hi = key_hi(a, delta, tmax);
-        kloMax = key_lo(a, delta, tmax);
-        khiMin = key_hi(a, delta, tmin);
-    }
     __device__ __forceinline__ long long token(int r) const { return (r0 + r) / group; }
     // Offset, in rows of width d, of packed row r in a [nq, Hq, d] tensor.
     __device__ __forceinline__ size_t qRow(const SoftmaxArgs& a, int r) const {

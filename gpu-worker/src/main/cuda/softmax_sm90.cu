@@ -86,14 +86,9 @@ constexpr int WG_THREADS = 384;     // loader warpgroup + 2 consumer warpgroups
 constexpr int WS_LOADERS = 128;
 constexpr int WS_CONSUMERS = 256;
 constexpr int WS_STAGES = 3;        // K/V ring depth: a tile is refilled two tiles after its use
-#ifdef SOFTMAX_SM90_PERSISTENT
-constexpr bool WS_PERSISTENT = true;
-#else
-constexpr bool WS_PERSISTENT = false;
-#endif
-// mbarriers after the tiles: fullQ, fullK[S], fullV[S], empty[S] (8 bytes each); persistent: emptyQ
+// mbarriers after the tiles: fullQ, fullK[S], fullV[S], empty[S] (8 bytes each)
 constexpr int WS_BAR_OFF = WG_Q_BYTES + WS_STAGES * WG_STAGE;
-constexpr int WS_BAR_BYTES = 8 * (1 + 3 * WS_STAGES + (WS_PERSISTENT ? 1 : 0));
+constexpr int WS_BAR_BYTES = 8 * (1 + 3 * WS_STAGES);
 constexpr int WG_SMEM = WS_BAR_OFF + WS_BAR_BYTES + 1024;  // + alignment of the atoms to 1024
 // Registers a thread after setmaxnreg: the CTA starts with 168 (65536 / 384, a multiple of 8);
 // 40 for the loaders spilled (ptxas: 40 bytes), 56 and 224 leave both roles free of spills;
@@ -281,37 +276,15 @@ __device__ __forceinline__ void forward_ws(const SoftmaxArgs& a) {
     const unsigned sBase = smem_u32(smem);
     const unsigned fullQ = sBase + WS_BAR_OFF, fullK = fullQ + 8, fullV = fullK + 8 * WS_STAGES,
                    empty = fullV + 8 * WS_STAGES;
-    const unsigned emptyQ = empty + 8 * WS_STAGES;  // (persistent only)
-    const Block b0(a, WG_ROWS);
+    const Block b(a, WG_ROWS);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const T* q = static_cast<const T*>(a.q);
     const T* k = static_cast<const T*>(a.k);
     const T* v = static_cast<const T*>(a.v);
-    // Work items. Plain: one, this CTA's block (Block's own order: the blocks of most keys first).
-    // PERSISTENT (a.reserved = P > 0, the multiprocessor count): the first P CTAs of the grid take
-    // every (row block, head) item, the most keys first, in rounds of P, worker w the w-th item of
-    // even rounds and the (P - 1 - w)-th of odd ones (a snake, so that no worker always gets the
-    // longest of a round); the other CTAs exit at once. The K/V ring runs on across items (ring
-    // index g), and the next item's Q is loaded once the consumers have issued their last S
-    // product of the current one (emptyQ), while they finish it.
-    const int nh = a.headsK;
-    const int nb = (int)(((long long)a.nq * (a.headsQ / a.headsK) + WG_ROWS - 1) / WG_ROWS);
-    const int items = nb * nh;
-    const int P = WS_PERSISTENT && a.reserved > 0 ? min(a.reserved, items) : 0;
-    const int w = (int)(blockIdx.y * gridDim.x + blockIdx.x);
-    if (P > 0 && w >= P) return;
-    auto item = [&](int n) { return n * P + ((n & 1) ? P - 1 - w : w); };
-    auto has_item = [&](int n) { return WS_PERSISTENT && P > 0 ? item(n) < items : n == 0; };
-    auto block_of = [&](int n) {
-        if (WS_PERSISTENT && P > 0) {
-            const int i = item(n);
-            return Block(a, WG_ROWS, nb, i / nh, i % nh);
-        }
-        return b0;
-    };
+    const int first = b.lo / WG_KEYS * WG_KEYS;
+    const int tiles = b.lo < b.hi ? (b.hi - first + WG_KEYS - 1) / WG_KEYS : 0;
 
     if (threadIdx.x == 0) {
-        if (WS_PERSISTENT) mbar_init(emptyQ, WS_CONSUMERS);
         mbar_init(fullQ, WS_LOADERS);
         for (int i = 0; i < WS_STAGES; i++) {
             mbar_init(fullK + 8 * i, WS_LOADERS);
@@ -324,13 +297,7 @@ __device__ __forceinline__ void forward_ws(const SoftmaxArgs& a) {
     if (warp < 4) {
         // ================= loaders =================
         asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(WS_LOADER_REGS));
-        int g = 0, qn = 0;  // tiles through the ring, Q loads so far
-        for (int n = 0; has_item(n); n++) {
-            const Block b = block_of(n);
-            const int first = b.lo / WG_KEYS * WG_KEYS;
-            const int tiles = b.lo < b.hi ? (b.hi - first + WG_KEYS - 1) / WG_KEYS : 0;
-            if (tiles == 0) continue;
-            if (WS_PERSISTENT && qn > 0) mbar_wait(emptyQ, (unsigned)(qn - 1) & 1u);
+        if (tiles > 0) {
             const int lt = threadIdx.x;
             const bool vecQ = a.dk % 8 == 0 && aligned16(q);
             const bool vecK = a.dk % 8 == 0 && aligned16(k);
@@ -339,16 +306,15 @@ __device__ __forceinline__ void forward_ws(const SoftmaxArgs& a) {
             loaded(fullQ, vecQ);
             const size_t strideK = (size_t)a.headsK * a.dk, strideV = (size_t)a.headsK * a.dv;
             for (int it = 0; it < tiles; it++) {
-                const int gi = g + it;
-                const int st = gi % WS_STAGES;
-                // the stage's previous tile (gi - S) has been released by both consumers
-                if (gi >= WS_STAGES) mbar_wait(empty + 8 * st, (unsigned)(gi / WS_STAGES - 1) & 1u);
+                const int st = it % WS_STAGES;
+                // the stage's previous tile (it - S) has been released by both consumers
+                if (it >= WS_STAGES) mbar_wait(empty + 8 * st, (unsigned)(it / WS_STAGES - 1) & 1u);
                 const int j0 = first + it * WG_KEYS;
                 const int valid = min(WG_KEYS, a.nk - j0);
                 const unsigned off = WG_Q_BYTES + st * WG_STAGE;
                 const T* k0 = k + b.kvRow(a, j0) * a.dk;
                 const T* v0 = v + b.kvRow(a, j0) * a.dv;
-                if (WS_PROBE_NOLOAD && gi >= WS_STAGES) {  // probe: the stage keeps its old tile
+                if (WS_PROBE_NOLOAD && it >= WS_STAGES) {  // probe: the stage keeps its old tile
                     mbar_arrive(fullK + 8 * st);
                     mbar_arrive(fullV + 8 * st);
                     continue;
@@ -372,10 +338,8 @@ __device__ __forceinline__ void forward_ws(const SoftmaxArgs& a) {
                                    a.dv, vecV, v, lt);
                 loaded(fullV + 8 * st, vecV);
             }
-            g += tiles;
-            qn++;
+            cp_async_wait_all();  // nothing of this thread's is still in flight when it exits
         }
-        cp_async_wait_all();  // nothing of this thread's is still in flight when it exits
         return;
     }
 
@@ -384,11 +348,6 @@ __device__ __forceinline__ void forward_ws(const SoftmaxArgs& a) {
     const int cw = warp - 4;  // warp of the 8 consumer warps: rows 16 cw .. 16 cw + 15
     const int wg = cw >> 2;   // consumer warpgroup: rows 64 wg .. 64 wg + 63
     const int row[2] = {cw * 16 + (lane >> 2), cw * 16 + (lane >> 2) + 8};
-    int g = 0, qn = 0;  // as the loaders count them
-    for (int n = 0; has_item(n); n++) {
-    const Block b = block_of(n);
-    const int first = b.lo / WG_KEYS * WG_KEYS;
-    const int tiles = b.lo < b.hi ? (b.hi - first + WG_KEYS - 1) / WG_KEYS : 0;
     int klo[2], khi[2];
     row_ranges(a, b, row, klo, khi);
 
@@ -402,7 +361,7 @@ __device__ __forceinline__ void forward_ws(const SoftmaxArgs& a) {
         // Q of this warpgroup: K-major A, 8 rows a 1024-byte group; k-step ks: atom ks / 4 (8192
         // bytes), 32 bytes ks % 4 inside it (descriptor units are 16 bytes)
         const unsigned long long qDesc = wg_desc(sBase + wg * WG_Q_TILE, 16u, 1024u);
-        mbar_wait(fullQ, (unsigned)qn & 1u);
+        mbar_wait(fullQ, 0u);
         // The mbarrier orders the copies before this thread's reads; the proxy fence extends that
         // to the tensor cores' reads (async proxy) of shared memory.
         fence_async_smem();
@@ -457,8 +416,8 @@ __device__ __forceinline__ void forward_ws(const SoftmaxArgs& a) {
         if (!OVERLAP) {
 #pragma unroll 1
             for (int it = 0; it < tiles; it++) {
-                const int st = (g + it) % WS_STAGES;
-                const unsigned ph = (unsigned)((g + it) / WS_STAGES) & 1u;
+                const int st = it % WS_STAGES;
+                const unsigned ph = (unsigned)(it / WS_STAGES) & 1u;
                 const int j0 = first + it * WG_KEYS;
                 float s[16][4];
                 mbar_wait(fullK + 8 * st, ph);
@@ -482,16 +441,15 @@ __device__ __forceinline__ void forward_ws(const SoftmaxArgs& a) {
                 reg_fence<32>(&pa[0][0]);
                 mbar_arrive(empty + 8 * st);  // this thread is done with the stage
             }
-            if (WS_PERSISTENT) mbar_arrive(emptyQ);  // every S product of this item is done
         } else {
             // Tile 0: S and its softmax (no product of a previous tile yet; acc is still zero).
             {
                 float s[16][4];
-                mbar_wait(fullK + 8 * (g % WS_STAGES), (unsigned)(g / WS_STAGES) & 1u);
+                mbar_wait(fullK, 0u);
                 fence_async_smem();
                 if (PINGPONG) named_bar_sync(1 + wg, WS_CONSUMERS);
                 wg_fence();
-                issue_s(s, g % WS_STAGES);
+                issue_s(s, 0);
                 wg_commit();
                 if (PINGPONG && !(wg == 1 && tiles == 1)) named_bar_arrive(2 - wg, WS_CONSUMERS);
                 wg_wait<0>();
@@ -504,10 +462,10 @@ __device__ __forceinline__ void forward_ws(const SoftmaxArgs& a) {
             // that product is on the tensor cores; then O is rescaled and P_it packed.
 #pragma unroll 1
             for (int it = 1; it < tiles; it++) {
-                const int st = (g + it) % WS_STAGES;
-                const unsigned ph = (unsigned)((g + it) / WS_STAGES) & 1u;
-                const int pst = (g + it - 1) % WS_STAGES;
-                const unsigned pph = (unsigned)((g + it - 1) / WS_STAGES) & 1u;
+                const int st = it % WS_STAGES;
+                const unsigned ph = (unsigned)(it / WS_STAGES) & 1u;
+                const int pst = (it - 1) % WS_STAGES;
+                const unsigned pph = (unsigned)((it - 1) / WS_STAGES) & 1u;
                 const int j0 = first + it * WG_KEYS;
                 float s[16][4];
                 mbar_wait(fullK + 8 * st, ph);
@@ -551,10 +509,9 @@ __device__ __forceinline__ void forward_ws(const SoftmaxArgs& a) {
                 }
                 pack_p(s);
             }
-            // The last tile's P V (every S product of the item is done: Q is free).
-            if (WS_PERSISTENT) mbar_arrive(emptyQ);
-            const int st = (g + tiles - 1) % WS_STAGES;
-            mbar_wait(fullV + 8 * st, (unsigned)((g + tiles - 1) / WS_STAGES) & 1u);
+            // The last tile's P V.
+            const int st = (tiles - 1) % WS_STAGES;
+            mbar_wait(fullV + 8 * st, (unsigned)((tiles - 1) / WS_STAGES) & 1u);
             fence_async_smem();
             wg_fence();
             issue_pv(st);
@@ -562,13 +519,9 @@ __device__ __forceinline__ void forward_ws(const SoftmaxArgs& a) {
             wg_wait<0>();
             reg_fence<64>(&acc[0][0]);
             reg_fence<32>(&pa[0][0]);
-            if (WS_PERSISTENT) mbar_arrive(empty + 8 * st);  // the ring runs on into the next item
         }
-        g += tiles;
-        qn++;
     }
     finish_rows(a, b, acc, m, l, row, lane);
-    }
 }
 
 }  // namespace softmax
