@@ -139,11 +139,9 @@ __device__ __forceinline__ void loaded(unsigned bar, bool vec) {
 
 // ---------------------------------------------------------------- build options (issue 14)
 // Each is a compile-time switch so that bench/softmax_fast.sh can build one cubin per combination
-// and time them side by side; the shipped PTX uses the defaults below.
-//   SOFTMAX_SM90_LEAN_LOAD   full K/V tiles (128 valid rows, 16-byte aligned rows, d % 8 == 0) are
-//       loaded by a straight run of 16 cp.async a tile per thread: one base pointer and one shared
-//       offset a tile, stepping by 8 rows (8 strides, 1024 shared bytes), instead of the general
-//       path's per-piece row, bound and alignment tests and 64-bit row products.
+// and time them side by side; the shipped PTX has none of them. On the H200 (BENCHMARKS.md, issue
+// 14) PIN_WAIT, FAST_STEP + LAZY_MAX and the three together each slowed the kernel before the
+// loaders' full-tile path (load_tile_full) existed, and the three together slowed it after.
 //   SOFTMAX_SM90_FAST_STEP   the online softmax step with tree reductions (depth 5 instead of a
 //       chain of 32 for the row maximum and the row sum), and O rescaled only when some row of
 //       the warp changed its maximum (alpha == 1 exactly otherwise: a multiplication by 1).
@@ -159,11 +157,6 @@ __device__ __forceinline__ void loaded(unsigned bar, bool vec) {
 //   SOFTMAX_SM90_PROBE_NOEXP, SOFTMAX_SM90_PROBE_NOLOAD: measuring probes only (wrong results): the
 //       weights without exp2, or K/V loaded only for the first WS_STAGES tiles (the ring then
 //       cycles stale tiles), to bound what the exponentials and the loads cost.
-#ifdef SOFTMAX_SM90_LEAN_LOAD
-constexpr bool WS_LEAN_LOAD = true;
-#else
-constexpr bool WS_LEAN_LOAD = false;
-#endif
 #ifdef SOFTMAX_SM90_FAST_STEP
 constexpr bool WS_FAST_STEP = true;
 #else
@@ -190,7 +183,7 @@ constexpr bool WS_PROBE_NOLOAD = true;
 constexpr bool WS_PROBE_NOLOAD = false;
 #endif
 
-// One loader thread's part of a full 128-row tile (every row valid, 16-byte aligned rows, d % 8 ==
+// One loader thread's part of a full 128-row tile (the loaders' path for every full K/V tile) (every row valid, 16-byte aligned rows, d % 8 ==
 // 0): the same pieces as load_tile<WG_KEYS> (piece c = lt % 16 of rows lt / 16 + 8 i), where row
 // r0 + 8 i sits 1024 i bytes after row r0 in shared memory and 8 i strides after it in global.
 // src: row r0's piece (or any valid address when the piece lies past d: then zeros, step 0).
@@ -319,7 +312,14 @@ __device__ __forceinline__ void forward_ws(const SoftmaxArgs& a) {
                     mbar_arrive(fullV + 8 * st);
                     continue;
                 }
-                if (WS_LEAN_LOAD && vecK && vecV && valid == WG_KEYS) {
+                // Full tiles (all but the last): a straight run of 16 cp.async a tile and thread,
+                // one base pointer and shared offset stepping by 8 rows (8 strides, 1024 shared
+                // bytes). The general path below (per-piece row, bound and alignment tests, 64-bit
+                // row products: some 25 instructions a piece, ~800 a tile, against ~140 here in
+                // the SASS) kept the loader warp, which
+                // shares each SM sub-partition's issue slots with two consumer warps, from letting
+                // the consumers run: 340 -> 566 TFLOP/s at T = 8K on the H200.
+                if (vecK && vecV && valid == WG_KEYS) {
                     const int c = lt & 15, r0 = lt >> 4, col = c * 8;
                     const unsigned dst = sBase + off + atom_off(WG_KEYS, r0, c);
                     const bool okK = col < a.dk, okV = col < a.dv;
