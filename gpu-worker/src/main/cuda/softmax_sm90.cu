@@ -10,6 +10,12 @@
 // key tile: on an H200 (bench/softmax_peer.py, causal, bf16, Hq = 64, Hk = 8, D = 128) this one
 // ran 340.6 / 381.5 / 389.4 TFLOP/s at T = 8K / 32K / 128K against the old 252.7 / 276.8 / 281.8
 // (BENCHMARKS.md, "Softmax attention", 2026-12-03).
+// Issue 14 then found the loaders' instruction stream to be the limit: with one loader warp and
+// two consumer warps on each SM sub-partition, a general per-piece copy loop (~800 instructions a
+// tile) took issue slots the consumers needed; full tiles now take a straight run of cp.async
+// (load_tile_full, ~140): 565.9 / 584.8 TFLOP/s at T = 8K / 32K (cuDNN 624.8 / 585.5 in the same
+// run); at 128K, measured so far only with the build options below switched on, 607.4 (cuDNN
+// 561.2).
 //   CTA = 3 warpgroups (384 threads), 128 packed rows:
 //   - warpgroup 0 loads: Q once, then the K and V tiles of 128 keys into a ring of WS_STAGES
 //     stages, with cp.async (16 bytes a copy, zero-filled past the ends) in the 128-byte swizzled
