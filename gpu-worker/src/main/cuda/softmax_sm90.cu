@@ -13,9 +13,8 @@
 // Issue 14 then found the loaders' instruction stream to be the limit: with one loader warp and
 // two consumer warps on each SM sub-partition, a general per-piece copy loop (~800 instructions a
 // tile) took issue slots the consumers needed; full tiles now take a straight run of cp.async
-// (load_tile_full, ~140): 565.9 / 584.8 TFLOP/s at T = 8K / 32K (cuDNN 624.8 / 585.5 in the same
-// run); at 128K, measured so far only with the build options below switched on, 607.4 (cuDNN
-// 561.2).
+// (load_tile_full, ~140): 566.5 / 599.7 / 606.9 TFLOP/s at T = 8K / 32K / 128K against cuDNN's
+// 611.8 / 590.9 / 569.6 in the same run (BENCHMARKS.md, issue 14).
 //   CTA = 3 warpgroups (384 threads), 128 packed rows:
 //   - warpgroup 0 loads: Q once, then the K and V tiles of 128 keys into a ring of WS_STAGES
 //     stages, with cp.async (16 bytes a copy, zero-filled past the ends) in the 128-byte swizzled
