@@ -10,6 +10,11 @@
 // key tile: on an H200 (bench/softmax_peer.py, causal, bf16, Hq = 64, Hk = 8, D = 128) this one
 // ran 340.6 / 381.5 / 389.4 TFLOP/s at T = 8K / 32K / 128K against the old 252.7 / 276.8 / 281.8
 // (BENCHMARKS.md, "Softmax attention", 2026-12-03).
+// Issue 14 then found the loaders' instruction stream to be the limit: with one loader warp and
+// two consumer warps on each SM sub-partition, a general per-piece copy loop (~800 instructions a
+// tile) took issue slots the consumers needed; full tiles now take a straight run of cp.async
+// (load_tile_full, ~140): 566.5 / 599.7 / 606.9 TFLOP/s at T = 8K / 32K / 128K against cuDNN's
+// 611.8 / 590.9 / 569.6 in the same run (BENCHMARKS.md, issue 14).
 //   CTA = 3 warpgroups (384 threads), 128 packed rows:
 //   - warpgroup 0 loads: Q once, then the K and V tiles of 128 keys into a ring of WS_STAGES
 //     stages, with cp.async (16 bytes a copy, zero-filled past the ends) in the 128-byte swizzled
@@ -137,6 +142,128 @@ __device__ __forceinline__ void loaded(unsigned bar, bool vec) {
     }
 }
 
+// ---------------------------------------------------------------- build options (issue 14)
+// Each is a compile-time switch so that bench/softmax_fast.sh can build one cubin per combination
+// and time them side by side; the shipped PTX has none of them. On the H200 (BENCHMARKS.md, issue
+// 14) PIN_WAIT, FAST_STEP + LAZY_MAX and the three together each slowed the kernel before the
+// loaders' full-tile path (load_tile_full) existed, and the three together slowed it after.
+//   SOFTMAX_SM90_FAST_STEP   the online softmax step with tree reductions (depth 5 instead of a
+//       chain of 32 for the row maximum and the row sum), and O rescaled only when some row of
+//       the warp changed its maximum (alpha == 1 exactly otherwise: a multiplication by 1).
+//   SOFTMAX_SM90_LAZY_MAX=TH (with FAST_STEP) a row keeps its running maximum m until the tile's
+//       maximum exceeds m + TH (base-2 units), so O is rescaled only on growth past 2^TH. Exact in
+//       the math: the weights are exp2(s - m) for one m shared by O and l, whatever m is; they are
+//       at most 2^TH (256 for TH = 8, within bf16 and f16 range), and lse = m + log2 l uses the
+//       same m.
+//   SOFTMAX_SM90_PIN_WAIT   (the overlapped loop) the wait for P_{j-1} V_{j-1} after the softmax of
+//       S_j in a block of its own (see there): without it ptxas schedules the wait before the
+//       softmax and the intra-warpgroup overlap does not happen. O is rescaled only where alpha
+//       != 1 on some row of the warp, as with FAST_STEP.
+//   SOFTMAX_SM90_PROBE_NOEXP, SOFTMAX_SM90_PROBE_NOLOAD: measuring probes only (wrong results): the
+//       weights without exp2, or K/V loaded only for the first WS_STAGES tiles (the ring then
+//       cycles stale tiles), to bound what the exponentials and the loads cost.
+#ifdef SOFTMAX_SM90_FAST_STEP
+constexpr bool WS_FAST_STEP = true;
+#else
+constexpr bool WS_FAST_STEP = false;
+#endif
+#ifdef SOFTMAX_SM90_LAZY_MAX
+constexpr float WS_LAZY_MAX = SOFTMAX_SM90_LAZY_MAX;
+#else
+constexpr float WS_LAZY_MAX = 0.f;
+#endif
+#ifdef SOFTMAX_SM90_PIN_WAIT
+constexpr bool WS_PIN_WAIT = true;
+#else
+constexpr bool WS_PIN_WAIT = false;
+#endif
+#ifdef SOFTMAX_SM90_PROBE_NOEXP
+constexpr bool WS_PROBE_NOEXP = true;
+#else
+constexpr bool WS_PROBE_NOEXP = false;
+#endif
+#ifdef SOFTMAX_SM90_PROBE_NOLOAD
+constexpr bool WS_PROBE_NOLOAD = true;
+#else
+constexpr bool WS_PROBE_NOLOAD = false;
+#endif
+
+// One loader thread's part of a full 128-row tile (the loaders' path for every full K/V tile) (every row valid, 16-byte aligned rows, d % 8 ==
+// 0): the same pieces as load_tile<WG_KEYS> (piece c = lt % 16 of rows lt / 16 + 8 i), where row
+// r0 + 8 i sits 1024 i bytes after row r0 in shared memory and 8 i strides after it in global.
+// src: row r0's piece (or any valid address when the piece lies past d: then zeros, step 0).
+__device__ __forceinline__ void load_tile_full(unsigned dst, const unsigned char* src, size_t step, unsigned bytes) {
+#pragma unroll
+    for (int i = 0; i < 16; i++) cp_async16_zfill(dst + 1024u * i, src + step * i, bytes);
+}
+
+// The online softmax step of softmax_common.cuh's softmax_step<false> (same layout, same results
+// up to the order of the row sum's additions), written for fewer dependent instructions: tree
+// reductions; with LAZY > 0 a row's maximum moves only when it grows by more than LAZY (see
+// SOFTMAX_SM90_LAZY_MAX). alpha[x] is exactly 1 where row x's maximum did not move.
+template <int NT>
+__device__ __forceinline__ void softmax_weights_fast(float (&s)[NT][4], float (&m)[2], float (&l)[2],
+                                                     float (&alpha)[2], const int (&klo)[2], const int (&khi)[2],
+                                                     int j0, bool masked, float scaleLog2, int lane) {
+    static_assert(NT == 16, "tree reductions over 16 n-tiles");
+    if (masked) {
+#pragma unroll
+        for (int n = 0; n < NT; n++) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int key = j0 + n * 8 + 2 * (lane & 3) + (e & 1);
+                const int x = e >> 1;
+                if (key < klo[x] || key >= khi[x]) s[n][e] = -CUDART_INF_F;
+            }
+        }
+    }
+    float t[2][8];
+#pragma unroll
+    for (int x = 0; x < 2; x++) {
+#pragma unroll
+        for (int i = 0; i < 8; i++)
+            t[x][i] = fmaxf(fmaxf(s[2 * i][2 * x], s[2 * i][2 * x + 1]), fmaxf(s[2 * i + 1][2 * x], s[2 * i + 1][2 * x + 1]));
+#pragma unroll
+        for (int w = 4; w >= 1; w >>= 1)
+#pragma unroll
+            for (int i = 0; i < w; i++) t[x][i] = fmaxf(t[x][i], t[x][i + w]);
+    }
+    float mUse[2];
+#pragma unroll
+    for (int x = 0; x < 2; x++) {
+        float mx = t[x][0];
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        mx *= scaleLog2;
+        // the new maximum: eager, or only past m + LAZY (m = -inf: any finite mx moves it)
+        const bool move = WS_LAZY_MAX > 0.f ? mx > m[x] + WS_LAZY_MAX : mx > m[x];
+        const float mNew = move ? mx : m[x];
+        mUse[x] = mNew == -CUDART_INF_F ? 0.f : mNew;  // a row that saw nothing yet
+        alpha[x] = move ? fast_exp2(m[x] - mUse[x]) : 1.f;
+        m[x] = mNew;
+    }
+    float u[2][8];
+#pragma unroll
+    for (int n = 0; n < NT; n++) {
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const float z = fmaf(s[n][e], scaleLog2, -mUse[e >> 1]);
+            s[n][e] = WS_PROBE_NOEXP ? z : fast_exp2(z);
+        }
+    }
+#pragma unroll
+    for (int x = 0; x < 2; x++) {
+#pragma unroll
+        for (int i = 0; i < 8; i++)
+            u[x][i] = (s[2 * i][2 * x] + s[2 * i][2 * x + 1]) + (s[2 * i + 1][2 * x] + s[2 * i + 1][2 * x + 1]);
+#pragma unroll
+        for (int w = 4; w >= 1; w >>= 1)
+#pragma unroll
+            for (int i = 0; i < w; i++) u[x][i] += u[x][i + w];
+        l[x] = alpha[x] * l[x] + u[x][0];
+    }
+}
+
 template <typename T, bool OVERLAP, bool PINGPONG>
 __device__ __forceinline__ void forward_ws(const SoftmaxArgs& a) {
     static_assert(OVERLAP || !PINGPONG, "ping-pong pairs with the overlapped issue order");
@@ -185,6 +312,31 @@ __device__ __forceinline__ void forward_ws(const SoftmaxArgs& a) {
                 const unsigned off = WG_Q_BYTES + st * WG_STAGE;
                 const T* k0 = k + b.kvRow(a, j0) * a.dk;
                 const T* v0 = v + b.kvRow(a, j0) * a.dv;
+                if (WS_PROBE_NOLOAD && it >= WS_STAGES) {  // probe: the stage keeps its old tile
+                    mbar_arrive(fullK + 8 * st);
+                    mbar_arrive(fullV + 8 * st);
+                    continue;
+                }
+                // Full tiles (all but the last): a straight run of 16 cp.async a tile and thread,
+                // one base pointer and shared offset stepping by 8 rows (8 strides, 1024 shared
+                // bytes). The general path below (per-piece row, bound and alignment tests, 64-bit
+                // row products: some 25 instructions a piece, ~800 a tile, against ~140 here in
+                // the SASS) kept the loader warp, which
+                // shares each SM sub-partition's issue slots with two consumer warps, from letting
+                // the consumers run: 340 -> 566 TFLOP/s at T = 8K on the H200.
+                if (vecK && vecV && valid == WG_KEYS) {
+                    const int c = lt & 15, r0 = lt >> 4, col = c * 8;
+                    const unsigned dst = sBase + off + atom_off(WG_KEYS, r0, c);
+                    const bool okK = col < a.dk, okV = col < a.dv;
+                    load_tile_full(dst, reinterpret_cast<const unsigned char*>(okK ? k0 + r0 * strideK + col : k),
+                                   okK ? 8 * strideK * sizeof(T) : 0, okK ? 16u : 0u);
+                    lightning::cp_async_arrive(fullK + 8 * st);
+                    load_tile_full(dst + WG_KV_TILE,
+                                   reinterpret_cast<const unsigned char*>(okV ? v0 + r0 * strideV + col : v),
+                                   okV ? 8 * strideV * sizeof(T) : 0, okV ? 16u : 0u);
+                    lightning::cp_async_arrive(fullV + 8 * st);
+                    continue;
+                }
                 load_tile<WG_KEYS>(smem, sBase, off, [&](int r) { return k0 + r * strideK; }, valid, a.dk, vecK, k, lt);
                 loaded(fullK + 8 * st, vecK);
                 load_tile<WG_KEYS>(smem, sBase, off + WG_KV_TILE, [&](int r) { return v0 + r * strideV; }, valid,
@@ -254,6 +406,18 @@ __device__ __forceinline__ void forward_ws(const SoftmaxArgs& a) {
             }
         };
         auto masked = [&](int j0) { return !(j0 >= b.kloMax && j0 + WG_KEYS <= b.khiMin); };
+        // The softmax step of tile j0 (weights in s, alpha: the factor for O) and O's rescaling;
+        // FAST_STEP skips the rescaling when no row of the warp moved its maximum (alpha == 1).
+        auto weights = [&](float (&s)[16][4], float (&alpha)[2], int j0) {
+            if (WS_FAST_STEP) {
+                softmax_weights_fast(s, m, l, alpha, klo, khi, j0, masked(j0), a.scaleLog2, lane);
+            } else {
+                softmax_weights(s, m, l, alpha, klo, khi, j0, masked(j0), a.scaleLog2, lane);
+            }
+        };
+        auto rescale = [&](const float (&alpha)[2]) {
+            if (!WS_FAST_STEP || __any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f)) rescale_rows(acc, alpha);
+        };
         if (!OVERLAP) {
 #pragma unroll 1
             for (int it = 0; it < tiles; it++) {
@@ -268,7 +432,9 @@ __device__ __forceinline__ void forward_ws(const SoftmaxArgs& a) {
                 wg_commit();
                 wg_wait<0>();
                 reg_fence<64>(&s[0][0]);
-                softmax_tile(s, acc, m, l, klo, khi, j0, masked(j0), a.scaleLog2, lane);
+                float alpha[2];
+                weights(s, alpha, j0);
+                rescale(alpha);
                 pack_p(s);
                 mbar_wait(fullV + 8 * st, ph);
                 fence_async_smem();
@@ -294,7 +460,7 @@ __device__ __forceinline__ void forward_ws(const SoftmaxArgs& a) {
                 wg_wait<0>();
                 reg_fence<64>(&s[0][0]);
                 float alpha[2];
-                softmax_weights(s, m, l, alpha, klo, khi, first, masked(first), a.scaleLog2, lane);
+                weights(s, alpha, first);
                 pack_p(s);
             }
             // Tile it: S_it issued with the previous tile's P V; the softmax of S_it runs while
@@ -320,12 +486,32 @@ __device__ __forceinline__ void forward_ws(const SoftmaxArgs& a) {
                 wg_wait<1>();
                 reg_fence<64>(&s[0][0]);
                 float alpha[2];
-                softmax_weights(s, m, l, alpha, klo, khi, j0, masked(j0), a.scaleLog2, lane);
-                wg_wait<0>();
-                reg_fence<64>(&acc[0][0]);
-                reg_fence<32>(&pa[0][0]);
-                mbar_arrive(empty + 8 * pst);  // this thread is done with the previous tile's stage
-                rescale_rows(acc, alpha);
+                weights(s, alpha, j0);
+                if (WS_PIN_WAIT) {
+                    // The wait for P V in blocks of its own, behind a branch on the softmax's
+                    // result: ptxas moves a wait inside a block up to the products' issue (the
+                    // SASS of the plain form below has WARPGROUP.DEPBAR before the first FMNMX of
+                    // the softmax), which serializes the softmax after the product it should hide
+                    // under. The two arms' waits differ in text so that they are not merged and
+                    // hoisted above the branch.
+                    if (__any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f)) {
+                        wg_wait<0>();
+                        reg_fence<64>(&acc[0][0]);
+                        reg_fence<32>(&pa[0][0]);
+                        rescale_rows(acc, alpha);
+                    } else {
+                        asm volatile("wgmma.wait_group.sync.aligned 0; // alpha == 1 on every row of the warp\n" ::: "memory");
+                        reg_fence<64>(&acc[0][0]);
+                        reg_fence<32>(&pa[0][0]);
+                    }
+                    mbar_arrive(empty + 8 * pst);  // this thread is done with the previous tile's stage
+                } else {
+                    wg_wait<0>();
+                    reg_fence<64>(&acc[0][0]);
+                    reg_fence<32>(&pa[0][0]);
+                    mbar_arrive(empty + 8 * pst);  // this thread is done with the previous tile's stage
+                    rescale(alpha);
+                }
                 pack_p(s);
             }
             // The last tile's P V.
