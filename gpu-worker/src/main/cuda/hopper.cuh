@@ -70,11 +70,23 @@
 //   decay table and mbarriers                              1152
 //   forward only: the scaled mask table                    512
 // Forward 205440 bytes, states 132224.
+// LIGHTNING_WG_Z_WGMMA (a build-time variant, see the loaders): 2048 bytes more for both kernels,
+// the two decay-weight tiles of the normalizer's column sums.
+#ifndef LIGHTNING_WG_Z_WGMMA
+#define LIGHTNING_WG_Z_WGMMA 0
+#endif
+// LIGHTNING_WG_NORM_ABLATE (measurement builds only, never the shipped PTX: their normalized
+// results are wrong on purpose): leaves parts of the normalized kernels' work out, to see what
+// each costs. Bits: 1 the consumers' q . zP products, 2 the consumers' row sums, reciprocals and
+// output scaling, 4 the loaders' normalizer tile, barrier and column sums.
+#ifndef LIGHTNING_WG_NORM_ABLATE
+#define LIGHTNING_WG_NORM_ABLATE 0
+#endif
 __host__ __device__ inline int lightning_wg_smem_bytes(int dk, int forward) {
     (void)dk;
     const int qk = 16384, nc = LIGHTNING_WG_COLUMNS;
-    return forward ? 3 * (2 * qk + 128 * nc) + 2 * qk + 128 * (nc + 8) + 3 * 2048 + 1152 + 512
-                   : 4 * (qk + 128 * nc) + 1152;
+    return (forward ? 3 * (2 * qk + 128 * nc) + 2 * qk + 128 * (nc + 8) + 3 * 2048 + 1152 + 512
+                    : 4 * (qk + 128 * nc) + 1152) + (LIGHTNING_WG_Z_WGMMA ? 2048 : 0);
 }
 
 namespace lightning_wg {
@@ -114,8 +126,16 @@ constexpr int kLoaders = 128;
 // forever. Forward: 56 keep the loaders and 224 the consumers free of spills. The states kernel's
 // consumers need fewer (no outputs), and its loaders spilled with 56. Normalized forward: the
 // loaders carry z and its checkpoint clock, and spilled with 56; its consumers fit in 216.
+// LIGHTNING_WG_NORM_LOADER_REGS: the normalized forward's loader registers, the consumers getting
+// the rest (rounded down to a multiple of 8, as setmaxnreg requires). With LIGHTNING_WG_Z_WGMMA the
+// loaders hold four z and the column sums' accumulators: 72 (consumers 216) left an 8-byte spill
+// (ptxas), 88 (consumers 208) none.
+#ifndef LIGHTNING_WG_NORM_LOADER_REGS
+#define LIGHTNING_WG_NORM_LOADER_REGS 64
+#endif
 template <bool FWD, bool NORM> struct Regs {
-    static constexpr int loader = FWD ? (NORM ? 64 : 56) : 88, consumer = FWD ? (NORM ? 216 : 224) : 208;
+    static constexpr int loader = FWD ? (NORM ? LIGHTNING_WG_NORM_LOADER_REGS : 56) : 88,
+                         consumer = FWD ? (NORM ? (3 * 168 - LIGHTNING_WG_NORM_LOADER_REGS) / 2 / 8 * 8 : 224) : 208;
     static_assert(loader + 2 * consumer <= 3 * 168, "setmaxnreg must fit the registers the CTA launched with");
 };
 // The feature map on the pieces of a Q or K tile that loader thread lt copied with load_tile's
@@ -306,7 +326,9 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     const unsigned offO = offPt + (FWD ? 2u * ptBytes : 0u);
     constexpr unsigned zBytes = 2048u;                  // a normalizer tile: 8 x Dkp, two 1024-byte atoms
     const unsigned offZ = offO + (FWD ? 128u * kLdo : 0u);  // 17408 = 17 x 1024: atoms stay aligned
-    const unsigned offTab = offZ + (FWD ? NS * zBytes : 0u);
+    // LIGHTNING_WG_Z_WGMMA: the decay-weight tiles of whole and of the last chunk (1024 bytes each)
+    const unsigned offW = offZ + (FWD ? NS * zBytes : 0u);
+    const unsigned offTab = offW + (LIGHTNING_WG_Z_WGMMA ? 2048u : 0u);
     unsigned char* sm = lightning_wg_smem;
     const unsigned smU = smem_u32(sm);
     // mbarriers: full[i] (the loaders arrive once their copies into stage i landed), empty[i] (the
@@ -337,6 +359,9 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
         return tileDesc + (unsigned long long)(((ks >> 2) << 9) + ((ks & 3) << 1));
     };
 
+    constexpr bool kZLoad = NORM && !(LIGHTNING_WG_NORM_ABLATE & 4);   // the loaders' z work
+    constexpr bool kZProd = NORM && !(LIGHTNING_WG_NORM_ABLATE & 1);   // the consumers' q . zP
+    constexpr bool kDen = NORM && !(LIGHTNING_WG_NORM_ABLATE & 2);     // row sums, reciprocals, scaling
     if (warp < 4) {
         // ================= loaders =================
         asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(Regs<FWD, NORM>::loader));
@@ -363,13 +388,53 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             kc += kChunk * rowK;
             vc += kChunk * rowV;
         };
+#if !LIGHTNING_WG_Z_WGMMA
         // NORM: z[d], d = tid, before the chunk at hand (0 past dk: those rows of Q are zero).
         const int d = tid;
         float z = 0.f;
         if (NORM && FWD && a.incomingNorm != nullptr && d < dk) z = a.incomingNorm[((long long)s * H + h) * dk + d];
         const bool zWriter = NORM && blockIdx.y == 0 && d < dk;
+#else
+        // NORM: z[d] for the four rows d = zRow(i) of this lane's m64n8 accumulators (every lane of a
+        // quad holds the same four), before the chunk at hand (0 past dk: those rows of Q are zero).
+        float zv[4] = {0.f, 0.f, 0.f, 0.f};
+        auto zRow = [&](int i) { return 16 * (warp & 3) + (lane >> 2) + 8 * (i & 1) + 64 * (i >> 1); };
+        const long long zBase = ((long long)s * H + h) * dk;
+        if (NORM && FWD && a.incomingNorm != nullptr) {
+#pragma unroll
+            for (int i = 0; i < 4; ++i)
+                if (zRow(i) < dk) zv[i] = a.incomingNorm[zBase + zRow(i)];
+        }
+        const bool zWriter = NORM && blockIdx.y == 0 && (lane & 3) == 0;
+        auto z_out = [&](float* dst) {  // z after the chunks so far, by its writer lanes
+#pragma unroll
+            for (int i = 0; i < 4; ++i)
+                if (zRow(i) < dk) dst[zRow(i)] = zv[i];
+        };
+#endif
         const bool ckZ = FWD && NORM && a.checkpointNorms != nullptr && a.checkpointEvery > 0;
         CheckpointClock clock(a, segStart);
+#if LIGHTNING_WG_Z_WGMMA
+        // LIGHTNING_WG_Z_WGMMA: the column sums dz[d] = sum_t w_t k_t[d], w_t = lambda^(m-1-t), on the
+        // tensor cores, issued by this warpgroup: dz^T = K^T W with K^T the stage's K tile read as an
+        // MN-major A (two m64 halves of dk) and W an 8 x 64 K-major tile whose rows are the weights
+        // split in two, hi = RN(w), lo = RN(w - hi) (T each), alternating: columns 2x and 2x + 1 of
+        // the m64n8 product are then sum hi k and sum lo k for every x, so each lane of a quad gets
+        // both for its rows (as for q . zP). The products are exact and summed in float32: about the
+        // float32 sum the loaders formed by 64 loads and FMAs a thread (the loop this replaces).
+        // Two weight tiles, made once: whole chunks, and the segment's last chunk (m tokens; w = 0
+        // past m, where K's rows are zero anyway).
+        if (kZLoad && nChunks > 0) {
+            const int t = tid & 63, which = tid >> 6;
+            const int mm = which ? (int)(segEnd - segStart - (long long)(nChunks - 1) * kChunk) : kChunk;
+            const float w = tab[mm - 1 - t];  // 0 for t >= mm (the table is 0 below index 0)
+            const T hi = Ops<T>::from_f(w), lo = Ops<T>::from_f(w - Ops<T>::to_f(hi));
+            unsigned char* wt = sm + offW + which * 1024 + ((t & 7) << 1);
+#pragma unroll
+            for (int e = 0; e < 8; ++e) *reinterpret_cast<T*>(wt + (e << 7) + ((((t >> 3) & 7) ^ e) << 4)) = (e & 1) ? lo : hi;
+            fence_async_smem();  // read by this warpgroup's wgmma after the loaders' barrier below
+        }
+#endif
 #pragma unroll 1
         for (int i = 0; i < AHEAD; ++i) {
             if (i < nChunks) load_chunk(i, i);
@@ -392,7 +457,52 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                     map_tile<T, 2>(sm + kb, m, dk, tid);
                 }
             }
-            if (NORM) {
+#if LIGHTNING_WG_Z_WGMMA
+            if (kZLoad) {
+                if (FWD) {
+                    unsigned char* zt = sm + offZ + st * zBytes;
+                    const int e0 = 2 * (lane & 3);  // this lane's rows of the tile: hi, lo
+#pragma unroll
+                    for (int i = 0; i < 4; ++i) {
+                        const int dd = zRow(i);
+                        const T hi = Ops<T>::from_f(zv[i]), lo = Ops<T>::from_f(zv[i] - Ops<T>::to_f(hi));
+                        unsigned char* p = zt + ((dd >> 6) << 10) + ((dd & 7) << 1);
+                        const int pd = (dd >> 3) & 7;
+                        *reinterpret_cast<T*>(p + (e0 << 7) + ((pd ^ e0) << 4)) = hi;
+                        *reinterpret_cast<T*>(p + ((e0 + 1) << 7) + ((pd ^ (e0 + 1)) << 4)) = lo;
+                    }
+                }
+                fence_async_smem();           // this thread's copies and mapped pieces, for the wgmma
+                named_bar_sync(3, kLoaders);  // every loader's part of the K tile is in (and mapped)
+                const unsigned long long kT = wg_desc(smU + kb, 8192u, 1024u);
+                const unsigned long long wD = wg_desc(smU + offW + (m == kChunk ? 0u : 1024u), 16u, 1024u);
+                float zd0[4], zd1[4];  // the two m64 halves of dk (the first k-step only writes them)
+                wg_fence();
+                Wgmma<T, 8>::ss_ta0(zd0, kT, wD);
+                Wgmma<T, 8>::ss_ta0(zd1, kT + 512u, wD);
+                // 16 tokens a k-step: 2048 bytes of K, 32 of W. Not unrolled: the loaders' registers
+                // are few, and the unrolled loop's eight descriptor pairs spilled (ptxas).
+#pragma unroll 1
+                for (int ks = 1; ks < 4; ++ks) {
+                    Wgmma<T, 8>::ss_ta(zd0, kT + 128u * ks, wD + 2u * ks);
+                    Wgmma<T, 8>::ss_ta(zd1, kT + 512u + 128u * ks, wD + 2u * ks);
+                }
+                wg_commit();
+                wg_wait<0>();
+                reg_fence<4>(zd0);
+                reg_fence<4>(zd1);
+                const float lm = tab[m];
+                zv[0] = fmaf(lm, zv[0], zd0[0] + zd0[1]);
+                zv[1] = fmaf(lm, zv[1], zd0[2] + zd0[3]);
+                zv[2] = fmaf(lm, zv[2], zd1[0] + zd1[1]);
+                zv[3] = fmaf(lm, zv[3], zd1[2] + zd1[3]);
+                if (ckZ) {
+                    const long long slot = clock.advance(m);
+                    if (slot >= 0 && zWriter) z_out(a.checkpointNorms + (slot * H + h) * dk);
+                }
+            }
+#else
+            if (kZLoad) {
                 if (FWD) write_ztile<T>(sm + offZ + st * zBytes, z, d);
                 named_bar_sync(3, kLoaders);  // every loader's part of the K tile is in (and mapped)
                 z = fmaf(tab[m], z, decayed_column_sum<T>(sm + kb, m, d, tab));
@@ -401,6 +511,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                     if (slot >= 0 && zWriter) a.checkpointNorms[(slot * H + h) * dk + d] = z;
                 }
             }
+#endif
             fence_async_smem();
             mbar_arrive(fullU + 8u * st);
             // Chunk c + AHEAD goes into the stage of chunk c - 1 once the consumers are done with it.
@@ -413,7 +524,11 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             cp_async_commit();
             if (++st == NS) st = 0;
         }
+#if LIGHTNING_WG_Z_WGMMA
+        if (zWriter && a.statesNorm != nullptr) z_out(a.statesNorm + zBase);
+#else
         if (zWriter && a.statesNorm != nullptr) a.statesNorm[((long long)s * H + h) * dk + d] = z;
+#endif
     } else {
     // ================= consumers (not indented, to keep this long block readable) =================
     asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(Regs<FWD, NORM>::consumer));
@@ -575,7 +690,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                 if (ks == 0) W::template ss0<0>(Oa, qk_desc(qDesc, ks), qk_desc(ptDesc, ks));
                 else W::template ss<0>(Oa, qk_desc(qDesc, ks), qk_desc(ptDesc, ks));
             }
-            if (NORM) {
+            if (kZProd) {
 #pragma unroll
                 for (int ks = 0; ks < KS; ++ks) {
                     const unsigned long long zd = zDesc + (unsigned long long)(((ks >> 2) << 6) + ((ks & 3) << 1));
@@ -600,14 +715,14 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                 const float v3 = S[4 * nt + 3] * tr[7 - 8 * nt];
                 Sp[nt >> 1][2 * (nt & 1)] = O_::pack(v0, v1);
                 Sp[nt >> 1][2 * (nt & 1) + 1] = O_::pack(v2, v3);
-                if (NORM) {
+                if (kDen) {
                     den0 += v0 + v1;
                     den1 += v2 + v3;
                 }
             }
             wg_wait<0>();
             reg_fence<32>(Oa);
-            if (NORM) reg_fence<4>(Zd);
+            if (kZProd) reg_fence<4>(Zd);
 #pragma unroll
             for (int nt = 0; nt < 8; ++nt) {
                 Oa[4 * nt] *= r0;
@@ -622,7 +737,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             // NORM, while S V runs: den_i = (the quad's sum) / scale + lambda^(i+1) q_i . zP, and
             // o_i = num_i / (den_i + eps). The quad (lanes 4 g .. 4 g + 3) holds rows i0, i0 + 8.
             float inv0 = 1.f, inv1 = 1.f;
-            if (NORM) {
+            if (kDen) {
                 den0 += __shfl_xor_sync(0xffffffffu, den0, 1);
                 den1 += __shfl_xor_sync(0xffffffffu, den1, 1);
                 den0 += __shfl_xor_sync(0xffffffffu, den0, 2);
@@ -638,7 +753,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
 #pragma unroll
             for (int nt = 0; nt < 8; ++nt) {
                 T* d = sOw + g * kLdo + 8 * nt + 2 * tq;
-                if (NORM) {
+                if (kDen) {
                     *reinterpret_cast<unsigned*>(d) = O_::pack(Oa[4 * nt] * inv0, Oa[4 * nt + 1] * inv0);
                     *reinterpret_cast<unsigned*>(d + 8 * kLdo) = O_::pack(Oa[4 * nt + 2] * inv1, Oa[4 * nt + 3] * inv1);
                 } else {
