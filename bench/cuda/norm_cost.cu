@@ -85,6 +85,8 @@ static double phi_ref(int fm, double x) {  // the map in float64, rounded to bf1
 //   S_t = lambda S_{t-1} + phi(k_t)^T v_t, z_t = lambda z_{t-1} + phi(k_t),
 //   o_t = scale phi(q_t) S_t (/ (phi(q_t) . z_t + eps) when normalizing).
 // Identity-map normalization is checked on q, k in [0, 1) (denominators away from 0); elu1 on [-1, 1).
+// A fourth case, identity-map normalization on q, k in [-1, 1), is printed for comparison between
+// builds, not held to a bound: its denominators come near 0, where the output itself is ill-conditioned.
 struct CheckResult { double o, s, z, ls, lz; bool ok; };
 constexpr int kT = 1000, kH = 3, kD = 128, kSeg = 512, kS = 2;
 struct Case {  // the inputs and the float64 results of one check
@@ -94,12 +96,11 @@ struct Case {  // the inputs and the float64 results of one check
     std::vector<float> inc, incZ;
     std::vector<double> o, Send, zend, Sloc, zloc;
 };
-static Case make_case(int fm, bool norm) {
+static Case make_case(int fm, bool norm, bool pos) {
     const int T = kT, H = kH, D = kD, seg = kSeg, S = kS;
     const float scale = 0.7f, eps = 1e-5f;
-    const bool pos = norm && fm == 0;
     std::vector<__nv_bfloat16> q(T * H * D), k(T * H * D), v(T * H * D);
-    uint64_t st = 12345 + 17 * fm + norm;
+    uint64_t st = 12345 + 17 * fm + 2 * norm + pos;
     auto uni = [&]() { st ^= st >> 12; st ^= st << 25; st ^= st >> 27; return (double)((st * 0x2545F4914F6CDD1Dull) >> 40) / 16777216.0; };
     for (auto& x : q) x = __float2bfloat16_rn((float)(pos ? uni() : 2 * uni() - 1));
     for (auto& x : k) x = __float2bfloat16_rn((float)(pos ? uni() : 2 * uni() - 1));
@@ -276,17 +277,20 @@ int main(int argc, char** argv) {
     }
     // ---- checks ----
     bool allOk = true;
-    const int fms[3] = {0, 1, 0};
-    const bool norms[3] = {false, true, true};
+    const int fms[4] = {0, 1, 0, 0};
+    const bool norms[4] = {false, true, true, true};
+    const bool positive[4] = {false, false, true, false};
     std::vector<Case> cases;
-    for (int c = 0; c < 3; ++c) cases.push_back(make_case(fms[c], norms[c]));
+    for (int c = 0; c < 4; ++c) cases.push_back(make_case(fms[c], norms[c], positive[c]));
     for (auto& b : builds) {
-        for (int c = 0; c < 3; ++c) {
+        for (int c = 0; c < 4; ++c) {
             const CheckResult r = check_build(b, cases[c]);
-            std::printf("RESULT check %s %s%s: o %.3e, S after segment %.3e, local S %.3e, z %.3e, local z %.3e: %s\n",
-                        b.name.c_str(), norms[c] ? "normalized " : "", fms[c] == 1 ? "elu1" : "identity", r.o, r.s,
-                        r.ls, r.z, r.lz, r.ok ? "ok" : (b.measurementOnly ? "off (measurement build)" : "FAILED"));
-            if (!r.ok && !b.measurementOnly) allOk = false;
+            const bool info = c == 3;
+            std::printf("RESULT check %s %s%s%s: o %.3e, S after segment %.3e, local S %.3e, z %.3e, local z %.3e: %s\n",
+                        b.name.c_str(), norms[c] ? "normalized " : "", fms[c] == 1 ? "elu1" : "identity",
+                        c == 2 ? " (q, k >= 0)" : c == 3 ? " (q, k in [-1, 1))" : "", r.o, r.s, r.ls, r.z, r.lz,
+                        info ? "(for comparison)" : r.ok ? "ok" : (b.measurementOnly ? "off (measurement build)" : "FAILED"));
+            if (!r.ok && !b.measurementOnly && !info) allOk = false;
         }
     }
     // ---- timing ----
