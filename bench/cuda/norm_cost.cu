@@ -9,6 +9,8 @@
 //   nvcc -cubin -O3 -gencode=arch=compute_90a,code=sm_90a -I gpu-worker/src/main/cuda [-DFLAGS] \
 //        gpu-worker/src/main/cuda/lightning_sm90.cu -o NAME.cubin
 // Run: ./norm_cost [--rounds R] [--t T] NAME=FILE.cubin ...   (exit status 1 when a checked build fails)
+//   A NAME containing "portable" is a build of the portable module (lightning.cu, its mma.sync
+//   kernels; a cubin for sm_90), timed as the backend runs it at that shape: one segment, forward only.
 //   A NAME starting with "x-" is a measurement build (a part of the work left out, so its results
 //   are wrong on purpose): timed, its check printed but not held against it.
 //
@@ -22,7 +24,6 @@
 
 #include "lightning_args.cuh"
 
-#define LIGHTNING_WG_THREADS_H 384  // hopper.cuh's LIGHTNING_WG_THREADS (checked against the module's launch shapes)
 
 #include <algorithm>
 #include <cmath>
@@ -63,6 +64,8 @@ struct Build {
     cudaLibrary_t lib;
     cudaKernel_t fwd, st;
     int smemF, smemS;
+    int threads, cols;  // block size and value columns a CTA, from the module's launch shapes
+    bool portable;      // the mma.sync module (lightning.cu) rather than the Hopper one
     bool measurementOnly;
 };
 
@@ -195,11 +198,12 @@ static CheckResult check_build(const Build& b, const Case& c) {
     a.states = dst; a.statesNorm = norm ? dstZ : nullptr;
     a.n = T; a.heads = a.headsQ = a.headsK = a.headsV = H; a.dk = D; a.dv = D; a.segTokens = seg;
     a.featureMap = fm; a.normalize = norm; a.scale = scale; a.eps = eps;
-    launch(b.fwd, dim3(H, 1, S), LIGHTNING_WG_THREADS_H, b.smemF, a);
+    const int ct = (D + b.cols - 1) / b.cols;
+    launch(b.fwd, dim3(H, ct, S), b.threads, b.smemF, a);
     LightningArgs l = a;
     l.q = nullptr; l.o = nullptr; l.incoming = nullptr; l.incomingNorm = nullptr;
     l.states = dloc; l.statesNorm = norm ? dlocZ : nullptr; l.scale = 1.f;
-    launch(b.st, dim3(H, 1, S), LIGHTNING_WG_THREADS_H, b.smemS, l);
+    launch(b.st, dim3(H, ct, S), b.threads, b.smemS, l);
     CK(cudaGetLastError());
     CK(cudaDeviceSynchronize());
     std::vector<__nv_bfloat16> go(T * H * D);
@@ -260,17 +264,29 @@ int main(int argc, char** argv) {
         b.name = sp.first;
         b.measurementOnly = sp.first.rfind("x-", 0) == 0;
         CK(cudaLibraryLoadFromFile(&b.lib, sp.second.c_str(), nullptr, nullptr, 0, nullptr, nullptr, 0));
-        CK(cudaLibraryGetKernel(&b.fwd, b.lib, "lightning_forward_wg_bf16"));
-        CK(cudaLibraryGetKernel(&b.st, b.lib, "lightning_states_wg_bf16"));
+        b.portable = sp.first.find("portable") != std::string::npos;
+        CK(cudaLibraryGetKernel(&b.fwd, b.lib, b.portable ? "lightning_forward_tc_bf16" : "lightning_forward_wg_bf16"));
+        CK(cudaLibraryGetKernel(&b.st, b.lib, b.portable ? "lightning_states_tc_bf16" : "lightning_states_wg_bf16"));
         cudaKernel_t shapes;
-        CK(cudaLibraryGetKernel(&shapes, b.lib, "lightning_wg_launch_shapes"));
+        CK(cudaLibraryGetKernel(&shapes, b.lib, b.portable ? "lightning_launch_shapes" : "lightning_wg_launch_shapes"));
         void* p[] = {&dShapes};
         CK(cudaLaunchKernel((const void*)shapes, dim3(1), dim3(1), p, 0, 0));
         std::vector<int> sh(3 * LIGHTNING_SHAPES_DK);
         CK(cudaMemcpy(sh.data(), dShapes, 4 * sh.size(), cudaMemcpyDeviceToHost));
-        if (sh[0] != 128 || sh[1] != LIGHTNING_WG_THREADS_H) { std::fprintf(stderr, "%s: unexpected shapes\n", b.name.c_str()); return 2; }
-        b.smemF = sh[LIGHTNING_SHAPES_DK + 128];
-        b.smemS = sh[2 * LIGHTNING_SHAPES_DK + 128];
+        // Hopper: out[0] columns, out[1] threads, then forward and states shared memory by dk.
+        // Portable (lightning_launch_shapes): out[3] narrow threads, out[5] columns, out[6] the narrow
+        // kernels' largest dk, the tensor-core kernels' shared memory at row 2 (forward and states alike).
+        if (b.portable) {
+            if (sh[6] < 128) { std::fprintf(stderr, "%s: dk 128 is not narrow here\n", b.name.c_str()); return 2; }
+            b.threads = sh[3];
+            b.cols = sh[5];
+            b.smemF = b.smemS = sh[2 * LIGHTNING_SHAPES_DK + 128];
+        } else {
+            b.cols = sh[0];
+            b.threads = sh[1];
+            b.smemF = sh[LIGHTNING_SHAPES_DK + 128];
+            b.smemS = sh[2 * LIGHTNING_SHAPES_DK + 128];
+        }
         CK(cudaFuncSetAttribute((const void*)b.fwd, cudaFuncAttributeMaxDynamicSharedMemorySize, b.smemF));
         CK(cudaFuncSetAttribute((const void*)b.st, cudaFuncAttributeMaxDynamicSharedMemorySize, b.smemS));
         builds.push_back(b);
@@ -335,10 +351,16 @@ int main(int argc, char** argv) {
                 p2.q = q; p2.o = o; p2.n = (int)T; p2.segTokens = (int)(T / 2); p2.scale = 1.f;
                 p2.incoming = inc; p2.incomingNorm = cfgNorm[c] ? incZ : nullptr;
                 p2.states = stOut; p2.statesNorm = cfgNorm[c] ? stZ : nullptr;
+                // The portable kernels: 2 column tiles a head, so the heads alone fill the GPU and the
+                // backend runs one segment, no pass 1 (SegmentPlan).
+                if (b.portable) {
+                    p2.segTokens = (int)T;
+                }
+                const int ct = (D + b.cols - 1) / b.cols;
                 CK(cudaEventRecord(e0));
-                launch(b.st, dim3(H, 1, 2), LIGHTNING_WG_THREADS_H, b.smemS, p1);
+                if (!b.portable) launch(b.st, dim3(H, ct, 2), b.threads, b.smemS, p1);
                 CK(cudaEventRecord(e1));
-                launch(b.fwd, dim3(H, 1, S), LIGHTNING_WG_THREADS_H, b.smemF, p2);
+                launch(b.fwd, dim3(H, ct, b.portable ? 1 : S), b.threads, b.smemF, p2);
                 CK(cudaEventRecord(e2));
                 CK(cudaEventSynchronize(e2));
                 CK(cudaGetLastError());
