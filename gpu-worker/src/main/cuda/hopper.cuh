@@ -70,30 +70,17 @@
 //   decay table and mbarriers                              1152
 //   forward only: the scaled mask table                    512
 // Forward 205440 bytes, states 132224.
-// LIGHTNING_WG_Z_WGMMA (a build-time variant, see the loaders): 2048 bytes more for both kernels,
-// the two decay-weight tiles of the normalizer's column sums.
+// LIGHTNING_WG_Z_WGMMA (default 1; 0 builds the previous loaders' column sums, for comparison): the
+// normalizer's column sums on the tensor cores (see the loaders), with 2048 bytes more for both
+// kernels, the two decay-weight tiles.
 #ifndef LIGHTNING_WG_Z_WGMMA
-#define LIGHTNING_WG_Z_WGMMA 0
-#endif
-// LIGHTNING_WG_DEN_WGMMA (a build-time variant, see the consumers): the rows' sums of the masked
-// scores for the denominators on the tensor cores; 1 for every feature map, 2 for elu1 and relu
-// only. 1024 bytes more for the forward kernel (a tile of ones).
-#ifndef LIGHTNING_WG_DEN_WGMMA
-#define LIGHTNING_WG_DEN_WGMMA 0
-#endif
-// LIGHTNING_WG_NORM_ABLATE (measurement builds only, never the shipped PTX: their normalized
-// results are wrong on purpose): leaves parts of the normalized kernels' work out, to see what
-// each costs. Bits: 1 the consumers' q . zP products, 2 the consumers' row sums, reciprocals and
-// output scaling, 4 the loaders' normalizer tile, barrier and column sums.
-#ifndef LIGHTNING_WG_NORM_ABLATE
-#define LIGHTNING_WG_NORM_ABLATE 0
+#define LIGHTNING_WG_Z_WGMMA 1
 #endif
 __host__ __device__ inline int lightning_wg_smem_bytes(int dk, int forward) {
     (void)dk;
     const int qk = 16384, nc = LIGHTNING_WG_COLUMNS;
     return (forward ? 3 * (2 * qk + 128 * nc) + 2 * qk + 128 * (nc + 8) + 3 * 2048 + 1152 + 512
-                    : 4 * (qk + 128 * nc) + 1152) + (LIGHTNING_WG_Z_WGMMA ? 2048 : 0) +
-           (forward && LIGHTNING_WG_DEN_WGMMA ? 1024 : 0);
+                    : 4 * (qk + 128 * nc) + 1152) + (LIGHTNING_WG_Z_WGMMA ? 2048 : 0);
 }
 
 namespace lightning_wg {
@@ -113,7 +100,6 @@ using lightning::smem_u32;
 using lightning::split_hl;
 
 constexpr int kChunk = 64;
-template <bool B> struct Flag { static constexpr bool value = B; };
 constexpr int kCols = LIGHTNING_WG_COLUMNS;
 
 // ------------------------------ loads -----------------------------------------------------
@@ -137,9 +123,10 @@ constexpr int kLoaders = 128;
 // LIGHTNING_WG_NORM_LOADER_REGS: the normalized forward's loader registers, the consumers getting
 // the rest (rounded down to a multiple of 8, as setmaxnreg requires). With LIGHTNING_WG_Z_WGMMA the
 // loaders hold four z and the column sums' accumulators: 72 (consumers 216) left an 8-byte spill
-// (ptxas), 88 (consumers 208) none.
+// (ptxas) and ran normalized elu1 15% slower than 88 (consumers 208), which has none (H200,
+// bench/cuda/norm_cost.cu, 2026-12-03).
 #ifndef LIGHTNING_WG_NORM_LOADER_REGS
-#define LIGHTNING_WG_NORM_LOADER_REGS 64
+#define LIGHTNING_WG_NORM_LOADER_REGS (LIGHTNING_WG_Z_WGMMA ? 88 : 64)
 #endif
 template <bool FWD, bool NORM> struct Regs {
     static constexpr int loader = FWD ? (NORM ? LIGHTNING_WG_NORM_LOADER_REGS : 56) : 88,
@@ -336,9 +323,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     const unsigned offZ = offO + (FWD ? 128u * kLdo : 0u);  // 17408 = 17 x 1024: atoms stay aligned
     // LIGHTNING_WG_Z_WGMMA: the decay-weight tiles of whole and of the last chunk (1024 bytes each)
     const unsigned offW = offZ + (FWD ? NS * zBytes : 0u);
-    // LIGHTNING_WG_DEN_WGMMA: a 1024-byte atom of ones (forward)
-    const unsigned offOnes = offW + (LIGHTNING_WG_Z_WGMMA ? 2048u : 0u);
-    const unsigned offTab = offOnes + (FWD && LIGHTNING_WG_DEN_WGMMA ? 1024u : 0u);
+    const unsigned offTab = offW + (LIGHTNING_WG_Z_WGMMA ? 2048u : 0u);
     unsigned char* sm = lightning_wg_smem;
     const unsigned smU = smem_u32(sm);
     // mbarriers: full[i] (the loaders arrive once their copies into stage i landed), empty[i] (the
@@ -354,13 +339,6 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             float* tabS = reinterpret_cast<float*>(sm + offTab + 1152) + 64;
             for (int x = tid; x < 128; x += blockDim.x) tabS[x - 64] = x >= 64 ? scale * expf(-slope * (float)(x - 64)) : 0.f;
         }
-#if LIGHTNING_WG_DEN_WGMMA
-        if (FWD && NORM) {
-            for (int x = tid; x < 256; x += blockDim.x)
-                reinterpret_cast<unsigned*>(sm + offOnes)[x] = Ops<T>::pack(1.f, 1.f);
-            fence_async_smem();  // read by the consumers' wgmma after the barrier below
-        }
-#endif
         if (tid == 0) {
             for (int i = 0; i < NS; ++i) {
                 mbar_init(fullU + 8u * i, kLoaders);
@@ -376,9 +354,6 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
         return tileDesc + (unsigned long long)(((ks >> 2) << 9) + ((ks & 3) << 1));
     };
 
-    constexpr bool kZLoad = NORM && !(LIGHTNING_WG_NORM_ABLATE & 4);   // the loaders' z work
-    constexpr bool kZProd = NORM && !(LIGHTNING_WG_NORM_ABLATE & 1);   // the consumers' q . zP
-    constexpr bool kDen = NORM && !(LIGHTNING_WG_NORM_ABLATE & 2);     // row sums, reciprocals, scaling
     if (warp < 4) {
         // ================= loaders =================
         asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(Regs<FWD, NORM>::loader));
@@ -441,7 +416,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
         // float32 sum the loaders formed by 64 loads and FMAs a thread (the loop this replaces).
         // Two weight tiles, made once: whole chunks, and the segment's last chunk (m tokens; w = 0
         // past m, where K's rows are zero anyway).
-        if (kZLoad && nChunks > 0) {
+        if (NORM && nChunks > 0) {
             const int t = tid & 63, which = tid >> 6;
             const int mm = which ? (int)(segEnd - segStart - (long long)(nChunks - 1) * kChunk) : kChunk;
             const float w = tab[mm - 1 - t];  // 0 for t >= mm (the table is 0 below index 0)
@@ -475,7 +450,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                 }
             }
 #if LIGHTNING_WG_Z_WGMMA
-            if (kZLoad) {
+            if (NORM) {
                 if (FWD) {
                     unsigned char* zt = sm + offZ + st * zBytes;
                     const int e0 = 2 * (lane & 3);  // this lane's rows of the tile: hi, lo
@@ -519,7 +494,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                 }
             }
 #else
-            if (kZLoad) {
+            if (NORM) {
                 if (FWD) write_ztile<T>(sm + offZ + st * zBytes, z, d);
                 named_bar_sync(3, kLoaders);  // every loader's part of the K tile is in (and mapped)
                 z = fmaf(tab[m], z, decayed_column_sum<T>(sm + kb, m, d, tab));
@@ -707,7 +682,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                 if (ks == 0) W::template ss0<0>(Oa, qk_desc(qDesc, ks), qk_desc(ptDesc, ks));
                 else W::template ss<0>(Oa, qk_desc(qDesc, ks), qk_desc(ptDesc, ks));
             }
-            if (kZProd) {
+            if (NORM) {
 #pragma unroll
                 for (int ks = 0; ks < KS; ++ks) {
                     const unsigned long long zd = zDesc + (unsigned long long)(((ks >> 2) << 6) + ((ks & 3) << 1));
@@ -724,32 +699,22 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             reg_fence<32>(S);
             unsigned Sp[4][4];
             float den0 = 0.f, den1 = 0.f;  // NORM: this lane's part of the rows' sums (scaled)
-            auto mask = [&](auto sums) {
 #pragma unroll
-                for (int nt = 0; nt < 8; ++nt) {
-                    const float v0 = S[4 * nt] * tr[-8 * nt];
-                    const float v1 = S[4 * nt + 1] * tr[-8 * nt - 1];
-                    const float v2 = S[4 * nt + 2] * tr[8 - 8 * nt];
-                    const float v3 = S[4 * nt + 3] * tr[7 - 8 * nt];
-                    Sp[nt >> 1][2 * (nt & 1)] = O_::pack(v0, v1);
-                    Sp[nt >> 1][2 * (nt & 1) + 1] = O_::pack(v2, v3);
-                    if (decltype(sums)::value) {
-                        den0 += v0 + v1;
-                        den1 += v2 + v3;
-                    }
+            for (int nt = 0; nt < 8; ++nt) {
+                const float v0 = S[4 * nt] * tr[-8 * nt];
+                const float v1 = S[4 * nt + 1] * tr[-8 * nt - 1];
+                const float v2 = S[4 * nt + 2] * tr[8 - 8 * nt];
+                const float v3 = S[4 * nt + 3] * tr[7 - 8 * nt];
+                Sp[nt >> 1][2 * (nt & 1)] = O_::pack(v0, v1);
+                Sp[nt >> 1][2 * (nt & 1) + 1] = O_::pack(v2, v3);
+                if (NORM) {
+                    den0 += v0 + v1;
+                    den1 += v2 + v3;
                 }
-            };
-            // LIGHTNING_WG_DEN_WGMMA: the sums on the tensor cores instead, from the scores as rounded
-            // for S V (so numerator and denominator weigh each token alike). Only where the scores
-            // cannot cancel (elu1, relu: phi >= 0, so q . k >= 0), unless the build says every map:
-            // with the identity map a sum of rounded scores that cancels can lose what the float32
-            // sum keeps.
-            const bool tcDen = kDen && (LIGHTNING_WG_DEN_WGMMA == 1 || (LIGHTNING_WG_DEN_WGMMA == 2 && a.featureMap != 0));
-            if (kDen && !tcDen) mask(Flag<true>{});
-            else mask(Flag<false>{});
+            }
             wg_wait<0>();
             reg_fence<32>(Oa);
-            if (kZProd) reg_fence<4>(Zd);
+            if (NORM) reg_fence<4>(Zd);
 #pragma unroll
             for (int nt = 0; nt < 8; ++nt) {
                 Oa[4 * nt] *= r0;
@@ -758,32 +723,17 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                 Oa[4 * nt + 3] *= r1;
             }
             wg_fence();
-            float Zi[4];  // LIGHTNING_WG_DEN_WGMMA: the rows' sums, in every column (B is all ones)
-            if (tcDen) {
-                const unsigned long long onesDesc = wg_desc(smU + offOnes, 16u, 1024u);
-                Wgmma<T, 8>::rs0(Zi, Sp[0], onesDesc);
-#pragma unroll
-                for (int kk = 1; kk < 4; ++kk) Wgmma<T, 8>::rs(Zi, Sp[kk], onesDesc);
-                wg_commit();
-            }
 #pragma unroll
             for (int kk = 0; kk < 4; ++kk) W::template rs<1>(Oa, Sp[kk], vDesc + 128u * kk);
             wg_commit();
             // NORM, while S V runs: den_i = (the quad's sum) / scale + lambda^(i+1) q_i . zP, and
             // o_i = num_i / (den_i + eps). The quad (lanes 4 g .. 4 g + 3) holds rows i0, i0 + 8.
             float inv0 = 1.f, inv1 = 1.f;
-            if (tcDen) {
-                wg_wait<1>();  // the sums (S V may still run)
-                reg_fence<4>(Zi);
-                den0 = Zi[0];
-                den1 = Zi[2];
-            } else if (kDen) {
+            if (NORM) {
                 den0 += __shfl_xor_sync(0xffffffffu, den0, 1);
                 den1 += __shfl_xor_sync(0xffffffffu, den1, 1);
                 den0 += __shfl_xor_sync(0xffffffffu, den0, 2);
                 den1 += __shfl_xor_sync(0xffffffffu, den1, 2);
-            }
-            if (kDen) {
                 inv0 = __frcp_rn(fmaf(den0, invScale, l0 * (Zd[0] + Zd[1])) + eps);
                 inv1 = __frcp_rn(fmaf(den1, invScale, l1 * (Zd[2] + Zd[3])) + eps);
             }
@@ -795,7 +745,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
 #pragma unroll
             for (int nt = 0; nt < 8; ++nt) {
                 T* d = sOw + g * kLdo + 8 * nt + 2 * tq;
-                if (kDen) {
+                if (NORM) {
                     *reinterpret_cast<unsigned*>(d) = O_::pack(Oa[4 * nt] * inv0, Oa[4 * nt + 1] * inv0);
                     *reinterpret_cast<unsigned*>(d + 8 * kLdo) = O_::pack(Oa[4 * nt + 2] * inv1, Oa[4 * nt + 3] * inv1);
                 } else {
