@@ -69,7 +69,8 @@
 //   whether or not the launch normalizes, so that the size depends on the kernel alone
 //   decay table and mbarriers                              1152
 //   forward only: the scaled mask table                    512
-// Forward 205440 bytes, states 132224.
+//   the normalizer's decay-weight tiles (LIGHTNING_WG_Z_WGMMA)  2 x 1024
+// Forward 207488 bytes, states 134272 (without LIGHTNING_WG_Z_WGMMA: 205440, 132224).
 // LIGHTNING_WG_Z_WGMMA (default 1; 0 builds the previous loaders' column sums, for comparison): the
 // normalizer's column sums on the tensor cores (see the loaders), with 2048 bytes more for both
 // kernels, the two decay-weight tiles.
@@ -273,10 +274,16 @@ struct CheckpointClock {
 // normalizer z, and puts its work on the loaders, not the consumers: these kernels are bound by
 // the consumers' instruction stream (a consumer warp issues every 5-6 cycles, the issue slots
 // half busy), while the loader warps have slack between their copies. Per chunk:
-//   loaders: thread d (0..127) holds z[d] (float32; 0 past dk), the value before the chunk; writes
-//     it as the stage's normalizer tile (write_ztile), then zP' = lambda^m zP + sum_t
-//     lambda^(m-1-t) k_t[d] from the stage's K tile, all before arriving on the full barrier (so
-//     the stage is not refilled while they read it). One column tile (blockIdx.y == 0) writes z.
+//   loaders: hold z (float32; 0 past dk), the value before the chunk; write it as the stage's
+//     normalizer tile, then zP' = lambda^m zP + sum_t lambda^(m-1-t) k_t[d] from the stage's K
+//     tile, all before arriving on the full barrier (so the stage is not refilled while they read
+//     it). One column tile (blockIdx.y == 0) writes z. The sums: by default (LIGHTNING_WG_Z_WGMMA)
+//     16 m64n8 wgmma a chunk, K^T times a tile of the decay weights, each lane holding z of the
+//     four rows of its accumulators; with LIGHTNING_WG_Z_WGMMA=0, thread d sums column d in float32
+//     (64 loads and FMAs a chunk). The latter held normalized elu1 at +106% over plain on an H200
+//     (52.6 against 25.6 ms, T = 1M, H = 64, D = 128, states and forward kernels), the former +56%
+//     (40.1 ms); leaving the loaders' z work out altogether gave 38.0 ms (bench/cuda/norm_cost.cu,
+//     2026-12-03), so it was the loaders' share, beside elu1's mapping, that cost.
 //   consumers (forward): q_i . zP by one more product, m64n8: Q (A, as for S) times the
 //     normalizer tile (B), 8 wgmma a chunk; the intra part sum_{j<=i} lambda^(i-j) q_i . k_j is
 //     the row sum of the masked decayed scores the lane computes anyway for S V, quad-reduced.
