@@ -69,12 +69,19 @@
 //   whether or not the launch normalizes, so that the size depends on the kernel alone
 //   decay table and mbarriers                              1152
 //   forward only: the scaled mask table                    512
-// Forward 205440 bytes, states 132224.
+//   the normalizer's decay-weight tiles (LIGHTNING_WG_Z_WGMMA)  2 x 1024
+// Forward 207488 bytes, states 134272 (without LIGHTNING_WG_Z_WGMMA: 205440, 132224).
+// LIGHTNING_WG_Z_WGMMA (default 1; 0 builds the previous loaders' column sums, for comparison): the
+// normalizer's column sums on the tensor cores (see the loaders), with 2048 bytes more for both
+// kernels, the two decay-weight tiles.
+#ifndef LIGHTNING_WG_Z_WGMMA
+#define LIGHTNING_WG_Z_WGMMA 1
+#endif
 __host__ __device__ inline int lightning_wg_smem_bytes(int dk, int forward) {
     (void)dk;
     const int qk = 16384, nc = LIGHTNING_WG_COLUMNS;
-    return forward ? 3 * (2 * qk + 128 * nc) + 2 * qk + 128 * (nc + 8) + 3 * 2048 + 1152 + 512
-                   : 4 * (qk + 128 * nc) + 1152;
+    return (forward ? 3 * (2 * qk + 128 * nc) + 2 * qk + 128 * (nc + 8) + 3 * 2048 + 1152 + 512
+                    : 4 * (qk + 128 * nc) + 1152) + (LIGHTNING_WG_Z_WGMMA ? 2048 : 0);
 }
 
 namespace lightning_wg {
@@ -114,8 +121,17 @@ constexpr int kLoaders = 128;
 // forever. Forward: 56 keep the loaders and 224 the consumers free of spills. The states kernel's
 // consumers need fewer (no outputs), and its loaders spilled with 56. Normalized forward: the
 // loaders carry z and its checkpoint clock, and spilled with 56; its consumers fit in 216.
+// LIGHTNING_WG_NORM_LOADER_REGS: the normalized forward's loader registers, the consumers getting
+// the rest (rounded down to a multiple of 8, as setmaxnreg requires). With LIGHTNING_WG_Z_WGMMA the
+// loaders hold four z and the column sums' accumulators: 72 (consumers 216) left an 8-byte spill
+// (ptxas) and ran normalized elu1 15% slower than 88 (consumers 208), which has none (H200,
+// bench/cuda/norm_cost.cu, 2026-12-03).
+#ifndef LIGHTNING_WG_NORM_LOADER_REGS
+#define LIGHTNING_WG_NORM_LOADER_REGS (LIGHTNING_WG_Z_WGMMA ? 88 : 64)
+#endif
 template <bool FWD, bool NORM> struct Regs {
-    static constexpr int loader = FWD ? (NORM ? 64 : 56) : 88, consumer = FWD ? (NORM ? 216 : 224) : 208;
+    static constexpr int loader = FWD ? (NORM ? LIGHTNING_WG_NORM_LOADER_REGS : 56) : 88,
+                         consumer = FWD ? (NORM ? (3 * 168 - LIGHTNING_WG_NORM_LOADER_REGS) / 2 / 8 * 8 : 224) : 208;
     static_assert(loader + 2 * consumer <= 3 * 168, "setmaxnreg must fit the registers the CTA launched with");
 };
 // The feature map on the pieces of a Q or K tile that loader thread lt copied with load_tile's
@@ -258,10 +274,16 @@ struct CheckpointClock {
 // normalizer z, and puts its work on the loaders, not the consumers: these kernels are bound by
 // the consumers' instruction stream (a consumer warp issues every 5-6 cycles, the issue slots
 // half busy), while the loader warps have slack between their copies. Per chunk:
-//   loaders: thread d (0..127) holds z[d] (float32; 0 past dk), the value before the chunk; writes
-//     it as the stage's normalizer tile (write_ztile), then zP' = lambda^m zP + sum_t
-//     lambda^(m-1-t) k_t[d] from the stage's K tile, all before arriving on the full barrier (so
-//     the stage is not refilled while they read it). One column tile (blockIdx.y == 0) writes z.
+//   loaders: hold z (float32; 0 past dk), the value before the chunk; write it as the stage's
+//     normalizer tile, then zP' = lambda^m zP + sum_t lambda^(m-1-t) k_t[d] from the stage's K
+//     tile, all before arriving on the full barrier (so the stage is not refilled while they read
+//     it). One column tile (blockIdx.y == 0) writes z. The sums: by default (LIGHTNING_WG_Z_WGMMA)
+//     16 m64n8 wgmma a chunk, K^T times a tile of the decay weights, each lane holding z of the
+//     four rows of its accumulators; with LIGHTNING_WG_Z_WGMMA=0, thread d sums column d in float32
+//     (64 loads and FMAs a chunk). The latter held normalized elu1 at +106% over plain on an H200
+//     (52.6 against 25.6 ms, T = 1M, H = 64, D = 128, states and forward kernels), the former +56%
+//     (40.1 ms); leaving the loaders' z work out altogether gave 38.0 ms (bench/cuda/norm_cost.cu,
+//     2026-12-03), so it was the loaders' share, beside elu1's mapping, that cost.
 //   consumers (forward): q_i . zP by one more product, m64n8: Q (A, as for S) times the
 //     normalizer tile (B), 8 wgmma a chunk; the intra part sum_{j<=i} lambda^(i-j) q_i . k_j is
 //     the row sum of the masked decayed scores the lane computes anyway for S V, quad-reduced.
@@ -306,7 +328,9 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     const unsigned offO = offPt + (FWD ? 2u * ptBytes : 0u);
     constexpr unsigned zBytes = 2048u;                  // a normalizer tile: 8 x Dkp, two 1024-byte atoms
     const unsigned offZ = offO + (FWD ? 128u * kLdo : 0u);  // 17408 = 17 x 1024: atoms stay aligned
-    const unsigned offTab = offZ + (FWD ? NS * zBytes : 0u);
+    // LIGHTNING_WG_Z_WGMMA: the decay-weight tiles of whole and of the last chunk (1024 bytes each)
+    const unsigned offW = offZ + (FWD ? NS * zBytes : 0u);
+    const unsigned offTab = offW + (LIGHTNING_WG_Z_WGMMA ? 2048u : 0u);
     unsigned char* sm = lightning_wg_smem;
     const unsigned smU = smem_u32(sm);
     // mbarriers: full[i] (the loaders arrive once their copies into stage i landed), empty[i] (the
@@ -363,13 +387,53 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             kc += kChunk * rowK;
             vc += kChunk * rowV;
         };
+#if !LIGHTNING_WG_Z_WGMMA
         // NORM: z[d], d = tid, before the chunk at hand (0 past dk: those rows of Q are zero).
         const int d = tid;
         float z = 0.f;
         if (NORM && FWD && a.incomingNorm != nullptr && d < dk) z = a.incomingNorm[((long long)s * H + h) * dk + d];
         const bool zWriter = NORM && blockIdx.y == 0 && d < dk;
+#else
+        // NORM: z[d] for the four rows d = zRow(i) of this lane's m64n8 accumulators (every lane of a
+        // quad holds the same four), before the chunk at hand (0 past dk: those rows of Q are zero).
+        float zv[4] = {0.f, 0.f, 0.f, 0.f};
+        auto zRow = [&](int i) { return 16 * (warp & 3) + (lane >> 2) + 8 * (i & 1) + 64 * (i >> 1); };
+        const long long zBase = ((long long)s * H + h) * dk;
+        if (NORM && FWD && a.incomingNorm != nullptr) {
+#pragma unroll
+            for (int i = 0; i < 4; ++i)
+                if (zRow(i) < dk) zv[i] = a.incomingNorm[zBase + zRow(i)];
+        }
+        const bool zWriter = NORM && blockIdx.y == 0 && (lane & 3) == 0;
+        auto z_out = [&](float* dst) {  // z after the chunks so far, by its writer lanes
+#pragma unroll
+            for (int i = 0; i < 4; ++i)
+                if (zRow(i) < dk) dst[zRow(i)] = zv[i];
+        };
+#endif
         const bool ckZ = FWD && NORM && a.checkpointNorms != nullptr && a.checkpointEvery > 0;
         CheckpointClock clock(a, segStart);
+#if LIGHTNING_WG_Z_WGMMA
+        // LIGHTNING_WG_Z_WGMMA: the column sums dz[d] = sum_t w_t k_t[d], w_t = lambda^(m-1-t), on the
+        // tensor cores, issued by this warpgroup: dz^T = K^T W with K^T the stage's K tile read as an
+        // MN-major A (two m64 halves of dk) and W an 8 x 64 K-major tile whose rows are the weights
+        // split in two, hi = RN(w), lo = RN(w - hi) (T each), alternating: columns 2x and 2x + 1 of
+        // the m64n8 product are then sum hi k and sum lo k for every x, so each lane of a quad gets
+        // both for its rows (as for q . zP). The products are exact and summed in float32: about the
+        // float32 sum the loaders formed by 64 loads and FMAs a thread (the loop this replaces).
+        // Two weight tiles, made once: whole chunks, and the segment's last chunk (m tokens; w = 0
+        // past m, where K's rows are zero anyway).
+        if (NORM && nChunks > 0) {
+            const int t = tid & 63, which = tid >> 6;
+            const int mm = which ? (int)(segEnd - segStart - (long long)(nChunks - 1) * kChunk) : kChunk;
+            const float w = tab[mm - 1 - t];  // 0 for t >= mm (the table is 0 below index 0)
+            const T hi = Ops<T>::from_f(w), lo = Ops<T>::from_f(w - Ops<T>::to_f(hi));
+            unsigned char* wt = sm + offW + which * 1024 + ((t & 7) << 1);
+#pragma unroll
+            for (int e = 0; e < 8; ++e) *reinterpret_cast<T*>(wt + (e << 7) + ((((t >> 3) & 7) ^ e) << 4)) = (e & 1) ? lo : hi;
+            fence_async_smem();  // read by this warpgroup's wgmma after the loaders' barrier below
+        }
+#endif
 #pragma unroll 1
         for (int i = 0; i < AHEAD; ++i) {
             if (i < nChunks) load_chunk(i, i);
@@ -392,6 +456,51 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                     map_tile<T, 2>(sm + kb, m, dk, tid);
                 }
             }
+#if LIGHTNING_WG_Z_WGMMA
+            if (NORM) {
+                if (FWD) {
+                    unsigned char* zt = sm + offZ + st * zBytes;
+                    const int e0 = 2 * (lane & 3);  // this lane's rows of the tile: hi, lo
+#pragma unroll
+                    for (int i = 0; i < 4; ++i) {
+                        const int dd = zRow(i);
+                        const T hi = Ops<T>::from_f(zv[i]), lo = Ops<T>::from_f(zv[i] - Ops<T>::to_f(hi));
+                        unsigned char* p = zt + ((dd >> 6) << 10) + ((dd & 7) << 1);
+                        const int pd = (dd >> 3) & 7;
+                        *reinterpret_cast<T*>(p + (e0 << 7) + ((pd ^ e0) << 4)) = hi;
+                        *reinterpret_cast<T*>(p + ((e0 + 1) << 7) + ((pd ^ (e0 + 1)) << 4)) = lo;
+                    }
+                }
+                fence_async_smem();           // this thread's copies and mapped pieces, for the wgmma
+                named_bar_sync(3, kLoaders);  // every loader's part of the K tile is in (and mapped)
+                const unsigned long long kT = wg_desc(smU + kb, 8192u, 1024u);
+                const unsigned long long wD = wg_desc(smU + offW + (m == kChunk ? 0u : 1024u), 16u, 1024u);
+                float zd0[4], zd1[4];  // the two m64 halves of dk (the first k-step only writes them)
+                wg_fence();
+                Wgmma<T, 8>::ss_ta0(zd0, kT, wD);
+                Wgmma<T, 8>::ss_ta0(zd1, kT + 512u, wD);
+                // 16 tokens a k-step: 2048 bytes of K, 32 of W. Not unrolled: the loaders' registers
+                // are few, and the unrolled loop's eight descriptor pairs spilled (ptxas).
+#pragma unroll 1
+                for (int ks = 1; ks < 4; ++ks) {
+                    Wgmma<T, 8>::ss_ta(zd0, kT + 128u * ks, wD + 2u * ks);
+                    Wgmma<T, 8>::ss_ta(zd1, kT + 512u + 128u * ks, wD + 2u * ks);
+                }
+                wg_commit();
+                wg_wait<0>();
+                reg_fence<4>(zd0);
+                reg_fence<4>(zd1);
+                const float lm = tab[m];
+                zv[0] = fmaf(lm, zv[0], zd0[0] + zd0[1]);
+                zv[1] = fmaf(lm, zv[1], zd0[2] + zd0[3]);
+                zv[2] = fmaf(lm, zv[2], zd1[0] + zd1[1]);
+                zv[3] = fmaf(lm, zv[3], zd1[2] + zd1[3]);
+                if (ckZ) {
+                    const long long slot = clock.advance(m);
+                    if (slot >= 0 && zWriter) z_out(a.checkpointNorms + (slot * H + h) * dk);
+                }
+            }
+#else
             if (NORM) {
                 if (FWD) write_ztile<T>(sm + offZ + st * zBytes, z, d);
                 named_bar_sync(3, kLoaders);  // every loader's part of the K tile is in (and mapped)
@@ -401,6 +510,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                     if (slot >= 0 && zWriter) a.checkpointNorms[(slot * H + h) * dk + d] = z;
                 }
             }
+#endif
             fence_async_smem();
             mbar_arrive(fullU + 8u * st);
             // Chunk c + AHEAD goes into the stage of chunk c - 1 once the consumers are done with it.
@@ -413,7 +523,11 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             cp_async_commit();
             if (++st == NS) st = 0;
         }
+#if LIGHTNING_WG_Z_WGMMA
+        if (zWriter && a.statesNorm != nullptr) z_out(a.statesNorm + zBase);
+#else
         if (zWriter && a.statesNorm != nullptr) a.statesNorm[((long long)s * H + h) * dk + d] = z;
+#endif
     } else {
     // ================= consumers (not indented, to keep this long block readable) =================
     asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(Regs<FWD, NORM>::consumer));

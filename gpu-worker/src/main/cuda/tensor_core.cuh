@@ -118,6 +118,17 @@ __host__ __device__ inline int lightning_tc_smem_bytes(int dk) {
     return 128 * ((dk + 15) / 16 * 16) + 188416;
 }
 
+// LIGHTNING_TC_QZ_MMA (default 1; 0 builds the previous float32 loop, for comparison), narrow
+// kernels: the output warps take q_i . zP from one more mma a k-step instead of a float32 loop over
+// dk (16 steps of 3 loads, 4 unpacks and 4 FMAs a lane and chunk). The state warps write zP as hi + lo
+// (T each, about 16 significant bits together) into the 8 pad columns of their sPt rows (columns
+// 64..71: hi, lo, hi, lo, ...), so the product of the Q fragment with that 8-column block gives q . hi
+// and q . lo in every pair of columns. Normalized identity went from +24.9% to +7.1% over plain on an
+// H200 (T = 1M, H = 64, D = 128, bf16; bench/cuda/norm_cost.cu, 2026-12-03).
+#ifndef LIGHTNING_TC_QZ_MMA
+#define LIGHTNING_TC_QZ_MMA 1
+#endif
+
 namespace lightning_tc {
 
 using namespace lightning;  // the helpers both tensor-core families share (lightning_common.cuh)
@@ -127,6 +138,24 @@ constexpr int kThreads = 256;  // compute threads: warps 0..7
 
 constexpr int kCols = LIGHTNING_TC_COLUMNS;  // value columns per CTA
 constexpr int kLdv = kCols + 8;
+// Two 8x8 b16 matrices, transposed (lanes 0..15 give the row addresses): a B fragment of one n-tile
+// from [k][n] storage.
+__device__ __forceinline__ void ldsm_x2_t(unsigned* r, unsigned addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];\n"
+                 : "=r"(r[0]), "=r"(r[1]) : "r"(addr) : "memory");
+}
+template <bool B> struct TcFlag { static constexpr bool value = B; };
+// zP of one row as the 8 pad columns of its sPt row (LIGHTNING_TC_QZ_MMA): 4 x (hi, lo).
+template <typename T>
+__device__ __forceinline__ void store_zpad(T* row, float z) {
+    using O_ = Ops<T>;
+    float h0, h1;
+    const unsigned hh = O_::pack(z, z);
+    O_::unpack(hh, h0, h1);
+    const unsigned pair = (hh & 0xffffu) | (O_::pack(z - h0, z - h0) << 16);
+    *reinterpret_cast<uint4*>(row + kCols) = make_uint4(pair, pair, pair, pair);
+}
+
 #ifndef LIGHTNING_TC_MAX_STAGES
 #define LIGHTNING_TC_MAX_STAGES 4
 #endif
@@ -503,8 +532,16 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
                         if (r + 8 < dk) Z[i][1] = incZ[r + 8];
                     }
                     if (tq == 0) {
-                        sZ[r] = Z[i][0];
-                        sZ[r + 8] = Z[i][1];
+#if LIGHTNING_TC_QZ_MMA
+                        if (kZReg) {
+                            store_zpad(sPt + r * kLdv, Z[i][0]);
+                            store_zpad(sPt + (r + 8) * kLdv, Z[i][1]);
+                        } else
+#endif
+                        {
+                            sZ[r] = Z[i][0];
+                            sZ[r + 8] = Z[i][1];
+                        }
                     }
                 }
                 // T copy for the first chunk's inter product.
@@ -596,6 +633,48 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
 #pragma unroll
                 for (int e = 0; e < 4; ++e) S[nt][e] = Oa[nt][e] = 0.f;
             if constexpr (LW > 0) mbar_wait(ptFullU + 8u * (c & 1), (unsigned)(c >> 1) & 1u);
+#if LIGHTNING_TC_QZ_MMA
+            // LIGHTNING_TC_QZ_MMA, normalized: Zq = Q times the pad block of sPt (zP as hi, lo, ...),
+            // so Zq[0] + Zq[1] is q_i . zP of row i0 = 16t + g and Zq[2] + Zq[3] that of row i0 + 8.
+            constexpr bool kQzMma = LIGHTNING_TC_QZ_MMA && kZReg;
+            float Zq[4] = {0.f, 0.f, 0.f, 0.f};
+            auto qk_pass = [&](auto withZ) {
+                const unsigned qA = smU + qOff + laneQA + 32u * ldk * (t - wi);
+                const unsigned kB = kU + laneKB;
+                const unsigned ptBc = ptB + ((kDblPt && (c & 1)) ? ptBytes : 0u);
+                // lanes 0..15: rows k = lane & 15 of the pad block (columns kCols .. kCols + 7)
+                const unsigned zB = smU + offPt + ((kDblPt && (c & 1)) ? ptBytes : 0u) +
+                                    2u * ((lr8 + lb3) * kLdv + kCols);
+                // (the normalized pass not unrolled: unrolled by 2 it spilled 76 bytes, ptxas sm_90)
+                constexpr int kUnroll = decltype(withZ)::value ? 1 : 2;
+#pragma unroll kUnroll
+                for (int ks = 0; ks < numMT; ++ks) {
+                    unsigned a[4];
+                    ldsm_x4(a, qA + 32u * ks);
+                    if (decltype(withZ)::value) {
+                        unsigned zb[2];
+                        ldsm_x2_t(zb, zB + ks * (2u * 16 * kLdv));
+                        O_::mma(Zq, a, zb[0], zb[1]);
+                    }
+#pragma unroll
+                    for (int np = 0; np < 4; ++np) {
+                        unsigned b[4], p[4];
+                        if (np <= t) {
+                            ldsm_x4(b, kB + np * kRow16 + 32u * ks);
+                            O_::mma(S[2 * np], a, b[0], b[1]);
+                            O_::mma(S[2 * np + 1], a, b[2], b[3]);
+                        }
+                        ldsm_x4_t(p, ptBc + ks * (2u * 16 * kLdv) + 32u * np);
+                        O_::mma(Oa[2 * np], a, p[0], p[1]);
+                        O_::mma(Oa[2 * np + 1], a, p[2], p[3]);
+                    }
+                }
+            };
+            if (rowsLive) {
+                if (kQzMma && norm) qk_pass(TcFlag<true>{});
+                else qk_pass(TcFlag<false>{});
+            }
+#else
             if (rowsLive) {
                 const unsigned qA = smU + qOff + laneQA + 32u * ldk * (t - wi);
                 const unsigned kB = kU + laneKB;
@@ -618,10 +697,18 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
                     }
                 }
             }
+#endif
             // Normalized: this lane's part of q_i . zP for rows i0 = 16t + g and i0 + 8 (columns
             // 8x + 2tq, +1 of every 8; the quad together covers dk). Q rows of the stage have stride
             // ldk, an odd multiple of 16 bytes, so the 8 rows of a warp read hit 8 bank groups.
+            // (LIGHTNING_TC_QZ_MMA: every lane has the whole product already, in Zq.)
             float qz0 = 0.f, qz1 = 0.f;
+#if LIGHTNING_TC_QZ_MMA
+            if (kQzMma) {
+                qz0 = Zq[0] + Zq[1];
+                qz1 = Zq[2] + Zq[3];
+            } else
+#endif
             if (norm && rowsLive) {
                 const float* zc = sZ + ((kDblPt && (c & 1)) ? Dkp : 0);
                 const T* qr = reinterpret_cast<const T*>(sm + qOff) + (16 * t + g) * ldk + 2 * tq;
@@ -689,11 +776,21 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
                 // lambda^(i+1) q_i . zP, summed over the quad (lanes 4g .. 4g+3 hold row i0's parts).
                 float f0 = scale, f1 = scale;
                 if (norm) {
+#if LIGHTNING_TC_QZ_MMA
+                    float d0 = kQzMma ? rs0 : fmaf(tab[i0 + 1], qz0, rs0), d1 = kQzMma ? rs1 : fmaf(tab[i0 + 9], qz1, rs1);
+#else
                     float d0 = fmaf(tab[i0 + 1], qz0, rs0), d1 = fmaf(tab[i0 + 9], qz1, rs1);
+#endif
                     d0 += __shfl_xor_sync(0xffffffffu, d0, 1);
                     d1 += __shfl_xor_sync(0xffffffffu, d1, 1);
                     d0 += __shfl_xor_sync(0xffffffffu, d0, 2);
                     d1 += __shfl_xor_sync(0xffffffffu, d1, 2);
+#if LIGHTNING_TC_QZ_MMA
+                    if (kQzMma) {  // the quad's lanes each hold the whole q . zP
+                        d0 = fmaf(tab[i0 + 1], qz0, d0);
+                        d1 = fmaf(tab[i0 + 9], qz1, d1);
+                    }
+#endif
                     f0 = scale / (d0 + args.eps);
                     f1 = scale / (d1 + args.eps);
                 }
@@ -860,9 +957,14 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
                             *reinterpret_cast<unsigned*>(d + 8 * kLdv) = O_::pack(P[i][nt][2], P[i][nt][3]);
                         }
                         if (kZReg && zWarp && tq == 0) {  // zP for the next chunk, beside the sPt copy
+#if LIGHTNING_TC_QZ_MMA
+                            store_zpad(sPtn + (16 * mt + g) * kLdv, Z[i][0]);
+                            store_zpad(sPtn + (16 * mt + g + 8) * kLdv, Z[i][1]);
+#else
                             float* zn = sZ + ((kDblPt && !(c & 1)) ? Dkp : 0);
                             zn[16 * mt + g] = Z[i][0];
                             zn[16 * mt + g + 8] = Z[i][1];
+#endif
                         }
                     }
                 }

@@ -151,8 +151,9 @@ LIGHTNING_WG_WGMMA64(__half, "f16")
 LIGHTNING_WG_WGMMA128(__nv_bfloat16, "bf16")
 LIGHTNING_WG_WGMMA128(__half, "f16")
 
-// D[64 x 8] (+)= A[64 x 16] B[16 x 8], both from shared memory, B K-major (the normalizer tile):
-// the denominators' q_i . zP. ACC = 0: D = A B.
+// D[64 x 8] (+)= A[64 x 16] B[16 x 8], both from shared memory, B K-major: ss, the denominators'
+// q_i . zP (the normalizer tile as B; ACC = 0: D = A B); ss_ta, A MN-major, the loaders' column sums
+// of the normalizer (the K tile read as K^T).
 #define LIGHTNING_WG_WGMMA8(TYPE, TYPE_NAME)                                                               \
     template <> struct Wgmma<TYPE, 8> {                                                                    \
         template <int ACC>                                                                                 \
@@ -162,6 +163,23 @@ LIGHTNING_WG_WGMMA128(__half, "f16")
                          "{%0,%1,%2,%3}, %4, %5, p, 1, 1, 0, 0;\n}\n"                                       \
                          : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])                                  \
                          : "l"(a), "l"(b), "n"(ACC)                                                        \
+                         : "memory");                                                                     \
+        }                                                                                                  \
+        /* D += A B with A MN-major (its M dimension contiguous: a K tile read as K^T); ss_ta0: D = A B */ \
+        static __device__ __forceinline__ void ss_ta(float* d, unsigned long long a, unsigned long long b) { \
+            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"                                        \
+                         "wgmma.mma_async.sync.aligned.m64n8k16.f32." TYPE_NAME "." TYPE_NAME " "            \
+                         "{%0,%1,%2,%3}, %4, %5, p, 1, 1, 1, 0;\n}\n"                                       \
+                         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])                                  \
+                         : "l"(a), "l"(b)                                                                  \
+                         : "memory");                                                                     \
+        }                                                                                                  \
+        static __device__ __forceinline__ void ss_ta0(float* d, unsigned long long a, unsigned long long b) { \
+            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, 0, 0;\n"                                        \
+                         "wgmma.mma_async.sync.aligned.m64n8k16.f32." TYPE_NAME "." TYPE_NAME " "            \
+                         "{%0,%1,%2,%3}, %4, %5, p, 1, 1, 1, 0;\n}\n"                                       \
+                         : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])                                  \
+                         : "l"(a), "l"(b)                                                                  \
                          : "memory");                                                                     \
         }                                                                                                  \
     };
