@@ -81,6 +81,24 @@ __device__ __forceinline__ float lse_of(float m, float l) {
 
 // ------------------------------------------------------------------ the online softmax step
 
+// Keys a thread's two rows do not see ([klo[x], khi[x]) is what row x sees) set to -inf in a key
+// tile's scores s (the accumulator layout softmax_step describes), where the tile needs masking.
+template <int NT>
+__device__ __forceinline__ void mask_scores(float (&s)[NT][4], const int (&klo)[2], const int (&khi)[2], int j0,
+                                            bool masked, int lane) {
+    if (masked) {
+#pragma unroll
+        for (int n = 0; n < NT; n++) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int key = j0 + n * 8 + 2 * (lane & 3) + (e & 1);
+                const int x = e >> 1;
+                if (key < klo[x] || key >= khi[x]) s[n][e] = -CUDART_INF_F;
+            }
+        }
+    }
+}
+
 // One key tile on a thread's two rows (x = 0: accumulator row lane/4 of its warp's 16, x = 1: that
 // + 8), in the mma accumulator layout both tensor-core families share (s[n][e]: n-tile n of 8 keys,
 // e = 0, 1 row x = 0 keys 2 (lane % 4) + e, e = 2, 3 row x = 1): masks the keys a row does not see
@@ -95,17 +113,7 @@ template <bool RESCALE, int NT, int DVT>
 __device__ __forceinline__ void softmax_step(float (&s)[NT][4], float (&acc)[DVT][4], float (&m)[2], float (&l)[2],
                                              float (&alpha)[2], const int (&klo)[2], const int (&khi)[2], int j0,
                                              bool masked, float scaleLog2, int lane) {
-    if (masked) {
-#pragma unroll
-        for (int n = 0; n < NT; n++) {
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int key = j0 + n * 8 + 2 * (lane & 3) + (e & 1);
-                const int x = e >> 1;
-                if (key < klo[x] || key >= khi[x]) s[n][e] = -CUDART_INF_F;
-            }
-        }
-    }
+    mask_scores(s, klo, khi, j0, masked, lane);
 #pragma unroll
     for (int x = 0; x < 2; x++) {
         float mx = -CUDART_INF_F;

@@ -206,17 +206,7 @@ __device__ __forceinline__ void softmax_weights_fast(float (&s)[NT][4], float (&
                                                      float (&alpha)[2], const int (&klo)[2], const int (&khi)[2],
                                                      int j0, bool masked, float scaleLog2, int lane) {
     static_assert(NT == 16, "tree reductions over 16 n-tiles");
-    if (masked) {
-#pragma unroll
-        for (int n = 0; n < NT; n++) {
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int key = j0 + n * 8 + 2 * (lane & 3) + (e & 1);
-                const int x = e >> 1;
-                if (key < klo[x] || key >= khi[x]) s[n][e] = -CUDART_INF_F;
-            }
-        }
-    }
+    mask_scores(s, klo, khi, j0, masked, lane);
     float t[2][8];
 #pragma unroll
     for (int x = 0; x < 2; x++) {
