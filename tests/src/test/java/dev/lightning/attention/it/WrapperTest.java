@@ -100,6 +100,9 @@ class WrapperTest {
     @ParameterizedTest(name = "SIG{0}")
     @CsvSource({"TERM, 143", "INT, 130", "HUP, 143"})
     void aSignalToTheWrapperStopsTheJobAndCleansUp(String signal, int expectedStatus) throws Exception {
+        org.junit.jupiter.api.Assumptions.assumeFalse(ignoredHere(signal), "SIG" + signal + " is ignored in this "
+                + "test's process (as in a job a non-interactive shell started in the background), so the wrapper "
+                + "starts with it ignored, and a shell cannot trap a signal ignored at its start: nothing to test here");
         Path tmpdir = Files.createDirectories(shared.resolve("tmp-" + signal));
         Path stderr = shared.resolve("stderr-" + signal + ".txt");
         Process p = wrapper(tmpdir, Map.of(), "run", "--input", bigInput.toString(), "--output",
@@ -147,6 +150,28 @@ class WrapperTest {
         } finally {
             stop(p);
         }
+    }
+
+    /**
+     * Whether this process ignores the signal, which the wrapper it starts then inherits (Linux:
+     * the SigIgn mask of /proc/self/status, bit n - 1 for signal n). A background job of a
+     * non-interactive shell ignores INT and QUIT, and so do the JVMs and shells it starts (checked:
+     * SigIgn 0x2 in a JVM started that way). A full test run started so on the development VM
+     * once failed the INT case, the job running to its end; a second run started the same way
+     * passed, so that cause is likely, not proven.
+     */
+    private static boolean ignoredHere(String signal) throws IOException {
+        int n = Map.of("HUP", 1, "INT", 2, "TERM", 15).get(signal);
+        Path status = Path.of("/proc/self/status");
+        if (!Files.isReadable(status)) {
+            return false;
+        }
+        for (String line : Files.readAllLines(status)) {
+            if (line.startsWith("SigIgn:")) {
+                return (Long.parseUnsignedLong(line.substring(7).trim(), 16) >>> (n - 1) & 1) != 0;
+            }
+        }
+        return false;
     }
 
     /** A usage error's status comes through, with stdin from /dev/null, and the temporary directory goes too. */
