@@ -12,8 +12,6 @@ import dev.lightning.attention.tensor.TokenTensor;
 
 import java.lang.management.ManagementFactory;
 import java.lang.management.ThreadMXBean;
-import java.nio.file.Files;
-import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.Locale;
 import java.util.SplittableRandom;
@@ -82,7 +80,7 @@ public final class ColdBench {
                 (com.sun.management.OperatingSystemMXBean) ManagementFactory.getOperatingSystemMXBean();
         System.out.printf(Locale.ROOT, "ColdBench: %d + %d windows of %d tokens, H = %d, Dk = %d, Dv = %d, %s; %d cpus, "
                         + "load average %s, java %s%n", windows1, windows2, window, heads, dk, dv, dtype,
-                Runtime.getRuntime().availableProcessors(), loadAverage(), System.getProperty("java.version"));
+                Runtime.getRuntime().availableProcessors(), ScanBench.loadAverage(), System.getProperty("java.version"));
         try (AttentionBackend backend = Backends.create("cpu")) {
             double[][] t = new double[4][];
             LightningState[] finals = new LightningState[4];
@@ -136,14 +134,5 @@ public final class ColdBench {
             x[i] = (float) (rnd.nextDouble() * 2 - 1);
         }
         return TokenTensor.of(dtype, t, h, d, x);
-    }
-
-    private static String loadAverage() {
-        try {
-            String[] f = Files.readString(Path.of("/proc/loadavg")).trim().split("\\s+");
-            return f[0] + " " + f[1] + " " + f[2];
-        } catch (Exception e) {
-            return String.format(Locale.ROOT, "%.2f", ManagementFactory.getOperatingSystemMXBean().getSystemLoadAverage());
-        }
     }
 }

@@ -124,7 +124,8 @@ public final class ScanBench {
         }
     }
 
-    private static String loadAverage() {
+    /** The load average over 1, 5 and 15 minutes, for a benchmark's header line. */
+    static String loadAverage() {
         try {
             String[] f = Files.readString(Path.of("/proc/loadavg")).trim().split("\\s+");
             return f[0] + " " + f[1] + " " + f[2];
