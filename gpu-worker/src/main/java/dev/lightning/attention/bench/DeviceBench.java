@@ -94,8 +94,7 @@ public final class DeviceBench {
                 int t = Integer.parseInt(p[0]);
                 int h = Integer.parseInt(p[1]);
                 int d = Integer.parseInt(p[2]);
-                AttentionSpec spec = new AttentionSpec(h, d, d, Slopes.minimax(h), 1.0, 64);
-                hooks.prepareResident(spec, DType.BF16, t, 7);
+                AttentionSpec spec = resident(hooks, t, h, d);
                 double elements = (double) t * h * d;
                 // As the backend runs it (segments only where heads leave the GPU idle), and forced
                 // through the two-pass path (pass 1 + scan + pass 2), as a split sequence is computed.
@@ -162,6 +161,13 @@ public final class DeviceBench {
         }
     }
 
+    /** The benchmark's spec for T x H x D (MiniMax slopes, chunk 64) with its BF16 window made resident. */
+    private static AttentionSpec resident(BenchHooks hooks, int t, int h, int d) {
+        AttentionSpec spec = new AttentionSpec(h, d, d, Slopes.minimax(h), 1.0, 64);
+        hooks.prepareResident(spec, DType.BF16, t, 7);
+        return spec;
+    }
+
     /**
      * The backend's choice (B) against {@code a} (a forced plan "SxE"; "old": the narrow kernels in
      * place of the _n64 ones; "hopper": the Hopper kernels padded to Dk = 128) on one resident window of {@code shape}, alternated A B B A ... over
@@ -173,8 +179,7 @@ public final class DeviceBench {
         int t = Integer.parseInt(p[0]);
         int h = Integer.parseInt(p[1]);
         int d = Integer.parseInt(p[2]);
-        AttentionSpec spec = new AttentionSpec(h, d, d, Slopes.minimax(h), 1.0, 64);
-        hooks.prepareResident(spec, DType.BF16, t, 7);
+        AttentionSpec spec = resident(hooks, t, h, d);
         float[] msA = new float[rounds];
         float[] msB = new float[rounds];
         String planA = "";
