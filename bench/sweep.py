@@ -66,6 +66,17 @@ def main():
     print("sweep on", torch.cuda.get_device_name(0), "torch", torch.__version__, "triton", triton.__version__,
           "fla", "yes" if fla else "no", "vllm", "yes" if vllm else "no", flush=True)
 
+    if fla:
+        # fla autotunes at its first call and keeps that choice for every length. Tuned at T = 1M,
+        # H = 64 (this sweep's first shape) one of its candidate configurations faulted with an
+        # illegal memory access on the H200 (2026-12-03), which ends the process; bench/fla_bench.py
+        # tunes at T = 8,192 first and its 1M-token runs went through. So tune here the same way.
+        h0, d0 = (int(x) for x in SHAPES.split(",")[0].split("x")[1:])
+        q, k, v = (torch.empty(1, 8192, h0, d0, device=dev, dtype=torch.bfloat16).uniform_(-1, 1) for _ in range(3))
+        fla(q, k, v, g_gamma=-minimax_slopes(h0).to(dev), scale=1.0, output_final_state=True)
+        torch.cuda.synchronize()
+        del q, k, v
+
     for shape in SHAPES.split(","):
         t, h, d = (int(x) for x in shape.split("x"))
         slopes = minimax_slopes(h).to(dev)

@@ -15,7 +15,8 @@
 # fla's and vLLM's kernels into its disk cache (fla compiles each of its autotuning configurations: a
 # minute or more); that run's lines are prefixed "warm-up:" and its autotuning results are not kept.
 # (2) DeviceBench times ours, alone on the GPU. (3) sweep.py times fla and vLLM, alone on the GPU, largest
-# T first (fla tunes its kernels at its first call), then measures their errors.
+# T first (after fla has tuned its kernels on one 8K-token call, as bench/fla_bench.py does), then
+# measures their errors.
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 home="$(cd "$here/.." && pwd)"
