@@ -61,7 +61,8 @@ final class VectorKernel extends Kernel {
     }
 
     /**
-     * The tiles over C: whole 4 x WIDE tiles first; then the 1 to 3 vectors of columns left, as one
+     * The tiles over C: whole 4 x WIDE tiles first (by the constant-stride tiles where B's rows are
+     * one or two panels apart and A's layout fits them); then the 1 to 3 vectors of columns left, as one
      * tile of 4 rows by that many vectors (12 accumulators at 3), or at 1 vector 8 rows at a time (8
      * accumulators: 4 would leave the FMA units waiting on their own latency, 4 cycles for each
      * chain); the rows past the last 4 a vector at a time; the columns past the last vector a scalar
