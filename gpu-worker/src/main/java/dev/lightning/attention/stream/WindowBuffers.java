@@ -27,6 +27,8 @@ public final class WindowBuffers {
     private final AttentionBackend backend;
     /** The block, {@code [pages, 1, ALIGN / 4]} float32 as a host tensor; null until the first window. */
     private TokenTensor block;
+    /** The second block's buffers, for reading one window ahead ({@link #spare()}); null until asked for. */
+    private WindowBuffers spare;
 
     private WindowBuffers(AttentionBackend backend) {
         this.backend = backend;
@@ -49,6 +51,18 @@ public final class WindowBuffers {
      */
     WindowBuffers on(AttentionBackend b) {
         return backend == null || backend == b ? this : of(b);
+    }
+
+    /**
+     * A second set of buffers from the same backend (heap ones for heap windows), kept with these
+     * and released with them: PieceWork's read-ahead reads the next window into one block while
+     * the current one computes in the other.
+     */
+    WindowBuffers spare() {
+        if (spare == null) {
+            spare = new WindowBuffers(backend);
+        }
+        return spare;
     }
 
     /** One tensor of a window: {@code [tokens, heads, dim]} of {@code dtype}. */
@@ -106,11 +120,14 @@ public final class WindowBuffers {
         if (old != null && backend != null) {
             backend.releaseHostTensor(old);
         }
+        if (spare != null) {
+            spare.release();
+        }
     }
 
-    /** Bytes the block holds now (the task's window memory). */
+    /** Bytes the block holds now (the task's window memory), the spare's included. */
     public long bytes() {
-        return block == null ? 0 : (long) block.tokens() * block.tokenBytes();
+        return (block == null ? 0 : (long) block.tokens() * block.tokenBytes()) + (spare == null ? 0 : spare.bytes());
     }
 
     /** Whether these are heap windows ({@link #heap()}). */
