@@ -15,7 +15,11 @@
 # Environment: WORK (default /tmp/lightning-job-device), LONG=TxHxD (default 262144x64x128),
 # PIECES (8), DIR_FILES=N, DIR_SEQ=TxHxD (default 6, 65536x64x128: N is cut to what the time left
 # allows, at least 2), DROP=0 (leave the page cache alone, as on a shared machine), BUDGET_S (190: stages are skipped or cut to end within it), LOG (prefix of
-# the log files; default $WORK/job-device), BACKEND (gpu; cpu for a dry run of the script without a GPU).
+# the log files; default $WORK/job-device), BACKEND (gpu; cpu for a dry run of the script without a GPU),
+# LONG_VARIANTS (more cold runs of the split sequence, each "TAG:OPTIONS" separated by "|", e.g.
+# "off:--read-ahead off|w256:--gpu-window-bytes 268435456": job long-cold-TAG, checked like the first,
+# while more than 40 s are left), WARM_VARIANTS (the same from the page cache, after the warm run;
+# job long-warm-TAG), DIR_FILES=0 (no directory job), WRITEBENCH=0 (no o-write bench).
 set -uo pipefail
 home="$(cd "${1:?usage: bench/job-device.sh HOME}" && pwd)"
 bench="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -152,11 +156,38 @@ stamp "check: the split sequence"
 timeout "$(capped 40)" python3 "$bench/job_check.py" "$work/long/long-000.safetensors" \
   "$work/out-long-cold/long-000.safetensors" --pieces "$pieces" | tee -a "$results"
 
-if (( $(left) > 100 )); then
+IFS='|' read -r -a variants <<< "${LONG_VARIANTS:-}"
+for v in "${variants[@]}"; do
+  [[ -z "$v" ]] && continue
+  tag=${v%%:*}
+  (( $(left) > 40 )) || { result "job long-cold-$tag skipped: $(left) s left"; continue; }
+  stamp "job: the split sequence, cold, ${v#*:}"
+  read -r -a opts <<< "${v#*:}"
+  echo "page cache $(drop_caches)"
+  job "long-cold-$tag" "$work/long" "$work/out-long-$tag" --partition-tokens $((lt / pieces)) "${opts[@]}"
+  cmp -s "$work/out-long-cold/long-000.safetensors" "$work/out-long-$tag/long-000.safetensors" \
+    && result "same_bytes long-cold long-cold-$tag" || { result "DIFFERENT long-cold long-cold-$tag"
+      timeout "$(capped 40)" python3 "$bench/job_check.py" "$work/long/long-000.safetensors" \
+        "$work/out-long-$tag/long-000.safetensors" --pieces "$pieces" | tee -a "$results"; }
+  rm -rf "$work/out-long-$tag"
+done
+
+if (( $(left) > 40 )); then
   stamp "job: the split sequence, warm (inputs in the page cache)"
   job long-warm "$work/long" "$work/out-long-warm" --partition-tokens $((lt / pieces))
   cmp -s "$work/out-long-cold/long-000.safetensors" "$work/out-long-warm/long-000.safetensors" \
     && result "same_bytes long-cold long-warm" || result "DIFFERENT long-cold long-warm"
+  IFS='|' read -r -a warm_variants <<< "${WARM_VARIANTS:-}"
+  for v in "${warm_variants[@]}"; do
+    [[ -z "$v" ]] && continue
+    (( $(left) > 40 )) || { result "job long-warm-${v%%:*} skipped: $(left) s left"; continue; }
+    stamp "job: the split sequence, warm, ${v#*:}"
+    read -r -a opts <<< "${v#*:}"
+    job "long-warm-${v%%:*}" "$work/long" "$work/out-long-warm-v" --partition-tokens $((lt / pieces)) "${opts[@]}"
+    cmp -s "$work/out-long-cold/long-000.safetensors" "$work/out-long-warm-v/long-000.safetensors" \
+      && result "same_bytes long-cold long-warm-${v%%:*}" || result "DIFFERENT long-cold long-warm-${v%%:*}"
+    rm -rf "$work/out-long-warm-v"
+  done
   rm -rf "$work/out-long-warm"
 fi
 rm -rf "$work/long" "$work"/out-long-*
@@ -192,7 +223,7 @@ else
 fi
 
 # --- the o write alone, from an off-heap block into the page cache (each mode a new file)
-if (( $(left) > 12 )); then
+if [[ "${WRITEBENCH:-1}" != 0 ]] && (( $(left) > 12 )); then
   stamp "o write bench"
   timeout "$(capped 30)" "$java_bin" -cp "$(cp_app):$home/spark-job/target/lib/*" dev.lightning.attention.bench.OutputWriteBench \
     --bytes 1073741824 --runs 3 --threads 8 --dir "$work" > "$log-writebench.log" 2>&1
