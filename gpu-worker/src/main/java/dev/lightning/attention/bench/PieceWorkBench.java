@@ -303,6 +303,11 @@ public final class PieceWorkBench {
         }
 
         @Override
+        public TokenTensor scratchHostTensor(DType dtype, int tokens, int heads, int dim) {
+            return b.scratchHostTensor(dtype, tokens, heads, dim);
+        }
+
+        @Override
         public void releaseHostTensor(TokenTensor t) {
             b.releaseHostTensor(t);
         }

@@ -95,6 +95,10 @@ class PieceWorkReadAheadTest {
         cases.add(new Object[] {write("t1000.st", DType.F32, 1000, 6, 2, 3, 40, 24, 3), 3});
         cases.add(new Object[] {write("t1000-bf16.st", DType.BF16, 1000, 5, 5, 5, 32, 48, 4), 4});
         cases.add(new Object[] {write("t700.st", DType.F16, 700, 3, 3, 3, 40, 24, 5), 2});
+        // a window larger than either block so far but smaller than both together (147,456 bytes against
+        // 102,400 each), then one larger than all: both of the task's blocks must grow, each on its own
+        cases.add(new Object[] {write("t1000-mid.st", DType.BF16, 1000, 6, 6, 6, 48, 48, 7), 2});
+        cases.add(new Object[] {write("t1000-wide.st", DType.F32, 1000, 8, 8, 8, 64, 64, 6), 2});
         try (PieceWorkHostWindowsTest.DirectCpu direct = new PieceWorkHostWindowsTest.DirectCpu();
              CpuBackend cpu = new CpuBackend()) {
             WindowBuffers task = WindowBuffers.of(direct); // one task: every file and piece, both blocks
@@ -112,8 +116,10 @@ class PieceWorkReadAheadTest {
                 }
                 assertTrue(plain.o.length > 0 && !allZero(plain.o), file + ": o was computed");
             }
-            // a task holds two blocks at most, both counted, however many pieces and windows it runs
+            // a task holds two blocks at most, both counted, however many pieces and windows it runs,
+            // each as large as the widest file's window (64 tokens of 8 KiB of q, k, v and o)
             assertTrue(direct.live.size() <= 2, "blocks held " + direct.live.size());
+            assertTrue(task.bytes() >= 2 * 64 * 8192, "window memory " + task.bytes());
             assertEquals(direct.liveBytes(), task.bytes());
             task.release();
             assertEquals(0, direct.live.size(), "release() gives both blocks back");
