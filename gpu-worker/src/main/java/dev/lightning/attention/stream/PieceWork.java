@@ -196,7 +196,9 @@ public final class PieceWork {
                                       Piece p) throws IOException {
         AttentionSpec spec = spec(f);
         LightningState[] state = {LightningState.zeros(spec)};
-        Windows ws = new Windows(f, spec, windowTokens(f, p), null, buffers, readAhead);
+        // the block is sized as pass 2's window (q and o too, unused here): the executor keeps it
+        // registered, and pass 2's tasks then take it instead of registering larger ones
+        Windows ws = new Windows(f, spec, windowTokens(f, p), null, outputDtype, buffers, readAhead);
         ws.run(in, p, (w, at, n) -> {
             try {
                 state[0] = backend.advance(spec, w.k, w.v, state[0]);
@@ -246,7 +248,7 @@ public final class PieceWork {
                                    OutputStream normalizers) throws IOException {
         AttentionSpec spec = spec(f);
         LightningState[] state = {incoming};
-        Windows ws = new Windows(f, spec, windowTokens(f, p), outputDtype, buffers, readAhead);
+        Windows ws = new Windows(f, spec, windowTokens(f, p), outputDtype, outputDtype, buffers, readAhead);
         ws.run(in, p, (w, at, n) -> {
             Checkpoints cp = variant.checkpoints() ? Checkpoints.of(spec, variant.stateEvery(), at, n)
                     : Checkpoints.none();
@@ -353,22 +355,25 @@ public final class PieceWork {
         final AttentionSpec spec;
         final int capacity;
         final DType oDtype;
+        final DType sizeAs;
         final WindowBuffers buffers;
         final boolean readAhead;
 
-        Windows(SequenceFile f, AttentionSpec spec, int capacity, DType oDtype, WindowBuffers buffers,
+        /** {@code oDtype} null: no outputs (pass 1); {@code sizeAs}: the o dtype the blocks are sized for. */
+        Windows(SequenceFile f, AttentionSpec spec, int capacity, DType oDtype, DType sizeAs, WindowBuffers buffers,
                 boolean readAhead) {
             this.f = f;
             this.spec = spec;
             this.capacity = capacity;
             this.oDtype = oDtype;
+            this.sizeAs = sizeAs;
             this.buffers = buffers;
             this.readAhead = readAhead;
         }
 
         void run(RangeReader in, Piece p, Step step) throws IOException {
             InputScan scan = new InputScan();
-            Window a = new Window(f, spec, capacity, oDtype, buffers, scan);
+            Window a = new Window(f, spec, capacity, oDtype, sizeAs, buffers, scan);
             if (!readAhead || p.tokens() <= capacity) { // one window: nothing to read ahead of
                 for (long at = p.start(); at < p.end(); at += capacity) {
                     int n = (int) Math.min(capacity, p.end() - at);
@@ -382,7 +387,7 @@ public final class PieceWork {
             java.util.concurrent.Future<Boolean> pending = readAsync(a, in, p.start(), (int) Math.min(capacity, p.tokens()));
             try {
                 // the second block is taken (on the GPU: registered) while the first window is read
-                Window b = new Window(f, spec, capacity, oDtype, buffers.spare(), scan);
+                Window b = new Window(f, spec, capacity, oDtype, sizeAs, buffers.spare(), scan);
                 Window current = a;
                 Window other = b;
                 for (long at = p.start(); at < p.end(); at += capacity) {
@@ -489,7 +494,12 @@ public final class PieceWork {
         /** NaN/Inf found so far in this piece's inputs (all its windows'). */
         final InputScan scan;
 
-        Window(SequenceFile f, AttentionSpec spec, int capacity, DType oDtype, WindowBuffers buffers, InputScan scan) {
+        /**
+         * {@code oDtype} null: pass 1, no q and o; the block still has their room ({@code sizeAs} for o),
+         * so that both passes' windows fit one block.
+         */
+        Window(SequenceFile f, AttentionSpec spec, int capacity, DType oDtype, DType sizeAs, WindowBuffers buffers,
+               InputScan scan) {
             this.scan = scan;
             this.f = f;
             this.spec = spec;
@@ -501,14 +511,14 @@ public final class PieceWork {
             kTokenBytes = spec.headsK() * spec.dk() * es;
             vTokenBytes = spec.headsV() * spec.dv() * es;
             TokenTensor[] all = buffers.window(capacity,
-                    outputs ? new WindowBuffers.Shape(f.dtype, spec.headsQ(), spec.dk()) : null,
+                    new WindowBuffers.Shape(f.dtype, spec.headsQ(), spec.dk()),
                     new WindowBuffers.Shape(f.dtype, spec.headsK(), spec.dk()),
                     new WindowBuffers.Shape(f.dtype, spec.headsV(), spec.dv()),
-                    outputs ? new WindowBuffers.Shape(oDtype, spec.heads(), spec.dv()) : null);
-            qAll = all[0];
+                    new WindowBuffers.Shape(outputs ? oDtype : sizeAs, spec.heads(), spec.dv()));
+            qAll = outputs ? all[0] : null;
             kAll = all[1];
             vAll = all[2];
-            oAll = all[3];
+            oAll = outputs ? all[3] : null;
         }
 
         /**
