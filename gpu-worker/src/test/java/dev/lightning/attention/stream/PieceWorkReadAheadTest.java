@@ -126,6 +126,35 @@ class PieceWorkReadAheadTest {
         }
     }
 
+    /**
+     * On the GPU: a task's registered blocks with read-ahead against heap windows read in turn,
+     * byte for byte, over several files and pieces; then a second task's backend, which takes the
+     * first one's blocks (kept registered, their bytes the first task's) and must give the same.
+     */
+    @Test
+    void gpuReadingAheadWritesTheSameBytes() throws IOException {
+        String reason = dev.lightning.attention.engine.cuda.CudaBackend.unavailableReason();
+        if (reason != null) {
+            System.out.println("PieceWorkReadAheadTest.gpuReadingAheadWritesTheSameBytes SKIPPED: " + reason);
+            org.junit.jupiter.api.Assumptions.assumeTrue(false, reason);
+        }
+        long windowBytes = 256 * 1024; // whole 64-token chunks, several windows a piece
+        Path[] files = {write("g1000.st", DType.BF16, 1000, 6, 6, 6, 64, 64, 21),
+                write("g3000.st", DType.BF16, 3000, 5, 5, 5, 64, 32, 22)};
+        for (int task = 0; task < 2; task++) {
+            try (AttentionBackend gpu = dev.lightning.attention.engine.Backends.create("gpu")) {
+                WindowBuffers windows = WindowBuffers.of(gpu);
+                for (Path file : files) {
+                    Run plain = run(gpu, WindowBuffers.heap(), false, file, 3, windowBytes, new ByteArrayOutputStream());
+                    Run ahead = run(gpu, windows, true, file, 3, windowBytes, new ByteArrayOutputStream());
+                    assertArrayEquals(plain.o, ahead.o, "task " + task + " " + file + ": o");
+                    assertArrayEquals(plain.locals, ahead.locals, "task " + task + " " + file + ": local states");
+                    assertArrayEquals(plain.state, ahead.state, "task " + task + " " + file + ": final state");
+                }
+            }
+        }
+    }
+
     /** The same failures, word for word, and the same o written before them, ahead or not. */
     @Test
     void nonFiniteInputsFailTheSameWay() throws IOException {

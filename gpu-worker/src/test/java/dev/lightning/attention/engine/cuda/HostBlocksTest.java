@@ -180,4 +180,68 @@ class HostBlocksTest {
         blocks.close();
         assertEquals(0, calls.registered.size());
     }
+
+    /**
+     * On the GPU: a task's window block given back at its backend's close() is the next backend's,
+     * still registered (no new registration), its copies straight from it (the result is the same
+     * as from the heap); close() leaves no block taken. Skipped without a GPU.
+     */
+    @Test
+    void gpuBackendsInARowShareTheirBlocks() {
+        String reason = CudaBackend.unavailableReason();
+        if (reason != null) {
+            System.out.println("HostBlocksTest.gpuBackendsInARowShareTheirBlocks SKIPPED: " + reason);
+            org.junit.jupiter.api.Assumptions.assumeTrue(false, reason);
+        }
+        HostBlocks blocks = CudaDevice.open(0).hostBlocks();
+        int t = 300;
+        dev.lightning.attention.engine.AttentionSpec spec = new dev.lightning.attention.engine.AttentionSpec(4, 32, 32,
+                dev.lightning.attention.engine.Slopes.minimax(4), 0.5, 64);
+        java.util.SplittableRandom rnd = new java.util.SplittableRandom(5);
+        dev.lightning.attention.tensor.TokenTensor[] qkv = new dev.lightning.attention.tensor.TokenTensor[3];
+        for (int i = 0; i < 3; i++) {
+            qkv[i] = dev.lightning.attention.tensor.TokenTensor.allocate(dev.lightning.attention.tensor.DType.BF16, t, 4, 32);
+            java.nio.ByteBuffer b = qkv[i].writableBytes();
+            for (int j = 0; j < b.capacity() / 2; j++) {
+                b.putShort(j * 2, (short) (0x3c00 + rnd.nextInt(0x400) | (rnd.nextBoolean() ? 0x8000 : 0)));
+            }
+        }
+        byte[] expect;
+        try (CudaBackend gpu = new CudaBackend(0, true, dev.lightning.attention.engine.Backends.DEFAULT_GPU_MEMORY)) {
+            dev.lightning.attention.tensor.TokenTensor o = dev.lightning.attention.tensor.TokenTensor.allocate(
+                    dev.lightning.attention.tensor.DType.BF16, t, 4, 32);
+            gpu.forward(spec, qkv[0], qkv[1], qkv[2], dev.lightning.attention.engine.LightningState.zeros(spec), o);
+            expect = bytes(o);
+        }
+        long before = blocks.registrations();
+        Object first = null;
+        for (int task = 0; task < 3; task++) {
+            try (CudaBackend gpu = new CudaBackend(0, true, dev.lightning.attention.engine.Backends.DEFAULT_GPU_MEMORY)) {
+                dev.lightning.attention.tensor.TokenTensor[] r = new dev.lightning.attention.tensor.TokenTensor[4];
+                for (int i = 0; i < 4; i++) {
+                    r[i] = gpu.scratchHostTensor(dev.lightning.attention.tensor.DType.BF16, t, 4, 32);
+                    if (i < 3) {
+                        r[i].writableBytes().put(0, qkv[i].writableBytes(), 0, qkv[i].writableBytes().capacity());
+                    }
+                }
+                if (task == 0) {
+                    first = r[0].memory();
+                }
+                gpu.forward(spec, r[0], r[1], r[2], dev.lightning.attention.engine.LightningState.zeros(spec), r[3]);
+                org.junit.jupiter.api.Assertions.assertArrayEquals(expect, bytes(r[3]), "task " + task + ": o");
+                assertTrue(blocks.isTaken(r[0].memory()));
+            }
+            assertEquals(0, blocks.takenCount(), "blocks taken after task " + task + "'s close");
+        }
+        assertTrue(blocks.registrations() - before <= 4, "registrations " + (blocks.registrations() - before)
+                + " for 3 tasks of 4 blocks each");
+        assertTrue(first != null && blocks.keptBytes() > 0);
+    }
+
+    private static byte[] bytes(dev.lightning.attention.tensor.TokenTensor t) {
+        java.nio.ByteBuffer b = t.writableBytes().duplicate();
+        byte[] out = new byte[b.remaining()];
+        b.get(out);
+        return out;
+    }
 }
