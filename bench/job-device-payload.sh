@@ -5,7 +5,8 @@
 # job, a directory job and the o-write bench load here on the CPU (traced with -Xlog:class+load) and
 # the table runs' list, and without the PTX, which run.sh takes from the checkout it runs in (about
 # 13 MB). The JRE is the caller's ($JRE_TAR where the payload runs; bin/lean-runtime --jre makes one).
-# Settings for the run go in DIR/env (sourced by run.sh), written by the caller.
+# Settings for the run go in DIR/env (sourced by run.sh), written by the caller. tests.tar.xz holds this
+# branch's gpu-worker classes and test classes for the GPU tests run.sh runs first (GPU_TESTS).
 #   bench/job-device-payload.sh DIR
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -38,4 +39,7 @@ cp "$repo/bin/lightning" "$dir/home/bin/"
 cp "$repo/conf/log4j2.properties" "$dir/home/conf/"
 cp "$repo"/bench/{job-device.sh,make_inputs.py,job_check.py,job_bounds.py} "$dir/home/bench/"
 cp "$repo/bench/job-device-run.sh" "$dir/run.sh"
+# this branch's gpu-worker classes (without PTX) and test classes, for run.sh's GPU tests (GPU_TESTS in env)
+(cd "$repo" && mvn -o -q -pl gpu-worker test-compile)
+tar -cJf "$dir/tests.tar.xz" --exclude='*.ptx' -C "$repo/gpu-worker/target" classes test-classes
 du -sh "$dir"

@@ -44,6 +44,19 @@ export JAVA_HOME=/tmp/$name-jre/jre PATH=/tmp/$name-jre/jre/bin:$PATH
 unset CUDA_CACHE_DISABLE; export CUDA_CACHE_MAXSIZE=1073741824
 chmod +x "$h"/bin/* "$h"/bench/*
 echo "unpacked in ${SECONDS}s"
+# GPU tests of this branch's gpu-worker (tests.tar.xz: its classes without PTX and its test classes),
+# first on the class path before main's bundle ($BUNDLE: bin/gpu-bundle, its classes hold the PTX),
+# with assertions on (the allocators' leak checks), before the timings; GPU_TESTS: the classes
+if [[ -n "${GPU_TESTS:-}" && -f "$here/tests.tar.xz" && -d "${BUNDLE:-/nonexistent}" ]]; then
+  t=/tmp/$name-tests && rm -rf "$t" && mkdir -p "$t" && tar -C "$t" -xJf "$here/tests.tar.xz"
+  cp_tests="$t/classes:$t/test-classes:$BUNDLE/classes:$BUNDLE/test-classes:$(ls "$BUNDLE"/lib/*.jar | tr '\n' ':')"
+  sel=(); for c in $GPU_TESTS; do sel+=(--select-class "$c"); done
+  timeout "${GPU_TESTS_S:-60}" java -ea --add-modules jdk.incubator.vector -Xmx16g -jar "$BUNDLE/junit-platform-console-standalone.jar" \
+    execute --class-path "$cp_tests" "${sel[@]}" --details=tree --disable-banner > "$OUT/$name-gpu-tests.log" 2>&1
+  echo "gpu tests exit $? after ${SECONDS}s"
+  grep -E "tests (successful|failed|skipped|aborted)|✘|SKIPPED" "$OUT/$name-gpu-tests.log" | head -20
+  rm -rf "$t"
+fi
 BUDGET_S=$((total - SECONDS - 5)) LOG="$OUT/$name" WORK="/tmp/$name-work" bash "$h/bench/job-device.sh" "$h"
 echo "$name payload done $(date -u +%T) after ${SECONDS}s"
 rm -rf "$h" /tmp/$name-jre "/tmp/$name-work"
