@@ -30,8 +30,8 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
- * Reading one window ahead ({@link PieceWork#readAhead}) against one window after the other:
- * the same o bytes and states over whole split sequences of awkward sizes, on heap windows and
+ * Reading one window ahead ({@link PieceWork#readAhead}) against one window after the other
+ * at half the byte budget (read-ahead's two windows share it): the same o bytes and states over whole split sequences of awkward sizes, on heap windows and
  * on a task's off-heap blocks (both blocks reused by every piece); the same non-finite failures
  * word for word, with the same o written before them; and no block left behind when the
  * computation, or a read running ahead of it, fails.
@@ -67,7 +67,9 @@ class PieceWorkReadAheadTest {
             RangeReader in = RangeReader.of(channel);
             SequenceFile f = SequenceFile.describe(file.toString(), file.getFileName().toString(), channel.size(), in,
                     Slopes::minimax);
-            PieceWork work = new PieceWork(0.5, 64, windowBytes, f.dtype).reusing(windows).readAhead(readAhead);
+            // read-ahead's windows have half the budget each: in turn, the same windows take half of it
+            PieceWork work = new PieceWork(0.5, 64, readAhead ? windowBytes : windowBytes / 2, f.dtype).reusing(windows)
+                    .readAhead(readAhead);
             AttentionSpec spec = work.spec(f);
             long chunks = (f.tokens + 63) / 64;
             LightningState incoming = PieceWork.initialState(in, f, 0);

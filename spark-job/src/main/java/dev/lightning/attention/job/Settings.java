@@ -123,9 +123,11 @@ final class Settings {
                     + "also size their query blocks from it (half each for queries and keys).");
     static final Setting<String> READ_AHEAD = Setting.choice("--read-ahead", "spark.lightning.readAhead", "on",
             "Lightning only. `on`: a task reads (and scans) a piece's next window while the current one computes and "
-                    + "writes, in a second window block (twice the window memory), so the file's reads do not wait for "
-                    + "the rest; `off`: one window after the other in one block. The output is the same bytes either way.",
-            "on", "off");
+                    + "writes; the two windows share --window-bytes / --gpu-window-bytes, half each, so a task holds "
+                    + "the same memory. `off`: one window after the other, each of the whole budget. The window length "
+                    + "moves the last bits of o and the states (as --gpu-window-bytes does): `on` writes the bytes of "
+                    + "`off` at half the budget.",
+            "on", "on", "off");
     static final Setting<String> GPU_OOM = Setting.choice("--gpu-oom", "spark.lightning.gpu.oom", "shrink",
             "When the GPU runs out of memory: `shrink` halves the work per launch down to one chunk and then fails "
                     + "the task; `cpu` shrinks the same way, then computes the piece on the CPU with a warning.",
@@ -188,7 +190,7 @@ final class Settings {
     static final List<Setting<?>> RESULT_AFFECTING = List.of(INPUT_FORMAT, SEQUENCES, OUTPUT_FORMAT, INITIAL_STATES,
             RECURSIVE, ATTENTION, PARTITION_TOKENS, CHUNK_SIZE,
             SCALE, WINDOW, WRITE_LSE, FEATURE_MAP, NORMALIZE, NORMALIZE_EPS, STATE_EVERY, BACKEND,
-            DEFAULT_SLOPES, LAYER, LAYERS, OUTPUT_DTYPE, OUTPUT_FORM, OUTPUT_MODE, SPOT_CHECK_TOLERANCE, WINDOW_BYTES, GPU_WINDOW_BYTES, GPU_MEMORY, GPU_OOM,
+            DEFAULT_SLOPES, LAYER, LAYERS, OUTPUT_DTYPE, OUTPUT_FORM, OUTPUT_MODE, SPOT_CHECK_TOLERANCE, WINDOW_BYTES, GPU_WINDOW_BYTES, READ_AHEAD, GPU_MEMORY, GPU_OOM,
             SKIP_INVALID, SKIP_NONFINITE);
 
     /** Options of lightning attention only: a softmax run refuses them when set to anything but their default. */
