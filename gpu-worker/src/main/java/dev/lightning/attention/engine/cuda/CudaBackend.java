@@ -155,9 +155,12 @@ public final class CudaBackend implements AttentionBackend {
         return new double[] {pipeline.stagedNanos / 1e6, pipeline.unstagedNanos / 1e6, pipeline.waitedNanos / 1e6};
     }
 
-    /** Registered host blocks handed out by {@link #hostTensor}, numbered for their buffer names. */
-    private int hostBlocks;
-    /** The registered blocks still open, closed (unregistered) by close(). */
+    /**
+     * The registered blocks this backend holds: those of {@link #hostTensor}, registered in
+     * {@link #memory} and unregistered when released or at close(), and those of
+     * {@link #scratchHostTensor}, taken from the device's {@link HostBlocks} and given back (still
+     * registered, for the next task) then.
+     */
     private final List<Buffer> hostTensors = new ArrayList<>();
 
     /**
@@ -171,7 +174,7 @@ public final class CudaBackend implements AttentionBackend {
         this.memoryBudget = memoryBudget;
         this.memory = new DeviceAllocator("GPU backend on " + device, memoryBudget, DeviceAllocator.CUDA,
                 this::synchronizeAll, DeviceAllocator.LEAKS_ARE_ERRORS);
-        this.pipeline = new SlicePipeline(memory);
+        this.pipeline = new SlicePipeline(memory, hostTensors::contains);
         this.stream = pipeline.stream;
         this.slopesDev = memory.device("slopes");
         this.stateA = memory.device("state A");
@@ -237,6 +240,16 @@ public final class CudaBackend implements AttentionBackend {
      */
     @Override
     public TokenTensor hostTensor(DType dtype, int tokens, int heads, int dim) {
+        return hostTensor(dtype, tokens, heads, dim, false);
+    }
+
+    /** {@inheritDoc} Here: a block of the device's {@link HostBlocks}, kept registered for later backends. */
+    @Override
+    public TokenTensor scratchHostTensor(DType dtype, int tokens, int heads, int dim) {
+        return hostTensor(dtype, tokens, heads, dim, true);
+    }
+
+    private TokenTensor hostTensor(DType dtype, int tokens, int heads, int dim, boolean scratch) {
         if (closed) {
             throw new IllegalStateException("backend is closed");
         }
@@ -246,19 +259,22 @@ public final class CudaBackend implements AttentionBackend {
                     + ": expected a non-empty tensor of at most 2 GiB, got " + bytes + " bytes");
         }
         device.makeCurrent();
-        ByteBuffer direct = guarded(bytes);
         Buffer block;
         try {
-            block = memory.registered("host tensor " + (++hostBlocks), direct);
+            block = scratch ? device.hostBlocks().take(bytes, CudaBackend::guarded)
+                    : memory.registered("host tensor " + (hostTensors.size() + 1), guarded(bytes));
         } catch (CudaException e) {
             // the driver would not page-lock it (a locked-memory limit, say): an ordinary direct
             // buffer, staged like the heap, still computes; only the fast path is lost
             System.err.println("lightning: GPU " + device + " could not register " + bytes + " bytes of host memory ("
                     + e.getMessage() + "); that tensor is staged through pinned buffers instead");
-            return TokenTensor.wrap(dtype, tokens, heads, dim, direct);
+            return TokenTensor.wrap(dtype, tokens, heads, dim, guarded(bytes));
         }
         hostTensors.add(block);
-        return TokenTensor.wrap(dtype, tokens, heads, dim, direct, block, 0);
+        // a kept block may be larger: the tensor is its first bytes
+        ByteBuffer view = block.direct.duplicate();
+        view.clear().limit(Math.toIntExact(bytes));
+        return TokenTensor.wrap(dtype, tokens, heads, dim, view.slice(), block, 0);
     }
 
     /** Host page size, as far as registration goes (x86-64 and most ARM64 Linux kernels). */
@@ -282,10 +298,19 @@ public final class CudaBackend implements AttentionBackend {
      */
     @Override
     public void releaseHostTensor(TokenTensor t) {
-        if (t.memory() instanceof Buffer b && memory.owns(b) && b.direct != null) {
+        if (t.memory() instanceof Buffer b && hostTensors.contains(b)) {
             pipeline.synchronizeAll(); // a copy may still read or write it
             hostTensors.remove(b);
+            letGo(b);
+        }
+    }
+
+    /** Unregisters a block of {@link #hostTensor}; gives one of {@link #scratchHostTensor} back to the device's blocks. */
+    private void letGo(Buffer b) {
+        if (memory.owns(b)) {
             b.close();
+        } else {
+            device.hostBlocks().give(b);
         }
     }
 
@@ -732,8 +757,8 @@ public final class CudaBackend implements AttentionBackend {
                 segmentIncomingNorm, stateScratch, stateScratchNorm, hostIn, hostOut}) {
             SlicePipeline.attempt(failures, b::close);
         }
-        for (Buffer b : hostTensors) {
-            SlicePipeline.attempt(failures, b::close);
+        for (Buffer b : hostTensors) { // the streams are drained: no copy uses them any more
+            SlicePipeline.attempt(failures, () -> letGo(b));
         }
         hostTensors.clear();
         SlicePipeline.attempt(failures, memory::close);
