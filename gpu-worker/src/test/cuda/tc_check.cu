@@ -8,7 +8,8 @@
 // Run:
 //   ./tc_check           every case against a float64 CPU recurrence; exit code 1 on any failure
 //   ./tc_check --max-n N only the cases with n <= N
-//   ./tc_check --bench   n = 1048576, H = 64, dk = dv = 128, bf16: forward (S = 1) and states kernel timing
+//   ./tc_check --bench [n [H [d [S,...]]]]   bf16 forward and states kernel timing (defaults: n = 1048576,
+//                        H = 64, dk = dv = 128, S = 1,2)
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -20,6 +21,7 @@
 #endif
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -331,8 +333,15 @@ __global__ void fill_random_bf16(__nv_bfloat16* p, size_t count, uint32_t seed) 
     }
 }
 
-static int bench(int n) {
-    const int H = 64, dk = 128, dv = 128, maxS = 2;
+static double wall_s() {
+    return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+// bench(n, H, d, segs): T = n, H heads, dk = dv = d, the forward and states kernels at each segment
+// count of segs (the CTA grid is H x columns x S, as the backend launches it after the scan).
+static int bench(int n, int H, int d, const std::vector<int>& segs) {
+    const int dk = d, dv = d;
+    int maxS = 1;
+    for (int S : segs) maxS = std::max(maxS, S);
     const size_t elems = (size_t)n * H * dk;
     __nv_bfloat16 *q, *k, *v, *o;
     float *sl, *inc, *outS;
@@ -380,13 +389,15 @@ static int bench(int n) {
         return 0.5f * (ms[4] + ms[5]);
     };
     const double bytes = 4.0 * (double)elems * 2.0;  // read q, k, v and write o once
-    for (int S = 1; S <= maxS; ++S) {
+    for (int S : segs) {
         const float fwdMs = timeIt(true, S);
-        std::printf("bench %s forward bf16 n=%d H=%d dk=%d dv=%d S=%d: %.3f ms (median of 10), %.1f GB/s effective\n",
-                    fam, n, H, dk, dv, S, fwdMs, bytes / (fwdMs * 1e-3) / 1e9);
+        // the wall clock (UTC seconds) at the end of the line's runs, to match samples of nvidia-smi
+        std::printf("bench %s forward bf16 n=%d H=%d dk=%d dv=%d S=%d: %.3f ms (median of 10), %.1f GB/s effective, at %.2f\n",
+                    fam, n, H, dk, dv, S, fwdMs, bytes / (fwdMs * 1e-3) / 1e9, wall_s());
         const float stMs = timeIt(false, S);
-        std::printf("bench %s states  bf16 S=%d: %.3f ms, %.1f GB/s effective (k, v read once)\n", fam, S, stMs,
-                    2.0 * elems * 2.0 / (stMs * 1e-3) / 1e9);
+        std::printf("bench %s states  bf16 S=%d: %.3f ms, %.1f GB/s effective (k, v read once), at %.2f\n", fam, S, stMs,
+                    2.0 * elems * 2.0 / (stMs * 1e-3) / 1e9, wall_s());
+        std::fflush(stdout);
     }
     CK(cudaFree(q)); CK(cudaFree(k)); CK(cudaFree(v)); CK(cudaFree(o));
     CK(cudaFree(sl)); CK(cudaFree(inc)); CK(cudaFree(outS));
@@ -413,12 +424,27 @@ int main(int argc, char** argv) {
         argc -= 2;
         argv += 2;
     }
-    // --bench [n]: n defaults to 1048576 (a smaller n is handy under a profiler).
+    // --bench [n [H [d [S,S,...]]]]: n defaults to 1048576 (a smaller n is handy under a profiler), H to 64,
+    // d (= dk = dv) to 128, the segment counts to 1,2.
     if (argc > 1 && std::strcmp(argv[1], "--bench") == 0) {
+        const int n = argc > 2 ? std::atoi(argv[2]) : 1048576;
+        const int H = argc > 3 ? std::atoi(argv[3]) : 64;
+        const int d = argc > 4 ? std::atoi(argv[4]) : 128;
+        std::vector<int> segs;
+        for (const char* p = argc > 5 ? argv[5] : "1,2"; *p;) {
+            segs.push_back(std::atoi(p));
+            while (*p && *p != ',') ++p;
+            if (*p == ',') ++p;
+        }
+        if (n < 64 || H < 1 || d < 1 || segs.empty() || *std::min_element(segs.begin(), segs.end()) < 1) {
+            std::fprintf(stderr, "--bench: expected n >= 64, H >= 1, d >= 1 and segment counts >= 1, got n=%d H=%d d=%d\n", n, H, d);
+            return 2;
+        }
         for (int f : families)
             if (f >= 0) {
+                if (f == 1 && d > LIGHTNING_WG_MAX_DK_OR_0) continue;
                 g_family = f;
-                bench(argc > 2 ? std::atoi(argv[2]) : 1048576);
+                bench(n, H, d, segs);
             }
         return 0;
     }
