@@ -62,17 +62,19 @@ template <> struct Elem<__half> {
 };
 
 // Kernel families: 0 = mma.sync (tensor_core.cuh; dk <= 128 the narrow kernels, larger dk the wide
-// ones), 1 = wgmma (hopper.cuh, dk <= 128, built with -DLIGHTNING_WG).
+// ones), 1 = wgmma (hopper.cuh, dk <= 128, built with -DLIGHTNING_WG), 2 = the paired wgmma kernels
+// (two heads a CTA, grid.x = H / 2: dk = dv = LIGHTNING_WG_PAIR_D and H even only).
 static int g_family = 0;
 #ifdef LIGHTNING_WG
 #define LIGHTNING_WG_MAX_DK_OR_0 LIGHTNING_WG_MAX_DK
 #else
 #define LIGHTNING_WG_MAX_DK_OR_0 0
 #endif
-static int family_columns() { return g_family == 1 ? 128 : LIGHTNING_TC_COLUMNS; }
+static int family_columns() { return g_family >= 1 ? 128 : LIGHTNING_TC_COLUMNS; }
+static int family_grid_x(int H) { return g_family == 2 ? H / 2 : H; }
 static int family_smem(int dk, bool fwd) {
 #ifdef LIGHTNING_WG
-    if (g_family == 1) return lightning_wg_smem_bytes(dk, fwd ? 1 : 0);
+    if (g_family >= 1) return lightning_wg_smem_bytes(dk, fwd ? 1 : 0);
 #endif
     (void)fwd;
     return lightning_tc_smem_bytes(dk);
@@ -110,6 +112,10 @@ static void launch_forward(const __nv_bfloat16* q, const __nv_bfloat16* k, const
         lightning_forward_wg_bf16<<<grid, LIGHTNING_WG_THREADS, lightning_wg_smem_bytes(dk, 1)>>>(a);
         return;
     }
+    if (g_family == 2) {
+        lightning_forward_wg_pair_bf16<<<grid, LIGHTNING_WG_THREADS, lightning_wg_smem_bytes(dk, 1)>>>(a);
+        return;
+    }
 #endif
     if (dk <= LIGHTNING_TC_SMALL_MAX_DK)
         lightning_forward_tc_bf16_n64<<<grid, LIGHTNING_TC_THREADS_NARROW, smem>>>(a);
@@ -125,6 +131,10 @@ static void launch_forward(const __half* q, const __half* k, const __half* v, __
 #ifdef LIGHTNING_WG
     if (g_family == 1) {
         lightning_forward_wg_f16<<<grid, LIGHTNING_WG_THREADS, lightning_wg_smem_bytes(dk, 1)>>>(a);
+        return;
+    }
+    if (g_family == 2) {
+        lightning_forward_wg_pair_f16<<<grid, LIGHTNING_WG_THREADS, lightning_wg_smem_bytes(dk, 1)>>>(a);
         return;
     }
 #endif
@@ -143,6 +153,10 @@ static void launch_states(const __nv_bfloat16* k, const __nv_bfloat16* v, int n,
         lightning_states_wg_bf16<<<grid, LIGHTNING_WG_THREADS, lightning_wg_smem_bytes(dk, 0)>>>(a);
         return;
     }
+    if (g_family == 2) {
+        lightning_states_wg_pair_bf16<<<grid, LIGHTNING_WG_THREADS, lightning_wg_smem_bytes(dk, 0)>>>(a);
+        return;
+    }
 #endif
     if (dk <= LIGHTNING_TC_SMALL_MAX_DK)
         lightning_states_tc_bf16_n64<<<grid, LIGHTNING_TC_THREADS_NARROW, smem>>>(a);
@@ -157,6 +171,10 @@ static void launch_states(const __half* k, const __half* v, int n, int H, int dk
 #ifdef LIGHTNING_WG
     if (g_family == 1) {
         lightning_states_wg_f16<<<grid, LIGHTNING_WG_THREADS, lightning_wg_smem_bytes(dk, 0)>>>(a);
+        return;
+    }
+    if (g_family == 2) {
+        lightning_states_wg_pair_f16<<<grid, LIGHTNING_WG_THREADS, lightning_wg_smem_bytes(dk, 0)>>>(a);
         return;
     }
 #endif
@@ -288,7 +306,7 @@ static bool run_case(int caseId, int n, int H, int dk, int dv, int segReq, int* 
     CK(cudaMemset(dOutF, 0xFF, ns * sizeof(float)));
     CK(cudaMemset(dOutL, 0xFF, ns * sizeof(float)));
 
-    const dim3 grid(H, (dv + family_columns() - 1) / family_columns(), S);
+    const dim3 grid(family_grid_x(H), (dv + family_columns() - 1) / family_columns(), S);
     const int smem = family_smem(dk, true);
     launch_forward(dq, dk_, dv_, dO, n, H, dk, dv, segTokens, dSl, scale, dInc, dOutF, grid, smem);
     CK(cudaGetLastError());
@@ -319,7 +337,7 @@ static bool run_case(int caseId, int n, int H, int dk, int dv, int segReq, int* 
                       std::isfinite(eo) && std::isfinite(ef) && std::isfinite(el);
     std::printf("%s %-4s n=%-5d H=%d dk=%-3d dv=%-3d S=%d seg=%-5d  o_err=%.3e  fwd_state_err=%.3e  "
                 "local_state_err=%.3e  unwritten=%lld/%lld/%lld  %s\n",
-                g_family == 1 ? "wg" : "tc", Elem<T>::name(), n, H, dk, dv, S, segTokens, eo, ef, el, bo, bf, bl, pass ? "PASS" : "FAIL");
+                g_family == 2 ? "wgp" : g_family == 1 ? "wg" : "tc", Elem<T>::name(), n, H, dk, dv, S, segTokens, eo, ef, el, bo, bf, bl, pass ? "PASS" : "FAIL");
     std::fflush(stdout);
     return pass;
 }
@@ -364,14 +382,14 @@ static int bench(int n, int H, int d, const std::vector<int>& segs) {
     const int smem = family_smem(dk, true);
     const int smemStates = family_smem(dk, false);
     const float scale = 1.f / std::sqrt((float)dk);
-    const char* fam = g_family == 1 ? "wg" : "tc";
+    const char* fam = g_family == 2 ? "wgp" : g_family == 1 ? "wg" : "tc";
     cudaEvent_t e0, e1;
     CK(cudaEventCreate(&e0));
     CK(cudaEventCreate(&e1));
 
     // S segments of n / S tokens: the forward as the backend launches it after the scan.
     auto timeIt = [&](bool fwd, int S) {
-        const dim3 grid(H, (dv + family_columns() - 1) / family_columns(), S);
+        const dim3 grid(family_grid_x(H), (dv + family_columns() - 1) / family_columns(), S);
         const int segTokens = (n / 64 + S - 1) / S * 64;
         std::vector<float> ms;
         for (int it = 0; it < 12; ++it) {  // 2 warm-up runs, then 10 timed
@@ -407,20 +425,20 @@ static int bench(int n, int H, int d, const std::vector<int>& segs) {
 int main(int argc, char** argv) {
     set_smem_limits();
     // Families to run: the mma.sync kernels always; the wgmma ones when built in and on sm_90.
-    int families[2] = {0, -1};
+    int families[3] = {0, -1, -1};
 #ifdef LIGHTNING_WG
     {
         cudaDeviceProp prop;
         CK(cudaGetDeviceProperties(&prop, 0));
-        if (prop.major == 9 && prop.minor == 0) families[1] = 1;
+        if (prop.major == 9 && prop.minor == 0) families[1] = 1, families[2] = 2;
         else std::printf("wg kernels skipped: device is sm_%d%d, they need sm_90\n", prop.major, prop.minor);
     }
 #endif
     // --family F: only that family (0 mma.sync, 1 wgmma); may precede the other options.
     if (argc > 2 && std::strcmp(argv[1], "--family") == 0) {
         const int f = std::atoi(argv[2]);
-        families[0] = (f == 0) ? 0 : (families[1] == 1 ? 1 : -1);
-        families[1] = -1;
+        families[0] = (f == 0) ? 0 : (families[1] == 1 && (f == 1 || f == 2) ? f : -1);
+        families[1] = families[2] = -1;
         argc -= 2;
         argv += 2;
     }
@@ -443,6 +461,9 @@ int main(int argc, char** argv) {
         for (int f : families)
             if (f >= 0) {
                 if (f == 1 && d > LIGHTNING_WG_MAX_DK_OR_0) continue;
+#ifdef LIGHTNING_WG
+                if (f == 2 && (d != LIGHTNING_WG_PAIR_D || H % 2 != 0)) continue;
+#endif
                 g_family = f;
                 bench(n, H, d, segs);
             }
@@ -462,6 +483,25 @@ int main(int argc, char** argv) {
     for (int f : families) {
         if (f < 0) continue;
         g_family = f;
+#ifdef LIGHTNING_WG
+        if (f == 2) {  // the paired kernels: their one width, even H (2: one CTA a segment, 6: three)
+            const int hs2[] = {2, 6};
+            for (int typ = 0; typ < 2; ++typ)
+                for (int n : ns)
+                    for (int H : hs2)
+                        if (n <= maxN)
+                            for (int sr : segs) {
+                                int skipped = 0;
+                                const int d = LIGHTNING_WG_PAIR_D;
+                                const bool ok = typ == 0 ? run_case<__nv_bfloat16>(caseId, n, H, d, d, sr, &skipped)
+                                                         : run_case<__half>(caseId, n, H, d, d, sr, &skipped);
+                                ++caseId;
+                                if (skipped) continue;
+                                (ok ? passed : failed)++;
+                            }
+            continue;
+        }
+#endif
         for (int typ = 0; typ < 2; ++typ)
             for (int n : ns)
                 for (int H : hs)
