@@ -56,10 +56,18 @@
 #include "lightning_common.cuh"
 #include "wgmma.cuh"
 
+#include <type_traits>
+
 #define LIGHTNING_WG_COLUMNS 128
 #define LIGHTNING_WG_THREADS 384
 #define LIGHTNING_WG_MAX_DK 128
 #define LIGHTNING_WG_PAIR_D 64  // the paired kernels' dk = dv (two heads a CTA; see body)
+// LIGHTNING_WG_PAIR_N64 (default 1): the paired kernels keep only the own head's 64 dk of P^T (an
+// m64n64 accumulator, state products on K's own atom); 0: the whole m64n128 as unpaired, the other
+// atom's columns unused (the first version, for comparison).
+#ifndef LIGHTNING_WG_PAIR_N64
+#define LIGHTNING_WG_PAIR_N64 1
+#endif
 
 // Dynamic shared memory in bytes (any dk <= 128: tiles are padded to 128 columns), with
 // NC = LIGHTNING_WG_COLUMNS and 16384-byte Q and K tiles (64 x 128, two atoms):
@@ -293,9 +301,11 @@ struct CheckpointClock {
 // side in memory, so its Q, K and V tiles are the two heads' rows as one 128-column tile: atom j is
 // head 2 x + j, loaded with the whole-chunk path of a 128-wide head. Consumer j computes head 2 x + j:
 // S = Q K^T and Q P over atom j only (4 k-steps), its own 64 columns of V (atom j), its own decay;
-// its state update still takes all 128 columns of K (one m64n128 product, as unpaired), so the
-// other atom's columns of P^T hold products of the two heads that are never read (not stored, not
-// in any output). Unpaired, dk <= 64 leaves consumer 2 and half of every product idle; paired, a CTA
+// with LIGHTNING_WG_PAIR_N64 (default) it keeps only its own 64 dk of P^T (an m64n64 accumulator:
+// state products on K's atom j, half the registers, fold and state copy of the unpaired kernels);
+// without, its state update takes all 128 columns of K (one m64n128 product, as unpaired), and the
+// other atom's columns of P^T hold products of the two heads that are never read (not stored, not in
+// any output). Unpaired, dk <= 64 leaves consumer 2 and half of every product idle; paired, a CTA
 // moves twice the bytes per chunk for about the same instructions.
 template <typename T, bool FWD, bool NORM, bool PAIR = false>
 __device__ __forceinline__ void body(const LightningArgs& a) {
@@ -556,6 +566,11 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     // ================= consumers (not indented, to keep this long block readable) =================
     asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(Regs<FWD, NORM>::consumer));
     using W128 = Wgmma<T, 128>;
+    // The state's accumulator: m64n128 (NP = 64 registers), or m64n64 for the paired kernels'
+    // own atom (LIGHTNING_WG_PAIR_N64: NP = 32, d below is then the head's own dk index).
+    constexpr bool N64 = PAIR && LIGHTNING_WG_PAIR_N64;
+    constexpr int NP = N64 ? 32 : 64;
+    using WS = typename std::conditional<N64, Wgmma<T, 64>, Wgmma<T, 128>>::type;
     const int j = (warp >> 2) - 1;            // which half of the columns
     const int colBase = 64 * j;               // first own column, relative to c0
     const bool colsLive = colBase < width;    // dv <= 64 leaves the second consumer idle
@@ -574,17 +589,19 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     // d = 8 nt + 2 tq + (e & 1), nt = 0..15. Keeping P^T (not P) lets the state update take the
     // decayed values from V (64 own columns) instead of K (128 dk rows): half the split work, one
     // m64n128 product instead of two m64n64 per k-step.
-    float Pt[64];
+    float Pt[NP];
 #pragma unroll
-    for (int i = 0; i < 64; ++i) Pt[i] = 0.f;
+    for (int i = 0; i < NP; ++i) Pt[i] = 0.f;
     // Visits the elements of the slice that exist (d < dk, column < width) with their offset in
     // an [dk, dv] state of this head and column tile.
     // PAIR: the elements of the own atom (d in [64 j, 64 j + 64)), at their place in head hj's state.
     auto each_state = [&](auto&& f) {
 #pragma unroll
-        for (int i = 0; i < 64; ++i) {
+        for (int i = 0; i < NP; ++i) {
             const int cc = colBase + 16 * w4 + g + 8 * ((i >> 1) & 1), d = 8 * (i >> 2) + 2 * tq + (i & 1);
-            if (PAIR) {
+            if (N64) {
+                f(i, (long long)d * dv + (cc - colBase));
+            } else if (PAIR) {
                 if ((d >> 6) == j) f(i, (long long)(d - 64 * j) * dv + (cc - colBase));
             } else if (d < dk && cc < width) {
                 f(i, (long long)d * dv + c0 + cc);
@@ -600,7 +617,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     auto store_copy = [&]() {
         unsigned char* base = pt + (16 * w4 + g) * 128 + 4 * tq;
 #pragma unroll
-        for (int nt = 0; nt < 16; ++nt) {
+        for (int nt = 0; nt < NP / 4; ++nt) {
             unsigned char* d = base + ((nt >> 3) << 13) + (((nt & 7) ^ g) << 4);
             *reinterpret_cast<unsigned*>(d) = O_::pack(Pt[4 * nt], Pt[4 * nt + 1]);
             *reinterpret_cast<unsigned*>(d + 8 * 128) = O_::pack(Pt[4 * nt + 2], Pt[4 * nt + 3]);
@@ -623,7 +640,8 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     const float* tr = reinterpret_cast<const float*>(sm + (PAIR && j == 1 ? offW + 1024 : offTab + 1152)) + 64 + (i0 - 2 * tq);
     const float l0 = tab[i0 + 1], l1 = tab[i0 + 9];  // lambda^(i+1) of the two rows
     const float r0 = scale * l0, r1 = scale * l1;    // inter rows: scale lambda^(i+1)
-    const unsigned long long ptDesc = wg_desc(ptU, 16u, 1024u) + atomJ;
+    // (N64: the copy holds the own dk only, in its first atom)
+    const unsigned long long ptDesc = wg_desc(ptU, 16u, 1024u) + (N64 ? 0ull : atomJ);
     // NORM: the mask table carries the scale, so the row sums of the masked scores do too; the
     // denominator must not (o = scale num' / (den' + eps), num = scale num' as computed): the sums
     // are multiplied back by 1 / scale (0 for a zero scale, whose outputs are 0 anyway), one
@@ -667,7 +685,9 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
         const unsigned kU = qU + (FWD ? qBytes : 0u), vU = kU + qBytes;
         const unsigned vOwn = vU + 8192u * j;  // own 64 columns of V: one atom
         const unsigned long long qDesc = wg_desc(qU, 16u, 1024u) + atomJ, kDesc = wg_desc(kU, 16u, 1024u) + atomJ;
-        const unsigned long long kStateDesc = wg_desc(kU, 8192u, 1024u), vDesc = wg_desc(vOwn, 8192u, 1024u);
+        // (N64: the state products take K's own atom j alone)
+        const unsigned long long kStateDesc = wg_desc(kU + (N64 ? 8192u * j : 0u), 8192u, 1024u),
+                                 vDesc = wg_desc(vOwn, 8192u, 1024u);
         // The stage's normalizer tile; k-step ks: atom ks / 4 (1024 bytes), byte 32 (ks % 4).
         const unsigned long long zDesc = wg_desc(smU + offZ + st * zBytes, 16u, 1024u);
 
@@ -676,7 +696,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
         // fragments in registers), times the K tile (B, all 128 dk), lo products first.
         const float lamM = tab[m];
         unsigned A[4][8];  // [k-step]: [0..3] hi, [4..7] lo
-        float dP[64];      // the first product (rs0) overwrites it
+        float dP[NP];      // the first product (rs0) overwrites it
         auto form = [&]() {
 #pragma unroll
             for (int kk = 0; kk < 4; ++kk) {
@@ -695,16 +715,16 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
 #pragma unroll
             for (int kk = 0; kk < 4; ++kk) {
                 const unsigned long long bd = kStateDesc + 128u * kk;  // 16 token rows further
-                if (kk == 0) W128::template rs0<1>(dP, A[kk] + 4, bd);
-                else W128::template rs<1>(dP, A[kk] + 4, bd);
-                W128::template rs<1>(dP, A[kk], bd);
+                if (kk == 0) WS::template rs0<1>(dP, A[kk] + 4, bd);
+                else WS::template rs<1>(dP, A[kk] + 4, bd);
+                WS::template rs<1>(dP, A[kk], bd);
             }
         };
         auto fold = [&]() {  // once the products completed
-            reg_fence<64>(dP);
+            reg_fence<NP>(dP);
             reg_fence<32>(&A[0][0]);
 #pragma unroll
-            for (int i = 0; i < 64; ++i) Pt[i] = fmaf(lamM, Pt[i], dP[i]);
+            for (int i = 0; i < NP; ++i) Pt[i] = fmaf(lamM, Pt[i], dP[i]);
         };
 
         if (FWD && colsLive) {
