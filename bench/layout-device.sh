@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The kbw round-1 payload (issue 13 item 2), run as .device/kbw/run.sh with bins.tar.xz (head_layout_bw, tc_check
-# of this branch and tc_check_main of main, nvcc 13.0) and java.tar.xz (kbw/classes, kbw/test-classes of gpu-worker,
-# kbw/fb: lightning.fatbin and lightning_sm90a.fatbin of this branch) beside it; within 150 s, most important first:
+# The kbw round-1 payload (issue 13 item 2), run as .device/kbw/run.sh with bins.tar.xz (head_layout_bw; tc_check
+# of this branch, tc_check_p128 of it with -DLIGHTNING_WG_PAIR_N64=0, tc_check_main of main; nvcc 13.0) and
+# java.tar.xz (kbw/classes, kbw/test-classes of gpu-worker, kbw/fb: lightning.fatbin and lightning_sm90a.fatbin of
+# this branch) beside it; within 150 s, most important first:
 #   0. tc_check (this branch; family 2 = the new paired Hopper kernels for dk = dv = 64, two heads a
-#      CTA) against float64: every family at n <= 1000, then the paired family at every n.
+#      CTA) against float64: every family at n <= 1000, then the paired family at every n, and the
+#      paired family of tc_check_p128 (built with LIGHTNING_WG_PAIR_N64=0: the m64n128 state).
 #   1. GpuBackendTest, the paired-heads and segment-plan methods, on this branch's classes (fat binaries
 #      of its lightning modules, so nothing is JIT-compiled): float64, split against whole, which
 #      kernels were chosen.
@@ -39,6 +41,9 @@ timeout 22 "$w/tc_check" --max-n 1000 >> "$out/kbw-tc-check.log" 2>&1; echo "tc_
 grep -E "FAIL|passed" "$out/kbw-tc-check.log" | tail -4
 timeout 8 "$w/tc_check" --family 2 >> "$out/kbw-tc-check.log" 2>&1; echo "tc_check --family 2 rc=$?"
 grep -E "FAIL|passed" "$out/kbw-tc-check.log" | tail -3
+echo "-- tc_check_p128 (LIGHTNING_WG_PAIR_N64=0)" >> "$out/kbw-tc-check.log"
+timeout 8 "$w/tc_check_p128" --family 2 >> "$out/kbw-tc-check.log" 2>&1; echo "tc_check_p128 --family 2 rc=$?"
+grep -E "FAIL|passed" "$out/kbw-tc-check.log" | tail -2
 
 java_ok=0
 if [ -n "${JRE_TAR:-}" ] && [ -n "${BUNDLE:-}" ] && tar -C "$w" -xJf "$JRE_TAR"; then
@@ -88,9 +93,14 @@ if fits 16; then
   b0=$SECONDS
   {
     echo "start $(date -u +%s.%N)"
-    for a in "2 524288 16 64 4,8,16" "1 524288 16 64 8" "0 524288 16 64 8" "1 1048576 64 128 1,2,1,2" \
+    for a in "2 524288 16 64 4,8,16" "p128" "1 524288 16 64 8" "0 524288 16 64 8" "1 1048576 64 128 1,2,1,2" \
              "main" "1 1048576 96 128 1" "1 1048576 48 128 2" "1 1048576 8 128 16,33"; do
       (( SECONDS - b0 < cap - 4 )) || { echo "skipped $a: time"; continue; }
+      if [ "$a" = p128 ]; then
+        echo "-- tc_check_p128 (pair kernels with the m64n128 state), family 2: n=524288 H=16 d=64 S=4,8,16"
+        timeout 6 "$w/tc_check_p128" --family 2 --bench 524288 16 64 4,8,16; echo "rc=$?"
+        continue
+      fi
       if [ "$a" = main ]; then
         echo "-- main's tc_check, family 1: n=1048576 H=64 d=128 S=1,2"
         timeout 6 "$w/tc_check_main" --family 1 --bench 1048576; echo "rc=$?"
