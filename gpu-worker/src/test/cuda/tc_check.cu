@@ -198,7 +198,9 @@ static void set_smem_limits() {
     for (const void* f : kernels) CK(cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, maxBytes));
 #ifdef LIGHTNING_WG
     const void* wg[] = {(const void*)lightning_forward_wg_bf16, (const void*)lightning_forward_wg_f16,
-                        (const void*)lightning_states_wg_bf16, (const void*)lightning_states_wg_f16};
+                        (const void*)lightning_states_wg_bf16, (const void*)lightning_states_wg_f16,
+                        (const void*)lightning_forward_wg_pair_bf16, (const void*)lightning_forward_wg_pair_f16,
+                        (const void*)lightning_states_wg_pair_bf16, (const void*)lightning_states_wg_pair_f16};
     for (const void* f : wg)
         CK(cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                 std::max(lightning_wg_smem_bytes(128, 1), lightning_wg_smem_bytes(128, 0))));
