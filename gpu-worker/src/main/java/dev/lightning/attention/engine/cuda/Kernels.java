@@ -20,7 +20,8 @@ import java.util.Set;
  * nowhere else (lightning.cu, tensor_core.cuh, hopper.cuh all take it by value).
  *
  * <p>BF16/F16 use the tensor-core kernels (on an H100/H200 the wgmma ones of hopper.cuh where
- * Dk <= 128 and Dv > 64, elsewhere the portable mma.sync ones); F32 (and "gpu-generic") the
+ * Dk <= 128 and Dv > 64, and their paired form, two heads a CTA, where Dk = Dv = 64 and the heads
+ * pair up; elsewhere the portable mma.sync ones); F32 (and "gpu-generic") the
  * float32 CUDA-core kernels. Every family computes every variant (grouped heads, feature maps,
  * normalization, checkpoints); {@link #NOT_ON_TENSOR_CORES} and {@link #NOT_ON_HOPPER} send a
  * variant elsewhere should one family's version of it be found wrong on a device.
