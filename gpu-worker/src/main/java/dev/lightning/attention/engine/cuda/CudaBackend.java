@@ -125,6 +125,8 @@ public final class CudaBackend implements AttentionBackend {
     boolean hopperAnyWidth;
     /** Whether Dk <= 64 runs the "_n64" mma.sync kernels (false: the narrow ones, benchmark only: A/B). */
     boolean smallKernels = true;
+    /** Whether Dk = Dv = 64 runs the paired Hopper kernels where they fit (false: benchmark only: A/B). */
+    boolean hopperPairs = true;
     /**
      * Whether slices overlap (the pipeline); false: the serial path as it was before the pipeline,
      * one slice unless the budget forces more, each slice copied in, computed and copied out before
@@ -434,13 +436,19 @@ public final class CudaBackend implements AttentionBackend {
     }
 
     private Kernels.Choice kernels(AttentionSpec spec, DType dtype, boolean checkpoints) {
-        Kernels.Choice c = Kernels.choose(device, tensorCores, hopperKernels, hopperAnyWidth, dtype, spec, checkpoints);
+        Kernels.Choice c = Kernels.choose(device, tensorCores, hopperKernels, hopperAnyWidth, hopperPairs, dtype, spec,
+                checkpoints);
         if (!smallKernels && c.forward().endsWith("_n64")) {
             // the narrow kernels of two state tiles a warp, same block and shared memory (benchmark)
             c = new Kernels.Choice(c.forward().replace("_n64", ""), c.states().replace("_n64", ""), c.bv(),
                     c.threads(), c.smemForward(), c.smemStates());
         }
         return c;
+    }
+
+    /** The kernels a window of {@code spec} without checkpoints runs on (tests: which family was taken). */
+    Kernels.Choice kernelsFor(AttentionSpec spec, DType dtype) {
+        return kernels(spec, dtype, false);
     }
 
     private SegmentPlan segmentPlan(AttentionSpec spec, Kernels.Choice kernels, int n) {
@@ -456,7 +464,7 @@ public final class CudaBackend implements AttentionBackend {
      * kernel as compiled: registers, shared memory and threads).
      */
     private SegmentPlan.Fill fill(AttentionSpec spec, Kernels.Choice kn) {
-        return new SegmentPlan.Fill(spec.heads() * kn.columnTiles(spec.dv()),
+        return new SegmentPlan.Fill(kn.headCtas(spec.heads()) * kn.columnTiles(spec.dv()),
                 device.residentCtas(kn.forward(), kn.threads(), kn.smemForward()),
                 device.residentCtas(kn.states(), kn.threads(), kn.smemStates()), SegmentPlan.PASS1_COST);
     }
@@ -507,9 +515,9 @@ public final class CudaBackend implements AttentionBackend {
     private String launchWindow(AttentionSpec spec, DType dtype, int n, boolean outputs, Buffer qBuf, Buffer kBuf,
                                 Buffer vBuf, Buffer oBuf, Buffer incoming, Buffer result,
                                 Kernels.CheckpointTarget checkpoints) {
-        int heads = spec.heads();
         int dv = spec.dv();
         Kernels.Choice kn = kernels(spec, dtype, checkpoints.windowRecords());
+        int heads = kn.headCtas(spec.heads());  // the grid's x extent (half the heads for the paired kernels)
         String forward = kn.forward();
         String states = kn.states();
         int threads = kn.threads();
