@@ -22,13 +22,16 @@ port() {  # port NAME FLAGS...
     | grep -A1 "Function properties for lightning_forward_tc_bf16" | tail -1 | sed "s/^/$n: forward_tc_bf16 /"
 }
 Z=-DLIGHTNING_WG_NORM_ZFOLD=1 E=-DLIGHTNING_WG_NORM_EARLY=1 A=-DLIGHTNING_WG_NORM_APPROX=1 M=-DLIGHTNING_WG_MAP_FUSED=1
-CANDIDATE=(${CANDIDATE:-$Z $E $A $M})
+R=-DLIGHTNING_WG_MAP_LOADER_REGS=72
+CANDIDATE=(${CANDIDATE:-$Z $E $A $M $R})
 hop base
 hop zfold $Z
 hop early $E
 hop early-approx $E $A
 hop zfold-early-approx $Z $E $A
 hop mapfused $M
+hop mapregs72 $R
+hop mapregs72-fused $R $M
 hop all "${CANDIDATE[@]}"
 port portable-qz1
 port portable-qz0 -DLIGHTNING_TC_QZ_MMA=0

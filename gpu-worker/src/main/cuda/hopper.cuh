@@ -152,9 +152,17 @@ constexpr int kLoaders = 128;
 #ifndef LIGHTNING_WG_NORM_LOADER_REGS
 #define LIGHTNING_WG_NORM_LOADER_REGS (LIGHTNING_WG_Z_WGMMA ? 88 : 64)
 #endif
-template <bool FWD, bool NORM> struct Regs {
-    static constexpr int loader = FWD ? (NORM ? LIGHTNING_WG_NORM_LOADER_REGS : 56) : 88,
-                         consumer = FWD ? (NORM ? (3 * 168 - LIGHTNING_WG_NORM_LOADER_REGS) / 2 / 8 * 8 : 224) : 208;
+// LIGHTNING_WG_MAP_LOADER_REGS (default 0: off): the plain forward with a feature map runs as a body of
+// its own whose loaders get this many registers (the consumers the rest), as the normalized forward's
+// do; 56 left the map's loads and exponentials too few registers to overlap (normalized elu1 with 88
+// loader registers ran faster than elu1 with 56 on an H200, bench/cuda/norm_cost.cu, 2026-12-03).
+#ifndef LIGHTNING_WG_MAP_LOADER_REGS
+#define LIGHTNING_WG_MAP_LOADER_REGS 0
+#endif
+template <bool FWD, bool NORM, bool MAPR = false> struct Regs {
+    static constexpr int wide = NORM ? LIGHTNING_WG_NORM_LOADER_REGS : LIGHTNING_WG_MAP_LOADER_REGS;
+    static constexpr int loader = FWD ? (NORM || MAPR ? wide : 56) : 88,
+                         consumer = FWD ? (NORM || MAPR ? (3 * 168 - wide) / 2 / 8 * 8 : 224) : 208;
     static_assert(loader + 2 * consumer <= 3 * 168, "setmaxnreg must fit the registers the CTA launched with");
 };
 // The feature map on the pieces of a Q or K tile that loader thread lt copied with load_tile's
@@ -335,7 +343,7 @@ struct CheckpointClock {
 //   consumers (forward): q_i . zP by one more product, m64n8: Q (A, as for S) times the
 //     normalizer tile (B), 8 wgmma a chunk; the intra part sum_{j<=i} lambda^(i-j) q_i . k_j is
 //     the row sum of the masked decayed scores the lane computes anyway for S V, quad-reduced.
-template <typename T, bool FWD, bool NORM>
+template <typename T, bool FWD, bool NORM, bool MAPR = false>
 __device__ __forceinline__ void body(const LightningArgs& a) {
     using O_ = Ops<T>;
     using W = Wgmma<T, 64>;
@@ -415,10 +423,12 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
 
     if (warp < 4) {
         // ================= loaders =================
-        asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(Regs<FWD, NORM>::loader));
+        asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(Regs<FWD, NORM, MAPR>::loader));
         const bool vecQK = (dk % 8 == 0) && lightning::aligned16(k) && (!FWD || lightning::aligned16(q));
         const bool vecV = (dv % 8 == 0) && lightning::aligned16(v);
-        const int fm = a.featureMap;
+        // (LIGHTNING_WG_MAP_LOADER_REGS: a plain forward with a map runs the MAPR body, so the other
+        // plain forward body has no map code)
+        const int fm = (FWD && !NORM && !MAPR && LIGHTNING_WG_MAP_LOADER_REGS > 0) ? 0 : a.featureMap;
         // Grouped heads: head h reads q head h / (H / Hq), k head h / (H / Hk), v head h / (H / Hv).
         // The heads of a group are adjacent blockIdx.x and run at the same time, so the repeated
         // reads of a shared k or v tile are served by L2, not by memory.
@@ -585,7 +595,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
 #endif
     } else {
     // ================= consumers (not indented, to keep this long block readable) =================
-    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(Regs<FWD, NORM>::consumer));
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(Regs<FWD, NORM, MAPR>::consumer));
     using W128 = Wgmma<T, 128>;
     const int j = (warp >> 2) - 1;            // which half of the columns
     const int colBase = 64 * j;               // first own column, relative to c0
@@ -906,6 +916,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     extern "C" __global__ void __launch_bounds__(LIGHTNING_WG_THREADS, 1)                                   \
     lightning_forward_wg_##NAME(const LightningArgs a) {                                                    \
         if (a.normalize) lightning_wg::body<T, true, true>(a);                                              \
+        else if (LIGHTNING_WG_MAP_LOADER_REGS > 0 && a.featureMap != 0) lightning_wg::body<T, true, false, true>(a); \
         else lightning_wg::body<T, true, false>(a);                                                         \
     }                                                                                                       \
     extern "C" __global__ void __launch_bounds__(LIGHTNING_WG_THREADS, 1)                                   \
