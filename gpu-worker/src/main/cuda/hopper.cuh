@@ -85,8 +85,8 @@
 // LIGHTNING_WG_NORM_EARLY: the denominators' reciprocals are formed while S V runs (the compiler
 // otherwise put them, and their branches, after its wait). LIGHTNING_WG_NORM_APPROX: one rcp.approx
 // a row instead of the correctly rounded reciprocal (relative error 2^-23, far below the outputs'
-// 16-bit rounding). LIGHTNING_WG_MAP_FUSED: the forward loaders map their Q and K pieces in one loop
-// (two independent rows in flight).
+// 16-bit rounding). LIGHTNING_WG_MAP_FUSED (default 1; 0 builds the previous loop): the forward loaders
+// map their Q and K pieces in one loop (two independent rows in flight).
 #ifndef LIGHTNING_WG_NORM_ZFOLD
 #define LIGHTNING_WG_NORM_ZFOLD 0
 #endif
@@ -97,7 +97,7 @@
 #define LIGHTNING_WG_NORM_APPROX 0
 #endif
 #ifndef LIGHTNING_WG_MAP_FUSED
-#define LIGHTNING_WG_MAP_FUSED 0
+#define LIGHTNING_WG_MAP_FUSED 1
 #endif
 __host__ __device__ inline int lightning_wg_smem_bytes(int dk, int forward) {
     (void)dk;
@@ -152,12 +152,14 @@ constexpr int kLoaders = 128;
 #ifndef LIGHTNING_WG_NORM_LOADER_REGS
 #define LIGHTNING_WG_NORM_LOADER_REGS (LIGHTNING_WG_Z_WGMMA ? 88 : 64)
 #endif
-// LIGHTNING_WG_MAP_LOADER_REGS (default 0: off): the plain forward with a feature map runs as a body of
-// its own whose loaders get this many registers (the consumers the rest), as the normalized forward's
-// do; 56 left the map's loads and exponentials too few registers to overlap (normalized elu1 with 88
-// loader registers ran faster than elu1 with 56 on an H200, bench/cuda/norm_cost.cu, 2026-12-03).
+// LIGHTNING_WG_MAP_LOADER_REGS (default 72; 0 builds the previous code, one plain body with 56): the
+// plain forward with a feature map runs as a body of its own whose loaders get this many registers
+// (the consumers the rest, 216; no spill, ptxas sm_90a; 88 left a 24-byte spill), as the normalized
+// forward's do. With 56 the map's loads and exponentials had too few registers to overlap: on an H200
+// (T = 1M, H = 64, D = 128, bf16, 2026-12-03) elu1 cost +31.8% over plain in DeviceBench and +19.3% with
+// this and LIGHTNING_WG_MAP_FUSED (norm_cost: 45.2 -> 37.0 ms, plain unchanged at 25.9 ms).
 #ifndef LIGHTNING_WG_MAP_LOADER_REGS
-#define LIGHTNING_WG_MAP_LOADER_REGS 0
+#define LIGHTNING_WG_MAP_LOADER_REGS 72
 #endif
 template <bool FWD, bool NORM, bool MAPR = false> struct Regs {
     static constexpr int wide = NORM ? LIGHTNING_WG_NORM_LOADER_REGS : LIGHTNING_WG_MAP_LOADER_REGS;
