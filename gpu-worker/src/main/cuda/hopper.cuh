@@ -77,25 +77,8 @@
 #ifndef LIGHTNING_WG_Z_WGMMA
 #define LIGHTNING_WG_Z_WGMMA 1
 #endif
-// Build-time variants of the normalized forward's consumers and of the feature map (issue 12; each
-// default 0 builds the code before them; bench/cuda/norm_cost.cu times them against each other):
-// LIGHTNING_WG_NORM_ZFOLD: q . zP as 8 more columns of the inter product Q [P^T; z]^T (m64n72 instead
-// of m64n64 plus 8 m64n8 products a chunk): each consumer copies the stage's normalizer tile under
-// its state copy (rows 64..71 of each atom), 2 x 2048 bytes more shared memory for the forward kernel.
-// LIGHTNING_WG_NORM_EARLY: the denominators' reciprocals are formed while S V runs (the compiler
-// otherwise put them, and their branches, after its wait). LIGHTNING_WG_NORM_APPROX: one rcp.approx
-// a row instead of the correctly rounded reciprocal (relative error 2^-23, far below the outputs'
-// 16-bit rounding). LIGHTNING_WG_MAP_FUSED (default 1; 0 builds the previous loop): the forward loaders
-// map their Q and K pieces in one loop (two independent rows in flight).
-#ifndef LIGHTNING_WG_NORM_ZFOLD
-#define LIGHTNING_WG_NORM_ZFOLD 0
-#endif
-#ifndef LIGHTNING_WG_NORM_EARLY
-#define LIGHTNING_WG_NORM_EARLY 0
-#endif
-#ifndef LIGHTNING_WG_NORM_APPROX
-#define LIGHTNING_WG_NORM_APPROX 0
-#endif
+// LIGHTNING_WG_MAP_FUSED (default 1; 0 builds the previous loop): the forward loaders map their Q and
+// K pieces in one loop (two independent rows in flight; see LIGHTNING_WG_MAP_LOADER_REGS).
 #ifndef LIGHTNING_WG_MAP_FUSED
 #define LIGHTNING_WG_MAP_FUSED 1
 #endif
@@ -103,8 +86,7 @@ __host__ __device__ inline int lightning_wg_smem_bytes(int dk, int forward) {
     (void)dk;
     const int qk = 16384, nc = LIGHTNING_WG_COLUMNS;
     return (forward ? 3 * (2 * qk + 128 * nc) + 2 * qk + 128 * (nc + 8) + 3 * 2048 + 1152 + 512
-                    : 4 * (qk + 128 * nc) + 1152) + (LIGHTNING_WG_Z_WGMMA ? 2048 : 0) +
-           (forward && LIGHTNING_WG_NORM_ZFOLD ? 2 * 2048 : 0);
+                    : 4 * (qk + 128 * nc) + 1152) + (LIGHTNING_WG_Z_WGMMA ? 2048 : 0);
 }
 
 namespace lightning_wg {
@@ -381,13 +363,9 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     constexpr unsigned qBytes = 8192u * (Dkp / 64);     // a 64 x Dkp tile (Q or K), whole atoms
     const unsigned vBytes = 128u * kCols;               // a 64 x NC tile (two atoms)
     const unsigned stageBytes = (FWD ? 2u : 1u) * qBytes + vBytes;
-    // a consumer's state copy: 64 x Dkp (P^T), two atoms; LIGHTNING_WG_NORM_ZFOLD, normalized: each
-    // atom has 8 rows more, the normalizer tile's (z as hi, lo, ...), the B of Q [P^T; z]^T
-    constexpr bool kZFold = NORM && FWD && LIGHTNING_WG_NORM_ZFOLD;
-    constexpr unsigned ptAtom = kZFold ? 9216u : 8192u;
-    constexpr unsigned ptBytes = 2u * ptAtom;
+    constexpr unsigned ptBytes = 128u * Dkp;            // a consumer's state copy: 64 x Dkp (P^T), two atoms
     const unsigned offPt = NS * stageBytes;             // atoms at multiples of 1024
-    const unsigned offO = offPt + (FWD ? 2u * 2u * (LIGHTNING_WG_NORM_ZFOLD ? 9216u : 8192u) : 0u);
+    const unsigned offO = offPt + (FWD ? 2u * ptBytes : 0u);
     constexpr unsigned zBytes = 2048u;                  // a normalizer tile: 8 x Dkp, two 1024-byte atoms
     const unsigned offZ = offO + (FWD ? 128u * kLdo : 0u);  // 17408 = 17 x 1024: atoms stay aligned
     // LIGHTNING_WG_Z_WGMMA: the decay-weight tiles of whole and of the last chunk (1024 bytes each)
@@ -633,23 +611,13 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
         unsigned char* base = pt + (16 * w4 + g) * 128 + 4 * tq;
 #pragma unroll
         for (int nt = 0; nt < 16; ++nt) {
-            unsigned char* d = base + (nt >> 3) * ptAtom + (((nt & 7) ^ g) << 4);
+            unsigned char* d = base + ((nt >> 3) << 13) + (((nt & 7) ^ g) << 4);
             *reinterpret_cast<unsigned*>(d) = O_::pack(Pt[4 * nt], Pt[4 * nt + 1]);
             *reinterpret_cast<unsigned*>(d + 8 * 128) = O_::pack(Pt[4 * nt + 2], Pt[4 * nt + 3]);
         }
         fence_async_smem();
         named_bar_sync(barId, 128);
     };
-    // kZFold: the normalizer tile of the chunk about to be computed (stage stN, phase parity parN,
-    // waited for here rather than at the top of the chunk) under the state copy, 16 bytes a thread;
-    // the same swizzle, as row 64 + e of an atom has the swizzle term e like row e of the tile.
-    auto copy_z = [&](int stN, unsigned parN) {
-        mbar_wait(fullU + 8u * stN, parN);
-        const int t = tid - 128 * (j + 1);
-        const uint4 x = *reinterpret_cast<const uint4*>(sm + offZ + stN * zBytes + 16 * t);
-        *reinterpret_cast<uint4*>(pt + (t >> 6) * ptAtom + 8192 + 16 * (t & 63)) = x;
-    };
-    if (kZFold && nChunks > 0) copy_z(0, 0u);
     if (FWD) store_copy();
 
     // ldmatrix.trans of the own V atom for the state update's A fragments (V^T: rows = own
@@ -666,10 +634,6 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     const float l0 = tab[i0 + 1], l1 = tab[i0 + 9];  // lambda^(i+1) of the two rows
     const float r0 = scale * l0, r1 = scale * l1;    // inter rows: scale lambda^(i+1)
     const unsigned long long ptDesc = wg_desc(ptU, 16u, 1024u);
-    // k-step ks of the state copy: atom ks / 4, byte 32 (ks % 4)
-    auto pt_desc = [&](int ks) {
-        return ptDesc + (unsigned long long)((ks >> 2) * (ptAtom >> 4) + ((ks & 3) << 1));
-    };
     // NORM: the mask table carries the scale, so the row sums of the masked scores do too; the
     // denominator must not (o = scale num' / (den' + eps), num = scale num' as computed): the sums
     // are multiplied back by 1 / scale (0 for a zero scale, whose outputs are 0 anyway), one
@@ -757,8 +721,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             // ---- outputs: S = Q K^T, Oa = Q T(P) (own columns), then Oa = lambda^(i+1) Oa + S' V;
             //      the state update's fragments are formed while S and Q T(P) run, and its
             //      products queue right behind S V. ----
-            // kZFold: Oa[32..35] = q_i . zP ([32] hi, [33] lo of row i0; [34], [35] of row i0 + 8)
-            float S[32], Oa[kZFold ? 36 : 32];  // the first k-step (ss0) overwrites them
+            float S[32], Oa[32];  // the first k-step (ss0) overwrites them
             wg_fence();
 #pragma unroll
             for (int ks = 0; ks < KS; ++ks) {
@@ -768,15 +731,10 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             wg_commit();
 #pragma unroll
             for (int ks = 0; ks < KS; ++ks) {
-                if (kZFold) {
-                    if (ks == 0) Wgmma<T, 72>::ss0(Oa, qk_desc(qDesc, ks), pt_desc(ks));
-                    else Wgmma<T, 72>::ss(Oa, qk_desc(qDesc, ks), pt_desc(ks));
-                } else {
-                    if (ks == 0) W::template ss0<0>(Oa, qk_desc(qDesc, ks), pt_desc(ks));
-                    else W::template ss<0>(Oa, qk_desc(qDesc, ks), pt_desc(ks));
-                }
+                if (ks == 0) W::template ss0<0>(Oa, qk_desc(qDesc, ks), qk_desc(ptDesc, ks));
+                else W::template ss<0>(Oa, qk_desc(qDesc, ks), qk_desc(ptDesc, ks));
             }
-            if (NORM && !kZFold) {
+            if (NORM) {
 #pragma unroll
                 for (int ks = 0; ks < KS; ++ks) {
                     const unsigned long long zd = zDesc + (unsigned long long)(((ks >> 2) << 6) + ((ks & 3) << 1));
@@ -807,14 +765,8 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                 }
             }
             wg_wait<0>();
-            reg_fence<kZFold ? 36 : 32>(Oa);
-            if (NORM && !kZFold) reg_fence<4>(Zd);
-            if (kZFold) {
-                Zd[0] = Oa[32];
-                Zd[1] = Oa[33];
-                Zd[2] = Oa[34];
-                Zd[3] = Oa[35];
-            }
+            reg_fence<32>(Oa);
+            if (NORM) reg_fence<4>(Zd);
 #pragma unroll
             for (int nt = 0; nt < 8; ++nt) {
                 Oa[4 * nt] *= r0;
@@ -834,19 +786,8 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                 den1 += __shfl_xor_sync(0xffffffffu, den1, 1);
                 den0 += __shfl_xor_sync(0xffffffffu, den0, 2);
                 den1 += __shfl_xor_sync(0xffffffffu, den1, 2);
-                if (LIGHTNING_WG_NORM_APPROX) {
-                    const float d0 = fmaf(den0, invScale, l0 * (Zd[0] + Zd[1])) + eps;
-                    const float d1 = fmaf(den1, invScale, l1 * (Zd[2] + Zd[3])) + eps;
-                    asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(inv0) : "f"(d0));
-                    asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(inv1) : "f"(d1));
-                } else {
-                    inv0 = __frcp_rn(fmaf(den0, invScale, l0 * (Zd[0] + Zd[1])) + eps);
-                    inv1 = __frcp_rn(fmaf(den1, invScale, l1 * (Zd[2] + Zd[3])) + eps);
-                }
-                if (LIGHTNING_WG_NORM_EARLY) {  // formed before the wait below, not after it
-                    asm volatile("" : "+f"(inv0));
-                    asm volatile("" : "+f"(inv1));
-                }
+                inv0 = __frcp_rn(fmaf(den0, invScale, l0 * (Zd[0] + Zd[1])) + eps);
+                inv1 = __frcp_rn(fmaf(den1, invScale, l1 * (Zd[2] + Zd[3])) + eps);
             }
             wg_wait<0>();
             reg_fence<32>(Oa);
@@ -890,10 +831,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             }
         }
         // The copy of the new state for the next chunk's inter product (this chunk's is read).
-        if (FWD && c + 1 < nChunks) {
-            if (kZFold) copy_z(st + 1 == NS ? 0 : st + 1, st + 1 == NS ? parity ^ 1u : parity);
-            store_copy();
-        }
+        if (FWD && c + 1 < nChunks) store_copy();
         if (++st == NS) {
             st = 0;
             parity ^= 1u;
