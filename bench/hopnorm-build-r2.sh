@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Builds the payload of hopnorm's round 2 (issue 12) into DIR/payload.tar.xz: norm_cost, Hopper cubins of
+# (Built at commit 5e2fa39; the flags LIGHTNING_WG_NORM_ZFOLD / _EARLY / _APPROX were removed after round 2.)
 # base (the code as committed, every variant flag 0), w1 (the map's winner: LIGHTNING_WG_MAP_LOADER_REGS=72,
 # LIGHTNING_WG_MAP_FUSED=1) and w2 (w1 with the normalized consumers' variants ZFOLD, EARLY, APPROX: round 1's
 # candidate), the portable module with and without LIGHTNING_TC_QZ_MMA (PTX for compute_80, then ptxas for

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Builds the device payload of issue 12's normalization work (helper "hopnorm") into DIR/payload.tar.xz:
+# (Built the round-1 variants at commit 0415fde; the flags LIGHTNING_WG_NORM_ZFOLD / _EARLY / _APPROX were removed after round 2.)
 # norm_cost (bench/cuda/norm_cost.cu), the Hopper module built with each variant's -D flags (cubins for
 # sm_90a), the portable module with and without LIGHTNING_TC_QZ_MMA (both by the route the shipped code
 # takes: PTX for compute_80, then ptxas for sm_90), tc_check and a Hopper fat binary of the candidate
