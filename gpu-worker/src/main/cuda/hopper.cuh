@@ -154,8 +154,10 @@ template <bool FWD, bool NORM, bool MAPR = false> struct Regs {
 // 16-bit arithmetic (lightning_common.cuh's phi_pair). Only real elements (rows < m, pieces of
 // columns < valid: valid % 8 == 0 on this path) are mapped: the zero padding must stay zero
 // (elu(0) + 1 = 1 would add a phantom dk column or token). One row a step: two rows a step (twice
-// the independent work in flight) spilled 12 bytes of the loaders' registers (ptxas, sm_90a), and
-// a loader spill cost the plain kernel 8% once before. FM: the feature map code as a constant.
+// the independent work in flight) spilled 12 bytes of the 56 registers the plain forward's loaders
+// had then (ptxas, sm_90a), and a loader spill cost the plain kernel 8% once before. The forward now
+// maps Q and K together (map_tiles2) with 72 or 88 loader registers; the states kernel (K only, 88)
+// uses this. FM: the feature map code as a constant.
 template <typename T, int FM>
 __device__ __forceinline__ void map_tile(unsigned char* tile, int m, int valid, int lt) {
     const int r0 = lt >> 4, jp = lt & 15;
