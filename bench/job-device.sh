@@ -15,7 +15,14 @@
 # Environment: WORK (default /tmp/lightning-job-device), LONG=TxHxD (default 262144x64x128),
 # PIECES (8), DIR_FILES=N, DIR_SEQ=TxHxD (default 6, 65536x64x128: N is cut to what the time left
 # allows, at least 2), DROP=0 (leave the page cache alone, as on a shared machine), BUDGET_S (190: stages are skipped or cut to end within it), LOG (prefix of
-# the log files; default $WORK/job-device), BACKEND (gpu; cpu for a dry run of the script without a GPU).
+# the log files; default $WORK/job-device), BACKEND (gpu; cpu for a dry run of the script without a GPU),
+# LONG_VARIANTS (more cold runs of the split sequence, each "TAG:OPTIONS" separated by "|", e.g.
+# "off:--read-ahead off|w256:--gpu-window-bytes 268435456": job long-cold-TAG, checked like the first,
+# while more than 40 s are left), WARM_VARIANTS (the same from the page cache, after the warm run;
+# job long-warm-TAG), DIR_FILES=0 (no directory job), WRITEBENCH=0 (no o-write bench), LONG_OPTS (options
+# of every run of the split sequence, before a variant's own), KEEP_FIRST=0 (the first cold run's output
+# is removed after its check, so that no later drop of the page cache waits for its 4 GB to reach the
+# disk: the later runs are then float64-checked instead of compared with it byte for byte).
 set -uo pipefail
 home="$(cd "${1:?usage: bench/job-device.sh HOME}" && pwd)"
 bench="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -147,16 +154,51 @@ EOF
 
 stamp "job: the split sequence, cold"
 echo "page cache $(drop_caches)"
-job long-cold "$work/long" "$work/out-long-cold" --partition-tokens $((lt / pieces))
+read -r -a long_opts <<< "${LONG_OPTS:-}"
+job long-cold "$work/long" "$work/out-long-cold" --partition-tokens $((lt / pieces)) "${long_opts[@]}"
 stamp "check: the split sequence"
 timeout "$(capped 40)" python3 "$bench/job_check.py" "$work/long/long-000.safetensors" \
   "$work/out-long-cold/long-000.safetensors" --pieces "$pieces" | tee -a "$results"
+[[ "${KEEP_FIRST:-1}" == 0 ]] && rm -rf "$work/out-long-cold"
+# same_or_check NAME OUT: the output OUT of run NAME compared with the first cold run's, byte for byte,
+# or float64-checked where that is gone or different
+same_or_check() {
+  if [[ -f "$work/out-long-cold/long-000.safetensors" ]] && cmp -s "$work/out-long-cold/long-000.safetensors" "$2/long-000.safetensors"; then
+    result "same_bytes long-cold $1"
+  else
+    [[ -f "$work/out-long-cold/long-000.safetensors" ]] && result "DIFFERENT long-cold $1"
+    timeout "$(capped 40)" python3 "$bench/job_check.py" "$work/long/long-000.safetensors" \
+      "$2/long-000.safetensors" --pieces "$pieces" | sed "s/^RESULT check /RESULT check $1 /" | tee -a "$results"
+  fi
+}
 
-if (( $(left) > 100 )); then
+IFS='|' read -r -a variants <<< "${LONG_VARIANTS:-}"
+for v in "${variants[@]}"; do
+  [[ -z "$v" ]] && continue
+  tag=${v%%:*}
+  (( $(left) > 40 )) || { result "job long-cold-$tag skipped: $(left) s left"; continue; }
+  stamp "job: the split sequence, cold, ${v#*:}"
+  read -r -a opts <<< "${v#*:}"
+  echo "page cache $(drop_caches)"
+  job "long-cold-$tag" "$work/long" "$work/out-long-$tag" --partition-tokens $((lt / pieces)) "${long_opts[@]}" "${opts[@]}"
+  same_or_check "long-cold-$tag" "$work/out-long-$tag"
+  rm -rf "$work/out-long-$tag"
+done
+
+if (( $(left) > 40 )); then
   stamp "job: the split sequence, warm (inputs in the page cache)"
-  job long-warm "$work/long" "$work/out-long-warm" --partition-tokens $((lt / pieces))
-  cmp -s "$work/out-long-cold/long-000.safetensors" "$work/out-long-warm/long-000.safetensors" \
-    && result "same_bytes long-cold long-warm" || result "DIFFERENT long-cold long-warm"
+  job long-warm "$work/long" "$work/out-long-warm" --partition-tokens $((lt / pieces)) "${long_opts[@]}"
+  same_or_check long-warm "$work/out-long-warm"
+  IFS='|' read -r -a warm_variants <<< "${WARM_VARIANTS:-}"
+  for v in "${warm_variants[@]}"; do
+    [[ -z "$v" ]] && continue
+    (( $(left) > 40 )) || { result "job long-warm-${v%%:*} skipped: $(left) s left"; continue; }
+    stamp "job: the split sequence, warm, ${v#*:}"
+    read -r -a opts <<< "${v#*:}"
+    job "long-warm-${v%%:*}" "$work/long" "$work/out-long-warm-v" --partition-tokens $((lt / pieces)) "${long_opts[@]}" "${opts[@]}"
+    same_or_check "long-warm-${v%%:*}" "$work/out-long-warm-v"
+    rm -rf "$work/out-long-warm-v"
+  done
   rm -rf "$work/out-long-warm"
 fi
 rm -rf "$work/long" "$work"/out-long-*
@@ -192,7 +234,7 @@ else
 fi
 
 # --- the o write alone, from an off-heap block into the page cache (each mode a new file)
-if (( $(left) > 12 )); then
+if [[ "${WRITEBENCH:-1}" != 0 ]] && (( $(left) > 12 )); then
   stamp "o write bench"
   timeout "$(capped 30)" "$java_bin" -cp "$(cp_app):$home/spark-job/target/lib/*" dev.lightning.attention.bench.OutputWriteBench \
     --bytes 1073741824 --runs 3 --threads 8 --dir "$work" > "$log-writebench.log" 2>&1

@@ -48,7 +48,13 @@ print("checks: %d, %s" % (len(checks), "all ok" if checks and all(l.endswith(" o
 for l in checks:
     print("  " + l[len("RESULT "):])
 rows = []
-for name, shape, pieces in (("long-cold", a.long, a.pieces), ("long-warm", a.long, a.pieces), ("dir-cold", a.dir_seq, 1)):
+names = []
+for l in lines:
+    m = re.match(r"RESULT job (\S+) status=", l)
+    if m and m.group(1) not in names:
+        names.append(m.group(1))
+for name in names:
+    shape, pieces = (a.long, a.pieces) if name.startswith("long-") else (a.dir_seq, 1)
     job = find("job " + name + " ")
     if job is None or "tokens_per_s" not in job:
         continue

@@ -56,9 +56,18 @@
 #include "lightning_common.cuh"
 #include "wgmma.cuh"
 
+#include <type_traits>
+
 #define LIGHTNING_WG_COLUMNS 128
 #define LIGHTNING_WG_THREADS 384
 #define LIGHTNING_WG_MAX_DK 128
+#define LIGHTNING_WG_PAIR_D 64  // the paired kernels' dk = dv (two heads a CTA; see body)
+// LIGHTNING_WG_PAIR_N64 (default 1): the paired kernels keep only the own head's 64 dk of P^T (an
+// m64n64 accumulator, state products on K's own atom); 0: the whole m64n128 as unpaired, the other
+// atom's columns unused (the first version, for comparison).
+#ifndef LIGHTNING_WG_PAIR_N64
+#define LIGHTNING_WG_PAIR_N64 1
+#endif
 
 // Dynamic shared memory in bytes (any dk <= 128: tiles are padded to 128 columns), with
 // NC = LIGHTNING_WG_COLUMNS and 16384-byte Q and K tiles (64 x 128, two atoms):
@@ -329,8 +338,24 @@ struct CheckpointClock {
 //   consumers (forward): q_i . zP by one more product, m64n8: Q (A, as for S) times the
 //     normalizer tile (B), 8 wgmma a chunk; the intra part sum_{j<=i} lambda^(i-j) q_i . k_j is
 //     the row sum of the masked decayed scores the lane computes anyway for S V, quad-reduced.
-template <typename T, bool FWD, bool NORM, bool MAPR = false>
+// PAIR (dk = dv = 64, no normalization, Hq = Hk = Hv = H, H even; launched with grid.x = H / 2): a CTA
+// takes the two neighbouring heads 2 x and 2 x + 1 (x = blockIdx.x), whose 64-element rows lie side by
+// side in memory, so its Q, K and V tiles are the two heads' rows as one 128-column tile: atom j is
+// head 2 x + j, loaded with the whole-chunk path of a 128-wide head. Consumer j computes head 2 x + j:
+// S = Q K^T and Q P over atom j only (4 k-steps), its own 64 columns of V (atom j), its own decay;
+// with LIGHTNING_WG_PAIR_N64 (default) it keeps only its own 64 dk of P^T (an m64n64 accumulator:
+// state products on K's atom j, half the registers, fold and state copy of the unpaired kernels);
+// without, its state update takes all 128 columns of K (one m64n128 product, as unpaired), and the
+// other atom's columns of P^T hold products of the two heads that are never read (not stored, not in
+// any output). Unpaired, dk <= 64 leaves consumer 2 and half of every product idle; paired, a CTA
+// moves twice the bytes per chunk for about the same instructions.
+// MAPR (LIGHTNING_WG_MAP_LOADER_REGS): the plain, unpaired forward of a launch with a feature map, with
+// more loader registers (Regs).
+template <typename T, bool FWD, bool NORM, bool PAIR = false, bool MAPR = false>
 __device__ __forceinline__ void body(const LightningArgs& a) {
+    static_assert(!(PAIR && NORM), "the paired heads are not normalized");
+    static_assert(!(MAPR && (PAIR || NORM || !FWD)), "MAPR is the plain, unpaired forward's");
+    static_assert(!PAIR || LIGHTNING_WG_Z_WGMMA, "PAIR keeps its second head's decay tables in the normalizer's weight tiles");
     using O_ = Ops<T>;
     using W = Wgmma<T, 64>;
     extern __shared__ __align__(1024) unsigned char lightning_wg_smem[];
@@ -343,11 +368,14 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     const T* __restrict__ k = static_cast<const T*>(a.k);
     const T* __restrict__ v = static_cast<const T*>(a.v);
     T* __restrict__ o = static_cast<T*>(a.o);
-    const int n = a.n, H = a.heads, dk = a.dk, dv = a.dv, segTokens = a.segTokens;
+    // PAIR: dk = dv = LIGHTNING_WG_PAIR_D (pair_launch checked it), as constants
+    const int n = a.n, H = a.heads, dk = PAIR ? LIGHTNING_WG_PAIR_D : a.dk, dv = PAIR ? LIGHTNING_WG_PAIR_D : a.dv,
+              segTokens = a.segTokens;
     const float scale = a.scale;
 
-    const int h = blockIdx.x;
-    const int c0 = blockIdx.y * kCols;
+    // h: the CTA's head (PAIR: the first of its two); each consumer's own head is hj below
+    const int h = PAIR ? 2 * blockIdx.x : blockIdx.x;
+    const int c0 = PAIR ? 0 : blockIdx.y * kCols;
     const int s = blockIdx.z;
     const int tid = threadIdx.x;
     const int warp = tid >> 5, lane = tid & 31;
@@ -355,7 +383,8 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     const int w4 = warp & 3;                 // warp within its warpgroup
     constexpr int Dkp = LIGHTNING_WG_MAX_DK;  // Q and K tiles padded to 128 columns (zeros)
     constexpr int KS = Dkp / 16;              // k-steps of S = Q K^T and Q P
-    const int width = min(kCols, dv - c0);
+    const int width = PAIR ? 2 * dv : min(kCols, dv - c0);  // value columns of the tile
+    const int qkValid = PAIR ? 2 * dk : dk;                   // real columns of a Q or K tile
 
     const long long segStart = (long long)s * segTokens;
     const long long segEnd = min((long long)n, segStart + segTokens);
@@ -380,14 +409,21 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     static_assert(NS <= 4, "the mbarrier slots (and cp_async_wait) allow at most 4 stages");
     const unsigned fullU = smU + offTab + 1024u, emptyU = fullU + 32u;
     // Decay table tab[d] = lambda^d for d = 0..191, 0 for d = -64..-1 (the causal mask).
+    // PAIR: the second head's tables (1024 + 512 bytes) in the normalizer's decay-weight tiles at
+    // offW (2048 bytes, unused without normalization).
     float* tab = reinterpret_cast<float*>(sm + offTab) + 64;
     {
-        const float slope = a.slopes[h];
-        for (int x = tid; x < 256; x += blockDim.x) tab[x - 64] = x >= 64 ? expf(-slope * (float)(x - 64)) : 0.f;
-        if (FWD) {  // scale lambda^d for d = -64..63 (0 below 0): the mask with the output scale folded in
-            float* tabS = reinterpret_cast<float*>(sm + offTab + 1152) + 64;
-            for (int x = tid; x < 128; x += blockDim.x) tabS[x - 64] = x >= 64 ? scale * expf(-slope * (float)(x - 64)) : 0.f;
-        }
+        auto tables = [&](int p) {  // head h + p's, at tab (p = 0) or at offW (p = 1)
+            const float slope = a.slopes[h + p];
+            float* tb = p == 0 ? tab : reinterpret_cast<float*>(sm + offW) + 64;
+            for (int x = tid; x < 256; x += blockDim.x) tb[x - 64] = x >= 64 ? expf(-slope * (float)(x - 64)) : 0.f;
+            if (FWD) {  // scale lambda^d for d = -64..63 (0 below 0): the mask with the output scale folded in
+                float* tabS = reinterpret_cast<float*>(sm + (p == 0 ? offTab + 1152 : offW + 1024)) + 64;
+                for (int x = tid; x < 128; x += blockDim.x) tabS[x - 64] = x >= 64 ? scale * expf(-slope * (float)(x - 64)) : 0.f;
+            }
+        };
+        tables(0);
+        if (PAIR) tables(1);
         if (tid == 0) {
             for (int i = 0; i < NS; ++i) {
                 mbar_init(fullU + 8u * i, kLoaders);
@@ -408,24 +444,25 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
         asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(Regs<FWD, NORM, MAPR>::loader));
         const bool vecQK = (dk % 8 == 0) && lightning::aligned16(k) && (!FWD || lightning::aligned16(q));
         const bool vecV = (dv % 8 == 0) && lightning::aligned16(v);
-        // (LIGHTNING_WG_MAP_LOADER_REGS: a plain forward with a map runs the MAPR body, so the other
+        // (LIGHTNING_WG_MAP_LOADER_REGS: an unpaired plain forward with a map runs the MAPR body, so the other
         // plain forward body has no map code)
-        const int fm = (FWD && !NORM && !MAPR && LIGHTNING_WG_MAP_LOADER_REGS > 0) ? 0 : a.featureMap;
+        const int fm = (FWD && !NORM && !PAIR && !MAPR && LIGHTNING_WG_MAP_LOADER_REGS > 0) ? 0 : a.featureMap;
         // Grouped heads: head h reads q head h / (H / Hq), k head h / (H / Hk), v head h / (H / Hv).
         // The heads of a group are adjacent blockIdx.x and run at the same time, so the repeated
         // reads of a shared k or v tile are served by L2, not by memory.
         // Row strides in elements (32-bit: the loaders have few registers); the tile pointers
         // start at the segment's first row and advance a chunk per load_chunk (chunks load in order).
         const int rowQ = FWD ? a.headsQ * dk : 0, rowK = a.headsK * dk, rowV = a.headsV * dv;
-        const T* qc = FWD ? q + segStart * rowQ + (h / (H / a.headsQ)) * dk : nullptr;
-        const T* kc = k + segStart * rowK + (h / (H / a.headsK)) * dk;
-        const T* vc = v + segStart * rowV + (h / (H / a.headsV)) * dv + c0;
+        // PAIR: Hq = Hk = Hv = H, and the tiles start at the first head's row piece.
+        const T* qc = FWD ? q + segStart * rowQ + (PAIR ? h : h / (H / a.headsQ)) * dk : nullptr;
+        const T* kc = k + segStart * rowK + (PAIR ? h : h / (H / a.headsK)) * dk;
+        const T* vc = v + segStart * rowV + (PAIR ? h : h / (H / a.headsV)) * dv + c0;
         auto load_chunk = [&](int st, int c) {
             const int m = (int)min((long long)kChunk, segEnd - (segStart + (long long)c * kChunk));
             const unsigned base = st * stageBytes;
-            if (FWD) load_tile<T>(smU + base, sm + base, qc, rowQ, m, dk, vecQK, tid, fm);
+            if (FWD) load_tile<T>(smU + base, sm + base, qc, rowQ, m, qkValid, vecQK, tid, fm);
             const unsigned kb = base + (FWD ? qBytes : 0u), vb = kb + qBytes;
-            load_tile<T>(smU + kb, sm + kb, kc, rowK, m, dk, vecQK, tid, fm);
+            load_tile<T>(smU + kb, sm + kb, kc, rowK, m, qkValid, vecQK, tid, fm);
             load_tile<T>(smU + vb, sm + vb, vc, rowV, m, width, vecV, tid);
             if (FWD) qc += kChunk * rowQ;
             kc += kChunk * rowK;
@@ -492,15 +529,15 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             const unsigned base = st * stageBytes, kb = base + (FWD ? qBytes : 0u);
             const int m = (int)min((long long)kChunk, segEnd - (segStart + (long long)c * kChunk));
             if (fm != 0 && vecQK) {  // (the 2-byte path applied phi as it copied)
-                if (FWD && LIGHTNING_WG_MAP_FUSED) {
-                    if (fm == 1) map_tiles2<T, 1>(sm + base, sm + kb, m, dk, tid);
-                    else map_tiles2<T, 2>(sm + base, sm + kb, m, dk, tid);
+                if (FWD && !PAIR && LIGHTNING_WG_MAP_FUSED) {  // (PAIR keeps the row-a-step map: 56 registers)
+                    if (fm == 1) map_tiles2<T, 1>(sm + base, sm + kb, m, qkValid, tid);
+                    else map_tiles2<T, 2>(sm + base, sm + kb, m, qkValid, tid);
                 } else if (fm == 1) {
-                    if (FWD) map_tile<T, 1>(sm + base, m, dk, tid);
-                    map_tile<T, 1>(sm + kb, m, dk, tid);
+                    if (FWD) map_tile<T, 1>(sm + base, m, qkValid, tid);
+                    map_tile<T, 1>(sm + kb, m, qkValid, tid);
                 } else {
-                    if (FWD) map_tile<T, 2>(sm + base, m, dk, tid);
-                    map_tile<T, 2>(sm + kb, m, dk, tid);
+                    if (FWD) map_tile<T, 2>(sm + base, m, qkValid, tid);
+                    map_tile<T, 2>(sm + kb, m, qkValid, tid);
                 }
             }
 #if LIGHTNING_WG_Z_WGMMA
@@ -579,10 +616,21 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     // ================= consumers (not indented, to keep this long block readable) =================
     asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(Regs<FWD, NORM, MAPR>::consumer));
     using W128 = Wgmma<T, 128>;
+    // The state's accumulator: m64n128 (NP = 64 registers), or m64n64 for the paired kernels'
+    // own atom (LIGHTNING_WG_PAIR_N64: NP = 32, d below is then the head's own dk index).
+    constexpr bool N64 = PAIR && LIGHTNING_WG_PAIR_N64;
+    constexpr int NP = N64 ? 32 : 64;
+    using WS = typename std::conditional<N64, Wgmma<T, 64>, Wgmma<T, 128>>::type;
     const int j = (warp >> 2) - 1;            // which half of the columns
     const int colBase = 64 * j;               // first own column, relative to c0
     const bool colsLive = colBase < width;    // dv <= 64 leaves the second consumer idle
     const int barId = 1 + j;                  // named barrier of this warpgroup
+    const int hj = PAIR ? h + j : h;          // this consumer's head
+    // PAIR: this consumer's decay tables (the second head's at offW, see above) and its atom of the
+    // Q and K tiles and of the state copy (an atom is 8192 bytes: 512 in a descriptor's address field).
+    if (PAIR && j == 1) tab = reinterpret_cast<float*>(sm + offW) + 64;
+    const unsigned long long atomJ = PAIR ? (unsigned long long)(j << 9) : 0ull;
+    constexpr int KSJ = PAIR ? 4 : KS;        // k-steps of S = Q K^T and Q P
     const unsigned ptU = smU + offPt + j * ptBytes;
     unsigned char* pt = sm + offPt + j * ptBytes;
 
@@ -591,20 +639,27 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     // d = 8 nt + 2 tq + (e & 1), nt = 0..15. Keeping P^T (not P) lets the state update take the
     // decayed values from V (64 own columns) instead of K (128 dk rows): half the split work, one
     // m64n128 product instead of two m64n64 per k-step.
-    float Pt[64];
+    float Pt[NP];
 #pragma unroll
-    for (int i = 0; i < 64; ++i) Pt[i] = 0.f;
+    for (int i = 0; i < NP; ++i) Pt[i] = 0.f;
     // Visits the elements of the slice that exist (d < dk, column < width) with their offset in
     // an [dk, dv] state of this head and column tile.
+    // PAIR: the elements of the own atom (d in [64 j, 64 j + 64)), at their place in head hj's state.
     auto each_state = [&](auto&& f) {
 #pragma unroll
-        for (int i = 0; i < 64; ++i) {
+        for (int i = 0; i < NP; ++i) {
             const int cc = colBase + 16 * w4 + g + 8 * ((i >> 1) & 1), d = 8 * (i >> 2) + 2 * tq + (i & 1);
-            if (d < dk && cc < width) f(i, (long long)d * dv + c0 + cc);
+            if (N64) {
+                f(i, (long long)d * dv + (cc - colBase));
+            } else if (PAIR) {
+                if ((d >> 6) == j) f(i, (long long)(d - 64 * j) * dv + (cc - colBase));
+            } else if (d < dk && cc < width) {
+                f(i, (long long)d * dv + c0 + cc);
+            }
         }
     };
     if (FWD && colsLive && a.incoming != nullptr) {
-        const float* inc = a.incoming + ((long long)s * H + h) * dk * dv;
+        const float* inc = a.incoming + ((long long)s * H + hj) * dk * dv;
         each_state([&](int i, long long off) { Pt[i] = inc[off]; });
     }
     // The bf16/f16 copy of P^T for the inter product, laid out like a K tile (64 rows = own columns,
@@ -612,7 +667,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     auto store_copy = [&]() {
         unsigned char* base = pt + (16 * w4 + g) * 128 + 4 * tq;
 #pragma unroll
-        for (int nt = 0; nt < 16; ++nt) {
+        for (int nt = 0; nt < NP / 4; ++nt) {
             unsigned char* d = base + ((nt >> 3) << 13) + (((nt & 7) ^ g) << 4);
             *reinterpret_cast<unsigned*>(d) = O_::pack(Pt[4 * nt], Pt[4 * nt + 1]);
             *reinterpret_cast<unsigned*>(d + 8 * 128) = O_::pack(Pt[4 * nt + 2], Pt[4 * nt + 3]);
@@ -632,10 +687,11 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     T* sOw = reinterpret_cast<T*>(sm + offO) + 16 * w4 * kLdo + colBase;
     const int i0 = 16 * w4 + g;
     // tr[-8 nt - x] = scale lambda^(i0 - (8 nt + 2 tq + x)) (0 above the diagonal)
-    const float* tr = reinterpret_cast<const float*>(sm + offTab + 1152) + 64 + (i0 - 2 * tq);
+    const float* tr = reinterpret_cast<const float*>(sm + (PAIR && j == 1 ? offW + 1024 : offTab + 1152)) + 64 + (i0 - 2 * tq);
     const float l0 = tab[i0 + 1], l1 = tab[i0 + 9];  // lambda^(i+1) of the two rows
     const float r0 = scale * l0, r1 = scale * l1;    // inter rows: scale lambda^(i+1)
-    const unsigned long long ptDesc = wg_desc(ptU, 16u, 1024u);
+    // (N64: the copy holds the own dk only, in its first atom)
+    const unsigned long long ptDesc = wg_desc(ptU, 16u, 1024u) + (N64 ? 0ull : atomJ);
     // NORM: the mask table carries the scale, so the row sums of the masked scores do too; the
     // denominator must not (o = scale num' / (den' + eps), num = scale num' as computed): the sums
     // are multiplied back by 1 / scale (0 for a zero scale, whose outputs are 0 anyway), one
@@ -678,8 +734,10 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
         const unsigned qU = smU + st * stageBytes;
         const unsigned kU = qU + (FWD ? qBytes : 0u), vU = kU + qBytes;
         const unsigned vOwn = vU + 8192u * j;  // own 64 columns of V: one atom
-        const unsigned long long qDesc = wg_desc(qU, 16u, 1024u), kDesc = wg_desc(kU, 16u, 1024u);
-        const unsigned long long kStateDesc = wg_desc(kU, 8192u, 1024u), vDesc = wg_desc(vOwn, 8192u, 1024u);
+        const unsigned long long qDesc = wg_desc(qU, 16u, 1024u) + atomJ, kDesc = wg_desc(kU, 16u, 1024u) + atomJ;
+        // (N64: the state products take K's own atom j alone)
+        const unsigned long long kStateDesc = wg_desc(kU + (N64 ? 8192u * j : 0u), 8192u, 1024u),
+                                 vDesc = wg_desc(vOwn, 8192u, 1024u);
         // The stage's normalizer tile; k-step ks: atom ks / 4 (1024 bytes), byte 32 (ks % 4).
         const unsigned long long zDesc = wg_desc(smU + offZ + st * zBytes, 16u, 1024u);
 
@@ -688,7 +746,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
         // fragments in registers), times the K tile (B, all 128 dk), lo products first.
         const float lamM = tab[m];
         unsigned A[4][8];  // [k-step]: [0..3] hi, [4..7] lo
-        float dP[64];      // the first product (rs0) overwrites it
+        float dP[NP];      // the first product (rs0) overwrites it
         auto form = [&]() {
 #pragma unroll
             for (int kk = 0; kk < 4; ++kk) {
@@ -707,16 +765,16 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
 #pragma unroll
             for (int kk = 0; kk < 4; ++kk) {
                 const unsigned long long bd = kStateDesc + 128u * kk;  // 16 token rows further
-                if (kk == 0) W128::template rs0<1>(dP, A[kk] + 4, bd);
-                else W128::template rs<1>(dP, A[kk] + 4, bd);
-                W128::template rs<1>(dP, A[kk], bd);
+                if (kk == 0) WS::template rs0<1>(dP, A[kk] + 4, bd);
+                else WS::template rs<1>(dP, A[kk] + 4, bd);
+                WS::template rs<1>(dP, A[kk], bd);
             }
         };
         auto fold = [&]() {  // once the products completed
-            reg_fence<64>(dP);
+            reg_fence<NP>(dP);
             reg_fence<32>(&A[0][0]);
 #pragma unroll
-            for (int i = 0; i < 64; ++i) Pt[i] = fmaf(lamM, Pt[i], dP[i]);
+            for (int i = 0; i < NP; ++i) Pt[i] = fmaf(lamM, Pt[i], dP[i]);
         };
 
         if (FWD && colsLive) {
@@ -726,13 +784,13 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             float S[32], Oa[32];  // the first k-step (ss0) overwrites them
             wg_fence();
 #pragma unroll
-            for (int ks = 0; ks < KS; ++ks) {
+            for (int ks = 0; ks < KSJ; ++ks) {
                 if (ks == 0) W::template ss0<0>(S, qk_desc(qDesc, ks), qk_desc(kDesc, ks));
                 else W::template ss<0>(S, qk_desc(qDesc, ks), qk_desc(kDesc, ks));
             }
             wg_commit();
 #pragma unroll
-            for (int ks = 0; ks < KS; ++ks) {
+            for (int ks = 0; ks < KSJ; ++ks) {
                 if (ks == 0) W::template ss0<0>(Oa, qk_desc(qDesc, ks), qk_desc(ptDesc, ks));
                 else W::template ss<0>(Oa, qk_desc(qDesc, ks), qk_desc(ptDesc, ks));
             }
@@ -828,7 +886,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
         if (ckS) {
             const long long slot = clock.advance(m);
             if (slot >= 0 && colsLive) {
-                float* ck = a.checkpoints + (slot * H + h) * dk * dv;
+                float* ck = a.checkpoints + (slot * H + hj) * dk * dv;
                 each_state([&](int i, long long off) { ck[off] = Pt[i]; });
             }
         }
@@ -843,10 +901,17 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
 
     // ---- the state after the segment's last token ----
     if (colsLive && a.states != nullptr) {
-        float* out = a.states + ((long long)s * H + h) * dk * dv;
+        float* out = a.states + ((long long)s * H + hj) * dk * dv;
         each_state([&](int i, long long off) { out[off] = Pt[i]; });
     }
     }  // consumers
+}
+
+// Whether a launch meets the paired kernels' contract (see body's PAIR).
+__device__ __forceinline__ bool pair_launch(const LightningArgs& a) {
+    return a.dk == LIGHTNING_WG_PAIR_D && a.dv == LIGHTNING_WG_PAIR_D && !a.normalize && a.heads % 2 == 0 &&
+           (int)gridDim.x * 2 == a.heads && gridDim.y == 1 && a.headsQ == a.heads && a.headsK == a.heads &&
+           a.headsV == a.heads;
 }
 
 }  // namespace lightning_wg
@@ -858,7 +923,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     extern "C" __global__ void __launch_bounds__(LIGHTNING_WG_THREADS, 1)                                   \
     lightning_forward_wg_##NAME(const LightningArgs a) {                                                    \
         if (a.normalize) lightning_wg::body<T, true, true>(a);                                              \
-        else if (LIGHTNING_WG_MAP_LOADER_REGS > 0 && a.featureMap != 0) lightning_wg::body<T, true, false, true>(a); \
+        else if (LIGHTNING_WG_MAP_LOADER_REGS > 0 && a.featureMap != 0) lightning_wg::body<T, true, false, false, true>(a); \
         else lightning_wg::body<T, true, false>(a);                                                         \
     }                                                                                                       \
     extern "C" __global__ void __launch_bounds__(LIGHTNING_WG_THREADS, 1)                                   \
@@ -867,5 +932,21 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
         else lightning_wg::body<T, false, false>(a);                                                        \
     }
 
+// The paired kernels (body's PAIR): launched with grid (H / 2, 1, S) for dk = dv = 64, H even, no
+// normalization, Hq = Hk = Hv = H; any other launch traps (it would compute half of the heads).
+#define LIGHTNING_WG_PAIR_ENTRIES(NAME, T)                                                                 \
+    extern "C" __global__ void __launch_bounds__(LIGHTNING_WG_THREADS, 1)                                   \
+    lightning_forward_wg_pair_##NAME(const LightningArgs a) {                                               \
+        if (!lightning_wg::pair_launch(a)) __trap();                                                        \
+        lightning_wg::body<T, true, false, true>(a);                                                        \
+    }                                                                                                       \
+    extern "C" __global__ void __launch_bounds__(LIGHTNING_WG_THREADS, 1)                                   \
+    lightning_states_wg_pair_##NAME(const LightningArgs a) {                                                \
+        if (!lightning_wg::pair_launch(a)) __trap();                                                        \
+        lightning_wg::body<T, false, false, true>(a);                                                       \
+    }
+
 LIGHTNING_WG_ENTRIES(bf16, __nv_bfloat16)
 LIGHTNING_WG_ENTRIES(f16, __half)
+LIGHTNING_WG_PAIR_ENTRIES(bf16, __nv_bfloat16)
+LIGHTNING_WG_PAIR_ENTRIES(f16, __half)

@@ -79,20 +79,7 @@ __device__ __forceinline__ void load_rows(unsigned char* smem, unsigned off, Row
         const int col = c * 8;
         const bool ok = r < valid && col < d;
         const unsigned at = swz<D>(r, c);
-        if (vec) {
-            cp_async16_zfill(base + at, ok ? (const void*)(rowPtr(r) + col) : any, ok ? 16u : 0u);
-        } else {
-            unsigned short h[8];
-            const unsigned short* p = ok ? reinterpret_cast<const unsigned short*>(rowPtr(r)) : nullptr;
-#pragma unroll
-            for (int e = 0; e < 8; e++) h[e] = (ok && col + e < d) ? p[col + e] : (unsigned short)0;
-            uint4 u;
-            u.x = h[0] | ((unsigned)h[1] << 16);
-            u.y = h[2] | ((unsigned)h[3] << 16);
-            u.z = h[4] | ((unsigned)h[5] << 16);
-            u.w = h[6] | ((unsigned)h[7] << 16);
-            *reinterpret_cast<uint4*>(smem + off + at) = u;
-        }
+        load_piece(smem + off + at, base + at, rowPtr, r, col, ok, d, vec, any);
     }
 }
 

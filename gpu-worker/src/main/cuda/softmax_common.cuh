@@ -206,4 +206,27 @@ __device__ __forceinline__ void row_ranges(const SoftmaxArgs& a, const Block& b,
     }
 }
 
+// One 16-byte piece (8 elements of row r at column col) of a swizzled tile, at shared address
+// dstAddr (dst: the same place as a generic pointer): cp.async where vec (the row 16-byte aligned,
+// d % 8 == 0), else 2-byte loads and a 16-byte store; zeros where !ok (the row past valid, or
+// the columns past d).
+template <typename RowPtr>
+__device__ __forceinline__ void load_piece(unsigned char* dst, unsigned dstAddr, RowPtr rowPtr, int r, int col, bool ok,
+                                           int d, bool vec, const void* any) {
+    if (vec) {
+        cp_async16_zfill(dstAddr, ok ? (const void*)(rowPtr(r) + col) : any, ok ? 16u : 0u);
+    } else {
+        unsigned short h[8];
+        const unsigned short* p = ok ? reinterpret_cast<const unsigned short*>(rowPtr(r)) : nullptr;
+#pragma unroll
+        for (int e = 0; e < 8; e++) h[e] = (ok && col + e < d) ? p[col + e] : (unsigned short)0;
+        uint4 u;
+        u.x = h[0] | ((unsigned)h[1] << 16);
+        u.y = h[2] | ((unsigned)h[3] << 16);
+        u.z = h[4] | ((unsigned)h[5] << 16);
+        u.w = h[6] | ((unsigned)h[7] << 16);
+        *reinterpret_cast<uint4*>(dst) = u;
+    }
+}
+
 }  // namespace softmax

@@ -81,6 +81,15 @@ template <typename T, int N> struct Wgmma;
                          : "l"(a), "l"(b), "n"(TRANS_B)                                                    \
                          : "memory");                                                                     \
         }                                                                                                  \
+        template <int TRANS_B>                                                                             \
+        static __device__ __forceinline__ void rs0(float* d, const unsigned* a, unsigned long long b) {     \
+            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, 0, 0;\n"                                        \
+                         "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE_NAME "." TYPE_NAME " "           \
+                         LIGHTNING_WG_D32_LIST ", {%32,%33,%34,%35}, %36, p, 1, 1, %37;\n}\n"               \
+                         : LIGHTNING_WG_D32_OUT                                                            \
+                         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "n"(TRANS_B)               \
+                         : "memory");                                                                     \
+        }                                                                                                  \
     };
 LIGHTNING_WG_WGMMA64(__nv_bfloat16, "bf16")
 LIGHTNING_WG_WGMMA64(__half, "f16")

@@ -8,7 +8,8 @@
 // Run:
 //   ./tc_check           every case against a float64 CPU recurrence; exit code 1 on any failure
 //   ./tc_check --max-n N only the cases with n <= N
-//   ./tc_check --bench   n = 1048576, H = 64, dk = dv = 128, bf16: forward (S = 1) and states kernel timing
+//   ./tc_check --bench [n [H [d [S,...]]]]   bf16 forward and states kernel timing (defaults: n = 1048576,
+//                        H = 64, dk = dv = 128, S = 1,2)
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -20,6 +21,7 @@
 #endif
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -60,17 +62,19 @@ template <> struct Elem<__half> {
 };
 
 // Kernel families: 0 = mma.sync (tensor_core.cuh; dk <= 128 the narrow kernels, larger dk the wide
-// ones), 1 = wgmma (hopper.cuh, dk <= 128, built with -DLIGHTNING_WG).
+// ones), 1 = wgmma (hopper.cuh, dk <= 128, built with -DLIGHTNING_WG), 2 = the paired wgmma kernels
+// (two heads a CTA, grid.x = H / 2: dk = dv = LIGHTNING_WG_PAIR_D and H even only).
 static int g_family = 0;
 #ifdef LIGHTNING_WG
 #define LIGHTNING_WG_MAX_DK_OR_0 LIGHTNING_WG_MAX_DK
 #else
 #define LIGHTNING_WG_MAX_DK_OR_0 0
 #endif
-static int family_columns() { return g_family == 1 ? 128 : LIGHTNING_TC_COLUMNS; }
+static int family_columns() { return g_family >= 1 ? 128 : LIGHTNING_TC_COLUMNS; }
+static int family_grid_x(int H) { return g_family == 2 ? H / 2 : H; }
 static int family_smem(int dk, bool fwd) {
 #ifdef LIGHTNING_WG
-    if (g_family == 1) return lightning_wg_smem_bytes(dk, fwd ? 1 : 0);
+    if (g_family >= 1) return lightning_wg_smem_bytes(dk, fwd ? 1 : 0);
 #endif
     (void)fwd;
     return lightning_tc_smem_bytes(dk);
@@ -108,6 +112,10 @@ static void launch_forward(const __nv_bfloat16* q, const __nv_bfloat16* k, const
         lightning_forward_wg_bf16<<<grid, LIGHTNING_WG_THREADS, lightning_wg_smem_bytes(dk, 1)>>>(a);
         return;
     }
+    if (g_family == 2) {
+        lightning_forward_wg_pair_bf16<<<grid, LIGHTNING_WG_THREADS, lightning_wg_smem_bytes(dk, 1)>>>(a);
+        return;
+    }
 #endif
     if (dk <= LIGHTNING_TC_SMALL_MAX_DK)
         lightning_forward_tc_bf16_n64<<<grid, LIGHTNING_TC_THREADS_NARROW, smem>>>(a);
@@ -123,6 +131,10 @@ static void launch_forward(const __half* q, const __half* k, const __half* v, __
 #ifdef LIGHTNING_WG
     if (g_family == 1) {
         lightning_forward_wg_f16<<<grid, LIGHTNING_WG_THREADS, lightning_wg_smem_bytes(dk, 1)>>>(a);
+        return;
+    }
+    if (g_family == 2) {
+        lightning_forward_wg_pair_f16<<<grid, LIGHTNING_WG_THREADS, lightning_wg_smem_bytes(dk, 1)>>>(a);
         return;
     }
 #endif
@@ -141,6 +153,10 @@ static void launch_states(const __nv_bfloat16* k, const __nv_bfloat16* v, int n,
         lightning_states_wg_bf16<<<grid, LIGHTNING_WG_THREADS, lightning_wg_smem_bytes(dk, 0)>>>(a);
         return;
     }
+    if (g_family == 2) {
+        lightning_states_wg_pair_bf16<<<grid, LIGHTNING_WG_THREADS, lightning_wg_smem_bytes(dk, 0)>>>(a);
+        return;
+    }
 #endif
     if (dk <= LIGHTNING_TC_SMALL_MAX_DK)
         lightning_states_tc_bf16_n64<<<grid, LIGHTNING_TC_THREADS_NARROW, smem>>>(a);
@@ -155,6 +171,10 @@ static void launch_states(const __half* k, const __half* v, int n, int H, int dk
 #ifdef LIGHTNING_WG
     if (g_family == 1) {
         lightning_states_wg_f16<<<grid, LIGHTNING_WG_THREADS, lightning_wg_smem_bytes(dk, 0)>>>(a);
+        return;
+    }
+    if (g_family == 2) {
+        lightning_states_wg_pair_f16<<<grid, LIGHTNING_WG_THREADS, lightning_wg_smem_bytes(dk, 0)>>>(a);
         return;
     }
 #endif
@@ -178,7 +198,9 @@ static void set_smem_limits() {
     for (const void* f : kernels) CK(cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, maxBytes));
 #ifdef LIGHTNING_WG
     const void* wg[] = {(const void*)lightning_forward_wg_bf16, (const void*)lightning_forward_wg_f16,
-                        (const void*)lightning_states_wg_bf16, (const void*)lightning_states_wg_f16};
+                        (const void*)lightning_states_wg_bf16, (const void*)lightning_states_wg_f16,
+                        (const void*)lightning_forward_wg_pair_bf16, (const void*)lightning_forward_wg_pair_f16,
+                        (const void*)lightning_states_wg_pair_bf16, (const void*)lightning_states_wg_pair_f16};
     for (const void* f : wg)
         CK(cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                 std::max(lightning_wg_smem_bytes(128, 1), lightning_wg_smem_bytes(128, 0))));
@@ -286,7 +308,7 @@ static bool run_case(int caseId, int n, int H, int dk, int dv, int segReq, int* 
     CK(cudaMemset(dOutF, 0xFF, ns * sizeof(float)));
     CK(cudaMemset(dOutL, 0xFF, ns * sizeof(float)));
 
-    const dim3 grid(H, (dv + family_columns() - 1) / family_columns(), S);
+    const dim3 grid(family_grid_x(H), (dv + family_columns() - 1) / family_columns(), S);
     const int smem = family_smem(dk, true);
     launch_forward(dq, dk_, dv_, dO, n, H, dk, dv, segTokens, dSl, scale, dInc, dOutF, grid, smem);
     CK(cudaGetLastError());
@@ -317,7 +339,7 @@ static bool run_case(int caseId, int n, int H, int dk, int dv, int segReq, int* 
                       std::isfinite(eo) && std::isfinite(ef) && std::isfinite(el);
     std::printf("%s %-4s n=%-5d H=%d dk=%-3d dv=%-3d S=%d seg=%-5d  o_err=%.3e  fwd_state_err=%.3e  "
                 "local_state_err=%.3e  unwritten=%lld/%lld/%lld  %s\n",
-                g_family == 1 ? "wg" : "tc", Elem<T>::name(), n, H, dk, dv, S, segTokens, eo, ef, el, bo, bf, bl, pass ? "PASS" : "FAIL");
+                g_family == 2 ? "wgp" : g_family == 1 ? "wg" : "tc", Elem<T>::name(), n, H, dk, dv, S, segTokens, eo, ef, el, bo, bf, bl, pass ? "PASS" : "FAIL");
     std::fflush(stdout);
     return pass;
 }
@@ -331,8 +353,15 @@ __global__ void fill_random_bf16(__nv_bfloat16* p, size_t count, uint32_t seed) 
     }
 }
 
-static int bench(int n) {
-    const int H = 64, dk = 128, dv = 128, maxS = 2;
+static double wall_s() {
+    return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+// bench(n, H, d, segs): T = n, H heads, dk = dv = d, the forward and states kernels at each segment
+// count of segs (the CTA grid is H x columns x S, as the backend launches it after the scan).
+static int bench(int n, int H, int d, const std::vector<int>& segs) {
+    const int dk = d, dv = d;
+    int maxS = 1;
+    for (int S : segs) maxS = std::max(maxS, S);
     const size_t elems = (size_t)n * H * dk;
     __nv_bfloat16 *q, *k, *v, *o;
     float *sl, *inc, *outS;
@@ -355,14 +384,14 @@ static int bench(int n) {
     const int smem = family_smem(dk, true);
     const int smemStates = family_smem(dk, false);
     const float scale = 1.f / std::sqrt((float)dk);
-    const char* fam = g_family == 1 ? "wg" : "tc";
+    const char* fam = g_family == 2 ? "wgp" : g_family == 1 ? "wg" : "tc";
     cudaEvent_t e0, e1;
     CK(cudaEventCreate(&e0));
     CK(cudaEventCreate(&e1));
 
     // S segments of n / S tokens: the forward as the backend launches it after the scan.
     auto timeIt = [&](bool fwd, int S) {
-        const dim3 grid(H, (dv + family_columns() - 1) / family_columns(), S);
+        const dim3 grid(family_grid_x(H), (dv + family_columns() - 1) / family_columns(), S);
         const int segTokens = (n / 64 + S - 1) / S * 64;
         std::vector<float> ms;
         for (int it = 0; it < 12; ++it) {  // 2 warm-up runs, then 10 timed
@@ -380,13 +409,15 @@ static int bench(int n) {
         return 0.5f * (ms[4] + ms[5]);
     };
     const double bytes = 4.0 * (double)elems * 2.0;  // read q, k, v and write o once
-    for (int S = 1; S <= maxS; ++S) {
+    for (int S : segs) {
         const float fwdMs = timeIt(true, S);
-        std::printf("bench %s forward bf16 n=%d H=%d dk=%d dv=%d S=%d: %.3f ms (median of 10), %.1f GB/s effective\n",
-                    fam, n, H, dk, dv, S, fwdMs, bytes / (fwdMs * 1e-3) / 1e9);
+        // the wall clock (UTC seconds) at the end of the line's runs, to match samples of nvidia-smi
+        std::printf("bench %s forward bf16 n=%d H=%d dk=%d dv=%d S=%d: %.3f ms (median of 10), %.1f GB/s effective, at %.2f\n",
+                    fam, n, H, dk, dv, S, fwdMs, bytes / (fwdMs * 1e-3) / 1e9, wall_s());
         const float stMs = timeIt(false, S);
-        std::printf("bench %s states  bf16 S=%d: %.3f ms, %.1f GB/s effective (k, v read once)\n", fam, S, stMs,
-                    2.0 * elems * 2.0 / (stMs * 1e-3) / 1e9);
+        std::printf("bench %s states  bf16 S=%d: %.3f ms, %.1f GB/s effective (k, v read once), at %.2f\n", fam, S, stMs,
+                    2.0 * elems * 2.0 / (stMs * 1e-3) / 1e9, wall_s());
+        std::fflush(stdout);
     }
     CK(cudaFree(q)); CK(cudaFree(k)); CK(cudaFree(v)); CK(cudaFree(o));
     CK(cudaFree(sl)); CK(cudaFree(inc)); CK(cudaFree(outS));
@@ -396,29 +427,47 @@ static int bench(int n) {
 int main(int argc, char** argv) {
     set_smem_limits();
     // Families to run: the mma.sync kernels always; the wgmma ones when built in and on sm_90.
-    int families[2] = {0, -1};
+    int families[3] = {0, -1, -1};
 #ifdef LIGHTNING_WG
     {
         cudaDeviceProp prop;
         CK(cudaGetDeviceProperties(&prop, 0));
-        if (prop.major == 9 && prop.minor == 0) families[1] = 1;
+        if (prop.major == 9 && prop.minor == 0) families[1] = 1, families[2] = 2;
         else std::printf("wg kernels skipped: device is sm_%d%d, they need sm_90\n", prop.major, prop.minor);
     }
 #endif
     // --family F: only that family (0 mma.sync, 1 wgmma); may precede the other options.
     if (argc > 2 && std::strcmp(argv[1], "--family") == 0) {
         const int f = std::atoi(argv[2]);
-        families[0] = (f == 0) ? 0 : (families[1] == 1 ? 1 : -1);
-        families[1] = -1;
+        families[0] = (f == 0) ? 0 : (families[1] == 1 && (f == 1 || f == 2) ? f : -1);
+        families[1] = families[2] = -1;
         argc -= 2;
         argv += 2;
     }
-    // --bench [n]: n defaults to 1048576 (a smaller n is handy under a profiler).
+    // --bench [n [H [d [S,S,...]]]]: n defaults to 1048576 (a smaller n is handy under a profiler), H to 64,
+    // d (= dk = dv) to 128, the segment counts to 1,2.
     if (argc > 1 && std::strcmp(argv[1], "--bench") == 0) {
+        const int n = argc > 2 ? std::atoi(argv[2]) : 1048576;
+        const int H = argc > 3 ? std::atoi(argv[3]) : 64;
+        const int d = argc > 4 ? std::atoi(argv[4]) : 128;
+        std::vector<int> segs;
+        for (const char* p = argc > 5 ? argv[5] : "1,2"; *p;) {
+            segs.push_back(std::atoi(p));
+            while (*p && *p != ',') ++p;
+            if (*p == ',') ++p;
+        }
+        if (n < 64 || H < 1 || d < 1 || segs.empty() || *std::min_element(segs.begin(), segs.end()) < 1) {
+            std::fprintf(stderr, "--bench: expected n >= 64, H >= 1, d >= 1 and segment counts >= 1, got n=%d H=%d d=%d\n", n, H, d);
+            return 2;
+        }
         for (int f : families)
             if (f >= 0) {
+                if (f == 1 && d > LIGHTNING_WG_MAX_DK_OR_0) continue;
+#ifdef LIGHTNING_WG
+                if (f == 2 && (d != LIGHTNING_WG_PAIR_D || H % 2 != 0)) continue;
+#endif
                 g_family = f;
-                bench(argc > 2 ? std::atoi(argv[2]) : 1048576);
+                bench(n, H, d, segs);
             }
         return 0;
     }
@@ -436,6 +485,25 @@ int main(int argc, char** argv) {
     for (int f : families) {
         if (f < 0) continue;
         g_family = f;
+#ifdef LIGHTNING_WG
+        if (f == 2) {  // the paired kernels: their one width, even H (2: one CTA a segment, 6: three)
+            const int hs2[] = {2, 6};
+            for (int typ = 0; typ < 2; ++typ)
+                for (int n : ns)
+                    for (int H : hs2)
+                        if (n <= maxN)
+                            for (int sr : segs) {
+                                int skipped = 0;
+                                const int d = LIGHTNING_WG_PAIR_D;
+                                const bool ok = typ == 0 ? run_case<__nv_bfloat16>(caseId, n, H, d, d, sr, &skipped)
+                                                         : run_case<__half>(caseId, n, H, d, d, sr, &skipped);
+                                ++caseId;
+                                if (skipped) continue;
+                                (ok ? passed : failed)++;
+                            }
+            continue;
+        }
+#endif
         for (int typ = 0; typ < 2; ++typ)
             for (int n : ns)
                 for (int H : hs)

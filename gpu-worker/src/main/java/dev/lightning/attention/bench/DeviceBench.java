@@ -50,8 +50,9 @@ public final class DeviceBench {
         // H:SxE/SxE,...: at the shapes of H heads, also time the plans of S segments of E pass-1 sub-segments
         String plans = "none";
         // TxHxD:A,...: at each shape, the backend's choice against A (SxE: a forced plan; "old": the
-        // narrow kernels in place of the _n64 ones; "hopper": the Hopper kernels padded to Dk = 128),
-        // alternated over --rounds rounds in this process
+        // narrow kernels in place of the _n64 ones; "hopper": the Hopper kernels padded to Dk = 128;
+        // "unpaired": the choice without the paired Hopper kernels), alternated over --rounds rounds
+        // in this process
         String ab = "none";
         int rounds = 5;
         for (int i = 0; i + 1 < args.length; i += 2) {
@@ -170,7 +171,8 @@ public final class DeviceBench {
 
     /**
      * The backend's choice (B) against {@code a} (a forced plan "SxE"; "old": the narrow kernels in
-     * place of the _n64 ones; "hopper": the Hopper kernels padded to Dk = 128) on one resident window of {@code shape}, alternated A B B A ... over
+     * place of the _n64 ones; "hopper": the Hopper kernels padded to Dk = 128; "unpaired": the choice
+     * without the paired Hopper kernels) on one resident window of {@code shape}, alternated A B B A ... over
      * {@code rounds} rounds so that drift in the GPU's clocks falls on both: one "RESULT ab-round" line a
      * round and one "RESULT ab" line with both medians.
      */
@@ -192,6 +194,8 @@ public final class DeviceBench {
                         hooks.smallKernels(false);
                     } else if (sideA && "hopper".equals(a)) {
                         hooks.hopperAnyWidth(true);
+                    } else if (sideA && "unpaired".equals(a)) {
+                        hooks.hopperPairs(false);
                     } else if (sideA) {
                         String[] se = a.split("x");
                         hooks.forcePlan(Integer.parseInt(se[0]), Integer.parseInt(se[1]));
@@ -209,6 +213,7 @@ public final class DeviceBench {
                     } finally {
                         hooks.smallKernels(true);
                         hooks.hopperAnyWidth(false);
+                        hooks.hopperPairs(true);
                         hooks.forcePlan(0, 0);
                     }
                 }

@@ -47,6 +47,9 @@ import java.util.stream.IntStream;
  *       task holds it), filled by the file channel's parallel reads ({@link RangeReader#of}), o
  *       written from the block as the job writes a local output ({@link PositionedOutput}: positioned
  *       writes in parallel parts, with their CRC32C).</li>
+ *   <li>ahead: host, reading one window ahead ({@link PieceWork#readAhead}): the next window is read
+ *       and scanned on another thread while the current one computes and writes (two blocks). Its
+ *       read time then overlaps the rest, so "other" is the total less the stages that did not.</li>
  * </ul>
  * Each mode runs once from a dropped page cache (with {@code --drop-cache true}, where this process
  * may drop it: root) and then
@@ -54,7 +57,7 @@ import java.util.stream.IntStream;
  * backend's forward(), the output stream, and the rest (NaN/Inf scans, views). The modes' o files
  * and final states are compared by digest.
  *
- * <pre>PieceWorkBench [--shape 262144x8x128] [--runs 5] [--backend gpu] [--window-bytes 1073741824] [--dir DIR] [--modes heap,host] [--drop-cache false]</pre>
+ * <pre>PieceWorkBench [--shape 262144x8x128] [--runs 5] [--backend gpu] [--window-bytes 1073741824] [--dir DIR] [--modes heap,host,ahead] [--drop-cache false]</pre>
  */
 public final class PieceWorkBench {
     private PieceWorkBench() {
@@ -85,7 +88,7 @@ public final class PieceWorkBench {
                 case "--modes" -> modes = List.of(args[i + 1].split(","));
                 case "--drop-cache" -> cold = Boolean.parseBoolean(args[i + 1]);
                 default -> throw new IllegalArgumentException("unknown option " + args[i]
-                        + "; expected --shape TxHxD, --runs N, --backend gpu|cpu, --window-bytes B, --dir DIR, --modes heap,host, "
+                        + "; expected --shape TxHxD, --runs N, --backend gpu|cpu, --window-bytes B, --dir DIR, --modes heap,host,ahead, "
                         + "--drop-cache true|false");
             }
         }
@@ -102,10 +105,11 @@ public final class PieceWorkBench {
             Timed timed = new Timed(backend);
             for (String mode : modes) {
                 boolean host = switch (mode) {
-                    case "host" -> true;
+                    case "host", "ahead" -> true;
                     case "heap" -> false;
-                    default -> throw new IllegalArgumentException("mode " + mode + ": expected heap or host");
+                    default -> throw new IllegalArgumentException("mode " + mode + ": expected heap, host or ahead");
                 };
+                boolean ahead = "ahead".equals(mode);
                 WindowBuffers windows = host ? WindowBuffers.of(timed) : WindowBuffers.heap();
                 Path out = work.resolve("o-" + mode + ".bin");
                 double[][] stages = new double[runs + 1][];
@@ -115,7 +119,7 @@ public final class PieceWorkBench {
                     if (r == 0 && cold) {
                         dropped = dropPageCache();
                     }
-                    Result res = once(timed, windows, input, out, windowBytes, host);
+                    Result res = once(timed, windows, input, out, windowBytes, host, ahead);
                     stages[r] = res.stages;
                     state = res.state;
                 }
@@ -162,7 +166,7 @@ public final class PieceWorkBench {
 
     /** Pass 2 over the whole file as one piece; stages in ms: read, forward, write, other, total. */
     private static Result once(Timed backend, WindowBuffers windows, Path input, Path out, long windowBytes,
-                               boolean host) throws IOException {
+                               boolean host, boolean ahead) throws IOException {
         long[] readNanos = new long[1];
         try (FileChannel channel = FileChannel.open(input, StandardOpenOption.READ);
              FileChannel outChannel = FileChannel.open(out, StandardOpenOption.CREATE, StandardOpenOption.TRUNCATE_EXISTING,
@@ -190,7 +194,8 @@ public final class PieceWorkBench {
             backend.nanos = 0;
             // host: as the job writes a local output (PositionedOutput: parallel parts, CRC32C); heap: a file stream
             TimedOut o = host ? new TimedOut(PositionedOutput.unbounded(outChannel)) : new TimedOut(file);
-            PieceWork work = new PieceWork(1.0 / Math.sqrt(f.layout().dk()), 64, windowBytes, f.dtype).reusing(windows);
+            PieceWork work = new PieceWork(1.0 / Math.sqrt(f.layout().dk()), 64, windowBytes, f.dtype).reusing(windows)
+                    .readAhead(ahead);
             long s = System.nanoTime();
             LightningState last = work.outputs(backend, in, f, new Piece(0, 0, 1, 0, f.tokens),
                     LightningState.zeros(work.spec(f)), o);
@@ -295,6 +300,11 @@ public final class PieceWorkBench {
         @Override
         public TokenTensor hostTensor(DType dtype, int tokens, int heads, int dim) {
             return b.hostTensor(dtype, tokens, heads, dim);
+        }
+
+        @Override
+        public TokenTensor scratchHostTensor(DType dtype, int tokens, int heads, int dim) {
+            return b.scratchHostTensor(dtype, tokens, heads, dim);
         }
 
         @Override

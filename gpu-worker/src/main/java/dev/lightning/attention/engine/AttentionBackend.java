@@ -65,6 +65,18 @@ public interface AttentionBackend extends AutoCloseable {
     }
 
     /**
+     * A tensor like {@link #hostTensor} for scratch its caller fills before it reads it (window
+     * buffers): its contents are undefined, and its bytes are the caller's only until
+     * {@link #releaseHostTensor} or {@link #close()}, after which they may be another tensor's. On
+     * the GPU such blocks stay registered across the backends of the executor (registering one costs
+     * about as much as copying it), so a task's first window does not wait for it. The same as
+     * {@link #hostTensor} here.
+     */
+    default TokenTensor scratchHostTensor(DType dtype, int tokens, int heads, int dim) {
+        return hostTensor(dtype, tokens, heads, dim);
+    }
+
+    /**
      * Ends the fast path of a tensor from {@link #hostTensor} now, before {@link #close()} (on the
      * GPU: its memory is no longer page-locked); its bytes stay valid. Nothing here.
      */

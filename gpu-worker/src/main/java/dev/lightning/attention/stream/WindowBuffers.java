@@ -8,10 +8,11 @@ import java.nio.ByteBuffer;
 
 /**
  * The window buffers of one task: one block taken from its backend's
- * {@link AttentionBackend#hostTensor} and reused by every window of every piece the task runs,
+ * {@link AttentionBackend#scratchHostTensor} and reused by every window of every piece the task runs,
  * q, k, v and o lying in it one after the other. On the GPU the block is registered with the
  * driver, which costs about as much as copying it, so registering per piece would give back what
- * the copies save. The block grows (the old one released at once) only when a window needs more
+ * the copies save; the backend gives it back still registered when the task ends, and the
+ * executor's next task takes it again. The block grows (the old one released at once) only when a window needs more
  * bytes than it holds, so a task holds its largest window and no more: within the window budget
  * (or one chunk, when a chunk is larger). The backend's close() ends the fast path; the bytes are
  * garbage after the task. Not thread-safe: one task, one instance.
@@ -27,12 +28,14 @@ public final class WindowBuffers {
     private final AttentionBackend backend;
     /** The block, {@code [pages, 1, ALIGN / 4]} float32 as a host tensor; null until the first window. */
     private TokenTensor block;
+    /** The second block's buffers, for reading one window ahead ({@link #spare()}); null until asked for. */
+    private WindowBuffers spare;
 
     private WindowBuffers(AttentionBackend backend) {
         this.backend = backend;
     }
 
-    /** Windows from {@code backend.hostTensor}: off-heap and registered on the GPU, the heap on the CPU. */
+    /** Windows from {@code backend.scratchHostTensor}: off-heap and registered on the GPU, the heap on the CPU. */
     public static WindowBuffers of(AttentionBackend backend) {
         return new WindowBuffers(java.util.Objects.requireNonNull(backend, "backend"));
     }
@@ -49,6 +52,18 @@ public final class WindowBuffers {
      */
     WindowBuffers on(AttentionBackend b) {
         return backend == null || backend == b ? this : of(b);
+    }
+
+    /**
+     * A second set of buffers from the same backend (heap ones for heap windows), kept with these
+     * and released with them: PieceWork's read-ahead reads the next window into one block while
+     * the current one computes in the other.
+     */
+    WindowBuffers spare() {
+        if (spare == null) {
+            spare = new WindowBuffers(backend);
+        }
+        return spare;
     }
 
     /** One tensor of a window: {@code [tokens, heads, dim]} of {@code dtype}. */
@@ -71,15 +86,15 @@ public final class WindowBuffers {
                 need += (shapes[i].bytes(tokens) + ALIGN - 1) / ALIGN * ALIGN;
             }
         }
-        if (block == null || bytes() < need) {
+        if (block == null || blockBytes() < need) {
             TokenTensor old = block;
             block = null;
             if (old != null && backend != null) {
-                backend.releaseHostTensor(old); // unregistered now, not at close: the task holds one block
+                backend.releaseHostTensor(old); // let go now, not at close: the task holds one block
             }
             int pages = Math.toIntExact(Math.max(1, need / ALIGN));
             block = backend == null ? TokenTensor.allocate(DType.F32, pages, 1, ALIGN / 4)
-                    : backend.hostTensor(DType.F32, pages, 1, ALIGN / 4);
+                    : backend.scratchHostTensor(DType.F32, pages, 1, ALIGN / 4);
         }
         TokenTensor[] views = new TokenTensor[shapes.length];
         for (int i = 0; i < shapes.length; i++) {
@@ -106,10 +121,18 @@ public final class WindowBuffers {
         if (old != null && backend != null) {
             backend.releaseHostTensor(old);
         }
+        if (spare != null) {
+            spare.release();
+        }
     }
 
-    /** Bytes the block holds now (the task's window memory). */
+    /** Bytes the block holds now (the task's window memory), the spare's included. */
     public long bytes() {
+        return blockBytes() + (spare == null ? 0 : spare.bytes());
+    }
+
+    /** Bytes of this block alone. */
+    private long blockBytes() {
         return block == null ? 0 : (long) block.tokens() * block.tokenBytes();
     }
 

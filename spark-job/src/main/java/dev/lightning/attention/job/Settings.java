@@ -121,6 +121,13 @@ final class Settings {
             "spark.lightning.gpu.windowBytes", 1L << 30, 1 << 10,
             "The same for the GPU backend, whose launches want more tokens at once. Softmax runs with `--backend gpu` "
                     + "also size their query blocks from it (half each for queries and keys).");
+    static final Setting<String> READ_AHEAD = Setting.choice("--read-ahead", "spark.lightning.readAhead", "on",
+            "Lightning only. `on`: a task reads (and scans) a piece's next window while the current one computes and "
+                    + "writes; the two windows share --window-bytes / --gpu-window-bytes, half each, so a task holds "
+                    + "the same memory. `off`: one window after the other, each of the whole budget. The window length "
+                    + "moves the last bits of o and the states (as --gpu-window-bytes does): `on` writes the bytes of "
+                    + "`off` at half the budget.",
+            "on", "on", "off");
     static final Setting<String> GPU_OOM = Setting.choice("--gpu-oom", "spark.lightning.gpu.oom", "shrink",
             "When the GPU runs out of memory: `shrink` halves the work per launch down to one chunk and then fails "
                     + "the task; `cpu` shrinks the same way, then computes the piece on the CPU with a warning.",
@@ -173,7 +180,7 @@ final class Settings {
 
     static final List<Setting<?>> ALL = List.of(INPUT, INPUT_FORMAT, SEQUENCES, SYNTHETIC, OUTPUT, OUTPUT_FORMAT,
             INITIAL_STATES, RECURSIVE, ATTENTION, PARTITION_TOKENS,
-            CHUNK_SIZE, SCALE, WINDOW, WRITE_LSE, FEATURE_MAP, NORMALIZE, NORMALIZE_EPS, STATE_EVERY, BACKEND, MASTER, DEFAULT_SLOPES, LAYER, LAYERS, OUTPUT_DTYPE, OUTPUT_FORM, OUTPUT_MODE, SPOT_CHECK_TOLERANCE, WINDOW_BYTES, GPU_WINDOW_BYTES, GPU_RESOURCE,
+            CHUNK_SIZE, SCALE, WINDOW, WRITE_LSE, FEATURE_MAP, NORMALIZE, NORMALIZE_EPS, STATE_EVERY, BACKEND, MASTER, DEFAULT_SLOPES, LAYER, LAYERS, OUTPUT_DTYPE, OUTPUT_FORM, OUTPUT_MODE, SPOT_CHECK_TOLERANCE, WINDOW_BYTES, GPU_WINDOW_BYTES, READ_AHEAD, GPU_RESOURCE,
             GPU_MEMORY, GPU_OOM, OVERWRITE, RESUME, LOCK_STALE_SECONDS, SKIP_INVALID, SKIP_NONFINITE, PROGRESS_SECONDS);
 
     /**
@@ -183,12 +190,12 @@ final class Settings {
     static final List<Setting<?>> RESULT_AFFECTING = List.of(INPUT_FORMAT, SEQUENCES, OUTPUT_FORMAT, INITIAL_STATES,
             RECURSIVE, ATTENTION, PARTITION_TOKENS, CHUNK_SIZE,
             SCALE, WINDOW, WRITE_LSE, FEATURE_MAP, NORMALIZE, NORMALIZE_EPS, STATE_EVERY, BACKEND,
-            DEFAULT_SLOPES, LAYER, LAYERS, OUTPUT_DTYPE, OUTPUT_FORM, OUTPUT_MODE, SPOT_CHECK_TOLERANCE, WINDOW_BYTES, GPU_WINDOW_BYTES, GPU_MEMORY, GPU_OOM,
+            DEFAULT_SLOPES, LAYER, LAYERS, OUTPUT_DTYPE, OUTPUT_FORM, OUTPUT_MODE, SPOT_CHECK_TOLERANCE, WINDOW_BYTES, GPU_WINDOW_BYTES, READ_AHEAD, GPU_MEMORY, GPU_OOM,
             SKIP_INVALID, SKIP_NONFINITE);
 
     /** Options of lightning attention only: a softmax run refuses them when set to anything but their default. */
     static final List<Setting<?>> LIGHTNING_ONLY = List.of(FEATURE_MAP, NORMALIZE, NORMALIZE_EPS, STATE_EVERY,
-            DEFAULT_SLOPES, LAYER, LAYERS);
+            DEFAULT_SLOPES, LAYER, LAYERS, READ_AHEAD);
 
     /** Inputs and outputs built for lightning attention only (the generator's slopes, PieceWork's sink): softmax refuses them. */
     static final List<Setting<?>> LIGHTNING_ONLY_IO = List.of(SYNTHETIC, OUTPUT_MODE, SPOT_CHECK_TOLERANCE,

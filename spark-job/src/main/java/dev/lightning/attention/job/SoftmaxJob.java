@@ -67,7 +67,7 @@ final class SoftmaxJob {
 
     /**
      * Refuses options of the other attention set to anything but their default (wherever they
-     * came from): a softmax run has no feature map, normalization, recorded states or slopes, and a
+     * came from): a softmax run has no feature map, normalization, recorded states, slopes or read-ahead, and a
      * lightning run no window or lse.
      */
     static void checkOptions(JobConfig cfg) {
@@ -77,7 +77,7 @@ final class SoftmaxJob {
             if (!java.util.Objects.equals(v, s.defaultValue)) {
                 throw new InvalidInputException(s.flag + " " + v + " (key " + s.key + ") applies to "
                         + (softmax ? "lightning attention only; softmax attention has no feature map, normalization, "
-                        + "recorded states or slopes: remove it, or run --attention lightning"
+                        + "recorded states, slopes or window read-ahead: remove it, or run --attention lightning"
                         : "softmax attention only: add --attention softmax, or remove it"));
             }
         }

@@ -247,12 +247,13 @@ final class Tasks implements Serializable {
 
     /**
      * The work of {@code f} on {@code backend}, in the task's window buffers (taken once per task,
-     * see {@link WindowBuffers}): every piece of the task reads into the same block.
+     * see {@link WindowBuffers}): every piece of the task reads into the same block (with --read-ahead,
+     * the same two blocks).
      */
     private PieceWork work(AttentionBackend backend, SequenceFile f, WindowBuffers windows) {
         return new PieceWork(cfg.get(Settings.SCALE), cfg.chunkSize(), cfg.variant(),
                 cfg.get(backend.gpuOrdinal() >= 0 ? Settings.GPU_WINDOW_BYTES : Settings.WINDOW_BYTES),
-                outputDtype(f)).reusing(windows);
+                outputDtype(f)).reusing(windows).readAhead("on".equals(cfg.get(Settings.READ_AHEAD)));
     }
 
     private AttentionBackend backend() {

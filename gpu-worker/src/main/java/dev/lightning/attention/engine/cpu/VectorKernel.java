@@ -18,6 +18,11 @@ import jdk.incubator.vector.VectorSpecies;
  * 4 x 3, 4 x 2, 8 x 1 (then 4 x 1) and 1 x 1 vector tiles, and columns past the last whole
  * vector a scalar loop.
  *
+ * <p>Where B's rows are 64 or 128 floats apart (the backend's scratch matrices at head widths 64
+ * and 128) and A is in rows or given transposed at B's stride, the whole 4 x 4 tiles run in
+ * copies of the tile whose strides are constants ({@link #tile4x4rows}, {@link #tile4x4cols}):
+ * C2 then checks their bounds once per tile instead of six times per step.
+ *
  * <p>Column tiles are the outer loop, row blocks the inner one, so the panel of B a column tile
  * reads ({@code depth x 4L} floats: 32 KiB for depth 128) stays in L1 across the row blocks.
  * Loaded only through {@link Kernel#vectorOrNull}: a JVM without the module fails to link this
@@ -31,6 +36,8 @@ final class VectorKernel extends Kernel {
     private static final VectorSpecies<Short> HALVES = VectorSpecies.of(short.class, VectorShape.forBitSize(L * 16));
     /** Vectors per row of the wide tile: 4 where there are 32 registers (AVX-512), else 2. */
     private static final int WIDE = L >= 16 ? 4 : 2;
+    /** One column tile of the wide tile (4 vectors): B's row stride for the constant-stride tiles is 1 or 2 of it. */
+    private static final int PANEL = 4 * L;
 
     int lanes() {
         return L;
@@ -54,7 +61,8 @@ final class VectorKernel extends Kernel {
     }
 
     /**
-     * The tiles over C: whole 4 x WIDE tiles first; then the 1 to 3 vectors of columns left, as one
+     * The tiles over C: whole 4 x WIDE tiles first (by the constant-stride tiles where B's rows are
+     * one or two panels apart and A's layout fits them); then the 1 to 3 vectors of columns left, as one
      * tile of 4 rows by that many vectors (12 accumulators at 3), or at 1 vector 8 rows at a time (8
      * accumulators: 4 would leave the FMA units waiting on their own latency, 4 cycles for each
      * chain); the rows past the last 4 a vector at a time; the columns past the last vector a scalar
@@ -64,6 +72,27 @@ final class VectorKernel extends Kernel {
                                  float[] c, int co, int ldc, int rows, int cols, int depth, int mode, float beta) {
         int rows4 = rows & ~3;
         int j = 0;
+        boolean wide = ldb == 2 * PANEL;
+        if (WIDE == 4 && (ldb == PANEL || wide)) {
+            // B's rows one or two panels apart: the whole column tiles by the constant-stride tiles
+            boolean rowsOfA = ads == 1;
+            if (rowsOfA || ais == 1 && ads == ldb) {
+                for (; j + PANEL <= cols; j += PANEL) {
+                    for (int i = 0; i < rows4; i += 4) {
+                        int at = co + i * ldc + j;
+                        if (rowsOfA && wide) {
+                            tile4x4rows2(a, ao + i * ais, ais, b, bo + j, c, at, ldc, depth, mode, beta);
+                        } else if (rowsOfA) {
+                            tile4x4rows(a, ao + i * ais, ais, b, bo + j, c, at, ldc, depth, mode, beta);
+                        } else if (wide) {
+                            tile4x4cols2(a, ao + i, b, bo + j, c, at, ldc, depth, mode, beta);
+                        } else {
+                            tile4x4cols(a, ao + i, b, bo + j, c, at, ldc, depth, mode, beta);
+                        }
+                    }
+                }
+            }
+        }
         for (; j + WIDE * L <= cols; j += WIDE * L) {
             for (int i = 0; i < rows4; i += 4) {
                 if (WIDE == 4) {
@@ -196,6 +225,513 @@ final class VectorKernel extends Kernel {
             s22 = b2v.fma(x, s22);
             s23 = b3v.fma(x, s23);
             x = FloatVector.broadcast(S, a[at + 3 * ais]);
+            s30 = b0v.fma(x, s30);
+            s31 = b1v.fma(x, s31);
+            s32 = b2v.fma(x, s32);
+            s33 = b3v.fma(x, s33);
+        }
+        if (mode == SCALE_ADD) {
+            FloatVector.fromArray(S, c, c0).mul(beta).add(s00).intoArray(c, c0);
+            FloatVector.fromArray(S, c, c0 + L).mul(beta).add(s01).intoArray(c, c0 + L);
+            FloatVector.fromArray(S, c, c0 + 2 * L).mul(beta).add(s02).intoArray(c, c0 + 2 * L);
+            FloatVector.fromArray(S, c, c0 + 3 * L).mul(beta).add(s03).intoArray(c, c0 + 3 * L);
+            FloatVector.fromArray(S, c, c1).mul(beta).add(s10).intoArray(c, c1);
+            FloatVector.fromArray(S, c, c1 + L).mul(beta).add(s11).intoArray(c, c1 + L);
+            FloatVector.fromArray(S, c, c1 + 2 * L).mul(beta).add(s12).intoArray(c, c1 + 2 * L);
+            FloatVector.fromArray(S, c, c1 + 3 * L).mul(beta).add(s13).intoArray(c, c1 + 3 * L);
+            FloatVector.fromArray(S, c, c2).mul(beta).add(s20).intoArray(c, c2);
+            FloatVector.fromArray(S, c, c2 + L).mul(beta).add(s21).intoArray(c, c2 + L);
+            FloatVector.fromArray(S, c, c2 + 2 * L).mul(beta).add(s22).intoArray(c, c2 + 2 * L);
+            FloatVector.fromArray(S, c, c2 + 3 * L).mul(beta).add(s23).intoArray(c, c2 + 3 * L);
+            FloatVector.fromArray(S, c, c3).mul(beta).add(s30).intoArray(c, c3);
+            FloatVector.fromArray(S, c, c3 + L).mul(beta).add(s31).intoArray(c, c3 + L);
+            FloatVector.fromArray(S, c, c3 + 2 * L).mul(beta).add(s32).intoArray(c, c3 + 2 * L);
+            FloatVector.fromArray(S, c, c3 + 3 * L).mul(beta).add(s33).intoArray(c, c3 + 3 * L);
+        } else {
+            s00.intoArray(c, c0);
+            s01.intoArray(c, c0 + L);
+            s02.intoArray(c, c0 + 2 * L);
+            s03.intoArray(c, c0 + 3 * L);
+            s10.intoArray(c, c1);
+            s11.intoArray(c, c1 + L);
+            s12.intoArray(c, c1 + 2 * L);
+            s13.intoArray(c, c1 + 3 * L);
+            s20.intoArray(c, c2);
+            s21.intoArray(c, c2 + L);
+            s22.intoArray(c, c2 + 2 * L);
+            s23.intoArray(c, c2 + 3 * L);
+            s30.intoArray(c, c3);
+            s31.intoArray(c, c3 + L);
+            s32.intoArray(c, c3 + 2 * L);
+            s33.intoArray(c, c3 + 3 * L);
+        }
+    }
+
+    /**
+     * {@link #tile4x4} for A in contiguous rows (ads = 1) and B's rows one panel apart (ldb = 4L;
+     * {@link #tile4x4rows2} two panels): every index in the loop is the counter times a constant
+     * plus an invariant, so C2 checks the bounds once before the loop. The general tile carries
+     * its strides in variables, which C2's range-check elimination cannot use, so it checks six
+     * indices per step. (One method per stride: a method holding both loops had C2 box the 16
+     * accumulators where the loops join, about 1 GFLOP/s.)
+     */
+    private static void tile4x4rows(float[] a, int a0, int ais, float[] b, int b0,
+                                    float[] c, int c0, int ldc, int depth, int mode, float beta) {
+        int c1 = c0 + ldc;
+        int c2 = c1 + ldc;
+        int c3 = c2 + ldc;
+        FloatVector s00;
+        FloatVector s01;
+        FloatVector s02;
+        FloatVector s03;
+        FloatVector s10;
+        FloatVector s11;
+        FloatVector s12;
+        FloatVector s13;
+        FloatVector s20;
+        FloatVector s21;
+        FloatVector s22;
+        FloatVector s23;
+        FloatVector s30;
+        FloatVector s31;
+        FloatVector s32;
+        FloatVector s33;
+        if (mode == ACCUMULATE) {
+            s00 = FloatVector.fromArray(S, c, c0);
+            s01 = FloatVector.fromArray(S, c, c0 + L);
+            s02 = FloatVector.fromArray(S, c, c0 + 2 * L);
+            s03 = FloatVector.fromArray(S, c, c0 + 3 * L);
+            s10 = FloatVector.fromArray(S, c, c1);
+            s11 = FloatVector.fromArray(S, c, c1 + L);
+            s12 = FloatVector.fromArray(S, c, c1 + 2 * L);
+            s13 = FloatVector.fromArray(S, c, c1 + 3 * L);
+            s20 = FloatVector.fromArray(S, c, c2);
+            s21 = FloatVector.fromArray(S, c, c2 + L);
+            s22 = FloatVector.fromArray(S, c, c2 + 2 * L);
+            s23 = FloatVector.fromArray(S, c, c2 + 3 * L);
+            s30 = FloatVector.fromArray(S, c, c3);
+            s31 = FloatVector.fromArray(S, c, c3 + L);
+            s32 = FloatVector.fromArray(S, c, c3 + 2 * L);
+            s33 = FloatVector.fromArray(S, c, c3 + 3 * L);
+        } else {
+            FloatVector zero = FloatVector.zero(S);
+            s00 = zero;
+            s01 = zero;
+            s02 = zero;
+            s03 = zero;
+            s10 = zero;
+            s11 = zero;
+            s12 = zero;
+            s13 = zero;
+            s20 = zero;
+            s21 = zero;
+            s22 = zero;
+            s23 = zero;
+            s30 = zero;
+            s31 = zero;
+            s32 = zero;
+            s33 = zero;
+        }
+        int a1 = a0 + ais;
+        int a2 = a1 + ais;
+        int a3 = a2 + ais;
+        for (int d = 0; d < depth; d++) {
+            int bRow = b0 + d * PANEL;
+            FloatVector b0v = FloatVector.fromArray(S, b, bRow);
+            FloatVector b1v = FloatVector.fromArray(S, b, bRow + L);
+            FloatVector b2v = FloatVector.fromArray(S, b, bRow + 2 * L);
+            FloatVector b3v = FloatVector.fromArray(S, b, bRow + 3 * L);
+            FloatVector x = FloatVector.broadcast(S, a[a0 + d]);
+            s00 = b0v.fma(x, s00);
+            s01 = b1v.fma(x, s01);
+            s02 = b2v.fma(x, s02);
+            s03 = b3v.fma(x, s03);
+            x = FloatVector.broadcast(S, a[a1 + d]);
+            s10 = b0v.fma(x, s10);
+            s11 = b1v.fma(x, s11);
+            s12 = b2v.fma(x, s12);
+            s13 = b3v.fma(x, s13);
+            x = FloatVector.broadcast(S, a[a2 + d]);
+            s20 = b0v.fma(x, s20);
+            s21 = b1v.fma(x, s21);
+            s22 = b2v.fma(x, s22);
+            s23 = b3v.fma(x, s23);
+            x = FloatVector.broadcast(S, a[a3 + d]);
+            s30 = b0v.fma(x, s30);
+            s31 = b1v.fma(x, s31);
+            s32 = b2v.fma(x, s32);
+            s33 = b3v.fma(x, s33);
+        }
+        if (mode == SCALE_ADD) {
+            FloatVector.fromArray(S, c, c0).mul(beta).add(s00).intoArray(c, c0);
+            FloatVector.fromArray(S, c, c0 + L).mul(beta).add(s01).intoArray(c, c0 + L);
+            FloatVector.fromArray(S, c, c0 + 2 * L).mul(beta).add(s02).intoArray(c, c0 + 2 * L);
+            FloatVector.fromArray(S, c, c0 + 3 * L).mul(beta).add(s03).intoArray(c, c0 + 3 * L);
+            FloatVector.fromArray(S, c, c1).mul(beta).add(s10).intoArray(c, c1);
+            FloatVector.fromArray(S, c, c1 + L).mul(beta).add(s11).intoArray(c, c1 + L);
+            FloatVector.fromArray(S, c, c1 + 2 * L).mul(beta).add(s12).intoArray(c, c1 + 2 * L);
+            FloatVector.fromArray(S, c, c1 + 3 * L).mul(beta).add(s13).intoArray(c, c1 + 3 * L);
+            FloatVector.fromArray(S, c, c2).mul(beta).add(s20).intoArray(c, c2);
+            FloatVector.fromArray(S, c, c2 + L).mul(beta).add(s21).intoArray(c, c2 + L);
+            FloatVector.fromArray(S, c, c2 + 2 * L).mul(beta).add(s22).intoArray(c, c2 + 2 * L);
+            FloatVector.fromArray(S, c, c2 + 3 * L).mul(beta).add(s23).intoArray(c, c2 + 3 * L);
+            FloatVector.fromArray(S, c, c3).mul(beta).add(s30).intoArray(c, c3);
+            FloatVector.fromArray(S, c, c3 + L).mul(beta).add(s31).intoArray(c, c3 + L);
+            FloatVector.fromArray(S, c, c3 + 2 * L).mul(beta).add(s32).intoArray(c, c3 + 2 * L);
+            FloatVector.fromArray(S, c, c3 + 3 * L).mul(beta).add(s33).intoArray(c, c3 + 3 * L);
+        } else {
+            s00.intoArray(c, c0);
+            s01.intoArray(c, c0 + L);
+            s02.intoArray(c, c0 + 2 * L);
+            s03.intoArray(c, c0 + 3 * L);
+            s10.intoArray(c, c1);
+            s11.intoArray(c, c1 + L);
+            s12.intoArray(c, c1 + 2 * L);
+            s13.intoArray(c, c1 + 3 * L);
+            s20.intoArray(c, c2);
+            s21.intoArray(c, c2 + L);
+            s22.intoArray(c, c2 + 2 * L);
+            s23.intoArray(c, c2 + 3 * L);
+            s30.intoArray(c, c3);
+            s31.intoArray(c, c3 + L);
+            s32.intoArray(c, c3 + 2 * L);
+            s33.intoArray(c, c3 + 3 * L);
+        }
+    }
+
+    /** {@link #tile4x4rows} for B's rows two panels apart (ldb = 8L). */
+    private static void tile4x4rows2(float[] a, int a0, int ais, float[] b, int b0,
+                                     float[] c, int c0, int ldc, int depth, int mode, float beta) {
+        int c1 = c0 + ldc;
+        int c2 = c1 + ldc;
+        int c3 = c2 + ldc;
+        FloatVector s00;
+        FloatVector s01;
+        FloatVector s02;
+        FloatVector s03;
+        FloatVector s10;
+        FloatVector s11;
+        FloatVector s12;
+        FloatVector s13;
+        FloatVector s20;
+        FloatVector s21;
+        FloatVector s22;
+        FloatVector s23;
+        FloatVector s30;
+        FloatVector s31;
+        FloatVector s32;
+        FloatVector s33;
+        if (mode == ACCUMULATE) {
+            s00 = FloatVector.fromArray(S, c, c0);
+            s01 = FloatVector.fromArray(S, c, c0 + L);
+            s02 = FloatVector.fromArray(S, c, c0 + 2 * L);
+            s03 = FloatVector.fromArray(S, c, c0 + 3 * L);
+            s10 = FloatVector.fromArray(S, c, c1);
+            s11 = FloatVector.fromArray(S, c, c1 + L);
+            s12 = FloatVector.fromArray(S, c, c1 + 2 * L);
+            s13 = FloatVector.fromArray(S, c, c1 + 3 * L);
+            s20 = FloatVector.fromArray(S, c, c2);
+            s21 = FloatVector.fromArray(S, c, c2 + L);
+            s22 = FloatVector.fromArray(S, c, c2 + 2 * L);
+            s23 = FloatVector.fromArray(S, c, c2 + 3 * L);
+            s30 = FloatVector.fromArray(S, c, c3);
+            s31 = FloatVector.fromArray(S, c, c3 + L);
+            s32 = FloatVector.fromArray(S, c, c3 + 2 * L);
+            s33 = FloatVector.fromArray(S, c, c3 + 3 * L);
+        } else {
+            FloatVector zero = FloatVector.zero(S);
+            s00 = zero;
+            s01 = zero;
+            s02 = zero;
+            s03 = zero;
+            s10 = zero;
+            s11 = zero;
+            s12 = zero;
+            s13 = zero;
+            s20 = zero;
+            s21 = zero;
+            s22 = zero;
+            s23 = zero;
+            s30 = zero;
+            s31 = zero;
+            s32 = zero;
+            s33 = zero;
+        }
+        int a1 = a0 + ais;
+        int a2 = a1 + ais;
+        int a3 = a2 + ais;
+        for (int d = 0; d < depth; d++) {
+            int bRow = b0 + d * (2 * PANEL);
+            FloatVector b0v = FloatVector.fromArray(S, b, bRow);
+            FloatVector b1v = FloatVector.fromArray(S, b, bRow + L);
+            FloatVector b2v = FloatVector.fromArray(S, b, bRow + 2 * L);
+            FloatVector b3v = FloatVector.fromArray(S, b, bRow + 3 * L);
+            FloatVector x = FloatVector.broadcast(S, a[a0 + d]);
+            s00 = b0v.fma(x, s00);
+            s01 = b1v.fma(x, s01);
+            s02 = b2v.fma(x, s02);
+            s03 = b3v.fma(x, s03);
+            x = FloatVector.broadcast(S, a[a1 + d]);
+            s10 = b0v.fma(x, s10);
+            s11 = b1v.fma(x, s11);
+            s12 = b2v.fma(x, s12);
+            s13 = b3v.fma(x, s13);
+            x = FloatVector.broadcast(S, a[a2 + d]);
+            s20 = b0v.fma(x, s20);
+            s21 = b1v.fma(x, s21);
+            s22 = b2v.fma(x, s22);
+            s23 = b3v.fma(x, s23);
+            x = FloatVector.broadcast(S, a[a3 + d]);
+            s30 = b0v.fma(x, s30);
+            s31 = b1v.fma(x, s31);
+            s32 = b2v.fma(x, s32);
+            s33 = b3v.fma(x, s33);
+        }
+        if (mode == SCALE_ADD) {
+            FloatVector.fromArray(S, c, c0).mul(beta).add(s00).intoArray(c, c0);
+            FloatVector.fromArray(S, c, c0 + L).mul(beta).add(s01).intoArray(c, c0 + L);
+            FloatVector.fromArray(S, c, c0 + 2 * L).mul(beta).add(s02).intoArray(c, c0 + 2 * L);
+            FloatVector.fromArray(S, c, c0 + 3 * L).mul(beta).add(s03).intoArray(c, c0 + 3 * L);
+            FloatVector.fromArray(S, c, c1).mul(beta).add(s10).intoArray(c, c1);
+            FloatVector.fromArray(S, c, c1 + L).mul(beta).add(s11).intoArray(c, c1 + L);
+            FloatVector.fromArray(S, c, c1 + 2 * L).mul(beta).add(s12).intoArray(c, c1 + 2 * L);
+            FloatVector.fromArray(S, c, c1 + 3 * L).mul(beta).add(s13).intoArray(c, c1 + 3 * L);
+            FloatVector.fromArray(S, c, c2).mul(beta).add(s20).intoArray(c, c2);
+            FloatVector.fromArray(S, c, c2 + L).mul(beta).add(s21).intoArray(c, c2 + L);
+            FloatVector.fromArray(S, c, c2 + 2 * L).mul(beta).add(s22).intoArray(c, c2 + 2 * L);
+            FloatVector.fromArray(S, c, c2 + 3 * L).mul(beta).add(s23).intoArray(c, c2 + 3 * L);
+            FloatVector.fromArray(S, c, c3).mul(beta).add(s30).intoArray(c, c3);
+            FloatVector.fromArray(S, c, c3 + L).mul(beta).add(s31).intoArray(c, c3 + L);
+            FloatVector.fromArray(S, c, c3 + 2 * L).mul(beta).add(s32).intoArray(c, c3 + 2 * L);
+            FloatVector.fromArray(S, c, c3 + 3 * L).mul(beta).add(s33).intoArray(c, c3 + 3 * L);
+        } else {
+            s00.intoArray(c, c0);
+            s01.intoArray(c, c0 + L);
+            s02.intoArray(c, c0 + 2 * L);
+            s03.intoArray(c, c0 + 3 * L);
+            s10.intoArray(c, c1);
+            s11.intoArray(c, c1 + L);
+            s12.intoArray(c, c1 + 2 * L);
+            s13.intoArray(c, c1 + 3 * L);
+            s20.intoArray(c, c2);
+            s21.intoArray(c, c2 + L);
+            s22.intoArray(c, c2 + 2 * L);
+            s23.intoArray(c, c2 + 3 * L);
+            s30.intoArray(c, c3);
+            s31.intoArray(c, c3 + L);
+            s32.intoArray(c, c3 + 2 * L);
+            s33.intoArray(c, c3 + 3 * L);
+        }
+    }
+
+    /**
+     * {@link #tile4x4} for A given transposed (ais = 1: the 4 rows of a step are 4 consecutive
+     * floats) with its steps as far apart as B's rows, one panel ({@link #tile4x4cols2}: two):
+     * constant strides, bounds checked once before the loop ({@link #tile4x4rows}).
+     */
+    private static void tile4x4cols(float[] a, int a0, float[] b, int b0,
+                                    float[] c, int c0, int ldc, int depth, int mode, float beta) {
+        int c1 = c0 + ldc;
+        int c2 = c1 + ldc;
+        int c3 = c2 + ldc;
+        FloatVector s00;
+        FloatVector s01;
+        FloatVector s02;
+        FloatVector s03;
+        FloatVector s10;
+        FloatVector s11;
+        FloatVector s12;
+        FloatVector s13;
+        FloatVector s20;
+        FloatVector s21;
+        FloatVector s22;
+        FloatVector s23;
+        FloatVector s30;
+        FloatVector s31;
+        FloatVector s32;
+        FloatVector s33;
+        if (mode == ACCUMULATE) {
+            s00 = FloatVector.fromArray(S, c, c0);
+            s01 = FloatVector.fromArray(S, c, c0 + L);
+            s02 = FloatVector.fromArray(S, c, c0 + 2 * L);
+            s03 = FloatVector.fromArray(S, c, c0 + 3 * L);
+            s10 = FloatVector.fromArray(S, c, c1);
+            s11 = FloatVector.fromArray(S, c, c1 + L);
+            s12 = FloatVector.fromArray(S, c, c1 + 2 * L);
+            s13 = FloatVector.fromArray(S, c, c1 + 3 * L);
+            s20 = FloatVector.fromArray(S, c, c2);
+            s21 = FloatVector.fromArray(S, c, c2 + L);
+            s22 = FloatVector.fromArray(S, c, c2 + 2 * L);
+            s23 = FloatVector.fromArray(S, c, c2 + 3 * L);
+            s30 = FloatVector.fromArray(S, c, c3);
+            s31 = FloatVector.fromArray(S, c, c3 + L);
+            s32 = FloatVector.fromArray(S, c, c3 + 2 * L);
+            s33 = FloatVector.fromArray(S, c, c3 + 3 * L);
+        } else {
+            FloatVector zero = FloatVector.zero(S);
+            s00 = zero;
+            s01 = zero;
+            s02 = zero;
+            s03 = zero;
+            s10 = zero;
+            s11 = zero;
+            s12 = zero;
+            s13 = zero;
+            s20 = zero;
+            s21 = zero;
+            s22 = zero;
+            s23 = zero;
+            s30 = zero;
+            s31 = zero;
+            s32 = zero;
+            s33 = zero;
+        }
+        for (int d = 0; d < depth; d++) {
+            int bRow = b0 + d * PANEL;
+            int at = a0 + d * PANEL;
+            FloatVector b0v = FloatVector.fromArray(S, b, bRow);
+            FloatVector b1v = FloatVector.fromArray(S, b, bRow + L);
+            FloatVector b2v = FloatVector.fromArray(S, b, bRow + 2 * L);
+            FloatVector b3v = FloatVector.fromArray(S, b, bRow + 3 * L);
+            FloatVector x = FloatVector.broadcast(S, a[at]);
+            s00 = b0v.fma(x, s00);
+            s01 = b1v.fma(x, s01);
+            s02 = b2v.fma(x, s02);
+            s03 = b3v.fma(x, s03);
+            x = FloatVector.broadcast(S, a[at + 1]);
+            s10 = b0v.fma(x, s10);
+            s11 = b1v.fma(x, s11);
+            s12 = b2v.fma(x, s12);
+            s13 = b3v.fma(x, s13);
+            x = FloatVector.broadcast(S, a[at + 2]);
+            s20 = b0v.fma(x, s20);
+            s21 = b1v.fma(x, s21);
+            s22 = b2v.fma(x, s22);
+            s23 = b3v.fma(x, s23);
+            x = FloatVector.broadcast(S, a[at + 3]);
+            s30 = b0v.fma(x, s30);
+            s31 = b1v.fma(x, s31);
+            s32 = b2v.fma(x, s32);
+            s33 = b3v.fma(x, s33);
+        }
+        if (mode == SCALE_ADD) {
+            FloatVector.fromArray(S, c, c0).mul(beta).add(s00).intoArray(c, c0);
+            FloatVector.fromArray(S, c, c0 + L).mul(beta).add(s01).intoArray(c, c0 + L);
+            FloatVector.fromArray(S, c, c0 + 2 * L).mul(beta).add(s02).intoArray(c, c0 + 2 * L);
+            FloatVector.fromArray(S, c, c0 + 3 * L).mul(beta).add(s03).intoArray(c, c0 + 3 * L);
+            FloatVector.fromArray(S, c, c1).mul(beta).add(s10).intoArray(c, c1);
+            FloatVector.fromArray(S, c, c1 + L).mul(beta).add(s11).intoArray(c, c1 + L);
+            FloatVector.fromArray(S, c, c1 + 2 * L).mul(beta).add(s12).intoArray(c, c1 + 2 * L);
+            FloatVector.fromArray(S, c, c1 + 3 * L).mul(beta).add(s13).intoArray(c, c1 + 3 * L);
+            FloatVector.fromArray(S, c, c2).mul(beta).add(s20).intoArray(c, c2);
+            FloatVector.fromArray(S, c, c2 + L).mul(beta).add(s21).intoArray(c, c2 + L);
+            FloatVector.fromArray(S, c, c2 + 2 * L).mul(beta).add(s22).intoArray(c, c2 + 2 * L);
+            FloatVector.fromArray(S, c, c2 + 3 * L).mul(beta).add(s23).intoArray(c, c2 + 3 * L);
+            FloatVector.fromArray(S, c, c3).mul(beta).add(s30).intoArray(c, c3);
+            FloatVector.fromArray(S, c, c3 + L).mul(beta).add(s31).intoArray(c, c3 + L);
+            FloatVector.fromArray(S, c, c3 + 2 * L).mul(beta).add(s32).intoArray(c, c3 + 2 * L);
+            FloatVector.fromArray(S, c, c3 + 3 * L).mul(beta).add(s33).intoArray(c, c3 + 3 * L);
+        } else {
+            s00.intoArray(c, c0);
+            s01.intoArray(c, c0 + L);
+            s02.intoArray(c, c0 + 2 * L);
+            s03.intoArray(c, c0 + 3 * L);
+            s10.intoArray(c, c1);
+            s11.intoArray(c, c1 + L);
+            s12.intoArray(c, c1 + 2 * L);
+            s13.intoArray(c, c1 + 3 * L);
+            s20.intoArray(c, c2);
+            s21.intoArray(c, c2 + L);
+            s22.intoArray(c, c2 + 2 * L);
+            s23.intoArray(c, c2 + 3 * L);
+            s30.intoArray(c, c3);
+            s31.intoArray(c, c3 + L);
+            s32.intoArray(c, c3 + 2 * L);
+            s33.intoArray(c, c3 + 3 * L);
+        }
+    }
+
+    /** {@link #tile4x4cols} for steps two panels apart (ads = ldb = 8L). */
+    private static void tile4x4cols2(float[] a, int a0, float[] b, int b0,
+                                     float[] c, int c0, int ldc, int depth, int mode, float beta) {
+        int c1 = c0 + ldc;
+        int c2 = c1 + ldc;
+        int c3 = c2 + ldc;
+        FloatVector s00;
+        FloatVector s01;
+        FloatVector s02;
+        FloatVector s03;
+        FloatVector s10;
+        FloatVector s11;
+        FloatVector s12;
+        FloatVector s13;
+        FloatVector s20;
+        FloatVector s21;
+        FloatVector s22;
+        FloatVector s23;
+        FloatVector s30;
+        FloatVector s31;
+        FloatVector s32;
+        FloatVector s33;
+        if (mode == ACCUMULATE) {
+            s00 = FloatVector.fromArray(S, c, c0);
+            s01 = FloatVector.fromArray(S, c, c0 + L);
+            s02 = FloatVector.fromArray(S, c, c0 + 2 * L);
+            s03 = FloatVector.fromArray(S, c, c0 + 3 * L);
+            s10 = FloatVector.fromArray(S, c, c1);
+            s11 = FloatVector.fromArray(S, c, c1 + L);
+            s12 = FloatVector.fromArray(S, c, c1 + 2 * L);
+            s13 = FloatVector.fromArray(S, c, c1 + 3 * L);
+            s20 = FloatVector.fromArray(S, c, c2);
+            s21 = FloatVector.fromArray(S, c, c2 + L);
+            s22 = FloatVector.fromArray(S, c, c2 + 2 * L);
+            s23 = FloatVector.fromArray(S, c, c2 + 3 * L);
+            s30 = FloatVector.fromArray(S, c, c3);
+            s31 = FloatVector.fromArray(S, c, c3 + L);
+            s32 = FloatVector.fromArray(S, c, c3 + 2 * L);
+            s33 = FloatVector.fromArray(S, c, c3 + 3 * L);
+        } else {
+            FloatVector zero = FloatVector.zero(S);
+            s00 = zero;
+            s01 = zero;
+            s02 = zero;
+            s03 = zero;
+            s10 = zero;
+            s11 = zero;
+            s12 = zero;
+            s13 = zero;
+            s20 = zero;
+            s21 = zero;
+            s22 = zero;
+            s23 = zero;
+            s30 = zero;
+            s31 = zero;
+            s32 = zero;
+            s33 = zero;
+        }
+        for (int d = 0; d < depth; d++) {
+            int bRow = b0 + d * (2 * PANEL);
+            int at = a0 + d * (2 * PANEL);
+            FloatVector b0v = FloatVector.fromArray(S, b, bRow);
+            FloatVector b1v = FloatVector.fromArray(S, b, bRow + L);
+            FloatVector b2v = FloatVector.fromArray(S, b, bRow + 2 * L);
+            FloatVector b3v = FloatVector.fromArray(S, b, bRow + 3 * L);
+            FloatVector x = FloatVector.broadcast(S, a[at]);
+            s00 = b0v.fma(x, s00);
+            s01 = b1v.fma(x, s01);
+            s02 = b2v.fma(x, s02);
+            s03 = b3v.fma(x, s03);
+            x = FloatVector.broadcast(S, a[at + 1]);
+            s10 = b0v.fma(x, s10);
+            s11 = b1v.fma(x, s11);
+            s12 = b2v.fma(x, s12);
+            s13 = b3v.fma(x, s13);
+            x = FloatVector.broadcast(S, a[at + 2]);
+            s20 = b0v.fma(x, s20);
+            s21 = b1v.fma(x, s21);
+            s22 = b2v.fma(x, s22);
+            s23 = b3v.fma(x, s23);
+            x = FloatVector.broadcast(S, a[at + 3]);
             s30 = b0v.fma(x, s30);
             s31 = b1v.fma(x, s31);
             s32 = b2v.fma(x, s32);

@@ -70,6 +70,11 @@ public final class BenchHooks {
         backend.hopperAnyWidth = allowed;
     }
 
+    /** Whether Dk = Dv = 64 runs the paired Hopper kernels (false: the unpaired choice, as before them). */
+    public void hopperPairs(boolean allowed) {
+        backend.hopperPairs = allowed;
+    }
+
     /** Whether Dk <= 64 runs the "_n64" kernels (false: the narrow kernels, as before them). */
     public void smallKernels(boolean allowed) {
         backend.smallKernels = allowed;

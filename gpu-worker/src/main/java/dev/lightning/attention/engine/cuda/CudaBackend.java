@@ -125,6 +125,8 @@ public final class CudaBackend implements AttentionBackend {
     boolean hopperAnyWidth;
     /** Whether Dk <= 64 runs the "_n64" mma.sync kernels (false: the narrow ones, benchmark only: A/B). */
     boolean smallKernels = true;
+    /** Whether Dk = Dv = 64 runs the paired Hopper kernels where they fit (false: benchmark only: A/B). */
+    boolean hopperPairs = true;
     /**
      * Whether slices overlap (the pipeline); false: the serial path as it was before the pipeline,
      * one slice unless the budget forces more, each slice copied in, computed and copied out before
@@ -155,9 +157,12 @@ public final class CudaBackend implements AttentionBackend {
         return new double[] {pipeline.stagedNanos / 1e6, pipeline.unstagedNanos / 1e6, pipeline.waitedNanos / 1e6};
     }
 
-    /** Registered host blocks handed out by {@link #hostTensor}, numbered for their buffer names. */
-    private int hostBlocks;
-    /** The registered blocks still open, closed (unregistered) by close(). */
+    /**
+     * The registered blocks this backend holds: those of {@link #hostTensor}, registered in
+     * {@link #memory} and unregistered when released or at close(), and those of
+     * {@link #scratchHostTensor}, taken from the device's {@link HostBlocks} and given back (still
+     * registered, for the next task) then.
+     */
     private final List<Buffer> hostTensors = new ArrayList<>();
 
     /**
@@ -171,7 +176,7 @@ public final class CudaBackend implements AttentionBackend {
         this.memoryBudget = memoryBudget;
         this.memory = new DeviceAllocator("GPU backend on " + device, memoryBudget, DeviceAllocator.CUDA,
                 this::synchronizeAll, DeviceAllocator.LEAKS_ARE_ERRORS);
-        this.pipeline = new SlicePipeline(memory);
+        this.pipeline = new SlicePipeline(memory, hostTensors::contains);
         this.stream = pipeline.stream;
         this.slopesDev = memory.device("slopes");
         this.stateA = memory.device("state A");
@@ -237,6 +242,16 @@ public final class CudaBackend implements AttentionBackend {
      */
     @Override
     public TokenTensor hostTensor(DType dtype, int tokens, int heads, int dim) {
+        return hostTensor(dtype, tokens, heads, dim, false);
+    }
+
+    /** {@inheritDoc} Here: a block of the device's {@link HostBlocks}, kept registered for later backends. */
+    @Override
+    public TokenTensor scratchHostTensor(DType dtype, int tokens, int heads, int dim) {
+        return hostTensor(dtype, tokens, heads, dim, true);
+    }
+
+    private TokenTensor hostTensor(DType dtype, int tokens, int heads, int dim, boolean scratch) {
         if (closed) {
             throw new IllegalStateException("backend is closed");
         }
@@ -246,19 +261,22 @@ public final class CudaBackend implements AttentionBackend {
                     + ": expected a non-empty tensor of at most 2 GiB, got " + bytes + " bytes");
         }
         device.makeCurrent();
-        ByteBuffer direct = guarded(bytes);
         Buffer block;
         try {
-            block = memory.registered("host tensor " + (++hostBlocks), direct);
+            block = scratch ? device.hostBlocks().take(bytes, CudaBackend::guarded)
+                    : memory.registered("host tensor " + (hostTensors.size() + 1), guarded(bytes));
         } catch (CudaException e) {
             // the driver would not page-lock it (a locked-memory limit, say): an ordinary direct
             // buffer, staged like the heap, still computes; only the fast path is lost
             System.err.println("lightning: GPU " + device + " could not register " + bytes + " bytes of host memory ("
                     + e.getMessage() + "); that tensor is staged through pinned buffers instead");
-            return TokenTensor.wrap(dtype, tokens, heads, dim, direct);
+            return TokenTensor.wrap(dtype, tokens, heads, dim, guarded(bytes));
         }
         hostTensors.add(block);
-        return TokenTensor.wrap(dtype, tokens, heads, dim, direct, block, 0);
+        // a kept block may be larger: the tensor is its first bytes
+        ByteBuffer view = block.direct.duplicate();
+        view.clear().limit(Math.toIntExact(bytes));
+        return TokenTensor.wrap(dtype, tokens, heads, dim, view.slice(), block, 0);
     }
 
     /** Host page size, as far as registration goes (x86-64 and most ARM64 Linux kernels). */
@@ -282,10 +300,19 @@ public final class CudaBackend implements AttentionBackend {
      */
     @Override
     public void releaseHostTensor(TokenTensor t) {
-        if (t.memory() instanceof Buffer b && memory.owns(b) && b.direct != null) {
+        if (t.memory() instanceof Buffer b && hostTensors.contains(b)) {
             pipeline.synchronizeAll(); // a copy may still read or write it
             hostTensors.remove(b);
+            letGo(b);
+        }
+    }
+
+    /** Unregisters a block of {@link #hostTensor}; gives one of {@link #scratchHostTensor} back to the device's blocks. */
+    private void letGo(Buffer b) {
+        if (memory.owns(b)) {
             b.close();
+        } else {
+            device.hostBlocks().give(b);
         }
     }
 
@@ -409,13 +436,19 @@ public final class CudaBackend implements AttentionBackend {
     }
 
     private Kernels.Choice kernels(AttentionSpec spec, DType dtype, boolean checkpoints) {
-        Kernels.Choice c = Kernels.choose(device, tensorCores, hopperKernels, hopperAnyWidth, dtype, spec, checkpoints);
+        Kernels.Choice c = Kernels.choose(device, tensorCores, hopperKernels, hopperAnyWidth, hopperPairs, dtype, spec,
+                checkpoints);
         if (!smallKernels && c.forward().endsWith("_n64")) {
             // the narrow kernels of two state tiles a warp, same block and shared memory (benchmark)
             c = new Kernels.Choice(c.forward().replace("_n64", ""), c.states().replace("_n64", ""), c.bv(),
                     c.threads(), c.smemForward(), c.smemStates());
         }
         return c;
+    }
+
+    /** The kernels a window of {@code spec} without checkpoints runs on (tests: which family was taken). */
+    Kernels.Choice kernelsFor(AttentionSpec spec, DType dtype) {
+        return kernels(spec, dtype, false);
     }
 
     private SegmentPlan segmentPlan(AttentionSpec spec, Kernels.Choice kernels, int n) {
@@ -431,7 +464,7 @@ public final class CudaBackend implements AttentionBackend {
      * kernel as compiled: registers, shared memory and threads).
      */
     private SegmentPlan.Fill fill(AttentionSpec spec, Kernels.Choice kn) {
-        return new SegmentPlan.Fill(spec.heads() * kn.columnTiles(spec.dv()),
+        return new SegmentPlan.Fill(kn.headCtas(spec.heads()) * kn.columnTiles(spec.dv()),
                 device.residentCtas(kn.forward(), kn.threads(), kn.smemForward()),
                 device.residentCtas(kn.states(), kn.threads(), kn.smemStates()), SegmentPlan.PASS1_COST);
     }
@@ -482,9 +515,9 @@ public final class CudaBackend implements AttentionBackend {
     private String launchWindow(AttentionSpec spec, DType dtype, int n, boolean outputs, Buffer qBuf, Buffer kBuf,
                                 Buffer vBuf, Buffer oBuf, Buffer incoming, Buffer result,
                                 Kernels.CheckpointTarget checkpoints) {
-        int heads = spec.heads();
         int dv = spec.dv();
         Kernels.Choice kn = kernels(spec, dtype, checkpoints.windowRecords());
+        int heads = kn.headCtas(spec.heads());  // the grid's x extent (half the heads for the paired kernels)
         String forward = kn.forward();
         String states = kn.states();
         int threads = kn.threads();
@@ -732,8 +765,8 @@ public final class CudaBackend implements AttentionBackend {
                 segmentIncomingNorm, stateScratch, stateScratchNorm, hostIn, hostOut}) {
             SlicePipeline.attempt(failures, b::close);
         }
-        for (Buffer b : hostTensors) {
-            SlicePipeline.attempt(failures, b::close);
+        for (Buffer b : hostTensors) { // the streams are drained: no copy uses them any more
+            SlicePipeline.attempt(failures, () -> letGo(b));
         }
         hostTensors.clear();
         SlicePipeline.attempt(failures, memory::close);

@@ -76,6 +76,8 @@ final class CudaDevice {
     private SoftmaxKernels.Shapes softmaxShapes;
     /** Set by the first error that poisons the context (an illegal address, a failed launch). */
     private volatile String broken;
+    /** The registered host blocks the backends on this device share ({@link #hostBlocks()}); null until asked for. */
+    private HostBlocks hostBlocks;
 
     private CudaDevice(int ordinal) {
         this.ordinal = ordinal;
@@ -298,6 +300,13 @@ final class CudaDevice {
         for (CudaDevice d : OPEN.values()) {
             try {
                 d.makeCurrent();
+                if (d.hostBlocks != null) {
+                    try {
+                        d.hostBlocks.close(); // before the context goes: the blocks are unregistered in it
+                    } catch (RuntimeException e) { // a block a backend never gave back: say so
+                        System.err.println("lightning: GPU " + d + " at exit: " + e.getMessage());
+                    }
+                }
                 if (d.softmaxHopperModule != null) {
                     JCudaDriver.cuModuleUnload(d.softmaxHopperModule);
                 }
@@ -327,6 +336,19 @@ final class CudaDevice {
                     + broken + "); the executor must be restarted to use it again");
         }
         JCudaDriver.cuCtxSetCurrent(context);
+    }
+
+    /**
+     * The registered host blocks of this device, kept across the backends (tasks) of this JVM, up
+     * to half of its maximum heap (the default limit of direct memory, which they are), and
+     * unregistered at exit before the context is released ({@link HostBlocks}).
+     */
+    synchronized HostBlocks hostBlocks() {
+        if (hostBlocks == null) {
+            hostBlocks = new HostBlocks(toString(), DeviceAllocator.CUDA, Runtime.getRuntime().maxMemory() / 2,
+                    DeviceAllocator.LEAKS_ARE_ERRORS);
+        }
+        return hostBlocks;
     }
 
     /** Records an error the driver keeps for the context's life, so later tasks fail fast. */

@@ -168,6 +168,15 @@ final class DeviceAllocator implements AutoCloseable {
         }
         Pointer host = Pointer.to(direct);
         memory.registerHost(host, direct.capacity());
+        return adoptRegistered(name, direct, host);
+    }
+
+    /**
+     * A buffer of this allocator for {@code direct}, which the caller has already registered at
+     * {@code host} with this allocator's calls (outside any lock: registering a large block takes
+     * a while); from then on it is this allocator's, unregistered when closed.
+     */
+    Buffer adoptRegistered(String name, java.nio.ByteBuffer direct, Pointer host) {
         Buffer b = open(name, true);
         b.host = host;
         b.direct = direct;

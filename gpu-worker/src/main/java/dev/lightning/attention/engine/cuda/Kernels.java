@@ -20,7 +20,8 @@ import java.util.Set;
  * nowhere else (lightning.cu, tensor_core.cuh, hopper.cuh all take it by value).
  *
  * <p>BF16/F16 use the tensor-core kernels (on an H100/H200 the wgmma ones of hopper.cuh where
- * Dk <= 128 and Dv > 64, elsewhere the portable mma.sync ones); F32 (and "gpu-generic") the
+ * Dk <= 128 and Dv > 64, and their paired form, two heads a CTA, where Dk = Dv = 64 and the heads
+ * pair up; elsewhere the portable mma.sync ones); F32 (and "gpu-generic") the
  * float32 CUDA-core kernels. Every family computes every variant (grouped heads, feature maps,
  * normalization, checkpoints); {@link #NOT_ON_TENSOR_CORES} and {@link #NOT_ON_HOPPER} send a
  * variant elsewhere should one family's version of it be found wrong on a device.
@@ -77,11 +78,24 @@ final class Kernels {
     /** Variants kept off the Hopper (wgmma) kernels, on the portable mma.sync ones instead; empty: none. */
     static final Set<Variant> NOT_ON_HOPPER = EnumSet.noneOf(Variant.class);
 
-    /** The kernels a launch uses and their launch shapes. */
-    record Choice(String forward, String states, int bv, int threads, int smemForward, int smemStates) {
+    /**
+     * The kernels a launch uses and their launch shapes; {@code headsPerCta} 2 for the paired Hopper
+     * kernels (a CTA takes two neighbouring heads), else 1.
+     */
+    record Choice(String forward, String states, int bv, int threads, int smemForward, int smemStates,
+                  int headsPerCta) {
+        Choice(String forward, String states, int bv, int threads, int smemForward, int smemStates) {
+            this(forward, states, bv, threads, smemForward, smemStates, 1);
+        }
+
         /** The grid's y extent: CTAs across the value columns. */
         int columnTiles(int dv) {
             return (dv + bv - 1) / bv;
+        }
+
+        /** The grid's x extent for {@code heads} heads. */
+        int headCtas(int heads) {
+            return heads / headsPerCta;
         }
     }
 
@@ -97,15 +111,16 @@ final class Kernels {
      */
     static Choice choose(CudaDevice device, boolean tensorCores, boolean hopperKernels, DType dtype,
                          AttentionSpec spec, boolean checkpoints) {
-        return choose(device, tensorCores, hopperKernels, false, dtype, spec, checkpoints);
+        return choose(device, tensorCores, hopperKernels, false, true, dtype, spec, checkpoints);
     }
 
     /**
      * @param hopperAnyWidth the Hopper kernels take every Dk they compute, also Dk <= 64 and Dv <= 64,
      *                       which they pad (benchmark only: to time them there against the mma.sync ones)
+     * @param hopperPairs    the paired Hopper kernels may run where they fit (false: benchmark A/B only)
      */
     static Choice choose(CudaDevice device, boolean tensorCores, boolean hopperKernels, boolean hopperAnyWidth,
-                         DType dtype, AttentionSpec spec, boolean checkpoints) {
+                         boolean hopperPairs, DType dtype, AttentionSpec spec, boolean checkpoints) {
         String type = type(dtype);
         int dk = spec.dk();
         int dv = spec.dv();
@@ -118,6 +133,16 @@ final class Kernels {
         boolean fits = hopperAnyWidth ? shapes.hopperTakes(dk) : shapes.hopperFits(dk, dv);
         boolean hopper = tc && hopperKernels && fits && disjoint(variants, NOT_ON_HOPPER)
                 && device.has("lightning_forward_wg_" + type);
+        // Dk = Dv = 64 (LaunchShapes.hopperPairs), ungrouped, not normalized: the paired Hopper kernels,
+        // two heads a CTA, so that both consumer warpgroups work (the unpaired ones leave one idle there).
+        boolean pairs = tc && hopperKernels && hopperPairs && !hopperAnyWidth
+                && shapes.hopperPairs(dk, dv, spec.heads()) && spec.ungrouped() && !spec.normalized()
+                && disjoint(variants, NOT_ON_HOPPER) && device.has("lightning_forward_wg_pair_" + type);
+        if (pairs) {
+            return new Choice("lightning_forward_wg_pair_" + type, "lightning_states_wg_pair_" + type,
+                    shapes.hopperColumns, shapes.hopperThreads, shapes.hopperSharedBytes(dk, true),
+                    shapes.hopperSharedBytes(dk, false), 2);
+        }
         if (hopper) {
             return new Choice("lightning_forward_wg_" + type, "lightning_states_wg_" + type, shapes.hopperColumns,
                     shapes.hopperThreads, shapes.hopperSharedBytes(dk, true), shapes.hopperSharedBytes(dk, false));

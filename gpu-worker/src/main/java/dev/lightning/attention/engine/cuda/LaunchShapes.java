@@ -27,6 +27,8 @@ final class LaunchShapes {
     final int hopperColumns;
     final int hopperThreads;
     final int hopperMaxDk;
+    /** The Hopper module's paired kernels (two heads a CTA) take dk = dv = this; 0: none (or no module). */
+    final int hopperPairD;
     private final int[] portable;
     private final int[] hopper;
 
@@ -44,6 +46,7 @@ final class LaunchShapes {
         hopperColumns = hopper == null ? 0 : hopper[0];
         hopperThreads = hopper == null ? 0 : hopper[1];
         hopperMaxDk = hopper == null ? 0 : hopper[2];
+        hopperPairD = hopper == null ? 0 : hopper[3];
     }
 
     /**
@@ -107,6 +110,15 @@ final class LaunchShapes {
      */
     boolean hopperFits(int dk, int dv) {
         return hopperTakes(dk) && dk >= TensorCoreLayout.HOPPER_MIN_DK && dv > tcColumns;
+    }
+
+    /**
+     * Whether the Hopper module's paired kernels take this head layout's widths and count: Dk = Dv =
+     * {@link #hopperPairD} and an even number of heads (a CTA takes heads 2x and 2x + 1). The other
+     * conditions (no grouping, no normalization) are the spec's, checked by {@link Kernels#choose}.
+     */
+    boolean hopperPairs(int dk, int dv, int heads) {
+        return hopperPairD > 0 && dk == hopperPairD && dv == hopperPairD && heads % 2 == 0;
     }
 
     /** Whether the Hopper kernels are loaded and compute this Dk at all (they pad it to their maximum). */

@@ -29,8 +29,8 @@ import java.util.List;
  * stream. What runs on the kernel stream (slopes, state, the kernels, the final download) is the
  * backend's, through {@link KernelSide}.
  *
- * <p>Tensors that are views of host memory registered by this pipeline's allocator (the backend's
- * {@code hostTensor}) skip the staging: the device copies read q, k, v and write o there directly,
+ * <p>Tensors that are views of host memory registered by this pipeline's allocator, or of a block
+ * its backend holds from the device's {@link HostBlocks} (the backend's {@code hostTensor}), skip the staging: the device copies read q, k, v and write o there directly,
  * at PCIe speed, and the host only waits. The others (Java heap, unregistered direct buffers) are
  * staged through the pinned buffers by {@link HostCopies} on several threads. Host waits block on
  * the event (blocking-sync events) instead of spinning, leaving the cores to those copies.
@@ -99,9 +99,18 @@ final class SlicePipeline {
         String lastKernels();
     }
 
+    /** Registered blocks not of {@link #memory} whose views may be copied directly: those the backend holds now. */
+    private final java.util.function.Predicate<Object> held;
+
     /** Makes the buffers (empty until a window sizes them); {@link #create()} makes the streams and events. */
     SlicePipeline(DeviceAllocator memory) {
+        this(memory, b -> false);
+    }
+
+    /** The same, with {@code held} saying which other registered blocks the backend holds now. */
+    SlicePipeline(DeviceAllocator memory, java.util.function.Predicate<Object> held) {
         this.memory = memory;
+        this.held = held;
         qDev = new Buffer[] {memory.device("q set 0"), memory.device("q set 1")};
         kDev = new Buffer[] {memory.device("k set 0"), memory.device("k set 1")};
         vDev = new Buffer[] {memory.device("v set 0"), memory.device("v set 1")};
@@ -187,7 +196,7 @@ final class SlicePipeline {
      */
     Pointer registered(TokenTensor t, int from) {
         Object m = t.memory();
-        if (m instanceof Buffer b && b.direct != null && memory.owns(b)) {
+        if (m instanceof Buffer b && b.direct != null && (memory.owns(b) || held.test(b))) {
             // a slice of the block's buffer has its own address: no pointer arithmetic on JCuda's side
             ByteBuffer at = b.direct.duplicate();
             at.clear().position(Math.toIntExact(t.memoryOffset() + (long) from * t.tokenBytes()));

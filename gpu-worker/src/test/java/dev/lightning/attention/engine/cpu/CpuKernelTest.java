@@ -56,7 +56,29 @@ class CpuKernelTest {
             for (int[] shape : shapes) {
                 for (boolean transposed : new boolean[]{false, true}) {
                     for (int mode : new int[]{Kernel.SET, Kernel.ACCUMULATE, Kernel.SCALE_ADD}) {
-                        check(kernel, rnd, shape[0], shape[1], shape[2], transposed, mode);
+                        check(kernel, rnd, shape[0], shape[1], shape[2], transposed, mode, 0);
+                    }
+                }
+            }
+        }
+    }
+
+    /**
+     * B's rows (and a transposed A's steps) 64 or 128 floats apart, as the backend's scratch
+     * matrices are at D = 64 and 128: the vector kernel's constant-stride tiles take the whole
+     * 64-column tiles there, the general tiles the rest (columns past the last 64, fewer than 4 rows).
+     */
+    @Test
+    void productsOnPanelStridesMatchFloat64() {
+        SplittableRandom rnd = new SplittableRandom(11);
+        // {rows, cols, depth, ldb}
+        int[][] shapes = {{4, 64, 64, 64}, {64, 64, 64, 64}, {13, 64, 37, 64}, {3, 64, 5, 64}, {5, 48, 64, 64},
+                {64, 128, 64, 128}, {8, 128, 130, 128}, {64, 100, 17, 128}, {7, 64, 1, 128}, {64, 64, 64, 128}};
+        for (Kernel kernel : kernels()) {
+            for (int[] shape : shapes) {
+                for (boolean transposed : new boolean[]{false, true}) {
+                    for (int mode : new int[]{Kernel.SET, Kernel.ACCUMULATE, Kernel.SCALE_ADD}) {
+                        check(kernel, rnd, shape[0], shape[1], shape[2], transposed, mode, shape[3]);
                     }
                 }
             }
@@ -65,16 +87,18 @@ class CpuKernelTest {
 
     /**
      * One product against float64: C = A B, C += A B ({@link Kernel#product}) or C = beta C + A B
-     * ({@link Kernel#productScaleAdd}, beta random in [0.5, 1), as a chunk's decay is).
+     * ({@link Kernel#productScaleAdd}, beta random in [0.5, 1), as a chunk's decay is). B's row
+     * stride is {@code stride} where that is not 0 (and a transposed A's step stride with it), else
+     * a few floats more than a row.
      */
     private static void check(Kernel kernel, SplittableRandom rnd, int rows, int cols, int depth,
-                              boolean transposed, int mode) {
+                              boolean transposed, int mode, int stride) {
         int ao = 3;
-        int lda = (transposed ? rows : depth) + 5;
+        int lda = transposed && stride > 0 ? stride : (transposed ? rows : depth) + 5;
         int ais = transposed ? 1 : lda;
         int ads = transposed ? lda : 1;
         int bo = 2;
-        int ldb = cols + 3;
+        int ldb = stride > 0 ? stride : cols + 3;
         int co = 1;
         int ldc = cols + 7;
         float[] a = random(rnd, ao + lda * (transposed ? depth : rows));
@@ -87,7 +111,7 @@ class CpuKernelTest {
         } else {
             kernel.product(a, ao, ais, ads, b, bo, ldb, c, co, ldc, rows, cols, depth, mode == Kernel.ACCUMULATE);
         }
-        String what = kernel.name() + " " + rows + "x" + cols + "x" + depth + (transposed ? " A^T" : "")
+        String what = kernel.name() + " " + rows + "x" + cols + "x" + depth + (transposed ? " A^T" : "") + " ldb " + ldb
                 + (mode == Kernel.SET ? " C=" : mode == Kernel.ACCUMULATE ? " C+=" : " C=beta C+");
         for (int i = 0; i < rows; i++) {
             for (int j = 0; j < ldc; j++) {
@@ -257,6 +281,62 @@ class CpuKernelTest {
                 LightningState s1 = reused.advance(spec, k, v, initial);
                 LightningState s2 = new CpuBackend().advance(spec, k, v, initial);
                 assertTrue(java.util.Arrays.equals(s1.toBytes(), s2.toBytes()), what + ": state differs");
+            }
+        }
+    }
+
+    /**
+     * The backend on the vector kernel at head widths of 64 and 128, where its scratch matrices are
+     * one or two panels wide and the products run on the constant-stride tiles (a last chunk of
+     * fewer than 64 tokens on the general ones), against the float64 recurrence: plain with an
+     * initial state, and grouped normalized elu1 with checkpoints, Dk != Dv among them, H = 3.
+     */
+    @Test
+    void vectorKernelBackendAtPanelWidthsMatchesTheRecurrence() {
+        Kernel vector = Kernel.vectorOrNull();
+        assertNotNull(vector, "jdk.incubator.vector does not load in the test JVM");
+        SplittableRandom rnd = new SplittableRandom(29);
+        int[][] widths = {{64, 64}, {128, 128}, {64, 128}, {128, 64}};
+        for (int[] w : widths) {
+            int dk = w[0];
+            int dv = w[1];
+            AttentionSpec plain = new AttentionSpec(3, dk, dv, new double[] {0.5, 0.06, 0.004}, 0.125, 64);
+            AttentionSpec variant = plain.withHeads(3, 1, 3).withFeatureMap(FeatureMap.ELU1).withNormalization(1e-6);
+            for (AttentionSpec spec : new AttentionSpec[] {plain, variant}) {
+                for (int tokens : new int[] {1, 63, 200}) {
+                    TokenTensor q = Inputs.random(rnd, DType.F32, tokens, spec.headsQ(), dk);
+                    TokenTensor k = Inputs.random(rnd, DType.F32, tokens, spec.headsK(), dk);
+                    TokenTensor v = Inputs.random(rnd, DType.F32, tokens, spec.headsV(), dv);
+                    float[] s = new float[spec.stateSize()];
+                    for (int i = 0; i < s.length; i++) {
+                        s[i] = (float) (rnd.nextDouble() * 2 - 1);
+                    }
+                    float[] z = null;
+                    if (spec.normalized()) {
+                        z = new float[spec.normalizerSize()];
+                        for (int i = 0; i < z.length; i++) {
+                            z[i] = (float) (rnd.nextDouble() * 2 + 1);
+                        }
+                    }
+                    LightningState initial = z == null ? LightningState.of(3, dk, dv, s) : LightningState.of(3, dk, dv, s, z);
+                    Checkpoints got = spec.normalized() ? Checkpoints.of(spec, 64, 0, tokens) : Checkpoints.none();
+                    Checkpoints want = spec.normalized() ? Checkpoints.of(spec, 64, 0, tokens) : Checkpoints.none();
+                    TokenTensor gotO = TokenTensor.allocate(DType.F32, tokens, 3, dv);
+                    TokenTensor wantO = TokenTensor.allocate(DType.F32, tokens, 3, dv);
+                    LightningState gotS = new CpuBackend(vector).forward(spec, q, k, v, initial, gotO, got);
+                    LightningState wantS = new RecurrentReference().forward(spec, q, k, v, initial, wantO, want);
+                    String at = "Dk=" + dk + " Dv=" + dv + " T=" + tokens + (spec.normalized() ? " grouped elu1 normalized" : "");
+                    assertTrue(Inputs.relativeError(gotO.toFloats(), wantO.toFloats()) < 1e-5, at + ": o");
+                    assertTrue(Inputs.relativeError(gotS.data(), wantS.data()) < 1e-5, at + ": S");
+                    if (spec.normalized()) {
+                        assertTrue(Inputs.relativeError(gotS.normalizerData(), wantS.normalizerData()) < 1e-5, at + ": z");
+                    }
+                    if (got.count() > 0) {
+                        assertTrue(Inputs.relativeError(got.kvData(), want.kvData()) < 1e-5, at + ": checkpoints");
+                    }
+                    LightningState advanced = new CpuBackend(vector).advance(spec, k, v, initial);
+                    assertTrue(Inputs.relativeError(advanced.data(), wantS.data()) < 1e-5, at + ": advance S");
+                }
             }
         }
     }

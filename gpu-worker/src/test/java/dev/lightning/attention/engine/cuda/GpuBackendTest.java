@@ -128,11 +128,12 @@ class GpuBackendTest {
      * Segment plans, on each family. With 132 SMs (H100, H200): T = 20000, H = 2 is cut into 66
      * short segments by either family; H = 50, Dv = 48 and (Hopper kernels) H = 50, Dv = 128 into two,
      * with pass 1 cut finer than pass 2 (every second sub-segment starts a segment); H = 33, Dv = 100
-     * into four on the Hopper kernels and none on the portable ones (66 CTAs fill half the GPU).
+     * into four on the Hopper kernels and none on the portable ones (66 CTAs fill half the GPU); H = 50,
+     * Dk = Dv = 64 on the paired Hopper kernels (25 CTAs a segment) and on the portable ones.
      */
     @ParameterizedTest(name = "T={0} H={1} Dk={2} Dv={3}")
     @org.junit.jupiter.params.provider.CsvSource({"20000, 2, 128, 128", "3000, 50, 128, 128", "3000, 50, 64, 48",
-            "4100, 33, 96, 100"})
+            "4100, 33, 96, 100", "3000, 50, 64, 64"})
     void segmentPlansAgreeWithTheRecurrence(int t, int h, int dk, int dv) {
         SplittableRandom rnd = new SplittableRandom(7L * t + h);
         AttentionSpec spec = new AttentionSpec(h, dk, dv, Slopes.minimax(h), 1.0, 64);
@@ -418,6 +419,50 @@ class GpuBackendTest {
         assertVariantAgreesWithTheRecurrence(c);
     }
 
+    /**
+     * Dk = Dv = 64, the width of the paired Hopper kernels (two neighbouring heads a CTA, on an
+     * H100/H200): even H, ungrouped and unnormalized (these take them), with each feature map, with
+     * and without checkpoints and an initial state, T not a multiple of the chunk; and beside them
+     * cases of the same width that must not take them (odd H, grouped heads, normalization). Each
+     * case checks the kernels chosen: on a GPU with the Hopper kernels exactly the first kind pairs.
+     */
+    static java.util.stream.Stream<VariantCase> pairedCases() {
+        return java.util.stream.Stream.of(
+                new VariantCase(1000, 4, 4, 4, 64, 64, "minimax", FeatureMap.IDENTITY, false, true, DType.BF16, 128, 9201),
+                new VariantCase(700, 6, 6, 6, 64, 64, "8", FeatureMap.RELU, false, false, DType.F16, 64, 9202),
+                new VariantCase(257, 2, 2, 2, 64, 64, "1e-6", FeatureMap.ELU1, false, true, DType.BF16, 0, 9203),
+                new VariantCase(4100, 8, 8, 8, 64, 64, "minimax", FeatureMap.IDENTITY, false, true, DType.F16, 0, 9204),
+                new VariantCase(1000, 3, 3, 3, 64, 64, "minimax", FeatureMap.IDENTITY, false, true, DType.BF16, 0, 9205),
+                new VariantCase(700, 4, 4, 2, 64, 64, "minimax", FeatureMap.RELU, false, true, DType.BF16, 64, 9206),
+                new VariantCase(700, 4, 4, 4, 64, 64, "minimax", FeatureMap.ELU1, true, true, DType.BF16, 0, 9207));
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("pairedCases")
+    void pairedHeadsAgreeWithTheRecurrence(VariantCase c) {
+        assertVariantAgreesWithTheRecurrence(c);
+        assertPairedAsExpected(c);
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("pairedCases")
+    void pairedHeadsCutIntoSlicesAndSegmentsAgreeWithTheWholeWindow(VariantCase c) {
+        assertSplitAgreesWithTheWholeWindow(c);
+        assertPairedAsExpected(c);
+    }
+
+    /** The paired kernels ran exactly where they should: on a Hopper GPU for every pairable case. */
+    private static void assertPairedAsExpected(VariantCase c) {
+        boolean pairable = c.heads() % 2 == 0 && c.hq() == c.heads() && c.hk() == c.heads() && c.hv() == c.heads()
+                && !c.normalized();
+        boolean hopper = tensorCores.kernelsFor(new AttentionSpec(2, 128, 128, Slopes.minimax(2), 1.0, 64), c.dtype())
+                .forward().contains(CudaDevice.HOPPER_MARK);
+        Kernels.Choice chosen = tensorCores.kernelsFor(c.spec(), c.dtype());
+        assertEquals(pairable && hopper, chosen.headsPerCta() == 2, c + ": kernels " + chosen.forward());
+        assertEquals(chosen.headsPerCta() == 2, tensorCores.lastKernels.contains("_wg_pair_"),
+                c + ": last launch " + tensorCores.lastKernels);
+    }
+
     private static void assertVariantAgreesWithTheRecurrence(VariantCase c) {
         AttentionSpec spec = c.spec();
         TokenTensor[] qkv = c.inputs();
@@ -453,6 +498,10 @@ class GpuBackendTest {
     @ParameterizedTest(name = "{0}")
     @MethodSource("variantCases")
     void variantsCutIntoSlicesAndSegmentsAgreeWithTheWholeWindow(VariantCase c) {
+        assertSplitAgreesWithTheWholeWindow(c);
+    }
+
+    private static void assertSplitAgreesWithTheWholeWindow(VariantCase c) {
         Assumptions.assumeTrue(c.tokens() > 128, "one slice only");
         AttentionSpec spec = c.spec();
         TokenTensor[] qkv = c.inputs();

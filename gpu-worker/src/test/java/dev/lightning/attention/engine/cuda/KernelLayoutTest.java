@@ -24,6 +24,7 @@ class KernelLayoutTest {
         hopper[0] = 128;
         hopper[1] = 384;
         hopper[2] = 128;
+        hopper[3] = 64;
         for (int dk = 1; dk < LaunchShapes.DK_SLOTS; dk++) {
             portable[LaunchShapes.DK_SLOTS + dk] = 1000 + dk;
             portable[2 * LaunchShapes.DK_SLOTS + dk] = 2000 + dk;
@@ -48,6 +49,13 @@ class KernelLayoutTest {
         assertTrue(s.hopperFits(128, 128) && s.hopperFits(65, 65));
         assertFalse(s.hopperFits(64, 128) || s.hopperFits(129, 128) || s.hopperFits(128, 64));
         assertFalse(LaunchShapes.of(portable, null).hopperFits(128, 128), "no Hopper module, no Hopper kernels");
+        assertTrue(s.hopperPairs(64, 64, 2) && s.hopperPairs(64, 64, 96));
+        assertFalse(s.hopperPairs(64, 64, 3) || s.hopperPairs(64, 32, 4) || s.hopperPairs(128, 128, 4)
+                || s.hopperPairs(32, 32, 4), "the paired kernels: dk = dv = 64, even H only");
+        assertFalse(LaunchShapes.of(portable, null).hopperPairs(64, 64, 2), "no Hopper module, no paired kernels");
+        int[] oldHopper = hopper.clone();
+        oldHopper[3] = 0; // a module built before the paired kernels reports none
+        assertFalse(LaunchShapes.of(portable, oldHopper).hopperPairs(64, 64, 2));
         int[] old = portable.clone();
         old[7] = 0; // a module built before the _n64 kernels reports none
         assertEquals("", LaunchShapes.of(old, hopper).tensorCoreSuffix(64));
@@ -80,6 +88,8 @@ class KernelLayoutTest {
         for (String type : new String[] {"bf16", "f16"}) {
             assertTrue(hopper.contains(".entry lightning_forward_wg_" + type), type);
             assertTrue(hopper.contains(".entry lightning_states_wg_" + type), type);
+            assertTrue(hopper.contains(".entry lightning_forward_wg_pair_" + type), type);
+            assertTrue(hopper.contains(".entry lightning_states_wg_pair_" + type), type);
         }
         assertTrue(hopper.contains("wgmma.mma_async"), "the Hopper kernels use wgmma");
         assertTrue(hopper.contains(".entry lightning_args_layout") && hopper.contains(".entry lightning_wg_launch_shapes"),

@@ -1,0 +1,145 @@
+package dev.lightning.attention.engine.cuda;
+
+import dev.lightning.attention.engine.cuda.DeviceAllocator.Buffer;
+
+import java.nio.ByteBuffer;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.IdentityHashMap;
+import java.util.List;
+import java.util.Set;
+import java.util.function.LongFunction;
+
+/**
+ * The registered host blocks of one device, kept for the executor's life rather than a task's:
+ * registering a block page-locks it, which costs about as much as copying it, and the job's tasks
+ * each took and registered their window blocks (1 GiB, two with read-ahead) again at every
+ * start, with the disk idle meanwhile. A backend takes a block here ({@link #take}) and gives it
+ * back when it lets the tensor go or closes ({@link #give}), failed task or not; the next task's
+ * backend on the device takes it again, still registered. Blocks given back are kept up to
+ * {@code keepBytes} in all (the largest first to go beyond it).
+ *
+ * <p>The blocks are buffers of an allocator of their own, closed with the device at executor
+ * shutdown ({@link #close}), before its context goes: blocks kept are unregistered then, and a
+ * block still taken by a backend that never closed is a leak, which that allocator's leak check
+ * reports (an error where assertions are on) after freeing it.
+ */
+final class HostBlocks implements AutoCloseable {
+    private final DeviceAllocator memory;
+    /** The registration calls of {@link #memory}, made outside the lock. */
+    private final DeviceAllocator.Memory calls;
+    private final long keepBytes;
+    /** Registered blocks no backend holds, smallest first. */
+    private final List<Buffer> kept = new ArrayList<>();
+    /** Blocks a backend holds now. */
+    private final Set<Buffer> taken = Collections.newSetFromMap(new IdentityHashMap<>());
+    private int made;
+    private long registrations;
+
+    /**
+     * @param owner     the device, in messages
+     * @param memory    the registration calls (the driver's, or a test's fake)
+     * @param keepBytes most bytes of blocks kept while no backend holds them
+     */
+    HostBlocks(String owner, DeviceAllocator.Memory memory, long keepBytes, boolean leaksAreErrors) {
+        this.memory = new DeviceAllocator("host blocks of " + owner, 0, memory, () -> { }, leaksAreErrors);
+        this.calls = memory;
+        this.keepBytes = keepBytes;
+    }
+
+    /**
+     * A registered block of at least {@code bytes}: the smallest kept one that holds them, else a
+     * new one ({@code allocate} gives its direct buffer, which is then registered; a failed
+     * registration is thrown and nothing is kept). Its {@code direct} buffer may be larger. A new
+     * block is allocated and registered outside the lock, so that tasks starting together register
+     * theirs at the same time.
+     */
+    Buffer take(long bytes, LongFunction<ByteBuffer> allocate) {
+        synchronized (this) {
+            for (int i = 0; i < kept.size(); i++) {
+                Buffer b = kept.get(i);
+                if (b.capacity >= bytes) {
+                    kept.remove(i);
+                    taken.add(b);
+                    return b;
+                }
+            }
+        }
+        ByteBuffer direct = allocate.apply(bytes);
+        jcuda.Pointer host = jcuda.Pointer.to(direct);
+        calls.registerHost(host, direct.capacity());
+        synchronized (this) {
+            Buffer b = memory.adoptRegistered("host block " + (++made), direct, host);
+            registrations++;
+            taken.add(b);
+            return b;
+        }
+    }
+
+    /** Whether {@code b} is a block of this device that a backend holds now. */
+    synchronized boolean isTaken(Object b) {
+        return b instanceof Buffer buf && taken.contains(buf);
+    }
+
+    /**
+     * Takes back a block from {@link #take} (no copy may use it any more); it is kept for the next
+     * taker, or unregistered when the blocks kept would pass {@code keepBytes}.
+     */
+    synchronized void give(Buffer b) {
+        if (!taken.remove(b)) {
+            throw new IllegalStateException("host block " + b + " was not taken from " + this + " (given back twice?)");
+        }
+        int at = 0;
+        while (at < kept.size() && kept.get(at).capacity <= b.capacity) {
+            at++;
+        }
+        kept.add(at, b);
+        long total = 0;
+        for (Buffer k : kept) {
+            total += k.capacity;
+        }
+        while (total > keepBytes && !kept.isEmpty()) {
+            Buffer largest = kept.remove(kept.size() - 1);
+            total -= largest.capacity;
+            largest.close();
+        }
+    }
+
+    /** Blocks registered so far (each registration, kept ones not counted again). */
+    synchronized long registrations() {
+        return registrations;
+    }
+
+    /** Bytes of the blocks kept now (held by no backend). */
+    synchronized long keptBytes() {
+        long total = 0;
+        for (Buffer k : kept) {
+            total += k.capacity;
+        }
+        return total;
+    }
+
+    /** Blocks held by backends now. */
+    synchronized int takenCount() {
+        return taken.size();
+    }
+
+    /**
+     * Unregisters every kept block, then closes the allocator, whose leak check reports the blocks
+     * still taken (after unregistering them too).
+     */
+    @Override
+    public synchronized void close() {
+        for (Buffer b : kept) {
+            b.close();
+        }
+        kept.clear();
+        taken.clear();
+        memory.close();
+    }
+
+    @Override
+    public String toString() {
+        return "host blocks (" + kept.size() + " kept, " + taken.size() + " taken)";
+    }
+}

@@ -1,0 +1,247 @@
+package dev.lightning.attention.engine.cuda;
+
+import dev.lightning.attention.engine.cuda.DeviceAllocator.Buffer;
+import jcuda.Pointer;
+import jcuda.driver.CUdeviceptr;
+import org.junit.jupiter.api.Test;
+
+import java.nio.ByteBuffer;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotSame;
+import static org.junit.jupiter.api.Assertions.assertSame;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** The executor's registered host blocks against a fake driver that counts registrations: no GPU needed. */
+class HostBlocksTest {
+    /** Registers by counting; what is registered now, in bytes by pointer's buffer. */
+    private static final class FakeCalls implements DeviceAllocator.Memory {
+        final List<Pointer> registered = new ArrayList<>();
+        int registrations;
+        int unregistrations;
+        RuntimeException failNextRegister;
+        CountDownLatch inRegister;
+        CountDownLatch releaseRegister;
+
+        @Override
+        public CUdeviceptr allocDevice(long bytes) {
+            throw new AssertionError("host blocks allocate no device memory");
+        }
+
+        @Override
+        public void freeDevice(CUdeviceptr ptr) {
+            throw new AssertionError("host blocks free no device memory");
+        }
+
+        @Override
+        public Pointer allocHost(long bytes) {
+            throw new AssertionError("host blocks are registered, not allocated by the driver");
+        }
+
+        @Override
+        public void freeHost(Pointer host) {
+            throw new AssertionError("host blocks are registered, not allocated by the driver");
+        }
+
+        @Override
+        public void registerHost(Pointer host, long bytes) {
+            if (failNextRegister != null) {
+                RuntimeException e = failNextRegister;
+                failNextRegister = null;
+                throw e;
+            }
+            if (inRegister != null) {
+                inRegister.countDown();
+                try {
+                    assertTrue(releaseRegister.await(10, TimeUnit.SECONDS), "registrations were serialized");
+                } catch (InterruptedException e) {
+                    throw new AssertionError(e);
+                }
+            }
+            synchronized (this) {
+                registered.add(host);
+                registrations++;
+            }
+        }
+
+        @Override
+        public synchronized void unregisterHost(Pointer host) {
+            assertTrue(registered.remove(host), "unregister of memory that is not registered");
+            unregistrations++;
+        }
+    }
+
+    private static ByteBuffer direct(long bytes) {
+        return ByteBuffer.allocateDirect(Math.toIntExact(bytes));
+    }
+
+    @Test
+    void blocksGivenBackAreTakenAgainStillRegistered() {
+        FakeCalls calls = new FakeCalls();
+        HostBlocks blocks = new HostBlocks("fake", calls, 1 << 20, true);
+        Buffer a = blocks.take(100_000, HostBlocksTest::direct);
+        Buffer b = blocks.take(300_000, HostBlocksTest::direct);
+        assertEquals(2, calls.registrations);
+        assertTrue(blocks.isTaken(a) && blocks.isTaken(b));
+        blocks.give(a);
+        blocks.give(b);
+        assertFalse(blocks.isTaken(a));
+        assertEquals(400_000, blocks.keptBytes());
+        // the next task: the smallest kept block that holds the bytes, no registration
+        assertSame(b, blocks.take(200_000, HostBlocksTest::direct));
+        assertSame(a, blocks.take(50_000, HostBlocksTest::direct));
+        Buffer c = blocks.take(100_000, HostBlocksTest::direct); // none kept: a new one
+        assertNotSame(a, c);
+        assertEquals(3, calls.registrations);
+        assertEquals(0, calls.unregistrations);
+        blocks.give(a);
+        assertThrows(IllegalStateException.class, () -> blocks.give(a), "a block given back twice");
+        blocks.give(b);
+        blocks.give(c);
+        blocks.close();
+        assertEquals(0, calls.registered.size(), "close unregisters every kept block");
+    }
+
+    @Test
+    void keptBytesStayWithinTheLimitLargestFirstToGo() {
+        FakeCalls calls = new FakeCalls();
+        HostBlocks blocks = new HostBlocks("fake", calls, 500_000, true);
+        Buffer small = blocks.take(100_000, HostBlocksTest::direct);
+        Buffer mid = blocks.take(200_000, HostBlocksTest::direct);
+        Buffer large = blocks.take(400_000, HostBlocksTest::direct);
+        blocks.give(small);
+        blocks.give(large); // 500,000 kept: at the limit
+        assertEquals(500_000, blocks.keptBytes());
+        blocks.give(mid); // 700,000 would pass it: the large one goes
+        assertEquals(300_000, blocks.keptBytes());
+        assertEquals(1, calls.unregistrations);
+        assertEquals(2, calls.registered.size());
+        blocks.close();
+        assertEquals(0, calls.registered.size());
+    }
+
+    @Test
+    void aBlockNeverGivenBackIsALoudLeakAtCloseAndStillUnregistered() {
+        FakeCalls calls = new FakeCalls();
+        HostBlocks blocks = new HostBlocks("fake", calls, 1 << 20, true);
+        blocks.give(blocks.take(1000, HostBlocksTest::direct));
+        blocks.take(2000, HostBlocksTest::direct); // a backend that never closed
+        IllegalStateException leak = assertThrows(IllegalStateException.class, blocks::close);
+        assertTrue(leak.getMessage().contains("host blocks of fake"), leak.getMessage());
+        assertEquals(0, calls.registered.size(), "both unregistered, the leaked one too");
+        HostBlocks quiet = new HostBlocks("fake", calls, 1 << 20, false);
+        quiet.take(2000, HostBlocksTest::direct);
+        quiet.close(); // leaks are freed silently where they are not errors
+        assertEquals(0, calls.registered.size());
+    }
+
+    @Test
+    void aFailedRegistrationKeepsNothing() {
+        FakeCalls calls = new FakeCalls();
+        HostBlocks blocks = new HostBlocks("fake", calls, 1 << 20, true);
+        calls.failNextRegister = new IllegalStateException("locked-memory limit");
+        assertThrows(IllegalStateException.class, () -> blocks.take(1000, HostBlocksTest::direct));
+        assertEquals(0, blocks.takenCount());
+        assertEquals(0, blocks.keptBytes());
+        blocks.close(); // no leak reported
+    }
+
+    /** Tasks starting together register their blocks at the same time, not one after the other. */
+    @Test
+    void registrationsRunOutsideTheLock() throws Exception {
+        FakeCalls calls = new FakeCalls();
+        HostBlocks blocks = new HostBlocks("fake", calls, 1 << 20, true);
+        calls.inRegister = new CountDownLatch(2);
+        calls.releaseRegister = new CountDownLatch(1);
+        ExecutorService pool = Executors.newFixedThreadPool(2);
+        try {
+            Future<Buffer> one = pool.submit(() -> blocks.take(1000, HostBlocksTest::direct));
+            Future<Buffer> two = pool.submit(() -> blocks.take(1000, HostBlocksTest::direct));
+            assertTrue(calls.inRegister.await(10, TimeUnit.SECONDS), "both registrations under way at once");
+            calls.releaseRegister.countDown();
+            Buffer a = one.get(10, TimeUnit.SECONDS);
+            Buffer b = two.get(10, TimeUnit.SECONDS);
+            assertNotSame(a, b);
+            assertEquals(2, blocks.takenCount());
+            blocks.give(a);
+            blocks.give(b);
+        } finally {
+            pool.shutdownNow();
+        }
+        blocks.close();
+        assertEquals(0, calls.registered.size());
+    }
+
+    /**
+     * On the GPU: a task's window block given back at its backend's close() is the next backend's,
+     * still registered (no new registration), its copies straight from it (the result is the same
+     * as from the heap); close() leaves no block taken. Skipped without a GPU.
+     */
+    @Test
+    void gpuBackendsInARowShareTheirBlocks() {
+        String reason = CudaBackend.unavailableReason();
+        if (reason != null) {
+            System.out.println("HostBlocksTest.gpuBackendsInARowShareTheirBlocks SKIPPED: " + reason);
+            org.junit.jupiter.api.Assumptions.assumeTrue(false, reason);
+        }
+        HostBlocks blocks = CudaDevice.open(0).hostBlocks();
+        int t = 300;
+        dev.lightning.attention.engine.AttentionSpec spec = new dev.lightning.attention.engine.AttentionSpec(4, 32, 32,
+                dev.lightning.attention.engine.Slopes.minimax(4), 0.5, 64);
+        java.util.SplittableRandom rnd = new java.util.SplittableRandom(5);
+        dev.lightning.attention.tensor.TokenTensor[] qkv = new dev.lightning.attention.tensor.TokenTensor[3];
+        for (int i = 0; i < 3; i++) {
+            qkv[i] = dev.lightning.attention.tensor.TokenTensor.allocate(dev.lightning.attention.tensor.DType.BF16, t, 4, 32);
+            java.nio.ByteBuffer b = qkv[i].writableBytes();
+            for (int j = 0; j < b.capacity() / 2; j++) {
+                b.putShort(j * 2, (short) (0x3c00 + rnd.nextInt(0x400) | (rnd.nextBoolean() ? 0x8000 : 0)));
+            }
+        }
+        byte[] expect;
+        try (CudaBackend gpu = new CudaBackend(0, true, dev.lightning.attention.engine.Backends.DEFAULT_GPU_MEMORY)) {
+            dev.lightning.attention.tensor.TokenTensor o = dev.lightning.attention.tensor.TokenTensor.allocate(
+                    dev.lightning.attention.tensor.DType.BF16, t, 4, 32);
+            gpu.forward(spec, qkv[0], qkv[1], qkv[2], dev.lightning.attention.engine.LightningState.zeros(spec), o);
+            expect = bytes(o);
+        }
+        long before = blocks.registrations();
+        Object first = null;
+        for (int task = 0; task < 3; task++) {
+            try (CudaBackend gpu = new CudaBackend(0, true, dev.lightning.attention.engine.Backends.DEFAULT_GPU_MEMORY)) {
+                dev.lightning.attention.tensor.TokenTensor[] r = new dev.lightning.attention.tensor.TokenTensor[4];
+                for (int i = 0; i < 4; i++) {
+                    r[i] = gpu.scratchHostTensor(dev.lightning.attention.tensor.DType.BF16, t, 4, 32);
+                    if (i < 3) {
+                        r[i].writableBytes().put(0, qkv[i].writableBytes(), 0, qkv[i].writableBytes().capacity());
+                    }
+                }
+                if (task == 0) {
+                    first = r[0].memory();
+                }
+                gpu.forward(spec, r[0], r[1], r[2], dev.lightning.attention.engine.LightningState.zeros(spec), r[3]);
+                org.junit.jupiter.api.Assertions.assertArrayEquals(expect, bytes(r[3]), "task " + task + ": o");
+                assertTrue(blocks.isTaken(r[0].memory()));
+            }
+            assertEquals(0, blocks.takenCount(), "blocks taken after task " + task + "'s close");
+        }
+        assertTrue(blocks.registrations() - before <= 4, "registrations " + (blocks.registrations() - before)
+                + " for 3 tasks of 4 blocks each");
+        assertTrue(first != null && blocks.keptBytes() > 0);
+    }
+
+    private static byte[] bytes(dev.lightning.attention.tensor.TokenTensor t) {
+        java.nio.ByteBuffer b = t.writableBytes().duplicate();
+        byte[] out = new byte[b.remaining()];
+        b.get(out);
+        return out;
+    }
+}
