@@ -1,8 +1,9 @@
 // What normalization costs the Hopper kernels, build against build: loads several builds of the
 // Hopper module (cubins of lightning_sm90.cu, each made with other -D flags) into one process,
 // checks each build's kernels against a float64 recurrence, then times plain, normalized identity,
-// elu1 and normalized elu1 on every build, the builds interleaved round by round (so drift of the
-// card hits all alike), and prints the medians.
+// elu1 and normalized elu1 on every build, the builds interleaved round by round, their order rotated
+// by one each round (so drift of the card and a build's place in the round hit all alike), and
+// prints the medians.
 //
 // Build (repository root; the harness itself is host code plus a fill kernel):
 //   nvcc -O2 -arch=sm_90 -I gpu-worker/src/main/cuda bench/cuda/norm_cost.cu -o norm_cost
@@ -336,8 +337,11 @@ int main(int argc, char** argv) {
     // times[build][cfg][round]: total, forward
     std::vector<std::vector<std::vector<float>>> tot(builds.size(), std::vector<std::vector<float>>(4)),
         fw(builds.size(), std::vector<std::vector<float>>(4));
+    // The builds' order rotates by one each round, so that a position in the round (the first portable
+    // build after the Hopper ones ran its plain case 10% slower in one run) falls on every build alike.
     for (int r = -1; r < rounds; ++r) {  // round -1: warm-up
-        for (size_t bi = 0; bi < builds.size(); ++bi) {
+        for (size_t j = 0; j < builds.size(); ++j) {
+            const size_t bi = (j + (size_t)(r + 1)) % builds.size();
             const Build& b = builds[bi];
             for (int c = 0; c < 4; ++c) {
                 LightningArgs a;

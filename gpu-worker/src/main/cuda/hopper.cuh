@@ -86,6 +86,11 @@
 #ifndef LIGHTNING_WG_Z_WGMMA
 #define LIGHTNING_WG_Z_WGMMA 1
 #endif
+// LIGHTNING_WG_MAP_FUSED (default 1; 0 builds the previous loop): the forward loaders map their Q and
+// K pieces in one loop (two independent rows in flight; see LIGHTNING_WG_MAP_LOADER_REGS).
+#ifndef LIGHTNING_WG_MAP_FUSED
+#define LIGHTNING_WG_MAP_FUSED 1
+#endif
 __host__ __device__ inline int lightning_wg_smem_bytes(int dk, int forward) {
     (void)dk;
     const int qk = 16384, nc = LIGHTNING_WG_COLUMNS;
@@ -138,9 +143,19 @@ constexpr int kLoaders = 128;
 #ifndef LIGHTNING_WG_NORM_LOADER_REGS
 #define LIGHTNING_WG_NORM_LOADER_REGS (LIGHTNING_WG_Z_WGMMA ? 88 : 64)
 #endif
-template <bool FWD, bool NORM> struct Regs {
-    static constexpr int loader = FWD ? (NORM ? LIGHTNING_WG_NORM_LOADER_REGS : 56) : 88,
-                         consumer = FWD ? (NORM ? (3 * 168 - LIGHTNING_WG_NORM_LOADER_REGS) / 2 / 8 * 8 : 224) : 208;
+// LIGHTNING_WG_MAP_LOADER_REGS (default 72; 0 builds the previous code, one plain body with 56): the
+// plain forward with a feature map runs as a body of its own whose loaders get this many registers
+// (the consumers the rest, 216; no spill, ptxas sm_90a; 88 left a 24-byte spill), as the normalized
+// forward's do. With 56 the map's loads and exponentials had too few registers to overlap: on an H200
+// (T = 1M, H = 64, D = 128, bf16, 2026-12-03) elu1 cost +31.8% over plain in DeviceBench and +19.3% with
+// this and LIGHTNING_WG_MAP_FUSED (norm_cost: 45.2 -> 37.0 ms, plain unchanged at 25.9 ms).
+#ifndef LIGHTNING_WG_MAP_LOADER_REGS
+#define LIGHTNING_WG_MAP_LOADER_REGS 72
+#endif
+template <bool FWD, bool NORM, bool MAPR = false> struct Regs {
+    static constexpr int wide = NORM ? LIGHTNING_WG_NORM_LOADER_REGS : LIGHTNING_WG_MAP_LOADER_REGS;
+    static constexpr int loader = FWD ? (NORM || MAPR ? wide : 56) : 88,
+                         consumer = FWD ? (NORM || MAPR ? (3 * 168 - wide) / 2 / 8 * 8 : 224) : 208;
     static_assert(loader + 2 * consumer <= 3 * 168, "setmaxnreg must fit the registers the CTA launched with");
 };
 // The feature map on the pieces of a Q or K tile that loader thread lt copied with load_tile's
@@ -148,8 +163,10 @@ template <bool FWD, bool NORM> struct Regs {
 // 16-bit arithmetic (lightning_common.cuh's phi_pair). Only real elements (rows < m, pieces of
 // columns < valid: valid % 8 == 0 on this path) are mapped: the zero padding must stay zero
 // (elu(0) + 1 = 1 would add a phantom dk column or token). One row a step: two rows a step (twice
-// the independent work in flight) spilled 12 bytes of the loaders' registers (ptxas, sm_90a), and
-// a loader spill cost the plain kernel 8% once before. FM: the feature map code as a constant.
+// the independent work in flight) spilled 12 bytes of the 56 registers the plain forward's loaders
+// had then (ptxas, sm_90a), and a loader spill cost the plain kernel 8% once before. The forward now
+// maps Q and K together (map_tiles2) with 72 or 88 loader registers; the states kernel (K only, 88)
+// uses this. FM: the feature map code as a constant.
 template <typename T, int FM>
 __device__ __forceinline__ void map_tile(unsigned char* tile, int m, int valid, int lt) {
     const int r0 = lt >> 4, jp = lt & 15;
@@ -163,6 +180,31 @@ __device__ __forceinline__ void map_tile(unsigned char* tile, int m, int valid, 
         u.z = phi_pair<T, FM>(u.z);
         u.w = phi_pair<T, FM>(u.w);
         *reinterpret_cast<uint4*>(p) = u;
+    }
+}
+// map_tile on the same pieces of the Q and K tiles (same layout, same m and valid) in one loop
+// (LIGHTNING_WG_MAP_FUSED): two independent loads, maps and stores a step.
+template <typename T, int FM>
+__device__ __forceinline__ void map_tiles2(unsigned char* tq, unsigned char* tk, int m, int valid, int lt) {
+    const int r0 = lt >> 4, jp = lt & 15;
+    if (8 * jp >= valid) return;
+    const int off = ((jp >> 3) << 13) + (r0 << 7) + (((jp & 7) ^ r0) << 4);
+    unsigned char* p = tq + off;
+    unsigned char* pk = tk + off;
+#pragma unroll 1
+    for (int r = r0; r < m; r += 8, p += 1024, pk += 1024) {
+        uint4 u = *reinterpret_cast<const uint4*>(p);
+        uint4 w = *reinterpret_cast<const uint4*>(pk);
+        u.x = phi_pair<T, FM>(u.x);
+        w.x = phi_pair<T, FM>(w.x);
+        u.y = phi_pair<T, FM>(u.y);
+        w.y = phi_pair<T, FM>(w.y);
+        u.z = phi_pair<T, FM>(u.z);
+        w.z = phi_pair<T, FM>(w.z);
+        u.w = phi_pair<T, FM>(u.w);
+        w.w = phi_pair<T, FM>(w.w);
+        *reinterpret_cast<uint4*>(p) = u;
+        *reinterpret_cast<uint4*>(pk) = w;
     }
 }
 // featureMap: applied by the 2-byte path as it copies (the 16-byte path leaves it to map_tile).
@@ -307,9 +349,12 @@ struct CheckpointClock {
 // other atom's columns of P^T hold products of the two heads that are never read (not stored, not in
 // any output). Unpaired, dk <= 64 leaves consumer 2 and half of every product idle; paired, a CTA
 // moves twice the bytes per chunk for about the same instructions.
-template <typename T, bool FWD, bool NORM, bool PAIR = false>
+// MAPR (LIGHTNING_WG_MAP_LOADER_REGS): the plain, unpaired forward of a launch with a feature map, with
+// more loader registers (Regs).
+template <typename T, bool FWD, bool NORM, bool PAIR = false, bool MAPR = false>
 __device__ __forceinline__ void body(const LightningArgs& a) {
     static_assert(!(PAIR && NORM), "the paired heads are not normalized");
+    static_assert(!(MAPR && (PAIR || NORM || !FWD)), "MAPR is the plain, unpaired forward's");
     static_assert(!PAIR || LIGHTNING_WG_Z_WGMMA, "PAIR keeps its second head's decay tables in the normalizer's weight tiles");
     using O_ = Ops<T>;
     using W = Wgmma<T, 64>;
@@ -396,10 +441,12 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
 
     if (warp < 4) {
         // ================= loaders =================
-        asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(Regs<FWD, NORM>::loader));
+        asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(Regs<FWD, NORM, MAPR>::loader));
         const bool vecQK = (dk % 8 == 0) && lightning::aligned16(k) && (!FWD || lightning::aligned16(q));
         const bool vecV = (dv % 8 == 0) && lightning::aligned16(v);
-        const int fm = a.featureMap;
+        // (LIGHTNING_WG_MAP_LOADER_REGS: an unpaired plain forward with a map runs the MAPR body, so the other
+        // plain forward body has no map code)
+        const int fm = (FWD && !NORM && !PAIR && !MAPR && LIGHTNING_WG_MAP_LOADER_REGS > 0) ? 0 : a.featureMap;
         // Grouped heads: head h reads q head h / (H / Hq), k head h / (H / Hk), v head h / (H / Hv).
         // The heads of a group are adjacent blockIdx.x and run at the same time, so the repeated
         // reads of a shared k or v tile are served by L2, not by memory.
@@ -482,7 +529,10 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             const unsigned base = st * stageBytes, kb = base + (FWD ? qBytes : 0u);
             const int m = (int)min((long long)kChunk, segEnd - (segStart + (long long)c * kChunk));
             if (fm != 0 && vecQK) {  // (the 2-byte path applied phi as it copied)
-                if (fm == 1) {
+                if (FWD && !PAIR && LIGHTNING_WG_MAP_FUSED) {  // (PAIR keeps the row-a-step map: 56 registers)
+                    if (fm == 1) map_tiles2<T, 1>(sm + base, sm + kb, m, qkValid, tid);
+                    else map_tiles2<T, 2>(sm + base, sm + kb, m, qkValid, tid);
+                } else if (fm == 1) {
                     if (FWD) map_tile<T, 1>(sm + base, m, qkValid, tid);
                     map_tile<T, 1>(sm + kb, m, qkValid, tid);
                 } else {
@@ -564,7 +614,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
 #endif
     } else {
     // ================= consumers (not indented, to keep this long block readable) =================
-    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(Regs<FWD, NORM>::consumer));
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(Regs<FWD, NORM, MAPR>::consumer));
     using W128 = Wgmma<T, 128>;
     // The state's accumulator: m64n128 (NP = 64 registers), or m64n64 for the paired kernels'
     // own atom (LIGHTNING_WG_PAIR_N64: NP = 32, d below is then the head's own dk index).
@@ -873,6 +923,7 @@ __device__ __forceinline__ bool pair_launch(const LightningArgs& a) {
     extern "C" __global__ void __launch_bounds__(LIGHTNING_WG_THREADS, 1)                                   \
     lightning_forward_wg_##NAME(const LightningArgs a) {                                                    \
         if (a.normalize) lightning_wg::body<T, true, true>(a);                                              \
+        else if (LIGHTNING_WG_MAP_LOADER_REGS > 0 && a.featureMap != 0) lightning_wg::body<T, true, false, false, true>(a); \
         else lightning_wg::body<T, true, false>(a);                                                         \
     }                                                                                                       \
     extern "C" __global__ void __launch_bounds__(LIGHTNING_WG_THREADS, 1)                                   \
