@@ -12,6 +12,10 @@ import dev.lightning.attention.tensor.TokenTensor;
 import java.io.IOException;
 import java.io.OutputStream;
 import java.nio.ByteBuffer;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
 
 /**
  * What a task does with one piece, with no Spark in it: stream the piece's tokens through
@@ -327,15 +331,15 @@ public final class PieceWork {
     }
 
     /** The JVM's read-ahead threads (daemons, made on first use); each piece has at most one read in flight. */
-    private static volatile java.util.concurrent.ExecutorService readers;
+    private static volatile ExecutorService readers;
 
-    private static java.util.concurrent.ExecutorService readers() {
-        java.util.concurrent.ExecutorService r = readers;
+    private static ExecutorService readers() {
+        ExecutorService r = readers;
         if (r == null) {
             synchronized (PieceWork.class) {
                 r = readers;
                 if (r == null) {
-                    r = java.util.concurrent.Executors.newCachedThreadPool(task -> {
+                    r = Executors.newCachedThreadPool(task -> {
                         Thread t = new Thread(task, "lightning-read-ahead");
                         t.setDaemon(true);
                         return t;
@@ -388,7 +392,7 @@ public final class PieceWork {
                 scan.failIfNonFinite(f, p);
                 return;
             }
-            java.util.concurrent.Future<Boolean> pending = readAsync(a, in, p.start(), (int) Math.min(capacity, p.tokens()));
+            Future<Boolean> pending = readAsync(a, in, p.start(), (int) Math.min(capacity, p.tokens()));
             try {
                 // the second block is taken (on the GPU: registered) while the first window is read
                 Window b = new Window(f, spec, capacity, oDtype, sizeAs, buffers.spare(), scan);
@@ -396,7 +400,7 @@ public final class PieceWork {
                 Window other = b;
                 for (long at = p.start(); at < p.end(); at += capacity) {
                     int n = (int) Math.min(capacity, p.end() - at);
-                    java.util.concurrent.Future<Boolean> read = pending;
+                    Future<Boolean> read = pending;
                     pending = null; // ended once await returns or throws
                     boolean clean = await(read); // whether windows up to this one are free of NaN/Inf
                     long next = at + capacity;
@@ -419,12 +423,12 @@ public final class PieceWork {
             scan.failIfNonFinite(f, p);
         }
 
-        private static java.util.concurrent.Future<Boolean> readAsync(Window w, RangeReader in, long at, int n) {
+        private static Future<Boolean> readAsync(Window w, RangeReader in, long at, int n) {
             return readers().submit(() -> w.read(in, at, n));
         }
 
         /** The result of a read, once it has ended; its failure as thrown by the read itself. */
-        private static boolean await(java.util.concurrent.Future<Boolean> read) throws IOException {
+        private static boolean await(Future<Boolean> read) throws IOException {
             boolean interrupted = false;
             try {
                 while (true) {
@@ -432,7 +436,7 @@ public final class PieceWork {
                         return read.get();
                     } catch (InterruptedException e) {
                         interrupted = true; // the read goes on into our block: wait for its end, then report
-                    } catch (java.util.concurrent.ExecutionException e) {
+                    } catch (ExecutionException e) {
                         Throwable c = e.getCause();
                         if (c instanceof IOException x) {
                             throw x;
@@ -454,7 +458,7 @@ public final class PieceWork {
         }
 
         /** Waits for {@code read} to end after {@code failure}; what the read threw is added to it. */
-        private static void drain(java.util.concurrent.Future<Boolean> read, Throwable failure) {
+        private static void drain(Future<Boolean> read, Throwable failure) {
             try {
                 await(read);
             } catch (IOException | RuntimeException | Error e) {
