@@ -2,6 +2,8 @@ package dev.lightning.attention.job;
 
 import dev.lightning.attention.tensor.InvalidInputException;
 
+import java.util.HashSet;
+import java.util.List;
 import java.util.Locale;
 import java.util.function.Function;
 
@@ -146,6 +148,11 @@ final class Setting<T> {
     }
 
     static Setting<String> choice(String flag, String key, String def, String doc, String... choices) {
+        // a declaration's own mistake, caught when the settings load (--read-ahead once listed "on" twice)
+        if (new HashSet<>(List.of(choices)).size() != choices.length || !List.of(choices).contains(def)) {
+            throw new IllegalArgumentException(flag + ": the choices " + String.join("|", choices)
+                    + " must be distinct and include the default " + def);
+        }
         String type = String.join("|", choices);
         return new Setting<>(flag, key, type, def, def, doc, s -> s.toLowerCase(Locale.ROOT), v -> {
             for (String c : choices) {

@@ -127,7 +127,7 @@ final class Settings {
                     + "the same memory. `off`: one window after the other, each of the whole budget. The window length "
                     + "moves the last bits of o and the states (as --gpu-window-bytes does): `on` writes the bytes of "
                     + "`off` at half the budget.",
-            "on", "on", "off");
+            "on", "off");
     static final Setting<String> GPU_OOM = Setting.choice("--gpu-oom", "spark.lightning.gpu.oom", "shrink",
             "When the GPU runs out of memory: `shrink` halves the work per launch down to one chunk and then fails "
                     + "the task; `cpu` shrinks the same way, then computes the piece on the CPU with a warning.",

@@ -32,6 +32,15 @@ class JobConfigTest {
     }
 
     @Test
+    void aChoiceIsDeclaredWithDistinctValuesThatIncludeItsDefault() {
+        assertThrows(IllegalArgumentException.class,
+                () -> Setting.choice("--x", "spark.lightning.x", "on", "doc", "on", "on", "off"), "a value listed twice");
+        assertThrows(IllegalArgumentException.class,
+                () -> Setting.choice("--x", "spark.lightning.x", "auto", "doc", "on", "off"), "a default not among them");
+        assertEquals("on|off", Setting.choice("--x", "spark.lightning.x", "on", "doc", "on", "off").type);
+    }
+
+    @Test
     void softmaxQueryBlocksAreTheSameOnEveryTaskOfARun() {
         Map<String, String> flags = new java.util.HashMap<>(PATHS);
         flags.put("--window-bytes", "8m");
