@@ -24,14 +24,7 @@
 #include <cstring>
 #include <vector>
 
-#define CK(x)                                                                                            \
-    do {                                                                                                 \
-        cudaError_t e_ = (x);                                                                            \
-        if (e_ != cudaSuccess) {                                                                         \
-            std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_));   \
-            std::exit(2);                                                                                \
-        }                                                                                                \
-    } while (0)
+#include "../../gpu-worker/src/test/cuda/cuda_check.cuh"
 
 __device__ __forceinline__ unsigned smem_u32(const void* p) { return (unsigned)__cvta_generic_to_shared(p); }
 __device__ __forceinline__ void cp16(unsigned d, const void* s) {

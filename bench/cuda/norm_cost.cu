@@ -35,14 +35,7 @@
 #include <string>
 #include <vector>
 
-#define CK(x)                                                                                          \
-    do {                                                                                               \
-        cudaError_t e_ = (x);                                                                          \
-        if (e_ != cudaSuccess) {                                                                       \
-            std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_));   \
-            std::exit(2);                                                                              \
-        }                                                                                              \
-    } while (0)
+#include "../../gpu-worker/src/test/cuda/cuda_check.cuh"
 
 // uniform in [lo, lo + 2 * half) from a hash of (seed, index)
 __global__ void fill_bf16(__nv_bfloat16* d, size_t count, unsigned long long seed, float lo, float width) {

@@ -29,14 +29,7 @@
 #include <cstring>
 #include <vector>
 
-#define CK(x)                                                                                  \
-    do {                                                                                       \
-        cudaError_t e_ = (x);                                                                  \
-        if (e_ != cudaSuccess) {                                                               \
-            std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-            std::exit(2);                                                                      \
-        }                                                                                      \
-    } while (0)
+#include "cuda_check.cuh"
 
 // ------------------------------ small helpers ---------------------------------------------
 struct Rng {  // xorshift64*, fixed seed: reproducible inputs
