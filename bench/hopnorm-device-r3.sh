@@ -5,7 +5,8 @@
 #  1. norm_cost over the portable module alone (no Hopper build before it in a round): with and without
 #     LIGHTNING_TC_QZ_MMA, and the shipped build twice under two names (the spread of identical code),
 #     the PTX -> ptxas sm_90 route, 20 rounds rotated; the plain-path question of the q . z mma;
-#  2. GpuBackendTest with the branch's Hopper module (the map changes as shipped) ahead of main's kernels.
+#  2. GpuBackendTest with the Hopper module hopnorm-build-r3.sh built (the elu1 map's loader registers and
+#     fused loop switched on, which the shipped PTX leaves off until this run) ahead of main's kernels.
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 out="${OUT:?OUT must name the output directory}"

@@ -165,8 +165,9 @@ constexpr bool WS_PROBE_NOLOAD = true;
 constexpr bool WS_PROBE_NOLOAD = false;
 #endif
 
-// One loader thread's part of a full 128-row tile (the loaders' path for every full K/V tile) (every row valid, 16-byte aligned rows, d % 8 ==
-// 0): the same pieces as load_tile<WG_KEYS> (piece c = lt % 16 of rows lt / 16 + 8 i), where row
+// One loader thread's part of a full 128-row tile, the loaders' path for every full K/V tile (every
+// row valid, 16-byte aligned rows, d % 8 == 0): the same pieces as load_tile<WG_KEYS> (piece
+// c = lt % 16 of rows lt / 16 + 8 i), where row
 // r0 + 8 i sits 1024 i bytes after row r0 in shared memory and 8 i strides after it in global.
 // src: row r0's piece (or any valid address when the piece lies past d: then zeros, step 0).
 __device__ __forceinline__ void load_tile_full(unsigned dst, const unsigned char* src, size_t step, unsigned bytes) {

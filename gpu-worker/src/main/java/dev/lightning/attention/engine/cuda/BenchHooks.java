@@ -59,7 +59,6 @@ public final class BenchHooks {
         backend.overlapCopies = overlap;
     }
 
-    /** Segments of the last launched window. */
     /** Every window cut into {@code segments} segments of {@code every} pass-1 sub-segments; 0: as planned. */
     public void forcePlan(int segments, int every) {
         backend.forcedPlan = segments < 1 ? null : new int[] {segments, every};
@@ -80,11 +79,13 @@ public final class BenchHooks {
         backend.smallKernels = allowed;
     }
 
+    /** The segment plan of the last launched window: segments x tokens, and pass 1's sub-segments. */
     public String lastPlan() {
         SegmentPlan p = backend.lastPlan;
         return p == null ? "none" : p.segments() + "x" + p.segTokens() + "/pass1=" + p.locals() + "x" + p.subTokens();
     }
 
+    /** Segments of the last launched window. */
     public int lastSegments() {
         return backend.lastSegments;
     }
