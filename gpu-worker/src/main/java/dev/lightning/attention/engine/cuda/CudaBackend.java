@@ -436,14 +436,9 @@ public final class CudaBackend implements AttentionBackend {
     }
 
     private Kernels.Choice kernels(AttentionSpec spec, DType dtype, boolean checkpoints) {
-        Kernels.Choice c = Kernels.choose(device, tensorCores, hopperKernels, hopperAnyWidth, hopperPairs, dtype, spec,
-                checkpoints);
-        if (!smallKernels && c.forward().endsWith("_n64")) {
-            // the narrow kernels of two state tiles a warp, same block and shared memory (benchmark)
-            c = new Kernels.Choice(c.forward().replace("_n64", ""), c.states().replace("_n64", ""), c.bv(),
-                    c.threads(), c.smemForward(), c.smemStates());
-        }
-        return c;
+        return Kernels.choose(device,
+                new Kernels.Allowed(tensorCores, hopperKernels, hopperAnyWidth, hopperPairs, smallKernels), dtype,
+                spec, checkpoints);
     }
 
     /** The kernels a window of {@code spec} without checkpoints runs on (tests: which family was taken). */

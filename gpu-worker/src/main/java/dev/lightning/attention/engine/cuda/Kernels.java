@@ -105,37 +105,37 @@ final class Kernels {
     }
 
     /**
-     * @param tensorCores   the backend may use the tensor-core kernels (false: "gpu-generic")
-     * @param hopperKernels the Hopper kernels may run (tests turn them off to check the portable ones)
-     * @param checkpoints   the launch records checkpoints
-     */
-    static Choice choose(CudaDevice device, boolean tensorCores, boolean hopperKernels, DType dtype,
-                         AttentionSpec spec, boolean checkpoints) {
-        return choose(device, tensorCores, hopperKernels, false, true, dtype, spec, checkpoints);
-    }
-
-    /**
+     * Which kernel families a backend may choose from: all true is the product's choice; the tests
+     * and the benchmark turn families off or on to run the others on the same GPU.
+     *
+     * @param tensorCores    the tensor-core kernels (false: "gpu-generic")
+     * @param hopper         the Hopper kernels (tests turn them off to check the portable ones there)
      * @param hopperAnyWidth the Hopper kernels take every Dk they compute, also Dk <= 64 and Dv <= 64,
      *                       which they pad (benchmark only: to time them there against the mma.sync ones)
-     * @param hopperPairs    the paired Hopper kernels may run where they fit (false: benchmark A/B only)
+     * @param hopperPairs    the paired Hopper kernels where they fit (false: benchmark A/B only)
+     * @param small          the "_n64" mma.sync kernels at Dk <= 64 (false: the narrow ones, same block
+     *                       and shared memory; benchmark A/B only)
      */
-    static Choice choose(CudaDevice device, boolean tensorCores, boolean hopperKernels, boolean hopperAnyWidth,
-                         boolean hopperPairs, DType dtype, AttentionSpec spec, boolean checkpoints) {
+    record Allowed(boolean tensorCores, boolean hopper, boolean hopperAnyWidth, boolean hopperPairs, boolean small) {
+    }
+
+    /** @param checkpoints the launch records checkpoints */
+    static Choice choose(CudaDevice device, Allowed allowed, DType dtype, AttentionSpec spec, boolean checkpoints) {
         String type = type(dtype);
         int dk = spec.dk();
         int dv = spec.dv();
         Set<Variant> variants = Variant.of(spec, checkpoints);
-        boolean tc = tensorCores && dtype != DType.F32 && disjoint(variants, NOT_ON_TENSOR_CORES)
+        boolean tc = allowed.tensorCores() && dtype != DType.F32 && disjoint(variants, NOT_ON_TENSOR_CORES)
                 && device.has("lightning_forward_tc_bf16");
         // Hopper (wgmma) kernels where the device has them and the shape suits them
         // (LaunchShapes.hopperFits); shapes and sizes as the modules report them.
         LaunchShapes shapes = device.shapes;
-        boolean fits = hopperAnyWidth ? shapes.hopperTakes(dk) : shapes.hopperFits(dk, dv);
-        boolean hopper = tc && hopperKernels && fits && disjoint(variants, NOT_ON_HOPPER)
+        boolean fits = allowed.hopperAnyWidth() ? shapes.hopperTakes(dk) : shapes.hopperFits(dk, dv);
+        boolean hopper = tc && allowed.hopper() && fits && disjoint(variants, NOT_ON_HOPPER)
                 && device.has("lightning_forward_wg_" + type);
         // Dk = Dv = 64 (LaunchShapes.hopperPairs), ungrouped, not normalized: the paired Hopper kernels,
         // two heads a CTA, so that both consumer warpgroups work (the unpaired ones leave one idle there).
-        boolean pairs = tc && hopperKernels && hopperPairs && !hopperAnyWidth
+        boolean pairs = tc && allowed.hopper() && allowed.hopperPairs() && !allowed.hopperAnyWidth()
                 && shapes.hopperPairs(dk, dv, spec.heads()) && spec.ungrouped() && !spec.normalized()
                 && disjoint(variants, NOT_ON_HOPPER) && device.has("lightning_forward_wg_pair_" + type);
         if (pairs) {
@@ -148,7 +148,7 @@ final class Kernels {
                     shapes.hopperThreads, shapes.hopperSharedBytes(dk, true), shapes.hopperSharedBytes(dk, false));
         }
         if (tc) {
-            String suffix = shapes.tensorCoreSuffix(dk);
+            String suffix = shapes.tensorCoreSuffix(dk, allowed.small());
             return new Choice("lightning_forward_tc_" + type + suffix, "lightning_states_tc_" + type + suffix,
                     shapes.tcColumns, shapes.tensorCoreThreads(dk), shapes.tensorCoreSharedBytes(dk),
                     shapes.tensorCoreSharedBytes(dk));

@@ -94,7 +94,12 @@ final class LaunchShapes {
      * state warp, which at dk <= 64 is all there is: the others compute a dead second tile).
      */
     String tensorCoreSuffix(int dk) {
-        return dk <= tcSmallMaxDk ? "_n64" : dk <= tcNarrowMaxDk ? "" : "_wide";
+        return tensorCoreSuffix(dk, true);
+    }
+
+    /** {@link #tensorCoreSuffix(int)}; {@code small} false: the narrow family's kernels at dk <= 64 too (benchmark A/B). */
+    String tensorCoreSuffix(int dk, boolean small) {
+        return small && dk <= tcSmallMaxDk ? "_n64" : dk <= tcNarrowMaxDk ? "" : "_wide";
     }
 
     /** Dynamic shared memory of the Hopper forward or states kernel at this dk (the module must be loaded). */

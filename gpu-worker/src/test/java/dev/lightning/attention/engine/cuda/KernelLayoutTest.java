@@ -46,6 +46,8 @@ class KernelLayoutTest {
         assertEquals("_n64", s.tensorCoreSuffix(1));
         assertEquals(384, s.tensorCoreThreads(64));
         assertEquals("_wide", s.tensorCoreSuffix(129));
+        assertEquals("", s.tensorCoreSuffix(64, false), "the narrow kernels at dk <= 64 when _n64 is not allowed");
+        assertEquals("_wide", s.tensorCoreSuffix(129, false));
         assertTrue(s.hopperFits(128, 128) && s.hopperFits(65, 65));
         assertFalse(s.hopperFits(64, 128) || s.hopperFits(129, 128) || s.hopperFits(128, 64));
         assertFalse(LaunchShapes.of(portable, null).hopperFits(128, 128), "no Hopper module, no Hopper kernels");
