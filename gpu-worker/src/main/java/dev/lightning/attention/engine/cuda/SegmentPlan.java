@@ -102,8 +102,7 @@ record SegmentPlan(int segments, int segTokens, int every, int subTokens, int lo
         // those within TIE of it the one with fewest segments (pass 1 reads fewer tokens), then
         // fewest sub-segments.
         double best = Double.MAX_VALUE;
-        long[] kept = null;
-        java.util.List<long[]> all = new java.util.ArrayList<>();
+        java.util.List<Candidate> all = new java.util.ArrayList<>();
         for (int s = lo; s <= hi; s++) {
             int maxEvery = s == 1 ? 1 : Math.max(1, maxLocals / (s - 1));
             for (int e = 1; e <= maxEvery; e++) {
@@ -111,29 +110,30 @@ record SegmentPlan(int segments, int segTokens, int every, int subTokens, int lo
                 if (ceil(chunks, segChunks) != s) {
                     continue; // this cut has fewer segments: the same as a smaller s
                 }
-                double t = modelChunks(fill, s, segChunks, e);
-                all.add(new long[] {s, e, segChunks, Double.doubleToLongBits(t)});
-                best = Math.min(best, t);
+                Candidate c = new Candidate(s, segChunks, e, modelChunks(fill, s, segChunks, e));
+                all.add(c);
+                best = Math.min(best, c.chunkTimes);
             }
         }
-        for (long[] c : all) {
-            if (Double.longBitsToDouble(c[3]) <= best * (1 + TIE)) {
-                kept = c;
-                break; // listed by segments, then every
+        for (Candidate c : all) { // listed by segments, then every
+            if (c.chunkTimes <= best * (1 + TIE)) {
+                return of(c.segments, c.segChunks, c.every);
             }
         }
-        if (kept == null) {
-            // lo segments of whole chunks always exist (lo <= chunks); reached only if lo's cuts all merge
-            int segChunks = ceil(chunks, lo);
-            kept = new long[] {ceil(chunks, segChunks), 1, segChunks, 0};
-        }
-        int segments = (int) kept[0];
-        int segTokens = (int) kept[2] * CHUNK;
-        if (segments == 1) {
-            return new SegmentPlan(1, segTokens, 1, segTokens, 0);
-        }
-        int every = (int) kept[1];
-        return new SegmentPlan(segments, segTokens, every, segTokens / every, (segments - 1) * every);
+        // lo segments of whole chunks always exist (lo <= chunks); reached only if lo's cuts all merge
+        int segChunks = ceil(chunks, lo);
+        return of(ceil(chunks, segChunks), segChunks, 1);
+    }
+
+    /** A cut {@link #of(int, Fill, int)} considers, with its modelled time. */
+    private record Candidate(int segments, int segChunks, int every, double chunkTimes) {
+    }
+
+    /** The plan of {@code segments} segments of {@code segChunks} chunks, pass 1 in {@code every} sub-segments a segment (one segment: whole). */
+    private static SegmentPlan of(int segments, int segChunks, int every) {
+        int segTokens = segChunks * CHUNK;
+        return segments == 1 ? new SegmentPlan(1, segTokens, 1, segTokens, 0)
+                : new SegmentPlan(segments, segTokens, every, segTokens / every, (segments - 1) * every);
     }
 
     /**
@@ -148,10 +148,7 @@ record SegmentPlan(int segments, int segTokens, int every, int subTokens, int lo
         }
         int chunks = (n + CHUNK - 1) / CHUNK;
         int segChunks = ceil(ceil(chunks, Math.min(segments, chunks)), every) * every;
-        int s = ceil(chunks, segChunks);
-        int segTokens = segChunks * CHUNK;
-        return s == 1 ? new SegmentPlan(1, segTokens, 1, segTokens, 0)
-                : new SegmentPlan(s, segTokens, every, segTokens / every, (s - 1) * every);
+        return of(ceil(chunks, segChunks), segChunks, every);
     }
 
     /**
