@@ -77,6 +77,9 @@ public final class CpuBackend implements AttentionBackend {
     private final java.util.concurrent.atomic.AtomicReference<Scratch> spare =
             new java.util.concurrent.atomic.AtomicReference<>();
 
+    /** The off-heap blocks this backend handed out ({@link #scratchHostTensor}) and not yet got back, by tensor. */
+    private final java.util.Map<TokenTensor, ByteBuffer> blocks = new java.util.IdentityHashMap<>();
+
     public CpuBackend() {
         this(Kernel.best());
     }
@@ -98,6 +101,46 @@ public final class CpuBackend implements AttentionBackend {
     /** The microkernel in use: "vector (512-bit, 16 float lanes)" or "scalar". */
     public String kernelName() {
         return kernel.name();
+    }
+
+    /**
+     * Window blocks off the heap ({@link OffHeapBlocks}), so that the file's reads land in them and
+     * o leaves them with one copy by the kernel each (a heap buffer costs the JDK's copy through a
+     * temporary direct buffer besides). They are the JVM's, kept between tasks: this backend gives
+     * back the ones it handed out at {@link #releaseHostTensor} or {@link #close}.
+     */
+    @Override
+    public TokenTensor scratchHostTensor(DType dtype, int tokens, int heads, int dim) {
+        int bytes = Math.toIntExact((long) tokens * heads * dim * dtype.bytes());
+        ByteBuffer block = OffHeapBlocks.take(bytes);
+        TokenTensor t = TokenTensor.wrap(dtype, tokens, heads, dim, block.slice(0, bytes));
+        synchronized (blocks) {
+            blocks.put(t, block);
+        }
+        return t;
+    }
+
+    /** Gives a block of {@link #scratchHostTensor} back to the JVM's; nothing for any other tensor. */
+    @Override
+    public void releaseHostTensor(TokenTensor t) {
+        ByteBuffer block;
+        synchronized (blocks) {
+            block = blocks.remove(t);
+        }
+        if (block != null) {
+            OffHeapBlocks.give(block);
+        }
+    }
+
+    /** Gives back every block of {@link #scratchHostTensor} not yet released; the backend stays usable. */
+    @Override
+    public void close() {
+        java.util.List<ByteBuffer> left;
+        synchronized (blocks) {
+            left = new java.util.ArrayList<>(blocks.values());
+            blocks.clear();
+        }
+        left.forEach(OffHeapBlocks::give);
     }
 
     @Override
