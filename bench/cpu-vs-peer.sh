@@ -16,6 +16,11 @@
 # from bench/cpu_clock.py for the job (sampled as each of its progress lines comes) and from the
 # peer's own process_time(). On a shared machine the wall clock also counts other tenants' time:
 # compare CPU seconds there, and print the load average beside the figures (the script does).
+# Each total is also split into user and system time: on the 2-core VM the kernel's cost of
+# writing a new 1 GiB file (o) swings from 0.2 to 6 system-seconds from one run to the next with
+# the VM's memory state (a `dd` of 1 GiB alike), which the user time does not see.
+# The CPU seconds by step also go to $dir/cpu-vs-peer.csv, the plot's data (bench/plots.py; copy it
+# to bench/results/DATE-cpu-vs-peer.csv to plot it).
 set -euo pipefail
 
 home="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -63,8 +68,14 @@ run_peer() {
   sync
   local t0 t1
   t0=$(date +%s.%N)
-  env "$@" python3 "$home/bench/cpu_peer.py" --input "$file" --output "$dir/$name.safetensors" --t0 "$t0" \
-      --check "$dir/job-two/seq-00000.safetensors" > "$dir/$name.log"
+  python3 - "$dir/$name.usersys" env "$@" python3 "$home/bench/cpu_peer.py" --input "$file" \
+      --output "$dir/$name.safetensors" --t0 "$t0" --check "$dir/job-two/seq-00000.safetensors" > "$dir/$name.log" <<'PY'
+import resource, subprocess, sys
+rc = subprocess.call(sys.argv[2:])
+r = resource.getrusage(resource.RUSAGE_CHILDREN)
+open(sys.argv[1], "w").write(f"{r.ru_utime} {r.ru_stime}\n")
+sys.exit(rc)
+PY
   t1=$(date +%s.%N)
   echo "$t0 $t1" > "$dir/$name.wall"
   cat "$dir/$name.log" >&2
@@ -123,6 +134,7 @@ def job(name):
             wall[step], cpu[step] = 0.0, 0.0
     wall["Spark stop, JVM exit"], cpu["Spark stop, JVM exit"] = c["exit"] - at_wall, c["cpu"] - at_cpu
     wall["total"], cpu["total"] = c["exit"] - c["launch"], c["cpu"]
+    cpu["user"], cpu["system"] = c.get("user", float("nan")), c.get("system", float("nan"))
     inner = {"JVM start (launch to the job's clock)": epoch(r["started"]) - c["launch"],
              "Spark start (the job's clock)": r["sparkStartSeconds"]}
     busy = {}
@@ -141,6 +153,7 @@ def peer(name):
             "finish (commit, report)": float(m[4]), "total": float(m[5]) - start}
     cpu = {"start (JVM, plan, Spark)": float(c[1]), "read": float(c[2]), "pass 2 (read, compute, write o)": float(c[3]),
            "finish (commit, report)": float(c[4]), "total": float(c[5])}
+    cpu["user"], cpu["system"] = map(float, open(f"{d}/{name}.usersys").read().split())
     return wall, cpu, threads[1], err
 
 jobs = [(n, job(n)) for n in names]
@@ -166,6 +179,16 @@ for n, (w, c, inner, r, busy) in jobs:
     print(f"{labels[n]}: {r['partitions']} partitions; " + ", ".join(f"{k} {v:.2f} s" for k, v in inner.items())
           + f"; {par}")
 print(f"peer: relative error against the job's output: o {peers[0][1][3][1]}, final_state {peers[0][1][3][2]}")
+print("user / system CPU seconds (the process tree's, waited for): "
+      + "; ".join(f"{label} {c['user']:.2f} / {c['system']:.2f}" for label, _, c in cols))
+with open(f"{d}/cpu-vs-peer.csv", "w") as f:  # the plot's data: CPU seconds by step
+    f.write("# bench/cpu-vs-peer.sh: CPU seconds of the whole process tree by step, one run; the peer's steps are "
+            "its start, page-in, compute and write\n")
+    f.write("step," + ",".join(label.replace(",", "") for label, _, _ in cols) + "\n")
+    for k in rows[:-1]:
+        if any(k in c for _, _, c in cols):
+            f.write('"' + peer_names.get(k, k) + '",' + ",".join(f"{c[k]:.2f}" if k in c else "" for _, _, c in cols)
+                    + "\n")
 for n, (w, c, *_ ) in jobs:
     for pn, p in peers:
         print(f"{labels[n]} / {labels[pn]}: wall {w['total'] / p[0]['total']:.2f}x, CPU {c['total'] / p[1]['total']:.2f}x")
