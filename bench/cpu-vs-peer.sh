@@ -16,7 +16,8 @@
 # from bench/cpu_clock.py for the job (sampled as each of its progress lines comes) and from the
 # peer's own process_time(). On a shared machine the wall clock also counts other tenants' time:
 # compare CPU seconds there, and print the load average beside the figures (the script does).
-# Each total is also split into user and system time: on the 2-core VM the kernel's cost of
+# Each total is also split into user and system time (the job's from its process tree's rusage,
+# the peer's from its own os.times() at the end of its write): on the 2-core VM the kernel's cost of
 # writing a new 1 GiB file (o) swings from 0.2 to 6 system-seconds from one run to the next with
 # the VM's memory state (a `dd` of 1 GiB alike), which the user time does not see.
 # The CPU seconds by step also go to $dir/cpu-vs-peer.csv, the plot's data (bench/plots.py; copy it
@@ -68,14 +69,8 @@ run_peer() {
   sync
   local t0 t1
   t0=$(date +%s.%N)
-  python3 - "$dir/$name.usersys" env "$@" python3 "$home/bench/cpu_peer.py" --input "$file" \
-      --output "$dir/$name.safetensors" --t0 "$t0" --check "$dir/job-two/seq-00000.safetensors" > "$dir/$name.log" <<'PY'
-import resource, subprocess, sys
-rc = subprocess.call(sys.argv[2:])
-r = resource.getrusage(resource.RUSAGE_CHILDREN)
-open(sys.argv[1], "w").write(f"{r.ru_utime} {r.ru_stime}\n")
-sys.exit(rc)
-PY
+  env "$@" python3 "$home/bench/cpu_peer.py" --input "$file" --output "$dir/$name.safetensors" --t0 "$t0" \
+      --check "$dir/job-two/seq-00000.safetensors" > "$dir/$name.log"
   t1=$(date +%s.%N)
   echo "$t0 $t1" > "$dir/$name.wall"
   cat "$dir/$name.log" >&2
@@ -153,7 +148,8 @@ def peer(name):
             "finish (commit, report)": float(m[4]), "total": float(m[5]) - start}
     cpu = {"start (JVM, plan, Spark)": float(c[1]), "read": float(c[2]), "pass 2 (read, compute, write o)": float(c[3]),
            "finish (commit, report)": float(c[4]), "total": float(c[5])}
-    cpu["user"], cpu["system"] = map(float, open(f"{d}/{name}.usersys").read().split())
+    us = re.search(r"cpu user ([\d.]+) s  system ([\d.]+) s", log)  # at the end of its write, before its check
+    cpu["user"], cpu["system"] = (float(us[1]), float(us[2])) if us else (float("nan"), float("nan"))
     return wall, cpu, threads[1], err
 
 jobs = [(n, job(n)) for n in names]
