@@ -51,8 +51,18 @@ final class OffHeapBlocks {
             throw new IllegalArgumentException("an off-heap window block holds at most 2 GiB - 8 KiB; asked for "
                     + bytes + " bytes: use a smaller --window-bytes");
         }
-        ByteBuffer aligned = ByteBuffer.allocateDirect((int) padded).alignedSlice(PAGE);
-        return aligned.slice(0, (int) (pages * PAGE));
+        ByteBuffer fresh;
+        try {
+            fresh = ByteBuffer.allocateDirect((int) padded);
+        } catch (OutOfMemoryError e) {
+            // past -XX:MaxDirectMemorySize: let the kept blocks go (the JDK collects and retries
+            // before it gives up), then try once more
+            synchronized (FREE) {
+                FREE.clear();
+            }
+            fresh = ByteBuffer.allocateDirect((int) padded);
+        }
+        return fresh.alignedSlice(PAGE).slice(0, (int) (pages * PAGE));
     }
 
     /**
