@@ -175,7 +175,7 @@ for n, (w, c, inner, r, busy) in jobs:
     print(f"{labels[n]}: {r['partitions']} partitions; " + ", ".join(f"{k} {v:.2f} s" for k, v in inner.items())
           + f"; {par}")
 print(f"peer: relative error against the job's output: o {peers[0][1][3][1]}, final_state {peers[0][1][3][2]}")
-print("user / system CPU seconds (the process tree's, waited for): "
+print("user / system CPU seconds (the job: its process tree; the peer: its own, to the end of its write): "
       + "; ".join(f"{label} {c['user']:.2f} / {c['system']:.2f}" for label, _, c in cols))
 with open(f"{d}/cpu-vs-peer.csv", "w") as f:  # the plot's data: CPU seconds by step
     f.write("# bench/cpu-vs-peer.sh: CPU seconds of the whole process tree by step, one run; the peer's steps are "
