@@ -16,6 +16,12 @@
 # from bench/cpu_clock.py for the job (sampled as each of its progress lines comes) and from the
 # peer's own process_time(). On a shared machine the wall clock also counts other tenants' time:
 # compare CPU seconds there, and print the load average beside the figures (the script does).
+# Each total is also split into user and system time (the job's from its process tree's rusage,
+# the peer's from its own os.times() at the end of its write): on the 2-core VM the kernel's cost of
+# writing a new 1 GiB file (o) swings from 0.2 to 6 system-seconds from one run to the next with
+# the VM's memory state (a `dd` of 1 GiB alike), which the user time does not see.
+# The CPU seconds by step also go to $dir/cpu-vs-peer.csv, the plot's data (bench/plots.py; copy it
+# to bench/results/DATE-cpu-vs-peer.csv to plot it).
 set -euo pipefail
 
 home="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -123,6 +129,7 @@ def job(name):
             wall[step], cpu[step] = 0.0, 0.0
     wall["Spark stop, JVM exit"], cpu["Spark stop, JVM exit"] = c["exit"] - at_wall, c["cpu"] - at_cpu
     wall["total"], cpu["total"] = c["exit"] - c["launch"], c["cpu"]
+    cpu["user"], cpu["system"] = c.get("user", float("nan")), c.get("system", float("nan"))
     inner = {"JVM start (launch to the job's clock)": epoch(r["started"]) - c["launch"],
              "Spark start (the job's clock)": r["sparkStartSeconds"]}
     busy = {}
@@ -141,6 +148,8 @@ def peer(name):
             "finish (commit, report)": float(m[4]), "total": float(m[5]) - start}
     cpu = {"start (JVM, plan, Spark)": float(c[1]), "read": float(c[2]), "pass 2 (read, compute, write o)": float(c[3]),
            "finish (commit, report)": float(c[4]), "total": float(c[5])}
+    us = re.search(r"cpu user ([\d.]+) s  system ([\d.]+) s", log)  # at the end of its write, before its check
+    cpu["user"], cpu["system"] = (float(us[1]), float(us[2])) if us else (float("nan"), float("nan"))
     return wall, cpu, threads[1], err
 
 jobs = [(n, job(n)) for n in names]
@@ -166,6 +175,16 @@ for n, (w, c, inner, r, busy) in jobs:
     print(f"{labels[n]}: {r['partitions']} partitions; " + ", ".join(f"{k} {v:.2f} s" for k, v in inner.items())
           + f"; {par}")
 print(f"peer: relative error against the job's output: o {peers[0][1][3][1]}, final_state {peers[0][1][3][2]}")
+print("user / system CPU seconds (the job: its process tree; the peer: its own, to the end of its write): "
+      + "; ".join(f"{label} {c['user']:.2f} / {c['system']:.2f}" for label, _, c in cols))
+with open(f"{d}/cpu-vs-peer.csv", "w") as f:  # the plot's data: CPU seconds by step
+    f.write("# bench/cpu-vs-peer.sh: CPU seconds of the whole process tree by step, one run; the peer's steps are "
+            "its start, page-in, compute and write\n")
+    f.write("step," + ",".join(label.replace(",", "") for label, _, _ in cols) + "\n")
+    for k in rows[:-1]:
+        if any(k in c for _, _, c in cols):
+            f.write('"' + peer_names.get(k, k) + '",' + ",".join(f"{c[k]:.2f}" if k in c else "" for _, _, c in cols)
+                    + "\n")
 for n, (w, c, *_ ) in jobs:
     for pn, p in peers:
         print(f"{labels[n]} / {labels[pn]}: wall {w['total'] / p[0]['total']:.2f}x, CPU {c['total'] / p[1]['total']:.2f}x")

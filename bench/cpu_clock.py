@@ -6,7 +6,7 @@ the command's processes had used by then; bench/cpu-vs-peer.sh turns these into 
 
 The command's stdout and stderr go (merged) to --log. The JSON holds the launch and exit times
 (epoch seconds), the total CPU time of the command and all its descendants (user + system, from the
-kernel's accounting of waited-for children), and per line: the time it came and the CPU time used
+kernel's accounting of waited-for children, and each of the two apart), and per line: the time it came and the CPU time used
 so far by the command's process tree as /proc shows it (utime + stime of every live descendant,
 10 ms ticks). A JVM prints with autoflush, so a line comes when it is written.
 
@@ -60,9 +60,11 @@ def main():
     rc = p.wait()
     end = time.time()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    user = after.ru_utime - before.ru_utime
+    system = after.ru_stime - before.ru_stime
     with open(opt["--clock"], "w") as f:
-        json.dump({"launch": launch, "exit": end, "cpu": cpu, "rc": rc, "lines": lines}, f)
+        json.dump({"launch": launch, "exit": end, "cpu": user + system, "user": user, "system": system, "rc": rc,
+                   "lines": lines}, f)
     sys.exit(rc)
 
 

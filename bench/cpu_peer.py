@@ -224,6 +224,7 @@ def main():
     write_safetensors(a.output, [("o", o), ("final_state", state)])
     t_write = time.time()
     c_write = time.process_time()
+    times = os.times()  # the same total, user and system apart
 
     threads, core = blas_threads()
     print(f"peer: T={T} H={H} Dk={Dk} Dv={Dv} block={a.block} group={a.group} numpy={np.__version__} "
@@ -232,6 +233,7 @@ def main():
           f"write {t_write - t_compute:.3f} s  total {t_write - t0:.3f} s  end {t_write:.6f}")
     print(f"peer: cpu start {c_start:.3f} s  read {c_read - c_start:.3f} s  compute {c_compute - c_read:.3f} s  "
           f"write {c_write - c_compute:.3f} s  total {c_write:.3f} s")
+    print(f"peer: cpu user {times.user:.3f} s  system {times.system:.3f} s")
     flops = 2.0 * T * H * (a.block * (Dk + Dv) / 2 + 2 * Dk * Dv)  # causal half of the block products + inter + state
     print(f"peer: compute {flops / (t_compute - t_read) / 1e9:.1f} GFLOP/s (useful FLOPs, causal half counted)")
     sys.stdout.flush()

@@ -287,7 +287,10 @@ def cpu_peer(plt, path, out):
     ax.set_yticklabels([c.replace("_", " ") for c in runs])
     ax.invert_yaxis()
     ax.set_xlim(0, max(left) * 1.15)
-    ax.set_xlabel("seconds, whole process (T = 524,288, H = 8, Dk = Dv = 64, F32, 2-core VM)")
+    # the CSVs of bench/cpu-vs-peer.sh hold CPU seconds (their first line says so), older ones wall seconds
+    with open(path) as f:
+        unit = "CPU seconds" if "CPU seconds" in f.readline() else "seconds"
+    ax.set_xlabel(f"{unit}, whole process (T = 524,288, H = 8, Dk = Dv = 64, F32, 2-core VM)")
     ax.set_title("CPU backend: the whole job against a numpy peer, step by step", fontsize=10)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=3)
     fig.tight_layout(rect=(0, 0.04, 1, 1))

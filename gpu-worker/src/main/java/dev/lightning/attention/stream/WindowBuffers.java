@@ -35,7 +35,7 @@ public final class WindowBuffers {
         this.backend = backend;
     }
 
-    /** Windows from {@code backend.scratchHostTensor}: off-heap and registered on the GPU, the heap on the CPU. */
+    /** Windows from {@code backend.scratchHostTensor}: off-heap (and registered on the GPU) on both backends. */
     public static WindowBuffers of(AttentionBackend backend) {
         return new WindowBuffers(java.util.Objects.requireNonNull(backend, "backend"));
     }

@@ -40,8 +40,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * byte against the heap path (byte arrays read by a stream, the path before host tensors) over
  * whole split sequences: awkward sizes, every dtype, o in another dtype, several files and pieces
  * through one set of buffers, as a task runs them. On the CPU the host tensors are direct buffers
- * of a test backend (the CPU backend's own are the heap, which would test nothing new); on the
- * GPU they are the driver-registered ones, where one is usable (the GPU machine's run).
+ * of a test backend that counts them, and the CPU backend's own (off-heap blocks kept by the JVM);
+ * on the GPU they are the driver-registered ones, where one is usable (the GPU machine's run).
  */
 class PieceWorkHostWindowsTest {
     @TempDir
@@ -176,7 +176,7 @@ class PieceWorkHostWindowsTest {
                 assertArrayEquals(heap.o, host.o, file + ": o");
                 assertArrayEquals(heap.state, host.state, file + ": final state");
                 Run cpuOwn = run(cpu, WindowBuffers.of(cpu), file, (int) c[1], windowBytes, (DType) c[2], false);
-                assertArrayEquals(heap.o, cpuOwn.o, file + ": o on the CPU backend's own (heap) host tensors");
+                assertArrayEquals(heap.o, cpuOwn.o, file + ": o on the CPU backend's own (off-heap) host tensors");
                 largest = Math.max(largest, windowOf(file, windowBytes, (DType) c[2]));
                 assertEquals(1, direct.live.size(), "one block a task");
                 assertEquals(direct.liveBytes(), task.bytes());

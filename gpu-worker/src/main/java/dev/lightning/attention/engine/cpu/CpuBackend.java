@@ -32,7 +32,7 @@ import java.nio.ByteBuffer;
  * in one copy. Rows that a product reads many times (V in pass 2, and K for the state) are first
  * copied to contiguous scratch: in the block they lie H D floats apart, a power of two that maps
  * them to a few L1 sets (pass 1 reads V once, into its decayed copy). K^T is built once per chunk
- * in pass 2 (the scores need its rows); pass 1 reads K transposed in place instead. The scores are
+ * (the scores need its rows, and the state update reads it in both passes). The scores are
  * computed in bands of 16 rows that need the same columns. A head's state ({@code Dk x Dv}, 64 KiB
  * at 128 x 128) serves a few chunks in a row while it is in cache; the state product adds its sum
  * into it as it stores ({@link Kernel#productScaleAdd}), with no second pass over the state.
@@ -77,6 +77,9 @@ public final class CpuBackend implements AttentionBackend {
     private final java.util.concurrent.atomic.AtomicReference<Scratch> spare =
             new java.util.concurrent.atomic.AtomicReference<>();
 
+    /** The off-heap blocks this backend handed out ({@link #scratchHostTensor}) and not yet got back, by tensor. */
+    private final java.util.Map<TokenTensor, ByteBuffer> blocks = new java.util.IdentityHashMap<>();
+
     public CpuBackend() {
         this(Kernel.best());
     }
@@ -98,6 +101,46 @@ public final class CpuBackend implements AttentionBackend {
     /** The microkernel in use: "vector (512-bit, 16 float lanes)" or "scalar". */
     public String kernelName() {
         return kernel.name();
+    }
+
+    /**
+     * Window blocks off the heap ({@link OffHeapBlocks}), so that the file's reads land in them and
+     * o leaves them with one copy by the kernel each (a heap buffer costs the JDK's copy through a
+     * temporary direct buffer besides). They are the JVM's, kept between tasks: this backend gives
+     * back the ones it handed out at {@link #releaseHostTensor} or {@link #close}.
+     */
+    @Override
+    public TokenTensor scratchHostTensor(DType dtype, int tokens, int heads, int dim) {
+        int bytes = Math.toIntExact((long) tokens * heads * dim * dtype.bytes());
+        ByteBuffer block = OffHeapBlocks.take(bytes);
+        TokenTensor t = TokenTensor.wrap(dtype, tokens, heads, dim, block.slice(0, bytes));
+        synchronized (blocks) {
+            blocks.put(t, block);
+        }
+        return t;
+    }
+
+    /** Gives a block of {@link #scratchHostTensor} back to the JVM's; nothing for any other tensor. */
+    @Override
+    public void releaseHostTensor(TokenTensor t) {
+        ByteBuffer block;
+        synchronized (blocks) {
+            block = blocks.remove(t);
+        }
+        if (block != null) {
+            OffHeapBlocks.give(block);
+        }
+    }
+
+    /** Gives back every block of {@link #scratchHostTensor} not yet released; the backend stays usable. */
+    @Override
+    public void close() {
+        java.util.List<ByteBuffer> left;
+        synchronized (blocks) {
+            left = new java.util.ArrayList<>(blocks.values());
+            blocks.clear();
+        }
+        left.forEach(OffHeapBlocks::give);
     }
 
     @Override
@@ -137,7 +180,6 @@ public final class CpuBackend implements AttentionBackend {
         final float[] kt;
         final float[] vw;
         final float[] vc;
-        final float[] kc;
         final float[] qd;
         final float[] scores;
         final float[] rowSum;
@@ -164,10 +206,9 @@ public final class CpuBackend implements AttentionBackend {
             vb = new float[rows * ldv];
             ob = ldo == 0 ? null : new float[rows * ldo];
             halves = shape[6] == 0 ? null : new short[shape[6]];
-            kt = hasQ ? new float[dk * m] : null;
+            kt = new float[dk * m];
             vw = new float[m * dv];
             vc = hasQ ? new float[m * dv] : null;
-            kc = hasQ ? null : new float[m * dk];
             qd = hasQ ? new float[m * dk] : null;
             scores = hasQ ? new float[m * m] : null;
             rowSum = new float[m];
@@ -376,15 +417,15 @@ public final class CpuBackend implements AttentionBackend {
                 kernel.scale(pw[m - 1 - j], vRows, vAt + j * ldvRows, sc.vw, j * dv, dv);
             }
             float chunkDecay = pw[m];
-            if (q != null) {
-                kernel.productScaleAdd(sc.kt, 0, m, 1, sc.vw, 0, dv, state, 0, dv, dk, dv, m, chunkDecay);
-            } else {
-                // K^T read in place from contiguous rows (A given transposed: element (d, j) at row j, column d)
-                for (int j = 0; j < m; j++) {
-                    System.arraycopy(sc.kb, kBase + j * ldk, sc.kc, j * dk, dk);
-                }
-                kernel.productScaleAdd(sc.kc, 0, 1, dk, sc.vw, 0, dv, state, 0, dv, dk, dv, m, chunkDecay);
+            if (q == null) {
+                // K^T built as pass 2 builds it for the scores (there it is made already), so that both
+                // passes run the same transpose and the same tile here: the JIT has them compiled in
+                // pass 1, and pass 2 of the same JVM does not start in the Vector API's slow Java
+                // fallbacks for them (ColdBench: the cold passes' process CPU 3.18 -> 2.69 s, median
+                // of 3, at 0.03 s more warm). Reading K transposed in place took another tile method.
+                kernel.transpose(sc.kb, kBase, ldk, m, dk, sc.kt, m);
             }
+            kernel.productScaleAdd(sc.kt, 0, m, 1, sc.vw, 0, dv, state, 0, dv, dk, dv, m, chunkDecay);
             if (normalized) {
                 java.util.Arrays.fill(sc.dz, 0f);
                 for (int j = 0; j < m; j++) {
