@@ -86,11 +86,10 @@
 #ifndef LIGHTNING_WG_Z_WGMMA
 #define LIGHTNING_WG_Z_WGMMA 1
 #endif
-// LIGHTNING_WG_MAP_FUSED (1: the forward loaders map their Q and K pieces in one loop, two independent
-// rows in flight; see LIGHTNING_WG_MAP_LOADER_REGS). Shipped 0 (the previous loop) until the build with
-// both options on has run GpuBackendTest on a GPU as merged: see LIGHTNING_WG_MAP_LOADER_REGS.
+// LIGHTNING_WG_MAP_FUSED (default 1: the forward loaders map their Q and K pieces in one loop, two
+// independent rows in flight; 0: the previous loop, a tile at a time; see LIGHTNING_WG_MAP_LOADER_REGS).
 #ifndef LIGHTNING_WG_MAP_FUSED
-#define LIGHTNING_WG_MAP_FUSED 0
+#define LIGHTNING_WG_MAP_FUSED 1
 #endif
 __host__ __device__ inline int lightning_wg_smem_bytes(int dk, int forward) {
     (void)dk;
@@ -144,19 +143,16 @@ constexpr int kLoaders = 128;
 #ifndef LIGHTNING_WG_NORM_LOADER_REGS
 #define LIGHTNING_WG_NORM_LOADER_REGS (LIGHTNING_WG_Z_WGMMA ? 88 : 64)
 #endif
-// LIGHTNING_WG_MAP_LOADER_REGS (72 measured; 0, shipped, builds the previous code, one plain body with
-// 56): the plain forward with a feature map runs as a body of its own whose loaders get this many registers
-// (the consumers the rest, 216; no spill, ptxas sm_90a; 88 left a 24-byte spill), as the normalized
-// forward's do. With 56 the map's loads and exponentials had too few registers to overlap: on an H200
-// (T = 1M, H = 64, D = 128, bf16, 2026-12-03) elu1 cost +31.8% over plain in DeviceBench and +19.3% with
-// this and LIGHTNING_WG_MAP_FUSED (norm_cost: 45.2 -> 37.0 ms, plain unchanged at 25.9 ms). Both stay
-// off in the shipped PTX: every build of them passed norm_cost's float64 checks and DeviceBench's, but
-// GpuBackendTest (plain elu1 among its cases) ran only on a combined build with variants since removed,
-// and the module as merged with the paired D = 64 kernels has not run on a GPU. Switch on with
-// `-DLIGHTNING_WG_MAP_LOADER_REGS=72 -DLIGHTNING_WG_MAP_FUSED=1` after that run (bench/hopnorm-build-r3.sh
-// builds that module, bench/hopnorm-device-r3.sh runs it).
+// LIGHTNING_WG_MAP_LOADER_REGS (default 72; 0 builds the previous code, one plain body with 56): the plain
+// forward with a feature map runs as a body of its own whose loaders get this many registers (the
+// consumers the rest, 216; no spill, ptxas sm_90a; 88 left a 24-byte spill), as the normalized forward's
+// do. With 56 the map's loads and exponentials had too few registers to overlap: on an H200 (T = 1M,
+// H = 64, D = 128, bf16, 2026-12-03) elu1 cost +31.8% over plain in DeviceBench and +19.3% with this and
+// LIGHTNING_WG_MAP_FUSED (norm_cost: 45.2 -> 37.0 ms, plain unchanged at 25.9 ms). The module with both
+// on passed GpuBackendTest on an H200 (171 passed, 0 failed; 2026-12-03 15:01 UTC,
+// bench/results/2026-12-03-h200-hopnorm-r3-gpu-tests.log).
 #ifndef LIGHTNING_WG_MAP_LOADER_REGS
-#define LIGHTNING_WG_MAP_LOADER_REGS 0
+#define LIGHTNING_WG_MAP_LOADER_REGS 72
 #endif
 template <bool FWD, bool NORM, bool MAPR = false> struct Regs {
     static constexpr int wide = NORM ? LIGHTNING_WG_NORM_LOADER_REGS : LIGHTNING_WG_MAP_LOADER_REGS;
