@@ -106,9 +106,20 @@
 #ifndef LIGHTNING_WG_NORM_SFOLD
 #define LIGHTNING_WG_NORM_SFOLD 0
 #endif
+// LIGHTNING_WG_NORM_STAGE32 (hopnorm2, default 0): the normalized forward stages its output rows in float32,
+// undivided, with each row's 1 / (den + eps) beside them, and the division happens when the rows go out
+// during the next chunk (store_rows, while the tensor cores work), instead of 32 multiplies and the
+// reciprocals between S V's completion and the state update's products. The same arithmetic (the
+// float32 numerator times the float32 reciprocal, rounded once). The staging tile doubles (17408 bytes
+// more shared memory, plus 512 for the reciprocals).
+#ifndef LIGHTNING_WG_NORM_STAGE32
+#define LIGHTNING_WG_NORM_STAGE32 0
+#endif
 // LIGHTNING_WG_NORM_X (measurement builds only, default 0; wrong results on purpose): leaves parts of the
 // normalized forward's work out to see what each costs. Bit 1: the consumers' q . zP products; bit 2: the
-// consumers' row sums, reciprocals and scaling; bit 4: the loaders' z work (tile, column sums).
+// consumers' row sums, reciprocals and scaling; bit 4: the loaders' z work (tile, column sums); bit 8: a
+// normalized launch runs the plain forward body (the control: what the launch costs without any of it);
+// bit 16: the normalized forward's loaders carry no map code (its elu1 results wrong: for registers).
 #ifndef LIGHTNING_WG_NORM_X
 #define LIGHTNING_WG_NORM_X 0
 #endif
@@ -116,7 +127,7 @@ __host__ __device__ inline int lightning_wg_smem_bytes(int dk, int forward) {
     (void)dk;
     const int qk = 16384, nc = LIGHTNING_WG_COLUMNS;
     return (forward ? 3 * (2 * qk + 128 * nc) + 2 * qk + 128 * (nc + 8) + 3 * 2048 + 1152 + 512 +
-                          (LIGHTNING_WG_NORM_QZ_LOADERS ? 3 * 256 : 0)
+                          (LIGHTNING_WG_NORM_QZ_LOADERS ? 3 * 256 : 0) + (LIGHTNING_WG_NORM_STAGE32 ? 64 * (nc + 8) * 2 + 512 : 0)
                     : 4 * (qk + 128 * nc) + 1152) + (LIGHTNING_WG_Z_WGMMA ? 2048 : 0);
 }
 
@@ -428,7 +439,9 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     const unsigned offPt = NS * stageBytes;             // atoms at multiples of 1024
     const unsigned offO = offPt + (FWD ? 2u * ptBytes : 0u);
     constexpr unsigned zBytes = 2048u;                  // a normalizer tile: 8 x Dkp, two 1024-byte atoms
-    const unsigned offZ = offO + (FWD ? 128u * kLdo : 0u);  // 17408 = 17 x 1024: atoms stay aligned
+    // (STAGE32: the normalized forward's staging tile in float32, twice the bytes)
+    constexpr bool S32 = FWD && NORM && LIGHTNING_WG_NORM_STAGE32;
+    const unsigned offZ = offO + (FWD ? (S32 ? 2u : 1u) * 128u * kLdo : 0u);  // 17408 = 17 x 1024: atoms stay aligned
     // LIGHTNING_WG_Z_WGMMA: the decay-weight tiles of whole and of the last chunk (1024 bytes each)
     const unsigned offW = offZ + (FWD && !SFOLD ? NS * zBytes : 0u);  // (SFOLD: the z tiles are in the stages)
     const unsigned offTab = offW + (LIGHTNING_WG_Z_WGMMA ? 2048u : 0u);
@@ -441,6 +454,9 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     // LIGHTNING_WG_NORM_QZ_LOADERS: q_i . zP of a stage's 64 rows (floats), after the scaled mask table
     const unsigned offQz = offTab + 1152u + 512u;
     (void)offQz;
+    // LIGHTNING_WG_NORM_STAGE32: each consumer's 64 row reciprocals of the staged chunk, after those
+    const unsigned offInv = offQz + (LIGHTNING_WG_NORM_QZ_LOADERS ? 768u : 0u);
+    (void)offInv;
     // Decay table tab[d] = lambda^d for d = 0..191, 0 for d = -64..-1 (the causal mask).
     // PAIR: the second head's tables (1024 + 512 bytes) in the normalizer's decay-weight tiles at
     // offW (2048 bytes, unused without normalization).
@@ -479,7 +495,9 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
         const bool vecV = (dv % 8 == 0) && lightning::aligned16(v);
         // (LIGHTNING_WG_MAP_LOADER_REGS: an unpaired plain forward with a map runs the MAPR body, so the other
         // plain forward body has no map code)
-        const int fm = (FWD && !NORM && !PAIR && !MAPR && LIGHTNING_WG_MAP_LOADER_REGS > 0) ? 0 : a.featureMap;
+        // (LIGHTNING_WG_NORM_X & 16, a measurement build: the normalized forward's loaders without map code)
+        const int fm = ((FWD && !NORM && !PAIR && !MAPR && LIGHTNING_WG_MAP_LOADER_REGS > 0) ||
+                        (FWD && NORM && (LIGHTNING_WG_NORM_X & 16))) ? 0 : a.featureMap;
         // Grouped heads: head h reads q head h / (H / Hq), k head h / (H / Hk), v head h / (H / Hv).
         // The heads of a group are adjacent blockIdx.x and run at the same time, so the repeated
         // reads of a shared k or v tile are served by L2, not by memory.
@@ -747,6 +765,11 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     // Outputs (forward): rows 16 w4 + g (+8) of the chunk, own columns.
     const bool vecO = FWD && (dv % 8 == 0) && lightning::aligned16(o);
     T* sOw = reinterpret_cast<T*>(sm + offO) + 16 * w4 * kLdo + colBase;
+    // STAGE32: the float32 staging rows (same element pitch kLdo) and this consumer's row reciprocals
+    float* sOf = reinterpret_cast<float*>(sm + offO) + 16 * w4 * kLdo + colBase;
+    float* sInv = reinterpret_cast<float*>(sm + offInv) + 64 * j;
+    (void)sOf;
+    (void)sInv;
     const int i0 = 16 * w4 + g;
     // tr[-8 nt - x] = scale lambda^(i0 - (8 nt + 2 tq + x)) (0 above the diagonal)
     const float* tr = reinterpret_cast<const float*>(sm + (PAIR && j == 1 ? offW + 1024 : offTab + 1152)) + 64 + (i0 - 2 * tq);
@@ -768,15 +791,29 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     auto store_rows = [&](int cs) {
         const long long ts = segStart + (long long)cs * kChunk;
         const int ms = (int)min((long long)kChunk, segEnd - ts);
+        // (STAGE32: one row piece at a time, it runs while S, Q T(P) and their operands hold registers)
 #pragma unroll
         for (int rep = 0; rep < 4; ++rep) {
+            if constexpr (S32) asm volatile("" ::: "memory");
             const int idx = lane + 32 * rep;
             const int r = idx >> 3, cc = (idx & 7) * 8;
             const int lr = 16 * w4 + r;
             if (lr < ms && colBase + cc < width) {
                 T* dst = o + ((ts + lr) * H + h) * (long long)dv + c0 + colBase + cc;
                 const T* src = sOw + r * kLdo + cc;
-                if (vecO) {
+                if constexpr (S32) {  // numerators times the row's reciprocal, rounded to T here
+                    const float* sf = sOf + r * kLdo + cc;
+                    const float f = sInv[lr];
+                    if (vecO) {
+                        const float4 x = *reinterpret_cast<const float4*>(sf), y = *reinterpret_cast<const float4*>(sf + 4);
+                        *reinterpret_cast<uint4*>(dst) = make_uint4(O_::pack(x.x * f, x.y * f), O_::pack(x.z * f, x.w * f),
+                                                                    O_::pack(y.x * f, y.y * f), O_::pack(y.z * f, y.w * f));
+                    } else {
+#pragma unroll
+                        for (int e = 0; e < 8; ++e)
+                            if (colBase + cc + e < width) dst[e] = O_::from_f(sf[e] * f);
+                    }
+                } else if (vecO) {
                     *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
                 } else {
 #pragma unroll
@@ -945,15 +982,28 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             reg_fence<16>(&Sp[0][0]);
             // Stage the rows (rounded to T); they go out during the next chunk.
             __syncwarp();  // every lane is done reading the previous chunk's staged rows
+            if constexpr (S32) {  // undivided float32 rows, and the rows' reciprocals (one lane a quad)
+                if (tq == 0) {
+                    sInv[i0] = inv0;
+                    sInv[i0 + 8] = inv1;
+                }
 #pragma unroll
-            for (int nt = 0; nt < 8; ++nt) {
-                T* d = sOw + g * kLdo + 8 * nt + 2 * tq;
-                if (NORM && !(LIGHTNING_WG_NORM_X & 2)) {
-                    *reinterpret_cast<unsigned*>(d) = O_::pack(Oa[4 * nt] * inv0, Oa[4 * nt + 1] * inv0);
-                    *reinterpret_cast<unsigned*>(d + 8 * kLdo) = O_::pack(Oa[4 * nt + 2] * inv1, Oa[4 * nt + 3] * inv1);
-                } else {
-                    *reinterpret_cast<unsigned*>(d) = O_::pack(Oa[4 * nt], Oa[4 * nt + 1]);
-                    *reinterpret_cast<unsigned*>(d + 8 * kLdo) = O_::pack(Oa[4 * nt + 2], Oa[4 * nt + 3]);
+                for (int nt = 0; nt < 8; ++nt) {
+                    float* d = sOf + g * kLdo + 8 * nt + 2 * tq;
+                    *reinterpret_cast<float2*>(d) = make_float2(Oa[4 * nt], Oa[4 * nt + 1]);
+                    *reinterpret_cast<float2*>(d + 8 * kLdo) = make_float2(Oa[4 * nt + 2], Oa[4 * nt + 3]);
+                }
+            } else {
+#pragma unroll
+                for (int nt = 0; nt < 8; ++nt) {
+                    T* d = sOw + g * kLdo + 8 * nt + 2 * tq;
+                    if (NORM && !(LIGHTNING_WG_NORM_X & 2)) {
+                        *reinterpret_cast<unsigned*>(d) = O_::pack(Oa[4 * nt] * inv0, Oa[4 * nt + 1] * inv0);
+                        *reinterpret_cast<unsigned*>(d + 8 * kLdo) = O_::pack(Oa[4 * nt + 2] * inv1, Oa[4 * nt + 3] * inv1);
+                    } else {
+                        *reinterpret_cast<unsigned*>(d) = O_::pack(Oa[4 * nt], Oa[4 * nt + 1]);
+                        *reinterpret_cast<unsigned*>(d + 8 * kLdo) = O_::pack(Oa[4 * nt + 2], Oa[4 * nt + 3]);
+                    }
                 }
             }
             __syncwarp();
@@ -1013,7 +1063,7 @@ __device__ __forceinline__ bool pair_launch(const LightningArgs& a) {
 #define LIGHTNING_WG_ENTRIES(NAME, T)                                                                      \
     extern "C" __global__ void __launch_bounds__(LIGHTNING_WG_THREADS, 1)                                   \
     lightning_forward_wg_##NAME(const LightningArgs a) {                                                    \
-        if (a.normalize) lightning_wg::body<T, true, true>(a);                                              \
+        if (a.normalize && !(LIGHTNING_WG_NORM_X & 8)) lightning_wg::body<T, true, true>(a);                \
         else if (LIGHTNING_WG_MAP_LOADER_REGS > 0 && a.featureMap != 0) lightning_wg::body<T, true, false, false, true>(a); \
         else lightning_wg::body<T, true, false>(a);                                                         \
     }                                                                                                       \
