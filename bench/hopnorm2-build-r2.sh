@@ -9,6 +9,8 @@
 #   x-r56         X = 16 with loaders 56 / consumers 224: the whole normalized work at the plain split
 # and stage32's module as a fat binary (sm_90a SASS and its PTX) under java-override/ for GpuBackendTest.
 # Run from the repository root.
+# (LIGHTNING_WG_NORM_STAGE32 was removed after this round: build at commit c2f4a0b to reproduce; the
+# LIGHTNING_WG_NORM_X builds work on later commits too.)
 set -euo pipefail
 dir="${1:?usage: hopnorm2-build-r2.sh DIR}"
 src=gpu-worker/src/main/cuda

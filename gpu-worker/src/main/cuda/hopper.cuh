@@ -91,43 +91,18 @@
 #ifndef LIGHTNING_WG_MAP_FUSED
 #define LIGHTNING_WG_MAP_FUSED 1
 #endif
-// LIGHTNING_WG_NORM_QZ_LOADERS (hopnorm2, default 0): the normalized forward's q_i . zP formed once per CTA by
-// the loaders (8 m64n8 wgmma in the group of their column sums, Q and the normalizer tile already in the
-// stage) and handed to both consumers as 64 floats a stage (3 x 256 bytes more shared memory), instead of
-// 8 m64n8 wgmma in each consumer's Q P group. Half the q . zP products, and none in the consumers' chain.
-#ifndef LIGHTNING_WG_NORM_QZ_LOADERS
-#define LIGHTNING_WG_NORM_QZ_LOADERS 0
-#endif
-// LIGHTNING_WG_NORM_SFOLD (hopnorm2, default 0): the normalized forward's q_i . zP as 8 more columns of S = Q K^T
-// (m64n72 instead of m64n64 plus 8 m64n8 a chunk): the loaders write the normalizer tile as rows 64..71 of
-// each 64-dk atom of the stage's K tile, whose atoms are then 9216 bytes apart instead of 8192 (the stage
-// grows by the 2048 bytes of the separate normalizer tile it replaces: the same shared memory). Q is read
-// by the tensor cores once for both products, and the consumers copy nothing.
-#ifndef LIGHTNING_WG_NORM_SFOLD
-#define LIGHTNING_WG_NORM_SFOLD 0
-#endif
-// LIGHTNING_WG_NORM_STAGE32 (hopnorm2, default 0): the normalized forward stages its output rows in float32,
-// undivided, with each row's 1 / (den + eps) beside them, and the division happens when the rows go out
-// during the next chunk (store_rows, while the tensor cores work), instead of 32 multiplies and the
-// reciprocals between S V's completion and the state update's products. The same arithmetic (the
-// float32 numerator times the float32 reciprocal, rounded once). The staging tile doubles (17408 bytes
-// more shared memory, plus 512 for the reciprocals).
-#ifndef LIGHTNING_WG_NORM_STAGE32
-#define LIGHTNING_WG_NORM_STAGE32 0
-#endif
 // LIGHTNING_WG_NORM_X (measurement builds only, default 0; wrong results on purpose): leaves parts of the
-// normalized forward's work out to see what each costs. Bit 1: the consumers' q . zP products; bit 2: the
-// consumers' row sums, reciprocals and scaling; bit 4: the loaders' z work (tile, column sums); bit 8: a
-// normalized launch runs the plain forward body (the control: what the launch costs without any of it);
-// bit 16: the normalized forward's loaders carry no map code (its elu1 results wrong: for registers).
+// normalized forward's work out to see what each costs (bench/cuda/norm_cost.cu, BENCHMARKS.md, hopnorm2).
+// Bit 1: the consumers' q . zP products; bit 2: the consumers' row sums, reciprocals and scaling; bit 4: the
+// loaders' z work (column sums); bit 8: a normalized launch runs the plain forward body (the control);
+// bit 16: the normalized forward's loaders carry no map code (for register splits).
 #ifndef LIGHTNING_WG_NORM_X
 #define LIGHTNING_WG_NORM_X 0
 #endif
 __host__ __device__ inline int lightning_wg_smem_bytes(int dk, int forward) {
     (void)dk;
     const int qk = 16384, nc = LIGHTNING_WG_COLUMNS;
-    return (forward ? 3 * (2 * qk + 128 * nc) + 2 * qk + 128 * (nc + 8) + 3 * 2048 + 1152 + 512 +
-                          (LIGHTNING_WG_NORM_QZ_LOADERS ? 3 * 256 : 0) + (LIGHTNING_WG_NORM_STAGE32 ? 64 * (nc + 8) * 2 + 512 : 0)
+    return (forward ? 3 * (2 * qk + 128 * nc) + 2 * qk + 128 * (nc + 8) + 3 * 2048 + 1152 + 512
                     : 4 * (qk + 128 * nc) + 1152) + (LIGHTNING_WG_Z_WGMMA ? 2048 : 0);
 }
 
@@ -202,11 +177,11 @@ template <bool FWD, bool NORM, bool MAPR = false> struct Regs {
 // had then (ptxas, sm_90a), and a loader spill cost the plain kernel 8% once before. The forward now
 // maps Q and K together (map_tiles2) with 72 or 88 loader registers; the states kernel (K only, 88)
 // uses this. FM: the feature map code as a constant.
-template <typename T, int FM, unsigned ATOM = 8192u>
+template <typename T, int FM>
 __device__ __forceinline__ void map_tile(unsigned char* tile, int m, int valid, int lt) {
     const int r0 = lt >> 4, jp = lt & 15;
     if (8 * jp >= valid) return;
-    unsigned char* p = tile + (jp >> 3) * ATOM + (r0 << 7) + (((jp & 7) ^ r0) << 4);
+    unsigned char* p = tile + ((jp >> 3) << 13) + (r0 << 7) + (((jp & 7) ^ r0) << 4);
 #pragma unroll 1
     for (int r = r0; r < m; r += 8, p += 1024) {
         uint4 u = *reinterpret_cast<const uint4*>(p);
@@ -219,13 +194,13 @@ __device__ __forceinline__ void map_tile(unsigned char* tile, int m, int valid, 
 }
 // map_tile on the same pieces of the Q and K tiles (same layout, same m and valid) in one loop
 // (LIGHTNING_WG_MAP_FUSED): two independent loads, maps and stores a step.
-template <typename T, int FM, unsigned KATOM = 8192u>
+template <typename T, int FM>
 __device__ __forceinline__ void map_tiles2(unsigned char* tq, unsigned char* tk, int m, int valid, int lt) {
     const int r0 = lt >> 4, jp = lt & 15;
     if (8 * jp >= valid) return;
     const int off = ((jp >> 3) << 13) + (r0 << 7) + (((jp & 7) ^ r0) << 4);
     unsigned char* p = tq + off;
-    unsigned char* pk = tk + off + (jp >> 3) * (KATOM - 8192u);  // (K's atoms KATOM bytes apart)
+    unsigned char* pk = tk + off;
 #pragma unroll 1
     for (int r = r0; r < m; r += 8, p += 1024, pk += 1024) {
         uint4 u = *reinterpret_cast<const uint4*>(p);
@@ -243,13 +218,12 @@ __device__ __forceinline__ void map_tiles2(unsigned char* tq, unsigned char* tk,
     }
 }
 // featureMap: applied by the 2-byte path as it copies (the 16-byte path leaves it to map_tile).
-// ATOM: bytes from one 64-column atom to the next (8192; LIGHTNING_WG_NORM_SFOLD's K tiles 9216).
-template <typename T, unsigned ATOM = 8192u>
+template <typename T>
 __device__ __forceinline__ void load_tile(unsigned dst, unsigned char* dstGeneric, const T* src, int rowStride,
                                           int m, int valid, bool vec, int lt, int featureMap = 0) {
     if (vec) {
         const int r0 = lt >> 4, jp = lt & 15;
-        const unsigned so = dst + (unsigned)(jp >> 3) * ATOM + ((unsigned)r0 << 7) + ((unsigned)((jp & 7) ^ r0) << 4);
+        const unsigned so = dst + ((unsigned)(jp >> 3) << 13) + ((unsigned)r0 << 7) + ((unsigned)((jp & 7) ^ r0) << 4);
         const bool colOk = 8 * jp < valid;
         const T* g = src + r0 * rowStride + 8 * jp;
         const long long step = 8 * rowStride;
@@ -274,7 +248,7 @@ __device__ __forceinline__ void load_tile(unsigned dst, unsigned char* dstGeneri
                 x = s16[r * rowStride + c];
                 if (featureMap != 0) x = lightning::phi_bits<T>(featureMap, x);
             }
-            d16[(c >> 6) * (ATOM / 2) + (r << 6) + ((((c >> 3) & 7) ^ (r & 7)) << 3) + (c & 7)] = x;
+            d16[((c >> 6) << 12) + (r << 6) + ((((c >> 3) & 7) ^ (r & 7)) << 3) + (c & 7)] = x;
         }
     }
 }
@@ -428,22 +402,15 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
 
     // ---- shared memory (see lightning_wg_smem_bytes) ----
     constexpr unsigned qBytes = 8192u * (Dkp / 64);     // a 64 x Dkp tile (Q or K), whole atoms
-    // LIGHTNING_WG_NORM_SFOLD (normalized forward): K's atoms hold 72 rows, the last 8 the normalizer tile's
-    constexpr bool SFOLD = FWD && NORM && LIGHTNING_WG_NORM_SFOLD;
-    static_assert(!SFOLD || (LIGHTNING_WG_Z_WGMMA && !LIGHTNING_WG_NORM_QZ_LOADERS), "SFOLD: the tensor-core z, not with QZ_LOADERS");
-    constexpr unsigned kAtom = SFOLD ? 9216u : 8192u;
-    constexpr unsigned kBytes = kAtom * (Dkp / 64);
     const unsigned vBytes = 128u * kCols;               // a 64 x NC tile (two atoms)
-    const unsigned stageBytes = (FWD ? qBytes : 0u) + kBytes + vBytes;
+    const unsigned stageBytes = (FWD ? 2u : 1u) * qBytes + vBytes;
     constexpr unsigned ptBytes = 128u * Dkp;            // a consumer's state copy: 64 x Dkp (P^T), two atoms
     const unsigned offPt = NS * stageBytes;             // atoms at multiples of 1024
     const unsigned offO = offPt + (FWD ? 2u * ptBytes : 0u);
     constexpr unsigned zBytes = 2048u;                  // a normalizer tile: 8 x Dkp, two 1024-byte atoms
-    // (STAGE32: the normalized forward's staging tile in float32, twice the bytes)
-    constexpr bool S32 = FWD && NORM && LIGHTNING_WG_NORM_STAGE32;
-    const unsigned offZ = offO + (FWD ? (S32 ? 2u : 1u) * 128u * kLdo : 0u);  // 17408 = 17 x 1024: atoms stay aligned
+    const unsigned offZ = offO + (FWD ? 128u * kLdo : 0u);  // 17408 = 17 x 1024: atoms stay aligned
     // LIGHTNING_WG_Z_WGMMA: the decay-weight tiles of whole and of the last chunk (1024 bytes each)
-    const unsigned offW = offZ + (FWD && !SFOLD ? NS * zBytes : 0u);  // (SFOLD: the z tiles are in the stages)
+    const unsigned offW = offZ + (FWD ? NS * zBytes : 0u);
     const unsigned offTab = offW + (LIGHTNING_WG_Z_WGMMA ? 2048u : 0u);
     unsigned char* sm = lightning_wg_smem;
     const unsigned smU = smem_u32(sm);
@@ -451,12 +418,6 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     // consumers arrive once done with stage i), 4 slots each.
     static_assert(NS <= 4, "the mbarrier slots (and cp_async_wait) allow at most 4 stages");
     const unsigned fullU = smU + offTab + 1024u, emptyU = fullU + 32u;
-    // LIGHTNING_WG_NORM_QZ_LOADERS: q_i . zP of a stage's 64 rows (floats), after the scaled mask table
-    const unsigned offQz = offTab + 1152u + 512u;
-    (void)offQz;
-    // LIGHTNING_WG_NORM_STAGE32: each consumer's 64 row reciprocals of the staged chunk, after those
-    const unsigned offInv = offQz + (LIGHTNING_WG_NORM_QZ_LOADERS ? 768u : 0u);
-    (void)offInv;
     // Decay table tab[d] = lambda^d for d = 0..191, 0 for d = -64..-1 (the causal mask).
     // PAIR: the second head's tables (1024 + 512 bytes) in the normalizer's decay-weight tiles at
     // offW (2048 bytes, unused without normalization).
@@ -512,8 +473,8 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             const int m = (int)min((long long)kChunk, segEnd - (segStart + (long long)c * kChunk));
             const unsigned base = st * stageBytes;
             if (FWD) load_tile<T>(smU + base, sm + base, qc, rowQ, m, qkValid, vecQK, tid, fm);
-            const unsigned kb = base + (FWD ? qBytes : 0u), vb = kb + kBytes;
-            load_tile<T, kAtom>(smU + kb, sm + kb, kc, rowK, m, qkValid, vecQK, tid, fm);
+            const unsigned kb = base + (FWD ? qBytes : 0u), vb = kb + qBytes;
+            load_tile<T>(smU + kb, sm + kb, kc, rowK, m, qkValid, vecQK, tid, fm);
             load_tile<T>(smU + vb, sm + vb, vc, rowV, m, width, vecV, tid);
             if (FWD) qc += kChunk * rowQ;
             kc += kChunk * rowK;
@@ -581,28 +542,26 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             const int m = (int)min((long long)kChunk, segEnd - (segStart + (long long)c * kChunk));
             if (fm != 0 && vecQK) {  // (the 2-byte path applied phi as it copied)
                 if (FWD && !PAIR && LIGHTNING_WG_MAP_FUSED) {  // (PAIR keeps the row-a-step map: 56 registers)
-                    if (fm == 1) map_tiles2<T, 1, kAtom>(sm + base, sm + kb, m, qkValid, tid);
-                    else map_tiles2<T, 2, kAtom>(sm + base, sm + kb, m, qkValid, tid);
+                    if (fm == 1) map_tiles2<T, 1>(sm + base, sm + kb, m, qkValid, tid);
+                    else map_tiles2<T, 2>(sm + base, sm + kb, m, qkValid, tid);
                 } else if (fm == 1) {
                     if (FWD) map_tile<T, 1>(sm + base, m, qkValid, tid);
-                    map_tile<T, 1, kAtom>(sm + kb, m, qkValid, tid);
+                    map_tile<T, 1>(sm + kb, m, qkValid, tid);
                 } else {
                     if (FWD) map_tile<T, 2>(sm + base, m, qkValid, tid);
-                    map_tile<T, 2, kAtom>(sm + kb, m, qkValid, tid);
+                    map_tile<T, 2>(sm + kb, m, qkValid, tid);
                 }
             }
 #if LIGHTNING_WG_Z_WGMMA
             if (NORM) {
                 if (FWD) {
-                    // (SFOLD: rows 64..71 of K's atoms, the same swizzle as 64 = 0 mod 8)
-                    unsigned char* zt = SFOLD ? sm + kb + 8192u : sm + offZ + st * zBytes;
-                    constexpr unsigned zAtom = SFOLD ? kAtom : 1024u;
+                    unsigned char* zt = sm + offZ + st * zBytes;
                     const int e0 = 2 * (lane & 3);  // this lane's rows of the tile: hi, lo
 #pragma unroll
                     for (int i = 0; i < 4; ++i) {
                         const int dd = zRow(i);
                         const T hi = Ops<T>::from_f(zv[i]), lo = Ops<T>::from_f(zv[i] - Ops<T>::to_f(hi));
-                        unsigned char* p = zt + (dd >> 6) * zAtom + ((dd & 7) << 1);
+                        unsigned char* p = zt + ((dd >> 6) << 10) + ((dd & 7) << 1);
                         const int pd = (dd >> 3) & 7;
                         *reinterpret_cast<T*>(p + (e0 << 7) + ((pd ^ e0) << 4)) = hi;
                         *reinterpret_cast<T*>(p + ((e0 + 1) << 7) + ((pd ^ (e0 + 1)) << 4)) = lo;
@@ -611,48 +570,23 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                 if (!(LIGHTNING_WG_NORM_X & 4)) {
                 fence_async_smem();           // this thread's copies and mapped pieces, for the wgmma
                 named_bar_sync(3, kLoaders);  // every loader's part of the K tile is in (and mapped)
-                const unsigned long long kT = wg_desc(smU + kb, kAtom, 1024u);
+                const unsigned long long kT = wg_desc(smU + kb, 8192u, 1024u);
                 const unsigned long long wD = wg_desc(smU + offW + (m == kChunk ? 0u : 1024u), 16u, 1024u);
                 float zd0[4], zd1[4];  // the two m64 halves of dk (the first k-step only writes them)
                 wg_fence();
                 Wgmma<T, 8>::ss_ta0(zd0, kT, wD);
-                Wgmma<T, 8>::ss_ta0(zd1, kT + kAtom / 16u, wD);
+                Wgmma<T, 8>::ss_ta0(zd1, kT + 512u, wD);
                 // 16 tokens a k-step: 2048 bytes of K, 32 of W. Not unrolled: the loaders' registers
                 // are few, and the unrolled loop's eight descriptor pairs spilled (ptxas).
 #pragma unroll 1
                 for (int ks = 1; ks < 4; ++ks) {
                     Wgmma<T, 8>::ss_ta(zd0, kT + 128u * ks, wD + 2u * ks);
-                    Wgmma<T, 8>::ss_ta(zd1, kT + kAtom / 16u + 128u * ks, wD + 2u * ks);
+                    Wgmma<T, 8>::ss_ta(zd1, kT + 512u + 128u * ks, wD + 2u * ks);
                 }
-#if LIGHTNING_WG_NORM_QZ_LOADERS
-                // q_i . zP of the chunk's 64 rows (the consumers' former product, see below): Q (A) times
-                // this stage's normalizer tile (B), z before the chunk; each lane gets hi and lo of its rows.
-                float qz[4];
-                if (FWD) {
-                    const unsigned long long qD = wg_desc(smU + base, 16u, 1024u),
-                                             zD = wg_desc(smU + offZ + st * zBytes, 16u, 1024u);
-#pragma unroll
-                    for (int ks = 0; ks < KS; ++ks) {
-                        const unsigned long long zd = zD + (unsigned long long)(((ks >> 2) << 6) + ((ks & 3) << 1));
-                        if (ks == 0) Wgmma<T, 8>::template ss<0>(qz, qk_desc(qD, ks), zd);
-                        else Wgmma<T, 8>::template ss<1>(qz, qk_desc(qD, ks), zd);
-                    }
-                }
-#endif
                 wg_commit();
                 wg_wait<0>();
                 reg_fence<4>(zd0);
                 reg_fence<4>(zd1);
-#if LIGHTNING_WG_NORM_QZ_LOADERS
-                if (FWD) {
-                    reg_fence<4>(qz);
-                    if ((lane & 3) == 0) {  // rows 16 w4 + g and + 8 of the chunk, for both consumers
-                        float* qzs = reinterpret_cast<float*>(sm + offQz + st * 256u) + 16 * (warp & 3) + (lane >> 2);
-                        qzs[0] = qz[0] + qz[1];
-                        qzs[8] = qz[2] + qz[3];
-                    }
-                }
-#endif
                 const float lm = tab[m];
                 zv[0] = fmaf(lm, zv[0], zd0[0] + zd0[1]);
                 zv[1] = fmaf(lm, zv[1], zd0[2] + zd0[3]);
@@ -765,11 +699,6 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     // Outputs (forward): rows 16 w4 + g (+8) of the chunk, own columns.
     const bool vecO = FWD && (dv % 8 == 0) && lightning::aligned16(o);
     T* sOw = reinterpret_cast<T*>(sm + offO) + 16 * w4 * kLdo + colBase;
-    // STAGE32: the float32 staging rows (same element pitch kLdo) and this consumer's row reciprocals
-    float* sOf = reinterpret_cast<float*>(sm + offO) + 16 * w4 * kLdo + colBase;
-    float* sInv = reinterpret_cast<float*>(sm + offInv) + 64 * j;
-    (void)sOf;
-    (void)sInv;
     const int i0 = 16 * w4 + g;
     // tr[-8 nt - x] = scale lambda^(i0 - (8 nt + 2 tq + x)) (0 above the diagonal)
     const float* tr = reinterpret_cast<const float*>(sm + (PAIR && j == 1 ? offW + 1024 : offTab + 1152)) + 64 + (i0 - 2 * tq);
@@ -791,29 +720,15 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     auto store_rows = [&](int cs) {
         const long long ts = segStart + (long long)cs * kChunk;
         const int ms = (int)min((long long)kChunk, segEnd - ts);
-        // (STAGE32: one row piece at a time, it runs while S, Q T(P) and their operands hold registers)
 #pragma unroll
         for (int rep = 0; rep < 4; ++rep) {
-            if constexpr (S32) asm volatile("" ::: "memory");
             const int idx = lane + 32 * rep;
             const int r = idx >> 3, cc = (idx & 7) * 8;
             const int lr = 16 * w4 + r;
             if (lr < ms && colBase + cc < width) {
                 T* dst = o + ((ts + lr) * H + h) * (long long)dv + c0 + colBase + cc;
                 const T* src = sOw + r * kLdo + cc;
-                if constexpr (S32) {  // numerators times the row's reciprocal, rounded to T here
-                    const float* sf = sOf + r * kLdo + cc;
-                    const float f = sInv[lr];
-                    if (vecO) {
-                        const float4 x = *reinterpret_cast<const float4*>(sf), y = *reinterpret_cast<const float4*>(sf + 4);
-                        *reinterpret_cast<uint4*>(dst) = make_uint4(O_::pack(x.x * f, x.y * f), O_::pack(x.z * f, x.w * f),
-                                                                    O_::pack(y.x * f, y.y * f), O_::pack(y.z * f, y.w * f));
-                    } else {
-#pragma unroll
-                        for (int e = 0; e < 8; ++e)
-                            if (colBase + cc + e < width) dst[e] = O_::from_f(sf[e] * f);
-                    }
-                } else if (vecO) {
+                if (vecO) {
                     *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
                 } else {
 #pragma unroll
@@ -831,17 +746,14 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
         const long long t0 = segStart + (long long)c * kChunk;
         const int m = (int)min((long long)kChunk, segEnd - t0);
         const unsigned qU = smU + st * stageBytes;
-        const unsigned kU = qU + (FWD ? qBytes : 0u), vU = kU + kBytes;
+        const unsigned kU = qU + (FWD ? qBytes : 0u), vU = kU + qBytes;
         const unsigned vOwn = vU + 8192u * j;  // own 64 columns of V: one atom
         const unsigned long long qDesc = wg_desc(qU, 16u, 1024u) + atomJ, kDesc = wg_desc(kU, 16u, 1024u) + atomJ;
         // (N64: the state products take K's own atom j alone)
-        const unsigned long long kStateDesc = wg_desc(kU + (N64 ? 8192u * j : 0u), kAtom, 1024u),
+        const unsigned long long kStateDesc = wg_desc(kU + (N64 ? 8192u * j : 0u), 8192u, 1024u),
                                  vDesc = wg_desc(vOwn, 8192u, 1024u);
         // The stage's normalizer tile; k-step ks: atom ks / 4 (1024 bytes), byte 32 (ks % 4).
         const unsigned long long zDesc = wg_desc(smU + offZ + st * zBytes, 16u, 1024u);
-        // LIGHTNING_WG_NORM_QZ_LOADERS: this lane's rows of the loaders' q . zP for the stage
-        const float* qzs = reinterpret_cast<const float*>(sm + offQz + st * 256u) + i0;
-        (void)qzs;
 
         // State update: P^T = lambda^m P^T + dP^T, dP^T = sum over the chunk's tokens t of
         // (w_t v_t)^T k_t with w_t = lambda^(m-1-t): the decayed own values split as hi + lo (A
@@ -883,19 +795,12 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             // ---- outputs: S = Q K^T, Oa = Q T(P) (own columns), then Oa = lambda^(i+1) Oa + S' V;
             //      the state update's fragments are formed while S and Q T(P) run, and its
             //      products queue right behind S V. ----
-            // (SFOLD: S[32..35] = q_i . zP, [32] hi, [33] lo of row i0, [34], [35] of row i0 + 8)
-            float S[SFOLD ? 36 : 32], Oa[32];  // the first k-step (ss0) overwrites them
+            float S[32], Oa[32];  // the first k-step (ss0) overwrites them
             wg_fence();
 #pragma unroll
             for (int ks = 0; ks < KSJ; ++ks) {
-                if constexpr (SFOLD) {  // K's k-step ks: atom ks / 4 (kAtom bytes), byte 32 (ks % 4)
-                    const unsigned long long kd = kDesc + (unsigned long long)((ks >> 2) * (kAtom >> 4) + ((ks & 3) << 1));
-                    if (ks == 0) Wgmma<T, 72>::ss0(S, qk_desc(qDesc, ks), kd);
-                    else Wgmma<T, 72>::ss(S, qk_desc(qDesc, ks), kd);
-                } else {
-                    if (ks == 0) W::template ss0<0>(S, qk_desc(qDesc, ks), qk_desc(kDesc, ks));
-                    else W::template ss<0>(S, qk_desc(qDesc, ks), qk_desc(kDesc, ks));
-                }
+                if (ks == 0) W::template ss0<0>(S, qk_desc(qDesc, ks), qk_desc(kDesc, ks));
+                else W::template ss<0>(S, qk_desc(qDesc, ks), qk_desc(kDesc, ks));
             }
             wg_commit();
 #pragma unroll
@@ -903,7 +808,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                 if (ks == 0) W::template ss0<0>(Oa, qk_desc(qDesc, ks), qk_desc(ptDesc, ks));
                 else W::template ss<0>(Oa, qk_desc(qDesc, ks), qk_desc(ptDesc, ks));
             }
-            if (NORM && !SFOLD && !LIGHTNING_WG_NORM_QZ_LOADERS && !(LIGHTNING_WG_NORM_X & 1)) {
+            if (NORM && !(LIGHTNING_WG_NORM_X & 1)) {
 #pragma unroll
                 for (int ks = 0; ks < KS; ++ks) {
                     const unsigned long long zd = zDesc + (unsigned long long)(((ks >> 2) << 6) + ((ks & 3) << 1));
@@ -912,19 +817,12 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                 }
             }
             wg_commit();
-            // (SFOLD: the state update's fragments after the mask loop, so that they and S's 36
-            // accumulators are not live at once: with both, ptxas spilled 148 bytes at 208 registers)
-            if constexpr (!SFOLD) form();
+            form();
             if (c > 0) store_rows(c - 1);  // while the tensor cores work
             // Mask and decay (tab is 0 for i < j), repacked as A fragments of S V: k-step kk is
             // {n-tile 2kk row g, n-tile 2kk row g+8, n-tile 2kk+1 row g, n-tile 2kk+1 row g+8}.
             wg_wait<1>();
-            reg_fence<SFOLD ? 36 : 32>(S);
-            float zq0 = 0.f, zq1 = 0.f;  // SFOLD: q_i . zP (hi + lo) of rows i0, i0 + 8
-            if constexpr (SFOLD) {
-                zq0 = S[32] + S[33];
-                zq1 = S[34] + S[35];
-            }
+            reg_fence<32>(S);
             unsigned Sp[4][4];
             float den0 = 0.f, den1 = 0.f;  // NORM: this lane's part of the rows' sums (scaled)
 #pragma unroll
@@ -940,10 +838,9 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                     den1 += v2 + v3;
                 }
             }
-            if constexpr (SFOLD) form();  // while Q T(P) runs
             wg_wait<0>();
             reg_fence<32>(Oa);
-            if (NORM && !SFOLD) reg_fence<4>(Zd);
+            if (NORM) reg_fence<4>(Zd);
 #pragma unroll
             for (int nt = 0; nt < 8; ++nt) {
                 Oa[4 * nt] *= r0;
@@ -958,52 +855,28 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             // NORM, while S V runs: den_i = (the quad's sum) / scale + lambda^(i+1) q_i . zP, and
             // o_i = num_i / (den_i + eps). The quad (lanes 4 g .. 4 g + 3) holds rows i0, i0 + 8.
             float inv0 = 1.f, inv1 = 1.f;
-#if LIGHTNING_WG_NORM_QZ_LOADERS
-            if (NORM) {  // the loaders' q_i . zP (hi + lo) of rows i0, i0 + 8
-                Zd[0] = qzs[0];
-                Zd[2] = qzs[8];
-            }
-#endif
             if (NORM && !(LIGHTNING_WG_NORM_X & 2)) {
                 den0 += __shfl_xor_sync(0xffffffffu, den0, 1);
                 den1 += __shfl_xor_sync(0xffffffffu, den1, 1);
                 den0 += __shfl_xor_sync(0xffffffffu, den0, 2);
                 den1 += __shfl_xor_sync(0xffffffffu, den1, 2);
-                if constexpr (SFOLD) {
-                    inv0 = __frcp_rn(fmaf(den0, invScale, l0 * zq0) + eps);
-                    inv1 = __frcp_rn(fmaf(den1, invScale, l1 * zq1) + eps);
-                } else {
-                    inv0 = __frcp_rn(fmaf(den0, invScale, l0 * (Zd[0] + Zd[1])) + eps);
-                    inv1 = __frcp_rn(fmaf(den1, invScale, l1 * (Zd[2] + Zd[3])) + eps);
-                }
+                inv0 = __frcp_rn(fmaf(den0, invScale, l0 * (Zd[0] + Zd[1])) + eps);
+                inv1 = __frcp_rn(fmaf(den1, invScale, l1 * (Zd[2] + Zd[3])) + eps);
             }
             wg_wait<0>();
             reg_fence<32>(Oa);
             reg_fence<16>(&Sp[0][0]);
             // Stage the rows (rounded to T); they go out during the next chunk.
             __syncwarp();  // every lane is done reading the previous chunk's staged rows
-            if constexpr (S32) {  // undivided float32 rows, and the rows' reciprocals (one lane a quad)
-                if (tq == 0) {
-                    sInv[i0] = inv0;
-                    sInv[i0 + 8] = inv1;
-                }
 #pragma unroll
-                for (int nt = 0; nt < 8; ++nt) {
-                    float* d = sOf + g * kLdo + 8 * nt + 2 * tq;
-                    *reinterpret_cast<float2*>(d) = make_float2(Oa[4 * nt], Oa[4 * nt + 1]);
-                    *reinterpret_cast<float2*>(d + 8 * kLdo) = make_float2(Oa[4 * nt + 2], Oa[4 * nt + 3]);
-                }
-            } else {
-#pragma unroll
-                for (int nt = 0; nt < 8; ++nt) {
-                    T* d = sOw + g * kLdo + 8 * nt + 2 * tq;
-                    if (NORM && !(LIGHTNING_WG_NORM_X & 2)) {
-                        *reinterpret_cast<unsigned*>(d) = O_::pack(Oa[4 * nt] * inv0, Oa[4 * nt + 1] * inv0);
-                        *reinterpret_cast<unsigned*>(d + 8 * kLdo) = O_::pack(Oa[4 * nt + 2] * inv1, Oa[4 * nt + 3] * inv1);
-                    } else {
-                        *reinterpret_cast<unsigned*>(d) = O_::pack(Oa[4 * nt], Oa[4 * nt + 1]);
-                        *reinterpret_cast<unsigned*>(d + 8 * kLdo) = O_::pack(Oa[4 * nt + 2], Oa[4 * nt + 3]);
-                    }
+            for (int nt = 0; nt < 8; ++nt) {
+                T* d = sOw + g * kLdo + 8 * nt + 2 * tq;
+                if (NORM && !(LIGHTNING_WG_NORM_X & 2)) {
+                    *reinterpret_cast<unsigned*>(d) = O_::pack(Oa[4 * nt] * inv0, Oa[4 * nt + 1] * inv0);
+                    *reinterpret_cast<unsigned*>(d + 8 * kLdo) = O_::pack(Oa[4 * nt + 2] * inv1, Oa[4 * nt + 3] * inv1);
+                } else {
+                    *reinterpret_cast<unsigned*>(d) = O_::pack(Oa[4 * nt], Oa[4 * nt + 1]);
+                    *reinterpret_cast<unsigned*>(d + 8 * kLdo) = O_::pack(Oa[4 * nt + 2], Oa[4 * nt + 3]);
                 }
             }
             __syncwarp();
