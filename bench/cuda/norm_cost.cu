@@ -9,7 +9,7 @@
 //   nvcc -O2 -arch=sm_90 -I gpu-worker/src/main/cuda bench/cuda/norm_cost.cu -o norm_cost
 //   nvcc -cubin -O3 -gencode=arch=compute_90a,code=sm_90a -I gpu-worker/src/main/cuda [-DFLAGS] \
 //        gpu-worker/src/main/cuda/lightning_sm90.cu -o NAME.cubin
-// Run: ./norm_cost [--rounds R] [--t T] NAME=FILE.cubin ...   (exit status 1 when a checked build fails)
+// Run: ./norm_cost [--rounds R] [--t T] [--rotate-variants] [--per-round] NAME=FILE.cubin ...   (exit status 1 when a checked build fails)
 //   A NAME containing "portable" is a build of the portable module (lightning.cu, its mma.sync
 //   kernels; a cubin for sm_90), timed as the backend runs it at that shape: one segment, forward only.
 //   A NAME starting with "x-" is a measurement build (a part of the work left out, so its results
@@ -233,10 +233,13 @@ static CheckResult check_build(const Build& b, const Case& c) {
 
 int main(int argc, char** argv) {
     int rounds = 10;
+    bool rotateVariants = false, perRound = false;
     long long T = 1048576;
     std::vector<std::pair<std::string, std::string>> specs;
     for (int i = 1; i < argc; ++i) {
         if (!std::strcmp(argv[i], "--rounds") && i + 1 < argc) rounds = std::atoi(argv[++i]);
+        else if (!std::strcmp(argv[i], "--rotate-variants")) rotateVariants = true;
+        else if (!std::strcmp(argv[i], "--per-round")) perRound = true;
         else if (!std::strcmp(argv[i], "--t") && i + 1 < argc) T = std::atoll(argv[++i]);
         else {
             const char* eq = std::strchr(argv[i], '=');
@@ -332,11 +335,14 @@ int main(int argc, char** argv) {
         fw(builds.size(), std::vector<std::vector<float>>(4));
     // The builds' order rotates by one each round, so that a position in the round (the first portable
     // build after the Hopper ones ran its plain case 10% slower in one run) falls on every build alike.
+    // --rotate-variants: a build's four variants also rotate by one each round (otherwise plain always
+    // runs first and normalized identity right after it). --per-round: every time printed ("ROUND" lines).
     for (int r = -1; r < rounds; ++r) {  // round -1: warm-up
         for (size_t j = 0; j < builds.size(); ++j) {
             const size_t bi = (j + (size_t)(r + 1)) % builds.size();
             const Build& b = builds[bi];
-            for (int c = 0; c < 4; ++c) {
+            for (int cc = 0; cc < 4; ++cc) {
+                const int c = rotateVariants ? (cc + r + 1) % 4 : cc;
                 LightningArgs a;
                 std::memset(&a, 0, sizeof a);
                 a.k = k; a.v = v; a.slopes = sl; a.heads = a.headsQ = a.headsK = a.headsV = H; a.dk = D; a.dv = D;
@@ -365,6 +371,8 @@ int main(int argc, char** argv) {
                 CK(cudaEventElapsedTime(&msT, e0, e2));
                 CK(cudaEventElapsedTime(&msF, e1, e2));
                 if (r >= 0) { tot[bi][c].push_back(msT); fw[bi][c].push_back(msF); }
+                if (r >= 0 && perRound)
+                    std::printf("ROUND %d %s %s %.3f %.3f\n", r, b.name.c_str(), cfgName[c], msT, msF);
             }
         }
     }

@@ -86,11 +86,18 @@
 #ifndef LIGHTNING_WG_Z_WGMMA
 #define LIGHTNING_WG_Z_WGMMA 1
 #endif
-// LIGHTNING_WG_MAP_FUSED (1: the forward loaders map their Q and K pieces in one loop, two independent
-// rows in flight; see LIGHTNING_WG_MAP_LOADER_REGS). Shipped 0 (the previous loop) until the build with
-// both options on has run GpuBackendTest on a GPU as merged: see LIGHTNING_WG_MAP_LOADER_REGS.
+// LIGHTNING_WG_MAP_FUSED (default 1: the forward loaders map their Q and K pieces in one loop, two
+// independent rows in flight; 0: the previous loop, a tile at a time; see LIGHTNING_WG_MAP_LOADER_REGS).
 #ifndef LIGHTNING_WG_MAP_FUSED
-#define LIGHTNING_WG_MAP_FUSED 0
+#define LIGHTNING_WG_MAP_FUSED 1
+#endif
+// LIGHTNING_WG_NORM_X (measurement builds only, default 0; wrong results on purpose): leaves parts of the
+// normalized forward's work out to see what each costs (bench/cuda/norm_cost.cu, BENCHMARKS.md, hopnorm2).
+// Bit 1: the consumers' q . zP products; bit 2: the consumers' row sums, reciprocals and scaling; bit 4: the
+// loaders' z work (column sums); bit 8: a normalized launch runs the plain forward body (the control);
+// bit 16: the normalized forward's loaders carry no map code (for register splits).
+#ifndef LIGHTNING_WG_NORM_X
+#define LIGHTNING_WG_NORM_X 0
 #endif
 __host__ __device__ inline int lightning_wg_smem_bytes(int dk, int forward) {
     (void)dk;
@@ -144,19 +151,16 @@ constexpr int kLoaders = 128;
 #ifndef LIGHTNING_WG_NORM_LOADER_REGS
 #define LIGHTNING_WG_NORM_LOADER_REGS (LIGHTNING_WG_Z_WGMMA ? 88 : 64)
 #endif
-// LIGHTNING_WG_MAP_LOADER_REGS (72 measured; 0, shipped, builds the previous code, one plain body with
-// 56): the plain forward with a feature map runs as a body of its own whose loaders get this many registers
-// (the consumers the rest, 216; no spill, ptxas sm_90a; 88 left a 24-byte spill), as the normalized
-// forward's do. With 56 the map's loads and exponentials had too few registers to overlap: on an H200
-// (T = 1M, H = 64, D = 128, bf16, 2026-12-03) elu1 cost +31.8% over plain in DeviceBench and +19.3% with
-// this and LIGHTNING_WG_MAP_FUSED (norm_cost: 45.2 -> 37.0 ms, plain unchanged at 25.9 ms). Both stay
-// off in the shipped PTX: every build of them passed norm_cost's float64 checks and DeviceBench's, but
-// GpuBackendTest (plain elu1 among its cases) ran only on a combined build with variants since removed,
-// and the module as merged with the paired D = 64 kernels has not run on a GPU. Switch on with
-// `-DLIGHTNING_WG_MAP_LOADER_REGS=72 -DLIGHTNING_WG_MAP_FUSED=1` after that run (bench/hopnorm-build-r3.sh
-// builds that module, bench/hopnorm-device-r3.sh runs it).
+// LIGHTNING_WG_MAP_LOADER_REGS (default 72; 0 builds the previous code, one plain body with 56): the plain
+// forward with a feature map runs as a body of its own whose loaders get this many registers (the
+// consumers the rest, 216; no spill, ptxas sm_90a; 88 left a 24-byte spill), as the normalized forward's
+// do. With 56 the map's loads and exponentials had too few registers to overlap: on an H200 (T = 1M,
+// H = 64, D = 128, bf16, 2026-12-03) elu1 cost +31.8% over plain in DeviceBench and +19.3% with this and
+// LIGHTNING_WG_MAP_FUSED (norm_cost: 45.2 -> 37.0 ms, plain unchanged at 25.9 ms). The module with both
+// on passed GpuBackendTest on an H200 (171 passed, 0 failed; 2026-12-03 15:01 UTC,
+// bench/results/2026-12-03-h200-hopnorm-r3-gpu-tests.log).
 #ifndef LIGHTNING_WG_MAP_LOADER_REGS
-#define LIGHTNING_WG_MAP_LOADER_REGS 0
+#define LIGHTNING_WG_MAP_LOADER_REGS 72
 #endif
 template <bool FWD, bool NORM, bool MAPR = false> struct Regs {
     static constexpr int wide = NORM ? LIGHTNING_WG_NORM_LOADER_REGS : LIGHTNING_WG_MAP_LOADER_REGS;
@@ -452,7 +456,9 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
         const bool vecV = (dv % 8 == 0) && lightning::aligned16(v);
         // (LIGHTNING_WG_MAP_LOADER_REGS: an unpaired plain forward with a map runs the MAPR body, so the other
         // plain forward body has no map code)
-        const int fm = (FWD && !NORM && !PAIR && !MAPR && LIGHTNING_WG_MAP_LOADER_REGS > 0) ? 0 : a.featureMap;
+        // (LIGHTNING_WG_NORM_X & 16, a measurement build: the normalized forward's loaders without map code)
+        const int fm = ((FWD && !NORM && !PAIR && !MAPR && LIGHTNING_WG_MAP_LOADER_REGS > 0) ||
+                        (FWD && NORM && (LIGHTNING_WG_NORM_X & 16))) ? 0 : a.featureMap;
         // Grouped heads: head h reads q head h / (H / Hq), k head h / (H / Hk), v head h / (H / Hv).
         // The heads of a group are adjacent blockIdx.x and run at the same time, so the repeated
         // reads of a shared k or v tile are served by L2, not by memory.
@@ -561,6 +567,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                         *reinterpret_cast<T*>(p + ((e0 + 1) << 7) + ((pd ^ (e0 + 1)) << 4)) = lo;
                     }
                 }
+                if (!(LIGHTNING_WG_NORM_X & 4)) {
                 fence_async_smem();           // this thread's copies and mapped pieces, for the wgmma
                 named_bar_sync(3, kLoaders);  // every loader's part of the K tile is in (and mapped)
                 const unsigned long long kT = wg_desc(smU + kb, 8192u, 1024u);
@@ -589,6 +596,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                     const long long slot = clock.advance(m);
                     if (slot >= 0 && zWriter) z_out(a.checkpointNorms + (slot * H + h) * dk);
                 }
+                }  // LIGHTNING_WG_NORM_X & 4
             }
 #else
             if (NORM) {
@@ -800,7 +808,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                 if (ks == 0) W::template ss0<0>(Oa, qk_desc(qDesc, ks), qk_desc(ptDesc, ks));
                 else W::template ss<0>(Oa, qk_desc(qDesc, ks), qk_desc(ptDesc, ks));
             }
-            if (NORM) {
+            if (NORM && !(LIGHTNING_WG_NORM_X & 1)) {
 #pragma unroll
                 for (int ks = 0; ks < KS; ++ks) {
                     const unsigned long long zd = zDesc + (unsigned long long)(((ks >> 2) << 6) + ((ks & 3) << 1));
@@ -825,7 +833,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                 const float v3 = S[4 * nt + 3] * tr[7 - 8 * nt];
                 Sp[nt >> 1][2 * (nt & 1)] = O_::pack(v0, v1);
                 Sp[nt >> 1][2 * (nt & 1) + 1] = O_::pack(v2, v3);
-                if (NORM) {
+                if (NORM && !(LIGHTNING_WG_NORM_X & 2)) {
                     den0 += v0 + v1;
                     den1 += v2 + v3;
                 }
@@ -847,7 +855,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             // NORM, while S V runs: den_i = (the quad's sum) / scale + lambda^(i+1) q_i . zP, and
             // o_i = num_i / (den_i + eps). The quad (lanes 4 g .. 4 g + 3) holds rows i0, i0 + 8.
             float inv0 = 1.f, inv1 = 1.f;
-            if (NORM) {
+            if (NORM && !(LIGHTNING_WG_NORM_X & 2)) {
                 den0 += __shfl_xor_sync(0xffffffffu, den0, 1);
                 den1 += __shfl_xor_sync(0xffffffffu, den1, 1);
                 den0 += __shfl_xor_sync(0xffffffffu, den0, 2);
@@ -863,7 +871,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
 #pragma unroll
             for (int nt = 0; nt < 8; ++nt) {
                 T* d = sOw + g * kLdo + 8 * nt + 2 * tq;
-                if (NORM) {
+                if (NORM && !(LIGHTNING_WG_NORM_X & 2)) {
                     *reinterpret_cast<unsigned*>(d) = O_::pack(Oa[4 * nt] * inv0, Oa[4 * nt + 1] * inv0);
                     *reinterpret_cast<unsigned*>(d + 8 * kLdo) = O_::pack(Oa[4 * nt + 2] * inv1, Oa[4 * nt + 3] * inv1);
                 } else {
@@ -928,7 +936,7 @@ __device__ __forceinline__ bool pair_launch(const LightningArgs& a) {
 #define LIGHTNING_WG_ENTRIES(NAME, T)                                                                      \
     extern "C" __global__ void __launch_bounds__(LIGHTNING_WG_THREADS, 1)                                   \
     lightning_forward_wg_##NAME(const LightningArgs a) {                                                    \
-        if (a.normalize) lightning_wg::body<T, true, true>(a);                                              \
+        if (a.normalize && !(LIGHTNING_WG_NORM_X & 8)) lightning_wg::body<T, true, true>(a);                \
         else if (LIGHTNING_WG_MAP_LOADER_REGS > 0 && a.featureMap != 0) lightning_wg::body<T, true, false, false, true>(a); \
         else lightning_wg::body<T, true, false>(a);                                                         \
     }                                                                                                       \
