@@ -26,7 +26,7 @@ for f in "$C"/*.cubin; do n=$(basename "$f" .cubin); [[ $n == base ]] || builds+
 echo "== 1. fwd_cost ($(date -u +%T))"
 nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,clocks_event_reasons.active --format=csv -lms 500 > "$L-smi.log" 2>&1 &
 smi=$!
-timeout 60 "$work/fwd_cost" --rounds ${ROUNDS:-25} base="$C/base.cubin" "${builds[@]}" > "$L-fwdcost.log" 2>&1
+timeout 60 "$work/fwd_cost" --rounds ${ROUNDS:-40} base="$C/base.cubin" "${builds[@]}" > "$L-fwdcost.log" 2>&1
 echo "fwd_cost rc=$? (0: every checked build passed)"
 kill $smi 2>/dev/null
 grep -E "RESULT (time|checks)|FAILED|rror|copy bandwidth" "$L-fwdcost.log" | cut -c1-170

@@ -706,7 +706,6 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     const unsigned long long atomJ = PAIR ? (unsigned long long)(j << 9) : 0ull;
     constexpr int KSJ = PAIR ? 4 : KS;        // k-steps of S = Q K^T and Q P
     const unsigned ptU = smU + offPt + j * ptBytes;
-    unsigned char* pt = sm + offPt + j * ptBytes;
 
     // Carried state slice, transposed: the m64n128 accumulator of P^T (rows: the own 64 columns,
     // columns: all 128 dk). Pt[4 nt + e] = P[d][colBase + c] with c = 16 w4 + g + 8 (e >> 1) and
@@ -750,7 +749,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                     O_::pack(Pt[4 * nt + 2], Pt[4 * nt + 3]), O_::pack(Pt[4 * nt + 4], Pt[4 * nt + 5]),
                     O_::pack(Pt[4 * nt + 6], Pt[4 * nt + 7]));
 #else
-        unsigned char* base = pt + (16 * w4 + g) * 128 + 4 * tq;
+        unsigned char* base = sm + offPt + j * ptBytes + (16 * w4 + g) * 128 + 4 * tq;
 #pragma unroll
         for (int nt = 0; nt < NP / 4; ++nt) {
             unsigned char* d = base + ((nt >> 3) << 13) + (((nt & 7) ^ g) << 4);
