@@ -2,7 +2,8 @@
 # Builds the variants of issue 13's forward-consumer work (helper "kfwd") as cubins of lightning_sm90.cu
 # (sm_90a) into DIR/cubin, with ptxas's spill report for lightning_forward_wg_bf16 and the states kernel, and
 # fwd_cost (bench/cuda/fwd_cost.cu) beside them. Run from the repository root: bash bench/kfwd-build.sh DIR [NAME=FLAGS ...]
-# Without NAME=FLAGS: the default set below. FLAGS: the -D options, separated by commas.
+# Without NAME=FLAGS: the default set below. FLAGS: option names without LIGHTNING_WG_, separated by commas,
+# each set to 1, or NAME=VALUE (e.g. base=FAST_STORE=0,STSM=0).
 set -euo pipefail
 dir="${1:?usage: kfwd-build.sh DIR [NAME=FLAGS ...]}"; shift
 src=gpu-worker/src/main/cuda
@@ -15,7 +16,7 @@ fi
 for sp in "${specs[@]}"; do
   name=${sp%%=*}; flags=${sp#*=}; d=()
   IFS=, read -ra fl <<< "$flags"
-  for f in "${fl[@]}"; do [[ -n "$f" ]] && d+=("-DLIGHTNING_WG_$f=1"); done
+  for f in "${fl[@]}"; do [[ -z "$f" ]] && continue; [[ "$f" == *=* ]] && d+=("-DLIGHTNING_WG_$f") || d+=("-DLIGHTNING_WG_$f=1"); done
   nvcc -cubin -O3 -gencode=arch=compute_90a,code=sm_90a -I $src --resource-usage "${d[@]}" $src/lightning_sm90.cu \
     -o "$dir/cubin/$name.cubin" 2>&1 | grep -A1 "Function properties for lightning_\(forward\|states\)_wg_bf16" \
     | grep -v "^--" | paste - - | sed -E "s/ptxas info *: Function properties for //; s/^/$name (${d[*]}): /"

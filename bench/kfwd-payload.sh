@@ -2,15 +2,16 @@
 # Builds the device payload of issue 13's forward-consumer work (helper "kfwd") into DIR: payload.tar.xz
 # (the variants' cubins and fwd_cost from bench/kfwd-build.sh, tc_check and a Hopper fat binary for the Java
 # tests, both built with CANDIDATE's flags) and run.sh (= bench/kfwd-device.sh). Run from the repository root:
-#   bash bench/kfwd-payload.sh DIR [NAME=FLAGS ...]      (CANDIDATE: comma-separated flag names, default all four)
+#   bash bench/kfwd-payload.sh DIR [NAME=FLAGS ...]      (CANDIDATE: flags as kfwd-build.sh takes them, default
+#   the four options on; CANDIDATE=, builds the branch's defaults)
 set -euo pipefail
 dir="${1:?usage: kfwd-payload.sh DIR [NAME=FLAGS ...]}"; shift
-cand="${CANDIDATE:-FAST_STORE,STSM,WTAB,DESC32}"
+cand="${CANDIDATE-FAST_STORE,STSM,WTAB,DESC32}"
 src=gpu-worker/src/main/cuda
 w=$(mktemp -d)
 trap 'rm -rf "$w"' EXIT
 bash bench/kfwd-build.sh "$w" "$@"
-d=(); IFS=, read -ra fl <<< "$cand"; for f in "${fl[@]}"; do d+=("-DLIGHTNING_WG_$f=1"); done
+d=(); IFS=, read -ra fl <<< "$cand"; for f in "${fl[@]}"; do [[ -z "$f" ]] && continue; [[ "$f" == *=* ]] && d+=("-DLIGHTNING_WG_$f") || d+=("-DLIGHTNING_WG_$f=1"); done
 sub=dev/lightning/attention/engine/cuda
 mkdir -p "$w/java-override/$sub"
 nvcc -fatbin -O3 -I $src "${d[@]}" -gencode arch=compute_90a,code=sm_90a -gencode arch=compute_90a,code=compute_90a \
