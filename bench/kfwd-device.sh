@@ -6,8 +6,8 @@
 #     checked against a float64 recurrence (plain, elu1, normalized), then the plain bf16 forward and states
 #     kernels timed alone, T = 1M, D = 128, H = 64 (2 segments) and H = 8 (16 segments), builds interleaved,
 #     their order rotated each round; nvidia-smi samples SM clock and power meanwhile;
-#  2. tc_check --max-n 1000 of the candidate, the wgmma and the paired families (float64, odd sizes, dk != dv,
-#     bf16 and f16, several segments);
+#  2. tc_check --max-n 1000 of the candidate (and tc_check-NAME of another build when the payload has one), the
+#     wgmma and the paired families (float64, odd sizes, dk != dv, bf16 and f16, several segments);
 #  3. GpuBackendTest with the candidate's Hopper fat binary ahead of main's kernels.
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -31,9 +31,12 @@ echo "fwd_cost rc=$? (0: every checked build passed)"
 kill $smi 2>/dev/null
 grep -E "RESULT (time|checks)|FAILED|rror|copy bandwidth" "$L-fwdcost.log" | cut -c1-170
 echo "== 2. tc_check --max-n 1000, families 1 and 2 ($(date -u +%T), $(left) s left)"
-for fam in 1 2; do
-  timeout 15 "$work/tc_check" --family $fam --max-n 1000 > "$L-tc-check-f$fam.log" 2>&1
-  echo "tc_check family $fam rc=$?"; tail -n 1 "$L-tc-check-f$fam.log"
+for tc in "$work"/tc_check*; do
+  n=$(basename "$tc")
+  for fam in 1 2; do
+    timeout 15 "$tc" --family $fam --max-n 1000 > "$L-$n-f$fam.log" 2>&1
+    echo "$n family $fam rc=$?"; tail -n 1 "$L-$n-f$fam.log"
+  done
 done
 echo "== 3. GpuBackendTest on the candidate ($(date -u +%T), $(left) s left)"
 if [[ -n "${JRE_TAR:-}" && -n "${BUNDLE:-}" ]]; then

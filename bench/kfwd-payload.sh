@@ -17,8 +17,13 @@ mkdir -p "$w/java-override/$sub"
 nvcc -fatbin -O3 -I $src "${d[@]}" -gencode arch=compute_90a,code=sm_90a -gencode arch=compute_90a,code=compute_90a \
   $src/lightning_sm90.cu -o "$w/java-override/$sub/lightning_sm90a.fatbin"
 nvcc -O2 -gencode=arch=compute_90a,code=sm_90a -DLIGHTNING_WG "${d[@]}" -I $src gpu-worker/src/test/cuda/tc_check.cu -o "$w/tc_check"
-{ echo "kfwd payload: candidate ${d[*]}"; git rev-parse HEAD; git status --short; } > "$w/candidate.txt"
+# TC_EXTRA=NAME=FLAGS: a second tc_check (tc_check-NAME) of another build
+if [[ -n "${TC_EXTRA:-}" ]]; then
+  e=(); IFS=, read -ra fl <<< "${TC_EXTRA#*=}"; for f in "${fl[@]}"; do [[ -z "$f" ]] && continue; [[ "$f" == *=* ]] && e+=("-DLIGHTNING_WG_$f") || e+=("-DLIGHTNING_WG_$f=1"); done
+  nvcc -O2 -gencode=arch=compute_90a,code=sm_90a -DLIGHTNING_WG "${e[@]}" -I $src gpu-worker/src/test/cuda/tc_check.cu -o "$w/tc_check-${TC_EXTRA%%=*}"
+fi
+{ echo "kfwd payload: candidate ${d[*]}; extra tc_check ${TC_EXTRA:-none}"; git rev-parse HEAD; git status --short; } > "$w/candidate.txt"
 mkdir -p "$dir"
-tar -C "$w" -cJf "$dir/payload.tar.xz" cubin fwd_cost tc_check java-override candidate.txt
+tar -C "$w" -cJf "$dir/payload.tar.xz" cubin fwd_cost tc_check* java-override candidate.txt
 cp bench/kfwd-device.sh "$dir/run.sh"
 ls -la "$dir"

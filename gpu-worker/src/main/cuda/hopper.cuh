@@ -106,6 +106,13 @@
 //     of two loads and their rounding; bf16 only (the f16 weights are two floats anyway).
 //   LIGHTNING_WG_DESC32: descriptor offsets added to the low 32 bits only (the start address field
 //     never carries out, see qk_desc), so ptxas needs no 64-bit add and register copies a product.
+//   LIGHTNING_WG_UNIFORM: the warpgroup index taken through a warp shuffle (lane 0's), which ptxas then
+//     knows to be the same in every lane of a warp, so that the roles' branch is warp-uniform to it and the
+//     values that depend only on it and the stage (descriptors, barrier addresses) may live in uniform
+//     registers: without it, every wgmma's descriptors are moved from vector registers (2 R2UR each).
+#ifndef LIGHTNING_WG_UNIFORM
+#define LIGHTNING_WG_UNIFORM 0
+#endif
 #ifndef LIGHTNING_WG_FAST_STORE
 #define LIGHTNING_WG_FAST_STORE 0
 #endif
@@ -513,7 +520,12 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
         return desc_add(tileDesc, (unsigned long long)(((ks >> 2) << 9) + ((ks & 3) << 1)));
     };
 
+#if LIGHTNING_WG_UNIFORM == 1
+    const int wgIdx = __shfl_sync(0xffffffffu, tid >> 7, 0);  // the warpgroup (lane 0's: warp-uniform to ptxas)
+    if (wgIdx == 0) {
+#else
     if (warp < 4) {
+#endif
         // ================= loaders =================
         asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(Regs<FWD, NORM, MAPR>::loader));
         const bool vecQK = (dk % 8 == 0) && lightning::aligned16(k) && (!FWD || lightning::aligned16(q));
@@ -695,7 +707,13 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     constexpr bool N64 = PAIR && LIGHTNING_WG_PAIR_N64;
     constexpr int NP = N64 ? 32 : 64;
     using WS = typename std::conditional<N64, Wgmma<T, 64>, Wgmma<T, 128>>::type;
-    const int j = (warp >> 2) - 1;            // which half of the columns
+#if LIGHTNING_WG_UNIFORM == 1
+    const int j = wgIdx - 1;                  // which half of the columns
+#elif LIGHTNING_WG_UNIFORM == 2
+    const int j = __shfl_sync(0xffffffffu, (warp >> 2) - 1, 0);
+#else
+    const int j = (warp >> 2) - 1;
+#endif
     const int colBase = 64 * j;               // first own column, relative to c0
     const bool colsLive = colBase < width;    // dv <= 64 leaves the second consumer idle
     const int barId = 1 + j;                  // named barrier of this warpgroup
@@ -706,6 +724,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     const unsigned long long atomJ = PAIR ? (unsigned long long)(j << 9) : 0ull;
     constexpr int KSJ = PAIR ? 4 : KS;        // k-steps of S = Q K^T and Q P
     const unsigned ptU = smU + offPt + j * ptBytes;
+    unsigned char* pt = sm + offPt + j * ptBytes;
 
     // Carried state slice, transposed: the m64n128 accumulator of P^T (rows: the own 64 columns,
     // columns: all 128 dk). Pt[4 nt + e] = P[d][colBase + c] with c = 16 w4 + g + 8 (e >> 1) and
@@ -742,6 +761,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     // for nt = 0 with nt % 8 XORed into bits 4..6 (the copy starts at a multiple of 1024), plus the atom.
     auto store_copy = [&]() {
 #if LIGHTNING_WG_STSM
+        (void)pt;
         const unsigned cpLane = ptU + (unsigned)((16 * w4 + (lane & 7) + 8 * ((lane >> 3) & 1)) * 128 + (((lane >> 4) ^ (lane & 7)) << 4));
 #pragma unroll
         for (int nt = 0; nt < NP / 4; nt += 2)
@@ -749,7 +769,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                     O_::pack(Pt[4 * nt + 2], Pt[4 * nt + 3]), O_::pack(Pt[4 * nt + 4], Pt[4 * nt + 5]),
                     O_::pack(Pt[4 * nt + 6], Pt[4 * nt + 7]));
 #else
-        unsigned char* base = sm + offPt + j * ptBytes + (16 * w4 + g) * 128 + 4 * tq;
+        unsigned char* base = pt + (16 * w4 + g) * 128 + 4 * tq;
 #pragma unroll
         for (int nt = 0; nt < NP / 4; ++nt) {
             unsigned char* d = base + ((nt >> 3) << 13) + (((nt & 7) ^ g) << 4);
