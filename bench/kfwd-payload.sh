@@ -24,6 +24,6 @@ if [[ -n "${TC_EXTRA:-}" ]]; then
 fi
 { echo "kfwd payload: candidate ${d[*]}; extra tc_check ${TC_EXTRA:-none}"; git rev-parse HEAD; git status --short; } > "$w/candidate.txt"
 mkdir -p "$dir"
-tar -C "$w" -cJf "$dir/payload.tar.xz" cubin fwd_cost tc_check* java-override candidate.txt
+tar -C "$w" -cJf "$dir/payload.tar.xz" cubin fwd_cost $(cd "$w" && ls -d tc_check*) java-override candidate.txt
 cp bench/kfwd-device.sh "$dir/run.sh"
 ls -la "$dir"
