@@ -106,13 +106,6 @@
 //     of two loads and their rounding; bf16 only (the f16 weights are two floats anyway).
 //   LIGHTNING_WG_DESC32: descriptor offsets added to the low 32 bits only (the start address field
 //     never carries out, see qk_desc), so ptxas needs no 64-bit add and register copies a product.
-//   LIGHTNING_WG_UNIFORM: the warpgroup index taken through a warp shuffle (lane 0's), which ptxas then
-//     knows to be the same in every lane of a warp, so that the roles' branch is warp-uniform to it and the
-//     values that depend only on it and the stage (descriptors, barrier addresses) may live in uniform
-//     registers: without it, every wgmma's descriptors are moved from vector registers (2 R2UR each).
-#ifndef LIGHTNING_WG_UNIFORM
-#define LIGHTNING_WG_UNIFORM 0
-#endif
 #ifndef LIGHTNING_WG_FAST_STORE
 #define LIGHTNING_WG_FAST_STORE 0
 #endif
@@ -520,12 +513,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
         return desc_add(tileDesc, (unsigned long long)(((ks >> 2) << 9) + ((ks & 3) << 1)));
     };
 
-#if LIGHTNING_WG_UNIFORM == 1
-    const int wgIdx = __shfl_sync(0xffffffffu, tid >> 7, 0);  // the warpgroup (lane 0's: warp-uniform to ptxas)
-    if (wgIdx == 0) {
-#else
     if (warp < 4) {
-#endif
         // ================= loaders =================
         asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(Regs<FWD, NORM, MAPR>::loader));
         const bool vecQK = (dk % 8 == 0) && lightning::aligned16(k) && (!FWD || lightning::aligned16(q));
@@ -707,13 +695,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     constexpr bool N64 = PAIR && LIGHTNING_WG_PAIR_N64;
     constexpr int NP = N64 ? 32 : 64;
     using WS = typename std::conditional<N64, Wgmma<T, 64>, Wgmma<T, 128>>::type;
-#if LIGHTNING_WG_UNIFORM == 1
-    const int j = wgIdx - 1;                  // which half of the columns
-#elif LIGHTNING_WG_UNIFORM == 2
-    const int j = __shfl_sync(0xffffffffu, (warp >> 2) - 1, 0);
-#else
-    const int j = (warp >> 2) - 1;
-#endif
+    const int j = (warp >> 2) - 1;            // which half of the columns
     const int colBase = 64 * j;               // first own column, relative to c0
     const bool colsLive = colBase < width;    // dv <= 64 leaves the second consumer idle
     const int barId = 1 + j;                  // named barrier of this warpgroup
