@@ -106,6 +106,14 @@
 //     of two loads and their rounding; bf16 only (the f16 weights are two floats anyway).
 //   LIGHTNING_WG_DESC32: descriptor offsets added to the low 32 bits only (the start address field
 //     never carries out, see qk_desc), so ptxas needs no 64-bit add and register copies a product.
+//   LIGHTNING_WG_STAGGER (forward): the second consumer starts its first chunk only once the first has
+//     issued that chunk's S V (named barrier 4), so that the two walk their chunks about half a chunk
+//     apart and their tensor-core phases (S and Q P, S V, the state products) and their register phases
+//     (mask, fold, copies) interleave instead of coinciding. The offset is made once; the stage barriers
+//     keep it (the loaders run up to three chunks ahead).
+#ifndef LIGHTNING_WG_STAGGER
+#define LIGHTNING_WG_STAGGER 0
+#endif
 #ifndef LIGHTNING_WG_FAST_STORE
 #define LIGHTNING_WG_FAST_STORE 0
 #endif
@@ -835,6 +843,11 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
         }
     };
 
+    // LIGHTNING_WG_STAGGER: consumer 1 waits until consumer 0 issued chunk 0's S V (at once when there is none)
+    if (FWD && LIGHTNING_WG_STAGGER) {
+        if (j == 1) named_bar_sync(4, 256);
+        else if (nChunks == 0) asm volatile("bar.arrive 4, 256;\n" ::: "memory");
+    }
     int st = 0;
     unsigned parity = 0;
     for (int c = 0; c < nChunks; ++c) {
@@ -969,6 +982,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
 #pragma unroll
             for (int kk = 0; kk < 4; ++kk) W::template rs<1>(Oa, Sp[kk], desc_add(vDesc, 128u * kk));
             wg_commit();
+            if (LIGHTNING_WG_STAGGER && j == 0 && c == 0) asm volatile("bar.arrive 4, 256;\n" ::: "memory");
             // NORM, while S V runs: den_i = (the quad's sum) / scale + lambda^(i+1) q_i . zP, and
             // o_i = num_i / (den_i + eps). The quad (lanes 4 g .. 4 g + 3) holds rows i0, i0 + 8.
             float inv0 = 1.f, inv1 = 1.f;
