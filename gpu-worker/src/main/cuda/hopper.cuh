@@ -92,12 +92,15 @@
 #ifndef LIGHTNING_WG_MAP_FUSED
 #define LIGHTNING_WG_MAP_FUSED 0
 #endif
-// The forward consumers' instruction stream (issue 13; build options, default 0 = the code before them, so
-// that one process can time both): these kernels are issue-bound (ncu: 0.45 warps a cycle issued, 882
-// instructions a consumer warp executes a chunk of the plain forward, sm_90a SASS, 2026-12-03).
+// The forward consumers' instruction stream (issue 13; build options, 0 = the code before them, so that one
+// process can time both; bench/kfwd-build.sh, bench/cuda/fwd_cost.cu). A consumer warp of the plain forward
+// executed 877 instructions a chunk (sm_90a SASS); the four options below take it to 652, which made the
+// forward 4.3% (H = 64) and 5.1% (H = 8) faster on an H200 (T = 1M, D = 128, 2026-12-03, BENCHMARKS.md):
+// less than the instructions suggest, as a chunk's time is set by each consumer's dependent chain (products,
+// waits, the barrier on the state copy) more than by issue slots.
 //   LIGHTNING_WG_FAST_STORE: the output rows go out from a per-thread pointer advanced a chunk at a time
-//     (its 64-bit row arithmetic done once), not recomputed from (t, h) for each 16-byte piece: 144 -> about
-//     30 instructions a chunk. Only the 16-byte path (dv % 8 == 0, aligned o); the other keeps its code.
+//     (its 64-bit row arithmetic done once), not recomputed from (t, h) for each 16-byte piece: 144 -> 58
+//     instructions a chunk. Only the 16-byte path (dv % 8 == 0, aligned o); the other keeps its code.
 //   LIGHTNING_WG_STSM: the state copy (P^T, bf16/f16) and the output staging written with stmatrix
 //     (four 8 x 8 blocks an instruction, the accumulator layout as it is) instead of 32-bit stores.
 //   LIGHTNING_WG_WTAB: the token weights of the state update's split (PairWeights: w rounded to T, its
