@@ -97,7 +97,10 @@
 // executed 877 instructions a chunk (sm_90a SASS); the four options below take it to 652, which made the
 // forward 4.3% (H = 64) and 5.1% (H = 8) faster on an H200 (T = 1M, D = 128, 2026-12-03, BENCHMARKS.md):
 // less than the instructions suggest, as a chunk's time is set by each consumer's dependent chain (products,
-// waits, the barrier on the state copy) more than by issue slots.
+// waits, the barrier on the state copy) more than by issue slots. Round 2 (same tool): FAST_STORE with
+// DESC32 alone -5.6% (H = 64) and -6.1% (H = 8), states kernel unchanged, the best build; STSM and WTAB add
+// nothing to the forward and WTAB makes the states kernel 3 to 5% slower. Still off here: FAST_STORE + DESC32
+// passed tc_check and GpuBackendTest on the device only inside builds with more options on (see BENCHMARKS.md).
 //   LIGHTNING_WG_FAST_STORE: the output rows go out from a per-thread pointer advanced a chunk at a time
 //     (its 64-bit row arithmetic done once), not recomputed from (t, h) for each 16-byte piece: 144 -> 58
 //     instructions a chunk. Only the 16-byte path (dv % 8 == 0, aligned o); the other keeps its code.
@@ -109,14 +112,6 @@
 //     of two loads and their rounding; bf16 only (the f16 weights are two floats anyway).
 //   LIGHTNING_WG_DESC32: descriptor offsets added to the low 32 bits only (the start address field
 //     never carries out, see qk_desc), so ptxas needs no 64-bit add and register copies a product.
-//   LIGHTNING_WG_STAGGER (forward): the second consumer starts its first chunk only once the first has
-//     issued that chunk's S V (named barrier 4), so that the two walk their chunks about half a chunk
-//     apart and their tensor-core phases (S and Q P, S V, the state products) and their register phases
-//     (mask, fold, copies) interleave instead of coinciding. The offset is made once; the stage barriers
-//     keep it (the loaders run up to three chunks ahead).
-#ifndef LIGHTNING_WG_STAGGER
-#define LIGHTNING_WG_STAGGER 0
-#endif
 #ifndef LIGHTNING_WG_FAST_STORE
 #define LIGHTNING_WG_FAST_STORE 0
 #endif
@@ -846,11 +841,6 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
         }
     };
 
-    // LIGHTNING_WG_STAGGER: consumer 1 waits until consumer 0 issued chunk 0's S V (at once when there is none)
-    if (FWD && LIGHTNING_WG_STAGGER) {
-        if (j == 1) named_bar_sync(4, 256);
-        else if (nChunks == 0) asm volatile("bar.arrive 4, 256;\n" ::: "memory");
-    }
     int st = 0;
     unsigned parity = 0;
     for (int c = 0; c < nChunks; ++c) {
@@ -985,7 +975,6 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
 #pragma unroll
             for (int kk = 0; kk < 4; ++kk) W::template rs<1>(Oa, Sp[kk], desc_add(vDesc, 128u * kk));
             wg_commit();
-            if (LIGHTNING_WG_STAGGER && j == 0 && c == 0) asm volatile("bar.arrive 4, 256;\n" ::: "memory");
             // NORM, while S V runs: den_i = (the quad's sum) / scale + lambda^(i+1) q_i . zP, and
             // o_i = num_i / (den_i + eps). The quad (lanes 4 g .. 4 g + 3) holds rows i0, i0 + 8.
             float inv0 = 1.f, inv1 = 1.f;
