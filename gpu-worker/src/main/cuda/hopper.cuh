@@ -99,6 +99,38 @@
 #ifndef LIGHTNING_WG_NORM_X
 #define LIGHTNING_WG_NORM_X 0
 #endif
+// The forward consumers' instruction stream (issue 13; build options, 0 = the code before them, so that one
+// process can time both; bench/kfwd-build.sh, bench/cuda/fwd_cost.cu). A consumer warp of the plain forward
+// executed 877 instructions a chunk (sm_90a SASS); the four options below take it to 652, which made the
+// forward 4.3% (H = 64) and 5.1% (H = 8) faster on an H200 (T = 1M, D = 128, 2026-12-03, BENCHMARKS.md):
+// less than the instructions suggest, as a chunk's time is set by each consumer's dependent chain (products,
+// waits, the barrier on the state copy) more than by issue slots. Round 2 (same tool): FAST_STORE with
+// DESC32 alone -5.6% (H = 64) and -6.1% (H = 8), states kernel unchanged, the best build; STSM and WTAB add
+// nothing to the forward and WTAB makes the states kernel 3 to 5% slower. Still off here: FAST_STORE + DESC32
+// passed tc_check and GpuBackendTest on the device only inside builds with more options on (see BENCHMARKS.md).
+//   LIGHTNING_WG_FAST_STORE: the output rows go out from a per-thread pointer advanced a chunk at a time
+//     (its 64-bit row arithmetic done once), not recomputed from (t, h) for each 16-byte piece: 144 -> 58
+//     instructions a chunk. Only the 16-byte path (dv % 8 == 0, aligned o); the other keeps its code.
+//   LIGHTNING_WG_STSM: the state copy (P^T, bf16/f16) and the output staging written with stmatrix
+//     (four 8 x 8 blocks an instruction, the accumulator layout as it is) instead of 32-bit stores.
+//   LIGHTNING_WG_WTAB: the token weights of the state update's split (PairWeights: w rounded to T, its
+//     negation and the rest) for whole chunks read from a table made once per CTA (512 bytes in the
+//     normalizer's weight tiles, unused by the plain unpaired kernels), one 16-byte load a pair instead
+//     of two loads and their rounding; bf16 only (the f16 weights are two floats anyway).
+//   LIGHTNING_WG_DESC32: descriptor offsets added to the low 32 bits only (the start address field
+//     never carries out, see qk_desc), so ptxas needs no 64-bit add and register copies a product.
+#ifndef LIGHTNING_WG_FAST_STORE
+#define LIGHTNING_WG_FAST_STORE 0
+#endif
+#ifndef LIGHTNING_WG_STSM
+#define LIGHTNING_WG_STSM 0
+#endif
+#ifndef LIGHTNING_WG_WTAB
+#define LIGHTNING_WG_WTAB 0
+#endif
+#ifndef LIGHTNING_WG_DESC32
+#define LIGHTNING_WG_DESC32 0
+#endif
 __host__ __device__ inline int lightning_wg_smem_bytes(int dk, int forward) {
     (void)dk;
     const int qk = 16384, nc = LIGHTNING_WG_COLUMNS;
@@ -124,6 +156,37 @@ using lightning::split_hl;
 
 constexpr int kChunk = 64;
 constexpr int kCols = LIGHTNING_WG_COLUMNS;
+// stmatrix x4: four 8 x 8 blocks of 16-bit elements; lanes 8i..8i+7 give the row addresses of block i,
+// and register i of lane t holds row t / 4, elements 2 (t % 4) and 2 (t % 4) + 1 of block i (the
+// accumulator fragment layout).
+__device__ __forceinline__ void stsm_x4(unsigned addr, unsigned r0, unsigned r1, unsigned r2, unsigned r3) {
+    asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1,%2,%3,%4};\n" ::"r"(addr), "r"(r0), "r"(r1),
+                 "r"(r2), "r"(r3)
+                 : "memory");
+}
+// wg_desc built from two 32-bit halves (LIGHTNING_WG_DESC32: the high half is a constant), else wg_desc.
+__device__ __forceinline__ unsigned long long desc_of(unsigned addr, unsigned lead, unsigned stride) {
+#if LIGHTNING_WG_DESC32
+    unsigned long long r;
+    asm("mov.b64 %0, {%1, %2};" : "=l"(r) : "r"(((addr & 0x3FFFFu) >> 4) | ((lead >> 4) << 16)), "r"((stride >> 4) | (1u << 30)));
+    return r;
+#else
+    return wg_desc(addr, lead, stride);
+#endif
+}
+// A descriptor plus off (16-byte units) in its low 32 bits (LIGHTNING_WG_DESC32; the callers' offsets never
+// carry out of the start address field), else as a 64-bit sum.
+__device__ __forceinline__ unsigned long long desc_add(unsigned long long d, unsigned long long off) {
+#if LIGHTNING_WG_DESC32
+    unsigned lo, hi;
+    asm("mov.b64 {%0, %1}, %2;" : "=r"(lo), "=r"(hi) : "l"(d));
+    unsigned long long r;
+    asm("mov.b64 %0, {%1, %2};" : "=l"(r) : "r"(lo + (unsigned)off), "r"(hi));
+    return r;
+#else
+    return d + off;
+#endif
+}
 
 // ------------------------------ loads -----------------------------------------------------
 __device__ __forceinline__ void cp_async16(unsigned sdst, const void* gsrc) {
@@ -365,6 +428,7 @@ template <typename T, bool FWD, bool NORM, bool PAIR = false, bool MAPR = false>
 __device__ __forceinline__ void body(const LightningArgs& a) {
     static_assert(!(PAIR && NORM), "the paired heads are not normalized");
     static_assert(!(MAPR && (PAIR || NORM || !FWD)), "MAPR is the plain, unpaired forward's");
+    static_assert(!LIGHTNING_WG_WTAB || LIGHTNING_WG_Z_WGMMA, "LIGHTNING_WG_WTAB keeps its table in the normalizer's weight tiles");
     static_assert(!PAIR || LIGHTNING_WG_Z_WGMMA, "PAIR keeps its second head's decay tables in the normalizer's weight tiles");
     using O_ = Ops<T>;
     using W = Wgmma<T, 64>;
@@ -373,6 +437,8 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     constexpr int AHEAD = NS - 1;            // chunks in flight beyond the one computed
     constexpr int kConsumerThreads = 256;
     constexpr int kLdo = kCols + 8;          // output staging row (elements)
+    // LIGHTNING_WG_WTAB: the whole chunks' split weights from a table at offW (free without NORM and PAIR)
+    constexpr bool WT = LIGHTNING_WG_WTAB && !NORM && !PAIR && std::is_same<T, __nv_bfloat16>::value;
 
     const T* __restrict__ q = static_cast<const T*>(a.q);
     const T* __restrict__ k = static_cast<const T*>(a.k);
@@ -434,6 +500,14 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
         };
         tables(0);
         if (PAIR) tables(1);
+        if constexpr (WT) {  // LIGHTNING_WG_WTAB: entry 8 kk + 4 half + tq, the pair (w(d), w(d - 1)), d = 63 - 16 kk - 2 tq - 8 half
+            for (int e = tid; e < 32; e += blockDim.x) {
+                const int d = 63 - 16 * (e >> 3) - 2 * (e & 3) - 8 * ((e >> 2) & 1);
+                const float slope = a.slopes[h];
+                const PairWeights<T> pw(expf(-slope * (float)d), expf(-slope * (float)(d - 1)));  // = tab[d], tab[d - 1]
+                *reinterpret_cast<uint4*>(sm + offW + 16 * e) = make_uint4(pw.wh, pw.nwh, pw.wl, 0u);
+            }
+        }
         if (tid == 0) {
             for (int i = 0; i < NS; ++i) {
                 mbar_init(fullU + 8u * i, kLoaders);
@@ -446,7 +520,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     // A tile's descriptor plus the offset in 16-byte units (its start address field, bits 0-13,
     // holds address / 16 < 2^14 for shared addresses below 2^18, so the sum never carries out).
     auto qk_desc = [](unsigned long long tileDesc, int ks) {
-        return tileDesc + (unsigned long long)(((ks >> 2) << 9) + ((ks & 3) << 1));
+        return desc_add(tileDesc, (unsigned long long)(((ks >> 2) << 9) + ((ks & 3) << 1)));
     };
 
     if (warp < 4) {
@@ -678,7 +752,19 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     }
     // The bf16/f16 copy of P^T for the inter product, laid out like a K tile (64 rows = own columns,
     // 128 dk in two atoms, the 128-byte swizzle): Q P then reads it as a K-major B, as S reads K.
+    // LIGHTNING_WG_STSM: lane L addresses row 16 w4 + L % 8 + 8 (L / 8 % 2) of n-tile nt + L / 16 (nt even),
+    // whose 16-byte piece is ((nt % 8) + L / 16) ^ (L % 8) = (nt % 8) ^ (L / 16 ^ L % 8): the lane's address
+    // for nt = 0 with nt % 8 XORed into bits 4..6 (the copy starts at a multiple of 1024), plus the atom.
     auto store_copy = [&]() {
+#if LIGHTNING_WG_STSM
+        (void)pt;
+        const unsigned cpLane = ptU + (unsigned)((16 * w4 + (lane & 7) + 8 * ((lane >> 3) & 1)) * 128 + (((lane >> 4) ^ (lane & 7)) << 4));
+#pragma unroll
+        for (int nt = 0; nt < NP / 4; nt += 2)
+            stsm_x4((cpLane ^ (unsigned)((nt & 7) << 4)) + (unsigned)((nt >> 3) << 13), O_::pack(Pt[4 * nt], Pt[4 * nt + 1]),
+                    O_::pack(Pt[4 * nt + 2], Pt[4 * nt + 3]), O_::pack(Pt[4 * nt + 4], Pt[4 * nt + 5]),
+                    O_::pack(Pt[4 * nt + 6], Pt[4 * nt + 7]));
+#else
         unsigned char* base = pt + (16 * w4 + g) * 128 + 4 * tq;
 #pragma unroll
         for (int nt = 0; nt < NP / 4; ++nt) {
@@ -686,6 +772,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             *reinterpret_cast<unsigned*>(d) = O_::pack(Pt[4 * nt], Pt[4 * nt + 1]);
             *reinterpret_cast<unsigned*>(d + 8 * 128) = O_::pack(Pt[4 * nt + 2], Pt[4 * nt + 3]);
         }
+#endif
         fence_async_smem();
         named_bar_sync(barId, 128);
     };
@@ -705,7 +792,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     const float l0 = tab[i0 + 1], l1 = tab[i0 + 9];  // lambda^(i+1) of the two rows
     const float r0 = scale * l0, r1 = scale * l1;    // inter rows: scale lambda^(i+1)
     // (N64: the copy holds the own dk only, in its first atom)
-    const unsigned long long ptDesc = wg_desc(ptU, 16u, 1024u) + (N64 ? 0ull : atomJ);
+    const unsigned long long ptDesc = desc_add(desc_of(ptU, 16u, 1024u), N64 ? 0ull : atomJ);
     // NORM: the mask table carries the scale, so the row sums of the masked scores do too; the
     // denominator must not (o = scale num' / (den' + eps), num = scale num' as computed): the sums
     // are multiplied back by 1 / scale (0 for a zero scale, whose outputs are 0 anyway), one
@@ -716,8 +803,31 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     // Checkpoints (forward): the clock runs in every consumer thread alike (a uniform branch).
     const bool ckS = FWD && a.checkpoints != nullptr && a.checkpointEvery > 0;
     CheckpointClock clock(a, segStart);
+    // LIGHTNING_WG_FAST_STORE (16-byte path): lane L writes piece L % 8 of rows 16 w4 + L / 8 + 4 rep of each
+    // chunk; oNext points at its piece of the next chunk to go out (chunks go out in order, once each).
+    const long long oRep = 4ll * H * dv;
+    T* oNext = o + ((segStart + 16 * w4 + (lane >> 3)) * H + h) * (long long)dv + c0 + colBase + (lane & 7) * 8;
+    const T* oSrc = sOw + (lane >> 3) * kLdo + (lane & 7) * 8;
+    const bool oColOk = colBase + (lane & 7) * 8 < width;
+    auto store_rows_fast = [&](int cs) {
+        const long long ts = segStart + (long long)cs * kChunk;
+        // rows left for this lane: 4 rep < lim
+        const int lim = (int)min((long long)kChunk, segEnd - ts) - 16 * w4 - (lane >> 3);
+        T* dst = oNext;
+        oNext += 16 * oRep;  // 64 rows
+        if (!oColOk) return;
+#pragma unroll
+        for (int rep = 0; rep < 4; ++rep) {
+            if (4 * rep < lim) *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(oSrc + 4 * rep * kLdo);
+            dst += oRep;
+        }
+    };
     // Writes this warp's staged rows of chunk cs, own columns, as 16-byte row pieces.
     auto store_rows = [&](int cs) {
+        if (LIGHTNING_WG_FAST_STORE && !NORM && vecO) {  // (NORM: its 208 consumer registers spilled 8 bytes)
+            store_rows_fast(cs);
+            return;
+        }
         const long long ts = segStart + (long long)cs * kChunk;
         const int ms = (int)min((long long)kChunk, segEnd - ts);
 #pragma unroll
@@ -748,12 +858,13 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
         const unsigned qU = smU + st * stageBytes;
         const unsigned kU = qU + (FWD ? qBytes : 0u), vU = kU + qBytes;
         const unsigned vOwn = vU + 8192u * j;  // own 64 columns of V: one atom
-        const unsigned long long qDesc = wg_desc(qU, 16u, 1024u) + atomJ, kDesc = wg_desc(kU, 16u, 1024u) + atomJ;
+        const unsigned long long qDesc = desc_add(desc_of(qU, 16u, 1024u), atomJ),
+                                 kDesc = desc_add(desc_of(kU, 16u, 1024u), atomJ);
         // (N64: the state products take K's own atom j alone)
-        const unsigned long long kStateDesc = wg_desc(kU + (N64 ? 8192u * j : 0u), 8192u, 1024u),
-                                 vDesc = wg_desc(vOwn, 8192u, 1024u);
+        const unsigned long long kStateDesc = desc_of(kU + (N64 ? 8192u * j : 0u), 8192u, 1024u),
+                                 vDesc = desc_of(vOwn, 8192u, 1024u);
         // The stage's normalizer tile; k-step ks: atom ks / 4 (1024 bytes), byte 32 (ks % 4).
-        const unsigned long long zDesc = wg_desc(smU + offZ + st * zBytes, 16u, 1024u);
+        const unsigned long long zDesc = desc_of(smU + offZ + st * zBytes, 16u, 1024u);
 
         // State update: P^T = lambda^m P^T + dP^T, dP^T = sum over the chunk's tokens t of
         // (w_t v_t)^T k_t with w_t = lambda^(m-1-t): the decayed own values split as hi + lo (A
@@ -775,10 +886,29 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                 split_hl<T>(x[3], p8, a[3], a[7]);
             }
         };
+        auto form_whole = [&]() {  // m == kChunk, weights from the table (WT)
+#pragma unroll
+            for (int kk = 0; kk < 4; ++kk) {
+                unsigned* a = A[kk];
+                unsigned x[4];
+                ldsm_x4_t(x, vOwn + laneV + (unsigned)(kk * 2048));
+                if constexpr (WT) {
+                    const uint4 u0 = *reinterpret_cast<const uint4*>(sm + offW + 16 * (8 * kk + tq));
+                    const uint4 u8 = *reinterpret_cast<const uint4*>(sm + offW + 16 * (8 * kk + 4 + tq));
+                    PairWeights<T> p0(0.f, 0.f), p8(0.f, 0.f);
+                    p0.wh = u0.x; p0.nwh = u0.y; p0.wl = u0.z;
+                    p8.wh = u8.x; p8.nwh = u8.y; p8.wl = u8.z;
+                    split_hl<T>(x[0], p0, a[0], a[4]);
+                    split_hl<T>(x[1], p0, a[1], a[5]);
+                    split_hl<T>(x[2], p8, a[2], a[6]);
+                    split_hl<T>(x[3], p8, a[3], a[7]);
+                }
+            }
+        };
         auto issue = [&]() {
 #pragma unroll
             for (int kk = 0; kk < 4; ++kk) {
-                const unsigned long long bd = kStateDesc + 128u * kk;  // 16 token rows further
+                const unsigned long long bd = desc_add(kStateDesc, 128u * kk);  // 16 token rows further
                 if (kk == 0) WS::template rs0<1>(dP, A[kk] + 4, bd);
                 else WS::template rs<1>(dP, A[kk] + 4, bd);
                 WS::template rs<1>(dP, A[kk], bd);
@@ -817,7 +947,8 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                 }
             }
             wg_commit();
-            form();
+            if (WT && m == kChunk) form_whole();
+            else form();
             if (c > 0) store_rows(c - 1);  // while the tensor cores work
             // Mask and decay (tab is 0 for i < j), repacked as A fragments of S V: k-step kk is
             // {n-tile 2kk row g, n-tile 2kk row g+8, n-tile 2kk+1 row g, n-tile 2kk+1 row g+8}.
@@ -850,7 +981,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             }
             wg_fence();
 #pragma unroll
-            for (int kk = 0; kk < 4; ++kk) W::template rs<1>(Oa, Sp[kk], vDesc + 128u * kk);
+            for (int kk = 0; kk < 4; ++kk) W::template rs<1>(Oa, Sp[kk], desc_add(vDesc, 128u * kk));
             wg_commit();
             // NORM, while S V runs: den_i = (the quad's sum) / scale + lambda^(i+1) q_i . zP, and
             // o_i = num_i / (den_i + eps). The quad (lanes 4 g .. 4 g + 3) holds rows i0, i0 + 8.
@@ -868,6 +999,15 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             reg_fence<16>(&Sp[0][0]);
             // Stage the rows (rounded to T); they go out during the next chunk.
             __syncwarp();  // every lane is done reading the previous chunk's staged rows
+#if LIGHTNING_WG_STSM
+            // lane L: row L % 8 + 8 (L / 8 % 2), columns 8 (nt + L / 16) of n-tiles nt, nt + 1 (see stsm_x4)
+            const unsigned oLane = smem_u32(sOw) + (unsigned)((((lane & 7) + 8 * ((lane >> 3) & 1)) * kLdo + 8 * (lane >> 4)) * 2);
+#pragma unroll
+            for (int nt = 0; nt < 8; nt += 2) {
+                auto pk = [&](int i, float f) { return NORM ? O_::pack(Oa[i] * f, Oa[i + 1] * f) : O_::pack(Oa[i], Oa[i + 1]); };
+                stsm_x4(oLane + 16u * nt, pk(4 * nt, inv0), pk(4 * nt + 2, inv1), pk(4 * nt + 4, inv0), pk(4 * nt + 6, inv1));
+            }
+#else
 #pragma unroll
             for (int nt = 0; nt < 8; ++nt) {
                 T* d = sOw + g * kLdo + 8 * nt + 2 * tq;
@@ -879,6 +1019,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                     *reinterpret_cast<unsigned*>(d + 8 * kLdo) = O_::pack(Oa[4 * nt + 2], Oa[4 * nt + 3]);
                 }
             }
+#endif
             __syncwarp();
             // The state update's products only now: queued behind S V, their 64 accumulators
             // spilled (ptxas), and with one m64n128 update a chunk there is no second tile to hide.
@@ -888,7 +1029,8 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             wg_wait<0>();
             fold();
         } else if (colsLive) {
-            form();
+            if (WT && m == kChunk) form_whole();
+            else form();
             wg_fence();
             issue();
             wg_commit();

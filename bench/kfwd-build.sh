@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Builds the variants of issue 13's forward-consumer work (helper "kfwd") as cubins of lightning_sm90.cu
+# (sm_90a) into DIR/cubin, with ptxas's spill report for lightning_forward_wg_bf16 and the states kernel, and
+# fwd_cost (bench/cuda/fwd_cost.cu) beside them. Run from the repository root: bash bench/kfwd-build.sh DIR [NAME=FLAGS ...]
+# Without NAME=FLAGS: the default set below. FLAGS: option names without LIGHTNING_WG_, separated by commas,
+# each set to 1, or NAME=VALUE (e.g. base=FAST_STORE=0,STSM=0).
+set -euo pipefail
+dir="${1:?usage: kfwd-build.sh DIR [NAME=FLAGS ...]}"; shift
+src=gpu-worker/src/main/cuda
+mkdir -p "$dir/cubin"
+specs=("$@")
+if (( ${#specs[@]} == 0 )); then
+  specs=(base= store=FAST_STORE stsm=STSM wtab=WTAB desc32=DESC32
+         all=FAST_STORE,STSM,WTAB,DESC32)
+fi
+for sp in "${specs[@]}"; do
+  name=${sp%%=*}; flags=${sp#*=}; d=()
+  IFS=, read -ra fl <<< "$flags"
+  for f in "${fl[@]}"; do [[ -z "$f" ]] && continue; [[ "$f" == *=* ]] && d+=("-DLIGHTNING_WG_$f") || d+=("-DLIGHTNING_WG_$f=1"); done
+  nvcc -cubin -O3 -gencode=arch=compute_90a,code=sm_90a -I $src --resource-usage "${d[@]}" $src/lightning_sm90.cu \
+    -o "$dir/cubin/$name.cubin" 2>&1 | grep -A1 "Function properties for lightning_\(forward\|states\)_wg_bf16" \
+    | grep -v "^--" | paste - - | sed -E "s/ptxas info *: Function properties for //; s/^/$name (${d[*]}): /"
+done
+nvcc -O2 -arch=sm_90 -I $src bench/cuda/fwd_cost.cu -o "$dir/fwd_cost" 2>/dev/null || echo "fwd_cost not built"
