@@ -7,7 +7,7 @@
 # 13 MB). The JRE is the caller's ($JRE_TAR where the payload runs; bin/lean-runtime --jre makes one).
 # Settings for the run go in DIR/env (sourced by run.sh), written by the caller. tests.tar.xz holds this
 # branch's gpu-worker classes and test classes for the GPU tests run.sh runs first (GPU_TESTS), with
-# TESTS=1. The traces include a softmax job, for bench/softmax-window-device.sh (SCRIPTS in env).
+# TESTS=1.
 #   bench/job-device-payload.sh DIR
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -28,9 +28,6 @@ tar -C "$work/home" -xJf "$work/full.tar.xz"
   bin/lightning run --backend cpu --input "$work/in" --output "$work/o1" --partition-tokens 1024 > /dev/null 2>&1
   bin/lightning run --backend cpu --input "$work/in" --output "$work/o2" --partition-tokens 1024 --read-ahead off > /dev/null 2>&1
   bin/lightning run --backend cpu --input "$work/in2" --output "$work/o3" > /dev/null 2>&1
-  # softmax through the job (bench/softmax-window-device.sh): split, merged, with lse
-  bin/lightning run --attention softmax --write-lse --backend cpu --input "$work/in" --output "$work/o4" \
-    --partition-tokens 1024 --window-bytes 1m > /dev/null 2>&1
   java -cp "$(ls spark-job/target/spark-job-*-app.jar):spark-job/target/lib/*" dev.lightning.attention.bench.OutputWriteBench \
     --bytes 16777216 --runs 1 --threads 2 --dir "$work" > /dev/null 2>&1
   cmp "$work/o1/seq-00000.safetensors" "$work/o2/seq-00000.safetensors"
@@ -41,7 +38,7 @@ rm -rf "$dir/home"
 mkdir -p "$dir/home/bin" "$dir/home/conf" "$dir/home/bench"
 cp "$repo/bin/lightning" "$dir/home/bin/"
 cp "$repo/conf/log4j2.properties" "$dir/home/conf/"
-cp "$repo"/bench/{job-device.sh,job-lib.sh,softmax-window-device.sh,make_inputs.py,job_check.py,job_bounds.py} "$dir/home/bench/"
+cp "$repo"/bench/{job-device.sh,make_inputs.py,job_check.py,job_bounds.py} "$dir/home/bench/"
 cp "$repo/bench/job-device-run.sh" "$dir/run.sh"
 # this branch's gpu-worker classes (without PTX) and test classes, for run.sh's GPU tests (GPU_TESTS in
 # env), with TESTS=1 (the shared call's 16 MB leave little beside the runtime)

@@ -57,18 +57,6 @@ if [[ -n "${GPU_TESTS:-}" && -f "$here/tests.tar.xz" && -d "${BUNDLE:-/nonexiste
   grep -E "tests (successful|failed|skipped|aborted)|✘|SKIPPED" "$OUT/$name-gpu-tests.log" | head -20
   rm -rf "$t"
 fi
-# SCRIPTS: the bench scripts to run, in turn, each "SCRIPT[:SECONDS]" (default job-device.sh with all
-# the time left); each gets its seconds, cut to the time left, as BUDGET_S; logs $OUT/NAME-*.log for
-# job-device.sh, $OUT/NAME-TAG-*.log for SCRIPT TAG-device.sh
-for entry in ${SCRIPTS:-job-device.sh}; do
-  script=${entry%%:*} secs=$((total - SECONDS - 5))
-  [[ "$entry" == *:* ]] && (( ${entry#*:} < secs )) && secs=${entry#*:}
-  tag=${script%-device.sh}; [[ "$tag" == job ]] && tag="" || tag="-$tag"
-  echo "== $script: ${secs}s ($(date -u +%T))"
-  (( secs > 10 )) || { echo "$script skipped: ${secs}s left"; continue; }
-  BUDGET_S=$secs LOG="$OUT/$name$tag" WORK="/tmp/$name-work$tag" bash "$h/bench/$script" "$h"
-  echo "== $script exit $? after ${SECONDS}s"
-  rm -rf "/tmp/$name-work$tag"
-done
+BUDGET_S=$((total - SECONDS - 5)) LOG="$OUT/$name" WORK="/tmp/$name-work" bash "$h/bench/job-device.sh" "$h"
 echo "$name payload done $(date -u +%T) after ${SECONDS}s"
-rm -rf "$h" /tmp/$name-jre
+rm -rf "$h" /tmp/$name-jre "/tmp/$name-work"
