@@ -26,7 +26,8 @@
 # For the issue's full size (T = 1M at H = 64: 48 GiB of q, k, v and 16 GiB of o): OUT_DIR (default
 # WORK: where the split sequence's outputs go, e.g. a tmpfs when the disk cannot hold inputs and output;
 # the script says where they went), LONG_FIT=1 (cut T, in steps of PIECES x 16,384 tokens, to what
-# the free space of WORK and OUT_DIR holds, and say so, instead of stopping), GEN_S (seconds the inputs
+# the free space of WORK and OUT_DIR holds, and with WRITE_MBPS to what the disk takes in GEN_S at
+# that many MB/s, and say so, instead of stopping), GEN_S (seconds the inputs
 # may take to be written and synced, default 60), GEN_WORKERS (writers of make_inputs.py, default 8),
 # JOB_S (each job's limit, default 90), CHECK_S (each float64 check's, default 40).
 set -uo pipefail
@@ -111,9 +112,12 @@ same_fs=$([[ "$(stat -c %d "$work")" == "$(stat -c %d "$out_dir")" ]] && echo 1 
 
 # --- inputs of the split sequence, written through the page cache and synced to the disk
 stamp "inputs: one sequence ${lt}x${lh}x${ld}"
-# fits T: whether T tokens of q, k, v (and o, 1/4 of the bytes) fit the free space, 2 GiB left on each
+# fits T: whether T tokens of q, k, v (and o, 1/4 of the bytes) fit the free space, 2 GiB left on each,
+# and, with WRITE_MBPS (the rate at which this disk took inputs before, MB/s), whether q, k and v can
+# be written and synced within GEN_S
 fits() {
   local in_gib=$(( ($1 * lh * ld * 2 * 3 + (1 << 30) - 1) / (1 << 30) )) o_gib=$(( ($1 * lh * ld * 2 + (1 << 30) - 1) / (1 << 30) ))
+  [[ -n "${WRITE_MBPS:-}" ]] && (( $1 * lh * ld * 2 * 3 / 1000000 > WRITE_MBPS * ${GEN_S:-60} )) && return 1
   if (( same_fs )); then (( in_gib + o_gib + 2 <= free_gib )); else (( in_gib + 2 <= free_gib && o_gib + 2 <= out_free_gib )); fi
 }
 if ! fits "$lt"; then
@@ -123,7 +127,7 @@ if ! fits "$lt"; then
     echo "the split sequence needs $(( lt * lh * ld * 8 >> 30 )) GiB with its output; ${free_gib} GiB free under $work," \
       "${out_free_gib} under $out_dir: cut LONG (or LONG_FIT=1, or OUT_DIR on another file system)"; exit 3
   fi
-  result "long cut T=$lt to T=$cut: inputs and o need $(( cut * lh * ld * 8 >> 30 )) GiB, free ${free_gib} GiB under $work and ${out_free_gib} GiB under $out_dir"
+  result "long cut T=$lt to T=$cut: inputs and o need $(( cut * lh * ld * 8 >> 30 )) GiB, free ${free_gib} GiB under $work and ${out_free_gib} GiB under $out_dir${WRITE_MBPS:+; inputs written at $WRITE_MBPS MB/s within GEN_S=${GEN_S:-60} s}"
   lt=$cut
   stamp "inputs: one sequence ${lt}x${lh}x${ld}"
 fi
