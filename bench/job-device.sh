@@ -28,7 +28,8 @@
 # the script says where they went), LONG_FIT=1 (cut T, in steps of PIECES x 16,384 tokens, to what
 # the free space of WORK and OUT_DIR holds, and with WRITE_MBPS to what the disk takes in GEN_S at
 # that many MB/s, and say so, instead of stopping), GEN_S (seconds the inputs
-# may take to be written and synced, default 60), GEN_WORKERS (writers of make_inputs.py, default 8),
+# may take to be written, default 60; the sync after it is not limited), GEN_WORKERS (writers of
+# make_inputs.py, default 8),
 # JOB_S (each job's limit, default 90), CHECK_S (each float64 check's, default 40).
 set -uo pipefail
 home="$(cd "${1:?usage: bench/job-device.sh HOME}" && pwd)"
