@@ -6,7 +6,8 @@
 # the table runs' list, and without the PTX, which run.sh takes from the checkout it runs in (about
 # 13 MB). The JRE is the caller's ($JRE_TAR where the payload runs; bin/lean-runtime --jre makes one).
 # Settings for the run go in DIR/env (sourced by run.sh), written by the caller. tests.tar.xz holds this
-# branch's gpu-worker classes and test classes for the GPU tests run.sh runs first (GPU_TESTS).
+# branch's gpu-worker classes and test classes for the GPU tests run.sh runs first (GPU_TESTS), with
+# TESTS=1.
 #   bench/job-device-payload.sh DIR
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -39,7 +40,11 @@ cp "$repo/bin/lightning" "$dir/home/bin/"
 cp "$repo/conf/log4j2.properties" "$dir/home/conf/"
 cp "$repo"/bench/{job-device.sh,make_inputs.py,job_check.py,job_bounds.py} "$dir/home/bench/"
 cp "$repo/bench/job-device-run.sh" "$dir/run.sh"
-# this branch's gpu-worker classes (without PTX) and test classes, for run.sh's GPU tests (GPU_TESTS in env)
-(cd "$repo" && mvn -o -q -pl gpu-worker test-compile)
-tar -cJf "$dir/tests.tar.xz" --exclude='*.ptx' -C "$repo/gpu-worker/target" classes test-classes
+# this branch's gpu-worker classes (without PTX) and test classes, for run.sh's GPU tests (GPU_TESTS in
+# env), with TESTS=1 (the shared call's 16 MB leave little beside the runtime)
+rm -f "$dir/tests.tar.xz"
+if [[ "${TESTS:-0}" == 1 ]]; then
+  (cd "$repo" && mvn -o -q -pl gpu-worker test-compile)
+  tar -cJf "$dir/tests.tar.xz" --exclude='*.ptx' -C "$repo/gpu-worker/target" classes test-classes
+fi
 du -sh "$dir"

@@ -23,6 +23,14 @@
 # of every run of the split sequence, before a variant's own), KEEP_FIRST=0 (the first cold run's output
 # is removed after its check, so that no later drop of the page cache waits for its 4 GB to reach the
 # disk: the later runs are then float64-checked instead of compared with it byte for byte).
+# For the issue's full size (T = 1M at H = 64: 48 GiB of q, k, v and 16 GiB of o): OUT_DIR (default
+# WORK: where the split sequence's outputs go, e.g. a tmpfs when the disk cannot hold inputs and output;
+# the script says where they went), LONG_FIT=1 (cut T, in steps of PIECES x 16,384 tokens, to what
+# the free space of WORK and OUT_DIR holds, and with WRITE_MBPS to what the disk takes in GEN_S at
+# that many MB/s, and say so, instead of stopping), GEN_S (seconds the inputs
+# may take to be written, default 60; the sync after it is not limited), GEN_WORKERS (writers of
+# make_inputs.py, default 8),
+# JOB_S (each job's limit, default 90), CHECK_S (each float64 check's, default 40).
 set -uo pipefail
 home="$(cd "${1:?usage: bench/job-device.sh HOME}" && pwd)"
 bench="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -34,50 +42,103 @@ IFS=x read -r dt dh dd <<< "${DIR_SEQ:-65536x64x128}"
 dir_files="${DIR_FILES:-6}"
 pieces="${PIECES:-8}"
 java_bin="${JAVA_HOME:+$JAVA_HOME/bin/}java"
-rm -rf "$work"; mkdir -p "$work" "$(dirname "$log")"
+out_dir="${OUT_DIR:-$work}"
+rm -rf "$work" "$out_dir"/out-long-*; mkdir -p "$work" "$out_dir" "$(dirname "$log")"
 results="$log-results.log"; : > "$results"
 
 left() { echo $((budget - SECONDS)); }
-# capped STAGE_SECONDS: the stage's own limit, cut to the time left less RESERVE (default 0)
+# capped STAGE_SECONDS [RESERVE]: the stage's own limit, cut to the time left less RESERVE (default 0)
 capped() { local l=$(( $(left) - ${2:-0} )); (( l < $1 )) && echo $(( l > 1 ? l : 1 )) || echo "$1"; }
 result() { echo "RESULT $*" | tee -a "$results"; }
 drop_caches() { [[ "${DROP:-1}" == 0 ]] && { echo "not dropped (DROP=0)"; return; }; sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null && echo dropped || echo "NOT dropped (not root)"; }
 stamp() { echo "== $* (t=${SECONDS}s, $(left)s left)"; }
+now() { date +%s.%N; }
 cp_app() { ls "$home"/spark-job/target/spark-job-*-app.jar | head -n 1; }
-# gen DIR FILES TOKENS HEADS DIM PREFIX SEED: inputs PREFIX-000.safetensors ...; torch's generator on the GPU
-# (bench/make_inputs.py), or bin/lightning generate where python3 has no torch (a dry run without a GPU)
+# gen DIR FILES TOKENS HEADS DIM PREFIX SEED [HEADS_KV]: inputs PREFIX-000.safetensors ...
+# (bench/make_inputs.py: torch's generator on the GPU, numpy's without torch or where that failed),
+# GEN_WORKERS writers (8)
 gen() {
-  if python3 -c "import torch" 2>/dev/null; then
-    python3 "$bench/make_inputs.py" "$1" --files "$2" --tokens "$3" --heads "$4" --dim "$5" --prefix "$6" --seed "$7" > /dev/null
-  else
-    "$home/bin/lightning" generate --output "$1" --files "$2" --tokens "$3" --heads "$4" --dk "$5" --dv "$5" --dtype bf16 \
-      > /dev/null 2>&1 || return 1
-    for ((i = 0; i < $2; i++)); do mv "$1/$(printf seq-%05d "$i").safetensors" "$1/$(printf "%s-%03d" "$6" "$i").safetensors"; done
-  fi
+  local a=("$bench/make_inputs.py" "$1" --files "$2" --tokens "$3" --heads "$4" --dim "$5" --prefix "$6" --seed "$7"
+           ${8:+--heads-kv "$8"} --workers "${GEN_WORKERS:-8}")
+  python3 "${a[@]}" > /dev/null || { echo "make_inputs.py failed: again with numpy's generator"; python3 "${a[@]}" --numpy > /dev/null; }
 }
-# bytes read from and written to the disk under WORK so far (the block device's counters, 512-byte sectors)
+# bytes read from and written to the disk under $work so far (the block device's counters, 512-byte sectors)
 blockdev_stat="/sys/class/block/$(basename "$(findmnt -no SOURCE -T "$work" 2>/dev/null | head -1)" 2>/dev/null)/stat"
 disk_bytes() { [[ -r "$blockdev_stat" ]] && awk '{printf "%.0f %.0f\n", $3 * 512, $7 * 512}' "$blockdev_stat" || echo "0 0"; }
+
+# job NAME INPUT OUTPUT OPTIONS...: bin/lightning run --backend $BACKEND (gpu) on the page cache as it
+# is, within JOB_S (90) seconds or the time left; its log $log-job-NAME.log, its progress lines on
+# stdout and one "RESULT job NAME" line from its run report (tokens/s, passes, disk bytes read and
+# written while it ran)
+job() {
+  local name=$1 in=$2 out=$3; shift 3
+  local s e status r0 w0 r1 w1
+  read -r r0 w0 <<< "$(disk_bytes)"
+  s=$(now)
+  timeout "$(capped "${JOB_S:-90}")" "$home/bin/lightning" run --backend "${BACKEND:-gpu}" --input "$in" --output "$out" "$@" \
+    > "$log-job-$name.log" 2>&1
+  status=$?
+  e=$(now)
+  read -r r1 w1 <<< "$(disk_bytes)"
+  grep -E "^lightning: (done|pass|scan|finish|.*sequences,)" "$log-job-$name.log" | grep -vE " 0/[0-9]+ done" | tail -6
+  [[ $status -ne 0 ]] && tail -20 "$log-job-$name.log"
+  python3 - "$name" "$status" "$s" "$e" "$out/_lightning_report.json" $((r1 - r0)) $((w1 - w0)) <<'EOF' | tee -a "$results"
+import json, sys
+name, status, start, end, report = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+disk_read, disk_written = int(sys.argv[6]), int(sys.argv[7])
+try:
+    r = json.load(open(report))
+except Exception:
+    print("RESULT job %s status=%d wall_s=%.1f (no report)" % (name, status, end - start)); sys.exit()
+passes = " ".join("%s=%.2fs" % (k.split(":")[0].replace(" ", "_").replace("/", "of"), v["seconds"])
+                  for k, v in r.get("passes", {}).items())
+tokens, seconds, spark = r.get("tokens", 0), r["seconds"], r.get("sparkStartSeconds", 0)
+print("RESULT job %s status=%d wall_s=%.2f job_s=%.2f spark_start_s=%.2f tokens=%d tokens_per_s=%.4g wall_tokens_per_s=%.4g "
+      "after_start_tokens_per_s=%.4g disk_read_GB=%.2f disk_written_GB=%.2f backends=%s %s"
+      % (name, status, end - start, seconds, spark, tokens, r["tokensPerSecond"], tokens / (end - start),
+         tokens / max(seconds - spark, 1e-9), disk_read / 1e9, disk_written / 1e9, ",".join(r.get("backends", [])), passes))
+EOF
+}
 
 stamp machine
 { date -u; nvidia-smi --query-gpu=name,driver_version,pcie.link.gen.current,pcie.link.width.current --format=csv
   nproc; free -g | head -2; lscpu | grep -E "Model name|NUMA node\(s\)"; df -h "$work"; findmnt -T "$work" -o SOURCE,FSTYPE,OPTIONS
-  lsblk -d -o NAME,ROTA,SIZE,MODEL 2>/dev/null | head -6; "$java_bin" -version 2>&1 | head -1; } 2>&1
+  lsblk -d -o NAME,ROTA,SIZE,MODEL 2>/dev/null | head -6; "$java_bin" -version 2>&1 | head -1
+  df -h /dev/shm
+  [[ "$out_dir" != "$work" ]] && { echo "outputs of the split sequence in $out_dir:"; df -h "$out_dir"; findmnt -T "$out_dir" -o SOURCE,FSTYPE,OPTIONS; }
+  } 2>&1
 free_gib=$(df -BG --output=avail "$work" | tail -1 | tr -dc 0-9)
+out_free_gib=$(df -BG --output=avail "$out_dir" | tail -1 | tr -dc 0-9)
+same_fs=$([[ "$(stat -c %d "$work")" == "$(stat -c %d "$out_dir")" ]] && echo 1 || echo 0)
 
 # --- inputs of the split sequence, written through the page cache and synced to the disk
 stamp "inputs: one sequence ${lt}x${lh}x${ld}"
-long_gib=$(( lt * lh * ld * 2 * 4 / (1 << 30) + 1 ))  # q, k, v in and o out
-if (( long_gib + 4 > free_gib )); then
-  echo "the split sequence needs ${long_gib} GiB with its output, the disk has ${free_gib} GiB free: cut LONG"; exit 3
+# fits T: whether T tokens of q, k, v (and o, 1/4 of the bytes) fit the free space, 2 GiB left on each,
+# and, with WRITE_MBPS (the rate at which this disk took inputs before, MB/s), whether q, k and v can
+# be written and synced within GEN_S
+fits() {
+  local in_gib=$(( ($1 * lh * ld * 2 * 3 + (1 << 30) - 1) / (1 << 30) )) o_gib=$(( ($1 * lh * ld * 2 + (1 << 30) - 1) / (1 << 30) ))
+  [[ -n "${WRITE_MBPS:-}" ]] && (( $1 * lh * ld * 2 * 3 / 1000000 > WRITE_MBPS * ${GEN_S:-60} )) && return 1
+  if (( same_fs )); then (( in_gib + o_gib + 2 <= free_gib )); else (( in_gib + 2 <= free_gib && o_gib + 2 <= out_free_gib )); fi
+}
+if ! fits "$lt"; then
+  step=$(( pieces * 16384 )); cut=$(( lt / step * step ))
+  while (( cut > 0 )) && ! fits "$cut"; do cut=$(( cut - step )); done
+  if [[ "${LONG_FIT:-0}" == 0 || $cut -le 0 ]]; then
+    echo "the split sequence needs $(( lt * lh * ld * 8 >> 30 )) GiB with its output; ${free_gib} GiB free under $work," \
+      "${out_free_gib} under $out_dir: cut LONG (or LONG_FIT=1, or OUT_DIR on another file system)"; exit 3
+  fi
+  result "long cut T=$lt to T=$cut: inputs and o need $(( cut * lh * ld * 8 >> 30 )) GiB, free ${free_gib} GiB under $work and ${out_free_gib} GiB under $out_dir${WRITE_MBPS:+; inputs written at $WRITE_MBPS MB/s within GEN_S=${GEN_S:-60} s}"
+  lt=$cut
+  stamp "inputs: one sequence ${lt}x${lh}x${ld}"
 fi
-t0=$SECONDS
-timeout "$(capped 60)" bash -c "$(declare -f gen); home='$home' bench='$bench' gen '$work/long' 1 $lt $lh $ld long 1" \
-  || { echo "making inputs failed"; exit 3; }
-t1=$SECONDS; sync; t2=$SECONDS
+t0=$(now)
+timeout "$(capped "${GEN_S:-60}")" bash -c "$(declare -f gen); home='$home' bench='$bench' GEN_WORKERS='${GEN_WORKERS:-8}' gen '$work/long' 1 $lt $lh $ld long 1" \
+  || { echo "making inputs failed (or took more than ${GEN_S:-60} s)"; exit 3; }
+t1=$(now); sync; t2=$(now)
 long_bytes=$(stat -c %s "$work"/long/long-000.safetensors)
-result "inputs long bytes=$long_bytes write_s=$((t1 - t0)) sync_s=$((t2 - t1))"
-gen_s=$((t2 - t0))
+result "inputs long bytes=$long_bytes write_s=$(python3 -c "print('%.1f' % ($t1 - $t0))") sync_s=$(python3 -c "print('%.1f' % ($t2 - $t1))") workers=${GEN_WORKERS:-8} GB_per_s=$(python3 -c "print('%.3f' % ($long_bytes / ($t2 - $t0) / 1e9))")"
+gen_s=$(python3 -c "print(int($t2 - $t0 + 0.999))")
 
 # --- the disk's cold read bandwidth: 4 GiB of that file, one stream, then 8 streams on 8 ranges
 stamp "disk read, cold"
@@ -118,56 +179,27 @@ EOF
 stamp "kernels alone (DeviceBench)"
 read -r -a jvm_options < "$home/spark-job/target/jvm.options"
 timeout "$(capped 60 60)" "$java_bin" "${jvm_options[@]}" -cp "$(cp_app):$home/spark-job/target/lib/*" \
-  dev.lightning.attention.bench.DeviceBench --shapes "${lt}x${lh}x${ld},${dt}x${dh}x${dd}" --runs 5 --checks none --host-shape none \
+  dev.lightning.attention.bench.DeviceBench --shapes "${lt}x${lh}x${ld}$([[ "$dir_files" != 0 ]] && echo ",${dt}x${dh}x${dd}")" --runs 5 --checks none --host-shape none \
   --variants none > "$log-devicebench.log" 2>&1
 echo "DeviceBench exit $?"
 grep -E "^RESULT" "$log-devicebench.log" | sed 's/^RESULT /RESULT kernel /' | tee -a "$results"
 
-job() { # name, input dir, output dir, then options; the page cache as it is
-  local name=$1 in=$2 out=$3; shift 3
-  local s e status r0 w0 r1 w1
-  read -r r0 w0 <<< "$(disk_bytes)"
-  s=$(date +%s.%N)
-  timeout "$(capped 90)" "$home/bin/lightning" run --backend "${BACKEND:-gpu}" --input "$in" --output "$out" "$@" > "$log-job-$name.log" 2>&1
-  status=$?
-  e=$(date +%s.%N)
-  read -r r1 w1 <<< "$(disk_bytes)"
-  grep -E "^lightning: (done|pass|scan|finish|.*sequences,)" "$log-job-$name.log" | grep -vE " 0/[0-9]+ done" | tail -6
-  [[ $status -ne 0 ]] && tail -20 "$log-job-$name.log"
-  python3 - "$name" "$status" "$s" "$e" "$out/_lightning_report.json" $((r1 - r0)) $((w1 - w0)) <<'EOF' | tee -a "$results"
-import json, sys
-name, status, start, end, report = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
-disk_read, disk_written = int(sys.argv[6]), int(sys.argv[7])
-try:
-    r = json.load(open(report))
-except Exception:
-    print("RESULT job %s status=%d wall_s=%.1f (no report)" % (name, status, end - start)); sys.exit()
-passes = " ".join("%s=%.2fs" % (k.split(":")[0].replace(" ", "_").replace("/", "of"), v["seconds"])
-                  for k, v in r.get("passes", {}).items())
-tokens, seconds, spark = r.get("tokens", 0), r["seconds"], r.get("sparkStartSeconds", 0)
-print("RESULT job %s status=%d wall_s=%.2f job_s=%.2f spark_start_s=%.2f tokens=%d tokens_per_s=%.4g wall_tokens_per_s=%.4g "
-      "after_start_tokens_per_s=%.4g disk_read_GB=%.2f disk_written_GB=%.2f backends=%s %s"
-      % (name, status, end - start, seconds, spark, tokens, r["tokensPerSecond"], tokens / (end - start),
-         tokens / max(seconds - spark, 1e-9), disk_read / 1e9, disk_written / 1e9, ",".join(r.get("backends", [])), passes))
-EOF
-}
-
 stamp "job: the split sequence, cold"
 echo "page cache $(drop_caches)"
 read -r -a long_opts <<< "${LONG_OPTS:-}"
-job long-cold "$work/long" "$work/out-long-cold" --partition-tokens $((lt / pieces)) "${long_opts[@]}"
+job long-cold "$work/long" "$out_dir/out-long-cold" --partition-tokens $((lt / pieces)) "${long_opts[@]}"
 stamp "check: the split sequence"
-timeout "$(capped 40)" python3 "$bench/job_check.py" "$work/long/long-000.safetensors" \
-  "$work/out-long-cold/long-000.safetensors" --pieces "$pieces" | tee -a "$results"
-[[ "${KEEP_FIRST:-1}" == 0 ]] && rm -rf "$work/out-long-cold"
+timeout "$(capped "${CHECK_S:-40}")" python3 "$bench/job_check.py" "$work/long/long-000.safetensors" \
+  "$out_dir/out-long-cold/long-000.safetensors" --pieces "$pieces" | tee -a "$results"
+[[ "${KEEP_FIRST:-1}" == 0 ]] && rm -rf "$out_dir/out-long-cold"
 # same_or_check NAME OUT: the output OUT of run NAME compared with the first cold run's, byte for byte,
 # or float64-checked where that is gone or different
 same_or_check() {
-  if [[ -f "$work/out-long-cold/long-000.safetensors" ]] && cmp -s "$work/out-long-cold/long-000.safetensors" "$2/long-000.safetensors"; then
+  if [[ -f "$out_dir/out-long-cold/long-000.safetensors" ]] && cmp -s "$out_dir/out-long-cold/long-000.safetensors" "$2/long-000.safetensors"; then
     result "same_bytes long-cold $1"
   else
-    [[ -f "$work/out-long-cold/long-000.safetensors" ]] && result "DIFFERENT long-cold $1"
-    timeout "$(capped 40)" python3 "$bench/job_check.py" "$work/long/long-000.safetensors" \
+    [[ -f "$out_dir/out-long-cold/long-000.safetensors" ]] && result "DIFFERENT long-cold $1"
+    timeout "$(capped "${CHECK_S:-40}")" python3 "$bench/job_check.py" "$work/long/long-000.safetensors" \
       "$2/long-000.safetensors" --pieces "$pieces" | sed "s/^RESULT check /RESULT check $1 /" | tee -a "$results"
   fi
 }
@@ -180,28 +212,28 @@ for v in "${variants[@]}"; do
   stamp "job: the split sequence, cold, ${v#*:}"
   read -r -a opts <<< "${v#*:}"
   echo "page cache $(drop_caches)"
-  job "long-cold-$tag" "$work/long" "$work/out-long-$tag" --partition-tokens $((lt / pieces)) "${long_opts[@]}" "${opts[@]}"
-  same_or_check "long-cold-$tag" "$work/out-long-$tag"
-  rm -rf "$work/out-long-$tag"
+  job "long-cold-$tag" "$work/long" "$out_dir/out-long-$tag" --partition-tokens $((lt / pieces)) "${long_opts[@]}" "${opts[@]}"
+  same_or_check "long-cold-$tag" "$out_dir/out-long-$tag"
+  rm -rf "$out_dir/out-long-$tag"
 done
 
 if (( $(left) > 40 )); then
   stamp "job: the split sequence, warm (inputs in the page cache)"
-  job long-warm "$work/long" "$work/out-long-warm" --partition-tokens $((lt / pieces)) "${long_opts[@]}"
-  same_or_check long-warm "$work/out-long-warm"
+  job long-warm "$work/long" "$out_dir/out-long-warm" --partition-tokens $((lt / pieces)) "${long_opts[@]}"
+  same_or_check long-warm "$out_dir/out-long-warm"
   IFS='|' read -r -a warm_variants <<< "${WARM_VARIANTS:-}"
   for v in "${warm_variants[@]}"; do
     [[ -z "$v" ]] && continue
     (( $(left) > 40 )) || { result "job long-warm-${v%%:*} skipped: $(left) s left"; continue; }
     stamp "job: the split sequence, warm, ${v#*:}"
     read -r -a opts <<< "${v#*:}"
-    job "long-warm-${v%%:*}" "$work/long" "$work/out-long-warm-v" --partition-tokens $((lt / pieces)) "${long_opts[@]}" "${opts[@]}"
-    same_or_check "long-warm-${v%%:*}" "$work/out-long-warm-v"
-    rm -rf "$work/out-long-warm-v"
+    job "long-warm-${v%%:*}" "$work/long" "$out_dir/out-long-warm-v" --partition-tokens $((lt / pieces)) "${long_opts[@]}" "${opts[@]}"
+    same_or_check "long-warm-${v%%:*}" "$out_dir/out-long-warm-v"
+    rm -rf "$out_dir/out-long-warm-v"
   done
-  rm -rf "$work/out-long-warm"
+  rm -rf "$out_dir/out-long-warm"
 fi
-rm -rf "$work/long" "$work"/out-long-*
+rm -rf "$work/long" "$out_dir"/out-long-*
 
 # --- the directory: as many sequences as the time left allows (each costs its write, sync and read)
 per_file_gib=$(( dt * dh * dd * 2 * 3 / (1 << 30) ))
@@ -217,7 +249,7 @@ echo "directory: ${secs_per_file}s a file, $(left)s left: $n files (at most $dir
 if (( n >= 2 )); then
   stamp "inputs: $n sequences ${dt}x${dh}x${dd}"
   t0=$SECONDS
-  timeout "$(capped 60 30)" bash -c "$(declare -f gen); home='$home' bench='$bench' gen '$work/dir' $n $dt $dh $dd short 2"
+  timeout "$(capped 60 30)" bash -c "$(declare -f gen); home='$home' bench='$bench' GEN_WORKERS='${GEN_WORKERS:-8}' gen '$work/dir' $n $dt $dh $dd short 2"
   t1=$SECONDS
   echo "page cache $(drop_caches)"
   result "inputs dir files=$n bytes=$(du -cb "$work"/dir/*.safetensors | tail -1 | cut -f1) write_s=$((t1 - t0)) sync_s=$((SECONDS - t1))"
@@ -245,4 +277,5 @@ fi
 stamp "summary"
 python3 "$bench/job_bounds.py" "$results" --long "${lt}x${lh}x${ld}" --pieces "$pieces" --dir-seq "${dt}x${dh}x${dd}" \
   | tee -a "$results"
-rm -rf "$work"/out-* "$work"/long "$work"/dir
+rm -rf "$work"/out-* "$work"/long "$work"/dir "$out_dir"/out-long-*
+[[ "$out_dir" != "$work" ]] && rmdir "$out_dir" 2>/dev/null

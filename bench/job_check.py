@@ -13,6 +13,12 @@ engine/Slopes.minimax), computed here, not taken from the job.
 
 Prints one "RESULT check" line per file pair and exits 1 when an error is above the tolerance
 (1e-2 suits BF16 o: 2.5 of its unit roundoff, as the job's own spot checks use).
+
+A softmax job's output (metadata attention=softmax) is checked the same way against
+    o_t = sum_{j <= t} exp(s_tj - lse_t) v_j,   lse_t = log sum_{j <= t} exp(s_tj),   s_tj = scale q_t . k_j
+(keys j > t - window only, when the metadata records a window), query head h reading key/value head
+h / (Hq / Hk), in float64 over every visible key: o as above, lse (when written) by its largest
+absolute error (--lse-tolerance).
 """
 import argparse
 import json
@@ -110,6 +116,48 @@ def check(inp, outp, pieces, nheads, extra, seed):
     return len(tokens), len(heads), worst, state_err, (T, H, D)
 
 
+def sampled_tokens(T, pieces, extra, rng):
+    """The first and last token of every piece, and `extra` more drawn at random."""
+    tokens = set()
+    for p in range(pieces):
+        tokens.add(T * p // pieces)
+        tokens.add(T * (p + 1) // pieces - 1)
+    tokens.update(int(x) for x in rng.integers(0, T, extra))
+    return sorted(tokens)
+
+
+def check_softmax(inp, outp, pieces, nheads, extra, seed):
+    ti, _ = tensors(inp)
+    to, meta = tensors(outp)
+    (q, dt), (k, _), (v, _) = ti["q"], ti["k"], ti["v"]
+    o, odt = to["o"]
+    T, Hq, Dk = q.shape
+    Hk, Dv = k.shape[1], v.shape[2]
+    scale = float(meta["scale"])
+    window = int(meta["window"]) if "window" in meta else None
+    rng = np.random.default_rng(seed)
+    tokens = sampled_tokens(T, pieces, extra, rng)
+    heads = sorted(set([0, Hq - 1] + [int(x) for x in np.linspace(0, Hq - 1, nheads)]))
+    last = tokens[-1] + 1
+    worst, lse_worst = 0.0, (0.0 if "lse" in to else None)
+    for g in sorted(set(h // (Hq // Hk) for h in heads)):
+        kk = f64(k[:last, g], dt)  # each key/value head read once for the query heads that share it
+        vv = f64(v[:last, g], dt)
+        for h in (h for h in heads if h // (Hq // Hk) == g):
+            for t in tokens:
+                j0 = 0 if window is None else max(0, t + 1 - window)
+                s = scale * (kk[j0:t + 1] @ f64(q[t, h], dt))
+                m = s.max()
+                e = np.exp(s - m)
+                lse = m + math.log(e.sum())
+                ref = (e / e.sum()) @ vv[j0:t + 1]
+                got = f64(o[t, h], odt)
+                worst = max(worst, np.max(np.abs(got - ref)) / max(np.max(np.abs(ref)), 1e-300))
+                if lse_worst is not None:
+                    lse_worst = max(lse_worst, abs(float(to["lse"][0][t, h]) - lse))
+    return len(tokens), len(heads), worst, lse_worst, (T, Hq, Hk, Dk)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("input")
@@ -120,7 +168,15 @@ def main():
     ap.add_argument("--tolerance", type=float, default=1e-2)
     ap.add_argument("--state-tolerance", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--lse-tolerance", type=float, default=1e-4)
     a = ap.parse_args()
+    if tensors(a.output)[1].get("attention") == "softmax":
+        n, nh, err, lerr, shape = check_softmax(a.input, a.output, a.pieces, a.heads, a.extra, a.seed)
+        ok = err <= a.tolerance and (lerr is None or lerr <= a.lse_tolerance)
+        print("RESULT check %s softmax T=%d Hq=%d Hk=%d D=%d tokens=%d heads=%d o_max_rel_error=%.3e lse_max_abs_error=%s %s"
+              % (a.output.rsplit("/", 1)[-1], shape[0], shape[1], shape[2], shape[3], n, nh, err,
+                 "none" if lerr is None else "%.3e" % lerr, "ok" if ok else "FAILED"))
+        sys.exit(0 if ok else 1)
     n, nh, err, serr, shape = check(a.input, a.output, a.pieces, a.heads, a.extra, a.seed)
     ok = err <= a.tolerance and serr <= a.state_tolerance
     print("RESULT check %s T=%d H=%d D=%d tokens=%d heads=%d o_max_rel_error=%.3e final_state_max_rel_error=%.3e %s"
