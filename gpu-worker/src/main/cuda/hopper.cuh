@@ -106,8 +106,8 @@
 // less than the instructions suggest, as a chunk's time is set by each consumer's dependent chain (products,
 // waits, the barrier on the state copy) more than by issue slots. Round 2 (same tool): FAST_STORE with
 // DESC32 alone -5.6% (H = 64) and -6.1% (H = 8), states kernel unchanged, the best build; STSM and WTAB add
-// nothing to the forward and WTAB makes the states kernel 3 to 5% slower. Still off here: FAST_STORE + DESC32
-// passed tc_check and GpuBackendTest on the device only inside builds with more options on (see BENCHMARKS.md).
+// nothing to the forward and WTAB makes the states kernel 3 to 5% slower. FAST_STORE and DESC32 are on (the
+// shipped PTX), STSM and WTAB off: the merged module with that pair passed the GPU tests on an H200 (BENCHMARKS.md).
 //   LIGHTNING_WG_FAST_STORE: the output rows go out from a per-thread pointer advanced a chunk at a time
 //     (its 64-bit row arithmetic done once), not recomputed from (t, h) for each 16-byte piece: 144 -> 58
 //     instructions a chunk. Only the 16-byte path (dv % 8 == 0, aligned o); the other keeps its code.
@@ -120,7 +120,7 @@
 //   LIGHTNING_WG_DESC32: descriptor offsets added to the low 32 bits only (the start address field
 //     never carries out, see qk_desc), so ptxas needs no 64-bit add and register copies a product.
 #ifndef LIGHTNING_WG_FAST_STORE
-#define LIGHTNING_WG_FAST_STORE 0
+#define LIGHTNING_WG_FAST_STORE 1
 #endif
 #ifndef LIGHTNING_WG_STSM
 #define LIGHTNING_WG_STSM 0
@@ -129,7 +129,7 @@
 #define LIGHTNING_WG_WTAB 0
 #endif
 #ifndef LIGHTNING_WG_DESC32
-#define LIGHTNING_WG_DESC32 0
+#define LIGHTNING_WG_DESC32 1
 #endif
 __host__ __device__ inline int lightning_wg_smem_bytes(int dk, int forward) {
     (void)dk;
