@@ -145,6 +145,13 @@
 #ifndef LIGHTNING_WG_SV_SPLIT
 #define LIGHTNING_WG_SV_SPLIT 0
 #endif
+// LIGHTNING_WG_EARLY_STATE (issue 13, kover; default 0): the state update's products issued before the output
+// staging (its shared-memory stores then run while they are in flight), waited for and folded after it; the
+// shipped order issues them after the staging. (Earlier, before S V is waited for, their 64 accumulators
+// do not fit beside Oa, Ov and P^T.)
+#ifndef LIGHTNING_WG_EARLY_STATE
+#define LIGHTNING_WG_EARLY_STATE 0
+#endif
 __host__ __device__ inline int lightning_wg_smem_bytes(int dk, int forward) {
     (void)dk;
     const int qk = 16384, nc = LIGHTNING_WG_COLUMNS;
@@ -455,6 +462,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     constexpr bool WT = LIGHTNING_WG_WTAB && !NORM && !PAIR && std::is_same<T, __nv_bfloat16>::value;
     // LIGHTNING_WG_SV_SPLIT: S' V in its own accumulator (not NORM: its 208 consumer registers spilled 8 bytes)
     constexpr bool SVS = LIGHTNING_WG_SV_SPLIT && !NORM;
+    constexpr bool ES = LIGHTNING_WG_EARLY_STATE && !NORM;  // (NORM spilled 280 bytes with it)
 
     const T* __restrict__ q = static_cast<const T*>(a.q);
     const T* __restrict__ k = static_cast<const T*>(a.k);
@@ -1034,6 +1042,11 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                     Oa[4 * nt + 3] = fmaf(r1, Oa[4 * nt + 3], Ov[4 * nt + 3]);
                 }
             }
+            if (ES) {  // the state products run while the rows are staged
+                wg_fence();
+                issue();
+                wg_commit();
+            }
             // Stage the rows (rounded to T); they go out during the next chunk.
             __syncwarp();  // every lane is done reading the previous chunk's staged rows
 #if LIGHTNING_WG_STSM
@@ -1060,9 +1073,11 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             __syncwarp();
             // The state update's products only now: queued behind S V, their 64 accumulators
             // spilled (ptxas), and with one m64n128 update a chunk there is no second tile to hide.
-            wg_fence();
-            issue();
-            wg_commit();
+            if (!ES) {
+                wg_fence();
+                issue();
+                wg_commit();
+            }
             wg_wait<0>();
             fold();
         } else if (colsLive) {
