@@ -147,8 +147,8 @@
 #endif
 // LIGHTNING_WG_EARLY_STATE (issue 13, kover; default 0): the state update's products issued before the output
 // staging (its shared-memory stores then run while they are in flight), waited for and folded after it; the
-// shipped order issues them after the staging. (Earlier, before S V is waited for, their 64 accumulators
-// do not fit beside Oa, Ov and P^T.)
+// shipped order issues them after the staging. (Not tried: issuing them before S V is waited for, where
+// their 64 accumulators would sit beside Oa, Ov and P^T; see the note at the shipped place.)
 #ifndef LIGHTNING_WG_EARLY_STATE
 #define LIGHTNING_WG_EARLY_STATE 0
 #endif
