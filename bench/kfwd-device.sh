@@ -12,7 +12,7 @@
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 out="${OUT:?OUT must name the output directory}"
-L="$out/kfwd"
+L="$out/${LOG_NAME:-kfwd}"  # LOG_NAME: another helper's payload built with these tools (e.g. kover)
 budget=${BUDGET:-145}
 left() { echo $((budget - SECONDS)); }
 { date -u; nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.limit --format=csv; } > "$L-machine.log" 2>&1

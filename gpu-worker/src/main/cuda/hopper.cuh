@@ -131,6 +131,27 @@
 #ifndef LIGHTNING_WG_DESC32
 #define LIGHTNING_WG_DESC32 1
 #endif
+// LIGHTNING_WG_SV_SPLIT (issue 13, helper kover; default 0 = the code before it): S' V goes into its own
+// accumulator (Ov, first k-step rs0) instead of into Oa after Oa = lambda^(i+1) Q T(P) was waited for and
+// scaled; the rows are then o = r Oa + Ov (32 FFMA instead of the 32 FMUL). Why: Oa's scaling needs the
+// wait for the Q T(P) group, and ptxas placed that wait before most of the mask loop (hopnorm2, SASS), so
+// the loop could not run while Q T(P) was in flight and S V could not be queued behind it. With its own
+// accumulator S V depends only on the mask loop: it is issued straight after it, queued behind Q T(P) on
+// the tensor cores, and the only waits left are for S (before the loop) and for everything (before the
+// staging). Costs 32 accumulator registers while S V runs (S's are dead by then); the plain and paired
+// bodies only (the normalized one spilled 8 bytes with it).
+// SASS of the plain body (sm_90a): before, the Q T(P) wait sat 46 instructions after the S wait, ahead of
+// the rest of the mask loop; with it the loop (80 instructions) runs between the S wait and S V's issue.
+#ifndef LIGHTNING_WG_SV_SPLIT
+#define LIGHTNING_WG_SV_SPLIT 0
+#endif
+// LIGHTNING_WG_EARLY_STATE (issue 13, kover; default 0): the state update's products issued before the output
+// staging (its shared-memory stores then run while they are in flight), waited for and folded after it; the
+// shipped order issues them after the staging. (Not tried: issuing them before S V is waited for, where
+// their 64 accumulators would sit beside Oa, Ov and P^T; see the note at the shipped place.)
+#ifndef LIGHTNING_WG_EARLY_STATE
+#define LIGHTNING_WG_EARLY_STATE 0
+#endif
 __host__ __device__ inline int lightning_wg_smem_bytes(int dk, int forward) {
     (void)dk;
     const int qk = 16384, nc = LIGHTNING_WG_COLUMNS;
@@ -439,6 +460,9 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     constexpr int kLdo = kCols + 8;          // output staging row (elements)
     // LIGHTNING_WG_WTAB: the whole chunks' split weights from a table at offW (free without NORM and PAIR)
     constexpr bool WT = LIGHTNING_WG_WTAB && !NORM && !PAIR && std::is_same<T, __nv_bfloat16>::value;
+    // LIGHTNING_WG_SV_SPLIT: S' V in its own accumulator (not NORM: its 208 consumer registers spilled 8 bytes)
+    constexpr bool SVS = LIGHTNING_WG_SV_SPLIT && !NORM;
+    constexpr bool ES = LIGHTNING_WG_EARLY_STATE && !NORM;  // (NORM spilled 280 bytes with it)
 
     const T* __restrict__ q = static_cast<const T*>(a.q);
     const T* __restrict__ k = static_cast<const T*>(a.k);
@@ -969,20 +993,31 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                     den1 += v2 + v3;
                 }
             }
-            wg_wait<0>();
-            reg_fence<32>(Oa);
-            if (NORM) reg_fence<4>(Zd);
+            float Ov[32];  // SVS: S' V, queued behind Q T(P) (groups: Q T(P), then S V); rs0 overwrites it
+            if constexpr (SVS) {
+                wg_fence();
 #pragma unroll
-            for (int nt = 0; nt < 8; ++nt) {
-                Oa[4 * nt] *= r0;
-                Oa[4 * nt + 1] *= r0;
-                Oa[4 * nt + 2] *= r1;
-                Oa[4 * nt + 3] *= r1;
+                for (int kk = 0; kk < 4; ++kk) {
+                    if (kk == 0) W::template rs0<1>(Ov, Sp[kk], desc_add(vDesc, 128u * kk));
+                    else W::template rs<1>(Ov, Sp[kk], desc_add(vDesc, 128u * kk));
+                }
+                wg_commit();
+            } else {
+                wg_wait<0>();
+                reg_fence<32>(Oa);
+                if (NORM) reg_fence<4>(Zd);
+#pragma unroll
+                for (int nt = 0; nt < 8; ++nt) {
+                    Oa[4 * nt] *= r0;
+                    Oa[4 * nt + 1] *= r0;
+                    Oa[4 * nt + 2] *= r1;
+                    Oa[4 * nt + 3] *= r1;
+                }
+                wg_fence();
+#pragma unroll
+                for (int kk = 0; kk < 4; ++kk) W::template rs<1>(Oa, Sp[kk], desc_add(vDesc, 128u * kk));
+                wg_commit();
             }
-            wg_fence();
-#pragma unroll
-            for (int kk = 0; kk < 4; ++kk) W::template rs<1>(Oa, Sp[kk], desc_add(vDesc, 128u * kk));
-            wg_commit();
             // NORM, while S V runs: den_i = (the quad's sum) / scale + lambda^(i+1) q_i . zP, and
             // o_i = num_i / (den_i + eps). The quad (lanes 4 g .. 4 g + 3) holds rows i0, i0 + 8.
             float inv0 = 1.f, inv1 = 1.f;
@@ -997,6 +1032,21 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             wg_wait<0>();
             reg_fence<32>(Oa);
             reg_fence<16>(&Sp[0][0]);
+            if constexpr (SVS) {
+                reg_fence<32>(Ov);
+#pragma unroll
+                for (int nt = 0; nt < 8; ++nt) {
+                    Oa[4 * nt] = fmaf(r0, Oa[4 * nt], Ov[4 * nt]);
+                    Oa[4 * nt + 1] = fmaf(r0, Oa[4 * nt + 1], Ov[4 * nt + 1]);
+                    Oa[4 * nt + 2] = fmaf(r1, Oa[4 * nt + 2], Ov[4 * nt + 2]);
+                    Oa[4 * nt + 3] = fmaf(r1, Oa[4 * nt + 3], Ov[4 * nt + 3]);
+                }
+            }
+            if (ES) {  // the state products run while the rows are staged
+                wg_fence();
+                issue();
+                wg_commit();
+            }
             // Stage the rows (rounded to T); they go out during the next chunk.
             __syncwarp();  // every lane is done reading the previous chunk's staged rows
 #if LIGHTNING_WG_STSM
@@ -1023,9 +1073,11 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             __syncwarp();
             // The state update's products only now: queued behind S V, their 64 accumulators
             // spilled (ptxas), and with one m64n128 update a chunk there is no second tile to hide.
-            wg_fence();
-            issue();
-            wg_commit();
+            if (!ES) {
+                wg_fence();
+                issue();
+                wg_commit();
+            }
             wg_wait<0>();
             fold();
         } else if (colsLive) {
