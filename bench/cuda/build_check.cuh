@@ -2,7 +2,8 @@
 // each made with other -D flags) loaded side by side into one process, and each build's kernels held
 // against a float64 recurrence before anything is timed. Here: the device fill kernels (inputs from a
 // hash of seed and index), a loaded build and its launch through one LightningArgs, the float64 case
-// (inputs, feature map, normalization) and check_build. Standalone benchmark code, included by both .cu
+// (inputs, feature map, normalization), check_build, and the two steps both tools start with:
+// load_builds and check_builds. Standalone benchmark code, included by both .cu
 // files (no library of its own).
 #pragma once
 #include <cuda_bf16.h>
@@ -213,4 +214,71 @@ static CheckResult check_build(const Build& b, const Case& c) {
     // bf16 outputs: one rounding is 2^-9 relative; states are float32 sums of split products
     r.ok = r.o < 8e-3 && r.s < 1e-4 && r.ls < 1e-4 && r.z < 1e-4 && r.lz < 1e-4;
     return r;
+}
+
+// Loads each NAME=FILE build (a NAME starting with "x-": a measurement build; containing "portable": a build
+// of the portable module) and sizes its kernels from the module's own launch shapes.
+static std::vector<Build> load_builds(const std::vector<std::pair<std::string, std::string>>& specs) {
+    std::vector<Build> builds;
+    int* dShapes;
+    CK(cudaMalloc(&dShapes, sizeof(int) * 3 * LIGHTNING_SHAPES_DK));
+    for (auto& sp : specs) {
+        Build b;
+        b.name = sp.first;
+        b.measurementOnly = sp.first.rfind("x-", 0) == 0;
+        CK(cudaLibraryLoadFromFile(&b.lib, sp.second.c_str(), nullptr, nullptr, 0, nullptr, nullptr, 0));
+        b.portable = sp.first.find("portable") != std::string::npos;
+        CK(cudaLibraryGetKernel(&b.fwd, b.lib, b.portable ? "lightning_forward_tc_bf16" : "lightning_forward_wg_bf16"));
+        CK(cudaLibraryGetKernel(&b.st, b.lib, b.portable ? "lightning_states_tc_bf16" : "lightning_states_wg_bf16"));
+        cudaKernel_t shapes;
+        CK(cudaLibraryGetKernel(&shapes, b.lib, b.portable ? "lightning_launch_shapes" : "lightning_wg_launch_shapes"));
+        void* p[] = {&dShapes};
+        CK(cudaLaunchKernel((const void*)shapes, dim3(1), dim3(1), p, 0, 0));
+        std::vector<int> sh(3 * LIGHTNING_SHAPES_DK);
+        CK(cudaMemcpy(sh.data(), dShapes, 4 * sh.size(), cudaMemcpyDeviceToHost));
+        // Hopper: out[0] columns, out[1] threads, then forward and states shared memory by dk.
+        // Portable (lightning_launch_shapes): out[3] narrow threads, out[5] columns, out[6] the narrow
+        // kernels' largest dk, the tensor-core kernels' shared memory at row 2 (forward and states alike).
+        if (b.portable) {
+            if (sh[6] < 128) { std::fprintf(stderr, "%s: dk 128 is not narrow here\n", b.name.c_str()); std::exit(2); }
+            b.threads = sh[3];
+            b.cols = sh[5];
+            b.smemF = b.smemS = sh[2 * LIGHTNING_SHAPES_DK + 128];
+        } else {
+            b.cols = sh[0];
+            b.threads = sh[1];
+            b.smemF = sh[LIGHTNING_SHAPES_DK + 128];
+            b.smemS = sh[2 * LIGHTNING_SHAPES_DK + 128];
+        }
+        CK(cudaFuncSetAttribute((const void*)b.fwd, cudaFuncAttributeMaxDynamicSharedMemorySize, b.smemF));
+        CK(cudaFuncSetAttribute((const void*)b.st, cudaFuncAttributeMaxDynamicSharedMemorySize, b.smemS));
+        builds.push_back(b);
+    }
+    CK(cudaFree(dShapes));
+    return builds;
+}
+
+// Holds every build against the float64 cases (plain, normalized elu1, normalized identity on q, k >= 0, and
+// for comparison only normalized identity on signed inputs), prints a RESULT line each, and returns per build
+// whether it passed (a measurement build is reported, never failed).
+static std::vector<bool> check_builds(const std::vector<Build>& builds) {
+    const int fms[4] = {0, 1, 0, 0};
+    const bool norms[4] = {false, true, true, true};
+    const bool positive[4] = {false, false, true, false};
+    std::vector<Case> cases;
+    for (int c = 0; c < 4; ++c) cases.push_back(make_case(fms[c], norms[c], positive[c]));
+    std::vector<bool> buildOk(builds.size(), true);
+    for (size_t bi = 0; bi < builds.size(); ++bi) {
+        const Build& b = builds[bi];
+        for (int c = 0; c < 4; ++c) {
+            const CheckResult r = check_build(b, cases[c]);
+            const bool info = c == 3;
+            std::printf("RESULT check %s %s%s%s: o %.3e, S after segment %.3e, local S %.3e, z %.3e, local z %.3e: %s\n",
+                        b.name.c_str(), norms[c] ? "normalized " : "", fms[c] == 1 ? "elu1" : "identity",
+                        c == 2 ? " (q, k >= 0)" : c == 3 ? " (q, k in [-1, 1))" : "", r.o, r.s, r.ls, r.z, r.lz,
+                        info ? "(for comparison)" : r.ok ? "ok" : (b.measurementOnly ? "off (measurement build)" : "FAILED"));
+            if (!r.ok && !b.measurementOnly && !info) buildOk[bi] = false;
+        }
+    }
+    return buildOk;
 }
