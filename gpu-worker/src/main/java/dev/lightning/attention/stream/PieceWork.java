@@ -381,7 +381,7 @@ public final class PieceWork {
 
         void run(RangeReader in, Piece p, Step step) throws IOException {
             InputScan scan = new InputScan();
-            Window a = new Window(f, spec, capacity, oDtype, sizeAs, buffers, scan);
+            Window a = new Window(this, buffers, scan);
             if (!readAhead || p.tokens() <= capacity) { // one window: nothing to read ahead of
                 for (long at = p.start(); at < p.end(); at += capacity) {
                     int n = (int) Math.min(capacity, p.end() - at);
@@ -395,7 +395,7 @@ public final class PieceWork {
             Future<Boolean> pending = readAsync(a, in, p.start(), (int) Math.min(capacity, p.tokens()));
             try {
                 // the second block is taken (on the GPU: registered) while the first window is read
-                Window b = new Window(f, spec, capacity, oDtype, sizeAs, buffers.spare(), scan);
+                Window b = new Window(this, buffers.spare(), scan);
                 Window current = a;
                 Window other = b;
                 for (long at = p.start(); at < p.end(); at += capacity) {
@@ -486,7 +486,6 @@ public final class PieceWork {
         final AttentionSpec spec;
         /** The dtype of o; null in pass 1, which has no outputs. */
         final DType oDtype;
-        final int capacity;
         final int qTokenBytes;
         final int kTokenBytes;
         final int vTokenBytes;
@@ -503,26 +502,25 @@ public final class PieceWork {
         final InputScan scan;
 
         /**
-         * {@code oDtype} null: pass 1, no q and o; the block still has their room ({@code sizeAs} for o),
-         * so that both passes' windows fit one block.
+         * A window of {@code of}'s file, spec and capacity in {@code buffers}. In pass 1 ({@code of.oDtype}
+         * null: no q and o) the block still has their room ({@code of.sizeAs} for o), so that both passes'
+         * windows fit one block.
          */
-        Window(SequenceFile f, AttentionSpec spec, int capacity, DType oDtype, DType sizeAs, WindowBuffers buffers,
-               InputScan scan) {
+        Window(Windows of, WindowBuffers buffers, InputScan scan) {
             this.scan = scan;
-            this.f = f;
-            this.spec = spec;
-            this.oDtype = oDtype;
-            this.capacity = capacity;
+            this.f = of.f;
+            this.spec = of.spec;
+            this.oDtype = of.oDtype;
             boolean outputs = oDtype != null;
             int es = f.dtype.bytes();
             qTokenBytes = spec.headsQ() * spec.dk() * es;
             kTokenBytes = spec.headsK() * spec.dk() * es;
             vTokenBytes = spec.headsV() * spec.dv() * es;
-            TokenTensor[] all = buffers.window(capacity,
+            TokenTensor[] all = buffers.window(of.capacity,
                     new WindowBuffers.Shape(f.dtype, spec.headsQ(), spec.dk()),
                     new WindowBuffers.Shape(f.dtype, spec.headsK(), spec.dk()),
                     new WindowBuffers.Shape(f.dtype, spec.headsV(), spec.dv()),
-                    new WindowBuffers.Shape(outputs ? oDtype : sizeAs, spec.heads(), spec.dv()));
+                    new WindowBuffers.Shape(outputs ? oDtype : of.sizeAs, spec.heads(), spec.dv()));
             qAll = outputs ? all[0] : null;
             kAll = all[1];
             vAll = all[2];
