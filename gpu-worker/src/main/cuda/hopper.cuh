@@ -95,7 +95,8 @@
 // normalized forward's work out to see what each costs (bench/cuda/norm_cost.cu, BENCHMARKS.md, hopnorm2).
 // Bit 1: the consumers' q . zP products; bit 2: the consumers' row sums, reciprocals and scaling; bit 4: the
 // loaders' z work (column sums); bit 8: a normalized launch runs the plain forward body (the control);
-// bit 16: the normalized forward's loaders carry no map code (for register splits).
+// bit 16: the normalized forward's loaders carry no map code (for register splits); bit 32: the normalized states
+// kernel's column sums (of the loaders, or of the consumers with LIGHTNING_WG_STATES_Z_CONS) left out.
 #ifndef LIGHTNING_WG_NORM_X
 #define LIGHTNING_WG_NORM_X 0
 #endif
@@ -151,6 +152,20 @@
 // their 64 accumulators would sit beside Oa, Ov and P^T; see the note at the shipped place.)
 #ifndef LIGHTNING_WG_EARLY_STATE
 #define LIGHTNING_WG_EARLY_STATE 0
+#endif
+// LIGHTNING_WG_Z_DEFER (issue 12, helper hopnorm3; default 0): the loaders' column sums of the normalizer (see the
+// loaders) waited for and folded into z one chunk later, so that the loaders arrive on the stage's full barrier and
+// go on to the next copies right after issuing them instead of after their completion. Bit 1: the states kernel;
+// bit 2: the forward (whose normalizer tile for chunk c needs z before c: the sums of chunk c - 1, issued an
+// iteration earlier).
+#ifndef LIGHTNING_WG_Z_DEFER
+#define LIGHTNING_WG_Z_DEFER 0
+#endif
+// LIGHTNING_WG_STATES_Z_CONS (issue 12, hopnorm3; default 0): in the normalized states kernel the consumers form
+// the normalizer's column sums (each its half of dk, the same m64n8 products as the loaders', 4 a chunk) in the
+// state update's commit group, and the loaders only copy, as in the plain states kernel.
+#ifndef LIGHTNING_WG_STATES_Z_CONS
+#define LIGHTNING_WG_STATES_Z_CONS 0
 #endif
 __host__ __device__ inline int lightning_wg_smem_bytes(int dk, int forward) {
     (void)dk;
@@ -463,6 +478,11 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     // LIGHTNING_WG_SV_SPLIT: S' V in its own accumulator (not NORM: its 208 consumer registers spilled 8 bytes)
     constexpr bool SVS = LIGHTNING_WG_SV_SPLIT && !NORM;
     constexpr bool ES = LIGHTNING_WG_EARLY_STATE && !NORM;  // (NORM spilled 280 bytes with it)
+    // The normalizer's column sums (NORM): ZD, waited for one chunk later (LIGHTNING_WG_Z_DEFER); ZC, summed by the
+    // states kernel's consumers (LIGHTNING_WG_STATES_Z_CONS); ZX, left out (measurement builds, LIGHTNING_WG_NORM_X).
+    constexpr bool ZD = NORM && (LIGHTNING_WG_Z_DEFER & (FWD ? 2 : 1)) != 0;
+    constexpr bool ZC = NORM && !FWD && LIGHTNING_WG_STATES_Z_CONS && LIGHTNING_WG_Z_WGMMA;
+    constexpr bool ZX = (LIGHTNING_WG_NORM_X & 4) || (!FWD && (LIGHTNING_WG_NORM_X & 32));
 
     const T* __restrict__ q = static_cast<const T*>(a.q);
     const T* __restrict__ k = static_cast<const T*>(a.k);
@@ -624,6 +644,25 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             for (int e = 0; e < 8; ++e) *reinterpret_cast<T*>(wt + (e << 7) + ((((t >> 3) & 7) ^ e) << 4)) = (e & 1) ? lo : hi;
             fence_async_smem();  // read by this warpgroup's wgmma after the loaders' barrier below
         }
+        // The column sums' accumulators (the two m64 halves of dk; the first k-step only writes them), and
+        // z = lambda^m z + dz once they completed, with the checkpoint of the chunk of m tokens it ends.
+        float zdK0[4], zdK1[4];  // ZD: kept from one chunk to the next
+        int mPrev = 0;           // ZD: the tokens of the chunk whose sums are in flight
+        auto z_fold = [&](int mm, float* zd0, float* zd1) {
+            wg_wait<0>();
+            reg_fence<4>(zd0);
+            reg_fence<4>(zd1);
+            const float lm = tab[mm];
+            zv[0] = fmaf(lm, zv[0], zd0[0] + zd0[1]);
+            zv[1] = fmaf(lm, zv[1], zd0[2] + zd0[3]);
+            zv[2] = fmaf(lm, zv[2], zd1[0] + zd1[1]);
+            zv[3] = fmaf(lm, zv[3], zd1[2] + zd1[3]);
+            if (ckZ) {
+                const long long slot = clock.advance(mm);
+                if (slot >= 0 && zWriter) z_out(a.checkpointNorms + (slot * H + h) * dk);
+            }
+        };
+        (void)mPrev; (void)zdK0; (void)zdK1;
 #endif
 #pragma unroll 1
         for (int i = 0; i < AHEAD; ++i) {
@@ -651,7 +690,10 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                 }
             }
 #if LIGHTNING_WG_Z_WGMMA
-            if (NORM) {
+            if (NORM && !ZC) {
+                // (ZD: the previous chunk's column sums, issued one iteration ago, folded in first: z before
+                // this chunk, which the forward's normalizer tile needs)
+                if (ZD && c > 0) z_fold(mPrev, zdK0, zdK1);
                 if (FWD) {
                     unsigned char* zt = sm + offZ + st * zBytes;
                     const int e0 = 2 * (lane & 3);  // this lane's rows of the tile: hi, lo
@@ -665,12 +707,14 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                         *reinterpret_cast<T*>(p + ((e0 + 1) << 7) + ((pd ^ (e0 + 1)) << 4)) = lo;
                     }
                 }
-                if (!(LIGHTNING_WG_NORM_X & 4)) {
+                if (!ZX) {
                 fence_async_smem();           // this thread's copies and mapped pieces, for the wgmma
                 named_bar_sync(3, kLoaders);  // every loader's part of the K tile is in (and mapped)
                 const unsigned long long kT = wg_desc(smU + kb, 8192u, 1024u);
                 const unsigned long long wD = wg_desc(smU + offW + (m == kChunk ? 0u : 1024u), 16u, 1024u);
-                float zd0[4], zd1[4];  // the two m64 halves of dk (the first k-step only writes them)
+                float zdL0[4], zdL1[4];  // the two m64 halves of dk (the first k-step only writes them)
+                float* zd0 = ZD ? zdK0 : zdL0;
+                float* zd1 = ZD ? zdK1 : zdL1;
                 wg_fence();
                 Wgmma<T, 8>::ss_ta0(zd0, kT, wD);
                 Wgmma<T, 8>::ss_ta0(zd1, kT + 512u, wD);
@@ -682,19 +726,9 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                     Wgmma<T, 8>::ss_ta(zd1, kT + 512u + 128u * ks, wD + 2u * ks);
                 }
                 wg_commit();
-                wg_wait<0>();
-                reg_fence<4>(zd0);
-                reg_fence<4>(zd1);
-                const float lm = tab[m];
-                zv[0] = fmaf(lm, zv[0], zd0[0] + zd0[1]);
-                zv[1] = fmaf(lm, zv[1], zd0[2] + zd0[3]);
-                zv[2] = fmaf(lm, zv[2], zd1[0] + zd1[1]);
-                zv[3] = fmaf(lm, zv[3], zd1[2] + zd1[3]);
-                if (ckZ) {
-                    const long long slot = clock.advance(m);
-                    if (slot >= 0 && zWriter) z_out(a.checkpointNorms + (slot * H + h) * dk);
-                }
-                }  // LIGHTNING_WG_NORM_X & 4
+                if (ZD) mPrev = m;  // waited for and folded at the next chunk (or after the last)
+                else z_fold(m, zd0, zd1);
+                }  // ZX
             }
 #else
             if (NORM) {
@@ -720,7 +754,8 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             if (++st == NS) st = 0;
         }
 #if LIGHTNING_WG_Z_WGMMA
-        if (zWriter && a.statesNorm != nullptr) z_out(a.statesNorm + zBase);
+        if (NORM && !ZC && !ZX && ZD && nChunks > 0) z_fold(mPrev, zdK0, zdK1);  // the last chunk's sums
+        if (!ZC && zWriter && a.statesNorm != nullptr) z_out(a.statesNorm + zBase);
 #else
         if (zWriter && a.statesNorm != nullptr) a.statesNorm[((long long)s * H + h) * dk + d] = z;
 #endif
@@ -873,6 +908,14 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
         }
     };
 
+    // ZC (states kernel): this consumer sums dz[d] = sum_t w_t k_t[d] for its half of dk, d = 64 j + 16 w4 + g (+ 8),
+    // with the loaders' products (K^T, an MN-major A, times the decay-weight tile; see the loaders), in the
+    // state update's commit group, whose wait it has anyway; z = lambda^m z + dz in zcv. Both consumers take part
+    // (also one without value columns: dv <= 64); the first column tile writes z.
+    // Every consumer issues them unconditionally (one without value columns included: its state products are of
+    // zero columns and never stored): wgmma in a divergent path made ptxas serialize every product of the kernel.
+    float zcd[4], zcv[2] = {0.f, 0.f};
+    (void)zcd; (void)zcv;
     int st = 0;
     unsigned parity = 0;
     for (int c = 0; c < nChunks; ++c) {
@@ -1080,14 +1123,28 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             }
             wg_wait<0>();
             fold();
-        } else if (colsLive) {
+        } else if (colsLive || ZC) {  // (ZC: also a consumer without value columns; see zcd)
             if (WT && m == kChunk) form_whole();
             else form();
             wg_fence();
             issue();
+            if constexpr (ZC && !ZX) {  // this consumer's half of dk of the normalizer's column sums
+                const unsigned long long kT = desc_of(kU + 8192u * j, 8192u, 1024u);
+                const unsigned long long wD = desc_of(smU + offW + (m == kChunk ? 0u : 1024u), 16u, 1024u);
+#pragma unroll
+                for (int ks = 0; ks < 4; ++ks) {
+                    if (ks == 0) Wgmma<T, 8>::ss_ta0(zcd, kT, wD);
+                    else Wgmma<T, 8>::ss_ta(zcd, desc_add(kT, 128u * ks), desc_add(wD, 2u * ks));
+                }
+            }
             wg_commit();
             wg_wait<0>();
             fold();
+            if constexpr (ZC && !ZX) {
+                reg_fence<4>(zcd);
+                zcv[0] = fmaf(lamM, zcv[0], zcd[0] + zcd[1]);
+                zcv[1] = fmaf(lamM, zcv[1], zcd[2] + zcd[3]);
+            }
         }
         mbar_arrive(emptyU + 8u * st);  // done with the stage
         // A checkpoint after this chunk: the own columns of S (z is the loaders').
@@ -1111,6 +1168,15 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     if (colsLive && a.states != nullptr) {
         float* out = a.states + ((long long)s * H + hj) * dk * dv;
         each_state([&](int i, long long off) { out[off] = Pt[i]; });
+    }
+    if constexpr (ZC) {  // z after the segment: rows 64 j + 16 w4 + g (+ 8), by the first lane of each quad
+        if (!ZX && blockIdx.y == 0 && tq == 0 && a.statesNorm != nullptr) {
+#pragma unroll
+            for (int i = 0; i < 2; ++i) {
+                const int d = 64 * j + 16 * w4 + g + 8 * i;
+                if (d < dk) a.statesNorm[((long long)s * H + h) * dk + d] = zcv[i];
+            }
+        }
     }
     }  // consumers
 }
