@@ -9,7 +9,7 @@
 //   nvcc -O2 -arch=sm_90 -I gpu-worker/src/main/cuda bench/cuda/norm_cost.cu -o norm_cost
 //   nvcc -cubin -O3 -gencode=arch=compute_90a,code=sm_90a -I gpu-worker/src/main/cuda [-DFLAGS] \
 //        gpu-worker/src/main/cuda/lightning_sm90.cu -o NAME.cubin
-// Run: ./norm_cost [--rounds R] [--t T] [--rotate-variants] [--per-round] NAME=FILE.cubin ...   (exit status 1 when a checked build fails)
+// Run: ./norm_cost [--rounds R] [--t T] [--rotate-variants] [--per-round] [--probe] NAME=FILE.cubin ...   (exit status 1 when a checked build fails)
 //   A NAME containing "portable" is a build of the portable module (lightning.cu, its mma.sync
 //   kernels; a cubin for sm_90), timed as the backend runs it at that shape: one segment, forward only.
 //   A NAME starting with "x-" is a measurement build (a part of the work left out, so its results
@@ -18,19 +18,37 @@
 // Timed as the backend runs T = 1M, H = 64 on an H200 (SegmentPlan: 64 CTAs a segment, 132 resident
 // -> 2 segments, pass 1 over the first half in 2 sub-segments): the states kernel over T / 2 tokens
 // (grid 64 x 1 x 2) and then the forward kernel over T (grid 64 x 1 x 2, incoming states given), one
-// pair of events around both (the scan between them is not timed: a few microseconds).
+// pair of events around both (the scan between them is not timed: a few microseconds). --probe: the SM clock
+// measured before the states kernel, between the kernels and after the forward (clock_probe), outside the
+// timed intervals; the total is then the states kernel's time plus the forward's.
 // bf16, Dk = Dv = 128, MiniMax slopes, inputs uniform in [-1, 1) made on the device.
 #include "build_check.cuh"
 
+// --probe: the SM clock at a moment, as one thread's clock64 cycles over at least 20 us of the global timer
+// (ns); written to out[2 slot], out[2 slot + 1]. Launched before the states kernel, between the two kernels and
+// after the forward, outside the timed intervals: the clock each kernel started and ended with.
+__global__ void clock_probe(unsigned long long* out, int slot) {
+    unsigned long long t0, t1;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+    const long long c0 = clock64();
+    do {
+        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t1));
+    } while (t1 - t0 < 20000ull);
+    const long long c1 = clock64();
+    out[2 * slot] = (unsigned long long)(c1 - c0);
+    out[2 * slot + 1] = t1 - t0;
+}
+
 int main(int argc, char** argv) {
     int rounds = 10;
-    bool rotateVariants = false, perRound = false;
+    bool rotateVariants = false, perRound = false, probe = false;
     long long T = 1048576;
     std::vector<std::pair<std::string, std::string>> specs;
     for (int i = 1; i < argc; ++i) {
         if (!std::strcmp(argv[i], "--rounds") && i + 1 < argc) rounds = std::atoi(argv[++i]);
         else if (!std::strcmp(argv[i], "--rotate-variants")) rotateVariants = true;
         else if (!std::strcmp(argv[i], "--per-round")) perRound = true;
+        else if (!std::strcmp(argv[i], "--probe")) probe = true;
         else if (!std::strcmp(argv[i], "--t") && i + 1 < argc) T = std::atoll(argv[++i]);
         else {
             const char* eq = std::strchr(argv[i], '=');
@@ -70,8 +88,12 @@ int main(int argc, char** argv) {
     const char* cfgName[4] = {"plain", "normalized-identity", "elu1", "normalized-elu1"};
     const int cfgFm[4] = {0, 0, 1, 1};
     const bool cfgNorm[4] = {false, true, false, true};
-    cudaEvent_t e0, e1, e2;
-    CK(cudaEventCreate(&e0)); CK(cudaEventCreate(&e1)); CK(cudaEventCreate(&e2));
+    cudaEvent_t e0, e1, e2, e1a;
+    CK(cudaEventCreate(&e0)); CK(cudaEventCreate(&e1)); CK(cudaEventCreate(&e2)); CK(cudaEventCreate(&e1a));
+    unsigned long long* probeDev;
+    CK(cudaMalloc(&probeDev, 6 * sizeof(unsigned long long)));
+    // --probe: the median SM clock (MHz) at the three probes, per build and variant
+    std::vector<std::vector<std::vector<float>>> mhz(builds.size(), std::vector<std::vector<float>>(12));
     // times[build][cfg][round]: total, forward
     std::vector<std::vector<std::vector<float>>> tot(builds.size(), std::vector<std::vector<float>>(4)),
         fw(builds.size(), std::vector<std::vector<float>>(4));
@@ -102,19 +124,39 @@ int main(int argc, char** argv) {
                     p2.segTokens = (int)T;
                 }
                 const int ct = (D + b.cols - 1) / b.cols;
+                if (probe) clock_probe<<<1, 1>>>(probeDev, 0);
                 CK(cudaEventRecord(e0));
                 if (!b.portable) launch(b.st, dim3(H, ct, 2), b.threads, b.smemS, p1);
+                CK(cudaEventRecord(e1a));
+                if (probe) clock_probe<<<1, 1>>>(probeDev, 1);
                 CK(cudaEventRecord(e1));
                 launch(b.fwd, dim3(H, ct, b.portable ? 1 : S), b.threads, b.smemF, p2);
                 CK(cudaEventRecord(e2));
-                CK(cudaEventSynchronize(e2));
+                if (probe) clock_probe<<<1, 1>>>(probeDev, 2);
+                CK(cudaDeviceSynchronize());
                 CK(cudaGetLastError());
-                float msT, msF;
-                CK(cudaEventElapsedTime(&msT, e0, e2));
+                float msS, msF;
+                CK(cudaEventElapsedTime(&msS, e0, e1a));
                 CK(cudaEventElapsedTime(&msF, e1, e2));
-                if (r >= 0) { tot[bi][c].push_back(msT); fw[bi][c].push_back(msF); }
-                if (r >= 0 && perRound)
-                    std::printf("ROUND %d %s %s %.3f %.3f\n", r, b.name.c_str(), cfgName[c], msT, msF);
+                const float msT = msS + msF;  // (the probe between the kernels not counted)
+                float mh[3] = {0.f, 0.f, 0.f};
+                if (probe) {
+                    unsigned long long pr[6];
+                    CK(cudaMemcpy(pr, probeDev, sizeof pr, cudaMemcpyDeviceToHost));
+                    for (int x = 0; x < 3; ++x) mh[x] = 1000.f * (float)pr[2 * x] / (float)pr[2 * x + 1];
+                }
+                if (r >= 0) {
+                    tot[bi][c].push_back(msT);
+                    fw[bi][c].push_back(msF);
+                    for (int x = 0; x < 3; ++x) mhz[bi][3 * c + x].push_back(mh[x]);
+                }
+                if (r >= 0 && perRound) {
+                    if (probe)
+                        std::printf("ROUND %d %s %s %.3f %.3f MHz %.0f %.0f %.0f\n", r, b.name.c_str(), cfgName[c], msT, msF,
+                                    mh[0], mh[1], mh[2]);
+                    else
+                        std::printf("ROUND %d %s %s %.3f %.3f\n", r, b.name.c_str(), cfgName[c], msT, msF);
+                }
             }
         }
     }
@@ -125,8 +167,12 @@ int main(int argc, char** argv) {
         const float plain = median(tot[bi][0]);
         for (int c = 0; c < 4; ++c) {
             const float m = median(tot[bi][c]);
-            std::printf("RESULT time %-16s %-20s %8.3f ms %6.3f %8.3f ms %+8.1f%%\n", builds[bi].name.c_str(), cfgName[c], m,
+            std::printf("RESULT time %-16s %-20s %8.3f ms %6.3f %8.3f ms %+8.1f%%", builds[bi].name.c_str(), cfgName[c], m,
                         spread(tot[bi][c]), median(fw[bi][c]), 100.0 * (m / plain - 1));
+            if (probe)
+                std::printf("  MHz %4.0f %4.0f %4.0f", median(mhz[bi][3 * c]), median(mhz[bi][3 * c + 1]),
+                            median(mhz[bi][3 * c + 2]));
+            std::printf("\n");
         }
     }
     std::printf("RESULT checks %s\n", allOk ? "ok" : "FAILED");
