@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # kover (issue 13 item 2: overlap in the D = 128 forward's consumers, LIGHTNING_WG_SV_SPLIT and
-# LIGHTNING_WG_EARLY_STATE) on the device within
+# LIGHTNING_WG_EARLY_STATE) on the device within (measured 2026-12-03 17:56 UTC, no gain; both removed in 0e42eee)
 # 140 s: bench/kfwd-device.sh, copied beside this script as device.sh, logs $OUT/kover-*.log. The payload:
 #   CANDIDATE=SV_SPLIT,EARLY_STATE TC_EXTRA=svs=SV_SPLIT bash bench/kfwd-payload.sh DIR base= svs=SV_SPLIT es=EARLY_STATE \
 #     sves=SV_SPLIT,EARLY_STATE; cp DIR/run.sh DIR/device.sh; cp bench/kover-device.sh DIR/run.sh
