@@ -24,13 +24,14 @@
 # is removed after its check, so that no later drop of the page cache waits for its 4 GB to reach the
 # disk: the later runs are then float64-checked instead of compared with it byte for byte).
 # For the issue's full size (T = 1M at H = 64: 48 GiB of q, k, v and 16 GiB of o): OUT_DIR (default
-# WORK: where the split sequence's outputs go, e.g. a tmpfs when the disk cannot hold inputs and output;
+# WORK: where the split sequence's and the directory's outputs go, e.g. a tmpfs when the disk cannot hold inputs and output;
 # the script says where they went), LONG_FIT=1 (cut T, in steps of PIECES x 16,384 tokens, to what
 # the free space of WORK and OUT_DIR holds, and with WRITE_MBPS to what the disk takes in GEN_S at
 # that many MB/s, and say so, instead of stopping), GEN_S (seconds the inputs
 # may take to be written, default 60; the sync after it is not limited), GEN_WORKERS (writers of
 # make_inputs.py, default 8),
-# JOB_S (each job's limit, default 90), CHECK_S (each float64 check's, default 40).
+# JOB_S (each job's limit, default 90), CHECK_S (each float64 check's, default 40), DIR_GEN_S (the directory's
+# inputs' writing and sync, default 60).
 set -uo pipefail
 home="$(cd "${1:?usage: bench/job-device.sh HOME}" && pwd)"
 bench="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -43,7 +44,7 @@ dir_files="${DIR_FILES:-6}"
 pieces="${PIECES:-8}"
 java_bin="${JAVA_HOME:+$JAVA_HOME/bin/}java"
 out_dir="${OUT_DIR:-$work}"
-rm -rf "$work" "$out_dir"/out-long-*; mkdir -p "$work" "$out_dir" "$(dirname "$log")"
+rm -rf "$work" "$out_dir"/out-long-* "$out_dir"/out-dir-*; mkdir -p "$work" "$out_dir" "$(dirname "$log")"
 results="$log-results.log"; : > "$results"
 
 left() { echo $((budget - SECONDS)); }
@@ -245,22 +246,28 @@ print(int(b * ($gen_s / max($long_bytes, 1) + 1 / r)) + 1)")
 n=$(( ($(left) - 30) / secs_per_file ))
 echo "directory: ${secs_per_file}s a file, $(left)s left: $n files (at most $dir_files)"
 (( n > dir_files )) && n=$dir_files
-(( n * (per_file_gib + per_file_gib / 3 + 1) + 4 > free_gib )) && n=$(( (free_gib - 4) / (per_file_gib + per_file_gib / 3 + 1) ))
+# space: inputs under WORK, outputs under OUT_DIR (both under WORK when they share its file system)
+if (( same_fs )); then
+  (( n * (per_file_gib + per_file_gib / 3 + 1) + 4 > free_gib )) && n=$(( (free_gib - 4) / (per_file_gib + per_file_gib / 3 + 1) ))
+else
+  (( n * (per_file_gib + 1) + 4 > free_gib )) && n=$(( (free_gib - 4) / (per_file_gib + 1) ))
+  (( n * (per_file_gib / 3 + 1) + 2 > out_free_gib )) && n=$(( (out_free_gib - 2) / (per_file_gib / 3 + 1) ))
+fi
 if (( n >= 2 )); then
   stamp "inputs: $n sequences ${dt}x${dh}x${dd}"
   t0=$SECONDS
-  timeout "$(capped 60 30)" bash -c "$(declare -f gen); home='$home' bench='$bench' GEN_WORKERS='${GEN_WORKERS:-8}' gen '$work/dir' $n $dt $dh $dd short 2"
+  timeout "$(capped "${DIR_GEN_S:-60}" 30)" bash -c "$(declare -f gen); home='$home' bench='$bench' GEN_WORKERS='${GEN_WORKERS:-8}' gen '$work/dir' $n $dt $dh $dd short 2"
   t1=$SECONDS
   echo "page cache $(drop_caches)"
   result "inputs dir files=$n bytes=$(du -cb "$work"/dir/*.safetensors | tail -1 | cut -f1) write_s=$((t1 - t0)) sync_s=$((SECONDS - t1))"
   stamp "job: the directory, cold"
-  job dir-cold "$work/dir" "$work/out-dir-cold"
+  job dir-cold "$work/dir" "$out_dir/out-dir-cold"
   stamp "check: two of the directory's sequences"
   for f in short-000 "short-$(printf %03d $((n - 1)))"; do
-    timeout "$(capped 20)" python3 "$bench/job_check.py" "$work/dir/$f.safetensors" "$work/out-dir-cold/$f.safetensors" \
+    timeout "$(capped 20)" python3 "$bench/job_check.py" "$work/dir/$f.safetensors" "$out_dir/out-dir-cold/$f.safetensors" \
       --extra 6 | tee -a "$results"
   done
-  rm -rf "$work/dir" "$work"/out-dir-*
+  rm -rf "$work/dir" "$work"/out-dir-* "$out_dir"/out-dir-*
 else
   result "job dir skipped: $(left) s left"
 fi
@@ -277,5 +284,5 @@ fi
 stamp "summary"
 python3 "$bench/job_bounds.py" "$results" --long "${lt}x${lh}x${ld}" --pieces "$pieces" --dir-seq "${dt}x${dh}x${dd}" \
   | tee -a "$results"
-rm -rf "$work"/out-* "$work"/long "$work"/dir "$out_dir"/out-long-*
+rm -rf "$work"/out-* "$work"/long "$work"/dir "$out_dir"/out-long-* "$out_dir"/out-dir-*
 [[ "$out_dir" != "$work" ]] && rmdir "$out_dir" 2>/dev/null

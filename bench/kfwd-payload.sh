@@ -2,11 +2,11 @@
 # Builds the device payload of issue 13's forward-consumer work (helper "kfwd") into DIR: payload.tar.xz
 # (the variants' cubins and fwd_cost from bench/kfwd-build.sh, tc_check and a Hopper fat binary for the Java
 # tests, both built with CANDIDATE's flags) and run.sh (= bench/kfwd-device.sh). Run from the repository root:
-#   bash bench/kfwd-payload.sh DIR [NAME=FLAGS ...]      (CANDIDATE: flags as kfwd-build.sh takes them, default
-#   the four options on; CANDIDATE=, builds the branch's defaults)
+#   bash bench/kfwd-payload.sh DIR [NAME=FLAGS ...]      (CANDIDATE: flags as kfwd-build.sh takes them; default
+#   empty: the branch's defaults)
 set -euo pipefail
 dir="${1:?usage: kfwd-payload.sh DIR [NAME=FLAGS ...]}"; shift
-cand="${CANDIDATE-FAST_STORE,STSM,WTAB,DESC32}"
+cand="${CANDIDATE-}"
 src=gpu-worker/src/main/cuda
 w=$(mktemp -d)
 trap 'rm -rf "$w"' EXIT

@@ -102,56 +102,25 @@
 #endif
 // The forward consumers' instruction stream (issue 13; build options, 0 = the code before them, so that one
 // process can time both; bench/kfwd-build.sh, bench/cuda/fwd_cost.cu). A consumer warp of the plain forward
-// executed 877 instructions a chunk (sm_90a SASS); the four options below take it to 652, which made the
-// forward 4.3% (H = 64) and 5.1% (H = 8) faster on an H200 (T = 1M, D = 128, 2026-12-03, BENCHMARKS.md):
-// less than the instructions suggest, as a chunk's time is set by each consumer's dependent chain (products,
-// waits, the barrier on the state copy) more than by issue slots. Round 2 (same tool): FAST_STORE with
-// DESC32 alone -5.6% (H = 64) and -6.1% (H = 8), states kernel unchanged, the best build; STSM and WTAB add
-// nothing to the forward and WTAB makes the states kernel 3 to 5% slower. FAST_STORE and DESC32 are on (the
-// shipped PTX), STSM and WTAB off: the merged module with that pair passed the GPU tests on an H200 (BENCHMARKS.md).
+// executed 877 instructions a chunk (sm_90a SASS); with the two options below and two others it ran 652, and
+// the forward was 5.6% (H = 64) and 6.1% (H = 8) faster on an H200 (T = 1M, D = 128, 2026-12-03,
+// BENCHMARKS.md): less than the instructions suggest, as a chunk's time is set by each consumer's dependent
+// chain (products, waits, the barrier on the state copy) more than by issue slots. Both are on (the shipped
+// PTX; the merged module passed the GPU tests on an H200). Tried and removed, each measured with the same tool
+// (BENCHMARKS.md): stmatrix for the state copy and the output staging (no gain), the split weights from a
+// per-CTA table (states kernel 3 to 5% slower), S V into an accumulator of its own issued right after the
+// mask loop, and the state update's products issued before the output staging (helper kover: +0.2% to
+// +1.1% at H = 64, -2.1% to +1.4% at H = 8, inside the spread).
 //   LIGHTNING_WG_FAST_STORE: the output rows go out from a per-thread pointer advanced a chunk at a time
 //     (its 64-bit row arithmetic done once), not recomputed from (t, h) for each 16-byte piece: 144 -> 58
 //     instructions a chunk. Only the 16-byte path (dv % 8 == 0, aligned o); the other keeps its code.
-//   LIGHTNING_WG_STSM: the state copy (P^T, bf16/f16) and the output staging written with stmatrix
-//     (four 8 x 8 blocks an instruction, the accumulator layout as it is) instead of 32-bit stores.
-//   LIGHTNING_WG_WTAB: the token weights of the state update's split (PairWeights: w rounded to T, its
-//     negation and the rest) for whole chunks read from a table made once per CTA (512 bytes in the
-//     normalizer's weight tiles, unused by the plain unpaired kernels), one 16-byte load a pair instead
-//     of two loads and their rounding; bf16 only (the f16 weights are two floats anyway).
 //   LIGHTNING_WG_DESC32: descriptor offsets added to the low 32 bits only (the start address field
 //     never carries out, see qk_desc), so ptxas needs no 64-bit add and register copies a product.
 #ifndef LIGHTNING_WG_FAST_STORE
 #define LIGHTNING_WG_FAST_STORE 1
 #endif
-#ifndef LIGHTNING_WG_STSM
-#define LIGHTNING_WG_STSM 0
-#endif
-#ifndef LIGHTNING_WG_WTAB
-#define LIGHTNING_WG_WTAB 0
-#endif
 #ifndef LIGHTNING_WG_DESC32
 #define LIGHTNING_WG_DESC32 1
-#endif
-// LIGHTNING_WG_SV_SPLIT (issue 13, helper kover; default 0 = the code before it): S' V goes into its own
-// accumulator (Ov, first k-step rs0) instead of into Oa after Oa = lambda^(i+1) Q T(P) was waited for and
-// scaled; the rows are then o = r Oa + Ov (32 FFMA instead of the 32 FMUL). Why: Oa's scaling needs the
-// wait for the Q T(P) group, and ptxas placed that wait before most of the mask loop (hopnorm2, SASS), so
-// the loop could not run while Q T(P) was in flight and S V could not be queued behind it. With its own
-// accumulator S V depends only on the mask loop: it is issued straight after it, queued behind Q T(P) on
-// the tensor cores, and the only waits left are for S (before the loop) and for everything (before the
-// staging). Costs 32 accumulator registers while S V runs (S's are dead by then); the plain and paired
-// bodies only (the normalized one spilled 8 bytes with it).
-// SASS of the plain body (sm_90a): before, the Q T(P) wait sat 46 instructions after the S wait, ahead of
-// the rest of the mask loop; with it the loop (80 instructions) runs between the S wait and S V's issue.
-#ifndef LIGHTNING_WG_SV_SPLIT
-#define LIGHTNING_WG_SV_SPLIT 0
-#endif
-// LIGHTNING_WG_EARLY_STATE (issue 13, kover; default 0): the state update's products issued before the output
-// staging (its shared-memory stores then run while they are in flight), waited for and folded after it; the
-// shipped order issues them after the staging. (Not tried: issuing them before S V is waited for, where
-// their 64 accumulators would sit beside Oa, Ov and P^T; see the note at the shipped place.)
-#ifndef LIGHTNING_WG_EARLY_STATE
-#define LIGHTNING_WG_EARLY_STATE 0
 #endif
 // LIGHTNING_WG_Z_DEFER (issue 12, helper hopnorm3; default 0): the loaders' column sums of the normalizer (see the
 // loaders) waited for and folded into z one chunk later, so that the loaders arrive on the stage's full barrier and
@@ -192,14 +161,6 @@ using lightning::split_hl;
 
 constexpr int kChunk = 64;
 constexpr int kCols = LIGHTNING_WG_COLUMNS;
-// stmatrix x4: four 8 x 8 blocks of 16-bit elements; lanes 8i..8i+7 give the row addresses of block i,
-// and register i of lane t holds row t / 4, elements 2 (t % 4) and 2 (t % 4) + 1 of block i (the
-// accumulator fragment layout).
-__device__ __forceinline__ void stsm_x4(unsigned addr, unsigned r0, unsigned r1, unsigned r2, unsigned r3) {
-    asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1,%2,%3,%4};\n" ::"r"(addr), "r"(r0), "r"(r1),
-                 "r"(r2), "r"(r3)
-                 : "memory");
-}
 // wg_desc built from two 32-bit halves (LIGHTNING_WG_DESC32: the high half is a constant), else wg_desc.
 __device__ __forceinline__ unsigned long long desc_of(unsigned addr, unsigned lead, unsigned stride) {
 #if LIGHTNING_WG_DESC32
@@ -464,7 +425,6 @@ template <typename T, bool FWD, bool NORM, bool PAIR = false, bool MAPR = false>
 __device__ __forceinline__ void body(const LightningArgs& a) {
     static_assert(!(PAIR && NORM), "the paired heads are not normalized");
     static_assert(!(MAPR && (PAIR || NORM || !FWD)), "MAPR is the plain, unpaired forward's");
-    static_assert(!LIGHTNING_WG_WTAB || LIGHTNING_WG_Z_WGMMA, "LIGHTNING_WG_WTAB keeps its table in the normalizer's weight tiles");
     static_assert(!PAIR || LIGHTNING_WG_Z_WGMMA, "PAIR keeps its second head's decay tables in the normalizer's weight tiles");
     using O_ = Ops<T>;
     using W = Wgmma<T, 64>;
@@ -473,11 +433,6 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     constexpr int AHEAD = NS - 1;            // chunks in flight beyond the one computed
     constexpr int kConsumerThreads = 256;
     constexpr int kLdo = kCols + 8;          // output staging row (elements)
-    // LIGHTNING_WG_WTAB: the whole chunks' split weights from a table at offW (free without NORM and PAIR)
-    constexpr bool WT = LIGHTNING_WG_WTAB && !NORM && !PAIR && std::is_same<T, __nv_bfloat16>::value;
-    // LIGHTNING_WG_SV_SPLIT: S' V in its own accumulator (not NORM: its 208 consumer registers spilled 8 bytes)
-    constexpr bool SVS = LIGHTNING_WG_SV_SPLIT && !NORM;
-    constexpr bool ES = LIGHTNING_WG_EARLY_STATE && !NORM;  // (NORM spilled 280 bytes with it)
     // The normalizer's column sums (NORM): ZD, waited for one chunk later (LIGHTNING_WG_Z_DEFER); ZC, summed by the
     // states kernel's consumers (LIGHTNING_WG_STATES_Z_CONS); ZX, left out (measurement builds, LIGHTNING_WG_NORM_X).
     constexpr bool ZD = NORM && (LIGHTNING_WG_Z_DEFER & (FWD ? 2 : 1)) != 0;
@@ -544,14 +499,6 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
         };
         tables(0);
         if (PAIR) tables(1);
-        if constexpr (WT) {  // LIGHTNING_WG_WTAB: entry 8 kk + 4 half + tq, the pair (w(d), w(d - 1)), d = 63 - 16 kk - 2 tq - 8 half
-            for (int e = tid; e < 32; e += blockDim.x) {
-                const int d = 63 - 16 * (e >> 3) - 2 * (e & 3) - 8 * ((e >> 2) & 1);
-                const float slope = a.slopes[h];
-                const PairWeights<T> pw(expf(-slope * (float)d), expf(-slope * (float)(d - 1)));  // = tab[d], tab[d - 1]
-                *reinterpret_cast<uint4*>(sm + offW + 16 * e) = make_uint4(pw.wh, pw.nwh, pw.wl, 0u);
-            }
-        }
         if (tid == 0) {
             for (int i = 0; i < NS; ++i) {
                 mbar_init(fullU + 8u * i, kLoaders);
@@ -811,19 +758,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     }
     // The bf16/f16 copy of P^T for the inter product, laid out like a K tile (64 rows = own columns,
     // 128 dk in two atoms, the 128-byte swizzle): Q P then reads it as a K-major B, as S reads K.
-    // LIGHTNING_WG_STSM: lane L addresses row 16 w4 + L % 8 + 8 (L / 8 % 2) of n-tile nt + L / 16 (nt even),
-    // whose 16-byte piece is ((nt % 8) + L / 16) ^ (L % 8) = (nt % 8) ^ (L / 16 ^ L % 8): the lane's address
-    // for nt = 0 with nt % 8 XORed into bits 4..6 (the copy starts at a multiple of 1024), plus the atom.
     auto store_copy = [&]() {
-#if LIGHTNING_WG_STSM
-        (void)pt;
-        const unsigned cpLane = ptU + (unsigned)((16 * w4 + (lane & 7) + 8 * ((lane >> 3) & 1)) * 128 + (((lane >> 4) ^ (lane & 7)) << 4));
-#pragma unroll
-        for (int nt = 0; nt < NP / 4; nt += 2)
-            stsm_x4((cpLane ^ (unsigned)((nt & 7) << 4)) + (unsigned)((nt >> 3) << 13), O_::pack(Pt[4 * nt], Pt[4 * nt + 1]),
-                    O_::pack(Pt[4 * nt + 2], Pt[4 * nt + 3]), O_::pack(Pt[4 * nt + 4], Pt[4 * nt + 5]),
-                    O_::pack(Pt[4 * nt + 6], Pt[4 * nt + 7]));
-#else
         unsigned char* base = pt + (16 * w4 + g) * 128 + 4 * tq;
 #pragma unroll
         for (int nt = 0; nt < NP / 4; ++nt) {
@@ -831,7 +766,6 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             *reinterpret_cast<unsigned*>(d) = O_::pack(Pt[4 * nt], Pt[4 * nt + 1]);
             *reinterpret_cast<unsigned*>(d + 8 * 128) = O_::pack(Pt[4 * nt + 2], Pt[4 * nt + 3]);
         }
-#endif
         fence_async_smem();
         named_bar_sync(barId, 128);
     };
@@ -953,25 +887,6 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                 split_hl<T>(x[3], p8, a[3], a[7]);
             }
         };
-        auto form_whole = [&]() {  // m == kChunk, weights from the table (WT)
-#pragma unroll
-            for (int kk = 0; kk < 4; ++kk) {
-                unsigned* a = A[kk];
-                unsigned x[4];
-                ldsm_x4_t(x, vOwn + laneV + (unsigned)(kk * 2048));
-                if constexpr (WT) {
-                    const uint4 u0 = *reinterpret_cast<const uint4*>(sm + offW + 16 * (8 * kk + tq));
-                    const uint4 u8 = *reinterpret_cast<const uint4*>(sm + offW + 16 * (8 * kk + 4 + tq));
-                    PairWeights<T> p0(0.f, 0.f), p8(0.f, 0.f);
-                    p0.wh = u0.x; p0.nwh = u0.y; p0.wl = u0.z;
-                    p8.wh = u8.x; p8.nwh = u8.y; p8.wl = u8.z;
-                    split_hl<T>(x[0], p0, a[0], a[4]);
-                    split_hl<T>(x[1], p0, a[1], a[5]);
-                    split_hl<T>(x[2], p8, a[2], a[6]);
-                    split_hl<T>(x[3], p8, a[3], a[7]);
-                }
-            }
-        };
         auto issue = [&]() {
 #pragma unroll
             for (int kk = 0; kk < 4; ++kk) {
@@ -1014,8 +929,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                 }
             }
             wg_commit();
-            if (WT && m == kChunk) form_whole();
-            else form();
+            form();
             if (c > 0) store_rows(c - 1);  // while the tensor cores work
             // Mask and decay (tab is 0 for i < j), repacked as A fragments of S V: k-step kk is
             // {n-tile 2kk row g, n-tile 2kk row g+8, n-tile 2kk+1 row g, n-tile 2kk+1 row g+8}.
@@ -1036,31 +950,20 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                     den1 += v2 + v3;
                 }
             }
-            float Ov[32];  // SVS: S' V, queued behind Q T(P) (groups: Q T(P), then S V); rs0 overwrites it
-            if constexpr (SVS) {
-                wg_fence();
+            wg_wait<0>();
+            reg_fence<32>(Oa);
+            if (NORM) reg_fence<4>(Zd);
 #pragma unroll
-                for (int kk = 0; kk < 4; ++kk) {
-                    if (kk == 0) W::template rs0<1>(Ov, Sp[kk], desc_add(vDesc, 128u * kk));
-                    else W::template rs<1>(Ov, Sp[kk], desc_add(vDesc, 128u * kk));
-                }
-                wg_commit();
-            } else {
-                wg_wait<0>();
-                reg_fence<32>(Oa);
-                if (NORM) reg_fence<4>(Zd);
-#pragma unroll
-                for (int nt = 0; nt < 8; ++nt) {
-                    Oa[4 * nt] *= r0;
-                    Oa[4 * nt + 1] *= r0;
-                    Oa[4 * nt + 2] *= r1;
-                    Oa[4 * nt + 3] *= r1;
-                }
-                wg_fence();
-#pragma unroll
-                for (int kk = 0; kk < 4; ++kk) W::template rs<1>(Oa, Sp[kk], desc_add(vDesc, 128u * kk));
-                wg_commit();
+            for (int nt = 0; nt < 8; ++nt) {
+                Oa[4 * nt] *= r0;
+                Oa[4 * nt + 1] *= r0;
+                Oa[4 * nt + 2] *= r1;
+                Oa[4 * nt + 3] *= r1;
             }
+            wg_fence();
+#pragma unroll
+            for (int kk = 0; kk < 4; ++kk) W::template rs<1>(Oa, Sp[kk], desc_add(vDesc, 128u * kk));
+            wg_commit();
             // NORM, while S V runs: den_i = (the quad's sum) / scale + lambda^(i+1) q_i . zP, and
             // o_i = num_i / (den_i + eps). The quad (lanes 4 g .. 4 g + 3) holds rows i0, i0 + 8.
             float inv0 = 1.f, inv1 = 1.f;
@@ -1075,32 +978,8 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             wg_wait<0>();
             reg_fence<32>(Oa);
             reg_fence<16>(&Sp[0][0]);
-            if constexpr (SVS) {
-                reg_fence<32>(Ov);
-#pragma unroll
-                for (int nt = 0; nt < 8; ++nt) {
-                    Oa[4 * nt] = fmaf(r0, Oa[4 * nt], Ov[4 * nt]);
-                    Oa[4 * nt + 1] = fmaf(r0, Oa[4 * nt + 1], Ov[4 * nt + 1]);
-                    Oa[4 * nt + 2] = fmaf(r1, Oa[4 * nt + 2], Ov[4 * nt + 2]);
-                    Oa[4 * nt + 3] = fmaf(r1, Oa[4 * nt + 3], Ov[4 * nt + 3]);
-                }
-            }
-            if (ES) {  // the state products run while the rows are staged
-                wg_fence();
-                issue();
-                wg_commit();
-            }
             // Stage the rows (rounded to T); they go out during the next chunk.
             __syncwarp();  // every lane is done reading the previous chunk's staged rows
-#if LIGHTNING_WG_STSM
-            // lane L: row L % 8 + 8 (L / 8 % 2), columns 8 (nt + L / 16) of n-tiles nt, nt + 1 (see stsm_x4)
-            const unsigned oLane = smem_u32(sOw) + (unsigned)((((lane & 7) + 8 * ((lane >> 3) & 1)) * kLdo + 8 * (lane >> 4)) * 2);
-#pragma unroll
-            for (int nt = 0; nt < 8; nt += 2) {
-                auto pk = [&](int i, float f) { return NORM ? O_::pack(Oa[i] * f, Oa[i + 1] * f) : O_::pack(Oa[i], Oa[i + 1]); };
-                stsm_x4(oLane + 16u * nt, pk(4 * nt, inv0), pk(4 * nt + 2, inv1), pk(4 * nt + 4, inv0), pk(4 * nt + 6, inv1));
-            }
-#else
 #pragma unroll
             for (int nt = 0; nt < 8; ++nt) {
                 T* d = sOw + g * kLdo + 8 * nt + 2 * tq;
@@ -1112,20 +991,18 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                     *reinterpret_cast<unsigned*>(d + 8 * kLdo) = O_::pack(Oa[4 * nt + 2], Oa[4 * nt + 3]);
                 }
             }
-#endif
             __syncwarp();
             // The state update's products only now: queued behind S V, their 64 accumulators
             // spilled (ptxas), and with one m64n128 update a chunk there is no second tile to hide.
-            if (!ES) {
-                wg_fence();
-                issue();
-                wg_commit();
-            }
+            // Issuing them before the staging instead (so the stores run while they are in flight)
+            // measured no gain (kover, BENCHMARKS.md).
+            wg_fence();
+            issue();
+            wg_commit();
             wg_wait<0>();
             fold();
         } else if (colsLive || ZC) {  // (ZC: also a consumer without value columns; see zcd)
-            if (WT && m == kChunk) form_whole();
-            else form();
+            form();
             wg_fence();
             issue();
             if constexpr (ZC && !ZX) {  // this consumer's half of dk of the normalizer's column sums
