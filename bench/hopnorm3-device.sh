@@ -17,7 +17,8 @@ left() { echo $((budget - SECONDS)); }
 command -v nvidia-smi >/dev/null || { echo "hopnorm3: no nvidia-smi here (no GPU): nothing run"; exit 0; }
 { date -u; nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu,power.draw,power.limit --format=csv; } > "$L-clocks.log" 2>&1
 work=$(mktemp -d)
-trap 'kill $smi 2>/dev/null; rm -rf "$work"' EXIT
+smi=""
+trap '[[ -n "$smi" ]] && kill $smi 2>/dev/null; rm -rf "$work"' EXIT
 tar -C "$work" -xJf "$here/payload.tar.xz" || { echo "hopnorm3: cannot unpack the payload"; exit 1; }
 cat "$work/candidate.txt" >> "$L-clocks.log"
 echo "== samples: timestamp, SM MHz, W, C" >> "$L-clocks.log"
@@ -38,7 +39,7 @@ if (( t > 8 )); then
   echo "norm_cost rc=$?"
   grep -E "RESULT (time|checks)|FAILED|rror" "$L-normcost2.log" | grep -v " elu1 " | cut -c13-140
 fi
-kill $smi 2>/dev/null
+kill $smi 2>/dev/null; smi=""
 echo "== 3. GpuBackendTest ($(date -u +%T), $(left) s left)"
 if [[ -n "${JRE_TAR:-}" && -n "${BUNDLE:-}" ]]; then
   tar -C "$work" -xJf "$JRE_TAR" && export JAVA_HOME="$work/jre" PATH="$work/jre/bin:$PATH"
