@@ -8,7 +8,9 @@
 #   x-plain       LIGHTNING_WG_NORM_X=8: a normalized launch runs the plain forward body (the control)
 #   x-plain-st    LIGHTNING_WG_NORM_X=40: the control, and the normalized states kernel without its column sums
 #   x-st          LIGHTNING_WG_NORM_X=32: the normalized states kernel without its column sums, the forward whole
-# and the modules of zc-zd2 and zd3 as fat binaries (sm_90a SASS and its PTX) under java-override-NAME/ for
+#   map2, map4    LIGHTNING_WG_STATES_MAP=2, 4: the states kernel's loaders map 2 or 4 rows of K at a time
+#   zc-zd2-map4   zc-zd2 with LIGHTNING_WG_STATES_MAP=4
+# and the modules of zc-zd2-map4 and zd3 as fat binaries (sm_90a SASS and its PTX) under java-override-NAME/ for
 # GpuBackendTest. Run from the repository root; needs nvcc.
 set -euo pipefail
 dir="${1:?usage: hopnorm3-build.sh DIR}"
@@ -31,10 +33,13 @@ hop zc-zd2 -DLIGHTNING_WG_STATES_Z_CONS=1 -DLIGHTNING_WG_Z_DEFER=2
 hop x-plain -DLIGHTNING_WG_NORM_X=8
 hop x-plain-st -DLIGHTNING_WG_NORM_X=40
 hop x-st -DLIGHTNING_WG_NORM_X=32
-fat zc-zd2 -DLIGHTNING_WG_STATES_Z_CONS=1 -DLIGHTNING_WG_Z_DEFER=2
+hop map2 -DLIGHTNING_WG_STATES_MAP=2
+hop map4 -DLIGHTNING_WG_STATES_MAP=4
+hop zc-zd2-map4 -DLIGHTNING_WG_STATES_Z_CONS=1 -DLIGHTNING_WG_Z_DEFER=2 -DLIGHTNING_WG_STATES_MAP=4
+fat zc-zd2-map4 -DLIGHTNING_WG_STATES_Z_CONS=1 -DLIGHTNING_WG_Z_DEFER=2 -DLIGHTNING_WG_STATES_MAP=4
 fat zd3 -DLIGHTNING_WG_Z_DEFER=3
 nvcc -O2 -arch=sm_90 -I $src bench/cuda/norm_cost.cu -o "$w/norm_cost"
 { echo "hopnorm3 round 1"; git rev-parse HEAD; git status --short; } > "$w/candidate.txt"
 mkdir -p "$dir"
-tar -C "$w" -cJf "$dir/payload.tar.xz" cubin norm_cost java-override-zc-zd2 java-override-zd3 candidate.txt
+tar -C "$w" -cJf "$dir/payload.tar.xz" cubin norm_cost java-override-zc-zd2-map4 java-override-zd3 candidate.txt
 ls -la "$dir/payload.tar.xz"

@@ -136,6 +136,13 @@
 #ifndef LIGHTNING_WG_STATES_Z_CONS
 #define LIGHTNING_WG_STATES_Z_CONS 0
 #endif
+// LIGHTNING_WG_STATES_MAP (issue 12, hopnorm3; default 1): rows of its K tile the states kernel's loaders map at a
+// time (2, 4 or 8: map_tile_rows; 1: map_tile, one row a step). With a feature map the states kernel took 7.5 to
+// 8.8 ms against the plain one's 4.3 (norm_cost, T / 2 tokens, H200, hopnorm2's round 2): its four loader warps
+// map every K element with one row's loads and exponentials in flight, between the copy landing and the arrive.
+#ifndef LIGHTNING_WG_STATES_MAP
+#define LIGHTNING_WG_STATES_MAP 1
+#endif
 __host__ __device__ inline int lightning_wg_smem_bytes(int dk, int forward) {
     (void)dk;
     const int qk = 16384, nc = LIGHTNING_WG_COLUMNS;
@@ -275,6 +282,35 @@ __device__ __forceinline__ void map_tiles2(unsigned char* tq, unsigned char* tk,
         w.w = phi_pair<T, FM>(w.w);
         *reinterpret_cast<uint4*>(p) = u;
         *reinterpret_cast<uint4*>(pk) = w;
+    }
+}
+// map_tile with R rows in flight (LIGHTNING_WG_STATES_MAP, the states kernel's K tile): for a whole chunk the eight
+// rows of this thread are loaded, mapped and stored R at a time (R independent loads and exponential chains
+// instead of one); a partial chunk takes map_tile's loop.
+template <typename T, int FM, int R>
+__device__ __forceinline__ void map_tile_rows(unsigned char* tile, int m, int valid, int lt) {
+    static_assert(R == 2 || R == 4 || R == 8, "R divides the 8 rows of a thread");
+    if (m != kChunk) {
+        map_tile<T, FM>(tile, m, valid, lt);
+        return;
+    }
+    const int r0 = lt >> 4, jp = lt & 15;
+    if (8 * jp >= valid) return;
+    unsigned char* p = tile + ((jp >> 3) << 13) + (r0 << 7) + (((jp & 7) ^ r0) << 4);
+#pragma unroll
+    for (int i = 0; i < 8; i += R) {
+        uint4 u[R];
+#pragma unroll
+        for (int x = 0; x < R; ++x) u[x] = *reinterpret_cast<const uint4*>(p + 1024 * (i + x));
+#pragma unroll
+        for (int x = 0; x < R; ++x) {
+            u[x].x = phi_pair<T, FM>(u[x].x);
+            u[x].y = phi_pair<T, FM>(u[x].y);
+            u[x].z = phi_pair<T, FM>(u[x].z);
+            u[x].w = phi_pair<T, FM>(u[x].w);
+        }
+#pragma unroll
+        for (int x = 0; x < R; ++x) *reinterpret_cast<uint4*>(p + 1024 * (i + x)) = u[x];
     }
 }
 // featureMap: applied by the 2-byte path as it copies (the 16-byte path leaves it to map_tile).
@@ -628,6 +664,9 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                 if (FWD && !PAIR && LIGHTNING_WG_MAP_FUSED) {  // (PAIR keeps the row-a-step map: 56 registers)
                     if (fm == 1) map_tiles2<T, 1>(sm + base, sm + kb, m, qkValid, tid);
                     else map_tiles2<T, 2>(sm + base, sm + kb, m, qkValid, tid);
+                } else if (!FWD && LIGHTNING_WG_STATES_MAP > 1) {
+                    if (fm == 1) map_tile_rows<T, 1, LIGHTNING_WG_STATES_MAP>(sm + kb, m, qkValid, tid);
+                    else map_tile_rows<T, 2, LIGHTNING_WG_STATES_MAP>(sm + kb, m, qkValid, tid);
                 } else if (fm == 1) {
                     if (FWD) map_tile<T, 1>(sm + base, m, qkValid, tid);
                     map_tile<T, 1>(sm + kb, m, qkValid, tid);
