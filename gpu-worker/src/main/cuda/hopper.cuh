@@ -289,7 +289,7 @@ __device__ __forceinline__ void map_tiles2(unsigned char* tq, unsigned char* tk,
 // instead of one); a partial chunk takes map_tile's loop.
 template <typename T, int FM, int R>
 __device__ __forceinline__ void map_tile_rows(unsigned char* tile, int m, int valid, int lt) {
-    static_assert(R == 2 || R == 4 || R == 8, "R divides the 8 rows of a thread");
+    static_assert(R == 1 || R == 2 || R == 4 || R == 8, "R divides the 8 rows of a thread");
     if (m != kChunk) {
         map_tile<T, FM>(tile, m, valid, lt);
         return;
