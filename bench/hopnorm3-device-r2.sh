@@ -2,10 +2,11 @@
 # hopnorm3, round 2 (issue 12), at most 100 s, logs $OUT/hopnorm3-r2-*.log; payload from bench/hopnorm3-build-r2.sh,
 # this script copied to .device/hopnorm3/run.sh. From the root of a main checkout:
 #   OUT=DIR JRE_TAR=... BUNDLE=... bash .device/hopnorm3/run.sh
-#  1. GpuBackendTest with win's module ahead of main's kernels, when the payload says so (run-tests);
-#  2. norm_cost, base and win (float64 checks first), 16 rounds, rotated, clock probes; nvidia-smi samples;
+#  1. norm_cost, base, win, za-map4 and x-plain (float64 checks first), 10 rounds, rotated, each variant launched
+#     twice and the second timed (after itself), clock probes; nvidia-smi samples;
+#  2. GpuBackendTest with win's module ahead of main's kernels, when the payload says so (run-tests);
 #  3. DeviceBench's variants (T = 1M, H = 64, D = 128; the command of BENCHMARKS.md's normalization sections),
-#     one JVM each, main's kernels and win's, alternating while time is left.
+#     one JVM each, win's kernels, then main's while time is left.
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 out="${OUT:?OUT must name the output directory}"
@@ -26,24 +27,27 @@ if [[ -n "${JRE_TAR:-}" && -n "${BUNDLE:-}" ]]; then
   B="$BUNDLE"
   LIBS="$B/classes:$B/test-classes:$(ls "$B"/lib/*.jar | tr '\n' ':')"
 fi
-if [[ -f "$work/run-tests" ]] && (( java_ok )); then
-  echo "== 1. GpuBackendTest on win's module ($(date -u +%T))"
-  timeout 40 java --add-modules jdk.incubator.vector -Xmx16g -jar "$B/junit-platform-console-standalone.jar" execute \
-    --class-path "$work/java-override-win:$LIBS" --select-class dev.lightning.attention.engine.cuda.GpuBackendTest \
-    --details=tree --disable-banner > "$L-gpu-tests.log" 2>&1
-  echo "GPU tests rc=$?"; grep -E "tests (successful|failed|aborted)|finished after" "$L-gpu-tests.log" | tail -4
-fi
 echo "== samples: timestamp, SM MHz, W, C" >> "$L-clocks.log"
 nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,temperature.gpu --format=csv,noheader -lms 100 >> "$L-clocks.log" 2>&1 &
 smi=$!
-echo "== 2. norm_cost, base and win ($(date -u +%T), $(left) s left)"
-timeout 22 "$work/norm_cost" --rounds 16 --rotate-variants --per-round --probe base=$C/base.cubin win=$C/win.cubin \
-  > "$L-normcost.log" 2>&1
+echo "== 1. norm_cost, base, win, za-map4, x-plain, each variant after itself (--repeat 2) ($(date -u +%T))"
+timeout 22 "$work/norm_cost" --rounds 10 --repeat 2 --rotate-variants --per-round --probe base=$C/base.cubin \
+  win=$C/win.cubin za-map4=$C/za-map4.cubin x-plain=$C/x-plain.cubin > "$L-normcost.log" 2>&1
 echo "norm_cost rc=$? (0: every checked build passed)"
 grep -E "RESULT (time|checks)|FAILED|rror" "$L-normcost.log" | cut -c13-150
+kill $smi 2>/dev/null; smi=""
+if [[ -f "$work/run-tests" ]] && (( java_ok )); then
+  t=$(( $(left) - 22 )); (( t > 52 )) && t=52
+  echo "== 2. GpuBackendTest on win's module ($(date -u +%T), timeout $t s)"
+  timeout $t java --add-modules jdk.incubator.vector -Xmx16g -jar "$B/junit-platform-console-standalone.jar" execute \
+    --class-path "$work/java-override-win:$LIBS" --select-class dev.lightning.attention.engine.cuda.GpuBackendTest \
+    --details=tree --disable-banner > "$L-gpu-tests.log" 2>&1
+  echo "GPU tests rc=$?"; grep -E "tests (successful|failed|aborted)|finished after" "$L-gpu-tests.log" | tail -4
+  grep -c "✘" "$L-gpu-tests.log" | sed 's/^/failed test lines: /'
+fi
 if (( java_ok )); then
   n=0
-  for which in main win main win; do
+  for which in win main; do
     t=$(( $(left) - 1 )); (( t > 24 )) && t=24
     (( t > 10 )) || break
     echo "== 3. DeviceBench variants, $which ($(date -u +%T), $(left) s left)"
