@@ -122,14 +122,6 @@
 #ifndef LIGHTNING_WG_DESC32
 #define LIGHTNING_WG_DESC32 1
 #endif
-// LIGHTNING_WG_Z_DEFER (issue 12, helper hopnorm3; default 0): the loaders' column sums of the normalizer (see the
-// loaders) waited for and folded into z one chunk later, so that the loaders arrive on the stage's full barrier and
-// go on to the next copies right after issuing them instead of after their completion. Bit 1: the states kernel;
-// bit 2: the forward (whose normalizer tile for chunk c needs z before c: the sums of chunk c - 1, issued an
-// iteration earlier).
-#ifndef LIGHTNING_WG_Z_DEFER
-#define LIGHTNING_WG_Z_DEFER 0
-#endif
 // LIGHTNING_WG_STATES_Z_CONS (issue 12, hopnorm3; default 0): in the normalized states kernel the consumers form
 // the normalizer's column sums (each its half of dk, the same m64n8 products as the loaders', 4 a chunk) in the
 // state update's commit group, and the loaders only copy, as in the plain states kernel.
@@ -476,9 +468,8 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     constexpr int AHEAD = NS - 1;            // chunks in flight beyond the one computed
     constexpr int kConsumerThreads = 256;
     constexpr int kLdo = kCols + 8;          // output staging row (elements)
-    // The normalizer's column sums (NORM): ZD, waited for one chunk later (LIGHTNING_WG_Z_DEFER); ZC, summed by the
-    // states kernel's consumers (LIGHTNING_WG_STATES_Z_CONS); ZX, left out (measurement builds, LIGHTNING_WG_NORM_X).
-    constexpr bool ZD = NORM && (LIGHTNING_WG_Z_DEFER & (FWD ? 2 : 1)) != 0;
+    // The normalizer's column sums (NORM): ZC, summed by the states kernel's consumers (LIGHTNING_WG_STATES_Z_CONS);
+    // ZX, left out (measurement builds, LIGHTNING_WG_NORM_X).
     constexpr bool ZC = NORM && !FWD && LIGHTNING_WG_STATES_Z_CONS && LIGHTNING_WG_Z_WGMMA;
     constexpr bool ZX = (LIGHTNING_WG_NORM_X & 4) || (!FWD && (LIGHTNING_WG_NORM_X & 32));
     // ZA: the states kernel's sums by its loaders on the CUDA cores after the arrive (LIGHTNING_WG_STATES_Z_ALU)
@@ -636,27 +627,8 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             for (int e = 0; e < 8; ++e) *reinterpret_cast<T*>(wt + (e << 7) + ((((t >> 3) & 7) ^ e) << 4)) = (e & 1) ? lo : hi;
             fence_async_smem();  // read by this warpgroup's wgmma after the loaders' barrier below
         }
-        // The column sums' accumulators (the two m64 halves of dk; the first k-step only writes them), and
-        // z = lambda^m z + dz once they completed, with the checkpoint of the chunk of m tokens it ends.
-        float zA = 0.f;          // ZA: z[tid] (the states kernel's, from 0)
+        float zA = 0.f;  // ZA: z[tid] (the states kernel's, from 0)
         (void)zA;
-        float zdK0[4], zdK1[4];  // ZD: kept from one chunk to the next
-        int mPrev = 0;           // ZD: the tokens of the chunk whose sums are in flight
-        auto z_fold = [&](int mm, float* zd0, float* zd1) {
-            wg_wait<0>();
-            reg_fence<4>(zd0);
-            reg_fence<4>(zd1);
-            const float lm = tab[mm];
-            zv[0] = fmaf(lm, zv[0], zd0[0] + zd0[1]);
-            zv[1] = fmaf(lm, zv[1], zd0[2] + zd0[3]);
-            zv[2] = fmaf(lm, zv[2], zd1[0] + zd1[1]);
-            zv[3] = fmaf(lm, zv[3], zd1[2] + zd1[3]);
-            if (ckZ) {
-                const long long slot = clock.advance(mm);
-                if (slot >= 0 && zWriter) z_out(a.checkpointNorms + (slot * H + h) * dk);
-            }
-        };
-        (void)mPrev; (void)zdK0; (void)zdK1;
 #endif
 #pragma unroll 1
         for (int i = 0; i < AHEAD; ++i) {
@@ -688,9 +660,6 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             }
 #if LIGHTNING_WG_Z_WGMMA
             if (NORM && !ZC && !ZA) {
-                // (ZD: the previous chunk's column sums, issued one iteration ago, folded in first: z before
-                // this chunk, which the forward's normalizer tile needs)
-                if (ZD && c > 0) z_fold(mPrev, zdK0, zdK1);
                 if (FWD) {
                     unsigned char* zt = sm + offZ + st * zBytes;
                     const int e0 = 2 * (lane & 3);  // this lane's rows of the tile: hi, lo
@@ -709,9 +678,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                 named_bar_sync(3, kLoaders);  // every loader's part of the K tile is in (and mapped)
                 const unsigned long long kT = wg_desc(smU + kb, 8192u, 1024u);
                 const unsigned long long wD = wg_desc(smU + offW + (m == kChunk ? 0u : 1024u), 16u, 1024u);
-                float zdL0[4], zdL1[4];  // the two m64 halves of dk (the first k-step only writes them)
-                float* zd0 = ZD ? zdK0 : zdL0;
-                float* zd1 = ZD ? zdK1 : zdL1;
+                float zd0[4], zd1[4];  // the two m64 halves of dk (the first k-step only writes them)
                 wg_fence();
                 Wgmma<T, 8>::ss_ta0(zd0, kT, wD);
                 Wgmma<T, 8>::ss_ta0(zd1, kT + 512u, wD);
@@ -723,8 +690,18 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                     Wgmma<T, 8>::ss_ta(zd1, kT + 512u + 128u * ks, wD + 2u * ks);
                 }
                 wg_commit();
-                if (ZD) mPrev = m;  // waited for and folded at the next chunk (or after the last)
-                else z_fold(m, zd0, zd1);
+                wg_wait<0>();
+                reg_fence<4>(zd0);
+                reg_fence<4>(zd1);
+                const float lm = tab[m];
+                zv[0] = fmaf(lm, zv[0], zd0[0] + zd0[1]);
+                zv[1] = fmaf(lm, zv[1], zd0[2] + zd0[3]);
+                zv[2] = fmaf(lm, zv[2], zd1[0] + zd1[1]);
+                zv[3] = fmaf(lm, zv[3], zd1[2] + zd1[3]);
+                if (ckZ) {
+                    const long long slot = clock.advance(m);
+                    if (slot >= 0 && zWriter) z_out(a.checkpointNorms + (slot * H + h) * dk);
+                }
                 }  // ZX
             }
 #else
@@ -756,7 +733,6 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             if (++st == NS) st = 0;
         }
 #if LIGHTNING_WG_Z_WGMMA
-        if (NORM && !ZC && !ZX && ZD && nChunks > 0) z_fold(mPrev, zdK0, zdK1);  // the last chunk's sums
         if (!ZC && !ZA && zWriter && a.statesNorm != nullptr) z_out(a.statesNorm + zBase);
         if (ZA && !ZX && blockIdx.y == 0 && tid < dk && a.statesNorm != nullptr) a.statesNorm[zBase + tid] = zA;
 #else
