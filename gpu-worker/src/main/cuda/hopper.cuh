@@ -128,13 +128,6 @@
 #ifndef LIGHTNING_WG_STATES_Z_CONS
 #define LIGHTNING_WG_STATES_Z_CONS 0
 #endif
-// LIGHTNING_WG_STATES_Z_ALU (issue 12, hopnorm3; default 0): in the normalized states kernel the loaders sum the
-// normalizer's columns on the CUDA cores (thread d: column d, float32, decayed_column_sum: 64 two-byte loads and
-// FMAs a chunk) after arriving on the stage's full barrier, so the consumers' products start at once and the
-// tensor cores carry none of it (the states kernel has no normalizer tile to write: only z after the segment).
-#ifndef LIGHTNING_WG_STATES_Z_ALU
-#define LIGHTNING_WG_STATES_Z_ALU 0
-#endif
 // LIGHTNING_WG_STATES_MAP (issue 12, hopnorm3; default 1): rows of its K tile the states kernel's loaders map at a
 // time (2, 4 or 8: map_tile_rows; 1: map_tile, one row a step). With a feature map the states kernel took 7.5 to
 // 8.8 ms against the plain one's 4.3 (norm_cost, T / 2 tokens, H200, hopnorm2's round 2): its four loader warps
@@ -472,8 +465,6 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     // ZX, left out (measurement builds, LIGHTNING_WG_NORM_X).
     constexpr bool ZC = NORM && !FWD && LIGHTNING_WG_STATES_Z_CONS && LIGHTNING_WG_Z_WGMMA;
     constexpr bool ZX = (LIGHTNING_WG_NORM_X & 4) || (!FWD && (LIGHTNING_WG_NORM_X & 32));
-    // ZA: the states kernel's sums by its loaders on the CUDA cores after the arrive (LIGHTNING_WG_STATES_Z_ALU)
-    constexpr bool ZA = NORM && !FWD && LIGHTNING_WG_STATES_Z_ALU && !ZC;
 
     const T* __restrict__ q = static_cast<const T*>(a.q);
     const T* __restrict__ k = static_cast<const T*>(a.k);
@@ -627,8 +618,6 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             for (int e = 0; e < 8; ++e) *reinterpret_cast<T*>(wt + (e << 7) + ((((t >> 3) & 7) ^ e) << 4)) = (e & 1) ? lo : hi;
             fence_async_smem();  // read by this warpgroup's wgmma after the loaders' barrier below
         }
-        float zA = 0.f;  // ZA: z[tid] (the states kernel's, from 0)
-        (void)zA;
 #endif
 #pragma unroll 1
         for (int i = 0; i < AHEAD; ++i) {
@@ -659,7 +648,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                 }
             }
 #if LIGHTNING_WG_Z_WGMMA
-            if (NORM && !ZC && !ZA) {
+            if (NORM && !ZC) {
                 if (FWD) {
                     unsigned char* zt = sm + offZ + st * zBytes;
                     const int e0 = 2 * (lane & 3);  // this lane's rows of the tile: hi, lo
@@ -717,12 +706,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
 #endif
             fence_async_smem();
             mbar_arrive(fullU + 8u * st);
-            if constexpr (ZA && !ZX) {  // after the arrive: the consumers start on the chunk meanwhile
-                named_bar_sync(3, kLoaders);  // every loader's copies (and mapped pieces) of chunk c are in
-                zA = fmaf(tab[m], zA, decayed_column_sum<T>(sm + kb, m, tid, tab));
-            }
             // Chunk c + AHEAD goes into the stage of chunk c - 1 once the consumers are done with it.
-            // (ZA: every loader is past its sums of chunk c - 1 once all passed the barrier above.)
             const int cn = c + AHEAD;
             const int sn = st == 0 ? NS - 1 : st - 1;
             if (cn < nChunks) {
@@ -733,8 +717,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             if (++st == NS) st = 0;
         }
 #if LIGHTNING_WG_Z_WGMMA
-        if (!ZC && !ZA && zWriter && a.statesNorm != nullptr) z_out(a.statesNorm + zBase);
-        if (ZA && !ZX && blockIdx.y == 0 && tid < dk && a.statesNorm != nullptr) a.statesNorm[zBase + tid] = zA;
+        if (!ZC && zWriter && a.statesNorm != nullptr) z_out(a.statesNorm + zBase);
 #else
         if (zWriter && a.statesNorm != nullptr) a.statesNorm[((long long)s * H + h) * dk + d] = z;
 #endif
