@@ -122,18 +122,28 @@
 #ifndef LIGHTNING_WG_DESC32
 #define LIGHTNING_WG_DESC32 1
 #endif
-// LIGHTNING_WG_STATES_Z_CONS (issue 12, hopnorm3; default 0): in the normalized states kernel the consumers form
-// the normalizer's column sums (each its half of dk, the same m64n8 products as the loaders', 4 a chunk) in the
-// state update's commit group, and the loaders only copy, as in the plain states kernel.
+// The normalized and the mapped states kernel (issue 12, helper hopnorm3; both on, 0 / 1 build the code before them).
+// On an H200 (T = 1M, H = 64, D = 128, bf16, 2026-12-03) the states kernel over T / 2 took 4.2 to 4.5 ms plain
+// (bound by memory), about 1.3 ms more normalized (the column sums of z: 8 m64n8 products a chunk by the loaders,
+// waited for before they arrive) and about 3 ms more with elu1 (the loaders' map of K). Both options together, in
+// norm_cost with each variant launched after itself: elu1's states kernel 7.30 -> 5.72 ms, normalized elu1's
+// 7.80 -> 5.73, normalized identity's 5.81 -> 5.50, plain unchanged; DeviceBench elu1 +15.8% -> +13.5%, normalized
+// elu1 +30.2% -> +28.5% over plain in the same call (the forward ran at the clock the faster states kernel left:
+// at the card's 700 W limit a shorter chain saves less than its latency). The module passed GpuBackendTest on the
+// H200 (171 passed, 0 failed; BENCHMARKS.md, hopnorm3). Tried and removed: the loaders' wait for their sums deferred
+// by a chunk (normalized elu1's forward 6 ms slower), the sums on the loaders' CUDA cores after the arrive (slower).
+// LIGHTNING_WG_STATES_Z_CONS: in the normalized states kernel the consumers form the normalizer's column sums (each
+// its half of dk, the same m64n8 products as the loaders', 4 a chunk) in the state update's commit group, and the
+// loaders only copy, as in the plain states kernel.
 #ifndef LIGHTNING_WG_STATES_Z_CONS
-#define LIGHTNING_WG_STATES_Z_CONS 0
+#define LIGHTNING_WG_STATES_Z_CONS 1
 #endif
-// LIGHTNING_WG_STATES_MAP (issue 12, hopnorm3; default 1): rows of its K tile the states kernel's loaders map at a
-// time (2, 4 or 8: map_tile_rows; 1: map_tile, one row a step). With a feature map the states kernel took 7.5 to
-// 8.8 ms against the plain one's 4.3 (norm_cost, T / 2 tokens, H200, hopnorm2's round 2): its four loader warps
-// map every K element with one row's loads and exponentials in flight, between the copy landing and the arrive.
+// LIGHTNING_WG_STATES_MAP: rows of its K tile the states kernel's loaders map at a time (2, 4 or 8: map_tile_rows,
+// 4 the default; 1: map_tile, one row a step): with one row's loads and exponentials in flight a loader thread
+// spent most of a chunk's time waiting on them, between the copy landing and the arrive (2 and 4 rows measured the
+// same: 6.35 and 6.33 ms for elu1's states kernel against 8.02, round 1).
 #ifndef LIGHTNING_WG_STATES_MAP
-#define LIGHTNING_WG_STATES_MAP 1
+#define LIGHTNING_WG_STATES_MAP 4
 #endif
 __host__ __device__ inline int lightning_wg_smem_bytes(int dk, int forward) {
     (void)dk;
@@ -433,6 +443,8 @@ struct CheckpointClock {
 //     (52.6 against 25.6 ms, T = 1M, H = 64, D = 128, states and forward kernels), the former +56%
 //     (40.1 ms); leaving the loaders' z work out altogether gave 38.0 ms (bench/cuda/norm_cost.cu,
 //     2026-12-03), so it was the loaders' share, beside elu1's mapping, that cost.
+//   states kernel (LIGHTNING_WG_STATES_Z_CONS, the default): the consumers form the sums instead (each its half of
+//     dk, in its state update's commit group); it writes only z after the segment, and its loaders copy alone.
 //   consumers (forward): q_i . zP by one more product, m64n8: Q (A, as for S) times the
 //     normalizer tile (B), 8 wgmma a chunk; the intra part sum_{j<=i} lambda^(i-j) q_i . k_j is
 //     the row sum of the masked decayed scores the lane computes anyway for S V, quad-reduced.
