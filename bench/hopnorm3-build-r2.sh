@@ -4,6 +4,8 @@
 # x-plain (LIGHTNING_WG_NORM_X=8, the control), and win's module as a fat binary (sm_90a SASS and its PTX) under
 # java-override-win/ for GpuBackendTest and DeviceBench. TESTS=1 marks the payload to run GpuBackendTest on it.
 # Run from the repository root; needs nvcc.   bench/hopnorm3-build-r2.sh DIR -DLIGHTNING_WG_...=N ...
+# (Round 2 was built at commit a410dce with TESTS=1 and win = -DLIGHTNING_WG_STATES_Z_CONS=1 -DLIGHTNING_WG_STATES_MAP=4,
+# now the defaults; LIGHTNING_WG_STATES_Z_ALU was removed after it: build at that commit to reproduce.)
 set -euo pipefail
 dir="${1:?usage: hopnorm3-build-r2.sh DIR FLAGS...}"; shift
 src=gpu-worker/src/main/cuda

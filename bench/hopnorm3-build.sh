@@ -12,6 +12,8 @@
 #   zc-zd2-map4   zc-zd2 with LIGHTNING_WG_STATES_MAP=4
 # and the modules of zc-zd2-map4 and zd3 as fat binaries (sm_90a SASS and its PTX) under java-override-NAME/ for
 # GpuBackendTest. Run from the repository root; needs nvcc.
+# (Round 1 was built at commit 436ac57. LIGHTNING_WG_Z_DEFER was removed after it, and base is no longer the shipped
+# code since STATES_Z_CONS and STATES_MAP=4 went on: build at that commit to reproduce.)
 set -euo pipefail
 dir="${1:?usage: hopnorm3-build.sh DIR}"
 src=gpu-worker/src/main/cuda
