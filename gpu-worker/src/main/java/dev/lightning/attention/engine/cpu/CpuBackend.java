@@ -179,10 +179,16 @@ public final class CpuBackend implements AttentionBackend {
         // one chunk's scratch
         final float[] kt;
         final float[] vw;
-        final float[] vc;
-        final float[] qd;
-        final float[] scores;
-        final float[] rowSum;
+        /**
+         * Pass 2's left operand of o, m rows of Dk + m: row i is [lambda^(i+1) q_i | A_i], the
+         * decayed query beside the masked scores, so that o_i = [qd_i | A_i] [P ; V] is one product
+         * (the head's state and the chunk's V stacked likewise, {@link Run#p}).
+         */
+        final float[] aq;
+        /** Per row of the chunk, the factor o is scaled by: scale, or scale / (den_i + eps). */
+        final float[] rowScale;
+        /** A head's state alone ({@code Dk x Dv}), for a checkpoint. */
+        final float[] stateOut;
         final float[] dz;
         /** The spec of pow and rev: per head, lambda^x for x = 0..chunk, and rev[x] = lambda^(chunk-1-x). */
         AttentionSpec decaySpec;
@@ -208,10 +214,9 @@ public final class CpuBackend implements AttentionBackend {
             halves = shape[6] == 0 ? null : new short[shape[6]];
             kt = new float[dk * m];
             vw = new float[m * dv];
-            vc = hasQ ? new float[m * dv] : null;
-            qd = hasQ ? new float[m * dk] : null;
-            scores = hasQ ? new float[m * m] : null;
-            rowSum = new float[m];
+            aq = hasQ ? new float[m * (dk + m)] : null;
+            rowScale = new float[m];
+            stateOut = new float[dk * dv];
             dz = new float[dk];
         }
     }
@@ -240,7 +245,11 @@ public final class CpuBackend implements AttentionBackend {
         private final boolean normalized;
         private final FeatureMap phi;
 
-        /** Per head: S and z, advanced in place. */
+        /**
+         * Per head: S and z, advanced in place. p[h] holds {@code Dk + chunk} rows of Dv: S in the
+         * first Dk, and in pass 2 the chunk's V in the rows after it ([P ; V], the right operand
+         * of o's one product, {@link Scratch#aq}).
+         */
         private final float[][] p;
         private final float[][] z;
         /** The buffers this call uses, given back to the backend when it ends. */
@@ -283,14 +292,17 @@ public final class CpuBackend implements AttentionBackend {
             p = new float[heads][];
             z = new float[heads][];
             for (int h = 0; h < heads; h++) {
-                p[h] = java.util.Arrays.copyOfRange(incoming, h * stateSize, (h + 1) * stateSize);
+                p[h] = new float[(dk + chunk) * dv];
+                System.arraycopy(incoming, h * stateSize, p[h], 0, stateSize);
                 if (normalized) {
                     z[h] = java.util.Arrays.copyOfRange(incomingZ, h * dk, (h + 1) * dk);
                 }
             }
             if (!spec.equals(s.decaySpec)) {
                 s.pow = new float[heads][chunk + 1];
-                s.rev = new float[heads][chunk];
+                // rev padded with zeros to chunk + 16: a causal row i is masked over whole vectors up
+                // to roundColumns(i + 1) <= i + 16, reading rev[chunk - 1 - i + j] for those j
+                s.rev = new float[heads][chunk + 16];
                 for (int h = 0; h < heads; h++) {
                     for (int x = 0; x <= chunk; x++) {
                         s.pow[h][x] = (float) spec.decay(h, x);
@@ -322,7 +334,8 @@ public final class CpuBackend implements AttentionBackend {
                         int m = Math.min(chunk, nb - c0);
                         chunk(h, c0, m);
                         while (c < checkpoints.count() && checkpoints.tokenAfter(c) == b0 + c0 + m - 1) {
-                            checkpoints.putHead(c++, h, p[h], z[h]);
+                            System.arraycopy(p[h], 0, sc.stateOut, 0, sc.stateOut.length);
+                            checkpoints.putHead(c++, h, sc.stateOut, z[h]);
                         }
                     }
                     after = c;
@@ -350,82 +363,89 @@ public final class CpuBackend implements AttentionBackend {
         }
 
         /**
+         * Pass 2's o of one chunk (rows c0.. of the block, head h), finished (scaled, normalized)
+         * into {@code sc.ob}, from K^T in {@code sc.kt} and the head's state before the chunk in
+         * {@code pv}'s first Dk rows; leaves the chunk's V in the rows after them. A method of its
+         * own: inside {@link #chunk} it made one compiled method so large that C2 stopped inlining the
+         * Vector API's intrinsics in it (pass 1 ran in their Java fallbacks, at half speed).
+         */
+        private void outputs(int h, int c0, int m, int vBase, float[] pv) {
+            final float[] pw = sc.pow[h];
+            final float[] rv = sc.rev[h];
+            final float[] zh = z[h];
+            final int vRows = dk * dv;
+            // V of the chunk in contiguous rows under the state ([P ; V]): in the block its rows
+            // lie H Dv floats apart, a power of two that maps them all to a few L1 sets, and the
+            // products read them m times
+            for (int j = 0; j < m; j++) {
+                System.arraycopy(sc.vb, vBase + j * ldv, pv, vRows + j * dv, dv);
+            }
+            final int qBase = c0 * ldq + spec.qHead(h) * dk;
+            final int oBase = c0 * ldo + h * dv;
+            final float[] aq = sc.aq;
+            final int lda = dk + m;
+            // scores (Q K^T) into the A half of aq, columns j <= i rounded up to whole vectors:
+            // one product per band of 16 rows, which all need the same columns
+            for (int i0 = 0; i0 < m; i0 += 16) {
+                int end = Math.min(m, i0 + 16);
+                int cols = Math.min(m, Kernel.roundColumns(end));
+                kernel.product(sc.qb, qBase + i0 * ldq, ldq, 1, sc.kt, 0, m, aq, i0 * lda + dk, lda, end - i0, cols,
+                        dk, false);
+            }
+            for (int i = 0; i < m; i++) {
+                int row = i * lda;
+                // decay mask over whole vectors: A_ij = lambda^(i-j) s_ij for j <= i (rev[chunk-1-i+j]
+                // = lambda^(i-j)), 0 for the j > i up to the vector's end (the fused product below
+                // reads row i's columns j < i0 + 4 of its row block); the row sum is the intra
+                // denominator
+                float rowSum = kernel.maskedMultiplySum(aq, row + dk, rv, chunk - 1 - i, i + 1,
+                        Math.min(m, Kernel.roundColumns(i + 1)));
+                // lambda^(i+1) q_i beside it
+                kernel.scale(pw[i + 1], sc.qb, qBase + i * ldq, aq, row, dk);
+                sc.rowScale[i] = normalized ? scale / (rowSum + kernel.dot(aq, row, zh, 0, dk) + eps) : scale;
+            }
+            // o = diag(rowScale) [qd | A] [P ; V]: inter and intra in the same accumulators, each
+            // row block of 4 over the depth Dk + (i0 + r) (its columns j <= i), scaled and stored once
+            for (int i0 = 0; i0 < m; i0 += ROWS) {
+                int r = Math.min(ROWS, m - i0);
+                kernel.productScaleRows(aq, i0 * lda, lda, 1, pv, 0, dv, sc.ob, oBase + i0 * ldo, ldo, r, dv,
+                        dk + i0 + r, sc.rowScale, i0);
+            }
+        }
+
+        /**
          * One chunk of m tokens at row c0 of the block for head h: writes the chunk's finished
          * outputs (scaled, normalized) into {@code sc.ob} when there is a q, and advances the head's
          * state (and normalizer).
          */
         private void chunk(int h, int c0, int m) {
             final float[] pw = sc.pow[h];
-            final float[] rv = sc.rev[h];
-            final float[] state = p[h];
             final float[] zh = z[h];
             final int kBase = c0 * ldk + spec.kHead(h) * dk;
             final int vBase = c0 * ldv + spec.vHead(h) * dv;
+            final float[] pv = p[h];
+            final int vRows = dk * dv;
+            // K^T of the chunk (Dk x m): the scores' B needs its rows (m tokens of one feature), and
+            // the state update reads it as A. Pass 1 builds it the same way although it needs it for
+            // the state only, so that both passes run the same transpose and the same tile: the JIT
+            // has them compiled in pass 1, and pass 2 of the same JVM does not start in the Vector
+            // API's slow Java fallbacks for them (ColdBench: the cold passes' process CPU 3.18 -> 2.69
+            // s, median of 3, at 0.03 s more warm). Reading K transposed in place took another tile.
+            kernel.transpose(sc.kb, kBase, ldk, m, dk, sc.kt, m);
             if (q != null) {
-                // V of the chunk in contiguous rows: in the block its rows lie H Dv floats apart, a
-                // power of two that maps them all to a few L1 sets, and the products read them m times
-                for (int j = 0; j < m; j++) {
-                    System.arraycopy(sc.vb, vBase + j * ldv, sc.vc, j * dv, dv);
-                }
-                final int qBase = c0 * ldq + spec.qHead(h) * dk;
-                final int oBase = c0 * ldo + h * dv;
-                // K^T of the chunk (Dk x m): the scores' B needs its rows, m tokens of one feature
-                kernel.transpose(sc.kb, kBase, ldk, m, dk, sc.kt, m);
-                // scores (Q K^T), columns j <= i rounded up to whole vectors: one product per band
-                // of 16 rows, which all need the same columns
-                for (int i0 = 0; i0 < m; i0 += 16) {
-                    int end = Math.min(m, i0 + 16);
-                    int cols = Math.min(m, Kernel.roundColumns(end));
-                    kernel.product(sc.qb, qBase + i0 * ldq, ldq, 1, sc.kt, 0, m, sc.scores, i0 * m, m, end - i0, cols, dk,
-                            false);
-                }
-                // decay mask: A_ij = lambda^(i-j) s_ij for j <= i (rev[chunk-1-i+j] = lambda^(i-j)),
-                // 0 for the j > i its row block reads; the row sums are the intra denominators
-                for (int i = 0; i < m; i++) {
-                    int row = i * m;
-                    sc.rowSum[i] = kernel.multiplySum(sc.scores, row, rv, chunk - 1 - i, i + 1);
-                    for (int j = i + 1, end = Math.min(m, (i / ROWS + 1) * ROWS); j < end; j++) {
-                        sc.scores[row + j] = 0f;
-                    }
-                }
-                // intra: O = A V, each row block over the columns j < i0 + r
-                for (int i0 = 0; i0 < m; i0 += ROWS) {
-                    int r = Math.min(ROWS, m - i0);
-                    kernel.product(sc.scores, i0 * m, m, 1, sc.vc, 0, dv, sc.ob, oBase + i0 * ldo, ldo, r, dv, i0 + r, false);
-                }
-                // inter: O += (lambda^(i+1) q_i) P
-                for (int i = 0; i < m; i++) {
-                    kernel.scale(pw[i + 1], sc.qb, qBase + i * ldq, sc.qd, i * dk, dk);
-                }
-                kernel.product(sc.qd, 0, dk, 1, state, 0, dv, sc.ob, oBase, ldo, m, dv, dk, true);
-                for (int i = 0; i < m; i++) {
-                    float f = scale;
-                    if (normalized) {
-                        f = scale / (sc.rowSum[i] + kernel.dot(sc.qd, i * dk, zh, 0, dk) + eps);
-                    }
-                    int oRow = oBase + i * ldo;
-                    kernel.scale(f, sc.ob, oRow, sc.ob, oRow, dv);
-                }
+                outputs(h, c0, m, vBase, pv);
             }
             // state: P <- lambda^m P + K^T (diag(lambda^(m-1-j)) V), the chunk's sum kept apart in the
             // product's registers and added once (z alike); V's rows from the contiguous copy in pass 2,
             // from the block in pass 1 (read once there, so not copied first)
-            float[] vRows = q != null ? sc.vc : sc.vb;
-            int vAt = q != null ? 0 : vBase;
+            float[] vFrom = q != null ? pv : sc.vb;
+            int vAt = q != null ? vRows : vBase;
             int ldvRows = q != null ? dv : ldv;
             for (int j = 0; j < m; j++) {
-                kernel.scale(pw[m - 1 - j], vRows, vAt + j * ldvRows, sc.vw, j * dv, dv);
+                kernel.scale(pw[m - 1 - j], vFrom, vAt + j * ldvRows, sc.vw, j * dv, dv);
             }
             float chunkDecay = pw[m];
-            if (q == null) {
-                // K^T built as pass 2 builds it for the scores (there it is made already), so that both
-                // passes run the same transpose and the same tile here: the JIT has them compiled in
-                // pass 1, and pass 2 of the same JVM does not start in the Vector API's slow Java
-                // fallbacks for them (ColdBench: the cold passes' process CPU 3.18 -> 2.69 s, median
-                // of 3, at 0.03 s more warm). Reading K transposed in place took another tile method.
-                kernel.transpose(sc.kb, kBase, ldk, m, dk, sc.kt, m);
-            }
-            kernel.productScaleAdd(sc.kt, 0, m, 1, sc.vw, 0, dv, state, 0, dv, dk, dv, m, chunkDecay);
+            kernel.productScaleAdd(sc.kt, 0, m, 1, sc.vw, 0, dv, pv, 0, dv, dk, dv, m, chunkDecay);
             if (normalized) {
                 java.util.Arrays.fill(sc.dz, 0f);
                 for (int j = 0; j < m; j++) {

@@ -55,7 +55,7 @@ class CpuKernelTest {
         for (Kernel kernel : kernels()) {
             for (int[] shape : shapes) {
                 for (boolean transposed : new boolean[]{false, true}) {
-                    for (int mode : new int[]{Kernel.SET, Kernel.ACCUMULATE, Kernel.SCALE_ADD}) {
+                    for (int mode : new int[]{Kernel.SET, Kernel.ACCUMULATE, Kernel.SCALE_ADD, Kernel.SCALE_ROWS}) {
                         check(kernel, rnd, shape[0], shape[1], shape[2], transposed, mode, 0);
                     }
                 }
@@ -77,7 +77,7 @@ class CpuKernelTest {
         for (Kernel kernel : kernels()) {
             for (int[] shape : shapes) {
                 for (boolean transposed : new boolean[]{false, true}) {
-                    for (int mode : new int[]{Kernel.SET, Kernel.ACCUMULATE, Kernel.SCALE_ADD}) {
+                    for (int mode : new int[]{Kernel.SET, Kernel.ACCUMULATE, Kernel.SCALE_ADD, Kernel.SCALE_ROWS}) {
                         check(kernel, rnd, shape[0], shape[1], shape[2], transposed, mode, shape[3]);
                     }
                 }
@@ -86,8 +86,9 @@ class CpuKernelTest {
     }
 
     /**
-     * One product against float64: C = A B, C += A B ({@link Kernel#product}) or C = beta C + A B
-     * ({@link Kernel#productScaleAdd}, beta random in [0.5, 1), as a chunk's decay is). B's row
+     * One product against float64: C = A B, C += A B ({@link Kernel#product}), C = beta C + A B
+     * ({@link Kernel#productScaleAdd}, beta random in [0.5, 1), as a chunk's decay is) or C =
+     * diag(f) (A B) ({@link Kernel#productScaleRows}, f random in [-2, 2)). B's row
      * stride is {@code stride} where that is not 0 (and a transposed A's step stride with it), else
      * a few floats more than a row.
      */
@@ -106,13 +107,21 @@ class CpuKernelTest {
         float[] c = random(rnd, co + ldc * rows);
         float[] before = c.clone();
         float beta = (float) (0.5 + rnd.nextDouble() / 2);
-        if (mode == Kernel.SCALE_ADD) {
+        int fo = 2;
+        float[] f = new float[fo + rows];
+        for (int i = 0; i < f.length; i++) {
+            f[i] = (float) (rnd.nextDouble() * 4 - 2);
+        }
+        if (mode == Kernel.SCALE_ROWS) {
+            kernel.productScaleRows(a, ao, ais, ads, b, bo, ldb, c, co, ldc, rows, cols, depth, f, fo);
+        } else if (mode == Kernel.SCALE_ADD) {
             kernel.productScaleAdd(a, ao, ais, ads, b, bo, ldb, c, co, ldc, rows, cols, depth, beta);
         } else {
             kernel.product(a, ao, ais, ads, b, bo, ldb, c, co, ldc, rows, cols, depth, mode == Kernel.ACCUMULATE);
         }
         String what = kernel.name() + " " + rows + "x" + cols + "x" + depth + (transposed ? " A^T" : "") + " ldb " + ldb
-                + (mode == Kernel.SET ? " C=" : mode == Kernel.ACCUMULATE ? " C+=" : " C=beta C+");
+                + (mode == Kernel.SET ? " C=" : mode == Kernel.ACCUMULATE ? " C+=" : mode == Kernel.SCALE_ADD ? " C=beta C+"
+                : " C=diag(f)");
         for (int i = 0; i < rows; i++) {
             for (int j = 0; j < ldc; j++) {
                 int at = co + i * ldc + j;
@@ -120,12 +129,16 @@ class CpuKernelTest {
                     assertEquals(before[at], c[at], what + ": wrote outside C at row " + i + ", column " + j);
                     continue;
                 }
-                double want = mode == Kernel.SET ? 0 : mode == Kernel.ACCUMULATE ? before[at] : (double) beta * before[at];
+                double want = mode == Kernel.ACCUMULATE ? before[at] : mode == Kernel.SCALE_ADD ? (double) beta * before[at] : 0;
                 double size = Math.abs(want);
                 for (int d = 0; d < depth; d++) {
                     double x = (double) a[ao + i * ais + d * ads] * b[bo + d * ldb + j];
                     want += x;
                     size += Math.abs(x);
+                }
+                if (mode == Kernel.SCALE_ROWS) {
+                    want *= f[fo + i];
+                    size *= Math.abs(f[fo + i]);
                 }
                 assertEquals(want, c[at], 1e-6 * size + 1e-30, what + ": C[" + i + "][" + j + "]");
             }
@@ -178,6 +191,25 @@ class CpuKernelTest {
                 float[] y4 = y.clone();
                 float sum = kernel.multiplySum(y4, 1, x, 2, n);
                 float dot = kernel.dot(x, 2, y, 1, n);
+                // a causal row: the first `valid` products kept, the rest of the n set to zero, an
+                // infinite score among those included (it must give 0, not NaN)
+                int valid = n - rnd.nextInt(Math.min(n, 17) + 1);
+                float[] y5 = y.clone();
+                if (valid < n) {
+                    y5[1 + n - 1] = Float.POSITIVE_INFINITY;
+                }
+                float[] y5before = y5.clone();
+                float maskedSum = kernel.maskedMultiplySum(y5, 1, x, 2, valid, n);
+                double wantMasked = 0;
+                for (int j = 0; j < n; j++) {
+                    double want = j < valid ? (double) y5before[1 + j] * x[2 + j] : 0;
+                    assertEquals(want, y5[1 + j], 1e-6 * Math.abs(want), kernel.name() + " maskedMultiplySum n " + n
+                            + " valid " + valid + " at " + j);
+                    wantMasked += want;
+                }
+                assertEquals(wantMasked, maskedSum, 1e-5 * n, kernel.name() + " maskedMultiplySum's sum");
+                assertEquals(y[0], y5[0], kernel.name() + " maskedMultiplySum wrote before y");
+                assertEquals(y[n + 1], y5[n + 1], kernel.name() + " maskedMultiplySum wrote past y");
                 double wantSum = 0;
                 double wantDot = 0;
                 for (int j = 0; j < n; j++) {
