@@ -173,12 +173,21 @@ public final class CpuBackend implements AttentionBackend {
         final float[] qb;
         final float[] kb;
         final float[] vb;
-        final float[] ob;
         /** Scratch of the bfloat16 reads and writes; null where no tensor is bfloat16. */
         final short[] halves;
-        // one chunk's scratch
-        final float[] kt;
-        final float[] vw;
+        /**
+         * The operands the tiles stream as B, and o's rows, in one array whose parts start on
+         * 64-byte lines ({@link AlignedFloats}): K^T of a chunk at {@link #ktAt} (Dk x m), its
+         * decayed V at {@link #vwAt} (m x Dv), the block's o at {@link #obAt} (rows x ldo), and per
+         * head h the state with the chunk's V under it at {@link #pAt} + h {@link #pSize}
+         * ({@code Dk + m} rows of Dv, {@link Run}).
+         */
+        final float[] arena;
+        final int ktAt;
+        final int vwAt;
+        final int obAt;
+        final int pAt;
+        final int pSize;
         /**
          * Pass 2's left operand of o, m rows of Dk + m: row i is [lambda^(i+1) q_i | A_i], the
          * decayed query beside the masked scores, so that o_i = [qd_i | A_i] [P ; V] is one product
@@ -195,7 +204,7 @@ public final class CpuBackend implements AttentionBackend {
         float[][] pow;
         float[][] rev;
 
-        /** shape: rows, ldq, ldk, ldv, ldo (0 without o), o element bytes, halves, dk, dv, m, q (1 or 0). */
+        /** shape: rows, ldq, ldk, ldv, ldo (0 without o), o element bytes, halves, dk, dv, m, q (1 or 0), heads. */
         Scratch(int[] shape) {
             this.shape = shape;
             int rows = shape[0];
@@ -207,13 +216,17 @@ public final class CpuBackend implements AttentionBackend {
             int dv = shape[8];
             int m = shape[9];
             boolean hasQ = shape[10] == 1;
+            int heads = shape[11];
             qb = hasQ ? new float[rows * ldq] : null;
             kb = new float[rows * ldk];
             vb = new float[rows * ldv];
-            ob = ldo == 0 ? null : new float[rows * ldo];
             halves = shape[6] == 0 ? null : new short[shape[6]];
-            kt = new float[dk * m];
-            vw = new float[m * dv];
+            ktAt = AlignedFloats.BASE;
+            vwAt = ktAt + AlignedFloats.lines(dk * m);
+            obAt = vwAt + AlignedFloats.lines(m * dv);
+            pAt = obAt + AlignedFloats.lines(rows * ldo);
+            pSize = AlignedFloats.lines((dk + m) * dv);
+            arena = AlignedFloats.allocate(pAt - AlignedFloats.BASE + heads * pSize);
             aq = hasQ ? new float[m * (dk + m)] : null;
             rowScale = new float[m];
             stateOut = new float[dk * dv];
@@ -246,11 +259,12 @@ public final class CpuBackend implements AttentionBackend {
         private final FeatureMap phi;
 
         /**
-         * Per head: S and z, advanced in place. p[h] holds {@code Dk + chunk} rows of Dv: S in the
-         * first Dk, and in pass 2 the chunk's V in the rows after it ([P ; V], the right operand
-         * of o's one product, {@link Scratch#aq}).
+         * Per head: S, advanced in place in {@code sc.arena} at {@link #stateAt}: {@code Dk + m}
+         * rows of Dv, S in the first Dk, and in pass 2 the chunk's V in the rows after it ([P ; V],
+         * the right operand of o's one product, {@link Scratch#aq}).
          */
-        private final float[][] p;
+        private final float[] arena;
+        /** Per head: z, advanced in place. */
         private final float[][] z;
         /** The buffers this call uses, given back to the backend when it ends. */
         final Scratch sc;
@@ -283,17 +297,16 @@ public final class CpuBackend implements AttentionBackend {
             int m = Math.min(chunk, rows);
             int[] shape = {rows, ldq, ldk, ldv, o == null ? 0 : ldo, o == null ? 0 : o.dtype().bytes(),
                     bf16 ? rows * Math.max(Math.max(ldq, ldk), Math.max(ldv, o == null ? 0 : ldo)) : 0, dk, dv, m,
-                    q == null ? 0 : 1};
+                    q == null ? 0 : 1, heads};
             Scratch s = spare != null && java.util.Arrays.equals(spare.shape, shape) ? spare : new Scratch(shape);
             sc = s;
+            arena = s.arena;
             int stateSize = dk * dv;
             float[] incoming = state.data();
             float[] incomingZ = normalized ? state.normalizerData() : null;
-            p = new float[heads][];
             z = new float[heads][];
             for (int h = 0; h < heads; h++) {
-                p[h] = new float[(dk + chunk) * dv];
-                System.arraycopy(incoming, h * stateSize, p[h], 0, stateSize);
+                System.arraycopy(incoming, h * stateSize, arena, stateAt(h), stateSize);
                 if (normalized) {
                     z[h] = java.util.Arrays.copyOfRange(incomingZ, h * dk, (h + 1) * dk);
                 }
@@ -315,6 +328,11 @@ public final class CpuBackend implements AttentionBackend {
             }
         }
 
+        /** Where head h's state starts in {@link #arena}. */
+        private int stateAt(int h) {
+            return sc.pAt + h * sc.pSize;
+        }
+
         LightningState run() {
             int n = k.tokens();
             int checkpoint = 0;
@@ -334,7 +352,7 @@ public final class CpuBackend implements AttentionBackend {
                         int m = Math.min(chunk, nb - c0);
                         chunk(h, c0, m);
                         while (c < checkpoints.count() && checkpoints.tokenAfter(c) == b0 + c0 + m - 1) {
-                            System.arraycopy(p[h], 0, sc.stateOut, 0, sc.stateOut.length);
+                            System.arraycopy(arena, stateAt(h), sc.stateOut, 0, sc.stateOut.length);
                             checkpoints.putHead(c++, h, sc.stateOut, z[h]);
                         }
                     }
@@ -354,7 +372,7 @@ public final class CpuBackend implements AttentionBackend {
             float[] next = new float[spec.stateSize()];
             float[] nextZ = normalized ? new float[spec.normalizerSize()] : null;
             for (int h = 0; h < heads; h++) {
-                System.arraycopy(p[h], 0, next, h * stateSize, stateSize);
+                System.arraycopy(arena, stateAt(h), next, h * stateSize, stateSize);
                 if (normalized) {
                     System.arraycopy(z[h], 0, nextZ, h * dk, dk);
                 }
@@ -369,7 +387,7 @@ public final class CpuBackend implements AttentionBackend {
          * own: inside {@link #chunk} it made one compiled method so large that C2 stopped inlining the
          * Vector API's intrinsics in it (pass 1 ran in their Java fallbacks, at half speed).
          */
-        private void outputs(int h, int c0, int m, int vBase, float[] pv) {
+        private void outputs(int h, int c0, int m, int vBase, int pv) {
             final float[] pw = sc.pow[h];
             final float[] rv = sc.rev[h];
             final float[] zh = z[h];
@@ -378,10 +396,10 @@ public final class CpuBackend implements AttentionBackend {
             // lie H Dv floats apart, a power of two that maps them all to a few L1 sets, and the
             // products read them m times
             for (int j = 0; j < m; j++) {
-                System.arraycopy(sc.vb, vBase + j * ldv, pv, vRows + j * dv, dv);
+                System.arraycopy(sc.vb, vBase + j * ldv, arena, pv + vRows + j * dv, dv);
             }
             final int qBase = c0 * ldq + spec.qHead(h) * dk;
-            final int oBase = c0 * ldo + h * dv;
+            final int oBase = sc.obAt + c0 * ldo + h * dv;
             final float[] aq = sc.aq;
             final int lda = dk + m;
             // scores (Q K^T) into the A half of aq, columns j <= i rounded up to whole vectors:
@@ -389,7 +407,7 @@ public final class CpuBackend implements AttentionBackend {
             for (int i0 = 0; i0 < m; i0 += 16) {
                 int end = Math.min(m, i0 + 16);
                 int cols = Math.min(m, Kernel.roundColumns(end));
-                kernel.product(sc.qb, qBase + i0 * ldq, ldq, 1, sc.kt, 0, m, aq, i0 * lda + dk, lda, end - i0, cols,
+                kernel.product(sc.qb, qBase + i0 * ldq, ldq, 1, arena, sc.ktAt, m, aq, i0 * lda + dk, lda, end - i0, cols,
                         dk, false);
             }
             for (int i = 0; i < m; i++) {
@@ -408,7 +426,7 @@ public final class CpuBackend implements AttentionBackend {
             // row block of 4 over the depth Dk + (i0 + r) (its columns j <= i), scaled and stored once
             for (int i0 = 0; i0 < m; i0 += ROWS) {
                 int r = Math.min(ROWS, m - i0);
-                kernel.productScaleRows(aq, i0 * lda, lda, 1, pv, 0, dv, sc.ob, oBase + i0 * ldo, ldo, r, dv,
+                kernel.productScaleRows(aq, i0 * lda, lda, 1, arena, pv, dv, arena, oBase + i0 * ldo, ldo, r, dv,
                         dk + i0 + r, sc.rowScale, i0);
             }
         }
@@ -423,7 +441,7 @@ public final class CpuBackend implements AttentionBackend {
             final float[] zh = z[h];
             final int kBase = c0 * ldk + spec.kHead(h) * dk;
             final int vBase = c0 * ldv + spec.vHead(h) * dv;
-            final float[] pv = p[h];
+            final int pv = stateAt(h);
             final int vRows = dk * dv;
             // K^T of the chunk (Dk x m): the scores' B needs its rows (m tokens of one feature), and
             // the state update reads it as A. Pass 1 builds it the same way although it needs it for
@@ -431,21 +449,21 @@ public final class CpuBackend implements AttentionBackend {
             // has them compiled in pass 1, and pass 2 of the same JVM does not start in the Vector
             // API's slow Java fallbacks for them (ColdBench: the cold passes' process CPU 3.18 -> 2.69
             // s, median of 3, at 0.03 s more warm). Reading K transposed in place took another tile.
-            kernel.transpose(sc.kb, kBase, ldk, m, dk, sc.kt, m);
+            kernel.transpose(sc.kb, kBase, ldk, m, dk, arena, sc.ktAt, m);
             if (q != null) {
                 outputs(h, c0, m, vBase, pv);
             }
             // state: P <- lambda^m P + K^T (diag(lambda^(m-1-j)) V), the chunk's sum kept apart in the
             // product's registers and added once (z alike); V's rows from the contiguous copy in pass 2,
             // from the block in pass 1 (read once there, so not copied first)
-            float[] vFrom = q != null ? pv : sc.vb;
-            int vAt = q != null ? vRows : vBase;
+            float[] vFrom = q != null ? arena : sc.vb;
+            int vAt = q != null ? pv + vRows : vBase;
             int ldvRows = q != null ? dv : ldv;
             for (int j = 0; j < m; j++) {
-                kernel.scale(pw[m - 1 - j], vFrom, vAt + j * ldvRows, sc.vw, j * dv, dv);
+                kernel.scale(pw[m - 1 - j], vFrom, vAt + j * ldvRows, arena, sc.vwAt + j * dv, dv);
             }
             float chunkDecay = pw[m];
-            kernel.productScaleAdd(sc.kt, 0, m, 1, sc.vw, 0, dv, pv, 0, dv, dk, dv, m, chunkDecay);
+            kernel.productScaleAdd(arena, sc.ktAt, m, 1, arena, sc.vwAt, dv, arena, pv, dv, dk, dv, m, chunkDecay);
             if (normalized) {
                 java.util.Arrays.fill(sc.dz, 0f);
                 for (int j = 0; j < m; j++) {
@@ -480,11 +498,11 @@ public final class CpuBackend implements AttentionBackend {
             DType type = o.dtype();
             ByteBuffer out = o.slice(b0, n).writableBytes();
             if (type == DType.F32) {
-                out.asFloatBuffer().put(sc.ob, 0, len);
+                out.asFloatBuffer().put(arena, sc.obAt, len);
             } else if (type == DType.BF16) {
                 // DType's rounding (to nearest even, NaN kept quiet) in a loop over the block, then one copy
                 for (int i = 0; i < len; i++) {
-                    int bits = Float.floatToRawIntBits(sc.ob[i]);
+                    int bits = Float.floatToRawIntBits(arena[sc.obAt + i]);
                     sc.halves[i] = (bits & 0x7fffffff) > 0x7f800000 ? (short) ((bits >>> 16) | 0x0040)
                             : (short) ((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16);
                 }
@@ -492,7 +510,7 @@ public final class CpuBackend implements AttentionBackend {
             } else {
                 int es = type.bytes();
                 for (int i = 0; i < len; i++) {
-                    type.put(out, i * es, sc.ob[i]);
+                    type.put(out, i * es, arena[sc.obAt + i]);
                 }
             }
         }

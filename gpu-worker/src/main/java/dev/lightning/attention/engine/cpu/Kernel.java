@@ -73,19 +73,19 @@ abstract class Kernel {
                                   float[] c, int co, int ldc, int rows, int cols, int depth, float beta);
 
     /**
-     * The transpose of a {@code rows x cols} matrix: dst[d*ldd + j] = src[so + j*lds + d] for
+     * The transpose of a {@code rows x cols} matrix: dst[dso + d*ldd + j] = src[so + j*lds + d] for
      * j &lt; rows, d &lt; cols (a chunk's K rows, H Dk floats apart in a block, into K^T).
      */
-    void transpose(float[] src, int so, int lds, int rows, int cols, float[] dst, int ldd) {
-        transposeRows(src, so, lds, 0, rows, cols, dst, ldd);
+    void transpose(float[] src, int so, int lds, int rows, int cols, float[] dst, int dso, int ldd) {
+        transposeRows(src, so, lds, 0, rows, cols, dst, dso, ldd);
     }
 
     /** {@link #transpose} of the rows j in [from, to) only, one element at a time. */
-    static void transposeRows(float[] src, int so, int lds, int from, int to, int cols, float[] dst, int ldd) {
+    static void transposeRows(float[] src, int so, int lds, int from, int to, int cols, float[] dst, int dso, int ldd) {
         for (int j = from; j < to; j++) {
             int row = so + j * lds;
             for (int d = 0; d < cols; d++) {
-                dst[d * ldd + j] = src[row + d];
+                dst[dso + d * ldd + j] = src[row + d];
             }
         }
     }

@@ -1254,7 +1254,7 @@ final class VectorKernel extends Kernel {
      * the last whole L as the scalar form.
      */
     @Override
-    void transpose(float[] src, int so, int lds, int rows, int cols, float[] dst, int ldd) {
+    void transpose(float[] src, int so, int lds, int rows, int cols, float[] dst, int dso, int ldd) {
         int[] rowsAt = new int[L];
         for (int t = 0; t < L; t++) {
             rowsAt[t] = t * lds;
@@ -1262,11 +1262,11 @@ final class VectorKernel extends Kernel {
         int j = 0;
         for (; j + L <= rows; j += L) {
             int at = so + j * lds;
-            for (int d = 0, to = j; d < cols; d++, to += ldd) {
+            for (int d = 0, to = dso + j; d < cols; d++, to += ldd) {
                 FloatVector.fromArray(S, src, at + d, rowsAt, 0).intoArray(dst, to);
             }
         }
-        transposeRows(src, so, lds, j, rows, cols, dst, ldd);
+        transposeRows(src, so, lds, j, rows, cols, dst, dso, ldd);
     }
 
     @Override

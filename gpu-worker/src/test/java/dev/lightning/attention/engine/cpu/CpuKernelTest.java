@@ -160,15 +160,22 @@ class CpuKernelTest {
                 int so = 3;
                 int ldd = rows + 2;
                 float[] src = random(rnd, so + (rows - 1) * lds + cols + 5);
-                float[] dst = random(rnd, cols * ldd);
+                int dso = 5;
+                float[] dst = random(rnd, dso + cols * ldd + 3);
                 float[] before = dst.clone();
-                kernel.transpose(src, so, lds, rows, cols, dst, ldd);
+                kernel.transpose(src, so, lds, rows, cols, dst, dso, ldd);
                 String what = kernel.name() + " transpose " + rows + "x" + cols + " lds " + lds;
                 for (int d = 0; d < cols; d++) {
                     for (int j = 0; j < ldd; j++) {
-                        float want = j < rows ? src[so + j * lds + d] : before[d * ldd + j];
-                        assertEquals(want, dst[d * ldd + j], what + " at (" + d + ", " + j + ")");
+                        float want = j < rows ? src[so + j * lds + d] : before[dso + d * ldd + j];
+                        assertEquals(want, dst[dso + d * ldd + j], what + " at (" + d + ", " + j + ")");
                     }
+                }
+                for (int x = 0; x < dso; x++) {
+                    assertEquals(before[x], dst[x], what + " wrote before dst");
+                }
+                for (int x = dso + cols * ldd; x < dst.length; x++) {
+                    assertEquals(before[x], dst[x], what + " wrote past dst");
                 }
             }
         }
