@@ -25,12 +25,13 @@ final class AlignedFloats {
     }
 
     /**
-     * An array whose elements [BASE, BASE + floats) are the caller's; under G1 it is larger than
-     * half a region (at most 16 MiB, for G1's largest regions of 32 MiB).
+     * An array whose elements [BASE, BASE + floats) are the caller's. Where {@code aligned} and under
+     * G1 it is larger than half a region (1 to 16 MiB, for regions of 2 to 32 MiB), so element BASE
+     * starts a line; otherwise it has the size asked for, and no known alignment.
      */
-    static float[] allocate(int floats) {
+    static float[] allocate(int floats, boolean aligned) {
         long n = (long) BASE + floats;
-        if (REGION > 0) {
+        if (aligned && REGION > 0) {
             n = Math.max(n, REGION / 2 / Float.BYTES + 16);
         }
         return new float[Math.toIntExact(n)];
