@@ -66,14 +66,17 @@ class CpuKernelTest {
     /**
      * B's rows (and a transposed A's steps) 64 or 128 floats apart, as the backend's scratch
      * matrices are at D = 64 and 128: the vector kernel's constant-stride tiles take the whole
-     * 64-column tiles there, the general tiles the rest (columns past the last 64, fewer than 4 rows).
+     * 64-column tiles there and, at a stride of 64, the narrower tails; the general tiles the rest
+     * (columns past the last 64 at a stride of 128, fewer than 4 rows, columns past the last vector).
      */
     @Test
     void productsOnPanelStridesMatchFloat64() {
         SplittableRandom rnd = new SplittableRandom(11);
         // {rows, cols, depth, ldb}
         int[][] shapes = {{4, 64, 64, 64}, {64, 64, 64, 64}, {13, 64, 37, 64}, {3, 64, 5, 64}, {5, 48, 64, 64},
-                {64, 128, 64, 128}, {8, 128, 130, 128}, {64, 100, 17, 128}, {7, 64, 1, 128}, {64, 64, 64, 128}};
+                {64, 128, 64, 128}, {8, 128, 130, 128}, {64, 100, 17, 128}, {7, 64, 1, 128}, {64, 64, 64, 128},
+                // the scores' narrow bands at B's panel stride: 4 x 3, 4 x 2, 8 x 1 then 4 x 1 vectors
+                {16, 16, 64, 64}, {16, 32, 128, 64}, {16, 48, 64, 64}, {12, 16, 7, 64}, {7, 40, 9, 64}};
         for (Kernel kernel : kernels()) {
             for (int[] shape : shapes) {
                 for (boolean transposed : new boolean[]{false, true}) {
