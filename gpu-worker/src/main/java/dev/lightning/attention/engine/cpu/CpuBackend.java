@@ -202,8 +202,6 @@ public final class CpuBackend implements AttentionBackend {
          * (the head's state and the chunk's V stacked likewise, {@link Run#p}).
          */
         final float[] aq;
-        /** Per row of the chunk, the factor o is scaled by: scale, or scale / (den_i + eps). */
-        final float[] rowScale;
         /** A head's state alone ({@code Dk x Dv}), for a checkpoint. */
         final float[] stateOut;
         final float[] dz;
@@ -237,7 +235,6 @@ public final class CpuBackend implements AttentionBackend {
             arena = AlignedFloats.allocate(pAt - AlignedFloats.BASE + heads * pSize, aligned);
             this.aligned = aligned;
             aq = hasQ ? new float[m * (dk + m)] : null;
-            rowScale = new float[m];
             stateOut = new float[dk * dv];
             dz = new float[dk];
         }
@@ -426,22 +423,27 @@ public final class CpuBackend implements AttentionBackend {
             }
             for (int i = 0; i < m; i++) {
                 int row = i * lda;
+                int cols = Math.min(m, Kernel.roundColumns(i + 1));
                 // decay mask over whole vectors: A_ij = lambda^(i-j) s_ij for j <= i (rev[chunk-1-i+j]
-                // = lambda^(i-j)), 0 for the j > i up to the vector's end (the fused product below
-                // reads row i's columns j < i0 + 4 of its row block); the row sum is the intra
-                // denominator
-                float rowSum = kernel.maskedMultiplySum(aq, row + dk, rv, chunk - 1 - i, i + 1,
-                        Math.min(m, Kernel.roundColumns(i + 1)));
+                // = lambda^(i-j)), 0 for the j > i up to the vector's end (the product below reads
+                // row i's columns j < i0 + 4 of its row block); the row sum is the intra denominator
+                float rowSum = kernel.maskedMultiplySum(aq, row + dk, rv, chunk - 1 - i, i + 1, cols);
                 // lambda^(i+1) q_i beside it
                 kernel.scale(pw[i + 1], sc.qb, qBase + i * ldq, aq, row, dk);
-                sc.rowScale[i] = normalized ? scale / (rowSum + kernel.dot(aq, row, zh, 0, dk) + eps) : scale;
+                // o_i's factor (scale, or scale / (den_i + eps)) applied to the row of A rather than to
+                // o: the product then stores o once, from the tile the state update uses (the JIT has
+                // it compiled in pass 1), and at scale 1 without normalization there is nothing to do
+                float f = normalized ? scale / (rowSum + kernel.dot(aq, row, zh, 0, dk) + eps) : scale;
+                if (f != 1f) {
+                    kernel.scale(f, aq, row, aq, row, dk + cols);
+                }
             }
-            // o = diag(rowScale) [qd | A] [P ; V]: inter and intra in the same accumulators, each
-            // row block of 4 over the depth Dk + (i0 + r) (its columns j <= i), scaled and stored once
+            // o = [qd | A] [P ; V]: inter and intra in the same accumulators, each row block of 4 over
+            // the depth Dk + (i0 + r) (its columns j <= i), stored once
             for (int i0 = 0; i0 < m; i0 += ROWS) {
                 int r = Math.min(ROWS, m - i0);
-                kernel.productScaleRows(aq, i0 * lda, lda, 1, arena, pv, dv, arena, oBase + i0 * ldo, ldo, r, dv,
-                        dk + i0 + r, sc.rowScale, i0);
+                kernel.product(aq, i0 * lda, lda, 1, arena, pv, dv, arena, oBase + i0 * ldo, ldo, r, dv, dk + i0 + r,
+                        false);
             }
         }
 

@@ -42,27 +42,10 @@ abstract class Kernel {
     abstract void product(float[] a, int ao, int ais, int ads, float[] b, int bo, int ldb,
                           float[] c, int co, int ldc, int rows, int cols, int depth, boolean add);
 
-    /**
-     * How a product's tiles start and end: C = A B; C += A B (summed onto C); C = beta C + A B;
-     * C = diag(f) (A B) ({@link #productScaleRows}).
-     */
+    /** How a product's tiles start and end: C = A B; C += A B (summed onto C); C = beta C + A B. */
     static final int SET = 0;
     static final int ACCUMULATE = 1;
     static final int SCALE_ADD = 2;
-    static final int SCALE_ROWS = 3;
-
-    /**
-     * C = diag(f) (A B), shapes as in {@link #product}: row i of the product times
-     * {@code f[fo + i]}, rounded as {@link #scale} after a {@link #product} rounds it (the chunk's o
-     * with its per-row scale, stored once). This form is that product and that scaling.
-     */
-    void productScaleRows(float[] a, int ao, int ais, int ads, float[] b, int bo, int ldb,
-                          float[] c, int co, int ldc, int rows, int cols, int depth, float[] f, int fo) {
-        product(a, ao, ais, ads, b, bo, ldb, c, co, ldc, rows, cols, depth, false);
-        for (int i = 0; i < rows; i++) {
-            scale(f[fo + i], c, co + i * ldc, c, co + i * ldc, cols);
-        }
-    }
 
     /**
      * C = beta C + A B, shapes as in {@link #product}: the product is summed apart from zero and

@@ -60,29 +60,6 @@ final class VectorKernel extends Kernel {
         multiply(a, ao, ais, ads, b, bo, ldb, c, co, ldc, rows, cols, depth, SCALE_ADD, beta);
     }
 
-    /**
-     * C = diag(f) (A B) by the constant-stride tiles, which scale each row's accumulators as they
-     * store them (the same rounding as {@link Kernel#scale} after the product: one multiply of the
-     * rounded sum), where A is in rows, B's rows are one or two panels apart, and C is whole tiles;
-     * otherwise the product, then the rows scaled.
-     */
-    @Override
-    void productScaleRows(float[] a, int ao, int ais, int ads, float[] b, int bo, int ldb,
-                          float[] c, int co, int ldc, int rows, int cols, int depth, float[] f, int fo) {
-        if (WIDE != 4 || ads != 1 || (ldb != PANEL && ldb != 2 * PANEL) || rows % 4 != 0 || cols % PANEL != 0) {
-            super.productScaleRows(a, ao, ais, ads, b, bo, ldb, c, co, ldc, rows, cols, depth, f, fo);
-            return;
-        }
-        for (int j = 0; j < cols; j += PANEL) {
-            for (int i = 0; i < rows; i += 4) {
-                if (ldb == PANEL) {
-                    tile4x4rowsScaled(a, ao + i * ais, ais, b, bo + j, c, co + i * ldc + j, ldc, depth, f, fo + i);
-                } else {
-                    tile4x4rows2Scaled(a, ao + i * ais, ais, b, bo + j, c, co + i * ldc + j, ldc, depth, f, fo + i);
-                }
-            }
-        }
-    }
 
     /**
      * The tiles over C: whole 4 x WIDE tiles first (by the constant-stride tiles where B's rows are
@@ -442,80 +419,6 @@ final class VectorKernel extends Kernel {
         }
     }
 
-    /** {@link #tile4x4rows} for C = diag(f) (A B): its rows scaled by f[fo..fo+4) as they are stored ({@link #SCALE_ROWS}). */
-    private static void tile4x4rowsScaled(float[] a, int a0, int ais, float[] b, int b0,
-                                          float[] c, int c0, int ldc, int depth, float[] f, int fo) {
-        int c1 = c0 + ldc;
-        int c2 = c1 + ldc;
-        int c3 = c2 + ldc;
-        FloatVector zero = FloatVector.zero(S);
-        FloatVector s00 = zero;
-        FloatVector s01 = zero;
-        FloatVector s02 = zero;
-        FloatVector s03 = zero;
-        FloatVector s10 = zero;
-        FloatVector s11 = zero;
-        FloatVector s12 = zero;
-        FloatVector s13 = zero;
-        FloatVector s20 = zero;
-        FloatVector s21 = zero;
-        FloatVector s22 = zero;
-        FloatVector s23 = zero;
-        FloatVector s30 = zero;
-        FloatVector s31 = zero;
-        FloatVector s32 = zero;
-        FloatVector s33 = zero;
-        int a1 = a0 + ais;
-        int a2 = a1 + ais;
-        int a3 = a2 + ais;
-        for (int d = 0; d < depth; d++) {
-            int bRow = b0 + d * PANEL;
-            FloatVector b0v = FloatVector.fromArray(S, b, bRow);
-            FloatVector b1v = FloatVector.fromArray(S, b, bRow + L);
-            FloatVector b2v = FloatVector.fromArray(S, b, bRow + 2 * L);
-            FloatVector b3v = FloatVector.fromArray(S, b, bRow + 3 * L);
-            FloatVector x = FloatVector.broadcast(S, a[a0 + d]);
-            s00 = b0v.fma(x, s00);
-            s01 = b1v.fma(x, s01);
-            s02 = b2v.fma(x, s02);
-            s03 = b3v.fma(x, s03);
-            x = FloatVector.broadcast(S, a[a1 + d]);
-            s10 = b0v.fma(x, s10);
-            s11 = b1v.fma(x, s11);
-            s12 = b2v.fma(x, s12);
-            s13 = b3v.fma(x, s13);
-            x = FloatVector.broadcast(S, a[a2 + d]);
-            s20 = b0v.fma(x, s20);
-            s21 = b1v.fma(x, s21);
-            s22 = b2v.fma(x, s22);
-            s23 = b3v.fma(x, s23);
-            x = FloatVector.broadcast(S, a[a3 + d]);
-            s30 = b0v.fma(x, s30);
-            s31 = b1v.fma(x, s31);
-            s32 = b2v.fma(x, s32);
-            s33 = b3v.fma(x, s33);
-        }
-        FloatVector x = FloatVector.broadcast(S, f[fo]);
-        s00.mul(x).intoArray(c, c0);
-        s01.mul(x).intoArray(c, c0 + L);
-        s02.mul(x).intoArray(c, c0 + 2 * L);
-        s03.mul(x).intoArray(c, c0 + 3 * L);
-        x = FloatVector.broadcast(S, f[fo + 1]);
-        s10.mul(x).intoArray(c, c1);
-        s11.mul(x).intoArray(c, c1 + L);
-        s12.mul(x).intoArray(c, c1 + 2 * L);
-        s13.mul(x).intoArray(c, c1 + 3 * L);
-        x = FloatVector.broadcast(S, f[fo + 2]);
-        s20.mul(x).intoArray(c, c2);
-        s21.mul(x).intoArray(c, c2 + L);
-        s22.mul(x).intoArray(c, c2 + 2 * L);
-        s23.mul(x).intoArray(c, c2 + 3 * L);
-        x = FloatVector.broadcast(S, f[fo + 3]);
-        s30.mul(x).intoArray(c, c3);
-        s31.mul(x).intoArray(c, c3 + L);
-        s32.mul(x).intoArray(c, c3 + 2 * L);
-        s33.mul(x).intoArray(c, c3 + 3 * L);
-    }
 
     /** {@link #tile4x4rows} for B's rows two panels apart (ldb = 8L). */
     private static void tile4x4rows2(float[] a, int a0, int ais, float[] b, int b0,
@@ -642,80 +545,6 @@ final class VectorKernel extends Kernel {
         }
     }
 
-    /** {@link #tile4x4rows2} for C = diag(f) (A B): its rows scaled by f[fo..fo+4) as they are stored ({@link #SCALE_ROWS}). */
-    private static void tile4x4rows2Scaled(float[] a, int a0, int ais, float[] b, int b0,
-                                           float[] c, int c0, int ldc, int depth, float[] f, int fo) {
-        int c1 = c0 + ldc;
-        int c2 = c1 + ldc;
-        int c3 = c2 + ldc;
-        FloatVector zero = FloatVector.zero(S);
-        FloatVector s00 = zero;
-        FloatVector s01 = zero;
-        FloatVector s02 = zero;
-        FloatVector s03 = zero;
-        FloatVector s10 = zero;
-        FloatVector s11 = zero;
-        FloatVector s12 = zero;
-        FloatVector s13 = zero;
-        FloatVector s20 = zero;
-        FloatVector s21 = zero;
-        FloatVector s22 = zero;
-        FloatVector s23 = zero;
-        FloatVector s30 = zero;
-        FloatVector s31 = zero;
-        FloatVector s32 = zero;
-        FloatVector s33 = zero;
-        int a1 = a0 + ais;
-        int a2 = a1 + ais;
-        int a3 = a2 + ais;
-        for (int d = 0; d < depth; d++) {
-            int bRow = b0 + d * (2 * PANEL);
-            FloatVector b0v = FloatVector.fromArray(S, b, bRow);
-            FloatVector b1v = FloatVector.fromArray(S, b, bRow + L);
-            FloatVector b2v = FloatVector.fromArray(S, b, bRow + 2 * L);
-            FloatVector b3v = FloatVector.fromArray(S, b, bRow + 3 * L);
-            FloatVector x = FloatVector.broadcast(S, a[a0 + d]);
-            s00 = b0v.fma(x, s00);
-            s01 = b1v.fma(x, s01);
-            s02 = b2v.fma(x, s02);
-            s03 = b3v.fma(x, s03);
-            x = FloatVector.broadcast(S, a[a1 + d]);
-            s10 = b0v.fma(x, s10);
-            s11 = b1v.fma(x, s11);
-            s12 = b2v.fma(x, s12);
-            s13 = b3v.fma(x, s13);
-            x = FloatVector.broadcast(S, a[a2 + d]);
-            s20 = b0v.fma(x, s20);
-            s21 = b1v.fma(x, s21);
-            s22 = b2v.fma(x, s22);
-            s23 = b3v.fma(x, s23);
-            x = FloatVector.broadcast(S, a[a3 + d]);
-            s30 = b0v.fma(x, s30);
-            s31 = b1v.fma(x, s31);
-            s32 = b2v.fma(x, s32);
-            s33 = b3v.fma(x, s33);
-        }
-        FloatVector x = FloatVector.broadcast(S, f[fo]);
-        s00.mul(x).intoArray(c, c0);
-        s01.mul(x).intoArray(c, c0 + L);
-        s02.mul(x).intoArray(c, c0 + 2 * L);
-        s03.mul(x).intoArray(c, c0 + 3 * L);
-        x = FloatVector.broadcast(S, f[fo + 1]);
-        s10.mul(x).intoArray(c, c1);
-        s11.mul(x).intoArray(c, c1 + L);
-        s12.mul(x).intoArray(c, c1 + 2 * L);
-        s13.mul(x).intoArray(c, c1 + 3 * L);
-        x = FloatVector.broadcast(S, f[fo + 2]);
-        s20.mul(x).intoArray(c, c2);
-        s21.mul(x).intoArray(c, c2 + L);
-        s22.mul(x).intoArray(c, c2 + 2 * L);
-        s23.mul(x).intoArray(c, c2 + 3 * L);
-        x = FloatVector.broadcast(S, f[fo + 3]);
-        s30.mul(x).intoArray(c, c3);
-        s31.mul(x).intoArray(c, c3 + L);
-        s32.mul(x).intoArray(c, c3 + 2 * L);
-        s33.mul(x).intoArray(c, c3 + 3 * L);
-    }
 
     /**
      * {@link #tile4x4} for A given transposed (ais = 1: the 4 rows of a step are 4 consecutive

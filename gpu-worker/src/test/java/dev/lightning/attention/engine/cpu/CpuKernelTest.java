@@ -55,7 +55,7 @@ class CpuKernelTest {
         for (Kernel kernel : kernels()) {
             for (int[] shape : shapes) {
                 for (boolean transposed : new boolean[]{false, true}) {
-                    for (int mode : new int[]{Kernel.SET, Kernel.ACCUMULATE, Kernel.SCALE_ADD, Kernel.SCALE_ROWS}) {
+                    for (int mode : new int[]{Kernel.SET, Kernel.ACCUMULATE, Kernel.SCALE_ADD}) {
                         check(kernel, rnd, shape[0], shape[1], shape[2], transposed, mode, 0);
                     }
                 }
@@ -80,7 +80,7 @@ class CpuKernelTest {
         for (Kernel kernel : kernels()) {
             for (int[] shape : shapes) {
                 for (boolean transposed : new boolean[]{false, true}) {
-                    for (int mode : new int[]{Kernel.SET, Kernel.ACCUMULATE, Kernel.SCALE_ADD, Kernel.SCALE_ROWS}) {
+                    for (int mode : new int[]{Kernel.SET, Kernel.ACCUMULATE, Kernel.SCALE_ADD}) {
                         check(kernel, rnd, shape[0], shape[1], shape[2], transposed, mode, shape[3]);
                     }
                 }
@@ -89,9 +89,8 @@ class CpuKernelTest {
     }
 
     /**
-     * One product against float64: C = A B, C += A B ({@link Kernel#product}), C = beta C + A B
-     * ({@link Kernel#productScaleAdd}, beta random in [0.5, 1), as a chunk's decay is) or C =
-     * diag(f) (A B) ({@link Kernel#productScaleRows}, f random in [-2, 2)). B's row
+     * One product against float64: C = A B, C += A B ({@link Kernel#product}) or C = beta C + A B
+     * ({@link Kernel#productScaleAdd}, beta random in [0.5, 1), as a chunk's decay is). B's row
      * stride is {@code stride} where that is not 0 (and a transposed A's step stride with it), else
      * a few floats more than a row.
      */
@@ -110,21 +109,13 @@ class CpuKernelTest {
         float[] c = random(rnd, co + ldc * rows);
         float[] before = c.clone();
         float beta = (float) (0.5 + rnd.nextDouble() / 2);
-        int fo = 2;
-        float[] f = new float[fo + rows];
-        for (int i = 0; i < f.length; i++) {
-            f[i] = (float) (rnd.nextDouble() * 4 - 2);
-        }
-        if (mode == Kernel.SCALE_ROWS) {
-            kernel.productScaleRows(a, ao, ais, ads, b, bo, ldb, c, co, ldc, rows, cols, depth, f, fo);
-        } else if (mode == Kernel.SCALE_ADD) {
+        if (mode == Kernel.SCALE_ADD) {
             kernel.productScaleAdd(a, ao, ais, ads, b, bo, ldb, c, co, ldc, rows, cols, depth, beta);
         } else {
             kernel.product(a, ao, ais, ads, b, bo, ldb, c, co, ldc, rows, cols, depth, mode == Kernel.ACCUMULATE);
         }
         String what = kernel.name() + " " + rows + "x" + cols + "x" + depth + (transposed ? " A^T" : "") + " ldb " + ldb
-                + (mode == Kernel.SET ? " C=" : mode == Kernel.ACCUMULATE ? " C+=" : mode == Kernel.SCALE_ADD ? " C=beta C+"
-                : " C=diag(f)");
+                + (mode == Kernel.SET ? " C=" : mode == Kernel.ACCUMULATE ? " C+=" : " C=beta C+");
         for (int i = 0; i < rows; i++) {
             for (int j = 0; j < ldc; j++) {
                 int at = co + i * ldc + j;
@@ -132,16 +123,12 @@ class CpuKernelTest {
                     assertEquals(before[at], c[at], what + ": wrote outside C at row " + i + ", column " + j);
                     continue;
                 }
-                double want = mode == Kernel.ACCUMULATE ? before[at] : mode == Kernel.SCALE_ADD ? (double) beta * before[at] : 0;
+                double want = mode == Kernel.SET ? 0 : mode == Kernel.ACCUMULATE ? before[at] : (double) beta * before[at];
                 double size = Math.abs(want);
                 for (int d = 0; d < depth; d++) {
                     double x = (double) a[ao + i * ais + d * ads] * b[bo + d * ldb + j];
                     want += x;
                     size += Math.abs(x);
-                }
-                if (mode == Kernel.SCALE_ROWS) {
-                    want *= f[fo + i];
-                    size *= Math.abs(f[fo + i]);
                 }
                 assertEquals(want, c[at], 1e-6 * size + 1e-30, what + ": C[" + i + "][" + j + "]");
             }
