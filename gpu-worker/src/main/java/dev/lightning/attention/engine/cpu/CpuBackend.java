@@ -18,12 +18,16 @@ import java.nio.ByteBuffer;
  * tokens of one head (local i, j; Q, K: m x Dk, V: m x Dv, P: Dk x Dv, q and k already through phi):
  * <pre>
  *   A  = (Q K^T) .* D,  D_ij = lambda^(i-j) for j <= i, else 0         (m x m, lower triangle only)
- *   O  = A V + (diag(lambda^(i+1)) Q) P                                 (m x Dv)
+ *   O  = A V + (diag(lambda^(i+1)) Q) P = [Qd | A] [P ; V]               (m x Dv)
  *   P' = lambda^m P + K^T (diag(lambda^(m-1-j)) V)                      (Dk x Dv)
  * </pre>
  * Per token that is 2 Dk Dv multiply-adds for the inter part and the state update, and about
  * (m / 2)(Dk + Dv) for the two triangular products, which are computed by row blocks of 4 over the
- * columns j &lt;= i only (rounded up to 16).
+ * columns j &lt;= i only (rounded up to 16). O is one product: the decayed queries Qd sit beside A
+ * in the rows of one matrix, and the chunk's V under the head's state, so that row block i0 of O
+ * sums q P and then A V in the same accumulators over the depth Dk + i0 + 4 and is stored once
+ * (o's rows lie H Dv floats apart, on a few L1 sets: three passes over them cost more than the
+ * FMAs they saved).
  *
  * <p>Tokens are taken in blocks of {@link #BLOCK_TOKENS} (a whole number of chunks): q, k and v
  * of every head of the block are read in one bulk copy, the feature map is applied to them once
@@ -33,9 +37,12 @@ import java.nio.ByteBuffer;
  * copied to contiguous scratch: in the block they lie H D floats apart, a power of two that maps
  * them to a few L1 sets (pass 1 reads V once, into its decayed copy). K^T is built once per chunk
  * (the scores need its rows, and the state update reads it in both passes). The scores are
- * computed in bands of 16 rows that need the same columns. A head's state ({@code Dk x Dv}, 64 KiB
- * at 128 x 128) serves a few chunks in a row while it is in cache; the state product adds its sum
- * into it as it stores ({@link Kernel#productScaleAdd}), with no second pass over the state.
+ * computed in bands of 16 rows that need the same columns; the causal mask runs over whole
+ * vectors. A head's state ({@code Dk x Dv}, 64 KiB at 128 x 128) serves a few chunks in a row
+ * while it is in cache; the state product adds its sum into it as it stores
+ * ({@link Kernel#productScaleAdd}), with no second pass over the state. What the tiles stream as
+ * B (K^T, the decayed V, every head's [P ; V]) and o's rows live in one array whose parts start
+ * on cache lines ({@link AlignedFloats}).
  *
  * <p>Every variant of the spec, in the same loops. Head h reads q head {@code spec.qHead(h)},
  * k head {@code spec.kHead(h)} and v head {@code spec.vHead(h)}. Normalizing adds, per block of
@@ -45,6 +52,7 @@ import java.nio.ByteBuffer;
  *   zP'   = lambda^m zP + sum_j lambda^(m-1-j) k_j
  * </pre>
  * the row sums of the masked scores the numerator forms anyway and a Dk dot product per token.
+ * o_i's factor (scale, or scale / (den_i + eps)) multiplies row i of [Qd | A] before the product.
  * Checkpoints fall on chunk ends (the spec checks that their interval and the window's position
  * are whole chunks): after a chunk whose last token is one, P and zP are recorded for the head.
  *
