@@ -1430,9 +1430,11 @@ final class VectorKernel extends Kernel {
     }
 
     /**
-     * Whole vectors below {@code valid} multiplied, the one that holds {@code valid} multiplied
-     * and blended with zero past it, the ones after it zero: no scalar work where n is a whole
-     * number of vectors (the backend asks for rows rounded up to them).
+     * Whole vectors below {@code valid} multiplied, the rest (at most a vector and a scalar tail
+     * where the backend asks for n rounded up to whole vectors) one element at a time. A blend
+     * with a VectorMask there was as fast warm but, in a fresh JVM, had the JIT compile about 70
+     * more methods of the Java 17 mask classes' fallbacks (ColdBench with -XX:+PrintCompilation;
+     * an AND with lane masks, about 140).
      */
     @Override
     float maskedMultiplySum(float[] y, int yo, float[] x, int xo, int valid, int n) {
@@ -1440,12 +1442,6 @@ final class VectorKernel extends Kernel {
         int j = 0;
         for (int whole = Math.min(valid, n); j + L <= whole; j += L) {
             FloatVector p = FloatVector.fromArray(S, y, yo + j).mul(FloatVector.fromArray(S, x, xo + j));
-            p.intoArray(y, yo + j);
-            acc = acc.add(p);
-        }
-        for (; j + L <= n; j += L) {
-            FloatVector p = FloatVector.zero(S).blend(
-                    FloatVector.fromArray(S, y, yo + j).mul(FloatVector.fromArray(S, x, xo + j)), S.indexInRange(j, valid));
             p.intoArray(y, yo + j);
             acc = acc.add(p);
         }
