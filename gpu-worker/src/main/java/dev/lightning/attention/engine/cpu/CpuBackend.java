@@ -37,8 +37,8 @@ import java.nio.ByteBuffer;
  * copied to contiguous scratch: in the block they lie H D floats apart, a power of two that maps
  * them to a few L1 sets (pass 1 reads V once, into its decayed copy). K^T is built once per chunk
  * (the scores need its rows, and the state update reads it in both passes). The scores are
- * computed in bands of 16 rows that need the same columns; the causal mask runs over whole
- * vectors. A head's state ({@code Dk x Dv}, 64 KiB at 128 x 128) serves a few chunks in a row
+ * computed in bands of 16 rows that need the same columns; the causal mask multiplies whole
+ * vectors below the diagonal. A head's state ({@code Dk x Dv}, 64 KiB at 128 x 128) serves a few chunks in a row
  * while it is in cache; the state product adds its sum into it as it stores
  * ({@link Kernel#productScaleAdd}), with no second pass over the state. What the tiles stream as
  * B (K^T, the decayed V, every head's [P ; V]) and o's rows live in one array whose parts start
@@ -432,9 +432,9 @@ public final class CpuBackend implements AttentionBackend {
             for (int i = 0; i < m; i++) {
                 int row = i * lda;
                 int cols = Math.min(m, Kernel.roundColumns(i + 1));
-                // decay mask over whole vectors: A_ij = lambda^(i-j) s_ij for j <= i (rev[chunk-1-i+j]
-                // = lambda^(i-j)), 0 for the j > i up to the vector's end (the product below reads
-                // row i's columns j < i0 + 4 of its row block); the row sum is the intra denominator
+                // decay mask: A_ij = lambda^(i-j) s_ij for j <= i (rev[chunk-1-i+j] = lambda^(i-j)), 0 for
+                // the j > i up to the end of the vector that holds i (the product below reads row i's
+                // columns j < i0 + 4 of its row block); the row sum is the intra denominator
                 float rowSum = kernel.maskedMultiplySum(aq, row + dk, rv, chunk - 1 - i, i + 1, cols);
                 // lambda^(i+1) q_i beside it
                 kernel.scale(pw[i + 1], sc.qb, qBase + i * ldq, aq, row, dk);
