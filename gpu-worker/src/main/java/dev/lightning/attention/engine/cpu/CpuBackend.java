@@ -18,12 +18,16 @@ import java.nio.ByteBuffer;
  * tokens of one head (local i, j; Q, K: m x Dk, V: m x Dv, P: Dk x Dv, q and k already through phi):
  * <pre>
  *   A  = (Q K^T) .* D,  D_ij = lambda^(i-j) for j <= i, else 0         (m x m, lower triangle only)
- *   O  = A V + (diag(lambda^(i+1)) Q) P                                 (m x Dv)
+ *   O  = A V + (diag(lambda^(i+1)) Q) P = [Qd | A] [P ; V]               (m x Dv)
  *   P' = lambda^m P + K^T (diag(lambda^(m-1-j)) V)                      (Dk x Dv)
  * </pre>
  * Per token that is 2 Dk Dv multiply-adds for the inter part and the state update, and about
  * (m / 2)(Dk + Dv) for the two triangular products, which are computed by row blocks of 4 over the
- * columns j &lt;= i only (rounded up to 16).
+ * columns j &lt;= i only (rounded up to 16). O is one product: the decayed queries Qd sit beside A
+ * in the rows of one matrix, and the chunk's V under the head's state, so that row block i0 of O
+ * sums q P and then A V in the same accumulators over the depth Dk + i0 + 4 and is stored once
+ * (o's rows lie H Dv floats apart, on a few L1 sets: three passes over them cost more than the
+ * FMAs they saved).
  *
  * <p>Tokens are taken in blocks of {@link #BLOCK_TOKENS} (a whole number of chunks): q, k and v
  * of every head of the block are read in one bulk copy, the feature map is applied to them once
@@ -33,9 +37,12 @@ import java.nio.ByteBuffer;
  * copied to contiguous scratch: in the block they lie H D floats apart, a power of two that maps
  * them to a few L1 sets (pass 1 reads V once, into its decayed copy). K^T is built once per chunk
  * (the scores need its rows, and the state update reads it in both passes). The scores are
- * computed in bands of 16 rows that need the same columns. A head's state ({@code Dk x Dv}, 64 KiB
- * at 128 x 128) serves a few chunks in a row while it is in cache; the state product adds its sum
- * into it as it stores ({@link Kernel#productScaleAdd}), with no second pass over the state.
+ * computed in bands of 16 rows that need the same columns; the causal mask multiplies whole
+ * vectors below the diagonal. A head's state ({@code Dk x Dv}, 64 KiB at 128 x 128) serves a few chunks in a row
+ * while it is in cache; the state product adds its sum into it as it stores
+ * ({@link Kernel#productScaleAdd}), with no second pass over the state. What the tiles stream as
+ * B (K^T, the decayed V, every head's [P ; V]) and o's rows live in one array whose parts start
+ * on cache lines ({@link AlignedFloats}).
  *
  * <p>Every variant of the spec, in the same loops. Head h reads q head {@code spec.qHead(h)},
  * k head {@code spec.kHead(h)} and v head {@code spec.vHead(h)}. Normalizing adds, per block of
@@ -45,6 +52,7 @@ import java.nio.ByteBuffer;
  *   zP'   = lambda^m zP + sum_j lambda^(m-1-j) k_j
  * </pre>
  * the row sums of the masked scores the numerator forms anyway and a Dk dot product per token.
+ * o_i's factor (scale, or scale / (den_i + eps)) multiplies row i of [Qd | A] before the product.
  * Checkpoints fall on chunk ends (the spec checks that their interval and the window's position
  * are whole chunks): after a chunk whose last token is one, P and zP are recorded for the head.
  *
@@ -62,6 +70,12 @@ public final class CpuBackend implements AttentionBackend {
      * 68.9 / 65.3; D = 64 54 / 55 and 55.8 / 53.4.
      */
     static final int BLOCK_TOKENS = 64;
+    /**
+     * Calls of at least this many tokens get their scratch in an array aligned to cache lines
+     * ({@link AlignedFloats}), when they make a new one: 16 blocks of 64 tokens, a few milliseconds
+     * of work at the smallest head counts, against the 0.1 to 1.5 ms of zeroing a humongous array.
+     */
+    static final int ALIGNED_FROM = 1024;
     /** Row block of the triangular products (the microkernel's tile height). */
     private static final int ROWS = 4;
 
@@ -173,24 +187,39 @@ public final class CpuBackend implements AttentionBackend {
         final float[] qb;
         final float[] kb;
         final float[] vb;
-        final float[] ob;
         /** Scratch of the bfloat16 reads and writes; null where no tensor is bfloat16. */
         final short[] halves;
-        // one chunk's scratch
-        final float[] kt;
-        final float[] vw;
-        final float[] vc;
-        final float[] qd;
-        final float[] scores;
-        final float[] rowSum;
+        /**
+         * The operands the tiles stream as B, and o's rows, in one array whose parts start on
+         * 64-byte lines ({@link AlignedFloats}): K^T of a chunk at {@link #ktAt} (Dk x m), its
+         * decayed V at {@link #vwAt} (m x Dv), the block's o at {@link #obAt} (rows x ldo), and per
+         * head h the state with the chunk's V under it at {@link #pAt} + h {@link #pSize}
+         * ({@code Dk + m} rows of Dv, {@link Run}).
+         */
+        final float[] arena;
+        /** Whether {@link #arena} was made aligned ({@link AlignedFloats#allocate}). */
+        final boolean aligned;
+        final int ktAt;
+        final int vwAt;
+        final int obAt;
+        final int pAt;
+        final int pSize;
+        /**
+         * Pass 2's left operand of o, m rows of Dk + m: row i is [lambda^(i+1) q_i | A_i], the
+         * decayed query beside the masked scores, so that o_i = [qd_i | A_i] [P ; V] is one product
+         * (the head's state and the chunk's V stacked likewise, {@link Run#p}).
+         */
+        final float[] aq;
+        /** A head's state alone ({@code Dk x Dv}), for a checkpoint. */
+        final float[] stateOut;
         final float[] dz;
         /** The spec of pow and rev: per head, lambda^x for x = 0..chunk, and rev[x] = lambda^(chunk-1-x). */
         AttentionSpec decaySpec;
         float[][] pow;
         float[][] rev;
 
-        /** shape: rows, ldq, ldk, ldv, ldo (0 without o), o element bytes, halves, dk, dv, m, q (1 or 0). */
-        Scratch(int[] shape) {
+        /** shape: rows, ldq, ldk, ldv, ldo (0 without o), o element bytes, halves, dk, dv, m, q (1 or 0), heads. */
+        Scratch(int[] shape, boolean aligned) {
             this.shape = shape;
             int rows = shape[0];
             int ldq = shape[1];
@@ -201,17 +230,20 @@ public final class CpuBackend implements AttentionBackend {
             int dv = shape[8];
             int m = shape[9];
             boolean hasQ = shape[10] == 1;
+            int heads = shape[11];
             qb = hasQ ? new float[rows * ldq] : null;
             kb = new float[rows * ldk];
             vb = new float[rows * ldv];
-            ob = ldo == 0 ? null : new float[rows * ldo];
             halves = shape[6] == 0 ? null : new short[shape[6]];
-            kt = new float[dk * m];
-            vw = new float[m * dv];
-            vc = hasQ ? new float[m * dv] : null;
-            qd = hasQ ? new float[m * dk] : null;
-            scores = hasQ ? new float[m * m] : null;
-            rowSum = new float[m];
+            ktAt = AlignedFloats.BASE;
+            vwAt = ktAt + AlignedFloats.lines(dk * m);
+            obAt = vwAt + AlignedFloats.lines(m * dv);
+            pAt = obAt + AlignedFloats.lines(rows * ldo);
+            pSize = AlignedFloats.lines((dk + m) * dv);
+            arena = AlignedFloats.allocate(pAt - AlignedFloats.BASE + heads * pSize, aligned);
+            this.aligned = aligned;
+            aq = hasQ ? new float[m * (dk + m)] : null;
+            stateOut = new float[dk * dv];
             dz = new float[dk];
         }
     }
@@ -240,8 +272,13 @@ public final class CpuBackend implements AttentionBackend {
         private final boolean normalized;
         private final FeatureMap phi;
 
-        /** Per head: S and z, advanced in place. */
-        private final float[][] p;
+        /**
+         * Per head: S, advanced in place in {@code sc.arena} at {@link #stateAt}: {@code Dk + m}
+         * rows of Dv, S in the first Dk, and in pass 2 the chunk's V in the rows after it ([P ; V],
+         * the right operand of o's one product, {@link Scratch#aq}).
+         */
+        private final float[] arena;
+        /** Per head: z, advanced in place. */
         private final float[][] z;
         /** The buffers this call uses, given back to the backend when it ends. */
         final Scratch sc;
@@ -274,23 +311,30 @@ public final class CpuBackend implements AttentionBackend {
             int m = Math.min(chunk, rows);
             int[] shape = {rows, ldq, ldk, ldv, o == null ? 0 : ldo, o == null ? 0 : o.dtype().bytes(),
                     bf16 ? rows * Math.max(Math.max(ldq, ldk), Math.max(ldv, o == null ? 0 : ldo)) : 0, dk, dv, m,
-                    q == null ? 0 : 1};
-            Scratch s = spare != null && java.util.Arrays.equals(spare.shape, shape) ? spare : new Scratch(shape);
+                    q == null ? 0 : 1, heads};
+            // the arena is aligned for calls of ALIGNED_FROM tokens or more: under G1 that takes a
+            // humongous array (1 to 16 MiB, zeroed), which a short call would not pay back; a long
+            // call does not take the unaligned scratch a short one left
+            boolean aligned = k.tokens() >= ALIGNED_FROM;
+            Scratch s = spare != null && java.util.Arrays.equals(spare.shape, shape) && (spare.aligned || !aligned) ? spare
+                    : new Scratch(shape, aligned);
             sc = s;
+            arena = s.arena;
             int stateSize = dk * dv;
             float[] incoming = state.data();
             float[] incomingZ = normalized ? state.normalizerData() : null;
-            p = new float[heads][];
             z = new float[heads][];
             for (int h = 0; h < heads; h++) {
-                p[h] = java.util.Arrays.copyOfRange(incoming, h * stateSize, (h + 1) * stateSize);
+                System.arraycopy(incoming, h * stateSize, arena, stateAt(h), stateSize);
                 if (normalized) {
                     z[h] = java.util.Arrays.copyOfRange(incomingZ, h * dk, (h + 1) * dk);
                 }
             }
             if (!spec.equals(s.decaySpec)) {
                 s.pow = new float[heads][chunk + 1];
-                s.rev = new float[heads][chunk];
+                // rev padded with zeros to chunk + 16: a causal row i is masked over whole vectors up
+                // to roundColumns(i + 1) <= i + 16, reading rev[chunk - 1 - i + j] for those j
+                s.rev = new float[heads][chunk + 16];
                 for (int h = 0; h < heads; h++) {
                     for (int x = 0; x <= chunk; x++) {
                         s.pow[h][x] = (float) spec.decay(h, x);
@@ -301,6 +345,11 @@ public final class CpuBackend implements AttentionBackend {
                 }
                 s.decaySpec = spec;
             }
+        }
+
+        /** Where head h's state starts in {@link #arena}. */
+        private int stateAt(int h) {
+            return sc.pAt + h * sc.pSize;
         }
 
         LightningState run() {
@@ -322,7 +371,8 @@ public final class CpuBackend implements AttentionBackend {
                         int m = Math.min(chunk, nb - c0);
                         chunk(h, c0, m);
                         while (c < checkpoints.count() && checkpoints.tokenAfter(c) == b0 + c0 + m - 1) {
-                            checkpoints.putHead(c++, h, p[h], z[h]);
+                            System.arraycopy(arena, stateAt(h), sc.stateOut, 0, sc.stateOut.length);
+                            checkpoints.putHead(c++, h, sc.stateOut, z[h]);
                         }
                     }
                     after = c;
@@ -341,12 +391,68 @@ public final class CpuBackend implements AttentionBackend {
             float[] next = new float[spec.stateSize()];
             float[] nextZ = normalized ? new float[spec.normalizerSize()] : null;
             for (int h = 0; h < heads; h++) {
-                System.arraycopy(p[h], 0, next, h * stateSize, stateSize);
+                System.arraycopy(arena, stateAt(h), next, h * stateSize, stateSize);
                 if (normalized) {
                     System.arraycopy(z[h], 0, nextZ, h * dk, dk);
                 }
             }
             return LightningState.own(heads, dk, dv, next, nextZ);
+        }
+
+        /**
+         * Pass 2's o of one chunk (rows c0.. of the block, head h), finished (scaled, normalized)
+         * into {@code sc.ob}, from K^T in {@code sc.kt} and the head's state before the chunk in
+         * {@code pv}'s first Dk rows; leaves the chunk's V in the rows after them. A method of its
+         * own: inside {@link #chunk} it made one compiled method so large that C2 stopped inlining the
+         * Vector API's intrinsics in it (pass 1 ran in their Java fallbacks, at half speed).
+         */
+        private void outputs(int h, int c0, int m, int vBase, int pv) {
+            final float[] pw = sc.pow[h];
+            final float[] rv = sc.rev[h];
+            final float[] zh = z[h];
+            final int vRows = dk * dv;
+            // V of the chunk in contiguous rows under the state ([P ; V]): in the block its rows
+            // lie H Dv floats apart, a power of two that maps them all to a few L1 sets, and the
+            // products read them m times
+            for (int j = 0; j < m; j++) {
+                System.arraycopy(sc.vb, vBase + j * ldv, arena, pv + vRows + j * dv, dv);
+            }
+            final int qBase = c0 * ldq + spec.qHead(h) * dk;
+            final int oBase = sc.obAt + c0 * ldo + h * dv;
+            final float[] aq = sc.aq;
+            final int lda = dk + m;
+            // scores (Q K^T) into the A half of aq, columns j <= i rounded up to whole vectors:
+            // one product per band of 16 rows, which all need the same columns
+            for (int i0 = 0; i0 < m; i0 += 16) {
+                int end = Math.min(m, i0 + 16);
+                int cols = Math.min(m, Kernel.roundColumns(end));
+                kernel.product(sc.qb, qBase + i0 * ldq, ldq, 1, arena, sc.ktAt, m, aq, i0 * lda + dk, lda, end - i0, cols,
+                        dk, false);
+            }
+            for (int i = 0; i < m; i++) {
+                int row = i * lda;
+                int cols = Math.min(m, Kernel.roundColumns(i + 1));
+                // decay mask: A_ij = lambda^(i-j) s_ij for j <= i (rev[chunk-1-i+j] = lambda^(i-j)), 0 for
+                // the j > i up to the end of the vector that holds i (the product below reads row i's
+                // columns j < i0 + 4 of its row block); the row sum is the intra denominator
+                float rowSum = kernel.maskedMultiplySum(aq, row + dk, rv, chunk - 1 - i, i + 1, cols);
+                // lambda^(i+1) q_i beside it
+                kernel.scale(pw[i + 1], sc.qb, qBase + i * ldq, aq, row, dk);
+                // o_i's factor (scale, or scale / (den_i + eps)) applied to the row of A rather than to
+                // o: the product then stores o once, from the tile the state update uses (the JIT has
+                // it compiled in pass 1), and at scale 1 without normalization there is nothing to do
+                float f = normalized ? scale / (rowSum + kernel.dot(aq, row, zh, 0, dk) + eps) : scale;
+                if (f != 1f) {
+                    kernel.scale(f, aq, row, aq, row, dk + cols);
+                }
+            }
+            // o = [qd | A] [P ; V]: inter and intra in the same accumulators, each row block of 4 over
+            // the depth Dk + (i0 + r) (its columns j <= i), stored once
+            for (int i0 = 0; i0 < m; i0 += ROWS) {
+                int r = Math.min(ROWS, m - i0);
+                kernel.product(aq, i0 * lda, lda, 1, arena, pv, dv, arena, oBase + i0 * ldo, ldo, r, dv, dk + i0 + r,
+                        false);
+            }
         }
 
         /**
@@ -356,76 +462,32 @@ public final class CpuBackend implements AttentionBackend {
          */
         private void chunk(int h, int c0, int m) {
             final float[] pw = sc.pow[h];
-            final float[] rv = sc.rev[h];
-            final float[] state = p[h];
             final float[] zh = z[h];
             final int kBase = c0 * ldk + spec.kHead(h) * dk;
             final int vBase = c0 * ldv + spec.vHead(h) * dv;
+            final int pv = stateAt(h);
+            final int vRows = dk * dv;
+            // K^T of the chunk (Dk x m): the scores' B needs its rows (m tokens of one feature), and
+            // the state update reads it as A. Pass 1 builds it the same way although it needs it for
+            // the state only, so that both passes run the same transpose and the same tile: the JIT
+            // has them compiled in pass 1, and pass 2 of the same JVM does not start in the Vector
+            // API's slow Java fallbacks for them (ColdBench: the cold passes' process CPU 3.18 -> 2.69
+            // s, median of 3, at 0.03 s more warm). Reading K transposed in place took another tile.
+            kernel.transpose(sc.kb, kBase, ldk, m, dk, arena, sc.ktAt, m);
             if (q != null) {
-                // V of the chunk in contiguous rows: in the block its rows lie H Dv floats apart, a
-                // power of two that maps them all to a few L1 sets, and the products read them m times
-                for (int j = 0; j < m; j++) {
-                    System.arraycopy(sc.vb, vBase + j * ldv, sc.vc, j * dv, dv);
-                }
-                final int qBase = c0 * ldq + spec.qHead(h) * dk;
-                final int oBase = c0 * ldo + h * dv;
-                // K^T of the chunk (Dk x m): the scores' B needs its rows, m tokens of one feature
-                kernel.transpose(sc.kb, kBase, ldk, m, dk, sc.kt, m);
-                // scores (Q K^T), columns j <= i rounded up to whole vectors: one product per band
-                // of 16 rows, which all need the same columns
-                for (int i0 = 0; i0 < m; i0 += 16) {
-                    int end = Math.min(m, i0 + 16);
-                    int cols = Math.min(m, Kernel.roundColumns(end));
-                    kernel.product(sc.qb, qBase + i0 * ldq, ldq, 1, sc.kt, 0, m, sc.scores, i0 * m, m, end - i0, cols, dk,
-                            false);
-                }
-                // decay mask: A_ij = lambda^(i-j) s_ij for j <= i (rev[chunk-1-i+j] = lambda^(i-j)),
-                // 0 for the j > i its row block reads; the row sums are the intra denominators
-                for (int i = 0; i < m; i++) {
-                    int row = i * m;
-                    sc.rowSum[i] = kernel.multiplySum(sc.scores, row, rv, chunk - 1 - i, i + 1);
-                    for (int j = i + 1, end = Math.min(m, (i / ROWS + 1) * ROWS); j < end; j++) {
-                        sc.scores[row + j] = 0f;
-                    }
-                }
-                // intra: O = A V, each row block over the columns j < i0 + r
-                for (int i0 = 0; i0 < m; i0 += ROWS) {
-                    int r = Math.min(ROWS, m - i0);
-                    kernel.product(sc.scores, i0 * m, m, 1, sc.vc, 0, dv, sc.ob, oBase + i0 * ldo, ldo, r, dv, i0 + r, false);
-                }
-                // inter: O += (lambda^(i+1) q_i) P
-                for (int i = 0; i < m; i++) {
-                    kernel.scale(pw[i + 1], sc.qb, qBase + i * ldq, sc.qd, i * dk, dk);
-                }
-                kernel.product(sc.qd, 0, dk, 1, state, 0, dv, sc.ob, oBase, ldo, m, dv, dk, true);
-                for (int i = 0; i < m; i++) {
-                    float f = scale;
-                    if (normalized) {
-                        f = scale / (sc.rowSum[i] + kernel.dot(sc.qd, i * dk, zh, 0, dk) + eps);
-                    }
-                    int oRow = oBase + i * ldo;
-                    kernel.scale(f, sc.ob, oRow, sc.ob, oRow, dv);
-                }
+                outputs(h, c0, m, vBase, pv);
             }
             // state: P <- lambda^m P + K^T (diag(lambda^(m-1-j)) V), the chunk's sum kept apart in the
             // product's registers and added once (z alike); V's rows from the contiguous copy in pass 2,
             // from the block in pass 1 (read once there, so not copied first)
-            float[] vRows = q != null ? sc.vc : sc.vb;
-            int vAt = q != null ? 0 : vBase;
+            float[] vFrom = q != null ? arena : sc.vb;
+            int vAt = q != null ? pv + vRows : vBase;
             int ldvRows = q != null ? dv : ldv;
             for (int j = 0; j < m; j++) {
-                kernel.scale(pw[m - 1 - j], vRows, vAt + j * ldvRows, sc.vw, j * dv, dv);
+                kernel.scale(pw[m - 1 - j], vFrom, vAt + j * ldvRows, arena, sc.vwAt + j * dv, dv);
             }
             float chunkDecay = pw[m];
-            if (q == null) {
-                // K^T built as pass 2 builds it for the scores (there it is made already), so that both
-                // passes run the same transpose and the same tile here: the JIT has them compiled in
-                // pass 1, and pass 2 of the same JVM does not start in the Vector API's slow Java
-                // fallbacks for them (ColdBench: the cold passes' process CPU 3.18 -> 2.69 s, median
-                // of 3, at 0.03 s more warm). Reading K transposed in place took another tile method.
-                kernel.transpose(sc.kb, kBase, ldk, m, dk, sc.kt, m);
-            }
-            kernel.productScaleAdd(sc.kt, 0, m, 1, sc.vw, 0, dv, state, 0, dv, dk, dv, m, chunkDecay);
+            kernel.productScaleAdd(arena, sc.ktAt, m, 1, arena, sc.vwAt, dv, arena, pv, dv, dk, dv, m, chunkDecay);
             if (normalized) {
                 java.util.Arrays.fill(sc.dz, 0f);
                 for (int j = 0; j < m; j++) {
@@ -460,11 +522,11 @@ public final class CpuBackend implements AttentionBackend {
             DType type = o.dtype();
             ByteBuffer out = o.slice(b0, n).writableBytes();
             if (type == DType.F32) {
-                out.asFloatBuffer().put(sc.ob, 0, len);
+                out.asFloatBuffer().put(arena, sc.obAt, len);
             } else if (type == DType.BF16) {
                 // DType's rounding (to nearest even, NaN kept quiet) in a loop over the block, then one copy
                 for (int i = 0; i < len; i++) {
-                    int bits = Float.floatToRawIntBits(sc.ob[i]);
+                    int bits = Float.floatToRawIntBits(arena[sc.obAt + i]);
                     sc.halves[i] = (bits & 0x7fffffff) > 0x7f800000 ? (short) ((bits >>> 16) | 0x0040)
                             : (short) ((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16);
                 }
@@ -472,7 +534,7 @@ public final class CpuBackend implements AttentionBackend {
             } else {
                 int es = type.bytes();
                 for (int i = 0; i < len; i++) {
-                    type.put(out, i * es, sc.ob[i]);
+                    type.put(out, i * es, arena[sc.obAt + i]);
                 }
             }
         }

@@ -56,19 +56,19 @@ abstract class Kernel {
                                   float[] c, int co, int ldc, int rows, int cols, int depth, float beta);
 
     /**
-     * The transpose of a {@code rows x cols} matrix: dst[d*ldd + j] = src[so + j*lds + d] for
+     * The transpose of a {@code rows x cols} matrix: dst[dso + d*ldd + j] = src[so + j*lds + d] for
      * j &lt; rows, d &lt; cols (a chunk's K rows, H Dk floats apart in a block, into K^T).
      */
-    void transpose(float[] src, int so, int lds, int rows, int cols, float[] dst, int ldd) {
-        transposeRows(src, so, lds, 0, rows, cols, dst, ldd);
+    void transpose(float[] src, int so, int lds, int rows, int cols, float[] dst, int dso, int ldd) {
+        transposeRows(src, so, lds, 0, rows, cols, dst, dso, ldd);
     }
 
     /** {@link #transpose} of the rows j in [from, to) only, one element at a time. */
-    static void transposeRows(float[] src, int so, int lds, int from, int to, int cols, float[] dst, int ldd) {
+    static void transposeRows(float[] src, int so, int lds, int from, int to, int cols, float[] dst, int dso, int ldd) {
         for (int j = from; j < to; j++) {
             int row = so + j * lds;
             for (int d = 0; d < cols; d++) {
-                dst[d * ldd + j] = src[row + d];
+                dst[dso + d * ldd + j] = src[row + d];
             }
         }
     }
@@ -99,6 +99,21 @@ abstract class Kernel {
         float sum = 0f;
         for (int j = 0; j < n; j++) {
             float p = y[yo + j] * x[xo + j];
+            y[yo + j] = p;
+            sum += p;
+        }
+        return sum;
+    }
+
+    /**
+     * y[yo + j] *= x[xo + j] for j &lt; valid and y[yo + j] = 0 for valid &lt;= j &lt; n, returning the
+     * sum of the products (a causal row: the scores past the diagonal set to zero, not multiplied
+     * by a zero decay, so that an infinite score there cannot make a NaN).
+     */
+    float maskedMultiplySum(float[] y, int yo, float[] x, int xo, int valid, int n) {
+        float sum = 0f;
+        for (int j = 0; j < n; j++) {
+            float p = j < valid ? y[yo + j] * x[xo + j] : 0f;
             y[yo + j] = p;
             sum += p;
         }

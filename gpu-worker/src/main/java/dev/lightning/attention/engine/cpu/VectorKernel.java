@@ -60,6 +60,7 @@ final class VectorKernel extends Kernel {
         multiply(a, ao, ais, ads, b, bo, ldb, c, co, ldc, rows, cols, depth, SCALE_ADD, beta);
     }
 
+
     /**
      * The tiles over C: whole 4 x WIDE tiles first (by the constant-stride tiles where B's rows are
      * one or two panels apart and A's layout fits them); then the 1 to 3 vectors of columns left, as one
@@ -103,7 +104,26 @@ final class VectorKernel extends Kernel {
             }
         }
         int left = (cols - j) / L;
-        if (left == 3) {
+        if (WIDE == 4 && ldb == PANEL && ads == 1) {
+            // the narrow tails at constant strides too (the scores' bands of 16, 32 and 48 columns)
+            if (left == 3) {
+                for (int i = 0; i < rows4; i += 4) {
+                    tile4x3rows(a, ao + i * ais, ais, b, bo + j, c, co + i * ldc + j, ldc, depth, mode, beta);
+                }
+            } else if (left == 2) {
+                for (int i = 0; i < rows4; i += 4) {
+                    tile4x2rows(a, ao + i * ais, ais, b, bo + j, c, co + i * ldc + j, ldc, depth, mode, beta);
+                }
+            } else if (left == 1) {
+                int i = 0;
+                for (; i + 8 <= rows4; i += 8) {
+                    tile8x1rows(a, ao + i * ais, ais, b, bo + j, c, co + i * ldc + j, ldc, depth, mode, beta);
+                }
+                for (; i < rows4; i += 4) {
+                    tile4x1(a, ao + i * ais, ais, ads, b, bo + j, ldb, c, co + i * ldc + j, ldc, depth, mode, beta);
+                }
+            }
+        } else if (left == 3) {
             for (int i = 0; i < rows4; i += 4) {
                 tile4x3(a, ao + i * ais, ais, ads, b, bo + j, ldb, c, co + i * ldc + j, ldc, depth, mode, beta);
             }
@@ -399,6 +419,7 @@ final class VectorKernel extends Kernel {
         }
     }
 
+
     /** {@link #tile4x4rows} for B's rows two panels apart (ldb = 8L). */
     private static void tile4x4rows2(float[] a, int a0, int ais, float[] b, int b0,
                                      float[] c, int c0, int ldc, int depth, int mode, float beta) {
@@ -523,6 +544,7 @@ final class VectorKernel extends Kernel {
             s33.intoArray(c, c3 + 3 * L);
         }
     }
+
 
     /**
      * {@link #tile4x4} for A given transposed (ais = 1: the 4 rows of a step are 4 consecutive
@@ -1061,6 +1083,267 @@ final class VectorKernel extends Kernel {
         }
     }
 
+    /** {@link #tile4x3} for A in rows and B's rows one panel apart (ldb = 4L), as {@link #tile4x4rows}: the scores' narrow bands. */
+    private static void tile4x3rows(float[] a, int a0, int ais, float[] b, int b0,
+                                    float[] c, int c0, int ldc, int depth, int mode, float beta) {
+        int c1 = c0 + ldc;
+        int c2 = c1 + ldc;
+        int c3 = c2 + ldc;
+        FloatVector s00;
+        FloatVector s01;
+        FloatVector s02;
+        FloatVector s10;
+        FloatVector s11;
+        FloatVector s12;
+        FloatVector s20;
+        FloatVector s21;
+        FloatVector s22;
+        FloatVector s30;
+        FloatVector s31;
+        FloatVector s32;
+        if (mode == ACCUMULATE) {
+            s00 = FloatVector.fromArray(S, c, c0);
+            s01 = FloatVector.fromArray(S, c, c0 + L);
+            s02 = FloatVector.fromArray(S, c, c0 + 2 * L);
+            s10 = FloatVector.fromArray(S, c, c1);
+            s11 = FloatVector.fromArray(S, c, c1 + L);
+            s12 = FloatVector.fromArray(S, c, c1 + 2 * L);
+            s20 = FloatVector.fromArray(S, c, c2);
+            s21 = FloatVector.fromArray(S, c, c2 + L);
+            s22 = FloatVector.fromArray(S, c, c2 + 2 * L);
+            s30 = FloatVector.fromArray(S, c, c3);
+            s31 = FloatVector.fromArray(S, c, c3 + L);
+            s32 = FloatVector.fromArray(S, c, c3 + 2 * L);
+        } else {
+            FloatVector zero = FloatVector.zero(S);
+            s00 = zero;
+            s01 = zero;
+            s02 = zero;
+            s10 = zero;
+            s11 = zero;
+            s12 = zero;
+            s20 = zero;
+            s21 = zero;
+            s22 = zero;
+            s30 = zero;
+            s31 = zero;
+            s32 = zero;
+        }
+        int a1 = a0 + ais;
+        int a2 = a1 + ais;
+        int a3 = a2 + ais;
+        for (int d = 0; d < depth; d++) {
+            int bRow = b0 + d * PANEL;
+            FloatVector b0v = FloatVector.fromArray(S, b, bRow);
+            FloatVector b1v = FloatVector.fromArray(S, b, bRow + L);
+            FloatVector b2v = FloatVector.fromArray(S, b, bRow + 2 * L);
+            FloatVector x = FloatVector.broadcast(S, a[a0 + d]);
+            s00 = b0v.fma(x, s00);
+            s01 = b1v.fma(x, s01);
+            s02 = b2v.fma(x, s02);
+            x = FloatVector.broadcast(S, a[a1 + d]);
+            s10 = b0v.fma(x, s10);
+            s11 = b1v.fma(x, s11);
+            s12 = b2v.fma(x, s12);
+            x = FloatVector.broadcast(S, a[a2 + d]);
+            s20 = b0v.fma(x, s20);
+            s21 = b1v.fma(x, s21);
+            s22 = b2v.fma(x, s22);
+            x = FloatVector.broadcast(S, a[a3 + d]);
+            s30 = b0v.fma(x, s30);
+            s31 = b1v.fma(x, s31);
+            s32 = b2v.fma(x, s32);
+        }
+        if (mode == SCALE_ADD) {
+            FloatVector.fromArray(S, c, c0).mul(beta).add(s00).intoArray(c, c0);
+            FloatVector.fromArray(S, c, c0 + L).mul(beta).add(s01).intoArray(c, c0 + L);
+            FloatVector.fromArray(S, c, c0 + 2 * L).mul(beta).add(s02).intoArray(c, c0 + 2 * L);
+            FloatVector.fromArray(S, c, c1).mul(beta).add(s10).intoArray(c, c1);
+            FloatVector.fromArray(S, c, c1 + L).mul(beta).add(s11).intoArray(c, c1 + L);
+            FloatVector.fromArray(S, c, c1 + 2 * L).mul(beta).add(s12).intoArray(c, c1 + 2 * L);
+            FloatVector.fromArray(S, c, c2).mul(beta).add(s20).intoArray(c, c2);
+            FloatVector.fromArray(S, c, c2 + L).mul(beta).add(s21).intoArray(c, c2 + L);
+            FloatVector.fromArray(S, c, c2 + 2 * L).mul(beta).add(s22).intoArray(c, c2 + 2 * L);
+            FloatVector.fromArray(S, c, c3).mul(beta).add(s30).intoArray(c, c3);
+            FloatVector.fromArray(S, c, c3 + L).mul(beta).add(s31).intoArray(c, c3 + L);
+            FloatVector.fromArray(S, c, c3 + 2 * L).mul(beta).add(s32).intoArray(c, c3 + 2 * L);
+        } else {
+            s00.intoArray(c, c0);
+            s01.intoArray(c, c0 + L);
+            s02.intoArray(c, c0 + 2 * L);
+            s10.intoArray(c, c1);
+            s11.intoArray(c, c1 + L);
+            s12.intoArray(c, c1 + 2 * L);
+            s20.intoArray(c, c2);
+            s21.intoArray(c, c2 + L);
+            s22.intoArray(c, c2 + 2 * L);
+            s30.intoArray(c, c3);
+            s31.intoArray(c, c3 + L);
+            s32.intoArray(c, c3 + 2 * L);
+        }
+    }
+
+    /** {@link #tile4x2} for A in rows and B's rows one panel apart (ldb = 4L), as {@link #tile4x4rows}: the scores' narrow bands. */
+    private static void tile4x2rows(float[] a, int a0, int ais, float[] b, int b0,
+                                    float[] c, int c0, int ldc, int depth, int mode, float beta) {
+        int c1 = c0 + ldc;
+        int c2 = c1 + ldc;
+        int c3 = c2 + ldc;
+        FloatVector s00;
+        FloatVector s01;
+        FloatVector s10;
+        FloatVector s11;
+        FloatVector s20;
+        FloatVector s21;
+        FloatVector s30;
+        FloatVector s31;
+        if (mode == ACCUMULATE) {
+            s00 = FloatVector.fromArray(S, c, c0);
+            s01 = FloatVector.fromArray(S, c, c0 + L);
+            s10 = FloatVector.fromArray(S, c, c1);
+            s11 = FloatVector.fromArray(S, c, c1 + L);
+            s20 = FloatVector.fromArray(S, c, c2);
+            s21 = FloatVector.fromArray(S, c, c2 + L);
+            s30 = FloatVector.fromArray(S, c, c3);
+            s31 = FloatVector.fromArray(S, c, c3 + L);
+        } else {
+            FloatVector zero = FloatVector.zero(S);
+            s00 = zero;
+            s01 = zero;
+            s10 = zero;
+            s11 = zero;
+            s20 = zero;
+            s21 = zero;
+            s30 = zero;
+            s31 = zero;
+        }
+        int a1 = a0 + ais;
+        int a2 = a1 + ais;
+        int a3 = a2 + ais;
+        for (int d = 0; d < depth; d++) {
+            int bRow = b0 + d * PANEL;
+            FloatVector b0v = FloatVector.fromArray(S, b, bRow);
+            FloatVector b1v = FloatVector.fromArray(S, b, bRow + L);
+            FloatVector x = FloatVector.broadcast(S, a[a0 + d]);
+            s00 = b0v.fma(x, s00);
+            s01 = b1v.fma(x, s01);
+            x = FloatVector.broadcast(S, a[a1 + d]);
+            s10 = b0v.fma(x, s10);
+            s11 = b1v.fma(x, s11);
+            x = FloatVector.broadcast(S, a[a2 + d]);
+            s20 = b0v.fma(x, s20);
+            s21 = b1v.fma(x, s21);
+            x = FloatVector.broadcast(S, a[a3 + d]);
+            s30 = b0v.fma(x, s30);
+            s31 = b1v.fma(x, s31);
+        }
+        if (mode == SCALE_ADD) {
+            FloatVector.fromArray(S, c, c0).mul(beta).add(s00).intoArray(c, c0);
+            FloatVector.fromArray(S, c, c0 + L).mul(beta).add(s01).intoArray(c, c0 + L);
+            FloatVector.fromArray(S, c, c1).mul(beta).add(s10).intoArray(c, c1);
+            FloatVector.fromArray(S, c, c1 + L).mul(beta).add(s11).intoArray(c, c1 + L);
+            FloatVector.fromArray(S, c, c2).mul(beta).add(s20).intoArray(c, c2);
+            FloatVector.fromArray(S, c, c2 + L).mul(beta).add(s21).intoArray(c, c2 + L);
+            FloatVector.fromArray(S, c, c3).mul(beta).add(s30).intoArray(c, c3);
+            FloatVector.fromArray(S, c, c3 + L).mul(beta).add(s31).intoArray(c, c3 + L);
+        } else {
+            s00.intoArray(c, c0);
+            s01.intoArray(c, c0 + L);
+            s10.intoArray(c, c1);
+            s11.intoArray(c, c1 + L);
+            s20.intoArray(c, c2);
+            s21.intoArray(c, c2 + L);
+            s30.intoArray(c, c3);
+            s31.intoArray(c, c3 + L);
+        }
+    }
+
+    /** {@link #tile8x1} for A in rows and B's rows one panel apart (ldb = 4L), as {@link #tile4x4rows}: the scores' narrow bands. */
+    private static void tile8x1rows(float[] a, int a0, int ais, float[] b, int b0,
+                                    float[] c, int c0, int ldc, int depth, int mode, float beta) {
+        int c1 = c0 + ldc;
+        int c2 = c1 + ldc;
+        int c3 = c2 + ldc;
+        int c4 = c3 + ldc;
+        int c5 = c4 + ldc;
+        int c6 = c5 + ldc;
+        int c7 = c6 + ldc;
+        FloatVector s00;
+        FloatVector s10;
+        FloatVector s20;
+        FloatVector s30;
+        FloatVector s40;
+        FloatVector s50;
+        FloatVector s60;
+        FloatVector s70;
+        if (mode == ACCUMULATE) {
+            s00 = FloatVector.fromArray(S, c, c0);
+            s10 = FloatVector.fromArray(S, c, c1);
+            s20 = FloatVector.fromArray(S, c, c2);
+            s30 = FloatVector.fromArray(S, c, c3);
+            s40 = FloatVector.fromArray(S, c, c4);
+            s50 = FloatVector.fromArray(S, c, c5);
+            s60 = FloatVector.fromArray(S, c, c6);
+            s70 = FloatVector.fromArray(S, c, c7);
+        } else {
+            FloatVector zero = FloatVector.zero(S);
+            s00 = zero;
+            s10 = zero;
+            s20 = zero;
+            s30 = zero;
+            s40 = zero;
+            s50 = zero;
+            s60 = zero;
+            s70 = zero;
+        }
+        int a1 = a0 + ais;
+        int a2 = a1 + ais;
+        int a3 = a2 + ais;
+        int a4 = a3 + ais;
+        int a5 = a4 + ais;
+        int a6 = a5 + ais;
+        int a7 = a6 + ais;
+        for (int d = 0; d < depth; d++) {
+            int bRow = b0 + d * PANEL;
+            FloatVector b0v = FloatVector.fromArray(S, b, bRow);
+            FloatVector x = FloatVector.broadcast(S, a[a0 + d]);
+            s00 = b0v.fma(x, s00);
+            x = FloatVector.broadcast(S, a[a1 + d]);
+            s10 = b0v.fma(x, s10);
+            x = FloatVector.broadcast(S, a[a2 + d]);
+            s20 = b0v.fma(x, s20);
+            x = FloatVector.broadcast(S, a[a3 + d]);
+            s30 = b0v.fma(x, s30);
+            x = FloatVector.broadcast(S, a[a4 + d]);
+            s40 = b0v.fma(x, s40);
+            x = FloatVector.broadcast(S, a[a5 + d]);
+            s50 = b0v.fma(x, s50);
+            x = FloatVector.broadcast(S, a[a6 + d]);
+            s60 = b0v.fma(x, s60);
+            x = FloatVector.broadcast(S, a[a7 + d]);
+            s70 = b0v.fma(x, s70);
+        }
+        if (mode == SCALE_ADD) {
+            FloatVector.fromArray(S, c, c0).mul(beta).add(s00).intoArray(c, c0);
+            FloatVector.fromArray(S, c, c1).mul(beta).add(s10).intoArray(c, c1);
+            FloatVector.fromArray(S, c, c2).mul(beta).add(s20).intoArray(c, c2);
+            FloatVector.fromArray(S, c, c3).mul(beta).add(s30).intoArray(c, c3);
+            FloatVector.fromArray(S, c, c4).mul(beta).add(s40).intoArray(c, c4);
+            FloatVector.fromArray(S, c, c5).mul(beta).add(s50).intoArray(c, c5);
+            FloatVector.fromArray(S, c, c6).mul(beta).add(s60).intoArray(c, c6);
+            FloatVector.fromArray(S, c, c7).mul(beta).add(s70).intoArray(c, c7);
+        } else {
+            s00.intoArray(c, c0);
+            s10.intoArray(c, c1);
+            s20.intoArray(c, c2);
+            s30.intoArray(c, c3);
+            s40.intoArray(c, c4);
+            s50.intoArray(c, c5);
+            s60.intoArray(c, c6);
+            s70.intoArray(c, c7);
+        }
+    }
+
     private static void tile1x1(float[] a, int a0, int ads, float[] b, int b0, int ldb, float[] c, int c0, int depth,
                                 int mode, float beta) {
         FloatVector s = mode == ACCUMULATE ? FloatVector.fromArray(S, c, c0) : FloatVector.zero(S);
@@ -1080,7 +1363,7 @@ final class VectorKernel extends Kernel {
      * the last whole L as the scalar form.
      */
     @Override
-    void transpose(float[] src, int so, int lds, int rows, int cols, float[] dst, int ldd) {
+    void transpose(float[] src, int so, int lds, int rows, int cols, float[] dst, int dso, int ldd) {
         int[] rowsAt = new int[L];
         for (int t = 0; t < L; t++) {
             rowsAt[t] = t * lds;
@@ -1088,11 +1371,11 @@ final class VectorKernel extends Kernel {
         int j = 0;
         for (; j + L <= rows; j += L) {
             int at = so + j * lds;
-            for (int d = 0, to = j; d < cols; d++, to += ldd) {
+            for (int d = 0, to = dso + j; d < cols; d++, to += ldd) {
                 FloatVector.fromArray(S, src, at + d, rowsAt, 0).intoArray(dst, to);
             }
         }
-        transposeRows(src, so, lds, j, rows, cols, dst, ldd);
+        transposeRows(src, so, lds, j, rows, cols, dst, dso, ldd);
     }
 
     @Override
@@ -1140,6 +1423,31 @@ final class VectorKernel extends Kernel {
         float sum = acc.reduceLanes(VectorOperators.ADD);
         for (; j < n; j++) {
             float p = y[yo + j] * x[xo + j];
+            y[yo + j] = p;
+            sum += p;
+        }
+        return sum;
+    }
+
+    /**
+     * Whole vectors below {@code valid} multiplied, the rest (at most a vector and a scalar tail
+     * where the backend asks for n rounded up to whole vectors) one element at a time. A blend
+     * with a VectorMask there was as fast warm but, in a fresh JVM, had the JIT compile about 70
+     * more methods of the Java 17 mask classes' fallbacks (ColdBench with -XX:+PrintCompilation;
+     * an AND with lane masks, about 140).
+     */
+    @Override
+    float maskedMultiplySum(float[] y, int yo, float[] x, int xo, int valid, int n) {
+        FloatVector acc = FloatVector.zero(S);
+        int j = 0;
+        for (int whole = Math.min(valid, n); j + L <= whole; j += L) {
+            FloatVector p = FloatVector.fromArray(S, y, yo + j).mul(FloatVector.fromArray(S, x, xo + j));
+            p.intoArray(y, yo + j);
+            acc = acc.add(p);
+        }
+        float sum = acc.reduceLanes(VectorOperators.ADD);
+        for (; j < n; j++) {
+            float p = j < valid ? y[yo + j] * x[xo + j] : 0f;
             y[yo + j] = p;
             sum += p;
         }

@@ -66,14 +66,17 @@ class CpuKernelTest {
     /**
      * B's rows (and a transposed A's steps) 64 or 128 floats apart, as the backend's scratch
      * matrices are at D = 64 and 128: the vector kernel's constant-stride tiles take the whole
-     * 64-column tiles there, the general tiles the rest (columns past the last 64, fewer than 4 rows).
+     * 64-column tiles there and, at a stride of 64, the narrower tails; the general tiles the rest
+     * (columns past the last 64 at a stride of 128, fewer than 4 rows, columns past the last vector).
      */
     @Test
     void productsOnPanelStridesMatchFloat64() {
         SplittableRandom rnd = new SplittableRandom(11);
         // {rows, cols, depth, ldb}
         int[][] shapes = {{4, 64, 64, 64}, {64, 64, 64, 64}, {13, 64, 37, 64}, {3, 64, 5, 64}, {5, 48, 64, 64},
-                {64, 128, 64, 128}, {8, 128, 130, 128}, {64, 100, 17, 128}, {7, 64, 1, 128}, {64, 64, 64, 128}};
+                {64, 128, 64, 128}, {8, 128, 130, 128}, {64, 100, 17, 128}, {7, 64, 1, 128}, {64, 64, 64, 128},
+                // the scores' narrow bands at B's panel stride: 4 x 3, 4 x 2, 8 x 1 then 4 x 1 vectors
+                {16, 16, 64, 64}, {16, 32, 128, 64}, {16, 48, 64, 64}, {12, 16, 7, 64}, {7, 40, 9, 64}};
         for (Kernel kernel : kernels()) {
             for (int[] shape : shapes) {
                 for (boolean transposed : new boolean[]{false, true}) {
@@ -147,15 +150,22 @@ class CpuKernelTest {
                 int so = 3;
                 int ldd = rows + 2;
                 float[] src = random(rnd, so + (rows - 1) * lds + cols + 5);
-                float[] dst = random(rnd, cols * ldd);
+                int dso = 5;
+                float[] dst = random(rnd, dso + cols * ldd + 3);
                 float[] before = dst.clone();
-                kernel.transpose(src, so, lds, rows, cols, dst, ldd);
+                kernel.transpose(src, so, lds, rows, cols, dst, dso, ldd);
                 String what = kernel.name() + " transpose " + rows + "x" + cols + " lds " + lds;
                 for (int d = 0; d < cols; d++) {
                     for (int j = 0; j < ldd; j++) {
-                        float want = j < rows ? src[so + j * lds + d] : before[d * ldd + j];
-                        assertEquals(want, dst[d * ldd + j], what + " at (" + d + ", " + j + ")");
+                        float want = j < rows ? src[so + j * lds + d] : before[dso + d * ldd + j];
+                        assertEquals(want, dst[dso + d * ldd + j], what + " at (" + d + ", " + j + ")");
                     }
+                }
+                for (int x = 0; x < dso; x++) {
+                    assertEquals(before[x], dst[x], what + " wrote before dst");
+                }
+                for (int x = dso + cols * ldd; x < dst.length; x++) {
+                    assertEquals(before[x], dst[x], what + " wrote past dst");
                 }
             }
         }
@@ -178,6 +188,25 @@ class CpuKernelTest {
                 float[] y4 = y.clone();
                 float sum = kernel.multiplySum(y4, 1, x, 2, n);
                 float dot = kernel.dot(x, 2, y, 1, n);
+                // a causal row: the first `valid` products kept, the rest of the n set to zero, an
+                // infinite score among those included (it must give 0, not NaN)
+                int valid = n - rnd.nextInt(Math.min(n, 17) + 1);
+                float[] y5 = y.clone();
+                if (valid < n) {
+                    y5[1 + n - 1] = Float.POSITIVE_INFINITY;
+                }
+                float[] y5before = y5.clone();
+                float maskedSum = kernel.maskedMultiplySum(y5, 1, x, 2, valid, n);
+                double wantMasked = 0;
+                for (int j = 0; j < n; j++) {
+                    double want = j < valid ? (double) y5before[1 + j] * x[2 + j] : 0;
+                    assertEquals(want, y5[1 + j], 1e-6 * Math.abs(want), kernel.name() + " maskedMultiplySum n " + n
+                            + " valid " + valid + " at " + j);
+                    wantMasked += want;
+                }
+                assertEquals(wantMasked, maskedSum, 1e-5 * n, kernel.name() + " maskedMultiplySum's sum");
+                assertEquals(y[0], y5[0], kernel.name() + " maskedMultiplySum wrote before y");
+                assertEquals(y[n + 1], y5[n + 1], kernel.name() + " maskedMultiplySum wrote past y");
                 double wantSum = 0;
                 double wantDot = 0;
                 for (int j = 0; j < n; j++) {
