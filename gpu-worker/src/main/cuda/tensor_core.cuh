@@ -128,6 +128,20 @@ __host__ __device__ inline int lightning_tc_smem_bytes(int dk) {
 #ifndef LIGHTNING_TC_QZ_MMA
 #define LIGHTNING_TC_QZ_MMA 1
 #endif
+// LIGHTNING_TC_QZ_PASS (default 0; a candidate of issue 12's plain-path question): with QZ_MMA, the output
+// warps' q . zP product runs as a short loop of its own after the Q K^T / Q T(P) loop instead of inside a
+// second, normalized copy of that loop, so the kernel holds one copy of it.
+#ifndef LIGHTNING_TC_QZ_PASS
+#define LIGHTNING_TC_QZ_PASS 0
+#endif
+// LIGHTNING_TC_NORM_X (default 0; a measurement build, wrong for normalized launches): every entry runs the
+// body compiled with norm = false, the plain formula's code alone, as the bound of what the plain path can
+// gain. (Two bodies in one entry, plain and normalized with norm a template constant and picked once,
+// spilled 370 bytes in the narrow forward and 2604 in the wide one, ptxas sm_90; each as a function of its
+// own, not inlined, the plain one alone spilled 230 bytes: not a way to ship.)
+#ifndef LIGHTNING_TC_NORM_X
+#define LIGHTNING_TC_NORM_X 0
+#endif
 
 namespace lightning_tc {
 
@@ -262,7 +276,9 @@ __device__ __forceinline__ void phi_own(unsigned char* dstGeneric, int ldd, int 
 // and sPt are zero).
 // LW: load warps (0: the compute warps load). UP: state m-tiles updated together (each V fragment
 // serves UP tiles; UP = 1 keeps the registers within what 12 warps allow).
-template <typename T, bool FWD, int MT, int LW>
+// NV: 0 tests args.normalize at run time (one body for both); 1 compiles the plain body alone
+// (LIGHTNING_TC_NORM_X), 2 the normalized one.
+template <typename T, bool FWD, int MT, int LW, int NV = 0>
 __device__ __forceinline__ void body(const LightningArgs& args) {
     using O_ = Ops<T>;
     extern __shared__ __align__(16) unsigned char lightning_tc_smem[];
@@ -279,7 +295,7 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
     // Uniform variant flags. fm: the feature map (0: identity). norm: z is carried (the states
     // kernel writes it to statesNorm; forward also divides). ckN: checkpoint interval, 0 for none.
     const int fm = args.featureMap;
-    const bool norm = args.normalize != 0;
+    const bool norm = NV == 0 ? args.normalize != 0 : NV == 2;
     const long long ckN = (FWD && args.checkpoints != nullptr) ? (long long)args.checkpointEvery : 0;
 
     const int h = blockIdx.x;
@@ -670,10 +686,29 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
                     }
                 }
             };
+#if LIGHTNING_TC_QZ_PASS
+            // q . zP in a short pass of its own after the plain one (Q fragments loaded again: 8
+            // ldmatrix a k-step), so that every launch runs one copy of the Q K^T / Q T(P) loop.
+            if (rowsLive) {
+                qk_pass(TcFlag<false>{});
+                if (kQzMma && norm) {
+                    const unsigned qA = smU + qOff + laneQA + 32u * ldk * (t - wi);
+                    const unsigned zB = smU + offPt + ((kDblPt && (c & 1)) ? ptBytes : 0u) +
+                                        2u * ((lr8 + lb3) * kLdv + kCols);
+                    for (int ks = 0; ks < numMT; ++ks) {
+                        unsigned a[4], zb[2];
+                        ldsm_x4(a, qA + 32u * ks);
+                        ldsm_x2_t(zb, zB + ks * (2u * 16 * kLdv));
+                        O_::mma(Zq, a, zb[0], zb[1]);
+                    }
+                }
+            }
+#else
             if (rowsLive) {
                 if (kQzMma && norm) qk_pass(TcFlag<true>{});
                 else qk_pass(TcFlag<false>{});
             }
+#endif
 #else
             if (rowsLive) {
                 const unsigned qA = smU + qOff + laneQA + 32u * ldk * (t - wi);
@@ -1004,30 +1039,35 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
 // ------------------------------ entry points ----------------------------------------------
 // narrow: dk <= 128, block LIGHTNING_TC_THREADS_NARROW; wide: dk <= 256, block LIGHTNING_TC_THREADS_WIDE;
 // n64: dk <= LIGHTNING_TC_SMALL_MAX_DK, the narrow block and shared memory.
+#if LIGHTNING_TC_NORM_X
+#define LIGHTNING_TC_BODY(T, FWD, MT, LW) lightning_tc::body<T, FWD, MT, LW, 1>(a)
+#else
+#define LIGHTNING_TC_BODY(T, FWD, MT, LW) lightning_tc::body<T, FWD, MT, LW>(a)
+#endif
 #define LIGHTNING_TC_ENTRIES(NAME, T)                                                                    \
     extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS_NARROW, 1)                          \
     lightning_forward_tc_##NAME(const LightningArgs a) {                                                  \
-        lightning_tc::body<T, true, 2, 4>(a);                                                             \
+        LIGHTNING_TC_BODY(T, true, 2, 4);                                                                 \
     }                                                                                                     \
     extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS_WIDE, 1)                            \
     lightning_forward_tc_##NAME##_wide(const LightningArgs a) {                                           \
-        lightning_tc::body<T, true, 4, 0>(a);                                                             \
+        LIGHTNING_TC_BODY(T, true, 4, 0);                                                                 \
     }                                                                                                     \
     extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS_NARROW, 1)                          \
     lightning_states_tc_##NAME(const LightningArgs a) {                                                   \
-        lightning_tc::body<T, false, 2, 4>(a);                                                            \
+        LIGHTNING_TC_BODY(T, false, 2, 4);                                                                \
     }                                                                                                     \
     extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS_WIDE, 1)                            \
     lightning_states_tc_##NAME##_wide(const LightningArgs a) {                                            \
-        lightning_tc::body<T, false, 4, 0>(a);                                                            \
+        LIGHTNING_TC_BODY(T, false, 4, 0);                                                                \
     }                                                                                                     \
     extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS_NARROW, 1)                          \
     lightning_forward_tc_##NAME##_n64(const LightningArgs a) {                                            \
-        lightning_tc::body<T, true, 1, 4>(a);                                                             \
+        LIGHTNING_TC_BODY(T, true, 1, 4);                                                                 \
     }                                                                                                     \
     extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS_NARROW, 1)                          \
     lightning_states_tc_##NAME##_n64(const LightningArgs a) {                                             \
-        lightning_tc::body<T, false, 1, 4>(a);                                                            \
+        LIGHTNING_TC_BODY(T, false, 1, 4);                                                                \
     }
 
 LIGHTNING_TC_ENTRIES(bf16, __nv_bfloat16)
