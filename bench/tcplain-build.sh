@@ -7,14 +7,17 @@
 # repository root:
 #   bash bench/tcplain-build.sh DIR [NAME=FLAGS ...]
 # Default builds: portable-qz1 (the shipped flags), portable-qz0 (-DLIGHTNING_TC_QZ_MMA=0), portable-pass
-# (-DLIGHTNING_TC_QZ_PASS=1), x-portable-plain (-DLIGHTNING_TC_NORM_X=1: the plain body alone, a measurement).
+# (-DLIGHTNING_TC_QZ_PASS=1), and three measurement builds (normalized runs wrong on purpose): x-portable-plain
+# (-DLIGHTNING_TC_NORM_X=1: the plain body alone), x-portable-qzout0 (the output warps' half of QZ_MMA off) and
+# x-portable-qzstate0 (the state warps' half off).
 set -euo pipefail
 dir="${1:?usage: tcplain-build.sh DIR [NAME=FLAGS ...]}"; shift
 cand="${CANDIDATE--DLIGHTNING_TC_QZ_PASS=1}"
 src=gpu-worker/src/main/cuda
 specs=("$@")
 (( ${#specs[@]} )) || specs=("portable-qz1=" "portable-qz0=-DLIGHTNING_TC_QZ_MMA=0" "portable-pass=-DLIGHTNING_TC_QZ_PASS=1"
-                             "x-portable-plain=-DLIGHTNING_TC_NORM_X=1")
+                             "x-portable-plain=-DLIGHTNING_TC_NORM_X=1" "x-portable-qzout0=-DLIGHTNING_TC_QZ_OUT=0"
+                             "x-portable-qzstate0=-DLIGHTNING_TC_QZ_STATE=0")
 w=$(mktemp -d)
 trap 'rm -rf "$w"' EXIT
 mkdir -p "$w/cubin"

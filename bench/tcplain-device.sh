@@ -29,7 +29,7 @@ echo "== 1. norm_cost, portable builds: ${builds[*]%%=*} ($(date -u +%T))"
 nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,temperature.gpu,clocks_event_reasons.active --format=csv -lms 500 \
   > "$L-smi.log" 2>&1 &
 smi=$!
-timeout 45 "$work/norm_cost" --rounds ${ROUNDS:-24} "${builds[@]}" > "$L-normcost.log" 2>&1
+timeout 50 "$work/norm_cost" --rounds ${ROUNDS:-20} "${builds[@]}" > "$L-normcost.log" 2>&1
 echo "norm_cost rc=$? (0: every checked build passed)"
 grep -E "RESULT (time|checks)|FAILED|rror" "$L-normcost.log" | cut -c1-120
 grep -E "RESULT check" "$L-normcost.log" | grep -v ": ok" | cut -c1-160

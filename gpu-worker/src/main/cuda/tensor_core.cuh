@@ -131,6 +131,16 @@ __host__ __device__ inline int lightning_tc_smem_bytes(int dk) {
 // LIGHTNING_TC_QZ_PASS (default 0; a candidate of issue 12's plain-path question): with QZ_MMA, the output
 // warps' q . zP product runs as a short loop of its own after the Q K^T / Q T(P) loop instead of inside a
 // second, normalized copy of that loop, so the kernel holds one copy of it.
+// LIGHTNING_TC_QZ_OUT and LIGHTNING_TC_QZ_STATE (both default LIGHTNING_TC_QZ_MMA): the output warps' half of
+// it (the q . zP mma against the float32 loop) and the state warps' half (zP into sPt's pad columns against
+// sZ). Only equal values compute normalized runs right; one of each is a measurement build (issue 12: which
+// half costs the plain path).
+#ifndef LIGHTNING_TC_QZ_OUT
+#define LIGHTNING_TC_QZ_OUT LIGHTNING_TC_QZ_MMA
+#endif
+#ifndef LIGHTNING_TC_QZ_STATE
+#define LIGHTNING_TC_QZ_STATE LIGHTNING_TC_QZ_MMA
+#endif
 #ifndef LIGHTNING_TC_QZ_PASS
 #define LIGHTNING_TC_QZ_PASS 0
 #endif
@@ -548,7 +558,7 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
                         if (r + 8 < dk) Z[i][1] = incZ[r + 8];
                     }
                     if (tq == 0) {
-#if LIGHTNING_TC_QZ_MMA
+#if LIGHTNING_TC_QZ_STATE
                         if (kZReg) {
                             store_zpad(sPt + r * kLdv, Z[i][0]);
                             store_zpad(sPt + (r + 8) * kLdv, Z[i][1]);
@@ -649,10 +659,10 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
 #pragma unroll
                 for (int e = 0; e < 4; ++e) S[nt][e] = Oa[nt][e] = 0.f;
             if constexpr (LW > 0) mbar_wait(ptFullU + 8u * (c & 1), (unsigned)(c >> 1) & 1u);
-#if LIGHTNING_TC_QZ_MMA
+#if LIGHTNING_TC_QZ_OUT
             // LIGHTNING_TC_QZ_MMA, normalized: Zq = Q times the pad block of sPt (zP as hi, lo, ...),
             // so Zq[0] + Zq[1] is q_i . zP of row i0 = 16t + g and Zq[2] + Zq[3] that of row i0 + 8.
-            constexpr bool kQzMma = LIGHTNING_TC_QZ_MMA && kZReg;
+            constexpr bool kQzMma = LIGHTNING_TC_QZ_OUT && kZReg;
             float Zq[4] = {0.f, 0.f, 0.f, 0.f};
             auto qk_pass = [&](auto withZ) {
                 const unsigned qA = smU + qOff + laneQA + 32u * ldk * (t - wi);
@@ -738,7 +748,7 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
             // ldk, an odd multiple of 16 bytes, so the 8 rows of a warp read hit 8 bank groups.
             // (LIGHTNING_TC_QZ_MMA: every lane has the whole product already, in Zq.)
             float qz0 = 0.f, qz1 = 0.f;
-#if LIGHTNING_TC_QZ_MMA
+#if LIGHTNING_TC_QZ_OUT
             if (kQzMma) {
                 qz0 = Zq[0] + Zq[1];
                 qz1 = Zq[2] + Zq[3];
@@ -811,7 +821,7 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
                 // lambda^(i+1) q_i . zP, summed over the quad (lanes 4g .. 4g+3 hold row i0's parts).
                 float f0 = scale, f1 = scale;
                 if (norm) {
-#if LIGHTNING_TC_QZ_MMA
+#if LIGHTNING_TC_QZ_OUT
                     float d0 = kQzMma ? rs0 : fmaf(tab[i0 + 1], qz0, rs0), d1 = kQzMma ? rs1 : fmaf(tab[i0 + 9], qz1, rs1);
 #else
                     float d0 = fmaf(tab[i0 + 1], qz0, rs0), d1 = fmaf(tab[i0 + 9], qz1, rs1);
@@ -820,7 +830,7 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
                     d1 += __shfl_xor_sync(0xffffffffu, d1, 1);
                     d0 += __shfl_xor_sync(0xffffffffu, d0, 2);
                     d1 += __shfl_xor_sync(0xffffffffu, d1, 2);
-#if LIGHTNING_TC_QZ_MMA
+#if LIGHTNING_TC_QZ_OUT
                     if (kQzMma) {  // the quad's lanes each hold the whole q . zP
                         d0 = fmaf(tab[i0 + 1], qz0, d0);
                         d1 = fmaf(tab[i0 + 9], qz1, d1);
@@ -992,7 +1002,7 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
                             *reinterpret_cast<unsigned*>(d + 8 * kLdv) = O_::pack(P[i][nt][2], P[i][nt][3]);
                         }
                         if (kZReg && zWarp && tq == 0) {  // zP for the next chunk, beside the sPt copy
-#if LIGHTNING_TC_QZ_MMA
+#if LIGHTNING_TC_QZ_STATE
                             store_zpad(sPtn + (16 * mt + g) * kLdv, Z[i][0]);
                             store_zpad(sPtn + (16 * mt + g + 8) * kLdv, Z[i][1]);
 #else
