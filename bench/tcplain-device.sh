@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# tcplain, round 1 (issue 12: what costs the portable kernels' plain path with the q . z mma), at most BUDGET s
-# (default 105), logs $OUT/tcplain-*.log. payload.tar.xz beside this script is made by bench/tcplain-build.sh.
+# tcplain (issue 12: what costs the portable kernels' plain path with the q . z mma) on the device, at most the
+# seconds in the file budget beside this script (BUDGET overrides; 105 without either), logs $OUT/tcplain-*.log.
+# payload.tar.xz beside this script is made by bench/tcplain-build.sh (its commit and builds in candidate.txt).
 # From the root of a main checkout:  OUT=DIR JRE_TAR=... BUNDLE=... bash .device/tcplain/run.sh
 #  1. norm_cost over the portable builds alone: every build checked against a float64 recurrence (plain, elu1,
 #     normalized identity and elu1), then plain / normalized identity / elu1 / normalized elu1 timed, T = 1M,
@@ -12,11 +13,15 @@
 #     backend runs every variant (feature maps, normalization, grouped heads, checkpoints) on the mma.sync
 #     kernels against float64;
 #  4. with the time left, norm_cost again with each build's variants rotated too.
+# Round 1 (18:28 UTC payload, 105 s): builds of ce3ee8d as listed in tcplain-build.sh, candidate QZ_PASS.
+# Round 2 (100 s): the module with the q . zP loop of its own as the only code (portable-final, 3ee99e3, the
+#   candidate) against the QZ_PASS build (portable-pass, 50a46a4), the shipped build before (portable-qz1,
+#   ce3ee8d) and LIGHTNING_TC_QZ_MMA=0 (portable-qz0, ce3ee8d).
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 out="${OUT:?OUT must name the output directory}"
 L="$out/tcplain"
-budget=${BUDGET:-105}
+budget=${BUDGET:-$(cat "$here/budget" 2>/dev/null || echo 105)}
 left() { echo $((budget - SECONDS)); }
 { date -u; nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.limit --format=csv; } > "$L-machine.log" 2>&1
 work=$(mktemp -d)
