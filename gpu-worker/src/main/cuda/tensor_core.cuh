@@ -128,22 +128,6 @@ __host__ __device__ inline int lightning_tc_smem_bytes(int dk) {
 #ifndef LIGHTNING_TC_QZ_MMA
 #define LIGHTNING_TC_QZ_MMA 1
 #endif
-// LIGHTNING_TC_QZ_PASS (default 0; a candidate of issue 12's plain-path question): with QZ_MMA, the output
-// warps' q . zP product runs as a short loop of its own after the Q K^T / Q T(P) loop instead of inside a
-// second, normalized copy of that loop, so the kernel holds one copy of it.
-// LIGHTNING_TC_QZ_OUT and LIGHTNING_TC_QZ_STATE (both default LIGHTNING_TC_QZ_MMA): the output warps' half of
-// it (the q . zP mma against the float32 loop) and the state warps' half (zP into sPt's pad columns against
-// sZ). Only equal values compute normalized runs right; one of each is a measurement build (issue 12: which
-// half costs the plain path).
-#ifndef LIGHTNING_TC_QZ_OUT
-#define LIGHTNING_TC_QZ_OUT LIGHTNING_TC_QZ_MMA
-#endif
-#ifndef LIGHTNING_TC_QZ_STATE
-#define LIGHTNING_TC_QZ_STATE LIGHTNING_TC_QZ_MMA
-#endif
-#ifndef LIGHTNING_TC_QZ_PASS
-#define LIGHTNING_TC_QZ_PASS 0
-#endif
 // LIGHTNING_TC_NORM_X (default 0; a measurement build, wrong for normalized launches): every entry runs the
 // body compiled with norm = false, the plain formula's code alone, as the bound of what the plain path can
 // gain. (Two bodies in one entry, plain and normalized with norm a template constant and picked once,
@@ -558,7 +542,7 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
                         if (r + 8 < dk) Z[i][1] = incZ[r + 8];
                     }
                     if (tq == 0) {
-#if LIGHTNING_TC_QZ_STATE
+#if LIGHTNING_TC_QZ_MMA
                         if (kZReg) {
                             store_zpad(sPt + r * kLdv, Z[i][0]);
                             store_zpad(sPt + (r + 8) * kLdv, Z[i][1]);
@@ -659,10 +643,10 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
 #pragma unroll
                 for (int e = 0; e < 4; ++e) S[nt][e] = Oa[nt][e] = 0.f;
             if constexpr (LW > 0) mbar_wait(ptFullU + 8u * (c & 1), (unsigned)(c >> 1) & 1u);
-#if LIGHTNING_TC_QZ_OUT
+#if LIGHTNING_TC_QZ_MMA
             // LIGHTNING_TC_QZ_MMA, normalized: Zq = Q times the pad block of sPt (zP as hi, lo, ...),
             // so Zq[0] + Zq[1] is q_i . zP of row i0 = 16t + g and Zq[2] + Zq[3] that of row i0 + 8.
-            constexpr bool kQzMma = LIGHTNING_TC_QZ_OUT && kZReg;
+            constexpr bool kQzMma = LIGHTNING_TC_QZ_MMA && kZReg;
             float Zq[4] = {0.f, 0.f, 0.f, 0.f};
             auto qk_pass = [&](auto withZ) {
                 const unsigned qA = smU + qOff + laneQA + 32u * ldk * (t - wi);
@@ -696,29 +680,10 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
                     }
                 }
             };
-#if LIGHTNING_TC_QZ_PASS
-            // q . zP in a short pass of its own after the plain one (Q fragments loaded again: 8
-            // ldmatrix a k-step), so that every launch runs one copy of the Q K^T / Q T(P) loop.
-            if (rowsLive) {
-                qk_pass(TcFlag<false>{});
-                if (kQzMma && norm) {
-                    const unsigned qA = smU + qOff + laneQA + 32u * ldk * (t - wi);
-                    const unsigned zB = smU + offPt + ((kDblPt && (c & 1)) ? ptBytes : 0u) +
-                                        2u * ((lr8 + lb3) * kLdv + kCols);
-                    for (int ks = 0; ks < numMT; ++ks) {
-                        unsigned a[4], zb[2];
-                        ldsm_x4(a, qA + 32u * ks);
-                        ldsm_x2_t(zb, zB + ks * (2u * 16 * kLdv));
-                        O_::mma(Zq, a, zb[0], zb[1]);
-                    }
-                }
-            }
-#else
             if (rowsLive) {
                 if (kQzMma && norm) qk_pass(TcFlag<true>{});
                 else qk_pass(TcFlag<false>{});
             }
-#endif
 #else
             if (rowsLive) {
                 const unsigned qA = smU + qOff + laneQA + 32u * ldk * (t - wi);
@@ -748,7 +713,7 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
             // ldk, an odd multiple of 16 bytes, so the 8 rows of a warp read hit 8 bank groups.
             // (LIGHTNING_TC_QZ_MMA: every lane has the whole product already, in Zq.)
             float qz0 = 0.f, qz1 = 0.f;
-#if LIGHTNING_TC_QZ_OUT
+#if LIGHTNING_TC_QZ_MMA
             if (kQzMma) {
                 qz0 = Zq[0] + Zq[1];
                 qz1 = Zq[2] + Zq[3];
@@ -821,7 +786,7 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
                 // lambda^(i+1) q_i . zP, summed over the quad (lanes 4g .. 4g+3 hold row i0's parts).
                 float f0 = scale, f1 = scale;
                 if (norm) {
-#if LIGHTNING_TC_QZ_OUT
+#if LIGHTNING_TC_QZ_MMA
                     float d0 = kQzMma ? rs0 : fmaf(tab[i0 + 1], qz0, rs0), d1 = kQzMma ? rs1 : fmaf(tab[i0 + 9], qz1, rs1);
 #else
                     float d0 = fmaf(tab[i0 + 1], qz0, rs0), d1 = fmaf(tab[i0 + 9], qz1, rs1);
@@ -830,7 +795,7 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
                     d1 += __shfl_xor_sync(0xffffffffu, d1, 1);
                     d0 += __shfl_xor_sync(0xffffffffu, d0, 2);
                     d1 += __shfl_xor_sync(0xffffffffu, d1, 2);
-#if LIGHTNING_TC_QZ_OUT
+#if LIGHTNING_TC_QZ_MMA
                     if (kQzMma) {  // the quad's lanes each hold the whole q . zP
                         d0 = fmaf(tab[i0 + 1], qz0, d0);
                         d1 = fmaf(tab[i0 + 9], qz1, d1);
@@ -1002,7 +967,7 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
                             *reinterpret_cast<unsigned*>(d + 8 * kLdv) = O_::pack(P[i][nt][2], P[i][nt][3]);
                         }
                         if (kZReg && zWarp && tq == 0) {  // zP for the next chunk, beside the sPt copy
-#if LIGHTNING_TC_QZ_STATE
+#if LIGHTNING_TC_QZ_MMA
                             store_zpad(sPtn + (16 * mt + g) * kLdv, Z[i][0]);
                             store_zpad(sPtn + (16 * mt + g + 8) * kLdv, Z[i][1]);
 #else
