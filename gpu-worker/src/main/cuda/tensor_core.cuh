@@ -128,13 +128,24 @@ __host__ __device__ inline int lightning_tc_smem_bytes(int dk) {
 #ifndef LIGHTNING_TC_QZ_MMA
 #define LIGHTNING_TC_QZ_MMA 1
 #endif
-// LIGHTNING_TC_NORM_X (default 0; a measurement build, wrong for normalized launches): every entry runs the
-// body compiled with norm = false, the plain formula's code alone, as the bound of what the plain path can
-// gain. (Two bodies in one entry, plain and normalized with norm a template constant and picked once,
-// spilled 370 bytes in the narrow forward and 2604 in the wide one, ptxas sm_90; each as a function of its
-// own, not inlined, the plain one alone spilled 230 bytes: not a way to ship.)
+// The normalized formula as a run-time flag of one body costs plain launches: the plain body alone
+// (norm a compile-time false) ran the plain forward in 46.2 ms against 54.5 shipped and 52.2 with
+// LIGHTNING_TC_QZ_MMA=0 (H200, issue 12, BENCHMARKS.md, tcplain). Build options around that (default 0):
+// LIGHTNING_TC_NORM_X (measurement builds, wrong on purpose): 1, every entry runs the plain body (normalized
+// launches wrong); 2, every entry runs the normalized body (plain launches wrong).
+// LIGHTNING_TC_NORM_SPLIT: each entry holds both bodies and picks one from args.normalize, once (ptxas
+// sm_90: the narrow forward spills 358 bytes, in both bodies; the wide one 2604).
+// LIGHTNING_TC_NORM_ENTRIES: the entries run the plain body, and entries of their own the normalized one
+// (lightning_forward_tc_<type>_norm[_wide|_n64], the same for states); a host that launched those for
+// normalized runs would get each body specialised (the host does not: Kernels.choose).
 #ifndef LIGHTNING_TC_NORM_X
 #define LIGHTNING_TC_NORM_X 0
+#endif
+#ifndef LIGHTNING_TC_NORM_SPLIT
+#define LIGHTNING_TC_NORM_SPLIT 0
+#endif
+#ifndef LIGHTNING_TC_NORM_ENTRIES
+#define LIGHTNING_TC_NORM_ENTRIES 0
 #endif
 
 namespace lightning_tc {
@@ -270,8 +281,8 @@ __device__ __forceinline__ void phi_own(unsigned char* dstGeneric, int ldd, int 
 // and sPt are zero).
 // LW: load warps (0: the compute warps load). UP: state m-tiles updated together (each V fragment
 // serves UP tiles; UP = 1 keeps the registers within what 12 warps allow).
-// NV: 0 tests args.normalize at run time (one body for both); 1 compiles the plain body alone
-// (LIGHTNING_TC_NORM_X), 2 the normalized one.
+// NV: 0 tests args.normalize at run time (one body for both); 1 compiles the plain body alone, 2 the
+// normalized one (see LIGHTNING_TC_NORM_X).
 template <typename T, bool FWD, int MT, int LW, int NV = 0>
 __device__ __forceinline__ void body(const LightningArgs& args) {
     using O_ = Ops<T>;
@@ -1014,36 +1025,51 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
 // ------------------------------ entry points ----------------------------------------------
 // narrow: dk <= 128, block LIGHTNING_TC_THREADS_NARROW; wide: dk <= 256, block LIGHTNING_TC_THREADS_WIDE;
 // n64: dk <= LIGHTNING_TC_SMALL_MAX_DK, the narrow block and shared memory.
-#if LIGHTNING_TC_NORM_X
+#if LIGHTNING_TC_NORM_X == 1
+#define LIGHTNING_TC_BODY(T, FWD, MT, LW) lightning_tc::body<T, FWD, MT, LW, 1>(a)
+#elif LIGHTNING_TC_NORM_X == 2
+#define LIGHTNING_TC_BODY(T, FWD, MT, LW) lightning_tc::body<T, FWD, MT, LW, 2>(a)
+#elif LIGHTNING_TC_NORM_SPLIT
+#define LIGHTNING_TC_BODY(T, FWD, MT, LW)                                                                \
+    if (a.normalize != 0) lightning_tc::body<T, FWD, MT, LW, 2>(a);                                       \
+    else lightning_tc::body<T, FWD, MT, LW, 1>(a)
+#elif LIGHTNING_TC_NORM_ENTRIES
 #define LIGHTNING_TC_BODY(T, FWD, MT, LW) lightning_tc::body<T, FWD, MT, LW, 1>(a)
 #else
 #define LIGHTNING_TC_BODY(T, FWD, MT, LW) lightning_tc::body<T, FWD, MT, LW>(a)
 #endif
-#define LIGHTNING_TC_ENTRIES(NAME, T)                                                                    \
+#define LIGHTNING_TC_BODY_NORM(T, FWD, MT, LW) lightning_tc::body<T, FWD, MT, LW, 2>(a)
+#define LIGHTNING_TC_ENTRIES_AS(NAME, T, BODY)                                                           \
     extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS_NARROW, 1)                          \
     lightning_forward_tc_##NAME(const LightningArgs a) {                                                  \
-        LIGHTNING_TC_BODY(T, true, 2, 4);                                                                 \
+        BODY(T, true, 2, 4);                                                                              \
     }                                                                                                     \
     extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS_WIDE, 1)                            \
     lightning_forward_tc_##NAME##_wide(const LightningArgs a) {                                           \
-        LIGHTNING_TC_BODY(T, true, 4, 0);                                                                 \
+        BODY(T, true, 4, 0);                                                                              \
     }                                                                                                     \
     extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS_NARROW, 1)                          \
     lightning_states_tc_##NAME(const LightningArgs a) {                                                   \
-        LIGHTNING_TC_BODY(T, false, 2, 4);                                                                \
+        BODY(T, false, 2, 4);                                                                             \
     }                                                                                                     \
     extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS_WIDE, 1)                            \
     lightning_states_tc_##NAME##_wide(const LightningArgs a) {                                            \
-        LIGHTNING_TC_BODY(T, false, 4, 0);                                                                \
+        BODY(T, false, 4, 0);                                                                             \
     }                                                                                                     \
     extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS_NARROW, 1)                          \
     lightning_forward_tc_##NAME##_n64(const LightningArgs a) {                                            \
-        LIGHTNING_TC_BODY(T, true, 1, 4);                                                                 \
+        BODY(T, true, 1, 4);                                                                              \
     }                                                                                                     \
     extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS_NARROW, 1)                          \
     lightning_states_tc_##NAME##_n64(const LightningArgs a) {                                             \
-        LIGHTNING_TC_BODY(T, false, 1, 4);                                                                \
+        BODY(T, false, 1, 4);                                                                             \
     }
+
+#define LIGHTNING_TC_ENTRIES(NAME, T) LIGHTNING_TC_ENTRIES_AS(NAME, T, LIGHTNING_TC_BODY)
+#if LIGHTNING_TC_NORM_ENTRIES
+LIGHTNING_TC_ENTRIES_AS(bf16_norm, __nv_bfloat16, LIGHTNING_TC_BODY_NORM)
+LIGHTNING_TC_ENTRIES_AS(f16_norm, __half, LIGHTNING_TC_BODY_NORM)
+#endif
 
 LIGHTNING_TC_ENTRIES(bf16, __nv_bfloat16)
 LIGHTNING_TC_ENTRIES(f16, __half)
