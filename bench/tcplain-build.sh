@@ -10,12 +10,13 @@
 # for the driver's load time (module_load.py --one, carried). BUDGET_S: the seconds run.sh keeps within (105).
 # Run from the repository root:
 #   bash bench/tcplain-build.sh DIR NAME[@REV]=FLAGS ...
-# Round 1 (on ce3ee8d, CANDIDATE=-DLIGHTNING_TC_QZ_PASS=1): portable-qz1= (the shipped flags)
-#   portable-qz0=-DLIGHTNING_TC_QZ_MMA=0 portable-pass=-DLIGHTNING_TC_QZ_PASS=1 and three measurement builds
+# Round 1 (on 9734434, logged as ce3ee8d before its message was reworded; CANDIDATE=-DLIGHTNING_TC_QZ_PASS=1):
+#   portable-qz1= (the shipped flags) portable-qz0=-DLIGHTNING_TC_QZ_MMA=0 portable-pass=-DLIGHTNING_TC_QZ_PASS=1 and three measurement builds
 #   (normalized runs wrong on purpose): x-portable-plain=-DLIGHTNING_TC_NORM_X=1 (the plain body alone)
 #   x-portable-qzout0=-DLIGHTNING_TC_QZ_OUT=0 (the output warps' half of QZ_MMA off)
 #   x-portable-qzstate0=-DLIGHTNING_TC_QZ_STATE=0 (the state warps' half off).
-# Round 2 (BUDGET_S=100, CANDIDATE=none, on the commit that added NORM_X=2, NORM_SPLIT and NORM_ENTRIES):
+# Round 2 (BUDGET_S=100, CANDIDATE=none, on 4c9ad15, logged as 20b676f, which added NORM_X=2, NORM_SPLIT and
+#   NORM_ENTRIES):
 #   portable-shipped= portable-qz0=-DLIGHTNING_TC_QZ_MMA=0 x-portable-plain=-DLIGHTNING_TC_NORM_X=1
 #   x-portable-norm=-DLIGHTNING_TC_NORM_X=2 x-portable-norm-qz0=-DLIGHTNING_TC_NORM_X=2,-DLIGHTNING_TC_QZ_MMA=0
 #   portable-split=-DLIGHTNING_TC_NORM_SPLIT=1, LOAD="shipped= entries=-DLIGHTNING_TC_NORM_ENTRIES=1".

@@ -14,7 +14,8 @@
 #  3. when the payload has ptx/: the driver's time to load each NAME.ptx (JIT-compile for this GPU), one fresh
 #     process each with the driver's cache off (module_load.py --one);
 #  4. with the time left, norm_cost again with each build's variants rotated too.
-# Round 1 (18:28 UTC payload, 105 s): builds of ce3ee8d as listed in tcplain-build.sh, candidate QZ_PASS.
+# Round 1 (18:28 UTC payload, 105 s): builds of 9734434 (logged as ce3ee8d) as listed in tcplain-build.sh,
+#   candidate QZ_PASS.
 # Round 2 (100 s): the builds listed in tcplain-build.sh (plain-only and normalized-only bodies, the two-body
 #   entries), no candidate; load times of the shipped PTX and of the one with separate normalized entries.
 set -uo pipefail
