@@ -20,6 +20,8 @@
 #   portable-shipped= portable-qz0=-DLIGHTNING_TC_QZ_MMA=0 x-portable-plain=-DLIGHTNING_TC_NORM_X=1
 #   x-portable-norm=-DLIGHTNING_TC_NORM_X=2 x-portable-norm-qz0=-DLIGHTNING_TC_NORM_X=2,-DLIGHTNING_TC_QZ_MMA=0
 #   portable-split=-DLIGHTNING_TC_NORM_SPLIT=1, LOAD="shipped= entries=-DLIGHTNING_TC_NORM_ENTRIES=1".
+# Both rounds' options but LIGHTNING_TC_NORM_X were removed after the rounds: to rebuild a round, run this script
+# in a checkout of that round's commit.
 set -euo pipefail
 dir="${1:?usage: tcplain-build.sh DIR NAME[@REV]=FLAGS ...}"; shift
 (( $# )) || { echo "tcplain-build: name at least one build NAME[@REV]=FLAGS" >&2; exit 2; }

@@ -128,24 +128,18 @@ __host__ __device__ inline int lightning_tc_smem_bytes(int dk) {
 #ifndef LIGHTNING_TC_QZ_MMA
 #define LIGHTNING_TC_QZ_MMA 1
 #endif
-// The normalized formula as a run-time flag of one body costs plain launches: the plain body alone
-// (norm a compile-time false) ran the plain forward in 46.2 ms against 54.5 shipped and 52.2 with
-// LIGHTNING_TC_QZ_MMA=0 (H200, issue 12, BENCHMARKS.md, tcplain). Build options around that (default 0):
-// LIGHTNING_TC_NORM_X (measurement builds, wrong on purpose): 1, every entry runs the plain body (normalized
-// launches wrong); 2, every entry runs the normalized body (plain launches wrong).
-// LIGHTNING_TC_NORM_SPLIT: each entry holds both bodies and picks one from args.normalize, once (ptxas
-// sm_90: the narrow forward spills 358 bytes, in both bodies; the wide one 2604).
-// LIGHTNING_TC_NORM_ENTRIES: the entries run the plain body, and entries of their own the normalized one
-// (lightning_forward_tc_<type>_norm[_wide|_n64], the same for states); a host that launched those for
-// normalized runs would get each body specialised (the host does not: Kernels.choose).
+// The normalized formula as a run-time flag of one body costs plain launches: in it ptxas keeps the z
+// products of the state update as predicated HMMA and computes the row sums of the mask loop always.
+// On an H200 (T = 1M, H = 64, D = 128, bf16; issue 12, BENCHMARKS.md, tcplain) the plain body alone
+// ran the plain forward in 46.4 ms against 54.7 shipped (52.7 with LIGHTNING_TC_QZ_MMA=0), but the
+// normalized body alone ran normalized identity in 62.2 ms against 59.5: one entry point for each body
+// (host picking by name, PTX 5.43 MB against 3.03, 18.4 s against 10.4 s to load from PTX) would trade
+// 8 ms of plain for 2.7 ms of normalized. Both bodies in each entry, picked once, spilled 370 bytes in
+// the narrow forward (59.6 / 63.9 ms). LIGHTNING_TC_NORM_X (default 0; measurement builds, wrong on
+// purpose): 1, every entry runs the plain body (normalized launches wrong); 2, every entry runs the
+// normalized body (plain launches wrong).
 #ifndef LIGHTNING_TC_NORM_X
 #define LIGHTNING_TC_NORM_X 0
-#endif
-#ifndef LIGHTNING_TC_NORM_SPLIT
-#define LIGHTNING_TC_NORM_SPLIT 0
-#endif
-#ifndef LIGHTNING_TC_NORM_ENTRIES
-#define LIGHTNING_TC_NORM_ENTRIES 0
 #endif
 
 namespace lightning_tc {
@@ -1029,47 +1023,34 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
 #define LIGHTNING_TC_BODY(T, FWD, MT, LW) lightning_tc::body<T, FWD, MT, LW, 1>(a)
 #elif LIGHTNING_TC_NORM_X == 2
 #define LIGHTNING_TC_BODY(T, FWD, MT, LW) lightning_tc::body<T, FWD, MT, LW, 2>(a)
-#elif LIGHTNING_TC_NORM_SPLIT
-#define LIGHTNING_TC_BODY(T, FWD, MT, LW)                                                                \
-    if (a.normalize != 0) lightning_tc::body<T, FWD, MT, LW, 2>(a);                                       \
-    else lightning_tc::body<T, FWD, MT, LW, 1>(a)
-#elif LIGHTNING_TC_NORM_ENTRIES
-#define LIGHTNING_TC_BODY(T, FWD, MT, LW) lightning_tc::body<T, FWD, MT, LW, 1>(a)
 #else
 #define LIGHTNING_TC_BODY(T, FWD, MT, LW) lightning_tc::body<T, FWD, MT, LW>(a)
 #endif
-#define LIGHTNING_TC_BODY_NORM(T, FWD, MT, LW) lightning_tc::body<T, FWD, MT, LW, 2>(a)
-#define LIGHTNING_TC_ENTRIES_AS(NAME, T, BODY)                                                           \
+#define LIGHTNING_TC_ENTRIES(NAME, T)                                                                    \
     extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS_NARROW, 1)                          \
     lightning_forward_tc_##NAME(const LightningArgs a) {                                                  \
-        BODY(T, true, 2, 4);                                                                              \
+        LIGHTNING_TC_BODY(T, true, 2, 4);                                                                 \
     }                                                                                                     \
     extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS_WIDE, 1)                            \
     lightning_forward_tc_##NAME##_wide(const LightningArgs a) {                                           \
-        BODY(T, true, 4, 0);                                                                              \
+        LIGHTNING_TC_BODY(T, true, 4, 0);                                                                 \
     }                                                                                                     \
     extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS_NARROW, 1)                          \
     lightning_states_tc_##NAME(const LightningArgs a) {                                                   \
-        BODY(T, false, 2, 4);                                                                             \
+        LIGHTNING_TC_BODY(T, false, 2, 4);                                                                \
     }                                                                                                     \
     extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS_WIDE, 1)                            \
     lightning_states_tc_##NAME##_wide(const LightningArgs a) {                                            \
-        BODY(T, false, 4, 0);                                                                             \
+        LIGHTNING_TC_BODY(T, false, 4, 0);                                                                \
     }                                                                                                     \
     extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS_NARROW, 1)                          \
     lightning_forward_tc_##NAME##_n64(const LightningArgs a) {                                            \
-        BODY(T, true, 1, 4);                                                                              \
+        LIGHTNING_TC_BODY(T, true, 1, 4);                                                                 \
     }                                                                                                     \
     extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS_NARROW, 1)                          \
     lightning_states_tc_##NAME##_n64(const LightningArgs a) {                                             \
-        BODY(T, false, 1, 4);                                                                             \
+        LIGHTNING_TC_BODY(T, false, 1, 4);                                                                \
     }
-
-#define LIGHTNING_TC_ENTRIES(NAME, T) LIGHTNING_TC_ENTRIES_AS(NAME, T, LIGHTNING_TC_BODY)
-#if LIGHTNING_TC_NORM_ENTRIES
-LIGHTNING_TC_ENTRIES_AS(bf16_norm, __nv_bfloat16, LIGHTNING_TC_BODY_NORM)
-LIGHTNING_TC_ENTRIES_AS(f16_norm, __half, LIGHTNING_TC_BODY_NORM)
-#endif
 
 LIGHTNING_TC_ENTRIES(bf16, __nv_bfloat16)
 LIGHTNING_TC_ENTRIES(f16, __half)
