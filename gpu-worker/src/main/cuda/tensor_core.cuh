@@ -128,6 +128,19 @@ __host__ __device__ inline int lightning_tc_smem_bytes(int dk) {
 #ifndef LIGHTNING_TC_QZ_MMA
 #define LIGHTNING_TC_QZ_MMA 1
 #endif
+// The normalized formula as a run-time flag of one body costs plain launches: in it ptxas keeps the z
+// products of the state update as predicated HMMA and computes the row sums of the mask loop always.
+// On an H200 (T = 1M, H = 64, D = 128, bf16; issue 12, BENCHMARKS.md, tcplain) the plain body alone
+// ran the plain forward in 46.4 ms against 54.7 shipped (52.7 with LIGHTNING_TC_QZ_MMA=0), but the
+// normalized body alone ran normalized identity in 62.2 ms against 59.5: one entry point for each body
+// (host picking by name, PTX 5.43 MB against 3.03, 18.4 s against 10.4 s to load from PTX) would trade
+// 8 ms of plain for 2.7 ms of normalized. Both bodies in each entry, picked once, spilled 370 bytes in
+// the narrow forward (59.6 / 63.9 ms). LIGHTNING_TC_NORM_X (default 0; measurement builds, wrong on
+// purpose): 1, every entry runs the plain body (normalized launches wrong); 2, every entry runs the
+// normalized body (plain launches wrong).
+#ifndef LIGHTNING_TC_NORM_X
+#define LIGHTNING_TC_NORM_X 0
+#endif
 
 namespace lightning_tc {
 
@@ -262,7 +275,9 @@ __device__ __forceinline__ void phi_own(unsigned char* dstGeneric, int ldd, int 
 // and sPt are zero).
 // LW: load warps (0: the compute warps load). UP: state m-tiles updated together (each V fragment
 // serves UP tiles; UP = 1 keeps the registers within what 12 warps allow).
-template <typename T, bool FWD, int MT, int LW>
+// NV: 0 tests args.normalize at run time (one body for both); 1 compiles the plain body alone, 2 the
+// normalized one (see LIGHTNING_TC_NORM_X).
+template <typename T, bool FWD, int MT, int LW, int NV = 0>
 __device__ __forceinline__ void body(const LightningArgs& args) {
     using O_ = Ops<T>;
     extern __shared__ __align__(16) unsigned char lightning_tc_smem[];
@@ -279,7 +294,7 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
     // Uniform variant flags. fm: the feature map (0: identity). norm: z is carried (the states
     // kernel writes it to statesNorm; forward also divides). ckN: checkpoint interval, 0 for none.
     const int fm = args.featureMap;
-    const bool norm = args.normalize != 0;
+    const bool norm = NV == 0 ? args.normalize != 0 : NV == 2;
     const long long ckN = (FWD && args.checkpoints != nullptr) ? (long long)args.checkpointEvery : 0;
 
     const int h = blockIdx.x;
@@ -1004,30 +1019,37 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
 // ------------------------------ entry points ----------------------------------------------
 // narrow: dk <= 128, block LIGHTNING_TC_THREADS_NARROW; wide: dk <= 256, block LIGHTNING_TC_THREADS_WIDE;
 // n64: dk <= LIGHTNING_TC_SMALL_MAX_DK, the narrow block and shared memory.
+#if LIGHTNING_TC_NORM_X == 1
+#define LIGHTNING_TC_BODY(T, FWD, MT, LW) lightning_tc::body<T, FWD, MT, LW, 1>(a)
+#elif LIGHTNING_TC_NORM_X == 2
+#define LIGHTNING_TC_BODY(T, FWD, MT, LW) lightning_tc::body<T, FWD, MT, LW, 2>(a)
+#else
+#define LIGHTNING_TC_BODY(T, FWD, MT, LW) lightning_tc::body<T, FWD, MT, LW>(a)
+#endif
 #define LIGHTNING_TC_ENTRIES(NAME, T)                                                                    \
     extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS_NARROW, 1)                          \
     lightning_forward_tc_##NAME(const LightningArgs a) {                                                  \
-        lightning_tc::body<T, true, 2, 4>(a);                                                             \
+        LIGHTNING_TC_BODY(T, true, 2, 4);                                                                 \
     }                                                                                                     \
     extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS_WIDE, 1)                            \
     lightning_forward_tc_##NAME##_wide(const LightningArgs a) {                                           \
-        lightning_tc::body<T, true, 4, 0>(a);                                                             \
+        LIGHTNING_TC_BODY(T, true, 4, 0);                                                                 \
     }                                                                                                     \
     extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS_NARROW, 1)                          \
     lightning_states_tc_##NAME(const LightningArgs a) {                                                   \
-        lightning_tc::body<T, false, 2, 4>(a);                                                            \
+        LIGHTNING_TC_BODY(T, false, 2, 4);                                                                \
     }                                                                                                     \
     extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS_WIDE, 1)                            \
     lightning_states_tc_##NAME##_wide(const LightningArgs a) {                                            \
-        lightning_tc::body<T, false, 4, 0>(a);                                                            \
+        LIGHTNING_TC_BODY(T, false, 4, 0);                                                                \
     }                                                                                                     \
     extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS_NARROW, 1)                          \
     lightning_forward_tc_##NAME##_n64(const LightningArgs a) {                                            \
-        lightning_tc::body<T, true, 1, 4>(a);                                                             \
+        LIGHTNING_TC_BODY(T, true, 1, 4);                                                                 \
     }                                                                                                     \
     extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS_NARROW, 1)                          \
     lightning_states_tc_##NAME##_n64(const LightningArgs a) {                                             \
-        lightning_tc::body<T, false, 1, 4>(a);                                                            \
+        LIGHTNING_TC_BODY(T, false, 1, 4);                                                                \
     }
 
 LIGHTNING_TC_ENTRIES(bf16, __nv_bfloat16)
