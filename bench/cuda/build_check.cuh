@@ -42,6 +42,7 @@ struct Build {
     std::string name;
     cudaLibrary_t lib;
     cudaKernel_t fwd, st;
+    cudaKernel_t fwdN, stN;  // the normalized formula's entries: the portable module's _norm ones where it has them
     int smemF, smemS;
     int threads, cols;  // block size and value columns a CTA, from the module's launch shapes
     bool portable;      // the mma.sync module (lightning.cu) rather than the Hopper one
@@ -178,11 +179,11 @@ static CheckResult check_build(const Build& b, const Case& c) {
     a.n = T; a.heads = a.headsQ = a.headsK = a.headsV = H; a.dk = D; a.dv = D; a.segTokens = seg;
     a.featureMap = fm; a.normalize = norm; a.scale = scale; a.eps = eps;
     const int ct = (D + b.cols - 1) / b.cols;
-    launch(b.fwd, dim3(H, ct, S), b.threads, b.smemF, a);
+    launch(norm ? b.fwdN : b.fwd, dim3(H, ct, S), b.threads, b.smemF, a);
     LightningArgs l = a;
     l.q = nullptr; l.o = nullptr; l.incoming = nullptr; l.incomingNorm = nullptr;
     l.states = dloc; l.statesNorm = norm ? dlocZ : nullptr; l.scale = 1.f;
-    launch(b.st, dim3(H, ct, S), b.threads, b.smemS, l);
+    launch(norm ? b.stN : b.st, dim3(H, ct, S), b.threads, b.smemS, l);
     CK(cudaGetLastError());
     CK(cudaDeviceSynchronize());
     std::vector<__nv_bfloat16> go(T * H * D);
@@ -230,6 +231,14 @@ static std::vector<Build> load_builds(const std::vector<std::pair<std::string, s
         b.portable = sp.first.find("portable") != std::string::npos;
         CK(cudaLibraryGetKernel(&b.fwd, b.lib, b.portable ? "lightning_forward_tc_bf16" : "lightning_forward_wg_bf16"));
         CK(cudaLibraryGetKernel(&b.st, b.lib, b.portable ? "lightning_states_tc_bf16" : "lightning_states_wg_bf16"));
+        // the portable module's normalized entries (tensor_core.cuh, LIGHTNING_TC_NORM_ENTRIES) where it has them
+        b.fwdN = b.fwd; b.stN = b.st;
+        if (b.portable && cudaLibraryGetKernel(&b.fwdN, b.lib, "lightning_forward_tc_bf16_norm") == cudaSuccess) {
+            CK(cudaLibraryGetKernel(&b.stN, b.lib, "lightning_states_tc_bf16_norm"));
+        } else {
+            (void)cudaGetLastError();
+            b.fwdN = b.fwd; b.stN = b.st;
+        }
         cudaKernel_t shapes;
         CK(cudaLibraryGetKernel(&shapes, b.lib, b.portable ? "lightning_launch_shapes" : "lightning_wg_launch_shapes"));
         void* p[] = {&dShapes};
@@ -252,6 +261,8 @@ static std::vector<Build> load_builds(const std::vector<std::pair<std::string, s
         }
         CK(cudaFuncSetAttribute((const void*)b.fwd, cudaFuncAttributeMaxDynamicSharedMemorySize, b.smemF));
         CK(cudaFuncSetAttribute((const void*)b.st, cudaFuncAttributeMaxDynamicSharedMemorySize, b.smemS));
+        CK(cudaFuncSetAttribute((const void*)b.fwdN, cudaFuncAttributeMaxDynamicSharedMemorySize, b.smemF));
+        CK(cudaFuncSetAttribute((const void*)b.stN, cudaFuncAttributeMaxDynamicSharedMemorySize, b.smemS));
         builds.push_back(b);
     }
     CK(cudaFree(dShapes));

@@ -132,11 +132,11 @@ int main(int argc, char** argv) {
                 for (int rep = 0; rep < repeat; ++rep) {  // --repeat: only the last launch pair counts
                 if (probe) clock_probe<<<1, 1>>>(probeDev, 0);
                 CK(cudaEventRecord(e0));
-                if (!b.portable) launch(b.st, dim3(H, ct, 2), b.threads, b.smemS, p1);
+                if (!b.portable) launch(cfgNorm[c] ? b.stN : b.st, dim3(H, ct, 2), b.threads, b.smemS, p1);
                 CK(cudaEventRecord(e1a));
                 if (probe) clock_probe<<<1, 1>>>(probeDev, 1);
                 CK(cudaEventRecord(e1));
-                launch(b.fwd, dim3(H, ct, b.portable ? 1 : S), b.threads, b.smemF, p2);
+                launch(cfgNorm[c] ? b.fwdN : b.fwd, dim3(H, ct, b.portable ? 1 : S), b.threads, b.smemF, p2);
                 CK(cudaEventRecord(e2));
                 if (probe) clock_probe<<<1, 1>>>(probeDev, 2);
                 CK(cudaDeviceSynchronize());

@@ -128,16 +128,22 @@ __host__ __device__ inline int lightning_tc_smem_bytes(int dk) {
 #ifndef LIGHTNING_TC_QZ_MMA
 #define LIGHTNING_TC_QZ_MMA 1
 #endif
-// The normalized formula as a run-time flag of one body costs plain launches: in it ptxas keeps the z
-// products of the state update as predicated HMMA and computes the row sums of the mask loop always.
-// On an H200 (T = 1M, H = 64, D = 128, bf16; issue 12, BENCHMARKS.md, tcplain) the plain body alone
-// ran the plain forward in 46.4 ms against 54.7 shipped (52.7 with LIGHTNING_TC_QZ_MMA=0), but the
-// normalized body alone ran normalized identity in 62.2 ms against 59.5: one entry point for each body
-// (host picking by name, PTX 5.43 MB against 3.03, 18.4 s against 10.4 s to load from PTX) would trade
-// 8 ms of plain for 2.7 ms of normalized. Both bodies in each entry, picked once, spilled 370 bytes in
-// the narrow forward (59.6 / 63.9 ms). LIGHTNING_TC_NORM_X (default 0; measurement builds, wrong on
-// purpose): 1, every entry runs the plain body (normalized launches wrong); 2, every entry runs the
-// normalized body (plain launches wrong).
+// Each formula has entry points of its own (LIGHTNING_TC_NORM_ENTRIES, default 1): lightning_*_tc_<type>[_wide|_n64]
+// compile the plain body, lightning_*_tc_<type>_norm[_wide|_n64] the normalized one, and the host picks by name
+// (Kernels.choose). With the normalized formula as a run-time flag of one body (0, the build before), ptxas keeps
+// the z products of the state update as predicated HMMA and the mask loop's row sums in plain launches too: on
+// an H200 (T = 1M, H = 64, D = 128, bf16; issue 12, BENCHMARKS.md, tcplain) the plain body alone ran the plain
+// forward in 46.4 ms against 54.7 with one body (52.7 with LIGHTNING_TC_QZ_MMA=0), and the normalized body
+// alone ran normalized identity in 62.2 ms against 59.5: 8 ms of every plain launch for 2.7 ms of a
+// normalized one. The cost: the module's PTX grows from 3.03 to 5.43 MB, and a node without a driver cache
+// compiles it in 18.4 s instead of 10.4 the first time (fat binaries, LIGHTNING_SASS, skip that). Both bodies
+// in each entry, picked once, spilled 370 bytes in the narrow forward (59.6 / 63.9 ms). Without the _norm
+// entries (0) the host launches the plain names for both formulas, which then test args.normalize.
+// LIGHTNING_TC_NORM_X (default 0; measurement builds, wrong on purpose): 1, every entry runs the plain body
+// (normalized launches wrong); 2, every entry runs the normalized body (plain launches wrong).
+#ifndef LIGHTNING_TC_NORM_ENTRIES
+#define LIGHTNING_TC_NORM_ENTRIES 1
+#endif
 #ifndef LIGHTNING_TC_NORM_X
 #define LIGHTNING_TC_NORM_X 0
 #endif
@@ -275,8 +281,8 @@ __device__ __forceinline__ void phi_own(unsigned char* dstGeneric, int ldd, int 
 // and sPt are zero).
 // LW: load warps (0: the compute warps load). UP: state m-tiles updated together (each V fragment
 // serves UP tiles; UP = 1 keeps the registers within what 12 warps allow).
-// NV: 0 tests args.normalize at run time (one body for both); 1 compiles the plain body alone, 2 the
-// normalized one (see LIGHTNING_TC_NORM_X).
+// NV: 1 compiles the plain body, 2 the normalized one (each formula's entries, LIGHTNING_TC_NORM_ENTRIES);
+// 0 tests args.normalize at run time (one body for both, the build without the _norm entries).
 template <typename T, bool FWD, int MT, int LW, int NV = 0>
 __device__ __forceinline__ void body(const LightningArgs& args) {
     using O_ = Ops<T>;
@@ -1019,38 +1025,44 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
 // ------------------------------ entry points ----------------------------------------------
 // narrow: dk <= 128, block LIGHTNING_TC_THREADS_NARROW; wide: dk <= 256, block LIGHTNING_TC_THREADS_WIDE;
 // n64: dk <= LIGHTNING_TC_SMALL_MAX_DK, the narrow block and shared memory.
-#if LIGHTNING_TC_NORM_X == 1
-#define LIGHTNING_TC_BODY(T, FWD, MT, LW) lightning_tc::body<T, FWD, MT, LW, 1>(a)
-#elif LIGHTNING_TC_NORM_X == 2
-#define LIGHTNING_TC_BODY(T, FWD, MT, LW) lightning_tc::body<T, FWD, MT, LW, 2>(a)
+// NV: the body's formula (body's NV: 1 plain, 2 normalized), unless a build says otherwise (above).
+#if LIGHTNING_TC_NORM_X
+#define LIGHTNING_TC_NV(NV) LIGHTNING_TC_NORM_X
+#elif LIGHTNING_TC_NORM_ENTRIES
+#define LIGHTNING_TC_NV(NV) NV
 #else
-#define LIGHTNING_TC_BODY(T, FWD, MT, LW) lightning_tc::body<T, FWD, MT, LW>(a)
+#define LIGHTNING_TC_NV(NV) 0
 #endif
-#define LIGHTNING_TC_ENTRIES(NAME, T)                                                                    \
-    extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS_NARROW, 1)                          \
-    lightning_forward_tc_##NAME(const LightningArgs a) {                                                  \
-        LIGHTNING_TC_BODY(T, true, 2, 4);                                                                 \
-    }                                                                                                     \
-    extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS_WIDE, 1)                            \
-    lightning_forward_tc_##NAME##_wide(const LightningArgs a) {                                           \
-        LIGHTNING_TC_BODY(T, true, 4, 0);                                                                 \
-    }                                                                                                     \
-    extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS_NARROW, 1)                          \
-    lightning_states_tc_##NAME(const LightningArgs a) {                                                   \
-        LIGHTNING_TC_BODY(T, false, 2, 4);                                                                \
-    }                                                                                                     \
-    extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS_WIDE, 1)                            \
-    lightning_states_tc_##NAME##_wide(const LightningArgs a) {                                            \
-        LIGHTNING_TC_BODY(T, false, 4, 0);                                                                \
-    }                                                                                                     \
-    extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS_NARROW, 1)                          \
-    lightning_forward_tc_##NAME##_n64(const LightningArgs a) {                                            \
-        LIGHTNING_TC_BODY(T, true, 1, 4);                                                                 \
-    }                                                                                                     \
-    extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS_NARROW, 1)                          \
-    lightning_states_tc_##NAME##_n64(const LightningArgs a) {                                             \
-        LIGHTNING_TC_BODY(T, false, 1, 4);                                                                \
+#define LIGHTNING_TC_BODY(T, FWD, MT, LW, NV) lightning_tc::body<T, FWD, MT, LW, LIGHTNING_TC_NV(NV)>(a)
+#define LIGHTNING_TC_ENTRIES(NAME, T, NV)                                                                \
+    extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS_NARROW, 1)                         \
+    lightning_forward_tc_##NAME(const LightningArgs a) {                                                 \
+        LIGHTNING_TC_BODY(T, true, 2, 4, NV);                                                            \
+    }                                                                                                    \
+    extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS_WIDE, 1)                           \
+    lightning_forward_tc_##NAME##_wide(const LightningArgs a) {                                          \
+        LIGHTNING_TC_BODY(T, true, 4, 0, NV);                                                            \
+    }                                                                                                    \
+    extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS_NARROW, 1)                         \
+    lightning_states_tc_##NAME(const LightningArgs a) {                                                  \
+        LIGHTNING_TC_BODY(T, false, 2, 4, NV);                                                           \
+    }                                                                                                    \
+    extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS_WIDE, 1)                           \
+    lightning_states_tc_##NAME##_wide(const LightningArgs a) {                                           \
+        LIGHTNING_TC_BODY(T, false, 4, 0, NV);                                                           \
+    }                                                                                                    \
+    extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS_NARROW, 1)                         \
+    lightning_forward_tc_##NAME##_n64(const LightningArgs a) {                                           \
+        LIGHTNING_TC_BODY(T, true, 1, 4, NV);                                                            \
+    }                                                                                                    \
+    extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS_NARROW, 1)                         \
+    lightning_states_tc_##NAME##_n64(const LightningArgs a) {                                            \
+        LIGHTNING_TC_BODY(T, false, 1, 4, NV);                                                           \
     }
 
-LIGHTNING_TC_ENTRIES(bf16, __nv_bfloat16)
-LIGHTNING_TC_ENTRIES(f16, __half)
+LIGHTNING_TC_ENTRIES(bf16, __nv_bfloat16, 1)
+LIGHTNING_TC_ENTRIES(f16, __half, 1)
+#if LIGHTNING_TC_NORM_ENTRIES
+LIGHTNING_TC_ENTRIES(bf16_norm, __nv_bfloat16, 2)
+LIGHTNING_TC_ENTRIES(f16_norm, __half, 2)
+#endif
