@@ -78,7 +78,8 @@ class KernelLayoutTest {
         String ptx = new String(CudaDevice.class.getResourceAsStream(CudaDevice.PTX_RESOURCE).readAllBytes());
         assertTrue(ptx.contains(".version 9.0"), "PTX ISA 9.0 expected (nvcc 13)");
         for (String family : new String[] {"generic_f32", "generic_bf16", "generic_f16", "tc_bf16", "tc_f16",
-                "tc_bf16_wide", "tc_f16_wide", "tc_bf16_n64", "tc_f16_n64"}) {
+                "tc_bf16_wide", "tc_f16_wide", "tc_bf16_n64", "tc_f16_n64", "tc_bf16_norm", "tc_f16_norm",
+                "tc_bf16_norm_wide", "tc_f16_norm_wide", "tc_bf16_norm_n64", "tc_f16_norm_n64"}) {
             assertTrue(ptx.contains(".entry lightning_forward_" + family), family);
             assertTrue(ptx.contains(".entry lightning_states_" + family), family);
         }
