@@ -129,20 +129,25 @@ __host__ __device__ inline int lightning_tc_smem_bytes(int dk) {
 #define LIGHTNING_TC_QZ_MMA 1
 #endif
 // Each formula has entry points of its own (LIGHTNING_TC_NORM_ENTRIES, default 1): lightning_*_tc_<type>[_wide|_n64]
-// compile the plain body, lightning_*_tc_<type>_norm[_wide|_n64] the normalized one, and the host picks by name
-// (Kernels.choose). With the normalized formula as a run-time flag of one body (0, the build before), ptxas keeps
-// the z products of the state update as predicated HMMA and the mask loop's row sums in plain launches too: on
-// an H200 (T = 1M, H = 64, D = 128, bf16; issue 12, BENCHMARKS.md, tcplain) the plain body alone ran the plain
-// forward in 46.4 ms against 54.7 with one body (52.7 with LIGHTNING_TC_QZ_MMA=0), and the normalized body
-// alone ran normalized identity in 62.2 ms against 59.5: 8 ms of every plain launch for 2.7 ms of a
-// normalized one. The cost: the module's PTX grows from 3.03 to 5.43 MB, and a node without a driver cache
-// compiles it in 18.4 s instead of 10.4 the first time (fat binaries, LIGHTNING_SASS, skip that). Both bodies
-// in each entry, picked once, spilled 370 bytes in the narrow forward (59.6 / 63.9 ms). Without the _norm
-// entries (0) the host launches the plain names for both formulas, which then test args.normalize.
+// compile the plain body, lightning_*_tc_<type>_norm[_wide|_n64] the body normalized launches run, and the host
+// picks by name (Kernels.choose). With the normalized formula as a run-time flag of one body for both (0, the
+// build before), ptxas keeps the z products of the state update as predicated HMMA and the mask loop's row sums
+// in plain launches too: on an H200 (T = 1M, H = 64, D = 128, bf16; issue 12, BENCHMARKS.md, tcplain and the
+// lead) the plain body alone runs the plain forward in 47.1 ms against 55.0 with one body. The normalized
+// entries keep that one body (LIGHTNING_TC_NORM_NV, default 0: it reads args.normalize, set on every launch
+// of theirs): the body compiled for the normalized formula alone (2) ran normalized identity in 62.4 ms
+// against 59.8. The cost: the module's PTX grows from 3.03 to 5.43 MB, and a node without a driver cache
+// compiles it in about 18 s instead of 10 the first time (fat binaries, LIGHTNING_SASS, skip that). Both
+// bodies in each entry, picked once, spilled 370 bytes in the narrow forward (59.6 / 63.9 ms). Without the
+// _norm entries (LIGHTNING_TC_NORM_ENTRIES=0) the host launches the plain names for both formulas, whose
+// one body then tests args.normalize.
 // LIGHTNING_TC_NORM_X (default 0; measurement builds, wrong on purpose): 1, every entry runs the plain body
 // (normalized launches wrong); 2, every entry runs the normalized body (plain launches wrong).
 #ifndef LIGHTNING_TC_NORM_ENTRIES
 #define LIGHTNING_TC_NORM_ENTRIES 1
+#endif
+#ifndef LIGHTNING_TC_NORM_NV
+#define LIGHTNING_TC_NORM_NV 0
 #endif
 #ifndef LIGHTNING_TC_NORM_X
 #define LIGHTNING_TC_NORM_X 0
@@ -281,8 +286,8 @@ __device__ __forceinline__ void phi_own(unsigned char* dstGeneric, int ldd, int 
 // and sPt are zero).
 // LW: load warps (0: the compute warps load). UP: state m-tiles updated together (each V fragment
 // serves UP tiles; UP = 1 keeps the registers within what 12 warps allow).
-// NV: 1 compiles the plain body, 2 the normalized one (each formula's entries, LIGHTNING_TC_NORM_ENTRIES);
-// 0 tests args.normalize at run time (one body for both, the build without the _norm entries).
+// NV: 0 tests args.normalize at run time (the normalized entries' body, and both formulas' without the
+// _norm entries); 1 compiles the plain body alone (the plain entries), 2 the normalized one (measured slower).
 template <typename T, bool FWD, int MT, int LW, int NV = 0>
 __device__ __forceinline__ void body(const LightningArgs& args) {
     using O_ = Ops<T>;
@@ -1063,6 +1068,6 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
 LIGHTNING_TC_ENTRIES(bf16, __nv_bfloat16, 1)
 LIGHTNING_TC_ENTRIES(f16, __half, 1)
 #if LIGHTNING_TC_NORM_ENTRIES
-LIGHTNING_TC_ENTRIES(bf16_norm, __nv_bfloat16, 2)
-LIGHTNING_TC_ENTRIES(f16_norm, __half, 2)
+LIGHTNING_TC_ENTRIES(bf16_norm, __nv_bfloat16, LIGHTNING_TC_NORM_NV)
+LIGHTNING_TC_ENTRIES(f16_norm, __half, LIGHTNING_TC_NORM_NV)
 #endif
