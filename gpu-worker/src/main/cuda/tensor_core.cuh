@@ -1030,7 +1030,8 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
 // ------------------------------ entry points ----------------------------------------------
 // narrow: dk <= 128, block LIGHTNING_TC_THREADS_NARROW; wide: dk <= 256, block LIGHTNING_TC_THREADS_WIDE;
 // n64: dk <= LIGHTNING_TC_SMALL_MAX_DK, the narrow block and shared memory.
-// NV: the body's formula (body's NV: 1 plain, 2 normalized), unless a build says otherwise (above).
+// NV: the body an entry compiles (body's NV: 0 reads args.normalize, 1 plain, 2 normalized), unless a build
+// says otherwise (above).
 #if LIGHTNING_TC_NORM_X
 #define LIGHTNING_TC_NV(NV) LIGHTNING_TC_NORM_X
 #elif LIGHTNING_TC_NORM_ENTRIES
