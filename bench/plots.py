@@ -10,6 +10,8 @@ Sources (the newest file of each pattern, by the date its name starts with):
                        there is none yet, the newest *-h200-*.log with both ours' and fla's timings (bin/gpu-check
                        with FLA_PATH), and vLLM's figures from *-h200-vllm-minimax.csv (another run)
   *-h200-gpu-job.log   bench/gpu-job.sh: disk, pinned copies, kernels, forward() on host tensors, jobs
+  *-h200-bigjob-r2-results.log, *-h200-dirjob-results.log   bench/job-device.sh's summaries at the issue's
+                       head count (H = 64): each cold job beside the disk, pinned-link and kernel bounds of its run
   *-cpu-vs-peer.csv    the CPU job against the numpy peer, step by step (bench/cpu-vs-peer.sh)
   *-scale-*.log        bench/scale-100m.sh: spot-check errors of long CPU-backend runs (all of them)
   *pieces*.csv         time per token against piece count (issue 16; all rows of all such files)
@@ -299,6 +301,55 @@ def cpu_peer(plt, path, out):
     plt.close(fig)
 
 
+JOB_ROW = re.compile(r"^\| (\S+) \| (\d+)x(\d+)x(\d+) \| (\d+) \| ([\d.e+-]+) \| ([\d.e+-]+) \| [\d.]+ \| ([^|]+) \| "
+                     r"([^|]+) \| ([\d.]+) \(([\d.]+)\) \|$")
+
+
+def job_bounds(plt, paths, out):
+    """The cold jobs of bench/job-device.sh's summary tables (tokens/s, Spark start included) beside the three
+    bounds measured in the same run, one row a job, tokens/s on a log scale."""
+    jobs = []  # (label, job tokens/s, {bound: tokens/s}, share of the slowest)
+    for path in paths:
+        for line in open(path):
+            m = JOB_ROW.match(line.strip())
+            if not m or "cold" not in m[1]:
+                continue
+            t, h, d, pieces = int(m[2]), int(m[3]), int(m[4]), int(m[5])
+            bounds = {}
+            for part in m[8].split(";"):
+                name, _, value = part.strip().rpartition(" ")
+                if name != "disk (both passes)":
+                    bounds[name] = float(value)
+            what = f"T = {t:,} in {pieces} pieces" if pieces > 1 else f"T = {t:,} a sequence, a piece each"
+            jobs.append((f"{m[1]}: {what}\nH = {h}, D = {d}; {os.path.basename(path)}", float(m[6]), bounds,
+                         float(m[10])))
+    if not jobs:
+        print("no job summary rows: job-vs-bounds plot left out")
+        return
+    colors = {"disk (read once)": "#8c564b", "pinned": "#9467bd", "kernels": "#555555"}
+    fig, ax = plt.subplots(figsize=(11, 1.4 + 1.0 * len(jobs)))
+    for i, (label, rate, bounds, share) in enumerate(jobs):
+        y = len(jobs) - 1 - i
+        ax.barh(y, rate, height=0.5, color="#1f77b4", label="the job, cold page cache" if i == 0 else None)
+        ax.annotate(f"{rate / 1e3:.1f} K tokens/s, {share:.2f} of the slowest bound", (rate, y),
+                    textcoords="offset points", xytext=(4, -3), fontsize=7)
+        for name, v in bounds.items():
+            ax.plot([v], [y], marker="|", markersize=22, mew=2.5, color=colors.get(name, "#000000"),
+                    label=name if i == 0 else None)
+    ax.set_yticks(range(len(jobs)))
+    ax.set_yticklabels([j[0] for j in reversed(jobs)], fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlim(1e4, 1e9)  # room on the right for the legend
+    ax.set_xlabel("tokens per second (log scale); each bound as measured in the job's own run", fontsize=8)
+    ax.set_title("The job on one H200 from its local disk, beside its bounds", fontsize=10)
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout(rect=(0.015, 0.05, 1, 1))
+    footer(fig, *paths)
+    save(fig, out, "job-vs-bounds.png")
+    plt.close(fig)
+
+
 def pieces(plt, paths, out):
     series = {}
     for path in paths:
@@ -370,6 +421,9 @@ def main():
     job = newest(results, "*-h200-gpu-job.log")
     if job:
         host_path(plt, job, out)
+    job_logs = [p for p in (newest(results, "*-h200-bigjob-r2-results.log"), newest(results, "*-h200-dirjob-results.log")) if p]
+    if job_logs:
+        job_bounds(plt, job_logs, out)
     peer = newest(results, "*-cpu-vs-peer.csv")
     if peer:
         cpu_peer(plt, peer, out)
