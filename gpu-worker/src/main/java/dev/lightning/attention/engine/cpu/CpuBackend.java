@@ -401,8 +401,8 @@ public final class CpuBackend implements AttentionBackend {
 
         /**
          * Pass 2's o of one chunk (rows c0.. of the block, head h), finished (scaled, normalized)
-         * into {@code sc.ob}, from K^T in {@code sc.kt} and the head's state before the chunk in
-         * {@code pv}'s first Dk rows; leaves the chunk's V in the rows after them. A method of its
+         * into the block's o rows ({@link Scratch#obAt}), from K^T at {@link Scratch#ktAt} and the head's
+         * state before the chunk in {@code pv}'s first Dk rows; leaves the chunk's V in the rows after them. A method of its
          * own: inside {@link #chunk} it made one compiled method so large that C2 stopped inlining the
          * Vector API's intrinsics in it (pass 1 ran in their Java fallbacks, at half speed).
          */
@@ -457,7 +457,7 @@ public final class CpuBackend implements AttentionBackend {
 
         /**
          * One chunk of m tokens at row c0 of the block for head h: writes the chunk's finished
-         * outputs (scaled, normalized) into {@code sc.ob} when there is a q, and advances the head's
+         * outputs (scaled, normalized) into the block's o rows ({@link Scratch#obAt}) when there is a q, and advances the head's
          * state (and normalizer).
          */
         private void chunk(int h, int c0, int m) {
@@ -514,8 +514,9 @@ public final class CpuBackend implements AttentionBackend {
         }
 
         /**
-         * o of tokens [b0, b0 + n) from {@code sc.ob}, rounded to o's type, straight into o's bytes
-         * (one copy: staging them in a buffer of our own first copied 1 GiB of F32 o twice).
+         * o of tokens [b0, b0 + n) from the block's o rows ({@link Scratch#obAt}), rounded to o's type,
+         * straight into o's bytes (one copy: staging them in a buffer of our own first copied 1 GiB of
+         * F32 o twice).
          */
         private void write(int b0, int n) {
             int len = n * ldo;

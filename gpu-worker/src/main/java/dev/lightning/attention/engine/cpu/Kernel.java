@@ -94,17 +94,6 @@ abstract class Kernel {
         }
     }
 
-    /** y[yo..yo+n) *= x[xo..xo+n), returning the sum of the products. */
-    float multiplySum(float[] y, int yo, float[] x, int xo, int n) {
-        float sum = 0f;
-        for (int j = 0; j < n; j++) {
-            float p = y[yo + j] * x[xo + j];
-            y[yo + j] = p;
-            sum += p;
-        }
-        return sum;
-    }
-
     /**
      * y[yo + j] *= x[xo + j] for j &lt; valid and y[yo + j] = 0 for valid &lt;= j &lt; n, returning the
      * sum of the products (a causal row: the scores past the diagonal set to zero, not multiplied

@@ -1411,24 +1411,6 @@ final class VectorKernel extends Kernel {
         }
     }
 
-    @Override
-    float multiplySum(float[] y, int yo, float[] x, int xo, int n) {
-        FloatVector acc = FloatVector.zero(S);
-        int j = 0;
-        for (; j + L <= n; j += L) {
-            FloatVector p = FloatVector.fromArray(S, y, yo + j).mul(FloatVector.fromArray(S, x, xo + j));
-            p.intoArray(y, yo + j);
-            acc = acc.add(p);
-        }
-        float sum = acc.reduceLanes(VectorOperators.ADD);
-        for (; j < n; j++) {
-            float p = y[yo + j] * x[xo + j];
-            y[yo + j] = p;
-            sum += p;
-        }
-        return sum;
-    }
-
     /**
      * Whole vectors below {@code valid} multiplied, the rest (at most a vector and a scalar tail
      * where the backend asks for n rounded up to whole vectors) one element at a time. A blend
