@@ -219,6 +219,15 @@ static CheckResult check_build(const Build& b, const Case& c) {
 
 // Loads each NAME=FILE build (a NAME starting with "x-": a measurement build; containing "portable": a build
 // of the portable module) and sizes its kernels from the module's own launch shapes.
+// A NAME=FILE.cubin argument of the tools that load builds (norm_cost, fwd_cost) into specs; false, with a message,
+// for anything else.
+static bool add_build_spec(const char* arg, std::vector<std::pair<std::string, std::string>>& specs) {
+    const char* eq = std::strchr(arg, '=');
+    if (!eq) { std::fprintf(stderr, "expected NAME=FILE.cubin, got %s\n", arg); return false; }
+    specs.emplace_back(std::string(arg, eq - arg), std::string(eq + 1));
+    return true;
+}
+
 static std::vector<Build> load_builds(const std::vector<std::pair<std::string, std::string>>& specs) {
     std::vector<Build> builds;
     int* dShapes;
@@ -232,12 +241,14 @@ static std::vector<Build> load_builds(const std::vector<std::pair<std::string, s
         CK(cudaLibraryGetKernel(&b.fwd, b.lib, b.portable ? "lightning_forward_tc_bf16" : "lightning_forward_wg_bf16"));
         CK(cudaLibraryGetKernel(&b.st, b.lib, b.portable ? "lightning_states_tc_bf16" : "lightning_states_wg_bf16"));
         // the portable module's normalized entries (tensor_core.cuh, LIGHTNING_TC_NORM_ENTRIES) where it has them
-        b.fwdN = b.fwd; b.stN = b.st;
-        if (b.portable && cudaLibraryGetKernel(&b.fwdN, b.lib, "lightning_forward_tc_bf16_norm") == cudaSuccess) {
+        cudaKernel_t normFwd;
+        if (b.portable && cudaLibraryGetKernel(&normFwd, b.lib, "lightning_forward_tc_bf16_norm") == cudaSuccess) {
+            b.fwdN = normFwd;
             CK(cudaLibraryGetKernel(&b.stN, b.lib, "lightning_states_tc_bf16_norm"));
         } else {
-            (void)cudaGetLastError();
-            b.fwdN = b.fwd; b.stN = b.st;
+            (void)cudaGetLastError();  // no _norm entries: one body reads the flag
+            b.fwdN = b.fwd;
+            b.stN = b.st;
         }
         cudaKernel_t shapes;
         CK(cudaLibraryGetKernel(&shapes, b.lib, b.portable ? "lightning_launch_shapes" : "lightning_wg_launch_shapes"));

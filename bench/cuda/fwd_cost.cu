@@ -21,11 +21,7 @@ int main(int argc, char** argv) {
     for (int i = 1; i < argc; ++i) {
         if (!std::strcmp(argv[i], "--rounds") && i + 1 < argc) rounds = std::atoi(argv[++i]);
         else if (!std::strcmp(argv[i], "--t") && i + 1 < argc) T = std::atoll(argv[++i]);
-        else {
-            const char* eq = std::strchr(argv[i], '=');
-            if (!eq) { std::fprintf(stderr, "expected NAME=FILE.cubin, got %s\n", argv[i]); return 2; }
-            specs.emplace_back(std::string(argv[i], eq - argv[i]), std::string(eq + 1));
-        }
+        else if (!add_build_spec(argv[i], specs)) return 2;
     }
     CK(cudaSetDevice(0));
     CK(cudaFree(0));

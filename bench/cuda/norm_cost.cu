@@ -55,11 +55,7 @@ int main(int argc, char** argv) {
         else if (!std::strcmp(argv[i], "--probe")) probe = true;
         else if (!std::strcmp(argv[i], "--repeat") && i + 1 < argc) repeat = std::max(1, std::atoi(argv[++i]));
         else if (!std::strcmp(argv[i], "--t") && i + 1 < argc) T = std::atoll(argv[++i]);
-        else {
-            const char* eq = std::strchr(argv[i], '=');
-            if (!eq) { std::fprintf(stderr, "expected NAME=FILE.cubin, got %s\n", argv[i]); return 2; }
-            specs.emplace_back(std::string(argv[i], eq - argv[i]), std::string(eq + 1));
-        }
+        else if (!add_build_spec(argv[i], specs)) return 2;
     }
     CK(cudaSetDevice(0));
     CK(cudaFree(0));
