@@ -62,12 +62,6 @@
 #define LIGHTNING_WG_THREADS 384
 #define LIGHTNING_WG_MAX_DK 128
 #define LIGHTNING_WG_PAIR_D 64  // the paired kernels' dk = dv (two heads a CTA; see body)
-// LIGHTNING_WG_PAIR_N64 (default 1): the paired kernels keep only the own head's 64 dk of P^T (an
-// m64n64 accumulator, state products on K's own atom); 0: the whole m64n128 as unpaired, the other
-// atom's columns unused (the first version, for comparison).
-#ifndef LIGHTNING_WG_PAIR_N64
-#define LIGHTNING_WG_PAIR_N64 1
-#endif
 
 // Dynamic shared memory in bytes (any dk <= 128: tiles are padded to 128 columns), with
 // NC = LIGHTNING_WG_COLUMNS and 16384-byte Q and K tiles (64 x 128, two atoms):
@@ -78,78 +72,54 @@
 //   whether or not the launch normalizes, so that the size depends on the kernel alone
 //   decay table and mbarriers                              1152
 //   forward only: the scaled mask table                    512
-//   the normalizer's decay-weight tiles (LIGHTNING_WG_Z_WGMMA)  2 x 1024
-// Forward 207488 bytes, states 134272 (without LIGHTNING_WG_Z_WGMMA: 205440, 132224).
-// LIGHTNING_WG_Z_WGMMA (default 1; 0 builds the previous loaders' column sums, for comparison): the
-// normalizer's column sums on the tensor cores (see the loaders), with 2048 bytes more for both
-// kernels, the two decay-weight tiles.
-#ifndef LIGHTNING_WG_Z_WGMMA
-#define LIGHTNING_WG_Z_WGMMA 1
-#endif
-// LIGHTNING_WG_MAP_FUSED (default 1: the forward loaders map their Q and K pieces in one loop, two
-// independent rows in flight; 0: the previous loop, a tile at a time; see LIGHTNING_WG_MAP_LOADER_REGS).
-#ifndef LIGHTNING_WG_MAP_FUSED
-#define LIGHTNING_WG_MAP_FUSED 1
-#endif
+//   the normalizer's decay-weight tiles (see the loaders)  2 x 1024
+// Forward 207488 bytes, states 134272.
 // LIGHTNING_WG_NORM_X (measurement builds only, default 0; wrong results on purpose): leaves parts of the
 // normalized forward's work out to see what each costs (bench/cuda/norm_cost.cu, BENCHMARKS.md, hopnorm2).
 // Bit 1: the consumers' q . zP products; bit 2: the consumers' row sums, reciprocals and scaling; bit 4: the
 // loaders' z work (column sums); bit 8: a normalized launch runs the plain forward body (the control);
 // bit 16: the normalized forward's loaders carry no map code (for register splits); bit 32: the normalized states
-// kernel's column sums (of the loaders, or of the consumers with LIGHTNING_WG_STATES_Z_CONS) left out.
+// kernel's column sums (the consumers') left out.
 #ifndef LIGHTNING_WG_NORM_X
 #define LIGHTNING_WG_NORM_X 0
 #endif
-// The forward consumers' instruction stream (issue 13; build options, 0 = the code before them, so that one
-// process can time both; bench/kfwd-build.sh, bench/cuda/fwd_cost.cu). A consumer warp of the plain forward
-// executed 877 instructions a chunk (sm_90a SASS); with the two options below and two others it ran 652, and
+// The forward consumers' instruction stream (issue 13, kfwd: the two changes below timed against the code before
+// them in one process, bench/cuda/fwd_cost.cu). A consumer warp of the plain forward
+// executed 877 instructions a chunk (sm_90a SASS); with the two changes below and two others it ran 652, and
 // the forward was 5.6% (H = 64) and 6.1% (H = 8) faster on an H200 (T = 1M, D = 128, 2026-12-03,
 // BENCHMARKS.md): less than the instructions suggest, as a chunk's time is set by each consumer's dependent
-// chain (products, waits, the barrier on the state copy) more than by issue slots. Both are on (the shipped
-// PTX; the merged module passed the GPU tests on an H200). Tried and removed, each measured with the same tool
+// chain (products, waits, the barrier on the state copy) more than by issue slots. The module with both
+// passed the GPU tests on an H200. Tried and removed, each measured with the same tool
 // (BENCHMARKS.md): stmatrix for the state copy and the output staging (no gain), the split weights from a
 // per-CTA table (states kernel 3 to 5% slower), S V into an accumulator of its own issued right after the
 // mask loop, and the state update's products issued before the output staging (helper kover: +0.2% to
 // +1.1% at H = 64, -2.1% to +1.4% at H = 8, inside the spread).
-//   LIGHTNING_WG_FAST_STORE: the output rows go out from a per-thread pointer advanced a chunk at a time
+//   store_rows_fast: the output rows go out from a per-thread pointer advanced a chunk at a time
 //     (its 64-bit row arithmetic done once), not recomputed from (t, h) for each 16-byte piece: 144 -> 58
 //     instructions a chunk. Only the 16-byte path (dv % 8 == 0, aligned o); the other keeps its code.
-//   LIGHTNING_WG_DESC32: descriptor offsets added to the low 32 bits only (the start address field
+//   desc_of, desc_add: descriptor offsets added to the low 32 bits only (the start address field
 //     never carries out, see qk_desc), so ptxas needs no 64-bit add and register copies a product.
-#ifndef LIGHTNING_WG_FAST_STORE
-#define LIGHTNING_WG_FAST_STORE 1
-#endif
-#ifndef LIGHTNING_WG_DESC32
-#define LIGHTNING_WG_DESC32 1
-#endif
-// The normalized and the mapped states kernel (issue 12, helper hopnorm3; both on, 0 / 1 build the code before them).
+// The normalized and the mapped states kernel (issue 12, helper hopnorm3: the two changes below).
 // On an H200 (T = 1M, H = 64, D = 128, bf16, 2026-12-03) the states kernel over T / 2 took 4.2 to 4.5 ms plain
 // (bound by memory), about 1.3 ms more normalized (the column sums of z: 8 m64n8 products a chunk by the loaders,
-// waited for before they arrive) and about 3 ms more with elu1 (the loaders' map of K). Both options together, in
+// waited for before they arrive) and about 3 ms more with elu1 (the loaders' map of K). Both changes together, in
 // norm_cost with each variant launched after itself: elu1's states kernel 7.30 -> 5.72 ms, normalized elu1's
 // 7.80 -> 5.73, normalized identity's 5.81 -> 5.50, plain unchanged; DeviceBench elu1 +15.8% -> +13.5%, normalized
 // elu1 +30.2% -> +28.5% over plain in the same call (the forward ran at the clock the faster states kernel left:
 // at the card's 700 W limit a shorter chain saves less than its latency). The module passed GpuBackendTest on the
 // H200 (171 passed, 0 failed; BENCHMARKS.md, hopnorm3). Tried and removed: the loaders' wait for their sums deferred
 // by a chunk (normalized elu1's forward 6 ms slower), the sums on the loaders' CUDA cores after the arrive (slower).
-// LIGHTNING_WG_STATES_Z_CONS: in the normalized states kernel the consumers form the normalizer's column sums (each
-// its half of dk, the same m64n8 products as the loaders', 4 a chunk) in the state update's commit group, and the
-// loaders only copy, as in the plain states kernel.
-#ifndef LIGHTNING_WG_STATES_Z_CONS
-#define LIGHTNING_WG_STATES_Z_CONS 1
-#endif
-// LIGHTNING_WG_STATES_MAP: rows of its K tile the states kernel's loaders map at a time (2, 4 or 8: map_tile_rows,
-// 4 the default; 1: map_tile, one row a step): with one row's loads and exponentials in flight a loader thread
-// spent most of a chunk's time waiting on them, between the copy landing and the arrive (2 and 4 rows measured the
-// same: 6.35 and 6.33 ms for elu1's states kernel against 8.02, round 1).
-#ifndef LIGHTNING_WG_STATES_MAP
-#define LIGHTNING_WG_STATES_MAP 4
-#endif
+// The consumers' column sums (ZC in body): in the normalized states kernel the consumers form the normalizer's
+// column sums (each its half of dk, the same m64n8 products as the loaders', 4 a chunk) in the state update's commit
+// group, and the loaders only copy, as in the plain states kernel.
+// The states kernel's map (map_tile_rows, 4 rows of its K tile at a time): with one row's loads and exponentials in
+// flight (map_tile) a loader thread spent most of a chunk's time waiting on them, between the copy landing and the
+// arrive (2 and 4 rows measured the same: 6.35 and 6.33 ms for elu1's states kernel against 8.02, round 1).
 __host__ __device__ inline int lightning_wg_smem_bytes(int dk, int forward) {
     (void)dk;
     const int qk = 16384, nc = LIGHTNING_WG_COLUMNS;
     return (forward ? 3 * (2 * qk + 128 * nc) + 2 * qk + 128 * (nc + 8) + 3 * 2048 + 1152 + 512
-                    : 4 * (qk + 128 * nc) + 1152) + (LIGHTNING_WG_Z_WGMMA ? 2048 : 0);
+                    : 4 * (qk + 128 * nc) + 1152) + 2048;
 }
 
 namespace lightning_wg {
@@ -170,28 +140,20 @@ using lightning::split_hl;
 
 constexpr int kChunk = 64;
 constexpr int kCols = LIGHTNING_WG_COLUMNS;
-// wg_desc built from two 32-bit halves (LIGHTNING_WG_DESC32: the high half is a constant), else wg_desc.
+// wg_desc built from two 32-bit halves (the high half is a constant).
 __device__ __forceinline__ unsigned long long desc_of(unsigned addr, unsigned lead, unsigned stride) {
-#if LIGHTNING_WG_DESC32
     unsigned long long r;
     asm("mov.b64 %0, {%1, %2};" : "=l"(r) : "r"(((addr & 0x3FFFFu) >> 4) | ((lead >> 4) << 16)), "r"((stride >> 4) | (1u << 30)));
     return r;
-#else
-    return wg_desc(addr, lead, stride);
-#endif
 }
-// A descriptor plus off (16-byte units) in its low 32 bits (LIGHTNING_WG_DESC32; the callers' offsets never
-// carry out of the start address field), else as a 64-bit sum.
+// A descriptor plus off (16-byte units) in its low 32 bits (the callers' offsets never carry out of the start
+// address field).
 __device__ __forceinline__ unsigned long long desc_add(unsigned long long d, unsigned long long off) {
-#if LIGHTNING_WG_DESC32
     unsigned lo, hi;
     asm("mov.b64 {%0, %1}, %2;" : "=r"(lo), "=r"(hi) : "l"(d));
     unsigned long long r;
     asm("mov.b64 %0, {%1, %2};" : "=l"(r) : "r"(lo + (unsigned)off), "r"(hi));
     return r;
-#else
-    return d + off;
-#endif
 }
 
 // ------------------------------ loads -----------------------------------------------------
@@ -213,20 +175,20 @@ constexpr int kLoaders = 128;
 // consumers need fewer (no outputs), and its loaders spilled with 56. Normalized forward: the
 // loaders carry z and its checkpoint clock, and spilled with 56; its consumers fit in 216.
 // LIGHTNING_WG_NORM_LOADER_REGS: the normalized forward's loader registers, the consumers getting
-// the rest (rounded down to a multiple of 8, as setmaxnreg requires). With LIGHTNING_WG_Z_WGMMA the
-// loaders hold four z and the column sums' accumulators: 72 (consumers 216) left an 8-byte spill
+// the rest (rounded down to a multiple of 8, as setmaxnreg requires). The loaders hold four z and
+// the column sums' accumulators: 72 (consumers 216) left an 8-byte spill
 // (ptxas) and ran normalized elu1 15% slower than 88 (consumers 208), which has none (H200,
 // bench/cuda/norm_cost.cu, 2026-12-03).
 #ifndef LIGHTNING_WG_NORM_LOADER_REGS
-#define LIGHTNING_WG_NORM_LOADER_REGS (LIGHTNING_WG_Z_WGMMA ? 88 : 64)
+#define LIGHTNING_WG_NORM_LOADER_REGS 88
 #endif
-// LIGHTNING_WG_MAP_LOADER_REGS (default 72; 0 builds the previous code, one plain body with 56): the plain
-// forward with a feature map runs as a body of its own whose loaders get this many registers (the
-// consumers the rest, 216; no spill, ptxas sm_90a; 88 left a 24-byte spill), as the normalized forward's
-// do. With 56 the map's loads and exponentials had too few registers to overlap: on an H200 (T = 1M,
-// H = 64, D = 128, bf16, 2026-12-03) elu1 cost +31.8% over plain in DeviceBench and +19.3% with this and
-// LIGHTNING_WG_MAP_FUSED (norm_cost: 45.2 -> 37.0 ms, plain unchanged at 25.9 ms). The module with both
-// on passed GpuBackendTest on an H200 (171 passed, 0 failed; 2026-12-03 15:01 UTC,
+// LIGHTNING_WG_MAP_LOADER_REGS (default 72): the plain forward with a feature map runs as a body of its
+// own (MAPR) whose loaders get this many registers (the consumers the rest, 216; no spill, ptxas sm_90a;
+// 88 left a 24-byte spill), as the normalized forward's do. With 56 (one plain body for every map) the
+// map's loads and exponentials had too few registers to overlap: on an H200 (T = 1M, H = 64, D = 128,
+// bf16, 2026-12-03) elu1 cost +31.8% over plain in DeviceBench and +19.3% with this and the fused map of
+// Q and K (map_tiles2; norm_cost: 45.2 -> 37.0 ms, plain unchanged at 25.9 ms). The module with both
+// passed GpuBackendTest on an H200 (171 passed, 0 failed; 2026-12-03 15:01 UTC,
 // bench/results/2026-12-03-h200-hopnorm-r3-gpu-tests.log).
 #ifndef LIGHTNING_WG_MAP_LOADER_REGS
 #define LIGHTNING_WG_MAP_LOADER_REGS 72
@@ -243,9 +205,10 @@ template <bool FWD, bool NORM, bool MAPR = false> struct Regs {
 // columns < valid: valid % 8 == 0 on this path) are mapped: the zero padding must stay zero
 // (elu(0) + 1 = 1 would add a phantom dk column or token). One row a step: two rows a step (twice
 // the independent work in flight) spilled 12 bytes of the 56 registers the plain forward's loaders
-// had then (ptxas, sm_90a), and a loader spill cost the plain kernel 8% once before. The forward now
-// maps Q and K together (map_tiles2) with 72 or 88 loader registers; the states kernel (K only, 88)
-// uses this. FM: the feature map code as a constant.
+// had then (ptxas, sm_90a), and a loader spill cost the plain kernel 8% once before. The unpaired forward
+// maps Q and K together (map_tiles2) with 72 or 88 loader registers, the states kernel 4 rows of K at a
+// time (map_tile_rows, which takes this for a partial chunk); the paired forward uses this. FM: the
+// feature map code as a constant.
 template <typename T, int FM>
 __device__ __forceinline__ void map_tile(unsigned char* tile, int m, int valid, int lt) {
     const int r0 = lt >> 4, jp = lt & 15;
@@ -262,7 +225,7 @@ __device__ __forceinline__ void map_tile(unsigned char* tile, int m, int valid, 
     }
 }
 // map_tile on the same pieces of the Q and K tiles (same layout, same m and valid) in one loop
-// (LIGHTNING_WG_MAP_FUSED): two independent loads, maps and stores a step.
+// (the forward's): two independent loads, maps and stores a step.
 template <typename T, int FM>
 __device__ __forceinline__ void map_tiles2(unsigned char* tq, unsigned char* tk, int m, int valid, int lt) {
     const int r0 = lt >> 4, jp = lt & 15;
@@ -286,7 +249,7 @@ __device__ __forceinline__ void map_tiles2(unsigned char* tq, unsigned char* tk,
         *reinterpret_cast<uint4*>(pk) = w;
     }
 }
-// map_tile with R rows in flight (LIGHTNING_WG_STATES_MAP, the states kernel's K tile): for a whole chunk the eight
+// map_tile with R rows in flight (the states kernel's K tile, R = 4): for a whole chunk the eight
 // rows of this thread are loaded, mapped and stored R at a time (R independent loads and exponential chains
 // instead of one); a partial chunk takes map_tile's loop.
 template <typename T, int FM, int R>
@@ -352,49 +315,12 @@ __device__ __forceinline__ void load_tile(unsigned dst, unsigned char* dstGeneri
 }
 
 // ------------------------------ normalizer and checkpoint helpers ------------------------
-// sum over the chunk's tokens t < m of lambda^(m-1-t) k_t[d] (k after phi), from the swizzled K
-// tile kt (element (t, d) at atom d / 64, byte 128 t + 16 ((d / 8 % 8) ^ (t % 8)) + 2 (d % 8)).
-// A warp's 32 columns lie in one 128-byte row: no bank conflict.
-template <typename T>
-__device__ __forceinline__ float decayed_column_sum(const unsigned char* kt, int m, int d, const float* tab) {
-    const int pd16 = ((d >> 3) & 7) << 4;
-    const unsigned char* col = kt + ((d >> 6) << 13) + ((d & 7) << 1);
-    float acc = 0.f;
-    if (m == kChunk) {
-        // t = 8 b + r: lambda^(63 - t) = (lambda^8)^(7 - b) lambda^(7 - r). Horner in b for each r
-        // (the swizzle term of rows r, r + 8, ... is the same), then in r: no weight loads.
-        const float lam = tab[1], lam8 = tab[8];
-#pragma unroll 1
-        for (int r = 0; r < 8; ++r) {
-            const unsigned char* p = col + (r << 7) + (pd16 ^ (r << 4));
-            float x = 0.f;
-#pragma unroll
-            for (int b = 0; b < 8; ++b) x = fmaf(lam8, x, Ops<T>::to_f(*reinterpret_cast<const T*>(p + 1024 * b)));
-            acc = fmaf(lam, acc, x);
-        }
-    } else {  // the segment's last, partial chunk
-#pragma unroll 1
-        for (int t = 0; t < m; ++t)
-            acc = fmaf(tab[m - 1 - t],
-                       Ops<T>::to_f(*reinterpret_cast<const T*>(col + (t << 7) + (pd16 ^ ((t & 7) << 4)))), acc);
-    }
-    return acc;
-}
 // The normalizer tile of a stage: z = hi + lo (T each, hi = z rounded, lo = the rest rounded:
 // about 16 significant bits together) as the rows 0..7 (hi, lo, hi, lo, ...) of an 8 x 128
 // K-major tile with the 128-byte swizzle, the B operand of the m64n8 product q . zP: atoms of 64
 // dk, 1024 bytes; element (row e, dk d) at atom d / 64, byte 128 e + 16 ((d / 8 % 8) ^ e) + 2 (d % 8).
 // Column 2 x of the product is then q . hi and column 2 x + 1 q . lo for every x: each lane of
-// a quad has both for its rows.
-template <typename T>
-__device__ __forceinline__ void write_ztile(unsigned char* zt, float z, int d) {
-    const T hi = Ops<T>::from_f(z);
-    const T lo = Ops<T>::from_f(z - Ops<T>::to_f(hi));
-    unsigned char* p = zt + ((d >> 6) << 10) + ((d & 7) << 1);
-    const int pd = (d >> 3) & 7;
-#pragma unroll
-    for (int e = 0; e < 8; ++e) *reinterpret_cast<T*>(p + (e << 7) + ((pd ^ e) << 4)) = (e & 1) ? lo : hi;
-}
+// a quad has both for its rows. The loaders write it (each lane its rows d = zRow(i), see body).
 // Where the checkpoints fall (forward): after the chunk that ends at sequence token end
 // (exclusive) when end % N == 0, into slot end / N - 1 - firstCheckpoint. Tracked per chunk with
 // 32-bit adds (the 64-bit division once per CTA): rem = start mod N and next = floor(start / N) -
@@ -436,14 +362,14 @@ struct CheckpointClock {
 //   loaders: hold z (float32; 0 past dk), the value before the chunk; write it as the stage's
 //     normalizer tile, then zP' = lambda^m zP + sum_t lambda^(m-1-t) k_t[d] from the stage's K
 //     tile, all before arriving on the full barrier (so the stage is not refilled while they read
-//     it). One column tile (blockIdx.y == 0) writes z. The sums: by default (LIGHTNING_WG_Z_WGMMA)
+//     it). One column tile (blockIdx.y == 0) writes z. The sums:
 //     16 m64n8 wgmma a chunk, K^T times a tile of the decay weights, each lane holding z of the
-//     four rows of its accumulators; with LIGHTNING_WG_Z_WGMMA=0, thread d sums column d in float32
-//     (64 loads and FMAs a chunk). The latter held normalized elu1 at +106% over plain on an H200
-//     (52.6 against 25.6 ms, T = 1M, H = 64, D = 128, states and forward kernels), the former +56%
+//     four rows of its accumulators. The loop they replaced (thread d summing column d in float32,
+//     64 loads and FMAs a chunk) held normalized elu1 at +106% over plain on an H200
+//     (52.6 against 25.6 ms, T = 1M, H = 64, D = 128, states and forward kernels), the products +56%
 //     (40.1 ms); leaving the loaders' z work out altogether gave 38.0 ms (bench/cuda/norm_cost.cu,
 //     2026-12-03), so it was the loaders' share, beside elu1's mapping, that cost.
-//   states kernel (LIGHTNING_WG_STATES_Z_CONS, the default): the consumers form the sums instead (each its half of
+//   states kernel: the consumers form the sums instead (each its half of
 //     dk, in its state update's commit group); it writes only z after the segment, and its loaders copy alone.
 //   consumers (forward): q_i . zP by one more product, m64n8: Q (A, as for S) times the
 //     normalizer tile (B), 8 wgmma a chunk; the intra part sum_{j<=i} lambda^(i-j) q_i . k_j is
@@ -453,19 +379,17 @@ struct CheckpointClock {
 // side in memory, so its Q, K and V tiles are the two heads' rows as one 128-column tile: atom j is
 // head 2 x + j, loaded with the whole-chunk path of a 128-wide head. Consumer j computes head 2 x + j:
 // S = Q K^T and Q P over atom j only (4 k-steps), its own 64 columns of V (atom j), its own decay;
-// with LIGHTNING_WG_PAIR_N64 (default) it keeps only its own 64 dk of P^T (an m64n64 accumulator:
-// state products on K's atom j, half the registers, fold and state copy of the unpaired kernels);
-// without, its state update takes all 128 columns of K (one m64n128 product, as unpaired), and the
-// other atom's columns of P^T hold products of the two heads that are never read (not stored, not in
-// any output). Unpaired, dk <= 64 leaves consumer 2 and half of every product idle; paired, a CTA
+// it keeps only its own 64 dk of P^T (an m64n64 accumulator:
+// state products on K's atom j, half the registers, fold and state copy of the unpaired kernels;
+// the first version's m64n128 state over both atoms, as unpaired, was slower: BENCHMARKS.md, paired
+// kernels). Unpaired, dk <= 64 leaves consumer 2 and half of every product idle; paired, a CTA
 // moves twice the bytes per chunk for about the same instructions.
-// MAPR (LIGHTNING_WG_MAP_LOADER_REGS): the plain, unpaired forward of a launch with a feature map, with
+// MAPR: the plain, unpaired forward of a launch with a feature map, with
 // more loader registers (Regs).
 template <typename T, bool FWD, bool NORM, bool PAIR = false, bool MAPR = false>
 __device__ __forceinline__ void body(const LightningArgs& a) {
     static_assert(!(PAIR && NORM), "the paired heads are not normalized");
     static_assert(!(MAPR && (PAIR || NORM || !FWD)), "MAPR is the plain, unpaired forward's");
-    static_assert(!PAIR || LIGHTNING_WG_Z_WGMMA, "PAIR keeps its second head's decay tables in the normalizer's weight tiles");
     using O_ = Ops<T>;
     using W = Wgmma<T, 64>;
     extern __shared__ __align__(1024) unsigned char lightning_wg_smem[];
@@ -473,9 +397,9 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     constexpr int AHEAD = NS - 1;            // chunks in flight beyond the one computed
     constexpr int kConsumerThreads = 256;
     constexpr int kLdo = kCols + 8;          // output staging row (elements)
-    // The normalizer's column sums (NORM): ZC, summed by the states kernel's consumers (LIGHTNING_WG_STATES_Z_CONS);
+    // The normalizer's column sums (NORM): ZC, summed by the states kernel's consumers;
     // ZX, left out (measurement builds, LIGHTNING_WG_NORM_X).
-    constexpr bool ZC = NORM && !FWD && LIGHTNING_WG_STATES_Z_CONS && LIGHTNING_WG_Z_WGMMA;
+    constexpr bool ZC = NORM && !FWD;
     constexpr bool ZX = (LIGHTNING_WG_NORM_X & 4) || (!FWD && (LIGHTNING_WG_NORM_X & 32));
 
     const T* __restrict__ q = static_cast<const T*>(a.q);
@@ -513,9 +437,9 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     const unsigned offO = offPt + (FWD ? 2u * ptBytes : 0u);
     constexpr unsigned zBytes = 2048u;                  // a normalizer tile: 8 x Dkp, two 1024-byte atoms
     const unsigned offZ = offO + (FWD ? 128u * kLdo : 0u);  // 17408 = 17 x 1024: atoms stay aligned
-    // LIGHTNING_WG_Z_WGMMA: the decay-weight tiles of whole and of the last chunk (1024 bytes each)
+    // the normalizer's decay-weight tiles of whole and of the last chunk (1024 bytes each)
     const unsigned offW = offZ + (FWD ? NS * zBytes : 0u);
-    const unsigned offTab = offW + (LIGHTNING_WG_Z_WGMMA ? 2048u : 0u);
+    const unsigned offTab = offW + 2048u;
     unsigned char* sm = lightning_wg_smem;
     const unsigned smU = smem_u32(sm);
     // mbarriers: full[i] (the loaders arrive once their copies into stage i landed), empty[i] (the
@@ -558,10 +482,10 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
         asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(Regs<FWD, NORM, MAPR>::loader));
         const bool vecQK = (dk % 8 == 0) && lightning::aligned16(k) && (!FWD || lightning::aligned16(q));
         const bool vecV = (dv % 8 == 0) && lightning::aligned16(v);
-        // (LIGHTNING_WG_MAP_LOADER_REGS: an unpaired plain forward with a map runs the MAPR body, so the other
+        // (an unpaired plain forward with a map runs the MAPR body, so the other
         // plain forward body has no map code)
         // (LIGHTNING_WG_NORM_X & 16, a measurement build: the normalized forward's loaders without map code)
-        const int fm = ((FWD && !NORM && !PAIR && !MAPR && LIGHTNING_WG_MAP_LOADER_REGS > 0) ||
+        const int fm = ((FWD && !NORM && !PAIR && !MAPR) ||
                         (FWD && NORM && (LIGHTNING_WG_NORM_X & 16))) ? 0 : a.featureMap;
         // Grouped heads: head h reads q head h / (H / Hq), k head h / (H / Hk), v head h / (H / Hv).
         // The heads of a group are adjacent blockIdx.x and run at the same time, so the repeated
@@ -584,13 +508,6 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             kc += kChunk * rowK;
             vc += kChunk * rowV;
         };
-#if !LIGHTNING_WG_Z_WGMMA
-        // NORM: z[d], d = tid, before the chunk at hand (0 past dk: those rows of Q are zero).
-        const int d = tid;
-        float z = 0.f;
-        if (NORM && FWD && a.incomingNorm != nullptr && d < dk) z = a.incomingNorm[((long long)s * H + h) * dk + d];
-        const bool zWriter = NORM && blockIdx.y == 0 && d < dk;
-#else
         // NORM: z[d] for the four rows d = zRow(i) of this lane's m64n8 accumulators (every lane of a
         // quad holds the same four), before the chunk at hand (0 past dk: those rows of Q are zero).
         float zv[4] = {0.f, 0.f, 0.f, 0.f};
@@ -607,11 +524,9 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             for (int i = 0; i < 4; ++i)
                 if (zRow(i) < dk) dst[zRow(i)] = zv[i];
         };
-#endif
         const bool ckZ = FWD && NORM && a.checkpointNorms != nullptr && a.checkpointEvery > 0;
         CheckpointClock clock(a, segStart);
-#if LIGHTNING_WG_Z_WGMMA
-        // LIGHTNING_WG_Z_WGMMA: the column sums dz[d] = sum_t w_t k_t[d], w_t = lambda^(m-1-t), on the
+        // The column sums dz[d] = sum_t w_t k_t[d], w_t = lambda^(m-1-t), on the
         // tensor cores, issued by this warpgroup: dz^T = K^T W with K^T the stage's K tile read as an
         // MN-major A (two m64 halves of dk) and W an 8 x 64 K-major tile whose rows are the weights
         // split in two, hi = RN(w), lo = RN(w - hi) (T each), alternating: columns 2x and 2x + 1 of
@@ -630,7 +545,6 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             for (int e = 0; e < 8; ++e) *reinterpret_cast<T*>(wt + (e << 7) + ((((t >> 3) & 7) ^ e) << 4)) = (e & 1) ? lo : hi;
             fence_async_smem();  // read by this warpgroup's wgmma after the loaders' barrier below
         }
-#endif
 #pragma unroll 1
         for (int i = 0; i < AHEAD; ++i) {
             if (i < nChunks) load_chunk(i, i);
@@ -645,21 +559,20 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             const unsigned base = st * stageBytes, kb = base + (FWD ? qBytes : 0u);
             const int m = (int)min((long long)kChunk, segEnd - (segStart + (long long)c * kChunk));
             if (fm != 0 && vecQK) {  // (the 2-byte path applied phi as it copied)
-                if (FWD && !PAIR && LIGHTNING_WG_MAP_FUSED) {  // (PAIR keeps the row-a-step map: 56 registers)
+                if (FWD && !PAIR) {  // (PAIR keeps the row-a-step map: 56 registers)
                     if (fm == 1) map_tiles2<T, 1>(sm + base, sm + kb, m, qkValid, tid);
                     else map_tiles2<T, 2>(sm + base, sm + kb, m, qkValid, tid);
-                } else if (!FWD && LIGHTNING_WG_STATES_MAP > 1) {
-                    if (fm == 1) map_tile_rows<T, 1, LIGHTNING_WG_STATES_MAP>(sm + kb, m, qkValid, tid);
-                    else map_tile_rows<T, 2, LIGHTNING_WG_STATES_MAP>(sm + kb, m, qkValid, tid);
+                } else if (!FWD) {
+                    if (fm == 1) map_tile_rows<T, 1, 4>(sm + kb, m, qkValid, tid);
+                    else map_tile_rows<T, 2, 4>(sm + kb, m, qkValid, tid);
                 } else if (fm == 1) {
-                    if (FWD) map_tile<T, 1>(sm + base, m, qkValid, tid);
+                    map_tile<T, 1>(sm + base, m, qkValid, tid);
                     map_tile<T, 1>(sm + kb, m, qkValid, tid);
                 } else {
-                    if (FWD) map_tile<T, 2>(sm + base, m, qkValid, tid);
+                    map_tile<T, 2>(sm + base, m, qkValid, tid);
                     map_tile<T, 2>(sm + kb, m, qkValid, tid);
                 }
             }
-#if LIGHTNING_WG_Z_WGMMA
             if (NORM && !ZC) {
                 if (FWD) {
                     unsigned char* zt = sm + offZ + st * zBytes;
@@ -705,17 +618,6 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                 }
                 }  // ZX
             }
-#else
-            if (NORM) {
-                if (FWD) write_ztile<T>(sm + offZ + st * zBytes, z, d);
-                named_bar_sync(3, kLoaders);  // every loader's part of the K tile is in (and mapped)
-                z = fmaf(tab[m], z, decayed_column_sum<T>(sm + kb, m, d, tab));
-                if (ckZ) {
-                    const long long slot = clock.advance(m);
-                    if (slot >= 0 && zWriter) a.checkpointNorms[(slot * H + h) * dk + d] = z;
-                }
-            }
-#endif
             fence_async_smem();
             mbar_arrive(fullU + 8u * st);
             // Chunk c + AHEAD goes into the stage of chunk c - 1 once the consumers are done with it.
@@ -728,20 +630,15 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             cp_async_commit();
             if (++st == NS) st = 0;
         }
-#if LIGHTNING_WG_Z_WGMMA
         if (!ZC && zWriter && a.statesNorm != nullptr) z_out(a.statesNorm + zBase);
-#else
-        if (zWriter && a.statesNorm != nullptr) a.statesNorm[((long long)s * H + h) * dk + d] = z;
-#endif
     } else {
     // ================= consumers (not indented, to keep this long block readable) =================
     asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(Regs<FWD, NORM, MAPR>::consumer));
     using W128 = Wgmma<T, 128>;
     // The state's accumulator: m64n128 (NP = 64 registers), or m64n64 for the paired kernels'
-    // own atom (LIGHTNING_WG_PAIR_N64: NP = 32, d below is then the head's own dk index).
-    constexpr bool N64 = PAIR && LIGHTNING_WG_PAIR_N64;
-    constexpr int NP = N64 ? 32 : 64;
-    using WS = typename std::conditional<N64, Wgmma<T, 64>, Wgmma<T, 128>>::type;
+    // own atom (NP = 32, d below is then the head's own dk index).
+    constexpr int NP = PAIR ? 32 : 64;
+    using WS = typename std::conditional<PAIR, Wgmma<T, 64>, Wgmma<T, 128>>::type;
     const int j = (warp >> 2) - 1;            // which half of the columns
     const int colBase = 64 * j;               // first own column, relative to c0
     const bool colsLive = colBase < width;    // dv <= 64 leaves the second consumer idle
@@ -765,15 +662,13 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     for (int i = 0; i < NP; ++i) Pt[i] = 0.f;
     // Visits the elements of the slice that exist (d < dk, column < width) with their offset in
     // an [dk, dv] state of this head and column tile.
-    // PAIR: the elements of the own atom (d in [64 j, 64 j + 64)), at their place in head hj's state.
+    // PAIR: the elements of the own atom (all of them: d is the own dk index), at their place in head hj's state.
     auto each_state = [&](auto&& f) {
 #pragma unroll
         for (int i = 0; i < NP; ++i) {
             const int cc = colBase + 16 * w4 + g + 8 * ((i >> 1) & 1), d = 8 * (i >> 2) + 2 * tq + (i & 1);
-            if (N64) {
+            if (PAIR) {
                 f(i, (long long)d * dv + (cc - colBase));
-            } else if (PAIR) {
-                if ((d >> 6) == j) f(i, (long long)(d - 64 * j) * dv + (cc - colBase));
             } else if (d < dk && cc < width) {
                 f(i, (long long)d * dv + c0 + cc);
             }
@@ -811,8 +706,8 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     const float* tr = reinterpret_cast<const float*>(sm + (PAIR && j == 1 ? offW + 1024 : offTab + 1152)) + 64 + (i0 - 2 * tq);
     const float l0 = tab[i0 + 1], l1 = tab[i0 + 9];  // lambda^(i+1) of the two rows
     const float r0 = scale * l0, r1 = scale * l1;    // inter rows: scale lambda^(i+1)
-    // (N64: the copy holds the own dk only, in its first atom)
-    const unsigned long long ptDesc = desc_add(desc_of(ptU, 16u, 1024u), N64 ? 0ull : atomJ);
+    // (PAIR: the copy holds the own dk only, in its first atom)
+    const unsigned long long ptDesc = desc_add(desc_of(ptU, 16u, 1024u), PAIR ? 0ull : atomJ);
     // NORM: the mask table carries the scale, so the row sums of the masked scores do too; the
     // denominator must not (o = scale num' / (den' + eps), num = scale num' as computed): the sums
     // are multiplied back by 1 / scale (0 for a zero scale, whose outputs are 0 anyway), one
@@ -823,7 +718,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     // Checkpoints (forward): the clock runs in every consumer thread alike (a uniform branch).
     const bool ckS = FWD && a.checkpoints != nullptr && a.checkpointEvery > 0;
     CheckpointClock clock(a, segStart);
-    // LIGHTNING_WG_FAST_STORE (16-byte path): lane L writes piece L % 8 of rows 16 w4 + L / 8 + 4 rep of each
+    // store_rows_fast (16-byte path): lane L writes piece L % 8 of rows 16 w4 + L / 8 + 4 rep of each
     // chunk; oNext points at its piece of the next chunk to go out (chunks go out in order, once each).
     const long long oRep = 4ll * H * dv;
     T* oNext = o + ((segStart + 16 * w4 + (lane >> 3)) * H + h) * (long long)dv + c0 + colBase + (lane & 7) * 8;
@@ -844,7 +739,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     };
     // Writes this warp's staged rows of chunk cs, own columns, as 16-byte row pieces.
     auto store_rows = [&](int cs) {
-        if (LIGHTNING_WG_FAST_STORE && !NORM && vecO) {  // (NORM: its 208 consumer registers spilled 8 bytes)
+        if (!NORM && vecO) {  // (NORM: its 208 consumer registers spilled 8 bytes)
             store_rows_fast(cs);
             return;
         }
@@ -888,8 +783,8 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
         const unsigned vOwn = vU + 8192u * j;  // own 64 columns of V: one atom
         const unsigned long long qDesc = desc_add(desc_of(qU, 16u, 1024u), atomJ),
                                  kDesc = desc_add(desc_of(kU, 16u, 1024u), atomJ);
-        // (N64: the state products take K's own atom j alone)
-        const unsigned long long kStateDesc = desc_of(kU + (N64 ? 8192u * j : 0u), 8192u, 1024u),
+        // (PAIR: the state products take K's own atom j alone)
+        const unsigned long long kStateDesc = desc_of(kU + (PAIR ? 8192u * j : 0u), 8192u, 1024u),
                                  vDesc = desc_of(vOwn, 8192u, 1024u);
         // The stage's normalizer tile; k-step ks: atom ks / 4 (1024 bytes), byte 32 (ks % 4).
         const unsigned long long zDesc = desc_of(smU + offZ + st * zBytes, 16u, 1024u);
@@ -1101,7 +996,7 @@ __device__ __forceinline__ bool pair_launch(const LightningArgs& a) {
     extern "C" __global__ void __launch_bounds__(LIGHTNING_WG_THREADS, 1)                                   \
     lightning_forward_wg_##NAME(const LightningArgs a) {                                                    \
         if (a.normalize && !(LIGHTNING_WG_NORM_X & 8)) lightning_wg::body<T, true, true>(a);                \
-        else if (LIGHTNING_WG_MAP_LOADER_REGS > 0 && a.featureMap != 0) lightning_wg::body<T, true, false, false, true>(a); \
+        else if (a.featureMap != 0) lightning_wg::body<T, true, false, false, true>(a);                     \
         else lightning_wg::body<T, true, false>(a);                                                         \
     }                                                                                                       \
     extern "C" __global__ void __launch_bounds__(LIGHTNING_WG_THREADS, 1)                                   \
