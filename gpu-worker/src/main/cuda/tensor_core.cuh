@@ -118,37 +118,26 @@ __host__ __device__ inline int lightning_tc_smem_bytes(int dk) {
     return 128 * ((dk + 15) / 16 * 16) + 188416;
 }
 
-// LIGHTNING_TC_QZ_MMA (default 1; 0 builds the previous float32 loop, for comparison), narrow
-// kernels: the output warps take q_i . zP from one more mma a k-step instead of a float32 loop over
-// dk (16 steps of 3 loads, 4 unpacks and 4 FMAs a lane and chunk). The state warps write zP as hi + lo
-// (T each, about 16 significant bits together) into the 8 pad columns of their sPt rows (columns
+// q . zP on the tensor cores (narrow kernels): the output warps take q_i . zP from one more mma a
+// k-step instead of a float32 loop over dk (16 steps of 3 loads, 4 unpacks and 4 FMAs a lane and
+// chunk; the wide kernels keep that loop). The state warps write zP as hi + lo (T each, about 16
+// significant bits together) into the 8 pad columns of their sPt rows (columns
 // 64..71: hi, lo, hi, lo, ...), so the product of the Q fragment with that 8-column block gives q . hi
 // and q . lo in every pair of columns. Normalized identity went from +24.9% to +7.1% over plain on an
 // H200 (T = 1M, H = 64, D = 128, bf16; bench/cuda/norm_cost.cu, 2026-12-03).
-#ifndef LIGHTNING_TC_QZ_MMA
-#define LIGHTNING_TC_QZ_MMA 1
-#endif
-// Each formula has entry points of its own (LIGHTNING_TC_NORM_ENTRIES, default 1): lightning_*_tc_<type>[_wide|_n64]
+// Each formula has entry points of its own: lightning_*_tc_<type>[_wide|_n64]
 // compile the plain body, lightning_*_tc_<type>_norm[_wide|_n64] the body normalized launches run, and the host
-// picks by name (Kernels.choose). With the normalized formula as a run-time flag of one body for both (0, the
-// build before), ptxas keeps the z products of the state update as predicated HMMA and the mask loop's row sums
+// picks by name (Kernels.choose). With the normalized formula as a run-time flag of one body for both (the
+// code before), ptxas keeps the z products of the state update as predicated HMMA and the mask loop's row sums
 // in plain launches too: on an H200 (T = 1M, H = 64, D = 128, bf16; issue 12, BENCHMARKS.md, tcplain and the
 // lead) the plain body alone runs the plain forward in 47.1 ms against 55.0 with one body. The normalized
-// entries keep that one body (LIGHTNING_TC_NORM_NV, default 0: it reads args.normalize, set on every launch
-// of theirs): the body compiled for the normalized formula alone (2) ran normalized identity in 62.4 ms
-// against 59.8. The cost: the module's PTX grows from 3.03 to 5.43 MB, and a node without a driver cache
+// entries keep that one body (body's NV = 0: it reads args.normalize, set on every launch of theirs): the
+// body compiled for the normalized formula alone (NV = 2) ran normalized identity in 62.4 ms against 59.8.
+// The cost: the module's PTX grows from 3.03 to 5.43 MB, and a node without a driver cache
 // compiles it in about 18 s instead of 10 the first time (fat binaries, LIGHTNING_SASS, skip that). Both
-// bodies in each entry, picked once, spilled 370 bytes in the narrow forward (59.6 / 63.9 ms). Without the
-// _norm entries (LIGHTNING_TC_NORM_ENTRIES=0) the host launches the plain names for both formulas, whose
-// one body then tests args.normalize.
+// bodies in each entry, picked once, spilled 370 bytes in the narrow forward (59.6 / 63.9 ms).
 // LIGHTNING_TC_NORM_X (default 0; measurement builds, wrong on purpose): 1, every entry runs the plain body
 // (normalized launches wrong); 2, every entry runs the normalized body (plain launches wrong).
-#ifndef LIGHTNING_TC_NORM_ENTRIES
-#define LIGHTNING_TC_NORM_ENTRIES 1
-#endif
-#ifndef LIGHTNING_TC_NORM_NV
-#define LIGHTNING_TC_NORM_NV 0
-#endif
 #ifndef LIGHTNING_TC_NORM_X
 #define LIGHTNING_TC_NORM_X 0
 #endif
@@ -169,7 +158,7 @@ __device__ __forceinline__ void ldsm_x2_t(unsigned* r, unsigned addr) {
                  : "=r"(r[0]), "=r"(r[1]) : "r"(addr) : "memory");
 }
 template <bool B> struct TcFlag { static constexpr bool value = B; };
-// zP of one row as the 8 pad columns of its sPt row (LIGHTNING_TC_QZ_MMA): 4 x (hi, lo).
+// zP of one row as the 8 pad columns of its sPt row (q . zP on the tensor cores): 4 x (hi, lo).
 template <typename T>
 __device__ __forceinline__ void store_zpad(T* row, float z) {
     using O_ = Ops<T>;
@@ -558,13 +547,10 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
                         if (r + 8 < dk) Z[i][1] = incZ[r + 8];
                     }
                     if (tq == 0) {
-#if LIGHTNING_TC_QZ_MMA
                         if (kZReg) {
                             store_zpad(sPt + r * kLdv, Z[i][0]);
                             store_zpad(sPt + (r + 8) * kLdv, Z[i][1]);
-                        } else
-#endif
-                        {
+                        } else {
                             sZ[r] = Z[i][0];
                             sZ[r + 8] = Z[i][1];
                         }
@@ -659,10 +645,9 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
 #pragma unroll
                 for (int e = 0; e < 4; ++e) S[nt][e] = Oa[nt][e] = 0.f;
             if constexpr (LW > 0) mbar_wait(ptFullU + 8u * (c & 1), (unsigned)(c >> 1) & 1u);
-#if LIGHTNING_TC_QZ_MMA
-            // LIGHTNING_TC_QZ_MMA, normalized: Zq = Q times the pad block of sPt (zP as hi, lo, ...),
+            // Normalized (kZReg): Zq = Q times the pad block of sPt (zP as hi, lo, ...),
             // so Zq[0] + Zq[1] is q_i . zP of row i0 = 16t + g and Zq[2] + Zq[3] that of row i0 + 8.
-            constexpr bool kQzMma = LIGHTNING_TC_QZ_MMA && kZReg;
+            constexpr bool kQzMma = kZReg;
             float Zq[4] = {0.f, 0.f, 0.f, 0.f};
             auto qk_pass = [&](auto withZ) {
                 const unsigned qA = smU + qOff + laneQA + 32u * ldk * (t - wi);
@@ -700,42 +685,15 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
                 if (kQzMma && norm) qk_pass(TcFlag<true>{});
                 else qk_pass(TcFlag<false>{});
             }
-#else
-            if (rowsLive) {
-                const unsigned qA = smU + qOff + laneQA + 32u * ldk * (t - wi);
-                const unsigned kB = kU + laneKB;
-                const unsigned ptBc = ptB + ((kDblPt && (c & 1)) ? ptBytes : 0u);
-#pragma unroll 2
-                for (int ks = 0; ks < numMT; ++ks) {
-                    unsigned a[4];
-                    ldsm_x4(a, qA + 32u * ks);
-#pragma unroll
-                    for (int np = 0; np < 4; ++np) {
-                        unsigned b[4], p[4];
-                        if (np <= t) {
-                            ldsm_x4(b, kB + np * kRow16 + 32u * ks);
-                            O_::mma(S[2 * np], a, b[0], b[1]);
-                            O_::mma(S[2 * np + 1], a, b[2], b[3]);
-                        }
-                        ldsm_x4_t(p, ptBc + ks * (2u * 16 * kLdv) + 32u * np);
-                        O_::mma(Oa[2 * np], a, p[0], p[1]);
-                        O_::mma(Oa[2 * np + 1], a, p[2], p[3]);
-                    }
-                }
-            }
-#endif
             // Normalized: this lane's part of q_i . zP for rows i0 = 16t + g and i0 + 8 (columns
             // 8x + 2tq, +1 of every 8; the quad together covers dk). Q rows of the stage have stride
             // ldk, an odd multiple of 16 bytes, so the 8 rows of a warp read hit 8 bank groups.
-            // (LIGHTNING_TC_QZ_MMA: every lane has the whole product already, in Zq.)
+            // (kQzMma: every lane has the whole product already, in Zq.)
             float qz0 = 0.f, qz1 = 0.f;
-#if LIGHTNING_TC_QZ_MMA
             if (kQzMma) {
                 qz0 = Zq[0] + Zq[1];
                 qz1 = Zq[2] + Zq[3];
-            } else
-#endif
-            if (norm && rowsLive) {
+            } else if (norm && rowsLive) {
                 const float* zc = sZ + ((kDblPt && (c & 1)) ? Dkp : 0);
                 const T* qr = reinterpret_cast<const T*>(sm + qOff) + (16 * t + g) * ldk + 2 * tq;
                 for (int x = 0; x < Dkp; x += 8) {
@@ -802,21 +760,15 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
                 // lambda^(i+1) q_i . zP, summed over the quad (lanes 4g .. 4g+3 hold row i0's parts).
                 float f0 = scale, f1 = scale;
                 if (norm) {
-#if LIGHTNING_TC_QZ_MMA
                     float d0 = kQzMma ? rs0 : fmaf(tab[i0 + 1], qz0, rs0), d1 = kQzMma ? rs1 : fmaf(tab[i0 + 9], qz1, rs1);
-#else
-                    float d0 = fmaf(tab[i0 + 1], qz0, rs0), d1 = fmaf(tab[i0 + 9], qz1, rs1);
-#endif
                     d0 += __shfl_xor_sync(0xffffffffu, d0, 1);
                     d1 += __shfl_xor_sync(0xffffffffu, d1, 1);
                     d0 += __shfl_xor_sync(0xffffffffu, d0, 2);
                     d1 += __shfl_xor_sync(0xffffffffu, d1, 2);
-#if LIGHTNING_TC_QZ_MMA
                     if (kQzMma) {  // the quad's lanes each hold the whole q . zP
                         d0 = fmaf(tab[i0 + 1], qz0, d0);
                         d1 = fmaf(tab[i0 + 9], qz1, d1);
                     }
-#endif
                     f0 = scale / (d0 + args.eps);
                     f1 = scale / (d1 + args.eps);
                 }
@@ -983,14 +935,8 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
                             *reinterpret_cast<unsigned*>(d + 8 * kLdv) = O_::pack(P[i][nt][2], P[i][nt][3]);
                         }
                         if (kZReg && zWarp && tq == 0) {  // zP for the next chunk, beside the sPt copy
-#if LIGHTNING_TC_QZ_MMA
                             store_zpad(sPtn + (16 * mt + g) * kLdv, Z[i][0]);
                             store_zpad(sPtn + (16 * mt + g + 8) * kLdv, Z[i][1]);
-#else
-                            float* zn = sZ + ((kDblPt && !(c & 1)) ? Dkp : 0);
-                            zn[16 * mt + g] = Z[i][0];
-                            zn[16 * mt + g + 8] = Z[i][1];
-#endif
                         }
                     }
                 }
@@ -1034,10 +980,8 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
 // says otherwise (above).
 #if LIGHTNING_TC_NORM_X
 #define LIGHTNING_TC_NV(NV) LIGHTNING_TC_NORM_X
-#elif LIGHTNING_TC_NORM_ENTRIES
-#define LIGHTNING_TC_NV(NV) NV
 #else
-#define LIGHTNING_TC_NV(NV) 0
+#define LIGHTNING_TC_NV(NV) NV
 #endif
 #define LIGHTNING_TC_BODY(T, FWD, MT, LW, NV) lightning_tc::body<T, FWD, MT, LW, LIGHTNING_TC_NV(NV)>(a)
 #define LIGHTNING_TC_ENTRIES(NAME, T, NV)                                                                \
@@ -1068,7 +1012,5 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
 
 LIGHTNING_TC_ENTRIES(bf16, __nv_bfloat16, 1)
 LIGHTNING_TC_ENTRIES(f16, __half, 1)
-#if LIGHTNING_TC_NORM_ENTRIES
-LIGHTNING_TC_ENTRIES(bf16_norm, __nv_bfloat16, LIGHTNING_TC_NORM_NV)
-LIGHTNING_TC_ENTRIES(f16_norm, __half, LIGHTNING_TC_NORM_NV)
-#endif
+LIGHTNING_TC_ENTRIES(bf16_norm, __nv_bfloat16, 0)
+LIGHTNING_TC_ENTRIES(f16_norm, __half, 0)

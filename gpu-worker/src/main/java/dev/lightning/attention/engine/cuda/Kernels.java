@@ -148,10 +148,9 @@ final class Kernels {
                     shapes.hopperThreads, shapes.hopperSharedBytes(dk, true), shapes.hopperSharedBytes(dk, false));
         }
         if (tc) {
-            // Each formula has entries of its own (tensor_core.cuh, LIGHTNING_TC_NORM_ENTRIES): the plain
-            // ones compile the plain body alone, so a normalized launch must take the _norm entries. A
-            // module built without them has one body that reads the flag, under the plain names.
-            String family = type + (spec.normalized() && device.has("lightning_forward_tc_" + type + "_norm") ? "_norm" : "");
+            // Each formula has entries of its own (tensor_core.cuh): the plain ones compile the plain body
+            // alone, so a normalized launch must take the _norm entries (KernelLayoutTest checks they exist).
+            String family = type + (spec.normalized() ? "_norm" : "");
             String suffix = shapes.tensorCoreSuffix(dk, allowed.small());
             return new Choice("lightning_forward_tc_" + family + suffix, "lightning_states_tc_" + family + suffix,
                     shapes.tcColumns, shapes.tensorCoreThreads(dk), shapes.tensorCoreSharedBytes(dk),
