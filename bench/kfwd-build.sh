@@ -3,16 +3,17 @@
 # (sm_90a) into DIR/cubin, with ptxas's spill report for lightning_forward_wg_bf16 and the states kernel, and
 # fwd_cost (bench/cuda/fwd_cost.cu) beside them. Run from the repository root: bash bench/kfwd-build.sh DIR [NAME=FLAGS ...]
 # Without NAME=FLAGS: the default set below. FLAGS: option names without LIGHTNING_WG_, separated by commas,
-# each set to 1, or NAME=VALUE (e.g. before=FAST_STORE=0,DESC32=0). A name hopper.cuh does not declare is an
+# each set to 1, or NAME=VALUE (e.g. regs64=MAP_LOADER_REGS=64). A name hopper.cuh does not declare is an
 # error (options that measured no gain are removed from the source: STSM, WTAB, SV_SPLIT, EARLY_STATE ran
-# here before 0e42eee; check out an older commit to build them).
+# here before 0e42eee; FAST_STORE and DESC32, shipped, lost their option and the code before them in
+# 021569d; check out an older commit to build them).
 set -euo pipefail
 dir="${1:?usage: kfwd-build.sh DIR [NAME=FLAGS ...]}"; shift
 src=gpu-worker/src/main/cuda
 mkdir -p "$dir/cubin"
 specs=("$@")
 if (( ${#specs[@]} == 0 )); then
-  specs=(base= before=FAST_STORE=0,DESC32=0 store=DESC32=0 desc32=FAST_STORE=0)
+  specs=(base=)
 fi
 for sp in "${specs[@]}"; do
   name=${sp%%=*}; flags=${sp#*=}; d=()

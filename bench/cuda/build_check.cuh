@@ -240,7 +240,8 @@ static std::vector<Build> load_builds(const std::vector<std::pair<std::string, s
         b.portable = sp.first.find("portable") != std::string::npos;
         CK(cudaLibraryGetKernel(&b.fwd, b.lib, b.portable ? "lightning_forward_tc_bf16" : "lightning_forward_wg_bf16"));
         CK(cudaLibraryGetKernel(&b.st, b.lib, b.portable ? "lightning_states_tc_bf16" : "lightning_states_wg_bf16"));
-        // the portable module's normalized entries (tensor_core.cuh, LIGHTNING_TC_NORM_ENTRIES) where it has them
+        // the portable module's normalized entries (tensor_core.cuh) where it has them (a build of the sources
+        // before 86b8e59 has one body, under the plain names, that reads the flag)
         cudaKernel_t normFwd;
         if (b.portable && cudaLibraryGetKernel(&normFwd, b.lib, "lightning_forward_tc_bf16_norm") == cudaSuccess) {
             b.fwdN = normFwd;
