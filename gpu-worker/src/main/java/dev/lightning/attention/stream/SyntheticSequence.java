@@ -430,10 +430,9 @@ public final class SyntheticSequence implements Serializable {
             return Float.floatToRawIntBits(centered(r) * c) & 0xffffffffL;
         }
 
-        /** BF16 bits of the value, rounded to nearest even (values are finite: no NaN case). */
+        /** BF16 bits of the value, rounded as DType does (to nearest even). */
         private static long bf16(long r, float c) {
-            int bits = Float.floatToRawIntBits(centered(r) * c);
-            return ((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16) & 0xffffL;
+            return DType.floatToBf16(centered(r) * c) & 0xffffL;
         }
 
         /** Writes lane {@code l} of hash {@code r} at buf[at]; returns the next position. */

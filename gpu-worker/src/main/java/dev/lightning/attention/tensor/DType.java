@@ -90,7 +90,11 @@ public enum DType {
         return Float.intBitsToFloat((bits & 0xffff) << 16);
     }
 
-    static short floatToBf16(float value) {
+    /**
+     * value rounded to bfloat16 (its bit pattern): to nearest, ties to even, a NaN kept a (quiet) NaN.
+     * The one statement of this rounding; the CPU backend's vector form is held against it by its tests.
+     */
+    public static short floatToBf16(float value) {
         int bits = Float.floatToRawIntBits(value);
         if ((bits & 0x7fffffff) > 0x7f800000) {
             return (short) ((bits >>> 16) | 0x0040); // keep NaN a (quiet) NaN

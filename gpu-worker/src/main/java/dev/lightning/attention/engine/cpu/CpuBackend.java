@@ -525,12 +525,8 @@ public final class CpuBackend implements AttentionBackend {
             if (type == DType.F32) {
                 out.asFloatBuffer().put(arena, sc.obAt, len);
             } else if (type == DType.BF16) {
-                // DType's rounding (to nearest even, NaN kept quiet) in a loop over the block, then one copy
-                for (int i = 0; i < len; i++) {
-                    int bits = Float.floatToRawIntBits(arena[sc.obAt + i]);
-                    sc.halves[i] = (bits & 0x7fffffff) > 0x7f800000 ? (short) ((bits >>> 16) | 0x0040)
-                            : (short) ((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16);
-                }
+                // DType's rounding (to nearest even, NaN kept quiet) over the block, then one copy
+                kernel.narrowBf16(arena, sc.obAt, sc.halves, len);
                 out.asShortBuffer().put(sc.halves, 0, len);
             } else {
                 int es = type.bytes();

@@ -125,6 +125,16 @@ abstract class Kernel {
         }
     }
 
+    /**
+     * dst[0..n) = src[off..off+n) rounded to bfloat16 (bit patterns), as {@link DType#floatToBf16}:
+     * to nearest, ties to even, a NaN kept a (quiet) NaN.
+     */
+    void narrowBf16(float[] src, int off, short[] dst, int n) {
+        for (int i = 0; i < n; i++) {
+            dst[i] = DType.floatToBf16(src[off + i]);
+        }
+    }
+
     /** x[off..off+n) = elu(x) + 1 = (x > 0 ? x + 1 : exp x), in place. */
     abstract void elu1(float[] x, int off, int n);
 

@@ -258,6 +258,42 @@ class CpuKernelTest {
     }
 
     /**
+     * The rounding to bfloat16 of o's rows, every kernel against DType's: random bit patterns (NaNs
+     * with payloads, infinities, subnormals among them) and the edge cases by name: ties to even
+     * both ways, a carry into the exponent, the largest float (rounds to infinity), signalling and
+     * quiet NaNs of either sign; at offsets and lengths around the vector width, nothing written
+     * past n.
+     */
+    @Test
+    void bf16NarrowingMatchesDType() {
+        SplittableRandom rnd = new SplittableRandom(29);
+        int[] named = {0x3f808000, 0x3f818000, 0x3f807fff, 0x3f7fffff, 0x7f7fffff, 0xff7fffff, 0x7f800001,
+                0xff800001, 0x7fc00000, 0xffffffff, 0x7f800000, 0xff800000, 0x00000000, 0x80000000, 0x00008000,
+                0x00018000, 0x807fffff, 0x3f80ffff};
+        for (Kernel kernel : kernels()) {
+            for (int n : new int[]{1, 15, 16, 17, 100, 1000}) {
+                for (int off : new int[]{0, 3}) {
+                    float[] src = new float[off + n];
+                    for (int i = 0; i < off + n; i++) {
+                        int bits = i - off >= 0 && i - off < named.length ? named[i - off] : rnd.nextInt();
+                        src[i] = Float.intBitsToFloat(bits);
+                    }
+                    short[] dst = new short[n + 1];
+                    dst[n] = 42;
+                    kernel.narrowBf16(src, off, dst, n);
+                    for (int i = 0; i < n; i++) {
+                        ByteBuffer want = ByteBuffer.allocate(2).order(ByteOrder.LITTLE_ENDIAN);
+                        DType.BF16.put(want, 0, src[off + i]);
+                        assertEquals(want.getShort(0), dst[i], kernel.name() + ": float bits 0x"
+                                + Integer.toHexString(Float.floatToRawIntBits(src[off + i])));
+                    }
+                    assertEquals(42, dst[n], kernel.name() + " wrote past n");
+                }
+            }
+        }
+    }
+
+    /**
      * A backend reuses its buffers and decay tables from one call to the next of the same shapes:
      * a sequence of calls of changing shapes, specs, dtypes and directions (pass 1, pass 2) on one
      * backend gives bit for bit what a fresh backend gives for each call alone.
