@@ -73,8 +73,7 @@
 //   decay table and mbarriers                              1152
 //   forward only: the scaled mask table                    512
 //   the normalizer's decay-weight tiles (see the loaders)  2 x 1024
-//   forward only, with LIGHTNING_WG_NORM_ROWMMA: a tile of ones   1024
-// Forward 207488 bytes, states 134272 (with LIGHTNING_WG_NORM_ROWMMA the forward 208512).
+// Forward 207488 bytes, states 134272.
 // LIGHTNING_WG_NORM_X (measurement builds only, default 0; wrong results on purpose): leaves parts of the
 // normalized forward's work out to see what each costs (bench/cuda/norm_cost.cu, BENCHMARKS.md, hopnorm2).
 // Bit 1: the consumers' q . zP products; bit 2: the consumers' row sums, reciprocals and scaling; bit 4: the
@@ -116,31 +115,10 @@
 // The states kernel's map (map_tile_rows, 4 rows of its K tile at a time): with one row's loads and exponentials in
 // flight (map_tile) a loader thread spent most of a chunk's time waiting on them, between the copy landing and the
 // arrive (2 and 4 rows measured the same: 6.35 and 6.33 ms for elu1's states kernel against 8.02, round 1).
-// LIGHTNING_WG_NORM_ROWMMA (issue 12, helper hopnorm4; default 0, the code before it, so that one process can time
-// both): the normalized forward's row sums on the tensor cores. The intra part of row i's denominator is
-// sum_j S'[i][j], S' the chunk's masked, decayed (and scaled) scores; by default each consumer thread adds its 16
-// elements of S' in float32 in the mask loop (16 FADDs), and the quad reduces them (4 shuffles). With this option
-// the sums are S' times a ones tile: 4 m64n8k16 products a chunk, A = Sp[kk] (the A fragments of S V, from
-// registers), B = 64 token rows x 8 columns of 1.0 (a K-major tile in shared memory; every element is 1, so its
-// swizzle is immaterial and the same descriptor serves every k-step), issued in S V's commit group: the wait S V
-// has anyway covers them, and accumulator d[0] (d[2]) of every thread then holds the whole sum of row i0 (i0 + 8),
-// without FADDs or shuffles. The reciprocals move behind that wait (they ran while S V did). Why: the card runs at
-// its 700 W limit, where the denominators' CUDA-core work (about 3 to 5 ms of the normalized forward's 22 to 30
-// ms, hopnorm2) costs clock, and the tensor cores have room (a chunk's 16 m64n128 products fill about half of it).
-// Precision: the sums are then of the 16-bit S' values that the numerator S' V itself multiplies (rounded to T
-// when packed), summed in float32 by the tensor cores, instead of float32 sums of the float32 products; numerator
-// and denominator then weigh the same rounded scores. Shared memory: the ones tile (1024 bytes, one atom after the
-// decay-weight tiles, written once before the loop) is reserved for every forward kernel of a build with the
-// option (the plain and paired ones too, which never read it), so that the size depends on the kernel alone as
-// for the normalizer tiles; builds without it keep their size (and PTX).
-#ifndef LIGHTNING_WG_NORM_ROWMMA
-#define LIGHTNING_WG_NORM_ROWMMA 0
-#endif
 __host__ __device__ inline int lightning_wg_smem_bytes(int dk, int forward) {
     (void)dk;
     const int qk = 16384, nc = LIGHTNING_WG_COLUMNS;
-    return (forward ? 3 * (2 * qk + 128 * nc) + 2 * qk + 128 * (nc + 8) + 3 * 2048 + 1152 + 512 +
-                          (LIGHTNING_WG_NORM_ROWMMA ? 1024 : 0)
+    return (forward ? 3 * (2 * qk + 128 * nc) + 2 * qk + 128 * (nc + 8) + 3 * 2048 + 1152 + 512
                     : 4 * (qk + 128 * nc) + 1152) + 2048;
 }
 
@@ -461,8 +439,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     const unsigned offZ = offO + (FWD ? 128u * kLdo : 0u);  // 17408 = 17 x 1024: atoms stay aligned
     // the normalizer's decay-weight tiles of whole and of the last chunk (1024 bytes each)
     const unsigned offW = offZ + (FWD ? NS * zBytes : 0u);
-    const unsigned offOnes = offW + 2048u;  // LIGHTNING_WG_NORM_ROWMMA (forward): the ones tile
-    const unsigned offTab = offOnes + (FWD && LIGHTNING_WG_NORM_ROWMMA ? 1024u : 0u);
+    const unsigned offTab = offW + 2048u;
     unsigned char* sm = lightning_wg_smem;
     const unsigned smU = smem_u32(sm);
     // mbarriers: full[i] (the loaders arrive once their copies into stage i landed), empty[i] (the
@@ -485,12 +462,6 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
         };
         tables(0);
         if (PAIR) tables(1);
-#if LIGHTNING_WG_NORM_ROWMMA
-        if (FWD && NORM) {  // the ones tile of the row sums (B of their products; the wgmma read it after the barrier)
-            for (int x = tid; x < 256; x += blockDim.x) reinterpret_cast<unsigned*>(sm + offOnes)[x] = O_::pack(1.f, 1.f);
-            fence_async_smem();
-        }
-#endif
         if (tid == 0) {
             for (int i = 0; i < NS; ++i) {
                 mbar_init(fullU + 8u * i, kLoaders);
@@ -888,8 +859,6 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             reg_fence<32>(S);
             unsigned Sp[4][4];
             float den0 = 0.f, den1 = 0.f;  // NORM: this lane's part of the rows' sums (scaled)
-            // LIGHTNING_WG_NORM_ROWMMA: the rows' sums by the tensor cores instead (S' times the ones tile)
-            constexpr bool rowMma = NORM && LIGHTNING_WG_NORM_ROWMMA && !(LIGHTNING_WG_NORM_X & 2);
 #pragma unroll
             for (int nt = 0; nt < 8; ++nt) {
                 const float v0 = S[4 * nt] * tr[-8 * nt];
@@ -898,7 +867,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                 const float v3 = S[4 * nt + 3] * tr[7 - 8 * nt];
                 Sp[nt >> 1][2 * (nt & 1)] = O_::pack(v0, v1);
                 Sp[nt >> 1][2 * (nt & 1) + 1] = O_::pack(v2, v3);
-                if (NORM && !(LIGHTNING_WG_NORM_X & 2) && !rowMma) {
+                if (NORM && !(LIGHTNING_WG_NORM_X & 2)) {
                     den0 += v0 + v1;
                     den1 += v2 + v3;
                 }
@@ -916,23 +885,15 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             wg_fence();
 #pragma unroll
             for (int kk = 0; kk < 4; ++kk) W::template rs<1>(Oa, Sp[kk], desc_add(vDesc, 128u * kk));
-#if LIGHTNING_WG_NORM_ROWMMA
-            float Rs[4];  // rowMma: the sums of rows i0 ([0], [1]) and i0 + 8 ([2], [3]), every column alike
-            if (rowMma) {
-                const unsigned long long onesDesc = desc_of(smU + offOnes, 16u, 1024u);
-#pragma unroll
-                for (int kk = 0; kk < 4; ++kk) {
-                    if (kk == 0) Wgmma<T, 8>::rs0(Rs, Sp[kk], onesDesc);
-                    else Wgmma<T, 8>::rs(Rs, Sp[kk], onesDesc);
-                }
-            }
-#endif
             wg_commit();
             // NORM, while S V runs: den_i = (the quad's sum) / scale + lambda^(i+1) q_i . zP, and
             // o_i = num_i / (den_i + eps). The quad (lanes 4 g .. 4 g + 3) holds rows i0, i0 + 8.
-            // (rowMma: den_i is the product's, after the wait below)
+            // The sums stay float32 sums of the float32 products: tried and removed (hopnorm4, BENCHMARKS.md), the
+            // row sums as 4 m64n8k16 products of the packed S' (Sp) with a ones tile in S V's commit group, which
+            // gained nothing measurable and, summing the 16-bit S', made o 150x less accurate where the rows' terms
+            // cancel (q, k of both signs with the identity map).
             float inv0 = 1.f, inv1 = 1.f;
-            if (NORM && !(LIGHTNING_WG_NORM_X & 2) && !rowMma) {
+            if (NORM && !(LIGHTNING_WG_NORM_X & 2)) {
                 den0 += __shfl_xor_sync(0xffffffffu, den0, 1);
                 den1 += __shfl_xor_sync(0xffffffffu, den1, 1);
                 den0 += __shfl_xor_sync(0xffffffffu, den0, 2);
@@ -943,13 +904,6 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             wg_wait<0>();
             reg_fence<32>(Oa);
             reg_fence<16>(&Sp[0][0]);
-#if LIGHTNING_WG_NORM_ROWMMA
-            if (rowMma) {
-                reg_fence<4>(Rs);
-                inv0 = __frcp_rn(fmaf(Rs[0], invScale, l0 * (Zd[0] + Zd[1])) + eps);
-                inv1 = __frcp_rn(fmaf(Rs[2], invScale, l1 * (Zd[2] + Zd[3])) + eps);
-            }
-#endif
             // Stage the rows (rounded to T); they go out during the next chunk.
             __syncwarp();  // every lane is done reading the previous chunk's staged rows
 #pragma unroll

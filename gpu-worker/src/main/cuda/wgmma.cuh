@@ -162,9 +162,7 @@ LIGHTNING_WG_WGMMA128(__half, "f16")
 
 // D[64 x 8] (+)= A[64 x 16] B[16 x 8], both from shared memory, B K-major: ss, the denominators'
 // q_i . zP (the normalizer tile as B; ACC = 0: D = A B); ss_ta, A MN-major, the loaders' column sums
-// of the normalizer (the K tile read as K^T); rs, A from registers (the mma.sync A fragment layout,
-// as Wgmma<T, 64>::rs) and B K-major, the normalized forward's row sums of S' (a tile of ones as B,
-// LIGHTNING_WG_NORM_ROWMMA; rs0: D = A B).
+// of the normalizer (the K tile read as K^T).
 #define LIGHTNING_WG_WGMMA8(TYPE, TYPE_NAME)                                                               \
     template <> struct Wgmma<TYPE, 8> {                                                                    \
         template <int ACC>                                                                                 \
@@ -191,22 +189,6 @@ LIGHTNING_WG_WGMMA128(__half, "f16")
                          "{%0,%1,%2,%3}, %4, %5, p, 1, 1, 1, 0;\n}\n"                                       \
                          : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])                                  \
                          : "l"(a), "l"(b)                                                                  \
-                         : "memory");                                                                     \
-        }                                                                                                  \
-        static __device__ __forceinline__ void rs(float* d, const unsigned* a, unsigned long long b) {      \
-            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"                                        \
-                         "wgmma.mma_async.sync.aligned.m64n8k16.f32." TYPE_NAME "." TYPE_NAME " "            \
-                         "{%0,%1,%2,%3}, {%4,%5,%6,%7}, %8, p, 1, 1, 0;\n}\n"                             \
-                         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])                                  \
-                         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b)                             \
-                         : "memory");                                                                     \
-        }                                                                                                  \
-        static __device__ __forceinline__ void rs0(float* d, const unsigned* a, unsigned long long b) {     \
-            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, 0, 0;\n"                                        \
-                         "wgmma.mma_async.sync.aligned.m64n8k16.f32." TYPE_NAME "." TYPE_NAME " "            \
-                         "{%0,%1,%2,%3}, {%4,%5,%6,%7}, %8, p, 1, 1, 0;\n}\n"                             \
-                         : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])                                  \
-                         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b)                             \
                          : "memory");                                                                     \
         }                                                                                                  \
     };
