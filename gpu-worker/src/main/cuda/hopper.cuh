@@ -888,6 +888,10 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             wg_commit();
             // NORM, while S V runs: den_i = (the quad's sum) / scale + lambda^(i+1) q_i . zP, and
             // o_i = num_i / (den_i + eps). The quad (lanes 4 g .. 4 g + 3) holds rows i0, i0 + 8.
+            // The sums stay float32 sums of the float32 products: tried and removed (hopnorm4, BENCHMARKS.md), the
+            // row sums as 4 m64n8k16 products of the packed S' (Sp) with a ones tile in S V's commit group, which
+            // gained nothing measurable and, summing the 16-bit S', made o 150x less accurate where the rows' terms
+            // cancel (q, k of both signs with the identity map).
             float inv0 = 1.f, inv1 = 1.f;
             if (NORM && !(LIGHTNING_WG_NORM_X & 2)) {
                 den0 += __shfl_xor_sync(0xffffffffu, den0, 1);
