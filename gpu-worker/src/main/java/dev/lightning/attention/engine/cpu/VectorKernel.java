@@ -289,6 +289,20 @@ final class VectorKernel extends Kernel {
     }
 
     /**
+     * All lanes set when {@code mode} is {@code which}, none otherwise, from a vector compare: no
+     * branch for the JIT to profile. The tiles that both passes run ({@link #tile4x4rows},
+     * {@link #tile4x4rows2}) take their mode this way. With branches, C2 compiled them in pass 1,
+     * which only scale-adds, with pass 2's set and accumulate paths as uncommon traps; pass 2's first
+     * call then deoptimized {@code tile4x4rows}, and it ran in the Vector API's Java fallbacks
+     * again for 1.6 s of a 2-piece job (LogCompilation; BENCHMARKS.md, "The JIT between the passes").
+     * The cost: the tile loads C whatever the mode (16 loads, and for the store 16 loads and
+     * multiply-adds, against 1,536 vector operations of a 64-deep tile), and the blends.
+     */
+    private static VectorMask<Float> modeMask(int mode, int which) {
+        return IntVector.broadcast(INTS, mode).compare(VectorOperators.EQ, which).cast(S);
+    }
+
+    /**
      * {@link #tile4x4} for A in contiguous rows (ads = 1) and B's rows one panel apart (ldb = 4L;
      * {@link #tile4x4rows2} two panels): every index in the loop is the counter times a constant
      * plus an invariant, so C2 checks the bounds once before the loop. The general tile carries
@@ -317,42 +331,26 @@ final class VectorKernel extends Kernel {
         FloatVector s31;
         FloatVector s32;
         FloatVector s33;
-        if (mode == ACCUMULATE) {
-            s00 = FloatVector.fromArray(S, c, c0);
-            s01 = FloatVector.fromArray(S, c, c0 + L);
-            s02 = FloatVector.fromArray(S, c, c0 + 2 * L);
-            s03 = FloatVector.fromArray(S, c, c0 + 3 * L);
-            s10 = FloatVector.fromArray(S, c, c1);
-            s11 = FloatVector.fromArray(S, c, c1 + L);
-            s12 = FloatVector.fromArray(S, c, c1 + 2 * L);
-            s13 = FloatVector.fromArray(S, c, c1 + 3 * L);
-            s20 = FloatVector.fromArray(S, c, c2);
-            s21 = FloatVector.fromArray(S, c, c2 + L);
-            s22 = FloatVector.fromArray(S, c, c2 + 2 * L);
-            s23 = FloatVector.fromArray(S, c, c2 + 3 * L);
-            s30 = FloatVector.fromArray(S, c, c3);
-            s31 = FloatVector.fromArray(S, c, c3 + L);
-            s32 = FloatVector.fromArray(S, c, c3 + 2 * L);
-            s33 = FloatVector.fromArray(S, c, c3 + 3 * L);
-        } else {
-            FloatVector zero = FloatVector.zero(S);
-            s00 = zero;
-            s01 = zero;
-            s02 = zero;
-            s03 = zero;
-            s10 = zero;
-            s11 = zero;
-            s12 = zero;
-            s13 = zero;
-            s20 = zero;
-            s21 = zero;
-            s22 = zero;
-            s23 = zero;
-            s30 = zero;
-            s31 = zero;
-            s32 = zero;
-            s33 = zero;
-        }
+        // the mode as lane masks, not branches (see modeMask)
+        VectorMask<Float> accumulate = modeMask(mode, ACCUMULATE);
+        VectorMask<Float> scaleAdd = modeMask(mode, SCALE_ADD);
+        FloatVector zero = FloatVector.zero(S);
+        s00 = zero.blend(FloatVector.fromArray(S, c, c0), accumulate);
+        s01 = zero.blend(FloatVector.fromArray(S, c, c0 + L), accumulate);
+        s02 = zero.blend(FloatVector.fromArray(S, c, c0 + 2 * L), accumulate);
+        s03 = zero.blend(FloatVector.fromArray(S, c, c0 + 3 * L), accumulate);
+        s10 = zero.blend(FloatVector.fromArray(S, c, c1), accumulate);
+        s11 = zero.blend(FloatVector.fromArray(S, c, c1 + L), accumulate);
+        s12 = zero.blend(FloatVector.fromArray(S, c, c1 + 2 * L), accumulate);
+        s13 = zero.blend(FloatVector.fromArray(S, c, c1 + 3 * L), accumulate);
+        s20 = zero.blend(FloatVector.fromArray(S, c, c2), accumulate);
+        s21 = zero.blend(FloatVector.fromArray(S, c, c2 + L), accumulate);
+        s22 = zero.blend(FloatVector.fromArray(S, c, c2 + 2 * L), accumulate);
+        s23 = zero.blend(FloatVector.fromArray(S, c, c2 + 3 * L), accumulate);
+        s30 = zero.blend(FloatVector.fromArray(S, c, c3), accumulate);
+        s31 = zero.blend(FloatVector.fromArray(S, c, c3 + L), accumulate);
+        s32 = zero.blend(FloatVector.fromArray(S, c, c3 + 2 * L), accumulate);
+        s33 = zero.blend(FloatVector.fromArray(S, c, c3 + 3 * L), accumulate);
         int a1 = a0 + ais;
         int a2 = a1 + ais;
         int a3 = a2 + ais;
@@ -383,41 +381,22 @@ final class VectorKernel extends Kernel {
             s32 = b2v.fma(x, s32);
             s33 = b3v.fma(x, s33);
         }
-        if (mode == SCALE_ADD) {
-            FloatVector.fromArray(S, c, c0).mul(beta).add(s00).intoArray(c, c0);
-            FloatVector.fromArray(S, c, c0 + L).mul(beta).add(s01).intoArray(c, c0 + L);
-            FloatVector.fromArray(S, c, c0 + 2 * L).mul(beta).add(s02).intoArray(c, c0 + 2 * L);
-            FloatVector.fromArray(S, c, c0 + 3 * L).mul(beta).add(s03).intoArray(c, c0 + 3 * L);
-            FloatVector.fromArray(S, c, c1).mul(beta).add(s10).intoArray(c, c1);
-            FloatVector.fromArray(S, c, c1 + L).mul(beta).add(s11).intoArray(c, c1 + L);
-            FloatVector.fromArray(S, c, c1 + 2 * L).mul(beta).add(s12).intoArray(c, c1 + 2 * L);
-            FloatVector.fromArray(S, c, c1 + 3 * L).mul(beta).add(s13).intoArray(c, c1 + 3 * L);
-            FloatVector.fromArray(S, c, c2).mul(beta).add(s20).intoArray(c, c2);
-            FloatVector.fromArray(S, c, c2 + L).mul(beta).add(s21).intoArray(c, c2 + L);
-            FloatVector.fromArray(S, c, c2 + 2 * L).mul(beta).add(s22).intoArray(c, c2 + 2 * L);
-            FloatVector.fromArray(S, c, c2 + 3 * L).mul(beta).add(s23).intoArray(c, c2 + 3 * L);
-            FloatVector.fromArray(S, c, c3).mul(beta).add(s30).intoArray(c, c3);
-            FloatVector.fromArray(S, c, c3 + L).mul(beta).add(s31).intoArray(c, c3 + L);
-            FloatVector.fromArray(S, c, c3 + 2 * L).mul(beta).add(s32).intoArray(c, c3 + 2 * L);
-            FloatVector.fromArray(S, c, c3 + 3 * L).mul(beta).add(s33).intoArray(c, c3 + 3 * L);
-        } else {
-            s00.intoArray(c, c0);
-            s01.intoArray(c, c0 + L);
-            s02.intoArray(c, c0 + 2 * L);
-            s03.intoArray(c, c0 + 3 * L);
-            s10.intoArray(c, c1);
-            s11.intoArray(c, c1 + L);
-            s12.intoArray(c, c1 + 2 * L);
-            s13.intoArray(c, c1 + 3 * L);
-            s20.intoArray(c, c2);
-            s21.intoArray(c, c2 + L);
-            s22.intoArray(c, c2 + 2 * L);
-            s23.intoArray(c, c2 + 3 * L);
-            s30.intoArray(c, c3);
-            s31.intoArray(c, c3 + L);
-            s32.intoArray(c, c3 + 2 * L);
-            s33.intoArray(c, c3 + 3 * L);
-        }
+        s00.blend(FloatVector.fromArray(S, c, c0).mul(beta).add(s00), scaleAdd).intoArray(c, c0);
+        s01.blend(FloatVector.fromArray(S, c, c0 + L).mul(beta).add(s01), scaleAdd).intoArray(c, c0 + L);
+        s02.blend(FloatVector.fromArray(S, c, c0 + 2 * L).mul(beta).add(s02), scaleAdd).intoArray(c, c0 + 2 * L);
+        s03.blend(FloatVector.fromArray(S, c, c0 + 3 * L).mul(beta).add(s03), scaleAdd).intoArray(c, c0 + 3 * L);
+        s10.blend(FloatVector.fromArray(S, c, c1).mul(beta).add(s10), scaleAdd).intoArray(c, c1);
+        s11.blend(FloatVector.fromArray(S, c, c1 + L).mul(beta).add(s11), scaleAdd).intoArray(c, c1 + L);
+        s12.blend(FloatVector.fromArray(S, c, c1 + 2 * L).mul(beta).add(s12), scaleAdd).intoArray(c, c1 + 2 * L);
+        s13.blend(FloatVector.fromArray(S, c, c1 + 3 * L).mul(beta).add(s13), scaleAdd).intoArray(c, c1 + 3 * L);
+        s20.blend(FloatVector.fromArray(S, c, c2).mul(beta).add(s20), scaleAdd).intoArray(c, c2);
+        s21.blend(FloatVector.fromArray(S, c, c2 + L).mul(beta).add(s21), scaleAdd).intoArray(c, c2 + L);
+        s22.blend(FloatVector.fromArray(S, c, c2 + 2 * L).mul(beta).add(s22), scaleAdd).intoArray(c, c2 + 2 * L);
+        s23.blend(FloatVector.fromArray(S, c, c2 + 3 * L).mul(beta).add(s23), scaleAdd).intoArray(c, c2 + 3 * L);
+        s30.blend(FloatVector.fromArray(S, c, c3).mul(beta).add(s30), scaleAdd).intoArray(c, c3);
+        s31.blend(FloatVector.fromArray(S, c, c3 + L).mul(beta).add(s31), scaleAdd).intoArray(c, c3 + L);
+        s32.blend(FloatVector.fromArray(S, c, c3 + 2 * L).mul(beta).add(s32), scaleAdd).intoArray(c, c3 + 2 * L);
+        s33.blend(FloatVector.fromArray(S, c, c3 + 3 * L).mul(beta).add(s33), scaleAdd).intoArray(c, c3 + 3 * L);
     }
 
 
@@ -443,42 +422,26 @@ final class VectorKernel extends Kernel {
         FloatVector s31;
         FloatVector s32;
         FloatVector s33;
-        if (mode == ACCUMULATE) {
-            s00 = FloatVector.fromArray(S, c, c0);
-            s01 = FloatVector.fromArray(S, c, c0 + L);
-            s02 = FloatVector.fromArray(S, c, c0 + 2 * L);
-            s03 = FloatVector.fromArray(S, c, c0 + 3 * L);
-            s10 = FloatVector.fromArray(S, c, c1);
-            s11 = FloatVector.fromArray(S, c, c1 + L);
-            s12 = FloatVector.fromArray(S, c, c1 + 2 * L);
-            s13 = FloatVector.fromArray(S, c, c1 + 3 * L);
-            s20 = FloatVector.fromArray(S, c, c2);
-            s21 = FloatVector.fromArray(S, c, c2 + L);
-            s22 = FloatVector.fromArray(S, c, c2 + 2 * L);
-            s23 = FloatVector.fromArray(S, c, c2 + 3 * L);
-            s30 = FloatVector.fromArray(S, c, c3);
-            s31 = FloatVector.fromArray(S, c, c3 + L);
-            s32 = FloatVector.fromArray(S, c, c3 + 2 * L);
-            s33 = FloatVector.fromArray(S, c, c3 + 3 * L);
-        } else {
-            FloatVector zero = FloatVector.zero(S);
-            s00 = zero;
-            s01 = zero;
-            s02 = zero;
-            s03 = zero;
-            s10 = zero;
-            s11 = zero;
-            s12 = zero;
-            s13 = zero;
-            s20 = zero;
-            s21 = zero;
-            s22 = zero;
-            s23 = zero;
-            s30 = zero;
-            s31 = zero;
-            s32 = zero;
-            s33 = zero;
-        }
+        // the mode as lane masks, not branches (see modeMask)
+        VectorMask<Float> accumulate = modeMask(mode, ACCUMULATE);
+        VectorMask<Float> scaleAdd = modeMask(mode, SCALE_ADD);
+        FloatVector zero = FloatVector.zero(S);
+        s00 = zero.blend(FloatVector.fromArray(S, c, c0), accumulate);
+        s01 = zero.blend(FloatVector.fromArray(S, c, c0 + L), accumulate);
+        s02 = zero.blend(FloatVector.fromArray(S, c, c0 + 2 * L), accumulate);
+        s03 = zero.blend(FloatVector.fromArray(S, c, c0 + 3 * L), accumulate);
+        s10 = zero.blend(FloatVector.fromArray(S, c, c1), accumulate);
+        s11 = zero.blend(FloatVector.fromArray(S, c, c1 + L), accumulate);
+        s12 = zero.blend(FloatVector.fromArray(S, c, c1 + 2 * L), accumulate);
+        s13 = zero.blend(FloatVector.fromArray(S, c, c1 + 3 * L), accumulate);
+        s20 = zero.blend(FloatVector.fromArray(S, c, c2), accumulate);
+        s21 = zero.blend(FloatVector.fromArray(S, c, c2 + L), accumulate);
+        s22 = zero.blend(FloatVector.fromArray(S, c, c2 + 2 * L), accumulate);
+        s23 = zero.blend(FloatVector.fromArray(S, c, c2 + 3 * L), accumulate);
+        s30 = zero.blend(FloatVector.fromArray(S, c, c3), accumulate);
+        s31 = zero.blend(FloatVector.fromArray(S, c, c3 + L), accumulate);
+        s32 = zero.blend(FloatVector.fromArray(S, c, c3 + 2 * L), accumulate);
+        s33 = zero.blend(FloatVector.fromArray(S, c, c3 + 3 * L), accumulate);
         int a1 = a0 + ais;
         int a2 = a1 + ais;
         int a3 = a2 + ais;
@@ -509,41 +472,22 @@ final class VectorKernel extends Kernel {
             s32 = b2v.fma(x, s32);
             s33 = b3v.fma(x, s33);
         }
-        if (mode == SCALE_ADD) {
-            FloatVector.fromArray(S, c, c0).mul(beta).add(s00).intoArray(c, c0);
-            FloatVector.fromArray(S, c, c0 + L).mul(beta).add(s01).intoArray(c, c0 + L);
-            FloatVector.fromArray(S, c, c0 + 2 * L).mul(beta).add(s02).intoArray(c, c0 + 2 * L);
-            FloatVector.fromArray(S, c, c0 + 3 * L).mul(beta).add(s03).intoArray(c, c0 + 3 * L);
-            FloatVector.fromArray(S, c, c1).mul(beta).add(s10).intoArray(c, c1);
-            FloatVector.fromArray(S, c, c1 + L).mul(beta).add(s11).intoArray(c, c1 + L);
-            FloatVector.fromArray(S, c, c1 + 2 * L).mul(beta).add(s12).intoArray(c, c1 + 2 * L);
-            FloatVector.fromArray(S, c, c1 + 3 * L).mul(beta).add(s13).intoArray(c, c1 + 3 * L);
-            FloatVector.fromArray(S, c, c2).mul(beta).add(s20).intoArray(c, c2);
-            FloatVector.fromArray(S, c, c2 + L).mul(beta).add(s21).intoArray(c, c2 + L);
-            FloatVector.fromArray(S, c, c2 + 2 * L).mul(beta).add(s22).intoArray(c, c2 + 2 * L);
-            FloatVector.fromArray(S, c, c2 + 3 * L).mul(beta).add(s23).intoArray(c, c2 + 3 * L);
-            FloatVector.fromArray(S, c, c3).mul(beta).add(s30).intoArray(c, c3);
-            FloatVector.fromArray(S, c, c3 + L).mul(beta).add(s31).intoArray(c, c3 + L);
-            FloatVector.fromArray(S, c, c3 + 2 * L).mul(beta).add(s32).intoArray(c, c3 + 2 * L);
-            FloatVector.fromArray(S, c, c3 + 3 * L).mul(beta).add(s33).intoArray(c, c3 + 3 * L);
-        } else {
-            s00.intoArray(c, c0);
-            s01.intoArray(c, c0 + L);
-            s02.intoArray(c, c0 + 2 * L);
-            s03.intoArray(c, c0 + 3 * L);
-            s10.intoArray(c, c1);
-            s11.intoArray(c, c1 + L);
-            s12.intoArray(c, c1 + 2 * L);
-            s13.intoArray(c, c1 + 3 * L);
-            s20.intoArray(c, c2);
-            s21.intoArray(c, c2 + L);
-            s22.intoArray(c, c2 + 2 * L);
-            s23.intoArray(c, c2 + 3 * L);
-            s30.intoArray(c, c3);
-            s31.intoArray(c, c3 + L);
-            s32.intoArray(c, c3 + 2 * L);
-            s33.intoArray(c, c3 + 3 * L);
-        }
+        s00.blend(FloatVector.fromArray(S, c, c0).mul(beta).add(s00), scaleAdd).intoArray(c, c0);
+        s01.blend(FloatVector.fromArray(S, c, c0 + L).mul(beta).add(s01), scaleAdd).intoArray(c, c0 + L);
+        s02.blend(FloatVector.fromArray(S, c, c0 + 2 * L).mul(beta).add(s02), scaleAdd).intoArray(c, c0 + 2 * L);
+        s03.blend(FloatVector.fromArray(S, c, c0 + 3 * L).mul(beta).add(s03), scaleAdd).intoArray(c, c0 + 3 * L);
+        s10.blend(FloatVector.fromArray(S, c, c1).mul(beta).add(s10), scaleAdd).intoArray(c, c1);
+        s11.blend(FloatVector.fromArray(S, c, c1 + L).mul(beta).add(s11), scaleAdd).intoArray(c, c1 + L);
+        s12.blend(FloatVector.fromArray(S, c, c1 + 2 * L).mul(beta).add(s12), scaleAdd).intoArray(c, c1 + 2 * L);
+        s13.blend(FloatVector.fromArray(S, c, c1 + 3 * L).mul(beta).add(s13), scaleAdd).intoArray(c, c1 + 3 * L);
+        s20.blend(FloatVector.fromArray(S, c, c2).mul(beta).add(s20), scaleAdd).intoArray(c, c2);
+        s21.blend(FloatVector.fromArray(S, c, c2 + L).mul(beta).add(s21), scaleAdd).intoArray(c, c2 + L);
+        s22.blend(FloatVector.fromArray(S, c, c2 + 2 * L).mul(beta).add(s22), scaleAdd).intoArray(c, c2 + 2 * L);
+        s23.blend(FloatVector.fromArray(S, c, c2 + 3 * L).mul(beta).add(s23), scaleAdd).intoArray(c, c2 + 3 * L);
+        s30.blend(FloatVector.fromArray(S, c, c3).mul(beta).add(s30), scaleAdd).intoArray(c, c3);
+        s31.blend(FloatVector.fromArray(S, c, c3 + L).mul(beta).add(s31), scaleAdd).intoArray(c, c3 + L);
+        s32.blend(FloatVector.fromArray(S, c, c3 + 2 * L).mul(beta).add(s32), scaleAdd).intoArray(c, c3 + 2 * L);
+        s33.blend(FloatVector.fromArray(S, c, c3 + 3 * L).mul(beta).add(s33), scaleAdd).intoArray(c, c3 + 3 * L);
     }
 
 
