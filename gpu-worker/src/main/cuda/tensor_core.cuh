@@ -275,8 +275,8 @@ __device__ __forceinline__ void phi_own(unsigned char* dstGeneric, int ldd, int 
 // and sPt are zero).
 // LW: load warps (0: the compute warps load). UP: state m-tiles updated together (each V fragment
 // serves UP tiles; UP = 1 keeps the registers within what 12 warps allow).
-// NV: 0 tests args.normalize at run time (the normalized entries' body, and both formulas' without the
-// _norm entries); 1 compiles the plain body alone (the plain entries), 2 the normalized one (measured slower).
+// NV: 0 tests args.normalize at run time (the normalized entries' body); 1 compiles the plain body alone
+// (the plain entries), 2 the normalized one (measured slower; only LIGHTNING_TC_NORM_X=2 builds it).
 template <typename T, bool FWD, int MT, int LW, int NV = 0>
 __device__ __forceinline__ void body(const LightningArgs& args) {
     using O_ = Ops<T>;
@@ -647,7 +647,6 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
             if constexpr (LW > 0) mbar_wait(ptFullU + 8u * (c & 1), (unsigned)(c >> 1) & 1u);
             // Normalized (kZReg): Zq = Q times the pad block of sPt (zP as hi, lo, ...),
             // so Zq[0] + Zq[1] is q_i . zP of row i0 = 16t + g and Zq[2] + Zq[3] that of row i0 + 8.
-            constexpr bool kQzMma = kZReg;
             float Zq[4] = {0.f, 0.f, 0.f, 0.f};
             auto qk_pass = [&](auto withZ) {
                 const unsigned qA = smU + qOff + laneQA + 32u * ldk * (t - wi);
@@ -682,15 +681,15 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
                 }
             };
             if (rowsLive) {
-                if (kQzMma && norm) qk_pass(TcFlag<true>{});
+                if (kZReg && norm) qk_pass(TcFlag<true>{});
                 else qk_pass(TcFlag<false>{});
             }
             // Normalized: this lane's part of q_i . zP for rows i0 = 16t + g and i0 + 8 (columns
             // 8x + 2tq, +1 of every 8; the quad together covers dk). Q rows of the stage have stride
             // ldk, an odd multiple of 16 bytes, so the 8 rows of a warp read hit 8 bank groups.
-            // (kQzMma: every lane has the whole product already, in Zq.)
+            // (kZReg: every lane has the whole product already, in Zq.)
             float qz0 = 0.f, qz1 = 0.f;
-            if (kQzMma) {
+            if (kZReg) {
                 qz0 = Zq[0] + Zq[1];
                 qz1 = Zq[2] + Zq[3];
             } else if (norm && rowsLive) {
@@ -760,12 +759,12 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
                 // lambda^(i+1) q_i . zP, summed over the quad (lanes 4g .. 4g+3 hold row i0's parts).
                 float f0 = scale, f1 = scale;
                 if (norm) {
-                    float d0 = kQzMma ? rs0 : fmaf(tab[i0 + 1], qz0, rs0), d1 = kQzMma ? rs1 : fmaf(tab[i0 + 9], qz1, rs1);
+                    float d0 = kZReg ? rs0 : fmaf(tab[i0 + 1], qz0, rs0), d1 = kZReg ? rs1 : fmaf(tab[i0 + 9], qz1, rs1);
                     d0 += __shfl_xor_sync(0xffffffffu, d0, 1);
                     d1 += __shfl_xor_sync(0xffffffffu, d1, 1);
                     d0 += __shfl_xor_sync(0xffffffffu, d0, 2);
                     d1 += __shfl_xor_sync(0xffffffffu, d1, 2);
-                    if (kQzMma) {  // the quad's lanes each hold the whole q . zP
+                    if (kZReg) {  // the quad's lanes each hold the whole q . zP
                         d0 = fmaf(tab[i0 + 1], qz0, d0);
                         d1 = fmaf(tab[i0 + 9], qz1, d1);
                     }

@@ -292,10 +292,11 @@ final class VectorKernel extends Kernel {
      * All lanes set when {@code mode} is {@code which}, none otherwise, from a vector compare: no
      * branch for the JIT to profile. The tiles of pass 1's state update at Dv = 64 and 128
      * ({@link #tile4x4rows}, {@link #tile4x4rows2}), which pass 2 also runs, take their mode this
-     * way; at other widths pass 1 runs the general tiles, which still branch (not measured there). With branches, C2 compiled them in pass 1,
-     * which only scale-adds, with pass 2's set and accumulate paths as uncommon traps; pass 2's first
-     * call then deoptimized {@code tile4x4rows}, and it ran in the Vector API's Java fallbacks
-     * again for 1.6 s of a 2-piece job (LogCompilation; BENCHMARKS.md, "The JIT between the passes").
+     * way; at other widths pass 1 runs the general tiles, which still branch (not measured there).
+     * With branches, C2 compiled them in pass 1, which only scale-adds, with pass 2's set and
+     * accumulate paths as uncommon traps; pass 2's first call then deoptimized {@code tile4x4rows},
+     * and it ran in the Vector API's Java fallbacks again for 1.6 s of a 2-piece job
+     * (LogCompilation; BENCHMARKS.md, "The JIT between the passes").
      * The cost: the tile loads C whatever the mode (16 loads, and for the store 16 loads and
      * multiply-adds, against 1,536 vector operations of a 64-deep tile), and the blends.
      */
