@@ -3,16 +3,16 @@
 # through shared memory) on the device, at most BUDGET s (default 150), logs $OUT/ssplit-*.log. From the root of
 # a checkout: OUT=DIR JRE_TAR=... BUNDLE=... bash .device/ssplit/run.sh
 # payload.tar.xz beside this script is made by bench/ssplit-payload.sh (its commit in candidate.txt).
-#  1. fwd_cost: base (the shipped code), ss (-DLIGHTNING_WG_S_SPLIT=1) and base again under another name (the
-#     spread of identical code), each checked against a float64 recurrence (plain, elu1, normalized), then the
+#  1. fwd_cost: base (the shipped code), the payload's other builds (round 1: ss = -DLIGHTNING_WG_S_SPLIT=1; round 2
+#     also ss2 and ss3 = S_SPLIT=2 and 3) and base again under another name (the spread of identical code), each checked against a float64 recurrence (plain, elu1, normalized), then the
 #     plain bf16 forward and states kernels timed, T = 1M, D = 128, H = 64 and H = 8, builds interleaved, their
 #     order rotated each round; nvidia-smi samples SM clock and power meanwhile;
-#  2. norm_cost: base and ss, plain, normalized identity, elu1, normalized elu1 (T = 1M, H = 64), each variant
+#  2. norm_cost: base and the other builds, plain, normalized identity, elu1, normalized elu1 (T = 1M, H = 64), each variant
 #     after itself (--repeat 2), variants rotated, clock probes;
-#  3. tc_check --max-n 1000 of ss, families 1 (wgmma: odd sizes, dk != dv, dv <= 64, bf16 and f16, several
+#  3. tc_check --max-n 1000 of the candidate (and tc_check-NAME of another build when the payload has one), families 1 (wgmma: odd sizes, dk != dv, dv <= 64, bf16 and f16, several
 #     segments) and 2 (paired);
-#  4. GpuBackendTest with ss's Hopper fat binary ahead of main's kernels;
-#  5. (when the device has cuobjdump) the SASS of ss's and base's lightning_forward_wg_bf16.
+#  4. GpuBackendTest with the candidate's Hopper fat binary ahead of main's kernels;
+#  5. (when the device has cuobjdump) the SASS of every build's lightning_forward_wg_bf16.
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 out="${OUT:?OUT must name the output directory}"
@@ -32,14 +32,16 @@ trap '[[ -n "$smi" ]] && kill $smi 2>/dev/null; rm -rf "$work"' EXIT
 tar -C "$work" -xJf "$here/payload.tar.xz" || { echo "ssplit: cannot unpack the payload"; exit 1; }
 cat "$work/candidate.txt" >> "$L-machine.log"
 C="$work/cubin"
+builds=()
+for f in "$C"/*.cubin; do n=$(basename "$f" .cubin); [[ $n == base ]] || builds+=("$n=$f"); done
 echo "== 1. fwd_cost ($(date -u +%T))"
 timeout 300 nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,clocks_event_reasons.active --format=csv -lms 500 > "$L-smi.log" 2>&1 &
 smi=$!
-timeout 45 "$work/fwd_cost" --rounds ${ROUNDS:-30} base="$C/base.cubin" ss="$C/ss.cubin" base2="$C/base.cubin" > "$L-fwdcost.log" 2>&1
+timeout 45 "$work/fwd_cost" --rounds ${ROUNDS:-30} base="$C/base.cubin" "${builds[@]}" base2="$C/base.cubin" > "$L-fwdcost.log" 2>&1
 echo "fwd_cost rc=$? (0: every checked build passed)"
 grep -E "RESULT (time|checks)|FAILED|rror|copy bandwidth" "$L-fwdcost.log" | cut -c1-170
 echo "== 2. norm_cost ($(date -u +%T), $(left) s left)"
-timeout 40 "$work/norm_cost" --rounds ${NROUNDS:-12} --rotate-variants --repeat 2 --probe base="$C/base.cubin" ss="$C/ss.cubin" \
+timeout 45 "$work/norm_cost" --rounds ${NROUNDS:-12} --rotate-variants --repeat 2 --probe base="$C/base.cubin" "${builds[@]}" \
   > "$L-normcost.log" 2>&1
 echo "norm_cost rc=$? (0: every checked build passed)"
 kill $smi 2>/dev/null; smi=
@@ -52,7 +54,7 @@ for tc in "$work"/tc_check*; do
     echo "$n family $fam rc=$?"; tail -n 1 "$L-$n-f$fam.log"
   done
 done
-echo "== 4. GpuBackendTest on ss ($(date -u +%T), $(left) s left)"
+echo "== 4. GpuBackendTest on the candidate ($(date -u +%T), $(left) s left)"
 if [[ -n "${JRE_TAR:-}" && -n "${BUNDLE:-}" ]]; then
   tar -C "$work" -xJf "$JRE_TAR" && export JAVA_HOME="$work/jre" PATH="$work/jre/bin:$PATH"
   B="$BUNDLE"
@@ -71,8 +73,10 @@ else
 fi
 echo "== 5. SASS ($(date -u +%T), $(left) s left)"
 if command -v cuobjdump >/dev/null 2>&1 && (( $(left) > 12 )); then
-  for b in base ss; do
-    timeout 5 cuobjdump -sass -fun lightning_forward_wg_bf16 "$C/$b.cubin" > "$L-sass-$b.log" 2>&1
+  for f in "$C"/*.cubin; do
+    b=$(basename "$f" .cubin)
+    (( $(left) > 8 )) || break
+    timeout 5 cuobjdump -sass -fun lightning_forward_wg_bf16 "$f" > "$L-sass-$b.log" 2>&1
     echo "$b: $(grep -c ' HGMMA' "$L-sass-$b.log") HGMMA, shapes:" $(grep -o 'HGMMA\.64x[0-9]*x16[^ ]*' "$L-sass-$b.log" | sort | uniq -c | tr '\n' ' ')
   done
 else

@@ -4,11 +4,17 @@
 # ss of lightning_sm90.cu, fwd_cost, tc_check and the Hopper fat binary for GpuBackendTest, the last two built
 # with -DLIGHTNING_WG_S_SPLIT=1) plus norm_cost (bench/cuda/norm_cost.cu); the harnesses are rebuilt here for
 # sm_90a alone, like everything else in it. run.sh = bench/ssplit-device.sh. Run from the repository root:
-#   bash bench/ssplit-payload.sh [DIR]
+#   [CANDIDATE=FLAGS] [TC_EXTRA=NAME=FLAGS] bash bench/ssplit-payload.sh [DIR [NAME=FLAGS ...]]
+# (builds as kfwd-build.sh takes them, default base= ss=S_SPLIT; CANDIDATE, default S_SPLIT, the build that tc_check
+# and GpuBackendTest run; TC_EXTRA as kfwd-payload.sh takes it). Round 2: CANDIDATE=S_SPLIT=2 TC_EXTRA=ss3=S_SPLIT=3
+#   bash bench/ssplit-payload.sh .device/ssplit base= ss=S_SPLIT ss2=S_SPLIT=2 ss3=S_SPLIT=3
 set -euo pipefail
 dir="${1:-.device/ssplit}"
+shift || true
+specs=("$@")
+(( ${#specs[@]} )) || specs=(base= ss=S_SPLIT)
 src=gpu-worker/src/main/cuda
-CANDIDATE=S_SPLIT bash bench/kfwd-payload.sh "$dir" base= ss=S_SPLIT
+CANDIDATE="${CANDIDATE:-S_SPLIT}" bash bench/kfwd-payload.sh "$dir" "${specs[@]}"
 w=$(mktemp -d)
 trap 'rm -rf "$w"' EXIT
 tar -C "$w" -xJf "$dir/payload.tar.xz"

@@ -123,7 +123,10 @@
 // its 32 keys (quad-reduced) go through shared memory in the same barrier's window. Half the S products and half
 // the mask loop a consumer, for a barrier a chunk between the consumers. Double-buffered by chunk parity (see
 // body). Shared memory: the exchange tiles (2 x 8192 bytes) and the row sums (2 x 2 x 64 floats) after the tables,
-// from the next multiple of 1024 on: forward 225280 bytes.
+// from the next multiple of 1024 on: forward 225280 bytes. 2 and 3: the hand-over by an mbarrier a buffer instead
+// of the named barrier, each consumer arriving once its half is written and waiting only right before its S V (Q
+// T(P)'s wait and scaling in between; 2: also form() and the previous chunk's output rows, which 1 and 3 keep where
+// they overlap S and Q T(P)).
 #ifndef LIGHTNING_WG_S_SPLIT
 #define LIGHTNING_WG_S_SPLIT 0
 #endif
@@ -472,6 +475,10 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     // SS (LIGHTNING_WG_S_SPLIT, the unpaired forward): the two S exchange tiles (8192 bytes each, one atom: 1024-aligned)
     // and the consumers' row sums (NORM; 2 buffers x 2 consumers x 64 floats), past the tables (offTab + 1664)
     constexpr bool SS = LIGHTNING_WG_S_SPLIT && FWD && !PAIR;
+    // SSM (LIGHTNING_WG_S_SPLIT 2 or 3): the hand-over by an mbarrier a buffer (count: both consumers' 256 threads,
+    // beside the stages' at fullU + 64) instead of the named barrier; SSL (2): form() and the output rows of the
+    // previous chunk move between the arrive and the wait
+    constexpr bool SSM = SS && LIGHTNING_WG_S_SPLIT >= 2, SSL = SS && LIGHTNING_WG_S_SPLIT == 2;
     const unsigned offX = offTab + 2048u, offXd = offX + 2u * 8192u;
     unsigned char* sm = lightning_wg_smem;
     const unsigned smU = smem_u32(sm);
@@ -499,6 +506,10 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             for (int i = 0; i < NS; ++i) {
                 mbar_init(fullU + 8u * i, kLoaders);
                 mbar_init(emptyU + 8u * i, kConsumerThreads);
+            }
+            if (SSM) {
+                mbar_init(fullU + 64u, kConsumerThreads);
+                mbar_init(fullU + 72u, kConsumerThreads);
             }
         }
         __syncthreads();
@@ -903,8 +914,10 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                 }
             }
             wg_commit();
+            if constexpr (!SSL) {
             form();
             if (c > 0) store_rows(c - 1);  // while the tensor cores work
+            }
             // Mask and decay (tab is 0 for i < j), repacked as A fragments of S V: k-step kk is
             // {n-tile 2kk row g, n-tile 2kk row g+8, n-tile 2kk+1 row g, n-tile 2kk+1 row g+8}.
             wg_wait<1>();
@@ -946,6 +959,18 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                     }
                 }
                 fence_async_smem();  // the tile's generic writes, read by the other consumer's wgmma
+                if constexpr (SSM) {
+                    // The hand-over by the buffer's mbarrier: arrive now, wait right before S V. Buffer c % 2's k-th
+                    // phase (k = c / 2) completes when both consumers arrived in chunk c; a consumer arrives in chunk
+                    // c + 1 only after its S V of chunk c completed, and writes buffer c % 2 again (chunk c + 2) only
+                    // after its wait in chunk c + 1: the argument below holds with "passed the barrier" read as
+                    // "waited for the phase", and no consumer can arrive twice in one phase.
+                    mbar_arrive(fullU + 64u + 8u * (unsigned)(c & 1));
+                    if constexpr (SSL) {
+                        form();
+                        if (c > 0) store_rows(c - 1);
+                    }
+                }
                 // Q T(P) done and scaled before the barrier: work a consumer that arrives first does while it
                 // would wait anyway.
                 wg_wait<0>();
@@ -958,7 +983,8 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                     Oa[4 * nt + 2] *= r1;
                     Oa[4 * nt + 3] *= r1;
                 }
-                named_bar_sync(4, kConsumerThreads);  // (ids 1, 2: each consumer's; 3: the loaders')
+                if constexpr (SSM) mbar_wait(fullU + 64u + 8u * (unsigned)(c & 1), (unsigned)(c >> 1) & 1u);
+                else named_bar_sync(4, kConsumerThreads);  // (ids 1, 2: each consumer's; 3: the loaders')
                 wg_fence();
                 const unsigned long long xDesc = desc_of(smU + offX + xb, 16u, 1024u);
 #pragma unroll
