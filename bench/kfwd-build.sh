@@ -5,8 +5,8 @@
 # Without NAME=FLAGS: the default set below. FLAGS: option names without LIGHTNING_WG_, separated by commas,
 # each set to 1, or NAME=VALUE (e.g. regs64=MAP_LOADER_REGS=64). A name hopper.cuh does not declare is an
 # error (options that measured no gain are removed from the source: STSM, WTAB, SV_SPLIT, EARLY_STATE ran
-# here before 0e42eee; FAST_STORE and DESC32, shipped, lost their option and the code before them in
-# 021569d; check out an older commit to build them).
+# here before 0e42eee, S_SPLIT (ssplit, with bench/ssplit-payload.sh) at 59d8d4b; FAST_STORE and DESC32,
+# shipped, lost their option and the code before them in 021569d; check out an older commit to build them).
 set -euo pipefail
 dir="${1:?usage: kfwd-build.sh DIR [NAME=FLAGS ...]}"; shift
 src=gpu-worker/src/main/cuda

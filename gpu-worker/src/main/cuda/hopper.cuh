@@ -115,30 +115,11 @@
 // The states kernel's map (map_tile_rows, 4 rows of its K tile at a time): with one row's loads and exponentials in
 // flight (map_tile) a loader thread spent most of a chunk's time waiting on them, between the copy landing and the
 // arrive (2 and 4 rows measured the same: 6.35 and 6.33 ms for elu1's states kernel against 8.02, round 1).
-// LIGHTNING_WG_S_SPLIT (default 0): the unpaired forward's consumers split S = Q K^T by key columns instead of
-// both computing all of it. Consumer j forms S[:, 32 j .. 32 j + 31] alone (m64n32, 8 k-steps), masks and decays
-// its 16 accumulators, and writes them (rounded to T) into an exchange tile laid out as a K-major A operand (one
-// 128-byte-swizzled atom, 64 rows x 64 keys); after a named barrier over both consumers each reads the whole tile
-// as the A operand of S V from shared memory (ss) instead of registers (rs). NORM: each consumer's row sums of
-// its 32 keys (quad-reduced) go through shared memory in the same barrier's window. Half the S products and half
-// the mask loop a consumer, for a barrier a chunk between the consumers. Double-buffered by chunk parity (see
-// body). Shared memory: the exchange tiles (2 x 8192 bytes) and the row sums (2 x 2 x 64 floats) after the tables,
-// from the next multiple of 1024 on: forward 225280 bytes. 2 and 3: the hand-over by an mbarrier a buffer instead
-// of the named barrier, each consumer arriving once its half is written and waiting only right before its S V (Q
-// T(P)'s wait and scaling in between; 2: also form() and the previous chunk's output rows, which 1 and 3 keep where
-// they overlap S and Q T(P)).
-#ifndef LIGHTNING_WG_S_SPLIT
-#define LIGHTNING_WG_S_SPLIT 0
-#endif
 __host__ __device__ inline int lightning_wg_smem_bytes(int dk, int forward) {
     (void)dk;
     const int qk = 16384, nc = LIGHTNING_WG_COLUMNS;
     return (forward ? 3 * (2 * qk + 128 * nc) + 2 * qk + 128 * (nc + 8) + 3 * 2048 + 1152 + 512
-                    : 4 * (qk + 128 * nc) + 1152) + 2048
-#if LIGHTNING_WG_S_SPLIT
-           + (forward ? 384 + 2 * 8192 + 1024 : 0)  // (LIGHTNING_WG_S_SPLIT: from 207872 = 203 x 1024)
-#endif
-        ;
+                    : 4 * (qk + 128 * nc) + 1152) + 2048;
 }
 
 namespace lightning_wg {
@@ -173,19 +154,6 @@ __device__ __forceinline__ unsigned long long desc_add(unsigned long long d, uns
     unsigned long long r;
     asm("mov.b64 %0, {%1, %2};" : "=l"(r) : "r"(lo + (unsigned)off), "r"(hi));
     return r;
-}
-
-// 32-bit shared-window stores and loads (LIGHTNING_WG_S_SPLIT's exchange: one register an address, not a generic pointer's two)
-__device__ __forceinline__ void st_shared_u32(unsigned addr, unsigned x) {
-    asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(addr), "r"(x) : "memory");
-}
-__device__ __forceinline__ void st_shared_f32(unsigned addr, float x) {
-    asm volatile("st.shared.f32 [%0], %1;\n" ::"r"(addr), "f"(x) : "memory");
-}
-__device__ __forceinline__ float ld_shared_f32(unsigned addr) {
-    float x;
-    asm volatile("ld.shared.f32 %0, [%1];\n" : "=f"(x) : "r"(addr) : "memory");
-    return x;
 }
 
 // ------------------------------ loads -----------------------------------------------------
@@ -383,7 +351,7 @@ struct CheckpointClock {
 // columns. Running one code path in both consumers matters: two different register-heavy roles
 // inlined in one kernel spilled (ptxas allocates the union), and as separate functions their
 // wgmma were serialized. S = Q K^T is computed by both consumers (an eighth of the products),
-// which spares a hand-over between them.
+// which spares a hand-over between them (the hand-over was measured slower: see the S product).
 //
 // The variants (LightningArgs): grouped heads and the feature map are the loaders' business
 // (indexing; phi applied in shared memory before the stage is handed over), checkpoints a branch
@@ -472,14 +440,6 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     // the normalizer's decay-weight tiles of whole and of the last chunk (1024 bytes each)
     const unsigned offW = offZ + (FWD ? NS * zBytes : 0u);
     const unsigned offTab = offW + 2048u;
-    // SS (LIGHTNING_WG_S_SPLIT, the unpaired forward): the two S exchange tiles (8192 bytes each, one atom: 1024-aligned)
-    // and the consumers' row sums (NORM; 2 buffers x 2 consumers x 64 floats), past the tables (offTab + 1664)
-    constexpr bool SS = LIGHTNING_WG_S_SPLIT && FWD && !PAIR;
-    // SSM (LIGHTNING_WG_S_SPLIT 2 or 3): the hand-over by an mbarrier a buffer (count: both consumers' 256 threads,
-    // beside the stages' at fullU + 64) instead of the named barrier; SSL (2): form() and the output rows of the
-    // previous chunk move between the arrive and the wait
-    constexpr bool SSM = SS && LIGHTNING_WG_S_SPLIT >= 2, SSL = SS && LIGHTNING_WG_S_SPLIT == 2;
-    const unsigned offX = offTab + 2048u, offXd = offX + 2u * 8192u;
     unsigned char* sm = lightning_wg_smem;
     const unsigned smU = smem_u32(sm);
     // mbarriers: full[i] (the loaders arrive once their copies into stage i landed), empty[i] (the
@@ -506,10 +466,6 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             for (int i = 0; i < NS; ++i) {
                 mbar_init(fullU + 8u * i, kLoaders);
                 mbar_init(emptyU + 8u * i, kConsumerThreads);
-            }
-            if (SSM) {
-                mbar_init(fullU + 64u, kConsumerThreads);
-                mbar_init(fullU + 72u, kConsumerThreads);
             }
         }
         __syncthreads();
@@ -747,9 +703,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     T* sOw = reinterpret_cast<T*>(sm + offO) + 16 * w4 * kLdo + colBase;
     const int i0 = 16 * w4 + g;
     // tr[-8 nt - x] = scale lambda^(i0 - (8 nt + 2 tq + x)) (0 above the diagonal)
-    // (SS: tr - 32 j, the own half's first key; see xw)
-    const float* tr = reinterpret_cast<const float*>(sm + (PAIR && j == 1 ? offW + 1024 : offTab + 1152)) + 64 + (i0 - 2 * tq) -
-                      (SS ? 32 * j : 0);
+    const float* tr = reinterpret_cast<const float*>(sm + (PAIR && j == 1 ? offW + 1024 : offTab + 1152)) + 64 + (i0 - 2 * tq);
     const float l0 = tab[i0 + 1], l1 = tab[i0 + 9];  // lambda^(i+1) of the two rows
     const float r0 = scale * l0, r1 = scale * l1;    // inter rows: scale lambda^(i+1)
     // (PAIR: the copy holds the own dk only, in its first atom)
@@ -761,11 +715,6 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     const float invScale = scale != 0.f ? 1.f / scale : 0.f;
     const float eps = a.eps;
     float Zd[4] = {0.f, 0.f, 0.f, 0.f};  // q_i . zP: [0] hi, [1] lo of row i0; [2], [3] of row i0 + 8
-    // SS: this thread's place in the exchange tile (K-major A of S V: row i0 = 16 w4 + g, keys 8 p + 2 tq, + 1 in
-    // piece p ^ g; row i0 + 8 1024 bytes further) and its rows' sums (NORM; written by the first lane of each quad):
-    // consumer j's keys are pieces 4 j .. 4 j + 3 (tr[-8 nt - x] is then the table at key 32 j + 8 nt + 2 tq + x).
-    const unsigned xw = smU + offX + i0 * 128 + 4 * tq, xden = smU + offXd + 4 * i0;
-    (void)xw; (void)xden;
     // Checkpoints (forward): the clock runs in every consumer thread alike (a uniform branch).
     const bool ckS = FWD && a.checkpoints != nullptr && a.checkpointEvery > 0;
     CheckpointClock clock(a, segStart);
@@ -876,28 +825,21 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             for (int i = 0; i < NP; ++i) Pt[i] = fmaf(lamM, Pt[i], dP[i]);
         };
 
-        // (SS: a consumer without value columns, dv <= 64, still forms its half of S for the other: every consumer
-        // enters, as consumer 0 always has columns. Written so rather than as a constant true, which made ptxas
-        // spill 8 bytes in the plain body, sm_90a.)
-        if (FWD && (colsLive || (SS && j == 1))) {
+        if (FWD && colsLive) {
             // ---- outputs: S = Q K^T, Oa = Q T(P) (own columns), then Oa = lambda^(i+1) Oa + S' V;
             //      the state update's fragments are formed while S and Q T(P) run, and its
             //      products queue right behind S V. ----
-            float S[SS ? 16 : 32], Oa[32];  // the first k-step (ss0) overwrites them
+            // Both consumers form all of S. Tried and removed (ssplit, BENCHMARKS.md; H200, T = 1M, D = 128, bf16,
+            // 2026-12-04): each consumer its 32 keys (m64n32), the masked halves handed over through a double-buffered
+            // shared tile and S V's A read from it. Correct, but the plain forward 8.5 to 10.3% slower with a named
+            // barrier a chunk and 1.8 to 2.3% with an mbarrier hand-over (form() and the output rows between arrive and
+            // wait), base against itself -1.4 to +0.2%; the normalized forward within -2.4 to +0.5%.
+            float S[32], Oa[32];  // the first k-step (ss0) overwrites them
             wg_fence();
-            if constexpr (SS) {  // keys 32 j .. 32 j + 31: K's rows 4096 j bytes (256 j in the address field) on
-                const unsigned long long kDescJ = desc_add(kDesc, 256ull * j);
-#pragma unroll
-                for (int ks = 0; ks < KS; ++ks) {
-                    if (ks == 0) Wgmma<T, 32>::template ss0<0>(S, qk_desc(qDesc, ks), qk_desc(kDescJ, ks));
-                    else Wgmma<T, 32>::template ss<0>(S, qk_desc(qDesc, ks), qk_desc(kDescJ, ks));
-                }
-            } else {
 #pragma unroll
             for (int ks = 0; ks < KSJ; ++ks) {
                 if (ks == 0) W::template ss0<0>(S, qk_desc(qDesc, ks), qk_desc(kDesc, ks));
                 else W::template ss<0>(S, qk_desc(qDesc, ks), qk_desc(kDesc, ks));
-            }
             }
             wg_commit();
 #pragma unroll
@@ -914,83 +856,14 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                 }
             }
             wg_commit();
-            if constexpr (!SSL) {
             form();
             if (c > 0) store_rows(c - 1);  // while the tensor cores work
-            }
             // Mask and decay (tab is 0 for i < j), repacked as A fragments of S V: k-step kk is
             // {n-tile 2kk row g, n-tile 2kk row g+8, n-tile 2kk+1 row g, n-tile 2kk+1 row g+8}.
             wg_wait<1>();
-            reg_fence<SS ? 16 : 32>(S);
+            reg_fence<32>(S);
             unsigned Sp[4][4];
             float den0 = 0.f, den1 = 0.f;  // NORM: this lane's part of the rows' sums (scaled)
-            if constexpr (SS) {
-                // The own half of S' into this chunk's exchange tile (buffer c % 2), then a barrier over both
-                // consumers, then S V with A from the tile. Why one barrier a chunk and two buffers suffice: a
-                // consumer passes chunk c's barrier only once the other has written its half of tile c % 2
-                // (and its row sums), and it reads them (S V, waited for below; the sums) before it arrives at
-                // chunk c + 1's barrier. The next writes to buffer c % 2 are chunk c + 2's, made after chunk
-                // c + 1's barrier, which the reader has then passed: its S V of chunk c has completed. Chunk
-                // c + 1's writes go to the other buffer, which nobody reads after chunk c - 1's S V, completed
-                // before either consumer arrived at chunk c's barrier.
-                const unsigned xb = (unsigned)(c & 1) << 13;
-#pragma unroll
-                for (int nt = 0; nt < 4; ++nt) {
-                    const float v0 = S[4 * nt] * tr[-8 * nt];
-                    const float v1 = S[4 * nt + 1] * tr[-8 * nt - 1];
-                    const float v2 = S[4 * nt + 2] * tr[8 - 8 * nt];
-                    const float v3 = S[4 * nt + 3] * tr[7 - 8 * nt];
-                    const unsigned d = xw + xb + ((unsigned)((4 * j + nt) ^ g) << 4);
-                    st_shared_u32(d, O_::pack(v0, v1));
-                    st_shared_u32(d + 1024u, O_::pack(v2, v3));
-                    if (NORM && !(LIGHTNING_WG_NORM_X & 2)) {
-                        den0 += v0 + v1;
-                        den1 += v2 + v3;
-                    }
-                }
-                if (NORM && !(LIGHTNING_WG_NORM_X & 2)) {  // the quad's sums of the own 32 keys, for the other
-                    den0 += __shfl_xor_sync(0xffffffffu, den0, 1);
-                    den1 += __shfl_xor_sync(0xffffffffu, den1, 1);
-                    den0 += __shfl_xor_sync(0xffffffffu, den0, 2);
-                    den1 += __shfl_xor_sync(0xffffffffu, den1, 2);
-                    if (tq == 0) {  // [buffer][consumer][row]: 4 (128 b + 64 j + row) bytes
-                        st_shared_f32(xden + (xb >> 4) + 256u * j, den0);
-                        st_shared_f32(xden + (xb >> 4) + 256u * j + 32u, den1);
-                    }
-                }
-                fence_async_smem();  // the tile's generic writes, read by the other consumer's wgmma
-                if constexpr (SSM) {
-                    // The hand-over by the buffer's mbarrier: arrive now, wait right before S V. Buffer c % 2's k-th
-                    // phase (k = c / 2) completes when both consumers arrived in chunk c; a consumer arrives in chunk
-                    // c + 1 only after its S V of chunk c completed, and writes buffer c % 2 again (chunk c + 2) only
-                    // after its wait in chunk c + 1: the argument below holds with "passed the barrier" read as
-                    // "waited for the phase", and no consumer can arrive twice in one phase.
-                    mbar_arrive(fullU + 64u + 8u * (unsigned)(c & 1));
-                    if constexpr (SSL) {
-                        form();
-                        if (c > 0) store_rows(c - 1);
-                    }
-                }
-                // Q T(P) done and scaled before the barrier: work a consumer that arrives first does while it
-                // would wait anyway.
-                wg_wait<0>();
-                reg_fence<32>(Oa);
-                if (NORM) reg_fence<4>(Zd);
-#pragma unroll
-                for (int nt = 0; nt < 8; ++nt) {
-                    Oa[4 * nt] *= r0;
-                    Oa[4 * nt + 1] *= r0;
-                    Oa[4 * nt + 2] *= r1;
-                    Oa[4 * nt + 3] *= r1;
-                }
-                if constexpr (SSM) mbar_wait(fullU + 64u + 8u * (unsigned)(c & 1), (unsigned)(c >> 1) & 1u);
-                else named_bar_sync(4, kConsumerThreads);  // (ids 1, 2: each consumer's; 3: the loaders')
-                wg_fence();
-                const unsigned long long xDesc = desc_of(smU + offX + xb, 16u, 1024u);
-#pragma unroll
-                for (int kk = 0; kk < 4; ++kk) W::template ss<1>(Oa, desc_add(xDesc, 2u * kk), desc_add(vDesc, 128u * kk));
-                wg_commit();
-            } else {
 #pragma unroll
             for (int nt = 0; nt < 8; ++nt) {
                 const float v0 = S[4 * nt] * tr[-8 * nt];
@@ -1018,7 +891,6 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
 #pragma unroll
             for (int kk = 0; kk < 4; ++kk) W::template rs<1>(Oa, Sp[kk], desc_add(vDesc, 128u * kk));
             wg_commit();
-            }  // SS
             // NORM, while S V runs: den_i = (the quad's sum) / scale + lambda^(i+1) q_i . zP, and
             // o_i = num_i / (den_i + eps). The quad (lanes 4 g .. 4 g + 3) holds rows i0, i0 + 8.
             // The sums stay float32 sums of the float32 products: tried and removed (hopnorm4, BENCHMARKS.md), the
@@ -1027,22 +899,16 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             // cancel (q, k of both signs with the identity map).
             float inv0 = 1.f, inv1 = 1.f;
             if (NORM && !(LIGHTNING_WG_NORM_X & 2)) {
-                if constexpr (SS) {  // the other consumer's 32 keys (its quad sums, written before the barrier)
-                    const unsigned xo = xden + ((unsigned)(c & 1) << 9) + 256u * (1 - j);
-                    den0 += ld_shared_f32(xo);
-                    den1 += ld_shared_f32(xo + 32u);
-                } else {
                 den0 += __shfl_xor_sync(0xffffffffu, den0, 1);
                 den1 += __shfl_xor_sync(0xffffffffu, den1, 1);
                 den0 += __shfl_xor_sync(0xffffffffu, den0, 2);
                 den1 += __shfl_xor_sync(0xffffffffu, den1, 2);
-                }
                 inv0 = __frcp_rn(fmaf(den0, invScale, l0 * (Zd[0] + Zd[1])) + eps);
                 inv1 = __frcp_rn(fmaf(den1, invScale, l1 * (Zd[2] + Zd[3])) + eps);
             }
             wg_wait<0>();
             reg_fence<32>(Oa);
-            if constexpr (!SS) reg_fence<16>(&Sp[0][0]);
+            reg_fence<16>(&Sp[0][0]);
             // Stage the rows (rounded to T); they go out during the next chunk.
             __syncwarp();  // every lane is done reading the previous chunk's staged rows
 #pragma unroll

@@ -160,39 +160,6 @@ LIGHTNING_WG_WGMMA64(__half, "f16")
 LIGHTNING_WG_WGMMA128(__nv_bfloat16, "bf16")
 LIGHTNING_WG_WGMMA128(__half, "f16")
 
-// D[64 x 32] = or += A[64 x 16] B[16 x 32], both from shared memory (ss0, ss: as Wgmma<T, 64>'s): the S product
-// of a consumer's half of the key columns (hopper.cuh, LIGHTNING_WG_S_SPLIT).
-#define LIGHTNING_WG_D16                                                                                   \
-    "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),        \
-        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
-#define LIGHTNING_WG_D16_OUT                                                                               \
-    "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3]), "=f"(d[4]), "=f"(d[5]), "=f"(d[6]), "=f"(d[7]),        \
-        "=f"(d[8]), "=f"(d[9]), "=f"(d[10]), "=f"(d[11]), "=f"(d[12]), "=f"(d[13]), "=f"(d[14]), "=f"(d[15])
-#define LIGHTNING_WG_D16_LIST "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15}"
-#define LIGHTNING_WG_WGMMA32(TYPE, TYPE_NAME)                                                              \
-    template <> struct Wgmma<TYPE, 32> {                                                                   \
-        template <int TRANS_B>                                                                             \
-        static __device__ __forceinline__ void ss(float* d, unsigned long long a, unsigned long long b) {   \
-            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"                                        \
-                         "wgmma.mma_async.sync.aligned.m64n32k16.f32." TYPE_NAME "." TYPE_NAME " "           \
-                         LIGHTNING_WG_D16_LIST ", %16, %17, p, 1, 1, 0, %18;\n}\n"                          \
-                         : LIGHTNING_WG_D16                                                                \
-                         : "l"(a), "l"(b), "n"(TRANS_B)                                                    \
-                         : "memory");                                                                     \
-        }                                                                                                  \
-        template <int TRANS_B>                                                                             \
-        static __device__ __forceinline__ void ss0(float* d, unsigned long long a, unsigned long long b) {  \
-            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, 0, 0;\n"                                        \
-                         "wgmma.mma_async.sync.aligned.m64n32k16.f32." TYPE_NAME "." TYPE_NAME " "           \
-                         LIGHTNING_WG_D16_LIST ", %16, %17, p, 1, 1, 0, %18;\n}\n"                          \
-                         : LIGHTNING_WG_D16_OUT                                                            \
-                         : "l"(a), "l"(b), "n"(TRANS_B)                                                    \
-                         : "memory");                                                                     \
-        }                                                                                                  \
-    };
-LIGHTNING_WG_WGMMA32(__nv_bfloat16, "bf16")
-LIGHTNING_WG_WGMMA32(__half, "f16")
-
 // D[64 x 8] (+)= A[64 x 16] B[16 x 8], both from shared memory, B K-major: ss, the denominators'
 // q_i . zP (the normalizer tile as B; ACC = 0: D = A B); ss_ta, A MN-major, the loaders' column sums
 // of the normalizer (the K tile read as K^T).
