@@ -154,7 +154,7 @@ final class Settings {
             "spark.lightning.spotCheckTolerance", "(by dtype)",
             "Lightning only. With --output-mode checksums: the largest relative error of a sampled o row against float64 "
                     + "(max |o - ref| / max |ref| per head) before the run fails. By default 1e-2 for BF16 o, 1.2e-3 "
-                    + "for F16, 1e-4 for F32.");
+                    + "for F16, 1e-4 for F32. Refused without --output-mode checksums (files runs make no spot checks).");
     static final Setting<Boolean> OVERWRITE = Setting.flagSwitch("--overwrite", "spark.lightning.overwrite",
             "Let this run replace the files it produces (and the run report) where the output directory already "
                     + "holds them; they are replaced at the commit, after all compute. Other files are never "

@@ -157,6 +157,20 @@ class ExitStatusTest {
         assertTrue(Files.isRegularFile(tmp.resolve("gen/seq-00001.safetensors")));
     }
 
+    /**
+     * --spot-check-tolerance belongs to --output-mode checksums; a files run took it and ignored it,
+     * so a user could believe o had been checked against float64. Refused before the output exists.
+     */
+    @Test
+    void spotCheckToleranceWithoutChecksumsIsRefused() {
+        Outcome g = lightning("generate", "--output", tmp.resolve("in").toString(), "--tokens", "100", "--heads", "2",
+                "--dk", "8", "--dv", "8");
+        assertEquals(0, g.status, g.err);
+        expect(2, run("--spot-check-tolerance", "0.1"), "--spot-check-tolerance 0.1", "--output-mode checksums",
+                "leave --spot-check-tolerance out");
+        assertFalse(Files.exists(tmp.resolve("out")), "refused before the output directory is made");
+    }
+
     private String[] run(String... options) {
         List<String> a = new ArrayList<>(List.of("run", "--input", tmp.resolve("in").toString(), "--output",
                 tmp.resolve("out").toString(), "--backend", "cpu"));
