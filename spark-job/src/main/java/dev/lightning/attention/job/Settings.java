@@ -60,7 +60,7 @@ final class Settings {
                     + "or `_` are skipped).");
     static final Setting<Long> PARTITION_TOKENS = Setting.count("--partition-tokens",
             "spark.lightning.partitionTokens", 65536, 1, Long.MAX_VALUE / 4,
-            "Tokens per partition (rounded down to a multiple of the chunk size). Shorter sequences share a "
+            "Tokens per partition (rounded down to a multiple of the chunk size, and at least one chunk). Shorter sequences share a "
                     + "partition; longer ones are split into pieces of this size.");
     static final Setting<Long> CHUNK_SIZE = Setting.count("--chunk-size", "spark.lightning.chunkSize", 64, 1, 1024,
             "Block size of the CPU kernels (the GPU kernels always use 64); pieces start at multiples of it.");
