@@ -20,16 +20,35 @@ import java.util.SplittableRandom;
  * Times a backend on one in-memory sequence, with no Spark and no I/O: pass 1 ({@code advance})
  * and pass 2 ({@code forward}) over the whole sequence, best of several runs, with the result
  * checked against the float64 chunked reference on a prefix. Run by {@code bin/lightning bench}.
- * <pre>
- *   bench [--backend cpu] [--tokens 16384] [--heads 8] [--dk 64] [--dv 64] [--dtype bf16]
- *         [--runs 3] [--chunk 64] [--check-tokens 1024]
- *         [--heads-k Hk] [--heads-v Hv] [--feature-map identity|elu1|relu] [--normalize]
- * </pre>
- * {@code --heads} is Hq (and H); {@code --heads-k}, {@code --heads-v} group k and v (default: H).
+ * Its options and their defaults are {@link #USAGE}, which {@code bin/lightning bench --help} prints.
+ * {@code --heads} is Hq (and Hk, Hv unless given); H = max(Hq, Hk, Hv).
  * The FLOP counts are those of the plain formula, so a variant's GFLOP/s read as its speed
  * relative to plain at the same shape.
  */
 public final class KernelBench {
+    /** The options, their values and defaults: what {@link #main} accepts, for {@code --help}. */
+    public static final String USAGE = String.join("\n",
+            "usage: lightning bench [options]",
+            "",
+            "bench: times a backend's pass 1 (advance) and pass 2 (forward) on one in-memory sequence of random",
+            "  q, k, v (no Spark, no I/O), best of --runs runs after one warm-up, and checks the output of the first",
+            "  --check-tokens tokens against the float64 chunked reference (the relative error is printed).",
+            "",
+            "Options:",
+            "  --backend NAME             cpu, gpu, gpu-generic, chunked-f64 or recurrent-f64 [default cpu]",
+            "  --tokens N                 T, at least 1 [default 16384]",
+            "  --heads N                  Hq, and Hk and Hv unless given; H = max(Hq, Hk, Hv) [default 8]",
+            "  --heads-k N                Hk; each of Hq, Hk, Hv must divide H [default --heads]",
+            "  --heads-v N                Hv, e.g. --heads 2 --heads-k 2 --heads-v 6 for grouped values [default --heads]",
+            "  --dk N                     Dk, 1..256 [default 64]",
+            "  --dv N                     Dv, 1..256 [default 64]",
+            "  --dtype f32|f16|bf16       dtype of q, k, v and o [default bf16]",
+            "  --feature-map identity|elu1|relu  phi applied to q and k [default identity]",
+            "  --normalize                normalized attention, eps 1e-5 [default off]",
+            "  --chunk N                  chunk size of the CPU kernels, at least 1 [default 64]",
+            "  --runs N                   timed runs, at least 1 [default 3]",
+            "  --check-tokens N           tokens checked against float64, 0 for none [default 1024]");
+
     private KernelBench() {
     }
 
@@ -77,9 +96,24 @@ public final class KernelBench {
                 throw new IllegalArgumentException(args[i] + ": expected an integer, got '" + v + "'");
             }
         }
+        atLeast("--tokens", tokens, 1);
+        atLeast("--heads", heads, 1);
+        atLeast("--runs", runs, 1);
+        atLeast("--chunk", chunk, 1);
+        atLeast("--check-tokens", checkTokens, 0);
+        if (headsK != 0) {
+            atLeast("--heads-k", headsK, 1);
+        }
+        if (headsV != 0) {
+            atLeast("--heads-v", headsV, 1);
+        }
+        int headsQ = heads;
+        headsK = headsK > 0 ? headsK : headsQ;
+        headsV = headsV > 0 ? headsV : headsQ;
+        heads = Math.max(headsQ, Math.max(headsK, headsV)); // H: --heads is Hq, as in generate
         SplittableRandom rnd = new SplittableRandom(42);
         AttentionSpec spec = new AttentionSpec(heads, dk, dv, Slopes.minimax(heads), 1.0, chunk)
-                .withHeads(heads, headsK > 0 ? headsK : heads, headsV > 0 ? headsV : heads).withFeatureMap(phi);
+                .withHeads(headsQ, headsK, headsV).withFeatureMap(phi);
         if (normalize) {
             spec = spec.withNormalization(1e-5);
         }
@@ -134,6 +168,12 @@ public final class KernelBench {
                     tokens / bestForward, flopForward / bestForward / 1e9, cpuForward * 1e3, flopForward / cpuForward / 1e9);
             System.out.printf(Locale.ROOT, "check: output relative error %.2e against chunked-f64 on the first %d tokens "
                     + "(float32 output)%n", err, n);
+        }
+    }
+
+    private static void atLeast(String flag, int value, int min) {
+        if (value < min) {
+            throw new IllegalArgumentException(flag + ": expected at least " + min + ", got " + value);
         }
     }
 

@@ -12,6 +12,7 @@ import java.io.Serializable;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.Arrays;
+import java.util.List;
 
 /**
  * One input sequence as the driver found it: where its q, k, v (and optional initial state and
@@ -130,6 +131,7 @@ public final class SequenceFile implements Serializable {
         TensorEntry q = require(header, "q", name);
         TensorEntry k = require(header, "k", name);
         TensorEntry v = require(header, "v", name);
+        refuseMisspelled(header, name);
         DType dtype = dtypeOf(q, name);
         for (TensorEntry t : new TensorEntry[] {k, v}) {
             if (dtypeOf(t, name) != dtype) {
@@ -214,6 +216,57 @@ public final class SequenceFile implements Serializable {
         }
         return new SequenceFile(path, name, size, tokens, dtype, q.begin(), k.begin(), v.begin(), initial, initialZ,
                 layout, fromFile);
+    }
+
+    /** The optional tensors the job reads; any other tensor of a file is ignored. */
+    private static final String[] OPTIONAL = {"slope", "initial_state", "initial_normalizer"};
+
+    /**
+     * Refuses a tensor whose name is nearly that of an optional one ({@code slopes},
+     * {@code Initial_State}, {@code init_state}, {@code initial_normaliser}): other tensors are
+     * ignored, so the misspelled one would be too, and the run would silently compute with the
+     * default slopes or a zero state instead of what the file holds.
+     */
+    private static void refuseMisspelled(SafetensorsHeader h, String file) {
+        for (String tensor : h.tensors().keySet()) {
+            if (tensor.equals("q") || tensor.equals("k") || tensor.equals("v") || List.of(OPTIONAL).contains(tensor)) {
+                continue;
+            }
+            String got = squeeze(tensor);
+            for (String known : OPTIONAL) {
+                String want = squeeze(known);
+                if (editDistance(got, want) <= (want.length() <= 6 ? 1 : 2) // "slopes"; "score" is not "slope"
+                        || editDistance(got.replace("initial", "init"), want.replace("initial", "init")) <= 1) {
+                    throw new InvalidInputException(file + ": holds a tensor '" + tensor + "', which is not read: the "
+                            + "name the job reads is '" + known + "' (tensors of other names are ignored, so the run "
+                            + "would compute without it); rename the tensor to '" + known + "', or remove it");
+                }
+            }
+        }
+    }
+
+    /** Lower case, without the separators people vary: "Initial-State" and "initial_state" alike. */
+    private static String squeeze(String s) {
+        return s.toLowerCase(java.util.Locale.ROOT).replaceAll("[^a-z0-9]", "");
+    }
+
+    private static int editDistance(String a, String b) {
+        int[] prev = new int[b.length() + 1];
+        int[] cur = new int[b.length() + 1];
+        for (int j = 0; j <= b.length(); j++) {
+            prev[j] = j;
+        }
+        for (int i = 1; i <= a.length(); i++) {
+            cur[0] = i;
+            for (int j = 1; j <= b.length(); j++) {
+                int sub = prev[j - 1] + (a.charAt(i - 1) == b.charAt(j - 1) ? 0 : 1);
+                cur[j] = Math.min(sub, Math.min(prev[j], cur[j - 1]) + 1);
+            }
+            int[] t = prev;
+            prev = cur;
+            cur = t;
+        }
+        return prev[b.length()];
     }
 
     private static TensorEntry require(SafetensorsHeader h, String tensor, String file) {

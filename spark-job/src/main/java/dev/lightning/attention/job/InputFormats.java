@@ -99,5 +99,13 @@ final class InputFormats {
             throw new InvalidInputException("--sequences is the per-sequence table of parquet input; safetensors files "
                     + "hold slope and initial_state themselves");
         }
+        // taken and ignored, it would let a user believe the run's o was checked against float64
+        Double tolerance = cfg.get(Settings.SPOT_CHECK_TOLERANCE);
+        if (tolerance != null && !cfg.checksums()) {
+            throw new InvalidInputException("--spot-check-tolerance " + tolerance + " is the tolerance of the float64 "
+                    + "spot checks of --output-mode checksums, and this run writes files (--output-mode "
+                    + cfg.get(Settings.OUTPUT_MODE) + "), which makes none; add --output-mode checksums, or leave "
+                    + "--spot-check-tolerance out");
+        }
     }
 }

@@ -57,7 +57,11 @@ public final class JobConfig implements Serializable {
         Integer layer = get(Settings.LAYER);
         Integer layers = get(Settings.LAYERS);
         if ((layer == null) != (layers == null)) {
-            throw new InvalidInputException("--layer and --layers go together: got layer " + layer + ", layers " + layers);
+            throw new InvalidInputException(layer != null
+                    ? "--layer " + layer + " needs --layers L, the model's number of layers (the layer factor is "
+                            + "1 - layer/(L-1)); add it, or leave --layer out"
+                    : "--layers " + layers + " needs --layer N, the index of this layer (0.." + (layers - 1) + "); add "
+                            + "it, or leave --layers out");
         }
         if (layer != null && layer >= layers) {
             throw new InvalidInputException("--layer must be below --layers: got layer " + layer + " of " + layers);

@@ -24,14 +24,16 @@ import java.util.Map;
  */
 public final class LightningMain {
     static final String USAGE = String.join("\n",
-            "usage: lightning run --input PATHS --output DIR [--partition-tokens N] [--chunk-size N]",
+            "usage: lightning run (--input PATHS | --synthetic T,H,Dk,Dv,dtype,seed) --output DIR [--partition-tokens N] [--chunk-size N]",
             "                     [--scale X] [--backend auto|cpu|gpu] [--master URL] [more options]",
             "       lightning demo [--dir DIR] [run options]",
             "       lightning options",
             "       lightning generate --output DIR [--files N] [--tokens T] [--heads H] [--heads-k HK] [--heads-v HV]",
             "                          [--dk D] [--dv D] [--dtype bf16] [--initial-state] [--initial-normalizer] [--overwrite]",
-            "       lightning bench [--backend cpu] [--tokens N] [--heads H] [--dk D] [--dv D] [--dtype bf16]",
+            "       lightning bench [--backend cpu|gpu|gpu-generic] [--tokens N] [--heads H] [--dk D] [--dv D] [--dtype bf16]",
             "                       [--heads-k HK] [--heads-v HV] [--feature-map identity|elu1|relu] [--normalize]",
+            "                       [--runs N] [--chunk N] [--check-tokens N]",
+            "       lightning COMMAND --help   (generate's and bench's own options and defaults)",
             "",
             "run: computes lightning attention (causal linear attention with per-head decay) for every",
             "  *.safetensors file of --input (q [T,Hq,Dk], k [T,Hk,Dk], v [T,Hv,Dv] in F32, F16 or BF16, each",
@@ -83,7 +85,21 @@ public final class LightningMain {
             String command = args[0];
             List<String> rest = Arrays.asList(args).subList(1, args.length);
             if (rest.stream().anyMatch(LightningMain::isHelp)) {
-                return run(new String[] {"help"}, out, err);
+                // each command's own options: generate's and bench's are not the job's
+                switch (command) {
+                    case "generate":
+                        out.print(generateHelp());
+                        return 0;
+                    case "bench":
+                        out.println(dev.lightning.attention.bench.KernelBench.USAGE);
+                        return 0;
+                    case "options":
+                        out.println("usage: lightning options\n\noptions: prints the table of the run options "
+                                + "(Markdown), the one in the README's \"Options\".");
+                        return 0;
+                    default:
+                        return run(new String[] {"help"}, out, err);
+                }
             }
             switch (command) {
                 case "run":
@@ -340,6 +356,24 @@ public final class LightningMain {
             Setting.flagSwitch("--initial-normalizer", null, "Also write a random initial_normalizer [H, Dk] F32 in "
                     + "[0, 2) (for runs with --normalize)."),
             Setting.flagSwitch("--overwrite", null, "Replace files of the same names already in --output."));
+
+    /** {@code generate --help}: its own options, with their values and defaults. */
+    static String generateHelp() {
+        StringBuilder b = new StringBuilder();
+        b.append("usage: lightning generate --output DIR [options]\n\n");
+        b.append("generate: writes --files random sequence files seq-00000.safetensors, ... to --output (fixed seeds: the\n"
+                + "  same options write the same bytes), q [T,Hq,Dk], k [T,Hk,Dk], v [T,Hv,Dv], an input for trying the\n"
+                + "  job at scale. Files of the same names already there are refused unless --overwrite.\n\n");
+        b.append("Options:\n");
+        for (Setting<?> s : GENERATE) {
+            String head = "  " + s.flag + (s.isSwitch() ? "" : " " + (s.type.equals("path") ? "DIR"
+                    : s.type.equals("integer") ? "N" : s.type));
+            String def = s.isSwitch() ? "off" : s.flag.equals("--heads-k") || s.flag.equals("--heads-v") ? "--heads"
+                    : s.defaultText;
+            b.append(String.format("%-28s %s [default %s]%n", head, s.doc, def));
+        }
+        return b.toString();
+    }
 
     /**
      * Generate builds each tensor in memory, encoded in one Java array: at most this many bytes.

@@ -60,7 +60,7 @@ final class Settings {
                     + "or `_` are skipped).");
     static final Setting<Long> PARTITION_TOKENS = Setting.count("--partition-tokens",
             "spark.lightning.partitionTokens", 65536, 1, Long.MAX_VALUE / 4,
-            "Tokens per partition (rounded down to a multiple of the chunk size). Shorter sequences share a "
+            "Tokens per partition (rounded down to a multiple of the chunk size, and at least one chunk). Shorter sequences share a "
                     + "partition; longer ones are split into pieces of this size.");
     static final Setting<Long> CHUNK_SIZE = Setting.count("--chunk-size", "spark.lightning.chunkSize", 64, 1, 1024,
             "Block size of the CPU kernels (the GPU kernels always use 64); pieces start at multiples of it.");
@@ -154,7 +154,7 @@ final class Settings {
             "spark.lightning.spotCheckTolerance", "(by dtype)",
             "Lightning only. With --output-mode checksums: the largest relative error of a sampled o row against float64 "
                     + "(max |o - ref| / max |ref| per head) before the run fails. By default 1e-2 for BF16 o, 1.2e-3 "
-                    + "for F16, 1e-4 for F32.");
+                    + "for F16, 1e-4 for F32. Refused without --output-mode checksums (files runs make no spot checks).");
     static final Setting<Boolean> OVERWRITE = Setting.flagSwitch("--overwrite", "spark.lightning.overwrite",
             "Let this run replace the files it produces (and the run report) where the output directory already "
                     + "holds them; they are replaced at the commit, after all compute. Other files are never "

@@ -31,6 +31,21 @@ class JobConfigTest {
         assertEquals(Settings.ALL.size(), c.describe().size(), "describe lists every option");
     }
 
+    /** One of --layer and --layers without the other: the message said "layers null". */
+    @Test
+    void layerWithoutLayersSaysWhatIsMissing() {
+        Map<String, String> flags = new java.util.HashMap<>(PATHS);
+        flags.put("--layer", "3");
+        String m = assertThrows(dev.lightning.attention.tensor.InvalidInputException.class,
+                () -> JobConfig.resolve(flags, Map.of(), k -> null)).getMessage();
+        assertTrue(m.contains("--layer 3 needs --layers L") && !m.contains("null"), m);
+        Map<String, String> other = new java.util.HashMap<>(PATHS);
+        other.put("--layers", "8");
+        m = assertThrows(dev.lightning.attention.tensor.InvalidInputException.class,
+                () -> JobConfig.resolve(other, Map.of(), k -> null)).getMessage();
+        assertTrue(m.contains("--layers 8 needs --layer N") && m.contains("0..7") && !m.contains("null"), m);
+    }
+
     @Test
     void aChoiceIsDeclaredWithDistinctValuesThatIncludeItsDefault() {
         assertThrows(IllegalArgumentException.class,

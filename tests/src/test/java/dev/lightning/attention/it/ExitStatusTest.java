@@ -89,6 +89,50 @@ class ExitStatusTest {
     void benchRefusesBadValuesWithOneLine() {
         expect(2, new String[] {"bench", "--tokens", "abc"}, "--tokens", "expected an integer", "got 'abc'");
         expect(2, new String[] {"bench", "--bogus", "1"}, "unknown option --bogus");
+        // counts below their minimum: once a NegativeArraySizeException with a stack trace (status 1),
+        // or a table of Infinity ms (--runs 0)
+        expect(2, new String[] {"bench", "--tokens", "-5"}, "--tokens", "expected at least 1", "got -5");
+        expect(2, new String[] {"bench", "--tokens", "0"}, "--tokens", "expected at least 1", "got 0");
+        expect(2, new String[] {"bench", "--runs", "0"}, "--runs", "expected at least 1", "got 0");
+        expect(2, new String[] {"bench", "--heads-k", "-2"}, "--heads-k", "expected at least 1", "got -2");
+    }
+
+    /** --heads is Hq, as in generate: grouped values (Hv above Hq) were refused with "H must be max(...)". */
+    @Test
+    void benchTakesGroupedValues() {
+        Outcome o = lightning("bench", "--heads", "2", "--heads-k", "2", "--heads-v", "6", "--tokens", "128", "--dk", "8",
+                "--dv", "8", "--runs", "1", "--check-tokens", "64");
+        assertEquals(0, o.status, o.err); // its table goes to System.out, not to the harness's stream
+    }
+
+    /**
+     * Each command's --help describes that command's options: generate's and bench's used to print
+     * the run options (none of which they take) and never their own or their defaults.
+     */
+    @Test
+    void helpOfEachCommandListsItsOwnOptions() {
+        Outcome g = lightning("generate", "--help");
+        assertEquals(0, g.status, g.err);
+        for (String part : new String[] {"usage: lightning generate", "--files N", "[default 1]", "--tokens N",
+                "[default 65536]", "--heads N", "[default 8]", "--heads-k N", "[default --heads]", "--dtype f32|f16|bf16",
+                "[default bf16]", "--initial-normalizer", "--overwrite"}) {
+            assertTrue(g.out.contains(part), "expected '" + part + "' in generate --help:\n" + g.out);
+        }
+        assertFalse(g.out.contains("--partition-tokens"), "generate takes no run options:\n" + g.out);
+
+        Outcome b = lightning("bench", "--help");
+        assertEquals(0, b.status, b.err);
+        for (String part : new String[] {"usage: lightning bench", "--backend", "gpu-generic", "--tokens N",
+                "[default 16384]", "--runs N", "[default 3]", "--chunk N", "--check-tokens N", "[default 1024]",
+                "--normalize", "--feature-map identity|elu1|relu"}) {
+            assertTrue(b.out.contains(part), "expected '" + part + "' in bench --help:\n" + b.out);
+        }
+        assertFalse(b.out.contains("--partition-tokens"), "bench takes no run options:\n" + b.out);
+
+        Outcome r = lightning("run", "--help");
+        assertEquals(0, r.status, r.err);
+        assertTrue(r.out.contains("--synthetic T,H,Dk,Dv,dtype,seed) --output DIR"), r.out);
+        assertTrue(r.out.contains("--partition-tokens N"), r.out);
     }
 
     @Test
@@ -111,6 +155,20 @@ class ExitStatusTest {
         assertEquals(0, o.status, o.err);
         assertTrue(Files.isRegularFile(tmp.resolve("gen/seq-00000.safetensors")));
         assertTrue(Files.isRegularFile(tmp.resolve("gen/seq-00001.safetensors")));
+    }
+
+    /**
+     * --spot-check-tolerance belongs to --output-mode checksums; a files run took it and ignored it,
+     * so a user could believe o had been checked against float64. Refused before the output exists.
+     */
+    @Test
+    void spotCheckToleranceWithoutChecksumsIsRefused() {
+        Outcome g = lightning("generate", "--output", tmp.resolve("in").toString(), "--tokens", "100", "--heads", "2",
+                "--dk", "8", "--dv", "8");
+        assertEquals(0, g.status, g.err);
+        expect(2, run("--spot-check-tolerance", "0.1"), "--spot-check-tolerance 0.1", "--output-mode checksums",
+                "leave --spot-check-tolerance out");
+        assertFalse(Files.exists(tmp.resolve("out")), "refused before the output directory is made");
     }
 
     private String[] run(String... options) {
