@@ -6,7 +6,6 @@ import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.ShortVector;
 import jdk.incubator.vector.VectorShape;
-import jdk.incubator.vector.VectorShuffle;
 import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
@@ -1306,224 +1305,29 @@ final class VectorKernel extends Kernel {
     }
 
     /**
-     * Where L is 16 (AVX-512), by 16 x 16 blocks in registers ({@link #block16}); the rows past the
-     * last 16 as the scalar form, and in the rows of whole blocks the columns past the last 16 one
-     * element at a time. Other species: L rows at a time, column d of L consecutive rows one gather
-     * (lane t reads row t, the index map {0, lds, 2 lds, ...}) stored as L contiguous floats of
-     * dst's row d. On this project's AMD EPYC VM (AVX-512), a 64 x 64 transpose from rows 512
-     * floats apart (K of a chunk in a block of 8 heads) took about 0.52 us by blocks against 1.25 us
-     * by gathers and 1.2 to 1.8 us one element at a time (a scratch loop, not committed); it was a quarter
-     * of pass 1's time at D = 64 (JFR samples).
+     * Where L is 16 (AVX-512), by 4 x 4 blocks of scalars ({@link #transposeBlocks}); other
+     * species: L rows at a time, column d of L consecutive rows one gather (lane t reads row t, the
+     * index map {0, lds, 2 lds, ...}) stored as L contiguous floats of dst's row d. The rows past
+     * the last whole block or L as the scalar form.
      */
     @Override
     void transpose(float[] src, int so, int lds, int rows, int cols, float[] dst, int dso, int ldd) {
-        int j = 0;
         if (L == 16) {
-            int cols16 = cols & ~15;
-            for (; j + 16 <= rows; j += 16) {
-                int at = so + j * lds;
-                for (int d = 0; d < cols16; d += 16) {
-                    block16(src, at + d, lds, dst, dso + d * ldd + j, ldd);
-                }
-                for (int d = cols16; d < cols; d++) {
-                    for (int t = 0, x = at + d, to = dso + d * ldd + j; t < 16; t++, x += lds) {
-                        dst[to + t] = src[x];
-                    }
-                }
-            }
-        } else {
-            int[] rowsAt = new int[L];
-            for (int t = 0; t < L; t++) {
-                rowsAt[t] = t * lds;
-            }
-            for (; j + L <= rows; j += L) {
-                int at = so + j * lds;
-                for (int d = 0, to = dso + j; d < cols; d++, to += ldd) {
-                    FloatVector.fromArray(S, src, at + d, rowsAt, 0).intoArray(dst, to);
-                }
+            transposeBlocks(src, so, lds, rows, cols, dst, dso, ldd);
+            return;
+        }
+        int[] rowsAt = new int[L];
+        for (int t = 0; t < L; t++) {
+            rowsAt[t] = t * lds;
+        }
+        int j = 0;
+        for (; j + L <= rows; j += L) {
+            int at = so + j * lds;
+            for (int d = 0, to = dso + j; d < cols; d++, to += ldd) {
+                FloatVector.fromArray(S, src, at + d, rowsAt, 0).intoArray(dst, to);
             }
         }
         transposeRows(src, so, lds, j, rows, cols, dst, dso, ldd);
-    }
-
-    /** Lane i to lane i + w (mod 16): {@link #block16}'s moves of w-lane halves, for w = 1, 2, 4, 8. */
-    private static final VectorShuffle<Integer> UP1 = rotation(1);
-    private static final VectorShuffle<Integer> UP2 = rotation(2);
-    private static final VectorShuffle<Integer> UP4 = rotation(4);
-    private static final VectorShuffle<Integer> UP8 = rotation(8);
-    /** Lane i + w to lane i (mod 16); for w = 8 that is {@link #UP8}. */
-    private static final VectorShuffle<Integer> DOWN1 = rotation(-1);
-    private static final VectorShuffle<Integer> DOWN2 = rotation(-2);
-    private static final VectorShuffle<Integer> DOWN4 = rotation(-4);
-    /** All bits set in the lanes i with bit w of i set, none in the others. */
-    private static final IntVector ODD1 = lanesWithBit(1, true);
-    private static final IntVector ODD2 = lanesWithBit(2, true);
-    private static final IntVector ODD4 = lanesWithBit(4, true);
-    private static final IntVector ODD8 = lanesWithBit(8, true);
-    /** All bits set in the lanes i with bit w of i clear. */
-    private static final IntVector EVEN1 = lanesWithBit(1, false);
-    private static final IntVector EVEN2 = lanesWithBit(2, false);
-    private static final IntVector EVEN4 = lanesWithBit(4, false);
-    private static final IntVector EVEN8 = lanesWithBit(8, false);
-
-    /** Lane i of the result is lane i - w of the vector (mod L); used only where L is 16. */
-    private static VectorShuffle<Integer> rotation(int w) {
-        return VectorShuffle.fromOp(INTS, i -> Math.floorMod(i - w, L));
-    }
-
-    private static IntVector lanesWithBit(int w, boolean set) {
-        int[] bits = new int[L];
-        for (int i = 0; i < L; i++) {
-            bits[i] = ((i & w) != 0) == set ? -1 : 0;
-        }
-        return IntVector.fromArray(INTS, bits, 0);
-    }
-
-    /**
-     * dst[dso + d*ldd + t] = src[so + t*lds + d] for t, d &lt; 16, in registers: the 16 rows loaded
-     * as vectors (their bits, as ints), then four rounds w = 1, 2, 4, 8, each swapping, for every
-     * pair of rows r and r + w (bit w of r clear), the lanes with bit w set in row r and those with
-     * bit w clear in row r + w: row r keeps its lanes with bit w clear and takes row r + w's, moved
-     * up w lanes, into the others; row r + w keeps its lanes with bit w set and takes row r's, moved
-     * down w lanes. After the four rounds row d holds column d. Each round is 16 rotations and the
-     * lanes picked by AND and OR with constant vectors: a blend on a VectorMask took a third longer
-     * (a scratch loop: a 64 x 64 transpose 0.52 us against 0.81 us). The bits move unchanged, so
-     * every float (NaN payloads included) arrives as it was.
-     */
-    private static void block16(float[] src, int so, int lds, float[] dst, int dso, int ldd) {
-        IntVector r0 = FloatVector.fromArray(S, src, so).reinterpretAsInts();
-        IntVector r1 = FloatVector.fromArray(S, src, so + 1 * lds).reinterpretAsInts();
-        IntVector r2 = FloatVector.fromArray(S, src, so + 2 * lds).reinterpretAsInts();
-        IntVector r3 = FloatVector.fromArray(S, src, so + 3 * lds).reinterpretAsInts();
-        IntVector r4 = FloatVector.fromArray(S, src, so + 4 * lds).reinterpretAsInts();
-        IntVector r5 = FloatVector.fromArray(S, src, so + 5 * lds).reinterpretAsInts();
-        IntVector r6 = FloatVector.fromArray(S, src, so + 6 * lds).reinterpretAsInts();
-        IntVector r7 = FloatVector.fromArray(S, src, so + 7 * lds).reinterpretAsInts();
-        IntVector r8 = FloatVector.fromArray(S, src, so + 8 * lds).reinterpretAsInts();
-        IntVector r9 = FloatVector.fromArray(S, src, so + 9 * lds).reinterpretAsInts();
-        IntVector r10 = FloatVector.fromArray(S, src, so + 10 * lds).reinterpretAsInts();
-        IntVector r11 = FloatVector.fromArray(S, src, so + 11 * lds).reinterpretAsInts();
-        IntVector r12 = FloatVector.fromArray(S, src, so + 12 * lds).reinterpretAsInts();
-        IntVector r13 = FloatVector.fromArray(S, src, so + 13 * lds).reinterpretAsInts();
-        IntVector r14 = FloatVector.fromArray(S, src, so + 14 * lds).reinterpretAsInts();
-        IntVector r15 = FloatVector.fromArray(S, src, so + 15 * lds).reinterpretAsInts();
-        IntVector x;
-        // w = 1
-        x = r0;
-        r0 = x.and(EVEN1).or(r1.rearrange(UP1).and(ODD1));
-        r1 = r1.and(ODD1).or(x.rearrange(DOWN1).and(EVEN1));
-        x = r2;
-        r2 = x.and(EVEN1).or(r3.rearrange(UP1).and(ODD1));
-        r3 = r3.and(ODD1).or(x.rearrange(DOWN1).and(EVEN1));
-        x = r4;
-        r4 = x.and(EVEN1).or(r5.rearrange(UP1).and(ODD1));
-        r5 = r5.and(ODD1).or(x.rearrange(DOWN1).and(EVEN1));
-        x = r6;
-        r6 = x.and(EVEN1).or(r7.rearrange(UP1).and(ODD1));
-        r7 = r7.and(ODD1).or(x.rearrange(DOWN1).and(EVEN1));
-        x = r8;
-        r8 = x.and(EVEN1).or(r9.rearrange(UP1).and(ODD1));
-        r9 = r9.and(ODD1).or(x.rearrange(DOWN1).and(EVEN1));
-        x = r10;
-        r10 = x.and(EVEN1).or(r11.rearrange(UP1).and(ODD1));
-        r11 = r11.and(ODD1).or(x.rearrange(DOWN1).and(EVEN1));
-        x = r12;
-        r12 = x.and(EVEN1).or(r13.rearrange(UP1).and(ODD1));
-        r13 = r13.and(ODD1).or(x.rearrange(DOWN1).and(EVEN1));
-        x = r14;
-        r14 = x.and(EVEN1).or(r15.rearrange(UP1).and(ODD1));
-        r15 = r15.and(ODD1).or(x.rearrange(DOWN1).and(EVEN1));
-        // w = 2
-        x = r0;
-        r0 = x.and(EVEN2).or(r2.rearrange(UP2).and(ODD2));
-        r2 = r2.and(ODD2).or(x.rearrange(DOWN2).and(EVEN2));
-        x = r1;
-        r1 = x.and(EVEN2).or(r3.rearrange(UP2).and(ODD2));
-        r3 = r3.and(ODD2).or(x.rearrange(DOWN2).and(EVEN2));
-        x = r4;
-        r4 = x.and(EVEN2).or(r6.rearrange(UP2).and(ODD2));
-        r6 = r6.and(ODD2).or(x.rearrange(DOWN2).and(EVEN2));
-        x = r5;
-        r5 = x.and(EVEN2).or(r7.rearrange(UP2).and(ODD2));
-        r7 = r7.and(ODD2).or(x.rearrange(DOWN2).and(EVEN2));
-        x = r8;
-        r8 = x.and(EVEN2).or(r10.rearrange(UP2).and(ODD2));
-        r10 = r10.and(ODD2).or(x.rearrange(DOWN2).and(EVEN2));
-        x = r9;
-        r9 = x.and(EVEN2).or(r11.rearrange(UP2).and(ODD2));
-        r11 = r11.and(ODD2).or(x.rearrange(DOWN2).and(EVEN2));
-        x = r12;
-        r12 = x.and(EVEN2).or(r14.rearrange(UP2).and(ODD2));
-        r14 = r14.and(ODD2).or(x.rearrange(DOWN2).and(EVEN2));
-        x = r13;
-        r13 = x.and(EVEN2).or(r15.rearrange(UP2).and(ODD2));
-        r15 = r15.and(ODD2).or(x.rearrange(DOWN2).and(EVEN2));
-        // w = 4
-        x = r0;
-        r0 = x.and(EVEN4).or(r4.rearrange(UP4).and(ODD4));
-        r4 = r4.and(ODD4).or(x.rearrange(DOWN4).and(EVEN4));
-        x = r1;
-        r1 = x.and(EVEN4).or(r5.rearrange(UP4).and(ODD4));
-        r5 = r5.and(ODD4).or(x.rearrange(DOWN4).and(EVEN4));
-        x = r2;
-        r2 = x.and(EVEN4).or(r6.rearrange(UP4).and(ODD4));
-        r6 = r6.and(ODD4).or(x.rearrange(DOWN4).and(EVEN4));
-        x = r3;
-        r3 = x.and(EVEN4).or(r7.rearrange(UP4).and(ODD4));
-        r7 = r7.and(ODD4).or(x.rearrange(DOWN4).and(EVEN4));
-        x = r8;
-        r8 = x.and(EVEN4).or(r12.rearrange(UP4).and(ODD4));
-        r12 = r12.and(ODD4).or(x.rearrange(DOWN4).and(EVEN4));
-        x = r9;
-        r9 = x.and(EVEN4).or(r13.rearrange(UP4).and(ODD4));
-        r13 = r13.and(ODD4).or(x.rearrange(DOWN4).and(EVEN4));
-        x = r10;
-        r10 = x.and(EVEN4).or(r14.rearrange(UP4).and(ODD4));
-        r14 = r14.and(ODD4).or(x.rearrange(DOWN4).and(EVEN4));
-        x = r11;
-        r11 = x.and(EVEN4).or(r15.rearrange(UP4).and(ODD4));
-        r15 = r15.and(ODD4).or(x.rearrange(DOWN4).and(EVEN4));
-        // w = 8
-        x = r0;
-        r0 = x.and(EVEN8).or(r8.rearrange(UP8).and(ODD8));
-        r8 = r8.and(ODD8).or(x.rearrange(UP8).and(EVEN8));
-        x = r1;
-        r1 = x.and(EVEN8).or(r9.rearrange(UP8).and(ODD8));
-        r9 = r9.and(ODD8).or(x.rearrange(UP8).and(EVEN8));
-        x = r2;
-        r2 = x.and(EVEN8).or(r10.rearrange(UP8).and(ODD8));
-        r10 = r10.and(ODD8).or(x.rearrange(UP8).and(EVEN8));
-        x = r3;
-        r3 = x.and(EVEN8).or(r11.rearrange(UP8).and(ODD8));
-        r11 = r11.and(ODD8).or(x.rearrange(UP8).and(EVEN8));
-        x = r4;
-        r4 = x.and(EVEN8).or(r12.rearrange(UP8).and(ODD8));
-        r12 = r12.and(ODD8).or(x.rearrange(UP8).and(EVEN8));
-        x = r5;
-        r5 = x.and(EVEN8).or(r13.rearrange(UP8).and(ODD8));
-        r13 = r13.and(ODD8).or(x.rearrange(UP8).and(EVEN8));
-        x = r6;
-        r6 = x.and(EVEN8).or(r14.rearrange(UP8).and(ODD8));
-        r14 = r14.and(ODD8).or(x.rearrange(UP8).and(EVEN8));
-        x = r7;
-        r7 = x.and(EVEN8).or(r15.rearrange(UP8).and(ODD8));
-        r15 = r15.and(ODD8).or(x.rearrange(UP8).and(EVEN8));
-        r0.reinterpretAsFloats().intoArray(dst, dso);
-        r1.reinterpretAsFloats().intoArray(dst, dso + 1 * ldd);
-        r2.reinterpretAsFloats().intoArray(dst, dso + 2 * ldd);
-        r3.reinterpretAsFloats().intoArray(dst, dso + 3 * ldd);
-        r4.reinterpretAsFloats().intoArray(dst, dso + 4 * ldd);
-        r5.reinterpretAsFloats().intoArray(dst, dso + 5 * ldd);
-        r6.reinterpretAsFloats().intoArray(dst, dso + 6 * ldd);
-        r7.reinterpretAsFloats().intoArray(dst, dso + 7 * ldd);
-        r8.reinterpretAsFloats().intoArray(dst, dso + 8 * ldd);
-        r9.reinterpretAsFloats().intoArray(dst, dso + 9 * ldd);
-        r10.reinterpretAsFloats().intoArray(dst, dso + 10 * ldd);
-        r11.reinterpretAsFloats().intoArray(dst, dso + 11 * ldd);
-        r12.reinterpretAsFloats().intoArray(dst, dso + 12 * ldd);
-        r13.reinterpretAsFloats().intoArray(dst, dso + 13 * ldd);
-        r14.reinterpretAsFloats().intoArray(dst, dso + 14 * ldd);
-        r15.reinterpretAsFloats().intoArray(dst, dso + 15 * ldd);
     }
 
     @Override
