@@ -63,6 +63,73 @@ abstract class Kernel {
         transposeRows(src, so, lds, 0, rows, cols, dst, dso, ldd);
     }
 
+    /**
+     * {@link #transpose} by blocks of 4 rows by 4 columns: 16 floats read (4 from each row) and
+     * written (4 to each row of dst), the rows and columns past the last 4 one element at a time.
+     * Plain Java, so a fresh JVM runs it at a useful speed before C2 has compiled it, where the
+     * Vector API's gathers or rearranges run in their Java fallbacks: on this project's AMD EPYC VM
+     * (AVX-512), a 64 x 64 transpose from rows 512 floats apart took 1.0 us compiled by C2 against
+     * 1.25 us by 16-lane gathers, and 7.5 us compiled by C1 against 520 us (a scratch loop, not
+     * committed). A 16 x 16 block in registers (rotations and lane masks) took 0.52 us by C2 but
+     * about 190 us per block by C1, and its C2 compile about 0.4 s: ColdBench's cold pass 1 took
+     * 1.5 process CPU-seconds more (BENCHMARKS.md, "Pass 1 at D = 64").
+     */
+    static void transposeBlocks(float[] src, int so, int lds, int rows, int cols, float[] dst, int dso, int ldd) {
+        int rows4 = rows & ~3;
+        int cols4 = cols & ~3;
+        for (int j = 0; j < rows4; j += 4) {
+            int r0 = so + j * lds;
+            int r1 = r0 + lds;
+            int r2 = r1 + lds;
+            int r3 = r2 + lds;
+            for (int d = 0, to = dso + j; d < cols4; d += 4, to += 4 * ldd) {
+                float a0 = src[r0 + d];
+                float a1 = src[r0 + d + 1];
+                float a2 = src[r0 + d + 2];
+                float a3 = src[r0 + d + 3];
+                float b0 = src[r1 + d];
+                float b1 = src[r1 + d + 1];
+                float b2 = src[r1 + d + 2];
+                float b3 = src[r1 + d + 3];
+                float c0 = src[r2 + d];
+                float c1 = src[r2 + d + 1];
+                float c2 = src[r2 + d + 2];
+                float c3 = src[r2 + d + 3];
+                float e0 = src[r3 + d];
+                float e1 = src[r3 + d + 1];
+                float e2 = src[r3 + d + 2];
+                float e3 = src[r3 + d + 3];
+                int t1 = to + ldd;
+                int t2 = t1 + ldd;
+                int t3 = t2 + ldd;
+                dst[to] = a0;
+                dst[to + 1] = b0;
+                dst[to + 2] = c0;
+                dst[to + 3] = e0;
+                dst[t1] = a1;
+                dst[t1 + 1] = b1;
+                dst[t1 + 2] = c1;
+                dst[t1 + 3] = e1;
+                dst[t2] = a2;
+                dst[t2 + 1] = b2;
+                dst[t2 + 2] = c2;
+                dst[t2 + 3] = e2;
+                dst[t3] = a3;
+                dst[t3 + 1] = b3;
+                dst[t3 + 2] = c3;
+                dst[t3 + 3] = e3;
+            }
+            for (int d = cols4; d < cols; d++) {
+                int to = dso + d * ldd + j;
+                dst[to] = src[r0 + d];
+                dst[to + 1] = src[r1 + d];
+                dst[to + 2] = src[r2 + d];
+                dst[to + 3] = src[r3 + d];
+            }
+        }
+        transposeRows(src, so, lds, rows4, rows, cols, dst, dso, ldd);
+    }
+
     /** {@link #transpose} of the rows j in [from, to) only, one element at a time. */
     static void transposeRows(float[] src, int so, int lds, int from, int to, int cols, float[] dst, int dso, int ldd) {
         for (int j = from; j < to; j++) {

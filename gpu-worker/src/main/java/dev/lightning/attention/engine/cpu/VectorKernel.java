@@ -1305,12 +1305,17 @@ final class VectorKernel extends Kernel {
     }
 
     /**
-     * L rows at a time: column d of L consecutive rows is one gather (lane t reads row t, the
+     * Where L is 16 (AVX-512), by 4 x 4 blocks of scalars ({@link #transposeBlocks}); other
+     * species: L rows at a time, column d of L consecutive rows one gather (lane t reads row t, the
      * index map {0, lds, 2 lds, ...}) stored as L contiguous floats of dst's row d. The rows past
-     * the last whole L as the scalar form.
+     * the last whole block or L as the scalar form.
      */
     @Override
     void transpose(float[] src, int so, int lds, int rows, int cols, float[] dst, int dso, int ldd) {
+        if (L == 16) {
+            transposeBlocks(src, so, lds, rows, cols, dst, dso, ldd);
+            return;
+        }
         int[] rowsAt = new int[L];
         for (int t = 0; t < L; t++) {
             rowsAt[t] = t * lds;

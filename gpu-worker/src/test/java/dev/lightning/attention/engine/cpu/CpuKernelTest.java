@@ -140,8 +140,9 @@ class CpuKernelTest {
     void transposeMovesEveryElementAndNothingElse() {
         SplittableRandom rnd = new SplittableRandom(13);
         // rows past whole vectors, one row, a stride wider than the rows (other heads between), Dk != 16k
+        // (columns past the last 16 in rows of whole 16 x 16 blocks: 48 x 40, 32 x 7)
         int[][] shapes = {{1, 1, 1}, {64, 64, 512}, {64, 128, 1024}, {63, 64, 70}, {17, 5, 9}, {16, 16, 16},
-                {33, 48, 96}, {1, 128, 128}};
+                {33, 48, 96}, {1, 128, 128}, {48, 40, 100}, {32, 7, 7}};
         for (Kernel kernel : kernels()) {
             for (int[] shape : shapes) {
                 int rows = shape[0];
