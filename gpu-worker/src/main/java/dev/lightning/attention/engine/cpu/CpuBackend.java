@@ -35,8 +35,9 @@ import java.nio.ByteBuffer;
  * its rows in place (a row stride of Hq Dk skips the other heads); o of the block is written back
  * in one copy. Rows that a product reads many times (V in pass 2, and K for the state) are first
  * copied to contiguous scratch: in the block they lie H D floats apart, a power of two that maps
- * them to a few L1 sets (pass 1 reads V once, into its decayed copy). K^T is built once per chunk
- * (the scores need its rows, and the state update reads it in both passes). The scores are
+ * them to a few L1 sets (pass 1 reads V once, into its decayed copy). In pass 2 K^T is built once
+ * per chunk (the scores need its rows, and the state update reads them); pass 1 copies K's rows
+ * contiguous instead and the state update reads them as A transposed (no transpose). The scores are
  * computed in bands of 16 rows that need the same columns; the causal mask multiplies whole
  * vectors below the diagonal. A head's state ({@code Dk x Dv}, 64 KiB at 128 x 128) serves a few chunks in a row
  * while it is in cache; the state product adds its sum into it as it stores
@@ -191,7 +192,8 @@ public final class CpuBackend implements AttentionBackend {
         final short[] halves;
         /**
          * The operands the tiles stream as B, and o's rows, in one array whose parts start on
-         * 64-byte lines ({@link AlignedFloats}): K^T of a chunk at {@link #ktAt} (Dk x m), its
+         * 64-byte lines ({@link AlignedFloats}): K^T of a chunk at {@link #ktAt} (Dk x m; in pass 1
+         * K's rows, m x Dk), its
          * decayed V at {@link #vwAt} (m x Dv), the block's o at {@link #obAt} (rows x ldo), and per
          * head h the state with the chunk's V under it at {@link #pAt} + h {@link #pSize}
          * ({@code Dk + m} rows of Dv, {@link Run}).
@@ -467,15 +469,23 @@ public final class CpuBackend implements AttentionBackend {
             final int vBase = c0 * ldv + spec.vHead(h) * dv;
             final int pv = stateAt(h);
             final int vRows = dk * dv;
-            // K^T of the chunk (Dk x m): the scores' B needs its rows (m tokens of one feature), and
-            // the state update reads it as A. Pass 1 builds it the same way although it needs it for
-            // the state only, so that both passes run the same transpose and the same tile: the JIT
-            // has them compiled in pass 1, and pass 2 of the same JVM does not start in the Vector
-            // API's slow Java fallbacks for them (ColdBench: the cold passes' process CPU 3.18 -> 2.69
-            // s, median of 3, at 0.03 s more warm). Reading K transposed in place took another tile.
-            kernel.transpose(sc.kb, kBase, ldk, m, dk, arena, sc.ktAt, m);
+            // Pass 2: K^T of the chunk (Dk x m): the scores' B needs its rows (m tokens of one
+            // feature), and the state update reads it as A. Pass 1 needs K for the state only: its
+            // rows copied contiguous (Dk floats apart) are A given transposed at B's stride, which the
+            // constant-stride tile4x4cols reads, so pass 1 runs no transpose. The cost is that pass 1
+            // no longer compiles what pass 2 runs (tile4x4rows), so pass 2 of a fresh JVM starts it in
+            // the Vector API's Java fallbacks. ColdBench (D = 64, 3 alternated pairs): both cold
+            // passes 3.02 process CPU-s against 2.69 with pass 1 transposing (pass 1 1.13 to 1.51,
+            // pass 2 1.80 to 2.35; against 1.40 to 1.76 and 1.26 to 1.35), warm pass 1 0.17 against
+            // 0.21 s; pass 1 alone at D = 64, bf16: about 25% faster warm (BENCHMARKS.md, "Pass 1 at
+            // D = 64"). With the gathers' transpose (slow in C1) this trade measured 3.18 against 2.69 s.
             if (q != null) {
+                kernel.transpose(sc.kb, kBase, ldk, m, dk, arena, sc.ktAt, m);
                 outputs(h, c0, m, vBase, pv);
+            } else {
+                for (int j = 0; j < m; j++) {
+                    System.arraycopy(sc.kb, kBase + j * ldk, arena, sc.ktAt + j * dk, dk);
+                }
             }
             // state: P <- lambda^m P + K^T (diag(lambda^(m-1-j)) V), the chunk's sum kept apart in the
             // product's registers and added once (z alike); V's rows from the contiguous copy in pass 2,
@@ -487,7 +497,11 @@ public final class CpuBackend implements AttentionBackend {
                 kernel.scale(pw[m - 1 - j], vFrom, vAt + j * ldvRows, arena, sc.vwAt + j * dv, dv);
             }
             float chunkDecay = pw[m];
-            kernel.productScaleAdd(arena, sc.ktAt, m, 1, arena, sc.vwAt, dv, arena, pv, dv, dk, dv, m, chunkDecay);
+            if (q != null) {
+                kernel.productScaleAdd(arena, sc.ktAt, m, 1, arena, sc.vwAt, dv, arena, pv, dv, dk, dv, m, chunkDecay);
+            } else {
+                kernel.productScaleAdd(arena, sc.ktAt, 1, dk, arena, sc.vwAt, dv, arena, pv, dv, dk, dv, m, chunkDecay);
+            }
             if (normalized) {
                 java.util.Arrays.fill(sc.dz, 0f);
                 for (int j = 0; j < m; j++) {

@@ -290,10 +290,12 @@ final class VectorKernel extends Kernel {
 
     /**
      * All lanes set when {@code mode} is {@code which}, none otherwise, from a vector compare: no
-     * branch for the JIT to profile. The tiles of pass 1's state update at Dv = 64 and 128
-     * ({@link #tile4x4rows}, {@link #tile4x4rows2}), which pass 2 also runs, take their mode this
-     * way; at other widths pass 1 runs the general tiles, which still branch (not measured there).
-     * With branches, C2 compiled them in pass 1, which only scale-adds, with pass 2's set and
+     * branch for the JIT to profile. The tiles of pass 2's products at Dv = 64 and 128
+     * ({@link #tile4x4rows}, {@link #tile4x4rows2}) take their mode this way. Pass 1's state update
+     * now runs {@link #tile4x4cols} and {@link #tile4x4cols2} (K's rows as A transposed), which
+     * only pass 1 calls, always scale-adding, so they keep their branches; the general tiles
+     * branch too (not measured). The masks date from when pass 1 ran tile4x4rows: with branches,
+     * C2 compiled them in pass 1, which only scale-adds, with pass 2's set and
      * accumulate paths as uncommon traps; pass 2's first call then deoptimized {@code tile4x4rows},
      * and it ran in the Vector API's Java fallbacks again for 1.6 s of a 2-piece job
      * (LogCompilation; BENCHMARKS.md, "The JIT between the passes").
