@@ -479,6 +479,10 @@ public final class CpuBackend implements AttentionBackend {
             // pass 2 1.80 to 2.35; against 1.40 to 1.76 and 1.26 to 1.35), warm pass 1 0.17 against
             // 0.21 s; pass 1 alone at D = 64, bf16: about 25% faster warm (BENCHMARKS.md, "Pass 1 at
             // D = 64"). With the gathers' transpose (slow in C1) this trade measured 3.18 against 2.69 s.
+            // Taken since bin/lightning compiles the job's classes at a tenth of the JIT's thresholds
+            // (session 8): the 2-piece CPU job then ran as fast with it as with the transpose (wall 7.81
+            // against 7.78 s, medians of 8 alternated runs), and KernelBench's pass 1 at D = 64 went
+            // 72.5 -> 102.6 GFLOP per CPU-second (bf16, T = 16,384; BENCHMARKS.md, "The JIT thresholds").
             if (q != null) {
                 kernel.transpose(sc.kb, kBase, ldk, m, dk, arena, sc.ktAt, m);
                 outputs(h, c0, m, vBase, pv);
