@@ -501,11 +501,10 @@ public final class CpuBackend implements AttentionBackend {
                 kernel.scale(pw[m - 1 - j], vFrom, vAt + j * ldvRows, arena, sc.vwAt + j * dv, dv);
             }
             float chunkDecay = pw[m];
-            if (q != null) {
-                kernel.productScaleAdd(arena, sc.ktAt, m, 1, arena, sc.vwAt, dv, arena, pv, dv, dk, dv, m, chunkDecay);
-            } else {
-                kernel.productScaleAdd(arena, sc.ktAt, 1, dk, arena, sc.vwAt, dv, arena, pv, dv, dk, dv, m, chunkDecay);
-            }
+            // A = K^T: pass 2's transpose (rows m apart), pass 1's K rows read across (columns Dk apart)
+            int aRow = q != null ? m : 1;
+            int aCol = q != null ? 1 : dk;
+            kernel.productScaleAdd(arena, sc.ktAt, aRow, aCol, arena, sc.vwAt, dv, arena, pv, dv, dk, dv, m, chunkDecay);
             if (normalized) {
                 java.util.Arrays.fill(sc.dz, 0f);
                 for (int j = 0; j < m; j++) {
