@@ -175,7 +175,7 @@ public final class SequenceFile implements Serializable {
 
         double[] slopes;
         boolean fromFile;
-        TensorEntry slope = header.tensor("slope");
+        TensorEntry slope = header.tensor(SLOPE);
         if (slope != null) {
             checkF32(slope, name, heads);
             byte[] raw = new byte[heads * 4];
@@ -198,13 +198,13 @@ public final class SequenceFile implements Serializable {
         double[] chosen = slopes;
         AttentionSpec layout = layout(hq, hk, hv, dk, dv, h -> chosen, 1.0, 1);
         long initial = -1;
-        TensorEntry init = header.tensor("initial_state");
+        TensorEntry init = header.tensor(INITIAL_STATE);
         if (init != null) {
             checkF32(init, name, layout.heads(), layout.dk(), layout.dv());
             initial = init.begin();
         }
         long initialZ = -1;
-        TensorEntry initZ = header.tensor("initial_normalizer");
+        TensorEntry initZ = header.tensor(INITIAL_NORMALIZER);
         if (initZ != null) {
             if (!normalize) {
                 throw new InvalidInputException(name + ": holds 'initial_normalizer', the normalizer z of normalized "
@@ -218,8 +218,10 @@ public final class SequenceFile implements Serializable {
                 layout, fromFile);
     }
 
+    /** The optional tensors of a lightning input: the per-head slopes, and S and z before its first token. */
+    public static final String SLOPE = "slope", INITIAL_STATE = "initial_state", INITIAL_NORMALIZER = "initial_normalizer";
     /** The optional tensors the job reads; any other tensor of a file is ignored. */
-    private static final String[] OPTIONAL = {"slope", "initial_state", "initial_normalizer"};
+    public static final List<String> OPTIONAL = List.of(SLOPE, INITIAL_STATE, INITIAL_NORMALIZER);
 
     /**
      * Refuses a tensor whose name is nearly that of an optional one ({@code slopes},
@@ -229,7 +231,7 @@ public final class SequenceFile implements Serializable {
      */
     private static void refuseMisspelled(SafetensorsHeader h, String file) {
         for (String tensor : h.tensors().keySet()) {
-            if (tensor.equals("q") || tensor.equals("k") || tensor.equals("v") || List.of(OPTIONAL).contains(tensor)) {
+            if (tensor.equals("q") || tensor.equals("k") || tensor.equals("v") || OPTIONAL.contains(tensor)) {
                 continue;
             }
             String got = squeeze(tensor);

@@ -112,7 +112,7 @@ final class SoftmaxJob {
             byte[] json = new byte[(int) n];
             in.readFully(8, json, 0, json.length);
             SafetensorsHeader header = SafetensorsHeader.parse(name, json, status.getLen());
-            for (String lightningOnly : new String[] {"slope", "initial_state", "initial_normalizer"}) {
+            for (String lightningOnly : SequenceFile.OPTIONAL) {
                 if (header.tensor(lightningOnly) != null) {
                     throw new InvalidInputException(name + ": holds '" + lightningOnly + "', a tensor of lightning "
                             + "attention; softmax attention (--attention softmax) has no decay, state or normalizer "
