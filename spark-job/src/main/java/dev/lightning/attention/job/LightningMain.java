@@ -345,9 +345,9 @@ public final class LightningMain {
             Setting.count("--files", null, 1, 1, 1_000_000, "Number of files."),
             Setting.count("--tokens", null, 65536, 1, Integer.MAX_VALUE, "T of each file."),
             Setting.count("--heads", null, 8, 1, Integer.MAX_VALUE, "Heads of q (Hq) of each file, and of k and v unless given."),
-            Setting.optionalInt("--heads-k", null, 1, "Heads of k (Hk): Hq, Hk and Hv must each divide the largest "
+            Setting.optionalInt("--heads-k", null, 1, "--heads", "Heads of k (Hk): Hq, Hk and Hv must each divide the largest "
                     + "(e.g. --heads 8 --heads-k 2 --heads-v 2 for grouped-query attention)."),
-            Setting.optionalInt("--heads-v", null, 1, "Heads of v (Hv), e.g. --heads 2 --heads-k 2 --heads-v 6 for "
+            Setting.optionalInt("--heads-v", null, 1, "--heads", "Heads of v (Hv), e.g. --heads 2 --heads-k 2 --heads-v 6 for "
                     + "grouped values."),
             Setting.count("--dk", null, 64, 1, 256, "Dk of each file."),
             Setting.count("--dv", null, 64, 1, 256, "Dv of each file."),
@@ -368,9 +368,7 @@ public final class LightningMain {
         for (Setting<?> s : GENERATE) {
             String head = "  " + s.flag + (s.isSwitch() ? "" : " " + (s.type.equals("path") ? "DIR"
                     : s.type.equals("integer") ? "N" : s.type));
-            String def = s.isSwitch() ? "off" : s.flag.equals("--heads-k") || s.flag.equals("--heads-v") ? "--heads"
-                    : s.defaultText;
-            b.append(String.format("%-28s %s [default %s]%n", head, s.doc, def));
+            b.append(String.format("%-28s %s [default %s]%n", head, s.doc, s.isSwitch() ? "off" : s.defaultText));
         }
         return b.toString();
     }

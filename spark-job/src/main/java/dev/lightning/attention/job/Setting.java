@@ -126,7 +126,12 @@ final class Setting<T> {
     }
 
     static Setting<Integer> optionalInt(String flag, String key, int min, String doc) {
-        return new Setting<>(flag, key, "integer", null, "(none)", doc, Integer::parseInt,
+        return optionalInt(flag, key, min, "(none)", doc);
+    }
+
+    /** An optional integer of at least {@code min}; defaultText says what stands in when it is absent. */
+    static Setting<Integer> optionalInt(String flag, String key, int min, String defaultText, String doc) {
+        return new Setting<>(flag, key, "integer", null, defaultText, doc, Integer::parseInt,
                 v -> v < min ? "must be >= " + min : null);
     }
 
