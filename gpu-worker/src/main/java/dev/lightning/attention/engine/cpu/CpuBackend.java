@@ -81,6 +81,8 @@ public final class CpuBackend implements AttentionBackend {
     private static final int ROWS = 4;
 
     private final Kernel kernel;
+    /** Whether long calls first run the JVM's {@link WarmUp} of their kind ({@link WarmUp#worth}). */
+    private final boolean warm;
     /**
      * The buffers of the last call, for the next call of the same shapes: a call allocated and
      * zeroed about 0.3 MB of them (and 130 exp for the decay tables), which at pieces of 128
@@ -100,7 +102,13 @@ public final class CpuBackend implements AttentionBackend {
     }
 
     CpuBackend(Kernel kernel) {
+        this(kernel, true);
+    }
+
+    /** @param warm whether long calls run the JVM's {@link WarmUp} of their kind first (its own backends: no) */
+    CpuBackend(Kernel kernel, boolean warm) {
         this.kernel = kernel;
+        this.warm = warm;
     }
 
     @Override
@@ -173,6 +181,9 @@ public final class CpuBackend implements AttentionBackend {
 
     private LightningState run(AttentionSpec spec, TokenTensor q, TokenTensor k, TokenTensor v, LightningState state,
                                TokenTensor o, Checkpoints checkpoints) {
+        if (warm && WarmUp.worth(spec, k.tokens())) {
+            WarmUp.before(kernel, spec, q, k, v, o);
+        }
         Run r = new Run(kernel, spec, q, k, v, state, o, checkpoints, spare.getAndSet(null));
         LightningState next = r.run();
         spare.set(r.sc);
