@@ -23,13 +23,26 @@ package dev.lightning.attention.engine.cuda;
  * 2026-12-03): H = 96 whole is faster than every cut tried, and the cuts this model adds at H = 48
  * and H = 8 time the same as the plan before it (within 0.5%, alternated in one process).
  *
+ * <p>Uneven plans (issue 13: a plan that fills the GPU whatever H is): two segments, the first, the
+ * "lead", shorter ({@code lead < segTokens}), so that pass 1 covers only the lead. The forward
+ * launches the long segment's CTAs first (grid z = 0 is segment 1; lightning_args.cuh's
+ * lightning_segment), the hardware hands out CTAs in that order as slots free, so the lead's CTAs
+ * fill the slots the long segment leaves idle, one after another. Modelled as that greedy list
+ * schedule ({@link #modelUnevenChunks}). For H = 96 on 132 slots: 96 long CTAs and 36 lead CTAs
+ * start together, the other 60 lead CTAs follow in two rounds; a lead of a quarter of the window
+ * ends both at 0.75 n chunk times, plus pass 1 over the lead (0.45 x 0.25 n): 0.86 of the whole
+ * window's time in the model, where no uniform cut gains anything. A uniform plan has {@code lead
+ * == segTokens} and launches exactly what it did before uneven plans existed.
+ *
  * @param segments  segments of pass 2 (1: no pass 1)
- * @param segTokens tokens a segment, a multiple of the 64-token chunk
+ * @param segTokens tokens a segment but the first, a multiple of the 64-token chunk
  * @param every     sub-segments of pass 1 a segment
- * @param subTokens tokens a sub-segment of pass 1 ({@code segTokens / every})
+ * @param subTokens tokens a sub-segment of pass 1 ({@code lead / every})
  * @param locals    sub-segments of pass 1 ({@code (segments - 1) * every}; 0 with one segment)
+ * @param lead      tokens of segment 0: {@code segTokens} (uniform), or fewer, whole chunks (uneven:
+ *                  then {@code segments == 2} and {@code locals == every})
  */
-record SegmentPlan(int segments, int segTokens, int every, int subTokens, int locals) {
+record SegmentPlan(int segments, int segTokens, int every, int subTokens, int locals, int lead) {
     static final int CHUNK = TensorCoreLayout.CHUNK;
     /**
      * Most CTAs a pass may have, in full waves of the GPU: more waves shrink the last wave's share
@@ -51,6 +64,21 @@ record SegmentPlan(int segments, int segTokens, int every, int subTokens, int lo
     static final double CUT_COST_CHUNKS = 2;
     /** Plans within this share of the fastest modelled one count as equal; the one with fewest states wins. */
     static final double TIE = 0.02;
+
+    /** A uniform plan: every segment {@code segTokens} long (the last one shorter). */
+    SegmentPlan(int segments, int segTokens, int every, int subTokens, int locals) {
+        this(segments, segTokens, every, subTokens, locals, segTokens);
+    }
+
+    SegmentPlan {
+        if (lead < 1 || lead > segTokens || (lead < segTokens && (segments != 2 || locals != every))
+                || (segments > 1 && lead != every * subTokens)) {
+            throw new IllegalArgumentException("a segment plan's lead is segTokens (uniform), or shorter with exactly 2 "
+                    + "segments and pass 1 over the lead alone in `every` sub-segments; got " + segments + " segments of "
+                    + segTokens + " tokens, lead " + lead + ", pass 1 " + locals + " x " + subTokens + " (every " + every
+                    + ")");
+        }
+    }
 
     /**
      * The GPU a plan fills.
@@ -115,18 +143,72 @@ record SegmentPlan(int segments, int segTokens, int every, int subTokens, int lo
                 best = Math.min(best, c.chunkTimes);
             }
         }
+        // Uneven cuts: a uniform plan within TIE of the fastest of them still wins (the layout every
+        // window ran before them); else the fastest uneven cut, the first listed (fewest
+        // sub-segments, then shortest lead) among equals.
+        Candidate fastestUneven = null;
+        if (lo <= 2 && hi >= 2) {
+            for (Candidate c : unevenCandidates(fill, chunks, maxLocals)) {
+                if (fastestUneven == null || c.chunkTimes < fastestUneven.chunkTimes) {
+                    fastestUneven = c;
+                }
+            }
+            if (fastestUneven != null) {
+                best = Math.min(best, fastestUneven.chunkTimes);
+            }
+        }
         for (Candidate c : all) { // listed by segments, then every
             if (c.chunkTimes <= best * (1 + TIE)) {
                 return of(c.segments, c.segChunks, c.every);
             }
+        }
+        if (fastestUneven != null) {
+            return uneven(fastestUneven.segChunks, fastestUneven.leadChunks, fastestUneven.every);
         }
         // lo segments of whole chunks always exist (lo <= chunks); reached only if lo's cuts all merge
         int segChunks = ceil(chunks, lo);
         return of(ceil(chunks, segChunks), segChunks, 1);
     }
 
-    /** A cut {@link #of(int, Fill, int)} considers, with its modelled time. */
-    private record Candidate(int segments, int segChunks, int every, double chunkTimes) {
+    /** A cut {@link #of(int, Fill, int)} considers, with its modelled time; {@code leadChunks == segChunks}: uniform. */
+    private record Candidate(int segments, int segChunks, int every, double chunkTimes, int leadChunks) {
+        Candidate(int segments, int segChunks, int every, double chunkTimes) {
+            this(segments, segChunks, every, chunkTimes, segChunks);
+        }
+    }
+
+    /** Lead sizes tried: whole chunks at every 1/LEAD_GRID of the window (all of them in short windows). */
+    static final int LEAD_GRID = 64;
+
+    /**
+     * The uneven cuts of {@code chunks} chunks: a lead of {@code k / LEAD_GRID} of the window (k = 1,
+     * 2, ...; every chunk count where the chunks are fewer), rounded up to whole sub-segments of
+     * pass 1, shorter than the rest; pass 1 in every count of sub-segments the bounds allow. Some
+     * LEAD_GRID x maxLocals candidates, each a list schedule of 2 x ctasPerSegment CTAs.
+     */
+    private static java.util.List<Candidate> unevenCandidates(Fill fill, int chunks, int maxLocals) {
+        java.util.List<Candidate> out = new java.util.ArrayList<>();
+        for (int e = 1; e <= Math.max(1, maxLocals); e++) {
+            int previous = 0;
+            for (int k = 1; k < LEAD_GRID; k++) {
+                int lead = ceil(Math.max(1, (int) ((long) chunks * k / LEAD_GRID)), e) * e;
+                int rest = chunks - lead;
+                if (lead >= rest) {
+                    break;
+                }
+                if (lead == previous) {
+                    continue;
+                }
+                previous = lead;
+                out.add(new Candidate(2, rest, e, modelUnevenChunks(fill, rest, lead, e), lead));
+            }
+        }
+        return out;
+    }
+
+    /** The uneven plan: a lead of {@code leadChunks} chunks in {@code every} sub-segments of pass 1, then {@code restChunks}. */
+    private static SegmentPlan uneven(int restChunks, int leadChunks, int every) {
+        return new SegmentPlan(2, restChunks * CHUNK, every, leadChunks / every * CHUNK, every, leadChunks * CHUNK);
     }
 
     /** The plan of {@code segments} segments of {@code segChunks} chunks, pass 1 in {@code every} sub-segments a segment (one segment: whole). */
@@ -149,6 +231,53 @@ record SegmentPlan(int segments, int segTokens, int every, int subTokens, int lo
         int chunks = (n + CHUNK - 1) / CHUNK;
         int segChunks = ceil(ceil(chunks, Math.min(segments, chunks)), every) * every;
         return of(ceil(chunks, segChunks), segChunks, every);
+    }
+
+    /**
+     * The uneven cut of a window of {@code n} tokens (benchmark: to time a given plan): a lead of
+     * {@code leadChunks} chunks (rounded up to whole sub-segments), pass 1 over it in {@code every}
+     * sub-segments, then the rest. Where the lead would not be shorter than the rest, the uniform
+     * cut of 2 segments ({@link #cut}) instead.
+     */
+    static SegmentPlan cutLead(int n, int leadChunks, int every) {
+        if (n < 1 || leadChunks < 1 || every < 1) {
+            throw new IllegalArgumentException("an uneven cut of " + n + " tokens with a lead of " + leadChunks
+                    + " chunks in " + every + " sub-segments");
+        }
+        int chunks = (n + CHUNK - 1) / CHUNK;
+        int lead = ceil(leadChunks, every) * every;
+        return lead < chunks - lead ? uneven(chunks - lead, lead, every) : cut(n, 2, every);
+    }
+
+    /**
+     * Modelled time of an uneven cut, in forward chunk times: pass 1 over the lead as
+     * {@link #modelChunks} counts it, and pass 2 as the greedy list schedule of its CTAs in launch
+     * order (the long segment's {@code ctasPerSegment} CTAs of {@code restChunks} chunks, then the
+     * lead's of {@code leadChunks}), each taking the slot that frees first, on
+     * {@code forwardSlots} slots: the hardware's dispatch of a grid's CTAs in block order.
+     */
+    static double modelUnevenChunks(Fill fill, int restChunks, int leadChunks, int every) {
+        int ctas = fill.ctasPerSegment();
+        java.util.PriorityQueue<Long> free = new java.util.PriorityQueue<>();
+        long end = 0;
+        for (int i = 0; i < 2 * ctas; i++) {
+            long start = free.size() < fill.forwardSlots() ? 0 : free.poll();
+            long done = start + (i < ctas ? restChunks : leadChunks);
+            free.add(done);
+            end = Math.max(end, done);
+        }
+        double pass1 = fill.pass1Cost() * ceil((long) ctas * every, fill.statesSlots()) * (leadChunks / every);
+        return end + pass1 + CUT_COST_CHUNKS;
+    }
+
+    /** Whether segment 0 is shorter than the others (see the class comment). */
+    boolean uneven() {
+        return lead < segTokens;
+    }
+
+    /** The first token of segment {@code s}: segment 0 is the lead, the others {@code segTokens} each. */
+    long segmentStart(int s) {
+        return s == 0 ? 0 : lead + (long) (s - 1) * segTokens;
     }
 
     /**
@@ -187,11 +316,18 @@ record SegmentPlan(int segments, int segTokens, int every, int subTokens, int lo
      */
     double waveEfficiency(Fill fill) {
         int segChunks = segTokens / CHUNK;
-        double busy = (double) fill.ctasPerSegment() * segments * segChunks;
+        int leadChunks = lead / CHUNK;
+        double busy = (double) fill.ctasPerSegment() * ((segments - 1) * segChunks + leadChunks);
         if (segments > 1) {
-            busy += fill.pass1Cost() * fill.ctasPerSegment() * locals * (segChunks / every);
+            busy += fill.pass1Cost() * fill.ctasPerSegment() * locals * (subTokens / CHUNK);
         }
-        return busy / ((double) fill.forwardSlots() * modelChunks(fill, segments, segChunks, every));
+        return busy / ((double) fill.forwardSlots() * modelChunks(fill));
+    }
+
+    /** This plan's modelled time, in forward chunk times ({@link #modelChunks(Fill, int, int, int)}, {@link #modelUnevenChunks}). */
+    double modelChunks(Fill fill) {
+        return uneven() ? modelUnevenChunks(fill, segTokens / CHUNK, lead / CHUNK, every)
+                : modelChunks(fill, segments, segTokens / CHUNK, every);
     }
 
     /**
