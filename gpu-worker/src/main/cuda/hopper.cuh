@@ -12,9 +12,10 @@
 // Both kernels take one LightningArgs (lightning_args.cuh) and compute every variant of it: grouped
 // heads, the feature map, normalization (z carried beside S), checkpoints (forward).
 // A CTA owns head blockIdx.x, value columns [128 y, min(dv, 128 y + 128)) and the segment of grid z
-// (lightning_segment, lightning_args.cuh), and walks the segment's 64-token chunks in order. Q and K tiles are always 128 columns wide
-// (zeros past dk), so every loop has a compile-time trip count; a dk of 64 or less would spend
-// half the products on zeros, and the host gives those to the mma.sync kernels.
+// (lightning_segment, lightning_args.cuh), and walks the segment's 64-token chunks in order. Q and K
+// tiles are always 128 columns wide (zeros past dk), so every loop has a compile-time trip count; a
+// dk of 64 or less would spend half the products on zeros, and the host gives those to the mma.sync
+// kernels.
 //
 // Warpgroups (4 consecutive warps each; registers moved between them with setmaxnreg):
 //   WG 0 (loaders): every cp.async, three (forward) or four (states) stages deep, handed over

@@ -7,11 +7,11 @@
 // and what they mean). Layout: q [n, Hq, Dk], k [n, Hk, Dk], v [n, Hv, Dv], o [n, H, Dv],
 // token-major; states float [S][H][Dk][Dv] and z float [S][H][Dk], in separate arrays.
 // A window of n tokens is cut into S segments of segTokens tokens (a multiple of the 64-token
-// chunk; the first one shorter in an uneven cut, lightning_segment in lightning_args.cuh); CTAs of one launch work on (head, column tile, segment). Several segments run side by
-// side when the heads alone do not fill the GPU, with the same two-level scan as across Spark
-// partitions: local states (lightning_states_*, over the tokens before the last segment, in
-// sub-segments that fill the GPU), an exclusive scan in float32 (lightning_scan), then outputs
-// (lightning_forward_*).
+// chunk; the first one shorter in an uneven cut, lightning_segment in lightning_args.cuh); CTAs of
+// one launch work on (head, column tile, segment). Several segments run side by side when the heads
+// alone do not fill the GPU, with the same two-level scan as across Spark partitions: local states
+// (lightning_states_*, over the tokens before the last segment, in sub-segments that fill the GPU),
+// an exclusive scan in float32 (lightning_scan), then outputs (lightning_forward_*).
 //
 // Two families here: the generic kernels (float32 arithmetic on CUDA cores, any dtype, the path for
 // F32 input) and the tensor-core kernels for BF16/F16 (tensor_core.cuh, mma.sync). A third, for

@@ -43,9 +43,9 @@
 // LIGHTNING_TC_THREADS_WIDE (dk <= 256, kernels lightning_*_tc_<type>_wide), dynamic shared memory =
 // lightning_tc_smem_bytes(dk). A CTA owns head
 // blockIdx.x, the value columns [64 * blockIdx.y, min(dv, 64 * blockIdx.y + 64)) and segment
-// s = lightning_segment(args, blockIdx.z, gridDim.z), i.e. tokens [s * segTokens, min(n, (s + 1) * segTokens))
-// in a uniform cut (lightning_args.cuh: an uneven one's first segment is shorter). It walks the segment's
-// 64-token chunks in order.
+// s = lightning_segment(args, blockIdx.z, gridDim.z), i.e. tokens [s * segTokens, min(n, (s + 1) *
+// segTokens)) in a uniform cut (lightning_args.cuh: an uneven one's first segment is shorter). It
+// walks the segment's 64-token chunks in order.
 //
 // Work split inside a CTA (warp specialization; each SM sub-partition gets one warp of each kind):
 //   * forward, warps 0..3 (output warps): one 16-row tile of the chunk's outputs each (Q K^T over the
