@@ -32,7 +32,10 @@ package dev.lightning.attention.engine.cuda;
  * start together, the other 60 lead CTAs follow in two rounds; a lead of a quarter of the window
  * ends both at 0.75 n chunk times, plus pass 1 over the lead (0.45 x 0.25 n): 0.86 of the whole
  * window's time in the model, where no uniform cut gains anything. A uniform plan has {@code lead
- * == segTokens} and launches exactly what it did before uneven plans existed.
+ * == segTokens} and launches exactly what it did before uneven plans existed. Not yet timed: the
+ * model's rate a CTA is the weak part here, since the GPU goes from 96 busy slots to 132 (measured,
+ * Hopper forward: 128 CTAs at 3.0 us a chunk, 96 whole at 2.64 us), which leaves some 3 to 4% of the
+ * model's 14% at H = 96; DeviceBench --ab (LCxE against the chosen plan) decides.
  *
  * @param segments  segments of pass 2 (1: no pass 1)
  * @param segTokens tokens a segment but the first, a multiple of the 64-token chunk
@@ -294,7 +297,10 @@ record SegmentPlan(int segments, int segTokens, int every, int subTokens, int lo
         return pass2 + fill.pass1Cost() * ceil(pass1Ctas, fill.statesSlots()) * (segChunks / every) + CUT_COST_CHUNKS;
     }
 
-    /** Share of pass 2's CTA slots its waves use: segments x CTAs over whole waves of slots. */
+    /**
+     * Share of pass 2's CTA slots its waves use: segments x CTAs over whole waves of slots (an uneven
+     * plan's CTAs are not of one length and run in no waves: {@link #waveEfficiency} counts them).
+     */
     double pass2WaveEfficiency(Fill fill) {
         long ctas = (long) fill.ctasPerSegment() * segments;
         return (double) ctas / (ceil(ctas, fill.forwardSlots()) * fill.forwardSlots());
