@@ -452,8 +452,25 @@ public final class CudaBackend implements AttentionBackend {
             return forcedPlan[2] > 0 ? SegmentPlan.cutLead(n, forcedPlan[2], forcedPlan[1])
                     : SegmentPlan.cut(n, forcedPlan[0], forcedPlan[1]);
         }
-        return SegmentPlan.of(n, fill(spec, kernels), minSegments);
+        SegmentPlan.Fill fill = fill(spec, kernels);
+        synchronized (plans) {
+            return plans.computeIfAbsent(java.util.List.of(n, fill, minSegments),
+                    key -> SegmentPlan.of(n, fill, minSegments));
+        }
     }
+
+    /**
+     * The plans of the latest window sizes, by window, GPU fill and minimum: a job's windows repeat
+     * a few sizes, and an uneven plan's search (up to 64 lead sizes, each a list schedule) takes a
+     * fraction of a millisecond that every window would otherwise pay on the host.
+     */
+    private final java.util.Map<java.util.List<Object>, SegmentPlan> plans =
+            new java.util.LinkedHashMap<>(16, 0.75f, true) {
+                @Override
+                protected boolean removeEldestEntry(java.util.Map.Entry<java.util.List<Object>, SegmentPlan> eldest) {
+                    return size() > 16;
+                }
+            };
 
     /**
      * The GPU as a segment plan sees it for these kernels: the CTAs of a segment, and how many CTAs of

@@ -65,6 +65,16 @@ record SegmentPlan(int segments, int segTokens, int every, int subTokens, int lo
      * the scan itself (some 5 to 10 us against about 3 us a 128-wide chunk).
      */
     static final double CUT_COST_CHUNKS = 2;
+    /**
+     * An uneven cut is taken only where the model puts it this share ahead of the fastest uniform
+     * cut. The model takes a CTA's rate as fixed, but the Hopper forward's CTAs slow as more run
+     * (2.64 us a chunk with 96 busy SMs, about 3.0 with 128), which an uneven cut's extra CTAs pay:
+     * on the H200 (session 9, DeviceBench --ab, 7 alternated rounds, T = 2^20, D = 128) H = 120's
+     * quarter-modelled 4.3% gain measured -0.2%, H = 100's 10% measured 1.5% and H = 96's 14% 3.0%
+     * (both with a plan search of 1.2 ms a call inside the timing then), H = 80's 20% against its
+     * 3-segment cut 14%.
+     */
+    static final double UNEVEN_MARGIN = 0.06;
     /** Plans within this share of the fastest modelled one count as equal; the one with fewest states wins. */
     static final double TIE = 0.02;
 
@@ -98,6 +108,17 @@ record SegmentPlan(int segments, int segTokens, int every, int subTokens, int lo
                         + "kernel, and a positive pass-1 cost; got " + ctasPerSegment + " CTAs, " + forwardSlots + " and "
                         + statesSlots + " slots, cost " + pass1Cost);
             }
+        }
+
+        /**
+         * Whether an uneven cut can beat the uniform ones on this GPU: where a segment's CTAs leave
+         * slots of their last wave idle ({@code ctasPerSegment} not a multiple of the slots) and two
+         * segments do not fit one wave (else a uniform cut fills it). H = 96, 80, 100, 120 on 132
+         * slots; not H = 8, 48 or 64, whose plans need no uneven search (weighing its lead sizes cost
+         * 1.2 to 2 ms a window, which DeviceBench timed as kernel time).
+         */
+        boolean unevenMayPay() {
+            return ctasPerSegment % forwardSlots != 0 && 2L * ctasPerSegment > forwardSlots;
         }
 
         /** Most segments a plan may cut: pass 2 within {@link #MAX_WAVES} waves, or the forced minimum. */
@@ -146,27 +167,24 @@ record SegmentPlan(int segments, int segTokens, int every, int subTokens, int lo
                 best = Math.min(best, c.chunkTimes);
             }
         }
-        // Uneven cuts: a uniform plan within TIE of the fastest of them still wins (the layout every
-        // window ran before them); else the fastest uneven cut, the first listed (fewest
-        // sub-segments, then shortest lead) among equals.
-        Candidate fastestUneven = null;
-        if (lo <= 2 && hi >= 2) {
+        // Uneven cuts: the fastest of them (the first listed, fewest sub-segments then shortest
+        // lead, among equals) where it beats every uniform cut by more than UNEVEN_MARGIN in the
+        // model; else the uniform cuts as before.
+        if (lo <= 2 && hi >= 2 && fill.unevenMayPay()) {
+            Candidate fastestUneven = null;
             for (Candidate c : unevenCandidates(fill, chunks, maxLocals)) {
                 if (fastestUneven == null || c.chunkTimes < fastestUneven.chunkTimes) {
                     fastestUneven = c;
                 }
             }
-            if (fastestUneven != null) {
-                best = Math.min(best, fastestUneven.chunkTimes);
+            if (fastestUneven != null && fastestUneven.chunkTimes * (1 + UNEVEN_MARGIN) < best) {
+                return uneven(fastestUneven.segChunks, fastestUneven.leadChunks, fastestUneven.every);
             }
         }
         for (Candidate c : all) { // listed by segments, then every
             if (c.chunkTimes <= best * (1 + TIE)) {
                 return of(c.segments, c.segChunks, c.every);
             }
-        }
-        if (fastestUneven != null) {
-            return uneven(fastestUneven.segChunks, fastestUneven.leadChunks, fastestUneven.every);
         }
         // lo segments of whole chunks always exist (lo <= chunks); reached only if lo's cuts all merge
         int segChunks = ceil(chunks, lo);
@@ -191,6 +209,8 @@ record SegmentPlan(int segments, int segTokens, int every, int subTokens, int lo
      */
     private static java.util.List<Candidate> unevenCandidates(Fill fill, int chunks, int maxLocals) {
         java.util.List<Candidate> out = new java.util.ArrayList<>();
+        // pass 2's schedule depends on the lead alone: once a lead, not once a (lead, every)
+        java.util.Map<Integer, Long> pass2 = new java.util.HashMap<>();
         for (int e = 1; e <= Math.max(1, maxLocals); e++) {
             int previous = 0;
             for (int k = 1; k < LEAD_GRID; k++) {
@@ -203,7 +223,8 @@ record SegmentPlan(int segments, int segTokens, int every, int subTokens, int lo
                     continue;
                 }
                 previous = lead;
-                out.add(new Candidate(2, rest, e, modelUnevenChunks(fill, rest, lead, e), lead));
+                long schedule = pass2.computeIfAbsent(lead, l -> listSchedule(fill, chunks - l, l));
+                out.add(new Candidate(2, rest, e, unevenChunks(fill, schedule, lead, e), lead));
             }
         }
         return out;
@@ -260,17 +281,49 @@ record SegmentPlan(int segments, int segTokens, int every, int subTokens, int lo
      * {@code forwardSlots} slots: the hardware's dispatch of a grid's CTAs in block order.
      */
     static double modelUnevenChunks(Fill fill, int restChunks, int leadChunks, int every) {
+        return unevenChunks(fill, listSchedule(fill, restChunks, leadChunks), leadChunks, every);
+    }
+
+    /** An uneven cut's modelled time from pass 2's schedule ({@link #listSchedule}): plus pass 1 over the lead and the cut's fixed cost. */
+    private static double unevenChunks(Fill fill, long pass2, int leadChunks, int every) {
+        double pass1 = fill.pass1Cost() * ceil((long) fill.ctasPerSegment() * every, fill.statesSlots())
+                * (leadChunks / every);
+        return pass2 + pass1 + CUT_COST_CHUNKS;
+    }
+
+    /**
+     * Pass 2 of an uneven cut as the greedy list schedule of its CTAs in launch order, in chunk
+     * times: the long segment's {@code ctasPerSegment} CTAs of {@code restChunks}, then the lead's of
+     * {@code leadChunks}, each on the slot that frees first of {@code forwardSlots} (slot free times
+     * in a heap of primitive longs: this runs for every lead size a plan weighs).
+     */
+    private static long listSchedule(Fill fill, int restChunks, int leadChunks) {
         int ctas = fill.ctasPerSegment();
-        java.util.PriorityQueue<Long> free = new java.util.PriorityQueue<>();
+        int slots = Math.min(fill.forwardSlots(), 2 * ctas);
+        long[] heap = new long[slots]; // all free at 0: a valid min-heap
         long end = 0;
         for (int i = 0; i < 2 * ctas; i++) {
-            long start = free.size() < fill.forwardSlots() ? 0 : free.poll();
-            long done = start + (i < ctas ? restChunks : leadChunks);
-            free.add(done);
+            long done = heap[0] + (i < ctas ? restChunks : leadChunks);
             end = Math.max(end, done);
+            // replace the root (the earliest free slot) and sift it down
+            int at = 0;
+            while (true) {
+                int child = 2 * at + 1;
+                if (child >= slots) {
+                    break;
+                }
+                if (child + 1 < slots && heap[child + 1] < heap[child]) {
+                    child++;
+                }
+                if (heap[child] >= done) {
+                    break;
+                }
+                heap[at] = heap[child];
+                at = child;
+            }
+            heap[at] = done;
         }
-        double pass1 = fill.pass1Cost() * ceil((long) ctas * every, fill.statesSlots()) * (leadChunks / every);
-        return end + pass1 + CUT_COST_CHUNKS;
+        return end;
     }
 
     /** Whether segment 0 is shorter than the others (see the class comment). */

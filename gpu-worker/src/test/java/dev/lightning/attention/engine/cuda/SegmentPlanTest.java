@@ -128,8 +128,14 @@ class SegmentPlanTest {
                         double fastest = Math.min(best, bestUneven);
                         assertTrue(chosen <= Math.max(best * (1 + SegmentPlan.TIE), bestUneven + 1.0 * chunks / 64) + 1e-9, at);
                         if (p.uneven()) {
-                            assertTrue(best > chosen * (1 + SegmentPlan.TIE), "uneven only where no uniform plan ties: " + at);
+                            assertTrue(best > chosen * (1 + SegmentPlan.UNEVEN_MARGIN),
+                                    "uneven only where it beats every uniform plan by the margin: " + at);
                             unevenChosen++;
+                        } else if (fill.maxSegments(1) >= 2) {
+                            // nor does a uniform plan stand where an uneven cut (on the search's grid)
+                            // beats it by the margin: Fill.unevenMayPay skips no cut that pays
+                            assertTrue(best <= (bestUneven + 1.0 * chunks / 64) * (1 + SegmentPlan.UNEVEN_MARGIN) + 1e-9,
+                                    "a paying uneven cut missed: " + at);
                         }
                         assertTrue(chosen <= fastest * 1.1 + 1, at);
                         // never slower than leaving the window whole
