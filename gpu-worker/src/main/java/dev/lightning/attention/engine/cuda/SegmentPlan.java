@@ -68,11 +68,12 @@ record SegmentPlan(int segments, int segTokens, int every, int subTokens, int lo
     /**
      * An uneven cut is taken only where the model puts it this share ahead of the fastest uniform
      * cut. The model takes a CTA's rate as fixed, but the Hopper forward's CTAs slow as more run
-     * (2.64 us a chunk with 96 busy SMs, about 3.0 with 128), which an uneven cut's extra CTAs pay:
-     * on the H200 (session 9, DeviceBench --ab, 7 alternated rounds, T = 2^20, D = 128) H = 120's
-     * quarter-modelled 4.3% gain measured -0.2%, H = 100's 10% measured 1.5% and H = 96's 14% 3.0%
-     * (both with a plan search of 1.2 ms a call inside the timing then), H = 80's 20% against its
-     * 3-segment cut 14%.
+     * (2.64 us a chunk with 96 busy SMs, about 3.0 with 128), which an uneven cut's extra CTAs pay.
+     * On the H200 (session 9, DeviceBench --ab, 7 alternated rounds in one process, T = 2^20,
+     * D = 128, BENCHMARKS.md "Uneven two-segment plans"): H = 80, modelled 20% ahead of its 3-segment
+     * cut, measured 14.8%; H = 96, 14% ahead of the whole window, 1.5% (2.4% to 3.5% in separate
+     * processes); H = 100, 10%, 0.0%; H = 120, 4.3%, -0.7% (inside the noise): so 120 stays whole
+     * and 100 goes uneven for nothing lost.
      */
     static final double UNEVEN_MARGIN = 0.06;
     /** Plans within this share of the fastest modelled one count as equal; the one with fewest states wins. */
