@@ -32,10 +32,10 @@ package dev.lightning.attention.engine.cuda;
  * start together, the other 60 lead CTAs follow in two rounds; a lead of a quarter of the window
  * ends both at 0.75 n chunk times, plus pass 1 over the lead (0.45 x 0.25 n): 0.86 of the whole
  * window's time in the model, where no uniform cut gains anything. A uniform plan has {@code lead
- * == segTokens} and launches exactly what it did before uneven plans existed. Not yet timed: the
- * model's rate a CTA is the weak part here, since the GPU goes from 96 busy slots to 132 (measured,
- * Hopper forward: 128 CTAs at 3.0 us a chunk, 96 whole at 2.64 us), which leaves some 3 to 4% of the
- * model's 14% at H = 96; DeviceBench --ab (LCxE against the chosen plan) decides.
+ * == segTokens} and launches exactly what it did before uneven plans existed. Timed on the H200
+ * (session 9): the model's rate a CTA is its weak part, since the GPU goes from 96 busy slots to
+ * 132 (Hopper forward: 128 CTAs at 3.0 us a chunk, 96 at 2.64 us), so the gains are smaller than
+ * modelled ({@link #UNEVEN_MARGIN}): H = 96 41.3 -> 40.1 ms, H = 80 14.8% against its 3-segment cut.
  *
  * @param segments  segments of pass 2 (1: no pass 1)
  * @param segTokens tokens a segment but the first, a multiple of the 64-token chunk
