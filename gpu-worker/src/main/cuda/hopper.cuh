@@ -11,10 +11,11 @@
 //   lightning_wg_smem_bytes(dk, 0) for the states kernel.
 // Both kernels take one LightningArgs (lightning_args.cuh) and compute every variant of it: grouped
 // heads, the feature map, normalization (z carried beside S), checkpoints (forward).
-// A CTA owns head blockIdx.x, value columns [128 y, min(dv, 128 y + 128)) and segment blockIdx.z,
-// and walks the segment's 64-token chunks in order. Q and K tiles are always 128 columns wide
-// (zeros past dk), so every loop has a compile-time trip count; a dk of 64 or less would spend
-// half the products on zeros, and the host gives those to the mma.sync kernels.
+// A CTA owns head blockIdx.x, value columns [128 y, min(dv, 128 y + 128)) and the segment of grid z
+// (lightning_segment, lightning_args.cuh), and walks the segment's 64-token chunks in order. Q and K
+// tiles are always 128 columns wide (zeros past dk), so every loop has a compile-time trip count; a
+// dk of 64 or less would spend half the products on zeros, and the host gives those to the mma.sync
+// kernels.
 //
 // Warpgroups (4 consecutive warps each; registers moved between them with setmaxnreg):
 //   WG 0 (loaders): every cp.async, three (forward) or four (states) stages deep, handed over
@@ -407,14 +408,14 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     const T* __restrict__ v = static_cast<const T*>(a.v);
     T* __restrict__ o = static_cast<T*>(a.o);
     // PAIR: dk = dv = LIGHTNING_WG_PAIR_D (pair_launch checked it), as constants
-    const int n = a.n, H = a.heads, dk = PAIR ? LIGHTNING_WG_PAIR_D : a.dk, dv = PAIR ? LIGHTNING_WG_PAIR_D : a.dv,
-              segTokens = a.segTokens;
+    const int H = a.heads, dk = PAIR ? LIGHTNING_WG_PAIR_D : a.dk, dv = PAIR ? LIGHTNING_WG_PAIR_D : a.dv;
     const float scale = a.scale;
 
     // h: the CTA's head (PAIR: the first of its two); each consumer's own head is hj below
     const int h = PAIR ? 2 * blockIdx.x : blockIdx.x;
     const int c0 = PAIR ? 0 : blockIdx.y * kCols;
-    const int s = blockIdx.z;
+    const LightningSegment seg = lightning_segment(a, blockIdx.z, gridDim.z);
+    const int s = seg.index;
     const int tid = threadIdx.x;
     const int warp = tid >> 5, lane = tid & 31;
     const int g = lane >> 2, tq = lane & 3;
@@ -424,8 +425,8 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     const int width = PAIR ? 2 * dv : min(kCols, dv - c0);  // value columns of the tile
     const int qkValid = PAIR ? 2 * dk : dk;                   // real columns of a Q or K tile
 
-    const long long segStart = (long long)s * segTokens;
-    const long long segEnd = min((long long)n, segStart + segTokens);
+    const long long segStart = seg.start;
+    const long long segEnd = seg.end;
     const int nChunks = (int)((segEnd - segStart + kChunk - 1) / kChunk);
 
     // ---- shared memory (see lightning_wg_smem_bytes) ----

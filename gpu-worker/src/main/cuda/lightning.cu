@@ -7,11 +7,11 @@
 // and what they mean). Layout: q [n, Hq, Dk], k [n, Hk, Dk], v [n, Hv, Dv], o [n, H, Dv],
 // token-major; states float [S][H][Dk][Dv] and z float [S][H][Dk], in separate arrays.
 // A window of n tokens is cut into S segments of segTokens tokens (a multiple of the 64-token
-// chunk); CTAs of one launch work on (head, column tile, segment). Several segments run side by
-// side when the heads alone do not fill the GPU, with the same two-level scan as across Spark
-// partitions: local states (lightning_states_*, over the tokens before the last segment, in
-// sub-segments that fill the GPU), an exclusive scan in float32 (lightning_scan), then outputs
-// (lightning_forward_*).
+// chunk; the first one shorter in an uneven cut, lightning_segment in lightning_args.cuh); CTAs of
+// one launch work on (head, column tile, segment). Several segments run side by side when the heads
+// alone do not fill the GPU, with the same two-level scan as across Spark partitions: local states
+// (lightning_states_*, over the tokens before the last segment, in sub-segments that fill the GPU),
+// an exclusive scan in float32 (lightning_scan), then outputs (lightning_forward_*).
 //
 // Two families here: the generic kernels (float32 arithmetic on CUDA cores, any dtype, the path for
 // F32 input) and the tensor-core kernels for BF16/F16 (tensor_core.cuh, mma.sync). A third, for
@@ -73,7 +73,6 @@ __device__ __forceinline__ void generic_segment(const LightningArgs& a) {
     const T* __restrict__ k = static_cast<const T*>(a.k);
     const T* __restrict__ v = static_cast<const T*>(a.v);
     T* __restrict__ o = static_cast<T*>(a.o);
-    const int n = a.n;
     const int H = a.heads;
     const int dk = a.dk;
     const int dv = a.dv;
@@ -89,9 +88,10 @@ __device__ __forceinline__ void generic_segment(const LightningArgs& a) {
     const size_t oRow = (size_t)H * dv;
     const int c0 = blockIdx.y * GENERIC_BV;
     const int bv = min(GENERIC_BV, dv - c0);
-    const int s = blockIdx.z;
-    const int t0 = s * a.segTokens;
-    const int t1 = min(n, t0 + a.segTokens);
+    const LightningSegment seg = lightning_segment(a, blockIdx.z, gridDim.z);
+    const int s = seg.index;
+    const int t0 = (int)seg.start;
+    const int t1 = (int)seg.end;
     const int tid = threadIdx.x;
     const int ldk = dk + 1;
     const bool normOwner = norm && blockIdx.y == 0; // one column tile writes z
@@ -264,8 +264,9 @@ GENERIC_ENTRIES(bf16, __nv_bfloat16)
 GENERIC_ENTRIES(f16, __half)
 
 // The scan over the local states of pass 1, in float32, for S and (normalizing) z alike, which
-// combine the same way. scanLocals[i] (i < scanCount) is the local state of tokens
-// [i * scanSubTokens, min(n, (i + 1) * scanSubTokens)); states[s] (s < scanOutCount) gets the state
+// combine the same way. scanLocals[i] (i < scanCount) is the local state of piece i of scanSubTokens
+// tokens (lightning_segment_range: piece 0 leadTokens long where that is shorter; the advance path
+// scans an uneven plan's segments so); states[s] (s < scanOutCount) gets the state
 // before token s * scanEvery * scanSubTokens, i.e. before the s-th pass-2 segment when those are
 // scanEvery sub-segments long (pass 1 cuts the window finer than pass 2 so that its CTAs fill the
 // GPU, and skips the last pass-2 segment, whose state-after pass 2 writes). scanFinal, when not
@@ -302,7 +303,8 @@ extern "C" __global__ void lightning_scan(const LightningArgs a) {
         if (i % every == 0 && i / every < a.scanOutCount) {
             incoming[(size_t)(i / every) * stride + idx] = running;
         }
-        int tokens = min(a.scanSubTokens, a.n - i * a.scanSubTokens);
+        const LightningSegment piece = lightning_segment_range(a.n, a.scanSubTokens, a.leadTokens, i);
+        int tokens = (int)(piece.end - piece.start);
         running = expf(-slope * (float)tokens) * running + locals[(size_t)i * stride + idx];
     }
     if (count % every == 0 && count / every < a.scanOutCount) {

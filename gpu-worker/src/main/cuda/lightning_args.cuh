@@ -41,7 +41,7 @@ struct LightningArgs {
     int headsV;
     int dk;
     int dv;
-    int segTokens;                // tokens a segment (grid z), a multiple of the 64-token chunk
+    int segTokens;                // tokens a segment but the first (grid z), a multiple of the 64-token chunk
     int checkpointEvery;          // N, a multiple of the chunk; 0: no checkpoints
     int featureMap;               // 0 identity, 1 elu(x) + 1, 2 relu (FeatureMap.code())
     int normalize;                // 1: o = scale phi(q) S / (phi(q) . z + eps), z carried
@@ -51,7 +51,9 @@ struct LightningArgs {
     int scanOutCount;             // scan: pass-2 segments whose incoming state it writes
     float scale;
     float eps;
-    int reserved;                 // keeps the size a multiple of 8
+    int leadTokens;               // tokens of segment 0 where fewer than segTokens (an uneven cut,
+                                  // SegmentPlan.lead; lightning_segment); 0: every segment segTokens long.
+                                  // Also keeps the size a multiple of 8, as the field it replaced did
 };
 
 #define LIGHTNING_ARGS_FIELDS 35
@@ -77,9 +79,43 @@ extern "C" __global__ void lightning_args_layout(int* out) {
     LIGHTNING_ARG_OFFSET(dv); LIGHTNING_ARG_OFFSET(segTokens); LIGHTNING_ARG_OFFSET(checkpointEvery);
     LIGHTNING_ARG_OFFSET(featureMap); LIGHTNING_ARG_OFFSET(normalize); LIGHTNING_ARG_OFFSET(scanCount);
     LIGHTNING_ARG_OFFSET(scanEvery); LIGHTNING_ARG_OFFSET(scanSubTokens); LIGHTNING_ARG_OFFSET(scanOutCount);
-    LIGHTNING_ARG_OFFSET(scale); LIGHTNING_ARG_OFFSET(eps); LIGHTNING_ARG_OFFSET(reserved);
+    LIGHTNING_ARG_OFFSET(scale); LIGHTNING_ARG_OFFSET(eps); LIGHTNING_ARG_OFFSET(leadTokens);
 }
 #undef LIGHTNING_ARG_OFFSET
+
+// The segments of a launch (SegmentPlan.java owns the layout): segment 0 holds tokens [0, lead), segment
+// i > 0 holds [lead + (i - 1) pieceTokens, lead + i pieceTokens), all cut at n; lead = leadTokens where
+// 0 < leadTokens < pieceTokens (an uneven cut), else pieceTokens (uniform: segment i starts at
+// i pieceTokens, as before uneven cuts existed). pieceTokens is segTokens in the forward and the states
+// kernel, scanSubTokens in the scan.
+struct LightningSegment {
+    int index;            // the segment: which incoming state it reads, which state-after slot it writes
+    long long start, end; // its tokens [start, end) within the launch
+};
+
+__device__ __forceinline__ LightningSegment lightning_segment_range(int n, int pieceTokens, int leadTokens, int index) {
+    // start = index * pieceTokens, less the lead's shortfall after the lead: written as one
+    // multiply-add and a select of ints, so that a kernel can keep the index alone and recompute
+    // the rest where it needs it (holding two 64-bit bounds cost the Hopper forward 236 bytes of
+    // spills, session 9)
+    const int shortfall = leadTokens > 0 && leadTokens < pieceTokens ? pieceTokens - leadTokens : 0;
+    LightningSegment g;
+    g.index = index;
+    g.start = (long long)index * pieceTokens - (index > 0 ? shortfall : 0);
+    g.end = min((long long)n, (long long)(index + 1) * pieceTokens - shortfall);
+    return g;
+}
+
+// The segment of a forward or states CTA at grid z of a launch of `count` segments. Uniform: z is the
+// segment. Uneven: the long segments first (z = 0 .. count - 2 are segments 1 .. count - 1) and the
+// short lead last, because the hardware starts a grid's CTAs in block order as slots free: the long
+// segment's CTAs all start at once and the lead's CTAs fill the slots they leave, one round after
+// another (SegmentPlan.modelUnevenChunks). Checkpoints and tokens follow from the segment's start.
+__device__ __forceinline__ LightningSegment lightning_segment(const LightningArgs& a, int z, int count) {
+    const bool uneven = a.leadTokens > 0 && a.leadTokens < a.segTokens;
+    const int index = !uneven ? z : (z + 1 == count ? 0 : z + 1);
+    return lightning_segment_range(a.n, a.segTokens, a.leadTokens, index);
+}
 
 // phi of the feature map code, in float32 (elu(x) + 1 through the fast exponential: its error,
 // a few ulp of float32, is far below the 16-bit rounding of the tiles it is applied to).

@@ -43,8 +43,9 @@
 // LIGHTNING_TC_THREADS_WIDE (dk <= 256, kernels lightning_*_tc_<type>_wide), dynamic shared memory =
 // lightning_tc_smem_bytes(dk). A CTA owns head
 // blockIdx.x, the value columns [64 * blockIdx.y, min(dv, 64 * blockIdx.y + 64)) and segment
-// blockIdx.z, i.e. tokens [s * segTokens, min(n, (s + 1) * segTokens)). It walks the segment's
-// 64-token chunks in order.
+// s = lightning_segment(args, blockIdx.z, gridDim.z), i.e. tokens [s * segTokens, min(n, (s + 1) *
+// segTokens)) in a uniform cut (lightning_args.cuh: an uneven one's first segment is shorter). It
+// walks the segment's 64-token chunks in order.
 //
 // Work split inside a CTA (warp specialization; each SM sub-partition gets one warp of each kind):
 //   * forward, warps 0..3 (output warps): one 16-row tile of the chunk's outputs each (Q K^T over the
@@ -289,7 +290,7 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
     const float* __restrict__ slopes = args.slopes;
     const float* __restrict__ incoming = args.incoming;
     float* __restrict__ outStates = args.states;
-    const int n = args.n, H = args.heads, dk = args.dk, dv = args.dv, segTokens = args.segTokens;
+    const int H = args.heads, dk = args.dk, dv = args.dv;
     const float scale = args.scale;
     // Uniform variant flags. fm: the feature map (0: identity). norm: z is carried (the states
     // kernel writes it to statesNorm; forward also divides). ckN: checkpoint interval, 0 for none.
@@ -304,7 +305,8 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
     const int Hv = args.headsV > 0 ? args.headsV : H;
     const int hq = h / (H / Hq), hk = h / (H / Hk), hv = h / (H / Hv);
     const int c0 = blockIdx.y * kCols;  // first value column of this CTA
-    const int s = blockIdx.z;
+    const LightningSegment seg = lightning_segment(args, blockIdx.z, gridDim.z);
+    const int s = seg.index;
     const int tid = threadIdx.x;
     const int warp = tid >> 5, lane = tid & 31;
     const int g = lane >> 2, tq = lane & 3;  // mma groupID, threadID_in_group
@@ -314,8 +316,8 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
     const int numMT = Dkp >> 4;       // 16-row tiles of the state
     const int width = min(kCols, dv - c0);
 
-    const long long segStart = (long long)s * segTokens;
-    const long long segEnd = min((long long)n, segStart + segTokens);
+    const long long segStart = seg.start;
+    const long long segEnd = seg.end;
     const int segLen = (int)(segEnd - segStart);
     const int nChunks = (segLen + kChunk - 1) / kChunk;
 

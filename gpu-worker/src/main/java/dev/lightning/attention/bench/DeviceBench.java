@@ -32,7 +32,8 @@ import java.util.stream.IntStream;
  *               [--plans H:SxE/SxE,H:... | none]
  * </pre>
  * {@code --plans}: at the shapes of H heads, also time the window cut into S segments of E pass-1
- * sub-segments each ("RESULT plan" lines), beside the plan the backend chooses.
+ * sub-segments each ("RESULT plan" lines), beside the plan the backend chooses; "LCxE": an uneven
+ * cut, a lead of C chunks with pass 1 over it in E sub-segments, then the rest.
  * {@code --shapes none}: no timings (the checks alone, say while another process compiles its kernels).
  * {@code --checks T,T,...}: the sequence lengths of the H = 8, D = 128 correctness check (error against
  * sequence length; the float64 reference runs on the CPU, about a second per 16K tokens and head).
@@ -49,7 +50,8 @@ public final class DeviceBench {
         String checks = "65536";
         // H:SxE/SxE,...: at the shapes of H heads, also time the plans of S segments of E pass-1 sub-segments
         String plans = "none";
-        // TxHxD:A,...: at each shape, the backend's choice against A (SxE: a forced plan; "old": the
+        // TxHxD:A,...: at each shape, the backend's choice against A (SxE: a forced plan, LCxE: a forced
+        // uneven one, a lead of C chunks in E pass-1 sub-segments; "old": the
         // narrow kernels in place of the _n64 ones; "hopper": the Hopper kernels padded to Dk = 128;
         // "unpaired": the choice without the paired Hopper kernels), alternated over --rounds rounds
         // in this process
@@ -126,8 +128,7 @@ public final class DeviceBench {
                     }
                 }
                 for (String forced : plansFor(plans, h)) {
-                    String[] se = forced.split("x");
-                    hooks.forcePlan(Integer.parseInt(se[0]), Integer.parseInt(se[1]));
+                    force(hooks, forced);
                     try {
                         float ms = hooks.timeResident(spec, DType.BF16, t, runs);
                         double bytes = 4 * elements * 2 + 2 * elements * 2 * hooks.lastPass1Tokens() / t;
@@ -197,8 +198,7 @@ public final class DeviceBench {
                     } else if (sideA && "unpaired".equals(a)) {
                         hooks.hopperPairs(false);
                     } else if (sideA) {
-                        String[] se = a.split("x");
-                        hooks.forcePlan(Integer.parseInt(se[0]), Integer.parseInt(se[1]));
+                        force(hooks, a);
                     }
                     try {
                         float ms = hooks.timeResident(spec, DType.BF16, t, runs);
@@ -232,7 +232,21 @@ public final class DeviceBench {
                 sa[rounds / 2] / sb[rounds / 2], rounds);
     }
 
-    /** The forced plans ("SxE") of {@code --plans} for shapes of {@code heads} heads. */
+    /**
+     * Forces the plan {@code plan} names: "SxE", S segments of E pass-1 sub-segments each; "LCxE", an
+     * uneven cut with a lead of C chunks in E sub-segments (BenchHooks.forceLead).
+     */
+    private static void force(BenchHooks hooks, String plan) {
+        boolean lead = plan.startsWith("L");
+        String[] se = (lead ? plan.substring(1) : plan).split("x");
+        if (lead) {
+            hooks.forceLead(Integer.parseInt(se[0]), Integer.parseInt(se[1]));
+        } else {
+            hooks.forcePlan(Integer.parseInt(se[0]), Integer.parseInt(se[1]));
+        }
+    }
+
+    /** The forced plans ("SxE", "LCxE") of {@code --plans} for shapes of {@code heads} heads. */
     private static String[] plansFor(String plans, int heads) {
         if ("none".equals(plans)) {
             return new String[0];

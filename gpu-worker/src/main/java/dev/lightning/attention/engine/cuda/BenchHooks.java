@@ -61,7 +61,15 @@ public final class BenchHooks {
 
     /** Every window cut into {@code segments} segments of {@code every} pass-1 sub-segments; 0: as planned. */
     public void forcePlan(int segments, int every) {
-        backend.forcedPlan = segments < 1 ? null : new int[] {segments, every};
+        backend.forcedPlan = segments < 1 ? null : new int[] {segments, every, 0};
+    }
+
+    /**
+     * Every window cut unevenly: a lead of {@code leadChunks} chunks, pass 1 over it in {@code every}
+     * sub-segments, then the rest ({@code SegmentPlan.cutLead}); 0: as planned.
+     */
+    public void forceLead(int leadChunks, int every) {
+        backend.forcedPlan = leadChunks < 1 ? null : new int[] {2, every, leadChunks};
     }
 
     /** Lets the Hopper kernels take narrow heads too (Dk, Dv <= 64), which they pad: timing only. */
@@ -79,10 +87,14 @@ public final class BenchHooks {
         backend.smallKernels = allowed;
     }
 
-    /** The segment plan of the last launched window: segments x tokens, and pass 1's sub-segments. */
+    /**
+     * The segment plan of the last launched window: segments x tokens (an uneven plan: "+lead=" the
+     * first segment's tokens), and pass 1's sub-segments.
+     */
     public String lastPlan() {
         SegmentPlan p = backend.lastPlan;
-        return p == null ? "none" : p.segments() + "x" + p.segTokens() + "/pass1=" + p.locals() + "x" + p.subTokens();
+        return p == null ? "none" : p.segments() + "x" + p.segTokens() + (p.uneven() ? "+lead=" + p.lead() : "")
+                + "/pass1=" + p.locals() + "x" + p.subTokens();
     }
 
     /** Segments of the last launched window. */

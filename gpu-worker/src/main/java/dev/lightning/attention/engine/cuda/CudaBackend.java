@@ -115,8 +115,9 @@ public final class CudaBackend implements AttentionBackend {
     /** At least this many segments per window (benchmark only: to time the two-pass path). */
     int minSegments = 1;
     /**
-     * Segments and pass-1 sub-segments a segment of every window (benchmark only, with an unlimited
-     * memory budget: to time plans the model did not choose); null: as SegmentPlan chooses.
+     * Segments and pass-1 sub-segments a segment of every window, and a lead in chunks (0: uniform;
+     * else {@link SegmentPlan#cutLead}) (benchmark only, with an unlimited memory budget: to time
+     * plans the model did not choose); null: as SegmentPlan chooses.
      */
     int[] forcedPlan;
     /** Whether the Hopper kernels may run (tests turn them off to check the portable ones there). */
@@ -448,10 +449,28 @@ public final class CudaBackend implements AttentionBackend {
 
     private SegmentPlan segmentPlan(AttentionSpec spec, Kernels.Choice kernels, int n) {
         if (forcedPlan != null) {
-            return SegmentPlan.cut(n, forcedPlan[0], forcedPlan[1]);
+            return forcedPlan[2] > 0 ? SegmentPlan.cutLead(n, forcedPlan[2], forcedPlan[1])
+                    : SegmentPlan.cut(n, forcedPlan[0], forcedPlan[1]);
         }
-        return SegmentPlan.of(n, fill(spec, kernels), minSegments);
+        SegmentPlan.Fill fill = fill(spec, kernels);
+        synchronized (plans) {
+            return plans.computeIfAbsent(java.util.List.of(n, fill, minSegments),
+                    key -> SegmentPlan.of(n, fill, minSegments));
+        }
     }
+
+    /**
+     * The plans of the latest window sizes, by window, GPU fill and minimum: a job's windows repeat
+     * a few sizes, and an uneven plan's search (up to 64 lead sizes, each a list schedule) takes a
+     * fraction of a millisecond that every window would otherwise pay on the host.
+     */
+    private final java.util.Map<java.util.List<Object>, SegmentPlan> plans =
+            new java.util.LinkedHashMap<>(16, 0.75f, true) {
+                @Override
+                protected boolean removeEldestEntry(java.util.Map.Entry<java.util.List<Object>, SegmentPlan> eldest) {
+                    return size() > 16;
+                }
+            };
 
     /**
      * The GPU as a segment plan sees it for these kernels: the CTAs of a segment, and how many CTAs of
@@ -534,34 +553,39 @@ public final class CudaBackend implements AttentionBackend {
         Kernels.States after = Kernels.States.packed(spec, result.ptr);
         Kernels.States locals = segmentArrays(spec, segmentStates, segmentStatesNorm);
 
+        int lead = plan.lead();
         if (!outputs) {
-            // pass 1 alone (advance): local states of every segment, then the scan to the final state
+            // pass 1 alone (advance): local states of every segment (an uneven plan's lead first),
+            // then the scan over them, pieces of the segments' own lengths, to the final state
             launch(states, heads, columnTiles, segments, threads, smemStates,
-                    Kernels.statesArgs(common, kBuf.ptr, vBuf.ptr, segTokens, locals));
-            launch(Kernels.SCAN, scanBlocks, 1, 1, Kernels.SCAN_THREADS, 0,
-                    Kernels.scanArgs(common, locals, segments, 1, segTokens, before, Kernels.States.NONE, 0, after));
+                    Kernels.statesArgs(common, kBuf.ptr, vBuf.ptr, segTokens, lead, locals));
+            launch(Kernels.SCAN, scanBlocks, 1, 1, Kernels.SCAN_THREADS, 0, Kernels.scanArgs(common, locals, segments,
+                    1, segTokens, lead, before, Kernels.States.NONE, 0, after));
             return Kernels.SCAN;
         }
         lastPass1Tokens = plan.pass1Tokens();
         if (segments == 1) {
             // one segment: its CTAs start from the incoming state and write the state after it
             launch(forward, heads, columnTiles, 1, threads, smemForward, Kernels.forwardArgs(common, qBuf.ptr,
-                    kBuf.ptr, vBuf.ptr, oBuf.ptr, segTokens, before, after, checkpoints));
+                    kBuf.ptr, vBuf.ptr, oBuf.ptr, segTokens, lead, before, after, checkpoints));
             return forward;
         }
-        // Pass 1: local states of the tokens before the last segment, in sub-segments (SegmentPlan).
+        // Pass 1: local states of the tokens before the last segment (an uneven plan: the lead), in
+        // even sub-segments (SegmentPlan); the scan's incoming state of segment s is the one after s
+        // x every of them, which is the lead's end for s = 1 in an uneven plan too.
         int last = segments - 1;
         Kernels.States segmentIn = segmentArrays(spec, segmentIncoming, segmentIncomingNorm);
         Kernels.States segmentAfter = segmentArrays(spec, stateScratch, stateScratchNorm);
-        KernelArgs pass1 = Kernels.common(spec, last * segTokens, slopesDev.ptr);
+        KernelArgs pass1 = Kernels.common(spec, Math.toIntExact(plan.pass1Tokens()), slopesDev.ptr);
         launch(states, heads, columnTiles, plan.locals(), threads, smemStates,
-                Kernels.statesArgs(pass1, kBuf.ptr, vBuf.ptr, plan.subTokens(), locals));
+                Kernels.statesArgs(pass1, kBuf.ptr, vBuf.ptr, plan.subTokens(), plan.subTokens(), locals));
         launch(Kernels.SCAN, scanBlocks, 1, 1, Kernels.SCAN_THREADS, 0, Kernels.scanArgs(common, locals,
-                plan.locals(), plan.every(), plan.subTokens(), before, segmentIn, segments, Kernels.States.NONE));
+                plan.locals(), plan.every(), plan.subTokens(), plan.subTokens(), before, segmentIn, segments,
+                Kernels.States.NONE));
         // Outputs (and every segment's own checkpoints); the per-segment states-after go to scratch,
-        // and the last one is the window's.
+        // and the last segment's (it holds the window's last token, uneven plans too) is the window's.
         launch(forward, heads, columnTiles, segments, threads, smemForward, Kernels.forwardArgs(common, qBuf.ptr,
-                kBuf.ptr, vBuf.ptr, oBuf.ptr, segTokens, segmentIn, segmentAfter, checkpoints));
+                kBuf.ptr, vBuf.ptr, oBuf.ptr, segTokens, lead, segmentIn, segmentAfter, checkpoints));
         JCudaDriver.cuMemcpyDtoDAsync(result.ptr, stateScratch.ptr.withByteOffset(sBytes * last), sBytes, stream);
         if (spec.normalized()) {
             JCudaDriver.cuMemcpyDtoDAsync(result.ptr.withByteOffset(sBytes),

@@ -231,31 +231,35 @@ final class Kernels {
 
     /**
      * The states kernel: local states of the tokens of k, v in pieces of {@code pieceTokens}
-     * (grid z), from zero, into {@code locals}.
+     * (grid z; piece 0 {@code leadTokens} long, {@link SegmentPlan#lead}: {@code pieceTokens} for
+     * even pieces), from zero, into {@code locals}.
      */
-    static KernelArgs statesArgs(KernelArgs common, CUdeviceptr k, CUdeviceptr v, int pieceTokens, States locals) {
+    static KernelArgs statesArgs(KernelArgs common, CUdeviceptr k, CUdeviceptr v, int pieceTokens, int leadTokens,
+                                 States locals) {
         return common.copy()
                 .ptr(Field.K, k)
                 .ptr(Field.V, v)
                 .i32(Field.SEG_TOKENS, pieceTokens)
+                .i32(Field.LEAD_TOKENS, lead(pieceTokens, leadTokens))
                 .ptr(Field.STATES, locals.s())
                 .ptr(Field.STATES_NORM, locals.z());
     }
 
     /**
-     * The scan over {@code count} local states of {@code pieceTokens} tokens each, every
-     * {@code every}-th of which starts a segment: from {@code before} (the state before the window),
-     * writes the incoming state of each of {@code segments} segments to {@code segmentIncoming}
-     * and, when {@code result} has an S part, the state after the window.
+     * The scan over {@code count} local states of {@code pieceTokens} tokens each (the first
+     * {@code leadTokens}), every {@code every}-th of which starts a segment: from {@code before}
+     * (the state before the window), writes the incoming state of each of {@code segments} segments
+     * to {@code segmentIncoming} and, when {@code result} has an S part, the state after the window.
      */
     static KernelArgs scanArgs(KernelArgs common, States locals, int count, int every, int pieceTokens,
-                               States before, States segmentIncoming, int segments, States result) {
+                               int leadTokens, States before, States segmentIncoming, int segments, States result) {
         return common.copy()
                 .ptr(Field.SCAN_LOCALS, locals.s())
                 .ptr(Field.SCAN_LOCAL_NORMS, locals.z())
                 .i32(Field.SCAN_COUNT, count)
                 .i32(Field.SCAN_EVERY, every)
                 .i32(Field.SCAN_SUB_TOKENS, pieceTokens)
+                .i32(Field.LEAD_TOKENS, lead(pieceTokens, leadTokens))
                 .ptr(Field.INCOMING, before.s())
                 .ptr(Field.INCOMING_NORM, before.z())
                 .ptr(Field.STATES, segmentIncoming.s())
@@ -266,18 +270,21 @@ final class Kernels {
     }
 
     /**
-     * The forward kernel: o in segments of {@code segTokens} (grid z), segment s starting from
+     * The forward kernel: o in segments of {@code segTokens} (grid z; segment 0 {@code leadTokens}
+     * long, {@link SegmentPlan#lead}, and launched last when shorter), segment s starting from
      * {@code incoming[s]} and writing the state after it to {@code after[s]}, and the checkpoints
      * that fall in its tokens.
      */
     static KernelArgs forwardArgs(KernelArgs common, CUdeviceptr q, CUdeviceptr k, CUdeviceptr v, CUdeviceptr o,
-                                  int segTokens, States incoming, States after, CheckpointTarget checkpoints) {
+                                  int segTokens, int leadTokens, States incoming, States after,
+                                  CheckpointTarget checkpoints) {
         return common.copy()
                 .ptr(Field.Q, q)
                 .ptr(Field.K, k)
                 .ptr(Field.V, v)
                 .ptr(Field.O, o)
                 .i32(Field.SEG_TOKENS, segTokens)
+                .i32(Field.LEAD_TOKENS, lead(segTokens, leadTokens))
                 .ptr(Field.INCOMING, incoming.s())
                 .ptr(Field.INCOMING_NORM, incoming.z())
                 .ptr(Field.STATES, after.s())
@@ -287,6 +294,19 @@ final class Kernels {
                 .i32(Field.CHECKPOINT_EVERY, checkpoints.every())
                 .i64(Field.POSITION, checkpoints.position())
                 .i64(Field.FIRST_CHECKPOINT, checkpoints.first());
+    }
+
+    /**
+     * The struct's leadTokens for pieces of {@code pieceTokens} whose first is {@code leadTokens}
+     * long: that where shorter (an uneven cut), else 0, which the kernels read as even pieces, so
+     * that an even cut's launch is byte for byte what it was before uneven cuts existed.
+     */
+    private static int lead(int pieceTokens, int leadTokens) {
+        if (leadTokens < 1 || leadTokens > pieceTokens) {
+            throw new IllegalArgumentException("the first piece of a launch is 1 to " + pieceTokens
+                    + " tokens (the others' length); got " + leadTokens);
+        }
+        return leadTokens < pieceTokens ? leadTokens : 0;
     }
 
     /**

@@ -23,13 +23,29 @@ package dev.lightning.attention.engine.cuda;
  * 2026-12-03): H = 96 whole is faster than every cut tried, and the cuts this model adds at H = 48
  * and H = 8 time the same as the plan before it (within 0.5%, alternated in one process).
  *
+ * <p>Uneven plans (issue 13: a plan that fills the GPU whatever H is): two segments, the first, the
+ * "lead", shorter ({@code lead < segTokens}), so that pass 1 covers only the lead. The forward
+ * launches the long segment's CTAs first (grid z = 0 is segment 1; lightning_args.cuh's
+ * lightning_segment), the hardware hands out CTAs in that order as slots free, so the lead's CTAs
+ * fill the slots the long segment leaves idle, one after another. Modelled as that greedy list
+ * schedule ({@link #modelUnevenChunks}). For H = 96 on 132 slots: 96 long CTAs and 36 lead CTAs
+ * start together, the other 60 lead CTAs follow in two rounds; a lead of a quarter of the window
+ * ends both at 0.75 n chunk times, plus pass 1 over the lead (0.45 x 0.25 n): 0.86 of the whole
+ * window's time in the model, where no uniform cut gains anything. A uniform plan has {@code lead
+ * == segTokens} and launches exactly what it did before uneven plans existed. Timed on the H200
+ * (session 9): the model's rate a CTA is its weak part, since the GPU goes from 96 busy slots to
+ * 132 (Hopper forward: 128 CTAs at 3.0 us a chunk, 96 at 2.64 us), so the gains are smaller than
+ * modelled ({@link #UNEVEN_MARGIN}): H = 96 41.3 -> 40.1 ms, H = 80 14.8% against its 3-segment cut.
+ *
  * @param segments  segments of pass 2 (1: no pass 1)
- * @param segTokens tokens a segment, a multiple of the 64-token chunk
+ * @param segTokens tokens a segment but the first, a multiple of the 64-token chunk
  * @param every     sub-segments of pass 1 a segment
- * @param subTokens tokens a sub-segment of pass 1 ({@code segTokens / every})
+ * @param subTokens tokens a sub-segment of pass 1 ({@code lead / every})
  * @param locals    sub-segments of pass 1 ({@code (segments - 1) * every}; 0 with one segment)
+ * @param lead      tokens of segment 0: {@code segTokens} (uniform), or fewer, whole chunks (uneven:
+ *                  then {@code segments == 2} and {@code locals == every})
  */
-record SegmentPlan(int segments, int segTokens, int every, int subTokens, int locals) {
+record SegmentPlan(int segments, int segTokens, int every, int subTokens, int locals, int lead) {
     static final int CHUNK = TensorCoreLayout.CHUNK;
     /**
      * Most CTAs a pass may have, in full waves of the GPU: more waves shrink the last wave's share
@@ -49,8 +65,34 @@ record SegmentPlan(int segments, int segTokens, int every, int subTokens, int lo
      * the scan itself (some 5 to 10 us against about 3 us a 128-wide chunk).
      */
     static final double CUT_COST_CHUNKS = 2;
+    /**
+     * An uneven cut is taken only where the model puts it this share ahead of the fastest uniform
+     * cut. The model takes a CTA's rate as fixed, but the Hopper forward's CTAs slow as more run
+     * (2.64 us a chunk with 96 busy SMs, about 3.0 with 128), which an uneven cut's extra CTAs pay.
+     * On the H200 (session 9, DeviceBench --ab, 7 alternated rounds in one process, T = 2^20,
+     * D = 128, BENCHMARKS.md "Uneven two-segment plans"): H = 80, modelled 20% ahead of its 3-segment
+     * cut, measured 14.8%; H = 96, 14% ahead of the whole window, 1.5% (2.4% to 3.5% in separate
+     * processes); H = 100, 10%, 0.0%; H = 120, 4.3%, -0.7% (inside the noise): so 120 stays whole
+     * and 100 goes uneven for nothing lost.
+     */
+    static final double UNEVEN_MARGIN = 0.06;
     /** Plans within this share of the fastest modelled one count as equal; the one with fewest states wins. */
     static final double TIE = 0.02;
+
+    /** A uniform plan: every segment {@code segTokens} long (the last one shorter). */
+    SegmentPlan(int segments, int segTokens, int every, int subTokens, int locals) {
+        this(segments, segTokens, every, subTokens, locals, segTokens);
+    }
+
+    SegmentPlan {
+        if (lead < 1 || lead > segTokens || (lead < segTokens && (segments != 2 || locals != every))
+                || (segments > 1 && lead != every * subTokens)) {
+            throw new IllegalArgumentException("a segment plan's lead is segTokens (uniform), or shorter with exactly 2 "
+                    + "segments and pass 1 over the lead alone in `every` sub-segments; got " + segments + " segments of "
+                    + segTokens + " tokens, lead " + lead + ", pass 1 " + locals + " x " + subTokens + " (every " + every
+                    + ")");
+        }
+    }
 
     /**
      * The GPU a plan fills.
@@ -67,6 +109,17 @@ record SegmentPlan(int segments, int segTokens, int every, int subTokens, int lo
                         + "kernel, and a positive pass-1 cost; got " + ctasPerSegment + " CTAs, " + forwardSlots + " and "
                         + statesSlots + " slots, cost " + pass1Cost);
             }
+        }
+
+        /**
+         * Whether an uneven cut can beat the uniform ones on this GPU: where a segment's CTAs leave
+         * slots of their last wave idle ({@code ctasPerSegment} not a multiple of the slots) and two
+         * segments do not fit one wave (else a uniform cut fills it). H = 96, 80, 100, 120 on 132
+         * slots; not H = 8, 48 or 64, whose plans need no uneven search (weighing its lead sizes cost
+         * 1.2 to 2 ms a window, which DeviceBench timed as kernel time).
+         */
+        boolean unevenMayPay() {
+            return ctasPerSegment % forwardSlots != 0 && 2L * ctasPerSegment > forwardSlots;
         }
 
         /** Most segments a plan may cut: pass 2 within {@link #MAX_WAVES} waves, or the forced minimum. */
@@ -115,6 +168,20 @@ record SegmentPlan(int segments, int segTokens, int every, int subTokens, int lo
                 best = Math.min(best, c.chunkTimes);
             }
         }
+        // Uneven cuts: the fastest of them (the first listed, fewest sub-segments then shortest
+        // lead, among equals) where it beats every uniform cut by more than UNEVEN_MARGIN in the
+        // model; else the uniform cuts as before.
+        if (lo <= 2 && hi >= 2 && fill.unevenMayPay()) {
+            Candidate fastestUneven = null;
+            for (Candidate c : unevenCandidates(fill, chunks, maxLocals)) {
+                if (fastestUneven == null || c.chunkTimes < fastestUneven.chunkTimes) {
+                    fastestUneven = c;
+                }
+            }
+            if (fastestUneven != null && fastestUneven.chunkTimes * (1 + UNEVEN_MARGIN) < best) {
+                return uneven(fastestUneven.segChunks, fastestUneven.leadChunks, fastestUneven.every);
+            }
+        }
         for (Candidate c : all) { // listed by segments, then every
             if (c.chunkTimes <= best * (1 + TIE)) {
                 return of(c.segments, c.segChunks, c.every);
@@ -125,8 +192,48 @@ record SegmentPlan(int segments, int segTokens, int every, int subTokens, int lo
         return of(ceil(chunks, segChunks), segChunks, 1);
     }
 
-    /** A cut {@link #of(int, Fill, int)} considers, with its modelled time. */
-    private record Candidate(int segments, int segChunks, int every, double chunkTimes) {
+    /** A cut {@link #of(int, Fill, int)} considers, with its modelled time; {@code leadChunks == segChunks}: uniform. */
+    private record Candidate(int segments, int segChunks, int every, double chunkTimes, int leadChunks) {
+        Candidate(int segments, int segChunks, int every, double chunkTimes) {
+            this(segments, segChunks, every, chunkTimes, segChunks);
+        }
+    }
+
+    /** Lead sizes tried: whole chunks at every 1/LEAD_GRID of the window (all of them in short windows). */
+    static final int LEAD_GRID = 64;
+
+    /**
+     * The uneven cuts of {@code chunks} chunks: a lead of {@code k / LEAD_GRID} of the window (k = 1,
+     * 2, ...; every chunk count where the chunks are fewer), rounded up to whole sub-segments of
+     * pass 1, shorter than the rest; pass 1 in every count of sub-segments the bounds allow. Some
+     * LEAD_GRID x maxLocals candidates, each a list schedule of 2 x ctasPerSegment CTAs.
+     */
+    private static java.util.List<Candidate> unevenCandidates(Fill fill, int chunks, int maxLocals) {
+        java.util.List<Candidate> out = new java.util.ArrayList<>();
+        // pass 2's schedule depends on the lead alone: once a lead, not once a (lead, every)
+        java.util.Map<Integer, Long> pass2 = new java.util.HashMap<>();
+        for (int e = 1; e <= Math.max(1, maxLocals); e++) {
+            int previous = 0;
+            for (int k = 1; k < LEAD_GRID; k++) {
+                int lead = ceil(Math.max(1, (int) ((long) chunks * k / LEAD_GRID)), e) * e;
+                int rest = chunks - lead;
+                if (lead >= rest) {
+                    break;
+                }
+                if (lead == previous) {
+                    continue;
+                }
+                previous = lead;
+                long schedule = pass2.computeIfAbsent(lead, l -> listSchedule(fill, chunks - l, l));
+                out.add(new Candidate(2, rest, e, unevenChunks(fill, schedule, lead, e), lead));
+            }
+        }
+        return out;
+    }
+
+    /** The uneven plan: a lead of {@code leadChunks} chunks in {@code every} sub-segments of pass 1, then {@code restChunks}. */
+    private static SegmentPlan uneven(int restChunks, int leadChunks, int every) {
+        return new SegmentPlan(2, restChunks * CHUNK, every, leadChunks / every * CHUNK, every, leadChunks * CHUNK);
     }
 
     /** The plan of {@code segments} segments of {@code segChunks} chunks, pass 1 in {@code every} sub-segments a segment (one segment: whole). */
@@ -152,6 +259,85 @@ record SegmentPlan(int segments, int segTokens, int every, int subTokens, int lo
     }
 
     /**
+     * The uneven cut of a window of {@code n} tokens (benchmark: to time a given plan): a lead of
+     * {@code leadChunks} chunks (rounded up to whole sub-segments), pass 1 over it in {@code every}
+     * sub-segments, then the rest. Where the lead would not be shorter than the rest, the uniform
+     * cut of 2 segments ({@link #cut}) instead.
+     */
+    static SegmentPlan cutLead(int n, int leadChunks, int every) {
+        if (n < 1 || leadChunks < 1 || every < 1) {
+            throw new IllegalArgumentException("an uneven cut of " + n + " tokens with a lead of " + leadChunks
+                    + " chunks in " + every + " sub-segments");
+        }
+        int chunks = (n + CHUNK - 1) / CHUNK;
+        int lead = ceil(leadChunks, every) * every;
+        return lead < chunks - lead ? uneven(chunks - lead, lead, every) : cut(n, 2, every);
+    }
+
+    /**
+     * Modelled time of an uneven cut, in forward chunk times: pass 1 over the lead as
+     * {@link #modelChunks} counts it, and pass 2 as the greedy list schedule of its CTAs in launch
+     * order (the long segment's {@code ctasPerSegment} CTAs of {@code restChunks} chunks, then the
+     * lead's of {@code leadChunks}), each taking the slot that frees first, on
+     * {@code forwardSlots} slots: the hardware's dispatch of a grid's CTAs in block order.
+     */
+    static double modelUnevenChunks(Fill fill, int restChunks, int leadChunks, int every) {
+        return unevenChunks(fill, listSchedule(fill, restChunks, leadChunks), leadChunks, every);
+    }
+
+    /** An uneven cut's modelled time from pass 2's schedule ({@link #listSchedule}): plus pass 1 over the lead and the cut's fixed cost. */
+    private static double unevenChunks(Fill fill, long pass2, int leadChunks, int every) {
+        double pass1 = fill.pass1Cost() * ceil((long) fill.ctasPerSegment() * every, fill.statesSlots())
+                * (leadChunks / every);
+        return pass2 + pass1 + CUT_COST_CHUNKS;
+    }
+
+    /**
+     * Pass 2 of an uneven cut as the greedy list schedule of its CTAs in launch order, in chunk
+     * times: the long segment's {@code ctasPerSegment} CTAs of {@code restChunks}, then the lead's of
+     * {@code leadChunks}, each on the slot that frees first of {@code forwardSlots} (slot free times
+     * in a heap of primitive longs: this runs for every lead size a plan weighs).
+     */
+    private static long listSchedule(Fill fill, int restChunks, int leadChunks) {
+        int ctas = fill.ctasPerSegment();
+        int slots = Math.min(fill.forwardSlots(), 2 * ctas);
+        long[] heap = new long[slots]; // all free at 0: a valid min-heap
+        long end = 0;
+        for (int i = 0; i < 2 * ctas; i++) {
+            long done = heap[0] + (i < ctas ? restChunks : leadChunks);
+            end = Math.max(end, done);
+            // replace the root (the earliest free slot) and sift it down
+            int at = 0;
+            while (true) {
+                int child = 2 * at + 1;
+                if (child >= slots) {
+                    break;
+                }
+                if (child + 1 < slots && heap[child + 1] < heap[child]) {
+                    child++;
+                }
+                if (heap[child] >= done) {
+                    break;
+                }
+                heap[at] = heap[child];
+                at = child;
+            }
+            heap[at] = done;
+        }
+        return end;
+    }
+
+    /** Whether segment 0 is shorter than the others (see the class comment). */
+    boolean uneven() {
+        return lead < segTokens;
+    }
+
+    /** The first token of segment {@code s}: segment 0 is the lead, the others {@code segTokens} each. */
+    long segmentStart(int s) {
+        return s == 0 ? 0 : lead + (long) (s - 1) * segTokens;
+    }
+
+    /**
      * Modelled time of a cut, in forward chunk times: pass 2's waves of {@code segChunks} chunks, and
      * with more than one segment pass 1's waves of {@code segChunks / every} chunks at the pass-1
      * cost plus the fixed cost of a cut.
@@ -165,7 +351,10 @@ record SegmentPlan(int segments, int segTokens, int every, int subTokens, int lo
         return pass2 + fill.pass1Cost() * ceil(pass1Ctas, fill.statesSlots()) * (segChunks / every) + CUT_COST_CHUNKS;
     }
 
-    /** Share of pass 2's CTA slots its waves use: segments x CTAs over whole waves of slots. */
+    /**
+     * Share of pass 2's CTA slots its waves use: segments x CTAs over whole waves of slots (an uneven
+     * plan's CTAs are not of one length and run in no waves: {@link #waveEfficiency} counts them).
+     */
     double pass2WaveEfficiency(Fill fill) {
         long ctas = (long) fill.ctasPerSegment() * segments;
         return (double) ctas / (ceil(ctas, fill.forwardSlots()) * fill.forwardSlots());
@@ -187,11 +376,18 @@ record SegmentPlan(int segments, int segTokens, int every, int subTokens, int lo
      */
     double waveEfficiency(Fill fill) {
         int segChunks = segTokens / CHUNK;
-        double busy = (double) fill.ctasPerSegment() * segments * segChunks;
+        int leadChunks = lead / CHUNK;
+        double busy = (double) fill.ctasPerSegment() * ((segments - 1) * segChunks + leadChunks);
         if (segments > 1) {
-            busy += fill.pass1Cost() * fill.ctasPerSegment() * locals * (segChunks / every);
+            busy += fill.pass1Cost() * fill.ctasPerSegment() * locals * (subTokens / CHUNK);
         }
-        return busy / ((double) fill.forwardSlots() * modelChunks(fill, segments, segChunks, every));
+        return busy / ((double) fill.forwardSlots() * modelChunks(fill));
+    }
+
+    /** This plan's modelled time, in forward chunk times ({@link #modelChunks(Fill, int, int, int)}, {@link #modelUnevenChunks}). */
+    double modelChunks(Fill fill) {
+        return uneven() ? modelUnevenChunks(fill, segTokens / CHUNK, lead / CHUNK, every)
+                : modelChunks(fill, segments, segTokens / CHUNK, every);
     }
 
     /**

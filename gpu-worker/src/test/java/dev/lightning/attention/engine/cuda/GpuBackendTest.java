@@ -129,11 +129,13 @@ class GpuBackendTest {
      * short segments by either family; H = 50, Dv = 48 and (Hopper kernels) H = 50, Dv = 128 into two,
      * with pass 1 cut finer than pass 2 (every second sub-segment starts a segment); H = 33, Dv = 100
      * into four on the Hopper kernels and none on the portable ones (66 CTAs fill half the GPU); H = 50,
-     * Dk = Dv = 64 on the paired Hopper kernels (25 CTAs a segment) and on the portable ones.
+     * Dk = Dv = 64 on the paired Hopper kernels (25 CTAs a segment) and on the portable ones; H = 96,
+     * Dk = Dv = 72 unevenly on the Hopper kernels (96 CTAs: a lead of 8 chunks launched after the
+     * other 24, SegmentPlan) and whole on the portable ones (192 CTAs).
      */
     @ParameterizedTest(name = "T={0} H={1} Dk={2} Dv={3}")
     @org.junit.jupiter.params.provider.CsvSource({"20000, 2, 128, 128", "3000, 50, 128, 128", "3000, 50, 64, 48",
-            "4100, 33, 96, 100", "3000, 50, 64, 64"})
+            "4100, 33, 96, 100", "3000, 50, 64, 64", "2000, 96, 72, 72"})
     void segmentPlansAgreeWithTheRecurrence(int t, int h, int dk, int dv) {
         SplittableRandom rnd = new SplittableRandom(7L * t + h);
         AttentionSpec spec = new AttentionSpec(h, dk, dv, Slopes.minimax(h), 1.0, 64);
@@ -486,6 +488,52 @@ class GpuBackendTest {
             assertStateAgrees(limit, s, expectState, who + ": final state");
             assertCheckpointsAgree(limit, spec, cp, expectCp, who);
             assertStateAgrees(limit, backend.advance(spec, qkv[1], qkv[2], s0), expectState, who + ": advance() state");
+        }
+    }
+
+    /**
+     * Uneven plans (SegmentPlan: a short lead segment, launched after the long one, pass 1 over the
+     * lead alone) forced on each family and variant: a lead of one chunk in one pass-1 sub-segment,
+     * and of a quarter of the window's chunks in two (rounded up to whole sub-segments), on windows
+     * of awkward length at sequence position 64, so checkpoints fall inside the lead, at its end and
+     * in the long segment. Outputs, the final S and z, every checkpoint and advance()'s state (which
+     * scans the two segments' local states, the lead first) against the float64 recurrence, as
+     * {@link #variantsAgreeWithTheRecurrence}; every backend's last plan was uneven.
+     */
+    static java.util.stream.Stream<org.junit.jupiter.params.provider.Arguments> unevenCases() {
+        java.util.List<VariantCase> cases = new java.util.ArrayList<>(hopperVariantCases().toList());
+        // the shared cases of more than two chunks with normalization or checkpoints (narrower: the
+        // mma.sync kernels, and the float32 ones for F32)
+        VariantCase.cases().stream().filter(c -> c.tokens() > 128 && (c.normalized() || c.every() > 0))
+                .limit(8).forEach(cases::add);
+        java.util.List<org.junit.jupiter.params.provider.Arguments> out = new java.util.ArrayList<>();
+        for (VariantCase c : cases) {
+            int chunks = (c.tokens() + 63) / 64;
+            out.add(org.junit.jupiter.params.provider.Arguments.of(c, 1, 1));
+            int quarter = (Math.max(1, chunks / 4) + 1) / 2 * 2;
+            if (2 * quarter < chunks) { // else the forced cut would be even (SegmentPlan.cutLead)
+                out.add(org.junit.jupiter.params.provider.Arguments.of(c, quarter, 2));
+            }
+        }
+        return out.stream();
+    }
+
+    @ParameterizedTest(name = "{0} lead={1} chunks in {2}")
+    @MethodSource("unevenCases")
+    void unevenPlansAgreeWithTheRecurrence(VariantCase c, int leadChunks, int every) {
+        CudaBackend[] all = {tensorCores, portable, generic};
+        try {
+            for (CudaBackend b : all) {
+                b.forcedPlan = new int[] {2, every, leadChunks};
+            }
+            assertVariantAgreesWithTheRecurrence(c);
+            for (CudaBackend b : all) {
+                assertTrue(b.lastPlan.uneven(), b.name() + " " + c + ": " + b.lastPlan);
+            }
+        } finally {
+            for (CudaBackend b : all) {
+                b.forcedPlan = null;
+            }
         }
     }
 

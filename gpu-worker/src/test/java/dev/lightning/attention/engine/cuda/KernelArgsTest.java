@@ -96,7 +96,8 @@ class KernelArgsTest {
     @Test
     void theParserSeesAFieldGainedOnEitherSide() throws IOException {
         String text = Files.readString(HEADER);
-        String gained = text.replace("    int reserved;", "    int extraField;   // new\n    int reserved;");
+        String gained = text.replace("    int leadTokens;", "    int extraField;   // new\n    int leadTokens;");
+        assertTrue(!gained.equals(text), "the header's last field is leadTokens");
         List<CField> fields = structFields(gained, "LightningArgs");
         assertEquals(KernelArgs.Field.values().length + 1, fields.size());
         assertEquals("extraField", fields.get(fields.size() - 2).name);

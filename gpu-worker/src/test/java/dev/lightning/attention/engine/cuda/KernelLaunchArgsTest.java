@@ -12,6 +12,7 @@ import java.util.EnumSet;
 import java.util.Set;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 
 /**
  * The struct bytes of each launch as {@link Kernels} fills them (host only, no GPU): every field at
@@ -55,6 +56,7 @@ class KernelLaunchArgsTest {
     private static final int SCAN_OUT_COUNT = 192;
     private static final int SCALE = 196;
     private static final int EPS = 200;
+    private static final int LEAD_TOKENS = 204;
     private static final int SIZE = 208;
 
     /** H = 6 from Hq = 3, Hk = 2, Hv = 6; Dk != Dv; elu1; normalized. */
@@ -94,7 +96,7 @@ class KernelLaunchArgsTest {
         Kernels.States after = new Kernels.States(at(0x6000), at(0x6800));
         Kernels.CheckpointTarget cp = new Kernels.CheckpointTarget(new Kernels.States(at(0x7000), at(0x7800)), 128,
                 (3L << 32) + 64, 100_663_296L, true);
-        ByteBuffer b = bytes(Kernels.forwardArgs(common, at(0x2000), at(0x2100), at(0x2200), at(0x2300), 192,
+        ByteBuffer b = bytes(Kernels.forwardArgs(common, at(0x2000), at(0x2100), at(0x2200), at(0x2300), 192, 192,
                 incoming, after, cp));
         assertCommon(b, SPEC, 1000);
         assertEquals(0x2000, b.getLong(Q));
@@ -102,6 +104,7 @@ class KernelLaunchArgsTest {
         assertEquals(0x2200, b.getLong(V));
         assertEquals(0x2300, b.getLong(O));
         assertEquals(192, b.getInt(SEG_TOKENS));
+        assertEquals(0, b.getInt(LEAD_TOKENS), "an even cut leaves the lead 0, as the field was before it");
         assertEquals(0x5000, b.getLong(INCOMING));
         assertEquals(0x5800, b.getLong(INCOMING_NORM));
         assertEquals(0x6000, b.getLong(STATES));
@@ -120,17 +123,29 @@ class KernelLaunchArgsTest {
         }
         // the common part is copied, not changed, by a launch
         assertEquals(0, bytes(common).getLong(Q));
+
+        // an uneven cut: the lead where shorter than the other segments; the rest of the bytes unchanged
+        ByteBuffer uneven = bytes(Kernels.forwardArgs(common, at(0x2000), at(0x2100), at(0x2200), at(0x2300), 192, 64,
+                incoming, after, cp));
+        assertEquals(64, uneven.getInt(LEAD_TOKENS));
+        uneven.putInt(LEAD_TOKENS, 0);
+        assertEquals(b, uneven);
+        assertThrows(IllegalArgumentException.class, () -> Kernels.forwardArgs(common, at(0x2000), at(0x2100),
+                at(0x2200), at(0x2300), 192, 256, incoming, after, cp), "a lead longer than the segments");
+        assertThrows(IllegalArgumentException.class, () -> Kernels.forwardArgs(common, at(0x2000), at(0x2100),
+                at(0x2200), at(0x2300), 192, 0, incoming, after, cp), "no lead");
     }
 
     @Test
     void aStatesLaunchReadsOnlyKAndVAndWritesLocalStates() {
         AttentionSpec plain = new AttentionSpec(5, 16, 24, Slopes.minimax(5), 1.0, 64);
         ByteBuffer b = bytes(Kernels.statesArgs(Kernels.common(plain, 640, at(0x1000)), at(0x2100), at(0x2200), 128,
-                new Kernels.States(at(0x3000), null)));
+                128, new Kernels.States(at(0x3000), null)));
         assertCommon(b, plain, 640);
         assertEquals(0x2100, b.getLong(K));
         assertEquals(0x2200, b.getLong(V));
         assertEquals(128, b.getInt(SEG_TOKENS));
+        assertEquals(0, b.getInt(LEAD_TOKENS));
         assertEquals(0x3000, b.getLong(STATES));
         for (int off : new int[] {Q, O, INCOMING, INCOMING_NORM, STATES_NORM, CHECKPOINTS, CHECKPOINT_NORMS}) {
             assertEquals(0, b.getLong(off), "offset " + off);
@@ -143,7 +158,7 @@ class KernelLaunchArgsTest {
     @Test
     void aScanLaunchHoldsLocalsSegmentsAndResultForSAndZ() {
         KernelArgs common = Kernels.common(SPEC, 1000, at(0x1000));
-        ByteBuffer b = bytes(Kernels.scanArgs(common, new Kernels.States(at(0x3000), at(0x3800)), 14, 2, 64,
+        ByteBuffer b = bytes(Kernels.scanArgs(common, new Kernels.States(at(0x3000), at(0x3800)), 14, 2, 64, 64,
                 new Kernels.States(at(0x5000), at(0x5800)), new Kernels.States(at(0x6000), at(0x6800)), 8,
                 Kernels.States.NONE));
         assertCommon(b, SPEC, 1000);
@@ -152,6 +167,7 @@ class KernelLaunchArgsTest {
         assertEquals(14, b.getInt(SCAN_COUNT));
         assertEquals(2, b.getInt(SCAN_EVERY));
         assertEquals(64, b.getInt(SCAN_SUB_TOKENS));
+        assertEquals(0, b.getInt(LEAD_TOKENS));
         assertEquals(0x5000, b.getLong(INCOMING));
         assertEquals(0x5800, b.getLong(INCOMING_NORM));
         assertEquals(0x6000, b.getLong(STATES));
@@ -160,7 +176,8 @@ class KernelLaunchArgsTest {
         assertEquals(0, b.getLong(SCAN_FINAL));
         assertEquals(0, b.getLong(SCAN_FINAL_NORM));
 
-        ByteBuffer advance = bytes(Kernels.scanArgs(common, new Kernels.States(at(0x3000), at(0x3800)), 3, 1, 448,
+        // advance() over an uneven plan's two segments: pieces of 448 tokens, the first 192
+        ByteBuffer advance = bytes(Kernels.scanArgs(common, new Kernels.States(at(0x3000), at(0x3800)), 2, 1, 448, 192,
                 Kernels.States.packed(SPEC, at(0x5000)), Kernels.States.NONE, 0, Kernels.States.packed(SPEC, at(0x9000))));
         assertEquals(0x9000, advance.getLong(SCAN_FINAL));
         // a packed state: z right after S's H * Dk * Dv floats
@@ -168,6 +185,8 @@ class KernelLaunchArgsTest {
         assertEquals(0x5000 + 4L * 6 * 24 * 40, advance.getLong(INCOMING_NORM));
         assertEquals(0, advance.getLong(STATES));
         assertEquals(0, advance.getInt(SCAN_OUT_COUNT));
+        assertEquals(448, advance.getInt(SCAN_SUB_TOKENS));
+        assertEquals(192, advance.getInt(LEAD_TOKENS));
     }
 
     @Test

@@ -27,9 +27,7 @@ class SegmentPlanTest {
                         Fill fill = new Fill(c, r[0], r[1], SegmentPlan.PASS1_COST);
                         SegmentPlan p = SegmentPlan.of(n, fill, min);
                         String at = "n=" + n + " " + fill + " min=" + min + ": " + p;
-                        assertTrue(p.segments() >= 1 && p.segTokens() % CHUNK == 0, at);
-                        assertTrue((long) (p.segments() - 1) * p.segTokens() < n, at);
-                        assertTrue((long) p.segments() * p.segTokens() >= n, at);
+                        assertCovers(n, p, at);
                         assertTrue(p.segments() >= Math.min(min, (n + CHUNK - 1) / CHUNK), "the forced minimum: " + at);
                         assertTrue(p.segments() <= fill.maxSegments(min), at);
                         assertTrue(p.locals() <= fill.maxLocals(min), at);
@@ -42,14 +40,39 @@ class SegmentPlanTest {
                             assertEquals(0, p.pass1Tokens(), at);
                             continue;
                         }
-                        assertEquals(p.segTokens(), p.every() * p.subTokens(), at);
+                        assertEquals(p.lead(), p.every() * p.subTokens(), at);
                         assertEquals(0, p.subTokens() % CHUNK, at);
                         assertEquals((p.segments() - 1) * p.every(), p.locals(), at);
-                        assertEquals((long) (p.segments() - 1) * p.segTokens(), p.pass1Tokens(), at);
+                        assertEquals(p.segmentStart(p.segments() - 1), p.pass1Tokens(), "pass 1 ends where the last segment starts: " + at);
                     }
                 }
             }
         }
+    }
+
+    /**
+     * The segments of {@code p} cover [0, n) exactly in whole chunks: segment 0 is the lead
+     * (segTokens in a uniform plan, shorter in an uneven one of exactly two segments), each other
+     * segTokens long (rounded up to whole sub-segments, so the last may reach past n by more than a
+     * chunk), the last one ending at or after n and starting before it.
+     */
+    private static void assertCovers(int n, SegmentPlan p, String at) {
+        assertTrue(p.segments() >= 1 && p.segTokens() % CHUNK == 0 && p.lead() % CHUNK == 0, at);
+        assertTrue(p.lead() >= CHUNK && p.lead() <= p.segTokens(), at);
+        assertEquals(p.uneven(), p.lead() < p.segTokens(), at);
+        if (p.uneven()) {
+            assertEquals(2, p.segments(), "an uneven plan has two segments: " + at);
+            assertEquals(p.every(), p.locals(), at);
+            assertEquals(p.lead(), p.pass1Tokens(), "pass 1 covers the lead alone: " + at);
+        }
+        assertEquals(0, p.segmentStart(0), at);
+        for (int s = 1; s < p.segments(); s++) {
+            long length = s == 1 ? p.lead() : p.segTokens();
+            assertEquals(p.segmentStart(s - 1) + length, p.segmentStart(s), "segments abut: " + at);
+        }
+        long last = p.segmentStart(p.segments() - 1);
+        assertTrue(last < n, "the last segment holds tokens: " + at);
+        assertTrue(last + (p.segments() == 1 ? p.lead() : p.segTokens()) >= n, "the last segment reaches n: " + at);
     }
 
     /**
@@ -62,6 +85,7 @@ class SegmentPlanTest {
         int[] tokens = {1000, 4100, 20_000, 65_536};
         int[] heads = {1, 3, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 100, 128, 132, 160};
         int[][] gpus = {{132, 1}, {108, 1}, {132, 2}, {80, 1}, {16, 3}};
+        int unevenChosen = 0;
         for (int n : tokens) {
             int chunks = (n + CHUNK - 1) / CHUNK;
             for (int h : heads) {
@@ -84,17 +108,43 @@ class SegmentPlanTest {
                                 best = Math.min(best, cost(h * tiles, slots, s, segChunks, e));
                             }
                         }
+                        // uneven cuts: every lead of whole chunks shorter than the rest, every pass-1 count
+                        double bestUneven = Double.MAX_VALUE;
+                        for (int lead = 1; fill.maxSegments(1) >= 2 && 2 * lead < chunks; lead++) {
+                            for (int e = 1; e <= Math.min(lead, fill.maxLocals(1)); e++) {
+                                if (lead % e == 0) {
+                                    bestUneven = Math.min(bestUneven, unevenCost(h * tiles, slots, chunks - lead, lead, e));
+                                }
+                            }
+                        }
                         int segChunks = p.segTokens() / CHUNK;
-                        double chosen = cost(h * tiles, slots, p.segments(), segChunks, p.every());
+                        double chosen = p.uneven() ? unevenCost(h * tiles, slots, segChunks, p.lead() / CHUNK, p.every())
+                                : cost(h * tiles, slots, p.segments(), segChunks, p.every());
                         String at = "n=" + n + " H=" + h + " tiles=" + tiles + " slots=" + slots + ": " + p
-                                + " costs " + chosen + ", best " + best;
-                        assertTrue(chosen <= best * (1 + SegmentPlan.TIE) + 1e-9, at);
+                                + " costs " + chosen + ", best " + best + ", best uneven " + bestUneven;
+                        assertEquals(chosen, p.modelChunks(fill), 1e-9, "the plan's own model: " + at);
+                        // the uniform plans are searched exhaustively; the uneven ones on a grid of
+                        // 1/64 of the window, within a 64th of the window's chunks of the exhaustive best
+                        double fastest = Math.min(best, bestUneven);
+                        assertTrue(chosen <= Math.max(best * (1 + SegmentPlan.TIE), bestUneven + 1.0 * chunks / 64) + 1e-9, at);
+                        if (p.uneven()) {
+                            assertTrue(best > chosen * (1 + SegmentPlan.UNEVEN_MARGIN),
+                                    "uneven only where it beats every uniform plan by the margin: " + at);
+                            unevenChosen++;
+                        } else if (fill.maxSegments(1) >= 2) {
+                            // nor does a uniform plan stand where an uneven cut (on the search's grid)
+                            // beats it by the margin: Fill.unevenMayPay skips no cut that pays
+                            assertTrue(best <= (bestUneven + 1.0 * chunks / 64) * (1 + SegmentPlan.UNEVEN_MARGIN) + 1e-9,
+                                    "a paying uneven cut missed: " + at);
+                        }
+                        assertTrue(chosen <= fastest * 1.1 + 1, at);
                         // never slower than leaving the window whole
                         assertTrue(chosen <= cost(h * tiles, slots, 1, chunks, 1) + 1e-9, at);
                     }
                 }
             }
         }
+        assertTrue(unevenChosen > 0, "some of these shapes are cut unevenly");
     }
 
     private static double cost(int ctas, int slots, int s, int segChunks, int e) {
@@ -104,6 +154,55 @@ class SegmentPlanTest {
                     + SegmentPlan.CUT_COST_CHUNKS;
         }
         return t;
+    }
+
+    /**
+     * An uneven cut's model written out again: pass 2 as CTAs handed out in launch order (the long
+     * segment's first) to the slot that frees first, found by scanning the slots (not a heap); pass 1
+     * over the lead as the waves of {@link #cost}.
+     */
+    private static double unevenCost(int ctas, int slots, int restChunks, int leadChunks, int e) {
+        long[] free = new long[slots];
+        long end = 0;
+        for (int i = 0; i < 2 * ctas; i++) {
+            int first = 0;
+            for (int j = 1; j < slots; j++) {
+                if (free[j] < free[first]) {
+                    first = j;
+                }
+            }
+            free[first] += i < ctas ? restChunks : leadChunks;
+            end = Math.max(end, free[first]);
+        }
+        return end + SegmentPlan.PASS1_COST * Math.ceil((double) ctas * e / slots) * (leadChunks / e)
+                + SegmentPlan.CUT_COST_CHUNKS;
+    }
+
+    /**
+     * The uneven model's schedule by hand. 3 CTAs a segment on 4 slots, a lead of 2 chunks before 6:
+     * at 0 the 3 long CTAs (6 chunks) and one lead CTA start; the lead CTA ends at 2, the next starts
+     * there and ends at 4, the last at 4 and ends at 6: pass 2 ends at 6 (the lead fills the fourth
+     * slot). Pass 1: 3 CTAs of the lead's 2 chunks (one sub-segment) in one wave, 0.45 x 2 = 0.9;
+     * plus the cut's 2: 8.9. Fewer slots and H = 96 below.
+     */
+    @Test
+    void theUnevenModelIsAListScheduleInLaunchOrder() {
+        Fill four = new Fill(3, 4, 4, SegmentPlan.PASS1_COST);
+        assertEquals(6 + 0.45 * 2 + 2, SegmentPlan.modelUnevenChunks(four, 6, 2, 1), 1e-9);
+        // two sub-segments of pass 1: 6 CTAs of one chunk on 4 slots, two waves: 0.45 x 2 x 1
+        assertEquals(6 + 0.45 * 2 + 2, SegmentPlan.modelUnevenChunks(four, 6, 2, 2), 1e-9);
+        // 2 slots: long CTAs 0 [0, 6) and 1 [0, 6) on slots A and B; long 2 [6, 12) on A; lead 0 [6, 8)
+        // on B, lead 1 [8, 10) on B, lead 2 [10, 12) on B: pass 2 ends at 12. Pass 1: 3 CTAs on 2 slots,
+        // 2 waves of 2 chunks: 0.45 x 4.
+        Fill two = new Fill(3, 2, 2, SegmentPlan.PASS1_COST);
+        assertEquals(12 + 0.45 * 4 + 2, SegmentPlan.modelUnevenChunks(two, 6, 2, 1), 1e-9);
+        // H = 96 on 132 slots, a quarter lead of a 2^20-token window (4096 of 16384 chunks): 96 long and
+        // 36 lead CTAs at 0; lead CTAs in rounds of 36 end at 4096, 8192, 12288, with the long ones.
+        Fill f96 = new Fill(96, 132, 132, SegmentPlan.PASS1_COST);
+        assertEquals(12288 + 0.45 * 4096 + 2, SegmentPlan.modelUnevenChunks(f96, 12288, 4096, 1), 1e-9);
+        SegmentPlan p = new SegmentPlan(2, 12288 * CHUNK, 1, 4096 * CHUNK, 1, 4096 * CHUNK);
+        assertEquals(SegmentPlan.modelUnevenChunks(f96, 12288, 4096, 1), p.modelChunks(f96), 1e-9);
+        assertEquals((96.0 * 16384 + 0.45 * 96 * 4096) / (132 * (12288 + 0.45 * 4096 + 2)), p.waveEfficiency(f96), 1e-12);
     }
 
     /**
@@ -125,7 +224,7 @@ class SegmentPlanTest {
                     assertTrue(p.segments() > 1, at);
                     assertTrue(p.waveEfficiency(fill) >= 0.7, at + " fill " + p.waveEfficiency(fill));
                     double ideal = (double) ctas * ((n + CHUNK - 1) / CHUNK) / slots;
-                    double model = SegmentPlan.modelChunks(fill, p.segments(), p.segTokens() / CHUNK, p.every());
+                    double model = p.modelChunks(fill);
                     assertTrue(model <= 2.2 * ideal, at + " model " + model + " ideal " + ideal);
                 }
             }
@@ -140,6 +239,7 @@ class SegmentPlanTest {
         assertEquals(2, h64.segments());
         assertEquals(2, h64.every());
         assertEquals(1 << 19, h64.pass1Tokens());
+        assertTrue(!h64.uneven(), h64.toString());
         assertTrue(h64.waveEfficiency(new Fill(64, 132, 132, SegmentPlan.PASS1_COST)) > 0.95, h64.toString());
         // H = 48: two segments (96 CTAs: a whole window of 48 CTAs would leave 64% idle), pass 1 in 5
         // sub-segments, 240 CTAs in two waves at 91%, where 2 sub-segments filled one at 73%.
@@ -147,16 +247,28 @@ class SegmentPlanTest {
         SegmentPlan h48 = SegmentPlan.of(1 << 20, f48, 1);
         assertEquals(2, h48.segments());
         assertEquals(5, h48.every());
+        assertTrue(!h48.uneven(), h48.toString());
         assertTrue(h48.pass1WaveEfficiency(f48) > 0.9, h48.toString());
         assertTrue(h48.waveEfficiency(f48) > 0.75, h48.toString());
         assertTrue(SegmentPlan.of(1 << 20, f48, 2).equals(h48), "the forced two-pass plan is the same");
-        // H = 96: one segment; any cut's pass 1 costs more than the 36 idle slots of its one wave.
-        assertEquals(1, SegmentPlan.of(1 << 20, 96, 132, 1).segments());
+        // H = 96: no uniform cut pays for its pass 1 (a whole window leaves 36 of 132 slots idle), an
+        // uneven one does: a lead of a quarter of the window in one sub-segment, whose 96 CTAs run in
+        // the 36 slots the long segment leaves, in three rounds that end with it. Model: 0.86 of the
+        // whole window's 16384 chunk times.
+        Fill f96 = new Fill(96, 132, 132, SegmentPlan.PASS1_COST);
+        SegmentPlan h96 = SegmentPlan.of(1 << 20, f96, 1);
+        assertEquals(new SegmentPlan(2, 3 << 18, 1, 1 << 18, 1, 1 << 18), h96);
+        assertTrue(h96.uneven());
+        assertEquals(12288 + 0.45 * 4096 + 2, h96.modelChunks(f96), 1e-9);
+        assertEquals(0.8625, h96.modelChunks(f96) / 16384, 1e-3);
+        assertEquals(h96, SegmentPlan.of(1 << 20, f96, 2), "the forced two-pass plan is the same");
         // H = 8: 33 segments, 264 CTAs in exactly two waves (16 segments left 4 slots of 132 idle).
         Fill f8 = new Fill(8, 132, 132, SegmentPlan.PASS1_COST);
         SegmentPlan h8 = SegmentPlan.of(1 << 20, f8, 1);
         assertEquals(1.0, h8.pass2WaveEfficiency(f8), 0.03, h8.toString());
         assertTrue(h8.waveEfficiency(f8) > 0.95, h8.toString());
+        assertEquals(33, h8.segments(), h8.toString());
+        assertTrue(!h8.uneven(), h8.toString());
         // The portable kernels (64 columns a CTA) at H = 64: 128 CTAs fill the GPU, one segment.
         assertEquals(1, SegmentPlan.of(1 << 20, 128, 132, 1).segments());
         // forced two-pass
@@ -165,6 +277,7 @@ class SegmentPlanTest {
         Fill f16 = new Fill(16, 132, 132, SegmentPlan.PASS1_COST);
         SegmentPlan h16 = SegmentPlan.of(524_288, f16, 1);
         assertTrue(h16.pass2WaveEfficiency(f16) >= 0.95, h16.toString());
+        assertTrue(!h16.uneven(), h16.toString());
     }
 
     /** The benchmark's forced cuts: whole chunks covering the window, the sub-segments dividing a segment. */
@@ -185,6 +298,50 @@ class SegmentPlanTest {
             }
         }
         assertEquals(new SegmentPlan(2, 8195 * CHUNK, 5, 1639 * CHUNK, 5), SegmentPlan.cut(1 << 20, 2, 5));
+    }
+
+    /**
+     * The benchmark's forced uneven cuts: the lead rounded up to whole sub-segments; where it would not
+     * be shorter than the rest, the uniform cut of two segments instead.
+     */
+    @Test
+    void forcedUnevenCutsCoverTheWindow() {
+        for (int n : new int[] {1, 63, 64, 65, 200, 257, 1000, 4100, 65_536, 1 << 20}) {
+            int chunks = (n + CHUNK - 1) / CHUNK;
+            for (int lead : new int[] {1, 2, 3, 7, 100, 4096}) {
+                for (int e : new int[] {1, 2, 3}) {
+                    SegmentPlan p = SegmentPlan.cutLead(n, lead, e);
+                    String at = "n=" + n + " lead=" + lead + " e=" + e + ": " + p;
+                    assertCovers(n, p, at);
+                    int rounded = (lead + e - 1) / e * e;
+                    if (rounded < chunks - rounded) {
+                        assertTrue(p.uneven(), at);
+                        assertEquals(rounded * CHUNK, p.lead(), at);
+                        assertEquals(e, p.every(), at);
+                        assertEquals((chunks - rounded) * CHUNK, p.segTokens(), at);
+                    } else {
+                        assertEquals(SegmentPlan.cut(n, 2, e), p, at);
+                    }
+                }
+            }
+        }
+        // 63 tokens, 1 chunk: nothing to cut. 1000 tokens (16 chunks, the last of 40 tokens): lead 3 chunks.
+        assertEquals(SegmentPlan.cut(63, 2, 1), SegmentPlan.cutLead(63, 1, 1));
+        assertEquals(1, SegmentPlan.cutLead(63, 1, 1).segments());
+        assertEquals(new SegmentPlan(2, 13 * CHUNK, 1, 3 * CHUNK, 1, 3 * CHUNK), SegmentPlan.cutLead(1000, 3, 1));
+        assertEquals(new SegmentPlan(2, 12 * CHUNK, 2, 2 * CHUNK, 2, 4 * CHUNK), SegmentPlan.cutLead(1000, 3, 2));
+    }
+
+    /** An uneven plan's shape is checked where it is made: exactly two segments, pass 1 over the lead. */
+    @Test
+    void refusesMalformedUnevenPlans() {
+        // three segments with a short lead
+        assertThrows(IllegalArgumentException.class, () -> new SegmentPlan(3, 640, 1, 64, 2, 64));
+        // pass 1 beyond the lead
+        assertThrows(IllegalArgumentException.class, () -> new SegmentPlan(2, 640, 1, 128, 1, 64));
+        // a lead longer than the other segments
+        assertThrows(IllegalArgumentException.class, () -> new SegmentPlan(2, 640, 1, 704, 1, 704));
+        assertThrows(IllegalArgumentException.class, () -> new SegmentPlan(1, 640, 1, 640, 0, 0));
     }
 
     @Test
