@@ -17,11 +17,12 @@ package dev.lightning.attention.engine.cuda;
  * chunk time, plus a fixed cost for its launch and the scan. The plan minimizes that over segments
  * and sub-segments, so the last wave of either pass is as full as the tokens allow (for H = 48 on
  * 132 SMs: 2 segments, and pass 1 in 5 sub-segments, 240 CTAs in 2 waves, instead of 2 in 96 CTAs
- * of one half-empty wave), and leaves the window whole where no cut pays for its pass 1 (H = 96:
- * 96 CTAs of 132, since cutting it in s segments of 96 CTAs each costs a pass 1 of {@code
- * (s - 1) / s} of its tokens to save at most 27% of pass 2). Measured on the H200 (BENCHMARKS.md,
- * 2026-12-03): H = 96 whole is faster than every cut tried, and the cuts this model adds at H = 48
- * and H = 8 time the same as the plan before it (within 0.5%, alternated in one process).
+ * of one half-empty wave), and leaves the window whole where no even cut pays for its pass 1 (H =
+ * 96: 96 CTAs of 132, since cutting it in s segments of 96 CTAs each costs a pass 1 of {@code
+ * (s - 1) / s} of its tokens to save at most 27% of pass 2; the uneven cut below does pay there).
+ * Measured on the H200 (BENCHMARKS.md, 2026-12-03): H = 96 whole is faster than every even cut
+ * tried, and the cuts this model adds at H = 48 and H = 8 time the same as the plan before it
+ * (within 0.5%, alternated in one process).
  *
  * <p>Uneven plans (issue 13: a plan that fills the GPU whatever H is): two segments, the first, the
  * "lead", shorter ({@code lead < segTokens}), so that pass 1 covers only the lead. The forward
