@@ -37,9 +37,29 @@ if ! command -v nvcc >/dev/null 2>&1; then
 fi
 tmp=$(mktemp)
 trap 'rm -f "$tmp"' EXIT
+# no_spills <ptx> <sm arch> [name]: fails when ptxas puts any kernel of the module over its registers into
+# local memory. The wgmma kernels run at fixed register budgets (setmaxnreg); a change that made the
+# Hopper forward hold two more 64-bit values spilled 236 bytes a thread and cost it 9% at H = 64 and 10%
+# at H = 8 on the H200 (session 9, BENCHMARKS.md "Uneven two-segment plans"), unseen until timed there.
+# Checked when a Hopper module is regenerated, where ptxas is at hand (it comes with nvcc).
+no_spills() {
+  command -v ptxas >/dev/null 2>&1 || { echo "build-ptx: ptxas not found; the spill check of $1 is skipped"; return 0; }
+  local spills
+  spills=$(ptxas -arch="$2" -v "$1" -o /dev/null 2>&1 | awk '/Compiling entry/ { e = $7; gsub(/\047/, "", e) }
+    /spill stores/ && ($5 != 0 || $9 != 0) { print "  " e ": " $5 " bytes of spill stores, " $9 " of spill loads" }')
+  if [[ -n "$spills" ]]; then
+    echo "build-ptx: ${3:-$(basename "$1")} spills registers (ptxas -v, $2); expected none:" >&2
+    echo "$spills" >&2
+    echo "build-ptx: keep fewer values live across the kernel's loops (recompute them from the arguments)" >&2
+    return 1
+  fi
+}
 build() {  # build <source> <arch> <output name>
   nvcc -ptx -arch="$2" -O3 -I "$here" "$here/$1" -o "$tmp"
   if ! cmp -s "$tmp" "$res/$3"; then
+    if [[ "$2" == compute_90a ]]; then
+      no_spills "$tmp" sm_90a "$3"
+    fi
     mkdir -p "$res"
     cat "$tmp" > "$res/$3"
     echo "build-ptx: $3 regenerated from the CUDA sources; commit it with them"
