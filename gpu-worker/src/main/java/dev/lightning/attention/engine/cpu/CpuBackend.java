@@ -182,7 +182,7 @@ public final class CpuBackend implements AttentionBackend {
     private LightningState run(AttentionSpec spec, TokenTensor q, TokenTensor k, TokenTensor v, LightningState state,
                                TokenTensor o, Checkpoints checkpoints) {
         if (warm && WarmUp.worth(spec, k.tokens())) {
-            WarmUp.before(kernel, spec, q, k, v, o);
+            WarmUp.before(kernel, spec, k.dtype(), v.dtype());
         }
         Run r = new Run(kernel, spec, q, k, v, state, o, checkpoints, spare.getAndSet(null));
         LightningState next = r.run();

@@ -29,7 +29,10 @@ import java.util.concurrent.atomic.AtomicInteger;
  * "Warming both passes").
  *
  * <p>The warm-up is one head with the call's head widths, chunk size, feature map,
- * normalization and tensor types (what selects the code paths), {@link #ROUNDS} calls of each
+ * normalization and the types of k and v (what selects the code paths, and what both passes
+ * know: pass 1 has no q or o, so its kind cannot name their types, and a kind that did made a job
+ * with {@code --output-dtype} other than the input's warm up twice; q takes k's type, o v's, and
+ * a call with other types compiles only their small read or write path itself), {@link #ROUNDS} calls of each
  * pass over {@link #CHUNKS} chunks of seeded random values, on backends of its own (no state or
  * scratch of the caller's is touched, so the caller's results are the same bytes with or without
  * it). Once per JVM for each such kind; a second caller of the same kind waits for the first
@@ -63,20 +66,21 @@ final class WarmUp {
     }
 
     /**
-     * Warms up for a call of {@code spec} on these tensors ({@code q} and {@code o} null in pass 1)
-     * if none of its kind has run in this JVM yet; returns once that warm-up has finished.
+     * Warms up for a call of {@code spec} on k and v of these types (either pass) if none of its
+     * kind has run in this JVM yet; returns once that warm-up has finished.
      */
-    static void before(Kernel kernel, AttentionSpec spec, TokenTensor q, TokenTensor k, TokenTensor v, TokenTensor o) {
-        DType qType = q == null ? k.dtype() : q.dtype();
-        DType oType = o == null ? v.dtype() : o.dtype();
+    static void before(Kernel kernel, AttentionSpec spec, DType kType, DType vType) {
         List<Object> kind = List.of(kernel.name(), spec.dk(), spec.dv(), spec.chunkSize(), spec.featureMap(),
-                spec.normalized(), qType, k.dtype(), v.dtype(), oType);
-        FutureTask<Void> task = new FutureTask<>(() -> run(kernel, spec, qType, k.dtype(), v.dtype(), oType), null);
-        FutureTask<Void> first = DONE.putIfAbsent(kind, task);
+                spec.normalized(), kType, vType);
+        FutureTask<Void> first = DONE.get(kind); // every later call of the kind: one lookup
         if (first == null) {
-            RUNS.incrementAndGet();
-            task.run();
-            first = task;
+            FutureTask<Void> task = new FutureTask<>(() -> run(kernel, spec, kType, vType), null);
+            first = DONE.putIfAbsent(kind, task);
+            if (first == null) {
+                RUNS.incrementAndGet();
+                task.run();
+                first = task;
+            }
         }
         try {
             first.get();
@@ -99,7 +103,7 @@ final class WarmUp {
         return RUNS.get();
     }
 
-    private static void run(Kernel kernel, AttentionSpec spec, DType qType, DType kType, DType vType, DType oType) {
+    private static void run(Kernel kernel, AttentionSpec spec, DType kType, DType vType) {
         AttentionSpec one = new AttentionSpec(1, spec.dk(), spec.dv(), new double[] {spec.slope(0)}, spec.scale(),
                 spec.chunkSize()).withFeatureMap(spec.featureMap());
         if (spec.normalized()) {
@@ -107,11 +111,11 @@ final class WarmUp {
         }
         int tokens = CHUNKS * spec.chunkSize();
         java.util.Random random = new java.util.Random(20261204L);
-        TokenTensor q = filled(qType, tokens, spec.dk(), random);
+        TokenTensor q = filled(kType, tokens, spec.dk(), random);
         TokenTensor k = filled(kType, tokens, spec.dk(), random);
         TokenTensor v = filled(vType, tokens, spec.dv(), random);
-        TokenTensor o = TokenTensor.wrap(oType, tokens, 1, spec.dv(),
-                ByteBuffer.allocateDirect(tokens * spec.dv() * oType.bytes()));
+        TokenTensor o = TokenTensor.wrap(vType, tokens, 1, spec.dv(),
+                ByteBuffer.allocateDirect(tokens * spec.dv() * vType.bytes()));
         // a backend a pass, so that each keeps its scratch from one round to the next
         CpuBackend pass1 = new CpuBackend(kernel, false);
         CpuBackend pass2 = new CpuBackend(kernel, false);

@@ -107,6 +107,13 @@ class WarmUpTest {
         assertArrayEquals(bytesAsFloats(expected), bytesAsFloats(o));
         assertArrayEquals(expectedState.data(), state.data());
         assertArrayEquals(expectedState.normalizerData(), state.normalizerData());
+        // o in float32 over bfloat16 input (--output-dtype f32): the same kind, no second warm-up
+        TokenTensor expected32 = TokenTensor.allocate(DType.F32, tokens, 2, 40);
+        new CpuBackend(kernel, false).forward(spec, q, k, v, zero, expected32, Checkpoints.none());
+        TokenTensor o32 = TokenTensor.allocate(DType.F32, tokens, 2, 40);
+        new CpuBackend(kernel, true).forward(spec, q, k, v, zero, o32, Checkpoints.none());
+        assertEquals(before + 1, WarmUp.runs(), "o's type is not part of the kind");
+        assertEquals(expected32.bytes(), o32.bytes());
     }
 
     @Test
