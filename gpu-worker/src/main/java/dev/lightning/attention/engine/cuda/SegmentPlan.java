@@ -288,9 +288,16 @@ record SegmentPlan(int segments, int segTokens, int every, int subTokens, int lo
 
     /** An uneven cut's modelled time from pass 2's schedule ({@link #listSchedule}): plus pass 1 over the lead and the cut's fixed cost. */
     private static double unevenChunks(Fill fill, long pass2, int leadChunks, int every) {
-        double pass1 = fill.pass1Cost() * ceil((long) fill.ctasPerSegment() * every, fill.statesSlots())
-                * (leadChunks / every);
-        return pass2 + pass1 + CUT_COST_CHUNKS;
+        return pass2 + pass1Chunks(fill, every, leadChunks / every) + CUT_COST_CHUNKS;
+    }
+
+    /**
+     * Pass 1's modelled time, in forward chunk times: {@code subSegments} sub-segments of
+     * {@code subChunks} chunks, each on every CTA of a segment, in waves of the states kernel's
+     * slots, at {@link Fill#pass1Cost} a chunk. Even and uneven cuts alike.
+     */
+    private static double pass1Chunks(Fill fill, long subSegments, int subChunks) {
+        return fill.pass1Cost() * ceil(fill.ctasPerSegment() * subSegments, fill.statesSlots()) * subChunks;
     }
 
     /**
@@ -348,8 +355,7 @@ record SegmentPlan(int segments, int segTokens, int every, int subTokens, int lo
         if (segments == 1) {
             return pass2;
         }
-        long pass1Ctas = (long) fill.ctasPerSegment() * (segments - 1) * every;
-        return pass2 + fill.pass1Cost() * ceil(pass1Ctas, fill.statesSlots()) * (segChunks / every) + CUT_COST_CHUNKS;
+        return pass2 + pass1Chunks(fill, (long) (segments - 1) * every, segChunks / every) + CUT_COST_CHUNKS;
     }
 
     /**
