@@ -116,13 +116,10 @@
 // The states kernel's map (map_tile_rows, 4 rows of its K tile at a time): with one row's loads and exponentials in
 // flight (map_tile) a loader thread spent most of a chunk's time waiting on them, between the copy landing and the
 // arrive (2 and 4 rows measured the same: 6.35 and 6.33 ms for elu1's states kernel against 8.02, round 1).
-#ifndef LIGHTNING_WG_NORM_QPZ
-#define LIGHTNING_WG_NORM_QPZ 1
-#endif
 __host__ __device__ inline int lightning_wg_smem_bytes(int dk, int forward) {
     (void)dk;
     const int qk = 16384, nc = LIGHTNING_WG_COLUMNS;
-    return (forward ? 3 * (2 * qk + 128 * nc) + 2 * qk + (LIGHTNING_WG_NORM_QPZ ? 4096 : 0) + 128 * (nc + 8) + 3 * 2048 + 1152 + 512
+    return (forward ? 3 * (2 * qk + 128 * nc) + 2 * qk + 128 * (nc + 8) + 3 * 2048 + 1152 + 512
                     : 4 * (qk + 128 * nc) + 1152) + 2048;
 }
 
@@ -194,9 +191,6 @@ constexpr int kLoaders = 128;
 // Q and K (map_tiles2; norm_cost: 45.2 -> 37.0 ms, plain unchanged at 25.9 ms). The module with both
 // passed GpuBackendTest on an H200 (171 passed, 0 failed; 2026-12-03 15:01 UTC,
 // bench/results/2026-12-03-h200-hopnorm-r3-gpu-tests.log).
-#ifndef LIGHTNING_WG_NORM_FAST_STORE
-#define LIGHTNING_WG_NORM_FAST_STORE 1
-#endif
 #ifndef LIGHTNING_WG_MAP_LOADER_REGS
 #define LIGHTNING_WG_MAP_LOADER_REGS 72
 #endif
@@ -334,22 +328,20 @@ __device__ __forceinline__ void load_tile(unsigned dst, unsigned char* dstGeneri
 // firstCheckpoint, start the sequence position of the next chunk. A chunk of m <= 64 <= N tokens
 // passes at most one multiple of N.
 struct CheckpointClock {
-    // two ints (the slot fits: it is below the checkpoints of one window); N itself is read from the
-    // arguments at each step, not held (a register fewer: the normalized forward's consumers have none spare)
-    int rem, next;
-    __device__ __forceinline__ CheckpointClock(const LightningArgs& a, long long start) {
-        const int every = a.checkpointEvery;
+    int every, rem;
+    long long next;
+    __device__ __forceinline__ CheckpointClock(const LightningArgs& a, long long start) : every(a.checkpointEvery) {
         const long long p = a.position + start;
         rem = every > 0 ? (int)(p % every) : 0;
-        next = every > 0 ? (int)(p / every - a.firstCheckpoint) : 0;
+        next = every > 0 ? p / every - a.firstCheckpoint : 0;
     }
-    // Moves past a chunk of m tokens; the slot it ends on, or -1. Only when every (= a.checkpointEvery) > 0.
-    __device__ __forceinline__ long long advance(int m, int every) {
+    // Moves past a chunk of m tokens; the slot it ends on, or -1. Only when every > 0.
+    __device__ __forceinline__ long long advance(int m) {
         rem += m;
         if (rem < every) return -1;
         rem -= every;
-        const int slot = next++;
-        return rem == 0 ? (long long)slot : -1;
+        const long long slot = next++;
+        return rem == 0 ? slot : -1;
     }
 };
 
@@ -441,11 +433,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     constexpr unsigned qBytes = 8192u * (Dkp / 64);     // a 64 x Dkp tile (Q or K), whole atoms
     const unsigned vBytes = 128u * kCols;               // a 64 x NC tile (two atoms)
     const unsigned stageBytes = (FWD ? 2u : 1u) * qBytes + vBytes;
-    // QPZ (normalized forward): the normalizer tile's 8 rows below each atom of the state copy, so that
-    // one m64n72 product gives Q P and q . zP (atoms of 72 rows, 9216 bytes)
-    constexpr bool QPZ = FWD && NORM && LIGHTNING_WG_NORM_QPZ;
-    constexpr unsigned ptAtom = QPZ ? 9216u : 8192u;
-    constexpr unsigned ptBytes = (Dkp / 64) * ptAtom;   // a consumer's state copy: 64 x Dkp (P^T), two atoms
+    constexpr unsigned ptBytes = 128u * Dkp;            // a consumer's state copy: 64 x Dkp (P^T), two atoms
     const unsigned offPt = NS * stageBytes;             // atoms at multiples of 1024
     const unsigned offO = offPt + (FWD ? 2u * ptBytes : 0u);
     constexpr unsigned zBytes = 2048u;                  // a normalizer tile: 8 x Dkp, two 1024-byte atoms
@@ -476,11 +464,6 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
         tables(0);
         if (PAIR) tables(1);
         if (tid == 0) {
-            if (FWD && NORM) {  // the denominators' constants (consumers: normConst), beside the mbarriers
-                float* nc = reinterpret_cast<float*>(sm + offTab + 1088);
-                nc[0] = scale != 0.f ? 1.f / scale : 0.f;
-                nc[1] = a.eps;
-            }
             for (int i = 0; i < NS; ++i) {
                 mbar_init(fullU + 8u * i, kLoaders);
                 mbar_init(emptyU + 8u * i, kConsumerThreads);
@@ -631,7 +614,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                 zv[2] = fmaf(lm, zv[2], zd1[0] + zd1[1]);
                 zv[3] = fmaf(lm, zv[3], zd1[2] + zd1[3]);
                 if (ckZ) {
-                    const long long slot = clock.advance(m, a.checkpointEvery);
+                    const long long slot = clock.advance(m);
                     if (slot >= 0 && zWriter) z_out(a.checkpointNorms + (slot * H + h) * dk);
                 }
                 }  // ZX
@@ -702,7 +685,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
         unsigned char* base = pt + (16 * w4 + g) * 128 + 4 * tq;
 #pragma unroll
         for (int nt = 0; nt < NP / 4; ++nt) {
-            unsigned char* d = base + (nt >> 3) * ptAtom + (((nt & 7) ^ g) << 4);
+            unsigned char* d = base + ((nt >> 3) << 13) + (((nt & 7) ^ g) << 4);
             *reinterpret_cast<unsigned*>(d) = O_::pack(Pt[4 * nt], Pt[4 * nt + 1]);
             *reinterpret_cast<unsigned*>(d + 8 * 128) = O_::pack(Pt[4 * nt + 2], Pt[4 * nt + 3]);
         }
@@ -726,19 +709,12 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     const float r0 = scale * l0, r1 = scale * l1;    // inter rows: scale lambda^(i+1)
     // (PAIR: the copy holds the own dk only, in its first atom)
     const unsigned long long ptDesc = desc_add(desc_of(ptU, 16u, 1024u), PAIR ? 0ull : atomJ);
-    // k-step ks of the state copy as a K-major B: atom ks / 4, byte 32 (ks % 4)
-    auto pt_desc = [&](int ks) {
-        return desc_add(ptDesc, (unsigned long long)((ks >> 2) * (ptAtom >> 4) + ((ks & 3) << 1)));
-    };
     // NORM: the mask table carries the scale, so the row sums of the masked scores do too; the
     // denominator must not (o = scale num' / (den' + eps), num = scale num' as computed): the sums
     // are multiplied back by 1 / scale (0 for a zero scale, whose outputs are 0 anyway), one
     // multiply a row instead of a second, unscaled mask.
-    // The constants of the denominators (the two rows' lambda^(i+1), 1 / scale and eps) are read from
-    // shared memory where they are used, once a chunk, not held in registers across it: the normalized
-    // consumers have no register to spare (see store_rows).
-    // (at byte 1088 of the tables: tab + 208, tab being the table's element 0 at byte 256)
-    const volatile float* normTab = tab;
+    const float invScale = scale != 0.f ? 1.f / scale : 0.f;
+    const float eps = a.eps;
     float Zd[4] = {0.f, 0.f, 0.f, 0.f};  // q_i . zP: [0] hi, [1] lo of row i0; [2], [3] of row i0 + 8
     // Checkpoints (forward): the clock runs in every consumer thread alike (a uniform branch).
     const bool ckS = FWD && a.checkpoints != nullptr && a.checkpointEvery > 0;
@@ -764,7 +740,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     };
     // Writes this warp's staged rows of chunk cs, own columns, as 16-byte row pieces.
     auto store_rows = [&](int cs) {
-        if ((!NORM || LIGHTNING_WG_NORM_FAST_STORE) && vecO) {  // (NORM: its 208 consumer registers spilled 8 bytes)
+        if (!NORM && vecO) {  // (NORM: its 208 consumer registers spilled 8 bytes)
             store_rows_fast(cs);
             return;
         }
@@ -859,7 +835,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             // shared tile and S V's A read from it. Correct, but the plain forward 8.5 to 10.3% slower with a named
             // barrier a chunk and 1.8 to 2.3% with an mbarrier hand-over (form() and the output rows between arrive and
             // wait), base against itself -1.4 to +0.2%; the normalized forward within -2.4 to +0.5%.
-            float S[32], Oa[QPZ ? 36 : 32];  // the first k-step (ss0) overwrites them; QPZ: Oa[32..35] is q . zP
+            float S[32], Oa[32];  // the first k-step (ss0) overwrites them
             wg_fence();
 #pragma unroll
             for (int ks = 0; ks < KSJ; ++ks) {
@@ -867,44 +843,22 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                 else W::template ss<0>(S, qk_desc(qDesc, ks), qk_desc(kDesc, ks));
             }
             wg_commit();
-            if constexpr (QPZ) {
-                // The stage's normalizer tile below this consumer's state copy (rows 64..71 of each atom),
-                // while S runs: 128 threads, 16 bytes each, by 32-bit shared addresses; then every warp of
-                // this consumer has written its part before the product reads it.
-                const unsigned t = 32u * w4 + lane;
-                unsigned x0, x1, x2, x3;
-                asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(x0), "=r"(x1), "=r"(x2), "=r"(x3)
-                             : "r"(smU + offZ + st * zBytes + (t >> 6) * 1024u + (t & 63u) * 16u));
-                asm volatile("st.shared.v4.u32 [%0], {%1, %2, %3, %4};" ::"r"(ptU + (t >> 6) * ptAtom + 8192u + (t & 63u) * 16u),
-                             "r"(x0), "r"(x1), "r"(x2), "r"(x3) : "memory");
-                fence_async_smem();
-                named_bar_sync(barId, 128);
-            }
 #pragma unroll
             for (int ks = 0; ks < KSJ; ++ks) {
-                if constexpr (QPZ) {
-                    if (ks == 0) Wgmma<T, 72>::ss0(Oa, qk_desc(qDesc, ks), pt_desc(ks));
-                    else Wgmma<T, 72>::ss(Oa, qk_desc(qDesc, ks), pt_desc(ks));
-                } else {
-                    if (ks == 0) W::template ss0<0>(Oa, qk_desc(qDesc, ks), pt_desc(ks));
-                    else W::template ss<0>(Oa, qk_desc(qDesc, ks), pt_desc(ks));
-                }
+                if (ks == 0) W::template ss0<0>(Oa, qk_desc(qDesc, ks), qk_desc(ptDesc, ks));
+                else W::template ss<0>(Oa, qk_desc(qDesc, ks), qk_desc(ptDesc, ks));
             }
-            if (NORM && !QPZ && !(LIGHTNING_WG_NORM_X & 1)) {
+            if (NORM && !(LIGHTNING_WG_NORM_X & 1)) {
 #pragma unroll
                 for (int ks = 0; ks < KS; ++ks) {
-                    const unsigned long long zd = desc_add(zDesc, (unsigned long long)(((ks >> 2) << 6) + ((ks & 3) << 1)));
+                    const unsigned long long zd = zDesc + (unsigned long long)(((ks >> 2) << 6) + ((ks & 3) << 1));
                     if (ks == 0) Wgmma<T, 8>::template ss<0>(Zd, qk_desc(qDesc, ks), zd);
                     else Wgmma<T, 8>::template ss<1>(Zd, qk_desc(qDesc, ks), zd);
                 }
             }
             wg_commit();
-            // While the tensor cores work: the state update's fragments and the previous chunk's rows.
-            // NORM: the rows first, while the fragments (32 registers) are not yet live (with Zd live, the
-            // other order spilled the fast store path's registers).
-            if (NORM && LIGHTNING_WG_NORM_FAST_STORE && c > 0) store_rows(c - 1);
             form();
-            if (!(NORM && LIGHTNING_WG_NORM_FAST_STORE) && c > 0) store_rows(c - 1);
+            if (c > 0) store_rows(c - 1);  // while the tensor cores work
             // Mask and decay (tab is 0 for i < j), repacked as A fragments of S V: k-step kk is
             // {n-tile 2kk row g, n-tile 2kk row g+8, n-tile 2kk+1 row g, n-tile 2kk+1 row g+8}.
             wg_wait<1>();
@@ -926,8 +880,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             }
             wg_wait<0>();
             reg_fence<32>(Oa);
-            if (NORM && !QPZ) reg_fence<4>(Zd);
-            if (QPZ) reg_fence<4>(Oa + 32);
+            if (NORM) reg_fence<4>(Zd);
 #pragma unroll
             for (int nt = 0; nt < 8; ++nt) {
                 Oa[4 * nt] *= r0;
@@ -951,10 +904,8 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                 den1 += __shfl_xor_sync(0xffffffffu, den1, 1);
                 den0 += __shfl_xor_sync(0xffffffffu, den0, 2);
                 den1 += __shfl_xor_sync(0xffffffffu, den1, 2);
-                const float invScale = normTab[208], eps = normTab[209];
-                const float* zq = QPZ ? Oa + 32 : Zd;
-                inv0 = lightning::rcp_approx(fmaf(den0, invScale, normTab[i0 + 1] * (zq[0] + zq[1])) + eps);
-                inv1 = lightning::rcp_approx(fmaf(den1, invScale, normTab[i0 + 9] * (zq[2] + zq[3])) + eps);
+                inv0 = __frcp_rn(fmaf(den0, invScale, l0 * (Zd[0] + Zd[1])) + eps);
+                inv1 = __frcp_rn(fmaf(den1, invScale, l1 * (Zd[2] + Zd[3])) + eps);
             }
             wg_wait<0>();
             reg_fence<32>(Oa);
@@ -1007,7 +958,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
         mbar_arrive(emptyU + 8u * st);  // done with the stage
         // A checkpoint after this chunk: the own columns of S (z is the loaders').
         if (ckS) {
-            const long long slot = clock.advance(m, a.checkpointEvery);
+            const long long slot = clock.advance(m);
             if (slot >= 0 && colsLive) {
                 float* ck = a.checkpoints + (slot * H + hj) * dk * dv;
                 each_state([&](int i, long long off) { ck[off] = Pt[i]; });

@@ -107,16 +107,6 @@ __device__ __forceinline__ void cp_async_wait(int pending) {
     else asm volatile("cp.async.wait_group 0;\n" ::: "memory");
 }
 
-// 1 / x by the chip's approximate reciprocal (MUFU.RCP; at most 1 ulp of float32 off, subnormal x flushed to
-// zero): the normalized outputs' 1 / (den + eps), which are then rounded to a 16-bit type. __frcp_rn's IEEE
-// rounding took about 18 instructions a call in the Hopper forward (ncu source counters, H200, 2026-12-04),
-// for a result no output can tell apart.
-__device__ __forceinline__ float rcp_approx(float x) {
-    float r;
-    asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x));
-    return r;
-}
-
 __device__ __forceinline__ bool aligned16(const void* p) {
     return (reinterpret_cast<unsigned long long>(p) & 15ull) == 0;
 }

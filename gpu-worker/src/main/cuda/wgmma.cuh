@@ -160,36 +160,6 @@ LIGHTNING_WG_WGMMA64(__half, "f16")
 LIGHTNING_WG_WGMMA128(__nv_bfloat16, "bf16")
 LIGHTNING_WG_WGMMA128(__half, "f16")
 
-// D[64 x 72] (+)= A[64 x 16] B[16 x 72], both from shared memory (K-major B): the normalized forward's
-// Q P with the normalizer's 8 rows below the state copy (hopper.cuh, QPZ), so that q . zP comes out as
-// columns 64..71 of the same product. ss0: D = A B.
-#define LIGHTNING_WG_D36 LIGHTNING_WG_D32, "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35])
-#define LIGHTNING_WG_D36_OUT LIGHTNING_WG_D32_OUT, "=f"(d[32]), "=f"(d[33]), "=f"(d[34]), "=f"(d[35])
-#define LIGHTNING_WG_D36_LIST                                                                              \
-    "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"                                             \
-    "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35}"
-#define LIGHTNING_WG_WGMMA72(TYPE, TYPE_NAME)                                                              \
-    template <> struct Wgmma<TYPE, 72> {                                                                   \
-        static __device__ __forceinline__ void ss(float* d, unsigned long long a, unsigned long long b) {   \
-            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"                                        \
-                         "wgmma.mma_async.sync.aligned.m64n72k16.f32." TYPE_NAME "." TYPE_NAME " "           \
-                         LIGHTNING_WG_D36_LIST ", %36, %37, p, 1, 1, 0, 0;\n}\n"                            \
-                         : LIGHTNING_WG_D36                                                                \
-                         : "l"(a), "l"(b)                                                                  \
-                         : "memory");                                                                     \
-        }                                                                                                  \
-        static __device__ __forceinline__ void ss0(float* d, unsigned long long a, unsigned long long b) {  \
-            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, 0, 0;\n"                                        \
-                         "wgmma.mma_async.sync.aligned.m64n72k16.f32." TYPE_NAME "." TYPE_NAME " "           \
-                         LIGHTNING_WG_D36_LIST ", %36, %37, p, 1, 1, 0, 0;\n}\n"                            \
-                         : LIGHTNING_WG_D36_OUT                                                            \
-                         : "l"(a), "l"(b)                                                                  \
-                         : "memory");                                                                     \
-        }                                                                                                  \
-    };
-LIGHTNING_WG_WGMMA72(__nv_bfloat16, "bf16")
-LIGHTNING_WG_WGMMA72(__half, "f16")
-
 // D[64 x 8] (+)= A[64 x 16] B[16 x 8], both from shared memory, B K-major: ss, the denominators'
 // q_i . zP (the normalizer tile as B; ACC = 0: D = A B); ss_ta, A MN-major, the loaders' column sums
 // of the normalizer (the K tile read as K^T).
