@@ -61,7 +61,7 @@ public final class BenchHooks {
 
     /** Every window cut into {@code segments} segments of {@code every} pass-1 sub-segments; 0: as planned. */
     public void forcePlan(int segments, int every) {
-        backend.forcedPlan = segments < 1 ? null : new int[] {segments, every, 0};
+        backend.forcedPlan = segments < 1 ? null : n -> SegmentPlan.cut(n, segments, every);
     }
 
     /**
@@ -69,7 +69,7 @@ public final class BenchHooks {
      * sub-segments, then the rest ({@code SegmentPlan.cutLead}); 0: as planned.
      */
     public void forceLead(int leadChunks, int every) {
-        backend.forcedPlan = leadChunks < 1 ? null : new int[] {2, every, leadChunks};
+        backend.forcedPlan = leadChunks < 1 ? null : n -> SegmentPlan.cutLead(n, leadChunks, every);
     }
 
     /** Lets the Hopper kernels take narrow heads too (Dk, Dv <= 64), which they pad: timing only. */

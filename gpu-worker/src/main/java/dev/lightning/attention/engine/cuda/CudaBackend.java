@@ -115,11 +115,11 @@ public final class CudaBackend implements AttentionBackend {
     /** At least this many segments per window (benchmark only: to time the two-pass path). */
     int minSegments = 1;
     /**
-     * Segments and pass-1 sub-segments a segment of every window, and a lead in chunks (0: uniform;
-     * else {@link SegmentPlan#cutLead}) (benchmark only, with an unlimited memory budget: to time
-     * plans the model did not choose); null: as SegmentPlan chooses.
+     * The plan of every window, from its tokens ({@link SegmentPlan#cut} or {@link SegmentPlan#cutLead};
+     * benchmarks and tests only, with an unlimited memory budget: to time and check plans the model did
+     * not choose); null: as SegmentPlan chooses.
      */
-    int[] forcedPlan;
+    java.util.function.IntFunction<SegmentPlan> forcedPlan;
     /** Whether the Hopper kernels may run (tests turn them off to check the portable ones there). */
     boolean hopperKernels = true;
     /** Whether the Hopper kernels take also Dk <= 64 and Dv <= 64 (benchmark only: to time them there). */
@@ -449,8 +449,7 @@ public final class CudaBackend implements AttentionBackend {
 
     private SegmentPlan segmentPlan(AttentionSpec spec, Kernels.Choice kernels, int n) {
         if (forcedPlan != null) {
-            return forcedPlan[2] > 0 ? SegmentPlan.cutLead(n, forcedPlan[2], forcedPlan[1])
-                    : SegmentPlan.cut(n, forcedPlan[0], forcedPlan[1]);
+            return forcedPlan.apply(n);
         }
         SegmentPlan.Fill fill = fill(spec, kernels);
         synchronized (plans) {

@@ -524,7 +524,7 @@ class GpuBackendTest {
         CudaBackend[] all = {tensorCores, portable, generic};
         try {
             for (CudaBackend b : all) {
-                b.forcedPlan = new int[] {2, every, leadChunks};
+                b.forcedPlan = n -> SegmentPlan.cutLead(n, leadChunks, every);
             }
             assertVariantAgreesWithTheRecurrence(c);
             for (CudaBackend b : all) {
