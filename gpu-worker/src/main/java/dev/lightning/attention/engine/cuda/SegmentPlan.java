@@ -52,7 +52,7 @@ record SegmentPlan(int segments, int segTokens, int every, int subTokens, int lo
      * Most CTAs a pass may have, in full waves of the GPU: more waves shrink the last wave's share
      * further but each segment's and sub-segment's state takes device memory (the backend reserves
      * {@link #maxStates} of them) and a scan step. Nor do they pay in time: on the H200 cuts into 3 to 4
-     * whole waves (H = 40, 48, 56 at T = 2^20, D = 128) ran 0 to 6% slower than the plans this bound
+     * whole waves (H = 40, 48, 56 at T = 2^20, D = 128) took 0.996x to 1.064x the time of the plans this bound
      * gives, a full GPU moving about the bytes a second a partly idle one does at the card's power
      * limit (BENCHMARKS.md, "Cuts that fill whole waves", session 10).
      */
