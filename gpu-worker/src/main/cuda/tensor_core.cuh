@@ -320,6 +320,18 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
     const long long segEnd = seg.end;
     const int segLen = (int)(segEnd - segStart);
     const int nChunks = (segLen + kChunk - 1) / kChunk;
+    // Tokens of chunk c. The normalized forward entries (NV != 1) take them from the segment's length in
+    // 32 bits; the other entries from its 64-bit end, as before uneven plans. Since the segment bounds came
+    // from lightning_segment (uneven plans, session 9) ptxas scheduled the normalized forward 8.6% slower
+    // with the 64-bit form (normalized identity 57.97 -> 63.06 ms, plain unchanged; norm_cost, H200,
+    // T = 2^20, H = 64, D = 128, 2026-12-04); the 32-bit form takes it back to 58.1 ms and normalized elu1
+    // from 67.2 to 64.8, but made the plain forward 2.5% slower, so the plain entries keep the 64-bit form
+    // (BENCHMARKS.md, "The portable normalized forward's regression"; timed for the narrow entries, dk <= 128).
+    // Only the normalized forward entries' SASS changes with this.
+    auto chunk_tokens = [&](int c) {
+        if constexpr (FWD && NV != 1) return min(kChunk, segLen - c * kChunk);
+        else return (int)min((long long)kChunk, segEnd - (segStart + (long long)c * kChunk));
+    };
 
     // ---- shared memory carve-up, byte offsets (see lightning_tc_smem_bytes) ----
     // Stage: [Q (forward only)] K (64 x ldk), V (64 x 72). As many stages as fit (2..kMaxStages).
@@ -377,7 +389,7 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
     // Issue the loads of chunk c into stage st (asynchronous on the vector path).
     auto load_chunk = [&](int st, int c) {
         const long long t0 = segStart + (long long)c * kChunk;
-        const int m = (int)min((long long)kChunk, segEnd - t0);
+        const int m = chunk_tokens(c);
         const unsigned q0 = offStage + st * stageBytes, k0 = q0 + (FWD ? 128u * ldk : 0u), v0 = q0 + qkBytes;
         if (FWD)
             load_tile<T>(smU + q0, sm + q0, ldk, q + (t0 * rowQ + (long long)hq * dk), rowQ, m, Dkp, dk, vecQK,
@@ -389,8 +401,7 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
     // phi on the pieces of chunk c's Q and K tiles (stage st) that this thread copied; its copies of
     // the chunk must have landed.
     auto phi_chunk = [&](int st, int c) {
-        const long long t0 = segStart + (long long)c * kChunk;
-        const int m = (int)min((long long)kChunk, segEnd - t0);
+        const int m = chunk_tokens(c);
         const unsigned q0 = offStage + st * stageBytes, k0 = q0 + (FWD ? 128u * ldk : 0u);
         if (fm == 1) {
             if (FWD) phi_own<T, 1>(sm + q0, ldk, m, Dkp, dk, vecQK, planQK);
@@ -612,7 +623,7 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
     unsigned parity = 0;  // (c / NS) & 1: with load warps, the phase of full[st] that chunk c completes
     for (int c = 0; c < nChunks; ++c) {
         const long long t0 = segStart + (long long)c * kChunk;
-        const int m = (int)min((long long)kChunk, segEnd - t0);
+        const int m = chunk_tokens(c);
         const unsigned qOff = offStage + st * stageBytes;
         const unsigned kU = smU + qOff + (FWD ? 128u * ldk : 0u);
         const unsigned vOff = qOff + qkBytes;
