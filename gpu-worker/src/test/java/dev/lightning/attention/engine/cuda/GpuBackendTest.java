@@ -492,6 +492,70 @@ class GpuBackendTest {
     }
 
     /**
+     * The unpaired Hopper forward loads its tiles by TMA (tensor maps made on the device before it) or,
+     * with {@code tensorMaps} off, by cp.async as before. Both bring the same bytes into shared memory,
+     * zeros included, so o, the final state and the checkpoints must be equal to the bit: plain variants
+     * (those the maps serve) whose boxes are cut at the columns (Dk = 72 and 80, Dv = 136 and 200: a
+     * second column tile), at the heads (grouped q, k or v), and at the segments' ends (T not a multiple of
+     * the chunk; one segment, an even cut and an uneven one). On a Hopper GPU the first backend must
+     * have chosen the maps.
+     */
+    static java.util.stream.Stream<org.junit.jupiter.params.provider.Arguments> tmaCases() {
+        java.util.List<org.junit.jupiter.params.provider.Arguments> out = new java.util.ArrayList<>();
+        VariantCase[] cases = {
+            new VariantCase(1000, 6, 2, 3, 128, 136, "minimax", FeatureMap.IDENTITY, false, true, DType.BF16, 128, 9301),
+            new VariantCase(700, 8, 8, 2, 96, 128, "1e-6", FeatureMap.IDENTITY, false, false, DType.F16, 64, 9302),
+            new VariantCase(257, 2, 4, 4, 72, 72, "8", FeatureMap.IDENTITY, false, true, DType.BF16, 0, 9303),
+            new VariantCase(1000, 3, 3, 3, 80, 200, "minimax", FeatureMap.IDENTITY, false, true, DType.F16, 192, 9304),
+            new VariantCase(1, 4, 4, 4, 128, 128, "minimax", FeatureMap.IDENTITY, false, true, DType.BF16, 0, 9305)};
+        for (VariantCase c : cases) {
+            out.add(org.junit.jupiter.params.provider.Arguments.of(c, "as planned"));
+            if (c.tokens() > 128) {
+                out.add(org.junit.jupiter.params.provider.Arguments.of(c, "3 segments"));
+                out.add(org.junit.jupiter.params.provider.Arguments.of(c, "lead of 1 chunk"));
+            }
+        }
+        return out.stream();
+    }
+
+    @ParameterizedTest(name = "{0} {1}")
+    @MethodSource("tmaCases")
+    void hopperTilesByTmaAndByCpAsyncGiveTheSameBits(VariantCase c, String plan) {
+        java.util.function.IntFunction<SegmentPlan> forced = plan.startsWith("3") ? n -> SegmentPlan.cut(n, 3, 1)
+                : plan.startsWith("lead") ? n -> SegmentPlan.cutLead(n, 1, 1) : null;
+        AttentionSpec spec = c.spec();
+        TokenTensor[] qkv = c.inputs();
+        LightningState s0 = c.initialState();
+        int t = c.tokens();
+        TokenTensor[] o = new TokenTensor[2];
+        LightningState[] s = new LightningState[2];
+        Checkpoints[] cp = new Checkpoints[2];
+        try {
+            for (int i = 0; i < 2; i++) {
+                tensorCores.tensorMaps = i == 0;
+                tensorCores.forcedPlan = forced;
+                o[i] = TokenTensor.allocate(c.dtype(), t, spec.heads(), spec.dv());
+                poison(o[i]);
+                cp[i] = c.checkpoints(POSITION, t);
+                s[i] = tensorCores.forward(spec, qkv[0], qkv[1], qkv[2], s0, o[i], cp[i]);
+                if (i == 0 && tensorCores.lastKernels.startsWith("lightning_forward_wg_")) {
+                    assertTrue(tensorCores.kernelsFor(spec, c.dtype()).maps() != null, c + ": the maps were chosen");
+                }
+            }
+        } finally {
+            tensorCores.tensorMaps = true;
+            tensorCores.forcedPlan = null;
+        }
+        System.out.println("tma " + c + " " + plan + ": kernels " + tensorCores.lastKernels + ", plan "
+                + tensorCores.lastPlan);
+        assertArrayEquals(o[1].toFloats(), o[0].toFloats(), c + ": o");
+        assertArrayEquals(s[1].kv(), s[0].kv(), c + ": final S");
+        for (int i = 0; i < cp[0].count(); i++) {
+            assertArrayEquals(cp[1].state(spec, i).kv(), cp[0].state(spec, i).kv(), c + ": checkpoint " + i);
+        }
+    }
+
+    /**
      * Uneven plans (SegmentPlan: a short lead segment, launched after the long one, pass 1 over the
      * lead alone) forced on each family and variant: a lead of one chunk in one pass-1 sub-segment,
      * and of a quarter of the window's chunks in two (rounded up to whole sub-segments), on windows
