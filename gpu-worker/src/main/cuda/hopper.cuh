@@ -161,98 +161,6 @@ __device__ __forceinline__ unsigned long long desc_add(unsigned long long d, uns
 __device__ __forceinline__ void cp_async16(unsigned sdst, const void* gsrc) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(sdst), "l"(gsrc) : "memory");
 }
-// ------------------------------ tensor maps (TMA) ------------------------------------------
-// The plain forward's loads by the tensor memory accelerator: one thread issues a stage's six boxes
-// (Q, K and V tiles, two 64-column atoms each) with cp.async.bulk.tensor, and the copies complete the
-// stage's full barrier themselves (complete_tx), instead of 128 loader threads issuing 24 cp.async
-// each, waiting for them and arriving. The maps are made on the device (lightning_wg_maps: JCuda
-// 12.6.0 binds no cuTensorMapEncodeTiled) from zeros by tensormap.replace, field by field; on an
-// H200 (driver 580) a map made so loaded the same tiles as the driver's encoding of the same tensor
-// (bench/cuda/tmap_probe.cu, 2026-12-04: 0 of 49,152 elements differ; two bytes of the 128 differ,
-// which the loads do not read).
-// A map a segment and tensor: rank 3 {columns (dk or dv), heads, the segment's tokens}, element
-// strides 1, box {64, 1, 64}, the 128-byte swizzle (the layout of load_tile and the descriptors),
-// zeros out of bounds: columns past dk (dv) and rows past the segment's end load as zeros, as
-// load_tile's zero fill does, so a partial chunk needs nothing more.
-// tensormap.replace's encodings (PTX ISA, and checked against the driver's maps by the probe): the rank
-// field holds rank - 1, the element types are the PTX enumeration (f16 6, bf16 10), the swizzle mode 3 is
-// 128 bytes; sizes and strides as they are (strides in bytes).
-constexpr int kMapBytes = 128;
-constexpr int kMapsPerSegment = 4;  // q, k, v (loads: boxes of 64 tokens), o (stores: boxes of 16)
-template <typename T> struct MapType;
-template <> struct MapType<__nv_bfloat16> { static constexpr int code = 10; };
-template <> struct MapType<__half> { static constexpr int code = 6; };
-// Writes the map of tensor x ([n, heads, cols], rows of heads * cols elements) restricted to tokens
-// [start, end), boxes of 64 columns and boxRows tokens, at m (global memory, 128-byte aligned). One thread.
-template <typename T>
-__device__ __forceinline__ void make_map(unsigned char* m, const T* x, int heads, int cols, long long start,
-                                         long long end, int boxRows) {
-    for (int i = 0; i < kMapBytes; i += 16) *reinterpret_cast<uint4*>(m + i) = make_uint4(0u, 0u, 0u, 0u);
-    const unsigned long long addr = reinterpret_cast<unsigned long long>(x + start * heads * cols);
-    const unsigned tokens = (unsigned)max(1ll, end - start);
-    const unsigned long long s1 = 2ull * cols, s2 = 2ull * cols * heads;
-    asm volatile(
-        "tensormap.replace.tile.global_address.global.b1024.b64 [%0], %1;\n"
-        "tensormap.replace.tile.rank.global.b1024.b32 [%0], 2;\n"
-        "tensormap.replace.tile.box_dim.global.b1024.b32 [%0], 0, 64;\n"
-        "tensormap.replace.tile.box_dim.global.b1024.b32 [%0], 1, 1;\n"
-        "tensormap.replace.tile.box_dim.global.b1024.b32 [%0], 2, %8;\n"
-        "tensormap.replace.tile.global_dim.global.b1024.b32 [%0], 0, %2;\n"
-        "tensormap.replace.tile.global_dim.global.b1024.b32 [%0], 1, %3;\n"
-        "tensormap.replace.tile.global_dim.global.b1024.b32 [%0], 2, %4;\n"
-        "tensormap.replace.tile.global_stride.global.b1024.b64 [%0], 0, %5;\n"
-        "tensormap.replace.tile.global_stride.global.b1024.b64 [%0], 1, %6;\n"
-        "tensormap.replace.tile.element_stride.global.b1024.b32 [%0], 0, 1;\n"
-        "tensormap.replace.tile.element_stride.global.b1024.b32 [%0], 1, 1;\n"
-        "tensormap.replace.tile.element_stride.global.b1024.b32 [%0], 2, 1;\n"
-        "tensormap.replace.tile.elemtype.global.b1024.b32 [%0], %7;\n"
-        "tensormap.replace.tile.interleave_layout.global.b1024.b32 [%0], 0;\n"
-        "tensormap.replace.tile.swizzle_mode.global.b1024.b32 [%0], 3;\n"
-        "tensormap.replace.tile.fill_mode.global.b1024.b32 [%0], 0;\n"
-        ::"l"(m), "l"(addr), "r"((unsigned)cols), "r"((unsigned)heads), "r"(tokens), "l"(s1), "l"(s2),
-        "n"(MapType<T>::code), "r"((unsigned)boxRows) : "memory");
-}
-// The kernel before a forward launch that reads maps: grid (segments), threads 0..2 of segment
-// blockIdx.x write its q, k and v maps at a.tensorMaps + (3 s + i) 128 bytes, then release them to the
-// tensor-map proxy (the forward acquires them before its first load).
-template <typename T>
-__device__ __forceinline__ void make_maps(const LightningArgs& a) {
-    const int i = threadIdx.x;
-    if (i >= kMapsPerSegment || a.tensorMaps == nullptr) return;
-    const LightningSegment seg = lightning_segment_range(a.n, a.segTokens, a.leadTokens, blockIdx.x);
-    unsigned char* m = static_cast<unsigned char*>(a.tensorMaps) + (kMapsPerSegment * blockIdx.x + i) * kMapBytes;
-    if (i == 0) make_map<T>(m, static_cast<const T*>(a.q), a.headsQ, a.dk, seg.start, seg.end, kChunk);
-    else if (i == 1) make_map<T>(m, static_cast<const T*>(a.k), a.headsK, a.dk, seg.start, seg.end, kChunk);
-    else if (i == 2) make_map<T>(m, static_cast<const T*>(a.v), a.headsV, a.dv, seg.start, seg.end, kChunk);
-    else make_map<T>(m, static_cast<const T*>(a.o), a.heads, a.dv, seg.start, seg.end, 16);
-    asm volatile("fence.proxy.tensormap::generic.release.gpu;\n" ::: "memory");
-}
-__device__ __forceinline__ void map_acquire(const void* m) {
-    asm volatile("fence.proxy.tensormap::generic.acquire.gpu [%0], 128;\n" ::"l"(m) : "memory");
-}
-// One box of map m, {64 columns from c, head `head`, 64 tokens from t}, into the atom at sdst (8192 bytes,
-// counted against the barrier's expected transaction bytes).
-__device__ __forceinline__ void tma_box(unsigned sdst, const void* m, int c, int head, int t, unsigned bar) {
-    asm volatile(
-        "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];\n"
-        ::"r"(sdst), "l"(m), "r"(c), "r"(head), "r"(t), "r"(bar) : "memory");
-}
-// A consumer warp's 16 staged output rows (a box {64 columns from c, head, 16 tokens from t} of the o map, laid
-// out with the 128-byte swizzle at ssrc, 2048 bytes) to global memory, in this thread's bulk group.
-__device__ __forceinline__ void tma_store_rows(const void* m, unsigned ssrc, int c, int head, int t) {
-    asm volatile("cp.async.bulk.tensor.3d.global.shared::cta.bulk_group [%0, {%1, %2, %3}], [%4];\n"
-                 "cp.async.bulk.commit_group;\n" ::"l"(m), "r"(c), "r"(head), "r"(t), "r"(ssrc) : "memory");
-}
-// Until this thread's bulk stores have read their shared memory (READ) or also written global memory.
-template <bool READ> __device__ __forceinline__ void bulk_wait() {
-    if (READ) asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
-    else asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
-}
-// The producer's arrival on a stage's full barrier, announcing the bytes its boxes will bring.
-__device__ __forceinline__ void mbar_arrive_expect(unsigned bar, unsigned bytes) {
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
-}
-
 // One loader thread's part (lt of 128) of loading rows [0, m) of a 64 x 128 tile into the
 // swizzled layout at dst (two atoms of 64 columns, 8192 bytes each); row r starts at src + r *
 // rowStride (elements). Columns >= valid and rows >= m are zero. vec: 16-byte cp.async, zeros
@@ -535,13 +443,8 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     const unsigned offTab = offW + 2048u;
     unsigned char* sm = lightning_wg_smem;
     const unsigned smU = smem_u32(sm);
-    // The plain forward's stages come by TMA where the launch brought tensor maps and the tensors allow
-    // 16-byte rows (see make_maps): one producer thread, whose boxes complete the full barriers.
-    const bool tma = FWD && !NORM && !PAIR && !MAPR && a.tensorMaps != nullptr && dk % 8 == 0 && dv % 8 == 0 &&
-                     lightning::aligned16(q) && lightning::aligned16(k) && lightning::aligned16(v);
-    // mbarriers: full[i] (the loaders arrive once their copies into stage i landed; with TMA, the
-    // producer's one arrival and its boxes' bytes), empty[i] (the consumers arrive once done with
-    // stage i), 4 slots each.
+    // mbarriers: full[i] (the loaders arrive once their copies into stage i landed), empty[i] (the
+    // consumers arrive once done with stage i), 4 slots each.
     static_assert(NS <= 4, "the mbarrier slots (and cp_async_wait) allow at most 4 stages");
     const unsigned fullU = smU + offTab + 1024u, emptyU = fullU + 32u;
     // Decay table tab[d] = lambda^d for d = 0..191, 0 for d = -64..-1 (the causal mask).
@@ -562,7 +465,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
         if (PAIR) tables(1);
         if (tid == 0) {
             for (int i = 0; i < NS; ++i) {
-                mbar_init(fullU + 8u * i, tma ? 1u : (unsigned)kLoaders);
+                mbar_init(fullU + 8u * i, kLoaders);
                 mbar_init(emptyU + 8u * i, kConsumerThreads);
             }
         }
@@ -578,32 +481,6 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     if (warp < 4) {
         // ================= loaders =================
         asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(Regs<FWD, NORM, MAPR>::loader));
-        if (tma) {
-            // One thread issues every stage's six boxes, NS stages ahead of the consumers (the stage of chunk c
-            // once they released chunk c - NS); the other loader threads have nothing to do.
-            if (tid != 0) return;
-            const unsigned char* maps = static_cast<const unsigned char*>(a.tensorMaps) + kMapsPerSegment * kMapBytes * s;
-            const unsigned char *mq = maps, *mk = maps + kMapBytes, *mv = maps + 2 * kMapBytes;
-            map_acquire(mq);
-            map_acquire(mk);
-            map_acquire(mv);
-            const int hq = h / (H / a.headsQ), hk = h / (H / a.headsK), hv = h / (H / a.headsV);
-            int stp = 0;
-            for (int c = 0; c < nChunks; ++c) {
-                if (c >= NS) mbar_wait(emptyU + 8u * stp, (unsigned)((c - NS) / NS) & 1u);
-                const unsigned base = smU + stp * stageBytes, kb = base + qBytes, vb = kb + qBytes, bar = fullU + 8u * stp;
-                mbar_arrive_expect(bar, stageBytes);
-                const int t = c * kChunk;  // the chunk's first token within the segment (the maps start there)
-                tma_box(base, mq, 0, hq, t, bar);
-                tma_box(base + 8192u, mq, 64, hq, t, bar);
-                tma_box(kb, mk, 0, hk, t, bar);
-                tma_box(kb + 8192u, mk, 64, hk, t, bar);
-                tma_box(vb, mv, c0, hv, t, bar);
-                tma_box(vb + 8192u, mv, c0 + 64, hv, t, bar);
-                if (++stp == NS) stp = 0;
-            }
-            return;
-        }
         const bool vecQK = (dk % 8 == 0) && lightning::aligned16(k) && (!FWD || lightning::aligned16(q));
         const bool vecV = (dv % 8 == 0) && lightning::aligned16(v);
         // (an unpaired plain forward with a map runs the MAPR body, so the other
@@ -825,14 +702,6 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     // Outputs (forward): rows 16 w4 + g (+8) of the chunk, own columns.
     const bool vecO = FWD && (dv % 8 == 0) && lightning::aligned16(o);
     T* sOw = reinterpret_cast<T*>(sm + offO) + 16 * w4 * kLdo + colBase;
-    // With the maps (tma), each consumer warp stages its 16 rows of own columns in a 2048-byte tile of its own
-    // (the 128-byte swizzle, in the output staging area) and lane 0 stores them by TMA right away (the o map's
-    // box: 16 tokens; rows past the segment and columns past dv are clipped).
-    const bool tmaO = tma && vecO;
-    unsigned char* sOt = sm + offO + (4 * j + w4) * 2048;
-    const unsigned char* mo = tmaO ? static_cast<const unsigned char*>(a.tensorMaps) + (kMapsPerSegment * s + 3) * kMapBytes
-                                   : nullptr;
-    if (tmaO && lane == 0) map_acquire(mo);
     const int i0 = 16 * w4 + g;
     // tr[-8 nt - x] = scale lambda^(i0 - (8 nt + 2 tq + x)) (0 above the diagonal)
     const float* tr = reinterpret_cast<const float*>(sm + (PAIR && j == 1 ? offW + 1024 : offTab + 1152)) + 64 + (i0 - 2 * tq);
@@ -989,7 +858,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             }
             wg_commit();
             form();
-            if (!tmaO && c > 0) store_rows(c - 1);  // while the tensor cores work
+            if (c > 0) store_rows(c - 1);  // while the tensor cores work
             // Mask and decay (tab is 0 for i < j), repacked as A fragments of S V: k-step kk is
             // {n-tile 2kk row g, n-tile 2kk row g+8, n-tile 2kk+1 row g, n-tile 2kk+1 row g+8}.
             wg_wait<1>();
@@ -1041,20 +910,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             wg_wait<0>();
             reg_fence<32>(Oa);
             reg_fence<16>(&Sp[0][0]);
-            // Stage the rows (rounded to T); they go out during the next chunk (tmaO: now, by TMA).
-            if (tmaO) {
-                if (lane == 0) bulk_wait<true>();  // the previous chunk's store has read the tile
-                __syncwarp();
-#pragma unroll
-                for (int nt = 0; nt < 8; ++nt) {
-                    unsigned char* d = sOt + g * 128 + ((nt ^ g) << 4) + 4 * tq;  // rows g and g + 8: same piece
-                    *reinterpret_cast<unsigned*>(d) = O_::pack(Oa[4 * nt], Oa[4 * nt + 1]);
-                    *reinterpret_cast<unsigned*>(d + 1024) = O_::pack(Oa[4 * nt + 2], Oa[4 * nt + 3]);
-                }
-                fence_async_smem();
-                __syncwarp();
-                if (lane == 0) tma_store_rows(mo, smem_u32(sOt), c0 + colBase, h, c * kChunk + 16 * w4);
-            } else {
+            // Stage the rows (rounded to T); they go out during the next chunk.
             __syncwarp();  // every lane is done reading the previous chunk's staged rows
 #pragma unroll
             for (int nt = 0; nt < 8; ++nt) {
@@ -1068,7 +924,6 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                 }
             }
             __syncwarp();
-            }  // tmaO
             // The state update's products only now: queued behind S V, their 64 accumulators
             // spilled (ptxas), and with one m64n128 update a chunk there is no second tile to hide.
             // Issuing them before the staging instead (so the stores run while they are in flight)
@@ -1116,8 +971,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             parity ^= 1u;
         }
     }
-    if (FWD && colsLive && nChunks > 0 && !tmaO) store_rows(nChunks - 1);
-    if (tmaO && lane == 0) bulk_wait<false>();
+    if (FWD && colsLive && nChunks > 0) store_rows(nChunks - 1);
 
     // ---- the state after the segment's last token ----
     if (colsLive && a.states != nullptr) {
@@ -1159,9 +1013,7 @@ __device__ __forceinline__ bool pair_launch(const LightningArgs& a) {
     lightning_states_wg_##NAME(const LightningArgs a) {                                                     \
         if (a.normalize) lightning_wg::body<T, false, true>(a);                                             \
         else lightning_wg::body<T, false, false>(a);                                                        \
-    }                                                                                                       \
-    /* the tensor maps of a forward launch (make_maps): grid (segments), 32 threads */                      \
-    extern "C" __global__ void lightning_wg_maps_##NAME(const LightningArgs a) { lightning_wg::make_maps<T>(a); }
+    }
 
 // The paired kernels (body's PAIR): launched with grid (H / 2, 1, S) for dk = dv = 64, H even, no
 // normalization, Hq = Hk = Hv = H; any other launch traps (it would compute half of the heads).

@@ -31,8 +31,6 @@ struct LightningArgs {
     const float* scanLocalNorms;  // scan: [S1][H][Dk]
     float* scanFinal;             // scan: the state after the window, or null
     float* scanFinalNorm;         // scan: z after the window, or null
-    void* tensorMaps;             // Hopper forward: 3 tensor maps (q, k, v; 128 bytes each) a segment, made by
-                                  // lightning_wg_maps before it (hopper.cuh, make_maps); null: cp.async loads
     long long position;           // the launch's first token, counted from the sequence's first
     long long firstCheckpoint;    // global index of checkpoints[0]: floor(position / N)
     // ---- 4-byte fields ----
@@ -58,7 +56,7 @@ struct LightningArgs {
                                   // Also keeps the size a multiple of 8, as the field it replaced did
 };
 
-#define LIGHTNING_ARGS_FIELDS 36
+#define LIGHTNING_ARGS_FIELDS 35
 
 // The launch-shape reports (lightning_launch_shapes, lightning_wg_launch_shapes) hold per-dk values at
 // out[LIGHTNING_SHAPES_DK * row + dk], dk = 1..256: the host indexes them by dk directly.
@@ -75,8 +73,7 @@ extern "C" __global__ void lightning_args_layout(int* out) {
     LIGHTNING_ARG_OFFSET(slopes); LIGHTNING_ARG_OFFSET(incoming); LIGHTNING_ARG_OFFSET(incomingNorm);
     LIGHTNING_ARG_OFFSET(states); LIGHTNING_ARG_OFFSET(statesNorm); LIGHTNING_ARG_OFFSET(checkpoints);
     LIGHTNING_ARG_OFFSET(checkpointNorms); LIGHTNING_ARG_OFFSET(scanLocals); LIGHTNING_ARG_OFFSET(scanLocalNorms);
-    LIGHTNING_ARG_OFFSET(scanFinal); LIGHTNING_ARG_OFFSET(scanFinalNorm); LIGHTNING_ARG_OFFSET(tensorMaps);
-    LIGHTNING_ARG_OFFSET(position);
+    LIGHTNING_ARG_OFFSET(scanFinal); LIGHTNING_ARG_OFFSET(scanFinalNorm); LIGHTNING_ARG_OFFSET(position);
     LIGHTNING_ARG_OFFSET(firstCheckpoint); LIGHTNING_ARG_OFFSET(n); LIGHTNING_ARG_OFFSET(heads);
     LIGHTNING_ARG_OFFSET(headsQ); LIGHTNING_ARG_OFFSET(headsK); LIGHTNING_ARG_OFFSET(headsV); LIGHTNING_ARG_OFFSET(dk);
     LIGHTNING_ARG_OFFSET(dv); LIGHTNING_ARG_OFFSET(segTokens); LIGHTNING_ARG_OFFSET(checkpointEvery);

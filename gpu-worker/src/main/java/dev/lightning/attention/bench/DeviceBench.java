@@ -53,8 +53,7 @@ public final class DeviceBench {
         // TxHxD:A,...: at each shape, the backend's choice against A (SxE: a forced plan, LCxE: a forced
         // uneven one, a lead of C chunks in E pass-1 sub-segments; "old": the
         // narrow kernels in place of the _n64 ones; "hopper": the Hopper kernels padded to Dk = 128;
-        // "unpaired": the choice without the paired Hopper kernels; "cpasync": the Hopper forward's tiles by
-        // cp.async instead of TMA), alternated over --rounds rounds
+        // "unpaired": the choice without the paired Hopper kernels), alternated over --rounds rounds
         // in this process
         String ab = "none";
         int rounds = 5;
@@ -174,8 +173,7 @@ public final class DeviceBench {
     /**
      * The backend's choice (B) against {@code a} (a forced plan "SxE"; "old": the narrow kernels in
      * place of the _n64 ones; "hopper": the Hopper kernels padded to Dk = 128; "unpaired": the choice
-     * without the paired Hopper kernels; "cpasync": the Hopper forward loading by cp.async, not TMA) on one
-     * resident window of {@code shape}, alternated A B B A ... over
+     * without the paired Hopper kernels) on one resident window of {@code shape}, alternated A B B A ... over
      * {@code rounds} rounds so that drift in the GPU's clocks falls on both: one "RESULT ab-round" line a
      * round and one "RESULT ab" line with both medians.
      */
@@ -199,8 +197,6 @@ public final class DeviceBench {
                         hooks.hopperAnyWidth(true);
                     } else if (sideA && "unpaired".equals(a)) {
                         hooks.hopperPairs(false);
-                    } else if (sideA && "cpasync".equals(a)) {
-                        hooks.tensorMaps(false);
                     } else if (sideA) {
                         force(hooks, a);
                     }
@@ -218,7 +214,6 @@ public final class DeviceBench {
                         hooks.smallKernels(true);
                         hooks.hopperAnyWidth(false);
                         hooks.hopperPairs(true);
-                        hooks.tensorMaps(true);
                         hooks.forcePlan(0, 0);
                     }
                 }

@@ -72,11 +72,6 @@ public final class BenchHooks {
         backend.forcedPlan = leadChunks < 1 ? null : n -> SegmentPlan.cutLead(n, leadChunks, every);
     }
 
-    /** Whether the unpaired Hopper forward loads its tiles by TMA (false: by cp.async, as before it). */
-    public void tensorMaps(boolean allowed) {
-        backend.tensorMaps = allowed;
-    }
-
     /** Lets the Hopper kernels take narrow heads too (Dk, Dv <= 64), which they pad: timing only. */
     public void hopperAnyWidth(boolean allowed) {
         backend.hopperAnyWidth = allowed;

@@ -9,7 +9,6 @@ import dev.lightning.attention.engine.cuda.DeviceAllocator.Buffer;
 import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.TokenTensor;
 import jcuda.CudaException;
-import jcuda.driver.CUdeviceptr;
 import jcuda.driver.CUevent;
 import jcuda.driver.CUstream;
 import jcuda.driver.JCudaDriver;
@@ -78,8 +77,6 @@ public final class CudaBackend implements AttentionBackend {
     private final Buffer segmentIncomingNorm;
     private final Buffer stateScratch;
     private final Buffer stateScratchNorm;
-    /** The forward launch's tensor maps (Kernels.Choice#maps), 3 a segment. */
-    private final Buffer tensorMapBuf;
     /** Small uploads on the kernel stream (slopes, state). */
     private final Buffer hostIn;
     /** Downloads on the kernel stream (final state, the benchmark's resident window). */
@@ -131,8 +128,6 @@ public final class CudaBackend implements AttentionBackend {
     boolean smallKernels = true;
     /** Whether Dk = Dv = 64 runs the paired Hopper kernels where they fit (false: benchmark only: A/B). */
     boolean hopperPairs = true;
-    /** Whether the unpaired Hopper forward loads by TMA (false: by cp.async, as before; benchmark A/B, tests). */
-    boolean tensorMaps = true;
     /**
      * Whether slices overlap (the pipeline); false: the serial path as it was before the pipeline,
      * one slice unless the budget forces more, each slice copied in, computed and copied out before
@@ -193,7 +188,6 @@ public final class CudaBackend implements AttentionBackend {
         this.segmentIncomingNorm = memory.device("segment incoming normalizers");
         this.stateScratch = memory.device("segment states after");
         this.stateScratchNorm = memory.device("segment normalizers after");
-        this.tensorMapBuf = memory.device("tensor maps");
         this.hostIn = memory.pinned("upload staging");
         this.hostOut = memory.pinned("download staging");
         device.makeCurrent();
@@ -444,8 +438,7 @@ public final class CudaBackend implements AttentionBackend {
 
     private Kernels.Choice kernels(AttentionSpec spec, DType dtype, boolean checkpoints) {
         return Kernels.choose(device,
-                new Kernels.Allowed(tensorCores, hopperKernels, hopperAnyWidth, hopperPairs, smallKernels, tensorMaps),
-                dtype,
+                new Kernels.Allowed(tensorCores, hopperKernels, hopperAnyWidth, hopperPairs, smallKernels), dtype,
                 spec, checkpoints);
     }
 
@@ -541,6 +534,7 @@ public final class CudaBackend implements AttentionBackend {
         String forward = kn.forward();
         String states = kn.states();
         int threads = kn.threads();
+        int smemForward = kn.smemForward();
         int smemStates = kn.smemStates();
         lastKernels = forward;
         int columnTiles = kn.columnTiles(dv);
@@ -569,15 +563,10 @@ public final class CudaBackend implements AttentionBackend {
             return Kernels.SCAN;
         }
         lastPass1Tokens = plan.pass1Tokens();
-        CUdeviceptr maps = null;
-        if (kn.maps() != null) {  // the forward's tensor maps, made by the kernel before it from its arguments
-            tensorMapBuf.ensure(Kernels.Choice.mapBytes(segments));
-            maps = tensorMapBuf.ptr;
-        }
         if (segments == 1) {
             // one segment: its CTAs start from the incoming state and write the state after it
-            launchForward(kn, heads, columnTiles, 1, Kernels.forwardArgs(common, qBuf.ptr, kBuf.ptr, vBuf.ptr,
-                    oBuf.ptr, segTokens, lead, before, after, checkpoints, maps));
+            launch(forward, heads, columnTiles, 1, threads, smemForward, Kernels.forwardArgs(common, qBuf.ptr,
+                    kBuf.ptr, vBuf.ptr, oBuf.ptr, segTokens, lead, before, after, checkpoints));
             return forward;
         }
         // Pass 1: local states of the tokens before the last segment (an uneven plan: the lead), in
@@ -594,22 +583,14 @@ public final class CudaBackend implements AttentionBackend {
                 Kernels.States.NONE));
         // Outputs (and every segment's own checkpoints); the per-segment states-after go to scratch,
         // and the last segment's (it holds the window's last token, uneven plans too) is the window's.
-        launchForward(kn, heads, columnTiles, segments, Kernels.forwardArgs(common, qBuf.ptr, kBuf.ptr, vBuf.ptr,
-                oBuf.ptr, segTokens, lead, segmentIn, segmentAfter, checkpoints, maps));
+        launch(forward, heads, columnTiles, segments, threads, smemForward, Kernels.forwardArgs(common, qBuf.ptr,
+                kBuf.ptr, vBuf.ptr, oBuf.ptr, segTokens, lead, segmentIn, segmentAfter, checkpoints));
         JCudaDriver.cuMemcpyDtoDAsync(result.ptr, stateScratch.ptr.withByteOffset(sBytes * last), sBytes, stream);
         if (spec.normalized()) {
             JCudaDriver.cuMemcpyDtoDAsync(result.ptr.withByteOffset(sBytes),
                     stateScratchNorm.ptr.withByteOffset(zBytes * last), zBytes, stream);
         }
         return forward;
-    }
-
-    /** The forward kernel over {@code segments} segments, after the kernel that makes its tensor maps where it reads them. */
-    private void launchForward(Kernels.Choice kn, int heads, int columnTiles, int segments, KernelArgs args) {
-        if (kn.maps() != null) {
-            launch(kn.maps(), segments, 1, 1, Kernels.MAPS_THREADS, 0, args);
-        }
-        launch(kn.forward(), heads, columnTiles, segments, kn.threads(), kn.smemForward(), args);
     }
 
     private void launch(String kernel, int gx, int gy, int gz, int threads, int smem, KernelArgs args) {
@@ -799,7 +780,7 @@ public final class CudaBackend implements AttentionBackend {
         pipeline.synchronize(failures);
         pipeline.closeBuffers(failures);
         for (Buffer b : new Buffer[] {slopesDev, stateA, stateB, segmentStates, segmentStatesNorm, segmentIncoming,
-                segmentIncomingNorm, stateScratch, stateScratchNorm, tensorMapBuf, hostIn, hostOut}) {
+                segmentIncomingNorm, stateScratch, stateScratchNorm, hostIn, hostOut}) {
             SlicePipeline.attempt(failures, b::close);
         }
         for (Buffer b : hostTensors) { // the streams are drained: no copy uses them any more

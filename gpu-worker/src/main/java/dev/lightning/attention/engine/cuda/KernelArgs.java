@@ -11,7 +11,7 @@ final class KernelArgs extends ArgStruct<KernelArgs.Field, KernelArgs> {
     /** Fields in declaration order: 8-byte ones first, then 4-byte ones (no padding in C). */
     enum Field implements ArgStruct.Field {
         Q(8), K(8), V(8), O(8), SLOPES(8), INCOMING(8), INCOMING_NORM(8), STATES(8), STATES_NORM(8), CHECKPOINTS(8),
-        CHECKPOINT_NORMS(8), SCAN_LOCALS(8), SCAN_LOCAL_NORMS(8), SCAN_FINAL(8), SCAN_FINAL_NORM(8), TENSOR_MAPS(8), POSITION(8),
+        CHECKPOINT_NORMS(8), SCAN_LOCALS(8), SCAN_LOCAL_NORMS(8), SCAN_FINAL(8), SCAN_FINAL_NORM(8), POSITION(8),
         FIRST_CHECKPOINT(8), N(4), HEADS(4), HEADS_Q(4), HEADS_K(4), HEADS_V(4), DK(4), DV(4), SEG_TOKENS(4),
         CHECKPOINT_EVERY(4), FEATURE_MAP(4), NORMALIZE(4), SCAN_COUNT(4), SCAN_EVERY(4), SCAN_SUB_TOKENS(4),
         SCAN_OUT_COUNT(4), SCALE(4), EPS(4), LEAD_TOKENS(4);

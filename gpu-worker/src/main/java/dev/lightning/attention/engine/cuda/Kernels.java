@@ -38,11 +38,6 @@ final class Kernels {
     /** The kernels that report each module's launch shapes ({@link LaunchShapes}). */
     static final String LAUNCH_SHAPES = "lightning_launch_shapes";
     static final String HOPPER_LAUNCH_SHAPES = "lightning_wg_launch_shapes";
-    /** A tensor map's bytes and how many a segment of a forward launch has (q, k, v, o: hopper.cuh, make_maps). */
-    static final int MAP_BYTES = 128;
-    static final int MAPS_PER_SEGMENT = 4;
-    /** The tensor-map kernel's block: one thread a map. */
-    static final int MAPS_THREADS = 32;
 
     /** What a launch computes beyond plain multi-head attention; the routing switches name these. */
     enum Variant {
@@ -85,19 +80,12 @@ final class Kernels {
 
     /**
      * The kernels a launch uses and their launch shapes; {@code headsPerCta} 2 for the paired Hopper
-     * kernels (a CTA takes two neighbouring heads), else 1; {@code maps} the kernel that makes the tensor
-     * maps the forward kernel loads its tiles with (the unpaired Hopper one: hopper.cuh, make_maps), null
-     * where it loads without.
+     * kernels (a CTA takes two neighbouring heads), else 1.
      */
     record Choice(String forward, String states, int bv, int threads, int smemForward, int smemStates,
-                  int headsPerCta, String maps) {
+                  int headsPerCta) {
         Choice(String forward, String states, int bv, int threads, int smemForward, int smemStates) {
-            this(forward, states, bv, threads, smemForward, smemStates, 1, null);
-        }
-
-        /** Bytes of the tensor maps a forward launch of {@code segments} segments reads (4 a segment). */
-        static long mapBytes(int segments) {
-            return (long) MAPS_PER_SEGMENT * MAP_BYTES * segments;
+            this(forward, states, bv, threads, smemForward, smemStates, 1);
         }
 
         /** The grid's y extent: CTAs across the value columns. */
@@ -127,11 +115,8 @@ final class Kernels {
      * @param hopperPairs    the paired Hopper kernels where they fit (false: benchmark A/B only)
      * @param small          the "_n64" mma.sync kernels at Dk <= 64 (false: the narrow ones, same block
      *                       and shared memory; benchmark A/B only)
-     * @param tensorMaps     the unpaired Hopper forward loads its tiles by TMA, with tensor maps made
-     *                       before it (false: by cp.async, as before them; benchmark A/B and tests only)
      */
-    record Allowed(boolean tensorCores, boolean hopper, boolean hopperAnyWidth, boolean hopperPairs, boolean small,
-                   boolean tensorMaps) {
+    record Allowed(boolean tensorCores, boolean hopper, boolean hopperAnyWidth, boolean hopperPairs, boolean small) {
     }
 
     /** @param checkpoints the launch records checkpoints */
@@ -156,14 +141,11 @@ final class Kernels {
         if (pairs) {
             return new Choice("lightning_forward_wg_pair_" + type, "lightning_states_wg_pair_" + type,
                     shapes.hopperColumns, shapes.hopperThreads, shapes.hopperSharedBytes(dk, true),
-                    shapes.hopperSharedBytes(dk, false), 2, null);
+                    shapes.hopperSharedBytes(dk, false), 2);
         }
         if (hopper) {
-            String maps = allowed.tensorMaps() && device.has("lightning_wg_maps_" + type) ? "lightning_wg_maps_" + type
-                    : null;
             return new Choice("lightning_forward_wg_" + type, "lightning_states_wg_" + type, shapes.hopperColumns,
-                    shapes.hopperThreads, shapes.hopperSharedBytes(dk, true), shapes.hopperSharedBytes(dk, false), 1,
-                    maps);
+                    shapes.hopperThreads, shapes.hopperSharedBytes(dk, true), shapes.hopperSharedBytes(dk, false));
         }
         if (tc) {
             // Each formula has entries of its own (tensor_core.cuh): the plain ones compile the plain body
@@ -291,14 +273,12 @@ final class Kernels {
      * The forward kernel: o in segments of {@code segTokens} (grid z; segment 0 {@code leadTokens}
      * long, {@link SegmentPlan#lead}, and launched last when shorter), segment s starting from
      * {@code incoming[s]} and writing the state after it to {@code after[s]}, and the checkpoints
-     * that fall in its tokens; {@code tensorMaps}, where not null, the buffer the {@link Choice#maps} kernel fills
-     * with this launch's maps before it (launched with these same arguments).
+     * that fall in its tokens.
      */
     static KernelArgs forwardArgs(KernelArgs common, CUdeviceptr q, CUdeviceptr k, CUdeviceptr v, CUdeviceptr o,
                                   int segTokens, int leadTokens, States incoming, States after,
-                                  CheckpointTarget checkpoints, CUdeviceptr tensorMaps) {
+                                  CheckpointTarget checkpoints) {
         return common.copy()
-                .ptr(Field.TENSOR_MAPS, tensorMaps)
                 .ptr(Field.Q, q)
                 .ptr(Field.K, k)
                 .ptr(Field.V, v)

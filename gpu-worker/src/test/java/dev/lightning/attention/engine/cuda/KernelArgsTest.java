@@ -30,7 +30,7 @@ class KernelArgsTest {
 
     @Test
     void sizeIsTheSumOfTheFields() {
-        assertEquals(216, KernelArgs.SIZE);
+        assertEquals(208, KernelArgs.SIZE);
         int at = 0;
         for (KernelArgs.Field f : KernelArgs.Field.values()) {
             assertEquals(at, f.offset(), f + " is at the running sum of the fields before it");

@@ -37,28 +37,27 @@ class KernelLaunchArgsTest {
     private static final int SCAN_LOCAL_NORMS = 96;
     private static final int SCAN_FINAL = 104;
     private static final int SCAN_FINAL_NORM = 112;
-    private static final int TENSOR_MAPS = 120;
-    private static final int POSITION = 128;
-    private static final int FIRST_CHECKPOINT = 136;
-    private static final int N = 144;
-    private static final int HEADS = 148;
-    private static final int HEADS_Q = 152;
-    private static final int HEADS_K = 156;
-    private static final int HEADS_V = 160;
-    private static final int DK = 164;
-    private static final int DV = 168;
-    private static final int SEG_TOKENS = 172;
-    private static final int CHECKPOINT_EVERY = 176;
-    private static final int FEATURE_MAP = 180;
-    private static final int NORMALIZE = 184;
-    private static final int SCAN_COUNT = 188;
-    private static final int SCAN_EVERY = 192;
-    private static final int SCAN_SUB_TOKENS = 196;
-    private static final int SCAN_OUT_COUNT = 200;
-    private static final int SCALE = 204;
-    private static final int EPS = 208;
-    private static final int LEAD_TOKENS = 212;
-    private static final int SIZE = 216;
+    private static final int POSITION = 120;
+    private static final int FIRST_CHECKPOINT = 128;
+    private static final int N = 136;
+    private static final int HEADS = 140;
+    private static final int HEADS_Q = 144;
+    private static final int HEADS_K = 148;
+    private static final int HEADS_V = 152;
+    private static final int DK = 156;
+    private static final int DV = 160;
+    private static final int SEG_TOKENS = 164;
+    private static final int CHECKPOINT_EVERY = 168;
+    private static final int FEATURE_MAP = 172;
+    private static final int NORMALIZE = 176;
+    private static final int SCAN_COUNT = 180;
+    private static final int SCAN_EVERY = 184;
+    private static final int SCAN_SUB_TOKENS = 188;
+    private static final int SCAN_OUT_COUNT = 192;
+    private static final int SCALE = 196;
+    private static final int EPS = 200;
+    private static final int LEAD_TOKENS = 204;
+    private static final int SIZE = 208;
 
     /** H = 6 from Hq = 3, Hk = 2, Hv = 6; Dk != Dv; elu1; normalized. */
     private static final AttentionSpec SPEC = new AttentionSpec(6, 24, 40, Slopes.minimax(6), 0.75, 64)
@@ -98,7 +97,7 @@ class KernelLaunchArgsTest {
         Kernels.CheckpointTarget cp = new Kernels.CheckpointTarget(new Kernels.States(at(0x7000), at(0x7800)), 128,
                 (3L << 32) + 64, 100_663_296L, true);
         ByteBuffer b = bytes(Kernels.forwardArgs(common, at(0x2000), at(0x2100), at(0x2200), at(0x2300), 192, 192,
-                incoming, after, cp, at(0x8000)));
+                incoming, after, cp));
         assertCommon(b, SPEC, 1000);
         assertEquals(0x2000, b.getLong(Q));
         assertEquals(0x2100, b.getLong(K));
@@ -115,7 +114,6 @@ class KernelLaunchArgsTest {
         assertEquals(128, b.getInt(CHECKPOINT_EVERY));
         assertEquals((3L << 32) + 64, b.getLong(POSITION), "position, beyond 2^32 tokens");
         assertEquals(100_663_296L, b.getLong(FIRST_CHECKPOINT));
-        assertEquals(0x8000, b.getLong(TENSOR_MAPS));
         // the scan's fields stay zero: kernels read them as absent
         for (int off : new int[] {SCAN_LOCALS, SCAN_LOCAL_NORMS, SCAN_FINAL, SCAN_FINAL_NORM}) {
             assertEquals(0, b.getLong(off), "offset " + off);
@@ -128,14 +126,14 @@ class KernelLaunchArgsTest {
 
         // an uneven cut: the lead where shorter than the other segments; the rest of the bytes unchanged
         ByteBuffer uneven = bytes(Kernels.forwardArgs(common, at(0x2000), at(0x2100), at(0x2200), at(0x2300), 192, 64,
-                incoming, after, cp, at(0x8000)));
+                incoming, after, cp));
         assertEquals(64, uneven.getInt(LEAD_TOKENS));
         uneven.putInt(LEAD_TOKENS, 0);
         assertEquals(b, uneven);
         assertThrows(IllegalArgumentException.class, () -> Kernels.forwardArgs(common, at(0x2000), at(0x2100),
-                at(0x2200), at(0x2300), 192, 256, incoming, after, cp, null), "a lead longer than the segments");
+                at(0x2200), at(0x2300), 192, 256, incoming, after, cp), "a lead longer than the segments");
         assertThrows(IllegalArgumentException.class, () -> Kernels.forwardArgs(common, at(0x2000), at(0x2100),
-                at(0x2200), at(0x2300), 192, 0, incoming, after, cp, null), "no lead");
+                at(0x2200), at(0x2300), 192, 0, incoming, after, cp), "no lead");
     }
 
     @Test
