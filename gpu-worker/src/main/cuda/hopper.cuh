@@ -19,7 +19,7 @@
 //
 // Warpgroups (4 consecutive warps each; registers moved between them with setmaxnreg):
 //   WG 0 (loaders): every cp.async, three (forward) or four (states) stages deep, handed over
-//     through mbarriers.
+//     through mbarriers; in the plain forward also S = Q K^T, masked (see SL in body).
 //   WG 1, 2 (consumers): each owns 64 of the 128 columns and runs the same code.
 //     State: its slice transposed, P^T (own columns x all dk, float32), in the registers of an
 //     m64n128 accumulator. Per chunk dP^T = (W V)^T K: the own 64 columns of V decayed by the
@@ -36,7 +36,8 @@
 //     consumer's bf16/f16 copy of P^T (stored like a K tile, read as a K-major B), then S is
 //     masked and decayed (the output scale folded into the decay table) in registers and becomes
 //     the A operand (registers) of O += S V; O is staged in shared memory and written during the
-//     next chunk.
+//     next chunk. In the plain forward the loaders form S once for both consumers and leave it
+//     masked in the stage, where S V reads its A (SL in body).
 //
 // Shared-memory tiles use the 128-byte swizzle wgmma reads natively: a tile is cut into atoms of
 // 64 columns (128 bytes of 2-byte elements), an atom stores its rows 128 bytes apart, and the
@@ -67,14 +68,15 @@
 // Dynamic shared memory in bytes (any dk <= 128: tiles are padded to 128 columns), with
 // NC = LIGHTNING_WG_COLUMNS and 16384-byte Q and K tiles (64 x 128, two atoms):
 //   stages: forward 3 x (Q, K, V), states 4 x (K, V)      V: 128 NC
-//   forward only: the consumers' state copies (2 x 16384) and the output staging tile
-//   64 x (NC + 8) x 2
+//   forward only: the consumers' state copies (2 x 16384), the masked S tile a stage (3 x 8192; the
+//   plain forward's, see SL in body; reserved in every unpaired forward body, not in the paired
+//   kernels) and the output staging tile 64 x (NC + 8) x 2
 //   forward only: one normalizer tile a stage (8 x 128, two 1024-byte atoms), 3 x 2048; reserved
 //   whether or not the launch normalizes, so that the size depends on the kernel alone
 //   decay table and mbarriers                              1152
 //   forward only: the scaled mask table                    512
 //   the normalizer's decay-weight tiles (see the loaders)  2 x 1024
-// Forward 207488 bytes, states 134272.
+// Forward 232064 bytes (the opt-in limit of a Hopper block is 232448), the paired forward 207488, states 134272.
 // LIGHTNING_WG_NORM_X (measurement builds only, default 0; wrong results on purpose): leaves parts of the
 // normalized forward's work out to see what each costs (bench/cuda/norm_cost.cu, BENCHMARKS.md, hopnorm2).
 // Bit 1: the consumers' q . zP products; bit 2: the consumers' row sums, reciprocals and scaling; bit 4: the
@@ -116,10 +118,10 @@
 // The states kernel's map (map_tile_rows, 4 rows of its K tile at a time): with one row's loads and exponentials in
 // flight (map_tile) a loader thread spent most of a chunk's time waiting on them, between the copy landing and the
 // arrive (2 and 4 rows measured the same: 6.35 and 6.33 ms for elu1's states kernel against 8.02, round 1).
-__host__ __device__ inline int lightning_wg_smem_bytes(int dk, int forward) {
+__host__ __device__ inline int lightning_wg_smem_bytes(int dk, int forward, bool pair = false) {
     (void)dk;
     const int qk = 16384, nc = LIGHTNING_WG_COLUMNS;
-    return (forward ? 3 * (2 * qk + 128 * nc) + 2 * qk + 128 * (nc + 8) + 3 * 2048 + 1152 + 512
+    return (forward ? 3 * (2 * qk + 128 * nc) + 2 * qk + (pair ? 0 : 3 * 8192) + 128 * (nc + 8) + 3 * 2048 + 1152 + 512
                     : 4 * (qk + 128 * nc) + 1152) + 2048;
 }
 
@@ -194,10 +196,17 @@ constexpr int kLoaders = 128;
 #ifndef LIGHTNING_WG_MAP_LOADER_REGS
 #define LIGHTNING_WG_MAP_LOADER_REGS 72
 #endif
-template <bool FWD, bool NORM, bool MAPR = false> struct Regs {
-    static constexpr int wide = NORM ? LIGHTNING_WG_NORM_LOADER_REGS : LIGHTNING_WG_MAP_LOADER_REGS;
-    static constexpr int loader = FWD ? (NORM || MAPR ? wide : 56) : 88,
-                         consumer = FWD ? (NORM || MAPR ? (3 * 168 - wide) / 2 / 8 * 8 : 224) : 208;
+// LIGHTNING_WG_S_LOADER_REGS: the plain forward's loader registers (they form S = Q K^T, 32 accumulators; see SL
+// in body), the consumers getting the rest: 72 and 88 spilled 168 and 52 bytes (ptxas, sm_90a), 96 (consumers
+// 200, who no longer hold S) none. The mapped plain forward (MAPR) keeps S in its consumers: with S in its
+// loaders too, after the map, the kernel spilled 152 to 172 bytes with 96, 104 or 112 loader registers.
+#ifndef LIGHTNING_WG_S_LOADER_REGS
+#define LIGHTNING_WG_S_LOADER_REGS 96
+#endif
+template <bool FWD, bool NORM, bool MAPR = false, bool SL = false> struct Regs {
+    static constexpr int wide = SL ? LIGHTNING_WG_S_LOADER_REGS : NORM ? LIGHTNING_WG_NORM_LOADER_REGS : LIGHTNING_WG_MAP_LOADER_REGS;
+    static constexpr int loader = FWD ? (NORM || MAPR || SL ? wide : 56) : 88,
+                         consumer = FWD ? (NORM || MAPR || SL ? (3 * 168 - wide) / 2 / 8 * 8 : 224) : 208;
     static_assert(loader + 2 * consumer <= 3 * 168, "setmaxnreg must fit the registers the CTA launched with");
 };
 // The feature map on the pieces of a Q or K tile that loader thread lt copied with load_tile's
@@ -435,7 +444,13 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     const unsigned stageBytes = (FWD ? 2u : 1u) * qBytes + vBytes;
     constexpr unsigned ptBytes = 128u * Dkp;            // a consumer's state copy: 64 x Dkp (P^T), two atoms
     const unsigned offPt = NS * stageBytes;             // atoms at multiples of 1024
-    const unsigned offO = offPt + (FWD ? 2u * ptBytes : 0u);
+    // SL (the plain, unpaired forward): S = Q K^T is formed by the loaders, masked and decayed, and handed to both
+    // consumers in a tile a stage (64 x 64, one atom each, after the state copies; reserved in every unpaired
+    // forward body, as the normalizer tiles are, so that the size depends on the kernel alone; the paired
+    // kernels keep their layout and size).
+    constexpr bool SL = FWD && !NORM && !PAIR && !MAPR;
+    const unsigned offSp = offPt + (FWD ? 2u * ptBytes : 0u);
+    const unsigned offO = offSp + (FWD && !PAIR ? NS * 8192u : 0u);
     constexpr unsigned zBytes = 2048u;                  // a normalizer tile: 8 x Dkp, two 1024-byte atoms
     const unsigned offZ = offO + (FWD ? 128u * kLdo : 0u);  // 17408 = 17 x 1024: atoms stay aligned
     // the normalizer's decay-weight tiles of whole and of the last chunk (1024 bytes each)
@@ -480,7 +495,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
 
     if (warp < 4) {
         // ================= loaders =================
-        asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(Regs<FWD, NORM, MAPR>::loader));
+        asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(Regs<FWD, NORM, MAPR, SL>::loader));
         const bool vecQK = (dk % 8 == 0) && lightning::aligned16(k) && (!FWD || lightning::aligned16(q));
         const bool vecV = (dv % 8 == 0) && lightning::aligned16(v);
         // (an unpaired plain forward with a map runs the MAPR body, so the other
@@ -619,6 +634,34 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                 }
                 }  // ZX
             }
+            if constexpr (SL) {
+                // S = Q K^T of the chunk once (both consumers' S V read it), masked and decayed as the consumers did
+                // (rows 16 w4 + g, + 8 of this warp; the scaled mask table), packed into the stage's S tile:
+                // the 128-byte swizzle, K-major, the A operand of S V.
+                fence_async_smem();           // this thread's copies, for the wgmma
+                named_bar_sync(3, kLoaders);  // every loader's copies of the chunk landed
+                const unsigned long long qD = desc_of(smU + base, 16u, 1024u), kD = desc_of(smU + kb, 16u, 1024u);
+                float S[32];
+                wg_fence();
+#pragma unroll
+                for (int ks = 0; ks < KS; ++ks) {
+                    if (ks == 0) W::template ss0<0>(S, qk_desc(qD, ks), qk_desc(kD, ks));
+                    else W::template ss<0>(S, qk_desc(qD, ks), qk_desc(kD, ks));
+                }
+                wg_commit();
+                wg_wait<0>();
+                reg_fence<32>(S);
+                const int lg = lane >> 2, ltq = lane & 3, li0 = 16 * (warp & 3) + lg;
+                const float* trL = reinterpret_cast<const float*>(sm + offTab + 1152) + 64 + (li0 - 2 * ltq);
+                unsigned char* sp = sm + offSp + st * 8192u + li0 * 128 + 4 * ltq;
+#pragma unroll
+                for (int nt = 0; nt < 8; ++nt) {
+                    unsigned char* d = sp + ((nt ^ lg) << 4);  // rows li0 and li0 + 8: the same piece
+                    *reinterpret_cast<unsigned*>(d) = O_::pack(S[4 * nt] * trL[-8 * nt], S[4 * nt + 1] * trL[-8 * nt - 1]);
+                    *reinterpret_cast<unsigned*>(d + 1024) =
+                        O_::pack(S[4 * nt + 2] * trL[8 - 8 * nt], S[4 * nt + 3] * trL[7 - 8 * nt]);
+                }
+            }
             fence_async_smem();
             mbar_arrive(fullU + 8u * st);
             // Chunk c + AHEAD goes into the stage of chunk c - 1 once the consumers are done with it.
@@ -634,7 +677,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
         if (!ZC && zWriter && a.statesNorm != nullptr) z_out(a.statesNorm + zBase);
     } else {
     // ================= consumers (not indented, to keep this long block readable) =================
-    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(Regs<FWD, NORM, MAPR>::consumer));
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(Regs<FWD, NORM, MAPR, SL>::consumer));
     using W128 = Wgmma<T, 128>;
     // The state's accumulator: m64n128 (NP = 64 registers), or m64n64 for the paired kernels'
     // own atom (NP = 32, d below is then the head's own dk index).
@@ -830,19 +873,25 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             // ---- outputs: S = Q K^T, Oa = Q T(P) (own columns), then Oa = lambda^(i+1) Oa + S' V;
             //      the state update's fragments are formed while S and Q T(P) run, and its
             //      products queue right behind S V. ----
-            // Both consumers form all of S. Tried and removed (ssplit, BENCHMARKS.md; H200, T = 1M, D = 128, bf16,
-            // 2026-12-04): each consumer its 32 keys (m64n32), the masked halves handed over through a double-buffered
-            // shared tile and S V's A read from it. Correct, but the plain forward 8.5 to 10.3% slower with a named
-            // barrier a chunk and 1.8 to 2.3% with an mbarrier hand-over (form() and the output rows between arrive and
-            // wait), base against itself -1.4 to +0.2%; the normalized forward within -2.4 to +0.5%.
+            // S: the plain forward (SL) reads the masked S' the loaders left in the stage (S V's A from shared
+            // memory), formed once a CTA instead of once by each consumer: 1/9 of the CTA's tensor-core work a chunk
+            // less, the plain forward 5.8% faster at H = 64 and at H = 8 (bench/cuda/fwd_cost.cu, H200, T = 1M,
+            // D = 128, bf16, 80 rounds, 2026-12-04, session 11; BENCHMARKS.md): at the card's 700 W limit the work's
+            // energy sets the pace, not the issue slots (the tiles by TMA, which took a quarter of the instructions
+            // off, gained nothing). The hand-over rides on the stage's full barrier, a stage ahead of the consumers.
+            // The other bodies form all of S in both consumers (the normalized one sums its rows there). Tried and
+            // removed before (ssplit, BENCHMARKS.md; 2026-12-04): each consumer its 32 keys (m64n32), the masked
+            // halves exchanged between the consumers mid-chunk: the plain forward 1.8 to 10.3% slower.
             float S[32], Oa[32];  // the first k-step (ss0) overwrites them
             wg_fence();
+            if constexpr (!SL) {
 #pragma unroll
             for (int ks = 0; ks < KSJ; ++ks) {
                 if (ks == 0) W::template ss0<0>(S, qk_desc(qDesc, ks), qk_desc(kDesc, ks));
                 else W::template ss<0>(S, qk_desc(qDesc, ks), qk_desc(kDesc, ks));
             }
             wg_commit();
+            }
 #pragma unroll
             for (int ks = 0; ks < KSJ; ++ks) {
                 if (ks == 0) W::template ss0<0>(Oa, qk_desc(qDesc, ks), qk_desc(ptDesc, ks));
@@ -861,10 +910,11 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             if (c > 0) store_rows(c - 1);  // while the tensor cores work
             // Mask and decay (tab is 0 for i < j), repacked as A fragments of S V: k-step kk is
             // {n-tile 2kk row g, n-tile 2kk row g+8, n-tile 2kk+1 row g, n-tile 2kk+1 row g+8}.
-            wg_wait<1>();
-            reg_fence<32>(S);
             unsigned Sp[4][4];
             float den0 = 0.f, den1 = 0.f;  // NORM: this lane's part of the rows' sums (scaled)
+            if constexpr (!SL) {
+            wg_wait<1>();
+            reg_fence<32>(S);
 #pragma unroll
             for (int nt = 0; nt < 8; ++nt) {
                 const float v0 = S[4 * nt] * tr[-8 * nt];
@@ -878,6 +928,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                     den1 += v2 + v3;
                 }
             }
+            }  // !SL
             wg_wait<0>();
             reg_fence<32>(Oa);
             if (NORM) reg_fence<4>(Zd);
@@ -889,8 +940,14 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                 Oa[4 * nt + 3] *= r1;
             }
             wg_fence();
+            if constexpr (SL) {  // A: the stage's S tile (the loaders'), k-step kk at byte 32 kk of its rows
+                const unsigned long long sD = desc_of(smU + offSp + st * 8192u, 16u, 1024u);
+#pragma unroll
+                for (int kk = 0; kk < 4; ++kk) W::template ss<1>(Oa, desc_add(sD, 2u * kk), desc_add(vDesc, 128u * kk));
+            } else {
 #pragma unroll
             for (int kk = 0; kk < 4; ++kk) W::template rs<1>(Oa, Sp[kk], desc_add(vDesc, 128u * kk));
+            }
             wg_commit();
             // NORM, while S V runs: den_i = (the quad's sum) / scale + lambda^(i+1) q_i . zP, and
             // o_i = num_i / (den_i + eps). The quad (lanes 4 g .. 4 g + 3) holds rows i0, i0 + 8.
@@ -909,7 +966,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             }
             wg_wait<0>();
             reg_fence<32>(Oa);
-            reg_fence<16>(&Sp[0][0]);
+            if constexpr (!SL) reg_fence<16>(&Sp[0][0]);
             // Stage the rows (rounded to T); they go out during the next chunk.
             __syncwarp();  // every lane is done reading the previous chunk's staged rows
 #pragma unroll

@@ -140,7 +140,7 @@ final class Kernels {
                 && disjoint(variants, NOT_ON_HOPPER) && device.has("lightning_forward_wg_pair_" + type);
         if (pairs) {
             return new Choice("lightning_forward_wg_pair_" + type, "lightning_states_wg_pair_" + type,
-                    shapes.hopperColumns, shapes.hopperThreads, shapes.hopperSharedBytes(dk, true),
+                    shapes.hopperColumns, shapes.hopperThreads, shapes.hopperPairForwardBytes,
                     shapes.hopperSharedBytes(dk, false), 2);
         }
         if (hopper) {

@@ -29,6 +29,8 @@ final class LaunchShapes {
     final int hopperMaxDk;
     /** The Hopper module's paired kernels (two heads a CTA) take dk = dv = this; 0: none (or no module). */
     final int hopperPairD;
+    /** Dynamic shared memory of the paired Hopper forward kernel (the unpaired one's less its masked S tiles). */
+    final int hopperPairForwardBytes;
     private final int[] portable;
     private final int[] hopper;
 
@@ -47,6 +49,7 @@ final class LaunchShapes {
         hopperThreads = hopper == null ? 0 : hopper[1];
         hopperMaxDk = hopper == null ? 0 : hopper[2];
         hopperPairD = hopper == null ? 0 : hopper[3];
+        hopperPairForwardBytes = hopper == null ? 0 : hopper[4];
     }
 
     /**
@@ -66,7 +69,8 @@ final class LaunchShapes {
         LaunchShapes s = new LaunchShapes(portable, hopper);
         for (int dk = 1; dk < DK_SLOTS; dk++) {
             if (s.genericSharedBytes(dk) <= 0 || s.tensorCoreSharedBytes(dk) <= 0
-                    || (dk <= s.hopperMaxDk && (s.hopperSharedBytes(dk, true) <= 0 || s.hopperSharedBytes(dk, false) <= 0))) {
+                    || (dk <= s.hopperMaxDk && (s.hopperSharedBytes(dk, true) <= 0 || s.hopperSharedBytes(dk, false) <= 0))
+                    || (s.hopperPairD > 0 && s.hopperPairForwardBytes <= 0)) {
                 throw new IllegalStateException("the kernels report no shared-memory size for dk = " + dk);
             }
         }

@@ -25,6 +25,7 @@ class KernelLayoutTest {
         hopper[1] = 384;
         hopper[2] = 128;
         hopper[3] = 64;
+        hopper[4] = 5064;
         for (int dk = 1; dk < LaunchShapes.DK_SLOTS; dk++) {
             portable[LaunchShapes.DK_SLOTS + dk] = 1000 + dk;
             portable[2 * LaunchShapes.DK_SLOTS + dk] = 2000 + dk;
@@ -38,6 +39,7 @@ class KernelLayoutTest {
         assertEquals(2200, s.tensorCoreSharedBytes(200));
         assertEquals(3100, s.hopperSharedBytes(100, true));
         assertEquals(4100, s.hopperSharedBytes(100, false));
+        assertEquals(5064, s.hopperPairForwardBytes);
         assertEquals(384, s.tensorCoreThreads(128));
         assertEquals(256, s.tensorCoreThreads(129));
         assertEquals("", s.tensorCoreSuffix(128));
