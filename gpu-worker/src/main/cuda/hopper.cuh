@@ -19,7 +19,7 @@
 //
 // Warpgroups (4 consecutive warps each; registers moved between them with setmaxnreg):
 //   WG 0 (loaders): every cp.async, three (forward) or four (states) stages deep, handed over
-//     through mbarriers; in the plain forward also S = Q K^T, masked (see SL in body).
+//     through mbarriers; in the plain and normalized forward also S = Q K^T, masked (see SL in body).
 //   WG 1, 2 (consumers): each owns 64 of the 128 columns and runs the same code.
 //     State: its slice transposed, P^T (own columns x all dk, float32), in the registers of an
 //     m64n128 accumulator. Per chunk dP^T = (W V)^T K: the own 64 columns of V decayed by the
@@ -36,8 +36,8 @@
 //     consumer's bf16/f16 copy of P^T (stored like a K tile, read as a K-major B), then S is
 //     masked and decayed (the output scale folded into the decay table) in registers and becomes
 //     the A operand (registers) of O += S V; O is staged in shared memory and written during the
-//     next chunk. In the plain forward the loaders form S once for both consumers and leave it
-//     masked in the stage, where S V reads its A (SL in body).
+//     next chunk. In the plain and normalized forward the loaders form S once for both consumers and
+//     leave it masked in the stage, where S V reads its A (SL in body).
 //
 // Shared-memory tiles use the 128-byte swizzle wgmma reads natively: a tile is cut into atoms of
 // 64 columns (128 bytes of 2-byte elements), an atom stores its rows 128 bytes apart, and the
@@ -69,10 +69,11 @@
 // NC = LIGHTNING_WG_COLUMNS and 16384-byte Q and K tiles (64 x 128, two atoms):
 //   stages: forward 3 x (Q, K, V), states 4 x (K, V)      V: 128 NC
 //   forward only: the consumers' state copies (2 x 16384), the masked S tile a stage (3 x 8192; the
-//   plain forward's, see SL in body; reserved in every unpaired forward body, not in the paired
+//   plain and normalized forward's, see SL in body; reserved in every unpaired forward body, not in the paired
 //   kernels) and the output staging tile 64 x (NC + 8) x 2
 //   forward only: one normalizer tile a stage (8 x 128, two 1024-byte atoms), 3 x 2048; reserved
-//   whether or not the launch normalizes, so that the size depends on the kernel alone
+//   whether or not the launch normalizes, so that the size depends on the kernel alone; its rows 2 and 3
+//   of the first atom hold the rows' sums of S (64 floats) in the normalized forward
 //   decay table and mbarriers                              1152
 //   forward only: the scaled mask table                    512
 //   the normalizer's decay-weight tiles (see the loaders)  2 x 1024
@@ -185,6 +186,12 @@ constexpr int kLoaders = 128;
 #ifndef LIGHTNING_WG_NORM_LOADER_REGS
 #define LIGHTNING_WG_NORM_LOADER_REGS 88
 #endif
+// LIGHTNING_WG_SN_REGS: the normalized forward's loader registers since they form S and its rows' sums too (SL in
+// body; LIGHTNING_WG_NORM_LOADER_REGS is then unused): 120, the consumers 192 (no S to hold), no spill; 136
+// (consumers 184) spilled 20 to 28 bytes (ptxas, sm_90a).
+#ifndef LIGHTNING_WG_SN_REGS
+#define LIGHTNING_WG_SN_REGS 120
+#endif
 // LIGHTNING_WG_MAP_LOADER_REGS (default 72): the plain forward with a feature map runs as a body of its
 // own (MAPR) whose loaders get this many registers (the consumers the rest, 216; no spill, ptxas sm_90a;
 // 88 left a 24-byte spill), as the normalized forward's do. With 56 (one plain body for every map) the
@@ -204,7 +211,8 @@ constexpr int kLoaders = 128;
 #define LIGHTNING_WG_S_LOADER_REGS 96
 #endif
 template <bool FWD, bool NORM, bool MAPR = false, bool SL = false> struct Regs {
-    static constexpr int wide = SL ? LIGHTNING_WG_S_LOADER_REGS : NORM ? LIGHTNING_WG_NORM_LOADER_REGS : LIGHTNING_WG_MAP_LOADER_REGS;
+    static constexpr int wide = SL && NORM ? LIGHTNING_WG_SN_REGS : SL ? LIGHTNING_WG_S_LOADER_REGS
+                                : NORM ? LIGHTNING_WG_NORM_LOADER_REGS : LIGHTNING_WG_MAP_LOADER_REGS;
     static constexpr int loader = FWD ? (NORM || MAPR || SL ? wide : 56) : 88,
                          consumer = FWD ? (NORM || MAPR || SL ? (3 * 168 - wide) / 2 / 8 * 8 : 224) : 208;
     static_assert(loader + 2 * consumer <= 3 * 168, "setmaxnreg must fit the registers the CTA launched with");
@@ -330,7 +338,9 @@ __device__ __forceinline__ void load_tile(unsigned dst, unsigned char* dstGeneri
 // K-major tile with the 128-byte swizzle, the B operand of the m64n8 product q . zP: atoms of 64
 // dk, 1024 bytes; element (row e, dk d) at atom d / 64, byte 128 e + 16 ((d / 8 % 8) ^ e) + 2 (d % 8).
 // Column 2 x of the product is then q . hi and column 2 x + 1 q . lo for every x: each lane of
-// a quad has both for its rows. The loaders write it (each lane its rows d = zRow(i), see body).
+// a quad has both for its rows. The loaders write it (each lane its rows d = zRow(i), see body), then
+// overwrite rows 2 and 3 of the first atom with S's row sums (SL), so the consumers take q . zP from the
+// quad's first lane (columns 0 and 1).
 // Where the checkpoints fall (forward): after the chunk that ends at sequence token end
 // (exclusive) when end % N == 0, into slot end / N - 1 - firstCheckpoint. Tracked per chunk with
 // 32-bit adds (the 64-bit division once per CTA): rem = start mod N and next = floor(start / N) -
@@ -444,11 +454,12 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     const unsigned stageBytes = (FWD ? 2u : 1u) * qBytes + vBytes;
     constexpr unsigned ptBytes = 128u * Dkp;            // a consumer's state copy: 64 x Dkp (P^T), two atoms
     const unsigned offPt = NS * stageBytes;             // atoms at multiples of 1024
-    // SL (the plain, unpaired forward): S = Q K^T is formed by the loaders, masked and decayed, and handed to both
+    // SL (the plain and the normalized unpaired forward): S = Q K^T is formed by the loaders, masked and decayed
+    // (normalized: also its rows' sums), and handed to both
     // consumers in a tile a stage (64 x 64, one atom each, after the state copies; reserved in every unpaired
     // forward body, as the normalizer tiles are, so that the size depends on the kernel alone; the paired
     // kernels keep their layout and size).
-    constexpr bool SL = FWD && !NORM && !PAIR && !MAPR;
+    constexpr bool SL = FWD && !PAIR && !MAPR;
     const unsigned offSp = offPt + (FWD ? 2u * ptBytes : 0u);
     const unsigned offO = offSp + (FWD && !PAIR ? NS * 8192u : 0u);
     constexpr unsigned zBytes = 2048u;                  // a normalizer tile: 8 x Dkp, two 1024-byte atoms
@@ -654,12 +665,35 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                 const int lg = lane >> 2, ltq = lane & 3, li0 = 16 * (warp & 3) + lg;
                 const float* trL = reinterpret_cast<const float*>(sm + offTab + 1152) + 64 + (li0 - 2 * ltq);
                 unsigned char* sp = sm + offSp + st * 8192u + li0 * 128 + 4 * ltq;
+                float den0 = 0.f, den1 = 0.f;  // NORM: the rows' sums of the masked scores, as the consumers formed them
 #pragma unroll
                 for (int nt = 0; nt < 8; ++nt) {
                     unsigned char* d = sp + ((nt ^ lg) << 4);  // rows li0 and li0 + 8: the same piece
-                    *reinterpret_cast<unsigned*>(d) = O_::pack(S[4 * nt] * trL[-8 * nt], S[4 * nt + 1] * trL[-8 * nt - 1]);
-                    *reinterpret_cast<unsigned*>(d + 1024) =
-                        O_::pack(S[4 * nt + 2] * trL[8 - 8 * nt], S[4 * nt + 3] * trL[7 - 8 * nt]);
+                    if constexpr (NORM) {
+                        const float v0 = S[4 * nt] * trL[-8 * nt], v1 = S[4 * nt + 1] * trL[-8 * nt - 1];
+                        const float v2 = S[4 * nt + 2] * trL[8 - 8 * nt], v3 = S[4 * nt + 3] * trL[7 - 8 * nt];
+                        *reinterpret_cast<unsigned*>(d) = O_::pack(v0, v1);
+                        *reinterpret_cast<unsigned*>(d + 1024) = O_::pack(v2, v3);
+                        den0 += v0 + v1;
+                        den1 += v2 + v3;
+                    } else {
+                        *reinterpret_cast<unsigned*>(d) = O_::pack(S[4 * nt] * trL[-8 * nt], S[4 * nt + 1] * trL[-8 * nt - 1]);
+                        *reinterpret_cast<unsigned*>(d + 1024) =
+                            O_::pack(S[4 * nt + 2] * trL[8 - 8 * nt], S[4 * nt + 3] * trL[7 - 8 * nt]);
+                    }
+                }
+                if (NORM) {
+                    // quad sums into rows 2 and 3 of the stage's normalizer tile (first atom: 64 floats), which only
+                    // repeated z's hi and lo: the consumers take q . zP from their quad's first lane instead
+                    den0 += __shfl_xor_sync(0xffffffffu, den0, 1);
+                    den1 += __shfl_xor_sync(0xffffffffu, den1, 1);
+                    den0 += __shfl_xor_sync(0xffffffffu, den0, 2);
+                    den1 += __shfl_xor_sync(0xffffffffu, den1, 2);
+                    float* dt = reinterpret_cast<float*>(sm + offZ + st * zBytes + 256);
+                    if (ltq == 0) {
+                        dt[li0] = den0;
+                        dt[li0 + 8] = den1;
+                    }
                 }
             }
             fence_async_smem();
@@ -879,7 +913,8 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             // D = 128, bf16, 80 rounds, 2026-12-04, session 11; BENCHMARKS.md): at the card's 700 W limit the work's
             // energy sets the pace, not the issue slots (the tiles by TMA, which took a quarter of the instructions
             // off, gained nothing). The hand-over rides on the stage's full barrier, a stage ahead of the consumers.
-            // The other bodies form all of S in both consumers (the normalized one sums its rows there). Tried and
+            // The normalized forward's loaders also sum S's rows (its denominators' intra part; 11.5% off its forward
+            // in norm_cost, 2026-12-04); the mapped and paired bodies form all of S in both consumers. Tried and
             // removed before (ssplit, BENCHMARKS.md; 2026-12-04): each consumer its 32 keys (m64n32), the masked
             // halves exchanged between the consumers mid-chunk: the plain forward 1.8 to 10.3% slower.
             float S[32], Oa[32];  // the first k-step (ss0) overwrites them
@@ -956,7 +991,15 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             // gained nothing measurable and, summing the 16-bit S', made o 150x less accurate where the rows' terms
             // cancel (q, k of both signs with the identity map).
             float inv0 = 1.f, inv1 = 1.f;
-            if (NORM && !(LIGHTNING_WG_NORM_X & 2)) {
+            if (NORM && SL) {  // the loaders' row sums; q . zP from the quad's first lane (rows 2, 3 of the tile hold the sums)
+                const float* dt = reinterpret_cast<const float*>(sm + offZ + st * zBytes + 256);
+                den0 = dt[i0];
+                den1 = dt[i0 + 8];
+#pragma unroll
+                for (int x = 0; x < 4; ++x) Zd[x] = __shfl_sync(0xffffffffu, Zd[x], lane & ~3);
+                inv0 = __frcp_rn(fmaf(den0, invScale, l0 * (Zd[0] + Zd[1])) + eps);
+                inv1 = __frcp_rn(fmaf(den1, invScale, l1 * (Zd[2] + Zd[3])) + eps);
+            } else if (NORM && !(LIGHTNING_WG_NORM_X & 2)) {
                 den0 += __shfl_xor_sync(0xffffffffu, den0, 1);
                 den1 += __shfl_xor_sync(0xffffffffu, den1, 1);
                 den0 += __shfl_xor_sync(0xffffffffu, den0, 2);
