@@ -178,19 +178,14 @@ constexpr int kLoaders = 128;
 // forever. Forward: 56 keep the loaders and 224 the consumers free of spills. The states kernel's
 // consumers need fewer (no outputs), and its loaders spilled with 56. Normalized forward: the
 // loaders carry z and its checkpoint clock, and spilled with 56; its consumers fit in 216.
-// LIGHTNING_WG_NORM_LOADER_REGS: the normalized forward's loader registers, the consumers getting
-// the rest (rounded down to a multiple of 8, as setmaxnreg requires). The loaders hold four z and
-// the column sums' accumulators: 72 (consumers 216) left an 8-byte spill
-// (ptxas) and ran normalized elu1 15% slower than 88 (consumers 208), which has none (H200,
+// LIGHTNING_WG_NORM_LOADER_REGS: the normalized forward's loader registers, the consumers getting the rest (rounded down to
+// a multiple of 8, as setmaxnreg requires). Its loaders hold four z and the column sums' accumulators and, since
+// session 11, form S and its rows' sums too (SL in body): 120, the consumers 192 (no S to hold), no spill; 136
+// (consumers 184) spilled 20 to 28 bytes (ptxas, sm_90a). Before S moved (88 then, consumers 208): 72 (consumers
+// 216) left an 8-byte spill and ran normalized elu1 15% slower than 88, which had none (H200,
 // bench/cuda/norm_cost.cu, 2026-12-03).
 #ifndef LIGHTNING_WG_NORM_LOADER_REGS
-#define LIGHTNING_WG_NORM_LOADER_REGS 88
-#endif
-// LIGHTNING_WG_SN_REGS: the normalized forward's loader registers since they form S and its rows' sums too (SL in
-// body; LIGHTNING_WG_NORM_LOADER_REGS is then unused): 120, the consumers 192 (no S to hold), no spill; 136
-// (consumers 184) spilled 20 to 28 bytes (ptxas, sm_90a).
-#ifndef LIGHTNING_WG_SN_REGS
-#define LIGHTNING_WG_SN_REGS 120
+#define LIGHTNING_WG_NORM_LOADER_REGS 120
 #endif
 // LIGHTNING_WG_MAP_LOADER_REGS (default 72): the plain forward with a feature map runs as a body of its
 // own (MAPR) whose loaders get this many registers (the consumers the rest, 216; no spill, ptxas sm_90a;
@@ -211,8 +206,8 @@ constexpr int kLoaders = 128;
 #define LIGHTNING_WG_S_LOADER_REGS 96
 #endif
 template <bool FWD, bool NORM, bool MAPR = false, bool SL = false> struct Regs {
-    static constexpr int wide = SL && NORM ? LIGHTNING_WG_SN_REGS : SL ? LIGHTNING_WG_S_LOADER_REGS
-                                : NORM ? LIGHTNING_WG_NORM_LOADER_REGS : LIGHTNING_WG_MAP_LOADER_REGS;
+    static constexpr int wide = NORM ? LIGHTNING_WG_NORM_LOADER_REGS : SL ? LIGHTNING_WG_S_LOADER_REGS
+                                     : LIGHTNING_WG_MAP_LOADER_REGS;
     static constexpr int loader = FWD ? (NORM || MAPR || SL ? wide : 56) : 88,
                          consumer = FWD ? (NORM || MAPR || SL ? (3 * 168 - wide) / 2 / 8 * 8 : 224) : 208;
     static_assert(loader + 2 * consumer <= 3 * 168, "setmaxnreg must fit the registers the CTA launched with");
