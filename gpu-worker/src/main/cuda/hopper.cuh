@@ -80,7 +80,8 @@
 // Forward 232064 bytes (the opt-in limit of a Hopper block is 232448), the paired forward 207488, states 134272.
 // LIGHTNING_WG_NORM_X (measurement builds only, default 0; wrong results on purpose): leaves parts of the
 // normalized forward's work out to see what each costs (bench/cuda/norm_cost.cu, BENCHMARKS.md, hopnorm2).
-// Bit 1: the consumers' q . zP products; bit 2: the consumers' row sums, reciprocals and scaling; bit 4: the
+// Bit 1: the consumers' q . zP products; bit 2: the consumers' reciprocals and scaling (the row sums are the
+// loaders' since session 11); bit 4: the
 // loaders' z work (column sums); bit 8: a normalized launch runs the plain forward body (the control);
 // bit 16: the normalized forward's loaders carry no map code (for register splits); bit 32: the normalized states
 // kernel's column sums (the consumers') left out.
@@ -657,13 +658,13 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                 wg_commit();
                 wg_wait<0>();
                 reg_fence<32>(S);
-                const int lg = lane >> 2, ltq = lane & 3, li0 = 16 * (warp & 3) + lg;
-                const float* trL = reinterpret_cast<const float*>(sm + offTab + 1152) + 64 + (li0 - 2 * ltq);
-                unsigned char* sp = sm + offSp + st * 8192u + li0 * 128 + 4 * ltq;
+                const int li0 = 16 * w4 + g;  // this lane's rows li0, li0 + 8 (as a consumer's i0)
+                const float* trL = reinterpret_cast<const float*>(sm + offTab + 1152) + 64 + (li0 - 2 * tq);
+                unsigned char* sp = sm + offSp + st * 8192u + li0 * 128 + 4 * tq;
                 float den0 = 0.f, den1 = 0.f;  // NORM: the rows' sums of the masked scores, as the consumers formed them
 #pragma unroll
                 for (int nt = 0; nt < 8; ++nt) {
-                    unsigned char* d = sp + ((nt ^ lg) << 4);  // rows li0 and li0 + 8: the same piece
+                    unsigned char* d = sp + ((nt ^ g) << 4);  // rows li0 and li0 + 8: the same piece
                     if constexpr (NORM) {
                         const float v0 = S[4 * nt] * trL[-8 * nt], v1 = S[4 * nt + 1] * trL[-8 * nt - 1];
                         const float v2 = S[4 * nt + 2] * trL[8 - 8 * nt], v3 = S[4 * nt + 3] * trL[7 - 8 * nt];
@@ -685,7 +686,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                     den0 += __shfl_xor_sync(0xffffffffu, den0, 2);
                     den1 += __shfl_xor_sync(0xffffffffu, den1, 2);
                     float* dt = reinterpret_cast<float*>(sm + offZ + st * zBytes + 256);
-                    if (ltq == 0) {
+                    if (tq == 0) {
                         dt[li0] = den0;
                         dt[li0 + 8] = den1;
                     }
@@ -941,8 +942,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             // Mask and decay (tab is 0 for i < j), repacked as A fragments of S V: k-step kk is
             // {n-tile 2kk row g, n-tile 2kk row g+8, n-tile 2kk+1 row g, n-tile 2kk+1 row g+8}.
             unsigned Sp[4][4];
-            float den0 = 0.f, den1 = 0.f;  // NORM: this lane's part of the rows' sums (scaled)
-            if constexpr (!SL) {
+            if constexpr (!SL) {  // (the mapped and paired bodies; the others' loaders left S' in the stage)
             wg_wait<1>();
             reg_fence<32>(S);
 #pragma unroll
@@ -953,10 +953,6 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                 const float v3 = S[4 * nt + 3] * tr[7 - 8 * nt];
                 Sp[nt >> 1][2 * (nt & 1)] = O_::pack(v0, v1);
                 Sp[nt >> 1][2 * (nt & 1) + 1] = O_::pack(v2, v3);
-                if (NORM && !(LIGHTNING_WG_NORM_X & 2)) {
-                    den0 += v0 + v1;
-                    den1 += v2 + v3;
-                }
             }
             }  // !SL
             wg_wait<0>();
@@ -979,26 +975,20 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             for (int kk = 0; kk < 4; ++kk) W::template rs<1>(Oa, Sp[kk], desc_add(vDesc, 128u * kk));
             }
             wg_commit();
-            // NORM, while S V runs: den_i = (the quad's sum) / scale + lambda^(i+1) q_i . zP, and
-            // o_i = num_i / (den_i + eps). The quad (lanes 4 g .. 4 g + 3) holds rows i0, i0 + 8.
+            // NORM, while S V runs: den_i = (row i's sum of the masked scores, the loaders') / scale +
+            // lambda^(i+1) q_i . zP, and o_i = num_i / (den_i + eps). The quad (lanes 4 g .. 4 g + 3) holds rows
+            // i0, i0 + 8; q . zP comes from its first lane (rows 2 and 3 of the normalizer tile hold the sums).
             // The sums stay float32 sums of the float32 products: tried and removed (hopnorm4, BENCHMARKS.md), the
             // row sums as 4 m64n8k16 products of the packed S' (Sp) with a ones tile in S V's commit group, which
             // gained nothing measurable and, summing the 16-bit S', made o 150x less accurate where the rows' terms
             // cancel (q, k of both signs with the identity map).
             float inv0 = 1.f, inv1 = 1.f;
-            if (NORM && SL) {  // the loaders' row sums; q . zP from the quad's first lane (rows 2, 3 of the tile hold the sums)
+            static_assert(!(FWD && NORM) || SL, "the normalized forward's row sums come from its loaders");
+            if (NORM && !(LIGHTNING_WG_NORM_X & 2)) {
                 const float* dt = reinterpret_cast<const float*>(sm + offZ + st * zBytes + 256);
-                den0 = dt[i0];
-                den1 = dt[i0 + 8];
+                const float den0 = dt[i0], den1 = dt[i0 + 8];
 #pragma unroll
                 for (int x = 0; x < 4; ++x) Zd[x] = __shfl_sync(0xffffffffu, Zd[x], lane & ~3);
-                inv0 = __frcp_rn(fmaf(den0, invScale, l0 * (Zd[0] + Zd[1])) + eps);
-                inv1 = __frcp_rn(fmaf(den1, invScale, l1 * (Zd[2] + Zd[3])) + eps);
-            } else if (NORM && !(LIGHTNING_WG_NORM_X & 2)) {
-                den0 += __shfl_xor_sync(0xffffffffu, den0, 1);
-                den1 += __shfl_xor_sync(0xffffffffu, den1, 1);
-                den0 += __shfl_xor_sync(0xffffffffu, den0, 2);
-                den1 += __shfl_xor_sync(0xffffffffu, den1, 2);
                 inv0 = __frcp_rn(fmaf(den0, invScale, l0 * (Zd[0] + Zd[1])) + eps);
                 inv1 = __frcp_rn(fmaf(den1, invScale, l1 * (Zd[2] + Zd[3])) + eps);
             }

@@ -69,10 +69,13 @@ final class LaunchShapes {
         LaunchShapes s = new LaunchShapes(portable, hopper);
         for (int dk = 1; dk < DK_SLOTS; dk++) {
             if (s.genericSharedBytes(dk) <= 0 || s.tensorCoreSharedBytes(dk) <= 0
-                    || (dk <= s.hopperMaxDk && (s.hopperSharedBytes(dk, true) <= 0 || s.hopperSharedBytes(dk, false) <= 0))
-                    || (s.hopperPairD > 0 && s.hopperPairForwardBytes <= 0)) {
+                    || (dk <= s.hopperMaxDk && (s.hopperSharedBytes(dk, true) <= 0 || s.hopperSharedBytes(dk, false) <= 0))) {
                 throw new IllegalStateException("the kernels report no shared-memory size for dk = " + dk);
             }
+        }
+        if (s.hopperPairD > 0 && s.hopperPairForwardBytes <= 0) {
+            throw new IllegalStateException("the Hopper module reports paired kernels (dk = dv = " + s.hopperPairD
+                    + ") but no shared-memory size for their forward kernel: rebuild the PTX");
         }
         return s;
     }

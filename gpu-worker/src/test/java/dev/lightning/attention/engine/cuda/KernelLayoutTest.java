@@ -69,6 +69,11 @@ class KernelLayoutTest {
                 () -> LaunchShapes.of(portable, hopper));
         assertTrue(chunk.getMessage().contains("chunks of 32"), chunk.getMessage());
         portable[0] = TensorCoreLayout.CHUNK;
+        hopper[4] = 0;
+        IllegalStateException noPair = org.junit.jupiter.api.Assertions.assertThrows(IllegalStateException.class,
+                () -> LaunchShapes.of(portable, hopper));
+        assertTrue(noPair.getMessage().contains("paired kernels"), noPair.getMessage());
+        hopper[4] = 5064;
         hopper[LaunchShapes.DK_SLOTS + 77] = 0;
         IllegalStateException missing = org.junit.jupiter.api.Assertions.assertThrows(IllegalStateException.class,
                 () -> LaunchShapes.of(portable, hopper));
