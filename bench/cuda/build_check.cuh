@@ -42,6 +42,7 @@ struct Build {
     std::string name;
     cudaLibrary_t lib;
     cudaKernel_t fwd, st;
+    cudaKernel_t fwdM;       // the mapped plain forward's entry where the module has one (else fwd)
     cudaKernel_t fwdN, stN;  // the normalized formula's entries: the portable module's _norm ones where it has them
     int smemF, smemS;
     int threads, cols;  // block size and value columns a CTA, from the module's launch shapes
@@ -179,7 +180,7 @@ static CheckResult check_build(const Build& b, const Case& c) {
     a.n = T; a.heads = a.headsQ = a.headsK = a.headsV = H; a.dk = D; a.dv = D; a.segTokens = seg;
     a.featureMap = fm; a.normalize = norm; a.scale = scale; a.eps = eps;
     const int ct = (D + b.cols - 1) / b.cols;
-    launch(norm ? b.fwdN : b.fwd, dim3(H, ct, S), b.threads, b.smemF, a);
+    launch(norm ? b.fwdN : fm != 0 ? b.fwdM : b.fwd, dim3(H, ct, S), b.threads, b.smemF, a);
     LightningArgs l = a;
     l.q = nullptr; l.o = nullptr; l.incoming = nullptr; l.incomingNorm = nullptr;
     l.states = dloc; l.statesNorm = norm ? dlocZ : nullptr; l.scale = 1.f;
@@ -246,10 +247,17 @@ static std::vector<Build> load_builds(const std::vector<std::pair<std::string, s
         if (b.portable && cudaLibraryGetKernel(&normFwd, b.lib, "lightning_forward_tc_bf16_norm") == cudaSuccess) {
             b.fwdN = normFwd;
             CK(cudaLibraryGetKernel(&b.stN, b.lib, "lightning_states_tc_bf16_norm"));
+        } else if (!b.portable && cudaLibraryGetKernel(&normFwd, b.lib, "lightning_forward_wg_norm_bf16") == cudaSuccess) {
+            b.fwdN = normFwd;  // the Hopper module's normalized forward in an entry of its own
+            b.stN = b.st;
         } else {
             (void)cudaGetLastError();  // no _norm entries: one body reads the flag
             b.fwdN = b.fwd;
             b.stN = b.st;
+        }
+        if (b.portable || cudaLibraryGetKernel(&b.fwdM, b.lib, "lightning_forward_wg_map_bf16") != cudaSuccess) {
+            (void)cudaGetLastError();
+            b.fwdM = b.fwd;
         }
         cudaKernel_t shapes;
         CK(cudaLibraryGetKernel(&shapes, b.lib, b.portable ? "lightning_launch_shapes" : "lightning_wg_launch_shapes"));
@@ -274,6 +282,7 @@ static std::vector<Build> load_builds(const std::vector<std::pair<std::string, s
         CK(cudaFuncSetAttribute((const void*)b.fwd, cudaFuncAttributeMaxDynamicSharedMemorySize, b.smemF));
         CK(cudaFuncSetAttribute((const void*)b.st, cudaFuncAttributeMaxDynamicSharedMemorySize, b.smemS));
         CK(cudaFuncSetAttribute((const void*)b.fwdN, cudaFuncAttributeMaxDynamicSharedMemorySize, b.smemF));
+        CK(cudaFuncSetAttribute((const void*)b.fwdM, cudaFuncAttributeMaxDynamicSharedMemorySize, b.smemF));
         CK(cudaFuncSetAttribute((const void*)b.stN, cudaFuncAttributeMaxDynamicSharedMemorySize, b.smemS));
         builds.push_back(b);
     }
@@ -281,19 +290,19 @@ static std::vector<Build> load_builds(const std::vector<std::pair<std::string, s
     return builds;
 }
 
-// Holds every build against the float64 cases (plain, normalized elu1, normalized identity on q, k >= 0, and
-// for comparison only normalized identity on signed inputs), prints a RESULT line each, and returns per build
+// Holds every build against the float64 cases (plain, normalized elu1, normalized identity on q, k >= 0, elu1,
+// and for comparison only normalized identity on signed inputs), prints a RESULT line each, and returns per build
 // whether it passed (a measurement build is reported, never failed).
 static std::vector<bool> check_builds(const std::vector<Build>& builds) {
-    const int fms[4] = {0, 1, 0, 0};
-    const bool norms[4] = {false, true, true, true};
-    const bool positive[4] = {false, false, true, false};
+    const int fms[5] = {0, 1, 0, 0, 1};
+    const bool norms[5] = {false, true, true, true, false};
+    const bool positive[5] = {false, false, true, false, false};
     std::vector<Case> cases;
-    for (int c = 0; c < 4; ++c) cases.push_back(make_case(fms[c], norms[c], positive[c]));
+    for (int c = 0; c < 5; ++c) cases.push_back(make_case(fms[c], norms[c], positive[c]));
     std::vector<bool> buildOk(builds.size(), true);
     for (size_t bi = 0; bi < builds.size(); ++bi) {
         const Build& b = builds[bi];
-        for (int c = 0; c < 4; ++c) {
+        for (int c = 0; c < 5; ++c) {
             const CheckResult r = check_build(b, cases[c]);
             const bool info = c == 3;
             std::printf("RESULT check %s %s%s%s: o %.3e, S after segment %.3e, local S %.3e, z %.3e, local z %.3e: %s\n",
