@@ -42,7 +42,6 @@ struct Build {
     std::string name;
     cudaLibrary_t lib;
     cudaKernel_t fwd, st;
-    cudaKernel_t fwdM;       // the mapped plain forward's entry where the module has one (else fwd)
     cudaKernel_t fwdN, stN;  // the normalized formula's entries: the portable module's _norm ones where it has them
     int smemF, smemS;
     int threads, cols;  // block size and value columns a CTA, from the module's launch shapes
@@ -180,7 +179,7 @@ static CheckResult check_build(const Build& b, const Case& c) {
     a.n = T; a.heads = a.headsQ = a.headsK = a.headsV = H; a.dk = D; a.dv = D; a.segTokens = seg;
     a.featureMap = fm; a.normalize = norm; a.scale = scale; a.eps = eps;
     const int ct = (D + b.cols - 1) / b.cols;
-    launch(norm ? b.fwdN : fm != 0 ? b.fwdM : b.fwd, dim3(H, ct, S), b.threads, b.smemF, a);
+    launch(norm ? b.fwdN : b.fwd, dim3(H, ct, S), b.threads, b.smemF, a);
     LightningArgs l = a;
     l.q = nullptr; l.o = nullptr; l.incoming = nullptr; l.incomingNorm = nullptr;
     l.states = dloc; l.statesNorm = norm ? dlocZ : nullptr; l.scale = 1.f;
@@ -247,17 +246,10 @@ static std::vector<Build> load_builds(const std::vector<std::pair<std::string, s
         if (b.portable && cudaLibraryGetKernel(&normFwd, b.lib, "lightning_forward_tc_bf16_norm") == cudaSuccess) {
             b.fwdN = normFwd;
             CK(cudaLibraryGetKernel(&b.stN, b.lib, "lightning_states_tc_bf16_norm"));
-        } else if (!b.portable && cudaLibraryGetKernel(&normFwd, b.lib, "lightning_forward_wg_norm_bf16") == cudaSuccess) {
-            b.fwdN = normFwd;  // the Hopper module's normalized forward in an entry of its own
-            b.stN = b.st;
         } else {
             (void)cudaGetLastError();  // no _norm entries: one body reads the flag
             b.fwdN = b.fwd;
             b.stN = b.st;
-        }
-        if (b.portable || cudaLibraryGetKernel(&b.fwdM, b.lib, "lightning_forward_wg_map_bf16") != cudaSuccess) {
-            (void)cudaGetLastError();
-            b.fwdM = b.fwd;
         }
         cudaKernel_t shapes;
         CK(cudaLibraryGetKernel(&shapes, b.lib, b.portable ? "lightning_launch_shapes" : "lightning_wg_launch_shapes"));
@@ -282,7 +274,6 @@ static std::vector<Build> load_builds(const std::vector<std::pair<std::string, s
         CK(cudaFuncSetAttribute((const void*)b.fwd, cudaFuncAttributeMaxDynamicSharedMemorySize, b.smemF));
         CK(cudaFuncSetAttribute((const void*)b.st, cudaFuncAttributeMaxDynamicSharedMemorySize, b.smemS));
         CK(cudaFuncSetAttribute((const void*)b.fwdN, cudaFuncAttributeMaxDynamicSharedMemorySize, b.smemF));
-        CK(cudaFuncSetAttribute((const void*)b.fwdM, cudaFuncAttributeMaxDynamicSharedMemorySize, b.smemF));
         CK(cudaFuncSetAttribute((const void*)b.stN, cudaFuncAttributeMaxDynamicSharedMemorySize, b.smemS));
         builds.push_back(b);
     }

@@ -132,7 +132,7 @@ int main(int argc, char** argv) {
                 CK(cudaEventRecord(e1a));
                 if (probe) clock_probe<<<1, 1>>>(probeDev, 1);
                 CK(cudaEventRecord(e1));
-                launch(cfgNorm[c] ? b.fwdN : cfgFm[c] != 0 ? b.fwdM : b.fwd, dim3(H, ct, b.portable ? 1 : S), b.threads, b.smemF, p2);
+                launch(cfgNorm[c] ? b.fwdN : b.fwd, dim3(H, ct, b.portable ? 1 : S), b.threads, b.smemF, p2);
                 CK(cudaEventRecord(e2));
                 if (probe) clock_probe<<<1, 1>>>(probeDev, 2);
                 CK(cudaDeviceSynchronize());

@@ -207,10 +207,7 @@ constexpr int kLoaders = 128;
 #define LIGHTNING_WG_S_LOADER_REGS 96
 #endif
 template <bool FWD, bool NORM, bool MAPR = false, bool SL = false> struct Regs {
-#ifndef XP_MAPSL_REGS
-#define XP_MAPSL_REGS 120
-#endif
-    static constexpr int wide = NORM ? LIGHTNING_WG_NORM_LOADER_REGS : (SL && MAPR) ? XP_MAPSL_REGS : SL ? LIGHTNING_WG_S_LOADER_REGS
+    static constexpr int wide = NORM ? LIGHTNING_WG_NORM_LOADER_REGS : SL ? LIGHTNING_WG_S_LOADER_REGS
                                      : LIGHTNING_WG_MAP_LOADER_REGS;
     static constexpr int loader = FWD ? (NORM || MAPR || SL ? wide : 56) : 88,
                          consumer = FWD ? (NORM || MAPR || SL ? (3 * 168 - wide) / 2 / 8 * 8 : 224) : 208;
@@ -405,7 +402,7 @@ struct CheckpointClock {
 // moves twice the bytes per chunk for about the same instructions.
 // MAPR: the plain, unpaired forward of a launch with a feature map, with
 // more loader registers (Regs).
-template <typename T, bool FWD, bool NORM, bool PAIR = false, bool MAPR = false, bool MSL = false>
+template <typename T, bool FWD, bool NORM, bool PAIR = false, bool MAPR = false>
 __device__ __forceinline__ void body(const LightningArgs& a) {
     static_assert(!(PAIR && NORM), "the paired heads are not normalized");
     static_assert(!(MAPR && (PAIR || NORM || !FWD)), "MAPR is the plain, unpaired forward's");
@@ -458,11 +455,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     // consumers in a tile a stage (64 x 64, one atom each, after the state copies; reserved in every unpaired
     // forward body, as the normalizer tiles are, so that the size depends on the kernel alone; the paired
     // kernels keep their layout and size).
-    constexpr bool SL = FWD && !PAIR && (!MAPR || MSL);
-#ifndef XP_SZ
-#define XP_SZ 0
-#endif
-    constexpr bool SZ = XP_SZ && FWD && NORM && SL && !ZX;
+    constexpr bool SL = FWD && !PAIR && !MAPR;
     const unsigned offSp = offPt + (FWD ? 2u * ptBytes : 0u);
     const unsigned offO = offSp + (FWD && !PAIR ? NS * 8192u : 0u);
     constexpr unsigned zBytes = 2048u;                  // a normalizer tile: 8 x Dkp, two 1024-byte atoms
@@ -617,7 +610,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                         *reinterpret_cast<T*>(p + ((e0 + 1) << 7) + ((pd ^ (e0 + 1)) << 4)) = lo;
                     }
                 }
-                if (!ZX && !SZ) {
+                if (!ZX) {
                 fence_async_smem();           // this thread's copies and mapped pieces, for the wgmma
                 named_bar_sync(3, kLoaders);  // every loader's part of the K tile is in (and mapped)
                 const unsigned long long kT = wg_desc(smU + kb, 8192u, 1024u);
@@ -656,31 +649,15 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                 named_bar_sync(3, kLoaders);  // every loader's copies of the chunk landed
                 const unsigned long long qD = desc_of(smU + base, 16u, 1024u), kD = desc_of(smU + kb, 16u, 1024u);
                 float S[32];
-                float zs0[4], zs1[4];  // SZ: dz's two m64 halves, in S's commit group
                 wg_fence();
 #pragma unroll
                 for (int ks = 0; ks < KS; ++ks) {
                     if (ks == 0) W::template ss0<0>(S, qk_desc(qD, ks), qk_desc(kD, ks));
                     else W::template ss<0>(S, qk_desc(qD, ks), qk_desc(kD, ks));
                 }
-                if constexpr (SZ) {
-                    const unsigned long long kT = wg_desc(smU + kb, 8192u, 1024u);
-                    const unsigned long long wD = wg_desc(smU + offW + (m == kChunk ? 0u : 1024u), 16u, 1024u);
-                    Wgmma<T, 8>::ss_ta0(zs0, kT, wD);
-                    Wgmma<T, 8>::ss_ta0(zs1, kT + 512u, wD);
-#pragma unroll 1
-                    for (int ks = 1; ks < 4; ++ks) {
-                        Wgmma<T, 8>::ss_ta(zs0, kT + 128u * ks, wD + 2u * ks);
-                        Wgmma<T, 8>::ss_ta(zs1, kT + 512u + 128u * ks, wD + 2u * ks);
-                    }
-                }
                 wg_commit();
                 wg_wait<0>();
                 reg_fence<32>(S);
-                if constexpr (SZ) {
-                    reg_fence<4>(zs0);
-                    reg_fence<4>(zs1);
-                }
                 const int li0 = 16 * w4 + g;  // this lane's rows li0, li0 + 8 (as a consumer's i0)
                 const float* trL = reinterpret_cast<const float*>(sm + offTab + 1152) + 64 + (li0 - 2 * tq);
                 unsigned char* sp = sm + offSp + st * 8192u + li0 * 128 + 4 * tq;
@@ -712,17 +689,6 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                     if (tq == 0) {
                         dt[li0] = den0;
                         dt[li0 + 8] = den1;
-                    }
-                }
-                if constexpr (SZ) {
-                    const float lm = tab[m];
-                    zv[0] = fmaf(lm, zv[0], zs0[0] + zs0[1]);
-                    zv[1] = fmaf(lm, zv[1], zs0[2] + zs0[3]);
-                    zv[2] = fmaf(lm, zv[2], zs1[0] + zs1[1]);
-                    zv[3] = fmaf(lm, zv[3], zs1[2] + zs1[3]);
-                    if (ckZ) {
-                        const long long slot = clock.advance(m);
-                        if (slot >= 0 && zWriter) z_out(a.checkpointNorms + (slot * H + h) * dk);
                     }
                 }
             }
@@ -921,17 +887,9 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
 #pragma unroll
             for (int kk = 0; kk < 4; ++kk) {
                 const unsigned long long bd = desc_add(kStateDesc, 128u * kk);  // 16 token rows further
-#ifndef XP_NOLO
-#define XP_NOLO 0
-#endif
-                if (XP_NOLO && FWD) {
-                    if (kk == 0) WS::template rs0<1>(dP, A[kk], bd);
-                    else WS::template rs<1>(dP, A[kk], bd);
-                } else {
                 if (kk == 0) WS::template rs0<1>(dP, A[kk] + 4, bd);
                 else WS::template rs<1>(dP, A[kk] + 4, bd);
                 WS::template rs<1>(dP, A[kk], bd);
-                }
             }
         };
         auto fold = [&]() {  // once the products completed
@@ -1129,17 +1087,11 @@ __device__ __forceinline__ bool pair_launch(const LightningArgs& a) {
 // ------------------------------ entry points ----------------------------------------------
 // One LightningArgs by value (lightning_args.cuh). normalize picks the compiled variant (uniform
 // for the launch); the plain one is the code of the unnormalized kernels.
-#ifndef XP_MSL
-#define XP_MSL 1
-#endif
-#ifndef XP_SPLIT
-#define XP_SPLIT 0
-#endif
 #define LIGHTNING_WG_ENTRIES(NAME, T)                                                                      \
     extern "C" __global__ void __launch_bounds__(LIGHTNING_WG_THREADS, 1)                                   \
     lightning_forward_wg_##NAME(const LightningArgs a) {                                                    \
-        if (XP_SPLIT < 2 && a.normalize && !(LIGHTNING_WG_NORM_X & 8)) lightning_wg::body<T, true, true>(a);                \
-        else if (!XP_SPLIT && a.featureMap != 0) lightning_wg::body<T, true, false, false, true>(a);                     \
+        if (a.normalize && !(LIGHTNING_WG_NORM_X & 8)) lightning_wg::body<T, true, true>(a);                \
+        else if (a.featureMap != 0) lightning_wg::body<T, true, false, false, true>(a);                     \
         else lightning_wg::body<T, true, false>(a);                                                         \
     }                                                                                                       \
     extern "C" __global__ void __launch_bounds__(LIGHTNING_WG_THREADS, 1)                                   \
@@ -1162,21 +1114,6 @@ __device__ __forceinline__ bool pair_launch(const LightningArgs& a) {
         lightning_wg::body<T, false, false, true>(a);                                                       \
     }
 
-#if XP_SPLIT
-#define XP_EXTRA(NAME, T) \
-    extern "C" __global__ void __launch_bounds__(LIGHTNING_WG_THREADS, 1)                                   \
-    lightning_forward_wg_map_##NAME(const LightningArgs a) {                                                    \
-        lightning_wg::body<T, true, false, false, true, XP_MSL>(a);                     \
-    }                                                                                                       \
-    extern "C" __global__ void __launch_bounds__(LIGHTNING_WG_THREADS, 1)                                   \
-    lightning_forward_wg_norm_##NAME(const LightningArgs a) {                                                    \
-        lightning_wg::body<T, true, true>(a);                     \
-    }
-#else
-#define XP_EXTRA(NAME, T)
-#endif
-XP_EXTRA(bf16, __nv_bfloat16)
-XP_EXTRA(f16, __half)
 LIGHTNING_WG_ENTRIES(bf16, __nv_bfloat16)
 LIGHTNING_WG_ENTRIES(f16, __half)
 LIGHTNING_WG_PAIR_ENTRIES(bf16, __nv_bfloat16)
