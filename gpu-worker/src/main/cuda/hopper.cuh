@@ -202,7 +202,9 @@ constexpr int kLoaders = 128;
 // LIGHTNING_WG_S_LOADER_REGS: the plain forward's loader registers (they form S = Q K^T, 32 accumulators; see SL
 // in body), the consumers getting the rest: 72 and 88 spilled 168 and 52 bytes (ptxas, sm_90a), 96 (consumers
 // 200, who no longer hold S) none. The mapped plain forward (MAPR) keeps S in its consumers: with S in its
-// loaders too, after the map, the kernel spilled 152 to 172 bytes with 96, 104 or 112 loader registers.
+// loaders too, after the map, the kernel spilled 152 to 172 bytes with 96, 104 or 112 loader registers (a
+// second S-forming body in the function is what spills: in an entry of its own it has none, and there elu1
+// ran 3.4 to 4.3% slower than now on an H200, its loaders' chain then map and S: BENCHMARKS.md, session 12).
 #ifndef LIGHTNING_WG_S_LOADER_REGS
 #define LIGHTNING_WG_S_LOADER_REGS 96
 #endif
@@ -366,15 +368,20 @@ struct CheckpointClock {
 // its bf16/f16 copy in shared memory for the inter product, and (forward) the outputs of the own
 // columns. Running one code path in both consumers matters: two different register-heavy roles
 // inlined in one kernel spilled (ptxas allocates the union), and as separate functions their
-// wgmma were serialized. S = Q K^T is computed by both consumers (an eighth of the products),
-// which spares a hand-over between them (the hand-over was measured slower: see the S product).
+// wgmma were serialized. S = Q K^T: in the plain and the normalized forward the loaders form it once a
+// CTA and leave it masked in the stage (SL); in the mapped and the paired forward each consumer forms
+// all of it (a hand-over between the consumers mid-chunk was measured slower: see the S product).
+// One forward entry holds the plain, mapped and normalized bodies, on purpose: ptxas allocates the
+// function as a whole, and on an H200 (2026-12-04, session 12) the plain body compiled alone in an entry
+// of its own ran 4 to 6% slower, while a second body that forms S in its loaders spilled beside it.
 //
 // The variants (LightningArgs): grouped heads and the feature map are the loaders' business
 // (indexing; phi applied in shared memory before the stage is handed over), checkpoints a branch
 // per chunk. NORM (a template flag, so that the plain kernels keep their code) adds the
-// normalizer z, and puts its work on the loaders, not the consumers: these kernels are bound by
-// the consumers' instruction stream (a consumer warp issues every 5-6 cycles, the issue slots
-// half busy), while the loader warps have slack between their copies. Per chunk:
+// normalizer z, and puts its work on the loaders, not the consumers, whose dependent chain
+// (wait for the stage, products, fold, state copy) sets a chunk's time, while the loader warps had
+// slack between their copies. (At the H200's 700 W limit the energy of a chunk's work, bytes and
+// tensor-core products, also sets the pace: BENCHMARKS.md, session 11.) Per chunk:
 //   loaders: hold z (float32; 0 past dk), the value before the chunk; write it as the stage's
 //     normalizer tile, then zP' = lambda^m zP + sum_t lambda^(m-1-t) k_t[d] from the stage's K
 //     tile, all before arriving on the full barrier (so the stage is not refilled while they read
@@ -387,9 +394,11 @@ struct CheckpointClock {
 //     2026-12-03), so it was the loaders' share, beside elu1's mapping, that cost.
 //   states kernel: the consumers form the sums instead (each its half of
 //     dk, in its state update's commit group); it writes only z after the segment, and its loaders copy alone.
+//   loaders (forward), after z: S = Q K^T masked and decayed into the stage (SL), and the intra part
+//     of the denominators, sum_{j<=i} lambda^(i-j) q_i . k_j, as the rows' sums of those scores, left in
+//     rows 2 and 3 of the stage's normalizer tile.
 //   consumers (forward): q_i . zP by one more product, m64n8: Q (A, as for S) times the
-//     normalizer tile (B), 8 wgmma a chunk; the intra part sum_{j<=i} lambda^(i-j) q_i . k_j is
-//     the row sum of the masked decayed scores the lane computes anyway for S V, quad-reduced.
+//     normalizer tile (B), 8 wgmma a chunk, taken from the quad's first lane.
 // PAIR (dk = dv = 64, no normalization, Hq = Hk = Hv = H, H even; launched with grid.x = H / 2): a CTA
 // takes the two neighbouring heads 2 x and 2 x + 1 (x = blockIdx.x), whose 64-element rows lie side by
 // side in memory, so its Q, K and V tiles are the two heads' rows as one 128-column tile: atom j is
