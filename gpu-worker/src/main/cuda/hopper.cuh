@@ -37,7 +37,9 @@
 //     masked and decayed (the output scale folded into the decay table) in registers and becomes
 //     the A operand (registers) of O += S V; O is staged in shared memory and written during the
 //     next chunk. In the plain and normalized forward the loaders form S once for both consumers and
-//     leave it masked in the stage, where S V reads its A (SL in body).
+//     leave it masked in the stage, where S V reads its A (SL in body). The plain forward computes O
+//     transposed instead (TQ in body): O^T = P^T Q^T + V^T S'^T, P^T straight from the state's registers,
+//     with no copy of the state in shared memory.
 //
 // Shared-memory tiles use the 128-byte swizzle wgmma reads natively: a tile is cut into atoms of
 // 64 columns (128 bytes of 2-byte elements), an atom stores its rows 128 bytes apart, and the
@@ -68,7 +70,8 @@
 // Dynamic shared memory in bytes (any dk <= 128: tiles are padded to 128 columns), with
 // NC = LIGHTNING_WG_COLUMNS and 16384-byte Q and K tiles (64 x 128, two atoms):
 //   stages: forward 3 x (Q, K, V), states 4 x (K, V)      V: 128 NC
-//   forward only: the consumers' state copies (2 x 16384), the masked S tile a stage (3 x 8192; the
+//   forward only: the consumers' state copies (2 x 16384; the plain forward keeps only its 64 token factors
+//   there, see TQ in body), the masked S tile a stage (3 x 8192; the
 //   plain and normalized forward's, see SL in body; reserved in every unpaired forward body, not in the paired
 //   kernels) and the output staging tile 64 x (NC + 8) x 2
 //   forward only: one normalizer tile a stage (8 x 128, two 1024-byte atoms), 3 x 2048; reserved
@@ -465,6 +468,16 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     // forward body, as the normalizer tiles are, so that the size depends on the kernel alone; the paired
     // kernels keep their layout and size).
     constexpr bool SL = FWD && !PAIR && !MAPR;
+    // TQ (the plain unpaired forward): the consumers form their outputs transposed, Oa^T (own columns x tokens):
+    // the inter part as P^T Q^T with P^T, A, straight from the state's registers (the bf16 rounding the state
+    // copy had), Q^T the stage's Q tile read K-major as S = Q K^T reads K, and S V as V^T S'^T (the own V atom
+    // read MN-major, the loaders' S tile K-major). So no copy of the state goes through shared memory: that copy
+    // (16 KB a consumer a chunk, written, then read by Q P) cost the plain forward about 10% (its stores left out:
+    // -9.8% at H = 64, -10.4% at H = 8), and this form is 4.7% and 5.3% faster than the copy (bench/cuda/fwd_cost.cu,
+    // H200, T = 1M, D = 128, bf16, 30 rounds, 2026-12-04, session 12; the same float64 errors to the last digit).
+    // The rows then go to the staging tile by stmatrix.trans, each warp 16 columns of all 64 rows, between two
+    // named barriers of the warpgroup.
+    constexpr bool TQ = SL && !NORM;
     const unsigned offSp = offPt + (FWD ? 2u * ptBytes : 0u);
     const unsigned offO = offSp + (FWD && !PAIR ? NS * 8192u : 0u);
     constexpr unsigned zBytes = 2048u;                  // a normalizer tile: 8 x Dkp, two 1024-byte atoms
@@ -774,7 +787,14 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
         fence_async_smem();
         named_bar_sync(barId, 128);
     };
-    if (FWD) store_copy();
+    if (FWD && !TQ) store_copy();
+    // TQ: rq[i] = scale lambda^(i+1), the inter part's factor of token i, in the state copy's place (unused there)
+    const float* rq = reinterpret_cast<const float*>(pt);
+    if constexpr (TQ) {
+        const int lt = tid & 127;
+        if (lt < 64) reinterpret_cast<float*>(pt)[lt] = scale * tab[lt + 1];
+        named_bar_sync(barId, 128);
+    }
 
     // ldmatrix.trans of the own V atom for the state update's A fragments (V^T: rows = own
     // columns, k = tokens): lanes 8i..8i+7 address the rows of block (token block 2 kk + i / 2,
@@ -932,10 +952,26 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             }
             wg_commit();
             }
+            unsigned Ap[TQ ? KS : 1][4];  // TQ: P^T as A fragments (k-step ks: dk 16 ks .. 16 ks + 15)
+            if constexpr (TQ) {
+#pragma unroll
+                for (int ks = 0; ks < KS; ++ks) {
+                    Ap[ks][0] = O_::pack(Pt[8 * ks], Pt[8 * ks + 1]);
+                    Ap[ks][1] = O_::pack(Pt[8 * ks + 2], Pt[8 * ks + 3]);
+                    Ap[ks][2] = O_::pack(Pt[8 * ks + 4], Pt[8 * ks + 5]);
+                    Ap[ks][3] = O_::pack(Pt[8 * ks + 6], Pt[8 * ks + 7]);
+                }
+#pragma unroll
+                for (int ks = 0; ks < KS; ++ks) {  // Oa^T = P^T Q^T: B = the Q tile, K-major (as K in S = Q K^T)
+                    if (ks == 0) W::template rs0<0>(Oa, Ap[ks], qk_desc(qDesc, ks));
+                    else W::template rs<0>(Oa, Ap[ks], qk_desc(qDesc, ks));
+                }
+            } else {
 #pragma unroll
             for (int ks = 0; ks < KSJ; ++ks) {
                 if (ks == 0) W::template ss0<0>(Oa, qk_desc(qDesc, ks), qk_desc(ptDesc, ks));
                 else W::template ss<0>(Oa, qk_desc(qDesc, ks), qk_desc(ptDesc, ks));
+            }
             }
             if (NORM && !(LIGHTNING_WG_NORM_X & 1)) {
 #pragma unroll
@@ -946,7 +982,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                 }
             }
             wg_commit();
-            form();
+            if constexpr (!TQ) form();  // (TQ: while S V runs; P^T's fragments hold 32 registers until Q P is done)
             if (c > 0) store_rows(c - 1);  // while the tensor cores work
             // Mask and decay (tab is 0 for i < j), repacked as A fragments of S V: k-step kk is
             // {n-tile 2kk row g, n-tile 2kk row g+8, n-tile 2kk+1 row g, n-tile 2kk+1 row g+8}.
@@ -966,7 +1002,19 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             }  // !SL
             wg_wait<0>();
             reg_fence<32>(Oa);
+            if constexpr (TQ) reg_fence<4 * KS>(&Ap[0][0]);
             if (NORM) reg_fence<4>(Zd);
+            if constexpr (TQ) {  // Oa^T[c][i] *= scale lambda^(i + 1), i = 8 nt + 2 tq (+ 1)
+                const float2* r2 = reinterpret_cast<const float2*>(rq) + tq;
+#pragma unroll
+                for (int nt = 0; nt < 8; ++nt) {
+                    const float2 r = r2[4 * nt];
+                    Oa[4 * nt] *= r.x;
+                    Oa[4 * nt + 1] *= r.y;
+                    Oa[4 * nt + 2] *= r.x;
+                    Oa[4 * nt + 3] *= r.y;
+                }
+            } else {
 #pragma unroll
             for (int nt = 0; nt < 8; ++nt) {
                 Oa[4 * nt] *= r0;
@@ -974,16 +1022,23 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                 Oa[4 * nt + 2] *= r1;
                 Oa[4 * nt + 3] *= r1;
             }
+            }
             wg_fence();
             if constexpr (SL) {  // A: the stage's S tile (the loaders'), k-step kk at byte 32 kk of its rows
                 const unsigned long long sD = desc_of(smU + offSp + st * 8192u, 16u, 1024u);
+                if constexpr (TQ) {  // Oa^T += V^T S'^T: A = the own V atom read as V^T, B = the S tile, K-major
+#pragma unroll
+                    for (int kk = 0; kk < 4; ++kk) W::ss_ta(Oa, desc_add(vDesc, 128u * kk), desc_add(sD, 2u * kk));
+                } else {
 #pragma unroll
                 for (int kk = 0; kk < 4; ++kk) W::template ss<1>(Oa, desc_add(sD, 2u * kk), desc_add(vDesc, 128u * kk));
+                }
             } else {
 #pragma unroll
             for (int kk = 0; kk < 4; ++kk) W::template rs<1>(Oa, Sp[kk], desc_add(vDesc, 128u * kk));
             }
             wg_commit();
+            if constexpr (TQ) form();
             // NORM, while S V runs: den_i = (row i's sum of the masked scores, the loaders') / scale +
             // lambda^(i+1) q_i . zP, and o_i = num_i / (den_i + eps). The quad (lanes 4 g .. 4 g + 3) holds rows
             // i0, i0 + 8; q . zP comes from its first lane (rows 2 and 3 of the normalizer tile hold the sums).
@@ -1005,6 +1060,24 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             reg_fence<32>(Oa);
             if constexpr (!SL) reg_fence<16>(&Sp[0][0]);
             // Stage the rows (rounded to T); they go out during the next chunk.
+            if constexpr (TQ) {
+                // Oa^T: this warp holds own columns 16 w4 .. 16 w4 + 15 of all 64 rows; stmatrix.trans writes each
+                // 8 x 8 block (columns 8 h.., rows 8 nt..) transposed, a row of 8 columns a lane address.
+                named_bar_sync(barId, 128);  // every warp of this warpgroup is done reading the previous chunk's rows
+                const int mi = lane >> 3, mr = lane & 7;
+                const unsigned stU = smem_u32(reinterpret_cast<T*>(sm + offO) + colBase + 16 * w4) +
+                                     2u * (unsigned)((8 * (mi >> 1) + mr) * kLdo + 8 * (mi & 1));
+#pragma unroll
+                for (int p = 0; p < 4; ++p) {
+                    const unsigned r0_ = O_::pack(Oa[8 * p], Oa[8 * p + 1]), r1_ = O_::pack(Oa[8 * p + 2], Oa[8 * p + 3]);
+                    const unsigned r2_ = O_::pack(Oa[8 * p + 4], Oa[8 * p + 5]), r3_ = O_::pack(Oa[8 * p + 6], Oa[8 * p + 7]);
+                    asm volatile("stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(
+                                     stU + 2u * (unsigned)(16 * p * kLdo)),
+                                 "r"(r0_), "r"(r1_), "r"(r2_), "r"(r3_)
+                                 : "memory");
+                }
+                named_bar_sync(barId, 128);  // the chunk's rows are staged
+            } else {
             __syncwarp();  // every lane is done reading the previous chunk's staged rows
 #pragma unroll
             for (int nt = 0; nt < 8; ++nt) {
@@ -1018,6 +1091,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                 }
             }
             __syncwarp();
+            }  // TQ
             // The state update's products only now: queued behind S V, their 64 accumulators
             // spilled (ptxas), and with one m64n128 update a chunk there is no second tile to hide.
             // Issuing them before the staging instead (so the stores run while they are in flight)
@@ -1059,7 +1133,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             }
         }
         // The copy of the new state for the next chunk's inter product (this chunk's is read).
-        if (FWD && c + 1 < nChunks) store_copy();
+        if (FWD && !TQ && c + 1 < nChunks) store_copy();
         if (++st == NS) {
             st = 0;
             parity ^= 1u;
