@@ -26,9 +26,10 @@
 //     token weights w_t = lambda^(m-1-t) in registers (ldmatrix.trans, then hi + lo: see
 //     split_hl) are the A operand, the K tile (all 128 dk) the B operand, one m64n128k16 product
 //     per k-step and half. Taking the weights on V (64 columns) rather than on K (128 rows) halves
-//     the split work; that, and loops of fixed length, mattered because these kernels are bound by
-//     the consumers' instruction stream (ncu: issue slots half busy, a warp issuing every 5-6
-//     cycles), not by the tensor cores. Then P^T = lambda^m P^T + dP^T with an ordinary float32
+//     the split work (measured when these kernels looked bound by the consumers' instruction stream;
+//     since then, at the H200's power limit, the forward's time has followed the shared-memory bytes a
+//     chunk moves rather than its instructions: BENCHMARKS.md, sessions 11 and 12). Then
+//     P^T = lambda^m P^T + dP^T with an ordinary float32
 //     FMA (the tensor cores' accumulate does not round to nearest: measured on an H200, it matched
 //     round-toward-zero in 83% of cases and round-to-nearest in 69%, so a running sum over
 //     thousands of chunks would drift).
