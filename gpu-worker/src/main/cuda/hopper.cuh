@@ -477,12 +477,11 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     // -9.8% at H = 64, -10.4% at H = 8), and this form is 4.7% and 5.3% faster than the copy (bench/cuda/fwd_cost.cu,
     // H200, T = 1M, D = 128, bf16, 30 rounds, 2026-12-04, session 12; the same float64 errors to the last digit).
     // The rows then go to the staging tile by stmatrix.trans, each warp 16 columns of all 64 rows, between two
-    // named barriers of the warpgroup.
+    // named barriers of the warpgroup. V^T, S V's A operand, comes from the registers ldmatrix.trans loads the own
+    // V atom into for the state update's split (the same fragments), not from shared memory, so a consumer reads its
+    // V atom once a chunk instead of twice: the forward 2.4% faster at H = 64, 2.3% at H = 8 (fwd_cost as above, 40
+    // rounds; "VR" in BENCHMARKS.md).
     constexpr bool TQ = SL && !NORM;
-    // VR (TQ): S V's A operand, V^T, from the registers ldmatrix.trans loads the own V atom into for the state
-    // update's split (the same fragments), not from shared memory: a consumer reads its V atom once a chunk
-    // instead of twice; the forward 2.4% faster at H = 64, 2.3% at H = 8 (fwd_cost as above, 40 rounds).
-    constexpr bool VR = TQ;
     const unsigned offSp = offPt + (FWD ? 2u * ptBytes : 0u);
     const unsigned offO = offSp + (FWD && !PAIR ? NS * 8192u : 0u);
     constexpr unsigned zBytes = 2048u;                  // a normalizer tile: 8 x Dkp, two 1024-byte atoms
@@ -903,16 +902,16 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
         const float lamM = tab[m];
         unsigned A[4][8];  // [k-step]: [0..3] hi, [4..7] lo
         float dP[NP];      // the first product (rs0) overwrites it
-        // VR: the own V atom's fragments (V^T, ldmatrix.trans) are loaded once, before S V, whose A operand they
+        // TQ: the own V atom's fragments (V^T, ldmatrix.trans) are loaded once, before S V, whose A operand they
         // are as they are; form() then splits them for the state update
-        unsigned Vx[VR ? 4 : 1][4];
+        unsigned Vx[TQ ? 4 : 1][4];
         auto form = [&]() {
 #pragma unroll
             for (int kk = 0; kk < 4; ++kk) {
                 unsigned* a = A[kk];
                 unsigned xl[4];
-                unsigned* x = VR ? Vx[kk] : xl;
-                if constexpr (!VR) ldsm_x4_t(x, vOwn + laneV + (unsigned)(kk * 2048));
+                unsigned* x = TQ ? Vx[kk] : xl;
+                if constexpr (!TQ) ldsm_x4_t(x, vOwn + laneV + (unsigned)(kk * 2048));
                 const float* wt = tab + (m - 1 - 16 * kk - 2 * tq);
                 const PairWeights<T> p0(wt[0], wt[-1]), p8(wt[-8], wt[-9]);
                 split_hl<T>(x[0], p0, a[0], a[4]);
@@ -1032,22 +1031,16 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                 Oa[4 * nt + 3] *= r1;
             }
             }
-            if constexpr (VR) {
+            if constexpr (TQ) {
 #pragma unroll
                 for (int kk = 0; kk < 4; ++kk) ldsm_x4_t(Vx[kk], vOwn + laneV + (unsigned)(kk * 2048));
             }
             wg_fence();
             if constexpr (SL) {  // A: the stage's S tile (the loaders'), k-step kk at byte 32 kk of its rows
                 const unsigned long long sD = desc_of(smU + offSp + st * 8192u, 16u, 1024u);
-                if constexpr (TQ) {  // Oa^T += V^T S'^T: A = the own V atom read as V^T, B = the S tile, K-major
+                if constexpr (TQ) {  // Oa^T += V^T S'^T: A = V^T (the fragments above), B = the S tile, K-major
 #pragma unroll
-                    if constexpr (VR) {
-#pragma unroll
-                        for (int kk = 0; kk < 4; ++kk) W::template rs<0>(Oa, Vx[kk], desc_add(sD, 2u * kk));
-                    } else {
-#pragma unroll
-                    for (int kk = 0; kk < 4; ++kk) W::ss_ta(Oa, desc_add(vDesc, 128u * kk), desc_add(sD, 2u * kk));
-                    }
+                    for (int kk = 0; kk < 4; ++kk) W::template rs<0>(Oa, Vx[kk], desc_add(sD, 2u * kk));
                 } else {
 #pragma unroll
                 for (int kk = 0; kk < 4; ++kk) W::template ss<1>(Oa, desc_add(sD, 2u * kk), desc_add(vDesc, 128u * kk));
@@ -1078,7 +1071,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             wg_wait<0>();
             reg_fence<32>(Oa);
             if constexpr (!SL) reg_fence<16>(&Sp[0][0]);
-            if constexpr (VR) reg_fence<16>(&Vx[0][0]);
+            if constexpr (TQ) reg_fence<16>(&Vx[0][0]);
             // Stage the rows (rounded to T); they go out during the next chunk.
             if constexpr (TQ) {
                 // Oa^T: this warp holds own columns 16 w4 .. 16 w4 + 15 of all 64 rows; stmatrix.trans writes each

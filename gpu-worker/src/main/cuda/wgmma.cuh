@@ -71,15 +71,6 @@ template <typename T, int N> struct Wgmma;
                          : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "n"(TRANS_B)               \
                          : "memory");                                                                     \
         }                                                                                                  \
-        /* A MN-major (its M dimension contiguous: a V tile read as V^T), B K-major */                     \
-        static __device__ __forceinline__ void ss_ta(float* d, unsigned long long a, unsigned long long b) { \
-            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"                                        \
-                         "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE_NAME "." TYPE_NAME " "           \
-                         LIGHTNING_WG_D32_LIST ", %32, %33, p, 1, 1, 1, 0;\n}\n"                           \
-                         : LIGHTNING_WG_D32                                                                \
-                         : "l"(a), "l"(b)                                                                  \
-                         : "memory");                                                                     \
-        }                                                                                                  \
         /* D = A B: D is only written, so its registers need no zeros first */                            \
         template <int TRANS_B>                                                                             \
         static __device__ __forceinline__ void ss0(float* d, unsigned long long a, unsigned long long b) {  \
