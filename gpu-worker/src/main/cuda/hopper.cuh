@@ -366,15 +366,6 @@ struct CheckpointClock {
     }
 };
 
-// The masked, decayed scores of n-tile nt of a warp's m64n64 S accumulator (its rows r = 16 w4 + g and r + 8,
-// keys 8 nt + 2 tq and + 1), of row r + 8 h: tr is the scaled mask table advanced to r - 2 tq (tr[-x] =
-// scale lambda^(r - 2 tq - x), 0 above the diagonal). The loaders' S tile (SL) and the consumers' own S (the
-// mapped and paired bodies) are masked by this one rule.
-__device__ __forceinline__ void mask_pair(const float* S, const float* tr, int nt, int h, float& a, float& b) {
-    a = S[4 * nt + 2 * h] * tr[8 * h - 8 * nt];
-    b = S[4 * nt + 2 * h + 1] * tr[8 * h - 8 * nt - 1];
-}
-
 // ------------------------------ the kernel body -------------------------------------------
 // Warpgroup 0 loads; warpgroups 1 and 2 ("consumers") each own 64 of the CTA's 128 value
 // columns and run the same code: the state slice P[:, own columns] (all dk rows) in registers,
@@ -700,14 +691,17 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
 #pragma unroll
                 for (int nt = 0; nt < 8; ++nt) {
                     unsigned char* d = sp + ((nt ^ g) << 4);  // rows li0 and li0 + 8: the same piece
-                    float v0, v1, v2, v3;
-                    mask_pair(S, trL, nt, 0, v0, v1);
-                    *reinterpret_cast<unsigned*>(d) = O_::pack(v0, v1);
-                    mask_pair(S, trL, nt, 1, v2, v3);
-                    *reinterpret_cast<unsigned*>(d + 1024) = O_::pack(v2, v3);
                     if constexpr (NORM) {
+                        const float v0 = S[4 * nt] * trL[-8 * nt], v1 = S[4 * nt + 1] * trL[-8 * nt - 1];
+                        const float v2 = S[4 * nt + 2] * trL[8 - 8 * nt], v3 = S[4 * nt + 3] * trL[7 - 8 * nt];
+                        *reinterpret_cast<unsigned*>(d) = O_::pack(v0, v1);
+                        *reinterpret_cast<unsigned*>(d + 1024) = O_::pack(v2, v3);
                         den0 += v0 + v1;
                         den1 += v2 + v3;
+                    } else {
+                        *reinterpret_cast<unsigned*>(d) = O_::pack(S[4 * nt] * trL[-8 * nt], S[4 * nt + 1] * trL[-8 * nt - 1]);
+                        *reinterpret_cast<unsigned*>(d + 1024) =
+                            O_::pack(S[4 * nt + 2] * trL[8 - 8 * nt], S[4 * nt + 3] * trL[7 - 8 * nt]);
                     }
                 }
                 if (NORM) {
@@ -1006,9 +1000,10 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             reg_fence<32>(S);
 #pragma unroll
             for (int nt = 0; nt < 8; ++nt) {
-                float v0, v1, v2, v3;
-                mask_pair(S, tr, nt, 0, v0, v1);
-                mask_pair(S, tr, nt, 1, v2, v3);
+                const float v0 = S[4 * nt] * tr[-8 * nt];
+                const float v1 = S[4 * nt + 1] * tr[-8 * nt - 1];
+                const float v2 = S[4 * nt + 2] * tr[8 - 8 * nt];
+                const float v3 = S[4 * nt + 3] * tr[7 - 8 * nt];
                 Sp[nt >> 1][2 * (nt & 1)] = O_::pack(v0, v1);
                 Sp[nt >> 1][2 * (nt & 1) + 1] = O_::pack(v2, v3);
             }
