@@ -480,7 +480,11 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     // named barriers of the warpgroup. V^T, S V's A operand, comes from the registers ldmatrix.trans loads the own
     // V atom into for the state update's split (the same fragments), not from shared memory, so a consumer reads its
     // V atom once a chunk instead of twice: the forward 2.4% faster at H = 64, 2.3% at H = 8 (fwd_cost as above, 40
-    // rounds; "VR" in BENCHMARKS.md).
+    // rounds; "VR" in BENCHMARKS.md). The normalized forward stays in the other form: in this one (session 13, one
+    // body for both, its loaders forming q . zP, the denominators and 1 / den and folding it into S' and the token
+    // table) it ran normalized identity 1 to 3% faster and normalized elu1 2 to 4% slower, and spilled: the work
+    // its consumers shed lengthened its loaders' chain, which then set the pace (a build without their reciprocal
+    // pass ran 13% faster; BENCHMARKS.md, "The normalized forward in the transposed form").
     constexpr bool TQ = SL && !NORM;
     const unsigned offSp = offPt + (FWD ? 2u * ptBytes : 0u);
     const unsigned offO = offSp + (FWD && !PAIR ? NS * 8192u : 0u);
