@@ -84,9 +84,8 @@
 // Forward 232064 bytes (the opt-in limit of a Hopper block is 232448), the paired forward 207488, states 134272.
 // LIGHTNING_WG_NORM_X (measurement builds only, default 0; wrong results on purpose): leaves parts of the
 // normalized forward's work out to see what each costs (bench/cuda/norm_cost.cu, BENCHMARKS.md, hopnorm2).
-// Bit 1: the consumers' q . zP products; bit 2: the consumers' reciprocals and scaling (the row sums are the
-// loaders' since session 11); bit 4: the
-// loaders' z work (column sums); bit 8: a normalized launch runs the plain forward body (the control);
+// Bit 1: the q . zP products (the loaders' since session 13); bit 2: the consumers' reciprocals and scaling (the
+// row sums are the loaders' since session 11); bit 4: the loaders' z work (column sums, and q . zP with them); bit 8: a normalized launch runs the plain forward body (the control);
 // bit 16: the normalized forward's loaders carry no map code (for register splits); bit 32: the normalized states
 // kernel's column sums (the consumers') left out.
 #ifndef LIGHTNING_WG_NORM_X
@@ -186,11 +185,12 @@ constexpr int kLoaders = 128;
 // LIGHTNING_WG_NORM_LOADER_REGS: the normalized forward's loader registers, the consumers getting the rest (rounded down to
 // a multiple of 8, as setmaxnreg requires). Its loaders hold four z and the column sums' accumulators and, since
 // session 11, form S and its rows' sums too (SL in body): 120, the consumers 192 (no S to hold), no spill; 136
-// (consumers 184) spilled 20 to 28 bytes (ptxas, sm_90a). Before S moved (88 then, consumers 208): 72 (consumers
+// (consumers 184) spilled 20 to 28 bytes (ptxas, sm_90a). Since session 13 they also form q . zP (the consumers no
+// longer do): 128, the consumers 184, no spill; 120 (consumers 192) spilled 12 bytes. Before S moved (88 then, consumers 208): 72 (consumers
 // 216) left an 8-byte spill and ran normalized elu1 15% slower than 88, which had none (H200,
 // bench/cuda/norm_cost.cu, 2026-12-03).
 #ifndef LIGHTNING_WG_NORM_LOADER_REGS
-#define LIGHTNING_WG_NORM_LOADER_REGS 120
+#define LIGHTNING_WG_NORM_LOADER_REGS 128
 #endif
 // LIGHTNING_WG_MAP_LOADER_REGS (default 72): the plain forward with a feature map runs as a body of its
 // own (MAPR) whose loaders get this many registers (the consumers the rest, 216; no spill, ptxas sm_90a;
@@ -340,9 +340,9 @@ __device__ __forceinline__ void load_tile(unsigned dst, unsigned char* dstGeneri
 // K-major tile with the 128-byte swizzle, the B operand of the m64n8 product q . zP: atoms of 64
 // dk, 1024 bytes; element (row e, dk d) at atom d / 64, byte 128 e + 16 ((d / 8 % 8) ^ e) + 2 (d % 8).
 // Column 2 x of the product is then q . hi and column 2 x + 1 q . lo for every x: each lane of
-// a quad has both for its rows. The loaders write it (each lane its rows d = zRow(i), see body), then
-// overwrite rows 2 and 3 of the first atom with S's row sums (SL), so the consumers take q . zP from the
-// quad's first lane (columns 0 and 1).
+// a quad has both for its rows. The loaders write it (each lane its rows d = zRow(i), see body), form q . zP
+// from it (a quad's first lane's columns 0 and 1), then overwrite rows 2 and 3 of the first atom with the
+// denominators less eps (SL), which the consumers read.
 // Where the checkpoints fall (forward): after the chunk that ends at sequence token end
 // (exclusive) when end % N == 0, into slot end / N - 1 - firstCheckpoint. Tracked per chunk with
 // 32-bit adds (the 64-bit division once per CTA): rem = start mod N and next = floor(start / N) -
@@ -398,11 +398,15 @@ struct CheckpointClock {
 //     2026-12-03), so it was the loaders' share, beside elu1's mapping, that cost.
 //   states kernel: the consumers form the sums instead (each its half of
 //     dk, in its state update's commit group); it writes only z after the segment, and its loaders copy alone.
-//   loaders (forward), after z: S = Q K^T masked and decayed into the stage (SL), and the intra part
-//     of the denominators, sum_{j<=i} lambda^(i-j) q_i . k_j, as the rows' sums of those scores, left in
-//     rows 2 and 3 of the stage's normalizer tile.
-//   consumers (forward): q_i . zP by one more product, m64n8: Q (A, as for S) times the
-//     normalizer tile (B), 8 wgmma a chunk, taken from the quad's first lane.
+//   loaders (forward), with the column sums: q_i . zP by one more product, m64n8: Q (A, as for S) times
+//     the normalizer tile (B), 8 wgmma a chunk in the column sums' commit group, taken from a quad's first
+//     lane. After z: S = Q K^T masked and decayed into the stage (SL), and the intra part of the
+//     denominators, sum_{j<=i} lambda^(i-j) q_i . k_j, as the rows' sums of those scores; the denominators
+//     less eps, sum_i / scale + lambda^(i+1) q_i . zP, left in rows 2 and 3 of the stage's normalizer tile.
+//     (q . zP was the consumers' until session 13: each formed it, 8 wgmma each reading the whole Q tile;
+//     once a CTA by the loaders, normalized identity's forward ran 3.3% to 4.3% faster and normalized elu1's
+//     within -0.8% to +1.8% on an H200, the outputs unchanged to the bit: BENCHMARKS.md, session 13.)
+//   consumers (forward): o_i = num_i / (den_i + eps) as they stage the rows.
 // PAIR (dk = dv = 64, no normalization, Hq = Hk = Hv = H, H even; launched with grid.x = H / 2): a CTA
 // takes the two neighbouring heads 2 x and 2 x + 1 (x = blockIdx.x), whose 64-element rows lie side by
 // side in memory, so its Q, K and V tiles are the two heads' rows as one 128-column tile: atom j is
@@ -626,6 +630,9 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                     map_tile<T, 2>(sm + kb, m, qkValid, tid);
                 }
             }
+            float zi0 = 0.f, zi1 = 0.f;  // NORM forward: lambda^(i+1) q_i . zP of rows li0, li0 + 8 (see Zq)
+            (void)zi0;
+            (void)zi1;
             if (NORM && !ZC) {
                 if (FWD) {
                     unsigned char* zt = sm + offZ + st * zBytes;
@@ -656,10 +663,30 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                     Wgmma<T, 8>::ss_ta(zd0, kT + 128u * ks, wD + 2u * ks);
                     Wgmma<T, 8>::ss_ta(zd1, kT + 512u + 128u * ks, wD + 2u * ks);
                 }
+                // (forward) q . zP: Q (A, as for S) times this stage's normalizer tile (B: z before the chunk), in
+                // this group; a quad's first lane holds [0] hi and [1] lo of row li0, [2] and [3] of row li0 + 8
+                float Zq[4];
+                constexpr bool kQz = FWD && !(LIGHTNING_WG_NORM_X & 1);
+                if constexpr (kQz) {
+                    const unsigned long long qD = desc_of(smU + base, 16u, 1024u);
+                    const unsigned long long zD = desc_of(smU + offZ + st * zBytes, 16u, 1024u);
+#pragma unroll
+                    for (int ks = 0; ks < KS; ++ks) {
+                        const unsigned long long zd = desc_add(zD, (unsigned long long)(((ks >> 2) << 6) + ((ks & 3) << 1)));
+                        if (ks == 0) Wgmma<T, 8>::template ss<0>(Zq, qk_desc(qD, ks), zd);
+                        else Wgmma<T, 8>::template ss<1>(Zq, qk_desc(qD, ks), zd);
+                    }
+                }
                 wg_commit();
                 wg_wait<0>();
                 reg_fence<4>(zd0);
                 reg_fence<4>(zd1);
+                if constexpr (kQz) {  // lambda^(i+1) q_i . zP, i = li0 and li0 + 8
+                    reg_fence<4>(Zq);
+                    const int li0 = 16 * w4 + g;
+                    zi0 = tab[li0 + 1] * (Zq[0] + Zq[1]);
+                    zi1 = tab[li0 + 9] * (Zq[2] + Zq[3]);
+                }
                 const float lm = tab[m];
                 zv[0] = fmaf(lm, zv[0], zd0[0] + zd0[1]);
                 zv[1] = fmaf(lm, zv[1], zd0[2] + zd0[3]);
@@ -709,16 +736,21 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                     }
                 }
                 if (NORM) {
-                    // quad sums into rows 2 and 3 of the stage's normalizer tile (first atom: 64 floats), which only
-                    // repeated z's hi and lo: the consumers take q . zP from their quad's first lane instead
+                    // quad sums, and the denominators less eps into rows 2 and 3 of the stage's normalizer tile
+                    // (first atom: 64 floats), which only repeated z's hi and lo for q . zP, formed above. The mask
+                    // table carries the scale, so the row sums of the masked scores do too; the denominator must
+                    // not (o = scale num' / (den' + eps), num = scale num' as computed): the sums are multiplied
+                    // back by 1 / scale (0 for a zero scale, whose outputs are 0 anyway), one multiply a row
+                    // instead of a second, unscaled mask.
                     den0 += __shfl_xor_sync(0xffffffffu, den0, 1);
                     den1 += __shfl_xor_sync(0xffffffffu, den1, 1);
                     den0 += __shfl_xor_sync(0xffffffffu, den0, 2);
                     den1 += __shfl_xor_sync(0xffffffffu, den1, 2);
                     float* dt = reinterpret_cast<float*>(sm + offZ + st * zBytes + 256);
                     if (tq == 0) {
-                        dt[li0] = den0;
-                        dt[li0 + 8] = den1;
+                        const float invScale = scale != 0.f ? 1.f / scale : 0.f;
+                        dt[li0] = fmaf(den0, invScale, zi0);
+                        dt[li0 + 8] = fmaf(den1, invScale, zi1);
                     }
                 }
             }
@@ -819,13 +851,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     const float r0 = scale * l0, r1 = scale * l1;    // inter rows: scale lambda^(i+1)
     // (PAIR: the copy holds the own dk only, in its first atom)
     const unsigned long long ptDesc = desc_add(desc_of(ptU, 16u, 1024u), PAIR ? 0ull : atomJ);
-    // NORM: the mask table carries the scale, so the row sums of the masked scores do too; the
-    // denominator must not (o = scale num' / (den' + eps), num = scale num' as computed): the sums
-    // are multiplied back by 1 / scale (0 for a zero scale, whose outputs are 0 anyway), one
-    // multiply a row instead of a second, unscaled mask.
-    const float invScale = scale != 0.f ? 1.f / scale : 0.f;
-    const float eps = a.eps;
-    float Zd[4] = {0.f, 0.f, 0.f, 0.f};  // q_i . zP: [0] hi, [1] lo of row i0; [2], [3] of row i0 + 8
+    const float eps = a.eps;  // NORM
     // Checkpoints (forward): the clock runs in every consumer thread alike (a uniform branch).
     const bool ckS = FWD && a.checkpoints != nullptr && a.checkpointEvery > 0;
     CheckpointClock clock(a, segStart);
@@ -897,8 +923,6 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
         // (PAIR: the state products take K's own atom j alone)
         const unsigned long long kStateDesc = desc_of(kU + (PAIR ? 8192u * j : 0u), 8192u, 1024u),
                                  vDesc = desc_of(vOwn, 8192u, 1024u);
-        // The stage's normalizer tile; k-step ks: atom ks / 4 (1024 bytes), byte 32 (ks % 4).
-        const unsigned long long zDesc = desc_of(smU + offZ + st * zBytes, 16u, 1024u);
 
         // State update: P^T = lambda^m P^T + dP^T, dP^T = sum over the chunk's tokens t of
         // (w_t v_t)^T k_t with w_t = lambda^(m-1-t): the decayed own values split as hi + lo (A
@@ -985,14 +1009,6 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                 else W::template ss<0>(Oa, qk_desc(qDesc, ks), qk_desc(ptDesc, ks));
             }
             }
-            if (NORM && !(LIGHTNING_WG_NORM_X & 1)) {
-#pragma unroll
-                for (int ks = 0; ks < KS; ++ks) {
-                    const unsigned long long zd = zDesc + (unsigned long long)(((ks >> 2) << 6) + ((ks & 3) << 1));
-                    if (ks == 0) Wgmma<T, 8>::template ss<0>(Zd, qk_desc(qDesc, ks), zd);
-                    else Wgmma<T, 8>::template ss<1>(Zd, qk_desc(qDesc, ks), zd);
-                }
-            }
             wg_commit();
             if constexpr (!TQ) form();  // (TQ: while S V runs; P^T's fragments hold 32 registers until Q P is done)
             if (c > 0) store_rows(c - 1);  // while the tensor cores work
@@ -1015,7 +1031,6 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             wg_wait<0>();
             reg_fence<32>(Oa);
             if constexpr (TQ) reg_fence<4 * KS>(&Ap[0][0]);
-            if (NORM) reg_fence<4>(Zd);
             if constexpr (TQ) {  // Oa^T[c][i] *= scale lambda^(i + 1), i = 8 nt + 2 tq (+ 1)
                 const float2* r2 = reinterpret_cast<const float2*>(rq) + tq;
 #pragma unroll
@@ -1055,10 +1070,8 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             }
             wg_commit();
             if constexpr (TQ) form();
-            // NORM, while S V runs: den_i = (row i's sum of the masked scores, the loaders') / scale +
-            // lambda^(i+1) q_i . zP, and o_i = num_i / (den_i + eps). The quad (lanes 4 g .. 4 g + 3) holds rows
-            // i0, i0 + 8; q . zP comes from its first lane (rows 2 and 3 of the normalizer tile hold the sums).
-            // The sums stay float32 sums of the float32 products: tried and removed (hopnorm4, BENCHMARKS.md), the
+            // NORM, while S V runs: o_i = num_i / (den_i + eps), den_i = (row i's sum of the masked scores) / scale +
+            // lambda^(i+1) q_i . zP, the loaders' (rows 2 and 3 of the stage's normalizer tile). The sums stay float32 sums of the float32 products: tried and removed (hopnorm4, BENCHMARKS.md), the
             // row sums as 4 m64n8k16 products of the packed S' (Sp) with a ones tile in S V's commit group, which
             // gained nothing measurable and, summing the 16-bit S', made o 150x less accurate where the rows' terms
             // cancel (q, k of both signs with the identity map).
@@ -1066,11 +1079,8 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             static_assert(!(FWD && NORM) || SL, "the normalized forward's row sums come from its loaders");
             if (NORM && !(LIGHTNING_WG_NORM_X & 2)) {
                 const float* dt = reinterpret_cast<const float*>(sm + offZ + st * zBytes + 256);
-                const float den0 = dt[i0], den1 = dt[i0 + 8];
-#pragma unroll
-                for (int x = 0; x < 4; ++x) Zd[x] = __shfl_sync(0xffffffffu, Zd[x], lane & ~3);
-                inv0 = __frcp_rn(fmaf(den0, invScale, l0 * (Zd[0] + Zd[1])) + eps);
-                inv1 = __frcp_rn(fmaf(den1, invScale, l1 * (Zd[2] + Zd[3])) + eps);
+                inv0 = __frcp_rn(dt[i0] + eps);
+                inv1 = __frcp_rn(dt[i0 + 8] + eps);
             }
             wg_wait<0>();
             reg_fence<32>(Oa);
