@@ -404,8 +404,9 @@ struct CheckpointClock {
 //     denominators, sum_{j<=i} lambda^(i-j) q_i . k_j, as the rows' sums of those scores; the denominators
 //     less eps, sum_i / scale + lambda^(i+1) q_i . zP, left in rows 2 and 3 of the stage's normalizer tile.
 //     (q . zP was the consumers' until session 13: each formed it, 8 wgmma each reading the whole Q tile;
-//     once a CTA by the loaders, normalized identity's forward ran 3.3% to 4.3% faster and normalized elu1's
-//     within -0.8% to +1.8% on an H200, the outputs unchanged to the bit: BENCHMARKS.md, session 13.)
+//     once a CTA by the loaders, normalized identity's forward ran 3.6% faster and normalized elu1's 0.4% and 0.8%
+//     slower in two calls on an H200, the outputs unchanged to the bit. The loaders taking the reciprocal too ran
+//     normalized elu1 1.8% and 3.2% slower: its loaders, which also map, set its pace. BENCHMARKS.md, session 13.)
 //   consumers (forward): o_i = num_i / (den_i + eps) as they stage the rows.
 // PAIR (dk = dv = 64, no normalization, Hq = Hk = Hv = H, H even; launched with grid.x = H / 2): a CTA
 // takes the two neighbouring heads 2 x and 2 x + 1 (x = blockIdx.x), whose 64-element rows lie side by
