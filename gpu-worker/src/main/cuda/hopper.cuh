@@ -85,7 +85,8 @@
 // LIGHTNING_WG_NORM_X (measurement builds only, default 0; wrong results on purpose): leaves parts of the
 // normalized forward's work out to see what each costs (bench/cuda/norm_cost.cu, BENCHMARKS.md, hopnorm2).
 // Bit 1: the q . zP products (the loaders' since session 13); bit 2: the consumers' reciprocals and scaling (the
-// row sums are the loaders' since session 11); bit 4: the loaders' z work (column sums, and q . zP with them); bit 8: a normalized launch runs the plain forward body (the control);
+// row sums are the loaders' since session 11); bit 4: the loaders' z work (column sums, and q . zP with them);
+// bit 8: a normalized launch runs the plain forward body (the control);
 // bit 16: the normalized forward's loaders carry no map code (for register splits); bit 32: the normalized states
 // kernel's column sums (the consumers') left out.
 #ifndef LIGHTNING_WG_NORM_X
@@ -186,9 +187,9 @@ constexpr int kLoaders = 128;
 // a multiple of 8, as setmaxnreg requires). Its loaders hold four z and the column sums' accumulators and, since
 // session 11, form S and its rows' sums too (SL in body): 120, the consumers 192 (no S to hold), no spill; 136
 // (consumers 184) spilled 20 to 28 bytes (ptxas, sm_90a). Since session 13 they also form q . zP (the consumers no
-// longer do): 128, the consumers 184, no spill; 120 (consumers 192) spilled 12 bytes. Before S moved (88 then, consumers 208): 72 (consumers
-// 216) left an 8-byte spill and ran normalized elu1 15% slower than 88, which had none (H200,
-// bench/cuda/norm_cost.cu, 2026-12-03).
+// longer do): 128, the consumers 184, no spill; 120 (consumers 192) spilled 12 bytes. Before S moved (88 then,
+// consumers 208): 72 (consumers 216) left an 8-byte spill and ran normalized elu1 15% slower than 88, which had
+// none (H200, bench/cuda/norm_cost.cu, 2026-12-03).
 #ifndef LIGHTNING_WG_NORM_LOADER_REGS
 #define LIGHTNING_WG_NORM_LOADER_REGS 128
 #endif
@@ -404,9 +405,10 @@ struct CheckpointClock {
 //     denominators, sum_{j<=i} lambda^(i-j) q_i . k_j, as the rows' sums of those scores; the denominators
 //     less eps, sum_i / scale + lambda^(i+1) q_i . zP, left in rows 2 and 3 of the stage's normalizer tile.
 //     (q . zP was the consumers' until session 13: each formed it, 8 wgmma each reading the whole Q tile;
-//     once a CTA by the loaders, normalized identity's forward ran 3.6% faster and normalized elu1's 0.4% and 0.8%
-//     slower in two calls on an H200, the outputs unchanged to the bit. The loaders taking the reciprocal too ran
-//     normalized elu1 1.8% and 3.2% slower: its loaders, which also map, set its pace. BENCHMARKS.md, session 13.)
+//     once a CTA by the loaders, normalized identity's forward ran 3.6% faster and normalized elu1's 0.4% and
+//     0.8% slower in two calls on an H200, the outputs unchanged to the bit. The loaders taking the reciprocal
+//     too ran normalized elu1 1.8% and 3.2% slower: its loaders, which also map, set its pace. BENCHMARKS.md,
+//     session 13.)
 //   consumers (forward): o_i = num_i / (den_i + eps) as they stage the rows.
 // PAIR (dk = dv = 64, no normalization, Hq = Hk = Hv = H, H even; launched with grid.x = H / 2): a CTA
 // takes the two neighbouring heads 2 x and 2 x + 1 (x = blockIdx.x), whose 64-element rows lie side by
