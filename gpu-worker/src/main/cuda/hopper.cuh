@@ -270,6 +270,53 @@ __device__ __forceinline__ void map_tiles2(unsigned char* tq, unsigned char* tk,
         *reinterpret_cast<uint4*>(pk) = w;
     }
 }
+// map_tiles2 with R rows of each tile in flight (2 R loads and maps a step) for a whole chunk; a partial chunk takes
+// map_tiles2's loop. The normalized forward's loaders (128 registers since session 13) map with
+// LIGHTNING_WG_NORM_MAP_ROWS rows: 2 ran normalized elu1's forward 4.7% faster than 1 on an H200 (32.58 -> 31.04 ms,
+// norm_cost, T = 1M, H = 64, D = 128, bf16, 2026-12-04; normalized identity, which does not map, unchanged), 4 the
+// same (31.04 ms) with a 12-byte spill (ptxas, sm_90a); the mapped plain forward's loaders (72 registers) spilled
+// 24 bytes with 2. BENCHMARKS.md, session 13.
+#ifndef LIGHTNING_WG_NORM_MAP_ROWS
+#define LIGHTNING_WG_NORM_MAP_ROWS 2
+#endif
+template <typename T, int FM, int R>
+__device__ __forceinline__ void map_tiles2_rows(unsigned char* tq, unsigned char* tk, int m, int valid, int lt) {
+    static_assert(R == 1 || R == 2 || R == 4 || R == 8, "R divides the 8 rows of a thread");
+    if (R == 1 || m != kChunk) {
+        map_tiles2<T, FM>(tq, tk, m, valid, lt);
+        return;
+    }
+    const int r0 = lt >> 4, jp = lt & 15;
+    if (8 * jp >= valid) return;
+    const int off = ((jp >> 3) << 13) + (r0 << 7) + (((jp & 7) ^ r0) << 4);
+    unsigned char* p = tq + off;
+    unsigned char* pk = tk + off;
+#pragma unroll
+    for (int i = 0; i < 8; i += R) {
+        uint4 u[R], w[R];
+#pragma unroll
+        for (int x = 0; x < R; ++x) {
+            u[x] = *reinterpret_cast<const uint4*>(p + 1024 * (i + x));
+            w[x] = *reinterpret_cast<const uint4*>(pk + 1024 * (i + x));
+        }
+#pragma unroll
+        for (int x = 0; x < R; ++x) {
+            u[x].x = phi_pair<T, FM>(u[x].x);
+            w[x].x = phi_pair<T, FM>(w[x].x);
+            u[x].y = phi_pair<T, FM>(u[x].y);
+            w[x].y = phi_pair<T, FM>(w[x].y);
+            u[x].z = phi_pair<T, FM>(u[x].z);
+            w[x].z = phi_pair<T, FM>(w[x].z);
+            u[x].w = phi_pair<T, FM>(u[x].w);
+            w[x].w = phi_pair<T, FM>(w[x].w);
+        }
+#pragma unroll
+        for (int x = 0; x < R; ++x) {
+            *reinterpret_cast<uint4*>(p + 1024 * (i + x)) = u[x];
+            *reinterpret_cast<uint4*>(pk + 1024 * (i + x)) = w[x];
+        }
+    }
+}
 // map_tile with R rows in flight (the states kernel's K tile, R = 4): for a whole chunk the eight
 // rows of this thread are loaded, mapped and stored R at a time (R independent loads and exponential chains
 // instead of one); a partial chunk takes map_tile's loop.
@@ -619,7 +666,10 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             const unsigned base = st * stageBytes, kb = base + (FWD ? qBytes : 0u);
             const int m = (int)min((long long)kChunk, segEnd - (segStart + (long long)c * kChunk));
             if (fm != 0 && vecQK) {  // (the 2-byte path applied phi as it copied)
-                if (FWD && !PAIR) {  // (PAIR keeps the row-a-step map: 56 registers)
+                if (FWD && !PAIR && NORM) {  // (the mapped plain forward's 72 loader registers keep one row a step)
+                    if (fm == 1) map_tiles2_rows<T, 1, LIGHTNING_WG_NORM_MAP_ROWS>(sm + base, sm + kb, m, qkValid, tid);
+                    else map_tiles2_rows<T, 2, LIGHTNING_WG_NORM_MAP_ROWS>(sm + base, sm + kb, m, qkValid, tid);
+                } else if (FWD && !PAIR) {  // (PAIR keeps the row-a-step map: 56 registers)
                     if (fm == 1) map_tiles2<T, 1>(sm + base, sm + kb, m, qkValid, tid);
                     else map_tiles2<T, 2>(sm + base, sm + kb, m, qkValid, tid);
                 } else if (!FWD) {
