@@ -226,10 +226,10 @@ template <bool FWD, bool NORM, bool MAPR = false, bool SL = false> struct Regs {
 // columns < valid: valid % 8 == 0 on this path) are mapped: the zero padding must stay zero
 // (elu(0) + 1 = 1 would add a phantom dk column or token). One row a step: two rows a step (twice
 // the independent work in flight) spilled 12 bytes of the 56 registers the plain forward's loaders
-// had then (ptxas, sm_90a), and a loader spill cost the plain kernel 8% once before. The unpaired forward
-// maps Q and K together (map_tiles2) with 72 or 88 loader registers, the states kernel 4 rows of K at a
-// time (map_tile_rows, which takes this for a partial chunk); the paired forward uses this. FM: the
-// feature map code as a constant.
+// had then (ptxas, sm_90a), and a loader spill cost the plain kernel 8% once before. The mapped plain forward
+// maps Q and K together (map_tiles2, 72 loader registers), the normalized forward two rows of each at a time
+// (map_tiles2_rows, 128), the states kernel 4 rows of K at a time (map_tile_rows, which takes this for a partial
+// chunk); the paired forward uses this. FM: the feature map code as a constant.
 template <typename T, int FM>
 __device__ __forceinline__ void map_tile(unsigned char* tile, int m, int valid, int lt) {
     const int r0 = lt >> 4, jp = lt & 15;
