@@ -121,7 +121,7 @@
 // The consumers' column sums (ZC in body): in the normalized states kernel the consumers form the normalizer's
 // column sums (each its half of dk, the same m64n8 products as the loaders', 4 a chunk) in the state update's commit
 // group, and the loaders only copy, as in the plain states kernel.
-// The states kernel's map (map_tile_rows, 4 rows of its K tile at a time): with one row's loads and exponentials in
+// The states kernel's map (map_rows, 4 rows of its K tile at a time): with one row's loads and exponentials in
 // flight (map_tile) a loader thread spent most of a chunk's time waiting on them, between the copy landing and the
 // arrive (2 and 4 rows measured the same: 6.35 and 6.33 ms for elu1's states kernel against 8.02, round 1).
 __host__ __device__ inline int lightning_wg_smem_bytes(int dk, int forward, bool pair = false) {
@@ -228,8 +228,8 @@ template <bool FWD, bool NORM, bool MAPR = false, bool SL = false> struct Regs {
 // the independent work in flight) spilled 12 bytes of the 56 registers the plain forward's loaders
 // had then (ptxas, sm_90a), and a loader spill cost the plain kernel 8% once before. The mapped plain forward
 // maps Q and K together (map_tiles2, 72 loader registers), the normalized forward two rows of each at a time
-// (map_tiles2_rows, 128), the states kernel 4 rows of K at a time (map_tile_rows, which takes this for a partial
-// chunk); the paired forward uses this. FM: the feature map code as a constant.
+// and the states kernel 4 rows of K (map_rows, which takes this or map_tiles2 for a partial chunk); the paired
+// forward uses this. FM: the feature map code as a constant.
 template <typename T, int FM>
 __device__ __forceinline__ void map_tile(unsigned char* tile, int m, int valid, int lt) {
     const int r0 = lt >> 4, jp = lt & 15;
@@ -270,80 +270,54 @@ __device__ __forceinline__ void map_tiles2(unsigned char* tq, unsigned char* tk,
         *reinterpret_cast<uint4*>(pk) = w;
     }
 }
-// map_tiles2 with R rows of each tile in flight (2 R loads and maps a step) for a whole chunk; a partial chunk takes
-// map_tiles2's loop. The normalized forward's loaders (128 registers since session 13) map with
-// LIGHTNING_WG_NORM_MAP_ROWS rows: 2 ran normalized elu1's forward 4.7% faster than 1 on an H200 (32.58 -> 31.04 ms,
-// norm_cost, T = 1M, H = 64, D = 128, bf16, 2026-12-04; normalized identity, which does not map, unchanged), 4 the
-// same (31.04 ms) with a 12-byte spill (ptxas, sm_90a); the mapped plain forward's loaders (72 registers) spilled
-// 24 bytes with 2. BENCHMARKS.md, session 13.
+// The map with R rows in flight, of NT tiles at once (the same pieces of each; NT = 1: t1 unused): for a whole chunk
+// the eight rows of this thread are loaded, mapped and stored R at a time (NT R independent loads and exponential
+// chains instead of NT); a partial chunk takes map_tile's (NT = 1) or map_tiles2's (NT = 2) loop. The states
+// kernel maps its K tile with 4 rows (NT = 1). The normalized forward's loaders (128 registers since session 13) map
+// Q and K (NT = 2) with LIGHTNING_WG_NORM_MAP_ROWS rows: 2 ran normalized elu1's forward 4.7% faster than 1 on an
+// H200 (32.58 -> 31.04 ms, norm_cost, T = 1M, H = 64, D = 128, bf16, 2026-12-04; normalized identity, which does not
+// map, unchanged), 4 the same (31.04 ms) with a 12-byte spill (ptxas, sm_90a); the mapped plain forward's loaders
+// (72 registers) spilled 24 bytes with 2. BENCHMARKS.md, session 13.
 #ifndef LIGHTNING_WG_NORM_MAP_ROWS
 #define LIGHTNING_WG_NORM_MAP_ROWS 2
 #endif
-template <typename T, int FM, int R>
-__device__ __forceinline__ void map_tiles2_rows(unsigned char* tq, unsigned char* tk, int m, int valid, int lt) {
+template <typename T, int FM, int R, int NT>
+__device__ __forceinline__ void map_rows(unsigned char* t0, unsigned char* t1, int m, int valid, int lt) {
     static_assert(R == 1 || R == 2 || R == 4 || R == 8, "R divides the 8 rows of a thread");
+    static_assert(NT == 1 || NT == 2, "one or two tiles");
     if (R == 1 || m != kChunk) {
-        map_tiles2<T, FM>(tq, tk, m, valid, lt);
+        if (NT == 1) map_tile<T, FM>(t0, m, valid, lt);
+        else map_tiles2<T, FM>(t0, t1, m, valid, lt);
         return;
     }
     const int r0 = lt >> 4, jp = lt & 15;
     if (8 * jp >= valid) return;
     const int off = ((jp >> 3) << 13) + (r0 << 7) + (((jp & 7) ^ r0) << 4);
-    unsigned char* p = tq + off;
-    unsigned char* pk = tk + off;
+    unsigned char* p[NT];
+    p[0] = t0 + off;
+    if (NT == 2) p[NT - 1] = t1 + off;
 #pragma unroll
     for (int i = 0; i < 8; i += R) {
-        uint4 u[R], w[R];
+        uint4 u[R][NT];
+#pragma unroll
+        for (int x = 0; x < R; ++x)
+#pragma unroll
+            for (int t = 0; t < NT; ++t) u[x][t] = *reinterpret_cast<const uint4*>(p[t] + 1024 * (i + x));
 #pragma unroll
         for (int x = 0; x < R; ++x) {
-            u[x] = *reinterpret_cast<const uint4*>(p + 1024 * (i + x));
-            w[x] = *reinterpret_cast<const uint4*>(pk + 1024 * (i + x));
+#pragma unroll
+            for (int t = 0; t < NT; ++t) u[x][t].x = phi_pair<T, FM>(u[x][t].x);
+#pragma unroll
+            for (int t = 0; t < NT; ++t) u[x][t].y = phi_pair<T, FM>(u[x][t].y);
+#pragma unroll
+            for (int t = 0; t < NT; ++t) u[x][t].z = phi_pair<T, FM>(u[x][t].z);
+#pragma unroll
+            for (int t = 0; t < NT; ++t) u[x][t].w = phi_pair<T, FM>(u[x][t].w);
         }
 #pragma unroll
-        for (int x = 0; x < R; ++x) {
-            u[x].x = phi_pair<T, FM>(u[x].x);
-            w[x].x = phi_pair<T, FM>(w[x].x);
-            u[x].y = phi_pair<T, FM>(u[x].y);
-            w[x].y = phi_pair<T, FM>(w[x].y);
-            u[x].z = phi_pair<T, FM>(u[x].z);
-            w[x].z = phi_pair<T, FM>(w[x].z);
-            u[x].w = phi_pair<T, FM>(u[x].w);
-            w[x].w = phi_pair<T, FM>(w[x].w);
-        }
+        for (int x = 0; x < R; ++x)
 #pragma unroll
-        for (int x = 0; x < R; ++x) {
-            *reinterpret_cast<uint4*>(p + 1024 * (i + x)) = u[x];
-            *reinterpret_cast<uint4*>(pk + 1024 * (i + x)) = w[x];
-        }
-    }
-}
-// map_tile with R rows in flight (the states kernel's K tile, R = 4): for a whole chunk the eight
-// rows of this thread are loaded, mapped and stored R at a time (R independent loads and exponential chains
-// instead of one); a partial chunk takes map_tile's loop.
-template <typename T, int FM, int R>
-__device__ __forceinline__ void map_tile_rows(unsigned char* tile, int m, int valid, int lt) {
-    static_assert(R == 1 || R == 2 || R == 4 || R == 8, "R divides the 8 rows of a thread");
-    if (m != kChunk) {
-        map_tile<T, FM>(tile, m, valid, lt);
-        return;
-    }
-    const int r0 = lt >> 4, jp = lt & 15;
-    if (8 * jp >= valid) return;
-    unsigned char* p = tile + ((jp >> 3) << 13) + (r0 << 7) + (((jp & 7) ^ r0) << 4);
-#pragma unroll
-    for (int i = 0; i < 8; i += R) {
-        uint4 u[R];
-#pragma unroll
-        for (int x = 0; x < R; ++x) u[x] = *reinterpret_cast<const uint4*>(p + 1024 * (i + x));
-#pragma unroll
-        for (int x = 0; x < R; ++x) {
-            u[x].x = phi_pair<T, FM>(u[x].x);
-            u[x].y = phi_pair<T, FM>(u[x].y);
-            u[x].z = phi_pair<T, FM>(u[x].z);
-            u[x].w = phi_pair<T, FM>(u[x].w);
-        }
-#pragma unroll
-        for (int x = 0; x < R; ++x) *reinterpret_cast<uint4*>(p + 1024 * (i + x)) = u[x];
+            for (int t = 0; t < NT; ++t) *reinterpret_cast<uint4*>(p[t] + 1024 * (i + x)) = u[x][t];
     }
 }
 // featureMap: applied by the 2-byte path as it copies (the 16-byte path leaves it to map_tile).
@@ -667,14 +641,14 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             const int m = (int)min((long long)kChunk, segEnd - (segStart + (long long)c * kChunk));
             if (fm != 0 && vecQK) {  // (the 2-byte path applied phi as it copied)
                 if (FWD && !PAIR && NORM) {  // (the mapped plain forward's 72 loader registers keep one row a step)
-                    if (fm == 1) map_tiles2_rows<T, 1, LIGHTNING_WG_NORM_MAP_ROWS>(sm + base, sm + kb, m, qkValid, tid);
-                    else map_tiles2_rows<T, 2, LIGHTNING_WG_NORM_MAP_ROWS>(sm + base, sm + kb, m, qkValid, tid);
+                    if (fm == 1) map_rows<T, 1, LIGHTNING_WG_NORM_MAP_ROWS, 2>(sm + base, sm + kb, m, qkValid, tid);
+                    else map_rows<T, 2, LIGHTNING_WG_NORM_MAP_ROWS, 2>(sm + base, sm + kb, m, qkValid, tid);
                 } else if (FWD && !PAIR) {  // (PAIR keeps the row-a-step map: 56 registers)
                     if (fm == 1) map_tiles2<T, 1>(sm + base, sm + kb, m, qkValid, tid);
                     else map_tiles2<T, 2>(sm + base, sm + kb, m, qkValid, tid);
                 } else if (!FWD) {
-                    if (fm == 1) map_tile_rows<T, 1, 4>(sm + kb, m, qkValid, tid);
-                    else map_tile_rows<T, 2, 4>(sm + kb, m, qkValid, tid);
+                    if (fm == 1) map_rows<T, 1, 4, 1>(sm + kb, nullptr, m, qkValid, tid);
+                    else map_rows<T, 2, 4, 1>(sm + kb, nullptr, m, qkValid, tid);
                 } else if (fm == 1) {
                     map_tile<T, 1>(sm + base, m, qkValid, tid);
                     map_tile<T, 1>(sm + kb, m, qkValid, tid);
