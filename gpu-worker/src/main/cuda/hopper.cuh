@@ -122,7 +122,7 @@
 // column sums (each its half of dk, the same m64n8 products as the loaders', 4 a chunk) in the state update's commit
 // group, and the loaders only copy, as in the plain states kernel.
 // The states kernel's map (map_rows, 4 rows of its K tile at a time): with one row's loads and exponentials in
-// flight (map_tile) a loader thread spent most of a chunk's time waiting on them, between the copy landing and the
+// flight (one row a step) a loader thread spent most of a chunk's time waiting on them, between the copy landing and the
 // arrive (2 and 4 rows measured the same: 6.35 and 6.33 ms for elu1's states kernel against 8.02, round 1).
 __host__ __device__ inline int lightning_wg_smem_bytes(int dk, int forward, bool pair = false) {
     (void)dk;
@@ -173,7 +173,7 @@ __device__ __forceinline__ void cp_async16(unsigned sdst, const void* gsrc) {
 // swizzled layout at dst (two atoms of 64 columns, 8192 bytes each); row r starts at src + r *
 // rowStride (elements). Columns >= valid and rows >= m are zero. vec: 16-byte cp.async, zeros
 // included (needs valid % 8 == 0, rowStride % 8 == 0, an aligned src); otherwise synchronous
-// 2-byte copies. Thread lt copies piece lt % 16 of rows lt / 16 + 8 i, i = 0..7 (a warp: two
+// 2-byte copies. Thread lt copies piece lt % 16 of rows lt / 16 + 8 i, i = 0..7 (piece_offset; a warp: two
 // whole rows of 256 bytes), so its shared offsets step by 1024 and its global ones by 8 rows, and
 // the swizzle term r % 8 is the same for all eight: a few instructions a copy, which matters, as
 // the loaders share the issue slots with the consumers.
@@ -198,7 +198,7 @@ constexpr int kLoaders = 128;
 // 88 left a 24-byte spill), as the normalized forward's do. With 56 (one plain body for every map) the
 // map's loads and exponentials had too few registers to overlap: on an H200 (T = 1M, H = 64, D = 128,
 // bf16, 2026-12-03) elu1 cost +31.8% over plain in DeviceBench and +19.3% with this and the fused map of
-// Q and K (map_tiles2; norm_cost: 45.2 -> 37.0 ms, plain unchanged at 25.9 ms). The module with both
+// Q and K in one loop (map_rows with two tiles; norm_cost: 45.2 -> 37.0 ms, plain unchanged at 25.9 ms). The module with both
 // passed GpuBackendTest on an H200 (171 passed, 0 failed; 2026-12-03 15:01 UTC,
 // bench/results/2026-12-03-h200-hopnorm-r3-gpu-tests.log).
 #ifndef LIGHTNING_WG_MAP_LOADER_REGS
@@ -220,64 +220,43 @@ template <bool FWD, bool NORM, bool MAPR = false, bool SL = false> struct Regs {
                          consumer = FWD ? (NORM || MAPR || SL ? (3 * 168 - wide) / 2 / 8 * 8 : 224) : 208;
     static_assert(loader + 2 * consumer <= 3 * 168, "setmaxnreg must fit the registers the CTA launched with");
 };
-// The feature map on the pieces of a Q or K tile that loader thread lt copied with load_tile's
-// 16-byte path (the same pieces: piece lt % 16 of rows lt / 16 + 8 i), once they landed, in packed
-// 16-bit arithmetic (lightning_common.cuh's phi_pair). Only real elements (rows < m, pieces of
-// columns < valid: valid % 8 == 0 on this path) are mapped: the zero padding must stay zero
-// (elu(0) + 1 = 1 would add a phantom dk column or token). One row a step: two rows a step (twice
-// the independent work in flight) spilled 12 bytes of the 56 registers the plain forward's loaders
-// had then (ptxas, sm_90a), and a loader spill cost the plain kernel 8% once before. The mapped plain forward
-// maps Q and K together (map_tiles2, 72 loader registers), the normalized forward two rows of each at a time
-// and the states kernel 4 rows of K (map_rows, which takes this or map_tiles2 for a partial chunk); the paired
-// forward uses this. FM: the feature map code as a constant.
-template <typename T, int FM>
-__device__ __forceinline__ void map_tile(unsigned char* tile, int m, int valid, int lt) {
+// The piece of a 64 x 128 tile that loader thread lt copies with load_tile's 16-byte path and maps with map_rows:
+// piece lt % 16 (8 columns, 16 bytes) of rows lt / 16 + 8 i, i = 0..7, in the swizzled layout (two atoms of 64
+// columns, 8192 bytes each; row r at 128 r, piece j at 16 (j % 8 ^ r % 8)). The eight rows share the swizzle term
+// (r % 8 is lt / 16 for all), so row lt / 16 + 8 i sits at piece_offset(lt) + 1024 i.
+__device__ __forceinline__ int piece_row(int lt) { return lt >> 4; }
+__device__ __forceinline__ int piece_col(int lt) { return 8 * (lt & 15); }  // the piece's first column
+__device__ __forceinline__ int piece_offset(int lt) {
     const int r0 = lt >> 4, jp = lt & 15;
-    if (8 * jp >= valid) return;
-    unsigned char* p = tile + ((jp >> 3) << 13) + (r0 << 7) + (((jp & 7) ^ r0) << 4);
-#pragma unroll 1
-    for (int r = r0; r < m; r += 8, p += 1024) {
-        uint4 u = *reinterpret_cast<const uint4*>(p);
-        u.x = phi_pair<T, FM>(u.x);
-        u.y = phi_pair<T, FM>(u.y);
-        u.z = phi_pair<T, FM>(u.z);
-        u.w = phi_pair<T, FM>(u.w);
-        *reinterpret_cast<uint4*>(p) = u;
-    }
+    return ((jp >> 3) << 13) + (r0 << 7) + (((jp & 7) ^ r0) << 4);
 }
-// map_tile on the same pieces of the Q and K tiles (same layout, same m and valid) in one loop
-// (the forward's): two independent loads, maps and stores a step.
-template <typename T, int FM>
-__device__ __forceinline__ void map_tiles2(unsigned char* tq, unsigned char* tk, int m, int valid, int lt) {
-    const int r0 = lt >> 4, jp = lt & 15;
-    if (8 * jp >= valid) return;
-    const int off = ((jp >> 3) << 13) + (r0 << 7) + (((jp & 7) ^ r0) << 4);
-    unsigned char* p = tq + off;
-    unsigned char* pk = tk + off;
-#pragma unroll 1
-    for (int r = r0; r < m; r += 8, p += 1024, pk += 1024) {
-        uint4 u = *reinterpret_cast<const uint4*>(p);
-        uint4 w = *reinterpret_cast<const uint4*>(pk);
-        u.x = phi_pair<T, FM>(u.x);
-        w.x = phi_pair<T, FM>(w.x);
-        u.y = phi_pair<T, FM>(u.y);
-        w.y = phi_pair<T, FM>(w.y);
-        u.z = phi_pair<T, FM>(u.z);
-        w.z = phi_pair<T, FM>(w.z);
-        u.w = phi_pair<T, FM>(u.w);
-        w.w = phi_pair<T, FM>(w.w);
-        *reinterpret_cast<uint4*>(p) = u;
-        *reinterpret_cast<uint4*>(pk) = w;
-    }
+// phi on N 16-byte vectors of packed 16-bit elements (lightning_common.cuh's phi_pair), a quarter of each at a
+// time, so that the N exponential chains of a quarter are independent.
+template <typename T, int FM, int N>
+__device__ __forceinline__ void phi_vecs(uint4 (&u)[N]) {
+#pragma unroll
+    for (int x = 0; x < N; ++x) u[x].x = phi_pair<T, FM>(u[x].x);
+#pragma unroll
+    for (int x = 0; x < N; ++x) u[x].y = phi_pair<T, FM>(u[x].y);
+#pragma unroll
+    for (int x = 0; x < N; ++x) u[x].z = phi_pair<T, FM>(u[x].z);
+#pragma unroll
+    for (int x = 0; x < N; ++x) u[x].w = phi_pair<T, FM>(u[x].w);
 }
-// The map with R rows in flight, of NT tiles at once (the same pieces of each; NT = 1: t1 unused): for a whole chunk
-// the eight rows of this thread are loaded, mapped and stored R at a time (NT R independent loads and exponential
-// chains instead of NT); a partial chunk takes map_tile's (NT = 1) or map_tiles2's (NT = 2) loop. The states
-// kernel maps its K tile with 4 rows (NT = 1). The normalized forward's loaders (128 registers since session 13) map
-// Q and K (NT = 2) with LIGHTNING_WG_NORM_MAP_ROWS rows: 2 ran normalized elu1's forward 4.7% faster than 1 on an
-// H200 (32.58 -> 31.04 ms, norm_cost, T = 1M, H = 64, D = 128, bf16, 2026-12-04; normalized identity, which does not
-// map, unchanged), 4 the same (31.04 ms) with a 12-byte spill (ptxas, sm_90a); the mapped plain forward's loaders
-// (72 registers) spilled 24 bytes with 2. BENCHMARKS.md, session 13.
+// The feature map on this loader thread's pieces (piece_offset) of NT tiles at once (NT = 2: the forward's Q and
+// K tiles, same layout, m and valid; NT = 1: t1 unused), once its copies landed, in place. Only real elements
+// (rows < m, pieces of columns < valid: valid % 8 == 0 on this path) are mapped: the zero padding must stay zero
+// (elu(0) + 1 = 1 would add a phantom dk column or token). R: rows loaded, mapped and stored at a time for a whole
+// chunk (NT R independent loads and exponential chains in flight); a partial chunk, and R = 1, go a row a step.
+// Who takes how many (each measured on an H200 with bench/cuda/norm_cost.cu, T = 1M, H = 64, D = 128, bf16;
+// BENCHMARKS.md):
+// - the states kernel: K, 4 rows (one row left a loader waiting on its loads and exponentials most of a chunk);
+// - the normalized forward (128 loader registers since session 13): Q and K, LIGHTNING_WG_NORM_MAP_ROWS rows. 2
+//   ran normalized elu1's forward 4.7% faster than 1 (32.58 -> 31.04 ms, 2026-12-04; normalized identity, which
+//   does not map, unchanged); 4 the same (31.04 ms) with a 12-byte spill (ptxas, sm_90a);
+// - the mapped plain forward (MAPR, 72 loader registers): Q and K, one row (two rows spilled 24 bytes);
+// - the paired forward (56): one tile after the other, one row (two rows a step spilled 12 bytes of 56, and a
+//   loader spill cost the plain kernel 8% once before).
 #ifndef LIGHTNING_WG_NORM_MAP_ROWS
 #define LIGHTNING_WG_NORM_MAP_ROWS 2
 #endif
@@ -285,50 +264,76 @@ template <typename T, int FM, int R, int NT>
 __device__ __forceinline__ void map_rows(unsigned char* t0, unsigned char* t1, int m, int valid, int lt) {
     static_assert(R == 1 || R == 2 || R == 4 || R == 8, "R divides the 8 rows of a thread");
     static_assert(NT == 1 || NT == 2, "one or two tiles");
-    if (R == 1 || m != kChunk) {
-        if (NT == 1) map_tile<T, FM>(t0, m, valid, lt);
-        else map_tiles2<T, FM>(t0, t1, m, valid, lt);
+    if (R == 1 || m != kChunk) {  // one row a step, rows lt / 16 + 8 i < m
+        if (piece_col(lt) >= valid) return;
+        const int off = piece_offset(lt);
+        unsigned char* p[NT];
+        p[0] = t0 + off;
+        if constexpr (NT == 2) p[1] = t1 + off;
+#pragma unroll 1
+        for (int r = piece_row(lt); r < m; r += 8) {
+            uint4 u[NT];
+#pragma unroll
+            for (int t = 0; t < NT; ++t) u[t] = *reinterpret_cast<const uint4*>(p[t]);
+            phi_vecs<T, FM, NT>(u);
+#pragma unroll
+            for (int t = 0; t < NT; ++t) *reinterpret_cast<uint4*>(p[t]) = u[t];
+#pragma unroll
+            for (int t = 0; t < NT; ++t) p[t] += 1024;
+        }
         return;
     }
-    const int r0 = lt >> 4, jp = lt & 15;
-    if (8 * jp >= valid) return;
-    const int off = ((jp >> 3) << 13) + (r0 << 7) + (((jp & 7) ^ r0) << 4);
+    if (piece_col(lt) >= valid) return;
+    const int off = piece_offset(lt);
     unsigned char* p[NT];
     p[0] = t0 + off;
-    if (NT == 2) p[NT - 1] = t1 + off;
+    if constexpr (NT == 2) p[1] = t1 + off;
 #pragma unroll
     for (int i = 0; i < 8; i += R) {
-        uint4 u[R][NT];
+        uint4 u[R * NT];
 #pragma unroll
         for (int x = 0; x < R; ++x)
 #pragma unroll
-            for (int t = 0; t < NT; ++t) u[x][t] = *reinterpret_cast<const uint4*>(p[t] + 1024 * (i + x));
-#pragma unroll
-        for (int x = 0; x < R; ++x) {
-#pragma unroll
-            for (int t = 0; t < NT; ++t) u[x][t].x = phi_pair<T, FM>(u[x][t].x);
-#pragma unroll
-            for (int t = 0; t < NT; ++t) u[x][t].y = phi_pair<T, FM>(u[x][t].y);
-#pragma unroll
-            for (int t = 0; t < NT; ++t) u[x][t].z = phi_pair<T, FM>(u[x][t].z);
-#pragma unroll
-            for (int t = 0; t < NT; ++t) u[x][t].w = phi_pair<T, FM>(u[x][t].w);
-        }
+            for (int t = 0; t < NT; ++t) u[NT * x + t] = *reinterpret_cast<const uint4*>(p[t] + 1024 * (i + x));
+        phi_vecs<T, FM, R * NT>(u);
 #pragma unroll
         for (int x = 0; x < R; ++x)
 #pragma unroll
-            for (int t = 0; t < NT; ++t) *reinterpret_cast<uint4*>(p[t] + 1024 * (i + x)) = u[x][t];
+            for (int t = 0; t < NT; ++t) *reinterpret_cast<uint4*>(p[t] + 1024 * (i + x)) = u[NT * x + t];
     }
 }
-// featureMap: applied by the 2-byte path as it copies (the 16-byte path leaves it to map_tile).
+// The map of a landed chunk (the 16-byte path): the states kernel's K; the unpaired forwards' Q and K in one loop
+// (R rows: the normalized forward's LIGHTNING_WG_NORM_MAP_ROWS, the mapped plain forward's 1); the paired forward's
+// Q, then K. FM: the feature map code as a constant.
+template <typename T, int FM, bool FWD, bool PAIR, int R>
+__device__ __forceinline__ void map_chunk(unsigned char* tq, unsigned char* tk, int m, int valid, int lt) {
+    if constexpr (!FWD) {
+        map_rows<T, FM, 4, 1>(tk, nullptr, m, valid, lt);
+    } else if constexpr (PAIR) {
+        map_rows<T, FM, 1, 1>(tq, nullptr, m, valid, lt);
+        map_rows<T, FM, 1, 1>(tk, nullptr, m, valid, lt);
+    } else {
+        map_rows<T, FM, R, 2>(tq, tk, m, valid, lt);
+    }
+}
+// S' = S = Q K^T masked and decayed, the output scale folded in: S'[i][j] = scale lambda^(i-j) S[i][j], 0 for j > i,
+// read from the scaled mask table (tabS[d] = scale lambda^d, 0 for d < 0; made at the top of body). In the m64n64
+// fragment a lane holds, n-tile nt has rows i0 (half 0) and i0 + 8 (half 1), i0 = 16 w + g, at keys 8 nt + 2 tq
+// and + 1; tr is tabS + i0 - 2 tq. The one statement of the rule: the plain and the normalized forwards' loaders
+// use it (SL in body), the mapped and paired forwards' consumers too.
+__device__ __forceinline__ void masked_pair(const float* S, const float* tr, int nt, int half, float& x0, float& x1) {
+    x0 = S[4 * nt + 2 * half] * tr[8 * half - 8 * nt];
+    x1 = S[4 * nt + 2 * half + 1] * tr[8 * half - 8 * nt - 1];
+}
+// featureMap: applied by the 2-byte path as it copies (the 16-byte path leaves it to map_rows).
 template <typename T>
 __device__ __forceinline__ void load_tile(unsigned dst, unsigned char* dstGeneric, const T* src, int rowStride,
                                           int m, int valid, bool vec, int lt, int featureMap = 0) {
     if (vec) {
-        const int r0 = lt >> 4, jp = lt & 15;
-        const unsigned so = dst + ((unsigned)(jp >> 3) << 13) + ((unsigned)r0 << 7) + ((unsigned)((jp & 7) ^ r0) << 4);
-        const bool colOk = 8 * jp < valid;
-        const T* g = src + r0 * rowStride + 8 * jp;
+        const int r0 = piece_row(lt);
+        const unsigned so = dst + (unsigned)piece_offset(lt);
+        const bool colOk = piece_col(lt) < valid;
+        const T* g = src + r0 * rowStride + piece_col(lt);
         const long long step = 8 * rowStride;
         if (colOk && m == kChunk) {  // a whole chunk of real columns: no predicates
 #pragma unroll
@@ -640,22 +645,9 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             const unsigned base = st * stageBytes, kb = base + (FWD ? qBytes : 0u);
             const int m = (int)min((long long)kChunk, segEnd - (segStart + (long long)c * kChunk));
             if (fm != 0 && vecQK) {  // (the 2-byte path applied phi as it copied)
-                if (FWD && !PAIR && NORM) {  // (the mapped plain forward's 72 loader registers keep one row a step)
-                    if (fm == 1) map_rows<T, 1, LIGHTNING_WG_NORM_MAP_ROWS, 2>(sm + base, sm + kb, m, qkValid, tid);
-                    else map_rows<T, 2, LIGHTNING_WG_NORM_MAP_ROWS, 2>(sm + base, sm + kb, m, qkValid, tid);
-                } else if (FWD && !PAIR) {  // (PAIR keeps the row-a-step map: 56 registers)
-                    if (fm == 1) map_tiles2<T, 1>(sm + base, sm + kb, m, qkValid, tid);
-                    else map_tiles2<T, 2>(sm + base, sm + kb, m, qkValid, tid);
-                } else if (!FWD) {
-                    if (fm == 1) map_rows<T, 1, 4, 1>(sm + kb, nullptr, m, qkValid, tid);
-                    else map_rows<T, 2, 4, 1>(sm + kb, nullptr, m, qkValid, tid);
-                } else if (fm == 1) {
-                    map_tile<T, 1>(sm + base, m, qkValid, tid);
-                    map_tile<T, 1>(sm + kb, m, qkValid, tid);
-                } else {
-                    map_tile<T, 2>(sm + base, m, qkValid, tid);
-                    map_tile<T, 2>(sm + kb, m, qkValid, tid);
-                }
+                constexpr int R = NORM ? LIGHTNING_WG_NORM_MAP_ROWS : 1;
+                if (fm == 1) map_chunk<T, 1, FWD, PAIR, R>(sm + base, sm + kb, m, qkValid, tid);
+                else map_chunk<T, 2, FWD, PAIR, R>(sm + base, sm + kb, m, qkValid, tid);
             }
             float zi0 = 0.f, zi1 = 0.f;  // NORM forward: lambda^(i+1) q_i . zP of rows li0, li0 + 8 (see Zq)
             (void)zi0;
@@ -749,17 +741,19 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
 #pragma unroll
                 for (int nt = 0; nt < 8; ++nt) {
                     unsigned char* d = sp + ((nt ^ g) << 4);  // rows li0 and li0 + 8: the same piece
+                    float v0, v1, v2, v3;
                     if constexpr (NORM) {
-                        const float v0 = S[4 * nt] * trL[-8 * nt], v1 = S[4 * nt + 1] * trL[-8 * nt - 1];
-                        const float v2 = S[4 * nt + 2] * trL[8 - 8 * nt], v3 = S[4 * nt + 3] * trL[7 - 8 * nt];
+                        masked_pair(S, trL, nt, 0, v0, v1);
+                        masked_pair(S, trL, nt, 1, v2, v3);
                         *reinterpret_cast<unsigned*>(d) = O_::pack(v0, v1);
                         *reinterpret_cast<unsigned*>(d + 1024) = O_::pack(v2, v3);
                         den0 += v0 + v1;
                         den1 += v2 + v3;
-                    } else {
-                        *reinterpret_cast<unsigned*>(d) = O_::pack(S[4 * nt] * trL[-8 * nt], S[4 * nt + 1] * trL[-8 * nt - 1]);
-                        *reinterpret_cast<unsigned*>(d + 1024) =
-                            O_::pack(S[4 * nt + 2] * trL[8 - 8 * nt], S[4 * nt + 3] * trL[7 - 8 * nt]);
+                    } else {  // (each half stored as it is formed: the order of the code measured, its PTX unchanged)
+                        masked_pair(S, trL, nt, 0, v0, v1);
+                        *reinterpret_cast<unsigned*>(d) = O_::pack(v0, v1);
+                        masked_pair(S, trL, nt, 1, v2, v3);
+                        *reinterpret_cast<unsigned*>(d + 1024) = O_::pack(v2, v3);
                     }
                 }
                 if (NORM) {
@@ -1047,10 +1041,9 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             reg_fence<32>(S);
 #pragma unroll
             for (int nt = 0; nt < 8; ++nt) {
-                const float v0 = S[4 * nt] * tr[-8 * nt];
-                const float v1 = S[4 * nt + 1] * tr[-8 * nt - 1];
-                const float v2 = S[4 * nt + 2] * tr[8 - 8 * nt];
-                const float v3 = S[4 * nt + 3] * tr[7 - 8 * nt];
+                float v0, v1, v2, v3;
+                masked_pair(S, tr, nt, 0, v0, v1);
+                masked_pair(S, tr, nt, 1, v2, v3);
                 Sp[nt >> 1][2 * (nt & 1)] = O_::pack(v0, v1);
                 Sp[nt >> 1][2 * (nt & 1) + 1] = O_::pack(v2, v3);
             }
