@@ -5,7 +5,8 @@
 #   device_setup DIR TAG   unpacks the JRE (JAVA_HOME=/tmp/jre), sets B (the bundle), CP (its class path,
 #                          the JUnit launcher takes no wildcards) and L (the log prefix
 #                          $OUT/DATE-h200-TAG, OUT defaulting to a new temporary directory), and writes
-#                          the machine's description to $L-machine.log
+#                          the machine's description to $L-machine.log; CLASSES_FIRST=DIR goes ahead of the
+#                          bundle on the class path (a checkout's gpu-worker/src/main/resources: its PTX)
 #   device_tests SECONDS SUFFIX CLASS...
 #                          runs those test classes with assertions on (the allocators' leak checks) into
 #                          $L-SUFFIX.log, bounded by SECONDS, and prints the exit status and the summary
@@ -16,7 +17,7 @@ device_setup() {
   mkdir -p "$out"
   tar -C /tmp -xJf "$dir/jre.tar.xz" && export JAVA_HOME=/tmp/jre PATH=/tmp/jre/bin:$PATH
   B="$dir/bundle"
-  CP="$B/classes:$B/test-classes:$(ls "$B"/lib/*.jar | tr '\n' ':')"
+  CP="${CLASSES_FIRST:+$CLASSES_FIRST:}$B/classes:$B/test-classes:$(ls "$B"/lib/*.jar | tr '\n' ':')"
   L="$out/$(date -u +%Y-%m-%d)-h200-$tag"
   { date -u; nvidia-smi --query-gpu=name,driver_version,pcie.link.gen.current,pcie.link.width.current --format=csv
     nproc; free -g | head -2; lscpu | grep -E "Model name|NUMA node\(s\)"; } 2>&1 | tee "$L-machine.log"
