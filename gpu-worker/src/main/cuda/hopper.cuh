@@ -536,13 +536,16 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     // PAIR: the second head's tables (1024 + 512 bytes) in the normalizer's decay-weight tiles at
     // offW (2048 bytes, unused without normalization).
     float* tab = reinterpret_cast<float*>(sm + offTab) + 64;
+    // The scaled mask table of head h + p (forward; masked_pair reads it): tabS[d] = scale lambda^d for d = -64..63,
+    // 0 below 0, at offTab + 1152 (p = 0) or, for PAIR's second head, at offW + 1024.
+    auto mask_table = [&](int p) { return reinterpret_cast<float*>(sm + (p == 0 ? offTab + 1152 : offW + 1024)) + 64; };
     {
         auto tables = [&](int p) {  // head h + p's, at tab (p = 0) or at offW (p = 1)
             const float slope = a.slopes[h + p];
             float* tb = p == 0 ? tab : reinterpret_cast<float*>(sm + offW) + 64;
             for (int x = tid; x < 256; x += blockDim.x) tb[x - 64] = x >= 64 ? expf(-slope * (float)(x - 64)) : 0.f;
             if (FWD) {  // scale lambda^d for d = -64..63 (0 below 0): the mask with the output scale folded in
-                float* tabS = reinterpret_cast<float*>(sm + (p == 0 ? offTab + 1152 : offW + 1024)) + 64;
+                float* tabS = mask_table(p);
                 for (int x = tid; x < 128; x += blockDim.x) tabS[x - 64] = x >= 64 ? scale * expf(-slope * (float)(x - 64)) : 0.f;
             }
         };
@@ -735,7 +738,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                 wg_wait<0>();
                 reg_fence<32>(S);
                 const int li0 = 16 * w4 + g;  // this lane's rows li0, li0 + 8 (as a consumer's i0)
-                const float* trL = reinterpret_cast<const float*>(sm + offTab + 1152) + 64 + (li0 - 2 * tq);
+                const float* trL = mask_table(0) + (li0 - 2 * tq);
                 unsigned char* sp = sm + offSp + st * 8192u + li0 * 128 + 4 * tq;
                 float den0 = 0.f, den1 = 0.f;  // NORM: the rows' sums of the masked scores, as the consumers formed them
 #pragma unroll
@@ -867,7 +870,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     T* sOw = reinterpret_cast<T*>(sm + offO) + 16 * w4 * kLdo + colBase;
     const int i0 = 16 * w4 + g;
     // tr[-8 nt - x] = scale lambda^(i0 - (8 nt + 2 tq + x)) (0 above the diagonal)
-    const float* tr = reinterpret_cast<const float*>(sm + (PAIR && j == 1 ? offW + 1024 : offTab + 1152)) + 64 + (i0 - 2 * tq);
+    const float* tr = mask_table(PAIR && j == 1 ? 1 : 0) + (i0 - 2 * tq);
     const float l0 = tab[i0 + 1], l1 = tab[i0 + 9];  // lambda^(i+1) of the two rows
     const float r0 = scale * l0, r1 = scale * l1;    // inter rows: scale lambda^(i+1)
     // (PAIR: the copy holds the own dk only, in its first atom)
