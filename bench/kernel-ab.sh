@@ -5,7 +5,7 @@
 #   bash bench/kernel-ab.sh DIR NAME=REV [NAME=REV ...]     (REV: a commit, or "tree" for the working tree;
 #                                                             NAME=REV:-DFLAG=V,... adds -D flags to that build)
 # Then on the GPU machine, DIR carried beside a bundle directory B (bench/device-env.sh: jre.tar.xz, bundle/):
-#   OUT=OUTDIR bash DIR/run.sh B
+#   OUT=OUTDIR bash DIR/run.sh B              (QUICK=1 OUT=OUTDIR bash DIR/run.sh: the timing only, no bundle)
 # Both tools check every build against a float64 recurrence before timing it, and interleave the builds round by
 # round, rotating their order (the H200 runs at its power limit and its clock drifts). DeviceBench and every GPU
 # test class then run on the bundle's classes with the checkout's committed PTX, i.e. the code of the tree the
