@@ -6,7 +6,8 @@
 # with B a bundle directory (bench/device-env.sh). Logs $OUT/DATE-h200-${LOG_TAG:-ab}-*.log:
 #  1. norm_cost (16 rounds, --repeat 2): states kernel and forward, plain, normalized identity, elu1 and normalized
 #     elu1, T = 1M, H = 64, D = 128, bf16, every build of DIR held against float64 first; nvidia-smi samples meanwhile;
-#  2. fwd_cost (40 rounds): the plain forward and states kernel alone at H = 64 and H = 8;
+#  2. fwd_cost (40 rounds): the plain forward and states kernel alone at H = 64 and H = 8; both tools' medians side by
+#     side, each build against the first (bench/ab_table.py, $L-table.md);
 #  3. DeviceBench at bin/gpu-check's D = 128 shapes, H = 48 and 96, D = 64, and the variants;
 #  4. every GPU test class (bench/gpu-tests-device.sh), in what is left of SECONDS (default 560).
 set -uo pipefail
@@ -37,6 +38,7 @@ timeout 150 "$here/norm_cost" --rounds 16 --repeat 2 "${builds[@]}" > "$L-normco
 echo "norm_cost rc=$? (0: every build passed its checks)"; grep -E "RESULT time|FAIL|checks" "$L-normcost.log"
 timeout 120 "$here/fwd_cost" --rounds 40 "${builds[@]}" > "$L-fwdcost.log" 2>&1
 echo "fwd_cost rc=$?"; grep -E "RESULT (time|checks)|FAIL" "$L-fwdcost.log"
+python3 "$root/bench/ab_table.py" "$L-normcost.log" "$L-fwdcost.log" | tee "$L-table.md"
 if [[ -n "$quick" ]]; then kill $smi 2>/dev/null; xz -f "$L-smi.log"; exit 0; fi
 timeout 200 java --add-modules jdk.incubator.vector -Xmx24g -cp "$CP" dev.lightning.attention.bench.DeviceBench \
   --shapes 1048576x64x128,1048576x8x128,1048576x48x128,1048576x96x128,524288x16x64 --variants 1048576x128 \
