@@ -264,6 +264,8 @@ template <typename T, int FM, int R, int NT>
 __device__ __forceinline__ void map_rows(unsigned char* t0, unsigned char* t1, int m, int valid, int lt) {
     static_assert(R == 1 || R == 2 || R == 4 || R == 8, "R divides the 8 rows of a thread");
     static_assert(NT == 1 || NT == 2, "one or two tiles");
+    // (each branch sets its pointers up itself: with the setup above the branch, the loop came out reordered
+    // against the code measured before the loops were one; this form is the one measured, BENCHMARKS.md session 14)
     if (R == 1 || m != kChunk) {  // one row a step, rows lt / 16 + 8 i < m
         if (piece_col(lt) >= valid) return;
         const int off = piece_offset(lt);
