@@ -19,7 +19,10 @@
 //
 // Warpgroups (4 consecutive warps each; registers moved between them with setmaxnreg):
 //   WG 0 (loaders): every cp.async, three (forward) or four (states) stages deep, handed over
-//     through mbarriers; in the plain and normalized forward also S = Q K^T, masked (see SL in body).
+//     through mbarriers; the feature map on the landed Q and K tiles (map_chunk); in the plain and
+//     normalized forward also S = Q K^T, masked (see SL in body); in the normalized forward also the
+//     normalizer z (its column sums on the tensor cores), q . zP and the denominators, which the
+//     consumers read from the stage.
 //   WG 1, 2 (consumers): each owns 64 of the 128 columns and runs the same code.
 //     State: its slice transposed, P^T (own columns x all dk, float32), in the registers of an
 //     m64n128 accumulator. Per chunk dP^T = (W V)^T K: the own 64 columns of V decayed by the
