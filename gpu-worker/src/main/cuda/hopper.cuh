@@ -258,8 +258,8 @@ __device__ __forceinline__ void phi_vecs(uint4 (&u)[N]) {
 //   ran normalized elu1's forward 4.7% faster than 1 (32.58 -> 31.04 ms, 2026-12-04; normalized identity, which
 //   does not map, unchanged); 4 the same (31.04 ms) with a 12-byte spill (ptxas, sm_90a);
 // - the mapped plain forward (MAPR, 72 loader registers): Q and K, one row (two rows spilled 24 bytes);
-// - the paired forward (56): one tile after the other, one row (two rows a step spilled 12 bytes of 56, and a
-//   loader spill cost the plain kernel 8% once before).
+// - the paired forward (56): one tile after the other, one row (with 56 loader registers, two rows a step spilled
+//   12 bytes in the forward that mapped with them before MAPR, and a loader spill cost the plain kernel 8% once).
 #ifndef LIGHTNING_WG_NORM_MAP_ROWS
 #define LIGHTNING_WG_NORM_MAP_ROWS 2
 #endif
