@@ -201,8 +201,8 @@ constexpr int kLoaders = 128;
 // 88 left a 24-byte spill), as the normalized forward's do. With 56 (one plain body for every map) the
 // map's loads and exponentials had too few registers to overlap: on an H200 (T = 1M, H = 64, D = 128,
 // bf16, 2026-12-03) elu1 cost +31.8% over plain in DeviceBench and +19.3% with this and the fused map of
-// Q and K in one loop (map_rows with two tiles; norm_cost: 45.2 -> 37.0 ms, plain unchanged at 25.9 ms). The module with both
-// passed GpuBackendTest on an H200 (171 passed, 0 failed; 2026-12-03 15:01 UTC,
+// Q and K in one loop (map_rows with two tiles; norm_cost: 45.2 -> 37.0 ms, plain unchanged at 25.9 ms).
+// The module with both passed GpuBackendTest on an H200 (171 passed, 0 failed; 2026-12-03 15:01 UTC,
 // bench/results/2026-12-03-h200-hopnorm-r3-gpu-tests.log).
 #ifndef LIGHTNING_WG_MAP_LOADER_REGS
 #define LIGHTNING_WG_MAP_LOADER_REGS 72
@@ -657,7 +657,9 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                 if (fm == 1) map_chunk<T, 1, FWD, PAIR, R>(sm + base, sm + kb, m, qkValid, tid);
                 else map_chunk<T, 2, FWD, PAIR, R>(sm + base, sm + kb, m, qkValid, tid);
             }
+            const int li0 = 16 * w4 + g;  // this lane's rows li0, li0 + 8 in S and q . zP (as a consumer's i0)
             float zi0 = 0.f, zi1 = 0.f;  // NORM forward: lambda^(i+1) q_i . zP of rows li0, li0 + 8 (see Zq)
+            (void)li0;
             (void)zi0;
             (void)zi1;
             if (NORM && !ZC) {
@@ -710,7 +712,6 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                 reg_fence<4>(zd1);
                 if constexpr (kQz) {  // lambda^(i+1) q_i . zP, i = li0 and li0 + 8
                     reg_fence<4>(Zq);
-                    const int li0 = 16 * w4 + g;
                     zi0 = tab[li0 + 1] * (Zq[0] + Zq[1]);
                     zi1 = tab[li0 + 9] * (Zq[2] + Zq[3]);
                 }
@@ -742,7 +743,6 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                 wg_commit();
                 wg_wait<0>();
                 reg_fence<32>(S);
-                const int li0 = 16 * w4 + g;  // this lane's rows li0, li0 + 8 (as a consumer's i0)
                 const float* trL = mask_table(0) + (li0 - 2 * tq);
                 unsigned char* sp = sm + offSp + st * 8192u + li0 * 128 + 4 * tq;
                 float den0 = 0.f, den1 = 0.f;  // NORM: the rows' sums of the masked scores, as the consumers formed them
@@ -1099,7 +1099,8 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             wg_commit();
             if constexpr (TQ) form();
             // NORM, while S V runs: o_i = num_i / (den_i + eps), den_i = (row i's sum of the masked scores) / scale +
-            // lambda^(i+1) q_i . zP, the loaders' (rows 2 and 3 of the stage's normalizer tile). The sums stay float32 sums of the float32 products: tried and removed (hopnorm4, BENCHMARKS.md), the
+            // lambda^(i+1) q_i . zP, the loaders' (rows 2 and 3 of the stage's normalizer tile). The sums stay
+            // float32 sums of the float32 products: tried and removed (hopnorm4, BENCHMARKS.md), the
             // row sums as 4 m64n8k16 products of the packed S' (Sp) with a ones tile in S V's commit group, which
             // gained nothing measurable and, summing the 16-bit S', made o 150x less accurate where the rows' terms
             // cancel (q, k of both signs with the identity map).
