@@ -27,6 +27,10 @@ for spec in "$@"; do
     mkdir -p "$src" && cp -r "$root/gpu-worker/src/main/cuda" "$src/"
     desc="working tree on $(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet -- gpu-worker/src/main/cuda || echo ', with changes')"
   else
+    # the timing tools are built on the working tree's argument struct: a build must share it
+    git -C "$root" diff --quiet "$rev" -- gpu-worker/src/main/cuda/lightning_args.cuh || {
+      echo "kernel-ab: $rev's lightning_args.cuh differs from the working tree's, which norm_cost and fwd_cost" \
+           "are built on; compare builds of one argument struct" >&2; exit 2; }
     mkdir -p "$src" && git -C "$root" archive "$rev" gpu-worker/src/main/cuda | tar -x -C "$src" --strip-components=3
     desc="$(git -C "$root" rev-parse --short "$rev")"
   fi
