@@ -36,7 +36,8 @@ import java.util.stream.IntStream;
  * cut, a lead of C chunks with pass 1 over it in E sub-segments, then the rest.
  * {@code --shapes none}: no timings (the checks alone, say while another process compiles its kernels).
  * {@code --checks T,T,...}: the sequence lengths of the H = 8, D = 128 correctness check (error against
- * sequence length; the float64 reference runs on the CPU, about a second per 16K tokens and head).
+ * sequence length; the float64 reference runs on the CPU, about a second per 16K tokens and head); an entry
+ * TxHxD checks that shape instead (heads 0 and H - 1, read from the device alone: any size that fits there).
  */
 public final class DeviceBench {
     private DeviceBench() {
@@ -88,8 +89,14 @@ public final class DeviceBench {
             System.out.println("DeviceBench on " + backend.device());
             double copy = hooks.copyBandwidth(4L << 30, 5);
             System.out.printf(Locale.ROOT, "RESULT copy %.3f TB/s%n", copy / 1e12);
-            for (String t : "none".equals(checks) ? new String[0] : checks.split(",")) {
-                check(hooks, Integer.parseInt(t.trim()), 8, 128, 128);
+            for (String c : "none".equals(checks) ? new String[0] : checks.split(",")) {
+                String[] p = c.trim().split("x");
+                if (p.length == 1) {
+                    check(hooks, Integer.parseInt(p[0]), 8, 128, 128);
+                } else {
+                    check(hooks, Integer.parseInt(p[0]), Integer.parseInt(p[1]), Integer.parseInt(p[2]),
+                            Integer.parseInt(p[2]));
+                }
             }
             check(hooks, 4100, 3, 72, 40);
             for (String shape : "none".equals(shapes) ? new String[0] : shapes.split(",")) {
@@ -614,8 +621,17 @@ public final class DeviceBench {
         int dv = spec.dv();
         hooks.prepareResident(spec, DType.BF16, t, 11);
         hooks.timeResident(spec, DType.BF16, t, 1);
-        TokenTensor[] qkvo = hooks.readResident(spec, DType.BF16, t);
         int[] heads = h == 1 ? new int[] {0} : new int[] {0, h - 1};
+        // each head's q, k, v heads and its output, copied from the device alone (a whole tensor may exceed an array)
+        TokenTensor[][] qkvo = new TokenTensor[heads.length][];
+        for (int i = 0; i < heads.length; i++) {
+            int head = heads[i];
+            qkvo[i] = new TokenTensor[] {
+                hooks.readResidentHead(spec, DType.BF16, t, 0, spec.qHead(head)),
+                hooks.readResidentHead(spec, DType.BF16, t, 1, spec.kHead(head)),
+                hooks.readResidentHead(spec, DType.BF16, t, 2, spec.vHead(head)),
+                hooks.readResidentHead(spec, DType.BF16, t, 3, head)};
+        }
         double[] err = new double[heads.length];
         ForkJoinPool.commonPool().submit(() -> IntStream.range(0, heads.length).parallel().forEach(i -> {
             int head = heads[i];
@@ -624,10 +640,10 @@ public final class DeviceBench {
             if (spec.normalized()) {
                 one = one.withNormalization(spec.eps());
             }
-            TokenTensor q = head(qkvo[0], spec.qHead(head));
-            TokenTensor k = head(qkvo[1], spec.kHead(head));
-            TokenTensor v = head(qkvo[2], spec.vHead(head));
-            TokenTensor o = head(qkvo[3], head);
+            TokenTensor q = qkvo[i][0];
+            TokenTensor k = qkvo[i][1];
+            TokenTensor v = qkvo[i][2];
+            TokenTensor o = qkvo[i][3];
             TokenTensor ref = TokenTensor.allocate(DType.F32, t, 1, dv);
             new ChunkedReference().forward(one, q, k, v, LightningState.zeros(one), ref);
             err[i] = Accuracy.relativeError(o.toFloats(), ref.toFloats());
@@ -641,13 +657,4 @@ public final class DeviceBench {
         hooks.releaseBuffers();
     }
 
-    private static TokenTensor head(TokenTensor x, int head) {
-        TokenTensor out = TokenTensor.allocate(x.dtype(), x.tokens(), 1, x.dim());
-        float[] row = new float[x.dim()];
-        for (int t = 0; t < x.tokens(); t++) {
-            x.readHead(head, t, 1, row);
-            out.writeHead(0, t, 1, row);
-        }
-        return out;
-    }
 }

@@ -39,6 +39,11 @@ public final class BenchHooks {
         return backend.readResident(spec, dtype, n);
     }
 
+    /** One head of the resident window's q, k, v or o ({@code which} 0 to 3), [n, 1, D], copied alone. */
+    public TokenTensor readResidentHead(AttentionSpec spec, DType dtype, int n, int which, int head) {
+        return backend.readResidentHead(spec, dtype, n, which, head);
+    }
+
     /** Frees the window buffers now (the benchmark moves between very different sizes). */
     public void releaseBuffers() {
         backend.releaseBuffers();

@@ -9,7 +9,9 @@ import dev.lightning.attention.engine.cuda.DeviceAllocator.Buffer;
 import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.TokenTensor;
 import jcuda.CudaException;
+import jcuda.driver.CUDA_MEMCPY2D;
 import jcuda.driver.CUevent;
+import jcuda.driver.CUmemorytype;
 import jcuda.driver.CUstream;
 import jcuda.driver.JCudaDriver;
 
@@ -699,6 +701,38 @@ public final class CudaBackend implements AttentionBackend {
         for (int i = 0; i < out.length; i++) {
             out[i].putBytes(download(from[i], (long) n * out[i].tokenBytes()));
         }
+        return out;
+    }
+
+    /**
+     * One head of the resident window's q, k, v or o ({@code which} 0 to 3), [n, 1, D]: a strided copy of
+     * that head's rows alone, so that a window whose tensors exceed a Java array (T = 1M, H = 64, D = 128:
+     * 16 GiB each) can still be checked head by head.
+     */
+    TokenTensor readResidentHead(AttentionSpec spec, DType dtype, int n, int which, int head) {
+        int[] heads = {spec.headsQ(), spec.headsK(), spec.headsV(), spec.heads()};
+        Buffer[] from = {pipeline.qDev[0], pipeline.kDev[0], pipeline.vDev[0], pipeline.oDev[0]};
+        if (which < 0 || which > 3 || head < 0 || head >= heads[which]) {
+            throw new IllegalArgumentException("tensor " + which + " (0..3: q, k, v, o), head " + head
+                    + ": no such head; it has " + (which < 0 || which > 3 ? 0 : heads[which]));
+        }
+        device.makeCurrent();
+        long row = (long) (which < 2 ? spec.dk() : spec.dv()) * dtype.bytes();
+        long len = n * row;
+        hostOut.ensure(len);
+        CUDA_MEMCPY2D copy = new CUDA_MEMCPY2D();
+        copy.srcMemoryType = CUmemorytype.CU_MEMORYTYPE_DEVICE;
+        copy.srcDevice = from[which].ptr.withByteOffset(head * row);
+        copy.srcPitch = heads[which] * row;
+        copy.dstMemoryType = CUmemorytype.CU_MEMORYTYPE_HOST;
+        copy.dstHost = hostOut.host;
+        copy.dstPitch = row;
+        copy.WidthInBytes = row;
+        copy.Height = n;
+        JCudaDriver.cuMemcpy2DAsync(copy, stream);
+        JCudaDriver.cuStreamSynchronize(stream);
+        TokenTensor out = TokenTensor.allocate(dtype, n, 1, (int) (row / dtype.bytes()));
+        out.putBytes(hostOut.host.getByteBuffer(0, len).order(ByteOrder.LITTLE_ENDIAN));
         return out;
     }
 

@@ -323,6 +323,37 @@ class GpuBackendTest {
      * A failure in the middle of the pipeline (here the host cannot write o, after later slices were
      * already enqueued) leaves nothing in flight that a later call could read or overwrite.
      */
+    /**
+     * DeviceBench checks large windows head by head (readResidentHead: a strided copy of one head's rows); each
+     * head it reads must be that head of the whole tensor, for q, k, v (grouped: fewer k and v heads) and o,
+     * with Dk != Dv, and a head past the tensor's count must be refused.
+     */
+    @Test
+    void aResidentHeadIsThatHeadOfTheWholeTensor() {
+        int t = 1000;
+        AttentionSpec spec = new AttentionSpec(6, 72, 40, Slopes.minimax(6), 1.0, 64).withHeads(6, 2, 3);
+        tensorCores.prepareResident(spec, DType.BF16, t, 5);
+        tensorCores.timeResident(spec, DType.BF16, t, 1);
+        TokenTensor[] whole = tensorCores.readResident(spec, DType.BF16, t);
+        for (int which = 0; which < 4; which++) {
+            TokenTensor all = whole[which];
+            for (int head = 0; head < all.heads(); head++) {
+                TokenTensor one = tensorCores.readResidentHead(spec, DType.BF16, t, which, head);
+                assertEquals(1, one.heads());
+                float[] expect = new float[t * all.dim()];
+                all.readHead(head, 0, t, expect);
+                float[] got = one.toFloats();
+                assertTrue(java.util.Arrays.stream(new int[] {0, got.length - 1}).allMatch(i -> got[i] != 0f),
+                        "tensor " + which + " head " + head + ": the device-made values are not zero");
+                assertArrayEquals(expect, got, "tensor " + which + " head " + head);
+            }
+            int count = all.heads();
+            int w = which;
+            assertThrows(IllegalArgumentException.class, () -> tensorCores.readResidentHead(spec, DType.BF16, t, w, count));
+        }
+        tensorCores.releaseBuffers();
+    }
+
     @Test
     void aFailedWindowLeavesTheNextOneCorrect() {
         SplittableRandom rnd = new SplittableRandom(77);
