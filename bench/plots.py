@@ -34,6 +34,11 @@ FLACHECK = re.compile(r"RESULT flacheck T=(\d+) H=(\d+) D=(\d+) bf16 output rela
                       r"final state ([\d.e+-]+)")
 ERROR = re.compile(r"RESULT error (fla|vllm) T=(\d+) H=(\d+) D=(\d+) output_rel=([\d.e+-]+) state_rel=([\d.e+-]+)")
 SKIP = re.compile(r"RESULT skip (\w+) T=(\d+) H=(\d+) D=(\d+): (.*)")
+# bench/sweep.py's check of fla's timed calls themselves (heads 0 and H - 1)
+BIGCHECK = re.compile(r"RESULT bigcheck (fla) T=(\d+) H=(\d+) D=(\d+) heads=\S+ output_rel=([\d.e+-]+) "
+                      r"state_rel=([\d.e+-]+)")
+# a timed call whose output is further from float64 than this is wrong, not slow or fast (bf16 outputs: 2e-3 to 3e-3)
+WRONG = 1e-2
 LABELS = {"ours": "ours (as the backend runs it)", "ours-two-pass": "ours, two-pass path forced",
           "fla": "fla chunk_simple_gla (BF16)", "vllm": "vLLM MiniMax lightning_attention (float32 in and out)"}
 COLORS = {"ours": "#1f77b4", "ours-two-pass": "#6baed6", "fla": "#d62728", "vllm": "#2ca02c", "ceiling": "#555555"}
@@ -44,11 +49,25 @@ def newest(results, pattern):
     return files[-1] if files else None
 
 
+def wrong_outputs(path):
+    """(impl, H, D, T) -> output error, for the timed calls bench/sweep.py found wrong (above WRONG)."""
+    wrong = {}
+    for line in open(path):
+        if (m := BIGCHECK.match(line)) and float(m[5]) > WRONG:
+            wrong[(m[1], int(m[3]), int(m[4]), int(m[2]))] = float(m[5])
+    return wrong
+
+
 def parse_sweep(path):
     timings, checks, errors, skips, copy = {}, {}, {}, [], None
     for line in open(path):
         if m := TIMING.match(line):
-            timings[(m[1], int(m[3]), int(m[4]), int(m[2]))] = (float(m[5]), float(m[6]))
+            # a shape timed in several processes (bench/sweep.sh's FLA_TUNINGS: fla tunes anew in each): the
+            # fastest, and how many there were (v[2])
+            key, ms = (m[1], int(m[3]), int(m[4]), int(m[2])), float(m[5])
+            seen = timings.get(key)
+            n = seen[2] + 1 if seen else 1
+            timings[key] = (ms, float(m[6]), n) if not seen or ms < seen[0] else (seen[0], seen[1], n)
         elif m := COPY.match(line):
             copy = float(m[1]) * 1e12
         elif m := CHECK.match(line):
@@ -103,15 +122,22 @@ def throughput(plt, path, out, vllm_csv=None):
     sources = [path]
     other_run = set()
     if vllm_csv and not any(k[0] == "vllm" for k in timings):
+        # vLLM's figures from another run: a CSV of an earlier tool, or an earlier sweep's log
         sources.append(vllm_csv)
-        for r in rows(vllm_csv):
-            t = int(r["T"])
-            timings[("vllm", int(r["H"]), int(r["D"]), t)] = (float(r["vllm_ms"]), t / (float(r["vllm_ms"]) / 1e3))
-            other_run.add(("vllm", int(r["H"])))
+        if vllm_csv.endswith(".csv"):
+            for r in rows(vllm_csv):
+                t = int(r["T"])
+                ms = float(r["vllm_ms"])
+                timings[("vllm", int(r["H"]), int(r["D"]), t)] = (ms, t / (ms / 1e3), 1)
+        else:
+            timings.update({k: v for k, v in parse_sweep(vllm_csv)[0].items() if k[0] == "vllm"})
+        other_run |= {("vllm", k[1]) for k in timings if k[0] == "vllm"}
     heads = sorted({h for (_, h, _, _) in timings}, reverse=True)
     if not heads:
         print("no timings in", path)
         return
+    wrong = wrong_outputs(path)
+    d_of = {hh: dd for (_, hh, dd, _) in timings}
     fig, axes = plt.subplots(1, len(heads), figsize=(6 * len(heads), 4.8), squeeze=False)
     for ax, h in zip(axes[0], heads):
         ts_all = set()
@@ -120,10 +146,16 @@ def throughput(plt, path, out, vllm_csv=None):
             if not pts:
                 continue
             ts_all |= {t for t, _ in pts}
-            label = LABELS[impl] + (" [another run: " + os.path.basename(vllm_csv) + "]"
-                                    if (impl, h) in other_run else "")
+            runs = max(v[2] for (i, hh, _, _), v in timings.items() if i == impl and hh == h)
+            other = " [another run: " + os.path.basename(vllm_csv) + "]" if (impl, h) in other_run else ""
+            label = LABELS[impl] + other + (f", best of {runs} tunings" if runs > 1 else "")
             ax.plot([t for t, _ in pts], [r for _, r in pts], marker="o", color=COLORS[impl],
                     linestyle="--" if impl == "ours-two-pass" else "-", label=label)
+            for t, r in pts:  # a call whose output was wrong: crossed out, its error beside it
+                if (err := wrong.get((impl, h, d_of[h], t))) is not None:
+                    ax.plot([t], [r], marker="x", markersize=12, color="black", zorder=4)
+                    ax.annotate(f"wrong output\n(error {err:.2f})", (t, r), textcoords="offset points",
+                                xytext=(0, -22), ha="center", fontsize=7)
         d = next(dd for (_, hh, dd, _) in timings if hh == h)
         if copy:
             # q, k, v read and o written once, BF16: the least traffic a forward can have
@@ -135,6 +167,8 @@ def throughput(plt, path, out, vllm_csv=None):
         ours = {t: v[0] for (i, hh, _, t), v in timings.items() if i == "ours" and hh == h}
         fla = {t: v[0] for (i, hh, _, t), v in timings.items() if i == "fla" and hh == h}
         for t in sorted(set(ours) & set(fla)):
+            if ("fla", h, d, t) in wrong:
+                continue
             ax.annotate(f"{fla[t] / ours[t]:.1f}x", (t, timings[("ours", h, d, t)][1]), textcoords="offset points",
                         xytext=(0, 7), ha="center", fontsize=7, color=COLORS["ours"])
         length_axis(ax, sorted(ts_all))
@@ -155,28 +189,40 @@ def throughput(plt, path, out, vllm_csv=None):
     plt.close(fig)
 
 
-def errors(plt, sweep, scale_logs, out):
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+def errors(plt, sweep, scale_logs, out, vllm_from=None):
+    fig, ax = plt.subplots(figsize=(8, 6.4))
     sources = []
     ts_all = set()
     if sweep:
         _, checks, errs, _, _ = parse_sweep(sweep)
         sources.append(sweep)
+        other = ""
+        if vllm_from and vllm_from.endswith(".log") and not any(k[0] == "vllm" for k in errs):
+            # vLLM's errors from the earlier sweep its timings come from (see throughput)
+            errs.update({k: v for k, v in parse_sweep(vllm_from)[2].items() if k[0] == "vllm"})
+            sources.append(vllm_from)
+            other = " [another run: " + os.path.basename(vllm_from) + "]"
         ours = sorted((t, e, h, dk, dv) for (h, dk, dv, t), e in checks.items())
         if ours:
-            ax.plot([o[0] for o in ours], [o[1] for o in ours], marker="o", color=COLORS["ours"],
-                    label="ours, GPU, H = 8, D = 128 unless marked (worst of heads 0 and H - 1)")
+            line = [(t, e) for t, e, h, dk, dv in ours if (h, dk, dv) == (8, 128, 128)]
+            if line:
+                ax.plot(*zip(*line), marker="o", color=COLORS["ours"],
+                        label="ours, GPU, H = 8, D = 128 (worst of heads 0 and H - 1); points: other shapes")
+            named = set()
             for t, e, h, dk, dv in ours:
                 if (h, dk, dv) != (8, 128, 128):
-                    ax.annotate(f"H={h}, Dk={dk}, Dv={dv}", (t, e), textcoords="offset points", xytext=(4, -12),
-                                fontsize=7, color=COLORS["ours"])
+                    ax.plot([t], [e], marker="D", color=COLORS["ours"], linestyle="none")
+                    if (h, dk, dv) not in named:  # the shape named once, at its shortest T
+                        named.add((h, dk, dv))
+                        ax.annotate(f"H={h}, Dk={dk}, Dv={dv}", (t, e), textcoords="offset points", xytext=(4, -12),
+                                    fontsize=7, color=COLORS["ours"])
             ts_all |= {o[0] for o in ours}
         for impl in ("fla", "vllm"):
             pts = sorted((t, e[0]) for (i, h, d, t), e in errs.items() if i == impl)
             if pts:
                 shapes = sorted({(h, d) for (i, h, d, t) in errs if i == impl})
                 ax.plot(*zip(*pts), marker="s", color=COLORS[impl], label=LABELS[impl].split(" (")[0] + ", GPU, "
-                        + ", ".join(f"H = {h}, D = {d}" for h, d in shapes))
+                        + ", ".join(f"H = {h}, D = {d}" for h, d in shapes) + (other if impl == "vllm" else ""))
                 ts_all |= {t for t, _ in pts}
                 states = sorted((t, e[1]) for (i, h, d, t), e in errs.items() if i == impl)
                 ax.plot(*zip(*states), marker="s", color=COLORS[impl], linestyle=":", alpha=0.6,
@@ -205,8 +251,8 @@ def errors(plt, sweep, scale_logs, out):
     ax.set_ylabel("relative error against float64")
     ax.set_title("Output error against sequence length (BF16 inputs, MiniMax slopes)", fontsize=9)
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize=7, loc="center right")
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.legend(*ax.get_legend_handles_labels(), fontsize=7, loc="lower center", ncol=1, bbox_to_anchor=(0.5, 0.06))
+    fig.tight_layout(rect=(0, 0.3, 1, 1))
     footer(fig, *sources)
     save(fig, out, "error-vs-length.png")
     plt.close(fig)
@@ -378,14 +424,20 @@ def pieces(plt, paths, out):
 def sweep_table(path):
     timings, checks, errs, skips, copy = parse_sweep(path)
     keys = sorted({(h, d, t) for (_, h, d, t) in timings}, key=lambda k: (-k[0], k[2]))
+    wrong = wrong_outputs(path)
     print("| T | H | D | ours ms | two-pass ms | fla ms | vLLM ms | ours tokens/s | fla / ours | vLLM / ours "
           "| q, k, v, o bytes over copy bandwidth (ours) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for h, d, t in keys:
         ours, two, fla, vllm = (timings.get((impl, h, d, t)) for impl in ("ours", "ours-two-pass", "fla", "vllm"))
-        cells = [f"{t:,}", str(h), str(d)] + [f"{v[0]:.3f}" if v else "-" for v in (ours, two, fla, vllm)]
+        cells = [f"{t:,}", str(h), str(d)] + [(f"{v[0]:.3f}" + (f" (best of {v[2]})" if v[2] > 1 else "")) if v else "-"
+                                              for v in (ours, two, fla, vllm)]
         cells.append(f"{ours[1]:.3g}" if ours else "-")
-        cells.append(f"{fla[0] / ours[0]:.2f}x" if ours and fla else "-")
+        if ("fla", h, d, t) in wrong:
+            cells[5] += f" (output wrong: error {wrong[('fla', h, d, t)]:.2f})"
+            cells.append("- (fla wrong)")
+        else:
+            cells.append(f"{fla[0] / ours[0]:.2f}x" if ours and fla else "-")
         cells.append(f"{vllm[0] / ours[0]:.1f}x" if ours and vllm else "-")
         cells.append(f"{4 * t * h * d * 2 / (ours[0] / 1e3) / copy:.2f}" if ours and copy else "-")
         print("| " + " | ".join(cells) + " |")
@@ -397,6 +449,17 @@ def sweep_table(path):
         f, v = errs.get(("fla", 8, 128, t)), errs.get(("vllm", 8, 128, t))
         e = lambda x: f"{x:.2e}" if x is not None else "-"  # noqa: E731
         print(f"| {t:,} | {e(o)} | {e(f and f[0])} | {e(f and f[1])} | {e(v and v[0])} | {e(v and v[1])} |")
+    big = [m for line in open(path) if (m := BIGCHECK.match(line))]
+    if big:
+        print()
+        print("| T | H | fla's timed call, output error (heads 0, H - 1) | its final state |")
+        print("|---|---|---|---|")
+        for m in sorted(big, key=lambda m: (-int(m[3]), int(m[2]))):
+            flag = " (wrong)" if float(m[5]) > WRONG else ""
+            print(f"| {int(m[2]):,} | {m[3]} | {float(m[5]):.2e}{flag} | {float(m[6]):.2e} |")
+    checked = sorted((k, e) for k, e in checks.items() if k[:3] != (8, 128, 128))
+    for (h, dk, dv, t), e in checked:
+        print(f"\nours at T = {t:,}, H = {h}, Dk = {dk}, Dv = {dv}: output error {e:.2e} (heads 0 and H - 1)")
     for impl, t, h, d, why in skips:
         print(f"\n{impl} not run at T = {t:,}, H = {h}, D = {d}: {why}")
 
@@ -413,11 +476,16 @@ def main():
     results, out = sys.argv[1], sys.argv[2]
     os.makedirs(out, exist_ok=True)
     log, is_sweep = gpu_log(results)
+    vllm_from = None
     if log:
-        throughput(plt, log, out, None if is_sweep else newest(results, "*-h200-vllm-minimax.csv"))
+        vllm_from = newest(results, "*-h200-vllm-minimax.csv")
+        if is_sweep:  # an earlier sweep that timed vLLM, where the newest did not
+            vllm_from = next((p for p in sorted(glob.glob(os.path.join(results, "*-h200-sweep*.log")), reverse=True)
+                              if "RESULT vllm " in open(p).read()), None)
+        throughput(plt, log, out, vllm_from)
     else:
         print("no H200 log with ours' and fla's timings: throughput plot left out")
-    errors(plt, log, sorted(glob.glob(os.path.join(results, "*-scale-*.log"))), out)
+    errors(plt, log, sorted(glob.glob(os.path.join(results, "*-scale-*.log"))), out, vllm_from)
     job = newest(results, "*-h200-gpu-job.log")
     if job:
         host_path(plt, job, out)

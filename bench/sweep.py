@@ -11,9 +11,14 @@ modules stand in for the parts of vLLM it imports). Either may be left unset: th
     SHAPES=4096x64x128,... ERR_T=4096,16384 ERR_H=8 python3 bench/sweep.py
 
 Prints `RESULT fla|vllm T= H= D= ms= tokens_per_s=` per shape (median of triton's do_bench, the
-same timer fla_bench uses), `RESULT skip ...` where a shape does not fit in the GPU's memory, and
+same timer fla_bench uses; FLA_TUNING=N adds ` tuning=N`, the process's place among those bench/sweep.sh
+runs), `RESULT skip ...` where a shape does not fit in the GPU's memory, and
 `RESULT error fla|vllm T= H= D= output_rel= state_rel=` per length of ERR_T: the relative Frobenius
-error of the whole output and final state against the float64 block form, worst head.
+error of the whole output and final state against the float64 block form, worst head. With
+FLA_BIG_CHECK=1, fla's output at every timed shape is held against float64 too, on heads 0 and H - 1 (the
+timed inputs; the reference on those two heads alone): `RESULT bigcheck fla T= H= D= heads=0,H-1
+output_rel= state_rel=`. At T = 1M, H = 64 the tensors hold 2^33 elements, past what 32-bit offsets
+reach: this says whether each timed call computed the right thing.
 
 How each is called: fla with BF16 q, k, v in [1, T, H, D] (`g_gamma = -slope`, scale 1); vLLM as its
 MiniMax layer calls it, float32 q, k, v in [1, H, T, D] and the slopes as the decay rates, a zero
@@ -27,7 +32,7 @@ import torch
 import triton
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fla_bench import import_fla, minimax_slopes, reference  # noqa: E402  (one owner of the reference)
+from fla_bench import big_check, import_fla, minimax_slopes, reference, rel  # noqa: E402  (the reference's owner)
 
 SHAPES = os.environ.get("SHAPES", "4096x64x128,16384x64x128,65536x64x128,262144x64x128,1048576x64x128,"
                                   "4096x8x128,16384x8x128,65536x8x128,262144x8x128,1048576x8x128")
@@ -51,12 +56,6 @@ def vllm_bytes(t, h, d):
     per-256-token-block states and their copy with the final one appended."""
     blocks = -(-t // 256)
     return 5 * t * h * d * 4 + 2 * h * (blocks + 1) * d * d * 4
-
-
-def rel(a, b):
-    """Worst head's relative Frobenius error of a against b; heads on dimension 0."""
-    a, b = a.double(), b.double()
-    return max(((a[i] - b[i]).norm() / b[i].norm()).item() for i in range(b.shape[0]))
 
 
 def main():
@@ -87,7 +86,10 @@ def main():
             ms = triton.testing.do_bench(
                 lambda: fla(q, k, v, g_gamma=-slopes, scale=1.0, output_final_state=True),
                 warmup=25, rep=200, return_mode="median")
-            print(f"RESULT fla T={t} H={h} D={d} ms={ms:.3f} tokens_per_s={t / (ms / 1e3):.4g}", flush=True)
+            tuning = f" tuning={os.environ['FLA_TUNING']}" if os.environ.get("FLA_TUNING") else ""
+            print(f"RESULT fla T={t} H={h} D={d} ms={ms:.3f} tokens_per_s={t / (ms / 1e3):.4g}{tuning}", flush=True)
+            if os.environ.get("FLA_BIG_CHECK") == "1":
+                big_check(fla, q, k, v, slopes)
             del q, k, v
         if vllm:
             torch.cuda.empty_cache()
