@@ -29,11 +29,12 @@ import java.util.stream.IntStream;
  * <pre>
  *   DeviceBench [--shapes 65536x64x128,262144x64x128,1048576x64x128,1048576x8x128] [--runs 10]
  *               [--host-shape 262144x8x128 | none] [--variants 1048576x128 | none] [--checks 65536 | none]
- *               [--plans H:SxE/SxE,H:... | none]
+ *               [--plans H:SxE/SxE,H:... | none] [--kernels chosen | portable]
  * </pre>
  * {@code --plans}: at the shapes of H heads, also time the window cut into S segments of E pass-1
  * sub-segments each ("RESULT plan" lines), beside the plan the backend chooses; "LCxE": an uneven
  * cut, a lead of C chunks with pass 1 over it in E sub-segments, then the rest.
+ * {@code --kernels portable}: everything on the mma.sync kernels (what GPUs before Hopper run), on a Hopper GPU too.
  * {@code --shapes none}: no timings (the checks alone, say while another process compiles its kernels).
  * {@code --checks T,T,...}: the sequence lengths of the H = 8, D = 128 correctness check (error against
  * sequence length; the float64 reference runs on the CPU, about a second per 16K tokens and head); an entry
@@ -58,6 +59,8 @@ public final class DeviceBench {
         // in this process
         String ab = "none";
         int rounds = 5;
+        // chosen: the kernels the backend picks; portable: the mma.sync ones on any GPU (what an A100 or L40 runs)
+        String kernels = "chosen";
         for (int i = 0; i + 1 < args.length; i += 2) {
             if ("--variants".equals(args[i])) {
                 variants = args[i + 1];
@@ -75,6 +78,12 @@ public final class DeviceBench {
                 plans = args[i + 1];
             } else if ("--runs".equals(args[i])) {
                 runs = Integer.parseInt(args[i + 1]);
+            } else if ("--kernels".equals(args[i])) {
+                kernels = args[i + 1];
+                if (!kernels.equals("chosen") && !kernels.equals("portable")) {
+                    throw new IllegalArgumentException("--kernels takes chosen (as the backend picks) or portable (the "
+                            + "mma.sync kernels, also on a Hopper GPU); got " + kernels);
+                }
             } else {
                 throw new IllegalArgumentException("unknown option " + args[i]);
             }
@@ -86,7 +95,8 @@ public final class DeviceBench {
         }
         try (CudaBackend backend = new CudaBackend(0, true, Long.MAX_VALUE)) {
             BenchHooks hooks = new BenchHooks(backend);
-            System.out.println("DeviceBench on " + backend.device());
+            hooks.hopperKernels(!kernels.equals("portable"));
+            System.out.println("DeviceBench on " + backend.device() + ", kernels " + kernels);
             double copy = hooks.copyBandwidth(4L << 30, 5);
             System.out.printf(Locale.ROOT, "RESULT copy %.3f TB/s%n", copy / 1e12);
             for (String c : "none".equals(checks) ? new String[0] : checks.split(",")) {
@@ -653,7 +663,8 @@ public final class DeviceBench {
             worst = Math.max(worst, e);
         }
         System.out.printf(Locale.ROOT, "RESULT check T=%d %s bf16 output relative error %.3e (heads %s, float64 "
-                + "reference) %s%n", t, spec, worst, java.util.Arrays.toString(heads), worst <= 4e-3 ? "ok" : "FAILED");
+                + "reference) %s kernels=%s%n", t, spec, worst, java.util.Arrays.toString(heads),
+                worst <= 4e-3 ? "ok" : "FAILED", hooks.lastKernels());
         hooks.releaseBuffers();
     }
 
