@@ -10,8 +10,8 @@ H200, BENCHMARKS.md), so its time there is not a time for this computation.
 
 fla tunes its chunk kernels once a process, at the first call, and keeps the choice for every later
 T and H (the tuning key has neither); a choice tuned at one head count can be far from fla's best at
-another (BENCHMARKS.md, the sweep of 2026-12-03: 51.7 ms at T = 1M, H = 64 tuned at H = 64, 92.7 ms
-tuned at H = 4). So each head count of SHAPES runs in a process of its own that tunes on an 8K-token
+another (BENCHMARKS.md: at T = 1M, H = 8, 11.7 ms tuned at H = 64 on 2026-12-03, 9.3 ms tuned at H = 4 the
+day before). So each head count of SHAPES runs in a process of its own that tunes on an 8K-token
 call at that H before anything is timed.
 """
 import os
