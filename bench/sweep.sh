@@ -62,10 +62,10 @@ echo "== stage 3: fla and vLLM, timed, then their errors ($(date -u +%H:%M:%S))"
 # One process per head count: fla keeps the configuration it tuned at its first call for every later
 # call of the process, whatever H (its tuning key leaves out T and H), and a choice tuned at one H
 # can be far from its best at another (2026-12-03: tuned at H = 64, fla took 11.7 ms at T = 1M, H = 8;
-# tuned at H = 4 the day before, 9.3 ms). The errors are measured once, by the last process.
-# fla's choice also varies between processes tuned alike (2026-12-03: 51.7 and 86.6 ms at T = 1M, H = 64, both
-# tuned at H = 64 on 8K tokens), so FLA_TUNINGS processes per head count, and the plots and table take each
-# shape's fastest: fla's best seen, not one draw.
+# tuned at H = 4 the day before, 9.3 ms). The errors are measured once, by the last head count's first process.
+# fla's choice also varies between processes tuned alike (2026-12-03: 12.7 and 19.5 ms at T = 262,144, H = 64,
+# both tuned at H = 64 on 8K tokens), so FLA_TUNINGS processes per head count, and the plots and table take each
+# shape's fastest: the best of those draws, not one.
 tunings="${FLA_TUNINGS:-3}"
 for i in "${!hs[@]}"; do
   h=${hs[$i]} hshapes=""
