@@ -6,7 +6,8 @@ directory that holds the `fla` package). Prints one RESULT line per shape, and o
 output error against a float64 reference on a smaller shape. Each timed shape's own output is then held
 against float64 on heads 0 and H - 1 (`RESULT bigcheck fla ...`): at T = 1M, H = 64, D = 128 (2^33
 elements a tensor) fla at bc3b101 returns a wrong output (error 0.89, its final state 1.0; 2026-12-04, one
-H200, BENCHMARKS.md), so its time there is not a time for this computation.
+H200, BENCHMARKS.md), so its time there is not a time for this computation; there fla is also timed in calls of
+fewer heads (`grouped`), the way a user gets it right.
 
 fla tunes its chunk kernels once a process, at the first call, and keeps the choice for every later
 T and H (the tuning key has neither); a choice tuned at one head count can be far from fla's best at
@@ -79,7 +80,7 @@ def rel(a, b):
     return max(((a[i] - b[i]).norm() / b[i].norm()).item() for i in range(b.shape[0]))
 
 
-def big_check(fla, q, k, v, slopes):
+def big_check(fla, q, k, v, slopes, tag=None):
     """fla's output and final state on heads 0 and H - 1 of a timed call, against float64 on those heads
     (the reference on those two heads alone, so any size fla runs can be checked)."""
     t, h, d = q.shape[1], q.shape[2], q.shape[3]
@@ -89,8 +90,43 @@ def big_check(fla, q, k, v, slopes):
     del o, s
     torch.cuda.empty_cache()
     ref_o, ref_s = reference(*(x[:, :, sel].contiguous() for x in (q, k, v)), slopes[sel])
-    print(f"RESULT bigcheck fla T={t} H={h} D={d} heads=0,{h - 1} output_rel={rel(o2, ref_o.transpose(0, 1)):.3e} "
-          f"state_rel={rel(s2, ref_s):.3e}", flush=True)
+    print(f"RESULT bigcheck {tag or f'fla T={t} H={h} D={d}'} heads=0,{h - 1} "
+          f"output_rel={rel(o2, ref_o.transpose(0, 1)):.3e} state_rel={rel(s2, ref_s):.3e}", flush=True)
+
+
+# The most elements a tensor of fla's call may hold and come out right (2026-12-04, H200, fla at bc3b101: right at
+# T = 262,144, H = 64, D = 128, which is 2^31 elements, wrong at 2^33)
+FLA_MAX_ELEMENTS = 1 << 31
+
+
+def head_groups(t, h, d):
+    """Heads a call for a shape fla gets wrong as one call (t h d > FLA_MAX_ELEMENTS): the largest divisor g of h with
+    t g d within the limit; None where one call is right, or where no group of heads fits."""
+    if t * h * d <= FLA_MAX_ELEMENTS:
+        return None
+    return next((g for g in range(h - 1, 0, -1) if h % g == 0 and t * g * d <= FLA_MAX_ELEMENTS), None)
+
+
+def grouped(fla, t, h, d, g, slopes, bench, dev="cuda"):
+    """fla on a shape it gets wrong as one call, the way a user can get it right: h / g calls of g heads each, on
+    inputs made per group (contiguous, as a caller would hold them). Prints `RESULT fla-grouped T= H= D= groups=
+    ms= tokens_per_s=` (bench: the timer, over all h / g calls) and checks the first and the last group's calls
+    (`RESULT bigcheck fla-grouped ...`, heads 0 and g - 1 of each: the shape's heads 0 and h - 1 among them)."""
+    n = h // g
+    parts = [tuple(torch.empty(1, t, g, d, device=dev, dtype=torch.bfloat16).uniform_(-1, 1) for _ in range(3))
+             for _ in range(n)]
+    sl = [slopes[i * g:(i + 1) * g].contiguous() for i in range(n)]
+
+    def run():
+        for (q, k, v), s in zip(parts, sl):
+            fla(q, k, v, g_gamma=-s, scale=1.0, output_final_state=True)
+    ms = bench(run)
+    print(f"RESULT fla-grouped T={t} H={h} D={d} groups={n}x{g} ms={ms:.3f} tokens_per_s={t / (ms / 1e3):.4g}",
+          flush=True)
+    for i in sorted({0, n - 1}):
+        q, k, v = parts[i]
+        big_check(fla, q, k, v, sl[i], tag=f"fla-grouped T={t} H={h} D={d} group={i}")
+    del parts
 
 
 def main():
@@ -138,6 +174,10 @@ def main():
         print(f"RESULT fla T={t} H={h} D={d} ms={ms:.3f} tokens_per_s={t / (ms / 1e3):.4g}", flush=True)
         big_check(chunk_simple_gla, q, k, v, slopes)  # the timed call's own output, heads 0 and H - 1
         del q, k, v
+        torch.cuda.empty_cache()
+        if g := head_groups(t, h, d):  # fla wrong as one call: also in calls of g heads
+            grouped(chunk_simple_gla, t, h, d, g, slopes,
+                    lambda fn: triton.testing.do_bench(fn, warmup=50, rep=300, return_mode="median"))
 
 
 if __name__ == "__main__":

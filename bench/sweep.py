@@ -18,7 +18,9 @@ error of the whole output and final state against the float64 block form, worst 
 FLA_BIG_CHECK=1, fla's output at every timed shape is held against float64 too, on heads 0 and H - 1 (the
 timed inputs; the reference on those two heads alone): `RESULT bigcheck fla T= H= D= heads=0,H-1
 output_rel= state_rel=`. At T = 1M, H = 64 the tensors hold 2^33 elements, past what 32-bit offsets
-reach: this says whether each timed call computed the right thing.
+reach: this says whether each timed call computed the right thing. Where one call holds more than 2^31 elements,
+fla is also timed the way a user gets it right there, in calls of fewer heads (`RESULT fla-grouped`, checked:
+fla_bench.grouped).
 
 How each is called: fla with BF16 q, k, v in [1, T, H, D] (`g_gamma = -slope`, scale 1); vLLM as its
 MiniMax layer calls it, float32 q, k, v in [1, H, T, D] and the slopes as the decay rates, a zero
@@ -32,7 +34,7 @@ import torch
 import triton
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fla_bench import big_check, import_fla, minimax_slopes, reference, rel  # noqa: E402  (the reference's owner)
+from fla_bench import big_check, grouped, head_groups, import_fla, minimax_slopes, reference, rel  # noqa: E402
 
 SHAPES = os.environ.get("SHAPES", "4096x64x128,16384x64x128,65536x64x128,262144x64x128,1048576x64x128,"
                                   "4096x8x128,16384x8x128,65536x8x128,262144x8x128,1048576x8x128")
@@ -91,6 +93,10 @@ def main():
             if os.environ.get("FLA_BIG_CHECK") == "1":
                 big_check(fla, q, k, v, slopes)
             del q, k, v
+            torch.cuda.empty_cache()
+            if g := head_groups(t, h, d):  # fla wrong as one call: also in calls of g heads (fla_bench.grouped)
+                grouped(fla, t, h, d, g, slopes,
+                        lambda fn: triton.testing.do_bench(fn, warmup=25, rep=200, return_mode="median"))
         if vllm:
             torch.cuda.empty_cache()
             need = vllm_bytes(t, h, d)
