@@ -34,11 +34,6 @@ public final class BenchHooks {
         return backend.timeResident(spec, dtype, n, runs);
     }
 
-    /** The resident window's q, k, v and o, copied to the host. */
-    public TokenTensor[] readResident(AttentionSpec spec, DType dtype, int n) {
-        return backend.readResident(spec, dtype, n);
-    }
-
     /** One head of the resident window's q, k, v or o ({@code which} 0 to 3), [n, 1, D], copied alone. */
     public TokenTensor readResidentHead(AttentionSpec spec, DType dtype, int n, int which, int head) {
         return backend.readResidentHead(spec, dtype, n, which, head);

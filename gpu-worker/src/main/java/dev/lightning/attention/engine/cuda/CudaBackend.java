@@ -690,14 +690,22 @@ public final class CudaBackend implements AttentionBackend {
         }
     }
 
-    /** The resident window's q, k, v and o, and the final state, copied to the host. */
+    /** The resident window's q, k, v and o on the device, in that order (readResidentHead's {@code which}). */
+    private Buffer[] residentBuffers() {
+        return new Buffer[] {pipeline.qDev[0], pipeline.kDev[0], pipeline.vDev[0], pipeline.oDev[0]};
+    }
+
+    /**
+     * The resident window's q, k, v and o, whole, copied to the host (tests hold readResidentHead against it; a
+     * tensor must fit a Java array).
+     */
     TokenTensor[] readResident(AttentionSpec spec, DType dtype, int n) {
         TokenTensor q = TokenTensor.allocate(dtype, n, spec.headsQ(), spec.dk());
         TokenTensor k = TokenTensor.allocate(dtype, n, spec.headsK(), spec.dk());
         TokenTensor v = TokenTensor.allocate(dtype, n, spec.headsV(), spec.dv());
         TokenTensor o = TokenTensor.allocate(dtype, n, spec.heads(), spec.dv());
         TokenTensor[] out = {q, k, v, o};
-        Buffer[] from = {pipeline.qDev[0], pipeline.kDev[0], pipeline.vDev[0], pipeline.oDev[0]};
+        Buffer[] from = residentBuffers();
         for (int i = 0; i < out.length; i++) {
             out[i].putBytes(download(from[i], (long) n * out[i].tokenBytes()));
         }
@@ -711,7 +719,7 @@ public final class CudaBackend implements AttentionBackend {
      */
     TokenTensor readResidentHead(AttentionSpec spec, DType dtype, int n, int which, int head) {
         int[] heads = {spec.headsQ(), spec.headsK(), spec.headsV(), spec.heads()};
-        Buffer[] from = {pipeline.qDev[0], pipeline.kDev[0], pipeline.vDev[0], pipeline.oDev[0]};
+        Buffer[] from = residentBuffers();
         if (which < 0 || which > 3 || head < 0 || head >= heads[which]) {
             throw new IllegalArgumentException("tensor " + which + " (0..3: q, k, v, o), head " + head
                     + ": no such head; it has " + (which < 0 || which > 3 ? 0 : heads[which]));
