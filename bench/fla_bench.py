@@ -129,6 +129,22 @@ def grouped(fla, t, h, d, g, slopes, bench, dev="cuda"):
     del parts
 
 
+def time_fla(fla, t, h, d, slopes, bench, check=True, suffix=""):
+    """One shape of fla as the benchmarks time it: one call on fresh [1, T, H, D] bf16 inputs (`RESULT fla ...`,
+    suffix appended; bench: the timer), that call's own output against float64 when check (big_check), and, where one
+    call holds more than FLA_MAX_ELEMENTS a tensor, fla in calls of fewer heads too (grouped, always checked)."""
+    torch.cuda.empty_cache()
+    q, k, v = (torch.empty(1, t, h, d, device="cuda", dtype=torch.bfloat16).uniform_(-1, 1) for _ in range(3))
+    ms = bench(lambda: fla(q, k, v, g_gamma=-slopes, scale=1.0, output_final_state=True))
+    print(f"RESULT fla T={t} H={h} D={d} ms={ms:.3f} tokens_per_s={t / (ms / 1e3):.4g}{suffix}", flush=True)
+    if check:
+        big_check(fla, q, k, v, slopes)
+    del q, k, v
+    torch.cuda.empty_cache()
+    if g := head_groups(t, h, d):
+        grouped(fla, t, h, d, g, slopes, bench)
+
+
 def main():
     shapes = [tuple(int(x) for x in s.split("x")) for s in
               os.environ.get("SHAPES", "65536x64x128,262144x64x128,1048576x64x128,1048576x8x128").split(",")]
@@ -166,18 +182,8 @@ def main():
         print(f"RESULT flacheck T={t} H={h} D={d} bf16 output relative error {err_o:.3e}, final state {err_s:.3e}")
 
     for (t, h, d) in shapes:
-        torch.cuda.empty_cache()
-        q, k, v = (torch.empty(1, t, h, d, device=dev, dtype=torch.bfloat16).uniform_(-1, 1) for _ in range(3))
-        slopes = minimax_slopes(h).to(dev)
-        fn = lambda: chunk_simple_gla(q, k, v, g_gamma=-slopes, scale=1.0, output_final_state=True)
-        ms = triton.testing.do_bench(fn, warmup=50, rep=300, return_mode="median")
-        print(f"RESULT fla T={t} H={h} D={d} ms={ms:.3f} tokens_per_s={t / (ms / 1e3):.4g}", flush=True)
-        big_check(chunk_simple_gla, q, k, v, slopes)  # the timed call's own output, heads 0 and H - 1
-        del q, k, v
-        torch.cuda.empty_cache()
-        if g := head_groups(t, h, d):  # fla wrong as one call: also in calls of g heads
-            grouped(chunk_simple_gla, t, h, d, g, slopes,
-                    lambda fn: triton.testing.do_bench(fn, warmup=50, rep=300, return_mode="median"))
+        time_fla(chunk_simple_gla, t, h, d, minimax_slopes(h).to(dev),
+                 lambda fn: triton.testing.do_bench(fn, warmup=50, rep=300, return_mode="median"))
 
 
 if __name__ == "__main__":

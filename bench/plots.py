@@ -37,7 +37,8 @@ FLACHECK = re.compile(r"RESULT flacheck T=(\d+) H=(\d+) D=(\d+) bf16 output rela
                       r"final state ([\d.e+-]+)")
 ERROR = re.compile(r"RESULT error (fla|vllm) T=(\d+) H=(\d+) D=(\d+) output_rel=([\d.e+-]+) state_rel=([\d.e+-]+)")
 SKIP = re.compile(r"RESULT skip (\w+) T=(\d+) H=(\d+) D=(\d+): (.*)")
-# bench/sweep.py's check of fla's timed calls themselves (heads 0 and H - 1)
+# the check of fla's timed calls themselves (bench/fla_bench.py's big_check: heads 0 and H - 1); bench/table.py reads
+# it and WRONG from here
 BIGCHECK = re.compile(r"RESULT bigcheck (fla) T=(\d+) H=(\d+) D=(\d+) heads=\S+ output_rel=([\d.e+-]+) "
                       r"state_rel=([\d.e+-]+)")
 # a timed call whose output is further from float64 than this is wrong, not slow or fast (bf16 outputs: 2e-3 to 3e-3)
@@ -181,7 +182,7 @@ def throughput(plt, path, out, vllm_csv=None, others=()):
                     ax.plot([t], [r], marker="x", markersize=12, color="black", zorder=4)
                     ax.annotate(f"wrong output\n(error {err:.2f})", (t, r), textcoords="offset points",
                                 xytext=(-22, -24), ha="center", fontsize=7)
-        d = next(dd for (_, hh, dd, _) in timings if hh == h)
+        d = d_of[h]
         if copy:
             # q, k, v read and o written once, BF16: the least traffic a forward can have
             ax.axhline(copy / (4 * h * d * 2), color=COLORS["ceiling"], linestyle=":",
@@ -193,13 +194,11 @@ def throughput(plt, path, out, vllm_csv=None, others=()):
         fla = {t: v[0] for (i, hh, _, t), v in timings.items() if i == "fla" and hh == h}
         grouped = {t: v[0] for (i, hh, _, t), v in timings.items() if i == "fla-grouped" and hh == h}
         for t in sorted(set(ours) & set(fla)):
-            if ("fla", h, d, t) in wrong:
-                if t in grouped:  # the ratio against fla's right way there
-                    ax.annotate(f"{grouped[t] / ours[t]:.1f}x", (t, timings[("ours", h, d, t)][1]),
-                                textcoords="offset points", xytext=(0, 7), ha="center", fontsize=7, color=COLORS["ours"])
-                continue
-            ax.annotate(f"{fla[t] / ours[t]:.1f}x", (t, timings[("ours", h, d, t)][1]), textcoords="offset points",
-                        xytext=(0, 7), ha="center", fontsize=7, color=COLORS["ours"])
+            # against fla's call, or where its output was wrong, against fla's calls of fewer heads (if timed)
+            ref = grouped.get(t) if ("fla", h, d, t) in wrong else fla[t]
+            if ref is not None:
+                ax.annotate(f"{ref / ours[t]:.1f}x", (t, timings[("ours", h, d, t)][1]), textcoords="offset points",
+                            xytext=(0, 7), ha="center", fontsize=7, color=COLORS["ours"])
         length_axis(ax, sorted(ts_all))
         ax.set_yscale("log")
         ax.set_ylabel("tokens per second")

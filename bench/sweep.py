@@ -20,7 +20,7 @@ timed inputs; the reference on those two heads alone): `RESULT bigcheck fla T= H
 output_rel= state_rel=`. At T = 1M, H = 64 the tensors hold 2^33 elements, past what 32-bit offsets
 reach: this says whether each timed call computed the right thing. Where one call holds more than 2^31 elements,
 fla is also timed the way a user gets it right there, in calls of fewer heads (`RESULT fla-grouped`, checked:
-fla_bench.grouped).
+fla_bench.time_fla does both).
 
 How each is called: fla with BF16 q, k, v in [1, T, H, D] (`g_gamma = -slope`, scale 1); vLLM as its
 MiniMax layer calls it, float32 q, k, v in [1, H, T, D] and the slopes as the decay rates, a zero
@@ -34,7 +34,7 @@ import torch
 import triton
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fla_bench import big_check, grouped, head_groups, import_fla, minimax_slopes, reference, rel  # noqa: E402
+from fla_bench import import_fla, minimax_slopes, reference, rel, time_fla  # noqa: E402  (the reference's owner)
 
 SHAPES = os.environ.get("SHAPES", "4096x64x128,16384x64x128,65536x64x128,262144x64x128,1048576x64x128,"
                                   "4096x8x128,16384x8x128,65536x8x128,262144x8x128,1048576x8x128")
@@ -83,20 +83,10 @@ def main():
         t, h, d = (int(x) for x in shape.split("x"))
         slopes = minimax_slopes(h).to(dev)
         if fla:
-            torch.cuda.empty_cache()
-            q, k, v = (torch.empty(1, t, h, d, device=dev, dtype=torch.bfloat16).uniform_(-1, 1) for _ in range(3))
-            ms = triton.testing.do_bench(
-                lambda: fla(q, k, v, g_gamma=-slopes, scale=1.0, output_final_state=True),
-                warmup=25, rep=200, return_mode="median")
-            tuning = f" tuning={os.environ['FLA_TUNING']}" if os.environ.get("FLA_TUNING") else ""
-            print(f"RESULT fla T={t} H={h} D={d} ms={ms:.3f} tokens_per_s={t / (ms / 1e3):.4g}{tuning}", flush=True)
-            if os.environ.get("FLA_BIG_CHECK") == "1":
-                big_check(fla, q, k, v, slopes)
-            del q, k, v
-            torch.cuda.empty_cache()
-            if g := head_groups(t, h, d):  # fla wrong as one call: also in calls of g heads (fla_bench.grouped)
-                grouped(fla, t, h, d, g, slopes,
-                        lambda fn: triton.testing.do_bench(fn, warmup=25, rep=200, return_mode="median"))
+            time_fla(fla, t, h, d, slopes,
+                     lambda fn: triton.testing.do_bench(fn, warmup=25, rep=200, return_mode="median"),
+                     check=os.environ.get("FLA_BIG_CHECK") == "1",
+                     suffix=f" tuning={os.environ['FLA_TUNING']}" if os.environ.get("FLA_TUNING") else "")
         if vllm:
             torch.cuda.empty_cache()
             need = vllm_bytes(t, h, d)

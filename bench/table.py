@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
 """The short table bin/gpu-check prints last, from the RESULT lines of its logs."""
+import os
 import re
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from plots import BIGCHECK, WRONG  # noqa: E402  (one statement of fla's checked line and of "wrong")
 
 ours, fla, lines, kernels, host, wrong, grouped = {}, {}, [], set(), [], {}, {}
 for path in sys.argv[1:]:
@@ -20,9 +24,9 @@ for path in sys.argv[1:]:
             host.append(f"host path (forward() on host tensors, copies included) T={int(h[1]):,} H={h[2]} D={h[3]}: "
                         f"serial {h[4]} ms, copies overlapped {h[5]} ms ({h[6]}x{gbs})")
             continue
-        w = re.match(r"RESULT bigcheck fla T=(\d+) H=(\d+) D=(\d+) \S+ output_rel=([\d.e+-]+)", line)
-        if w and float(w[4]) > 1e-2:  # fla's timed call returned a wrong output (bf16 outputs: 2e-3 to 3e-3)
-            wrong[(int(w[1]), int(w[2]), int(w[3]))] = float(w[4])
+        w = BIGCHECK.match(line)
+        if w and float(w[5]) > WRONG:  # fla's timed call returned a wrong output
+            wrong[(int(w[2]), int(w[3]), int(w[4]))] = float(w[5])
         g = re.match(r"RESULT fla-grouped T=(\d+) H=(\d+) D=(\d+) groups=(\S+) ms=([\d.]+)", line)
         if g:  # fla in calls of fewer heads, where one call gives a wrong output
             grouped[(int(g[1]), int(g[2]), int(g[3]))] = (float(g[5]), g[4])
