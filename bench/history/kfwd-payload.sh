@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the device payload of issue 13's forward-consumer work (helper "kfwd") into DIR: payload.tar.xz
-# (the variants' cubins and fwd_cost from bench/kfwd-build.sh, tc_check and a Hopper fat binary for the Java
-# tests, both built with CANDIDATE's flags) and run.sh (= bench/kfwd-device.sh). Run from the repository root:
-#   bash bench/kfwd-payload.sh DIR [NAME=FLAGS ...]      (CANDIDATE: flags as kfwd-build.sh takes them; default
+# (the variants' cubins and fwd_cost from bench/history/kfwd-build.sh, tc_check and a Hopper fat binary for the Java
+# tests, both built with CANDIDATE's flags) and run.sh (= bench/history/kfwd-device.sh). Run from the repository root:
+#   bash bench/history/kfwd-payload.sh DIR [NAME=FLAGS ...]      (CANDIDATE: flags as kfwd-build.sh takes them; default
 #   empty: the branch's defaults)
 set -euo pipefail
 dir="${1:?usage: kfwd-payload.sh DIR [NAME=FLAGS ...]}"; shift
@@ -10,7 +10,7 @@ cand="${CANDIDATE-}"
 src=gpu-worker/src/main/cuda
 w=$(mktemp -d)
 trap 'rm -rf "$w"' EXIT
-bash bench/kfwd-build.sh "$w" "$@"
+bash bench/history/kfwd-build.sh "$w" "$@"
 d=(); IFS=, read -ra fl <<< "$cand"; for f in "${fl[@]}"; do [[ -z "$f" ]] && continue; [[ "$f" == *=* ]] && d+=("-DLIGHTNING_WG_$f") || d+=("-DLIGHTNING_WG_$f=1"); done
 sub=dev/lightning/attention/engine/cuda
 mkdir -p "$w/java-override/$sub"
@@ -25,5 +25,5 @@ fi
 { echo "kfwd payload: candidate ${d[*]}; extra tc_check ${TC_EXTRA:-none}"; git rev-parse HEAD; git status --short; } > "$w/candidate.txt"
 mkdir -p "$dir"
 tar -C "$w" -cJf "$dir/payload.tar.xz" cubin fwd_cost $(cd "$w" && ls -d tc_check*) java-override candidate.txt
-cp bench/kfwd-device.sh "$dir/run.sh"
+cp bench/history/kfwd-device.sh "$dir/run.sh"
 ls -la "$dir"

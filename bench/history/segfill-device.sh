@@ -11,13 +11,13 @@
 #      first "after" also times other cuts of each shape (--plans), to check the plan's model.
 # Environment: OUT (logs, NAME-*.log), JRE_TAR (a JRE tar.xz unpacking to jre/), BUNDLE (an unpacked
 # bin/gpu-bundle of main: classes, test-classes, lib/*.jar, junit-platform-console-standalone.jar).
-#   bench/segfill-device.sh PAYLOAD.tar.xz [SECONDS]
+#   bench/history/segfill-device.sh PAYLOAD.tar.xz [SECONDS]
 # PAYLOAD holds segfill/{classes,test-classes} (this branch's gpu-worker), segfill/fb-new and
 # segfill/fb-base (machine code of this branch's and of main's lightning modules: NAME.fatbin, loaded
 # in place of the PTX; main's only where the bundle's PTX is the one they were built from, whose
 # checksums are in segfill/base-ptx.md5) and segfill/tc_check.
 set -uo pipefail
-payload="$(cd "$(dirname "${1:?usage: bench/segfill-device.sh PAYLOAD.tar.xz [SECONDS]}")" && pwd)/$(basename "$1")"
+payload="$(cd "$(dirname "${1:?usage: bench/history/segfill-device.sh PAYLOAD.tar.xz [SECONDS]}")" && pwd)/$(basename "$1")"
 budget="${2:-118}"
 start=$SECONDS
 out="${OUT:-$(mktemp -d)}"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# hopnorm2, round 2 (issue 12), at most 88 s, logs $OUT/hopnorm2-r2-*.log; payload from bench/hopnorm2-build-r2.sh,
+# hopnorm2, round 2 (issue 12), at most 88 s, logs $OUT/hopnorm2-r2-*.log; payload from bench/history/hopnorm2-build-r2.sh,
 # this script copied to .device/hopnorm2/run.sh. From the root of a main checkout:
 #   OUT=DIR JRE_TAR=... BUNDLE=... bash .device/hopnorm2/run.sh
 #  1. norm_cost over every build (float64 checks first; x- builds are not held to them), 12 rounds, the builds'

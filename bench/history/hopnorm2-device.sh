@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # hopnorm2, round 1 (issue 12: normalized identity on Hopper), at most 118 s, logs $OUT/hopnorm2-*.log; payload
-# from bench/hopnorm2-build.sh, this script copied to .device/hopnorm2/run.sh. From the root of a main checkout:
+# from bench/history/hopnorm2-build.sh, this script copied to .device/hopnorm2/run.sh. From the root of a main checkout:
 #   OUT=DIR bash .device/hopnorm2/run.sh
 #  1. wgmma_small_n: cycles per m64n8k16 product (A K-major: the consumers' q . zP; A MN-major: the loaders'
 #     column sums) against m64n64k16 and m64n72k16;

@@ -3,10 +3,10 @@
 # with assertions on (the allocator's leak check), then DeviceBench's host-path measurement with
 # the old paths beside the new ones. DIR: as bench/device-env.sh says. Logs go to $OUT (default: a new
 # temporary directory) as DATE-h200-hostpath-*.log.
-#   bench/hostpath-device.sh DIR
+#   bench/history/hostpath-device.sh DIR
 set -uo pipefail
-. "$(dirname "${BASH_SOURCE[0]}")/device-env.sh"
-device_setup "${1:?usage: bench/hostpath-device.sh DIR}" hostpath
+. "$(dirname "${BASH_SOURCE[0]}")/../device-env.sh"
+device_setup "${1:?usage: bench/history/hostpath-device.sh DIR}" hostpath
 device_tests 100 tests dev.lightning.attention.engine.cuda.HostPathGpuTest dev.lightning.attention.engine.cuda.GpuBackendTest \
   dev.lightning.attention.stream.PieceWorkOnBackendsTest
 timeout 120 java --add-modules jdk.incubator.vector -Xmx40g -cp "$CP" dev.lightning.attention.bench.DeviceBench \

@@ -5,10 +5,10 @@
 # (the allocator's leak check). DIR: as bench/device-env.sh says. Logs go to $OUT (default: a new
 # temporary directory) as DATE-h200-$LOG_TAG-*.log (LOG_TAG default hostjob). BENCH_S, TESTS_S and GPU_BACKEND_TEST_S
 # bound the three steps in seconds (GPU_BACKEND_TEST_S=0 skips GpuBackendTest).
-#   bench/hostjob-device.sh DIR
+#   bench/history/hostjob-device.sh DIR
 set -uo pipefail
-. "$(dirname "${BASH_SOURCE[0]}")/device-env.sh"
-device_setup "${1:?usage: bench/hostjob-device.sh DIR}" "${LOG_TAG:-hostjob}"
+. "$(dirname "${BASH_SOURCE[0]}")/../device-env.sh"
+device_setup "${1:?usage: bench/history/hostjob-device.sh DIR}" "${LOG_TAG:-hostjob}"
 work=/tmp/lightning-piecework-bench
 { mkdir -p "$work"; df -h "$work"; lsblk -d -o NAME,ROTA,SIZE,MODEL 2>/dev/null | head -8; } 2>&1 | tee -a "$L-machine.log"
 timeout "${BENCH_S:-60}" java --add-modules jdk.incubator.vector -Xmx24g -cp "$CP" dev.lightning.attention.bench.PieceWorkBench \

@@ -13,12 +13,12 @@
 #   5. the standalone kernel check (tc_check, float64 references) and SASS instruction counts.
 # DIR holds jre.tar.xz, bundle.tar.xz (bundle/: classes, test-classes, lib/*.jar and the JUnit
 # console), phi_check, phi_check_portable, tc_check, v1_sm90a.cubin, base_sm90a.cubin and ptx-*/.
-#   bench/norm-device.sh DIR [NAME ...]
+#   bench/history/norm-device.sh DIR [NAME ...]
 # The run of 2026-12-03 (bench/results/2026-12-03-h200-norm-*.log): DIR = .device/norm carried,
 # NAME = ex2f32 base partA (the float32 exponential, the kernels of commit 03a47a0, the normalizer
 # rows in the K tile), each a pair of cubins.
 set -uo pipefail
-dir="$(cd "${1:?usage: bench/norm-device.sh DIR [NAME ...]}" && pwd)"
+dir="$(cd "${1:?usage: bench/history/norm-device.sh DIR [NAME ...]}" && pwd)"
 shift
 out="${OUT:-$(mktemp -d)}"
 L="$out/2026-12-03-h200-norm"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The kbw round-2 payload (issue 13 item 2), run as .device/kbw/run.sh with bins.tar.xz (tc_check and tc_check_p128
-# of this branch, nvcc 13.0), java.tar.xz (as for bench/layout-device.sh), fla.tar.xz (an fla checkout, not part
+# of this branch, nvcc 13.0), java.tar.xz (as for bench/history/layout-device.sh), fla.tar.xz (an fla checkout, not part
 # of this project) and bench/fla_bench.py beside it: the paired Hopper kernels for Dk = Dv = 64, within 120 s:
 #   0. tc_check --family 2 against float64 (this branch; and tc_check_p128, the m64n128-state build)
 #   1. GpuBackendTest, the whole class, on this branch's classes (fat binaries of its lightning modules)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # kfwd (issue 13, the D = 128 forward's consumer instructions) on the device, at most BUDGET s (default 145),
 # logs $OUT/kfwd-*.log. From the root of a main checkout: OUT=DIR JRE_TAR=... BUNDLE=... bash .device/kfwd/run.sh
-# payload.tar.xz beside this script is made by bench/kfwd-payload.sh (its commit in candidate.txt).
+# payload.tar.xz beside this script is made by bench/history/kfwd-payload.sh (its commit in candidate.txt).
 #  1. fwd_cost: every build of the Hopper module (base = the shipped code; one flag each; all = the candidate)
 #     checked against a float64 recurrence (plain, elu1, normalized), then the plain bf16 forward and states
 #     kernels timed alone, T = 1M, D = 128, H = 64 (2 segments) and H = 8 (16 segments), builds interleaved,

@@ -4,10 +4,10 @@
 # resident window each (--ab): T = 524,288, H = 16, D = 64 against the narrow kernels without the
 # _n64 ones (old) and against the Hopper kernels padded to Dk = 128; T = 1M, D = 128, H = 8 against
 # main's 16 segments and H = 48 against main's 2 x 2 plan.
-# Environment as bench/segfill-device.sh (OUT, JRE_TAR, BUNDLE).
-#   bench/segfill-device-2.sh PAYLOAD.tar.xz [SECONDS]
+# Environment as bench/history/segfill-device.sh (OUT, JRE_TAR, BUNDLE).
+#   bench/history/segfill-device-2.sh PAYLOAD.tar.xz [SECONDS]
 set -uo pipefail
-payload="$(cd "$(dirname "${1:?usage: bench/segfill-device-2.sh PAYLOAD.tar.xz [SECONDS]}")" && pwd)/$(basename "$1")"
+payload="$(cd "$(dirname "${1:?usage: bench/history/segfill-device-2.sh PAYLOAD.tar.xz [SECONDS]}")" && pwd)/$(basename "$1")"
 budget="${2:-38}"
 start=$SECONDS
 out="${OUT:-$(mktemp -d)}"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the variants of issue 13's forward-consumer work (helper "kfwd") as cubins of lightning_sm90.cu
 # (sm_90a) into DIR/cubin, with ptxas's spill report for lightning_forward_wg_bf16 and the states kernel, and
-# fwd_cost (bench/cuda/fwd_cost.cu) beside them. Run from the repository root: bash bench/kfwd-build.sh DIR [NAME=FLAGS ...]
+# fwd_cost (bench/cuda/fwd_cost.cu) beside them. Run from the repository root: bash bench/history/kfwd-build.sh DIR [NAME=FLAGS ...]
 # Without NAME=FLAGS: the default set below. FLAGS: option names without LIGHTNING_WG_, separated by commas,
 # each set to 1, or NAME=VALUE (e.g. regs64=MAP_LOADER_REGS=64). A name hopper.cuh does not declare is an
 # error (options that measured no gain are removed from the source: STSM, WTAB, SV_SPLIT, EARLY_STATE ran
