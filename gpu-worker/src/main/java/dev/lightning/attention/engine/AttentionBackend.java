@@ -83,6 +83,14 @@ public interface AttentionBackend extends AutoCloseable {
     default void releaseHostTensor(TokenTensor t) {
     }
 
+    /**
+     * Frees the device memory this backend keeps between calls (its buffers grow again as later
+     * calls need them), for a caller about to use the same device by other means within the same
+     * limit (a batch step, whose memory then does not add to this backend's). Nothing here.
+     */
+    default void releaseDeviceBuffers() {
+    }
+
     @Override
     default void close() {
     }

@@ -2,6 +2,7 @@ package dev.lightning.attention.job;
 
 import dev.lightning.attention.engine.AttentionBackend;
 import dev.lightning.attention.engine.Backends;
+import dev.lightning.attention.engine.GpuUnusableException;
 import dev.lightning.attention.tensor.InvalidInputException;
 import org.apache.spark.TaskContext;
 import org.apache.spark.resource.ResourceInformation;
@@ -10,6 +11,9 @@ import org.slf4j.LoggerFactory;
 
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.function.Function;
+import java.util.function.IntFunction;
+import java.util.function.Supplier;
 
 /**
  * Chooses the backend a task computes with (built by the engine's one factory, {@link Backends}). The GPU is the one Spark assigned to the task (its
@@ -39,27 +43,46 @@ final class ExecutorBackends {
 
     /** A backend for one task; the caller closes it. */
     static AttentionBackend open(String choice, String resourceName, long gpuMemory) {
+        return choose(choice, resourceName, "", ordinal -> Backends.gpu(ordinal, gpuMemory), Backends::cpu,
+                AttentionBackend::device);
+    }
+
+    /**
+     * The backend of one task, for any kind of backend ({@code what} names the kind in messages:
+     * "" for lightning, "softmax " for softmax): the CPU for {@code cpu}; for {@code gpu} and
+     * {@code auto} the GPU Spark assigned (device 0 without an assignment). Where no GPU is
+     * usable, {@code auto} falls back to the CPU and {@code gpu} fails the task with the reason:
+     * no driver or device, a device its PTX does not load on, a device an earlier error broke in
+     * this executor ({@link GpuUnusableException}), or a kind the GPU does not compute
+     * (UnsupportedOperationException). Each choice is logged once per executor and reason.
+     */
+    static <B> B choose(String choice, String resourceName, String what, IntFunction<B> gpu, Supplier<B> cpu,
+                        Function<B, String> device) {
         if ("cpu".equals(choice)) {
-            announce("cpu", "backend cpu: computing on the CPU (float32)");
-            return Backends.cpu();
+            announce(what + "cpu", what + "backend cpu: computing on the CPU (float32)");
+            return cpu.get();
         }
         Integer assigned = assignedGpu(resourceName);
         String reason = Backends.gpuUnavailableReason();
         if (reason == null) {
             int ordinal = assigned != null ? assigned : 0;
-            AttentionBackend b = Backends.gpu(ordinal, gpuMemory);
-            announce(b.device(), "backend " + choice + ": computing on " + b.device()
-                    + (assigned != null ? " (assigned by Spark as " + resourceName + " " + assigned + ")"
-                    : " (no " + resourceName + " resource assigned; using device 0)"));
-            return b;
+            try {
+                B b = gpu.apply(ordinal);
+                announce(what + device.apply(b), what + "backend " + choice + ": computing on " + device.apply(b)
+                        + (assigned != null ? " (assigned by Spark as " + resourceName + " " + assigned + ")"
+                        : " (no " + resourceName + " resource assigned; using device 0)"));
+                return b;
+            } catch (GpuUnusableException | UnsupportedOperationException e) {
+                reason = e.getMessage();
+            }
         }
         if ("gpu".equals(choice)) {
-            throw new InvalidInputException("--backend gpu: no usable GPU on this executor"
+            throw new InvalidInputException("--backend gpu: no usable GPU " + what + "backend on this executor"
                     + (assigned != null ? " (Spark assigned " + resourceName + " " + assigned + ")" : "") + ": " + reason);
         }
-        announce("cpu", "backend auto: computing on the CPU (float32)"
+        announce(what + "auto-cpu " + reason, what + "backend auto: computing on the CPU (float32)"
                 + (assigned != null ? " although Spark assigned " + resourceName + " " + assigned : "") + "; no GPU: " + reason);
-        return Backends.cpu();
+        return cpu.get();
     }
 
     /** The first address of the task's GPU resource, or null when Spark assigned none. */

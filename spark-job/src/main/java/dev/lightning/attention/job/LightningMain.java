@@ -272,6 +272,15 @@ public final class LightningMain {
             // ours still are (LightningKryoRegistrator), so they stay compact
             conf.set("spark.kryo.registrationRequired", "false");
         }
+        if (!tables && conf.getBoolean("spark.speculation", false)) {
+            // A speculative copy of a task would run beside the first and write the same byte ranges
+            // of a split sequence's output file (or the same part files) at the same time; the bytes
+            // agree only when both attempts compute on the same kind of backend with the same plan.
+            // The tables' writers are Spark's own, whose commit protocol handles speculation.
+            out.println("lightning: warning: spark.speculation=true is turned off for this run: two attempts of one "
+                    + "piece would write the same places of its output at once");
+            conf.set("spark.speculation", "false");
+        }
         ExecutorBackends.checkAvailable(cfg.get(Settings.BACKEND), master);
         SetupChecks.checkMasterReachable(master, masterSource);
         SparkContext[] started = {null};

@@ -169,25 +169,9 @@ final class SoftmaxTasks implements Serializable {
      * without an assignment); {@code auto} falls back to the CPU where none is usable.
      */
     private SoftmaxBackend backend() {
-        String choice = cfg.get(Settings.BACKEND);
-        if ("cpu".equals(choice)) {
-            return Backends.softmaxCpu();
-        }
-        String resource = cfg.get(Settings.GPU_RESOURCE);
-        Integer assigned = ExecutorBackends.assignedGpu(resource);
-        String reason = Backends.gpuUnavailableReason();
-        if (reason == null) {
-            try {
-                return Backends.softmaxGpu(assigned != null ? assigned : 0, cfg.get(Settings.GPU_MEMORY));
-            } catch (UnsupportedOperationException e) {
-                reason = e.getMessage();
-            }
-        }
-        if ("gpu".equals(choice)) {
-            throw new InvalidInputException("--backend gpu: no usable GPU softmax backend on this executor"
-                    + (assigned != null ? " (Spark assigned " + resource + " " + assigned + ")" : "") + ": " + reason);
-        }
-        return Backends.softmaxCpu();
+        return ExecutorBackends.choose(cfg.get(Settings.BACKEND), cfg.get(Settings.GPU_RESOURCE), "softmax ",
+                ordinal -> Backends.softmaxGpu(ordinal, cfg.get(Settings.GPU_MEMORY)), Backends::softmaxCpu,
+                SoftmaxBackend::device);
     }
 
     private FileSystem fs(String path) throws IOException {

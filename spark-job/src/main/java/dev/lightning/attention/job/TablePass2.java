@@ -156,6 +156,9 @@ final class TablePass2 extends Lazy<TablePass2.Out> {
      */
     private LightningState forward(int s, AttentionSpec spec, TokenTensor[] t, long at, LightningState state,
                                    TokenTensor o) {
+        if (step != null && backend.gpuOrdinal() >= 0) {
+            closeStep(); // its device memory and the backend's would add up past --gpu-memory
+        }
         int n = o.tokens();
         int every = Math.toIntExact(cfg.get(Settings.STATE_EVERY));
         if (every == 0 || Checkpoints.count(every, at, n) == 0) {
@@ -237,13 +240,18 @@ final class TablePass2 extends Lazy<TablePass2.Out> {
     }
 
     private void closeStep() {
-        if (store != null) {
-            store.close();
-            store = null;
-        }
-        if (step != null) {
-            step.close();
-            step = null;
+        try {
+            if (store != null) {
+                StateStore s = store;
+                store = null;
+                s.close();
+            }
+        } finally {
+            if (step != null) {
+                BatchStep b = step;
+                step = null;
+                b.close();
+            }
         }
     }
 
@@ -264,6 +272,9 @@ final class TablePass2 extends Lazy<TablePass2.Out> {
         long tokenBudget = task.budgetTokens(s0, budget / 2);
         if (step == null || !step.spec().equals(spec)) {
             closeStep();
+            if (gpu) {
+                backend.releaseDeviceBuffers(); // the step and its store then have all of --gpu-memory
+            }
             step = gpu
                     ? BatchStep.gpu(spec, ordinal, cfg.get(Settings.GPU_MEMORY))
                     : BatchStep.cpu(spec);

@@ -113,6 +113,26 @@ class SplitOutputsTest {
     }
 
     /**
+     * Speculative copies of a piece would write the same ranges of its output file at once: the
+     * job turns spark.speculation off for file outputs, says so, and writes the same bytes.
+     */
+    @Test
+    void speculationIsTurnedOffForFileOutputs() throws IOException {
+        Path in = JobHarness.writeSequences(tmp.resolve("in"), inputs());
+        Path plain = tmp.resolve("plain");
+        Path speculative = tmp.resolve("speculative");
+        Outcome p = succeed(args(in, plain, VARIANT, cat(SPLIT, "--output-form", "in-place")));
+        assertFalse(p.out.contains("spark.speculation"), p.out);
+        Outcome s = succeed(args(in, speculative, VARIANT, cat(SPLIT, "--output-form", "in-place", "--conf",
+                "spark.speculation=true")));
+        assertTrue(s.out.contains("spark.speculation=true is turned off for this run"), s.out);
+        for (String name : inputs().keySet()) {
+            assertArrayEquals(Files.readAllBytes(plain.resolve(name)), Files.readAllBytes(speculative.resolve(name)),
+                    name);
+        }
+    }
+
+    /**
      * The parts form: what the project's reader presents equals the one-file form tensor by
      * tensor, bytes included; the index and parts are where the README says; and the README's
      * Python lines read the same values (run where python3 with numpy is present).

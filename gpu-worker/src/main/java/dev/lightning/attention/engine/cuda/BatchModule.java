@@ -19,7 +19,7 @@ import java.util.Map;
  * The batch-step kernels (lightning_batch.ptx) on one device: loaded once per device per JVM into
  * the device's primary context, checked ({@link BatchArgs#verify} against the module's
  * {@code lightning_batch_args_layout}; its launch shapes read from {@code lightning_batch_shapes}),
- * and unloaded when the JVM ends.
+ * and unloaded when the JVM ends by the device that adopted it ({@link CudaDevice#adopt}).
  */
 final class BatchModule {
     static final String PTX_RESOURCE = "/dev/lightning/attention/engine/cuda/lightning_batch.ptx";
@@ -86,24 +86,10 @@ final class BatchModule {
         BatchModule b = OPEN.get(device.ordinal);
         if (b == null) {
             b = new BatchModule(device);
-            if (OPEN.isEmpty()) {
-                Runtime.getRuntime().addShutdownHook(new Thread(BatchModule::unloadAll, "lightning-batch-release"));
-            }
+            device.adopt(b.module); // unloaded at exit by the device's hook, before its context goes
             OPEN.put(device.ordinal, b);
         }
         return b;
-    }
-
-    private static synchronized void unloadAll() {
-        for (BatchModule b : OPEN.values()) {
-            try {
-                b.device.makeCurrent();
-                JCudaDriver.cuModuleUnload(b.module);
-            } catch (Throwable ignored) {
-                // the process is ending (and the context may be gone already); the driver reclaims the rest
-            }
-        }
-        OPEN.clear();
     }
 
     /**

@@ -304,6 +304,7 @@ public final class CudaBackend implements AttentionBackend {
     @Override
     public void releaseHostTensor(TokenTensor t) {
         if (t.memory() instanceof Buffer b && hostTensors.contains(b)) {
+            device.makeCurrent(); // the caller's thread may not be the one that made the tensor
             pipeline.synchronizeAll(); // a copy may still read or write it
             hostTensors.remove(b);
             letGo(b);
@@ -794,6 +795,15 @@ public final class CudaBackend implements AttentionBackend {
         memory.freeAll();
     }
 
+    @Override
+    public void releaseDeviceBuffers() {
+        if (closed) {
+            return;
+        }
+        device.makeCurrent();
+        releaseBuffers();
+    }
+
     /** Waits for everything enqueued on this backend's streams (not other tasks' on the same device). */
     private void synchronizeAll() {
         pipeline.synchronizeAll();
@@ -805,7 +815,7 @@ public final class CudaBackend implements AttentionBackend {
             return;
         }
         closed = true;
-        device.makeCurrent();
+        device.makeCurrentToRelease(); // also after an error broke the context: what this holds is still given back
         RuntimeException failure = release(null);
         if (failure != null) {
             throw failure;

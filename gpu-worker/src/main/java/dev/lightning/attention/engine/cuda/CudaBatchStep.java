@@ -302,7 +302,7 @@ public final class CudaBatchStep implements BatchStep {
             return;
         }
         closed = true;
-        device.makeCurrent();
+        device.makeCurrentToRelease(); // also after an error broke the context: what this holds is still given back
         RuntimeException failure = release();
         if (failure != null) {
             throw failure;

@@ -1,5 +1,6 @@
 package dev.lightning.attention.engine.cuda;
 
+import dev.lightning.attention.engine.GpuUnusableException;
 import jcuda.CudaException;
 import jcuda.Pointer;
 import jcuda.driver.CUcontext;
@@ -18,7 +19,9 @@ import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.List;
 import java.util.Map;
 
 /**
@@ -53,6 +56,11 @@ final class CudaDevice {
     static final int MIN_DRIVER_VERSION = 13000;
 
     private static final Map<Integer, CudaDevice> OPEN = new HashMap<>();
+    /**
+     * Why a device could not be opened (its PTX did not load), by ordinal: the answer stands for
+     * the JVM's life, so later tasks do not retain its context and compile the PTX again to fail.
+     */
+    private static final Map<Integer, String> UNUSABLE = new HashMap<>();
     private static boolean initialized;
     private static String unavailable;
 
@@ -78,6 +86,8 @@ final class CudaDevice {
     private volatile String broken;
     /** The registered host blocks the backends on this device share ({@link #hostBlocks()}); null until asked for. */
     private HostBlocks hostBlocks;
+    /** Modules other classes loaded into this context ({@link #adopt}), unloaded at exit before the device's own. */
+    private final List<CUmodule> adopted = new ArrayList<>();
 
     private CudaDevice(int ordinal) {
         this.ordinal = ordinal;
@@ -104,10 +114,13 @@ final class CudaDevice {
             }
         } catch (CudaException e) {
             JCudaDriver.cuDevicePrimaryCtxRelease(device);
-            throw new IllegalStateException("cannot load the kernels' PTX (ISA 9.0, built by nvcc 13) on cuda:" + ordinal
+            throw new GpuUnusableException("cannot load the kernels' PTX (ISA 9.0, built by nvcc 13) on cuda:" + ordinal
                     + " (" + name + ", driver " + driverVersionText() + "): " + e.getMessage()
                     + ". This PTX needs a driver for CUDA 13.0 or later; update the driver, or run with --backend cpu",
                     e);
+        } catch (RuntimeException | Error e) { // the PTX resource missing or unreadable: a broken jar
+            JCudaDriver.cuDevicePrimaryCtxRelease(device);
+            throw e;
         }
         try {
             checkArgsLayout(loaded, "lightning.ptx", Kernels.ARGS_LAYOUT, KernelArgs.Field.values().length,
@@ -199,9 +212,15 @@ final class CudaDevice {
             JCudaDriver.cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, null, Pointer.to(Pointer.to(out)), null);
             JCudaDriver.cuCtxSynchronize();
             JCudaDriver.cuMemcpyDtoH(Pointer.to(all), out, 4L * ints);
-        } finally {
-            JCudaDriver.cuMemFree(out);
+        } catch (RuntimeException e) {
+            try {
+                JCudaDriver.cuMemFree(out);
+            } catch (RuntimeException again) { // after a launch error the context may refuse this too
+                e.addSuppressed(again);
+            }
+            throw e;
         }
+        JCudaDriver.cuMemFree(out);
         return all;
     }
 
@@ -249,18 +268,35 @@ final class CudaDevice {
     /**
      * JCuda unpacks its native library into java.io.tmpdir under a fixed name, so executors starting
      * together on one host can overwrite each other's copy. Point it at a directory of this JVM's
-     * own for the moment it loads.
+     * own for the moment it loads (JCuda reads the property itself; the JDK's own temporary files
+     * keep the directory they resolved at their first use), then delete that directory: the loaded
+     * library stays mapped, and each executor would otherwise leave a copy (1.2 MB) behind.
      */
     private static void loadNativeLibrary() throws IOException {
         String saved = System.getProperty("java.io.tmpdir");
         Path own = Files.createTempDirectory("lightning-jcuda-");
-        own.toFile().deleteOnExit();
         try {
             System.setProperty("java.io.tmpdir", own.toString());
             JCudaDriver.setLogLevel(jcuda.LogLevel.LOG_QUIET);
             JCudaDriver.cuDriverGetVersion(new int[1]); // forces the native library to load
         } finally {
             System.setProperty("java.io.tmpdir", saved);
+            deleteTree(own);
+        }
+    }
+
+    /** Deletes {@code dir} and what it holds, as far as it can (what is left goes at exit). */
+    static void deleteTree(Path dir) {
+        try (java.util.stream.Stream<Path> all = Files.walk(dir)) {
+            all.sorted(java.util.Comparator.reverseOrder()).forEach(p -> {
+                try {
+                    Files.delete(p);
+                } catch (IOException e) {
+                    p.toFile().deleteOnExit();
+                }
+            });
+        } catch (IOException | UncheckedIOException e) {
+            dir.toFile().deleteOnExit();
         }
     }
 
@@ -285,9 +321,21 @@ final class CudaDevice {
             throw new IllegalArgumentException("GPU " + ordinal + " does not exist: this machine has " + count
                     + " CUDA device(s)");
         }
+        String failed = UNUSABLE.get(ordinal);
+        if (failed != null) {
+            throw new GpuUnusableException(failed, null);
+        }
         CudaDevice d = OPEN.get(ordinal);
+        if (d != null && d.broken != null) {
+            throw new GpuUnusableException(d.brokenMessage(), null);
+        }
         if (d == null) {
-            d = new CudaDevice(ordinal);
+            try {
+                d = new CudaDevice(ordinal);
+            } catch (GpuUnusableException e) {
+                UNUSABLE.put(ordinal, e.getMessage());
+                throw e;
+            }
             if (OPEN.isEmpty()) {
                 Runtime.getRuntime().addShutdownHook(new Thread(CudaDevice::closeAll, "lightning-cuda-release"));
             }
@@ -306,6 +354,9 @@ final class CudaDevice {
                     } catch (RuntimeException e) { // a block a backend never gave back: say so
                         System.err.println("lightning: GPU " + d + " at exit: " + e.getMessage());
                     }
+                }
+                for (CUmodule m : d.adopted) {
+                    JCudaDriver.cuModuleUnload(m);
                 }
                 if (d.softmaxHopperModule != null) {
                     JCudaDriver.cuModuleUnload(d.softmaxHopperModule);
@@ -332,10 +383,31 @@ final class CudaDevice {
      */
     void makeCurrent() {
         if (broken != null) {
-            throw new IllegalStateException("GPU " + this + " is unusable in this executor since an earlier error ("
-                    + broken + "); the executor must be restarted to use it again");
+            throw new GpuUnusableException(brokenMessage(), null);
         }
         JCudaDriver.cuCtxSetCurrent(context);
+    }
+
+    private String brokenMessage() {
+        return "GPU " + this + " is unusable in this executor since an earlier error (" + broken
+                + "); the executor must be restarted to use it again";
+    }
+
+    /**
+     * Makes the context current for a release path, even after an error broke it: a backend's
+     * close still gives back, on the Java side, all it holds (its buffers, its host blocks), while
+     * the driver's calls in it then fail and are collected. Only close and release paths call it.
+     */
+    void makeCurrentToRelease() {
+        JCudaDriver.cuCtxSetCurrent(context);
+    }
+
+    /**
+     * Hands a module loaded into this context to the device, which unloads it at exit before its
+     * own modules and the context (one exit hook, in that order, instead of one per module owner).
+     */
+    synchronized void adopt(CUmodule m) {
+        adopted.add(m);
     }
 
     /**
@@ -356,8 +428,16 @@ final class CudaDevice {
         String m = String.valueOf(e.getMessage());
         if (m.contains("ILLEGAL_ADDRESS") || m.contains("LAUNCH_FAILED") || m.contains("ILLEGAL_INSTRUCTION")
                 || m.contains("MISALIGNED_ADDRESS") || m.contains("HARDWARE_STACK_ERROR") || m.contains("ECC_UNCORRECTABLE")
-                || m.contains("ASSERT")) {
+                || m.contains("ASSERT") || m.contains("LAUNCH_TIMEOUT") || m.contains("INVALID_PC")
+                || m.contains("INVALID_ADDRESS_SPACE")) {
             broken = m;
+            HostBlocks blocks;
+            synchronized (this) {
+                blocks = hostBlocks;
+            }
+            if (blocks != null) {
+                blocks.abandon(); // their registration died with the context: let the direct memory go
+            }
         }
     }
 
@@ -438,7 +518,14 @@ final class CudaDevice {
                         throw e;
                     }
                 }
-                softmaxShapes = SoftmaxKernels.Shapes.of(portable, hopper);
+                try {
+                    softmaxShapes = SoftmaxKernels.Shapes.of(portable, hopper);
+                } catch (RuntimeException e) {
+                    if (h != null) {
+                        JCudaDriver.cuModuleUnload(h);
+                    }
+                    throw e;
+                }
                 softmaxHopperModule = h;
             } catch (RuntimeException e) {
                 JCudaDriver.cuModuleUnload(m);

@@ -260,7 +260,7 @@ final class CudaSoftmaxBackend implements SoftmaxBackend {
             return;
         }
         closed = true;
-        device.makeCurrent();
+        device.makeCurrentToRelease(); // also after an error broke the context: what this holds is still given back
         RuntimeException failure = release();
         if (failure != null) {
             throw failure;

@@ -198,7 +198,7 @@ final class CudaStateStore implements StateStore {
             return;
         }
         closed = true;
-        device.makeCurrent();
+        device.makeCurrentToRelease(); // also after an error broke the context: what this holds is still given back
         try {
             kv.close();
             z.close();

@@ -35,6 +35,8 @@ final class HostBlocks implements AutoCloseable {
     private final Set<Buffer> taken = Collections.newSetFromMap(new IdentityHashMap<>());
     private int made;
     private long registrations;
+    /** Set when the device's context broke ({@link #abandon}): nothing is kept any more. */
+    private boolean abandoned;
 
     /**
      * @param owner     the device, in messages
@@ -52,7 +54,9 @@ final class HostBlocks implements AutoCloseable {
      * new one ({@code allocate} gives its direct buffer, which is then registered; a failed
      * registration is thrown and nothing is kept). Its {@code direct} buffer may be larger. A new
      * block is allocated and registered outside the lock, so that tasks starting together register
-     * theirs at the same time.
+     * theirs at the same time. When the JVM has no direct memory left for it, the kept blocks are
+     * let go (unregistered and dropped) and the allocation tried once more: kept blocks are a cache,
+     * and a task must not fail while they hold the memory it needs.
      */
     Buffer take(long bytes, LongFunction<ByteBuffer> allocate) {
         synchronized (this) {
@@ -65,7 +69,16 @@ final class HostBlocks implements AutoCloseable {
                 }
             }
         }
-        ByteBuffer direct = allocate.apply(bytes);
+        ByteBuffer direct;
+        try {
+            direct = allocate.apply(bytes);
+        } catch (OutOfMemoryError e) {
+            if (letGoOfKept() == 0) {
+                throw e;
+            }
+            // allocateDirect runs the collector before it gives up, which frees the dropped blocks
+            direct = allocate.apply(bytes);
+        }
         jcuda.Pointer host = jcuda.Pointer.to(direct);
         calls.registerHost(host, direct.capacity());
         synchronized (this) {
@@ -89,6 +102,10 @@ final class HostBlocks implements AutoCloseable {
         if (!taken.remove(b)) {
             throw new IllegalStateException("host block " + b + " was not taken from " + this + " (given back twice?)");
         }
+        if (abandoned) {
+            closeQuietly(b);
+            return;
+        }
         int at = 0;
         while (at < kept.size() && kept.get(at).capacity <= b.capacity) {
             at++;
@@ -102,6 +119,37 @@ final class HostBlocks implements AutoCloseable {
             Buffer largest = kept.remove(kept.size() - 1);
             total -= largest.capacity;
             largest.close();
+        }
+    }
+
+    /** Unregisters and drops every kept block; returns how many bytes they held. */
+    synchronized long letGoOfKept() {
+        long bytes = 0;
+        for (Buffer k : kept) {
+            bytes += k.capacity;
+            closeQuietly(k);
+        }
+        kept.clear();
+        return bytes;
+    }
+
+    /**
+     * The device's context broke (an error the driver keeps for the process's life): the kept
+     * blocks and every block given back from now on are dropped, so that their direct memory goes
+     * back to the JVM (the driver's calls to unregister them fail in the dead context and are
+     * ignored). Blocks still taken are dropped as their backends give them back.
+     */
+    synchronized void abandon() {
+        abandoned = true;
+        letGoOfKept();
+    }
+
+    /** Closes a block, ignoring a driver failure (a dead context refuses the unregistration). */
+    private static void closeQuietly(Buffer b) {
+        try {
+            b.close();
+        } catch (RuntimeException ignored) {
+            // the buffer has left its allocator either way; the driver reclaims the rest at exit
         }
     }
 

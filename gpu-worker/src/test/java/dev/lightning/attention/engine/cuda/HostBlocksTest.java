@@ -29,6 +29,8 @@ class HostBlocksTest {
         int registrations;
         int unregistrations;
         RuntimeException failNextRegister;
+        /** Thrown by every unregistration while set: a context an error broke. */
+        RuntimeException failUnregister;
         CountDownLatch inRegister;
         CountDownLatch releaseRegister;
 
@@ -75,6 +77,9 @@ class HostBlocksTest {
 
         @Override
         public synchronized void unregisterHost(Pointer host) {
+            if (failUnregister != null) {
+                throw failUnregister;
+            }
             assertTrue(registered.remove(host), "unregister of memory that is not registered");
             unregistrations++;
         }
@@ -153,6 +158,64 @@ class HostBlocksTest {
         assertEquals(0, blocks.takenCount());
         assertEquals(0, blocks.keptBytes());
         blocks.close(); // no leak reported
+    }
+
+    /**
+     * Kept blocks are a cache: when the JVM has no direct memory for a new block, they are let go
+     * (unregistered) and the allocation tried again, instead of failing the task while they hold it.
+     */
+    @Test
+    void noDirectMemoryLeftLetsTheKeptBlocksGoAndTriesAgain() {
+        FakeCalls calls = new FakeCalls();
+        HostBlocks blocks = new HostBlocks("fake", calls, 1 << 20, true);
+        Buffer a = blocks.take(100_000, HostBlocksTest::direct);
+        Buffer b = blocks.take(200_000, HostBlocksTest::direct);
+        blocks.give(a);
+        blocks.give(b);
+        int[] attempts = {0};
+        Buffer c = blocks.take(500_000, bytes -> {
+            if (attempts[0]++ == 0) {
+                throw new OutOfMemoryError("Direct buffer memory");
+            }
+            return direct(bytes);
+        });
+        assertEquals(2, attempts[0], "allocated again after letting the kept blocks go");
+        assertEquals(0, blocks.keptBytes());
+        assertEquals(2, calls.unregistrations, "both kept blocks unregistered");
+        assertEquals(1, calls.registered.size(), "only the new block registered");
+        blocks.give(c);
+        // with nothing kept to let go, the error is the caller's
+        Buffer d = blocks.take(500_000, HostBlocksTest::direct);
+        assertSame(c, d);
+        assertThrows(OutOfMemoryError.class, () -> blocks.take(700_000, bytes -> {
+            throw new OutOfMemoryError("Direct buffer memory");
+        }));
+        assertEquals(2, calls.unregistrations, "nothing else let go: the one kept block is taken");
+        blocks.give(d);
+        blocks.close();
+        assertEquals(0, calls.registered.size());
+    }
+
+    /**
+     * After the device's context broke, kept blocks are dropped at once and blocks given back are
+     * dropped too (their unregistration fails in the dead context and is ignored), so their direct
+     * memory goes back to the JVM; close() reports no leak.
+     */
+    @Test
+    void anAbandonedDeviceKeepsNoBlock() {
+        FakeCalls calls = new FakeCalls();
+        HostBlocks blocks = new HostBlocks("fake", calls, 1 << 20, true);
+        Buffer kept = blocks.take(1000, HostBlocksTest::direct);
+        Buffer held = blocks.take(2000, HostBlocksTest::direct);
+        blocks.give(kept);
+        calls.failUnregister = new IllegalStateException("CUDA_ERROR_ILLEGAL_ADDRESS"); // the dead context
+        blocks.abandon();
+        assertEquals(0, blocks.keptBytes());
+        blocks.give(held);
+        assertEquals(0, blocks.keptBytes(), "a block given back after the break is not kept");
+        assertEquals(0, blocks.takenCount());
+        assertEquals(0, calls.unregistrations, "the driver refused both; neither was thrown");
+        blocks.close(); // no leak reported: both blocks left the allocator
     }
 
     /** Tasks starting together register their blocks at the same time, not one after the other. */

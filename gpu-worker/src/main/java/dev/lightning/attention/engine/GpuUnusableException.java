@@ -1,0 +1,16 @@
+package dev.lightning.attention.engine;
+
+/**
+ * This process cannot compute on a GPU it can see: the kernels' PTX does not load on it (a device
+ * older than the PTX's target, a driver that cannot compile it), or an earlier error (an illegal
+ * address, a failed launch) left its context unusable, which the driver keeps for the life of the
+ * process. Under {@code --backend auto} the job computes on the CPU instead; under {@code gpu} the
+ * task fails with this message, and only a new executor can use the device again.
+ */
+public final class GpuUnusableException extends IllegalStateException {
+    private static final long serialVersionUID = 1L;
+
+    public GpuUnusableException(String message, Throwable cause) {
+        super(message, cause);
+    }
+}
