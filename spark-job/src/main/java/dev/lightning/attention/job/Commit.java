@@ -20,9 +20,12 @@ import java.util.List;
  *
  * <p>The protocol, run by the driver while it holds the {@link OutputLock}:
  * <ol>
- *   <li>every staged file and the run report are complete in the staging directory;
- *   <li>{@code commit.json} is written there (atomically): the list of files to publish and
- *       whether old files of those names may be replaced. This is the commit point. Before it,
+ *   <li>every staged file and the run report are complete in the staging directory, every name
+ *       can be published (its parent directories are real directories inside the output:
+ *       {@link OutputPaths#problem}), and the staged files are forced to disk;
+ *   <li>{@code commit.json} is written there (atomically, then forced to disk): the list of files
+ *       to publish, the other forms of those outputs to move aside, and whether old files of those
+ *       names may be replaced. This is the commit point (a record that is not whole is none). Before it,
  *       a failed or killed run has changed nothing in the output directory; after it, the run
  *       counts as committed and whoever holds the lock next finishes the steps below;
  *   <li>the old {@code _SUCCESS} is removed, so no reader takes a half-published directory for a
@@ -30,7 +33,7 @@ import java.util.List;
  *   <li>each file is published: an old file of the same name (only with --overwrite) is moved
  *       into the staging directory, then the staged file is renamed into its place. Each step
  *       can be repeated: a file no longer in staging was published already;
- *   <li>the run report, then {@code _SUCCESS}, are written last;
+ *   <li>the run report, then {@code _SUCCESS}, are written last, once the published names are on disk;
  *   <li>the staging directory (with the replaced old files) is removed, and {@code _temporary}
  *       when the run created it and it is empty.
  * </ol>
@@ -44,67 +47,159 @@ final class Commit {
     }
 
     /**
-     * Commits the run staged in {@code staging}: writes the commit record, then publishes.
+     * Commits the run staged in {@code staging}: checks that every name can be published, forces
+     * the staged files to disk, writes the commit record, then publishes.
      *
-     * @param names    output names (relative to {@code output}) of the staged files to publish
+     * @param names     output names (relative to {@code output}) of the staged files to publish
+     * @param replaces  other names that hold an earlier result of the same outputs (the other form
+     *                  of a sequence's output: {@code NAME} against {@code NAME.index.json} and
+     *                  {@code NAME.parts}); with --overwrite those that exist are moved aside with
+     *                  the replaced files, so that no earlier result stays beside the new one
      * @param overwrite whether existing files of those names may be replaced
      */
-    static void commit(FileSystem fs, Path output, Staging staging, List<String> names, boolean overwrite,
-                       OutputLock lock) throws IOException {
+    static void commit(FileSystem fs, Path output, Staging staging, List<String> names, List<String> replaces,
+                       boolean overwrite, OutputLock lock) throws IOException {
         synchronized (lock.publishing) {
             lock.check();
+            List<String> all = new ArrayList<>(names);
+            all.addAll(replaces);
+            List<String> problems = OutputPaths.problems(fs, output, all);
+            if (!problems.isEmpty()) {
+                throw new IllegalStateException(problems.get(0) + (problems.size() > 1 ? " (and " + (problems.size() - 1)
+                        + " more)" : "") + "; nothing was published. Move it out of the way and rerun with --resume");
+            }
             for (String name : names) {
                 Path staged = staging.stagedOutput(name);
                 if (!fs.exists(staged)) {
                     throw new IOException("the staged output " + staged + " is missing; nothing was published");
                 }
+            }
+            for (String name : all) {
                 if (!overwrite && fs.exists(HadoopPaths.child(output, name))) {
                     throw new IllegalStateException(HadoopPaths.child(output, name) + " appeared in the output "
                             + "directory during the run; nothing was published and it was not replaced. Rerun with "
                             + "--resume (add --overwrite to replace it)");
                 }
             }
+            // on disk before the record says they are the run's results
+            for (String name : names) {
+                OutputPaths.force(fs, staging.stagedOutput(name));
+            }
+            OutputPaths.force(fs, new Path(staging.path(), LightningJob.REPORT));
             ObjectMapper json = new ObjectMapper();
             ObjectNode record = json.createObjectNode();
             record.put("overwrite", overwrite);
             ArrayNode list = record.putArray("files");
             names.forEach(list::add);
-            Staging.writeAtomically(fs, new Path(staging.path(), RECORD), "driver", json.writeValueAsBytes(record));
-            publish(fs, output, staging.path(), null);
+            ArrayNode others = record.putArray("replaces");
+            replaces.forEach(others::add);
+            record.put("complete", true);
+            Path recordPath = new Path(staging.path(), RECORD);
+            Staging.writeAtomically(fs, recordPath, "driver", json.writeValueAsBytes(record));
+            OutputPaths.force(fs, recordPath);
+            OutputPaths.forceDirectory(fs, staging.path()); // the commit point, on disk
+            publish(fs, output, staging.path(), readRecord(fs, staging.path()), null);
         }
     }
 
     /**
      * Finishes the commits of runs that reached their commit point but were killed before they
      * had published everything. Called by every run once it holds the lock, before it looks at
-     * the output directory. Returns what those runs were.
+     * the output directory. Returns what those runs were. A record that cannot be read whole
+     * (empty or cut short: the machine stopped while it was written, before it was on disk) is not
+     * a commit point: that run is left as an interrupted one, for --resume, and nothing of it is
+     * published.
      */
     static List<RunInfo> recover(FileSystem fs, Path output, PrintStream out) throws IOException {
         List<RunInfo> finished = new ArrayList<>();
         for (Path dir : Staging.all(fs, output)) {
             if (fs.exists(new Path(dir, RECORD))) {
+                JsonNode record = readRecord(fs, dir);
+                if (record == null) {
+                    out.println("lightning: warning: the commit record of interrupted run " + Staging.runIdOf(dir)
+                            + " is incomplete (the machine stopped while writing it), so that run never reached its "
+                            + "commit point; nothing of it is published, and it counts as an interrupted run");
+                    continue;
+                }
                 out.println("lightning: finishing the commit of interrupted run " + Staging.runIdOf(dir)
                         + " (it had reached its commit point)");
                 finished.add(RunInfo.read(fs, dir));
-                publish(fs, output, dir, out);
+                publish(fs, output, dir, record, out);
             }
         }
         return finished;
     }
 
-    /** Steps 3 to 6; repeatable, so an interrupted publication is finished by running it again. */
-    private static void publish(FileSystem fs, Path output, Path stagingDir, PrintStream out) throws IOException {
+    /** Whether the run staged in {@code stagingDir} has reached its commit point: its record is whole. */
+    static boolean committed(FileSystem fs, Path stagingDir) {
+        try {
+            return readRecord(fs, stagingDir) != null;
+        } catch (IOException e) {
+            return false;
+        }
+    }
+
+    /**
+     * The commit record of {@code stagingDir}, or null when it is missing or not whole: unparsable,
+     * not an object, without its list of files, or (records that have it) without its last field.
+     */
+    private static JsonNode readRecord(FileSystem fs, Path stagingDir) throws IOException {
         JsonNode record;
         try (InputStream in = fs.open(new Path(stagingDir, RECORD))) {
             record = new ObjectMapper().readTree(in);
+        } catch (FileNotFoundException e) {
+            return null;
+        } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
+            return null; // cut short
         }
+        if (record == null || !record.isObject() || !record.path("files").isArray()) {
+            return null; // empty, or not ours
+        }
+        for (JsonNode f : record.path("files")) {
+            if (!f.isTextual()) {
+                return null;
+            }
+        }
+        // records written before "complete" existed list at least one file
+        if (!record.path("complete").asBoolean(false) && record.path("files").size() == 0) {
+            return null;
+        }
+        return record;
+    }
+
+    /** Steps 3 to 6; repeatable, so an interrupted publication is finished by running it again. */
+    private static void publish(FileSystem fs, Path output, Path stagingDir, JsonNode record, PrintStream out)
+            throws IOException {
         boolean overwrite = record.path("overwrite").asBoolean(false);
+        List<String> names = new ArrayList<>();
+        record.path("files").forEach(f -> names.add(f.asText()));
+        List<String> replaces = new ArrayList<>();
+        record.path("replaces").forEach(f -> replaces.add(f.asText()));
+        List<String> all = new ArrayList<>(names);
+        all.addAll(replaces);
+        List<String> problems = OutputPaths.problems(fs, output, all);
+        if (!problems.isEmpty()) {
+            throw new IOException("cannot finish the commit of " + stagingDir + ": " + problems.get(0) + "; move it out "
+                    + "of the way and run again: the next run into this output directory finishes the commit");
+        }
         fs.delete(new Path(output, SUCCESS), false);
+        OutputPaths.forceDirectory(fs, output);
         Path files = new Path(stagingDir, "files");
         Path replaced = new Path(stagingDir, "replaced");
+        if (overwrite) { // earlier results of these outputs in their other form go aside first
+            for (String name : replaces) {
+                Path dst = HadoopPaths.child(output, name);
+                Path aside = HadoopPaths.child(replaced, name);
+                // once moved, what stands at dst (new parts under NAME.parts/) is this run's own
+                if (fs.exists(dst) && !fs.exists(aside)) {
+                    fs.mkdirs(aside.getParent());
+                    rename(fs, dst, aside);
+                }
+            }
+        }
+        java.util.Set<Path> touched = new java.util.LinkedHashSet<>();
         int n = 0;
-        for (JsonNode f : record.path("files")) {
-            String name = f.asText();
+        for (String name : names) {
             Path src = HadoopPaths.child(files, name);
             Path dst = HadoopPaths.child(output, name);
             if (!fs.exists(src)) {
@@ -125,6 +220,7 @@ final class Commit {
             }
             fs.mkdirs(dst.getParent());
             rename(fs, src, dst);
+            touched.add(dst.getParent());
             if (n++ == 0) {
                 FaultPoints.reach("commit");
             }
@@ -136,7 +232,13 @@ final class Commit {
             fs.delete(dst, false);
             rename(fs, report, dst);
         }
+        // the published names on disk before _SUCCESS says they are all there
+        for (Path dir : touched) {
+            OutputPaths.forceDirectory(fs, dir);
+        }
+        OutputPaths.forceDirectory(fs, output);
         Staging.writeAtomically(fs, new Path(output, SUCCESS), "driver", new byte[0]);
+        OutputPaths.forceDirectory(fs, output);
         removeStaging(fs, output, stagingDir);
     }
 

@@ -135,7 +135,7 @@ final class LightningJob {
         try {
             // through JSON and back, to compare with what run.json holds (a long read back is an int node)
             ObjectMapper json = new ObjectMapper();
-            JsonNode fingerprint = json.readTree(json.writeValueAsBytes(outputs.fingerprint(files, statuses, stored)));
+            JsonNode fingerprint = json.readTree(json.writeValueAsBytes(outputs.fingerprint(files, statuses, stored, hadoopConf)));
             for (Commit.RunInfo finished : Commit.recover(outFs, outputDir, out)) {
                 if (cfg.get(Settings.RESUME) && Commit.RunInfo.differences(finished.fingerprint, fingerprint).isEmpty()) {
                     out.println("lightning: done: the interrupted run had reached its commit point with the same "
@@ -344,6 +344,19 @@ final class LightningJob {
         return publishedAs;
     }
 
+    /**
+     * The names of a sequence's output in the form this run does not publish: {@code NAME} when
+     * it publishes the parts form ({@code NAME.index.json} and {@code NAME.parts/}), else the
+     * index and the parts directory. An earlier run's result in that form would otherwise stay
+     * beside the new one (and a reader of the directory could take the old one).
+     */
+    static List<String> otherForms(String name, List<String> publishedAs) {
+        List<String> forms = new ArrayList<>(List.of(name, dev.lightning.attention.stream.OutputParts.indexName(name),
+                name + dev.lightning.attention.stream.OutputParts.PARTS_SUFFIX));
+        forms.removeAll(publishedAs); // the parts form keeps NAME.parts/ here: the old one goes, the new parts fill it afresh
+        return forms;
+    }
+
     /** Warns about skipped sequences whose name the output directory already holds (an older result, left in place). */
     private void warnSkipped(List<SequenceFile> files, FileSystem outFs, Path outputDir) throws IOException {
         for (Map.Entry<Integer, String> e : skipped.entrySet()) {
@@ -374,9 +387,12 @@ final class LightningJob {
         }
 
         List<String> published = new ArrayList<>();
+        List<String> replaces = new ArrayList<>();
         for (int i = 0; i < files.size(); i++) {
             if (!skipped.containsKey(i)) {
-                published.addAll(publishedAs.getOrDefault(i, List.of(files.get(i).name)));
+                List<String> as = publishedAs.getOrDefault(i, List.of(files.get(i).name));
+                published.addAll(as);
+                replaces.addAll(otherForms(files.get(i).name, as));
             }
         }
         if (stored != null) {
@@ -384,7 +400,7 @@ final class LightningJob {
         }
         ObjectNode report = report(files, reports, "succeeded", null);
         staging.stageReport(outFs, report);
-        Commit.commit(outFs, outputDir, staging, published, cfg.get(Settings.OVERWRITE), lock);
+        Commit.commit(outFs, outputDir, staging, published, replaces, cfg.get(Settings.OVERWRITE), lock);
 
         double seconds = (System.nanoTime() - t0) / 1e9;
         Set<String> used = backendsUsed();
@@ -566,6 +582,14 @@ final class LightningJob {
      * the error stay in the staging directory, for --resume.
      */
     private void failed(FileSystem fs, Staging staging, List<SequenceFile> files, Exception e) {
+        if (Commit.committed(fs, staging.path())) {
+            // past the commit point the output may already hold part of the results: say so, and
+            // keep the staged report of the committed run (it is published with the rest)
+            out.println("lightning: the run failed after its commit point, while publishing: the output directory may "
+                    + "hold part of its results and no _SUCCESS. The next run into it (any run) finishes the commit "
+                    + "from " + staging.root + " once the cause above is removed");
+            return;
+        }
         try {
             ObjectNode report = report(files, reports, "failed", e);
             staging.stageReport(fs, report);

@@ -53,9 +53,33 @@ final class OutputDirectory {
                         + "parent exists and is writable, or choose another output directory");
             }
             return true;
-        } catch (java.nio.file.AccessDeniedException | org.apache.hadoop.security.AccessControlException e) {
+        } catch (java.nio.file.AccessDeniedException | java.nio.file.ReadOnlyFileSystemException
+                 | org.apache.hadoop.security.AccessControlException e) {
             throw cannotWrite(output, e);
+        } catch (IOException e) {
+            if (refusedWrite(e)) {
+                throw cannotWrite(output, e);
+            }
+            throw e;
         }
+    }
+
+    /**
+     * Whether {@code e} is the file system refusing a write (a read-only mount, an immutable
+     * directory, missing permission) rather than a failure of the run: the user's to fix, told in
+     * one line with exit status 2, not a stack trace.
+     */
+    static boolean refusedWrite(Throwable e) {
+        for (Throwable t = e; t != null; t = t.getCause()) {
+            String m = String.valueOf(t.getMessage());
+            if (t instanceof java.nio.file.AccessDeniedException || t instanceof java.nio.file.ReadOnlyFileSystemException
+                    || t instanceof org.apache.hadoop.security.AccessControlException
+                    || m.contains("Read-only file system") || m.contains("Operation not permitted")
+                    || m.contains("Permission denied")) {
+                return true;
+            }
+        }
+        return false;
     }
 
     /**
@@ -65,8 +89,11 @@ final class OutputDirectory {
     OutputLock lock(String runId) throws IOException {
         try {
             return OutputLock.acquire(fs, output, runId, cfg.get(Settings.LOCK_STALE_SECONDS), out);
-        } catch (java.nio.file.AccessDeniedException | org.apache.hadoop.security.AccessControlException e) {
-            throw cannotWrite(output, e);
+        } catch (IOException e) {
+            if (refusedWrite(e)) {
+                throw cannotWrite(output, e);
+            }
+            throw e;
         }
     }
 
@@ -133,10 +160,8 @@ final class OutputDirectory {
         try {
             Staging.writeAtomically(fs, staging.runFile(), "driver",
                     Commit.RunInfo.encode(fingerprint, createdParent, started.toString()));
-        } catch (java.nio.file.AccessDeniedException | org.apache.hadoop.security.AccessControlException e) {
-            throw cannotWrite(output, e);
         } catch (IOException e) {
-            if (String.valueOf(e.getMessage()).contains("ermission") || String.valueOf(e.getMessage()).contains("ead-only")) {
+            if (refusedWrite(e)) {
                 throw cannotWrite(output, e);
             }
             throw e;
@@ -144,18 +169,22 @@ final class OutputDirectory {
         return staging;
     }
 
-    /** What a resumed run must share with the run it continues: every input and setting that affects the bytes. */
-    JsonNode fingerprint(List<SequenceFile> files, List<InputFile> statuses) throws IOException {
-        return fingerprint(files, statuses, null);
-    }
+    /** Bytes a block of the content sample ({@link #sample}). */
+    static final int SAMPLE_BLOCK = 4096;
+    /** Blocks a file's content sample reads, evenly spread from its first byte to its last. */
+    static final int SAMPLE_BLOCKS = 8;
 
     /**
-     * The same, with the stored states of --initial-states ({@code stored}, null without): each
-     * one's file, size and modification time, for the sequences this run continues and for those
-     * whose location goes into its {@code _states.json}.
+     * What a resumed run must share with the run it continues: every input and setting that
+     * affects the bytes. Each input is named by its path, size, modification time and a sample of
+     * its content ({@link #sample}), so that a file replaced by another of the same size whose
+     * time was kept (cp -p, rsync -t, an archive extracted again) is not taken for the one the
+     * interrupted run read. With {@code stored} (the stored states of --initial-states, null
+     * without): each one's file, size and modification time, for the sequences this run continues
+     * and for those whose location goes into its {@code _states.json}.
      */
-    JsonNode fingerprint(List<SequenceFile> files, List<InputFile> statuses, Map<String, StoredStates.State> stored)
-            throws IOException {
+    JsonNode fingerprint(List<SequenceFile> files, List<InputFile> statuses, Map<String, StoredStates.State> stored,
+                         org.apache.hadoop.conf.Configuration hadoop) throws IOException {
         Map<String, Long> modified = new HashMap<>();
         for (InputFile s : statuses) {
             modified.put(s.path().toUri().toString(), s.status.getModificationTime()); // the key of SequenceFile.path
@@ -168,8 +197,12 @@ final class OutputDirectory {
         }
         ArrayNode inputs = n.putArray("inputs");
         for (SequenceFile f : files) {
-            inputs.addObject().put("name", f.name).put("path", f.path).put("bytes", f.fileSize)
+            ObjectNode in = inputs.addObject().put("name", f.name).put("path", f.path).put("bytes", f.fileSize)
                     .put("modified", modified.get(f.path));
+            if (modified.containsKey(f.path)) { // a file read from storage (not a synthetic sequence)
+                Path p = new Path(java.net.URI.create(f.path));
+                in.put("sample", sample(HadoopPaths.fileSystem(p, hadoop), p, f.fileSize));
+            }
         }
         if (stored != null) {
             ArrayNode states = n.putArray("initialStates");
@@ -183,6 +216,24 @@ final class OutputDirectory {
     }
 
     /**
+     * CRC32C of {@link #SAMPLE_BLOCKS} blocks of {@link #SAMPLE_BLOCK} bytes spread evenly over
+     * the file (the first holds its header, the last its last bytes), in hex: a few reads a file,
+     * which any change of a sequence's content shows with near certainty.
+     */
+    static String sample(FileSystem fs, Path file, long size) throws IOException {
+        java.util.zip.CRC32C crc = new java.util.zip.CRC32C();
+        byte[] block = new byte[(int) Math.min(SAMPLE_BLOCK, size)];
+        long last = size - block.length;
+        try (org.apache.hadoop.fs.FSDataInputStream in = fs.open(file)) {
+            for (int i = 0; i < SAMPLE_BLOCKS && block.length > 0; i++) {
+                in.readFully(last * i / (SAMPLE_BLOCKS - 1), block);
+                crc.update(block);
+            }
+        }
+        return Long.toHexString(crc.getValue());
+    }
+
+    /**
      * Refuses, before any compute, an output directory that already holds a file this run would
      * produce, unless --overwrite: the old file is then replaced at the commit, never before.
      */
@@ -192,14 +243,24 @@ final class OutputDirectory {
 
     /** The same; {@code manifest}: the run also publishes the state set's {@code _states.json}. */
     void checkExisting(List<SequenceFile> files, SplitOutputs.Form form, boolean manifest) throws IOException {
+        List<String> outputs = new ArrayList<>();
+        files.forEach(f -> outputs.add(f.name));
+        List<String> problems = OutputPaths.problems(fs, output, outputs);
+        if (!problems.isEmpty()) {
+            throw new InvalidInputException("--output " + output + ": " + problems.get(0) + (problems.size() > 1
+                    ? " (and " + (problems.size() - 1) + " more)" : "") + "; move it out of the way or choose another "
+                    + "output directory");
+        }
         if (cfg.get(Settings.OVERWRITE)) {
             return;
         }
         List<String> present = new ArrayList<>();
         List<String> names = new ArrayList<>();
-        files.forEach(f -> names.add(f.name));
-        if (form == SplitOutputs.Form.PARTS) { // a sequence's result is NAME or NAME.index.json with its parts
-            files.forEach(f -> names.add(dev.lightning.attention.stream.OutputParts.indexName(f.name)));
+        // a sequence's result is NAME, or NAME.index.json with its parts in NAME.parts/, whatever this run's form
+        for (SequenceFile f : files) {
+            names.add(f.name);
+            names.add(dev.lightning.attention.stream.OutputParts.indexName(f.name));
+            names.add(f.name + dev.lightning.attention.stream.OutputParts.PARTS_SUFFIX);
         }
         names.add(LightningJob.REPORT);
         if (manifest) {

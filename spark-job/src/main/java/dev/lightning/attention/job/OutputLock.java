@@ -29,8 +29,10 @@ import java.util.concurrent.TimeUnit;
  * holding who took it (run, host, process, start time). The holder refreshes the file's
  * modification time every few seconds.
  *
- * <p>A lock is stale when its process is provably gone (same host, no such process) or when it
- * was not refreshed for {@code staleSeconds}; a stale lock is taken over, anything else refuses
+ * <p>A lock is stale when its process is provably gone (same host, no such process, or another
+ * process under its id) or, where its process cannot be looked up (another host), when it was not
+ * refreshed for {@code staleSeconds} (the larger of this run's and the holder's own); a live
+ * process on this host keeps its lock however long it is stopped. A stale lock is taken over, anything else refuses
  * the run with a message naming the holder. Taking over renames the stale file aside first, which
  * only one contender can do, then creates the lock exclusively: two runs racing for a stale lock
  * cannot both win.
@@ -76,7 +78,7 @@ final class OutputLock implements AutoCloseable {
     static OutputLock acquire(FileSystem fs, Path output, String runId, double staleSeconds, PrintStream out)
             throws IOException {
         Path path = new Path(output, NAME);
-        byte[] content = describeSelf(runId);
+        byte[] content = describeSelf(runId, staleSeconds);
         for (int attempt = 0; attempt < 3; attempt++) {
             if (tryCreate(fs, path, content)) {
                 return new OutputLock(fs, path, runId, staleSeconds);
@@ -182,14 +184,21 @@ final class OutputLock implements AutoCloseable {
         }
     }
 
-    private static byte[] describeSelf(String runId) throws IOException {
+    private static byte[] describeSelf(String runId, double staleSeconds) throws IOException {
         ObjectNode n = new ObjectMapper().createObjectNode();
         n.put("runId", runId);
         n.put("host", hostName());
         n.put("pid", ProcessHandle.current().pid());
+        n.put("processStart", processStart(ProcessHandle.current()));
+        n.put("staleSeconds", staleSeconds); // the holder's own: it refreshes at a quarter of it
         n.put("started", Instant.now().toString());
         n.put("command", ProcessHandle.current().info().commandLine().orElse("?"));
         return new ObjectMapper().writeValueAsBytes(n);
+    }
+
+    /** When {@code p} started, as the system says ("?" where it does not): with its pid, it names one process. */
+    static String processStart(ProcessHandle p) {
+        return p.info().startInstant().map(Instant::toString).orElse("?");
     }
 
     static String hostName() {
@@ -264,13 +273,20 @@ final class OutputLock implements AutoCloseable {
         final long pid;
         final String started;
         final long ageSeconds;
+        /** When the holder's process started ("?" when unknown or not recorded). */
+        final String processStart;
+        /** The holder's own --lock-stale-seconds (0 when not recorded): it refreshes the lock at a quarter of it. */
+        final double holderStaleSeconds;
 
-        private Holder(String runId, String host, long pid, String started, long ageSeconds) {
+        private Holder(String runId, String host, long pid, String started, long ageSeconds, String processStart,
+                       double holderStaleSeconds) {
             this.runId = runId;
             this.host = host;
             this.pid = pid;
             this.started = started;
             this.ageSeconds = ageSeconds;
+            this.processStart = processStart;
+            this.holderStaleSeconds = holderStaleSeconds;
         }
 
         /** The holder, or null when there is no lock file. */
@@ -289,19 +305,37 @@ final class OutputLock implements AutoCloseable {
             try {
                 JsonNode n = new ObjectMapper().readTree(new String(raw, StandardCharsets.UTF_8));
                 return new Holder(n.path("runId").asText("?"), n.path("host").asText("?"), n.path("pid").asLong(-1),
-                        n.path("started").asText("?"), age);
+                        n.path("started").asText("?"), age, n.path("processStart").asText("?"),
+                        n.path("staleSeconds").asDouble(0));
             } catch (IOException e) {
                 // being written by a non-local file system's create: judged by its age alone
-                return new Holder("?", "?", -1, "?", age);
+                return new Holder("?", "?", -1, "?", age, "?", 0);
             }
         }
 
-        /** Why the lock is stale, or null when its holder may be alive. */
+        /**
+         * Why the lock is stale, or null when its holder may be alive. On the holder's own host the
+         * process table decides: a holder whose process (pid and start time) still runs is never
+         * stale, however long it went without a refresh (stopped with Ctrl-Z, or paused by the
+         * machine), and one whose process is gone is stale at once. Elsewhere only the age can:
+         * stale past the larger of this run's threshold and the holder's own, so a run started
+         * with a small --lock-stale-seconds cannot take the lock of a live run refreshing at the
+         * pace of a larger one.
+         */
         String staleReason(double staleSeconds) {
-            if (host.equals(hostName()) && pid > 0 && ProcessHandle.of(pid).map(p -> !p.isAlive()).orElse(true)) {
-                return "that process is gone";
+            if (host.equals(hostName()) && pid > 0) {
+                java.util.Optional<ProcessHandle> p = ProcessHandle.of(pid);
+                if (p.isEmpty() || !p.get().isAlive()) {
+                    return "that process is gone";
+                }
+                if (!"?".equals(processStart)) {
+                    return processStart.equals(processStart(p.get())) ? null
+                            : "that process is gone (its process id now names another process)";
+                }
+                // a lock that does not say when its process started: judged by its age, as below
             }
-            if (ageSeconds > staleSeconds) {
+            double threshold = Math.max(staleSeconds, holderStaleSeconds);
+            if (ageSeconds > threshold) {
                 return "not refreshed for " + ageSeconds + " s";
             }
             return null;

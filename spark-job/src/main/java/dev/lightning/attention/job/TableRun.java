@@ -406,11 +406,16 @@ final class TableRun {
         OutputLock lock = outputs.lock(runId);
         try {
             Commit.recover(outFs, outputDir, out);
-            for (String name : tables()) {
+            // the tables, and the report and _SUCCESS of the run that wrote them: a directory holding
+            // any of them is an earlier result, replaced only with --overwrite
+            List<String> ours = new ArrayList<>(tables());
+            ours.add(LightningJob.REPORT);
+            ours.add(Commit.SUCCESS);
+            for (String name : ours) {
                 if (!cfg.get(Settings.OVERWRITE) && outFs.exists(HadoopPaths.child(outputDir, name))) {
-                    throw new InvalidInputException("--output " + outputDir + " already holds " + name + "/, which this "
-                            + "run would write; pass --overwrite to replace it (at the commit, after all compute) or "
-                            + "choose another output directory");
+                    throw new InvalidInputException("--output " + outputDir + " already holds " + name
+                            + (name.startsWith("_") ? "" : "/") + ", which this run would write; pass --overwrite to "
+                            + "replace it (at the commit, after all compute) or choose another output directory");
                 }
             }
             ObjectMapper json = new ObjectMapper();
@@ -446,7 +451,7 @@ final class TableRun {
             report.put("status", "succeeded");
             report.put("ended", java.time.Instant.now().toString());
             staging.stageReport(outFs, report);
-            Commit.commit(outFs, outputDir, staging, tables(), cfg.get(Settings.OVERWRITE), lock);
+            Commit.commit(outFs, outputDir, staging, tables(), List.of(), cfg.get(Settings.OVERWRITE), lock);
             double seconds = (System.nanoTime() - t0) / 1e9;
             long tokens = report.path("tokens").asLong();
             out.printf("lightning: done: %d sequences, %,d tokens in %.1f s (%s tokens/s); tables %s in %s%s%n",

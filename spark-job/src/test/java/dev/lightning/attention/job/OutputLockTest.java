@@ -67,6 +67,55 @@ class OutputLockTest {
         assertTrue(Files.readString(tmp.resolve(OutputLock.NAME)).contains("other"), "the other run's lock stays");
     }
 
+    private void writeLock(String host, long pid, String processStart, double staleSeconds, long ageMillis)
+            throws Exception {
+        java.nio.file.Path file = tmp.resolve(OutputLock.NAME);
+        Files.writeString(file, "{\"runId\":\"holder\",\"host\":\"" + host + "\",\"pid\":" + pid
+                + ",\"processStart\":\"" + processStart + "\",\"staleSeconds\":" + staleSeconds + "}");
+        Files.setLastModifiedTime(file, FileTime.fromMillis(System.currentTimeMillis() - ageMillis));
+    }
+
+    /**
+     * On its own host a holder whose process still runs keeps the lock however old its refresh
+     * (a run stopped with Ctrl-Z): this JVM's own process stands for it. The same process id with
+     * another start time is a process id reused: that lock is taken over at once.
+     */
+    @Test
+    void aLiveProcessOnThisHostKeepsItsLockHoweverOld() throws Exception {
+        FileSystem fs = fs();
+        Path out = new Path(tmp.toUri());
+        ProcessHandle self = ProcessHandle.current();
+        writeLock(OutputLock.hostName(), self.pid(), OutputLock.processStart(self), 1.0, 3_600_000);
+        InvalidInputException e = assertThrows(InvalidInputException.class,
+                () -> OutputLock.acquire(fs, out, "impatient", 1.0, quiet));
+        assertTrue(e.getMessage().contains("in use by run holder"), e.getMessage());
+        writeLock(OutputLock.hostName(), self.pid(), "2001-01-01T00:00:00Z", 1.0, 0);
+        ByteArrayOutputStream said = new ByteArrayOutputStream();
+        try (OutputLock lock = OutputLock.acquire(fs, out, "next", 120.0, new PrintStream(said, true))) {
+            assertTrue(lock.held());
+            assertTrue(said.toString().contains("its process id now names another process"), said.toString());
+        }
+    }
+
+    /**
+     * A holder on another host is judged by its age against the larger of the two runs' stale
+     * times: a run started with a small --lock-stale-seconds does not take the lock of a run that
+     * refreshes at the pace of a larger one.
+     */
+    @Test
+    void anotherHostsLockGoesStaleAtTheLargerOfBothThresholds() throws Exception {
+        FileSystem fs = fs();
+        Path out = new Path(tmp.toUri());
+        writeLock("elsewhere", 1, "2001-01-01T00:00:00Z", 600.0, 300_000);
+        InvalidInputException e = assertThrows(InvalidInputException.class,
+                () -> OutputLock.acquire(fs, out, "impatient", 1.0, quiet));
+        assertTrue(e.getMessage().contains("in use by run holder"), e.getMessage());
+        writeLock("elsewhere", 1, "2001-01-01T00:00:00Z", 600.0, 700_000);
+        try (OutputLock lock = OutputLock.acquire(fs, out, "patient", 1.0, quiet)) {
+            assertTrue(lock.held());
+        }
+    }
+
     /** Eight contenders for one stale lock, twenty times: each time exactly one ends up holding it. */
     @Test
     void oneHolderWhenManyTakeOverAStaleLock() throws Exception {

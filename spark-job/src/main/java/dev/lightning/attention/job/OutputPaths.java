@@ -1,0 +1,135 @@
+package dev.lightning.attention.job;
+
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.fs.Path;
+import org.apache.hadoop.fs.RawLocalFileSystem;
+
+import java.io.IOException;
+import java.nio.channels.FileChannel;
+import java.nio.file.Files;
+import java.nio.file.LinkOption;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * The two promises a publication makes about the places it writes, on the local file system where
+ * they can be broken (HDFS has no symbolic links by default and replicates what it has closed):
+ * <ul>
+ *   <li><b>Inside the output.</b> A published name ({@code a/b/seq.safetensors}) lands in the
+ *       output directory itself: each of its parent directories that exists is a real directory,
+ *       not a symbolic link (a link could lead anywhere, an input directory included, whose files
+ *       the publication would then replace) and not a file (the publication would fail half-way).
+ *       {@link #problem} says what is in the way, before the commit point.</li>
+ *   <li><b>On disk before it counts.</b> The staged files are forced to the device before the
+ *       commit record is written, the record before any file is published, and the published
+ *       directories before {@code _SUCCESS} ({@link #force}): after a power loss a directory never
+ *       holds {@code _SUCCESS} beside files that were still only in the page cache, nor a commit
+ *       record (empty, or listing nothing) for files that were never written.</li>
+ * </ul>
+ */
+final class OutputPaths {
+    private OutputPaths() {
+    }
+
+    /**
+     * Why {@code name} cannot be published into {@code output}, or null when it can: one of its
+     * parent directories below {@code output} is a symbolic link or is not a directory.
+     */
+    static String problem(FileSystem fs, Path output, String name) throws IOException {
+        int slash = name.lastIndexOf('/');
+        if (slash < 0) {
+            return null; // straight into the output directory
+        }
+        String[] parents = name.substring(0, slash).split("/");
+        Path at = output;
+        for (String segment : parents) {
+            at = HadoopPaths.child(at, segment);
+            if (fs instanceof RawLocalFileSystem local) {
+                java.nio.file.Path p = local.pathToFile(at).toPath();
+                if (Files.isSymbolicLink(p)) {
+                    return at + " is a symbolic link; a result is published only into real directories inside the "
+                            + "output directory (the link could lead to the input or any other directory)";
+                }
+                if (!Files.exists(p, LinkOption.NOFOLLOW_LINKS)) {
+                    return null; // created by the publication, below a real directory
+                }
+                if (!Files.isDirectory(p, LinkOption.NOFOLLOW_LINKS)) {
+                    return at + " is a file where the output " + name + " needs a directory";
+                }
+            } else {
+                if (!fs.exists(at)) {
+                    return null;
+                }
+                if (!fs.getFileStatus(at).isDirectory()) {
+                    return at + " is a file where the output " + name + " needs a directory";
+                }
+            }
+        }
+        return null;
+    }
+
+    /** Every problem of {@code names} ({@link #problem}), one line each. */
+    static List<String> problems(FileSystem fs, Path output, List<String> names) throws IOException {
+        List<String> found = new ArrayList<>();
+        for (String name : names) {
+            String p = problem(fs, output, name);
+            if (p != null) {
+                found.add(p);
+            }
+        }
+        return found;
+    }
+
+    /**
+     * Forces {@code path} to the device: a file's data, or a directory's entries (and, for a
+     * directory, every file and directory below it). Local file system only; a no-op elsewhere.
+     */
+    static void force(FileSystem fs, Path path) throws IOException {
+        if (!(fs instanceof RawLocalFileSystem local)) {
+            return;
+        }
+        java.nio.file.Path p = local.pathToFile(path).toPath();
+        if (!Files.exists(p, LinkOption.NOFOLLOW_LINKS)) {
+            return;
+        }
+        if (Files.isDirectory(p, LinkOption.NOFOLLOW_LINKS)) {
+            try (java.util.stream.Stream<java.nio.file.Path> all = Files.walk(p)) {
+                for (java.nio.file.Path q : (Iterable<java.nio.file.Path>) all::iterator) {
+                    forceLocal(q);
+                }
+            }
+        } else {
+            forceLocal(p);
+        }
+    }
+
+    /** Forces {@code dir}'s own entries (names created, renamed or removed in it), not what lies below. */
+    static void forceDirectory(FileSystem fs, Path dir) throws IOException {
+        if (fs instanceof RawLocalFileSystem local) {
+            java.nio.file.Path p = local.pathToFile(dir).toPath();
+            if (Files.isDirectory(p, LinkOption.NOFOLLOW_LINKS)) {
+                forceLocal(p);
+            }
+        }
+    }
+
+    /**
+     * fsync of one file or directory. A read-only channel is enough on Linux and macOS (fsync
+     * flushes the file, not the descriptor); a file system that cannot sync a directory says so
+     * with an IOException, which is ignored for directories only.
+     */
+    private static void forceLocal(java.nio.file.Path p) throws IOException {
+        if (Files.isSymbolicLink(p)) {
+            return;
+        }
+        boolean dir = Files.isDirectory(p, LinkOption.NOFOLLOW_LINKS);
+        try (FileChannel ch = FileChannel.open(p, StandardOpenOption.READ)) {
+            ch.force(true);
+        } catch (IOException e) {
+            if (!dir) {
+                throw e;
+            }
+        }
+    }
+}
