@@ -166,9 +166,10 @@ final class Settings {
                     + "staging of earlier runs. Not for table runs, which keep no finished work: rerun them.");
     static final Setting<Double> LOCK_STALE_SECONDS = Setting.real("--lock-stale-seconds",
             "spark.lightning.lockStaleSeconds", 120.0, true,
-            "A run holds `<output>/_lightning.lock` and refreshes it every few seconds. A lock whose process is "
-                    + "gone (same host) or that was not refreshed for this long is stale, and the next run takes it "
-                    + "over.");
+            "A run holds `<output>/_lightning.lock` and refreshes it every few seconds. On the holder's host a "
+                    + "lock is stale once its process is gone (a live process keeps it, even stopped); from another "
+                    + "host, once it was not refreshed for this long (or the holder's own setting, if longer). The "
+                    + "next run takes a stale lock over.");
     static final Setting<Boolean> SKIP_NONFINITE = Setting.flagSwitch("--skip-nonfinite",
             "spark.lightning.skipNonFinite", "Skip sequences whose inputs hold NaN or Inf, or whose outputs overflow "
                     + "to NaN or Inf, and list them in the run report, instead of failing the job.");
