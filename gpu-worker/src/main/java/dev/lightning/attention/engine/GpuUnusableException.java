@@ -1,7 +1,8 @@
 package dev.lightning.attention.engine;
 
 /**
- * This process cannot compute on a GPU it can see: the kernels' PTX does not load on it (a device
+ * This process cannot compute on a GPU: there is none it can use (no driver, no device, a driver
+ * too old), or the kernels' PTX does not load on the one it sees (a device
  * older than the PTX's target, a driver that cannot compile it), or an earlier error (an illegal
  * address, a failed launch) left its context unusable, which the driver keeps for the life of the
  * process. Under {@code --backend auto} the job computes on the CPU instead; under {@code gpu} the

@@ -404,8 +404,13 @@ final class LightningJob {
 
         double seconds = (System.nanoTime() - t0) / 1e9;
         Set<String> used = backendsUsed();
+        long publishedTokens = totalTokens; // a skipped sequence was computed, but it is no result
+        for (Integer i : skipped.keySet()) {
+            publishedTokens -= files.get(i).tokens;
+        }
         out.printf("lightning: done: %d files, %,d tokens in %.1f s (%s tokens/s) on %s; results in %s%s%n",
-                files.size() - skipped.size(), totalTokens, seconds, rate(totalTokens, seconds), String.join(", ", used),
+                files.size() - skipped.size(), publishedTokens, seconds, rate(publishedTokens, seconds),
+                String.join(", ", used),
                 cfg.get(Settings.OUTPUT), rejected.isEmpty() && skipped.isEmpty() ? ""
                         : " (" + rejected.size() + " rejected, " + skipped.size() + " skipped: see " + REPORT + ")");
         return report;
@@ -593,8 +598,16 @@ final class LightningJob {
         try {
             ObjectNode report = report(files, reports, "failed", e);
             staging.stageReport(fs, report);
-            out.println("lightning: the run failed; the output directory is unchanged. The work done so far and the "
-                    + "report of the failed run are in " + staging.root + "; rerun with --resume to continue from it");
+            if (LightningMain.findInvalidInput(e) != null) {
+                // a bad input: --resume cannot help, since the input or the options must change
+                out.println("lightning: the run stopped at a bad input (the error below); the output directory is "
+                        + "unchanged. Fix that input, or leave such inputs out (--skip-invalid, --skip-nonfinite), and "
+                        + "run again; the failed run's report is in " + staging.root);
+            } else {
+                out.println("lightning: the run failed; the output directory is unchanged. The work done so far and "
+                        + "the report of the failed run are in " + staging.root + "; rerun with --resume to continue "
+                        + "from it");
+            }
         } catch (IOException | RuntimeException again) {
             e.addSuppressed(again);
         }
@@ -655,13 +668,15 @@ final class LightningJob {
                     node.get("maxAbs").asDouble(), table.size() - unchecked, worst, worstToken, tolerance,
                     unchecked == 0 ? "" : "; " + unchecked + " rows unchecked (see " + REPORT + ")");
             if (!(worst <= tolerance)) {
+                boolean given = cfg.get(Settings.SPOT_CHECK_TOLERANCE) != null;
                 failures.add(String.format("%s: o at token %d is off by %.3g relative to the float64 value, above "
-                        + "the %.3g tolerance of %s o", f.name, worstToken, worst, tolerance, m.get("o_dtype")));
+                        + "the tolerance %.3g (%s)", f.name, worstToken, worst, tolerance,
+                        given ? "--spot-check-tolerance" : "the default for " + m.get("o_dtype") + " o"));
             }
         }
         if (!failures.isEmpty()) {
-            throw new IllegalStateException("spot checks failed: " + String.join("; ", failures) + ". Nothing was "
-                    + "published; the run report lists every sampled row with its error");
+            throw new LightningMain.ExplainedFailure("spot checks failed: " + String.join("; ", failures) + ". Nothing "
+                    + "was published; the run report lists every sampled row with its error", null);
         }
     }
 

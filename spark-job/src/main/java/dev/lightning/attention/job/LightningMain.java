@@ -40,8 +40,8 @@ public final class LightningMain {
             "  head count dividing H = max(Hq,Hk,Hv); optional slope [H], initial_state [H,Dk,Dv] and, with",
             "  --normalize, initial_normalizer [H,Dk], all F32) and writes, under the same name in --output,",
             "  o [T,H,Dv] in the input's dtype (or --output-dtype) and final_state [H,Dk,Dv] F32 (with",
-            "  --normalize also final_normalizer [H,Dk]; with --state-every N also states [T/N,H,Dk,Dv] and",
-            "  normalizers [T/N,H,Dk]), where S_t = exp(-slope) S_{t-1} + phi(k_t)^T v_t and o_t = scale",
+            "  --normalize also final_normalizer [H,Dk]; with --state-every N also states [T/N,H,Dk,Dv] and,",
+            "  with --normalize, normalizers [T/N,H,Dk]), where S_t = exp(-slope) S_{t-1} + phi(k_t)^T v_t and o_t = scale",
             "  phi(q_t) S_t (--normalize: divided by phi(q_t).z_t + eps). Results are staged and",
             "  published in one commit when the run succeeds; a failed or killed run changes nothing in",
             "  --output and can be continued with --resume. Exit status: 0 done, 1 failed, 2 bad usage/input.",
@@ -108,6 +108,10 @@ public final class LightningMain {
                 case "demo":
                     return demo(rest, out) ? 0 : 1;
                 case "options":
+                    if (!rest.isEmpty()) {
+                        throw new InvalidInputException("options takes no arguments, got '" + rest.get(0) + "' (see "
+                                + "options --help)");
+                    }
                     out.print(Settings.markdownTable());
                     return 0;
                 case "generate":
@@ -118,6 +122,8 @@ public final class LightningMain {
                         dev.lightning.attention.bench.KernelBench.main(rest.toArray(new String[0]));
                     } catch (IllegalArgumentException e) { // its options: a usage error, said in one line
                         throw new InvalidInputException("bench: " + e.getMessage() + " (see --help)", e);
+                    } catch (dev.lightning.attention.engine.GpuUnusableException e) {
+                        throw new InvalidInputException("bench: " + e.getMessage() + "; use --backend cpu", e);
                     }
                     return 0;
                 default:
@@ -160,7 +166,7 @@ public final class LightningMain {
     }
 
     /** Input errors found on executors reach the driver wrapped in Spark's exceptions. */
-    private static InvalidInputException findInvalidInput(Throwable e) {
+    static InvalidInputException findInvalidInput(Throwable e) {
         for (Throwable t = e; t != null; t = t.getCause()) {
             if (t instanceof InvalidInputException) {
                 return (InvalidInputException) t;
@@ -206,10 +212,11 @@ public final class LightningMain {
             if (s == null) {
                 throw new InvalidInputException("unknown option '" + args.get(i) + "' (see --help)");
             }
-            if (s.isSwitch()) {
-                flags.put(a, value != null ? value : "true");
-            } else {
-                flags.put(a, value != null ? value : next(args, ++i, a));
+            String v = s.isSwitch() ? (value != null ? value : "true") : (value != null ? value : next(args, ++i, a));
+            String before = flags.put(a, v);
+            if (before != null && !before.equals(v)) {
+                throw new InvalidInputException(a + " is given twice ('" + before + "' and '" + v + "'); give it once"
+                        + ("--input".equals(a) ? " (several inputs: a comma-separated list, or a glob)" : ""));
             }
         }
         SparkConf defaults = new SparkConf();
@@ -220,7 +227,14 @@ public final class LightningMain {
         if (i >= args.size()) {
             throw new InvalidInputException(flag + ": expected a value after it, got the end of the command line");
         }
-        return args.get(i);
+        String v = args.get(i);
+        // `--output --normalize` would make a directory named --normalize and drop the switch
+        String name = v.indexOf('=') > 0 ? v.substring(0, v.indexOf('=')) : v;
+        if (v.startsWith("--") && ("--conf".equals(name) || Settings.byFlag(name) != null)) {
+            throw new InvalidInputException(flag + ": expected a value after it, got the option " + v + "; give the "
+                    + "value (or write " + flag + "=" + v + " if that is really the value)");
+        }
+        return v;
     }
 
     /** The Spark configuration of a run: the job's fixed settings over the user's. */

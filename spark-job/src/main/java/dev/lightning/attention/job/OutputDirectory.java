@@ -56,6 +56,13 @@ final class OutputDirectory {
         } catch (java.nio.file.AccessDeniedException | java.nio.file.ReadOnlyFileSystemException
                  | org.apache.hadoop.security.AccessControlException e) {
             throw cannotWrite(output, e);
+        } catch (org.apache.hadoop.fs.ParentNotDirectoryException | org.apache.hadoop.fs.FileAlreadyExistsException
+                 | java.nio.file.FileSystemException e) {
+            if (!refusedWrite(e)) {
+                throw new InvalidInputException("--output " + output + ": cannot create the directory (" + e.getMessage()
+                        + "): a part of the path is a file, not a directory; choose another output directory", e);
+            }
+            throw cannotWrite(output, e);
         } catch (IOException e) {
             if (refusedWrite(e)) {
                 throw cannotWrite(output, e);

@@ -62,9 +62,9 @@ final class SafetensorsStates implements StoredStates {
         private final long kvOffset;
         private final long zOffset;
 
-        FileState(int heads, int dk, int dv, long zOffset, String featureMap, long tokens, String location,
-                  FileStatus file, long kvOffset) {
-            super(heads, dk, dv, zOffset >= 0, featureMap, tokens, location, file.getPath().toUri().toString(),
+        FileState(int heads, int dk, int dv, long zOffset, String featureMap, double[] slopes, long tokens,
+                  String location, FileStatus file, long kvOffset) {
+            super(heads, dk, dv, zOffset >= 0, featureMap, slopes, tokens, location, file.getPath().toUri().toString(),
                     file.getLen(), file.getModificationTime());
             this.kvOffset = kvOffset;
             this.zOffset = zOffset;
@@ -92,6 +92,13 @@ final class SafetensorsStates implements StoredStates {
             JsonNode m;
             try (FSDataInputStream in = fs.open(manifest)) {
                 m = new ObjectMapper().readTree((java.io.InputStream) in);
+            } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
+                throw new InvalidInputException(manifest + ": not a lightning state manifest (not JSON: "
+                        + e.getOriginalMessage() + "); give the --output directory of a lightning run", e);
+            }
+            if (m == null) {
+                throw new InvalidInputException(manifest + ": not a lightning state manifest (empty); give the "
+                        + "--output directory of a lightning run");
             }
             if (!FORMAT.equals(m.path("format").asText())) {
                 throw new InvalidInputException(manifest + ": not a lightning state manifest (format '"
@@ -256,7 +263,18 @@ final class SafetensorsStates implements StoredStates {
                         + "' is not a token count", e);
             }
         }
+        double[] slopes = null;
+        String recorded = meta.metadata().get(Tasks.SLOPES);
+        if (recorded != null) { // results written before the slopes were recorded have none: not compared
+            try {
+                slopes = Tasks.parseSlopes(recorded);
+            } catch (NumberFormatException e) {
+                throw new InvalidInputException(location + ": metadata " + Tasks.SLOPES + " '" + recorded
+                        + "' is not a list of decay rates", e);
+            }
+        }
         return new FileState((int) s.dim(0), (int) s.dim(1), (int) s.dim(2), z == null ? -1 : z.begin(), featureMap,
+                slopes,
                 chainTokens != null && chainTokens >= 0 ? chainTokens : absorbed, location, st, s.begin());
     }
 

@@ -42,6 +42,16 @@ final class SetupChecks {
                     return missingConnector(scheme.group(1), null);
                 }
             }
+            if (m != null && m.contains("is not a Parquet file")) {
+                return "a file of the input is not a Parquet file (" + firstLine(m) + "); --input-format parquet "
+                        + "reads tables of .parquet files: give those, or safetensors files with --input-format "
+                        + "safetensors";
+            }
+            if (t instanceof java.net.ConnectException || t instanceof java.net.UnknownHostException
+                    || t instanceof java.net.NoRouteToHostException) {
+                return "cannot reach a file system's service (" + firstLine(String.valueOf(m)) + "); check the "
+                        + "address in --input, --output or --initial-states and that the service is running";
+            }
             if (t instanceof ClassNotFoundException && t != e && calledFrom(e, "getFileSystemClass")) {
                 java.util.regex.Matcher cls = CLASS_NOT_FOUND.matcher(String.valueOf(m));
                 String name = cls.find() ? cls.group(1) : String.valueOf(m);
@@ -248,5 +258,11 @@ final class SetupChecks {
                 throw new java.io.UncheckedIOException(e);
             }
         }
+    }
+
+    private static String firstLine(String m) {
+        int nl = m.indexOf('\n');
+        String line = nl < 0 ? m : m.substring(0, nl);
+        return line.length() > 300 ? line.substring(0, 300) + "..." : line;
     }
 }

@@ -81,6 +81,11 @@ final class SoftmaxJob {
                         : "softmax attention only: add --attention softmax, or remove it"));
             }
         }
+        Double scale = cfg.get(Settings.SCALE);
+        if (softmax && scale != null && !(scale > 0 && !scale.isInfinite())) {
+            throw new InvalidInputException("--scale " + scale + ": softmax attention's score scale must be finite and "
+                    + "greater than 0 (the default is 1/sqrt(Dk) of each file); give a positive scale or leave it out");
+        }
         for (Setting<?> s : softmax ? Settings.LIGHTNING_ONLY_IO : List.<Setting<?>>of()) {
             Object v = cfg.get(s);
             if (!java.util.Objects.equals(v, s.defaultValue)) {

@@ -82,6 +82,16 @@ interface StoredStates {
      */
     static String mismatch(int heads, int dk, int dv, boolean normalizer, String featureMap, String location,
                            AttentionSpec spec) {
+        return mismatch(heads, dk, dv, normalizer, featureMap, null, location, spec);
+    }
+
+    /**
+     * The same, with the decay rates the stored state was computed with ({@code slopes}; null: not
+     * recorded): a continued sequence must decay at the same rates, or its result is no longer
+     * that of one run over all its tokens.
+     */
+    static String mismatch(int heads, int dk, int dv, boolean normalizer, String featureMap, double[] slopes,
+                           String location, AttentionSpec spec) {
         String expected = "S [" + spec.heads() + ", " + spec.dk() + ", " + spec.dv() + "]"
                 + (spec.normalized() ? " with z [" + spec.heads() + ", " + spec.dk() + "] (--normalize)"
                 : " without a normalizer z (no --normalize)");
@@ -92,6 +102,11 @@ interface StoredStates {
         if (featureMap != null && !featureMap.equals(spec.featureMap().key())) {
             return "the stored state was computed with --feature-map " + featureMap + ", this run uses "
                     + spec.featureMap().key() + " (" + location + ")";
+        }
+        if (slopes != null && !java.util.Arrays.equals(slopes, spec.slopes())) {
+            return "the stored state decayed at slopes " + java.util.Arrays.toString(slopes) + ", this run's input at "
+                    + java.util.Arrays.toString(spec.slopes()) + " (" + location + "); a continued sequence keeps its "
+                    + "decay rates: give the same slope tensor, or the same --default-slopes, --layer and --layers";
         }
         return null;
     }
@@ -109,6 +124,8 @@ interface StoredStates {
         final boolean normalizer;
         /** The feature map the state was computed with (its key), or null when the store does not say. */
         final String featureMap;
+        /** The decay rates the state was computed with, or null when the store does not say. */
+        final double[] slopes;
         /** Tokens the state has absorbed since the first run of its chain, or -1 when unknown. */
         final long tokens;
         /** The stored result holding the state (a URI), as {@code _states.json} names it. */
@@ -118,13 +135,14 @@ interface StoredStates {
         final long fileBytes;
         final long fileModified;
 
-        State(int heads, int dk, int dv, boolean normalizer, String featureMap, long tokens, String location,
-              String file, long fileBytes, long fileModified) {
+        State(int heads, int dk, int dv, boolean normalizer, String featureMap, double[] slopes, long tokens,
+              String location, String file, long fileBytes, long fileModified) {
             this.heads = heads;
             this.dk = dk;
             this.dv = dv;
             this.normalizer = normalizer;
             this.featureMap = featureMap;
+            this.slopes = slopes;
             this.tokens = tokens;
             this.location = location;
             this.file = file;
@@ -143,7 +161,7 @@ interface StoredStates {
          * refuses it (as it refuses {@code initial_normalizer}), and the feature map must be the same.
          */
         String mismatch(AttentionSpec spec) {
-            return StoredStates.mismatch(heads, dk, dv, normalizer, featureMap, location, spec);
+            return StoredStates.mismatch(heads, dk, dv, normalizer, featureMap, slopes, location, spec);
         }
 
         /** Reads the state in a task; NaN/Inf in it is reported like a non-finite initial_state. */

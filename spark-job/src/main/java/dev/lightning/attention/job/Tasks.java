@@ -202,6 +202,7 @@ final class Tasks implements Serializable {
         Map<String, String> metadata = new java.util.TreeMap<>();
         metadata.put("producer", "lightning-spark");
         metadata.put("scale", Double.toString(scale));
+        metadata.put(SLOPES, slopesText(spec.slopes()));
         if (!spec.plain()) {
             metadata.put("feature_map", spec.featureMap().key());
             if (spec.normalized()) {
@@ -229,6 +230,29 @@ final class Tasks implements Serializable {
     }
 
     /** The output metadata key of a continued sequence's offset in the whole sequence. */
+    /**
+     * Output metadata: the decay rates of the result's heads, comma-separated (each exact: Java's
+     * shortest round-trip form), so that an append with --initial-states can refuse other ones.
+     */
+    static final String SLOPES = "slopes";
+
+    static String slopesText(double[] slopes) {
+        StringBuilder b = new StringBuilder();
+        for (double x : slopes) {
+            b.append(b.length() == 0 ? "" : ",").append(x);
+        }
+        return b.toString();
+    }
+
+    static double[] parseSlopes(String text) {
+        String[] parts = text.split(",");
+        double[] slopes = new double[parts.length];
+        for (int i = 0; i < parts.length; i++) {
+            slopes[i] = Double.parseDouble(parts[i].trim());
+        }
+        return slopes;
+    }
+
     static final String TOKEN_OFFSET = "token_offset";
 
     /**

@@ -268,6 +268,18 @@ class AppendJobTest {
         assertEquals(2, o.status, o.out + o.err);
         assertTrue(o.err.contains("--initial-states") && o.err.contains("lightning attention only"), o.err);
 
+        // other decay rates: its own slope tensor, or other default slopes
+        Path slopes = JobHarness.writeSequences(tmp.resolve("slopes"), Map.of(
+                "x.safetensors", Sequence.random(5, 40, 3, 8, 6, DType.F32, new float[] {1, 2, 3}, false)));
+        o = lightning(args(slopes, tmp.resolve("o7"), List.of("--initial-states", old.toString())).toArray(new String[0]));
+        assertEquals(2, o.status, o.out + o.err);
+        assertTrue(o.err.contains("x.safetensors") && o.err.contains("decayed at slopes")
+                && o.err.contains("[1.0, 2.0, 3.0]"), o.err);
+        o = lightning(args(same, tmp.resolve("o8"), List.of("--initial-states", old.toString(), "--default-slopes",
+                "transnormer", "--layer", "1", "--layers", "3")).toArray(new String[0]));
+        assertEquals(2, o.status, o.out + o.err);
+        assertTrue(o.err.contains("decayed at slopes"), o.err);
+
         Path broken = Files.createDirectories(tmp.resolve("broken"));
         Files.write(broken.resolve("x.safetensors"), new byte[] {1, 2, 3});
         Files.write(broken.resolve("_SUCCESS"), new byte[0]);

@@ -171,10 +171,40 @@ class ExitStatusTest {
         assertFalse(Files.exists(tmp.resolve("out")), "refused before the output directory is made");
     }
 
+    /**
+     * Mistakes of the command line that used to run on silently or end in a stack trace: an option
+     * that takes a value given none (the next option taken as its value: a directory named
+     * --normalize, and no normalization), an option given twice with two values (the first
+     * dropped), a softmax scale that is not positive, arguments to `options`. Each is refused in
+     * one line before anything is written.
+     */
+    @Test
+    void commandLineMistakesAreRefusedInOneLine() {
+        Outcome g = lightning("generate", "--output", tmp.resolve("in").toString(), "--tokens", "100", "--heads", "2",
+                "--dk", "8", "--dv", "8");
+        assertEquals(0, g.status, g.err);
+        expect(2, new String[] {"run", "--input", tmp.resolve("in").toString(), "--backend", "cpu", "--output",
+                "--normalize"}, "--output: expected a value after it, got the option --normalize");
+        assertFalse(Files.exists(Path.of("--normalize")), "no directory named after the option");
+        expect(2, run("--input", tmp.resolve("in").toString(), "--input", tmp.resolve("other").toString()),
+                "--input is given twice", "a comma-separated list");
+        expect(2, run("--attention", "softmax", "--scale", "-3"), "--scale -3.0", "greater than 0");
+        expect(2, new String[] {"options", "--bogus"}, "options takes no arguments", "--bogus");
+        assertFalse(Files.exists(tmp.resolve("out")), "refused before the output directory is made");
+    }
+
+    /** A run of the test's input into its output directory, unless {@code options} give --input or --output themselves. */
     private String[] run(String... options) {
-        List<String> a = new ArrayList<>(List.of("run", "--input", tmp.resolve("in").toString(), "--output",
-                tmp.resolve("out").toString(), "--backend", "cpu"));
-        a.addAll(Arrays.asList(options));
+        List<String> given = Arrays.asList(options);
+        List<String> a = new ArrayList<>(List.of("run"));
+        if (!given.contains("--input")) {
+            a.addAll(List.of("--input", tmp.resolve("in").toString()));
+        }
+        if (!given.contains("--output")) {
+            a.addAll(List.of("--output", tmp.resolve("out").toString()));
+        }
+        a.addAll(List.of("--backend", "cpu"));
+        a.addAll(given);
         return a.toArray(new String[0]);
     }
 

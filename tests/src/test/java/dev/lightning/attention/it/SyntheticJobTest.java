@@ -251,7 +251,8 @@ class SyntheticJobTest {
                 "--partition-tokens", "256", "--backend", "cpu", "--output-mode", "checksums",
                 "--spot-check-tolerance", "1e-6");
         assertEquals(1, o.status, o.out + o.err);
-        assertTrue(o.err.contains("spot checks failed") && o.err.contains("above the 1.00e-06 tolerance of BF16 o"),
+        assertFalse(o.err.contains("\tat "), "one line, no stack trace:\n" + o.err);
+        assertTrue(o.err.contains("spot checks failed") && o.err.contains("above the tolerance 1.00e-06 (--spot-check-tolerance)"),
                 o.err);
         SyntheticSequence s = SyntheticSequence.parse(SPEC);
         assertFalse(Files.exists(out.resolve(s.name())), "nothing published");

@@ -314,7 +314,7 @@ final class CudaDevice {
     static synchronized CudaDevice open(int ordinal) {
         String reason = unavailableReason();
         if (reason != null) {
-            throw new IllegalStateException("no usable GPU: " + reason);
+            throw new GpuUnusableException("no usable GPU: " + reason, null);
         }
         int count = deviceCount();
         if (ordinal < 0 || ordinal >= count) {
