@@ -82,10 +82,12 @@ final class Commit {
                 }
             }
             // on disk before the record says they are the run's results
+            List<Path> staged = new ArrayList<>();
             for (String name : names) {
-                OutputPaths.force(fs, staging.stagedOutput(name));
+                staged.add(staging.stagedOutput(name));
             }
-            OutputPaths.force(fs, new Path(staging.path(), LightningJob.REPORT));
+            staged.add(new Path(staging.path(), LightningJob.REPORT));
+            OutputPaths.forceAll(fs, staged);
             ObjectMapper json = new ObjectMapper();
             ObjectNode record = json.createObjectNode();
             record.put("overwrite", overwrite);

@@ -104,6 +104,56 @@ final class OutputPaths {
         }
     }
 
+    /**
+     * {@link #force} of every path, {@link #FORCE_THREADS} at a time: a device syncs many files
+     * faster with several requests in flight, and the driver forces every staged output at the
+     * commit. The first failure is thrown once all have been tried.
+     */
+    static void forceAll(FileSystem fs, List<Path> paths) throws IOException {
+        if (!(fs instanceof RawLocalFileSystem) || paths.isEmpty()) {
+            return;
+        }
+        java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newFixedThreadPool(
+                Math.min(FORCE_THREADS, paths.size()), r -> {
+                    Thread t = new Thread(r, "lightning-commit-force");
+                    t.setDaemon(true);
+                    return t;
+                });
+        try {
+            List<java.util.concurrent.Future<?>> done = new ArrayList<>();
+            for (Path p : paths) {
+                done.add(pool.submit(() -> {
+                    force(fs, p);
+                    return null;
+                }));
+            }
+            IOException first = null;
+            for (java.util.concurrent.Future<?> f : done) {
+                try {
+                    f.get();
+                } catch (java.util.concurrent.ExecutionException e) {
+                    IOException io = e.getCause() instanceof IOException x ? x : new IOException(e.getCause());
+                    if (first == null) {
+                        first = io;
+                    } else {
+                        first.addSuppressed(io);
+                    }
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    throw new java.io.InterruptedIOException("interrupted while forcing the staged outputs to disk");
+                }
+            }
+            if (first != null) {
+                throw first;
+            }
+        } finally {
+            pool.shutdownNow();
+        }
+    }
+
+    /** Files forced at once by {@link #forceAll}. */
+    static final int FORCE_THREADS = 8;
+
     /** Forces {@code dir}'s own entries (names created, renamed or removed in it), not what lies below. */
     static void forceDirectory(FileSystem fs, Path dir) throws IOException {
         if (fs instanceof RawLocalFileSystem local) {
