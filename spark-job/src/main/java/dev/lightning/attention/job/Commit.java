@@ -63,7 +63,7 @@ final class Commit {
             lock.check();
             List<String> all = new ArrayList<>(names);
             all.addAll(replaces);
-            List<String> problems = OutputPaths.problems(fs, output, all);
+            List<String> problems = OutputPaths.problems(fs, output, names, overwrite ? replaces : List.of());
             if (!problems.isEmpty()) {
                 throw new IllegalStateException(problems.get(0) + (problems.size() > 1 ? " (and " + (problems.size() - 1)
                         + " more)" : "") + "; nothing was published. Move it out of the way and rerun with --resume");
@@ -162,9 +162,8 @@ final class Commit {
                 return null;
             }
         }
-        // records written before "complete" existed list at least one file
-        if (!record.path("complete").asBoolean(false) && record.path("files").size() == 0) {
-            return null;
+        if (!record.path("complete").asBoolean(false)) {
+            return null; // its last field missing: cut short, or not written by this protocol
         }
         return record;
     }
@@ -177,9 +176,7 @@ final class Commit {
         record.path("files").forEach(f -> names.add(f.asText()));
         List<String> replaces = new ArrayList<>();
         record.path("replaces").forEach(f -> replaces.add(f.asText()));
-        List<String> all = new ArrayList<>(names);
-        all.addAll(replaces);
-        List<String> problems = OutputPaths.problems(fs, output, all);
+        List<String> problems = OutputPaths.problems(fs, output, names, overwrite ? replaces : List.of());
         if (!problems.isEmpty()) {
             throw new IOException("cannot finish the commit of " + stagingDir + ": " + problems.get(0) + "; move it out "
                     + "of the way and run again: the next run into this output directory finishes the commit");

@@ -137,7 +137,8 @@ final class LightningJob {
             ObjectMapper json = new ObjectMapper();
             JsonNode fingerprint = json.readTree(json.writeValueAsBytes(outputs.fingerprint(files, statuses, stored, hadoopConf)));
             for (Commit.RunInfo finished : Commit.recover(outFs, outputDir, out)) {
-                if (cfg.get(Settings.RESUME) && Commit.RunInfo.differences(finished.fingerprint, fingerprint).isEmpty()) {
+                // the same input and options: its results are this run's (tasks are deterministic)
+                if (Commit.RunInfo.differences(finished.fingerprint, fingerprint).isEmpty()) {
                     out.println("lightning: done: the interrupted run had reached its commit point with the same "
                             + "input and options; its results are now published in " + cfg.get(Settings.OUTPUT));
                     return (ObjectNode) json.readTree(outFs.open(new Path(outputDir, REPORT)));

@@ -251,8 +251,15 @@ final class OutputDirectory {
     /** The same; {@code manifest}: the run also publishes the state set's {@code _states.json}. */
     void checkExisting(List<SequenceFile> files, SplitOutputs.Form form, boolean manifest) throws IOException {
         List<String> outputs = new ArrayList<>();
-        files.forEach(f -> outputs.add(f.name));
-        List<String> problems = OutputPaths.problems(fs, output, outputs);
+        List<String> replaces = new ArrayList<>();
+        for (SequenceFile f : files) {
+            String as = form == SplitOutputs.Form.PARTS ? dev.lightning.attention.stream.OutputParts.indexName(f.name)
+                    : f.name;
+            outputs.add(as);
+            replaces.addAll(LightningJob.otherForms(f.name, List.of(as)));
+        }
+        List<String> problems = OutputPaths.problems(fs, output, outputs,
+                cfg.get(Settings.OVERWRITE) ? replaces : List.of());
         if (!problems.isEmpty()) {
             throw new InvalidInputException("--output " + output + ": " + problems.get(0) + (problems.size() > 1
                     ? " (and " + (problems.size() - 1) + " more)" : "") + "; move it out of the way or choose another "

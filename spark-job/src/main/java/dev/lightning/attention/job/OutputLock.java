@@ -89,11 +89,14 @@ final class OutputLock implements AutoCloseable {
             }
             String stale = holder.staleReason(staleSeconds);
             if (stale == null) {
+                String when = holder.host.equals(hostName())
+                        ? "it is released when that process ends (it is running on this host)"
+                        : "if that process is dead, its lock goes stale " + fmt(Math.max(staleSeconds, holder.holderStaleSeconds))
+                                + " s after its last refresh (--lock-stale-seconds, or the holder's own if longer)";
                 throw new InvalidInputException("--output " + output + " is in use by run " + holder.runId + " (process "
                         + holder.pid + " on host " + holder.host + ", started " + holder.started + ", lock refreshed "
-                        + holder.ageSeconds + " s ago); wait for it to finish. If that process is dead, its lock "
-                        + "goes stale " + fmt(staleSeconds) + " s after its last refresh (--lock-stale-seconds), or "
-                        + "remove " + path + " by hand");
+                        + holder.ageSeconds + " s ago); wait for it to finish: " + when + ", or remove " + path
+                        + " by hand once you are sure it is gone");
             }
             Path aside = new Path(output, NAME + ".stale-" + UUID.randomUUID());
             if (moveAside(fs, path, aside)) {

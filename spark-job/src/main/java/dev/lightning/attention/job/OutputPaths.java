@@ -71,14 +71,79 @@ final class OutputPaths {
 
     /** Every problem of {@code names} ({@link #problem}), one line each. */
     static List<String> problems(FileSystem fs, Path output, List<String> names) throws IOException {
+        return problems(fs, output, names, List.of());
+    }
+
+    /**
+     * Every problem of publishing {@code files} and moving {@code replaces} aside (the other form
+     * of the same outputs, with --overwrite), one line each: their parent directories
+     * ({@link #problem}), and what stands at their own place. A file is published, and an old
+     * file moved aside, only over a file (or a link, which is moved, never followed): a directory
+     * there is a user's, and moving it aside would delete it with the staging. An old parts
+     * directory ({@code NAME.parts}) is moved aside only when it holds part files alone.
+     */
+    static List<String> problems(FileSystem fs, Path output, List<String> files, List<String> replaces)
+            throws IOException {
         List<String> found = new ArrayList<>();
-        for (String name : names) {
+        List<String> all = new ArrayList<>(files);
+        all.addAll(replaces);
+        for (String name : all) {
             String p = problem(fs, output, name);
+            if (p == null) {
+                p = name.endsWith(dev.lightning.attention.stream.OutputParts.PARTS_SUFFIX) && replaces.contains(name)
+                        ? partsProblem(fs, HadoopPaths.child(output, name)) : fileProblem(fs, HadoopPaths.child(output, name));
+            }
             if (p != null) {
                 found.add(p);
             }
         }
         return found;
+    }
+
+    /** Part files' names in a parts directory: {@code STREAM-PPPPP-of-NNNNN.safetensors}. */
+    private static final java.util.regex.Pattern PART = java.util.regex.Pattern.compile(
+            "[A-Za-z0-9_]+-\\d{5,}-of-\\d{5,}\\.safetensors");
+
+    /** Why a file cannot be published or moved aside at {@code at}: a directory stands there; or null. */
+    private static String fileProblem(FileSystem fs, Path at) throws IOException {
+        if (isRealDirectory(fs, at)) {
+            return at + " is a directory where an output file goes; results replace files only, so move it "
+                    + "out of the way";
+        }
+        return null;
+    }
+
+    /** Why an old parts directory at {@code at} may not be moved aside (it holds more than part files); or null. */
+    private static String partsProblem(FileSystem fs, Path at) throws IOException {
+        if (!isRealDirectory(fs, at)) {
+            return exists(fs, at) && !isLink(fs, at) ? at + " is a file where an output's parts directory goes; move it "
+                    + "out of the way" : null;
+        }
+        for (org.apache.hadoop.fs.FileStatus f : fs.listStatus(at)) {
+            if (!f.isFile() || !PART.matcher(f.getPath().getName()).matches()) {
+                return at + " holds " + f.getPath().getName() + ", which is not a part file of an earlier result; it "
+                        + "would be replaced with the directory, so move it out of the way";
+            }
+        }
+        return null;
+    }
+
+    private static boolean isRealDirectory(FileSystem fs, Path at) throws IOException {
+        if (fs instanceof RawLocalFileSystem local) {
+            return Files.isDirectory(local.pathToFile(at).toPath(), LinkOption.NOFOLLOW_LINKS);
+        }
+        return fs.exists(at) && fs.getFileStatus(at).isDirectory();
+    }
+
+    private static boolean isLink(FileSystem fs, Path at) {
+        return fs instanceof RawLocalFileSystem local && Files.isSymbolicLink(local.pathToFile(at).toPath());
+    }
+
+    private static boolean exists(FileSystem fs, Path at) throws IOException {
+        if (fs instanceof RawLocalFileSystem local) {
+            return Files.exists(local.pathToFile(at).toPath(), LinkOption.NOFOLLOW_LINKS);
+        }
+        return fs.exists(at);
     }
 
     /**

@@ -43,6 +43,14 @@ final class SetupChecks {
                 }
             }
             if (m != null && m.contains("is not a Parquet file")) {
+                // the innermost such message names the file; outer ones wrap it in Spark's job text
+                Throwable inner = t;
+                for (Throwable c = t.getCause(); c != null && c != inner; c = c.getCause()) {
+                    if (String.valueOf(c.getMessage()).contains("is not a Parquet file")) {
+                        inner = c;
+                    }
+                }
+                m = inner.getMessage();
                 return "a file of the input is not a Parquet file (" + firstLine(m) + "); --input-format parquet "
                         + "reads tables of .parquet files: give those, or safetensors files with --input-format "
                         + "safetensors";

@@ -117,6 +117,33 @@ class PublicationTest {
     }
 
     /**
+     * --overwrite replaces files only: a user's directory where an output file goes, or a parts
+     * directory of that output's name that holds a file of the user's, refuses the run before
+     * compute, and both stay as they were.
+     */
+    @Test
+    void overwriteNeverReplacesADirectoryOfTheUsers() throws IOException {
+        Path in = Files.createDirectories(tmp.resolve("flat"));
+        Sequence.random(17, 300, 2, 8, 6, DType.F32, null, false).write(in.resolve("s.safetensors"));
+        Path out = Files.createDirectories(tmp.resolve("out"));
+        Files.createDirectories(out.resolve("s.safetensors").resolve("deep"));
+        Files.writeString(out.resolve("s.safetensors").resolve("user.txt"), "keep");
+        Outcome refused = lightning(run(in, out, "--overwrite"));
+        assertEquals(2, refused.status, refused.out + refused.err);
+        assertTrue(refused.err.contains("is a directory where an output file goes"), refused.err);
+        assertEquals("keep", Files.readString(out.resolve("s.safetensors").resolve("user.txt")));
+
+        Path out2 = Files.createDirectories(tmp.resolve("out2"));
+        Files.createDirectories(out2.resolve("s.safetensors.parts"));
+        Files.writeString(out2.resolve("s.safetensors.parts").resolve("notes.txt"), "keep");
+        refused = lightning(run(in, out2, "--overwrite"));
+        assertEquals(2, refused.status, refused.out + refused.err);
+        assertTrue(refused.err.contains("not a part file of an earlier result"), refused.err);
+        assertEquals("keep", Files.readString(out2.resolve("s.safetensors.parts").resolve("notes.txt")));
+        assertFalse(Files.exists(out2.resolve("s.safetensors")));
+    }
+
+    /**
      * A commit record that is not whole (empty: what a power loss during its write leaves) is no
      * commit point: nothing of that run is published, no _SUCCESS is written, and --resume
      * continues it like any interrupted run, to the bytes of an uninterrupted one.
