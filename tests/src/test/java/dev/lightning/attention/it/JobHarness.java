@@ -64,6 +64,35 @@ final class JobHarness {
         return new Outcome(status, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
     }
 
+    /**
+     * {@code args} run with the fault point {@code point} ("NAME:K": the K-th time the run reaches
+     * NAME it throws, like a task whose executor broke; FaultPoints), the property cleared after.
+     */
+    static Outcome failingAt(String point, String... args) {
+        System.setProperty("lightning.test.failAt", point);
+        try {
+            return lightning(args);
+        } finally {
+            System.clearProperty("lightning.test.failAt");
+        }
+    }
+
+    /**
+     * A tmpfs mounted at {@code dir} with {@code options} (e.g. "size=2m", "ro,size=1m") until
+     * closed. Mounting needs root, as CI has; elsewhere the calling test is aborted with a line
+     * saying it was skipped and why.
+     */
+    static AutoCloseable tmpfs(Path dir, String options, String test) throws IOException, InterruptedException {
+        Process mount = new ProcessBuilder("mount", "-t", "tmpfs", "-o", options, "tmpfs", dir.toString())
+                .redirectErrorStream(true).start();
+        String why = new String(mount.getInputStream().readAllBytes()).strip();
+        if (mount.waitFor() != 0) {
+            System.out.println(test + " SKIPPED: cannot mount a tmpfs (" + options + ") here (" + why + ")");
+            org.junit.jupiter.api.Assumptions.abort("cannot mount a tmpfs: " + why);
+        }
+        return () -> new ProcessBuilder("umount", dir.toString()).inheritIO().start().waitFor();
+    }
+
     /** Runs and insists on success, showing what the job printed otherwise. */
     static Outcome succeed(String... args) {
         Outcome o = lightning(args);

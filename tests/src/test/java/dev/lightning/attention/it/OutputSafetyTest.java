@@ -248,15 +248,7 @@ class OutputSafetyTest {
         Path in = Files.createDirectories(tmp.resolve("in"));
         Sequence.random(6, 4000, 4, 16, 64, DType.F32, null, false).write(in.resolve("big.safetensors"));
         Path small = Files.createDirectories(tmp.resolve("small"));
-        Process mount = new ProcessBuilder("mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", small.toString())
-                .redirectErrorStream(true).start();
-        String why = new String(mount.getInputStream().readAllBytes()).strip();
-        if (mount.waitFor() != 0) {
-            System.out.println("OutputSafetyTest.tooLittleSpaceIsFoundBeforeCompute SKIPPED: cannot mount a small "
-                    + "tmpfs here (" + why + ")");
-            org.junit.jupiter.api.Assumptions.abort("cannot mount a tmpfs: " + why);
-        }
-        try {
+        try (AutoCloseable mounted = JobHarness.tmpfs(small, "size=2m", "OutputSafetyTest.tooLittleSpaceIsFoundBeforeCompute")) {
             Path out = small.resolve("out");
             Outcome full = lightning(run(in, out));
             assertEquals(2, full.status, full.err);
@@ -264,8 +256,6 @@ class OutputSafetyTest {
             assertEquals(1, full.err.strip().lines().count(), full.err);
             assertFalse(full.out.contains("pass 2/2"), "no compute before the check:\n" + full.out);
             assertFalse(Files.exists(out), "the output directory the run created is removed again");
-        } finally {
-            new ProcessBuilder("umount", small.toString()).inheritIO().start().waitFor();
         }
     }
 }

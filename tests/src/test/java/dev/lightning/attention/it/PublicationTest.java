@@ -96,13 +96,7 @@ class PublicationTest {
         Path expected = tmp.resolve("expected");
         succeed(run(in, expected, "--recursive"));
         Path out = tmp.resolve("out");
-        System.setProperty("lightning.test.failAt", "commit:1");
-        Outcome failed;
-        try {
-            failed = lightning(run(in, out, "--recursive"));
-        } finally {
-            System.clearProperty("lightning.test.failAt");
-        }
+        Outcome failed = JobHarness.failingAt("commit:1", run(in, out, "--recursive"));
         assertEquals(1, failed.status, failed.out + failed.err);
         assertTrue(failed.out.contains("failed after its commit point"), failed.out);
         assertFalse(failed.out.contains("the output directory is unchanged"), failed.out);
@@ -154,12 +148,7 @@ class PublicationTest {
         Path expected = tmp.resolve("expected");
         succeed(run(in, expected, "--recursive"));
         Path out = tmp.resolve("out");
-        System.setProperty("lightning.test.failAt", "pass2:2");
-        try {
-            assertEquals(1, lightning(run(in, out, "--recursive")).status);
-        } finally {
-            System.clearProperty("lightning.test.failAt");
-        }
+        assertEquals(1, JobHarness.failingAt("pass2:2", run(in, out, "--recursive")).status);
         Path staging;
         try (Stream<Path> runs = Files.list(out.resolve("_temporary"))) {
             staging = runs.findFirst().orElseThrow();
@@ -212,12 +201,7 @@ class PublicationTest {
         FileTime time = Files.getLastModifiedTime(file);
         long size = Files.size(file);
         Path out = tmp.resolve("out");
-        System.setProperty("lightning.test.failAt", "pass2:2");
-        try {
-            assertEquals(1, lightning(run(in, out)).status);
-        } finally {
-            System.clearProperty("lightning.test.failAt");
-        }
+        assertEquals(1, JobHarness.failingAt("pass2:2", run(in, out)).status);
         Sequence.random(15, 600, 2, 8, 6, DType.F32, null, false).write(file);
         Files.setLastModifiedTime(file, time);
         assertEquals(size, Files.size(file));
@@ -236,21 +220,11 @@ class PublicationTest {
         Path in = Files.createDirectories(tmp.resolve("flat"));
         Sequence.random(16, 100, 2, 8, 6, DType.F32, null, false).write(in.resolve("s.safetensors"));
         Path ro = Files.createDirectories(tmp.resolve("ro"));
-        Process mount = new ProcessBuilder("mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", ro.toString())
-                .redirectErrorStream(true).start();
-        String why = new String(mount.getInputStream().readAllBytes()).strip();
-        if (mount.waitFor() != 0) {
-            System.out.println("PublicationTest.aReadOnlyOutputIsRefusedInOneLine SKIPPED: cannot mount a read-only "
-                    + "tmpfs here (" + why + ")");
-            org.junit.jupiter.api.Assumptions.abort("cannot mount a tmpfs: " + why);
-        }
-        try {
+        try (AutoCloseable mounted = JobHarness.tmpfs(ro, "ro,size=1m", "PublicationTest.aReadOnlyOutputIsRefusedInOneLine")) {
             Outcome refused = lightning(run(in, ro));
             assertEquals(2, refused.status, refused.out + refused.err);
             assertTrue(refused.err.contains("cannot write there"), refused.err);
             assertEquals(1, refused.err.strip().lines().count(), refused.err);
-        } finally {
-            new ProcessBuilder("umount", ro.toString()).inheritIO().start().waitFor();
         }
     }
 }
