@@ -63,7 +63,14 @@ final class Commit {
             lock.check();
             List<String> all = new ArrayList<>(names);
             all.addAll(replaces);
-            List<String> problems = OutputPaths.problems(fs, output, names, overwrite ? replaces : List.of());
+            List<String> files = new ArrayList<>();
+            List<String> directories = new ArrayList<>();
+            for (String name : names) { // a table is staged and published as a directory; outputs of files as files
+                Path staged = staging.stagedOutput(name);
+                (fs.exists(staged) && fs.getFileStatus(staged).isDirectory() ? directories : files).add(name);
+            }
+            List<String> problems = OutputPaths.problems(fs, output, files, directories,
+                    overwrite ? replaces : List.of());
             if (!problems.isEmpty()) {
                 throw new IllegalStateException(problems.get(0) + (problems.size() > 1 ? " (and " + (problems.size() - 1)
                         + " more)" : "") + "; nothing was published. Move it out of the way and rerun with --resume");
@@ -176,7 +183,13 @@ final class Commit {
         record.path("files").forEach(f -> names.add(f.asText()));
         List<String> replaces = new ArrayList<>();
         record.path("replaces").forEach(f -> replaces.add(f.asText()));
-        List<String> problems = OutputPaths.problems(fs, output, names, overwrite ? replaces : List.of());
+        List<String> stagedFiles = new ArrayList<>();
+        List<String> others = new ArrayList<>(); // staged directories, and names published already (ours)
+        for (String name : names) {
+            Path src = HadoopPaths.child(new Path(stagingDir, "files"), name);
+            (fs.exists(src) && fs.getFileStatus(src).isFile() ? stagedFiles : others).add(name);
+        }
+        List<String> problems = OutputPaths.problems(fs, output, stagedFiles, others, overwrite ? replaces : List.of());
         if (!problems.isEmpty()) {
             throw new IOException("cannot finish the commit of " + stagingDir + ": " + problems.get(0) + "; move it out "
                     + "of the way and run again: the next run into this output directory finishes the commit");

@@ -84,12 +84,23 @@ final class OutputPaths {
      */
     static List<String> problems(FileSystem fs, Path output, List<String> files, List<String> replaces)
             throws IOException {
+        return problems(fs, output, files, List.of(), replaces);
+    }
+
+    /**
+     * The same, where {@code directories} are published as whole directories (a table run's
+     * {@code o/}): only their parents are checked, and with --overwrite they replace the earlier
+     * table of that name, as a file replaces a file.
+     */
+    static List<String> problems(FileSystem fs, Path output, List<String> files, List<String> directories,
+                                 List<String> replaces) throws IOException {
         List<String> found = new ArrayList<>();
         List<String> all = new ArrayList<>(files);
+        all.addAll(directories);
         all.addAll(replaces);
         for (String name : all) {
             String p = problem(fs, output, name);
-            if (p == null) {
+            if (p == null && !directories.contains(name)) {
                 p = name.endsWith(dev.lightning.attention.stream.OutputParts.PARTS_SUFFIX) && replaces.contains(name)
                         ? partsProblem(fs, HadoopPaths.child(output, name)) : fileProblem(fs, HadoopPaths.child(output, name));
             }
