@@ -69,8 +69,12 @@ final class Commit {
                 Path staged = staging.stagedOutput(name);
                 (fs.exists(staged) && fs.getFileStatus(staged).isDirectory() ? directories : files).add(name);
             }
-            List<String> problems = OutputPaths.problems(fs, output, files, directories,
-                    overwrite ? replaces : List.of());
+            // a table run publishes directories only, and the tables it replaces are directories too
+            List<String> whole = new ArrayList<>(directories);
+            if (files.isEmpty()) {
+                whole.addAll(replaces);
+            }
+            List<String> problems = OutputPaths.problems(fs, output, files, whole, overwrite ? replaces : List.of());
             if (!problems.isEmpty()) {
                 throw new IllegalStateException(problems.get(0) + (problems.size() > 1 ? " (and " + (problems.size() - 1)
                         + " more)" : "") + "; nothing was published. Move it out of the way and rerun with --resume");
@@ -188,6 +192,9 @@ final class Commit {
         for (String name : names) {
             Path src = HadoopPaths.child(new Path(stagingDir, "files"), name);
             (fs.exists(src) && fs.getFileStatus(src).isFile() ? stagedFiles : others).add(name);
+        }
+        if (stagedFiles.isEmpty()) {
+            others.addAll(replaces); // a table run's (directories), or moved aside before an interruption
         }
         List<String> problems = OutputPaths.problems(fs, output, stagedFiles, others, overwrite ? replaces : List.of());
         if (!problems.isEmpty()) {

@@ -684,7 +684,9 @@ final class LightningJob {
     /** Pass 2 saw every piece (and every initial state): its records say which sequences to drop. */
     private void collectSkipped(PassReport outputs, List<SequenceFile> files) {
         for (Map.Entry<Integer, long[]> e : outputs.skipCounts().entrySet()) {
-            String what = e.getValue()[0] + " NaN/Inf value(s), the first at " + outputs.skipFirst(e.getKey());
+            // softmax reads a key block in every work item of its query rows: a count would add those up
+            String what = (cfg.softmax() ? "NaN/Inf value(s)" : e.getValue()[0] + " NaN/Inf value(s)") + ", the first at "
+                    + outputs.skipFirst(e.getKey());
             skipped.put(e.getKey(), what);
             out.println("lightning: skipped " + files.get(e.getKey()).name + ": " + what);
         }

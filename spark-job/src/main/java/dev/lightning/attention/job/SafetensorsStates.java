@@ -83,6 +83,16 @@ final class SafetensorsStates implements StoredStates {
 
     /** Reads the set of {@code root} (qualified, committed): headers and JSON only, 16 at a time. */
     static SafetensorsStates read(FileSystem fs, Path root) throws IOException {
+        Path table = HadoopPaths.child(root, TableRun.STATES_DIR);
+        if (fs.exists(table) && fs.getFileStatus(table).isDirectory()) {
+            // a table run's output: its states are rows of final_states/, which a run that writes
+            // safetensors does not read; listed as files, none would match an input, and every
+            // sequence would start from zero without a word
+            throw new InvalidInputException("--initial-states " + root + " is the output of a run over tables (it "
+                    + "holds " + TableRun.STATES_DIR + "/): its states are continued by a run that writes tables "
+                    + "(--output-format parquet); give the --output directory of an earlier run that wrote safetensors "
+                    + "files, or write tables");
+        }
         Map<String, String> locations = new TreeMap<>(); // name -> result path (qualified URI)
         Map<String, Long> tokens = new TreeMap<>();     // name -> chain tokens, from a manifest
         Path manifest = new Path(root, MANIFEST);

@@ -451,7 +451,10 @@ final class TableRun {
             report.put("status", "succeeded");
             report.put("ended", java.time.Instant.now().toString());
             staging.stageReport(outFs, report);
-            Commit.commit(outFs, outputDir, staging, tables(), List.of(), cfg.get(Settings.OVERWRITE), lock);
+            // an earlier run's table this run does not write (states/ without --state-every) goes with --overwrite
+            List<String> others = new ArrayList<>(List.of(O_DIR, STATES_DIR, CHECKPOINTS_DIR));
+            others.removeAll(tables());
+            Commit.commit(outFs, outputDir, staging, tables(), others, cfg.get(Settings.OVERWRITE), lock);
             double seconds = (System.nanoTime() - t0) / 1e9;
             long tokens = report.path("tokens").asLong();
             out.printf("lightning: done: %d sequences, %,d tokens in %.1f s (%s tokens/s); tables %s in %s%s%n",

@@ -180,6 +180,13 @@ final class TableValidation {
             m.dk = r.getInt(7);
             m.dv = r.getInt(8);
             if (r.length() > 9) {
+                // a null q, k or v is a block without its data: said as such, and skipped with --skip-invalid
+                String[] data = {"q", "k", "v"};
+                for (int i = 0; i < 3 && m.nullColumn == null; i++) {
+                    if (r.isNullAt(9 + i)) {
+                        m.nullColumn = data[i];
+                    }
+                }
                 m.qBytes = r.isNullAt(9) ? -1 : r.getInt(9);
                 m.kBytes = r.isNullAt(10) ? -1 : r.getInt(10);
                 m.vBytes = r.isNullAt(11) ? -1 : r.getInt(11);
@@ -224,6 +231,8 @@ final class TableValidation {
             String where = "sequence '" + name + "': ";
             if (m.nullColumn != null) {
                 cur.error = where + "the block at " + start + " has no `" + m.nullColumn + "` (null)";
+            } else if (start < 0) {
+                cur.error = where + "a block starts at token " + start + ", expected a start of 0 or more";
             } else if (m.tokens < 1) {
                 cur.error = where + "the block at " + start + " has " + m.tokens + " tokens, expected at least 1";
             } else if (start != cur.tokens) {

@@ -303,6 +303,18 @@ class TablesCliTest {
                 "--resume"), log.toString());
         assertTrue(log.toString().contains("rerun the same command without --resume"), log.toString());
         assertFalse(Files.exists(Path.of(refused)), "a refused run leaves nothing");
+
+        // a run that writes safetensors cannot continue a table run's states: refused, not started from zero
+        assertEquals(2, run(log, "--input", in.toString(), "--output", refused, "--initial-states", tables),
+                log.toString());
+        assertTrue(log.toString().contains("is the output of a run over tables"), log.toString());
+        assertFalse(Files.exists(Path.of(refused)));
+
+        // --overwrite without --state-every: the earlier run's states/ table goes with the rest
+        assertEquals(0, run(log, "--input", in.toString(), "--partition-tokens", "4096", "--output", tables,
+                "--output-format", "parquet", "--overwrite"), log.toString());
+        assertTrue(Files.exists(Path.of(tables, "o")) && Files.exists(Path.of(tables, "final_states")));
+        assertFalse(Files.exists(Path.of(tables, "states")), "no states of the earlier run beside the new tables");
     }
 
     /** {@code s}'s tokens [from, to) as a safetensors file (with its slopes and, where asked, its initial state). */

@@ -400,6 +400,22 @@ class TablesTest {
             checkAgainstReference(List.of(good), res.o(), res.finalStates(), 1.0, false);
         }
 
+        // a block whose q is null: said as such, and skipped with --skip-invalid (it was a length of -1)
+        List<Row> nullQ = new ArrayList<>(base);
+        nullQ.add(s.row(0, 50));
+        Row n = s.row(50, 50);
+        nullQ.add(RowFactory.create("doc-7", 50L, 50, "F32", 2, 2, 2, 8, 8, null, n.get(10), n.get(11)));
+        // as a Parquet file written by other tools holds it: every column nullable
+        org.apache.spark.sql.types.StructType nullable = new org.apache.spark.sql.types.StructType(
+                java.util.Arrays.stream(TableSchema.BLOCKS.schema().fields())
+                        .map(f -> org.apache.spark.sql.types.DataTypes.createStructField(f.name(), f.dataType(), true))
+                        .toArray(org.apache.spark.sql.types.StructField[]::new));
+        Dataset<Row> withNull = spark.createDataFrame(nullQ, nullable);
+        try (LightningTables.Result res = LightningTables.compute(withNull, "--backend", "cpu", "--skip-invalid")) {
+            assertEquals(1, res.sequences());
+            assertTrue(res.rejected().get("doc-7").contains("block at 50 has no `q` (null)"), res.rejected().toString());
+        }
+
         // a missing column and a mistyped one, before any Spark job
         m = rejection(() -> LightningTables.compute(spark.createDataFrame(base, TableSchema.BLOCKS.schema())
                 .drop("dk").withColumn("tokens", org.apache.spark.sql.functions.lit("x")), "--backend", "cpu"));
