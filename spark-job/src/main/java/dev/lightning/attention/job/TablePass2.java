@@ -221,8 +221,10 @@ final class TablePass2 extends Lazy<TablePass2.Out> {
             if (f.count > 0) {
                 int w = o.dim();
                 long e = f.first;
-                throw new InvalidInputException("sequence '" + plan.names[s] + "': o holds " + f.count
-                        + " NaN/Inf value(s), the first at o[" + (r.start + e / ((long) o.heads() * w)) + ", "
+                // the first row block that holds any stops the task: its count, not the sequence's
+                throw new InvalidInputException("sequence '" + plan.names[s] + "': o holds NaN/Inf values (" + f.count
+                        + " in tokens [" + r.start + ", " + (r.start + r.tokens) + ")), the first at o["
+                        + (r.start + e / ((long) o.heads() * w)) + ", "
                         + (e / w) % o.heads() + ", " + e % w + "] (token, head, index)"
                         + (o.dtype() == DType.F32 ? "" : "; an " + o.dtype() + " o may overflow: pass --output-dtype f32"));
             }
