@@ -431,9 +431,10 @@ final class TableRun {
             try {
                 compute(inputs, seqInputs, files, rejected, storedTable, staging, report);
             } catch (Exception e) {
-                if (refusedInput(e)) {
-                    // bad input, found by the checks or on the map side of the shuffle, before any
-                    // compute task ran: there is no work to keep
+                if (refusedInput(e) || SetupChecks.setupProblem(e) != null) {
+                    // bad input (or a file that is no table at all), found by the checks, by Spark's
+                    // reader or on the map side of the shuffle, before any compute task ran: there
+                    // is no work to keep
                     Commit.removeStaging(outFs, outputDir, staging.path());
                     throw e;
                 }

@@ -304,6 +304,15 @@ class TablesCliTest {
         assertTrue(log.toString().contains("rerun the same command without --resume"), log.toString());
         assertFalse(Files.exists(Path.of(refused)), "a refused run leaves nothing");
 
+        // a file that is no Parquet at all: one line, exit 2, and the output directory the run made is gone again
+        Path notParquet = Files.createDirectories(dir.resolve("not-parquet"));
+        Files.writeString(notParquet.resolve("x.parquet"), "not parquet");
+        assertEquals(2, run(log, "--input", notParquet.toString(), "--input-format", "parquet", "--output", refused),
+                log.toString());
+        assertTrue(log.toString().contains("is not a Parquet file") && log.toString().contains("x.parquet"),
+                log.toString());
+        assertFalse(Files.exists(Path.of(refused)), "nothing left behind");
+
         // a run that writes safetensors cannot continue a table run's states: refused, not started from zero
         assertEquals(2, run(log, "--input", in.toString(), "--output", refused, "--initial-states", tables),
                 log.toString());
