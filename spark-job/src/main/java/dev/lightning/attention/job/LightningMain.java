@@ -229,8 +229,8 @@ public final class LightningMain {
         }
         String v = args.get(i);
         // `--output --normalize` would make a directory named --normalize and drop the switch
-        String name = v.indexOf('=') > 0 ? v.substring(0, v.indexOf('=')) : v;
-        if (v.startsWith("--") && ("--conf".equals(name) || Settings.byFlag(name) != null)) {
+        // (any --word: the job's options and generate's alike; a value that really starts so goes after '=')
+        if (v.length() > 2 && v.startsWith("--") && Character.isLetter(v.charAt(2))) {
             throw new InvalidInputException(flag + ": expected a value after it, got the option " + v + "; give the "
                     + "value (or write " + flag + "=" + v + " if that is really the value)");
         }

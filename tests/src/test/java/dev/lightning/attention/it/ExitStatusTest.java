@@ -190,6 +190,8 @@ class ExitStatusTest {
                 "--input is given twice", "a comma-separated list");
         expect(2, run("--attention", "softmax", "--scale", "-3"), "--scale -3.0", "greater than 0");
         expect(2, new String[] {"options", "--bogus"}, "options takes no arguments", "--bogus");
+        expect(2, new String[] {"generate", "--output", "--files", "3"}, "--output: expected a value after it",
+                "got the option --files");
         assertFalse(Files.exists(tmp.resolve("out")), "refused before the output directory is made");
     }
 
