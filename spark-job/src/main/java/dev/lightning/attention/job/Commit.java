@@ -63,18 +63,7 @@ final class Commit {
             lock.check();
             List<String> all = new ArrayList<>(names);
             all.addAll(replaces);
-            List<String> files = new ArrayList<>();
-            List<String> directories = new ArrayList<>();
-            for (String name : names) { // a table is staged and published as a directory; outputs of files as files
-                Path staged = staging.stagedOutput(name);
-                (fs.exists(staged) && fs.getFileStatus(staged).isDirectory() ? directories : files).add(name);
-            }
-            // a table run publishes directories only, and the tables it replaces are directories too
-            List<String> whole = new ArrayList<>(directories);
-            if (files.isEmpty()) {
-                whole.addAll(replaces);
-            }
-            List<String> problems = OutputPaths.problems(fs, output, files, whole, overwrite ? replaces : List.of());
+            List<String> problems = problems(fs, output, staging.path(), names, replaces, overwrite);
             if (!problems.isEmpty()) {
                 throw new IllegalStateException(problems.get(0) + (problems.size() > 1 ? " (and " + (problems.size() - 1)
                         + " more)" : "") + "; nothing was published. Move it out of the way and rerun with --resume");
@@ -111,7 +100,7 @@ final class Commit {
             Staging.writeAtomically(fs, recordPath, "driver", json.writeValueAsBytes(record));
             OutputPaths.force(fs, recordPath);
             OutputPaths.forceDirectory(fs, staging.path()); // the commit point, on disk
-            publish(fs, output, staging.path(), readRecord(fs, staging.path()), null);
+            publish(fs, output, staging.path(), record, null);
         }
     }
 
@@ -179,6 +168,28 @@ final class Commit {
         return record;
     }
 
+    /**
+     * What stands in the way of publishing {@code names} from {@code stagingDir} and, with
+     * {@code overwrite}, moving {@code replaces} aside ({@link OutputPaths#problems}). Like replaces
+     * like: a name staged as a file may replace only a file; one staged as a directory (a table
+     * run's {@code o/}), or no longer staged (published before an interruption: ours), only has its
+     * parents checked; and when no name is staged as a file (a table run), the names it replaces
+     * are tables, directories too. The same for the commit and for finishing it.
+     */
+    private static List<String> problems(FileSystem fs, Path output, Path stagingDir, List<String> names,
+                                         List<String> replaces, boolean overwrite) throws IOException {
+        List<String> files = new ArrayList<>();
+        List<String> whole = new ArrayList<>();
+        for (String name : names) {
+            Path src = HadoopPaths.child(new Path(stagingDir, "files"), name);
+            (fs.exists(src) && fs.getFileStatus(src).isFile() ? files : whole).add(name);
+        }
+        if (files.isEmpty()) {
+            whole.addAll(replaces);
+        }
+        return OutputPaths.problems(fs, output, files, whole, overwrite ? replaces : List.of());
+    }
+
     /** Steps 3 to 6; repeatable, so an interrupted publication is finished by running it again. */
     private static void publish(FileSystem fs, Path output, Path stagingDir, JsonNode record, PrintStream out)
             throws IOException {
@@ -187,16 +198,7 @@ final class Commit {
         record.path("files").forEach(f -> names.add(f.asText()));
         List<String> replaces = new ArrayList<>();
         record.path("replaces").forEach(f -> replaces.add(f.asText()));
-        List<String> stagedFiles = new ArrayList<>();
-        List<String> others = new ArrayList<>(); // staged directories, and names published already (ours)
-        for (String name : names) {
-            Path src = HadoopPaths.child(new Path(stagingDir, "files"), name);
-            (fs.exists(src) && fs.getFileStatus(src).isFile() ? stagedFiles : others).add(name);
-        }
-        if (stagedFiles.isEmpty()) {
-            others.addAll(replaces); // a table run's (directories), or moved aside before an interruption
-        }
-        List<String> problems = OutputPaths.problems(fs, output, stagedFiles, others, overwrite ? replaces : List.of());
+        List<String> problems = problems(fs, output, stagingDir, names, replaces, overwrite);
         if (!problems.isEmpty()) {
             throw new IOException("cannot finish the commit of " + stagingDir + ": " + problems.get(0) + "; move it out "
                     + "of the way and run again: the next run into this output directory finishes the commit");

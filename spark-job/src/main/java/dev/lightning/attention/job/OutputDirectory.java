@@ -53,19 +53,17 @@ final class OutputDirectory {
                         + "parent exists and is writable, or choose another output directory");
             }
             return true;
-        } catch (java.nio.file.AccessDeniedException | java.nio.file.ReadOnlyFileSystemException
-                 | org.apache.hadoop.security.AccessControlException e) {
-            throw cannotWrite(output, e);
-        } catch (org.apache.hadoop.fs.ParentNotDirectoryException | org.apache.hadoop.fs.FileAlreadyExistsException
-                 | java.nio.file.FileSystemException e) {
-            if (!refusedWrite(e)) {
-                throw new InvalidInputException("--output " + output + ": cannot create the directory (" + e.getMessage()
-                        + "): a part of the path is a file, not a directory; choose another output directory", e);
-            }
+        } catch (java.nio.file.ReadOnlyFileSystemException e) {
             throw cannotWrite(output, e);
         } catch (IOException e) {
             if (refusedWrite(e)) {
                 throw cannotWrite(output, e);
+            }
+            if (e instanceof org.apache.hadoop.fs.ParentNotDirectoryException
+                    || e instanceof org.apache.hadoop.fs.FileAlreadyExistsException
+                    || e instanceof java.nio.file.FileSystemException) {
+                throw new InvalidInputException("--output " + output + ": cannot create the directory (" + e.getMessage()
+                        + "): a part of the path is a file, not a directory; choose another output directory", e);
             }
             throw e;
         }

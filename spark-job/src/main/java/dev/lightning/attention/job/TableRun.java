@@ -36,6 +36,8 @@ final class TableRun {
     static final String O_DIR = O_BLOCKS.name;
     static final String STATES_DIR = FINAL_STATES.name;
     static final String CHECKPOINTS_DIR = CHECKPOINTS.name;
+    /** Every table a run can publish; one with --state-every publishes them all. */
+    static final List<String> ALL_TABLES = List.of(O_DIR, STATES_DIR, CHECKPOINTS_DIR);
 
     private final JobConfig cfg;
     private final boolean parquetInput;
@@ -453,7 +455,7 @@ final class TableRun {
             report.put("ended", java.time.Instant.now().toString());
             staging.stageReport(outFs, report);
             // an earlier run's table this run does not write (states/ without --state-every) goes with --overwrite
-            List<String> others = new ArrayList<>(List.of(O_DIR, STATES_DIR, CHECKPOINTS_DIR));
+            List<String> others = new ArrayList<>(ALL_TABLES);
             others.removeAll(tables());
             Commit.commit(outFs, outputDir, staging, tables(), others, cfg.get(Settings.OVERWRITE), lock);
             double seconds = (System.nanoTime() - t0) / 1e9;
@@ -473,7 +475,7 @@ final class TableRun {
 
     /** The tables this run publishes: o/ and final_states/, and states/ with --state-every. */
     private List<String> tables() {
-        return cfg.get(Settings.STATE_EVERY) > 0 ? List.of(O_DIR, STATES_DIR, CHECKPOINTS_DIR) : List.of(O_DIR, STATES_DIR);
+        return cfg.get(Settings.STATE_EVERY) > 0 ? ALL_TABLES : List.of(O_DIR, STATES_DIR);
     }
 
     /** Whether {@code e} is (or wraps, as Spark's job failures do) a refusal of the input. */

@@ -286,7 +286,7 @@ final class CudaDevice {
     }
 
     /** Deletes {@code dir} and what it holds, as far as it can (what is left goes at exit). */
-    static void deleteTree(Path dir) {
+    private static void deleteTree(Path dir) {
         try (java.util.stream.Stream<Path> all = Files.walk(dir)) {
             all.sorted(java.util.Comparator.reverseOrder()).forEach(p -> {
                 try {
