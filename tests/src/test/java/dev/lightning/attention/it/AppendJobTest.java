@@ -323,13 +323,7 @@ class AppendJobTest {
         run(args(newIn, expected, append));
 
         Path out = tmp.resolve("resumed");
-        Outcome failed;
-        System.setProperty("lightning.test.failAt", "pass2:3");
-        try {
-            failed = lightning(args(newIn, out, append).toArray(new String[0]));
-        } finally {
-            System.clearProperty("lightning.test.failAt");
-        }
+        Outcome failed = JobHarness.failingAt("pass2:3", args(newIn, out, append).toArray(new String[0]));
         assertEquals(1, failed.status, failed.out + failed.err);
         assertFalse(Files.exists(out.resolve("s.safetensors")), "nothing published");
 

@@ -126,13 +126,7 @@ class BlockScanJobTest {
             Outcome p = succeed(args(in, packed, "--partition-tokens", "64").toArray(new String[0]));
             assertTrue(p.out.contains("packed into 5 tasks per pass"), p.out);
             Path resumed = tmp.resolve("resumed");
-            System.setProperty("lightning.test.failAt", "pass2:2");
-            Outcome failed;
-            try {
-                failed = lightning(args(in, resumed, "--partition-tokens", "64").toArray(new String[0]));
-            } finally {
-                System.clearProperty("lightning.test.failAt");
-            }
+            Outcome failed = JobHarness.failingAt("pass2:2", args(in, resumed, "--partition-tokens", "64").toArray(new String[0]));
             assertEquals(1, failed.status, failed.out + failed.err);
             Outcome again = succeed(args(in, resumed, "--partition-tokens", "64", "--resume").toArray(new String[0]));
             java.util.regex.Matcher kept = java.util.regex.Pattern.compile("resumed: (\\d+) unit").matcher(again.out);
@@ -173,13 +167,7 @@ class BlockScanJobTest {
         Path in = JobHarness.writeSequences(tmp.resolve("in"), files);
         Path out = tmp.resolve("out");
         // a task of pass 2 fails (as when its executor breaks): the scan is finished by then
-        System.setProperty("lightning.test.failAt", "pass2:2");
-        Outcome failed;
-        try {
-            failed = lightning(args(in, out, "--partition-tokens", "64").toArray(new String[0]));
-        } finally {
-            System.clearProperty("lightning.test.failAt");
-        }
+        Outcome failed = JobHarness.failingAt("pass2:2", args(in, out, "--partition-tokens", "64").toArray(new String[0]));
         assertEquals(1, failed.status, failed.out + failed.err);
         assertTrue(failed.out.contains("scan 5/5: incoming states"), "the scan finished before the failure:\n"
                 + failed.out);

@@ -95,13 +95,7 @@ class ConcatOnHdfsTest {
 
         // a run that fails after its parts were joined: --resume keeps every piece, verified in the joined file
         String again = hdfs.getUri() + "/again";
-        Outcome failed;
-        System.setProperty("lightning.test.failAt", "assemble:1");
-        try {
-            failed = JobHarness.lightning(args(in, again));
-        } finally {
-            System.clearProperty("lightning.test.failAt");
-        }
+        Outcome failed = JobHarness.failingAt("assemble:1", args(in, again));
         assertTrue(failed.status != 0 && (failed.out + failed.err).contains("failing at assemble"), failed.err);
         assertFalse(hdfs.exists(new Path(again, "long.safetensors")), "nothing published by the failed run");
         Outcome resumed = succeed(args(in, again, "--resume"));
@@ -149,13 +143,7 @@ class ConcatOnHdfsTest {
         assertEquals(List.of("_SUCCESS", "_lightning_report.json", "long.safetensors", "short.safetensors"), left);
 
         String again = hdfs.getUri() + "/softmax-again";
-        Outcome failed;
-        System.setProperty("lightning.test.failAt", "assemble:1");
-        try {
-            failed = JobHarness.lightning(with(base, again));
-        } finally {
-            System.clearProperty("lightning.test.failAt");
-        }
+        Outcome failed = JobHarness.failingAt("assemble:1", with(base, again));
         assertTrue(failed.status != 0 && (failed.out + failed.err).contains("failing at assemble"), failed.err);
         assertFalse(hdfs.exists(new Path(again, "long.safetensors")), "nothing published by the failed run");
         Outcome resumed = succeed(with(base, again, "--resume"));

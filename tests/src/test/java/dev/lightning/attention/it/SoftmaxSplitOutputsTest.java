@@ -162,13 +162,7 @@ class SoftmaxSplitOutputsTest {
         Path out = Files.createDirectories(tmp.resolve("out"));
         Files.writeString(out.resolve("notes.txt"), "not the job's");
         Map<String, byte[]> before = OutputSafetyTest.snapshot(out);
-        Outcome failed;
-        System.setProperty("lightning.test.failAt", "softmax-merge:6");
-        try {
-            failed = lightning(args(out, SPLIT, "--write-lse"));
-        } finally {
-            System.clearProperty("lightning.test.failAt");
-        }
+        Outcome failed = JobHarness.failingAt("softmax-merge:6", args(out, SPLIT, "--write-lse"));
         assertNotEquals(0, failed.status, failed.out + failed.err);
         assertTrue((failed.out + failed.err).contains("lightning-test: failing at softmax-merge"), failed.out + failed.err);
         OutputSafetyTest.assertSameFiles(before, OutputSafetyTest.snapshot(out));

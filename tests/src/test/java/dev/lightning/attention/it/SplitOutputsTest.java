@@ -190,13 +190,7 @@ class SplitOutputsTest {
         Path out = Files.createDirectories(tmp.resolve("out"));
         Files.writeString(out.resolve("notes.txt"), "not the job's");
         Map<String, byte[]> before = OutputSafetyTest.snapshot(out);
-        Outcome failed;
-        System.setProperty("lightning.test.failAt", "pass2:6");
-        try {
-            failed = lightning(args(in, out, VARIANT, SPLIT));
-        } finally {
-            System.clearProperty("lightning.test.failAt");
-        }
+        Outcome failed = JobHarness.failingAt("pass2:6", args(in, out, VARIANT, SPLIT));
         assertNotEquals(0, failed.status, failed.out + failed.err);
         assertTrue((failed.out + failed.err).contains("lightning-test: failing at pass2"), failed.out + failed.err);
         OutputSafetyTest.assertSameFiles(before, OutputSafetyTest.snapshot(out));

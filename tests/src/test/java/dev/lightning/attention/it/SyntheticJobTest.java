@@ -207,13 +207,7 @@ class SyntheticJobTest {
         succeed(concat(run, new String[] {"--output", expected.toString()}));
         for (String failAt : new String[] {"pass2:3", "assemble:1"}) {
             Path out = tmp.resolve("resumed-" + failAt.replace(':', '-'));
-            Outcome failed;
-            System.setProperty("lightning.test.failAt", failAt);
-            try {
-                failed = lightning(concat(run, new String[] {"--output", out.toString()}));
-            } finally {
-                System.clearProperty("lightning.test.failAt");
-            }
+            Outcome failed = JobHarness.failingAt(failAt, concat(run, new String[] {"--output", out.toString()}));
             assertEquals(1, failed.status, failAt + ": " + failed.out + failed.err);
             assertFalse(Files.exists(out.resolve(s.name())), failAt + ": nothing published");
             Outcome resumed = succeed(concat(run, new String[] {"--output", out.toString(), "--resume"}));
