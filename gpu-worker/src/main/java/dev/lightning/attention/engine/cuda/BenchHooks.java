@@ -46,7 +46,7 @@ public final class BenchHooks {
 
     /** At least this many segments per window (1: as the backend chooses; 2: the two-pass path). */
     public void minSegments(int segments) {
-        backend.minSegments = segments;
+        backend.perSegment.minSegments = segments;
     }
 
     /** Whether the Hopper kernels may run (false: the portable mma.sync ones, on a Hopper GPU too). */
@@ -61,7 +61,7 @@ public final class BenchHooks {
 
     /** Every window cut into {@code segments} segments of {@code every} pass-1 sub-segments; 0: as planned. */
     public void forcePlan(int segments, int every) {
-        backend.forcedPlan = segments < 1 ? null : n -> SegmentPlan.cut(n, segments, every);
+        backend.perSegment.forcedPlan = segments < 1 ? null : n -> SegmentPlan.cut(n, segments, every);
     }
 
     /**
@@ -69,7 +69,7 @@ public final class BenchHooks {
      * sub-segments, then the rest ({@code SegmentPlan.cutLead}); 0: as planned.
      */
     public void forceLead(int leadChunks, int every) {
-        backend.forcedPlan = leadChunks < 1 ? null : n -> SegmentPlan.cutLead(n, leadChunks, every);
+        backend.perSegment.forcedPlan = leadChunks < 1 ? null : n -> SegmentPlan.cutLead(n, leadChunks, every);
     }
 
     /** Lets the Hopper kernels take narrow heads too (Dk, Dv <= 64), which they pad: timing only. */

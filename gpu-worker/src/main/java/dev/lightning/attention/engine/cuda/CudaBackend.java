@@ -72,13 +72,8 @@ public final class CudaBackend implements AttentionBackend {
     private final Buffer slopesDev;
     private final Buffer stateA;
     private final Buffer stateB;
-    /** Per-segment states, S in one array and z (normalizing) in another, as the kernels read them. */
-    private final Buffer segmentStates;
-    private final Buffer segmentStatesNorm;
-    private final Buffer segmentIncoming;
-    private final Buffer segmentIncomingNorm;
-    private final Buffer stateScratch;
-    private final Buffer stateScratchNorm;
+    /** The segments' plans and their states' buffers. */
+    final SegmentStates perSegment;
     /** Small uploads on the kernel stream (slopes, state). */
     private final Buffer hostIn;
     /** Downloads on the kernel stream (final state, the benchmark's resident window). */
@@ -94,7 +89,7 @@ public final class CudaBackend implements AttentionBackend {
 
         @Override
         public void reserveSegments(AttentionSpec spec, DType dtype, int n, boolean outputs, boolean checkpoints) {
-            CudaBackend.this.reserveSegments(spec, dtype, n, outputs, checkpoints);
+            perSegment.reserveSegments(spec, kernels(spec, dtype, checkpoints), n, outputs);
         }
 
         @Override
@@ -114,14 +109,6 @@ public final class CudaBackend implements AttentionBackend {
         }
     };
     private boolean closed;
-    /** At least this many segments per window (benchmark only: to time the two-pass path). */
-    int minSegments = 1;
-    /**
-     * The plan of every window, from its tokens ({@link SegmentPlan#cut} or {@link SegmentPlan#cutLead};
-     * benchmarks and tests only, with an unlimited memory budget: to time and check plans the model did
-     * not choose); null: as SegmentPlan chooses.
-     */
-    java.util.function.IntFunction<SegmentPlan> forcedPlan;
     /** Whether the Hopper kernels may run (tests turn them off to check the portable ones there). */
     boolean hopperKernels = true;
     /** Whether the Hopper kernels take also Dk <= 64 and Dv <= 64 (benchmark only: to time them there). */
@@ -184,12 +171,7 @@ public final class CudaBackend implements AttentionBackend {
         this.slopesDev = memory.device("slopes");
         this.stateA = memory.device("state A");
         this.stateB = memory.device("state B");
-        this.segmentStates = memory.device("segment local states");
-        this.segmentStatesNorm = memory.device("segment local normalizers");
-        this.segmentIncoming = memory.device("segment incoming states");
-        this.segmentIncomingNorm = memory.device("segment incoming normalizers");
-        this.stateScratch = memory.device("segment states after");
-        this.stateScratchNorm = memory.device("segment normalizers after");
+        this.perSegment = new SegmentStates(memory, device);
         this.hostIn = memory.pinned("upload staging");
         this.hostOut = memory.pinned("download staging");
         device.makeCurrent();
@@ -381,7 +363,7 @@ public final class CudaBackend implements AttentionBackend {
         // counted per token instead: a launch holds at most three a chunk of its slice (segments
         // and sub-segments are whole chunks), so they shrink with the slices.
         long carried = stateBytes * (every > 0 ? 7 : 5) + heads * 4L;
-        long fixed = carried + segmentStateBytes(spec, dtype, every > 0);
+        long fixed = carried + perSegment.segmentStateBytes(spec, kernels(spec, dtype, every > 0));
         SlicePlan plan = SlicePlan.of(n, tokenBytes, memoryBudget - fixed, overlapCopies, forcedSliceTokens);
         long perToken = tokenBytes;
         long need = fixed + plan.sets() * plan.sliceTokens() * perToken;
@@ -450,78 +432,6 @@ public final class CudaBackend implements AttentionBackend {
         return kernels(spec, dtype, false);
     }
 
-    private SegmentPlan segmentPlan(AttentionSpec spec, Kernels.Choice kernels, int n) {
-        if (forcedPlan != null) {
-            return forcedPlan.apply(n);
-        }
-        SegmentPlan.Fill fill = fill(spec, kernels);
-        synchronized (plans) {
-            return plans.computeIfAbsent(java.util.List.of(n, fill, minSegments),
-                    key -> SegmentPlan.of(n, fill, minSegments));
-        }
-    }
-
-    /**
-     * The plans of the latest window sizes, by window, GPU fill and minimum: a job's windows repeat
-     * a few sizes, and an uneven plan's search (up to 64 lead sizes, each a list schedule) takes a
-     * fraction of a millisecond that every window would otherwise pay on the host.
-     */
-    private final java.util.Map<java.util.List<Object>, SegmentPlan> plans =
-            new java.util.LinkedHashMap<>(16, 0.75f, true) {
-                @Override
-                protected boolean removeEldestEntry(java.util.Map.Entry<java.util.List<Object>, SegmentPlan> eldest) {
-                    return size() > 16;
-                }
-            };
-
-    /**
-     * The GPU as a segment plan sees it for these kernels: the CTAs of a segment, and how many CTAs of
-     * the forward and of the states kernel the device holds at once (the driver's occupancy for each
-     * kernel as compiled: registers, shared memory and threads).
-     */
-    private SegmentPlan.Fill fill(AttentionSpec spec, Kernels.Choice kn) {
-        return new SegmentPlan.Fill(kn.headCtas(spec.heads()) * kn.columnTiles(spec.dv()),
-                device.residentCtas(kn.forward(), kn.threads(), kn.smemForward()),
-                device.residentCtas(kn.states(), kn.threads(), kn.smemStates()), SegmentPlan.PASS1_COST);
-    }
-
-    /**
-     * The most bytes the per-segment state buffers take for any window of {@code spec}: S and z for
-     * each of the local states, the incoming states and the states after, at most
-     * {@link SegmentPlan#maxStates} of them on this GPU.
-     */
-    private long segmentStateBytes(AttentionSpec spec, DType dtype, boolean checkpoints) {
-        long states = SegmentPlan.maxStates(fill(spec, kernels(spec, dtype, checkpoints)), minSegments);
-        return states * LightningState.bytes(spec.heads(), spec.dk(), spec.dv(), spec.normalized());
-    }
-
-    /** The per-segment state buffers (S and, normalizing, z) a launch of that plan needs. */
-    private void ensureSegmentBuffers(AttentionSpec spec, SegmentPlan plan, boolean outputs) {
-        long sBytes = LightningState.kvBytes(spec);
-        long zBytes = LightningState.normalizerBytes(spec);
-        if (!outputs) {
-            segmentStates.ensure(sBytes * plan.segments());
-            segmentStatesNorm.ensure(zBytes * plan.segments());
-        } else if (plan.segments() > 1) {
-            segmentStates.ensure(sBytes * plan.locals());
-            segmentStatesNorm.ensure(zBytes * plan.locals());
-            segmentIncoming.ensure(sBytes * plan.segments());
-            segmentIncomingNorm.ensure(zBytes * plan.segments());
-            stateScratch.ensure(sBytes * plan.segments());
-            stateScratchNorm.ensure(zBytes * plan.segments());
-        }
-    }
-
-    /** S and z arrays of per-segment states as the kernels take them (z absent when not normalizing). */
-    private static Kernels.States segmentArrays(AttentionSpec spec, Buffer s, Buffer z) {
-        return new Kernels.States(s.ptr, spec.normalized() ? z.ptr : null);
-    }
-
-    /** Sizes the segment buffers for a launch of n tokens ahead of it. */
-    private void reserveSegments(AttentionSpec spec, DType dtype, int n, boolean outputs, boolean checkpoints) {
-        ensureSegmentBuffers(spec, segmentPlan(spec, kernels(spec, dtype, checkpoints), n), outputs);
-    }
-
     /**
      * Launches the kernels for one slice on the kernel stream, reading q, k, v and writing o (q and
      * o unused without outputs) and the slice's checkpoints; returns the last kernel's name. The
@@ -541,7 +451,7 @@ public final class CudaBackend implements AttentionBackend {
         int smemStates = kn.smemStates();
         lastKernels = forward;
         int columnTiles = kn.columnTiles(dv);
-        SegmentPlan plan = segmentPlan(spec, kn, n);
+        SegmentPlan plan = perSegment.segmentPlan(spec, kn, n);
         int segments = plan.segments();
         int segTokens = plan.segTokens();
         lastSegments = segments;
@@ -549,11 +459,12 @@ public final class CudaBackend implements AttentionBackend {
         long sBytes = LightningState.kvBytes(spec);
         long zBytes = LightningState.normalizerBytes(spec);
         int scanBlocks = (spec.stateSize() + spec.normalizerSize() + Kernels.SCAN_THREADS - 1) / Kernels.SCAN_THREADS;
-        ensureSegmentBuffers(spec, plan, outputs);
+        perSegment.ensureSegmentBuffers(spec, plan, outputs);
         KernelArgs common = Kernels.common(spec, n, slopesDev.ptr);
         Kernels.States before = Kernels.States.packed(spec, incoming.ptr);
         Kernels.States after = Kernels.States.packed(spec, result.ptr);
-        Kernels.States locals = segmentArrays(spec, segmentStates, segmentStatesNorm);
+        Kernels.States locals = SegmentStates.segmentArrays(spec, perSegment.segmentStates,
+                perSegment.segmentStatesNorm);
 
         int lead = plan.lead();
         if (!outputs) {
@@ -576,8 +487,10 @@ public final class CudaBackend implements AttentionBackend {
         // even sub-segments (SegmentPlan); the scan's incoming state of segment s is the one after s
         // x every of them, which is the lead's end for s = 1 in an uneven plan too.
         int last = segments - 1;
-        Kernels.States segmentIn = segmentArrays(spec, segmentIncoming, segmentIncomingNorm);
-        Kernels.States segmentAfter = segmentArrays(spec, stateScratch, stateScratchNorm);
+        Kernels.States segmentIn = SegmentStates.segmentArrays(spec, perSegment.segmentIncoming,
+                perSegment.segmentIncomingNorm);
+        Kernels.States segmentAfter = SegmentStates.segmentArrays(spec, perSegment.stateScratch,
+                perSegment.stateScratchNorm);
         KernelArgs pass1 = Kernels.common(spec, Math.toIntExact(plan.pass1Tokens()), slopesDev.ptr);
         launch(states, heads, columnTiles, plan.locals(), threads, smemStates,
                 Kernels.statesArgs(pass1, kBuf.ptr, vBuf.ptr, plan.subTokens(), plan.subTokens(), locals));
@@ -588,10 +501,11 @@ public final class CudaBackend implements AttentionBackend {
         // and the last segment's (it holds the window's last token, uneven plans too) is the window's.
         launch(forward, heads, columnTiles, segments, threads, smemForward, Kernels.forwardArgs(common, qBuf.ptr,
                 kBuf.ptr, vBuf.ptr, oBuf.ptr, segTokens, lead, segmentIn, segmentAfter, checkpoints));
-        JCudaDriver.cuMemcpyDtoDAsync(result.ptr, stateScratch.ptr.withByteOffset(sBytes * last), sBytes, stream);
+        JCudaDriver.cuMemcpyDtoDAsync(result.ptr, perSegment.stateScratch.ptr.withByteOffset(sBytes * last), sBytes,
+                stream);
         if (spec.normalized()) {
             JCudaDriver.cuMemcpyDtoDAsync(result.ptr.withByteOffset(sBytes),
-                    stateScratchNorm.ptr.withByteOffset(zBytes * last), zBytes, stream);
+                    perSegment.stateScratchNorm.ptr.withByteOffset(zBytes * last), zBytes, stream);
         }
         return forward;
     }
@@ -831,8 +745,11 @@ public final class CudaBackend implements AttentionBackend {
         List<RuntimeException> failures = new ArrayList<>();
         pipeline.synchronize(failures);
         pipeline.closeBuffers(failures);
-        for (Buffer b : new Buffer[] {slopesDev, stateA, stateB, segmentStates, segmentStatesNorm, segmentIncoming,
-                segmentIncomingNorm, stateScratch, stateScratchNorm, hostIn, hostOut}) {
+        for (Buffer b : new Buffer[] {slopesDev, stateA, stateB}) {
+            SlicePipeline.attempt(failures, b::close);
+        }
+        perSegment.closeBuffers(failures);
+        for (Buffer b : new Buffer[] {hostIn, hostOut}) {
             SlicePipeline.attempt(failures, b::close);
         }
         for (Buffer b : hostTensors) { // the streams are drained: no copy uses them any more

@@ -555,7 +555,7 @@ class GpuBackendTest {
         CudaBackend[] all = {tensorCores, portable, generic};
         try {
             for (CudaBackend b : all) {
-                b.forcedPlan = n -> SegmentPlan.cutLead(n, leadChunks, every);
+                b.perSegment.forcedPlan = n -> SegmentPlan.cutLead(n, leadChunks, every);
             }
             assertVariantAgreesWithTheRecurrence(c);
             for (CudaBackend b : all) {
@@ -563,7 +563,7 @@ class GpuBackendTest {
             }
         } finally {
             for (CudaBackend b : all) {
-                b.forcedPlan = null;
+                b.perSegment.forcedPlan = null;
             }
         }
     }
@@ -599,13 +599,13 @@ class GpuBackendTest {
             LightningState splitAdvance;
             try {
                 backend.forcedSliceTokens = 128;
-                backend.minSegments = 2;
+                backend.perSegment.minSegments = 2;
                 splitState = backend.forward(spec, qkv[0], qkv[1], qkv[2], s0, split, splitCp);
                 assertEquals((t + 127) / 128, backend.lastSlices, who + ": slices");
                 splitAdvance = backend.advance(spec, qkv[1], qkv[2], s0);
             } finally {
                 backend.forcedSliceTokens = 0;
-                backend.minSegments = 1;
+                backend.perSegment.minSegments = 1;
             }
             double eo = Inputs.relativeError(split.toFloats(), whole.toFloats());
             System.out.println("variant split " + who + ": output difference " + eo);
