@@ -46,12 +46,12 @@ public final class BenchHooks {
 
     /** At least this many segments per window (1: as the backend chooses; 2: the two-pass path). */
     public void minSegments(int segments) {
-        backend.perSegment.minSegments = segments;
+        backend.kernels.perSegment.minSegments = segments;
     }
 
     /** Whether the Hopper kernels may run (false: the portable mma.sync ones, on a Hopper GPU too). */
     public void hopperKernels(boolean allowed) {
-        backend.hopperKernels = allowed;
+        backend.kernels.hopperKernels = allowed;
     }
 
     /** Whether slices overlap (the pipeline) or run one after the other (the serial path). */
@@ -61,7 +61,7 @@ public final class BenchHooks {
 
     /** Every window cut into {@code segments} segments of {@code every} pass-1 sub-segments; 0: as planned. */
     public void forcePlan(int segments, int every) {
-        backend.perSegment.forcedPlan = segments < 1 ? null : n -> SegmentPlan.cut(n, segments, every);
+        backend.kernels.perSegment.forcedPlan = segments < 1 ? null : n -> SegmentPlan.cut(n, segments, every);
     }
 
     /**
@@ -69,22 +69,22 @@ public final class BenchHooks {
      * sub-segments, then the rest ({@code SegmentPlan.cutLead}); 0: as planned.
      */
     public void forceLead(int leadChunks, int every) {
-        backend.perSegment.forcedPlan = leadChunks < 1 ? null : n -> SegmentPlan.cutLead(n, leadChunks, every);
+        backend.kernels.perSegment.forcedPlan = leadChunks < 1 ? null : n -> SegmentPlan.cutLead(n, leadChunks, every);
     }
 
     /** Lets the Hopper kernels take narrow heads too (Dk, Dv <= 64), which they pad: timing only. */
     public void hopperAnyWidth(boolean allowed) {
-        backend.hopperAnyWidth = allowed;
+        backend.kernels.hopperAnyWidth = allowed;
     }
 
     /** Whether Dk = Dv = 64 runs the paired Hopper kernels (false: the unpaired choice, as before them). */
     public void hopperPairs(boolean allowed) {
-        backend.hopperPairs = allowed;
+        backend.kernels.hopperPairs = allowed;
     }
 
     /** Whether Dk <= 64 runs the "_n64" kernels (false: the narrow kernels, as before them). */
     public void smallKernels(boolean allowed) {
-        backend.smallKernels = allowed;
+        backend.kernels.smallKernels = allowed;
     }
 
     /**
@@ -92,24 +92,24 @@ public final class BenchHooks {
      * first segment's tokens), and pass 1's sub-segments.
      */
     public String lastPlan() {
-        SegmentPlan p = backend.lastPlan;
+        SegmentPlan p = backend.kernels.lastPlan;
         return p == null ? "none" : p.segments() + "x" + p.segTokens() + (p.uneven() ? "+lead=" + p.lead() : "")
                 + "/pass1=" + p.locals() + "x" + p.subTokens();
     }
 
     /** Segments of the last launched window. */
     public int lastSegments() {
-        return backend.lastSegments;
+        return backend.kernels.lastSegments;
     }
 
     /** The forward kernel of the last launched window. */
     public String lastKernels() {
-        return backend.lastKernels;
+        return backend.kernels.lastKernels;
     }
 
     /** Tokens pass 1 covered in the last launched window with outputs. */
     public long lastPass1Tokens() {
-        return backend.lastPass1Tokens;
+        return backend.kernels.lastPass1Tokens;
     }
 
     /** Slices of the last window run through forward() or advance(). */

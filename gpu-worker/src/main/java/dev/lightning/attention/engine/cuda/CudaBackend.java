@@ -12,7 +12,6 @@ import jcuda.CudaException;
 import jcuda.driver.CUDA_MEMCPY2D;
 import jcuda.driver.CUevent;
 import jcuda.driver.CUmemorytype;
-import jcuda.driver.CUstream;
 import jcuda.driver.JCudaDriver;
 
 import java.nio.ByteBuffer;
@@ -29,18 +28,10 @@ import java.util.List;
  *
  * <p>A window large enough for its copies to take real time is cut into slices ({@link SlicePlan})
  * that move through the pipeline; a window larger than the device memory budget is cut the same
- * way, and a launch the device has no memory for is retried with slices half the size.
- *
- * <p>Within a slice, the heads are cut into segments when they alone would leave the GPU idle;
- * segments run in parallel with the device-side two-level scan (local states, float32 exclusive
- * scan, outputs).
- *
- * <p>Every variant of the spec runs here: grouped heads (q, k, v and o move with their own token
- * sizes), feature maps, normalization (the carried states hold S then z, as
- * {@link LightningState#toBytes} does; per-segment states keep S and z in separate arrays, as the
- * kernels' struct points at them) and checkpoints, which each slice's forward kernel writes into a
- * device buffer of its buffer set (every segment its own, from its incoming state) and which come
- * back with the slice's o.
+ * way, and a launch the device has no memory for is retried with slices half the size. What each
+ * slice runs on the kernel stream is {@link WindowKernels}' (within a slice, the heads are cut into
+ * segments when they alone would leave the GPU idle: {@link SegmentStates}); every variant of the
+ * spec runs there.
  */
 public final class CudaBackend implements AttentionBackend {
     /**
@@ -58,7 +49,6 @@ public final class CudaBackend implements AttentionBackend {
     }
 
     private final CudaDevice device;
-    private final boolean tensorCores;
     private long memoryBudget;
     /**
      * This task's allocations, limited to the budget (--gpu-memory). Planning keeps a call within
@@ -67,56 +57,9 @@ public final class CudaBackend implements AttentionBackend {
      */
     private final DeviceAllocator memory;
     private final SlicePipeline pipeline;
-    /** The pipeline's kernel stream: kernels, and everything that must stay in order with them. */
-    private final CUstream stream;
-    private final Buffer slopesDev;
-    private final Buffer stateA;
-    private final Buffer stateB;
-    /** The segments' plans and their states' buffers. */
-    final SegmentStates perSegment;
-    /** Small uploads on the kernel stream (slopes, state). */
-    private final Buffer hostIn;
-    /** Downloads on the kernel stream (final state, the benchmark's resident window). */
-    private final Buffer hostOut;
-    /** The backend's side of a window on the kernel stream, for the pipeline. */
-    private final SlicePipeline.KernelSide kernelSide = new SlicePipeline.KernelSide() {
-        @Override
-        public void begin(AttentionSpec spec, LightningState state) {
-            uploadSlopes(spec);
-            upload(stateA, state.toBytes());
-            stateB.ensure(spec.stateBytes());
-        }
-
-        @Override
-        public void reserveSegments(AttentionSpec spec, DType dtype, int n, boolean outputs, boolean checkpoints) {
-            perSegment.reserveSegments(spec, kernels(spec, dtype, checkpoints), n, outputs);
-        }
-
-        @Override
-        public String launch(AttentionSpec spec, DType dtype, int n, boolean outputs, Buffer q, Buffer k, Buffer v,
-                             Buffer o, Buffer incoming, Buffer result, Kernels.CheckpointTarget checkpoints) {
-            return launchWindow(spec, dtype, n, outputs, q, k, v, o, incoming, result, checkpoints);
-        }
-
-        @Override
-        public ByteBuffer download(Buffer src, long len) {
-            return CudaBackend.this.download(src, len);
-        }
-
-        @Override
-        public String lastKernels() {
-            return lastKernels;
-        }
-    };
+    /** What a window runs on the pipeline's kernel stream: slopes, states, the kernels and their segments. */
+    final WindowKernels kernels;
     private boolean closed;
-    /** Whether the Hopper kernels may run (tests turn them off to check the portable ones there). */
-    boolean hopperKernels = true;
-    /** Whether the Hopper kernels take also Dk <= 64 and Dv <= 64 (benchmark only: to time them there). */
-    boolean hopperAnyWidth;
-    /** Whether Dk <= 64 runs the "_n64" mma.sync kernels (false: the narrow ones, benchmark only: A/B). */
-    boolean smallKernels = true;
-    /** Whether Dk = Dv = 64 runs the paired Hopper kernels where they fit (false: benchmark only: A/B). */
-    boolean hopperPairs = true;
     /**
      * Whether slices overlap (the pipeline); false: the serial path as it was before the pipeline,
      * one slice unless the budget forces more, each slice copied in, computed and copied out before
@@ -125,14 +68,6 @@ public final class CudaBackend implements AttentionBackend {
     boolean overlapCopies = true;
     /** Slices of this many tokens (rounded up to a chunk, within the budget); 0: as SlicePlan chooses (tests). */
     int forcedSliceTokens;
-    /** Segments of the last launched window (for the benchmark's report). */
-    int lastSegments;
-    /** The segment plan of the last launched window (for the benchmark's report). */
-    SegmentPlan lastPlan;
-    /** The forward kernel of the last launched window (for the benchmark's report). */
-    String lastKernels = "";
-    /** Tokens pass 1 covered in the last launched window with outputs (for the benchmark's report). */
-    long lastPass1Tokens;
     /** Slices of the last window run through forward() or advance() (for the benchmark's report). */
     int lastSlices;
     /** The kind of the last call (spec, dtype, outputs, checkpoint interval): see run(). */
@@ -162,18 +97,11 @@ public final class CudaBackend implements AttentionBackend {
      */
     public CudaBackend(int ordinal, boolean tensorCores, long memoryBudget) {
         this.device = CudaDevice.open(ordinal);
-        this.tensorCores = tensorCores;
         this.memoryBudget = memoryBudget;
         this.memory = new DeviceAllocator("GPU backend on " + device, memoryBudget, DeviceAllocator.CUDA,
                 this::synchronizeAll, DeviceAllocator.LEAKS_ARE_ERRORS);
         this.pipeline = new SlicePipeline(memory, hostTensors::contains);
-        this.stream = pipeline.stream;
-        this.slopesDev = memory.device("slopes");
-        this.stateA = memory.device("state A");
-        this.stateB = memory.device("state B");
-        this.perSegment = new SegmentStates(memory, device);
-        this.hostIn = memory.pinned("upload staging");
-        this.hostOut = memory.pinned("download staging");
+        this.kernels = new WindowKernels(device, memory, pipeline.stream, tensorCores);
         device.makeCurrent();
         try {
             pipeline.create();
@@ -205,7 +133,7 @@ public final class CudaBackend implements AttentionBackend {
 
     @Override
     public String name() {
-        return tensorCores ? "gpu" : "gpu-generic";
+        return kernels.tensorCores ? "gpu" : "gpu-generic";
     }
 
     @Override
@@ -363,7 +291,7 @@ public final class CudaBackend implements AttentionBackend {
         // counted per token instead: a launch holds at most three a chunk of its slice (segments
         // and sub-segments are whole chunks), so they shrink with the slices.
         long carried = stateBytes * (every > 0 ? 7 : 5) + heads * 4L;
-        long fixed = carried + perSegment.segmentStateBytes(spec, kernels(spec, dtype, every > 0));
+        long fixed = carried + kernels.segmentStateBytes(spec, dtype, every > 0);
         SlicePlan plan = SlicePlan.of(n, tokenBytes, memoryBudget - fixed, overlapCopies, forcedSliceTokens);
         long perToken = tokenBytes;
         long need = fixed + plan.sets() * plan.sliceTokens() * perToken;
@@ -390,9 +318,9 @@ public final class CudaBackend implements AttentionBackend {
         }
         lastKind = kind;
         lastSlices = plan.slices();
-        SlicePipeline.Window window = pipeline.new Window(spec, dtype, plan, q, k, v, o, checkpoints, kernelSide);
+        SlicePipeline.Window window = pipeline.new Window(spec, dtype, plan, q, k, v, o, checkpoints, kernels);
         try {
-            return window.run(state, stateA, stateB);
+            return window.run(state, kernels.stateA, kernels.stateB);
         } catch (CudaException e) {
             // Copies and kernels of this window may still be queued: they must end before buffers
             // are freed, or before a later call refills the staging buffers they read and write.
@@ -421,131 +349,6 @@ public final class CudaBackend implements AttentionBackend {
         }
     }
 
-    private Kernels.Choice kernels(AttentionSpec spec, DType dtype, boolean checkpoints) {
-        return Kernels.choose(device,
-                new Kernels.Allowed(tensorCores, hopperKernels, hopperAnyWidth, hopperPairs, smallKernels), dtype,
-                spec, checkpoints);
-    }
-
-    /** The kernels a window of {@code spec} without checkpoints runs on (tests: which family was taken). */
-    Kernels.Choice kernelsFor(AttentionSpec spec, DType dtype) {
-        return kernels(spec, dtype, false);
-    }
-
-    /**
-     * Launches the kernels for one slice on the kernel stream, reading q, k, v and writing o (q and
-     * o unused without outputs) and the slice's checkpoints; returns the last kernel's name. The
-     * carried states {@code incoming} and {@code result} hold S and then z
-     * ({@link LightningState#toBytes}'s layout); per-segment states keep S and z in separate arrays.
-     */
-    private String launchWindow(AttentionSpec spec, DType dtype, int n, boolean outputs, Buffer qBuf, Buffer kBuf,
-                                Buffer vBuf, Buffer oBuf, Buffer incoming, Buffer result,
-                                Kernels.CheckpointTarget checkpoints) {
-        int dv = spec.dv();
-        Kernels.Choice kn = kernels(spec, dtype, checkpoints.windowRecords());
-        int heads = kn.headCtas(spec.heads());  // the grid's x extent (half the heads for the paired kernels)
-        String forward = kn.forward();
-        String states = kn.states();
-        int threads = kn.threads();
-        int smemForward = kn.smemForward();
-        int smemStates = kn.smemStates();
-        lastKernels = forward;
-        int columnTiles = kn.columnTiles(dv);
-        SegmentPlan plan = perSegment.segmentPlan(spec, kn, n);
-        int segments = plan.segments();
-        int segTokens = plan.segTokens();
-        lastSegments = segments;
-        lastPlan = plan;
-        long sBytes = LightningState.kvBytes(spec);
-        long zBytes = LightningState.normalizerBytes(spec);
-        int scanBlocks = (spec.stateSize() + spec.normalizerSize() + Kernels.SCAN_THREADS - 1) / Kernels.SCAN_THREADS;
-        perSegment.ensureSegmentBuffers(spec, plan, outputs);
-        KernelArgs common = Kernels.common(spec, n, slopesDev.ptr);
-        Kernels.States before = Kernels.States.packed(spec, incoming.ptr);
-        Kernels.States after = Kernels.States.packed(spec, result.ptr);
-        Kernels.States locals = SegmentStates.segmentArrays(spec, perSegment.segmentStates,
-                perSegment.segmentStatesNorm);
-
-        int lead = plan.lead();
-        if (!outputs) {
-            // pass 1 alone (advance): local states of every segment (an uneven plan's lead first),
-            // then the scan over them, pieces of the segments' own lengths, to the final state
-            launch(states, heads, columnTiles, segments, threads, smemStates,
-                    Kernels.statesArgs(common, kBuf.ptr, vBuf.ptr, segTokens, lead, locals));
-            launch(Kernels.SCAN, scanBlocks, 1, 1, Kernels.SCAN_THREADS, 0, Kernels.scanArgs(common, locals, segments,
-                    1, segTokens, lead, before, Kernels.States.NONE, 0, after));
-            return Kernels.SCAN;
-        }
-        lastPass1Tokens = plan.pass1Tokens();
-        if (segments == 1) {
-            // one segment: its CTAs start from the incoming state and write the state after it
-            launch(forward, heads, columnTiles, 1, threads, smemForward, Kernels.forwardArgs(common, qBuf.ptr,
-                    kBuf.ptr, vBuf.ptr, oBuf.ptr, segTokens, lead, before, after, checkpoints));
-            return forward;
-        }
-        // Pass 1: local states of the tokens before the last segment (an uneven plan: the lead), in
-        // even sub-segments (SegmentPlan); the scan's incoming state of segment s is the one after s
-        // x every of them, which is the lead's end for s = 1 in an uneven plan too.
-        int last = segments - 1;
-        Kernels.States segmentIn = SegmentStates.segmentArrays(spec, perSegment.segmentIncoming,
-                perSegment.segmentIncomingNorm);
-        Kernels.States segmentAfter = SegmentStates.segmentArrays(spec, perSegment.stateScratch,
-                perSegment.stateScratchNorm);
-        KernelArgs pass1 = Kernels.common(spec, Math.toIntExact(plan.pass1Tokens()), slopesDev.ptr);
-        launch(states, heads, columnTiles, plan.locals(), threads, smemStates,
-                Kernels.statesArgs(pass1, kBuf.ptr, vBuf.ptr, plan.subTokens(), plan.subTokens(), locals));
-        launch(Kernels.SCAN, scanBlocks, 1, 1, Kernels.SCAN_THREADS, 0, Kernels.scanArgs(common, locals,
-                plan.locals(), plan.every(), plan.subTokens(), plan.subTokens(), before, segmentIn, segments,
-                Kernels.States.NONE));
-        // Outputs (and every segment's own checkpoints); the per-segment states-after go to scratch,
-        // and the last segment's (it holds the window's last token, uneven plans too) is the window's.
-        launch(forward, heads, columnTiles, segments, threads, smemForward, Kernels.forwardArgs(common, qBuf.ptr,
-                kBuf.ptr, vBuf.ptr, oBuf.ptr, segTokens, lead, segmentIn, segmentAfter, checkpoints));
-        JCudaDriver.cuMemcpyDtoDAsync(result.ptr, perSegment.stateScratch.ptr.withByteOffset(sBytes * last), sBytes,
-                stream);
-        if (spec.normalized()) {
-            JCudaDriver.cuMemcpyDtoDAsync(result.ptr.withByteOffset(sBytes),
-                    perSegment.stateScratchNorm.ptr.withByteOffset(zBytes * last), zBytes, stream);
-        }
-        return forward;
-    }
-
-    private void launch(String kernel, int gx, int gy, int gz, int threads, int smem, KernelArgs args) {
-        Kernels.launch(device, stream, kernel, gx, gy, gz, threads, smem, args.params());
-    }
-
-    /** The per-head decay rates as the kernels read them: float32 on the device. */
-    private void uploadSlopes(AttentionSpec spec) {
-        ByteBuffer b = ByteBuffer.allocate(spec.heads() * 4).order(ByteOrder.LITTLE_ENDIAN);
-        for (int h = 0; h < spec.heads(); h++) {
-            b.putFloat(h * 4, (float) spec.slope(h));
-        }
-        upload(slopesDev, b);
-    }
-
-    private void upload(Buffer dst, byte[] bytes) {
-        upload(dst, ByteBuffer.wrap(bytes));
-    }
-
-    /** Host bytes -> pinned staging -> device, ordered on the stream. */
-    private void upload(Buffer dst, ByteBuffer src) {
-        long len = src.remaining();
-        dst.ensure(len);
-        hostIn.ensure(len);
-        JCudaDriver.cuStreamSynchronize(stream); // the staging buffer may still feed an earlier copy
-        ByteBuffer staging = hostIn.host.getByteBuffer(0, len);
-        staging.put(src.duplicate());
-        JCudaDriver.cuMemcpyHtoDAsync(dst.ptr, hostIn.host, len, stream);
-    }
-
-    /** Device -> pinned staging, waits for the stream, returns a view of the staging bytes. */
-    private ByteBuffer download(Buffer src, long len) {
-        hostOut.ensure(len);
-        JCudaDriver.cuMemcpyDtoHAsync(hostOut.host, src.ptr, len, stream);
-        JCudaDriver.cuStreamSynchronize(stream);
-        return hostOut.host.getByteBuffer(0, len).order(ByteOrder.LITTLE_ENDIAN);
-    }
-
     // ---------------------------------------------------------------- benchmark support (DeviceBench, through BenchHooks)
 
     /** Fills q, k, v of an n-token window on the device with uniform values; zero incoming state. */
@@ -562,20 +365,20 @@ public final class CudaBackend implements AttentionBackend {
         Buffer[] targets = {pipeline.qDev[0], pipeline.kDev[0], pipeline.vDev[0]};
         long[] counts = {qn, kn, vn};
         for (int i = 0; i < 3; i++) {
-            Kernels.launch(device, stream, fill, 4 * device.multiprocessors, 1, 1, 256, 0,
+            Kernels.launch(device, pipeline.stream, fill, 4 * device.multiprocessors, 1, 1, 256, 0,
                     Kernels.fillArgs(targets[i].ptr, counts[i], seed * 3 + i));
         }
-        uploadSlopes(spec);
-        upload(stateA, new byte[Math.toIntExact(spec.stateBytes())]);
-        stateB.ensure(spec.stateBytes());
-        JCudaDriver.cuStreamSynchronize(stream);
+        kernels.uploadSlopes(spec);
+        kernels.upload(kernels.stateA, new byte[Math.toIntExact(spec.stateBytes())]);
+        kernels.stateB.ensure(spec.stateBytes());
+        JCudaDriver.cuStreamSynchronize(pipeline.stream);
     }
 
     /** Times pass 1 + scan + pass 2 over the resident window with device events; median of runs, in ms. */
     float timeResident(AttentionSpec spec, DType dtype, int n, int runs) {
         device.makeCurrent();
-        Runnable window = () -> launchWindow(spec, dtype, n, true, pipeline.qDev[0], pipeline.kDev[0], pipeline.vDev[0],
-                pipeline.oDev[0], stateA, stateB, Kernels.CheckpointTarget.NONE);
+        Runnable window = () -> kernels.launchWindow(spec, dtype, n, true, pipeline.qDev[0], pipeline.kDev[0],
+                pipeline.vDev[0], pipeline.oDev[0], kernels.stateA, kernels.stateB, Kernels.CheckpointTarget.NONE);
         window.run(); // warm-up: module JIT, first touch
         return medianMillis(runs, window);
     }
@@ -589,9 +392,9 @@ public final class CudaBackend implements AttentionBackend {
         try {
             float[] times = new float[runs];
             for (int r = 0; r < runs; r++) {
-                JCudaDriver.cuEventRecord(start, stream);
+                JCudaDriver.cuEventRecord(start, pipeline.stream);
                 work.run();
-                JCudaDriver.cuEventRecord(end, stream);
+                JCudaDriver.cuEventRecord(end, pipeline.stream);
                 JCudaDriver.cuEventSynchronize(end);
                 float[] ms = new float[1];
                 JCudaDriver.cuEventElapsedTime(ms, start, end);
@@ -622,7 +425,7 @@ public final class CudaBackend implements AttentionBackend {
         TokenTensor[] out = {q, k, v, o};
         Buffer[] from = residentBuffers();
         for (int i = 0; i < out.length; i++) {
-            out[i].putBytes(download(from[i], (long) n * out[i].tokenBytes()));
+            out[i].putBytes(kernels.download(from[i], (long) n * out[i].tokenBytes()));
         }
         return out;
     }
@@ -642,20 +445,20 @@ public final class CudaBackend implements AttentionBackend {
         device.makeCurrent();
         long row = (long) (which < 2 ? spec.dk() : spec.dv()) * dtype.bytes();
         long len = n * row;
-        hostOut.ensure(len);
+        kernels.hostOut.ensure(len);
         CUDA_MEMCPY2D copy = new CUDA_MEMCPY2D();
         copy.srcMemoryType = CUmemorytype.CU_MEMORYTYPE_DEVICE;
         copy.srcDevice = from[which].ptr.withByteOffset(head * row);
         copy.srcPitch = heads[which] * row;
         copy.dstMemoryType = CUmemorytype.CU_MEMORYTYPE_HOST;
-        copy.dstHost = hostOut.host;
+        copy.dstHost = kernels.hostOut.host;
         copy.dstPitch = row;
         copy.WidthInBytes = row;
         copy.Height = n;
-        JCudaDriver.cuMemcpy2DAsync(copy, stream);
-        JCudaDriver.cuStreamSynchronize(stream);
+        JCudaDriver.cuMemcpy2DAsync(copy, pipeline.stream);
+        JCudaDriver.cuStreamSynchronize(pipeline.stream);
         TokenTensor out = TokenTensor.allocate(dtype, n, 1, (int) (row / dtype.bytes()));
-        out.putBytes(hostOut.host.getByteBuffer(0, len).order(ByteOrder.LITTLE_ENDIAN));
+        out.putBytes(kernels.hostOut.host.getByteBuffer(0, len).order(ByteOrder.LITTLE_ENDIAN));
         return out;
     }
 
@@ -667,7 +470,7 @@ public final class CudaBackend implements AttentionBackend {
         try {
             a.ensure(bytes);
             b.ensure(bytes);
-            Runnable copy = () -> JCudaDriver.cuMemcpyDtoDAsync(b.ptr, a.ptr, bytes, stream);
+            Runnable copy = () -> JCudaDriver.cuMemcpyDtoDAsync(b.ptr, a.ptr, bytes, pipeline.stream);
             copy.run(); // warm-up
             return 2.0 * bytes / (medianMillis(runs, copy) / 1e3);
         } finally {
@@ -686,13 +489,13 @@ public final class CudaBackend implements AttentionBackend {
         Buffer dev = memory.device("copy rate device");
         try {
             dev.ensure(bytes);
-            Runnable in = () -> JCudaDriver.cuMemcpyHtoDAsync(dev.ptr, host.host, bytes, stream);
-            Runnable out = () -> JCudaDriver.cuMemcpyDtoHAsync(host.host, dev.ptr, bytes, stream);
+            Runnable in = () -> JCudaDriver.cuMemcpyHtoDAsync(dev.ptr, host.host, bytes, pipeline.stream);
+            Runnable out = () -> JCudaDriver.cuMemcpyDtoHAsync(host.host, dev.ptr, bytes, pipeline.stream);
             in.run(); // warm-up
             out.run();
             return new double[] {bytes / (medianMillis(runs, in) / 1e3), bytes / (medianMillis(runs, out) / 1e3)};
         } finally {
-            JCudaDriver.cuStreamSynchronize(stream);
+            JCudaDriver.cuStreamSynchronize(pipeline.stream);
             dev.close();
             host.close();
         }
@@ -745,13 +548,7 @@ public final class CudaBackend implements AttentionBackend {
         List<RuntimeException> failures = new ArrayList<>();
         pipeline.synchronize(failures);
         pipeline.closeBuffers(failures);
-        for (Buffer b : new Buffer[] {slopesDev, stateA, stateB}) {
-            SlicePipeline.attempt(failures, b::close);
-        }
-        perSegment.closeBuffers(failures);
-        for (Buffer b : new Buffer[] {hostIn, hostOut}) {
-            SlicePipeline.attempt(failures, b::close);
-        }
+        kernels.closeBuffers(failures);
         for (Buffer b : hostTensors) { // the streams are drained: no copy uses them any more
             SlicePipeline.attempt(failures, () -> letGo(b));
         }

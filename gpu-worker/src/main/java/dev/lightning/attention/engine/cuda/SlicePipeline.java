@@ -27,7 +27,7 @@ import java.util.List;
  * comes back and the host unstages it, and the host stages slice i + 1 and its q, k, v cross
  * PCIe. Events order each set's reuse. The state is carried from slice to slice on the kernel
  * stream. What runs on the kernel stream (slopes, state, the kernels, the final download) is the
- * backend's, through {@link KernelSide}.
+ * backend's ({@link WindowKernels}), through {@link KernelSide}.
  *
  * <p>Tensors that are views of host memory registered by this pipeline's allocator, or of a block
  * its backend holds from the device's {@link HostBlocks} (the backend's {@code hostTensor}), skip the staging: the device copies read q, k, v and write o there directly,

@@ -49,7 +49,7 @@ class GpuBackendTest {
         Assumptions.assumeTrue(reason == null, "no usable GPU: " + reason);
         tensorCores = new CudaBackend(0, true, Backends.DEFAULT_GPU_MEMORY);
         portable = new CudaBackend(0, true, Backends.DEFAULT_GPU_MEMORY);
-        portable.hopperKernels = false;
+        portable.kernels.hopperKernels = false;
         generic = new CudaBackend(0, false, Backends.DEFAULT_GPU_MEMORY);
         System.out.println("GpuBackendTest on " + tensorCores.device());
     }
@@ -488,12 +488,12 @@ class GpuBackendTest {
     private static void assertPairedAsExpected(VariantCase c) {
         boolean pairable = c.heads() % 2 == 0 && c.hq() == c.heads() && c.hk() == c.heads() && c.hv() == c.heads()
                 && !c.normalized();
-        boolean hopper = tensorCores.kernelsFor(new AttentionSpec(2, 128, 128, Slopes.minimax(2), 1.0, 64), c.dtype())
+        boolean hopper = tensorCores.kernels.kernelsFor(new AttentionSpec(2, 128, 128, Slopes.minimax(2), 1.0, 64), c.dtype())
                 .forward().contains(CudaDevice.HOPPER_MARK);
-        Kernels.Choice chosen = tensorCores.kernelsFor(c.spec(), c.dtype());
+        Kernels.Choice chosen = tensorCores.kernels.kernelsFor(c.spec(), c.dtype());
         assertEquals(pairable && hopper, chosen.headsPerCta() == 2, c + ": kernels " + chosen.forward());
-        assertEquals(chosen.headsPerCta() == 2, tensorCores.lastKernels.contains("_wg_pair_"),
-                c + ": last launch " + tensorCores.lastKernels);
+        assertEquals(chosen.headsPerCta() == 2, tensorCores.kernels.lastKernels.contains("_wg_pair_"),
+                c + ": last launch " + tensorCores.kernels.lastKernels);
     }
 
     private static void assertVariantAgreesWithTheRecurrence(VariantCase c) {
@@ -512,7 +512,7 @@ class GpuBackendTest {
             Checkpoints cp = c.checkpoints(POSITION, t);
             LightningState s = backend.forward(spec, qkv[0], qkv[1], qkv[2], s0, o, cp);
             double eo = Inputs.relativeError(o.toFloats(), expect.toFloats());
-            System.out.println("variant " + who + ": kernels " + backend.lastKernels + ", output error " + eo
+            System.out.println("variant " + who + ": kernels " + backend.kernels.lastKernels + ", output error " + eo
                     + ", S error " + Inputs.relativeError(s.kv(), expectState.kv()));
             assertTrue(eo <= variantOutputLimit(c), who + ": output relative error " + eo);
             double limit = variantStateLimit(backend, c);
@@ -555,15 +555,15 @@ class GpuBackendTest {
         CudaBackend[] all = {tensorCores, portable, generic};
         try {
             for (CudaBackend b : all) {
-                b.perSegment.forcedPlan = n -> SegmentPlan.cutLead(n, leadChunks, every);
+                b.kernels.perSegment.forcedPlan = n -> SegmentPlan.cutLead(n, leadChunks, every);
             }
             assertVariantAgreesWithTheRecurrence(c);
             for (CudaBackend b : all) {
-                assertTrue(b.lastPlan.uneven(), b.name() + " " + c + ": " + b.lastPlan);
+                assertTrue(b.kernels.lastPlan.uneven(), b.name() + " " + c + ": " + b.kernels.lastPlan);
             }
         } finally {
             for (CudaBackend b : all) {
-                b.perSegment.forcedPlan = null;
+                b.kernels.perSegment.forcedPlan = null;
             }
         }
     }
@@ -599,13 +599,13 @@ class GpuBackendTest {
             LightningState splitAdvance;
             try {
                 backend.forcedSliceTokens = 128;
-                backend.perSegment.minSegments = 2;
+                backend.kernels.perSegment.minSegments = 2;
                 splitState = backend.forward(spec, qkv[0], qkv[1], qkv[2], s0, split, splitCp);
                 assertEquals((t + 127) / 128, backend.lastSlices, who + ": slices");
                 splitAdvance = backend.advance(spec, qkv[1], qkv[2], s0);
             } finally {
                 backend.forcedSliceTokens = 0;
-                backend.perSegment.minSegments = 1;
+                backend.kernels.perSegment.minSegments = 1;
             }
             double eo = Inputs.relativeError(split.toFloats(), whole.toFloats());
             System.out.println("variant split " + who + ": output difference " + eo);
