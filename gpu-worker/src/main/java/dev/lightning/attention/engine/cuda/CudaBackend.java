@@ -14,7 +14,6 @@ import jcuda.driver.CUevent;
 import jcuda.driver.CUmemorytype;
 import jcuda.driver.JCudaDriver;
 
-import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.ArrayList;
 import java.util.List;
@@ -56,6 +55,8 @@ public final class CudaBackend implements AttentionBackend {
      * that it did, and a budget too small for one chunk a slice is refused before anything runs.
      */
     private final DeviceAllocator memory;
+    /** The registered host tensors this backend hands out, and the blocks behind them. */
+    private final HostTensors hostTensors;
     private final SlicePipeline pipeline;
     /** What a window runs on the pipeline's kernel stream: slopes, states, the kernels and their segments. */
     final WindowKernels kernels;
@@ -83,14 +84,6 @@ public final class CudaBackend implements AttentionBackend {
     }
 
     /**
-     * The registered blocks this backend holds: those of {@link #hostTensor}, registered in
-     * {@link #memory} and unregistered when released or at close(), and those of
-     * {@link #scratchHostTensor}, taken from the device's {@link HostBlocks} and given back (still
-     * registered, for the next task) then.
-     */
-    private final List<Buffer> hostTensors = new ArrayList<>();
-
-    /**
      * @param ordinal      the CUDA device
      * @param tensorCores  use the tensor-core kernels for BF16/F16 input (false: float32 kernels)
      * @param memoryBudget most device bytes this backend allocates; larger windows go in slices
@@ -100,7 +93,8 @@ public final class CudaBackend implements AttentionBackend {
         this.memoryBudget = memoryBudget;
         this.memory = new DeviceAllocator("GPU backend on " + device, memoryBudget, DeviceAllocator.CUDA,
                 this::synchronizeAll, DeviceAllocator.LEAKS_ARE_ERRORS);
-        this.pipeline = new SlicePipeline(memory, hostTensors::contains);
+        this.hostTensors = new HostTensors(device, memory, this::synchronizeAll);
+        this.pipeline = new SlicePipeline(memory, hostTensors::holds);
         this.kernels = new WindowKernels(device, memory, pipeline.stream, tensorCores);
         device.makeCurrent();
         try {
@@ -168,43 +162,7 @@ public final class CudaBackend implements AttentionBackend {
         if (closed) {
             throw new IllegalStateException("backend is closed");
         }
-        long bytes = (long) tokens * heads * dim * dtype.bytes();
-        if (bytes > Integer.MAX_VALUE - 2L * PAGE || tokens < 1 || heads < 1 || dim < 1) {
-            throw new IllegalArgumentException("host tensor [" + tokens + ", " + heads + ", " + dim + "] " + dtype
-                    + ": expected a non-empty tensor of at most 2 GiB, got " + bytes + " bytes");
-        }
-        device.makeCurrent();
-        Buffer block;
-        try {
-            block = scratch ? device.hostBlocks().take(bytes, CudaBackend::guarded)
-                    : memory.registered("host tensor " + (hostTensors.size() + 1), guarded(bytes));
-        } catch (CudaException e) {
-            // the driver would not page-lock it (a locked-memory limit, say): an ordinary direct
-            // buffer, staged like the heap, still computes; only the fast path is lost
-            System.err.println("lightning: GPU " + device + " could not register " + bytes + " bytes of host memory ("
-                    + e.getMessage() + "); that tensor is staged through pinned buffers instead");
-            return TokenTensor.wrap(dtype, tokens, heads, dim, guarded(bytes));
-        }
-        hostTensors.add(block);
-        // a kept block may be larger: the tensor is its first bytes
-        ByteBuffer view = block.direct.duplicate();
-        view.clear().limit(Math.toIntExact(bytes));
-        return TokenTensor.wrap(dtype, tokens, heads, dim, view.slice(), block, 0);
-    }
-
-    /** Host page size, as far as registration goes (x86-64 and most ARM64 Linux kernels). */
-    private static final int PAGE = 4096;
-
-    /**
-     * {@code bytes} of a new direct buffer, as a slice that starts a page into it and ends a page
-     * before its end. The driver page-locks whole pages; a Java direct buffer may share its first
-     * and last page with other memory (malloc packs small blocks), and two registrations of one
-     * page conflict. The registered range's pages then lie inside this buffer's own allocation.
-     */
-    private static ByteBuffer guarded(long bytes) {
-        ByteBuffer padded = ByteBuffer.allocateDirect(Math.toIntExact(bytes + 2L * PAGE));
-        padded.position(PAGE).limit(PAGE + (int) bytes);
-        return padded.slice();
+        return hostTensors.hostTensor(dtype, tokens, heads, dim, scratch);
     }
 
     /**
@@ -213,21 +171,7 @@ public final class CudaBackend implements AttentionBackend {
      */
     @Override
     public void releaseHostTensor(TokenTensor t) {
-        if (t.memory() instanceof Buffer b && hostTensors.contains(b)) {
-            device.makeCurrent(); // the caller's thread may not be the one that made the tensor
-            pipeline.synchronizeAll(); // a copy may still read or write it
-            hostTensors.remove(b);
-            letGo(b);
-        }
-    }
-
-    /** Unregisters a block of {@link #hostTensor}; gives one of {@link #scratchHostTensor} back to the device's blocks. */
-    private void letGo(Buffer b) {
-        if (memory.owns(b)) {
-            b.close();
-        } else {
-            device.hostBlocks().give(b);
-        }
+        hostTensors.releaseHostTensor(t);
     }
 
     @Override
@@ -485,7 +429,7 @@ public final class CudaBackend implements AttentionBackend {
      */
     double[] pinnedCopyRates(long bytes, int runs) {
         device.makeCurrent();
-        Buffer host = memory.registered("copy rate host", guarded(bytes));
+        Buffer host = memory.registered("copy rate host", HostTensors.guarded(bytes));
         Buffer dev = memory.device("copy rate device");
         try {
             dev.ensure(bytes);
@@ -549,10 +493,7 @@ public final class CudaBackend implements AttentionBackend {
         pipeline.synchronize(failures);
         pipeline.closeBuffers(failures);
         kernels.closeBuffers(failures);
-        for (Buffer b : hostTensors) { // the streams are drained: no copy uses them any more
-            SlicePipeline.attempt(failures, () -> letGo(b));
-        }
-        hostTensors.clear();
+        hostTensors.letGoAll(failures);
         SlicePipeline.attempt(failures, memory::close);
         pipeline.destroy(failures);
         if (failures.isEmpty()) {
