@@ -5,16 +5,10 @@ import dev.lightning.attention.engine.AttentionSpec;
 import dev.lightning.attention.engine.Checkpoints;
 import dev.lightning.attention.engine.DeviceMemoryException;
 import dev.lightning.attention.engine.LightningState;
-import dev.lightning.attention.engine.cuda.DeviceAllocator.Buffer;
 import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.TokenTensor;
 import jcuda.CudaException;
-import jcuda.driver.CUDA_MEMCPY2D;
-import jcuda.driver.CUevent;
-import jcuda.driver.CUmemorytype;
-import jcuda.driver.JCudaDriver;
 
-import java.nio.ByteOrder;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -73,15 +67,6 @@ public final class CudaBackend implements AttentionBackend {
     int lastSlices;
     /** The kind of the last call (spec, dtype, outputs, checkpoint interval): see run(). */
     private List<Object> lastKind;
-    /** Sets the staging copies' threads (benchmark: the one-thread path of the first pipeline; tests). */
-    void copyThreads(int threads) {
-        pipeline.copies = new HostCopies(threads);
-    }
-
-    /** The last window's host stages in ms: staging in, unstaging out, waiting on the device. */
-    double[] lastHostStagesMillis() {
-        return new double[] {pipeline.stagedNanos / 1e6, pipeline.unstagedNanos / 1e6, pipeline.waitedNanos / 1e6};
-    }
 
     /**
      * @param ordinal      the CUDA device
@@ -293,164 +278,22 @@ public final class CudaBackend implements AttentionBackend {
         }
     }
 
-    // ---------------------------------------------------------------- benchmark support (DeviceBench, through BenchHooks)
-
-    /** Fills q, k, v of an n-token window on the device with uniform values; zero incoming state. */
-    void prepareResident(AttentionSpec spec, DType dtype, int n, long seed) {
-        device.makeCurrent();
-        long qn = (long) n * spec.headsQ() * spec.dk();
-        long kn = (long) n * spec.headsK() * spec.dk();
-        long vn = (long) n * spec.headsV() * spec.dv();
-        pipeline.qDev[0].ensure(qn * dtype.bytes());
-        pipeline.kDev[0].ensure(kn * dtype.bytes());
-        pipeline.vDev[0].ensure(vn * dtype.bytes());
-        pipeline.oDev[0].ensure((long) n * spec.heads() * spec.dv() * dtype.bytes());
-        String fill = Kernels.fill(dtype);
-        Buffer[] targets = {pipeline.qDev[0], pipeline.kDev[0], pipeline.vDev[0]};
-        long[] counts = {qn, kn, vn};
-        for (int i = 0; i < 3; i++) {
-            Kernels.launch(device, pipeline.stream, fill, 4 * device.multiprocessors, 1, 1, 256, 0,
-                    Kernels.fillArgs(targets[i].ptr, counts[i], seed * 3 + i));
-        }
-        kernels.uploadSlopes(spec);
-        kernels.upload(kernels.stateA, new byte[Math.toIntExact(spec.stateBytes())]);
-        kernels.stateB.ensure(spec.stateBytes());
-        JCudaDriver.cuStreamSynchronize(pipeline.stream);
-    }
-
-    /** Times pass 1 + scan + pass 2 over the resident window with device events; median of runs, in ms. */
-    float timeResident(AttentionSpec spec, DType dtype, int n, int runs) {
-        device.makeCurrent();
-        Runnable window = () -> kernels.launchWindow(spec, dtype, n, true, pipeline.qDev[0], pipeline.kDev[0],
-                pipeline.vDev[0], pipeline.oDev[0], kernels.stateA, kernels.stateB, Kernels.CheckpointTarget.NONE);
-        window.run(); // warm-up: module JIT, first touch
-        return medianMillis(runs, window);
-    }
-
-    /** Median over runs of the device time of what {@code work} enqueues on the stream, in ms. */
-    private float medianMillis(int runs, Runnable work) {
-        CUevent start = new CUevent();
-        CUevent end = new CUevent();
-        JCudaDriver.cuEventCreate(start, 0);
-        JCudaDriver.cuEventCreate(end, 0);
-        try {
-            float[] times = new float[runs];
-            for (int r = 0; r < runs; r++) {
-                JCudaDriver.cuEventRecord(start, pipeline.stream);
-                work.run();
-                JCudaDriver.cuEventRecord(end, pipeline.stream);
-                JCudaDriver.cuEventSynchronize(end);
-                float[] ms = new float[1];
-                JCudaDriver.cuEventElapsedTime(ms, start, end);
-                times[r] = ms[0];
-            }
-            java.util.Arrays.sort(times);
-            return times[runs / 2];
-        } finally {
-            JCudaDriver.cuEventDestroy(start);
-            JCudaDriver.cuEventDestroy(end);
-        }
-    }
-
-    /** The resident window's q, k, v and o on the device, in that order (readResidentHead's {@code which}). */
-    private Buffer[] residentBuffers() {
-        return new Buffer[] {pipeline.qDev[0], pipeline.kDev[0], pipeline.vDev[0], pipeline.oDev[0]};
-    }
-
-    /**
-     * The resident window's q, k, v and o, whole, copied to the host (tests hold readResidentHead against it; a
-     * tensor must fit a Java array).
-     */
-    TokenTensor[] readResident(AttentionSpec spec, DType dtype, int n) {
-        TokenTensor q = TokenTensor.allocate(dtype, n, spec.headsQ(), spec.dk());
-        TokenTensor k = TokenTensor.allocate(dtype, n, spec.headsK(), spec.dk());
-        TokenTensor v = TokenTensor.allocate(dtype, n, spec.headsV(), spec.dv());
-        TokenTensor o = TokenTensor.allocate(dtype, n, spec.heads(), spec.dv());
-        TokenTensor[] out = {q, k, v, o};
-        Buffer[] from = residentBuffers();
-        for (int i = 0; i < out.length; i++) {
-            out[i].putBytes(kernels.download(from[i], (long) n * out[i].tokenBytes()));
-        }
-        return out;
-    }
-
-    /**
-     * One head of the resident window's q, k, v or o ({@code which} 0 to 3), [n, 1, D]: a strided copy of
-     * that head's rows alone, so that a window whose tensors exceed a Java array (T = 1M, H = 64, D = 128:
-     * 16 GiB each) can still be checked head by head.
-     */
-    TokenTensor readResidentHead(AttentionSpec spec, DType dtype, int n, int which, int head) {
-        int[] heads = {spec.headsQ(), spec.headsK(), spec.headsV(), spec.heads()};
-        Buffer[] from = residentBuffers();
-        if (which < 0 || which > 3 || head < 0 || head >= heads[which]) {
-            throw new IllegalArgumentException("tensor " + which + " (0..3: q, k, v, o), head " + head
-                    + ": no such head; it has " + (which < 0 || which > 3 ? 0 : heads[which]));
-        }
-        device.makeCurrent();
-        long row = (long) (which < 2 ? spec.dk() : spec.dv()) * dtype.bytes();
-        long len = n * row;
-        kernels.hostOut.ensure(len);
-        CUDA_MEMCPY2D copy = new CUDA_MEMCPY2D();
-        copy.srcMemoryType = CUmemorytype.CU_MEMORYTYPE_DEVICE;
-        copy.srcDevice = from[which].ptr.withByteOffset(head * row);
-        copy.srcPitch = heads[which] * row;
-        copy.dstMemoryType = CUmemorytype.CU_MEMORYTYPE_HOST;
-        copy.dstHost = kernels.hostOut.host;
-        copy.dstPitch = row;
-        copy.WidthInBytes = row;
-        copy.Height = n;
-        JCudaDriver.cuMemcpy2DAsync(copy, pipeline.stream);
-        JCudaDriver.cuStreamSynchronize(pipeline.stream);
-        TokenTensor out = TokenTensor.allocate(dtype, n, 1, (int) (row / dtype.bytes()));
-        out.putBytes(kernels.hostOut.host.getByteBuffer(0, len).order(ByteOrder.LITTLE_ENDIAN));
-        return out;
-    }
-
-    /** Device-to-device copy bandwidth, bytes read plus written per second, over a copy of {@code bytes}. */
-    double copyBandwidth(long bytes, int runs) {
-        device.makeCurrent();
-        Buffer a = memory.device("bandwidth source");
-        Buffer b = memory.device("bandwidth target");
-        try {
-            a.ensure(bytes);
-            b.ensure(bytes);
-            Runnable copy = () -> JCudaDriver.cuMemcpyDtoDAsync(b.ptr, a.ptr, bytes, pipeline.stream);
-            copy.run(); // warm-up
-            return 2.0 * bytes / (medianMillis(runs, copy) / 1e3);
-        } finally {
-            a.close();
-            b.close();
-        }
-    }
-
-    /**
-     * Pinned copy rates between host memory registered here and the device, host to device and
-     * device to host, in bytes per second, over copies of {@code bytes} (at most 2 GiB); median of runs.
-     */
-    double[] pinnedCopyRates(long bytes, int runs) {
-        device.makeCurrent();
-        Buffer host = memory.registered("copy rate host", HostTensors.guarded(bytes));
-        Buffer dev = memory.device("copy rate device");
-        try {
-            dev.ensure(bytes);
-            Runnable in = () -> JCudaDriver.cuMemcpyHtoDAsync(dev.ptr, host.host, bytes, pipeline.stream);
-            Runnable out = () -> JCudaDriver.cuMemcpyDtoHAsync(host.host, dev.ptr, bytes, pipeline.stream);
-            in.run(); // warm-up
-            out.run();
-            return new double[] {bytes / (medianMillis(runs, in) / 1e3), bytes / (medianMillis(runs, out) / 1e3)};
-        } finally {
-            JCudaDriver.cuStreamSynchronize(pipeline.stream);
-            dev.close();
-            host.close();
-        }
-    }
-
-    /** Frees the window buffers now (the benchmark moves between very different sizes). */
-    /** The allocator of this backend's buffers (tests: its limit and what it holds). */
+    /** The allocator of this backend's buffers (tests: its limit and what it holds; BenchHooks). */
     DeviceAllocator memory() {
         return memory;
     }
 
+    /** The device this backend runs on (BenchHooks). */
+    CudaDevice cudaDevice() {
+        return device;
+    }
+
+    /** This backend's streams and window buffers (BenchHooks). */
+    SlicePipeline pipeline() {
+        return pipeline;
+    }
+
+    /** Frees the buffers' allocations now, after the streams drain; they grow again as calls need them. */
     void releaseBuffers() {
         synchronizeAll();
         memory.freeAll();

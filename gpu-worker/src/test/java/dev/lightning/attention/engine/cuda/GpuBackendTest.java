@@ -332,13 +332,14 @@ class GpuBackendTest {
     void aResidentHeadIsThatHeadOfTheWholeTensor() {
         int t = 1000;
         AttentionSpec spec = new AttentionSpec(6, 72, 40, Slopes.minimax(6), 1.0, 64).withHeads(6, 2, 3);
-        tensorCores.prepareResident(spec, DType.BF16, t, 5);
-        tensorCores.timeResident(spec, DType.BF16, t, 1);
-        TokenTensor[] whole = tensorCores.readResident(spec, DType.BF16, t);
+        BenchHooks hooks = new BenchHooks(tensorCores);
+        hooks.prepareResident(spec, DType.BF16, t, 5);
+        hooks.timeResident(spec, DType.BF16, t, 1);
+        TokenTensor[] whole = hooks.readResident(spec, DType.BF16, t);
         for (int which = 0; which < 4; which++) {
             TokenTensor all = whole[which];
             for (int head = 0; head < all.heads(); head++) {
-                TokenTensor one = tensorCores.readResidentHead(spec, DType.BF16, t, which, head);
+                TokenTensor one = hooks.readResidentHead(spec, DType.BF16, t, which, head);
                 assertEquals(1, one.heads());
                 float[] expect = new float[t * all.dim()];
                 all.readHead(head, 0, t, expect);
@@ -349,9 +350,9 @@ class GpuBackendTest {
             }
             int count = all.heads();
             int w = which;
-            assertThrows(IllegalArgumentException.class, () -> tensorCores.readResidentHead(spec, DType.BF16, t, w, count));
+            assertThrows(IllegalArgumentException.class, () -> hooks.readResidentHead(spec, DType.BF16, t, w, count));
         }
-        tensorCores.releaseBuffers();
+        hooks.releaseBuffers();
     }
 
     @Test

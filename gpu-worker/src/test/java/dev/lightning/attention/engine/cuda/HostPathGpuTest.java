@@ -38,6 +38,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  */
 class HostPathGpuTest {
     private static CudaBackend gpu;
+    /** The staging threads and the host stages of {@link #gpu}. */
+    private static BenchHooks hooks;
 
     @BeforeAll
     static void open() {
@@ -47,6 +49,7 @@ class HostPathGpuTest {
         }
         Assumptions.assumeTrue(reason == null, "no usable GPU: " + reason);
         gpu = new CudaBackend(0, true, Backends.DEFAULT_GPU_MEMORY);
+        hooks = new BenchHooks(gpu);
         System.out.println("HostPathGpuTest on " + gpu.device() + ", assertions "
                 + (DeviceAllocator.LEAKS_ARE_ERRORS ? "on" : "off"));
     }
@@ -82,7 +85,7 @@ class HostPathGpuTest {
                               LightningState s0, TokenTensor o) {
         poison(o);
         LightningState s = b.forward(spec, q, k, v, s0, o);
-        double[] stages = b.lastHostStagesMillis();
+        double[] stages = new BenchHooks(b).lastHostStagesMillis();
         int slices = b.lastSlices; // before advance(), whose k and v alone make fewer slices
         LightningState a = b.advance(spec, k, v, s0);
         return new Result(bytes(o), s.kv(), a.kv(), stages, slices);
@@ -111,7 +114,7 @@ class HostPathGpuTest {
             gpu.forcedSliceTokens = sliceTokens;
             for (boolean overlap : new boolean[] {true, false}) {
                 gpu.overlapCopies = overlap;
-                gpu.copyThreads(1);
+                hooks.copyThreads(1);
                 Result expect = run(gpu, spec, q, k, v, s0, TokenTensor.allocate(dtype, t, h, dv));
                 if (overlap) {
                     TokenTensor ref = TokenTensor.allocate(DType.F32, t, h, dv);
@@ -123,7 +126,7 @@ class HostPathGpuTest {
                     assertTrue(es <= 1e-5, dtype + " state relative error " + es);
                 }
                 String who = dtype + " slices of " + sliceTokens + " overlap=" + overlap;
-                gpu.copyThreads(4);
+                hooks.copyThreads(4);
                 run(gpu, spec, q, k, v, s0, TokenTensor.allocate(dtype, t, h, dv)).assertSame(expect, who + ", 4 threads");
                 Result all = run(gpu, spec, rq, rk, rv, s0, ro);
                 all.assertSame(expect, who + ", all registered");
@@ -141,7 +144,7 @@ class HostPathGpuTest {
         } finally {
             gpu.forcedSliceTokens = 0;
             gpu.overlapCopies = true;
-            gpu.copyThreads(HostCopies.defaultThreads());
+            hooks.copyThreads(HostCopies.defaultThreads());
             made.forEach(gpu::releaseHostTensor);
         }
     }
@@ -164,7 +167,7 @@ class HostPathGpuTest {
         LightningState s0 = Inputs.randomState(rnd, h, d, d);
         List<TokenTensor> made = new ArrayList<>();
         try {
-            gpu.copyThreads(1);
+            hooks.copyThreads(1);
             Result expect = run(gpu, spec, q, k, v, s0, TokenTensor.allocate(DType.BF16, t, h, d));
             assertTrue(expect.slices >= 4, expect.slices + " slices");
             TokenTensor cpu = TokenTensor.allocate(DType.F32, t, h, d);
@@ -173,7 +176,7 @@ class HostPathGpuTest {
             assertTrue(Inputs.relativeError(got, cpu.toFloats()) <= 6e-3, "output against the CPU backend");
             assertTrue(Inputs.relativeError(expect.state, cpuState.kv()) <= 1e-5, "state against the CPU backend");
             for (int threads : new int[] {4, 8}) {
-                gpu.copyThreads(threads);
+                hooks.copyThreads(threads);
                 Result r = run(gpu, spec, q, k, v, s0, TokenTensor.allocate(DType.BF16, t, h, d));
                 r.assertSame(expect, threads + " staging threads");
                 assertTrue(r.stages[0] > 0 && r.stages[1] > 0, "heap inputs and o are staged");
@@ -187,7 +190,7 @@ class HostPathGpuTest {
             assertEquals(0.0, stages[0], "registered inputs were staged");
             assertEquals(0.0, stages[1], "a registered o was unstaged");
         } finally {
-            gpu.copyThreads(HostCopies.defaultThreads());
+            hooks.copyThreads(HostCopies.defaultThreads());
             made.forEach(gpu::releaseHostTensor);
         }
     }
@@ -212,9 +215,9 @@ class HostPathGpuTest {
                 ByteBuffer.allocate(t * h * d * 2).asReadOnlyBuffer());
         List<TokenTensor> made = new ArrayList<>();
         try {
-            gpu.copyThreads(1);
+            hooks.copyThreads(1);
             Result expect = run(gpu, spec, q, k, v, s0, TokenTensor.allocate(DType.BF16, t, h, d));
-            gpu.copyThreads(8);
+            hooks.copyThreads(8);
             TokenTensor rq = registered(gpu, q, made);
             TokenTensor rk = registered(gpu, k, made);
             TokenTensor rv = registered(gpu, v, made);
@@ -226,7 +229,7 @@ class HostPathGpuTest {
             run(gpu, spec, q, k, v, s0, TokenTensor.allocate(DType.BF16, t, h, d))
                     .assertSame(expect, "heap, after a failed registered window");
         } finally {
-            gpu.copyThreads(HostCopies.defaultThreads());
+            hooks.copyThreads(HostCopies.defaultThreads());
             made.forEach(gpu::releaseHostTensor);
         }
     }
