@@ -489,8 +489,8 @@ class GpuBackendTest {
     private static void assertPairedAsExpected(VariantCase c) {
         boolean pairable = c.heads() % 2 == 0 && c.hq() == c.heads() && c.hk() == c.heads() && c.hv() == c.heads()
                 && !c.normalized();
-        boolean hopper = tensorCores.kernels.kernelsFor(new AttentionSpec(2, 128, 128, Slopes.minimax(2), 1.0, 64), c.dtype())
-                .forward().contains(CudaDevice.HOPPER_MARK);
+        boolean hopper = tensorCores.kernels.kernelsFor(new AttentionSpec(2, 128, 128, Slopes.minimax(2), 1.0, 64),
+                c.dtype()).forward().contains(CudaDevice.HOPPER_MARK);
         Kernels.Choice chosen = tensorCores.kernels.kernelsFor(c.spec(), c.dtype());
         assertEquals(pairable && hopper, chosen.headsPerCta() == 2, c + ": kernels " + chosen.forward());
         assertEquals(chosen.headsPerCta() == 2, tensorCores.kernels.lastKernels.contains("_wg_pair_"),
