@@ -22,10 +22,12 @@ public final class Backends {
 
     /**
      * Whether GPU checkpoints every {@code every} tokens fit windows that start at multiples of
-     * {@code start} (a job's pieces and windows start at multiples of its chunk size).
+     * {@code start} (a job's pieces and windows start at multiples of its chunk size): the kernels
+     * record states between their chunks, so both must be multiples of {@link #GPU_CHUNK}. Plain
+     * arithmetic on a constant, so that a driver without JCuda can check options too.
      */
     public static boolean gpuCheckpointsFit(long every, long start) {
-        return CudaBackend.checkpointsFit(every, start);
+        return every % GPU_CHUNK == 0 && start % GPU_CHUNK == 0;
     }
 
     /** Device memory a GPU backend made here may take. */
@@ -47,9 +49,17 @@ public final class Backends {
         return new CudaBackend(ordinal, true, memoryBytes);
     }
 
-    /** Why no GPU backend can be made in this process (no driver, no device, too old), or null when one can. */
+    /**
+     * Why no GPU backend can be made in this process (no driver, no device, too old, JCuda's
+     * classes missing from the class path), or null when one can.
+     */
     public static String gpuUnavailableReason() {
-        return CudaBackend.unavailableReason();
+        try {
+            return CudaBackend.unavailableReason();
+        } catch (LinkageError e) { // CudaBackend's class could not load: JCuda is not on this class path
+            return "JCuda's classes are not on this JVM's class path (" + e + "); the application jar carries "
+                    + "them: submit spark-job's *-app.jar, or add jcuda-12.6.0.jar and its natives with --jars";
+        }
     }
 
     /** The float64 definition of causal softmax attention, for tests and checks. */

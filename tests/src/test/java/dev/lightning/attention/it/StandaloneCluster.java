@@ -32,7 +32,16 @@ final class StandaloneCluster implements AutoCloseable {
         home = Path.of("..").toAbsolutePath().normalize();
         jvmOptions = Arrays.asList(Files.readString(home.resolve("spark-job/target/jvm.options")).trim().split("\\s+"));
         sparkHome = Files.createDirectories(dir.resolve("spark-home"));
-        Files.createSymbolicLink(sparkHome.resolve("jars"), home.resolve("spark-job/target/lib"));
+        // Spark's jars as a stock Spark 4.1 has them: the build's runtime without JCuda, which only
+        // the application jar brings (a cluster whose jars held it hid an app jar without it)
+        Path jars = Files.createDirectories(sparkHome.resolve("jars"));
+        try (var lib = Files.list(home.resolve("spark-job/target/lib"))) {
+            for (Path jar : (Iterable<Path>) lib::iterator) {
+                if (!jar.getFileName().toString().startsWith("jcuda")) {
+                    Files.createSymbolicLink(jars.resolve(jar.getFileName()), jar);
+                }
+            }
+        }
         Files.writeString(sparkHome.resolve("RELEASE"), "Spark from the lightning build, for tests\n");
         logs = Files.createDirectories(dir.resolve("logs"));
         port = freePort();

@@ -2,6 +2,7 @@ package dev.lightning.attention.engine.cuda;
 
 import dev.lightning.attention.engine.AttentionBackend;
 import dev.lightning.attention.engine.AttentionSpec;
+import dev.lightning.attention.engine.Backends;
 import dev.lightning.attention.engine.Checkpoints;
 import dev.lightning.attention.engine.DeviceMemoryException;
 import dev.lightning.attention.engine.LightningState;
@@ -32,14 +33,6 @@ public final class CudaBackend implements AttentionBackend {
      * the GPU need an interval and window positions that are multiples of it.
      */
     public static final int CHUNK = TensorCoreLayout.CHUNK;
-
-    /**
-     * Whether the GPU kernels can record checkpoints every {@code every} tokens in a window that
-     * starts at token {@code position}: both must be whole chunks.
-     */
-    public static boolean checkpointsFit(long every, long position) {
-        return every % CHUNK == 0 && position % CHUNK == 0;
-    }
 
     private final CudaDevice device;
     private long memoryBudget;
@@ -169,7 +162,7 @@ public final class CudaBackend implements AttentionBackend {
     public LightningState forward(AttentionSpec spec, TokenTensor q, TokenTensor k, TokenTensor v,
                                   LightningState state, TokenTensor o, Checkpoints checkpoints) {
         spec.checkForward(q, k, v, state, o, checkpoints);
-        if (checkpoints.requested() && !checkpointsFit(checkpoints.every(), checkpoints.position())) {
+        if (checkpoints.requested() && !Backends.gpuCheckpointsFit(checkpoints.every(), checkpoints.position())) {
             throw new IllegalArgumentException("the GPU kernels record states between their " + CHUNK + "-token chunks: "
                     + "checkpoints every " + checkpoints.every() + " tokens from token " + checkpoints.position()
                     + " need both to be multiples of " + CHUNK + " (use --state-every and --chunk-size multiples of "
