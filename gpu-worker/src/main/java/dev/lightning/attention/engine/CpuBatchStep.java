@@ -46,6 +46,7 @@ final class CpuBatchStep implements BatchStep {
     private final int chunkedFrom;
     private final int threads;
     private final ExecutorService pool;
+    private boolean closed;
 
     CpuBatchStep(AttentionSpec spec, int threads) {
         this(spec, threads, Integer.getInteger(CHUNKED_PROPERTY, CHUNKED_FROM));
@@ -83,11 +84,13 @@ final class CpuBatchStep implements BatchStep {
 
     @Override
     public StateStore allocate(int slots) {
+        checkOpen();
         return new HostStateStore(spec, slots, name());
     }
 
     @Override
     public void step(StateStore states, TokenBatch batch, TokenTensor o) {
+        checkOpen();
         BatchStep.check(this, states, batch, o);
         HostStateStore store = HostStateStore.of(states, name());
         int n = batch.count();
@@ -214,8 +217,16 @@ final class CpuBatchStep implements BatchStep {
         }
     }
 
+    /** A closed step refuses work, with one or more threads alike (its pool is gone), as the GPU step does. */
+    private void checkOpen() {
+        if (closed) {
+            throw new IllegalStateException("CPU batch step is closed");
+        }
+    }
+
     @Override
     public void close() {
+        closed = true;
         if (pool != null) {
             pool.shutdownNow();
         }

@@ -207,6 +207,18 @@ class BatchStepTest {
             assertArrayEquals(before.kv(), big.read(4).kv());
             assertTrue(!java.util.Arrays.equals(touched.kv(), big.read(2).kv()), "slot 2 has 3 new tokens");
         }
+        // a closed step refuses work, on one thread or several (its states stay readable in their store)
+        for (int threads : new int[] {1, 3}) {
+            BatchStep step = BatchStep.cpu(spec, threads);
+            try (StateStore store = step.allocate(5)) {
+                step.close();
+                LightningState before = store.read(2);
+                assertMessage("CPU batch step is closed",
+                        () -> step.step(store, batch, TokenTensor.allocate(DType.F32, 4, 3, 6)));
+                assertMessage("CPU batch step is closed", () -> step.allocate(1));
+                assertArrayEquals(before.kv(), store.read(2).kv());
+            }
+        }
     }
 
     private static void assertMessage(String part, org.junit.jupiter.api.function.Executable call) {
