@@ -224,16 +224,16 @@ final class LightningJob {
         }
         // Pass 1: pieces with a successor. A task per partition of the plan, or per group of them
         // when there are more partitions than maxTasks.
-        List<List<Tasks.PieceItem>> pass1 = new ArrayList<>();
+        List<List<PieceItem>> pass1 = new ArrayList<>();
         List<List<String>> pass1Hosts = new ArrayList<>();
-        List<List<Tasks.PieceItem>> pass2 = new ArrayList<>();
+        List<List<PieceItem>> pass2 = new ArrayList<>();
         List<List<String>> pass2Hosts = new ArrayList<>();
         long pass1Tokens = 0;
         for (List<Piece> partition : tasks) {
-            List<Tasks.PieceItem> items = new ArrayList<>();
-            List<Tasks.PieceItem> firstPass = new ArrayList<>();
+            List<PieceItem> items = new ArrayList<>();
+            List<PieceItem> firstPass = new ArrayList<>();
             for (Piece p : partition) {
-                Tasks.PieceItem item = new Tasks.PieceItem(files.get(p.sequence()), p,
+                PieceItem item = new PieceItem(files.get(p.sequence()), p,
                         p.isSplit() ? scanBlock(files.get(p.sequence())) : 0, continued.get(p.sequence()));
                 items.add(item);
                 if (p.isSplit() && !p.isLast()) {
@@ -251,8 +251,8 @@ final class LightningJob {
         }
         if (!pass1.isEmpty()) {
             runPass("pass 1/2: local states", pass1, pass1Hosts, pass1Tokens,
-                    (pieces, tokens) -> new Tasks(hadoop, staging, cfg, pieces, tokens).pass1());
-            runScan(files, splits, Tasks.groups(pass1), hadoop, staging);
+                    (pieces, tokens) -> new Pass1Tasks(hadoop, staging, cfg, pieces, tokens).pass1());
+            runScan(files, splits, PieceItem.groups(pass1), hadoop, staging);
         }
         // sequences written by SplitOutputs (split, or all with --state-every): their pieces' token counts;
         // with --output-mode checksums none (no o is written), and the driver writes the results of split
@@ -267,22 +267,22 @@ final class LightningJob {
                 }
             }
         }
-        Tasks outputTasks = new Tasks(hadoop, staging, cfg, null, null);
+        Pass2Tasks outputTasks = new Pass2Tasks(hadoop, staging, cfg, null, null);
         java.util.function.IntFunction<OutputLayout> layouts = s -> outputTasks.outputLayout(files.get(s),
                 continued.get(s));
         prepareShared(splitOutputs, outFs, files, shared, layouts);
         PassReport outputs = runPass("pass 2/2: outputs", pass2, pass2Hosts, totalTokens,
-                (pieces, tokens) -> new Tasks(hadoop, staging, cfg, pieces, tokens).pass2());
+                (pieces, tokens) -> new Pass2Tasks(hadoop, staging, cfg, pieces, tokens).pass2());
         collectSkipped(outputs, files);
         warnSkipped(files, outFs, outputDir);
         Map<Integer, List<String>> publishedAs = finishShared(splitOutputs, outFs, files, shared, layouts);
-        Map<Integer, PieceGroups> pass2Groups = checksumSplits.isEmpty() ? Map.of() : Tasks.groups(pass2);
+        Map<Integer, PieceGroups> pass2Groups = checksumSplits.isEmpty() ? Map.of() : PieceItem.groups(pass2);
         long resultsStart = System.nanoTime();
         int results = 0;
         for (Map.Entry<Integer, long[]> e : checksumSplits.entrySet()) {
             if (!skipped.containsKey(e.getKey())) {
                 outputTasks.writeChecksumsResult(outFs, files.get(e.getKey()), e.getKey(), e.getValue(),
-                        pass2Groups.get(e.getKey()), Tasks.tokenOffset(continued.get(e.getKey())));
+                        pass2Groups.get(e.getKey()), PassTasks.tokenOffset(continued.get(e.getKey())));
                 results++;
             }
         }
@@ -492,7 +492,7 @@ final class LightningJob {
      * The most tasks of pass 1 and pass 2: a plan with more partitions has consecutive ones packed
      * into this many tasks ({@link PiecePlanner#pack}), each computing its pieces one after the
      * other (its consecutive pieces of a sequence are one unit of work, with one staged file and
-     * one marker: {@link Tasks#runs}). Per task Spark and the job spend about 16 ms of a core
+     * one marker: {@link PieceItem#runs}). Per task Spark and the job spend about 16 ms of a core
      * (1,000 one-piece tasks of 6,400 tokens, H = 1, D = 16: 16 s of pass 1 on 2 cores, nearly all
      * of it per-task cost), and the driver keeps scheduler state and a report
      * per task, so their number must not grow with the pieces. 4 tasks per core keep the cores
@@ -535,8 +535,8 @@ final class LightningJob {
         for (int stage = 0; stage < stages; stage++) {
             // units of short scans share a task until it has a block's worth of states (so many
             // sequences of a few pieces do not make a task each); a full block is a task of its own
-            List<List<Tasks.ScanItem>> work = new ArrayList<>();
-            List<Tasks.ScanItem> task = new ArrayList<>();
+            List<List<ScanTasks.ScanItem>> work = new ArrayList<>();
+            List<ScanTasks.ScanItem> task = new ArrayList<>();
             int states = 0;
             for (Map.Entry<Integer, BlockScan.Plan> e : plans.entrySet()) {
                 List<Piece> pieces = splits.get(e.getKey()); // in index order
@@ -548,7 +548,7 @@ final class LightningJob {
                         task = new ArrayList<>();
                         states = 0;
                     }
-                    task.add(new Tasks.ScanItem(files.get(e.getKey()), e.getKey(), u, tokens, plan.block,
+                    task.add(new ScanTasks.ScanItem(files.get(e.getKey()), e.getKey(), u, tokens, plan.block,
                             local.get(e.getKey()), continued.get(e.getKey())));
                     states += u.count;
                 }
@@ -558,7 +558,7 @@ final class LightningJob {
             }
             String title = stages == 1 ? "scan: incoming states"
                     : "scan " + (stage + 1) + "/" + stages + ": " + BlockScan.stageName(stage, maxDepth);
-            runPass(title, work, null, 0, (pieces, tokens) -> new Tasks(hadoop, staging, cfg, pieces, tokens).scan());
+            runPass(title, work, null, 0, (pieces, tokens) -> new ScanTasks(hadoop, staging, cfg, pieces, tokens).scan());
         }
     }
 

@@ -7,7 +7,7 @@ import java.util.List;
 
 /**
  * The groups of one sequence's pieces that were staged together: consecutive pieces of one
- * sequence computed by one task of a pass ({@link Tasks#runs}), which write one staged file and
+ * sequence computed by one task of a pass ({@link PieceItem#runs}), which write one staged file and
  * one marker between them instead of one of each per piece. Piece j of the sequence lies in the
  * group whose range [first, last] holds it. The driver builds the groups from the same task lists
  * it hands to the pass, so a reader of the staged files (the scan, the checksum results) finds

@@ -264,22 +264,22 @@ final class SafetensorsStates implements StoredStates {
         String featureMap = meta.metadata().getOrDefault("feature_map", "identity");
         // tokens absorbed: the manifest's, else the result's own T after its token_offset (a continued sequence's)
         long absorbed = tokens;
-        String offset = meta.metadata().get(Tasks.TOKEN_OFFSET);
+        String offset = meta.metadata().get(OutputHeader.TOKEN_OFFSET);
         if (offset != null && tokens >= 0) {
             try {
                 absorbed = Long.parseLong(offset) + tokens;
             } catch (NumberFormatException e) {
-                throw new InvalidInputException(location + ": metadata " + Tasks.TOKEN_OFFSET + " '" + offset
+                throw new InvalidInputException(location + ": metadata " + OutputHeader.TOKEN_OFFSET + " '" + offset
                         + "' is not a token count", e);
             }
         }
         double[] slopes = null;
-        String recorded = meta.metadata().get(Tasks.SLOPES);
+        String recorded = meta.metadata().get(OutputHeader.SLOPES);
         if (recorded != null) { // results written before the slopes were recorded have none: not compared
             try {
-                slopes = Tasks.parseSlopes(recorded);
+                slopes = OutputHeader.parseSlopes(recorded);
             } catch (NumberFormatException e) {
-                throw new InvalidInputException(location + ": metadata " + Tasks.SLOPES + " '" + recorded
+                throw new InvalidInputException(location + ": metadata " + OutputHeader.SLOPES + " '" + recorded
                         + "' is not a list of decay rates", e);
             }
         }

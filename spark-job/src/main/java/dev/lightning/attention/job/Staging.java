@@ -155,7 +155,7 @@ final class Staging implements Serializable {
 
     /**
      * --output-mode checksums: what piece {@code piece} of a sequence stages for its result file
-     * ({@link Tasks}): {@code kind} "states" and "normalizers" (its recorded S and z), or "final"
+     * ({@link Pass2Tasks}): {@code kind} "states" and "normalizers" (its recorded S and z), or "final"
      * (piece -1: the sequence's final state). Its o summary goes with its task's ({@link #summaries}).
      */
     Path checksumsPart(int sequence, int piece, String kind) {
