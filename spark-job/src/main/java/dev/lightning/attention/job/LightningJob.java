@@ -9,18 +9,13 @@ import dev.lightning.attention.plan.PiecePlanner;
 import dev.lightning.attention.stream.OutputLayout;
 import dev.lightning.attention.stream.SequenceFile;
 import dev.lightning.attention.tensor.InvalidInputException;
-import org.apache.hadoop.fs.BlockLocation;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
 import org.apache.spark.SparkContext;
-import org.apache.spark.api.java.JavaRDD;
-import org.apache.spark.util.LongAccumulator;
 
 import java.io.IOException;
 import java.io.PrintStream;
-import java.io.Serializable;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.HashMap;
 import java.util.LinkedHashSet;
 import java.util.List;
@@ -29,9 +24,6 @@ import java.util.Set;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
-import java.util.concurrent.ScheduledExecutorService;
-import java.util.concurrent.TimeUnit;
-import java.util.function.Supplier;
 
 /**
  * The driver side of a run: find the sequence files, plan pieces and partitions, run pass 1, the
@@ -193,7 +185,7 @@ final class LightningJob {
                 }
             }
         }
-        int maxTasks = maxTasksPerPass(sc.defaultParallelism());
+        int maxTasks = PassRunner.maxTasksPerPass(sc.defaultParallelism());
         List<List<Piece>> tasks = PiecePlanner.pack(plan, maxTasks);
         out.printf("lightning: %d sequences, %,d tokens -> %d pieces in %d partitions (%,d tokens each, chunk %d); "
                         + "%d sequences split%s%n", files.size(), totalTokens, pieceCount, plan.size(),
@@ -209,51 +201,23 @@ final class LightningJob {
 
         HadoopConf hadoop = new HadoopConf(sc.hadoopConfiguration());
         SplitOutputs splitOutputs = SplitOutputs.of(cfg, outFs, staging);
+        PassRunner runner = new PassRunner(sc, cfg, out, reports, passes);
         if (cfg.softmax()) {
             SoftmaxJob softmax = new SoftmaxJob(cfg, hadoop, staging, files, plan, out);
             softmaxPlan = softmax.planReport();
             Map<Integer, long[]> shared = softmax.splitSequences();
             prepareShared(splitOutputs, outFs, files, shared, softmax::outputLayout);
-            collectSkipped(softmax.blocks(this::runPass), files);
-            for (PassReport merged : softmax.merge(this::runPass, skipped.keySet())) {
+            collectSkipped(softmax.blocks(runner), files);
+            for (PassReport merged : softmax.merge(runner, skipped.keySet())) {
                 collectSkipped(merged, files);
             }
             warnSkipped(files, outFs, outputDir);
             return publish(files, totalTokens, staging, outFs, outputDir, lock,
                     finishShared(splitOutputs, outFs, files, shared, softmax::outputLayout));
         }
-        // Pass 1: pieces with a successor. A task per partition of the plan, or per group of them
-        // when there are more partitions than maxTasks.
-        List<List<PieceItem>> pass1 = new ArrayList<>();
-        List<List<String>> pass1Hosts = new ArrayList<>();
-        List<List<PieceItem>> pass2 = new ArrayList<>();
-        List<List<String>> pass2Hosts = new ArrayList<>();
-        long pass1Tokens = 0;
-        for (List<Piece> partition : tasks) {
-            List<PieceItem> items = new ArrayList<>();
-            List<PieceItem> firstPass = new ArrayList<>();
-            for (Piece p : partition) {
-                PieceItem item = new PieceItem(files.get(p.sequence()), p,
-                        p.isSplit() ? scanBlock(files.get(p.sequence())) : 0, continued.get(p.sequence()));
-                items.add(item);
-                if (p.isSplit() && !p.isLast()) {
-                    firstPass.add(item);
-                    pass1Tokens += p.tokens();
-                }
-            }
-            List<String> hosts = hosts(statuses, partition, files);
-            pass2.add(items);
-            pass2Hosts.add(hosts);
-            if (!firstPass.isEmpty()) {
-                pass1.add(firstPass);
-                pass1Hosts.add(hosts);
-            }
-        }
-        if (!pass1.isEmpty()) {
-            runPass("pass 1/2: local states", pass1, pass1Hosts, pass1Tokens,
-                    (pieces, tokens) -> new Pass1Tasks(hadoop, staging, cfg, pieces, tokens).pass1());
-            runScan(files, splits, PieceItem.groups(pass1), hadoop, staging);
-        }
+        // pass 1 and the scan for the split sequences, then pass 2
+        LightningPasses lightning = new LightningPasses(cfg, hadoop, staging, files, statuses, tasks, continued, out);
+        lightning.states(runner, splits);
         // sequences written by SplitOutputs (split, or all with --state-every): their pieces' token counts;
         // with --output-mode checksums none (no o is written), and the driver writes the results of split
         // sequences from their pieces' staged summaries and states after pass 2
@@ -267,32 +231,13 @@ final class LightningJob {
                 }
             }
         }
-        Pass2Tasks outputTasks = new Pass2Tasks(hadoop, staging, cfg, null, null);
-        java.util.function.IntFunction<OutputLayout> layouts = s -> outputTasks.outputLayout(files.get(s),
-                continued.get(s));
-        prepareShared(splitOutputs, outFs, files, shared, layouts);
-        PassReport outputs = runPass("pass 2/2: outputs", pass2, pass2Hosts, totalTokens,
-                (pieces, tokens) -> new Pass2Tasks(hadoop, staging, cfg, pieces, tokens).pass2());
+        prepareShared(splitOutputs, outFs, files, shared, lightning::outputLayout);
+        PassReport outputs = lightning.outputs(runner, totalTokens);
         collectSkipped(outputs, files);
         warnSkipped(files, outFs, outputDir);
-        Map<Integer, List<String>> publishedAs = finishShared(splitOutputs, outFs, files, shared, layouts);
-        Map<Integer, PieceGroups> pass2Groups = checksumSplits.isEmpty() ? Map.of() : PieceItem.groups(pass2);
-        long resultsStart = System.nanoTime();
-        int results = 0;
-        for (Map.Entry<Integer, long[]> e : checksumSplits.entrySet()) {
-            if (!skipped.containsKey(e.getKey())) {
-                outputTasks.writeChecksumsResult(outFs, files.get(e.getKey()), e.getKey(), e.getValue(),
-                        pass2Groups.get(e.getKey()), PassTasks.tokenOffset(continued.get(e.getKey())));
-                results++;
-            }
-        }
-        if (!checksumSplits.isEmpty()) {
-            double seconds = (System.nanoTime() - resultsStart) / 1e9;
-            passes.put("finish: checksum results of split sequences", new double[] {seconds, 0});
-            out.printf("lightning: wrote %d checksum result(s) of split sequences from their pieces' summaries%s, "
-                    + "%.1f s%n", results, cfg.variant().checkpoints() ? " and recorded states" : "", seconds);
-            FaultPoints.reach("assemble");
-        }
+        Map<Integer, List<String>> publishedAs = finishShared(splitOutputs, outFs, files, shared,
+                lightning::outputLayout);
+        lightning.checksumResults(runner, outFs, checksumSplits, skipped.keySet());
         return publish(files, totalTokens, staging, outFs, outputDir, lock, publishedAs);
     }
 
@@ -410,7 +355,7 @@ final class LightningJob {
             publishedTokens -= files.get(i).tokens;
         }
         out.printf("lightning: done: %d files, %,d tokens in %.1f s (%s tokens/s) on %s; results in %s%s%n",
-                files.size() - skipped.size(), publishedTokens, seconds, rate(publishedTokens, seconds),
+                files.size() - skipped.size(), publishedTokens, seconds, PassRunner.rate(publishedTokens, seconds),
                 String.join(", ", used),
                 cfg.get(Settings.OUTPUT), rejected.isEmpty() && skipped.isEmpty() ? ""
                         : " (" + rejected.size() + " rejected, " + skipped.size() + " skipped: see " + REPORT + ")");
@@ -483,88 +428,6 @@ final class LightningJob {
         fs.delete(staged, false); // an earlier attempt's (before --resume): written again
         Staging.writeAtomically(fs, staged, "driver", o -> SafetensorsStates.writeManifest(written, untouched, o));
         return SafetensorsStates.MANIFEST;
-    }
-
-    /** The fewest tasks a pass is packed into: see {@link #maxTasksPerPass}. */
-    static final int MIN_TASKS_PER_PASS = 1024;
-
-    /**
-     * The most tasks of pass 1 and pass 2: a plan with more partitions has consecutive ones packed
-     * into this many tasks ({@link PiecePlanner#pack}), each computing its pieces one after the
-     * other (its consecutive pieces of a sequence are one unit of work, with one staged file and
-     * one marker: {@link PieceItem#runs}). Per task Spark and the job spend about 16 ms of a core
-     * (1,000 one-piece tasks of 6,400 tokens, H = 1, D = 16: 16 s of pass 1 on 2 cores, nearly all
-     * of it per-task cost), and the driver keeps scheduler state and a report
-     * per task, so their number must not grow with the pieces. 4 tasks per core keep the cores
-     * evenly busy to the end of a pass; at least 1,024, so plans of up to 1,024 partitions run
-     * one task per partition, as before.
-     */
-    static int maxTasksPerPass(int parallelism) {
-        String forced = System.getProperty(MAX_TASKS_PROPERTY);
-        if (forced != null) {
-            return Integer.parseInt(forced.trim());
-        }
-        return Math.max(MIN_TASKS_PER_PASS, 4 * parallelism);
-    }
-
-    /**
-     * A system property that sets {@link #maxTasksPerPass}, read by the driver only: for tests, so
-     * that a small input has tasks of many pieces (one staged file and marker per run of them).
-     * Like the plan, it decides which files the run stages, so a run and its --resume must agree on
-     * it (where they do not, the resumed run computes again what it cannot find).
-     */
-    static final String MAX_TASKS_PROPERTY = "lightning.test.maxTasks";
-
-    /**
-     * The scan of every split sequence, in blocks ({@link BlockScan}): stage by stage, each task
-     * one unit (a block of one sequence) or several small ones of at most a block of states
-     * together, so that no task touches more than a block of states.
-     * The driver holds one plan per sequence and the units of one stage, never a state.
-     */
-    private void runScan(List<SequenceFile> files, Map<Integer, List<Piece>> splits, Map<Integer, PieceGroups> local,
-                         HadoopConf hadoop, Staging staging) {
-        Map<Integer, BlockScan.Plan> plans = new java.util.TreeMap<>();
-        int maxDepth = 0;
-        for (Map.Entry<Integer, List<Piece>> e : splits.entrySet()) {
-            SequenceFile f = files.get(e.getKey());
-            BlockScan.Plan plan = new BlockScan.Plan(e.getValue().size() - 1, scanBlock(f));
-            plans.put(e.getKey(), plan);
-            maxDepth = Math.max(maxDepth, plan.depth());
-        }
-        int stages = BlockScan.stages(maxDepth);
-        for (int stage = 0; stage < stages; stage++) {
-            // units of short scans share a task until it has a block's worth of states (so many
-            // sequences of a few pieces do not make a task each); a full block is a task of its own
-            List<List<ScanTasks.ScanItem>> work = new ArrayList<>();
-            List<ScanTasks.ScanItem> task = new ArrayList<>();
-            int states = 0;
-            for (Map.Entry<Integer, BlockScan.Plan> e : plans.entrySet()) {
-                List<Piece> pieces = splits.get(e.getKey()); // in index order
-                BlockScan.Plan plan = e.getValue();
-                for (BlockScan.Unit u : plan.units(stage, maxDepth)) {
-                    long[] tokens = BlockScan.tokens(plan, u, p -> pieces.get(Math.toIntExact(p)).start());
-                    if (!task.isEmpty() && states + u.count > plan.block) {
-                        work.add(task);
-                        task = new ArrayList<>();
-                        states = 0;
-                    }
-                    task.add(new ScanTasks.ScanItem(files.get(e.getKey()), e.getKey(), u, tokens, plan.block,
-                            local.get(e.getKey()), continued.get(e.getKey())));
-                    states += u.count;
-                }
-            }
-            if (!task.isEmpty()) {
-                work.add(task);
-            }
-            String title = stages == 1 ? "scan: incoming states"
-                    : "scan " + (stage + 1) + "/" + stages + ": " + BlockScan.stageName(stage, maxDepth);
-            runPass(title, work, null, 0, (pieces, tokens) -> new ScanTasks(hadoop, staging, cfg, pieces, tokens).scan());
-        }
-    }
-
-    /** The block size of the scan of split sequence {@code f} ({@link BlockScan#blockSize}), decided here on the driver. */
-    private int scanBlock(SequenceFile f) {
-        return BlockScan.blockSize(f.spec(cfg.get(Settings.SCALE), cfg.chunkSize(), cfg.variant()).stateBytes());
     }
 
     private Set<String> backendsUsed() {
@@ -752,93 +615,6 @@ final class LightningJob {
             files.add(s.describe(cfg::defaultSlopes, cfg.get(Settings.NORMALIZE)));
         }
         return files;
-    }
-
-    /** Hosts holding the first bytes of a partition's q, for locality on HDFS-like stores (none for --synthetic). */
-    private static List<String> hosts(List<InputFile> statuses, List<Piece> partition, List<SequenceFile> files)
-            throws IOException {
-        Piece first = partition.get(0);
-        SequenceFile f = files.get(first.sequence());
-        if (statuses.isEmpty()) {
-            return List.of();
-        }
-        long at = f.qOffset + first.start() * f.layout().headsQ() * f.layout().dk() * f.dtype.bytes();
-        for (BlockLocation b : statuses.get(first.sequence()).status.getBlockLocations()) {
-            if (at >= b.getOffset() && at < b.getOffset() + b.getLength()) {
-                List<String> h = new ArrayList<>(Arrays.asList(b.getHosts()));
-                h.remove("localhost");
-                return h;
-            }
-        }
-        return List.of();
-    }
-
-    // ---------------------------------------------------------------- passes and progress
-
-    interface WorkerFactory<W> {
-        WorkRDD.Worker<W> create(LongAccumulator pieces, LongAccumulator tokens);
-    }
-
-    /** Runs one pass (a Spark job) with progress lines; its task reports are folded into {@link #reports}. */
-    private <W extends Serializable> PassReport runPass(String title, List<List<W>> work, List<List<String>> hosts,
-                                                        long totalTokens, WorkerFactory<W> factory) {
-        int totalItems = 0;
-        for (List<W> w : work) {
-            totalItems += w.size();
-        }
-        LongAccumulator pieces = sc.longAccumulator("lightning " + title + ": pieces");
-        LongAccumulator tokens = sc.longAccumulator("lightning " + title + ": tokens");
-        WorkRDD<W> rdd = new WorkRDD<>(sc, work, hosts, factory.create(pieces, tokens));
-        rdd.setName("lightning " + title);
-        sc.setJobDescription("lightning " + title + " (" + totalItems + " items in " + work.size() + " partitions)");
-        long start = System.nanoTime();
-        int items = totalItems;
-        Supplier<String> line = () -> {
-            double s = (System.nanoTime() - start) / 1e9;
-            // pieces of a pass, units of a scan stage (tasks that count none show 0 until the end)
-            String base = String.format("lightning: %s: %d/%d done", title, pieces.value(), items);
-            return totalTokens > 0
-                    ? base + String.format(", %,d/%,d tokens, %s tokens/s, %.1f s", tokens.value(), totalTokens,
-                    rate(tokens.value(), s), s)
-                    : base + String.format(", %.1f s", s);
-        };
-        ScheduledExecutorService ticker = Executors.newSingleThreadScheduledExecutor(r -> {
-            Thread t = new Thread(r, "lightning-progress");
-            t.setDaemon(true);
-            return t;
-        });
-        long period = Math.max(100, (long) (cfg.get(Settings.PROGRESS_SECONDS) * 1000));
-        ticker.scheduleAtFixedRate(() -> out.println(line.get()), period, period, TimeUnit.MILLISECONDS);
-        PassReport result = new PassReport(title);
-        try {
-            // one small report per task; a pass has at most a few thousand tasks (see packTasks)
-            for (TaskReport r : JavaRDD.fromRDD(rdd, rdd.elementClassTag()).collect()) {
-                result.add(r);
-            }
-            reports.put(title, result);
-        } finally {
-            ticker.shutdownNow();
-            sc.setJobDescription(null);
-        }
-        passes.put(title, new double[] {(System.nanoTime() - start) / 1e9, tokens.value()});
-        String done = line.get();
-        if (totalTokens == 0) {
-            done = String.format("lightning: %s: %d/%d done, %.1f s", title, items, items,
-                    (System.nanoTime() - start) / 1e9);
-        }
-        out.println(done);
-        return result;
-    }
-
-    static String rate(long tokens, double seconds) {
-        double r = seconds > 0 ? tokens / seconds : 0;
-        if (r >= 1e6) {
-            return String.format("%.2f M", r / 1e6);
-        }
-        if (r >= 1e3) {
-            return String.format("%.1f K", r / 1e3);
-        }
-        return String.format("%.0f", r);
     }
 
     // ---------------------------------------------------------------- report

@@ -15,7 +15,6 @@ import org.apache.hadoop.fs.FileSystem;
 
 import java.io.IOException;
 import java.io.PrintStream;
-import java.io.Serializable;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -38,12 +37,6 @@ import java.util.TreeMap;
  * and the plan, never a tensor.
  */
 final class SoftmaxJob {
-    /** How {@link LightningJob} runs a pass (its {@code runPass}): progress lines, timing, reports. */
-    interface PassRunner {
-        <W extends Serializable> PassReport run(String title, List<List<W>> work, List<List<String>> hosts,
-                                                     long totalTokens, LightningJob.WorkerFactory<W> factory);
-    }
-
     private final JobConfig cfg;
     private final HadoopConf hadoop;
     private final Staging staging;

@@ -213,7 +213,7 @@ final class TableRun {
         }
         TablePlan plan = new TablePlan(valid, slopes, initial, tokensBefore,
                 new PiecePlanner(cfg.get(Settings.PARTITION_TOKENS), cfg.chunkSize()),
-                LightningJob.maxTasksPerPass(parallel));
+                PassRunner.maxTasksPerPass(parallel));
         return new Prepared(blocks, sequences, stored, new TableCompute(cfg, plan), counts[0], counts[1]);
     }
 
@@ -461,7 +461,7 @@ final class TableRun {
             double seconds = (System.nanoTime() - t0) / 1e9;
             long tokens = report.path("tokens").asLong();
             out.printf("lightning: done: %d sequences, %,d tokens in %.1f s (%s tokens/s); tables %s in %s%s%n",
-                    report.path("sequences").asInt(), tokens, seconds, LightningJob.rate(tokens, seconds),
+                    report.path("sequences").asInt(), tokens, seconds, PassRunner.rate(tokens, seconds),
                     String.join("/, ", tables()) + "/", cfg.get(Settings.OUTPUT), report.path("rejected").size() == 0 ? ""
                             : " (" + report.path("rejected").size() + " rejected: see " + LightningJob.REPORT + ")");
             return report;
@@ -589,7 +589,7 @@ final class TableRun {
             passes.putObject("compute and write o").put("seconds", oSeconds).put("tokensPerSecond",
                     oSeconds > 0 ? plan.totalTokens / oSeconds : 0);
             out.printf("lightning: computed and wrote %s/: %,d tokens in %.1f s (%s tokens/s)%n", O_DIR, plan.totalTokens,
-                    oSeconds, LightningJob.rate(plan.totalTokens, oSeconds));
+                    oSeconds, PassRunner.rate(plan.totalTokens, oSeconds));
             t = System.nanoTime();
             sc.setJobDescription("lightning tables: the final-states table");
             // states are float32 noise to a codec and never repeat: no dictionary, no compression
