@@ -21,9 +21,6 @@ import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
-import java.util.concurrent.Future;
 
 /**
  * The driver side of a run: find the sequence files, plan pieces and partitions, run pass 1, the
@@ -109,8 +106,8 @@ final class LightningJob {
         List<InputFile> inputs = synthetic ? List.of()
                 : InputListing.list(hadoopConf, cfg.get(Settings.INPUT), cfg.get(Settings.RECURSIVE));
         List<InputFile> statuses = new ArrayList<>(); // parallel to files: --skip-invalid drops some inputs
-        List<SequenceFile> files = synthetic ? describeSynthetic()
-                : inspectAll(cfg, hadoopConf, inputs, statuses, rejected);
+        List<SequenceFile> files = synthetic ? SequenceFiles.describeSynthetic(cfg)
+                : SequenceFiles.inspectAll(cfg, hadoopConf, inputs, statuses, rejected);
         for (Map.Entry<String, String> r : rejected.entrySet()) {
             out.println("lightning: rejected " + r.getKey() + ": " + r.getValue());
         }
@@ -553,68 +550,6 @@ final class LightningJob {
             skipped.put(e.getKey(), what);
             out.println("lightning: skipped " + files.get(e.getKey()).name + ": " + what);
         }
-    }
-
-    // ---------------------------------------------------------------- inputs and outputs
-
-    /**
-     * Reads every header (in parallel: on object stores each is a round trip), adding the files it
-     * reads to {@code accepted}; with --skip-invalid a file refused goes into {@code rejected}
-     * (name to reason) instead. Shared by the files run and the table run over safetensors files.
-     */
-    static List<SequenceFile> inspectAll(JobConfig cfg, org.apache.hadoop.conf.Configuration hadoopConf,
-                                         List<InputFile> statuses, List<InputFile> accepted,
-                                         Map<String, String> rejected) throws IOException {
-        ExecutorService pool = Executors.newFixedThreadPool(Math.min(16, statuses.size()));
-        try {
-            List<Future<SequenceFile>> futures = new ArrayList<>();
-            for (InputFile s : statuses) {
-                // each file's own file system: a comma-separated --input may span several
-                FileSystem fs = HadoopPaths.fileSystem(s.path(), hadoopConf);
-                futures.add(pool.submit(() -> cfg.softmax() ? SoftmaxJob.inspect(fs, s.status, s.name, cfg::defaultSlopes)
-                        : SequenceFiles.inspect(fs, s.status, s.name, cfg::defaultSlopes, cfg.get(Settings.NORMALIZE))));
-            }
-            List<SequenceFile> files = new ArrayList<>();
-            for (int i = 0; i < futures.size(); i++) {
-                Future<SequenceFile> f = futures.get(i);
-                try {
-                    files.add(f.get());
-                    accepted.add(statuses.get(i));
-                } catch (java.util.concurrent.ExecutionException e) {
-                    Throwable c = e.getCause();
-                    if (c instanceof InvalidInputException && cfg.get(Settings.SKIP_INVALID)) {
-                        rejected.put(statuses.get(i).name, c.getMessage());
-                        continue;
-                    }
-                    if (c instanceof RuntimeException) {
-                        throw (RuntimeException) c;
-                    }
-                    if (c instanceof IOException) {
-                        throw (IOException) c;
-                    }
-                    throw new IOException(c);
-                } catch (InterruptedException e) {
-                    Thread.currentThread().interrupt();
-                    throw new IOException("interrupted while reading headers", e);
-                }
-            }
-            if (files.isEmpty()) {
-                throw new InvalidInputException("--input: all " + statuses.size() + " files were rejected, e.g. "
-                        + rejected.values().iterator().next());
-            }
-            return files;
-        } finally {
-            pool.shutdownNow();
-        }
-    }
-
-    /** The sequences of --synthetic, described through their virtual files' headers as real files are. */
-    private List<SequenceFile> describeSynthetic() throws IOException {
-        List<SequenceFile> files = new ArrayList<>();
-        for (dev.lightning.attention.stream.SyntheticSequence s : cfg.synthetic()) {
-            files.add(s.describe(cfg::defaultSlopes, cfg.get(Settings.NORMALIZE)));
-        }
-        return files;
     }
 
     // ---------------------------------------------------------------- report

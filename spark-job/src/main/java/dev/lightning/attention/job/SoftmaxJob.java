@@ -7,24 +7,18 @@ import dev.lightning.attention.plan.SoftmaxPlanner;
 import dev.lightning.attention.stream.OutputLayout;
 import dev.lightning.attention.stream.SequenceFile;
 import dev.lightning.attention.tensor.InvalidInputException;
-import dev.lightning.attention.tensor.SafetensorsHeader;
-import dev.lightning.attention.tensor.TensorEntry;
-import org.apache.hadoop.fs.FSDataInputStream;
-import org.apache.hadoop.fs.FileStatus;
-import org.apache.hadoop.fs.FileSystem;
 
-import java.io.IOException;
 import java.io.PrintStream;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.TreeMap;
 
 /**
- * The driver side of a softmax run ({@code --attention softmax}): its option and input checks,
- * its plan ({@link SoftmaxPlanner} over the pieces lightning's planner cut) and its passes:
+ * The driver side of a softmax run ({@code --attention softmax}): its option checks (its inputs'
+ * headers are read with lightning's: {@link SequenceFiles#inspectSoftmax}), its plan
+ * ({@link SoftmaxPlanner} over the pieces lightning's planner cut) and its passes:
  * <ol>
  *   <li>blocks: the work items, in tasks of about equal cost;</li>
  *   <li>merge: per query piece split over several items, their partials folded in ascending key
@@ -87,51 +81,6 @@ final class SoftmaxJob {
                         + "lightning attention only; give softmax --input files and --output-mode files without "
                         + "--initial-states, or run --attention lightning");
             }
-        }
-    }
-
-    /**
-     * Reads and checks a softmax input's header: q [T, Hq, Dk], k [T, Hk, Dk], v [T, Hk, Dv], Hq a
-     * multiple of Hk, and none of lightning's optional tensors (slope, initial_state,
-     * initial_normalizer), which would mean something this attention does not compute: refused
-     * rather than ignored. The rest (dtypes, one T, one Dk, widths up to 256, T >= 1) is checked
-     * as for lightning ({@link SequenceFile#describe}).
-     */
-    static SequenceFile inspect(FileSystem fs, FileStatus status, String name,
-                                java.util.function.IntFunction<double[]> defaultSlopes) throws IOException {
-        try (FSDataInputStream in = fs.open(status.getPath())) {
-            byte[] prefix = new byte[8];
-            try {
-                in.readFully(0, prefix, 0, 8);
-            } catch (java.io.EOFException e) {
-                throw new InvalidInputException(name + ": truncated: cannot read the 8-byte header length", e);
-            }
-            long n = SafetensorsHeader.headerLength(name, prefix, status.getLen());
-            byte[] json = new byte[(int) n];
-            in.readFully(8, json, 0, json.length);
-            SafetensorsHeader header = SafetensorsHeader.parse(name, json, status.getLen());
-            for (String lightningOnly : SequenceFile.OPTIONAL) {
-                if (header.tensor(lightningOnly) != null) {
-                    throw new InvalidInputException(name + ": holds '" + lightningOnly + "', a tensor of lightning "
-                            + "attention; softmax attention (--attention softmax) has no decay, state or normalizer "
-                            + "and would ignore it: remove it from the file, or run --attention lightning");
-                }
-            }
-            TensorEntry q = header.tensor("q");
-            TensorEntry k = header.tensor("k");
-            TensorEntry v = header.tensor("v");
-            if (q != null && k != null && v != null && q.rank() == 3 && k.rank() == 3 && v.rank() == 3) {
-                long hq = q.dim(1);
-                long hk = k.dim(1);
-                if (v.dim(1) != hk || hk < 1 || hq % hk != 0) {
-                    throw new InvalidInputException(name + ": softmax attention needs q [T, Hq, Dk], k [T, Hk, Dk], "
-                            + "v [T, Hk, Dv] with Hq a multiple of Hk (query head h reads key/value head "
-                            + "h / (Hq/Hk)); found q " + Arrays.toString(q.shape()) + ", k "
-                            + Arrays.toString(k.shape()) + ", v " + Arrays.toString(v.shape()));
-                }
-            }
-            return SequenceFile.describe(status.getPath().toUri().toString(), name, status.getLen(), in::readFully,
-                    defaultSlopes, true);
         }
     }
 

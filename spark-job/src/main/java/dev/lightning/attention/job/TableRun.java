@@ -398,7 +398,7 @@ final class TableRun {
             // safetensors files: listed and their headers checked as a files run does, before Spark starts
             List<InputFile> listed = InputListing.list(hadoopConf, cfg.get(Settings.INPUT), cfg.get(Settings.RECURSIVE));
             List<InputFile> accepted = new ArrayList<>();
-            files = LightningJob.inspectAll(cfg, hadoopConf, listed, accepted, rejected);
+            files = SequenceFiles.inspectAll(cfg, hadoopConf, listed, accepted, rejected);
             PathOverlap.check(hadoopConf, listed, given);
             accepted.forEach(f -> inputs.add(f.path().toString()));
         }
