@@ -1,5 +1,8 @@
 package dev.lightning.attention.job;
 
+import dev.lightning.attention.job.output.Commit;
+import dev.lightning.attention.job.output.OutputLock;
+import dev.lightning.attention.job.output.Staging;
 import dev.lightning.attention.tensor.InvalidInputException;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FileStatus;
@@ -34,7 +37,7 @@ final class InputListing {
     static final String SUFFIX = ".safetensors";
 
     /** Names in the output directory that belong to the job: its report, marker, lock and staging. */
-    static final List<String> RESERVED = List.of(LightningJob.REPORT, Commit.SUCCESS, OutputLock.NAME,
+    static final List<String> RESERVED = List.of(Commit.REPORT, Commit.SUCCESS, OutputLock.NAME,
             Staging.PARENT);
 
     private InputListing() {

@@ -90,7 +90,7 @@ public final class JobConfig implements Serializable {
 
     /** The value of an option (its default when it was not given; null for an optional one without). */
     @SuppressWarnings("unchecked")
-    <T> T get(Setting<T> s) {
+    public <T> T get(Setting<T> s) {
         return (T) values.get(s.key);
     }
 

@@ -4,6 +4,10 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.lightning.attention.job.output.Commit;
+import dev.lightning.attention.job.output.OutputLock;
+import dev.lightning.attention.job.output.SplitOutputs;
+import dev.lightning.attention.job.output.Staging;
 import dev.lightning.attention.plan.Piece;
 import dev.lightning.attention.plan.PiecePlanner;
 import dev.lightning.attention.stream.OutputLayout;
@@ -30,9 +34,6 @@ import java.util.Set;
  * between tasks through the run's staging directory.
  */
 final class LightningJob {
-    /** The run report's name in the output directory. */
-    static final String REPORT = "_lightning_report.json";
-
     private final JobConfig cfg;
     /** The Hadoop configuration of the run (Spark's, built before Spark starts). */
     private final org.apache.hadoop.conf.Configuration hadoopConf;
@@ -130,7 +131,7 @@ final class LightningJob {
                 if (Commit.RunInfo.differences(finished.fingerprint, fingerprint).isEmpty()) {
                     out.println("lightning: done: the interrupted run had reached its commit point with the same "
                             + "input and options; its results are now published in " + cfg.get(Settings.OUTPUT));
-                    return (ObjectNode) json.readTree(outFs.open(new Path(outputDir, REPORT)));
+                    return (ObjectNode) json.readTree(outFs.open(new Path(outputDir, Commit.REPORT)));
                 }
             }
             outputs.checkExisting(files, form, stored != null);
@@ -355,7 +356,8 @@ final class LightningJob {
                 files.size() - skipped.size(), publishedTokens, seconds, PassRunner.rate(publishedTokens, seconds),
                 String.join(", ", used),
                 cfg.get(Settings.OUTPUT), rejected.isEmpty() && skipped.isEmpty() ? ""
-                        : " (" + rejected.size() + " rejected, " + skipped.size() + " skipped: see " + REPORT + ")");
+                        : " (" + rejected.size() + " rejected, " + skipped.size() + " skipped: see " + Commit.REPORT
+                        + ")");
         return report;
     }
 
@@ -527,7 +529,7 @@ final class LightningJob {
                             + "float64, max rel. error %.3g at token %d (tolerance %.3g)%s%n", f.name,
                     node.get("crc32c").asText(), node.get("bytes").asLong(), node.get("sum").asDouble(),
                     node.get("maxAbs").asDouble(), table.size() - unchecked, worst, worstToken, tolerance,
-                    unchecked == 0 ? "" : "; " + unchecked + " rows unchecked (see " + REPORT + ")");
+                    unchecked == 0 ? "" : "; " + unchecked + " rows unchecked (see " + Commit.REPORT + ")");
             if (!(worst <= tolerance)) {
                 boolean given = cfg.get(Settings.SPOT_CHECK_TOLERANCE) != null;
                 failures.add(String.format("%s: o at token %d is off by %.3g relative to the float64 value, above "

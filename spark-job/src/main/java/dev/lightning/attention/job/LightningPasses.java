@@ -1,5 +1,7 @@
 package dev.lightning.attention.job;
 
+import dev.lightning.attention.job.output.SplitOutputs;
+import dev.lightning.attention.job.output.Staging;
 import dev.lightning.attention.plan.Piece;
 import dev.lightning.attention.stream.OutputLayout;
 import dev.lightning.attention.stream.SequenceFile;

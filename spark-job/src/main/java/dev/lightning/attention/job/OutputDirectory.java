@@ -4,8 +4,13 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import dev.lightning.attention.plan.Piece;
 import dev.lightning.attention.engine.AttentionSpec;
+import dev.lightning.attention.job.output.Commit;
+import dev.lightning.attention.job.output.OutputLock;
+import dev.lightning.attention.job.output.OutputPaths;
+import dev.lightning.attention.job.output.SplitOutputs;
+import dev.lightning.attention.job.output.Staging;
+import dev.lightning.attention.plan.Piece;
 import dev.lightning.attention.stream.SequenceFile;
 import dev.lightning.attention.stream.Variant;
 import dev.lightning.attention.tensor.InvalidInputException;
@@ -274,7 +279,7 @@ final class OutputDirectory {
             names.add(dev.lightning.attention.stream.OutputParts.indexName(f.name));
             names.add(f.name + dev.lightning.attention.stream.OutputParts.PARTS_SUFFIX);
         }
-        names.add(LightningJob.REPORT);
+        names.add(Commit.REPORT);
         if (manifest) {
             names.add(SafetensorsStates.MANIFEST);
         }

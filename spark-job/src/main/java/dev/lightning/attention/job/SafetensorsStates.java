@@ -4,6 +4,8 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.lightning.attention.engine.AttentionSpec;
 import dev.lightning.attention.engine.LightningState;
+import dev.lightning.attention.job.output.Commit;
+import dev.lightning.attention.job.output.OutputHeader;
 import dev.lightning.attention.stream.OutputParts;
 import dev.lightning.attention.tensor.InvalidInputException;
 import dev.lightning.attention.tensor.SafetensorsHeader;
@@ -164,7 +166,7 @@ final class SafetensorsStates implements StoredStates {
      * whether its run published one ({@link #REPORT_KEY}).
      */
     private static void checkCurrent(FileSystem fs, Path root) throws IOException {
-        Path report = new Path(root, LightningJob.REPORT);
+        Path report = new Path(root, Commit.REPORT);
         boolean current = false;
         if (fs.exists(report)) {
             try (FSDataInputStream in = fs.open(report)) {
@@ -173,7 +175,7 @@ final class SafetensorsStates implements StoredStates {
         }
         if (!current) {
             throw new InvalidInputException("--initial-states " + root + ": its " + MANIFEST + " was not written by "
-                    + "the directory's last run (" + LightningJob.REPORT + " does not list it: a run without "
+                    + "the directory's last run (" + Commit.REPORT + " does not list it: a run without "
                     + "--initial-states wrote there since), so it may name states that were replaced; rerun the "
                     + "append that wrote it, or remove " + MANIFEST + " to use the directory's own results as the "
                     + "state set");

@@ -2,6 +2,7 @@ package dev.lightning.attention.job;
 
 import dev.lightning.attention.engine.AttentionSpec;
 import dev.lightning.attention.engine.LightningState;
+import dev.lightning.attention.job.output.Staging;
 import dev.lightning.attention.stream.NonFiniteInputException;
 import dev.lightning.attention.stream.SequenceFile;
 import org.apache.hadoop.fs.FileSystem;

@@ -3,7 +3,7 @@ package dev.lightning.attention.job;
 import java.util.List;
 
 /** Every option of the job, in the order {@code --help} and the README list them. */
-final class Settings {
+public final class Settings {
     private Settings() {
     }
 
@@ -135,7 +135,7 @@ final class Settings {
     static final Setting<String> OUTPUT_DTYPE = Setting.choice("--output-dtype", "spark.lightning.outputDtype",
             "input", "Dtype of `o`: that of the input, or `f32`, `bf16`, `f16`. An `o` value that does not fit "
                     + "(inf in F16) fails the job, naming the file and position.", "input", "f32", "bf16", "f16");
-    static final Setting<String> OUTPUT_FORM = Setting.choice("--output-form", "spark.lightning.outputForm", "auto",
+    public static final Setting<String> OUTPUT_FORM = Setting.choice("--output-form", "spark.lightning.outputForm", "auto",
             "How the outputs of a sequence split into pieces (and of any sequence with --state-every) are written "
                     + "without one task copying them: `in-place` (each task writes its byte ranges into the one "
                     + "output file; `file:` paths, i.e. local and shared POSIX file systems), `concat` (parts joined "

@@ -4,6 +4,8 @@ import dev.lightning.attention.engine.Backends;
 import dev.lightning.attention.engine.SoftmaxBackend;
 import dev.lightning.attention.engine.SoftmaxPartial;
 import dev.lightning.attention.engine.SoftmaxSpec;
+import dev.lightning.attention.job.output.SplitOutputs;
+import dev.lightning.attention.job.output.Staging;
 import dev.lightning.attention.plan.Piece;
 import dev.lightning.attention.plan.SoftmaxPlanner;
 import dev.lightning.attention.stream.NonFiniteException;

@@ -3,6 +3,9 @@ package dev.lightning.attention.job;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.lightning.attention.job.output.Commit;
+import dev.lightning.attention.job.output.OutputLock;
+import dev.lightning.attention.job.output.Staging;
 import dev.lightning.attention.plan.PiecePlanner;
 import dev.lightning.attention.stream.SequenceFile;
 import dev.lightning.attention.tensor.InvalidInputException;
@@ -411,7 +414,7 @@ final class TableRun {
             // the tables, and the report and _SUCCESS of the run that wrote them: a directory holding
             // any of them is an earlier result, replaced only with --overwrite
             List<String> ours = new ArrayList<>(tables());
-            ours.add(LightningJob.REPORT);
+            ours.add(Commit.REPORT);
             ours.add(Commit.SUCCESS);
             for (String name : ours) {
                 if (!cfg.get(Settings.OVERWRITE) && outFs.exists(HadoopPaths.child(outputDir, name))) {
@@ -463,7 +466,7 @@ final class TableRun {
             out.printf("lightning: done: %d sequences, %,d tokens in %.1f s (%s tokens/s); tables %s in %s%s%n",
                     report.path("sequences").asInt(), tokens, seconds, PassRunner.rate(tokens, seconds),
                     String.join("/, ", tables()) + "/", cfg.get(Settings.OUTPUT), report.path("rejected").size() == 0 ? ""
-                            : " (" + report.path("rejected").size() + " rejected: see " + LightningJob.REPORT + ")");
+                            : " (" + report.path("rejected").size() + " rejected: see " + Commit.REPORT + ")");
             return report;
         } finally {
             lock.close();

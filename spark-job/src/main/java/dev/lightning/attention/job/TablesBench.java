@@ -1,6 +1,7 @@
 package dev.lightning.attention.job;
 
 import dev.lightning.attention.engine.Slopes;
+import dev.lightning.attention.job.output.Commit;
 import org.apache.spark.api.java.JavaRDD;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.RowFactory;

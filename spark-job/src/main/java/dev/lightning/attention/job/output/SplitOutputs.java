@@ -1,5 +1,7 @@
-package dev.lightning.attention.job;
+package dev.lightning.attention.job.output;
 
+import dev.lightning.attention.job.JobConfig;
+import dev.lightning.attention.job.Settings;
 import dev.lightning.attention.plan.Piece;
 import dev.lightning.attention.stream.OutputLayout;
 import dev.lightning.attention.stream.OutputParts;
@@ -50,16 +52,17 @@ import java.util.Map;
  * The one-file forms give the same bytes as an unsplit sequence's output file. Every range or
  * part a piece writes is in its marker with its CRC32C, so --resume keeps only pieces whose bytes
  * still verify, and a retried piece writes the same bytes to the same places. Lightning's pass 2
- * ({@link Tasks}) and softmax's blocks and merge passes ({@link SoftmaxTasks}) write through here.
+ * ({@link dev.lightning.attention.job.Pass2Tasks}) and softmax's blocks and merge passes
+ * ({@link dev.lightning.attention.job.SoftmaxTasks}) write through here.
  */
-final class SplitOutputs implements Serializable {
+public final class SplitOutputs implements Serializable {
     private static final long serialVersionUID = 1L;
 
     /** How a split sequence's outputs are written. */
-    enum Form {
+    public enum Form {
         IN_PLACE, CONCAT, PARTS;
 
-        String key() {
+        public String key() {
             return name().toLowerCase(Locale.ROOT).replace('_', '-');
         }
 
@@ -69,7 +72,7 @@ final class SplitOutputs implements Serializable {
          * else concat where it has a concat that moves data without copying, else parts. An
          * explicit form the file system cannot give is refused, saying which it can.
          */
-        static Form choose(String setting, FileSystem fs, Path output) {
+        public static Form choose(String setting, FileSystem fs, Path output) {
             boolean inPlace = fs instanceof RawLocalFileSystem;
             boolean concat = !inPlace && hasConcat(fs, output);
             switch (setting) {
@@ -109,7 +112,7 @@ final class SplitOutputs implements Serializable {
         }
     }
 
-    final Form form;
+    public final Form form;
     private final Staging staging;
 
     SplitOutputs(Form form, Staging staging) {
@@ -118,19 +121,19 @@ final class SplitOutputs implements Serializable {
     }
 
     /** This run's: --output-form on the file system of the output, which holds {@code staging}. */
-    static SplitOutputs of(JobConfig cfg, FileSystem outputFs, Staging staging) {
+    public static SplitOutputs of(JobConfig cfg, FileSystem outputFs, Staging staging) {
         return new SplitOutputs(Form.choose(cfg.get(Settings.OUTPUT_FORM), outputFs, staging.path()), staging);
     }
 
     /** Whether {@code pieces} pieces of a lightning sequence under {@code variant} are written here (not in one stream). */
-    static boolean needed(int pieces, Variant variant) {
+    public static boolean needed(int pieces, Variant variant) {
         return pieces > 1 || variant.checkpoints();
     }
 
     // ---------------------------------------------------------------- where a piece's bytes go
 
     /** The streams a piece writes its rows to, by the names of the layout's streams. */
-    interface Streams {
+    public interface Streams {
         /**
          * Stream {@code name}. One in which the piece has no rows (a piece in which no state is
          * recorded; a stream the layout lacks) takes no bytes: a write there is a layout error,
@@ -140,7 +143,7 @@ final class SplitOutputs implements Serializable {
     }
 
     /** One pass over a piece, writing each of its rows to its stream, each stream in order. */
-    interface Body {
+    public interface Body {
         void writeTo(Streams out) throws IOException;
     }
 
@@ -149,7 +152,7 @@ final class SplitOutputs implements Serializable {
      * its streams going where this run's form puts the piece's share. Checks that every stream
      * got exactly its bytes. Returns what it wrote, for the piece's marker.
      */
-    List<Staging.Written> writePiece(FileSystem fs, String name, OutputLayout layout, Piece p, String attempt,
+    public List<Staging.Written> writePiece(FileSystem fs, String name, OutputLayout layout, Piece p, String attempt,
                                      Body body) throws IOException {
         List<OutputLayout.Share> shares = layout.share(p.start(), p.end());
         switch (form) {
@@ -302,7 +305,7 @@ final class SplitOutputs implements Serializable {
      * it verify against their markers. Written aside and renamed, so a file is either complete in
      * size or absent.
      */
-    void prepare(FileSystem fs, List<String> names, List<SafetensorsHeader> headers) throws IOException {
+    public void prepare(FileSystem fs, List<String> names, List<SafetensorsHeader> headers) throws IOException {
         if (form != Form.IN_PLACE) {
             return;
         }
@@ -349,7 +352,7 @@ final class SplitOutputs implements Serializable {
      * order ({@link OutputLayout#tiling}); a repeated call (a resumed run) finds the parts gone into
      * the file and checks its length. In parts the driver writes the index.
      */
-    List<String> finish(FileSystem fs, String name, OutputLayout layout, long[] pieceTokens) throws IOException {
+    public List<String> finish(FileSystem fs, String name, OutputLayout layout, long[] pieceTokens) throws IOException {
         List<OutputLayout.PieceShare> tiling = layout.tiling(pieceTokens); // also checks that the shares tile the file
         switch (form) {
             case IN_PLACE:

@@ -1,4 +1,4 @@
-package dev.lightning.attention.job;
+package dev.lightning.attention.job.output;
 
 import dev.lightning.attention.engine.AttentionSpec;
 import dev.lightning.attention.engine.LightningState;
@@ -15,9 +15,10 @@ import java.util.Map;
 /**
  * The header of a lightning output file: its tensors and their order, and its metadata, with the
  * keys a later run reads back from a stored output ({@link #SLOPES}, {@link #TOKEN_OFFSET}: see
- * {@link SafetensorsStates}). Pass 2 writes it, and in --output-mode checksums the result files.
+ * {@link dev.lightning.attention.job.SafetensorsStates}). Pass 2 writes it, and in --output-mode
+ * checksums the result files.
  */
-final class OutputHeader {
+public final class OutputHeader {
     private OutputHeader() {
     }
 
@@ -40,7 +41,7 @@ final class OutputHeader {
      * output, and the state states[c] after its token (c+1)N - 1, sit at token_offset + t of the
      * whole sequence.
      */
-    static SafetensorsHeader of(SequenceFile f, AttentionSpec spec, Variant variant, DType oDtype, double scale,
+    public static SafetensorsHeader of(SequenceFile f, AttentionSpec spec, Variant variant, DType oDtype, double scale,
                                 OutputSummary summary, double tolerance, long tokenOffset) {
         int h = spec.heads();
         List<SafetensorsHeader.Spec> tensors = new ArrayList<>();
@@ -86,7 +87,7 @@ final class OutputHeader {
      * Output metadata: the decay rates of the result's heads, comma-separated (each exact: Java's
      * shortest round-trip form), so that an append with --initial-states can refuse other ones.
      */
-    static final String SLOPES = "slopes";
+    public static final String SLOPES = "slopes";
 
     static String slopesText(double[] slopes) {
         StringBuilder b = new StringBuilder();
@@ -96,7 +97,7 @@ final class OutputHeader {
         return b.toString();
     }
 
-    static double[] parseSlopes(String text) {
+    public static double[] parseSlopes(String text) {
         String[] parts = text.split(",");
         double[] slopes = new double[parts.length];
         for (int i = 0; i < parts.length; i++) {
@@ -106,5 +107,5 @@ final class OutputHeader {
     }
 
     /** The output metadata key of a continued sequence's offset in the whole sequence. */
-    static final String TOKEN_OFFSET = "token_offset";
+    public static final String TOKEN_OFFSET = "token_offset";
 }

@@ -1,9 +1,10 @@
-package dev.lightning.attention.job;
+package dev.lightning.attention.job.output;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.lightning.attention.job.HadoopPaths;
 import dev.lightning.attention.stream.PositionedOutput;
 import org.apache.hadoop.fs.FSDataInputStream;
 import org.apache.hadoop.fs.FileStatus;
@@ -30,8 +31,9 @@ import java.util.zip.CRC32C;
  * {@code <output>/_temporary/lightning-<run>/} (a name Hadoop and Spark readers skip).
  * <pre>
  *   run.json             who made it, and the fingerprint of inputs and settings (for --resume)
- *   local/, incoming/    pass-1 local states, one file per task and sequence ({@link PieceGroups}), and
- *                        the scan's incoming states, one file per block of the scan ({@link #prefixes})
+ *   local/, incoming/    pass-1 local states, one file per task and sequence
+ *                        ({@link dev.lightning.attention.job.PieceGroups}), and the scan's incoming
+ *                        states, one file per block of the scan ({@link #prefixes})
  *   files/NAME           output files, published into the output directory by the commit. A sequence
  *                        split into pieces (or, lightning, any with --state-every) is written there without
  *                        one task copying it, by {@link SplitOutputs}: in place (the driver creates the file,
@@ -46,7 +48,8 @@ import java.util.zip.CRC32C;
  *   parts/               lightning with --output-mode checksums: the o summaries of each task's pieces
  *                        ({@link #summaries}), each piece's recorded states and the final state
  *                        ({@link #checksumsPart})
- *   scan/                the blocked scan's summaries and carries above level 0 (see {@link BlockScan})
+ *   scan/                the blocked scan's summaries and carries above level 0 (see
+ *                        {@link dev.lightning.attention.job.BlockScan})
  *   _lightning_report.json, commit.json    the report, and the commit record (see {@link Commit})
  * </pre>
  * Every file is written aside and renamed into place (or, in place, its byte ranges are rewritten),
@@ -54,22 +57,22 @@ import java.util.zip.CRC32C;
  * writes the same bytes. A unit whose marker
  * still matches its files (sizes and checksums) is not computed again by {@code --resume}.
  */
-final class Staging implements Serializable {
+public final class Staging implements Serializable {
     private static final long serialVersionUID = 1L;
-    static final String PARENT = "_temporary";
+    public static final String PARENT = "_temporary";
     static final String PREFIX = "lightning-";
 
-    final String root;
+    public final String root;
     /** Whether tasks may keep units an earlier attempt of this run finished (--resume). */
-    final boolean resume;
+    public final boolean resume;
 
-    Staging(Path output, String runId, boolean resume) {
+    public Staging(Path output, String runId, boolean resume) {
         this.root = new Path(new Path(output, PARENT), PREFIX + runId).toString();
         this.resume = resume;
     }
 
     /** The staging directories of all runs in {@code output} (complete or not), oldest name first. */
-    static List<Path> all(FileSystem fs, Path output) throws IOException {
+    public static List<Path> all(FileSystem fs, Path output) throws IOException {
         List<Path> found = new ArrayList<>();
         Path parent = new Path(output, PARENT);
         try {
@@ -85,20 +88,20 @@ final class Staging implements Serializable {
         return found;
     }
 
-    static String runIdOf(Path stagingDir) {
+    public static String runIdOf(Path stagingDir) {
         return stagingDir.getName().substring(PREFIX.length());
     }
 
-    Path path() {
+    public Path path() {
         return new Path(root);
     }
 
-    Path runFile() {
+    public Path runFile() {
         return new Path(root, "run.json");
     }
 
     Path report() {
-        return new Path(root, LightningJob.REPORT);
+        return new Path(root, Commit.REPORT);
     }
 
     /**
@@ -106,7 +109,7 @@ final class Staging implements Serializable {
      * before --resume): writeAtomically keeps an existing file where the file system's rename
      * does not replace (HDFS), which is right for the same bytes and wrong for a new report.
      */
-    void stageReport(FileSystem fs, JsonNode report) throws IOException {
+    public void stageReport(FileSystem fs, JsonNode report) throws IOException {
         fs.delete(report(), false);
         writeAtomically(fs, report(), "driver",
                 new ObjectMapper().enable(com.fasterxml.jackson.databind.SerializationFeature.INDENT_OUTPUT)
@@ -116,24 +119,26 @@ final class Staging implements Serializable {
     /**
      * The local states (pass 1) of pieces {@code first..last} of a sequence, computed by one task:
      * their {@link dev.lightning.attention.engine.LightningState#toBytes} one after the other, piece
-     * j at (j - first) state sizes. One file per task and sequence, not per piece ({@link PieceGroups}).
+     * j at (j - first) state sizes. One file per task and sequence, not per piece
+     * ({@link dev.lightning.attention.job.PieceGroups}).
      */
-    Path localStates(int sequence, int first, int last) {
+    public Path localStates(int sequence, int first, int last) {
         return new Path(root, "local/s" + sequence + "-p" + first + "-" + last + ".f32");
     }
 
     /**
      * The prefixes y_(bB+1) .. y_(bB+count) of level {@code level} of a sequence's blocked scan,
-     * written in order by the down unit of block {@code block} ({@link BlockScan}), y_j at
-     * ((j - 1) mod B) state sizes. At level 0 these are the incoming states of pieces bB+1 .. bB+count.
+     * written in order by the down unit of block {@code block}
+     * ({@link dev.lightning.attention.job.BlockScan}), y_j at ((j - 1) mod B) state sizes. At level 0
+     * these are the incoming states of pieces bB+1 .. bB+count.
      */
-    Path prefixes(int sequence, int level, int block) {
+    public Path prefixes(int sequence, int level, int block) {
         return new Path(root, (level == 0 ? "incoming/s" + sequence : "scan/s" + sequence + "-l" + level + "-y")
                 + "-b" + block + ".f32");
     }
 
     /** Element j of level L >= 1 of a sequence's blocked scan: the summary of block j of level L - 1. */
-    Path scanElement(int sequence, int level, int j) {
+    public Path scanElement(int sequence, int level, int j) {
         return new Path(root, "scan/s" + sequence + "-l" + level + "-e" + j + ".f32");
     }
 
@@ -149,30 +154,31 @@ final class Staging implements Serializable {
     }
 
     /** Softmax: the partial (o and lse per query block, float32) of query piece {@code piece} over key pieces {@code firstKey..lastKey}. */
-    Path softmaxPartial(int sequence, int piece, int firstKey, int lastKey) {
+    public Path softmaxPartial(int sequence, int piece, int firstKey, int lastKey) {
         return new Path(root, "partials/s" + sequence + "-p" + piece + "-k" + firstKey + "-" + lastKey + ".f32");
     }
 
     /**
      * --output-mode checksums: what piece {@code piece} of a sequence stages for its result file
-     * ({@link Pass2Tasks}): {@code kind} "states" and "normalizers" (its recorded S and z), or "final"
-     * (piece -1: the sequence's final state). Its o summary goes with its task's ({@link #summaries}).
+     * ({@link dev.lightning.attention.job.Pass2Tasks}): {@code kind} "states" and "normalizers" (its
+     * recorded S and z), or "final" (piece -1: the sequence's final state). Its o summary goes with
+     * its task's ({@link #summaries}).
      */
-    Path checksumsPart(int sequence, int piece, String kind) {
+    public Path checksumsPart(int sequence, int piece, String kind) {
         return new Path(root, "parts/s" + sequence + (piece < 0 ? "" : "-p" + piece) + "." + kind);
     }
 
     /**
      * --output-mode checksums: the o summaries of pieces {@code first..last} of a sequence, staged
-     * by one task ({@link PieceGroups}): for each piece in order, its length (4 bytes, big-endian)
-     * and its {@code OutputSummary.toBytes}.
+     * by one task ({@link dev.lightning.attention.job.PieceGroups}): for each piece in order, its
+     * length (4 bytes, big-endian) and its {@code OutputSummary.toBytes}.
      */
-    Path summaries(int sequence, int first, int last) {
+    public Path summaries(int sequence, int first, int last) {
         return new Path(root, "parts/s" + sequence + "-p" + first + "-" + last + ".o-summaries");
     }
 
     /** The complete output file of {@code name} (a name relative to the output directory). */
-    Path stagedOutput(String name) {
+    public Path stagedOutput(String name) {
         return HadoopPaths.child(new Path(root, "files"), name);
     }
 
@@ -187,7 +193,7 @@ final class Staging implements Serializable {
      * long, its CRC32C. A part that a concat moves into a file later names that file and where its
      * bytes land there ({@code concatInto}, {@code at}), so that it still verifies once it is gone.
      */
-    static final class Written {
+    public static final class Written {
         final Path path;
         final long offset;
         final long size;
@@ -215,7 +221,7 @@ final class Staging implements Serializable {
     }
 
     /** Records that {@code unit} is finished with these files (written after the files are in place). */
-    void markDone(FileSystem fs, String unit, String attempt, List<Written> files) throws IOException {
+    public void markDone(FileSystem fs, String unit, String attempt, List<Written> files) throws IOException {
         ObjectMapper json = new ObjectMapper();
         ObjectNode n = json.createObjectNode();
         ArrayNode list = n.putArray("files");
@@ -237,7 +243,7 @@ final class Staging implements Serializable {
      * Whether {@code unit} was finished by an earlier attempt of this run and its files are still
      * exactly as recorded (read back and checksummed). Only with --resume; otherwise false.
      */
-    boolean alreadyDone(FileSystem fs, String unit) throws IOException {
+    public boolean alreadyDone(FileSystem fs, String unit) throws IOException {
         if (!resume) {
             return false;
         }
@@ -311,7 +317,7 @@ final class Staging implements Serializable {
     // ---------------------------------------------------------------- atomic writes
 
     /** Something that writes a file's whole content. */
-    interface Content {
+    public interface Content {
         void writeTo(OutputStream out) throws IOException;
     }
 
@@ -320,7 +326,7 @@ final class Staging implements Serializable {
      * no reader ever sees a partial file. If another attempt of the same task got there first,
      * its file (the same bytes) stays. Returns the size and CRC32C of what was written.
      */
-    static Written writeAtomically(FileSystem fs, Path dst, String attempt, Content content) throws IOException {
+    public static Written writeAtomically(FileSystem fs, Path dst, String attempt, Content content) throws IOException {
         Path tmp = HadoopPaths.child(dst.getParent(), "." + dst.getName() + ".inprogress-" + attempt);
         boolean done = false;
         long[] sizeAndCrc;
@@ -410,7 +416,7 @@ final class Staging implements Serializable {
         return fs.rename(from, to);
     }
 
-    static void writeAtomically(FileSystem fs, Path dst, String attempt, byte[] bytes) throws IOException {
+    public static void writeAtomically(FileSystem fs, Path dst, String attempt, byte[] bytes) throws IOException {
         writeAtomically(fs, dst, attempt, o -> o.write(bytes));
     }
 
@@ -419,13 +425,13 @@ final class Staging implements Serializable {
      * task reads come in runs from one file (a task's group of local states, a block of incoming
      * ones), so it opens each file once instead of once per state. Holds one open file and no state.
      */
-    static final class StateReader implements java.io.Closeable {
+    public static final class StateReader implements java.io.Closeable {
         private final FileSystem fs;
         private Path open;
         private FSDataInputStream in;
         private long length;
 
-        StateReader(FileSystem fs) {
+        public StateReader(FileSystem fs) {
             this.fs = fs;
         }
 
@@ -437,7 +443,7 @@ final class Staging implements Serializable {
          * they differ from the last call's: building a Hadoop path parses a URI, and the reads of a
          * run of pieces name the same file again and again.
          */
-        Path path(int a, int b, int c, java.util.function.Supplier<Path> make) {
+        public Path path(int a, int b, int c, java.util.function.Supplier<Path> make) {
             if (lastPath == null || lastKey[0] != a || lastKey[1] != b || lastKey[2] != c) {
                 lastPath = make.get();
                 lastKey[0] = a;
@@ -448,7 +454,7 @@ final class Staging implements Serializable {
         }
 
         /** {@code into.length} bytes at {@code offset} of {@code file}; fails when the file is shorter. */
-        byte[] read(Path file, long offset, byte[] into) throws IOException {
+        public byte[] read(Path file, long offset, byte[] into) throws IOException {
             if (file != open && !file.equals(open)) {
                 close();
                 in = fs.open(file);
@@ -513,7 +519,7 @@ final class Staging implements Serializable {
     }
 
     /** Appends staged file {@code part} to {@code out}, after checking that it holds {@code expect} bytes. */
-    static void copyPart(FileSystem fs, Path part, long expect, OutputStream out) throws IOException {
+    public static void copyPart(FileSystem fs, Path part, long expect, OutputStream out) throws IOException {
         long len = fs.getFileStatus(part).getLen();
         if (len != expect) {
             throw new IOException(part + " holds " + len + " bytes, expected " + expect);

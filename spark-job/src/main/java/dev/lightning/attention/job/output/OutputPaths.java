@@ -1,5 +1,6 @@
-package dev.lightning.attention.job;
+package dev.lightning.attention.job.output;
 
+import dev.lightning.attention.job.HadoopPaths;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
 import org.apache.hadoop.fs.RawLocalFileSystem;
@@ -28,7 +29,7 @@ import java.util.List;
  *       record (empty, or listing nothing) for files that were never written.</li>
  * </ul>
  */
-final class OutputPaths {
+public final class OutputPaths {
     private OutputPaths() {
     }
 
@@ -82,7 +83,7 @@ final class OutputPaths {
      * there is a user's, and moving it aside would delete it with the staging. An old parts
      * directory ({@code NAME.parts}) is moved aside only when it holds part files alone.
      */
-    static List<String> problems(FileSystem fs, Path output, List<String> files, List<String> replaces)
+    public static List<String> problems(FileSystem fs, Path output, List<String> files, List<String> replaces)
             throws IOException {
         return problems(fs, output, files, List.of(), replaces);
     }

@@ -1,9 +1,11 @@
-package dev.lightning.attention.job;
+package dev.lightning.attention.job.output;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.lightning.attention.job.FaultPoints;
+import dev.lightning.attention.job.HadoopPaths;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
 
@@ -39,9 +41,11 @@ import java.util.List;
  * </ol>
  * Nothing outside the published names, the report and {@code _SUCCESS} is ever touched.
  */
-final class Commit {
+public final class Commit {
     static final String RECORD = "commit.json";
-    static final String SUCCESS = "_SUCCESS";
+    public static final String SUCCESS = "_SUCCESS";
+    /** The run report's name in the output directory (the driver stages it, the commit publishes it). */
+    public static final String REPORT = "_lightning_report.json";
 
     private Commit() {
     }
@@ -57,7 +61,7 @@ final class Commit {
      *                  the replaced files, so that no earlier result stays beside the new one
      * @param overwrite whether existing files of those names may be replaced
      */
-    static void commit(FileSystem fs, Path output, Staging staging, List<String> names, List<String> replaces,
+    public static void commit(FileSystem fs, Path output, Staging staging, List<String> names, List<String> replaces,
                        boolean overwrite, OutputLock lock) throws IOException {
         synchronized (lock.publishing) {
             lock.check();
@@ -86,7 +90,7 @@ final class Commit {
             for (String name : names) {
                 staged.add(staging.stagedOutput(name));
             }
-            staged.add(new Path(staging.path(), LightningJob.REPORT));
+            staged.add(new Path(staging.path(), Commit.REPORT));
             OutputPaths.forceAll(fs, staged);
             ObjectMapper json = new ObjectMapper();
             ObjectNode record = json.createObjectNode();
@@ -112,7 +116,7 @@ final class Commit {
      * a commit point: that run is left as an interrupted one, for --resume, and nothing of it is
      * published.
      */
-    static List<RunInfo> recover(FileSystem fs, Path output, PrintStream out) throws IOException {
+    public static List<RunInfo> recover(FileSystem fs, Path output, PrintStream out) throws IOException {
         List<RunInfo> finished = new ArrayList<>();
         for (Path dir : Staging.all(fs, output)) {
             if (fs.exists(new Path(dir, RECORD))) {
@@ -133,7 +137,7 @@ final class Commit {
     }
 
     /** Whether the run staged in {@code stagingDir} has reached its commit point: its record is whole. */
-    static boolean committed(FileSystem fs, Path stagingDir) {
+    public static boolean committed(FileSystem fs, Path stagingDir) {
         try {
             return readRecord(fs, stagingDir) != null;
         } catch (IOException e) {
@@ -247,9 +251,9 @@ final class Commit {
             }
         }
         FaultPoints.reach("published");
-        Path report = new Path(stagingDir, LightningJob.REPORT);
+        Path report = new Path(stagingDir, Commit.REPORT);
         if (fs.exists(report)) { // staged complete; gone from staging once published
-            Path dst = new Path(output, LightningJob.REPORT);
+            Path dst = new Path(output, Commit.REPORT);
             fs.delete(dst, false);
             rename(fs, report, dst);
         }
@@ -264,7 +268,7 @@ final class Commit {
     }
 
     /** Removes a run's staging directory, and {@code _temporary} when that run created it and it is now empty. */
-    static void removeStaging(FileSystem fs, Path output, Path stagingDir) throws IOException {
+    public static void removeStaging(FileSystem fs, Path output, Path stagingDir) throws IOException {
         boolean createdParent = RunInfo.read(fs, stagingDir).createdParent;
         Staging.removeTree(fs, stagingDir);
         Path parent = new Path(output, Staging.PARENT);
@@ -286,10 +290,10 @@ final class Commit {
     }
 
     /** What {@code run.json} in a staging directory says: the run's fingerprint and whether it made {@code _temporary}. */
-    static final class RunInfo {
-        final JsonNode fingerprint;
+    public static final class RunInfo {
+        public final JsonNode fingerprint;
         final boolean createdParent;
-        final String started;
+        public final String started;
 
         private RunInfo(JsonNode fingerprint, boolean createdParent, String started) {
             this.fingerprint = fingerprint;
@@ -297,7 +301,7 @@ final class Commit {
             this.started = started;
         }
 
-        static RunInfo read(FileSystem fs, Path stagingDir) throws IOException {
+        public static RunInfo read(FileSystem fs, Path stagingDir) throws IOException {
             try (InputStream in = fs.open(new Path(stagingDir, "run.json"))) {
                 JsonNode n = new ObjectMapper().readTree(in);
                 return new RunInfo(n.path("fingerprint"), n.path("createdParent").asBoolean(false),
@@ -307,7 +311,7 @@ final class Commit {
             }
         }
 
-        static byte[] encode(JsonNode fingerprint, boolean createdParent, String started) throws IOException {
+        public static byte[] encode(JsonNode fingerprint, boolean createdParent, String started) throws IOException {
             ObjectNode n = new ObjectMapper().createObjectNode();
             n.set("fingerprint", fingerprint);
             n.put("createdParent", createdParent);
@@ -316,7 +320,7 @@ final class Commit {
         }
 
         /** The keys in which two fingerprints differ, for the refusal of a --resume. */
-        static List<String> differences(JsonNode a, JsonNode b) {
+        public static List<String> differences(JsonNode a, JsonNode b) {
             List<String> diff = new ArrayList<>();
             if (a == null || b == null) {
                 diff.add("run.json unreadable");

@@ -1,4 +1,4 @@
-package dev.lightning.attention.job;
+package dev.lightning.attention.job.output;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
@@ -41,8 +41,8 @@ import java.util.concurrent.TimeUnit;
  * lock never exists half-written), elsewhere through {@code create(path, overwrite=false)}, which
  * HDFS and object stores with conditional writes honour.
  */
-final class OutputLock implements AutoCloseable {
-    static final String NAME = "_lightning.lock";
+public final class OutputLock implements AutoCloseable {
+    public static final String NAME = "_lightning.lock";
 
     private final FileSystem fs;
     private final Path path;
@@ -75,7 +75,7 @@ final class OutputLock implements AutoCloseable {
      *
      * @throws InvalidInputException when a live run holds it, naming that run and what to do
      */
-    static OutputLock acquire(FileSystem fs, Path output, String runId, double staleSeconds, PrintStream out)
+    public static OutputLock acquire(FileSystem fs, Path output, String runId, double staleSeconds, PrintStream out)
             throws IOException {
         Path path = new Path(output, NAME);
         byte[] content = describeSelf(runId, staleSeconds);
