@@ -25,7 +25,7 @@ public final class HadoopPaths {
      * path, relative or absolute. A relative path whose first segment holds a colon
      * ({@code run:1.safetensors}) is not a valid URI and is taken as a local name.
      */
-    static Path parse(String userPath) {
+    public static Path parse(String userPath) {
         try {
             return new Path(userPath);
         } catch (IllegalArgumentException e) {

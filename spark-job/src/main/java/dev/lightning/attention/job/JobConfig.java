@@ -84,7 +84,7 @@ public final class JobConfig implements Serializable {
     }
 
     /** Whether this run computes causal softmax attention ({@code --attention softmax}) instead of lightning. */
-    boolean softmax() {
+    public boolean softmax() {
         return "softmax".equals(get(Settings.ATTENTION));
     }
 
@@ -170,7 +170,7 @@ public final class JobConfig implements Serializable {
     }
 
     /** The sequences --synthetic names, in order (empty without it); the same spec twice is refused. */
-    java.util.List<dev.lightning.attention.stream.SyntheticSequence> synthetic() {
+    public java.util.List<dev.lightning.attention.stream.SyntheticSequence> synthetic() {
         String spec = get(Settings.SYNTHETIC);
         java.util.List<dev.lightning.attention.stream.SyntheticSequence> all = new java.util.ArrayList<>();
         if (spec == null) {
@@ -194,7 +194,7 @@ public final class JobConfig implements Serializable {
     }
 
     /** Whether o goes to a checksum sink instead of the result files (--output-mode checksums). */
-    boolean checksums() {
+    public boolean checksums() {
         return "checksums".equals(get(Settings.OUTPUT_MODE));
     }
 
@@ -215,7 +215,7 @@ public final class JobConfig implements Serializable {
     }
 
     /** Default slopes for files without a {@code slope} tensor. */
-    double[] defaultSlopes(int heads) {
+    public double[] defaultSlopes(int heads) {
         Integer layer = get(Settings.LAYER);
         Integer layers = get(Settings.LAYERS);
         if ("transnormer".equals(get(Settings.DEFAULT_SLOPES))) {

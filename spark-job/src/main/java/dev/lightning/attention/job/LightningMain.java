@@ -1,5 +1,6 @@
 package dev.lightning.attention.job;
 
+import dev.lightning.attention.job.input.InputFormats;
 import dev.lightning.attention.tensor.InvalidInputException;
 import org.apache.spark.SparkConf;
 import org.apache.spark.SparkContext;

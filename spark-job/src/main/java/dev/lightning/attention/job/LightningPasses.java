@@ -1,5 +1,7 @@
 package dev.lightning.attention.job;
 
+import dev.lightning.attention.job.input.InputFile;
+import dev.lightning.attention.job.input.StoredStates;
 import dev.lightning.attention.job.output.SplitOutputs;
 import dev.lightning.attention.job.output.Staging;
 import dev.lightning.attention.plan.Piece;

@@ -2,6 +2,7 @@ package dev.lightning.attention.job;
 
 import dev.lightning.attention.engine.AttentionBackend;
 import dev.lightning.attention.engine.LightningState;
+import dev.lightning.attention.job.input.SequenceFiles;
 import dev.lightning.attention.job.output.Staging;
 import dev.lightning.attention.stream.CpuFallback;
 import dev.lightning.attention.stream.NonFiniteInputException;

@@ -3,6 +3,8 @@ package dev.lightning.attention.job;
 import dev.lightning.attention.engine.AttentionBackend;
 import dev.lightning.attention.engine.AttentionSpec;
 import dev.lightning.attention.engine.LightningState;
+import dev.lightning.attention.job.input.SequenceFiles;
+import dev.lightning.attention.job.input.StoredStates;
 import dev.lightning.attention.job.output.OutputHeader;
 import dev.lightning.attention.job.output.SplitOutputs;
 import dev.lightning.attention.job.output.Staging;

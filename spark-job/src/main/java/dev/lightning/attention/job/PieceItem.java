@@ -1,5 +1,6 @@
 package dev.lightning.attention.job;
 
+import dev.lightning.attention.job.input.StoredStates;
 import dev.lightning.attention.job.output.Staging;
 import dev.lightning.attention.plan.Piece;
 import dev.lightning.attention.stream.SequenceFile;

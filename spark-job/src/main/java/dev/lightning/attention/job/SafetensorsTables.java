@@ -2,6 +2,7 @@ package dev.lightning.attention.job;
 
 import dev.lightning.attention.engine.AttentionSpec;
 import dev.lightning.attention.engine.LightningState;
+import dev.lightning.attention.job.input.SequenceFiles;
 import dev.lightning.attention.stream.PieceWork;
 import dev.lightning.attention.stream.SequenceFile;
 import org.apache.spark.TaskContext;

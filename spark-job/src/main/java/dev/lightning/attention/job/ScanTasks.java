@@ -2,6 +2,8 @@ package dev.lightning.attention.job;
 
 import dev.lightning.attention.engine.AttentionSpec;
 import dev.lightning.attention.engine.LightningState;
+import dev.lightning.attention.job.input.SequenceFiles;
+import dev.lightning.attention.job.input.StoredStates;
 import dev.lightning.attention.job.output.Staging;
 import dev.lightning.attention.stream.NonFiniteInputException;
 import dev.lightning.attention.stream.SequenceFile;

@@ -7,19 +7,19 @@ public final class Settings {
     private Settings() {
     }
 
-    static final Setting<String> INPUT = Setting.path("--input", "spark.lightning.input",
+    public static final Setting<String> INPUT = Setting.path("--input", "spark.lightning.input",
             "The `*.safetensors` sequence files: a directory, one file, a comma-separated list or a glob "
                     + "(`'dir/*.safetensors'`); any Hadoop file system URI. A path that exists is taken as it is, "
                     + "even if it holds a comma or a glob character. Required unless --synthetic is given (not both). With --input-format parquet: a table of "
                     + "blocks (a directory of `.parquet` files, a file, or a comma-separated list).");
-    static final Setting<String> INPUT_FORMAT = Setting.choice("--input-format", "spark.lightning.inputFormat", "auto",
+    public static final Setting<String> INPUT_FORMAT = Setting.choice("--input-format", "spark.lightning.inputFormat", "auto",
             "`safetensors` (one sequence per file) or `parquet` (sequences as table rows: see \"Sequences as table "
                     + "rows\" in the README); `auto`: parquet when --input is a `.parquet` file or a directory holding "
                     + "`.parquet` files and no `.safetensors` ones, else safetensors.", "auto", "safetensors", "parquet");
-    static final Setting<String> SEQUENCES = Setting.optionalPath("--sequences", "spark.lightning.sequences",
+    public static final Setting<String> SEQUENCES = Setting.optionalPath("--sequences", "spark.lightning.sequences",
             "With parquet input: the optional per-sequence table (`sequence`, `slope`, `initial_state`, "
                     + "`initial_normalizer`), a directory of `.parquet` files or a file.");
-    static final Setting<String> OUTPUT_FORMAT = Setting.choice("--output-format", "spark.lightning.outputFormat",
+    public static final Setting<String> OUTPUT_FORMAT = Setting.choice("--output-format", "spark.lightning.outputFormat",
             "input", "`input` (the input's format), `safetensors` or `parquet` (tables `o/` and `final_states/` in "
                     + "--output, and `states/` with --state-every). Safetensors input with `parquet`: each file is one "
                     + "sequence of the tables, named as its result file would be, read and computed by a table run "
@@ -80,7 +80,7 @@ public final class Settings {
     static final Setting<String> FEATURE_MAP = Setting.choice("--feature-map", "spark.lightning.featureMap", "identity",
             "Lightning only. Feature map phi applied to q and k before anything else: `identity` (phi(x) = x), `elu1` "
                     + "(elu(x) + 1) or `relu` (max(x, 0)).", "identity", "elu1", "relu");
-    static final Setting<Boolean> NORMALIZE = Setting.flagSwitch("--normalize", "spark.lightning.normalize",
+    public static final Setting<Boolean> NORMALIZE = Setting.flagSwitch("--normalize", "spark.lightning.normalize",
             "Lightning only. Normalized linear attention: o_t = scale (phi(q_t) S_t) / (phi(q_t) . z_t + eps) with the normalizer "
                     + "z_t = lambda z_{t-1} + phi(k_t); reads `initial_normalizer` [H,Dk] F32 when a file has one and "
                     + "writes `final_normalizer` (and `normalizers` with --state-every).");
@@ -142,7 +142,7 @@ public final class Settings {
                     + "by the file system's concat, no data copied; HDFS), `parts` (`NAME.index.json` and "
                     + "`NAME.parts/*.safetensors`; any file system); `auto`: the first of these the output's file "
                     + "system allows. --resume must be given the same.", "auto", "in-place", "concat", "parts");
-    static final Setting<String> OUTPUT_MODE = Setting.choice("--output-mode", "spark.lightning.outputMode", "files",
+    public static final Setting<String> OUTPUT_MODE = Setting.choice("--output-mode", "spark.lightning.outputMode", "files",
             "Lightning only. `files`: each result holds `o`. `checksums`: pass 2 computes `o` as usual but keeps, instead of "
                     + "writing it, the CRC32C of the bytes `o` would hold, its sum and largest magnitude, and the "
                     + "rows of about 16 to 32 sampled tokens, each checked against a float64 value computed from the "
@@ -150,7 +150,7 @@ public final class Settings {
                     + "and the run fails when a sampled row is off by more than the output dtype's tolerance. "
                     + "That file is one small file whatever --output-form says.",
             "files", "checksums");
-    static final Setting<Double> SPOT_CHECK_TOLERANCE = Setting.optionalPositive("--spot-check-tolerance",
+    public static final Setting<Double> SPOT_CHECK_TOLERANCE = Setting.optionalPositive("--spot-check-tolerance",
             "spark.lightning.spotCheckTolerance", "(by dtype)",
             "Lightning only. With --output-mode checksums: the largest relative error of a sampled o row against float64 "
                     + "(max |o - ref| / max |ref| per head) before the run fails. By default 1e-2 for BF16 o, 1.2e-3 "
@@ -173,7 +173,7 @@ public final class Settings {
     static final Setting<Boolean> SKIP_NONFINITE = Setting.flagSwitch("--skip-nonfinite",
             "spark.lightning.skipNonFinite", "Skip sequences whose inputs hold NaN or Inf, or whose outputs overflow "
                     + "to NaN or Inf, and list them in the run report, instead of failing the job.");
-    static final Setting<Boolean> SKIP_INVALID = Setting.flagSwitch("--skip-invalid", "spark.lightning.skipInvalid",
+    public static final Setting<Boolean> SKIP_INVALID = Setting.flagSwitch("--skip-invalid", "spark.lightning.skipInvalid",
             "Process the valid files of the input and list the rejected ones in the run report, instead of failing "
                     + "before any output is written.");
     static final Setting<Double> PROGRESS_SECONDS = Setting.real("--progress-seconds",

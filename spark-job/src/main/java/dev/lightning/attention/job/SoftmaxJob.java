@@ -2,6 +2,7 @@ package dev.lightning.attention.job;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.lightning.attention.job.input.SequenceFiles;
 import dev.lightning.attention.job.output.SplitOutputs;
 import dev.lightning.attention.job.output.Staging;
 import dev.lightning.attention.plan.Piece;

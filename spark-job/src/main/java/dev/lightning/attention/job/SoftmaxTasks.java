@@ -4,6 +4,7 @@ import dev.lightning.attention.engine.Backends;
 import dev.lightning.attention.engine.SoftmaxBackend;
 import dev.lightning.attention.engine.SoftmaxPartial;
 import dev.lightning.attention.engine.SoftmaxSpec;
+import dev.lightning.attention.job.input.SequenceFiles;
 import dev.lightning.attention.job.output.SplitOutputs;
 import dev.lightning.attention.job.output.Staging;
 import dev.lightning.attention.plan.Piece;

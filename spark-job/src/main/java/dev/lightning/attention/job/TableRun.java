@@ -3,6 +3,12 @@ package dev.lightning.attention.job;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.lightning.attention.job.input.InputFile;
+import dev.lightning.attention.job.input.InputFormats;
+import dev.lightning.attention.job.input.InputListing;
+import dev.lightning.attention.job.input.PathOverlap;
+import dev.lightning.attention.job.input.SequenceFiles;
+import dev.lightning.attention.job.input.StoredStates;
 import dev.lightning.attention.job.output.Commit;
 import dev.lightning.attention.job.output.OutputLock;
 import dev.lightning.attention.job.output.Staging;
@@ -34,10 +40,10 @@ import static dev.lightning.attention.job.TableSchema.*;
  * then moved into place by {@link Commit} under the output lock, so a failed run leaves the output
  * directory as it was and --overwrite replaces only those tables (and the run report).
  */
-final class TableRun {
+public final class TableRun {
     /** The published tables, in the output directory. */
     static final String O_DIR = O_BLOCKS.name;
-    static final String STATES_DIR = FINAL_STATES.name;
+    public static final String STATES_DIR = FINAL_STATES.name;
     static final String CHECKPOINTS_DIR = CHECKPOINTS.name;
     /** Every table a run can publish; one with --state-every publishes them all. */
     static final List<String> ALL_TABLES = List.of(O_DIR, STATES_DIR, CHECKPOINTS_DIR);

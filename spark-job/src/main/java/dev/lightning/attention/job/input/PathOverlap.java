@@ -1,5 +1,6 @@
-package dev.lightning.attention.job;
+package dev.lightning.attention.job.input;
 
+import dev.lightning.attention.job.HadoopPaths;
 import dev.lightning.attention.tensor.InvalidInputException;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FileSystem;
@@ -23,7 +24,7 @@ import java.util.Map;
  * through {@code toRealPath()}, elsewhere through {@code FileSystem.resolvePath}. Comparing the
  * strings as typed is not enough.
  */
-final class PathOverlap {
+public final class PathOverlap {
     private PathOverlap() {
     }
 
@@ -46,7 +47,7 @@ final class PathOverlap {
      * @param output {@code --output} as the user gave it (it need not exist yet)
      * @throws InvalidInputException naming both paths, as given and as resolved, and what to do
      */
-    static void check(Configuration conf, List<InputFile> inputs, Path output) throws IOException {
+    public static void check(Configuration conf, List<InputFile> inputs, Path output) throws IOException {
         Where out = resolve(conf, output);
         Map<Path, Where> roots = new LinkedHashMap<>();
         for (InputFile f : inputs) {
@@ -79,7 +80,7 @@ final class PathOverlap {
      * Refuses an {@code --initial-states} directory that is, lies inside or contains the output:
      * the run would read states from where it publishes (and with --overwrite replace them).
      */
-    static void checkStates(Configuration conf, Path states, Path output) throws IOException {
+    public static void checkStates(Configuration conf, Path states, Path output) throws IOException {
         Where out = resolve(conf, output);
         Where in = resolve(conf, states);
         if (in.contains(out) || out.contains(in)) {

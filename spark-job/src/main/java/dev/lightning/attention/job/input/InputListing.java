@@ -1,5 +1,6 @@
-package dev.lightning.attention.job;
+package dev.lightning.attention.job.input;
 
+import dev.lightning.attention.job.HadoopPaths;
 import dev.lightning.attention.job.output.Commit;
 import dev.lightning.attention.job.output.OutputLock;
 import dev.lightning.attention.job.output.Staging;
@@ -33,7 +34,7 @@ import java.util.TreeMap;
  * markers) are skipped there and in glob matches. A file named explicitly is taken whatever its
  * name: the user asked for it.
  */
-final class InputListing {
+public final class InputListing {
     static final String SUFFIX = ".safetensors";
 
     /** Names in the output directory that belong to the job: its report, marker, lock and staging. */
@@ -49,7 +50,7 @@ final class InputListing {
      * @throws InvalidInputException when an element matches nothing, a directory holds no sequence
      *                               file, or two files would get the same output name
      */
-    static List<InputFile> list(Configuration conf, String input, boolean recursive) throws IOException {
+    public static List<InputFile> list(Configuration conf, String input, boolean recursive) throws IOException {
         List<String> elements = input.indexOf(',') < 0 || existsAsTyped(conf, input) ? List.of(input) : split(input);
         Map<String, InputFile> byName = new TreeMap<>();
         for (String element : elements) {

@@ -1,9 +1,11 @@
-package dev.lightning.attention.job;
+package dev.lightning.attention.job.input;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.lightning.attention.engine.AttentionSpec;
 import dev.lightning.attention.engine.LightningState;
+import dev.lightning.attention.job.HadoopPaths;
+import dev.lightning.attention.job.TableRun;
 import dev.lightning.attention.job.output.Commit;
 import dev.lightning.attention.job.output.OutputHeader;
 import dev.lightning.attention.stream.OutputParts;
@@ -34,9 +36,9 @@ import java.util.concurrent.Future;
  * (files in subdirectories too; names starting with {@code _} or {@code .} are skipped, and files
  * that are not safetensors outputs holding a {@code final_state} are not states).
  */
-final class SafetensorsStates implements StoredStates {
+public final class SafetensorsStates implements StoredStates {
     /** The manifest of a complete state set, in the output directory of a run with --initial-states. */
-    static final String MANIFEST = "_states.json";
+    public static final String MANIFEST = "_states.json";
     static final String FORMAT = "lightning-states-1";
 
     private final Map<String, State> states;
@@ -73,7 +75,8 @@ final class SafetensorsStates implements StoredStates {
         }
 
         @Override
-        LightningState read(Configuration conf, AttentionSpec spec, String name, int sequence) throws IOException {
+        public LightningState read(Configuration conf, AttentionSpec spec, String name, int sequence)
+                throws IOException {
             float[] kv = floats(conf, file, kvOffset, spec.stateSize(), "final_state", name, sequence);
             if (!spec.normalized()) {
                 return LightningState.own(heads, dk, dv, kv);
@@ -183,7 +186,7 @@ final class SafetensorsStates implements StoredStates {
     }
 
     /** The run report's key saying that the run published {@link #MANIFEST}. */
-    static final String REPORT_KEY = "statesManifest";
+    public static final String REPORT_KEY = "statesManifest";
 
     /** The results below {@code dir}: files (names relative to the root) and parts indexes (without the suffix). */
     private static void list(FileSystem fs, Path dir, String prefix, Map<String, String> found) throws IOException {
@@ -332,7 +335,7 @@ final class SafetensorsStates implements StoredStates {
     }
 
     /** {@link #manifest}, streamed (indented JSON): nothing per sequence held but the maps given. */
-    static void writeManifest(Map<String, Long> written, Map<String, State> untouched, java.io.OutputStream out)
+    public static void writeManifest(Map<String, Long> written, Map<String, State> untouched, java.io.OutputStream out)
             throws IOException {
         TreeMap<String, Boolean> names = new TreeMap<>();
         written.keySet().forEach(n -> names.put(n, true));

@@ -1,5 +1,6 @@
-package dev.lightning.attention.job;
+package dev.lightning.attention.job.input;
 
+import dev.lightning.attention.job.HadoopPaths;
 import dev.lightning.attention.tensor.InvalidInputException;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.Path;

@@ -1,5 +1,8 @@
-package dev.lightning.attention.job;
+package dev.lightning.attention.job.input;
 
+import dev.lightning.attention.job.HadoopPaths;
+import dev.lightning.attention.job.JobConfig;
+import dev.lightning.attention.job.Settings;
 import dev.lightning.attention.stream.RangeReader;
 import dev.lightning.attention.stream.SequenceFile;
 import dev.lightning.attention.stream.SyntheticSequence;
@@ -28,7 +31,7 @@ import java.util.concurrent.Future;
  * Hadoop file system (every input's, with what lightning and softmax each accept), and its path
  * rebuilt as a Hadoop path.
  */
-final class SequenceFiles {
+public final class SequenceFiles {
     private SequenceFiles() {
     }
 
@@ -105,7 +108,7 @@ final class SequenceFiles {
      * reads to {@code accepted}; with --skip-invalid a file refused goes into {@code rejected}
      * (name to reason) instead. Shared by the files run and the table run over safetensors files.
      */
-    static List<SequenceFile> inspectAll(JobConfig cfg, org.apache.hadoop.conf.Configuration hadoopConf,
+    public static List<SequenceFile> inspectAll(JobConfig cfg, org.apache.hadoop.conf.Configuration hadoopConf,
                                          List<InputFile> statuses, List<InputFile> accepted,
                                          Map<String, String> rejected) throws IOException {
         ExecutorService pool = Executors.newFixedThreadPool(Math.min(16, statuses.size()));
@@ -152,7 +155,7 @@ final class SequenceFiles {
     }
 
     /** The sequences of --synthetic, described through their virtual files' headers as real files are. */
-    static List<SequenceFile> describeSynthetic(JobConfig cfg) throws IOException {
+    public static List<SequenceFile> describeSynthetic(JobConfig cfg) throws IOException {
         List<SequenceFile> files = new ArrayList<>();
         for (dev.lightning.attention.stream.SyntheticSequence s : cfg.synthetic()) {
             files.add(s.describe(cfg::defaultSlopes, cfg.get(Settings.NORMALIZE)));
@@ -164,8 +167,8 @@ final class SequenceFiles {
      * A sequence opened for positioned reads: a local file's channel, a Hadoop stream, or a
      * synthetic sequence (nothing to close).
      */
-    static final class Opened implements java.io.Closeable {
-        final dev.lightning.attention.stream.RangeReader reader;
+    public static final class Opened implements java.io.Closeable {
+        public final dev.lightning.attention.stream.RangeReader reader;
         private final java.io.Closeable resource;
 
         private Opened(dev.lightning.attention.stream.RangeReader reader, java.io.Closeable resource) {
@@ -185,7 +188,7 @@ final class SequenceFiles {
      * local file's channel (in parallel parts) or a stream that reads into buffers (HDFS); other
      * streams fill them through bounded heap copies.
      */
-    static Opened open(SequenceFile f, org.apache.hadoop.conf.Configuration conf) throws IOException {
+    public static Opened open(SequenceFile f, org.apache.hadoop.conf.Configuration conf) throws IOException {
         if (SyntheticSequence.isSynthetic(f.path)) {
             return new Opened(SyntheticSequence.ofUri(f.path).reader(), () -> { });
         }
@@ -228,7 +231,7 @@ final class SequenceFiles {
      * The file's path, rebuilt from its URI. {@code new Path(String)} would read a name holding
      * {@code %}, {@code #} or a colon differently from the name listed; a URI round trip does not.
      */
-    static Path hadoopPath(SequenceFile f) {
+    public static Path hadoopPath(SequenceFile f) {
         return new Path(java.net.URI.create(f.path));
     }
 }

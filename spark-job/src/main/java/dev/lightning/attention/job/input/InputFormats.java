@@ -1,5 +1,9 @@
-package dev.lightning.attention.job;
+package dev.lightning.attention.job.input;
 
+import dev.lightning.attention.job.HadoopPaths;
+import dev.lightning.attention.job.JobConfig;
+import dev.lightning.attention.job.Settings;
+import dev.lightning.attention.job.TableRun;
 import dev.lightning.attention.tensor.InvalidInputException;
 import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.fs.FileSystem;
@@ -15,7 +19,7 @@ import java.util.List;
  * the lean runtime (bin/lean-runtime) carries only what runs load, and a files run must not need
  * Spark SQL to start.
  */
-final class InputFormats {
+public final class InputFormats {
     private InputFormats() {
     }
 
@@ -24,7 +28,7 @@ final class InputFormats {
      * file or a directory holding {@code .parquet} files and no {@code .safetensors} ones (a glob
      * that ends in {@code .parquet} too). Anything else stays safetensors, as before.
      */
-    static boolean parquetInput(JobConfig cfg, org.apache.hadoop.conf.Configuration conf) throws IOException {
+    public static boolean parquetInput(JobConfig cfg, org.apache.hadoop.conf.Configuration conf) throws IOException {
         String format = cfg.get(Settings.INPUT_FORMAT);
         if (!"auto".equals(format)) {
             return "parquet".equals(format);
@@ -71,7 +75,7 @@ final class InputFormats {
     }
 
     /** The paths of --input: the whole string where it exists, else its comma-separated elements. */
-    static List<String> elements(String input, org.apache.hadoop.conf.Configuration conf) throws IOException {
+    public static List<String> elements(String input, org.apache.hadoop.conf.Configuration conf) throws IOException {
         Path whole = HadoopPaths.parse(input);
         if (input.contains(",") && !HadoopPaths.fileSystem(whole, conf).exists(whole)) {
             List<String> list = new ArrayList<>();
@@ -89,12 +93,12 @@ final class InputFormats {
      * Whether the run is a table run ({@link TableRun}): parquet input, or safetensors files written
      * as tables (--output-format parquet).
      */
-    static boolean tableRun(JobConfig cfg, boolean parquetInput) {
+    public static boolean tableRun(JobConfig cfg, boolean parquetInput) {
         return parquetInput || "parquet".equals(cfg.get(Settings.OUTPUT_FORMAT));
     }
 
     /** The table options a run over safetensors files that writes safetensors refuses, saying why. */
-    static void refuseWithFiles(JobConfig cfg) {
+    public static void refuseWithFiles(JobConfig cfg) {
         if (cfg.get(Settings.SEQUENCES) != null) {
             throw new InvalidInputException("--sequences is the per-sequence table of parquet input; safetensors files "
                     + "hold slope and initial_state themselves");

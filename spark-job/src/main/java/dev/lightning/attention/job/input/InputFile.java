@@ -1,4 +1,4 @@
-package dev.lightning.attention.job;
+package dev.lightning.attention.job.input;
 
 import org.apache.hadoop.fs.LocatedFileStatus;
 import org.apache.hadoop.fs.Path;
@@ -8,9 +8,9 @@ import org.apache.hadoop.fs.Path;
  * the name its result gets in the output directory, and the {@code --input} path it was found
  * through. Immutable once built (the status is not modified after listing).
  */
-final class InputFile {
+public final class InputFile {
     /** The file, its path qualified, with its block locations. */
-    final LocatedFileStatus status;
+    public final LocatedFileStatus status;
     /**
      * The result's name in {@code --output}: the file's name, or under {@code --recursive} its path
      * below the directory given, segments joined by {@code /}.
@@ -25,7 +25,7 @@ final class InputFile {
         this.root = root;
     }
 
-    Path path() {
+    public Path path() {
         return status.getPath();
     }
 

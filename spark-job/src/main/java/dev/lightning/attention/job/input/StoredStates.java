@@ -1,7 +1,9 @@
-package dev.lightning.attention.job;
+package dev.lightning.attention.job.input;
 
 import dev.lightning.attention.engine.AttentionSpec;
 import dev.lightning.attention.engine.LightningState;
+import dev.lightning.attention.job.HadoopPaths;
+import dev.lightning.attention.job.TableRun;
 import dev.lightning.attention.job.output.Commit;
 import dev.lightning.attention.stream.NonFiniteInputException;
 import dev.lightning.attention.tensor.DType;
@@ -26,7 +28,7 @@ import java.util.Map;
  * reads ({@link State#read}). A continued sequence starts from its stored state: S_{-1} is the
  * stored S_{T-1}, so the new outputs equal those of one run over the old and new tokens.
  */
-interface StoredStates {
+public interface StoredStates {
     /** The stored states by sequence name (the name the new run gives its result). */
     Map<String, State> states();
 
@@ -128,13 +130,13 @@ interface StoredStates {
         /** The decay rates the state was computed with, or null when the store does not say. */
         final double[] slopes;
         /** Tokens the state has absorbed since the first run of its chain, or -1 when unknown. */
-        final long tokens;
+        public final long tokens;
         /** The stored result holding the state (a URI), as {@code _states.json} names it. */
-        final String location;
+        public final String location;
         /** The file read (a URI), its size and modification time: what --resume compares. */
-        final String file;
-        final long fileBytes;
-        final long fileModified;
+        public final String file;
+        public final long fileBytes;
+        public final long fileModified;
 
         State(int heads, int dk, int dv, boolean normalizer, String featureMap, double[] slopes, long tokens,
               String location, String file, long fileBytes, long fileModified) {
@@ -161,12 +163,12 @@ interface StoredStates {
          * the heads and widths must be the file's, a normalizing run needs a stored z and a plain one
          * refuses it (as it refuses {@code initial_normalizer}), and the feature map must be the same.
          */
-        String mismatch(AttentionSpec spec) {
+        public String mismatch(AttentionSpec spec) {
             return StoredStates.mismatch(heads, dk, dv, normalizer, featureMap, slopes, location, spec);
         }
 
         /** Reads the state in a task; NaN/Inf in it is reported like a non-finite initial_state. */
-        abstract LightningState read(Configuration conf, AttentionSpec spec, String name, int sequence)
+        public abstract LightningState read(Configuration conf, AttentionSpec spec, String name, int sequence)
                 throws IOException;
 
         /** The float32 values of {@code elements} at {@code offset} of {@code uri}, scanned for NaN/Inf. */
