@@ -1,5 +1,7 @@
 package dev.lightning.attention.job;
 
+import dev.lightning.attention.job.pass.BlockScan;
+
 /**
  * Named points of a run where a test can stop the process dead, to check that a run killed
  * there leaves the output directory as it was and can be resumed. With the system property

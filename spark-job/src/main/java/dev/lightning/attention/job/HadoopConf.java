@@ -8,7 +8,7 @@ import java.io.ObjectOutputStream;
 import java.io.Serializable;
 
 /** The driver's Hadoop configuration, carried to tasks (Configuration itself is only Writable). */
-final class HadoopConf implements Serializable {
+public final class HadoopConf implements Serializable {
     private static final long serialVersionUID = 1L;
 
     private transient Configuration conf;
@@ -17,7 +17,7 @@ final class HadoopConf implements Serializable {
         this.conf = conf;
     }
 
-    Configuration get() {
+    public Configuration get() {
         return conf;
     }
 

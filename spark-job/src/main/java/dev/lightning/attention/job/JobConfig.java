@@ -159,12 +159,12 @@ public final class JobConfig implements Serializable {
 
     // ---------------------------------------------------------------- values derived from options
 
-    int chunkSize() {
+    public int chunkSize() {
         return Math.toIntExact(get(Settings.CHUNK_SIZE));
     }
 
     /** Feature map, normalization and checkpoint interval of this run. */
-    Variant variant() {
+    public Variant variant() {
         return new Variant(FeatureMap.of(get(Settings.FEATURE_MAP)), get(Settings.NORMALIZE),
                 get(Settings.NORMALIZE_EPS), Math.toIntExact(get(Settings.STATE_EVERY)));
     }
@@ -199,17 +199,17 @@ public final class JobConfig implements Serializable {
     }
 
     /** The spot checks' tolerance for o of dtype {@code o}: --spot-check-tolerance, or the dtype's. */
-    double spotCheckTolerance(DType o) {
+    public double spotCheckTolerance(DType o) {
         Double given = get(Settings.SPOT_CHECK_TOLERANCE);
         return given != null ? given : dev.lightning.attention.stream.SpotCheck.tolerance(o);
     }
 
-    boolean gpuOomToCpu() {
+    public boolean gpuOomToCpu() {
         return "cpu".equals(get(Settings.GPU_OOM));
     }
 
     /** The dtype of {@code o} for input of dtype {@code in}. */
-    DType outputDtype(DType in) {
+    public DType outputDtype(DType in) {
         String o = get(Settings.OUTPUT_DTYPE);
         return "input".equals(o) ? in : DType.fromSafetensors(o);
     }

@@ -1,6 +1,7 @@
 package dev.lightning.attention.job;
 
 import com.esotericsoftware.kryo.Kryo;
+import dev.lightning.attention.job.pass.TaskReport;
 import org.apache.spark.serializer.KryoRegistrator;
 
 /**

@@ -68,7 +68,7 @@ public final class Settings {
             "What to compute: `lightning` (causal linear attention with decay) or `softmax` (causal softmax "
                     + "attention, o_t = sum_{j<=t} softmax_j(scale q_t.k_j) v_j, with grouped query heads; see "
                     + "\"Softmax attention\" in the README).", "lightning", "softmax");
-    static final Setting<Double> SCALE = Setting.real("--scale", "spark.lightning.scale", 1.0, false,
+    public static final Setting<Double> SCALE = Setting.real("--scale", "spark.lightning.scale", 1.0, false,
             "Lightning: output scale, o_t = scale * phi(q_t) S_t (divided by the normalizer term with --normalize). "
                     + "Softmax: score scale, softmax_j(scale q_t.k_j); by default 1/sqrt(Dk) of each file.")
             .withDefaultFor("softmax", null, "1/sqrt(Dk)");
@@ -92,13 +92,13 @@ public final class Settings {
                     + "(c+1)N-1 of the file (and `normalizers` [C,H,Dk] with --normalize); a table run writes them as "
                     + "the table `states/`, one row per state. Unless --backend is cpu, N and --chunk-size must be "
                     + "multiples of 64, the GPU kernels' chunk.");
-    static final Setting<String> BACKEND = Setting.choice("--backend", "spark.lightning.backend", "auto",
+    public static final Setting<String> BACKEND = Setting.choice("--backend", "spark.lightning.backend", "auto",
             "Where pieces are computed: `gpu` on the GPU Spark assigned to the task (device 0 without an "
                     + "assignment), failing where none is usable; `cpu` on the CPU (float32); `auto` on the GPU "
                     + "when one is usable, else the CPU. The choice is logged.", "auto", "cpu", "gpu");
-    static final Setting<String> GPU_RESOURCE = Setting.word("--gpu-resource", "spark.lightning.gpu.resourceName",
+    public static final Setting<String> GPU_RESOURCE = Setting.word("--gpu-resource", "spark.lightning.gpu.resourceName",
             "gpu", "Name of the Spark resource whose address is the task's CUDA device.");
-    static final Setting<Long> GPU_MEMORY = Setting.size("--gpu-memory", "spark.lightning.gpu.memory", 8L << 30,
+    public static final Setting<Long> GPU_MEMORY = Setting.size("--gpu-memory", "spark.lightning.gpu.memory", 8L << 30,
             64L << 20, "Device memory one task's GPU backend may hold (and in table runs its batch step, states included), "
             + "enforced by their allocators: larger windows are computed in slices, and a limit too small for the "
             + "states and one chunk is an error that says so.");
@@ -112,16 +112,16 @@ public final class Settings {
                     + "have no layer factor and transnormer ones are those of layer 0.");
     static final Setting<Integer> LAYERS = Setting.optionalInt("--layers", "spark.lightning.layers", 1,
             "Lightning only. Number of layers of the model, for `--layer`.");
-    static final Setting<Long> WINDOW_BYTES = Setting.size("--window-bytes", "spark.lightning.windowBytes",
+    public static final Setting<Long> WINDOW_BYTES = Setting.size("--window-bytes", "spark.lightning.windowBytes",
             64L << 20, 1 << 10,
             "Bytes of q, k, v and o a task holds at once on the CPU backend; a piece is streamed through windows "
                     + "of this size. Softmax: half holds a query block (on every backend unless `--backend gpu`), "
                     + "half a key block.");
-    static final Setting<Long> GPU_WINDOW_BYTES = Setting.size("--gpu-window-bytes",
+    public static final Setting<Long> GPU_WINDOW_BYTES = Setting.size("--gpu-window-bytes",
             "spark.lightning.gpu.windowBytes", 1L << 30, 1 << 10,
             "The same for the GPU backend, whose launches want more tokens at once. Softmax runs with `--backend gpu` "
                     + "also size their query blocks from it (half each for queries and keys).");
-    static final Setting<String> READ_AHEAD = Setting.choice("--read-ahead", "spark.lightning.readAhead", "on",
+    public static final Setting<String> READ_AHEAD = Setting.choice("--read-ahead", "spark.lightning.readAhead", "on",
             "Lightning only. `on`: a task reads (and scans) a piece's next window while the current one computes and "
                     + "writes; the two windows share --window-bytes / --gpu-window-bytes, half each, so a task holds "
                     + "the same memory. `off`: one window after the other, each of the whole budget. The window length "
@@ -170,13 +170,13 @@ public final class Settings {
                     + "lock is stale once its process is gone (a live process keeps it, even stopped); from another "
                     + "host, once it was not refreshed for this long (or the holder's own setting, if longer). The "
                     + "next run takes a stale lock over.");
-    static final Setting<Boolean> SKIP_NONFINITE = Setting.flagSwitch("--skip-nonfinite",
+    public static final Setting<Boolean> SKIP_NONFINITE = Setting.flagSwitch("--skip-nonfinite",
             "spark.lightning.skipNonFinite", "Skip sequences whose inputs hold NaN or Inf, or whose outputs overflow "
                     + "to NaN or Inf, and list them in the run report, instead of failing the job.");
     public static final Setting<Boolean> SKIP_INVALID = Setting.flagSwitch("--skip-invalid", "spark.lightning.skipInvalid",
             "Process the valid files of the input and list the rejected ones in the run report, instead of failing "
                     + "before any output is written.");
-    static final Setting<Double> PROGRESS_SECONDS = Setting.real("--progress-seconds",
+    public static final Setting<Double> PROGRESS_SECONDS = Setting.real("--progress-seconds",
             "spark.lightning.progressSeconds", 5.0, true, "Seconds between progress lines.");
 
     static final List<Setting<?>> ALL = List.of(INPUT, INPUT_FORMAT, SEQUENCES, SYNTHETIC, OUTPUT, OUTPUT_FORMAT,

@@ -5,6 +5,8 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.lightning.attention.job.input.SequenceFiles;
 import dev.lightning.attention.job.output.SplitOutputs;
 import dev.lightning.attention.job.output.Staging;
+import dev.lightning.attention.job.pass.PassReport;
+import dev.lightning.attention.job.pass.PassRunner;
 import dev.lightning.attention.plan.Piece;
 import dev.lightning.attention.plan.SoftmaxPlanner;
 import dev.lightning.attention.stream.OutputLayout;

@@ -7,6 +7,8 @@ import dev.lightning.attention.engine.SoftmaxSpec;
 import dev.lightning.attention.job.input.SequenceFiles;
 import dev.lightning.attention.job.output.SplitOutputs;
 import dev.lightning.attention.job.output.Staging;
+import dev.lightning.attention.job.pass.TaskReport;
+import dev.lightning.attention.job.pass.WorkRDD;
 import dev.lightning.attention.plan.Piece;
 import dev.lightning.attention.plan.SoftmaxPlanner;
 import dev.lightning.attention.stream.NonFiniteException;

@@ -12,6 +12,7 @@ import dev.lightning.attention.job.input.StoredStates;
 import dev.lightning.attention.job.output.Commit;
 import dev.lightning.attention.job.output.OutputLock;
 import dev.lightning.attention.job.output.Staging;
+import dev.lightning.attention.job.pass.PassRunner;
 import dev.lightning.attention.plan.PiecePlanner;
 import dev.lightning.attention.stream.SequenceFile;
 import dev.lightning.attention.tensor.InvalidInputException;

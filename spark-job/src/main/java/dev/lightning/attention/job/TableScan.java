@@ -5,6 +5,7 @@ import dev.lightning.attention.engine.LightningState;
 import dev.lightning.attention.job.TableShuffle.Key;
 import dev.lightning.attention.job.TableTask.Lazy;
 import dev.lightning.attention.job.TableTask.Peek;
+import dev.lightning.attention.job.pass.BlockScan;
 import org.apache.spark.Partitioner;
 import scala.Tuple2;
 

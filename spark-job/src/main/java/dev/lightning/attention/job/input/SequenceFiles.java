@@ -109,8 +109,8 @@ public final class SequenceFiles {
      * (name to reason) instead. Shared by the files run and the table run over safetensors files.
      */
     public static List<SequenceFile> inspectAll(JobConfig cfg, org.apache.hadoop.conf.Configuration hadoopConf,
-                                         List<InputFile> statuses, List<InputFile> accepted,
-                                         Map<String, String> rejected) throws IOException {
+                                                List<InputFile> statuses, List<InputFile> accepted,
+                                                Map<String, String> rejected) throws IOException {
         ExecutorService pool = Executors.newFixedThreadPool(Math.min(16, statuses.size()));
         try {
             List<Future<SequenceFile>> futures = new ArrayList<>();

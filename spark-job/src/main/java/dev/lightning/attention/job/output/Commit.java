@@ -62,7 +62,7 @@ public final class Commit {
      * @param overwrite whether existing files of those names may be replaced
      */
     public static void commit(FileSystem fs, Path output, Staging staging, List<String> names, List<String> replaces,
-                       boolean overwrite, OutputLock lock) throws IOException {
+                              boolean overwrite, OutputLock lock) throws IOException {
         synchronized (lock.publishing) {
             lock.check();
             List<String> all = new ArrayList<>(names);

@@ -42,7 +42,7 @@ public final class OutputHeader {
      * whole sequence.
      */
     public static SafetensorsHeader of(SequenceFile f, AttentionSpec spec, Variant variant, DType oDtype, double scale,
-                                OutputSummary summary, double tolerance, long tokenOffset) {
+                                       OutputSummary summary, double tolerance, long tokenOffset) {
         int h = spec.heads();
         List<SafetensorsHeader.Spec> tensors = new ArrayList<>();
         if (summary == null) {

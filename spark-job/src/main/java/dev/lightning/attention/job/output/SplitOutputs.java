@@ -52,7 +52,7 @@ import java.util.Map;
  * The one-file forms give the same bytes as an unsplit sequence's output file. Every range or
  * part a piece writes is in its marker with its CRC32C, so --resume keeps only pieces whose bytes
  * still verify, and a retried piece writes the same bytes to the same places. Lightning's pass 2
- * ({@link dev.lightning.attention.job.Pass2Tasks}) and softmax's blocks and merge passes
+ * ({@link dev.lightning.attention.job.pass.Pass2Tasks}) and softmax's blocks and merge passes
  * ({@link dev.lightning.attention.job.SoftmaxTasks}) write through here.
  */
 public final class SplitOutputs implements Serializable {
@@ -153,7 +153,7 @@ public final class SplitOutputs implements Serializable {
      * got exactly its bytes. Returns what it wrote, for the piece's marker.
      */
     public List<Staging.Written> writePiece(FileSystem fs, String name, OutputLayout layout, Piece p, String attempt,
-                                     Body body) throws IOException {
+                                            Body body) throws IOException {
         List<OutputLayout.Share> shares = layout.share(p.start(), p.end());
         switch (form) {
             case IN_PLACE:

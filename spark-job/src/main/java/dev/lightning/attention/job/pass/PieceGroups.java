@@ -1,4 +1,4 @@
-package dev.lightning.attention.job;
+package dev.lightning.attention.job.pass;
 
 import java.io.Serializable;
 import java.util.ArrayList;

@@ -1,7 +1,10 @@
-package dev.lightning.attention.job;
+package dev.lightning.attention.job.pass;
 
 import dev.lightning.attention.engine.AttentionBackend;
 import dev.lightning.attention.engine.LightningState;
+import dev.lightning.attention.job.FaultPoints;
+import dev.lightning.attention.job.HadoopConf;
+import dev.lightning.attention.job.JobConfig;
 import dev.lightning.attention.job.input.SequenceFiles;
 import dev.lightning.attention.job.output.Staging;
 import dev.lightning.attention.stream.CpuFallback;

@@ -1,5 +1,7 @@
-package dev.lightning.attention.job;
+package dev.lightning.attention.job.pass;
 
+import dev.lightning.attention.job.JobConfig;
+import dev.lightning.attention.job.Settings;
 import org.apache.spark.SparkContext;
 import org.apache.spark.api.java.JavaRDD;
 import org.apache.spark.util.LongAccumulator;
@@ -17,11 +19,12 @@ import java.util.function.Supplier;
  * How the driver runs a pass: one Spark job over a {@link WorkRDD} whose tasks each run a worker
  * over their items, with a progress line every --progress-seconds; the tasks' reports are folded
  * into the pass's {@link PassReport}, recorded with its time and tokens for the run report.
- * Lightning's passes ({@link LightningPasses}) and softmax's ({@link SoftmaxJob}) run through it.
+ * Lightning's passes ({@link LightningPasses}) and softmax's
+ * ({@link dev.lightning.attention.job.SoftmaxJob}) run through it.
  */
-final class PassRunner {
+public final class PassRunner {
     /** Makes a pass's worker, given the accumulators its tasks count their pieces and tokens in. */
-    interface WorkerFactory<W> {
+    public interface WorkerFactory<W> {
         WorkRDD.Worker<W> create(LongAccumulator pieces, LongAccumulator tokens);
     }
 
@@ -33,8 +36,8 @@ final class PassRunner {
     /** Per pass: seconds, and tokens computed (the driver's, for the run report). */
     private final Map<String, double[]> passes;
 
-    PassRunner(SparkContext sc, JobConfig cfg, PrintStream out, Map<String, PassReport> reports,
-               Map<String, double[]> passes) {
+    public PassRunner(SparkContext sc, JobConfig cfg, PrintStream out, Map<String, PassReport> reports,
+                      Map<String, double[]> passes) {
         this.sc = sc;
         this.cfg = cfg;
         this.out = out;
@@ -46,8 +49,8 @@ final class PassRunner {
      * Runs one pass (a Spark job) with progress lines; its task reports are folded into a
      * {@link PassReport}, recorded with its time and tokens for the run report.
      */
-    <W extends Serializable> PassReport run(String title, List<List<W>> work, List<List<String>> hosts,
-                                            long totalTokens, WorkerFactory<W> factory) {
+    public <W extends Serializable> PassReport run(String title, List<List<W>> work, List<List<String>> hosts,
+                                                   long totalTokens, WorkerFactory<W> factory) {
         int totalItems = 0;
         for (List<W> w : work) {
             totalItems += w.size();
@@ -101,7 +104,7 @@ final class PassRunner {
         passes.put(title, new double[] {seconds, 0});
     }
 
-    static String rate(long tokens, double seconds) {
+    public static String rate(long tokens, double seconds) {
         double r = seconds > 0 ? tokens / seconds : 0;
         if (r >= 1e6) {
             return String.format("%.2f M", r / 1e6);
@@ -117,16 +120,16 @@ final class PassRunner {
 
     /**
      * The most tasks of pass 1 and pass 2: a plan with more partitions has consecutive ones packed
-     * into this many tasks ({@link dev.lightning.attention.plan.PiecePlanner#pack}), each computing its pieces one after the
-     * other (its consecutive pieces of a sequence are one unit of work, with one staged file and
-     * one marker: {@link PieceItem#runs}). Per task Spark and the job spend about 16 ms of a core
-     * (1,000 one-piece tasks of 6,400 tokens, H = 1, D = 16: 16 s of pass 1 on 2 cores, nearly all
-     * of it per-task cost), and the driver keeps scheduler state and a report
-     * per task, so their number must not grow with the pieces. 4 tasks per core keep the cores
+     * into this many tasks ({@link dev.lightning.attention.plan.PiecePlanner#pack}), each computing
+     * its pieces one after the other (its consecutive pieces of a sequence are one unit of work,
+     * with one staged file and one marker: {@link PieceItem#runs}). Per task Spark and the job
+     * spend about 16 ms of a core (1,000 one-piece tasks of 6,400 tokens, H = 1, D = 16: 16 s of
+     * pass 1 on 2 cores, nearly all of it per-task cost), and the driver keeps scheduler state and
+     * a report per task, so their number must not grow with the pieces. 4 tasks per core keep the cores
      * evenly busy to the end of a pass; at least 1,024, so plans of up to 1,024 partitions run
      * one task per partition, as before.
      */
-    static int maxTasksPerPass(int parallelism) {
+    public static int maxTasksPerPass(int parallelism) {
         String forced = System.getProperty(MAX_TASKS_PROPERTY);
         if (forced != null) {
             return Integer.parseInt(forced.trim());

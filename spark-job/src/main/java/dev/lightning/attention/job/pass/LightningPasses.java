@@ -1,5 +1,9 @@
-package dev.lightning.attention.job;
+package dev.lightning.attention.job.pass;
 
+import dev.lightning.attention.job.FaultPoints;
+import dev.lightning.attention.job.HadoopConf;
+import dev.lightning.attention.job.JobConfig;
+import dev.lightning.attention.job.Settings;
 import dev.lightning.attention.job.input.InputFile;
 import dev.lightning.attention.job.input.StoredStates;
 import dev.lightning.attention.job.output.SplitOutputs;
@@ -25,7 +29,7 @@ import java.util.Set;
  * --output-mode checksums, the result files of split sequences from what their pieces staged. It
  * holds the plan's few numbers per piece, never a state.
  */
-final class LightningPasses {
+public final class LightningPasses {
     private final JobConfig cfg;
     private final HadoopConf hadoop;
     private final Staging staging;
@@ -42,9 +46,9 @@ final class LightningPasses {
     private long pass1Tokens = 0;
 
     /** The work of pass 1 and pass 2 from {@code tasks}, the plan's partitions packed into tasks. */
-    LightningPasses(JobConfig cfg, HadoopConf hadoop, Staging staging, List<SequenceFile> files,
-                    List<InputFile> statuses, List<List<Piece>> tasks, Map<Integer, StoredStates.State> continued,
-                    PrintStream out) throws IOException {
+    public LightningPasses(JobConfig cfg, HadoopConf hadoop, Staging staging, List<SequenceFile> files,
+                           List<InputFile> statuses, List<List<Piece>> tasks,
+                           Map<Integer, StoredStates.State> continued, PrintStream out) throws IOException {
         this.cfg = cfg;
         this.hadoop = hadoop;
         this.staging = staging;
@@ -80,7 +84,7 @@ final class LightningPasses {
      * Pass 1 and the scan, when some sequence is split ({@code splits}: its pieces, in index
      * order): the local states of the pieces that have a successor, then every piece's incoming state.
      */
-    void states(PassRunner runner, Map<Integer, List<Piece>> splits) {
+    public void states(PassRunner runner, Map<Integer, List<Piece>> splits) {
         if (!pass1.isEmpty()) {
             runner.run("pass 1/2: local states", pass1, pass1Hosts, pass1Tokens,
                     (pieces, tokens) -> new Pass1Tasks(hadoop, staging, cfg, pieces, tokens).pass1());
@@ -141,13 +145,13 @@ final class LightningPasses {
     }
 
     /** Pass 2: every piece's output. Returns the pass's report (the driver reads skipped sequences from it). */
-    PassReport outputs(PassRunner runner, long totalTokens) {
+    public PassReport outputs(PassRunner runner, long totalTokens) {
         return runner.run("pass 2/2: outputs", pass2, pass2Hosts, totalTokens,
                 (pieces, tokens) -> new Pass2Tasks(hadoop, staging, cfg, pieces, tokens).pass2());
     }
 
     /** How the pieces of sequence {@code s} write its output file ({@link SplitOutputs}). */
-    OutputLayout outputLayout(int s) {
+    public OutputLayout outputLayout(int s) {
         return outputTasks.outputLayout(files.get(s), continued.get(s));
     }
 
@@ -157,8 +161,8 @@ final class LightningPasses {
      * their pieces' staged summaries and states ({@link Pass2Tasks#writeChecksumsResult}); then
      * the fault point {@code assemble}.
      */
-    void checksumResults(PassRunner runner, FileSystem outFs, Map<Integer, long[]> checksumSplits,
-                         Set<Integer> skipped) throws IOException {
+    public void checksumResults(PassRunner runner, FileSystem outFs, Map<Integer, long[]> checksumSplits,
+                                Set<Integer> skipped) throws IOException {
         Map<Integer, PieceGroups> pass2Groups = checksumSplits.isEmpty() ? Map.of() : PieceItem.groups(pass2);
         long resultsStart = System.nanoTime();
         int results = 0;

@@ -1,4 +1,4 @@
-package dev.lightning.attention.job;
+package dev.lightning.attention.job.pass;
 
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
@@ -19,7 +19,7 @@ import java.util.TreeMap;
  * only while the pass has at most {@link #TASK_ROWS} tasks (the report says when they are left out).
  * Per task it keeps one number (its time, for the percentiles).
  */
-final class PassReport {
+public final class PassReport {
     /** Per-task rows are listed in the run report up to this many tasks per pass. */
     static final int TASK_ROWS = 1000;
     /** The slowest tasks of a pass are always listed, this many. */
@@ -96,26 +96,26 @@ final class PassReport {
         }
     }
 
-    int resumed() {
+    public int resumed() {
         return resumed;
     }
 
-    Set<String> backends() {
+    public Set<String> backends() {
         return backends;
     }
 
     /** Sequences this pass dropped for NaN/Inf: sequence to {count, first token}. */
-    Map<Integer, long[]> skipCounts() {
+    public Map<Integer, long[]> skipCounts() {
         return skipCounts;
     }
 
     /** The first position of a sequence's NaN/Inf, as the task named it. */
-    String skipFirst(int sequence) {
+    public String skipFirst(int sequence) {
         return skipFirst.get(sequence);
     }
 
     /** Adds this pass's figures to its entry of the report's {@code passes}. */
-    void describe(ObjectNode p) {
+    public void describe(ObjectNode p) {
         p.put("tasks", tasks);
         p.put("pieces", pieces);
         p.put("resumed", resumed);
@@ -172,7 +172,7 @@ final class PassReport {
     }
 
     /** Appends this pass's task rows to the report's {@code tasks}, when it kept them. */
-    void rows(ArrayNode ts) {
+    public void rows(ArrayNode ts) {
         if (rows == null) {
             return;
         }

@@ -1,8 +1,12 @@
-package dev.lightning.attention.job;
+package dev.lightning.attention.job.pass;
 
 import dev.lightning.attention.engine.AttentionBackend;
 import dev.lightning.attention.engine.AttentionSpec;
 import dev.lightning.attention.engine.LightningState;
+import dev.lightning.attention.job.FaultPoints;
+import dev.lightning.attention.job.HadoopConf;
+import dev.lightning.attention.job.JobConfig;
+import dev.lightning.attention.job.Settings;
 import dev.lightning.attention.job.input.SequenceFiles;
 import dev.lightning.attention.job.input.StoredStates;
 import dev.lightning.attention.job.output.OutputHeader;

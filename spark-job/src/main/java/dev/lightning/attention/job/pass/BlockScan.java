@@ -1,4 +1,4 @@
-package dev.lightning.attention.job;
+package dev.lightning.attention.job.pass;
 
 import dev.lightning.attention.engine.AttentionSpec;
 import dev.lightning.attention.engine.LightningState;
@@ -44,7 +44,7 @@ import java.util.List;
  * <p>Each unit reads at most B elements and one carry and writes at most B states; its fold
  * order is fixed by the plan, so a retried or resumed unit writes the same bytes.
  */
-final class BlockScan {
+public final class BlockScan {
     /** About the bytes of states one scan unit reads (and as many it writes): see {@link #blockSize}. */
     static final long UNIT_STATE_BYTES = 64L << 20;
     /** The fewest elements per block: below it the tree gets deep (2D + 1 stages) for nothing. */
@@ -67,7 +67,7 @@ final class BlockScan {
      * so a resumed run groups its sums as the run it continues did. H = 8, Dk = Dv = 128 (512 KiB
      * states): 128 per block; 1 KiB states: 1024.
      */
-    static int blockSize(long stateBytes) {
+    public static int blockSize(long stateBytes) {
         String forced = System.getProperty(BLOCK_PROPERTY);
         if (forced != null) {
             int b = Integer.parseInt(forced.trim());
@@ -80,13 +80,13 @@ final class BlockScan {
     }
 
     /** The levels of the scan of one sequence. Immutable. */
-    static final class Plan implements Serializable {
+    public static final class Plan implements Serializable {
         private static final long serialVersionUID = 1L;
         final int block;
         /** Elements per level: sizes[0] = M, sizes[L+1] = ceil(sizes[L] / B) - 1, the last one (the top) at most B. */
         private final int[] sizes;
 
-        Plan(int elements, int block) {
+        public Plan(int elements, int block) {
             if (elements < 1 || block < 2) {
                 throw new IllegalArgumentException("a scan needs at least 1 element and blocks of at least 2, got "
                         + elements + " and " + block);
@@ -150,7 +150,7 @@ final class BlockScan {
         }
 
         /** States written besides the incoming ones: every summary and every carry above level 0. */
-        long extraStates() {
+        public long extraStates() {
             long n = 0;
             for (int l = 1; l < sizes.length; l++) {
                 n += 2L * sizes[l];

@@ -1,5 +1,6 @@
-package dev.lightning.attention.job;
+package dev.lightning.attention.job.pass;
 
+import dev.lightning.attention.job.ExecutorMemory;
 import org.apache.spark.Partition;
 import org.apache.spark.SparkContext;
 import org.apache.spark.TaskContext;
@@ -20,11 +21,11 @@ import java.util.List;
  *
  * @param <W> a work item
  */
-final class WorkRDD<W extends Serializable> extends RDD<TaskReport> {
+public final class WorkRDD<W extends Serializable> extends RDD<TaskReport> {
     private static final long serialVersionUID = 1L;
 
     /** Computes one partition's items on an executor. */
-    interface Worker<W> extends Serializable {
+    public interface Worker<W> extends Serializable {
         TaskReport run(List<W> items, TaskContext context) throws Exception;
     }
 

@@ -1,8 +1,13 @@
-package dev.lightning.attention.job;
+package dev.lightning.attention.job.pass;
 
 import dev.lightning.attention.engine.AttentionBackend;
 import dev.lightning.attention.engine.AttentionSpec;
 import dev.lightning.attention.engine.LightningState;
+import dev.lightning.attention.job.ExecutorBackends;
+import dev.lightning.attention.job.HadoopConf;
+import dev.lightning.attention.job.HadoopPaths;
+import dev.lightning.attention.job.JobConfig;
+import dev.lightning.attention.job.Settings;
 import dev.lightning.attention.job.input.SequenceFiles;
 import dev.lightning.attention.job.input.StoredStates;
 import dev.lightning.attention.job.output.Commit;

@@ -1,4 +1,7 @@
-package dev.lightning.attention.job;
+package dev.lightning.attention.job.pass;
+
+import dev.lightning.attention.job.ExecutorBackends;
+import dev.lightning.attention.job.ExecutorMemory;
 
 /**
  * What one task did, sent back to the driver: which pass, how many pieces and tokens, where and
@@ -43,9 +46,9 @@ public final class TaskReport {
      * (Spark's resource {@code gpuResource}) looked up here. {@code backend} and {@code device} are
      * null for a task that computed nothing ("-").
      */
-    static TaskReport ofTask(String pass, org.apache.spark.TaskContext ctx, int units, long tokens, String backend,
-                             String device, String gpuResource, long start, java.util.List<String> skipped,
-                             int resumed, java.util.List<String> files) {
+    public static TaskReport ofTask(String pass, org.apache.spark.TaskContext ctx, int units, long tokens,
+                                    String backend, String device, String gpuResource, long start,
+                                    java.util.List<String> skipped, int resumed, java.util.List<String> files) {
         String host;
         try {
             host = java.net.InetAddress.getLocalHost().getHostName();
