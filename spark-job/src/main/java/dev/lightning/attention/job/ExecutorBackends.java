@@ -56,8 +56,8 @@ public final class ExecutorBackends {
      * this executor ({@link GpuUnusableException}), or a kind the GPU does not compute
      * (UnsupportedOperationException). Each choice is logged once per executor and reason.
      */
-    static <B> B choose(String choice, String resourceName, String what, IntFunction<B> gpu, Supplier<B> cpu,
-                        Function<B, String> device) {
+    public static <B> B choose(String choice, String resourceName, String what, IntFunction<B> gpu, Supplier<B> cpu,
+                               Function<B, String> device) {
         if ("cpu".equals(choice)) {
             announce(what + "cpu", what + "backend cpu: computing on the CPU (float32)");
             return cpu.get();

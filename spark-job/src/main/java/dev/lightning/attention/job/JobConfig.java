@@ -80,7 +80,39 @@ public final class JobConfig implements Serializable {
                     + get(Settings.BACKEND) + ": the GPU kernels record states between their " + gpuChunk + "-token "
                     + "chunks, so both must be multiples of " + gpuChunk + "; change them, or use --backend cpu");
         }
-        SoftmaxJob.checkOptions(this);
+        checkAttentionOptions(this);
+    }
+
+    /**
+     * Refuses options of the other attention set to anything but their default (wherever they
+     * came from): a softmax run has no feature map, normalization, recorded states, slopes or read-ahead, and a
+     * lightning run no window or lse.
+     */
+    private static void checkAttentionOptions(JobConfig cfg) {
+        boolean softmax = cfg.softmax();
+        for (Setting<?> s : softmax ? Settings.LIGHTNING_ONLY : Settings.SOFTMAX_ONLY) {
+            Object v = cfg.get(s);
+            if (!java.util.Objects.equals(v, s.defaultValue)) {
+                throw new InvalidInputException(s.flag + " " + v + " (key " + s.key + ") applies to "
+                        + (softmax ? "lightning attention only; softmax attention has no feature map, normalization, "
+                        + "recorded states, slopes or window read-ahead: remove it, or run --attention lightning"
+                        : "softmax attention only: add --attention softmax, or remove it"));
+            }
+        }
+        Double scale = cfg.get(Settings.SCALE);
+        if (softmax && scale != null && !(scale > 0 && !scale.isInfinite())) {
+            throw new InvalidInputException("--scale " + scale + ": softmax attention's score scale must be finite and "
+                    + "greater than 0 (the default is 1/sqrt(Dk) of each file); give a positive scale or leave it out");
+        }
+        for (Setting<?> s : softmax ? Settings.LIGHTNING_ONLY_IO : java.util.List.<Setting<?>>of()) {
+            Object v = cfg.get(s);
+            if (!java.util.Objects.equals(v, s.defaultValue)) {
+                throw new InvalidInputException(s.flag + " " + v + " (key " + s.key + ") is not available with "
+                        + "--attention softmax: the synthetic source, the checksum sink and stored states serve "
+                        + "lightning attention only; give softmax --input files and --output-mode files without "
+                        + "--initial-states, or run --attention lightning");
+            }
+        }
     }
 
     /** Whether this run computes causal softmax attention ({@code --attention softmax}) instead of lightning. */
@@ -99,8 +131,8 @@ public final class JobConfig implements Serializable {
      * @param confPairs    {@code --conf} pairs, ours and Spark's
      * @param sparkDefault the Spark configuration's value for a key, or null
      */
-    static JobConfig resolve(Map<String, String> flags, Map<String, String> confPairs,
-                             Function<String, String> sparkDefault) {
+    public static JobConfig resolve(Map<String, String> flags, Map<String, String> confPairs,
+                                    Function<String, String> sparkDefault) {
         return resolve(flags, confPairs, sparkDefault, false);
     }
 

@@ -14,6 +14,7 @@ import dev.lightning.attention.job.output.OutputPaths;
 import dev.lightning.attention.job.output.SplitOutputs;
 import dev.lightning.attention.job.output.Staging;
 import dev.lightning.attention.job.pass.BlockScan;
+import dev.lightning.attention.job.softmax.SoftmaxJob;
 import dev.lightning.attention.plan.Piece;
 import dev.lightning.attention.stream.SequenceFile;
 import dev.lightning.attention.stream.Variant;

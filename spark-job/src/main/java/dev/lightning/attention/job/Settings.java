@@ -72,9 +72,9 @@ public final class Settings {
             "Lightning: output scale, o_t = scale * phi(q_t) S_t (divided by the normalizer term with --normalize). "
                     + "Softmax: score scale, softmax_j(scale q_t.k_j); by default 1/sqrt(Dk) of each file.")
             .withDefaultFor("softmax", null, "1/sqrt(Dk)");
-    static final Setting<Long> WINDOW = Setting.count("--window", "spark.lightning.window", 0, 0, Long.MAX_VALUE / 4,
+    public static final Setting<Long> WINDOW = Setting.count("--window", "spark.lightning.window", 0, 0, Long.MAX_VALUE / 4,
             "Softmax only: a sliding window of N tokens, token t sees keys (t-N, t]; 0: every earlier key.");
-    static final Setting<Boolean> WRITE_LSE = Setting.flagSwitch("--write-lse", "spark.lightning.writeLse",
+    public static final Setting<Boolean> WRITE_LSE = Setting.flagSwitch("--write-lse", "spark.lightning.writeLse",
             "Softmax only: also write `lse` [T,Hq] F32, the natural log of sum_j exp(scale q_t.k_j) over the keys "
                     + "token t sees.");
     static final Setting<String> FEATURE_MAP = Setting.choice("--feature-map", "spark.lightning.featureMap", "identity",

@@ -53,7 +53,7 @@ import java.util.Map;
  * part a piece writes is in its marker with its CRC32C, so --resume keeps only pieces whose bytes
  * still verify, and a retried piece writes the same bytes to the same places. Lightning's pass 2
  * ({@link dev.lightning.attention.job.pass.Pass2Tasks}) and softmax's blocks and merge passes
- * ({@link dev.lightning.attention.job.SoftmaxTasks}) write through here.
+ * ({@link dev.lightning.attention.job.softmax.SoftmaxTasks}) write through here.
  */
 public final class SplitOutputs implements Serializable {
     private static final long serialVersionUID = 1L;

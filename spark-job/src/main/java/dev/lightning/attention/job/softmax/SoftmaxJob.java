@@ -1,7 +1,10 @@
-package dev.lightning.attention.job;
+package dev.lightning.attention.job.softmax;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.lightning.attention.job.HadoopConf;
+import dev.lightning.attention.job.JobConfig;
+import dev.lightning.attention.job.Settings;
 import dev.lightning.attention.job.input.SequenceFiles;
 import dev.lightning.attention.job.output.SplitOutputs;
 import dev.lightning.attention.job.output.Staging;
@@ -11,7 +14,6 @@ import dev.lightning.attention.plan.Piece;
 import dev.lightning.attention.plan.SoftmaxPlanner;
 import dev.lightning.attention.stream.OutputLayout;
 import dev.lightning.attention.stream.SequenceFile;
-import dev.lightning.attention.tensor.InvalidInputException;
 
 import java.io.PrintStream;
 import java.util.ArrayList;
@@ -21,9 +23,10 @@ import java.util.Set;
 import java.util.TreeMap;
 
 /**
- * The driver side of a softmax run ({@code --attention softmax}): its option checks (its inputs'
- * headers are read with lightning's: {@link SequenceFiles#inspectSoftmax}), its plan
- * ({@link SoftmaxPlanner} over the pieces lightning's planner cut) and its passes:
+ * The driver side of a softmax run ({@code --attention softmax}): its plan ({@link SoftmaxPlanner}
+ * over the pieces lightning's planner cut) and its passes (its options are checked with the
+ * others, in {@link JobConfig}, and its inputs' headers read with lightning's,
+ * {@link SequenceFiles#inspectSoftmax}):
  * <ol>
  *   <li>blocks: the work items, in tasks of about equal cost;</li>
  *   <li>merge: per query piece split over several items, their partials folded in ascending key
@@ -32,10 +35,10 @@ import java.util.TreeMap;
  * Each piece of a split sequence writes its rows as its share of the sequence's output
  * ({@link SplitOutputs}: in place, as parts that the driver joins with a concat, or as parts with
  * an index); the driver prepares and finishes those outputs as it does lightning's. The lock,
- * staging, commit and report are {@link LightningJob}'s. Like it, the driver holds file headers
- * and the plan, never a tensor.
+ * staging, commit and report are {@link dev.lightning.attention.job.LightningJob}'s. Like it, the
+ * driver holds file headers and the plan, never a tensor.
  */
-final class SoftmaxJob {
+public final class SoftmaxJob {
     private final JobConfig cfg;
     private final HadoopConf hadoop;
     private final Staging staging;
@@ -44,8 +47,8 @@ final class SoftmaxJob {
     private final SoftmaxPlanner.Plan plan;
     private final PrintStream out;
 
-    SoftmaxJob(JobConfig cfg, HadoopConf hadoop, Staging staging, List<SequenceFile> files, List<List<Piece>> pieces,
-               PrintStream out) {
+    public SoftmaxJob(JobConfig cfg, HadoopConf hadoop, Staging staging, List<SequenceFile> files,
+                      List<List<Piece>> pieces, PrintStream out) {
         this.cfg = cfg;
         this.hadoop = hadoop;
         this.staging = staging;
@@ -53,40 +56,6 @@ final class SoftmaxJob {
         this.pieces = pieces;
         this.plan = plan(cfg, files, pieces);
         this.out = out;
-    }
-
-    // ---------------------------------------------------------------- checks before any work
-
-    /**
-     * Refuses options of the other attention set to anything but their default (wherever they
-     * came from): a softmax run has no feature map, normalization, recorded states, slopes or read-ahead, and a
-     * lightning run no window or lse.
-     */
-    static void checkOptions(JobConfig cfg) {
-        boolean softmax = cfg.softmax();
-        for (Setting<?> s : softmax ? Settings.LIGHTNING_ONLY : Settings.SOFTMAX_ONLY) {
-            Object v = cfg.get(s);
-            if (!java.util.Objects.equals(v, s.defaultValue)) {
-                throw new InvalidInputException(s.flag + " " + v + " (key " + s.key + ") applies to "
-                        + (softmax ? "lightning attention only; softmax attention has no feature map, normalization, "
-                        + "recorded states, slopes or window read-ahead: remove it, or run --attention lightning"
-                        : "softmax attention only: add --attention softmax, or remove it"));
-            }
-        }
-        Double scale = cfg.get(Settings.SCALE);
-        if (softmax && scale != null && !(scale > 0 && !scale.isInfinite())) {
-            throw new InvalidInputException("--scale " + scale + ": softmax attention's score scale must be finite and "
-                    + "greater than 0 (the default is 1/sqrt(Dk) of each file); give a positive scale or leave it out");
-        }
-        for (Setting<?> s : softmax ? Settings.LIGHTNING_ONLY_IO : List.<Setting<?>>of()) {
-            Object v = cfg.get(s);
-            if (!java.util.Objects.equals(v, s.defaultValue)) {
-                throw new InvalidInputException(s.flag + " " + v + " (key " + s.key + ") is not available with "
-                        + "--attention softmax: the synthetic source, the checksum sink and stored states serve "
-                        + "lightning attention only; give softmax --input files and --output-mode files without "
-                        + "--initial-states, or run --attention lightning");
-            }
-        }
     }
 
     // ---------------------------------------------------------------- the plan
@@ -108,7 +77,7 @@ final class SoftmaxJob {
      * Bytes a softmax run stages, for the free-space check: every output file (a split sequence's
      * pieces write their shares of it, no copy) and the partials of the items that need a merge.
      */
-    static long bytesToStage(JobConfig cfg, List<SequenceFile> files, List<List<Piece>> pieces) {
+    public static long bytesToStage(JobConfig cfg, List<SequenceFile> files, List<List<Piece>> pieces) {
         long need = 0;
         for (SequenceFile f : files) {
             need += f.tokens * SoftmaxTasks.rowBytes(f, cfg) + 4096;
@@ -121,7 +90,7 @@ final class SoftmaxJob {
     }
 
     /** How even the plan is, for the run report. */
-    ObjectNode planReport() {
+    public ObjectNode planReport() {
         ObjectNode n = new ObjectMapper().createObjectNode();
         n.put("window", cfg.get(Settings.WINDOW));
         n.put("tasks", plan.tasks.size());
@@ -139,7 +108,7 @@ final class SoftmaxJob {
     // ---------------------------------------------------------------- the passes
 
     /** Pass 1: the work items. Returns the pass's report (the driver reads skipped sequences from it). */
-    PassReport blocks(PassRunner runner) {
+    public PassReport blocks(PassRunner runner) {
         out.printf("lightning: softmax attention: %d work items in %d tasks, %d query pieces merged; task cost "
                         + "max/mean %.3f (max %.3g, mean %.3g multiply-adds)%n", plan.items(), plan.tasks.size(),
                 plan.merges.size(), plan.imbalance(), (double) plan.maxTaskCost, plan.meanTaskCost());
@@ -158,7 +127,7 @@ final class SoftmaxJob {
     }
 
     /** Pass 2, the merges, for the sequences not skipped: its report, or none when nothing is left to merge. */
-    List<PassReport> merge(PassRunner runner, Set<Integer> skipped) {
+    public List<PassReport> merge(PassRunner runner, Set<Integer> skipped) {
         List<PassReport> reports = new ArrayList<>();
         List<List<SoftmaxTasks.MergeItem>> merges = new ArrayList<>();
         for (List<SoftmaxPlanner.Block> m : plan.merges) {
@@ -175,7 +144,7 @@ final class SoftmaxJob {
     }
 
     /** The split sequences, whose pieces write their shares of the output ({@link SplitOutputs}): their pieces' tokens. */
-    Map<Integer, long[]> splitSequences() {
+    public Map<Integer, long[]> splitSequences() {
         Map<Integer, long[]> splits = new TreeMap<>();
         for (List<Piece> partition : pieces) {
             for (Piece p : partition) {
@@ -188,7 +157,7 @@ final class SoftmaxJob {
     }
 
     /** The layout of sequence {@code s}'s output file, as its pieces write it. */
-    OutputLayout outputLayout(int s) {
+    public OutputLayout outputLayout(int s) {
         return SoftmaxTasks.outputLayout(files.get(s), cfg);
     }
 }

@@ -1,9 +1,15 @@
-package dev.lightning.attention.job;
+package dev.lightning.attention.job.softmax;
 
 import dev.lightning.attention.engine.Backends;
 import dev.lightning.attention.engine.SoftmaxBackend;
 import dev.lightning.attention.engine.SoftmaxPartial;
 import dev.lightning.attention.engine.SoftmaxSpec;
+import dev.lightning.attention.job.ExecutorBackends;
+import dev.lightning.attention.job.FaultPoints;
+import dev.lightning.attention.job.HadoopConf;
+import dev.lightning.attention.job.HadoopPaths;
+import dev.lightning.attention.job.JobConfig;
+import dev.lightning.attention.job.Settings;
 import dev.lightning.attention.job.input.SequenceFiles;
 import dev.lightning.attention.job.output.SplitOutputs;
 import dev.lightning.attention.job.output.Staging;
