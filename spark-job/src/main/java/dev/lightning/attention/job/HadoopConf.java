@@ -13,7 +13,7 @@ public final class HadoopConf implements Serializable {
 
     private transient Configuration conf;
 
-    HadoopConf(Configuration conf) {
+    public HadoopConf(Configuration conf) {
         this.conf = conf;
     }
 

@@ -2,6 +2,7 @@ package dev.lightning.attention.job;
 
 import dev.lightning.attention.engine.FeatureMap;
 import dev.lightning.attention.engine.Slopes;
+import dev.lightning.attention.job.tables.LightningTables;
 import dev.lightning.attention.stream.Variant;
 import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.InvalidInputException;
@@ -257,7 +258,7 @@ public final class JobConfig implements Serializable {
     }
 
     /** Every option with its value (as text; "(none)" where an optional one is not set), for the run report. */
-    Map<String, String> describe() {
+    public Map<String, String> describe() {
         Map<String, String> m = new LinkedHashMap<>();
         for (Setting<?> s : Settings.ALL) {
             Object v = values.get(s.key);

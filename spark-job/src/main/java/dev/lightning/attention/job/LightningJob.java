@@ -19,6 +19,7 @@ import dev.lightning.attention.job.pass.LightningPasses;
 import dev.lightning.attention.job.pass.PassReport;
 import dev.lightning.attention.job.pass.PassRunner;
 import dev.lightning.attention.job.softmax.SoftmaxJob;
+import dev.lightning.attention.job.tables.TableRun;
 import dev.lightning.attention.plan.Piece;
 import dev.lightning.attention.plan.PiecePlanner;
 import dev.lightning.attention.stream.OutputLayout;

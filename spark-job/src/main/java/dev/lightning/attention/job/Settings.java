@@ -26,18 +26,18 @@ public final class Settings {
                     + "(converts and computes in one run). Parquet input with `safetensors` is refused: a table run's o "
                     + "is rows spread over its tasks, which the files run's writers cannot place.", "input",
             "safetensors", "parquet");
-    static final Setting<String> SYNTHETIC = Setting.text("--synthetic", "spark.lightning.synthetic", "(none)",
+    public static final Setting<String> SYNTHETIC = Setting.text("--synthetic", "spark.lightning.synthetic", "(none)",
             "Lightning only. Instead of --input, sequences generated inside the tasks, with no input files: `T,H,Dk,Dv,dtype,seed` "
                     + "(e.g. `10000000,2,64,64,bf16,1`; several separated by `;`). q, k, v are those of a "
                     + "safetensors file that exists only as a function: each value is a hash of (seed, tensor, "
                     + "element), uniform in (-1, 1) (q in (-1, 1)/sqrt(Dk)) and rounded to the dtype, so a run "
                     + "equals one on the written-out file, however it is split. Slopes from --default-slopes; the "
                     + "result is named `synthetic-T-H-Dk-Dv-dtype-seed.safetensors`.");
-    static final Setting<String> OUTPUT = Setting.path("--output", "spark.lightning.output",
+    public static final Setting<String> OUTPUT = Setting.path("--output", "spark.lightning.output",
             "Directory for the results, one file per input file with the same name (its path below --input "
                     + "with `--recursive`). Published in one commit at the end of the run; files the run does not "
                     + "produce are never touched.");
-    static final Setting<String> INITIAL_STATES = Setting.optionalPath("--initial-states",
+    public static final Setting<String> INITIAL_STATES = Setting.optionalPath("--initial-states",
             "spark.lightning.initialStates",
             "Lightning only. Continue sequences from the final states stored in DIR, the committed --output of an "
                     + "earlier run (its `_SUCCESS` must be there; DIR must not overlap --output). A sequence whose name "
@@ -55,10 +55,10 @@ public final class Settings {
                     + "keeps the stored row's `slope`, and another given `slope` is refused), and its own "
                     + "`final_states/` is the complete set: the stored rows of sequences it did not compute are "
                     + "carried over into it unchanged, and `state_tokens` counts the tokens each state has absorbed.");
-    static final Setting<Boolean> RECURSIVE = Setting.flagSwitch("--recursive", "spark.lightning.recursive",
+    public static final Setting<Boolean> RECURSIVE = Setting.flagSwitch("--recursive", "spark.lightning.recursive",
             "With a directory as --input, also take the files of its subdirectories (names starting with `.` "
                     + "or `_` are skipped).");
-    static final Setting<Long> PARTITION_TOKENS = Setting.count("--partition-tokens",
+    public static final Setting<Long> PARTITION_TOKENS = Setting.count("--partition-tokens",
             "spark.lightning.partitionTokens", 65536, 1, Long.MAX_VALUE / 4,
             "Tokens per partition (rounded down to a multiple of the chunk size, and at least one chunk). Shorter sequences share a "
                     + "partition; longer ones are split into pieces of this size.");
@@ -86,7 +86,7 @@ public final class Settings {
                     + "writes `final_normalizer` (and `normalizers` with --state-every).");
     static final Setting<Double> NORMALIZE_EPS = Setting.realAtLeast("--normalize-eps", "spark.lightning.normalizeEps",
             1e-5, 0, "Lightning only. The eps added to the denominator with --normalize.");
-    static final Setting<Long> STATE_EVERY = Setting.count("--state-every", "spark.lightning.stateEvery", 0, 0,
+    public static final Setting<Long> STATE_EVERY = Setting.count("--state-every", "spark.lightning.stateEvery", 0, 0,
             Integer.MAX_VALUE, "Lightning only. Record the state every N tokens (a multiple of --chunk-size; 0: never): each output "
                     + "then holds `states` [C,H,Dk,Dv] F32, C = floor(T/N), `states[c]` the state after token "
                     + "(c+1)N-1 of the file (and `normalizers` [C,H,Dk] with --normalize); a table run writes them as "
@@ -155,11 +155,11 @@ public final class Settings {
             "Lightning only. With --output-mode checksums: the largest relative error of a sampled o row against float64 "
                     + "(max |o - ref| / max |ref| per head) before the run fails. By default 1e-2 for BF16 o, 1.2e-3 "
                     + "for F16, 1e-4 for F32. Refused without --output-mode checksums (files runs make no spot checks).");
-    static final Setting<Boolean> OVERWRITE = Setting.flagSwitch("--overwrite", "spark.lightning.overwrite",
+    public static final Setting<Boolean> OVERWRITE = Setting.flagSwitch("--overwrite", "spark.lightning.overwrite",
             "Let this run replace the files it produces (and the run report) where the output directory already "
                     + "holds them; they are replaced at the commit, after all compute. Other files are never "
                     + "touched.");
-    static final Setting<Boolean> RESUME = Setting.flagSwitch("--resume", "spark.lightning.resume",
+    public static final Setting<Boolean> RESUME = Setting.flagSwitch("--resume", "spark.lightning.resume",
             "Continue an interrupted or failed run into the same --output with the same input and settings: "
                     + "work it finished and that still verifies (size and CRC32C) is kept, the rest is computed; "
                     + "the result is byte-identical to an uninterrupted run. Without it, a new run discards the "

@@ -1,7 +1,8 @@
-package dev.lightning.attention.job;
+package dev.lightning.attention.job.tables;
 
 import dev.lightning.attention.engine.LightningState;
 import dev.lightning.attention.engine.reference.Accuracy;
+import dev.lightning.attention.job.LightningKryoRegistrator;
 import dev.lightning.attention.tensor.DType;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
@@ -22,20 +23,21 @@ import java.util.Map;
 import java.util.Random;
 import java.util.Set;
 
-import static dev.lightning.attention.job.TablesTest.Seq;
+import static dev.lightning.attention.job.tables.TablesTest.Seq;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
- * Appending to stored states over tables (the Dataset API; {@link TablesCliTest} runs it through
- * {@code --initial-states}): a run over the old tokens, then a run over the new tokens continuing
- * its final_states table, against one run over the concatenation and against the float64
- * recurrence; the untouched sequence carried over with its row unchanged, a sequence without a
- * stored state started from zero, and the refusals before compute.
+ * Appending to stored states over tables (the Dataset API;
+ * {@link dev.lightning.attention.job.TablesCliTest} runs it through {@code --initial-states}): a
+ * run over the old tokens, then a run over the new tokens continuing its final_states table,
+ * against one run over the concatenation and against the float64 recurrence; the untouched
+ * sequence carried over with its row unchanged, a sequence without a stored state started from
+ * zero, and the refusals before compute.
  */
-class TablesAppendTest {
+public class TablesAppendTest {
     private static SparkSession spark;
 
     @BeforeAll
@@ -55,7 +57,7 @@ class TablesAppendTest {
     }
 
     /** Rows of tokens [from, to) of {@code s}, numbered from 0 (a run that sees only those tokens), cut at random. */
-    static List<Row> part(Seq s, int from, int to, Random rnd, int maxRow) {
+    public static List<Row> part(Seq s, int from, int to, Random rnd, int maxRow) {
         List<Row> rows = new ArrayList<>();
         for (int t = from; t < to; ) {
             int n = Math.min(to - t, 1 + rnd.nextInt(maxRow));
@@ -84,7 +86,7 @@ class TablesAppendTest {
         return spark.createDataFrame(rows, TableSchema.SEQUENCES.schema());
     }
 
-    static Map<String, Row> byName(Dataset<Row> states) {
+    public static Map<String, Row> byName(Dataset<Row> states) {
         Map<String, Row> m = new HashMap<>();
         for (Row r : states.collectAsList()) {
             m.put(r.getString(0), r);
@@ -93,7 +95,7 @@ class TablesAppendTest {
     }
 
     /** The o of tokens [from, T) of each sequence, assembled from o rows numbered from 0. */
-    static Map<String, float[]> oFrom(Dataset<Row> o, Map<String, Seq> seqs, Map<String, Integer> from) {
+    public static Map<String, float[]> oFrom(Dataset<Row> o, Map<String, Seq> seqs, Map<String, Integer> from) {
         Map<String, Seq> parts = new HashMap<>();
         for (Map.Entry<String, Integer> e : from.entrySet()) {
             Seq s = seqs.get(e.getKey());
@@ -103,7 +105,7 @@ class TablesAppendTest {
         return TablesTest.oBySequence(o, parts);
     }
 
-    static float[] tail(float[] all, Seq s, int from) {
+    public static float[] tail(float[] all, Seq s, int from) {
         int per = s.heads() * s.dv;
         return java.util.Arrays.copyOfRange(all, from * per, all.length);
     }

@@ -1,5 +1,9 @@
-package dev.lightning.attention.job;
+package dev.lightning.attention.job.tables;
 
+import dev.lightning.attention.job.JobConfig;
+import dev.lightning.attention.job.LightningKryoRegistrator;
+import dev.lightning.attention.job.LightningMain;
+import dev.lightning.attention.job.Settings;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
 

@@ -1,10 +1,10 @@
-package dev.lightning.attention.job;
+package dev.lightning.attention.job.tables;
 
 import dev.lightning.attention.engine.AttentionSpec;
 import dev.lightning.attention.engine.LightningState;
-import dev.lightning.attention.job.TableShuffle.Key;
-import dev.lightning.attention.job.TableTask.Lazy;
-import dev.lightning.attention.job.TableTask.Peek;
+import dev.lightning.attention.job.tables.TableShuffle.Key;
+import dev.lightning.attention.job.tables.TableTask.Lazy;
+import dev.lightning.attention.job.tables.TableTask.Peek;
 import dev.lightning.attention.job.pass.BlockScan;
 import org.apache.spark.Partitioner;
 import scala.Tuple2;

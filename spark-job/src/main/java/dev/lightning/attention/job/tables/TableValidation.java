@@ -1,4 +1,4 @@
-package dev.lightning.attention.job;
+package dev.lightning.attention.job.tables;
 
 import dev.lightning.attention.engine.AttentionSpec;
 import dev.lightning.attention.tensor.DType;
@@ -17,7 +17,7 @@ import java.util.Iterator;
 import java.util.List;
 import java.util.Locale;
 
-import static dev.lightning.attention.job.TableSchema.*;
+import static dev.lightning.attention.job.tables.TableSchema.*;
 
 /**
  * The checks of a blocks table before any compute, as Spark jobs over its small columns only
@@ -34,12 +34,12 @@ import static dev.lightning.attention.job.TableSchema.*;
  * With --skip-invalid the lengths are checked here instead (an extra read of the binaries), so that
  * a sequence with a wrong length is dropped as a whole rather than failing the run.
  */
-final class TableValidation {
+public final class TableValidation {
     private TableValidation() {
     }
 
     /** One sequence as the checks saw it: its shape and length, or why it is refused. */
-    static final class Summary implements Serializable {
+    public static final class Summary implements Serializable {
         private static final long serialVersionUID = 1L;
         String name;
         long tokens;
@@ -58,7 +58,7 @@ final class TableValidation {
     }
 
     /** The small columns of one block, keyed by (sequence, start). */
-    static final class Meta implements Serializable {
+    public static final class Meta implements Serializable {
         private static final long serialVersionUID = 1L;
         int tokens;
         String dtype;
@@ -79,7 +79,7 @@ final class TableValidation {
     }
 
     /** (sequence, start): sorts by name, then token; a null name sorts first. */
-    static final class SeqStart implements Serializable {
+    public static final class SeqStart implements Serializable {
         private static final long serialVersionUID = 1L;
         String name;
         long start;

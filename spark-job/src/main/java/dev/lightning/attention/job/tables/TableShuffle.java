@@ -1,4 +1,4 @@
-package dev.lightning.attention.job;
+package dev.lightning.attention.job.tables;
 
 import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.InvalidInputException;
@@ -16,7 +16,7 @@ import java.util.Comparator;
 import java.util.Iterator;
 import java.util.List;
 
-import static dev.lightning.attention.job.TableSchema.*;
+import static dev.lightning.attention.job.tables.TableSchema.*;
 
 /**
  * The one shuffle of a table run's binaries: every block row becomes records keyed by
@@ -28,7 +28,7 @@ import static dev.lightning.attention.job.TableSchema.*;
  * runs it once. The byte lengths of q, k and v are checked here, on the map side, so a wrong
  * length stops the run before any compute task starts.
  */
-final class TableShuffle {
+public final class TableShuffle {
     private TableShuffle() {
     }
 
@@ -58,7 +58,7 @@ final class TableShuffle {
     }
 
     /** (sequence index, start); start -1 is the sequence's initial state. In the scan, start is a piece index. */
-    static final class Key implements Serializable {
+    public static final class Key implements Serializable {
         private static final long serialVersionUID = 1L;
         int seq;
         long start;
@@ -83,7 +83,7 @@ final class TableShuffle {
     }
 
     /** A block of tokens (q, k, v bytes), or an initial state (tokens -1: q holds S, k z or null). */
-    static final class Block implements Serializable {
+    public static final class Block implements Serializable {
         private static final long serialVersionUID = 1L;
         int tokens;
         byte[] q;

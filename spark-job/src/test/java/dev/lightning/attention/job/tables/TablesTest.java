@@ -1,4 +1,4 @@
-package dev.lightning.attention.job;
+package dev.lightning.attention.job.tables;
 
 import dev.lightning.attention.engine.AttentionSpec;
 import dev.lightning.attention.engine.FeatureMap;
@@ -6,6 +6,7 @@ import dev.lightning.attention.engine.LightningState;
 import dev.lightning.attention.engine.Slopes;
 import dev.lightning.attention.engine.reference.Accuracy;
 import dev.lightning.attention.engine.reference.RecurrentReference;
+import dev.lightning.attention.job.LightningKryoRegistrator;
 import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.InvalidInputException;
 import dev.lightning.attention.tensor.TokenTensor;
@@ -41,7 +42,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * against unsplit, the rejections before compute, many short sequences packed into few tasks, and
  * the README's example and layout table.
  */
-class TablesTest {
+public class TablesTest {
     private static SparkSession spark;
 
     @BeforeAll
@@ -61,22 +62,22 @@ class TablesTest {
     }
 
     /** One random sequence, its values already rounded to its dtype. */
-    static final class Seq {
-        final String name;
+    public static final class Seq {
+        public final String name;
         final int tokens;
-        final int hq;
-        final int hk;
-        final int hv;
-        final int dk;
-        final int dv;
-        final DType dtype;
-        final TokenTensor q;
-        final TokenTensor k;
-        final TokenTensor v;
-        double[] slopes;
-        LightningState initial;
+        public final int hq;
+        public final int hk;
+        public final int hv;
+        public final int dk;
+        public final int dv;
+        public final DType dtype;
+        public final TokenTensor q;
+        public final TokenTensor k;
+        public final TokenTensor v;
+        public double[] slopes;
+        public LightningState initial;
 
-        Seq(String name, int tokens, int hq, int hk, int hv, int dk, int dv, DType dtype, Random rnd) {
+        public Seq(String name, int tokens, int hq, int hk, int hv, int dk, int dv, DType dtype, Random rnd) {
             this.name = name;
             this.tokens = tokens;
             this.hq = hq;
@@ -90,7 +91,7 @@ class TablesTest {
             this.v = TokenTensor.of(dtype, tokens, hv, dv, random(tokens * hv * dv, rnd, 1));
         }
 
-        int heads() {
+        public int heads() {
             return Math.max(hq, Math.max(hk, hv));
         }
 
@@ -101,7 +102,7 @@ class TablesTest {
         }
 
         /** Rows of blocks cut at random lengths of 1..maxRow tokens. */
-        List<Row> rows(Random rnd, int maxRow) {
+        public List<Row> rows(Random rnd, int maxRow) {
             List<Row> rows = new ArrayList<>();
             for (int t = 0; t < tokens; ) {
                 int n = Math.min(tokens - t, 1 + rnd.nextInt(maxRow));
@@ -111,12 +112,12 @@ class TablesTest {
             return rows;
         }
 
-        Row row(int t, int n) {
+        public Row row(int t, int n) {
             return RowFactory.create(name, (long) t, n, dtype.name(), hq, hk, hv, dk, dv, bytes(q, t, n), bytes(k, t, n),
                     bytes(v, t, n));
         }
 
-        Row sequenceRow(boolean normalize) {
+        public Row sequenceRow(boolean normalize) {
             Object sl = slopes == null ? null : TableCompute.boxed(slopes);
             byte[] s = null;
             byte[] z = null;
@@ -130,7 +131,7 @@ class TablesTest {
         }
     }
 
-    static float[] random(int n, Random rnd, double amp) {
+    public static float[] random(int n, Random rnd, double amp) {
         float[] x = new float[n];
         for (int i = 0; i < n; i++) {
             x[i] = (float) ((rnd.nextDouble() * 2 - 1) * amp);
@@ -138,7 +139,7 @@ class TablesTest {
         return x;
     }
 
-    static byte[] bytes(TokenTensor t, int from, int n) {
+    public static byte[] bytes(TokenTensor t, int from, int n) {
         ByteBuffer b = t.slice(from, n).bytes();
         byte[] out = new byte[b.remaining()];
         b.get(out);
@@ -146,7 +147,7 @@ class TablesTest {
     }
 
     /** The float64 recurrence's o (as float32) and final state of a sequence. */
-    static float[][] reference(Seq s, double scale, boolean normalize) {
+    public static float[][] reference(Seq s, double scale, boolean normalize) {
         AttentionSpec spec = s.spec(scale, normalize);
         TokenTensor o = TokenTensor.allocate(DType.F32, s.tokens, s.heads(), s.dv);
         LightningState init = s.initial != null ? s.initial : LightningState.zeros(spec);
@@ -182,14 +183,14 @@ class TablesTest {
         return out;
     }
 
-    static float[] floats(byte[] b) {
+    public static float[] floats(byte[] b) {
         float[] f = new float[b.length / 4];
         ByteBuffer.wrap(b).order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer().get(f);
         return f;
     }
 
     /** A mix of awkward shapes; the BF16 one long enough to split at 256 tokens per partition. */
-    static List<Seq> mixed(Random rnd, boolean normalize) {
+    public static List<Seq> mixed(Random rnd, boolean normalize) {
         List<Seq> seqs = new ArrayList<>();
         seqs.add(new Seq("one token", 1, 2, 2, 2, 16, 16, DType.F32, rnd));
         Seq gqa = new Seq("gqa/63", 63, 6, 2, 2, 16, 24, DType.F32, rnd);
@@ -227,15 +228,15 @@ class TablesTest {
         return spark.createDataFrame(rows, TableSchema.SEQUENCES.schema());
     }
 
-    static Map<String, Seq> byName(List<Seq> seqs) {
+    public static Map<String, Seq> byName(List<Seq> seqs) {
         Map<String, Seq> m = new HashMap<>();
         seqs.forEach(s -> m.put(s.name, s));
         return m;
     }
 
     /** Checks o and the final states of a run against the float64 recurrence. */
-    static void checkAgainstReference(List<Seq> seqs, Dataset<Row> o, Dataset<Row> states, double scale,
-                                      boolean normalize) {
+    public static void checkAgainstReference(List<Seq> seqs, Dataset<Row> o, Dataset<Row> states, double scale,
+                                             boolean normalize) {
         Map<String, float[]> got = oBySequence(o, byName(seqs));
         Map<String, Row> finals = new HashMap<>();
         for (Row r : states.collectAsList()) {
@@ -490,7 +491,7 @@ class TablesTest {
         checkAgainstReference(seqs, spark.read().parquet(out + "/o"), spark.read().parquet(out + "/final_states"), 1.0,
                 false);
         // the code above is the README's, line for line
-        String source = Files.readString(Path.of("src/test/java/dev/lightning/attention/job/TablesTest.java"));
+        String source = Files.readString(Path.of("src/test/java/dev/lightning/attention/job/tables/TablesTest.java"));
         String body = source.substring(source.lastIndexOf("// README example begin") + "// README example begin".length(),
                 source.lastIndexOf("// README example end"));
         StringBuilder code = new StringBuilder();

@@ -1,12 +1,14 @@
-package dev.lightning.attention.job;
+package dev.lightning.attention.job.tables;
 
 import dev.lightning.attention.engine.AttentionSpec;
 import dev.lightning.attention.engine.Checkpoints;
-import dev.lightning.attention.job.TablePass2.Out;
-import dev.lightning.attention.job.TableShuffle.Block;
-import dev.lightning.attention.job.TableShuffle.Key;
-import dev.lightning.attention.job.TableShuffle.KeyOrder;
-import dev.lightning.attention.job.TableShuffle.TaskPartitioner;
+import dev.lightning.attention.job.JobConfig;
+import dev.lightning.attention.job.Settings;
+import dev.lightning.attention.job.tables.TablePass2.Out;
+import dev.lightning.attention.job.tables.TableShuffle.Block;
+import dev.lightning.attention.job.tables.TableShuffle.Key;
+import dev.lightning.attention.job.tables.TableShuffle.KeyOrder;
+import dev.lightning.attention.job.tables.TableShuffle.TaskPartitioner;
 import dev.lightning.attention.tensor.DType;
 import org.apache.spark.api.java.JavaPairRDD;
 import org.apache.spark.api.java.JavaRDD;
@@ -20,7 +22,7 @@ import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
 
-import static dev.lightning.attention.job.TableSchema.*;
+import static dev.lightning.attention.job.tables.TableSchema.*;
 
 /**
  * Lightning attention over tables, as Spark transformations with no files between the passes: the

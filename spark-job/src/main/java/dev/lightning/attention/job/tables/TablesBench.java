@@ -1,4 +1,4 @@
-package dev.lightning.attention.job;
+package dev.lightning.attention.job.tables;
 
 import dev.lightning.attention.engine.Slopes;
 import dev.lightning.attention.job.output.Commit;
@@ -25,7 +25,7 @@ import java.util.SplittableRandom;
  * (one new token each) then reads and writes a 512 KiB state per token at H = 8, D = 128, as a
  * serving system that keeps its states in a table would.
  *
- * <pre>java ... dev.lightning.attention.job.TablesBench OUT SEQUENCES TOKENS H D [FILES] [STATES]</pre>
+ * <pre>java ... dev.lightning.attention.job.tables.TablesBench OUT SEQUENCES TOKENS H D [FILES] [STATES]</pre>
  */
 public final class TablesBench {
     /** The tokens a generated stored state claims to have absorbed (state_tokens). */

@@ -1,4 +1,4 @@
-package dev.lightning.attention.job;
+package dev.lightning.attention.job.tables;
 
 import dev.lightning.attention.engine.AttentionBackend;
 import dev.lightning.attention.engine.AttentionSpec;
@@ -7,10 +7,12 @@ import dev.lightning.attention.engine.Checkpoints;
 import dev.lightning.attention.engine.LightningState;
 import dev.lightning.attention.engine.StateStore;
 import dev.lightning.attention.engine.TokenBatch;
-import dev.lightning.attention.job.TableShuffle.Block;
-import dev.lightning.attention.job.TableShuffle.Key;
-import dev.lightning.attention.job.TableTask.Lazy;
-import dev.lightning.attention.job.TableTask.Peek;
+import dev.lightning.attention.job.JobConfig;
+import dev.lightning.attention.job.Settings;
+import dev.lightning.attention.job.tables.TableShuffle.Block;
+import dev.lightning.attention.job.tables.TableShuffle.Key;
+import dev.lightning.attention.job.tables.TableTask.Lazy;
+import dev.lightning.attention.job.tables.TableTask.Peek;
 import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.InvalidInputException;
 import dev.lightning.attention.tensor.NonFinite;
@@ -35,7 +37,7 @@ import java.util.List;
  * {@link BatchStep} instead, many sequences per call (on a GPU one launch per batch), their states
  * in a {@link StateStore}. Every o value is scanned for NaN/Inf before it leaves the task.
  */
-final class TablePass2 extends Lazy<TablePass2.Out> {
+public final class TablePass2 extends Lazy<TablePass2.Out> {
     /** Unsplit sequences of at most this many tokens go through the batch step. */
     static final int BATCH_MAX_TOKENS = 64;
     /** The most sequences of one batch step. */
@@ -46,7 +48,7 @@ final class TablePass2 extends Lazy<TablePass2.Out> {
      * final state ({@link #FINAL_STATE}) or a recorded state ({@link #CHECKPOINT}: {@code start} its
      * index c), the states as S in data and z in normalizer (null without normalization).
      */
-    static final class Out implements Serializable {
+    public static final class Out implements Serializable {
         private static final long serialVersionUID = 1L;
         static final byte O = 0;
         static final byte FINAL_STATE = 1;

@@ -1,12 +1,12 @@
-package dev.lightning.attention.job;
+package dev.lightning.attention.job.tables;
 
 import dev.lightning.attention.engine.AttentionBackend;
 import dev.lightning.attention.engine.AttentionSpec;
 import dev.lightning.attention.engine.LightningState;
-import dev.lightning.attention.job.TableShuffle.Block;
-import dev.lightning.attention.job.TableShuffle.Key;
-import dev.lightning.attention.job.TableTask.Lazy;
-import dev.lightning.attention.job.TableTask.Peek;
+import dev.lightning.attention.job.tables.TableShuffle.Block;
+import dev.lightning.attention.job.tables.TableShuffle.Key;
+import dev.lightning.attention.job.tables.TableTask.Lazy;
+import dev.lightning.attention.job.tables.TableTask.Peek;
 import dev.lightning.attention.tensor.TokenTensor;
 import scala.Tuple2;
 

@@ -1,8 +1,14 @@
-package dev.lightning.attention.job;
+package dev.lightning.attention.job.tables;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.lightning.attention.job.HadoopPaths;
+import dev.lightning.attention.job.JobConfig;
+import dev.lightning.attention.job.OutputDirectory;
+import dev.lightning.attention.job.Settings;
+import dev.lightning.attention.job.SetupChecks;
+import dev.lightning.attention.job.Version;
 import dev.lightning.attention.job.input.InputFile;
 import dev.lightning.attention.job.input.InputFormats;
 import dev.lightning.attention.job.input.InputListing;
@@ -30,7 +36,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 
-import static dev.lightning.attention.job.TableSchema.*;
+import static dev.lightning.attention.job.tables.TableSchema.*;
 
 /**
  * A run over tables (--input-format parquet), and the preparation it shares with
@@ -62,9 +68,9 @@ public final class TableRun {
      * @param parquetInput whether --input is a table; else it is safetensors files, read as table rows
      *                     ({@link SafetensorsTables}) for --output-format parquet
      */
-    TableRun(JobConfig cfg, org.apache.hadoop.conf.Configuration hadoopConf, PrintStream out,
-             java.util.function.Supplier<SparkContext> sparkStarter, String runId, java.time.Instant started,
-             boolean parquetInput) {
+    public TableRun(JobConfig cfg, org.apache.hadoop.conf.Configuration hadoopConf, PrintStream out,
+                    java.util.function.Supplier<SparkContext> sparkStarter, String runId,
+                    java.time.Instant started, boolean parquetInput) {
         this.parquetInput = parquetInput;
         this.cfg = cfg;
         this.hadoopConf = hadoopConf;
@@ -386,7 +392,7 @@ public final class TableRun {
     // ---------------------------------------------------------------- the command-line run
 
     /** Reads, computes and publishes; returns the run report. */
-    ObjectNode run() throws IOException {
+    public ObjectNode run() throws IOException {
         checkOptions(cfg, true, parquetInput);
         Path given = HadoopPaths.parse(cfg.get(Settings.OUTPUT));
         FileSystem outFs = HadoopPaths.fileSystem(given, hadoopConf);

@@ -1,9 +1,10 @@
-package dev.lightning.attention.job;
+package dev.lightning.attention.job.tables;
 
 import dev.lightning.attention.engine.AttentionSpec;
 import dev.lightning.attention.engine.LightningState;
 import dev.lightning.attention.engine.reference.Accuracy;
 import dev.lightning.attention.engine.reference.RecurrentReference;
+import dev.lightning.attention.job.LightningKryoRegistrator;
 import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.TokenTensor;
 import org.apache.spark.sql.Dataset;
@@ -22,7 +23,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Random;
 
-import static dev.lightning.attention.job.TablesTest.Seq;
+import static dev.lightning.attention.job.tables.TablesTest.Seq;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -36,7 +37,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * start between chunks); rows shuffled across files giving the same bytes; a continued stored
  * state placing its states in the chain.
  */
-class TablesStatesTest {
+public class TablesStatesTest {
     private static final int EVERY = 48;
     private static SparkSession spark;
 
@@ -96,7 +97,7 @@ class TablesStatesTest {
     }
 
     /** The states table as (sequence -> rows in checkpoint order), checking that each sequence's indices run 0..C-1. */
-    static Map<String, List<Row>> bySequence(Dataset<Row> states) {
+    public static Map<String, List<Row>> bySequence(Dataset<Row> states) {
         Map<String, List<Row>> m = new HashMap<>();
         for (Row r : states.collectAsList()) {
             m.computeIfAbsent(r.getString(0), x -> new ArrayList<>()).add(r);
@@ -111,7 +112,8 @@ class TablesStatesTest {
     }
 
     /** Every recorded state against the float64 prefix run; the count floor(T / N), the token and state_tokens columns. */
-    static void checkAgainstPrefixRuns(List<Seq> seqs, Dataset<Row> states, int every, double scale, boolean normalize) {
+    public static void checkAgainstPrefixRuns(List<Seq> seqs, Dataset<Row> states, int every, double scale,
+                                              boolean normalize) {
         Map<String, List<Row>> got = bySequence(states);
         int total = 0;
         for (Seq s : seqs) {

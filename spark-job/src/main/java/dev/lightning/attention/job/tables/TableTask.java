@@ -1,10 +1,13 @@
-package dev.lightning.attention.job;
+package dev.lightning.attention.job.tables;
 
 import dev.lightning.attention.engine.AttentionBackend;
 import dev.lightning.attention.engine.AttentionSpec;
 import dev.lightning.attention.engine.LightningState;
-import dev.lightning.attention.job.TableShuffle.Block;
-import dev.lightning.attention.job.TableShuffle.Key;
+import dev.lightning.attention.job.ExecutorBackends;
+import dev.lightning.attention.job.JobConfig;
+import dev.lightning.attention.job.Settings;
+import dev.lightning.attention.job.tables.TableShuffle.Block;
+import dev.lightning.attention.job.tables.TableShuffle.Key;
 import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.InvalidInputException;
 import dev.lightning.attention.tensor.NonFinite;
@@ -21,7 +24,7 @@ import java.util.Iterator;
 import java.util.List;
 import java.util.NoSuchElementException;
 
-import static dev.lightning.attention.job.TableSchema.*;
+import static dev.lightning.attention.job.tables.TableSchema.*;
 
 /**
  * What the tasks of a table run's passes share: the run's options and plan (shipped to every task
