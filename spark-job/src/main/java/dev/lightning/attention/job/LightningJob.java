@@ -40,10 +40,10 @@ import java.util.Set;
 
 /**
  * The driver side of a run: find the sequence files, plan pieces and partitions, run pass 1, the
- * scan and pass 2 as Spark jobs, finish the outputs the pieces wrote ({@link SplitOutputs}), then
- * write the run report and commit. The driver holds file
- * headers and the plan (a few numbers per piece), never a state or a tensor: states travel
- * between tasks through the run's staging directory.
+ * scan and pass 2 as Spark jobs ({@link LightningPasses}), finish the outputs the pieces wrote
+ * ({@link SplitOutputs}), then write the run report and commit. The driver holds file headers and
+ * the plan (a few numbers per piece), never a state or a tensor: states travel between tasks
+ * through the run's staging directory.
  */
 final class LightningJob {
     private final JobConfig cfg;

@@ -80,7 +80,7 @@ public final class PassRunner {
         ticker.scheduleAtFixedRate(() -> out.println(line.get()), period, period, TimeUnit.MILLISECONDS);
         PassReport result = new PassReport(title);
         try {
-            // one small report per task; a pass has at most a few thousand tasks (see packTasks)
+            // one small report per task; a pass has at most a few thousand tasks (see maxTasksPerPass)
             for (TaskReport r : JavaRDD.fromRDD(rdd, rdd.elementClassTag()).collect()) {
                 result.add(r);
             }
