@@ -13,7 +13,7 @@ mkdir -p "$work"
 cp="spark-job/target/classes:gpu-worker/target/classes:partitioner/target/classes:spark-job/target/lib/*"
 if [[ ! -d "$in" ]]; then
   # shellcheck disable=SC2046
-  java -Xmx4g $(cat spark-job/target/jvm.options) -cp "$cp" dev.lightning.attention.job.TablesBench "$in" "$n" "$t" "$h" "$d" 8 \
+  java -Xmx4g $(cat spark-job/target/jvm.options) -cp "$cp" dev.lightning.attention.job.tables.TablesBench "$in" "$n" "$t" "$h" "$d" 8 \
     2>/dev/null
 fi
 echo "input: $(du -sh "$in" | cut -f1) in $(ls "$in"/*.parquet | wc -l) files"

@@ -79,7 +79,7 @@ for c in $cases; do
   rm -rf "$in" "$states" "$out"
   echo "== $name: generating $n sequences of $t tokens with stored states"
   start=$(date +%s.%N)
-  timeout "$case_timeout" "$java_bin" "${jvm_options[@]}" -cp "$classpath" dev.lightning.attention.job.TablesBench \
+  timeout "$case_timeout" "$java_bin" "${jvm_options[@]}" -cp "$classpath" dev.lightning.attention.job.tables.TablesBench \
     "$in" "$n" "$t" "$h" "$d" "$files" "$states" > "$work/gen-$name.log" 2>&1 \
     || { tail -20 "$work/gen-$name.log"; failed+=("generate $name"); continue; }
   echo "RESULT generate $name s=$(python3 -c "print('%.1f' % ($(date +%s.%N) - $start))") input_bytes=$(du -sb "$in" | cut -f1) states_bytes=$(du -sb "$states" | cut -f1)"

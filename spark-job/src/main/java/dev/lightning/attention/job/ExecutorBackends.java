@@ -21,7 +21,7 @@ import java.util.function.Supplier;
  * when one exists. {@code auto} falls back to the CPU when no GPU is usable; {@code gpu} fails
  * the task with the reason instead. The choice is logged once per executor and device.
  */
-final class ExecutorBackends {
+public final class ExecutorBackends {
     private static final Logger LOG = LoggerFactory.getLogger(ExecutorBackends.class);
     private static final Set<String> ANNOUNCED = ConcurrentHashMap.newKeySet();
 
@@ -42,7 +42,7 @@ final class ExecutorBackends {
     }
 
     /** A backend for one task; the caller closes it. */
-    static AttentionBackend open(String choice, String resourceName, long gpuMemory) {
+    public static AttentionBackend open(String choice, String resourceName, long gpuMemory) {
         return choose(choice, resourceName, "", ordinal -> Backends.gpu(ordinal, gpuMemory), Backends::cpu,
                 AttentionBackend::device);
     }
@@ -56,8 +56,8 @@ final class ExecutorBackends {
      * this executor ({@link GpuUnusableException}), or a kind the GPU does not compute
      * (UnsupportedOperationException). Each choice is logged once per executor and reason.
      */
-    static <B> B choose(String choice, String resourceName, String what, IntFunction<B> gpu, Supplier<B> cpu,
-                        Function<B, String> device) {
+    public static <B> B choose(String choice, String resourceName, String what, IntFunction<B> gpu, Supplier<B> cpu,
+                               Function<B, String> device) {
         if ("cpu".equals(choice)) {
             announce(what + "cpu", what + "backend cpu: computing on the CPU (float32)");
             return cpu.get();
@@ -86,7 +86,7 @@ final class ExecutorBackends {
     }
 
     /** The first address of the task's GPU resource, or null when Spark assigned none. */
-    static Integer assignedGpu(String resourceName) {
+    public static Integer assignedGpu(String resourceName) {
         TaskContext ctx = TaskContext.get();
         if (ctx == null) {
             return null;

@@ -1,5 +1,7 @@
 package dev.lightning.attention.job;
 
+import dev.lightning.attention.job.pass.TaskReport;
+
 import javax.management.Notification;
 import javax.management.NotificationEmitter;
 import javax.management.NotificationListener;
@@ -22,7 +24,7 @@ import java.util.Set;
  * One listener per JVM, installed by the first task; where the JVM's collectors send no
  * notifications (not HotSpot), the figures stay -1 and the report says so.
  */
-final class ExecutorMemory implements NotificationListener {
+public final class ExecutorMemory implements NotificationListener {
     private static final String GC_NOTIFICATION = "com.sun.management.gc.notification";
     private static ExecutorMemory installed;
 
@@ -50,7 +52,7 @@ final class ExecutorMemory implements NotificationListener {
     }
 
     /** What a task reports: {pass peak before GC, pass largest after GC, JVM peak before, JVM after, heap max, collections}. */
-    static synchronized long[] snapshot() {
+    public static synchronized long[] snapshot() {
         ExecutorMemory m = installed;
         if (m == null || !m.listening) {
             return new long[] {-1, -1, -1, -1, Runtime.getRuntime().maxMemory(), 0};
@@ -62,7 +64,7 @@ final class ExecutorMemory implements NotificationListener {
     }
 
     /** Called as a task of pass {@code title} starts: installs the listener once, and starts the pass's figures. */
-    static synchronized void taskStarts(String title) {
+    public static synchronized void taskStarts(String title) {
         if (installed == null) {
             installed = new ExecutorMemory();
         }

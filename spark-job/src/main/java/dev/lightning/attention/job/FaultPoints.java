@@ -1,5 +1,7 @@
 package dev.lightning.attention.job;
 
+import dev.lightning.attention.job.pass.BlockScan;
+
 /**
  * Named points of a run where a test can stop the process dead, to check that a run killed
  * there leaves the output directory as it was and can be resumed. With the system property
@@ -23,7 +25,7 @@ package dev.lightning.attention.job;
  *   <li>{@code published}: every file is published, the report and {@code _SUCCESS} not yet.
  * </ul>
  */
-final class FaultPoints {
+public final class FaultPoints {
     static final String PROPERTY = "lightning.test.pauseAt";
     /**
      * {@code NAME:K}: the K-th time a thread of this JVM reaches {@code NAME}, it throws instead, so
@@ -45,7 +47,7 @@ final class FaultPoints {
         REACHED.clear();
     }
 
-    static void reach(String name) {
+    public static void reach(String name) {
         String fail = System.getProperty(FAIL_PROPERTY);
         if (fail != null && fail.startsWith(name + ":")
                 && REACHED.computeIfAbsent(fail, k -> new java.util.concurrent.atomic.AtomicInteger()).incrementAndGet()

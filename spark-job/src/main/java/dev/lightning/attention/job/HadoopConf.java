@@ -8,16 +8,16 @@ import java.io.ObjectOutputStream;
 import java.io.Serializable;
 
 /** The driver's Hadoop configuration, carried to tasks (Configuration itself is only Writable). */
-final class HadoopConf implements Serializable {
+public final class HadoopConf implements Serializable {
     private static final long serialVersionUID = 1L;
 
     private transient Configuration conf;
 
-    HadoopConf(Configuration conf) {
+    public HadoopConf(Configuration conf) {
         this.conf = conf;
     }
 
-    Configuration get() {
+    public Configuration get() {
         return conf;
     }
 

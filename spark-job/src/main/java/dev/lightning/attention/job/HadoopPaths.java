@@ -16,7 +16,7 @@ import java.io.IOException;
  * non-ASCII letters are quoted by Hadoop's URI handling. Every path the job builds from a file
  * name goes through here.
  */
-final class HadoopPaths {
+public final class HadoopPaths {
     private HadoopPaths() {
     }
 
@@ -25,7 +25,7 @@ final class HadoopPaths {
      * path, relative or absolute. A relative path whose first segment holds a colon
      * ({@code run:1.safetensors}) is not a valid URI and is taken as a local name.
      */
-    static Path parse(String userPath) {
+    public static Path parse(String userPath) {
         try {
             return new Path(userPath);
         } catch (IllegalArgumentException e) {
@@ -44,7 +44,7 @@ final class HadoopPaths {
      * self-describing files a user reads directly, which need no side files. (Listing through
      * {@code LocalFileSystem} is fine: it only hides the side files.)
      */
-    static FileSystem fileSystem(Path path, Configuration conf) throws IOException {
+    public static FileSystem fileSystem(Path path, Configuration conf) throws IOException {
         FileSystem fs = path.getFileSystem(conf);
         return fs instanceof LocalFileSystem ? ((LocalFileSystem) fs).getRawFileSystem() : fs;
     }
@@ -54,7 +54,7 @@ final class HadoopPaths {
      * literally. A name that is empty, absolute, or has empty, "." or ".." segments is refused: it
      * would point outside {@code dir} or at {@code dir} itself.
      */
-    static Path child(Path dir, String name) {
+    public static Path child(Path dir, String name) {
         if (name.isEmpty() || name.startsWith("/") || name.endsWith("/")) {
             throw new IllegalArgumentException("expected a relative file name, got '" + name + "'");
         }

@@ -2,6 +2,7 @@ package dev.lightning.attention.job;
 
 import dev.lightning.attention.engine.FeatureMap;
 import dev.lightning.attention.engine.Slopes;
+import dev.lightning.attention.job.tables.LightningTables;
 import dev.lightning.attention.stream.Variant;
 import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.InvalidInputException;
@@ -80,17 +81,49 @@ public final class JobConfig implements Serializable {
                     + get(Settings.BACKEND) + ": the GPU kernels record states between their " + gpuChunk + "-token "
                     + "chunks, so both must be multiples of " + gpuChunk + "; change them, or use --backend cpu");
         }
-        SoftmaxJob.checkOptions(this);
+        checkAttentionOptions(this);
+    }
+
+    /**
+     * Refuses options of the other attention set to anything but their default (wherever they
+     * came from): a softmax run has no feature map, normalization, recorded states, slopes or read-ahead, and a
+     * lightning run no window or lse.
+     */
+    private static void checkAttentionOptions(JobConfig cfg) {
+        boolean softmax = cfg.softmax();
+        for (Setting<?> s : softmax ? Settings.LIGHTNING_ONLY : Settings.SOFTMAX_ONLY) {
+            Object v = cfg.get(s);
+            if (!java.util.Objects.equals(v, s.defaultValue)) {
+                throw new InvalidInputException(s.flag + " " + v + " (key " + s.key + ") applies to "
+                        + (softmax ? "lightning attention only; softmax attention has no feature map, normalization, "
+                        + "recorded states, slopes or window read-ahead: remove it, or run --attention lightning"
+                        : "softmax attention only: add --attention softmax, or remove it"));
+            }
+        }
+        Double scale = cfg.get(Settings.SCALE);
+        if (softmax && scale != null && !(scale > 0 && !scale.isInfinite())) {
+            throw new InvalidInputException("--scale " + scale + ": softmax attention's score scale must be finite and "
+                    + "greater than 0 (the default is 1/sqrt(Dk) of each file); give a positive scale or leave it out");
+        }
+        for (Setting<?> s : softmax ? Settings.LIGHTNING_ONLY_IO : java.util.List.<Setting<?>>of()) {
+            Object v = cfg.get(s);
+            if (!java.util.Objects.equals(v, s.defaultValue)) {
+                throw new InvalidInputException(s.flag + " " + v + " (key " + s.key + ") is not available with "
+                        + "--attention softmax: the synthetic source, the checksum sink and stored states serve "
+                        + "lightning attention only; give softmax --input files and --output-mode files without "
+                        + "--initial-states, or run --attention lightning");
+            }
+        }
     }
 
     /** Whether this run computes causal softmax attention ({@code --attention softmax}) instead of lightning. */
-    boolean softmax() {
+    public boolean softmax() {
         return "softmax".equals(get(Settings.ATTENTION));
     }
 
     /** The value of an option (its default when it was not given; null for an optional one without). */
     @SuppressWarnings("unchecked")
-    <T> T get(Setting<T> s) {
+    public <T> T get(Setting<T> s) {
         return (T) values.get(s.key);
     }
 
@@ -99,8 +132,8 @@ public final class JobConfig implements Serializable {
      * @param confPairs    {@code --conf} pairs, ours and Spark's
      * @param sparkDefault the Spark configuration's value for a key, or null
      */
-    static JobConfig resolve(Map<String, String> flags, Map<String, String> confPairs,
-                             Function<String, String> sparkDefault) {
+    public static JobConfig resolve(Map<String, String> flags, Map<String, String> confPairs,
+                                    Function<String, String> sparkDefault) {
         return resolve(flags, confPairs, sparkDefault, false);
     }
 
@@ -159,18 +192,18 @@ public final class JobConfig implements Serializable {
 
     // ---------------------------------------------------------------- values derived from options
 
-    int chunkSize() {
+    public int chunkSize() {
         return Math.toIntExact(get(Settings.CHUNK_SIZE));
     }
 
     /** Feature map, normalization and checkpoint interval of this run. */
-    Variant variant() {
+    public Variant variant() {
         return new Variant(FeatureMap.of(get(Settings.FEATURE_MAP)), get(Settings.NORMALIZE),
                 get(Settings.NORMALIZE_EPS), Math.toIntExact(get(Settings.STATE_EVERY)));
     }
 
     /** The sequences --synthetic names, in order (empty without it); the same spec twice is refused. */
-    java.util.List<dev.lightning.attention.stream.SyntheticSequence> synthetic() {
+    public java.util.List<dev.lightning.attention.stream.SyntheticSequence> synthetic() {
         String spec = get(Settings.SYNTHETIC);
         java.util.List<dev.lightning.attention.stream.SyntheticSequence> all = new java.util.ArrayList<>();
         if (spec == null) {
@@ -194,28 +227,28 @@ public final class JobConfig implements Serializable {
     }
 
     /** Whether o goes to a checksum sink instead of the result files (--output-mode checksums). */
-    boolean checksums() {
+    public boolean checksums() {
         return "checksums".equals(get(Settings.OUTPUT_MODE));
     }
 
     /** The spot checks' tolerance for o of dtype {@code o}: --spot-check-tolerance, or the dtype's. */
-    double spotCheckTolerance(DType o) {
+    public double spotCheckTolerance(DType o) {
         Double given = get(Settings.SPOT_CHECK_TOLERANCE);
         return given != null ? given : dev.lightning.attention.stream.SpotCheck.tolerance(o);
     }
 
-    boolean gpuOomToCpu() {
+    public boolean gpuOomToCpu() {
         return "cpu".equals(get(Settings.GPU_OOM));
     }
 
     /** The dtype of {@code o} for input of dtype {@code in}. */
-    DType outputDtype(DType in) {
+    public DType outputDtype(DType in) {
         String o = get(Settings.OUTPUT_DTYPE);
         return "input".equals(o) ? in : DType.fromSafetensors(o);
     }
 
     /** Default slopes for files without a {@code slope} tensor. */
-    double[] defaultSlopes(int heads) {
+    public double[] defaultSlopes(int heads) {
         Integer layer = get(Settings.LAYER);
         Integer layers = get(Settings.LAYERS);
         if ("transnormer".equals(get(Settings.DEFAULT_SLOPES))) {
@@ -225,7 +258,7 @@ public final class JobConfig implements Serializable {
     }
 
     /** Every option with its value (as text; "(none)" where an optional one is not set), for the run report. */
-    Map<String, String> describe() {
+    public Map<String, String> describe() {
         Map<String, String> m = new LinkedHashMap<>();
         for (Setting<?> s : Settings.ALL) {
             Object v = values.get(s.key);

@@ -4,46 +4,48 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.lightning.attention.job.input.InputFile;
+import dev.lightning.attention.job.input.InputFormats;
+import dev.lightning.attention.job.input.InputListing;
+import dev.lightning.attention.job.input.PathOverlap;
+import dev.lightning.attention.job.input.SafetensorsStates;
+import dev.lightning.attention.job.input.SequenceFiles;
+import dev.lightning.attention.job.input.StoredStates;
+import dev.lightning.attention.job.output.Commit;
+import dev.lightning.attention.job.output.OutputLock;
+import dev.lightning.attention.job.output.SplitOutputs;
+import dev.lightning.attention.job.output.Staging;
+import dev.lightning.attention.job.pass.LightningPasses;
+import dev.lightning.attention.job.pass.PassReport;
+import dev.lightning.attention.job.pass.PassRunner;
+import dev.lightning.attention.job.softmax.SoftmaxJob;
+import dev.lightning.attention.job.tables.TableRun;
 import dev.lightning.attention.plan.Piece;
 import dev.lightning.attention.plan.PiecePlanner;
 import dev.lightning.attention.stream.OutputLayout;
 import dev.lightning.attention.stream.SequenceFile;
 import dev.lightning.attention.tensor.InvalidInputException;
-import org.apache.hadoop.fs.BlockLocation;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
 import org.apache.spark.SparkContext;
-import org.apache.spark.api.java.JavaRDD;
-import org.apache.spark.util.LongAccumulator;
 
 import java.io.IOException;
 import java.io.PrintStream;
-import java.io.Serializable;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.HashMap;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
-import java.util.concurrent.Future;
-import java.util.concurrent.ScheduledExecutorService;
-import java.util.concurrent.TimeUnit;
-import java.util.function.Supplier;
 
 /**
  * The driver side of a run: find the sequence files, plan pieces and partitions, run pass 1, the
- * scan and pass 2 as Spark jobs, finish the outputs the pieces wrote ({@link SplitOutputs}), then
- * write the run report and commit. The driver holds file
- * headers and the plan (a few numbers per piece), never a state or a tensor: states travel
- * between tasks through the run's staging directory.
+ * scan and pass 2 as Spark jobs ({@link LightningPasses}), finish the outputs the pieces wrote
+ * ({@link SplitOutputs}), then write the run report and commit. The driver holds file headers and
+ * the plan (a few numbers per piece), never a state or a tensor: states travel between tasks
+ * through the run's staging directory.
  */
 final class LightningJob {
-    /** The run report's name in the output directory. */
-    static final String REPORT = "_lightning_report.json";
-
     private final JobConfig cfg;
     /** The Hadoop configuration of the run (Spark's, built before Spark starts). */
     private final org.apache.hadoop.conf.Configuration hadoopConf;
@@ -117,8 +119,8 @@ final class LightningJob {
         List<InputFile> inputs = synthetic ? List.of()
                 : InputListing.list(hadoopConf, cfg.get(Settings.INPUT), cfg.get(Settings.RECURSIVE));
         List<InputFile> statuses = new ArrayList<>(); // parallel to files: --skip-invalid drops some inputs
-        List<SequenceFile> files = synthetic ? describeSynthetic()
-                : inspectAll(cfg, hadoopConf, inputs, statuses, rejected);
+        List<SequenceFile> files = synthetic ? SequenceFiles.describeSynthetic(cfg)
+                : SequenceFiles.inspectAll(cfg, hadoopConf, inputs, statuses, rejected);
         for (Map.Entry<String, String> r : rejected.entrySet()) {
             out.println("lightning: rejected " + r.getKey() + ": " + r.getValue());
         }
@@ -141,7 +143,7 @@ final class LightningJob {
                 if (Commit.RunInfo.differences(finished.fingerprint, fingerprint).isEmpty()) {
                     out.println("lightning: done: the interrupted run had reached its commit point with the same "
                             + "input and options; its results are now published in " + cfg.get(Settings.OUTPUT));
-                    return (ObjectNode) json.readTree(outFs.open(new Path(outputDir, REPORT)));
+                    return (ObjectNode) json.readTree(outFs.open(new Path(outputDir, Commit.REPORT)));
                 }
             }
             outputs.checkExisting(files, form, stored != null);
@@ -193,7 +195,7 @@ final class LightningJob {
                 }
             }
         }
-        int maxTasks = maxTasksPerPass(sc.defaultParallelism());
+        int maxTasks = PassRunner.maxTasksPerPass(sc.defaultParallelism());
         List<List<Piece>> tasks = PiecePlanner.pack(plan, maxTasks);
         out.printf("lightning: %d sequences, %,d tokens -> %d pieces in %d partitions (%,d tokens each, chunk %d); "
                         + "%d sequences split%s%n", files.size(), totalTokens, pieceCount, plan.size(),
@@ -209,51 +211,23 @@ final class LightningJob {
 
         HadoopConf hadoop = new HadoopConf(sc.hadoopConfiguration());
         SplitOutputs splitOutputs = SplitOutputs.of(cfg, outFs, staging);
+        PassRunner runner = new PassRunner(sc, cfg, out, reports, passes);
         if (cfg.softmax()) {
             SoftmaxJob softmax = new SoftmaxJob(cfg, hadoop, staging, files, plan, out);
             softmaxPlan = softmax.planReport();
             Map<Integer, long[]> shared = softmax.splitSequences();
             prepareShared(splitOutputs, outFs, files, shared, softmax::outputLayout);
-            collectSkipped(softmax.blocks(this::runPass), files);
-            for (PassReport merged : softmax.merge(this::runPass, skipped.keySet())) {
+            collectSkipped(softmax.blocks(runner), files);
+            for (PassReport merged : softmax.merge(runner, skipped.keySet())) {
                 collectSkipped(merged, files);
             }
             warnSkipped(files, outFs, outputDir);
             return publish(files, totalTokens, staging, outFs, outputDir, lock,
                     finishShared(splitOutputs, outFs, files, shared, softmax::outputLayout));
         }
-        // Pass 1: pieces with a successor. A task per partition of the plan, or per group of them
-        // when there are more partitions than maxTasks.
-        List<List<Tasks.PieceItem>> pass1 = new ArrayList<>();
-        List<List<String>> pass1Hosts = new ArrayList<>();
-        List<List<Tasks.PieceItem>> pass2 = new ArrayList<>();
-        List<List<String>> pass2Hosts = new ArrayList<>();
-        long pass1Tokens = 0;
-        for (List<Piece> partition : tasks) {
-            List<Tasks.PieceItem> items = new ArrayList<>();
-            List<Tasks.PieceItem> firstPass = new ArrayList<>();
-            for (Piece p : partition) {
-                Tasks.PieceItem item = new Tasks.PieceItem(files.get(p.sequence()), p,
-                        p.isSplit() ? scanBlock(files.get(p.sequence())) : 0, continued.get(p.sequence()));
-                items.add(item);
-                if (p.isSplit() && !p.isLast()) {
-                    firstPass.add(item);
-                    pass1Tokens += p.tokens();
-                }
-            }
-            List<String> hosts = hosts(statuses, partition, files);
-            pass2.add(items);
-            pass2Hosts.add(hosts);
-            if (!firstPass.isEmpty()) {
-                pass1.add(firstPass);
-                pass1Hosts.add(hosts);
-            }
-        }
-        if (!pass1.isEmpty()) {
-            runPass("pass 1/2: local states", pass1, pass1Hosts, pass1Tokens,
-                    (pieces, tokens) -> new Tasks(hadoop, staging, cfg, pieces, tokens).pass1());
-            runScan(files, splits, Tasks.groups(pass1), hadoop, staging);
-        }
+        // pass 1 and the scan for the split sequences, then pass 2
+        LightningPasses lightning = new LightningPasses(cfg, hadoop, staging, files, statuses, tasks, continued, out);
+        lightning.states(runner, splits);
         // sequences written by SplitOutputs (split, or all with --state-every): their pieces' token counts;
         // with --output-mode checksums none (no o is written), and the driver writes the results of split
         // sequences from their pieces' staged summaries and states after pass 2
@@ -267,32 +241,13 @@ final class LightningJob {
                 }
             }
         }
-        Tasks outputTasks = new Tasks(hadoop, staging, cfg, null, null);
-        java.util.function.IntFunction<OutputLayout> layouts = s -> outputTasks.outputLayout(files.get(s),
-                continued.get(s));
-        prepareShared(splitOutputs, outFs, files, shared, layouts);
-        PassReport outputs = runPass("pass 2/2: outputs", pass2, pass2Hosts, totalTokens,
-                (pieces, tokens) -> new Tasks(hadoop, staging, cfg, pieces, tokens).pass2());
+        prepareShared(splitOutputs, outFs, files, shared, lightning::outputLayout);
+        PassReport outputs = lightning.outputs(runner, totalTokens);
         collectSkipped(outputs, files);
         warnSkipped(files, outFs, outputDir);
-        Map<Integer, List<String>> publishedAs = finishShared(splitOutputs, outFs, files, shared, layouts);
-        Map<Integer, PieceGroups> pass2Groups = checksumSplits.isEmpty() ? Map.of() : Tasks.groups(pass2);
-        long resultsStart = System.nanoTime();
-        int results = 0;
-        for (Map.Entry<Integer, long[]> e : checksumSplits.entrySet()) {
-            if (!skipped.containsKey(e.getKey())) {
-                outputTasks.writeChecksumsResult(outFs, files.get(e.getKey()), e.getKey(), e.getValue(),
-                        pass2Groups.get(e.getKey()), Tasks.tokenOffset(continued.get(e.getKey())));
-                results++;
-            }
-        }
-        if (!checksumSplits.isEmpty()) {
-            double seconds = (System.nanoTime() - resultsStart) / 1e9;
-            passes.put("finish: checksum results of split sequences", new double[] {seconds, 0});
-            out.printf("lightning: wrote %d checksum result(s) of split sequences from their pieces' summaries%s, "
-                    + "%.1f s%n", results, cfg.variant().checkpoints() ? " and recorded states" : "", seconds);
-            FaultPoints.reach("assemble");
-        }
+        Map<Integer, List<String>> publishedAs = finishShared(splitOutputs, outFs, files, shared,
+                lightning::outputLayout);
+        lightning.checksumResults(runner, outFs, checksumSplits, skipped.keySet());
         return publish(files, totalTokens, staging, outFs, outputDir, lock, publishedAs);
     }
 
@@ -410,10 +365,11 @@ final class LightningJob {
             publishedTokens -= files.get(i).tokens;
         }
         out.printf("lightning: done: %d files, %,d tokens in %.1f s (%s tokens/s) on %s; results in %s%s%n",
-                files.size() - skipped.size(), publishedTokens, seconds, rate(publishedTokens, seconds),
+                files.size() - skipped.size(), publishedTokens, seconds, PassRunner.rate(publishedTokens, seconds),
                 String.join(", ", used),
                 cfg.get(Settings.OUTPUT), rejected.isEmpty() && skipped.isEmpty() ? ""
-                        : " (" + rejected.size() + " rejected, " + skipped.size() + " skipped: see " + REPORT + ")");
+                        : " (" + rejected.size() + " rejected, " + skipped.size() + " skipped: see " + Commit.REPORT
+                        + ")");
         return report;
     }
 
@@ -483,88 +439,6 @@ final class LightningJob {
         fs.delete(staged, false); // an earlier attempt's (before --resume): written again
         Staging.writeAtomically(fs, staged, "driver", o -> SafetensorsStates.writeManifest(written, untouched, o));
         return SafetensorsStates.MANIFEST;
-    }
-
-    /** The fewest tasks a pass is packed into: see {@link #maxTasksPerPass}. */
-    static final int MIN_TASKS_PER_PASS = 1024;
-
-    /**
-     * The most tasks of pass 1 and pass 2: a plan with more partitions has consecutive ones packed
-     * into this many tasks ({@link PiecePlanner#pack}), each computing its pieces one after the
-     * other (its consecutive pieces of a sequence are one unit of work, with one staged file and
-     * one marker: {@link Tasks#runs}). Per task Spark and the job spend about 16 ms of a core
-     * (1,000 one-piece tasks of 6,400 tokens, H = 1, D = 16: 16 s of pass 1 on 2 cores, nearly all
-     * of it per-task cost), and the driver keeps scheduler state and a report
-     * per task, so their number must not grow with the pieces. 4 tasks per core keep the cores
-     * evenly busy to the end of a pass; at least 1,024, so plans of up to 1,024 partitions run
-     * one task per partition, as before.
-     */
-    static int maxTasksPerPass(int parallelism) {
-        String forced = System.getProperty(MAX_TASKS_PROPERTY);
-        if (forced != null) {
-            return Integer.parseInt(forced.trim());
-        }
-        return Math.max(MIN_TASKS_PER_PASS, 4 * parallelism);
-    }
-
-    /**
-     * A system property that sets {@link #maxTasksPerPass}, read by the driver only: for tests, so
-     * that a small input has tasks of many pieces (one staged file and marker per run of them).
-     * Like the plan, it decides which files the run stages, so a run and its --resume must agree on
-     * it (where they do not, the resumed run computes again what it cannot find).
-     */
-    static final String MAX_TASKS_PROPERTY = "lightning.test.maxTasks";
-
-    /**
-     * The scan of every split sequence, in blocks ({@link BlockScan}): stage by stage, each task
-     * one unit (a block of one sequence) or several small ones of at most a block of states
-     * together, so that no task touches more than a block of states.
-     * The driver holds one plan per sequence and the units of one stage, never a state.
-     */
-    private void runScan(List<SequenceFile> files, Map<Integer, List<Piece>> splits, Map<Integer, PieceGroups> local,
-                         HadoopConf hadoop, Staging staging) {
-        Map<Integer, BlockScan.Plan> plans = new java.util.TreeMap<>();
-        int maxDepth = 0;
-        for (Map.Entry<Integer, List<Piece>> e : splits.entrySet()) {
-            SequenceFile f = files.get(e.getKey());
-            BlockScan.Plan plan = new BlockScan.Plan(e.getValue().size() - 1, scanBlock(f));
-            plans.put(e.getKey(), plan);
-            maxDepth = Math.max(maxDepth, plan.depth());
-        }
-        int stages = BlockScan.stages(maxDepth);
-        for (int stage = 0; stage < stages; stage++) {
-            // units of short scans share a task until it has a block's worth of states (so many
-            // sequences of a few pieces do not make a task each); a full block is a task of its own
-            List<List<Tasks.ScanItem>> work = new ArrayList<>();
-            List<Tasks.ScanItem> task = new ArrayList<>();
-            int states = 0;
-            for (Map.Entry<Integer, BlockScan.Plan> e : plans.entrySet()) {
-                List<Piece> pieces = splits.get(e.getKey()); // in index order
-                BlockScan.Plan plan = e.getValue();
-                for (BlockScan.Unit u : plan.units(stage, maxDepth)) {
-                    long[] tokens = BlockScan.tokens(plan, u, p -> pieces.get(Math.toIntExact(p)).start());
-                    if (!task.isEmpty() && states + u.count > plan.block) {
-                        work.add(task);
-                        task = new ArrayList<>();
-                        states = 0;
-                    }
-                    task.add(new Tasks.ScanItem(files.get(e.getKey()), e.getKey(), u, tokens, plan.block,
-                            local.get(e.getKey()), continued.get(e.getKey())));
-                    states += u.count;
-                }
-            }
-            if (!task.isEmpty()) {
-                work.add(task);
-            }
-            String title = stages == 1 ? "scan: incoming states"
-                    : "scan " + (stage + 1) + "/" + stages + ": " + BlockScan.stageName(stage, maxDepth);
-            runPass(title, work, null, 0, (pieces, tokens) -> new Tasks(hadoop, staging, cfg, pieces, tokens).scan());
-        }
-    }
-
-    /** The block size of the scan of split sequence {@code f} ({@link BlockScan#blockSize}), decided here on the driver. */
-    private int scanBlock(SequenceFile f) {
-        return BlockScan.blockSize(f.spec(cfg.get(Settings.SCALE), cfg.chunkSize(), cfg.variant()).stateBytes());
     }
 
     private Set<String> backendsUsed() {
@@ -667,7 +541,7 @@ final class LightningJob {
                             + "float64, max rel. error %.3g at token %d (tolerance %.3g)%s%n", f.name,
                     node.get("crc32c").asText(), node.get("bytes").asLong(), node.get("sum").asDouble(),
                     node.get("maxAbs").asDouble(), table.size() - unchecked, worst, worstToken, tolerance,
-                    unchecked == 0 ? "" : "; " + unchecked + " rows unchecked (see " + REPORT + ")");
+                    unchecked == 0 ? "" : "; " + unchecked + " rows unchecked (see " + Commit.REPORT + ")");
             if (!(worst <= tolerance)) {
                 boolean given = cfg.get(Settings.SPOT_CHECK_TOLERANCE) != null;
                 failures.add(String.format("%s: o at token %d is off by %.3g relative to the float64 value, above "
@@ -690,155 +564,6 @@ final class LightningJob {
             skipped.put(e.getKey(), what);
             out.println("lightning: skipped " + files.get(e.getKey()).name + ": " + what);
         }
-    }
-
-    // ---------------------------------------------------------------- inputs and outputs
-
-    /**
-     * Reads every header (in parallel: on object stores each is a round trip), adding the files it
-     * reads to {@code accepted}; with --skip-invalid a file refused goes into {@code rejected}
-     * (name to reason) instead. Shared by the files run and the table run over safetensors files.
-     */
-    static List<SequenceFile> inspectAll(JobConfig cfg, org.apache.hadoop.conf.Configuration hadoopConf,
-                                         List<InputFile> statuses, List<InputFile> accepted,
-                                         Map<String, String> rejected) throws IOException {
-        ExecutorService pool = Executors.newFixedThreadPool(Math.min(16, statuses.size()));
-        try {
-            List<Future<SequenceFile>> futures = new ArrayList<>();
-            for (InputFile s : statuses) {
-                // each file's own file system: a comma-separated --input may span several
-                FileSystem fs = HadoopPaths.fileSystem(s.path(), hadoopConf);
-                futures.add(pool.submit(() -> cfg.softmax() ? SoftmaxJob.inspect(fs, s.status, s.name, cfg::defaultSlopes)
-                        : SequenceFiles.inspect(fs, s.status, s.name, cfg::defaultSlopes, cfg.get(Settings.NORMALIZE))));
-            }
-            List<SequenceFile> files = new ArrayList<>();
-            for (int i = 0; i < futures.size(); i++) {
-                Future<SequenceFile> f = futures.get(i);
-                try {
-                    files.add(f.get());
-                    accepted.add(statuses.get(i));
-                } catch (java.util.concurrent.ExecutionException e) {
-                    Throwable c = e.getCause();
-                    if (c instanceof InvalidInputException && cfg.get(Settings.SKIP_INVALID)) {
-                        rejected.put(statuses.get(i).name, c.getMessage());
-                        continue;
-                    }
-                    if (c instanceof RuntimeException) {
-                        throw (RuntimeException) c;
-                    }
-                    if (c instanceof IOException) {
-                        throw (IOException) c;
-                    }
-                    throw new IOException(c);
-                } catch (InterruptedException e) {
-                    Thread.currentThread().interrupt();
-                    throw new IOException("interrupted while reading headers", e);
-                }
-            }
-            if (files.isEmpty()) {
-                throw new InvalidInputException("--input: all " + statuses.size() + " files were rejected, e.g. "
-                        + rejected.values().iterator().next());
-            }
-            return files;
-        } finally {
-            pool.shutdownNow();
-        }
-    }
-
-    /** The sequences of --synthetic, described through their virtual files' headers as real files are. */
-    private List<SequenceFile> describeSynthetic() throws IOException {
-        List<SequenceFile> files = new ArrayList<>();
-        for (dev.lightning.attention.stream.SyntheticSequence s : cfg.synthetic()) {
-            files.add(s.describe(cfg::defaultSlopes, cfg.get(Settings.NORMALIZE)));
-        }
-        return files;
-    }
-
-    /** Hosts holding the first bytes of a partition's q, for locality on HDFS-like stores (none for --synthetic). */
-    private static List<String> hosts(List<InputFile> statuses, List<Piece> partition, List<SequenceFile> files)
-            throws IOException {
-        Piece first = partition.get(0);
-        SequenceFile f = files.get(first.sequence());
-        if (statuses.isEmpty()) {
-            return List.of();
-        }
-        long at = f.qOffset + first.start() * f.layout().headsQ() * f.layout().dk() * f.dtype.bytes();
-        for (BlockLocation b : statuses.get(first.sequence()).status.getBlockLocations()) {
-            if (at >= b.getOffset() && at < b.getOffset() + b.getLength()) {
-                List<String> h = new ArrayList<>(Arrays.asList(b.getHosts()));
-                h.remove("localhost");
-                return h;
-            }
-        }
-        return List.of();
-    }
-
-    // ---------------------------------------------------------------- passes and progress
-
-    interface WorkerFactory<W> {
-        WorkRDD.Worker<W> create(LongAccumulator pieces, LongAccumulator tokens);
-    }
-
-    /** Runs one pass (a Spark job) with progress lines; its task reports are folded into {@link #reports}. */
-    private <W extends Serializable> PassReport runPass(String title, List<List<W>> work, List<List<String>> hosts,
-                                                        long totalTokens, WorkerFactory<W> factory) {
-        int totalItems = 0;
-        for (List<W> w : work) {
-            totalItems += w.size();
-        }
-        LongAccumulator pieces = sc.longAccumulator("lightning " + title + ": pieces");
-        LongAccumulator tokens = sc.longAccumulator("lightning " + title + ": tokens");
-        WorkRDD<W> rdd = new WorkRDD<>(sc, work, hosts, factory.create(pieces, tokens));
-        rdd.setName("lightning " + title);
-        sc.setJobDescription("lightning " + title + " (" + totalItems + " items in " + work.size() + " partitions)");
-        long start = System.nanoTime();
-        int items = totalItems;
-        Supplier<String> line = () -> {
-            double s = (System.nanoTime() - start) / 1e9;
-            // pieces of a pass, units of a scan stage (tasks that count none show 0 until the end)
-            String base = String.format("lightning: %s: %d/%d done", title, pieces.value(), items);
-            return totalTokens > 0
-                    ? base + String.format(", %,d/%,d tokens, %s tokens/s, %.1f s", tokens.value(), totalTokens,
-                    rate(tokens.value(), s), s)
-                    : base + String.format(", %.1f s", s);
-        };
-        ScheduledExecutorService ticker = Executors.newSingleThreadScheduledExecutor(r -> {
-            Thread t = new Thread(r, "lightning-progress");
-            t.setDaemon(true);
-            return t;
-        });
-        long period = Math.max(100, (long) (cfg.get(Settings.PROGRESS_SECONDS) * 1000));
-        ticker.scheduleAtFixedRate(() -> out.println(line.get()), period, period, TimeUnit.MILLISECONDS);
-        PassReport result = new PassReport(title);
-        try {
-            // one small report per task; a pass has at most a few thousand tasks (see packTasks)
-            for (TaskReport r : JavaRDD.fromRDD(rdd, rdd.elementClassTag()).collect()) {
-                result.add(r);
-            }
-            reports.put(title, result);
-        } finally {
-            ticker.shutdownNow();
-            sc.setJobDescription(null);
-        }
-        passes.put(title, new double[] {(System.nanoTime() - start) / 1e9, tokens.value()});
-        String done = line.get();
-        if (totalTokens == 0) {
-            done = String.format("lightning: %s: %d/%d done, %.1f s", title, items, items,
-                    (System.nanoTime() - start) / 1e9);
-        }
-        out.println(done);
-        return result;
-    }
-
-    static String rate(long tokens, double seconds) {
-        double r = seconds > 0 ? tokens / seconds : 0;
-        if (r >= 1e6) {
-            return String.format("%.2f M", r / 1e6);
-        }
-        if (r >= 1e3) {
-            return String.format("%.1f K", r / 1e3);
-        }
-        return String.format("%.0f", r);
     }
 
     // ---------------------------------------------------------------- report

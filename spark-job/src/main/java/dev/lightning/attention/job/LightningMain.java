@@ -1,5 +1,7 @@
 package dev.lightning.attention.job;
 
+import dev.lightning.attention.job.input.InputFormats;
+import dev.lightning.attention.job.tables.LightningTables;
 import dev.lightning.attention.tensor.InvalidInputException;
 import org.apache.spark.SparkConf;
 import org.apache.spark.SparkContext;
@@ -184,7 +186,7 @@ public final class LightningMain {
     }
 
     /** {@code datasets}: the options of a run over datasets given in code (no --input or --output: {@link LightningTables}). */
-    static JobConfig parse(List<String> args, String[] demoDir, boolean datasets) {
+    public static JobConfig parse(List<String> args, String[] demoDir, boolean datasets) {
         Map<String, String> flags = new LinkedHashMap<>();
         Map<String, String> conf = new LinkedHashMap<>();
         for (int i = 0; i < args.size(); i++) {

@@ -4,8 +4,18 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import dev.lightning.attention.plan.Piece;
 import dev.lightning.attention.engine.AttentionSpec;
+import dev.lightning.attention.job.input.InputFile;
+import dev.lightning.attention.job.input.SafetensorsStates;
+import dev.lightning.attention.job.input.StoredStates;
+import dev.lightning.attention.job.output.Commit;
+import dev.lightning.attention.job.output.OutputLock;
+import dev.lightning.attention.job.output.OutputPaths;
+import dev.lightning.attention.job.output.SplitOutputs;
+import dev.lightning.attention.job.output.Staging;
+import dev.lightning.attention.job.pass.BlockScan;
+import dev.lightning.attention.job.softmax.SoftmaxJob;
+import dev.lightning.attention.plan.Piece;
 import dev.lightning.attention.stream.SequenceFile;
 import dev.lightning.attention.stream.Variant;
 import dev.lightning.attention.tensor.InvalidInputException;
@@ -25,14 +35,14 @@ import java.util.Map;
  * and choose the staging directory (a new one, or with --resume the interrupted run's). All of
  * it runs while the run holds the {@link OutputLock}, before Spark starts.
  */
-final class OutputDirectory {
+public final class OutputDirectory {
     private final JobConfig cfg;
     private final FileSystem fs;
     /** Qualified. */
     private final Path output;
     private final PrintStream out;
 
-    OutputDirectory(JobConfig cfg, FileSystem fs, Path output, PrintStream out) {
+    public OutputDirectory(JobConfig cfg, FileSystem fs, Path output, PrintStream out) {
         this.cfg = cfg;
         this.fs = fs;
         this.output = output;
@@ -40,7 +50,7 @@ final class OutputDirectory {
     }
 
     /** Creates the output directory if it is missing; returns whether it did. */
-    boolean create() throws IOException {
+    public boolean create() throws IOException {
         try {
             if (fs.exists(output)) {
                 if (!fs.getFileStatus(output).isDirectory()) {
@@ -91,7 +101,7 @@ final class OutputDirectory {
      * Takes the output's lock for run {@code runId} ({@link OutputLock}); a directory the run may
      * not write into is refused with the same advice as {@link #create}.
      */
-    OutputLock lock(String runId) throws IOException {
+    public OutputLock lock(String runId) throws IOException {
         try {
             return OutputLock.acquire(fs, output, runId, cfg.get(Settings.LOCK_STALE_SECONDS), out);
         } catch (IOException e) {
@@ -102,7 +112,7 @@ final class OutputDirectory {
         }
     }
 
-    void removeIfEmpty() {
+    public void removeIfEmpty() {
         try {
             if (fs.exists(output) && fs.listStatus(output).length == 0) {
                 fs.delete(output, false);
@@ -122,7 +132,7 @@ final class OutputDirectory {
      * with --resume, the newest one whose inputs and settings match this run: its finished work is
      * kept. The probe of the output directory's permissions is the first write into it.
      */
-    Staging chooseStaging(JsonNode fingerprint, String runId, java.time.Instant started) throws IOException {
+    public Staging chooseStaging(JsonNode fingerprint, String runId, java.time.Instant started) throws IOException {
         List<Path> earlier = Staging.all(fs, output);
         Path resumeFrom = null;
         if (cfg.get(Settings.RESUME)) {
@@ -274,7 +284,7 @@ final class OutputDirectory {
             names.add(dev.lightning.attention.stream.OutputParts.indexName(f.name));
             names.add(f.name + dev.lightning.attention.stream.OutputParts.PARTS_SUFFIX);
         }
-        names.add(LightningJob.REPORT);
+        names.add(Commit.REPORT);
         if (manifest) {
             names.add(SafetensorsStates.MANIFEST);
         }

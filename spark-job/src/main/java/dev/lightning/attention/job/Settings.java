@@ -3,41 +3,41 @@ package dev.lightning.attention.job;
 import java.util.List;
 
 /** Every option of the job, in the order {@code --help} and the README list them. */
-final class Settings {
+public final class Settings {
     private Settings() {
     }
 
-    static final Setting<String> INPUT = Setting.path("--input", "spark.lightning.input",
+    public static final Setting<String> INPUT = Setting.path("--input", "spark.lightning.input",
             "The `*.safetensors` sequence files: a directory, one file, a comma-separated list or a glob "
                     + "(`'dir/*.safetensors'`); any Hadoop file system URI. A path that exists is taken as it is, "
                     + "even if it holds a comma or a glob character. Required unless --synthetic is given (not both). With --input-format parquet: a table of "
                     + "blocks (a directory of `.parquet` files, a file, or a comma-separated list).");
-    static final Setting<String> INPUT_FORMAT = Setting.choice("--input-format", "spark.lightning.inputFormat", "auto",
+    public static final Setting<String> INPUT_FORMAT = Setting.choice("--input-format", "spark.lightning.inputFormat", "auto",
             "`safetensors` (one sequence per file) or `parquet` (sequences as table rows: see \"Sequences as table "
                     + "rows\" in the README); `auto`: parquet when --input is a `.parquet` file or a directory holding "
                     + "`.parquet` files and no `.safetensors` ones, else safetensors.", "auto", "safetensors", "parquet");
-    static final Setting<String> SEQUENCES = Setting.optionalPath("--sequences", "spark.lightning.sequences",
+    public static final Setting<String> SEQUENCES = Setting.optionalPath("--sequences", "spark.lightning.sequences",
             "With parquet input: the optional per-sequence table (`sequence`, `slope`, `initial_state`, "
                     + "`initial_normalizer`), a directory of `.parquet` files or a file.");
-    static final Setting<String> OUTPUT_FORMAT = Setting.choice("--output-format", "spark.lightning.outputFormat",
+    public static final Setting<String> OUTPUT_FORMAT = Setting.choice("--output-format", "spark.lightning.outputFormat",
             "input", "`input` (the input's format), `safetensors` or `parquet` (tables `o/` and `final_states/` in "
                     + "--output, and `states/` with --state-every). Safetensors input with `parquet`: each file is one "
                     + "sequence of the tables, named as its result file would be, read and computed by a table run "
                     + "(converts and computes in one run). Parquet input with `safetensors` is refused: a table run's o "
                     + "is rows spread over its tasks, which the files run's writers cannot place.", "input",
             "safetensors", "parquet");
-    static final Setting<String> SYNTHETIC = Setting.text("--synthetic", "spark.lightning.synthetic", "(none)",
+    public static final Setting<String> SYNTHETIC = Setting.text("--synthetic", "spark.lightning.synthetic", "(none)",
             "Lightning only. Instead of --input, sequences generated inside the tasks, with no input files: `T,H,Dk,Dv,dtype,seed` "
                     + "(e.g. `10000000,2,64,64,bf16,1`; several separated by `;`). q, k, v are those of a "
                     + "safetensors file that exists only as a function: each value is a hash of (seed, tensor, "
                     + "element), uniform in (-1, 1) (q in (-1, 1)/sqrt(Dk)) and rounded to the dtype, so a run "
                     + "equals one on the written-out file, however it is split. Slopes from --default-slopes; the "
                     + "result is named `synthetic-T-H-Dk-Dv-dtype-seed.safetensors`.");
-    static final Setting<String> OUTPUT = Setting.path("--output", "spark.lightning.output",
+    public static final Setting<String> OUTPUT = Setting.path("--output", "spark.lightning.output",
             "Directory for the results, one file per input file with the same name (its path below --input "
                     + "with `--recursive`). Published in one commit at the end of the run; files the run does not "
                     + "produce are never touched.");
-    static final Setting<String> INITIAL_STATES = Setting.optionalPath("--initial-states",
+    public static final Setting<String> INITIAL_STATES = Setting.optionalPath("--initial-states",
             "spark.lightning.initialStates",
             "Lightning only. Continue sequences from the final states stored in DIR, the committed --output of an "
                     + "earlier run (its `_SUCCESS` must be there; DIR must not overlap --output). A sequence whose name "
@@ -55,10 +55,10 @@ final class Settings {
                     + "keeps the stored row's `slope`, and another given `slope` is refused), and its own "
                     + "`final_states/` is the complete set: the stored rows of sequences it did not compute are "
                     + "carried over into it unchanged, and `state_tokens` counts the tokens each state has absorbed.");
-    static final Setting<Boolean> RECURSIVE = Setting.flagSwitch("--recursive", "spark.lightning.recursive",
+    public static final Setting<Boolean> RECURSIVE = Setting.flagSwitch("--recursive", "spark.lightning.recursive",
             "With a directory as --input, also take the files of its subdirectories (names starting with `.` "
                     + "or `_` are skipped).");
-    static final Setting<Long> PARTITION_TOKENS = Setting.count("--partition-tokens",
+    public static final Setting<Long> PARTITION_TOKENS = Setting.count("--partition-tokens",
             "spark.lightning.partitionTokens", 65536, 1, Long.MAX_VALUE / 4,
             "Tokens per partition (rounded down to a multiple of the chunk size, and at least one chunk). Shorter sequences share a "
                     + "partition; longer ones are split into pieces of this size.");
@@ -68,37 +68,37 @@ final class Settings {
             "What to compute: `lightning` (causal linear attention with decay) or `softmax` (causal softmax "
                     + "attention, o_t = sum_{j<=t} softmax_j(scale q_t.k_j) v_j, with grouped query heads; see "
                     + "\"Softmax attention\" in the README).", "lightning", "softmax");
-    static final Setting<Double> SCALE = Setting.real("--scale", "spark.lightning.scale", 1.0, false,
+    public static final Setting<Double> SCALE = Setting.real("--scale", "spark.lightning.scale", 1.0, false,
             "Lightning: output scale, o_t = scale * phi(q_t) S_t (divided by the normalizer term with --normalize). "
                     + "Softmax: score scale, softmax_j(scale q_t.k_j); by default 1/sqrt(Dk) of each file.")
             .withDefaultFor("softmax", null, "1/sqrt(Dk)");
-    static final Setting<Long> WINDOW = Setting.count("--window", "spark.lightning.window", 0, 0, Long.MAX_VALUE / 4,
+    public static final Setting<Long> WINDOW = Setting.count("--window", "spark.lightning.window", 0, 0, Long.MAX_VALUE / 4,
             "Softmax only: a sliding window of N tokens, token t sees keys (t-N, t]; 0: every earlier key.");
-    static final Setting<Boolean> WRITE_LSE = Setting.flagSwitch("--write-lse", "spark.lightning.writeLse",
+    public static final Setting<Boolean> WRITE_LSE = Setting.flagSwitch("--write-lse", "spark.lightning.writeLse",
             "Softmax only: also write `lse` [T,Hq] F32, the natural log of sum_j exp(scale q_t.k_j) over the keys "
                     + "token t sees.");
     static final Setting<String> FEATURE_MAP = Setting.choice("--feature-map", "spark.lightning.featureMap", "identity",
             "Lightning only. Feature map phi applied to q and k before anything else: `identity` (phi(x) = x), `elu1` "
                     + "(elu(x) + 1) or `relu` (max(x, 0)).", "identity", "elu1", "relu");
-    static final Setting<Boolean> NORMALIZE = Setting.flagSwitch("--normalize", "spark.lightning.normalize",
+    public static final Setting<Boolean> NORMALIZE = Setting.flagSwitch("--normalize", "spark.lightning.normalize",
             "Lightning only. Normalized linear attention: o_t = scale (phi(q_t) S_t) / (phi(q_t) . z_t + eps) with the normalizer "
                     + "z_t = lambda z_{t-1} + phi(k_t); reads `initial_normalizer` [H,Dk] F32 when a file has one and "
                     + "writes `final_normalizer` (and `normalizers` with --state-every).");
     static final Setting<Double> NORMALIZE_EPS = Setting.realAtLeast("--normalize-eps", "spark.lightning.normalizeEps",
             1e-5, 0, "Lightning only. The eps added to the denominator with --normalize.");
-    static final Setting<Long> STATE_EVERY = Setting.count("--state-every", "spark.lightning.stateEvery", 0, 0,
+    public static final Setting<Long> STATE_EVERY = Setting.count("--state-every", "spark.lightning.stateEvery", 0, 0,
             Integer.MAX_VALUE, "Lightning only. Record the state every N tokens (a multiple of --chunk-size; 0: never): each output "
                     + "then holds `states` [C,H,Dk,Dv] F32, C = floor(T/N), `states[c]` the state after token "
                     + "(c+1)N-1 of the file (and `normalizers` [C,H,Dk] with --normalize); a table run writes them as "
                     + "the table `states/`, one row per state. Unless --backend is cpu, N and --chunk-size must be "
                     + "multiples of 64, the GPU kernels' chunk.");
-    static final Setting<String> BACKEND = Setting.choice("--backend", "spark.lightning.backend", "auto",
+    public static final Setting<String> BACKEND = Setting.choice("--backend", "spark.lightning.backend", "auto",
             "Where pieces are computed: `gpu` on the GPU Spark assigned to the task (device 0 without an "
                     + "assignment), failing where none is usable; `cpu` on the CPU (float32); `auto` on the GPU "
                     + "when one is usable, else the CPU. The choice is logged.", "auto", "cpu", "gpu");
-    static final Setting<String> GPU_RESOURCE = Setting.word("--gpu-resource", "spark.lightning.gpu.resourceName",
+    public static final Setting<String> GPU_RESOURCE = Setting.word("--gpu-resource", "spark.lightning.gpu.resourceName",
             "gpu", "Name of the Spark resource whose address is the task's CUDA device.");
-    static final Setting<Long> GPU_MEMORY = Setting.size("--gpu-memory", "spark.lightning.gpu.memory", 8L << 30,
+    public static final Setting<Long> GPU_MEMORY = Setting.size("--gpu-memory", "spark.lightning.gpu.memory", 8L << 30,
             64L << 20, "Device memory one task's GPU backend may hold (and in table runs its batch step, states included), "
             + "enforced by their allocators: larger windows are computed in slices, and a limit too small for the "
             + "states and one chunk is an error that says so.");
@@ -112,16 +112,16 @@ final class Settings {
                     + "have no layer factor and transnormer ones are those of layer 0.");
     static final Setting<Integer> LAYERS = Setting.optionalInt("--layers", "spark.lightning.layers", 1,
             "Lightning only. Number of layers of the model, for `--layer`.");
-    static final Setting<Long> WINDOW_BYTES = Setting.size("--window-bytes", "spark.lightning.windowBytes",
+    public static final Setting<Long> WINDOW_BYTES = Setting.size("--window-bytes", "spark.lightning.windowBytes",
             64L << 20, 1 << 10,
             "Bytes of q, k, v and o a task holds at once on the CPU backend; a piece is streamed through windows "
                     + "of this size. Softmax: half holds a query block (on every backend unless `--backend gpu`), "
                     + "half a key block.");
-    static final Setting<Long> GPU_WINDOW_BYTES = Setting.size("--gpu-window-bytes",
+    public static final Setting<Long> GPU_WINDOW_BYTES = Setting.size("--gpu-window-bytes",
             "spark.lightning.gpu.windowBytes", 1L << 30, 1 << 10,
             "The same for the GPU backend, whose launches want more tokens at once. Softmax runs with `--backend gpu` "
                     + "also size their query blocks from it (half each for queries and keys).");
-    static final Setting<String> READ_AHEAD = Setting.choice("--read-ahead", "spark.lightning.readAhead", "on",
+    public static final Setting<String> READ_AHEAD = Setting.choice("--read-ahead", "spark.lightning.readAhead", "on",
             "Lightning only. `on`: a task reads (and scans) a piece's next window while the current one computes and "
                     + "writes; the two windows share --window-bytes / --gpu-window-bytes, half each, so a task holds "
                     + "the same memory. `off`: one window after the other, each of the whole budget. The window length "
@@ -135,14 +135,14 @@ final class Settings {
     static final Setting<String> OUTPUT_DTYPE = Setting.choice("--output-dtype", "spark.lightning.outputDtype",
             "input", "Dtype of `o`: that of the input, or `f32`, `bf16`, `f16`. An `o` value that does not fit "
                     + "(inf in F16) fails the job, naming the file and position.", "input", "f32", "bf16", "f16");
-    static final Setting<String> OUTPUT_FORM = Setting.choice("--output-form", "spark.lightning.outputForm", "auto",
+    public static final Setting<String> OUTPUT_FORM = Setting.choice("--output-form", "spark.lightning.outputForm", "auto",
             "How the outputs of a sequence split into pieces (and of any sequence with --state-every) are written "
                     + "without one task copying them: `in-place` (each task writes its byte ranges into the one "
                     + "output file; `file:` paths, i.e. local and shared POSIX file systems), `concat` (parts joined "
                     + "by the file system's concat, no data copied; HDFS), `parts` (`NAME.index.json` and "
                     + "`NAME.parts/*.safetensors`; any file system); `auto`: the first of these the output's file "
                     + "system allows. --resume must be given the same.", "auto", "in-place", "concat", "parts");
-    static final Setting<String> OUTPUT_MODE = Setting.choice("--output-mode", "spark.lightning.outputMode", "files",
+    public static final Setting<String> OUTPUT_MODE = Setting.choice("--output-mode", "spark.lightning.outputMode", "files",
             "Lightning only. `files`: each result holds `o`. `checksums`: pass 2 computes `o` as usual but keeps, instead of "
                     + "writing it, the CRC32C of the bytes `o` would hold, its sum and largest magnitude, and the "
                     + "rows of about 16 to 32 sampled tokens, each checked against a float64 value computed from the "
@@ -150,16 +150,16 @@ final class Settings {
                     + "and the run fails when a sampled row is off by more than the output dtype's tolerance. "
                     + "That file is one small file whatever --output-form says.",
             "files", "checksums");
-    static final Setting<Double> SPOT_CHECK_TOLERANCE = Setting.optionalPositive("--spot-check-tolerance",
+    public static final Setting<Double> SPOT_CHECK_TOLERANCE = Setting.optionalPositive("--spot-check-tolerance",
             "spark.lightning.spotCheckTolerance", "(by dtype)",
             "Lightning only. With --output-mode checksums: the largest relative error of a sampled o row against float64 "
                     + "(max |o - ref| / max |ref| per head) before the run fails. By default 1e-2 for BF16 o, 1.2e-3 "
                     + "for F16, 1e-4 for F32. Refused without --output-mode checksums (files runs make no spot checks).");
-    static final Setting<Boolean> OVERWRITE = Setting.flagSwitch("--overwrite", "spark.lightning.overwrite",
+    public static final Setting<Boolean> OVERWRITE = Setting.flagSwitch("--overwrite", "spark.lightning.overwrite",
             "Let this run replace the files it produces (and the run report) where the output directory already "
                     + "holds them; they are replaced at the commit, after all compute. Other files are never "
                     + "touched.");
-    static final Setting<Boolean> RESUME = Setting.flagSwitch("--resume", "spark.lightning.resume",
+    public static final Setting<Boolean> RESUME = Setting.flagSwitch("--resume", "spark.lightning.resume",
             "Continue an interrupted or failed run into the same --output with the same input and settings: "
                     + "work it finished and that still verifies (size and CRC32C) is kept, the rest is computed; "
                     + "the result is byte-identical to an uninterrupted run. Without it, a new run discards the "
@@ -170,13 +170,13 @@ final class Settings {
                     + "lock is stale once its process is gone (a live process keeps it, even stopped); from another "
                     + "host, once it was not refreshed for this long (or the holder's own setting, if longer). The "
                     + "next run takes a stale lock over.");
-    static final Setting<Boolean> SKIP_NONFINITE = Setting.flagSwitch("--skip-nonfinite",
+    public static final Setting<Boolean> SKIP_NONFINITE = Setting.flagSwitch("--skip-nonfinite",
             "spark.lightning.skipNonFinite", "Skip sequences whose inputs hold NaN or Inf, or whose outputs overflow "
                     + "to NaN or Inf, and list them in the run report, instead of failing the job.");
-    static final Setting<Boolean> SKIP_INVALID = Setting.flagSwitch("--skip-invalid", "spark.lightning.skipInvalid",
+    public static final Setting<Boolean> SKIP_INVALID = Setting.flagSwitch("--skip-invalid", "spark.lightning.skipInvalid",
             "Process the valid files of the input and list the rejected ones in the run report, instead of failing "
                     + "before any output is written.");
-    static final Setting<Double> PROGRESS_SECONDS = Setting.real("--progress-seconds",
+    public static final Setting<Double> PROGRESS_SECONDS = Setting.real("--progress-seconds",
             "spark.lightning.progressSeconds", 5.0, true, "Seconds between progress lines.");
 
     static final List<Setting<?>> ALL = List.of(INPUT, INPUT_FORMAT, SEQUENCES, SYNTHETIC, OUTPUT, OUTPUT_FORMAT,

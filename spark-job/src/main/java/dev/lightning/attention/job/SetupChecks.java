@@ -11,7 +11,7 @@ import java.util.Map;
  * Spark or Hadoop throw it later): a master URL Spark would not accept or cannot reach, a
  * file-system scheme without its connector on the classpath.
  */
-final class SetupChecks {
+public final class SetupChecks {
     private SetupChecks() {
     }
 
@@ -29,7 +29,7 @@ final class SetupChecks {
      * #checkFileSystems}) catch the usual cases with a sharper message; this catches the rest
      * (paths the job resolves later, a Spark that parses differently). Null when {@code e} is none.
      */
-    static String setupProblem(Throwable e) {
+    public static String setupProblem(Throwable e) {
         for (Throwable t = e; t != null; t = t.getCause() == t ? null : t.getCause()) {
             String m = t.getMessage();
             if (t instanceof org.apache.spark.SparkException && m != null

@@ -5,11 +5,11 @@ import java.io.InputStream;
 import java.util.Properties;
 
 /** The product's version, from a resource the build fills in. */
-final class Version {
+public final class Version {
     private Version() {
     }
 
-    static String get() {
+    public static String get() {
         try (InputStream in = Version.class.getResourceAsStream("version.properties")) {
             if (in == null) {
                 return "unknown";

@@ -1,6 +1,12 @@
 package dev.lightning.attention.job;
 
 import dev.lightning.attention.engine.reference.Accuracy;
+import dev.lightning.attention.job.output.Commit;
+import dev.lightning.attention.job.output.Staging;
+import dev.lightning.attention.job.tables.TableSchema;
+import dev.lightning.attention.job.tables.TablesAppendTest;
+import dev.lightning.attention.job.tables.TablesStatesTest;
+import dev.lightning.attention.job.tables.TablesTest;
 import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.SafetensorsFile;
 import org.apache.spark.sql.Row;
@@ -87,7 +93,7 @@ class TablesCliTest {
         assertEquals(0, run(log, "--input", in, "--sequences", seqIn, "--output", out, "--scale", "0.5",
                 "--partition-tokens", "256"), log.toString());
         assertTrue(log.toString().contains("1 sequences split") || log.toString().contains("sequences split"), log.toString());
-        assertTrue(Files.exists(Path.of(out, "_SUCCESS")) && Files.exists(Path.of(out, LightningJob.REPORT)));
+        assertTrue(Files.exists(Path.of(out, "_SUCCESS")) && Files.exists(Path.of(out, Commit.REPORT)));
         assertFalse(Files.exists(Path.of(out, Staging.PARENT)), "the staging directory is gone after the commit");
         spark = session();
         try {

@@ -1,0 +1,115 @@
+package dev.lightning.attention.job.input;
+
+import dev.lightning.attention.job.HadoopPaths;
+import dev.lightning.attention.job.JobConfig;
+import dev.lightning.attention.job.Settings;
+import dev.lightning.attention.job.tables.TableRun;
+import dev.lightning.attention.tensor.InvalidInputException;
+import org.apache.hadoop.fs.FileStatus;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.fs.Path;
+
+import java.io.IOException;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * Which input format a run reads (safetensors files or Parquet tables), decided before Spark
+ * starts. Apart from {@link TableRun} so that a safetensors run never loads Spark SQL's classes:
+ * the lean runtime (bin/lean-runtime) carries only what runs load, and a files run must not need
+ * Spark SQL to start.
+ */
+public final class InputFormats {
+    private InputFormats() {
+    }
+
+    /**
+     * Whether --input is read as tables: --input-format, or with {@code auto} a {@code .parquet}
+     * file or a directory holding {@code .parquet} files and no {@code .safetensors} ones (a glob
+     * that ends in {@code .parquet} too). Anything else stays safetensors, as before.
+     */
+    public static boolean parquetInput(JobConfig cfg, org.apache.hadoop.conf.Configuration conf) throws IOException {
+        String format = cfg.get(Settings.INPUT_FORMAT);
+        if (!"auto".equals(format)) {
+            return "parquet".equals(format);
+        }
+        String input = cfg.get(Settings.INPUT);
+        if (input == null) {
+            return false;
+        }
+        int parquet = 0;
+        int safetensors = 0;
+        for (String element : elements(input, conf)) {
+            Path p = HadoopPaths.parse(element);
+            FileSystem fs;
+            FileStatus st;
+            try {
+                fs = HadoopPaths.fileSystem(p, conf);
+                st = fs.getFileStatus(p);
+            } catch (java.io.FileNotFoundException e) {
+                parquet += element.endsWith(".parquet") ? 1 : 0;
+                continue;
+            } catch (IOException e) {
+                continue; // unreachable or unreadable: the listing of the files run says why, as before
+            }
+            FileStatus[] children;
+            try {
+                children = st.isDirectory() ? fs.listStatus(p) : new FileStatus[] {st};
+            } catch (IOException e) {
+                continue;
+            }
+            for (FileStatus c : children) {
+                String name = c.getPath().getName();
+                if (name.startsWith(".") || name.startsWith("_")) {
+                    continue;
+                }
+                parquet += name.endsWith(".parquet") ? 1 : 0;
+                safetensors += name.endsWith(".safetensors") ? 1 : 0;
+            }
+        }
+        if (parquet > 0 && safetensors > 0) {
+            throw new InvalidInputException("--input " + input + " holds both .parquet and .safetensors files: say which "
+                    + "to read with --input-format parquet or --input-format safetensors");
+        }
+        return parquet > 0;
+    }
+
+    /** The paths of --input: the whole string where it exists, else its comma-separated elements. */
+    public static List<String> elements(String input, org.apache.hadoop.conf.Configuration conf) throws IOException {
+        Path whole = HadoopPaths.parse(input);
+        if (input.contains(",") && !HadoopPaths.fileSystem(whole, conf).exists(whole)) {
+            List<String> list = new ArrayList<>();
+            for (String e : input.split(",")) {
+                if (!e.trim().isEmpty()) {
+                    list.add(e.trim());
+                }
+            }
+            return list;
+        }
+        return List.of(input);
+    }
+
+    /**
+     * Whether the run is a table run ({@link TableRun}): parquet input, or safetensors files written
+     * as tables (--output-format parquet).
+     */
+    public static boolean tableRun(JobConfig cfg, boolean parquetInput) {
+        return parquetInput || "parquet".equals(cfg.get(Settings.OUTPUT_FORMAT));
+    }
+
+    /** The table options a run over safetensors files that writes safetensors refuses, saying why. */
+    public static void refuseWithFiles(JobConfig cfg) {
+        if (cfg.get(Settings.SEQUENCES) != null) {
+            throw new InvalidInputException("--sequences is the per-sequence table of parquet input; safetensors files "
+                    + "hold slope and initial_state themselves");
+        }
+        // taken and ignored, it would let a user believe the run's o was checked against float64
+        Double tolerance = cfg.get(Settings.SPOT_CHECK_TOLERANCE);
+        if (tolerance != null && !cfg.checksums()) {
+            throw new InvalidInputException("--spot-check-tolerance " + tolerance + " is the tolerance of the float64 "
+                    + "spot checks of --output-mode checksums, and this run writes files (--output-mode "
+                    + cfg.get(Settings.OUTPUT_MODE) + "), which makes none; add --output-mode checksums, or leave "
+                    + "--spot-check-tolerance out");
+        }
+    }
+}

@@ -1,0 +1,236 @@
+package dev.lightning.attention.job.input;
+
+import dev.lightning.attention.job.HadoopPaths;
+import dev.lightning.attention.job.output.Commit;
+import dev.lightning.attention.job.output.OutputLock;
+import dev.lightning.attention.job.output.Staging;
+import dev.lightning.attention.tensor.InvalidInputException;
+import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.fs.FileStatus;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.fs.GlobFilter;
+import org.apache.hadoop.fs.LocatedFileStatus;
+import org.apache.hadoop.fs.Path;
+import org.apache.hadoop.fs.RemoteIterator;
+import org.apache.hadoop.fs.UnsupportedFileSystemException;
+
+import java.io.FileNotFoundException;
+import java.io.IOException;
+import java.net.URI;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+
+/**
+ * Finds the sequence files {@code --input} names. It may be a directory, one file, a glob (Hadoop's
+ * syntax: {@code * ? [a-z] [^a] {a,b}}) or a comma-separated list of these, on any Hadoop file system.
+ * A path that exists as typed is taken as it is, so a name holding a comma or a glob character
+ * still works: the whole string is tried first, then each element of the list, each as a path
+ * before as a glob.
+ *
+ * <p>A directory gives its {@code *.safetensors} files, with {@code --recursive} also those of
+ * its subdirectories; names starting with {@code .} or {@code _} (partial files, Hadoop and Spark
+ * markers) are skipped there and in glob matches. A file named explicitly is taken whatever its
+ * name: the user asked for it.
+ */
+public final class InputListing {
+    static final String SUFFIX = ".safetensors";
+
+    /** Names in the output directory that belong to the job: its report, marker, lock and staging. */
+    static final List<String> RESERVED = List.of(Commit.REPORT, Commit.SUCCESS, OutputLock.NAME,
+            Staging.PARENT);
+
+    private InputListing() {
+    }
+
+    /**
+     * The files to process, sorted by output name.
+     *
+     * @throws InvalidInputException when an element matches nothing, a directory holds no sequence
+     *                               file, or two files would get the same output name
+     */
+    public static List<InputFile> list(Configuration conf, String input, boolean recursive) throws IOException {
+        List<String> elements = input.indexOf(',') < 0 || existsAsTyped(conf, input) ? List.of(input) : split(input);
+        Map<String, InputFile> byName = new TreeMap<>();
+        for (String element : elements) {
+            for (InputFile f : listElement(conf, element, recursive)) {
+                String first = f.name.split("/", 2)[0];
+                if (RESERVED.contains(first)) {
+                    throw new InvalidInputException("--input: " + f.path() + " would be written as " + f.name
+                            + ", a name the job keeps for itself in --output (" + String.join(", ", RESERVED)
+                            + "); rename the file");
+                }
+                InputFile other = byName.putIfAbsent(f.name, f);
+                if (other != null && !other.path().equals(f.path())) {
+                    throw new InvalidInputException("--input: " + other.path() + " and " + f.path() + " would both be "
+                            + "written as " + f.name + " in --output; rename one or process them in separate runs");
+                }
+            }
+        }
+        return new ArrayList<>(byName.values());
+    }
+
+    private static boolean existsAsTyped(Configuration conf, String path) throws IOException {
+        try {
+            Path p = HadoopPaths.parse(path);
+            return p.getFileSystem(conf).exists(p);
+        } catch (IllegalArgumentException | UnsupportedFileSystemException e) {
+            return false; // not one path: read it as a list
+        }
+    }
+
+    /** Splits on the commas outside glob braces, so that {@code dir/{a,b}.safetensors} stays one element. */
+    private static List<String> split(String input) {
+        List<String> parts = new ArrayList<>();
+        int depth = 0;
+        int start = 0;
+        for (int i = 0; i <= input.length(); i++) {
+            char c = i < input.length() ? input.charAt(i) : ',';
+            if (c == '{') {
+                depth++;
+            } else if (c == '}' && depth > 0) {
+                depth--;
+            } else if (c == ',' && (depth == 0 || i == input.length())) {
+                String part = input.substring(start, i);
+                if (part.isEmpty()) {
+                    throw new InvalidInputException("--input " + input + ": empty element in the comma-separated "
+                            + "list; separate paths with single commas");
+                }
+                parts.add(part);
+                start = i + 1;
+            }
+        }
+        return parts;
+    }
+
+    private static List<InputFile> listElement(Configuration conf, String element, boolean recursive)
+            throws IOException {
+        Path p;
+        try {
+            p = HadoopPaths.parse(element);
+        } catch (IllegalArgumentException e) {
+            throw new InvalidInputException("--input " + element + ": not a valid path or URI: " + e.getMessage());
+        }
+        FileSystem fs = p.getFileSystem(conf);
+        FileStatus[] matches;
+        boolean globbed = false;
+        try {
+            matches = new FileStatus[] {fs.getFileStatus(p)};
+        } catch (FileNotFoundException e) {
+            matches = glob(fs, p);
+            globbed = true;
+        }
+        if (matches == null || matches.length == 0) {
+            throw new InvalidInputException("--input " + element + ": no such file or directory");
+        }
+        List<InputFile> found = new ArrayList<>();
+        for (FileStatus s : matches) {
+            String name = s.getPath().getName();
+            if (globbed && hidden(name)) {
+                continue;
+            }
+            Path root = fs.makeQualified(s.getPath());
+            if (s.isDirectory()) {
+                found.addAll(listDirectory(fs, element, root, recursive));
+            } else {
+                s.setPath(root);
+                LocatedFileStatus located = s instanceof LocatedFileStatus ? (LocatedFileStatus) s
+                        : new LocatedFileStatus(s, fs.getFileBlockLocations(s, 0, s.getLen()));
+                found.add(new InputFile(located, name, root));
+            }
+        }
+        if (found.isEmpty()) {
+            throw new InvalidInputException("--input " + element + ": matches only names starting with '.' or '_', "
+                    + "which a glob skips; name such a file without wildcards to take it");
+        }
+        return found;
+    }
+
+    /**
+     * What the glob {@code pattern} matches, or null when it is not a valid glob either. Hadoop's
+     * own {@code globStatus} builds each match with {@code new Path(parent, name)} and fails on any
+     * directory holding a name with a colon; this walks the pattern one segment at a time with
+     * {@link GlobFilter} and {@link HadoopPaths#child} instead. A brace may not hold a {@code /}.
+     */
+    private static FileStatus[] glob(FileSystem fs, Path pattern) throws IOException {
+        URI uri = fs.makeQualified(pattern).toUri();
+        List<Path> current = List.of(new Path(uri.getScheme(), uri.getAuthority(), "/"));
+        for (String segment : uri.getPath().split("/")) {
+            if (segment.isEmpty()) {
+                continue;
+            }
+            GlobFilter filter;
+            try {
+                filter = new GlobFilter(segment);
+            } catch (IOException e) {
+                return null; // "Illegal file pattern": neither a path nor a glob
+            }
+            List<Path> next = new ArrayList<>();
+            for (Path dir : current) {
+                if (!filter.hasPattern()) {
+                    next.add(HadoopPaths.child(dir, segment));
+                    continue;
+                }
+                try {
+                    for (FileStatus s : fs.listStatus(dir, filter)) {
+                        next.add(s.getPath());
+                    }
+                } catch (FileNotFoundException e) {
+                    // a literal segment before this one named nothing: no match under it
+                }
+            }
+            current = next;
+        }
+        List<FileStatus> matches = new ArrayList<>();
+        for (Path p : current) {
+            try {
+                matches.add(fs.getFileStatus(p));
+            } catch (FileNotFoundException e) {
+                // the last literal segments named nothing
+            }
+        }
+        return matches.toArray(new FileStatus[0]);
+    }
+
+    private static List<InputFile> listDirectory(FileSystem fs, String element, Path dir, boolean recursive)
+            throws IOException {
+        List<InputFile> found = new ArrayList<>();
+        collect(fs, dir, "", dir, recursive, found);
+        if (!found.isEmpty()) {
+            return found;
+        }
+        if (!recursive) {
+            collect(fs, dir, "", dir, true, found);
+            if (!found.isEmpty()) {
+                throw new InvalidInputException("--input " + element + ": no *" + SUFFIX + " files in " + dir
+                        + ", but its subdirectories hold " + found.size() + " (e.g. " + found.get(0).name
+                        + "); pass --recursive to take them");
+            }
+        }
+        throw new InvalidInputException("--input " + element + ": no *" + SUFFIX + " files in " + dir
+                + (recursive ? " or its subdirectories" : "") + " (names starting with '.' or '_' are skipped)");
+    }
+
+    private static void collect(FileSystem fs, Path dir, String prefix, Path root, boolean recursive,
+                                List<InputFile> found) throws IOException {
+        for (RemoteIterator<LocatedFileStatus> it = fs.listLocatedStatus(dir); it.hasNext(); ) {
+            LocatedFileStatus s = it.next();
+            String name = s.getPath().getName();
+            if (hidden(name)) {
+                continue;
+            }
+            if (s.isDirectory()) {
+                if (recursive) {
+                    collect(fs, s.getPath(), prefix + name + "/", root, true, found);
+                }
+            } else if (name.endsWith(SUFFIX)) {
+                found.add(new InputFile(s, prefix + name, root));
+            }
+        }
+    }
+
+    private static boolean hidden(String name) {
+        return name.startsWith(".") || name.startsWith("_");
+    }
+}

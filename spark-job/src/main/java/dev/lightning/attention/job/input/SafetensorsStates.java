@@ -1,0 +1,372 @@
+package dev.lightning.attention.job.input;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.lightning.attention.engine.AttentionSpec;
+import dev.lightning.attention.engine.LightningState;
+import dev.lightning.attention.job.HadoopPaths;
+import dev.lightning.attention.job.tables.TableRun;
+import dev.lightning.attention.job.output.Commit;
+import dev.lightning.attention.job.output.OutputHeader;
+import dev.lightning.attention.stream.OutputParts;
+import dev.lightning.attention.tensor.InvalidInputException;
+import dev.lightning.attention.tensor.SafetensorsHeader;
+import dev.lightning.attention.tensor.TensorEntry;
+import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.fs.FSDataInputStream;
+import org.apache.hadoop.fs.FileStatus;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.fs.Path;
+
+import java.io.IOException;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+
+/**
+ * Stored states in safetensors outputs. A result {@code NAME} (one file, or the parts form's
+ * {@code NAME.index.json} with the part that holds the final state) stores {@code final_state}
+ * [H, Dk, Dv] F32 and, from a normalizing run, {@code final_normalizer} [H, Dk] F32. The set of a
+ * directory is its manifest {@link #MANIFEST} where it has one (written by a run with
+ * --initial-states: every sequence and where its current state lies), else every result in it
+ * (files in subdirectories too; names starting with {@code _} or {@code .} are skipped, and files
+ * that are not safetensors outputs holding a {@code final_state} are not states).
+ */
+public final class SafetensorsStates implements StoredStates {
+    /** The manifest of a complete state set, in the output directory of a run with --initial-states. */
+    public static final String MANIFEST = "_states.json";
+    static final String FORMAT = "lightning-states-1";
+
+    private final Map<String, State> states;
+    /** Files of a listed directory that are not readable states, by name: why. */
+    private final Map<String, String> unreadable;
+
+    private SafetensorsStates(Map<String, State> states, Map<String, String> unreadable) {
+        this.states = states;
+        this.unreadable = unreadable;
+    }
+
+    @Override
+    public Map<String, State> states() {
+        return states;
+    }
+
+    @Override
+    public Map<String, String> unreadable() {
+        return unreadable;
+    }
+
+    /** A state at a byte offset of a safetensors file (S, and z at its own offset or -1). */
+    static final class FileState extends State {
+        private static final long serialVersionUID = 1L;
+        private final long kvOffset;
+        private final long zOffset;
+
+        FileState(int heads, int dk, int dv, long zOffset, String featureMap, double[] slopes, long tokens,
+                  String location, FileStatus file, long kvOffset) {
+            super(heads, dk, dv, zOffset >= 0, featureMap, slopes, tokens, location, file.getPath().toUri().toString(),
+                    file.getLen(), file.getModificationTime());
+            this.kvOffset = kvOffset;
+            this.zOffset = zOffset;
+        }
+
+        @Override
+        public LightningState read(Configuration conf, AttentionSpec spec, String name, int sequence)
+                throws IOException {
+            float[] kv = floats(conf, file, kvOffset, spec.stateSize(), "final_state", name, sequence);
+            if (!spec.normalized()) {
+                return LightningState.own(heads, dk, dv, kv);
+            }
+            float[] z = floats(conf, file, zOffset, spec.normalizerSize(), "final_normalizer", name, sequence);
+            return LightningState.own(heads, dk, dv, kv, z);
+        }
+    }
+
+    /** Reads the set of {@code root} (qualified, committed): headers and JSON only, 16 at a time. */
+    static SafetensorsStates read(FileSystem fs, Path root) throws IOException {
+        Path table = HadoopPaths.child(root, TableRun.STATES_DIR);
+        if (fs.exists(table) && fs.getFileStatus(table).isDirectory()) {
+            // a table run's output: its states are rows of final_states/, which a run that writes
+            // safetensors does not read; listed as files, none would match an input, and every
+            // sequence would start from zero without a word
+            throw new InvalidInputException("--initial-states " + root + " is the output of a run over tables (it "
+                    + "holds " + TableRun.STATES_DIR + "/): its states are continued by a run that writes tables "
+                    + "(--output-format parquet); give the --output directory of an earlier run that wrote safetensors "
+                    + "files, or write tables");
+        }
+        Map<String, String> locations = new TreeMap<>(); // name -> result path (qualified URI)
+        Map<String, Long> tokens = new TreeMap<>();     // name -> chain tokens, from a manifest
+        Path manifest = new Path(root, MANIFEST);
+        boolean listed = !fs.exists(manifest);
+        if (!listed) {
+            checkCurrent(fs, root);
+            JsonNode m;
+            try (FSDataInputStream in = fs.open(manifest)) {
+                m = new ObjectMapper().readTree((java.io.InputStream) in);
+            } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
+                throw new InvalidInputException(manifest + ": not a lightning state manifest (not JSON: "
+                        + e.getOriginalMessage() + "); give the --output directory of a lightning run", e);
+            }
+            if (m == null) {
+                throw new InvalidInputException(manifest + ": not a lightning state manifest (empty); give the "
+                        + "--output directory of a lightning run");
+            }
+            if (!FORMAT.equals(m.path("format").asText())) {
+                throw new InvalidInputException(manifest + ": not a lightning state manifest (format '"
+                        + m.path("format").asText() + "', expected " + FORMAT + ")");
+            }
+            for (var it = m.path("sequences").fields(); it.hasNext(); ) {
+                var e = it.next();
+                JsonNode entry = e.getValue();
+                Path p = entry.has("file") ? HadoopPaths.child(root, entry.path("file").asText())
+                        : new Path(java.net.URI.create(entry.path("uri").asText()));
+                locations.put(e.getKey(), p.toUri().toString());
+                tokens.put(e.getKey(), e.getValue().path("tokens").asLong(-1));
+            }
+        } else {
+            list(fs, root, "", locations);
+        }
+        ExecutorService pool = Executors.newFixedThreadPool(Math.max(1, Math.min(16, locations.size())));
+        try {
+            Map<String, Future<State>> futures = new TreeMap<>();
+            for (Map.Entry<String, String> e : locations.entrySet()) {
+                futures.put(e.getKey(), pool.submit(() -> describe(fs, e.getValue(), tokens.get(e.getKey()), !listed)));
+            }
+            Map<String, State> states = new TreeMap<>();
+            Map<String, String> unreadable = new TreeMap<>();
+            for (Map.Entry<String, Future<State>> e : futures.entrySet()) {
+                try {
+                    states.put(e.getKey(), e.getValue().get());
+                } catch (java.util.concurrent.ExecutionException x) {
+                    Throwable c = x.getCause();
+                    if (listed && c instanceof InvalidInputException) {
+                        unreadable.put(e.getKey(), c.getMessage()); // another file, or a broken result: see unreadable()
+                        continue;
+                    }
+                    if (c instanceof RuntimeException) {
+                        throw (RuntimeException) c;
+                    }
+                    throw c instanceof IOException ? (IOException) c : new IOException(c);
+                } catch (InterruptedException x) {
+                    Thread.currentThread().interrupt();
+                    throw new IOException("interrupted while reading stored states", x);
+                }
+            }
+            return new SafetensorsStates(states, unreadable);
+        } finally {
+            pool.shutdownNow();
+        }
+    }
+
+    /**
+     * A manifest is the state set only if the directory's last run wrote it: a later run without
+     * --initial-states into the same directory (with --overwrite) replaces results the manifest
+     * names by file, with other token counts, and leaves the manifest. The run report says
+     * whether its run published one ({@link #REPORT_KEY}).
+     */
+    private static void checkCurrent(FileSystem fs, Path root) throws IOException {
+        Path report = new Path(root, Commit.REPORT);
+        boolean current = false;
+        if (fs.exists(report)) {
+            try (FSDataInputStream in = fs.open(report)) {
+                current = new ObjectMapper().readTree((java.io.InputStream) in).path(REPORT_KEY).asBoolean(false);
+            }
+        }
+        if (!current) {
+            throw new InvalidInputException("--initial-states " + root + ": its " + MANIFEST + " was not written by "
+                    + "the directory's last run (" + Commit.REPORT + " does not list it: a run without "
+                    + "--initial-states wrote there since), so it may name states that were replaced; rerun the "
+                    + "append that wrote it, or remove " + MANIFEST + " to use the directory's own results as the "
+                    + "state set");
+        }
+    }
+
+    /** The run report's key saying that the run published {@link #MANIFEST}. */
+    public static final String REPORT_KEY = "statesManifest";
+
+    /** The results below {@code dir}: files (names relative to the root) and parts indexes (without the suffix). */
+    private static void list(FileSystem fs, Path dir, String prefix, Map<String, String> found) throws IOException {
+        for (FileStatus s : fs.listStatus(dir)) {
+            String n = s.getPath().getName();
+            if (n.startsWith("_") || n.startsWith(".")) {
+                continue;
+            }
+            if (s.isDirectory()) {
+                if (!n.endsWith(OutputParts.PARTS_SUFFIX)) {
+                    list(fs, s.getPath(), prefix + n + "/", found);
+                }
+            } else if (n.endsWith(OutputParts.INDEX_SUFFIX)) {
+                String name = n.substring(0, n.length() - OutputParts.INDEX_SUFFIX.length());
+                found.put(prefix + name, HadoopPaths.child(dir, name).toUri().toString());
+            } else {
+                found.put(prefix + n, s.getPath().toUri().toString());
+            }
+        }
+    }
+
+    /**
+     * The state of the result at {@code location} ({@code NAME}, or its parts index when only that
+     * exists). Throws InvalidInputException where it holds none; a manifest's entries say so in
+     * the message.
+     */
+    private static State describe(FileSystem fs, String location, Long chainTokens, boolean required)
+            throws IOException {
+        Path result = new Path(java.net.URI.create(location));
+        Path index = new Path(result.getParent(), OutputParts.indexName(result.getName()));
+        try {
+            if (fs.exists(result)) {
+                FileStatus st = fs.getFileStatus(result);
+                SafetensorsHeader h = header(fs, st);
+                return of(h, h, st, location, h.tensor("o") != null ? h.tensor("o").dim(0)
+                        : tokensOf(h.metadata().get("o_shape")), chainTokens);
+            }
+            if (fs.exists(index)) {
+                JsonNode root;
+                try (FSDataInputStream in = fs.open(index)) {
+                    root = new ObjectMapper().readTree((java.io.InputStream) in);
+                } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
+                    throw new InvalidInputException(index.getName() + ": not a parts index: " + e.getOriginalMessage(), e);
+                }
+                for (JsonNode part : root.path("parts")) {
+                    if (part.path("tensors").has("final_state")) {
+                        Path file = HadoopPaths.child(index.getParent(), part.path("file").asText());
+                        FileStatus st = fs.getFileStatus(file);
+                        SafetensorsHeader h = header(fs, st);
+                        Map<String, String> meta = new TreeMap<>();
+                        root.path("metadata").fields().forEachRemaining(e -> meta.put(e.getKey(), e.getValue().asText()));
+                        long t = root.path("tensors").path("o").path("shape").path(0).asLong(-1);
+                        return of(h, SafetensorsHeader.layout(location, List.of(), meta), st, location, t, chainTokens);
+                    }
+                }
+            }
+        } catch (InvalidInputException e) {
+            throw required ? new InvalidInputException("--initial-states: " + location + ": " + e.getMessage(), e) : e;
+        }
+        throw new InvalidInputException(required ? "--initial-states: the manifest names " + location + ", which is "
+                + "missing or holds no final_state; the stored state set is incomplete"
+                : location + ": neither it nor its parts index holds a final_state");
+    }
+
+    private static State of(SafetensorsHeader tensors, SafetensorsHeader meta, FileStatus st, String location,
+                            long tokens, Long chainTokens) {
+        TensorEntry s = tensors.tensor("final_state");
+        if (s == null) {
+            throw new InvalidInputException(location + " holds no final_state");
+        }
+        if (!"F32".equals(s.dtypeName()) || s.rank() != 3) {
+            throw new InvalidInputException(location + ": final_state must be F32 [H, Dk, Dv], found " + s.dtypeName()
+                    + " " + Arrays.toString(s.shape()));
+        }
+        TensorEntry z = tensors.tensor("final_normalizer");
+        if (z != null && (!"F32".equals(z.dtypeName()) || !Arrays.equals(z.shape(), new long[] {s.dim(0), s.dim(1)}))) {
+            throw new InvalidInputException(location + ": final_normalizer must be F32 [" + s.dim(0) + ", " + s.dim(1)
+                    + "], found " + z.dtypeName() + " " + Arrays.toString(z.shape()));
+        }
+        String featureMap = meta.metadata().getOrDefault("feature_map", "identity");
+        // tokens absorbed: the manifest's, else the result's own T after its token_offset (a continued sequence's)
+        long absorbed = tokens;
+        String offset = meta.metadata().get(OutputHeader.TOKEN_OFFSET);
+        if (offset != null && tokens >= 0) {
+            try {
+                absorbed = Long.parseLong(offset) + tokens;
+            } catch (NumberFormatException e) {
+                throw new InvalidInputException(location + ": metadata " + OutputHeader.TOKEN_OFFSET + " '" + offset
+                        + "' is not a token count", e);
+            }
+        }
+        double[] slopes = null;
+        String recorded = meta.metadata().get(OutputHeader.SLOPES);
+        if (recorded != null) { // results written before the slopes were recorded have none: not compared
+            try {
+                slopes = OutputHeader.parseSlopes(recorded);
+            } catch (NumberFormatException e) {
+                throw new InvalidInputException(location + ": metadata " + OutputHeader.SLOPES + " '" + recorded
+                        + "' is not a list of decay rates", e);
+            }
+        }
+        return new FileState((int) s.dim(0), (int) s.dim(1), (int) s.dim(2), z == null ? -1 : z.begin(), featureMap,
+                slopes,
+                chainTokens != null && chainTokens >= 0 ? chainTokens : absorbed, location, st, s.begin());
+    }
+
+    /** T of an "o_shape" metadata value "[T, H, Dv]" (--output-mode checksums), or -1. */
+    private static long tokensOf(String shape) {
+        if (shape == null) {
+            return -1;
+        }
+        try {
+            return Long.parseLong(shape.replaceAll("[\\[\\]\\s]", "").split(",")[0]);
+        } catch (NumberFormatException e) {
+            return -1;
+        }
+    }
+
+    private static SafetensorsHeader header(FileSystem fs, FileStatus st) throws IOException {
+        String name = st.getPath().getName();
+        try (FSDataInputStream in = fs.open(st.getPath())) {
+            byte[] prefix = new byte[8];
+            in.readFully(0, prefix);
+            long n = SafetensorsHeader.headerLength(name, prefix, st.getLen());
+            byte[] text = new byte[Math.toIntExact(n)];
+            in.readFully(8, text);
+            return SafetensorsHeader.parse(name, text, st.getLen());
+        } catch (java.io.EOFException e) {
+            throw new InvalidInputException(name + ": not a safetensors file (too short)", e);
+        } catch (RuntimeException e) { // a header that does not parse: not a safetensors file
+            throw e instanceof InvalidInputException ? e : new InvalidInputException(name + ": " + e.getMessage(), e);
+        }
+    }
+
+    /**
+     * The manifest of the complete state set a run with --initial-states publishes: for each
+     * sequence this run wrote, {@code "file"}: its result in this directory (by name), and the
+     * chain's tokens; for each stored sequence it did not touch, {@code "uri"}: where its state
+     * still lies (the stored location), and its tokens. Keys sorted, so two runs write the same
+     * bytes.
+     */
+    static byte[] manifest(Map<String, Long> written, Map<String, State> untouched) throws IOException {
+        java.io.ByteArrayOutputStream bytes = new java.io.ByteArrayOutputStream();
+        writeManifest(written, untouched, bytes);
+        return bytes.toByteArray();
+    }
+
+    /** {@link #manifest}, streamed (indented JSON): nothing per sequence held but the maps given. */
+    public static void writeManifest(Map<String, Long> written, Map<String, State> untouched, java.io.OutputStream out)
+            throws IOException {
+        TreeMap<String, Boolean> names = new TreeMap<>();
+        written.keySet().forEach(n -> names.put(n, true));
+        untouched.keySet().forEach(n -> names.putIfAbsent(n, false));
+        try (com.fasterxml.jackson.core.JsonGenerator g = new ObjectMapper().getFactory().createGenerator(
+                new java.io.FilterOutputStream(out) {
+                    @Override
+                    public void close() throws IOException {
+                        flush(); // the caller closes its stream
+                    }
+                })) {
+            g.useDefaultPrettyPrinter();
+            g.writeStartObject();
+            g.writeStringField("format", FORMAT);
+            g.writeFieldName("sequences");
+            g.writeStartObject();
+            for (Map.Entry<String, Boolean> e : names.entrySet()) {
+                g.writeFieldName(e.getKey());
+                g.writeStartObject();
+                if (e.getValue()) {
+                    g.writeStringField("file", e.getKey());
+                    g.writeNumberField("tokens", written.get(e.getKey()));
+                } else {
+                    State st = untouched.get(e.getKey());
+                    g.writeStringField("uri", st.location);
+                    g.writeNumberField("tokens", st.tokens);
+                }
+                g.writeEndObject();
+            }
+            g.writeEndObject();
+            g.writeEndObject();
+        }
+    }
+}

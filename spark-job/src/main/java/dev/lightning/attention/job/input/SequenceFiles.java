@@ -1,0 +1,237 @@
+package dev.lightning.attention.job.input;
+
+import dev.lightning.attention.job.HadoopPaths;
+import dev.lightning.attention.job.JobConfig;
+import dev.lightning.attention.job.Settings;
+import dev.lightning.attention.stream.RangeReader;
+import dev.lightning.attention.stream.SequenceFile;
+import dev.lightning.attention.stream.SyntheticSequence;
+import dev.lightning.attention.tensor.InvalidInputException;
+import dev.lightning.attention.tensor.SafetensorsHeader;
+import dev.lightning.attention.tensor.TensorEntry;
+import org.apache.hadoop.fs.FSDataInputStream;
+import org.apache.hadoop.fs.FileStatus;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.fs.LocalFileSystem;
+import org.apache.hadoop.fs.Path;
+import org.apache.hadoop.fs.RawLocalFileSystem;
+import org.apache.hadoop.fs.StreamCapabilities;
+
+import java.io.IOException;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+
+/**
+ * The Hadoop side of {@link SequenceFile}, which has none of its own: its header read through a
+ * Hadoop file system (every input's, with what lightning and softmax each accept), and its path
+ * rebuilt as a Hadoop path.
+ */
+public final class SequenceFiles {
+    private SequenceFiles() {
+    }
+
+    /**
+     * Reads and checks a file's header (and its slopes, when present).
+     *
+     * @param name          the result's name in the output directory ({@link InputFile#name})
+     * @param defaultSlopes slopes for H heads when the file has no {@code slope} tensor
+     * @param normalize     whether the run normalizes (only then may a file hold {@code initial_normalizer})
+     * @throws dev.lightning.attention.tensor.InvalidInputException naming the file and what is wrong with it
+     */
+    static SequenceFile inspect(FileSystem fs, FileStatus status, String name,
+                                java.util.function.IntFunction<double[]> defaultSlopes, boolean normalize)
+            throws IOException {
+        try (FSDataInputStream in = fs.open(status.getPath())) {
+            return SequenceFile.describe(status.getPath().toUri().toString(), name, status.getLen(), in::readFully,
+                    defaultSlopes, normalize);
+        }
+    }
+
+    /** {@link #inspect(FileSystem, FileStatus, String, java.util.function.IntFunction, boolean)} for a run that does not normalize. */
+    static SequenceFile inspect(FileSystem fs, FileStatus status, String name,
+                                java.util.function.IntFunction<double[]> defaultSlopes) throws IOException {
+        return inspect(fs, status, name, defaultSlopes, false);
+    }
+
+    /**
+     * Reads and checks a softmax input's header: q [T, Hq, Dk], k [T, Hk, Dk], v [T, Hk, Dv], Hq a
+     * multiple of Hk, and none of lightning's optional tensors (slope, initial_state,
+     * initial_normalizer), which would mean something this attention does not compute: refused
+     * rather than ignored. The rest (dtypes, one T, one Dk, widths up to 256, T >= 1) is checked
+     * as for lightning ({@link SequenceFile#describe}).
+     */
+    static SequenceFile inspectSoftmax(FileSystem fs, FileStatus status, String name,
+                                       java.util.function.IntFunction<double[]> defaultSlopes) throws IOException {
+        try (FSDataInputStream in = fs.open(status.getPath())) {
+            byte[] prefix = new byte[8];
+            try {
+                in.readFully(0, prefix, 0, 8);
+            } catch (java.io.EOFException e) {
+                throw new InvalidInputException(name + ": truncated: cannot read the 8-byte header length", e);
+            }
+            long n = SafetensorsHeader.headerLength(name, prefix, status.getLen());
+            byte[] json = new byte[(int) n];
+            in.readFully(8, json, 0, json.length);
+            SafetensorsHeader header = SafetensorsHeader.parse(name, json, status.getLen());
+            for (String lightningOnly : SequenceFile.OPTIONAL) {
+                if (header.tensor(lightningOnly) != null) {
+                    throw new InvalidInputException(name + ": holds '" + lightningOnly + "', a tensor of lightning "
+                            + "attention; softmax attention (--attention softmax) has no decay, state or normalizer "
+                            + "and would ignore it: remove it from the file, or run --attention lightning");
+                }
+            }
+            TensorEntry q = header.tensor("q");
+            TensorEntry k = header.tensor("k");
+            TensorEntry v = header.tensor("v");
+            if (q != null && k != null && v != null && q.rank() == 3 && k.rank() == 3 && v.rank() == 3) {
+                long hq = q.dim(1);
+                long hk = k.dim(1);
+                if (v.dim(1) != hk || hk < 1 || hq % hk != 0) {
+                    throw new InvalidInputException(name + ": softmax attention needs q [T, Hq, Dk], k [T, Hk, Dk], "
+                            + "v [T, Hk, Dv] with Hq a multiple of Hk (query head h reads key/value head "
+                            + "h / (Hq/Hk)); found q " + Arrays.toString(q.shape()) + ", k "
+                            + Arrays.toString(k.shape()) + ", v " + Arrays.toString(v.shape()));
+                }
+            }
+            return SequenceFile.describe(status.getPath().toUri().toString(), name, status.getLen(), in::readFully,
+                    defaultSlopes, true);
+        }
+    }
+
+    /**
+     * Reads every header (in parallel: on object stores each is a round trip), adding the files it
+     * reads to {@code accepted}; with --skip-invalid a file refused goes into {@code rejected}
+     * (name to reason) instead. Shared by the files run and the table run over safetensors files.
+     */
+    public static List<SequenceFile> inspectAll(JobConfig cfg, org.apache.hadoop.conf.Configuration hadoopConf,
+                                                List<InputFile> statuses, List<InputFile> accepted,
+                                                Map<String, String> rejected) throws IOException {
+        ExecutorService pool = Executors.newFixedThreadPool(Math.min(16, statuses.size()));
+        try {
+            List<Future<SequenceFile>> futures = new ArrayList<>();
+            for (InputFile s : statuses) {
+                // each file's own file system: a comma-separated --input may span several
+                FileSystem fs = HadoopPaths.fileSystem(s.path(), hadoopConf);
+                futures.add(pool.submit(() -> cfg.softmax() ? inspectSoftmax(fs, s.status, s.name, cfg::defaultSlopes)
+                        : inspect(fs, s.status, s.name, cfg::defaultSlopes, cfg.get(Settings.NORMALIZE))));
+            }
+            List<SequenceFile> files = new ArrayList<>();
+            for (int i = 0; i < futures.size(); i++) {
+                Future<SequenceFile> f = futures.get(i);
+                try {
+                    files.add(f.get());
+                    accepted.add(statuses.get(i));
+                } catch (java.util.concurrent.ExecutionException e) {
+                    Throwable c = e.getCause();
+                    if (c instanceof InvalidInputException && cfg.get(Settings.SKIP_INVALID)) {
+                        rejected.put(statuses.get(i).name, c.getMessage());
+                        continue;
+                    }
+                    if (c instanceof RuntimeException) {
+                        throw (RuntimeException) c;
+                    }
+                    if (c instanceof IOException) {
+                        throw (IOException) c;
+                    }
+                    throw new IOException(c);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    throw new IOException("interrupted while reading headers", e);
+                }
+            }
+            if (files.isEmpty()) {
+                throw new InvalidInputException("--input: all " + statuses.size() + " files were rejected, e.g. "
+                        + rejected.values().iterator().next());
+            }
+            return files;
+        } finally {
+            pool.shutdownNow();
+        }
+    }
+
+    /** The sequences of --synthetic, described through their virtual files' headers as real files are. */
+    public static List<SequenceFile> describeSynthetic(JobConfig cfg) throws IOException {
+        List<SequenceFile> files = new ArrayList<>();
+        for (dev.lightning.attention.stream.SyntheticSequence s : cfg.synthetic()) {
+            files.add(s.describe(cfg::defaultSlopes, cfg.get(Settings.NORMALIZE)));
+        }
+        return files;
+    }
+
+    /**
+     * A sequence opened for positioned reads: a local file's channel, a Hadoop stream, or a
+     * synthetic sequence (nothing to close).
+     */
+    public static final class Opened implements java.io.Closeable {
+        public final dev.lightning.attention.stream.RangeReader reader;
+        private final java.io.Closeable resource;
+
+        private Opened(dev.lightning.attention.stream.RangeReader reader, java.io.Closeable resource) {
+            this.reader = reader;
+            this.resource = resource;
+        }
+
+        @Override
+        public void close() throws IOException {
+            resource.close();
+        }
+    }
+
+    /**
+     * Opens a sequence's bytes where a task reads them: its file, or its generator for --synthetic.
+     * Reads into off-heap windows (the GPU backend's host tensors) go straight into them from a
+     * local file's channel (in parallel parts) or a stream that reads into buffers (HDFS); other
+     * streams fill them through bounded heap copies.
+     */
+    public static Opened open(SequenceFile f, org.apache.hadoop.conf.Configuration conf) throws IOException {
+        if (SyntheticSequence.isSynthetic(f.path)) {
+            return new Opened(SyntheticSequence.ofUri(f.path).reader(), () -> { });
+        }
+        Path p = hadoopPath(f);
+        FileSystem fs = HadoopPaths.fileSystem(p, conf);
+        java.io.File local = localFile(fs, p);
+        if (local != null) {
+            java.nio.channels.FileChannel channel = java.nio.channels.FileChannel.open(local.toPath(),
+                    java.nio.file.StandardOpenOption.READ);
+            return new Opened(RangeReader.of(channel), channel);
+        }
+        FSDataInputStream in = fs.open(p);
+        if (in.hasCapability(StreamCapabilities.PREADBYTEBUFFER)) {
+            // HDFS and others read into any buffer themselves, off-heap host tensors included
+            return new Opened(RangeReader.of(in::readFully, in::readFully), in);
+        }
+        return new Opened(in::readFully, in); // buffers through bounded heap copies (RangeReader's default)
+    }
+
+    /**
+     * The local file behind {@code p} when its file system is the local one and no checksum file
+     * goes with it, so that reading its channel skips nothing Hadoop would verify; else null.
+     * A channel reads straight into off-heap host tensors and in parallel, which Hadoop's local
+     * streams do not.
+     */
+    private static java.io.File localFile(FileSystem fs, Path p) throws IOException {
+        // Hadoop's own classes only: a subclass (a connector standing on the local one) may read differently
+        if (fs.getClass() == LocalFileSystem.class
+                && ((LocalFileSystem) fs).getRawFileSystem().getClass() == RawLocalFileSystem.class) {
+            LocalFileSystem checked = (LocalFileSystem) fs;
+            return checked.exists(checked.getChecksumFile(p)) ? null : checked.pathToFile(p);
+        }
+        if (fs.getClass() == RawLocalFileSystem.class) {
+            return ((RawLocalFileSystem) fs).pathToFile(p);
+        }
+        return null;
+    }
+
+    /**
+     * The file's path, rebuilt from its URI. {@code new Path(String)} would read a name holding
+     * {@code %}, {@code #} or a colon differently from the name listed; a URI round trip does not.
+     */
+    public static Path hadoopPath(SequenceFile f) {
+        return new Path(java.net.URI.create(f.path));
+    }
+}

@@ -1,0 +1,192 @@
+package dev.lightning.attention.job.input;
+
+import dev.lightning.attention.engine.AttentionSpec;
+import dev.lightning.attention.engine.LightningState;
+import dev.lightning.attention.job.HadoopPaths;
+import dev.lightning.attention.job.tables.TableRun;
+import dev.lightning.attention.job.output.Commit;
+import dev.lightning.attention.stream.NonFiniteInputException;
+import dev.lightning.attention.tensor.DType;
+import dev.lightning.attention.tensor.InvalidInputException;
+import dev.lightning.attention.tensor.NonFinite;
+import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.fs.FSDataInputStream;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.fs.Path;
+
+import java.io.IOException;
+import java.io.Serializable;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.Map;
+
+/**
+ * The final states an earlier run stored ({@code --initial-states DIR}), as a set keyed by
+ * sequence name. A format of stored outputs (safetensors files today: {@link SafetensorsStates})
+ * implements {@link #states()}: the driver lists which sequences have a state, with its shape
+ * and where it lies, reading headers only; the tasks read each state themselves with positioned
+ * reads ({@link State#read}). A continued sequence starts from its stored state: S_{-1} is the
+ * stored S_{T-1}, so the new outputs equal those of one run over the old and new tokens.
+ */
+public interface StoredStates {
+    /** The stored states by sequence name (the name the new run gives its result). */
+    Map<String, State> states();
+
+    /**
+     * Results of the stored set that are not readable states (a broken or foreign file under a
+     * result's name), by name: why. An input of such a name is refused rather than started from
+     * zero; other such files are not part of the set.
+     */
+    default Map<String, String> unreadable() {
+        return Map.of();
+    }
+
+    /**
+     * Opens {@code --initial-states} {@code dir}: checks that it is a committed output (its
+     * {@code _SUCCESS} is there) and reads what it stores. Only safetensors outputs exist so far.
+     */
+    static StoredStates open(Configuration conf, String dir) throws IOException {
+        Path root = committed(conf, dir);
+        return SafetensorsStates.read(HadoopPaths.fileSystem(root, conf), root);
+    }
+
+    /**
+     * {@code --initial-states} {@code dir}, qualified, once it is known to be a committed output (a
+     * directory holding {@code _SUCCESS}): what every reader of stored states checks first, whatever
+     * the format ({@link TableRun} reads the {@code final_states} table under it).
+     */
+    static Path committed(Configuration conf, String dir) throws IOException {
+        Path given = HadoopPaths.parse(dir);
+        FileSystem fs = HadoopPaths.fileSystem(given, conf);
+        Path root = fs.makeQualified(given);
+        if (!fs.exists(root) || !fs.getFileStatus(root).isDirectory()) {
+            throw new InvalidInputException("--initial-states " + dir + ": no such directory; give the --output "
+                    + "directory of an earlier run");
+        }
+        if (!fs.exists(new Path(root, Commit.SUCCESS))) {
+            throw new InvalidInputException("--initial-states " + dir + " has no " + Commit.SUCCESS + ": it is not "
+                    + "the output of a run that finished (its run failed, is still running or never committed); "
+                    + "finish that run (rerun it with --resume) or give a committed output directory");
+        }
+        return root;
+    }
+
+    /** A stored state's shape as messages give it, whatever the format. */
+    static String shape(int heads, int dk, int dv, boolean normalizer) {
+        return "S [" + heads + ", " + dk + ", " + dv + "]" + (normalizer ? " with z [" + heads + ", " + dk + "]"
+                : " without a normalizer z");
+    }
+
+    /**
+     * Why a stored state of this shape and feature map (null: not recorded) cannot start an input
+     * that this run computes as {@code spec} (null when it can): the heads and widths must be the
+     * input's, a normalizing run needs a stored z and a plain one refuses it (as it refuses
+     * {@code initial_normalizer}), and the feature map must be the same. Every format's check.
+     */
+    static String mismatch(int heads, int dk, int dv, boolean normalizer, String featureMap, String location,
+                           AttentionSpec spec) {
+        return mismatch(heads, dk, dv, normalizer, featureMap, null, location, spec);
+    }
+
+    /**
+     * The same, with the decay rates the stored state was computed with ({@code slopes}; null: not
+     * recorded): a continued sequence must decay at the same rates, or its result is no longer
+     * that of one run over all its tokens.
+     */
+    static String mismatch(int heads, int dk, int dv, boolean normalizer, String featureMap, double[] slopes,
+                           String location, AttentionSpec spec) {
+        String expected = "S [" + spec.heads() + ", " + spec.dk() + ", " + spec.dv() + "]"
+                + (spec.normalized() ? " with z [" + spec.heads() + ", " + spec.dk() + "] (--normalize)"
+                : " without a normalizer z (no --normalize)");
+        if (heads != spec.heads() || dk != spec.dk() || dv != spec.dv() || normalizer != spec.normalized()) {
+            return "expected " + expected + " for its input, found " + shape(heads, dk, dv, normalizer) + " in "
+                    + location;
+        }
+        if (featureMap != null && !featureMap.equals(spec.featureMap().key())) {
+            return "the stored state was computed with --feature-map " + featureMap + ", this run uses "
+                    + spec.featureMap().key() + " (" + location + ")";
+        }
+        if (slopes != null && !java.util.Arrays.equals(slopes, spec.slopes())) {
+            return "the stored state decayed at slopes " + java.util.Arrays.toString(slopes) + ", this run's input at "
+                    + java.util.Arrays.toString(spec.slopes()) + " (" + location + "); a continued sequence keeps its "
+                    + "decay rates: give the same slope tensor, or the same --default-slopes, --layer and --layers";
+        }
+        return null;
+    }
+
+    /**
+     * One sequence's stored state: its shape (H, Dk, Dv, whether a normalizer z is stored), how
+     * many tokens it has absorbed, the file it lies in (for the --resume fingerprint and the
+     * manifest), and how a task reads it. Small and serializable: it travels with the pieces.
+     */
+    abstract class State implements Serializable {
+        private static final long serialVersionUID = 1L;
+        final int heads;
+        final int dk;
+        final int dv;
+        final boolean normalizer;
+        /** The feature map the state was computed with (its key), or null when the store does not say. */
+        final String featureMap;
+        /** The decay rates the state was computed with, or null when the store does not say. */
+        final double[] slopes;
+        /** Tokens the state has absorbed since the first run of its chain, or -1 when unknown. */
+        public final long tokens;
+        /** The stored result holding the state (a URI), as {@code _states.json} names it. */
+        public final String location;
+        /** The file read (a URI), its size and modification time: what --resume compares. */
+        public final String file;
+        public final long fileBytes;
+        public final long fileModified;
+
+        State(int heads, int dk, int dv, boolean normalizer, String featureMap, double[] slopes, long tokens,
+              String location, String file, long fileBytes, long fileModified) {
+            this.heads = heads;
+            this.dk = dk;
+            this.dv = dv;
+            this.normalizer = normalizer;
+            this.featureMap = featureMap;
+            this.slopes = slopes;
+            this.tokens = tokens;
+            this.location = location;
+            this.file = file;
+            this.fileBytes = fileBytes;
+            this.fileModified = fileModified;
+        }
+
+        /** The state's shape as messages give it. */
+        String shape() {
+            return StoredStates.shape(heads, dk, dv, normalizer);
+        }
+
+        /**
+         * Why this state cannot start an input that this run computes as {@code spec} (null when it can):
+         * the heads and widths must be the file's, a normalizing run needs a stored z and a plain one
+         * refuses it (as it refuses {@code initial_normalizer}), and the feature map must be the same.
+         */
+        public String mismatch(AttentionSpec spec) {
+            return StoredStates.mismatch(heads, dk, dv, normalizer, featureMap, slopes, location, spec);
+        }
+
+        /** Reads the state in a task; NaN/Inf in it is reported like a non-finite initial_state. */
+        public abstract LightningState read(Configuration conf, AttentionSpec spec, String name, int sequence)
+                throws IOException;
+
+        /** The float32 values of {@code elements} at {@code offset} of {@code uri}, scanned for NaN/Inf. */
+        static float[] floats(Configuration conf, String uri, long offset, int elements, String tensor, String name,
+                              int sequence) throws IOException {
+            byte[] raw = new byte[elements * Float.BYTES];
+            Path p = new Path(java.net.URI.create(uri));
+            try (FSDataInputStream in = HadoopPaths.fileSystem(p, conf).open(p)) {
+                in.readFully(offset, raw, 0, raw.length);
+            }
+            NonFinite.Found bad = NonFinite.scan(raw, 0, elements, DType.F32);
+            if (bad.count > 0) {
+                throw new NonFiniteInputException(name, sequence, -1, bad.count, "stored " + tensor + " element "
+                        + bad.first + " of " + uri, "the stored " + tensor);
+            }
+            float[] values = new float[elements];
+            ByteBuffer.wrap(raw).order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer().get(values);
+            return values;
+        }
+    }
+}

@@ -1,0 +1,355 @@
+package dev.lightning.attention.job.output;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.lightning.attention.job.FaultPoints;
+import dev.lightning.attention.job.HadoopPaths;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.fs.Path;
+
+import java.io.FileNotFoundException;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.PrintStream;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * The one step that publishes a run: every staged output file appears in the output directory,
+ * or none of them does (Hadoop's output committers and a database's redo log are the models).
+ *
+ * <p>The protocol, run by the driver while it holds the {@link OutputLock}:
+ * <ol>
+ *   <li>every staged file and the run report are complete in the staging directory, every name
+ *       can be published (its parent directories are real directories inside the output:
+ *       {@link OutputPaths#problem}), and the staged files are forced to disk;
+ *   <li>{@code commit.json} is written there (atomically, then forced to disk): the list of files
+ *       to publish, the other forms of those outputs to move aside, and whether old files of those
+ *       names may be replaced. This is the commit point (a record that is not whole is none). Before it,
+ *       a failed or killed run has changed nothing in the output directory; after it, the run
+ *       counts as committed and whoever holds the lock next finishes the steps below;
+ *   <li>the old {@code _SUCCESS} is removed, so no reader takes a half-published directory for a
+ *       finished one;
+ *   <li>each file is published: an old file of the same name (only with --overwrite) is moved
+ *       into the staging directory, then the staged file is renamed into its place. Each step
+ *       can be repeated: a file no longer in staging was published already;
+ *   <li>the run report, then {@code _SUCCESS}, are written last, once the published names are on disk;
+ *   <li>the staging directory (with the replaced old files) is removed, and {@code _temporary}
+ *       when the run created it and it is empty.
+ * </ol>
+ * Nothing outside the published names, the report and {@code _SUCCESS} is ever touched.
+ */
+public final class Commit {
+    static final String RECORD = "commit.json";
+    public static final String SUCCESS = "_SUCCESS";
+    /** The run report's name in the output directory (the driver stages it, the commit publishes it). */
+    public static final String REPORT = "_lightning_report.json";
+
+    private Commit() {
+    }
+
+    /**
+     * Commits the run staged in {@code staging}: checks that every name can be published, forces
+     * the staged files to disk, writes the commit record, then publishes.
+     *
+     * @param names     output names (relative to {@code output}) of the staged files to publish
+     * @param replaces  other names that hold an earlier result of the same outputs (the other form
+     *                  of a sequence's output: {@code NAME} against {@code NAME.index.json} and
+     *                  {@code NAME.parts}); with --overwrite those that exist are moved aside with
+     *                  the replaced files, so that no earlier result stays beside the new one
+     * @param overwrite whether existing files of those names may be replaced
+     */
+    public static void commit(FileSystem fs, Path output, Staging staging, List<String> names, List<String> replaces,
+                              boolean overwrite, OutputLock lock) throws IOException {
+        synchronized (lock.publishing) {
+            lock.check();
+            List<String> all = new ArrayList<>(names);
+            all.addAll(replaces);
+            List<String> problems = problems(fs, output, staging.path(), names, replaces, overwrite);
+            if (!problems.isEmpty()) {
+                throw new IllegalStateException(problems.get(0) + (problems.size() > 1 ? " (and " + (problems.size() - 1)
+                        + " more)" : "") + "; nothing was published. Move it out of the way and rerun with --resume");
+            }
+            for (String name : names) {
+                Path staged = staging.stagedOutput(name);
+                if (!fs.exists(staged)) {
+                    throw new IOException("the staged output " + staged + " is missing; nothing was published");
+                }
+            }
+            for (String name : all) {
+                if (!overwrite && fs.exists(HadoopPaths.child(output, name))) {
+                    throw new IllegalStateException(HadoopPaths.child(output, name) + " appeared in the output "
+                            + "directory during the run; nothing was published and it was not replaced. Rerun with "
+                            + "--resume (add --overwrite to replace it)");
+                }
+            }
+            // on disk before the record says they are the run's results
+            List<Path> staged = new ArrayList<>();
+            for (String name : names) {
+                staged.add(staging.stagedOutput(name));
+            }
+            staged.add(new Path(staging.path(), Commit.REPORT));
+            OutputPaths.forceAll(fs, staged);
+            ObjectMapper json = new ObjectMapper();
+            ObjectNode record = json.createObjectNode();
+            record.put("overwrite", overwrite);
+            ArrayNode list = record.putArray("files");
+            names.forEach(list::add);
+            ArrayNode others = record.putArray("replaces");
+            replaces.forEach(others::add);
+            record.put("complete", true);
+            Path recordPath = new Path(staging.path(), RECORD);
+            Staging.writeAtomically(fs, recordPath, "driver", json.writeValueAsBytes(record));
+            OutputPaths.force(fs, recordPath);
+            OutputPaths.forceDirectory(fs, staging.path()); // the commit point, on disk
+            publish(fs, output, staging.path(), record, null);
+        }
+    }
+
+    /**
+     * Finishes the commits of runs that reached their commit point but were killed before they
+     * had published everything. Called by every run once it holds the lock, before it looks at
+     * the output directory. Returns what those runs were. A record that cannot be read whole
+     * (empty or cut short: the machine stopped while it was written, before it was on disk) is not
+     * a commit point: that run is left as an interrupted one, for --resume, and nothing of it is
+     * published.
+     */
+    public static List<RunInfo> recover(FileSystem fs, Path output, PrintStream out) throws IOException {
+        List<RunInfo> finished = new ArrayList<>();
+        for (Path dir : Staging.all(fs, output)) {
+            if (fs.exists(new Path(dir, RECORD))) {
+                JsonNode record = readRecord(fs, dir);
+                if (record == null) {
+                    out.println("lightning: warning: the commit record of interrupted run " + Staging.runIdOf(dir)
+                            + " is incomplete (the machine stopped while writing it), so that run never reached its "
+                            + "commit point; nothing of it is published, and it counts as an interrupted run");
+                    continue;
+                }
+                out.println("lightning: finishing the commit of interrupted run " + Staging.runIdOf(dir)
+                        + " (it had reached its commit point)");
+                finished.add(RunInfo.read(fs, dir));
+                publish(fs, output, dir, record, out);
+            }
+        }
+        return finished;
+    }
+
+    /** Whether the run staged in {@code stagingDir} has reached its commit point: its record is whole. */
+    public static boolean committed(FileSystem fs, Path stagingDir) {
+        try {
+            return readRecord(fs, stagingDir) != null;
+        } catch (IOException e) {
+            return false;
+        }
+    }
+
+    /**
+     * The commit record of {@code stagingDir}, or null when it is missing or not whole: unparsable,
+     * not an object, without its list of files, or (records that have it) without its last field.
+     */
+    private static JsonNode readRecord(FileSystem fs, Path stagingDir) throws IOException {
+        JsonNode record;
+        try (InputStream in = fs.open(new Path(stagingDir, RECORD))) {
+            record = new ObjectMapper().readTree(in);
+        } catch (FileNotFoundException e) {
+            return null;
+        } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
+            return null; // cut short
+        }
+        if (record == null || !record.isObject() || !record.path("files").isArray()) {
+            return null; // empty, or not ours
+        }
+        for (JsonNode f : record.path("files")) {
+            if (!f.isTextual()) {
+                return null;
+            }
+        }
+        if (!record.path("complete").asBoolean(false)) {
+            return null; // its last field missing: cut short, or not written by this protocol
+        }
+        return record;
+    }
+
+    /**
+     * What stands in the way of publishing {@code names} from {@code stagingDir} and, with
+     * {@code overwrite}, moving {@code replaces} aside ({@link OutputPaths#problems}). Like replaces
+     * like: a name staged as a file may replace only a file; one staged as a directory (a table
+     * run's {@code o/}), or no longer staged (published before an interruption: ours), only has its
+     * parents checked; and when no name is staged as a file (a table run), the names it replaces
+     * are tables, directories too. The same for the commit and for finishing it.
+     */
+    private static List<String> problems(FileSystem fs, Path output, Path stagingDir, List<String> names,
+                                         List<String> replaces, boolean overwrite) throws IOException {
+        List<String> files = new ArrayList<>();
+        List<String> whole = new ArrayList<>();
+        for (String name : names) {
+            Path src = HadoopPaths.child(new Path(stagingDir, "files"), name);
+            (fs.exists(src) && fs.getFileStatus(src).isFile() ? files : whole).add(name);
+        }
+        if (files.isEmpty()) {
+            whole.addAll(replaces);
+        }
+        return OutputPaths.problems(fs, output, files, whole, overwrite ? replaces : List.of());
+    }
+
+    /** Steps 3 to 6; repeatable, so an interrupted publication is finished by running it again. */
+    private static void publish(FileSystem fs, Path output, Path stagingDir, JsonNode record, PrintStream out)
+            throws IOException {
+        boolean overwrite = record.path("overwrite").asBoolean(false);
+        List<String> names = new ArrayList<>();
+        record.path("files").forEach(f -> names.add(f.asText()));
+        List<String> replaces = new ArrayList<>();
+        record.path("replaces").forEach(f -> replaces.add(f.asText()));
+        List<String> problems = problems(fs, output, stagingDir, names, replaces, overwrite);
+        if (!problems.isEmpty()) {
+            throw new IOException("cannot finish the commit of " + stagingDir + ": " + problems.get(0) + "; move it out "
+                    + "of the way and run again: the next run into this output directory finishes the commit");
+        }
+        fs.delete(new Path(output, SUCCESS), false);
+        OutputPaths.forceDirectory(fs, output);
+        Path files = new Path(stagingDir, "files");
+        Path replaced = new Path(stagingDir, "replaced");
+        if (overwrite) { // earlier results of these outputs in their other form go aside first
+            for (String name : replaces) {
+                Path dst = HadoopPaths.child(output, name);
+                Path aside = HadoopPaths.child(replaced, name);
+                // once moved, what stands at dst (new parts under NAME.parts/) is this run's own
+                if (fs.exists(dst) && !fs.exists(aside)) {
+                    fs.mkdirs(aside.getParent());
+                    rename(fs, dst, aside);
+                }
+            }
+        }
+        java.util.Set<Path> touched = new java.util.LinkedHashSet<>();
+        int n = 0;
+        for (String name : names) {
+            Path src = HadoopPaths.child(files, name);
+            Path dst = HadoopPaths.child(output, name);
+            if (!fs.exists(src)) {
+                if (!fs.exists(dst)) {
+                    throw new IOException("cannot finish the commit of " + stagingDir + ": " + name
+                            + " is neither staged nor published");
+                }
+                continue; // published before an interruption
+            }
+            if (fs.exists(dst)) {
+                if (!overwrite) {
+                    throw new IOException("cannot publish " + name + ": " + dst + " exists and the run was not "
+                            + "started with --overwrite; the staged file stays in " + src);
+                }
+                Path aside = HadoopPaths.child(replaced, name);
+                fs.mkdirs(aside.getParent());
+                rename(fs, dst, aside);
+            }
+            fs.mkdirs(dst.getParent());
+            rename(fs, src, dst);
+            touched.add(dst.getParent());
+            if (n++ == 0) {
+                FaultPoints.reach("commit");
+            }
+        }
+        FaultPoints.reach("published");
+        Path report = new Path(stagingDir, Commit.REPORT);
+        if (fs.exists(report)) { // staged complete; gone from staging once published
+            Path dst = new Path(output, Commit.REPORT);
+            fs.delete(dst, false);
+            rename(fs, report, dst);
+        }
+        // the published names on disk before _SUCCESS says they are all there
+        for (Path dir : touched) {
+            OutputPaths.forceDirectory(fs, dir);
+        }
+        OutputPaths.forceDirectory(fs, output);
+        Staging.writeAtomically(fs, new Path(output, SUCCESS), "driver", new byte[0]);
+        OutputPaths.forceDirectory(fs, output);
+        removeStaging(fs, output, stagingDir);
+    }
+
+    /** Removes a run's staging directory, and {@code _temporary} when that run created it and it is now empty. */
+    public static void removeStaging(FileSystem fs, Path output, Path stagingDir) throws IOException {
+        boolean createdParent = RunInfo.read(fs, stagingDir).createdParent;
+        Staging.removeTree(fs, stagingDir);
+        Path parent = new Path(output, Staging.PARENT);
+        if (createdParent) {
+            try {
+                if (fs.listStatus(parent).length == 0) {
+                    fs.delete(parent, false);
+                }
+            } catch (FileNotFoundException e) {
+                // already gone
+            }
+        }
+    }
+
+    private static void rename(FileSystem fs, Path src, Path dst) throws IOException {
+        if (!fs.rename(src, dst)) {
+            throw new IOException("cannot rename " + src + " to " + dst);
+        }
+    }
+
+    /** What {@code run.json} in a staging directory says: the run's fingerprint and whether it made {@code _temporary}. */
+    public static final class RunInfo {
+        public final JsonNode fingerprint;
+        final boolean createdParent;
+        public final String started;
+
+        private RunInfo(JsonNode fingerprint, boolean createdParent, String started) {
+            this.fingerprint = fingerprint;
+            this.createdParent = createdParent;
+            this.started = started;
+        }
+
+        public static RunInfo read(FileSystem fs, Path stagingDir) throws IOException {
+            try (InputStream in = fs.open(new Path(stagingDir, "run.json"))) {
+                JsonNode n = new ObjectMapper().readTree(in);
+                return new RunInfo(n.path("fingerprint"), n.path("createdParent").asBoolean(false),
+                        n.path("started").asText("?"));
+            } catch (IOException e) { // missing or unreadable: a run killed as it started
+                return new RunInfo(null, false, "?");
+            }
+        }
+
+        public static byte[] encode(JsonNode fingerprint, boolean createdParent, String started) throws IOException {
+            ObjectNode n = new ObjectMapper().createObjectNode();
+            n.set("fingerprint", fingerprint);
+            n.put("createdParent", createdParent);
+            n.put("started", started);
+            return new ObjectMapper().writeValueAsBytes(n);
+        }
+
+        /** The keys in which two fingerprints differ, for the refusal of a --resume. */
+        public static List<String> differences(JsonNode a, JsonNode b) {
+            List<String> diff = new ArrayList<>();
+            if (a == null || b == null) {
+                diff.add("run.json unreadable");
+                return diff;
+            }
+            a.fieldNames().forEachRemaining(k -> {
+                if (!a.path(k).equals(b.path(k))) {
+                    List<String> keys = new ArrayList<>();
+                    if ("settings".equals(k)) { // name the options that differ: the user must repeat them
+                        a.path(k).fieldNames().forEachRemaining(o -> {
+                            if (!a.path(k).path(o).equals(b.path(k).path(o))) {
+                                keys.add(o + " " + a.path(k).path(o).asText() + " (now " + b.path(k).path(o).asText() + ")");
+                            }
+                        });
+                        b.path(k).fieldNames().forEachRemaining(o -> {
+                            if (!a.path(k).has(o)) {
+                                keys.add(o);
+                            }
+                        });
+                    }
+                    diff.add(keys.isEmpty() ? k : k + ": " + String.join(", ", keys));
+                }
+            });
+            b.fieldNames().forEachRemaining(k -> {
+                if (!a.has(k)) {
+                    diff.add(k);
+                }
+            });
+            return diff;
+        }
+    }
+}

@@ -1,0 +1,136 @@
+package dev.lightning.attention.job.tables;
+
+import dev.lightning.attention.job.JobConfig;
+import dev.lightning.attention.job.LightningKryoRegistrator;
+import dev.lightning.attention.job.LightningMain;
+import dev.lightning.attention.job.Settings;
+import org.apache.spark.sql.Dataset;
+import org.apache.spark.sql.Row;
+
+import java.util.Arrays;
+import java.util.Collections;
+import java.util.Map;
+
+/**
+ * Lightning attention for Spark programs: a blocks table (the layout of {@link TableSchema#BLOCKS})
+ * in, the o blocks and the final states out, as datasets, with no files in between.
+ *
+ * <pre>{@code
+ * Dataset<Row> blocks = spark.read().parquet("qkv/");             // or any Dataset<Row> in the layout
+ * try (LightningTables.Result r = LightningTables.compute(blocks, "--backend", "cpu", "--scale", "0.5")) {
+ *     r.o().write().parquet("o/");                                 // (sequence, start, tokens, dtype, heads, dv, o)
+ *     r.finalStates().write().parquet("states/");                  // (sequence, tokens, ..., final_state, ...)
+ * }
+ * }</pre>
+ *
+ * <p>The options are those of {@code bin/lightning run} (the same {@code Settings} entries, the same
+ * checks), without --input and --output. The blocks are checked when {@code compute} is called,
+ * before any compute (a bad table throws {@code InvalidInputException} naming the sequence and the
+ * offsets); the outputs are computed once, when either dataset is first used, and kept
+ * (persisted) until {@link Result#close()}. The Spark session is the blocks'. A session with
+ * {@code spark.kryo.registrationRequired=true} needs {@link LightningKryoRegistrator} among its
+ * registrators. To continue the final states of an earlier computation (what {@code --initial-states}
+ * does on the command line), pass them to {@link #compute(Dataset, Dataset, Dataset, String...)}.
+ */
+public final class LightningTables {
+    private LightningTables() {
+    }
+
+    /** The outputs of one computation. */
+    public static final class Result implements AutoCloseable {
+        private final TableCompute.Outputs outputs;
+        private final TablePlan plan;
+        private final Map<String, String> rejected;
+
+        Result(TableCompute.Outputs outputs, TablePlan plan, Map<String, String> rejected) {
+            this.outputs = outputs;
+            this.plan = plan;
+            this.rejected = Collections.unmodifiableMap(rejected);
+        }
+
+        /** The o blocks ({@link TableSchema#O_BLOCKS}). */
+        public Dataset<Row> o() {
+            return outputs.o;
+        }
+
+        /** One row per sequence: its final state ({@link TableSchema#FINAL_STATES}). */
+        public Dataset<Row> finalStates() {
+            return outputs.finalStates;
+        }
+
+        /**
+         * With --state-every N: one row per recorded state ({@link TableSchema#CHECKPOINTS}), the state
+         * after every N-th token of each computed sequence.
+         *
+         * @throws IllegalStateException when the options had no --state-every
+         */
+        public Dataset<Row> checkpoints() {
+            if (outputs.checkpoints == null) {
+                throw new IllegalStateException("no recorded states: pass --state-every N to compute(...) for them");
+            }
+            return outputs.checkpoints;
+        }
+
+        /** With --skip-invalid, the sequences left out and why (by name); otherwise empty. */
+        public Map<String, String> rejected() {
+            return rejected;
+        }
+
+        /** Sequences computed. */
+        public int sequences() {
+            return plan.size();
+        }
+
+        /** Tasks of each pass: short sequences share one, long ones are cut into pieces over several. */
+        public int tasks() {
+            return plan.tasks;
+        }
+
+        /** Whether pass 2's outputs are kept between the two outputs' jobs (else the second recomputes them). */
+        boolean outputsKept() {
+            return outputs.all.getStorageLevel().useDisk() || outputs.all.getStorageLevel().useMemory();
+        }
+
+        /** Releases the persisted outputs. */
+        @Override
+        public void close() {
+            outputs.all.unpersist(false);
+        }
+    }
+
+    /** {@link #compute(Dataset, Dataset, String...)} without a sequences table. */
+    public static Result compute(Dataset<Row> blocks, String... options) {
+        return compute(blocks, null, options);
+    }
+
+    /**
+     * Checks {@code blocks} (and {@code sequences}, the optional per-sequence table, or null) and
+     * returns the outputs, computed lazily.
+     *
+     * @param options the run options of the command line, e.g. {@code "--scale", "0.5", "--normalize"}
+     */
+    public static Result compute(Dataset<Row> blocks, Dataset<Row> sequences, String... options) {
+        return compute(blocks, sequences, null, options);
+    }
+
+    /**
+     * As {@link #compute(Dataset, Dataset, String...)}, continuing the states in {@code storedStates}
+     * (the final states of an earlier computation, {@link Result#finalStates()} or a table written
+     * from it; null: none), as {@code --initial-states} does for {@code bin/lightning run}: a
+     * sequence with a stored row starts from it, one without starts from zero (or its sequences-table
+     * state), and the result's final states also hold, unchanged, the stored rows of sequences not
+     * computed here. A stored state that does not fit its sequence is refused before compute.
+     */
+    public static Result compute(Dataset<Row> blocks, Dataset<Row> sequences, Dataset<Row> storedStates,
+                                 String... options) {
+        JobConfig cfg = LightningMain.parse(Arrays.asList(options), null, true);
+        if (cfg.get(Settings.INITIAL_STATES) != null) {
+            throw new dev.lightning.attention.tensor.InvalidInputException("--initial-states is a directory of the "
+                    + "command line; here pass the stored final states as a dataset (the storedStates argument)");
+        }
+        Map<String, String> rejected = new java.util.TreeMap<>();
+        TableRun.Prepared p = TableRun.prepare(blocks.sparkSession(), cfg, blocks, "blocks dataset", sequences,
+                "sequences dataset", storedStates, "stored final states dataset", rejected, null);
+        return new Result(p.outputs(blocks.sparkSession()), p.compute.plan, rejected);
+    }
+}

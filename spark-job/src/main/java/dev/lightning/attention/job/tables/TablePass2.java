@@ -1,0 +1,383 @@
+package dev.lightning.attention.job.tables;
+
+import dev.lightning.attention.engine.AttentionBackend;
+import dev.lightning.attention.engine.AttentionSpec;
+import dev.lightning.attention.engine.BatchStep;
+import dev.lightning.attention.engine.Checkpoints;
+import dev.lightning.attention.engine.LightningState;
+import dev.lightning.attention.engine.StateStore;
+import dev.lightning.attention.engine.TokenBatch;
+import dev.lightning.attention.job.JobConfig;
+import dev.lightning.attention.job.Settings;
+import dev.lightning.attention.job.tables.TableShuffle.Block;
+import dev.lightning.attention.job.tables.TableShuffle.Key;
+import dev.lightning.attention.job.tables.TableTask.Lazy;
+import dev.lightning.attention.job.tables.TableTask.Peek;
+import dev.lightning.attention.tensor.DType;
+import dev.lightning.attention.tensor.InvalidInputException;
+import dev.lightning.attention.tensor.NonFinite;
+import dev.lightning.attention.tensor.TokenTensor;
+import org.apache.spark.TaskContext;
+import scala.Tuple2;
+
+import java.io.Serializable;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.ArrayList;
+import java.util.Iterator;
+import java.util.List;
+
+/**
+ * Pass 2 of a table run, one task's iterator: o of every block, the final state of every sequence
+ * and, with --state-every, the states recorded on the way, as {@link Out} records. Each piece
+ * streams its windows through {@link AttentionBackend#forward} from its incoming state (piece 0:
+ * the sequence's initial state; a later piece: the scan's, zipped in from the incoming-states
+ * shuffle in the same order), writing an o record per block; a sequence's last piece also its final
+ * state. Runs of consecutive short unsplit sequences of one spec go through the engine's
+ * {@link BatchStep} instead, many sequences per call (on a GPU one launch per batch), their states
+ * in a {@link StateStore}. Every o value is scanned for NaN/Inf before it leaves the task.
+ */
+public final class TablePass2 extends Lazy<TablePass2.Out> {
+    /** Unsplit sequences of at most this many tokens go through the batch step. */
+    static final int BATCH_MAX_TOKENS = 64;
+    /** The most sequences of one batch step. */
+    static final int BATCH_MAX_SEQUENCES = 4096;
+
+    /**
+     * An output: a block of o ({@link #O}: data its bytes from token {@code start}), a sequence's
+     * final state ({@link #FINAL_STATE}) or a recorded state ({@link #CHECKPOINT}: {@code start} its
+     * index c), the states as S in data and z in normalizer (null without normalization).
+     */
+    public static final class Out implements Serializable {
+        private static final long serialVersionUID = 1L;
+        static final byte O = 0;
+        static final byte FINAL_STATE = 1;
+        static final byte CHECKPOINT = 2;
+        byte kind;
+        int seq;
+        long start;
+        int tokens;
+        byte[] data;
+        byte[] normalizer;
+
+        Out() {
+        }
+    }
+
+    private final TableTask task;
+    private final TablePlan plan;
+    private final JobConfig cfg;
+    private final Peek<Tuple2<Key, Block>> in;
+    private final Peek<Tuple2<Key, byte[]>> incoming;
+    private AttentionBackend backend;
+    private BatchStep step;
+    private StateStore store;
+
+    TablePass2(TableTask task, Iterator<Tuple2<Key, Block>> in, Iterator<Tuple2<Key, byte[]>> incoming) {
+        this.task = task;
+        this.plan = task.plan;
+        this.cfg = task.cfg;
+        this.in = new Peek<>(in);
+        this.incoming = new Peek<>(incoming);
+    }
+
+    @Override
+    boolean more() {
+        if (!in.hasNext()) {
+            return false;
+        }
+        if (backend == null) {
+            backend = task.openBackend();
+            TaskContext ctx = TaskContext.get();
+            if (ctx != null) {
+                ctx.addTaskCompletionListener((org.apache.spark.util.TaskCompletionListener) c -> closeStep());
+            }
+        }
+        Block initial = null;
+        if (in.peek()._1.start < 0) {
+            initial = in.next()._2;
+        }
+        Key first = in.peek()._1;
+        int s = first.seq;
+        if (batched(s)) {
+            batch(initial);
+            return true;
+        }
+        int piece = plan.pieceOf(s, first.start);
+        AttentionSpec spec = task.spec(s);
+        LightningState state;
+        if (piece == 0) {
+            state = TableTask.initialOf(spec, initial);
+        } else {
+            Tuple2<Key, byte[]> t = incoming.next();
+            if (t._1.seq != s || t._1.start != plan.pieceStarts[s][piece]) {
+                throw new IllegalStateException("pass 2 of " + plan.names[s] + " piece " + piece
+                        + ": the incoming states are out of step");
+            }
+            state = LightningState.fromBytes(spec, ByteBuffer.wrap(t._2).order(ByteOrder.LITTLE_ENDIAN));
+        }
+        DType oDtype = cfg.outputDtype(plan.dtype[s]);
+        long budget = task.budgetTokens(s, task.windowBytes(backend));
+        long[] firstStart = new long[1];
+        while (true) {
+            List<Long> starts = new ArrayList<>();
+            List<Block> rows = task.nextWindow(in, s, piece, budget, firstStart, starts);
+            if (rows.isEmpty()) {
+                break;
+            }
+            int n = TableTask.sum(rows);
+            TokenTensor[] t = task.window(s, rows, n);
+            TokenTensor o = TokenTensor.allocate(oDtype, n, spec.heads(), spec.dv());
+            state = forward(s, spec, t, firstStart[0], state, o);
+            emit(s, rows, starts, o);
+        }
+        if (piece == plan.pieces(s) - 1) {
+            emitState(s, spec, state);
+        }
+        return true;
+    }
+
+    /**
+     * Whether sequence {@code s} goes through the batch step: short and unsplit, and, with
+     * --state-every N, shorter than N (the batch step records no states between its tokens).
+     */
+    private boolean batched(int s) {
+        long every = cfg.get(Settings.STATE_EVERY);
+        return !plan.split(s) && plan.tokens[s] <= BATCH_MAX_TOKENS && (every == 0 || plan.tokens[s] < every);
+    }
+
+    /**
+     * One window of sequence {@code s}, tokens [at, at + n) (n = o's tokens), through the backend
+     * from {@code state}, recording the states --state-every asks for (checkpoint c is the state
+     * after token (c+1)N - 1; those with at < (c+1)N <= at + n fall here) as they pass: the state
+     * the computation holds there, not a second computation. The backends record them between
+     * chunks of a window that starts at a chunk multiple ({@link Checkpoints}), but a window of whole
+     * blocks starts where a block does; so the tokens before the window's first chunk multiple run
+     * on their own first. N is a multiple of the chunk size, so a state to record among them can
+     * only be the one after their last token: the state that call returns.
+     */
+    private LightningState forward(int s, AttentionSpec spec, TokenTensor[] t, long at, LightningState state,
+                                   TokenTensor o) {
+        if (step != null && backend.gpuOrdinal() >= 0) {
+            closeStep(); // its device memory and the backend's would add up past --gpu-memory
+        }
+        int n = o.tokens();
+        int every = Math.toIntExact(cfg.get(Settings.STATE_EVERY));
+        if (every == 0 || Checkpoints.count(every, at, n) == 0) {
+            return backend.forward(spec, t[0], t[1], t[2], state, o);
+        }
+        int chunk = spec.chunkSize();
+        int head = (int) Math.min(n, (chunk - at % chunk) % chunk);
+        if (head > 0) {
+            state = backend.forward(spec, t[0].slice(0, head), t[1].slice(0, head), t[2].slice(0, head), state,
+                    o.slice(0, head));
+            if ((at + head) % every == 0) {
+                emitCheckpoint(s, (at + head) / every - 1, state.toBytes(), spec);
+            }
+        }
+        if (head < n) {
+            int m = n - head;
+            Checkpoints cp = Checkpoints.of(spec, every, at + head, m);
+            state = backend.forward(spec, t[0].slice(head, m), t[1].slice(head, m), t[2].slice(head, m), state,
+                    o.slice(head, m), cp);
+            for (int i = 0; i < cp.count(); i++) {
+                emitCheckpoint(s, cp.first() + i, cp.state(spec, i).toBytes(), spec);
+            }
+        }
+        return state;
+    }
+
+    /** A recorded state: c its index, {@code all} S and (normalizing) z as LightningState's bytes. */
+    private void emitCheckpoint(int s, long c, byte[] all, AttentionSpec spec) {
+        Out r = new Out();
+        r.kind = Out.CHECKPOINT;
+        r.seq = s;
+        r.start = c;
+        split(r, all, spec);
+        ready.add(r);
+    }
+
+    /** Sets {@code r}'s data to S and its normalizer to z (or null) of a state's bytes. */
+    private static void split(Out r, byte[] all, AttentionSpec spec) {
+        int kv = (int) LightningState.kvBytes(spec);
+        r.data = java.util.Arrays.copyOfRange(all, 0, kv);
+        r.normalizer = spec.normalized() ? java.util.Arrays.copyOfRange(all, kv, all.length) : null;
+    }
+
+    /** Outputs of one window: a row of o per block. */
+    private void emit(int s, List<Block> rows, List<Long> starts, TokenTensor o) {
+        ByteBuffer all = o.bytes();
+        int per = o.tokenBytes();
+        int at = 0;
+        for (int i = 0; i < rows.size(); i++) {
+            Out r = new Out();
+            r.kind = Out.O;
+            r.seq = s;
+            r.start = starts.get(i);
+            r.tokens = rows.get(i).tokens;
+            r.data = new byte[r.tokens * per];
+            all.position(at * per);
+            all.get(r.data);
+            at += r.tokens;
+            NonFinite.Found f = NonFinite.scan(r.data, 0, r.data.length / o.dtype().bytes(), o.dtype());
+            if (f.count > 0) {
+                int w = o.dim();
+                long e = f.first;
+                // the first row block that holds any stops the task: its count, not the sequence's
+                throw new InvalidInputException("sequence '" + plan.names[s] + "': o holds NaN/Inf values (" + f.count
+                        + " in tokens [" + r.start + ", " + (r.start + r.tokens) + ")), the first at o["
+                        + (r.start + e / ((long) o.heads() * w)) + ", "
+                        + (e / w) % o.heads() + ", " + e % w + "] (token, head, index)"
+                        + (o.dtype() == DType.F32 ? "" : "; an " + o.dtype() + " o may overflow: pass --output-dtype f32"));
+            }
+            ready.add(r);
+        }
+    }
+
+    private void emitState(int s, AttentionSpec spec, LightningState state) {
+        Out r = new Out();
+        r.kind = Out.FINAL_STATE;
+        r.seq = s;
+        r.start = plan.tokens[s];
+        split(r, state.toBytes(), spec);
+        ready.add(r);
+    }
+
+    private void closeStep() {
+        try {
+            if (store != null) {
+                StateStore s = store;
+                store = null;
+                s.close();
+            }
+        } finally {
+            if (step != null) {
+                BatchStep b = step;
+                step = null;
+                b.close();
+            }
+        }
+    }
+
+    /**
+     * Consecutive short unsplit sequences of one spec, through one batch step: their blocks
+     * packed token-major, a slot each, the slots loaded with their initial states (or zeros)
+     * and read back as final states.
+     */
+    private void batch(Block firstInitial) {
+        int s0 = in.peek()._1.seq;
+        AttentionSpec spec = task.spec(s0);
+        long stateBytes = spec.stateBytes();
+        int ordinal = backend.gpuOrdinal();
+        boolean gpu = ordinal >= 0;
+        // states and tokens get half each; on the GPU both stay within --gpu-memory, the step's limit
+        long budget = gpu ? Math.min(task.windowBytes(backend), cfg.get(Settings.GPU_MEMORY)) : task.windowBytes(backend);
+        int slots = (int) Math.max(1, Math.min(BATCH_MAX_SEQUENCES, budget / 2 / stateBytes));
+        long tokenBudget = task.budgetTokens(s0, budget / 2);
+        if (step == null || !step.spec().equals(spec)) {
+            closeStep();
+            if (gpu) {
+                backend.releaseDeviceBuffers(); // the step and its store then have all of --gpu-memory
+            }
+            step = gpu
+                    ? BatchStep.gpu(spec, ordinal, cfg.get(Settings.GPU_MEMORY))
+                    : BatchStep.cpu(spec);
+            store = step.allocate(slots);
+        }
+        List<Integer> seqs = new ArrayList<>();
+        List<Block> initials = new ArrayList<>();
+        List<Block> rows = new ArrayList<>();
+        List<Long> starts = new ArrayList<>();
+        List<Integer> rowSeq = new ArrayList<>();
+        List<Integer> offsets = new ArrayList<>();
+        offsets.add(0);
+        int tokens = 0;
+        Block initial = firstInitial;
+        while (true) {
+            Key k = in.peek()._1;
+            int s = k.seq;
+            seqs.add(s);
+            initials.add(initial);
+            while (in.hasNext() && in.peek()._1.seq == s) {
+                Tuple2<Key, Block> t = in.next();
+                task.checkFinite(s, t._1.start, t._2);
+                rows.add(t._2);
+                starts.add(t._1.start);
+                rowSeq.add(s);
+                tokens += t._2.tokens;
+            }
+            offsets.add(tokens);
+            initial = null;
+            if (seqs.size() >= slots || !in.hasNext()) {
+                break;
+            }
+            // the next sequence joins if it is batched too, of the same spec, and fits
+            Tuple2<Key, Block> next = in.peek();
+            int ns = next._1.seq;
+            if (!batched(ns) || tokens + plan.tokens[ns] > tokenBudget
+                    || !task.spec(ns).equals(spec)) {
+                break;
+            }
+            if (next._1.start < 0) {
+                initial = in.next()._2;
+            }
+        }
+        int m = seqs.size();
+        TokenTensor[] t = task.window(s0, rows, tokens);
+        int[] off = new int[m + 1];
+        int[] slot = new int[m];
+        for (int i = 0; i <= m; i++) {
+            off[i] = offsets.get(i);
+        }
+        for (int i = 0; i < m; i++) {
+            slot[i] = i;
+        }
+        int kv = (int) LightningState.kvBytes(spec);
+        int zb = (int) LightningState.normalizerBytes(spec);
+        ByteBuffer kvIn = ByteBuffer.allocate(kv * m).order(ByteOrder.LITTLE_ENDIAN);
+        ByteBuffer zIn = spec.normalized() ? ByteBuffer.allocate(zb * m).order(ByteOrder.LITTLE_ENDIAN) : null;
+        for (int i = 0; i < m; i++) {
+            Block b = initials.get(i);
+            if (b != null) {
+                kvIn.position(i * kv);
+                kvIn.put(b.q);
+                if (zIn != null) {
+                    zIn.position(i * zb);
+                    zIn.put(b.k);
+                }
+            }
+        }
+        kvIn.clear();
+        if (zIn != null) {
+            zIn.clear();
+        }
+        store.copyIn(0, m, kvIn, zIn);
+        TokenBatch batch = TokenBatch.of(spec, t[0], t[1], t[2], off, slot);
+        TokenTensor o = TokenTensor.allocate(cfg.outputDtype(plan.dtype[s0]), tokens, spec.heads(), spec.dv());
+        step.step(store, batch, o);
+        // o rows, per sequence in order
+        int from = 0;
+        for (int i = 0; i < m; i++) {
+            List<Block> own = new ArrayList<>();
+            List<Long> ownStarts = new ArrayList<>();
+            while (from < rows.size() && rowSeq.get(from).intValue() == seqs.get(i).intValue()) {
+                own.add(rows.get(from));
+                ownStarts.add(starts.get(from));
+                from++;
+            }
+            emit(seqs.get(i), own, ownStarts, o.slice(off[i], off[i + 1] - off[i]));
+        }
+        ByteBuffer kvOut = ByteBuffer.allocate(kv * m).order(ByteOrder.LITTLE_ENDIAN);
+        ByteBuffer zOut = spec.normalized() ? ByteBuffer.allocate(zb * m).order(ByteOrder.LITTLE_ENDIAN) : null;
+        store.copyOut(0, m, kvOut, zOut);
+        for (int i = 0; i < m; i++) {
+            Out r = new Out();
+            r.kind = Out.FINAL_STATE;
+            r.seq = seqs.get(i);
+            r.start = plan.tokens[r.seq];
+            r.data = java.util.Arrays.copyOfRange(kvOut.array(), i * kv, (i + 1) * kv);
+            r.normalizer = zOut == null ? null : java.util.Arrays.copyOfRange(zOut.array(), i * zb, (i + 1) * zb);
+            ready.add(r);
+        }
+    }
+}

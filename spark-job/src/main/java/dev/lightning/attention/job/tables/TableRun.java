@@ -1,0 +1,634 @@
+package dev.lightning.attention.job.tables;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.lightning.attention.job.HadoopPaths;
+import dev.lightning.attention.job.JobConfig;
+import dev.lightning.attention.job.OutputDirectory;
+import dev.lightning.attention.job.Settings;
+import dev.lightning.attention.job.SetupChecks;
+import dev.lightning.attention.job.Version;
+import dev.lightning.attention.job.input.InputFile;
+import dev.lightning.attention.job.input.InputFormats;
+import dev.lightning.attention.job.input.InputListing;
+import dev.lightning.attention.job.input.PathOverlap;
+import dev.lightning.attention.job.input.SequenceFiles;
+import dev.lightning.attention.job.input.StoredStates;
+import dev.lightning.attention.job.output.Commit;
+import dev.lightning.attention.job.output.OutputLock;
+import dev.lightning.attention.job.output.Staging;
+import dev.lightning.attention.job.pass.PassRunner;
+import dev.lightning.attention.plan.PiecePlanner;
+import dev.lightning.attention.stream.SequenceFile;
+import dev.lightning.attention.tensor.InvalidInputException;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.fs.Path;
+import org.apache.spark.SparkContext;
+import org.apache.spark.sql.Dataset;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.SparkSession;
+import org.apache.spark.sql.functions;
+
+import java.io.IOException;
+import java.io.PrintStream;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+
+import static dev.lightning.attention.job.tables.TableSchema.*;
+
+/**
+ * A run over tables (--input-format parquet), and the preparation it shares with
+ * {@link LightningTables}: the options tables support, the checks of both tables before compute,
+ * and the plan. The CLI run publishes its tables, {@code o/} and {@code final_states/} (and
+ * {@code states/} with --state-every), the way every run publishes: written by Spark's Parquet
+ * writer into the run's staging directory ({@code <output>/_temporary/lightning-<run>/files/}),
+ * then moved into place by {@link Commit} under the output lock, so a failed run leaves the output
+ * directory as it was and --overwrite replaces only those tables (and the run report).
+ */
+public final class TableRun {
+    /** The published tables, in the output directory. */
+    static final String O_DIR = O_BLOCKS.name;
+    public static final String STATES_DIR = FINAL_STATES.name;
+    static final String CHECKPOINTS_DIR = CHECKPOINTS.name;
+    /** Every table a run can publish; one with --state-every publishes them all. */
+    static final List<String> ALL_TABLES = List.of(O_DIR, STATES_DIR, CHECKPOINTS_DIR);
+
+    private final JobConfig cfg;
+    private final boolean parquetInput;
+    private final org.apache.hadoop.conf.Configuration hadoopConf;
+    private final PrintStream out;
+    private final java.util.function.Supplier<SparkContext> sparkStarter;
+    private final String runId;
+    private final java.time.Instant started;
+    private final long t0 = System.nanoTime();
+
+    /**
+     * @param parquetInput whether --input is a table; else it is safetensors files, read as table rows
+     *                     ({@link SafetensorsTables}) for --output-format parquet
+     */
+    public TableRun(JobConfig cfg, org.apache.hadoop.conf.Configuration hadoopConf, PrintStream out,
+                    java.util.function.Supplier<SparkContext> sparkStarter, String runId,
+                    java.time.Instant started, boolean parquetInput) {
+        this.parquetInput = parquetInput;
+        this.cfg = cfg;
+        this.hadoopConf = hadoopConf;
+        this.out = out;
+        this.sparkStarter = sparkStarter;
+        this.runId = runId;
+        this.started = started;
+    }
+
+    // ---------------------------------------------------------------- format and options
+
+
+    /**
+     * Refuses what runs over tables do not do, each with the reason and what to use instead: it
+     * would otherwise be ignored and compute something other than what was asked.
+     *
+     * @param cli          a command-line run (the Dataset API has no --input, --output or --resume)
+     * @param parquetInput whether the input is a table (else safetensors files, written as tables)
+     */
+    static void checkOptions(JobConfig cfg, boolean cli, boolean parquetInput) {
+        String use = parquetInput ? "; use safetensors input (--input-format safetensors) for it"
+                : "; leave --output-format parquet out (a run over the files, writing safetensors, does it)";
+        if (cfg.softmax()) {
+            throw new InvalidInputException("--attention softmax with tables: only lightning attention reads and writes "
+                    + "tables" + use);
+        }
+        if (cfg.checksums()) {
+            throw new InvalidInputException("--output-mode checksums with tables: it keeps checksums of o instead of o "
+                    + "(for sequences whose o the disk could not hold), and a table run writes the o table" + use);
+        }
+        if (cfg.get(Settings.SPOT_CHECK_TOLERANCE) != null) {
+            throw new InvalidInputException("--spot-check-tolerance with tables: it is the tolerance of the spot checks "
+                    + "of --output-mode checksums, which a table run does not make; leave it out");
+        }
+        if (cfg.gpuOomToCpu()) {
+            throw new InvalidInputException("--gpu-oom cpu with tables: a table run's GPU tasks halve their launches "
+                    + "when the device runs out of memory and then fail, with no CPU fallback; leave --gpu-oom out, "
+                    + "or use --backend cpu" + (parquetInput ? "" : ", or leave --output-format parquet out"));
+        }
+        if (cfg.get(Settings.SKIP_NONFINITE)) {
+            throw new InvalidInputException("--skip-nonfinite with tables: a sequence with NaN/Inf fails the run; drop "
+                    + "such rows before the run" + use.replace("for it", "to skip them"));
+        }
+        if (cli && cfg.get(Settings.SYNTHETIC) != null) {
+            throw new InvalidInputException("--synthetic with tables: generated sequences are for runs larger than the "
+                    + "disk, written as safetensors files or checksums; leave --input-format and --output-format out");
+        }
+        if (cli && cfg.get(Settings.RESUME)) {
+            throw new InvalidInputException("--resume with tables: a run over tables keeps no finished work to resume "
+                    + "(its passes run as Spark jobs with no per-piece markers), and a failed one left the output "
+                    + "directory as it was; rerun the same command without --resume");
+        }
+        if (cli && parquetInput && cfg.get(Settings.RECURSIVE)) {
+            throw new InvalidInputException("--recursive with tables: Spark reads a table directory with its "
+                    + "subdirectories already; leave --recursive out");
+        }
+        if (cli && !parquetInput && cfg.get(Settings.SEQUENCES) != null) {
+            throw new InvalidInputException("--sequences with safetensors input: each file holds its own slope, "
+                    + "initial_state and initial_normalizer; leave --sequences out");
+        }
+        if (cli && !"auto".equals(cfg.get(Settings.OUTPUT_FORM))) {
+            throw new InvalidInputException("--output-form with tables: the o table is written by Spark's Parquet writer, "
+                    + "which needs no output form; leave --output-form out");
+        }
+        if (cli && parquetInput && "safetensors".equals(cfg.get(Settings.OUTPUT_FORMAT))) {
+            throw new InvalidInputException("--output-format safetensors with parquet input: not supported. A table run "
+                    + "computes o as rows spread over its tasks; the files run's writers put each piece's bytes into a "
+                    + "file the driver laid out from the input's safetensors header, which tables do not have. Leave "
+                    + "--output-format out (the output is then the tables o/ and final_states/)");
+        }
+    }
+
+    // ---------------------------------------------------------------- preparation (CLI and API)
+
+    /** The checked tables and the computation planned from them. */
+    static final class Prepared {
+        final Dataset<Row> blocks;
+        final Dataset<Row> sequences;
+        /** The stored final states (conformed), or null without them. */
+        final Dataset<Row> stored;
+        final TableCompute compute;
+        /** With stored final states: the sequences that continue a stored state, and the stored rows in all. */
+        final int continued;
+        final int storedRows;
+
+        Prepared(Dataset<Row> blocks, Dataset<Row> sequences, Dataset<Row> stored, TableCompute compute, int continued,
+                 int storedRows) {
+            this.blocks = blocks;
+            this.sequences = sequences;
+            this.stored = stored;
+            this.compute = compute;
+            this.continued = continued;
+            this.storedRows = storedRows;
+        }
+
+        /** The run's outputs; its final states are the complete state set (stored rows it did not compute carried over). */
+        TableCompute.Outputs outputs(SparkSession spark) {
+            return compute.outputs(spark, blocks, sequences, stored);
+        }
+    }
+
+    /**
+     * Checks both tables (Spark jobs over their small columns) and plans the run. Throws
+     * InvalidInputException for bad input; with --skip-invalid puts refused sequences in
+     * {@code rejected} (name to reason) instead.
+     *
+     * @param known the blocks' summaries where they are known without the checks (safetensors files,
+     *              whose headers were checked: {@link SafetensorsTables}), else null
+     */
+    static Prepared prepare(SparkSession spark, JobConfig cfg, Dataset<Row> blocksIn, String blocksSource,
+                            Dataset<Row> sequencesIn, String sequencesSource, Dataset<Row> storedIn,
+                            String storedSource, Map<String, String> rejected, List<TableValidation.Summary> known) {
+        checkOptions(cfg, false, known == null);
+        Dataset<Row> blocks = BLOCKS.conform(blocksIn, blocksSource);
+        Dataset<Row> sequences = sequencesIn == null ? null : SEQUENCES.conform(sequencesIn, sequencesSource);
+        Dataset<Row> stored = storedIn == null ? null : FINAL_STATES.conform(storedIn, storedSource);
+        int parallel = spark.sparkContext().defaultParallelism();
+        boolean skip = cfg.get(Settings.SKIP_INVALID);
+        List<TableValidation.Summary> valid = new ArrayList<>();
+        List<TableValidation.Summary> bad = new ArrayList<>();
+        for (TableValidation.Summary s : known != null ? known : TableValidation.check(blocks, skip, Math.max(1, parallel))) {
+            (s.error == null ? valid : bad).add(s);
+        }
+        if (!bad.isEmpty() && !skip) {
+            throw new InvalidInputException(bad.get(0).error + (bad.size() == 1 ? ""
+                    : " (and " + (bad.size() - 1) + " more sequence(s) with problems; --skip-invalid computes the "
+                    + "others and lists these in the run report)"));
+        }
+        for (TableValidation.Summary s : bad) {
+            rejected.put(String.valueOf(s.name), s.error);
+        }
+        if (valid.isEmpty()) {
+            throw new InvalidInputException(blocksSource + ": no sequence to compute" + (bad.isEmpty()
+                    ? " (the table has no rows)" : ": all " + bad.size() + " were rejected, e.g. " + bad.get(0).error));
+        }
+        String[] names = new String[valid.size()];
+        for (int i = 0; i < names.length; i++) {
+            names[i] = valid.get(i).name;
+        }
+        double[][] slopes = new double[names.length][];
+        boolean[] initial = new boolean[names.length];
+        if (sequences != null) {
+            readSequences(cfg, sequences, sequencesSource, valid, names, rejected, slopes, initial);
+        }
+        long[] tokensBefore = new long[names.length];
+        for (int i = 0; i < names.length; i++) {
+            tokensBefore[i] = initial[i] ? -1 : 0; // a given initial_state: what it absorbed is not known
+        }
+        int[] counts = stored == null ? new int[2]
+                : matchStored(cfg, stored, storedSource, sequencesSource, valid, names, slopes, initial, tokensBefore);
+        for (int i = 0; i < names.length; i++) {
+            if (slopes[i] == null) {
+                TableValidation.Summary s = valid.get(i);
+                slopes[i] = cfg.defaultSlopes(Math.max(s.headsQ, Math.max(s.headsK, s.headsV)));
+            }
+        }
+        TablePlan plan = new TablePlan(valid, slopes, initial, tokensBefore,
+                new PiecePlanner(cfg.get(Settings.PARTITION_TOKENS), cfg.chunkSize()),
+                PassRunner.maxTasksPerPass(parallel));
+        return new Prepared(blocks, sequences, stored, new TableCompute(cfg, plan), counts[0], counts[1]);
+    }
+
+    /**
+     * --initial-states over tables: the stored final_states table's small columns, on the driver (a
+     * name, four integers, a flag and a string per row; the states stay in the table until the
+     * shuffle), matched by name to the sequences this run computes. A continued sequence starts from
+     * its stored state: S_{-1} is the stored S_{T-1}, so its outputs equal those of one run over the
+     * old and the new tokens. Before any compute this refuses, naming the sequence, a stored name
+     * with more than one row, a sequence that also has its own initial_state or initial_normalizer
+     * in the sequences table (two starting states), and a stored state whose shape or feature map
+     * does not fit its input here (what was expected and what was found, as for safetensors states).
+     * A continued sequence keeps its decay rates: without a {@code slope} in the sequences table it
+     * takes the stored row's (the run's defaults could differ, and the continuation would then not
+     * be the one run over old and new tokens that it stands for); a given {@code slope} that
+     * differs from the stored one is refused. Sequences without a stored row start from zero (or
+     * their sequences-table state). Fills in {@code slopes}, {@code initial} and {@code tokensBefore};
+     * returns the continued sequences and the stored rows.
+     */
+    private static int[] matchStored(JobConfig cfg, Dataset<Row> stored, String source, String sequencesSource,
+                                    List<TableValidation.Summary> valid, String[] names, double[][] slopes,
+                                    boolean[] initial, long[] tokensBefore) {
+        List<Row> rows = stored.select(functions.col(SEQUENCE), functions.col(HEADS), functions.col(DK),
+                functions.col(DV), functions.col(FINAL_NORMALIZER).isNotNull(), functions.col(FEATURE_MAP),
+                functions.col(STATE_TOKENS), functions.col(FINAL_STATE).isNull(), functions.col(SLOPE)).collectAsList();
+        java.util.Set<String> seen = new java.util.HashSet<>();
+        List<String> problems = new ArrayList<>();
+        int continued = 0;
+        for (Row r : rows) {
+            if (r.isNullAt(0)) {
+                throw new InvalidInputException(source + ": a row has no sequence name (null in column `" + SEQUENCE
+                        + "`); it is not a table lightning wrote");
+            }
+            String name = r.getString(0);
+            if (!seen.add(name)) {
+                problems.add("'" + name + "': the stored table has more than one row for it; a state set has one");
+                continue;
+            }
+            int s = java.util.Arrays.binarySearch(names, name);
+            if (s < 0) {
+                continue; // not computed here: carried over unchanged
+            }
+            if (initial[s]) {
+                problems.add("'" + name + "': " + sequencesSource + " gives it its own " + INITIAL_STATE + " or "
+                        + INITIAL_NORMALIZER + " and " + source + " has a stored state for it; a sequence starts from "
+                        + "one state: remove one of them (leave the column null, drop the tensor from the file, or "
+                        + "remove the row from the stored table)");
+                continue;
+            }
+            if (r.getBoolean(7) || r.isNullAt(1) || r.isNullAt(2) || r.isNullAt(3)) {
+                problems.add("'" + name + "': the stored row has no " + FINAL_STATE + " or no shape; it is not a row "
+                        + "lightning wrote");
+                continue;
+            }
+            TableValidation.Summary sum = valid.get(s);
+            int h = Math.max(sum.headsQ, Math.max(sum.headsK, sum.headsV));
+            String why = StoredStates.mismatch(r.getInt(1), r.getInt(2), r.getInt(3), r.getBoolean(4),
+                    r.isNullAt(5) ? null : r.getString(5), source, TablePlan.spec(sum.headsQ, sum.headsK, sum.headsV,
+                            sum.dk, sum.dv, slopes[s] != null ? slopes[s] : cfg.defaultSlopes(h),
+                            cfg.get(Settings.SCALE), cfg.chunkSize(), cfg.variant()));
+            if (why != null) {
+                problems.add("'" + name + "': the stored state does not fit: " + why);
+                continue;
+            }
+            double[] storedSlopes = r.isNullAt(8) ? null : new double[r.getList(8).size()];
+            for (int i = 0; storedSlopes != null && i < storedSlopes.length; i++) {
+                Object x = r.getList(8).get(i);
+                storedSlopes[i] = x == null ? Double.NaN : ((Number) x).doubleValue();
+            }
+            if (storedSlopes == null || storedSlopes.length != h || !validSlopes(storedSlopes)) {
+                problems.add("'" + name + "': the stored row's " + SLOPE + " is " + (storedSlopes == null ? "null"
+                        : java.util.Arrays.toString(storedSlopes)) + ", expected " + h + " finite decay rates >= 0; "
+                        + "it is not a row lightning wrote");
+                continue;
+            }
+            if (slopes[s] != null && !java.util.Arrays.equals(slopes[s], storedSlopes)) {
+                problems.add("'" + name + "': the sequences table gives " + SLOPE + " "
+                        + java.util.Arrays.toString(slopes[s]) + ", the stored state decayed at "
+                        + java.util.Arrays.toString(storedSlopes) + "; a continued sequence keeps its decay rates: "
+                        + "leave " + SLOPE + " null for it (the stored ones are taken)");
+                continue;
+            }
+            slopes[s] = storedSlopes;
+            initial[s] = true;
+            tokensBefore[s] = r.isNullAt(6) ? -1 : r.getLong(6);
+            continued++;
+        }
+        if (!problems.isEmpty()) {
+            throw new InvalidInputException(source + ": " + problems.size() + " sequence(s) cannot continue from their "
+                    + "stored state: " + String.join("; ", problems.subList(0, Math.min(5, problems.size())))
+                    + (problems.size() > 5 ? "; ..." : ""));
+        }
+        return new int[] {continued, seen.size()};
+    }
+
+    /**
+     * The sequences table's small columns, on the driver (a name, H slopes and two flags per row):
+     * every row must name a sequence of the blocks, once, with H finite non-negative slopes, and an
+     * initial normalizer only with --normalize (as a file holding one is refused without).
+     */
+    private static void readSequences(JobConfig cfg, Dataset<Row> sequences, String source,
+                                      List<TableValidation.Summary> valid, String[] names, Map<String, String> rejected,
+                                      double[][] slopes, boolean[] initial) {
+        List<Row> rows = sequences.select(functions.col(SEQUENCE), functions.col(SLOPE),
+                functions.col(INITIAL_STATE).isNotNull(), functions.col(INITIAL_NORMALIZER).isNotNull()).collectAsList();
+        boolean[] seen = new boolean[names.length];
+        for (Row r : rows) {
+            if (r.isNullAt(0)) {
+                throw new InvalidInputException(source + ": a row has no sequence name (null in column `" + SEQUENCE + "`)");
+            }
+            String name = r.getString(0);
+            int s = java.util.Arrays.binarySearch(names, name);
+            if (s < 0) {
+                if (rejected.containsKey(name)) {
+                    continue;
+                }
+                throw new InvalidInputException(source + ": sequence '" + name + "' has no blocks; every row of the "
+                        + "sequences table must name a sequence of the blocks table");
+            }
+            String where = source + ", sequence '" + name + "': ";
+            if (seen[s]) {
+                throw new InvalidInputException(where + "it has more than one row; a sequence has at most one");
+            }
+            seen[s] = true;
+            TableValidation.Summary sum = valid.get(s);
+            int h = Math.max(sum.headsQ, Math.max(sum.headsK, sum.headsV));
+            if (!r.isNullAt(1)) {
+                List<Object> given = r.getList(1);
+                if (given.size() != h) {
+                    throw new InvalidInputException(where + SLOPE + " has " + given.size() + " values, expected one per "
+                            + "head, H = " + h);
+                }
+                double[] v = new double[h];
+                for (int i = 0; i < h; i++) {
+                    Object x = given.get(i);
+                    v[i] = x == null ? Double.NaN : ((Number) x).doubleValue();
+                    if (!(v[i] >= 0) || Double.isInfinite(v[i])) {
+                        throw new InvalidInputException(where + SLOPE + "[" + i + "] is " + v[i] + ", expected finite and >= 0");
+                    }
+                }
+                slopes[s] = v;
+            }
+            if (r.getBoolean(3) && !cfg.get(Settings.NORMALIZE)) {
+                throw new InvalidInputException(where + INITIAL_NORMALIZER + " is given, but the run does not normalize: "
+                        + "add --normalize, or leave the column null");
+            }
+            initial[s] = r.getBoolean(2) || r.getBoolean(3);
+        }
+    }
+
+    private static boolean validSlopes(double[] v) {
+        for (double x : v) {
+            if (!(x >= 0) || Double.isInfinite(x)) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    // ---------------------------------------------------------------- the command-line run
+
+    /** Reads, computes and publishes; returns the run report. */
+    public ObjectNode run() throws IOException {
+        checkOptions(cfg, true, parquetInput);
+        Path given = HadoopPaths.parse(cfg.get(Settings.OUTPUT));
+        FileSystem outFs = HadoopPaths.fileSystem(given, hadoopConf);
+        Path outputDir = outFs.makeQualified(given);
+        List<String> inputs = new ArrayList<>();
+        List<String> seqInputs = new ArrayList<>();
+        List<SequenceFile> files = null;
+        Map<String, String> rejected = new java.util.TreeMap<>();
+        if (parquetInput) {
+            for (String e : InputFormats.elements(cfg.get(Settings.INPUT), hadoopConf)) {
+                inputs.add(qualifiedOutsideOutput("--input", e, outputDir));
+            }
+            if (cfg.get(Settings.SEQUENCES) != null) {
+                for (String e : InputFormats.elements(cfg.get(Settings.SEQUENCES), hadoopConf)) {
+                    seqInputs.add(qualifiedOutsideOutput("--sequences", e, outputDir));
+                }
+            }
+        } else {
+            // safetensors files: listed and their headers checked as a files run does, before Spark starts
+            List<InputFile> listed = InputListing.list(hadoopConf, cfg.get(Settings.INPUT), cfg.get(Settings.RECURSIVE));
+            List<InputFile> accepted = new ArrayList<>();
+            files = SequenceFiles.inspectAll(cfg, hadoopConf, listed, accepted, rejected);
+            PathOverlap.check(hadoopConf, listed, given);
+            accepted.forEach(f -> inputs.add(f.path().toString()));
+        }
+        String storedTable = cfg.get(Settings.INITIAL_STATES) == null ? null : storedTable(given);
+        OutputDirectory outputs = new OutputDirectory(cfg, outFs, outputDir, out);
+        boolean createdOutput = outputs.create();
+        OutputLock lock = outputs.lock(runId);
+        try {
+            Commit.recover(outFs, outputDir, out);
+            // the tables, and the report and _SUCCESS of the run that wrote them: a directory holding
+            // any of them is an earlier result, replaced only with --overwrite
+            List<String> ours = new ArrayList<>(tables());
+            ours.add(Commit.REPORT);
+            ours.add(Commit.SUCCESS);
+            for (String name : ours) {
+                if (!cfg.get(Settings.OVERWRITE) && outFs.exists(HadoopPaths.child(outputDir, name))) {
+                    throw new InvalidInputException("--output " + outputDir + " already holds " + name
+                            + (name.startsWith("_") ? "" : "/") + ", which this run would write; pass --overwrite to "
+                            + "replace it (at the commit, after all compute) or choose another output directory");
+                }
+            }
+            ObjectMapper json = new ObjectMapper();
+            ObjectNode fingerprint = json.createObjectNode();
+            fingerprint.put("format", parquetInput ? "parquet" : "safetensors to parquet");
+            inputs.forEach(fingerprint.putArray("input")::add);
+            seqInputs.forEach(fingerprint.putArray("sequences")::add);
+            fingerprint.put("initialStates", storedTable);
+            ObjectNode settings = fingerprint.putObject("settings");
+            cfg.describe().forEach(settings::put);
+            Staging staging = outputs.chooseStaging(fingerprint, runId, started);
+            ObjectNode report = json.createObjectNode();
+            try {
+                compute(inputs, seqInputs, files, rejected, storedTable, staging, report);
+            } catch (Exception e) {
+                if (refusedInput(e) || SetupChecks.setupProblem(e) != null) {
+                    // bad input (or a file that is no table at all), found by the checks, by Spark's
+                    // reader or on the map side of the shuffle, before any compute task ran: there
+                    // is no work to keep
+                    Commit.removeStaging(outFs, outputDir, staging.path());
+                    throw e;
+                }
+                report.put("status", "failed");
+                report.put("error", String.valueOf(e.getMessage()));
+                try {
+                    staging.stageReport(outFs, report);
+                    out.println("lightning: the run failed; the output directory is unchanged. The report of the failed "
+                            + "run is in " + staging.root);
+                } catch (IOException | RuntimeException again) {
+                    e.addSuppressed(again);
+                }
+                throw e;
+            }
+            report.put("status", "succeeded");
+            report.put("ended", java.time.Instant.now().toString());
+            staging.stageReport(outFs, report);
+            // an earlier run's table this run does not write (states/ without --state-every) goes with --overwrite
+            List<String> others = new ArrayList<>(ALL_TABLES);
+            others.removeAll(tables());
+            Commit.commit(outFs, outputDir, staging, tables(), others, cfg.get(Settings.OVERWRITE), lock);
+            double seconds = (System.nanoTime() - t0) / 1e9;
+            long tokens = report.path("tokens").asLong();
+            out.printf("lightning: done: %d sequences, %,d tokens in %.1f s (%s tokens/s); tables %s in %s%s%n",
+                    report.path("sequences").asInt(), tokens, seconds, PassRunner.rate(tokens, seconds),
+                    String.join("/, ", tables()) + "/", cfg.get(Settings.OUTPUT), report.path("rejected").size() == 0 ? ""
+                            : " (" + report.path("rejected").size() + " rejected: see " + Commit.REPORT + ")");
+            return report;
+        } finally {
+            lock.close();
+            if (createdOutput) {
+                outputs.removeIfEmpty();
+            }
+        }
+    }
+
+    /** The tables this run publishes: o/ and final_states/, and states/ with --state-every. */
+    private List<String> tables() {
+        return cfg.get(Settings.STATE_EVERY) > 0 ? ALL_TABLES : List.of(O_DIR, STATES_DIR);
+    }
+
+    /** Whether {@code e} is (or wraps, as Spark's job failures do) a refusal of the input. */
+    private static boolean refusedInput(Throwable e) {
+        for (Throwable t = e; t != null; t = t.getCause() == t ? null : t.getCause()) {
+            if (t instanceof InvalidInputException) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /** An input path, qualified; refused when it does not exist or when it and the output contain one another. */
+    private String qualifiedOutsideOutput(String flag, String element, Path outputDir) throws IOException {
+        Path p = HadoopPaths.parse(element);
+        FileSystem fs = HadoopPaths.fileSystem(p, hadoopConf);
+        Path q = fs.makeQualified(p);
+        if (!fs.exists(q)) {
+            throw new InvalidInputException(flag + " " + element + ": no such file or directory");
+        }
+        String a = q.toUri().toString().replaceAll("/+$", "") + "/";
+        String b = outputDir.toUri().toString().replaceAll("/+$", "") + "/";
+        if (a.startsWith(b) || b.startsWith(a)) {
+            throw new InvalidInputException("--output " + outputDir + " and " + flag + " " + q + " overlap (one holds the "
+                    + "other); the input is never written: choose an output directory outside it");
+        }
+        return q.toString();
+    }
+
+    /**
+     * --initial-states DIR of a table run: the {@code final_states} table of a committed output,
+     * outside --output (the checks every --initial-states gets, whatever the format), qualified.
+     */
+    private String storedTable(Path output) throws IOException {
+        String dir = cfg.get(Settings.INITIAL_STATES);
+        PathOverlap.checkStates(hadoopConf, HadoopPaths.parse(dir), output);
+        Path root = StoredStates.committed(hadoopConf, dir);
+        Path table = HadoopPaths.child(root, STATES_DIR);
+        if (!HadoopPaths.fileSystem(table, hadoopConf).exists(table)) {
+            throw new InvalidInputException("--initial-states " + dir + " holds no " + STATES_DIR + "/ table: it is not "
+                    + "the output of a run over tables (a safetensors run's states are continued by a run that writes "
+                    + "safetensors: " + (parquetInput ? "--input-format safetensors" : "leave --output-format parquet out")
+                    + "); give the --output directory of an earlier run that wrote tables");
+        }
+        return table.toString();
+    }
+
+    private void compute(List<String> inputs, List<String> seqInputs, List<SequenceFile> files,
+                         Map<String, String> rejected, String storedTable, Staging staging, ObjectNode report)
+            throws IOException {
+        long sparkStart = System.nanoTime();
+        SparkContext sc = sparkStarter.get();
+        report.put("sparkStartSeconds", (System.nanoTime() - sparkStart) / 1e9);
+        SparkSession spark = SparkSession.builder().sparkContext(sc).getOrCreate();
+        report.put("version", Version.get());
+        report.put("run", runId);
+        report.put("application", sc.applicationId());
+        report.put("master", sc.master());
+        report.put("started", started.toString());
+        report.put("format", parquetInput ? "parquet" : "safetensors to parquet");
+        ObjectNode settings = report.putObject("settings");
+        cfg.describe().forEach(settings::put);
+        long t = System.nanoTime();
+        Dataset<Row> stored = storedTable == null ? null : spark.read().parquet(storedTable);
+        Prepared p;
+        if (parquetInput) {
+            Dataset<Row> blocks = spark.read().parquet(inputs.toArray(new String[0]));
+            Dataset<Row> sequences = seqInputs.isEmpty() ? null : spark.read().parquet(seqInputs.toArray(new String[0]));
+            p = prepare(spark, cfg, blocks, "--input " + String.join(",", inputs), sequences,
+                    "--sequences " + String.join(",", seqInputs), stored, "--initial-states " + storedTable, rejected,
+                    null);
+        } else {
+            SafetensorsTables source = SafetensorsTables.of(spark, cfg, hadoopConf, files);
+            p = prepare(spark, cfg, source.blocks, "--input " + cfg.get(Settings.INPUT), source.sequences,
+                    "--input " + cfg.get(Settings.INPUT) + " (slope, initial_state)", stored,
+                    "--initial-states " + storedTable, rejected, source.summaries);
+        }
+        if (stored != null) {
+            out.printf("lightning: --initial-states: %d of %d sequences continue from a stored state; %d stored "
+                    + "state(s) in all, those not computed here carried over into %s/%n", p.continued,
+                    p.compute.plan.size(), p.storedRows, STATES_DIR);
+            report.put("continued", p.continued);
+            report.put("storedStates", p.storedRows);
+        }
+        TablePlan plan = p.compute.plan;
+        double checkSeconds = (System.nanoTime() - t) / 1e9;
+        for (Map.Entry<String, String> r : rejected.entrySet()) {
+            out.println("lightning: rejected sequence " + r.getKey() + ": " + r.getValue());
+        }
+        int split = 0;
+        for (int s = 0; s < plan.size(); s++) {
+            split += plan.split(s) ? 1 : 0;
+        }
+        out.printf("lightning: tables: %d sequences, %,d tokens -> %d pieces in %d partitions, %d tasks per pass; "
+                        + "%d sequences split; checked in %.1f s%n", plan.size(), plan.totalTokens, plan.pieceCount,
+                plan.partitions, plan.tasks, split, checkSeconds);
+        report.put("sequences", plan.size());
+        report.put("tokens", plan.totalTokens);
+        report.put("pieces", plan.pieceCount);
+        report.put("partitions", plan.partitions);
+        report.put("tasksPerPass", plan.tasks);
+        report.put("splitSequences", split);
+        ObjectNode passes = report.putObject("passes");
+        passes.putObject("check").put("seconds", checkSeconds);
+        TableCompute.Outputs outputs = p.outputs(spark);
+        try {
+            t = System.nanoTime();
+            sc.setJobDescription("lightning tables: passes and the o table");
+            outputs.o.write().parquet(staging.stagedOutput(O_DIR).toString());
+            double oSeconds = (System.nanoTime() - t) / 1e9;
+            passes.putObject("compute and write o").put("seconds", oSeconds).put("tokensPerSecond",
+                    oSeconds > 0 ? plan.totalTokens / oSeconds : 0);
+            out.printf("lightning: computed and wrote %s/: %,d tokens in %.1f s (%s tokens/s)%n", O_DIR, plan.totalTokens,
+                    oSeconds, PassRunner.rate(plan.totalTokens, oSeconds));
+            t = System.nanoTime();
+            sc.setJobDescription("lightning tables: the final-states table");
+            // states are float32 noise to a codec and never repeat: no dictionary, no compression
+            outputs.finalStates.write().option("compression", "none").option("parquet.enable.dictionary", "false")
+                    .parquet(staging.stagedOutput(STATES_DIR).toString());
+            passes.putObject("write final states").put("seconds", (System.nanoTime() - t) / 1e9);
+            if (outputs.checkpoints != null) {
+                t = System.nanoTime();
+                sc.setJobDescription("lightning tables: the recorded states (--state-every)");
+                outputs.checkpoints.write().option("compression", "none").option("parquet.enable.dictionary", "false")
+                        .parquet(staging.stagedOutput(CHECKPOINTS_DIR).toString());
+                passes.putObject("write recorded states").put("seconds", (System.nanoTime() - t) / 1e9);
+            }
+            sc.setJobDescription(null);
+        } finally {
+            outputs.all.unpersist(false);
+        }
+        double seconds = (System.nanoTime() - t0) / 1e9;
+        report.put("seconds", seconds);
+        report.put("tokensPerSecond", seconds > 0 ? plan.totalTokens / seconds : 0);
+        com.fasterxml.jackson.databind.node.ArrayNode rej = report.putArray("rejected");
+        rejected.forEach((name, why) -> rej.addObject().put("sequence", name).put("reason", why));
+    }
+
+
+}

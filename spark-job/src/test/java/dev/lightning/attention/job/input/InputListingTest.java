@@ -1,0 +1,223 @@
+package dev.lightning.attention.job.input;
+
+import dev.lightning.attention.job.HadoopPaths;
+import dev.lightning.attention.job.HadoopPathsTest;
+import dev.lightning.attention.tensor.InvalidInputException;
+import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.fs.Path;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.stream.Collectors;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+class InputListingTest {
+    private static final Configuration CONF = new Configuration();
+
+    @TempDir
+    java.nio.file.Path tmp;
+
+    private java.nio.file.Path file(String relative) throws IOException {
+        java.nio.file.Path p = tmp.resolve(relative);
+        Files.createDirectories(p.getParent());
+        return Files.write(p, relative.getBytes(java.nio.charset.StandardCharsets.UTF_8));
+    }
+
+    private static List<InputFile> list(Object input, boolean recursive) throws IOException {
+        return InputListing.list(CONF, input.toString(), recursive);
+    }
+
+    private static List<String> names(List<InputFile> files) {
+        return files.stream().map(f -> f.name).collect(Collectors.toList());
+    }
+
+    /** Checks every listed file is the file of that name on disk, found through a qualified path. */
+    private static void sameFiles(List<InputFile> files, java.nio.file.Path... expected) throws IOException {
+        assertEquals(expected.length, files.size(), names(files).toString());
+        for (int i = 0; i < expected.length; i++) {
+            InputFile f = files.get(i);
+            assertEquals("file", f.path().toUri().getScheme(), f.toString());
+            java.nio.file.Path listed = java.nio.file.Paths.get(f.path().toUri().getPath());
+            assertEquals(expected[i].toRealPath(), listed.toRealPath(), f.toString());
+            assertEquals(Files.size(expected[i]), f.status.getLen());
+            assertTrue(f.status.getBlockLocations().length >= 1, "block locations kept for task locality");
+        }
+    }
+
+    @Test
+    void aDirectoryGivesItsVisibleSafetensorsFilesSortedByName() throws IOException {
+        java.nio.file.Path b = file("in/b.safetensors");
+        java.nio.file.Path a = file("in/a.safetensors");
+        file("in/.a.safetensors.inprogress-1");
+        file("in/_SUCCESS");
+        file("in/_c.safetensors");
+        file("in/notes.txt");
+        file("in/sub/d.safetensors");
+        List<InputFile> files = list(tmp.resolve("in"), false);
+        assertEquals(List.of("a.safetensors", "b.safetensors"), names(files));
+        sameFiles(files, a, b);
+        assertEquals(new Path(tmp.resolve("in").toUri().toString().replaceAll("/$", "")), files.get(0).root);
+    }
+
+    @Test
+    void oddNamesAreListedUnderTheirOwnNames() throws IOException {
+        List<java.nio.file.Path> expected = new ArrayList<>();
+        List<String> sorted = new ArrayList<>();
+        for (String n : HadoopPathsTest.ODD_NAMES) {
+            if (n.endsWith(InputListing.SUFFIX)) {
+                sorted.add(n);
+            }
+        }
+        java.util.Collections.sort(sorted);
+        for (String n : sorted) {
+            expected.add(file("odd/" + n));
+        }
+        List<InputFile> files = list(tmp.resolve("odd"), false);
+        assertEquals(sorted, names(files));
+        sameFiles(files, expected.toArray(new java.nio.file.Path[0]));
+        // and each one alone, named explicitly (a comma, brackets or a '?' in the name notwithstanding)
+        for (int i = 0; i < sorted.size(); i++) {
+            List<InputFile> one = list(expected.get(i), false);
+            assertEquals(List.of(sorted.get(i)), names(one));
+            sameFiles(one, expected.get(i));
+            assertEquals(one.get(0).path(), one.get(0).root);
+        }
+    }
+
+    /** A file whose output would take the name of the job's report, marker, lock or staging is refused. */
+    @Test
+    void reservedOutputNamesAreRefused() throws IOException {
+        for (String name : new String[] {"_SUCCESS", "_lightning_report.json", "_lightning.lock"}) {
+            java.nio.file.Path f = file("reserved/" + name);
+            InvalidInputException e = assertThrows(InvalidInputException.class, () -> list(f, false));
+            assertTrue(e.getMessage().contains(name) && e.getMessage().contains("rename"), e.getMessage());
+        }
+    }
+
+    @Test
+    void aFileNamedExplicitlyIsTakenWhateverItsName() throws IOException {
+        java.nio.file.Path hidden = file("in/_x.bin");
+        java.nio.file.Path plain = file("in/seq.data");
+        sameFiles(list(hidden, false), hidden);
+        assertEquals(List.of("_x.bin"), names(list(hidden, false)));
+        assertEquals(List.of("seq.data"), names(list("file://" + plain, false)));
+    }
+
+    @Test
+    void listsAndGlobsCombine() throws IOException {
+        java.nio.file.Path a = file("one/a.safetensors");
+        java.nio.file.Path b = file("two/b.safetensors");
+        java.nio.file.Path c = file("three/c.safetensors");
+        java.nio.file.Path d = file("three/d.safetensors");
+        file("three/_e.safetensors");
+        file("three/f.txt");
+        String glob = tmp.resolve("three") + "/*.safetensors";
+        List<InputFile> files = list(tmp.resolve("one") + "," + b + "," + glob, false);
+        assertEquals(List.of("a.safetensors", "b.safetensors", "c.safetensors", "d.safetensors"), names(files));
+        sameFiles(files, a, b, c, d);
+        assertEquals(new Path(c.toUri()), files.get(2).root, "a glob's match is its own root");
+        // Hadoop's globStatus fails on a directory holding a name with a colon; the listing does not
+        java.nio.file.Path colon = file("three/run:1.safetensors");
+        assertEquals(List.of("c.safetensors", "d.safetensors", "run:1.safetensors"), names(list(glob, false)));
+        sameFiles(list(tmp + "/*/r?n:[0-9].safetensors", false), colon);
+        sameFiles(list(tmp + "/th*/[c-d]*", false), c, d);
+        // braces hold commas that do not separate list elements
+        assertEquals(List.of("a.safetensors", "c.safetensors"),
+                names(list(tmp + "/{one,three}/{a,c}.safetensors", false)));
+        // the same file reached twice is listed once
+        assertEquals(List.of("a.safetensors"), names(list(tmp.resolve("one") + "," + a, false)));
+    }
+
+    @Test
+    void aPathThatExistsIsTakenAsTypedEvenWithCommasAndGlobCharacters() throws IOException {
+        java.nio.file.Path weird = file("x,y[1]*/p,q.safetensors");
+        file("x/nothing.safetensors");
+        sameFiles(list(tmp.resolve("x,y[1]*"), false), weird);
+        sameFiles(list(weird, false), weird);
+        // in a list, each element is tried as typed before as a glob
+        java.nio.file.Path literal = file("y[1]*/nothing.safetensors");
+        java.nio.file.Path other = file("z/r.safetensors");
+        file("y1/nothing.safetensors");
+        sameFiles(list(tmp.resolve("y[1]*") + "," + other, false), literal, other);
+    }
+
+    @Test
+    void recursiveGivesNestedNamesAndSkipsHiddenDirectories() throws IOException {
+        java.nio.file.Path top = file("tree/top.safetensors");
+        java.nio.file.Path mid = file("tree/a/mid.safetensors");
+        java.nio.file.Path deep = file("tree/a/b c/run:1.safetensors");
+        file("tree/_temporary/x.safetensors");
+        file("tree/.hidden/y.safetensors");
+        file("tree/a/_z.safetensors");
+        List<InputFile> files = list(tmp.resolve("tree"), true);
+        assertEquals(List.of("a/b c/run:1.safetensors", "a/mid.safetensors", "top.safetensors"), names(files));
+        sameFiles(files, deep, mid, top);
+        for (InputFile f : files) {
+            assertEquals(new Path(tmp.resolve("tree").toUri().toString().replaceAll("/$", "")), f.root);
+            assertEquals(f.path(), HadoopPaths.child(f.root, f.name), "name is the path below the root");
+        }
+    }
+
+    @Test
+    void aDirectoryWithoutSequenceFilesSaysSoAndPointsToRecursive() throws IOException {
+        file("nested/sub/a.safetensors");
+        file("nested/readme.txt");
+        InvalidInputException e = assertThrows(InvalidInputException.class, () -> list(tmp.resolve("nested"), false));
+        assertTrue(e.getMessage().startsWith("--input " + tmp.resolve("nested") + ": no *.safetensors files in "),
+                e.getMessage());
+        assertTrue(e.getMessage().contains("--recursive") && e.getMessage().contains("sub/a.safetensors"),
+                e.getMessage());
+        file("empty/readme.txt");
+        file("empty/_hidden/a.safetensors");
+        InvalidInputException f = assertThrows(InvalidInputException.class, () -> list(tmp.resolve("empty"), false));
+        assertTrue(f.getMessage().contains("no *.safetensors files in"), f.getMessage());
+        assertFalse(f.getMessage().contains("--recursive"), f.getMessage());
+        InvalidInputException g = assertThrows(InvalidInputException.class, () -> list(tmp.resolve("empty"), true));
+        assertTrue(g.getMessage().contains("or its subdirectories"), g.getMessage());
+    }
+
+    @Test
+    void whatMatchesNothingIsNoSuchFileOrDirectory() throws IOException {
+        file("in/a.safetensors");
+        for (String missing : new String[] {tmp.resolve("nothing").toString(), tmp + "/in/*.bin",
+                tmp + "/in/x[1.safetensors", tmp + "/in/a.safetensors," + tmp + "/gone"}) {
+            InvalidInputException e = assertThrows(InvalidInputException.class, () -> list(missing, false));
+            assertTrue(e.getMessage().startsWith("--input ") && e.getMessage().endsWith(": no such file or directory"),
+                    e.getMessage());
+            assertFalse(e.getMessage().contains("no such directory"));
+        }
+        InvalidInputException last = assertThrows(InvalidInputException.class,
+                () -> list(tmp + "/in/a.safetensors," + tmp + "/gone", false));
+        assertEquals("--input " + tmp + "/gone: no such file or directory", last.getMessage());
+        file("in/_b.safetensors");
+        InvalidInputException hidden = assertThrows(InvalidInputException.class,
+                () -> list(tmp + "/in/_*", false));
+        assertTrue(hidden.getMessage().contains("starting with '.' or '_'"), hidden.getMessage());
+        InvalidInputException empty = assertThrows(InvalidInputException.class,
+                () -> list(tmp + "/in/a.safetensors,,x", false));
+        assertTrue(empty.getMessage().contains("empty element"), empty.getMessage());
+    }
+
+    @Test
+    void twoFilesForOneOutputNameAreRefused() throws IOException {
+        java.nio.file.Path a1 = file("one/a.safetensors");
+        java.nio.file.Path a2 = file("two/a.safetensors");
+        InvalidInputException e = assertThrows(InvalidInputException.class,
+                () -> list(tmp.resolve("one") + "," + tmp.resolve("two"), false));
+        assertTrue(e.getMessage().contains(a1.toString()) && e.getMessage().contains(a2.toString())
+                && e.getMessage().contains("as a.safetensors"), e.getMessage());
+        InvalidInputException g = assertThrows(InvalidInputException.class,
+                () -> list(tmp + "/*/a.safetensors", false));
+        assertTrue(g.getMessage().contains("both be written as a.safetensors"), g.getMessage());
+        // with --recursive from their common parent the names differ
+        assertEquals(List.of("one/a.safetensors", "two/a.safetensors"), names(list(tmp, true)));
+    }
+}

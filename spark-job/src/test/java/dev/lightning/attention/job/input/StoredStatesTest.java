@@ -1,0 +1,133 @@
+package dev.lightning.attention.job.input;
+
+import dev.lightning.attention.engine.AttentionSpec;
+import dev.lightning.attention.engine.LightningState;
+import dev.lightning.attention.tensor.DType;
+import dev.lightning.attention.tensor.InvalidInputException;
+import dev.lightning.attention.tensor.SafetensorsFile;
+import org.apache.hadoop.conf.Configuration;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.SplittableRandom;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** The safetensors state store: what a committed directory (or its manifest) holds, read back exactly. */
+class StoredStatesTest {
+    private static final Configuration CONF = new Configuration();
+
+    @TempDir
+    Path tmp;
+
+    private static float[] random(SplittableRandom rnd, int n) {
+        float[] x = new float[n];
+        for (int i = 0; i < n; i++) {
+            x[i] = (float) (rnd.nextDouble() * 2 - 1);
+        }
+        return x;
+    }
+
+    /** A result as the job writes it: o [T, H, Dv] BF16, final_state, and z when given. */
+    private static void result(Path file, int t, int h, int dk, int dv, float[] s, float[] z) throws IOException {
+        List<SafetensorsFile.Tensor> ts = new ArrayList<>();
+        ts.add(SafetensorsFile.Tensor.of("o", DType.BF16, new long[] {t, h, dv}, new float[t * h * dv]));
+        ts.add(SafetensorsFile.Tensor.of("final_state", DType.F32, new long[] {h, dk, dv}, s));
+        if (z != null) {
+            ts.add(SafetensorsFile.Tensor.of("final_normalizer", DType.F32, new long[] {h, dk}, z));
+        }
+        Files.createDirectories(file.getParent());
+        SafetensorsFile.write(file, ts);
+    }
+
+    @Test
+    void listsResultsReadsThemExactlyAndIgnoresOtherFiles() throws IOException {
+        SplittableRandom rnd = new SplittableRandom(3);
+        Path dir = Files.createDirectories(tmp.resolve("out"));
+        float[] s = random(rnd, 3 * 5 * 7);
+        float[] z = random(rnd, 3 * 5);
+        result(dir.resolve("r.safetensors"), 11, 3, 5, 7, s, z);
+        float[] s2 = random(rnd, 2 * 4 * 4);
+        result(dir.resolve("sub/x.safetensors"), 1, 2, 4, 4, s2, null);
+        Files.writeString(dir.resolve("notes.txt"), "not a result");
+        Files.write(dir.resolve("broken.safetensors"), new byte[] {(byte) 200, 0, 0, 0, 0, 0, 0, 0, '{'});
+        Files.write(dir.resolve(".hidden"), new byte[3]);
+        Files.writeString(dir.resolve("_lightning_report.json"), "{}");
+        assertThrows(InvalidInputException.class, () -> StoredStates.open(CONF, dir.toString()),
+                "no _SUCCESS: not a committed output");
+        Files.write(dir.resolve("_SUCCESS"), new byte[0]);
+
+        Map<String, StoredStates.State> states = StoredStates.open(CONF, dir.toString()).states();
+        assertEquals(List.of("r.safetensors", "sub/x.safetensors"), new ArrayList<>(states.keySet()));
+        Map<String, String> unreadable = StoredStates.open(CONF, dir.toString()).unreadable();
+        assertEquals(List.of("broken.safetensors", "notes.txt"), new ArrayList<>(unreadable.keySet()));
+        StoredStates.State r = states.get("r.safetensors");
+        assertEquals(11, r.tokens);
+        assertTrue(r.normalizer);
+        assertEquals("S [3, 5, 7] with z [3, 5]", r.shape());
+        AttentionSpec spec = new AttentionSpec(3, 5, 7, new double[] {0.1, 0.2, 0.3}, 1.0, 1).withNormalization(1e-5);
+        LightningState read = r.read(CONF, spec, "r.safetensors", 0);
+        assertArrayEquals(s, read.kv());
+        assertArrayEquals(z, read.normalizer());
+        StoredStates.State x = states.get("sub/x.safetensors");
+        assertEquals(1, x.tokens);
+        assertTrue(!x.normalizer);
+        AttentionSpec plain = new AttentionSpec(2, 4, 4, new double[] {0.1, 0.2}, 1.0, 1);
+        assertArrayEquals(s2, x.read(CONF, plain, "sub/x.safetensors", 1).kv());
+        assertNull(r.mismatch(spec));
+        assertTrue(r.mismatch(new AttentionSpec(3, 5, 7, new double[] {0.1, 0.2, 0.3}, 1.0, 1))
+                .startsWith("expected S [3, 5, 7] without a normalizer z (no --normalize) for its input, found S [3, 5, 7] "
+                        + "with z [3, 5] in file:"));
+        assertTrue(x.mismatch(new AttentionSpec(2, 4, 3, new double[] {0.1, 0.2}, 1.0, 1))
+                .contains("expected S [2, 4, 3]"));
+    }
+
+    /** A manifest is the set (entries by file here and by URI elsewhere), if the directory's last run wrote it. */
+    @Test
+    void manifestIsTheSetOnlyWhenCurrent() throws IOException {
+        SplittableRandom rnd = new SplittableRandom(4);
+        Path elsewhere = tmp.resolve("earlier/u.safetensors");
+        float[] su = random(rnd, 8);
+        result(elsewhere, 4, 1, 2, 4, su, null);
+        Path dir = Files.createDirectories(tmp.resolve("out"));
+        result(dir.resolve("w.safetensors"), 3, 1, 2, 4, random(rnd, 8), null);
+        result(dir.resolve("not-in-the-set.safetensors"), 3, 1, 2, 4, random(rnd, 8), null);
+        Files.write(dir.resolve("_SUCCESS"), new byte[0]);
+        StoredStates.State u = SafetensorsStates.read(org.apache.hadoop.fs.FileSystem.getLocal(CONF),
+                new org.apache.hadoop.fs.Path(tmp.resolve("earlier").toUri())).states().get("u.safetensors");
+        Files.write(dir.resolve("_states.json"), SafetensorsStates.manifest(Map.of("w.safetensors", 10L),
+                Map.of("u.safetensors", u)));
+        Files.writeString(dir.resolve("_lightning_report.json"), "{\"status\": \"succeeded\"}");
+        InvalidInputException stale = assertThrows(InvalidInputException.class,
+                () -> StoredStates.open(CONF, dir.toString()));
+        assertTrue(stale.getMessage().contains("_states.json was not written by the directory's last run"),
+                stale.getMessage());
+
+        Files.writeString(dir.resolve("_lightning_report.json"), "{\"statesManifest\": true}");
+        Map<String, StoredStates.State> states = StoredStates.open(CONF, dir.toString()).states();
+        assertEquals(List.of("u.safetensors", "w.safetensors"), new ArrayList<>(states.keySet()));
+        assertEquals(10, states.get("w.safetensors").tokens);
+        assertEquals(4, states.get("u.safetensors").tokens);
+        assertArrayEquals(su, states.get("u.safetensors").read(CONF,
+                new AttentionSpec(1, 2, 4, new double[] {0.5}, 1.0, 1), "u.safetensors", 0).kv());
+        String text = new String(Files.readAllBytes(dir.resolve("_states.json")), StandardCharsets.UTF_8);
+        assertTrue(text.contains("\"file\" : \"w.safetensors\"") && text.contains("\"uri\" : \"file:"), text);
+
+        Files.delete(elsewhere);
+        InvalidInputException missing = assertThrows(InvalidInputException.class,
+                () -> StoredStates.open(CONF, dir.toString()));
+        assertTrue(missing.getMessage().contains("u.safetensors") && missing.getMessage().contains("missing"),
+                missing.getMessage());
+    }
+}

@@ -1,0 +1,162 @@
+package dev.lightning.attention.job.output;
+
+import dev.lightning.attention.job.HadoopPaths;
+import dev.lightning.attention.tensor.InvalidInputException;
+import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.fs.Path;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.file.Files;
+import java.nio.file.attribute.FileTime;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** The output lock on its own: exclusion, the refresh that keeps it alive, losing it, and a race for a stale one. */
+class OutputLockTest {
+    @TempDir
+    java.nio.file.Path tmp;
+
+    private final PrintStream quiet = new PrintStream(new ByteArrayOutputStream());
+
+    private FileSystem fs() throws Exception {
+        return HadoopPaths.fileSystem(new Path(tmp.toUri()), new Configuration());
+    }
+
+    /** A held lock refuses a second holder and keeps being refreshed, so it never goes stale while held. */
+    @Test
+    void aHeldLockIsRefreshedAndExclusive() throws Exception {
+        FileSystem fs = fs();
+        Path out = new Path(tmp.toUri());
+        try (OutputLock lock = OutputLock.acquire(fs, out, "first", 1.0, quiet)) {
+            java.nio.file.Path file = tmp.resolve(OutputLock.NAME);
+            Files.setLastModifiedTime(file, FileTime.fromMillis(System.currentTimeMillis() - 60_000));
+            Thread.sleep(1_000); // the refresh runs every quarter of the stale time (at least 200 ms)
+            long age = System.currentTimeMillis() - Files.getLastModifiedTime(file).toMillis();
+            assertTrue(age < 900, "refreshed " + age + " ms ago");
+            InvalidInputException e = assertThrows(InvalidInputException.class,
+                    () -> OutputLock.acquire(fs, out, "second", 1.0, quiet));
+            assertTrue(e.getMessage().contains("in use by run first"), e.getMessage());
+            assertTrue(lock.held());
+        }
+        assertFalse(Files.exists(tmp.resolve(OutputLock.NAME)), "released");
+    }
+
+    /** A run whose lock was taken over (it looked stale) knows it and refuses to publish. */
+    @Test
+    void aLockTakenOverIsLost() throws Exception {
+        FileSystem fs = fs();
+        Path out = new Path(tmp.toUri());
+        OutputLock lock = OutputLock.acquire(fs, out, "slow", 120.0, quiet);
+        Files.writeString(tmp.resolve(OutputLock.NAME), "{\"runId\":\"other\",\"host\":\"h\",\"pid\":1}");
+        assertFalse(lock.held());
+        IllegalStateException e = assertThrows(IllegalStateException.class, lock::check);
+        assertTrue(e.getMessage().contains("nothing was published"), e.getMessage());
+        lock.close();
+        assertTrue(Files.readString(tmp.resolve(OutputLock.NAME)).contains("other"), "the other run's lock stays");
+    }
+
+    private void writeLock(String host, long pid, String processStart, double staleSeconds, long ageMillis)
+            throws Exception {
+        java.nio.file.Path file = tmp.resolve(OutputLock.NAME);
+        Files.writeString(file, "{\"runId\":\"holder\",\"host\":\"" + host + "\",\"pid\":" + pid
+                + ",\"processStart\":\"" + processStart + "\",\"staleSeconds\":" + staleSeconds + "}");
+        Files.setLastModifiedTime(file, FileTime.fromMillis(System.currentTimeMillis() - ageMillis));
+    }
+
+    /**
+     * On its own host a holder whose process still runs keeps the lock however old its refresh
+     * (a run stopped with Ctrl-Z): this JVM's own process stands for it. The same process id with
+     * another start time is a process id reused: that lock is taken over at once.
+     */
+    @Test
+    void aLiveProcessOnThisHostKeepsItsLockHoweverOld() throws Exception {
+        FileSystem fs = fs();
+        Path out = new Path(tmp.toUri());
+        ProcessHandle self = ProcessHandle.current();
+        writeLock(OutputLock.hostName(), self.pid(), OutputLock.processStart(self), 1.0, 3_600_000);
+        InvalidInputException e = assertThrows(InvalidInputException.class,
+                () -> OutputLock.acquire(fs, out, "impatient", 1.0, quiet));
+        assertTrue(e.getMessage().contains("in use by run holder"), e.getMessage());
+        writeLock(OutputLock.hostName(), self.pid(), "2001-01-01T00:00:00Z", 1.0, 0);
+        ByteArrayOutputStream said = new ByteArrayOutputStream();
+        try (OutputLock lock = OutputLock.acquire(fs, out, "next", 120.0, new PrintStream(said, true))) {
+            assertTrue(lock.held());
+            assertTrue(said.toString().contains("its process id now names another process"), said.toString());
+        }
+    }
+
+    /**
+     * A holder on another host is judged by its age against the larger of the two runs' stale
+     * times: a run started with a small --lock-stale-seconds does not take the lock of a run that
+     * refreshes at the pace of a larger one.
+     */
+    @Test
+    void anotherHostsLockGoesStaleAtTheLargerOfBothThresholds() throws Exception {
+        FileSystem fs = fs();
+        Path out = new Path(tmp.toUri());
+        writeLock("elsewhere", 1, "2001-01-01T00:00:00Z", 600.0, 300_000);
+        InvalidInputException e = assertThrows(InvalidInputException.class,
+                () -> OutputLock.acquire(fs, out, "impatient", 1.0, quiet));
+        assertTrue(e.getMessage().contains("in use by run holder"), e.getMessage());
+        writeLock("elsewhere", 1, "2001-01-01T00:00:00Z", 600.0, 700_000);
+        try (OutputLock lock = OutputLock.acquire(fs, out, "patient", 1.0, quiet)) {
+            assertTrue(lock.held());
+        }
+    }
+
+    /** Eight contenders for one stale lock, twenty times: each time exactly one ends up holding it. */
+    @Test
+    void oneHolderWhenManyTakeOverAStaleLock() throws Exception {
+        FileSystem fs = fs();
+        Path out = new Path(tmp.toUri());
+        ExecutorService pool = Executors.newFixedThreadPool(8);
+        try {
+            for (int round = 0; round < 20; round++) {
+                Files.writeString(tmp.resolve(OutputLock.NAME), "{\"runId\":\"dead\",\"host\":\"elsewhere\",\"pid\":1}");
+                Files.setLastModifiedTime(tmp.resolve(OutputLock.NAME), FileTime.fromMillis(0));
+                CountDownLatch start = new CountDownLatch(1);
+                List<Future<OutputLock>> tries = new ArrayList<>();
+                for (int i = 0; i < 8; i++) {
+                    String id = "run-" + round + "-" + i;
+                    tries.add(pool.submit(() -> {
+                        start.await();
+                        try {
+                            return OutputLock.acquire(fs, out, id, 120.0, quiet);
+                        } catch (InvalidInputException refused) {
+                            return null;
+                        }
+                    }));
+                }
+                start.countDown();
+                List<OutputLock> won = new ArrayList<>();
+                for (Future<OutputLock> f : tries) {
+                    if (f.get() != null) {
+                        won.add(f.get());
+                    }
+                }
+                // a contender can get a lock that a quicker one then takes back; exactly one still holds it
+                long holders = won.stream().filter(OutputLock::held).count();
+                assertEquals(1, holders, "round " + round + ": holders among " + won.size() + " winners");
+                won.forEach(OutputLock::close);
+                try (var left = Files.list(tmp)) {
+                    assertEquals(0, left.count(), "round " + round + ": no lock and no side files left");
+                }
+            }
+        } finally {
+            pool.shutdownNow();
+        }
+    }
+}

@@ -1,0 +1,78 @@
+package dev.lightning.attention.job.output;
+
+import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.fs.LocalFileSystem;
+import org.apache.hadoop.fs.Path;
+import org.apache.hadoop.fs.RawLocalFileSystem;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.ByteBuffer;
+import java.nio.channels.WritableByteChannel;
+import java.nio.file.Files;
+import java.util.SplittableRandom;
+import java.util.zip.CRC32C;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * A staged file written atomically records the size and CRC32C of the bytes that end up in it,
+ * whichever way they reach the file: on the local file system a window's off-heap o goes through
+ * the stream's channel side (PositionedOutput, in parallel parts when large), elsewhere through
+ * the stream; both ways give the same file and the same record, and no temporary file is left.
+ */
+class StagingWritesTest {
+    @TempDir
+    java.nio.file.Path tmp;
+
+    @Test
+    void localAndStreamWritesRecordTheFilesBytes() throws Exception {
+        byte[] head = new byte[1001];
+        byte[] body = new byte[9 * (1 << 20) + 77]; // above the parallel threshold
+        new SplittableRandom(3).nextBytes(head);
+        new SplittableRandom(4).nextBytes(body);
+        byte[] all = new byte[head.length + body.length + head.length];
+        System.arraycopy(head, 0, all, 0, head.length);
+        System.arraycopy(body, 0, all, head.length, body.length);
+        System.arraycopy(head, 0, all, head.length + body.length, head.length);
+        CRC32C crc = new CRC32C();
+        crc.update(all);
+
+        RawLocalFileSystem raw = new RawLocalFileSystem();
+        raw.initialize(java.net.URI.create("file:///"), new Configuration());
+        LocalFileSystem checked = FileSystem.getLocal(new Configuration()); // not raw: the stream path
+        for (FileSystem fs : new FileSystem[] {raw, checked}) {
+            Path dst = new Path(tmp.toUri().toString() + "/" + fs.getClass().getSimpleName() + "/sub/o.bin");
+            boolean[] channel = {false};
+            Staging.Written w = Staging.writeAtomically(fs, dst, "attempt-1", out -> {
+                out.write(head);
+                ByteBuffer direct = ByteBuffer.allocateDirect(body.length);
+                direct.put(body).flip();
+                if (out instanceof WritableByteChannel c) { // as PieceWork writes an off-heap window
+                    channel[0] = true;
+                    while (direct.hasRemaining()) {
+                        c.write(direct);
+                    }
+                } else {
+                    out.write(body);
+                }
+                out.write(head, 0, head.length);
+            });
+            String what = fs.getClass().getSimpleName();
+            assertEquals(fs instanceof RawLocalFileSystem, channel[0], what + ": the local file system takes buffers");
+            java.nio.file.Path file = java.nio.file.Path.of(dst.toUri());
+            assertArrayEquals(all, Files.readAllBytes(file), what);
+            assertEquals(all.length, w.size, what);
+            assertEquals(crc.getValue(), w.crc, what);
+            assertEquals(crc.getValue(), Staging.crc(fs, dst), what + ": as --resume verifies it");
+            try (var left = Files.list(file.getParent())) {
+                assertFalse(left.anyMatch(p -> p.getFileName().toString().contains(".inprogress-")), what);
+            }
+            assertTrue(Files.isRegularFile(file));
+        }
+    }
+}

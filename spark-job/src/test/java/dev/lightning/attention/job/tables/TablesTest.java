@@ -1,0 +1,540 @@
+package dev.lightning.attention.job.tables;
+
+import dev.lightning.attention.engine.AttentionSpec;
+import dev.lightning.attention.engine.FeatureMap;
+import dev.lightning.attention.engine.LightningState;
+import dev.lightning.attention.engine.Slopes;
+import dev.lightning.attention.engine.reference.Accuracy;
+import dev.lightning.attention.engine.reference.RecurrentReference;
+import dev.lightning.attention.job.LightningKryoRegistrator;
+import dev.lightning.attention.tensor.DType;
+import dev.lightning.attention.tensor.InvalidInputException;
+import dev.lightning.attention.tensor.TokenTensor;
+import org.apache.spark.sql.Dataset;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.RowFactory;
+import org.apache.spark.sql.SparkSession;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * Sequences as table rows through Spark (local[2], Kryo with registration required as the job runs
+ * it): Parquet in and out against the float64 recurrence, rows shuffled across files, split
+ * against unsplit, the rejections before compute, many short sequences packed into few tasks, and
+ * the README's example and layout table.
+ */
+public class TablesTest {
+    private static SparkSession spark;
+
+    @BeforeAll
+    static void start() {
+        spark = SparkSession.builder().master("local[2]").appName("tables-test")
+                .config("spark.ui.enabled", "false")
+                .config("spark.serializer", "org.apache.spark.serializer.KryoSerializer")
+                .config("spark.kryo.registrationRequired", "false") // as LightningMain sets it for tables
+                .config("spark.kryo.registrator", LightningKryoRegistrator.class.getName())
+                .config("spark.sql.shuffle.partitions", "4")
+                .getOrCreate();
+    }
+
+    @AfterAll
+    static void stop() {
+        spark.stop();
+    }
+
+    /** One random sequence, its values already rounded to its dtype. */
+    public static final class Seq {
+        public final String name;
+        final int tokens;
+        public final int hq;
+        public final int hk;
+        public final int hv;
+        public final int dk;
+        public final int dv;
+        public final DType dtype;
+        public final TokenTensor q;
+        public final TokenTensor k;
+        public final TokenTensor v;
+        public double[] slopes;
+        public LightningState initial;
+
+        public Seq(String name, int tokens, int hq, int hk, int hv, int dk, int dv, DType dtype, Random rnd) {
+            this.name = name;
+            this.tokens = tokens;
+            this.hq = hq;
+            this.hk = hk;
+            this.hv = hv;
+            this.dk = dk;
+            this.dv = dv;
+            this.dtype = dtype;
+            this.q = TokenTensor.of(dtype, tokens, hq, dk, random(tokens * hq * dk, rnd, 1 / Math.sqrt(dk)));
+            this.k = TokenTensor.of(dtype, tokens, hk, dk, random(tokens * hk * dk, rnd, 1));
+            this.v = TokenTensor.of(dtype, tokens, hv, dv, random(tokens * hv * dv, rnd, 1));
+        }
+
+        public int heads() {
+            return Math.max(hq, Math.max(hk, hv));
+        }
+
+        AttentionSpec spec(double scale, boolean normalize) {
+            AttentionSpec s = new AttentionSpec(heads(), dk, dv, slopes != null ? slopes : Slopes.minimax(heads()), scale, 64)
+                    .withHeads(hq, hk, hv);
+            return normalize ? s.withFeatureMap(FeatureMap.ELU1).withNormalization(1e-5) : s;
+        }
+
+        /** Rows of blocks cut at random lengths of 1..maxRow tokens. */
+        public List<Row> rows(Random rnd, int maxRow) {
+            List<Row> rows = new ArrayList<>();
+            for (int t = 0; t < tokens; ) {
+                int n = Math.min(tokens - t, 1 + rnd.nextInt(maxRow));
+                rows.add(row(t, n));
+                t += n;
+            }
+            return rows;
+        }
+
+        public Row row(int t, int n) {
+            return RowFactory.create(name, (long) t, n, dtype.name(), hq, hk, hv, dk, dv, bytes(q, t, n), bytes(k, t, n),
+                    bytes(v, t, n));
+        }
+
+        public Row sequenceRow(boolean normalize) {
+            Object sl = slopes == null ? null : TableCompute.boxed(slopes);
+            byte[] s = null;
+            byte[] z = null;
+            if (initial != null) {
+                byte[] all = initial.toBytes();
+                int kv = heads() * dk * dv * 4;
+                s = java.util.Arrays.copyOfRange(all, 0, kv);
+                z = normalize ? java.util.Arrays.copyOfRange(all, kv, all.length) : null;
+            }
+            return RowFactory.create(name, sl, s, z);
+        }
+    }
+
+    public static float[] random(int n, Random rnd, double amp) {
+        float[] x = new float[n];
+        for (int i = 0; i < n; i++) {
+            x[i] = (float) ((rnd.nextDouble() * 2 - 1) * amp);
+        }
+        return x;
+    }
+
+    public static byte[] bytes(TokenTensor t, int from, int n) {
+        ByteBuffer b = t.slice(from, n).bytes();
+        byte[] out = new byte[b.remaining()];
+        b.get(out);
+        return out;
+    }
+
+    /** The float64 recurrence's o (as float32) and final state of a sequence. */
+    public static float[][] reference(Seq s, double scale, boolean normalize) {
+        AttentionSpec spec = s.spec(scale, normalize);
+        TokenTensor o = TokenTensor.allocate(DType.F32, s.tokens, s.heads(), s.dv);
+        LightningState init = s.initial != null ? s.initial : LightningState.zeros(spec);
+        LightningState last = new RecurrentReference().forward(spec, s.q, s.k, s.v, init, o);
+        return new float[][] {o.toFloats(), last.data(), normalize ? last.normalizerData() : null};
+    }
+
+    /** Per sequence: o assembled from its rows in token order (checking that they tile it), as floats. */
+    static Map<String, float[]> oBySequence(Dataset<Row> o, Map<String, Seq> seqs) {
+        Map<String, List<Row>> by = new HashMap<>();
+        for (Row r : o.collectAsList()) {
+            by.computeIfAbsent(r.getString(0), x -> new ArrayList<>()).add(r);
+        }
+        Map<String, float[]> out = new HashMap<>();
+        for (Map.Entry<String, List<Row>> e : by.entrySet()) {
+            Seq s = seqs.get(e.getKey());
+            List<Row> rows = e.getValue();
+            rows.sort((a, b) -> Long.compare(a.getLong(1), b.getLong(1)));
+            DType dt = DType.valueOf(rows.get(0).getString(3));
+            ByteBuffer all = ByteBuffer.allocate(s.tokens * s.heads() * s.dv * dt.bytes());
+            long next = 0;
+            for (Row r : rows) {
+                assertEquals(next, r.getLong(1), e.getKey() + ": o rows must tile the sequence");
+                assertEquals(s.heads(), r.getInt(4));
+                assertEquals(s.dv, r.getInt(5));
+                all.put((byte[]) r.get(6));
+                next += r.getInt(2);
+            }
+            assertEquals(s.tokens, next);
+            all.flip();
+            out.put(e.getKey(), TokenTensor.wrap(dt, s.tokens, s.heads(), s.dv, all).toFloats());
+        }
+        return out;
+    }
+
+    public static float[] floats(byte[] b) {
+        float[] f = new float[b.length / 4];
+        ByteBuffer.wrap(b).order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer().get(f);
+        return f;
+    }
+
+    /** A mix of awkward shapes; the BF16 one long enough to split at 256 tokens per partition. */
+    public static List<Seq> mixed(Random rnd, boolean normalize) {
+        List<Seq> seqs = new ArrayList<>();
+        seqs.add(new Seq("one token", 1, 2, 2, 2, 16, 16, DType.F32, rnd));
+        Seq gqa = new Seq("gqa/63", 63, 6, 2, 2, 16, 24, DType.F32, rnd);
+        seqs.add(gqa);
+        Seq lng = new Seq("long bf16", 1000, 3, 3, 3, 32, 8, DType.BF16, rnd);
+        lng.slopes = new double[] {0.01, 0.2, 0.7};
+        AttentionSpec spec = lng.spec(0.5, normalize);
+        float[] s0 = random(spec.stateSize(), rnd, 0.5);
+        float[] z0 = normalize ? random(spec.normalizerSize(), rnd, 0.5) : null;
+        for (int i = 0; z0 != null && i < z0.length; i++) {
+            z0[i] = Math.abs(z0[i]);
+        }
+        lng.initial = normalize ? LightningState.of(3, 32, 8, s0, z0) : LightningState.of(3, 32, 8, s0);
+        seqs.add(lng);
+        seqs.add(new Seq("f16", 200, 4, 4, 1, 8, 16, DType.F16, rnd));
+        return seqs;
+    }
+
+    static Dataset<Row> blocksOf(List<Seq> seqs, Random rnd, int maxRow) {
+        List<Row> rows = new ArrayList<>();
+        for (Seq s : seqs) {
+            rows.addAll(s.rows(rnd, maxRow));
+        }
+        Collections.shuffle(rows, rnd);
+        return spark.createDataFrame(rows, TableSchema.BLOCKS.schema());
+    }
+
+    static Dataset<Row> sequencesOf(List<Seq> seqs, boolean normalize) {
+        List<Row> rows = new ArrayList<>();
+        for (Seq s : seqs) {
+            if (s.slopes != null || s.initial != null) {
+                rows.add(s.sequenceRow(normalize));
+            }
+        }
+        return spark.createDataFrame(rows, TableSchema.SEQUENCES.schema());
+    }
+
+    public static Map<String, Seq> byName(List<Seq> seqs) {
+        Map<String, Seq> m = new HashMap<>();
+        seqs.forEach(s -> m.put(s.name, s));
+        return m;
+    }
+
+    /** Checks o and the final states of a run against the float64 recurrence. */
+    public static void checkAgainstReference(List<Seq> seqs, Dataset<Row> o, Dataset<Row> states, double scale,
+                                             boolean normalize) {
+        Map<String, float[]> got = oBySequence(o, byName(seqs));
+        Map<String, Row> finals = new HashMap<>();
+        for (Row r : states.collectAsList()) {
+            finals.put(r.getString(0), r);
+        }
+        assertEquals(seqs.size(), got.size());
+        assertEquals(seqs.size(), finals.size());
+        for (Seq s : seqs) {
+            float[][] ref = reference(s, scale, normalize);
+            double tol = s.dtype == DType.F32 ? 1e-5 : s.dtype == DType.F16 ? 2e-3 : 1e-2;
+            double err = Accuracy.relativeError(got.get(s.name), ref[0]);
+            assertTrue(err < tol, s.name + ": o off by " + err);
+            Row f = finals.get(s.name);
+            assertEquals(s.tokens, f.getLong(1));
+            double stateErr = Accuracy.relativeError(floats((byte[]) f.get(6)), ref[1]);
+            assertTrue(stateErr < 1e-5, s.name + ": final state off by " + stateErr);
+            if (normalize) {
+                double zErr = Accuracy.relativeError(floats((byte[]) f.get(7)), ref[2]);
+                assertTrue(zErr < 1e-5, s.name + ": final normalizer off by " + zErr);
+            }
+        }
+    }
+
+    @Test
+    void parquetInAndOutMatchesTheReferenceSplitOrNot(@TempDir Path dir) {
+        Random rnd = new Random(15);
+        List<Seq> seqs = mixed(rnd, false);
+        String in = dir.resolve("in").toString();
+        blocksOf(seqs, rnd, 40).repartition(3).write().parquet(in);
+        sequencesOf(seqs, false).write().parquet(dir.resolve("seq").toString());
+        Dataset<Row> blocks = spark.read().parquet(in);
+        Dataset<Row> perSeq = spark.read().parquet(dir.resolve("seq").toString());
+        assertTrue(new java.io.File(in).listFiles((d, n) -> n.endsWith(".parquet")).length >= 3);
+        // split: the long sequence in 4 pieces of 256 tokens
+        try (LightningTables.Result split = LightningTables.compute(blocks, perSeq, "--scale", "0.5",
+                "--backend", "cpu", "--partition-tokens", "256")) {
+            split.o().write().parquet(dir.resolve("o-split").toString());
+            split.finalStates().write().parquet(dir.resolve("s-split").toString());
+        }
+        Dataset<Row> oSplit = spark.read().parquet(dir.resolve("o-split").toString());
+        checkAgainstReference(seqs, oSplit, spark.read().parquet(dir.resolve("s-split").toString()), 0.5, false);
+        try (LightningTables.Result whole = LightningTables.compute(blocks, perSeq, "--scale", "0.5",
+                "--backend", "cpu")) {
+            checkAgainstReference(seqs, whole.o(), whole.finalStates(), 0.5, false);
+            Map<String, float[]> a = oBySequence(oSplit, byName(seqs));
+            Map<String, float[]> b = oBySequence(whole.o(), byName(seqs));
+            for (Seq s : seqs) {
+                double err = Accuracy.relativeError(a.get(s.name), b.get(s.name));
+                assertTrue(err < (s.dtype == DType.F32 ? 1e-6 : 1e-2), s.name + ": split and unsplit differ by " + err);
+            }
+        }
+    }
+
+    @Test
+    void variantWithInitialNormalizer() {
+        Random rnd = new Random(16);
+        List<Seq> seqs = mixed(rnd, true);
+        try (LightningTables.Result r = LightningTables.compute(blocksOf(seqs, rnd, 70), sequencesOf(seqs, true),
+                "--backend", "cpu", "--partition-tokens", "320", "--feature-map", "elu1", "--normalize")) {
+            checkAgainstReference(seqs, r.o(), r.finalStates(), 1.0, true);
+        }
+    }
+
+    /** The o rows of a run as (sequence, start) -> bytes. */
+    static Map<String, byte[]> rowBytes(Dataset<Row> o) {
+        Map<String, byte[]> m = new HashMap<>();
+        for (Row r : o.collectAsList()) {
+            m.put(r.getString(0) + "@" + r.getLong(1) + "+" + r.getInt(2), (byte[]) r.get(6));
+        }
+        return m;
+    }
+
+    @Test
+    void rowsShuffledAcrossFilesGiveTheSameBytes(@TempDir Path dir) {
+        Random rnd = new Random(17);
+        List<Seq> seqs = mixed(rnd, false);
+        List<Row> rows = new ArrayList<>();
+        for (Seq s : seqs) {
+            rows.addAll(s.rows(new Random(3), 50));
+        }
+        List<Row> other = new ArrayList<>(rows);
+        Collections.shuffle(other, new Random(99));
+        spark.createDataFrame(rows, TableSchema.BLOCKS.schema()).coalesce(1).write().parquet(dir.resolve("a").toString());
+        spark.createDataFrame(other, TableSchema.BLOCKS.schema()).repartition(5).write().parquet(dir.resolve("b").toString());
+        Map<String, byte[]> a;
+        Map<String, byte[]> b;
+        Map<String, byte[]> again;
+        String[] opts = {"--backend", "cpu", "--partition-tokens", "128"};
+        try (LightningTables.Result r = LightningTables.compute(spark.read().parquet(dir.resolve("a").toString()), opts)) {
+            a = rowBytes(r.o());
+        }
+        try (LightningTables.Result r = LightningTables.compute(spark.read().parquet(dir.resolve("b").toString()), opts)) {
+            b = rowBytes(r.o());
+        }
+        try (LightningTables.Result r = LightningTables.compute(spark.read().parquet(dir.resolve("b").toString()), opts)) {
+            again = rowBytes(r.o());
+        }
+        assertEquals(a.keySet(), b.keySet());
+        for (String key : a.keySet()) {
+            assertArrayEquals(a.get(key), b.get(key), key);
+            assertArrayEquals(b.get(key), again.get(key), key);
+        }
+    }
+
+    /** The message of the InvalidInputException {@code run} throws, directly or inside Spark's exceptions. */
+    static String rejection(org.junit.jupiter.api.function.Executable run) {
+        Throwable t = assertThrows(Throwable.class, run);
+        for (Throwable c = t; c != null; c = c.getCause()) {
+            if (c instanceof InvalidInputException) {
+                return c.getMessage();
+            }
+        }
+        throw new AssertionError("expected an InvalidInputException, got " + t, t);
+    }
+
+    @Test
+    void badBlocksAreRejectedNamingTheSequenceAndOffsets() {
+        Random rnd = new Random(18);
+        Seq s = new Seq("doc-7", 100, 2, 2, 2, 8, 8, DType.F32, rnd);
+        Seq good = new Seq("fine", 10, 2, 2, 2, 8, 8, DType.F32, rnd);
+        List<Row> base = new ArrayList<>(good.rows(rnd, 4));
+
+        List<Row> gap = new ArrayList<>(base);
+        gap.add(s.row(0, 40));
+        gap.add(s.row(50, 50));
+        String m = rejection(() -> LightningTables.compute(spark.createDataFrame(gap, TableSchema.BLOCKS.schema()),
+                "--backend", "cpu"));
+        assertTrue(m.contains("'doc-7'") && m.contains("[40, 50) are missing"), m);
+
+        List<Row> overlap = new ArrayList<>(base);
+        overlap.add(s.row(0, 60));
+        overlap.add(s.row(50, 50));
+        m = rejection(() -> LightningTables.compute(spark.createDataFrame(overlap, TableSchema.BLOCKS.schema()),
+                "--backend", "cpu"));
+        assertTrue(m.contains("'doc-7'") && m.contains("overlap in tokens [50, 60)"), m);
+
+        List<Row> shape = new ArrayList<>(base);
+        shape.add(s.row(0, 50));
+        Seq wide = new Seq("doc-7", 100, 2, 2, 2, 8, 16, DType.F32, rnd);
+        shape.add(wide.row(50, 50));
+        m = rejection(() -> LightningTables.compute(spark.createDataFrame(shape, TableSchema.BLOCKS.schema()),
+                "--backend", "cpu"));
+        assertTrue(m.contains("'doc-7'") && m.contains("block at 50") && m.contains("Dv=16") && m.contains("Dv=8"), m);
+
+        List<Row> length = new ArrayList<>(base);
+        length.add(s.row(0, 50));
+        Row r = s.row(50, 50);
+        length.add(RowFactory.create("doc-7", 50L, 50, "F32", 2, 2, 2, 8, 8, r.get(9),
+                java.util.Arrays.copyOf((byte[]) r.get(10), 3000), r.get(11)));
+        Dataset<Row> bad = spark.createDataFrame(length, TableSchema.BLOCKS.schema());
+        m = rejection(() -> {
+            try (LightningTables.Result res = LightningTables.compute(bad, "--backend", "cpu")) {
+                res.o().count();
+            }
+        });
+        assertTrue(m.contains("'doc-7'") && m.contains("block at 50") && m.contains("k holds 3000 bytes")
+                && m.contains("= 3200"), m);
+        // --skip-invalid checks the lengths up front and computes the others
+        try (LightningTables.Result res = LightningTables.compute(bad, "--backend", "cpu", "--skip-invalid")) {
+            assertEquals(1, res.sequences());
+            assertTrue(res.rejected().get("doc-7").contains("k holds 3000 bytes"), res.rejected().toString());
+            checkAgainstReference(List.of(good), res.o(), res.finalStates(), 1.0, false);
+        }
+
+        // a block whose q is null: said as such, and skipped with --skip-invalid (it was a length of -1)
+        List<Row> nullQ = new ArrayList<>(base);
+        nullQ.add(s.row(0, 50));
+        Row n = s.row(50, 50);
+        nullQ.add(RowFactory.create("doc-7", 50L, 50, "F32", 2, 2, 2, 8, 8, null, n.get(10), n.get(11)));
+        // as a Parquet file written by other tools holds it: every column nullable
+        org.apache.spark.sql.types.StructType nullable = new org.apache.spark.sql.types.StructType(
+                java.util.Arrays.stream(TableSchema.BLOCKS.schema().fields())
+                        .map(f -> org.apache.spark.sql.types.DataTypes.createStructField(f.name(), f.dataType(), true))
+                        .toArray(org.apache.spark.sql.types.StructField[]::new));
+        Dataset<Row> withNull = spark.createDataFrame(nullQ, nullable);
+        try (LightningTables.Result res = LightningTables.compute(withNull, "--backend", "cpu", "--skip-invalid")) {
+            assertEquals(1, res.sequences());
+            assertTrue(res.rejected().get("doc-7").contains("block at 50 has no `q` (null)"), res.rejected().toString());
+        }
+
+        // a missing column and a mistyped one, before any Spark job
+        m = rejection(() -> LightningTables.compute(spark.createDataFrame(base, TableSchema.BLOCKS.schema())
+                .drop("dk").withColumn("tokens", org.apache.spark.sql.functions.lit("x")), "--backend", "cpu"));
+        assertTrue(m.contains("`dk`") && m.contains("missing") && m.contains("`tokens` is string"), m);
+    }
+
+    @Test
+    void manyShortSequencesArePackedIntoFewTasks() {
+        Random rnd = new Random(19);
+        List<Seq> seqs = new ArrayList<>();
+        for (int i = 0; i < 2000; i++) {
+            Seq s = new Seq(String.format("conversation-%05d", i), 1 + rnd.nextInt(64), 3, 3, 3, 8, 12, DType.F32, rnd);
+            if (i % 7 == 0) {
+                s.initial = LightningState.of(3, 8, 12, random(3 * 8 * 12, rnd, 1));
+            }
+            seqs.add(s);
+        }
+        try (LightningTables.Result r = LightningTables.compute(blocksOf(seqs, rnd, 16), sequencesOf(seqs, false),
+                "--backend", "cpu")) {
+            assertEquals(2000, r.sequences());
+            assertTrue(r.tasks() <= 2, "tasks: " + r.tasks());
+            assertTrue(r.outputsKept(), "o outweighs the states: pass 2 is kept for the second output");
+            checkAgainstReference(seqs, r.o(), r.finalStates(), 1.0, false);
+        }
+    }
+
+    /** States outweigh o here, so pass 2 runs once per output table instead of being kept: same results. */
+    @Test
+    void statesHeavierThanOAreRecomputedNotKept() {
+        Random rnd = new Random(22);
+        List<Seq> seqs = new ArrayList<>();
+        for (int i = 0; i < 40; i++) {
+            Seq s = new Seq("decode-" + i, 1 + rnd.nextInt(3), 2, 2, 2, 64, 48, DType.BF16, rnd);
+            if (i % 2 == 0) {
+                s.initial = LightningState.of(2, 64, 48, random(2 * 64 * 48, rnd, 1));
+            }
+            seqs.add(s);
+        }
+        try (LightningTables.Result r = LightningTables.compute(blocksOf(seqs, rnd, 2), sequencesOf(seqs, false),
+                "--backend", "cpu", "--output-dtype", "f32")) {
+            org.junit.jupiter.api.Assertions.assertFalse(r.outputsKept(), "states outweigh o: pass 2 is not kept");
+            checkAgainstReference(seqs, r.o(), r.finalStates(), 1.0, false);
+            Map<String, byte[]> first = rowBytes(r.o());
+            assertEquals(first.keySet(), rowBytes(r.o()).keySet());
+            for (Map.Entry<String, byte[]> e : rowBytes(r.o()).entrySet()) {
+                assertArrayEquals(first.get(e.getKey()), e.getValue(), "a recomputed pass 2 gives the same bytes");
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- the README
+
+    static String readme() throws java.io.IOException {
+        return Files.readString(Path.of(System.getProperty("maven.multiModuleProjectDirectory", ".."), "README.md"));
+    }
+
+    @Test
+    void readmeLayoutTableIsGeneratedFromTheSchema() throws Exception {
+        assertTrue(readme().contains(TableSchema.markdownTable()),
+                "README's table layout differs from TableSchema.markdownTable():\n" + TableSchema.markdownTable());
+    }
+
+    @Test
+    void readmeExampleRuns(@TempDir Path dir) throws Exception {
+        Random rnd = new Random(20);
+        List<Seq> seqs = List.of(new Seq("a", 300, 2, 2, 2, 16, 16, DType.BF16, rnd),
+                new Seq("b", 5, 2, 2, 2, 16, 16, DType.BF16, rnd));
+        String qkv = dir.resolve("qkv").toString();
+        blocksOf(seqs, rnd, 64).write().parquet(qkv);
+        String out = dir.resolve("out").toString();
+        readmeExample(spark, qkv, out);
+        checkAgainstReference(seqs, spark.read().parquet(out + "/o"), spark.read().parquet(out + "/final_states"), 1.0,
+                false);
+        // the code above is the README's, line for line
+        String source = Files.readString(Path.of("src/test/java/dev/lightning/attention/job/tables/TablesTest.java"));
+        String body = source.substring(source.lastIndexOf("// README example begin") + "// README example begin".length(),
+                source.lastIndexOf("// README example end"));
+        StringBuilder code = new StringBuilder();
+        for (String line : body.split("\n")) {
+            if (!line.isBlank()) {
+                code.append(line.strip()).append('\n');
+            }
+        }
+        String text = readme();
+        int at = text.indexOf("<!-- tables-example -->");
+        assertTrue(at >= 0, "README has no <!-- tables-example --> block");
+        String block = text.substring(text.indexOf("```java\n", at) + 8, text.indexOf("```\n", text.indexOf("```java\n", at)));
+        StringBuilder readmeCode = new StringBuilder();
+        for (String line : block.split("\n")) {
+            if (!line.isBlank()) {
+                readmeCode.append(line.strip()).append('\n');
+            }
+        }
+        assertEquals(code.toString(), readmeCode.toString());
+    }
+
+    static void readmeExample(SparkSession spark, String qkv, String out) {
+        // README example begin
+        Dataset<Row> blocks = spark.read().parquet(qkv);   // sequence, start, tokens, dtype, heads_q, ..., q, k, v
+        try (LightningTables.Result r = LightningTables.compute(blocks, "--backend", "cpu", "--partition-tokens", "128")) {
+            r.o().write().parquet(out + "/o");
+            r.finalStates().write().parquet(out + "/final_states");
+        }
+        // README example end
+    }
+
+    @Test
+    void optionsTablesDoNotSupportAreRefused() {
+        Random rnd = new Random(21);
+        Dataset<Row> blocks = blocksOf(List.of(new Seq("x", 10, 1, 1, 1, 4, 4, DType.F32, rnd)), rnd, 4);
+        String m = rejection(() -> LightningTables.compute(blocks, "--output-mode", "checksums", "--backend", "cpu"));
+        assertTrue(m.contains("--output-mode checksums") && m.contains("--input-format safetensors"), m);
+        m = rejection(() -> LightningTables.compute(blocks, "--attention", "softmax"));
+        assertTrue(m.contains("softmax"), m);
+        m = rejection(() -> LightningTables.compute(blocks, "--spot-check-tolerance", "0.1", "--backend", "cpu"));
+        assertTrue(m.contains("--spot-check-tolerance") && m.contains("leave it out"), m);
+        m = rejection(() -> LightningTables.compute(blocks, "--gpu-oom", "cpu", "--backend", "cpu"));
+        assertTrue(m.contains("--gpu-oom cpu") && m.contains("no CPU fallback"), m);
+        assertNotNull(blocks);
+    }
+}
