@@ -345,6 +345,51 @@ class AppendJobTest {
     }
 
     /**
+     * A manifest names an untouched state by where it lies in an earlier directory; when that
+     * file is replaced since (here: the earlier directory rewritten with --overwrite from another
+     * sequence of the same name), the next append is refused before compute instead of continuing
+     * from the other state. A manifest without the file's size and time (as written before they
+     * were recorded) is still read, and its token count, which the replaced file contradicts, is
+     * refused too.
+     */
+    @Test
+    void refusesAStoredStateReplacedSinceTheManifestNamedIt() throws IOException {
+        Sequence a = Sequence.random(21, 300, 2, 8, 6, DType.F32, null, false);
+        Sequence b = Sequence.random(22, 300, 2, 8, 6, DType.F32, null, false);
+        Sequence other = Sequence.random(23, 167, 2, 8, 6, DType.F32, null, false);
+        Path s1 = tmp.resolve("s1");
+        run(args(JobHarness.writeSequences(tmp.resolve("d1"), Map.of("a.safetensors", a.range(0, 200, null),
+                "b.safetensors", b.range(0, 200, null))), s1, List.of()));
+        Path s2 = tmp.resolve("s2");
+        run(args(JobHarness.writeSequences(tmp.resolve("d2"), Map.of("a.safetensors", a.range(200, 300, null))), s2,
+                List.of("--initial-states", s1.toString())));
+        // s1 rewritten: b is now another sequence's state, of 167 tokens
+        run(args(JobHarness.writeSequences(tmp.resolve("d1b"), Map.of("b.safetensors", other)), s1, List.of(),
+                "--overwrite"));
+        Path d3 = JobHarness.writeSequences(tmp.resolve("d3"), Map.of("b.safetensors", b.range(200, 300, null)));
+        Outcome o = lightning(args(d3, tmp.resolve("s3"), List.of("--initial-states", s2.toString()))
+                .toArray(new String[0]));
+        assertEquals(2, o.status, o.out + o.err);
+        assertTrue(o.err.contains("b.safetensors") && o.err.contains(s1.resolve("b.safetensors").toString())
+                && o.err.contains("replaced"), o.err);
+        assertFalse(o.out.contains("pass 2"), "nothing computed: " + o.out);
+        assertFalse(Files.exists(tmp.resolve("s3").resolve("b.safetensors")));
+        JsonNode entry = new ObjectMapper().readTree(s2.resolve("_states.json").toFile()).path("sequences")
+                .path("b.safetensors");
+        assertTrue(entry.has("uri") && entry.has("bytes") && entry.has("modified"), entry.toString());
+
+        // the same manifest as one written before the files were recorded: the tokens disagree
+        String text = Files.readString(s2.resolve("_states.json"));
+        String old = text.replaceAll("\"bytes\" : \\d+,\\s*", "").replaceAll(",\\s*\"modified\" : \\d+", "");
+        assertFalse(old.contains("modified"), old);
+        Files.writeString(s2.resolve("_states.json"), old);
+        o = lightning(args(d3, tmp.resolve("s3"), List.of("--initial-states", s2.toString())).toArray(new String[0]));
+        assertEquals(2, o.status, o.out + o.err);
+        assertTrue(o.err.contains("b.safetensors") && o.err.contains("200") && o.err.contains("167"), o.err);
+        assertFalse(o.out.contains("pass 2"), "nothing computed: " + o.out);
+    }
+
+    /**
      * States stored in the parts form (a split sequence's NAME.index.json, the final state in its
      * last part) and in --output-mode checksums results continue as one-file results do, also
      * into a checksums run, whose float64 spot checks start from the stored state; a stored

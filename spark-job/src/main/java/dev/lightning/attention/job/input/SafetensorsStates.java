@@ -65,13 +65,16 @@ public final class SafetensorsStates implements StoredStates {
         private static final long serialVersionUID = 1L;
         private final long kvOffset;
         private final long zOffset;
+        /** The tokens the result itself says its state absorbed (its token_offset + T, or T), or -1. */
+        final long ownTokens;
 
         FileState(int heads, int dk, int dv, long zOffset, String featureMap, double[] slopes, long tokens,
-                  String location, FileStatus file, long kvOffset) {
+                  long ownTokens, String location, FileStatus file, long kvOffset) {
             super(heads, dk, dv, zOffset >= 0, featureMap, slopes, tokens, location, file.getPath().toUri().toString(),
                     file.getLen(), file.getModificationTime());
             this.kvOffset = kvOffset;
             this.zOffset = zOffset;
+            this.ownTokens = ownTokens;
         }
 
         @Override
@@ -100,6 +103,7 @@ public final class SafetensorsStates implements StoredStates {
         }
         Map<String, String> locations = new TreeMap<>(); // name -> result path (qualified URI)
         Map<String, Long> tokens = new TreeMap<>();     // name -> chain tokens, from a manifest
+        Map<String, JsonNode> entries = new TreeMap<>(); // name -> its manifest entry
         Path manifest = new Path(root, MANIFEST);
         boolean listed = !fs.exists(manifest);
         if (!listed) {
@@ -126,6 +130,7 @@ public final class SafetensorsStates implements StoredStates {
                         : new Path(java.net.URI.create(entry.path("uri").asText()));
                 locations.put(e.getKey(), p.toUri().toString());
                 tokens.put(e.getKey(), e.getValue().path("tokens").asLong(-1));
+                entries.put(e.getKey(), entry);
             }
         } else {
             list(fs, root, "", locations);
@@ -156,6 +161,9 @@ public final class SafetensorsStates implements StoredStates {
                     throw new IOException("interrupted while reading stored states", x);
                 }
             }
+            if (!listed) {
+                checkRecorded(root, entries, states);
+            }
             return new SafetensorsStates(states, unreadable);
         } finally {
             pool.shutdownNow();
@@ -184,6 +192,61 @@ public final class SafetensorsStates implements StoredStates {
                     + "state set");
         }
     }
+
+    /**
+     * Refuses a manifest whose states are not the ones it recorded: an entry by URI (a state in an
+     * earlier directory) whose file no longer has the size and modification time recorded for it
+     * (that directory was written again, or the file copied over: the chain would continue from
+     * another state), and any entry whose token count the stored result's own contradicts (its
+     * token_offset + T, or T). Manifests written before sizes and times were recorded have none:
+     * only their token counts are compared.
+     */
+    private static void checkRecorded(Path root, Map<String, JsonNode> entries, Map<String, State> states) {
+        List<String> replaced = new java.util.ArrayList<>();
+        List<String> counts = new java.util.ArrayList<>();
+        for (Map.Entry<String, JsonNode> e : entries.entrySet()) {
+            JsonNode entry = e.getValue();
+            FileState st = (FileState) states.get(e.getKey());
+            if (entry.has(BYTES) && entry.has(MODIFIED)) {
+                long bytes = entry.path(BYTES).asLong();
+                long modified = entry.path(MODIFIED).asLong();
+                if (bytes != st.fileBytes || modified != st.fileModified) {
+                    replaced.add(e.getKey() + ": " + st.file + " was recorded with " + bytes + " bytes, modified "
+                            + java.time.Instant.ofEpochMilli(modified) + ", and now has " + st.fileBytes
+                            + " bytes, modified " + java.time.Instant.ofEpochMilli(st.fileModified));
+                    continue;
+                }
+            }
+            long recorded = entry.path("tokens").asLong(-1);
+            if (recorded >= 0 && st.ownTokens >= 0 && recorded != st.ownTokens) {
+                counts.add(e.getKey() + ": the manifest records " + recorded + " tokens, its stored result "
+                        + st.location + " says " + st.ownTokens + " (its token_offset + T, or T without token_offset)");
+            }
+        }
+        if (!replaced.isEmpty()) {
+            throw new InvalidInputException("--initial-states " + root + ": " + MANIFEST + " names " + replaced.size()
+                    + " state(s) whose file was replaced since it was written: " + examples(replaced) + ". The chain "
+                    + "of such a sequence would continue from another state than the one it reached, and its results "
+                    + "would be wrong without a sign. Restore the recorded file; or, if the sequence should continue "
+                    + "from the file there now, rerun the append that wrote " + root + " (its manifest then records "
+                    + "that file); or start the sequence's chain again from its first segment");
+        }
+        if (!counts.isEmpty()) {
+            throw new InvalidInputException("--initial-states " + root + ": " + MANIFEST + " and the stored results it "
+                    + "names disagree on how many tokens " + counts.size() + " state(s) have absorbed: "
+                    + examples(counts) + ". The result is not the one the manifest recorded (replaced since, or the "
+                    + "manifest edited), and the chain would continue from another state or at the wrong position. "
+                    + "Restore the result the manifest names, or rerun the append that wrote " + root);
+        }
+    }
+
+    private static String examples(List<String> problems) {
+        return String.join("; ", problems.subList(0, Math.min(5, problems.size())))
+                + (problems.size() > 5 ? "; and " + (problems.size() - 5) + " more" : "");
+    }
+
+    /** A manifest entry's keys for the size and modification time of the file that holds its state (entries by URI). */
+    static final String BYTES = "bytes", MODIFIED = "modified";
 
     /** The run report's key saying that the run published {@link #MANIFEST}. */
     public static final String REPORT_KEY = "statesManifest";
@@ -289,8 +352,8 @@ public final class SafetensorsStates implements StoredStates {
             }
         }
         return new FileState((int) s.dim(0), (int) s.dim(1), (int) s.dim(2), z == null ? -1 : z.begin(), featureMap,
-                slopes,
-                chainTokens != null && chainTokens >= 0 ? chainTokens : absorbed, location, st, s.begin());
+                slopes, chainTokens != null && chainTokens >= 0 ? chainTokens : absorbed, absorbed, location, st,
+                s.begin());
     }
 
     /** T of an "o_shape" metadata value "[T, H, Dv]" (--output-mode checksums), or -1. */
@@ -325,8 +388,9 @@ public final class SafetensorsStates implements StoredStates {
      * The manifest of the complete state set a run with --initial-states publishes: for each
      * sequence this run wrote, {@code "file"}: its result in this directory (by name), and the
      * chain's tokens; for each stored sequence it did not touch, {@code "uri"}: where its state
-     * still lies (the stored location), and its tokens. Keys sorted, so two runs write the same
-     * bytes.
+     * still lies (the stored location), its tokens, and the size and modification time of the file
+     * that holds it ({@link #BYTES}, {@link #MODIFIED}), which the next run compares. Keys sorted,
+     * so two runs write the same bytes.
      */
     static byte[] manifest(Map<String, Long> written, Map<String, State> untouched) throws IOException {
         java.io.ByteArrayOutputStream bytes = new java.io.ByteArrayOutputStream();
@@ -362,6 +426,8 @@ public final class SafetensorsStates implements StoredStates {
                     State st = untouched.get(e.getKey());
                     g.writeStringField("uri", st.location);
                     g.writeNumberField("tokens", st.tokens);
+                    g.writeNumberField(BYTES, st.fileBytes);
+                    g.writeNumberField(MODIFIED, st.fileModified);
                 }
                 g.writeEndObject();
             }

@@ -101,7 +101,7 @@ class StoredStatesTest {
         float[] su = random(rnd, 8);
         result(elsewhere, 4, 1, 2, 4, su, null);
         Path dir = Files.createDirectories(tmp.resolve("out"));
-        result(dir.resolve("w.safetensors"), 3, 1, 2, 4, random(rnd, 8), null);
+        result(dir.resolve("w.safetensors"), 10, 1, 2, 4, random(rnd, 8), null);
         result(dir.resolve("not-in-the-set.safetensors"), 3, 1, 2, 4, random(rnd, 8), null);
         Files.write(dir.resolve("_SUCCESS"), new byte[0]);
         StoredStates.State u = SafetensorsStates.read(org.apache.hadoop.fs.FileSystem.getLocal(CONF),
@@ -129,5 +129,59 @@ class StoredStatesTest {
                 () -> StoredStates.open(CONF, dir.toString()));
         assertTrue(missing.getMessage().contains("u.safetensors") && missing.getMessage().contains("missing"),
                 missing.getMessage());
+    }
+
+    /**
+     * A manifest records the size and modification time of each state it names in an earlier
+     * directory: a file that changed since is refused, naming the sequence, the file, what was
+     * recorded and what is there. A manifest's token count that contradicts the stored file's own
+     * is refused too, also in a manifest written before sizes and times were recorded (read
+     * without comparing them).
+     */
+    @Test
+    void manifestRefusesAStateFileChangedSinceAndTokensTheFileContradicts() throws IOException {
+        SplittableRandom rnd = new SplittableRandom(5);
+        Path elsewhere = tmp.resolve("earlier/u.safetensors");
+        result(elsewhere, 4, 1, 2, 4, random(rnd, 8), null);
+        Path dir = Files.createDirectories(tmp.resolve("out"));
+        result(dir.resolve("w.safetensors"), 3, 1, 2, 4, random(rnd, 8), null);
+        Files.write(dir.resolve("_SUCCESS"), new byte[0]);
+        Files.writeString(dir.resolve("_lightning_report.json"), "{\"statesManifest\": true}");
+        StoredStates.State u = SafetensorsStates.read(org.apache.hadoop.fs.FileSystem.getLocal(CONF),
+                new org.apache.hadoop.fs.Path(tmp.resolve("earlier").toUri())).states().get("u.safetensors");
+        byte[] manifest = SafetensorsStates.manifest(Map.of("w.safetensors", 3L), Map.of("u.safetensors", u));
+        Files.write(dir.resolve("_states.json"), manifest);
+        assertEquals(4, StoredStates.open(CONF, dir.toString()).states().get("u.safetensors").tokens);
+        String text = new String(manifest, StandardCharsets.UTF_8);
+        assertTrue(text.contains("\"bytes\" : " + Files.size(elsewhere))
+                && text.contains("\"modified\" : " + Files.getLastModifiedTime(elsewhere).toMillis()), text);
+
+        // the same size, another time (a copy, or a file rewritten in place)
+        java.nio.file.attribute.FileTime was = Files.getLastModifiedTime(elsewhere);
+        Files.setLastModifiedTime(elsewhere, java.nio.file.attribute.FileTime.fromMillis(was.toMillis() - 60_000));
+        InvalidInputException changed = assertThrows(InvalidInputException.class,
+                () -> StoredStates.open(CONF, dir.toString()));
+        String m = changed.getMessage();
+        assertTrue(m.contains("u.safetensors") && m.contains(elsewhere.toString()) && m.contains("replaced")
+                && m.contains(java.time.Instant.ofEpochMilli(was.toMillis()).toString()), m);
+        Files.setLastModifiedTime(elsewhere, was);
+        assertEquals(4, StoredStates.open(CONF, dir.toString()).states().get("u.safetensors").tokens);
+
+        // another state of 5 tokens there: refused by its size and time; in an older manifest, by its tokens
+        result(elsewhere, 5, 1, 2, 4, random(rnd, 8), null);
+        assertThrows(InvalidInputException.class, () -> StoredStates.open(CONF, dir.toString()));
+        String uri = elsewhere.toUri().toString();
+        Files.writeString(dir.resolve("_states.json"), "{\"format\": \"lightning-states-1\", \"sequences\": {"
+                + "\"u.safetensors\": {\"uri\": \"" + uri + "\", \"tokens\": 4},"
+                + "\"w.safetensors\": {\"file\": \"w.safetensors\", \"tokens\": 3}}}");
+        InvalidInputException tokens = assertThrows(InvalidInputException.class,
+                () -> StoredStates.open(CONF, dir.toString()));
+        assertTrue(tokens.getMessage().contains("u.safetensors") && tokens.getMessage().contains("4 tokens")
+                && tokens.getMessage().contains("5"), tokens.getMessage());
+        Files.writeString(dir.resolve("_states.json"), "{\"format\": \"lightning-states-1\", \"sequences\": {"
+                + "\"u.safetensors\": {\"uri\": \"" + uri + "\", \"tokens\": 5},"
+                + "\"w.safetensors\": {\"file\": \"w.safetensors\", \"tokens\": 3}}}");
+        assertEquals(5, StoredStates.open(CONF, dir.toString()).states().get("u.safetensors").tokens,
+                "an older manifest without sizes and times: read as before");
     }
 }
