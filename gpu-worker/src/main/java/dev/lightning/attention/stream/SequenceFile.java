@@ -22,7 +22,7 @@ import java.util.List;
  * ranges. Immutable. Serializable: the Spark job sends it to its tasks.
  */
 public final class SequenceFile implements Serializable {
-    private static final long serialVersionUID = 2L;
+    private static final long serialVersionUID = 3L;
 
     /**
      * The file's URI (Hadoop's {@code Path.toUri().toString()}); the Spark job rebuilds the exact
@@ -42,12 +42,18 @@ public final class SequenceFile implements Serializable {
     /** Absolute offset of {@code initial_normalizer}, or -1 when the file has none. */
     public final long initialNormalizerOffset;
     public final boolean slopesFromFile;
+    /**
+     * A sample of the file's content (CRC32C of a few blocks spread over it, in hex), which the
+     * output records with {@link #fileSize} as the input it was computed from; null until the
+     * driver sets it ({@link #withSample}), and for synthetic sequences.
+     */
+    public final String sample;
     /** Heads (H, Hq, Hk, Hv), widths and slopes; scale 1 and chunk 1 stand in for the run's. */
     private final AttentionSpec layout;
 
     private SequenceFile(String path, String name, long fileSize, long tokens, DType dtype, long qOffset, long kOffset,
                          long vOffset, long initialStateOffset, long initialNormalizerOffset, AttentionSpec layout,
-                         boolean slopesFromFile) {
+                         boolean slopesFromFile, String sample) {
         this.path = path;
         this.name = name;
         this.fileSize = fileSize;
@@ -60,6 +66,13 @@ public final class SequenceFile implements Serializable {
         this.initialNormalizerOffset = initialNormalizerOffset;
         this.layout = layout;
         this.slopesFromFile = slopesFromFile;
+        this.sample = sample;
+    }
+
+    /** This file with its content sample ({@link #sample}). */
+    public SequenceFile withSample(String sample) {
+        return new SequenceFile(path, name, fileSize, tokens, dtype, qOffset, kOffset, vOffset, initialStateOffset,
+                initialNormalizerOffset, layout, slopesFromFile, sample);
     }
 
     /**
@@ -215,7 +228,7 @@ public final class SequenceFile implements Serializable {
             initialZ = initZ.begin();
         }
         return new SequenceFile(path, name, size, tokens, dtype, q.begin(), k.begin(), v.begin(), initial, initialZ,
-                layout, fromFile);
+                layout, fromFile, null);
     }
 
     /** The optional tensors of a lightning input: the per-head slopes, and S and z before its first token. */

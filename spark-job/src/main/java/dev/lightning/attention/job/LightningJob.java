@@ -119,8 +119,8 @@ final class LightningJob {
         List<InputFile> inputs = synthetic ? List.of()
                 : InputListing.list(hadoopConf, cfg.get(Settings.INPUT), cfg.get(Settings.RECURSIVE));
         List<InputFile> statuses = new ArrayList<>(); // parallel to files: --skip-invalid drops some inputs
-        List<SequenceFile> files = synthetic ? SequenceFiles.describeSynthetic(cfg)
-                : SequenceFiles.inspectAll(cfg, hadoopConf, inputs, statuses, rejected);
+        List<SequenceFile> files = OutputDirectory.withSamples(synthetic ? SequenceFiles.describeSynthetic(cfg)
+                : SequenceFiles.inspectAll(cfg, hadoopConf, inputs, statuses, rejected), hadoopConf);
         for (Map.Entry<String, String> r : rejected.entrySet()) {
             out.println("lightning: rejected " + r.getKey() + ": " + r.getValue());
         }
@@ -376,8 +376,9 @@ final class LightningJob {
     /**
      * --initial-states: reads the stored set (headers only) and matches it to the inputs by name.
      * Before any compute it refuses, naming the sequence, an input that holds its own
-     * initial_state or initial_normalizer and also has a stored state (two starting states), and a
-     * stored state whose shape or feature map does not fit the input in this run.
+     * initial_state or initial_normalizer and also has a stored state (two starting states), a
+     * stored state whose shape or feature map does not fit the input in this run, and an input
+     * that is the one its stored state was computed from (its tokens would count twice).
      */
     private void matchStoredStates(List<SequenceFile> files) throws IOException {
         StoredStates set = StoredStates.open(hadoopConf, cfg.get(Settings.INITIAL_STATES));
@@ -403,6 +404,14 @@ final class LightningJob {
             String why = s.mismatch(f.spec(cfg.get(Settings.SCALE), cfg.chunkSize(), cfg.variant()));
             if (why != null) {
                 problems.add(f.name + ": the stored state does not fit: " + why);
+                continue;
+            }
+            if (s.computedFrom(f.fileSize, f.sample)) {
+                problems.add(f.name + ": the stored state " + s.location + " was computed from this very input (the "
+                        + "same size, " + f.fileSize + " bytes, and content sample " + f.sample + "): its tokens are "
+                        + "already in that state, and appending them again would count them twice; give the "
+                        + "sequence's next segment, or, to redo the append that read this input, the --initial-states "
+                        + "that append had");
                 continue;
             }
             continued.put(i, s);

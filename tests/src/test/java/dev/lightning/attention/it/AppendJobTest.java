@@ -390,6 +390,46 @@ class AppendJobTest {
     }
 
     /**
+     * Each output records the input it was computed from (size and content sample), so a segment
+     * appended onto the state that already absorbed it is refused (its tokens would count twice):
+     * the first run's own input onto its output, and an append's input onto that append's output,
+     * also from a copy under another directory. Rerunning the same append (from the same stored
+     * state) still works and writes the same bytes.
+     */
+    @Test
+    void refusesTheSameSegmentAppendedTwice() throws IOException {
+        Sequence s = Sequence.random(31, 300, 2, 8, 6, DType.F32, null, false);
+        Path seg0 = JobHarness.writeSequences(tmp.resolve("seg0"), Map.of("s.safetensors", s.range(0, 100, null)));
+        Path seg1 = JobHarness.writeSequences(tmp.resolve("seg1"), Map.of("s.safetensors", s.range(100, 200, null)));
+        Path s0 = tmp.resolve("s0");
+        run(args(seg0, s0, List.of()));
+        Outcome o = lightning(args(seg0, tmp.resolve("x0"), List.of("--initial-states", s0.toString()))
+                .toArray(new String[0]));
+        assertEquals(2, o.status, o.out + o.err);
+        assertTrue(o.err.contains("s.safetensors") && o.err.contains("twice"), o.err);
+        assertFalse(o.out.contains("pass 2"), "nothing computed: " + o.out);
+
+        Path s1 = tmp.resolve("s1");
+        run(args(seg1, s1, List.of("--initial-states", s0.toString())));
+        byte[] first = Files.readAllBytes(s1.resolve("s.safetensors"));
+        Path copy = Files.createDirectories(tmp.resolve("copy"));
+        Files.copy(seg1.resolve("s.safetensors"), copy.resolve("s.safetensors"));
+        for (Path in : new Path[] {seg1, copy}) {
+            o = lightning(args(in, tmp.resolve("x1"), List.of("--initial-states", s1.toString()))
+                    .toArray(new String[0]));
+            assertEquals(2, o.status, in + ": " + o.out + o.err);
+            assertTrue(o.err.contains("s.safetensors") && o.err.contains("twice"), o.err);
+        }
+        // the same append again: it continues from s0, which recorded seg0
+        run(args(seg1, s1, List.of("--initial-states", s0.toString()), "--overwrite"));
+        assertArrayEquals(first, Files.readAllBytes(s1.resolve("s.safetensors")), "a rerun writes the same bytes");
+        Path seg2 = JobHarness.writeSequences(tmp.resolve("seg2"), Map.of("s.safetensors", s.range(200, 300, null)));
+        run(args(seg2, tmp.resolve("s2"), List.of("--initial-states", s1.toString())));
+        Result got = Result.read(tmp.resolve("s2").resolve("s.safetensors"));
+        assertTrue(relativeError(got.state, s.reference(1.0).state) <= 1e-5, "the chain's final state");
+    }
+
+    /**
      * States stored in the parts form (a split sequence's NAME.index.json, the final state in its
      * last part) and in --output-mode checksums results continue as one-file results do, also
      * into a checksums run, whose float64 spot checks start from the stored state; a stored

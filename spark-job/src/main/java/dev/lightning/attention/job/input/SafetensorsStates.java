@@ -69,9 +69,10 @@ public final class SafetensorsStates implements StoredStates {
         final long ownTokens;
 
         FileState(int heads, int dk, int dv, long zOffset, String featureMap, double[] slopes, long tokens,
-                  long ownTokens, String location, FileStatus file, long kvOffset) {
+                  long ownTokens, String location, FileStatus file, long kvOffset, long sourceBytes,
+                  String sourceSample) {
             super(heads, dk, dv, zOffset >= 0, featureMap, slopes, tokens, location, file.getPath().toUri().toString(),
-                    file.getLen(), file.getModificationTime());
+                    file.getLen(), file.getModificationTime(), sourceBytes, sourceSample);
             this.kvOffset = kvOffset;
             this.zOffset = zOffset;
             this.ownTokens = ownTokens;
@@ -330,6 +331,16 @@ public final class SafetensorsStates implements StoredStates {
                     + "], found " + z.dtypeName() + " " + Arrays.toString(z.shape()));
         }
         String featureMap = meta.metadata().getOrDefault("feature_map", "identity");
+        long sourceBytes = -1;
+        String sourceSample = meta.metadata().get(OutputHeader.INPUT_SAMPLE);
+        if (sourceSample != null) { // results written before the input was recorded have none: not compared
+            try {
+                sourceBytes = Long.parseLong(meta.metadata().getOrDefault(OutputHeader.INPUT_BYTES, ""));
+            } catch (NumberFormatException e) {
+                throw new InvalidInputException(location + ": metadata " + OutputHeader.INPUT_BYTES + " '"
+                        + meta.metadata().get(OutputHeader.INPUT_BYTES) + "' is not a size in bytes", e);
+            }
+        }
         // tokens absorbed: the manifest's, else the result's own T after its token_offset (a continued sequence's)
         long absorbed = tokens;
         String offset = meta.metadata().get(OutputHeader.TOKEN_OFFSET);
@@ -353,7 +364,7 @@ public final class SafetensorsStates implements StoredStates {
         }
         return new FileState((int) s.dim(0), (int) s.dim(1), (int) s.dim(2), z == null ? -1 : z.begin(), featureMap,
                 slopes, chainTokens != null && chainTokens >= 0 ? chainTokens : absorbed, absorbed, location, st,
-                s.begin());
+                s.begin(), sourceBytes, sourceSample);
     }
 
     /** T of an "o_shape" metadata value "[T, H, Dv]" (--output-mode checksums), or -1. */

@@ -120,7 +120,7 @@ public interface StoredStates {
      * manifest), and how a task reads it. Small and serializable: it travels with the pieces.
      */
     abstract class State implements Serializable {
-        private static final long serialVersionUID = 1L;
+        private static final long serialVersionUID = 2L;
         final int heads;
         final int dk;
         final int dv;
@@ -137,9 +137,17 @@ public interface StoredStates {
         public final String file;
         public final long fileBytes;
         public final long fileModified;
+        /**
+         * The input the state was computed from, as its result records it (the input's size and
+         * content sample, see {@link dev.lightning.attention.job.output.OutputHeader#INPUT_SAMPLE}):
+         * an append of that same input again would count its tokens twice. -1 and null where the
+         * result does not say (written before this was recorded).
+         */
+        public final long sourceBytes;
+        public final String sourceSample;
 
         State(int heads, int dk, int dv, boolean normalizer, String featureMap, double[] slopes, long tokens,
-              String location, String file, long fileBytes, long fileModified) {
+              String location, String file, long fileBytes, long fileModified, long sourceBytes, String sourceSample) {
             this.heads = heads;
             this.dk = dk;
             this.dv = dv;
@@ -151,6 +159,13 @@ public interface StoredStates {
             this.file = file;
             this.fileBytes = fileBytes;
             this.fileModified = fileModified;
+            this.sourceBytes = sourceBytes;
+            this.sourceSample = sourceSample;
+        }
+
+        /** Whether this state was computed from the input of {@code bytes} bytes with content sample {@code sample}. */
+        public boolean computedFrom(long bytes, String sample) {
+            return sourceSample != null && sample != null && sourceBytes == bytes && sourceSample.equals(sample);
         }
 
         /** The state's shape as messages give it. */

@@ -14,7 +14,8 @@ import java.util.Map;
 
 /**
  * The header of a lightning output file: its tensors and their order, and its metadata, with the
- * keys a later run reads back from a stored output ({@link #SLOPES}, {@link #TOKEN_OFFSET}: see
+ * keys a later run reads back from a stored output ({@link #SLOPES}, {@link #TOKEN_OFFSET},
+ * {@link #INPUT_BYTES} and {@link #INPUT_SAMPLE}: see
  * {@link dev.lightning.attention.job.input.SafetensorsStates}). Pass 2 writes it, and in --output-mode
  * checksums the result files.
  */
@@ -77,6 +78,10 @@ public final class OutputHeader {
         if (tokenOffset >= 0) {
             metadata.put(TOKEN_OFFSET, Long.toString(tokenOffset));
         }
+        if (f.sample != null) {
+            metadata.put(INPUT_BYTES, Long.toString(f.fileSize));
+            metadata.put(INPUT_SAMPLE, f.sample);
+        }
         if (summary != null) {
             metadata.putAll(summary.metadata(f.tokens, h, spec.dv(), oDtype, tolerance));
         }
@@ -108,4 +113,11 @@ public final class OutputHeader {
 
     /** The output metadata key of a continued sequence's offset in the whole sequence. */
     public static final String TOKEN_OFFSET = "token_offset";
+
+    /**
+     * Output metadata: the input the result was computed from, by its size and a CRC32C sample of
+     * its content ({@link SequenceFile#sample}, the one --resume compares), so that an append of
+     * that same input onto this result's state can be refused: its tokens are already in it.
+     */
+    public static final String INPUT_BYTES = "input_bytes", INPUT_SAMPLE = "input_sample";
 }
