@@ -43,6 +43,12 @@ public final class SequenceFile implements Serializable {
     public final long initialNormalizerOffset;
     public final boolean slopesFromFile;
     /**
+     * The file's {@code token_offset} metadata as written (where it says that its first token is
+     * token N of a longer sequence), or null when it has none; read only by a run that continues
+     * stored states, which compares it with the tokens the stored state has absorbed.
+     */
+    public final String declaredOffset;
+    /**
      * A sample of the file's content (CRC32C of a few blocks spread over it, in hex), which the
      * output records with {@link #fileSize} as the input it was computed from; null until the
      * driver sets it ({@link #withSample}), and for synthetic sequences.
@@ -53,7 +59,7 @@ public final class SequenceFile implements Serializable {
 
     private SequenceFile(String path, String name, long fileSize, long tokens, DType dtype, long qOffset, long kOffset,
                          long vOffset, long initialStateOffset, long initialNormalizerOffset, AttentionSpec layout,
-                         boolean slopesFromFile, String sample) {
+                         boolean slopesFromFile, String declaredOffset, String sample) {
         this.path = path;
         this.name = name;
         this.fileSize = fileSize;
@@ -66,13 +72,14 @@ public final class SequenceFile implements Serializable {
         this.initialNormalizerOffset = initialNormalizerOffset;
         this.layout = layout;
         this.slopesFromFile = slopesFromFile;
+        this.declaredOffset = declaredOffset;
         this.sample = sample;
     }
 
     /** This file with its content sample ({@link #sample}). */
     public SequenceFile withSample(String sample) {
         return new SequenceFile(path, name, fileSize, tokens, dtype, qOffset, kOffset, vOffset, initialStateOffset,
-                initialNormalizerOffset, layout, slopesFromFile, sample);
+                initialNormalizerOffset, layout, slopesFromFile, declaredOffset, sample);
     }
 
     /**
@@ -228,11 +235,13 @@ public final class SequenceFile implements Serializable {
             initialZ = initZ.begin();
         }
         return new SequenceFile(path, name, size, tokens, dtype, q.begin(), k.begin(), v.begin(), initial, initialZ,
-                layout, fromFile, null);
+                layout, fromFile, header.metadata().get(TOKEN_OFFSET), null);
     }
 
     /** The optional tensors of a lightning input: the per-head slopes, and S and z before its first token. */
     public static final String SLOPE = "slope", INITIAL_STATE = "initial_state", INITIAL_NORMALIZER = "initial_normalizer";
+    /** The metadata key of a file's position in a longer sequence (outputs of continued sequences write it too). */
+    public static final String TOKEN_OFFSET = "token_offset";
     /** The optional tensors the job reads; any other tensor of a file is ignored. */
     public static final List<String> OPTIONAL = List.of(SLOPE, INITIAL_STATE, INITIAL_NORMALIZER);
 

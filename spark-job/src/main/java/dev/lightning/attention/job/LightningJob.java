@@ -377,20 +377,41 @@ final class LightningJob {
      * --initial-states: reads the stored set (headers only) and matches it to the inputs by name.
      * Before any compute it refuses, naming the sequence, an input that holds its own
      * initial_state or initial_normalizer and also has a stored state (two starting states), a
-     * stored state whose shape or feature map does not fit the input in this run, and an input
-     * that is the one its stored state was computed from (its tokens would count twice).
+     * stored state whose shape or feature map does not fit the input in this run, an input that
+     * is the one its stored state was computed from (its tokens would count twice), and an input
+     * whose own token_offset metadata is not the count its stored state has absorbed (or that has
+     * none to continue). Inputs without a stored state are named in a warning.
      */
     private void matchStoredStates(List<SequenceFile> files) throws IOException {
         StoredStates set = StoredStates.open(hadoopConf, cfg.get(Settings.INITIAL_STATES));
         stored = set.states();
         List<String> problems = new ArrayList<>();
+        List<String> fromZero = new ArrayList<>();
         for (int i = 0; i < files.size(); i++) {
             SequenceFile f = files.get(i);
             StoredStates.State s = stored.get(f.name);
+            long declared;
+            try {
+                declared = f.declaredOffset == null ? -1 : Long.parseLong(f.declaredOffset.trim());
+            } catch (NumberFormatException e) {
+                declared = -2;
+            }
+            if (declared < -1) {
+                problems.add(f.name + ": its metadata " + SequenceFile.TOKEN_OFFSET + " '" + f.declaredOffset
+                        + "' is not a token count; correct or remove it");
+                continue;
+            }
             if (s == null) {
                 if (set.unreadable().containsKey(f.name)) {
                     problems.add(f.name + ": the stored result of that name holds no readable state ("
                             + set.unreadable().get(f.name) + "); fix or remove it there");
+                } else if (declared > 0 && f.initialStateOffset < 0) {
+                    problems.add(f.name + ": the input says it starts at " + SequenceFile.TOKEN_OFFSET + " " + declared
+                            + " of its sequence, but --initial-states has no stored state of its name, so it would "
+                            + "start from zero; an input continues the stored result of the same name: give the input "
+                            + "that name, or --initial-states the output that holds its state");
+                } else if (f.initialStateOffset < 0) {
+                    fromZero.add(f.name);
                 }
                 continue;
             }
@@ -414,6 +435,14 @@ final class LightningJob {
                         + "that append had");
                 continue;
             }
+            if (declared >= 0 && s.tokens >= 0 && declared != s.tokens) {
+                problems.add(f.name + ": the input says it starts at " + SequenceFile.TOKEN_OFFSET + " " + declared
+                        + " of its sequence, but its stored state " + s.location + " has absorbed " + s.tokens
+                        + " tokens, so the chain would " + (declared > s.tokens ? "skip" : "repeat") + " "
+                        + Math.abs(declared - s.tokens) + " tokens; give --initial-states the output of the run that "
+                        + "ended at token " + declared);
+                continue;
+            }
             continued.put(i, s);
         }
         if (!problems.isEmpty()) {
@@ -421,6 +450,13 @@ final class LightningJob {
                     + problems.size() + " sequence(s) cannot continue from their stored state: "
                     + String.join("; ", problems.subList(0, Math.min(5, problems.size())))
                     + (problems.size() > 5 ? "; ..." : ""));
+        }
+        if (!fromZero.isEmpty()) {
+            out.println("lightning: warning: --initial-states: " + fromZero.size() + " input(s) have no stored state "
+                    + "of their name and start from zero: " + String.join(", ", fromZero.subList(0,
+                    Math.min(10, fromZero.size()))) + (fromZero.size() > 10 ? " and " + (fromZero.size() - 10)
+                    + " more" : "") + ". An input continues the stored result of the same name (its name in --output: "
+                    + "the file name, or with --recursive its path below --input); a renamed input continues nothing");
         }
         out.printf("lightning: --initial-states: %d of %d sequences continue from a stored state; %d stored "
                 + "state(s) in all%n", continued.size(), files.size(), stored.size());

@@ -344,6 +344,28 @@ class AppendJobTest {
         }
     }
 
+    /** Rewrites {@code file}'s header with {@code entries} added to its {@code __metadata__}. */
+    static void putMetadata(Path file, Map<String, String> entries) throws IOException {
+        byte[] raw = Files.readAllBytes(file);
+        int n = (int) java.nio.ByteBuffer.wrap(raw, 0, 8).order(java.nio.ByteOrder.LITTLE_ENDIAN).getLong();
+        ObjectMapper json = new ObjectMapper();
+        com.fasterxml.jackson.databind.node.ObjectNode header = (com.fasterxml.jackson.databind.node.ObjectNode)
+                json.readTree(new String(raw, 8, n, java.nio.charset.StandardCharsets.UTF_8));
+        com.fasterxml.jackson.databind.node.ObjectNode meta = header.has("__metadata__")
+                ? (com.fasterxml.jackson.databind.node.ObjectNode) header.get("__metadata__")
+                : header.putObject("__metadata__");
+        entries.forEach(meta::put);
+        StringBuilder text = new StringBuilder(json.writeValueAsString(header));
+        while (text.length() % 8 != 0) {
+            text.append(' ');
+        }
+        byte[] h = text.toString().getBytes(java.nio.charset.StandardCharsets.UTF_8);
+        java.nio.ByteBuffer out = java.nio.ByteBuffer.allocate(8 + h.length + raw.length - 8 - n)
+                .order(java.nio.ByteOrder.LITTLE_ENDIAN);
+        out.putLong(h.length).put(h).put(raw, 8 + n, raw.length - 8 - n);
+        Files.write(file, out.array());
+    }
+
     /**
      * A manifest names an untouched state by where it lies in an earlier directory; when that
      * file is replaced since (here: the earlier directory rewritten with --overwrite from another
@@ -427,6 +449,46 @@ class AppendJobTest {
         run(args(seg2, tmp.resolve("s2"), List.of("--initial-states", s1.toString())));
         Result got = Result.read(tmp.resolve("s2").resolve("s.safetensors"));
         assertTrue(relativeError(got.state, s.reference(1.0).state) <= 1e-5, "the chain's final state");
+    }
+
+    /**
+     * An input whose metadata says where it starts ({@code token_offset}) is refused when the
+     * stored state it would continue has absorbed another count of tokens (a generation skipped),
+     * or when --initial-states has none for it; an input without a stored state is named in a
+     * warning (a renamed input starts from zero).
+     */
+    @Test
+    void refusesADeclaredOffsetThatIsNotTheStoredOneAndWarnsOfUnmatchedInputs() throws IOException {
+        Sequence s = Sequence.random(41, 300, 2, 8, 6, DType.F32, null, false);
+        Path seg0 = JobHarness.writeSequences(tmp.resolve("seg0"), Map.of("s.safetensors", s.range(0, 100, null)));
+        Path seg1 = JobHarness.writeSequences(tmp.resolve("seg1"), Map.of("s.safetensors", s.range(100, 200, null)));
+        Path seg2 = JobHarness.writeSequences(tmp.resolve("seg2"), Map.of("s.safetensors", s.range(200, 300, null)));
+        putMetadata(seg1.resolve("s.safetensors"), Map.of("token_offset", "100"));
+        putMetadata(seg2.resolve("s.safetensors"), Map.of("token_offset", "200"));
+        Path s0 = tmp.resolve("s0");
+        run(args(seg0, s0, List.of()));
+        Outcome o = lightning(args(seg2, tmp.resolve("x"), List.of("--initial-states", s0.toString()))
+                .toArray(new String[0]));
+        assertEquals(2, o.status, o.out + o.err);
+        assertTrue(o.err.contains("s.safetensors") && o.err.contains("token_offset 200") && o.err.contains("100"),
+                o.err);
+        assertFalse(o.out.contains("pass 2"), "nothing computed: " + o.out);
+        Path s1 = tmp.resolve("s1");
+        run(args(seg1, s1, List.of("--initial-states", s0.toString())));
+        assertEquals("100", metadata(s1.resolve("s.safetensors")).path("token_offset").asText());
+
+        // renamed: no stored state of its name
+        Path renamed = Files.createDirectories(tmp.resolve("renamed"));
+        Files.copy(seg2.resolve("s.safetensors"), renamed.resolve("t.safetensors"));
+        o = lightning(args(renamed, tmp.resolve("y"), List.of("--initial-states", s1.toString()))
+                .toArray(new String[0]));
+        assertEquals(2, o.status, "declares token_offset 200 but would start from zero: " + o.out + o.err);
+        assertTrue(o.err.contains("t.safetensors") && o.err.contains("token_offset 200"), o.err);
+        Path plain = JobHarness.writeSequences(tmp.resolve("plain"), Map.of("u.safetensors", s.range(200, 300, null)));
+        o = run(args(plain, tmp.resolve("z"), List.of("--initial-states", s1.toString())));
+        assertTrue(o.out.contains("warning") && o.out.contains("u.safetensors") && o.out.contains("no stored state"),
+                o.out);
+        run(args(seg2, tmp.resolve("s2"), List.of("--initial-states", s1.toString())));
     }
 
     /**

@@ -112,7 +112,7 @@ public final class OutputHeader {
     }
 
     /** The output metadata key of a continued sequence's offset in the whole sequence. */
-    public static final String TOKEN_OFFSET = "token_offset";
+    public static final String TOKEN_OFFSET = SequenceFile.TOKEN_OFFSET;
 
     /**
      * Output metadata: the input the result was computed from, by its size and a CRC32C sample of
