@@ -3,7 +3,6 @@ package dev.lightning.attention.job.tables;
 import dev.lightning.attention.job.JobConfig;
 import dev.lightning.attention.job.LightningKryoRegistrator;
 import dev.lightning.attention.job.LightningMain;
-import dev.lightning.attention.job.Settings;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
 
@@ -24,7 +23,10 @@ import java.util.Map;
  * }</pre>
  *
  * <p>The options are those of {@code bin/lightning run} (the same {@code Settings} entries, the same
- * checks), without --input and --output. The blocks are checked when {@code compute} is called,
+ * checks), less those of the command line only (files, the output directory and its commit, the
+ * Spark start: marked so in the options table), which are refused, as are Spark settings: the
+ * caller writes the returned datasets itself, and the Spark session, with its settings, is the
+ * caller's. The blocks are checked when {@code compute} is called,
  * before any compute (a bad table throws {@code InvalidInputException} naming the sequence and the
  * offsets); the outputs are computed once, when either dataset is first used, and kept
  * (persisted) until {@link Result#close()}. The Spark session is the blocks'. A session with
@@ -123,11 +125,8 @@ public final class LightningTables {
      */
     public static Result compute(Dataset<Row> blocks, Dataset<Row> sequences, Dataset<Row> storedStates,
                                  String... options) {
+        // refuses the options of the command line only (--output, --resume, --master, ...) and Spark settings
         JobConfig cfg = LightningMain.parse(Arrays.asList(options), null, true);
-        if (cfg.get(Settings.INITIAL_STATES) != null) {
-            throw new dev.lightning.attention.tensor.InvalidInputException("--initial-states is a directory of the "
-                    + "command line; here pass the stored final states as a dataset (the storedStates argument)");
-        }
         Map<String, String> rejected = new java.util.TreeMap<>();
         TableRun.Prepared p = TableRun.prepare(blocks.sparkSession(), cfg, blocks, "blocks dataset", sequences,
                 "sequences dataset", storedStates, "stored final states dataset", rejected, null);

@@ -535,6 +535,11 @@ public class TablesTest {
         assertTrue(m.contains("--spot-check-tolerance") && m.contains("leave it out"), m);
         m = rejection(() -> LightningTables.compute(blocks, "--gpu-oom", "cpu", "--backend", "cpu"));
         assertTrue(m.contains("--gpu-oom cpu") && m.contains("no CPU fallback"), m);
+        // options of the command line only, and Spark settings, were accepted and did nothing
+        m = rejection(() -> LightningTables.compute(blocks, "--backend", "cpu", "--output", "/x"));
+        assertTrue(m.startsWith("--output /x") && m.contains("writes the returned datasets itself"), m);
+        m = rejection(() -> LightningTables.compute(blocks, "--backend", "cpu", "--conf", "spark.sql.shuffle.partitions=3"));
+        assertTrue(m.contains("spark.sql.shuffle.partitions=3") && m.contains("caller's SparkSession"), m);
         assertNotNull(blocks);
     }
 }
