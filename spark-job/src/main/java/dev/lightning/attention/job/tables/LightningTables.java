@@ -31,7 +31,7 @@ import java.util.Map;
  * offsets); the outputs are computed once, when either dataset is first used, and kept
  * (persisted) until {@link Result#close()}. The Spark session is the blocks'. A session with
  * {@code spark.kryo.registrationRequired=true} needs {@link LightningKryoRegistrator} among its
- * registrators. To continue the final states of an earlier computation (what {@code --initial-states}
+ * registrators ({@code spark.kryo.registrator}), and is refused up front without it. To continue the final states of an earlier computation (what {@code --initial-states}
  * does on the command line), pass them to {@link #compute(Dataset, Dataset, Dataset, String...)}.
  */
 public final class LightningTables {
@@ -100,6 +100,29 @@ public final class LightningTables {
         }
     }
 
+    /**
+     * Null when the session can serialize our shuffled records; else why not: with Kryo and
+     * {@code spark.kryo.registrationRequired=true}, {@link LightningKryoRegistrator} must be among
+     * {@code spark.kryo.registrator} (else the first Spark job fails with Kryo's "Class is not
+     * registered").
+     */
+    static String kryoProblem(org.apache.spark.SparkConf conf) {
+        if (!conf.get("spark.serializer", "").contains("Kryo") || !conf.getBoolean("spark.kryo.registrationRequired", false)) {
+            return null;
+        }
+        String registrators = conf.get("spark.kryo.registrator", "").trim();
+        for (String r : registrators.split(",")) {
+            if (r.trim().equals(LightningKryoRegistrator.class.getName())) {
+                return null;
+            }
+        }
+        return "the SparkSession requires Kryo registration (spark.kryo.registrationRequired=true), and "
+                + "spark.kryo.registrator is " + (registrators.isEmpty() ? "not set" : "'" + registrators + "'")
+                + ": expected it to include " + LightningKryoRegistrator.class.getName() + ", which registers the "
+                + "classes LightningTables shuffles; add it to spark.kryo.registrator (a comma-separated list) when "
+                + "building the session";
+    }
+
     /** {@link #compute(Dataset, Dataset, String...)} without a sequences table. */
     public static Result compute(Dataset<Row> blocks, String... options) {
         return compute(blocks, null, options);
@@ -127,6 +150,10 @@ public final class LightningTables {
                                  String... options) {
         // refuses the options of the command line only (--output, --resume, --master, ...) and Spark settings
         JobConfig cfg = LightningMain.parse(Arrays.asList(options), null, true);
+        String kryo = kryoProblem(blocks.sparkSession().sparkContext().getConf());
+        if (kryo != null) {
+            throw new dev.lightning.attention.tensor.InvalidInputException(kryo);
+        }
         Map<String, String> rejected = new java.util.TreeMap<>();
         TableRun.Prepared p = TableRun.prepare(blocks.sparkSession(), cfg, blocks, "blocks dataset", sequences,
                 "sequences dataset", storedStates, "stored final states dataset", rejected, null);
