@@ -143,6 +143,9 @@ public final class JobConfig implements Serializable {
      */
     static JobConfig resolve(Map<String, String> flags, Map<String, String> confPairs,
                              Function<String, String> sparkDefault, boolean datasets) {
+        if (datasets) {
+            refuseCommandLineOnly(flags, confPairs);
+        }
         Map<String, String> spark = new LinkedHashMap<>();
         for (Map.Entry<String, String> e : confPairs.entrySet()) {
             boolean ours = false;
@@ -167,6 +170,34 @@ public final class JobConfig implements Serializable {
             }
         }
         return new JobConfig(values, spark, datasets);
+    }
+
+    /**
+     * A run over datasets ({@link LightningTables}) refuses, as given in its options, what only the
+     * command line uses (the options whose declaration says so: files, the output directory, the
+     * Spark start) and every Spark setting: the caller reads the inputs and writes the returned
+     * datasets itself, in its own SparkSession. Accepted, they would silently do nothing.
+     */
+    private static void refuseCommandLineOnly(Map<String, String> flags, Map<String, String> confPairs) {
+        for (Setting<?> s : Settings.ALL) {
+            boolean flag = flags.containsKey(s.flag);
+            if (s.commandLineOnly != null && (flag || confPairs.containsKey(s.key) && s != Settings.MASTER)) {
+                String given = flag ? s.flag + (s.isSwitch() ? "" : " " + flags.get(s.flag))
+                        : "--conf " + s.key + "=" + confPairs.get(s.key);
+                throw new InvalidInputException((flag ? given + " (key " + s.key + ")" : s.flag + " (" + given + ")")
+                        + ": expected only options that LightningTables.compute uses; it has no use for this one, since "
+                        + "it reads the datasets it is given and the caller writes the returned datasets itself, in its "
+                        + "own SparkSession (" + s.commandLineOnly + "); remove it");
+            }
+        }
+        for (Map.Entry<String, String> e : confPairs.entrySet()) {
+            if (!e.getKey().startsWith("spark.lightning.")) {
+                throw new InvalidInputException("--conf " + e.getKey() + "=" + e.getValue() + ": a Spark setting, "
+                        + "and LightningTables.compute runs in the caller's SparkSession, whose settings are the "
+                        + "caller's: set it when building the session (SparkSession.builder().config(...)) or, for "
+                        + "runtime SQL settings, with spark.conf().set(...); remove it here");
+            }
+        }
     }
 
     /** An option's value, its default being the one under {@code attention}. */

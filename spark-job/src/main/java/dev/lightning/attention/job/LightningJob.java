@@ -518,7 +518,17 @@ final class LightningJob {
         try {
             ObjectNode report = report(files, reports, "failed", e);
             staging.stageReport(fs, report);
-            if (LightningMain.findInvalidInput(e) != null) {
+            if (dev.lightning.attention.job.output.UnsharedOutputException.in(e) != null) {
+                // a rerun, with or without --resume, meets the same wall: the message says what to change
+                out.println("lightning: the run failed because the driver and the executors do not see --output as "
+                        + "the same storage (the error below); the output directory is unchanged, and the failed run's "
+                        + "report is in " + staging.root + " as the driver sees it");
+            } else if (setupFailure(e) != null) {
+                out.println("lightning: the run failed on where its tasks run (" + setupFailure(e) + "); the output "
+                        + "directory is unchanged. A rerun fails the same way until that is fixed on the executors "
+                        + "(e.g. the application jar with JCuda shipped to them, a usable GPU); then rerun with "
+                        + "--resume and the same options to keep the work done so far, in " + staging.root);
+            } else if (LightningMain.findInvalidInput(e) != null) {
                 // a bad input: --resume cannot help, since the input or the options must change
                 out.println("lightning: the run stopped at a bad input (the error below); the output directory is "
                         + "unchanged. Fix that input, or leave such inputs out (--skip-invalid, --skip-nonfinite), and "
@@ -533,6 +543,23 @@ final class LightningJob {
         }
     }
 
+
+    /**
+     * A failure that stays until something where the tasks run is changed (no usable GPU, JCuda or
+     * another class or native library missing on the executors), said briefly; else null. A
+     * killed run or a lost executor is none: --resume alone continues those.
+     */
+    static String setupFailure(Throwable e) {
+        for (Throwable t = e; t != null; t = t.getCause() == t ? null : t.getCause()) {
+            if (t instanceof dev.lightning.attention.engine.GpuUnusableException) {
+                return "no usable GPU: " + t.getMessage();
+            }
+            if (t instanceof LinkageError || t instanceof ClassNotFoundException) {
+                return "a class or native library is missing there: " + t;
+            }
+        }
+        return null;
+    }
 
     /**
      * --output-mode checksums: each result's o checksum and spot-check table, read back from the

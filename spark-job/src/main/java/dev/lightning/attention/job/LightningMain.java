@@ -139,6 +139,12 @@ public final class LightningMain {
                 err.println("lightning: error: " + usage);
                 return 2;
             }
+            dev.lightning.attention.job.output.UnsharedOutputException unshared =
+                    dev.lightning.attention.job.output.UnsharedOutputException.in(e);
+            if (unshared != null) {
+                err.println("lightning: failed: " + unshared.getMessage()); // said in full: no stack trace
+                return 1;
+            }
             for (Throwable t = e; t != null; t = t.getCause() == t ? null : t.getCause()) {
                 if (t instanceof ExplainedFailure) {
                     err.println("lightning: failed: " + t.getMessage());

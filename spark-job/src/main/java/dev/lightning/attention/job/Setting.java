@@ -27,15 +27,21 @@ final class Setting<T> {
     private final java.util.Map<String, T> attentionDefaults;
     /** How such a default is stated, by attention. */
     private final java.util.Map<String, String> attentionDefaultTexts;
+    /**
+     * Null for an option that a run over datasets ({@code LightningTables.compute}) uses too; else
+     * it has a meaning for the command line only (files, the output directory, the Spark start),
+     * and this says what a Spark program does instead. The Dataset API refuses such an option.
+     */
+    final String commandLineOnly;
 
     private Setting(String flag, String key, String type, T defaultValue, String defaultText, String doc,
                     Function<String, T> parser, Function<T, String> check) {
-        this(flag, key, type, defaultValue, defaultText, doc, parser, check, java.util.Map.of(), java.util.Map.of());
+        this(flag, key, type, defaultValue, defaultText, doc, parser, check, java.util.Map.of(), java.util.Map.of(), null);
     }
 
     private Setting(String flag, String key, String type, T defaultValue, String defaultText, String doc,
                     Function<String, T> parser, Function<T, String> check, java.util.Map<String, T> attentionDefaults,
-                    java.util.Map<String, String> attentionDefaultTexts) {
+                    java.util.Map<String, String> attentionDefaultTexts, String commandLineOnly) {
         this.flag = flag;
         this.key = key;
         this.type = type;
@@ -46,6 +52,16 @@ final class Setting<T> {
         this.check = check;
         this.attentionDefaults = attentionDefaults;
         this.attentionDefaultTexts = attentionDefaultTexts;
+        this.commandLineOnly = commandLineOnly;
+    }
+
+    /**
+     * This option, marked as one of the command line only: {@code instead} says what a Spark
+     * program calling {@code LightningTables.compute} does in its place (the Dataset API refuses it).
+     */
+    Setting<T> commandLineOnly(String instead) {
+        return new Setting<>(flag, key, type, defaultValue, defaultText, doc, parser, check, attentionDefaults,
+                attentionDefaultTexts, instead);
     }
 
     /**
@@ -59,7 +75,8 @@ final class Setting<T> {
         java.util.Map<String, String> texts = new java.util.HashMap<>(attentionDefaultTexts);
         texts.put(attention, text);
         return new Setting<>(flag, key, type, defaultValue, defaultText + "; " + attention + ": " + text, doc, parser,
-                check, java.util.Collections.unmodifiableMap(defaults), java.util.Collections.unmodifiableMap(texts));
+                check, java.util.Collections.unmodifiableMap(defaults), java.util.Collections.unmodifiableMap(texts),
+                commandLineOnly);
     }
 
     /** How the default under {@code attention} is stated, or null when it is the plain default. */

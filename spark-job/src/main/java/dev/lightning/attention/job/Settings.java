@@ -11,32 +11,38 @@ public final class Settings {
             "The `*.safetensors` sequence files: a directory, one file, a comma-separated list or a glob "
                     + "(`'dir/*.safetensors'`); any Hadoop file system URI. A path that exists is taken as it is, "
                     + "even if it holds a comma or a glob character. Required unless --synthetic is given (not both). With --input-format parquet: a table of "
-                    + "blocks (a directory of `.parquet` files, a file, or a comma-separated list).");
+                    + "blocks (a directory of `.parquet` files, a file, or a comma-separated list).")
+            .commandLineOnly("pass the blocks as a dataset");
     public static final Setting<String> INPUT_FORMAT = Setting.choice("--input-format", "spark.lightning.inputFormat", "auto",
             "`safetensors` (one sequence per file) or `parquet` (sequences as table rows: see \"Sequences as table "
                     + "rows\" in the README); `auto`: parquet when --input is a `.parquet` file or a directory holding "
-                    + "`.parquet` files and no `.safetensors` ones, else safetensors.", "auto", "safetensors", "parquet");
+                    + "`.parquet` files and no `.safetensors` ones, else safetensors.", "auto", "safetensors", "parquet")
+            .commandLineOnly("pass the blocks as a dataset, read from any source");
     public static final Setting<String> SEQUENCES = Setting.optionalPath("--sequences", "spark.lightning.sequences",
             "With parquet input: the optional per-sequence table (`sequence`, `slope`, `initial_state`, "
-                    + "`initial_normalizer`), a directory of `.parquet` files or a file.");
+                    + "`initial_normalizer`), a directory of `.parquet` files or a file.")
+            .commandLineOnly("pass the sequences table as a dataset (the sequences argument)");
     public static final Setting<String> OUTPUT_FORMAT = Setting.choice("--output-format", "spark.lightning.outputFormat",
             "input", "`input` (the input's format), `safetensors` or `parquet` (tables `o/` and `final_states/` in "
                     + "--output, and `states/` with --state-every). Safetensors input with `parquet`: each file is one "
                     + "sequence of the tables, named as its result file would be, read and computed by a table run "
                     + "(converts and computes in one run). Parquet input with `safetensors` is refused: a table run's o "
                     + "is rows spread over its tasks, which the files run's writers cannot place.", "input",
-            "safetensors", "parquet");
+            "safetensors", "parquet")
+            .commandLineOnly("write the returned datasets in the format you want");
     public static final Setting<String> SYNTHETIC = Setting.text("--synthetic", "spark.lightning.synthetic", "(none)",
             "Lightning only. Instead of --input, sequences generated inside the tasks, with no input files: `T,H,Dk,Dv,dtype,seed` "
                     + "(e.g. `10000000,2,64,64,bf16,1`; several separated by `;`). q, k, v are those of a "
                     + "safetensors file that exists only as a function: each value is a hash of (seed, tensor, "
                     + "element), uniform in (-1, 1) (q in (-1, 1)/sqrt(Dk)) and rounded to the dtype, so a run "
                     + "equals one on the written-out file, however it is split. Slopes from --default-slopes; the "
-                    + "result is named `synthetic-T-H-Dk-Dv-dtype-seed.safetensors`.");
+                    + "result is named `synthetic-T-H-Dk-Dv-dtype-seed.safetensors`.")
+            .commandLineOnly("pass the blocks as a dataset");
     public static final Setting<String> OUTPUT = Setting.path("--output", "spark.lightning.output",
             "Directory for the results, one file per input file with the same name (its path below --input "
                     + "with `--recursive`). Published in one commit at the end of the run; files the run does not "
-                    + "produce are never touched.");
+                    + "produce are never touched.")
+            .commandLineOnly("write the returned datasets, e.g. r.o().write().parquet(dir)");
     public static final Setting<String> INITIAL_STATES = Setting.optionalPath("--initial-states",
             "spark.lightning.initialStates",
             "Lightning only. Continue sequences from the final states stored in DIR, the committed --output of an "
@@ -54,10 +60,12 @@ public final class Settings {
                     + "`initial_state` for a sequence with a stored row is refused the same way; a continued sequence "
                     + "keeps the stored row's `slope`, and another given `slope` is refused), and its own "
                     + "`final_states/` is the complete set: the stored rows of sequences it did not compute are "
-                    + "carried over into it unchanged, and `state_tokens` counts the tokens each state has absorbed.");
+                    + "carried over into it unchanged, and `state_tokens` counts the tokens each state has absorbed.")
+            .commandLineOnly("pass the stored final states as a dataset (the storedStates argument)");
     public static final Setting<Boolean> RECURSIVE = Setting.flagSwitch("--recursive", "spark.lightning.recursive",
             "With a directory as --input, also take the files of its subdirectories (names starting with `.` "
-                    + "or `_` are skipped).");
+                    + "or `_` are skipped).")
+            .commandLineOnly("pass the blocks as a dataset");
     public static final Setting<Long> PARTITION_TOKENS = Setting.count("--partition-tokens",
             "spark.lightning.partitionTokens", 65536, 1, Long.MAX_VALUE / 4,
             "Tokens per partition (rounded down to a multiple of the chunk size, and at least one chunk). Shorter sequences share a "
@@ -103,7 +111,8 @@ public final class Settings {
             + "enforced by their allocators: larger windows are computed in slices, and a limit too small for the "
             + "states and one chunk is an error that says so.");
     static final Setting<String> MASTER = Setting.text("--master", "spark.master", "local[*]",
-            "Spark master URL. Under spark-submit, spark-submit's own `--master` is used unless this is given.");
+            "Spark master URL. Under spark-submit, spark-submit's own `--master` is used unless this is given.")
+            .commandLineOnly("the master is the caller's SparkSession's");
     static final Setting<String> DEFAULT_SLOPES = Setting.choice("--default-slopes", "spark.lightning.defaultSlopes",
             "minimax", "Lightning only. Decay rates for files without a `slope` tensor: `minimax` (MiniMax-01/ALiBi) or "
                     + "`transnormer` (fla's `chunk_lightning_attn`).", "minimax", "transnormer");
@@ -141,7 +150,8 @@ public final class Settings {
                     + "output file; `file:` paths, i.e. local and shared POSIX file systems), `concat` (parts joined "
                     + "by the file system's concat, no data copied; HDFS), `parts` (`NAME.index.json` and "
                     + "`NAME.parts/*.safetensors`; any file system); `auto`: the first of these the output's file "
-                    + "system allows. --resume must be given the same.", "auto", "in-place", "concat", "parts");
+                    + "system allows. --resume must be given the same.", "auto", "in-place", "concat", "parts")
+            .commandLineOnly("write the returned datasets with a writer of your choice");
     public static final Setting<String> OUTPUT_MODE = Setting.choice("--output-mode", "spark.lightning.outputMode", "files",
             "Lightning only. `files`: each result holds `o`. `checksums`: pass 2 computes `o` as usual but keeps, instead of "
                     + "writing it, the CRC32C of the bytes `o` would hold, its sum and largest magnitude, and the "
@@ -158,18 +168,21 @@ public final class Settings {
     public static final Setting<Boolean> OVERWRITE = Setting.flagSwitch("--overwrite", "spark.lightning.overwrite",
             "Let this run replace the files it produces (and the run report) where the output directory already "
                     + "holds them; they are replaced at the commit, after all compute. Other files are never "
-                    + "touched.");
+                    + "touched.")
+            .commandLineOnly("choose the writer's mode, e.g. r.o().write().mode(\"overwrite\")");
     public static final Setting<Boolean> RESUME = Setting.flagSwitch("--resume", "spark.lightning.resume",
             "Continue an interrupted or failed run into the same --output with the same input and settings: "
                     + "work it finished and that still verifies (size and CRC32C) is kept, the rest is computed; "
                     + "the result is byte-identical to an uninterrupted run. Without it, a new run discards the "
-                    + "staging of earlier runs. Not for table runs, which keep no finished work: rerun them.");
+                    + "staging of earlier runs. Not for table runs, which keep no finished work: rerun them.")
+            .commandLineOnly("nothing is kept between calls: call compute again");
     static final Setting<Double> LOCK_STALE_SECONDS = Setting.real("--lock-stale-seconds",
             "spark.lightning.lockStaleSeconds", 120.0, true,
             "A run holds `<output>/_lightning.lock` and refreshes it every few seconds. On the holder's host a "
                     + "lock is stale once its process is gone (a live process keeps it, even stopped); from another "
                     + "host, once it was not refreshed for this long (or the holder's own setting, if longer). The "
-                    + "next run takes a stale lock over.");
+                    + "next run takes a stale lock over.")
+            .commandLineOnly("no output directory is locked");
     public static final Setting<Boolean> SKIP_NONFINITE = Setting.flagSwitch("--skip-nonfinite",
             "spark.lightning.skipNonFinite", "Skip sequences whose inputs hold NaN or Inf, or whose outputs overflow "
                     + "to NaN or Inf, and list them in the run report, instead of failing the job.");
@@ -177,7 +190,8 @@ public final class Settings {
             "Process the valid files of the input and list the rejected ones in the run report, instead of failing "
                     + "before any output is written.");
     public static final Setting<Double> PROGRESS_SECONDS = Setting.real("--progress-seconds",
-            "spark.lightning.progressSeconds", 5.0, true, "Seconds between progress lines.");
+            "spark.lightning.progressSeconds", 5.0, true, "Seconds between progress lines.")
+            .commandLineOnly("it prints no progress lines; the Spark UI shows its jobs");
 
     static final List<Setting<?>> ALL = List.of(INPUT, INPUT_FORMAT, SEQUENCES, SYNTHETIC, OUTPUT, OUTPUT_FORMAT,
             INITIAL_STATES, RECURSIVE, ATTENTION, PARTITION_TOKENS,
@@ -223,7 +237,7 @@ public final class Settings {
             b.append("| `").append(s.flag).append(s.isSwitch() ? "" : " " + placeholder(s).replace("|", "\\|"))
                     .append("` | `")
                     .append(s.key).append("` | ").append(s.type.replace("|", "\\|")).append(" | ")
-                    .append(s.defaultText).append(" | ").append(s.doc).append(" |\n");
+                    .append(s.defaultText).append(" | ").append(doc(s)).append(" |\n");
         }
         return b.toString();
     }
@@ -233,10 +247,15 @@ public final class Settings {
         StringBuilder b = new StringBuilder();
         for (Setting<?> s : ALL) {
             String head = "  " + s.flag + (s.isSwitch() ? "" : " " + placeholder(s));
-            b.append(String.format("%-28s %s%n", head, s.doc.replace("`", "")));
+            b.append(String.format("%-28s %s%n", head, doc(s).replace("`", "")));
             b.append(String.format("%-28s [%s; default %s; key %s]%n", "", s.type, s.defaultText, s.key));
         }
         return b.toString();
+    }
+
+    /** An option's documentation, with the mark of one the Dataset API refuses. */
+    private static String doc(Setting<?> s) {
+        return s.doc + (s.commandLineOnly == null ? "" : " Command line only (`LightningTables.compute` refuses it).");
     }
 
     private static String placeholder(Setting<?> s) {

@@ -106,4 +106,46 @@ class JobConfigTest {
         assertEquals(0.5, JobConfig.resolve(flags, Map.of(), k -> null).get(Settings.SCALE));
         assertTrue(Settings.SCALE.defaultText.contains("softmax: 1/sqrt(Dk)"), Settings.SCALE.defaultText);
     }
+
+    /**
+     * The Dataset API (LightningTables) took these and did nothing with them: nothing was written to
+     * --output, a missing --input passed, and Spark settings never reached the caller's session.
+     */
+    @Test
+    void theDatasetApiRefusesWhatOnlyTheCommandLineUses() {
+        String[][] given = {{"--output", "/x"}, {"--input", "/nonexistent"}, {"--resume"}, {"--overwrite"},
+                {"--master", "local[1]"}, {"--output-format", "parquet"}, {"--sequences", "/s"}, {"--recursive"},
+                {"--output-form", "parts"}, {"--lock-stale-seconds", "5"}, {"--progress-seconds", "1"},
+                {"--synthetic", "100,1,4,4,f32,1"}, {"--input-format", "parquet"},
+                {"--conf", "spark.lightning.output=/x"}};
+        for (String[] args : given) {
+            java.util.List<String> options = new java.util.ArrayList<>(java.util.List.of("--backend", "cpu"));
+            options.addAll(java.util.List.of(args));
+            String m = assertThrows(InvalidInputException.class, () -> LightningMain.parse(options, null, true),
+                    String.join(" ", args)).getMessage();
+            String flag = args[0].equals("--conf") ? "--output" : args[0];
+            assertTrue(m.startsWith(flag) && m.contains("LightningTables.compute") && m.contains("remove it"), m);
+        }
+        String m = assertThrows(InvalidInputException.class,
+                () -> LightningMain.parse(java.util.List.of("--output", "/x"), null, true)).getMessage();
+        assertTrue(m.contains("writes the returned datasets itself"), m);
+        for (String pair : new String[] {"spark.sql.shuffle.partitions=3", "spark.executor.memory=1g",
+                "spark.master=local[1]"}) {
+            m = assertThrows(InvalidInputException.class,
+                    () -> LightningMain.parse(java.util.List.of("--conf", pair), null, true), pair).getMessage();
+            assertTrue(m.startsWith("--conf " + pair) && m.contains("caller's SparkSession") && m.contains("remove it"), m);
+        }
+        // what the Dataset API does use still passes, and the command line still takes them all
+        assertEquals(128L, LightningMain.parse(java.util.List.of("--partition-tokens", "128", "--skip-invalid",
+                "--conf", "spark.lightning.scale=0.5"), null, true).get(Settings.PARTITION_TOKENS));
+        JobConfig cli = LightningMain.parse(java.util.List.of("--input", "in", "--output", "out", "--overwrite",
+                "--conf", "spark.executor.memory=1g"), null);
+        assertEquals("1g", cli.sparkSettings.get("spark.executor.memory"));
+        // the declarations say which: each command-line-only option is marked in the options table
+        for (Setting<?> s : Settings.ALL) {
+            assertEquals(s.commandLineOnly != null, Settings.markdownTable().lines()
+                    .filter(l -> l.startsWith("| `" + s.flag)).findFirst().orElseThrow()
+                    .contains("Command line only"), s.flag);
+        }
+    }
 }

@@ -75,7 +75,8 @@ public final class Commit {
             for (String name : names) {
                 Path staged = staging.stagedOutput(name);
                 if (!fs.exists(staged)) {
-                    throw new IOException("the staged output " + staged + " is missing; nothing was published");
+                    // a task wrote it (its pass succeeded): where the driver looks, the executors did not write
+                    throw UnsharedOutputException.onDriver(staged);
                 }
             }
             for (String name : all) {

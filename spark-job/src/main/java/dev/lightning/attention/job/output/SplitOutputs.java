@@ -171,7 +171,14 @@ public final class SplitOutputs implements Serializable {
         java.nio.file.Path file = ((RawLocalFileSystem) fs).pathToFile(target).toPath();
         List<Staging.Written> written = new ArrayList<>();
         // WRITE without CREATE: the driver made the file with its length; a missing one is an error, never a new file
-        try (FileChannel ch = FileChannel.open(file, StandardOpenOption.WRITE)) {
+        FileChannel opened;
+        try {
+            opened = FileChannel.open(file, StandardOpenOption.WRITE);
+        } catch (java.nio.file.NoSuchFileException e) {
+            // the driver created it before the pass: this executor does not see the driver's --output
+            throw UnsharedOutputException.onExecutor(target, e);
+        }
+        try (FileChannel ch = opened) {
             List<String> names = new ArrayList<>();
             // each range takes a window's o as the buffer it is (off-heap on the GPU), no heap copy
             PositionedOutput[] ranges = new PositionedOutput[shares.size()];

@@ -3,7 +3,6 @@ package dev.lightning.attention.job.tables;
 import dev.lightning.attention.job.JobConfig;
 import dev.lightning.attention.job.LightningKryoRegistrator;
 import dev.lightning.attention.job.LightningMain;
-import dev.lightning.attention.job.Settings;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
 
@@ -24,12 +23,15 @@ import java.util.Map;
  * }</pre>
  *
  * <p>The options are those of {@code bin/lightning run} (the same {@code Settings} entries, the same
- * checks), without --input and --output. The blocks are checked when {@code compute} is called,
+ * checks), less those of the command line only (files, the output directory and its commit, the
+ * Spark start: marked so in the options table), which are refused, as are Spark settings: the
+ * caller writes the returned datasets itself, and the Spark session, with its settings, is the
+ * caller's. The blocks are checked when {@code compute} is called,
  * before any compute (a bad table throws {@code InvalidInputException} naming the sequence and the
  * offsets); the outputs are computed once, when either dataset is first used, and kept
  * (persisted) until {@link Result#close()}. The Spark session is the blocks'. A session with
  * {@code spark.kryo.registrationRequired=true} needs {@link LightningKryoRegistrator} among its
- * registrators. To continue the final states of an earlier computation (what {@code --initial-states}
+ * registrators ({@code spark.kryo.registrator}), and is refused up front without it. To continue the final states of an earlier computation (what {@code --initial-states}
  * does on the command line), pass them to {@link #compute(Dataset, Dataset, Dataset, String...)}.
  */
 public final class LightningTables {
@@ -98,6 +100,29 @@ public final class LightningTables {
         }
     }
 
+    /**
+     * Null when the session can serialize our shuffled records; else why not: with Kryo and
+     * {@code spark.kryo.registrationRequired=true}, {@link LightningKryoRegistrator} must be among
+     * {@code spark.kryo.registrator} (else the first Spark job fails with Kryo's "Class is not
+     * registered").
+     */
+    static String kryoProblem(org.apache.spark.SparkConf conf) {
+        if (!conf.get("spark.serializer", "").contains("Kryo") || !conf.getBoolean("spark.kryo.registrationRequired", false)) {
+            return null;
+        }
+        String registrators = conf.get("spark.kryo.registrator", "").trim();
+        for (String r : registrators.split(",")) {
+            if (r.trim().equals(LightningKryoRegistrator.class.getName())) {
+                return null;
+            }
+        }
+        return "the SparkSession requires Kryo registration (spark.kryo.registrationRequired=true), and "
+                + "spark.kryo.registrator is " + (registrators.isEmpty() ? "not set" : "'" + registrators + "'")
+                + ": expected it to include " + LightningKryoRegistrator.class.getName() + ", which registers the "
+                + "classes LightningTables shuffles; add it to spark.kryo.registrator (a comma-separated list) when "
+                + "building the session";
+    }
+
     /** {@link #compute(Dataset, Dataset, String...)} without a sequences table. */
     public static Result compute(Dataset<Row> blocks, String... options) {
         return compute(blocks, null, options);
@@ -123,10 +148,11 @@ public final class LightningTables {
      */
     public static Result compute(Dataset<Row> blocks, Dataset<Row> sequences, Dataset<Row> storedStates,
                                  String... options) {
+        // refuses the options of the command line only (--output, --resume, --master, ...) and Spark settings
         JobConfig cfg = LightningMain.parse(Arrays.asList(options), null, true);
-        if (cfg.get(Settings.INITIAL_STATES) != null) {
-            throw new dev.lightning.attention.tensor.InvalidInputException("--initial-states is a directory of the "
-                    + "command line; here pass the stored final states as a dataset (the storedStates argument)");
+        String kryo = kryoProblem(blocks.sparkSession().sparkContext().getConf());
+        if (kryo != null) {
+            throw new dev.lightning.attention.tensor.InvalidInputException(kryo);
         }
         Map<String, String> rejected = new java.util.TreeMap<>();
         TableRun.Prepared p = TableRun.prepare(blocks.sparkSession(), cfg, blocks, "blocks dataset", sequences,

@@ -138,9 +138,12 @@ public final class TableShuffle {
         byte[] q = (byte[]) r.get(9);
         byte[] k = (byte[]) r.get(10);
         byte[] v = (byte[]) r.get(11);
-        String problem = TableValidation.byteLengthProblem(name, start, tokens, plan.headsQ[s], plan.headsK[s],
-                plan.headsV[s], plan.dk[s], plan.dv[s], plan.dtype[s], q == null ? -1 : q.length,
-                k == null ? -1 : k.length, v == null ? -1 : v.length);
+        // a null tensor is said as such (it read "q holds -1 bytes"), as the checks with --skip-invalid say it
+        String problem = q == null ? TableValidation.nullDataProblem(name, start, tokens, Q)
+                : k == null ? TableValidation.nullDataProblem(name, start, tokens, K)
+                : v == null ? TableValidation.nullDataProblem(name, start, tokens, V)
+                : TableValidation.byteLengthProblem(name, start, tokens, plan.headsQ[s], plan.headsK[s], plan.headsV[s],
+                        plan.dk[s], plan.dv[s], plan.dtype[s], q.length, k.length, v.length);
         if (problem != null) {
             throw new InvalidInputException(problem);
         }

@@ -230,7 +230,8 @@ public final class TableValidation {
             }
             String where = "sequence '" + name + "': ";
             if (m.nullColumn != null) {
-                cur.error = where + "the block at " + start + " has no `" + m.nullColumn + "` (null)";
+                cur.error = isData(m.nullColumn) ? nullDataProblem(name, start, m.tokens, m.nullColumn)
+                        : where + "the block at " + start + " has no `" + m.nullColumn + "` (null)";
             } else if (start < 0) {
                 cur.error = where + "a block starts at token " + start + ", expected a start of 0 or more";
             } else if (m.tokens < 1) {
@@ -282,6 +283,17 @@ public final class TableValidation {
             return where + "head widths Dk=" + m.dk + ", Dv=" + m.dv + ": expected 1.." + AttentionSpec.MAX_DIM;
         }
         return null;
+    }
+
+    private static boolean isData(String column) {
+        return Q.equals(column) || K.equals(column) || V.equals(column);
+    }
+
+    /** A block whose q, k or v ({@code column}) is null: the message, naming the sequence and the block. */
+    static String nullDataProblem(String name, long start, int tokens, String column) {
+        return "sequence '" + name + "', the block at " + start + " (tokens [" + start + ", " + (start + tokens) + ")): "
+                + column + " is null, expected its bytes; give every block its q, k and v, or leave the sequence out "
+                + "(--skip-invalid computes the others)";
     }
 
     /**

@@ -414,7 +414,25 @@ public class TablesTest {
         Dataset<Row> withNull = spark.createDataFrame(nullQ, nullable);
         try (LightningTables.Result res = LightningTables.compute(withNull, "--backend", "cpu", "--skip-invalid")) {
             assertEquals(1, res.sequences());
-            assertTrue(res.rejected().get("doc-7").contains("block at 50 has no `q` (null)"), res.rejected().toString());
+            assertTrue(res.rejected().get("doc-7").contains("the block at 50 (tokens [50, 100)): q is null"),
+                    res.rejected().toString());
+        }
+        // without --skip-invalid the same words (it said "q holds -1 bytes, expected 50 tokens x ...")
+        for (int c = 0; c < 3; c++) {
+            Object[] cols = {"doc-7", 50L, 50, "F32", 2, 2, 2, 8, 8, n.get(9), n.get(10), n.get(11)};
+            cols[9 + c] = null;
+            List<Row> nullData = new ArrayList<>(base);
+            nullData.add(s.row(0, 50));
+            nullData.add(RowFactory.create(cols));
+            Dataset<Row> nulls = spark.createDataFrame(nullData, nullable);
+            String tensor = new String[] {"q", "k", "v"}[c];
+            m = rejection(() -> {
+                try (LightningTables.Result res = LightningTables.compute(nulls, "--backend", "cpu")) {
+                    res.o().count();
+                }
+            });
+            assertTrue(m.contains("sequence 'doc-7', the block at 50 (tokens [50, 100)): " + tensor + " is null")
+                    && !m.contains("-1"), m);
         }
 
         // a missing column and a mistyped one, before any Spark job
@@ -535,6 +553,11 @@ public class TablesTest {
         assertTrue(m.contains("--spot-check-tolerance") && m.contains("leave it out"), m);
         m = rejection(() -> LightningTables.compute(blocks, "--gpu-oom", "cpu", "--backend", "cpu"));
         assertTrue(m.contains("--gpu-oom cpu") && m.contains("no CPU fallback"), m);
+        // options of the command line only, and Spark settings, were accepted and did nothing
+        m = rejection(() -> LightningTables.compute(blocks, "--backend", "cpu", "--output", "/x"));
+        assertTrue(m.startsWith("--output /x") && m.contains("writes the returned datasets itself"), m);
+        m = rejection(() -> LightningTables.compute(blocks, "--backend", "cpu", "--conf", "spark.sql.shuffle.partitions=3"));
+        assertTrue(m.contains("spark.sql.shuffle.partitions=3") && m.contains("caller's SparkSession"), m);
         assertNotNull(blocks);
     }
 }

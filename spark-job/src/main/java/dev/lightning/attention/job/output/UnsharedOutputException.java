@@ -1,0 +1,52 @@
+package dev.lightning.attention.job.output;
+
+import org.apache.hadoop.fs.Path;
+
+import java.io.IOException;
+
+/**
+ * A file of the run's staging directory that one side wrote and the other does not find: the
+ * driver and the executors do not see --output as the same storage (a directory local to each
+ * host). Rerunning, with or without --resume, meets the same wall, so the message says what to
+ * change instead.
+ */
+public final class UnsharedOutputException extends IOException {
+    private static final long serialVersionUID = 1L;
+    /** What to do, the same for every case. */
+    static final String SHARE = "the driver and every executor must see --output at the same path (shared storage: "
+            + "HDFS, an object store, a shared file system); give an --output they all reach and run again";
+
+    private UnsharedOutputException(String message, Throwable cause) {
+        super(message, cause);
+    }
+
+    /** On an executor: {@code staged}, which the driver prepared before the pass, is not there. */
+    static UnsharedOutputException onExecutor(Path staged, Throwable cause) {
+        return new UnsharedOutputException("the staged output " + staged + ", which the driver created before this "
+                + "pass, is missing on the executor on host " + host() + ": " + SHARE, cause);
+    }
+
+    /** On the driver: {@code staged}, which a task of this run wrote, is not there. */
+    static UnsharedOutputException onDriver(Path staged) {
+        return new UnsharedOutputException("the staged output " + staged + ", which a task of this run wrote, is "
+                + "missing on the driver (host " + host() + "); nothing was published: " + SHARE, null);
+    }
+
+    private static String host() {
+        try {
+            return java.net.InetAddress.getLocalHost().getHostName();
+        } catch (IOException e) {
+            return "(unknown)";
+        }
+    }
+
+    /** The exception of this kind in {@code e}'s chain (Spark wraps a task's), or null. */
+    public static UnsharedOutputException in(Throwable e) {
+        for (Throwable t = e; t != null; t = t.getCause() == t ? null : t.getCause()) {
+            if (t instanceof UnsharedOutputException) {
+                return (UnsharedOutputException) t;
+            }
+        }
+        return null;
+    }
+}

@@ -1,0 +1,77 @@
+package dev.lightning.attention.it;
+
+import dev.lightning.attention.it.JobHarness.Outcome;
+import dev.lightning.attention.it.JobHarness.Sequence;
+import dev.lightning.attention.tensor.DType;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+import static dev.lightning.attention.it.JobHarness.lightning;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * An --output that the executors see elsewhere than the driver (DivergentLocalFileSystem: a
+ * directory local to each host instead of shared storage). Split sequences failed with
+ * NoSuchFileException stack traces of the in-place output (149 lines on a cluster), unsplit ones
+ * with "the staged output ... is missing", and both advised "rerun with --resume", which cannot
+ * help. Now one line says that every executor must see --output at the driver's path, and no
+ * --resume is suggested.
+ */
+class UnsharedOutputTest {
+    @TempDir
+    Path tmp;
+
+    private Outcome runDivergent(Path in, Path out, String partitionTokens) {
+        Path elsewhere = tmp.resolve("executor-view");
+        System.setProperty(DivergentLocalFileSystem.PROPERTY, out + "=" + elsewhere);
+        try {
+            return lightning("run", "--input", in.toString(), "--output", DivergentLocalFileSystem.SCHEME + "://" + out,
+                    "--master", "local[2]", "--partition-tokens", partitionTokens, "--backend", "cpu",
+                    "--conf", "spark.hadoop.fs." + DivergentLocalFileSystem.SCHEME + ".impl="
+                            + DivergentLocalFileSystem.class.getName());
+        } finally {
+            System.clearProperty(DivergentLocalFileSystem.PROPERTY);
+        }
+    }
+
+    private Path input() throws IOException {
+        Path in = Files.createDirectories(tmp.resolve("in"));
+        Sequence.random(21, 300, 2, 8, 6, DType.BF16, null, false).write(in.resolve("a.safetensors"));
+        return in;
+    }
+
+    private static void assertSaysSharedStorage(Outcome o) {
+        String all = o.out + o.err;
+        assertEquals(1, o.status, all);
+        assertTrue(o.err.contains("must see --output at the same path") && o.err.contains("shared storage"), all);
+        assertFalse(all.contains("--resume"), "--resume cannot help here:\n" + all);
+        assertTrue(o.err.lines().count() <= 2, "said in a line, no stack trace:\n" + o.err);
+    }
+
+    /** Split: the driver prepares the in-place output file, which the executors do not find. */
+    @Test
+    void splitSequencesSayTheExecutorsMustSeeTheOutput() throws IOException {
+        Path in = input();
+        Path out = tmp.resolve("out");
+        Outcome o = runDivergent(in, out, "128");
+        assertSaysSharedStorage(o);
+        assertTrue(o.err.contains("executor"), o.err);
+        assertFalse(Files.exists(out.resolve("a.safetensors")), "nothing published");
+    }
+
+    /** Unsplit: the executors stage outputs the driver does not find at the commit. */
+    @Test
+    void unsplitSequencesSayTheDriverMustSeeWhatTheExecutorsWrote() throws IOException {
+        Path in = input();
+        Path out = tmp.resolve("out");
+        Outcome o = runDivergent(in, out, "65536");
+        assertSaysSharedStorage(o);
+        assertFalse(Files.exists(out.resolve("a.safetensors")), "nothing published");
+    }
+}
