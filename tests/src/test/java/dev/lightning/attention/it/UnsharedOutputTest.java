@@ -27,14 +27,17 @@ class UnsharedOutputTest {
     @TempDir
     Path tmp;
 
-    private Outcome runDivergent(Path in, Path out, String partitionTokens) {
+    private Outcome runDivergent(Path in, Path out, String partitionTokens, String... more) {
         Path elsewhere = tmp.resolve("executor-view");
         System.setProperty(DivergentLocalFileSystem.PROPERTY, out + "=" + elsewhere);
         try {
-            return lightning("run", "--input", in.toString(), "--output", DivergentLocalFileSystem.SCHEME + "://" + out,
+            java.util.List<String> args = new java.util.ArrayList<>(java.util.List.of("run", "--input", in.toString(),
+                    "--output", DivergentLocalFileSystem.SCHEME + "://" + out,
                     "--master", "local[2]", "--partition-tokens", partitionTokens, "--backend", "cpu",
                     "--conf", "spark.hadoop.fs." + DivergentLocalFileSystem.SCHEME + ".impl="
-                            + DivergentLocalFileSystem.class.getName());
+                            + DivergentLocalFileSystem.class.getName()));
+            args.addAll(java.util.List.of(more));
+            return lightning(args.toArray(new String[0]));
         } finally {
             System.clearProperty(DivergentLocalFileSystem.PROPERTY);
         }
@@ -72,6 +75,20 @@ class UnsharedOutputTest {
         Path out = tmp.resolve("out");
         Outcome o = runDivergent(in, out, "65536");
         assertSaysSharedStorage(o);
+        assertFalse(Files.exists(out.resolve("a.safetensors")), "nothing published");
+    }
+
+    /**
+     * --output-mode checksums, unsplit: the driver reads each result's checksums back from the
+     * staged file a task wrote. Was a FileNotFoundException stack trace and "rerun with --resume".
+     */
+    @Test
+    void checksumsOfUnsplitSequencesSayTheDriverMustSeeWhatTheExecutorsWrote() throws IOException {
+        Path in = input();
+        Path out = tmp.resolve("out");
+        Outcome o = runDivergent(in, out, "65536", "--output-mode", "checksums");
+        assertSaysSharedStorage(o);
+        assertTrue(o.err.contains("missing on the driver"), o.err);
         assertFalse(Files.exists(out.resolve("a.safetensors")), "nothing published");
     }
 }
