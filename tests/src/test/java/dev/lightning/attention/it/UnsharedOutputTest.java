@@ -91,4 +91,18 @@ class UnsharedOutputTest {
         assertTrue(o.err.contains("missing on the driver"), o.err);
         assertFalse(Files.exists(out.resolve("a.safetensors")), "nothing published");
     }
+
+    /**
+     * --output-mode checksums, split: the driver combines the o summaries the pieces' tasks staged.
+     * Was a FileNotFoundException stack trace of parts/s0-p0-0.o-summaries and "rerun with --resume".
+     */
+    @Test
+    void checksumsOfSplitSequencesSayTheDriverMustSeeWhatTheExecutorsWrote() throws IOException {
+        Path in = input();
+        Path out = tmp.resolve("out");
+        Outcome o = runDivergent(in, out, "128", "--output-mode", "checksums");
+        assertSaysSharedStorage(o);
+        assertTrue(o.err.contains("o summaries") && o.err.contains("missing on the driver"), o.err);
+        assertFalse(Files.exists(out.resolve("a.safetensors")), "nothing published");
+    }
 }
