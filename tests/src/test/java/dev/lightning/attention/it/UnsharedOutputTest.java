@@ -105,4 +105,27 @@ class UnsharedOutputTest {
         assertTrue(o.err.contains("o summaries") && o.err.contains("missing on the driver"), o.err);
         assertFalse(Files.exists(out.resolve("a.safetensors")), "nothing published");
     }
+
+    /** --output-form parts, split: the part files the pieces wrote are missing at the commit (covered there). */
+    @Test
+    void partsFormSaysTheDriverMustSeeWhatTheExecutorsWrote() throws IOException {
+        Path in = input();
+        Path out = tmp.resolve("out");
+        Outcome o = runDivergent(in, out, "128", "--output-form", "parts");
+        assertSaysSharedStorage(o);
+        assertTrue(o.err.contains(".parts/") && o.err.contains("missing on the driver"), o.err);
+        assertFalse(Files.exists(out.resolve("a.safetensors.index.json")), "nothing published");
+    }
+
+    /** Softmax, split and unsplit: the same two walls as lightning's (in-place output, commit). */
+    @Test
+    void softmaxSaysTheExecutorsMustSeeTheOutput() throws IOException {
+        Path in = input();
+        Outcome split = runDivergent(in, tmp.resolve("out"), "128", "--attention", "softmax");
+        assertSaysSharedStorage(split);
+        assertTrue(split.err.contains("missing on the executor"), split.err);
+        Outcome unsplit = runDivergent(in, tmp.resolve("out2"), "65536", "--attention", "softmax");
+        assertSaysSharedStorage(unsplit);
+        assertTrue(unsplit.err.contains("missing on the driver"), unsplit.err);
+    }
 }
