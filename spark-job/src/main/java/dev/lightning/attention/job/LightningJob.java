@@ -577,7 +577,13 @@ final class LightningJob {
             }
             SequenceFile f = files.get(i);
             Path staged = staging.stagedOutput(f.name);
-            long size = fs.getFileStatus(staged).getLen();
+            long size;
+            try {
+                size = fs.getFileStatus(staged).getLen();
+            } catch (java.io.FileNotFoundException e) {
+                // its pass succeeded, so a task wrote it: where the driver looks, the executors did not write
+                throw dev.lightning.attention.job.output.UnsharedOutputException.onDriver("the staged output", staged, e);
+            }
             dev.lightning.attention.tensor.SafetensorsHeader header;
             try (org.apache.hadoop.fs.FSDataInputStream in = fs.open(staged)) {
                 byte[] prefix = new byte[8];

@@ -27,14 +27,17 @@ class UnsharedOutputTest {
     @TempDir
     Path tmp;
 
-    private Outcome runDivergent(Path in, Path out, String partitionTokens) {
+    private Outcome runDivergent(Path in, Path out, String partitionTokens, String... more) {
         Path elsewhere = tmp.resolve("executor-view");
         System.setProperty(DivergentLocalFileSystem.PROPERTY, out + "=" + elsewhere);
         try {
-            return lightning("run", "--input", in.toString(), "--output", DivergentLocalFileSystem.SCHEME + "://" + out,
+            java.util.List<String> args = new java.util.ArrayList<>(java.util.List.of("run", "--input", in.toString(),
+                    "--output", DivergentLocalFileSystem.SCHEME + "://" + out,
                     "--master", "local[2]", "--partition-tokens", partitionTokens, "--backend", "cpu",
                     "--conf", "spark.hadoop.fs." + DivergentLocalFileSystem.SCHEME + ".impl="
-                            + DivergentLocalFileSystem.class.getName());
+                            + DivergentLocalFileSystem.class.getName()));
+            args.addAll(java.util.List.of(more));
+            return lightning(args.toArray(new String[0]));
         } finally {
             System.clearProperty(DivergentLocalFileSystem.PROPERTY);
         }
@@ -73,5 +76,56 @@ class UnsharedOutputTest {
         Outcome o = runDivergent(in, out, "65536");
         assertSaysSharedStorage(o);
         assertFalse(Files.exists(out.resolve("a.safetensors")), "nothing published");
+    }
+
+    /**
+     * --output-mode checksums, unsplit: the driver reads each result's checksums back from the
+     * staged file a task wrote. Was a FileNotFoundException stack trace and "rerun with --resume".
+     */
+    @Test
+    void checksumsOfUnsplitSequencesSayTheDriverMustSeeWhatTheExecutorsWrote() throws IOException {
+        Path in = input();
+        Path out = tmp.resolve("out");
+        Outcome o = runDivergent(in, out, "65536", "--output-mode", "checksums");
+        assertSaysSharedStorage(o);
+        assertTrue(o.err.contains("missing on the driver"), o.err);
+        assertFalse(Files.exists(out.resolve("a.safetensors")), "nothing published");
+    }
+
+    /**
+     * --output-mode checksums, split: the driver combines the o summaries the pieces' tasks staged.
+     * Was a FileNotFoundException stack trace of parts/s0-p0-0.o-summaries and "rerun with --resume".
+     */
+    @Test
+    void checksumsOfSplitSequencesSayTheDriverMustSeeWhatTheExecutorsWrote() throws IOException {
+        Path in = input();
+        Path out = tmp.resolve("out");
+        Outcome o = runDivergent(in, out, "128", "--output-mode", "checksums");
+        assertSaysSharedStorage(o);
+        assertTrue(o.err.contains("o summaries") && o.err.contains("missing on the driver"), o.err);
+        assertFalse(Files.exists(out.resolve("a.safetensors")), "nothing published");
+    }
+
+    /** --output-form parts, split: the part files the pieces wrote are missing at the commit (covered there). */
+    @Test
+    void partsFormSaysTheDriverMustSeeWhatTheExecutorsWrote() throws IOException {
+        Path in = input();
+        Path out = tmp.resolve("out");
+        Outcome o = runDivergent(in, out, "128", "--output-form", "parts");
+        assertSaysSharedStorage(o);
+        assertTrue(o.err.contains(".parts/") && o.err.contains("missing on the driver"), o.err);
+        assertFalse(Files.exists(out.resolve("a.safetensors.index.json")), "nothing published");
+    }
+
+    /** Softmax, split and unsplit: the same two walls as lightning's (in-place output, commit). */
+    @Test
+    void softmaxSaysTheExecutorsMustSeeTheOutput() throws IOException {
+        Path in = input();
+        Outcome split = runDivergent(in, tmp.resolve("out"), "128", "--attention", "softmax");
+        assertSaysSharedStorage(split);
+        assertTrue(split.err.contains("missing on the executor"), split.err);
+        Outcome unsplit = runDivergent(in, tmp.resolve("out2"), "65536", "--attention", "softmax");
+        assertSaysSharedStorage(unsplit);
+        assertTrue(unsplit.err.contains("missing on the driver"), unsplit.err);
     }
 }

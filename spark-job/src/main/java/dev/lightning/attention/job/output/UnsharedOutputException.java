@@ -28,8 +28,16 @@ public final class UnsharedOutputException extends IOException {
 
     /** On the driver: {@code staged}, which a task of this run wrote, is not there. */
     static UnsharedOutputException onDriver(Path staged) {
-        return new UnsharedOutputException("the staged output " + staged + ", which a task of this run wrote, is "
-                + "missing on the driver (host " + host() + "); nothing was published: " + SHARE, null);
+        return onDriver("the staged output", staged, null);
+    }
+
+    /**
+     * On the driver: {@code file} ({@code what}, e.g. "the staged output"), which a task of this
+     * run wrote, is not there ({@code cause}: the file system's not-found error, or null).
+     */
+    public static UnsharedOutputException onDriver(String what, Path file, Throwable cause) {
+        return new UnsharedOutputException(what + " " + file + ", which a task of this run wrote, is "
+                + "missing on the driver (host " + host() + "); nothing was published: " + SHARE, cause);
     }
 
     private static String host() {

@@ -241,7 +241,15 @@ final class Pass2Tasks extends PassTasks {
                         + groups.first(g) + ".." + groups.last(g));
             }
             Path part = staging.summaries(sequence, groups.first(g), groups.last(g));
-            byte[] raw = new byte[Math.toIntExact(fs.getFileStatus(part).getLen())];
+            long size;
+            try {
+                size = fs.getFileStatus(part).getLen();
+            } catch (java.io.FileNotFoundException e) {
+                // pass 2 succeeded, so its task staged them: where the driver looks, the executors did not write
+                throw dev.lightning.attention.job.output.UnsharedOutputException.onDriver("the staged o summaries file",
+                        part, e);
+            }
+            byte[] raw = new byte[Math.toIntExact(size)];
             try (FSDataInputStream in = fs.open(part)) {
                 in.readFully(0, raw, 0, raw.length);
             }
