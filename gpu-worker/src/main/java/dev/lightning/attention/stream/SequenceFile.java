@@ -51,7 +51,8 @@ public final class SequenceFile implements Serializable {
     /**
      * A sample of the file's content (CRC32C of a few blocks spread over it, in hex), which the
      * output records with {@link #fileSize} as the input it was computed from; null until the
-     * driver sets it ({@link #withSample}), and for synthetic sequences.
+     * driver sets it ({@link #withSample}: a files run, for every input, a synthetic one's from its
+     * virtual file), and in a table run.
      */
     public final String sample;
     /** Heads (H, Hq, Hk, Hv), widths and slopes; scale 1 and chunk 1 stand in for the run's. */

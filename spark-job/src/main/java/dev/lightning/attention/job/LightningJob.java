@@ -119,8 +119,8 @@ final class LightningJob {
         List<InputFile> inputs = synthetic ? List.of()
                 : InputListing.list(hadoopConf, cfg.get(Settings.INPUT), cfg.get(Settings.RECURSIVE));
         List<InputFile> statuses = new ArrayList<>(); // parallel to files: --skip-invalid drops some inputs
-        List<SequenceFile> files = OutputDirectory.withSamples(synthetic ? SequenceFiles.describeSynthetic(cfg)
-                : SequenceFiles.inspectAll(cfg, hadoopConf, inputs, statuses, rejected), hadoopConf);
+        List<SequenceFile> files = synthetic ? SequenceFiles.describeSynthetic(cfg)
+                : SequenceFiles.inspectAll(cfg, hadoopConf, inputs, statuses, rejected, true);
         for (Map.Entry<String, String> r : rejected.entrySet()) {
             out.println("lightning: rejected " + r.getKey() + ": " + r.getValue());
         }
@@ -137,7 +137,7 @@ final class LightningJob {
         try {
             // through JSON and back, to compare with what run.json holds (a long read back is an int node)
             ObjectMapper json = new ObjectMapper();
-            JsonNode fingerprint = json.readTree(json.writeValueAsBytes(outputs.fingerprint(files, statuses, stored, hadoopConf)));
+            JsonNode fingerprint = json.readTree(json.writeValueAsBytes(outputs.fingerprint(files, statuses, stored)));
             for (Commit.RunInfo finished : Commit.recover(outFs, outputDir, out)) {
                 // the same input and options: its results are this run's (tasks are deterministic)
                 if (Commit.RunInfo.differences(finished.fingerprint, fingerprint).isEmpty()) {

@@ -184,22 +184,16 @@ public final class OutputDirectory {
         return staging;
     }
 
-    /** Bytes a block of the content sample ({@link #sample}). */
-    static final int SAMPLE_BLOCK = 4096;
-    /** Blocks a file's content sample reads, evenly spread from its first byte to its last. */
-    static final int SAMPLE_BLOCKS = 8;
-
     /**
      * What a resumed run must share with the run it continues: every input and setting that
      * affects the bytes. Each input is named by its path, size, modification time and a sample of
-     * its content ({@link #sample}), so that a file replaced by another of the same size whose
+     * its content ({@link SequenceFile#sample}), so that a file replaced by another of the same size whose
      * time was kept (cp -p, rsync -t, an archive extracted again) is not taken for the one the
      * interrupted run read. With {@code stored} (the stored states of --initial-states, null
      * without): each one's file, size and modification time, for the sequences this run continues
      * and for those whose location goes into its {@code _states.json}.
      */
-    JsonNode fingerprint(List<SequenceFile> files, List<InputFile> statuses, Map<String, StoredStates.State> stored,
-                         org.apache.hadoop.conf.Configuration hadoop) throws IOException {
+    JsonNode fingerprint(List<SequenceFile> files, List<InputFile> statuses, Map<String, StoredStates.State> stored) {
         Map<String, Long> modified = new HashMap<>();
         for (InputFile s : statuses) {
             modified.put(s.path().toUri().toString(), s.status.getModificationTime()); // the key of SequenceFile.path
@@ -215,8 +209,7 @@ public final class OutputDirectory {
             ObjectNode in = inputs.addObject().put("name", f.name).put("path", f.path).put("bytes", f.fileSize)
                     .put("modified", modified.get(f.path));
             if (modified.containsKey(f.path)) { // a file read from storage (not a synthetic sequence)
-                Path p = new Path(java.net.URI.create(f.path));
-                in.put("sample", f.sample != null ? f.sample : sample(HadoopPaths.fileSystem(p, hadoop), p, f.fileSize));
+                in.put("sample", f.sample);
             }
         }
         if (stored != null) {
@@ -228,72 +221,6 @@ public final class OutputDirectory {
             }
         }
         return n;
-    }
-
-    /**
-     * The files with their content samples ({@link #sample}, read 16 files at a time), which
-     * their outputs record as the input they were computed from and the --resume fingerprint
-     * compares. A synthetic sequence's is that of its virtual file, so its outputs are those of a
-     * run over the file it writes out.
-     */
-    static List<SequenceFile> withSamples(List<SequenceFile> files, org.apache.hadoop.conf.Configuration hadoop)
-            throws IOException {
-        java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newFixedThreadPool(
-                Math.max(1, Math.min(16, files.size())));
-        try {
-            List<java.util.concurrent.Future<SequenceFile>> futures = new ArrayList<>();
-            for (SequenceFile f : files) {
-                futures.add(pool.submit(() -> {
-                    if (dev.lightning.attention.stream.SyntheticSequence.isSynthetic(f.path)) {
-                        return f.withSample(sample(dev.lightning.attention.stream.SyntheticSequence.ofUri(f.path)
-                                .reader(), f.fileSize));
-                    }
-                    Path p = new Path(java.net.URI.create(f.path));
-                    return f.withSample(sample(HadoopPaths.fileSystem(p, hadoop), p, f.fileSize));
-                }));
-            }
-            List<SequenceFile> sampled = new ArrayList<>();
-            for (java.util.concurrent.Future<SequenceFile> f : futures) {
-                try {
-                    sampled.add(f.get());
-                } catch (java.util.concurrent.ExecutionException e) {
-                    Throwable c = e.getCause();
-                    if (c instanceof RuntimeException) {
-                        throw (RuntimeException) c;
-                    }
-                    throw c instanceof IOException ? (IOException) c : new IOException(c);
-                } catch (InterruptedException e) {
-                    Thread.currentThread().interrupt();
-                    throw new IOException("interrupted while sampling the inputs", e);
-                }
-            }
-            return sampled;
-        } finally {
-            pool.shutdownNow();
-        }
-    }
-
-    /**
-     * CRC32C of {@link #SAMPLE_BLOCKS} blocks of {@link #SAMPLE_BLOCK} bytes spread evenly over
-     * the file (the first holds its header, the last its last bytes), in hex: a few reads a file,
-     * which any change of a sequence's content shows with near certainty.
-     */
-    static String sample(FileSystem fs, Path file, long size) throws IOException {
-        try (org.apache.hadoop.fs.FSDataInputStream in = fs.open(file)) {
-            return sample(in::readFully, size);
-        }
-    }
-
-    /** {@link #sample(FileSystem, Path, long)} of the {@code size} bytes {@code in} reads. */
-    static String sample(dev.lightning.attention.stream.RangeReader in, long size) throws IOException {
-        java.util.zip.CRC32C crc = new java.util.zip.CRC32C();
-        byte[] block = new byte[(int) Math.min(SAMPLE_BLOCK, size)];
-        long last = size - block.length;
-        for (int i = 0; i < SAMPLE_BLOCKS && block.length > 0; i++) {
-            in.readFully(last * i / (SAMPLE_BLOCKS - 1), block, 0, block.length);
-            crc.update(block);
-        }
-        return Long.toHexString(crc.getValue());
     }
 
     /**

@@ -47,9 +47,15 @@ public final class SequenceFiles {
                                 java.util.function.IntFunction<double[]> defaultSlopes, boolean normalize)
             throws IOException {
         try (FSDataInputStream in = fs.open(status.getPath())) {
-            return SequenceFile.describe(status.getPath().toUri().toString(), name, status.getLen(), in::readFully,
-                    defaultSlopes, normalize);
+            return inspect(in, status, name, defaultSlopes, normalize);
         }
+    }
+
+    private static SequenceFile inspect(FSDataInputStream in, FileStatus status, String name,
+                                        java.util.function.IntFunction<double[]> defaultSlopes, boolean normalize)
+            throws IOException {
+        return SequenceFile.describe(status.getPath().toUri().toString(), name, status.getLen(), in::readFully,
+                defaultSlopes, normalize);
     }
 
     /** {@link #inspect(FileSystem, FileStatus, String, java.util.function.IntFunction, boolean)} for a run that does not normalize. */
@@ -65,60 +71,66 @@ public final class SequenceFiles {
      * rather than ignored. The rest (dtypes, one T, one Dk, widths up to 256, T >= 1) is checked
      * as for lightning ({@link SequenceFile#describe}).
      */
-    static SequenceFile inspectSoftmax(FileSystem fs, FileStatus status, String name,
-                                       java.util.function.IntFunction<double[]> defaultSlopes) throws IOException {
-        try (FSDataInputStream in = fs.open(status.getPath())) {
-            byte[] prefix = new byte[8];
-            try {
-                in.readFully(0, prefix, 0, 8);
-            } catch (java.io.EOFException e) {
-                throw new InvalidInputException(name + ": truncated: cannot read the 8-byte header length", e);
-            }
-            long n = SafetensorsHeader.headerLength(name, prefix, status.getLen());
-            byte[] json = new byte[(int) n];
-            in.readFully(8, json, 0, json.length);
-            SafetensorsHeader header = SafetensorsHeader.parse(name, json, status.getLen());
-            for (String lightningOnly : SequenceFile.OPTIONAL) {
-                if (header.tensor(lightningOnly) != null) {
-                    throw new InvalidInputException(name + ": holds '" + lightningOnly + "', a tensor of lightning "
-                            + "attention; softmax attention (--attention softmax) has no decay, state or normalizer "
-                            + "and would ignore it: remove it from the file, or run --attention lightning");
-                }
-            }
-            TensorEntry q = header.tensor("q");
-            TensorEntry k = header.tensor("k");
-            TensorEntry v = header.tensor("v");
-            if (q != null && k != null && v != null && q.rank() == 3 && k.rank() == 3 && v.rank() == 3) {
-                long hq = q.dim(1);
-                long hk = k.dim(1);
-                if (v.dim(1) != hk || hk < 1 || hq % hk != 0) {
-                    throw new InvalidInputException(name + ": softmax attention needs q [T, Hq, Dk], k [T, Hk, Dk], "
-                            + "v [T, Hk, Dv] with Hq a multiple of Hk (query head h reads key/value head "
-                            + "h / (Hq/Hk)); found q " + Arrays.toString(q.shape()) + ", k "
-                            + Arrays.toString(k.shape()) + ", v " + Arrays.toString(v.shape()));
-                }
-            }
-            return SequenceFile.describe(status.getPath().toUri().toString(), name, status.getLen(), in::readFully,
-                    defaultSlopes, true);
+    private static SequenceFile inspectSoftmax(FSDataInputStream in, FileStatus status, String name,
+                                               java.util.function.IntFunction<double[]> defaultSlopes)
+            throws IOException {
+        byte[] prefix = new byte[8];
+        try {
+            in.readFully(0, prefix, 0, 8);
+        } catch (java.io.EOFException e) {
+            throw new InvalidInputException(name + ": truncated: cannot read the 8-byte header length", e);
         }
+        long n = SafetensorsHeader.headerLength(name, prefix, status.getLen());
+        byte[] json = new byte[(int) n];
+        in.readFully(8, json, 0, json.length);
+        SafetensorsHeader header = SafetensorsHeader.parse(name, json, status.getLen());
+        for (String lightningOnly : SequenceFile.OPTIONAL) {
+            if (header.tensor(lightningOnly) != null) {
+                throw new InvalidInputException(name + ": holds '" + lightningOnly + "', a tensor of lightning "
+                        + "attention; softmax attention (--attention softmax) has no decay, state or normalizer "
+                        + "and would ignore it: remove it from the file, or run --attention lightning");
+            }
+        }
+        TensorEntry q = header.tensor("q");
+        TensorEntry k = header.tensor("k");
+        TensorEntry v = header.tensor("v");
+        if (q != null && k != null && v != null && q.rank() == 3 && k.rank() == 3 && v.rank() == 3) {
+            long hq = q.dim(1);
+            long hk = k.dim(1);
+            if (v.dim(1) != hk || hk < 1 || hq % hk != 0) {
+                throw new InvalidInputException(name + ": softmax attention needs q [T, Hq, Dk], k [T, Hk, Dk], "
+                        + "v [T, Hk, Dv] with Hq a multiple of Hk (query head h reads key/value head "
+                        + "h / (Hq/Hk)); found q " + Arrays.toString(q.shape()) + ", k "
+                        + Arrays.toString(k.shape()) + ", v " + Arrays.toString(v.shape()));
+            }
+        }
+        return SequenceFile.describe(status.getPath().toUri().toString(), name, status.getLen(), in::readFully,
+                defaultSlopes, true);
     }
 
     /**
      * Reads every header (in parallel: on object stores each is a round trip), adding the files it
      * reads to {@code accepted}; with --skip-invalid a file refused goes into {@code rejected}
      * (name to reason) instead. Shared by the files run and the table run over safetensors files.
+     * With {@code samples} (the files run) each file also gets its content sample ({@link #sample})
+     * from the same open stream: its outputs record it and the --resume fingerprint compares it.
      */
     public static List<SequenceFile> inspectAll(JobConfig cfg, org.apache.hadoop.conf.Configuration hadoopConf,
                                                 List<InputFile> statuses, List<InputFile> accepted,
-                                                Map<String, String> rejected) throws IOException {
+                                                Map<String, String> rejected, boolean samples) throws IOException {
         ExecutorService pool = Executors.newFixedThreadPool(Math.min(16, statuses.size()));
         try {
             List<Future<SequenceFile>> futures = new ArrayList<>();
             for (InputFile s : statuses) {
                 // each file's own file system: a comma-separated --input may span several
                 FileSystem fs = HadoopPaths.fileSystem(s.path(), hadoopConf);
-                futures.add(pool.submit(() -> cfg.softmax() ? inspectSoftmax(fs, s.status, s.name, cfg::defaultSlopes)
-                        : inspect(fs, s.status, s.name, cfg::defaultSlopes, cfg.get(Settings.NORMALIZE))));
+                futures.add(pool.submit(() -> {
+                    try (FSDataInputStream in = fs.open(s.status.getPath())) {
+                        SequenceFile f = cfg.softmax() ? inspectSoftmax(in, s.status, s.name, cfg::defaultSlopes)
+                                : inspect(in, s.status, s.name, cfg::defaultSlopes, cfg.get(Settings.NORMALIZE));
+                        return samples ? f.withSample(sample(in::readFully, f.fileSize)) : f;
+                    }
+                }));
             }
             List<SequenceFile> files = new ArrayList<>();
             for (int i = 0; i < futures.size(); i++) {
@@ -154,13 +166,39 @@ public final class SequenceFiles {
         }
     }
 
-    /** The sequences of --synthetic, described through their virtual files' headers as real files are. */
+    /**
+     * The sequences of --synthetic, described through their virtual files' headers as real files
+     * are, with their virtual files' content samples: their outputs are those of a run over the
+     * files they write out.
+     */
     public static List<SequenceFile> describeSynthetic(JobConfig cfg) throws IOException {
         List<SequenceFile> files = new ArrayList<>();
         for (dev.lightning.attention.stream.SyntheticSequence s : cfg.synthetic()) {
-            files.add(s.describe(cfg::defaultSlopes, cfg.get(Settings.NORMALIZE)));
+            SequenceFile f = s.describe(cfg::defaultSlopes, cfg.get(Settings.NORMALIZE));
+            files.add(f.withSample(sample(s.reader(), f.fileSize)));
         }
         return files;
+    }
+
+    /** Bytes a block of the content sample ({@link #sample}). */
+    static final int SAMPLE_BLOCK = 4096;
+    /** Blocks a file's content sample reads, evenly spread from its first byte to its last. */
+    static final int SAMPLE_BLOCKS = 8;
+
+    /**
+     * CRC32C of {@link #SAMPLE_BLOCKS} blocks of {@link #SAMPLE_BLOCK} bytes spread evenly over
+     * the {@code size} bytes {@code in} reads (the first holds the header, the last the last bytes),
+     * in hex: a few reads a file, which any change of a sequence's content shows with near certainty.
+     */
+    static String sample(RangeReader in, long size) throws IOException {
+        java.util.zip.CRC32C crc = new java.util.zip.CRC32C();
+        byte[] block = new byte[(int) Math.min(SAMPLE_BLOCK, size)];
+        long last = size - block.length;
+        for (int i = 0; i < SAMPLE_BLOCKS && block.length > 0; i++) {
+            in.readFully(last * i / (SAMPLE_BLOCKS - 1), block, 0, block.length);
+            crc.update(block);
+        }
+        return Long.toHexString(crc.getValue());
     }
 
     /**

@@ -414,7 +414,8 @@ public final class TableRun {
             // safetensors files: listed and their headers checked as a files run does, before Spark starts
             List<InputFile> listed = InputListing.list(hadoopConf, cfg.get(Settings.INPUT), cfg.get(Settings.RECURSIVE));
             List<InputFile> accepted = new ArrayList<>();
-            files = SequenceFiles.inspectAll(cfg, hadoopConf, listed, accepted, rejected);
+            // no content samples: table rows record no input, and a table run has no --resume
+            files = SequenceFiles.inspectAll(cfg, hadoopConf, listed, accepted, rejected, false);
             PathOverlap.check(hadoopConf, listed, given);
             accepted.forEach(f -> inputs.add(f.path().toString()));
         }
