@@ -518,7 +518,7 @@ final class LightningJob {
         try {
             ObjectNode report = report(files, reports, "failed", e);
             staging.stageReport(fs, report);
-            if (dev.lightning.attention.job.output.UnsharedOutputException.in(e) != null) {
+            if (LightningMain.inChain(e, dev.lightning.attention.job.output.UnsharedOutputException.class) != null) {
                 // a rerun, with or without --resume, meets the same wall: the message says what to change
                 out.println("lightning: the run failed because the driver and the executors do not see --output as "
                         + "the same storage (the error below); the output directory is unchanged, and the failed run's "

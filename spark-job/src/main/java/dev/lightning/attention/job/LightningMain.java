@@ -139,17 +139,14 @@ public final class LightningMain {
                 err.println("lightning: error: " + usage);
                 return 2;
             }
-            dev.lightning.attention.job.output.UnsharedOutputException unshared =
-                    dev.lightning.attention.job.output.UnsharedOutputException.in(e);
-            if (unshared != null) {
-                err.println("lightning: failed: " + unshared.getMessage()); // said in full: no stack trace
-                return 1;
+            // failures whose message says all there is to say: one line, no stack trace
+            Throwable explained = inChain(e, dev.lightning.attention.job.output.UnsharedOutputException.class);
+            if (explained == null) {
+                explained = inChain(e, ExplainedFailure.class);
             }
-            for (Throwable t = e; t != null; t = t.getCause() == t ? null : t.getCause()) {
-                if (t instanceof ExplainedFailure) {
-                    err.println("lightning: failed: " + t.getMessage());
-                    return 1;
-                }
+            if (explained != null) {
+                err.println("lightning: failed: " + explained.getMessage());
+                return 1;
             }
             err.println("lightning: failed: " + e);
             e.printStackTrace(err);
@@ -175,12 +172,14 @@ public final class LightningMain {
 
     /** Input errors found on executors reach the driver wrapped in Spark's exceptions. */
     static InvalidInputException findInvalidInput(Throwable e) {
-        for (Throwable t = e; t != null; t = t.getCause()) {
-            if (t instanceof InvalidInputException) {
-                return (InvalidInputException) t;
-            }
-            if (t.getCause() == t) {
-                break;
+        return inChain(e, InvalidInputException.class);
+    }
+
+    /** The first exception of {@code type} in {@code e}'s cause chain (Spark wraps a task's failure), or null. */
+    public static <T extends Throwable> T inChain(Throwable e, Class<T> type) {
+        for (Throwable t = e; t != null; t = t.getCause() == t ? null : t.getCause()) {
+            if (type.isInstance(t)) {
+                return type.cast(t);
             }
         }
         return null;

@@ -47,14 +47,4 @@ public final class UnsharedOutputException extends IOException {
             return "(unknown)";
         }
     }
-
-    /** The exception of this kind in {@code e}'s chain (Spark wraps a task's), or null. */
-    public static UnsharedOutputException in(Throwable e) {
-        for (Throwable t = e; t != null; t = t.getCause() == t ? null : t.getCause()) {
-            if (t instanceof UnsharedOutputException) {
-                return (UnsharedOutputException) t;
-            }
-        }
-        return null;
-    }
 }

@@ -31,8 +31,9 @@ import java.util.Map;
  * offsets); the outputs are computed once, when either dataset is first used, and kept
  * (persisted) until {@link Result#close()}. The Spark session is the blocks'. A session with
  * {@code spark.kryo.registrationRequired=true} needs {@link LightningKryoRegistrator} among its
- * registrators ({@code spark.kryo.registrator}), and is refused up front without it. To continue the final states of an earlier computation (what {@code --initial-states}
- * does on the command line), pass them to {@link #compute(Dataset, Dataset, Dataset, String...)}.
+ * registrators ({@code spark.kryo.registrator}), and is refused up front without it. To continue
+ * the final states of an earlier computation (what {@code --initial-states} does on the command
+ * line), pass them to {@link #compute(Dataset, Dataset, Dataset, String...)}.
  */
 public final class LightningTables {
     private LightningTables() {
@@ -107,7 +108,8 @@ public final class LightningTables {
      * registered").
      */
     static String kryoProblem(org.apache.spark.SparkConf conf) {
-        if (!conf.get("spark.serializer", "").contains("Kryo") || !conf.getBoolean("spark.kryo.registrationRequired", false)) {
+        if (!conf.get("spark.serializer", "").contains("Kryo")
+                || !conf.getBoolean("spark.kryo.registrationRequired", false)) {
             return null;
         }
         String registrators = conf.get("spark.kryo.registrator", "").trim();

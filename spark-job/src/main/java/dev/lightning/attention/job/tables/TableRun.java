@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.lightning.attention.job.HadoopPaths;
 import dev.lightning.attention.job.JobConfig;
+import dev.lightning.attention.job.LightningMain;
 import dev.lightning.attention.job.OutputDirectory;
 import dev.lightning.attention.job.Settings;
 import dev.lightning.attention.job.SetupChecks;
@@ -450,7 +451,8 @@ public final class TableRun {
             try {
                 compute(inputs, seqInputs, files, rejected, storedTable, staging, report);
             } catch (Exception e) {
-                if (refusedInput(e) || SetupChecks.setupProblem(e) != null) {
+                if (LightningMain.inChain(e, InvalidInputException.class) != null
+                        || SetupChecks.setupProblem(e) != null) {
                     // bad input (or a file that is no table at all), found by the checks, by Spark's
                     // reader or on the map side of the shuffle, before any compute task ran: there
                     // is no work to keep
@@ -493,16 +495,6 @@ public final class TableRun {
     /** The tables this run publishes: o/ and final_states/, and states/ with --state-every. */
     private List<String> tables() {
         return cfg.get(Settings.STATE_EVERY) > 0 ? ALL_TABLES : List.of(O_DIR, STATES_DIR);
-    }
-
-    /** Whether {@code e} is (or wraps, as Spark's job failures do) a refusal of the input. */
-    private static boolean refusedInput(Throwable e) {
-        for (Throwable t = e; t != null; t = t.getCause() == t ? null : t.getCause()) {
-            if (t instanceof InvalidInputException) {
-                return true;
-            }
-        }
-        return false;
     }
 
     /** An input path, qualified; refused when it does not exist or when it and the output contain one another. */
