@@ -13,6 +13,7 @@ import dev.lightning.attention.job.input.SequenceFiles;
 import dev.lightning.attention.job.input.StoredStates;
 import dev.lightning.attention.job.output.Commit;
 import dev.lightning.attention.job.output.OutputLock;
+import dev.lightning.attention.job.output.SharedOutputCheck;
 import dev.lightning.attention.job.output.SplitOutputs;
 import dev.lightning.attention.job.output.Staging;
 import dev.lightning.attention.job.pass.LightningPasses;
@@ -183,6 +184,9 @@ final class LightningJob {
         long sparkStart = System.nanoTime();
         sc = sparkStarter.get();
         sparkStartSeconds = (System.nanoTime() - sparkStart) / 1e9;
+        if (SharedOutputCheck.wanted(sc)) {
+            SharedOutputCheck.run(sc, outFs, staging, out);
+        }
         Map<Integer, List<Piece>> splits = new java.util.TreeMap<>();
         long totalTokens = 0;
         int pieceCount = 0;

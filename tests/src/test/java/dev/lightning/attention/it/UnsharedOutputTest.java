@@ -2,6 +2,7 @@ package dev.lightning.attention.it;
 
 import dev.lightning.attention.it.JobHarness.Outcome;
 import dev.lightning.attention.it.JobHarness.Sequence;
+import dev.lightning.attention.job.output.SharedOutputCheck;
 import dev.lightning.attention.tensor.DType;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -115,6 +116,56 @@ class UnsharedOutputTest {
         assertSaysSharedStorage(o);
         assertTrue(o.err.contains(".parts/") && o.err.contains("missing on the driver"), o.err);
         assertFalse(Files.exists(out.resolve("a.safetensors.index.json")), "nothing published");
+    }
+
+    /**
+     * The check before the first pass (SharedOutputCheck, which a cluster runs and a local master
+     * only with its test property): the executors do not find the driver's check file, so the run
+     * stops before pass 1, in one line, whatever the sequences' split.
+     */
+    @Test
+    void theCheckBeforeThePassesSaysTheExecutorsMustSeeTheOutput() throws IOException {
+        Path in = input();
+        System.setProperty(SharedOutputCheck.ALWAYS, "true");
+        try {
+            for (String partitionTokens : new String[] {"128", "65536"}) {
+                Path out = tmp.resolve("out-" + partitionTokens);
+                Outcome o = runDivergent(in, out, partitionTokens);
+                assertSaysSharedStorage(o);
+                assertTrue(o.err.contains("the check file") && o.err.contains("missing on the executor"), o.err);
+                assertFalse(o.out.contains("pass 1"), "stopped before pass 1:\n" + o.out);
+                assertFalse(Files.exists(out.resolve("a.safetensors")), "nothing published");
+            }
+        } finally {
+            System.clearProperty(SharedOutputCheck.ALWAYS);
+        }
+    }
+
+    /** The same check where the executors do see --output: one line says so, and the run goes on. */
+    @Test
+    void theCheckPassesWhereTheOutputIsShared() throws IOException {
+        Path in = input();
+        Path checked = tmp.resolve("checked");
+        System.setProperty(SharedOutputCheck.ALWAYS, "true");
+        Outcome o;
+        try {
+            o = lightning("run", "--input", in.toString(), "--output", checked.toString(), "--master", "local[2]",
+                    "--partition-tokens", "128", "--backend", "cpu");
+        } finally {
+            System.clearProperty(SharedOutputCheck.ALWAYS);
+        }
+        assertEquals(0, o.status, o.out + o.err);
+        assertTrue(o.out.contains("--output is shared storage: 1 executor on 1 host"), o.out);
+        Path plain = tmp.resolve("plain");
+        Outcome p = lightning("run", "--input", in.toString(), "--output", plain.toString(), "--master", "local[2]",
+                "--partition-tokens", "128", "--backend", "cpu");
+        assertEquals(0, p.status, p.out + p.err);
+        assertFalse(p.out.contains("--output is shared storage"), "a local master skips the check:\n" + p.out);
+        assertTrue(java.util.Arrays.equals(Files.readAllBytes(plain.resolve("a.safetensors")),
+                Files.readAllBytes(checked.resolve("a.safetensors"))), "the check changes no output");
+        try (java.util.stream.Stream<Path> all = Files.walk(checked)) {
+            assertTrue(all.noneMatch(f -> f.toString().contains("shared-check")), "the check's files are gone");
+        }
     }
 
     /** Softmax, split and unsplit: the same two walls as lightning's (in-place output, commit). */

@@ -50,6 +50,8 @@ import java.util.zip.CRC32C;
  *                        ({@link #checksumsPart})
  *   scan/                the blocked scan's summaries and carries above level 0 (see
  *                        {@link dev.lightning.attention.job.pass.BlockScan})
+ *   shared-check/        before the first pass on a cluster, the files by which the driver and the executors
+ *                        see that they share --output ({@link SharedOutputCheck}); removed once seen
  *   _lightning_report.json, commit.json    the report, and the commit record (see {@link Commit})
  * </pre>
  * Every file is written aside and renamed into place (or, in place, its byte ranges are rewritten),
@@ -175,6 +177,11 @@ public final class Staging implements Serializable {
      */
     public Path summaries(int sequence, int first, int last) {
         return new Path(root, "parts/s" + sequence + "-p" + first + "-" + last + ".o-summaries");
+    }
+
+    /** Where {@link SharedOutputCheck} has the driver and the executors leave files for each other. */
+    Path sharedCheck() {
+        return new Path(root, "shared-check");
     }
 
     /** The complete output file of {@code name} (a name relative to the output directory). */

@@ -22,8 +22,16 @@ public final class UnsharedOutputException extends IOException {
 
     /** On an executor: {@code staged}, which the driver prepared before the pass, is not there. */
     static UnsharedOutputException onExecutor(Path staged, Throwable cause) {
-        return new UnsharedOutputException("the staged output " + staged + ", which the driver created before this "
-                + "pass, is missing on the executor on host " + host() + ": " + SHARE, cause);
+        return onExecutor("the staged output", staged, cause);
+    }
+
+    /**
+     * On an executor: {@code file} ({@code what}, e.g. "the staged output"), which the driver
+     * created before the tasks started, is not there, or is another file than the driver's.
+     */
+    static UnsharedOutputException onExecutor(String what, Path file, Throwable cause) {
+        return new UnsharedOutputException(what + " " + file + ", which the driver created before these tasks "
+                + "started, is missing on the executor on host " + host() + ": " + SHARE, cause);
     }
 
     /** On the driver: {@code staged}, which a task of this run wrote, is not there. */
