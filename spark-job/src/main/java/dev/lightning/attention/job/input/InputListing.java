@@ -1,6 +1,6 @@
 package dev.lightning.attention.job.input;
 
-import dev.lightning.attention.job.HadoopPaths;
+import dev.lightning.attention.job.hadoop.HadoopPaths;
 import dev.lightning.attention.job.output.Commit;
 import dev.lightning.attention.job.output.OutputLock;
 import dev.lightning.attention.job.output.Staging;

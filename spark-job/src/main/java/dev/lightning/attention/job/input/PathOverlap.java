@@ -1,6 +1,6 @@
 package dev.lightning.attention.job.input;
 
-import dev.lightning.attention.job.HadoopPaths;
+import dev.lightning.attention.job.hadoop.HadoopPaths;
 import dev.lightning.attention.tensor.InvalidInputException;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FileSystem;

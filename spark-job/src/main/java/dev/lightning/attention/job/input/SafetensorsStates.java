@@ -4,7 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.lightning.attention.engine.AttentionSpec;
 import dev.lightning.attention.engine.LightningState;
-import dev.lightning.attention.job.HadoopPaths;
+import dev.lightning.attention.job.hadoop.HadoopPaths;
 import dev.lightning.attention.job.tables.TableRun;
 import dev.lightning.attention.job.output.Commit;
 import dev.lightning.attention.job.output.OutputHeader;

@@ -1,8 +1,8 @@
 package dev.lightning.attention.job.input;
 
-import dev.lightning.attention.job.HadoopPaths;
 import dev.lightning.attention.job.JobConfig;
 import dev.lightning.attention.job.Settings;
+import dev.lightning.attention.job.hadoop.HadoopPaths;
 import dev.lightning.attention.stream.RangeReader;
 import dev.lightning.attention.stream.SequenceFile;
 import dev.lightning.attention.stream.SyntheticSequence;

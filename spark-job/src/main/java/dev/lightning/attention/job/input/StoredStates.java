@@ -2,7 +2,7 @@ package dev.lightning.attention.job.input;
 
 import dev.lightning.attention.engine.AttentionSpec;
 import dev.lightning.attention.engine.LightningState;
-import dev.lightning.attention.job.HadoopPaths;
+import dev.lightning.attention.job.hadoop.HadoopPaths;
 import dev.lightning.attention.job.tables.TableRun;
 import dev.lightning.attention.job.output.Commit;
 import dev.lightning.attention.stream.NonFiniteInputException;

@@ -1,6 +1,6 @@
 package dev.lightning.attention.job.output;
 
-import dev.lightning.attention.job.HadoopPaths;
+import dev.lightning.attention.job.hadoop.HadoopPaths;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
 import org.apache.hadoop.fs.RawLocalFileSystem;

@@ -1,6 +1,6 @@
 package dev.lightning.attention.job.output;
 
-import dev.lightning.attention.job.HadoopConf;
+import dev.lightning.attention.job.hadoop.HadoopConf;
 import org.apache.hadoop.fs.FSDataInputStream;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;

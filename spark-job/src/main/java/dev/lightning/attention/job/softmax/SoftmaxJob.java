@@ -2,9 +2,9 @@ package dev.lightning.attention.job.softmax;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import dev.lightning.attention.job.HadoopConf;
 import dev.lightning.attention.job.JobConfig;
 import dev.lightning.attention.job.Settings;
+import dev.lightning.attention.job.hadoop.HadoopConf;
 import dev.lightning.attention.job.input.SequenceFiles;
 import dev.lightning.attention.job.output.SplitOutputs;
 import dev.lightning.attention.job.output.Staging;

@@ -1,7 +1,7 @@
 package dev.lightning.attention.job.input;
 
 import dev.lightning.attention.engine.Slopes;
-import dev.lightning.attention.job.HadoopPaths;
+import dev.lightning.attention.job.hadoop.HadoopPaths;
 import dev.lightning.attention.stream.SequenceFile;
 import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.SafetensorsFile;

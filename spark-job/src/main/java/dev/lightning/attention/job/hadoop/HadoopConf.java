@@ -1,4 +1,4 @@
-package dev.lightning.attention.job;
+package dev.lightning.attention.job.hadoop;
 
 import org.apache.hadoop.conf.Configuration;
 
