@@ -1,5 +1,7 @@
 package dev.lightning.attention.job;
 
+import dev.lightning.attention.job.config.JobConfig;
+import dev.lightning.attention.job.config.Settings;
 import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.SafetensorsFile;
 

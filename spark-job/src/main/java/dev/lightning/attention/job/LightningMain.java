@@ -1,7 +1,10 @@
 package dev.lightning.attention.job;
 
+import dev.lightning.attention.job.config.JobConfig;
+import dev.lightning.attention.job.config.OptionParser;
+import dev.lightning.attention.job.config.Setting;
+import dev.lightning.attention.job.config.Settings;
 import dev.lightning.attention.job.input.InputFormats;
-import dev.lightning.attention.job.tables.LightningTables;
 import dev.lightning.attention.tensor.InvalidInputException;
 import org.apache.spark.SparkConf;
 import org.apache.spark.SparkContext;
@@ -187,61 +190,7 @@ public final class LightningMain {
 
     /** Parses flags and {@code --conf} pairs; {@code demoDir} receives {@code --dir} when non-null. */
     static JobConfig parse(List<String> args, String[] demoDir) {
-        return parse(args, demoDir, false);
-    }
-
-    /** {@code datasets}: the options of a run over datasets given in code (no --input or --output: {@link LightningTables}). */
-    public static JobConfig parse(List<String> args, String[] demoDir, boolean datasets) {
-        Map<String, String> flags = new LinkedHashMap<>();
-        Map<String, String> conf = new LinkedHashMap<>();
-        for (int i = 0; i < args.size(); i++) {
-            String a = args.get(i);
-            String value = null;
-            int eq = a.indexOf('=');
-            if (a.startsWith("--") && eq > 0) {
-                value = a.substring(eq + 1);
-                a = a.substring(0, eq);
-            }
-            if ("--conf".equals(a)) {
-                String pair = value != null ? value : next(args, ++i, a);
-                int e = pair.indexOf('=');
-                if (e <= 0) {
-                    throw new InvalidInputException("--conf expects KEY=VALUE, got '" + pair + "'");
-                }
-                conf.put(pair.substring(0, e).trim(), pair.substring(e + 1).trim());
-                continue;
-            }
-            if (demoDir != null && "--dir".equals(a)) {
-                demoDir[0] = value != null ? value : next(args, ++i, a);
-                continue;
-            }
-            Setting<?> s = Settings.byFlag(a);
-            if (s == null) {
-                throw new InvalidInputException("unknown option '" + args.get(i) + "' (see --help)");
-            }
-            String v = s.isSwitch() ? (value != null ? value : "true") : (value != null ? value : next(args, ++i, a));
-            String before = flags.put(a, v);
-            if (before != null && !before.equals(v)) {
-                throw new InvalidInputException(a + " is given twice ('" + before + "' and '" + v + "'); give it once"
-                        + ("--input".equals(a) ? " (several inputs: a comma-separated list, or a glob)" : ""));
-            }
-        }
-        SparkConf defaults = new SparkConf();
-        return JobConfig.resolve(flags, conf, key -> defaults.contains(key) ? defaults.get(key) : null, datasets);
-    }
-
-    private static String next(List<String> args, int i, String flag) {
-        if (i >= args.size()) {
-            throw new InvalidInputException(flag + ": expected a value after it, got the end of the command line");
-        }
-        String v = args.get(i);
-        // `--output --normalize` would make a directory named --normalize and drop the switch
-        // (any --word: the job's options and generate's alike; a value that really starts so goes after '=')
-        if (v.length() > 2 && v.startsWith("--") && Character.isLetter(v.charAt(2))) {
-            throw new InvalidInputException(flag + ": expected a value after it, got the option " + v + "; give the "
-                    + "value (or write " + flag + "=" + v + " if that is really the value)");
-        }
-        return v;
+        return OptionParser.parse(args, demoDir, false);
     }
 
     /** The Spark configuration of a run: the job's fixed settings over the user's. */
@@ -431,7 +380,7 @@ public final class LightningMain {
                         + String.join(", ", v.keySet()));
             }
             if (raw == null) {
-                raw = setting.isSwitch() ? "true" : next(args, ++i, flag);
+                raw = setting.isSwitch() ? "true" : OptionParser.next(args, ++i, flag);
             }
             v.put(flag, setting.parse(raw, "generate " + flag));
         }
@@ -496,7 +445,7 @@ public final class LightningMain {
             if (a.startsWith("--dir=")) {
                 dir[0] = a.substring("--dir=".length());
             } else if ("--dir".equals(a)) {
-                dir[0] = next(args, i + 1, a);
+                dir[0] = OptionParser.next(args, i + 1, a);
             } else if ("--input".equals(a) || "--output".equals(a) || a.startsWith("--input=")
                     || a.startsWith("--output=")) {
                 throw new InvalidInputException("demo takes --dir DIR, not " + a);

@@ -1,6 +1,8 @@
 package dev.lightning.attention.job;
 
 import dev.lightning.attention.engine.reference.Accuracy;
+import dev.lightning.attention.job.config.JobConfig;
+import dev.lightning.attention.job.config.OptionParser;
 import dev.lightning.attention.job.output.Commit;
 import dev.lightning.attention.job.output.Staging;
 import dev.lightning.attention.job.tables.TableSchema;
@@ -238,7 +240,7 @@ class TablesCliTest {
         List<String> a = new ArrayList<>(common);
         a.addAll(List.of("--output", files));
         assertEquals(0, run(log, a.toArray(new String[0])), log.toString());
-        JobConfig cfg = LightningMain.parse(List.of("--backend", "cpu", "--state-every", "128"), null, true);
+        JobConfig cfg = OptionParser.parse(List.of("--backend", "cpu", "--state-every", "128"), null, true);
         assertTrue(Demo.verify(in, Path.of(files), cfg, new PrintStream(new ByteArrayOutputStream())),
                 "the files run against the float64 recurrence");
         List<String> b = new ArrayList<>(common);

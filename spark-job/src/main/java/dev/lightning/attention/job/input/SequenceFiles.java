@@ -1,7 +1,7 @@
 package dev.lightning.attention.job.input;
 
-import dev.lightning.attention.job.JobConfig;
-import dev.lightning.attention.job.Settings;
+import dev.lightning.attention.job.config.JobConfig;
+import dev.lightning.attention.job.config.Settings;
 import dev.lightning.attention.job.hadoop.HadoopPaths;
 import dev.lightning.attention.stream.RangeReader;
 import dev.lightning.attention.stream.SequenceFile;

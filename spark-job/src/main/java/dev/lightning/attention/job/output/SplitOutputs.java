@@ -1,7 +1,7 @@
 package dev.lightning.attention.job.output;
 
-import dev.lightning.attention.job.JobConfig;
-import dev.lightning.attention.job.Settings;
+import dev.lightning.attention.job.config.JobConfig;
+import dev.lightning.attention.job.config.Settings;
 import dev.lightning.attention.plan.Piece;
 import dev.lightning.attention.stream.OutputLayout;
 import dev.lightning.attention.stream.OutputParts;

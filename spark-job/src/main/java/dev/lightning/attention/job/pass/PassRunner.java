@@ -1,7 +1,7 @@
 package dev.lightning.attention.job.pass;
 
-import dev.lightning.attention.job.JobConfig;
-import dev.lightning.attention.job.Settings;
+import dev.lightning.attention.job.config.JobConfig;
+import dev.lightning.attention.job.config.Settings;
 import org.apache.spark.SparkContext;
 import org.apache.spark.api.java.JavaRDD;
 import org.apache.spark.util.LongAccumulator;

@@ -2,8 +2,8 @@ package dev.lightning.attention.job.softmax;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import dev.lightning.attention.job.JobConfig;
-import dev.lightning.attention.job.Settings;
+import dev.lightning.attention.job.config.JobConfig;
+import dev.lightning.attention.job.config.Settings;
 import dev.lightning.attention.job.hadoop.HadoopConf;
 import dev.lightning.attention.job.input.SequenceFiles;
 import dev.lightning.attention.job.output.SplitOutputs;

@@ -1,8 +1,8 @@
 package dev.lightning.attention.job.tables;
 
-import dev.lightning.attention.job.JobConfig;
 import dev.lightning.attention.job.LightningKryoRegistrator;
-import dev.lightning.attention.job.LightningMain;
+import dev.lightning.attention.job.config.JobConfig;
+import dev.lightning.attention.job.config.OptionParser;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
 
@@ -151,7 +151,7 @@ public final class LightningTables {
     public static Result compute(Dataset<Row> blocks, Dataset<Row> sequences, Dataset<Row> storedStates,
                                  String... options) {
         // refuses the options of the command line only (--output, --resume, --master, ...) and Spark settings
-        JobConfig cfg = LightningMain.parse(Arrays.asList(options), null, true);
+        JobConfig cfg = OptionParser.parse(Arrays.asList(options), null, true);
         String kryo = kryoProblem(blocks.sparkSession().sparkContext().getConf());
         if (kryo != null) {
             throw new dev.lightning.attention.tensor.InvalidInputException(kryo);

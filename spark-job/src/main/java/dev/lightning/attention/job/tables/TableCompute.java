@@ -2,8 +2,8 @@ package dev.lightning.attention.job.tables;
 
 import dev.lightning.attention.engine.AttentionSpec;
 import dev.lightning.attention.engine.Checkpoints;
-import dev.lightning.attention.job.JobConfig;
-import dev.lightning.attention.job.Settings;
+import dev.lightning.attention.job.config.JobConfig;
+import dev.lightning.attention.job.config.Settings;
 import dev.lightning.attention.job.tables.TablePass2.Out;
 import dev.lightning.attention.job.tables.TableShuffle.Block;
 import dev.lightning.attention.job.tables.TableShuffle.Key;

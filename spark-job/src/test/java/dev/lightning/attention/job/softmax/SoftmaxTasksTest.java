@@ -1,6 +1,6 @@
 package dev.lightning.attention.job.softmax;
 
-import dev.lightning.attention.job.JobConfig;
+import dev.lightning.attention.job.config.JobConfig;
 import org.junit.jupiter.api.Test;
 
 import java.util.Map;

@@ -1,8 +1,7 @@
-package dev.lightning.attention.job;
+package dev.lightning.attention.job.config;
 
 import dev.lightning.attention.engine.FeatureMap;
 import dev.lightning.attention.engine.Slopes;
-import dev.lightning.attention.job.tables.LightningTables;
 import dev.lightning.attention.stream.Variant;
 import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.InvalidInputException;
@@ -26,7 +25,7 @@ public final class JobConfig implements Serializable {
     /** Resolved values by key: String, Long, Double, Boolean or Integer (absent: no value and no default). */
     private final Map<String, Object> values;
     /** Spark settings from {@code --conf} that are not ours, applied to the SparkConf. */
-    final Map<String, String> sparkSettings;
+    public final Map<String, String> sparkSettings;
 
     private JobConfig(Map<String, Object> values, Map<String, String> sparkSettings, boolean datasets) {
         this.values = Collections.unmodifiableMap(values);
@@ -37,7 +36,7 @@ public final class JobConfig implements Serializable {
         checkOptions();
     }
 
-    /** A run reads --input (or --synthetic) and writes --output; a run over datasets ({@link LightningTables}) has neither. */
+    /** A run reads --input (or --synthetic) and writes --output; a run over datasets ({@code LightningTables}) has neither. */
     private void checkPaths() {
         if (get(Settings.INPUT) == null && get(Settings.SYNTHETIC) == null) {
             throw new InvalidInputException("--input PATHS is required (or the key " + Settings.INPUT.key
@@ -138,7 +137,7 @@ public final class JobConfig implements Serializable {
     }
 
     /**
-     * @param datasets true for a run over datasets given in code ({@link LightningTables}), which
+     * @param datasets true for a run over datasets given in code ({@code LightningTables}), which
      *                 needs no --input or --output
      */
     static JobConfig resolve(Map<String, String> flags, Map<String, String> confPairs,
@@ -173,7 +172,7 @@ public final class JobConfig implements Serializable {
     }
 
     /**
-     * A run over datasets ({@link LightningTables}) refuses, as given in its options, what only the
+     * A run over datasets ({@code LightningTables}) refuses, as given in its options, what only the
      * command line uses (the options whose declaration says so: files, the output directory, the
      * Spark start) and every Spark setting: the caller reads the inputs and writes the returned
      * datasets itself, in its own SparkSession. Accepted, they would silently do nothing.

@@ -1,4 +1,4 @@
-package dev.lightning.attention.job;
+package dev.lightning.attention.job.config;
 
 import dev.lightning.attention.tensor.InvalidInputException;
 
@@ -14,13 +14,13 @@ import java.util.function.Function;
  *
  * @param <T> the parsed value's type
  */
-final class Setting<T> {
-    final String flag;
-    final String key;
-    final String type;
-    final T defaultValue;
-    final String defaultText;
-    final String doc;
+public final class Setting<T> {
+    public final String flag;
+    public final String key;
+    public final String type;
+    public final T defaultValue;
+    public final String defaultText;
+    public final String doc;
     private final Function<String, T> parser;
     private final Function<T, String> check;
     /** Defaults that differ by --attention (absent: {@link #defaultValue}); a null value: none in the configuration. */
@@ -90,7 +90,7 @@ final class Setting<T> {
     }
 
     /** A boolean switch: present on the command line means true; "true"/"false" by key. */
-    boolean isSwitch() {
+    public boolean isSwitch() {
         return "switch".equals(type);
     }
 
@@ -99,7 +99,7 @@ final class Setting<T> {
      *
      * @throws InvalidInputException saying what was expected and what came
      */
-    T parse(String raw, String source) {
+    public T parse(String raw, String source) {
         T value;
         try {
             value = parser.apply(raw.trim());
@@ -116,7 +116,7 @@ final class Setting<T> {
 
     // ---------------------------------------------------------------- constructors by type
 
-    static Setting<String> path(String flag, String key, String doc) {
+    public static Setting<String> path(String flag, String key, String doc) {
         return new Setting<>(flag, key, "path", null, "(required)", doc, s -> s,
                 s -> s.isEmpty() ? "a path is required" : null);
     }
@@ -137,7 +137,7 @@ final class Setting<T> {
                 s -> s.isEmpty() ? "a value is required" : null);
     }
 
-    static Setting<Long> count(String flag, String key, long def, long min, long max, String doc) {
+    public static Setting<Long> count(String flag, String key, long def, long min, long max, String doc) {
         return new Setting<>(flag, key, "integer", def, Long.toString(def), doc, Long::parseLong,
                 v -> v < min || v > max ? "must be in " + min + ".." + max : null);
     }
@@ -147,7 +147,7 @@ final class Setting<T> {
     }
 
     /** An optional integer of at least {@code min}; defaultText says what stands in when it is absent. */
-    static Setting<Integer> optionalInt(String flag, String key, int min, String defaultText, String doc) {
+    public static Setting<Integer> optionalInt(String flag, String key, int min, String defaultText, String doc) {
         return new Setting<>(flag, key, "integer", null, defaultText, doc, Integer::parseInt,
                 v -> v < min ? "must be >= " + min : null);
     }
@@ -169,7 +169,7 @@ final class Setting<T> {
                 v -> !Double.isFinite(v) ? "must be finite" : v < min ? "must be >= " + min : null);
     }
 
-    static Setting<String> choice(String flag, String key, String def, String doc, String... choices) {
+    public static Setting<String> choice(String flag, String key, String def, String doc, String... choices) {
         // a declaration's own mistake, caught when the settings load (--read-ahead once listed "on" twice)
         if (new HashSet<>(List.of(choices)).size() != choices.length || !List.of(choices).contains(def)) {
             throw new IllegalArgumentException(flag + ": the choices " + String.join("|", choices)
@@ -186,7 +186,7 @@ final class Setting<T> {
         });
     }
 
-    static Setting<Boolean> flagSwitch(String flag, String key, String doc) {
+    public static Setting<Boolean> flagSwitch(String flag, String key, String doc) {
         return new Setting<>(flag, key, "switch", false, "false", doc, s -> {
             switch (s.toLowerCase(Locale.ROOT)) {
                 case "true":

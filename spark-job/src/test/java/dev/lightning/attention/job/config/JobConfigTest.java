@@ -1,4 +1,4 @@
-package dev.lightning.attention.job;
+package dev.lightning.attention.job.config;
 
 import dev.lightning.attention.engine.Slopes;
 import dev.lightning.attention.tensor.InvalidInputException;
@@ -121,25 +121,25 @@ class JobConfigTest {
         for (String[] args : given) {
             java.util.List<String> options = new java.util.ArrayList<>(java.util.List.of("--backend", "cpu"));
             options.addAll(java.util.List.of(args));
-            String m = assertThrows(InvalidInputException.class, () -> LightningMain.parse(options, null, true),
+            String m = assertThrows(InvalidInputException.class, () -> OptionParser.parse(options, null, true),
                     String.join(" ", args)).getMessage();
             String flag = args[0].equals("--conf") ? "--output" : args[0];
             assertTrue(m.startsWith(flag) && m.contains("LightningTables.compute") && m.contains("remove it"), m);
         }
         String m = assertThrows(InvalidInputException.class,
-                () -> LightningMain.parse(java.util.List.of("--output", "/x"), null, true)).getMessage();
+                () -> OptionParser.parse(java.util.List.of("--output", "/x"), null, true)).getMessage();
         assertTrue(m.contains("writes the returned datasets itself"), m);
         for (String pair : new String[] {"spark.sql.shuffle.partitions=3", "spark.executor.memory=1g",
                 "spark.master=local[1]"}) {
             m = assertThrows(InvalidInputException.class,
-                    () -> LightningMain.parse(java.util.List.of("--conf", pair), null, true), pair).getMessage();
+                    () -> OptionParser.parse(java.util.List.of("--conf", pair), null, true), pair).getMessage();
             assertTrue(m.startsWith("--conf " + pair) && m.contains("caller's SparkSession") && m.contains("remove it"), m);
         }
         // what the Dataset API does use still passes, and the command line still takes them all
-        assertEquals(128L, LightningMain.parse(java.util.List.of("--partition-tokens", "128", "--skip-invalid",
+        assertEquals(128L, OptionParser.parse(java.util.List.of("--partition-tokens", "128", "--skip-invalid",
                 "--conf", "spark.lightning.scale=0.5"), null, true).get(Settings.PARTITION_TOKENS));
-        JobConfig cli = LightningMain.parse(java.util.List.of("--input", "in", "--output", "out", "--overwrite",
-                "--conf", "spark.executor.memory=1g"), null);
+        JobConfig cli = OptionParser.parse(java.util.List.of("--input", "in", "--output", "out", "--overwrite",
+                "--conf", "spark.executor.memory=1g"), null, false);
         assertEquals("1g", cli.sparkSettings.get("spark.executor.memory"));
         // the declarations say which: each command-line-only option is marked in the options table
         for (Setting<?> s : Settings.ALL) {

@@ -1,4 +1,4 @@
-package dev.lightning.attention.job;
+package dev.lightning.attention.job.config;
 
 import java.util.List;
 
@@ -113,10 +113,10 @@ public final class Settings {
             64L << 20, "Device memory one task's GPU backend may hold (and in table runs its batch step, states included), "
             + "enforced by their allocators: larger windows are computed in slices, and a limit too small for the "
             + "states and one chunk is an error that says so.");
-    static final Setting<String> MASTER = Setting.text("--master", "spark.master", "local[*]",
+    public static final Setting<String> MASTER = Setting.text("--master", "spark.master", "local[*]",
             "Spark master URL. Under spark-submit, spark-submit's own `--master` is used unless this is given.")
             .commandLineOnly("the master is the caller's SparkSession's");
-    static final Setting<String> DEFAULT_SLOPES = Setting.choice("--default-slopes", "spark.lightning.defaultSlopes",
+    public static final Setting<String> DEFAULT_SLOPES = Setting.choice("--default-slopes", "spark.lightning.defaultSlopes",
             "minimax", "Lightning only. Decay rates for files without a `slope` tensor: `minimax` (MiniMax-01/ALiBi) or "
                     + "`transnormer` (fla's `chunk_lightning_attn`).", "minimax", "transnormer");
     static final Setting<Integer> LAYER = Setting.optionalInt("--layer", "spark.lightning.layer", 0,
@@ -179,7 +179,7 @@ public final class Settings {
                     + "the result is byte-identical to an uninterrupted run. Without it, a new run discards the "
                     + "staging of earlier runs. Not for table runs, which keep no finished work: rerun them.")
             .commandLineOnly("nothing is kept between calls: call compute again");
-    static final Setting<Double> LOCK_STALE_SECONDS = Setting.real("--lock-stale-seconds",
+    public static final Setting<Double> LOCK_STALE_SECONDS = Setting.real("--lock-stale-seconds",
             "spark.lightning.lockStaleSeconds", 120.0, true,
             "A run holds `<output>/_lightning.lock` and refreshes it every few seconds. On the holder's host a "
                     + "lock is stale once its process is gone (a live process keeps it, even stopped); from another "
@@ -205,7 +205,7 @@ public final class Settings {
      * The options that change the bytes a run writes: a --resume must share them with the run it
      * continues. (The others choose where and how visibly it runs.)
      */
-    static final List<Setting<?>> RESULT_AFFECTING = List.of(INPUT_FORMAT, SEQUENCES, OUTPUT_FORMAT, INITIAL_STATES,
+    public static final List<Setting<?>> RESULT_AFFECTING = List.of(INPUT_FORMAT, SEQUENCES, OUTPUT_FORMAT, INITIAL_STATES,
             RECURSIVE, ATTENTION, PARTITION_TOKENS, CHUNK_SIZE,
             SCALE, WINDOW, WRITE_LSE, FEATURE_MAP, NORMALIZE, NORMALIZE_EPS, STATE_EVERY, BACKEND,
             DEFAULT_SLOPES, LAYER, LAYERS, OUTPUT_DTYPE, OUTPUT_FORM, OUTPUT_MODE, SPOT_CHECK_TOLERANCE, WINDOW_BYTES, GPU_WINDOW_BYTES, READ_AHEAD, GPU_MEMORY, GPU_OOM,
@@ -232,7 +232,7 @@ public final class Settings {
     }
 
     /** The options table, in Markdown, as the README holds it. */
-    static String markdownTable() {
+    public static String markdownTable() {
         StringBuilder b = new StringBuilder();
         b.append("| flag | `--conf` / spark-defaults key | type | default | meaning |\n");
         b.append("|---|---|---|---|---|\n");
@@ -246,7 +246,7 @@ public final class Settings {
     }
 
     /** The options as plain text, for {@code --help}. */
-    static String helpText() {
+    public static String helpText() {
         StringBuilder b = new StringBuilder();
         for (Setting<?> s : ALL) {
             String head = "  " + s.flag + (s.isSwitch() ? "" : " " + placeholder(s));

@@ -1,0 +1,76 @@
+package dev.lightning.attention.job.config;
+
+import dev.lightning.attention.tensor.InvalidInputException;
+import org.apache.spark.SparkConf;
+
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * A run's options as given on a command line ({@code bin/lightning run}, {@code spark-submit}) or
+ * to {@code LightningTables.compute}: flags and {@code --conf} pairs, resolved into a
+ * {@link JobConfig} over the Spark configuration's defaults.
+ */
+public final class OptionParser {
+    private OptionParser() {
+    }
+
+    /**
+     * Parses flags and {@code --conf} pairs; {@code demoDir} receives {@code --dir} when non-null.
+     * {@code datasets}: the options of a run over datasets given in code (no --input or --output: {@code LightningTables}).
+     */
+    public static JobConfig parse(List<String> args, String[] demoDir, boolean datasets) {
+        Map<String, String> flags = new LinkedHashMap<>();
+        Map<String, String> conf = new LinkedHashMap<>();
+        for (int i = 0; i < args.size(); i++) {
+            String a = args.get(i);
+            String value = null;
+            int eq = a.indexOf('=');
+            if (a.startsWith("--") && eq > 0) {
+                value = a.substring(eq + 1);
+                a = a.substring(0, eq);
+            }
+            if ("--conf".equals(a)) {
+                String pair = value != null ? value : next(args, ++i, a);
+                int e = pair.indexOf('=');
+                if (e <= 0) {
+                    throw new InvalidInputException("--conf expects KEY=VALUE, got '" + pair + "'");
+                }
+                conf.put(pair.substring(0, e).trim(), pair.substring(e + 1).trim());
+                continue;
+            }
+            if (demoDir != null && "--dir".equals(a)) {
+                demoDir[0] = value != null ? value : next(args, ++i, a);
+                continue;
+            }
+            Setting<?> s = Settings.byFlag(a);
+            if (s == null) {
+                throw new InvalidInputException("unknown option '" + args.get(i) + "' (see --help)");
+            }
+            String v = s.isSwitch() ? (value != null ? value : "true") : (value != null ? value : next(args, ++i, a));
+            String before = flags.put(a, v);
+            if (before != null && !before.equals(v)) {
+                throw new InvalidInputException(a + " is given twice ('" + before + "' and '" + v + "'); give it once"
+                        + ("--input".equals(a) ? " (several inputs: a comma-separated list, or a glob)" : ""));
+            }
+        }
+        SparkConf defaults = new SparkConf();
+        return JobConfig.resolve(flags, conf, key -> defaults.contains(key) ? defaults.get(key) : null, datasets);
+    }
+
+    /** The value after {@code flag} at {@code args[i]}; an option there instead (a value forgotten) is refused. */
+    public static String next(List<String> args, int i, String flag) {
+        if (i >= args.size()) {
+            throw new InvalidInputException(flag + ": expected a value after it, got the end of the command line");
+        }
+        String v = args.get(i);
+        // `--output --normalize` would make a directory named --normalize and drop the switch
+        // (any --word: the job's options and generate's alike; a value that really starts so goes after '=')
+        if (v.length() > 2 && v.startsWith("--") && Character.isLetter(v.charAt(2))) {
+            throw new InvalidInputException(flag + ": expected a value after it, got the option " + v + "; give the "
+                    + "value (or write " + flag + "=" + v + " if that is really the value)");
+        }
+        return v;
+    }
+}
