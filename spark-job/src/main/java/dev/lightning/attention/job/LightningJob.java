@@ -6,6 +6,7 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.lightning.attention.job.config.JobConfig;
 import dev.lightning.attention.job.config.Settings;
+import dev.lightning.attention.job.exec.FaultPoints;
 import dev.lightning.attention.job.hadoop.HadoopConf;
 import dev.lightning.attention.job.hadoop.HadoopPaths;
 import dev.lightning.attention.job.input.InputFile;

@@ -4,6 +4,7 @@ import dev.lightning.attention.job.config.JobConfig;
 import dev.lightning.attention.job.config.OptionParser;
 import dev.lightning.attention.job.config.Setting;
 import dev.lightning.attention.job.config.Settings;
+import dev.lightning.attention.job.exec.ExecutorBackends;
 import dev.lightning.attention.job.input.InputFormats;
 import dev.lightning.attention.tensor.InvalidInputException;
 import org.apache.spark.SparkConf;

@@ -4,7 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import dev.lightning.attention.job.FaultPoints;
+import dev.lightning.attention.job.exec.FaultPoints;
 import dev.lightning.attention.job.hadoop.HadoopPaths;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;

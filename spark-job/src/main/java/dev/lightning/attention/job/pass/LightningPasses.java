@@ -1,8 +1,8 @@
 package dev.lightning.attention.job.pass;
 
-import dev.lightning.attention.job.FaultPoints;
 import dev.lightning.attention.job.config.JobConfig;
 import dev.lightning.attention.job.config.Settings;
+import dev.lightning.attention.job.exec.FaultPoints;
 import dev.lightning.attention.job.hadoop.HadoopConf;
 import dev.lightning.attention.job.input.InputFile;
 import dev.lightning.attention.job.input.StoredStates;

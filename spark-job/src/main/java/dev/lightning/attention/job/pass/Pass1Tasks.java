@@ -2,8 +2,8 @@ package dev.lightning.attention.job.pass;
 
 import dev.lightning.attention.engine.AttentionBackend;
 import dev.lightning.attention.engine.LightningState;
-import dev.lightning.attention.job.FaultPoints;
 import dev.lightning.attention.job.config.JobConfig;
+import dev.lightning.attention.job.exec.FaultPoints;
 import dev.lightning.attention.job.hadoop.HadoopConf;
 import dev.lightning.attention.job.input.SequenceFiles;
 import dev.lightning.attention.job.output.Staging;

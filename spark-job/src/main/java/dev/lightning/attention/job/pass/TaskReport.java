@@ -1,7 +1,7 @@
 package dev.lightning.attention.job.pass;
 
-import dev.lightning.attention.job.ExecutorBackends;
-import dev.lightning.attention.job.ExecutorMemory;
+import dev.lightning.attention.job.exec.ExecutorBackends;
+import dev.lightning.attention.job.exec.ExecutorMemory;
 
 /**
  * What one task did, sent back to the driver: which pass, how many pieces and tokens, where and

@@ -1,6 +1,6 @@
 package dev.lightning.attention.job.pass;
 
-import dev.lightning.attention.job.ExecutorMemory;
+import dev.lightning.attention.job.exec.ExecutorMemory;
 import org.apache.spark.Partition;
 import org.apache.spark.SparkContext;
 import org.apache.spark.TaskContext;

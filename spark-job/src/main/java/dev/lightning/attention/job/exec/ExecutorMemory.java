@@ -1,6 +1,4 @@
-package dev.lightning.attention.job;
-
-import dev.lightning.attention.job.pass.TaskReport;
+package dev.lightning.attention.job.exec;
 
 import javax.management.Notification;
 import javax.management.NotificationEmitter;
@@ -17,7 +15,7 @@ import java.util.Set;
 
 /**
  * The heap of the JVM a task runs in (an executor's; in local mode the driver's), measured by the
- * JVM and carried back in every {@link TaskReport}: from the collectors' notifications, the
+ * JVM and carried back in every {@code TaskReport}: from the collectors' notifications, the
  * largest heap in use just before a collection (the peak, garbage included) and just after one
  * (the live set), over the current pass and over the JVM's life since the first task. Passes run
  * one after the other, so the figures of a pass are reset when its first task starts here.

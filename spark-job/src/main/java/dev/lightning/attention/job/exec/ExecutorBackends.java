@@ -1,4 +1,4 @@
-package dev.lightning.attention.job;
+package dev.lightning.attention.job.exec;
 
 import dev.lightning.attention.engine.AttentionBackend;
 import dev.lightning.attention.engine.Backends;
@@ -32,7 +32,7 @@ public final class ExecutorBackends {
      * Fails on the driver, before any work, when the choice cannot be honoured there: in local mode
      * the executors are this JVM, so a missing GPU is known up front.
      */
-    static void checkAvailable(String choice, String master) {
+    public static void checkAvailable(String choice, String master) {
         if ("gpu".equals(choice) && master != null && master.startsWith("local") && !master.startsWith("local-cluster")) {
             String reason = Backends.gpuUnavailableReason();
             if (reason != null) {

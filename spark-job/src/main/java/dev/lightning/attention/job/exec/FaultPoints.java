@@ -1,6 +1,4 @@
-package dev.lightning.attention.job;
-
-import dev.lightning.attention.job.pass.BlockScan;
+package dev.lightning.attention.job.exec;
 
 /**
  * Named points of a run where a test can stop the process dead, to check that a run killed
@@ -14,7 +12,7 @@ import dev.lightning.attention.job.pass.BlockScan;
  * <ul>
  *   <li>{@code pass1}: a pass-1 task has staged the local state of its first piece;
  *   <li>{@code scan}: a scan task has staged its first state (a block summary, a carry or an
- *       incoming state: {@link BlockScan});
+ *       incoming state: {@code BlockScan});
  *   <li>{@code pass2}: a pass-2 task has staged its first piece's output;
  *   <li>softmax runs instead of these three: {@code softmax-blocks} (a work item is staged),
  *       {@code softmax-merge} (a merged query piece's rows are staged);
@@ -43,7 +41,7 @@ public final class FaultPoints {
      * A run starts: {@link #FAIL_PROPERTY}'s counts start again from zero, so "NAME:K" means the K-th
      * time this run reaches NAME, however many runs the same JVM (a test's) made before.
      */
-    static void newRun() {
+    public static void newRun() {
         REACHED.clear();
     }
 
