@@ -7,6 +7,8 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.lightning.attention.job.config.JobConfig;
 import dev.lightning.attention.job.config.Settings;
 import dev.lightning.attention.job.exec.FaultPoints;
+import dev.lightning.attention.job.failure.Causes;
+import dev.lightning.attention.job.failure.ExplainedFailure;
 import dev.lightning.attention.job.hadoop.HadoopConf;
 import dev.lightning.attention.job.hadoop.HadoopPaths;
 import dev.lightning.attention.job.input.InputFile;
@@ -527,7 +529,7 @@ final class LightningJob {
         try {
             ObjectNode report = report(files, reports, "failed", e);
             staging.stageReport(fs, report);
-            if (LightningMain.inChain(e, dev.lightning.attention.job.output.UnsharedOutputException.class) != null) {
+            if (Causes.inChain(e, dev.lightning.attention.job.output.UnsharedOutputException.class) != null) {
                 // a rerun, with or without --resume, meets the same wall: the message says what to change
                 out.println("lightning: the run failed because the driver and the executors do not see --output as "
                         + "the same storage (the error below); the output directory is unchanged, and the failed run's "
@@ -637,7 +639,7 @@ final class LightningJob {
             }
         }
         if (!failures.isEmpty()) {
-            throw new LightningMain.ExplainedFailure("spot checks failed: " + String.join("; ", failures) + ". Nothing "
+            throw new ExplainedFailure("spot checks failed: " + String.join("; ", failures) + ". Nothing "
                     + "was published; the run report lists every sampled row with its error", null);
         }
     }

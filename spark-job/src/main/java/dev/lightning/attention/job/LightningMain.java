@@ -5,6 +5,9 @@ import dev.lightning.attention.job.config.OptionParser;
 import dev.lightning.attention.job.config.Setting;
 import dev.lightning.attention.job.config.Settings;
 import dev.lightning.attention.job.exec.ExecutorBackends;
+import dev.lightning.attention.job.failure.Causes;
+import dev.lightning.attention.job.failure.ExplainedFailure;
+import dev.lightning.attention.job.failure.SetupChecks;
 import dev.lightning.attention.job.input.InputFormats;
 import dev.lightning.attention.tensor.InvalidInputException;
 import org.apache.spark.SparkConf;
@@ -144,9 +147,9 @@ public final class LightningMain {
                 return 2;
             }
             // failures whose message says all there is to say: one line, no stack trace
-            Throwable explained = inChain(e, dev.lightning.attention.job.output.UnsharedOutputException.class);
+            Throwable explained = Causes.inChain(e, dev.lightning.attention.job.output.UnsharedOutputException.class);
             if (explained == null) {
-                explained = inChain(e, ExplainedFailure.class);
+                explained = Causes.inChain(e, ExplainedFailure.class);
             }
             if (explained != null) {
                 err.println("lightning: failed: " + explained.getMessage());
@@ -158,35 +161,13 @@ public final class LightningMain {
         }
     }
 
-    /**
-     * A job failure whose message says all there is to say (what failed, why, what to check): it is
-     * printed as one line without a stack trace, and the run exits with 1.
-     */
-    static final class ExplainedFailure extends RuntimeException {
-        private static final long serialVersionUID = 1L;
-
-        ExplainedFailure(String message, Throwable cause) {
-            super(message, cause);
-        }
-    }
-
     private static boolean isHelp(String a) {
         return "--help".equals(a) || "-h".equals(a);
     }
 
     /** Input errors found on executors reach the driver wrapped in Spark's exceptions. */
     static InvalidInputException findInvalidInput(Throwable e) {
-        return inChain(e, InvalidInputException.class);
-    }
-
-    /** The first exception of {@code type} in {@code e}'s cause chain (Spark wraps a task's failure), or null. */
-    public static <T extends Throwable> T inChain(Throwable e, Class<T> type) {
-        for (Throwable t = e; t != null; t = t.getCause() == t ? null : t.getCause()) {
-            if (type.isInstance(t)) {
-                return type.cast(t);
-            }
-        }
-        return null;
+        return Causes.inChain(e, InvalidInputException.class);
     }
 
     /** Parses flags and {@code --conf} pairs; {@code demoDir} receives {@code --dir} when non-null. */

@@ -3,12 +3,12 @@ package dev.lightning.attention.job.tables;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import dev.lightning.attention.job.LightningMain;
 import dev.lightning.attention.job.OutputDirectory;
-import dev.lightning.attention.job.SetupChecks;
 import dev.lightning.attention.job.Version;
 import dev.lightning.attention.job.config.JobConfig;
 import dev.lightning.attention.job.config.Settings;
+import dev.lightning.attention.job.failure.Causes;
+import dev.lightning.attention.job.failure.SetupChecks;
 import dev.lightning.attention.job.hadoop.HadoopPaths;
 import dev.lightning.attention.job.input.InputFile;
 import dev.lightning.attention.job.input.InputFormats;
@@ -451,7 +451,7 @@ public final class TableRun {
             try {
                 compute(inputs, seqInputs, files, rejected, storedTable, staging, report);
             } catch (Exception e) {
-                if (LightningMain.inChain(e, InvalidInputException.class) != null
+                if (Causes.inChain(e, InvalidInputException.class) != null
                         || SetupChecks.setupProblem(e) != null) {
                     // bad input (or a file that is no table at all), found by the checks, by Spark's
                     // reader or on the map side of the shuffle, before any compute task ran: there

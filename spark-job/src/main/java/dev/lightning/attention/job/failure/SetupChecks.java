@@ -1,4 +1,4 @@
-package dev.lightning.attention.job;
+package dev.lightning.attention.job.failure;
 
 import dev.lightning.attention.job.config.JobConfig;
 import dev.lightning.attention.job.config.Settings;
@@ -148,7 +148,7 @@ public final class SetupChecks {
      * anything a cluster manager found through Spark's {@code ExternalClusterManager} service
      * accepts (YARN and Kubernetes are such managers, and not part of bin/lightning's classpath).
      */
-    static void checkMaster(String master, String source) {
+    public static void checkMaster(String master, String source) {
         if (master.equals("local") || master.matches("local\\[([0-9]+|\\*)]")
                 || master.matches("local\\[([0-9]+|\\*)\\s*,\\s*([0-9]+)]")
                 || master.matches("local-cluster\\[\\s*([0-9]+)\\s*,\\s*([0-9]+)\\s*,\\s*([0-9]+)\\s*]")) {
@@ -161,7 +161,7 @@ public final class SetupChecks {
         boolean managed = false;
         try {
             ClassLoader loader = Thread.currentThread().getContextClassLoader() != null
-                    ? Thread.currentThread().getContextClassLoader() : LightningMain.class.getClassLoader();
+                    ? Thread.currentThread().getContextClassLoader() : SetupChecks.class.getClassLoader();
             for (org.apache.spark.scheduler.ExternalClusterManager m
                     : java.util.ServiceLoader.load(org.apache.spark.scheduler.ExternalClusterManager.class, loader)) {
                 managed |= m.canCreate(master);
@@ -205,7 +205,7 @@ public final class SetupChecks {
      * "SparkContext has been shutdown". One reachable master of several (high availability) is
      * enough; whether it is a working Spark master is for Spark to find out.
      */
-    static void checkMasterReachable(String master, String source) {
+    public static void checkMasterReachable(String master, String source) {
         if (!master.startsWith("spark://")) {
             return;
         }
@@ -220,7 +220,7 @@ public final class SetupChecks {
                 problems.add(a.getHostString() + ":" + a.getPort() + ": " + e.getMessage());
             }
         }
-        throw new LightningMain.ExplainedFailure("cannot reach the Spark master " + master + " (" + String.join("; ", problems)
+        throw new ExplainedFailure("cannot reach the Spark master " + master + " (" + String.join("; ", problems)
                 + "); check the URL, that the master is running, and that this host can reach it", null);
     }
 
@@ -231,7 +231,7 @@ public final class SetupChecks {
      * The Hadoop configuration is the one the job will use: the defaults and {@code core-site.xml}
      * on the classpath, under the {@code spark.hadoop.*} settings.
      */
-    static void checkFileSystems(JobConfig cfg, org.apache.hadoop.conf.Configuration hadoop) {
+    public static void checkFileSystems(JobConfig cfg, org.apache.hadoop.conf.Configuration hadoop) {
         checkFileSystem(Settings.INPUT.flag, cfg.get(Settings.INPUT), hadoop);
         checkFileSystem(Settings.OUTPUT.flag, cfg.get(Settings.OUTPUT), hadoop);
     }

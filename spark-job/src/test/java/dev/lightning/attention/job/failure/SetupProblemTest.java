@@ -1,4 +1,4 @@
-package dev.lightning.attention.job;
+package dev.lightning.attention.job.failure;
 
 import dev.lightning.attention.tensor.InvalidInputException;
 import org.apache.hadoop.conf.Configuration;
