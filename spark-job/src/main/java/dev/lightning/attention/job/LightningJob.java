@@ -19,6 +19,7 @@ import dev.lightning.attention.job.input.SafetensorsStates;
 import dev.lightning.attention.job.input.SequenceFiles;
 import dev.lightning.attention.job.input.StoredStates;
 import dev.lightning.attention.job.output.Commit;
+import dev.lightning.attention.job.output.OutputDirectory;
 import dev.lightning.attention.job.output.OutputLock;
 import dev.lightning.attention.job.output.SharedOutputCheck;
 import dev.lightning.attention.job.output.SplitOutputs;
@@ -311,19 +312,6 @@ final class LightningJob {
         return publishedAs;
     }
 
-    /**
-     * The names of a sequence's output in the form this run does not publish: {@code NAME} when
-     * it publishes the parts form ({@code NAME.index.json} and {@code NAME.parts/}), else the
-     * index and the parts directory. An earlier run's result in that form would otherwise stay
-     * beside the new one (and a reader of the directory could take the old one).
-     */
-    static List<String> otherForms(String name, List<String> publishedAs) {
-        List<String> forms = new ArrayList<>(List.of(name, dev.lightning.attention.stream.OutputParts.indexName(name),
-                name + dev.lightning.attention.stream.OutputParts.PARTS_SUFFIX));
-        forms.removeAll(publishedAs); // the parts form keeps NAME.parts/ here: the old one goes, the new parts fill it afresh
-        return forms;
-    }
-
     /** Warns about skipped sequences whose name the output directory already holds (an older result, left in place). */
     private void warnSkipped(List<SequenceFile> files, FileSystem outFs, Path outputDir) throws IOException {
         for (Map.Entry<Integer, String> e : skipped.entrySet()) {
@@ -359,7 +347,7 @@ final class LightningJob {
             if (!skipped.containsKey(i)) {
                 List<String> as = publishedAs.getOrDefault(i, List.of(files.get(i).name));
                 published.addAll(as);
-                replaces.addAll(otherForms(files.get(i).name, as));
+                replaces.addAll(OutputDirectory.otherForms(files.get(i).name, as));
             }
         }
         if (stored != null) {

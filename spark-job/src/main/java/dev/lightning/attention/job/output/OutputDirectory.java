@@ -1,4 +1,4 @@
-package dev.lightning.attention.job;
+package dev.lightning.attention.job.output;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
@@ -12,11 +12,6 @@ import dev.lightning.attention.job.hadoop.HadoopPaths;
 import dev.lightning.attention.job.input.InputFile;
 import dev.lightning.attention.job.input.SafetensorsStates;
 import dev.lightning.attention.job.input.StoredStates;
-import dev.lightning.attention.job.output.Commit;
-import dev.lightning.attention.job.output.OutputLock;
-import dev.lightning.attention.job.output.OutputPaths;
-import dev.lightning.attention.job.output.SplitOutputs;
-import dev.lightning.attention.job.output.Staging;
 import dev.lightning.attention.job.pass.BlockScan;
 import dev.lightning.attention.job.softmax.SoftmaxJob;
 import dev.lightning.attention.plan.Piece;
@@ -197,7 +192,7 @@ public final class OutputDirectory {
      * without): each one's file, size and modification time, for the sequences this run continues
      * and for those whose location goes into its {@code _states.json}.
      */
-    JsonNode fingerprint(List<SequenceFile> files, List<InputFile> statuses, Map<String, StoredStates.State> stored) {
+    public JsonNode fingerprint(List<SequenceFile> files, List<InputFile> statuses, Map<String, StoredStates.State> stored) {
         Map<String, Long> modified = new HashMap<>();
         for (InputFile s : statuses) {
             modified.put(s.path().toUri().toString(), s.status.getModificationTime()); // the key of SequenceFile.path
@@ -236,14 +231,14 @@ public final class OutputDirectory {
     }
 
     /** The same; {@code manifest}: the run also publishes the state set's {@code _states.json}. */
-    void checkExisting(List<SequenceFile> files, SplitOutputs.Form form, boolean manifest) throws IOException {
+    public void checkExisting(List<SequenceFile> files, SplitOutputs.Form form, boolean manifest) throws IOException {
         List<String> outputs = new ArrayList<>();
         List<String> replaces = new ArrayList<>();
         for (SequenceFile f : files) {
             String as = form == SplitOutputs.Form.PARTS ? dev.lightning.attention.stream.OutputParts.indexName(f.name)
                     : f.name;
             outputs.add(as);
-            replaces.addAll(LightningJob.otherForms(f.name, List.of(as)));
+            replaces.addAll(otherForms(f.name, List.of(as)));
         }
         List<String> problems = OutputPaths.problems(fs, output, outputs,
                 cfg.get(Settings.OVERWRITE) ? replaces : List.of());
@@ -281,11 +276,24 @@ public final class OutputDirectory {
     }
 
     /**
+     * The names of a sequence's output in the form this run does not publish: {@code NAME} when
+     * it publishes the parts form ({@code NAME.index.json} and {@code NAME.parts/}), else the
+     * index and the parts directory. An earlier run's result in that form would otherwise stay
+     * beside the new one (and a reader of the directory could take the old one).
+     */
+    public static List<String> otherForms(String name, List<String> publishedAs) {
+        List<String> forms = new ArrayList<>(List.of(name, dev.lightning.attention.stream.OutputParts.indexName(name),
+                name + dev.lightning.attention.stream.OutputParts.PARTS_SUFFIX));
+        forms.removeAll(publishedAs); // the parts form keeps NAME.parts/ here: the old one goes, the new parts fill it afresh
+        return forms;
+    }
+
+    /**
      * Refuses, before any compute, a run that cannot fit: the bytes it will stage (outputs, and
      * for split sequences their states between the passes; their outputs are written once, by
      * their pieces) against the free space the file system reports.
      */
-    void checkSpace(Staging staging, List<SequenceFile> files, List<List<Piece>> plan) throws IOException {
+    public void checkSpace(Staging staging, List<SequenceFile> files, List<List<Piece>> plan) throws IOException {
         int[] pieces = new int[files.size()];
         for (List<Piece> partition : plan) {
             for (Piece p : partition) {
