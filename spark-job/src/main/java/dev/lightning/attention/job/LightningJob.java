@@ -24,6 +24,7 @@ import dev.lightning.attention.job.output.OutputLock;
 import dev.lightning.attention.job.output.SharedOutputCheck;
 import dev.lightning.attention.job.output.SplitOutputs;
 import dev.lightning.attention.job.output.Staging;
+import dev.lightning.attention.job.output.Version;
 import dev.lightning.attention.job.pass.LightningPasses;
 import dev.lightning.attention.job.pass.PassReport;
 import dev.lightning.attention.job.pass.PassRunner;

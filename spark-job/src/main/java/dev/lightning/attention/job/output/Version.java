@@ -1,4 +1,4 @@
-package dev.lightning.attention.job;
+package dev.lightning.attention.job.output;
 
 import java.io.IOException;
 import java.io.InputStream;
