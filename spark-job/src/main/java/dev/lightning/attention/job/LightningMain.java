@@ -9,6 +9,7 @@ import dev.lightning.attention.job.failure.Causes;
 import dev.lightning.attention.job.failure.ExplainedFailure;
 import dev.lightning.attention.job.failure.SetupChecks;
 import dev.lightning.attention.job.input.InputFormats;
+import dev.lightning.attention.job.tables.LightningKryoRegistrator;
 import dev.lightning.attention.tensor.InvalidInputException;
 import org.apache.spark.SparkConf;
 import org.apache.spark.SparkContext;

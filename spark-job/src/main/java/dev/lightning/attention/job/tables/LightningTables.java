@@ -1,6 +1,5 @@
 package dev.lightning.attention.job.tables;
 
-import dev.lightning.attention.job.LightningKryoRegistrator;
 import dev.lightning.attention.job.config.JobConfig;
 import dev.lightning.attention.job.config.OptionParser;
 import org.apache.spark.sql.Dataset;

@@ -2,7 +2,6 @@ package dev.lightning.attention.job.tables;
 
 import dev.lightning.attention.engine.LightningState;
 import dev.lightning.attention.engine.reference.Accuracy;
-import dev.lightning.attention.job.LightningKryoRegistrator;
 import dev.lightning.attention.tensor.DType;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;

@@ -45,7 +45,7 @@ public class TablesKryoTest {
                 r.o().count();
             }
         });
-        assertTrue(m.contains("dev.lightning.attention.job.LightningKryoRegistrator") && m.contains("spark.kryo.registrator")
+        assertTrue(m.contains("dev.lightning.attention.job.tables.LightningKryoRegistrator") && m.contains("spark.kryo.registrator")
                 && m.contains("spark.kryo.registrationRequired=true"), m);
     }
 
@@ -55,7 +55,7 @@ public class TablesKryoTest {
                 .set("spark.serializer", "org.apache.spark.serializer.KryoSerializer")
                 .set("spark.kryo.registrationRequired", "true");
         assertTrue(LightningTables.kryoProblem(c) != null);
-        c.set("spark.kryo.registrator", "com.example.Mine, dev.lightning.attention.job.LightningKryoRegistrator");
+        c.set("spark.kryo.registrator", "com.example.Mine, dev.lightning.attention.job.tables.LightningKryoRegistrator");
         assertTrue(LightningTables.kryoProblem(c) == null);
         c.remove("spark.kryo.registrator");
         c.set("spark.kryo.registrationRequired", "false");

@@ -4,7 +4,6 @@ import dev.lightning.attention.engine.AttentionSpec;
 import dev.lightning.attention.engine.LightningState;
 import dev.lightning.attention.engine.reference.Accuracy;
 import dev.lightning.attention.engine.reference.RecurrentReference;
-import dev.lightning.attention.job.LightningKryoRegistrator;
 import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.TokenTensor;
 import org.apache.spark.sql.Dataset;

@@ -1,10 +1,7 @@
-package dev.lightning.attention.job;
+package dev.lightning.attention.job.tables;
 
 import com.esotericsoftware.kryo.Kryo;
 import dev.lightning.attention.job.pass.TaskReport;
-import dev.lightning.attention.job.tables.TablePass2;
-import dev.lightning.attention.job.tables.TableShuffle;
-import dev.lightning.attention.job.tables.TableValidation;
 import org.apache.spark.serializer.KryoRegistrator;
 
 /**
