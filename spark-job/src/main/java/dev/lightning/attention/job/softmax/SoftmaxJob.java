@@ -35,7 +35,7 @@ import java.util.TreeMap;
  * Each piece of a split sequence writes its rows as its share of the sequence's output
  * ({@link SplitOutputs}: in place, as parts that the driver joins with a concat, or as parts with
  * an index); the driver prepares and finishes those outputs as it does lightning's. The lock,
- * staging, commit and report are {@link dev.lightning.attention.job.LightningJob}'s. Like it, the
+ * staging, commit and report are {@code LightningJob}'s. Like it, the
  * driver holds file headers and the plan, never a tensor.
  */
 public final class SoftmaxJob {
