@@ -30,7 +30,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * Appending to stored states over tables (the Dataset API;
- * {@link dev.lightning.attention.job.TablesCliTest} runs it through {@code --initial-states}): a
+ * {@code TablesCliTest} runs it through {@code --initial-states}): a
  * run over the old tokens, then a run over the new tokens continuing its final_states table,
  * against one run over the concatenation and against the float64 recurrence; the untouched
  * sequence carried over with its row unchanged, a sequence without a stored state started from
