@@ -8,6 +8,7 @@ import dev.lightning.attention.job.config.JobConfig;
 import dev.lightning.attention.job.config.Settings;
 import dev.lightning.attention.job.exec.FaultPoints;
 import dev.lightning.attention.job.failure.Causes;
+import dev.lightning.attention.job.failure.Examples;
 import dev.lightning.attention.job.failure.ExplainedFailure;
 import dev.lightning.attention.job.hadoop.HadoopConf;
 import dev.lightning.attention.job.hadoop.HadoopPaths;
@@ -448,14 +449,11 @@ final class LightningJob {
         if (!problems.isEmpty()) {
             throw new InvalidInputException("--initial-states " + cfg.get(Settings.INITIAL_STATES) + ": "
                     + problems.size() + " sequence(s) cannot continue from their stored state: "
-                    + String.join("; ", problems.subList(0, Math.min(5, problems.size())))
-                    + (problems.size() > 5 ? "; ..." : ""));
+                    + Examples.of(problems, 5, "; "));
         }
         if (!fromZero.isEmpty()) {
             out.println("lightning: warning: --initial-states: " + fromZero.size() + " input(s) have no stored state "
-                    + "of their name and start from zero: " + String.join(", ", fromZero.subList(0,
-                    Math.min(10, fromZero.size()))) + (fromZero.size() > 10 ? " and " + (fromZero.size() - 10)
-                    + " more" : "") + ". An input continues the stored result of the same name (its name in --output: "
+                    + "of their name and start from zero: " + Examples.of(fromZero, 10, ", ") + ". An input continues the stored result of the same name (its name in --output: "
                     + "the file name, or with --recursive its path below --input); a renamed input continues nothing");
         }
         out.printf("lightning: --initial-states: %d of %d sequences continue from a stored state; %d stored "

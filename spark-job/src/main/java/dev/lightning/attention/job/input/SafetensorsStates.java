@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.lightning.attention.engine.AttentionSpec;
 import dev.lightning.attention.engine.LightningState;
+import dev.lightning.attention.job.failure.Examples;
 import dev.lightning.attention.job.hadoop.HadoopPaths;
 import dev.lightning.attention.job.tables.TableRun;
 import dev.lightning.attention.job.output.Commit;
@@ -242,8 +243,7 @@ public final class SafetensorsStates implements StoredStates {
     }
 
     private static String examples(List<String> problems) {
-        return String.join("; ", problems.subList(0, Math.min(5, problems.size())))
-                + (problems.size() > 5 ? "; and " + (problems.size() - 5) + " more" : "");
+        return Examples.of(problems, 5, "; ");
     }
 
     /** A manifest entry's keys for the size and modification time of the file that holds its state (entries by URI). */

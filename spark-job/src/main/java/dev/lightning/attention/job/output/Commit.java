@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.lightning.attention.job.exec.FaultPoints;
+import dev.lightning.attention.job.failure.Examples;
 import dev.lightning.attention.job.hadoop.HadoopPaths;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
@@ -69,8 +70,8 @@ public final class Commit {
             all.addAll(replaces);
             List<String> problems = problems(fs, output, staging.path(), names, replaces, overwrite);
             if (!problems.isEmpty()) {
-                throw new IllegalStateException(problems.get(0) + (problems.size() > 1 ? " (and " + (problems.size() - 1)
-                        + " more)" : "") + "; nothing was published. Move it out of the way and rerun with --resume");
+                throw new IllegalStateException(Examples.of(problems, 1, "; ")
+                        + "; nothing was published. Move it out of the way and rerun with --resume");
             }
             for (String name : names) {
                 Path staged = staging.stagedOutput(name);

@@ -8,6 +8,7 @@ import dev.lightning.attention.engine.AttentionSpec;
 import dev.lightning.attention.job.config.JobConfig;
 import dev.lightning.attention.job.config.Setting;
 import dev.lightning.attention.job.config.Settings;
+import dev.lightning.attention.job.failure.Examples;
 import dev.lightning.attention.job.hadoop.HadoopPaths;
 import dev.lightning.attention.job.input.InputFile;
 import dev.lightning.attention.job.input.SafetensorsStates;
@@ -243,8 +244,8 @@ public final class OutputDirectory {
         List<String> problems = OutputPaths.problems(fs, output, outputs,
                 cfg.get(Settings.OVERWRITE) ? replaces : List.of());
         if (!problems.isEmpty()) {
-            throw new InvalidInputException("--output " + output + ": " + problems.get(0) + (problems.size() > 1
-                    ? " (and " + (problems.size() - 1) + " more)" : "") + "; move it out of the way or choose another "
+            throw new InvalidInputException("--output " + output + ": " + Examples.of(problems, 1, "; ")
+                    + "; move it out of the way or choose another "
                     + "output directory");
         }
         if (cfg.get(Settings.OVERWRITE)) {

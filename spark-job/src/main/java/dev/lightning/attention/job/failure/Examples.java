@@ -1,0 +1,20 @@
+package dev.lightning.attention.job.failure;
+
+import java.util.List;
+
+/**
+ * The items a one-line message names when there can be many: the first few, then how many more
+ * ("a; b; c (and 4 more)"), so that a run over thousands of inputs still says what went wrong in a
+ * line that fits a terminal.
+ */
+public final class Examples {
+    private Examples() {
+    }
+
+    /** The first {@code shown} of {@code items} joined by {@code separator}, and how many are left out. */
+    public static String of(List<String> items, int shown, String separator) {
+        int n = Math.min(shown, items.size());
+        String first = String.join(separator, items.subList(0, n));
+        return items.size() > n ? first + " (and " + (items.size() - n) + " more)" : first;
+    }
+}
