@@ -347,13 +347,9 @@ public final class LightningMain {
             v.put(s.flag, s.defaultValue);
         }
         for (int i = 0; i < args.size(); i++) {
-            String flag = args.get(i);
-            String raw = null;
-            int eq = flag.indexOf('=');
-            if (flag.startsWith("--") && eq > 0) {
-                raw = flag.substring(eq + 1);
-                flag = flag.substring(0, eq);
-            }
+            String[] split = OptionParser.split(args.get(i));
+            String flag = split[0];
+            String raw = split[1];
             Setting<?> setting = null;
             for (Setting<?> s : GENERATE) {
                 setting = s.flag.equals(flag) ? s : setting;

@@ -24,13 +24,9 @@ public final class OptionParser {
         Map<String, String> flags = new LinkedHashMap<>();
         Map<String, String> conf = new LinkedHashMap<>();
         for (int i = 0; i < args.size(); i++) {
-            String a = args.get(i);
-            String value = null;
-            int eq = a.indexOf('=');
-            if (a.startsWith("--") && eq > 0) {
-                value = a.substring(eq + 1);
-                a = a.substring(0, eq);
-            }
+            String[] split = split(args.get(i));
+            String a = split[0];
+            String value = split[1];
             if ("--conf".equals(a)) {
                 String pair = value != null ? value : next(args, ++i, a);
                 int e = pair.indexOf('=');
@@ -57,6 +53,13 @@ public final class OptionParser {
         }
         SparkConf defaults = new SparkConf();
         return JobConfig.resolve(flags, conf, key -> defaults.contains(key) ? defaults.get(key) : null, datasets);
+    }
+
+    /** An argument as {flag, value}: {@code --flag=value} split at its first '=', else {arg, null}. */
+    public static String[] split(String arg) {
+        int eq = arg.indexOf('=');
+        return arg.startsWith("--") && eq > 0 ? new String[] {arg.substring(0, eq), arg.substring(eq + 1)}
+                : new String[] {arg, null};
     }
 
     /** The value after {@code flag} at {@code args[i]}; an option there instead (a value forgotten) is refused. */
