@@ -135,6 +135,9 @@ class UnsharedOutputTest {
                 assertTrue(o.err.contains("the check file") && o.err.contains("missing on the executor"), o.err);
                 assertFalse(o.out.contains("pass 1"), "stopped before pass 1:\n" + o.out);
                 assertFalse(Files.exists(out.resolve("a.safetensors")), "nothing published");
+                try (java.util.stream.Stream<Path> all = Files.walk(out)) {
+                    assertTrue(all.noneMatch(f -> f.toString().contains("shared-check")), "the check's files are gone");
+                }
             }
         } finally {
             System.clearProperty(SharedOutputCheck.ALWAYS);

@@ -57,6 +57,19 @@ public final class SharedOutputCheck {
         Path dir = staging.sharedCheck();
         fs.delete(dir, true); // an interrupted attempt's, of this same run (--resume): the run's own directory
         String token = UUID.randomUUID().toString();
+        try {
+            check(sc, fs, staging, dir, token, out, start);
+        } finally {
+            try { // what the driver sees of it (executors that see another storage keep theirs there)
+                fs.delete(dir, true);
+            } catch (IOException e) { // the check's own files, inside the staging that the run removes or keeps whole
+                out.println("lightning: warning: could not remove " + dir + ": " + e.getMessage());
+            }
+        }
+    }
+
+    private static void check(SparkContext sc, FileSystem fs, Staging staging, Path dir, String token, PrintStream out,
+                              long start) throws IOException {
         Staging.writeAtomically(fs, new Path(dir, "driver"), "driver", token.getBytes(StandardCharsets.UTF_8));
         int tasks = Math.max(1, Math.min(MAX_TASKS, sc.defaultParallelism()));
         List<Integer> indices = new ArrayList<>(tasks);
@@ -89,7 +102,6 @@ public final class SharedOutputCheck {
             hosts.add(f[1]);
             executors.add(f[2]);
         }
-        fs.delete(dir, true);
         out.printf("lightning: --output is shared storage: %d executor%s on %d host%s saw the driver's check file, "
                         + "and the driver theirs (%.1f s)%n", executors.size(), executors.size() == 1 ? "" : "s",
                 hosts.size(), hosts.size() == 1 ? "" : "s", (System.nanoTime() - start) / 1e9);
