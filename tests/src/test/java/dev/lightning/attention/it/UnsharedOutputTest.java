@@ -118,6 +118,22 @@ class UnsharedOutputTest {
         assertFalse(Files.exists(out.resolve("a.safetensors.index.json")), "nothing published");
     }
 
+    /** Runs {@code run} with the check before the first pass on under the local master (its test property). */
+    private static Outcome withTheCheck(java.util.function.Supplier<Outcome> run) {
+        System.setProperty(SharedOutputCheck.ALWAYS, "true");
+        try {
+            return run.get();
+        } finally {
+            System.clearProperty(SharedOutputCheck.ALWAYS);
+        }
+    }
+
+    private static void assertNoCheckFiles(Path out) throws IOException {
+        try (java.util.stream.Stream<Path> all = Files.walk(out)) {
+            assertTrue(all.noneMatch(f -> f.toString().contains("shared-check")), "the check's files are gone");
+        }
+    }
+
     /**
      * The check before the first pass (SharedOutputCheck, which a cluster runs and a local master
      * only with its test property): the executors do not find the driver's check file, so the run
@@ -126,21 +142,14 @@ class UnsharedOutputTest {
     @Test
     void theCheckBeforeThePassesSaysTheExecutorsMustSeeTheOutput() throws IOException {
         Path in = input();
-        System.setProperty(SharedOutputCheck.ALWAYS, "true");
-        try {
-            for (String partitionTokens : new String[] {"128", "65536"}) {
-                Path out = tmp.resolve("out-" + partitionTokens);
-                Outcome o = runDivergent(in, out, partitionTokens);
-                assertSaysSharedStorage(o);
-                assertTrue(o.err.contains("the check file") && o.err.contains("missing on the executor"), o.err);
-                assertFalse(o.out.contains("pass 1"), "stopped before pass 1:\n" + o.out);
-                assertFalse(Files.exists(out.resolve("a.safetensors")), "nothing published");
-                try (java.util.stream.Stream<Path> all = Files.walk(out)) {
-                    assertTrue(all.noneMatch(f -> f.toString().contains("shared-check")), "the check's files are gone");
-                }
-            }
-        } finally {
-            System.clearProperty(SharedOutputCheck.ALWAYS);
+        for (String partitionTokens : new String[] {"128", "65536"}) {
+            Path out = tmp.resolve("out-" + partitionTokens);
+            Outcome o = withTheCheck(() -> runDivergent(in, out, partitionTokens));
+            assertSaysSharedStorage(o);
+            assertTrue(o.err.contains("the check file") && o.err.contains("missing on the executor"), o.err);
+            assertFalse(o.out.contains("pass 1"), "stopped before pass 1:\n" + o.out);
+            assertFalse(Files.exists(out.resolve("a.safetensors")), "nothing published");
+            assertNoCheckFiles(out);
         }
     }
 
@@ -149,14 +158,8 @@ class UnsharedOutputTest {
     void theCheckPassesWhereTheOutputIsShared() throws IOException {
         Path in = input();
         Path checked = tmp.resolve("checked");
-        System.setProperty(SharedOutputCheck.ALWAYS, "true");
-        Outcome o;
-        try {
-            o = lightning("run", "--input", in.toString(), "--output", checked.toString(), "--master", "local[2]",
-                    "--partition-tokens", "128", "--backend", "cpu");
-        } finally {
-            System.clearProperty(SharedOutputCheck.ALWAYS);
-        }
+        Outcome o = withTheCheck(() -> lightning("run", "--input", in.toString(), "--output", checked.toString(),
+                "--master", "local[2]", "--partition-tokens", "128", "--backend", "cpu"));
         assertEquals(0, o.status, o.out + o.err);
         assertTrue(o.out.contains("--output is shared storage: 1 executor on 1 host"), o.out);
         Path plain = tmp.resolve("plain");
@@ -166,9 +169,7 @@ class UnsharedOutputTest {
         assertFalse(p.out.contains("--output is shared storage"), "a local master skips the check:\n" + p.out);
         assertTrue(java.util.Arrays.equals(Files.readAllBytes(plain.resolve("a.safetensors")),
                 Files.readAllBytes(checked.resolve("a.safetensors"))), "the check changes no output");
-        try (java.util.stream.Stream<Path> all = Files.walk(checked)) {
-            assertTrue(all.noneMatch(f -> f.toString().contains("shared-check")), "the check's files are gone");
-        }
+        assertNoCheckFiles(checked);
     }
 
     /** Softmax, split and unsplit: the same two walls as lightning's (in-place output, commit). */
