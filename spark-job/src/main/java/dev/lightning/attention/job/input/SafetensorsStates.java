@@ -227,7 +227,7 @@ public final class SafetensorsStates implements StoredStates {
         }
         if (!replaced.isEmpty()) {
             throw new InvalidInputException("--initial-states " + root + ": " + MANIFEST + " names " + replaced.size()
-                    + " state(s) whose file was replaced since it was written: " + examples(replaced) + ". The chain "
+                    + " state(s) whose file was replaced since it was written: " + Examples.of(replaced, 5, "; ") + ". The chain "
                     + "of such a sequence would continue from another state than the one it reached, and its results "
                     + "would be wrong without a sign. Restore the recorded file; or, if the sequence should continue "
                     + "from the file there now, rerun the append that wrote " + root + " (its manifest then records "
@@ -236,14 +236,10 @@ public final class SafetensorsStates implements StoredStates {
         if (!counts.isEmpty()) {
             throw new InvalidInputException("--initial-states " + root + ": " + MANIFEST + " and the stored results it "
                     + "names disagree on how many tokens " + counts.size() + " state(s) have absorbed: "
-                    + examples(counts) + ". The result is not the one the manifest recorded (replaced since, or the "
+                    + Examples.of(counts, 5, "; ") + ". The result is not the one the manifest recorded (replaced since, or the "
                     + "manifest edited), and the chain would continue from another state or at the wrong position. "
                     + "Restore the result the manifest names, or rerun the append that wrote " + root);
         }
-    }
-
-    private static String examples(List<String> problems) {
-        return Examples.of(problems, 5, "; ");
     }
 
     /** A manifest entry's keys for the size and modification time of the file that holds its state (entries by URI). */
