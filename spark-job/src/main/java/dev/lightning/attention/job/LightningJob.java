@@ -166,7 +166,8 @@ final class LightningJob {
             List<List<Piece>> plan = planner.plan(lengths);
             Staging staging = outputs.chooseStaging(fingerprint, runId, started);
             try {
-                outputs.checkSpace(staging, files, plan);
+                outputs.checkSpace(staging, cfg.softmax() ? SoftmaxJob.bytesToStage(cfg, files, plan)
+                        : LightningPasses.bytesToStage(cfg, files, plan));
             } catch (InvalidInputException e) {
                 if (!staging.resume) {
                     Commit.removeStaging(outFs, outputDir, staging.path()); // it holds nothing yet

@@ -4,7 +4,6 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import dev.lightning.attention.engine.AttentionSpec;
 import dev.lightning.attention.job.config.JobConfig;
 import dev.lightning.attention.job.config.Setting;
 import dev.lightning.attention.job.config.Settings;
@@ -13,11 +12,7 @@ import dev.lightning.attention.job.hadoop.HadoopPaths;
 import dev.lightning.attention.job.input.InputFile;
 import dev.lightning.attention.job.input.SafetensorsStates;
 import dev.lightning.attention.job.input.StoredStates;
-import dev.lightning.attention.job.pass.BlockScan;
-import dev.lightning.attention.job.softmax.SoftmaxJob;
-import dev.lightning.attention.plan.Piece;
 import dev.lightning.attention.stream.SequenceFile;
-import dev.lightning.attention.stream.Variant;
 import dev.lightning.attention.tensor.InvalidInputException;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
@@ -290,35 +285,11 @@ public final class OutputDirectory {
     }
 
     /**
-     * Refuses, before any compute, a run that cannot fit: the bytes it will stage (outputs, and
-     * for split sequences their states between the passes; their outputs are written once, by
-     * their pieces) against the free space the file system reports.
+     * Refuses, before any compute, a run that cannot fit: {@code need}, the bytes it will stage
+     * (lightning's passes or softmax's, each estimated by its own package: LightningPasses and
+     * SoftmaxJob {@code bytesToStage}), against the free space the file system reports.
      */
-    public void checkSpace(Staging staging, List<SequenceFile> files, List<List<Piece>> plan) throws IOException {
-        int[] pieces = new int[files.size()];
-        for (List<Piece> partition : plan) {
-            for (Piece p : partition) {
-                pieces[p.sequence()]++;
-            }
-        }
-        long need = cfg.softmax() ? SoftmaxJob.bytesToStage(cfg, files, plan) : 0;
-        Variant variant = cfg.variant();
-        for (int i = 0; i < files.size() && !cfg.softmax(); i++) {
-            SequenceFile f = files.get(i);
-            AttentionSpec spec = f.spec(cfg.get(Settings.SCALE), cfg.chunkSize(), variant);
-            // --output-mode checksums stages a summary per piece instead of o
-            long o = cfg.checksums() ? 4096L * pieces[i] : f.tokens * f.outputBytesPerToken(cfg.outputDtype(f.dtype));
-            long states = variant.checkpointsIn(0, f.tokens) * spec.stateBytes(); // states and normalizers
-            // with checksums the recorded states are staged by the pieces, then copied into the result file
-            need += o + states * (cfg.checksums() ? 2 : 1) + spec.stateBytes() + 4096;
-            if (pieces[i] > 1) { // local and incoming states (the pieces write their shares of the output: no copy)
-                need += 2L * pieces[i] * spec.stateBytes();
-            }
-            if (pieces[i] > 1) { // the blocked scan's summaries and carries above level 0
-                need += new BlockScan.Plan(pieces[i] - 1, BlockScan.blockSize(spec.stateBytes())).extraStates()
-                        * spec.stateBytes();
-            }
-        }
+    public void checkSpace(Staging staging, long need) throws IOException {
         long free;
         try {
             free = fs.getStatus(output).getRemaining();
