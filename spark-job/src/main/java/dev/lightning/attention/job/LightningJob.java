@@ -158,7 +158,7 @@ final class LightningJob {
                     return (ObjectNode) json.readTree(outFs.open(new Path(outputDir, Commit.REPORT)));
                 }
             }
-            outputs.checkExisting(files, form, stored != null);
+            outputs.checkExisting(files, form, stored != null ? SafetensorsStates.MANIFEST : null);
             PiecePlanner planner = new PiecePlanner(cfg.get(Settings.PARTITION_TOKENS), cfg.chunkSize());
             long[] lengths = new long[files.size()];
             for (int i = 0; i < lengths.length; i++) {

@@ -5,7 +5,6 @@ import dev.lightning.attention.job.config.JobConfig;
 import dev.lightning.attention.job.config.Settings;
 import dev.lightning.attention.job.failure.Examples;
 import dev.lightning.attention.job.hadoop.HadoopPaths;
-import dev.lightning.attention.job.input.SafetensorsStates;
 import dev.lightning.attention.stream.SequenceFile;
 import dev.lightning.attention.tensor.InvalidInputException;
 import org.apache.hadoop.fs.FileSystem;
@@ -176,11 +175,14 @@ public final class OutputDirectory {
      * produce, unless --overwrite: the old file is then replaced at the commit, never before.
      */
     void checkExisting(List<SequenceFile> files, SplitOutputs.Form form) throws IOException {
-        checkExisting(files, form, false);
+        checkExisting(files, form, null);
     }
 
-    /** The same; {@code manifest}: the run also publishes the state set's {@code _states.json}. */
-    public void checkExisting(List<SequenceFile> files, SplitOutputs.Form form, boolean manifest) throws IOException {
+    /**
+     * The same; {@code manifest}: the name of the state set's {@code _states.json} when the run
+     * also publishes it, else null.
+     */
+    public void checkExisting(List<SequenceFile> files, SplitOutputs.Form form, String manifest) throws IOException {
         List<String> outputs = new ArrayList<>();
         List<String> replaces = new ArrayList<>();
         for (SequenceFile f : files) {
@@ -208,8 +210,8 @@ public final class OutputDirectory {
             names.add(f.name + dev.lightning.attention.stream.OutputParts.PARTS_SUFFIX);
         }
         names.add(Commit.REPORT);
-        if (manifest) {
-            names.add(SafetensorsStates.MANIFEST);
+        if (manifest != null) {
+            names.add(manifest);
         }
         names.add(Commit.SUCCESS);
         for (String name : names) {
