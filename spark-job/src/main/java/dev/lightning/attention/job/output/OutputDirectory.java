@@ -173,14 +173,8 @@ public final class OutputDirectory {
     /**
      * Refuses, before any compute, an output directory that already holds a file this run would
      * produce, unless --overwrite: the old file is then replaced at the commit, never before.
-     */
-    void checkExisting(List<SequenceFile> files, SplitOutputs.Form form) throws IOException {
-        checkExisting(files, form, null);
-    }
-
-    /**
-     * The same; {@code manifest}: the name of the state set's {@code _states.json} when the run
-     * also publishes it, else null.
+     * {@code manifest}: the name of the state set's {@code _states.json} when the run also
+     * publishes it, else null.
      */
     public void checkExisting(List<SequenceFile> files, SplitOutputs.Form form, String manifest) throws IOException {
         List<String> outputs = new ArrayList<>();
