@@ -3,7 +3,6 @@ package dev.lightning.attention.job.input;
 import dev.lightning.attention.job.config.JobConfig;
 import dev.lightning.attention.job.config.Settings;
 import dev.lightning.attention.job.hadoop.HadoopPaths;
-import dev.lightning.attention.job.tables.TableRun;
 import dev.lightning.attention.tensor.InvalidInputException;
 import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.fs.FileSystem;
@@ -15,7 +14,7 @@ import java.util.List;
 
 /**
  * Which input format a run reads (safetensors files or Parquet tables), decided before Spark
- * starts. Apart from {@link TableRun} so that a safetensors run never loads Spark SQL's classes:
+ * starts. Apart from {@code TableRun} so that a safetensors run never loads Spark SQL's classes:
  * the lean runtime (bin/lean-runtime) carries only what runs load, and a files run must not need
  * Spark SQL to start.
  */
@@ -90,7 +89,7 @@ public final class InputFormats {
     }
 
     /**
-     * Whether the run is a table run ({@link TableRun}): parquet input, or safetensors files written
+     * Whether the run is a table run ({@code TableRun}): parquet input, or safetensors files written
      * as tables (--output-format parquet).
      */
     public static boolean tableRun(JobConfig cfg, boolean parquetInput) {

@@ -6,7 +6,6 @@ import dev.lightning.attention.engine.AttentionSpec;
 import dev.lightning.attention.engine.LightningState;
 import dev.lightning.attention.job.failure.Examples;
 import dev.lightning.attention.job.hadoop.HadoopPaths;
-import dev.lightning.attention.job.tables.TableRun;
 import dev.lightning.attention.job.output.Commit;
 import dev.lightning.attention.job.output.OutputHeader;
 import dev.lightning.attention.stream.OutputParts;
@@ -93,13 +92,13 @@ public final class SafetensorsStates implements StoredStates {
 
     /** Reads the set of {@code root} (qualified, committed): headers and JSON only, 16 at a time. */
     static SafetensorsStates read(FileSystem fs, Path root) throws IOException {
-        Path table = HadoopPaths.child(root, TableRun.STATES_DIR);
+        Path table = HadoopPaths.child(root, StoredStates.STATES_TABLE);
         if (fs.exists(table) && fs.getFileStatus(table).isDirectory()) {
             // a table run's output: its states are rows of final_states/, which a run that writes
             // safetensors does not read; listed as files, none would match an input, and every
             // sequence would start from zero without a word
             throw new InvalidInputException("--initial-states " + root + " is the output of a run over tables (it "
-                    + "holds " + TableRun.STATES_DIR + "/): its states are continued by a run that writes tables "
+                    + "holds " + StoredStates.STATES_TABLE + "/): its states are continued by a run that writes tables "
                     + "(--output-format parquet); give the --output directory of an earlier run that wrote safetensors "
                     + "files, or write tables");
         }

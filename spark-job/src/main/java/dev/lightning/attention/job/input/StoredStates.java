@@ -3,7 +3,6 @@ package dev.lightning.attention.job.input;
 import dev.lightning.attention.engine.AttentionSpec;
 import dev.lightning.attention.engine.LightningState;
 import dev.lightning.attention.job.hadoop.HadoopPaths;
-import dev.lightning.attention.job.tables.TableRun;
 import dev.lightning.attention.job.output.Commit;
 import dev.lightning.attention.stream.NonFiniteInputException;
 import dev.lightning.attention.tensor.DType;
@@ -53,7 +52,7 @@ public interface StoredStates {
     /**
      * {@code --initial-states} {@code dir}, qualified, once it is known to be a committed output (a
      * directory holding {@code _SUCCESS}): what every reader of stored states checks first, whatever
-     * the format ({@link TableRun} reads the {@code final_states} table under it).
+     * the format (a table run reads the {@link #STATES_TABLE} table under it).
      */
     static Path committed(Configuration conf, String dir) throws IOException {
         Path given = HadoopPaths.parse(dir);
@@ -70,6 +69,14 @@ public interface StoredStates {
         }
         return root;
     }
+
+    /**
+     * The table in which a table run's output stores its final states ({@code final_states/}: the
+     * name of job.tables' TableSchema.FINAL_STATES), which a table run's --initial-states reads and
+     * a safetensors run's refuses ({@link SafetensorsStates}). Named here, below job.tables, so that
+     * a run over safetensors files names it without loading Spark SQL's classes.
+     */
+    String STATES_TABLE = "final_states";
 
     /** A stored state's shape as messages give it, whatever the format. */
     static String shape(int heads, int dk, int dv, boolean normalizer) {

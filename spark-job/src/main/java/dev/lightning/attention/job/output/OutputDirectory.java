@@ -1,23 +1,11 @@
 package dev.lightning.attention.job.output;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.node.ArrayNode;
-import com.fasterxml.jackson.databind.node.ObjectNode;
-import dev.lightning.attention.engine.AttentionSpec;
 import dev.lightning.attention.job.config.JobConfig;
-import dev.lightning.attention.job.config.Setting;
 import dev.lightning.attention.job.config.Settings;
 import dev.lightning.attention.job.failure.Examples;
 import dev.lightning.attention.job.hadoop.HadoopPaths;
-import dev.lightning.attention.job.input.InputFile;
-import dev.lightning.attention.job.input.SafetensorsStates;
-import dev.lightning.attention.job.input.StoredStates;
-import dev.lightning.attention.job.pass.BlockScan;
-import dev.lightning.attention.job.softmax.SoftmaxJob;
-import dev.lightning.attention.plan.Piece;
 import dev.lightning.attention.stream.SequenceFile;
-import dev.lightning.attention.stream.Variant;
 import dev.lightning.attention.tensor.InvalidInputException;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
@@ -25,9 +13,7 @@ import org.apache.hadoop.fs.Path;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.util.ArrayList;
-import java.util.HashMap;
 import java.util.List;
-import java.util.Map;
 
 /**
  * The driver's view of the output directory before any compute: create it, refuse what a run
@@ -185,54 +171,12 @@ public final class OutputDirectory {
     }
 
     /**
-     * What a resumed run must share with the run it continues: every input and setting that
-     * affects the bytes. Each input is named by its path, size, modification time and a sample of
-     * its content ({@link SequenceFile#sample}), so that a file replaced by another of the same size whose
-     * time was kept (cp -p, rsync -t, an archive extracted again) is not taken for the one the
-     * interrupted run read. With {@code stored} (the stored states of --initial-states, null
-     * without): each one's file, size and modification time, for the sequences this run continues
-     * and for those whose location goes into its {@code _states.json}.
-     */
-    public JsonNode fingerprint(List<SequenceFile> files, List<InputFile> statuses, Map<String, StoredStates.State> stored) {
-        Map<String, Long> modified = new HashMap<>();
-        for (InputFile s : statuses) {
-            modified.put(s.path().toUri().toString(), s.status.getModificationTime()); // the key of SequenceFile.path
-        }
-        ObjectNode n = new ObjectMapper().createObjectNode();
-        ObjectNode settings = n.putObject("settings");
-        Map<String, String> all = cfg.describe();
-        for (Setting<?> setting : Settings.RESULT_AFFECTING) {
-            settings.put(setting.key, all.get(setting.key));
-        }
-        ArrayNode inputs = n.putArray("inputs");
-        for (SequenceFile f : files) {
-            ObjectNode in = inputs.addObject().put("name", f.name).put("path", f.path).put("bytes", f.fileSize)
-                    .put("modified", modified.get(f.path));
-            if (modified.containsKey(f.path)) { // a file read from storage (not a synthetic sequence)
-                in.put("sample", f.sample);
-            }
-        }
-        if (stored != null) {
-            ArrayNode states = n.putArray("initialStates");
-            for (Map.Entry<String, StoredStates.State> e : new java.util.TreeMap<>(stored).entrySet()) {
-                StoredStates.State st = e.getValue();
-                states.addObject().put("name", e.getKey()).put("path", st.file).put("bytes", st.fileBytes)
-                        .put("modified", st.fileModified);
-            }
-        }
-        return n;
-    }
-
-    /**
      * Refuses, before any compute, an output directory that already holds a file this run would
      * produce, unless --overwrite: the old file is then replaced at the commit, never before.
+     * {@code manifest}: the name of the state set's {@code _states.json} when the run also
+     * publishes it, else null.
      */
-    void checkExisting(List<SequenceFile> files, SplitOutputs.Form form) throws IOException {
-        checkExisting(files, form, false);
-    }
-
-    /** The same; {@code manifest}: the run also publishes the state set's {@code _states.json}. */
-    public void checkExisting(List<SequenceFile> files, SplitOutputs.Form form, boolean manifest) throws IOException {
+    public void checkExisting(List<SequenceFile> files, SplitOutputs.Form form, String manifest) throws IOException {
         List<String> outputs = new ArrayList<>();
         List<String> replaces = new ArrayList<>();
         for (SequenceFile f : files) {
@@ -260,8 +204,8 @@ public final class OutputDirectory {
             names.add(f.name + dev.lightning.attention.stream.OutputParts.PARTS_SUFFIX);
         }
         names.add(Commit.REPORT);
-        if (manifest) {
-            names.add(SafetensorsStates.MANIFEST);
+        if (manifest != null) {
+            names.add(manifest);
         }
         names.add(Commit.SUCCESS);
         for (String name : names) {
@@ -290,35 +234,11 @@ public final class OutputDirectory {
     }
 
     /**
-     * Refuses, before any compute, a run that cannot fit: the bytes it will stage (outputs, and
-     * for split sequences their states between the passes; their outputs are written once, by
-     * their pieces) against the free space the file system reports.
+     * Refuses, before any compute, a run that cannot fit: {@code need}, the bytes it will stage
+     * (lightning's passes or softmax's, each estimated by its own package: LightningPasses and
+     * SoftmaxJob {@code bytesToStage}), against the free space the file system reports.
      */
-    public void checkSpace(Staging staging, List<SequenceFile> files, List<List<Piece>> plan) throws IOException {
-        int[] pieces = new int[files.size()];
-        for (List<Piece> partition : plan) {
-            for (Piece p : partition) {
-                pieces[p.sequence()]++;
-            }
-        }
-        long need = cfg.softmax() ? SoftmaxJob.bytesToStage(cfg, files, plan) : 0;
-        Variant variant = cfg.variant();
-        for (int i = 0; i < files.size() && !cfg.softmax(); i++) {
-            SequenceFile f = files.get(i);
-            AttentionSpec spec = f.spec(cfg.get(Settings.SCALE), cfg.chunkSize(), variant);
-            // --output-mode checksums stages a summary per piece instead of o
-            long o = cfg.checksums() ? 4096L * pieces[i] : f.tokens * f.outputBytesPerToken(cfg.outputDtype(f.dtype));
-            long states = variant.checkpointsIn(0, f.tokens) * spec.stateBytes(); // states and normalizers
-            // with checksums the recorded states are staged by the pieces, then copied into the result file
-            need += o + states * (cfg.checksums() ? 2 : 1) + spec.stateBytes() + 4096;
-            if (pieces[i] > 1) { // local and incoming states (the pieces write their shares of the output: no copy)
-                need += 2L * pieces[i] * spec.stateBytes();
-            }
-            if (pieces[i] > 1) { // the blocked scan's summaries and carries above level 0
-                need += new BlockScan.Plan(pieces[i] - 1, BlockScan.blockSize(spec.stateBytes())).extraStates()
-                        * spec.stateBytes();
-            }
-        }
+    public void checkSpace(Staging staging, long need) throws IOException {
         long free;
         try {
             free = fs.getStatus(output).getRemaining();

@@ -16,7 +16,7 @@ import java.util.Map;
  * The header of a lightning output file: its tensors and their order, and its metadata, with the
  * keys a later run reads back from a stored output ({@link #SLOPES}, {@link #TOKEN_OFFSET},
  * {@link #INPUT_BYTES} and {@link #INPUT_SAMPLE}: see
- * {@link dev.lightning.attention.job.input.SafetensorsStates}). Pass 2 writes it, and in --output-mode
+ * {@code SafetensorsStates}). Pass 2 writes it, and in --output-mode
  * checksums the result files.
  */
 public final class OutputHeader {

@@ -52,8 +52,8 @@ import java.util.Map;
  * The one-file forms give the same bytes as an unsplit sequence's output file. Every range or
  * part a piece writes is in its marker with its CRC32C, so --resume keeps only pieces whose bytes
  * still verify, and a retried piece writes the same bytes to the same places. Lightning's pass 2
- * ({@link dev.lightning.attention.job.pass.Pass2Tasks}) and softmax's blocks and merge passes
- * ({@link dev.lightning.attention.job.softmax.SoftmaxTasks}) write through here.
+ * ({@code Pass2Tasks}) and softmax's blocks and merge passes
+ * ({@code SoftmaxTasks}) write through here.
  */
 public final class SplitOutputs implements Serializable {
     private static final long serialVersionUID = 1L;

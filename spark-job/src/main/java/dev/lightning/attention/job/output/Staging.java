@@ -32,7 +32,7 @@ import java.util.zip.CRC32C;
  * <pre>
  *   run.json             who made it, and the fingerprint of inputs and settings (for --resume)
  *   local/, incoming/    pass-1 local states, one file per task and sequence
- *                        ({@link dev.lightning.attention.job.pass.PieceGroups}), and the scan's incoming
+ *                        ({@code PieceGroups}), and the scan's incoming
  *                        states, one file per block of the scan ({@link #prefixes})
  *   files/NAME           output files, published into the output directory by the commit. A sequence
  *                        split into pieces (or, lightning, any with --state-every) is written there without
@@ -49,7 +49,7 @@ import java.util.zip.CRC32C;
  *                        ({@link #summaries}), each piece's recorded states and the final state
  *                        ({@link #checksumsPart})
  *   scan/                the blocked scan's summaries and carries above level 0 (see
- *                        {@link dev.lightning.attention.job.pass.BlockScan})
+ *                        {@code BlockScan})
  *   shared-check/        before the first pass on a cluster, the files by which the driver and the executors
  *                        see that they share --output ({@link SharedOutputCheck}); removed once seen
  *   _lightning_report.json, commit.json    the report, and the commit record (see {@link Commit})
@@ -122,7 +122,7 @@ public final class Staging implements Serializable {
      * The local states (pass 1) of pieces {@code first..last} of a sequence, computed by one task:
      * their {@link dev.lightning.attention.engine.LightningState#toBytes} one after the other, piece
      * j at (j - first) state sizes. One file per task and sequence, not per piece
-     * ({@link dev.lightning.attention.job.pass.PieceGroups}).
+     * ({@code PieceGroups}).
      */
     public Path localStates(int sequence, int first, int last) {
         return new Path(root, "local/s" + sequence + "-p" + first + "-" + last + ".f32");
@@ -131,7 +131,7 @@ public final class Staging implements Serializable {
     /**
      * The prefixes y_(bB+1) .. y_(bB+count) of level {@code level} of a sequence's blocked scan,
      * written in order by the down unit of block {@code block}
-     * ({@link dev.lightning.attention.job.pass.BlockScan}), y_j at ((j - 1) mod B) state sizes. At level 0
+     * ({@code BlockScan}), y_j at ((j - 1) mod B) state sizes. At level 0
      * these are the incoming states of pieces bB+1 .. bB+count.
      */
     public Path prefixes(int sequence, int level, int block) {
@@ -162,7 +162,7 @@ public final class Staging implements Serializable {
 
     /**
      * --output-mode checksums: what piece {@code piece} of a sequence stages for its result file
-     * ({@link dev.lightning.attention.job.pass.Pass2Tasks}): {@code kind} "states" and "normalizers" (its
+     * ({@code Pass2Tasks}): {@code kind} "states" and "normalizers" (its
      * recorded S and z), or "final" (piece -1: the sequence's final state). Its o summary goes with
      * its task's ({@link #summaries}).
      */
@@ -172,7 +172,7 @@ public final class Staging implements Serializable {
 
     /**
      * --output-mode checksums: the o summaries of pieces {@code first..last} of a sequence, staged
-     * by one task ({@link dev.lightning.attention.job.pass.PieceGroups}): for each piece in order, its
+     * by one task ({@code PieceGroups}): for each piece in order, its
      * length (4 bytes, big-endian) and its {@code OutputSummary.toBytes}.
      */
     public Path summaries(int sequence, int first, int last) {

@@ -1,5 +1,6 @@
 package dev.lightning.attention.job.pass;
 
+import dev.lightning.attention.engine.AttentionSpec;
 import dev.lightning.attention.job.config.JobConfig;
 import dev.lightning.attention.job.config.Settings;
 import dev.lightning.attention.job.exec.FaultPoints;
@@ -11,6 +12,7 @@ import dev.lightning.attention.job.output.Staging;
 import dev.lightning.attention.plan.Piece;
 import dev.lightning.attention.stream.OutputLayout;
 import dev.lightning.attention.stream.SequenceFile;
+import dev.lightning.attention.stream.Variant;
 import org.apache.hadoop.fs.BlockLocation;
 import org.apache.hadoop.fs.FileSystem;
 
@@ -78,6 +80,39 @@ public final class LightningPasses {
                 pass1Hosts.add(hosts);
             }
         }
+    }
+
+    /**
+     * Bytes a lightning run stages, for the free-space check: every output (outputs of split
+     * sequences are written once, by their pieces) with its recorded states, and for split
+     * sequences their states between the passes. {@code plan}: the plan's partitions.
+     */
+    public static long bytesToStage(JobConfig cfg, List<SequenceFile> files, List<List<Piece>> plan) {
+        int[] pieces = new int[files.size()];
+        for (List<Piece> partition : plan) {
+            for (Piece p : partition) {
+                pieces[p.sequence()]++;
+            }
+        }
+        long need = 0;
+        Variant variant = cfg.variant();
+        for (int i = 0; i < files.size(); i++) {
+            SequenceFile f = files.get(i);
+            AttentionSpec spec = f.spec(cfg.get(Settings.SCALE), cfg.chunkSize(), variant);
+            // --output-mode checksums stages a summary per piece instead of o
+            long o = cfg.checksums() ? 4096L * pieces[i] : f.tokens * f.outputBytesPerToken(cfg.outputDtype(f.dtype));
+            long states = variant.checkpointsIn(0, f.tokens) * spec.stateBytes(); // states and normalizers
+            // with checksums the recorded states are staged by the pieces, then copied into the result file
+            need += o + states * (cfg.checksums() ? 2 : 1) + spec.stateBytes() + 4096;
+            if (pieces[i] > 1) { // local and incoming states (the pieces write their shares of the output: no copy)
+                need += 2L * pieces[i] * spec.stateBytes();
+            }
+            if (pieces[i] > 1) { // the blocked scan's summaries and carries above level 0
+                need += new BlockScan.Plan(pieces[i] - 1, BlockScan.blockSize(spec.stateBytes())).extraStates()
+                        * spec.stateBytes();
+            }
+        }
+        return need;
     }
 
     /**

@@ -20,7 +20,7 @@ import java.util.function.Supplier;
  * over their items, with a progress line every --progress-seconds; the tasks' reports are folded
  * into the pass's {@link PassReport}, recorded with its time and tokens for the run report.
  * Lightning's passes ({@link LightningPasses}) and softmax's
- * ({@link dev.lightning.attention.job.softmax.SoftmaxJob}) run through it.
+ * ({@code SoftmaxJob}) run through it.
  */
 public final class PassRunner {
     /** Makes a pass's worker, given the accumulators its tasks count their pieces and tokens in. */

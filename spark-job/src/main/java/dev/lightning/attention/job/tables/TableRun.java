@@ -51,7 +51,7 @@ import static dev.lightning.attention.job.tables.TableSchema.*;
 public final class TableRun {
     /** The published tables, in the output directory. */
     static final String O_DIR = O_BLOCKS.name;
-    public static final String STATES_DIR = FINAL_STATES.name;
+    static final String STATES_DIR = FINAL_STATES.name;
     static final String CHECKPOINTS_DIR = CHECKPOINTS.name;
     /** Every table a run can publish; one with --state-every publishes them all. */
     static final List<String> ALL_TABLES = List.of(O_DIR, STATES_DIR, CHECKPOINTS_DIR);

@@ -1,5 +1,6 @@
 package dev.lightning.attention.job.tables;
 
+import dev.lightning.attention.job.input.StoredStates;
 import dev.lightning.attention.tensor.InvalidInputException;
 import org.apache.spark.sql.Column;
 import org.apache.spark.sql.Dataset;
@@ -217,9 +218,10 @@ public final class TableSchema {
     /**
      * Output: one row per sequence, its state after its last token; read back by a later run's
      * {@code --initial-states}. The two columns that make a chain of runs checkable come last, so
-     * tables written before them still conform (they read as null: unknown).
+     * tables written before them still conform (they read as null: unknown). Its name is
+     * {@link StoredStates#STATES_TABLE}, which a safetensors run's --initial-states refuses too.
      */
-    public static final Table FINAL_STATES = new Table("final_states",
+    public static final Table FINAL_STATES = new Table(StoredStates.STATES_TABLE,
             "output `final_states/`: one row per sequence, the complete state set (with `--initial-states`, the "
                     + "stored rows of sequences this run did not compute are carried over unchanged); "
                     + "`--initial-states` reads it back",
