@@ -1,7 +1,7 @@
 #!/bin/bash
 # Makes the device payload of bench/job-device.sh in DIR (see bench/job-device-run.sh): run.sh,
 # runtime.tar.xz and home/ with bin/lightning, conf/ and the bench scripts. The runtime is
-# bin/lean-runtime's (24.5 MB of tar.xz), cut by bench/job-device-trim.py to the classes that a split
+# bin/lean-runtime's (25.7 MB of tar.xz), cut by bench/job-device-trim.py to the classes that a split
 # job, a directory job and the o-write bench load here on the CPU (traced with -Xlog:class+load) and
 # the table runs' list, and without the PTX, which run.sh takes from the checkout it runs in (about
 # 13 MB). The JRE is the caller's ($JRE_TAR where the payload runs; bin/lean-runtime --jre makes one).
