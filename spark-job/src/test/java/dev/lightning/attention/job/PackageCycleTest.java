@@ -62,6 +62,33 @@ class PackageCycleTest {
         assertNoCycle(graph);
     }
 
+    /**
+     * Below job.tables, no class names a class of Spark SQL (org.apache.spark.sql). Files runs
+     * (safetensors in and out, --initial-states appends too) run from these packages and the root,
+     * and the default lean runtime (bin/lean-runtime) leaves Spark SQL's jars out: until 6046797 a
+     * safetensors append read a table directory's name from job.tables.TableRun, which loaded
+     * Spark SQL's types, and stopped there with a NoClassDefFoundError. The root package reaches the
+     * table run only through job.tables, whose classes load only for table runs.
+     */
+    @Test
+    void thePackagesOfFilesRunsNameNoSparkSqlClass() throws IOException, URISyntaxException {
+        Path dir = Path.of(LightningMain.class.getProtectionDomain().getCodeSource().getLocation().toURI());
+        List<String> found = new ArrayList<>();
+        for (Path f : files(dir.resolve(ROOT.replace('.', '/')), ".class")) {
+            String pkg = packageOf(dir.relativize(f).getParent().toString().replace('/', '.'));
+            if (pkg.equals(ROOT + ".tables")) {
+                continue;
+            }
+            for (String s : utf8Constants(f)) {
+                if (s.contains("org/apache/spark/sql/") || s.contains("dev/lightning/attention/job/tables/")
+                        && !pkg.equals(ROOT)) {
+                    found.add(dir.relativize(f) + ": " + s);
+                }
+            }
+        }
+        assertTrue(found.isEmpty(), "Spark SQL (or job.tables) named outside job.tables: " + found);
+    }
+
     @Test
     void theSourcesFormNoPackageCycle() throws IOException {
         Map<String, Map<String, Set<String>>> graph = new TreeMap<>();
