@@ -6,6 +6,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.lightning.attention.job.config.JobConfig;
 import dev.lightning.attention.job.config.Settings;
 import dev.lightning.attention.job.failure.Causes;
+import dev.lightning.attention.job.failure.Examples;
 import dev.lightning.attention.job.failure.SetupChecks;
 import dev.lightning.attention.job.hadoop.HadoopPaths;
 import dev.lightning.attention.job.input.InputFile;
@@ -320,8 +321,7 @@ public final class TableRun {
         }
         if (!problems.isEmpty()) {
             throw new InvalidInputException(source + ": " + problems.size() + " sequence(s) cannot continue from their "
-                    + "stored state: " + String.join("; ", problems.subList(0, Math.min(5, problems.size())))
-                    + (problems.size() > 5 ? "; ..." : ""));
+                    + "stored state: " + Examples.of(problems, 5, "; "));
         }
         return new int[] {continued, seen.size()};
     }
