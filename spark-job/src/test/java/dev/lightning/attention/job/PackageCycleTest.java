@@ -80,8 +80,8 @@ class PackageCycleTest {
                 continue;
             }
             for (String s : utf8Constants(f)) {
-                if (s.contains("org/apache/spark/sql/") || s.contains("dev/lightning/attention/job/tables/")
-                        && !pkg.equals(ROOT)) {
+                if (s.contains("org/apache/spark/sql/")
+                        || (s.contains("dev/lightning/attention/job/tables/") && !pkg.equals(ROOT))) {
                     found.add(dir.relativize(f) + ": " + s);
                 }
             }

@@ -104,11 +104,11 @@ public final class LightningPasses {
             long states = variant.checkpointsIn(0, f.tokens) * spec.stateBytes(); // states and normalizers
             // with checksums the recorded states are staged by the pieces, then copied into the result file
             need += o + states * (cfg.checksums() ? 2 : 1) + spec.stateBytes() + 4096;
-            if (pieces[i] > 1) { // local and incoming states (the pieces write their shares of the output: no copy)
-                need += 2L * pieces[i] * spec.stateBytes();
-            }
-            if (pieces[i] > 1) { // the blocked scan's summaries and carries above level 0
-                need += new BlockScan.Plan(pieces[i] - 1, BlockScan.blockSize(spec.stateBytes())).extraStates()
+            if (pieces[i] > 1) {
+                // local and incoming states (the pieces write their shares of the output: no copy), and
+                // the blocked scan's summaries and carries above level 0
+                need += 2L * pieces[i] * spec.stateBytes()
+                        + new BlockScan.Plan(pieces[i] - 1, BlockScan.blockSize(spec.stateBytes())).extraStates()
                         * spec.stateBytes();
             }
         }
