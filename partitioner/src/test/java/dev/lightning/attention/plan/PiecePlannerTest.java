@@ -115,4 +115,51 @@ class PiecePlannerTest {
         assertTrue(PiecePlanner.pack(small, 1024) == small, "a plan within the bound stays as it is");
         assertThrows(IllegalArgumentException.class, () -> PiecePlanner.pack(small, 0));
     }
+
+    /** Each edge of the planner's rules: a partition filled exactly, a sequence exactly one partition long, the rounding. */
+    @Test
+    void partitionEdges() {
+        PiecePlanner one = new PiecePlanner(8, 1);
+        assertEquals(1, one.chunkSize());
+        // 3 + 5 fills a partition exactly and shares it; 3 + 6 does not fit
+        assertEquals(List.of(List.of(0, 1)), one.plan(new long[] {3, 5}).stream().map(PiecePlannerTest::sequencesOf).toList());
+        assertEquals(List.of(List.of(0), List.of(1)),
+                one.plan(new long[] {3, 6}).stream().map(PiecePlannerTest::sequencesOf).toList());
+        // a sequence of exactly one partition is one unsplit piece; one token more makes two pieces
+        List<List<Piece>> exact = one.plan(new long[] {8, 1});
+        assertEquals(new Piece(0, 0, 1, 0, 8), exact.get(0).get(0));
+        assertEquals(List.of(List.of(0), List.of(1)), exact.stream().map(PiecePlannerTest::sequencesOf).toList());
+        List<List<Piece>> over = one.plan(new long[] {9});
+        assertEquals(List.of(List.of(new Piece(0, 0, 2, 0, 8)), List.of(new Piece(0, 1, 2, 8, 9))), over);
+        // rounding: down to a chunk multiple, but never below one chunk; one token a partition is allowed
+        assertEquals(64, new PiecePlanner(127, 64).partitionTokens());
+        assertEquals(64, new PiecePlanner(10, 64).partitionTokens());
+        assertEquals(1, new PiecePlanner(1, 1).partitionTokens());
+        assertEquals(List.of(List.of(new Piece(0, 0, 2, 0, 1)), List.of(new Piece(0, 1, 2, 1, 2))),
+                new PiecePlanner(1, 1).plan(new long[] {2}));
+        assertThrows(IllegalArgumentException.class, () -> new PiecePlanner(0, 1));
+        assertThrows(IllegalArgumentException.class, () -> new PiecePlanner(8, 0));
+    }
+
+    /**
+     * The packing rule as its javadoc states it, on a case worked by hand: partition i goes to group
+     * floor((tokens before it + half its tokens) * maxTasks / total).
+     */
+    @Test
+    void packFollowsTheStatedRule() {
+        PiecePlanner planner = new PiecePlanner(10, 1);
+        // partitions of 10, 10, 10, 10 tokens (one sequence of 40), packed into 2 groups:
+        // (0 + 5) 2 / 40 = 0.25, (10 + 5) 2 / 40 = 0.75, 1.25, 1.75 -> groups {0, 1}, {2, 3}
+        List<List<Piece>> even = planner.plan(new long[] {40});
+        assertEquals(List.of(2, 2), PiecePlanner.pack(even, 2).stream().map(List::size).toList());
+        // 10, 10, 10, 10, 2 + 3 + 5 (three sequences sharing one partition), packed into 3 groups of total 50:
+        // (0+5) 3/50 = 0.3, 0.9, 1.5, 2.1, (40+5) 3/50 = 2.7 -> partitions {0, 1}, {2}, {3, 4}
+        List<List<Piece>> mixed = planner.plan(new long[] {40, 2, 3, 5});
+        assertEquals(5, mixed.size());
+        List<List<Piece>> groups = PiecePlanner.pack(mixed, 3);
+        assertEquals(List.of(2, 1, 4), groups.stream().map(List::size).toList());
+        assertEquals(List.of(20L, 10L, 20L), groups.stream().map(g -> g.stream().mapToLong(Piece::tokens).sum()).toList());
+        // with as many tasks as partitions the plan is returned as it is
+        assertTrue(PiecePlanner.pack(mixed, 5) == mixed);
+    }
 }

@@ -134,4 +134,133 @@ class SoftmaxPlannerTest {
         assertEquals(9, last.lastKeyPiece);
         assertEquals(0, plan.merges.size());
     }
+
+    /**
+     * The balancing restated from the class comment, as a naive twin: the units are the (query piece, key piece)
+     * pairs of each sequence with a visible pair, in (sequence, query, key) order; target j of the task count is
+     * total j / tasks, and its cut is the nearer of the two unit boundaries around it (the earlier on a tie). The
+     * plan's tasks must be exactly the runs between those cuts, its items the runs' units grouped by query piece.
+     */
+    @Test
+    void tasksAreTheRunsBetweenTheBoundariesNearestTheTargets() {
+        SplittableRandom rnd = new SplittableRandom(21);
+        for (int trial = 0; trial < 300; trial++) {
+            int n = 1 + rnd.nextInt(4);
+            long[] tokens = new long[n];
+            long[] weights = new long[n];
+            for (int s = 0; s < n; s++) {
+                tokens[s] = 1 + rnd.nextInt(rnd.nextBoolean() ? 40 : 700);
+                weights[s] = 1 + rnd.nextInt(9);
+            }
+            long window = rnd.nextBoolean() ? 0 : 1 + rnd.nextInt(300);
+            List<List<Piece>> pieces = new PiecePlanner(16 * (1 + rnd.nextInt(8)), 16).plan(tokens);
+            int taskCount = 1 + rnd.nextInt(3 * pieces.size() + 2);
+            SoftmaxPlanner planner = new SoftmaxPlanner(window);
+            SoftmaxPlanner.Plan plan = planner.plan(pieces, weights, taskCount);
+
+            List<Piece[]> units = new ArrayList<>(); // {query piece, key piece}
+            List<Long> costs = new ArrayList<>();
+            List<Piece> all = new ArrayList<>();
+            pieces.forEach(all::addAll);
+            for (Piece q : all) {
+                for (Piece k : all) {
+                    if (k.sequence() == q.sequence() && k.index() <= q.index()
+                            && bruteForce(window, q.start(), q.end(), k.start(), k.end()) > 0) {
+                        units.add(new Piece[] {q, k});
+                        costs.add(bruteForce(window, q.start(), q.end(), k.start(), k.end()) * weights[q.sequence()]);
+                    }
+                }
+            }
+            long[] prefix = new long[units.size() + 1];
+            for (int i = 0; i < units.size(); i++) {
+                prefix[i + 1] = prefix[i] + costs.get(i);
+            }
+            long total = prefix[units.size()];
+            java.util.TreeSet<Integer> cuts = new java.util.TreeSet<>(List.of(0, units.size()));
+            for (int j = 1; j < taskCount && total > 0; j++) {
+                double target = (double) total * j / taskCount;
+                int b = 1;
+                while (prefix[b] < target) {
+                    b++;
+                }
+                cuts.add(target - prefix[b - 1] <= prefix[b] - target ? b - 1 : b);
+            }
+            List<Integer> bounds = new ArrayList<>(cuts);
+            String where = "trial " + trial + ": tokens " + java.util.Arrays.toString(tokens) + ", W " + window + ", "
+                    + taskCount + " tasks";
+            assertEquals(Math.max(0, bounds.size() - 1), plan.tasks.size(), where + ": task count");
+            long most = 0;
+            long least = Long.MAX_VALUE;
+            int items = 0;
+            for (int t = 0; t < plan.tasks.size(); t++) {
+                List<Piece[]> expected = units.subList(bounds.get(t), bounds.get(t + 1));
+                List<Piece[]> got = new ArrayList<>();
+                long taskCost = 0;
+                for (SoftmaxPlanner.Block b : plan.tasks.get(t)) {
+                    long blockCost = 0;
+                    for (int k = b.firstKeyPiece; k <= b.lastKeyPiece; k++) {
+                        Piece[] u = units.get(bounds.get(t) + got.size());
+                        got.add(u);
+                        assertEquals(b.query, u[0], where);
+                        assertEquals(k, u[1].index(), where);
+                        blockCost += costs.get(bounds.get(t) + got.size() - 1);
+                    }
+                    assertEquals(all.stream().filter(p -> p.sequence() == b.query.sequence() && p.index() == b.firstKeyPiece)
+                            .findFirst().orElseThrow().start(), b.keyStart, where);
+                    assertEquals(blockCost, b.cost, where + ": " + b);
+                    taskCost += blockCost;
+                    items++;
+                }
+                assertEquals(expected.size(), got.size(), where + ": task " + t);
+                most = Math.max(most, taskCost);
+                least = Math.min(least, taskCost);
+            }
+            assertEquals(total, plan.totalCost, where);
+            assertEquals(most, plan.maxTaskCost, where);
+            assertEquals(plan.tasks.isEmpty() ? 0 : least, plan.minTaskCost, where);
+            assertEquals(items, plan.items(), where);
+        }
+    }
+
+    /** A key piece that ends exactly where a window starts is left out; one token more of window takes it in. */
+    @Test
+    void windowEdgeAtAPieceBoundary() {
+        long[] tokens = {192};
+        List<List<Piece>> pieces = new PiecePlanner(64, 64).plan(tokens);
+        // queries [128, 192): with W = 65 the first sees keys (63, 128], i.e. from 64, so piece 0 ([0, 64)) is not needed
+        SoftmaxPlanner.Block last = new SoftmaxPlanner(65).plan(pieces, new long[] {1}, 1).tasks.get(0).get(2); // one item a query piece
+        assertEquals(2, last.query.index());
+        assertEquals(1, last.firstKeyPiece);
+        assertEquals(64, last.keyStart);
+        assertEquals(192, last.keyEnd);
+        // with W = 66 it sees key 63
+        List<SoftmaxPlanner.Block> wider = new SoftmaxPlanner(66).plan(pieces, new long[] {1}, 1).tasks.get(0);
+        assertEquals(0, wider.get(wider.size() - 1).firstKeyPiece);
+        assertEquals(66, new SoftmaxPlanner(66).window());
+        assertEquals("sequence 0 piece 2/3 tokens [128, 192) over key pieces 1..2 [64, 192)", last.toString());
+    }
+
+    /** More tasks than units gives one task a unit, none empty; no pieces give an empty plan with sane figures. */
+    @Test
+    void fewUnitsAndNone() {
+        List<List<Piece>> one = new PiecePlanner(64, 64).plan(new long[] {10});
+        SoftmaxPlanner planner = new SoftmaxPlanner(0);
+        SoftmaxPlanner.Plan plan = planner.plan(one, new long[] {3}, 4);
+        assertEquals(1, plan.tasks.size());
+        assertEquals(1, plan.items());
+        assertEquals(55 * 3, plan.totalCost); // 10 queries see 1 + 2 + ... + 10 keys
+        assertEquals(plan.totalCost, plan.minTaskCost);
+        assertEquals(1.0, plan.imbalance());
+        // a target halfway between two boundaries takes the earlier: three units of 1 in 2 tasks are 1 + 2, not 2 + 1
+        SoftmaxPlanner.Plan tie = planner.plan(new PiecePlanner(64, 64).plan(new long[] {1, 1, 1}), new long[] {1, 1, 1}, 2);
+        assertEquals(List.of(1, 2), tie.tasks.stream().map(List::size).toList());
+        SoftmaxPlanner.Plan empty = planner.plan(List.of(), new long[0], 3);
+        assertEquals(0, empty.tasks.size());
+        assertEquals(0, empty.items());
+        assertEquals(0, empty.minTaskCost);
+        assertEquals(0.0, empty.meanTaskCost());
+        assertEquals(1.0, empty.imbalance(), "an empty plan is even, not NaN");
+        org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class, () -> planner.plan(one, new long[] {1}, 0));
+        org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class, () -> new SoftmaxPlanner(-1));
+    }
 }
