@@ -82,9 +82,17 @@ public final class NonFinite {
      * bytes at a time ({@link #scanWords}). Large scans in parts on several threads.
      */
     public static Found scan(java.nio.ByteBuffer buf, int offset, int elements, DType dtype) {
+        return scan(buf, offset, elements, dtype, THREADS);
+    }
+
+    /**
+     * {@link #scan(java.nio.ByteBuffer, int, int, DType)} on at most {@code threads} threads: the tests run the
+     * parts path with it whatever the machine's cores (a 2-core machine, CI's, scans on one thread).
+     */
+    static Found scan(java.nio.ByteBuffer buf, int offset, int elements, DType dtype, int threads) {
         java.nio.ByteBuffer b = buf.duplicate().order(java.nio.ByteOrder.LITTLE_ENDIAN);
         long bytes = (long) elements * dtype.bytes();
-        int parts = THREADS <= 1 || bytes < PARALLEL_BYTES ? 1 : (int) Math.min(THREADS, bytes / (PARALLEL_BYTES / 2));
+        int parts = threads <= 1 || bytes < PARALLEL_BYTES ? 1 : (int) Math.min(threads, bytes / (PARALLEL_BYTES / 2));
         if (parts <= 1) {
             return scanPart(b, offset, 0, elements, dtype);
         }

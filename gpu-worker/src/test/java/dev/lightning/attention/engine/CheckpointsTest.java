@@ -99,6 +99,10 @@ class CheckpointsTest {
         assertTrue(m.contains("made for 7 states") && m.contains("holds 3"), m);
         assertTrue(refused(() -> Checkpoints.of(PLAIN, 0, 0, 10)).contains(">= 1"));
         assertTrue(refused(() -> Checkpoints.of(PLAIN, 64, -64, 10)).contains("non-negative"));
+        assertTrue(refused(() -> Checkpoints.of(PLAIN, 64, 0, -1)).contains("non-negative"));
+        // the edges that are allowed: one token between checkpoints, a window at token 0, an empty window
+        assertEquals(5, Checkpoints.of(PLAIN, 1, 0, 5).count());
+        assertEquals(0, Checkpoints.of(PLAIN, 64, 0, 0).count());
         Checkpoints.of(NORMALIZED, 128, 256, 1000).check(NORMALIZED, 1000);
     }
 

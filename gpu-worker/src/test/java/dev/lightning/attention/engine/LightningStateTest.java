@@ -27,6 +27,10 @@ class LightningStateTest {
         assertEquals(LightningState.bytes(NORMALIZED), NORMALIZED.stateBytes());
         assertEquals(LightningState.bytes(NORMALIZED), random(NORMALIZED, 1).byteSize());
         assertEquals(LightningState.bytes(PLAIN), random(PLAIN, 1).byteSize());
+        // the two parts: S first, then z (where the checkpoint records and the batch store cut a state)
+        assertEquals(4L * 3 * 5 * 7, LightningState.kvBytes(NORMALIZED));
+        assertEquals(4L * 3 * 5, LightningState.normalizerBytes(NORMALIZED));
+        assertEquals(0, LightningState.normalizerBytes(PLAIN));
         // the largest head layout: no int overflow in the byte count
         assertEquals(4L * 65536 * 256 * 256, LightningState.bytes(65536, 256, 256));
     }

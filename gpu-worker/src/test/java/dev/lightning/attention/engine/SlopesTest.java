@@ -35,4 +35,23 @@ class SlopesTest {
         double[] t = Slopes.transnormer(4, 1, 4);
         assertArrayEquals(new double[] {0, 1.5, 3.0, 4.5}, t, 1e-12);
     }
+
+    /** The layer's bounds at each edge, for both formulas: 0 and layers - 1 accepted, one past refused, naming the range. */
+    @Test
+    void layerBounds() {
+        assertArrayEquals(Slopes.minimax(4), java.util.Arrays.stream(Slopes.minimax(4, 0, 4)).map(x -> x / (1 + 1e-5)).toArray(),
+                1e-18);
+        assertArrayEquals(Slopes.minimax(3), java.util.Arrays.stream(Slopes.minimax(3, 0, 1)).map(x -> x / (1 + 1e-5)).toArray(),
+                1e-18, "one layer");
+        assertArrayEquals(new double[] {0, 8.0 / 3 / 2, 16.0 / 3 / 2}, Slopes.transnormer(3, 1, 2), 1e-12);
+        for (int[] bad : new int[][] {{4, 4}, {-1, 4}, {0, 0}}) {
+            String m = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
+                    () -> Slopes.minimax(2, bad[0], bad[1])).getMessage();
+            assertEquals("layer must be in 0.." + (bad[1] - 1) + " of " + bad[1] + " layers, got " + bad[0], m);
+            org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
+                    () -> Slopes.transnormer(2, bad[0], bad[1]));
+        }
+        org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class, () -> Slopes.transnormer(0, 0, 1));
+        org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class, () -> Slopes.minimax(0));
+    }
 }

@@ -63,9 +63,19 @@ class NonFiniteTest {
         }
     }
 
-    /** Scans large enough to run in parallel parts: counts and first positions in every part, and none at all. */
+    /**
+     * Scans large enough to run in parallel parts: counts and first positions in every part, and none at all. On 4
+     * threads (24 MiB and more: 4 parts), on this machine's count and on one, so the parts path runs on a 2-core
+     * machine too, where the machine's count is 1.
+     */
     @Test
     void largeScansInPartsAgreeWithTheValueByValueScan() {
+        for (int threads : new int[] {4, NonFinite.THREADS, 1}) {
+            largeScansOn(threads);
+        }
+    }
+
+    private static void largeScansOn(int threads) {
         SplittableRandom rnd = new SplittableRandom(77);
         for (DType dtype : DType.values()) {
             int elements = NonFinite.PARALLEL_BYTES * 3 / dtype.bytes() + 13;
@@ -75,21 +85,21 @@ class NonFiniteTest {
                 raw[at] = (byte) (rnd.nextInt(0x3f) | (rnd.nextBoolean() ? 0x80 : 0));
             }
             java.nio.ByteBuffer direct = java.nio.ByteBuffer.allocateDirect(raw.length).put(raw);
-            NonFinite.Found none = NonFinite.scan(direct, 2, elements, dtype);
+            NonFinite.Found none = NonFinite.scan(direct, 2, elements, dtype, threads);
             assertEquals(0, none.count, dtype + " finite");
             assertEquals(-1, none.first);
-            assertEquals(0, NonFinite.scan(raw, 2, elements, dtype).count, dtype + " finite, heap");
+            assertEquals(0, NonFinite.scan(java.nio.ByteBuffer.wrap(raw), 2, elements, dtype, threads).count, dtype + " finite, heap");
             for (int at : new int[] {elements - 1, elements / 2 + 1, elements / 5, 7}) { // later parts first
                 int hi = 2 + at * dtype.bytes() + dtype.bytes() - 1;
                 raw[hi] = (byte) 0x7f;
                 raw[hi - 1] = (byte) 0xff; // NaN in all three
                 direct.put(hi, raw[hi]).put(hi - 1, raw[hi - 1]);
                 NonFinite.Found want = NonFinite.scanEachValue(raw, 2, elements, dtype);
-                NonFinite.Found got = NonFinite.scan(direct, 2, elements, dtype);
-                assertEquals(want.count, got.count, dtype + " count");
-                assertEquals(want.first, got.first, dtype + " first");
+                NonFinite.Found got = NonFinite.scan(direct, 2, elements, dtype, threads);
+                assertEquals(want.count, got.count, dtype + " count, " + threads + " threads");
+                assertEquals(want.first, got.first, dtype + " first, " + threads + " threads");
                 assertEquals(at, got.first);
-                NonFinite.Found heap = NonFinite.scan(java.nio.ByteBuffer.wrap(raw), 2, elements, dtype); // vector pass
+                NonFinite.Found heap = NonFinite.scan(java.nio.ByteBuffer.wrap(raw), 2, elements, dtype, threads); // vector pass
                 assertEquals(want.count, heap.count, dtype + " count, heap");
                 assertEquals(at, heap.first, dtype + " first, heap");
             }

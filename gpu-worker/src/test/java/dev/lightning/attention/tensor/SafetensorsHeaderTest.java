@@ -75,4 +75,124 @@ class SafetensorsHeaderTest {
         byte[] b = json.getBytes(StandardCharsets.UTF_8);
         return assertThrows(InvalidInputException.class, () -> SafetensorsHeader.parse("f", b, fileSize)).getMessage();
     }
+
+    private static byte[] lengthPrefix(long n) {
+        return java.nio.ByteBuffer.allocate(8).order(java.nio.ByteOrder.LITTLE_ENDIAN).putLong(n).array();
+    }
+
+    /** Each bound of the header length at its edge: accepted on it, refused one past it, with the range said. */
+    @Test
+    void headerLengthEdges() {
+        assertEquals(2, SafetensorsHeader.headerLength("f", lengthPrefix(2), 10), "\"{}\" filling the file");
+        assertEquals("f: header length 3 is impossible for a file of 10 bytes (expected 2..2); the file is truncated or "
+                + "not safetensors", assertThrows(InvalidInputException.class,
+                () -> SafetensorsHeader.headerLength("f", lengthPrefix(3), 10)).getMessage());
+        assertThrows(InvalidInputException.class, () -> SafetensorsHeader.headerLength("f", lengthPrefix(1), 10));
+        long max = SafetensorsHeader.MAX_HEADER_BYTES;
+        assertEquals(max, SafetensorsHeader.headerLength("f", lengthPrefix(max), 8 + max + 100));
+        assertTrue(assertThrows(InvalidInputException.class,
+                () -> SafetensorsHeader.headerLength("f", lengthPrefix(max + 1), 8 + max + 100)).getMessage()
+                .contains("(expected 2.." + max + ")"));
+        // a length with the top bit set is said unsigned, as the file holds it
+        assertTrue(assertThrows(InvalidInputException.class,
+                () -> SafetensorsHeader.headerLength("f", lengthPrefix(-1), 100)).getMessage()
+                .contains("header length 18446744073709551615 is impossible"));
+        assertEquals("f: not a safetensors file: 7 bytes, expected at least an 8-byte header length",
+                assertThrows(InvalidInputException.class,
+                        () -> SafetensorsHeader.headerLength("f", lengthPrefix(2), 7)).getMessage());
+        assertThrows(InvalidInputException.class,
+                () -> SafetensorsHeader.headerLength("f", java.util.Arrays.copyOf(lengthPrefix(2), 7), 100));
+        assertEquals(8, SafetensorsHeader.headerLength("f", lengthPrefix(8), 16));
+    }
+
+    private static SafetensorsHeader accept(String json, long fileSize) {
+        return SafetensorsHeader.parse("f", json.getBytes(StandardCharsets.UTF_8), fileSize);
+    }
+
+    private static String tensor(String name, String dtype, String shape, long begin, long end) {
+        return "\"" + name + "\":{\"dtype\":\"" + dtype + "\",\"shape\":" + shape + ",\"data_offsets\":[" + begin + "," + end
+                + "]}";
+    }
+
+    /** Each rule of a tensor's entry at its edge: accepted on the edge, refused one past it. */
+    @Test
+    void entryEdges() {
+        // a header that ends exactly at the end of the file, with no tensor: data start 10, nothing after it
+        SafetensorsHeader empty = accept("{}", 10);
+        assertEquals(10, empty.dataStart());
+        assertEquals(10, empty.fileSize());
+        assertTrue(empty.tensors().isEmpty());
+        // tensors listed out of offset order, back to back (safetensors writers list names sorted, not offsets)
+        String outOfOrder = "{" + tensor("k", "F32", "[2]", 8, 16) + "," + tensor("q", "F32", "[2]", 0, 8) + "}";
+        SafetensorsHeader h = accept(outOfOrder, 8 + outOfOrder.length() + 16);
+        assertEquals(8 + outOfOrder.length(), h.dataStart());
+        assertEquals(List.of("k", "q"), List.copyOf(h.tensors().keySet()), "header order kept");
+        assertEquals(h.dataStart() + 8, h.tensor("k").begin());
+        assertEquals(h.dataStart() + 16, h.fileSize());
+        // overlap by one byte, said in data offsets
+        String overlap = "{" + tensor("a", "F32", "[2]", 8, 16) + "," + tensor("b", "F32", "[3]", 0, 12)
+                + "," + tensor("c", "F32", "[1]", 16, 20) + "}";
+        assertEquals("f: tensors 'b' and 'a' overlap (data offsets 0..12 and 8..16)", reject(overlap, 1000));
+        // rank 8 is the most; a zero dimension and an empty range are fine; a negative dimension is not
+        String rank8 = "{" + tensor("r", "F32", "[1,1,1,1,1,1,1,2]", 0, 8) + "}";
+        assertEquals(8, accept(rank8, 8 + rank8.length() + 8).tensor("r").shape().length);
+        assertTrue(reject("{" + tensor("r", "F32", "[1,1,1,1,1,1,1,1,2]", 0, 8) + "}", 1000).contains("rank 9 is more than 8"));
+        String zero = "{" + tensor("z", "F16", "[0,4]", 0, 0) + "}";
+        assertEquals(0, accept(zero, 8 + zero.length()).tensor("z").byteLength());
+        assertTrue(reject("{" + tensor("z", "F16", "[-1,4]", 0, 0) + "}", 1000).contains("shape[0] = -1 is not a non-negative"));
+        assertTrue(reject("{" + tensor("z", "F16", "[1]", -2, 0) + "}", 1000).contains("data_offsets[0] = -2"));
+        assertTrue(reject("{" + tensor("z", "F16", "[1]", 4, 2) + "}", 1000).contains("fall outside"));
+        // the last data byte of the file is inside; one more is not
+        String last = "{" + tensor("t", "F16", "[2]", 4, 8) + "}";
+        assertEquals(8 + last.length() + 8, accept(last, 8 + last.length() + 8).fileSize());
+        assertEquals("f: tensor 't': data_offsets [4, 8] fall outside the 7 data bytes of the file",
+                reject(last, 8 + last.length() + 7));
+        // sizes are checked for the format's other dtypes too (8 and 1 bytes), not for unknown ones
+        assertEquals("f: tensor 'i': shape 1-d [2] of I64 needs 16 bytes, data_offsets give 8",
+                reject("{" + tensor("i", "I64", "[2]", 0, 8) + "}", 1000));
+        assertTrue(reject("{" + tensor("u", "U8", "[3]", 0, 4) + "}", 1000).contains("needs 3 bytes"));
+        String foreign = "{" + tensor("x", "F4_PACKED", "[3]", 0, 5) + "}";
+        assertEquals(5, accept(foreign, 8 + foreign.length() + 5).tensor("x").byteLength());
+        // a JSON error is said in its first line only
+        String bad = reject("{\"a\": [1, 2}", 100);
+        assertTrue(bad.startsWith("f: header is not valid JSON: ") && !bad.contains("\n"), bad);
+    }
+
+    /**
+     * The padding rule as layout's javadoc states it, against a naive twin: the shortest header whose data start
+     * is 8-aligned and aligns every tensor to its element size; else the shortest that aligns every tensor; else
+     * (no length aligns them all) the shortest 8-aligned one.
+     */
+    @Test
+    void layoutPadsToTheShortestAligningHeader() {
+        List<List<SafetensorsHeader.Spec>> cases = List.of(
+                List.of(new SafetensorsHeader.Spec("a", DType.F32, 3), new SafetensorsHeader.Spec("b", DType.F16, 5)),
+                // 2 bytes of F16 before F32: the data start must be 2 mod 4, never 8-aligned
+                List.of(new SafetensorsHeader.Spec("h", DType.F16, 1), new SafetensorsHeader.Spec("f", DType.F32, 2)),
+                // then F32 at 2 mod 4 and at 0 mod 4: no start aligns both, so 8-aligned
+                List.of(new SafetensorsHeader.Spec("h", DType.F16, 1), new SafetensorsHeader.Spec("f", DType.F32, 1),
+                        new SafetensorsHeader.Spec("g", DType.F16, 1), new SafetensorsHeader.Spec("e", DType.F32, 1)),
+                List.of(new SafetensorsHeader.Spec("bf", DType.BF16, 8, 3), new SafetensorsHeader.Spec("s", DType.F32, 1, 1)));
+        List<Long> starts = new java.util.ArrayList<>();
+        for (List<SafetensorsHeader.Spec> specs : cases) {
+            SafetensorsHeader h = SafetensorsHeader.layout("l", specs, Map.of());
+            String json = new String(h.encode(), 8, (int) h.dataStart() - 8, StandardCharsets.UTF_8);
+            long minimal = 8 + json.stripTrailing().length();
+            java.util.function.LongPredicate alignsAll = start -> specs.stream().allMatch(sp ->
+                    (start + h.tensor(sp.name).begin() - h.dataStart()) % sp.dtype.bytes() == 0);
+            long expected = -1;
+            for (long st = minimal; st < minimal + 16 && expected < 0; st++) {
+                expected = st % 8 == 0 && alignsAll.test(st) ? st : -1;
+            }
+            for (long st = minimal; st < minimal + 16 && expected < 0; st++) {
+                expected = alignsAll.test(st) ? st : -1;
+            }
+            if (expected < 0) {
+                expected = (minimal + 7) / 8 * 8;
+            }
+            assertEquals(expected, h.dataStart(), specs.toString());
+            starts.add(h.dataStart());
+        }
+        assertEquals(List.of(0L, 2L, 0L, 0L), starts.stream().map(st -> st % 4).toList(), "the cases cover each branch");
+    }
 }

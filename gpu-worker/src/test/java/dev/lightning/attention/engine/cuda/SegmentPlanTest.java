@@ -344,6 +344,41 @@ class SegmentPlanTest {
         assertThrows(IllegalArgumentException.class, () -> new SegmentPlan(1, 640, 1, 640, 0, 0));
     }
 
+    /**
+     * The GPU's bounds as their javadocs state them, at their edges: where an uneven search runs (the H its
+     * comment names on 132 slots), the most segments and sub-segments, and pass 1's share of its slots.
+     */
+    @Test
+    void fillBoundsAndWaveShares() {
+        for (int h : new int[] {96, 80, 100, 120}) {
+            assertTrue(new Fill(h, 132, 132, SegmentPlan.PASS1_COST).unevenMayPay(), "H = " + h);
+        }
+        for (int h : new int[] {8, 48, 64, 66, 132, 264}) {
+            assertTrue(!new Fill(h, 132, 132, SegmentPlan.PASS1_COST).unevenMayPay(), "H = " + h);
+        }
+        assertTrue(new Fill(67, 132, 132, 0.45).unevenMayPay(), "two segments of 67 CTAs overflow a wave by 2");
+        // most segments: two waves of pass 2 (or the forced minimum); sub-segments: two waves of pass 1, at
+        // least one a segment but the last
+        Fill wide = new Fill(100, 100, 10, 0.45);
+        assertEquals(2, wide.maxSegments(1));
+        assertEquals(5, wide.maxSegments(5));
+        assertEquals(1, wide.maxLocals(1), "2 segments, and pass 1's 2 waves of 10 slots hold no 100-CTA segment");
+        assertEquals(4, wide.maxLocals(5));
+        assertEquals(66, new Fill(4, 132, 132, 0.45).maxLocals(1));
+        assertEquals(1 + 2 * 2, SegmentPlan.maxStates(wide, 1));
+        // pass 1's share of its slots: H = 48's 5 sub-segments are 240 CTAs in 2 waves of 132; H = 64's 2 are 128 of 132
+        Fill f48 = new Fill(48, 132, 132, SegmentPlan.PASS1_COST);
+        assertEquals(240.0 / 264, SegmentPlan.of(1 << 20, f48, 1).pass1WaveEfficiency(f48), 1e-12);
+        Fill f64 = new Fill(64, 132, 132, SegmentPlan.PASS1_COST);
+        assertEquals(128.0 / 132, SegmentPlan.of(1 << 20, f64, 1).pass1WaveEfficiency(f64), 1e-12);
+        assertEquals(1.0, SegmentPlan.of(64, f64, 1).pass1WaveEfficiency(f64), "one chunk, one segment: no pass 1");
+        // the smallest GPU and plans at the edge of their checks
+        assertEquals(1, SegmentPlan.of(64, new Fill(1, 1, 1, 1e-9), 1).segments());
+        assertEquals(64, new SegmentPlan(1, 64, 1, 64, 0, 64).lead());
+        assertTrue(new SegmentPlan(2, 640, 1, 64, 1, 64).uneven());
+        assertThrows(IllegalArgumentException.class, () -> new Fill(8, 132, 0, 0.45));
+    }
+
     @Test
     void refusesWhatCannotBePlanned() {
         assertThrows(IllegalArgumentException.class, () -> new Fill(0, 132, 132, 0.9));
