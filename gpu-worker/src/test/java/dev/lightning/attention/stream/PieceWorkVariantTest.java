@@ -139,6 +139,87 @@ class PieceWorkVariantTest {
     }
 
     /** The window budget pays for the states a window records: fewer tokens per window with them. */
+    /**
+     * A NaN that a backend writes only into the normalizer it returns, or into a state or normalizer it records, is
+     * reported as that output with its position (the recorded ones numbered across the file), before the window is
+     * written. Arithmetic cannot make these alone (a non-finite recorded state makes the final state non-finite too,
+     * which is checked first), so a backend that breaks them is what these checks are for.
+     */
+    @Test
+    void nonFiniteNormalizersAndRecordedStatesAreNamedWithTheirPositions() throws Exception {
+        Path file = write("p.safetensors", HQ, HK, HV, true);
+        Variant variant = new Variant(FeatureMap.ELU1, true, 1e-5, 64);
+        // window [128, 192) records state 2 (after token 191)
+        int kvAt = (4 * DK + 5) * DV + 6; // head 4, [5, 6]
+        int zAt = 3 * DK + 11;           // head 3, 11
+        String[][] cases = {
+                {"final_normalizer", "final_normalizer[3, 11]", "the state after token 191"},
+                {"states", "states[2, 4, 5, 6]", "the states recorded in tokens [128, 192)"},
+                {"normalizers", "normalizers[2, 3, 11]", "the states recorded in tokens [128, 192)"}};
+        try (RandomAccessFile raf = new RandomAccessFile(file.toFile(), "r"); CpuBackend cpu = new CpuBackend()) {
+            RangeReader in = reader(raf);
+            SequenceFile f = describe(file, raf, true);
+            PieceWork work = new PieceWork(0.5, 64, variant, 8 << 10, DType.F32);
+            AttentionSpec spec = work.spec(f);
+            Piece whole = new Piece(0, 0, 1, 0, T);
+            assertEquals(64, work.windowTokens(f, whole));
+            for (String[] c : cases) {
+                AttentionBackend poisoning = new AttentionBackend() {
+                    long next;
+
+                    @Override
+                    public String name() {
+                        return "poisoning";
+                    }
+
+                    @Override
+                    public String device() {
+                        return cpu.device();
+                    }
+
+                    @Override
+                    public LightningState advance(AttentionSpec s, TokenTensor k, TokenTensor v, LightningState state) {
+                        return cpu.advance(s, k, v, state);
+                    }
+
+                    @Override
+                    public LightningState forward(AttentionSpec s, TokenTensor q, TokenTensor k, TokenTensor v,
+                                                  LightningState state, TokenTensor o, Checkpoints checkpoints) {
+                        long at = next;
+                        next += k.tokens();
+                        LightningState after = cpu.forward(s, q, k, v, state, o, checkpoints);
+                        if (at != 128) {
+                            return after;
+                        }
+                        switch (c[0]) {
+                            case "final_normalizer": {
+                                float[] z = after.normalizer();
+                                z[zAt] = Float.NaN;
+                                return LightningState.of(H, DK, DV, after.kv(), z);
+                            }
+                            case "states":
+                                checkpoints.kvData()[kvAt] = Float.POSITIVE_INFINITY;
+                                return after;
+                            default:
+                                checkpoints.normalizerData()[zAt] = Float.NaN;
+                                return after;
+                        }
+                    }
+                };
+                ByteArrayOutputStream o = new ByteArrayOutputStream();
+                ByteArrayOutputStream states = new ByteArrayOutputStream();
+                NonFiniteOutputException e = assertThrows(NonFiniteOutputException.class, () -> work.outputs(poisoning,
+                        in, f, whole, PieceWork.initialState(in, f, spec, 0), o, states, new ByteArrayOutputStream()));
+                assertEquals(c[1], e.first, c[0]);
+                assertEquals(1, e.count, c[0]);
+                assertTrue(e.getMessage().contains("in the output " + c[0] + " (F32), " + c[2] + ", the first at " + c[1]),
+                        e.getMessage());
+                assertEquals(128L * H * DV * 4, o.size(), c[0] + ": the bad window is not written");
+                assertEquals(2 * LightningState.kvBytes(spec), states.size(), c[0] + ": nor its recorded state");
+            }
+        }
+    }
+
     @Test
     void windowsMakeRoomForRecordedStates() throws Exception {
         Path file = write("w.safetensors", HQ, HK, HV, false);
