@@ -148,4 +148,71 @@ class JobConfigTest {
                     .contains("Command line only"), s.flag);
         }
     }
+
+    /**
+     * The README's options table is the one the declarations generate (`lightning options` prints it), so an option
+     * added, renamed or re-documented in Settings cannot leave the README behind; and `--help` lists every option
+     * with its placeholder, type, default and key.
+     */
+    @Test
+    void readmeHoldsTheGeneratedOptionsTable() throws java.io.IOException {
+        String readme = java.nio.file.Files.readString(java.nio.file.Path.of(
+                System.getProperty("maven.multiModuleProjectDirectory", ".."), "README.md"));
+        String table = Settings.markdownTable();
+        assertTrue(readme.contains(table), "README's options table differs from Settings.markdownTable() "
+                + "(bin/lightning options prints it):\n" + table);
+        String help = Settings.helpText();
+        for (Setting<?> s : Settings.ALL) {
+            assertTrue(help.contains("default " + s.defaultText + "; key " + s.key + "]"), s.flag);
+        }
+        // the placeholders name what an option takes
+        assertTrue(table.contains("| `--input PATHS` |") && table.contains("| `--output DIR` |")
+                && table.contains("| `--partition-tokens N` |") && table.contains("| `--scale X` |")
+                && table.contains("| `--master URL` |") && table.contains("| `--synthetic T,H,Dk,Dv,dtype,seed` |")
+                && table.contains("| `--skip-invalid` |"), table);
+        assertTrue(help.contains("  --window-bytes BYTES"), help);
+    }
+
+    /** Each kind of setting's check at its edges: the bound accepted, one past it refused with the range said. */
+    @Test
+    void settingKindsCheckTheirEdges() {
+        Setting<Long> count = Setting.count("--n", "k.n", 5, 1, 10, "doc");
+        assertEquals(1L, count.parse("1", "--n"));
+        assertEquals(10L, count.parse(" 10 ", "--n"));
+        assertEquals("--n: must be in 1..10, got '0'", assertThrows(InvalidInputException.class,
+                () -> count.parse("0", "--n")).getMessage());
+        assertThrows(InvalidInputException.class, () -> count.parse("11", "--n"));
+        assertEquals("--n: expected integer, got 'x' (For input string: \"x\")",
+                assertThrows(InvalidInputException.class, () -> count.parse("x", "--n")).getMessage());
+        Setting<Integer> least = Setting.optionalInt("--m", "k.m", 2, "doc");
+        assertEquals(2, least.parse("2", "--m"));
+        assertTrue(assertThrows(InvalidInputException.class, () -> least.parse("1", "--m")).getMessage()
+                .contains("must be >= 2"));
+        Setting<Double> positive = Setting.real("--x", "k.x", 1.0, true, "doc");
+        assertEquals(1e-300, positive.parse("1e-300", "--x"));
+        assertTrue(assertThrows(InvalidInputException.class, () -> positive.parse("0", "--x")).getMessage()
+                .contains("must be > 0"));
+        Setting<Double> any = Setting.real("--y", "k.y", 1.0, false, "doc");
+        assertEquals(-2.0, any.parse("-2", "--y"));
+        for (String bad : new String[] {"NaN", "Infinity", "-Infinity"}) {
+            assertTrue(assertThrows(InvalidInputException.class, () -> any.parse(bad, "--y")).getMessage()
+                    .contains("must be finite"), bad);
+        }
+        Setting<Double> atLeast = Setting.realAtLeast("--z", "k.z", 1.0, 0.5, "doc");
+        assertEquals(0.5, atLeast.parse("0.5", "--z"));
+        assertThrows(InvalidInputException.class, () -> atLeast.parse("0.49", "--z"));
+        Setting<Double> optional = Setting.optionalPositive("--w", "k.w", "(derived)", "doc");
+        assertThrows(InvalidInputException.class, () -> optional.parse("0", "--w"));
+        assertThrows(InvalidInputException.class, () -> optional.parse("NaN", "--w"));
+        Setting<Long> size = Setting.size("--b", "k.b", 3L << 20, 1024, "doc");
+        assertEquals("3m", size.defaultText);
+        assertEquals(1024L, size.parse("1k", "--b"));
+        assertEquals(5L << 30, size.parse("5G", "--b"));
+        assertTrue(assertThrows(InvalidInputException.class, () -> size.parse("1023", "--b")).getMessage()
+                .contains("must be at least 1024 bytes"));
+        Setting<Boolean> flag = Setting.flagSwitch("--f", "k.f", "doc");
+        assertEquals(true, flag.parse("TRUE", "--f"));
+        assertEquals(false, flag.parse("false", "--f"));
+        assertThrows(InvalidInputException.class, () -> flag.parse("yes", "--f"));
+    }
 }

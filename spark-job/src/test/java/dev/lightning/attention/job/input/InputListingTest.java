@@ -132,6 +132,9 @@ class InputListingTest {
         // braces hold commas that do not separate list elements
         assertEquals(List.of("a.safetensors", "c.safetensors"),
                 names(list(tmp + "/{one,three}/{a,c}.safetensors", false)));
+        // and a comma after the braces close separates again
+        assertEquals(List.of("a.safetensors", "b.safetensors", "c.safetensors"),
+                names(list(tmp + "/{one,three}/{a,c}.safetensors," + b, false)));
         // the same file reached twice is listed once
         assertEquals(List.of("a.safetensors"), names(list(tmp.resolve("one") + "," + a, false)));
     }

@@ -42,7 +42,11 @@ class PathOverlapTest {
         InvalidInputException e = assertThrows(InvalidInputException.class, () -> check(input, recursive, output));
         String m = e.getMessage();
         String given = new Path(output).toString();
-        assertTrue(m.startsWith("--output " + given + " (resolved: " + resolvedOutput + ") " + relation + " "), m);
+        String prefix = "--output " + given + " (resolved: " + resolvedOutput + ") " + relation + " ";
+        assertTrue(m.startsWith(prefix), m);
+        // the input's path follows the relation ("contains the input" is not "contains the input file")
+        String rest = m.substring(prefix.length());
+        assertTrue(rest.startsWith("/") || rest.matches("(?s)[a-z]+:.*"), relation + " then: " + rest);
         assertTrue(m.contains("choose an output directory outside the input"), m);
     }
 
