@@ -161,8 +161,11 @@ class BatchStepTest {
             assertArrayEquals(s.kv(), store.read(4).kv());
             assertArrayEquals(s.normalizer(), store.read(4).normalizer());
             assertArrayEquals(new float[spec.stateSize()], store.read(3).kv());
-            assertThrows(IndexOutOfBoundsException.class, () -> store.copyIn(4, 2, kv, z));
-            assertThrows(IndexOutOfBoundsException.class, () -> store.read(5));
+            // refused by the store's own checks, with their messages (an array's bounds would throw too, unsaid)
+            assertMessage("slots [4, 6) of a store of 5", () -> store.copyIn(4, 2, kv, z));
+            assertMessage("slots [4, 6) of a store of 5", () -> store.copyOut(4, 2, kv, z));
+            assertMessage("slot 5 of a store of 5 slots", () -> store.read(5));
+            assertMessage("slot -1 of a store of 5 slots", () -> store.write(-1, s));
             assertThrows(IllegalArgumentException.class, () -> store.copyIn(0, 2, kv, null));
         }
     }
@@ -184,6 +187,10 @@ class BatchStepTest {
         assertMessage("needs 4 offsets", () -> TokenBatch.of(spec, q, k, v, new int[] {0, 4}, new int[] {0, 1, 2}));
         assertMessage("v is TokenTensor[4, 3, 4] F32, expected [4, 3, 6]",
                 () -> TokenBatch.of(spec, q, k, q, new int[] {0, 1, 2, 4}, new int[] {0, 1, 2}));
+        assertMessage("k is TokenTensor[4, 3, 6] F32, expected [4, 3, 4]",
+                () -> TokenBatch.of(spec, q, v, v, new int[] {0, 1, 2, 4}, new int[] {0, 1, 2}));
+        assertMessage("q is TokenTensor[4, 3, 6] F32, expected [4, 3, 4]",
+                () -> TokenBatch.of(spec, v, k, v, new int[] {0, 1, 2, 4}, new int[] {0, 1, 2}));
         assertMessage("share a dtype", () -> TokenBatch.of(spec, q, k, TokenTensor.allocate(DType.BF16, 4, 3, 6),
                 new int[] {0, 1, 2, 4}, new int[] {0, 1, 2}));
         TokenBatch batch = TokenBatch.of(spec, q, k, v, new int[] {0, 0, 1, 4}, new int[] {4, 0, 2});

@@ -58,6 +58,18 @@ public final class SoftmaxCase {
         return p;
     }
 
+    /**
+     * {@link #call} into a partial whose o and lse hold garbage first (NaN, and lse 7): a backend writes every element,
+     * as the executor's path needs, which reuses one partial across its key blocks.
+     */
+    public SoftmaxPartial callIntoUsed(SoftmaxBackend backend, int qFrom, int n, int kFrom, int m) {
+        SoftmaxPartial p = SoftmaxPartial.empty(spec, n);
+        java.util.Arrays.fill(p.o(), Float.NaN);
+        java.util.Arrays.fill(p.lse(), 7f);
+        backend.forward(spec, q.slice(qFrom, n), qFrom, k.slice(kFrom, m), v.slice(kFrom, m), kFrom, p);
+        return p;
+    }
+
     /** Every query over every key, in one call. */
     public SoftmaxPartial whole(SoftmaxBackend backend) {
         return call(backend, 0, tokens(), 0, tokens());

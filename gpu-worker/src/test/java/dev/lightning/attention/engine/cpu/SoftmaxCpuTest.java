@@ -117,6 +117,57 @@ class SoftmaxCpuTest {
         }
     }
 
+    /**
+     * A call writes every element of its partial: the executor's path (SoftmaxWork) reuses one partial across its key
+     * blocks, so a row left as the previous block wrote it would be merged twice. Into a partial of garbage, each
+     * case gives the bytes a fresh one gets: queries that see none of the call's keys, a block whose first rows see
+     * none (window), a query block whose last rows see none (keys after them), grouped heads, T = 1 and 63.
+     */
+    @Test
+    void everyCallWritesTheWholePartial() {
+        SoftmaxCase windowed = SoftmaxCase.random(41, DType.F32, 300, 6, 2, 16, 24, 20L);
+        SoftmaxCase causal = SoftmaxCase.random(42, DType.BF16, 300, 3, 3, 8, 5, SoftmaxSpec.NO_WINDOW);
+        int[][] calls = {{0, 100, 100, 200}, {200, 100, 0, 150}, {100, 100, 150, 50}, {0, 300, 0, 300}, {0, 1, 0, 1},
+            {5, 63, 0, 40}, {140, 130, 120, 60}};
+        for (SoftmaxCpu cpu : backends()) {
+            for (SoftmaxCase c : new SoftmaxCase[] {windowed, causal}) {
+                for (int[] x : calls) {
+                    String what = cpu.kernelName() + " " + c.spec + " queries " + x[0] + " +" + x[1] + ", keys " + x[2]
+                            + " +" + x[3];
+                    assertArrayEquals(c.call(cpu, x[0], x[1], x[2], x[3]).toBytes(),
+                            c.callIntoUsed(cpu, x[0], x[1], x[2], x[3]).toBytes(), what);
+                }
+            }
+        }
+    }
+
+    /** A call whose tensors or partial do not fit the spec is refused before any work, naming what differs. */
+    @Test
+    void callsThatDoNotFitTheSpecAreRefused() {
+        SoftmaxCase c = SoftmaxCase.random(43, DType.F32, 40, 6, 2, 16, 24, SoftmaxSpec.NO_WINDOW);
+        TokenTensor q = c.q.slice(0, 10);
+        TokenTensor k = c.k.slice(0, 20);
+        TokenTensor v = c.v.slice(0, 20);
+        for (SoftmaxCpu cpu : backends()) {
+            String[][] expect = {
+                {"q has shape [20, 2, 16], expected [T, 6, 16]"}, {"k has shape [20, 2, 24], expected [T, 2, 16]"},
+                {"v has shape [20, 2, 16], expected [T, 2, 24]"}, {"k has 20 tokens, v 19: they must match"},
+                {"block starts must be >= 0, got q at -1, k at 0"}, {"partial holds [9, 6, 24], expected [10, 6, 24]"}};
+            Runnable[] calls = {
+                () -> cpu.forward(c.spec, k, 0, k, v, 0, SoftmaxPartial.empty(c.spec, 20)),
+                () -> cpu.forward(c.spec, q, 0, v, v, 0, SoftmaxPartial.empty(c.spec, 10)),
+                () -> cpu.forward(c.spec, q, 0, k, k, 0, SoftmaxPartial.empty(c.spec, 10)),
+                () -> cpu.forward(c.spec, q, 0, k, c.v.slice(0, 19), 0, SoftmaxPartial.empty(c.spec, 10)),
+                () -> cpu.forward(c.spec, q, -1, k, v, 0, SoftmaxPartial.empty(c.spec, 10)),
+                () -> cpu.forward(c.spec, q, 0, k, v, 0, SoftmaxPartial.empty(c.spec, 9))};
+            for (int i = 0; i < calls.length; i++) {
+                IllegalArgumentException e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
+                        calls[i]::run);
+                assertTrue(e.getMessage().equals(expect[i][0]), cpu.kernelName() + ": " + e.getMessage());
+            }
+        }
+    }
+
     @Test
     void queriesThatSeeNoKeyOfTheCallGetTheIdentity() {
         SoftmaxCase c = SoftmaxCase.random(40, DType.F32, 300, 4, 2, 16, 16, 20L);

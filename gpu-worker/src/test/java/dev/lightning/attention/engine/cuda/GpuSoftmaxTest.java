@@ -21,6 +21,7 @@ import java.util.List;
 import java.util.SplittableRandom;
 import java.util.stream.Stream;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -157,6 +158,22 @@ class GpuSoftmaxTest {
         assertTrue(maxDiff(whole.o(), merged.o()) <= tol, "merged o differs by " + maxDiff(whole.o(), merged.o()));
         assertTrue(maxDiff(whole.lse(), merged.lse()) <= 1e-5 * 10, "merged lse differs by "
                 + maxDiff(whole.lse(), merged.lse()));
+    }
+
+    /**
+     * A call writes every element of its partial, as the CPU backends' test holds it (the executor reuses one partial
+     * across key blocks): into a partial of garbage, the bytes a fresh one gets.
+     */
+    @Test
+    void everyCallWritesTheWholePartial() {
+        needGpu();
+        dev.lightning.attention.engine.SoftmaxCase c = dev.lightning.attention.engine.SoftmaxCase.random(41, DType.BF16,
+                300, 6, 2, 64, 96, 20L);
+        for (int[] x : new int[][] {{0, 100, 100, 200}, {200, 100, 0, 150}, {100, 100, 150, 50}, {0, 300, 0, 300},
+            {140, 130, 120, 60}}) {
+            assertArrayEquals(c.call(gpu, x[0], x[1], x[2], x[3]).toBytes(), c.callIntoUsed(gpu, x[0], x[1], x[2], x[3])
+                    .toBytes(), "queries " + x[0] + " +" + x[1] + ", keys " + x[2] + " +" + x[3]);
+        }
     }
 
     static Stream<DType> dtypes() {
