@@ -40,6 +40,34 @@ class KernelArgsTest {
         assertEquals(0, KernelArgs.SIZE % 8, "a multiple of the largest field, as C pads it");
     }
 
+    /**
+     * Each setter writes its value little-endian at its field's offset and nowhere else, and refuses a field of the
+     * other size (an int written into a pointer would leave its upper half stale).
+     */
+    @Test
+    void settersWriteTheirFieldAndRefuseAFieldOfAnotherSize() {
+        KernelArgs a = new KernelArgs().i64(KernelArgs.Field.POSITION, 0x0102030405060708L).i32(KernelArgs.Field.DV, 77)
+                .f32(KernelArgs.Field.SCALE, 0.5f);
+        java.nio.ByteBuffer b = java.nio.ByteBuffer.wrap(a.toBytes()).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+        assertEquals(KernelArgs.SIZE, b.capacity());
+        assertEquals(0x0102030405060708L, b.getLong(KernelArgs.Field.POSITION.offset()));
+        assertEquals(77, b.getInt(KernelArgs.Field.DV.offset()));
+        assertEquals(0.5f, b.getFloat(KernelArgs.Field.SCALE.offset()));
+        int nonZero = 0;
+        for (byte x : a.toBytes()) {
+            nonZero += x != 0 ? 1 : 0;
+        }
+        assertEquals(8 + 1 + 1, nonZero, "the three values' bytes (77 is one, 0.5f = 0x3f000000 one), nothing else");
+        assertEquals(java.util.Arrays.toString(a.toBytes()), java.util.Arrays.toString(a.copy().toBytes()), "a copy");
+        assertEquals("DV is a 4-byte field, not 8", assertThrows(IllegalArgumentException.class,
+                () -> new KernelArgs().i64(KernelArgs.Field.DV, 1)).getMessage());
+        assertThrows(IllegalArgumentException.class, () -> new KernelArgs().i32(KernelArgs.Field.POSITION, 1));
+        assertThrows(IllegalArgumentException.class, () -> new KernelArgs().f32(KernelArgs.Field.Q, 1));
+        assertThrows(IllegalArgumentException.class, () -> new KernelArgs().ptr(KernelArgs.Field.N, null));
+        assertEquals(0L, java.nio.ByteBuffer.wrap(new KernelArgs().ptr(KernelArgs.Field.Q, null).toBytes())
+                .order(java.nio.ByteOrder.LITTLE_ENDIAN).getLong(KernelArgs.Field.Q.offset()), "a null pointer is 0");
+    }
+
     /** Every 8-byte field comes first: the order that makes the C layout free of padding. */
     @Test
     void eightByteFieldsComeFirst() {

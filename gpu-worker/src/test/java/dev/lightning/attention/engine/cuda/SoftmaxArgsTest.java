@@ -136,6 +136,19 @@ class SoftmaxArgsTest {
         assertEquals("softmax_forward_f16_k128_v128", SoftmaxKernels.choose(h, DType.F16, wide, false).kernel());
         assertEquals("softmax_forward_bf16_k64_v256", SoftmaxKernels.choose(h, DType.BF16, spec, true).kernel());
         assertEquals("softmax_forward_f32", SoftmaxKernels.choose(h, DType.F32, wide, true).kernel());
+        // the edges: a width equal to a padded width takes it; the wgmma range is 65..128 in both widths
+        int[][] edges = {{64, 64}, {65, 65}, {128, 128}, {129, 128}, {128, 129}, {65, 64}, {256, 256}};
+        String[] expect = {"softmax_forward_bf16_k64_v64", "softmax_sm90_forward_bf16_k128_v128",
+            "softmax_sm90_forward_bf16_k128_v128", "softmax_forward_bf16_k256_v128", "softmax_forward_bf16_k128_v256",
+            "softmax_forward_bf16_k128_v64", "softmax_forward_bf16_k256_v256"};
+        for (int i = 0; i < edges.length; i++) {
+            SoftmaxSpec e = new SoftmaxSpec(4, 2, edges[i][0], edges[i][1], 0.1, 0);
+            assertEquals(expect[i], SoftmaxKernels.choose(h, DType.BF16, e, true).kernel(), edges[i][0] + " x " + edges[i][1]);
+        }
+        assertThrows(IllegalArgumentException.class, () -> s.widthIndex(257));
+        assertEquals(1, new SoftmaxKernels.Choice("k", 1, 4, 0).rowTiles(spec, 1),
+                "4 packed rows (1 query x 4 heads a group) fill one tile of 4");
+        assertEquals(2, new SoftmaxKernels.Choice("k", 1, 4, 0).rowTiles(spec, 2));
     }
 
     /** The committed softmax.ptx holds every kernel the host can ask for, and the two report kernels. */
