@@ -93,6 +93,46 @@ class OutputReaderTest {
             float[] fs = b.floats("final_state");
             assertEquals(H * DK * DV, fs.length);
             assertArrayEquals(a.floats("final_state"), fs);
+            // both forms against the file's own bytes, not only against each other
+            for (String t : a.tensors()) {
+                TensorEntry e = whole.tensor(t);
+                long row = e.byteLength() / e.dim(0);
+                for (long[] r : new long[][] {{0, e.dim(0)}, {1, 2}, {e.dim(0) - 1, e.dim(0)}, {2, 2}}) {
+                    byte[] want = Arrays.copyOfRange(file, (int) (e.begin() + r[0] * row), (int) (e.begin() + r[1] * row));
+                    assertArrayEquals(want, a.rows(t, r[0], r[1]), t + Arrays.toString(r) + ", one file");
+                    assertArrayEquals(want, b.rows(t, r[0], r[1]), t + Arrays.toString(r) + ", parts");
+                }
+                long rows = e.dim(0);
+                assertThrows(IndexOutOfBoundsException.class, () -> b.rows(t, -1, 1), t);
+                assertThrows(IndexOutOfBoundsException.class, () -> b.rows(t, 2, 1), t);
+                assertThrows(IndexOutOfBoundsException.class, () -> b.rows(t, 0, rows + 1), t);
+            }
+            java.nio.ByteBuffer raw = java.nio.ByteBuffer.wrap(file).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+            TensorEntry o = whole.tensor("o");
+            float[] rows63 = b.floats("o", 63, 65);
+            assertEquals(2 * H * DV, rows63.length);
+            for (int i = 0; i < rows63.length; i++) {
+                float want = DType.BF16.get(raw, (int) (o.begin() + (63L * H * DV + i) * 2));
+                assertEquals(Float.floatToRawIntBits(want), Float.floatToRawIntBits(rows63[i]), "o value " + i);
+            }
+            assertEquals(List.of("o", "final_state", "final_normalizer", "states", "normalizers"), List.copyOf(b.tensors()));
+        }
+
+        // the index's parts listed in another order read the same: the reader sorts each tensor's parts by row
+        com.fasterxml.jackson.databind.ObjectMapper mapper = new com.fasterxml.jackson.databind.ObjectMapper();
+        com.fasterxml.jackson.databind.node.ObjectNode shuffled = (com.fasterxml.jackson.databind.node.ObjectNode)
+                mapper.readTree(Files.readString(index));
+        com.fasterxml.jackson.databind.node.ArrayNode reversed = mapper.createArrayNode();
+        for (int i = shuffled.path("parts").size() - 1; i >= 0; i--) {
+            reversed.add(shuffled.path("parts").get(i));
+        }
+        shuffled.set("parts", reversed);
+        Path reindexed = Files.write(dir.resolve("reversed.index.json"), mapper.writeValueAsBytes(shuffled));
+        try (OutputReader a = OutputReader.open(one); OutputReader r = OutputReader.open(reindexed)) {
+            for (String t : a.tensors()) {
+                long rows = a.shape(t)[0];
+                assertArrayEquals(a.rows(t, 0, rows), r.rows(t, 0, rows), t + ", parts listed in reverse");
+            }
         }
 
         // an index that lost a part: refused, naming the tensor and the gap

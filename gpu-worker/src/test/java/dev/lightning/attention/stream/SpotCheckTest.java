@@ -122,6 +122,86 @@ class SpotCheckTest {
         return all.get(name).asTokens();
     }
 
+    /**
+     * Histories longer than the check's read block (1,024 tokens): rows whose history spans two and three blocks, and
+     * rows at the blocks' edges, against the recurrence (every test above stays inside one block).
+     */
+    @Test
+    void historiesAcrossReadBlocks() throws Exception {
+        int tokens = 3000;
+        SyntheticSequence s = new SyntheticSequence(tokens, 3, 5, 7, DType.BF16, 77);
+        SequenceFile f = s.describe(h -> new double[] {0.004, 0.05, 1e-7}, false);
+        AttentionSpec spec = f.spec(0.7, 16);
+        TokenTensor o = referenceOutputs(s, f, spec);
+        for (long t : new long[] {1023, 1024, 1025, 2047, 2048, 2999}) {
+            SpotCheck.Point p = SpotCheck.check(s.reader(), f, spec, DType.F32,
+                    SpotCheck.Point.unchecked(t, rowBytes(o, (int) t, DType.F32), "-"));
+            assertTrue(p.checked() && p.relError < 1e-6, "token " + t + ": " + p);
+            assertTrue(!p.exact, "head 1 (slope 0.05) reads a truncated history: " + p);
+            assertEquals(t + 1, p.history, "the most tokens any head read: head 2's, all of them");
+        }
+    }
+
+    /**
+     * A file with an initial state and no normalizer, and one with a normalizer and no state (normalized): each
+     * starting tensor counts alone, and leaving it out is caught.
+     */
+    @Test
+    void eitherStartingTensorAloneCounts(@org.junit.jupiter.api.io.TempDir java.nio.file.Path tmp) throws Exception {
+        int tokens = 100;
+        SplittableRandom rnd = new SplittableRandom(8);
+        for (boolean withState : new boolean[] {true, false}) {
+            float[] q = new float[tokens * 2 * 4];
+            float[] k = new float[tokens * 2 * 4];
+            float[] v = new float[tokens * 2 * 3];
+            float[] start = new float[withState ? 2 * 4 * 3 : 2 * 4];
+            for (float[] a : new float[][] {q, k, v, start}) {
+                for (int i = 0; i < a.length; i++) {
+                    a[i] = (float) rnd.nextDouble(withState || a != start ? -1 : 0.5, 1);
+                }
+            }
+            java.nio.file.Path file = tmp.resolve(withState + ".safetensors");
+            dev.lightning.attention.tensor.SafetensorsFile.write(file, List.of(
+                    dev.lightning.attention.tensor.SafetensorsFile.Tensor.of("q", DType.F32, new long[] {tokens, 2, 4}, q),
+                    dev.lightning.attention.tensor.SafetensorsFile.Tensor.of("k", DType.F32, new long[] {tokens, 2, 4}, k),
+                    dev.lightning.attention.tensor.SafetensorsFile.Tensor.of("v", DType.F32, new long[] {tokens, 2, 3}, v),
+                    withState
+                            ? dev.lightning.attention.tensor.SafetensorsFile.Tensor.of("initial_state", DType.F32,
+                                    new long[] {2, 4, 3}, start)
+                            : dev.lightning.attention.tensor.SafetensorsFile.Tensor.of("initial_normalizer", DType.F32,
+                                    new long[] {2, 4}, start)));
+            try (java.io.RandomAccessFile raf = new java.io.RandomAccessFile(file.toFile(), "r")) {
+                RangeReader in = (position, buf, off, len) -> {
+                    raf.seek(position);
+                    raf.readFully(buf, off, len);
+                };
+                SequenceFile f = SequenceFile.describe(file.toString(), "one", java.nio.file.Files.size(file), in,
+                        h -> new double[] {0.01, 0}, !withState);
+                AttentionSpec spec = f.spec(0.5, 16, withState ? Variant.PLAIN : new Variant(FeatureMap.IDENTITY, true,
+                        1e-3, 0));
+                TokenTensor qt = TokenTensor.wrap(DType.F32, tokens, 2, 4, floats(q));
+                TokenTensor kt = TokenTensor.wrap(DType.F32, tokens, 2, 4, floats(k));
+                TokenTensor vt = TokenTensor.wrap(DType.F32, tokens, 2, 3, floats(v));
+                for (boolean fromFile : new boolean[] {true, false}) {
+                    TokenTensor o = TokenTensor.allocate(DType.F32, tokens, 2, 3);
+                    new RecurrentReference().forward(spec, qt, kt, vt, fromFile ? PieceWork.initialState(in, f, spec, 0)
+                            : LightningState.zeros(spec), o, dev.lightning.attention.engine.Checkpoints.none());
+                    SpotCheck.Point p = SpotCheck.check(in, f, spec, DType.F32,
+                            SpotCheck.Point.unchecked(50, rowBytes(o, 50, DType.F32), "-"));
+                    String what = (withState ? "initial_state" : "initial_normalizer") + (fromFile ? "" : " left out")
+                            + ": " + p;
+                    assertTrue(fromFile ? p.relError < 1e-6 : p.relError > 1e-3, what);
+                }
+            }
+        }
+    }
+
+    private static ByteBuffer floats(float[] x) {
+        ByteBuffer b = ByteBuffer.allocate(x.length * 4).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+        b.asFloatBuffer().put(x);
+        return b;
+    }
+
     @Test
     void aWrongValueFailsTheCheck() throws Exception {
         SyntheticSequence s = new SyntheticSequence(1000, 3, 5, 7, DType.F16, 9);
