@@ -2,7 +2,6 @@ package dev.lightning.attention.stream;
 
 import dev.lightning.attention.engine.AttentionBackend;
 import dev.lightning.attention.engine.AttentionSpec;
-import dev.lightning.attention.engine.Checkpoints;
 import dev.lightning.attention.engine.LightningState;
 import dev.lightning.attention.engine.Slopes;
 import dev.lightning.attention.engine.cpu.CpuBackend;
@@ -48,31 +47,18 @@ class PieceWorkHostWindowsTest {
     Path tmp;
 
     /** The CPU backend with off-heap host tensors that say which block they lie in, counted. */
-    static final class DirectCpu implements AttentionBackend {
-        final CpuBackend cpu = new CpuBackend();
+    static final class DirectCpu extends WrappedBackend {
         final Map<Object, Long> live = new IdentityHashMap<>();
         int handedOut;
         int released;
 
+        DirectCpu() {
+            super(new CpuBackend());
+        }
+
         @Override
         public String name() {
             return "cpu-direct";
-        }
-
-        @Override
-        public String device() {
-            return "cpu";
-        }
-
-        @Override
-        public LightningState advance(AttentionSpec spec, TokenTensor k, TokenTensor v, LightningState state) {
-            return cpu.advance(spec, k, v, state);
-        }
-
-        @Override
-        public LightningState forward(AttentionSpec spec, TokenTensor q, TokenTensor k, TokenTensor v,
-                                      LightningState state, TokenTensor o, Checkpoints checkpoints) {
-            return cpu.forward(spec, q, k, v, state, o, checkpoints);
         }
 
         @Override

@@ -267,31 +267,20 @@ class PieceWorkOutputDtypeTest {
     }
 
     /** A backend that counts forward() calls and poisons the window starting at {@code poisonAt}. */
-    private static final class CountingBackend implements AttentionBackend {
-        final AttentionBackend inner;
+    private static final class CountingBackend extends WrappedBackend {
         final Poison poison;
         long poisonAt = -1;
         int forwards;
         private long next;
 
         CountingBackend(AttentionBackend inner, Poison poison) {
-            this.inner = inner;
+            super(inner);
             this.poison = poison;
         }
 
         @Override
         public String name() {
             return "counting-" + inner.name();
-        }
-
-        @Override
-        public String device() {
-            return inner.device();
-        }
-
-        @Override
-        public LightningState advance(AttentionSpec spec, TokenTensor k, TokenTensor v, LightningState state) {
-            return inner.advance(spec, k, v, state);
         }
 
         @Override

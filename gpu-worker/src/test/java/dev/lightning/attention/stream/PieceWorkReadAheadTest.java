@@ -185,23 +185,24 @@ class PieceWorkReadAheadTest {
     }
 
     /** A backend whose n-th computation fails: the read running ahead then is still in flight. */
-    private static final class FailingCpu implements AttentionBackend {
-        final PieceWorkHostWindowsTest.DirectCpu direct = new PieceWorkHostWindowsTest.DirectCpu();
+    private static final class FailingCpu extends WrappedBackend {
+        final PieceWorkHostWindowsTest.DirectCpu direct;
         final AtomicInteger calls = new AtomicInteger();
         final int failAt;
 
         FailingCpu(int failAt) {
+            this(new PieceWorkHostWindowsTest.DirectCpu(), failAt);
+        }
+
+        private FailingCpu(PieceWorkHostWindowsTest.DirectCpu direct, int failAt) {
+            super(direct);
+            this.direct = direct;
             this.failAt = failAt;
         }
 
         @Override
         public String name() {
             return "cpu-failing";
-        }
-
-        @Override
-        public String device() {
-            return "cpu";
         }
 
         private void maybeFail() {
@@ -221,16 +222,6 @@ class PieceWorkReadAheadTest {
                                       LightningState state, TokenTensor o, Checkpoints checkpoints) {
             maybeFail();
             return direct.forward(spec, q, k, v, state, o, checkpoints);
-        }
-
-        @Override
-        public TokenTensor hostTensor(DType dtype, int tokens, int heads, int dim) {
-            return direct.hostTensor(dtype, tokens, heads, dim);
-        }
-
-        @Override
-        public void releaseHostTensor(TokenTensor t) {
-            direct.releaseHostTensor(t);
         }
     }
 

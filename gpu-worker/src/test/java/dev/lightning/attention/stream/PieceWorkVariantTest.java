@@ -164,23 +164,8 @@ class PieceWorkVariantTest {
             Piece whole = new Piece(0, 0, 1, 0, T);
             assertEquals(64, work.windowTokens(f, whole));
             for (String[] c : cases) {
-                AttentionBackend poisoning = new AttentionBackend() {
+                AttentionBackend poisoning = new WrappedBackend(cpu) {
                     long next;
-
-                    @Override
-                    public String name() {
-                        return "poisoning";
-                    }
-
-                    @Override
-                    public String device() {
-                        return cpu.device();
-                    }
-
-                    @Override
-                    public LightningState advance(AttentionSpec s, TokenTensor k, TokenTensor v, LightningState state) {
-                        return cpu.advance(s, k, v, state);
-                    }
 
                     @Override
                     public LightningState forward(AttentionSpec s, TokenTensor q, TokenTensor k, TokenTensor v,
