@@ -205,6 +205,22 @@ class PieceWorkVariantTest {
         }
     }
 
+    /**
+     * However large the byte budget, a window's buffers stay within one Java array: q, k, v and o within 2^31 bytes
+     * over two (H = 64, Dk = Dv = 256, F32: 262,144 bytes a token, so 4,095 tokens, 4,032 in whole chunks), and the recorded states within 2^31 - 16 floats (a state
+     * every token, as the CPU backend allows with --chunk-size 1: 510 states of 64 x 256 x 256 floats, 510 tokens).
+     */
+    @Test
+    void windowsStayWithinOneArrayWhateverTheBudget() throws Exception {
+        SequenceFile f = new SyntheticSequence(1L << 24, 64, 256, 256, DType.F32, 1).describe(Slopes::minimax, false);
+        Piece whole = new Piece(0, 0, 1, 0, f.tokens);
+        assertEquals(4032, new PieceWork(1.0, 64, 1L << 40, DType.F32).windowTokens(f, whole));
+        assertEquals(510, new PieceWork(1.0, 1, new Variant(FeatureMap.IDENTITY, false, 0, 1), 1L << 40, DType.F32)
+                .windowTokens(f, whole));
+        assertEquals(2 * 510, new PieceWork(1.0, 1, new Variant(FeatureMap.IDENTITY, false, 0, 2), 1L << 40, DType.F32)
+                .windowTokens(f, whole), "a state every 2 tokens: 510 of them span 1,020 tokens");
+    }
+
     @Test
     void windowsMakeRoomForRecordedStates() throws Exception {
         Path file = write("w.safetensors", HQ, HK, HV, false);
