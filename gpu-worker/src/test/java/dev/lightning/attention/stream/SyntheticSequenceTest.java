@@ -57,6 +57,26 @@ class SyntheticSequenceTest {
         }
     }
 
+    /** The edges: a read that ends at the file's last byte, one a byte past it, and the smallest and widest shapes. */
+    @Test
+    void readsUpToTheLastByteAndShapesAtTheirBounds() throws Exception {
+        SyntheticSequence s = new SyntheticSequence(10, 2, 3, 5, DType.F16, 4);
+        byte[] whole = new byte[Math.toIntExact(s.size())];
+        s.reader().readFully(0, whole, 0, whole.length);
+        byte[] tail = new byte[7];
+        s.reader().readFully(s.size() - 7, tail, 0, 7);
+        assertArrayEquals(java.util.Arrays.copyOfRange(whole, whole.length - 7, whole.length), tail);
+        s.reader().readFully(s.size(), new byte[0], 0, 0);
+        assertThrows(java.io.EOFException.class, () -> s.reader().readFully(s.size() - 6, new byte[7], 0, 7));
+        assertThrows(java.io.EOFException.class, () -> s.reader().readFully(-1, new byte[1], 0, 1));
+        assertEquals(1, new SyntheticSequence(1, 1, 1, 1, DType.BF16, 0).tokens);
+        assertEquals(256, new SyntheticSequence(1, 1, 256, 256, DType.F32, 0).dk);
+        for (long[] bad : new long[][] {{0, 1, 1, 1}, {1, 0, 1, 1}, {1, 1, 0, 1}, {1, 1, 1, 0}, {1, 1, 257, 1}, {1, 1, 1, 257}}) {
+            assertThrows(InvalidInputException.class, () -> new SyntheticSequence(bad[0], (int) bad[1], (int) bad[2],
+                    (int) bad[3], DType.F32, 0), java.util.Arrays.toString(bad));
+        }
+    }
+
     @Test
     void writtenFileReadsBackAsTheValuesAndDescribesAsARealFile() throws Exception {
         SyntheticSequence s = new SyntheticSequence(63, 3, 5, 7, DType.BF16, 3);
