@@ -199,6 +199,11 @@ class BatchStepTest {
              BatchStep other = BatchStep.reference(spec); StateStore foreign = other.allocate(5)) {
             TokenTensor o = TokenTensor.allocate(DType.F32, 4, 3, 6);
             assertMessage("slot of sequence 0 is 4, but the state store has slots 0..2", () -> step.step(small, batch, o));
+            // one past the last slot is refused too; the last slot itself is taken
+            try (StateStore four = step.allocate(4); StateStore five = step.allocate(5)) {
+                assertMessage("slot of sequence 0 is 4, but the state store has slots 0..3", () -> step.step(four, batch, o));
+                step.step(five, batch, o);
+            }
             assertMessage("o is TokenTensor[4, 3, 4] F32, expected [4, 3, 6]",
                     () -> step.step(big, batch, TokenTensor.allocate(DType.F32, 4, 3, 4)));
             assertMessage("use a store from that step's allocate()", () -> step.step(foreign, batch, o));

@@ -267,6 +267,17 @@ class SoftmaxApiTest {
                 () -> reference.forward(c.spec, c.q, 0, c.k, c.v, 0, wrong));
         assertTrue(e.getMessage().contains("expected [10, 4, 8]"), e.getMessage());
         assertThrows(IllegalArgumentException.class, () -> new SoftmaxSpec(6, 4, 8, 8, 1, 0));
+        // each bound of a spec at its edge: accepted on it, refused one past it
+        assertEquals(256, new SoftmaxSpec(1, 1, 1, 256, 1e-9, 0).dv());
+        assertEquals(1, new SoftmaxSpec(1, 1, 256, 1, 1, 1).window());
+        for (int[] bad : new int[][] {{1, 0, 8, 8}, {0, 1, 8, 8}, {1, 1, 0, 8}, {1, 1, 257, 8}, {1, 1, 8, 0}, {1, 1, 8, 257}}) {
+            assertThrows(IllegalArgumentException.class, () -> new SoftmaxSpec(bad[0], bad[1], bad[2], bad[3], 1, 0),
+                    java.util.Arrays.toString(bad));
+        }
+        for (double scale : new double[] {0, -1, Double.NaN, Double.POSITIVE_INFINITY}) {
+            assertThrows(IllegalArgumentException.class, () -> new SoftmaxSpec(2, 1, 8, 8, scale, 0), "scale " + scale);
+        }
+        assertThrows(IllegalArgumentException.class, () -> new SoftmaxSpec(2, 1, 8, 8, 1, -1));
         SoftmaxPartial other = SoftmaxPartial.empty(new SoftmaxSpec(4, 2, 8, 7, 1, 0), 10);
         assertThrows(IllegalArgumentException.class, () -> SoftmaxPartial.empty(c.spec, 10).merge(other));
     }
