@@ -53,9 +53,7 @@ public final class SoftmaxCase {
 
     /** Queries [qFrom, qFrom + n) over keys [kFrom, kFrom + m), in one call. */
     public SoftmaxPartial call(SoftmaxBackend backend, int qFrom, int n, int kFrom, int m) {
-        SoftmaxPartial p = SoftmaxPartial.empty(spec, n);
-        backend.forward(spec, q.slice(qFrom, n), qFrom, k.slice(kFrom, m), v.slice(kFrom, m), kFrom, p);
-        return p;
+        return callInto(SoftmaxPartial.empty(spec, n), backend, qFrom, n, kFrom, m);
     }
 
     /**
@@ -66,6 +64,10 @@ public final class SoftmaxCase {
         SoftmaxPartial p = SoftmaxPartial.empty(spec, n);
         java.util.Arrays.fill(p.o(), Float.NaN);
         java.util.Arrays.fill(p.lse(), 7f);
+        return callInto(p, backend, qFrom, n, kFrom, m);
+    }
+
+    private SoftmaxPartial callInto(SoftmaxPartial p, SoftmaxBackend backend, int qFrom, int n, int kFrom, int m) {
         backend.forward(spec, q.slice(qFrom, n), qFrom, k.slice(kFrom, m), v.slice(kFrom, m), kFrom, p);
         return p;
     }

@@ -138,7 +138,6 @@ class PieceWorkVariantTest {
         return x;
     }
 
-    /** The window budget pays for the states a window records: fewer tokens per window with them. */
     /**
      * A NaN that a backend writes only into the normalizer it returns, or into a state or normalizer it records, is
      * reported as that output with its position (the recorded ones numbered across the file), before the window is
@@ -172,7 +171,7 @@ class PieceWorkVariantTest {
                                                   LightningState state, TokenTensor o, Checkpoints checkpoints) {
                         long at = next;
                         next += k.tokens();
-                        LightningState after = cpu.forward(s, q, k, v, state, o, checkpoints);
+                        LightningState after = super.forward(s, q, k, v, state, o, checkpoints);
                         if (at != 128) {
                             return after;
                         }
@@ -207,8 +206,9 @@ class PieceWorkVariantTest {
 
     /**
      * However large the byte budget, a window's buffers stay within one Java array: q, k, v and o within 2^31 bytes
-     * over two (H = 64, Dk = Dv = 256, F32: 262,144 bytes a token, so 4,095 tokens, 4,032 in whole chunks), and the recorded states within 2^31 - 16 floats (a state
-     * every token, as the CPU backend allows with --chunk-size 1: 510 states of 64 x 256 x 256 floats, 510 tokens).
+     * over two (H = 64, Dk = Dv = 256, F32: 262,144 bytes a token, so 4,095 tokens, 4,032 in whole chunks), and the
+     * recorded states within 2^31 - 16 floats (a state every token, as the CPU backend allows with --chunk-size 1:
+     * 510 states of 64 x 256 x 256 floats, 510 tokens).
      */
     @Test
     void windowsStayWithinOneArrayWhateverTheBudget() throws Exception {
@@ -221,6 +221,7 @@ class PieceWorkVariantTest {
                 .windowTokens(f, whole), "a state every 2 tokens: 510 of them span 1,020 tokens");
     }
 
+    /** The window budget pays for the states a window records: fewer tokens per window with them. */
     @Test
     void windowsMakeRoomForRecordedStates() throws Exception {
         Path file = write("w.safetensors", HQ, HK, HV, false);

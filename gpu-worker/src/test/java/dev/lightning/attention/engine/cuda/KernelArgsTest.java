@@ -58,7 +58,7 @@ class KernelArgsTest {
             nonZero += x != 0 ? 1 : 0;
         }
         assertEquals(8 + 1 + 1, nonZero, "the three values' bytes (77 is one, 0.5f = 0x3f000000 one), nothing else");
-        assertEquals(java.util.Arrays.toString(a.toBytes()), java.util.Arrays.toString(a.copy().toBytes()), "a copy");
+        org.junit.jupiter.api.Assertions.assertArrayEquals(a.toBytes(), a.copy().toBytes(), "a copy");
         assertEquals("DV is a 4-byte field, not 8", assertThrows(IllegalArgumentException.class,
                 () -> new KernelArgs().i64(KernelArgs.Field.DV, 1)).getMessage());
         assertThrows(IllegalArgumentException.class, () -> new KernelArgs().i32(KernelArgs.Field.POSITION, 1));
