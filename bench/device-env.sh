@@ -8,7 +8,8 @@
 #                          the machine's description to $L-machine.log; CLASSES_FIRST=DIR goes ahead of the
 #                          bundle on the class path (a checkout's gpu-worker/src/main/resources: its PTX)
 #   device_tests SECONDS SUFFIX CLASS...
-#                          runs those test classes with assertions on (the allocators' leak checks) into
+#   device_tests SECONDS SUFFIX --include-tag TAG
+#                          runs those test classes (or the bundle's test classes and cases tagged TAG) with assertions on (the allocators' leak checks) into
 #                          $L-SUFFIX.log, bounded by SECONDS, and prints the exit status and the summary
 device_setup() {
   local dir tag
@@ -25,7 +26,9 @@ device_setup() {
 
 device_tests() {
   local t=$1 suffix=$2; shift 2
-  local sel=(); for c in "$@"; do sel+=(--select-class "$c"); done
+  local sel=()
+  if [[ "${1:-}" == --include-tag ]]; then sel=(--scan-class-path "$B/test-classes" --include-tag "$2")
+  else for c in "$@"; do sel+=(--select-class "$c"); done; fi
   timeout "$t" java -ea --add-modules jdk.incubator.vector -Xmx16g -jar "$B/junit-platform-console-standalone.jar" \
     execute --class-path "$CP" "${sel[@]}" --details=tree --disable-banner > "$L-$suffix.log" 2>&1
   echo "$suffix exit $?"

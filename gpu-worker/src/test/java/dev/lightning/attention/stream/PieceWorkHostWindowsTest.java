@@ -10,6 +10,7 @@ import dev.lightning.attention.plan.Piece;
 import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.SafetensorsFile;
 import dev.lightning.attention.tensor.TokenTensor;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -42,6 +43,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * of a test backend that counts them, and the CPU backend's own (off-heap blocks kept by the JVM);
  * on the GPU they are the driver-registered ones, where one is usable (the GPU machine's run).
  */
+@Tag("gpu")
 class PieceWorkHostWindowsTest {
     @TempDir
     Path tmp;

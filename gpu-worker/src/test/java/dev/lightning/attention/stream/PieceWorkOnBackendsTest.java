@@ -12,6 +12,7 @@ import dev.lightning.attention.plan.Piece;
 import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.SafetensorsFile;
 import dev.lightning.attention.tensor.TokenTensor;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -32,6 +33,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * against the float64 recurrence over the whole file. On the CPU always; on the GPU (tensor-core
  * and float32 kernels) where one is usable, which is how bin/gpu-check runs it on a GPU machine.
  */
+@Tag("gpu")
 class PieceWorkOnBackendsTest {
     @TempDir
     Path tmp;

@@ -10,6 +10,7 @@ import dev.lightning.attention.plan.Piece;
 import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.SafetensorsFile;
 import dev.lightning.attention.tensor.TokenTensor;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -134,6 +135,7 @@ class PieceWorkReadAheadTest {
      * first one's blocks (kept registered, their bytes the first task's) and must give the same.
      */
     @Test
+    @Tag("gpu")
     void gpuReadingAheadWritesTheSameBytes() throws IOException {
         String reason = dev.lightning.attention.engine.cuda.CudaBackend.unavailableReason();
         if (reason != null) {

@@ -18,6 +18,7 @@ import org.apache.spark.sql.RowFactory;
 import org.apache.spark.sql.SparkSession;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -50,6 +51,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * against the same run on the CPU backend. Skipped, with a message saying why, where no GPU is
  * usable ({@code --backend gpu} refuses to run there).
  */
+@Tag("gpu")
 class TablesGpuTest {
 
     /** Per test rather than per class, so that the report counts each test as skipped, with the reason. */

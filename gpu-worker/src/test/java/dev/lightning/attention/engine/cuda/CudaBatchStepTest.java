@@ -9,6 +9,7 @@ import dev.lightning.attention.engine.StateStore;
 import dev.lightning.attention.tensor.DType;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Assumptions;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
@@ -25,6 +26,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * two steps against one over the concatenation, and the GPU backend's forward per sequence.
  * Skipped, with a message saying why, where no GPU is usable.
  */
+@Tag("gpu")
 class CudaBatchStepTest {
     static final double TOLERANCE = 1e-5;
 

@@ -17,6 +17,7 @@ import dev.lightning.attention.tensor.TokenTensor;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
@@ -34,6 +35,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * the job's limits for that dtype (F32 1e-5, F16 2e-3, BF16 6e-3); states, float32 everywhere, to
  * 1e-5. Skipped, with a message saying why, where no GPU is usable.
  */
+@Tag("gpu")
 class GpuBackendTest {
     private static CudaBackend tensorCores;
     /** The tensor-core backend kept to the portable (mma.sync) kernels, also on a Hopper GPU. */

@@ -11,6 +11,7 @@ import dev.lightning.attention.tensor.TokenTensor;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
@@ -42,6 +43,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * roundoff 2^-9), 2^-11 for F16, 0 for F32, where the tolerance is the job's 1e-5. On the H200
  * (bench/softmax_peer.py, the same cases) BF16 errors were at most 1.6e-3, F16 1.8e-4, F32 1.6e-7.
  */
+@Tag("gpu")
 class GpuSoftmaxTest {
     private static SoftmaxBackend gpu;
     /** The same kept to the portable (mma.sync) kernels, also on a Hopper GPU. */

@@ -3,6 +3,7 @@ package dev.lightning.attention.engine.cuda;
 import dev.lightning.attention.engine.cuda.DeviceAllocator.Buffer;
 import jcuda.Pointer;
 import jcuda.driver.CUdeviceptr;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
 import java.nio.ByteBuffer;
@@ -250,6 +251,7 @@ class HostBlocksTest {
      * as from the heap); close() leaves no block taken. Skipped without a GPU.
      */
     @Test
+    @Tag("gpu")
     void gpuBackendsInARowShareTheirBlocks() {
         String reason = CudaBackend.unavailableReason();
         if (reason != null) {

@@ -12,6 +12,7 @@ import dev.lightning.attention.tensor.TokenTensor;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
@@ -36,6 +37,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * where no GPU is usable. Run with assertions on: the allocator's leak check then fails close()
  * on a registration left behind.
  */
+@Tag("gpu")
 class HostPathGpuTest {
     private static CudaBackend gpu;
     /** The staging threads and the host stages of {@link #gpu}. */

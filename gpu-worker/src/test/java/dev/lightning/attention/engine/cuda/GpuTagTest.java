@@ -1,0 +1,55 @@
+package dev.lightning.attention.engine.cuda;
+
+import org.junit.jupiter.api.Test;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.stream.Stream;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The GPU tests are the ones tagged "gpu", and {@code bin/gpu-check} runs the tag, not a list of
+ * classes. Its list had gone stale: on 2026-12-05 it left out the softmax, batch-step, host-window,
+ * host-block and read-ahead tests, which ran on a GPU only when someone ran them by hand. So a
+ * test that skips itself where no GPU is usable must carry the tag, or the GPU machine never runs it.
+ */
+class GpuTagTest {
+    private static final Path ROOT = Path.of(System.getProperty("maven.multiModuleProjectDirectory", ".."));
+
+    @Test
+    void everyTestThatSkipsWithoutAGpuIsTaggedGpu() throws IOException {
+        List<Path> sources;
+        try (Stream<Path> files = Files.walk(ROOT.resolve("gpu-worker/src/test/java"))) {
+            sources = files.filter(p -> p.toString().endsWith(".java"))
+                    .filter(p -> !p.endsWith("GpuTagTest.java")) // this file names what it looks for
+                    .sorted().toList();
+        }
+        int gpuTests = 0;
+        for (Path p : sources) {
+            String text = Files.readString(p);
+            // CudaBackend.unavailableReason() or Backends.gpuUnavailableReason(), then an assumption
+            boolean skipsWithoutGpu = text.matches("(?s).*[uU]navailableReason\\(\\).*") && text.contains("assumeTrue(");
+            if (skipsWithoutGpu) {
+                gpuTests++;
+                assertTrue(text.contains("@Tag(\"gpu\")"), p + " skips itself where no GPU is usable, so it has "
+                        + "cases for a GPU machine; tag the class (or the GPU cases) @Tag(\"gpu\") so that bin/gpu-check runs it");
+            }
+        }
+        // the eight classes of 2026-12-05; fewer means the test above stopped seeing them
+        assertTrue(gpuTests >= 8, "found " + gpuTests + " test classes that skip without a GPU, expected at least 8");
+    }
+
+    @Test
+    void gpuCheckRunsTheTagNotAList() throws IOException {
+        String script = Files.readString(ROOT.resolve("bin/gpu-check"));
+        assertTrue(script.contains("--include-tag gpu"), "bin/gpu-check runs the GPU tests by their tag from a bundle");
+        assertTrue(script.contains("-Dgroups=gpu"), "bin/gpu-check runs the GPU tests by their tag with Maven");
+        assertFalse(script.contains("--select-class"), "bin/gpu-check lists no test classes of its own");
+        assertEquals(-1, script.indexOf("-Dtest="), "bin/gpu-check lists no test classes of its own");
+    }
+}
