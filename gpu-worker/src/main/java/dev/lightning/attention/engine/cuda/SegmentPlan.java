@@ -54,7 +54,10 @@ record SegmentPlan(int segments, int segTokens, int every, int subTokens, int lo
      * {@link #maxStates} of them) and a scan step. Nor do they pay in time: on the H200 cuts into 3 to 4
      * whole waves (H = 40, 48, 56 at T = 2^20, D = 128) took 0.996x to 1.064x the time of the plans this bound
      * gives, a full GPU moving about the bytes a second a partly idle one does at the card's power
-     * limit (BENCHMARKS.md, "Cuts that fill whole waves", session 10).
+     * limit (BENCHMARKS.md, "Cuts that fill whole waves", session 10). Pass 1 alone in more waves neither:
+     * H = 96's lead in 4 to 11 sub-segments (3 to 8 waves) and H = 48's pass 1 in 8 or 11 ran 0.979x to 1.000x
+     * the plans this bound gives, inside the 1.4% to 2.8% by which the same plan timed against itself varied,
+     * where the model put them 1.4% to 3.3% ahead (BENCHMARKS.md, "Pass 1 in more waves, not kept", 2026-12-05).
      */
     static final int MAX_WAVES = 2;
     /**
