@@ -17,6 +17,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * classes. Its list had gone stale: on 2026-12-05 it left out the softmax, batch-step, host-window,
  * host-block and read-ahead tests, which ran on a GPU only when someone ran them by hand. So a
  * test that skips itself where no GPU is usable must carry the tag, or the GPU machine never runs it.
+ * The check reads files, not methods: where a class tags one case rather than itself (HostBlocksTest,
+ * PieceWorkReadAheadTest), a second GPU case added there needs its own tag, which this does not see.
  */
 class GpuTagTest {
     private static final Path ROOT = Path.of(System.getProperty("maven.multiModuleProjectDirectory", ".."));
