@@ -9,8 +9,9 @@
 #                          bundle on the class path (a checkout's gpu-worker/src/main/resources: its PTX)
 #   device_tests SECONDS SUFFIX CLASS...
 #   device_tests SECONDS SUFFIX --include-tag TAG
-#                          runs those test classes (or the bundle's test classes and cases tagged TAG) with assertions on (the allocators' leak checks) into
-#                          $L-SUFFIX.log, bounded by SECONDS, and prints the exit status and the summary
+#                          runs those test classes (or the bundle's test classes and cases tagged TAG) with
+#                          assertions on (the allocators' leak checks) into $L-SUFFIX.log, bounded by SECONDS,
+#                          and prints the exit status and the summary
 device_setup() {
   local dir tag
   dir="$(cd "${1:?device_setup DIR TAG}" && pwd)"; tag="${2:?device_setup DIR TAG}"
