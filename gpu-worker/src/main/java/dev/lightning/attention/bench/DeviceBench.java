@@ -120,14 +120,17 @@ public final class DeviceBench {
                 // through the two-pass path (pass 1 + scan + pass 2), as a split sequence is computed.
                 for (int forced : new int[] {1, 2}) {
                     hooks.minSegments(forced);
+                    long from = System.currentTimeMillis();
                     float ms = hooks.timeResident(spec, DType.BF16, t, runs);
+                    long to = System.currentTimeMillis();
                     int segments = hooks.lastSegments();
                     // bytes the passes must move: q, k, v read and o written; k, v again for the tokens
                     // pass 1 covers (all but the last segment)
                     double bytes = 4 * elements * 2 + 2 * elements * 2 * hooks.lastPass1Tokens() / t;
                     System.out.printf(Locale.ROOT, "RESULT %s T=%d H=%d D=%d ms=%.3f tokens_per_s=%.4g copy_share=%.3f "
-                                    + "segments=%d kernels=%s plan=%s%n", forced == 1 ? "ours" : "ours-two-pass", t, h, d,
-                            ms, t / (ms / 1e3), bytes / (ms / 1e3) / copy, segments, hooks.lastKernels(), hooks.lastPlan());
+                                    + "segments=%d kernels=%s plan=%s%s%n", forced == 1 ? "ours" : "ours-two-pass", t, h,
+                            d, ms, t / (ms / 1e3), bytes / (ms / 1e3) / copy, segments, hooks.lastKernels(),
+                            hooks.lastPlan(), wall(from, to));
                 }
                 hooks.minSegments(1);
                 if (d <= 64 && !"none".equals(plans)) {
@@ -291,46 +294,74 @@ public final class DeviceBench {
         AttentionSpec normalized = mha.withFeatureMap(FeatureMap.ELU1).withNormalization(1e-5);
         check(hooks, gqa, 16384);
         check(hooks, normalized, 16384);
-        float plain = time(hooks, mha, t, runs);
+        Timed plain = time(hooks, mha, t, runs);
         String plainKernels = hooks.lastKernels();
-        float grouped = time(hooks, gqa, t, runs);
+        Timed grouped = time(hooks, gqa, t, runs);
         String groupedKernels = hooks.lastKernels();
-        float norm = time(hooks, normalized, t, runs);
+        Timed norm = time(hooks, normalized, t, runs);
         String normKernels = hooks.lastKernels();
         System.out.printf(Locale.ROOT, "RESULT variant gqa T=%d Hq=64 Hk=8 Hv=8 D=%d ms=%.3f repeated_heads_ms=%.3f "
-                + "speedup=%.2fx kernels=%s,%s%n", t, d, grouped, plain, plain / grouped, groupedKernels, plainKernels);
+                + "speedup=%.2fx kernels=%s,%s%s%n", t, d, grouped.ms, plain.ms, plain.ms / grouped.ms, groupedKernels,
+                plainKernels, grouped.wall() + plain.plainWall());
         System.out.printf(Locale.ROOT, "RESULT variant normalized-elu1 T=%d H=64 D=%d ms=%.3f plain_ms=%.3f "
-                + "cost=%+.1f%% kernels=%s,%s%n", t, d, norm, plain, 100 * (norm / plain - 1), normKernels, plainKernels);
+                + "cost=%+.1f%% kernels=%s,%s%s%n", t, d, norm.ms, plain.ms, 100 * (norm.ms / plain.ms - 1), normKernels,
+                plainKernels, norm.wall() + plain.plainWall());
         // Each part alone, to see where a variant's time goes.
         String[] names = {"elu1", "relu", "normalized-identity"};
         AttentionSpec[] parts = {mha.withFeatureMap(FeatureMap.ELU1), mha.withFeatureMap(FeatureMap.RELU),
                 mha.withNormalization(1e-5)};
         for (int i = 0; i < parts.length; i++) {
-            float ms = time(hooks, parts[i], t, runs);
+            Timed part = time(hooks, parts[i], t, runs);
             System.out.printf(Locale.ROOT, "RESULT variant %s T=%d H=64 D=%d ms=%.3f plain_ms=%.3f cost=%+.1f%% "
-                    + "kernels=%s%n", names[i], t, d, ms, plain, 100 * (ms / plain - 1), hooks.lastKernels());
+                    + "kernels=%s%s%n", names[i], t, d, part.ms, plain.ms, 100 * (part.ms / plain.ms - 1),
+                    hooks.lastKernels(), part.wall() + plain.plainWall());
         }
         // The same on the portable mma.sync kernels (what GPUs other than Hopper run).
         hooks.hopperKernels(false);
         try {
-            float portablePlain = time(hooks, mha, t, runs);
+            Timed portablePlain = time(hooks, mha, t, runs);
             for (int i = 0; i < parts.length + 1; i++) {
                 AttentionSpec spec = i < parts.length ? parts[i] : normalized;
                 String name = i < parts.length ? names[i] : "normalized-elu1";
-                float ms = time(hooks, spec, t, runs);
+                Timed part = time(hooks, spec, t, runs);
                 System.out.printf(Locale.ROOT, "RESULT variant portable %s T=%d H=64 D=%d ms=%.3f plain_ms=%.3f "
-                        + "cost=%+.1f%% kernels=%s%n", name, t, d, ms, portablePlain, 100 * (ms / portablePlain - 1),
-                        hooks.lastKernels());
+                        + "cost=%+.1f%% kernels=%s%s%n", name, t, d, part.ms, portablePlain.ms,
+                        100 * (part.ms / portablePlain.ms - 1), hooks.lastKernels(),
+                        part.wall() + portablePlain.plainWall());
             }
         } finally {
             hooks.hopperKernels(true);
         }
     }
 
-    private static float time(BenchHooks hooks, AttentionSpec spec, int t, int runs) {
+    /**
+     * " wall_ms=FROM-TO": the wall-clock interval (epoch ms) of a timing, its warm-up included, so that
+     * bench/table.py can read the GPU's clock and power in that interval from nvidia-smi's samples
+     * (bin/gpu-check takes them): at the H200's power limit a run's clock, which varies between
+     * machines, sets its share of the copy bandwidth.
+     */
+    static String wall(long from, long to) {
+        return " wall_ms=" + from + "-" + to;
+    }
+
+    /** A median time and the wall-clock interval (epoch ms) it was taken in. */
+    private record Timed(float ms, long from, long to) {
+        String wall() {
+            return DeviceBench.wall(from, to);
+        }
+
+        /** The same interval as the plain run's a variant line compares with: " plain_wall_ms=FROM-TO". */
+        String plainWall() {
+            return " plain" + wall().substring(1);
+        }
+    }
+
+    private static Timed time(BenchHooks hooks, AttentionSpec spec, int t, int runs) {
         hooks.prepareResident(spec, DType.BF16, t, 7);
         try {
-            return hooks.timeResident(spec, DType.BF16, t, runs);
+            long from = System.currentTimeMillis();
+            float ms = hooks.timeResident(spec, DType.BF16, t, runs);
+            return new Timed(ms, from, System.currentTimeMillis());
         } finally {
             hooks.releaseBuffers();
         }
