@@ -1,44 +1,20 @@
 #!/usr/bin/env python3
 """The short table bin/gpu-check prints last, from the RESULT lines of its logs."""
-import datetime
 import os
 import re
-import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from plots import BIGCHECK, WRONG  # noqa: E402  (one statement of fla's checked line and of "wrong")
+import gpu_samples  # noqa: E402
 
 ours, fla, lines, kernels, host, wrong, grouped = {}, {}, [], set(), [], {}, {}
-# nvidia-smi's samples (bin/gpu-check: timestamp, SM clock MHz, power W, temperature C, power limit W), read from
-# a file named *smi.log; a RESULT line's "wall_ms=FROM-TO" (epoch ms, DeviceBench) picks the samples of its timing
+# nvidia-smi's samples while DeviceBench timed (bin/gpu-check's smi.log), for each timing's clock and power
 samples = []
-
-
-def read_samples(text):
-    for row in text.splitlines():
-        f = [x.strip() for x in row.split(",")]
-        try:  # the machine's local time, as Java's epoch milliseconds were taken on the same machine
-            t = datetime.datetime.strptime(f[0], "%Y/%m/%d %H:%M:%S.%f").timestamp() * 1e3
-            samples.append((t, float(f[1]), float(f[2]), float(f[3])))
-        except (ValueError, IndexError):
-            continue  # "[N/A]", or not a sample
-
-
-def gpu_state(line, key="wall_ms"):
-    """'1740 MHz, 699 W, 61 C': the median clock, power and temperature sampled in the line's interval."""
-    w = re.search(r"(?:^| )" + key + r"=(\d+)-(\d+)", line)
-    inside = [s for s in samples if w and int(w[1]) <= s[0] <= int(w[2])]
-    if not inside:
-        return None
-    med = [statistics.median(s[i] for s in inside) for i in (1, 2, 3)]
-    return f"{med[0]:.0f} MHz, {med[1]:.0f} W, {med[2]:.0f} C"
-
-
 for path in sys.argv[1:]:
     if path.endswith("smi.log"):
         try:
-            read_samples(open(path).read())
+            samples += gpu_samples.read(open(path).read())
         except OSError:
             pass
 for path in sys.argv[1:]:
@@ -73,12 +49,14 @@ for path in sys.argv[1:]:
             if m[1] == "fla":
                 fla[key] = (float(m[5]), float(m[6]), None)
             else:
-                ours.setdefault(key, {})[m[1]] = (float(m[5]), float(m[6]), m[7], m[8], gpu_state(line))
+                ours.setdefault(key, {})[m[1]] = (float(m[5]), float(m[6]), m[7], m[8],
+                                                   gpu_samples.describe(gpu_samples.state(samples, line)))
                 if m[9]:
                     kernels.add(m[9])
         elif line.startswith("RESULT") or re.search(r"\d+ passed, \d+ failed|tests (successful|failed)", line):
-            own, plain = gpu_state(line), gpu_state(line, "plain_wall_ms")
-            line = re.sub(r" (plain_)?wall_ms=\d+-\d+", "", line.replace("RESULT ", ""))
+            own = gpu_samples.describe(gpu_samples.state(samples, line))
+            plain = gpu_samples.describe(gpu_samples.state(samples, line, "plain_wall_ms"))
+            line = gpu_samples.strip(line.replace("RESULT ", ""))
             if own:
                 line += f" (GPU while timed: {own}" + (f"; plain: {plain}" if plain else "") + ")"
             lines.append(line)

@@ -1,0 +1,39 @@
+#!/usr/bin/env python3
+"""Each timed shape of a DeviceBench log beside the GPU's clock, power and temperature while it ran.
+
+  python3 bench/clock_share.py DEVICEBENCH_LOG SMI_LOG
+
+One row a "RESULT ours" or "ours-two-pass" line (DeviceBench prints each with its wall-clock interval; the smi
+log is nvidia-smi's samples, bench/gpu_samples.py), then, per shape timed three times or more, the least-squares
+line of its share of the copy bandwidth against the SM clock: at the H200's power limit the clock a run gets
+(which differs between machines and with the card's temperature) is what its share follows, or not.
+"""
+import os
+import re
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gpu_samples  # noqa: E402
+
+samples = gpu_samples.read(open(sys.argv[2]).read())
+rows = {}
+print("| line | T | H | D | ms | share of copy bandwidth | SM clock MHz | power W | temp. C | samples |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+for line in open(sys.argv[1]).read().splitlines():
+    m = re.match(r"RESULT (ours-two-pass|ours) T=(\d+) H=(\d+) D=(\d+) ms=([\d.]+) .*copy_share=([\d.]+)", line)
+    if not m:
+        continue
+    st = gpu_samples.state(samples, line)
+    cells = [f"{st[0]:.0f}", f"{st[1]:.0f}", f"{st[2]:.0f}", str(st[3])] if st else ["-"] * 4
+    print(f"| {m[1]} | {int(m[2]):,} | {m[3]} | {m[4]} | {m[5]} | {m[6]} | " + " | ".join(cells) + " |")
+    if st:
+        rows.setdefault((int(m[2]), int(m[3]), int(m[4])), []).append((st[0], float(m[6])))
+for key, pts in sorted(rows.items()):
+    if len(pts) < 3 or len({c for c, _ in pts}) < 2:
+        continue
+    n = len(pts)
+    mc, ms = sum(c for c, _ in pts) / n, sum(s for _, s in pts) / n
+    slope = sum((c - mc) * (s - ms) for c, s in pts) / sum((c - mc) ** 2 for c, _ in pts)
+    print(f"T={key[0]:,} H={key[1]} D={key[2]}: {n} timings, clock {min(c for c, _ in pts):.0f} to "
+          f"{max(c for c, _ in pts):.0f} MHz, share {min(s for _, s in pts):.3f} to {max(s for _, s in pts):.3f}; "
+          f"share = {ms:.3f} {slope * 100:+.4f} per 100 MHz from {mc:.0f} MHz")
