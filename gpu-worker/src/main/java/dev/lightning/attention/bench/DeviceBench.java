@@ -109,56 +109,16 @@ public final class DeviceBench {
                 }
             }
             check(hooks, 4100, 3, 72, 40);
+            boolean shapeFailed = false;
             for (String shape : "none".equals(shapes) ? new String[0] : shapes.split(",")) {
-                String[] p = shape.split("x");
-                int t = Integer.parseInt(p[0]);
-                int h = Integer.parseInt(p[1]);
-                int d = Integer.parseInt(p[2]);
-                AttentionSpec spec = resident(hooks, t, h, d);
-                double elements = (double) t * h * d;
-                // As the backend runs it (segments only where heads leave the GPU idle), and forced
-                // through the two-pass path (pass 1 + scan + pass 2), as a split sequence is computed.
-                for (int forced : new int[] {1, 2}) {
-                    hooks.minSegments(forced);
-                    long from = System.currentTimeMillis();
-                    float ms = hooks.timeResident(spec, DType.BF16, t, runs);
-                    long to = System.currentTimeMillis();
-                    int segments = hooks.lastSegments();
-                    // bytes the passes must move: q, k, v read and o written; k, v again for the tokens
-                    // pass 1 covers (all but the last segment)
-                    double bytes = 4 * elements * 2 + 2 * elements * 2 * hooks.lastPass1Tokens() / t;
-                    System.out.printf(Locale.ROOT, "RESULT %s T=%d H=%d D=%d ms=%.3f tokens_per_s=%.4g copy_share=%.3f "
-                                    + "segments=%d kernels=%s plan=%s%s%n", forced == 1 ? "ours" : "ours-two-pass", t, h,
-                            d, ms, t / (ms / 1e3), bytes / (ms / 1e3) / copy, segments, hooks.lastKernels(),
-                            hooks.lastPlan(), wall(from, to));
+                try {
+                    timeShape(hooks, shape, runs, copy, plans);
+                } catch (RuntimeException e) { // one shape that does not fit, say, is reported and the others still run
+                    System.out.println("RESULT shape-failed " + shape + ": " + e);
+                    hooks.minSegments(1);
+                    hooks.releaseBuffers();
+                    shapeFailed = true;
                 }
-                hooks.minSegments(1);
-                if (d <= 64 && !"none".equals(plans)) {
-                    // the Hopper kernels on a narrow head (they pad Dk to 128 and use one of their two
-                    // column halves): timing only, to compare with the mma.sync kernels' line above
-                    hooks.hopperAnyWidth(true);
-                    try {
-                        float ms = hooks.timeResident(spec, DType.BF16, t, runs);
-                        double bytes = 4 * elements * 2 + 2 * elements * 2 * hooks.lastPass1Tokens() / t;
-                        System.out.printf(Locale.ROOT, "RESULT hopper-padded T=%d H=%d D=%d ms=%.3f copy_share=%.3f "
-                                + "plan=%s kernels=%s%n", t, h, d, ms, bytes / (ms / 1e3) / copy, hooks.lastPlan(),
-                                hooks.lastKernels());
-                    } finally {
-                        hooks.hopperAnyWidth(false);
-                    }
-                }
-                for (String forced : plansFor(plans, h)) {
-                    force(hooks, forced);
-                    try {
-                        float ms = hooks.timeResident(spec, DType.BF16, t, runs);
-                        double bytes = 4 * elements * 2 + 2 * elements * 2 * hooks.lastPass1Tokens() / t;
-                        System.out.printf(Locale.ROOT, "RESULT plan T=%d H=%d D=%d ms=%.3f copy_share=%.3f plan=%s "
-                                + "kernels=%s%n", t, h, d, ms, bytes / (ms / 1e3) / copy, hooks.lastPlan(), hooks.lastKernels());
-                    } finally {
-                        hooks.forcePlan(0, 0);
-                    }
-                }
-                hooks.releaseBuffers();
             }
             if (!"none".equals(ab)) {
                 for (String entry : ab.split(",")) {
@@ -180,7 +140,66 @@ public final class DeviceBench {
                 hostPath(backend, hooks, Integer.parseInt(p[0]), Integer.parseInt(p[1]), Integer.parseInt(p[2]),
                         Math.max(1, Math.min(runs, 5)));
             }
+            if (shapeFailed) {
+                throw new IllegalStateException("a timed shape failed (its \"RESULT shape-failed\" line says why)");
+            }
         }
+    }
+
+    /**
+     * One shape of {@code --shapes}: as the backend runs it and through the two-pass path ("RESULT ours" and
+     * "ours-two-pass"), then the Hopper kernels padded and the plans of {@code --plans} where they apply.
+     */
+    private static void timeShape(BenchHooks hooks, String shape, int runs, double copy, String plans) {
+        String[] p = shape.split("x");
+        int t = Integer.parseInt(p[0]);
+        int h = Integer.parseInt(p[1]);
+        int d = Integer.parseInt(p[2]);
+        AttentionSpec spec = resident(hooks, t, h, d);
+        double elements = (double) t * h * d;
+        // As the backend runs it (segments only where heads leave the GPU idle), and forced
+        // through the two-pass path (pass 1 + scan + pass 2), as a split sequence is computed.
+        for (int forced : new int[] {1, 2}) {
+            hooks.minSegments(forced);
+            long from = System.currentTimeMillis();
+            float ms = hooks.timeResident(spec, DType.BF16, t, runs);
+            long to = System.currentTimeMillis();
+            int segments = hooks.lastSegments();
+            // bytes the passes must move: q, k, v read and o written; k, v again for the tokens
+            // pass 1 covers (all but the last segment)
+            double bytes = 4 * elements * 2 + 2 * elements * 2 * hooks.lastPass1Tokens() / t;
+            System.out.printf(Locale.ROOT, "RESULT %s T=%d H=%d D=%d ms=%.3f tokens_per_s=%.4g copy_share=%.3f "
+                            + "segments=%d kernels=%s plan=%s%s%n", forced == 1 ? "ours" : "ours-two-pass", t, h,
+                    d, ms, t / (ms / 1e3), bytes / (ms / 1e3) / copy, segments, hooks.lastKernels(),
+                    hooks.lastPlan(), wall(from, to));
+        }
+        hooks.minSegments(1);
+        if (d <= 64 && !"none".equals(plans)) {
+            // the Hopper kernels on a narrow head (they pad Dk to 128 and use one of their two
+            // column halves): timing only, to compare with the mma.sync kernels' line above
+            hooks.hopperAnyWidth(true);
+            try {
+                float ms = hooks.timeResident(spec, DType.BF16, t, runs);
+                double bytes = 4 * elements * 2 + 2 * elements * 2 * hooks.lastPass1Tokens() / t;
+                System.out.printf(Locale.ROOT, "RESULT hopper-padded T=%d H=%d D=%d ms=%.3f copy_share=%.3f "
+                        + "plan=%s kernels=%s%n", t, h, d, ms, bytes / (ms / 1e3) / copy, hooks.lastPlan(),
+                        hooks.lastKernels());
+            } finally {
+                hooks.hopperAnyWidth(false);
+            }
+        }
+        for (String forced : plansFor(plans, h)) {
+            force(hooks, forced);
+            try {
+                float ms = hooks.timeResident(spec, DType.BF16, t, runs);
+                double bytes = 4 * elements * 2 + 2 * elements * 2 * hooks.lastPass1Tokens() / t;
+                System.out.printf(Locale.ROOT, "RESULT plan T=%d H=%d D=%d ms=%.3f copy_share=%.3f plan=%s "
+                        + "kernels=%s%n", t, h, d, ms, bytes / (ms / 1e3) / copy, hooks.lastPlan(), hooks.lastKernels());
+            } finally {
+                hooks.forcePlan(0, 0);
+            }
+        }
+        hooks.releaseBuffers();
     }
 
     /** The benchmark's spec for T x H x D (MiniMax slopes, chunk 64) with its BF16 window made resident. */
