@@ -161,17 +161,12 @@ public final class DeviceBench {
         // through the two-pass path (pass 1 + scan + pass 2), as a split sequence is computed.
         for (int forced : new int[] {1, 2}) {
             hooks.minSegments(forced);
-            long from = System.currentTimeMillis();
-            float ms = hooks.timeResident(spec, DType.BF16, t, runs);
-            long to = System.currentTimeMillis();
-            int segments = hooks.lastSegments();
-            // bytes the passes must move: q, k, v read and o written; k, v again for the tokens
-            // pass 1 covers (all but the last segment)
-            double bytes = 4 * elements * 2 + 2 * elements * 2 * hooks.lastPass1Tokens() / t;
+            Timed timed = timed(hooks, spec, t, runs);
+            float ms = timed.ms;
             System.out.printf(Locale.ROOT, "RESULT %s T=%d H=%d D=%d ms=%.3f tokens_per_s=%.4g copy_share=%.3f "
                             + "segments=%d kernels=%s plan=%s%s%n", forced == 1 ? "ours" : "ours-two-pass", t, h,
-                    d, ms, t / (ms / 1e3), bytes / (ms / 1e3) / copy, segments, hooks.lastKernels(),
-                    hooks.lastPlan(), wall(from, to));
+                    d, ms, t / (ms / 1e3), passBytes(hooks, elements, t) / (ms / 1e3) / copy, hooks.lastSegments(),
+                    hooks.lastKernels(), hooks.lastPlan(), timed.wall());
         }
         hooks.minSegments(1);
         if (d <= 64 && !"none".equals(plans)) {
@@ -180,7 +175,7 @@ public final class DeviceBench {
             hooks.hopperAnyWidth(true);
             try {
                 float ms = hooks.timeResident(spec, DType.BF16, t, runs);
-                double bytes = 4 * elements * 2 + 2 * elements * 2 * hooks.lastPass1Tokens() / t;
+                double bytes = passBytes(hooks, elements, t);
                 System.out.printf(Locale.ROOT, "RESULT hopper-padded T=%d H=%d D=%d ms=%.3f copy_share=%.3f "
                         + "plan=%s kernels=%s%n", t, h, d, ms, bytes / (ms / 1e3) / copy, hooks.lastPlan(),
                         hooks.lastKernels());
@@ -192,7 +187,7 @@ public final class DeviceBench {
             force(hooks, forced);
             try {
                 float ms = hooks.timeResident(spec, DType.BF16, t, runs);
-                double bytes = 4 * elements * 2 + 2 * elements * 2 * hooks.lastPass1Tokens() / t;
+                double bytes = passBytes(hooks, elements, t);
                 System.out.printf(Locale.ROOT, "RESULT plan T=%d H=%d D=%d ms=%.3f copy_share=%.3f plan=%s "
                         + "kernels=%s%n", t, h, d, ms, bytes / (ms / 1e3) / copy, hooks.lastPlan(), hooks.lastKernels());
             } finally {
@@ -354,33 +349,45 @@ public final class DeviceBench {
     }
 
     /**
-     * " wall_ms=FROM-TO": the wall-clock interval (epoch ms) of a timing, its warm-up included, so that
-     * bench/table.py can read the GPU's clock and power in that interval from nvidia-smi's samples
-     * (bin/gpu-check takes them): at the H200's power limit a run's clock, which varies between
-     * machines, sets its share of the copy bandwidth.
+     * Bytes the passes of the last timed window must move, of a window of {@code elements} = T x H x D: q, k, v
+     * read and o written; k, v again for the tokens pass 1 covers (all but the last segment).
      */
-    static String wall(long from, long to) {
-        return " wall_ms=" + from + "-" + to;
+    private static double passBytes(BenchHooks hooks, double elements, int t) {
+        return 4 * elements * 2 + 2 * elements * 2 * hooks.lastPass1Tokens() / t;
     }
 
-    /** A median time and the wall-clock interval (epoch ms) it was taken in. */
+    /**
+     * A median time and the wall-clock interval (epoch ms) it was taken in, its warm-up included, which a
+     * RESULT line carries (" wall_ms=FROM-TO") so that bench/table.py can read the GPU's clock and power in it
+     * from nvidia-smi's samples (bin/gpu-check takes them): at the H200's power limit a run's clock, which
+     * varies between machines, sets its share of the copy bandwidth.
+     */
     private record Timed(float ms, long from, long to) {
         String wall() {
-            return DeviceBench.wall(from, to);
+            return interval("wall_ms");
         }
 
-        /** The same interval as the plain run's a variant line compares with: " plain_wall_ms=FROM-TO". */
+        /** The same for the plain run a variant line compares with: " plain_wall_ms=FROM-TO". */
         String plainWall() {
-            return " plain" + wall().substring(1);
+            return interval("plain_wall_ms");
         }
+
+        private String interval(String key) {
+            return " " + key + "=" + from + "-" + to;
+        }
+    }
+
+    /** The resident window of {@code spec} timed ({@link BenchHooks#timeResident}), with its interval. */
+    private static Timed timed(BenchHooks hooks, AttentionSpec spec, int t, int runs) {
+        long from = System.currentTimeMillis();
+        float ms = hooks.timeResident(spec, DType.BF16, t, runs);
+        return new Timed(ms, from, System.currentTimeMillis());
     }
 
     private static Timed time(BenchHooks hooks, AttentionSpec spec, int t, int runs) {
         hooks.prepareResident(spec, DType.BF16, t, 7);
         try {
-            long from = System.currentTimeMillis();
-            float ms = hooks.timeResident(spec, DType.BF16, t, runs);
-            return new Timed(ms, from, System.currentTimeMillis());
+            return timed(hooks, spec, t, runs);
         } finally {
             hooks.releaseBuffers();
         }
