@@ -5,8 +5,9 @@
 
 One row a "RESULT ours" or "ours-two-pass" line (DeviceBench prints each with its wall-clock interval; the smi
 log is nvidia-smi's samples, bench/gpu_samples.py), then, per shape timed three times or more, the least-squares
-line of its share of the copy bandwidth against the SM clock: at the H200's power limit the clock a run gets
-(which differs between machines and with the card's temperature) is what its share follows, or not.
+line of its share of the copy bandwidth against the SM clock. On 2026-12-05 (BENCHMARKS.md, "The first H100
+runs") it found none to speak of: 16 timings of T = 1M, H = 64 on an H200 at 1485 to 1628 MHz gave 0.740 to
+0.791 with a slope of -0.001 per 100 MHz, the H100's timings 0.94 to 0.98 whatever their clock.
 """
 import os
 import re

@@ -1,13 +1,16 @@
 """nvidia-smi's samples of the GPU while DeviceBench times, and the GPU's state in a timing's interval.
 
-bin/gpu-check samples `nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,temperature.gpu,power.limit
---format=csv,noheader,nounits -lms 100` into smi.log; DeviceBench's timed lines end in "wall_ms=FROM-TO"
+bin/gpu-check samples `nvidia-smi --query-gpu=timestamp,clocks.sm,POWER,temperature.gpu,power.limit
+--format=csv,noheader,nounits -lms 25` into smi.log (POWER: power.draw.instant where the driver has it, else
+power.draw); DeviceBench's timed lines end in "wall_ms=FROM-TO"
 (epoch ms, and "plain_wall_ms=..." for the plain run a variant is compared with). Both clocks are the same
 machine's, so nvidia-smi's local timestamps are read as local time.
 """
 import datetime
 import re
 import statistics
+
+MIN_SAMPLES = 5
 
 
 def read(text):
@@ -30,16 +33,17 @@ def interval(line, key="wall_ms"):
 
 
 def state(samples, line, key="wall_ms"):
-    """(median clock MHz, power W, temperature C, samples) in the line's interval, or None."""
+    """(median clock MHz, power W, temperature C, samples) in the line's interval, or None with fewer than
+    MIN_SAMPLES samples in it."""
     span = interval(line, key)
     inside = [s for s in samples if span and span[0] <= s[0] <= span[1]]
-    if not inside:
+    if len(inside) < MIN_SAMPLES:
         return None
     return tuple(statistics.median(s[i] for s in inside) for i in (1, 2, 3)) + (len(inside),)
 
 
 def describe(st):
-    return f"{st[0]:.0f} MHz, {st[1]:.0f} W, {st[2]:.0f} C" if st else None
+    return f"{st[0]:.0f} MHz, {st[1]:.0f} W, {st[2]:.0f} C, {st[3]} samples" if st else None
 
 
 def strip(line):

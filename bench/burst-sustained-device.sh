@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# One resident window timed in short bursts and sustained, with the GPU's clock and power sampled 40 times a second:
+# is a shape's share of the copy bandwidth a property of the kernels, or of how long the card has been busy (at the
+# 700 W limit its clock follows the power it has drawn) and of the warm-up before the timing?
+#   burst: DeviceBench with SHAPE five times at --runs 10 (gpu-check's count: 0.05 to 0.3 s a timing, after the
+#          shape's setup has left the GPU idle), "ours" then "ours-two-pass" (the same plan where H fills the GPU);
+#   sustained: SHAPE four times at --runs 80 (about 2 s a timing at T = 1M, H = 64).
+# bench/clock_share.py then lists each timing with its median clock, power and temperature.
+# Run on 2026-12-05 on an H100 (BENCHMARKS.md, "The first H100 runs"): the first timing of a process had been
+# up to 11% slow, the host's launch path not yet compiled after a one-window warm-up (BenchHooks.timeResident).
+# DIR: as bench/device-env.sh says. SHAPE: TxHxD, default T = 1M, H = 64, D = 128 (T = 512K on a card of less
+# than 120 GB). Logs: $OUT/DATE-h200-$LOG_TAG-{machine,burst,sustained,smi}.log (LOG_TAG default burst-sustained).
+#   OUT=OUTDIR bench/burst-sustained-device.sh DIR [SHAPE]
+set -uo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+. "$here/device-env.sh"
+device_setup "${1:?usage: OUT=OUTDIR bench/burst-sustained-device.sh DIR [SHAPE]}" "${LOG_TAG:-burst-sustained}"
+s="${2:-1048576x64x128}"
+if [[ -z "${2:-}" ]] && ! nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits | awk '{exit !($1 > 120000)}'; then
+  s=524288x64x128
+fi
+# power at the sample where the driver has it (power.draw is a one-second average: bench/gpu_samples.py)
+power=power.draw
+[[ "$(nvidia-smi --query-gpu=power.draw.instant --format=csv,noheader,nounits 2>/dev/null | head -n 1)" =~ ^[0-9.]+$ ]] \
+  && power=power.draw.instant
+nvidia-smi --query-gpu=timestamp,clocks.sm,$power,temperature.gpu,power.limit --format=csv,noheader,nounits -lms 25 \
+  > "$L-smi.log" 2>&1 &
+smi=$!
+bench=(java -Xmx24g -cp "$CP" dev.lightning.attention.bench.DeviceBench --checks none --variants none --host-shape none)
+timeout 120 "${bench[@]}" --shapes "$s,$s,$s,$s,$s" --runs 10 > "$L-burst.log" 2>&1; echo "burst rc=$?"
+sleep 2
+timeout 150 "${bench[@]}" --shapes "$s,$s,$s,$s" --runs 80 > "$L-sustained.log" 2>&1; echo "sustained rc=$?"
+kill "$smi"
+for f in burst sustained; do
+  echo "== $f ($power)"
+  python3 "$here/clock_share.py" "$L-$f.log" "$L-smi.log"
+done
