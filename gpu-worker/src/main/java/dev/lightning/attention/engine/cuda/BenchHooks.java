@@ -63,10 +63,11 @@ public final class BenchHooks {
         device.makeCurrent();
         Runnable window = () -> kernels.launchWindow(spec, dtype, n, true, pipeline.qDev[0], pipeline.kDev[0],
                 pipeline.vDev[0], pipeline.oDev[0], kernels.stateA, kernels.stateB, Kernels.CheckpointTarget.NONE);
-        // Warm-up: the modules' JIT and first touch, then the host's launch path compiled by the JVM. One window
-        // had been the warm-up; where a window launches many kernels (T = 1M, H = 8: 33 segments) the host then
-        // launched slower than the GPU ran: on an H100 (2026-12-05) the first 10 timed windows took 4.86 ms, the
-        // next ones 4.35 to 4.42 ms. Now windows until 100 ms have passed, 3 at least.
+        // Warm-up: the modules' JIT and first touch, and time for the JVM to compile the host's launch path. One
+        // window had been the warm-up; where a window launches many kernels (T = 1M, H = 8: 33 segments) the first
+        // timings then ran slow: on an H100 (2026-12-05) the first 10 timed windows took 4.86 ms, later ones 4.35
+        // to 4.42 ms (the host launching slower than the GPU ran, most likely: the GPU had run the same kernels in
+        // the warm-up). With windows until 100 ms have passed, 3 at least, the first timing took 4.345 ms.
         long until = System.nanoTime() + 100_000_000L;
         for (int i = 0; i < 3 || System.nanoTime() < until; i++) {
             window.run();
