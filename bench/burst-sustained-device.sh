@@ -16,22 +16,14 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$here/device-env.sh"
 device_setup "${1:?usage: OUT=OUTDIR bench/burst-sustained-device.sh DIR [SHAPE]}" "${LOG_TAG:-burst-sustained}"
 s="${2:-1048576x64x128}"
-if [[ -z "${2:-}" ]] && ! nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits | awk '{exit !($1 > 120000)}'; then
-  s=524288x64x128
-fi
-# power at the sample where the driver has it (power.draw is a one-second average: bench/gpu_samples.py)
-power=power.draw
-[[ "$(nvidia-smi --query-gpu=power.draw.instant --format=csv,noheader,nounits 2>/dev/null | head -n 1)" =~ ^[0-9.]+$ ]] \
-  && power=power.draw.instant
-nvidia-smi --query-gpu=timestamp,clocks.sm,$power,temperature.gpu,power.limit --format=csv,noheader,nounits -lms 25 \
-  > "$L-smi.log" 2>&1 &
-smi=$!
+[[ -z "${2:-}" ]] && (( $(gpu_mib) <= 120000 )) && s=524288x64x128
+smi_start "$L-smi.log"
 bench=(java -Xmx24g -cp "$CP" dev.lightning.attention.bench.DeviceBench --checks none --variants none --host-shape none)
 timeout 120 "${bench[@]}" --shapes "$s,$s,$s,$s,$s" --runs 10 > "$L-burst.log" 2>&1; echo "burst rc=$?"
 sleep 2
 timeout 150 "${bench[@]}" --shapes "$s,$s,$s,$s" --runs 80 > "$L-sustained.log" 2>&1; echo "sustained rc=$?"
-kill "$smi"
+kill "$SMI_PID"
 for f in burst sustained; do
-  echo "== $f ($power)"
+  echo "== $f ($SMI_POWER)"
   python3 "$here/clock_share.py" "$L-$f.log" "$L-smi.log"
 done

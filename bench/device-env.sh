@@ -1,4 +1,4 @@
-# Sourced by the bench/*-device.sh scripts: what every run on a GPU machine without Maven does first.
+# Sourced by the bench/*-device.sh scripts and bin/gpu-check: what every run on a GPU machine without Maven does first.
 # A carried DIR holds jre.tar.xz (bin/lean-runtime --jre: a jlinked Java 17) and bundle/ (bin/gpu-bundle:
 # classes and test-classes of gpu-worker and partitioner, bundle/lib: gpu-worker's runtime jars, and
 # junit-platform-console-standalone.jar).
@@ -12,6 +12,11 @@
 #                          runs those test classes (or the bundle's test classes and cases tagged TAG) with
 #                          assertions on (the allocators' leak checks) into $L-SUFFIX.log, bounded by SECONDS,
 #                          and prints the exit status and the summary
+#   gpu_mib                the first GPU's memory in MiB (0 without nvidia-smi or a reading)
+#   smi_start FILE         samples the first GPU's SM clock, power, temperature and power limit 40 times a second
+#                          into FILE (bench/gpu_samples.py reads it), the power at the sample where nvidia-smi
+#                          has that field (power.draw.instant; power.draw is a one-second average); sets SMI_PID
+#                          (empty without nvidia-smi) and SMI_POWER (the field read). bin/gpu-check uses both.
 device_setup() {
   local dir tag
   dir="$(cd "${1:?device_setup DIR TAG}" && pwd)"; tag="${2:?device_setup DIR TAG}"
@@ -34,4 +39,20 @@ device_tests() {
     execute --class-path "$CP" "${sel[@]}" --details=tree --disable-banner > "$L-$suffix.log" 2>&1
   echo "$suffix exit $?"
   grep -E "tests (successful|failed|skipped|aborted)|✘|Test run finished" "$L-$suffix.log" | head -30
+}
+
+gpu_mib() {
+  local v
+  v="$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits 2>/dev/null | head -n 1 | tr -d ' ')"
+  [[ "$v" =~ ^[0-9]+$ ]] && echo "$v" || echo 0
+}
+
+smi_start() {
+  SMI_PID="" SMI_POWER=power.draw
+  command -v nvidia-smi >/dev/null 2>&1 || return 0
+  [[ "$(nvidia-smi --query-gpu=power.draw.instant --format=csv,noheader,nounits 2>/dev/null | head -n 1)" =~ ^[0-9.]+$ ]] \
+    && SMI_POWER=power.draw.instant
+  nvidia-smi --query-gpu=timestamp,clocks.sm,$SMI_POWER,temperature.gpu,power.limit --format=csv,noheader,nounits \
+    -lms 25 > "${1:?smi_start FILE}" 2>&1 &
+  SMI_PID=$!
 }

@@ -24,7 +24,7 @@ device_setup "${1:?usage: OUT=OUTDIR bench/pass1-waves-device.sh DIR}" "${LOG_TA
 ab="524288x96x128:L2048x1,524288x96x128:L2048x4,524288x96x128:L2048x11,524288x96x128:L2048x7"
 ab="$ab,524288x48x128:2x5,524288x48x128:2x8,524288x48x128:2x11"
 shapes="524288x96x128,524288x48x128"
-if nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits | awk '{exit !($1 > 120000)}'; then
+if (( $(gpu_mib) > 120000 )); then
   ab="$ab,1048576x96x128:L4096x1,1048576x96x128:L4096x4,1048576x96x128:L4096x11,1048576x48x128:2x11"
   shapes="1048576x96x128,1048576x48x128,$shapes"
 fi
