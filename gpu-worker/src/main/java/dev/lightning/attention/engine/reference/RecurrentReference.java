@@ -58,6 +58,7 @@ public final class RecurrentReference implements AttentionBackend {
         double[] z = new double[dk];
         double[] qt = new double[dk];
         double[] kt = new double[dk];
+        double[] vt = new double[dv];
         double[] out = new double[dv];
         int nextCheckpoint = 0;
         for (int h = 0; h < heads; h++) {
@@ -73,11 +74,14 @@ public final class RecurrentReference implements AttentionBackend {
             }
             nextCheckpoint = 0;
             for (int t = 0; t < n; t++) {
+                for (int j = 0; j < dv; j++) {
+                    vt[j] = v.get(t, hv, j);
+                }
                 for (int i = 0; i < dk; i++) {
                     kt[i] = phi.apply((double) k.get(t, hk, i));
                     double ki = kt[i];
                     for (int j = 0; j < dv; j++) {
-                        s[i * dv + j] = lambda * s[i * dv + j] + ki * v.get(t, hv, j);
+                        s[i * dv + j] = lambda * s[i * dv + j] + ki * vt[j];
                     }
                     z[i] = lambda * z[i] + ki;
                 }
