@@ -1,9 +1,9 @@
 """nvidia-smi's samples of the GPU while DeviceBench times, and the GPU's state in a timing's interval.
 
-bin/gpu-check samples `nvidia-smi --query-gpu=timestamp,clocks.sm,POWER,temperature.gpu,power.limit
---format=csv,noheader,nounits -lms 25` into smi.log (POWER: power.draw.instant where the driver has it, else
-power.draw); DeviceBench's timed lines end in "wall_ms=FROM-TO"
-(epoch ms, and "plain_wall_ms=..." for the plain run a variant is compared with). Both clocks are the same
+bench/device-env.sh's smi_start (bin/gpu-check's smi.log) samples `nvidia-smi --query-gpu=timestamp,clocks.sm,
+POWER,temperature.gpu,power.limit --format=csv,noheader,nounits -lms 25` (POWER: power.draw.instant where the
+driver has it, else power.draw); DeviceBench's timed lines end in "wall_ms=FROM-TO" (epoch ms, and
+"plain_wall_ms=..." for the plain run a variant is compared with). Both clocks are the same
 machine's, so nvidia-smi's local timestamps are read as local time.
 """
 import datetime
