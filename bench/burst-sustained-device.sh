@@ -6,7 +6,7 @@
 #          shape's setup has left the GPU idle), "ours" then "ours-two-pass" (the same plan where H fills the GPU);
 #   sustained: SHAPE four times at --runs 80 (about 2 s a timing at T = 1M, H = 64).
 # bench/clock_share.py then lists each timing with its median clock, power and temperature.
-# Run on 2026-12-05 on an H100 (BENCHMARKS.md, "The first H100 runs"): the first timing of a process had been
+# Its commands were run by hand on 2026-12-05 on an H100 (BENCHMARKS.md, "The first H100 runs"): the first timing had been
 # up to 11% slow, the host's launch path not yet compiled after a one-window warm-up (BenchHooks.timeResident).
 # DIR: as bench/device-env.sh says. SHAPE: TxHxD, default T = 1M, H = 64, D = 128 (T = 512K on a card of less
 # than 120 GB). Logs: $OUT/DATE-h200-$LOG_TAG-{machine,burst,sustained,smi}.log (LOG_TAG default burst-sustained).
