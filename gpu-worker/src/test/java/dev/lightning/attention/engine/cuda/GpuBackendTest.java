@@ -322,10 +322,6 @@ class GpuBackendTest {
     }
 
     /**
-     * A failure in the middle of the pipeline (here the host cannot write o, after later slices were
-     * already enqueued) leaves nothing in flight that a later call could read or overwrite.
-     */
-    /**
      * DeviceBench checks large windows head by head (readResidentHead: a strided copy of one head's rows); each
      * head it reads must be that head of the whole tensor, for q, k, v (grouped: fewer k and v heads) and o,
      * with Dk != Dv, and a head past the tensor's count must be refused.
@@ -357,6 +353,10 @@ class GpuBackendTest {
         hooks.releaseBuffers();
     }
 
+    /**
+     * A failure in the middle of the pipeline (here the host cannot write o, after later slices were
+     * already enqueued) leaves nothing in flight that a later call could read or overwrite.
+     */
     @Test
     void aFailedWindowLeavesTheNextOneCorrect() {
         SplittableRandom rnd = new SplittableRandom(77);
