@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One segment against the chosen plans where the memory sets the pace (issue 13: 2.5x fla at H = 64). On an H100
-# (2026-12-05, BENCHMARKS.md "The first H100 runs") the chosen plans ran at 0.95 to 0.98 of the copy bandwidth for the
+# (2026-12-05, BENCHMARKS.md "The first H100 runs") the chosen plans ran at 0.95 to 0.98 of the copy bandwidth at T = 512K and 1M for the
 # bytes they move, and fla at 1.90x to 2.21x our time at H = 64: there the bytes decide. H = 64 heads make 64 forward
 # CTAs on 132 SMs, so SegmentPlan cuts the window into 2 segments and pass 1 reads k and v again for the first half of
 # the tokens: a quarter more bytes than q, k, v and o once (14.3 ms of copy time at T = 512K on the H100, against
