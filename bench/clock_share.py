@@ -12,11 +12,11 @@ an H200 at 1485 to 1628 MHz gave 0.740 to 0.791, a slope of -0.001 per 100 MHz, 
 whatever their clock. The pairs did: the first was ahead in 8 of 8 on the H200 (0.779 against 0.760).
 """
 import os
-import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gpu_samples  # noqa: E402
+from plots import TIMING, field  # noqa: E402
 
 samples = gpu_samples.read(open(sys.argv[2]).read())
 rows = {}
@@ -25,19 +25,20 @@ last = None
 print("| line | T | H | D | ms | share of copy bandwidth | SM clock MHz | power W | temp. C | samples |")
 print("|---|---|---|---|---|---|---|---|---|---|")
 for line in open(sys.argv[1]).read().splitlines():
-    m = re.match(r"RESULT (ours-two-pass|ours) T=(\d+) H=(\d+) D=(\d+) ms=([\d.]+) .*copy_share=([\d.]+)", line)
-    if not m:
+    m = TIMING.match(line)
+    share = field(line, "copy_share")
+    if not m or m[1] not in ("ours", "ours-two-pass") or share is None:
         continue
-    key, plan = (int(m[2]), int(m[3]), int(m[4])), re.search(r" plan=(\S+)", line)
-    here = (key, plan[1] if plan else None, float(m[6]))
+    key = (int(m[2]), int(m[3]), int(m[4]))
+    here = (key, field(line, "plan"), float(share))
     if m[1] == "ours-two-pass" and last and last[:2] == here[:2] and here[1]:
         pairs.setdefault(key, []).append((last[2], here[2]))
     last = here if m[1] == "ours" else None
     st = gpu_samples.state(samples, line)
     cells = [f"{st[0]:.0f}", f"{st[1]:.0f}", f"{st[2]:.0f}", str(st[3])] if st else ["-"] * 4
-    print(f"| {m[1]} | {int(m[2]):,} | {m[3]} | {m[4]} | {m[5]} | {m[6]} | " + " | ".join(cells) + " |")
+    print(f"| {m[1]} | {int(m[2]):,} | {m[3]} | {m[4]} | {m[5]} | {share} | " + " | ".join(cells) + " |")
     if st:
-        rows.setdefault(key, []).append((st[0], float(m[6])))
+        rows.setdefault(key, []).append((st[0], float(share)))
 for key, pts in sorted(rows.items()):
     if len(pts) < 3 or len({c for c, _ in pts}) < 2:
         continue

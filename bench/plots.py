@@ -25,7 +25,8 @@ import re
 import sys
 import textwrap
 
-# Lines DeviceBench, bench/fla_bench.py and bench/sweep.py print.
+# Lines DeviceBench, bench/fla_bench.py and bench/sweep.py print (bench/table.py and clock_share.py read TIMING,
+# GROUPED and a line's further fields, field(), from here too).
 TIMING = re.compile(r"RESULT (ours-two-pass|ours|fla|vllm) T=(\d+) H=(\d+) D=(\d+) ms=([\d.]+) tokens_per_s=([\d.e+-]+)")
 # fla in calls of fewer heads, where one call of the whole shape gives a wrong output (bench/fla_bench.py's grouped)
 GROUPED = re.compile(r"RESULT (fla-grouped) T=(\d+) H=(\d+) D=(\d+) groups=\S+ ms=([\d.]+) tokens_per_s=([\d.e+-]+)")
@@ -43,6 +44,13 @@ BIGCHECK = re.compile(r"RESULT bigcheck (fla) T=(\d+) H=(\d+) D=(\d+) heads=\S+ 
                       r"state_rel=([\d.e+-]+)")
 # a timed call whose output is further from float64 than this is wrong, not slow or fast (bf16 outputs: 2e-3 to 3e-3)
 WRONG = 1e-2
+
+
+def field(line, key):
+    """The value of a RESULT line's KEY=VALUE field (copy_share, segments, kernels, plan, groups...), or None."""
+    m = re.search(r"(?:^| )" + re.escape(key) + r"=(\S+)", line)
+    return m[1] if m else None
+
 LABELS = {"ours": "ours (as the backend runs it)", "ours-two-pass": "ours, two-pass path forced",
           "fla": "fla chunk_simple_gla (BF16)", "vllm": "vLLM MiniMax lightning_attention (float32 in and out)",
           "fla-grouped": "fla in calls of fewer heads, each within 2^31 elements (right output)"}

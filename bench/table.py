@@ -5,7 +5,7 @@ import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from plots import BIGCHECK, WRONG  # noqa: E402  (one statement of fla's checked line and of "wrong")
+from plots import BIGCHECK, GROUPED, TIMING, WRONG, field  # noqa: E402  (one statement of each line and of "wrong")
 import gpu_samples  # noqa: E402
 
 ours, fla, lines, kernels, host, wrong, grouped = {}, {}, [], set(), [], {}, {}
@@ -38,21 +38,21 @@ for path in sys.argv[1:]:
         w = BIGCHECK.match(line)
         if w and float(w[5]) > WRONG:  # fla's timed call returned a wrong output
             wrong[(int(w[2]), int(w[3]), int(w[4]))] = float(w[5])
-        g = re.match(r"RESULT fla-grouped T=(\d+) H=(\d+) D=(\d+) groups=(\S+) ms=([\d.]+)", line)
+        g = GROUPED.match(line)
         if g:  # fla in calls of fewer heads, where one call gives a wrong output
-            grouped[(int(g[1]), int(g[2]), int(g[3]))] = (float(g[5]), g[4])
+            grouped[(int(g[2]), int(g[3]), int(g[4]))] = (float(g[5]), field(line, "groups"))
             continue
-        m = re.match(r"RESULT (ours-two-pass|ours|fla) T=(\d+) H=(\d+) D=(\d+) ms=([\d.]+) tokens_per_s=([\d.e+]+)"
-                     r"(?: copy_share=([\d.]+))?(?: segments=(\d+))?(?: kernels=(\S+))?", line)
-        if m:
+        m = TIMING.match(line)
+        if m and m[1] != "vllm":
             key = (int(m[2]), int(m[3]), int(m[4]))
             if m[1] == "fla":
                 fla[key] = (float(m[5]), float(m[6]), None)
             else:
-                ours.setdefault(key, {})[m[1]] = (float(m[5]), float(m[6]), m[7], m[8],
+                ours.setdefault(key, {})[m[1]] = (float(m[5]), float(m[6]), field(line, "copy_share"),
+                                                   field(line, "segments"),
                                                    gpu_samples.describe(gpu_samples.state(samples, line)))
-                if m[9]:
-                    kernels.add(m[9])
+                if field(line, "kernels"):
+                    kernels.add(field(line, "kernels"))
         elif line.startswith("RESULT") or re.search(r"\d+ passed, \d+ failed|tests (successful|failed)", line):
             own = gpu_samples.describe(gpu_samples.state(samples, line))
             plain = gpu_samples.describe(gpu_samples.state(samples, line, "plain_wall_ms"))
