@@ -51,8 +51,9 @@ for path in sys.argv[1:]:
                 ours.setdefault(key, {})[m[1]] = (float(m[5]), float(m[6]), field(line, "copy_share"),
                                                    field(line, "segments"),
                                                    gpu_samples.describe(gpu_samples.state(samples, line)))
-                if field(line, "kernels"):
-                    kernels.add(field(line, "kernels"))
+                named = field(line, "kernels")
+                if named:
+                    kernels.add(named)
         elif line.startswith("RESULT") or re.search(r"\d+ passed, \d+ failed|tests (successful|failed)", line):
             own = gpu_samples.describe(gpu_samples.state(samples, line))
             plain = gpu_samples.describe(gpu_samples.state(samples, line, "plain_wall_ms"))

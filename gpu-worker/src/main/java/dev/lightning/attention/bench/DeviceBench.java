@@ -359,8 +359,8 @@ public final class DeviceBench {
     /**
      * A median time and the wall-clock interval (epoch ms) it was taken in, its warm-up included, which a
      * RESULT line carries (" wall_ms=FROM-TO") so that bench/table.py can read the GPU's clock and power in it
-     * from nvidia-smi's samples (bin/gpu-check takes them): at the H200's power limit a run's clock, which
-     * varies between machines, sets its share of the copy bandwidth.
+     * from nvidia-smi's samples (bin/gpu-check takes them). On 2026-12-05 the clock did not explain an H200's
+     * spread at its power limit; how long the GPU had been busy before a timing did (BENCHMARKS.md).
      */
     private record Timed(float ms, long from, long to) {
         String wall() {
