@@ -9,7 +9,7 @@
 # Its commands were run by hand on 2026-12-05 on an H100 (BENCHMARKS.md, "The first H100 runs"): the first timing had been
 # up to 11% slow, the host's launch path not yet compiled after a one-window warm-up (BenchHooks.timeResident).
 # DIR: as bench/device-env.sh says. SHAPE: TxHxD, default T = 1M, H = 64, D = 128 (T = 512K on a card of less
-# than 120 GB). Logs: $OUT/DATE-h200-$LOG_TAG-{machine,burst,sustained,smi}.log (LOG_TAG default burst-sustained).
+# than 120 GB). Logs: $OUT/DATE-CARD-$LOG_TAG-{machine,burst,sustained,smi}.log (LOG_TAG default burst-sustained).
 #   OUT=OUTDIR bench/burst-sustained-device.sh DIR [SHAPE]
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

@@ -4,7 +4,7 @@
 # junit-platform-console-standalone.jar).
 #   device_setup DIR TAG   unpacks the JRE (JAVA_HOME=/tmp/jre), sets B (the bundle), CP (its class path,
 #                          the JUnit launcher takes no wildcards) and L (the log prefix
-#                          $OUT/DATE-h200-TAG, OUT defaulting to a new temporary directory), and writes
+#                          $OUT/DATE-CARD-TAG, OUT defaulting to a new temporary directory), and writes
 #                          the machine's description to $L-machine.log; CLASSES_FIRST=DIR goes ahead of the
 #                          bundle on the class path (a checkout's gpu-worker/src/main/resources: its PTX)
 #   device_tests SECONDS SUFFIX CLASS...
@@ -13,6 +13,8 @@
 #                          assertions on (the allocators' leak checks) into $L-SUFFIX.log, bounded by SECONDS,
 #                          and prints the exit status and the summary
 #   gpu_mib                the first GPU's memory in MiB (0 without nvidia-smi or a reading)
+#   card_tag               CARD of the logs' names: h100 or h200 by the first GPU's name, else gpu (bench/plots.py
+#                          reads the H200's figures from *-h200-* logs alone)
 #   smi_start FILE         samples the first GPU's SM clock, power, temperature and power limit 40 times a second
 #                          into FILE (bench/gpu_samples.py reads it), the power at the sample where nvidia-smi
 #                          has that field (power.draw.instant; power.draw is a one-second average); sets SMI_PID
@@ -25,7 +27,7 @@ device_setup() {
   tar -C /tmp -xJf "$dir/jre.tar.xz" && export JAVA_HOME=/tmp/jre PATH=/tmp/jre/bin:$PATH
   B="$dir/bundle"
   CP="${CLASSES_FIRST:+$CLASSES_FIRST:}$B/classes:$B/test-classes:$(ls "$B"/lib/*.jar | tr '\n' ':')"
-  L="$out/$(date -u +%Y-%m-%d)-h200-$tag"
+  L="$out/$(date -u +%Y-%m-%d)-$(card_tag)-$tag"
   { date -u; nvidia-smi --query-gpu=name,driver_version,pcie.link.gen.current,pcie.link.width.current --format=csv
     nproc; free -g | head -2; lscpu | grep -E "Model name|NUMA node\(s\)"; } 2>&1 | tee "$L-machine.log"
 }
@@ -39,6 +41,14 @@ device_tests() {
     execute --class-path "$CP" "${sel[@]}" --details=tree --disable-banner > "$L-$suffix.log" 2>&1
   echo "$suffix exit $?"
   grep -E "tests (successful|failed|skipped|aborted)|✘|Test run finished" "$L-$suffix.log" | head -30
+}
+
+card_tag() {
+  case "$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1)" in
+    *H100*) echo h100 ;;
+    *H200*) echo h200 ;;
+    *) echo gpu ;;
+  esac
 }
 
 gpu_mib() {

@@ -2,7 +2,7 @@
 # Every GPU test of the engine in one run on a GPU machine without Maven, with assertions on (the
 # allocators' leak checks): the test classes and cases tagged "gpu" (GpuTagTest holds that every test
 # that skips itself where CUDA is not usable carries the tag), as bin/gpu-check selects them.
-# DIR: as bench/device-env.sh says. Logs: $OUT/DATE-h200-$LOG_TAG-*.log (LOG_TAG default gpu-tests).
+# DIR: as bench/device-env.sh says. Logs: $OUT/DATE-CARD-$LOG_TAG-*.log (LOG_TAG default gpu-tests).
 #   bench/gpu-tests-device.sh DIR [SECONDS]
 set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/device-env.sh"

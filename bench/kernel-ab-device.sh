@@ -3,7 +3,7 @@
 # checkout (its committed PTX is what the Java side loads),
 #   OUT=OUTDIR bash DIR/run.sh B [SECONDS]      the timing, then the Java checks of the checkout's module
 #   QUICK=1 OUT=OUTDIR bash DIR/run.sh          the timing only (candidates not yet in the checkout; no bundle)
-# with B a bundle directory (bench/device-env.sh). Logs $OUT/DATE-h200-${LOG_TAG:-ab}-*.log:
+# with B a bundle directory (bench/device-env.sh). Logs $OUT/DATE-CARD-${LOG_TAG:-ab}-*.log:
 #  1. norm_cost (16 rounds, --repeat 2): states kernel and forward, plain, normalized identity, elu1 and normalized
 #     elu1, T = 1M, H = 64, D = 128, bf16, every build of DIR held against float64 first; nvidia-smi samples meanwhile;
 #  2. fwd_cost (40 rounds): the plain forward and states kernel alone at H = 64 and H = 8; both tools' medians side by
@@ -19,7 +19,8 @@ bdir="${1:-}"
 budget=${2:-560}
 if [[ -n "$quick" ]]; then
   out="${OUT:?OUT must name the output directory}"; mkdir -p "$out"
-  L="$out/$(date -u +%Y-%m-%d)-h200-${LOG_TAG:-ab}"
+  . "$root/bench/device-env.sh"
+  L="$out/$(date -u +%Y-%m-%d)-$(card_tag)-${LOG_TAG:-ab}"
   { date -u; nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.limit --format=csv; } > "$L-machine.log" 2>&1
 else
   export CLASSES_FIRST="$root/gpu-worker/src/main/resources"  # the checkout's PTX ahead of the bundle's

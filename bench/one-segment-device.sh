@@ -12,7 +12,7 @@
 #   2x2: the chosen plan forced (a control: its ratio should be 1).
 # DeviceBench --ab, each forced plan against the chosen one alternated over 7 rounds. H = 48 and 96 at one segment
 # too. T = 512K fits an 80 GB card; T = 2^20 runs too where the card holds it.
-# DIR: as bench/device-env.sh says. Logs: $OUT/DATE-h200-$LOG_TAG-*.log (LOG_TAG default one-segment).
+# DIR: as bench/device-env.sh says. Logs: $OUT/DATE-CARD-$LOG_TAG-*.log (LOG_TAG default one-segment).
 #   OUT=OUTDIR bench/one-segment-device.sh DIR
 set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/device-env.sh"

@@ -16,7 +16,7 @@
 # Run on 2026-12-05 (BENCHMARKS.md, "Pass 1 in more waves, not kept"): every forced cut within the spread of the
 # control, so SegmentPlan's bound stayed; kept to rerun on other cards.
 # DIR: as bench/device-env.sh says (bin/gpu-bundle DIR/bundle, bin/lean-runtime --jre for DIR/jre.tar.xz
-# or bench/device-env.sh's JRE). Logs: $OUT/DATE-h200-$LOG_TAG-*.log (LOG_TAG default pass1-waves).
+# or bench/device-env.sh's JRE). Logs: $OUT/DATE-CARD-$LOG_TAG-*.log (LOG_TAG default pass1-waves).
 #   OUT=OUTDIR bench/pass1-waves-device.sh DIR
 set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/device-env.sh"
