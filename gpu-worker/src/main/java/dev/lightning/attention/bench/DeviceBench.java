@@ -98,7 +98,8 @@ public final class DeviceBench {
             hooks.hopperKernels(!kernels.equals("portable"));
             System.out.println("DeviceBench on " + backend.device() + ", kernels " + kernels);
             double copy = hooks.copyBandwidth(4L << 30, 5);
-            System.out.printf(Locale.ROOT, "RESULT copy %.3f TB/s%n", copy / 1e12);
+            System.out.printf(Locale.ROOT, "RESULT copy %.3f TB/s of the memory's peak %.3f%n", copy / 1e12,
+                    hooks.memoryPeak() / 1e12);
             for (String c : "none".equals(checks) ? new String[0] : checks.split(",")) {
                 String[] p = c.trim().split("x");
                 if (p.length == 1) {

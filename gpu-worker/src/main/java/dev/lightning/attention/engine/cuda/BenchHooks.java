@@ -155,6 +155,11 @@ public final class BenchHooks {
         return out;
     }
 
+    /** The memory's peak rate as the segment plans read it ({@link CudaDevice#memoryBytesPerSecond}), bytes a second. */
+    public double memoryPeak() {
+        return device.memoryBytesPerSecond;
+    }
+
     /** Device-to-device copy bandwidth, bytes read plus written per second, over a copy of {@code bytes}. */
     public double copyBandwidth(long bytes, int runs) {
         device.makeCurrent();

@@ -67,6 +67,12 @@ final class CudaDevice {
     final int ordinal;
     final String name;
     final int multiprocessors;
+    /**
+     * The memory's peak rate in bytes a second, from the driver's memory clock and bus width (two
+     * transfers a clock); 0 where the driver reports neither. H100 80GB HBM3: 2,619 MHz x 5,120 bits,
+     * 3.35 TB/s.
+     */
+    final double memoryBytesPerSecond;
     final int maxSharedPerBlock;
     final int maxSharedPerMultiprocessor;
     private final CUdevice device;
@@ -103,6 +109,8 @@ final class CudaDevice {
         multiprocessors = attribute(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT);
         maxSharedPerBlock = attribute(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN);
         maxSharedPerMultiprocessor = attribute(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_MULTIPROCESSOR);
+        memoryBytesPerSecond = 2.0 * 1e3 * attribute(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MEMORY_CLOCK_RATE)
+                * attribute(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_GLOBAL_MEMORY_BUS_WIDTH) / 8;
         context = new CUcontext();
         JCudaDriver.cuDevicePrimaryCtxRetain(context, device);
         CUmodule loaded = new CUmodule();

@@ -83,9 +83,9 @@ final class Kernels {
      * kernels (a CTA takes two neighbouring heads), else 1.
      */
     record Choice(String forward, String states, int bv, int threads, int smemForward, int smemStates,
-                  int headsPerCta) {
+                  int headsPerCta, double ctaBytesPerSecond) {
         Choice(String forward, String states, int bv, int threads, int smemForward, int smemStates) {
-            this(forward, states, bv, threads, smemForward, smemStates, 1);
+            this(forward, states, bv, threads, smemForward, smemStates, 1, 0);
         }
 
         /** The grid's y extent: CTAs across the value columns. */
@@ -141,11 +141,12 @@ final class Kernels {
         if (pairs) {
             return new Choice("lightning_forward_wg_pair_" + type, "lightning_states_wg_pair_" + type,
                     shapes.hopperColumns, shapes.hopperThreads, shapes.hopperPairForwardBytes,
-                    shapes.hopperSharedBytes(dk, false), 2);
+                    shapes.hopperSharedBytes(dk, false), 2, 0);
         }
         if (hopper) {
             return new Choice("lightning_forward_wg_" + type, "lightning_states_wg_" + type, shapes.hopperColumns,
-                    shapes.hopperThreads, shapes.hopperSharedBytes(dk, true), shapes.hopperSharedBytes(dk, false));
+                    shapes.hopperThreads, shapes.hopperSharedBytes(dk, true), shapes.hopperSharedBytes(dk, false), 1,
+                    SegmentPlan.HOPPER_CTA_BYTES_PER_SECOND);
         }
         if (tc) {
             // Each formula has entries of its own (tensor_core.cuh): the plain ones compile the plain body

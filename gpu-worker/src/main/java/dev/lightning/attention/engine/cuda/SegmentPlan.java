@@ -38,6 +38,17 @@ package dev.lightning.attention.engine.cuda;
  * 132 (Hopper forward: 128 CTAs at 3.0 us a chunk, 96 at 2.64 us), so the gains are smaller than
  * modelled ({@link #UNEVEN_MARGIN}): H = 96 41.3 -> 40.1 ms, H = 80 14.8% against its 3-segment cut.
  *
+ * <p>The memory: where the kernels' rate a CTA is known ({@link #HOPPER_CTA_BYTES_PER_SECOND}), each
+ * wave (and each stretch of an uneven schedule) takes its CTAs' work and the time the device's memory
+ * needs for their bytes ({@link Fill#forwardMemory}) together ({@link #overlap}), and an uneven cut
+ * needs only the tie's margin, its extra CTAs being charged. On an H100, whose memory 88 Hopper CTAs
+ * fill, that favours cuts with fewer bytes and fewer CTAs at once: timed there (2026-12-05, T =
+ * 2^19, against the plans chosen without the memory) H = 8, 24, 36, 48 and 52 in fewer segments or
+ * sub-segments 1.005x to 1.051x faster, H = 80, 96, 112 whole 0.994x to 1.067x; H = 64 unchanged.
+ * Where 129 CTAs fill the memory (the driver's rate of an H200's), the plans of H = 64 to 100 stay
+ * and a few others change within the model's tie (H = 8: 16 segments, which the H200 timed as fast as
+ * 33 on 2026-12-03; H = 36, 52, 112).
+ *
  * @param segments  segments of pass 2 (1: no pass 1)
  * @param segTokens tokens a segment but the first, a multiple of the 64-token chunk
  * @param every     sub-segments of pass 1 a segment
@@ -67,6 +78,24 @@ record SegmentPlan(int segments, int segTokens, int every, int subTokens, int lo
      * 37.6 ms: 0.39). The states kernel reads half the bytes and does under half the products.
      */
     static final double PASS1_COST = 0.45;
+    /**
+     * Bytes a second one CTA of the Hopper forward moves while the memory keeps up (BF16, Dk = Dv = 128:
+     * the bytes of q, k, v and o of its head): on an H100 80GB HBM3 (2026-12-05, DeviceBench --ab, T =
+     * 2^19, H = 64, one segment) 64 CTAs each moved 512 MiB in 15.67 ms, 34.3 GB/s. With the H100's
+     * copy rate ({@link #COPY_SHARE}) 88 CTAs fill its memory, fewer than its 132 SMs: there the cut
+     * that moves fewest bytes can win where the CTAs' work alone says otherwise (H = 96: the whole
+     * window in 18.52 ms against the uneven cut's 19.77, which the CTAs' work puts 14% ahead). On an
+     * H200 the same CTAs moved 27 GB/s each under its power limit (T = 2^20, one segment, 39.85 ms,
+     * 2026-12-03): this rate overstates its CTAs' demand, so the model there weighs the memory a little
+     * more than it measured, which moves only plans within its tie. Other kernels: not measured, not
+     * weighed.
+     */
+    static final double HOPPER_CTA_BYTES_PER_SECOND = 34.3e9;
+    /**
+     * A device-to-device copy's rate over the memory's peak ({@link CudaDevice#memoryBytesPerSecond}),
+     * as DeviceBench measures it: H100 80GB HBM3 3.01 to 3.03 TB/s of 3.35 (0.90).
+     */
+    static final double COPY_SHARE = 0.9;
     /**
      * Fixed cost of a cut window, in chunk times: the states kernel's and the scan's launches and
      * the scan itself (some 5 to 10 us against about 3 us a 128-wide chunk).
@@ -108,14 +137,26 @@ record SegmentPlan(int segments, int segTokens, int every, int subTokens, int lo
      * @param forwardSlots   CTAs of the forward kernel the GPU holds at once (SMs x CTAs a SM)
      * @param statesSlots    CTAs of the states kernel the GPU holds at once
      * @param pass1Cost      time of a states-kernel chunk over a forward chunk ({@link #PASS1_COST})
+     * @param forwardMemory  chunk times the memory takes to move a forward CTA's chunk while the GPU's
+     *                       memory is what runs out (the CTA's rate over the memory's, so 1 / forwardMemory
+     *                       CTAs saturate it); 0: the memory is not weighed
+     * @param statesMemory   the same for a states-kernel CTA's chunk (it moves k and v alone)
      */
-    record Fill(int ctasPerSegment, int forwardSlots, int statesSlots, double pass1Cost) {
+    record Fill(int ctasPerSegment, int forwardSlots, int statesSlots, double pass1Cost, double forwardMemory,
+                double statesMemory) {
         Fill {
-            if (ctasPerSegment < 1 || forwardSlots < 1 || statesSlots < 1 || !(pass1Cost > 0)) {
+            if (ctasPerSegment < 1 || forwardSlots < 1 || statesSlots < 1 || !(pass1Cost > 0) || !(forwardMemory >= 0)
+                    || !(statesMemory >= 0)) {
                 throw new IllegalArgumentException("a segment plan needs at least one CTA a segment and one slot a "
-                        + "kernel, and a positive pass-1 cost; got " + ctasPerSegment + " CTAs, " + forwardSlots + " and "
-                        + statesSlots + " slots, cost " + pass1Cost);
+                        + "kernel, a positive pass-1 cost and memory costs of 0 or more; got " + ctasPerSegment + " CTAs, "
+                        + forwardSlots + " and " + statesSlots + " slots, cost " + pass1Cost + ", memory " + forwardMemory
+                        + " and " + statesMemory);
             }
+        }
+
+        /** A GPU whose memory the model does not weigh: the CTAs' work alone sets the time. */
+        Fill(int ctasPerSegment, int forwardSlots, int statesSlots, double pass1Cost) {
+            this(ctasPerSegment, forwardSlots, statesSlots, pass1Cost, 0, 0);
         }
 
         /**
@@ -123,10 +164,21 @@ record SegmentPlan(int segments, int segTokens, int every, int subTokens, int lo
          * slots of their last wave idle ({@code ctasPerSegment} not a multiple of the slots) and two
          * segments do not fit one wave (else a uniform cut fills it). H = 96, 80, 100, 120 on 132
          * slots; not H = 8, 48 or 64, whose plans need no uneven search (weighing its lead sizes cost
-         * 1.2 to 2 ms a window, which DeviceBench timed as kernel time).
+         * 1.2 to 2 ms a window, which DeviceBench timed as kernel time; SegmentStates now keeps each
+         * window size's plan). Where the memory is weighed, always: a short lead's smaller pass 1 can
+         * pay even where two segments fit one wave.
          */
         boolean unevenMayPay() {
-            return ctasPerSegment % forwardSlots != 0 && 2L * ctasPerSegment > forwardSlots;
+            return forwardMemory > 0 || ctasPerSegment % forwardSlots != 0 && 2L * ctasPerSegment > forwardSlots;
+        }
+
+        /**
+         * The share by which an uneven cut must beat the uniform ones in the model: {@link #UNEVEN_MARGIN}
+         * for the CTAs' work alone, which takes extra CTAs as free; {@link #TIE} where the memory is
+         * weighed, which charges them.
+         */
+        double unevenMargin() {
+            return forwardMemory > 0 ? TIE : UNEVEN_MARGIN;
         }
 
         /** Most segments a plan may cut: pass 2 within {@link #MAX_WAVES} waves, or the forced minimum. */
@@ -176,7 +228,7 @@ record SegmentPlan(int segments, int segTokens, int every, int subTokens, int lo
             }
         }
         // Uneven cuts: the fastest of them (the first listed, fewest sub-segments then shortest
-        // lead, among equals) where it beats every uniform cut by more than UNEVEN_MARGIN in the
+        // lead, among equals) where it beats every uniform cut by more than its margin (Fill.unevenMargin) in the
         // model; else the uniform cuts as before.
         if (lo <= 2 && hi >= 2 && fill.unevenMayPay()) {
             Candidate fastestUneven = null;
@@ -185,7 +237,7 @@ record SegmentPlan(int segments, int segTokens, int every, int subTokens, int lo
                     fastestUneven = c;
                 }
             }
-            if (fastestUneven != null && fastestUneven.chunkTimes * (1 + UNEVEN_MARGIN) < best) {
+            if (fastestUneven != null && fastestUneven.chunkTimes * (1 + fill.unevenMargin()) < best) {
                 return uneven(fastestUneven.segChunks, fastestUneven.leadChunks, fastestUneven.every);
             }
         }
@@ -218,7 +270,7 @@ record SegmentPlan(int segments, int segTokens, int every, int subTokens, int lo
     private static java.util.List<Candidate> unevenCandidates(Fill fill, int chunks, int maxLocals) {
         java.util.List<Candidate> out = new java.util.ArrayList<>();
         // pass 2's schedule depends on the lead alone: once a lead, not once a (lead, every)
-        java.util.Map<Integer, Long> pass2 = new java.util.HashMap<>();
+        java.util.Map<Integer, Double> pass2 = new java.util.HashMap<>();
         for (int e = 1; e <= Math.max(1, maxLocals); e++) {
             int previous = 0;
             for (int k = 1; k < LEAD_GRID; k++) {
@@ -231,7 +283,7 @@ record SegmentPlan(int segments, int segTokens, int every, int subTokens, int lo
                     continue;
                 }
                 previous = lead;
-                long schedule = pass2.computeIfAbsent(lead, l -> listSchedule(fill, chunks - l, l));
+                double schedule = pass2.computeIfAbsent(lead, l -> listSchedule(fill, chunks - l, l));
                 out.add(new Candidate(2, rest, e, unevenChunks(fill, schedule, lead, e), lead));
             }
         }
@@ -293,32 +345,69 @@ record SegmentPlan(int segments, int segTokens, int every, int subTokens, int lo
     }
 
     /** An uneven cut's modelled time from pass 2's schedule ({@link #listSchedule}): plus pass 1 over the lead and the cut's fixed cost. */
-    private static double unevenChunks(Fill fill, long pass2, int leadChunks, int every) {
+    private static double unevenChunks(Fill fill, double pass2, int leadChunks, int every) {
         return pass2 + pass1Chunks(fill, every, leadChunks / every) + CUT_COST_CHUNKS;
     }
 
     /**
      * Pass 1's modelled time, in forward chunk times: {@code subSegments} sub-segments of
      * {@code subChunks} chunks, each on every CTA of a segment, in waves of the states kernel's
-     * slots, at {@link Fill#pass1Cost} a chunk. Even and uneven cuts alike.
+     * slots, each wave at {@link Fill#pass1Cost} a chunk or its memory's time ({@link #waves}). Even and
+     * uneven cuts alike.
      */
     private static double pass1Chunks(Fill fill, long subSegments, int subChunks) {
-        return fill.pass1Cost() * ceil(fill.ctasPerSegment() * subSegments, fill.statesSlots()) * subChunks;
+        return subChunks * waves(fill.ctasPerSegment() * subSegments, fill.statesSlots(), fill.pass1Cost(),
+                fill.statesMemory());
+    }
+
+    /**
+     * How a CTA's work and the memory's time for its bytes combine ({@link #overlap}): their
+     * {@code KNEE}-norm, the longer where one dominates and up to 2^(1/4) = 1.19 times either where
+     * they are equal, since CTAs that together ask exactly what the memory gives do not all get it.
+     * Fitted on the H100 (2026-12-05, DeviceBench --ab, T = 2^19, logs
+     * bench/results/2026-12-05-h100-s24-*): 14 pairs of plans at H = 8 to 116 whose time ratios the
+     * model with the driver's memory rate puts within 2.3% rms of the measured ones, each pair the
+     * right way round; the hard maximum (KNEE infinite) 5.4% and three the wrong way, a knee of 3 or
+     * 5 1.9% to 3.2% and none wrong; no memory term 23% and four wrong.
+     */
+    static final double KNEE = 4;
+
+    /** Time of {@code work} and {@code memory} overlapped ({@link #KNEE}); the work alone where the memory is not weighed. */
+    static double overlap(double work, double memory) {
+        return memory == 0 ? work : Math.pow(Math.pow(work, KNEE) + Math.pow(memory, KNEE), 1 / KNEE);
+    }
+
+    /**
+     * Time of a chunk for {@code ctas} CTAs in waves of {@code slots}: each wave a CTA's {@code work} and
+     * the memory's time for its CTAs ({@code memory} each) {@link #overlap overlapped}. Without the memory
+     * (0): the waves times the work.
+     */
+    private static double waves(long ctas, int slots, double work, double memory) {
+        long full = ctas / slots;
+        long last = ctas % slots;
+        return full * overlap(work, slots * memory) + (last > 0 ? overlap(work, last * memory) : 0);
     }
 
     /**
      * Pass 2 of an uneven cut as the greedy list schedule of its CTAs in launch order, in chunk
      * times: the long segment's {@code ctasPerSegment} CTAs of {@code restChunks}, then the lead's of
      * {@code leadChunks}, each on the slot that frees first of {@code forwardSlots} (slot free times
-     * in a heap of primitive longs: this runs for every lead size a plan weighs).
+     * in a heap of primitive longs: this runs for every lead size a plan weighs). Where the memory
+     * is weighed, each stretch of the schedule in which k CTAs run takes {@code overlap(1, k x}
+     * {@link Fill#forwardMemory}{@code )} times as long: the CTAs share the memory evenly, so they keep
+     * their order and only the clock stretches.
      */
-    private static long listSchedule(Fill fill, int restChunks, int leadChunks) {
+    private static double listSchedule(Fill fill, int restChunks, int leadChunks) {
         int ctas = fill.ctasPerSegment();
         int slots = Math.min(fill.forwardSlots(), 2 * ctas);
         long[] heap = new long[slots]; // all free at 0: a valid min-heap
+        long[] starts = new long[2 * ctas];
+        long[] ends = new long[2 * ctas];
         long end = 0;
         for (int i = 0; i < 2 * ctas; i++) {
+            starts[i] = heap[0];
             long done = heap[0] + (i < ctas ? restChunks : leadChunks);
+            ends[i] = done;
             end = Math.max(end, done);
             // replace the root (the earliest free slot) and sift it down
             int at = 0;
@@ -338,7 +427,22 @@ record SegmentPlan(int segments, int segTokens, int every, int subTokens, int lo
             }
             heap[at] = done;
         }
-        return end;
+        if (fill.forwardMemory() == 0) {
+            return end;
+        }
+        // the running CTAs between consecutive starts and ends (starts come sorted from the heap's root)
+        java.util.Arrays.sort(ends);
+        double time = 0;
+        long at = 0;
+        int running = 0;
+        for (int i = 0, j = 0; j < ends.length; ) {
+            boolean start = i < starts.length && starts[i] <= ends[j];
+            long next = start ? starts[i++] : ends[j++];
+            time += (next - at) * overlap(1, running * fill.forwardMemory());
+            at = next;
+            running += start ? 1 : -1;
+        }
+        return time;
     }
 
     /** Whether segment 0 is shorter than the others (see the class comment). */
@@ -354,10 +458,11 @@ record SegmentPlan(int segments, int segTokens, int every, int subTokens, int lo
     /**
      * Modelled time of a cut, in forward chunk times: pass 2's waves of {@code segChunks} chunks, and
      * with more than one segment pass 1's waves of {@code segChunks / every} chunks at the pass-1
-     * cost plus the fixed cost of a cut.
+     * cost plus the fixed cost of a cut; each wave at least its memory's time ({@link #waves}).
      */
     static double modelChunks(Fill fill, int segments, int segChunks, int every) {
-        double pass2 = (double) ceil((long) fill.ctasPerSegment() * segments, fill.forwardSlots()) * segChunks;
+        double pass2 = segChunks * waves((long) fill.ctasPerSegment() * segments, fill.forwardSlots(), 1,
+                fill.forwardMemory());
         if (segments == 1) {
             return pass2;
         }

@@ -70,14 +70,37 @@ final class SegmentStates {
             };
 
     /**
-     * The GPU as a segment plan sees it for these kernels: the CTAs of a segment, and how many CTAs of
+     * The GPU as a segment plan sees it for these kernels: the CTAs of a segment, how many CTAs of
      * the forward and of the states kernel the device holds at once (the driver's occupancy for each
-     * kernel as compiled: registers, shared memory and threads).
+     * kernel as compiled: registers, shared memory and threads), and where the kernels' rate a CTA is
+     * known ({@link Kernels.Choice#ctaBytesPerSecond}), the share of the memory's rate a CTA chunk of
+     * each pass takes: the CTA's rate over what the device's memory moves ({@link SegmentPlan#COPY_SHARE}
+     * of its peak), times the bytes a token of this spec holds in each pass over the bytes a forward
+     * token of as many ungrouped heads holds (grouped k and v are read once a group).
      */
     private SegmentPlan.Fill fill(AttentionSpec spec, Kernels.Choice kn) {
-        return new SegmentPlan.Fill(kn.headCtas(spec.heads()) * kn.columnTiles(spec.dv()),
+        return fill(spec, kn.headCtas(spec.heads()) * kn.columnTiles(spec.dv()),
                 device.residentCtas(kn.forward(), kn.threads(), kn.smemForward()),
-                device.residentCtas(kn.states(), kn.threads(), kn.smemStates()), SegmentPlan.PASS1_COST);
+                device.residentCtas(kn.states(), kn.threads(), kn.smemStates()), kn.ctaBytesPerSecond(),
+                device.memoryBytesPerSecond);
+    }
+
+    /**
+     * {@link #fill(AttentionSpec, Kernels.Choice)} from its parts: {@code ctaBytesPerSecond} or
+     * {@code memoryBytesPerSecond} 0 where unknown (the memory not weighed).
+     */
+    static SegmentPlan.Fill fill(AttentionSpec spec, int ctasPerSegment, int forwardSlots, int statesSlots,
+                                 double ctaBytesPerSecond, double memoryBytesPerSecond) {
+        double forwardMemory = 0;
+        double statesMemory = 0;
+        if (ctaBytesPerSecond > 0 && memoryBytesPerSecond > 0) {
+            double cta = ctaBytesPerSecond / (SegmentPlan.COPY_SHARE * memoryBytesPerSecond);
+            double ungrouped = 2.0 * spec.heads() * (spec.dk() + spec.dv());
+            forwardMemory = cta * SlicePlan.tokenElements(spec, true) / ungrouped;
+            statesMemory = cta * SlicePlan.tokenElements(spec, false) / ungrouped;
+        }
+        return new SegmentPlan.Fill(ctasPerSegment, forwardSlots, statesSlots, SegmentPlan.PASS1_COST, forwardMemory,
+                statesMemory);
     }
 
     /**

@@ -76,12 +76,17 @@ record SlicePlan(int tokens, int sliceTokens, int slices, int sets) {
      * (0: none) also a token's share of the checkpoint states the slice records and brings back.
      */
     static long tokenBytes(AttentionSpec spec, DType dtype, boolean outputs, int every) {
+        long checkpoints = every > 0 ? (spec.stateBytes() + every - 1) / every : 0;
+        return tokenElements(spec, outputs) * dtype.bytes() + checkpoints;
+    }
+
+    /** Elements of a token of {@code spec}: k and v, and with {@code outputs} q and o ({@link #tokenBytes}). */
+    static long tokenElements(AttentionSpec spec, boolean outputs) {
         long elements = (long) spec.headsK() * spec.dk() + (long) spec.headsV() * spec.dv();
         if (outputs) {
             elements += (long) spec.headsQ() * spec.dk() + (long) spec.heads() * spec.dv();
         }
-        long checkpoints = every > 0 ? (spec.stateBytes() + every - 1) / every : 0;
-        return elements * dtype.bytes() + checkpoints;
+        return elements;
     }
 
     /**

@@ -1,7 +1,11 @@
 package dev.lightning.attention.engine.cuda;
 
+import dev.lightning.attention.engine.AttentionSpec;
+import dev.lightning.attention.engine.Slopes;
 import dev.lightning.attention.engine.cuda.SegmentPlan.Fill;
 import org.junit.jupiter.api.Test;
+
+import java.util.List;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -78,21 +82,24 @@ class SegmentPlanTest {
     /**
      * The plan is the fastest cut the model knows (within the tie margin), found here by trying every
      * number of segments and sub-segments in the bounds by plain enumeration of whole-chunk cuts,
-     * with the model's cost written out again: waves times chunks a CTA, for both passes.
+     * with the model's cost written out again: waves times chunks a CTA, for both passes, or the
+     * memory's time where longer (none; an H100's 88 forward CTAs; an H200's 129).
      */
     @Test
     void planIsTheFastestCutOfABruteForceSearch() {
         int[] tokens = {1000, 4100, 20_000, 65_536};
         int[] heads = {1, 3, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 100, 128, 132, 160};
         int[][] gpus = {{132, 1}, {108, 1}, {132, 2}, {80, 1}, {16, 3}};
+        double[] memories = {0, 1 / 88.0, 1 / 129.0};
         int unevenChosen = 0;
         for (int n : tokens) {
             int chunks = (n + CHUNK - 1) / CHUNK;
             for (int h : heads) {
                 for (int tiles : new int[] {1, 2}) {
                     for (int[] g : gpus) {
+                      for (double mem : memories) {
                         int slots = g[0] * g[1];
-                        Fill fill = new Fill(h * tiles, slots, slots, SegmentPlan.PASS1_COST);
+                        Fill fill = new Fill(h * tiles, slots, slots, SegmentPlan.PASS1_COST, mem, mem / 2);
                         SegmentPlan p = SegmentPlan.of(n, fill, 1);
                         double best = Double.MAX_VALUE;
                         for (int segChunks = 1; segChunks <= chunks; segChunks++) {
@@ -105,7 +112,7 @@ class SegmentPlanTest {
                                         || (s == 1 && e > 1)) {
                                     continue;
                                 }
-                                best = Math.min(best, cost(h * tiles, slots, s, segChunks, e));
+                                best = Math.min(best, cost(h * tiles, slots, s, segChunks, e, mem));
                             }
                         }
                         // uneven cuts: every lead of whole chunks shorter than the rest, every pass-1 count
@@ -113,14 +120,14 @@ class SegmentPlanTest {
                         for (int lead = 1; fill.maxSegments(1) >= 2 && 2 * lead < chunks; lead++) {
                             for (int e = 1; e <= Math.min(lead, fill.maxLocals(1)); e++) {
                                 if (lead % e == 0) {
-                                    bestUneven = Math.min(bestUneven, unevenCost(h * tiles, slots, chunks - lead, lead, e));
+                                    bestUneven = Math.min(bestUneven, unevenCost(h * tiles, slots, chunks - lead, lead, e, mem));
                                 }
                             }
                         }
                         int segChunks = p.segTokens() / CHUNK;
-                        double chosen = p.uneven() ? unevenCost(h * tiles, slots, segChunks, p.lead() / CHUNK, p.every())
-                                : cost(h * tiles, slots, p.segments(), segChunks, p.every());
-                        String at = "n=" + n + " H=" + h + " tiles=" + tiles + " slots=" + slots + ": " + p
+                        double chosen = p.uneven() ? unevenCost(h * tiles, slots, segChunks, p.lead() / CHUNK, p.every(), mem)
+                                : cost(h * tiles, slots, p.segments(), segChunks, p.every(), mem);
+                        String at = "n=" + n + " H=" + h + " tiles=" + tiles + " slots=" + slots + " memory " + mem + ": " + p
                                 + " costs " + chosen + ", best " + best + ", best uneven " + bestUneven;
                         assertEquals(chosen, p.modelChunks(fill), 1e-9, "the plan's own model: " + at);
                         // the uniform plans are searched exhaustively; the uneven ones on a grid of
@@ -128,18 +135,19 @@ class SegmentPlanTest {
                         double fastest = Math.min(best, bestUneven);
                         assertTrue(chosen <= Math.max(best * (1 + SegmentPlan.TIE), bestUneven + 1.0 * chunks / 64) + 1e-9, at);
                         if (p.uneven()) {
-                            assertTrue(best > chosen * (1 + SegmentPlan.UNEVEN_MARGIN),
+                            assertTrue(best > chosen * (1 + fill.unevenMargin()),
                                     "uneven only where it beats every uniform plan by the margin: " + at);
                             unevenChosen++;
                         } else if (fill.maxSegments(1) >= 2) {
                             // nor does a uniform plan stand where an uneven cut (on the search's grid)
                             // beats it by the margin: Fill.unevenMayPay skips no cut that pays
-                            assertTrue(best <= (bestUneven + 1.0 * chunks / 64) * (1 + SegmentPlan.UNEVEN_MARGIN) + 1e-9,
+                            assertTrue(best <= (bestUneven + 1.0 * chunks / 64) * (1 + fill.unevenMargin()) + 1e-9,
                                     "a paying uneven cut missed: " + at);
                         }
                         assertTrue(chosen <= fastest * 1.1 + 1, at);
                         // never slower than leaving the window whole
-                        assertTrue(chosen <= cost(h * tiles, slots, 1, chunks, 1) + 1e-9, at);
+                        assertTrue(chosen <= cost(h * tiles, slots, 1, chunks, 1, mem) + 1e-9, at);
+                      }
                     }
                 }
             }
@@ -147,11 +155,30 @@ class SegmentPlanTest {
         assertTrue(unevenChosen > 0, "some of these shapes are cut unevenly");
     }
 
-    private static double cost(int ctas, int slots, int s, int segChunks, int e) {
-        double t = Math.ceil((double) ctas * s / slots) * segChunks;
+    /** The work and the memory's time of a wave together: their 4-norm (SegmentPlan.KNEE); the work without the memory. */
+    private static double knee(double work, double memory) {
+        return memory == 0 ? work : Math.sqrt(Math.sqrt(work * work * work * work + memory * memory * memory * memory));
+    }
+
+    /**
+     * A uniform cut's model written out again: each wave its work and its memory's time together ({@link #knee};
+     * {@code mem} chunk times a forward CTA chunk, half that a pass-1 CTA chunk, which moves k and v alone).
+     */
+    private static double cost(int ctas, int slots, int s, int segChunks, int e, double mem) {
+        double t = 0;
+        for (int left = ctas * s; left > 0; left -= slots) { // the waves of pass 2
+            t += segChunks * knee(1, Math.min(left, slots) * mem);
+        }
         if (s > 1) {
-            t += SegmentPlan.PASS1_COST * Math.ceil((double) ctas * (s - 1) * e / slots) * (segChunks / e)
-                    + SegmentPlan.CUT_COST_CHUNKS;
+            t += pass1Cost(ctas, slots, (s - 1) * e, segChunks / e, mem) + SegmentPlan.CUT_COST_CHUNKS;
+        }
+        return t;
+    }
+
+    private static double pass1Cost(int ctas, int slots, int subSegments, int subChunks, double mem) {
+        double t = 0;
+        for (int left = ctas * subSegments; left > 0; left -= slots) {
+            t += subChunks * knee(SegmentPlan.PASS1_COST, Math.min(left, slots) * mem / 2);
         }
         return t;
     }
@@ -159,11 +186,13 @@ class SegmentPlanTest {
     /**
      * An uneven cut's model written out again: pass 2 as CTAs handed out in launch order (the long
      * segment's first) to the slot that frees first, found by scanning the slots (not a heap); pass 1
-     * over the lead as the waves of {@link #cost}.
+     * over the lead as the waves of {@link #cost}; each chunk time of pass 2 stretched by the memory's
+     * time of the CTAs running in it ({@link #knee}).
      */
-    private static double unevenCost(int ctas, int slots, int restChunks, int leadChunks, int e) {
+    private static double unevenCost(int ctas, int slots, int restChunks, int leadChunks, int e, double mem) {
         long[] free = new long[slots];
-        long end = 0;
+        int[] running = new int[restChunks + 2 * leadChunks + 2]; // CTAs running in each chunk time, by differences
+        int end = 0;
         for (int i = 0; i < 2 * ctas; i++) {
             int first = 0;
             for (int j = 1; j < slots; j++) {
@@ -171,11 +200,18 @@ class SegmentPlanTest {
                     first = j;
                 }
             }
+            running[(int) free[first]]++;
             free[first] += i < ctas ? restChunks : leadChunks;
-            end = Math.max(end, free[first]);
+            running[(int) free[first]]--;
+            end = (int) Math.max(end, free[first]);
         }
-        return end + SegmentPlan.PASS1_COST * Math.ceil((double) ctas * e / slots) * (leadChunks / e)
-                + SegmentPlan.CUT_COST_CHUNKS;
+        // each chunk time stretched by the memory's time of the CTAs running in it
+        double t = 0;
+        for (int c = 0, k = 0; c < end; c++) {
+            k += running[c];
+            t += knee(1, k * mem);
+        }
+        return t + pass1Cost(ctas, slots, e, leadChunks / e, mem) + SegmentPlan.CUT_COST_CHUNKS;
     }
 
     /**
@@ -379,11 +415,109 @@ class SegmentPlanTest {
         assertThrows(IllegalArgumentException.class, () -> new Fill(8, 132, 0, 0.45));
     }
 
+    /** H100 80GB HBM3: the driver's memory clock 2,619 MHz on 5,120 bits. */
+    private static final double H100_PEAK = 2 * 2619e6 * 5120 / 8;
+
+    private static AttentionSpec spec(int h, int dk, int dv) {
+        return new AttentionSpec(h, dk, dv, Slopes.minimax(h), 1.0, 64);
+    }
+
+    /** {@link SegmentPlan#overlap} written out: the 4-norm of a wave's work and its memory's time. */
+    private static double norm4(double work, double memory) {
+        return Math.pow(Math.pow(work, 4) + Math.pow(memory, 4), 0.25);
+    }
+
+    /**
+     * The memory weighs in each pass where the kernels' rate a CTA is known: on an H100 the Hopper
+     * forward's 34.3 GB/s a CTA fills its memory (0.9 of 3.35 TB/s) with 88 CTAs. The cuts it then
+     * chooses at T = 2^19 are the ones timed there as fast or faster than those chosen without it
+     * (2026-12-05, DeviceBench --ab, 7 alternated rounds, logs bench/results/2026-12-05-h100-s24-*):
+     * H = 8 in 15 segments (1.023x faster than 33), H = 24 in 5 (1.041x than 11), H = 36 in 3 (1.051x
+     * than 7), H = 48 with pass 1 in 2 sub-segments (1.011x than 5), H = 80 whole (0.994x the uneven
+     * cut), H = 96 whole (1.004x and 1.036x in two runs), H = 112 whole (1.061x and 1.067x); H = 64 as
+     * before, in 2 segments. Where 129 CTAs fill the memory, the plans of H = 64 to 100 stay.
+     */
+    @Test
+    void theMemoryWeighsInEachPass() {
+        Fill h100 = SegmentStates.fill(spec(96, 128, 128), 96, 132, 132, SegmentPlan.HOPPER_CTA_BYTES_PER_SECOND,
+                H100_PEAK);
+        double cta = 34.3e9 / (0.9 * H100_PEAK);
+        assertEquals(87.96, 1 / cta, 0.01);
+        assertEquals(cta, h100.forwardMemory(), 1e-15);
+        assertEquals(cta / 2, h100.statesMemory(), 1e-15, "pass 1 moves k and v alone");
+        assertEquals(SegmentPlan.TIE, h100.unevenMargin(), "an uneven cut's extra CTAs are charged: the tie's margin");
+        // the whole window of 8192 chunks: one wave of 96 CTAs, work 1 a chunk, memory 96 / 87.96
+        assertEquals(8192 * norm4(1, 96 * cta), SegmentPlan.modelChunks(h100, 1, 8192, 1), 1e-6);
+        Fill work = new Fill(96, 132, 132, SegmentPlan.PASS1_COST);
+        assertEquals(8192, SegmentPlan.modelChunks(work, 1, 8192, 1), 1e-9);
+        assertEquals(SegmentPlan.UNEVEN_MARGIN, work.unevenMargin());
+        // a quarter lead: 96 long CTAs and 36 lead CTAs run from 0, 36 more lead CTAs from 2048, the last 24
+        // from 4096 (132, 132, then 120 running); pass 1 over the lead, one wave of 96 CTAs
+        assertEquals(2048 * (2 * norm4(1, 132 * cta) + norm4(1, 120 * cta)) + 2048 * norm4(0.45, 96 * cta / 2) + 2,
+                SegmentPlan.modelUnevenChunks(h100, 6144, 2048, 1), 1e-6);
+        // two segments of 64 CTAs, pass 1 in two sub-segments: one wave of 128 in each pass
+        Fill h64 = SegmentStates.fill(spec(64, 128, 128), 64, 132, 132, SegmentPlan.HOPPER_CTA_BYTES_PER_SECOND,
+                H100_PEAK);
+        assertEquals(4096 * norm4(1, 128 * cta) + 2048 * norm4(0.45, 128 * cta / 2) + 2,
+                SegmentPlan.modelChunks(h64, 2, 4096, 2), 1e-6);
+        int t = 1 << 19;
+        assertTrue(SegmentPlan.of(t, work, 1).uneven(), "the CTAs' work alone cuts H = 96 unevenly");
+        int[][] timed = {{8, 15, 1}, {24, 5, 1}, {36, 3, 3}, {48, 2, 2}, {64, 2, 2}, {80, 1, 1}, {96, 1, 1}, {112, 1, 1}};
+        for (int[] c : timed) {
+            Fill f = SegmentStates.fill(spec(c[0], 128, 128), c[0], 132, 132, SegmentPlan.HOPPER_CTA_BYTES_PER_SECOND,
+                    H100_PEAK);
+            SegmentPlan p = SegmentPlan.of(t, f, 1);
+            assertEquals(List.of(c[1], c[2], false), List.of(p.segments(), p.every(), p.uneven()), "H = " + c[0] + ": " + p);
+        }
+        for (int h : new int[] {64, 80, 96, 100}) {
+            Fill f = new Fill(h, 132, 132, SegmentPlan.PASS1_COST, 1 / 129.0, 0.5 / 129);
+            assertEquals(SegmentPlan.of(1 << 20, new Fill(h, 132, 132, SegmentPlan.PASS1_COST), 1),
+                    SegmentPlan.of(1 << 20, f, 1), "H = " + h + " where 129 CTAs fill the memory");
+        }
+        // weighing the memory never makes a plan faster, nor the chosen plan slower than the one chosen without
+        // it (beyond the tie by which the model takes fewer segments and uniform cuts)
+        for (int h = 1; h <= 160; h++) {
+            Fill without = new Fill(h, 132, 132, SegmentPlan.PASS1_COST);
+            Fill with = SegmentStates.fill(spec(h, 128, 128), h, 132, 132, SegmentPlan.HOPPER_CTA_BYTES_PER_SECOND,
+                    H100_PEAK);
+            SegmentPlan old = SegmentPlan.of(t, without, 1);
+            SegmentPlan now = SegmentPlan.of(t, with, 1);
+            assertTrue(old.modelChunks(with) >= old.modelChunks(without) - 1e-9, "H = " + h);
+            assertTrue(now.modelChunks(with) <= old.modelChunks(with) * (1 + SegmentPlan.TIE) + 1e-9,
+                    "H = " + h + ": " + now + " against " + old);
+        }
+    }
+
+    /**
+     * The memory's share a CTA chunk takes counts the bytes the spec's heads hold: grouped k and v are
+     * read once a group; without a known rate or memory, nothing is weighed.
+     */
+    @Test
+    void groupedHeadsWeighTheirOwnBytes() {
+        double cta = 34.3e9 / (0.9 * H100_PEAK);
+        // Hq = 64, Hk = Hv = 8, Dk = Dv = 128: a token holds q and o of 64 heads, k and v of 8, against 4 x 64
+        Fill gqa = SegmentStates.fill(spec(64, 128, 128).withHeads(64, 8, 8), 64, 132, 132, 34.3e9, H100_PEAK);
+        assertEquals(cta * (64 + 8 + 8 + 64) / 256, gqa.forwardMemory(), 1e-15);
+        assertEquals(cta * (8 + 8) / 256, gqa.statesMemory(), 1e-15);
+        // grouped values (Hq = Hk = 2, Hv = 6), Dk = 32, Dv = 96: q 2x32, k 2x32, v 6x96, o 6x96 of 2 x 6 x 128
+        Fill gv = SegmentStates.fill(spec(6, 32, 96).withHeads(2, 2, 6), 6, 132, 132, 34.3e9, H100_PEAK);
+        assertEquals(cta * (64 + 64 + 576 + 576) / 1536, gv.forwardMemory(), 1e-15);
+        assertEquals(cta * (64 + 576) / 1536, gv.statesMemory(), 1e-15);
+        for (double[] unknown : new double[][] {{0, H100_PEAK}, {34.3e9, 0}}) {
+            Fill f = SegmentStates.fill(spec(64, 128, 128), 64, 132, 132, unknown[0], unknown[1]);
+            assertEquals(0, f.forwardMemory());
+            assertEquals(0, f.statesMemory());
+            assertEquals(new Fill(64, 132, 132, SegmentPlan.PASS1_COST), f);
+        }
+    }
+
     @Test
     void refusesWhatCannotBePlanned() {
         assertThrows(IllegalArgumentException.class, () -> new Fill(0, 132, 132, 0.9));
         assertThrows(IllegalArgumentException.class, () -> new Fill(8, 0, 132, 0.9));
         assertThrows(IllegalArgumentException.class, () -> new Fill(8, 132, 132, 0));
+        assertThrows(IllegalArgumentException.class, () -> new Fill(8, 132, 132, 0.45, -1e-3, 0));
+        assertThrows(IllegalArgumentException.class, () -> new Fill(8, 132, 132, 0.45, 0, Double.NaN));
         assertThrows(IllegalArgumentException.class, () -> SegmentPlan.of(0, 8, 132, 1));
     }
 }
