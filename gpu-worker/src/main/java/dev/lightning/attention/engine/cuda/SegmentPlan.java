@@ -45,9 +45,7 @@ package dev.lightning.attention.engine.cuda;
  * fill, that favours cuts with fewer bytes and fewer CTAs at once: timed there (2026-12-05, T =
  * 2^19, against the plans chosen without the memory) H = 8, 24, 36, 48 and 52 in fewer segments or
  * sub-segments 1.005x to 1.051x faster, H = 80, 96, 112 whole 0.994x to 1.067x; H = 64 unchanged.
- * Where 129 CTAs fill the memory (the driver's rate of an H200's), the plans of H = 64 to 100 stay
- * and a few others change within the model's tie (H = 8: 16 segments, which the H200 timed as fast as
- * 33 on 2026-12-03; H = 36, 52, 112).
+ * On an H200 the memory is not weighed ({@link #MEMORY_BOUND}).
  *
  * @param segments  segments of pass 2 (1: no pass 1)
  * @param segTokens tokens a segment but the first, a multiple of the 64-token chunk
@@ -86,11 +84,22 @@ record SegmentPlan(int segments, int segTokens, int every, int subTokens, int lo
      * that moves fewest bytes can win where the CTAs' work alone says otherwise (H = 96: the whole
      * window in 18.52 ms against the uneven cut's 19.77, which the CTAs' work puts 14% ahead). On an
      * H200 the same CTAs moved 27 GB/s each under its power limit (T = 2^20, one segment, 39.85 ms,
-     * 2026-12-03): this rate overstates its CTAs' demand, so the model there weighs the memory a little
-     * more than it measured, which moves only plans within its tie. Other kernels: not measured, not
-     * weighed.
+     * 2026-12-03), and its memory is not weighed ({@link #MEMORY_BOUND}). Other kernels: not measured,
+     * not weighed.
      */
     static final double HOPPER_CTA_BYTES_PER_SECOND = 34.3e9;
+    /**
+     * The memory is weighed only on a GPU whose forward CTAs, all its slots busy, would ask at least
+     * this many times what its memory gives: an H100's 132 ask 1.50 times (88 fill it), and there the
+     * memory set the pace in every timing (BENCHMARKS.md, "The first H100 runs": 0.93 to 0.98 of its
+     * copy rate; "Segment plans that weigh the memory"); an H200's 132 ask 1.05 times (the driver's
+     * peak 4.814 TB/s: 126 fill it), and there the SMs at the 700 W limit set it (0.67 to 0.86 of the
+     * copy rate, filling idle SMs gave nothing), the plans weighed by the memory ran no faster
+     * (2026-12-05: 0.984x to 1.017x of the plans before, where the same plan against itself gave
+     * 0.973x to 1.041x) and H = 8 in 16 segments took 3.76 ms at T = 2^20 against 3.33 to 3.58 ms in 33
+     * in earlier runs: there the plans stay as the CTAs' work alone chooses them.
+     */
+    static final double MEMORY_BOUND = 1.25;
     /**
      * A device-to-device copy's rate over the memory's peak ({@link CudaDevice#memoryBytesPerSecond}),
      * as DeviceBench measures it: H100 80GB HBM3 3.01 to 3.03 TB/s of 3.35 (0.90).

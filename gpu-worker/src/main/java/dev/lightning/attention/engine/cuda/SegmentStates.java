@@ -87,14 +87,15 @@ final class SegmentStates {
 
     /**
      * {@link #fill(AttentionSpec, Kernels.Choice)} from its parts: {@code ctaBytesPerSecond} or
-     * {@code memoryBytesPerSecond} 0 where unknown (the memory not weighed).
+     * {@code memoryBytesPerSecond} 0 where unknown. The memory is weighed only where the GPU's forward
+     * CTAs together would ask {@link SegmentPlan#MEMORY_BOUND} times what it gives or more.
      */
     static SegmentPlan.Fill fill(AttentionSpec spec, int ctasPerSegment, int forwardSlots, int statesSlots,
                                  double ctaBytesPerSecond, double memoryBytesPerSecond) {
         double forwardMemory = 0;
         double statesMemory = 0;
-        if (ctaBytesPerSecond > 0 && memoryBytesPerSecond > 0) {
-            double cta = ctaBytesPerSecond / (SegmentPlan.COPY_SHARE * memoryBytesPerSecond);
+        double cta = ctaBytesPerSecond / (SegmentPlan.COPY_SHARE * memoryBytesPerSecond);
+        if (ctaBytesPerSecond > 0 && memoryBytesPerSecond > 0 && forwardSlots * cta >= SegmentPlan.MEMORY_BOUND) {
             double ungrouped = 2.0 * spec.heads() * (spec.dk() + spec.dv());
             forwardMemory = cta * SlicePlan.tokenElements(spec, true) / ungrouped;
             statesMemory = cta * SlicePlan.tokenElements(spec, false) / ungrouped;

@@ -435,7 +435,7 @@ class SegmentPlanTest {
      * H = 8 in 15 segments (1.023x faster than 33), H = 24 in 5 (1.041x than 11), H = 36 in 3 (1.051x
      * than 7), H = 48 with pass 1 in 2 sub-segments (1.011x than 5), H = 80 whole (0.994x the uneven
      * cut), H = 96 whole (1.004x and 1.036x in two runs), H = 112 whole (1.061x and 1.067x); H = 64 as
-     * before, in 2 segments. Where 129 CTAs fill the memory, the plans of H = 64 to 100 stay.
+     * before, in 2 segments. On an H200 the memory is not weighed (SegmentPlan.MEMORY_BOUND).
      */
     @Test
     void theMemoryWeighsInEachPass() {
@@ -469,11 +469,17 @@ class SegmentPlanTest {
             SegmentPlan p = SegmentPlan.of(t, f, 1);
             assertEquals(List.of(c[1], c[2], false), List.of(p.segments(), p.every(), p.uneven()), "H = " + c[0] + ": " + p);
         }
-        for (int h : new int[] {64, 80, 96, 100}) {
-            Fill f = new Fill(h, 132, 132, SegmentPlan.PASS1_COST, 1 / 129.0, 0.5 / 129);
-            assertEquals(SegmentPlan.of(1 << 20, new Fill(h, 132, 132, SegmentPlan.PASS1_COST), 1),
-                    SegmentPlan.of(1 << 20, f, 1), "H = " + h + " where 129 CTAs fill the memory");
+        // an H200 (the driver's peak 4.814 TB/s): its 132 CTAs would ask 1.05 times what its memory gives, under
+        // MEMORY_BOUND, so nothing is weighed and every plan is the one the CTAs' work chooses
+        for (int h : new int[] {1, 8, 36, 52, 64, 96, 112, 128}) {
+            Fill h200 = SegmentStates.fill(spec(h, 128, 128), h, 132, 132, SegmentPlan.HOPPER_CTA_BYTES_PER_SECOND,
+                    4.814e12);
+            assertEquals(new Fill(h, 132, 132, SegmentPlan.PASS1_COST), h200, "H = " + h);
         }
+        assertTrue(132 * cta >= SegmentPlan.MEMORY_BOUND, "the H100's CTAs ask " + 132 * cta + " times its memory");
+        // the bound itself: a GPU of 100 slots on the H100's memory asks 1.14 times, one of 112 asks 1.27
+        assertEquals(0, SegmentStates.fill(spec(8, 128, 128), 8, 100, 100, 34.3e9, H100_PEAK).forwardMemory());
+        assertEquals(cta, SegmentStates.fill(spec(8, 128, 128), 8, 112, 112, 34.3e9, H100_PEAK).forwardMemory(), 1e-15);
         // weighing the memory never makes a plan faster, nor the chosen plan slower than the one chosen without
         // it (beyond the tie by which the model takes fewer segments and uniform cuts)
         for (int h = 1; h <= 160; h++) {
