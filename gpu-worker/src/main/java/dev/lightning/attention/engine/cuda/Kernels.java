@@ -80,7 +80,9 @@ final class Kernels {
 
     /**
      * The kernels a launch uses and their launch shapes; {@code headsPerCta} 2 for the paired Hopper
-     * kernels (a CTA takes two neighbouring heads), else 1.
+     * kernels (a CTA takes two neighbouring heads), else 1; {@code ctaBytesPerSecond} what one forward
+     * CTA moves a second where that was measured ({@link SegmentPlan#HOPPER_CTA_BYTES_PER_SECOND}: the
+     * segment plans then weigh the memory), else 0.
      */
     record Choice(String forward, String states, int bv, int threads, int smemForward, int smemStates,
                   int headsPerCta, double ctaBytesPerSecond) {

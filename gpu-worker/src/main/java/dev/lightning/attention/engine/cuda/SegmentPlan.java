@@ -101,8 +101,19 @@ record SegmentPlan(int segments, int segTokens, int every, int subTokens, int lo
      */
     static final double MEMORY_BOUND = 1.25;
     /**
+     * How a CTA's work and the memory's time for its bytes combine ({@link #overlap}): their
+     * {@code KNEE}-norm, the longer where one dominates and up to 2^(1/4) = 1.19 times either where
+     * they are equal, since CTAs that together ask exactly what the memory gives do not all get it.
+     * Fitted on the H100 (2026-12-05, DeviceBench --ab, T = 2^19, logs
+     * bench/results/2026-12-05-h100-s24-*): 14 pairs of plans at H = 8 to 116 whose time ratios the
+     * model with the driver's memory rate puts within 2.3% rms of the measured ones, each pair the
+     * right way round; the hard maximum (KNEE infinite) 5.4% and three the wrong way, a knee of 3 or
+     * 5 1.9% to 3.2% and none wrong; no memory term 23% and four wrong.
+     */
+    static final double KNEE = 4;
+    /**
      * A device-to-device copy's rate over the memory's peak ({@link CudaDevice#memoryBytesPerSecond}),
-     * as DeviceBench measures it: H100 80GB HBM3 3.01 to 3.03 TB/s of 3.35 (0.90).
+     * as DeviceBench measures it: H100 80GB HBM3 3.01 to 3.03 TB/s of 3.352 (0.90); H200 4.26 of 4.814 (0.885).
      */
     static final double COPY_SHARE = 0.9;
     /**
@@ -118,7 +129,8 @@ record SegmentPlan(int segments, int segTokens, int every, int subTokens, int lo
      * D = 128, BENCHMARKS.md "Uneven two-segment plans"): H = 80, modelled 20% ahead of its 3-segment
      * cut, measured 14.8%; H = 96, 14% ahead of the whole window, 1.5% (2.4% to 3.5% in separate
      * processes); H = 100, 10%, 0.0%; H = 120, 4.3%, -0.7% (inside the noise): so 120 stays whole
-     * and 100 goes uneven for nothing lost.
+     * and 100 goes uneven for nothing lost. Where the memory is weighed, which charges the extra
+     * CTAs, the tie's margin instead ({@link Fill#unevenMargin}).
      */
     static final double UNEVEN_MARGIN = 0.06;
     /** Plans within this share of the fastest modelled one count as equal; the one with fewest states wins. */
@@ -369,18 +381,6 @@ record SegmentPlan(int segments, int segTokens, int every, int subTokens, int lo
                 fill.statesMemory());
     }
 
-    /**
-     * How a CTA's work and the memory's time for its bytes combine ({@link #overlap}): their
-     * {@code KNEE}-norm, the longer where one dominates and up to 2^(1/4) = 1.19 times either where
-     * they are equal, since CTAs that together ask exactly what the memory gives do not all get it.
-     * Fitted on the H100 (2026-12-05, DeviceBench --ab, T = 2^19, logs
-     * bench/results/2026-12-05-h100-s24-*): 14 pairs of plans at H = 8 to 116 whose time ratios the
-     * model with the driver's memory rate puts within 2.3% rms of the measured ones, each pair the
-     * right way round; the hard maximum (KNEE infinite) 5.4% and three the wrong way, a knee of 3 or
-     * 5 1.9% to 3.2% and none wrong; no memory term 23% and four wrong.
-     */
-    static final double KNEE = 4;
-
     /** Time of {@code work} and {@code memory} overlapped ({@link #KNEE}); the work alone where the memory is not weighed. */
     static double overlap(double work, double memory) {
         return memory == 0 ? work : Math.pow(Math.pow(work, KNEE) + Math.pow(memory, KNEE), 1 / KNEE);
@@ -467,7 +467,7 @@ record SegmentPlan(int segments, int segTokens, int every, int subTokens, int lo
     /**
      * Modelled time of a cut, in forward chunk times: pass 2's waves of {@code segChunks} chunks, and
      * with more than one segment pass 1's waves of {@code segChunks / every} chunks at the pass-1
-     * cost plus the fixed cost of a cut; each wave at least its memory's time ({@link #waves}).
+     * cost plus the fixed cost of a cut; each wave its work and its memory's time overlapped ({@link #waves}).
      */
     static double modelChunks(Fill fill, int segments, int segChunks, int every) {
         double pass2 = segChunks * waves((long) fill.ctasPerSegment() * segments, fill.forwardSlots(), 1,
