@@ -166,7 +166,7 @@ public final class DeviceBench {
             float ms = timed.ms;
             System.out.printf(Locale.ROOT, "RESULT %s T=%d H=%d D=%d ms=%.3f tokens_per_s=%.4g copy_share=%.3f "
                             + "segments=%d kernels=%s plan=%s%s%n", forced == 1 ? "ours" : "ours-two-pass", t, h,
-                    d, ms, t / (ms / 1e3), passBytes(hooks, elements, t) / (ms / 1e3) / copy, hooks.lastSegments(),
+                    d, ms, t / (ms / 1e3), copyShare(hooks, elements, t, ms, copy), hooks.lastSegments(),
                     hooks.lastKernels(), hooks.lastPlan(), timed.wall());
         }
         hooks.minSegments(1);
@@ -176,9 +176,8 @@ public final class DeviceBench {
             hooks.hopperAnyWidth(true);
             try {
                 float ms = hooks.timeResident(spec, DType.BF16, t, runs);
-                double bytes = passBytes(hooks, elements, t);
                 System.out.printf(Locale.ROOT, "RESULT hopper-padded T=%d H=%d D=%d ms=%.3f copy_share=%.3f "
-                        + "plan=%s kernels=%s%n", t, h, d, ms, bytes / (ms / 1e3) / copy, hooks.lastPlan(),
+                        + "plan=%s kernels=%s%n", t, h, d, ms, copyShare(hooks, elements, t, ms, copy), hooks.lastPlan(),
                         hooks.lastKernels());
             } finally {
                 hooks.hopperAnyWidth(false);
@@ -188,9 +187,9 @@ public final class DeviceBench {
             force(hooks, forced);
             try {
                 float ms = hooks.timeResident(spec, DType.BF16, t, runs);
-                double bytes = passBytes(hooks, elements, t);
                 System.out.printf(Locale.ROOT, "RESULT plan T=%d H=%d D=%d ms=%.3f copy_share=%.3f plan=%s "
-                        + "kernels=%s%n", t, h, d, ms, bytes / (ms / 1e3) / copy, hooks.lastPlan(), hooks.lastKernels());
+                        + "kernels=%s%n", t, h, d, ms, copyShare(hooks, elements, t, ms, copy), hooks.lastPlan(),
+                        hooks.lastKernels());
             } finally {
                 hooks.forcePlan(0, 0);
             }
@@ -350,11 +349,13 @@ public final class DeviceBench {
     }
 
     /**
-     * Bytes the passes of the last timed window must move, of a window of {@code elements} = T x H x D: q, k, v
-     * read and o written; k, v again for the tokens pass 1 covers (all but the last segment).
+     * The share of the copy bandwidth ({@code copy}, bytes a second) the last timed window reached in {@code ms}:
+     * the bytes its passes must move over the time. Of a BF16 window of {@code elements} = T x H x D: q, k, v read
+     * and o written; k, v again for the tokens pass 1 covers (all but the last segment).
      */
-    private static double passBytes(BenchHooks hooks, double elements, int t) {
-        return 4 * elements * 2 + 2 * elements * 2 * hooks.lastPass1Tokens() / t;
+    private static double copyShare(BenchHooks hooks, double elements, int t, double ms, double copy) {
+        double bytes = 4 * elements * 2 + 2 * elements * 2 * hooks.lastPass1Tokens() / t;
+        return bytes / (ms / 1e3) / copy;
     }
 
     /**
