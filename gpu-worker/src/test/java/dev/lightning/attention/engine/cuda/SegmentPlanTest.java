@@ -82,8 +82,9 @@ class SegmentPlanTest {
     /**
      * The plan is the fastest cut the model knows (within the tie margin), found here by trying every
      * number of segments and sub-segments in the bounds by plain enumeration of whole-chunk cuts,
-     * with the model's cost written out again: waves times chunks a CTA, for both passes, or the
-     * memory's time where longer (none; an H100's 88 forward CTAs; an H200's 129).
+     * with the model's cost written out again: waves times chunks a CTA, for both passes, each wave's
+     * work and memory's time overlapped where the memory is weighed (not; 88 forward CTAs filling it,
+     * as on an H100; 129).
      */
     @Test
     void planIsTheFastestCutOfABruteForceSearch() {
