@@ -11,7 +11,8 @@ package dev.lightning.attention.engine.cuda;
  * walks its tokens chunk after chunk at a rate taken not to depend on how many CTAs run beside it
  * (the kernels are bound by their own instruction issue, BENCHMARKS.md; near a full GPU that holds
  * only roughly: 128 Hopper CTAs move 1.5 times what 64 move, not twice), so a launch of C CTAs of
- * L chunks each, on a GPU that holds R of them at once, takes {@code ceil(C / R) * L} chunk times.
+ * L chunks each, on a GPU that holds R of them at once, takes {@code ceil(C / R) * L} chunk times
+ * (where the memory is the limit, longer: "The memory" below).
  * Pass 2 has {@code ctasPerSegment * segments} CTAs of a segment each; pass 1
  * {@code ctasPerSegment * locals} CTAs of a sub-segment each, at {@link Fill#pass1Cost} of a pass-2
  * chunk time, plus a fixed cost for its launch and the scan. The plan minimizes that over segments
