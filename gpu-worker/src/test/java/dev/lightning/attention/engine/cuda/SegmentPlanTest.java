@@ -423,11 +423,6 @@ class SegmentPlanTest {
         return new AttentionSpec(h, dk, dv, Slopes.minimax(h), 1.0, 64);
     }
 
-    /** {@link SegmentPlan#overlap} written out: the 4-norm of a wave's work and its memory's time. */
-    private static double norm4(double work, double memory) {
-        return Math.pow(Math.pow(work, 4) + Math.pow(memory, 4), 0.25);
-    }
-
     /**
      * The memory weighs in each pass where the kernels' rate a CTA is known: on an H100 the Hopper
      * forward's 34.3 GB/s a CTA fills its memory (0.9 of 3.35 TB/s) with 88 CTAs. The cuts it then
@@ -448,18 +443,18 @@ class SegmentPlanTest {
         assertEquals(cta / 2, h100.statesMemory(), 1e-15, "pass 1 moves k and v alone");
         assertEquals(SegmentPlan.TIE, h100.unevenMargin(), "an uneven cut's extra CTAs are charged: the tie's margin");
         // the whole window of 8192 chunks: one wave of 96 CTAs, work 1 a chunk, memory 96 / 87.96
-        assertEquals(8192 * norm4(1, 96 * cta), SegmentPlan.modelChunks(h100, 1, 8192, 1), 1e-6);
+        assertEquals(8192 * knee(1, 96 * cta), SegmentPlan.modelChunks(h100, 1, 8192, 1), 1e-6);
         Fill work = new Fill(96, 132, 132, SegmentPlan.PASS1_COST);
         assertEquals(8192, SegmentPlan.modelChunks(work, 1, 8192, 1), 1e-9);
         assertEquals(SegmentPlan.UNEVEN_MARGIN, work.unevenMargin());
         // a quarter lead: 96 long CTAs and 36 lead CTAs run from 0, 36 more lead CTAs from 2048, the last 24
         // from 4096 (132, 132, then 120 running); pass 1 over the lead, one wave of 96 CTAs
-        assertEquals(2048 * (2 * norm4(1, 132 * cta) + norm4(1, 120 * cta)) + 2048 * norm4(0.45, 96 * cta / 2) + 2,
+        assertEquals(2048 * (2 * knee(1, 132 * cta) + knee(1, 120 * cta)) + 2048 * knee(0.45, 96 * cta / 2) + 2,
                 SegmentPlan.modelUnevenChunks(h100, 6144, 2048, 1), 1e-6);
         // two segments of 64 CTAs, pass 1 in two sub-segments: one wave of 128 in each pass
         Fill h64 = SegmentStates.fill(spec(64, 128, 128), 64, 132, 132, SegmentPlan.HOPPER_CTA_BYTES_PER_SECOND,
                 H100_PEAK);
-        assertEquals(4096 * norm4(1, 128 * cta) + 2048 * norm4(0.45, 128 * cta / 2) + 2,
+        assertEquals(4096 * knee(1, 128 * cta) + 2048 * knee(0.45, 128 * cta / 2) + 2,
                 SegmentPlan.modelChunks(h64, 2, 4096, 2), 1e-6);
         int t = 1 << 19;
         assertTrue(SegmentPlan.of(t, work, 1).uneven(), "the CTAs' work alone cuts H = 96 unevenly");
