@@ -94,8 +94,9 @@ final class SegmentStates {
                                  double ctaBytesPerSecond, double memoryBytesPerSecond) {
         double forwardMemory = 0;
         double statesMemory = 0;
-        double cta = ctaBytesPerSecond / (SegmentPlan.COPY_SHARE * memoryBytesPerSecond);
-        if (ctaBytesPerSecond > 0 && memoryBytesPerSecond > 0 && forwardSlots * cta >= SegmentPlan.MEMORY_BOUND) {
+        double cta = ctaBytesPerSecond > 0 && memoryBytesPerSecond > 0
+                ? ctaBytesPerSecond / (SegmentPlan.COPY_SHARE * memoryBytesPerSecond) : 0;
+        if (forwardSlots * cta >= SegmentPlan.MEMORY_BOUND) {
             double ungrouped = 2.0 * spec.heads() * (spec.dk() + spec.dv());
             forwardMemory = cta * SlicePlan.tokenElements(spec, true) / ungrouped;
             statesMemory = cta * SlicePlan.tokenElements(spec, false) / ungrouped;
