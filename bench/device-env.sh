@@ -12,6 +12,10 @@
 #                          runs those test classes (or the bundle's test classes and cases tagged TAG) with
 #                          assertions on (the allocators' leak checks) into $L-SUFFIX.log, bounded by SECONDS,
 #                          and prints the exit status and the summary
+#   device_ab SECONDS AB [SHAPES]
+#                          DeviceBench --ab AB (forced plans, each against the backend's choice, in 7 alternated
+#                          rounds of 10 timings) after timing SHAPES (default none), into $L-devicebench.log,
+#                          bounded by SECONDS, and prints the exit status
 #   gpu_mib                the first GPU's memory in MiB (0 without nvidia-smi or a reading)
 #   card_tag               CARD of the logs' names: h100 or h200 by the first GPU's name, else gpu (bench/plots.py
 #                          reads the H200's figures from *-h200-* logs alone)
@@ -41,6 +45,12 @@ device_tests() {
     execute --class-path "$CP" "${sel[@]}" --details=tree --disable-banner > "$L-$suffix.log" 2>&1
   echo "$suffix exit $?"
   grep -E "tests (successful|failed|skipped|aborted)|✘|Test run finished" "$L-$suffix.log" | head -30
+}
+
+device_ab() {
+  timeout "$1" java -Xmx24g -cp "$CP" dev.lightning.attention.bench.DeviceBench --shapes "${3:-none}" --runs 10 \
+    --host-shape none --variants none --checks none --rounds 7 --ab "$2" > "$L-devicebench.log" 2>&1
+  echo "DeviceBench rc=$?"
 }
 
 card_tag() {

@@ -17,9 +17,9 @@ quick="${QUICK:-}"
 bdir="${1:-}"
 [[ -n "$quick" || -n "$bdir" ]] || { echo "usage: OUT=DIR bash run.sh BUNDLE_DIR [SECONDS], or QUICK=1 OUT=DIR bash run.sh" >&2; exit 2; }
 budget=${2:-560}
+. "$root/bench/device-env.sh"
 if [[ -n "$quick" ]]; then
   out="${OUT:?OUT must name the output directory}"; mkdir -p "$out"
-  . "$root/bench/device-env.sh"
   L="$out/$(date -u +%Y-%m-%d)-$(card_tag)-${LOG_TAG:-ab}"
   { date -u; nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.limit --format=csv; } > "$L-machine.log" 2>&1
 else
@@ -29,22 +29,21 @@ else
          "make it with bin/gpu-bundle without LIGHTNING_SASS" >&2
     exit 2
   fi
-  . "$root/bench/device-env.sh"
   device_setup "$bdir" "${LOG_TAG:-ab}"
 fi
 cat "$here/builds.txt" >> "$L-machine.log"
 builds=(); while read -r line; do n=${line%%:*}; builds+=("$n=$here/$n.cubin"); done < "$here/builds.txt"
-nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw --format=csv,noheader -lms 200 > "$L-smi.log" 2>&1 & smi=$!
+smi_start "$L-smi.log"
 timeout 150 "$here/norm_cost" --rounds 16 --repeat 2 "${builds[@]}" > "$L-normcost.log" 2>&1
 echo "norm_cost rc=$? (0: every build passed its checks)"; grep -E "RESULT time|FAIL|checks" "$L-normcost.log"
 timeout 120 "$here/fwd_cost" --rounds 40 "${builds[@]}" > "$L-fwdcost.log" 2>&1
 echo "fwd_cost rc=$?"; grep -E "RESULT (time|checks)|FAIL" "$L-fwdcost.log"
 python3 "$root/bench/ab_table.py" "$L-normcost.log" "$L-fwdcost.log" | tee "$L-table.md"
-if [[ -n "$quick" ]]; then kill $smi 2>/dev/null; xz -f "$L-smi.log"; exit 0; fi
+if [[ -n "$quick" ]]; then [[ -n "$SMI_PID" ]] && kill "$SMI_PID" 2>/dev/null; xz -f "$L-smi.log"; exit 0; fi
 timeout 200 java --add-modules jdk.incubator.vector -Xmx24g -cp "$CP" dev.lightning.attention.bench.DeviceBench \
   --shapes 1048576x64x128,1048576x8x128,1048576x48x128,1048576x96x128,524288x16x64 --variants 1048576x128 \
   --host-shape none --runs 10 > "$L-devicebench.log" 2>&1
-echo "DeviceBench rc=$?"; kill $smi 2>/dev/null; xz -f "$L-smi.log"
+echo "DeviceBench rc=$?"; [[ -n "$SMI_PID" ]] && kill "$SMI_PID" 2>/dev/null; xz -f "$L-smi.log"
 grep -E "^RESULT (ours |check|variant|copy)" "$L-devicebench.log"
 left=$((budget - SECONDS - 5))
 LOG_TAG="${LOG_TAG:-ab}-gpu-tests" bash "$root/bench/gpu-tests-device.sh" "$bdir" "$left"

@@ -16,8 +16,6 @@ device_setup "${1:?usage: OUT=OUTDIR bench/memory-plans-device.sh DIR}" "${LOG_T
 t=524288
 ab="${t}x64x128:2x2,${t}x8x128:33x1,${t}x16x128:8x1,${t}x24x128:11x1,${t}x36x128:7x1,${t}x48x128:2x5"
 ab="$ab,${t}x52x128:2x5,${t}x80x128:L2688x3,${t}x96x128:L2048x1,${t}x112x128:L1152x1,${t}x116x128:L896x1"
-timeout 420 java -Xmx24g -cp "$CP" dev.lightning.attention.bench.DeviceBench --shapes none --runs 10 \
-  --host-shape none --variants none --checks none --rounds 7 --ab "$ab" > "$L-devicebench.log" 2>&1
-echo "DeviceBench rc=$?"
+device_ab 420 "$ab"
 grep -E "RESULT (copy|ab )" "$L-devicebench.log"
 device_tests "${TEST_TIMEOUT:-280}" gpu-backend-test dev.lightning.attention.engine.cuda.GpuBackendTest

@@ -22,7 +22,5 @@ ab="$ab,524288x48x128:1x1,524288x96x128:1x1"
 if (( $(gpu_mib) > 120000 )); then
   ab="$ab,1048576x64x128:1x1,1048576x64x128:2x2"
 fi
-timeout 500 java -Xmx24g -cp "$CP" dev.lightning.attention.bench.DeviceBench --shapes none --runs 10 \
-  --host-shape none --variants none --checks none --rounds 7 --ab "$ab" > "$L-devicebench.log" 2>&1
-echo "DeviceBench rc=$?"
+device_ab 500 "$ab"
 grep RESULT "$L-devicebench.log"

@@ -28,7 +28,5 @@ if (( $(gpu_mib) > 120000 )); then
   ab="$ab,1048576x96x128:L4096x1,1048576x96x128:L4096x4,1048576x96x128:L4096x11,1048576x48x128:2x11"
   shapes="1048576x96x128,1048576x48x128,$shapes"
 fi
-timeout 500 java -Xmx24g -cp "$CP" dev.lightning.attention.bench.DeviceBench --shapes "$shapes" --runs 10 \
-  --host-shape none --variants none --checks none --rounds 7 --ab "$ab" > "$L-devicebench.log" 2>&1
-echo "DeviceBench rc=$?"
+device_ab 500 "$ab" "$shapes"
 grep RESULT "$L-devicebench.log"
