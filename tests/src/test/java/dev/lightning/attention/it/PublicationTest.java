@@ -111,6 +111,32 @@ class PublicationTest {
     }
 
     /**
+     * A parts-form run with --overwrite into a directory without an earlier parts directory,
+     * failing after its first part is published: the next run finishes the commit. NAME.parts/
+     * then holds this run's own published parts, not an earlier result to move aside (moving it
+     * aside had left the commit unfinishable: "neither staged nor published").
+     */
+    @Test
+    void aPartsFormCommitInterruptedInItsFirstPartsIsFinished() throws IOException {
+        Path in = Files.createDirectories(tmp.resolve("flat"));
+        Sequence.random(18, 600, 2, 8, 6, DType.F32, null, false).write(in.resolve("s.safetensors"));
+        Path expected = tmp.resolve("expected");
+        succeed(run(in, expected, "--output-form", "parts"));
+        Path out = tmp.resolve("out");
+        Outcome failed = JobHarness.failingAt("commit:1", run(in, out, "--output-form", "parts", "--overwrite"));
+        assertEquals(1, failed.status, failed.out + failed.err);
+        assertTrue(Files.isDirectory(out.resolve("s.safetensors.parts")), "a first part is published");
+        Outcome next = succeed(run(in, out, "--output-form", "parts", "--overwrite", "--resume"));
+        assertTrue(next.out.contains("finishing the commit of interrupted run"), next.out);
+        assertTrue(Files.exists(out.resolve("_SUCCESS")));
+        Map<String, byte[]> want = snapshot(expected);
+        Map<String, byte[]> got = snapshot(out);
+        want.remove("_lightning_report.json");
+        got.remove("_lightning_report.json");
+        assertSameFiles(want, got);
+    }
+
+    /**
      * --overwrite replaces files only: a user's directory where an output file goes, or a parts
      * directory of that output's name that holds a file of the user's, refuses the run before
      * compute, and both stay as they were.

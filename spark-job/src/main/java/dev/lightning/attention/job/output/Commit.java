@@ -214,11 +214,22 @@ public final class Commit {
         Path files = new Path(stagingDir, "files");
         Path replaced = new Path(stagingDir, "replaced");
         if (overwrite) { // earlier results of these outputs in their other form go aside first
+            java.util.Map<String, List<String>> below = new java.util.HashMap<>(); // a directory's names (parts)
+            for (String name : names) {
+                int slash = name.lastIndexOf('/');
+                if (slash > 0) {
+                    below.computeIfAbsent(name.substring(0, slash), d -> new ArrayList<>()).add(name);
+                }
+            }
             for (String name : replaces) {
                 Path dst = HadoopPaths.child(output, name);
                 Path aside = HadoopPaths.child(replaced, name);
-                // once moved, what stands at dst (new parts under NAME.parts/) is this run's own
-                if (fs.exists(dst) && !fs.exists(aside)) {
+                // once moved, what stands at dst (new parts under NAME.parts/) is this run's own; so is it
+                // once a name below it was published, also where there was no earlier one to move (nothing in
+                // replaced/) or replaced/ is gone (killed while removing the staging): moving it aside then
+                // would take published parts away, and the commit could never be finished
+                if (fs.exists(dst) && !fs.exists(aside)
+                        && !anyPublished(fs, files, below.getOrDefault(name, List.of()))) {
                     fs.mkdirs(aside.getParent());
                     rename(fs, dst, aside);
                 }
@@ -267,6 +278,19 @@ public final class Commit {
         Staging.writeAtomically(fs, new Path(output, SUCCESS), "driver", new byte[0]);
         OutputPaths.forceDirectory(fs, output);
         removeStaging(fs, output, stagingDir);
+    }
+
+    /**
+     * Whether one of {@code names} (a parts form's {@code NAME.parts/o-...}) was published already:
+     * it is no longer staged in {@code files}.
+     */
+    private static boolean anyPublished(FileSystem fs, Path files, List<String> names) throws IOException {
+        for (String name : names) {
+            if (!fs.exists(HadoopPaths.child(files, name))) {
+                return true;
+            }
+        }
+        return false;
     }
 
     /** Removes a run's staging directory, and {@code _temporary} when that run created it and it is now empty. */
