@@ -137,6 +137,25 @@ class PublicationTest {
     }
 
     /**
+     * A symbolic link of the user's where a result goes counts as an existing file even when it
+     * leads nowhere (its target unmounted or not yet written): without --overwrite the run is
+     * refused before compute and the link stays.
+     */
+    @Test
+    void aDanglingLinkWhereAResultGoesIsNotReplacedWithoutOverwrite() throws IOException {
+        Path in = Files.createDirectories(tmp.resolve("flat"));
+        Sequence.random(19, 300, 2, 8, 6, DType.F32, null, false).write(in.resolve("s.safetensors"));
+        Path out = Files.createDirectories(tmp.resolve("out"));
+        Path target = tmp.resolve("archive").resolve("s.safetensors");
+        Files.createSymbolicLink(out.resolve("s.safetensors"), target);
+        Outcome refused = lightning(run(in, out));
+        assertEquals(2, refused.status, refused.out + refused.err);
+        assertTrue(refused.err.contains("already holds"), refused.err);
+        assertTrue(Files.isSymbolicLink(out.resolve("s.safetensors")), "the user's link stays");
+        assertEquals(target, Files.readSymbolicLink(out.resolve("s.safetensors")));
+    }
+
+    /**
      * --overwrite replaces files only: a user's directory where an output file goes, or a parts
      * directory of that output's name that holds a file of the user's, refuses the run before
      * compute, and both stay as they were.

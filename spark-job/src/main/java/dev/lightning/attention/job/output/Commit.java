@@ -81,7 +81,7 @@ public final class Commit {
                 }
             }
             for (String name : all) {
-                if (!overwrite && fs.exists(HadoopPaths.child(output, name))) {
+                if (!overwrite && OutputPaths.exists(fs, HadoopPaths.child(output, name))) {
                     throw new IllegalStateException(HadoopPaths.child(output, name) + " appeared in the output "
                             + "directory during the run; nothing was published and it was not replaced. Rerun with "
                             + "--resume (add --overwrite to replace it)");
@@ -247,7 +247,8 @@ public final class Commit {
                 }
                 continue; // published before an interruption
             }
-            if (fs.exists(dst)) {
+            // a link that leads nowhere is there too: moved aside with --overwrite, never replaced unasked
+            if (OutputPaths.exists(fs, dst)) {
                 if (!overwrite) {
                     throw new IOException("cannot publish " + name + ": " + dst + " exists and the run was not "
                             + "started with --overwrite; the staged file stays in " + src);

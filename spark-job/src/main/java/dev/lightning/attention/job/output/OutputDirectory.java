@@ -209,7 +209,7 @@ public final class OutputDirectory {
         }
         names.add(Commit.SUCCESS);
         for (String name : names) {
-            if (fs.exists(HadoopPaths.child(output, name))) {
+            if (OutputPaths.exists(fs, HadoopPaths.child(output, name))) { // a link that leads nowhere is there too
                 present.add(name);
             }
         }

@@ -151,7 +151,12 @@ public final class OutputPaths {
         return fs instanceof RawLocalFileSystem local && Files.isSymbolicLink(local.pathToFile(at).toPath());
     }
 
-    private static boolean exists(FileSystem fs, Path at) throws IOException {
+    /**
+     * Whether anything stands at {@code at}, a symbolic link counted as itself: {@code fs.exists}
+     * follows a link, so one that leads nowhere (its target unmounted, moved, not yet written) would
+     * count as no file, and a result published there would replace the user's link without --overwrite.
+     */
+    public static boolean exists(FileSystem fs, Path at) throws IOException {
         if (fs instanceof RawLocalFileSystem local) {
             return Files.exists(local.pathToFile(at).toPath(), LinkOption.NOFOLLOW_LINKS);
         }

@@ -18,6 +18,7 @@ import dev.lightning.attention.job.input.StoredStates;
 import dev.lightning.attention.job.output.Commit;
 import dev.lightning.attention.job.output.OutputDirectory;
 import dev.lightning.attention.job.output.OutputLock;
+import dev.lightning.attention.job.output.OutputPaths;
 import dev.lightning.attention.job.output.Staging;
 import dev.lightning.attention.job.output.Version;
 import dev.lightning.attention.job.pass.PassRunner;
@@ -432,7 +433,7 @@ public final class TableRun {
             ours.add(Commit.REPORT);
             ours.add(Commit.SUCCESS);
             for (String name : ours) {
-                if (!cfg.get(Settings.OVERWRITE) && outFs.exists(HadoopPaths.child(outputDir, name))) {
+                if (!cfg.get(Settings.OVERWRITE) && OutputPaths.exists(outFs, HadoopPaths.child(outputDir, name))) {
                     throw new InvalidInputException("--output " + outputDir + " already holds " + name
                             + (name.startsWith("_") ? "" : "/") + ", which this run would write; pass --overwrite to "
                             + "replace it (at the commit, after all compute) or choose another output directory");
