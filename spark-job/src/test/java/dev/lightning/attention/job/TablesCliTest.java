@@ -223,6 +223,44 @@ class TablesCliTest {
     }
 
     /**
+     * A table input is never written, also where --output reaches it through a symbolic link: here
+     * a link to the directory holding the blocks table, which is named o/ as the run's own output
+     * table is, so that --overwrite would have replaced (and deleted) the input. Refused before
+     * anything is created, the input as it was.
+     */
+    @Test
+    void anOutputLinkedOverTheInputTableIsRefused(@TempDir Path dir) throws Exception {
+        Random rnd = new Random(32);
+        TablesTest.Seq a = new TablesTest.Seq("a", 40, 2, 2, 2, 4, 4, DType.F32, rnd);
+        Path data = Files.createDirectories(dir.resolve("data"));
+        String in = data.resolve("o").toString();
+        SparkSession spark = session();
+        try {
+            spark.createDataFrame(a.rows(rnd, 16), TableSchema.BLOCKS.schema()).write().parquet(in);
+        } finally {
+            spark.stop();
+        }
+        Map<String, byte[]> before = new java.util.TreeMap<>();
+        try (java.util.stream.Stream<Path> files = Files.list(Path.of(in))) {
+            for (Path f : (Iterable<Path>) files::iterator) {
+                before.put(f.getFileName().toString(), Files.readAllBytes(f));
+            }
+        }
+        Path link = Files.createSymbolicLink(dir.resolve("latest"), data);
+        StringBuilder log = new StringBuilder();
+        assertEquals(2, run(log, "--input", in, "--output", link.toString(), "--overwrite"), log.toString());
+        assertTrue(log.toString().contains("contains the input"), log.toString());
+        assertFalse(Files.exists(data.resolve("final_states")), "nothing published:\n" + log);
+        try (java.util.stream.Stream<Path> files = Files.list(Path.of(in))) {
+            assertEquals(before.keySet(), files.map(f -> f.getFileName().toString())
+                    .collect(java.util.stream.Collectors.toCollection(java.util.TreeSet::new)), "the input's files");
+        }
+        for (Map.Entry<String, byte[]> e : before.entrySet()) {
+            assertArrayEquals(e.getValue(), Files.readAllBytes(Path.of(in, e.getKey())), e.getKey());
+        }
+    }
+
+    /**
      * Safetensors files written as tables (--output-format parquet): the demo's six files (a
      * 20,000-token BF16 sequence split into pieces, slopes and an initial state in a file, F16,
      * T = 63, T = 1, grouped heads), with --state-every, against a files run on the same files (itself

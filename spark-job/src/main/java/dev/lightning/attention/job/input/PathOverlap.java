@@ -77,6 +77,27 @@ public final class PathOverlap {
     }
 
     /**
+     * Refuses an output that is, lies inside or contains {@code input}, a table of a table run
+     * (--input or --sequences: a directory of Parquet files, or one file), links resolved as
+     * {@link #check} resolves them: with --overwrite the run replaces its tables (o/, final_states/,
+     * states/) as whole directories, so an output that reaches the input through a link could
+     * replace, and delete, the input itself.
+     */
+    public static void checkTable(Configuration conf, Path input, Path output) throws IOException {
+        Where out = resolve(conf, output);
+        Where in = resolve(conf, input);
+        if (in.equals(out)) {
+            refuse(output, out, "is the same as the input", input, in);
+        }
+        if (in.contains(out)) {
+            refuse(output, out, "lies inside the input", input, in);
+        }
+        if (out.contains(in)) {
+            refuse(output, out, "contains the input", input, in);
+        }
+    }
+
+    /**
      * Refuses an {@code --initial-states} directory that is, lies inside or contains the output:
      * the run would read states from where it publishes (and with --overwrite replace them).
      */

@@ -506,12 +506,8 @@ public final class TableRun {
         if (!fs.exists(q)) {
             throw new InvalidInputException(flag + " " + element + ": no such file or directory");
         }
-        String a = q.toUri().toString().replaceAll("/+$", "") + "/";
-        String b = outputDir.toUri().toString().replaceAll("/+$", "") + "/";
-        if (a.startsWith(b) || b.startsWith(a)) {
-            throw new InvalidInputException("--output " + outputDir + " and " + flag + " " + q + " overlap (one holds the "
-                    + "other); the input is never written: choose an output directory outside it");
-        }
+        // compared with links resolved: the paths as written miss an output that reaches the input through a link
+        PathOverlap.checkTable(hadoopConf, q, outputDir);
         return q.toString();
     }
 
