@@ -261,6 +261,32 @@ class TablesCliTest {
     }
 
     /**
+     * A states/ directory already in --output, where a run without --state-every publishes none, is
+     * still in the way of its commit (without --overwrite it would stay beside new tables it does not
+     * belong to): the run is refused before Spark starts, as for o/ and final_states/, not failed after
+     * all its compute with a message that the directory appeared during the run.
+     */
+    @Test
+    void aStatesDirectoryInTheOutputIsRefusedBeforeCompute(@TempDir Path dir) throws Exception {
+        Random rnd = new Random(33);
+        TablesTest.Seq a = new TablesTest.Seq("a", 40, 2, 2, 2, 4, 4, DType.F32, rnd);
+        String in = dir.resolve("qkv").toString();
+        SparkSession spark = session();
+        try {
+            spark.createDataFrame(a.rows(rnd, 16), TableSchema.BLOCKS.schema()).write().parquet(in);
+        } finally {
+            spark.stop();
+        }
+        Path out = Files.createDirectories(dir.resolve("out").resolve("states"));
+        Files.writeString(out.resolve("notes.txt"), "a user's");
+        StringBuilder log = new StringBuilder();
+        assertEquals(2, run(log, "--input", in, "--output", out.getParent().toString()), log.toString());
+        assertTrue(log.toString().contains("already holds states/"), log.toString());
+        assertFalse(log.toString().contains("computed and wrote"), "refused before compute:\n" + log);
+        assertEquals("a user's", Files.readString(out.resolve("notes.txt")));
+    }
+
+    /**
      * Safetensors files written as tables (--output-format parquet): the demo's six files (a
      * 20,000-token BF16 sequence split into pieces, slopes and an initial state in a file, F16,
      * T = 63, T = 1, grouped heads), with --state-every, against a files run on the same files (itself

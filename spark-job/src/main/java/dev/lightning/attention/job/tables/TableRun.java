@@ -429,13 +429,17 @@ public final class TableRun {
             Commit.recover(outFs, outputDir, out);
             // the tables, and the report and _SUCCESS of the run that wrote them: a directory holding
             // any of them is an earlier result, replaced only with --overwrite
-            List<String> ours = new ArrayList<>(tables());
+            // states/ too without --state-every: the commit moves an earlier one aside with --overwrite and
+            // refuses it without, which must be found here, before compute, not after it
+            List<String> ours = new ArrayList<>(ALL_TABLES);
             ours.add(Commit.REPORT);
             ours.add(Commit.SUCCESS);
             for (String name : ours) {
                 if (!cfg.get(Settings.OVERWRITE) && OutputPaths.exists(outFs, HadoopPaths.child(outputDir, name))) {
                     throw new InvalidInputException("--output " + outputDir + " already holds " + name
-                            + (name.startsWith("_") ? "" : "/") + ", which this run would write; pass --overwrite to "
+                            + (name.startsWith("_") ? "" : "/") + ", which this run would "
+                            + (tables().contains(name) || name.startsWith("_") ? "write" : "replace (an earlier run's "
+                            + "table, left beside new ones it does not belong to)") + "; pass --overwrite to "
                             + "replace it (at the commit, after all compute) or choose another output directory");
                 }
             }
