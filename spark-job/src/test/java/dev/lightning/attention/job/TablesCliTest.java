@@ -287,6 +287,55 @@ class TablesCliTest {
     }
 
     /**
+     * --overwrite replaces an earlier run's tables whole (moved aside, deleted with the staging), so a
+     * table directory holding a user's file, or a file where a table goes, is refused before Spark
+     * starts and left as it was; the earlier tables themselves (part files, _SUCCESS, checksums) are
+     * replaced.
+     */
+    @Test
+    void overwriteRefusesATableHoldingAUsersFile(@TempDir Path dir) throws Exception {
+        Random rnd = new Random(34);
+        TablesTest.Seq a = new TablesTest.Seq("a", 40, 2, 2, 2, 4, 4, DType.F32, rnd);
+        String in = dir.resolve("qkv").toString();
+        SparkSession spark = session();
+        try {
+            spark.createDataFrame(a.rows(rnd, 16), TableSchema.BLOCKS.schema()).write().parquet(in);
+        } finally {
+            spark.stop();
+        }
+        Path out = dir.resolve("out");
+        StringBuilder log = new StringBuilder();
+        assertEquals(0, run(log, "--input", in, "--output", out.toString(), "--chunk-size", "16", "--state-every", "16"),
+                log.toString());
+        Path notes = out.resolve("states").resolve("notes.txt");
+        Files.writeString(notes, "a user's");
+        assertEquals(2, run(log, "--input", in, "--output", out.toString(), "--overwrite"), log.toString());
+        assertTrue(log.toString().contains("holds notes.txt, which is not part of an earlier run's table"),
+                log.toString());
+        assertFalse(log.toString().contains("computed and wrote"), "refused before compute:\n" + log);
+        assertEquals("a user's", Files.readString(notes));
+        Files.delete(notes);
+
+        Path finalStates = out.resolve("final_states");
+        try (var listed = Files.list(finalStates)) {
+            for (Path p : listed.toList()) {
+                Files.delete(p);
+            }
+        }
+        Files.delete(finalStates);
+        Files.writeString(finalStates, "a user's file");
+        assertEquals(2, run(log, "--input", in, "--output", out.toString(), "--overwrite"), log.toString());
+        assertTrue(log.toString().contains("is a file where the run's table of that name goes"), log.toString());
+        assertEquals("a user's file", Files.readString(finalStates));
+        Files.delete(finalStates);
+
+        // the earlier tables alone: replaced, states/ (not written without --state-every) with them
+        assertEquals(0, run(log, "--input", in, "--output", out.toString(), "--overwrite"), log.toString());
+        assertTrue(Files.isDirectory(out.resolve("final_states")) && Files.isDirectory(out.resolve("o")));
+        assertFalse(Files.exists(out.resolve("states")), log.toString());
+    }
+
+    /**
      * Safetensors files written as tables (--output-format parquet): the demo's six files (a
      * 20,000-token BF16 sequence split into pieces, slopes and an initial state in a file, F16,
      * T = 63, T = 1, grouped heads), with --state-every, against a files run on the same files (itself

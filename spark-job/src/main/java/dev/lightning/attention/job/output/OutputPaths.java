@@ -140,6 +140,36 @@ public final class OutputPaths {
         return null;
     }
 
+    /**
+     * What a table write leaves in its directory (Spark's Parquet writer through the local or a
+     * checksummed file system): part files, {@code _SUCCESS} and the hidden checksums of both.
+     */
+    private static final java.util.regex.Pattern TABLE_FILE = java.util.regex.Pattern.compile(
+            "part-[^/]*\\.parquet|_SUCCESS|\\.(part-[^/]*\\.parquet|_SUCCESS)\\.crc");
+
+    /**
+     * Why an earlier table at {@code at} (a table run's {@code o/}, {@code final_states/} or
+     * {@code states/}) may not be replaced by --overwrite, which moves it aside whole and deletes it
+     * with the staging: a file stands there, or the directory holds more than a table write leaves;
+     * or null (nothing there, a link, which is moved and never followed, or an earlier table).
+     */
+    public static String tableProblem(FileSystem fs, Path at) throws IOException {
+        if (!exists(fs, at) || isLink(fs, at)) {
+            return null;
+        }
+        if (!isRealDirectory(fs, at)) {
+            return at + " is a file where the run's table of that name goes; --overwrite replaces earlier tables "
+                    + "only, so move it out of the way";
+        }
+        for (org.apache.hadoop.fs.FileStatus f : fs.listStatus(at)) {
+            if (!f.isFile() || !TABLE_FILE.matcher(f.getPath().getName()).matches()) {
+                return at + " holds " + f.getPath().getName() + ", which is not part of an earlier run's table; "
+                        + "--overwrite would delete it with the table, so move it out of the way";
+            }
+        }
+        return null;
+    }
+
     private static boolean isRealDirectory(FileSystem fs, Path at) throws IOException {
         if (fs instanceof RawLocalFileSystem local) {
             return Files.isDirectory(local.pathToFile(at).toPath(), LinkOption.NOFOLLOW_LINKS);

@@ -442,6 +442,13 @@ public final class TableRun {
                             + "table, left beside new ones it does not belong to)") + "; pass --overwrite to "
                             + "replace it (at the commit, after all compute) or choose another output directory");
                 }
+                // --overwrite moves an earlier table aside whole and deletes it with the staging: only what a
+                // table write leaves may be in it, never a user's file (as for a files run's NAME.parts/)
+                String notOurs = cfg.get(Settings.OVERWRITE) && ALL_TABLES.contains(name)
+                        ? OutputPaths.tableProblem(outFs, HadoopPaths.child(outputDir, name)) : null;
+                if (notOurs != null) {
+                    throw new InvalidInputException(notOurs);
+                }
             }
             ObjectMapper json = new ObjectMapper();
             ObjectNode fingerprint = json.createObjectNode();
