@@ -442,14 +442,8 @@ public final class TableRun {
                             + "table, left beside new ones it does not belong to)") + "; pass --overwrite to "
                             + "replace it (at the commit, after all compute) or choose another output directory");
                 }
-                // --overwrite moves an earlier table aside whole and deletes it with the staging: only what a
-                // table write leaves may be in it, never a user's file (as for a files run's NAME.parts/)
-                String notOurs = cfg.get(Settings.OVERWRITE) && ALL_TABLES.contains(name)
-                        ? OutputPaths.tableProblem(outFs, HadoopPaths.child(outputDir, name)) : null;
-                if (notOurs != null) {
-                    throw new InvalidInputException(notOurs);
-                }
             }
+            refuseForeignTables(outFs, outputDir, "");
             ObjectMapper json = new ObjectMapper();
             ObjectNode fingerprint = json.createObjectNode();
             fingerprint.put("format", parquetInput ? "parquet" : "safetensors to parquet");
@@ -488,6 +482,9 @@ public final class TableRun {
             // an earlier run's table this run does not write (states/ without --state-every) goes with --overwrite
             List<String> others = new ArrayList<>(ALL_TABLES);
             others.removeAll(tables());
+            // again: a file put into a table during the compute
+            refuseForeignTables(outFs, outputDir, " (found after the compute: nothing was "
+                    + "published; run again once it is moved)");
             Commit.commit(outFs, outputDir, staging, tables(), others, cfg.get(Settings.OVERWRITE), lock);
             double seconds = (System.nanoTime() - t0) / 1e9;
             long tokens = report.path("tokens").asLong();
@@ -500,6 +497,24 @@ public final class TableRun {
             lock.close();
             if (createdOutput) {
                 outputs.removeIfEmpty();
+            }
+        }
+    }
+
+    /**
+     * With --overwrite, refuses an earlier table that holds more than a table write leaves, or a file
+     * where a table goes ({@link OutputPaths#tableProblem}): the commit moves an earlier table aside
+     * whole and deletes it with the staging, and a user's file must never go with it (as a files
+     * run's NAME.parts/ holding a file that is not a part is refused). {@code then} ends the message.
+     */
+    private void refuseForeignTables(FileSystem outFs, Path outputDir, String then) throws IOException {
+        if (!cfg.get(Settings.OVERWRITE)) {
+            return;
+        }
+        for (String name : ALL_TABLES) {
+            String problem = OutputPaths.tableProblem(outFs, HadoopPaths.child(outputDir, name));
+            if (problem != null) {
+                throw new InvalidInputException(problem + then);
             }
         }
     }
