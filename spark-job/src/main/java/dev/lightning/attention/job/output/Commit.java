@@ -94,6 +94,18 @@ public final class Commit {
             }
             staged.add(new Path(staging.path(), Commit.REPORT));
             OutputPaths.forceAll(fs, staged);
+            // and their names: a file's fsync need not make its directory's entry durable (POSIX leaves it to
+            // the file system), so the directories below the staging that hold them are forced too
+            java.util.Set<Path> parents = new java.util.LinkedHashSet<>();
+            String root = staging.path().toUri().getPath();
+            for (Path p : staged) {
+                for (Path d = p.getParent(); d != null && d.toUri().getPath().startsWith(root + "/"); d = d.getParent()) {
+                    parents.add(d);
+                }
+            }
+            for (Path d : parents) {
+                OutputPaths.forceDirectory(fs, d);
+            }
             ObjectMapper json = new ObjectMapper();
             ObjectNode record = json.createObjectNode();
             record.put("overwrite", overwrite);
