@@ -22,8 +22,8 @@ import java.util.List;
  *       not a symbolic link (a link could lead anywhere, an input directory included, whose files
  *       the publication would then replace) and not a file (the publication would fail half-way).
  *       {@link #problem} says what is in the way, before the commit point.</li>
- *   <li><b>On disk before it counts.</b> The staged files are forced to the device before the
- *       commit record is written, the record before any file is published, and the published
+ *   <li><b>On disk before it counts.</b> The staged files (and the staging's directories that
+ *       name them) are forced to the device before the commit record is written, the record before any file is published, and the published
  *       directories before {@code _SUCCESS} ({@link #force}): after a power loss a directory never
  *       holds {@code _SUCCESS} beside files that were still only in the page cache, nor a commit
  *       record (empty, or listing nothing) for files that were never written.</li>
