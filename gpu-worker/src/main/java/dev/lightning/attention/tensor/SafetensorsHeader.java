@@ -194,9 +194,13 @@ public final class SafetensorsHeader {
         return new TensorEntry(name, dtypeName, dims, dataStart + range[0], dataStart + range[1]);
     }
 
-    /** Sizes of the dtypes the safetensors format defines, so foreign tensors are checked too. */
+    /**
+     * Sizes of the dtypes the safetensors format defines, so foreign tensors are checked too. In
+     * any case: {@link DType#fromSafetensors} takes 'f32' as F32, so a lower-case dtype must not
+     * skip the size check (a q of half its bytes was read on into k's data).
+     */
     private static Integer knownElementBytes(String dtype) {
-        switch (dtype) {
+        switch (dtype.toUpperCase(java.util.Locale.ROOT)) {
             case "F64": case "I64": case "U64":
                 return 8;
             case "F32": case "I32": case "U32":

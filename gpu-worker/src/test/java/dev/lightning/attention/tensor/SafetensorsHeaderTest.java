@@ -159,6 +159,21 @@ class SafetensorsHeaderTest {
     }
 
     /**
+     * The job takes q, k and v typed in any case ({@link DType#fromSafetensors}: 'f32' is F32), so their sizes are
+     * checked in any case too: a lower-case 'f32' q of half the bytes its shape needs was accepted, and the tasks
+     * read the rest of it from k's data.
+     */
+    @Test
+    void sizesAreCheckedWhateverTheCaseOfTheDtype() {
+        assertEquals("f: tensor 'q': shape 3-d [4, 2, 3] of f32 needs 96 bytes, data_offsets give 48",
+                reject("{" + tensor("q", "f32", "[4,2,3]", 0, 48) + "," + tensor("k", "F32", "[4,2,3]", 48, 144) + "}",
+                        1000));
+        assertTrue(reject("{" + tensor("v", "bf16", "[2,2]", 0, 4) + "}", 1000).contains("of bf16 needs 8 bytes"));
+        String right = "{" + tensor("q", "Bf16", "[2,2]", 0, 8) + "}";
+        assertEquals(DType.BF16, accept(right, 8 + right.length() + 8).tensor("q").dtype());
+    }
+
+    /**
      * The padding rule as layout's javadoc states it, against a naive twin: the shortest header whose data start
      * is 8-aligned and aligns every tensor to its element size; else the shortest that aligns every tensor; else
      * (no length aligns them all) the shortest 8-aligned one.
