@@ -289,6 +289,15 @@ public final class LightningMain {
             throw new InvalidInputException("demo runs and checks lightning attention; for softmax attention run "
                     + "`lightning run --attention softmax --input PATHS --output DIR` (`lightning generate` writes inputs)");
         }
+        // the check reads o from each result file: a run that writes no o, or tables instead of
+        // files, would run to the end and then fail in the check
+        if (cfg.checksums() || "parquet".equals(cfg.get(Settings.OUTPUT_FORMAT))) {
+            String option = cfg.checksums() ? "--output-mode checksums" : "--output-format parquet";
+            throw new InvalidInputException("demo checks the o of each result file against float64, and " + option
+                    + " writes " + (cfg.checksums() ? "no o (its runs check sampled rows against float64 themselves)"
+                    : "tables instead of files") + "; leave " + option + " out, or run `lightning run " + option
+                    + " --input PATHS --output DIR` (`lightning generate` writes inputs)");
+        }
         out.println("lightning demo: writing the built-in input to " + input);
         Demo.generate(input);
         runJob(cfg, out);
@@ -425,8 +434,8 @@ public final class LightningMain {
                 dir[0] = a.substring("--dir=".length());
             } else if ("--dir".equals(a)) {
                 dir[0] = OptionParser.next(args, i + 1, a);
-            } else if ("--input".equals(a) || "--output".equals(a) || a.startsWith("--input=")
-                    || a.startsWith("--output=")) {
+            } else if ("--input".equals(a) || "--output".equals(a) || "--synthetic".equals(a) || a.startsWith("--input=")
+                    || a.startsWith("--output=") || a.startsWith("--synthetic=")) {
                 throw new InvalidInputException("demo takes --dir DIR, not " + a);
             }
         }

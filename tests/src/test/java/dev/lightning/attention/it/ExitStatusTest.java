@@ -195,6 +195,24 @@ class ExitStatusTest {
         assertFalse(Files.exists(tmp.resolve("out")), "refused before the output directory is made");
     }
 
+    /**
+     * The demo checks the o of each result file against float64. Runs that write no o (--output-mode
+     * checksums) or tables instead of files (--output-format parquet) ran to the end and then failed in
+     * the check with a stack trace (status 1); --synthetic was refused for an --input the user never gave.
+     * Each is refused in one line before the demo writes its input.
+     */
+    @Test
+    void demoRefusesRunsItsCheckCannotRead() {
+        Path dir = tmp.resolve("demo");
+        expect(2, new String[] {"demo", "--dir", dir.toString(), "--backend", "cpu", "--output-mode", "checksums"},
+                "demo checks", "--output-mode checksums", "lightning run");
+        expect(2, new String[] {"demo", "--dir", dir.toString(), "--backend", "cpu", "--output-format", "parquet"},
+                "demo checks", "--output-format parquet", "lightning run");
+        expect(2, new String[] {"demo", "--dir", dir.toString(), "--synthetic", "100,2,8,8,bf16,1"},
+                "demo takes --dir DIR, not --synthetic");
+        assertFalse(Files.exists(dir), "refused before the demo writes its input");
+    }
+
     /** A run of the test's input into its output directory, unless {@code options} give --input or --output themselves. */
     private String[] run(String... options) {
         List<String> given = Arrays.asList(options);

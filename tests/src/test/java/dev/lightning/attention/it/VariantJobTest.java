@@ -283,6 +283,17 @@ class VariantJobTest {
     }
 
     /**
+     * README: run options apply to the demo and its check follows them. With --output-dtype f16 the F32 files'
+     * o is rounded to F16, and the check held it to the F32 limit (1e-5): MISMATCH and status 1 for a right run.
+     */
+    @Test
+    void demoCheckFollowsTheOutputDtype() {
+        Outcome demo = succeed("demo", "--dir", tmp.resolve("demo").toString(), "--master", MASTER, "--backend", "cpu",
+                "--output-dtype", "f16");
+        assertTrue(demo.out.contains("doc-gqa.safetensors") && demo.out.contains("all results match"), demo.out);
+    }
+
+    /**
      * A normalizer that overflows float32 (k near the float32 maximum, v zero: z = sum of phi(k) =
      * inf) fails the run like an overflowing final_state, and is skipped with --skip-nonfinite. By
      * the recurrence o stays 0 / inf = 0 and the check names final_normalizer; the blocked
