@@ -49,6 +49,10 @@ public final class KernelBench {
             "  --runs N                   timed runs, at least 1 [default 3]",
             "  --check-tokens N           tokens checked against float64, 0 for none [default 1024]");
 
+    /** The options that take a value (--normalize is the one switch). */
+    private static final java.util.List<String> VALUED = java.util.List.of("--backend", "--tokens", "--heads", "--dk",
+            "--dv", "--dtype", "--runs", "--chunk", "--check-tokens", "--heads-k", "--heads-v", "--feature-map");
+
     private KernelBench() {
     }
 
@@ -71,6 +75,10 @@ public final class KernelBench {
                 normalize = true;
                 i--;
                 continue;
+            }
+            // an unknown word is said so, not that it "needs a value" (last, or a value after --normalize)
+            if (!VALUED.contains(args[i])) {
+                throw new IllegalArgumentException("unknown option " + args[i]);
             }
             if (i + 1 >= args.length) {
                 throw new IllegalArgumentException(args[i] + " needs a value");

@@ -89,6 +89,9 @@ class ExitStatusTest {
     void benchRefusesBadValuesWithOneLine() {
         expect(2, new String[] {"bench", "--tokens", "abc"}, "--tokens", "expected an integer", "got 'abc'");
         expect(2, new String[] {"bench", "--bogus", "1"}, "unknown option --bogus");
+        // an unknown word last, or a value after a switch, was said to need a value ("--bogus needs a value")
+        expect(2, new String[] {"bench", "--bogus"}, "unknown option --bogus");
+        expect(2, new String[] {"bench", "--normalize", "1"}, "unknown option 1");
         // counts below their minimum: once a NegativeArraySizeException with a stack trace (status 1),
         // or a table of Infinity ms (--runs 0)
         expect(2, new String[] {"bench", "--tokens", "-5"}, "--tokens", "expected at least 1", "got -5");
