@@ -196,12 +196,12 @@ public final class InputListing {
     private static List<InputFile> listDirectory(FileSystem fs, String element, Path dir, boolean recursive)
             throws IOException {
         List<InputFile> found = new ArrayList<>();
-        collect(fs, dir, "", dir, recursive, found);
+        collect(fs, element, dir, "", dir, recursive, found, new ArrayList<>(List.of(real(dir))));
         if (!found.isEmpty()) {
             return found;
         }
         if (!recursive) {
-            collect(fs, dir, "", dir, true, found);
+            collect(fs, element, dir, "", dir, true, found, new ArrayList<>(List.of(real(dir))));
             if (!found.isEmpty()) {
                 throw new InvalidInputException("--input " + element + ": no *" + SUFFIX + " files in " + dir
                         + ", but its subdirectories hold " + found.size() + " (e.g. " + found.get(0).name
@@ -212,8 +212,14 @@ public final class InputListing {
                 + (recursive ? " or its subdirectories" : "") + " (names starting with '.' or '_' are skipped)");
     }
 
-    private static void collect(FileSystem fs, Path dir, String prefix, Path root, boolean recursive,
-                                List<InputFile> found) throws IOException {
+    /**
+     * Adds the sequence files below {@code dir}. {@code above} holds the real paths of {@code dir} and
+     * the directories above it in this walk (local file system; null elsewhere): a symbolic link back
+     * to one of them is refused, since following it lists the same files again at every level (one
+     * such link, until the links nest too deep to resolve; two, without end).
+     */
+    private static void collect(FileSystem fs, String element, Path dir, String prefix, Path root, boolean recursive,
+                                List<InputFile> found, List<java.nio.file.Path> above) throws IOException {
         for (RemoteIterator<LocatedFileStatus> it = fs.listLocatedStatus(dir); it.hasNext(); ) {
             LocatedFileStatus s = it.next();
             String name = s.getPath().getName();
@@ -222,12 +228,26 @@ public final class InputListing {
             }
             if (s.isDirectory()) {
                 if (recursive) {
-                    collect(fs, s.getPath(), prefix + name + "/", root, true, found);
+                    java.nio.file.Path real = real(s.getPath());
+                    if (real != null && above.contains(real)) {
+                        throw new InvalidInputException("--input " + element + ": " + prefix + name + " leads back to "
+                                + real + ", a directory above it, so --recursive would list its files again at every "
+                                + "level; remove the link, or name the directories to take (a comma-separated list)");
+                    }
+                    above.add(real);
+                    collect(fs, element, s.getPath(), prefix + name + "/", root, true, found, above);
+                    above.remove(above.size() - 1);
                 }
             } else if (name.endsWith(SUFFIX)) {
                 found.add(new InputFile(s, prefix + name, root));
             }
         }
+    }
+
+    /** The real path of a directory of the local file system (links followed), or null on any other. */
+    private static java.nio.file.Path real(Path dir) throws IOException {
+        URI uri = dir.toUri();
+        return "file".equals(uri.getScheme()) ? java.nio.file.Paths.get(uri.getPath()).toRealPath() : null;
     }
 
     private static boolean hidden(String name) {

@@ -169,6 +169,30 @@ class InputListingTest {
         }
     }
 
+    /**
+     * A symbolic link back to a directory above it (`latest -> ..`) was followed at every level: one such
+     * link listed each file 41 times (until the links nested too deep to resolve), two never finished
+     * listing. Refused, naming the link and where it leads; a link to a directory elsewhere is followed.
+     */
+    @Test
+    void recursiveRefusesALinkBackToADirectoryAboveIt() throws IOException {
+        java.nio.file.Path top = file("loop/top.safetensors");
+        java.nio.file.Path inner = file("loop/a/inner.safetensors");
+        java.nio.file.Path elsewhere = file("elsewhere/e.safetensors");
+        Files.createSymbolicLink(tmp.resolve("loop/other"), tmp.resolve("elsewhere"));
+        assertEquals(List.of("a/inner.safetensors", "other/e.safetensors", "top.safetensors"),
+                names(list(tmp.resolve("loop"), true)));
+        sameFiles(list(tmp.resolve("loop"), true), inner, elsewhere, top);
+        Files.createSymbolicLink(tmp.resolve("loop/a/up"), tmp.resolve("loop"));
+        InvalidInputException e = assertThrows(InvalidInputException.class, () -> list(tmp.resolve("loop"), true));
+        assertTrue(e.getMessage().startsWith("--input " + tmp.resolve("loop") + ": a/up leads back to "),
+                e.getMessage());
+        assertTrue(e.getMessage().contains("remove the link"), e.getMessage());
+        // the hint that points to --recursive walks the same tree
+        Files.delete(top);
+        assertThrows(InvalidInputException.class, () -> list(tmp.resolve("loop"), false));
+    }
+
     @Test
     void aDirectoryWithoutSequenceFilesSaysSoAndPointsToRecursive() throws IOException {
         file("nested/sub/a.safetensors");
