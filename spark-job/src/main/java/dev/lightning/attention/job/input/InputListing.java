@@ -220,6 +220,7 @@ public final class InputListing {
      */
     private static void collect(FileSystem fs, String element, Path dir, String prefix, Path root, boolean recursive,
                                 List<InputFile> found, List<java.nio.file.Path> above) throws IOException {
+        refuseDanglingLinks(element, dir, prefix);
         for (RemoteIterator<LocatedFileStatus> it = fs.listLocatedStatus(dir); it.hasNext(); ) {
             LocatedFileStatus s = it.next();
             String name = s.getPath().getName();
@@ -240,6 +241,29 @@ public final class InputListing {
                 }
             } else if (name.endsWith(SUFFIX)) {
                 found.add(new InputFile(s, prefix + name, root));
+            }
+        }
+    }
+
+    /**
+     * Refuses a sequence file of a local directory that is a symbolic link to nothing (its target
+     * moved, deleted or not mounted): the file system's listing leaves such an entry out without a
+     * word, and the run would compute every sequence but that one.
+     */
+    private static void refuseDanglingLinks(String element, Path dir, String prefix) throws IOException {
+        if (!"file".equals(dir.toUri().getScheme())) {
+            return;
+        }
+        try (java.nio.file.DirectoryStream<java.nio.file.Path> entries =
+                     java.nio.file.Files.newDirectoryStream(java.nio.file.Paths.get(dir.toUri().getPath()))) {
+            for (java.nio.file.Path e : entries) {
+                String name = e.getFileName().toString();
+                if (!hidden(name) && name.endsWith(SUFFIX) && java.nio.file.Files.isSymbolicLink(e)
+                        && !java.nio.file.Files.exists(e)) {
+                    throw new InvalidInputException("--input " + element + ": " + prefix + name
+                            + " is a symbolic link to " + java.nio.file.Files.readSymbolicLink(e) + ", which does not "
+                            + "exist; restore its target, or remove the link to run without that sequence");
+                }
             }
         }
     }

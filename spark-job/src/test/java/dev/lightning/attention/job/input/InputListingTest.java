@@ -193,6 +193,24 @@ class InputListingTest {
         assertThrows(InvalidInputException.class, () -> list(tmp.resolve("loop"), false));
     }
 
+    /** A sequence file that is a link to nothing is refused, not left out of the run without a word. */
+    @Test
+    void aLinkToAMissingSequenceFileIsRefused() throws IOException {
+        java.nio.file.Path kept = file("links/a.safetensors");
+        Files.createDirectories(tmp.resolve("links/sub"));
+        Files.createSymbolicLink(tmp.resolve("links/sub/b.safetensors"), tmp.resolve("gone/b.safetensors"));
+        sameFiles(list(tmp.resolve("links"), false), kept); // sub/ is not walked without --recursive
+        InvalidInputException e = assertThrows(InvalidInputException.class, () -> list(tmp.resolve("links"), true));
+        assertTrue(e.getMessage().startsWith("--input " + tmp.resolve("links") + ": sub/b.safetensors is a symbolic "
+                + "link to " + tmp.resolve("gone/b.safetensors") + ", which does not exist"), e.getMessage());
+        Files.createSymbolicLink(tmp.resolve("links/c.safetensors"), tmp.resolve("gone/c.safetensors"));
+        assertThrows(InvalidInputException.class, () -> list(tmp.resolve("links"), false));
+        // a link whose target exists is read as the file
+        Files.delete(tmp.resolve("links/c.safetensors"));
+        Files.createSymbolicLink(tmp.resolve("links/c.safetensors"), kept);
+        assertEquals(List.of("a.safetensors", "c.safetensors"), names(list(tmp.resolve("links"), false)));
+    }
+
     @Test
     void aDirectoryWithoutSequenceFilesSaysSoAndPointsToRecursive() throws IOException {
         file("nested/sub/a.safetensors");
