@@ -49,11 +49,15 @@ public final class KernelBench {
             "  --runs N                   timed runs, at least 1 [default 3]",
             "  --check-tokens N           tokens checked against float64, 0 for none [default 1024]");
 
-    /** The options that take a value (--normalize is the one switch). */
-    private static final java.util.List<String> VALUED = java.util.List.of("--backend", "--tokens", "--heads", "--dk",
-            "--dv", "--dtype", "--runs", "--chunk", "--check-tokens", "--heads-k", "--heads-v", "--feature-map");
-
     private KernelBench() {
+    }
+
+    /** {@code v}, the value after {@code option}; throws where the command line ended before it. */
+    private static String value(String option, String v) {
+        if (v == null) {
+            throw new IllegalArgumentException(option + " needs a value");
+        }
+        return v;
     }
 
     public static void main(String[] args) throws Exception {
@@ -76,28 +80,23 @@ public final class KernelBench {
                 i--;
                 continue;
             }
-            // an unknown word is said so, not that it "needs a value" (last, or a value after --normalize)
-            if (!VALUED.contains(args[i])) {
-                throw new IllegalArgumentException("unknown option " + args[i]);
-            }
-            if (i + 1 >= args.length) {
-                throw new IllegalArgumentException(args[i] + " needs a value");
-            }
-            String v = args[i + 1];
+            // an option's value is asked for by its case, so that an unknown word (last, or a value after
+            // --normalize) is said to be unknown, not to need a value
+            String v = i + 1 < args.length ? args[i + 1] : null;
             try {
                 switch (args[i]) {
-                    case "--backend": backendName = v; break;
-                    case "--tokens": tokens = Integer.parseInt(v); break;
-                    case "--heads": heads = Integer.parseInt(v); break;
-                    case "--dk": dk = Integer.parseInt(v); break;
-                    case "--dv": dv = Integer.parseInt(v); break;
-                    case "--dtype": dtype = DType.fromSafetensors(v); break;
-                    case "--runs": runs = Integer.parseInt(v); break;
-                    case "--chunk": chunk = Integer.parseInt(v); break;
-                    case "--check-tokens": checkTokens = Integer.parseInt(v); break;
-                    case "--heads-k": headsK = Integer.parseInt(v); break;
-                    case "--heads-v": headsV = Integer.parseInt(v); break;
-                    case "--feature-map": phi = FeatureMap.of(v); break;
+                    case "--backend": backendName = value(args[i], v); break;
+                    case "--tokens": tokens = Integer.parseInt(value(args[i], v)); break;
+                    case "--heads": heads = Integer.parseInt(value(args[i], v)); break;
+                    case "--dk": dk = Integer.parseInt(value(args[i], v)); break;
+                    case "--dv": dv = Integer.parseInt(value(args[i], v)); break;
+                    case "--dtype": dtype = DType.fromSafetensors(value(args[i], v)); break;
+                    case "--runs": runs = Integer.parseInt(value(args[i], v)); break;
+                    case "--chunk": chunk = Integer.parseInt(value(args[i], v)); break;
+                    case "--check-tokens": checkTokens = Integer.parseInt(value(args[i], v)); break;
+                    case "--heads-k": headsK = Integer.parseInt(value(args[i], v)); break;
+                    case "--heads-v": headsV = Integer.parseInt(value(args[i], v)); break;
+                    case "--feature-map": phi = FeatureMap.of(value(args[i], v)); break;
                     default: throw new IllegalArgumentException("unknown option " + args[i]);
                 }
             } catch (NumberFormatException e) {
