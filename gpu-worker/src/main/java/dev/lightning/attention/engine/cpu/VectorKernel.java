@@ -1446,7 +1446,13 @@ final class VectorKernel extends Kernel {
 
     /**
      * elu1 a vector at a time: x + 1 in the lanes where x > 0, exp x in the others, with exp as
-     * below ({@link #exp}); NaN stays NaN, as in {@link FeatureMap#apply(float)}.
+     * below ({@link #exp}); NaN stays NaN, as in {@link FeatureMap#apply(float)}. Lanes below
+     * ln 2^-126 = -87.34, where {@link #exp} stops at 2^-126, take {@link FeatureMap#apply(float)}
+     * instead: exp in float64 rounded once (a subnormal, 0 below -103.97), the value of the scalar
+     * kernel and of this loop's tail. With the floor, a q row below -87.34 got phi 2^-126 in every
+     * lane (6.5e6 times exp(-103)), so its o was off by as much, and normalized with a small eps its
+     * o was the unweighted mean of the heads' S / z; and since which elements are lanes and which
+     * the tail depends on the window's length, a split run differed from the unsplit one.
      */
     @Override
     void elu1(float[] x, int off, int n) {
@@ -1456,6 +1462,14 @@ final class VectorKernel extends Kernel {
             FloatVector v = FloatVector.fromArray(S, x, i);
             VectorMask<Float> positive = v.compare(VectorOperators.GT, 0f);
             exp(v.min(0f)).blend(v.add(1f), positive).intoArray(x, i);
+            VectorMask<Float> tiny = v.compare(VectorOperators.LT, MIN_NORMAL_LOG);
+            if (tiny.anyTrue()) {
+                for (int j = tiny.firstTrue(); j < L; j++) {
+                    if (tiny.laneIsSet(j)) {
+                        x[i + j] = FeatureMap.ELU1.apply(v.lane(j));
+                    }
+                }
+            }
         }
         for (; i < end; i++) {
             x[i] = FeatureMap.ELU1.apply(x[i]);

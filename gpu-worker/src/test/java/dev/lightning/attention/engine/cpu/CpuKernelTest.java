@@ -444,6 +444,84 @@ class CpuKernelTest {
         }
     }
 
+    /**
+     * elu1 below float32's normal range (x < ln 2^-126 = -87.34, down to where exp x rounds to 0):
+     * every kernel gives exp x in float64 rounded once, the bits of {@link FeatureMap#apply(float)},
+     * in the vector lanes as in the tail; above it, within the vector exp's ulp. Lengths around
+     * the vector width, values of either range mixed, nothing written outside the range.
+     */
+    @Test
+    void elu1BelowTheNormalRangeIsExpInFloat64() {
+        SplittableRandom rnd = new SplittableRandom(31);
+        for (Kernel kernel : kernels()) {
+            for (int n : new int[]{1, 7, 15, 16, 17, 33, 100}) {
+                float[] e = new float[n + 2];
+                for (int j = 0; j < e.length; j++) {
+                    e[j] = (float) (rnd.nextInt(4) == 0 ? rnd.nextDouble() * 8 - 4 : -80 - rnd.nextDouble() * 30);
+                }
+                float[] got = e.clone();
+                kernel.elu1(got, 1, n);
+                assertEquals(e[0], got[0]);
+                assertEquals(e[n + 1], got[n + 1]);
+                for (int j = 1; j <= n; j++) {
+                    float want = FeatureMap.ELU1.apply(e[j]);
+                    if (e[j] < Kernel.MIN_NORMAL_LOG) {
+                        assertEquals(Float.floatToRawIntBits(want), Float.floatToRawIntBits(got[j]), kernel.name()
+                                + " elu1(" + e[j] + ") at " + j + " of " + n + ": expected " + want + ", got " + got[j]);
+                    } else {
+                        assertEquals(want, got[j], 2e-7 * Math.abs(want), kernel.name() + " elu1(" + e[j] + ")");
+                    }
+                }
+            }
+        }
+    }
+
+    /**
+     * elu1 on queries whose every element lies below float32's normal range for exp (q in
+     * [-100, -88], so phi(q) is a subnormal), plain and normalized, on every kernel, against the
+     * float64 recurrence, whole and split in two (pass 1 over the first part, pass 2 over the
+     * rest from its state). H = 3, Dk = 5, Dv = 7, T = 150: rows of 15 floats, so the vector
+     * lanes and the tail both hold such values, at positions that move with the split.
+     */
+    @Test
+    void elu1OfQueriesBelowTheNormalRangeMatchesTheRecurrence() {
+        SplittableRandom rnd = new SplittableRandom(37);
+        int tokens = 150;
+        int dk = 5;
+        int dv = 7;
+        AttentionSpec plain = new AttentionSpec(3, dk, dv, new double[] {0.5, 0.06, 1e-6}, 1.0, 64)
+                .withFeatureMap(FeatureMap.ELU1);
+        for (AttentionSpec spec : new AttentionSpec[] {plain, plain.withNormalization(1e-6)}) {
+            TokenTensor q = TokenTensor.allocate(DType.F32, tokens, 3, dk);
+            for (int t = 0; t < tokens; t++) {
+                for (int h = 0; h < 3; h++) {
+                    for (int i = 0; i < dk; i++) {
+                        q.set(t, h, i, (float) (-88 - rnd.nextDouble() * 12));
+                    }
+                }
+            }
+            TokenTensor k = Inputs.random(rnd, DType.F32, tokens, 3, dk);
+            TokenTensor v = Inputs.random(rnd, DType.F32, tokens, 3, dv);
+            LightningState zero = LightningState.zeros(spec);
+            TokenTensor wantO = TokenTensor.allocate(DType.F32, tokens, 3, dv);
+            new RecurrentReference().forward(spec, q, k, v, zero, wantO, Checkpoints.none());
+            for (Kernel kernel : kernels()) {
+                String at = kernel.name() + (spec.normalized() ? " normalized" : " plain");
+                TokenTensor gotO = TokenTensor.allocate(DType.F32, tokens, 3, dv);
+                new CpuBackend(kernel, false).forward(spec, q, k, v, zero, gotO, Checkpoints.none());
+                double whole = Inputs.relativeError(gotO.toFloats(), wantO.toFloats());
+                assertTrue(whole < 1e-5, at + ": o relative error " + whole + ", expected below 1e-5");
+                int first = 70;
+                LightningState mid = new CpuBackend(kernel, false).advance(spec, k.slice(0, first), v.slice(0, first), zero);
+                TokenTensor rest = TokenTensor.allocate(DType.F32, tokens - first, 3, dv);
+                new CpuBackend(kernel, false).forward(spec, q.slice(first, tokens - first), k.slice(first, tokens - first),
+                        v.slice(first, tokens - first), mid, rest, Checkpoints.none());
+                double split = Inputs.relativeError(rest.toFloats(), wantO.slice(first, tokens - first).toFloats());
+                assertTrue(split < 1e-5, at + ": o of the split run, relative error " + split + ", expected below 1e-5");
+            }
+        }
+    }
+
     private static float[] random(SplittableRandom rnd, int n) {
         float[] x = new float[n];
         for (int i = 0; i < n; i++) {
