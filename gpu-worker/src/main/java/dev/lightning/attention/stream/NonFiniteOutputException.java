@@ -20,16 +20,37 @@ public final class NonFiniteOutputException extends NonFiniteException {
      */
     NonFiniteOutputException(String file, int sequence, long at, long count, String first, String tensor,
                              DType dtype, String where) {
-        super(file + ": " + count + " NaN/Inf value(s) in the output " + tensor + " (" + dtype + "), " + where
-                + ", the first at " + first + "; " + advice(tensor, dtype), sequence, at, count, first);
+        this(file, sequence, at, count, first, tensor, dtype, where, false);
     }
 
-    private static String advice(String tensor, DType dtype) {
+    /**
+     * @param zeroEps whether {@code o} is that of a normalized run with eps 0, where o = num / (phi(q) . z)
+     *                is 0/0 wherever phi(q) . z is 0, and overflows where it is below float32's normal range
+     */
+    NonFiniteOutputException(String file, int sequence, long at, long count, String first, String tensor,
+                             DType dtype, String where, boolean zeroEps) {
+        super(file + ": " + count + " NaN/Inf value(s) in the output " + tensor + " (" + dtype + "), " + where
+                + ", the first at " + first + "; " + advice(tensor, dtype, zeroEps), sequence, at, count, first);
+    }
+
+    /**
+     * What to do: an F16 o overflows above 65504, which F32 holds; a BF16 o has float32's range
+     * (3.39e38 against 3.40e38), so its infinities are float32's own, as an F32 o's are; with
+     * --normalize-eps 0 the likely cause is a zero denominator.
+     */
+    private static String advice(String tensor, DType dtype, boolean zeroEps) {
         String skip = "--skip-nonfinite to skip such sequences and list them in the run report";
-        if (dtype == DType.F16 || dtype == DType.BF16) {
-            return tensor + " is " + dtype + " (largest value " + (dtype == DType.F16 ? "65504" : "3.39e38")
-                    + ") and the values likely overflowed it: pass --output-dtype f32, or " + skip;
+        if (zeroEps) {
+            return "the run normalizes with --normalize-eps 0, so a token whose phi(q) . z is 0 has o = 0/0 (relu maps "
+                    + "a q row without a positive element, or keys without one, to 0), and one below 1e-38 overflows "
+                    + "float32: pass an eps above 0 (the default is 1e-5), or " + skip;
         }
-        return "float32 overflowed in the computation: check the magnitude of q, k, v and --scale, or pass " + skip;
+        if (dtype == DType.F16) {
+            return tensor + " is F16 (largest value 65504) and the values likely overflowed it: pass --output-dtype f32, "
+                    + "or " + skip;
+        }
+        return "float32 overflowed in the computation" + (dtype == DType.BF16 ? " (BF16 has float32's range: "
+                + "--output-dtype f32 would not hold it)" : "") + ": check the magnitude of q, k, v and --scale, or pass "
+                + skip;
     }
 }

@@ -569,7 +569,7 @@ public final class PieceWork {
                 long i = found.first;
                 String first = "o[" + (token + i / ((long) heads * dv)) + ", " + (i / dv) % heads + ", " + i % dv + "]";
                 throw new NonFiniteOutputException(f.name, p.sequence(), token, found.count, first, "o", oDtype,
-                        "tokens [" + token + ", " + (token + n) + ")");
+                        "tokens [" + token + ", " + (token + n) + ")", spec.normalized() && spec.eps() == 0);
             }
             String after = "the state after token " + (token + n - 1);
             failIfNonFinite(p, token, state.data(), -1, dk * dv, "final_state", after);

@@ -3,6 +3,7 @@ package dev.lightning.attention.stream;
 import dev.lightning.attention.engine.reference.Accuracy;
 import dev.lightning.attention.engine.AttentionBackend;
 import dev.lightning.attention.engine.AttentionSpec;
+import dev.lightning.attention.engine.FeatureMap;
 import dev.lightning.attention.engine.cpu.CpuBackend;
 import dev.lightning.attention.engine.LightningState;
 import dev.lightning.attention.engine.reference.RecurrentReference;
@@ -215,6 +216,87 @@ class PieceWorkOutputDtypeTest {
             assertTrue(e.getMessage().contains("in the output o (F32), tokens [64, 128)"), e.getMessage());
             assertTrue(e.getMessage().contains("float32 overflowed") && !e.getMessage().contains("--output-dtype"),
                     e.getMessage());
+        }
+    }
+
+    /**
+     * The same float32 overflow with a BF16 o (F32 input, --output-dtype bf16): BF16 has float32's
+     * range, so the advice is float32's, not --output-dtype f32, which would fail the same way.
+     */
+    @Test
+    void float32OverflowIntoBf16OutputDoesNotAdviseF32Output() throws IOException {
+        int t = 130;
+        SplittableRandom rnd = new SplittableRandom(59);
+        float[] q = uniform(rnd, t * H * DK);
+        float[] k = uniform(rnd, t * H * DK);
+        float[] v = uniform(rnd, t * H * DV);
+        for (int d = 0; d < DK; d++) {
+            q[(77 * H + 1) * DK + d] = 1f;
+            k[(77 * H + 1) * DK + d] = 3e19f;
+        }
+        for (int d = 0; d < DV; d++) {
+            v[(77 * H + 1) * DV + d] = 3e19f;
+        }
+        try (Input x = new Input("f32.safetensors", DType.F32, t, q, k, v); AttentionBackend cpu = new CpuBackend()) {
+            for (DType out : new DType[] {DType.BF16, DType.F32}) {
+                PieceWork work = new PieceWork(1.0, CHUNK, oneChunk(x.f, out), out);
+                NonFiniteOutputException e = assertThrows(NonFiniteOutputException.class, () -> work.outputs(cpu, x.in,
+                        x.f, x.whole(), LightningState.zeros(H, DK, DV), new ByteArrayOutputStream()));
+                assertEquals("o[77, 1, 0]", e.first);
+                String m = e.getMessage();
+                assertTrue(m.contains("in the output o (" + out + ")") && m.contains("float32 overflowed")
+                        && !m.contains("pass --output-dtype f32") && m.contains("--skip-nonfinite"), m);
+            }
+        }
+    }
+
+    /**
+     * Normalized relu with eps 0: a token whose q row has no positive element has phi(q) . z = 0,
+     * so o = 0/0 there, as in the float64 recurrence. It is reported at that token with the
+     * advice that fits (an eps above 0), not as a float32 overflow; with eps 1e-5 the same input
+     * runs and matches the recurrence.
+     */
+    @Test
+    void zeroDenominatorWithZeroEpsIsNamedAsSuch() throws IOException {
+        int t = 150;
+        int bad = 101;
+        SplittableRandom rnd = new SplittableRandom(61);
+        float[] q = uniform(rnd, t * H * DK);
+        float[] k = uniform(rnd, t * H * DK);
+        float[] v = uniform(rnd, t * H * DV);
+        for (int i = 0; i < t * H * DK; i++) {
+            q[i] = Math.abs(q[i]) + 0.01f;
+            k[i] = Math.abs(k[i]) + 0.01f;
+        }
+        for (int d = 0; d < DK; d++) {
+            q[(bad * H) * DK + d] = -Math.abs(q[(bad * H) * DK + d]);
+        }
+        try (Input x = new Input("relu.safetensors", DType.F32, t, q, k, v); AttentionBackend cpu = new CpuBackend()) {
+            PieceWork work = new PieceWork(1.0, CHUNK, new Variant(FeatureMap.RELU, true, 0, 0), oneChunk(x.f, DType.F32),
+                    DType.F32);
+            NonFiniteOutputException e = assertThrows(NonFiniteOutputException.class, () -> work.outputs(cpu, x.in,
+                    x.f, x.whole(), LightningState.zeros(work.spec(x.f)), new ByteArrayOutputStream()));
+            assertEquals("o[" + bad + ", 0, 0]", e.first);
+            assertEquals(DV, e.count, "o[" + bad + ", 0] alone is 0/0");
+            String m = e.getMessage();
+            assertTrue(m.contains("--normalize-eps 0") && m.contains("0/0") && m.contains("eps above 0")
+                    && !m.contains("float32 overflowed") && m.contains("--skip-nonfinite"), m);
+
+            PieceWork withEps = new PieceWork(1.0, CHUNK, new Variant(FeatureMap.RELU, true, 1e-5, 0),
+                    oneChunk(x.f, DType.F32), DType.F32);
+            AttentionSpec spec = withEps.spec(x.f);
+            ByteArrayOutputStream o = new ByteArrayOutputStream();
+            withEps.outputs(cpu, x.in, x.f, x.whole(), LightningState.zeros(spec), o);
+            float[] got = TokenTensor.wrap(DType.F32, t, H, DV, ByteBuffer.wrap(o.toByteArray())).toFloats();
+            Map<String, SafetensorsFile.Tensor> in = SafetensorsFile.read(x.file);
+            TokenTensor want = TokenTensor.allocate(DType.F32, t, H, DV);
+            new RecurrentReference().forward(spec, in.get("q").asTokens(), in.get("k").asTokens(), in.get("v").asTokens(),
+                    LightningState.zeros(spec), want);
+            for (int d = 0; d < DV; d++) {
+                assertEquals(0f, got[(bad * H) * DV + d], "o[" + bad + ", 0] with eps 1e-5: 0 / eps");
+            }
+            double err = Accuracy.relativeError(got, want.toFloats());
+            assertTrue(err <= 1e-5, "o with eps 1e-5: relative error " + err);
         }
     }
 
