@@ -36,9 +36,10 @@ public final class NonFiniteOutputException extends NonFiniteException {
     /**
      * What to do: an F16 o overflows above 65504, which F32 holds; a BF16 o has float32's range
      * (3.39e38 against 3.40e38), so its infinities are float32's own, as an F32 o's are; with
-     * --normalize-eps 0 the likely cause is a zero denominator.
+     * --normalize-eps 0 the likely cause is a zero denominator. The one statement of it: a table
+     * run's pass 2 gives the same.
      */
-    private static String advice(String tensor, DType dtype, boolean zeroEps) {
+    public static String advice(String tensor, DType dtype, boolean zeroEps) {
         String skip = "--skip-nonfinite to skip such sequences and list them in the run report";
         if (zeroEps) {
             return "the run normalizes with --normalize-eps 0, so a token whose phi(q) . z is 0 has o = 0/0 (relu maps "

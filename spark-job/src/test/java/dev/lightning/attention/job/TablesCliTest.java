@@ -336,6 +336,41 @@ class TablesCliTest {
     }
 
     /**
+     * A non-finite o is refused with the advice a files run gives (NonFiniteOutputException.advice):
+     * an F16 o that overflowed 65504 is told of --output-dtype f32 (and then computes), a normalized
+     * run with --normalize-eps 0 of its zero denominators (relu maps a q row without a positive
+     * element to 0, so phi(q) . z = 0 and o = 0/0).
+     */
+    @Test
+    void nonFiniteOutputGetsTheFilesRunsAdvice(@TempDir Path dir) throws Exception {
+        Random rnd = new Random(35);
+        TablesTest.Seq a = new TablesTest.Seq("a", 40, 2, 2, 2, 4, 4, DType.F16, rnd);
+        String in = dir.resolve("qkv").toString();
+        SparkSession spark = session();
+        try {
+            spark.createDataFrame(a.rows(rnd, 16), TableSchema.BLOCKS.schema()).write().parquet(in);
+        } finally {
+            spark.stop();
+        }
+        String out = dir.resolve("out").toString();
+        StringBuilder log = new StringBuilder();
+        assertEquals(2, run(log, "--input", in, "--output", out, "--scale", "1e6"), log.toString());
+        assertTrue(log.toString().contains("o is F16 (largest value 65504)")
+                && log.toString().contains("pass --output-dtype f32"), log.toString());
+        assertFalse(Files.exists(Path.of(out, "o")), "nothing published");
+        assertEquals(0, run(log, "--input", in, "--output", out, "--scale", "1e6", "--output-dtype", "f32"),
+                log.toString());
+
+        String norm = dir.resolve("norm").toString();
+        assertEquals(2, run(log, "--input", in, "--output", norm, "--feature-map", "relu", "--normalize",
+                "--normalize-eps", "0"), log.toString());
+        assertTrue(log.toString().contains("--normalize-eps 0, so a token whose phi(q) . z is 0 has o = 0/0"),
+                log.toString());
+        assertEquals(0, run(log, "--input", in, "--output", norm, "--feature-map", "relu", "--normalize"),
+                log.toString());
+    }
+
+    /**
      * Safetensors files written as tables (--output-format parquet): the demo's six files (a
      * 20,000-token BF16 sequence split into pieces, slopes and an initial state in a file, F16,
      * T = 63, T = 1, grouped heads), with --state-every, against a files run on the same files (itself

@@ -13,6 +13,7 @@ import dev.lightning.attention.job.tables.TableShuffle.Block;
 import dev.lightning.attention.job.tables.TableShuffle.Key;
 import dev.lightning.attention.job.tables.TableTask.Lazy;
 import dev.lightning.attention.job.tables.TableTask.Peek;
+import dev.lightning.attention.stream.NonFiniteOutputException;
 import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.InvalidInputException;
 import dev.lightning.attention.tensor.NonFinite;
@@ -129,7 +130,7 @@ public final class TablePass2 extends Lazy<TablePass2.Out> {
             TokenTensor[] t = task.window(s, rows, n);
             TokenTensor o = TokenTensor.allocate(oDtype, n, spec.heads(), spec.dv());
             state = forward(s, spec, t, firstStart[0], state, o);
-            emit(s, rows, starts, o);
+            emit(s, spec, rows, starts, o);
         }
         if (piece == plan.pieces(s) - 1) {
             emitState(s, spec, state);
@@ -205,7 +206,7 @@ public final class TablePass2 extends Lazy<TablePass2.Out> {
     }
 
     /** Outputs of one window: a row of o per block. */
-    private void emit(int s, List<Block> rows, List<Long> starts, TokenTensor o) {
+    private void emit(int s, AttentionSpec spec, List<Block> rows, List<Long> starts, TokenTensor o) {
         ByteBuffer all = o.bytes();
         int per = o.tokenBytes();
         int at = 0;
@@ -228,7 +229,7 @@ public final class TablePass2 extends Lazy<TablePass2.Out> {
                         + " in tokens [" + r.start + ", " + (r.start + r.tokens) + ")), the first at o["
                         + (r.start + e / ((long) o.heads() * w)) + ", "
                         + (e / w) % o.heads() + ", " + e % w + "] (token, head, index)"
-                        + (o.dtype() == DType.F32 ? "" : "; an " + o.dtype() + " o may overflow: pass --output-dtype f32"));
+                        + "; " + NonFiniteOutputException.advice("o", o.dtype(), spec.normalized() && spec.eps() == 0));
             }
             ready.add(r);
         }
@@ -365,7 +366,7 @@ public final class TablePass2 extends Lazy<TablePass2.Out> {
                 ownStarts.add(starts.get(from));
                 from++;
             }
-            emit(seqs.get(i), own, ownStarts, o.slice(off[i], off[i + 1] - off[i]));
+            emit(seqs.get(i), spec, own, ownStarts, o.slice(off[i], off[i + 1] - off[i]));
         }
         ByteBuffer kvOut = ByteBuffer.allocate(kv * m).order(ByteOrder.LITTLE_ENDIAN);
         ByteBuffer zOut = spec.normalized() ? ByteBuffer.allocate(zb * m).order(ByteOrder.LITTLE_ENDIAN) : null;
