@@ -201,7 +201,8 @@ public final class LightningState {
 
     /**
      * The scan's combine: the state after this one is followed by {@code n} tokens whose state
-     * from zero is {@code local}, i.e. lambda_h^n * this + local, in float32, for S and z alike.
+     * from zero is {@code local}, i.e. lambda_h^n * this + local, in float32, for S and z alike
+     * (computed from 1 - lambda_h^n: see below).
      */
     public LightningState then(AttentionSpec spec, long n, LightningState local) {
         if (!fits(spec) || !local.fits(spec)) {
@@ -211,13 +212,17 @@ public final class LightningState {
         float[] outZ = z == null ? null : new float[z.length];
         int block = dk * dv;
         for (int h = 0; h < heads; h++) {
-            float decay = (float) spec.decay(h, n);
+            // lambda^n x + local as x + (local - (1 - lambda^n) x): the complement keeps its own 24 bits, where
+            // lambda^n rounded to float32 would be off by up to 3e-8 absolute, a large part of 1 - lambda^n for a
+            // slowly decaying head, and a scan over many pieces would take that error each step
+            // (AttentionSpec.decayComplement)
+            float comp = (float) spec.decayComplement(h, n);
             for (int x = h * block, end = x + block; x < end; x++) {
-                out[x] = decay * kv[x] + local.kv[x];
+                out[x] = kv[x] + (local.kv[x] - comp * kv[x]);
             }
             if (z != null) {
                 for (int x = h * dk, end = x + dk; x < end; x++) {
-                    outZ[x] = decay * z[x] + local.z[x];
+                    outZ[x] = z[x] + (local.z[x] - comp * z[x]);
                 }
             }
         }

@@ -209,6 +209,62 @@ public class BackendAgreementTest {
         }
     }
 
+    /**
+     * The slope of a head whose chunk decay lambda^m = 1 - (k + 1/2) 2^-24 sits halfway between two
+     * floats (the worst rounding of lambda^m to float32: 3e-8 off, 0.25% of 1 - lambda^m here). A
+     * carry that multiplies by the rounded lambda^m takes that error in every chunk with the same
+     * sign; over 6,250 chunks the state was 7.5e-5 off the float64 recurrence. See
+     * AttentionSpec.decayComplement.
+     */
+    public static double halfwaySlope(int chunk) {
+        return -Math.log1p(-200.5 * Math.scalb(1.0, -24)) / chunk;
+    }
+
+    /**
+     * A slowly decaying head over many chunks keeps its decay rate: the CPU backend (chunk 16, 6,250
+     * chunks) and the scan's combine (LightningState.then, 4,000 pieces of 25 tokens), normalized
+     * too, against the float64 recurrence. Before the carries used 1 - lambda^n the CPU backend's state
+     * was 7.5e-5 off (2026-12-05).
+     */
+    @Test
+    void aSlowlyDecayingHeadKeepsItsRateOverManyChunks() {
+        SplittableRandom rnd = new SplittableRandom(19);
+        int t = 100_000;
+        int chunk = 16;
+        for (boolean normalized : new boolean[] {false, true}) {
+            AttentionSpec spec = new AttentionSpec(2, 4, 3, new double[] {halfwaySlope(chunk), halfwaySlope(25)}, 1.0,
+                    chunk);
+            if (normalized) {
+                spec = spec.withFeatureMap(FeatureMap.ELU1).withNormalization(1e-5);
+            }
+            TokenTensor q = Inputs.random(rnd, DType.F32, t, 2, 4);
+            TokenTensor k = Inputs.random(rnd, DType.F32, t, 2, 4);
+            TokenTensor v = Inputs.random(rnd, DType.F32, t, 2, 3);
+            LightningState zero = LightningState.zeros(spec);
+            TokenTensor want = TokenTensor.allocate(DType.F32, t, 2, 3);
+            LightningState expect = new RecurrentReference().forward(spec, q, k, v, zero, want);
+            TokenTensor got = TokenTensor.allocate(DType.F32, t, 2, 3);
+            LightningState s = new CpuBackend().forward(spec, q, k, v, zero, got);
+            String what = normalized ? "normalized elu1" : "plain";
+            assertTrue(Inputs.relativeError(s.kv(), expect.kv()) <= 5e-6,
+                    what + ": state " + Inputs.relativeError(s.kv(), expect.kv()));
+            assertTrue(Inputs.relativeError(got.toFloats(), want.toFloats()) <= 5e-6,
+                    what + ": o " + Inputs.relativeError(got.toFloats(), want.toFloats()));
+            if (normalized) {
+                assertTrue(Inputs.relativeError(s.normalizer(), expect.normalizer()) <= 5e-6,
+                        what + ": z " + Inputs.relativeError(s.normalizer(), expect.normalizer()));
+            }
+            // the scan: pieces of 25 tokens from zero (the float64 recurrence's), combined in float32
+            LightningState combined = zero;
+            RecurrentReference ref = new RecurrentReference();
+            for (int at = 0; at < t; at += 25) {
+                combined = combined.then(spec, 25, ref.advance(spec, k.slice(at, 25), v.slice(at, 25), zero));
+            }
+            assertTrue(Inputs.relativeError(combined.kv(), expect.kv()) <= 5e-6,
+                    what + ": combined " + Inputs.relativeError(combined.kv(), expect.kv()));
+        }
+    }
+
     /** Every backend refuses, in both passes, a tensor that does not fit the spec, naming it. */
     @Test
     void shapesThatDoNotFitTheSpecAreRefusedByName() {

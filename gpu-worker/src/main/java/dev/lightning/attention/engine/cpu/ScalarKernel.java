@@ -23,18 +23,18 @@ final class ScalarKernel extends Kernel {
 
     @Override
     void productScaleAdd(float[] a, int ao, int ais, int ads, float[] b, int bo, int ldb,
-                         float[] c, int co, int ldc, int rows, int cols, int depth, float beta) {
-        multiply(a, ao, ais, ads, b, bo, ldb, c, co, ldc, rows, cols, depth, SCALE_ADD, beta);
+                         float[] c, int co, int ldc, int rows, int cols, int depth, float comp) {
+        multiply(a, ao, ais, ads, b, bo, ldb, c, co, ldc, rows, cols, depth, SCALE_ADD, comp);
     }
 
     /** {@link #product} or {@link #productScaleAdd}, by mode. */
     private static void multiply(float[] a, int ao, int ais, int ads, float[] b, int bo, int ldb,
-                                 float[] c, int co, int ldc, int rows, int cols, int depth, int mode, float beta) {
+                                 float[] c, int co, int ldc, int rows, int cols, int depth, int mode, float comp) {
         int rows4 = rows & ~3;
         int cols4 = cols & ~3;
         for (int i = 0; i < rows4; i += 4) {
             for (int j = 0; j < cols4; j += 4) {
-                tile4x4(a, ao + i * ais, ais, ads, b, bo + j, ldb, c, co + i * ldc + j, ldc, depth, mode, beta);
+                tile4x4(a, ao + i * ais, ais, ads, b, bo + j, ldb, c, co + i * ldc + j, ldc, depth, mode, comp);
             }
         }
         // the edges: rows past the last 4, and columns past the last 4 of every row
@@ -47,13 +47,13 @@ final class ScalarKernel extends Kernel {
                     sum += a[aRow + d * ads] * b[bo + d * ldb + j];
                 }
                 int at = co + i * ldc + j;
-                c[at] = mode == SCALE_ADD ? beta * c[at] + sum : sum;
+                c[at] = mode == SCALE_ADD ? decayed(c[at], sum, comp) : sum;
             }
         }
     }
 
     private static void tile4x4(float[] a, int a0, int ais, int ads, float[] b, int b0, int ldb,
-                                float[] c, int c0, int ldc, int depth, int mode, float beta) {
+                                float[] c, int c0, int ldc, int depth, int mode, float comp) {
         int c1 = c0 + ldc;
         int c2 = c1 + ldc;
         int c3 = c2 + ldc;
@@ -82,10 +82,22 @@ final class ScalarKernel extends Kernel {
             s30 += x * b0v; s31 += x * b1v; s32 += x * b2v; s33 += x * b3v;
         }
         if (mode == SCALE_ADD) {
-            s00 += beta * c[c0]; s01 += beta * c[c0 + 1]; s02 += beta * c[c0 + 2]; s03 += beta * c[c0 + 3];
-            s10 += beta * c[c1]; s11 += beta * c[c1 + 1]; s12 += beta * c[c1 + 2]; s13 += beta * c[c1 + 3];
-            s20 += beta * c[c2]; s21 += beta * c[c2 + 1]; s22 += beta * c[c2 + 2]; s23 += beta * c[c2 + 3];
-            s30 += beta * c[c3]; s31 += beta * c[c3 + 1]; s32 += beta * c[c3 + 2]; s33 += beta * c[c3 + 3];
+            s00 = decayed(c[c0], s00, comp);
+            s01 = decayed(c[c0 + 1], s01, comp);
+            s02 = decayed(c[c0 + 2], s02, comp);
+            s03 = decayed(c[c0 + 3], s03, comp);
+            s10 = decayed(c[c1], s10, comp);
+            s11 = decayed(c[c1 + 1], s11, comp);
+            s12 = decayed(c[c1 + 2], s12, comp);
+            s13 = decayed(c[c1 + 3], s13, comp);
+            s20 = decayed(c[c2], s20, comp);
+            s21 = decayed(c[c2 + 1], s21, comp);
+            s22 = decayed(c[c2 + 2], s22, comp);
+            s23 = decayed(c[c2 + 3], s23, comp);
+            s30 = decayed(c[c3], s30, comp);
+            s31 = decayed(c[c3 + 1], s31, comp);
+            s32 = decayed(c[c3 + 2], s32, comp);
+            s33 = decayed(c[c3 + 3], s33, comp);
         }
         c[c0] = s00; c[c0 + 1] = s01; c[c0 + 2] = s02; c[c0 + 3] = s03;
         c[c1] = s10; c[c1 + 1] = s11; c[c1 + 2] = s12; c[c1 + 3] = s13;

@@ -55,10 +55,16 @@ final class VectorKernel extends Kernel {
         multiply(a, ao, ais, ads, b, bo, ldb, c, co, ldc, rows, cols, depth, add ? ACCUMULATE : SET, 0f);
     }
 
+    /** {@link Kernel#decayed} a vector at a time: the stored c plus (sum - comp c). */
+    private static FloatVector decayed(float[] c, int at, float comp, FloatVector sum) {
+        FloatVector x = FloatVector.fromArray(S, c, at);
+        return x.add(sum.sub(x.mul(comp)));
+    }
+
     @Override
     void productScaleAdd(float[] a, int ao, int ais, int ads, float[] b, int bo, int ldb,
-                         float[] c, int co, int ldc, int rows, int cols, int depth, float beta) {
-        multiply(a, ao, ais, ads, b, bo, ldb, c, co, ldc, rows, cols, depth, SCALE_ADD, beta);
+                         float[] c, int co, int ldc, int rows, int cols, int depth, float comp) {
+        multiply(a, ao, ais, ads, b, bo, ldb, c, co, ldc, rows, cols, depth, SCALE_ADD, comp);
     }
 
 
@@ -71,7 +77,7 @@ final class VectorKernel extends Kernel {
      * at a time.
      */
     private static void multiply(float[] a, int ao, int ais, int ads, float[] b, int bo, int ldb,
-                                 float[] c, int co, int ldc, int rows, int cols, int depth, int mode, float beta) {
+                                 float[] c, int co, int ldc, int rows, int cols, int depth, int mode, float comp) {
         int rows4 = rows & ~3;
         int j = 0;
         boolean wide = ldb == 2 * PANEL;
@@ -83,13 +89,13 @@ final class VectorKernel extends Kernel {
                     for (int i = 0; i < rows4; i += 4) {
                         int at = co + i * ldc + j;
                         if (rowsOfA && wide) {
-                            tile4x4rows2(a, ao + i * ais, ais, b, bo + j, c, at, ldc, depth, mode, beta);
+                            tile4x4rows2(a, ao + i * ais, ais, b, bo + j, c, at, ldc, depth, mode, comp);
                         } else if (rowsOfA) {
-                            tile4x4rows(a, ao + i * ais, ais, b, bo + j, c, at, ldc, depth, mode, beta);
+                            tile4x4rows(a, ao + i * ais, ais, b, bo + j, c, at, ldc, depth, mode, comp);
                         } else if (wide) {
-                            tile4x4cols2(a, ao + i, b, bo + j, c, at, ldc, depth, mode, beta);
+                            tile4x4cols2(a, ao + i, b, bo + j, c, at, ldc, depth, mode, comp);
                         } else {
-                            tile4x4cols(a, ao + i, b, bo + j, c, at, ldc, depth, mode, beta);
+                            tile4x4cols(a, ao + i, b, bo + j, c, at, ldc, depth, mode, comp);
                         }
                     }
                 }
@@ -98,9 +104,9 @@ final class VectorKernel extends Kernel {
         for (; j + WIDE * L <= cols; j += WIDE * L) {
             for (int i = 0; i < rows4; i += 4) {
                 if (WIDE == 4) {
-                    tile4x4(a, ao + i * ais, ais, ads, b, bo + j, ldb, c, co + i * ldc + j, ldc, depth, mode, beta);
+                    tile4x4(a, ao + i * ais, ais, ads, b, bo + j, ldb, c, co + i * ldc + j, ldc, depth, mode, comp);
                 } else {
-                    tile4x2(a, ao + i * ais, ais, ads, b, bo + j, ldb, c, co + i * ldc + j, ldc, depth, mode, beta);
+                    tile4x2(a, ao + i * ais, ais, ads, b, bo + j, ldb, c, co + i * ldc + j, ldc, depth, mode, comp);
                 }
             }
         }
@@ -109,52 +115,52 @@ final class VectorKernel extends Kernel {
             // the narrow tails at constant strides too (the scores' bands of 16, 32 and 48 columns)
             if (left == 3) {
                 for (int i = 0; i < rows4; i += 4) {
-                    tile4x3rows(a, ao + i * ais, ais, b, bo + j, c, co + i * ldc + j, ldc, depth, mode, beta);
+                    tile4x3rows(a, ao + i * ais, ais, b, bo + j, c, co + i * ldc + j, ldc, depth, mode, comp);
                 }
             } else if (left == 2) {
                 for (int i = 0; i < rows4; i += 4) {
-                    tile4x2rows(a, ao + i * ais, ais, b, bo + j, c, co + i * ldc + j, ldc, depth, mode, beta);
+                    tile4x2rows(a, ao + i * ais, ais, b, bo + j, c, co + i * ldc + j, ldc, depth, mode, comp);
                 }
             } else if (left == 1) {
                 int i = 0;
                 for (; i + 8 <= rows4; i += 8) {
-                    tile8x1rows(a, ao + i * ais, ais, b, bo + j, c, co + i * ldc + j, ldc, depth, mode, beta);
+                    tile8x1rows(a, ao + i * ais, ais, b, bo + j, c, co + i * ldc + j, ldc, depth, mode, comp);
                 }
                 for (; i < rows4; i += 4) {
-                    tile4x1(a, ao + i * ais, ais, ads, b, bo + j, ldb, c, co + i * ldc + j, ldc, depth, mode, beta);
+                    tile4x1(a, ao + i * ais, ais, ads, b, bo + j, ldb, c, co + i * ldc + j, ldc, depth, mode, comp);
                 }
             }
         } else if (left == 3) {
             for (int i = 0; i < rows4; i += 4) {
-                tile4x3(a, ao + i * ais, ais, ads, b, bo + j, ldb, c, co + i * ldc + j, ldc, depth, mode, beta);
+                tile4x3(a, ao + i * ais, ais, ads, b, bo + j, ldb, c, co + i * ldc + j, ldc, depth, mode, comp);
             }
         } else if (left == 2) {
             for (int i = 0; i < rows4; i += 4) {
-                tile4x2(a, ao + i * ais, ais, ads, b, bo + j, ldb, c, co + i * ldc + j, ldc, depth, mode, beta);
+                tile4x2(a, ao + i * ais, ais, ads, b, bo + j, ldb, c, co + i * ldc + j, ldc, depth, mode, comp);
             }
         } else if (left == 1) {
             int i = 0;
             for (; i + 8 <= rows4; i += 8) {
-                tile8x1(a, ao + i * ais, ais, ads, b, bo + j, ldb, c, co + i * ldc + j, ldc, depth, mode, beta);
+                tile8x1(a, ao + i * ais, ais, ads, b, bo + j, ldb, c, co + i * ldc + j, ldc, depth, mode, comp);
             }
             for (; i < rows4; i += 4) {
-                tile4x1(a, ao + i * ais, ais, ads, b, bo + j, ldb, c, co + i * ldc + j, ldc, depth, mode, beta);
+                tile4x1(a, ao + i * ais, ais, ads, b, bo + j, ldb, c, co + i * ldc + j, ldc, depth, mode, comp);
             }
         }
         int vectorCols = j + left * L;
         for (int i = rows4; i < rows; i++) {
             for (int jv = 0; jv < vectorCols; jv += L) {
-                tile1x1(a, ao + i * ais, ads, b, bo + jv, ldb, c, co + i * ldc + jv, depth, mode, beta);
+                tile1x1(a, ao + i * ais, ads, b, bo + jv, ldb, c, co + i * ldc + jv, depth, mode, comp);
             }
         }
         if (vectorCols < cols) {
-            scalarColumns(a, ao, ais, ads, b, bo, ldb, c, co, ldc, rows, vectorCols, cols, depth, mode, beta);
+            scalarColumns(a, ao, ais, ads, b, bo, ldb, c, co, ldc, rows, vectorCols, cols, depth, mode, comp);
         }
     }
 
     /** Columns [from, to) of C, every row, one element at a time (what no whole vector covers). */
     private static void scalarColumns(float[] a, int ao, int ais, int ads, float[] b, int bo, int ldb, float[] c, int co,
-                                      int ldc, int rows, int from, int to, int depth, int mode, float beta) {
+                                      int ldc, int rows, int from, int to, int depth, int mode, float comp) {
         for (int i = 0; i < rows; i++) {
             int aRow = ao + i * ais;
             for (int j = from; j < to; j++) {
@@ -163,13 +169,13 @@ final class VectorKernel extends Kernel {
                 for (int d = 0; d < depth; d++) {
                     sum = Math.fma(a[aRow + d * ads], b[bo + d * ldb + j], sum);
                 }
-                c[at] = mode == SCALE_ADD ? beta * c[at] + sum : sum;
+                c[at] = mode == SCALE_ADD ? decayed(c[at], sum, comp) : sum;
             }
         }
     }
 
     private static void tile4x4(float[] a, int a0, int ais, int ads, float[] b, int b0, int ldb,
-                                float[] c, int c0, int ldc, int depth, int mode, float beta) {
+                                float[] c, int c0, int ldc, int depth, int mode, float comp) {
         int c1 = c0 + ldc;
         int c2 = c1 + ldc;
         int c3 = c2 + ldc;
@@ -252,22 +258,22 @@ final class VectorKernel extends Kernel {
             s33 = b3v.fma(x, s33);
         }
         if (mode == SCALE_ADD) {
-            FloatVector.fromArray(S, c, c0).mul(beta).add(s00).intoArray(c, c0);
-            FloatVector.fromArray(S, c, c0 + L).mul(beta).add(s01).intoArray(c, c0 + L);
-            FloatVector.fromArray(S, c, c0 + 2 * L).mul(beta).add(s02).intoArray(c, c0 + 2 * L);
-            FloatVector.fromArray(S, c, c0 + 3 * L).mul(beta).add(s03).intoArray(c, c0 + 3 * L);
-            FloatVector.fromArray(S, c, c1).mul(beta).add(s10).intoArray(c, c1);
-            FloatVector.fromArray(S, c, c1 + L).mul(beta).add(s11).intoArray(c, c1 + L);
-            FloatVector.fromArray(S, c, c1 + 2 * L).mul(beta).add(s12).intoArray(c, c1 + 2 * L);
-            FloatVector.fromArray(S, c, c1 + 3 * L).mul(beta).add(s13).intoArray(c, c1 + 3 * L);
-            FloatVector.fromArray(S, c, c2).mul(beta).add(s20).intoArray(c, c2);
-            FloatVector.fromArray(S, c, c2 + L).mul(beta).add(s21).intoArray(c, c2 + L);
-            FloatVector.fromArray(S, c, c2 + 2 * L).mul(beta).add(s22).intoArray(c, c2 + 2 * L);
-            FloatVector.fromArray(S, c, c2 + 3 * L).mul(beta).add(s23).intoArray(c, c2 + 3 * L);
-            FloatVector.fromArray(S, c, c3).mul(beta).add(s30).intoArray(c, c3);
-            FloatVector.fromArray(S, c, c3 + L).mul(beta).add(s31).intoArray(c, c3 + L);
-            FloatVector.fromArray(S, c, c3 + 2 * L).mul(beta).add(s32).intoArray(c, c3 + 2 * L);
-            FloatVector.fromArray(S, c, c3 + 3 * L).mul(beta).add(s33).intoArray(c, c3 + 3 * L);
+            decayed(c, c0, comp, s00).intoArray(c, c0);
+            decayed(c, c0 + L, comp, s01).intoArray(c, c0 + L);
+            decayed(c, c0 + 2 * L, comp, s02).intoArray(c, c0 + 2 * L);
+            decayed(c, c0 + 3 * L, comp, s03).intoArray(c, c0 + 3 * L);
+            decayed(c, c1, comp, s10).intoArray(c, c1);
+            decayed(c, c1 + L, comp, s11).intoArray(c, c1 + L);
+            decayed(c, c1 + 2 * L, comp, s12).intoArray(c, c1 + 2 * L);
+            decayed(c, c1 + 3 * L, comp, s13).intoArray(c, c1 + 3 * L);
+            decayed(c, c2, comp, s20).intoArray(c, c2);
+            decayed(c, c2 + L, comp, s21).intoArray(c, c2 + L);
+            decayed(c, c2 + 2 * L, comp, s22).intoArray(c, c2 + 2 * L);
+            decayed(c, c2 + 3 * L, comp, s23).intoArray(c, c2 + 3 * L);
+            decayed(c, c3, comp, s30).intoArray(c, c3);
+            decayed(c, c3 + L, comp, s31).intoArray(c, c3 + L);
+            decayed(c, c3 + 2 * L, comp, s32).intoArray(c, c3 + 2 * L);
+            decayed(c, c3 + 3 * L, comp, s33).intoArray(c, c3 + 3 * L);
         } else {
             s00.intoArray(c, c0);
             s01.intoArray(c, c0 + L);
@@ -315,7 +321,7 @@ final class VectorKernel extends Kernel {
      * accumulators where the loops join, about 1 GFLOP/s.)
      */
     private static void tile4x4rows(float[] a, int a0, int ais, float[] b, int b0,
-                                    float[] c, int c0, int ldc, int depth, int mode, float beta) {
+                                    float[] c, int c0, int ldc, int depth, int mode, float comp) {
         int c1 = c0 + ldc;
         int c2 = c1 + ldc;
         int c3 = c2 + ldc;
@@ -385,28 +391,28 @@ final class VectorKernel extends Kernel {
             s32 = b2v.fma(x, s32);
             s33 = b3v.fma(x, s33);
         }
-        s00.blend(FloatVector.fromArray(S, c, c0).mul(beta).add(s00), scaleAdd).intoArray(c, c0);
-        s01.blend(FloatVector.fromArray(S, c, c0 + L).mul(beta).add(s01), scaleAdd).intoArray(c, c0 + L);
-        s02.blend(FloatVector.fromArray(S, c, c0 + 2 * L).mul(beta).add(s02), scaleAdd).intoArray(c, c0 + 2 * L);
-        s03.blend(FloatVector.fromArray(S, c, c0 + 3 * L).mul(beta).add(s03), scaleAdd).intoArray(c, c0 + 3 * L);
-        s10.blend(FloatVector.fromArray(S, c, c1).mul(beta).add(s10), scaleAdd).intoArray(c, c1);
-        s11.blend(FloatVector.fromArray(S, c, c1 + L).mul(beta).add(s11), scaleAdd).intoArray(c, c1 + L);
-        s12.blend(FloatVector.fromArray(S, c, c1 + 2 * L).mul(beta).add(s12), scaleAdd).intoArray(c, c1 + 2 * L);
-        s13.blend(FloatVector.fromArray(S, c, c1 + 3 * L).mul(beta).add(s13), scaleAdd).intoArray(c, c1 + 3 * L);
-        s20.blend(FloatVector.fromArray(S, c, c2).mul(beta).add(s20), scaleAdd).intoArray(c, c2);
-        s21.blend(FloatVector.fromArray(S, c, c2 + L).mul(beta).add(s21), scaleAdd).intoArray(c, c2 + L);
-        s22.blend(FloatVector.fromArray(S, c, c2 + 2 * L).mul(beta).add(s22), scaleAdd).intoArray(c, c2 + 2 * L);
-        s23.blend(FloatVector.fromArray(S, c, c2 + 3 * L).mul(beta).add(s23), scaleAdd).intoArray(c, c2 + 3 * L);
-        s30.blend(FloatVector.fromArray(S, c, c3).mul(beta).add(s30), scaleAdd).intoArray(c, c3);
-        s31.blend(FloatVector.fromArray(S, c, c3 + L).mul(beta).add(s31), scaleAdd).intoArray(c, c3 + L);
-        s32.blend(FloatVector.fromArray(S, c, c3 + 2 * L).mul(beta).add(s32), scaleAdd).intoArray(c, c3 + 2 * L);
-        s33.blend(FloatVector.fromArray(S, c, c3 + 3 * L).mul(beta).add(s33), scaleAdd).intoArray(c, c3 + 3 * L);
+        s00.blend(decayed(c, c0, comp, s00), scaleAdd).intoArray(c, c0);
+        s01.blend(decayed(c, c0 + L, comp, s01), scaleAdd).intoArray(c, c0 + L);
+        s02.blend(decayed(c, c0 + 2 * L, comp, s02), scaleAdd).intoArray(c, c0 + 2 * L);
+        s03.blend(decayed(c, c0 + 3 * L, comp, s03), scaleAdd).intoArray(c, c0 + 3 * L);
+        s10.blend(decayed(c, c1, comp, s10), scaleAdd).intoArray(c, c1);
+        s11.blend(decayed(c, c1 + L, comp, s11), scaleAdd).intoArray(c, c1 + L);
+        s12.blend(decayed(c, c1 + 2 * L, comp, s12), scaleAdd).intoArray(c, c1 + 2 * L);
+        s13.blend(decayed(c, c1 + 3 * L, comp, s13), scaleAdd).intoArray(c, c1 + 3 * L);
+        s20.blend(decayed(c, c2, comp, s20), scaleAdd).intoArray(c, c2);
+        s21.blend(decayed(c, c2 + L, comp, s21), scaleAdd).intoArray(c, c2 + L);
+        s22.blend(decayed(c, c2 + 2 * L, comp, s22), scaleAdd).intoArray(c, c2 + 2 * L);
+        s23.blend(decayed(c, c2 + 3 * L, comp, s23), scaleAdd).intoArray(c, c2 + 3 * L);
+        s30.blend(decayed(c, c3, comp, s30), scaleAdd).intoArray(c, c3);
+        s31.blend(decayed(c, c3 + L, comp, s31), scaleAdd).intoArray(c, c3 + L);
+        s32.blend(decayed(c, c3 + 2 * L, comp, s32), scaleAdd).intoArray(c, c3 + 2 * L);
+        s33.blend(decayed(c, c3 + 3 * L, comp, s33), scaleAdd).intoArray(c, c3 + 3 * L);
     }
 
 
     /** {@link #tile4x4rows} for B's rows two panels apart (ldb = 8L). */
     private static void tile4x4rows2(float[] a, int a0, int ais, float[] b, int b0,
-                                     float[] c, int c0, int ldc, int depth, int mode, float beta) {
+                                     float[] c, int c0, int ldc, int depth, int mode, float comp) {
         int c1 = c0 + ldc;
         int c2 = c1 + ldc;
         int c3 = c2 + ldc;
@@ -476,22 +482,22 @@ final class VectorKernel extends Kernel {
             s32 = b2v.fma(x, s32);
             s33 = b3v.fma(x, s33);
         }
-        s00.blend(FloatVector.fromArray(S, c, c0).mul(beta).add(s00), scaleAdd).intoArray(c, c0);
-        s01.blend(FloatVector.fromArray(S, c, c0 + L).mul(beta).add(s01), scaleAdd).intoArray(c, c0 + L);
-        s02.blend(FloatVector.fromArray(S, c, c0 + 2 * L).mul(beta).add(s02), scaleAdd).intoArray(c, c0 + 2 * L);
-        s03.blend(FloatVector.fromArray(S, c, c0 + 3 * L).mul(beta).add(s03), scaleAdd).intoArray(c, c0 + 3 * L);
-        s10.blend(FloatVector.fromArray(S, c, c1).mul(beta).add(s10), scaleAdd).intoArray(c, c1);
-        s11.blend(FloatVector.fromArray(S, c, c1 + L).mul(beta).add(s11), scaleAdd).intoArray(c, c1 + L);
-        s12.blend(FloatVector.fromArray(S, c, c1 + 2 * L).mul(beta).add(s12), scaleAdd).intoArray(c, c1 + 2 * L);
-        s13.blend(FloatVector.fromArray(S, c, c1 + 3 * L).mul(beta).add(s13), scaleAdd).intoArray(c, c1 + 3 * L);
-        s20.blend(FloatVector.fromArray(S, c, c2).mul(beta).add(s20), scaleAdd).intoArray(c, c2);
-        s21.blend(FloatVector.fromArray(S, c, c2 + L).mul(beta).add(s21), scaleAdd).intoArray(c, c2 + L);
-        s22.blend(FloatVector.fromArray(S, c, c2 + 2 * L).mul(beta).add(s22), scaleAdd).intoArray(c, c2 + 2 * L);
-        s23.blend(FloatVector.fromArray(S, c, c2 + 3 * L).mul(beta).add(s23), scaleAdd).intoArray(c, c2 + 3 * L);
-        s30.blend(FloatVector.fromArray(S, c, c3).mul(beta).add(s30), scaleAdd).intoArray(c, c3);
-        s31.blend(FloatVector.fromArray(S, c, c3 + L).mul(beta).add(s31), scaleAdd).intoArray(c, c3 + L);
-        s32.blend(FloatVector.fromArray(S, c, c3 + 2 * L).mul(beta).add(s32), scaleAdd).intoArray(c, c3 + 2 * L);
-        s33.blend(FloatVector.fromArray(S, c, c3 + 3 * L).mul(beta).add(s33), scaleAdd).intoArray(c, c3 + 3 * L);
+        s00.blend(decayed(c, c0, comp, s00), scaleAdd).intoArray(c, c0);
+        s01.blend(decayed(c, c0 + L, comp, s01), scaleAdd).intoArray(c, c0 + L);
+        s02.blend(decayed(c, c0 + 2 * L, comp, s02), scaleAdd).intoArray(c, c0 + 2 * L);
+        s03.blend(decayed(c, c0 + 3 * L, comp, s03), scaleAdd).intoArray(c, c0 + 3 * L);
+        s10.blend(decayed(c, c1, comp, s10), scaleAdd).intoArray(c, c1);
+        s11.blend(decayed(c, c1 + L, comp, s11), scaleAdd).intoArray(c, c1 + L);
+        s12.blend(decayed(c, c1 + 2 * L, comp, s12), scaleAdd).intoArray(c, c1 + 2 * L);
+        s13.blend(decayed(c, c1 + 3 * L, comp, s13), scaleAdd).intoArray(c, c1 + 3 * L);
+        s20.blend(decayed(c, c2, comp, s20), scaleAdd).intoArray(c, c2);
+        s21.blend(decayed(c, c2 + L, comp, s21), scaleAdd).intoArray(c, c2 + L);
+        s22.blend(decayed(c, c2 + 2 * L, comp, s22), scaleAdd).intoArray(c, c2 + 2 * L);
+        s23.blend(decayed(c, c2 + 3 * L, comp, s23), scaleAdd).intoArray(c, c2 + 3 * L);
+        s30.blend(decayed(c, c3, comp, s30), scaleAdd).intoArray(c, c3);
+        s31.blend(decayed(c, c3 + L, comp, s31), scaleAdd).intoArray(c, c3 + L);
+        s32.blend(decayed(c, c3 + 2 * L, comp, s32), scaleAdd).intoArray(c, c3 + 2 * L);
+        s33.blend(decayed(c, c3 + 3 * L, comp, s33), scaleAdd).intoArray(c, c3 + 3 * L);
     }
 
 
@@ -501,7 +507,7 @@ final class VectorKernel extends Kernel {
      * constant strides, bounds checked once before the loop ({@link #tile4x4rows}).
      */
     private static void tile4x4cols(float[] a, int a0, float[] b, int b0,
-                                    float[] c, int c0, int ldc, int depth, int mode, float beta) {
+                                    float[] c, int c0, int ldc, int depth, int mode, float comp) {
         int c1 = c0 + ldc;
         int c2 = c1 + ldc;
         int c3 = c2 + ldc;
@@ -586,22 +592,22 @@ final class VectorKernel extends Kernel {
             s33 = b3v.fma(x, s33);
         }
         if (mode == SCALE_ADD) {
-            FloatVector.fromArray(S, c, c0).mul(beta).add(s00).intoArray(c, c0);
-            FloatVector.fromArray(S, c, c0 + L).mul(beta).add(s01).intoArray(c, c0 + L);
-            FloatVector.fromArray(S, c, c0 + 2 * L).mul(beta).add(s02).intoArray(c, c0 + 2 * L);
-            FloatVector.fromArray(S, c, c0 + 3 * L).mul(beta).add(s03).intoArray(c, c0 + 3 * L);
-            FloatVector.fromArray(S, c, c1).mul(beta).add(s10).intoArray(c, c1);
-            FloatVector.fromArray(S, c, c1 + L).mul(beta).add(s11).intoArray(c, c1 + L);
-            FloatVector.fromArray(S, c, c1 + 2 * L).mul(beta).add(s12).intoArray(c, c1 + 2 * L);
-            FloatVector.fromArray(S, c, c1 + 3 * L).mul(beta).add(s13).intoArray(c, c1 + 3 * L);
-            FloatVector.fromArray(S, c, c2).mul(beta).add(s20).intoArray(c, c2);
-            FloatVector.fromArray(S, c, c2 + L).mul(beta).add(s21).intoArray(c, c2 + L);
-            FloatVector.fromArray(S, c, c2 + 2 * L).mul(beta).add(s22).intoArray(c, c2 + 2 * L);
-            FloatVector.fromArray(S, c, c2 + 3 * L).mul(beta).add(s23).intoArray(c, c2 + 3 * L);
-            FloatVector.fromArray(S, c, c3).mul(beta).add(s30).intoArray(c, c3);
-            FloatVector.fromArray(S, c, c3 + L).mul(beta).add(s31).intoArray(c, c3 + L);
-            FloatVector.fromArray(S, c, c3 + 2 * L).mul(beta).add(s32).intoArray(c, c3 + 2 * L);
-            FloatVector.fromArray(S, c, c3 + 3 * L).mul(beta).add(s33).intoArray(c, c3 + 3 * L);
+            decayed(c, c0, comp, s00).intoArray(c, c0);
+            decayed(c, c0 + L, comp, s01).intoArray(c, c0 + L);
+            decayed(c, c0 + 2 * L, comp, s02).intoArray(c, c0 + 2 * L);
+            decayed(c, c0 + 3 * L, comp, s03).intoArray(c, c0 + 3 * L);
+            decayed(c, c1, comp, s10).intoArray(c, c1);
+            decayed(c, c1 + L, comp, s11).intoArray(c, c1 + L);
+            decayed(c, c1 + 2 * L, comp, s12).intoArray(c, c1 + 2 * L);
+            decayed(c, c1 + 3 * L, comp, s13).intoArray(c, c1 + 3 * L);
+            decayed(c, c2, comp, s20).intoArray(c, c2);
+            decayed(c, c2 + L, comp, s21).intoArray(c, c2 + L);
+            decayed(c, c2 + 2 * L, comp, s22).intoArray(c, c2 + 2 * L);
+            decayed(c, c2 + 3 * L, comp, s23).intoArray(c, c2 + 3 * L);
+            decayed(c, c3, comp, s30).intoArray(c, c3);
+            decayed(c, c3 + L, comp, s31).intoArray(c, c3 + L);
+            decayed(c, c3 + 2 * L, comp, s32).intoArray(c, c3 + 2 * L);
+            decayed(c, c3 + 3 * L, comp, s33).intoArray(c, c3 + 3 * L);
         } else {
             s00.intoArray(c, c0);
             s01.intoArray(c, c0 + L);
@@ -624,7 +630,7 @@ final class VectorKernel extends Kernel {
 
     /** {@link #tile4x4cols} for steps two panels apart (ads = ldb = 8L). */
     private static void tile4x4cols2(float[] a, int a0, float[] b, int b0,
-                                     float[] c, int c0, int ldc, int depth, int mode, float beta) {
+                                     float[] c, int c0, int ldc, int depth, int mode, float comp) {
         int c1 = c0 + ldc;
         int c2 = c1 + ldc;
         int c3 = c2 + ldc;
@@ -709,22 +715,22 @@ final class VectorKernel extends Kernel {
             s33 = b3v.fma(x, s33);
         }
         if (mode == SCALE_ADD) {
-            FloatVector.fromArray(S, c, c0).mul(beta).add(s00).intoArray(c, c0);
-            FloatVector.fromArray(S, c, c0 + L).mul(beta).add(s01).intoArray(c, c0 + L);
-            FloatVector.fromArray(S, c, c0 + 2 * L).mul(beta).add(s02).intoArray(c, c0 + 2 * L);
-            FloatVector.fromArray(S, c, c0 + 3 * L).mul(beta).add(s03).intoArray(c, c0 + 3 * L);
-            FloatVector.fromArray(S, c, c1).mul(beta).add(s10).intoArray(c, c1);
-            FloatVector.fromArray(S, c, c1 + L).mul(beta).add(s11).intoArray(c, c1 + L);
-            FloatVector.fromArray(S, c, c1 + 2 * L).mul(beta).add(s12).intoArray(c, c1 + 2 * L);
-            FloatVector.fromArray(S, c, c1 + 3 * L).mul(beta).add(s13).intoArray(c, c1 + 3 * L);
-            FloatVector.fromArray(S, c, c2).mul(beta).add(s20).intoArray(c, c2);
-            FloatVector.fromArray(S, c, c2 + L).mul(beta).add(s21).intoArray(c, c2 + L);
-            FloatVector.fromArray(S, c, c2 + 2 * L).mul(beta).add(s22).intoArray(c, c2 + 2 * L);
-            FloatVector.fromArray(S, c, c2 + 3 * L).mul(beta).add(s23).intoArray(c, c2 + 3 * L);
-            FloatVector.fromArray(S, c, c3).mul(beta).add(s30).intoArray(c, c3);
-            FloatVector.fromArray(S, c, c3 + L).mul(beta).add(s31).intoArray(c, c3 + L);
-            FloatVector.fromArray(S, c, c3 + 2 * L).mul(beta).add(s32).intoArray(c, c3 + 2 * L);
-            FloatVector.fromArray(S, c, c3 + 3 * L).mul(beta).add(s33).intoArray(c, c3 + 3 * L);
+            decayed(c, c0, comp, s00).intoArray(c, c0);
+            decayed(c, c0 + L, comp, s01).intoArray(c, c0 + L);
+            decayed(c, c0 + 2 * L, comp, s02).intoArray(c, c0 + 2 * L);
+            decayed(c, c0 + 3 * L, comp, s03).intoArray(c, c0 + 3 * L);
+            decayed(c, c1, comp, s10).intoArray(c, c1);
+            decayed(c, c1 + L, comp, s11).intoArray(c, c1 + L);
+            decayed(c, c1 + 2 * L, comp, s12).intoArray(c, c1 + 2 * L);
+            decayed(c, c1 + 3 * L, comp, s13).intoArray(c, c1 + 3 * L);
+            decayed(c, c2, comp, s20).intoArray(c, c2);
+            decayed(c, c2 + L, comp, s21).intoArray(c, c2 + L);
+            decayed(c, c2 + 2 * L, comp, s22).intoArray(c, c2 + 2 * L);
+            decayed(c, c2 + 3 * L, comp, s23).intoArray(c, c2 + 3 * L);
+            decayed(c, c3, comp, s30).intoArray(c, c3);
+            decayed(c, c3 + L, comp, s31).intoArray(c, c3 + L);
+            decayed(c, c3 + 2 * L, comp, s32).intoArray(c, c3 + 2 * L);
+            decayed(c, c3 + 3 * L, comp, s33).intoArray(c, c3 + 3 * L);
         } else {
             s00.intoArray(c, c0);
             s01.intoArray(c, c0 + L);
@@ -746,7 +752,7 @@ final class VectorKernel extends Kernel {
     }
 
     private static void tile4x3(float[] a, int a0, int ais, int ads, float[] b, int b0, int ldb,
-                                float[] c, int c0, int ldc, int depth, int mode, float beta) {
+                                float[] c, int c0, int ldc, int depth, int mode, float comp) {
         int c1 = c0 + ldc;
         int c2 = c1 + ldc;
         int c3 = c2 + ldc;
@@ -812,18 +818,18 @@ final class VectorKernel extends Kernel {
             s32 = b2v.fma(x, s32);
         }
         if (mode == SCALE_ADD) {
-            FloatVector.fromArray(S, c, c0).mul(beta).add(s00).intoArray(c, c0);
-            FloatVector.fromArray(S, c, c0 + L).mul(beta).add(s01).intoArray(c, c0 + L);
-            FloatVector.fromArray(S, c, c0 + 2 * L).mul(beta).add(s02).intoArray(c, c0 + 2 * L);
-            FloatVector.fromArray(S, c, c1).mul(beta).add(s10).intoArray(c, c1);
-            FloatVector.fromArray(S, c, c1 + L).mul(beta).add(s11).intoArray(c, c1 + L);
-            FloatVector.fromArray(S, c, c1 + 2 * L).mul(beta).add(s12).intoArray(c, c1 + 2 * L);
-            FloatVector.fromArray(S, c, c2).mul(beta).add(s20).intoArray(c, c2);
-            FloatVector.fromArray(S, c, c2 + L).mul(beta).add(s21).intoArray(c, c2 + L);
-            FloatVector.fromArray(S, c, c2 + 2 * L).mul(beta).add(s22).intoArray(c, c2 + 2 * L);
-            FloatVector.fromArray(S, c, c3).mul(beta).add(s30).intoArray(c, c3);
-            FloatVector.fromArray(S, c, c3 + L).mul(beta).add(s31).intoArray(c, c3 + L);
-            FloatVector.fromArray(S, c, c3 + 2 * L).mul(beta).add(s32).intoArray(c, c3 + 2 * L);
+            decayed(c, c0, comp, s00).intoArray(c, c0);
+            decayed(c, c0 + L, comp, s01).intoArray(c, c0 + L);
+            decayed(c, c0 + 2 * L, comp, s02).intoArray(c, c0 + 2 * L);
+            decayed(c, c1, comp, s10).intoArray(c, c1);
+            decayed(c, c1 + L, comp, s11).intoArray(c, c1 + L);
+            decayed(c, c1 + 2 * L, comp, s12).intoArray(c, c1 + 2 * L);
+            decayed(c, c2, comp, s20).intoArray(c, c2);
+            decayed(c, c2 + L, comp, s21).intoArray(c, c2 + L);
+            decayed(c, c2 + 2 * L, comp, s22).intoArray(c, c2 + 2 * L);
+            decayed(c, c3, comp, s30).intoArray(c, c3);
+            decayed(c, c3 + L, comp, s31).intoArray(c, c3 + L);
+            decayed(c, c3 + 2 * L, comp, s32).intoArray(c, c3 + 2 * L);
         } else {
             s00.intoArray(c, c0);
             s01.intoArray(c, c0 + L);
@@ -841,7 +847,7 @@ final class VectorKernel extends Kernel {
     }
 
     private static void tile4x2(float[] a, int a0, int ais, int ads, float[] b, int b0, int ldb,
-                                float[] c, int c0, int ldc, int depth, int mode, float beta) {
+                                float[] c, int c0, int ldc, int depth, int mode, float comp) {
         int c1 = c0 + ldc;
         int c2 = c1 + ldc;
         int c3 = c2 + ldc;
@@ -890,14 +896,14 @@ final class VectorKernel extends Kernel {
             s31 = b1v.fma(x, s31);
         }
         if (mode == SCALE_ADD) {
-            FloatVector.fromArray(S, c, c0).mul(beta).add(s00).intoArray(c, c0);
-            FloatVector.fromArray(S, c, c0 + L).mul(beta).add(s01).intoArray(c, c0 + L);
-            FloatVector.fromArray(S, c, c1).mul(beta).add(s10).intoArray(c, c1);
-            FloatVector.fromArray(S, c, c1 + L).mul(beta).add(s11).intoArray(c, c1 + L);
-            FloatVector.fromArray(S, c, c2).mul(beta).add(s20).intoArray(c, c2);
-            FloatVector.fromArray(S, c, c2 + L).mul(beta).add(s21).intoArray(c, c2 + L);
-            FloatVector.fromArray(S, c, c3).mul(beta).add(s30).intoArray(c, c3);
-            FloatVector.fromArray(S, c, c3 + L).mul(beta).add(s31).intoArray(c, c3 + L);
+            decayed(c, c0, comp, s00).intoArray(c, c0);
+            decayed(c, c0 + L, comp, s01).intoArray(c, c0 + L);
+            decayed(c, c1, comp, s10).intoArray(c, c1);
+            decayed(c, c1 + L, comp, s11).intoArray(c, c1 + L);
+            decayed(c, c2, comp, s20).intoArray(c, c2);
+            decayed(c, c2 + L, comp, s21).intoArray(c, c2 + L);
+            decayed(c, c3, comp, s30).intoArray(c, c3);
+            decayed(c, c3 + L, comp, s31).intoArray(c, c3 + L);
         } else {
             s00.intoArray(c, c0);
             s01.intoArray(c, c0 + L);
@@ -911,7 +917,7 @@ final class VectorKernel extends Kernel {
     }
 
     private static void tile4x1(float[] a, int a0, int ais, int ads, float[] b, int b0, int ldb,
-                                float[] c, int c0, int ldc, int depth, int mode, float beta) {
+                                float[] c, int c0, int ldc, int depth, int mode, float comp) {
         int c1 = c0 + ldc;
         int c2 = c1 + ldc;
         int c3 = c2 + ldc;
@@ -943,10 +949,10 @@ final class VectorKernel extends Kernel {
             s30 = b0v.fma(x, s30);
         }
         if (mode == SCALE_ADD) {
-            FloatVector.fromArray(S, c, c0).mul(beta).add(s00).intoArray(c, c0);
-            FloatVector.fromArray(S, c, c1).mul(beta).add(s10).intoArray(c, c1);
-            FloatVector.fromArray(S, c, c2).mul(beta).add(s20).intoArray(c, c2);
-            FloatVector.fromArray(S, c, c3).mul(beta).add(s30).intoArray(c, c3);
+            decayed(c, c0, comp, s00).intoArray(c, c0);
+            decayed(c, c1, comp, s10).intoArray(c, c1);
+            decayed(c, c2, comp, s20).intoArray(c, c2);
+            decayed(c, c3, comp, s30).intoArray(c, c3);
         } else {
             s00.intoArray(c, c0);
             s10.intoArray(c, c1);
@@ -956,7 +962,7 @@ final class VectorKernel extends Kernel {
     }
 
     private static void tile8x1(float[] a, int a0, int ais, int ads, float[] b, int b0, int ldb,
-                                float[] c, int c0, int ldc, int depth, int mode, float beta) {
+                                float[] c, int c0, int ldc, int depth, int mode, float comp) {
         int c1 = c0 + ldc;
         int c2 = c1 + ldc;
         int c3 = c2 + ldc;
@@ -1012,14 +1018,14 @@ final class VectorKernel extends Kernel {
             s70 = b0v.fma(x, s70);
         }
         if (mode == SCALE_ADD) {
-            FloatVector.fromArray(S, c, c0).mul(beta).add(s00).intoArray(c, c0);
-            FloatVector.fromArray(S, c, c1).mul(beta).add(s10).intoArray(c, c1);
-            FloatVector.fromArray(S, c, c2).mul(beta).add(s20).intoArray(c, c2);
-            FloatVector.fromArray(S, c, c3).mul(beta).add(s30).intoArray(c, c3);
-            FloatVector.fromArray(S, c, c4).mul(beta).add(s40).intoArray(c, c4);
-            FloatVector.fromArray(S, c, c5).mul(beta).add(s50).intoArray(c, c5);
-            FloatVector.fromArray(S, c, c6).mul(beta).add(s60).intoArray(c, c6);
-            FloatVector.fromArray(S, c, c7).mul(beta).add(s70).intoArray(c, c7);
+            decayed(c, c0, comp, s00).intoArray(c, c0);
+            decayed(c, c1, comp, s10).intoArray(c, c1);
+            decayed(c, c2, comp, s20).intoArray(c, c2);
+            decayed(c, c3, comp, s30).intoArray(c, c3);
+            decayed(c, c4, comp, s40).intoArray(c, c4);
+            decayed(c, c5, comp, s50).intoArray(c, c5);
+            decayed(c, c6, comp, s60).intoArray(c, c6);
+            decayed(c, c7, comp, s70).intoArray(c, c7);
         } else {
             s00.intoArray(c, c0);
             s10.intoArray(c, c1);
@@ -1034,7 +1040,7 @@ final class VectorKernel extends Kernel {
 
     /** {@link #tile4x3} for A in rows and B's rows one panel apart (ldb = 4L), as {@link #tile4x4rows}: the scores' narrow bands. */
     private static void tile4x3rows(float[] a, int a0, int ais, float[] b, int b0,
-                                    float[] c, int c0, int ldc, int depth, int mode, float beta) {
+                                    float[] c, int c0, int ldc, int depth, int mode, float comp) {
         int c1 = c0 + ldc;
         int c2 = c1 + ldc;
         int c3 = c2 + ldc;
@@ -1104,18 +1110,18 @@ final class VectorKernel extends Kernel {
             s32 = b2v.fma(x, s32);
         }
         if (mode == SCALE_ADD) {
-            FloatVector.fromArray(S, c, c0).mul(beta).add(s00).intoArray(c, c0);
-            FloatVector.fromArray(S, c, c0 + L).mul(beta).add(s01).intoArray(c, c0 + L);
-            FloatVector.fromArray(S, c, c0 + 2 * L).mul(beta).add(s02).intoArray(c, c0 + 2 * L);
-            FloatVector.fromArray(S, c, c1).mul(beta).add(s10).intoArray(c, c1);
-            FloatVector.fromArray(S, c, c1 + L).mul(beta).add(s11).intoArray(c, c1 + L);
-            FloatVector.fromArray(S, c, c1 + 2 * L).mul(beta).add(s12).intoArray(c, c1 + 2 * L);
-            FloatVector.fromArray(S, c, c2).mul(beta).add(s20).intoArray(c, c2);
-            FloatVector.fromArray(S, c, c2 + L).mul(beta).add(s21).intoArray(c, c2 + L);
-            FloatVector.fromArray(S, c, c2 + 2 * L).mul(beta).add(s22).intoArray(c, c2 + 2 * L);
-            FloatVector.fromArray(S, c, c3).mul(beta).add(s30).intoArray(c, c3);
-            FloatVector.fromArray(S, c, c3 + L).mul(beta).add(s31).intoArray(c, c3 + L);
-            FloatVector.fromArray(S, c, c3 + 2 * L).mul(beta).add(s32).intoArray(c, c3 + 2 * L);
+            decayed(c, c0, comp, s00).intoArray(c, c0);
+            decayed(c, c0 + L, comp, s01).intoArray(c, c0 + L);
+            decayed(c, c0 + 2 * L, comp, s02).intoArray(c, c0 + 2 * L);
+            decayed(c, c1, comp, s10).intoArray(c, c1);
+            decayed(c, c1 + L, comp, s11).intoArray(c, c1 + L);
+            decayed(c, c1 + 2 * L, comp, s12).intoArray(c, c1 + 2 * L);
+            decayed(c, c2, comp, s20).intoArray(c, c2);
+            decayed(c, c2 + L, comp, s21).intoArray(c, c2 + L);
+            decayed(c, c2 + 2 * L, comp, s22).intoArray(c, c2 + 2 * L);
+            decayed(c, c3, comp, s30).intoArray(c, c3);
+            decayed(c, c3 + L, comp, s31).intoArray(c, c3 + L);
+            decayed(c, c3 + 2 * L, comp, s32).intoArray(c, c3 + 2 * L);
         } else {
             s00.intoArray(c, c0);
             s01.intoArray(c, c0 + L);
@@ -1134,7 +1140,7 @@ final class VectorKernel extends Kernel {
 
     /** {@link #tile4x2} for A in rows and B's rows one panel apart (ldb = 4L), as {@link #tile4x4rows}: the scores' narrow bands. */
     private static void tile4x2rows(float[] a, int a0, int ais, float[] b, int b0,
-                                    float[] c, int c0, int ldc, int depth, int mode, float beta) {
+                                    float[] c, int c0, int ldc, int depth, int mode, float comp) {
         int c1 = c0 + ldc;
         int c2 = c1 + ldc;
         int c3 = c2 + ldc;
@@ -1187,14 +1193,14 @@ final class VectorKernel extends Kernel {
             s31 = b1v.fma(x, s31);
         }
         if (mode == SCALE_ADD) {
-            FloatVector.fromArray(S, c, c0).mul(beta).add(s00).intoArray(c, c0);
-            FloatVector.fromArray(S, c, c0 + L).mul(beta).add(s01).intoArray(c, c0 + L);
-            FloatVector.fromArray(S, c, c1).mul(beta).add(s10).intoArray(c, c1);
-            FloatVector.fromArray(S, c, c1 + L).mul(beta).add(s11).intoArray(c, c1 + L);
-            FloatVector.fromArray(S, c, c2).mul(beta).add(s20).intoArray(c, c2);
-            FloatVector.fromArray(S, c, c2 + L).mul(beta).add(s21).intoArray(c, c2 + L);
-            FloatVector.fromArray(S, c, c3).mul(beta).add(s30).intoArray(c, c3);
-            FloatVector.fromArray(S, c, c3 + L).mul(beta).add(s31).intoArray(c, c3 + L);
+            decayed(c, c0, comp, s00).intoArray(c, c0);
+            decayed(c, c0 + L, comp, s01).intoArray(c, c0 + L);
+            decayed(c, c1, comp, s10).intoArray(c, c1);
+            decayed(c, c1 + L, comp, s11).intoArray(c, c1 + L);
+            decayed(c, c2, comp, s20).intoArray(c, c2);
+            decayed(c, c2 + L, comp, s21).intoArray(c, c2 + L);
+            decayed(c, c3, comp, s30).intoArray(c, c3);
+            decayed(c, c3 + L, comp, s31).intoArray(c, c3 + L);
         } else {
             s00.intoArray(c, c0);
             s01.intoArray(c, c0 + L);
@@ -1209,7 +1215,7 @@ final class VectorKernel extends Kernel {
 
     /** {@link #tile8x1} for A in rows and B's rows one panel apart (ldb = 4L), as {@link #tile4x4rows}: the scores' narrow bands. */
     private static void tile8x1rows(float[] a, int a0, int ais, float[] b, int b0,
-                                    float[] c, int c0, int ldc, int depth, int mode, float beta) {
+                                    float[] c, int c0, int ldc, int depth, int mode, float comp) {
         int c1 = c0 + ldc;
         int c2 = c1 + ldc;
         int c3 = c2 + ldc;
@@ -1273,14 +1279,14 @@ final class VectorKernel extends Kernel {
             s70 = b0v.fma(x, s70);
         }
         if (mode == SCALE_ADD) {
-            FloatVector.fromArray(S, c, c0).mul(beta).add(s00).intoArray(c, c0);
-            FloatVector.fromArray(S, c, c1).mul(beta).add(s10).intoArray(c, c1);
-            FloatVector.fromArray(S, c, c2).mul(beta).add(s20).intoArray(c, c2);
-            FloatVector.fromArray(S, c, c3).mul(beta).add(s30).intoArray(c, c3);
-            FloatVector.fromArray(S, c, c4).mul(beta).add(s40).intoArray(c, c4);
-            FloatVector.fromArray(S, c, c5).mul(beta).add(s50).intoArray(c, c5);
-            FloatVector.fromArray(S, c, c6).mul(beta).add(s60).intoArray(c, c6);
-            FloatVector.fromArray(S, c, c7).mul(beta).add(s70).intoArray(c, c7);
+            decayed(c, c0, comp, s00).intoArray(c, c0);
+            decayed(c, c1, comp, s10).intoArray(c, c1);
+            decayed(c, c2, comp, s20).intoArray(c, c2);
+            decayed(c, c3, comp, s30).intoArray(c, c3);
+            decayed(c, c4, comp, s40).intoArray(c, c4);
+            decayed(c, c5, comp, s50).intoArray(c, c5);
+            decayed(c, c6, comp, s60).intoArray(c, c6);
+            decayed(c, c7, comp, s70).intoArray(c, c7);
         } else {
             s00.intoArray(c, c0);
             s10.intoArray(c, c1);
@@ -1294,13 +1300,13 @@ final class VectorKernel extends Kernel {
     }
 
     private static void tile1x1(float[] a, int a0, int ads, float[] b, int b0, int ldb, float[] c, int c0, int depth,
-                                int mode, float beta) {
+                                int mode, float comp) {
         FloatVector s = mode == ACCUMULATE ? FloatVector.fromArray(S, c, c0) : FloatVector.zero(S);
         for (int d = 0, at = a0, bRow = b0; d < depth; d++, at += ads, bRow += ldb) {
             s = FloatVector.fromArray(S, b, bRow).fma(FloatVector.broadcast(S, a[at]), s);
         }
         if (mode == SCALE_ADD) {
-            FloatVector.fromArray(S, c, c0).mul(beta).add(s).intoArray(c, c0);
+            decayed(c, c0, comp, s).intoArray(c, c0);
         } else {
             s.intoArray(c, c0);
         }

@@ -89,8 +89,8 @@ class CpuKernelTest {
     }
 
     /**
-     * One product against float64: C = A B, C += A B ({@link Kernel#product}) or C = beta C + A B
-     * ({@link Kernel#productScaleAdd}, beta random in [0.5, 1), as a chunk's decay is). B's row
+     * One product against float64: C = A B, C += A B ({@link Kernel#product}) or C = (1 - comp) C + A B
+     * ({@link Kernel#productScaleAdd}, comp random in (0, 0.5], as a chunk's decay's complement is). B's row
      * stride is {@code stride} where that is not 0 (and a transposed A's step stride with it), else
      * a few floats more than a row.
      */
@@ -108,14 +108,14 @@ class CpuKernelTest {
         float[] b = random(rnd, bo + ldb * depth);
         float[] c = random(rnd, co + ldc * rows);
         float[] before = c.clone();
-        float beta = (float) (0.5 + rnd.nextDouble() / 2);
+        float comp = (float) (0.5 - rnd.nextDouble() / 2);
         if (mode == Kernel.SCALE_ADD) {
-            kernel.productScaleAdd(a, ao, ais, ads, b, bo, ldb, c, co, ldc, rows, cols, depth, beta);
+            kernel.productScaleAdd(a, ao, ais, ads, b, bo, ldb, c, co, ldc, rows, cols, depth, comp);
         } else {
             kernel.product(a, ao, ais, ads, b, bo, ldb, c, co, ldc, rows, cols, depth, mode == Kernel.ACCUMULATE);
         }
         String what = kernel.name() + " " + rows + "x" + cols + "x" + depth + (transposed ? " A^T" : "") + " ldb " + ldb
-                + (mode == Kernel.SET ? " C=" : mode == Kernel.ACCUMULATE ? " C+=" : " C=beta C+");
+                + (mode == Kernel.SET ? " C=" : mode == Kernel.ACCUMULATE ? " C+=" : " C=(1-comp) C+");
         for (int i = 0; i < rows; i++) {
             for (int j = 0; j < ldc; j++) {
                 int at = co + i * ldc + j;
@@ -123,7 +123,7 @@ class CpuKernelTest {
                     assertEquals(before[at], c[at], what + ": wrote outside C at row " + i + ", column " + j);
                     continue;
                 }
-                double want = mode == Kernel.SET ? 0 : mode == Kernel.ACCUMULATE ? before[at] : (double) beta * before[at];
+                double want = mode == Kernel.SET ? 0 : mode == Kernel.ACCUMULATE ? before[at] : (1 - (double) comp) * before[at];
                 double size = Math.abs(want);
                 for (int d = 0; d < depth; d++) {
                     double x = (double) a[ao + i * ais + d * ads] * b[bo + d * ldb + j];
