@@ -32,10 +32,11 @@
 //     the split work (measured when these kernels looked bound by the consumers' instruction stream;
 //     since then, at the H200's power limit, the forward's time has followed the shared-memory bytes a
 //     chunk moves rather than its instructions: BENCHMARKS.md, sessions 11 and 12). Then
-//     P^T = lambda^m P^T + dP^T with an ordinary float32
-//     FMA (the tensor cores' accumulate does not round to nearest: measured on an H200, it matched
+//     P^T = lambda^m P^T + dP^T in ordinary float32, P^T + (dP^T - (1 - lambda^m) P^T)
+//     (lightning_decayed: lambda^m rounded to float32 would bias the rate of a slowly decaying head), not
+//     in the tensor cores' accumulate, which does not round to nearest: measured on an H200, it matched
 //     round-toward-zero in 83% of cases and round-to-nearest in 69%, so a running sum over
-//     thousands of chunks would drift).
+//     thousands of chunks would drift.
 //     Forward: S = Q K^T (m64n64, both operands from shared memory), O = Q T(P) with the
 //     consumer's bf16/f16 copy of P^T (stored like a K tile, read as a K-major B), then S is
 //     masked and decayed (the output scale folded into the decay table) in registers and becomes
@@ -62,6 +63,7 @@
 
 #include "lightning_args.cuh"
 #include "lightning_common.cuh"
+#include "lightning_decay.cuh"
 #include "wgmma.cuh"
 
 #include <type_traits>
@@ -537,7 +539,8 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     // consumers arrive once done with stage i), 4 slots each.
     static_assert(NS <= 4, "the mbarrier slots (and cp_async_wait) allow at most 4 stages");
     const unsigned fullU = smU + offTab + 1024u, emptyU = fullU + 32u;
-    // Decay table tab[d] = lambda^d for d = 0..191, 0 for d = -64..-1 (the causal mask).
+    // Decay table tab[d] = lambda^d for d = 0..126, 0 for d = -64..-1 (the causal mask), and the carries' decay as its
+    // complement, 1 - lambda^m at tab[LIGHTNING_DECAY_COMP_AT + m] (lightning_decay.cuh).
     // PAIR: the second head's tables (1024 + 512 bytes) in the normalizer's decay-weight tiles at
     // offW (2048 bytes, unused without normalization).
     float* tab = reinterpret_cast<float*>(sm + offTab) + 64;
@@ -548,7 +551,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
         auto tables = [&](int p) {  // head h + p's, at tab (p = 0) or at offW (p = 1)
             const float slope = a.slopes[h + p];
             float* tb = p == 0 ? tab : reinterpret_cast<float*>(sm + offW) + 64;
-            for (int x = tid; x < 256; x += blockDim.x) tb[x - 64] = x >= 64 ? expf(-slope * (float)(x - 64)) : 0.f;
+            for (int x = tid; x < 256; x += blockDim.x) tb[x - 64] = lightning_decay_table_entry(slope, x);
             if (FWD) {  // scale lambda^d for d = -64..63 (0 below 0): the mask with the output scale folded in
                 float* tabS = mask_table(p);
                 for (int x = tid; x < 128; x += blockDim.x) tabS[x - 64] = x >= 64 ? scale * expf(-slope * (float)(x - 64)) : 0.f;
@@ -715,11 +718,11 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                     zi0 = tab[li0 + 1] * (Zq[0] + Zq[1]);
                     zi1 = tab[li0 + 9] * (Zq[2] + Zq[3]);
                 }
-                const float lm = tab[m];
-                zv[0] = fmaf(lm, zv[0], zd0[0] + zd0[1]);
-                zv[1] = fmaf(lm, zv[1], zd0[2] + zd0[3]);
-                zv[2] = fmaf(lm, zv[2], zd1[0] + zd1[1]);
-                zv[3] = fmaf(lm, zv[3], zd1[2] + zd1[3]);
+                const float cm = tab[LIGHTNING_DECAY_COMP_AT + m];  // 1 - lambda^m (lightning_decayed)
+                zv[0] = lightning_decayed(zv[0], zd0[0] + zd0[1], cm);
+                zv[1] = lightning_decayed(zv[1], zd0[2] + zd0[3], cm);
+                zv[2] = lightning_decayed(zv[2], zd1[0] + zd1[1], cm);
+                zv[3] = lightning_decayed(zv[3], zd1[2] + zd1[3], cm);
                 if (ckZ) {
                     const long long slot = clock.advance(m);
                     if (slot >= 0 && zWriter) z_out(a.checkpointNorms + (slot * H + h) * dk);
@@ -955,8 +958,9 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
 
         // State update: P^T = lambda^m P^T + dP^T, dP^T = sum over the chunk's tokens t of
         // (w_t v_t)^T k_t with w_t = lambda^(m-1-t): the decayed own values split as hi + lo (A
-        // fragments in registers), times the K tile (B, all 128 dk), lo products first.
-        const float lamM = tab[m];
+        // fragments in registers), times the K tile (B, all 128 dk), lo products first. The carry
+        // decays by its complement compM = 1 - lambda^m (lightning_decayed).
+        const float compM = tab[LIGHTNING_DECAY_COMP_AT + m];
         unsigned A[4][8];  // [k-step]: [0..3] hi, [4..7] lo
         float dP[NP];      // the first product (rs0) overwrites it
         // TQ: the own V atom's fragments (V^T, ldmatrix.trans) are loaded once, before S V, whose A operand they
@@ -990,7 +994,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             reg_fence<NP>(dP);
             reg_fence<32>(&A[0][0]);
 #pragma unroll
-            for (int i = 0; i < NP; ++i) Pt[i] = fmaf(lamM, Pt[i], dP[i]);
+            for (int i = 0; i < NP; ++i) Pt[i] = lightning_decayed(Pt[i], dP[i], compM);
         };
 
         if (FWD && colsLive) {
@@ -1175,8 +1179,8 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             fold();
             if constexpr (ZC && !ZX) {
                 reg_fence<4>(zcd);
-                zcv[0] = fmaf(lamM, zcv[0], zcd[0] + zcd[1]);
-                zcv[1] = fmaf(lamM, zcv[1], zcd[2] + zcd[3]);
+                zcv[0] = lightning_decayed(zcv[0], zcd[0] + zcd[1], compM);
+                zcv[1] = lightning_decayed(zcv[1], zcd[2] + zcd[3], compM);
             }
         }
         mbar_arrive(emptyU + 8u * st);  // done with the stage

@@ -17,12 +17,14 @@
 // F32 input) and the tensor-core kernels for BF16/F16 (tensor_core.cuh, mma.sync). A third, for
 // Hopper (wgmma), is in hopper.cuh and its own PTX (lightning_sm90.cu).
 //
-// Decay powers are expf(-slope * x), never products of lambda.
+// Decay powers are expf(-slope * x), never products of lambda; a carry decays by its complement
+// (lightning_decay.cuh).
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include "lightning_args.cuh"
+#include "lightning_decay.cuh"
 
 #define CHUNK 64
 #define GENERIC_BV 32        // value columns per CTA in the generic kernels
@@ -124,6 +126,9 @@ __device__ __forceinline__ void generic_segment(const LightningArgs& a) {
 
     for (int t = t0; t < t1; t += CHUNK) {
         const int m = min(CHUNK, t1 - t);
+        if (tid == 0) {
+            powers[CHUNK + 1] = lightning_decay_comp(slope, (float)m);  // read after the __syncthreads below
+        }
         for (int e = tid; e < CHUNK * dk; e += blockDim.x) {
             int i = e / dk;
             int d = e % dk;
@@ -191,7 +196,8 @@ __device__ __forceinline__ void generic_segment(const LightningArgs& a) {
             __syncthreads(); // P and z are read above and written below
         }
 
-        // P <- lambda^m P + sum_j lambda^(m-1-j) k_j^T v_j (the chunk's sum formed apart, added once)
+        // P <- lambda^m P + sum_j lambda^(m-1-j) k_j^T v_j (the chunk's sum formed apart, added once), the decay
+        // carried as its complement, 1 - lambda^m (lightning_decayed), which thread 0 put beside the powers
         for (int e = tid; e < dk * GENERIC_BV; e += blockDim.x) {
             int d = e / GENERIC_BV;
             int c = e % GENERIC_BV;
@@ -199,7 +205,7 @@ __device__ __forceinline__ void generic_segment(const LightningArgs& a) {
             for (int j = 0; j < m; j++) {
                 acc = fmaf(powers[m - 1 - j] * Ks[j * ldk + d], Vs[j * GENERIC_BV + c], acc);
             }
-            Ps[e] = powers[m] * Ps[e] + acc;
+            Ps[e] = lightning_decayed(Ps[e], acc, powers[CHUNK + 1]);
         }
         if (norm) {
             // z <- lambda^m z + sum_j lambda^(m-1-j) k_j, the same combine
@@ -208,7 +214,7 @@ __device__ __forceinline__ void generic_segment(const LightningArgs& a) {
                 for (int j = 0; j < m; j++) {
                     acc = fmaf(powers[m - 1 - j], Ks[j * ldk + d], acc);
                 }
-                Zs[d] = powers[m] * Zs[d] + acc;
+                Zs[d] = lightning_decayed(Zs[d], acc, powers[CHUNK + 1]);
             }
         }
         __syncthreads();
@@ -305,7 +311,7 @@ extern "C" __global__ void lightning_scan(const LightningArgs a) {
         }
         const LightningSegment piece = lightning_segment_range(a.n, a.scanSubTokens, a.leadTokens, i);
         int tokens = (int)(piece.end - piece.start);
-        running = expf(-slope * (float)tokens) * running + locals[(size_t)i * stride + idx];
+        running = lightning_decayed(running, locals[(size_t)i * stride + idx], lightning_decay_comp(slope, (float)tokens));
     }
     if (count % every == 0 && count / every < a.scanOutCount) {
         incoming[(size_t)(count / every) * stride + idx] = running;

@@ -1,0 +1,24 @@
+// A carried state's decay, one statement for every kernel that carries one (the generic and Hopper kernels, the
+// scan). Included after lightning_args.cuh.
+//
+// Over n tokens the state decays by lambda^n. Near 1 a float's step is 6e-8, a large part of 1 - lambda^n for a
+// slowly decaying head (slope 1e-7: lambda^64 = 1 - 6.4e-6 rounds to 1 - 6.38e-6, a rate 0.35% off), and a state
+// carried over many chunks takes the error of lambda^n rounded to float32 every chunk, with the same sign (the CPU
+// backend measured 6e-4 of the state at T = 4M, slope 1e-7; AttentionSpec.decayComplement). So a carry takes the
+// complement, 1 - lambda^n = -expm1(-slope n), which keeps its own 24 bits, and computes x <- lambda^n x + add as
+// x - (comp x - add): one rounding of the small term, one of the sum.
+#pragma once
+
+__device__ __forceinline__ float lightning_decay_comp(float slope, float n) { return -expm1f(-slope * n); }
+__device__ __forceinline__ float lightning_decayed(float x, float add, float comp) { return x - fmaf(comp, x, -add); }
+
+// The Hopper kernels' decay table of a head: 256 floats from tab - 64, entry x at tab[x - 64]: tab[d] = 0 for d < 0
+// (the causal mask is part of the lookup), lambda^d for d = 0..126 (reads go up to 64), and the carry's decay as its
+// complement at tab[LIGHTNING_DECAY_COMP_AT + m] = 1 - lambda^m for m = 0..64.
+constexpr int LIGHTNING_DECAY_COMP_AT = 127;
+__device__ __forceinline__ float lightning_decay_table_entry(float slope, int x) {
+    const int d = x - 64;
+    return d < 0 ? 0.f
+         : d < LIGHTNING_DECAY_COMP_AT ? expf(-slope * (float)d)
+                                       : lightning_decay_comp(slope, (float)(d - LIGHTNING_DECAY_COMP_AT));
+}
