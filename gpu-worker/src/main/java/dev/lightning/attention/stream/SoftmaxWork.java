@@ -57,10 +57,18 @@ public final class SoftmaxWork {
         return 4L * spec.headsQ() * (spec.dv() + 1);
     }
 
-    /** Query tokens per query block: q plus two partials within its budget, whole chunks, at least one. */
+    /**
+     * Query tokens per query block: q plus two partials within its budget, whole chunks, at least one.
+     * However large the budget, the block's q bytes and its partial as bytes ({@link SoftmaxPartial#toBytes},
+     * which the merge reads back whole) each fit one Java array: n * max(Hq Dk es, 4 Hq (Dv + 1)) <= 2^31 - 16.
+     */
     public int queryBlockTokens(SequenceFile f) {
-        long perToken = (long) spec.headsQ() * spec.dk() * f.dtype.bytes() + 2 * partialBytesPerToken();
-        long maxTokens = (Integer.MAX_VALUE - 16) / ((long) spec.headsQ() * (spec.dv() + 1)); // one Java array
+        long qTokenBytes = (long) spec.headsQ() * spec.dk() * f.dtype.bytes();
+        long perToken = qTokenBytes + 2 * partialBytesPerToken();
+        long maxTokens = (Integer.MAX_VALUE - 16) / Math.max(qTokenBytes, partialBytesPerToken()); // one Java array
+        if (maxTokens >= chunkSize) {
+            maxTokens -= maxTokens % chunkSize; // whole chunks here too
+        }
         return tokens(queryBytes, perToken, maxTokens);
     }
 
