@@ -254,20 +254,33 @@ public final class SequenceFile implements Serializable {
      */
     private static void refuseMisspelled(SafetensorsHeader h, String file) {
         for (String tensor : h.tensors().keySet()) {
-            if (tensor.equals("q") || tensor.equals("k") || tensor.equals("v") || OPTIONAL.contains(tensor)) {
-                continue;
-            }
-            String got = squeeze(tensor);
-            for (String known : OPTIONAL) {
-                String want = squeeze(known);
-                if (editDistance(got, want) <= (want.length() <= 6 ? 1 : 2) // "slopes"; "score" is not "slope"
-                        || editDistance(got.replace("initial", "init"), want.replace("initial", "init")) <= 1) {
-                    throw new InvalidInputException(file + ": holds a tensor '" + tensor + "', which is not read: the "
-                            + "name the job reads is '" + known + "' (tensors of other names are ignored, so the run "
-                            + "would compute without it); rename the tensor to '" + known + "', or remove it");
-                }
+            String known = misspelledOptional(tensor);
+            if (known != null) {
+                throw new InvalidInputException(file + ": holds a tensor '" + tensor + "', which is not read: the "
+                        + "name the job reads is '" + known + "' (tensors of other names are ignored, so the run "
+                        + "would compute without it); rename the tensor to '" + known + "', or remove it");
             }
         }
+    }
+
+    /**
+     * The optional tensor whose name {@code tensor} nearly is, or null (also for q, k, v and the optional names
+     * themselves): what {@link #describe} refuses, and what a softmax run, which reads none of them, refuses as
+     * it refuses them.
+     */
+    public static String misspelledOptional(String tensor) {
+        if (tensor.equals("q") || tensor.equals("k") || tensor.equals("v") || OPTIONAL.contains(tensor)) {
+            return null;
+        }
+        String got = squeeze(tensor);
+        for (String known : OPTIONAL) {
+            String want = squeeze(known);
+            if (editDistance(got, want) <= (want.length() <= 6 ? 1 : 2) // "slopes"; "score" is not "slope"
+                    || editDistance(got.replace("initial", "init"), want.replace("initial", "init")) <= 1) {
+                return known;
+            }
+        }
+        return null;
     }
 
     /** Lower case, without the separators people vary: "Initial-State" and "initial_state" alike. */

@@ -170,12 +170,20 @@ class SoftmaxJobTest {
                 false, false));
         cases.put("slope.safetensors", "'slope'");
         cases.put("tokens.safetensors", "one T");
+        // a near miss of 'slope': renaming it, as lightning's check asks, would only meet the refusal above
+        cases.put("slopes.safetensors", "'slopes', a near miss of 'slope', a tensor of lightning attention");
         Sequence a = Sequence.grouped(9, 10, 2, 2, 2, 8, 8, DType.F32, null, false, false);
         Sequence b = Sequence.grouped(9, 12, 2, 2, 2, 8, 8, DType.F32, null, false, false);
         for (String name : cases.keySet()) {
             Path dir = Files.createDirectories(bad.resolve(name + ".d"));
             if (files.containsKey(name)) {
                 files.get(name).write(dir.resolve(name));
+            } else if (name.equals("slopes.safetensors")) {
+                SafetensorsFile.write(dir.resolve(name), List.of(
+                        SafetensorsFile.Tensor.of("q", DType.F32, new long[] {10, 2, 8}, a.q),
+                        SafetensorsFile.Tensor.of("k", DType.F32, new long[] {10, 2, 8}, a.k),
+                        SafetensorsFile.Tensor.of("v", DType.F32, new long[] {10, 2, 8}, a.v),
+                        SafetensorsFile.Tensor.of("slopes", DType.F32, new long[] {2}, new float[] {0.1f, 0.2f})));
             } else { // v has 12 tokens, q and k 10
                 SafetensorsFile.write(dir.resolve(name), List.of(
                         SafetensorsFile.Tensor.of("q", DType.F32, new long[] {10, 2, 8}, a.q),
@@ -187,6 +195,7 @@ class SoftmaxJobTest {
                     out.toString(), "--master", MASTER, "--backend", "cpu");
             assertEquals(2, o.status, name + ": " + o.err);
             assertTrue(o.err.contains(name) && o.err.contains(cases.get(name)), name + ": " + o.err);
+            assertFalse(o.err.contains("rename"), name + ": softmax reads no lightning tensor, by any name: " + o.err);
             assertFalse(Files.exists(out.resolve(name)), "nothing written");
         }
         String[][] options = {

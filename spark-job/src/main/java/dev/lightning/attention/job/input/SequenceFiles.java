@@ -91,6 +91,16 @@ public final class SequenceFiles {
                         + "and would ignore it: remove it from the file, or run --attention lightning");
             }
         }
+        for (String tensor : header.tensors().keySet()) {
+            // lightning's check would ask to rename it to the name refused just above
+            String near = SequenceFile.misspelledOptional(tensor);
+            if (near != null) {
+                throw new InvalidInputException(name + ": holds '" + tensor + "', a near miss of '" + near + "', a "
+                        + "tensor of lightning attention; softmax attention (--attention softmax) reads neither name: "
+                        + "remove it from the file, or run --attention lightning (with the tensor named '" + near
+                        + "')");
+            }
+        }
         TensorEntry q = header.tensor("q");
         TensorEntry k = header.tensor("k");
         TensorEntry v = header.tensor("v");
