@@ -99,6 +99,11 @@ public final class JobConfig implements Serializable {
                         : "softmax attention only: add --attention softmax, or remove it"));
             }
         }
+        if (softmax && cfg.gpuOomToCpu()) {
+            throw new InvalidInputException("--gpu-oom cpu with --attention softmax: softmax's GPU tasks compute in "
+                    + "slices within --gpu-memory and fail when the device runs out of memory anyway, with no CPU "
+                    + "fallback; leave --gpu-oom out (or lower --gpu-memory), or use --backend cpu");
+        }
         Double scale = cfg.get(Settings.SCALE);
         if (softmax && scale != null && !(scale > 0 && !scale.isInfinite())) {
             throw new InvalidInputException("--scale " + scale + ": softmax attention's score scale must be finite and "

@@ -108,6 +108,26 @@ class JobConfigTest {
     }
 
     /**
+     * Softmax's GPU backend has no CPU fallback (nor halving): a device out of memory fails its task. --gpu-oom cpu
+     * was taken and ignored, so a run that asked for the fallback failed on the first out-of-memory.
+     */
+    @Test
+    void softmaxRefusesTheCpuFallbackItDoesNotHave() {
+        Map<String, String> flags = new java.util.HashMap<>(PATHS);
+        flags.put("--attention", "softmax");
+        flags.put("--gpu-oom", "cpu");
+        String m = assertThrows(InvalidInputException.class, () -> JobConfig.resolve(flags, Map.of(), k -> null))
+                .getMessage();
+        assertTrue(m.startsWith("--gpu-oom cpu") && m.contains("softmax") && m.contains("no CPU fallback")
+                && m.contains("--backend cpu"), m);
+        flags.put("--gpu-oom", "shrink");
+        assertEquals("shrink", JobConfig.resolve(flags, Map.of(), k -> null).get(Settings.GPU_OOM), "the default passes");
+        flags.remove("--attention");
+        flags.put("--gpu-oom", "cpu");
+        assertTrue(JobConfig.resolve(flags, Map.of(), k -> null).gpuOomToCpu(), "lightning keeps its fallback");
+    }
+
+    /**
      * The Dataset API (LightningTables) took these and did nothing with them: nothing was written to
      * --output, a missing --input passed, and Spark settings never reached the caller's session.
      */
