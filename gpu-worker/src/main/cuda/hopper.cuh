@@ -959,8 +959,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
         // State update: P^T = lambda^m P^T + dP^T, dP^T = sum over the chunk's tokens t of
         // (w_t v_t)^T k_t with w_t = lambda^(m-1-t): the decayed own values split as hi + lo (A
         // fragments in registers), times the K tile (B, all 128 dk), lo products first. The carry
-        // decays by its complement compM = 1 - lambda^m (lightning_decayed).
-        const float compM = tab[LIGHTNING_DECAY_COMP_AT + m];
+        // decays by its complement, 1 - lambda^m (lightning_decayed), where that matters (see fold).
         unsigned A[4][8];  // [k-step]: [0..3] hi, [4..7] lo
         float dP[NP];      // the first product (rs0) overwrites it
         // TQ: the own V atom's fragments (V^T, ldmatrix.trans) are loaded once, before S V, whose A operand they
@@ -993,8 +992,16 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
         auto fold = [&]() {  // once the products completed
             reg_fence<NP>(dP);
             reg_fence<32>(&A[0][0]);
+            // (the uniform test of lightning_decay.cuh's LIGHTNING_EXACT_CARRY_BELOW: a head far from 1 keeps one FMA)
+            if (tab[LIGHTNING_DECAY_COMP_AT + kChunk] < LIGHTNING_EXACT_CARRY_BELOW) {
+                const float compM = tab[LIGHTNING_DECAY_COMP_AT + m];
 #pragma unroll
-            for (int i = 0; i < NP; ++i) Pt[i] = lightning_decayed(Pt[i], dP[i], compM);
+                for (int i = 0; i < NP; ++i) Pt[i] = lightning_decayed(Pt[i], dP[i], compM);
+            } else {
+                const float lamM = tab[m];
+#pragma unroll
+                for (int i = 0; i < NP; ++i) Pt[i] = fmaf(lamM, Pt[i], dP[i]);
+            }
         };
 
         if (FWD && colsLive) {
@@ -1179,8 +1186,9 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             fold();
             if constexpr (ZC && !ZX) {
                 reg_fence<4>(zcd);
-                zcv[0] = lightning_decayed(zcv[0], zcd[0] + zcd[1], compM);
-                zcv[1] = lightning_decayed(zcv[1], zcd[2] + zcd[3], compM);
+                const float cm = tab[LIGHTNING_DECAY_COMP_AT + m];  // 1 - lambda^m (lightning_decayed)
+                zcv[0] = lightning_decayed(zcv[0], zcd[0] + zcd[1], cm);
+                zcv[1] = lightning_decayed(zcv[1], zcd[2] + zcd[3], cm);
             }
         }
         mbar_arrive(emptyU + 8u * st);  // done with the stage

@@ -10,6 +10,14 @@
 #pragma once
 
 __device__ __forceinline__ float lightning_decay_comp(float slope, float n) { return -expm1f(-slope * n); }
+
+// The Hopper state carry (64 values a thread, every chunk) takes this form only for a head whose chunk decay is close
+// to 1, 1 - lambda^64 below this: one more instruction an element cost an H200 5 to 7% of the forward and 27 to 33%
+// of the states kernel (T = 1M, H = 64 and 8, D = 128, 2026-12-05; BENCHMARKS.md). A head farther from 1 keeps one FMA
+// by lambda^m rounded to float32: its bias, at most 3e-8 / (1 - lambda^64) of the state (the state forgets at that
+// rate), is 1.9e-6 or less, float32's own noise. 1/64: slope 2.46e-4 (MiniMax-01's first layer has slopes of 3.9e-3
+// and more, its last of 3.9e-8 and more).
+#define LIGHTNING_EXACT_CARRY_BELOW (1.f / 64.f)
 __device__ __forceinline__ float lightning_decayed(float x, float add, float comp) { return x - fmaf(comp, x, -add); }
 
 // The Hopper kernels' decay table of a head: 256 floats from tab - 64, entry x at tab[x - 64]: tab[d] = 0 for d < 0
