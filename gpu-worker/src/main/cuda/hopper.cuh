@@ -718,11 +718,20 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                     zi0 = tab[li0 + 1] * (Zq[0] + Zq[1]);
                     zi1 = tab[li0 + 9] * (Zq[2] + Zq[3]);
                 }
-                const float cm = tab[LIGHTNING_DECAY_COMP_AT + m];  // 1 - lambda^m (lightning_decayed)
-                zv[0] = lightning_decayed(zv[0], zd0[0] + zd0[1], cm);
-                zv[1] = lightning_decayed(zv[1], zd0[2] + zd0[3], cm);
-                zv[2] = lightning_decayed(zv[2], zd1[0] + zd1[1], cm);
-                zv[3] = lightning_decayed(zv[3], zd1[2] + zd1[3], cm);
+                // z's carry as P's (fold, below): exact only where the chunk decay is close to 1
+                if (tab[LIGHTNING_DECAY_COMP_AT + kChunk] < LIGHTNING_EXACT_CARRY_BELOW) {
+                    const float cm = tab[LIGHTNING_DECAY_COMP_AT + m];
+                    zv[0] = lightning_decayed(zv[0], zd0[0] + zd0[1], cm);
+                    zv[1] = lightning_decayed(zv[1], zd0[2] + zd0[3], cm);
+                    zv[2] = lightning_decayed(zv[2], zd1[0] + zd1[1], cm);
+                    zv[3] = lightning_decayed(zv[3], zd1[2] + zd1[3], cm);
+                } else {
+                    const float lm = tab[m];
+                    zv[0] = fmaf(lm, zv[0], zd0[0] + zd0[1]);
+                    zv[1] = fmaf(lm, zv[1], zd0[2] + zd0[3]);
+                    zv[2] = fmaf(lm, zv[2], zd1[0] + zd1[1]);
+                    zv[3] = fmaf(lm, zv[3], zd1[2] + zd1[3]);
+                }
                 if (ckZ) {
                     const long long slot = clock.advance(m);
                     if (slot >= 0 && zWriter) z_out(a.checkpointNorms + (slot * H + h) * dk);
@@ -1186,9 +1195,15 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             fold();
             if constexpr (ZC && !ZX) {
                 reg_fence<4>(zcd);
-                const float cm = tab[LIGHTNING_DECAY_COMP_AT + m];  // 1 - lambda^m (lightning_decayed)
-                zcv[0] = lightning_decayed(zcv[0], zcd[0] + zcd[1], cm);
-                zcv[1] = lightning_decayed(zcv[1], zcd[2] + zcd[3], cm);
+                if (tab[LIGHTNING_DECAY_COMP_AT + kChunk] < LIGHTNING_EXACT_CARRY_BELOW) {  // as in fold
+                    const float cm = tab[LIGHTNING_DECAY_COMP_AT + m];
+                    zcv[0] = lightning_decayed(zcv[0], zcd[0] + zcd[1], cm);
+                    zcv[1] = lightning_decayed(zcv[1], zcd[2] + zcd[3], cm);
+                } else {
+                    const float lm = tab[m];
+                    zcv[0] = fmaf(lm, zcv[0], zcd[0] + zcd[1]);
+                    zcv[1] = fmaf(lm, zcv[1], zcd[2] + zcd[3]);
+                }
             }
         }
         mbar_arrive(emptyU + 8u * st);  // done with the stage

@@ -151,9 +151,11 @@ class GpuBackendTest {
     /**
      * A slowly decaying head over 4,096 chunks keeps its decay rate on the GPU (BackendAgreementTest's case):
      * lambda^64 halfway between two floats, so a carry that multiplies by lambda^64 rounded to float32 is off
-     * by 3e-8 every chunk, with one sign (6e-5 of the state here), where one that decays by 1 - lambda^64
-     * (lightning_decayed) is not. The Hopper kernels (on a Hopper GPU: a head of D = 128 in many segments, so
-     * the states kernel, the scan and the forward each carry it) and the generic ones, forward and pass 1.
+     * by 3e-8 every chunk, with one sign, where one that decays by 1 - lambda^64 (lightning_decayed) is not.
+     * The Hopper kernels (on a Hopper GPU: a head of D = 128 in many segments, so the states kernel, the scan
+     * and the forward each carry it) and the generic ones, forward and pass 1. Measured on an H100
+     * (2026-12-05): pass 1 1.6e-5 of the state with ac43a65's PTX, 4.3e-7 now (forward 5.9e-7; generic
+     * 4.5e-7 and 3.2e-7).
      * The portable tensor-core kernels still multiply by lambda^m (their sm_80 builds spilled more with
      * either form tried; README, "Precision"): not held here.
      */
@@ -173,10 +175,10 @@ class GpuBackendTest {
             String which = backend == generic ? "generic" : "tensor cores";
             LightningState s = backend.forward(spec, q, k, v, zero, TokenTensor.allocate(DType.BF16, t, 1, 128));
             double err = Inputs.relativeError(s.kv(), expect.kv());
-            assertTrue(err <= 1e-5, which + " forward: state " + err + " of the float64 recurrence's");
+            assertTrue(err <= 4e-6, which + " forward: state " + err + " of the float64 recurrence's");
             LightningState a = backend.advance(spec, k, v, zero);
             err = Inputs.relativeError(a.kv(), expect.kv());
-            assertTrue(err <= 1e-5, which + " pass 1: state " + err + " of the float64 recurrence's");
+            assertTrue(err <= 4e-6, which + " pass 1: state " + err + " of the float64 recurrence's");
             System.out.println("GpuBackendTest slow decay, " + which + ": " + backend.kernels.lastKernels + ", forward "
                     + "state error " + Inputs.relativeError(s.kv(), expect.kv()) + ", pass 1 " + err);
         }
