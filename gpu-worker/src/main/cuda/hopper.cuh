@@ -579,6 +579,8 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
         asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(Regs<FWD, NORM, MAPR, SL>::loader));
         const bool vecQK = (dk % 8 == 0) && lightning::aligned16(k) && (!FWD || lightning::aligned16(q));
         const bool vecV = (dv % 8 == 0) && lightning::aligned16(v);
+        // whether z's carry takes the exact form, as the consumers' (exactCarry)
+        const bool exactCarryL = tab[LIGHTNING_DECAY_COMP_AT + kChunk] < LIGHTNING_EXACT_CARRY_BELOW;
         // (an unpaired plain forward with a map runs the MAPR body, so the other
         // plain forward body has no map code)
         // (LIGHTNING_WG_NORM_X & 16, a measurement build: the normalized forward's loaders without map code)
@@ -719,7 +721,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                     zi1 = tab[li0 + 9] * (Zq[2] + Zq[3]);
                 }
                 // z's carry as P's (fold, below): exact only where the chunk decay is close to 1
-                if (tab[LIGHTNING_DECAY_COMP_AT + kChunk] < LIGHTNING_EXACT_CARRY_BELOW) {
+                if (exactCarryL) {
                     const float cm = tab[LIGHTNING_DECAY_COMP_AT + m];
                     zv[0] = lightning_decayed(zv[0], zd0[0] + zd0[1], cm);
                     zv[1] = lightning_decayed(zv[1], zd0[2] + zd0[3], cm);
@@ -824,6 +826,8 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     // PAIR: this consumer's decay tables (the second head's at offW, see above) and its atom of the
     // Q and K tiles and of the state copy (an atom is 8192 bytes: 512 in a descriptor's address field).
     if (PAIR && j == 1) tab = reinterpret_cast<float*>(sm + offW) + 64;
+    // Whether this head's carries take the exact form (lightning_decay.cuh's LIGHTNING_EXACT_CARRY_BELOW), once.
+    const bool exactCarry = tab[LIGHTNING_DECAY_COMP_AT + kChunk] < LIGHTNING_EXACT_CARRY_BELOW;
     const unsigned long long atomJ = PAIR ? (unsigned long long)(j << 9) : 0ull;
     constexpr int KSJ = PAIR ? 4 : KS;        // k-steps of S = Q K^T and Q P
     const unsigned ptU = smU + offPt + j * ptBytes;
@@ -1002,7 +1006,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             reg_fence<NP>(dP);
             reg_fence<32>(&A[0][0]);
             // (the uniform test of lightning_decay.cuh's LIGHTNING_EXACT_CARRY_BELOW: a head far from 1 keeps one FMA)
-            if (tab[LIGHTNING_DECAY_COMP_AT + kChunk] < LIGHTNING_EXACT_CARRY_BELOW) {
+            if (exactCarry) {
                 const float compM = tab[LIGHTNING_DECAY_COMP_AT + m];
 #pragma unroll
                 for (int i = 0; i < NP; ++i) Pt[i] = lightning_decayed(Pt[i], dP[i], compM);
@@ -1195,7 +1199,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             fold();
             if constexpr (ZC && !ZX) {
                 reg_fence<4>(zcd);
-                if (tab[LIGHTNING_DECAY_COMP_AT + kChunk] < LIGHTNING_EXACT_CARRY_BELOW) {  // as in fold
+                if (exactCarry) {  // as in fold
                     const float cm = tab[LIGHTNING_DECAY_COMP_AT + m];
                     zcv[0] = lightning_decayed(zcv[0], zcd[0] + zcd[1], cm);
                     zcv[1] = lightning_decayed(zcv[1], zcd[2] + zcd[3], cm);
