@@ -45,6 +45,19 @@ class TablesCliTest {
                 .getOrCreate();
     }
 
+    /** A table of one random sequence "a" (T = 40, H = 2, Dk = Dv = 4, blocks of 16) written at {@code at}. */
+    private static String oneSequenceTable(Path at, long seed, DType dtype) {
+        Random rnd = new Random(seed);
+        TablesTest.Seq a = new TablesTest.Seq("a", 40, 2, 2, 2, 4, 4, dtype, rnd);
+        SparkSession spark = session();
+        try {
+            spark.createDataFrame(a.rows(rnd, 16), TableSchema.BLOCKS.schema()).write().parquet(at.toString());
+        } finally {
+            spark.stop();
+        }
+        return at.toString();
+    }
+
     private static int run(StringBuilder log, String... args) {
         ByteArrayOutputStream out = new ByteArrayOutputStream();
         ByteArrayOutputStream err = new ByteArrayOutputStream();
@@ -230,16 +243,8 @@ class TablesCliTest {
      */
     @Test
     void anOutputLinkedOverTheInputTableIsRefused(@TempDir Path dir) throws Exception {
-        Random rnd = new Random(32);
-        TablesTest.Seq a = new TablesTest.Seq("a", 40, 2, 2, 2, 4, 4, DType.F32, rnd);
         Path data = Files.createDirectories(dir.resolve("data"));
-        String in = data.resolve("o").toString();
-        SparkSession spark = session();
-        try {
-            spark.createDataFrame(a.rows(rnd, 16), TableSchema.BLOCKS.schema()).write().parquet(in);
-        } finally {
-            spark.stop();
-        }
+        String in = oneSequenceTable(data.resolve("o"), 32, DType.F32);
         Map<String, byte[]> before = new java.util.TreeMap<>();
         try (java.util.stream.Stream<Path> files = Files.list(Path.of(in))) {
             for (Path f : (Iterable<Path>) files::iterator) {
@@ -268,15 +273,7 @@ class TablesCliTest {
      */
     @Test
     void aStatesDirectoryInTheOutputIsRefusedBeforeCompute(@TempDir Path dir) throws Exception {
-        Random rnd = new Random(33);
-        TablesTest.Seq a = new TablesTest.Seq("a", 40, 2, 2, 2, 4, 4, DType.F32, rnd);
-        String in = dir.resolve("qkv").toString();
-        SparkSession spark = session();
-        try {
-            spark.createDataFrame(a.rows(rnd, 16), TableSchema.BLOCKS.schema()).write().parquet(in);
-        } finally {
-            spark.stop();
-        }
+        String in = oneSequenceTable(dir.resolve("qkv"), 33, DType.F32);
         Path out = Files.createDirectories(dir.resolve("out").resolve("states"));
         Files.writeString(out.resolve("notes.txt"), "a user's");
         StringBuilder log = new StringBuilder();
@@ -294,15 +291,7 @@ class TablesCliTest {
      */
     @Test
     void overwriteRefusesATableHoldingAUsersFile(@TempDir Path dir) throws Exception {
-        Random rnd = new Random(34);
-        TablesTest.Seq a = new TablesTest.Seq("a", 40, 2, 2, 2, 4, 4, DType.F32, rnd);
-        String in = dir.resolve("qkv").toString();
-        SparkSession spark = session();
-        try {
-            spark.createDataFrame(a.rows(rnd, 16), TableSchema.BLOCKS.schema()).write().parquet(in);
-        } finally {
-            spark.stop();
-        }
+        String in = oneSequenceTable(dir.resolve("qkv"), 34, DType.F32);
         Path out = dir.resolve("out");
         StringBuilder log = new StringBuilder();
         assertEquals(0, run(log, "--input", in, "--output", out.toString(), "--chunk-size", "16", "--state-every", "16"),
@@ -343,15 +332,7 @@ class TablesCliTest {
      */
     @Test
     void nonFiniteOutputGetsTheFilesRunsAdvice(@TempDir Path dir) throws Exception {
-        Random rnd = new Random(35);
-        TablesTest.Seq a = new TablesTest.Seq("a", 40, 2, 2, 2, 4, 4, DType.F16, rnd);
-        String in = dir.resolve("qkv").toString();
-        SparkSession spark = session();
-        try {
-            spark.createDataFrame(a.rows(rnd, 16), TableSchema.BLOCKS.schema()).write().parquet(in);
-        } finally {
-            spark.stop();
-        }
+        String in = oneSequenceTable(dir.resolve("qkv"), 35, DType.F16);
         String out = dir.resolve("out").toString();
         StringBuilder log = new StringBuilder();
         assertEquals(2, run(log, "--input", in, "--output", out, "--scale", "1e6"), log.toString());

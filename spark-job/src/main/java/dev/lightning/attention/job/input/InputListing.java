@@ -196,12 +196,12 @@ public final class InputListing {
     private static List<InputFile> listDirectory(FileSystem fs, String element, Path dir, boolean recursive)
             throws IOException {
         List<InputFile> found = new ArrayList<>();
-        collect(fs, element, dir, "", dir, recursive, found, new ArrayList<>(List.of(real(dir))));
+        collect(fs, element, dir, "", dir, recursive, found, above(dir));
         if (!found.isEmpty()) {
             return found;
         }
         if (!recursive) {
-            collect(fs, element, dir, "", dir, true, found, new ArrayList<>(List.of(real(dir))));
+            collect(fs, element, dir, "", dir, true, found, above(dir));
             if (!found.isEmpty()) {
                 throw new InvalidInputException("--input " + element + ": no *" + SUFFIX + " files in " + dir
                         + ", but its subdirectories hold " + found.size() + " (e.g. " + found.get(0).name
@@ -266,6 +266,13 @@ public final class InputListing {
                 }
             }
         }
+    }
+
+    /** The walk's first list of directories above: {@code dir}'s real path, or null off the local file system. */
+    private static List<java.nio.file.Path> above(Path dir) throws IOException {
+        List<java.nio.file.Path> above = new ArrayList<>(); // not List.of: it refuses the null of another file system
+        above.add(real(dir));
+        return above;
     }
 
     /** The real path of a directory of the local file system (links followed), or null on any other. */
