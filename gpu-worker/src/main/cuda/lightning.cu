@@ -197,7 +197,7 @@ __device__ __forceinline__ void generic_segment(const LightningArgs& a) {
         }
 
         // P <- lambda^m P + sum_j lambda^(m-1-j) k_j^T v_j (the chunk's sum formed apart, added once), the decay
-        // carried as its complement, 1 - lambda^m (lightning_decayed), which thread 0 put beside the powers
+        // carried by lightning_carry, the complement 1 - lambda^m from beside the powers (thread 0 put it there)
         for (int e = tid; e < dk * GENERIC_BV; e += blockDim.x) {
             int d = e / GENERIC_BV;
             int c = e % GENERIC_BV;
@@ -205,7 +205,7 @@ __device__ __forceinline__ void generic_segment(const LightningArgs& a) {
             for (int j = 0; j < m; j++) {
                 acc = fmaf(powers[m - 1 - j] * Ks[j * ldk + d], Vs[j * GENERIC_BV + c], acc);
             }
-            Ps[e] = lightning_decayed(Ps[e], acc, powers[CHUNK + 1]);
+            Ps[e] = lightning_carry(Ps[e], acc, powers[CHUNK + 1], powers[m]);
         }
         if (norm) {
             // z <- lambda^m z + sum_j lambda^(m-1-j) k_j, the same combine
@@ -214,7 +214,7 @@ __device__ __forceinline__ void generic_segment(const LightningArgs& a) {
                 for (int j = 0; j < m; j++) {
                     acc = fmaf(powers[m - 1 - j], Ks[j * ldk + d], acc);
                 }
-                Zs[d] = lightning_decayed(Zs[d], acc, powers[CHUNK + 1]);
+                Zs[d] = lightning_carry(Zs[d], acc, powers[CHUNK + 1], powers[m]);
             }
         }
         __syncthreads();
@@ -311,7 +311,8 @@ extern "C" __global__ void lightning_scan(const LightningArgs a) {
         }
         const LightningSegment piece = lightning_segment_range(a.n, a.scanSubTokens, a.leadTokens, i);
         int tokens = (int)(piece.end - piece.start);
-        running = lightning_decayed(running, locals[(size_t)i * stride + idx], lightning_decay_comp(slope, (float)tokens));
+        running = lightning_carry(running, locals[(size_t)i * stride + idx], lightning_decay_comp(slope, (float)tokens),
+                                  expf(-slope * (float)tokens));
     }
     if (count % every == 0 && count / every < a.scanOutCount) {
         incoming[(size_t)(count / every) * stride + idx] = running;

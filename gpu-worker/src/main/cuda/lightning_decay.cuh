@@ -19,6 +19,12 @@ __device__ __forceinline__ float lightning_decay_comp(float slope, float n) { re
 // and more, its last of 3.9e-8 and more).
 #define LIGHTNING_EXACT_CARRY_BELOW (1.f / 64.f)
 __device__ __forceinline__ float lightning_decayed(float x, float add, float comp) { return x - fmaf(comp, x, -add); }
+// The same carry by whichever of comp and lam = lambda^n keeps its own bits (Decay.java): the complement where lambda^n
+// >= 1/2, lambda^n itself below (there the complement rounds lambda^n's bits away, and x - (comp x - add) would
+// cancel where a carried x is much larger than add: an initial state, a fast head).
+__device__ __forceinline__ float lightning_carry(float x, float add, float comp, float lam) {
+    return comp <= 0.5f ? lightning_decayed(x, add, comp) : fmaf(lam, x, add);
+}
 
 // The Hopper kernels' decay table of a head: 256 floats from tab - 64, entry x at tab[x - 64]: tab[d] = 0 for d < 0
 // (the causal mask is part of the lookup), lambda^d for d = 0..126 (reads go up to 64), and the carry's decay as its

@@ -212,17 +212,14 @@ public final class LightningState {
         float[] outZ = z == null ? null : new float[z.length];
         int block = dk * dv;
         for (int h = 0; h < heads; h++) {
-            // lambda^n x + local as x + (local - (1 - lambda^n) x): the complement keeps its own 24 bits, where
-            // lambda^n rounded to float32 would be off by up to 3e-8 absolute, a large part of 1 - lambda^n for a
-            // slowly decaying head, and a scan over many pieces would take that error each step
-            // (AttentionSpec.decayComplement)
-            float comp = (float) spec.decayComplement(h, n);
+            // lambda^n x + local in the form that keeps the decay's own bits (Decay: the complement near 1)
+            float code = Decay.code(spec, h, n);
             for (int x = h * block, end = x + block; x < end; x++) {
-                out[x] = kv[x] + (local.kv[x] - comp * kv[x]);
+                out[x] = Decay.carry(kv[x], local.kv[x], code);
             }
             if (z != null) {
                 for (int x = h * dk, end = x + dk; x < end; x++) {
-                    outZ[x] = z[x] + (local.z[x] - comp * z[x]);
+                    outZ[x] = Decay.carry(z[x], local.z[x], code);
                 }
             }
         }

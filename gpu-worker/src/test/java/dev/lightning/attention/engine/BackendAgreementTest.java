@@ -265,6 +265,36 @@ public class BackendAgreementTest {
         }
     }
 
+    /**
+     * A fast head forgets a carried state much larger than what the new tokens bring (an initial state
+     * 1e6 times theirs), to float32 rounding of the result: the CPU backend's chunks (lambda^64 = e^-32)
+     * and the scan's combine. The complement form x + (add - (1 - lambda^n) x) would cancel there, off by
+     * about 6e-8 of x; Decay takes lambda^n itself where it is below 1/2.
+     */
+    @Test
+    void aFastHeadForgetsALargeCarriedStateCleanly() {
+        SplittableRandom rnd = new SplittableRandom(29);
+        AttentionSpec spec = new AttentionSpec(1, 4, 4, new double[] {0.5}, 1.0, CHUNK);
+        int t = 200;
+        TokenTensor q = Inputs.random(rnd, DType.F32, t, 1, 4);
+        TokenTensor k = Inputs.random(rnd, DType.F32, t, 1, 4);
+        TokenTensor v = Inputs.random(rnd, DType.F32, t, 1, 4);
+        float[] big = Inputs.randomState(rnd, 1, 4, 4).kv().clone();
+        for (int i = 0; i < big.length; i++) {
+            big[i] *= 1e6f;
+        }
+        LightningState s0 = LightningState.of(1, 4, 4, big);
+        LightningState expect = new RecurrentReference().advance(spec, k, v, s0);
+        LightningState got = new CpuBackend().advance(spec, k, v, s0);
+        assertTrue(Inputs.relativeError(got.kv(), expect.kv()) <= 1e-6,
+                "CPU state " + Inputs.relativeError(got.kv(), expect.kv()));
+        LightningState zero = LightningState.zeros(1, 4, 4);
+        LightningState local = new RecurrentReference().advance(spec, k, v, zero);
+        LightningState combined = s0.then(spec, t, local);
+        assertTrue(Inputs.relativeError(combined.kv(), expect.kv()) <= 1e-6,
+                "combined " + Inputs.relativeError(combined.kv(), expect.kv()));
+    }
+
     /** Every backend refuses, in both passes, a tensor that does not fit the spec, naming it. */
     @Test
     void shapesThatDoNotFitTheSpecAreRefusedByName() {

@@ -3,6 +3,7 @@ package dev.lightning.attention.engine.cpu;
 import dev.lightning.attention.engine.AttentionBackend;
 import dev.lightning.attention.engine.AttentionSpec;
 import dev.lightning.attention.engine.Checkpoints;
+import dev.lightning.attention.engine.Decay;
 import dev.lightning.attention.engine.FeatureMap;
 import dev.lightning.attention.engine.LightningState;
 import dev.lightning.attention.tensor.TokenTensor;
@@ -230,8 +231,8 @@ public final class CpuBackend implements AttentionBackend {
         /** The spec of pow and rev: per head, lambda^x for x = 0..chunk, and rev[x] = lambda^(chunk-1-x). */
         AttentionSpec decaySpec;
         float[][] pow;
-        /** 1 - pow, each with its own 24 bits: the chunk's carry ({@link Kernel#decayed}). */
-        float[][] comp;
+        /** The chunk carry's decay codes (lambda^x, {@link Decay}) for x = 0..chunk. */
+        float[][] carry;
         float[][] rev;
 
         /** shape: rows, ldq, ldk, ldv, ldo (0 without o), o element bytes, halves, dk, dv, m, q (1 or 0), heads. */
@@ -348,14 +349,14 @@ public final class CpuBackend implements AttentionBackend {
             }
             if (!spec.equals(s.decaySpec)) {
                 s.pow = new float[heads][chunk + 1];
-                s.comp = new float[heads][chunk + 1];
+                s.carry = new float[heads][chunk + 1];
                 // rev padded with zeros to chunk + 16: a causal row i is masked over whole vectors up
                 // to roundColumns(i + 1) <= i + 16, reading rev[chunk - 1 - i + j] for those j
                 s.rev = new float[heads][chunk + 16];
                 for (int h = 0; h < heads; h++) {
                     for (int x = 0; x <= chunk; x++) {
                         s.pow[h][x] = (float) spec.decay(h, x);
-                        s.comp[h][x] = (float) spec.decayComplement(h, x);
+                        s.carry[h][x] = Decay.code(spec, h, x);
                     }
                     for (int x = 0; x < chunk; x++) {
                         s.rev[h][x] = s.pow[h][chunk - 1 - x];
@@ -516,18 +517,18 @@ public final class CpuBackend implements AttentionBackend {
             for (int j = 0; j < m; j++) {
                 kernel.scale(pw[m - 1 - j], vFrom, vAt + j * ldvRows, arena, sc.vwAt + j * dv, dv);
             }
-            // the carry's decay as its complement, 1 - lambda^m to 24 bits of its own (Kernel.decayed)
-            float chunkComp = sc.comp[h][m];
+            // the carry's decay by its code: 1 - lambda^m where lambda^m is close to 1 (Decay)
+            float chunkCarry = sc.carry[h][m];
             // A = K^T: pass 2's transpose (rows m apart), pass 1's K rows read across (columns Dk apart)
             int aRow = q != null ? m : 1;
             int aCol = q != null ? 1 : dk;
-            kernel.productScaleAdd(arena, sc.ktAt, aRow, aCol, arena, sc.vwAt, dv, arena, pv, dv, dk, dv, m, chunkComp);
+            kernel.productScaleAdd(arena, sc.ktAt, aRow, aCol, arena, sc.vwAt, dv, arena, pv, dv, dk, dv, m, chunkCarry);
             if (normalized) {
                 java.util.Arrays.fill(sc.dz, 0f);
                 for (int j = 0; j < m; j++) {
                     kernel.axpy(pw[m - 1 - j], sc.kb, kBase + j * ldk, sc.dz, 0, dk);
                 }
-                kernel.decayAdd(chunkComp, zh, 0, sc.dz, 0, dk);
+                kernel.decayAdd(chunkCarry, zh, 0, sc.dz, 0, dk);
             }
         }
 

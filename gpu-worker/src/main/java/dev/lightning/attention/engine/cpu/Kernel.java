@@ -1,5 +1,7 @@
 package dev.lightning.attention.engine.cpu;
 
+import dev.lightning.attention.engine.Decay;
+
 import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.TokenTensor;
 import org.slf4j.LoggerFactory;
@@ -48,25 +50,16 @@ abstract class Kernel {
     static final int SCALE_ADD = 2;
 
     /**
-     * C = (1 - comp) C + A B, shapes as in {@link #product}: the product is summed apart from zero
-     * and added once, as {@link #decayed} (the state update P = lambda^m P + dP, comp = 1 - lambda^m,
-     * without a dP array and a second pass over P).
+     * C = lambda^m C + A B, shapes as in {@link #product}, lambda^m given by its decay code ({@link
+     * Decay}): the product is summed apart from zero and added once, as {@link #decayed} (the state
+     * update P = lambda^m P + dP without a dP array and a second pass over P).
      */
     abstract void productScaleAdd(float[] a, int ao, int ais, int ads, float[] b, int bo, int ldb,
-                                  float[] c, int co, int ldc, int rows, int cols, int depth, float comp);
+                                  float[] c, int co, int ldc, int rows, int cols, int depth, float code);
 
-    /**
-     * A carried value decayed and added to: (1 - comp) c + sum, computed as c + (sum - comp c) from
-     * comp = 1 - lambda^n (AttentionSpec#decayComplement), never from lambda^n rounded to float32.
-     * Near 1 a float's step is 6e-8, so lambda^64 = 1 - 6.4e-6 (slope 1e-7) rounds to 1 - 6.38e-6,
-     * a decay rate 0.35% off, and a state carried over many chunks takes that error in every
-     * chunk, the same sign each time: measured on this backend (2026-12-05, F32, T = 4M, slopes 1e-7
-     * and 1e-8, against a float64 recurrence) 6.0e-4 and 5.3e-4 of the final state's largest
-     * element, and growing with T (about T x 3e-8 / 64 at most). comp keeps its own 24 bits, so
-     * the rate is exact to float32 rounding and each chunk adds only a rounding of its own.
-     */
-    static float decayed(float c, float sum, float comp) {
-        return c + (sum - comp * c);
+    /** A carried value decayed and added to, by a decay code ({@link Decay}): lambda^n c + sum. */
+    static float decayed(float c, float sum, float code) {
+        return Decay.carry(c, sum, code);
     }
 
     /**
@@ -161,10 +154,10 @@ abstract class Kernel {
         }
     }
 
-    /** y[yo..yo+n) = (1 - comp) y[yo..yo+n) + x[xo..xo+n), as {@link #decayed} (the normalizer's carry). */
-    void decayAdd(float comp, float[] y, int yo, float[] x, int xo, int n) {
+    /** y[yo..yo+n) = lambda^m y[yo..yo+n) + x[xo..xo+n), lambda^m by its decay code (the normalizer's carry). */
+    void decayAdd(float code, float[] y, int yo, float[] x, int xo, int n) {
         for (int j = 0; j < n; j++) {
-            y[yo + j] = decayed(y[yo + j], x[xo + j], comp);
+            y[yo + j] = decayed(y[yo + j], x[xo + j], code);
         }
     }
 

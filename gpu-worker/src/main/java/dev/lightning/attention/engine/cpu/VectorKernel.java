@@ -1,5 +1,7 @@
 package dev.lightning.attention.engine.cpu;
 
+import dev.lightning.attention.engine.Decay;
+
 import dev.lightning.attention.engine.FeatureMap;
 import dev.lightning.attention.tensor.DType;
 import jdk.incubator.vector.FloatVector;
@@ -55,10 +57,10 @@ final class VectorKernel extends Kernel {
         multiply(a, ao, ais, ads, b, bo, ldb, c, co, ldc, rows, cols, depth, add ? ACCUMULATE : SET, 0f);
     }
 
-    /** {@link Kernel#decayed} a vector at a time: the stored c plus (sum - comp c). */
-    private static FloatVector decayed(float[] c, int at, float comp, FloatVector sum) {
+    /** {@link Kernel#decayed} a vector at a time: lambda^m c + sum by the decay code's form ({@link Decay}). */
+    private static FloatVector decayed(float[] c, int at, float code, FloatVector sum) {
         FloatVector x = FloatVector.fromArray(S, c, at);
-        return x.add(sum.sub(x.mul(comp)));
+        return code >= 0 ? x.add(sum.sub(x.mul(code))) : x.mul(-code).add(sum);
     }
 
     @Override
