@@ -157,7 +157,7 @@ class GpuBackendTest {
      * (2026-12-05): pass 1 1.6e-5 of the state with ac43a65's PTX, 4.3e-7 now (forward 5.9e-7; generic
      * 4.5e-7 and 3.2e-7).
      * The portable tensor-core kernels still multiply by lambda^m (their sm_80 builds spilled more with
-     * either form tried; README, "Precision"): not held here.
+     * each form tried; README, the GPU section's "Accuracy"): not held here.
      */
     @Test
     void aSlowlyDecayingHeadKeepsItsRateOverManyChunks() {
