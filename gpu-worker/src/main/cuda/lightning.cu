@@ -45,7 +45,7 @@ __device__ __forceinline__ float scale_div(float scale, float num, float den) { 
 
 // Shared memory of the generic kernels, in floats (the host computes the same in Kernels.java):
 //   powers[CHUNK + 4] | Q[CHUNK][dk + 1] | K[CHUNK][dk + 1] | V[CHUNK][BV] | S[CHUNK][CHUNK + 1] | P[dk][BV]
-//   | Z[dk] | den[CHUNK]
+//   | Z[dk] | den[CHUNK]   (powers[CHUNK + 1]: the chunk's 1 - lambda^m, for lightning_carry)
 // Rows of Q and K are padded by one float so a warp reading one column of K hits 32 banks. Z (the
 // normalizer carried like P) and den (the denominators of a chunk) are there for every variant:
 // 4 (dk + 64) bytes, too few to be worth a second layout.

@@ -226,7 +226,7 @@ public final class AttentionSpec implements java.io.Serializable {
      * multiplies by. lambda^n itself cannot be: near 1 a float's step is 6e-8, a large part of 1 -
      * lambda^n for a slowly decaying head (slope 1e-7: lambda^64 = 1 - 6.4e-6 rounds to 1 - 6.38e-6),
      * and a state carried over many chunks or pieces takes that error each time, with the same sign.
-     * Carried as c + (sum - comp c), the rate keeps comp's own 24 bits.
+     * Where lambda^n >= 1/2 a carry takes this instead ({@link Decay}), so the rate keeps its own 24 bits.
      */
     public double decayComplement(int h, long n) {
         return -Math.expm1(-slopes[h] * n);

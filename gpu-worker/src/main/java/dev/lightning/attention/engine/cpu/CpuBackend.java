@@ -60,7 +60,8 @@ import java.nio.ByteBuffer;
  *
  * <p>Precision: a chunk's contribution to the state (and to z) is summed apart and added once
  * (lambda^m P + dP), so the carried state sees T / chunk additions, not T. Decay powers come from
- * exp(-slope * n) in float64, rounded once. elu1 uses the vector kernel's float32 exp (within
+ * exp(-slope * n) in float64, rounded once; the carry takes lambda^m in the form that keeps its bits
+ * ({@link Decay}: 1 - lambda^m near 1, where lambda^m rounded to float32 biases a slow head's rate). elu1 uses the vector kernel's float32 exp (within
  * 1 ulp, {@link VectorKernel}; below ln 2^-126, where that exp stops at 2^-126, exp in float64 rounded
  * once) or, in the scalar kernel, exp in float64 rounded once.
  */

@@ -1,7 +1,6 @@
 package dev.lightning.attention.engine.cpu;
 
 import dev.lightning.attention.engine.Decay;
-
 import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.TokenTensor;
 import org.slf4j.LoggerFactory;
@@ -51,16 +50,11 @@ abstract class Kernel {
 
     /**
      * C = lambda^m C + A B, shapes as in {@link #product}, lambda^m given by its decay code ({@link
-     * Decay}): the product is summed apart from zero and added once, as {@link #decayed} (the state
+     * Decay}): the product is summed apart from zero and added once, as {@link Decay#carry} (the state
      * update P = lambda^m P + dP without a dP array and a second pass over P).
      */
     abstract void productScaleAdd(float[] a, int ao, int ais, int ads, float[] b, int bo, int ldb,
                                   float[] c, int co, int ldc, int rows, int cols, int depth, float code);
-
-    /** A carried value decayed and added to, by a decay code ({@link Decay}): lambda^n c + sum. */
-    static float decayed(float c, float sum, float code) {
-        return Decay.carry(c, sum, code);
-    }
 
     /**
      * The transpose of a {@code rows x cols} matrix: dst[dso + d*ldd + j] = src[so + j*lds + d] for
@@ -157,7 +151,7 @@ abstract class Kernel {
     /** y[yo..yo+n) = lambda^m y[yo..yo+n) + x[xo..xo+n), lambda^m by its decay code (the normalizer's carry). */
     void decayAdd(float code, float[] y, int yo, float[] x, int xo, int n) {
         for (int j = 0; j < n; j++) {
-            y[yo + j] = decayed(y[yo + j], x[xo + j], code);
+            y[yo + j] = Decay.carry(y[yo + j], x[xo + j], code);
         }
     }
 

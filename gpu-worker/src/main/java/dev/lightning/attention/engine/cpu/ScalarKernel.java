@@ -1,5 +1,6 @@
 package dev.lightning.attention.engine.cpu;
 
+import dev.lightning.attention.engine.Decay;
 import dev.lightning.attention.engine.FeatureMap;
 
 /**
@@ -23,18 +24,18 @@ final class ScalarKernel extends Kernel {
 
     @Override
     void productScaleAdd(float[] a, int ao, int ais, int ads, float[] b, int bo, int ldb,
-                         float[] c, int co, int ldc, int rows, int cols, int depth, float comp) {
-        multiply(a, ao, ais, ads, b, bo, ldb, c, co, ldc, rows, cols, depth, SCALE_ADD, comp);
+                         float[] c, int co, int ldc, int rows, int cols, int depth, float code) {
+        multiply(a, ao, ais, ads, b, bo, ldb, c, co, ldc, rows, cols, depth, SCALE_ADD, code);
     }
 
     /** {@link #product} or {@link #productScaleAdd}, by mode. */
     private static void multiply(float[] a, int ao, int ais, int ads, float[] b, int bo, int ldb,
-                                 float[] c, int co, int ldc, int rows, int cols, int depth, int mode, float comp) {
+                                 float[] c, int co, int ldc, int rows, int cols, int depth, int mode, float code) {
         int rows4 = rows & ~3;
         int cols4 = cols & ~3;
         for (int i = 0; i < rows4; i += 4) {
             for (int j = 0; j < cols4; j += 4) {
-                tile4x4(a, ao + i * ais, ais, ads, b, bo + j, ldb, c, co + i * ldc + j, ldc, depth, mode, comp);
+                tile4x4(a, ao + i * ais, ais, ads, b, bo + j, ldb, c, co + i * ldc + j, ldc, depth, mode, code);
             }
         }
         // the edges: rows past the last 4, and columns past the last 4 of every row
@@ -47,13 +48,13 @@ final class ScalarKernel extends Kernel {
                     sum += a[aRow + d * ads] * b[bo + d * ldb + j];
                 }
                 int at = co + i * ldc + j;
-                c[at] = mode == SCALE_ADD ? decayed(c[at], sum, comp) : sum;
+                c[at] = mode == SCALE_ADD ? Decay.carry(c[at], sum, code) : sum;
             }
         }
     }
 
     private static void tile4x4(float[] a, int a0, int ais, int ads, float[] b, int b0, int ldb,
-                                float[] c, int c0, int ldc, int depth, int mode, float comp) {
+                                float[] c, int c0, int ldc, int depth, int mode, float code) {
         int c1 = c0 + ldc;
         int c2 = c1 + ldc;
         int c3 = c2 + ldc;
@@ -82,22 +83,22 @@ final class ScalarKernel extends Kernel {
             s30 += x * b0v; s31 += x * b1v; s32 += x * b2v; s33 += x * b3v;
         }
         if (mode == SCALE_ADD) {
-            s00 = decayed(c[c0], s00, comp);
-            s01 = decayed(c[c0 + 1], s01, comp);
-            s02 = decayed(c[c0 + 2], s02, comp);
-            s03 = decayed(c[c0 + 3], s03, comp);
-            s10 = decayed(c[c1], s10, comp);
-            s11 = decayed(c[c1 + 1], s11, comp);
-            s12 = decayed(c[c1 + 2], s12, comp);
-            s13 = decayed(c[c1 + 3], s13, comp);
-            s20 = decayed(c[c2], s20, comp);
-            s21 = decayed(c[c2 + 1], s21, comp);
-            s22 = decayed(c[c2 + 2], s22, comp);
-            s23 = decayed(c[c2 + 3], s23, comp);
-            s30 = decayed(c[c3], s30, comp);
-            s31 = decayed(c[c3 + 1], s31, comp);
-            s32 = decayed(c[c3 + 2], s32, comp);
-            s33 = decayed(c[c3 + 3], s33, comp);
+            s00 = Decay.carry(c[c0], s00, code);
+            s01 = Decay.carry(c[c0 + 1], s01, code);
+            s02 = Decay.carry(c[c0 + 2], s02, code);
+            s03 = Decay.carry(c[c0 + 3], s03, code);
+            s10 = Decay.carry(c[c1], s10, code);
+            s11 = Decay.carry(c[c1 + 1], s11, code);
+            s12 = Decay.carry(c[c1 + 2], s12, code);
+            s13 = Decay.carry(c[c1 + 3], s13, code);
+            s20 = Decay.carry(c[c2], s20, code);
+            s21 = Decay.carry(c[c2 + 1], s21, code);
+            s22 = Decay.carry(c[c2 + 2], s22, code);
+            s23 = Decay.carry(c[c2 + 3], s23, code);
+            s30 = Decay.carry(c[c3], s30, code);
+            s31 = Decay.carry(c[c3 + 1], s31, code);
+            s32 = Decay.carry(c[c3 + 2], s32, code);
+            s33 = Decay.carry(c[c3 + 3], s33, code);
         }
         c[c0] = s00; c[c0 + 1] = s01; c[c0 + 2] = s02; c[c0 + 3] = s03;
         c[c1] = s10; c[c1 + 1] = s11; c[c1 + 2] = s12; c[c1 + 3] = s13;

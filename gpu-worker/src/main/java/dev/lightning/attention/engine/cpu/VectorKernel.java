@@ -1,7 +1,6 @@
 package dev.lightning.attention.engine.cpu;
 
 import dev.lightning.attention.engine.Decay;
-
 import dev.lightning.attention.engine.FeatureMap;
 import dev.lightning.attention.tensor.DType;
 import jdk.incubator.vector.FloatVector;
@@ -57,7 +56,7 @@ final class VectorKernel extends Kernel {
         multiply(a, ao, ais, ads, b, bo, ldb, c, co, ldc, rows, cols, depth, add ? ACCUMULATE : SET, 0f);
     }
 
-    /** {@link Kernel#decayed} a vector at a time: lambda^m c + sum by the decay code's form ({@link Decay}). */
+    /** {@link Decay#carry} a vector at a time: lambda^m c + sum by the decay code's form ({@link Decay}). */
     private static FloatVector decayed(float[] c, int at, float code, FloatVector sum) {
         FloatVector x = FloatVector.fromArray(S, c, at);
         return code >= 0 ? x.add(sum.sub(x.mul(code))) : x.mul(-code).add(sum);
@@ -65,8 +64,8 @@ final class VectorKernel extends Kernel {
 
     @Override
     void productScaleAdd(float[] a, int ao, int ais, int ads, float[] b, int bo, int ldb,
-                         float[] c, int co, int ldc, int rows, int cols, int depth, float comp) {
-        multiply(a, ao, ais, ads, b, bo, ldb, c, co, ldc, rows, cols, depth, SCALE_ADD, comp);
+                         float[] c, int co, int ldc, int rows, int cols, int depth, float code) {
+        multiply(a, ao, ais, ads, b, bo, ldb, c, co, ldc, rows, cols, depth, SCALE_ADD, code);
     }
 
 
@@ -79,7 +78,7 @@ final class VectorKernel extends Kernel {
      * at a time.
      */
     private static void multiply(float[] a, int ao, int ais, int ads, float[] b, int bo, int ldb,
-                                 float[] c, int co, int ldc, int rows, int cols, int depth, int mode, float comp) {
+                                 float[] c, int co, int ldc, int rows, int cols, int depth, int mode, float code) {
         int rows4 = rows & ~3;
         int j = 0;
         boolean wide = ldb == 2 * PANEL;
@@ -91,13 +90,13 @@ final class VectorKernel extends Kernel {
                     for (int i = 0; i < rows4; i += 4) {
                         int at = co + i * ldc + j;
                         if (rowsOfA && wide) {
-                            tile4x4rows2(a, ao + i * ais, ais, b, bo + j, c, at, ldc, depth, mode, comp);
+                            tile4x4rows2(a, ao + i * ais, ais, b, bo + j, c, at, ldc, depth, mode, code);
                         } else if (rowsOfA) {
-                            tile4x4rows(a, ao + i * ais, ais, b, bo + j, c, at, ldc, depth, mode, comp);
+                            tile4x4rows(a, ao + i * ais, ais, b, bo + j, c, at, ldc, depth, mode, code);
                         } else if (wide) {
-                            tile4x4cols2(a, ao + i, b, bo + j, c, at, ldc, depth, mode, comp);
+                            tile4x4cols2(a, ao + i, b, bo + j, c, at, ldc, depth, mode, code);
                         } else {
-                            tile4x4cols(a, ao + i, b, bo + j, c, at, ldc, depth, mode, comp);
+                            tile4x4cols(a, ao + i, b, bo + j, c, at, ldc, depth, mode, code);
                         }
                     }
                 }
@@ -106,9 +105,9 @@ final class VectorKernel extends Kernel {
         for (; j + WIDE * L <= cols; j += WIDE * L) {
             for (int i = 0; i < rows4; i += 4) {
                 if (WIDE == 4) {
-                    tile4x4(a, ao + i * ais, ais, ads, b, bo + j, ldb, c, co + i * ldc + j, ldc, depth, mode, comp);
+                    tile4x4(a, ao + i * ais, ais, ads, b, bo + j, ldb, c, co + i * ldc + j, ldc, depth, mode, code);
                 } else {
-                    tile4x2(a, ao + i * ais, ais, ads, b, bo + j, ldb, c, co + i * ldc + j, ldc, depth, mode, comp);
+                    tile4x2(a, ao + i * ais, ais, ads, b, bo + j, ldb, c, co + i * ldc + j, ldc, depth, mode, code);
                 }
             }
         }
@@ -117,52 +116,52 @@ final class VectorKernel extends Kernel {
             // the narrow tails at constant strides too (the scores' bands of 16, 32 and 48 columns)
             if (left == 3) {
                 for (int i = 0; i < rows4; i += 4) {
-                    tile4x3rows(a, ao + i * ais, ais, b, bo + j, c, co + i * ldc + j, ldc, depth, mode, comp);
+                    tile4x3rows(a, ao + i * ais, ais, b, bo + j, c, co + i * ldc + j, ldc, depth, mode, code);
                 }
             } else if (left == 2) {
                 for (int i = 0; i < rows4; i += 4) {
-                    tile4x2rows(a, ao + i * ais, ais, b, bo + j, c, co + i * ldc + j, ldc, depth, mode, comp);
+                    tile4x2rows(a, ao + i * ais, ais, b, bo + j, c, co + i * ldc + j, ldc, depth, mode, code);
                 }
             } else if (left == 1) {
                 int i = 0;
                 for (; i + 8 <= rows4; i += 8) {
-                    tile8x1rows(a, ao + i * ais, ais, b, bo + j, c, co + i * ldc + j, ldc, depth, mode, comp);
+                    tile8x1rows(a, ao + i * ais, ais, b, bo + j, c, co + i * ldc + j, ldc, depth, mode, code);
                 }
                 for (; i < rows4; i += 4) {
-                    tile4x1(a, ao + i * ais, ais, ads, b, bo + j, ldb, c, co + i * ldc + j, ldc, depth, mode, comp);
+                    tile4x1(a, ao + i * ais, ais, ads, b, bo + j, ldb, c, co + i * ldc + j, ldc, depth, mode, code);
                 }
             }
         } else if (left == 3) {
             for (int i = 0; i < rows4; i += 4) {
-                tile4x3(a, ao + i * ais, ais, ads, b, bo + j, ldb, c, co + i * ldc + j, ldc, depth, mode, comp);
+                tile4x3(a, ao + i * ais, ais, ads, b, bo + j, ldb, c, co + i * ldc + j, ldc, depth, mode, code);
             }
         } else if (left == 2) {
             for (int i = 0; i < rows4; i += 4) {
-                tile4x2(a, ao + i * ais, ais, ads, b, bo + j, ldb, c, co + i * ldc + j, ldc, depth, mode, comp);
+                tile4x2(a, ao + i * ais, ais, ads, b, bo + j, ldb, c, co + i * ldc + j, ldc, depth, mode, code);
             }
         } else if (left == 1) {
             int i = 0;
             for (; i + 8 <= rows4; i += 8) {
-                tile8x1(a, ao + i * ais, ais, ads, b, bo + j, ldb, c, co + i * ldc + j, ldc, depth, mode, comp);
+                tile8x1(a, ao + i * ais, ais, ads, b, bo + j, ldb, c, co + i * ldc + j, ldc, depth, mode, code);
             }
             for (; i < rows4; i += 4) {
-                tile4x1(a, ao + i * ais, ais, ads, b, bo + j, ldb, c, co + i * ldc + j, ldc, depth, mode, comp);
+                tile4x1(a, ao + i * ais, ais, ads, b, bo + j, ldb, c, co + i * ldc + j, ldc, depth, mode, code);
             }
         }
         int vectorCols = j + left * L;
         for (int i = rows4; i < rows; i++) {
             for (int jv = 0; jv < vectorCols; jv += L) {
-                tile1x1(a, ao + i * ais, ads, b, bo + jv, ldb, c, co + i * ldc + jv, depth, mode, comp);
+                tile1x1(a, ao + i * ais, ads, b, bo + jv, ldb, c, co + i * ldc + jv, depth, mode, code);
             }
         }
         if (vectorCols < cols) {
-            scalarColumns(a, ao, ais, ads, b, bo, ldb, c, co, ldc, rows, vectorCols, cols, depth, mode, comp);
+            scalarColumns(a, ao, ais, ads, b, bo, ldb, c, co, ldc, rows, vectorCols, cols, depth, mode, code);
         }
     }
 
     /** Columns [from, to) of C, every row, one element at a time (what no whole vector covers). */
     private static void scalarColumns(float[] a, int ao, int ais, int ads, float[] b, int bo, int ldb, float[] c, int co,
-                                      int ldc, int rows, int from, int to, int depth, int mode, float comp) {
+                                      int ldc, int rows, int from, int to, int depth, int mode, float code) {
         for (int i = 0; i < rows; i++) {
             int aRow = ao + i * ais;
             for (int j = from; j < to; j++) {
@@ -171,13 +170,13 @@ final class VectorKernel extends Kernel {
                 for (int d = 0; d < depth; d++) {
                     sum = Math.fma(a[aRow + d * ads], b[bo + d * ldb + j], sum);
                 }
-                c[at] = mode == SCALE_ADD ? decayed(c[at], sum, comp) : sum;
+                c[at] = mode == SCALE_ADD ? Decay.carry(c[at], sum, code) : sum;
             }
         }
     }
 
     private static void tile4x4(float[] a, int a0, int ais, int ads, float[] b, int b0, int ldb,
-                                float[] c, int c0, int ldc, int depth, int mode, float comp) {
+                                float[] c, int c0, int ldc, int depth, int mode, float code) {
         int c1 = c0 + ldc;
         int c2 = c1 + ldc;
         int c3 = c2 + ldc;
@@ -260,22 +259,22 @@ final class VectorKernel extends Kernel {
             s33 = b3v.fma(x, s33);
         }
         if (mode == SCALE_ADD) {
-            decayed(c, c0, comp, s00).intoArray(c, c0);
-            decayed(c, c0 + L, comp, s01).intoArray(c, c0 + L);
-            decayed(c, c0 + 2 * L, comp, s02).intoArray(c, c0 + 2 * L);
-            decayed(c, c0 + 3 * L, comp, s03).intoArray(c, c0 + 3 * L);
-            decayed(c, c1, comp, s10).intoArray(c, c1);
-            decayed(c, c1 + L, comp, s11).intoArray(c, c1 + L);
-            decayed(c, c1 + 2 * L, comp, s12).intoArray(c, c1 + 2 * L);
-            decayed(c, c1 + 3 * L, comp, s13).intoArray(c, c1 + 3 * L);
-            decayed(c, c2, comp, s20).intoArray(c, c2);
-            decayed(c, c2 + L, comp, s21).intoArray(c, c2 + L);
-            decayed(c, c2 + 2 * L, comp, s22).intoArray(c, c2 + 2 * L);
-            decayed(c, c2 + 3 * L, comp, s23).intoArray(c, c2 + 3 * L);
-            decayed(c, c3, comp, s30).intoArray(c, c3);
-            decayed(c, c3 + L, comp, s31).intoArray(c, c3 + L);
-            decayed(c, c3 + 2 * L, comp, s32).intoArray(c, c3 + 2 * L);
-            decayed(c, c3 + 3 * L, comp, s33).intoArray(c, c3 + 3 * L);
+            decayed(c, c0, code, s00).intoArray(c, c0);
+            decayed(c, c0 + L, code, s01).intoArray(c, c0 + L);
+            decayed(c, c0 + 2 * L, code, s02).intoArray(c, c0 + 2 * L);
+            decayed(c, c0 + 3 * L, code, s03).intoArray(c, c0 + 3 * L);
+            decayed(c, c1, code, s10).intoArray(c, c1);
+            decayed(c, c1 + L, code, s11).intoArray(c, c1 + L);
+            decayed(c, c1 + 2 * L, code, s12).intoArray(c, c1 + 2 * L);
+            decayed(c, c1 + 3 * L, code, s13).intoArray(c, c1 + 3 * L);
+            decayed(c, c2, code, s20).intoArray(c, c2);
+            decayed(c, c2 + L, code, s21).intoArray(c, c2 + L);
+            decayed(c, c2 + 2 * L, code, s22).intoArray(c, c2 + 2 * L);
+            decayed(c, c2 + 3 * L, code, s23).intoArray(c, c2 + 3 * L);
+            decayed(c, c3, code, s30).intoArray(c, c3);
+            decayed(c, c3 + L, code, s31).intoArray(c, c3 + L);
+            decayed(c, c3 + 2 * L, code, s32).intoArray(c, c3 + 2 * L);
+            decayed(c, c3 + 3 * L, code, s33).intoArray(c, c3 + 3 * L);
         } else {
             s00.intoArray(c, c0);
             s01.intoArray(c, c0 + L);
@@ -323,7 +322,7 @@ final class VectorKernel extends Kernel {
      * accumulators where the loops join, about 1 GFLOP/s.)
      */
     private static void tile4x4rows(float[] a, int a0, int ais, float[] b, int b0,
-                                    float[] c, int c0, int ldc, int depth, int mode, float comp) {
+                                    float[] c, int c0, int ldc, int depth, int mode, float code) {
         int c1 = c0 + ldc;
         int c2 = c1 + ldc;
         int c3 = c2 + ldc;
@@ -393,28 +392,28 @@ final class VectorKernel extends Kernel {
             s32 = b2v.fma(x, s32);
             s33 = b3v.fma(x, s33);
         }
-        s00.blend(decayed(c, c0, comp, s00), scaleAdd).intoArray(c, c0);
-        s01.blend(decayed(c, c0 + L, comp, s01), scaleAdd).intoArray(c, c0 + L);
-        s02.blend(decayed(c, c0 + 2 * L, comp, s02), scaleAdd).intoArray(c, c0 + 2 * L);
-        s03.blend(decayed(c, c0 + 3 * L, comp, s03), scaleAdd).intoArray(c, c0 + 3 * L);
-        s10.blend(decayed(c, c1, comp, s10), scaleAdd).intoArray(c, c1);
-        s11.blend(decayed(c, c1 + L, comp, s11), scaleAdd).intoArray(c, c1 + L);
-        s12.blend(decayed(c, c1 + 2 * L, comp, s12), scaleAdd).intoArray(c, c1 + 2 * L);
-        s13.blend(decayed(c, c1 + 3 * L, comp, s13), scaleAdd).intoArray(c, c1 + 3 * L);
-        s20.blend(decayed(c, c2, comp, s20), scaleAdd).intoArray(c, c2);
-        s21.blend(decayed(c, c2 + L, comp, s21), scaleAdd).intoArray(c, c2 + L);
-        s22.blend(decayed(c, c2 + 2 * L, comp, s22), scaleAdd).intoArray(c, c2 + 2 * L);
-        s23.blend(decayed(c, c2 + 3 * L, comp, s23), scaleAdd).intoArray(c, c2 + 3 * L);
-        s30.blend(decayed(c, c3, comp, s30), scaleAdd).intoArray(c, c3);
-        s31.blend(decayed(c, c3 + L, comp, s31), scaleAdd).intoArray(c, c3 + L);
-        s32.blend(decayed(c, c3 + 2 * L, comp, s32), scaleAdd).intoArray(c, c3 + 2 * L);
-        s33.blend(decayed(c, c3 + 3 * L, comp, s33), scaleAdd).intoArray(c, c3 + 3 * L);
+        s00.blend(decayed(c, c0, code, s00), scaleAdd).intoArray(c, c0);
+        s01.blend(decayed(c, c0 + L, code, s01), scaleAdd).intoArray(c, c0 + L);
+        s02.blend(decayed(c, c0 + 2 * L, code, s02), scaleAdd).intoArray(c, c0 + 2 * L);
+        s03.blend(decayed(c, c0 + 3 * L, code, s03), scaleAdd).intoArray(c, c0 + 3 * L);
+        s10.blend(decayed(c, c1, code, s10), scaleAdd).intoArray(c, c1);
+        s11.blend(decayed(c, c1 + L, code, s11), scaleAdd).intoArray(c, c1 + L);
+        s12.blend(decayed(c, c1 + 2 * L, code, s12), scaleAdd).intoArray(c, c1 + 2 * L);
+        s13.blend(decayed(c, c1 + 3 * L, code, s13), scaleAdd).intoArray(c, c1 + 3 * L);
+        s20.blend(decayed(c, c2, code, s20), scaleAdd).intoArray(c, c2);
+        s21.blend(decayed(c, c2 + L, code, s21), scaleAdd).intoArray(c, c2 + L);
+        s22.blend(decayed(c, c2 + 2 * L, code, s22), scaleAdd).intoArray(c, c2 + 2 * L);
+        s23.blend(decayed(c, c2 + 3 * L, code, s23), scaleAdd).intoArray(c, c2 + 3 * L);
+        s30.blend(decayed(c, c3, code, s30), scaleAdd).intoArray(c, c3);
+        s31.blend(decayed(c, c3 + L, code, s31), scaleAdd).intoArray(c, c3 + L);
+        s32.blend(decayed(c, c3 + 2 * L, code, s32), scaleAdd).intoArray(c, c3 + 2 * L);
+        s33.blend(decayed(c, c3 + 3 * L, code, s33), scaleAdd).intoArray(c, c3 + 3 * L);
     }
 
 
     /** {@link #tile4x4rows} for B's rows two panels apart (ldb = 8L). */
     private static void tile4x4rows2(float[] a, int a0, int ais, float[] b, int b0,
-                                     float[] c, int c0, int ldc, int depth, int mode, float comp) {
+                                     float[] c, int c0, int ldc, int depth, int mode, float code) {
         int c1 = c0 + ldc;
         int c2 = c1 + ldc;
         int c3 = c2 + ldc;
@@ -484,22 +483,22 @@ final class VectorKernel extends Kernel {
             s32 = b2v.fma(x, s32);
             s33 = b3v.fma(x, s33);
         }
-        s00.blend(decayed(c, c0, comp, s00), scaleAdd).intoArray(c, c0);
-        s01.blend(decayed(c, c0 + L, comp, s01), scaleAdd).intoArray(c, c0 + L);
-        s02.blend(decayed(c, c0 + 2 * L, comp, s02), scaleAdd).intoArray(c, c0 + 2 * L);
-        s03.blend(decayed(c, c0 + 3 * L, comp, s03), scaleAdd).intoArray(c, c0 + 3 * L);
-        s10.blend(decayed(c, c1, comp, s10), scaleAdd).intoArray(c, c1);
-        s11.blend(decayed(c, c1 + L, comp, s11), scaleAdd).intoArray(c, c1 + L);
-        s12.blend(decayed(c, c1 + 2 * L, comp, s12), scaleAdd).intoArray(c, c1 + 2 * L);
-        s13.blend(decayed(c, c1 + 3 * L, comp, s13), scaleAdd).intoArray(c, c1 + 3 * L);
-        s20.blend(decayed(c, c2, comp, s20), scaleAdd).intoArray(c, c2);
-        s21.blend(decayed(c, c2 + L, comp, s21), scaleAdd).intoArray(c, c2 + L);
-        s22.blend(decayed(c, c2 + 2 * L, comp, s22), scaleAdd).intoArray(c, c2 + 2 * L);
-        s23.blend(decayed(c, c2 + 3 * L, comp, s23), scaleAdd).intoArray(c, c2 + 3 * L);
-        s30.blend(decayed(c, c3, comp, s30), scaleAdd).intoArray(c, c3);
-        s31.blend(decayed(c, c3 + L, comp, s31), scaleAdd).intoArray(c, c3 + L);
-        s32.blend(decayed(c, c3 + 2 * L, comp, s32), scaleAdd).intoArray(c, c3 + 2 * L);
-        s33.blend(decayed(c, c3 + 3 * L, comp, s33), scaleAdd).intoArray(c, c3 + 3 * L);
+        s00.blend(decayed(c, c0, code, s00), scaleAdd).intoArray(c, c0);
+        s01.blend(decayed(c, c0 + L, code, s01), scaleAdd).intoArray(c, c0 + L);
+        s02.blend(decayed(c, c0 + 2 * L, code, s02), scaleAdd).intoArray(c, c0 + 2 * L);
+        s03.blend(decayed(c, c0 + 3 * L, code, s03), scaleAdd).intoArray(c, c0 + 3 * L);
+        s10.blend(decayed(c, c1, code, s10), scaleAdd).intoArray(c, c1);
+        s11.blend(decayed(c, c1 + L, code, s11), scaleAdd).intoArray(c, c1 + L);
+        s12.blend(decayed(c, c1 + 2 * L, code, s12), scaleAdd).intoArray(c, c1 + 2 * L);
+        s13.blend(decayed(c, c1 + 3 * L, code, s13), scaleAdd).intoArray(c, c1 + 3 * L);
+        s20.blend(decayed(c, c2, code, s20), scaleAdd).intoArray(c, c2);
+        s21.blend(decayed(c, c2 + L, code, s21), scaleAdd).intoArray(c, c2 + L);
+        s22.blend(decayed(c, c2 + 2 * L, code, s22), scaleAdd).intoArray(c, c2 + 2 * L);
+        s23.blend(decayed(c, c2 + 3 * L, code, s23), scaleAdd).intoArray(c, c2 + 3 * L);
+        s30.blend(decayed(c, c3, code, s30), scaleAdd).intoArray(c, c3);
+        s31.blend(decayed(c, c3 + L, code, s31), scaleAdd).intoArray(c, c3 + L);
+        s32.blend(decayed(c, c3 + 2 * L, code, s32), scaleAdd).intoArray(c, c3 + 2 * L);
+        s33.blend(decayed(c, c3 + 3 * L, code, s33), scaleAdd).intoArray(c, c3 + 3 * L);
     }
 
 
@@ -509,7 +508,7 @@ final class VectorKernel extends Kernel {
      * constant strides, bounds checked once before the loop ({@link #tile4x4rows}).
      */
     private static void tile4x4cols(float[] a, int a0, float[] b, int b0,
-                                    float[] c, int c0, int ldc, int depth, int mode, float comp) {
+                                    float[] c, int c0, int ldc, int depth, int mode, float code) {
         int c1 = c0 + ldc;
         int c2 = c1 + ldc;
         int c3 = c2 + ldc;
@@ -594,22 +593,22 @@ final class VectorKernel extends Kernel {
             s33 = b3v.fma(x, s33);
         }
         if (mode == SCALE_ADD) {
-            decayed(c, c0, comp, s00).intoArray(c, c0);
-            decayed(c, c0 + L, comp, s01).intoArray(c, c0 + L);
-            decayed(c, c0 + 2 * L, comp, s02).intoArray(c, c0 + 2 * L);
-            decayed(c, c0 + 3 * L, comp, s03).intoArray(c, c0 + 3 * L);
-            decayed(c, c1, comp, s10).intoArray(c, c1);
-            decayed(c, c1 + L, comp, s11).intoArray(c, c1 + L);
-            decayed(c, c1 + 2 * L, comp, s12).intoArray(c, c1 + 2 * L);
-            decayed(c, c1 + 3 * L, comp, s13).intoArray(c, c1 + 3 * L);
-            decayed(c, c2, comp, s20).intoArray(c, c2);
-            decayed(c, c2 + L, comp, s21).intoArray(c, c2 + L);
-            decayed(c, c2 + 2 * L, comp, s22).intoArray(c, c2 + 2 * L);
-            decayed(c, c2 + 3 * L, comp, s23).intoArray(c, c2 + 3 * L);
-            decayed(c, c3, comp, s30).intoArray(c, c3);
-            decayed(c, c3 + L, comp, s31).intoArray(c, c3 + L);
-            decayed(c, c3 + 2 * L, comp, s32).intoArray(c, c3 + 2 * L);
-            decayed(c, c3 + 3 * L, comp, s33).intoArray(c, c3 + 3 * L);
+            decayed(c, c0, code, s00).intoArray(c, c0);
+            decayed(c, c0 + L, code, s01).intoArray(c, c0 + L);
+            decayed(c, c0 + 2 * L, code, s02).intoArray(c, c0 + 2 * L);
+            decayed(c, c0 + 3 * L, code, s03).intoArray(c, c0 + 3 * L);
+            decayed(c, c1, code, s10).intoArray(c, c1);
+            decayed(c, c1 + L, code, s11).intoArray(c, c1 + L);
+            decayed(c, c1 + 2 * L, code, s12).intoArray(c, c1 + 2 * L);
+            decayed(c, c1 + 3 * L, code, s13).intoArray(c, c1 + 3 * L);
+            decayed(c, c2, code, s20).intoArray(c, c2);
+            decayed(c, c2 + L, code, s21).intoArray(c, c2 + L);
+            decayed(c, c2 + 2 * L, code, s22).intoArray(c, c2 + 2 * L);
+            decayed(c, c2 + 3 * L, code, s23).intoArray(c, c2 + 3 * L);
+            decayed(c, c3, code, s30).intoArray(c, c3);
+            decayed(c, c3 + L, code, s31).intoArray(c, c3 + L);
+            decayed(c, c3 + 2 * L, code, s32).intoArray(c, c3 + 2 * L);
+            decayed(c, c3 + 3 * L, code, s33).intoArray(c, c3 + 3 * L);
         } else {
             s00.intoArray(c, c0);
             s01.intoArray(c, c0 + L);
@@ -632,7 +631,7 @@ final class VectorKernel extends Kernel {
 
     /** {@link #tile4x4cols} for steps two panels apart (ads = ldb = 8L). */
     private static void tile4x4cols2(float[] a, int a0, float[] b, int b0,
-                                     float[] c, int c0, int ldc, int depth, int mode, float comp) {
+                                     float[] c, int c0, int ldc, int depth, int mode, float code) {
         int c1 = c0 + ldc;
         int c2 = c1 + ldc;
         int c3 = c2 + ldc;
@@ -717,22 +716,22 @@ final class VectorKernel extends Kernel {
             s33 = b3v.fma(x, s33);
         }
         if (mode == SCALE_ADD) {
-            decayed(c, c0, comp, s00).intoArray(c, c0);
-            decayed(c, c0 + L, comp, s01).intoArray(c, c0 + L);
-            decayed(c, c0 + 2 * L, comp, s02).intoArray(c, c0 + 2 * L);
-            decayed(c, c0 + 3 * L, comp, s03).intoArray(c, c0 + 3 * L);
-            decayed(c, c1, comp, s10).intoArray(c, c1);
-            decayed(c, c1 + L, comp, s11).intoArray(c, c1 + L);
-            decayed(c, c1 + 2 * L, comp, s12).intoArray(c, c1 + 2 * L);
-            decayed(c, c1 + 3 * L, comp, s13).intoArray(c, c1 + 3 * L);
-            decayed(c, c2, comp, s20).intoArray(c, c2);
-            decayed(c, c2 + L, comp, s21).intoArray(c, c2 + L);
-            decayed(c, c2 + 2 * L, comp, s22).intoArray(c, c2 + 2 * L);
-            decayed(c, c2 + 3 * L, comp, s23).intoArray(c, c2 + 3 * L);
-            decayed(c, c3, comp, s30).intoArray(c, c3);
-            decayed(c, c3 + L, comp, s31).intoArray(c, c3 + L);
-            decayed(c, c3 + 2 * L, comp, s32).intoArray(c, c3 + 2 * L);
-            decayed(c, c3 + 3 * L, comp, s33).intoArray(c, c3 + 3 * L);
+            decayed(c, c0, code, s00).intoArray(c, c0);
+            decayed(c, c0 + L, code, s01).intoArray(c, c0 + L);
+            decayed(c, c0 + 2 * L, code, s02).intoArray(c, c0 + 2 * L);
+            decayed(c, c0 + 3 * L, code, s03).intoArray(c, c0 + 3 * L);
+            decayed(c, c1, code, s10).intoArray(c, c1);
+            decayed(c, c1 + L, code, s11).intoArray(c, c1 + L);
+            decayed(c, c1 + 2 * L, code, s12).intoArray(c, c1 + 2 * L);
+            decayed(c, c1 + 3 * L, code, s13).intoArray(c, c1 + 3 * L);
+            decayed(c, c2, code, s20).intoArray(c, c2);
+            decayed(c, c2 + L, code, s21).intoArray(c, c2 + L);
+            decayed(c, c2 + 2 * L, code, s22).intoArray(c, c2 + 2 * L);
+            decayed(c, c2 + 3 * L, code, s23).intoArray(c, c2 + 3 * L);
+            decayed(c, c3, code, s30).intoArray(c, c3);
+            decayed(c, c3 + L, code, s31).intoArray(c, c3 + L);
+            decayed(c, c3 + 2 * L, code, s32).intoArray(c, c3 + 2 * L);
+            decayed(c, c3 + 3 * L, code, s33).intoArray(c, c3 + 3 * L);
         } else {
             s00.intoArray(c, c0);
             s01.intoArray(c, c0 + L);
@@ -754,7 +753,7 @@ final class VectorKernel extends Kernel {
     }
 
     private static void tile4x3(float[] a, int a0, int ais, int ads, float[] b, int b0, int ldb,
-                                float[] c, int c0, int ldc, int depth, int mode, float comp) {
+                                float[] c, int c0, int ldc, int depth, int mode, float code) {
         int c1 = c0 + ldc;
         int c2 = c1 + ldc;
         int c3 = c2 + ldc;
@@ -820,18 +819,18 @@ final class VectorKernel extends Kernel {
             s32 = b2v.fma(x, s32);
         }
         if (mode == SCALE_ADD) {
-            decayed(c, c0, comp, s00).intoArray(c, c0);
-            decayed(c, c0 + L, comp, s01).intoArray(c, c0 + L);
-            decayed(c, c0 + 2 * L, comp, s02).intoArray(c, c0 + 2 * L);
-            decayed(c, c1, comp, s10).intoArray(c, c1);
-            decayed(c, c1 + L, comp, s11).intoArray(c, c1 + L);
-            decayed(c, c1 + 2 * L, comp, s12).intoArray(c, c1 + 2 * L);
-            decayed(c, c2, comp, s20).intoArray(c, c2);
-            decayed(c, c2 + L, comp, s21).intoArray(c, c2 + L);
-            decayed(c, c2 + 2 * L, comp, s22).intoArray(c, c2 + 2 * L);
-            decayed(c, c3, comp, s30).intoArray(c, c3);
-            decayed(c, c3 + L, comp, s31).intoArray(c, c3 + L);
-            decayed(c, c3 + 2 * L, comp, s32).intoArray(c, c3 + 2 * L);
+            decayed(c, c0, code, s00).intoArray(c, c0);
+            decayed(c, c0 + L, code, s01).intoArray(c, c0 + L);
+            decayed(c, c0 + 2 * L, code, s02).intoArray(c, c0 + 2 * L);
+            decayed(c, c1, code, s10).intoArray(c, c1);
+            decayed(c, c1 + L, code, s11).intoArray(c, c1 + L);
+            decayed(c, c1 + 2 * L, code, s12).intoArray(c, c1 + 2 * L);
+            decayed(c, c2, code, s20).intoArray(c, c2);
+            decayed(c, c2 + L, code, s21).intoArray(c, c2 + L);
+            decayed(c, c2 + 2 * L, code, s22).intoArray(c, c2 + 2 * L);
+            decayed(c, c3, code, s30).intoArray(c, c3);
+            decayed(c, c3 + L, code, s31).intoArray(c, c3 + L);
+            decayed(c, c3 + 2 * L, code, s32).intoArray(c, c3 + 2 * L);
         } else {
             s00.intoArray(c, c0);
             s01.intoArray(c, c0 + L);
@@ -849,7 +848,7 @@ final class VectorKernel extends Kernel {
     }
 
     private static void tile4x2(float[] a, int a0, int ais, int ads, float[] b, int b0, int ldb,
-                                float[] c, int c0, int ldc, int depth, int mode, float comp) {
+                                float[] c, int c0, int ldc, int depth, int mode, float code) {
         int c1 = c0 + ldc;
         int c2 = c1 + ldc;
         int c3 = c2 + ldc;
@@ -898,14 +897,14 @@ final class VectorKernel extends Kernel {
             s31 = b1v.fma(x, s31);
         }
         if (mode == SCALE_ADD) {
-            decayed(c, c0, comp, s00).intoArray(c, c0);
-            decayed(c, c0 + L, comp, s01).intoArray(c, c0 + L);
-            decayed(c, c1, comp, s10).intoArray(c, c1);
-            decayed(c, c1 + L, comp, s11).intoArray(c, c1 + L);
-            decayed(c, c2, comp, s20).intoArray(c, c2);
-            decayed(c, c2 + L, comp, s21).intoArray(c, c2 + L);
-            decayed(c, c3, comp, s30).intoArray(c, c3);
-            decayed(c, c3 + L, comp, s31).intoArray(c, c3 + L);
+            decayed(c, c0, code, s00).intoArray(c, c0);
+            decayed(c, c0 + L, code, s01).intoArray(c, c0 + L);
+            decayed(c, c1, code, s10).intoArray(c, c1);
+            decayed(c, c1 + L, code, s11).intoArray(c, c1 + L);
+            decayed(c, c2, code, s20).intoArray(c, c2);
+            decayed(c, c2 + L, code, s21).intoArray(c, c2 + L);
+            decayed(c, c3, code, s30).intoArray(c, c3);
+            decayed(c, c3 + L, code, s31).intoArray(c, c3 + L);
         } else {
             s00.intoArray(c, c0);
             s01.intoArray(c, c0 + L);
@@ -919,7 +918,7 @@ final class VectorKernel extends Kernel {
     }
 
     private static void tile4x1(float[] a, int a0, int ais, int ads, float[] b, int b0, int ldb,
-                                float[] c, int c0, int ldc, int depth, int mode, float comp) {
+                                float[] c, int c0, int ldc, int depth, int mode, float code) {
         int c1 = c0 + ldc;
         int c2 = c1 + ldc;
         int c3 = c2 + ldc;
@@ -951,10 +950,10 @@ final class VectorKernel extends Kernel {
             s30 = b0v.fma(x, s30);
         }
         if (mode == SCALE_ADD) {
-            decayed(c, c0, comp, s00).intoArray(c, c0);
-            decayed(c, c1, comp, s10).intoArray(c, c1);
-            decayed(c, c2, comp, s20).intoArray(c, c2);
-            decayed(c, c3, comp, s30).intoArray(c, c3);
+            decayed(c, c0, code, s00).intoArray(c, c0);
+            decayed(c, c1, code, s10).intoArray(c, c1);
+            decayed(c, c2, code, s20).intoArray(c, c2);
+            decayed(c, c3, code, s30).intoArray(c, c3);
         } else {
             s00.intoArray(c, c0);
             s10.intoArray(c, c1);
@@ -964,7 +963,7 @@ final class VectorKernel extends Kernel {
     }
 
     private static void tile8x1(float[] a, int a0, int ais, int ads, float[] b, int b0, int ldb,
-                                float[] c, int c0, int ldc, int depth, int mode, float comp) {
+                                float[] c, int c0, int ldc, int depth, int mode, float code) {
         int c1 = c0 + ldc;
         int c2 = c1 + ldc;
         int c3 = c2 + ldc;
@@ -1020,14 +1019,14 @@ final class VectorKernel extends Kernel {
             s70 = b0v.fma(x, s70);
         }
         if (mode == SCALE_ADD) {
-            decayed(c, c0, comp, s00).intoArray(c, c0);
-            decayed(c, c1, comp, s10).intoArray(c, c1);
-            decayed(c, c2, comp, s20).intoArray(c, c2);
-            decayed(c, c3, comp, s30).intoArray(c, c3);
-            decayed(c, c4, comp, s40).intoArray(c, c4);
-            decayed(c, c5, comp, s50).intoArray(c, c5);
-            decayed(c, c6, comp, s60).intoArray(c, c6);
-            decayed(c, c7, comp, s70).intoArray(c, c7);
+            decayed(c, c0, code, s00).intoArray(c, c0);
+            decayed(c, c1, code, s10).intoArray(c, c1);
+            decayed(c, c2, code, s20).intoArray(c, c2);
+            decayed(c, c3, code, s30).intoArray(c, c3);
+            decayed(c, c4, code, s40).intoArray(c, c4);
+            decayed(c, c5, code, s50).intoArray(c, c5);
+            decayed(c, c6, code, s60).intoArray(c, c6);
+            decayed(c, c7, code, s70).intoArray(c, c7);
         } else {
             s00.intoArray(c, c0);
             s10.intoArray(c, c1);
@@ -1042,7 +1041,7 @@ final class VectorKernel extends Kernel {
 
     /** {@link #tile4x3} for A in rows and B's rows one panel apart (ldb = 4L), as {@link #tile4x4rows}: the scores' narrow bands. */
     private static void tile4x3rows(float[] a, int a0, int ais, float[] b, int b0,
-                                    float[] c, int c0, int ldc, int depth, int mode, float comp) {
+                                    float[] c, int c0, int ldc, int depth, int mode, float code) {
         int c1 = c0 + ldc;
         int c2 = c1 + ldc;
         int c3 = c2 + ldc;
@@ -1112,18 +1111,18 @@ final class VectorKernel extends Kernel {
             s32 = b2v.fma(x, s32);
         }
         if (mode == SCALE_ADD) {
-            decayed(c, c0, comp, s00).intoArray(c, c0);
-            decayed(c, c0 + L, comp, s01).intoArray(c, c0 + L);
-            decayed(c, c0 + 2 * L, comp, s02).intoArray(c, c0 + 2 * L);
-            decayed(c, c1, comp, s10).intoArray(c, c1);
-            decayed(c, c1 + L, comp, s11).intoArray(c, c1 + L);
-            decayed(c, c1 + 2 * L, comp, s12).intoArray(c, c1 + 2 * L);
-            decayed(c, c2, comp, s20).intoArray(c, c2);
-            decayed(c, c2 + L, comp, s21).intoArray(c, c2 + L);
-            decayed(c, c2 + 2 * L, comp, s22).intoArray(c, c2 + 2 * L);
-            decayed(c, c3, comp, s30).intoArray(c, c3);
-            decayed(c, c3 + L, comp, s31).intoArray(c, c3 + L);
-            decayed(c, c3 + 2 * L, comp, s32).intoArray(c, c3 + 2 * L);
+            decayed(c, c0, code, s00).intoArray(c, c0);
+            decayed(c, c0 + L, code, s01).intoArray(c, c0 + L);
+            decayed(c, c0 + 2 * L, code, s02).intoArray(c, c0 + 2 * L);
+            decayed(c, c1, code, s10).intoArray(c, c1);
+            decayed(c, c1 + L, code, s11).intoArray(c, c1 + L);
+            decayed(c, c1 + 2 * L, code, s12).intoArray(c, c1 + 2 * L);
+            decayed(c, c2, code, s20).intoArray(c, c2);
+            decayed(c, c2 + L, code, s21).intoArray(c, c2 + L);
+            decayed(c, c2 + 2 * L, code, s22).intoArray(c, c2 + 2 * L);
+            decayed(c, c3, code, s30).intoArray(c, c3);
+            decayed(c, c3 + L, code, s31).intoArray(c, c3 + L);
+            decayed(c, c3 + 2 * L, code, s32).intoArray(c, c3 + 2 * L);
         } else {
             s00.intoArray(c, c0);
             s01.intoArray(c, c0 + L);
@@ -1142,7 +1141,7 @@ final class VectorKernel extends Kernel {
 
     /** {@link #tile4x2} for A in rows and B's rows one panel apart (ldb = 4L), as {@link #tile4x4rows}: the scores' narrow bands. */
     private static void tile4x2rows(float[] a, int a0, int ais, float[] b, int b0,
-                                    float[] c, int c0, int ldc, int depth, int mode, float comp) {
+                                    float[] c, int c0, int ldc, int depth, int mode, float code) {
         int c1 = c0 + ldc;
         int c2 = c1 + ldc;
         int c3 = c2 + ldc;
@@ -1195,14 +1194,14 @@ final class VectorKernel extends Kernel {
             s31 = b1v.fma(x, s31);
         }
         if (mode == SCALE_ADD) {
-            decayed(c, c0, comp, s00).intoArray(c, c0);
-            decayed(c, c0 + L, comp, s01).intoArray(c, c0 + L);
-            decayed(c, c1, comp, s10).intoArray(c, c1);
-            decayed(c, c1 + L, comp, s11).intoArray(c, c1 + L);
-            decayed(c, c2, comp, s20).intoArray(c, c2);
-            decayed(c, c2 + L, comp, s21).intoArray(c, c2 + L);
-            decayed(c, c3, comp, s30).intoArray(c, c3);
-            decayed(c, c3 + L, comp, s31).intoArray(c, c3 + L);
+            decayed(c, c0, code, s00).intoArray(c, c0);
+            decayed(c, c0 + L, code, s01).intoArray(c, c0 + L);
+            decayed(c, c1, code, s10).intoArray(c, c1);
+            decayed(c, c1 + L, code, s11).intoArray(c, c1 + L);
+            decayed(c, c2, code, s20).intoArray(c, c2);
+            decayed(c, c2 + L, code, s21).intoArray(c, c2 + L);
+            decayed(c, c3, code, s30).intoArray(c, c3);
+            decayed(c, c3 + L, code, s31).intoArray(c, c3 + L);
         } else {
             s00.intoArray(c, c0);
             s01.intoArray(c, c0 + L);
@@ -1217,7 +1216,7 @@ final class VectorKernel extends Kernel {
 
     /** {@link #tile8x1} for A in rows and B's rows one panel apart (ldb = 4L), as {@link #tile4x4rows}: the scores' narrow bands. */
     private static void tile8x1rows(float[] a, int a0, int ais, float[] b, int b0,
-                                    float[] c, int c0, int ldc, int depth, int mode, float comp) {
+                                    float[] c, int c0, int ldc, int depth, int mode, float code) {
         int c1 = c0 + ldc;
         int c2 = c1 + ldc;
         int c3 = c2 + ldc;
@@ -1281,14 +1280,14 @@ final class VectorKernel extends Kernel {
             s70 = b0v.fma(x, s70);
         }
         if (mode == SCALE_ADD) {
-            decayed(c, c0, comp, s00).intoArray(c, c0);
-            decayed(c, c1, comp, s10).intoArray(c, c1);
-            decayed(c, c2, comp, s20).intoArray(c, c2);
-            decayed(c, c3, comp, s30).intoArray(c, c3);
-            decayed(c, c4, comp, s40).intoArray(c, c4);
-            decayed(c, c5, comp, s50).intoArray(c, c5);
-            decayed(c, c6, comp, s60).intoArray(c, c6);
-            decayed(c, c7, comp, s70).intoArray(c, c7);
+            decayed(c, c0, code, s00).intoArray(c, c0);
+            decayed(c, c1, code, s10).intoArray(c, c1);
+            decayed(c, c2, code, s20).intoArray(c, c2);
+            decayed(c, c3, code, s30).intoArray(c, c3);
+            decayed(c, c4, code, s40).intoArray(c, c4);
+            decayed(c, c5, code, s50).intoArray(c, c5);
+            decayed(c, c6, code, s60).intoArray(c, c6);
+            decayed(c, c7, code, s70).intoArray(c, c7);
         } else {
             s00.intoArray(c, c0);
             s10.intoArray(c, c1);
@@ -1302,13 +1301,13 @@ final class VectorKernel extends Kernel {
     }
 
     private static void tile1x1(float[] a, int a0, int ads, float[] b, int b0, int ldb, float[] c, int c0, int depth,
-                                int mode, float comp) {
+                                int mode, float code) {
         FloatVector s = mode == ACCUMULATE ? FloatVector.fromArray(S, c, c0) : FloatVector.zero(S);
         for (int d = 0, at = a0, bRow = b0; d < depth; d++, at += ads, bRow += ldb) {
             s = FloatVector.fromArray(S, b, bRow).fma(FloatVector.broadcast(S, a[at]), s);
         }
         if (mode == SCALE_ADD) {
-            decayed(c, c0, comp, s).intoArray(c, c0);
+            decayed(c, c0, code, s).intoArray(c, c0);
         } else {
             s.intoArray(c, c0);
         }
