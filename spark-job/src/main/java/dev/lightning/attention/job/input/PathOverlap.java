@@ -56,16 +56,7 @@ public final class PathOverlap {
             }
         }
         for (Map.Entry<Path, Where> r : roots.entrySet()) {
-            Where in = r.getValue();
-            if (in.equals(out)) {
-                refuse(output, out, "is the same as the input", r.getKey(), in);
-            }
-            if (in.contains(out)) {
-                refuse(output, out, "lies inside the input", r.getKey(), in);
-            }
-            if (out.contains(in)) {
-                refuse(output, out, "contains the input", r.getKey(), in);
-            }
+            refuseOverlap(output, out, r.getKey(), r.getValue());
         }
         // A file can reach into the output through a linked subdirectory even when its root does not.
         for (InputFile f : inputs) {
@@ -84,8 +75,11 @@ public final class PathOverlap {
      * replace, and delete, the input itself.
      */
     public static void checkTable(Configuration conf, Path input, Path output) throws IOException {
-        Where out = resolve(conf, output);
-        Where in = resolve(conf, input);
+        refuseOverlap(output, resolve(conf, output), input, resolve(conf, input));
+    }
+
+    /** Refuses an output (resolved: {@code out}) that is, lies inside or contains an input root ({@code in}). */
+    private static void refuseOverlap(Path output, Where out, Path input, Where in) {
         if (in.equals(out)) {
             refuse(output, out, "is the same as the input", input, in);
         }

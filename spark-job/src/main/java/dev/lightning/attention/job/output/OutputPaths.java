@@ -131,10 +131,16 @@ public final class OutputPaths {
             return exists(fs, at) && !isLink(fs, at) ? at + " is a file where an output's parts directory goes; move it "
                     + "out of the way" : null;
         }
+        String foreign = foreignEntry(fs, at, PART);
+        return foreign == null ? null : at + " holds " + foreign + ", which is not a part file of an earlier result; "
+                + "it would be replaced with the directory, so move it out of the way";
+    }
+
+    /** The name of an entry of the directory {@code at} that is not a file whose name {@code ours} matches; or null. */
+    private static String foreignEntry(FileSystem fs, Path at, java.util.regex.Pattern ours) throws IOException {
         for (org.apache.hadoop.fs.FileStatus f : fs.listStatus(at)) {
-            if (!f.isFile() || !PART.matcher(f.getPath().getName()).matches()) {
-                return at + " holds " + f.getPath().getName() + ", which is not a part file of an earlier result; it "
-                        + "would be replaced with the directory, so move it out of the way";
+            if (!f.isFile() || !ours.matcher(f.getPath().getName()).matches()) {
+                return f.getPath().getName();
             }
         }
         return null;
@@ -161,13 +167,9 @@ public final class OutputPaths {
             return at + " is a file where the run's table of that name goes; --overwrite replaces earlier tables "
                     + "only, so move it out of the way";
         }
-        for (org.apache.hadoop.fs.FileStatus f : fs.listStatus(at)) {
-            if (!f.isFile() || !TABLE_FILE.matcher(f.getPath().getName()).matches()) {
-                return at + " holds " + f.getPath().getName() + ", which is not part of an earlier run's table; "
-                        + "--overwrite would delete it with the table, so move it out of the way";
-            }
-        }
-        return null;
+        String foreign = foreignEntry(fs, at, TABLE_FILE);
+        return foreign == null ? null : at + " holds " + foreign + ", which is not part of an earlier run's table; "
+                + "--overwrite would delete it with the table, so move it out of the way";
     }
 
     private static boolean isRealDirectory(FileSystem fs, Path at) throws IOException {
