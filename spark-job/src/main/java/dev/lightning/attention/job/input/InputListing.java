@@ -134,6 +134,7 @@ public final class InputListing {
             if (s.isDirectory()) {
                 found.addAll(listDirectory(fs, element, root, recursive));
             } else {
+                refuseSpecialFile(element, root, name);
                 s.setPath(root);
                 LocatedFileStatus located = s instanceof LocatedFileStatus ? (LocatedFileStatus) s
                         : new LocatedFileStatus(s, fs.getFileBlockLocations(s, 0, s.getLen()));
@@ -220,7 +221,7 @@ public final class InputListing {
      */
     private static void collect(FileSystem fs, String element, Path dir, String prefix, Path root, boolean recursive,
                                 List<InputFile> found, List<java.nio.file.Path> above) throws IOException {
-        refuseDanglingLinks(element, dir, prefix);
+        refuseUnreadableEntries(element, dir, prefix);
         for (RemoteIterator<LocatedFileStatus> it = fs.listLocatedStatus(dir); it.hasNext(); ) {
             LocatedFileStatus s = it.next();
             String name = s.getPath().getName();
@@ -246,11 +247,13 @@ public final class InputListing {
     }
 
     /**
-     * Refuses a sequence file of a local directory that is a symbolic link to nothing (its target
-     * moved, deleted or not mounted): the file system's listing leaves such an entry out without a
-     * word, and the run would compute every sequence but that one.
+     * Refuses the sequence files of a local directory that cannot be read as files, which the file
+     * system's listing does not tell apart: a symbolic link to nothing (its target moved, deleted or
+     * not mounted), which the listing leaves out without a word, so the run would compute every
+     * sequence but that one; and a named pipe, socket or device, which the listing calls a file of
+     * length 0 and whose header read would wait for a writer without end.
      */
-    private static void refuseDanglingLinks(String element, Path dir, String prefix) throws IOException {
+    private static void refuseUnreadableEntries(String element, Path dir, String prefix) throws IOException {
         if (!"file".equals(dir.toUri().getScheme())) {
             return;
         }
@@ -258,14 +261,38 @@ public final class InputListing {
                      java.nio.file.Files.newDirectoryStream(java.nio.file.Paths.get(dir.toUri().getPath()))) {
             for (java.nio.file.Path e : entries) {
                 String name = e.getFileName().toString();
-                if (!hidden(name) && name.endsWith(SUFFIX) && java.nio.file.Files.isSymbolicLink(e)
-                        && !java.nio.file.Files.exists(e)) {
+                if (hidden(name) || !name.endsWith(SUFFIX)) {
+                    continue;
+                }
+                if (java.nio.file.Files.isSymbolicLink(e) && !java.nio.file.Files.exists(e)) {
                     throw new InvalidInputException("--input " + element + ": " + prefix + name
                             + " is a symbolic link to " + java.nio.file.Files.readSymbolicLink(e) + ", which does not "
                             + "exist; restore its target, or remove the link to run without that sequence");
                 }
+                if (special(e)) {
+                    throw notRegular(element, prefix + name);
+                }
             }
         }
+    }
+
+    /** Refuses a local file named directly or by a glob that is a named pipe, socket or device (see above). */
+    private static void refuseSpecialFile(String element, Path file, String name) {
+        if ("file".equals(file.toUri().getScheme()) && special(java.nio.file.Paths.get(file.toUri().getPath()))) {
+            throw notRegular(element, name);
+        }
+    }
+
+    /** True for a path that exists, links followed, as neither a regular file nor a directory. */
+    private static boolean special(java.nio.file.Path p) {
+        return java.nio.file.Files.exists(p) && !java.nio.file.Files.isRegularFile(p)
+                && !java.nio.file.Files.isDirectory(p);
+    }
+
+    private static InvalidInputException notRegular(String element, String name) {
+        return new InvalidInputException("--input " + element + ": " + name + " is not a regular file (a named pipe, "
+                + "socket or device) and cannot be read as a sequence; move it out of the input, or copy the sequence "
+                + "into a file");
     }
 
     /** The walk's first list of directories above: {@code dir}'s real path, or null off the local file system. */

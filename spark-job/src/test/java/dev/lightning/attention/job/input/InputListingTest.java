@@ -211,6 +211,46 @@ class InputListingTest {
         assertEquals(List.of("a.safetensors", "c.safetensors"), names(list(tmp.resolve("links"), false)));
     }
 
+    /**
+     * A named pipe (or socket, or device) called like a sequence file is refused while listing: reading
+     * its header would wait for a writer that never comes, and the run would hang before any task.
+     */
+    @Test
+    void aNamedPipeAmongTheSequenceFilesIsRefused() throws Exception {
+        file("pipes/a.safetensors");
+        java.nio.file.Path pipe = tmp.resolve("pipes/b.safetensors");
+        org.junit.jupiter.api.Assumptions.assumeTrue(mkfifo(pipe), "mkfifo is not available here");
+        InvalidInputException e = org.junit.jupiter.api.Assertions.assertTimeoutPreemptively(
+                java.time.Duration.ofSeconds(20),
+                () -> assertThrows(InvalidInputException.class, () -> list(tmp.resolve("pipes"), false)));
+        assertEquals("--input " + tmp.resolve("pipes") + ": b.safetensors is not a regular file (a named pipe, "
+                + "socket or device) and cannot be read as a sequence; move it out of the input, or copy the "
+                + "sequence into a file", e.getMessage());
+        // named on its own, through a link, in a glob and below --recursive alike
+        Files.createDirectories(tmp.resolve("pipes2/sub"));
+        Files.move(pipe, tmp.resolve("pipes2/sub/b.safetensors"));
+        Files.createSymbolicLink(tmp.resolve("pipes/c.safetensors"), tmp.resolve("pipes2/sub/b.safetensors"));
+        for (Object input : List.of(tmp.resolve("pipes2/sub/b.safetensors"), tmp.resolve("pipes"),
+                tmp.resolve("pipes") + "/*.safetensors")) {
+            InvalidInputException f = org.junit.jupiter.api.Assertions.assertTimeoutPreemptively(
+                    java.time.Duration.ofSeconds(20),
+                    () -> assertThrows(InvalidInputException.class, () -> list(input, false)));
+            assertTrue(f.getMessage().contains("is not a regular file"), f.getMessage());
+        }
+        Files.delete(tmp.resolve("pipes/c.safetensors"));
+        assertEquals(List.of("a.safetensors"), names(list(tmp.resolve("pipes"), false)));
+        InvalidInputException g = assertThrows(InvalidInputException.class, () -> list(tmp.resolve("pipes2"), true));
+        assertTrue(g.getMessage().contains(": sub/b.safetensors is not a regular file"), g.getMessage());
+    }
+
+    private static boolean mkfifo(java.nio.file.Path at) throws InterruptedException {
+        try {
+            return new ProcessBuilder("mkfifo", at.toString()).inheritIO().start().waitFor() == 0;
+        } catch (IOException e) {
+            return false;
+        }
+    }
+
     @Test
     void aDirectoryWithoutSequenceFilesSaysSoAndPointsToRecursive() throws IOException {
         file("nested/sub/a.safetensors");
