@@ -30,6 +30,13 @@ public final class SafetensorsHeader {
     public static final long MAX_HEADER_BYTES = 100L * 1024 * 1024;
 
     private static final String METADATA = "__metadata__";
+
+    /**
+     * What to do about any header this class refuses, said once here: every refusal is a file that
+     * breaks the format (cut short, damaged, or written by hand), which only writing it again mends.
+     */
+    static final String REWRITE = "; the file is damaged or not in the safetensors format: write it again (with "
+            + "safetensors' save_file for PyTorch or NumPy, or by the run that made it)";
     private static final ObjectMapper JSON = new ObjectMapper(JsonFactory.builder()
             .streamReadConstraints(StreamReadConstraints.builder()
                     .maxNestingDepth(16)
@@ -64,33 +71,55 @@ public final class SafetensorsHeader {
     public static long headerLength(String file, byte[] prefix, long fileSize) {
         if (fileSize < 8 || prefix.length < 8) {
             throw new InvalidInputException(file + ": not a safetensors file: " + fileSize
-                    + " bytes, expected at least an 8-byte header length");
+                    + " bytes, expected at least an 8-byte header length" + REWRITE);
         }
         long n = ByteBuffer.wrap(prefix, 0, 8).order(ByteOrder.LITTLE_ENDIAN).getLong();
         if (n < 2 || n > MAX_HEADER_BYTES || n > fileSize - 8) {
             throw new InvalidInputException(file + ": header length " + Long.toUnsignedString(n)
                     + " is impossible for a file of " + fileSize + " bytes (expected 2.." + Math.min(MAX_HEADER_BYTES, fileSize - 8)
-                    + "); the file is truncated or not safetensors");
+                    + ")" + REWRITE);
         }
         return n;
     }
 
     /**
-     * Parses the JSON header.
+     * Parses the JSON header, as strictly as the format's own reader: UTF-8 text starting with
+     * <code>{</code> (so no byte order mark or leading space), shapes and offsets written as
+     * integers (not {@code 8.0}), no duplicate names.
      *
      * @param file     the file's name, for messages
      * @param json     the N header bytes after the length prefix
      * @param fileSize the file's length, to check every tensor's range
+     * @throws InvalidInputException saying what is wrong, and {@link #REWRITE}
      */
     public static SafetensorsHeader parse(String file, byte[] json, long fileSize) {
+        try {
+            return parseChecked(file, json, fileSize);
+        } catch (InvalidInputException e) {
+            throw new InvalidInputException(e.getMessage() + REWRITE, e.getCause());
+        }
+    }
+
+    private static SafetensorsHeader parseChecked(String file, byte[] json, long fileSize) {
         long dataStart = 8L + json.length;
         long dataSize = fileSize - dataStart;
         if (dataSize < 0) {
             throw new InvalidInputException(file + ": header of " + json.length + " bytes runs past the end of the "
                     + fileSize + "-byte file; the file is truncated");
         }
+        if (json.length == 0 || json[0] != '{') {
+            throw new InvalidInputException(file + ": header must start with '{', found " + (json.length == 0 ? "nothing"
+                    : json.length >= 3 && (json[0] & 0xff) == 0xef && (json[1] & 0xff) == 0xbb && (json[2] & 0xff) == 0xbf
+                    ? "a UTF-8 byte order mark" : String.format("byte 0x%02x", json[0] & 0xff)));
+        }
+        String text;
+        try {
+            text = StandardCharsets.UTF_8.newDecoder().decode(ByteBuffer.wrap(json)).toString();
+        } catch (java.nio.charset.CharacterCodingException e) {
+            throw new InvalidInputException(file + ": header is not valid UTF-8 text", e);
+        }
         JsonNode root;
-        try (JsonParser p = JSON.createParser(json)) {
+        try (JsonParser p = JSON.createParser(text)) {
             root = JSON.readTree(p);
             if (p.nextToken() != null) {
                 throw new InvalidInputException(file + ": header JSON has trailing content after the top-level object");
@@ -101,10 +130,7 @@ public final class SafetensorsHeader {
             }
             throw new InvalidInputException(file + ": header is not valid JSON: " + firstLine(e.getMessage()), e);
         }
-        if (root == null || !root.isObject()) {
-            throw new InvalidInputException(file + ": header must be a JSON object, found "
-                    + (root == null ? "nothing" : root.getNodeType()));
-        }
+        // valid JSON that starts with '{' is one object: root is an ObjectNode
         Map<String, TensorEntry> tensors = new LinkedHashMap<>();
         Map<String, String> metadata = new LinkedHashMap<>();
         for (Iterator<Map.Entry<String, JsonNode>> it = root.fields(); it.hasNext(); ) {
@@ -164,7 +190,7 @@ public final class SafetensorsHeader {
         long elements = 1;
         for (int i = 0; i < dims.length; i++) {
             JsonNode d = shape.get(i);
-            if (!d.canConvertToExactIntegral() || !d.canConvertToLong() || d.asLong() < 0) {
+            if (!d.isIntegralNumber() || !d.canConvertToLong() || d.asLong() < 0) {
                 throw new InvalidInputException(where + ": shape[" + i + "] = " + d + " is not a non-negative integer");
             }
             dims[i] = d.asLong();
@@ -173,7 +199,7 @@ public final class SafetensorsHeader {
         long[] range = new long[2];
         for (int i = 0; i < 2; i++) {
             JsonNode o = offsets.get(i);
-            if (!o.canConvertToExactIntegral() || !o.canConvertToLong() || o.asLong() < 0) {
+            if (!o.isIntegralNumber() || !o.canConvertToLong() || o.asLong() < 0) {
                 throw new InvalidInputException(where + ": data_offsets[" + i + "] = " + o + " is not a non-negative integer");
             }
             range[i] = o.asLong();

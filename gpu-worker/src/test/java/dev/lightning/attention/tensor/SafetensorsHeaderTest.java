@@ -52,7 +52,7 @@ class SafetensorsHeaderTest {
         assertContains(reject(size, 1000), "needs 8 bytes");
         assertContains(reject("{\"a\":", 100), "not valid JSON");
         assertContains(reject("{}", 5), "past the end");
-        assertContains(reject("[1,2]", 100), "must be a JSON object");
+        assertContains(reject("[1,2]", 100), "must start with '{'");
         String dup = "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
                 + "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}";
         assertContains(reject(dup, 200), "not valid JSON");
@@ -84,8 +84,8 @@ class SafetensorsHeaderTest {
     @Test
     void headerLengthEdges() {
         assertEquals(2, SafetensorsHeader.headerLength("f", lengthPrefix(2), 10), "\"{}\" filling the file");
-        assertEquals("f: header length 3 is impossible for a file of 10 bytes (expected 2..2); the file is truncated or "
-                + "not safetensors", assertThrows(InvalidInputException.class,
+        assertEquals("f: header length 3 is impossible for a file of 10 bytes (expected 2..2)"
+                + SafetensorsHeader.REWRITE, assertThrows(InvalidInputException.class,
                 () -> SafetensorsHeader.headerLength("f", lengthPrefix(3), 10)).getMessage());
         assertThrows(InvalidInputException.class, () -> SafetensorsHeader.headerLength("f", lengthPrefix(1), 10));
         long max = SafetensorsHeader.MAX_HEADER_BYTES;
@@ -97,12 +97,48 @@ class SafetensorsHeaderTest {
         assertTrue(assertThrows(InvalidInputException.class,
                 () -> SafetensorsHeader.headerLength("f", lengthPrefix(-1), 100)).getMessage()
                 .contains("header length 18446744073709551615 is impossible"));
-        assertEquals("f: not a safetensors file: 7 bytes, expected at least an 8-byte header length",
+        assertEquals("f: not a safetensors file: 7 bytes, expected at least an 8-byte header length"
+                        + SafetensorsHeader.REWRITE,
                 assertThrows(InvalidInputException.class,
                         () -> SafetensorsHeader.headerLength("f", lengthPrefix(2), 7)).getMessage());
         assertThrows(InvalidInputException.class,
                 () -> SafetensorsHeader.headerLength("f", java.util.Arrays.copyOf(lengthPrefix(2), 7), 100));
         assertEquals(8, SafetensorsHeader.headerLength("f", lengthPrefix(8), 16));
+    }
+
+    /**
+     * The format's own reader refuses what a lenient JSON parser takes: a header starting with
+     * anything but '{' (a byte order mark, a space), text that is not UTF-8, and a shape or offset
+     * written as a number with a fraction or exponent. Every refusal says what to do.
+     */
+    @Test
+    void refusesWhatTheFormatsOwnReaderRefuses() {
+        String good = "{" + tensor("q", "F32", "[2,1]", 0, 8) + "}";
+        assertEquals(8, accept(good, 8 + good.length() + 8).tensor("q").byteLength());
+        byte[] bom = ("\uFEFF" + good).getBytes(StandardCharsets.UTF_8);
+        assertEquals("f: header must start with '{', found a UTF-8 byte order mark" + SafetensorsHeader.REWRITE,
+                assertThrows(InvalidInputException.class, () -> SafetensorsHeader.parse("f", bom, 1000)).getMessage());
+        assertEquals("f: header must start with '{', found byte 0x20" + SafetensorsHeader.REWRITE, reject(" " + good, 1000));
+        assertEquals("f: header must start with '{', found nothing" + SafetensorsHeader.REWRITE, reject("", 1000));
+        byte[] latin1 = ("{" + tensor("q\u00e9", "F32", "[2,1]", 0, 8) + "}").getBytes(StandardCharsets.ISO_8859_1);
+        assertEquals("f: header is not valid UTF-8 text" + SafetensorsHeader.REWRITE,
+                assertThrows(InvalidInputException.class, () -> SafetensorsHeader.parse("f", latin1, 1000)).getMessage());
+        // the same name in UTF-8 is fine
+        String accented = "{" + tensor("q\u00e9", "F32", "[2,1]", 0, 8) + "}";
+        assertEquals(8, SafetensorsHeader.parse("f", accented.getBytes(StandardCharsets.UTF_8),
+                8 + accented.getBytes(StandardCharsets.UTF_8).length + 8).tensor("q\u00e9").byteLength());
+        assertEquals("f: tensor 'q': shape[0] = 2.0 is not a non-negative integer" + SafetensorsHeader.REWRITE,
+                reject("{" + tensor("q", "F32", "[2.0,1]", 0, 8) + "}", 1000));
+        assertTrue(reject("{" + tensor("q", "F32", "[2,1]", 0, 8).replace(",8]", ",8.0]") + "}", 1000)
+                .startsWith("f: tensor 'q': data_offsets[1] = 8.0 is not a non-negative integer"));
+        assertTrue(reject("{" + tensor("q", "F32", "[2,1]", 0, 8).replace(",8]", ",8e0]") + "}", 1000)
+                .contains("data_offsets[1] = 8.0 is not"));
+        // trailing spaces are the format's padding
+        String padded = good + "    ";
+        assertEquals(8, accept(padded, 8 + padded.length() + 8).tensor("q").byteLength());
+        for (String json : List.of("{\"a\":", "[1,2]", "{}")) {
+            assertTrue(reject(json, 5).endsWith(SafetensorsHeader.REWRITE), json);
+        }
     }
 
     private static SafetensorsHeader accept(String json, long fileSize) {
@@ -132,7 +168,7 @@ class SafetensorsHeaderTest {
         // overlap by one byte, said in data offsets
         String overlap = "{" + tensor("a", "F32", "[2]", 8, 16) + "," + tensor("b", "F32", "[3]", 0, 12)
                 + "," + tensor("c", "F32", "[1]", 16, 20) + "}";
-        assertEquals("f: tensors 'b' and 'a' overlap (data offsets 0..12 and 8..16)", reject(overlap, 1000));
+        assertEquals("f: tensors 'b' and 'a' overlap (data offsets 0..12 and 8..16)" + SafetensorsHeader.REWRITE, reject(overlap, 1000));
         // rank 8 is the most; a zero dimension and an empty range are fine; a negative dimension is not
         String rank8 = "{" + tensor("r", "F32", "[1,1,1,1,1,1,1,2]", 0, 8) + "}";
         assertEquals(8, accept(rank8, 8 + rank8.length() + 8).tensor("r").shape().length);
@@ -145,10 +181,12 @@ class SafetensorsHeaderTest {
         // the last data byte of the file is inside; one more is not
         String last = "{" + tensor("t", "F16", "[2]", 4, 8) + "}";
         assertEquals(8 + last.length() + 8, accept(last, 8 + last.length() + 8).fileSize());
-        assertEquals("f: tensor 't': data_offsets [4, 8] fall outside the 7 data bytes of the file",
+        assertEquals("f: tensor 't': data_offsets [4, 8] fall outside the 7 data bytes of the file"
+                + SafetensorsHeader.REWRITE,
                 reject(last, 8 + last.length() + 7));
         // sizes are checked for the format's other dtypes too (8 and 1 bytes), not for unknown ones
-        assertEquals("f: tensor 'i': shape 1-d [2] of I64 needs 16 bytes, data_offsets give 8",
+        assertEquals("f: tensor 'i': shape 1-d [2] of I64 needs 16 bytes, data_offsets give 8"
+                + SafetensorsHeader.REWRITE,
                 reject("{" + tensor("i", "I64", "[2]", 0, 8) + "}", 1000));
         assertTrue(reject("{" + tensor("u", "U8", "[3]", 0, 4) + "}", 1000).contains("needs 3 bytes"));
         String foreign = "{" + tensor("x", "F4_PACKED", "[3]", 0, 5) + "}";
@@ -165,7 +203,8 @@ class SafetensorsHeaderTest {
      */
     @Test
     void sizesAreCheckedWhateverTheCaseOfTheDtype() {
-        assertEquals("f: tensor 'q': shape 3-d [4, 2, 3] of f32 needs 96 bytes, data_offsets give 48",
+        assertEquals("f: tensor 'q': shape 3-d [4, 2, 3] of f32 needs 96 bytes, data_offsets give 48"
+                + SafetensorsHeader.REWRITE,
                 reject("{" + tensor("q", "f32", "[4,2,3]", 0, 48) + "," + tensor("k", "F32", "[4,2,3]", 48, 144) + "}",
                         1000));
         assertTrue(reject("{" + tensor("v", "bf16", "[2,2]", 0, 4) + "}", 1000).contains("of bf16 needs 8 bytes"));
