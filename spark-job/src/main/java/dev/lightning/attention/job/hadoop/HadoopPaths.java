@@ -4,8 +4,14 @@ import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.LocalFileSystem;
 import org.apache.hadoop.fs.Path;
+import org.apache.hadoop.fs.RawLocalFileSystem;
 
+import java.io.FileNotFoundException;
 import java.io.IOException;
+import java.nio.file.AtomicMoveNotSupportedException;
+import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.StandardCopyOption;
 
 /**
  * Hadoop paths for names with any character a file system allows: from what the user typed
@@ -14,7 +20,7 @@ import java.io.IOException;
  * colon as a URI scheme and fails, so children are built from a relative path that starts with
  * "./" (no scheme can be read into it); spaces, {@code %}, {@code #}, {@code ?}, brackets and
  * non-ASCII letters are quoted by Hadoop's URI handling. Every path the job builds from a file
- * name goes through here.
+ * name goes through here, and every rename the job does ({@link #rename}).
  */
 public final class HadoopPaths {
     private HadoopPaths() {
@@ -65,5 +71,40 @@ public final class HadoopPaths {
             }
         }
         return new Path(dir, new Path(null, null, "./" + name));
+    }
+
+    /**
+     * Renames {@code src} to {@code dst} in one step, or fails and changes nothing. On the local
+     * file system a file replaces a file of that name, as rename(2) does. Hadoop's raw local
+     * {@code rename} does not do this: where the system call fails (across mounts, onto a
+     * directory) it copies, which a crash can leave half done at {@code dst}, and into a directory
+     * {@code dst} it moves the file below it. So the local case is {@code Files.move} with
+     * {@code ATOMIC_MOVE}; other file systems keep their own rename (HDFS's is atomic and does
+     * not replace).
+     *
+     * @throws FileNotFoundException when {@code src} is gone
+     * @throws IOException           when the file system refuses, saying why where it can
+     */
+    public static void rename(FileSystem fs, Path src, Path dst) throws IOException {
+        if (fs instanceof RawLocalFileSystem local) {
+            java.nio.file.Path from = local.pathToFile(src).toPath();
+            java.nio.file.Path to = local.pathToFile(dst).toPath();
+            try {
+                Files.move(from, to, StandardCopyOption.ATOMIC_MOVE);
+            } catch (NoSuchFileException e) {
+                throw (FileNotFoundException) new FileNotFoundException("cannot rename " + src + " to " + dst + ": "
+                        + e.getFile() + " does not exist").initCause(e);
+            } catch (AtomicMoveNotSupportedException e) {
+                throw new IOException("cannot rename " + src + " to " + dst + " in one step: they lie on different "
+                        + "file systems (a mount point inside the output directory?); keep the output directory, "
+                        + "its staging (_temporary) and what it holds on one file system", e);
+            } catch (IOException e) {
+                throw new IOException("cannot rename " + src + " to " + dst + ": " + e, e);
+            }
+            return;
+        }
+        if (!fs.rename(src, dst)) {
+            throw new IOException("cannot rename " + src + " to " + dst + " (" + fs.getUri() + " refused)");
+        }
     }
 }

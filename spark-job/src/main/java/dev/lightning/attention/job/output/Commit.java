@@ -243,7 +243,7 @@ public final class Commit {
                 if (fs.exists(dst) && !fs.exists(aside)
                         && !anyPublished(fs, files, below.getOrDefault(name, List.of()))) {
                     fs.mkdirs(aside.getParent());
-                    rename(fs, dst, aside);
+                    HadoopPaths.rename(fs, dst, aside);
                 }
             }
         }
@@ -267,10 +267,10 @@ public final class Commit {
                 }
                 Path aside = HadoopPaths.child(replaced, name);
                 fs.mkdirs(aside.getParent());
-                rename(fs, dst, aside);
+                HadoopPaths.rename(fs, dst, aside);
             }
             fs.mkdirs(dst.getParent());
-            rename(fs, src, dst);
+            HadoopPaths.rename(fs, src, dst);
             touched.add(dst.getParent());
             if (n++ == 0) {
                 FaultPoints.reach("commit");
@@ -281,7 +281,7 @@ public final class Commit {
         if (fs.exists(report)) { // staged complete; gone from staging once published
             Path dst = new Path(output, Commit.REPORT);
             fs.delete(dst, false);
-            rename(fs, report, dst);
+            HadoopPaths.rename(fs, report, dst);
         }
         // the published names on disk before _SUCCESS says they are all there
         for (Path dir : touched) {
@@ -319,12 +319,6 @@ public final class Commit {
             } catch (FileNotFoundException e) {
                 // already gone
             }
-        }
-    }
-
-    private static void rename(FileSystem fs, Path src, Path dst) throws IOException {
-        if (!fs.rename(src, dst)) {
-            throw new IOException("cannot rename " + src + " to " + dst);
         }
     }
 

@@ -3,6 +3,7 @@ package dev.lightning.attention.job.output;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.lightning.attention.job.hadoop.HadoopPaths;
 import dev.lightning.attention.tensor.InvalidInputException;
 import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.fs.FileSystem;
@@ -117,23 +118,11 @@ public final class OutputLock implements AutoCloseable {
                 + "; make sure only one run writes to this directory");
     }
 
-    /**
-     * Renames the lock aside, atomically: false when it is already gone. (Hadoop's raw local
-     * rename falls back to a copy when {@code File.renameTo} fails, which is neither atomic nor
-     * quiet about a vanished source.)
-     */
+    /** Renames the lock aside, atomically ({@link HadoopPaths#rename}): false when it is already gone. */
     private static boolean moveAside(FileSystem fs, Path path, Path aside) throws IOException {
-        if ("file".equals(fs.getUri().getScheme())) {
-            try {
-                Files.move(java.nio.file.Paths.get(fs.makeQualified(path).toUri()),
-                        java.nio.file.Paths.get(fs.makeQualified(aside).toUri()), StandardCopyOption.ATOMIC_MOVE);
-                return true;
-            } catch (java.nio.file.NoSuchFileException e) {
-                return false;
-            }
-        }
         try {
-            return fs.rename(path, aside);
+            HadoopPaths.rename(fs, path, aside);
+            return true;
         } catch (FileNotFoundException e) {
             return false;
         }

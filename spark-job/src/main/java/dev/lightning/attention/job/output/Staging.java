@@ -340,9 +340,11 @@ public final class Staging implements Serializable {
         try {
             sizeAndCrc = fs instanceof RawLocalFileSystem ? writeLocal(((RawLocalFileSystem) fs).pathToFile(tmp).toPath(),
                     content) : writeStream(fs, tmp, content);
-            if (!rename(fs, tmp, dst)) {
-                if (!fs.exists(dst)) {
-                    throw new IOException("cannot rename " + tmp + " to " + dst);
+            try {
+                HadoopPaths.rename(fs, tmp, dst);
+            } catch (IOException e) {
+                if (!fs.exists(dst)) { // not another attempt's file (the same bytes), which HDFS does not replace
+                    throw e;
                 }
             }
             done = true;
@@ -406,21 +408,6 @@ public final class Staging implements Serializable {
     /** A new file (replacing one of that name) of a file system other than the local one. */
     private static OutputStream create(FileSystem fs, Path p) throws IOException {
         return fs.create(p, true);
-    }
-
-    /** Renames {@code from} to {@code to}, replacing it; false where it could not. Local: java.nio, as {@link #writeLocal}. */
-    private static boolean rename(FileSystem fs, Path from, Path to) throws IOException {
-        if (fs instanceof RawLocalFileSystem) {
-            RawLocalFileSystem local = (RawLocalFileSystem) fs;
-            try {
-                Files.move(local.pathToFile(from).toPath(), local.pathToFile(to).toPath(),
-                        StandardCopyOption.ATOMIC_MOVE);
-                return true;
-            } catch (IOException e) {
-                return false;
-            }
-        }
-        return fs.rename(from, to);
     }
 
     public static void writeAtomically(FileSystem fs, Path dst, String attempt, byte[] bytes) throws IOException {

@@ -15,8 +15,10 @@ import java.util.List;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 public class HadoopPathsTest {
     /** Names a file system allows that a URI parser reads differently. */
@@ -81,5 +83,38 @@ public class HadoopPathsTest {
         assertEquals("run:1.safetensors", colon.getName());
         assertEquals("100%.safetensors", HadoopPaths.parse("/tmp/100%.safetensors").getName());
         assertEquals("x#1.safetensors", HadoopPaths.parse("/tmp/x#1.safetensors").getName());
+    }
+
+    /**
+     * A rename is one step or nothing. Hadoop's raw local rename, where the system call fails,
+     * copies instead: onto a directory it moved the file below it and reported success; across
+     * mounts a crash could leave half a file where a result is published.
+     */
+    @Test
+    void aLocalRenameIsOneStepOrNothing() throws Exception {
+        FileSystem fs = HadoopPaths.fileSystem(new Path(tmp.toUri()), new Configuration());
+        java.nio.file.Path src = Files.writeString(tmp.resolve("a:1.safetensors"), "new");
+        java.nio.file.Path dir = Files.createDirectories(tmp.resolve("taken"));
+        Files.writeString(dir.resolve("inside"), "kept");
+        Path from = HadoopPaths.child(new Path(tmp.toUri()), "a:1.safetensors");
+        java.io.IOException e = assertThrows(java.io.IOException.class,
+                () -> HadoopPaths.rename(fs, from, HadoopPaths.child(new Path(tmp.toUri()), "taken")));
+        assertTrue(e.getMessage().startsWith("cannot rename " + from + " to "), e.getMessage());
+        assertEquals("new", Files.readString(src));
+        assertEquals(List.of("inside"), names(dir));
+        // a file replaces a file, as rename(2) does
+        java.nio.file.Path old = Files.writeString(tmp.resolve("b.safetensors"), "old");
+        HadoopPaths.rename(fs, from, HadoopPaths.child(new Path(tmp.toUri()), "b.safetensors"));
+        assertEquals("new", Files.readString(old));
+        assertFalse(Files.exists(src));
+        // a source that is gone says so by its type, for the lock's takeover race
+        assertThrows(java.io.FileNotFoundException.class,
+                () -> HadoopPaths.rename(fs, from, HadoopPaths.child(new Path(tmp.toUri()), "c.safetensors")));
+    }
+
+    private static List<String> names(java.nio.file.Path dir) throws java.io.IOException {
+        try (java.util.stream.Stream<java.nio.file.Path> s = Files.list(dir)) {
+            return s.map(p -> p.getFileName().toString()).sorted().collect(java.util.stream.Collectors.toList());
+        }
     }
 }
