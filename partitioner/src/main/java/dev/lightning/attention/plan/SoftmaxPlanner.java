@@ -56,8 +56,15 @@ public final class SoftmaxPlanner {
         public final long cost;
         /** Whether this item covers every key piece the query piece sees: no merge is needed. */
         public final boolean whole;
+        /**
+         * This item's share of the query piece's tokens, for progress and rates: the piece's tokens
+         * in proportion to the item's cost, rounded so that the shares of its items add up to its
+         * tokens (each item computes all its query rows, but over part of their keys).
+         */
+        public final long tokens;
 
-        Block(Piece query, int firstKeyPiece, int lastKeyPiece, long keyStart, long keyEnd, long cost, boolean whole) {
+        Block(Piece query, int firstKeyPiece, int lastKeyPiece, long keyStart, long keyEnd, long cost, boolean whole,
+              long tokens) {
             this.query = query;
             this.firstKeyPiece = firstKeyPiece;
             this.lastKeyPiece = lastKeyPiece;
@@ -65,6 +72,7 @@ public final class SoftmaxPlanner {
             this.keyEnd = keyEnd;
             this.cost = cost;
             this.whole = whole;
+            this.tokens = tokens;
         }
 
         @Override
@@ -211,8 +219,20 @@ public final class SoftmaxPlanner {
             firstKeys.add(firstKey);
         }
         long total = 0;
-        for (long c : costs) {
-            total += c;
+        // per unit, the cost of its query piece's units before it, and of all of them (by unit)
+        long[] costBefore = new long[units.size()];
+        long[] queryCost = new long[units.size()];
+        for (int i = 0, first = 0; i < units.size(); i++) {
+            if (i > 0 && (units.get(i)[0] != units.get(i - 1)[0] || units.get(i)[1] != units.get(i - 1)[1])) {
+                first = i;
+            }
+            costBefore[i] = i == first ? 0 : costBefore[i - 1] + costs.get(i - 1);
+            total += costs.get(i);
+        }
+        for (int i = units.size() - 1; i >= 0; i--) {
+            boolean last = i + 1 == units.size() || units.get(i + 1)[0] != units.get(i)[0]
+                    || units.get(i + 1)[1] != units.get(i)[1];
+            queryCost[i] = last ? costBefore[i] + costs.get(i) : queryCost[i + 1];
         }
         // cut before unit i where the prefix sum is nearest to total * j / taskCount
         List<Integer> cuts = new ArrayList<>();
@@ -256,7 +276,10 @@ public final class SoftmaxPlanner {
                 List<Piece> seq = bySequence.get(u[0]);
                 Piece q = seq.get(u[1]);
                 boolean whole = u[2] == firstKeys.get(u[0])[u[1]] && lastKey == u[1];
-                Block b = new Block(q, u[2], lastKey, seq.get(u[2]).start(), seq.get(lastKey).end(), cost, whole);
+                long tokens = share(q.tokens(), costBefore[i] + cost, queryCost[i])
+                        - share(q.tokens(), costBefore[i], queryCost[i]);
+                Block b = new Block(q, u[2], lastKey, seq.get(u[2]).start(), seq.get(lastKey).end(), cost, whole,
+                        tokens);
                 task.add(b);
                 if (!whole) {
                     byQuery.computeIfAbsent(((long) u[0] << 32) | u[1], x -> new ArrayList<>()).add(b);
@@ -269,6 +292,11 @@ public final class SoftmaxPlanner {
             mergesInOrder.add(Collections.unmodifiableList(m)); // items were added in ascending key order
         }
         return new Plan(Collections.unmodifiableList(tasks), Collections.unmodifiableList(mergesInOrder));
+    }
+
+    /** floor(tokens * cost / total), exact at both ends (all of a piece whose units cost nothing). */
+    private static long share(long tokens, long cost, long total) {
+        return cost >= total ? tokens : (long) Math.floor((double) tokens * cost / total);
     }
 
     public long window() {

@@ -60,10 +60,29 @@ class SoftmaxPlannerTest {
                 assertEquals(items.get(key) == 1, b.whole, b + ": whole exactly when it is the piece's only item");
             }
         }
+        // the items' token shares add up to each query piece's tokens, each in proportion to its cost (within 1)
+        Map<Long, Long> shares = new HashMap<>();
+        Map<Long, Long> costs = new HashMap<>();
+        for (List<SoftmaxPlanner.Block> task : plan.tasks) {
+            for (SoftmaxPlanner.Block b : task) {
+                long key = ((long) b.query.sequence() << 32) | b.query.index();
+                shares.merge(key, b.tokens, Long::sum);
+                costs.merge(key, b.cost, Long::sum);
+            }
+        }
+        for (List<SoftmaxPlanner.Block> task : plan.tasks) {
+            for (SoftmaxPlanner.Block b : task) {
+                long key = ((long) b.query.sequence() << 32) | b.query.index();
+                double exact = (double) b.query.tokens() * b.cost / costs.get(key);
+                assertTrue(b.tokens >= 0 && Math.abs(b.tokens - exact) <= 1, b + ": " + b.tokens + " tokens of "
+                        + b.query.tokens() + ", cost " + b.cost + " of " + costs.get(key));
+            }
+        }
         int merges = 0;
         for (List<Piece> partition : pieces) {
             for (Piece q : partition) {
                 long key = ((long) q.sequence() << 32) | q.index();
+                assertEquals(q.tokens(), shares.get(key), q + ": its items' token shares");
                 assertEquals(planner.pairs(q.start(), q.end(), 0, tokens[q.sequence()]), covered.get(key), q.toString());
                 merges += items.get(key) > 1 ? 1 : 0;
             }

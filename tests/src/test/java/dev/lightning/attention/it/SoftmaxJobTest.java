@@ -112,6 +112,10 @@ class SoftmaxJobTest {
         JsonNode plan = report.get("softmax");
         assertTrue(plan.get("mergedQueryPieces").asInt() > 0, "some query pieces were merged from partials");
         assertTrue(plan.get("maxOverMean").asDouble() < 1.5, plan.toString());
+        // each query token counted once, though its rows are computed by several items (keys split among them)
+        long tokens = FILES.values().stream().mapToLong(x -> x.tokens).sum();
+        assertEquals(tokens, report.get("passes").get("softmax 1/2: blocks").get("tokens").asLong(),
+                report.get("passes").toString());
         assertEquals("softmax", report.get("settings").get("spark.lightning.attention").asText());
         assertEquals("1/sqrt(Dk)", report.get("settings").get("spark.lightning.scale").asText());
 

@@ -118,7 +118,7 @@ public final class SoftmaxJob {
             List<SoftmaxTasks.BlockItem> items = new ArrayList<>();
             for (SoftmaxPlanner.Block b : task) {
                 items.add(new SoftmaxTasks.BlockItem(files.get(b.query.sequence()), b));
-                tokens += b.query.tokens();
+                tokens += b.tokens; // each query token once, shared among its items
             }
             work.add(items);
         }

@@ -276,9 +276,9 @@ final class SoftmaxTasks implements Serializable {
                             skipped.add(e.record()); // nothing of this item was renamed into place
                         }
                     }
-                    tokens += q.tokens();
+                    tokens += b.tokens;
                     itemsDone.add(1);
-                    tokensDone.add(q.tokens());
+                    tokensDone.add(b.tokens);
                 }
                 return report("softmax-blocks", ctx, items.size(), tokens, backend, start, skipped, resumed, names);
             }
