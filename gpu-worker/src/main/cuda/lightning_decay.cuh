@@ -25,6 +25,11 @@ __device__ __forceinline__ float lightning_decayed(float x, float add, float com
 __device__ __forceinline__ float lightning_carry(float x, float add, float comp, float lam) {
     return comp <= 0.5f ? lightning_decayed(x, add, comp) : fmaf(lam, x, add);
 }
+// The same choice with one coefficient live, for kernels short of registers (the portable tensor-core ones): c is
+// 1 - lambda^n where exact (lambda^n >= 1/2), lambda^n itself else.
+__device__ __forceinline__ float lightning_carry_by(bool exact, float x, float add, float c) {
+    return exact ? lightning_decayed(x, add, c) : fmaf(c, x, add);
+}
 
 // The Hopper kernels' decay table of a head: 256 floats from tab - 64, entry x at tab[x - 64]: tab[d] = 0 for d < 0
 // (the causal mask is part of the lookup), lambda^d for d = 0..126 (reads go up to 64), and the carry's decay as its

@@ -497,14 +497,14 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
     for (int i = 0; i < MT; ++i) Z[i][0] = Z[i][1] = 0.f;
     float* const sDz = sZ + Dkp;
     // Wide: zP = lambda^m zP + dz for the rows of this lane.
-    auto apply_dz = [&](float lamM) {
+    auto apply_dz = [&](float lamM, bool exactM) {
         if (zWarp && tq == 0) {
 #pragma unroll
             for (int i = 0; i < MT; ++i) {
                 const int r = 16 * (wi + 4 * i) + g;
                 if (mtLive[i]) {
-                    sZ[r] = fmaf(lamM, sZ[r], sDz[r]);
-                    sZ[r + 8] = fmaf(lamM, sZ[r + 8], sDz[r + 8]);
+                    sZ[r] = lightning_carry_by(exactM, sZ[r], sDz[r], lamM);
+                    sZ[r + 8] = lightning_carry_by(exactM, sZ[r + 8], sDz[r + 8], lamM);
                 }
             }
         }
@@ -820,7 +820,10 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
             //      hi + lo in registers right after its B fragments are loaded (rows j >= m get w = 0
             //      from the table's zero half). Two m-tiles at a time, so each split B fragment is used
             //      twice. dP starts from zero each chunk. ----
-            const float lamM = tab[m];
+            // The carry by lightning_carry's rule with one coefficient live (lightning_decay.cuh).
+            const float powM = tab[m];
+            const bool exactM = powM >= 0.5f;
+            const float lamM = exactM ? lightning_decay_comp(slopes[h], (float)m) : powM;
             // All-ones B fragment: K^T (w 1) gives the chunk's sum_j w_j k_j in every column.
             const unsigned ones = O_::pack(1.f, 1.f);
             const unsigned kA = kU + laneKB;
@@ -885,11 +888,12 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
 #pragma unroll
                         for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-                            for (int e = 0; e < 4; ++e) P[i][nt][e] = fmaf(lamM, P[i][nt][e], dP[u][nt][e]);
+                            for (int e = 0; e < 4; ++e)
+                                P[i][nt][e] = lightning_carry_by(exactM, P[i][nt][e], dP[u][nt][e], lamM);
                         // dz rows g (c0, c1) and g + 8 (c2, c3); every column is the same.
                         if (kZReg && zWarp) {
-                            Z[i][0] = fmaf(lamM, Z[i][0], dz[u][0]);
-                            Z[i][1] = fmaf(lamM, Z[i][1], dz[u][2]);
+                            Z[i][0] = lightning_carry_by(exactM, Z[i][0], dz[u][0], lamM);
+                            Z[i][1] = lightning_carry_by(exactM, Z[i][1], dz[u][2], lamM);
                         }
                     }
                 }
@@ -925,7 +929,7 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
                 }
             }
             if constexpr (LW > 0) mbar_arrive(emptyU + 8u * st);  // done with the stage
-            if (!FWD && !kZReg) apply_dz(lamM);  // nobody else reads z in the states kernel
+            if (!FWD && !kZReg) apply_dz(lamM, exactM);  // nobody else reads z in the states kernel
             if (FWD) {
                 // Store the T copy of the new state for the next chunk's inter product: into the other
                 // buffer once the output warps have read what it held (chunk c-1's copy), or (single
@@ -952,7 +956,7 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
                         }
                     }
                 }
-                if (!kZReg) apply_dz(lamM);  // the output warps have read zP (named barrier 1)
+                if (!kZReg) apply_dz(lamM, exactM);  // the output warps have read zP (named barrier 1)
                 if constexpr (LW > 0) mbar_arrive(ptFullU + 8u * ((c + 1) & 1));
                 // Checkpoint: this chunk ends sequence token end - 1; a multiple of N ends interval
                 // end / N - 1 (global), stored at its index among this launch's checkpoints.
