@@ -31,6 +31,15 @@ __device__ __forceinline__ float lightning_carry_by(bool exact, float x, float a
     return exact ? lightning_decayed(x, add, c) : fmaf(c, x, add);
 }
 
+// The carry with no choice, for a kernel at its register cap (the batch step; both forms above spilled there):
+// x <- lambda x + a b as fmaf(a, b, fmaf(-comp, x, x)), two roundings, one coefficient. Its lambda, 1 - comp, is off
+// by comp's rounding, at most 3e-8: 1.2e-7 of lambda or less where lambda >= 1/4 (slope <= 1.39; MiniMax-01's largest
+// is 0.92), as good as lambda rounded; a faster head's is worse (slope 8: 9e-5 of lambda x, a part that is 3.4e-4 of
+// the state there), and above slope 17 comp rounds to 1 and the carried part is dropped.
+__device__ __forceinline__ float lightning_carry_product(float x, float comp, float a, float b) {
+    return fmaf(a, b, fmaf(-comp, x, x));
+}
+
 // The Hopper kernels' decay table of a head: 256 floats from tab - 64, entry x at tab[x - 64]: tab[d] = 0 for d < 0
 // (the causal mask is part of the lookup), lambda^d for d = 0..126 (reads go up to 64), and the carry's decay as its
 // complement at tab[LIGHTNING_DECAY_COMP_AT + m] = 1 - lambda^m for m = 0..64.

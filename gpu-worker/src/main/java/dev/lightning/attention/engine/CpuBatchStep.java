@@ -183,14 +183,14 @@ final class CpuBatchStep implements BatchStep {
                     k[x] = phi.apply(k[x]);
                 }
             }
-            float lambda = (float) spec.decay(h, 1);
+            float code = Decay.code(spec, h, 1); // a slow head's lambda rounded is up to 25% off its rate
             if (spec.normalized()) {
                 int zo = h * dk;
                 java.util.Arrays.fill(den, 0, n, 0f);
                 for (int i = 0; i < dk; i++) {
                     float zi = z[zo + i];
                     for (int t = 0; t < n; t++) {
-                        zi = lambda * zi + k[t * dk + i];
+                        zi = Decay.carry(zi, k[t * dk + i], code);
                         den[t] += q[t * dk + i] * zi;
                     }
                     z[zo + i] = zi;
@@ -200,7 +200,7 @@ final class CpuBatchStep implements BatchStep {
                 }
             }
             java.util.Arrays.fill(acc, 0, n * dv, 0f);
-            BatchHead.update(lambda, s, h * dk * dv, dk, dv, q, k, v, acc, n);
+            BatchHead.update(code, s, h * dk * dv, dk, dv, q, k, v, acc, n);
             float scale = (float) spec.scale();
             for (int t = 0; t < n; t++) {
                 if (spec.normalized()) {

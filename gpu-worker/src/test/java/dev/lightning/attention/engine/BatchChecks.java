@@ -206,4 +206,45 @@ public final class BatchChecks {
         }
         return TokenTensor.of(DType.F32, oa.tokens() + ob.tokens(), oa.heads(), oa.dim(), out);
     }
+
+    /**
+     * Slowly decaying heads whose lambda lies halfway between two floats (a step's 1-token decodes take
+     * a rounded lambda's error every token, with one sign): 100,000 tokens of one sequence in one step,
+     * then in 1,000 steps of 100, plain and normalized elu1, against the float64 reference step; the
+     * final S and z within {@code tolerance}.
+     */
+    public static void slowHeads(java.util.function.Function<AttentionSpec, BatchStep> make, double tolerance) {
+        int t = 100_000;
+        double[] slopes = {BackendAgreementTest.halfwaySlope(1), -Math.log1p(-2.5 * Math.scalb(1.0, -24))};
+        for (boolean normalized : new boolean[] {false, true}) {
+            AttentionSpec spec = new AttentionSpec(2, 4, 3, slopes, 1.0, 64);
+            if (normalized) {
+                spec = spec.withFeatureMap(FeatureMap.ELU1).withNormalization(1e-5);
+            }
+            for (int steps : new int[] {1, 1_000}) {
+                SplittableRandom rnd = new SplittableRandom(41);
+                try (BatchStep ref = BatchStep.reference(spec); StateStore want = ref.allocate(1);
+                     BatchStep step = make.apply(spec); StateStore got = step.allocate(1)) {
+                    int n = t / steps;
+                    for (int i = 0; i < steps; i++) {
+                        TokenTensor q = Inputs.random(rnd, DType.F32, n, 2, 4);
+                        TokenTensor k = Inputs.random(rnd, DType.F32, n, 2, 4);
+                        TokenTensor v = Inputs.random(rnd, DType.F32, n, 2, 3);
+                        TokenBatch batch = TokenBatch.of(spec, q, k, v, new int[] {0, n}, new int[] {0});
+                        ref.step(want, batch, TokenTensor.allocate(DType.F32, n, 2, 3));
+                        step.step(got, batch, TokenTensor.allocate(DType.F32, n, 2, 3));
+                    }
+                    LightningState w = want.read(0);
+                    LightningState g = got.read(0);
+                    String what = step.name() + ", " + (normalized ? "normalized elu1" : "plain") + " in " + steps
+                            + " steps";
+                    double err = Inputs.relativeError(g.kv(), w.kv());
+                    double zErr = normalized ? Inputs.relativeError(g.normalizer(), w.normalizer()) : 0;
+                    System.out.println("slow heads, " + what + ": state " + err + (normalized ? ", z " + zErr : ""));
+                    assertTrue(err <= tolerance, what + ": state " + err);
+                    assertTrue(zErr <= tolerance, what + ": z " + zErr);
+                }
+            }
+        }
+    }
 }

@@ -81,6 +81,16 @@ class BatchStepTest {
         }
     }
 
+    /**
+     * The recurrence's decay for slowly decaying heads over 100,000 tokens (BatchChecks.slowHeads). Before
+     * the recurrence decayed by Decay's code the state was 1.9e-3 off in one step; now 4e-6 to 1e-5, the
+     * float32 recurrence's own rounding over 100,000 additions (2026-12-05).
+     */
+    @Test
+    void aSlowlyDecayingHeadKeepsItsRateOverManyTokens() {
+        BatchChecks.slowHeads(spec -> new CpuBatchStep(spec, 1, Integer.MAX_VALUE), 3e-5);
+    }
+
     /** The reference step (RecurrentReference per sequence) against the recurrence for one head written here in float64. */
     @Test
     void referenceIsTheRecurrence() {

@@ -1,12 +1,16 @@
 package dev.lightning.attention.engine.cpu;
 
+import dev.lightning.attention.engine.Decay;
+
 /**
  * The inner loop of the CPU batch step (engine.CpuBatchStep) for one head of one sequence with n
  * new tokens, over its state S {@code [Dk, Dv]} in place:
  * <pre>
  *   for each row i of S, for t = 0..n-1:   S[i,:] = lambda S[i,:] + k[t,i] v[t,:],   acc[t,:] += q[t,i] S[i,:]
  * </pre>
- * (q and k already through the feature map; acc is the output's numerator.) Two versions: on
+ * (q and k already through the feature map; acc is the output's numerator.) The decay is taken as
+ * {@link Decay}'s code of one token: a slow head's lambda rounded to float32 is far off its rate
+ * (slope 1.5e-7: lambda = 1 - 1.5e-7 rounds 20% away from 1 - 1.2e-7 or 1 - 6e-8). Two versions: on
  * jdk.incubator.vector, where a vector of S stays in a register across the tokens (S read and
  * written once per step, v and acc from L1), and plain Java for a JVM without the module; picked
  * once per JVM as the CPU backend picks its kernel ({@link Kernel#PROPERTY} forces one).
@@ -19,7 +23,7 @@ public final class BatchHead {
     abstract static class Impl {
         abstract String name();
 
-        abstract void update(float lambda, float[] s, int so, int dk, int dv, float[] q, float[] k, float[] v,
+        abstract void update(float code, float[] s, int so, int dk, int dv, float[] q, float[] k, float[] v,
                              float[] acc, int n);
     }
 
@@ -31,7 +35,7 @@ public final class BatchHead {
         }
 
         @Override
-        void update(float lambda, float[] s, int so, int dk, int dv, float[] q, float[] k, float[] v, float[] acc,
+        void update(float code, float[] s, int so, int dk, int dv, float[] q, float[] k, float[] v, float[] acc,
                     int n) {
             for (int i = 0; i < dk; i++) {
                 int row = so + i * dv;
@@ -40,7 +44,7 @@ public final class BatchHead {
                     float qi = q[t * dk + i];
                     int vo = t * dv;
                     for (int j = 0; j < dv; j++) {
-                        float x = lambda * s[row + j] + ki * v[vo + j];
+                        float x = Decay.carry(s[row + j], ki * v[vo + j], code);
                         s[row + j] = x;
                         acc[vo + j] += qi * x;
                     }
@@ -69,18 +73,19 @@ public final class BatchHead {
     }
 
     /**
-     * Advances one head's state {@code s[so .. so + Dk*Dv)} by n tokens and adds each token's
+     * Advances one head's state {@code s[so .. so + Dk*Dv)} by n tokens, decaying by the
+     * {@link Decay#code} of one token, and adds each token's
      * numerator to {@code acc} ({@code [n, Dv]}); {@code q}, {@code k} are {@code [n, Dk]} (after
      * phi), {@code v} {@code [n, Dv]}, row-major from index 0.
      */
-    public static void update(float lambda, float[] s, int so, int dk, int dv, float[] q, float[] k, float[] v,
+    public static void update(float code, float[] s, int so, int dk, int dv, float[] q, float[] k, float[] v,
                               float[] acc, int n) {
-        IMPL.update(lambda, s, so, dk, dv, q, k, v, acc, n);
+        IMPL.update(code, s, so, dk, dv, q, k, v, acc, n);
     }
 
     /** The plain-Java version, for tests that hold the vector one to it. */
-    static void updateScalar(float lambda, float[] s, int so, int dk, int dv, float[] q, float[] k, float[] v,
+    static void updateScalar(float code, float[] s, int so, int dk, int dv, float[] q, float[] k, float[] v,
                              float[] acc, int n) {
-        new Scalar().update(lambda, s, so, dk, dv, q, k, v, acc, n);
+        new Scalar().update(code, s, so, dk, dv, q, k, v, acc, n);
     }
 }

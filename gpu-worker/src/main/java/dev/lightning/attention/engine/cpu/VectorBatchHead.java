@@ -1,5 +1,7 @@
 package dev.lightning.attention.engine.cpu;
 
+import dev.lightning.attention.engine.Decay;
+
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
@@ -7,7 +9,8 @@ import jdk.incubator.vector.VectorSpecies;
 /**
  * {@link BatchHead}'s loop on jdk.incubator.vector: for each row i of S and each vector of L
  * columns (16 with AVX-512), the vector of S is loaded once, carried through the n tokens in a
- * register (S = lambda S + k_ti v_t, one FMA and one multiply; acc_t += q_ti S, one FMA), and
+ * register (S = lambda S + k_ti v_t by {@link Decay#carry}'s form: a multiply and an FMA, and an add where
+ * the code is the complement; acc_t += q_ti S, one FMA), and
  * stored once. Columns past the last whole vector take the scalar loop. Loaded only through
  * {@link BatchHead}'s probe, so a JVM without the module takes the plain loop.
  */
@@ -27,8 +30,10 @@ final class VectorBatchHead extends BatchHead.Impl {
     }
 
     @Override
-    void update(float lambda, float[] s, int so, int dk, int dv, float[] q, float[] k, float[] v, float[] acc, int n) {
+    void update(float code, float[] s, int so, int dk, int dv, float[] q, float[] k, float[] v, float[] acc, int n) {
         int whole = dv - dv % L;
+        boolean complement = code >= 0; // Decay.carry: x + (add - code x), else add - code x
+        float neg = -code;
         for (int i = 0; i < dk; i++) {
             int row = so + i * dv;
             for (int j = 0; j < whole; j += L) {
@@ -38,7 +43,8 @@ final class VectorBatchHead extends BatchHead.Impl {
                     float qi = q[t * dk + i];
                     int at = t * dv + j;
                     FloatVector vv = FloatVector.fromArray(S, v, at);
-                    sv = sv.lanewise(VectorOperators.FMA, lambda, vv.mul(ki));
+                    FloatVector y = sv.lanewise(VectorOperators.FMA, neg, vv.mul(ki));
+                    sv = complement ? sv.add(y) : y;
                     sv.lanewise(VectorOperators.FMA, qi, FloatVector.fromArray(S, acc, at)).intoArray(acc, at);
                 }
                 sv.intoArray(s, row + j);
@@ -48,7 +54,7 @@ final class VectorBatchHead extends BatchHead.Impl {
                 float qi = q[t * dk + i];
                 int vo = t * dv;
                 for (int j = whole; j < dv; j++) {
-                    float x = lambda * s[row + j] + ki * v[vo + j];
+                    float x = Decay.carry(s[row + j], ki * v[vo + j], code);
                     s[row + j] = x;
                     acc[vo + j] += qi * x;
                 }

@@ -10,8 +10,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 /**
  * The batch step's inner loop: the implementation this JVM picked (the vector one under the build's
  * JVM options) against the plain loop, on random inputs with widths that leave a scalar tail
- * (Dv = 37) and that do not (Dv = 128), 1 and 5 tokens, at an offset into the state array; and the
- * plain loop against the formula written out in float64.
+ * (Dv = 37) and that do not (Dv = 128), 1 and 5 tokens, at an offset into the state array, with a
+ * decay code of each form; and the plain loop against the formula written out in float64.
  */
 class BatchHeadTest {
     @Test
@@ -19,6 +19,8 @@ class BatchHeadTest {
         assertTrue(BatchHead.implementation().startsWith("vector"), "the tests run with jdk.incubator.vector, got "
                 + BatchHead.implementation());
         SplittableRandom rnd = new SplittableRandom(9);
+        // a Decay code of each form: the complement 0.1 (lambda 0.9) and lambda 0.3 itself
+        for (float code : new float[] {0.1f, -0.3f})
         for (int[] shape : new int[][] {{16, 37, 1}, {16, 37, 5}, {128, 128, 1}, {7, 128, 5}, {3, 5, 2}}) {
             int dk = shape[0];
             int dv = shape[1];
@@ -30,8 +32,8 @@ class BatchHeadTest {
             float[] s2 = s.clone();
             float[] acc = random(rnd, n * dv);
             float[] acc2 = acc.clone();
-            BatchHead.update(0.9f, s, 3, dk, dv, q, k, v, acc, n);
-            BatchHead.updateScalar(0.9f, s2, 3, dk, dv, q, k, v, acc2, n);
+            BatchHead.update(code, s, 3, dk, dv, q, k, v, acc, n);
+            BatchHead.updateScalar(code, s2, 3, dk, dv, q, k, v, acc2, n);
             for (int x = 0; x < s.length; x++) {
                 assertEquals(s2[x], s[x], 1e-5f * Math.max(1, Math.abs(s2[x])), "S[" + x + "] at " + dk + "x" + dv);
             }
@@ -42,8 +44,11 @@ class BatchHeadTest {
         }
     }
 
-    @Test
-    void thePlainLoopIsTheFormula() {
+    /** lambda 0.5 (its Decay code the complement 0.5) and 0.25 (the code -0.25, lambda itself). */
+    @org.junit.jupiter.params.ParameterizedTest
+    @org.junit.jupiter.params.provider.ValueSource(doubles = {0.5, 0.25})
+    void thePlainLoopIsTheFormula(double lambda) {
+        float code = lambda >= 0.5 ? (float) (1 - lambda) : (float) -lambda;
         SplittableRandom rnd = new SplittableRandom(10);
         int dk = 3;
         int dv = 4;
@@ -60,13 +65,13 @@ class BatchHeadTest {
         for (int t = 0; t < n; t++) {
             for (int i = 0; i < dk; i++) {
                 for (int j = 0; j < dv; j++) {
-                    want[i * dv + j] = 0.5 * want[i * dv + j] + (double) k[t * dk + i] * v[t * dv + j];
+                    want[i * dv + j] = lambda * want[i * dv + j] + (double) k[t * dk + i] * v[t * dv + j];
                     wantAcc[t * dv + j] += q[t * dk + i] * want[i * dv + j];
                 }
             }
         }
         float[] acc = new float[n * dv];
-        BatchHead.updateScalar(0.5f, s, 0, dk, dv, q, k, v, acc, n);
+        BatchHead.updateScalar(code, s, 0, dk, dv, q, k, v, acc, n);
         for (int x = 0; x < s.length; x++) {
             assertEquals(want[x], s[x], 1e-5);
         }

@@ -61,6 +61,16 @@ class CudaBatchStepTest {
         }
     }
 
+    /**
+     * Slowly decaying heads over 100,000 tokens (BatchChecks.slowHeads): the kernels decay by the
+     * complement (lightning_carry_product), written 2026-12-05 without a GPU at hand; a lambda rounded to
+     * float32 would be about 1.9e-3 off here (the CPU step's figure before its fix).
+     */
+    @Test
+    void aSlowlyDecayingHeadKeepsItsRateOverManyTokens() {
+        BatchChecks.slowHeads(spec -> BatchStep.gpu(spec, 0), 3e-5);
+    }
+
     @ParameterizedTest(name = "{0}")
     @MethodSource("cases")
     void twoStepsEqualOneOverTheConcatenation(BatchCase c) {
