@@ -38,7 +38,7 @@
 // which a long sequence pays for; the register kernels keep those).
 //
 // Decay is applied once per token as its complement 1 - lambda = -expm1(-slope) (lightning_carry_product): lambda
-// rounded to float32 is far off a slow head's rate (slope 1.5e-7: 20%), which the recurrence took every token with
+// rounded to float32 is far off a slow head's rate (slope 1.5e-7: 19%), which the recurrence took every token with
 // one sign (BENCHMARKS.md, "A slowly decaying head's carry").
 
 #include <cuda_bf16.h>

@@ -183,7 +183,7 @@ final class CpuBatchStep implements BatchStep {
                     k[x] = phi.apply(k[x]);
                 }
             }
-            float code = Decay.code(spec, h, 1); // a slow head's lambda rounded is up to 25% off its rate
+            float code = Decay.code(spec, h, 1); // lambda rounded is off a slow head's rate by up to 3e-8 / slope
             if (spec.normalized()) {
                 int zo = h * dk;
                 java.util.Arrays.fill(den, 0, n, 0f);

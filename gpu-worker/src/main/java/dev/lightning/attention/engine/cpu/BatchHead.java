@@ -10,7 +10,7 @@ import dev.lightning.attention.engine.Decay;
  * </pre>
  * (q and k already through the feature map; acc is the output's numerator.) The decay is taken as
  * {@link Decay}'s code of one token: a slow head's lambda rounded to float32 is far off its rate
- * (slope 1.5e-7: lambda = 1 - 1.5e-7 rounds 20% away from 1 - 1.2e-7 or 1 - 6e-8). Two versions: on
+ * (slope 1.5e-7: lambda = 1 - 1.5e-7 rounds to 1 - 1.79e-7, a rate 19% off). Two versions: on
  * jdk.incubator.vector, where a vector of S stays in a register across the tokens (S read and
  * written once per step, v and acc from L1), and plain Java for a JVM without the module; picked
  * once per JVM as the CPU backend picks its kernel ({@link Kernel#PROPERTY} forces one).
