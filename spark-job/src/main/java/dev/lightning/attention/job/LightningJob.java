@@ -393,26 +393,13 @@ final class LightningJob {
         for (int i = 0; i < files.size(); i++) {
             SequenceFile f = files.get(i);
             StoredStates.State s = stored.get(f.name);
-            long declared;
-            try {
-                declared = f.declaredOffset == null ? -1 : Long.parseLong(f.declaredOffset.trim());
-            } catch (NumberFormatException e) {
-                declared = -2;
-            }
-            if (declared < -1) {
-                problems.add(f.name + ": its metadata " + SequenceFile.TOKEN_OFFSET + " '" + f.declaredOffset
-                        + "' is not a token count; correct or remove it");
-                continue;
-            }
             if (s == null) {
+                String offset = StoredStates.offsetProblem(f.declaredOffset, f.initialStateOffset >= 0, null, -1);
                 if (set.unreadable().containsKey(f.name)) {
                     problems.add(f.name + ": the stored result of that name holds no readable state ("
                             + set.unreadable().get(f.name) + "); fix or remove it there");
-                } else if (declared > 0 && f.initialStateOffset < 0) {
-                    problems.add(f.name + ": the input says it starts at " + SequenceFile.TOKEN_OFFSET + " " + declared
-                            + " of its sequence, but --initial-states has no stored state of its name, so it would "
-                            + "start from zero; an input continues the stored result of the same name: give the input "
-                            + "that name, or --initial-states the output that holds its state");
+                } else if (offset != null) {
+                    problems.add(f.name + ": " + offset);
                 } else if (f.initialStateOffset < 0) {
                     fromZero.add(f.name);
                 }
@@ -438,12 +425,9 @@ final class LightningJob {
                         + "that append had");
                 continue;
             }
-            if (declared >= 0 && s.tokens >= 0 && declared != s.tokens) {
-                problems.add(f.name + ": the input says it starts at " + SequenceFile.TOKEN_OFFSET + " " + declared
-                        + " of its sequence, but its stored state " + s.location + " has absorbed " + s.tokens
-                        + " tokens, so the chain would " + (declared > s.tokens ? "skip" : "repeat") + " "
-                        + Math.abs(declared - s.tokens) + " tokens; give --initial-states the output of the run that "
-                        + "ended at token " + declared);
+            String offset = StoredStates.offsetProblem(f.declaredOffset, false, s.location, s.tokens);
+            if (offset != null) {
+                problems.add(f.name + ": " + offset);
                 continue;
             }
             continued.put(i, s);

@@ -463,6 +463,72 @@ class TablesCliTest {
         assertFalse(Files.exists(Path.of(tables, "states")), "no states of the earlier run beside the new tables");
     }
 
+    /**
+     * Safetensors files written as tables with --initial-states: a file whose metadata says where it
+     * starts ({@code token_offset}) is refused before compute when the stored row it would continue
+     * has absorbed another count of tokens (a generation skipped), or when there is no stored row of
+     * its name (it would start from zero), as a run that writes safetensors refuses them; the right
+     * segment runs.
+     */
+    @Test
+    void aDeclaredTokenOffsetThatIsNotTheStoredOneIsRefused(@TempDir Path dir) throws Exception {
+        Random rnd = new Random(35);
+        TablesTest.Seq s = new TablesTest.Seq("s.safetensors", 90, 2, 2, 2, 4, 4, DType.F32, rnd);
+        Path seg0 = dir.resolve("seg0");
+        Path seg1 = dir.resolve("seg1");
+        Path seg2 = dir.resolve("seg2");
+        writeFile(seg0.resolve(s.name), s, 0, 30, false);
+        writeFile(seg1.resolve(s.name), s, 30, 60, false);
+        writeFile(seg2.resolve(s.name), s, 60, 90, false);
+        putMetadata(seg1.resolve(s.name), Map.of("token_offset", "30"));
+        putMetadata(seg2.resolve(s.name), Map.of("token_offset", "60"));
+        String out0 = dir.resolve("out0").toString();
+        StringBuilder log = new StringBuilder();
+        assertEquals(0, run(log, "--input", seg0.toString(), "--output-format", "parquet", "--output", out0),
+                log.toString());
+        String refused = dir.resolve("refused").toString();
+        // seg2 after seg0: seg1's 30 tokens would be skipped without a word
+        assertEquals(2, run(log, "--input", seg2.toString(), "--output-format", "parquet", "--output", refused,
+                "--initial-states", out0), log.toString());
+        assertTrue(log.toString().contains("s.safetensors") && log.toString().contains("token_offset 60")
+                && log.toString().contains("30 tokens"), log.toString());
+        assertFalse(log.toString().contains("computed and wrote"), "refused before compute:\n" + log);
+        assertFalse(Files.exists(Path.of(refused)), "a refused run leaves nothing");
+        // renamed: no stored row of its name, so it would start from zero
+        Path renamed = Files.createDirectories(dir.resolve("renamed"));
+        Files.copy(seg1.resolve(s.name), renamed.resolve("t.safetensors"));
+        assertEquals(2, run(log, "--input", renamed.toString(), "--output-format", "parquet", "--output", refused,
+                "--initial-states", out0), log.toString());
+        assertTrue(log.toString().contains("t.safetensors") && log.toString().contains("token_offset 30"),
+                log.toString());
+        assertFalse(Files.exists(Path.of(refused)), "a refused run leaves nothing");
+        // the segment that follows runs
+        assertEquals(0, run(log, "--input", seg1.toString(), "--output-format", "parquet", "--output",
+                dir.resolve("out1").toString(), "--initial-states", out0), log.toString());
+    }
+
+    /** Rewrites {@code file}'s header with {@code entries} added to its {@code __metadata__}. */
+    private static void putMetadata(Path file, Map<String, String> entries) throws Exception {
+        byte[] raw = Files.readAllBytes(file);
+        int n = (int) java.nio.ByteBuffer.wrap(raw, 0, 8).order(java.nio.ByteOrder.LITTLE_ENDIAN).getLong();
+        com.fasterxml.jackson.databind.ObjectMapper json = new com.fasterxml.jackson.databind.ObjectMapper();
+        com.fasterxml.jackson.databind.node.ObjectNode header = (com.fasterxml.jackson.databind.node.ObjectNode)
+                json.readTree(new String(raw, 8, n, StandardCharsets.UTF_8));
+        com.fasterxml.jackson.databind.node.ObjectNode meta = header.has("__metadata__")
+                ? (com.fasterxml.jackson.databind.node.ObjectNode) header.get("__metadata__")
+                : header.putObject("__metadata__");
+        entries.forEach(meta::put);
+        StringBuilder text = new StringBuilder(json.writeValueAsString(header));
+        while (text.length() % 8 != 0) {
+            text.append(' ');
+        }
+        byte[] h = text.toString().getBytes(StandardCharsets.UTF_8);
+        java.nio.ByteBuffer out = java.nio.ByteBuffer.allocate(8 + h.length + raw.length - 8 - n)
+                .order(java.nio.ByteOrder.LITTLE_ENDIAN);
+        out.putLong(h.length).put(h).put(raw, 8 + n, raw.length - 8 - n);
+        Files.write(file, out.array());
+    }
+
     /** {@code s}'s tokens [from, to) as a safetensors file (with its slopes and, where asked, its initial state). */
     private static void writeFile(Path file, TablesTest.Seq s, int from, int to, boolean withInitial) throws Exception {
         Files.createDirectories(file.getParent());

@@ -122,6 +122,42 @@ public interface StoredStates {
     }
 
     /**
+     * Why an input whose metadata says it starts at token {@code declaredOffset} of its sequence
+     * (its {@code token_offset}; null where it does not say) cannot take the starting state this run
+     * gives it, or null when it can: a declared offset must be a token count; an input that
+     * continues the stored state at {@code location} must start where that state ends (its
+     * {@code absorbed} tokens; -1: unknown, not compared), or the chain would skip or repeat tokens;
+     * and one without a stored state ({@code location} null) and without its own initial_state
+     * ({@code ownInitialState}) starts from zero, so only at token 0. Every format's check of where
+     * an appended segment sits: the message names no input, the caller puts its name first.
+     */
+    static String offsetProblem(String declaredOffset, boolean ownInitialState, String location, long absorbed) {
+        long declared;
+        try {
+            declared = declaredOffset == null ? -1 : Long.parseLong(declaredOffset.trim());
+        } catch (NumberFormatException e) {
+            declared = -2;
+        }
+        if (declared < -1) {
+            return "its metadata " + dev.lightning.attention.stream.SequenceFile.TOKEN_OFFSET + " '" + declaredOffset
+                    + "' is not a token count; correct or remove it";
+        }
+        String says = "the input says it starts at " + dev.lightning.attention.stream.SequenceFile.TOKEN_OFFSET + " "
+                + declared + " of its sequence, but ";
+        if (location == null) {
+            return declared > 0 && !ownInitialState ? says + "--initial-states has no stored state of its name, so it "
+                    + "would start from zero; an input continues the stored result of the same name: give the input "
+                    + "that name, or --initial-states the output that holds its state" : null;
+        }
+        if (declared >= 0 && absorbed >= 0 && declared != absorbed) {
+            return says + "its stored state " + location + " has absorbed " + absorbed + " tokens, so the chain would "
+                    + (declared > absorbed ? "skip" : "repeat") + " " + Math.abs(declared - absorbed) + " tokens; give "
+                    + "--initial-states the output of the run that ended at token " + declared;
+        }
+        return null;
+    }
+
+    /**
      * One sequence's stored state: its shape (H, Dk, Dv, whether a normalizer z is stored), how
      * many tokens it has absorbed, the file it lies in (for the --resume fingerprint and the
      * manifest), and how a task reads it. Small and serializable: it travels with the pieces.

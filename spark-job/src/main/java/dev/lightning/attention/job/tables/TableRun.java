@@ -382,6 +382,37 @@ public final class TableRun {
         }
     }
 
+    /**
+     * --initial-states with safetensors files as input: a file whose metadata says where it starts
+     * ({@code token_offset}) must start where its stored row's state ends ({@code state_tokens}), or
+     * at token 0 when it continues nothing, as a run that writes safetensors refuses it
+     * ({@link StoredStates#offsetProblem}); otherwise a segment given after the wrong directory (a
+     * generation skipped or repeated) would continue from another state without a word. Before any
+     * compute; files rejected with --skip-invalid are not in the plan.
+     */
+    private static void checkDeclaredOffsets(List<SequenceFile> files, TablePlan plan, String storedTable) {
+        List<String> problems = new ArrayList<>();
+        for (SequenceFile f : files) {
+            int s = plan.index(f.name);
+            if (s < 0) {
+                continue;
+            }
+            // a sequence with its own initial tensors and a stored row was refused (matchStored): a given
+            // state here is the stored one only for a file that holds none
+            boolean own = f.initialStateOffset >= 0 || f.initialNormalizerOffset >= 0;
+            boolean continues = plan.initial[s] && !own;
+            String why = StoredStates.offsetProblem(f.declaredOffset, f.initialStateOffset >= 0,
+                    continues ? storedTable : null, continues ? plan.tokensBefore[s] : -1);
+            if (why != null) {
+                problems.add("'" + f.name + "': " + why);
+            }
+        }
+        if (!problems.isEmpty()) {
+            throw new InvalidInputException("--initial-states " + storedTable + ": " + problems.size() + " sequence(s) "
+                    + "cannot continue from their stored state: " + Examples.of(problems, 5, "; "));
+        }
+    }
+
     private static boolean validSlopes(double[] v) {
         for (double x : v) {
             if (!(x >= 0) || Double.isInfinite(x)) {
@@ -584,6 +615,9 @@ public final class TableRun {
             p = prepare(spark, cfg, source.blocks, "--input " + cfg.get(Settings.INPUT), source.sequences,
                     "--input " + cfg.get(Settings.INPUT) + " (slope, initial_state)", stored,
                     "--initial-states " + storedTable, rejected, source.summaries);
+            if (stored != null) {
+                checkDeclaredOffsets(files, p.compute.plan, storedTable);
+            }
         }
         if (stored != null) {
             out.printf("lightning: --initial-states: %d of %d sequences continue from a stored state; %d stored "
