@@ -457,7 +457,18 @@ public final class TableRun {
         boolean createdOutput = outputs.create();
         OutputLock lock = outputs.lock(runId);
         try {
-            Commit.recover(outFs, outputDir, out);
+            ObjectMapper json = new ObjectMapper();
+            // through JSON and back, to compare with what run.json holds (a long read back is an int node)
+            JsonNode fingerprint = json.readTree(json.writeValueAsBytes(
+                    fingerprint(json, inputs, seqInputs, storedTable)));
+            for (Commit.RunInfo finished : Commit.recover(outFs, outputDir, out)) {
+                // the same tables and options: its results are this run's (tasks are deterministic), as a files run
+                if (Commit.RunInfo.differences(finished.fingerprint, fingerprint).isEmpty()) {
+                    out.println("lightning: done: the interrupted run had reached its commit point with the same "
+                            + "input and options; its tables are now published in " + cfg.get(Settings.OUTPUT));
+                    return (ObjectNode) json.readTree(outFs.open(new Path(outputDir, Commit.REPORT)));
+                }
+            }
             // the tables, and the report and _SUCCESS of the run that wrote them: a directory holding
             // any of them is an earlier result, replaced only with --overwrite
             // states/ too without --state-every: the commit moves an earlier one aside with --overwrite and
@@ -475,14 +486,6 @@ public final class TableRun {
                 }
             }
             refuseForeignTables(outFs, outputDir, "");
-            ObjectMapper json = new ObjectMapper();
-            ObjectNode fingerprint = json.createObjectNode();
-            fingerprint.put("format", parquetInput ? "parquet" : "safetensors to parquet");
-            inputs.forEach(fingerprint.putArray("input")::add);
-            seqInputs.forEach(fingerprint.putArray("sequences")::add);
-            fingerprint.put("initialStates", storedTable);
-            ObjectNode settings = fingerprint.putObject("settings");
-            cfg.describe().forEach(settings::put);
             Staging staging = outputs.chooseStaging(fingerprint, runId, started);
             ObjectNode report = json.createObjectNode();
             try {
@@ -528,6 +531,46 @@ public final class TableRun {
             lock.close();
             if (createdOutput) {
                 outputs.removeIfEmpty();
+            }
+        }
+    }
+
+    /**
+     * What a table run shares with an interrupted one whose results are its own: the settings that
+     * change the bytes ({@link Settings#RESULT_AFFECTING}) and every file it reads, by path, size and
+     * modification time: the input tables' and --sequences' files (a directory's, below it) or the
+     * safetensors files, and the --initial-states table's files. (Paths alone took a table rewritten
+     * in place for the one the interrupted run read.)
+     */
+    private ObjectNode fingerprint(ObjectMapper json, List<String> inputs, List<String> seqInputs, String storedTable)
+            throws IOException {
+        ObjectNode n = json.createObjectNode();
+        n.put("format", parquetInput ? "parquet" : "safetensors to parquet");
+        ObjectNode settings = n.putObject("settings");
+        Map<String, String> all = cfg.describe();
+        for (dev.lightning.attention.job.config.Setting<?> setting : Settings.RESULT_AFFECTING) {
+            settings.put(setting.key, all.get(setting.key));
+        }
+        contents(n.putArray("input"), inputs);
+        contents(n.putArray("sequences"), seqInputs);
+        contents(n.putArray("initialStates"), storedTable == null ? List.of() : List.of(storedTable));
+        return n;
+    }
+
+    /** Each file at or below {@code paths}: path, bytes, modification time, in the listing's order per path. */
+    private void contents(com.fasterxml.jackson.databind.node.ArrayNode into, List<String> paths) throws IOException {
+        for (String p : paths) {
+            Path path = HadoopPaths.parse(p);
+            FileSystem fs = HadoopPaths.fileSystem(path, hadoopConf);
+            List<org.apache.hadoop.fs.LocatedFileStatus> found = new ArrayList<>();
+            for (org.apache.hadoop.fs.RemoteIterator<org.apache.hadoop.fs.LocatedFileStatus> it = fs.listFiles(path, true);
+                 it.hasNext(); ) {
+                found.add(it.next());
+            }
+            found.sort(java.util.Comparator.comparing(st -> st.getPath().toString()));
+            for (org.apache.hadoop.fs.LocatedFileStatus st : found) {
+                into.addObject().put("path", st.getPath().toString()).put("bytes", st.getLen())
+                        .put("modified", st.getModificationTime());
             }
         }
     }
