@@ -118,7 +118,12 @@ final class CpuBatchStep implements BatchStep {
         }
     }
 
-    /** One thread's scratch: q, k [n, Dk], v, acc [n, Dv] and den [n] of one head of one sequence. */
+    /**
+     * One thread's scratch: q, k [n, Dk], v, acc [n, Dv] and den [n] of one head of one sequence
+     * that goes through the recurrence, so n < {@link #chunkedFrom}: a longer one goes through
+     * CpuBackend, whose buffers are its own and bounded (sized for the batch's longest sequence,
+     * a step with one of 65,536 tokens at D = 16 allocated 17 MB per thread that nothing used).
+     */
     private final class Worker {
         final float[] q;
         final float[] k;
@@ -129,7 +134,7 @@ final class CpuBatchStep implements BatchStep {
         private CpuBackend chunked;
 
         Worker(int maxTokens) {
-            int m = Math.max(1, maxTokens);
+            int m = Math.max(1, Math.min(maxTokens, chunkedFrom - 1));
             q = new float[m * spec.dk()];
             k = new float[m * spec.dk()];
             v = new float[m * spec.dv()];

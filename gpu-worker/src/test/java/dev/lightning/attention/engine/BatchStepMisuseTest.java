@@ -1,0 +1,71 @@
+package dev.lightning.attention.engine;
+
+import dev.lightning.attention.tensor.DType;
+import dev.lightning.attention.tensor.TokenTensor;
+import org.junit.jupiter.api.Test;
+
+import java.nio.ByteBuffer;
+import java.util.SplittableRandom;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The CPU batch step under misuse and interruption: nothing may touch the store after a step
+ * returns or throws, and a call it refuses leaves every state as it was.
+ */
+class BatchStepMisuseTest {
+    private static final AttentionSpec SPEC = new AttentionSpec(4, 64, 64, Slopes.minimax(4), 1.0, 64);
+
+    private static TokenBatch oneTokenEach(SplittableRandom rnd, int n) {
+        TokenTensor q = Inputs.random(rnd, DType.F32, n, 4, 64);
+        TokenTensor k = Inputs.random(rnd, DType.F32, n, 4, 64);
+        TokenTensor v = Inputs.random(rnd, DType.F32, n, 4, 64);
+        int[] offsets = new int[n + 1];
+        int[] slots = new int[n];
+        for (int i = 0; i < n; i++) {
+            offsets[i + 1] = i + 1;
+            slots[i] = i;
+        }
+        return TokenBatch.of(SPEC, q, k, v, offsets, slots);
+    }
+
+    /**
+     * A long sequence goes through CpuBackend's chunked form, whose buffers are bounded; the step's
+     * own scratch for the recurrence was sized for the batch's longest sequence anyway: 4 arrays of
+     * T x D floats, 16 MiB here for a sequence of 65,536 tokens at D = 16 (per thread), allocated at
+     * every step and never used. (The scalar kernel: the Vector API's fallbacks allocate per
+     * operation until C2 has compiled them, which would drown the count.)
+     */
+    @Test
+    void aLongSequenceAllocatesNoRecurrenceScratchOfItsLength() {
+        AttentionSpec spec = new AttentionSpec(1, 16, 16, new double[] {0.1}, 1.0, 64);
+        int t = 65536;
+        SplittableRandom rnd = new SplittableRandom(9);
+        TokenTensor q = Inputs.random(rnd, DType.F32, t, 1, 16);
+        TokenTensor k = Inputs.random(rnd, DType.F32, t, 1, 16);
+        TokenTensor v = Inputs.random(rnd, DType.F32, t, 1, 16);
+        TokenBatch batch = TokenBatch.of(spec, q, k, v, new int[] {0, t}, new int[] {0});
+        com.sun.management.ThreadMXBean mx =
+                (com.sun.management.ThreadMXBean) java.lang.management.ManagementFactory.getThreadMXBean();
+        String kernel = System.getProperty("lightning.cpu.kernel");
+        System.setProperty("lightning.cpu.kernel", "scalar");
+        try (BatchStep step = BatchStep.cpu(spec); StateStore store = step.allocate(1)) {
+            TokenTensor o = TokenTensor.allocate(DType.F32, t, 1, 16);
+            step.step(store, batch, o);
+            long id = Thread.currentThread().getId();
+            long before = mx.getThreadAllocatedBytes(id);
+            step.step(store, batch, o);
+            long allocated = mx.getThreadAllocatedBytes(id) - before;
+            assertFalse(allocated > 8L << 20, "one step of one 65,536-token sequence allocated " + allocated + " bytes");
+        } finally {
+            if (kernel == null) {
+                System.clearProperty("lightning.cpu.kernel");
+            } else {
+                System.setProperty("lightning.cpu.kernel", kernel);
+            }
+        }
+    }
+}
