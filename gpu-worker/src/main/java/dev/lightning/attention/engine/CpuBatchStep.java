@@ -105,16 +105,52 @@ final class CpuBatchStep implements BatchStep {
             int b = Math.min(n, from + per);
             parts.add(pool.submit(() -> new Worker(batch.maxTokens()).run(store, batch, o, a, b)));
         }
-        for (Future<?> f : parts) {
-            try {
-                f.get();
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                throw new IllegalStateException("interrupted during a batch step", e);
-            } catch (ExecutionException e) {
-                Throwable c = e.getCause();
-                throw c instanceof RuntimeException ? (RuntimeException) c : new IllegalStateException(c);
+        awaitAll(parts);
+    }
+
+    /**
+     * Waits for every part, also when the caller is interrupted or a part fails: a step must not
+     * touch the store or o once it has returned. (It threw at the first interrupt or failure while
+     * the other parts went on advancing their slots, so a caller's retry or next step raced them on
+     * the same slots, and o changed after the call.) An interrupt is kept for the caller and the
+     * step completes, every slot advanced once: throwing after the work was done would tell the
+     * caller it was not, and a retried step would advance the slots twice. A part's failure is
+     * thrown once all have ended, the others' added to it.
+     */
+    private static void awaitAll(List<Future<?>> parts) {
+        boolean interrupted = false;
+        Throwable failure = null;
+        try {
+            for (Future<?> f : parts) {
+                while (true) {
+                    try {
+                        f.get();
+                        break;
+                    } catch (InterruptedException e) {
+                        interrupted = true;
+                    } catch (ExecutionException e) {
+                        if (failure == null) {
+                            failure = e.getCause();
+                        } else {
+                            failure.addSuppressed(e.getCause());
+                        }
+                        break;
+                    }
+                }
             }
+        } finally {
+            if (interrupted) {
+                Thread.currentThread().interrupt();
+            }
+        }
+        if (failure instanceof RuntimeException r) {
+            throw r;
+        }
+        if (failure instanceof Error err) {
+            throw err;
+        }
+        if (failure != null) {
+            throw new IllegalStateException("a part of the batch step failed: " + failure, failure);
         }
     }
 

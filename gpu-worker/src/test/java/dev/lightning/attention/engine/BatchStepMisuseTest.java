@@ -33,6 +33,36 @@ class BatchStepMisuseTest {
     }
 
     /**
+     * An interrupted caller of a threaded step: the step threw "interrupted during a batch step" at
+     * once while its pool went on advancing the slots and writing o, so the store changed after the
+     * call had ended (a retried step, or the caller's next one, then raced the first on the same
+     * slots). Now the step finishes its work and keeps the interrupt for the caller.
+     */
+    @Test
+    void anInterruptedThreadedStepFinishesBeforeItReturns() throws Exception {
+        int n = 4000;
+        TokenBatch batch = oneTokenEach(new SplittableRandom(7), n);
+        float[][] want;
+        try (BatchStep one = BatchStep.cpu(SPEC); StateStore store = one.allocate(n)) {
+            one.step(store, batch, TokenTensor.allocate(DType.F32, n, 4, 64));
+            want = BatchChecks.contents(store);
+        }
+        try (BatchStep step = BatchStep.cpu(SPEC, 2); StateStore store = step.allocate(n)) {
+            TokenTensor o = TokenTensor.allocate(DType.F32, n, 4, 64);
+            Thread.currentThread().interrupt();
+            try {
+                step.step(store, batch, o);
+            } finally {
+                assertTrue(Thread.interrupted(), "the interrupt is kept for the caller");
+            }
+            float[][] right = BatchChecks.contents(store);
+            Thread.sleep(300);
+            assertArrayEquals(right[0], BatchChecks.contents(store)[0], "the store changed after the step returned");
+            assertArrayEquals(want[0], right[0], "every slot advanced once, as by an uninterrupted step");
+        }
+    }
+
+    /**
      * A long sequence goes through CpuBackend's chunked form, whose buffers are bounded; the step's
      * own scratch for the recurrence was sized for the batch's longest sequence anyway: 4 arrays of
      * T x D floats, 16 MiB here for a sequence of 65,536 tokens at D = 16 (per thread), allocated at
