@@ -108,9 +108,15 @@ public final class TokenBatch {
         }
     }
 
-    /** Throws IllegalArgumentException unless {@code o} is {@code [T, H, Dv]} (any dtype). */
+    /** Throws IllegalArgumentException unless {@code o} is {@code [T, H, Dv]} (any dtype) and writable. */
     public void checkOutput(TokenTensor o) {
         check("o", o, tokens(), spec.heads(), spec.dv());
+        // checked before the step: it writes o after (or while) it advances the slots in place, and
+        // a read-only o failed there, leaving a slot advanced for o rows that were never written
+        if (o.isReadOnly()) {
+            throw new IllegalArgumentException("o is " + o + " over a read-only buffer, expected a writable one: "
+                    + "allocate o (TokenTensor.allocate) or wrap a writable buffer");
+        }
     }
 
     public AttentionSpec spec() {

@@ -112,6 +112,11 @@ public final class TokenTensor {
         return dim;
     }
 
+    /** Whether this view cannot be written (a view of a read-only buffer, such as {@link #bytes()}). */
+    public boolean isReadOnly() {
+        return buf.isReadOnly();
+    }
+
     /** Bytes of one token (all heads): {@code H * D * dtype.bytes()}. */
     public int tokenBytes() {
         return heads * dim * dtype.bytes();

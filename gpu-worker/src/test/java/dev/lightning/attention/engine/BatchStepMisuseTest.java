@@ -63,6 +63,32 @@ class BatchStepMisuseTest {
     }
 
     /**
+     * o over a read-only buffer (a tensor's bytes() view, a read-only mapping): the step advanced the
+     * first sequence's first head in place and then failed writing o, leaving that slot half advanced.
+     * Now it is refused before any state is touched.
+     */
+    @Test
+    void aReadOnlyOutputIsRefusedBeforeAnyStateMoves() {
+        TokenBatch batch = oneTokenEach(new SplittableRandom(3), 3);
+        for (int threads : new int[] {1, 2}) {
+            try (BatchStep step = BatchStep.cpu(SPEC, threads); StateStore store = step.allocate(3)) {
+                LightningState s = BatchCase.randomState(SPEC, new SplittableRandom(5));
+                for (int slot = 0; slot < 3; slot++) {
+                    store.write(slot, s);
+                }
+                ByteBuffer readOnly = ByteBuffer.allocate(3 * 4 * 64 * 4).asReadOnlyBuffer();
+                TokenTensor o = TokenTensor.wrap(DType.F32, 3, 4, 64, readOnly);
+                IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                        () -> step.step(store, batch, o));
+                assertTrue(e.getMessage().contains("read-only"), e.getMessage());
+                for (int slot = 0; slot < 3; slot++) {
+                    assertArrayEquals(s.kv(), store.read(slot).kv(), "slot " + slot + " after a refused step");
+                }
+            }
+        }
+    }
+
+    /**
      * A long sequence goes through CpuBackend's chunked form, whose buffers are bounded; the step's
      * own scratch for the recurrence was sized for the batch's longest sequence anyway: 4 arrays of
      * T x D floats, 16 MiB here for a sequence of 65,536 tokens at D = 16 (per thread), allocated at
