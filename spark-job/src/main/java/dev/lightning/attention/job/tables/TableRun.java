@@ -117,6 +117,13 @@ public final class TableRun {
             throw new InvalidInputException("--skip-nonfinite with tables: a sequence with NaN/Inf fails the run; drop "
                     + "such rows before the run" + use.replace("for it", "to skip them"));
         }
+        // a table run streams each piece's blocks as the shuffle hands them over, with no window read
+        // ahead: `off` was taken and changed nothing (it is meant to move the bytes of o and the states)
+        if (!Settings.READ_AHEAD.defaultValue.equals(cfg.get(Settings.READ_AHEAD))) {
+            throw new InvalidInputException("--read-ahead " + cfg.get(Settings.READ_AHEAD) + " with tables: a table "
+                    + "run reads no window ahead (its tasks take each piece's blocks from the shuffle as they come), "
+                    + "so the option would change nothing; leave it out" + use.replace("for it", "to read ahead or not"));
+        }
         if (cli && cfg.get(Settings.SYNTHETIC) != null) {
             throw new InvalidInputException("--synthetic with tables: generated sequences are for runs larger than the "
                     + "disk, written as safetensors files or checksums; leave --input-format and --output-format out");
