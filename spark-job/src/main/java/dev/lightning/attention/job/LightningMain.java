@@ -281,9 +281,10 @@ public final class LightningMain {
         Path input = dir.resolve("input").toAbsolutePath();
         Path output = dir.resolve("output").toAbsolutePath();
         withDefaults.addAll(List.of("--input", input.toString(), "--output", output.toString(), "--overwrite"));
-        if (!args.contains("--partition-tokens") && args.stream().noneMatch(a -> a.startsWith("--partition-tokens="))) {
-            withDefaults.addAll(List.of("--partition-tokens", Long.toString(Demo.PARTITION_TOKENS)));
-        }
+        // the demo's partition size as a --conf pair ahead of the user's arguments, so that the user's
+        // own --partition-tokens or --conf spark.lightning.partitionTokens (a later pair of the same
+        // key replaces it) still decides; added as the flag, it had outranked the user's --conf
+        withDefaults.addAll(0, List.of("--conf", Settings.PARTITION_TOKENS.key + "=" + Demo.PARTITION_TOKENS));
         JobConfig cfg = parse(withDefaults, new String[1]);
         if (cfg.softmax()) {
             throw new InvalidInputException("demo runs and checks lightning attention; for softmax attention run "
