@@ -299,6 +299,16 @@ public final class LightningMain {
                     : "tables instead of files") + "; leave " + option + " out, or run `lightning run " + option
                     + " --input PATHS --output DIR` (`lightning generate` writes inputs)");
         }
+        // the check starts each sequence from its file's initial_state (or zero): a run continuing stored
+        // states was reported as a MISMATCH, and one over the demo's own earlier output was refused for
+        // the two starting states of its files with initial_state, which the user cannot remove
+        if (cfg.get(Settings.INITIAL_STATES) != null) {
+            throw new InvalidInputException("demo checks each result against float64 from the file's own "
+                    + "initial_state (or zero), and --initial-states " + cfg.get(Settings.INITIAL_STATES)
+                    + " continues sequences from stored states instead; leave --initial-states out, or run "
+                    + "`lightning run --initial-states DIR --input PATHS --output DIR` (README: \"Appending to "
+                    + "stored states\")");
+        }
         out.println("lightning demo: writing the built-in input to " + input);
         Demo.generate(input);
         runJob(cfg, out);

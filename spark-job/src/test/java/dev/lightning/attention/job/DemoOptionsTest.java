@@ -29,4 +29,33 @@ class DemoOptionsTest {
         assertTrue(log.matches("(?s).*partitions \\(8.?192 tokens each.*"), log);
         assertTrue(log.contains("all results match"), log);
     }
+
+    /**
+     * The demo's check starts each sequence from its file's initial_state or zero, so a demo that
+     * continued stored states (--initial-states) was checked against the wrong reference (a
+     * MISMATCH for a right run), or refused for two starting states the user cannot remove. Now
+     * refused before anything is written, saying what to run instead.
+     */
+    @Test
+    void theDemoRefusesStoredStatesItsCheckDoesNotFollow(@TempDir Path dir) throws Exception {
+        // a committed output holding a stored state for doc-long (a demo file without initial_state)
+        Path in = java.nio.file.Files.createDirectories(dir.resolve("in"));
+        Demo.Spec longOne = Demo.SEQUENCES.get(0);
+        Demo.write(in.resolve(longOne.name), longOne, new java.util.SplittableRandom(1));
+        Path stored = dir.resolve("stored");
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        ByteArrayOutputStream err = new ByteArrayOutputStream();
+        assertEquals(0, LightningMain.run(new String[] {"run", "--input", in.toString(), "--output", stored.toString(),
+                "--backend", "cpu", "--master", "local[1]", "--progress-seconds", "60"},
+                new PrintStream(out, true), new PrintStream(err, true)), err.toString(StandardCharsets.UTF_8));
+        out.reset();
+        err.reset();
+        int status = LightningMain.run(new String[] {"demo", "--dir", dir.resolve("demo").toString(), "--backend",
+                "cpu", "--master", "local[1]", "--progress-seconds", "60", "--initial-states", stored.toString()},
+                new PrintStream(out, true), new PrintStream(err, true));
+        String log = out.toString(StandardCharsets.UTF_8) + err.toString(StandardCharsets.UTF_8);
+        assertEquals(2, status, log);
+        assertTrue(log.contains("demo checks each result") && log.contains("leave --initial-states out"), log);
+        assertTrue(!java.nio.file.Files.exists(dir.resolve("demo")), "refused before the demo writes its input");
+    }
 }
