@@ -81,6 +81,14 @@ public final class JobConfig implements Serializable {
                     + "chunks, so both must be multiples of " + gpuChunk + "; change them, or use --backend cpu");
         }
         checkAttentionOptions(this);
+        // the eps of --normalize's denominator: without --normalize it was taken and changed nothing,
+        // and a run the user meant to normalize ran plain (as --spot-check-tolerance without checksums)
+        Double eps = get(Settings.NORMALIZE_EPS);
+        if (!get(Settings.NORMALIZE) && !eps.equals(Settings.NORMALIZE_EPS.defaultValue)) {
+            throw new InvalidInputException("--normalize-eps " + eps + " (key " + Settings.NORMALIZE_EPS.key + ") is "
+                    + "the eps of --normalize's denominator, and this run does not normalize; add --normalize, or "
+                    + "leave --normalize-eps out");
+        }
     }
 
     /**

@@ -96,7 +96,7 @@ public final class Settings {
                     + "z_t = lambda z_{t-1} + phi(k_t); reads `initial_normalizer` [H,Dk] F32 when a file has one and "
                     + "writes `final_normalizer` (and `normalizers` with --state-every).");
     static final Setting<Double> NORMALIZE_EPS = Setting.realAtLeast("--normalize-eps", "spark.lightning.normalizeEps",
-            1e-5, 0, "Lightning only. The eps added to the denominator with --normalize.");
+            1e-5, 0, "Lightning only. The eps added to the denominator with --normalize; refused without it.");
     public static final Setting<Long> STATE_EVERY = Setting.count("--state-every", "spark.lightning.stateEvery", 0, 0,
             Integer.MAX_VALUE, "Lightning only. Record the state every N tokens (a multiple of --chunk-size; 0: never): each output "
                     + "then holds `states` [C,H,Dk,Dv] F32, C = floor(T/N), `states[c]` the state after token "

@@ -235,4 +235,25 @@ class JobConfigTest {
         assertEquals(false, flag.parse("false", "--f"));
         assertThrows(InvalidInputException.class, () -> flag.parse("yes", "--f"));
     }
+
+    /**
+     * --normalize-eps is the eps of --normalize's denominator: given without --normalize (by flag or
+     * key) it was taken and changed nothing, so a run the user meant to normalize ran plain.
+     */
+    @Test
+    void normalizeEpsWithoutNormalizeIsRefused() {
+        Map<String, String> flags = new java.util.HashMap<>(PATHS);
+        flags.put("--normalize-eps", "1e-3");
+        String m = assertThrows(InvalidInputException.class, () -> JobConfig.resolve(flags, Map.of(), k -> null))
+                .getMessage();
+        assertTrue(m.contains("--normalize-eps 0.001") && m.contains("--normalize"), m);
+        assertThrows(InvalidInputException.class, () -> JobConfig.resolve(PATHS,
+                Map.of("spark.lightning.normalizeEps", "1e-3"), k -> null));
+        flags.put("--normalize", "true");
+        assertEquals(1e-3, JobConfig.resolve(flags, Map.of(), k -> null).get(Settings.NORMALIZE_EPS));
+        // the default given explicitly changes nothing either way
+        Map<String, String> plain = new java.util.HashMap<>(PATHS);
+        plain.put("--normalize-eps", "1e-5");
+        JobConfig.resolve(plain, Map.of(), k -> null);
+    }
 }
