@@ -58,7 +58,11 @@ public interface BatchStep extends AutoCloseable {
         return new CpuBatchStep(spec, 1);
     }
 
-    /** The float32 CPU step, its sequences spread over {@code threads} threads (1: the calling thread alone). */
+    /**
+     * The float32 CPU step, its sequences spread over {@code threads} threads (1: the calling thread
+     * alone). A step returns only once all of them are done, also when the caller is interrupted
+     * (the step completes and the interrupt is kept) or one of them fails.
+     */
     static BatchStep cpu(AttentionSpec spec, int threads) {
         return new CpuBatchStep(spec, threads);
     }
