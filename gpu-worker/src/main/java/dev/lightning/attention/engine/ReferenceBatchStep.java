@@ -12,6 +12,8 @@ import dev.lightning.attention.tensor.TokenTensor;
 final class ReferenceBatchStep implements BatchStep {
     private final AttentionSpec spec;
     private final RecurrentReference recurrence = new RecurrentReference();
+    /** It holds nothing to free, but refuses calls once closed as the CPU and GPU steps do (README says so of every step). */
+    private boolean closed;
 
     ReferenceBatchStep(AttentionSpec spec) {
         this.spec = spec;
@@ -34,11 +36,13 @@ final class ReferenceBatchStep implements BatchStep {
 
     @Override
     public StateStore allocate(int slots) {
+        checkOpen();
         return new HostStateStore(spec, slots, name());
     }
 
     @Override
     public void step(StateStore states, TokenBatch batch, TokenTensor o) {
+        checkOpen();
         BatchStep.check(this, states, batch, o);
         HostStateStore store = HostStateStore.of(states, name());
         for (int i = 0; i < batch.count(); i++) {
@@ -49,5 +53,16 @@ final class ReferenceBatchStep implements BatchStep {
                     batch.v().slice(from, n), store.read(slot), o.slice(from, n));
             store.write(slot, next);
         }
+    }
+
+    private void checkOpen() {
+        if (closed) {
+            throw new IllegalStateException("reference batch step is closed: make a new one (BatchStep.reference)");
+        }
+    }
+
+    @Override
+    public void close() {
+        closed = true;
     }
 }

@@ -124,4 +124,22 @@ class BatchStepMisuseTest {
             }
         }
     }
+
+    /**
+     * README: "A closed step refuses further calls." The reference step (BatchStep.reference) kept
+     * taking them after close(), unlike the CPU and GPU steps.
+     */
+    @Test
+    void aClosedReferenceStepRefusesCalls() {
+        TokenBatch batch = oneTokenEach(new SplittableRandom(11), 2);
+        BatchStep step = BatchStep.reference(SPEC);
+        try (StateStore store = step.allocate(2)) {
+            step.close();
+            IllegalStateException e = assertThrows(IllegalStateException.class,
+                    () -> step.step(store, batch, TokenTensor.allocate(DType.F32, 2, 4, 64)));
+            assertTrue(e.getMessage().contains("closed"), e.getMessage());
+            assertThrows(IllegalStateException.class, () -> step.allocate(1));
+            assertArrayEquals(new float[SPEC.stateSize()], store.read(0).kv(), "the store stays as it was");
+        }
+    }
 }
