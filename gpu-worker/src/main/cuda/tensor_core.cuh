@@ -820,7 +820,8 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
             //      hi + lo in registers right after its B fragments are loaded (rows j >= m get w = 0
             //      from the table's zero half). Two m-tiles at a time, so each split B fragment is used
             //      twice. dP starts from zero each chunk. ----
-            // The carry by lightning_carry's rule with one coefficient live (lightning_decay.cuh).
+            // The carry by lightning_carry's rule with one coefficient live (lightning_carry_by): lamM is
+            // 1 - lambda^m where exactM (lambda^m >= 1/2), lambda^m itself below.
             const float powM = tab[m];
             const bool exactM = powM >= 0.5f;
             const float lamM = exactM ? lightning_decay_comp(slopes[h], (float)m) : powM;
