@@ -48,6 +48,17 @@ public final class JobConfig implements Serializable {
                     + get(Settings.SYNTHETIC));
         }
         synthetic(); // refuses a malformed --synthetic before anything starts
+        if (get(Settings.SYNTHETIC) != null) {
+            // options of reading --input: taken and ignored beside generated sequences, they would tell the
+            // user something happened that did not
+            for (Setting<?> s : java.util.List.<Setting<?>>of(Settings.INPUT_FORMAT, Settings.SEQUENCES,
+                    Settings.RECURSIVE, Settings.SKIP_INVALID)) {
+                if (!java.util.Objects.equals(get(s), s.defaultValue)) {
+                    throw new InvalidInputException(s.flag + " " + get(s) + " (key " + s.key + ") is about reading "
+                            + "--input, and --synthetic generates its sequences instead; leave it out, or give --input");
+                }
+            }
+        }
         if (get(Settings.OUTPUT) == null) {
             throw new InvalidInputException("--output DIR is required (or the key " + Settings.OUTPUT.key + ")");
         }

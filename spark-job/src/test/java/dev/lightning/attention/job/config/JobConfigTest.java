@@ -128,6 +128,26 @@ class JobConfigTest {
     }
 
     /**
+     * --synthetic generates its sequences, so the options of reading --input were taken and ignored
+     * beside it (the run's result right, its command line misleading): refused, by flag and by key.
+     */
+    @Test
+    void syntheticRefusesTheOptionsOfReadingInput() {
+        String[][] given = {{"--recursive"}, {"--skip-invalid"}, {"--input-format", "safetensors"},
+                {"--sequences", "/s"}, {"--conf", "spark.lightning.recursive=true"}};
+        for (String[] args : given) {
+            java.util.List<String> options = new java.util.ArrayList<>(java.util.List.of("--synthetic",
+                    "100,1,4,4,f32,1", "--output", "/x"));
+            options.addAll(java.util.List.of(args));
+            String m = assertThrows(InvalidInputException.class, () -> OptionParser.parse(options, null, false),
+                    String.join(" ", args)).getMessage();
+            assertTrue(m.contains("--synthetic generates its sequences instead"), m);
+        }
+        assertEquals("100,1,4,4,f32,1", OptionParser.parse(java.util.List.of("--synthetic", "100,1,4,4,f32,1",
+                "--output", "/x"), null, false).get(Settings.SYNTHETIC));
+    }
+
+    /**
      * The Dataset API (LightningTables) took these and did nothing with them: nothing was written to
      * --output, a missing --input passed, and Spark settings never reached the caller's session.
      */
