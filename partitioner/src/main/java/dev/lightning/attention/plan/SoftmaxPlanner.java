@@ -87,14 +87,18 @@ public final class SoftmaxPlanner {
         public final List<List<Block>> tasks;
         /** Per split query piece that needs a merge, its items in ascending key order (sequence, piece order). */
         public final List<List<Block>> merges;
-        public final long totalCost;
+        /**
+         * Weighted pairs of the whole plan, as a double: a run's total passes Long.MAX_VALUE (64M tokens of causal
+         * softmax at Hq = 64, D = 128 cost 2^65), a task's or a unit's does not.
+         */
+        public final double totalCost;
         public final long maxTaskCost;
         public final long minTaskCost;
 
         Plan(List<List<Block>> tasks, List<List<Block>> merges) {
             this.tasks = tasks;
             this.merges = merges;
-            long total = 0;
+            double total = 0;
             long max = 0;
             long min = Long.MAX_VALUE;
             for (List<Block> t : tasks) {
@@ -112,7 +116,7 @@ public final class SoftmaxPlanner {
         }
 
         public double meanTaskCost() {
-            return tasks.isEmpty() ? 0 : (double) totalCost / tasks.size();
+            return tasks.isEmpty() ? 0 : totalCost / tasks.size();
         }
 
         /** max / mean task cost: 1 is perfectly even. */
@@ -218,10 +222,13 @@ public final class SoftmaxPlanner {
             }
             firstKeys.add(firstKey);
         }
-        long total = 0;
+        // the sums in double: a unit's cost fits a long, the run's total need not (2^65 for 64M tokens at Hq = 64,
+        // D = 128), and a wrapped total or prefix put every cut at the start: the whole run in one task. Exact as
+        // longs up to 2^53, so smaller plans cut where they did
+        double total = 0;
         // per unit, the cost of its query piece's units before it, and of all of them (by unit)
-        long[] costBefore = new long[units.size()];
-        long[] queryCost = new long[units.size()];
+        double[] costBefore = new double[units.size()];
+        double[] queryCost = new double[units.size()];
         for (int i = 0, first = 0; i < units.size(); i++) {
             if (i > 0 && (units.get(i)[0] != units.get(i - 1)[0] || units.get(i)[1] != units.get(i - 1)[1])) {
                 first = i;
@@ -237,11 +244,11 @@ public final class SoftmaxPlanner {
         // cut before unit i where the prefix sum is nearest to total * j / taskCount
         List<Integer> cuts = new ArrayList<>();
         cuts.add(0);
-        long prefix = 0;
+        double prefix = 0;
         int j = 1;
         for (int i = 0; i < units.size() && j < taskCount; i++) {
-            long next = prefix + costs.get(i);
-            double target = (double) total * j / taskCount;
+            double next = prefix + costs.get(i);
+            double target = total * j / taskCount;
             while (j < taskCount && next >= target) {
                 // the cut before unit i (prefix) or after it (next), whichever is nearer the target
                 int at = target - prefix <= next - target ? i : i + 1;
@@ -249,7 +256,7 @@ public final class SoftmaxPlanner {
                     cuts.add(at);
                 }
                 j++;
-                target = (double) total * j / taskCount;
+                target = total * j / taskCount;
             }
             prefix = next;
         }
@@ -295,8 +302,8 @@ public final class SoftmaxPlanner {
     }
 
     /** floor(tokens * cost / total), exact at both ends (all of a piece whose units cost nothing). */
-    private static long share(long tokens, long cost, long total) {
-        return cost >= total ? tokens : (long) Math.floor((double) tokens * cost / total);
+    private static long share(long tokens, double cost, double total) {
+        return cost >= total ? tokens : (long) Math.floor(tokens * cost / total);
     }
 
     public long window() {

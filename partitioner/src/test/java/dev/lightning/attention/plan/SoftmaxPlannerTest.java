@@ -259,6 +259,38 @@ class SoftmaxPlannerTest {
         assertEquals("sequence 0 piece 2/3 tokens [128, 192) over key pieces 1..2 [64, 192)", last.toString());
     }
 
+    /**
+     * A run whose total cost passes Long.MAX_VALUE is cut as evenly as a small one: 64M tokens of causal softmax
+     * at Hq = 64, Dk = Dv = 128 (MiniMax-01's softmax layers) cost 3.7e19 multiply-adds (2^65; about 20 minutes
+     * of 64 H100s). The total used to wrap (to 5.5e11, 2^65 + 2^39 in a long) and with it the running sums the
+     * cuts compare to their targets: the plan was one task of all 524,800 items, the whole run on one executor.
+     */
+    @Test
+    void aTotalCostPastLongMaxValueIsStillCutEvenly() {
+        long[] tokens = {1L << 26};
+        List<List<Piece>> pieces = new PiecePlanner(65536, 64).plan(tokens);
+        long weight = 64 * (128 + 128);
+        SoftmaxPlanner.Plan plan = new SoftmaxPlanner(0).plan(pieces, new long[] {weight}, pieces.size());
+        double pairs = 0;
+        for (List<Piece> partition : pieces) {
+            for (Piece q : partition) {
+                pairs += SoftmaxPlanner.pairs(q.start(), q.end(), 0, q.end(), 0);
+            }
+        }
+        assertTrue(pairs * weight > Long.MAX_VALUE, "the test's total passes a long: " + pairs * weight);
+        assertEquals(pieces.size(), plan.tasks.size(), "as many tasks as partitions");
+        assertTrue(plan.imbalance() >= 1.0 && plan.imbalance() <= 1.01, "max/mean " + plan.imbalance());
+        assertEquals(pairs * weight, plan.totalCost, 1e-12 * pairs * weight, "the plan's total, as reported");
+        // the progress shares still add up to the tokens
+        long shared = 0;
+        for (List<SoftmaxPlanner.Block> task : plan.tasks) {
+            for (SoftmaxPlanner.Block b : task) {
+                shared += b.tokens;
+            }
+        }
+        assertEquals(tokens[0], shared);
+    }
+
     /** More tasks than units gives one task a unit, none empty; no pieces give an empty plan with sane figures. */
     @Test
     void fewUnitsAndNone() {
