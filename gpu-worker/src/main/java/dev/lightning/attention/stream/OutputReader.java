@@ -75,6 +75,12 @@ public final class OutputReader implements AutoCloseable {
     public static OutputReader open(Path path) throws IOException {
         Path index = path.getFileName().toString().endsWith(OutputParts.INDEX_SUFFIX) ? path
                 : path.resolveSibling(OutputParts.indexName(path.getFileName().toString()));
+        if (!Files.exists(path) && !Files.exists(index)) {
+            // say both forms looked for: the index alone would name a file the caller never gave
+            throw new java.io.FileNotFoundException(path + ": no output of that name: " + (path.equals(index)
+                    ? "no such parts index" : "neither " + path + " (one file) nor " + index + " (the parts form) "
+                    + "exists") + "; check the name and the --output directory of the run that wrote it");
+        }
         if (!Files.exists(path) || path.equals(index)) {
             return openIndex(index);
         }

@@ -142,4 +142,16 @@ class OutputReaderTest {
         InvalidInputException e = assertThrows(InvalidInputException.class, () -> OutputReader.open(broken));
         assertTrue(e.getMessage().contains("o-00003") || e.getMessage().contains("tile"), e.getMessage());
     }
+
+    /**
+     * A name with no output in either form is refused naming both forms it looked for and what to check; it used
+     * to fail with "NAME.index.json (No such file or directory)", a file the caller never named.
+     */
+    @Test
+    void aMissingOutputNamesBothFormsItLookedFor() {
+        Path missing = tmp.resolve("missing.safetensors");
+        IOException e = assertThrows(java.io.FileNotFoundException.class, () -> OutputReader.open(missing));
+        assertTrue(e.getMessage().contains(missing.toString()) && e.getMessage().contains("missing.safetensors.index.json")
+                && e.getMessage().contains("neither") && e.getMessage().contains("check"), e.getMessage());
+    }
 }
