@@ -471,6 +471,8 @@ public final class PieceWork {
     private static final class InputScan {
         long nonFinite;
         String firstNonFinite;
+        /** The token of {@link #firstNonFinite}; Long.MAX_VALUE while there is none. */
+        long firstToken = Long.MAX_VALUE;
 
         void failIfNonFinite(SequenceFile f, Piece p) {
             if (nonFinite > 0) {
@@ -547,10 +549,14 @@ public final class PieceWork {
         private void scan(String tensor, TokenTensor t, long token, int n, int heads, int dim) {
             NonFinite.Found found = NonFinite.scan(t.writableBytes(), 0, n * heads * dim, f.dtype);
             if (found.count > 0) {
-                if (scan.nonFinite == 0) {
-                    long i = found.first;
-                    scan.firstNonFinite = tensor + "[" + (token + i / ((long) heads * dim)) + ", " + (i / dim) % heads
-                            + ", " + i % dim + "]";
+                long i = found.first;
+                long at = token + i / ((long) heads * dim);
+                // the earliest token's, whichever tensor holds it: a window scans q, k, v in turn, and
+                // taking the first tensor's would name a later token in longer windows (windows come in
+                // token order, so a later window never replaces an earlier one's)
+                if (at < scan.firstToken) {
+                    scan.firstToken = at;
+                    scan.firstNonFinite = tensor + "[" + at + ", " + (i / dim) % heads + ", " + i % dim + "]";
                 }
                 scan.nonFinite += found.count;
             }

@@ -186,6 +186,44 @@ class PieceWorkReadAheadTest {
         }
     }
 
+    /**
+     * The first NaN/Inf named is that of the earliest token, whichever of q, k, v holds it and however long the
+     * windows are: a window scanned q, then k, then v, and named the first bad value of the first tensor that had
+     * one, so a whole-piece window named q[100] where windows of 64 tokens named v[3].
+     */
+    @Test
+    void theFirstNonFiniteIsTheEarliestTokenWhateverTheWindows() throws IOException {
+        int t = 128;
+        SplittableRandom rnd = new SplittableRandom(21);
+        float[] q = uniform(rnd, t * 2 * 8);
+        float[] k = uniform(rnd, t * 2 * 8);
+        float[] v = uniform(rnd, t * 2 * 4);
+        q[(100 * 2) * 8] = Float.NaN;
+        k[(90 * 2 + 1) * 8 + 5] = Float.POSITIVE_INFINITY;
+        v[(3 * 2 + 1) * 4 + 2] = Float.NaN;
+        Path bad = write("first.st", DType.F32, t, 2, 2, 2, 8, 4, q, k, v);
+        try (FileChannel c = FileChannel.open(bad, StandardOpenOption.READ); CpuBackend cpu = new CpuBackend()) {
+            RangeReader in = RangeReader.of(c);
+            SequenceFile f = SequenceFile.describe(bad.toString(), "first.st", c.size(), in, Slopes::minimax);
+            Piece whole = new Piece(0, 0, 1, 0, t);
+            for (long windowBytes : new long[] {64 * 192, 1 << 20}) { // 192 bytes a token: windows of 64, 128 tokens
+                for (boolean ahead : new boolean[] {false, true}) {
+                    PieceWork work = new PieceWork(0.5, 64, ahead ? 2 * windowBytes : windowBytes, DType.F32)
+                            .readAhead(ahead);
+                    String what = windowBytes + " bytes a window" + (ahead ? ", reading ahead" : "");
+                    NonFiniteInputException pass2 = assertThrows(NonFiniteInputException.class,
+                            () -> work.outputs(cpu, in, f, whole, LightningState.zeros(work.spec(f)),
+                                    new ByteArrayOutputStream()), what);
+                    assertEquals("v[3, 1, 2]", pass2.first, what + ": pass 2");
+                    assertEquals(3, pass2.count, what);
+                    NonFiniteInputException pass1 = assertThrows(NonFiniteInputException.class,
+                            () -> work.localState(cpu, in, f, whole), what);
+                    assertEquals("v[3, 1, 2]", pass1.first, what + ": pass 1 (k and v)");
+                }
+            }
+        }
+    }
+
     /** A backend whose n-th computation fails: the read running ahead then is still in flight. */
     private static final class FailingCpu extends WrappedBackend {
         final AtomicInteger calls = new AtomicInteger();
