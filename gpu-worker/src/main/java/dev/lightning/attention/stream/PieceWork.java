@@ -164,11 +164,15 @@ public final class PieceWork {
             return LightningState.own(spec.heads(), spec.dk(), spec.dv(), kv);
         }
         float[] z = readInitial(in, f, sequence, f.initialNormalizerOffset, spec.normalizerSize(),
-                "initial_normalizer", spec.dk(), 1);
+                "initial_normalizer", spec.dk(), 0);
         return LightningState.own(spec.heads(), spec.dk(), spec.dv(), kv, z);
     }
 
-    /** {@code elements} float32 values of tensor {@code name} ([H, d1, d2]) at {@code offset}, or zeros for -1. */
+    /**
+     * {@code elements} float32 values of tensor {@code name} ([H, d1, d2], or [H, d1] for {@code d2} 0) at
+     * {@code offset}, or zeros for -1. The rank is said, not guessed from d2 = 1: an initial_state of Dv = 1 is
+     * still [H, Dk, 1], and its positions have three indices.
+     */
     private static float[] readInitial(RangeReader in, SequenceFile f, int sequence, long offset, int elements,
                                        String name, int d1, int d2) throws IOException {
         float[] values = new float[elements];
@@ -180,7 +184,7 @@ public final class PieceWork {
         NonFinite.Found bad = NonFinite.scan(raw, 0, elements, DType.F32);
         if (bad.count > 0) {
             long i = bad.first;
-            String at = d2 == 1 ? i / d1 + ", " + i % d1 : i / ((long) d1 * d2) + ", " + (i / d2) % d1 + ", " + i % d2;
+            String at = d2 == 0 ? i / d1 + ", " + i % d1 : i / ((long) d1 * d2) + ", " + (i / d2) % d1 + ", " + i % d2;
             throw new NonFiniteInputException(f.name, sequence, -1, bad.count, name + "[" + at + "]", name);
         }
         ByteBuffer.wrap(raw).order(java.nio.ByteOrder.LITTLE_ENDIAN).asFloatBuffer().get(values);

@@ -273,6 +273,51 @@ class PieceWorkVariantTest {
                 () -> new PieceWork(1.0, 64, new Variant(FeatureMap.IDENTITY, false, 0, 100), 1 << 20, DType.F32));
     }
 
+    /**
+     * A NaN in an initial state of one value per row (Dv = 1) is named with its three indices, as any other
+     * initial_state's; only initial_normalizer ([H, Dk]) has two. The position took two whenever the last
+     * width was 1, so it named initial_state[1, 2] for initial_state[1, 2, 0].
+     */
+    @Test
+    void nonFiniteInitialStatesOfOneValueARowKeepTheirThreeIndices() throws Exception {
+        int h = 2;
+        int dk = 3;
+        int t = 4;
+        SplittableRandom rnd = new SplittableRandom(5);
+        float[] s0 = uniform(rnd, h * dk, -1, 1);
+        s0[(dk + 2)] = Float.NaN; // [1, 2, 0]
+        float[] z0 = uniform(rnd, h * dk, 0.5, 2);
+        z0[dk + 1] = Float.POSITIVE_INFINITY; // [1, 1]
+        Path file = tmp.resolve("dv1.safetensors");
+        SafetensorsFile.write(file, List.of(
+                SafetensorsFile.Tensor.of("q", DType.F32, new long[] {t, h, dk}, uniform(rnd, t * h * dk, -1, 1)),
+                SafetensorsFile.Tensor.of("k", DType.F32, new long[] {t, h, dk}, uniform(rnd, t * h * dk, -1, 1)),
+                SafetensorsFile.Tensor.of("v", DType.F32, new long[] {t, h, 1}, uniform(rnd, t * h, -1, 1)),
+                SafetensorsFile.Tensor.of("initial_state", DType.F32, new long[] {h, dk, 1}, s0),
+                SafetensorsFile.Tensor.of("initial_normalizer", DType.F32, new long[] {h, dk}, z0)));
+        try (RandomAccessFile raf = new RandomAccessFile(file.toFile(), "r")) {
+            SequenceFile f = describe(file, raf, true);
+            AttentionSpec spec = f.spec(1.0, 64, new Variant(FeatureMap.IDENTITY, true, 1e-5, 0));
+            NonFiniteInputException e = assertThrows(NonFiniteInputException.class,
+                    () -> PieceWork.initialState(reader(raf), f, spec, 0));
+            assertEquals("initial_state[1, 2, 0]", e.first);
+        }
+        s0[dk + 2] = 0.5f;
+        SafetensorsFile.write(file, List.of(
+                SafetensorsFile.Tensor.of("q", DType.F32, new long[] {t, h, dk}, uniform(rnd, t * h * dk, -1, 1)),
+                SafetensorsFile.Tensor.of("k", DType.F32, new long[] {t, h, dk}, uniform(rnd, t * h * dk, -1, 1)),
+                SafetensorsFile.Tensor.of("v", DType.F32, new long[] {t, h, 1}, uniform(rnd, t * h, -1, 1)),
+                SafetensorsFile.Tensor.of("initial_state", DType.F32, new long[] {h, dk, 1}, s0),
+                SafetensorsFile.Tensor.of("initial_normalizer", DType.F32, new long[] {h, dk}, z0)));
+        try (RandomAccessFile raf = new RandomAccessFile(file.toFile(), "r")) {
+            SequenceFile f = describe(file, raf, true);
+            AttentionSpec spec = f.spec(1.0, 64, new Variant(FeatureMap.IDENTITY, true, 1e-5, 0));
+            NonFiniteInputException e = assertThrows(NonFiniteInputException.class,
+                    () -> PieceWork.initialState(reader(raf), f, spec, 0));
+            assertEquals("initial_normalizer[1, 1]", e.first);
+        }
+    }
+
     private static void assertClose(String what, float[] got, float[] expect) {
         double e = Accuracy.relativeError(got, expect);
         assertTrue(e <= 1e-5, what + " relative error " + e);
