@@ -311,11 +311,20 @@ public final class PieceWork {
         }
     }
 
-    /** The first {@code n} values of {@code values} as little-endian float32 bytes. */
+    /**
+     * The first {@code n} values of {@code values} as little-endian float32 bytes, through a heap copy of at most
+     * {@link RangeReader#COPY_CHUNK} bytes: the window budget pays for the recorded states once
+     * ({@link #windowTokens}), and a copy of all of them at once held them twice.
+     */
     private static void writeFloats(OutputStream out, float[] values, int n) throws IOException {
-        ByteBuffer b = ByteBuffer.allocate(Math.multiplyExact(n, Float.BYTES)).order(java.nio.ByteOrder.LITTLE_ENDIAN);
-        b.asFloatBuffer().put(values, 0, n);
-        out.write(b.array());
+        int per = RangeReader.COPY_CHUNK / Float.BYTES;
+        ByteBuffer b = ByteBuffer.allocate(Math.min(n, per) * Float.BYTES).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+        for (int at = 0; at < n; at += per) {
+            int len = Math.min(per, n - at);
+            b.clear();
+            b.asFloatBuffer().put(values, at, len);
+            out.write(b.array(), 0, len * Float.BYTES);
+        }
     }
 
     /** A backend failure with the file, piece and tokens it was computing: the task fails with this. */

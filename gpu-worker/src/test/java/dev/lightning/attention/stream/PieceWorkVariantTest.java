@@ -19,6 +19,7 @@ import org.junit.jupiter.api.io.TempDir;
 
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
+import java.io.OutputStream;
 import java.io.RandomAccessFile;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -239,6 +240,60 @@ class PieceWorkVariantTest {
             assertTrue(n < 5 * 64 && n % 64 == 0, "window of " + n + " tokens");
             assertTrue(n * perToken + (n / 64 + 1) * state <= budget, "window of " + n + " tokens fits the budget");
         }
+    }
+
+    /**
+     * The states a window records leave for their streams through a bounded copy: the window budget pays for them
+     * once ({@link PieceWork#windowTokens}), and a copy of all of them at once held them twice (here 4 states of
+     * 1 MiB in one 4 MiB write beside the 4 MiB they are recorded in). The bytes are those of the states in order.
+     */
+    @Test
+    void recordedStatesAreWrittenThroughABoundedCopy() throws Exception {
+        int t = 256;
+        int h = 4;
+        int d = 256;
+        SplittableRandom rnd = new SplittableRandom(17);
+        Path file = tmp.resolve("big-states.safetensors");
+        SafetensorsFile.write(file, List.of(
+                SafetensorsFile.Tensor.of("q", DType.F32, new long[] {t, h, d}, uniform(rnd, t * h * d, -1, 1)),
+                SafetensorsFile.Tensor.of("k", DType.F32, new long[] {t, h, d}, uniform(rnd, t * h * d, -1, 1)),
+                SafetensorsFile.Tensor.of("v", DType.F32, new long[] {t, h, d}, uniform(rnd, t * h * d, -1, 1))));
+        try (RandomAccessFile raf = new RandomAccessFile(file.toFile(), "r"); CpuBackend cpu = new CpuBackend()) {
+            RangeReader in = reader(raf);
+            SequenceFile f = describe(file, raf, true);
+            Variant variant = new Variant(FeatureMap.RELU, true, 1e-5, 64);
+            PieceWork work = new PieceWork(1.0, 64, variant, 64L << 20, DType.F32);
+            AttentionSpec spec = work.spec(f);
+            Piece whole = new Piece(0, 0, 1, 0, t);
+            assertEquals(t, work.windowTokens(f, whole), "one window records all 4 states");
+            int[] largest = new int[2];
+            ByteArrayOutputStream states = new ByteArrayOutputStream();
+            ByteArrayOutputStream normalizers = new ByteArrayOutputStream();
+            work.outputs(cpu, in, f, whole, LightningState.zeros(spec), OutputStream.nullOutputStream(),
+                    largestWrite(states, largest, 0), largestWrite(normalizers, largest, 1));
+            assertEquals(4 * LightningState.kvBytes(spec), states.size());
+            assertEquals(4 * LightningState.normalizerBytes(spec), normalizers.size());
+            assertTrue(largest[0] <= RangeReader.COPY_CHUNK, "largest write of states: " + largest[0] + " bytes");
+            assertTrue(largest[1] <= RangeReader.COPY_CHUNK, "largest write of normalizers: " + largest[1] + " bytes");
+
+            Checkpoints cp = Checkpoints.of(spec, 64, 0, t);
+            Map<String, SafetensorsFile.Tensor> all = SafetensorsFile.read(file);
+            new RecurrentReference().forward(spec, all.get("q").asTokens(), all.get("k").asTokens(),
+                    all.get("v").asTokens(), LightningState.zeros(spec), TokenTensor.allocate(DType.F32, t, h, d), cp);
+            assertClose("states", floats(states.toByteArray()), cp.kvData());
+            assertClose("normalizers", floats(normalizers.toByteArray()), cp.normalizerData());
+        }
+    }
+
+    /** {@code to}, noting the largest single write in {@code largest[at]}. */
+    private static OutputStream largestWrite(OutputStream to, int[] largest, int at) {
+        return new java.io.FilterOutputStream(to) {
+            @Override
+            public void write(byte[] b, int off, int len) throws IOException {
+                largest[at] = Math.max(largest[at], len);
+                out.write(b, off, len);
+            }
+        };
     }
 
     @Test
