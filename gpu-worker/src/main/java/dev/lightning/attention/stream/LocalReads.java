@@ -82,6 +82,10 @@ final class LocalReads implements RangeReader {
         List<Future<T>> others = new ArrayList<>();
         T first = null;
         IOException failure = null;
+        // part 0's unchecked failure too (a heap target's read goes through a temporary direct buffer of the
+        // JDK's, which can fail with OutOfMemoryError): thrown only once the parts on the pool have ended, since
+        // the caller then gives the buffer back, and one still running would write into a block reused elsewhere
+        Throwable unchecked = null;
         try {
             for (int p = 1; p < parts; p++) {
                 ByteBuffer part = part(buf, start, len, parts, p);
@@ -91,6 +95,8 @@ final class LocalReads implements RangeReader {
             first = io.run(position, part(buf, start, len, parts, 0));
         } catch (IOException e) {
             failure = e;
+        } catch (RuntimeException | Error e) {
+            unchecked = e;
         }
         List<T> results = new ArrayList<>();
         results.add(first);
@@ -116,9 +122,18 @@ final class LocalReads implements RangeReader {
         }
         if (interrupted) {
             Thread.currentThread().interrupt();
-            if (failure == null) {
+            if (failure == null && unchecked == null) {
                 failure = new InterruptedIOException("interrupted while a " + what + "'s parts ended");
             }
+        }
+        if (unchecked != null) {
+            if (failure != null) {
+                unchecked.addSuppressed(failure);
+            }
+            if (unchecked instanceof Error x) {
+                throw x;
+            }
+            throw (RuntimeException) unchecked;
         }
         if (failure != null) {
             throw failure;

@@ -70,6 +70,39 @@ class RangeReaderTest {
         }
     }
 
+    /**
+     * A part on the caller's thread that fails with an unchecked exception or an error (a heap target's read runs
+     * through a temporary direct buffer of the JDK's, which can fail with OutOfMemoryError) is reported only once the
+     * other parts have ended: the caller then gives the buffer back, and a part still running wrote into a block
+     * another task had taken. It returned at once, with the pool's parts still in the buffer.
+     */
+    @Test
+    void anUncheckedFailureWaitsForTheOtherParts() {
+        ByteBuffer target = ByteBuffer.allocateDirect(LocalReads.PARALLEL_BYTES * 2);
+        for (Throwable thrown : new Throwable[] {new IllegalStateException("part 0"), new OutOfMemoryError("part 0")}) {
+            java.util.concurrent.atomic.AtomicInteger ended = new java.util.concurrent.atomic.AtomicInteger();
+            Throwable e = assertThrows(thrown.getClass(), () -> LocalReads.inParts(0, target.duplicate(), 4, "read",
+                    (at, part) -> {
+                        if (at == 0 && thrown instanceof Error x) {
+                            throw x;
+                        }
+                        if (at == 0) {
+                            throw (RuntimeException) thrown;
+                        }
+                        try {
+                            Thread.sleep(300);
+                        } catch (InterruptedException x) {
+                            Thread.currentThread().interrupt();
+                        }
+                        ended.incrementAndGet();
+                        return null;
+                    }));
+            assertEquals(thrown, e);
+            assertEquals(3, ended.get(), "parts of 4 (8 MiB on 4 threads) that had ended when " + thrown
+                    + " was reported");
+        }
+    }
+
     /** A reader of arrays only (Hadoop's local streams, the synthetic sequences) fills direct buffers in bounded copies. */
     @Test
     void arrayReadersFillDirectBuffersInChunks() throws Exception {
