@@ -69,11 +69,16 @@ public final class SafetensorsFile {
 
     /** Writes {@code tensors} in order to {@code file} (replacing it). */
     public static void write(Path file, List<Tensor> tensors) throws IOException {
+        write(file, tensors, Map.of());
+    }
+
+    /** Writes {@code tensors} in order to {@code file} (replacing it), with {@code metadata} in its header's {@code __metadata__}. */
+    public static void write(Path file, List<Tensor> tensors, Map<String, String> metadata) throws IOException {
         List<SafetensorsHeader.Spec> specs = new ArrayList<>();
         for (Tensor t : tensors) {
             specs.add(new SafetensorsHeader.Spec(t.name, t.dtype, t.shape));
         }
-        SafetensorsHeader header = SafetensorsHeader.layout(file.getFileName().toString(), specs, Map.of());
+        SafetensorsHeader header = SafetensorsHeader.layout(file.getFileName().toString(), specs, metadata);
         try (OutputStream out = Files.newOutputStream(file)) {
             out.write(header.encode());
             for (Tensor t : tensors) {

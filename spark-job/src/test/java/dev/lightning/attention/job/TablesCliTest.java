@@ -538,10 +538,8 @@ class TablesCliTest {
         Path seg1 = dir.resolve("seg1");
         Path seg2 = dir.resolve("seg2");
         writeFile(seg0.resolve(s.name), s, 0, 30, false);
-        writeFile(seg1.resolve(s.name), s, 30, 60, false);
-        writeFile(seg2.resolve(s.name), s, 60, 90, false);
-        putMetadata(seg1.resolve(s.name), Map.of("token_offset", "30"));
-        putMetadata(seg2.resolve(s.name), Map.of("token_offset", "60"));
+        writeFile(seg1.resolve(s.name), s, 30, 60, false, Map.of("token_offset", "30"));
+        writeFile(seg2.resolve(s.name), s, 60, 90, false, Map.of("token_offset", "60"));
         String out0 = dir.resolve("out0").toString();
         StringBuilder log = new StringBuilder();
         assertEquals(0, run(log, "--input", seg0.toString(), "--output-format", "parquet", "--output", out0),
@@ -567,30 +565,14 @@ class TablesCliTest {
                 dir.resolve("out1").toString(), "--initial-states", out0), log.toString());
     }
 
-    /** Rewrites {@code file}'s header with {@code entries} added to its {@code __metadata__}. */
-    private static void putMetadata(Path file, Map<String, String> entries) throws Exception {
-        byte[] raw = Files.readAllBytes(file);
-        int n = (int) java.nio.ByteBuffer.wrap(raw, 0, 8).order(java.nio.ByteOrder.LITTLE_ENDIAN).getLong();
-        com.fasterxml.jackson.databind.ObjectMapper json = new com.fasterxml.jackson.databind.ObjectMapper();
-        com.fasterxml.jackson.databind.node.ObjectNode header = (com.fasterxml.jackson.databind.node.ObjectNode)
-                json.readTree(new String(raw, 8, n, StandardCharsets.UTF_8));
-        com.fasterxml.jackson.databind.node.ObjectNode meta = header.has("__metadata__")
-                ? (com.fasterxml.jackson.databind.node.ObjectNode) header.get("__metadata__")
-                : header.putObject("__metadata__");
-        entries.forEach(meta::put);
-        StringBuilder text = new StringBuilder(json.writeValueAsString(header));
-        while (text.length() % 8 != 0) {
-            text.append(' ');
-        }
-        byte[] h = text.toString().getBytes(StandardCharsets.UTF_8);
-        java.nio.ByteBuffer out = java.nio.ByteBuffer.allocate(8 + h.length + raw.length - 8 - n)
-                .order(java.nio.ByteOrder.LITTLE_ENDIAN);
-        out.putLong(h.length).put(h).put(raw, 8 + n, raw.length - 8 - n);
-        Files.write(file, out.array());
-    }
-
     /** {@code s}'s tokens [from, to) as a safetensors file (with its slopes and, where asked, its initial state). */
     private static void writeFile(Path file, TablesTest.Seq s, int from, int to, boolean withInitial) throws Exception {
+        writeFile(file, s, from, to, withInitial, Map.of());
+    }
+
+    /** The same, with {@code metadata} in its header (e.g. the token_offset where the file starts). */
+    private static void writeFile(Path file, TablesTest.Seq s, int from, int to, boolean withInitial,
+                                  Map<String, String> metadata) throws Exception {
         Files.createDirectories(file.getParent());
         int n = to - from;
         List<SafetensorsFile.Tensor> t = new ArrayList<>(List.of(
@@ -601,7 +583,7 @@ class TablesCliTest {
             t.add(new SafetensorsFile.Tensor("initial_state", DType.F32, new long[] {s.heads(), s.dk, s.dv},
                     s.initial.toBytes()));
         }
-        SafetensorsFile.write(file, t);
+        SafetensorsFile.write(file, t, metadata);
     }
 
     /**
