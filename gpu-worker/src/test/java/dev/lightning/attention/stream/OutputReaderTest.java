@@ -141,6 +141,22 @@ class OutputReaderTest {
         Path broken = Files.writeString(dir.resolve("broken.index.json"), json);
         InvalidInputException e = assertThrows(InvalidInputException.class, () -> OutputReader.open(broken));
         assertTrue(e.getMessage().contains("o-00003") || e.getMessage().contains("tile"), e.getMessage());
+
+        // an index whose o is another dtype of the same width, or whose rows are [Dv, H]: the parts' bytes fit
+        // both, and were read as the index said before (F16 values from BF16 bytes); refused, naming both
+        String sameWidth = Files.readString(index).replaceFirst("\"dtype\"\\s*:\\s*\"BF16\"", "\"dtype\":\"F16\"");
+        assertTrue(!sameWidth.equals(Files.readString(index)), "the index names o's dtype");
+        Path f16 = Files.writeString(dir.resolve("f16.index.json"), sameWidth);
+        e = assertThrows(InvalidInputException.class, () -> OutputReader.open(f16));
+        assertTrue(e.getMessage().contains("BF16") && e.getMessage().contains("F16") && e.getMessage().contains("rerun"),
+                e.getMessage());
+        String transposed = Files.readString(index).replaceFirst("\\[\\s*" + T + "\\s*,\\s*" + H + "\\s*,\\s*" + DV
+                + "\\s*\\]", "[" + T + "," + DV + "," + H + "]");
+        assertTrue(!transposed.equals(Files.readString(index)), "the index names o's shape");
+        Path swapped = Files.writeString(dir.resolve("swapped.index.json"), transposed);
+        e = assertThrows(InvalidInputException.class, () -> OutputReader.open(swapped));
+        assertTrue(e.getMessage().contains("[" + H + ", " + DV + "]") && e.getMessage().contains("[" + DV + ", " + H + "]"),
+                e.getMessage());
     }
 
     /**
