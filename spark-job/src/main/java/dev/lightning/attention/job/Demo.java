@@ -3,14 +3,17 @@ package dev.lightning.attention.job;
 import dev.lightning.attention.job.config.JobConfig;
 import dev.lightning.attention.job.config.Settings;
 import dev.lightning.attention.tensor.DType;
-import dev.lightning.attention.tensor.SafetensorsFile;
+import dev.lightning.attention.tensor.SafetensorsHeader;
 
 import java.io.IOException;
 import java.io.PrintStream;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.SplittableRandom;
 
 /**
@@ -83,38 +86,76 @@ final class Demo {
         }
     }
 
+    /**
+     * Writes the sequence file of {@code s}: q, k, v uniform in [-1, 1), then the slopes, an initial state uniform in
+     * [-2, 2) and an initial normalizer in [0, 2) where asked, drawn from {@code rnd} in that order. Each tensor is
+     * drawn and encoded a block at a time straight into the file, so a file of any size needs a few MB of memory
+     * (`lightning generate` writes inputs of 100 GB and more this way).
+     */
     static void write(Path file, Spec s, SplittableRandom rnd) throws IOException {
-        List<SafetensorsFile.Tensor> tensors = new ArrayList<>();
-        tensors.add(SafetensorsFile.Tensor.of("q", s.dtype, new long[] {s.tokens, s.headsQ, s.dk},
-                uniform(rnd, s.tokens * s.headsQ * s.dk, 1)));
-        tensors.add(SafetensorsFile.Tensor.of("k", s.dtype, new long[] {s.tokens, s.headsK, s.dk},
-                uniform(rnd, s.tokens * s.headsK * s.dk, 1)));
-        tensors.add(SafetensorsFile.Tensor.of("v", s.dtype, new long[] {s.tokens, s.headsV, s.dv},
-                uniform(rnd, s.tokens * s.headsV * s.dv, 1)));
+        List<SafetensorsHeader.Spec> specs = new ArrayList<>();
+        specs.add(new SafetensorsHeader.Spec("q", s.dtype, s.tokens, s.headsQ, s.dk));
+        specs.add(new SafetensorsHeader.Spec("k", s.dtype, s.tokens, s.headsK, s.dk));
+        specs.add(new SafetensorsHeader.Spec("v", s.dtype, s.tokens, s.headsV, s.dv));
         if (s.slopes != null) {
-            tensors.add(SafetensorsFile.Tensor.of("slope", DType.F32, new long[] {s.heads}, s.slopes));
+            specs.add(new SafetensorsHeader.Spec("slope", DType.F32, s.heads));
         }
         if (s.initialState) {
-            tensors.add(SafetensorsFile.Tensor.of("initial_state", DType.F32, new long[] {s.heads, s.dk, s.dv},
-                    uniform(rnd, s.heads * s.dk * s.dv, 2)));
+            specs.add(new SafetensorsHeader.Spec("initial_state", DType.F32, s.heads, s.dk, s.dv));
         }
         if (s.initialNormalizer) {
-            // a normalizer sums phi(k) of earlier tokens, non-negative for elu1 and relu: draw it in [0, 2)
-            float[] z = uniform(rnd, s.heads * s.dk, 1);
-            for (int i = 0; i < z.length; i++) {
-                z[i] = 1 + z[i];
-            }
-            tensors.add(SafetensorsFile.Tensor.of("initial_normalizer", DType.F32, new long[] {s.heads, s.dk}, z));
+            specs.add(new SafetensorsHeader.Spec("initial_normalizer", DType.F32, s.heads, s.dk));
         }
-        SafetensorsFile.write(file, tensors);
+        SafetensorsHeader header = SafetensorsHeader.layout(file.getFileName().toString(), specs, Map.of());
+        try (java.nio.channels.FileChannel out = java.nio.channels.FileChannel.open(file,
+                java.nio.file.StandardOpenOption.CREATE, java.nio.file.StandardOpenOption.WRITE,
+                java.nio.file.StandardOpenOption.TRUNCATE_EXISTING)) {
+            writeFully(out, ByteBuffer.wrap(header.encode()));
+            ByteBuffer block = ByteBuffer.allocate(1 << 22).order(ByteOrder.LITTLE_ENDIAN);
+            writeUniform(out, block, rnd, s.dtype, (long) s.tokens * s.headsQ * s.dk, 1, 0);
+            writeUniform(out, block, rnd, s.dtype, (long) s.tokens * s.headsK * s.dk, 1, 0);
+            writeUniform(out, block, rnd, s.dtype, (long) s.tokens * s.headsV * s.dv, 1, 0);
+            if (s.slopes != null) {
+                block.clear();
+                for (float x : s.slopes) {
+                    block.putFloat(x);
+                }
+                writeFully(out, block.flip());
+            }
+            if (s.initialState) {
+                writeUniform(out, block, rnd, DType.F32, (long) s.heads * s.dk * s.dv, 2, 0);
+            }
+            if (s.initialNormalizer) {
+                // a normalizer sums phi(k) of earlier tokens, non-negative for elu1 and relu: drawn in [0, 2)
+                writeUniform(out, block, rnd, DType.F32, (long) s.heads * s.dk, 1, 1);
+            }
+            if (out.position() != header.fileSize()) {
+                throw new IllegalStateException(file + ": wrote " + out.position() + " bytes, the header lays out "
+                        + header.fileSize());
+            }
+        }
     }
 
-    private static float[] uniform(SplittableRandom rnd, int n, double range) {
-        float[] x = new float[n];
-        for (int i = 0; i < n; i++) {
-            x[i] = (float) ((rnd.nextDouble() * 2 - 1) * range);
+    /** {@code n} values offset + uniform(-range, range) in {@code dtype}, written through {@code block}. */
+    private static void writeUniform(java.nio.channels.FileChannel out, ByteBuffer block, SplittableRandom rnd,
+                                     DType dtype, long n, double range, float offset) throws IOException {
+        int per = block.capacity() / dtype.bytes();
+        for (long done = 0; done < n; ) {
+            int m = (int) Math.min(per, n - done);
+            block.clear();
+            for (int i = 0; i < m; i++) {
+                dtype.put(block, i * dtype.bytes(), offset + (float) ((rnd.nextDouble() * 2 - 1) * range));
+            }
+            block.limit(m * dtype.bytes());
+            writeFully(out, block);
+            done += m;
         }
-        return x;
+    }
+
+    private static void writeFully(java.nio.channels.FileChannel out, ByteBuffer b) throws IOException {
+        while (b.hasRemaining()) {
+            out.write(b);
+        }
     }
 
     /** Checks every output against the float64 recurrence; prints a table; true when all pass. */

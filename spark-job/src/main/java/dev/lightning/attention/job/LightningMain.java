@@ -345,7 +345,8 @@ public final class LightningMain {
         b.append("usage: lightning generate --output DIR [options]\n\n");
         b.append("generate: writes --files random sequence files seq-00000.safetensors, ... to --output (fixed seeds: the\n"
                 + "  same options write the same bytes), q [T,Hq,Dk], k [T,Hk,Dk], v [T,Hv,Dv], an input for trying the\n"
-                + "  job at scale. Files of the same names already there are refused unless --overwrite.\n\n");
+                + "  job at scale. Files of the same names already there are refused unless --overwrite. Each file is\n"
+                + "  written a block at a time (any size; refused before writing where the files do not fit the disk).\n\n");
         b.append("Options:\n");
         for (Setting<?> s : GENERATE) {
             String head = "  " + s.flag + (s.isSwitch() ? "" : " " + (s.type.equals("path") ? "DIR"
@@ -355,17 +356,12 @@ public final class LightningMain {
         return b.toString();
     }
 
-    /**
-     * Generate builds each tensor in memory, encoded in one Java array: at most this many bytes.
-     * Larger inputs are written as more files.
-     */
-    private static final long GENERATE_MAX_TENSOR_BYTES = Integer.MAX_VALUE - 8;
-
     private static void generate(List<String> args, PrintStream out) throws java.io.IOException {
         Map<String, Object> v = new LinkedHashMap<>();
         for (Setting<?> s : GENERATE) {
             v.put(s.flag, s.defaultValue);
         }
+        java.util.Set<String> given = new java.util.HashSet<>();
         for (int i = 0; i < args.size(); i++) {
             String[] split = OptionParser.split(args.get(i));
             String flag = split[0];
@@ -377,6 +373,9 @@ public final class LightningMain {
             if (setting == null) {
                 throw new InvalidInputException("generate: unknown option '" + args.get(i) + "': expected one of "
                         + String.join(", ", v.keySet()));
+            }
+            if (!given.add(flag)) {
+                throw new InvalidInputException("generate: " + flag + " given twice; give each option once");
             }
             if (raw == null) {
                 raw = setting.isSwitch() ? "true" : OptionParser.next(args, ++i, flag);
@@ -396,18 +395,30 @@ public final class LightningMain {
         int dv = Math.toIntExact((Long) v.get("--dv"));
         dev.lightning.attention.tensor.DType dtype =
                 dev.lightning.attention.tensor.DType.fromSafetensors((String) v.get("--dtype"));
-        double largest = (double) tokens * heads * Math.max(dk, dv) * dtype.bytes(); // no long overflow
-        if (largest > GENERATE_MAX_TENSOR_BYTES) {
-            throw new InvalidInputException(String.format("generate: a tensor of --tokens %d x --heads %d x %d values "
-                    + "in %s is %,.0f bytes, expected at most %,d (generate builds each tensor in memory as one "
-                    + "array); use fewer tokens or heads per file and more --files", tokens, heads, Math.max(dk, dv),
-                    dtype, largest, GENERATE_MAX_TENSOR_BYTES));
-        }
         try {
             dev.lightning.attention.engine.AttentionSpec.checkGrouping(headsQ, headsK, headsV);
         } catch (IllegalArgumentException e) {
             throw new InvalidInputException("generate --heads " + headsQ + " --heads-k " + headsK + " --heads-v " + headsV
                     + ": " + e.getMessage());
+        }
+        // every file's bytes, counted in double (no overflow); the files are written a block at a time, so the disk,
+        // not the memory, bounds them: refused before anything is written where they cannot fit
+        double perFile = (double) tokens * ((double) headsQ * dk + (double) headsK * dk + (double) headsV * dv)
+                * dtype.bytes() + (Boolean.TRUE.equals(v.get("--initial-state")) ? 4.0 * heads * dk * dv : 0)
+                + (Boolean.TRUE.equals(v.get("--initial-normalizer")) ? 4.0 * heads * dk : 0);
+        Path outDir = Paths.get((String) v.get("--output")).toAbsolutePath();
+        Path existing = outDir;
+        while (existing != null && !java.nio.file.Files.exists(existing)) {
+            existing = existing.getParent();
+        }
+        if (existing != null) {
+            long free = java.nio.file.Files.getFileStore(existing).getUsableSpace();
+            if (perFile * files > free) {
+                throw new InvalidInputException(String.format("generate: %d file(s) of --tokens %d x --heads %d (Hk %d, "
+                        + "Hv %d) x Dk %d / Dv %d in %s are %,.0f bytes, expected at most the %,d bytes free where "
+                        + "--output %s lies; use fewer --tokens, --heads or --files, or another --output", files, tokens,
+                        headsQ, headsK, headsV, dk, dv, dtype, perFile * files, free, outDir));
+            }
         }
         Path d = Paths.get((String) v.get("--output"));
         if (java.nio.file.Files.exists(d) && !java.nio.file.Files.isDirectory(d)) {
@@ -431,7 +442,12 @@ public final class LightningMain {
                     Boolean.TRUE.equals(v.get("--initial-normalizer")));
             // written aside and moved into place: an interrupted generate leaves no partial file
             Path tmp = d.resolve("." + spec.name + ".inprogress");
-            Demo.write(tmp, spec, new java.util.SplittableRandom(1000L + f));
+            try {
+                Demo.write(tmp, spec, new java.util.SplittableRandom(1000L + f));
+            } catch (java.io.IOException | RuntimeException e) {
+                java.nio.file.Files.deleteIfExists(tmp); // this run's own partial file (a full disk, say)
+                throw e;
+            }
             java.nio.file.Files.move(tmp, d.resolve(spec.name), java.nio.file.StandardCopyOption.REPLACE_EXISTING,
                     java.nio.file.StandardCopyOption.ATOMIC_MOVE);
         }

@@ -61,8 +61,10 @@ class ExitStatusTest {
         "--files 0       | --files  | must be in 1..    | got '0'",
         "--tokens        | --tokens | expected a value  | end of the command line",
         "--bogus 3       | --bogus  | expected one of   | --tokens",
-        "--tokens 100000000 --heads 64 | --tokens 100000000 x --heads 64 | expected at most | more --files",
-        "--tokens 2147483647 --heads 2147483647 --dk 256 --dtype f32 | --heads 2147483647 x 256 | expected at most | more --files",
+        "--tokens 100000000 --heads 64 | --tokens 100000000 x --heads 64 | bytes free | fewer --tokens",
+        "--tokens 2147483647 --heads 65536 --dk 256 --dtype f32 | --heads 65536 (Hk | bytes free | fewer --tokens",
+        "--tokens 10 --heads 2147483647 | --heads 2147483647 | head counts must be 1..65536 | got Hq=2147483647",
+        "--tokens 10 --files 2 --tokens 20 | --tokens given twice | give each option once | generate",
     })
     void generateRefusesBadValuesWithOneLine(String options, String option, String expected, String got) {
         expect(2, generate(options.trim().split("\\s+")), option, expected, got);
