@@ -70,10 +70,25 @@ public final class KernelBench {
         int runs = 3;
         int chunk = 64;
         int checkTokens = 1024;
-        int headsK = 0;
-        int headsV = 0;
+        Integer headsK = null;   // null: as --heads
+        Integer headsV = null;
         FeatureMap phi = FeatureMap.IDENTITY;
         boolean normalize = false;
+        // --option=value as the job takes it, and each option once (a repeated one used to win silently)
+        java.util.List<String> split = new java.util.ArrayList<>();
+        java.util.Set<String> given = new java.util.HashSet<>();
+        for (String a : args) {
+            int eq = a.startsWith("--") ? a.indexOf('=') : -1;
+            String flag = eq > 0 ? a.substring(0, eq) : a;
+            if (flag.startsWith("--") && !given.add(flag)) {
+                throw new IllegalArgumentException(flag + " given twice; give each option once");
+            }
+            split.add(flag);
+            if (eq > 0) {
+                split.add(a.substring(eq + 1));
+            }
+        }
+        args = split.toArray(new String[0]);
         for (int i = 0; i < args.length; i += 2) {
             if ("--normalize".equals(args[i])) {
                 normalize = true;
@@ -108,15 +123,15 @@ public final class KernelBench {
         atLeast("--runs", runs, 1);
         atLeast("--chunk", chunk, 1);
         atLeast("--check-tokens", checkTokens, 0);
-        if (headsK != 0) {
-            atLeast("--heads-k", headsK, 1);
+        if (headsK != null) {
+            atLeast("--heads-k", headsK, 1); // 0 was taken as "as --heads"
         }
-        if (headsV != 0) {
+        if (headsV != null) {
             atLeast("--heads-v", headsV, 1);
         }
         int headsQ = heads;
-        headsK = headsK > 0 ? headsK : headsQ;
-        headsV = headsV > 0 ? headsV : headsQ;
+        headsK = headsK != null ? headsK : headsQ;
+        headsV = headsV != null ? headsV : headsQ;
         heads = Math.max(headsQ, Math.max(headsK, headsV)); // H: --heads is Hq, as in generate
         SplittableRandom rnd = new SplittableRandom(42);
         AttentionSpec spec = new AttentionSpec(heads, dk, dv, Slopes.minimax(heads), 1.0, chunk)

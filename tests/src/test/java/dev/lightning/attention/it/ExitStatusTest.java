@@ -94,6 +94,10 @@ class ExitStatusTest {
         // an unknown word last, or a value after a switch, was said to need a value ("--bogus needs a value")
         expect(2, new String[] {"bench", "--bogus"}, "unknown option --bogus");
         expect(2, new String[] {"bench", "--normalize", "1"}, "unknown option 1");
+        // --heads-k 0 ran as "--heads-k not given"; --tokens=abc was an unknown option; a repeated option won
+        expect(2, new String[] {"bench", "--heads-k", "0"}, "--heads-k", "expected at least 1", "got 0");
+        expect(2, new String[] {"bench", "--tokens=abc"}, "--tokens", "expected an integer", "got 'abc'");
+        expect(2, new String[] {"bench", "--runs", "2", "--runs=3"}, "--runs given twice");
         // counts below their minimum: once a NegativeArraySizeException with a stack trace (status 1),
         // or a table of Infinity ms (--runs 0)
         expect(2, new String[] {"bench", "--tokens", "-5"}, "--tokens", "expected at least 1", "got -5");
