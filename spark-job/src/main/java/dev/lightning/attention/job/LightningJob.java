@@ -23,6 +23,7 @@ import dev.lightning.attention.job.input.StoredStates;
 import dev.lightning.attention.job.output.Commit;
 import dev.lightning.attention.job.output.OutputDirectory;
 import dev.lightning.attention.job.output.OutputLock;
+import dev.lightning.attention.job.output.OutputPaths;
 import dev.lightning.attention.job.output.SharedOutputCheck;
 import dev.lightning.attention.job.output.SplitOutputs;
 import dev.lightning.attention.job.output.Staging;
@@ -356,6 +357,9 @@ final class LightningJob {
         }
         if (stored != null) {
             published.add(stageManifest(files, staging, outFs));
+        }
+        if (cfg.get(Settings.OVERWRITE)) {
+            replaces.addAll(OutputPaths.earlierTables(outFs, outputDir)); // a table run's results there go too
         }
         ObjectNode report = report(files, reports, "succeeded", null);
         staging.stageReport(outFs, report);

@@ -385,6 +385,44 @@ class TablesCliTest {
     }
 
     /**
+     * A run writing safetensors files with --overwrite into a table run's output replaces that run's tables with its
+     * own results; they stayed (o/, final_states/, states/ beside the new files), and the directory could not continue
+     * a later files run (--initial-states refused it for its final_states/). A table directory holding a user's file
+     * is not a table run's: it stays, untouched.
+     */
+    @Test
+    void aFilesRunOverwritingATableRunsOutputReplacesItsTables(@TempDir Path dir) throws Exception {
+        Path in = dir.resolve("in");
+        Demo.generate(in);
+        Path out = dir.resolve("out");
+        StringBuilder log = new StringBuilder();
+        assertEquals(0, run(log, "--input", in.toString(), "--output", out.toString(), "--output-format", "parquet",
+                "--state-every", "128"), log.toString());
+        for (String t : List.of("o", "final_states", "states")) {
+            assertTrue(Files.isDirectory(out.resolve(t)), t);
+        }
+        assertEquals(0, run(log, "--input", in.toString(), "--output", out.toString(), "--overwrite"), log.toString());
+        for (String t : List.of("o", "final_states", "states")) {
+            assertFalse(Files.exists(out.resolve(t)), t + " of the table run stayed beside the files run's results");
+        }
+        for (Demo.Spec s : Demo.SEQUENCES) {
+            assertTrue(Files.isRegularFile(out.resolve(s.name)), s.name);
+        }
+        // read as the files run's state set now (which refuses appending the same inputs again), where it had been
+        // refused as a table run's output
+        assertEquals(2, run(log, "--input", in.toString(), "--output", dir.resolve("next").toString(),
+                "--initial-states", out.toString()), log.toString());
+        assertTrue(log.toString().contains("was computed from this very input")
+                && !log.toString().contains("output of a run over tables"), log.toString());
+
+        // a directory named like a table that holds a user's file is not an earlier run's table: it stays
+        Path users = Files.createDirectories(out.resolve("o"));
+        Files.writeString(users.resolve("notes.txt"), "a user's");
+        assertEquals(0, run(log, "--input", in.toString(), "--output", out.toString(), "--overwrite"), log.toString());
+        assertEquals("a user's", Files.readString(users.resolve("notes.txt")));
+    }
+
+    /**
      * A non-finite o is refused with the advice a files run gives (NonFiniteOutputException.advice):
      * an F16 o that overflowed 65504 is told of --output-dtype f32 (and then computes), a normalized
      * run with --normalize-eps 0 of its zero denominators (relu maps a q row without a positive

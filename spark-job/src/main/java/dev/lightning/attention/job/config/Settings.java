@@ -172,8 +172,9 @@ public final class Settings {
                     + "for F16, 1e-4 for F32. Refused without --output-mode checksums (files runs make no spot checks).");
     public static final Setting<Boolean> OVERWRITE = Setting.flagSwitch("--overwrite", "spark.lightning.overwrite",
             "Let this run replace the files it produces (and the run report) where the output directory already "
-                    + "holds them; they are replaced at the commit, after all compute. Other files are never "
-                    + "touched.")
+                    + "holds them, and where a run writing files meets an earlier table run's tables there (o/, "
+                    + "final_states/, states/, each holding only a table write's files), those too; they are replaced "
+                    + "at the commit, after all compute. Other files are never touched.")
             .commandLineOnly("choose the writer's mode, e.g. r.o().write().mode(\"overwrite\")");
     public static final Setting<Boolean> RESUME = Setting.flagSwitch("--resume", "spark.lightning.resume",
             "Continue an interrupted or failed run into the same --output with the same input and settings: "

@@ -76,7 +76,7 @@ public interface StoredStates {
      * a safetensors run's refuses ({@link SafetensorsStates}). Named here, below job.tables, so that
      * a run over safetensors files names it without loading Spark SQL's classes.
      */
-    String STATES_TABLE = "final_states";
+    String STATES_TABLE = dev.lightning.attention.job.output.OutputPaths.FINAL_STATES_TABLE;
 
     /** A stored state's shape as messages give it, whatever the format. */
     static String shape(int heads, int dk, int dv, boolean normalizer) {

@@ -185,6 +185,7 @@ public final class OutputDirectory {
             outputs.add(as);
             replaces.addAll(otherForms(f.name, List.of(as)));
         }
+        replaces.addAll(OutputPaths.earlierTables(fs, output));
         List<String> problems = OutputPaths.problems(fs, output, outputs,
                 cfg.get(Settings.OVERWRITE) ? replaces : List.of());
         if (!problems.isEmpty()) {

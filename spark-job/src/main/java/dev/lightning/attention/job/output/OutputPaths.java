@@ -30,6 +30,33 @@ import java.util.List;
  * </ul>
  */
 public final class OutputPaths {
+    /**
+     * The tables a table run writes into its output directory: o, final_states (which --initial-states reads back)
+     * and, with --state-every, states. Named here, below job.tables (whose TableSchema takes them from here), so that
+     * a run writing files names them without loading Spark SQL's classes.
+     */
+    public static final String O_TABLE = "o";
+    public static final String FINAL_STATES_TABLE = "final_states";
+    public static final String CHECKPOINTS_TABLE = "states";
+    public static final List<String> TABLES = List.of(O_TABLE, FINAL_STATES_TABLE, CHECKPOINTS_TABLE);
+
+    /**
+     * The tables an earlier table run left in {@code output} (those of {@link #TABLES} there, each a directory holding
+     * only what a table write leaves), which a run writing files with --overwrite moves aside with its own earlier
+     * results. Left beside the new files they were stale, and their final_states/ made the directory unusable as
+     * a files run's --initial-states. A directory holding anything else is a user's and stays.
+     */
+    public static List<String> earlierTables(FileSystem fs, Path output) throws IOException {
+        List<String> found = new ArrayList<>();
+        for (String t : TABLES) {
+            Path at = HadoopPaths.child(output, t);
+            if (isRealDirectory(fs, at) && tableProblem(fs, at) == null) {
+                found.add(t);
+            }
+        }
+        return found;
+    }
+
     private OutputPaths() {
     }
 
@@ -102,8 +129,10 @@ public final class OutputPaths {
         for (String name : all) {
             String p = problem(fs, output, name);
             if (p == null && !directories.contains(name)) {
-                p = name.endsWith(dev.lightning.attention.stream.OutputParts.PARTS_SUFFIX) && replaces.contains(name)
-                        ? partsProblem(fs, HadoopPaths.child(output, name)) : fileProblem(fs, HadoopPaths.child(output, name));
+                Path at = HadoopPaths.child(output, name);
+                p = TABLES.contains(name) && replaces.contains(name) && isRealDirectory(fs, at) ? tableProblem(fs, at)
+                        : name.endsWith(dev.lightning.attention.stream.OutputParts.PARTS_SUFFIX) && replaces.contains(name)
+                        ? partsProblem(fs, at) : fileProblem(fs, at);
             }
             if (p != null) {
                 found.add(p);

@@ -204,7 +204,7 @@ public final class TableSchema {
                     "[H, Dk] F32, only with `--normalize`; null: zero"));
 
     /** Output: one row per block of o, the input's blocks cut where the run cut the sequence into pieces. */
-    public static final Table O_BLOCKS = new Table("o",
+    public static final Table O_BLOCKS = new Table(dev.lightning.attention.job.output.OutputPaths.O_TABLE,
             "output `o/`: one row per block of o; the input's blocks, cut at the run's piece boundaries "
                     + "(multiples of `--partition-tokens`) where a sequence was split",
             sequence("the sequence"),
@@ -245,7 +245,7 @@ public final class TableSchema {
      * run's blocks, as a files run counts from its input's first token; {@code state_tokens} places
      * the state in the whole chain of runs, like the final states' column.
      */
-    public static final Table CHECKPOINTS = new Table("states",
+    public static final Table CHECKPOINTS = new Table(dev.lightning.attention.job.output.OutputPaths.CHECKPOINTS_TABLE,
             "output `states/`, with `--state-every N`: one row per recorded state (checkpoint) of a computed "
                     + "sequence, C = floor(T / N) of them (none for T < N)",
             sequence("the sequence"),
