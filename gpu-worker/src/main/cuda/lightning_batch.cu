@@ -37,16 +37,16 @@
 // most BATCH_STAGED_TOKENS new tokens (each token reads and writes the slice in shared memory once,
 // which a long sequence pays for; the register kernels keep those).
 //
-// Decay is applied once per token as its complement 1 - lambda = -expm1(-slope) (lightning_carry_product): lambda
-// rounded to float32 is far off a slow head's rate (slope 1.5e-7: 19%), which the recurrence took every token with
-// one sign (BENCHMARKS.md, "A slowly decaying head's carry").
+// Decay is applied once per token by its complement 1 - lambda = -expm1(-slope), x <- x - (comp x - k v)
+// (lightning_decayed): lambda rounded to float32 is far off a slow head's rate (slope 1.5e-7: 19%), which the
+// recurrence took every token with one sign (BENCHMARKS.md, "A slowly decaying head's carry").
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include "lightning_args.cuh"          // lightning_phi: the feature maps, one owner on the device
 #include "lightning_batch_args.cuh"
-#include "lightning_decay.cuh"         // the carry: lightning_carry_product
+#include "lightning_decay.cuh"         // the carry: lightning_decayed
 
 // The shipped shape; bench/decode_batch.py builds others (-D) to compare on a device. The host reads
 // the shape a module was built with from lightning_batch_shapes.
@@ -223,14 +223,14 @@ __device__ __forceinline__ void batch_step(const LightningBatchArgs& a) {
                 if (tid < dk) {
                     float kk = lightning_phi(a.featureMap, bt_to_float(k[((long long)t * a.headsK + hk) * dk + tid]));
                     float qq = lightning_phi(a.featureMap, bt_to_float(q[((long long)t * a.headsQ + hq) * dk + tid]));
-                    z0 = lightning_carry_product(z0, comp, kk, 1.f);
+                    z0 = lightning_decayed(z0, kk, comp);
                     p = qq * z0;
                 }
                 if (tid + BATCH_THREADS < dk) {
                     int i = tid + BATCH_THREADS;
                     float kk = lightning_phi(a.featureMap, bt_to_float(k[((long long)t * a.headsK + hk) * dk + i]));
                     float qq = lightning_phi(a.featureMap, bt_to_float(q[((long long)t * a.headsQ + hq) * dk + i]));
-                    z1 = lightning_carry_product(z1, comp, kk, 1.f);
+                    z1 = lightning_decayed(z1, kk, comp);
                     p += qq * z1;
                 }
                 for (int off = 16; off > 0; off >>= 1) p += __shfl_xor_sync(0xffffffffu, p, off);
@@ -310,20 +310,20 @@ __device__ __forceinline__ void batch_step(const LightningBatchArgs& a) {
                             if constexpr (STAGED) {
                                 float4* sp = reinterpret_cast<float4*>(st + row * BATCH_BV) + cg;
                                 float4 x = *sp;
-                                x.x = lightning_carry_product(x.x, comp, kr, vv.x);
-                                x.y = lightning_carry_product(x.y, comp, kr, vv.y);
-                                x.z = lightning_carry_product(x.z, comp, kr, vv.z);
-                                x.w = lightning_carry_product(x.w, comp, kr, vv.w);
+                                x.x = lightning_decayed(x.x, kr * vv.x, comp);
+                                x.y = lightning_decayed(x.y, kr * vv.y, comp);
+                                x.z = lightning_decayed(x.z, kr * vv.z, comp);
+                                x.w = lightning_decayed(x.w, kr * vv.w, comp);
                                 acc.x = fmaf(qr, x.x, acc.x);
                                 acc.y = fmaf(qr, x.y, acc.y);
                                 acc.z = fmaf(qr, x.z, acc.z);
                                 acc.w = fmaf(qr, x.w, acc.w);
                                 *sp = x;
                             } else {
-                                s[r].x = lightning_carry_product(s[r].x, comp, kr, vv.x);
-                                s[r].y = lightning_carry_product(s[r].y, comp, kr, vv.y);
-                                s[r].z = lightning_carry_product(s[r].z, comp, kr, vv.z);
-                                s[r].w = lightning_carry_product(s[r].w, comp, kr, vv.w);
+                                s[r].x = lightning_decayed(s[r].x, kr * vv.x, comp);
+                                s[r].y = lightning_decayed(s[r].y, kr * vv.y, comp);
+                                s[r].z = lightning_decayed(s[r].z, kr * vv.z, comp);
+                                s[r].w = lightning_decayed(s[r].w, kr * vv.w, comp);
                                 acc.x = fmaf(qr, s[r].x, acc.x);
                                 acc.y = fmaf(qr, s[r].y, acc.y);
                                 acc.z = fmaf(qr, s[r].z, acc.z);

@@ -31,14 +31,12 @@ __device__ __forceinline__ float lightning_carry_by(bool exact, float x, float a
     return exact ? lightning_decayed(x, add, c) : fmaf(c, x, add);
 }
 
-// The carry with no choice, for a kernel at its register cap (the batch step; both forms above spilled there):
-// x <- lambda x + a b as fmaf(a, b, fmaf(-comp, x, x)), two roundings, one coefficient. Its lambda, 1 - comp, is off
-// by comp's rounding, at most 3e-8: 1.2e-7 of lambda or less where lambda >= 1/4 (slope <= 1.39; MiniMax-01's largest
-// is 0.92), as good as lambda rounded; a faster head's is worse (slope 8: 9e-5 of lambda x, a part that is 3.4e-4 of
-// the state there), and above slope 17 comp rounds to 1 and the carried part is dropped.
-__device__ __forceinline__ float lightning_carry_product(float x, float comp, float a, float b) {
-    return fmaf(a, b, fmaf(-comp, x, x));
-}
+// The batch step (lambda per token, at its register cap: both forms above spilled there) takes lightning_decayed for
+// every head. The product form x <- fmaf(a, b, fmaf(-comp, x, x)) looked as exact but is not: x - comp x rounds on
+// its own to x's grid, where comp x is about an ulp for a slow head, with one sign every token (slope 1.5e-7, 100,000
+// tokens: 3.9e-4 of the state on an H100, 2026-12-05). In x - (comp x - add) the rounding falls on the sum with the
+// token's k v, whose sign varies. A fast head (lambda < 1/2) loses little by it: its state is a few tokens' k v,
+// of add's size, so the cancellation costs a few ulps of a state that is mostly add (slope 8: 5e-8, simulated).
 
 // The Hopper kernels' decay table of a head: 256 floats from tab - 64, entry x at tab[x - 64]: tab[d] = 0 for d < 0
 // (the causal mask is part of the lookup), lambda^d for d = 0..126 (reads go up to 64), and the carry's decay as its

@@ -63,8 +63,9 @@ class CudaBatchStepTest {
 
     /**
      * Slowly decaying heads over 100,000 tokens (BatchChecks.slowHeads): the kernels decay by the
-     * complement (lightning_carry_product), written 2026-12-05 without a GPU at hand; a lambda rounded to
-     * float32 would be about 1.9e-3 off here (the CPU step's figure before its fix).
+     * complement (lightning_decayed). A lambda rounded to float32 would be about 1.9e-3 off here (the CPU
+     * step's figure before its fix); the first complement form, S - comp S rounded before k v was added,
+     * was 3.9e-4 off on an H100 (2026-12-05), which this test caught.
      */
     @Test
     void aSlowlyDecayingHeadKeepsItsRateOverManyTokens() {
