@@ -55,8 +55,8 @@ public final class TableRun {
     static final String O_DIR = O_BLOCKS.name;
     static final String STATES_DIR = FINAL_STATES.name;
     static final String CHECKPOINTS_DIR = CHECKPOINTS.name;
-    /** Every table a run can publish; one with --state-every publishes them all. */
-    static final List<String> ALL_TABLES = List.of(O_DIR, STATES_DIR, CHECKPOINTS_DIR);
+    /** Every table a run can publish; one with --state-every publishes them all (OutputPaths names them). */
+    static final List<String> ALL_TABLES = dev.lightning.attention.job.output.OutputPaths.TABLES;
 
     private final JobConfig cfg;
     private final boolean parquetInput;
