@@ -32,6 +32,6 @@ for round in 1 2; do
 done
 grep -E "^=== |decode N=65536 slots (in order|permuted)|x [18] tokens|N=131072" "$out/decode.log" | cut -c1-160
 echo "== correctness $(date -u +%T)"
-DECODE_SECTIONS=correctness timeout 90 python3 bench/decode_batch.py "$new" /tmp/corr > "$out/correctness.log" 2>&1
+mkdir -p /tmp/corr; DECODE_SECTIONS=correctness timeout 90 python3 bench/decode_batch.py "$new" /tmp/corr > "$out/correctness.log" 2>&1
 echo "rc=$?"; grep -E "FAIL|correctness|Traceback|Error" "$out/correctness.log" | cut -c1-200 | tail -8
 echo "logs in $out"
