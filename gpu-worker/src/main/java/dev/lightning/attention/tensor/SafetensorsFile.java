@@ -87,6 +87,56 @@ public final class SafetensorsFile {
         }
     }
 
+    /** A tensor's values in order, one a call: what {@link #writeStreamed} writes without holding the tensor whole. */
+    @FunctionalInterface
+    public interface Values {
+        float next();
+    }
+
+    /** A tensor to write from its {@link Values}: name, dtype and shape, and where its values come from. */
+    public record Streamed(SafetensorsHeader.Spec spec, Values values) {
+    }
+
+    /**
+     * Writes {@code tensors} in order to {@code file} (replacing it), with {@code metadata} in its header: each value
+     * is drawn from its tensor's source as it is written, rounded to the dtype, 4 MiB at a time, so a file of any
+     * size takes a few MB of memory.
+     */
+    public static void writeStreamed(Path file, List<Streamed> tensors, Map<String, String> metadata)
+            throws IOException {
+        List<SafetensorsHeader.Spec> specs = new ArrayList<>();
+        for (Streamed t : tensors) {
+            specs.add(t.spec());
+        }
+        SafetensorsHeader header = SafetensorsHeader.layout(file.getFileName().toString(), specs, metadata);
+        try (FileChannel out = FileChannel.open(file, StandardOpenOption.CREATE, StandardOpenOption.WRITE,
+                StandardOpenOption.TRUNCATE_EXISTING)) {
+            writeFully(out, ByteBuffer.wrap(header.encode()));
+            ByteBuffer block = ByteBuffer.allocate(1 << 22).order(ByteOrder.LITTLE_ENDIAN);
+            for (Streamed t : tensors) {
+                DType dtype = t.spec().dtype;
+                long n = t.spec().bytes() / dtype.bytes();
+                int per = block.capacity() / dtype.bytes();
+                for (long done = 0; done < n; ) {
+                    int m = (int) Math.min(per, n - done);
+                    block.clear();
+                    for (int i = 0; i < m; i++) {
+                        dtype.put(block, i * dtype.bytes(), t.values().next());
+                    }
+                    block.limit(m * dtype.bytes());
+                    writeFully(out, block);
+                    done += m;
+                }
+            }
+        }
+    }
+
+    private static void writeFully(FileChannel out, ByteBuffer b) throws IOException {
+        while (b.hasRemaining()) {
+            out.write(b);
+        }
+    }
+
     /** Reads every tensor of a file whose dtype is F32, F16 or BF16, in header order. */
     public static Map<String, Tensor> read(Path file) throws IOException {
         String name = file.getFileName().toString();

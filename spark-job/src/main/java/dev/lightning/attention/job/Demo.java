@@ -3,12 +3,11 @@ package dev.lightning.attention.job;
 import dev.lightning.attention.job.config.JobConfig;
 import dev.lightning.attention.job.config.Settings;
 import dev.lightning.attention.tensor.DType;
+import dev.lightning.attention.tensor.SafetensorsFile;
 import dev.lightning.attention.tensor.SafetensorsHeader;
 
 import java.io.IOException;
 import java.io.PrintStream;
-import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -93,69 +92,33 @@ final class Demo {
      * (`lightning generate` writes inputs of 100 GB and more this way).
      */
     static void write(Path file, Spec s, SplittableRandom rnd) throws IOException {
-        List<SafetensorsHeader.Spec> specs = new ArrayList<>();
-        specs.add(new SafetensorsHeader.Spec("q", s.dtype, s.tokens, s.headsQ, s.dk));
-        specs.add(new SafetensorsHeader.Spec("k", s.dtype, s.tokens, s.headsK, s.dk));
-        specs.add(new SafetensorsHeader.Spec("v", s.dtype, s.tokens, s.headsV, s.dv));
+        List<SafetensorsFile.Streamed> tensors = new ArrayList<>();
+        tensors.add(new SafetensorsFile.Streamed(new SafetensorsHeader.Spec("q", s.dtype, s.tokens, s.headsQ, s.dk),
+                uniform(rnd, 1, 0)));
+        tensors.add(new SafetensorsFile.Streamed(new SafetensorsHeader.Spec("k", s.dtype, s.tokens, s.headsK, s.dk),
+                uniform(rnd, 1, 0)));
+        tensors.add(new SafetensorsFile.Streamed(new SafetensorsHeader.Spec("v", s.dtype, s.tokens, s.headsV, s.dv),
+                uniform(rnd, 1, 0)));
         if (s.slopes != null) {
-            specs.add(new SafetensorsHeader.Spec("slope", DType.F32, s.heads));
+            int[] next = {0};
+            tensors.add(new SafetensorsFile.Streamed(new SafetensorsHeader.Spec("slope", DType.F32, s.heads),
+                    () -> s.slopes[next[0]++]));
         }
         if (s.initialState) {
-            specs.add(new SafetensorsHeader.Spec("initial_state", DType.F32, s.heads, s.dk, s.dv));
+            tensors.add(new SafetensorsFile.Streamed(new SafetensorsHeader.Spec("initial_state", DType.F32, s.heads,
+                    s.dk, s.dv), uniform(rnd, 2, 0)));
         }
         if (s.initialNormalizer) {
-            specs.add(new SafetensorsHeader.Spec("initial_normalizer", DType.F32, s.heads, s.dk));
+            // a normalizer sums phi(k) of earlier tokens, non-negative for elu1 and relu: drawn in [0, 2)
+            tensors.add(new SafetensorsFile.Streamed(new SafetensorsHeader.Spec("initial_normalizer", DType.F32,
+                    s.heads, s.dk), uniform(rnd, 1, 1)));
         }
-        SafetensorsHeader header = SafetensorsHeader.layout(file.getFileName().toString(), specs, Map.of());
-        try (java.nio.channels.FileChannel out = java.nio.channels.FileChannel.open(file,
-                java.nio.file.StandardOpenOption.CREATE, java.nio.file.StandardOpenOption.WRITE,
-                java.nio.file.StandardOpenOption.TRUNCATE_EXISTING)) {
-            writeFully(out, ByteBuffer.wrap(header.encode()));
-            ByteBuffer block = ByteBuffer.allocate(1 << 22).order(ByteOrder.LITTLE_ENDIAN);
-            writeUniform(out, block, rnd, s.dtype, (long) s.tokens * s.headsQ * s.dk, 1, 0);
-            writeUniform(out, block, rnd, s.dtype, (long) s.tokens * s.headsK * s.dk, 1, 0);
-            writeUniform(out, block, rnd, s.dtype, (long) s.tokens * s.headsV * s.dv, 1, 0);
-            if (s.slopes != null) {
-                block.clear();
-                for (float x : s.slopes) {
-                    block.putFloat(x);
-                }
-                writeFully(out, block.flip());
-            }
-            if (s.initialState) {
-                writeUniform(out, block, rnd, DType.F32, (long) s.heads * s.dk * s.dv, 2, 0);
-            }
-            if (s.initialNormalizer) {
-                // a normalizer sums phi(k) of earlier tokens, non-negative for elu1 and relu: drawn in [0, 2)
-                writeUniform(out, block, rnd, DType.F32, (long) s.heads * s.dk, 1, 1);
-            }
-            if (out.position() != header.fileSize()) {
-                throw new IllegalStateException(file + ": wrote " + out.position() + " bytes, the header lays out "
-                        + header.fileSize());
-            }
-        }
+        SafetensorsFile.writeStreamed(file, tensors, Map.of());
     }
 
-    /** {@code n} values offset + uniform(-range, range) in {@code dtype}, written through {@code block}. */
-    private static void writeUniform(java.nio.channels.FileChannel out, ByteBuffer block, SplittableRandom rnd,
-                                     DType dtype, long n, double range, float offset) throws IOException {
-        int per = block.capacity() / dtype.bytes();
-        for (long done = 0; done < n; ) {
-            int m = (int) Math.min(per, n - done);
-            block.clear();
-            for (int i = 0; i < m; i++) {
-                dtype.put(block, i * dtype.bytes(), offset + (float) ((rnd.nextDouble() * 2 - 1) * range));
-            }
-            block.limit(m * dtype.bytes());
-            writeFully(out, block);
-            done += m;
-        }
-    }
-
-    private static void writeFully(java.nio.channels.FileChannel out, ByteBuffer b) throws IOException {
-        while (b.hasRemaining()) {
-            out.write(b);
-        }
+    /** offset + uniform(-range, range), drawn from {@code rnd} a value a call. */
+    private static SafetensorsFile.Values uniform(SplittableRandom rnd, double range, float offset) {
+        return () -> offset + (float) ((rnd.nextDouble() * 2 - 1) * range);
     }
 
     /** Checks every output against the float64 recurrence; prints a table; true when all pass. */
