@@ -92,6 +92,20 @@ final class Demo {
      * (`lightning generate` writes inputs of 100 GB and more this way).
      */
     static void write(Path file, Spec s, SplittableRandom rnd) throws IOException {
+        SafetensorsFile.writeStreamed(file, contents(s, rnd), Map.of());
+    }
+
+    /** The bytes of the file {@link #write} writes for {@code s}. */
+    static long fileSize(Spec s) {
+        List<SafetensorsHeader.Spec> specs = new ArrayList<>();
+        for (SafetensorsFile.Streamed t : contents(s, new SplittableRandom(0))) { // no value is drawn
+            specs.add(t.spec());
+        }
+        return SafetensorsHeader.layout(s.name, specs, Map.of()).fileSize();
+    }
+
+    /** The tensors of {@code s}'s file in order, their values drawn from {@code rnd} as they are written. */
+    private static List<SafetensorsFile.Streamed> contents(Spec s, SplittableRandom rnd) {
         List<SafetensorsFile.Streamed> tensors = new ArrayList<>();
         tensors.add(new SafetensorsFile.Streamed(new SafetensorsHeader.Spec("q", s.dtype, s.tokens, s.headsQ, s.dk),
                 uniform(rnd, 1, 0)));
@@ -113,7 +127,7 @@ final class Demo {
             tensors.add(new SafetensorsFile.Streamed(new SafetensorsHeader.Spec("initial_normalizer", DType.F32,
                     s.heads, s.dk), uniform(rnd, 1, 1)));
         }
-        SafetensorsFile.writeStreamed(file, tensors, Map.of());
+        return tensors;
     }
 
     /** offset + uniform(-range, range), drawn from {@code rnd} a value a call. */

@@ -390,7 +390,6 @@ public final class LightningMain {
         int headsQ = Math.toIntExact((Long) v.get("--heads"));
         int headsK = v.get("--heads-k") == null ? headsQ : (Integer) v.get("--heads-k");
         int headsV = v.get("--heads-v") == null ? headsQ : (Integer) v.get("--heads-v");
-        int heads = Math.max(headsQ, Math.max(headsK, headsV));
         int dk = Math.toIntExact((Long) v.get("--dk"));
         int dv = Math.toIntExact((Long) v.get("--dv"));
         dev.lightning.attention.tensor.DType dtype =
@@ -401,11 +400,9 @@ public final class LightningMain {
             throw new InvalidInputException("generate --heads " + headsQ + " --heads-k " + headsK + " --heads-v " + headsV
                     + ": " + e.getMessage());
         }
-        // every file's bytes, counted in double (no overflow); the files are written a block at a time, so the disk,
-        // not the memory, bounds them: refused before anything is written where they cannot fit
-        double perFile = (double) tokens * ((double) headsQ * dk + (double) headsK * dk + (double) headsV * dv)
-                * dtype.bytes() + (Boolean.TRUE.equals(v.get("--initial-state")) ? 4.0 * heads * dk * dv : 0)
-                + (Boolean.TRUE.equals(v.get("--initial-normalizer")) ? 4.0 * heads * dk : 0);
+        // the files are written a block at a time, so the disk, not the memory, bounds them: refused before anything
+        // is written where they cannot fit
+        double perFile = Demo.fileSize(fileSpec(0, tokens, headsQ, headsK, headsV, dk, dv, dtype, v));
         Path outDir = Paths.get((String) v.get("--output")).toAbsolutePath();
         Path existing = outDir;
         while (existing != null && !java.nio.file.Files.exists(existing)) {
@@ -437,9 +434,7 @@ public final class LightningMain {
                     + "choose another directory");
         }
         for (int f = 0; f < files; f++) {
-            Demo.Spec spec = new Demo.Spec(String.format("seq-%05d.safetensors", f), tokens, headsQ, headsK, headsV, dk,
-                    dv, dtype, null, Boolean.TRUE.equals(v.get("--initial-state")),
-                    Boolean.TRUE.equals(v.get("--initial-normalizer")));
+            Demo.Spec spec = fileSpec(f, tokens, headsQ, headsK, headsV, dk, dv, dtype, v);
             // written aside and moved into place: an interrupted generate leaves no partial file
             Path tmp = d.resolve("." + spec.name + ".inprogress");
             try {
@@ -452,6 +447,13 @@ public final class LightningMain {
                     java.nio.file.StandardCopyOption.ATOMIC_MOVE);
         }
         out.println("lightning generate: wrote " + files + " file(s) to " + d.toAbsolutePath());
+    }
+
+    /** The f-th file of generate's options {@code v}. */
+    private static Demo.Spec fileSpec(int f, int tokens, int headsQ, int headsK, int headsV, int dk, int dv,
+                                      dev.lightning.attention.tensor.DType dtype, Map<String, Object> v) {
+        return new Demo.Spec(String.format("seq-%05d.safetensors", f), tokens, headsQ, headsK, headsV, dk, dv, dtype,
+                null, Boolean.TRUE.equals(v.get("--initial-state")), Boolean.TRUE.equals(v.get("--initial-normalizer")));
     }
 
     private static void parseDemoDir(List<String> args, String[] dir) {
