@@ -126,13 +126,12 @@ public final class OutputReader implements AutoCloseable {
                 }
                 // the bytes fit; so would another dtype of the same width or the row's dimensions in another order
                 long[] rowShape = java.util.Arrays.copyOfRange(in.shape(), 1, in.shape().length);
-                if (in.dtype() != t.dtype || !java.util.Arrays.equals(rowShape,
-                        java.util.Arrays.copyOfRange(t.shape, 1, t.shape.length))) {
+                long[] indexRow = java.util.Arrays.copyOfRange(t.shape, 1, t.shape.length);
+                if (in.dtype() != t.dtype || !java.util.Arrays.equals(rowShape, indexRow)) {
                     throw new InvalidInputException(file + ": holds " + e.getKey() + " as " + in.dtype() + " rows of "
-                            + java.util.Arrays.toString(rowShape) + ", where " + index + " says "
-                            + t.dtype + " rows of " + java.util.Arrays.toString(java.util.Arrays.copyOfRange(t.shape, 1,
-                            t.shape.length)) + "; the index and its parts come from different runs: rerun the job "
-                            + "that wrote them");
+                            + java.util.Arrays.toString(rowShape) + ", where " + index + " says " + t.dtype
+                            + " rows of " + java.util.Arrays.toString(indexRow) + "; the index and its parts come from "
+                            + "different runs: rerun the job that wrote them");
                 }
                 t.segments.add(new Segment(file, from, to, in.begin()));
             }
