@@ -1,5 +1,7 @@
 package dev.lightning.attention.job;
 
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.lightning.attention.engine.reference.Accuracy;
 import dev.lightning.attention.job.config.JobConfig;
 import dev.lightning.attention.job.config.OptionParser;
@@ -282,6 +284,33 @@ class TablesCliTest {
         }
 
         String refused = dir.resolve("refused").toString();
+        // the same segment appended twice: its tokens are in out2's states already, also from a copy elsewhere
+        assertEquals(2, run(log, "--input", newIn, "--output", refused, "--initial-states", out2), log.toString());
+        assertTrue(log.toString().contains("already in those states") && log.toString().contains(newIn),
+                log.toString());
+        assertFalse(Files.exists(Path.of(refused)), "a refused run leaves nothing");
+        Path copy = dir.resolve("copy");
+        try (java.util.stream.Stream<Path> files = Files.list(Path.of(newIn))) {
+            Files.createDirectories(copy);
+            for (Path f : files.toList()) {
+                Files.copy(f, copy.resolve(f.getFileName()));
+            }
+        }
+        log.setLength(0);
+        assertEquals(2, run(log, "--input", copy.toString(), "--output", refused, "--initial-states", out2),
+                log.toString());
+        assertTrue(log.toString().contains(copy.toString()) && log.toString().contains(", as '")
+                && log.toString().contains(newIn + "/part-"), log.toString());
+        assertFalse(Files.exists(Path.of(refused)), "a refused run leaves nothing");
+        // what out1's run recorded: the blocks table's data files, not its _SUCCESS or checksums
+        JsonNode recorded = new ObjectMapper().readTree(Path.of(out1, Commit.REPORT).toFile()).get("inputFiles");
+        assertTrue(recorded.size() > 0, recorded.toString());
+        for (JsonNode f : recorded) {
+            assertTrue(f.get("path").asText().endsWith(".parquet") && f.get("bytes").asLong() > 0, recorded.toString());
+        }
+        // a rerun of the append continues from the state its first attempt did, which did not absorb the segment
+        assertEquals(0, run(log, "--input", newIn, "--output", dir.resolve("out2-again").toString(), "--scale", "0.5",
+                "--initial-states", out1, "--partition-tokens", "16"), log.toString());
         Path unfinished = Files.createDirectories(dir.resolve("unfinished").resolve("final_states"));
         assertEquals(2, run(log, "--input", newIn, "--output", refused, "--initial-states", unfinished.getParent()
                 .toString()), log.toString());
@@ -674,9 +703,19 @@ class TablesCliTest {
             spark.stop();
         }
         String refused = dir.resolve("refused").toString();
+        // the files out1 computed from, given again: their tokens are in its states already
         assertEquals(2, run(log, "--input", in1.toString(), "--recursive", "--output-format", "parquet", "--output",
                 refused, "--initial-states", out1), log.toString());
-        assertTrue(log.toString().contains("'sub/a.safetensors': --input " + in1) && log.toString().contains(
+        assertTrue(log.toString().contains("computed from 2 of this run's input file(s)")
+                && log.toString().contains("in1/sub/a.safetensors") && log.toString().contains("already in those states"),
+                log.toString());
+        assertFalse(Files.exists(Path.of(refused)), "a refused run leaves nothing");
+        // a new segment of a that holds its own initial_state, while out1 stores one for it: two starting states
+        Path in1b = dir.resolve("in1b");
+        writeFile(in1b.resolve("sub/a.safetensors"), a, 0, 30, true);
+        assertEquals(2, run(log, "--input", in1b.toString(), "--recursive", "--output-format", "parquet", "--output",
+                refused, "--initial-states", out1), log.toString());
+        assertTrue(log.toString().contains("'sub/a.safetensors': --input " + in1b) && log.toString().contains(
                 "gives it its own initial_state"), log.toString());
         assertFalse(Files.exists(Path.of(refused)), "a refused run leaves nothing");
 

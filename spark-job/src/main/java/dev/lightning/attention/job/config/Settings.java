@@ -63,7 +63,9 @@ public final class Settings {
                     + "`initial_state` for a sequence with a stored row is refused the same way; a continued sequence "
                     + "keeps the stored row's `slope`, and another given `slope` is refused), and its own "
                     + "`final_states/` is the complete set: the stored rows of sequences it did not compute are "
-                    + "carried over into it unchanged, and `state_tokens` counts the tokens each state has absorbed.")
+                    + "carried over into it unchanged, and `state_tokens` counts the tokens each state has absorbed; "
+                    + "it refuses an input file of the size and content sample DIR's run recorded in its report "
+                    + "(the same segment appended twice, also from a copy).")
             .commandLineOnly("pass the stored final states as a dataset (the storedStates argument)");
     public static final Setting<Boolean> RECURSIVE = Setting.flagSwitch("--recursive", "spark.lightning.recursive",
             "With a directory as --input, also take the files of its subdirectories (names starting with `.` "

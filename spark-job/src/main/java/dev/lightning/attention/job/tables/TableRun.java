@@ -12,6 +12,7 @@ import dev.lightning.attention.job.hadoop.HadoopPaths;
 import dev.lightning.attention.job.input.InputFile;
 import dev.lightning.attention.job.input.InputFormats;
 import dev.lightning.attention.job.input.InputListing;
+import dev.lightning.attention.job.input.InputSamples;
 import dev.lightning.attention.job.input.PathOverlap;
 import dev.lightning.attention.job.input.SequenceFiles;
 import dev.lightning.attention.job.input.StoredStates;
@@ -460,6 +461,11 @@ public final class TableRun {
             accepted.forEach(f -> inputs.add(f.path().toString()));
         }
         String storedTable = cfg.get(Settings.INITIAL_STATES) == null ? null : storedTable(given);
+        List<InputSamples.Entry> inputFiles = InputSamples.of(hadoopConf, inputs);
+        if (storedTable != null) {
+            InputSamples.refuseRepeated(cfg.get(Settings.INITIAL_STATES), recordedInputs(new Path(storedTable).getParent()),
+                    inputFiles);
+        }
         OutputDirectory outputs = new OutputDirectory(cfg, outFs, outputDir, out);
         boolean createdOutput = outputs.create();
         OutputLock lock = outputs.lock(runId);
@@ -496,7 +502,7 @@ public final class TableRun {
             Staging staging = outputs.chooseStaging(fingerprint, runId, started);
             ObjectNode report = json.createObjectNode();
             try {
-                compute(inputs, seqInputs, files, rejected, storedTable, staging, report);
+                compute(inputs, inputFiles, seqInputs, files, rejected, storedTable, staging, report);
             } catch (Exception e) {
                 if (Causes.inChain(e, InvalidInputException.class) != null
                         || SetupChecks.setupProblem(e) != null) {
@@ -636,7 +642,27 @@ public final class TableRun {
         return table.toString();
     }
 
-    private void compute(List<String> inputs, List<String> seqInputs, List<SequenceFile> files,
+    /**
+     * The input files the run that wrote {@code root} (an --initial-states directory) recorded in its report
+     * ({@link InputSamples#REPORT_KEY}); null where its report records none (written before they were recorded).
+     */
+    private JsonNode recordedInputs(Path root) throws IOException {
+        Path report = new Path(root, Commit.REPORT);
+        FileSystem fs = HadoopPaths.fileSystem(report, hadoopConf);
+        if (!fs.exists(report)) {
+            return null;
+        }
+        try (java.io.InputStream in = fs.open(report)) {
+            return new ObjectMapper().readTree(in).get(InputSamples.REPORT_KEY);
+        } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
+            throw new InvalidInputException("--initial-states " + root + ": its run report " + Commit.REPORT
+                    + " is not JSON (" + e.getOriginalMessage() + "); it records the input that run computed from, "
+                    + "which this run compares with its own: restore the report as the run wrote it");
+        }
+    }
+
+    private void compute(List<String> inputs, List<InputSamples.Entry> inputFiles, List<String> seqInputs,
+                         List<SequenceFile> files,
                          Map<String, String> rejected, String storedTable, Staging staging, ObjectNode report)
             throws IOException {
         long sparkStart = System.nanoTime();
@@ -649,6 +675,7 @@ public final class TableRun {
         report.put("master", sc.master());
         report.put("started", started.toString());
         report.put("format", parquetInput ? "parquet" : "safetensors to parquet");
+        InputSamples.record(report.putArray(InputSamples.REPORT_KEY), inputFiles);
         ObjectNode settings = report.putObject("settings");
         cfg.describe().forEach(settings::put);
         long t = System.nanoTime();
