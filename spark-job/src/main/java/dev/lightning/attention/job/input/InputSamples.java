@@ -126,9 +126,10 @@ public final class InputSamples {
             throw new InvalidInputException("--initial-states " + storesDir + ": its states were computed from "
                     + problems.size() + " of this run's input file(s), the same size and content sample as its run "
                     + "recorded: " + Examples.of(problems, 5, "; ") + ". Their tokens are already in those states, "
-                    + "and continuing them with the same tokens again would absorb them twice. Give the blocks that "
-                    + "follow (or leave out the files repeated), or continue from the directory that run continued "
-                    + "(its report's settings name its --initial-states) to compute this segment again");
+                    + "and continuing them with the same tokens again would absorb them twice. Give the tokens that "
+                    + "follow (or leave out the files repeated); to compute this segment again, continue from what "
+                    + "that run continued (the --initial-states of its report's settings; none there: run without "
+                    + "--initial-states)");
         }
     }
 
