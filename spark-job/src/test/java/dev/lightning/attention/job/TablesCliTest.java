@@ -180,6 +180,23 @@ class TablesCliTest {
             spark.stop();
         }
 
+        // a glob names the table's files (auto: read as parquet), as Spark's reader takes them
+        String globbed = dir.resolve("globbed").toString();
+        assertEquals(0, run(log, "--input", in + "/part-*", "--sequences", seqIn + "/*.parquet", "--output", globbed,
+                "--scale", "0.5"), log.toString());
+        spark = session();
+        try {
+            TablesTest.checkAgainstReference(seqs, spark.read().parquet(globbed + "/o"),
+                    spark.read().parquet(globbed + "/final_states"), 0.5, false);
+        } finally {
+            spark.stop();
+        }
+        assertEquals(2, run(log, "--input", in + "/part-*", "--sequences", seqIn + "/nothing-*", "--output",
+                dir.resolve("refused-glob").toString()), log.toString());
+        assertTrue(log.toString().contains("--sequences " + seqIn + "/nothing-*: matches no file or directory"),
+                log.toString());
+        assertFalse(Files.exists(dir.resolve("refused-glob")), "a refused run leaves nothing");
+
         // an existing result is refused without --overwrite, before Spark starts, and replaced with it
         assertEquals(2, run(log, "--input", in, "--sequences", seqIn, "--output", out, "--scale", "0.5"), log.toString());
         assertTrue(log.toString().contains("already holds o/") && log.toString().contains("--overwrite"), log.toString());

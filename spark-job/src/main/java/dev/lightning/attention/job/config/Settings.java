@@ -11,16 +11,17 @@ public final class Settings {
             "The `*.safetensors` sequence files: a directory, one file, a comma-separated list or a glob "
                     + "(`'dir/*.safetensors'`); any Hadoop file system URI. A path that exists is taken as it is, "
                     + "even if it holds a comma or a glob character. Required unless --synthetic is given (not both). With --input-format parquet: a table of "
-                    + "blocks (a directory of `.parquet` files, a file, or a comma-separated list).")
+                    + "blocks (a directory of `.parquet` files, a file, a glob such as `'blocks/day=*'` naming either, or a comma-separated list of these).")
             .commandLineOnly("pass the blocks as a dataset");
     public static final Setting<String> INPUT_FORMAT = Setting.choice("--input-format", "spark.lightning.inputFormat", "auto",
             "`safetensors` (one sequence per file) or `parquet` (sequences as table rows: see \"Sequences as table "
                     + "rows\" in the README); `auto`: parquet when --input is a `.parquet` file or a directory holding "
-                    + "`.parquet` files and no `.safetensors` ones, else safetensors.", "auto", "safetensors", "parquet")
+                    + "`.parquet` files and no `.safetensors` ones (each element of a list, and what a glob matches, "
+                    + "counted together), else safetensors.", "auto", "safetensors", "parquet")
             .commandLineOnly("pass the blocks as a dataset, read from any source");
     public static final Setting<String> SEQUENCES = Setting.optionalPath("--sequences", "spark.lightning.sequences",
             "With parquet input: the optional per-sequence table (`sequence`, `slope`, `initial_state`, "
-                    + "`initial_normalizer`), a directory of `.parquet` files or a file.")
+                    + "`initial_normalizer`), a directory of `.parquet` files, a file, a glob or a comma-separated list, as --input.")
             .commandLineOnly("pass the sequences table as a dataset (the sequences argument)");
     public static final Setting<String> OUTPUT_FORMAT = Setting.choice("--output-format", "spark.lightning.outputFormat",
             "input", "`input` (the input's format), `safetensors` or `parquet` (tables `o/` and `final_states/` in "

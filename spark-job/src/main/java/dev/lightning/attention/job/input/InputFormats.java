@@ -2,11 +2,8 @@ package dev.lightning.attention.job.input;
 
 import dev.lightning.attention.job.config.JobConfig;
 import dev.lightning.attention.job.config.Settings;
-import dev.lightning.attention.job.hadoop.HadoopPaths;
 import dev.lightning.attention.tensor.InvalidInputException;
 import org.apache.hadoop.fs.FileStatus;
-import org.apache.hadoop.fs.FileSystem;
-import org.apache.hadoop.fs.Path;
 
 import java.io.IOException;
 import java.util.ArrayList;
@@ -24,8 +21,10 @@ public final class InputFormats {
 
     /**
      * Whether --input is read as tables: --input-format, or with {@code auto} a {@code .parquet}
-     * file or a directory holding {@code .parquet} files and no {@code .safetensors} ones (a glob
-     * that ends in {@code .parquet} too). Anything else stays safetensors, as before.
+     * file or a directory holding {@code .parquet} files and no {@code .safetensors} ones, over every
+     * element of a list and what each glob matches (InputListing.matches; a glob that matches nothing
+     * and ends in {@code .parquet} counts as parquet, so that its run says it matches nothing).
+     * Anything else stays safetensors, as before.
      */
     public static boolean parquetInput(JobConfig cfg, org.apache.hadoop.conf.Configuration conf) throws IOException {
         String format = cfg.get(Settings.INPUT_FORMAT);
@@ -38,24 +37,25 @@ public final class InputFormats {
         }
         int parquet = 0;
         int safetensors = 0;
-        for (String element : elements(input, conf)) {
-            Path p = HadoopPaths.parse(element);
-            FileSystem fs;
-            FileStatus st;
+        for (String element : InputListing.elements(conf, input)) {
+            FileStatus[] found;
             try {
-                fs = HadoopPaths.fileSystem(p, conf);
-                st = fs.getFileStatus(p);
-            } catch (java.io.FileNotFoundException e) {
-                parquet += element.endsWith(".parquet") ? 1 : 0;
-                continue;
+                found = InputListing.matches(conf, "--input", element);
             } catch (IOException e) {
                 continue; // unreachable or unreadable: the listing of the files run says why, as before
             }
-            FileStatus[] children;
-            try {
-                children = st.isDirectory() ? fs.listStatus(p) : new FileStatus[] {st};
-            } catch (IOException e) {
+            if (found.length == 0) {
+                parquet += element.endsWith(".parquet") ? 1 : 0;
                 continue;
+            }
+            List<FileStatus> children = new ArrayList<>();
+            for (FileStatus st : found) {
+                try {
+                    children.addAll(st.isDirectory() ? List.of(st.getPath().getFileSystem(conf).listStatus(st.getPath()))
+                            : List.of(st));
+                } catch (IOException e) {
+                    // as above
+                }
             }
             for (FileStatus c : children) {
                 String name = c.getPath().getName();
@@ -71,21 +71,6 @@ public final class InputFormats {
                     + "to read with --input-format parquet or --input-format safetensors");
         }
         return parquet > 0;
-    }
-
-    /** The paths of --input: the whole string where it exists, else its comma-separated elements. */
-    public static List<String> elements(String input, org.apache.hadoop.conf.Configuration conf) throws IOException {
-        Path whole = HadoopPaths.parse(input);
-        if (input.contains(",") && !HadoopPaths.fileSystem(whole, conf).exists(whole)) {
-            List<String> list = new ArrayList<>();
-            for (String e : input.split(",")) {
-                if (!e.trim().isEmpty()) {
-                    list.add(e.trim());
-                }
-            }
-            return list;
-        }
-        return List.of(input);
     }
 
     /**

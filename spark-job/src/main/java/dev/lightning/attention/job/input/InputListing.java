@@ -51,7 +51,7 @@ public final class InputListing {
      *                               file, or two files would get the same output name
      */
     public static List<InputFile> list(Configuration conf, String input, boolean recursive) throws IOException {
-        List<String> elements = input.indexOf(',') < 0 || existsAsTyped(conf, input) ? List.of(input) : split(input);
+        List<String> elements = elements(conf, input);
         Map<String, InputFile> byName = new TreeMap<>();
         for (String element : elements) {
             for (InputFile f : listElement(conf, element, recursive)) {
@@ -69,6 +69,66 @@ public final class InputListing {
             }
         }
         return new ArrayList<>(byName.values());
+    }
+
+    /**
+     * The paths a table input names (--input or --sequences of a run over parquet, {@code flag} in messages),
+     * qualified, for Spark's Parquet reader: the whole string when it exists as typed, else each element of its
+     * comma-separated list (commas inside glob braces kept), each itself when it exists, else what it matches as
+     * a glob ({@link #matches}: {@code 'blocks/day=2026-12-0*'}). Directories are not listed here: the reader
+     * takes a table directory whole.
+     *
+     * @throws InvalidInputException when an element matches nothing
+     */
+    public static List<Path> tablePaths(Configuration conf, String flag, String input) throws IOException {
+        List<Path> paths = new ArrayList<>();
+        for (String element : elements(conf, input)) {
+            FileStatus[] found = matches(conf, flag, element);
+            if (found.length == 0) {
+                throw new InvalidInputException(flag + " " + element + (element.matches(".*[*?\\[{].*")
+                        ? ": matches no file or directory (a glob skips names starting with '.' or '_')"
+                        : ": no such file or directory"));
+            }
+            for (FileStatus st : found) {
+                paths.add(st.getPath());
+            }
+        }
+        return paths;
+    }
+
+    /** The elements of {@code input}: itself when it exists as typed or holds no comma, else its list ({@link #split}). */
+    static List<String> elements(Configuration conf, String input) throws IOException {
+        return input.indexOf(',') < 0 || existsAsTyped(conf, input) ? List.of(input) : split(input);
+    }
+
+    /**
+     * What one element names, qualified: itself when it exists as typed, else its glob's matches but those whose
+     * names start with '.' or '_' (as a directory listing skips them), in path order; empty when nothing.
+     */
+    static FileStatus[] matches(Configuration conf, String flag, String element) throws IOException {
+        Path p;
+        try {
+            p = HadoopPaths.parse(element);
+        } catch (IllegalArgumentException e) {
+            throw new InvalidInputException(flag + " " + element + ": not a valid path or URI: " + e.getMessage());
+        }
+        FileSystem fs = p.getFileSystem(conf);
+        try {
+            FileStatus st = fs.getFileStatus(p);
+            st.setPath(fs.makeQualified(st.getPath()));
+            return new FileStatus[] {st};
+        } catch (FileNotFoundException e) {
+            FileStatus[] globbed = glob(fs, p);
+            List<FileStatus> kept = new ArrayList<>();
+            for (FileStatus st : globbed == null ? new FileStatus[0] : globbed) {
+                if (!hidden(st.getPath().getName())) {
+                    st.setPath(fs.makeQualified(st.getPath()));
+                    kept.add(st);
+                }
+            }
+            kept.sort(java.util.Comparator.comparing(st -> st.getPath().toString()));  // listings come in any order
+            return kept.toArray(new FileStatus[0]);
+        }
     }
 
     private static boolean existsAsTyped(Configuration conf, String path) throws IOException {

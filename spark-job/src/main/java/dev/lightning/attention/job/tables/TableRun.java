@@ -10,7 +10,6 @@ import dev.lightning.attention.job.failure.Examples;
 import dev.lightning.attention.job.failure.SetupChecks;
 import dev.lightning.attention.job.hadoop.HadoopPaths;
 import dev.lightning.attention.job.input.InputFile;
-import dev.lightning.attention.job.input.InputFormats;
 import dev.lightning.attention.job.input.InputListing;
 import dev.lightning.attention.job.input.InputSamples;
 import dev.lightning.attention.job.input.PathOverlap;
@@ -443,12 +442,12 @@ public final class TableRun {
         List<SequenceFile> files = null;
         Map<String, String> rejected = new java.util.TreeMap<>();
         if (parquetInput) {
-            for (String e : InputFormats.elements(cfg.get(Settings.INPUT), hadoopConf)) {
-                inputs.add(qualifiedOutsideOutput("--input", e, outputDir));
+            for (Path e : InputListing.tablePaths(hadoopConf, "--input", cfg.get(Settings.INPUT))) {
+                inputs.add(outsideOutput(e, outputDir));
             }
             if (cfg.get(Settings.SEQUENCES) != null) {
-                for (String e : InputFormats.elements(cfg.get(Settings.SEQUENCES), hadoopConf)) {
-                    seqInputs.add(qualifiedOutsideOutput("--sequences", e, outputDir));
+                for (Path e : InputListing.tablePaths(hadoopConf, "--sequences", cfg.get(Settings.SEQUENCES))) {
+                    seqInputs.add(outsideOutput(e, outputDir));
                 }
             }
         } else {
@@ -611,17 +610,11 @@ public final class TableRun {
         return cfg.get(Settings.STATE_EVERY) > 0 ? ALL_TABLES : List.of(O_DIR, STATES_DIR);
     }
 
-    /** An input path, qualified; refused when it does not exist or when it and the output contain one another. */
-    private String qualifiedOutsideOutput(String flag, String element, Path outputDir) throws IOException {
-        Path p = HadoopPaths.parse(element);
-        FileSystem fs = HadoopPaths.fileSystem(p, hadoopConf);
-        Path q = fs.makeQualified(p);
-        if (!fs.exists(q)) {
-            throw new InvalidInputException(flag + " " + element + ": no such file or directory");
-        }
+    /** An input path (qualified, existing: InputListing.tablePaths), refused when it and the output contain one another. */
+    private String outsideOutput(Path input, Path outputDir) throws IOException {
         // compared with links resolved: the paths as written miss an output that reaches the input through a link
-        PathOverlap.checkTable(hadoopConf, q, outputDir);
-        return q.toString();
+        PathOverlap.checkTable(hadoopConf, input, outputDir);
+        return input.toString();
     }
 
     /**

@@ -291,6 +291,39 @@ class InputListingTest {
         assertTrue(empty.getMessage().contains("empty element"), empty.getMessage());
     }
 
+    /**
+     * A table input (--input or --sequences of a run over parquet): each element itself where it exists (a table
+     * directory is not listed: the Parquet reader takes it whole), else its glob's matches without hidden names,
+     * commas inside braces kept; what matches nothing is named with the flag.
+     */
+    @Test
+    void tablePathsTakeDirectoriesAndGlobs() throws IOException {
+        file("t/day=1/part-0.parquet");
+        file("t/day=2/part-0.parquet");
+        file("t/day=3/part-0.parquet");
+        file("t/_day=4/part-0.parquet");
+        file("u/part-0.parquet");
+        String base = tmp.toUri().getPath();
+        java.util.function.Function<List<Path>, List<String>> rel = ps -> ps.stream()
+                .map(p -> p.toUri().getPath().substring(base.length())).collect(Collectors.toList());
+        List<Path> whole = InputListing.tablePaths(CONF, "--input", tmp.resolve("t").toString());
+        assertEquals(1, whole.size(), whole.toString());
+        assertEquals("file", whole.get(0).toUri().getScheme(), "qualified");
+        assertEquals(List.of("t/day=1", "t/day=2", "t/day=3"),
+                rel.apply(InputListing.tablePaths(CONF, "--input", tmp + "/t/*")));
+        assertEquals(List.of("t/day=1", "t/day=3", "u"),
+                rel.apply(InputListing.tablePaths(CONF, "--input", tmp + "/t/day={1,3}," + tmp + "/u")));
+        assertEquals(List.of("t/day=2/part-0.parquet"),
+                rel.apply(InputListing.tablePaths(CONF, "--sequences", tmp + "/t/day=2/*.parquet")));
+        InvalidInputException none = assertThrows(InvalidInputException.class,
+                () -> InputListing.tablePaths(CONF, "--sequences", tmp + "/t/day=9*"));
+        assertEquals("--sequences " + tmp + "/t/day=9*: matches no file or directory (a glob skips names starting "
+                + "with '.' or '_')", none.getMessage());
+        InvalidInputException missing = assertThrows(InvalidInputException.class,
+                () -> InputListing.tablePaths(CONF, "--input", tmp + "/u," + tmp + "/gone"));
+        assertEquals("--input " + tmp + "/gone: no such file or directory", missing.getMessage());
+    }
+
     @Test
     void twoFilesForOneOutputNameAreRefused() throws IOException {
         java.nio.file.Path a1 = file("one/a.safetensors");
