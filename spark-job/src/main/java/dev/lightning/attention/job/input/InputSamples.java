@@ -96,6 +96,16 @@ public final class InputSamples {
         }
     }
 
+    /** The entries of safetensors inputs whose samples were read with their headers (SequenceFiles.inspectAll), in path order. */
+    public static List<Entry> of(List<dev.lightning.attention.stream.SequenceFile> files) {
+        List<Entry> out = new ArrayList<>(files.size());
+        for (dev.lightning.attention.stream.SequenceFile f : files) {
+            out.add(new Entry(f.path, f.fileSize, java.util.Objects.requireNonNull(f.sample, "a sampled input")));
+        }
+        out.sort(Comparator.comparing(Entry::path));
+        return out;
+    }
+
     /** Whether a path component below the input's root (at depth {@code rootDepth}) starts with _ or . */
     private static boolean hidden(Path p, int rootDepth) {
         for (Path q = p; q != null && q.depth() > rootDepth; q = q.getParent()) {

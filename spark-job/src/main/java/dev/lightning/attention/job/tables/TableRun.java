@@ -454,13 +454,13 @@ public final class TableRun {
             // safetensors files: listed and their headers checked as a files run does, before Spark starts
             List<InputFile> listed = InputListing.list(hadoopConf, cfg.get(Settings.INPUT), cfg.get(Settings.RECURSIVE));
             List<InputFile> accepted = new ArrayList<>();
-            // no content samples: table rows record no input, and a table run has no --resume
-            files = SequenceFiles.inspectAll(cfg, hadoopConf, listed, accepted, rejected, false);
+            // each file's content sample read from the stream of its header: the report records it (InputSamples)
+            files = SequenceFiles.inspectAll(cfg, hadoopConf, listed, accepted, rejected, true);
             PathOverlap.check(hadoopConf, listed, given);
             accepted.forEach(f -> inputs.add(f.path().toString()));
         }
         String storedTable = cfg.get(Settings.INITIAL_STATES) == null ? null : storedTable(given);
-        List<InputSamples.Entry> inputFiles = InputSamples.of(hadoopConf, inputs);
+        List<InputSamples.Entry> inputFiles = files == null ? InputSamples.of(hadoopConf, inputs) : InputSamples.of(files);
         if (storedTable != null) {
             InputSamples.refuseRepeated(cfg.get(Settings.INITIAL_STATES), recordedInputs(new Path(storedTable).getParent()),
                     inputFiles);
