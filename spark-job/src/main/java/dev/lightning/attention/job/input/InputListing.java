@@ -85,15 +85,26 @@ public final class InputListing {
         for (String element : elements(conf, input)) {
             FileStatus[] found = matches(conf, flag, element);
             if (found.length == 0) {
-                throw new InvalidInputException(flag + " " + element + (element.matches(".*[*?\\[{].*")
-                        ? ": matches no file or directory (a glob skips names starting with '.' or '_')"
-                        : ": no such file or directory"));
+                throw new InvalidInputException(nothingAt(flag, element));
             }
             for (FileStatus st : found) {
                 paths.add(st.getPath());
             }
         }
         return paths;
+    }
+
+    /** What a table input's element that names nothing is told: a glob that matches nothing says so. */
+    private static String nothingAt(String flag, String element) {
+        return flag + " " + element + (element.matches(".*[*?\\[{].*")
+                ? ": matches no file or directory (a glob skips names starting with '.' or '_')"
+                : ": no such file or directory") + spaced(element);
+    }
+
+    /** The hint for a path with spaces around it (most often "a, b": a list's paths are separated by commas alone). */
+    private static String spaced(String element) {
+        return element.strip().equals(element) ? ""
+                : " (the name has spaces around it: separate the paths of a list with commas alone)";
     }
 
     /** The elements of {@code input}: itself when it exists as typed or holds no comma, else its list ({@link #split}). */
@@ -182,7 +193,7 @@ public final class InputListing {
             globbed = true;
         }
         if (matches == null || matches.length == 0) {
-            throw new InvalidInputException("--input " + element + ": no such file or directory");
+            throw new InvalidInputException("--input " + element + ": no such file or directory" + spaced(element));
         }
         List<InputFile> found = new ArrayList<>();
         for (FileStatus s : matches) {

@@ -322,6 +322,10 @@ class InputListingTest {
         InvalidInputException missing = assertThrows(InvalidInputException.class,
                 () -> InputListing.tablePaths(CONF, "--input", tmp + "/u," + tmp + "/gone"));
         assertEquals("--input " + tmp + "/gone: no such file or directory", missing.getMessage());
+        InvalidInputException spaced = assertThrows(InvalidInputException.class,
+                () -> InputListing.tablePaths(CONF, "--input", tmp + "/u, " + tmp + "/t"));
+        assertEquals("--input  " + tmp + "/t: no such file or directory (the name has spaces around it: separate the "
+                + "paths of a list with commas alone)", spaced.getMessage());
     }
 
     @Test
