@@ -18,6 +18,7 @@ import java.io.FileNotFoundException;
 import java.io.IOException;
 import java.net.URI;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
@@ -117,6 +118,22 @@ public final class InputListing {
      * names start with '.' or '_' (as a directory listing skips them), in path order; empty when nothing.
      */
     static FileStatus[] matches(Configuration conf, String flag, String element) throws IOException {
+        return named(conf, flag, element).visible();
+    }
+
+    /**
+     * What one element names, before hidden names are skipped: itself when it exists as typed ({@code globbed}
+     * false), else every match of it as a glob (none where it is not a valid glob either), qualified, in path order.
+     */
+    private record Named(FileSystem fs, FileStatus[] all, boolean globbed) {
+        /** The matches a listing takes: a glob's without the names starting with '.' or '_'; a path as typed always. */
+        FileStatus[] visible() {
+            return globbed ? Arrays.stream(all).filter(st -> !hidden(st.getPath().getName())).toArray(FileStatus[]::new)
+                    : all;
+        }
+    }
+
+    private static Named named(Configuration conf, String flag, String element) throws IOException {
         Path p;
         try {
             p = HadoopPaths.parse(element);
@@ -124,22 +141,20 @@ public final class InputListing {
             throw new InvalidInputException(flag + " " + element + ": not a valid path or URI: " + e.getMessage());
         }
         FileSystem fs = p.getFileSystem(conf);
+        FileStatus[] all;
+        boolean globbed = false;
         try {
-            FileStatus st = fs.getFileStatus(p);
-            st.setPath(fs.makeQualified(st.getPath()));
-            return new FileStatus[] {st};
+            all = new FileStatus[] {fs.getFileStatus(p)};
         } catch (FileNotFoundException e) {
-            FileStatus[] globbed = glob(fs, p);
-            List<FileStatus> kept = new ArrayList<>();
-            for (FileStatus st : globbed == null ? new FileStatus[0] : globbed) {
-                if (!hidden(st.getPath().getName())) {
-                    st.setPath(fs.makeQualified(st.getPath()));
-                    kept.add(st);
-                }
-            }
-            kept.sort(java.util.Comparator.comparing(st -> st.getPath().toString()));  // listings come in any order
-            return kept.toArray(new FileStatus[0]);
+            FileStatus[] g = glob(fs, p);
+            all = g == null ? new FileStatus[0] : g;
+            globbed = true;
         }
+        for (FileStatus st : all) {
+            st.setPath(fs.makeQualified(st.getPath()));
+        }
+        Arrays.sort(all, java.util.Comparator.comparing(st -> st.getPath().toString()));  // listings come in any order
+        return new Named(fs, all, globbed);
     }
 
     private static boolean existsAsTyped(Configuration conf, String path) throws IOException {
@@ -177,36 +192,19 @@ public final class InputListing {
 
     private static List<InputFile> listElement(Configuration conf, String element, boolean recursive)
             throws IOException {
-        Path p;
-        try {
-            p = HadoopPaths.parse(element);
-        } catch (IllegalArgumentException e) {
-            throw new InvalidInputException("--input " + element + ": not a valid path or URI: " + e.getMessage());
-        }
-        FileSystem fs = p.getFileSystem(conf);
-        FileStatus[] matches;
-        boolean globbed = false;
-        try {
-            matches = new FileStatus[] {fs.getFileStatus(p)};
-        } catch (FileNotFoundException e) {
-            matches = glob(fs, p);
-            globbed = true;
-        }
-        if (matches == null || matches.length == 0) {
+        Named named = named(conf, "--input", element);
+        if (named.all().length == 0) {
             throw new InvalidInputException("--input " + element + ": no such file or directory" + spaced(element));
         }
+        FileSystem fs = named.fs();
         List<InputFile> found = new ArrayList<>();
-        for (FileStatus s : matches) {
+        for (FileStatus s : named.visible()) {
             String name = s.getPath().getName();
-            if (globbed && hidden(name)) {
-                continue;
-            }
-            Path root = fs.makeQualified(s.getPath());
+            Path root = s.getPath();
             if (s.isDirectory()) {
                 found.addAll(listDirectory(fs, element, root, recursive));
             } else {
                 refuseSpecialFile(element, root, name);
-                s.setPath(root);
                 LocatedFileStatus located = s instanceof LocatedFileStatus ? (LocatedFileStatus) s
                         : new LocatedFileStatus(s, fs.getFileBlockLocations(s, 0, s.getLen()));
                 found.add(new InputFile(located, name, root));
