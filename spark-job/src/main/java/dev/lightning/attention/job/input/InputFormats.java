@@ -59,7 +59,7 @@ public final class InputFormats {
             }
             for (FileStatus c : children) {
                 String name = c.getPath().getName();
-                if (name.startsWith(".") || name.startsWith("_")) {
+                if (InputListing.hidden(name)) {
                     continue;
                 }
                 parquet += name.endsWith(".parquet") ? 1 : 0;

@@ -377,7 +377,11 @@ public final class InputListing {
         return "file".equals(uri.getScheme()) ? java.nio.file.Paths.get(uri.getPath()).toRealPath() : null;
     }
 
-    private static boolean hidden(String name) {
+    /**
+     * Whether a listing skips {@code name}: names starting with '.' or '_' (partial files, checksums, Hadoop and Spark
+     * markers such as {@code _SUCCESS} and {@code _temporary}), as Spark's readers skip them.
+     */
+    static boolean hidden(String name) {
         return name.startsWith(".") || name.startsWith("_");
     }
 }

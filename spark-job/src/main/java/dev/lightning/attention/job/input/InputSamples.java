@@ -106,11 +106,10 @@ public final class InputSamples {
         return out;
     }
 
-    /** Whether a path component below the input's root (at depth {@code rootDepth}) starts with _ or . */
+    /** Whether a path component below the input's root (at depth {@code rootDepth}) is one a listing skips. */
     private static boolean hidden(Path p, int rootDepth) {
         for (Path q = p; q != null && q.depth() > rootDepth; q = q.getParent()) {
-            String name = q.getName();
-            if (name.startsWith("_") || name.startsWith(".")) {
+            if (InputListing.hidden(q.getName())) {
                 return true;
             }
         }

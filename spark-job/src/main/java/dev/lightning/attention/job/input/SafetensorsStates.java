@@ -251,7 +251,7 @@ public final class SafetensorsStates implements StoredStates {
     private static void list(FileSystem fs, Path dir, String prefix, Map<String, String> found) throws IOException {
         for (FileStatus s : fs.listStatus(dir)) {
             String n = s.getPath().getName();
-            if (n.startsWith("_") || n.startsWith(".")) {
+            if (InputListing.hidden(n)) {
                 continue;
             }
             if (s.isDirectory()) {
