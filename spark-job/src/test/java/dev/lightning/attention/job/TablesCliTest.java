@@ -233,7 +233,8 @@ class TablesCliTest {
      * --initial-states over tables: a run over the old tokens, then one over the new tokens that
      * continues its final_states/, against the float64 recurrence over the concatenation; the
      * untouched sequence carried over, the new one started from zero; and the directories refused
-     * before anything is created (no _SUCCESS, no final_states/, overlapping --output).
+     * before anything is created (no _SUCCESS, no final_states/, overlapping --output), as are the
+     * same segment appended twice (also from a copy) and the first segment onto the second's states.
      */
     @Test
     void appendThroughTheCommandLine(@TempDir Path dir) throws Exception {
@@ -313,6 +314,20 @@ class TablesCliTest {
         assertTrue(log.toString().contains(copy.toString()) && log.toString().contains(", as '")
                 && log.toString().contains(newIn + "/part-"), log.toString());
         assertFalse(Files.exists(Path.of(refused)), "a refused run leaves nothing");
+        // the first segment onto out2: out1's run read it, and out2's report carries that as what its states
+        // had absorbed before (each file with the directory whose run read it)
+        log.setLength(0);
+        assertEquals(2, run(log, "--input", oldIn, "--output", refused, "--initial-states", out2), log.toString());
+        assertTrue(log.toString().contains("already in those states") && log.toString().contains(oldIn + "/part-")
+                && log.toString().contains("read by the earlier run that wrote '") && log.toString().contains(
+                "out1'"), log.toString());
+        assertFalse(Files.exists(Path.of(refused)), "a refused run leaves nothing");
+        JsonNode earlier = new ObjectMapper().readTree(Path.of(out2, Commit.REPORT).toFile()).get("earlierInputFiles");
+        assertTrue(earlier.size() > 0, String.valueOf(earlier));
+        for (JsonNode f : earlier) {
+            assertTrue(f.get("path").asText().contains("/old/part-") && f.get("output").asText().endsWith("/out1"),
+                    earlier.toString());
+        }
         // what out1's run recorded: the blocks table's data files, not its _SUCCESS or checksums
         JsonNode recorded = new ObjectMapper().readTree(Path.of(out1, Commit.REPORT).toFile()).get("inputFiles");
         assertTrue(recorded.size() > 0, recorded.toString());

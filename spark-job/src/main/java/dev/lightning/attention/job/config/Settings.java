@@ -65,8 +65,8 @@ public final class Settings {
                     + "keeps the stored row's `slope`, and another given `slope` is refused), and its own "
                     + "`final_states/` is the complete set: the stored rows of sequences it did not compute are "
                     + "carried over into it unchanged, and `state_tokens` counts the tokens each state has absorbed; "
-                    + "it refuses an input file of the size and content sample DIR's run recorded in its report "
-                    + "(the same segment appended twice, also from a copy).")
+                    + "it refuses an input file of the size and content sample DIR's run, or a run before it in "
+                    + "DIR's chain, recorded in its report (a segment appended twice, also from a copy).")
             .commandLineOnly("pass the stored final states as a dataset (the storedStates argument)");
     public static final Setting<Boolean> RECURSIVE = Setting.flagSwitch("--recursive", "spark.lightning.recursive",
             "With a directory as --input, also take the files of its subdirectories (names starting with `.` "

@@ -27,19 +27,37 @@ import java.util.concurrent.Future;
  * What a table run computed from, so that a later append can tell that it is given the same input
  * again: every data file of its input, by size and content sample ({@link SequenceFiles#sample}, the
  * sample a files run records in each output's metadata). The run report records the list
- * ({@link #REPORT_KEY}); a run whose {@code --initial-states} directory's report lists a file of the
- * same size and sample as one of its own inputs is refused before compute ({@link #repeated}): that
- * file's tokens are already in the stored states, and appending them again would absorb them twice
- * without a word (a blocks table's {@code start} counts from the segment's own token 0, so the rows
- * themselves cannot say it). A copy elsewhere is the same input; a file rewritten with other values
- * is not.
+ * ({@link #REPORT_KEY}), and a run with {@code --initial-states} also the files every run before it in
+ * the chain computed from ({@link #EARLIER_KEY}: its stored directory's two lists, each file once). A run
+ * whose {@code --initial-states} directory's report lists a file of the same size and sample as one of
+ * its own inputs, in either list, is refused before compute ({@link #repeated}): that file's tokens are
+ * already in the stored states, and appending them again would absorb them twice without a word (a
+ * blocks table's {@code start} counts from the segment's own token 0, so the rows themselves cannot
+ * say it). A copy elsewhere is the same input; a file rewritten with other values is not.
  */
 public final class InputSamples {
     /** The run report's key of the list: {@code [{"path", "bytes", "sample"}]}. */
     public static final String REPORT_KEY = "inputFiles";
 
+    /**
+     * The run report's key of the files the states a run continued had absorbed before it: {@code [{"path", "bytes",
+     * "sample", "output"}]}, output the directory whose run computed from the file. Written by a run with
+     * --initial-states whose stored directory's report records its inputs.
+     */
+    public static final String EARLIER_KEY = "earlierInputFiles";
+
     /** One data file of an input. */
     public record Entry(String path, long bytes, String sample) {
+        String content() {
+            return bytes + "/" + sample;
+        }
+    }
+
+    /**
+     * A file whose tokens a stored directory's states absorbed: {@code output} is the directory whose run read it
+     * (qualified), {@code own} whether that is the stored directory itself.
+     */
+    public record Absorbed(Entry entry, String output, boolean own) {
     }
 
     private InputSamples() {
@@ -124,41 +142,76 @@ public final class InputSamples {
     }
 
     /**
-     * Refuses {@code current}, this run's input files, where {@code recorded} (the {@link #REPORT_KEY} array of
-     * the report in {@code storesDir}, the --initial-states directory; null or missing in a report written
-     * before it was recorded: nothing compared) lists a file of the same size and sample: that input was
-     * already absorbed into the states this run would continue.
+     * The files whose tokens the states in {@code storesRoot} (an --initial-states directory, qualified) absorbed, from
+     * its run's {@code report}: the run's own inputs ({@link #REPORT_KEY}, output {@code storesRoot}), then those of
+     * the runs before it ({@link #EARLIER_KEY}), each content once. Null where the report records no inputs (no
+     * report, or one written before they were recorded): what the states absorbed is unknown.
      */
-    public static void refuseRepeated(String storesDir, JsonNode recorded, List<Entry> current) {
-        List<String> problems = repeated(recorded, current);
+    public static List<Absorbed> absorbed(String storesRoot, JsonNode report) {
+        JsonNode own = report == null ? null : report.get(REPORT_KEY);
+        if (own == null || !own.isArray()) {
+            return null;
+        }
+        Map<String, Absorbed> byContent = new java.util.LinkedHashMap<>();
+        for (JsonNode r : own) {
+            add(byContent, r, storesRoot, true);
+        }
+        for (JsonNode r : report.path(EARLIER_KEY)) {
+            add(byContent, r, r.path("output").asText(null), false);
+        }
+        return new ArrayList<>(byContent.values());
+    }
+
+    private static void add(Map<String, Absorbed> byContent, JsonNode r, String output, boolean own) {
+        if (r.hasNonNull("bytes") && r.hasNonNull("sample")) {
+            Entry e = new Entry(r.path("path").asText(), r.get("bytes").asLong(), r.get("sample").asText());
+            byContent.putIfAbsent(e.content(), new Absorbed(e, output, own));
+        }
+    }
+
+    /** {@code absorbed} into a report's {@link #EARLIER_KEY} array. */
+    public static void recordEarlier(ArrayNode into, List<Absorbed> absorbed) {
+        for (Absorbed a : absorbed) {
+            into.addObject().put("path", a.entry.path).put("bytes", a.entry.bytes).put("sample", a.entry.sample)
+                    .put("output", a.output);
+        }
+    }
+
+    /**
+     * Refuses {@code current}, this run's input files, where {@code absorbed} (what the states in {@code storesDir},
+     * the --initial-states directory, absorbed: {@link #absorbed}; null where unknown: nothing compared) holds a
+     * file of the same size and sample: that input is already in the states this run would continue.
+     */
+    public static void refuseRepeated(String storesDir, List<Absorbed> absorbed, List<Entry> current) {
+        List<String> problems = repeated(absorbed, current);
         if (!problems.isEmpty()) {
             throw new InvalidInputException("--initial-states " + storesDir + ": its states were computed from "
                     + problems.size() + " of this run's input file(s), the same size and content sample as its run "
-                    + "recorded: " + Examples.of(problems, 5, "; ") + ". Their tokens are already in those states, "
-                    + "and continuing them with the same tokens again would absorb them twice. Give the tokens that "
-                    + "follow (or leave out the files repeated); to compute this segment again, continue from what "
-                    + "that run continued (the --initial-states of its report's settings; none there: run without "
-                    + "--initial-states)");
+                    + "(or a run before it, whose states it continued) recorded: " + Examples.of(problems, 5, "; ")
+                    + ". Their tokens are already in those states, and continuing them with the same tokens again "
+                    + "would absorb them twice. Give the tokens that follow (or leave out the files repeated); to "
+                    + "compute this segment again, continue from what the run that read it continued (the "
+                    + "--initial-states of that output's report settings; none there: run without --initial-states)");
         }
     }
 
     /** The messages of {@link #refuseRepeated}, one per repeated file (empty: none). */
-    static List<String> repeated(JsonNode recorded, List<Entry> current) {
+    static List<String> repeated(List<Absorbed> absorbed, List<Entry> current) {
         List<String> problems = new ArrayList<>();
-        if (recorded == null || !recorded.isArray()) {
+        if (absorbed == null) {
             return problems;
         }
-        Map<String, String> byContent = new HashMap<>();
-        for (JsonNode r : recorded) {
-            if (r.hasNonNull("bytes") && r.hasNonNull("sample")) {
-                byContent.putIfAbsent(r.get("bytes").asLong() + "/" + r.get("sample").asText(), r.path("path").asText());
-            }
+        Map<String, Absorbed> byContent = new HashMap<>();
+        for (Absorbed a : absorbed) {
+            byContent.putIfAbsent(a.entry.content(), a);
         }
         for (Entry e : current) {
-            String was = byContent.get(e.bytes + "/" + e.sample);
+            Absorbed was = byContent.get(e.content());
             if (was != null) {
-                problems.add("'" + e.path + "' (" + e.bytes + " bytes)" + (was.equals(e.path) ? ""
-                        : ", as '" + was + "' there"));
+                problems.add("'" + e.path + "' (" + e.bytes + " bytes)" + (was.entry.path.equals(e.path) ? ""
+                        : ", as '" + was.entry.path + "'") + (was.own ? ""
+                        : ", read by the earlier run that wrote " + (was.output == null ? "(not recorded)"
+                        : "'" + was.output + "'")));
             }
         }
         return problems;

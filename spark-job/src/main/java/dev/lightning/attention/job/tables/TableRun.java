@@ -461,9 +461,11 @@ public final class TableRun {
         }
         String storedTable = cfg.get(Settings.INITIAL_STATES) == null ? null : storedTable(given);
         List<InputSamples.Entry> inputFiles = files == null ? InputSamples.of(hadoopConf, inputs) : InputSamples.of(files);
+        List<InputSamples.Absorbed> absorbed = null;
         if (storedTable != null) {
-            InputSamples.refuseRepeated(cfg.get(Settings.INITIAL_STATES), recordedInputs(new Path(storedTable).getParent()),
-                    inputFiles);
+            Path storesRoot = new Path(storedTable).getParent();
+            absorbed = InputSamples.absorbed(storesRoot.toString(), storedReport(storesRoot));
+            InputSamples.refuseRepeated(cfg.get(Settings.INITIAL_STATES), absorbed, inputFiles);
         }
         OutputDirectory outputs = new OutputDirectory(cfg, outFs, outputDir, out);
         boolean createdOutput = outputs.create();
@@ -501,7 +503,7 @@ public final class TableRun {
             Staging staging = outputs.chooseStaging(fingerprint, runId, started);
             ObjectNode report = json.createObjectNode();
             try {
-                compute(inputs, inputFiles, seqInputs, files, rejected, storedTable, staging, report);
+                compute(inputs, inputFiles, absorbed, seqInputs, files, rejected, storedTable, staging, report);
             } catch (Exception e) {
                 if (Causes.inChain(e, InvalidInputException.class) != null
                         || SetupChecks.setupProblem(e) != null) {
@@ -635,18 +637,15 @@ public final class TableRun {
         return table.toString();
     }
 
-    /**
-     * The input files the run that wrote {@code root} (an --initial-states directory) recorded in its report
-     * ({@link InputSamples#REPORT_KEY}); null where its report records none (written before they were recorded).
-     */
-    private JsonNode recordedInputs(Path root) throws IOException {
+    /** The run report in {@code root} (an --initial-states directory), or null where it has none. */
+    private JsonNode storedReport(Path root) throws IOException {
         Path report = new Path(root, Commit.REPORT);
         FileSystem fs = HadoopPaths.fileSystem(report, hadoopConf);
         if (!fs.exists(report)) {
             return null;
         }
         try (java.io.InputStream in = fs.open(report)) {
-            return new ObjectMapper().readTree(in).get(InputSamples.REPORT_KEY);
+            return new ObjectMapper().readTree(in);
         } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
             throw new InvalidInputException("--initial-states " + root + ": its run report " + Commit.REPORT
                     + " is not JSON (" + e.getOriginalMessage() + "); it records the input that run computed from, "
@@ -654,7 +653,8 @@ public final class TableRun {
         }
     }
 
-    private void compute(List<String> inputs, List<InputSamples.Entry> inputFiles, List<String> seqInputs,
+    private void compute(List<String> inputs, List<InputSamples.Entry> inputFiles,
+                         List<InputSamples.Absorbed> absorbed, List<String> seqInputs,
                          List<SequenceFile> files,
                          Map<String, String> rejected, String storedTable, Staging staging, ObjectNode report)
             throws IOException {
@@ -669,6 +669,9 @@ public final class TableRun {
         report.put("started", started.toString());
         report.put("format", parquetInput ? "parquet" : "safetensors to parquet");
         InputSamples.record(report.putArray(InputSamples.REPORT_KEY), inputFiles);
+        if (absorbed != null) {
+            InputSamples.recordEarlier(report.putArray(InputSamples.EARLIER_KEY), absorbed);
+        }
         ObjectNode settings = report.putObject("settings");
         cfg.describe().forEach(settings::put);
         long t = System.nanoTime();

@@ -1,7 +1,7 @@
 package dev.lightning.attention.job.input;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.lightning.attention.tensor.InvalidInputException;
 import org.apache.hadoop.conf.Configuration;
 import org.junit.jupiter.api.Test;
@@ -14,6 +14,7 @@ import java.util.Random;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -48,6 +49,16 @@ class InputSamplesTest {
                 70_000), got.get(0).sample(), "the files run's sample");
     }
 
+    /** A run report as TableRun writes it: its inputs, and what the states it continued had absorbed (or none). */
+    private static ObjectNode report(List<InputSamples.Entry> inputs, List<InputSamples.Absorbed> continued) {
+        ObjectNode r = new ObjectMapper().createObjectNode();
+        InputSamples.record(r.putArray(InputSamples.REPORT_KEY), inputs);
+        if (continued != null) {
+            InputSamples.recordEarlier(r.putArray(InputSamples.EARLIER_KEY), continued);
+        }
+        return r;
+    }
+
     /**
      * A file of the size and sample a stored run recorded is named, by its path and by the recorded one where a
      * copy sits elsewhere; a file whose content differs where the sample reads it is not; a report that records
@@ -63,14 +74,14 @@ class InputSamplesTest {
         Files.copy(a, copy);
         Configuration conf = new Configuration();
         List<InputSamples.Entry> stored = InputSamples.of(conf, List.of(a.toString()));
-        ArrayNode recorded = new ObjectMapper().createArrayNode();
-        InputSamples.record(recorded, stored);
+        List<InputSamples.Absorbed> recorded = InputSamples.absorbed("file:/states-1", report(stored, null));
 
         List<InputSamples.Entry> again = InputSamples.of(conf, List.of(a.toString(), b.toString()));
         assertNotEquals(again.get(0).sample(), again.get(1).sample());
         List<String> problems = InputSamples.repeated(recorded, again);
         assertEquals(1, problems.size(), problems.toString());
-        assertTrue(problems.get(0).contains("a.parquet") && !problems.get(0).contains(", as '"), problems.toString());
+        assertTrue(problems.get(0).contains("a.parquet") && !problems.get(0).contains(", as '")
+                && !problems.get(0).contains("earlier run"), problems.toString());
 
         List<String> fromCopy = InputSamples.repeated(recorded, InputSamples.of(conf, List.of(copy.toString())));
         assertEquals(1, fromCopy.size(), fromCopy.toString());
@@ -82,7 +93,57 @@ class InputSamplesTest {
         assertTrue(e.getMessage().startsWith("--initial-states states-2/: its states were computed from 1 of this run's "
                 + "input file(s)") && e.getMessage().contains("absorb them twice"), e.getMessage());
         InputSamples.refuseRepeated("states-2/", recorded, InputSamples.of(conf, List.of(b.toString())));
-        InputSamples.refuseRepeated("states-2/", null, again);  // a report written before inputs were recorded
-        assertTrue(InputSamples.repeated(new ObjectMapper().createArrayNode(), again).isEmpty());
+        // a report written before inputs were recorded, and none at all: what the states absorbed is unknown
+        assertNull(InputSamples.absorbed("file:/states-1", new ObjectMapper().createObjectNode()));
+        assertNull(InputSamples.absorbed("file:/states-1", null));
+        InputSamples.refuseRepeated("states-2/", null, again);
+        assertTrue(InputSamples.repeated(List.of(), again).isEmpty());
+    }
+
+    /**
+     * A chain of three appends: the third run's stored directory records its own input and, as the files its
+     * states had absorbed before, the first run's, with the directory that read each; so the first segment given
+     * a third time is refused, naming the run that read it, and so is the second; the third segment is not. Each
+     * content is listed once, the stored directory's own entry first.
+     */
+    @Test
+    void aFileReadEarlierInTheChainIsRefusedToo(@TempDir Path dir) throws Exception {
+        Configuration conf = new Configuration();
+        List<InputSamples.Entry> day1 = InputSamples.of(conf, List.of(
+                Files.write(dir.resolve("day1.parquet"), random(9_000, 11)).toString()));
+        List<InputSamples.Entry> day2 = InputSamples.of(conf, List.of(
+                Files.write(dir.resolve("day2.parquet"), random(9_000, 12)).toString()));
+        List<InputSamples.Entry> day3 = InputSamples.of(conf, List.of(
+                Files.write(dir.resolve("day3.parquet"), random(9_000, 13)).toString()));
+
+        // states-1 from day1; states-2 from day2 onto states-1 (records day1 as earlier, read by states-1)
+        List<InputSamples.Absorbed> inStates1 = InputSamples.absorbed("file:/states-1", report(day1, null));
+        ObjectNode states2 = report(day2, inStates1);
+        assertEquals("file:/states-1", states2.get(InputSamples.EARLIER_KEY).get(0).get("output").asText());
+        List<InputSamples.Absorbed> inStates2 = InputSamples.absorbed("file:/states-2", states2);
+        assertEquals(2, inStates2.size(), inStates2.toString());
+        assertTrue(inStates2.get(0).own() && !inStates2.get(1).own(), inStates2.toString());
+        assertEquals(day2.get(0), inStates2.get(0).entry());
+        assertEquals(day1.get(0), inStates2.get(1).entry());
+
+        List<String> first = InputSamples.repeated(inStates2, day1);
+        assertEquals(1, first.size(), first.toString());
+        assertTrue(first.get(0).contains("day1.parquet") && first.get(0).contains("read by the earlier run that wrote "
+                + "'file:/states-1'"), first.toString());
+        assertEquals(1, InputSamples.repeated(inStates2, day2).size());
+        assertTrue(InputSamples.repeated(inStates2, day3).isEmpty());
+
+        // states-3 from day3 onto states-2 keeps the whole chain, each file once and where it was read
+        ObjectNode states3 = report(day3, inStates2);
+        List<InputSamples.Absorbed> inStates3 = InputSamples.absorbed("file:/states-3", states3);
+        assertEquals(List.of("file:/states-3", "file:/states-2", "file:/states-1"),
+                inStates3.stream().map(InputSamples.Absorbed::output).toList());
+        // a file given twice in one chain (a reported duplicate) is listed once
+        ObjectNode twice = report(day1, InputSamples.absorbed("file:/x", report(day1, null)));
+        assertEquals(1, InputSamples.absorbed("file:/y", twice).size());
+        InvalidInputException e = assertThrows(InvalidInputException.class,
+                () -> InputSamples.refuseRepeated("states-3/", inStates3, day1));
+        assertTrue(e.getMessage().contains("or a run before it") && e.getMessage().contains("'file:/states-1'"),
+                e.getMessage());
     }
 }
