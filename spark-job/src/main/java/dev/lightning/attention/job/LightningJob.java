@@ -156,7 +156,8 @@ final class LightningJob {
                 if (Commit.RunInfo.differences(finished.fingerprint, fingerprint).isEmpty()) {
                     out.println("lightning: done: the interrupted run had reached its commit point with the same "
                             + "input and options; its results are now published in " + cfg.get(Settings.OUTPUT));
-                    return (ObjectNode) json.readTree(outFs.open(new Path(outputDir, Commit.REPORT)));
+                    return Commit.readReport(outFs, outputDir, "--output " + outputDir) instanceof ObjectNode r ? r
+                            : json.createObjectNode();
                 }
             }
             outputs.checkExisting(files, form, stored != null ? SafetensorsStates.MANIFEST : null);

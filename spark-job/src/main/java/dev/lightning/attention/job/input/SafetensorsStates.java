@@ -178,14 +178,8 @@ public final class SafetensorsStates implements StoredStates {
      * whether its run published one ({@link #REPORT_KEY}).
      */
     private static void checkCurrent(FileSystem fs, Path root) throws IOException {
-        Path report = new Path(root, Commit.REPORT);
-        boolean current = false;
-        if (fs.exists(report)) {
-            try (FSDataInputStream in = fs.open(report)) {
-                current = new ObjectMapper().readTree((java.io.InputStream) in).path(REPORT_KEY).asBoolean(false);
-            }
-        }
-        if (!current) {
+        JsonNode report = Commit.readReport(fs, root, "--initial-states " + root);
+        if (report == null || !report.path(REPORT_KEY).asBoolean(false)) {
             throw new InvalidInputException("--initial-states " + root + ": its " + MANIFEST + " was not written by "
                     + "the directory's last run (" + Commit.REPORT + " does not list it: a run without "
                     + "--initial-states wrote there since), so it may name states that were replaced; rerun the "

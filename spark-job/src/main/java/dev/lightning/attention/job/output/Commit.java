@@ -52,6 +52,30 @@ public final class Commit {
     }
 
     /**
+     * The run report published in {@code dir}, or null where it has none. {@code role} names the directory
+     * in the refusal of a report that is not JSON (an empty one included), e.g. "--initial-states DIR".
+     */
+    public static JsonNode readReport(FileSystem fs, Path dir, String role) throws IOException {
+        Path report = new Path(dir, REPORT);
+        if (!fs.exists(report)) {
+            return null;
+        }
+        String why;
+        try (InputStream in = fs.open(report)) {
+            JsonNode n = new ObjectMapper().readTree(in);
+            if (n != null && n.isObject()) {
+                return n;
+            }
+            why = n == null || n.isMissingNode() ? "empty" : "not a JSON object";
+        } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
+            why = "not JSON: " + e.getOriginalMessage();
+        }
+        throw new dev.lightning.attention.tensor.InvalidInputException(role + ": its run report " + report + " is "
+                + why + "; the run that wrote the directory records there what it computed from, which later runs "
+                + "compare with their own: restore the report as that run wrote it");
+    }
+
+    /**
      * Commits the run staged in {@code staging}: checks that every name can be published, forces
      * the staged files to disk, writes the commit record, then publishes.
      *

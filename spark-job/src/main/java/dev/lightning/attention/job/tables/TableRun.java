@@ -464,7 +464,8 @@ public final class TableRun {
         List<InputSamples.Absorbed> absorbed = null;
         if (storedTable != null) {
             Path storesRoot = new Path(storedTable).getParent();
-            absorbed = InputSamples.absorbed(storesRoot.toString(), storedReport(storesRoot));
+            absorbed = InputSamples.absorbed(storesRoot.toString(), Commit.readReport(HadoopPaths.fileSystem(storesRoot,
+                    hadoopConf), storesRoot, "--initial-states " + cfg.get(Settings.INITIAL_STATES)));
             InputSamples.refuseRepeated(cfg.get(Settings.INITIAL_STATES), absorbed, inputFiles);
         }
         OutputDirectory outputs = new OutputDirectory(cfg, outFs, outputDir, out);
@@ -480,7 +481,8 @@ public final class TableRun {
                 if (Commit.RunInfo.differences(finished.fingerprint, fingerprint).isEmpty()) {
                     out.println("lightning: done: the interrupted run had reached its commit point with the same "
                             + "input and options; its tables are now published in " + cfg.get(Settings.OUTPUT));
-                    return (ObjectNode) json.readTree(outFs.open(new Path(outputDir, Commit.REPORT)));
+                    return Commit.readReport(outFs, outputDir, "--output " + outputDir) instanceof ObjectNode r ? r
+                            : json.createObjectNode();
                 }
             }
             // the tables, and the report and _SUCCESS of the run that wrote them: a directory holding
@@ -635,22 +637,6 @@ public final class TableRun {
                     + "); give the --output directory of an earlier run that wrote tables");
         }
         return table.toString();
-    }
-
-    /** The run report in {@code root} (an --initial-states directory), or null where it has none. */
-    private JsonNode storedReport(Path root) throws IOException {
-        Path report = new Path(root, Commit.REPORT);
-        FileSystem fs = HadoopPaths.fileSystem(report, hadoopConf);
-        if (!fs.exists(report)) {
-            return null;
-        }
-        try (java.io.InputStream in = fs.open(report)) {
-            return new ObjectMapper().readTree(in);
-        } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
-            throw new InvalidInputException("--initial-states " + root + ": its run report " + Commit.REPORT
-                    + " is not JSON (" + e.getOriginalMessage() + "); it records the input that run computed from, "
-                    + "which this run compares with its own: restore the report as the run wrote it");
-        }
     }
 
     private void compute(List<String> inputs, List<InputSamples.Entry> inputFiles,
