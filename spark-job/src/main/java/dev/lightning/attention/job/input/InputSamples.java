@@ -64,13 +64,12 @@ public final class InputSamples {
     }
 
     /**
-     * The data files at or below {@code paths} (a file given by its path counts whatever its name; below a
-     * directory, names starting with {@code _} or {@code .} are skipped as Spark's readers skip them:
-     * {@code _SUCCESS}, checksums, a writer's {@code _temporary/}), each with its size and sample, in path
-     * order; empty files are left out (their sample says nothing). Samples are read on up to 16 threads: on an
-     * object store each is a few round trips.
+     * The data files at or below {@code paths}, in path order: a file given by its path counts whatever its name;
+     * below a directory, names starting with {@code _} or {@code .} are skipped as Spark's readers skip them
+     * ({@code _SUCCESS}, checksums, a writer's {@code _temporary/}). Empty files are listed (a run's fingerprint
+     * takes them); {@link #of} leaves them out.
      */
-    public static List<Entry> of(Configuration conf, List<String> paths) throws IOException {
+    public static List<LocatedFileStatus> list(Configuration conf, List<String> paths) throws IOException {
         List<LocatedFileStatus> files = new ArrayList<>();
         for (String p : paths) {
             Path given = HadoopPaths.parse(p);
@@ -79,12 +78,22 @@ public final class InputSamples {
             int depth = root.depth();
             for (RemoteIterator<LocatedFileStatus> it = fs.listFiles(root, true); it.hasNext(); ) {
                 LocatedFileStatus st = it.next();
-                if (st.getLen() > 0 && !hidden(st.getPath(), depth)) {
+                if (!hidden(st.getPath(), depth)) {
                     files.add(st);
                 }
             }
         }
         files.sort(Comparator.comparing(st -> st.getPath().toString()));
+        return files;
+    }
+
+    /**
+     * Each of {@code listed} ({@link #list}) with its size and sample, in their order; empty files are left out
+     * (their sample says nothing). Samples are read on up to 16 threads: on an object store each is a few round
+     * trips.
+     */
+    public static List<Entry> of(Configuration conf, List<LocatedFileStatus> listed) throws IOException {
+        List<LocatedFileStatus> files = listed.stream().filter(st -> st.getLen() > 0).toList();
         if (files.isEmpty()) {
             return List.of();
         }

@@ -2,6 +2,7 @@ package dev.lightning.attention.job.tables;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.lightning.attention.job.config.JobConfig;
 import dev.lightning.attention.job.config.Settings;
@@ -26,7 +27,9 @@ import dev.lightning.attention.plan.PiecePlanner;
 import dev.lightning.attention.stream.SequenceFile;
 import dev.lightning.attention.tensor.InvalidInputException;
 import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.fs.LocatedFileStatus;
 import org.apache.hadoop.fs.Path;
+import org.apache.hadoop.fs.RemoteIterator;
 import org.apache.spark.SparkContext;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
@@ -440,6 +443,8 @@ public final class TableRun {
         List<String> inputs = new ArrayList<>();
         List<String> seqInputs = new ArrayList<>();
         List<SequenceFile> files = null;
+        // the data files of --input, listed once: the run's fingerprint and its report's samples
+        List<LocatedFileStatus> inputListed;
         Map<String, String> rejected = new java.util.TreeMap<>();
         if (parquetInput) {
             for (Path e : InputListing.tablePaths(hadoopConf, "--input", cfg.get(Settings.INPUT))) {
@@ -450,6 +455,7 @@ public final class TableRun {
                     seqInputs.add(outsideOutput(e, outputDir));
                 }
             }
+            inputListed = InputSamples.list(hadoopConf, inputs);
         } else {
             // safetensors files: listed and their headers checked as a files run does, before Spark starts
             List<InputFile> listed = InputListing.list(hadoopConf, cfg.get(Settings.INPUT), cfg.get(Settings.RECURSIVE));
@@ -458,9 +464,11 @@ public final class TableRun {
             files = SequenceFiles.inspectAll(cfg, hadoopConf, listed, accepted, rejected, true);
             PathOverlap.check(hadoopConf, listed, given);
             accepted.forEach(f -> inputs.add(f.path().toString()));
+            inputListed = accepted.stream().map(f -> f.status).toList();
         }
         String storedTable = cfg.get(Settings.INITIAL_STATES) == null ? null : storedTable(given);
-        List<InputSamples.Entry> inputFiles = files == null ? InputSamples.of(hadoopConf, inputs) : InputSamples.of(files);
+        List<InputSamples.Entry> inputFiles = files == null ? InputSamples.of(hadoopConf, inputListed)
+                : InputSamples.of(files);
         List<InputSamples.Absorbed> absorbed = null;
         if (storedTable != null) {
             Path storesRoot = new Path(storedTable).getParent();
@@ -475,7 +483,7 @@ public final class TableRun {
             ObjectMapper json = new ObjectMapper();
             // through JSON and back, to compare with what run.json holds (a long read back is an int node)
             JsonNode fingerprint = json.readTree(json.writeValueAsBytes(
-                    fingerprint(json, inputs, seqInputs, storedTable)));
+                    fingerprint(json, inputListed, seqInputs, storedTable)));
             for (Commit.RunInfo finished : Commit.recover(outFs, outputDir, out)) {
                 // the same tables and options: its results are this run's (tasks are deterministic), as a files run
                 if (Commit.RunInfo.differences(finished.fingerprint, fingerprint).isEmpty()) {
@@ -558,8 +566,8 @@ public final class TableRun {
      * safetensors files, and the --initial-states table's files. (Paths alone took a table rewritten
      * in place for the one the interrupted run read.)
      */
-    private ObjectNode fingerprint(ObjectMapper json, List<String> inputs, List<String> seqInputs, String storedTable)
-            throws IOException {
+    private ObjectNode fingerprint(ObjectMapper json, List<LocatedFileStatus> inputs, List<String> seqInputs,
+                                   String storedTable) throws IOException {
         ObjectNode n = json.createObjectNode();
         n.put("format", parquetInput ? "parquet" : "safetensors to parquet");
         ObjectNode settings = n.putObject("settings");
@@ -567,27 +575,30 @@ public final class TableRun {
         for (dev.lightning.attention.job.config.Setting<?> setting : Settings.RESULT_AFFECTING) {
             settings.put(setting.key, all.get(setting.key));
         }
-        contents(n.putArray("input"), inputs);
+        record(n.putArray("input"), inputs);
         contents(n.putArray("sequences"), seqInputs);
         contents(n.putArray("initialStates"), storedTable == null ? List.of() : List.of(storedTable));
         return n;
     }
 
-    /** Each file at or below {@code paths}: path, bytes, modification time, in the listing's order per path. */
-    private void contents(com.fasterxml.jackson.databind.node.ArrayNode into, List<String> paths) throws IOException {
+    /** Each file at or below {@code paths}: path, bytes, modification time, in path order. */
+    private void contents(ArrayNode into, List<String> paths) throws IOException {
         for (String p : paths) {
             Path path = HadoopPaths.parse(p);
             FileSystem fs = HadoopPaths.fileSystem(path, hadoopConf);
-            List<org.apache.hadoop.fs.LocatedFileStatus> found = new ArrayList<>();
-            for (org.apache.hadoop.fs.RemoteIterator<org.apache.hadoop.fs.LocatedFileStatus> it = fs.listFiles(path, true);
-                 it.hasNext(); ) {
+            List<LocatedFileStatus> found = new ArrayList<>();
+            for (RemoteIterator<LocatedFileStatus> it = fs.listFiles(path, true); it.hasNext(); ) {
                 found.add(it.next());
             }
             found.sort(java.util.Comparator.comparing(st -> st.getPath().toString()));
-            for (org.apache.hadoop.fs.LocatedFileStatus st : found) {
-                into.addObject().put("path", st.getPath().toString()).put("bytes", st.getLen())
-                        .put("modified", st.getModificationTime());
-            }
+            record(into, found);
+        }
+    }
+
+    private static void record(ArrayNode into, List<LocatedFileStatus> files) {
+        for (LocatedFileStatus st : files) {
+            into.addObject().put("path", st.getPath().toString()).put("bytes", st.getLen())
+                    .put("modified", st.getModificationTime());
         }
     }
 

@@ -25,9 +25,14 @@ class InputSamplesTest {
         return b;
     }
 
+    private static List<InputSamples.Entry> sampled(Configuration conf, List<String> paths) throws java.io.IOException {
+        return InputSamples.of(conf, InputSamples.list(conf, paths));
+    }
+
     /**
      * A directory's data files, with what Spark's readers skip left out (names starting with _ or ., below
-     * the directory at any depth) and empty files too; a file given by its own path counts whatever its name.
+     * the directory at any depth), and empty files too where samples are taken; a file given by its own path
+     * counts whatever its name.
      */
     @Test
     void listsTheDataFilesAsSparkReadsThem(@TempDir Path dir) throws Exception {
@@ -40,8 +45,12 @@ class InputSamplesTest {
                 random(900, 4));
         Files.write(table.resolve("empty.parquet"), new byte[0]);
         Path single = Files.write(dir.resolve("_single.safetensors"), random(300, 5));
-        List<InputSamples.Entry> got = InputSamples.of(new Configuration(), List.of(table.toString(), single.toString()));
+        List<InputSamples.Entry> got = sampled(new Configuration(), List.of(table.toString(), single.toString()));
         assertEquals(3, got.size(), got.toString());
+        // the listing (a run's fingerprint) keeps the empty file, between the two parts in path order
+        List<String> listed = InputSamples.list(new Configuration(), List.of(table.toString(), single.toString()))
+                .stream().map(st -> st.getPath().getName()).toList();
+        assertEquals(List.of("empty.parquet", "part-0.parquet", "part-1.parquet", "_single.safetensors"), listed);
         assertTrue(got.get(0).path().endsWith("_blocks/part-0.parquet") && got.get(0).bytes() == 70_000, got.toString());
         assertTrue(got.get(1).path().endsWith("_blocks/sub=1/part-1.parquet"), got.toString());
         assertTrue(got.get(2).path().endsWith("_single.safetensors"), got.toString());
@@ -73,17 +82,17 @@ class InputSamplesTest {
         Path copy = Files.createDirectories(dir.resolve("elsewhere")).resolve("a-copy.parquet");
         Files.copy(a, copy);
         Configuration conf = new Configuration();
-        List<InputSamples.Entry> stored = InputSamples.of(conf, List.of(a.toString()));
+        List<InputSamples.Entry> stored = sampled(conf, List.of(a.toString()));
         List<InputSamples.Absorbed> recorded = InputSamples.absorbed("file:/states-1", report(stored, null));
 
-        List<InputSamples.Entry> again = InputSamples.of(conf, List.of(a.toString(), b.toString()));
+        List<InputSamples.Entry> again = sampled(conf, List.of(a.toString(), b.toString()));
         assertNotEquals(again.get(0).sample(), again.get(1).sample());
         List<String> problems = InputSamples.repeated(recorded, again);
         assertEquals(1, problems.size(), problems.toString());
         assertTrue(problems.get(0).contains("a.parquet") && !problems.get(0).contains(", as '")
                 && !problems.get(0).contains("earlier run"), problems.toString());
 
-        List<String> fromCopy = InputSamples.repeated(recorded, InputSamples.of(conf, List.of(copy.toString())));
+        List<String> fromCopy = InputSamples.repeated(recorded, sampled(conf, List.of(copy.toString())));
         assertEquals(1, fromCopy.size(), fromCopy.toString());
         assertTrue(fromCopy.get(0).contains("a-copy.parquet") && fromCopy.get(0).contains(", as '"
                 + stored.get(0).path() + "'"), fromCopy.toString());
@@ -92,7 +101,7 @@ class InputSamplesTest {
                 () -> InputSamples.refuseRepeated("states-2/", recorded, again));
         assertTrue(e.getMessage().startsWith("--initial-states states-2/: its states were computed from 1 of this run's "
                 + "input file(s)") && e.getMessage().contains("absorb them twice"), e.getMessage());
-        InputSamples.refuseRepeated("states-2/", recorded, InputSamples.of(conf, List.of(b.toString())));
+        InputSamples.refuseRepeated("states-2/", recorded, sampled(conf, List.of(b.toString())));
         // a report written before inputs were recorded, and none at all: what the states absorbed is unknown
         assertNull(InputSamples.absorbed("file:/states-1", new ObjectMapper().createObjectNode()));
         assertNull(InputSamples.absorbed("file:/states-1", null));
@@ -109,11 +118,11 @@ class InputSamplesTest {
     @Test
     void aFileReadEarlierInTheChainIsRefusedToo(@TempDir Path dir) throws Exception {
         Configuration conf = new Configuration();
-        List<InputSamples.Entry> day1 = InputSamples.of(conf, List.of(
+        List<InputSamples.Entry> day1 = sampled(conf, List.of(
                 Files.write(dir.resolve("day1.parquet"), random(9_000, 11)).toString()));
-        List<InputSamples.Entry> day2 = InputSamples.of(conf, List.of(
+        List<InputSamples.Entry> day2 = sampled(conf, List.of(
                 Files.write(dir.resolve("day2.parquet"), random(9_000, 12)).toString()));
-        List<InputSamples.Entry> day3 = InputSamples.of(conf, List.of(
+        List<InputSamples.Entry> day3 = sampled(conf, List.of(
                 Files.write(dir.resolve("day3.parquet"), random(9_000, 13)).toString()));
 
         // states-1 from day1; states-2 from day2 onto states-1 (records day1 as earlier, read by states-1)
