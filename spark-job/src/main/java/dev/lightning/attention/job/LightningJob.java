@@ -22,6 +22,7 @@ import dev.lightning.attention.job.input.SequenceFiles;
 import dev.lightning.attention.job.input.StoredStates;
 import dev.lightning.attention.job.output.Commit;
 import dev.lightning.attention.job.output.OutputDirectory;
+import dev.lightning.attention.job.output.OutputHeader;
 import dev.lightning.attention.job.output.OutputLock;
 import dev.lightning.attention.job.output.OutputPaths;
 import dev.lightning.attention.job.output.SharedOutputCheck;
@@ -428,6 +429,14 @@ final class LightningJob {
                         + "already in that state, and appending them again would count them twice; give the "
                         + "sequence's next segment, or, to redo the append that read this input, the --initial-states "
                         + "that append had");
+                continue;
+            }
+            if (s.absorbedEarlier(f.fileSize, f.sample)) {
+                problems.add(f.name + ": the stored state " + s.location + " continues a chain that had already "
+                        + "absorbed this very input in an earlier segment (the same size, " + f.fileSize + " bytes, and "
+                        + "content sample " + f.sample + ", in its metadata " + OutputHeader.EARLIER_INPUTS + "): "
+                        + "appending it again would count its tokens twice; give the sequence's next segment, or, to "
+                        + "redo the append that read this input, the --initial-states that append had");
                 continue;
             }
             String offset = StoredStates.offsetProblem(f.declaredOffset, false, s.location, s.tokens);

@@ -416,7 +416,9 @@ class AppendJobTest {
      * appended onto the state that already absorbed it is refused (its tokens would count twice):
      * the first run's own input onto its output, and an append's input onto that append's output,
      * also from a copy under another directory. Rerunning the same append (from the same stored
-     * state) still works and writes the same bytes.
+     * state) still works and writes the same bytes. Each continued output also records the inputs
+     * its stored state had absorbed before (earlier_inputs), so any earlier segment of the chain is
+     * refused too: in one file, in the parts form's index and in a checksums result.
      */
     @Test
     void refusesTheSameSegmentAppendedTwice() throws IOException {
@@ -449,6 +451,41 @@ class AppendJobTest {
         run(args(seg2, tmp.resolve("s2"), List.of("--initial-states", s1.toString())));
         Result got = Result.read(tmp.resolve("s2").resolve("s.safetensors"));
         assertTrue(relativeError(got.state, s.reference(1.0).state) <= 1e-5, "the chain's final state");
+
+        // the chain is recorded whole: s2's result lists seg1's input, then seg0's, so either given again onto s2 is
+        // refused (it had only compared the stored result's own input, so seg0 onto s2 ran and counted it twice)
+        JsonNode meta = metadata(tmp.resolve("s2").resolve("s.safetensors"));
+        String[] earlier = meta.path("earlier_inputs").asText().split(",");
+        assertEquals(2, earlier.length, meta.toString());
+        assertEquals(metadata(s1.resolve("s.safetensors")).path("input_bytes").asText() + "/"
+                + metadata(s1.resolve("s.safetensors")).path("input_sample").asText(), earlier[0], meta.toString());
+        assertEquals(metadata(s0.resolve("s.safetensors")).path("input_bytes").asText() + "/"
+                + metadata(s0.resolve("s.safetensors")).path("input_sample").asText(), earlier[1], meta.toString());
+        for (Path in : new Path[] {seg0, seg1}) {
+            o = lightning(args(in, tmp.resolve("x2"), List.of("--initial-states", tmp.resolve("s2").toString()))
+                    .toArray(new String[0]));
+            assertEquals(2, o.status, in + ": " + o.out + o.err);
+            assertTrue(o.err.contains("s.safetensors") && o.err.contains("in an earlier segment")
+                    && o.err.contains("twice"), o.err);
+            assertFalse(o.out.contains("pass 2"), "nothing computed: " + o.out);
+        }
+        // split into pieces and written as parts, and as a checksums result: the index and the result record it too
+        Sequence longer = Sequence.random(32, 900, 2, 8, 6, DType.F32, null, false);
+        Path l0 = JobHarness.writeSequences(tmp.resolve("l0"), Map.of("s.safetensors", longer.range(0, 300, null)));
+        Path l1 = JobHarness.writeSequences(tmp.resolve("l1"), Map.of("s.safetensors", longer.range(300, 600, null)));
+        Path l2 = JobHarness.writeSequences(tmp.resolve("l2"), Map.of("s.safetensors", longer.range(600, 900, null)));
+        run(args(l0, tmp.resolve("t0"), List.of()));
+        run(args(l1, tmp.resolve("t1"), List.of("--initial-states", tmp.resolve("t0").toString()),
+                "--partition-tokens", "128", "--output-form", "parts"));
+        assertTrue(Files.exists(tmp.resolve("t1").resolve("s.safetensors.index.json")), "the parts form");
+        run(args(l2, tmp.resolve("t2"), List.of("--initial-states", tmp.resolve("t1").toString()),
+                "--partition-tokens", "128", "--output-mode", "checksums"));
+        for (Path in : new Path[] {l0, l1}) {
+            o = lightning(args(in, tmp.resolve("x3"), List.of("--initial-states", tmp.resolve("t2").toString()))
+                    .toArray(new String[0]));
+            assertEquals(2, o.status, in + ": " + o.out + o.err);
+            assertTrue(o.err.contains("s.safetensors") && o.err.contains("in an earlier segment"), o.err);
+        }
     }
 
     /**

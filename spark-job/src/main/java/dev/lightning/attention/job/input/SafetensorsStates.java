@@ -70,9 +70,9 @@ public final class SafetensorsStates implements StoredStates {
 
         FileState(int heads, int dk, int dv, long zOffset, String featureMap, double[] slopes, long tokens,
                   long ownTokens, String location, FileStatus file, long kvOffset, long sourceBytes,
-                  String sourceSample) {
+                  String sourceSample, List<String> earlierInputs) {
             super(heads, dk, dv, zOffset >= 0, featureMap, slopes, tokens, location, file.getPath().toUri().toString(),
-                    file.getLen(), file.getModificationTime(), sourceBytes, sourceSample);
+                    file.getLen(), file.getModificationTime(), sourceBytes, sourceSample, earlierInputs);
             this.kvOffset = kvOffset;
             this.zOffset = zOffset;
             this.ownTokens = ownTokens;
@@ -330,6 +330,17 @@ public final class SafetensorsStates implements StoredStates {
                         + meta.metadata().get(OutputHeader.INPUT_BYTES) + "' is not a size in bytes", e);
             }
         }
+        List<String> earlier = new java.util.ArrayList<>();
+        String earlierText = meta.metadata().get(OutputHeader.EARLIER_INPUTS);
+        if (earlierText != null) {
+            for (String key : earlierText.split(",")) {
+                if (!key.matches("[0-9]+/[0-9a-f]+")) {
+                    throw new InvalidInputException(location + ": metadata " + OutputHeader.EARLIER_INPUTS + " '"
+                            + earlierText + "' is not a list of bytes/sample entries");
+                }
+                earlier.add(key);
+            }
+        }
         // tokens absorbed: the manifest's, else the result's own T after its token_offset (a continued sequence's)
         long absorbed = tokens;
         String offset = meta.metadata().get(OutputHeader.TOKEN_OFFSET);
@@ -353,7 +364,7 @@ public final class SafetensorsStates implements StoredStates {
         }
         return new FileState((int) s.dim(0), (int) s.dim(1), (int) s.dim(2), z == null ? -1 : z.begin(), featureMap,
                 slopes, chainTokens != null && chainTokens >= 0 ? chainTokens : absorbed, absorbed, location, st,
-                s.begin(), sourceBytes, sourceSample);
+                s.begin(), sourceBytes, sourceSample, earlier);
     }
 
     /** T of an "o_shape" metadata value "[T, H, Dv]" (--output-mode checksums), or -1. */

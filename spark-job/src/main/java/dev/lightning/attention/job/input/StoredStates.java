@@ -17,6 +17,7 @@ import java.io.IOException;
 import java.io.Serializable;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.util.List;
 import java.util.Map;
 
 /**
@@ -163,7 +164,7 @@ public interface StoredStates {
      * manifest), and how a task reads it. Small and serializable: it travels with the pieces.
      */
     abstract class State implements Serializable {
-        private static final long serialVersionUID = 2L;
+        private static final long serialVersionUID = 3L;
         final int heads;
         final int dk;
         final int dv;
@@ -188,9 +189,16 @@ public interface StoredStates {
          */
         public final long sourceBytes;
         public final String sourceSample;
+        /**
+         * The inputs the state had absorbed before its source, as its result records them
+         * ({@link dev.lightning.attention.job.output.OutputHeader#EARLIER_INPUTS}: "bytes/sample", the latest
+         * first); empty where it records none (the first segment of a chain, or written before this was recorded).
+         */
+        final List<String> earlierInputs;
 
         State(int heads, int dk, int dv, boolean normalizer, String featureMap, double[] slopes, long tokens,
-              String location, String file, long fileBytes, long fileModified, long sourceBytes, String sourceSample) {
+              String location, String file, long fileBytes, long fileModified, long sourceBytes, String sourceSample,
+              List<String> earlierInputs) {
             this.heads = heads;
             this.dk = dk;
             this.dv = dv;
@@ -204,11 +212,35 @@ public interface StoredStates {
             this.fileModified = fileModified;
             this.sourceBytes = sourceBytes;
             this.sourceSample = sourceSample;
+            this.earlierInputs = List.copyOf(earlierInputs);
         }
 
         /** Whether this state was computed from the input of {@code bytes} bytes with content sample {@code sample}. */
         public boolean computedFrom(long bytes, String sample) {
             return sourceSample != null && sample != null && sourceBytes == bytes && sourceSample.equals(sample);
+        }
+
+        /**
+         * Whether the chain had absorbed the input of {@code bytes} bytes with content sample {@code sample} before
+         * the run that computed this state (an earlier segment of the sequence).
+         */
+        public boolean absorbedEarlier(long bytes, String sample) {
+            return sample != null && earlierInputs.contains(dev.lightning.attention.job.output.OutputHeader.inputKey(
+                    bytes, sample));
+        }
+
+        /**
+         * The inputs this state has absorbed, as a continuing output records them
+         * ({@link dev.lightning.attention.job.output.OutputHeader#EARLIER_INPUTS}): its source (where recorded),
+         * then the earlier ones.
+         */
+        public List<String> chain() {
+            List<String> all = new java.util.ArrayList<>();
+            if (sourceSample != null) {
+                all.add(dev.lightning.attention.job.output.OutputHeader.inputKey(sourceBytes, sourceSample));
+            }
+            all.addAll(earlierInputs);
+            return all;
         }
 
         /** The state's shape as messages give it. */

@@ -30,20 +30,29 @@ public final class OutputHeader {
      * every N tokens states [C, H, Dk, Dv] F32 and (normalizing) normalizers [C, H, Dk] F32, C = T / N.
      */
     static SafetensorsHeader of(SequenceFile f, AttentionSpec spec, Variant variant, DType oDtype, double scale) {
-        return of(f, spec, variant, oDtype, scale, null, 0, -1);
+        return of(f, spec, variant, oDtype, scale, null, 0, Continued.NONE);
+    }
+
+    /**
+     * What a sequence continued from a stored state (--initial-states) records of its chain: {@code tokenOffset}, the
+     * tokens that state had absorbed (-1: none continued, or unknown), and {@code earlierInputs}, the inputs it had
+     * absorbed them from, each as "bytes/sample", the latest first (null: none known).
+     */
+    public record Continued(long tokenOffset, String earlierInputs) {
+        public static final Continued NONE = new Continued(-1, null);
     }
 
     /**
      * The header of an output file; with {@code summary} (--output-mode checksums) the file holds
      * o_sampled [S, H, Dv] (the rows of the S sampled tokens, in the output dtype) where o would be,
      * and the summary's metadata ({@link OutputSummary#metadata}) with the spot checks' {@code tolerance}.
-     * {@code tokenOffset} >= 0 (a sequence continued from a stored state, --initial-states): the
+     * {@code continued.tokenOffset} >= 0 (a sequence continued from a stored state, --initial-states): the
      * tokens that state had absorbed, recorded as metadata {@code token_offset}, so token t of this
      * output, and the state states[c] after its token (c+1)N - 1, sit at token_offset + t of the
-     * whole sequence.
+     * whole sequence; its {@code earlierInputs} are recorded as {@link #EARLIER_INPUTS}.
      */
     public static SafetensorsHeader of(SequenceFile f, AttentionSpec spec, Variant variant, DType oDtype, double scale,
-                                       OutputSummary summary, double tolerance, long tokenOffset) {
+                                       OutputSummary summary, double tolerance, Continued continued) {
         int h = spec.heads();
         List<SafetensorsHeader.Spec> tensors = new ArrayList<>();
         if (summary == null) {
@@ -75,8 +84,11 @@ public final class OutputHeader {
         if (variant.checkpoints()) {
             metadata.put("state_every", Integer.toString(variant.stateEvery()));
         }
-        if (tokenOffset >= 0) {
-            metadata.put(TOKEN_OFFSET, Long.toString(tokenOffset));
+        if (continued.tokenOffset >= 0) {
+            metadata.put(TOKEN_OFFSET, Long.toString(continued.tokenOffset));
+        }
+        if (continued.earlierInputs != null && !continued.earlierInputs.isEmpty()) {
+            metadata.put(EARLIER_INPUTS, continued.earlierInputs);
         }
         if (f.sample != null) {
             metadata.put(INPUT_BYTES, Long.toString(f.fileSize));
@@ -120,4 +132,17 @@ public final class OutputHeader {
      * that same input onto this result's state can be refused: its tokens are already in it.
      */
     public static final String INPUT_BYTES = "input_bytes", INPUT_SAMPLE = "input_sample";
+
+    /**
+     * Output metadata of a continued sequence: the inputs its stored state had absorbed in the runs before, each as
+     * "bytes/sample" ({@link #INPUT_BYTES}, {@link #INPUT_SAMPLE}), comma-separated, the latest first: the stored
+     * result's own input, then its {@code earlier_inputs}. So an append of any earlier segment of the chain again is
+     * refused, not only the last one's (about 20 bytes a segment).
+     */
+    public static final String EARLIER_INPUTS = "earlier_inputs";
+
+    /** A content key as {@link #EARLIER_INPUTS} lists it. */
+    public static String inputKey(long bytes, String sample) {
+        return bytes + "/" + sample;
+    }
 }

@@ -204,7 +204,7 @@ public final class LightningPasses {
         for (Map.Entry<Integer, long[]> e : checksumSplits.entrySet()) {
             if (!skipped.contains(e.getKey())) {
                 outputTasks.writeChecksumsResult(outFs, files.get(e.getKey()), e.getKey(), e.getValue(),
-                        pass2Groups.get(e.getKey()), PassTasks.tokenOffset(continued.get(e.getKey())));
+                        pass2Groups.get(e.getKey()), PassTasks.continued(continued.get(e.getKey())));
                 results++;
             }
         }

@@ -106,7 +106,7 @@ final class Pass2Tasks extends PassTasks {
                                 written.add(Staging.writeAtomically(stagingFs, staging.stagedOutput(f.name), attempt(ctx),
                                         out -> checksumsResult(stagingFs, f, first.sequence(),
                                                 new long[] {first.tokens()}, singleGroup(0),
-                                                tokenOffset(run.get(0).stored), out)));
+                                                continued(run.get(0).stored), out)));
                             }
                         }
                     }
@@ -216,13 +216,13 @@ final class Pass2Tasks extends PassTasks {
      * writes it again, whole, with the same bytes.
      */
     void writeChecksumsResult(FileSystem fs, SequenceFile f, int sequence, long[] pieceTokens, PieceGroups groups,
-                              long tokenOffset) throws IOException {
+                              OutputHeader.Continued continued) throws IOException {
         Path staged = staging.stagedOutput(f.name);
         if (fs.exists(staged)) {
             fs.delete(staged, false); // an earlier attempt's: the same bytes, written again
         }
         Staging.writeAtomically(fs, staged, "driver",
-                out -> checksumsResult(fs, f, sequence, pieceTokens, groups, tokenOffset, out));
+                out -> checksumsResult(fs, f, sequence, pieceTokens, groups, continued, out));
     }
 
     /**
@@ -290,13 +290,13 @@ final class Pass2Tasks extends PassTasks {
      * have written.
      */
     private void checksumsResult(FileSystem fs, SequenceFile f, int sequence, long[] pieceTokens, PieceGroups groups,
-                                 long tokenOffset, OutputStream out) throws IOException {
+                                 OutputHeader.Continued continued, OutputStream out) throws IOException {
         AttentionSpec spec = spec(f);
         Variant variant = cfg.variant();
         DType oDtype = outputDtype(f);
         OutputSummary summary = combinedSummary(fs, f, sequence, pieceTokens, groups);
         out.write(OutputHeader.of(f, spec, variant, oDtype, cfg.get(Settings.SCALE), summary,
-                cfg.spotCheckTolerance(oDtype), tokenOffset).encode());
+                cfg.spotCheckTolerance(oDtype), continued).encode());
         for (SpotCheck.Point point : summary.samples) {
             out.write(point.row());
         }

@@ -88,12 +88,16 @@ abstract class PassTasks implements Serializable {
      */
     SafetensorsHeader outputHeader(SequenceFile f, StoredStates.State stored) {
         return OutputHeader.of(f, spec(f), cfg.variant(), outputDtype(f), cfg.get(Settings.SCALE), null, 0,
-                tokenOffset(stored));
+                continued(stored));
     }
 
-    /** The token_offset of a sequence continued from {@code stored}: the tokens it had absorbed; -1 when none or unknown. */
-    static long tokenOffset(StoredStates.State stored) {
-        return stored == null ? -1 : stored.tokens;
+    /**
+     * What the output of a sequence continued from {@code stored} records of its chain: the tokens it had absorbed
+     * (token_offset; -1 when none or unknown) and the inputs it absorbed them from ({@link StoredStates.State#chain}).
+     */
+    static OutputHeader.Continued continued(StoredStates.State stored) {
+        return stored == null ? OutputHeader.Continued.NONE
+                : new OutputHeader.Continued(stored.tokens, String.join(",", stored.chain()));
     }
 
     /**

@@ -73,7 +73,7 @@ class RunFingerprintTest {
 
     /** A stored state that only names its file (the fingerprint reads nothing else). */
     private static StoredStates.State state(String file, long bytes, long modified) {
-        return new StoredStates.State(2, 4, 4, false, null, null, -1, file, file, bytes, modified, -1, null) {
+        return new StoredStates.State(2, 4, 4, false, null, null, -1, file, file, bytes, modified, -1, null, List.of()) {
             @Override
             public dev.lightning.attention.engine.LightningState read(Configuration conf,
                     dev.lightning.attention.engine.AttentionSpec spec, String name, int sequence) {
