@@ -451,6 +451,18 @@ final class LightningJob {
                     + problems.size() + " sequence(s) cannot continue from their stored state: "
                     + Examples.of(problems, 5, "; "));
         }
+        List<String> unrecorded = new ArrayList<>();
+        for (StoredStates.State s : continued.values()) {
+            if (s.sourceSample == null) {
+                unrecorded.add(s.location);
+            }
+        }
+        if (!unrecorded.isEmpty()) {
+            out.println("lightning: warning: --initial-states: " + unrecorded.size() + " stored state(s) record no "
+                    + "input they were computed from (written before inputs were recorded): " + Examples.of(unrecorded, 5,
+                    ", ") + "; this run cannot tell whether their inputs repeat a segment those states already "
+                    + "absorbed: make sure they do not");
+        }
         if (!fromZero.isEmpty()) {
             out.println("lightning: warning: --initial-states: " + fromZero.size() + " input(s) have no stored state "
                     + "of their name and start from zero: " + Examples.of(fromZero, 10, ", ") + ". An input continues the stored result of the same name (its name in --output: "

@@ -264,8 +264,8 @@ class TablesCliTest {
         assertEquals(0, run(log, "--input", oldIn, "--output", out1, "--scale", "0.5"), log.toString());
         assertEquals(0, run(log, "--input", newIn, "--output", out2, "--scale", "0.5", "--initial-states", out1,
                 "--partition-tokens", "16"), log.toString());
-        assertTrue(log.toString().contains("1 of 2 sequences continue from a stored state; 2 stored state(s)"),
-                log.toString());
+        assertTrue(log.toString().contains("1 of 2 sequences continue from a stored state; 2 stored state(s)")
+                && !log.toString().contains("records no input files"), log.toString());
         spark = session();
         try {
             Map<String, Row> before = TablesAppendTest.byName(spark.read().parquet(out1 + "/final_states"));
@@ -334,6 +334,19 @@ class TablesCliTest {
         for (JsonNode f : recorded) {
             assertTrue(f.get("path").asText().endsWith(".parquet") && f.get("bytes").asLong() > 0, recorded.toString());
         }
+        // a stored directory whose report records no inputs (written before they were recorded): nothing to compare
+        // with, so the append runs, and says so
+        Path bare = dir.resolve("bare");
+        org.apache.commons.io.FileUtils.copyDirectory(new java.io.File(out1), bare.toFile());
+        com.fasterxml.jackson.databind.node.ObjectNode oldReport = (com.fasterxml.jackson.databind.node.ObjectNode)
+                new ObjectMapper().readTree(bare.resolve(Commit.REPORT).toFile());
+        oldReport.remove("inputFiles");
+        Files.writeString(bare.resolve(Commit.REPORT), oldReport.toString());
+        log.setLength(0);
+        assertEquals(0, run(log, "--input", newIn, "--output", dir.resolve("out-bare").toString(), "--scale", "0.5",
+                "--initial-states", bare.toString(), "--partition-tokens", "16"), log.toString());
+        assertTrue(log.toString().contains("warning: --initial-states " + bare + ": its run report records no input "
+                + "files"), log.toString());
         // a rerun of the append continues from the state its first attempt did, which did not absorb the segment
         assertEquals(0, run(log, "--input", newIn, "--output", dir.resolve("out2-again").toString(), "--scale", "0.5",
                 "--initial-states", out1, "--partition-tokens", "16"), log.toString());

@@ -346,6 +346,12 @@ class AppendJobTest {
 
     /** Rewrites {@code file}'s header with {@code entries} added to its {@code __metadata__}. */
     static void putMetadata(Path file, Map<String, String> entries) throws IOException {
+        editMetadata(file, meta -> entries.forEach(meta::put));
+    }
+
+    /** Rewrites {@code file}'s header with its {@code __metadata__} changed by {@code edit}. */
+    static void editMetadata(Path file, java.util.function.Consumer<com.fasterxml.jackson.databind.node.ObjectNode> edit)
+            throws IOException {
         byte[] raw = Files.readAllBytes(file);
         int n = (int) java.nio.ByteBuffer.wrap(raw, 0, 8).order(java.nio.ByteOrder.LITTLE_ENDIAN).getLong();
         ObjectMapper json = new ObjectMapper();
@@ -354,7 +360,7 @@ class AppendJobTest {
         com.fasterxml.jackson.databind.node.ObjectNode meta = header.has("__metadata__")
                 ? (com.fasterxml.jackson.databind.node.ObjectNode) header.get("__metadata__")
                 : header.putObject("__metadata__");
-        entries.forEach(meta::put);
+        edit.accept(meta);
         StringBuilder text = new StringBuilder(json.writeValueAsString(header));
         while (text.length() % 8 != 0) {
             text.append(' ');
@@ -526,6 +532,34 @@ class AppendJobTest {
         assertTrue(o.out.contains("warning") && o.out.contains("u.safetensors") && o.out.contains("no stored state"),
                 o.out);
         run(args(seg2, tmp.resolve("s2"), List.of("--initial-states", s1.toString())));
+    }
+
+    /**
+     * A stored state whose result records no input (as results written before inputs were recorded) cannot be
+     * compared with the segment appended to it; the run continues it and says so in a warning naming the result.
+     * A state that records its input gives no such warning.
+     */
+    @Test
+    void warnsWhereAStoredStateRecordsNoInput() throws IOException {
+        Sequence s = Sequence.random(33, 150, 2, 8, 6, DType.F32, null, false);
+        Path seg0 = JobHarness.writeSequences(tmp.resolve("seg0"), Map.of("s.safetensors", s.range(0, 50, null)));
+        Path seg1 = JobHarness.writeSequences(tmp.resolve("seg1"), Map.of("s.safetensors", s.range(50, 100, null)));
+        Path seg2 = JobHarness.writeSequences(tmp.resolve("seg2"), Map.of("s.safetensors", s.range(100, 150, null)));
+        Path s0 = tmp.resolve("s0");
+        run(args(seg0, s0, List.of()));
+        Outcome o = run(args(seg1, tmp.resolve("s1"), List.of("--initial-states", s0.toString())));
+        assertFalse(o.out.contains("record no input"), o.out);
+        editMetadata(s0.resolve("s.safetensors"), meta -> {
+            meta.remove("input_bytes");
+            meta.remove("input_sample");
+        });
+        o = run(args(seg1, tmp.resolve("s1-again"), List.of("--initial-states", s0.toString())));
+        assertTrue(o.out.contains("warning: --initial-states: 1 stored state(s) record no input")
+                && o.out.contains("s0/s.safetensors"), o.out);
+        // what s1-again recorded of its chain starts at its own input: seg0's is unknown
+        assertTrue(metadata(tmp.resolve("s1-again").resolve("s.safetensors")).path("earlier_inputs").isMissingNode());
+        o = run(args(seg2, tmp.resolve("s2"), List.of("--initial-states", tmp.resolve("s1-again").toString())));
+        assertFalse(o.out.contains("record no input"), o.out);
     }
 
     /**

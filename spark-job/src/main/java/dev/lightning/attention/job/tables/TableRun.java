@@ -475,6 +475,12 @@ public final class TableRun {
             absorbed = InputSamples.absorbed(storesRoot.toString(), Commit.readReport(HadoopPaths.fileSystem(storesRoot,
                     hadoopConf), storesRoot, "--initial-states " + cfg.get(Settings.INITIAL_STATES)));
             InputSamples.refuseRepeated(cfg.get(Settings.INITIAL_STATES), absorbed, inputFiles);
+            if (absorbed == null) {
+                out.println("lightning: warning: --initial-states " + cfg.get(Settings.INITIAL_STATES) + ": its run "
+                        + "report records no input files (written before they were recorded, or removed), so this "
+                        + "run cannot tell whether its input repeats a segment those states already absorbed; make "
+                        + "sure it does not");
+            }
         }
         OutputDirectory outputs = new OutputDirectory(cfg, outFs, outputDir, out);
         boolean createdOutput = outputs.create();
