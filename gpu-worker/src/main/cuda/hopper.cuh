@@ -93,7 +93,9 @@
 // row sums are the loaders' since session 11); bit 4: the loaders' z work (column sums, and q . zP with them);
 // bit 8: a normalized launch runs the plain forward body (the control);
 // bit 16: the normalized forward's loaders carry no map code (for register splits); bit 32: the normalized states
-// kernel's column sums (the consumers') left out.
+// kernel's column sums (the consumers') left out; bit 64: a launch with neither a map nor normalization runs the
+// mapped body (MAPR) with nothing to map (its results right), so that what MAPR's shape costs (S by each consumer,
+// no SL or TQ) is told apart from what the map's work costs (BENCHMARKS.md, session 29).
 #ifndef LIGHTNING_WG_NORM_X
 #define LIGHTNING_WG_NORM_X 0
 #endif
@@ -1261,7 +1263,7 @@ __device__ __forceinline__ bool pair_launch(const LightningArgs& a) {
     extern "C" __global__ void __launch_bounds__(LIGHTNING_WG_THREADS, 1)                                   \
     lightning_forward_wg_##NAME(const LightningArgs a) {                                                    \
         if (a.normalize && !(LIGHTNING_WG_NORM_X & 8)) lightning_wg::body<T, true, true>(a);                \
-        else if (a.featureMap != 0) lightning_wg::body<T, true, false, false, true>(a);                     \
+        else if (a.featureMap != 0 || (LIGHTNING_WG_NORM_X & 64)) lightning_wg::body<T, true, false, false, true>(a); \
         else lightning_wg::body<T, true, false>(a);                                                         \
     }                                                                                                       \
     extern "C" __global__ void __launch_bounds__(LIGHTNING_WG_THREADS, 1)                                   \
