@@ -211,15 +211,6 @@ constexpr int kLoaders = 128;
 #ifndef LIGHTNING_WG_MAP_LOADER_REGS
 #define LIGHTNING_WG_MAP_LOADER_REGS 72
 #endif
-// LIGHTNING_WG_MAPR_SPLIT (measurement builds, default 0): the mapped body's loaders map K, say so on a barrier of
-// its own (fullK), then map Q; its consumers update the state (which reads K and V only) as soon as K is mapped, and
-// form the outputs once Q is. LIGHTNING_WG_MAPR_ROWS: rows of one tile mapped at a time there (map_rows' R).
-#ifndef LIGHTNING_WG_MAPR_SPLIT
-#define LIGHTNING_WG_MAPR_SPLIT 0
-#endif
-#ifndef LIGHTNING_WG_MAPR_ROWS
-#define LIGHTNING_WG_MAPR_ROWS 2
-#endif
 // LIGHTNING_WG_S_LOADER_REGS: the plain forward's loader registers (they form S = Q K^T, 32 accumulators; see SL
 // in body), the consumers getting the rest: 72 and 88 spilled 168 and 52 bytes (ptxas, sm_90a), 96 (consumers
 // 200, who no longer hold S) none. The mapped plain forward (MAPR) keeps S in its consumers: with S in its
@@ -550,9 +541,6 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     // consumers arrive once done with stage i), 4 slots each.
     static_assert(NS <= 4, "the mbarrier slots (and cp_async_wait) allow at most 4 stages");
     const unsigned fullU = smU + offTab + 1024u, emptyU = fullU + 32u;
-    // LIGHTNING_WG_MAPR_SPLIT: fullK[i], the loaders arrive once K (and V) of stage i are in and K is mapped
-    constexpr bool KSPLIT = MAPR && LIGHTNING_WG_MAPR_SPLIT;
-    const unsigned fullKU = fullU + 64u;
     // Decay table tab[d] = lambda^d for d = 0..126, 0 for d = -64..-1 (the causal mask), and the carries' decay as its
     // complement, 1 - lambda^m at tab[LIGHTNING_DECAY_COMP_AT + m] (lightning_decay.cuh).
     // PAIR: the second head's tables (1024 + 512 bytes) in the normalizer's decay-weight tiles at
@@ -577,7 +565,6 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             for (int i = 0; i < NS; ++i) {
                 mbar_init(fullU + 8u * i, kLoaders);
                 mbar_init(emptyU + 8u * i, kConsumerThreads);
-                if (KSPLIT) mbar_init(fullKU + 8u * i, kLoaders);
             }
         }
         __syncthreads();
@@ -672,18 +659,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             cp_async_wait(AHEAD - 1);
             const unsigned base = st * stageBytes, kb = base + (FWD ? qBytes : 0u);
             const int m = (int)min((long long)kChunk, segEnd - (segStart + (long long)c * kChunk));
-            if constexpr (KSPLIT) {
-                if (fm != 0 && vecQK) {
-                    if (fm == 1) map_rows<T, 1, LIGHTNING_WG_MAPR_ROWS, 1>(sm + kb, nullptr, m, qkValid, tid);
-                    else map_rows<T, 2, LIGHTNING_WG_MAPR_ROWS, 1>(sm + kb, nullptr, m, qkValid, tid);
-                }
-                fence_async_smem();
-                mbar_arrive(fullKU + 8u * st);
-                if (fm != 0 && vecQK) {
-                    if (fm == 1) map_rows<T, 1, LIGHTNING_WG_MAPR_ROWS, 1>(sm + base, nullptr, m, qkValid, tid);
-                    else map_rows<T, 2, LIGHTNING_WG_MAPR_ROWS, 1>(sm + base, nullptr, m, qkValid, tid);
-                }
-            } else if (fm != 0 && vecQK) {  // (the 2-byte path applied phi as it copied)
+            if (fm != 0 && vecQK) {  // (the 2-byte path applied phi as it copied)
                 constexpr int R = NORM ? LIGHTNING_WG_NORM_MAP_ROWS : 1;
                 if (fm == 1) map_chunk<T, 1, FWD, PAIR, R>(sm + base, sm + kb, m, qkValid, tid);
                 else map_chunk<T, 2, FWD, PAIR, R>(sm + base, sm + kb, m, qkValid, tid);
@@ -983,7 +959,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
     int st = 0;
     unsigned parity = 0;
     for (int c = 0; c < nChunks; ++c) {
-        mbar_wait((KSPLIT ? fullKU : fullU) + 8u * st, parity);
+        mbar_wait(fullU + 8u * st, parity);
         const long long t0 = segStart + (long long)c * kChunk;
         const int m = (int)min((long long)kChunk, segEnd - t0);
         const unsigned qU = smU + st * stageBytes;
@@ -1043,17 +1019,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             }
         };
 
-        if (KSPLIT && !colsLive) mbar_wait(fullU + 8u * st, parity);
         if (FWD && colsLive) {
-            if constexpr (KSPLIT) {  // the state update first (K and V), the old state's copy kept for Q P
-                form();
-                wg_fence();
-                issue();
-                wg_commit();
-                wg_wait<0>();
-                fold();
-                mbar_wait(fullU + 8u * st, parity);
-            }
             // ---- outputs: S = Q K^T, Oa = Q T(P) (own columns), then Oa = lambda^(i+1) Oa + S' V;
             //      the state update's fragments are formed while S and Q T(P) run, and its
             //      products queue right behind S V. ----
@@ -1099,7 +1065,7 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             }
             }
             wg_commit();
-            if constexpr (!TQ && !KSPLIT) form();  // (TQ: while S V runs; P^T's fragments hold 32 registers until Q P is done)
+            if constexpr (!TQ) form();  // (TQ: while S V runs; P^T's fragments hold 32 registers until Q P is done)
             if (c > 0) store_rows(c - 1);  // while the tensor cores work
             // Mask and decay (tab is 0 for i < j), repacked as A fragments of S V: k-step kk is
             // {n-tile 2kk row g, n-tile 2kk row g+8, n-tile 2kk+1 row g, n-tile 2kk+1 row g+8}.
@@ -1212,13 +1178,11 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             // spilled (ptxas), and with one m64n128 update a chunk there is no second tile to hide.
             // Issuing them before the staging instead (so the stores run while they are in flight)
             // measured no gain (kover, BENCHMARKS.md).
-            if constexpr (!KSPLIT) {
             wg_fence();
             issue();
             wg_commit();
             wg_wait<0>();
             fold();
-            }
         } else if (colsLive || ZC) {  // (ZC: also a consumer without value columns; see zcd)
             form();
             wg_fence();
