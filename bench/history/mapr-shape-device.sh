@@ -1,7 +1,9 @@
 #!/bin/bash
 # session 29: what MAPR's shape costs apart from the map's work (hopper.cuh, LIGHTNING_WG_NORM_X bit 64):
 # base = the committed sources' module; mapr = plain launches run the MAPR body with nothing to map; base2 = base
-# again (the spread between two loads of one build). bench/cuda/norm_cost.cu, states kernel + forward.
+# again (the spread between two loads of one build). bench/cuda/norm_cost.cu, states kernel + forward. Carried in
+# .device/mp, built at 23842c0: nvcc -cubin -O3 -gencode=arch=compute_90a,code=sm_90a -I gpu-worker/src/main/cuda
+# [-DLIGHTNING_WG_NORM_X=64 for mapr] gpu-worker/src/main/cuda/lightning_sm90.cu -o NAME.cubin
 set -u
 cd .device/mp
 nvidia-smi --query-gpu=name,power.limit,clocks.max.sm,memory.total --format=csv,noheader
