@@ -49,7 +49,7 @@ public final class InputSamples {
     /** One data file of an input. */
     public record Entry(String path, long bytes, String sample) {
         String content() {
-            return bytes + "/" + sample;
+            return dev.lightning.attention.job.output.OutputHeader.inputKey(bytes, sample);
         }
     }
 

@@ -330,15 +330,14 @@ public final class SafetensorsStates implements StoredStates {
                         + meta.metadata().get(OutputHeader.INPUT_BYTES) + "' is not a size in bytes", e);
             }
         }
-        List<String> earlier = new java.util.ArrayList<>();
+        List<String> earlier = List.of();
         String earlierText = meta.metadata().get(OutputHeader.EARLIER_INPUTS);
         if (earlierText != null) {
-            for (String key : earlierText.split(",")) {
-                if (!key.matches("[0-9]+/[0-9a-f]+")) {
-                    throw new InvalidInputException(location + ": metadata " + OutputHeader.EARLIER_INPUTS + " '"
-                            + earlierText + "' is not a list of bytes/sample entries");
-                }
-                earlier.add(key);
+            try {
+                earlier = OutputHeader.parseInputKeys(earlierText);
+            } catch (IllegalArgumentException e) {
+                throw new InvalidInputException(location + ": metadata " + OutputHeader.EARLIER_INPUTS + " '"
+                        + earlierText + "' is not a list of bytes/sample entries (" + e.getMessage() + ")", e);
             }
         }
         // tokens absorbed: the manifest's, else the result's own T after its token_offset (a continued sequence's)

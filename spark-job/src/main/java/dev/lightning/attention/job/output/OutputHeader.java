@@ -36,10 +36,10 @@ public final class OutputHeader {
     /**
      * What a sequence continued from a stored state (--initial-states) records of its chain: {@code tokenOffset}, the
      * tokens that state had absorbed (-1: none continued, or unknown), and {@code earlierInputs}, the inputs it had
-     * absorbed them from, each as "bytes/sample", the latest first (null: none known).
+     * absorbed them from, each as {@link #inputKey}, the latest first (empty: none known).
      */
-    public record Continued(long tokenOffset, String earlierInputs) {
-        public static final Continued NONE = new Continued(-1, null);
+    public record Continued(long tokenOffset, List<String> earlierInputs) {
+        public static final Continued NONE = new Continued(-1, List.of());
     }
 
     /**
@@ -87,8 +87,8 @@ public final class OutputHeader {
         if (continued.tokenOffset >= 0) {
             metadata.put(TOKEN_OFFSET, Long.toString(continued.tokenOffset));
         }
-        if (continued.earlierInputs != null && !continued.earlierInputs.isEmpty()) {
-            metadata.put(EARLIER_INPUTS, continued.earlierInputs);
+        if (!continued.earlierInputs.isEmpty()) {
+            metadata.put(EARLIER_INPUTS, String.join(",", continued.earlierInputs));
         }
         if (f.sample != null) {
             metadata.put(INPUT_BYTES, Long.toString(f.fileSize));
@@ -141,8 +141,24 @@ public final class OutputHeader {
      */
     public static final String EARLIER_INPUTS = "earlier_inputs";
 
-    /** A content key as {@link #EARLIER_INPUTS} lists it. */
+    /** A content key as {@link #EARLIER_INPUTS} lists it: an input's size and sample, "bytes/sample". */
     public static String inputKey(long bytes, String sample) {
         return bytes + "/" + sample;
+    }
+
+    /**
+     * The content keys of an {@link #EARLIER_INPUTS} value, in its order.
+     *
+     * @throws IllegalArgumentException where an entry is not "bytes/sample" (decimal bytes, hexadecimal sample)
+     */
+    public static List<String> parseInputKeys(String text) {
+        List<String> keys = new ArrayList<>();
+        for (String key : text.split(",", -1)) {  // (-1: a trailing comma is an empty entry, refused)
+            if (!key.matches("[0-9]+/[0-9a-f]+")) {
+                throw new IllegalArgumentException("'" + key + "' is not bytes/sample");
+            }
+            keys.add(key);
+        }
+        return keys;
     }
 }

@@ -97,7 +97,7 @@ abstract class PassTasks implements Serializable {
      */
     static OutputHeader.Continued continued(StoredStates.State stored) {
         return stored == null ? OutputHeader.Continued.NONE
-                : new OutputHeader.Continued(stored.tokens, String.join(",", stored.chain()));
+                : new OutputHeader.Continued(stored.tokens, stored.chain());
     }
 
     /**

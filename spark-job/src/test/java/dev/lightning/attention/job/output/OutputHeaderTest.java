@@ -1,0 +1,24 @@
+package dev.lightning.attention.job.output;
+
+import org.junit.jupiter.api.Test;
+
+import java.util.List;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** The earlier_inputs metadata: the keys it is written with read back in order, and a value that is not such a list refused. */
+class OutputHeaderTest {
+    @Test
+    void earlierInputsReadBackAsWritten() {
+        List<String> keys = List.of(OutputHeader.inputKey(23256, "cd5a03b0"), OutputHeader.inputKey(19416, "a9b5c1f5"));
+        assertEquals("23256/cd5a03b0", keys.get(0));
+        assertEquals(keys, OutputHeader.parseInputKeys(String.join(",", keys)));
+        for (String bad : new String[] {"", "23256", "23256/", "x/cd5a03b0", "23256/cd5a03b0,", "23256/CD5A", "1/a, 2/b"}) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> OutputHeader.parseInputKeys(bad), bad);
+            assertTrue(e.getMessage().contains("is not bytes/sample"), e.getMessage());
+        }
+    }
+}
