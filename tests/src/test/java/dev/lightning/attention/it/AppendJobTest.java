@@ -344,6 +344,19 @@ class AppendJobTest {
         }
     }
 
+    /**
+     * Segment i of {@code s}, tokens [bounds[i], bounds[i + 1]), as the input directory {@code prefix + i} holding
+     * one file, s.safetensors: the consecutive segments of one sequence an append chain takes.
+     */
+    private Path[] segments(String prefix, Sequence s, int... bounds) throws IOException {
+        Path[] dirs = new Path[bounds.length - 1];
+        for (int i = 0; i < dirs.length; i++) {
+            dirs[i] = JobHarness.writeSequences(tmp.resolve(prefix + i), Map.of("s.safetensors",
+                    s.range(bounds[i], bounds[i + 1], null)));
+        }
+        return dirs;
+    }
+
     /** Rewrites {@code file}'s header with {@code entries} added to its {@code __metadata__}. */
     static void putMetadata(Path file, Map<String, String> entries) throws IOException {
         editMetadata(file, meta -> entries.forEach(meta::put));
@@ -429,8 +442,8 @@ class AppendJobTest {
     @Test
     void refusesTheSameSegmentAppendedTwice() throws IOException {
         Sequence s = Sequence.random(31, 300, 2, 8, 6, DType.F32, null, false);
-        Path seg0 = JobHarness.writeSequences(tmp.resolve("seg0"), Map.of("s.safetensors", s.range(0, 100, null)));
-        Path seg1 = JobHarness.writeSequences(tmp.resolve("seg1"), Map.of("s.safetensors", s.range(100, 200, null)));
+        Path[] segs = segments("seg", s, 0, 100, 200, 300);
+        Path seg0 = segs[0], seg1 = segs[1], seg2 = segs[2];
         Path s0 = tmp.resolve("s0");
         run(args(seg0, s0, List.of()));
         Outcome o = lightning(args(seg0, tmp.resolve("x0"), List.of("--initial-states", s0.toString()))
@@ -453,7 +466,6 @@ class AppendJobTest {
         // the same append again: it continues from s0, which recorded seg0
         run(args(seg1, s1, List.of("--initial-states", s0.toString()), "--overwrite"));
         assertArrayEquals(first, Files.readAllBytes(s1.resolve("s.safetensors")), "a rerun writes the same bytes");
-        Path seg2 = JobHarness.writeSequences(tmp.resolve("seg2"), Map.of("s.safetensors", s.range(200, 300, null)));
         run(args(seg2, tmp.resolve("s2"), List.of("--initial-states", s1.toString())));
         Result got = Result.read(tmp.resolve("s2").resolve("s.safetensors"));
         assertTrue(relativeError(got.state, s.reference(1.0).state) <= 1e-5, "the chain's final state");
@@ -477,9 +489,8 @@ class AppendJobTest {
         }
         // split into pieces and written as parts, and as a checksums result: the index and the result record it too
         Sequence longer = Sequence.random(32, 900, 2, 8, 6, DType.F32, null, false);
-        Path l0 = JobHarness.writeSequences(tmp.resolve("l0"), Map.of("s.safetensors", longer.range(0, 300, null)));
-        Path l1 = JobHarness.writeSequences(tmp.resolve("l1"), Map.of("s.safetensors", longer.range(300, 600, null)));
-        Path l2 = JobHarness.writeSequences(tmp.resolve("l2"), Map.of("s.safetensors", longer.range(600, 900, null)));
+        Path[] ls = segments("l", longer, 0, 300, 600, 900);
+        Path l0 = ls[0], l1 = ls[1], l2 = ls[2];
         run(args(l0, tmp.resolve("t0"), List.of()));
         run(args(l1, tmp.resolve("t1"), List.of("--initial-states", tmp.resolve("t0").toString()),
                 "--partition-tokens", "128", "--output-form", "parts"));
@@ -503,9 +514,8 @@ class AppendJobTest {
     @Test
     void refusesADeclaredOffsetThatIsNotTheStoredOneAndWarnsOfUnmatchedInputs() throws IOException {
         Sequence s = Sequence.random(41, 300, 2, 8, 6, DType.F32, null, false);
-        Path seg0 = JobHarness.writeSequences(tmp.resolve("seg0"), Map.of("s.safetensors", s.range(0, 100, null)));
-        Path seg1 = JobHarness.writeSequences(tmp.resolve("seg1"), Map.of("s.safetensors", s.range(100, 200, null)));
-        Path seg2 = JobHarness.writeSequences(tmp.resolve("seg2"), Map.of("s.safetensors", s.range(200, 300, null)));
+        Path[] segs = segments("seg", s, 0, 100, 200, 300);
+        Path seg0 = segs[0], seg1 = segs[1], seg2 = segs[2];
         putMetadata(seg1.resolve("s.safetensors"), Map.of("token_offset", "100"));
         putMetadata(seg2.resolve("s.safetensors"), Map.of("token_offset", "200"));
         Path s0 = tmp.resolve("s0");
@@ -542,9 +552,8 @@ class AppendJobTest {
     @Test
     void warnsWhereAStoredStateRecordsNoInput() throws IOException {
         Sequence s = Sequence.random(33, 150, 2, 8, 6, DType.F32, null, false);
-        Path seg0 = JobHarness.writeSequences(tmp.resolve("seg0"), Map.of("s.safetensors", s.range(0, 50, null)));
-        Path seg1 = JobHarness.writeSequences(tmp.resolve("seg1"), Map.of("s.safetensors", s.range(50, 100, null)));
-        Path seg2 = JobHarness.writeSequences(tmp.resolve("seg2"), Map.of("s.safetensors", s.range(100, 150, null)));
+        Path[] segs = segments("seg", s, 0, 50, 100, 150);
+        Path seg0 = segs[0], seg1 = segs[1], seg2 = segs[2];
         Path s0 = tmp.resolve("s0");
         run(args(seg0, s0, List.of()));
         Outcome o = run(args(seg1, tmp.resolve("s1"), List.of("--initial-states", s0.toString())));
