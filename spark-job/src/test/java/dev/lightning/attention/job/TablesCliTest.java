@@ -719,6 +719,17 @@ class TablesCliTest {
                 "0.5", "--initial-states", out1), log.toString());
         assertTrue(log.toString().contains("1 of 1 sequences continue from a stored state; 2 stored state(s)"),
                 log.toString());
+        // the reports name the safetensors inputs in the form they name the output directories (file:/a/b, not the
+        // URI form file:///a/b the files are opened by)
+        JsonNode report2 = new ObjectMapper().readTree(Path.of(out2, Commit.REPORT).toFile());
+        assertEquals("file:" + in2.resolve("b.safetensors"), report2.get("inputFiles").get(0).get("path").asText(),
+                report2.toString());
+        List<String> earlier = new java.util.ArrayList<>();
+        for (JsonNode f : report2.get("earlierInputFiles")) {
+            earlier.add(f.get("path").asText() + " <- " + f.get("output").asText());
+        }
+        assertEquals(List.of("file:" + in1.resolve("b.safetensors") + " <- file:" + out1,
+                "file:" + in1.resolve("sub/a.safetensors") + " <- file:" + out1), earlier);
         SparkSession spark = session();
         try {
             float[][] refA = TablesTest.reference(a, 0.5, false);

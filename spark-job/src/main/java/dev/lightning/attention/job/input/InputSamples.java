@@ -123,11 +123,16 @@ public final class InputSamples {
         }
     }
 
-    /** The entries of safetensors inputs whose samples were read with their headers (SequenceFiles.inspectAll), in path order. */
+    /**
+     * The entries of safetensors inputs whose samples were read with their headers (SequenceFiles.inspectAll), in path
+     * order. A SequenceFile holds its path as a URI string (what an executor opens; {@code file:///a/b}); the entries
+     * take the path's own form ({@code file:/a/b}), as {@link #of(Configuration, List)} and the report's other paths do.
+     */
     public static List<Entry> of(List<dev.lightning.attention.stream.SequenceFile> files) {
         List<Entry> out = new ArrayList<>(files.size());
         for (dev.lightning.attention.stream.SequenceFile f : files) {
-            out.add(new Entry(f.path, f.fileSize, java.util.Objects.requireNonNull(f.sample, "a sampled input")));
+            out.add(new Entry(new Path(java.net.URI.create(f.path)).toString(), f.fileSize,
+                    java.util.Objects.requireNonNull(f.sample, "a sampled input")));
         }
         out.sort(Comparator.comparing(Entry::path));
         return out;
