@@ -95,9 +95,17 @@
 // bit 16: the normalized forward's loaders carry no map code (for register splits); bit 32: the normalized states
 // kernel's column sums (the consumers') left out; bit 64: a launch with neither a map nor normalization runs the
 // mapped body (MAPR) with nothing to map (its results right), so that what MAPR's shape costs (S by each consumer,
-// no SL or TQ) is told apart from what the map's work costs (BENCHMARKS.md, session 29).
+// no SL or TQ) is told apart from what the map's work costs (BENCHMARKS.md, session 29); bit 128: MAPR maps a
+// scratch tile after the next chunk's loads instead of the landed tiles before the arrive (results wrong), so that the
+// map's work is measured off the path from the copies landing to the arrive (BENCHMARKS.md, session 30).
 #ifndef LIGHTNING_WG_NORM_X
 #define LIGHTNING_WG_NORM_X 0
+#endif
+// LIGHTNING_WG_DELAY_NS (measurement builds only, default 0): the forward's loaders sleep this long (__nanosleep) between
+// a chunk's copies landing and their map, S and arrive, so that what a latency there costs, without work, is measured
+// apart from what the map's work costs (BENCHMARKS.md, session 30).
+#ifndef LIGHTNING_WG_DELAY_NS
+#define LIGHTNING_WG_DELAY_NS 0
 #endif
 // The forward consumers' instruction stream (issue 13, kfwd: the two changes below timed against the code before
 // them in one process, bench/cuda/fwd_cost.cu). A consumer warp of the plain forward
@@ -657,9 +665,11 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
             // apply phi to them, add the normalizer's part, make it all visible to the tensor
             // cores and say so.
             cp_async_wait(AHEAD - 1);
+            if constexpr (FWD && LIGHTNING_WG_DELAY_NS > 0) __nanosleep(LIGHTNING_WG_DELAY_NS);
             const unsigned base = st * stageBytes, kb = base + (FWD ? qBytes : 0u);
             const int m = (int)min((long long)kChunk, segEnd - (segStart + (long long)c * kChunk));
-            if (fm != 0 && vecQK) {  // (the 2-byte path applied phi as it copied)
+            // (LIGHTNING_WG_NORM_X & 128, a measurement build: MAPR maps a scratch tile after the next loads instead)
+            if (fm != 0 && vecQK && !(MAPR && (LIGHTNING_WG_NORM_X & 128))) {  // (the 2-byte path applied phi as it copied)
                 constexpr int R = NORM ? LIGHTNING_WG_NORM_MAP_ROWS : 1;
                 if (fm == 1) map_chunk<T, 1, FWD, PAIR, R>(sm + base, sm + kb, m, qkValid, tid);
                 else map_chunk<T, 2, FWD, PAIR, R>(sm + base, sm + kb, m, qkValid, tid);
@@ -809,6 +819,10 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                 load_chunk(sn, cn);
             }
             cp_async_commit();
+            if constexpr (MAPR && (LIGHTNING_WG_NORM_X & 128)) {  // the map's work, off the path to the arrive
+                if (fm == 1) map_chunk<T, 1, FWD, PAIR, 1>(sm + offSp, sm + offSp, m, qkValid, tid);
+                else if (fm == 2) map_chunk<T, 2, FWD, PAIR, 1>(sm + offSp, sm + offSp, m, qkValid, tid);
+            }
             if (++st == NS) st = 0;
         }
         if (!ZC && zWriter && a.statesNorm != nullptr) z_out(a.statesNorm + zBase);
