@@ -1,13 +1,17 @@
 #!/bin/bash
-# session 30: what the Hopper forward's loader path from a chunk's copies landing to the arrive costs, in two device
-# calls (bench/cuda/norm_cost.cu, states kernel + forward, T = 524288, H = 64, D = 128, bf16, each variant after
-# itself). Cubins carried in .device/dl, built here from hopper.cuh at the commit that added the two switches:
+# session 30: what the Hopper forward's map costs, and whether its place on the loaders' path from a chunk's copies
+# landing to their arrive is part of it; four device calls (bench/cuda/norm_cost.cu, states kernel + forward,
+# T = 524288, H = 64, D = 128, bf16, each variant after itself; BENCHMARKS.md, "The map's cost is its work").
+# Cubins carried in .device/dl, built here:
 #   nvcc -cubin -O3 -gencode=arch=compute_90a,code=sm_90a -I gpu-worker/src/main/cuda [FLAGS] \
 #        gpu-worker/src/main/cuda/lightning_sm90.cu -o NAME.cubin
-# call 1 (delay): base (no flags), d300 / d600 / d1200 (-DLIGHTNING_WG_DELAY_NS=300 / 600 / 1200: the loaders sleep
-#   that long after the copies land, before the map, S and the arrive: latency without work), base2 = base again.
-# call 2 (late): late (-DLIGHTNING_WG_NORM_X=128: MAPR maps a scratch tile after the next loads, not the landed tiles
-#   before the arrive: the map's work without its place on that path; results wrong on purpose), base, base2, late2.
+#   base: the committed sources, no flags. d300 / d600 / d1200: -DLIGHTNING_WG_DELAY_NS=300 / 600 / 1200 (the loaders
+#   sleep that long after the copies land, before the map, S and the arrive: latency without work). late: d00b910's
+#   -DLIGHTNING_WG_NORM_X=128 (MAPR maps a scratch tile after the next loads; that build mapped one tile twice, which
+#   the compiler merged into half the work); late2: the same switch as fixed after it (two scratch tiles: the whole
+#   work). ring: bench/results/2026-12-06-s30-qk-ring.patch applied (Q and K in a ring of four, V of three);
+#   ringplain: ring with -DLIGHTNING_WG_NORM_X=64 (plain launches through MAPR, so through the ring).
+# Calls: delay (an H100), late (an H100), ring (an H100), late2 (an H200, lent for a call that named no kind).
 set -u
 cd .device/dl
 nvidia-smi --query-gpu=name,power.limit,clocks.max.sm,memory.total --format=csv,noheader
@@ -15,6 +19,8 @@ nvcc -O2 -arch=sm_90 -I ../../gpu-worker/src/main/cuda ../../bench/cuda/norm_cos
 case "${1:-delay}" in
   delay) B="base=base.cubin d300=d300.cubin d600=d600.cubin d1200=d1200.cubin base2=base.cubin" ;;
   late) B="base=base.cubin late=late.cubin base2=base.cubin late2=late.cubin" ;;
+  late2) B="base=base.cubin late2=late2.cubin ring=ring.cubin base2=base.cubin late2b=late2.cubin" ;;
+  ring) B="base=base.cubin ring=ring.cubin ringplain=ringplain.cubin late=late.cubin base2=base.cubin ring2=ring.cubin" ;;
 esac
 nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,temperature.gpu --format=csv,noheader -lms 50 > $OUT/smi.log &
 SMI=$!

@@ -819,9 +819,11 @@ __device__ __forceinline__ void body(const LightningArgs& a) {
                 load_chunk(sn, cn);
             }
             cp_async_commit();
-            if constexpr (MAPR && (LIGHTNING_WG_NORM_X & 128)) {  // the map's work, off the path to the arrive
-                if (fm == 1) map_chunk<T, 1, FWD, PAIR, 1>(sm + offSp, sm + offSp, m, qkValid, tid);
-                else if (fm == 2) map_chunk<T, 2, FWD, PAIR, 1>(sm + offSp, sm + offSp, m, qkValid, tid);
+            // the map's work, off the path to the arrive: two scratch tiles 8192 bytes apart (the same tile twice let
+            // the compiler merge the two maps' identical loads and exponentials, half the work: BENCHMARKS.md, session 30)
+            if constexpr (MAPR && (LIGHTNING_WG_NORM_X & 128)) {
+                if (fm == 1) map_chunk<T, 1, FWD, PAIR, 1>(sm + offSp, sm + offSp + 8192u, m, qkValid, tid);
+                else if (fm == 2) map_chunk<T, 2, FWD, PAIR, 1>(sm + offSp, sm + offSp + 8192u, m, qkValid, tid);
             }
             if (++st == NS) st = 0;
         }
