@@ -10,8 +10,11 @@
 #   -DLIGHTNING_WG_NORM_X=128 (MAPR maps a scratch tile after the next loads; that build mapped one tile twice, which
 #   the compiler merged into half the work); late2: the same switch as fixed after it (two scratch tiles: the whole
 #   work). ring: bench/results/2026-12-06-s30-qk-ring.patch applied (Q and K in a ring of four, V of three);
-#   ringplain: ring with -DLIGHTNING_WG_NORM_X=64 (plain launches through MAPR, so through the ring).
-# Calls: delay (an H100), late (an H100), ring (an H100), late2 (an H200, lent for a call that named no kind).
+#   ringplain: ring with -DLIGHTNING_WG_NORM_X=64 (plain launches through MAPR, so through the ring). mathhalf /
+#   smemhalf: -DLIGHTNING_WG_NORM_X=256 / 512 (the map's arithmetic halved, its shared-memory reads and writes kept;
+#   or the other way round).
+# Calls: delay (an H100), late (an H100), ring (an H100), late2 (an H200, lent for a call that named no kind),
+# halves (an H100).
 set -u
 cd .device/dl
 nvidia-smi --query-gpu=name,power.limit,clocks.max.sm,memory.total --format=csv,noheader
@@ -20,6 +23,7 @@ case "${1:-delay}" in
   delay) B="base=base.cubin d300=d300.cubin d600=d600.cubin d1200=d1200.cubin base2=base.cubin" ;;
   late) B="base=base.cubin late=late.cubin base2=base.cubin late2=late.cubin" ;;
   late2) B="base=base.cubin late2=late2.cubin ring=ring.cubin base2=base.cubin late2b=late2.cubin" ;;
+  halves) B="base=base.cubin mathhalf=mathhalf.cubin smemhalf=smemhalf.cubin late=late.cubin base2=base.cubin" ;;
   ring) B="base=base.cubin ring=ring.cubin ringplain=ringplain.cubin late=late.cubin base2=base.cubin ring2=ring.cubin" ;;
 esac
 nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,temperature.gpu --format=csv,noheader -lms 50 > $OUT/smi.log &

@@ -97,7 +97,10 @@
 // mapped body (MAPR) with nothing to map (its results right), so that what MAPR's shape costs (S by each consumer,
 // no SL or TQ) is told apart from what the map's work costs (BENCHMARKS.md, session 29); bit 128: MAPR maps a
 // scratch tile after the next chunk's loads instead of the landed tiles before the arrive (results wrong), so that the
-// map's work is measured off the path from the copies landing to the arrive (BENCHMARKS.md, session 30).
+// map's work is measured off the path from the copies landing to the arrive (BENCHMARKS.md, session 30); bit 256: the
+// map of a chunk's Q and K (the one-row path: MAPR, the normalized forward's partial chunks) reads and writes both tiles
+// but maps Q's only; bit 512: it reads and writes Q's tile only, and maps each piece twice (its K piece untouched), so
+// that the map's arithmetic and its shared-memory traffic are timed apart (results wrong; BENCHMARKS.md, session 30).
 #ifndef LIGHTNING_WG_NORM_X
 #define LIGHTNING_WG_NORM_X 0
 #endif
@@ -290,11 +293,29 @@ __device__ __forceinline__ void map_rows(unsigned char* t0, unsigned char* t1, i
 #pragma unroll 1
         for (int r = piece_row(lt); r < m; r += 8) {
             uint4 u[NT];
+            if constexpr (NT == 2 && (LIGHTNING_WG_NORM_X & 512)) {  // measurement: Q's shared memory alone, full math
+                uint4 a[2];
+                a[0] = *reinterpret_cast<const uint4*>(p[0]);
+                a[1] = make_uint4(a[0].x ^ 0x00010001u, a[0].y ^ 0x00010001u, a[0].z ^ 0x00010001u, a[0].w ^ 0x00010001u);
+                phi_vecs<T, FM, 2>(a);
+                asm volatile("" ::"r"(a[1].x), "r"(a[1].y), "r"(a[1].z), "r"(a[1].w));  // computed, not stored
+                *reinterpret_cast<uint4*>(p[0]) = a[0];
+            } else if constexpr (NT == 2 && (LIGHTNING_WG_NORM_X & 256)) {  // measurement: both tiles' memory, Q's math
+#pragma unroll
+                for (int t = 0; t < NT; ++t) u[t] = *reinterpret_cast<const uint4*>(p[t]);
+                uint4 a[1] = {u[0]};
+                phi_vecs<T, FM, 1>(a);
+                *reinterpret_cast<uint4*>(p[0]) = a[0];
+                // K stored changed (unchanged, the compiler drops its load and store)
+                *reinterpret_cast<uint4*>(p[1]) = make_uint4(u[1].x ^ 0x00010001u, u[1].y ^ 0x00010001u,
+                                                             u[1].z ^ 0x00010001u, u[1].w ^ 0x00010001u);
+            } else {
 #pragma unroll
             for (int t = 0; t < NT; ++t) u[t] = *reinterpret_cast<const uint4*>(p[t]);
             phi_vecs<T, FM, NT>(u);
 #pragma unroll
             for (int t = 0; t < NT; ++t) *reinterpret_cast<uint4*>(p[t]) = u[t];
+            }
 #pragma unroll
             for (int t = 0; t < NT; ++t) p[t] += 1024;
         }
