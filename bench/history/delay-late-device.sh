@@ -14,7 +14,8 @@
 #   smemhalf: -DLIGHTNING_WG_NORM_X=256 / 512 (the map's arithmetic halved, its shared-memory reads and writes kept;
 #   or the other way round).
 # Calls: delay (an H100), late (an H100), ring (an H100), late2 (an H200, lent for a call that named no kind),
-# halves (an H100).
+# halves (an H100), rg (an H100: rgN = bench/results/2026-12-06-s30-qk-registers.patch applied, with
+# -DLIGHTNING_WG_RG_ROWS=N).
 set -u
 cd .device/dl
 nvidia-smi --query-gpu=name,power.limit,clocks.max.sm,memory.total --format=csv,noheader
@@ -24,6 +25,7 @@ case "${1:-delay}" in
   late) B="base=base.cubin late=late.cubin base2=base.cubin late2=late.cubin" ;;
   late2) B="base=base.cubin late2=late2.cubin ring=ring.cubin base2=base.cubin late2b=late2.cubin" ;;
   halves) B="base=base.cubin mathhalf=mathhalf.cubin smemhalf=smemhalf.cubin late=late.cubin base2=base.cubin" ;;
+  rg) B="base=base.cubin rg8=rg8.cubin rg4=rg4.cubin rg2=rg2.cubin smemhalf=smemhalf.cubin base2=base.cubin" ;;
   ring) B="base=base.cubin ring=ring.cubin ringplain=ringplain.cubin late=late.cubin base2=base.cubin ring2=ring.cubin" ;;
 esac
 nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,temperature.gpu --format=csv,noheader -lms 50 > $OUT/smi.log &
