@@ -275,6 +275,9 @@ __device__ __forceinline__ void phi_vecs(uint4 (&u)[N]) {
 // - the mapped plain forward (MAPR, 72 loader registers): Q and K, one row (two rows spilled 24 bytes);
 // - the paired forward (56): one tile after the other, one row (with 56 loader registers, two rows a step spilled
 //   12 bytes in the forward that mapped with them before MAPR, and a loader spill cost the plain kernel 8% once).
+// What the map costs the forward (an H100, session 30, BENCHMARKS.md): mostly these two passes over the landed tiles
+// (elu1 +20% over plain; with half the passes +5% to +9%, with half the arithmetic +12%), not their place before the
+// arrive. Q and K through the loaders' registers instead (no pass) waited on L2 and ran slower.
 #ifndef LIGHTNING_WG_NORM_MAP_ROWS
 #define LIGHTNING_WG_NORM_MAP_ROWS 2
 #endif
