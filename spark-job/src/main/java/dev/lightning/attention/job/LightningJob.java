@@ -152,14 +152,11 @@ final class LightningJob {
             // through JSON and back, to compare with what run.json holds (a long read back is an int node)
             ObjectMapper json = new ObjectMapper();
             JsonNode fingerprint = json.readTree(json.writeValueAsBytes(RunFingerprint.of(cfg, files, statuses, stored)));
-            for (Commit.RunInfo finished : Commit.recover(outFs, outputDir, out)) {
-                // the same input and options: its results are this run's (tasks are deterministic)
-                if (Commit.RunInfo.differences(finished.fingerprint, fingerprint).isEmpty()) {
-                    out.println("lightning: done: the interrupted run had reached its commit point with the same "
-                            + "input and options; its results are now published in " + cfg.get(Settings.OUTPUT));
-                    return Commit.readReport(outFs, outputDir, "--output " + outputDir) instanceof ObjectNode r ? r
-                            : json.createObjectNode();
-                }
+            // an interrupted run with the same input and options: its results are this run's (tasks are deterministic)
+            ObjectNode finished = Commit.recoverSame(outFs, outputDir, fingerprint, out, "results",
+                    cfg.get(Settings.OUTPUT));
+            if (finished != null) {
+                return finished;
             }
             outputs.checkExisting(files, form, stored != null ? SafetensorsStates.MANIFEST : null);
             PiecePlanner planner = new PiecePlanner(cfg.get(Settings.PARTITION_TOKENS), cfg.chunkSize());

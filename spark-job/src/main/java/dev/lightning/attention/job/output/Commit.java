@@ -55,7 +55,7 @@ public final class Commit {
      * The run report published in {@code dir}, or null where it has none. {@code role} names the directory
      * in the refusal of a report that is not JSON (an empty one included), e.g. "--initial-states DIR".
      */
-    public static JsonNode readReport(FileSystem fs, Path dir, String role) throws IOException {
+    public static ObjectNode readReport(FileSystem fs, Path dir, String role) throws IOException {
         Path report = new Path(dir, REPORT);
         if (!fs.exists(report)) {
             return null;
@@ -64,7 +64,7 @@ public final class Commit {
         try (InputStream in = fs.open(report)) {
             JsonNode n = new ObjectMapper().readTree(in);
             if (n != null && n.isObject()) {
-                return n;
+                return (ObjectNode) n;
             }
             why = n == null || n.isMissingNode() ? "empty" : "not a JSON object";
         } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
@@ -144,6 +144,25 @@ public final class Commit {
             OutputPaths.forceDirectory(fs, staging.path()); // the commit point, on disk
             publish(fs, output, staging.path(), record, null);
         }
+    }
+
+    /**
+     * Finishes the interrupted commits in {@code output} ({@link #recover}) and returns the report of the one that had
+     * reached its commit point with {@code fingerprint} (the same input and options: tasks are deterministic, so its
+     * results are this run's, now published; empty where it published no report), saying so; null where none did.
+     * {@code published} names what it published ("results", "tables"), {@code shownOutput} the directory as given.
+     */
+    public static ObjectNode recoverSame(FileSystem fs, Path output, JsonNode fingerprint, PrintStream out,
+                                         String published, String shownOutput) throws IOException {
+        for (RunInfo finished : recover(fs, output, out)) {
+            if (RunInfo.differences(finished.fingerprint, fingerprint).isEmpty()) {
+                out.println("lightning: done: the interrupted run had reached its commit point with the same "
+                        + "input and options; its " + published + " are now published in " + shownOutput);
+                ObjectNode report = readReport(fs, output, "--output " + output);
+                return report != null ? report : new ObjectMapper().createObjectNode();
+            }
+        }
+        return null;
     }
 
     /**

@@ -490,14 +490,11 @@ public final class TableRun {
             // through JSON and back, to compare with what run.json holds (a long read back is an int node)
             JsonNode fingerprint = json.readTree(json.writeValueAsBytes(
                     fingerprint(json, inputListed, seqInputs, storedTable)));
-            for (Commit.RunInfo finished : Commit.recover(outFs, outputDir, out)) {
-                // the same tables and options: its results are this run's (tasks are deterministic), as a files run
-                if (Commit.RunInfo.differences(finished.fingerprint, fingerprint).isEmpty()) {
-                    out.println("lightning: done: the interrupted run had reached its commit point with the same "
-                            + "input and options; its tables are now published in " + cfg.get(Settings.OUTPUT));
-                    return Commit.readReport(outFs, outputDir, "--output " + outputDir) instanceof ObjectNode r ? r
-                            : json.createObjectNode();
-                }
+            // an interrupted run with the same input and options: its tables are this run's (tasks are deterministic)
+            ObjectNode finished = Commit.recoverSame(outFs, outputDir, fingerprint, out, "tables",
+                    cfg.get(Settings.OUTPUT));
+            if (finished != null) {
+                return finished;
             }
             // the tables, and the report and _SUCCESS of the run that wrote them: a directory holding
             // any of them is an earlier result, replaced only with --overwrite
