@@ -281,6 +281,28 @@ __device__ __forceinline__ void phi_vecs(uint4 (&u)[N]) {
 #ifndef LIGHTNING_WG_NORM_MAP_ROWS
 #define LIGHTNING_WG_NORM_MAP_ROWS 2
 #endif
+// LIGHTNING_WG_NORM_X bits 256 and 512 (measurement builds, results wrong): one step of map_rows' one-row path over a
+// Q piece at q and a K piece at k with half its work. 512: Q's piece alone read and written, mapped twice (as itself
+// and with its low bits flipped, the second result kept live but not stored: all the arithmetic, half the shared-memory
+// traffic). 256: both pieces read and written, Q's alone mapped (K's stored changed: stored unchanged, the compiler
+// drops its load and store): half the arithmetic, all the traffic.
+template <typename T, int FM>
+__device__ __forceinline__ void map_step_halved(unsigned char* q, unsigned char* k) {
+    constexpr unsigned kFlip = 0x00010001u;
+    const uint4 x = *reinterpret_cast<const uint4*>(q);
+    if constexpr (LIGHTNING_WG_NORM_X & 512) {
+        uint4 a[2] = {x, make_uint4(x.x ^ kFlip, x.y ^ kFlip, x.z ^ kFlip, x.w ^ kFlip)};
+        phi_vecs<T, FM, 2>(a);
+        asm volatile("" ::"r"(a[1].x), "r"(a[1].y), "r"(a[1].z), "r"(a[1].w));  // computed, not stored
+        *reinterpret_cast<uint4*>(q) = a[0];
+    } else {
+        const uint4 y = *reinterpret_cast<const uint4*>(k);
+        uint4 a[1] = {x};
+        phi_vecs<T, FM, 1>(a);
+        *reinterpret_cast<uint4*>(q) = a[0];
+        *reinterpret_cast<uint4*>(k) = make_uint4(y.x ^ kFlip, y.y ^ kFlip, y.z ^ kFlip, y.w ^ kFlip);
+    }
+}
 template <typename T, int FM, int R, int NT>
 __device__ __forceinline__ void map_rows(unsigned char* t0, unsigned char* t1, int m, int valid, int lt) {
     static_assert(R == 1 || R == 2 || R == 4 || R == 8, "R divides the 8 rows of a thread");
@@ -296,28 +318,14 @@ __device__ __forceinline__ void map_rows(unsigned char* t0, unsigned char* t1, i
 #pragma unroll 1
         for (int r = piece_row(lt); r < m; r += 8) {
             uint4 u[NT];
-            if constexpr (NT == 2 && (LIGHTNING_WG_NORM_X & 512)) {  // measurement: Q's shared memory alone, full math
-                uint4 a[2];
-                a[0] = *reinterpret_cast<const uint4*>(p[0]);
-                a[1] = make_uint4(a[0].x ^ 0x00010001u, a[0].y ^ 0x00010001u, a[0].z ^ 0x00010001u, a[0].w ^ 0x00010001u);
-                phi_vecs<T, FM, 2>(a);
-                asm volatile("" ::"r"(a[1].x), "r"(a[1].y), "r"(a[1].z), "r"(a[1].w));  // computed, not stored
-                *reinterpret_cast<uint4*>(p[0]) = a[0];
-            } else if constexpr (NT == 2 && (LIGHTNING_WG_NORM_X & 256)) {  // measurement: both tiles' memory, Q's math
-#pragma unroll
-                for (int t = 0; t < NT; ++t) u[t] = *reinterpret_cast<const uint4*>(p[t]);
-                uint4 a[1] = {u[0]};
-                phi_vecs<T, FM, 1>(a);
-                *reinterpret_cast<uint4*>(p[0]) = a[0];
-                // K stored changed (unchanged, the compiler drops its load and store)
-                *reinterpret_cast<uint4*>(p[1]) = make_uint4(u[1].x ^ 0x00010001u, u[1].y ^ 0x00010001u,
-                                                             u[1].z ^ 0x00010001u, u[1].w ^ 0x00010001u);
+            if constexpr (NT == 2 && (LIGHTNING_WG_NORM_X & (256 | 512))) {
+                map_step_halved<T, FM>(p[0], p[1]);  // measurement builds only
             } else {
 #pragma unroll
-            for (int t = 0; t < NT; ++t) u[t] = *reinterpret_cast<const uint4*>(p[t]);
-            phi_vecs<T, FM, NT>(u);
+                for (int t = 0; t < NT; ++t) u[t] = *reinterpret_cast<const uint4*>(p[t]);
+                phi_vecs<T, FM, NT>(u);
 #pragma unroll
-            for (int t = 0; t < NT; ++t) *reinterpret_cast<uint4*>(p[t]) = u[t];
+                for (int t = 0; t < NT; ++t) *reinterpret_cast<uint4*>(p[t]) = u[t];
             }
 #pragma unroll
             for (int t = 0; t < NT; ++t) p[t] += 1024;
