@@ -142,6 +142,9 @@ final class LightningJob {
         if (cfg.get(Settings.INITIAL_STATES) != null) {
             PathOverlap.checkStates(hadoopConf, HadoopPaths.parse(cfg.get(Settings.INITIAL_STATES)), given);
             matchStoredStates(files);
+            PathOverlap.checkStateFiles(hadoopConf, stored, cfg.get(Settings.INITIAL_STATES), given);
+        } else {
+            StoredStates.refuseOffsetsWithoutStates(files);
         }
         // refuses an --output-form the output's file system cannot give, before anything is written
         SplitOutputs.Form form = SplitOutputs.Form.choose(cfg.get(Settings.OUTPUT_FORM), outFs, outputDir);
@@ -397,7 +400,7 @@ final class LightningJob {
             SequenceFile f = files.get(i);
             StoredStates.State s = stored.get(f.name);
             if (s == null) {
-                String offset = StoredStates.offsetProblem(f.declaredOffset, f.initialStateOffset >= 0, null, -1);
+                String offset = StoredStates.offsetProblem(f.declaredOffset, f.initialStateOffset >= 0, true, null, -1);
                 if (set.unreadable().containsKey(f.name)) {
                     problems.add(f.name + ": the stored result of that name holds no readable state ("
                             + set.unreadable().get(f.name) + "); fix or remove it there");
@@ -436,7 +439,7 @@ final class LightningJob {
                         + "redo the append that read this input, the --initial-states that append had");
                 continue;
             }
-            String offset = StoredStates.offsetProblem(f.declaredOffset, false, s.location, s.tokens);
+            String offset = StoredStates.offsetProblem(f.declaredOffset, false, true, s.location, s.tokens);
             if (offset != null) {
                 problems.add(f.name + ": " + offset);
                 continue;

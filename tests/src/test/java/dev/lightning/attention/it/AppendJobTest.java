@@ -404,11 +404,21 @@ class AppendJobTest {
         Path s2 = tmp.resolve("s2");
         run(args(JobHarness.writeSequences(tmp.resolve("d2"), Map.of("a.safetensors", a.range(200, 300, null))), s2,
                 List.of("--initial-states", s1.toString())));
-        // s1 rewritten: b is now another sequence's state, of 167 tokens
+        Path d3 = JobHarness.writeSequences(tmp.resolve("d3"), Map.of("b.safetensors", b.range(200, 300, null)));
+        // an append from s2 that publishes into s1, which holds b's state that s2's manifest names: it would replace
+        // that state (and break s2's chain for good), so it is refused before compute, and s1 stays as it was
+        byte[] bBefore = Files.readAllBytes(s1.resolve("b.safetensors"));
+        Outcome o = lightning(args(d3, s1, List.of("--initial-states", s2.toString()), "--overwrite")
+                .toArray(new String[0]));
+        assertEquals(2, o.status, o.out + o.err);
+        assertTrue(o.err.contains("holds") && o.err.contains("the stored state of b.safetensors")
+                && o.err.contains(s2.toString()), o.err);
+        assertFalse(o.out.contains("pass 2"), "nothing computed: " + o.out);
+        assertTrue(java.util.Arrays.equals(bBefore, Files.readAllBytes(s1.resolve("b.safetensors"))), "s1 untouched");
+        // s1 rewritten by a run without --initial-states: b is now another sequence's state, of 167 tokens
         run(args(JobHarness.writeSequences(tmp.resolve("d1b"), Map.of("b.safetensors", other)), s1, List.of(),
                 "--overwrite"));
-        Path d3 = JobHarness.writeSequences(tmp.resolve("d3"), Map.of("b.safetensors", b.range(200, 300, null)));
-        Outcome o = lightning(args(d3, tmp.resolve("s3"), List.of("--initial-states", s2.toString()))
+        o = lightning(args(d3, tmp.resolve("s3"), List.of("--initial-states", s2.toString()))
                 .toArray(new String[0]));
         assertEquals(2, o.status, o.out + o.err);
         assertTrue(o.err.contains("b.safetensors") && o.err.contains(s1.resolve("b.safetensors").toString())
@@ -508,8 +518,9 @@ class AppendJobTest {
     /**
      * An input whose metadata says where it starts ({@code token_offset}) is refused when the
      * stored state it would continue has absorbed another count of tokens (a generation skipped),
-     * or when --initial-states has none for it; an input without a stored state is named in a
-     * warning (a renamed input starts from zero).
+     * or when --initial-states has none for it, or when the run has no --initial-states at all (a files
+     * run and a table run; a token_offset that is no token count too); an input without a stored state is
+     * named in a warning (a renamed input starts from zero).
      */
     @Test
     void refusesADeclaredOffsetThatIsNotTheStoredOneAndWarnsOfUnmatchedInputs() throws IOException {
@@ -520,7 +531,22 @@ class AppendJobTest {
         putMetadata(seg2.resolve("s.safetensors"), Map.of("token_offset", "200"));
         Path s0 = tmp.resolve("s0");
         run(args(seg0, s0, List.of()));
-        Outcome o = lightning(args(seg2, tmp.resolve("x"), List.of("--initial-states", s0.toString()))
+        // a later segment without --initial-states: it would start from zero, as if it began the sequence
+        Outcome o;
+        for (List<String> form : List.of(List.<String>of(), List.of("--output-format", "parquet"))) {
+            o = lightning(args(seg1, tmp.resolve("w" + form.size()), form).toArray(new String[0]));
+            assertEquals(2, o.status, form + ": " + o.out + o.err);
+            assertTrue(o.err.contains("s.safetensors") && o.err.contains("token_offset 100")
+                    && o.err.contains("no --initial-states"), o.err);
+            assertFalse(Files.exists(tmp.resolve("w" + form.size())), "nothing written: " + o.out);
+        }
+        Path malformed = Files.createDirectories(tmp.resolve("malformed"));
+        Files.copy(seg1.resolve("s.safetensors"), malformed.resolve("s.safetensors"));
+        putMetadata(malformed.resolve("s.safetensors"), Map.of("token_offset", "-3"));
+        o = lightning(args(malformed, tmp.resolve("w-bad"), List.of()).toArray(new String[0]));
+        assertEquals(2, o.status, o.out + o.err);
+        assertTrue(o.err.contains("'-3' is not a token count"), o.err);
+        o = lightning(args(seg2, tmp.resolve("x"), List.of("--initial-states", s0.toString()))
                 .toArray(new String[0]));
         assertEquals(2, o.status, o.out + o.err);
         assertTrue(o.err.contains("s.safetensors") && o.err.contains("token_offset 200") && o.err.contains("100"),
@@ -593,6 +619,22 @@ class AppendJobTest {
             run(args(oldIn, old, List.of(form), "--partition-tokens", "64"));
             if ("parts".equals(form[1])) {
                 assertTrue(Files.exists(old.resolve("p.safetensors.index.json")), "stored in the parts form");
+                // q alone appended: the manifest names p's untouched state by a file that is there, its parts
+                // index, in the form the manifest's other URIs take; the next append continues p from it
+                Path qOnly = JobHarness.writeSequences(tmp.resolve("q-only"), Map.of("q.safetensors",
+                        q.range(130, 300, null)));
+                Path partial = tmp.resolve("partial-parts");
+                run(args(qOnly, partial, List.of("--initial-states", old.toString())));
+                String uri = new ObjectMapper().readTree(partial.resolve("_states.json").toFile()).path("sequences")
+                        .path("p.safetensors").path("uri").asText();
+                assertEquals(old.resolve("p.safetensors.index.json"), Path.of(java.net.URI.create(uri)), uri);
+                assertTrue(uri.startsWith("file:/") && !uri.startsWith("file://"), uri);
+                Path pNext = tmp.resolve("p-next-parts");
+                run(args(JobHarness.writeSequences(tmp.resolve("p-next"), Map.of("p.safetensors",
+                        p.range(150, 400, null))), pNext, List.of("--initial-states", partial.toString())));
+                Result next = Result.read(pNext.resolve("p.safetensors"));
+                assertTrue(relativeError(next.o, rows(refP.o, 12, 150, 400)) <= 1e-5, "p continued via the index");
+                assertTrue(relativeError(next.state, refP.state) <= 1e-5, "p state continued via the index");
             }
             Path out = tmp.resolve("new-" + form[1]);
             run(args(newIn, out, List.of("--initial-states", old.toString()), "--partition-tokens", "64"));

@@ -106,6 +106,35 @@ public final class PathOverlap {
         }
     }
 
+    /**
+     * Refuses an output that holds a file of the stored state set {@code states} ({@code --initial-states} {@code dir}):
+     * one that {@code dir}'s {@code _states.json} names in an earlier directory of the chain (the set's own directory
+     * is {@link #checkStates}'s). Publishing there could replace that file, with --overwrite or with a result of the
+     * same name, and the set would then name a state that is gone: every later append from {@code dir} is refused
+     * (the file changed since it was recorded), and the replaced state cannot be restored. Each directory holding a
+     * state is resolved once, links followed as {@link #check} follows them.
+     */
+    public static void checkStateFiles(Configuration conf, Map<String, StoredStates.State> states, String dir,
+                                       Path output) throws IOException {
+        Where out = resolve(conf, output);
+        Map<Path, Where> parents = new java.util.HashMap<>();
+        for (Map.Entry<String, StoredStates.State> e : states.entrySet()) {
+            Path file = new Path(java.net.URI.create(e.getValue().file));
+            Where parent = parents.get(file.getParent());
+            if (parent == null) {
+                parent = resolve(conf, file.getParent());
+                parents.put(file.getParent(), parent);
+            }
+            Where at = new Where(parent.fs, (parent.path.endsWith("/") ? parent.path : parent.path + "/") + file.getName());
+            if (out.contains(at)) {
+                throw new InvalidInputException("--output " + output + " (resolved: " + out + ") holds " + at + ", the "
+                        + "stored state of " + e.getKey() + " that --initial-states " + dir + " names (its "
+                        + SafetensorsStates.MANIFEST + "): publishing there could replace that state, and the chain of "
+                        + dir + " would then name a state that is gone; write the new outputs to another directory");
+            }
+        }
+    }
+
     private static void refuse(Path output, Where out, String relation, Path input, Where in) {
         throw new InvalidInputException("--output " + output + " (resolved: " + out + ") " + relation + " " + input
                 + " (resolved: " + in + "); the run would read what it writes or replace what it reads: choose an "

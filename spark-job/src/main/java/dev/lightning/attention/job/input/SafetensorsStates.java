@@ -129,7 +129,7 @@ public final class SafetensorsStates implements StoredStates {
                 JsonNode entry = e.getValue();
                 Path p = entry.has("file") ? HadoopPaths.child(root, entry.path("file").asText())
                         : new Path(java.net.URI.create(entry.path("uri").asText()));
-                locations.put(e.getKey(), p.toUri().toString());
+                locations.put(e.getKey(), uriOf(p));
                 tokens.put(e.getKey(), e.getValue().path("tokens").asLong(-1));
                 entries.put(e.getKey(), entry);
             }
@@ -254,24 +254,40 @@ public final class SafetensorsStates implements StoredStates {
                 }
             } else if (n.endsWith(OutputParts.INDEX_SUFFIX)) {
                 String name = n.substring(0, n.length() - OutputParts.INDEX_SUFFIX.length());
-                found.put(prefix + name, HadoopPaths.child(dir, name).toUri().toString());
+                found.put(prefix + name, uriOf(HadoopPaths.child(dir, name)));
             } else {
-                found.put(prefix + n, s.getPath().toUri().toString());
+                found.put(prefix + n, uriOf(s.getPath()));
             }
         }
     }
 
     /**
-     * The state of the result at {@code location} ({@code NAME}, or its parts index when only that
-     * exists). Throws InvalidInputException where it holds none; a manifest's entries say so in
-     * the message.
+     * A location in one form however it was listed or recorded ({@code file:/a/b}; a listing can give
+     * {@code file:///a/b}), as a URI string: what a manifest records and messages name.
+     */
+    static String uriOf(Path p) {
+        java.net.URI u = p.toUri();
+        try {
+            return new java.net.URI(u.getScheme(), u.getAuthority(), u.getPath(), null, null).toString();
+        } catch (java.net.URISyntaxException e) {
+            throw new IllegalArgumentException(p + ": " + e.getMessage(), e);
+        }
+    }
+
+    /**
+     * The state of the result at {@code location}: {@code NAME}, or its parts index {@code NAME.index.json}, named
+     * so or found beside a {@code NAME} that does not exist. A state found in the parts form takes the index as its
+     * location (the file that is there; the state lies in its last part), so that a manifest names it by a file that
+     * exists. Throws InvalidInputException where it holds none; a manifest's entries say so in the message.
      */
     private static State describe(FileSystem fs, String location, Long chainTokens, boolean required)
             throws IOException {
-        Path result = new Path(java.net.URI.create(location));
-        Path index = new Path(result.getParent(), OutputParts.indexName(result.getName()));
+        Path named = new Path(java.net.URI.create(location));
+        boolean isIndex = named.getName().endsWith(OutputParts.INDEX_SUFFIX);
+        Path result = named;
+        Path index = isIndex ? named : HadoopPaths.child(named.getParent(), OutputParts.indexName(named.getName()));
         try {
-            if (fs.exists(result)) {
+            if (!isIndex && fs.exists(result)) {
                 FileStatus st = fs.getFileStatus(result);
                 SafetensorsHeader h = header(fs, st);
                 return of(h, h, st, location, h.tensor("o") != null ? h.tensor("o").dim(0)
@@ -292,7 +308,8 @@ public final class SafetensorsStates implements StoredStates {
                         Map<String, String> meta = new TreeMap<>();
                         root.path("metadata").fields().forEachRemaining(e -> meta.put(e.getKey(), e.getValue().asText()));
                         long t = root.path("tensors").path("o").path("shape").path(0).asLong(-1);
-                        return of(h, SafetensorsHeader.layout(location, List.of(), meta), st, location, t, chainTokens);
+                        String at = uriOf(index);
+                        return of(h, SafetensorsHeader.layout(at, List.of(), meta), st, at, t, chainTokens);
                     }
                 }
             }

@@ -2,9 +2,11 @@ package dev.lightning.attention.job.input;
 
 import dev.lightning.attention.engine.AttentionSpec;
 import dev.lightning.attention.engine.LightningState;
+import dev.lightning.attention.job.failure.Examples;
 import dev.lightning.attention.job.hadoop.HadoopPaths;
 import dev.lightning.attention.job.output.Commit;
 import dev.lightning.attention.stream.NonFiniteInputException;
+import dev.lightning.attention.stream.SequenceFile;
 import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.InvalidInputException;
 import dev.lightning.attention.tensor.NonFinite;
@@ -128,27 +130,37 @@ public interface StoredStates {
      * gives it, or null when it can: a declared offset must be a token count; an input that
      * continues the stored state at {@code location} must start where that state ends (its
      * {@code absorbed} tokens; -1: unknown, not compared), or the chain would skip or repeat tokens;
-     * and one without a stored state ({@code location} null) and without its own initial_state
-     * ({@code ownInitialState}) starts from zero, so only at token 0. Every format's check of where
-     * an appended segment sits: the message names no input, the caller puts its name first.
+     * and one without a stored state ({@code location} null; {@code statesGiven}: whether the run has
+     * --initial-states at all) and without its own initial_state ({@code ownInitialState}) starts
+     * from zero, so only at token 0. Every format's check of where an appended segment sits: the
+     * message names no input, the caller puts its name first.
      */
-    static String offsetProblem(String declaredOffset, boolean ownInitialState, String location, long absorbed) {
-        long declared;
-        try {
-            declared = declaredOffset == null ? -1 : Long.parseLong(declaredOffset.trim());
-        } catch (NumberFormatException e) {
-            declared = -2;
+    static String offsetProblem(String declaredOffset, boolean ownInitialState, boolean statesGiven, String location,
+                                long absorbed) {
+        long declared = -1; // none said
+        if (declaredOffset != null) {
+            try {
+                declared = Long.parseLong(declaredOffset.trim());
+            } catch (NumberFormatException e) {
+                declared = -1;
+            }
+            if (declared < 0) {
+                return "its metadata " + SequenceFile.TOKEN_OFFSET + " '" + declaredOffset + "' is not a token count; "
+                        + "correct or remove it";
+            }
         }
-        if (declared < -1) {
-            return "its metadata " + dev.lightning.attention.stream.SequenceFile.TOKEN_OFFSET + " '" + declaredOffset
-                    + "' is not a token count; correct or remove it";
-        }
-        String says = "the input says it starts at " + dev.lightning.attention.stream.SequenceFile.TOKEN_OFFSET + " "
+        String says = "the input says it starts at " + SequenceFile.TOKEN_OFFSET + " "
                 + declared + " of its sequence, but ";
         if (location == null) {
-            return declared > 0 && !ownInitialState ? says + "--initial-states has no stored state of its name, so it "
-                    + "would start from zero; an input continues the stored result of the same name: give the input "
-                    + "that name, or --initial-states the output that holds its state" : null;
+            if (declared <= 0 || ownInitialState) {
+                return null;
+            }
+            return statesGiven ? says + "--initial-states has no stored state of its name, so it would start from "
+                    + "zero; an input continues the stored result of the same name: give the input that name, or "
+                    + "--initial-states the output that holds its state"
+                    : says + "the run has no --initial-states, so it would start from zero: give --initial-states the "
+                    + "output of the run that ended at token " + declared + " (the output directory of the segment "
+                    + "before this one)";
         }
         if (declared >= 0 && absorbed >= 0 && declared != absorbed) {
             return says + "its stored state " + location + " has absorbed " + absorbed + " tokens, so the chain would "
@@ -156,6 +168,28 @@ public interface StoredStates {
                     + "--initial-states the output of the run that ended at token " + declared;
         }
         return null;
+    }
+
+    /**
+     * Refuses, in a run without --initial-states, the inputs whose metadata says they start past token 0 of their
+     * sequence ({@code token_offset} N > 0) and that hold no initial_state of their own: each would start from zero,
+     * a segment computed as if it began the sequence (most often a day's segment run without the directory of the
+     * day before), and its output would record no offset, so the chain's token count would be wrong from then on.
+     * A token_offset that is not a token count is refused as well, as a run with --initial-states refuses it.
+     * Before any compute, every such input named (the first 5, then a count).
+     */
+    static void refuseOffsetsWithoutStates(List<SequenceFile> files) {
+        List<String> problems = new java.util.ArrayList<>();
+        for (SequenceFile f : files) {
+            String why = offsetProblem(f.declaredOffset, f.initialStateOffset >= 0, false, null, -1);
+            if (why != null) {
+                problems.add(f.name + ": " + why);
+            }
+        }
+        if (!problems.isEmpty()) {
+            throw new InvalidInputException(problems.size() + " input(s) say where they sit in their sequence and "
+                    + "cannot start there: " + Examples.of(problems, 5, "; "));
+        }
     }
 
     /**

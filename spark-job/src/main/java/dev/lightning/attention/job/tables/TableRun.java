@@ -411,7 +411,7 @@ public final class TableRun {
             // state here is the stored one only for a file that holds none
             boolean own = f.initialStateOffset >= 0 || f.initialNormalizerOffset >= 0;
             boolean continues = plan.initial[s] && !own;
-            String why = StoredStates.offsetProblem(f.declaredOffset, f.initialStateOffset >= 0,
+            String why = StoredStates.offsetProblem(f.declaredOffset, f.initialStateOffset >= 0, true,
                     continues ? storedTable : null, continues ? plan.tokensBefore[s] : -1);
             if (why != null) {
                 problems.add("'" + f.name + "': " + why);
@@ -462,6 +462,9 @@ public final class TableRun {
             List<InputFile> accepted = new ArrayList<>();
             // each file's content sample read from the stream of its header: the report records it (InputSamples)
             files = SequenceFiles.inspectAll(cfg, hadoopConf, listed, accepted, rejected, true);
+            if (cfg.get(Settings.INITIAL_STATES) == null) {
+                StoredStates.refuseOffsetsWithoutStates(files); // with it: checkDeclaredOffsets, against the stored rows
+            }
             PathOverlap.check(hadoopConf, listed, given);
             accepted.forEach(f -> inputs.add(f.path().toString()));
             inputListed = accepted.stream().map(f -> f.status).toList();
