@@ -194,6 +194,36 @@ class WrapperTest {
         }
     }
 
+    /** The wrapper's own command: {@code cds --help} says what it does, and an option it does not take is a usage error. */
+    @Test
+    void cdsHasHelpAndTakesNoOptions() throws Exception {
+        Path tmpdir = Files.createDirectories(shared.resolve("tmp-cds-help"));
+        Path stdout = shared.resolve("stdout-cds-help.txt");
+        Process help = wrapper(tmpdir, Map.of(), "cds", "--help").redirectInput(new File("/dev/null"))
+                .redirectOutput(stdout.toFile()).redirectError(shared.resolve("stderr-cds-help.txt").toFile()).start();
+        Path stderr = shared.resolve("stderr-cds-bad.txt");
+        try {
+            assertTrue(help.waitFor(60, TimeUnit.SECONDS));
+            assertEquals(0, help.exitValue());
+            String out = Files.readString(stdout);
+            assertTrue(out.startsWith("usage: bin/lightning cds") && out.contains("class-data archive"), out);
+        } finally {
+            stop(help);
+        }
+        Process bad = wrapper(tmpdir, Map.of(), "cds", "--dir", shared.resolve("x").toString())
+                .redirectInput(new File("/dev/null")).redirectOutput(shared.resolve("stdout-cds-bad.txt").toFile())
+                .redirectError(stderr.toFile()).start();
+        try {
+            assertTrue(bad.waitFor(60, TimeUnit.SECONDS));
+            String err = Files.readString(stderr);
+            assertEquals(2, bad.exitValue(), err);
+            assertTrue(err.contains("cds takes no options"), err);
+            assertEquals(List.of(), runTmpDirs(tmpdir), "left behind");
+        } finally {
+            stop(bad);
+        }
+    }
+
     /**
      * The class-data archive (bin/lightning): the first run writes it into LIGHTNING_CDS_DIR and
      * leaves no half-written file; the next run loads classes from it (the JVM's class+load log

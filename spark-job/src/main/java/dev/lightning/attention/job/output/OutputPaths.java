@@ -108,7 +108,9 @@ public final class OutputPaths {
      * ({@link #problem}), and what stands at their own place. A file is published, and an old
      * file moved aside, only over a file (or a link, which is moved, never followed): a directory
      * there is a user's, and moving it aside would delete it with the staging. An old parts
-     * directory ({@code NAME.parts}) is moved aside only when it holds part files alone.
+     * directory ({@code NAME.parts}) is moved aside only when it holds part files alone. The lines
+     * say what stands where and why it may not be replaced; what to do is the caller's to add (it
+     * differs before compute and at the commit).
      */
     public static List<String> problems(FileSystem fs, Path output, List<String> files, List<String> replaces)
             throws IOException {
@@ -148,8 +150,7 @@ public final class OutputPaths {
     /** Why a file cannot be published or moved aside at {@code at}: a directory stands there; or null. */
     private static String fileProblem(FileSystem fs, Path at) throws IOException {
         if (isRealDirectory(fs, at)) {
-            return at + " is a directory where an output file goes; results replace files only, so move it "
-                    + "out of the way";
+            return at + " is a directory where an output file goes; results replace files only";
         }
         return null;
     }
@@ -157,12 +158,12 @@ public final class OutputPaths {
     /** Why an old parts directory at {@code at} may not be moved aside (it holds more than part files); or null. */
     private static String partsProblem(FileSystem fs, Path at) throws IOException {
         if (!isRealDirectory(fs, at)) {
-            return exists(fs, at) && !isLink(fs, at) ? at + " is a file where an output's parts directory goes; move it "
-                    + "out of the way" : null;
+            return exists(fs, at) && !isLink(fs, at) ? at + " is a file where an output's parts directory goes"
+                    : null;
         }
         String foreign = foreignEntry(fs, at, PART);
         return foreign == null ? null : at + " holds " + foreign + ", which is not a part file of an earlier result; "
-                + "it would be replaced with the directory, so move it out of the way";
+                + "it would be replaced with the directory";
     }
 
     /** The name of an entry of the directory {@code at} that is not a file whose name {@code ours} matches; or null. */
@@ -194,11 +195,11 @@ public final class OutputPaths {
         }
         if (!isRealDirectory(fs, at)) {
             return at + " is a file where the run's table of that name goes; --overwrite replaces earlier tables "
-                    + "only, so move it out of the way";
+                    + "only";
         }
         String foreign = foreignEntry(fs, at, TABLE_FILE);
         return foreign == null ? null : at + " holds " + foreign + ", which is not part of an earlier run's table; "
-                + "--overwrite would delete it with the table, so move it out of the way";
+                + "--overwrite would delete it with the table";
     }
 
     private static boolean isRealDirectory(FileSystem fs, Path at) throws IOException {
