@@ -118,7 +118,8 @@ public final class JobConfig implements Serializable {
                         : "softmax attention only: add --attention softmax, or remove it"));
             }
         }
-        if (softmax && cfg.gpuOomToCpu()) {
+        // (with --backend cpu no GPU runs out of memory: taken and unused, as a lightning run takes it)
+        if (softmax && cfg.gpuOomToCpu() && !"cpu".equals(cfg.get(Settings.BACKEND))) {
             throw new InvalidInputException("--gpu-oom cpu with --attention softmax: softmax's GPU tasks compute in "
                     + "slices within --gpu-memory and fail when the device runs out of memory anyway, with no CPU "
                     + "fallback; leave --gpu-oom out (or lower --gpu-memory), or use --backend cpu");

@@ -111,7 +111,7 @@ public final class TableRun {
             throw new InvalidInputException("--spot-check-tolerance with tables: it is the tolerance of the spot checks "
                     + "of --output-mode checksums, which a table run does not make; leave it out");
         }
-        if (cfg.gpuOomToCpu()) {
+        if (cfg.gpuOomToCpu() && !"cpu".equals(cfg.get(Settings.BACKEND))) {  // (--backend cpu: no GPU to run out)
             throw new InvalidInputException("--gpu-oom cpu with tables: a table run's GPU tasks halve their launches "
                     + "when the device runs out of memory and then fail, with no CPU fallback; leave --gpu-oom out, "
                     + "or use --backend cpu" + (parquetInput ? "" : ", or leave --output-format parquet out"));
@@ -378,8 +378,10 @@ public final class TableRun {
                 for (int i = 0; i < h; i++) {
                     Object x = given.get(i);
                     v[i] = x == null ? Double.NaN : ((Number) x).doubleValue();
-                    if (!(v[i] >= 0) || Double.isInfinite(v[i])) {
-                        throw new InvalidInputException(where + SLOPE + "[" + i + "] is " + v[i] + ", expected finite and >= 0");
+                    if (!(v[i] >= 0) || Double.isInfinite(v[i])) {  // (a null element named so, not as the NaN it was read as)
+                        throw new InvalidInputException(where + SLOPE + "[" + i + "] is " + (x == null ? "null" : v[i])
+                                + ", expected finite and >= 0" + (x == null ? " (a null slope takes the --default-slopes; "
+                                + "give all " + h + " rates or none)" : ""));
                     }
                 }
                 slopes[s] = v;

@@ -120,6 +120,9 @@ class JobConfigTest {
                 .getMessage();
         assertTrue(m.startsWith("--gpu-oom cpu") && m.contains("softmax") && m.contains("no CPU fallback")
                 && m.contains("--backend cpu"), m);
+        flags.put("--backend", "cpu");  // no GPU to run out of memory: taken, as the advice says
+        assertTrue(JobConfig.resolve(flags, Map.of(), k -> null).gpuOomToCpu(), "with --backend cpu");
+        flags.remove("--backend");
         flags.put("--gpu-oom", "shrink");
         assertEquals("shrink", JobConfig.resolve(flags, Map.of(), k -> null).get(Settings.GPU_OOM), "the default passes");
         flags.remove("--attention");

@@ -540,6 +540,21 @@ public class TablesTest {
         // README example end
     }
 
+    /** A null element of a sequences-table slope is named as null (it was read, and reported, as a NaN). */
+    @Test
+    void aNullSlopeElementIsNamedAsNull() {
+        Random rnd = new Random(23);
+        Dataset<Row> blocks = blocksOf(List.of(new Seq("x", 10, 3, 3, 3, 4, 4, DType.F32, rnd)), rnd, 4);
+        Dataset<Row> sequences = spark.createDataFrame(List.of(RowFactory.create("x",
+                java.util.Arrays.asList(0.1, null, 0.1), null, null)), TableSchema.SEQUENCES.schema());
+        String m = rejection(() -> LightningTables.compute(blocks, sequences, "--backend", "cpu"));
+        assertTrue(m.contains("slope[1] is null") && m.contains("give all 3 rates or none"), m);
+        Dataset<Row> nan = spark.createDataFrame(List.of(RowFactory.create("x",
+                java.util.Arrays.asList(0.1, Double.NaN, 0.1), null, null)), TableSchema.SEQUENCES.schema());
+        m = rejection(() -> LightningTables.compute(blocks, nan, "--backend", "cpu"));
+        assertTrue(m.contains("slope[1] is NaN") && !m.contains("rates or none"), m);
+    }
+
     @Test
     void optionsTablesDoNotSupportAreRefused() {
         Random rnd = new Random(21);
@@ -550,8 +565,14 @@ public class TablesTest {
         assertTrue(m.contains("softmax"), m);
         m = rejection(() -> LightningTables.compute(blocks, "--spot-check-tolerance", "0.1", "--backend", "cpu"));
         assertTrue(m.contains("--spot-check-tolerance") && m.contains("leave it out"), m);
-        m = rejection(() -> LightningTables.compute(blocks, "--gpu-oom", "cpu", "--backend", "cpu"));
+        m = rejection(() -> LightningTables.compute(blocks, "--gpu-oom", "cpu", "--backend", "auto"));
         assertTrue(m.contains("--gpu-oom cpu") && m.contains("no CPU fallback"), m);
+        m = rejection(() -> LightningTables.compute(blocks, "--gpu-oom", "cpu", "--backend", "gpu"));
+        assertTrue(m.contains("--gpu-oom cpu") && m.contains("no CPU fallback"), m);
+        // with --backend cpu no GPU runs out of memory: taken, as the advice "or use --backend cpu" says
+        try (LightningTables.Result r = LightningTables.compute(blocks, "--gpu-oom", "cpu", "--backend", "cpu")) {
+            assertEquals(1, r.finalStates().count());
+        }
         // options of the command line only, and Spark settings, were accepted and did nothing
         m = rejection(() -> LightningTables.compute(blocks, "--backend", "cpu", "--output", "/x"));
         assertTrue(m.startsWith("--output /x") && m.contains("writes the returned datasets itself"), m);
