@@ -531,22 +531,22 @@ final class LightningJob {
             if (Causes.inChain(e, dev.lightning.attention.job.output.UnsharedOutputException.class) != null) {
                 // a rerun, with or without --resume, meets the same wall: the message says what to change
                 out.println("lightning: the run failed because the driver and the executors do not see --output as "
-                        + "the same storage (the error below); the output directory is unchanged, and the failed run's "
-                        + "report is in " + staging.root + " as the driver sees it");
+                        + "the same storage (the error below); nothing was published to the output directory, and the "
+                        + "failed run's report is in " + staging.root + " as the driver sees it");
             } else if (setupFailure(e) != null) {
-                out.println("lightning: the run failed on where its tasks run (" + setupFailure(e) + "); the output "
-                        + "directory is unchanged. A rerun fails the same way until that is fixed on the executors "
-                        + "(e.g. the application jar with JCuda shipped to them, a usable GPU); then rerun with "
-                        + "--resume and the same options to keep the work done so far, in " + staging.root);
+                out.println("lightning: the run failed on where its tasks run (" + setupFailure(e) + "); nothing was "
+                        + "published to the output directory. A rerun fails the same way until that is fixed on the "
+                        + "executors (e.g. the application jar with JCuda shipped to them, a usable GPU); then rerun "
+                        + "with --resume and the same options to keep the work done so far, in " + staging.root);
             } else if (LightningMain.findInvalidInput(e) != null) {
                 // a bad input: --resume cannot help, since the input or the options must change
-                out.println("lightning: the run stopped at a bad input (the error below); the output directory is "
-                        + "unchanged. Fix that input, or leave such inputs out (--skip-invalid, --skip-nonfinite), and "
-                        + "run again; the failed run's report is in " + staging.root);
+                out.println("lightning: the run stopped at a bad input (the error below); nothing was published to the "
+                        + "output directory. Fix that input, or leave such inputs out (--skip-invalid, "
+                        + "--skip-nonfinite), and run again; the failed run's report is in " + staging.root);
             } else {
-                out.println("lightning: the run failed; the output directory is unchanged. The work done so far and "
-                        + "the report of the failed run are in " + staging.root + "; rerun with --resume to continue "
-                        + "from it");
+                out.println("lightning: the run failed; nothing was published to the output directory. The work done "
+                        + "so far and the report of the failed run are in " + staging.root + "; rerun with --resume to "
+                        + "continue from it");
             }
         } catch (IOException | RuntimeException again) {
             e.addSuppressed(again);

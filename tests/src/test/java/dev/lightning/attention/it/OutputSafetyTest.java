@@ -150,7 +150,8 @@ class OutputSafetyTest {
         Outcome failed = lightning(run(in, out, "--overwrite"));
         assertEquals(2, failed.status, failed.err);
         // a bad input: the advice is to fix or skip it (a --resume of the same input would meet it again)
-        assertTrue(failed.out.contains("stopped at a bad input") && failed.out.contains("--skip-nonfinite"), failed.out);
+        assertTrue(failed.out.contains("stopped at a bad input") && failed.out.contains("--skip-nonfinite")
+                && failed.out.contains("nothing was published to the output directory"), failed.out);
         assertSameFiles(before, snapshot(out));
         assertFalse(Files.exists(out.resolve("_lightning.lock")), "the lock is released");
         Path staging;

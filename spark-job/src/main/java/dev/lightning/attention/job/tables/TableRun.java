@@ -535,8 +535,8 @@ public final class TableRun {
                 report.put("error", String.valueOf(e.getMessage()));
                 try {
                     staging.stageReport(outFs, report);
-                    out.println("lightning: the run failed; the output directory is unchanged. The report of the failed "
-                            + "run is in " + staging.root);
+                    out.println("lightning: the run failed; nothing was published to the output directory. The "
+                            + "report of the failed run is in " + staging.root);
                 } catch (IOException | RuntimeException again) {
                     e.addSuppressed(again);
                 }
