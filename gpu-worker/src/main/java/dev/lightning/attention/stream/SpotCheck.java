@@ -23,9 +23,11 @@ import java.util.TreeSet;
  * costs Dk + Dv products, so one row costs (Dk + Dv) per head and token of history instead of the
  * Dk * Dv of a state update. Terms older than W tokens together weigh at most
  * lambda^W / (1 - lambda) times the largest term; W is the smallest with that below 1e-12
- * ({@link #TRUNCATION}), so the sum over (t - W, t] is the float64 value to about 1e-12 relative
- * (the initial state's term, weight lambda^(t+1) < lambda^W, is dropped with them). When W >= t + 1
- * the sum is exact (all tokens, and the initial state). A head whose W and t + 1 both exceed
+ * ({@link #TRUNCATION}), so the sum over (t - W, t] is the float64 value to about 1e-12 relative.
+ * The initial state's term is added whatever W: its weight lambda^(t+1) is below lambda^W, but the
+ * state itself has no bound against the tokens' terms (a state stored after a long run, or one of
+ * 1e18, outweighs them by as much), and the term costs Dk * Dv a head, less than a token of history
+ * read. When W >= t + 1 the sum is exact (all tokens). A head whose W and t + 1 both exceed
  * {@link #MAX_HISTORY} (slope below about 7e-6, far into the sequence) is not checked: the point is
  * marked with the reason instead of spending minutes on it.
  *
@@ -274,12 +276,10 @@ public final class SpotCheck {
                 }
             }
         }
-        if (lo == 0 && (initial != null || f.initialStateOffset >= 0 || f.initialNormalizerOffset >= 0)) {
+        // every head, its history truncated or not (the class comment says why)
+        if (initial != null || f.initialStateOffset >= 0 || f.initialNormalizerOffset >= 0) {
             LightningState init = initial != null ? initial : PieceWork.initialState(in, f, spec, 0);
             for (int h = 0; h < heads; h++) {
-                if (first[h] != 0) {
-                    continue; // this head's history was truncated: the initial state weighs below it
-                }
                 double decay = Math.exp(-spec.slope(h) * (t + 1));
                 for (int i = 0; i < dk; i++) {
                     for (int j = 0; j < dv; j++) {

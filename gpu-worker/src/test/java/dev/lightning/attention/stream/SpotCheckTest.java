@@ -114,6 +114,41 @@ class SpotCheckTest {
         }
     }
 
+    /**
+     * A starting state far larger than the tokens' terms (1e18: a stored state after a long run can outweigh them) is
+     * counted where a head's history is truncated too: head 0 (slope 0.9) needs 32 tokens, and at token 50 its term
+     * lambda^51 S_init still weighs about 1e-2 of the row; plain and normalized, against the recurrence.
+     */
+    @Test
+    void aLargeStartingStateCountsWhereTheHistoryIsTruncated() throws Exception {
+        int tokens = 120;
+        SplittableRandom rnd = new SplittableRandom(5);
+        float[] s0 = new float[3 * 5 * 7];
+        float[] z0 = new float[3 * 5];
+        for (float[] a : new float[][] {s0, z0}) {
+            for (int i = 0; i < a.length; i++) {
+                a[i] = (float) (rnd.nextDouble(a == z0 ? 0.5 : -1, 1) * 1e18);
+            }
+        }
+        for (boolean normalize : new boolean[] {false, true}) {
+            SyntheticSequence s = new SyntheticSequence(tokens, 3, 5, 7, DType.F32, 8);
+            SequenceFile f = s.describe(h -> SLOPES.clone(), normalize);
+            AttentionSpec spec = f.spec(0.7, 16, normalize ? new Variant(FeatureMap.ELU1, true, 1e-5, 0) : Variant.PLAIN);
+            LightningState init = normalize ? LightningState.of(3, 5, 7, s0, z0) : LightningState.of(3, 5, 7, s0);
+            int n = Math.toIntExact(s.tokens);
+            TokenTensor o = TokenTensor.allocate(DType.F32, n, s.heads, s.dv);
+            new RecurrentReference().forward(spec, read(s, f, "q", n, s.dk), read(s, f, "k", n, s.dk),
+                    read(s, f, "v", n, s.dv), init, o, dev.lightning.attention.engine.Checkpoints.none());
+            for (long t : new long[] {0, 33, 50, 119}) {
+                SpotCheck.Point p = SpotCheck.check(s.reader(), f, spec, DType.F32,
+                        SpotCheck.Point.unchecked(t, rowBytes(o, (int) t, DType.F32), "-"), init);
+                String what = (normalize ? "normalized elu1, " : "") + "t " + t + ": " + p;
+                assertTrue(p.checked() && p.relError < 1e-6, what);
+                assertEquals(t < SpotCheck.history(0.9), p.exact, what);
+            }
+        }
+    }
+
     private static TokenTensor tensor(RangeReader in, SequenceFile f, String name, int tokens, int heads, int dim,
                                       java.nio.file.Path file) throws Exception {
         java.util.Map<String, dev.lightning.attention.tensor.SafetensorsFile.Tensor> all =
