@@ -543,6 +543,13 @@ final class LightningJob {
                 out.println("lightning: the run stopped at a bad input (the error below); nothing was published to the "
                         + "output directory. Fix that input, or leave such inputs out (--skip-invalid, "
                         + "--skip-nonfinite), and run again; the failed run's report is in " + staging.root);
+            } else if (Causes.inChain(e, ExplainedFailure.SpotChecks.class) != null) {
+                // the staged results are the ones refused: a --resume keeps them and fails the same way
+                out.println("lightning: the spot checks refused the run's o (the error below); nothing was published "
+                        + "to the output directory. A --resume would keep the checked results and fail the same way: "
+                        + "run again without it, with --backend cpu to compare, or with another "
+                        + "--spot-check-tolerance; the failed run's report, with every sampled row, is in "
+                        + staging.root);
             } else {
                 out.println("lightning: the run failed; nothing was published to the output directory. The work done "
                         + "so far and the report of the failed run are in " + staging.root + "; rerun with --resume to "
@@ -638,8 +645,8 @@ final class LightningJob {
             }
         }
         if (!failures.isEmpty()) {
-            throw new ExplainedFailure("spot checks failed: " + String.join("; ", failures) + ". Nothing "
-                    + "was published; the run report lists every sampled row with its error", null);
+            throw new ExplainedFailure.SpotChecks("spot checks failed: " + String.join("; ", failures) + ". Nothing "
+                    + "was published; the run report lists every sampled row with its error");
         }
     }
 

@@ -248,6 +248,9 @@ class SyntheticJobTest {
         assertFalse(o.err.contains("\tat "), "one line, no stack trace:\n" + o.err);
         assertTrue(o.err.contains("spot checks failed") && o.err.contains("above the tolerance 1.00e-06 (--spot-check-tolerance)"),
                 o.err);
+        // the advice: not --resume, which keeps the refused results and fails the same way
+        assertTrue(o.out.contains("spot checks refused") && o.out.contains("run again without it")
+                && !o.out.contains("rerun with --resume"), o.out);
         SyntheticSequence s = SyntheticSequence.parse(SPEC);
         assertFalse(Files.exists(out.resolve(s.name())), "nothing published");
         assertFalse(Files.exists(out.resolve("_SUCCESS")));
