@@ -55,7 +55,7 @@ public interface BatchStep extends AutoCloseable {
 
     /** The float32 CPU step, on the calling thread. */
     static BatchStep cpu(AttentionSpec spec) {
-        return new CpuBatchStep(spec, 1);
+        return new CpuBatchStep(specGiven(spec), 1);
     }
 
     /**
@@ -64,12 +64,12 @@ public interface BatchStep extends AutoCloseable {
      * (the step completes and the interrupt is kept) or one of them fails.
      */
     static BatchStep cpu(AttentionSpec spec, int threads) {
-        return new CpuBatchStep(spec, threads);
+        return new CpuBatchStep(specGiven(spec), threads);
     }
 
     /** The float64 definition: {@link dev.lightning.attention.engine.reference.RecurrentReference} per sequence. */
     static BatchStep reference(AttentionSpec spec) {
-        return new ReferenceBatchStep(spec);
+        return new ReferenceBatchStep(specGiven(spec));
     }
 
     /**
@@ -77,7 +77,7 @@ public interface BatchStep extends AutoCloseable {
      * as much of it as the step's stores and batches ask for.
      */
     static BatchStep gpu(AttentionSpec spec, int ordinal) {
-        return CudaBatchStep.open(spec, ordinal, Long.MAX_VALUE);
+        return CudaBatchStep.open(specGiven(spec), ordinal, Long.MAX_VALUE);
     }
 
     /**
@@ -86,7 +86,12 @@ public interface BatchStep extends AutoCloseable {
      * {@link DeviceMemoryException} (saying what it asked for) before anything is allocated for it.
      */
     static BatchStep gpu(AttentionSpec spec, int ordinal, long memoryLimit) {
-        return CudaBatchStep.open(spec, ordinal, memoryLimit);
+        return CudaBatchStep.open(specGiven(spec), ordinal, memoryLimit);
+    }
+
+    /** {@code spec}, refused when null before a step is made (the first allocate failed on it, after a pool started). */
+    private static AttentionSpec specGiven(AttentionSpec spec) {
+        return java.util.Objects.requireNonNull(spec, "spec: a step needs the AttentionSpec of its sequences");
     }
 
     /** Checks a step's arguments against the step's spec and store; for implementations. */

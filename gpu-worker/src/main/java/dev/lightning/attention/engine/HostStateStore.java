@@ -35,8 +35,10 @@ final class HostStateStore implements StateStore {
     /** This store, if {@code states} is one made by the step named {@code owner}; else a clear error. */
     static HostStateStore of(StateStore states, String owner) {
         if (!(states instanceof HostStateStore) || !((HostStateStore) states).owner.equals(owner)) {
-            throw new IllegalArgumentException("a state store on " + states.device() + " given to the " + owner
-                    + " step: use a store from that step's allocate()");
+            String whose = states instanceof HostStateStore ? "the " + ((HostStateStore) states).owner + " step's"
+                    : "a state store on " + states.device() + ", another step's";
+            throw new IllegalArgumentException(whose + " state store given to the " + owner + " step: use a store "
+                    + "from that step's allocate()");
         }
         HostStateStore h = (HostStateStore) states;
         h.open();

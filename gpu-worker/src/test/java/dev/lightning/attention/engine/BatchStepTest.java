@@ -180,6 +180,26 @@ class BatchStepTest {
         }
     }
 
+    /** A null spec is refused when the step is made, and a store of another step names both steps. */
+    @Test
+    void stepsRefuseANullSpecAndAnotherStepsStore() {
+        for (java.util.function.Supplier<BatchStep> make : List.<java.util.function.Supplier<BatchStep>>of(
+                () -> BatchStep.cpu(null), () -> BatchStep.cpu(null, 4), () -> BatchStep.reference(null))) {
+            NullPointerException e = assertThrows(NullPointerException.class, make::get);
+            assertTrue(e.getMessage().startsWith("spec:"), e.getMessage());
+        }
+        AttentionSpec spec = new AttentionSpec(3, 4, 6, new double[] {0.1, 0.2, 0.3}, 1, 64);
+        try (BatchStep reference = BatchStep.reference(spec); BatchStep cpu = BatchStep.cpu(spec);
+             StateStore store = reference.allocate(2)) {
+            SplittableRandom rnd = new SplittableRandom(4);
+            TokenBatch batch = TokenBatch.of(spec, Inputs.random(rnd, DType.F32, 1, 3, 4),
+                    Inputs.random(rnd, DType.F32, 1, 3, 4), Inputs.random(rnd, DType.F32, 1, 3, 6), new int[] {0, 1},
+                    new int[] {0});
+            assertMessage("the " + reference.name() + " step's state store given to the cpu step",
+                    () -> cpu.step(store, batch, TokenTensor.allocate(DType.F32, 1, 3, 6)));
+        }
+    }
+
     @Test
     void batchesAreCheckedWithMessagesThatSayWhatIsWrong() {
         BatchCase c = new BatchCase("checks", 3, 3, 3, 3, 4, 6, FeatureMap.IDENTITY, false, DType.F32, new int[] {1}, 31);

@@ -149,6 +149,14 @@ public final class LightningTables {
      */
     public static Result compute(Dataset<Row> blocks, Dataset<Row> sequences, Dataset<Row> storedStates,
                                  String... options) {
+        java.util.Objects.requireNonNull(blocks, "blocks: the blocks dataset is required");
+        java.util.Objects.requireNonNull(options, "options: give none (no arguments), not a null array");
+        for (int i = 0; i < options.length; i++) {
+            if (options[i] == null) {
+                throw new dev.lightning.attention.tensor.InvalidInputException("options[" + i + "] is null"
+                        + (i > 0 ? " (after " + options[i - 1] + ")" : "") + ": expected an option or its value");
+            }
+        }
         // refuses the options of the command line only (--output, --resume, --master, ...) and Spark settings
         JobConfig cfg = OptionParser.parse(Arrays.asList(options), null, true);
         String kryo = kryoProblem(blocks.sparkSession().sparkContext().getConf());

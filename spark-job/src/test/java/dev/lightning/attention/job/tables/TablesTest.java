@@ -573,6 +573,12 @@ public class TablesTest {
         try (LightningTables.Result r = LightningTables.compute(blocks, "--gpu-oom", "cpu", "--backend", "cpu")) {
             assertEquals(1, r.finalStates().count());
         }
+        // null options: named, not an NPE from the parser's insides
+        m = rejection(() -> LightningTables.compute(blocks, "--backend", null));
+        assertTrue(m.contains("options[1] is null (after --backend)"), m);
+        NullPointerException npe = assertThrows(NullPointerException.class,
+                () -> LightningTables.compute(blocks, (String[]) null));
+        assertTrue(npe.getMessage().startsWith("options:"), npe.getMessage());
         // options of the command line only, and Spark settings, were accepted and did nothing
         m = rejection(() -> LightningTables.compute(blocks, "--backend", "cpu", "--output", "/x"));
         assertTrue(m.startsWith("--output /x") && m.contains("writes the returned datasets itself"), m);
