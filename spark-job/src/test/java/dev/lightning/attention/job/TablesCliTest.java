@@ -213,6 +213,10 @@ class TablesCliTest {
         assertEquals(0, run(log, "--input", in, "--sequences", seqIn, "--output", withStates, "--scale", "0.5",
                 "--state-every", "64", "--partition-tokens", "256"), log.toString());
         assertTrue(log.toString().contains("o/, final_states/, states/"), log.toString());
+        // a line per table written (README: --progress-seconds has no effect there)
+        for (String line : new String[] {"computed and wrote o/:", "wrote final_states/ in", "wrote states/ in"}) {
+            assertTrue(log.toString().contains("lightning: " + line), line + "\n" + log);
+        }
         spark = session();
         try {
             TablesStatesTest.checkAgainstPrefixRuns(seqs, spark.read().parquet(withStates + "/states"), 64, 0.5, false);

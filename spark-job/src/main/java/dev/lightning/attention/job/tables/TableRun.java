@@ -739,13 +739,17 @@ public final class TableRun {
             // states are float32 noise to a codec and never repeat: no dictionary, no compression
             outputs.finalStates.write().option("compression", "none").option("parquet.enable.dictionary", "false")
                     .parquet(staging.stagedOutput(STATES_DIR).toString());
-            passes.putObject("write final states").put("seconds", (System.nanoTime() - t) / 1e9);
+            double statesSeconds = (System.nanoTime() - t) / 1e9;
+            passes.putObject("write final states").put("seconds", statesSeconds);
+            out.printf("lightning: wrote %s/ in %.1f s%n", STATES_DIR, statesSeconds);
             if (outputs.checkpoints != null) {
                 t = System.nanoTime();
                 sc.setJobDescription("lightning tables: the recorded states (--state-every)");
                 outputs.checkpoints.write().option("compression", "none").option("parquet.enable.dictionary", "false")
                         .parquet(staging.stagedOutput(CHECKPOINTS_DIR).toString());
-                passes.putObject("write recorded states").put("seconds", (System.nanoTime() - t) / 1e9);
+                double checkpointSeconds = (System.nanoTime() - t) / 1e9;
+                passes.putObject("write recorded states").put("seconds", checkpointSeconds);
+                out.printf("lightning: wrote %s/ in %.1f s%n", CHECKPOINTS_DIR, checkpointSeconds);
             }
             sc.setJobDescription(null);
         } finally {
