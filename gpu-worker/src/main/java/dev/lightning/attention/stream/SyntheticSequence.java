@@ -76,7 +76,8 @@ public final class SyntheticSequence implements Serializable {
 
     public SyntheticSequence(long tokens, int heads, int dk, int dv, DType dtype, long seed) {
         if (tokens < 1 || heads < 1 || dk < 1 || dv < 1) {
-            throw new InvalidInputException("--synthetic " + tokens + "," + heads + "," + dk + "," + dv
+            throw new InvalidInputException("--synthetic " + tokens + "," + heads + "," + dk + "," + dv + ","
+                    + (dtype == null ? "?" : dtype.name().toLowerCase(java.util.Locale.ROOT)) + "," + seed
                     + ": T, H, Dk and Dv must be at least 1");
         }
         if (dk > dev.lightning.attention.engine.AttentionSpec.MAX_DIM

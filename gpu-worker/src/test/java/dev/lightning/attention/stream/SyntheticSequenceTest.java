@@ -163,6 +163,10 @@ class SyntheticSequenceTest {
             InvalidInputException e = assertThrows(InvalidInputException.class, () -> SyntheticSequence.parse(bad));
             assertTrue(e.getMessage().contains("--synthetic"), e.getMessage());
         }
+        // the whole spec is named, dtype and seed too
+        InvalidInputException e = assertThrows(InvalidInputException.class,
+                () -> SyntheticSequence.parse("0,2,16,16,bf16,3"));
+        assertTrue(e.getMessage().startsWith("--synthetic 0,2,16,16,bf16,3:"), e.getMessage());
     }
 
     @Test
