@@ -56,7 +56,9 @@ import java.util.zip.CRC32C;
  * </pre>
  * Every file is written aside and renamed into place (or, in place, its byte ranges are rewritten),
  * and its bytes are a function of the input and settings alone, so a retried or resumed task
- * writes the same bytes. A unit whose marker
+ * writes the same bytes on the same backend (a GPU task retried on the CPU writes other roundings,
+ * each within the float64 checks: where its rename cannot replace the first attempt's file, its
+ * marker records that file; {@link #writeAtomically}). A unit whose marker
  * still matches its files (sizes and checksums) is not computed again by {@code --resume}.
  */
 public final class Staging implements Serializable {
@@ -330,30 +332,49 @@ public final class Staging implements Serializable {
 
     /**
      * Writes {@code dst} completely under a hidden temporary name, then renames it into place, so
-     * no reader ever sees a partial file. If another attempt of the same task got there first,
-     * its file (the same bytes) stays. Returns the size and CRC32C of what was written.
+     * no reader ever sees a partial file. If another attempt of the same task got there first
+     * (HDFS's rename does not replace), its file stays, and the size and CRC32C returned are those
+     * of that file, read back: an attempt on another backend (a GPU task retried on the CPU) wrote
+     * other bytes, and a marker must describe the file that is there, or --resume would never find
+     * the unit done. Otherwise returns the size and CRC32C of what was written. A failure of the
+     * write is the one thrown; one of removing the partial file after it is added to it.
      */
     public static Written writeAtomically(FileSystem fs, Path dst, String attempt, Content content) throws IOException {
         Path tmp = HadoopPaths.child(dst.getParent(), "." + dst.getName() + ".inprogress-" + attempt);
         boolean done = false;
         long[] sizeAndCrc;
+        Throwable failed = null;
         try {
             sizeAndCrc = fs instanceof RawLocalFileSystem ? writeLocal(((RawLocalFileSystem) fs).pathToFile(tmp).toPath(),
                     content) : writeStream(fs, tmp, content);
             try {
                 HadoopPaths.rename(fs, tmp, dst);
             } catch (IOException e) {
-                if (!fs.exists(dst)) { // not another attempt's file (the same bytes), which HDFS does not replace
+                if (!fs.exists(dst)) {
                     throw e;
                 }
+                // another attempt's file, which HDFS does not replace: describe it, not this attempt's bytes
+                sizeAndCrc = new long[] {fs.getFileStatus(dst).getLen(), crc(fs, dst)};
             }
             done = true;
+        } catch (Throwable e) {
+            failed = e;
+            throw e;
         } finally {
-            if (fs.exists(tmp)) {
-                fs.delete(tmp, false);
-            }
-            if (!done && fs.exists(tmp)) {
-                throw new IOException("cannot remove the partial file " + tmp);
+            try {
+                if (fs.exists(tmp)) {
+                    fs.delete(tmp, false);
+                }
+                if (!done && fs.exists(tmp)) {
+                    throw new IOException("cannot remove the partial file " + tmp);
+                }
+            } catch (IOException cleanup) {
+                // the write's own failure (a NonFinite or device-memory exception that the caller acts on) stays the
+                // one thrown, the clean-up's added to it; after a good write the clean-up's is thrown
+                if (failed == null) {
+                    throw cleanup;
+                }
+                failed.addSuppressed(cleanup);
             }
         }
         return new Written(dst, sizeAndCrc[0], sizeAndCrc[1]);

@@ -75,4 +75,58 @@ class StagingWritesTest {
             assertTrue(Files.isRegularFile(file));
         }
     }
+
+    /** A file system whose rename refuses to replace a file, as HDFS's does; otherwise the local one. */
+    static class NoReplaceFs extends org.apache.hadoop.fs.FilterFileSystem {
+        NoReplaceFs() throws java.io.IOException {
+            super(new RawLocalFileSystem());
+            fs.initialize(java.net.URI.create("file:///"), new Configuration());
+        }
+
+        @Override
+        public boolean rename(Path src, Path dst) throws java.io.IOException {
+            return !exists(dst) && super.rename(src, dst);
+        }
+    }
+
+    /**
+     * Two attempts of one task, the first on another backend (other bytes): where the rename does not replace the
+     * first attempt's file, the second's record describes that file (what --resume verifies), not its own bytes; and a
+     * write's own failure is the one thrown, not the clean-up's.
+     */
+    @Test
+    void aSecondAttemptRecordsTheFileThatIsThereAndAFailedWriteKeepsItsCause() throws Exception {
+        FileSystem fs = new NoReplaceFs();
+        Path dst = new Path(tmp.toUri().toString() + "/hdfs-like/o.bin");
+        byte[] first = new byte[5000];
+        byte[] second = new byte[4096];
+        new SplittableRandom(5).nextBytes(first);
+        new SplittableRandom(6).nextBytes(second);
+        Staging.writeAtomically(fs, dst, "attempt-1", out -> out.write(first));
+        Staging.Written w = Staging.writeAtomically(fs, dst, "attempt-2", out -> out.write(second));
+        assertArrayEquals(first, Files.readAllBytes(java.nio.file.Path.of(dst.toUri())), "the first attempt's file stays");
+        CRC32C crc = new CRC32C();
+        crc.update(first);
+        assertEquals(first.length, w.size);
+        assertEquals(crc.getValue(), w.crc, "the record of the file that is there");
+        try (var left = Files.list(java.nio.file.Path.of(dst.toUri()).getParent())) {
+            assertFalse(left.anyMatch(p -> p.getFileName().toString().contains(".inprogress-")));
+        }
+
+        // the write fails, and so does removing its partial file: the write's failure is thrown, the other added
+        FileSystem stuck = new NoReplaceFs() {
+            @Override
+            public boolean delete(Path f, boolean recursive) throws java.io.IOException {
+                throw new java.io.IOException("delete refused");
+            }
+        };
+        IllegalStateException why = new IllegalStateException("the writer's own failure");
+        Throwable thrown = org.junit.jupiter.api.Assertions.assertThrows(Throwable.class, () ->
+                Staging.writeAtomically(stuck, new Path(tmp.toUri().toString() + "/stuck/o.bin"), "attempt-1", out -> {
+                    out.write(second);
+                    throw why;
+                }));
+        assertTrue(thrown == why, "thrown: " + thrown);
+        assertEquals("delete refused", why.getSuppressed()[0].getMessage());
+    }
 }
