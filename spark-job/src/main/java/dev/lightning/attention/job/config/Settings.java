@@ -73,9 +73,10 @@ public final class Settings {
                     + "or `_` are skipped).")
             .commandLineOnly("pass the blocks as a dataset");
     public static final Setting<Long> PARTITION_TOKENS = Setting.count("--partition-tokens",
-            "spark.lightning.partitionTokens", 65536, 1, Long.MAX_VALUE / 4,
+            "spark.lightning.partitionTokens", 65536, 1, Integer.MAX_VALUE,
             "Tokens per partition (rounded down to a multiple of the chunk size, and at least one chunk). Shorter sequences share a "
-                    + "partition; longer ones are split into pieces of this size.");
+                    + "partition; longer ones are split into pieces of this size. At most 2^31 - 1 (a piece counts its "
+                    + "tokens in an int; a longer sequence is split into pieces of at most that).");
     static final Setting<Long> CHUNK_SIZE = Setting.count("--chunk-size", "spark.lightning.chunkSize", 64, 1, 1024,
             "Block size of the CPU kernels (the GPU kernels always use 64); pieces start at multiples of it.");
     static final Setting<String> ATTENTION = Setting.choice("--attention", "spark.lightning.attention", "lightning",

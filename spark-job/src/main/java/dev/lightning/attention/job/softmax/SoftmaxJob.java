@@ -70,7 +70,34 @@ public final class SoftmaxJob {
             SequenceFile f = files.get(i);
             weights[i] = (long) f.layout().headsQ() * (f.layout().dk() + f.layout().dv());
         }
+        refuseUncountableUnits(cfg, files, pieces, weights);
         return new SoftmaxPlanner(cfg.get(Settings.WINDOW)).plan(pieces, weights, pieces.size());
+    }
+
+    /**
+     * The planner counts a unit's cost (a query piece against a key piece: up to P^2 pairs for pieces of P tokens,
+     * Hq (Dk + Dv) each) in a long; pieces so long that it would pass 2^63 (P above 23 million tokens at Hq = 64,
+     * D = 128; --partition-tokens is the piece size) are refused here, before Spark starts, with the largest piece that
+     * fits, instead of an overflow in the planner. Such a unit would be hours of one task anyway.
+     */
+    static void refuseUncountableUnits(JobConfig cfg, List<SequenceFile> files, List<List<Piece>> pieces,
+                                       long[] weights) {
+        for (List<Piece> partition : pieces) {
+            for (Piece p : partition) {
+                double cost = (double) p.tokens() * p.tokens() * weights[p.sequence()];
+                if (cost >= 0x1p63) {
+                    long most = (long) Math.sqrt(Long.MAX_VALUE / (double) weights[p.sequence()]);
+                    most -= most % cfg.chunkSize();
+                    throw new dev.lightning.attention.tensor.InvalidInputException("--partition-tokens "
+                            + cfg.get(Settings.PARTITION_TOKENS) + " with --attention softmax: "
+                            + files.get(p.sequence()).name + " gets pieces of " + p.tokens() + " tokens, and a piece "
+                            + "against itself costs " + String.format("%.3g", cost) + " multiply-adds (Hq (Dk + Dv) = "
+                            + weights[p.sequence()] + " a query-key pair), more than the planner counts (2^63); use "
+                            + "--partition-tokens " + most + " or less (the default, 65536, keeps each task's work "
+                            + "small)");
+                }
+            }
+        }
     }
 
     /**

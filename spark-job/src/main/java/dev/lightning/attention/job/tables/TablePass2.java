@@ -261,6 +261,17 @@ public final class TablePass2 extends Lazy<TablePass2.Out> {
     }
 
     /**
+     * How many sequences one batch step takes within {@code budget} bytes: half of it for their states, at most
+     * {@link #BATCH_MAX_SEQUENCES}, and at most as many as one heap buffer stages (the states go in and out through a
+     * ByteBuffer each, kv and z: below 2 GiB; 4,096 states of H = 8, D = 128 fill it, a 4 GiB window would ask more).
+     */
+    static int batchSlots(long budget, AttentionSpec spec) {
+        long perBuffer = Math.max(1, Math.max(LightningState.kvBytes(spec), LightningState.normalizerBytes(spec)));
+        return (int) Math.max(1, Math.min(Math.min(BATCH_MAX_SEQUENCES, budget / 2 / spec.stateBytes()),
+                (Integer.MAX_VALUE - 16) / perBuffer));
+    }
+
+    /**
      * Consecutive short unsplit sequences of one spec, through one batch step: their blocks
      * packed token-major, a slot each, the slots loaded with their initial states (or zeros)
      * and read back as final states.
@@ -273,7 +284,7 @@ public final class TablePass2 extends Lazy<TablePass2.Out> {
         boolean gpu = ordinal >= 0;
         // states and tokens get half each; on the GPU both stay within --gpu-memory, the step's limit
         long budget = gpu ? Math.min(task.windowBytes(backend), cfg.get(Settings.GPU_MEMORY)) : task.windowBytes(backend);
-        int slots = (int) Math.max(1, Math.min(BATCH_MAX_SEQUENCES, budget / 2 / stateBytes));
+        int slots = batchSlots(budget, spec);
         long tokenBudget = task.budgetTokens(s0, budget / 2);
         if (step == null || !step.spec().equals(spec)) {
             closeStep();

@@ -204,7 +204,10 @@ final class TableTask implements Serializable {
 
     /**
      * Tokens of sequence {@code s} a window of {@code bytes} holds: q, k, v and a float32 o per
-     * token and, with --state-every N, the states the window records, 1/N of one per token.
+     * token and, with --state-every N, the states the window records, 1/N of one per token. At most
+     * as many as keep each of the window's tensors, one Java array each, below 2 GiB (a window of
+     * 8 GiB of F32 at H = 64, D = 128 would hold 65,536 tokens: q alone 2^31 bytes), as the files
+     * run's windows are held (PieceWork.windowTokens).
      */
     long budgetTokens(int s, long bytes) {
         long perToken = plan.inputBytesPerToken(s) + (long) plan.heads(s) * plan.dv[s] * 4;
@@ -212,7 +215,12 @@ final class TableTask implements Serializable {
         if (every > 0) {
             perToken += (spec(s).stateBytes() + every - 1) / every;
         }
-        return Math.max(1, bytes / perToken);
+        return tokensWithin(bytes, perToken);
+    }
+
+    /** Tokens of {@code perToken} bytes that {@code bytes} hold, at least 1, at most a Java array's 2 GiB in all. */
+    static long tokensWithin(long bytes, long perToken) {
+        return Math.max(1, Math.min(bytes / perToken, (Integer.MAX_VALUE - 16) / perToken));
     }
 
     static int sum(List<Block> rows) {

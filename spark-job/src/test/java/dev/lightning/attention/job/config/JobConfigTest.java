@@ -14,6 +14,18 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 class JobConfigTest {
     private static final Map<String, String> PATHS = Map.of("--input", "in", "--output", "out");
 
+    /** A piece counts its tokens in an int: --partition-tokens above 2^31 - 1 is refused, not an overflow in the plan. */
+    @Test
+    void partitionTokensFitAPiecesCount() {
+        Map<String, String> flags = new java.util.HashMap<>(PATHS);
+        flags.put("--partition-tokens", "2147483647");
+        assertEquals(2147483647L, JobConfig.resolve(flags, Map.of(), k -> null).get(Settings.PARTITION_TOKENS));
+        flags.put("--partition-tokens", "2147483648");
+        String m = assertThrows(InvalidInputException.class, () -> JobConfig.resolve(flags, Map.of(), k -> null))
+                .getMessage();
+        assertTrue(m.contains("--partition-tokens") && m.contains("1..2147483647"), m);
+    }
+
     @Test
     void flagBeatsConfBeatsSparkBeatsDefault() {
         Map<String, String> spark = Map.of("spark.lightning.partitionTokens", "300", "spark.lightning.chunkSize", "32",

@@ -42,4 +42,25 @@ class TableOptionsTest {
         assertDoesNotThrow(() -> TableRun.checkOptions(cfg(), true, true));
         assertDoesNotThrow(() -> TableRun.checkOptions(cfg("--read-ahead", "on"), true, true));
     }
+
+    /**
+     * Sizes a table run holds in one Java array stay below 2 GiB however large the window: the batch step's staged
+     * states (4,096 states of H = 8, D = 128 are 2 GiB: one fewer), and a window's tensors (8 GiB of F32 at H = 64,
+     * D = 128 would be 65,536 tokens, q alone 2^31 bytes).
+     */
+    @Test
+    void batchesAndWindowsStayBelowAnArraysSize() {
+        dev.lightning.attention.engine.AttentionSpec spec = new dev.lightning.attention.engine.AttentionSpec(8, 128, 128,
+                dev.lightning.attention.engine.Slopes.minimax(8), 1.0, 64);
+        long kv = dev.lightning.attention.engine.LightningState.kvBytes(spec);
+        org.junit.jupiter.api.Assertions.assertEquals(1024, TablePass2.batchSlots(1L << 30, spec), "half of 1 GiB");
+        int slots = TablePass2.batchSlots(8L << 30, spec);
+        org.junit.jupiter.api.Assertions.assertEquals(4095, slots);
+        assertTrue(kv * slots < Integer.MAX_VALUE, kv * slots + " bytes of staged states");
+        org.junit.jupiter.api.Assertions.assertEquals(1, TablePass2.batchSlots(1, spec), "at least one");
+        long perToken = 4L * 64 * 128 * 4; // q, k, v, o in F32
+        long tokens = TableTask.tokensWithin(8L << 30, perToken);
+        assertTrue(tokens < 65536 && tokens * perToken < Integer.MAX_VALUE, tokens + " tokens");
+        org.junit.jupiter.api.Assertions.assertEquals(512, TableTask.tokensWithin(512 * perToken, perToken));
+    }
 }
