@@ -70,6 +70,12 @@ public final class AttentionSpec implements java.io.Serializable {
         if (dk < 1 || dk > MAX_DIM || dv < 1 || dv > MAX_DIM) {
             throw new IllegalArgumentException("head widths must be 1.." + MAX_DIM + ", got Dk=" + dk + ", Dv=" + dv);
         }
+        // the state is one float32 array (stateSize() an int): H = 32768 at Dk = Dv = 256 would wrap to a negative size
+        if ((long) heads * dk * dv > Integer.MAX_VALUE - 16) {
+            throw new IllegalArgumentException("a state of H x Dk x Dv = " + heads + " x " + dk + " x " + dv + " = "
+                    + (long) heads * dk * dv + " float32 values is more than one array holds (2^31 - 16); at most "
+                    + (Integer.MAX_VALUE - 16) / ((long) dk * dv) + " heads at these widths");
+        }
         if (slopes.length != heads) {
             throw new IllegalArgumentException("expected " + heads + " slopes (one per head), got " + slopes.length);
         }

@@ -38,6 +38,14 @@ class AttentionSpecTest {
         AttentionSpec.checkGrouping(6, 2, 3);
     }
 
+    /** A state too large for one array is refused naming the most heads that fit (it wrapped: H = 32768, D = 256). */
+    @Test
+    void aStateMustFitOneArray() {
+        String m = refused(() -> new AttentionSpec(32768, 256, 256, new double[32768], 1.0, 64));
+        assertTrue(m.contains("32768 x 256 x 256") && m.contains("at most 32767 heads"), m);
+        assertEquals(32767 * 256 * 256, new AttentionSpec(32767, 256, 256, new double[32767], 1.0, 64).stateSize());
+    }
+
     @Test
     void gqaHeadsReadTheirGroupsKAndV() {
         AttentionSpec s = spec(64).withHeads(64, 8, 8);
