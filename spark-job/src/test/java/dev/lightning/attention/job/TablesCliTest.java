@@ -132,6 +132,36 @@ class TablesCliTest {
         return all;
     }
 
+    /**
+     * A table written with Spark's partitionBy holds its files only in {@code key=value/} directories: with
+     * --input-format auto it is read as a table (it was taken for a directory of safetensors files holding none), and
+     * its results are the float64 recurrence's. The partition column is the reader's, beside the layout's columns.
+     */
+    @Test
+    void aPartitionedTableIsATableForAuto(@TempDir Path dir) throws Exception {
+        Random rnd = new Random(71);
+        TablesTest.Seq a = new TablesTest.Seq("a", 40, 2, 2, 2, 4, 4, DType.F32, rnd);
+        String parted = dir.resolve("parted").toString();
+        SparkSession spark = session();
+        try {
+            spark.createDataFrame(a.rows(rnd, 16), TableSchema.BLOCKS.schema())
+                    .withColumn("day", org.apache.spark.sql.functions.lit("2026-12-01")).write().partitionBy("day")
+                    .parquet(parted);
+        } finally {
+            spark.stop();
+        }
+        StringBuilder log = new StringBuilder();
+        String out = dir.resolve("out").toString();
+        assertEquals(0, run(log, "--input", parted, "--output", out), log.toString());
+        spark = session();
+        try {
+            TablesTest.checkAgainstReference(List.of(a), spark.read().parquet(out + "/o"),
+                    spark.read().parquet(out + "/final_states"), 1.0, false);
+        } finally {
+            spark.stop();
+        }
+    }
+
     @Test
     void parquetThroughTheCommandLine(@TempDir Path dir) throws Exception {
         Random rnd = new Random(30);

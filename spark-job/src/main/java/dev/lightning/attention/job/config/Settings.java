@@ -16,8 +16,9 @@ public final class Settings {
     public static final Setting<String> INPUT_FORMAT = Setting.choice("--input-format", "spark.lightning.inputFormat", "auto",
             "`safetensors` (one sequence per file) or `parquet` (sequences as table rows: see \"Sequences as table "
                     + "rows\" in the README); `auto`: parquet when --input is a `.parquet` file or a directory holding "
-                    + "`.parquet` files and no `.safetensors` ones (each element of a list, and what a glob matches, "
-                    + "counted together), else safetensors.", "auto", "safetensors", "parquet")
+                    + "`.parquet` files (also in partition directories, `key=value/`) and no `.safetensors` ones (each "
+                    + "element of a list, and what a glob matches, counted together), else safetensors.", "auto",
+            "safetensors", "parquet")
             .commandLineOnly("pass the blocks as a dataset, read from any source");
     public static final Setting<String> SEQUENCES = Setting.optionalPath("--sequences", "spark.lightning.sequences",
             "With parquet input: the optional per-sequence table (`sequence`, `slope`, `initial_state`, "

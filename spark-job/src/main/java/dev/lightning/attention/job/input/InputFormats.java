@@ -21,7 +21,8 @@ public final class InputFormats {
 
     /**
      * Whether --input is read as tables: --input-format, or with {@code auto} a {@code .parquet}
-     * file or a directory holding {@code .parquet} files and no {@code .safetensors} ones, over every
+     * file or a directory holding {@code .parquet} files (itself or in its partition directories,
+     * {@code key=value/}, as Spark writes a partitioned table) and no {@code .safetensors} ones, over every
      * element of a list and what each glob matches (InputListing.matches; a glob that matches nothing
      * and ends in {@code .parquet} counts as parquet, so that its run says it matches nothing).
      * Anything else stays safetensors, as before.
@@ -51,8 +52,11 @@ public final class InputFormats {
             List<FileStatus> children = new ArrayList<>();
             for (FileStatus st : found) {
                 try {
-                    children.addAll(st.isDirectory() ? List.of(st.getPath().getFileSystem(conf).listStatus(st.getPath()))
-                            : List.of(st));
+                    if (st.isDirectory()) {
+                        listWithPartitions(st.getPath().getFileSystem(conf), st.getPath(), children, 0);
+                    } else {
+                        children.add(st);
+                    }
                 } catch (IOException e) {
                     // as above
                 }
@@ -71,6 +75,26 @@ public final class InputFormats {
                     + "to read with --input-format parquet or --input-format safetensors");
         }
         return parquet > 0;
+    }
+
+    /** Directories of a partitioned table (Spark's {@code day=2026-12-01/}) read, nested at most this deep. */
+    static final int PARTITION_DEPTH = 8;
+
+    /**
+     * The entries of {@code dir}, and those of its partition directories ({@code key=value}, as Spark's writer makes
+     * them and its reader takes them with the table), so that a table written with {@code partitionBy} counts as
+     * parquet: its files lie only below such directories.
+     */
+    private static void listWithPartitions(org.apache.hadoop.fs.FileSystem fs, org.apache.hadoop.fs.Path dir,
+                                           List<FileStatus> out, int depth) throws IOException {
+        for (FileStatus c : fs.listStatus(dir)) {
+            String name = c.getPath().getName();
+            if (c.isDirectory() && depth < PARTITION_DEPTH && name.indexOf('=') > 0 && !InputListing.hidden(name)) {
+                listWithPartitions(fs, c.getPath(), out, depth + 1);
+            } else {
+                out.add(c);
+            }
+        }
     }
 
     /**

@@ -27,8 +27,11 @@ import java.util.Map;
  * caller writes the returned datasets itself, and the Spark session, with its settings, is the
  * caller's. The blocks are checked when {@code compute} is called,
  * before any compute (a bad table throws {@code InvalidInputException} naming the sequence and the
- * offsets); the outputs are computed once, when either dataset is first used, and kept
- * (persisted) until {@link Result#close()}. The Spark session is the blocks'. A session with
+ * offsets), but for each block's byte lengths, which the shuffle checks as it reads the block: the
+ * first action on a result fails, with that exception as its cause. Where o outweighs the states,
+ * the outputs are computed once, when either dataset is first used, and kept (persisted) until
+ * {@link Result#close()}; where the states outweigh o (many short sequences), the other dataset
+ * computes pass 2 again, with the same bytes. The Spark session is the blocks'. A session with
  * {@code spark.kryo.registrationRequired=true} needs {@link LightningKryoRegistrator} among its
  * registrators ({@code spark.kryo.registrator}), and is refused up front without it. To continue
  * the final states of an earlier computation (what {@code --initial-states} does on the command
@@ -93,7 +96,7 @@ public final class LightningTables {
             return outputs.all.getStorageLevel().useDisk() || outputs.all.getStorageLevel().useMemory();
         }
 
-        /** Releases the persisted outputs. */
+        /** Releases the persisted outputs, if any were kept (the datasets stay usable: they compute again). */
         @Override
         public void close() {
             outputs.all.unpersist(false);

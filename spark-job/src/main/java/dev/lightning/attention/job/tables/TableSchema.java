@@ -93,10 +93,13 @@ public final class TableSchema {
          */
         Dataset<Row> conform(Dataset<Row> data, String source) {
             StructType given = data.schema();
+            // Spark matches column names regardless of case unless spark.sql.caseSensitive is set: so do we
+            boolean caseSensitive = Boolean.parseBoolean(data.sparkSession().conf().get("spark.sql.caseSensitive",
+                    "false"));
             List<String> problems = new ArrayList<>();
             List<Column> select = new ArrayList<>();
             for (Col c : columns) {
-                int at = indexOf(given, c.name);
+                int at = indexOf(given, c.name, caseSensitive);
                 if (at < 0) {
                     if (c.nullable) {
                         select.add(functions.lit(null).cast(c.type).as(c.name));
@@ -106,13 +109,14 @@ public final class TableSchema {
                     continue;
                 }
                 DataType t = given.fields()[at].dataType();
+                Column col = functions.col("`" + given.fields()[at].name() + "`");
                 if (t.equals(c.type)) {
-                    select.add(functions.col("`" + c.name + "`"));
+                    select.add(col.as(c.name));
                 } else if (isInteger(t) && isInteger(c.type)) {
-                    select.add(functions.col("`" + c.name + "`").cast(c.type).as(c.name));
+                    select.add(col.cast(c.type).as(c.name));
                 } else if (t instanceof ArrayType && c.type instanceof ArrayType
                         && isNumeric(((ArrayType) t).elementType())) {
-                    select.add(functions.col("`" + c.name + "`").cast(c.type).as(c.name));
+                    select.add(col.cast(c.type).as(c.name));
                 } else {
                     problems.add("column `" + c.name + "` is " + t.simpleString() + ", expected " + c.type.simpleString());
                 }
@@ -124,10 +128,16 @@ public final class TableSchema {
             return data.select(select.toArray(new Column[0]));
         }
 
-        private static int indexOf(StructType s, String name) {
+        /** The column named {@code name}: exactly, else (not {@code caseSensitive}) the one of that name in another case. */
+        private static int indexOf(StructType s, String name, boolean caseSensitive) {
             String[] names = s.fieldNames();
             for (int i = 0; i < names.length; i++) {
                 if (names[i].equals(name)) {
+                    return i;
+                }
+            }
+            for (int i = 0; !caseSensitive && i < names.length; i++) {
+                if (names[i].equalsIgnoreCase(name)) {
                     return i;
                 }
             }

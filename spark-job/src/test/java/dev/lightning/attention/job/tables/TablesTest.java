@@ -540,6 +540,28 @@ public class TablesTest {
         // README example end
     }
 
+    /**
+     * Column names match as the session matches them: regardless of case by Spark's default (a `SEQUENCE` column was
+     * reported missing), exactly with spark.sql.caseSensitive.
+     */
+    @Test
+    void columnNamesMatchAsTheSessionDoes() {
+        Random rnd = new Random(24);
+        Seq s = new Seq("x", 30, 2, 2, 2, 4, 4, DType.F32, rnd);
+        Dataset<Row> upper = blocksOf(List.of(s), rnd, 8).withColumnRenamed("sequence", "SEQUENCE")
+                .withColumnRenamed("q", "Q");
+        try (LightningTables.Result r = LightningTables.compute(upper, "--backend", "cpu")) {
+            checkAgainstReference(List.of(s), r.o(), r.finalStates(), 1.0, false);
+        }
+        spark.conf().set("spark.sql.caseSensitive", "true");
+        try {
+            String m = rejection(() -> LightningTables.compute(upper, "--backend", "cpu"));
+            assertTrue(m.contains("column `sequence` (string) is missing"), m);
+        } finally {
+            spark.conf().unset("spark.sql.caseSensitive");
+        }
+    }
+
     /** A null element of a sequences-table slope is named as null (it was read, and reported, as a NaN). */
     @Test
     void aNullSlopeElementIsNamedAsNull() {
