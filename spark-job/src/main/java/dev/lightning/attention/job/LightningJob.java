@@ -365,7 +365,7 @@ final class LightningJob {
         }
         ObjectNode report = report(files, reports, "succeeded", null);
         staging.stageReport(outFs, report);
-        Commit.commit(outFs, outputDir, staging, published, replaces, cfg.get(Settings.OVERWRITE), lock);
+        Commit.commit(outFs, outputDir, staging, published, replaces, cfg.get(Settings.OVERWRITE), lock, out);
 
         double seconds = (System.nanoTime() - t0) / 1e9;
         Set<String> used = backendsUsed();

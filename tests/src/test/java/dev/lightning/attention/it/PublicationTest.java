@@ -99,6 +99,8 @@ class PublicationTest {
         Outcome failed = JobHarness.failingAt("commit:1", run(in, out, "--recursive"));
         assertEquals(1, failed.status, failed.out + failed.err);
         assertTrue(failed.out.contains("failed after its commit point"), failed.out);
+        // the commit says that it runs (forcing many files takes a while, and a stop waits for it)
+        assertTrue(failed.out.contains("lightning: committing 2 output(s)"), failed.out);
         assertFalse(failed.out.contains("nothing was published"), failed.out);
         assertFalse(Files.exists(out.resolve("_SUCCESS")));
         Outcome next = succeed(run(in, out, "--recursive", "--overwrite"));

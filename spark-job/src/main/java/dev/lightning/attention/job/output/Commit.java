@@ -87,63 +87,78 @@ public final class Commit {
      * @param overwrite whether existing files of those names may be replaced
      */
     public static void commit(FileSystem fs, Path output, Staging staging, List<String> names, List<String> replaces,
-                              boolean overwrite, OutputLock lock) throws IOException {
+                              boolean overwrite, OutputLock lock, java.io.PrintStream out) throws IOException {
+        // forcing many staged files to disk takes a while (400,000 part files: about 2 minutes), and a stop request
+        // waits for it (OutputLock): say so, rather than go quiet
+        out.println("lightning: committing " + names.size() + " output(s): forcing them to disk, then publishing "
+                + "them in one step (a stop request now waits for the commit to finish)");
         synchronized (lock.publishing) {
-            lock.check();
-            List<String> all = new ArrayList<>(names);
-            all.addAll(replaces);
-            List<String> problems = problems(fs, output, staging.path(), names, replaces, overwrite);
-            if (!problems.isEmpty()) {
-                throw new IllegalStateException(Examples.of(problems, 1, "; ")
-                        + "; nothing was published. Move it out of the way and rerun with --resume");
+            lock.committing = true;
+            try {
+                commitHeld(fs, output, staging, names, replaces, overwrite, lock);
+            } finally {
+                lock.committing = false;
             }
-            for (String name : names) {
-                Path staged = staging.stagedOutput(name);
-                if (!fs.exists(staged)) {
-                    // a task wrote it (its pass succeeded): where the driver looks, the executors did not write
-                    throw UnsharedOutputException.onDriver(staged);
-                }
-            }
-            for (String name : all) {
-                if (!overwrite && OutputPaths.exists(fs, HadoopPaths.child(output, name))) {
-                    throw new IllegalStateException(HadoopPaths.child(output, name) + " appeared in the output "
-                            + "directory during the run; nothing was published and it was not replaced. Rerun with "
-                            + "--resume (add --overwrite to replace it)");
-                }
-            }
-            // on disk before the record says they are the run's results
-            List<Path> staged = new ArrayList<>();
-            for (String name : names) {
-                staged.add(staging.stagedOutput(name));
-            }
-            staged.add(new Path(staging.path(), Commit.REPORT));
-            OutputPaths.forceAll(fs, staged);
-            // and their names: a file's fsync need not make its directory's entry durable (POSIX leaves it to
-            // the file system), so the directories below the staging that hold them are forced too
-            java.util.Set<Path> parents = new java.util.LinkedHashSet<>();
-            String root = staging.path().toUri().getPath();
-            for (Path p : staged) {
-                for (Path d = p.getParent(); d != null && d.toUri().getPath().startsWith(root + "/"); d = d.getParent()) {
-                    parents.add(d);
-                }
-            }
-            for (Path d : parents) {
-                OutputPaths.forceDirectory(fs, d);
-            }
-            ObjectMapper json = new ObjectMapper();
-            ObjectNode record = json.createObjectNode();
-            record.put("overwrite", overwrite);
-            ArrayNode list = record.putArray("files");
-            names.forEach(list::add);
-            ArrayNode others = record.putArray("replaces");
-            replaces.forEach(others::add);
-            record.put("complete", true);
-            Path recordPath = new Path(staging.path(), RECORD);
-            Staging.writeAtomically(fs, recordPath, "driver", json.writeValueAsBytes(record));
-            OutputPaths.force(fs, recordPath);
-            OutputPaths.forceDirectory(fs, staging.path()); // the commit point, on disk
-            publish(fs, output, staging.path(), record, null);
         }
+    }
+
+    /** {@link #commit}'s work, with the lock's publishing monitor held. */
+    private static void commitHeld(FileSystem fs, Path output, Staging staging, List<String> names, List<String> replaces,
+                                   boolean overwrite, OutputLock lock) throws IOException {
+        lock.check();
+        List<String> all = new ArrayList<>(names);
+        all.addAll(replaces);
+        List<String> problems = problems(fs, output, staging.path(), names, replaces, overwrite);
+        if (!problems.isEmpty()) {
+            throw new IllegalStateException(Examples.of(problems, 1, "; ")
+                    + "; nothing was published. Move it out of the way and rerun with --resume");
+        }
+        for (String name : names) {
+            Path staged = staging.stagedOutput(name);
+            if (!fs.exists(staged)) {
+                // a task wrote it (its pass succeeded): where the driver looks, the executors did not write
+                throw UnsharedOutputException.onDriver(staged);
+            }
+        }
+        for (String name : all) {
+            if (!overwrite && OutputPaths.exists(fs, HadoopPaths.child(output, name))) {
+                throw new IllegalStateException(HadoopPaths.child(output, name) + " appeared in the output "
+                        + "directory during the run; nothing was published and it was not replaced. Rerun with "
+                        + "--resume (add --overwrite to replace it)");
+            }
+        }
+        // on disk before the record says they are the run's results
+        List<Path> staged = new ArrayList<>();
+        for (String name : names) {
+            staged.add(staging.stagedOutput(name));
+        }
+        staged.add(new Path(staging.path(), Commit.REPORT));
+        OutputPaths.forceAll(fs, staged);
+        // and their names: a file's fsync need not make its directory's entry durable (POSIX leaves it to
+        // the file system), so the directories below the staging that hold them are forced too
+        java.util.Set<Path> parents = new java.util.LinkedHashSet<>();
+        String root = staging.path().toUri().getPath();
+        for (Path p : staged) {
+            for (Path d = p.getParent(); d != null && d.toUri().getPath().startsWith(root + "/"); d = d.getParent()) {
+                parents.add(d);
+            }
+        }
+        for (Path d : parents) {
+            OutputPaths.forceDirectory(fs, d);
+        }
+        ObjectMapper json = new ObjectMapper();
+        ObjectNode record = json.createObjectNode();
+        record.put("overwrite", overwrite);
+        ArrayNode list = record.putArray("files");
+        names.forEach(list::add);
+        ArrayNode others = record.putArray("replaces");
+        replaces.forEach(others::add);
+        record.put("complete", true);
+        Path recordPath = new Path(staging.path(), RECORD);
+        Staging.writeAtomically(fs, recordPath, "driver", json.writeValueAsBytes(record));
+        OutputPaths.force(fs, recordPath);
+        OutputPaths.forceDirectory(fs, staging.path()); // the commit point, on disk
+        publish(fs, output, staging.path(), record, null);
     }
 
     /**

@@ -52,6 +52,8 @@ public final class OutputLock implements AutoCloseable {
     private final Thread shutdownHook;
     /** Held while the commit publishes, so that a shutdown hook does not release the lock mid-commit. */
     final Object publishing = new Object();
+    /** Whether a commit is publishing now (set by Commit under {@link #publishing}), for the shutdown hook's message. */
+    volatile boolean committing;
     private volatile boolean lost;
     private volatile boolean released;
 
@@ -235,6 +237,10 @@ public final class OutputLock implements AutoCloseable {
 
     @Override
     public void close() {
+        if (committing && Thread.currentThread() == shutdownHook) {
+            System.err.println("lightning: stop requested during the commit: the run stops once its outputs are "
+                    + "published (a commit is never left half done)");
+        }
         synchronized (publishing) {
             if (released) {
                 return;
