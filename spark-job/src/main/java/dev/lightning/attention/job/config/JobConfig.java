@@ -85,7 +85,7 @@ public final class JobConfig implements Serializable {
                     + (below > 0 ? below + " or " : "") + (below + chunkSize()));
         }
         int gpuChunk = dev.lightning.attention.engine.Backends.GPU_CHUNK;
-        if (every > 0 && !"cpu".equals(get(Settings.BACKEND))
+        if (every > 0 && !cpuOnly()
                 && !dev.lightning.attention.engine.Backends.gpuCheckpointsFit(every, chunkSize())) {
             throw new InvalidInputException("--state-every " + every + " with --chunk-size " + chunkSize() + " and --backend "
                     + get(Settings.BACKEND) + ": the GPU kernels record states between their " + gpuChunk + "-token "
@@ -119,7 +119,7 @@ public final class JobConfig implements Serializable {
             }
         }
         // (with --backend cpu no GPU runs out of memory: taken and unused, as a lightning run takes it)
-        if (softmax && cfg.gpuOomToCpu() && !"cpu".equals(cfg.get(Settings.BACKEND))) {
+        if (softmax && cfg.gpuOomToCpu() && !cfg.cpuOnly()) {
             throw new InvalidInputException("--gpu-oom cpu with --attention softmax: softmax's GPU tasks compute in "
                     + "slices within --gpu-memory and fail when the device runs out of memory anyway, with no CPU "
                     + "fallback; leave --gpu-oom out (or lower --gpu-memory), or use --backend cpu");
@@ -294,6 +294,11 @@ public final class JobConfig implements Serializable {
 
     public boolean gpuOomToCpu() {
         return "cpu".equals(get(Settings.GPU_OOM));
+    }
+
+    /** Whether the run computes on the CPU alone (--backend cpu): no GPU's limits or failures apply to it. */
+    public boolean cpuOnly() {
+        return "cpu".equals(get(Settings.BACKEND));
     }
 
     /** The dtype of {@code o} for input of dtype {@code in}. */

@@ -279,7 +279,6 @@ public final class TablePass2 extends Lazy<TablePass2.Out> {
     private void batch(Block firstInitial) {
         int s0 = in.peek()._1.seq;
         AttentionSpec spec = task.spec(s0);
-        long stateBytes = spec.stateBytes();
         int ordinal = backend.gpuOrdinal();
         boolean gpu = ordinal >= 0;
         // states and tokens get half each; on the GPU both stay within --gpu-memory, the step's limit
