@@ -85,6 +85,28 @@ class WrapperTest {
         }
     }
 
+    /** A wrapper run that ends by itself: its exit status and what it wrote to stdout and stderr. */
+    private record Ended(int status, String out, String err) {
+    }
+
+    /**
+     * Runs the wrapper with stdin from /dev/null, its stdout and stderr in files named after {@code name}, and waits
+     * for it to end ({@code seconds} at most, else the test fails and the process is stopped).
+     */
+    private static Ended ended(Path tmpdir, String name, int seconds, String... args) throws Exception {
+        Path stdout = shared.resolve("stdout-" + name + ".txt");
+        Path stderr = shared.resolve("stderr-" + name + ".txt");
+        Process p = wrapper(tmpdir, Map.of(), args).redirectInput(new File("/dev/null"))
+                .redirectOutput(stdout.toFile()).redirectError(stderr.toFile()).start();
+        try {
+            assertTrue(p.waitFor(seconds, TimeUnit.SECONDS), name + ": the wrapper did not end within " + seconds
+                    + " s");
+            return new Ended(p.exitValue(), Files.readString(stdout), Files.readString(stderr));
+        } finally {
+            stop(p);
+        }
+    }
+
     private static void stop(Process p) {
         if (p.isAlive()) {
             p.toHandle().descendants().forEach(ProcessHandle::destroyForcibly);
@@ -178,50 +200,25 @@ class WrapperTest {
     @Test
     void theJobsStatusComesThrough() throws Exception {
         Path tmpdir = Files.createDirectories(shared.resolve("tmp-usage"));
-        Path stderr = shared.resolve("stderr-usage.txt");
-        Process p = wrapper(tmpdir, Map.of(), "run", "--input", bigInput.toString(), "--output",
-                shared.resolve("out-usage").toString(), "--partition-tokens", "many")
-                .redirectInput(new File("/dev/null")).redirectOutput(shared.resolve("stdout-usage.txt").toFile())
-                .redirectError(stderr.toFile()).start();
-        try {
-            assertTrue(p.waitFor(120, TimeUnit.SECONDS));
-            String err = Files.readString(stderr);
-            assertEquals(2, p.exitValue(), err);
-            assertTrue(err.contains("lightning: error: --partition-tokens: expected integer, got 'many'"), err);
-            assertEquals(List.of(), runTmpDirs(tmpdir), "left behind");
-        } finally {
-            stop(p);
-        }
+        Ended e = ended(tmpdir, "usage", 120, "run", "--input", bigInput.toString(), "--output",
+                shared.resolve("out-usage").toString(), "--partition-tokens", "many");
+        assertEquals(2, e.status(), e.err());
+        assertTrue(e.err().contains("lightning: error: --partition-tokens: expected integer, got 'many'"), e.err());
+        assertEquals(List.of(), runTmpDirs(tmpdir), "left behind");
     }
 
     /** The wrapper's own command: {@code cds --help} says what it does, and an option it does not take is a usage error. */
     @Test
     void cdsHasHelpAndTakesNoOptions() throws Exception {
         Path tmpdir = Files.createDirectories(shared.resolve("tmp-cds-help"));
-        Path stdout = shared.resolve("stdout-cds-help.txt");
-        Process help = wrapper(tmpdir, Map.of(), "cds", "--help").redirectInput(new File("/dev/null"))
-                .redirectOutput(stdout.toFile()).redirectError(shared.resolve("stderr-cds-help.txt").toFile()).start();
-        Path stderr = shared.resolve("stderr-cds-bad.txt");
-        try {
-            assertTrue(help.waitFor(60, TimeUnit.SECONDS));
-            assertEquals(0, help.exitValue());
-            String out = Files.readString(stdout);
-            assertTrue(out.startsWith("usage: bin/lightning cds") && out.contains("class-data archive"), out);
-        } finally {
-            stop(help);
-        }
-        Process bad = wrapper(tmpdir, Map.of(), "cds", "--dir", shared.resolve("x").toString())
-                .redirectInput(new File("/dev/null")).redirectOutput(shared.resolve("stdout-cds-bad.txt").toFile())
-                .redirectError(stderr.toFile()).start();
-        try {
-            assertTrue(bad.waitFor(60, TimeUnit.SECONDS));
-            String err = Files.readString(stderr);
-            assertEquals(2, bad.exitValue(), err);
-            assertTrue(err.contains("cds takes no options"), err);
-            assertEquals(List.of(), runTmpDirs(tmpdir), "left behind");
-        } finally {
-            stop(bad);
-        }
+        Ended help = ended(tmpdir, "cds-help", 60, "cds", "--help");
+        assertEquals(0, help.status(), help.err());
+        assertTrue(help.out().startsWith("usage: bin/lightning cds") && help.out().contains("class-data archive"),
+                help.out());
+        Ended bad = ended(tmpdir, "cds-bad", 60, "cds", "--dir", shared.resolve("x").toString());
+        assertEquals(2, bad.status(), bad.err());
+        assertTrue(bad.err().contains("cds takes no options"), bad.err());
+        assertEquals(List.of(), runTmpDirs(tmpdir), "left behind");
     }
 
     /**
