@@ -149,9 +149,8 @@ final class LightningJob {
         // refuses an --output-form the output's file system cannot give, before anything is written
         SplitOutputs.Form form = SplitOutputs.Form.choose(cfg.get(Settings.OUTPUT_FORM), outFs, outputDir);
         OutputDirectory outputs = new OutputDirectory(cfg, outFs, outputDir, out);
-        boolean createdOutput = outputs.create();
-        OutputLock lock = outputs.lock(runId);
-        try {
+        try (OutputDirectory.Claim claim = outputs.claim(runId)) {
+            OutputLock lock = claim.lock;
             // through JSON and back, to compare with what run.json holds (a long read back is an int node)
             ObjectMapper json = new ObjectMapper();
             JsonNode fingerprint = json.readTree(json.writeValueAsBytes(RunFingerprint.of(cfg, files, statuses, stored)));
@@ -183,11 +182,6 @@ final class LightningJob {
             } catch (Exception e) { // Spark's own exceptions are checked ones that Scala does not declare
                 failed(outFs, staging, files, e);
                 throw e;
-            }
-        } finally {
-            lock.close();
-            if (createdOutput) {
-                outputs.removeIfEmpty();
             }
         }
     }

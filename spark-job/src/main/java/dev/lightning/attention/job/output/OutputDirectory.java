@@ -36,7 +36,7 @@ public final class OutputDirectory {
     }
 
     /** Creates the output directory if it is missing; returns whether it did. */
-    public boolean create() throws IOException {
+    private boolean create() throws IOException {
         try {
             if (fs.exists(output)) {
                 if (!fs.getFileStatus(output).isDirectory()) {
@@ -87,7 +87,7 @@ public final class OutputDirectory {
      * Takes the output's lock for run {@code runId} ({@link OutputLock}); a directory the run may
      * not write into is refused with the same advice as {@link #create}.
      */
-    public OutputLock lock(String runId) throws IOException {
+    private OutputLock lock(String runId) throws IOException {
         try {
             return OutputLock.acquire(fs, output, runId, cfg.get(Settings.LOCK_STALE_SECONDS), out);
         } catch (IOException e) {
@@ -98,7 +98,45 @@ public final class OutputDirectory {
         }
     }
 
-    public void removeIfEmpty() {
+    /**
+     * The output directory, created if missing, and its lock for run {@code runId}: what a run
+     * holds from its first write into the output to its end. Closing it gives the lock back and
+     * removes the directory again if this run created it and left it empty, also when taking the
+     * lock failed (a full disk, or a run that took the new directory first: a directory holding
+     * that run's lock is not empty and stays).
+     */
+    public Claim claim(String runId) throws IOException {
+        boolean created = create();
+        try {
+            return new Claim(lock(runId), created);
+        } catch (IOException | RuntimeException e) {
+            if (created) {
+                removeIfEmpty();
+            }
+            throw e;
+        }
+    }
+
+    /** The output directory held by one run: see {@link #claim}. */
+    public final class Claim implements AutoCloseable {
+        public final OutputLock lock;
+        private final boolean created;
+
+        private Claim(OutputLock lock, boolean created) {
+            this.lock = lock;
+            this.created = created;
+        }
+
+        @Override
+        public void close() {
+            lock.close();
+            if (created) {
+                removeIfEmpty();
+            }
+        }
+    }
+
+    private void removeIfEmpty() {
         try {
             if (fs.exists(output) && fs.listStatus(output).length == 0) {
                 fs.delete(output, false);

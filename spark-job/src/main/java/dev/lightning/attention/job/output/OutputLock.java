@@ -155,8 +155,8 @@ public final class OutputLock implements AutoCloseable {
         if ("file".equals(fs.getUri().getScheme())) {
             java.nio.file.Path lock = java.nio.file.Paths.get(fs.makeQualified(path).toUri());
             java.nio.file.Path tmp = lock.resolveSibling("." + NAME + "." + UUID.randomUUID());
-            Files.write(tmp, content);
-            try {
+            try { // a write that fails part way (a full disk) leaves no temporary file either
+                Files.write(tmp, content);
                 Files.createLink(lock, tmp);
                 return true;
             } catch (FileAlreadyExistsException e) {

@@ -488,9 +488,8 @@ public final class TableRun {
             }
         }
         OutputDirectory outputs = new OutputDirectory(cfg, outFs, outputDir, out);
-        boolean createdOutput = outputs.create();
-        OutputLock lock = outputs.lock(runId);
-        try {
+        try (OutputDirectory.Claim claim = outputs.claim(runId)) {
+            OutputLock lock = claim.lock;
             ObjectMapper json = new ObjectMapper();
             // through JSON and back, to compare with what run.json holds (a long read back is an int node)
             JsonNode fingerprint = json.readTree(json.writeValueAsBytes(
@@ -559,11 +558,6 @@ public final class TableRun {
                     String.join("/, ", tables()) + "/", cfg.get(Settings.OUTPUT), report.path("rejected").size() == 0 ? ""
                             : " (" + report.path("rejected").size() + " rejected: see " + Commit.REPORT + ")");
             return report;
-        } finally {
-            lock.close();
-            if (createdOutput) {
-                outputs.removeIfEmpty();
-            }
         }
     }
 
