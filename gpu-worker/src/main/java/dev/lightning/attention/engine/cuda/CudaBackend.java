@@ -80,6 +80,9 @@ public final class CudaBackend implements AttentionBackend {
         } catch (RuntimeException | Error e) {
             closed = true;
             release(e);
+            if (e instanceof CudaException) {
+                throw device.setupFailed((CudaException) e);
+            }
             throw e;
         }
     }

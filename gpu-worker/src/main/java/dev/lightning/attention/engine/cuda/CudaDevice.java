@@ -122,6 +122,9 @@ final class CudaDevice {
             }
         } catch (CudaException e) {
             JCudaDriver.cuDevicePrimaryCtxRelease(device);
+            if (!refusesPtx(e)) {
+                throw e; // out of memory, or the device busy: not the PTX's fault, and perhaps gone at the next task
+            }
             throw new GpuUnusableException("cannot load the kernels' PTX (ISA 9.0, built by nvcc 13) on cuda:" + ordinal
                     + " (" + name + ", driver " + driverVersionText() + "): " + e.getMessage()
                     + ". This PTX needs a driver for CUDA 13.0 or later; update the driver, or run with --backend cpu",
@@ -165,6 +168,9 @@ final class CudaDevice {
                 throw new CudaException(CUresult.stringFor(status));
             }
         } catch (CudaException | IllegalStateException e) {
+            if (e instanceof CudaException && !refusesPtx((CudaException) e)) {
+                throw e; // no memory for the module now: the portable kernels would stay for this process's life
+            }
             System.err.println("lightning: cuda:" + ordinal + " (" + name + "): the Hopper kernels did not load ("
                     + e.getMessage() + "); using the portable tensor-core kernels");
             return null;
@@ -343,6 +349,8 @@ final class CudaDevice {
             } catch (GpuUnusableException e) {
                 UNUSABLE.put(ordinal, e.getMessage());
                 throw e;
+            } catch (CudaException e) {
+                throw cannotOpen(ordinal, e);
             }
             if (OPEN.isEmpty()) {
                 Runtime.getRuntime().addShutdownHook(new Thread(CudaDevice::closeAll, "lightning-cuda-release"));
@@ -350,6 +358,40 @@ final class CudaDevice {
             OPEN.put(ordinal, d);
         }
         return d;
+    }
+
+    /**
+     * Whether a module load failed because of the PTX itself (the driver cannot compile it for this
+     * device), which stays so for the process's life, rather than for the device's state (no memory
+     * left for the compiled module, the device busy), which a later task may find changed.
+     */
+    static boolean refusesPtx(CudaException e) {
+        String m = String.valueOf(e.getMessage());
+        return m.contains("PTX") || m.contains("NO_BINARY_FOR_GPU") || m.contains("INVALID_IMAGE")
+                || m.contains("JIT_COMPILER") || m.contains("JIT_COMPILATION") || m.contains("INVALID_SOURCE");
+    }
+
+    /**
+     * A device that could not be opened now for its state, not for our code: another process holds
+     * it in exclusive-process compute mode (CUDA_ERROR_DEVICE_UNAVAILABLE), or other processes took
+     * its memory (CUDA_ERROR_OUT_OF_MEMORY) before our context or modules had theirs. Unusable for
+     * this task ({@code --backend auto} computes on the CPU, {@code gpu} fails the task saying why)
+     * but not remembered: the next task tries the device again.
+     */
+    static GpuUnusableException cannotOpen(int ordinal, CudaException e) {
+        return new GpuUnusableException("cannot open cuda:" + ordinal + " now (" + e.getMessage() + "): another "
+                + "process may hold it in exclusive-process compute mode or have taken its memory (nvidia-smi shows "
+                + "both); later tasks try it again", e);
+    }
+
+    /**
+     * What a backend setting itself up on this device (its streams, its first buffers, a module)
+     * throws for a CUDA error, before any work: the device is broken for this process when the
+     * error is one the driver keeps ({@link #noteError}), otherwise taken for now ({@link #cannotOpen}).
+     */
+    GpuUnusableException setupFailed(CudaException e) {
+        noteError(e);
+        return broken != null ? new GpuUnusableException(brokenMessage(), e) : cannotOpen(ordinal, e);
     }
 
     private static synchronized void closeAll() {
@@ -502,6 +544,9 @@ final class CudaDevice {
             try {
                 status = JCudaDriver.cuModuleLoadData(m, ptx(SOFTMAX_PTX_RESOURCE));
             } catch (CudaException e) {
+                if (!refusesPtx(e)) {
+                    throw e; // no memory for the module now, not the PTX: the backend's setup says so
+                }
                 throw new IllegalStateException("cannot load the softmax kernels' PTX (softmax.ptx) on " + this + ": "
                         + e.getMessage(), e);
             }
@@ -556,6 +601,9 @@ final class CudaDevice {
                 throw new CudaException(CUresult.stringFor(status));
             }
         } catch (CudaException | IllegalStateException e) {
+            if (e instanceof CudaException && !refusesPtx((CudaException) e)) {
+                throw e; // no memory for the module now: the next backend loads both modules again
+            }
             System.err.println("lightning: " + this + ": the Hopper softmax kernels did not load (" + e.getMessage()
                     + "); using the portable ones");
             return null;

@@ -77,6 +77,9 @@ final class CudaSoftmaxBackend implements SoftmaxBackend {
             if (f != null) {
                 e.addSuppressed(f);
             }
+            if (e instanceof CudaException) {
+                throw device.setupFailed((CudaException) e);
+            }
             throw e;
         }
     }

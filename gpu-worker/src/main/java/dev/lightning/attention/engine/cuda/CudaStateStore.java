@@ -46,8 +46,8 @@ final class CudaStateStore implements StateStore {
         this.kv = memory.device("states S");
         this.z = memory.device("states z");
         this.staging = memory.pinned("state staging");
-        device.makeCurrent();
         try {
+            device.makeCurrent(); // inside: a device an earlier error broke fails here, and the child allocator goes
             long kvBytes = StateStore.kvBytes(spec, slots);
             long zBytes = StateStore.normalizerBytes(spec, slots);
             kv.ensure(kvBytes);
@@ -65,6 +65,9 @@ final class CudaStateStore implements StateStore {
                 throw new DeviceMemoryException(what, e);
             }
             throw new IllegalStateException(what, e);
+        } catch (RuntimeException | Error e) {
+            close();
+            throw e;
         }
     }
 
