@@ -172,9 +172,33 @@ class TakenDeviceGpuTest {
                 .redirectError(tmp.resolve(name + ".err").toFile()).start();
     }
 
-    private static String readLine(BufferedReader r, Process p, String who) throws Exception {
-        String line = r.readLine();
-        assertNotNull(line, who + " said nothing (exit " + (p.waitFor(5, TimeUnit.SECONDS) ? p.exitValue() : -1) + ")");
+    /** What child {@code name} wrote to stderr so far (its last 4,000 characters), for a failure's message. */
+    private String err(String name) {
+        try {
+            String all = java.nio.file.Files.readString(tmp.resolve(name + ".err"));
+            return all.substring(Math.max(0, all.length() - 4000));
+        } catch (java.io.IOException e) {
+            return "(no stderr: " + e + ")";
+        }
+    }
+
+    private String readLine(BufferedReader r, Process p, String who, String name) throws Exception {
+        // not r.readLine() on this thread: a child that hangs must fail the test, whose finally then ends it
+        java.util.concurrent.CompletableFuture<String> next = java.util.concurrent.CompletableFuture.supplyAsync(() -> {
+            try {
+                return r.readLine();
+            } catch (java.io.IOException e) {
+                return null;
+            }
+        });
+        String line;
+        try {
+            line = next.get(120, TimeUnit.SECONDS);
+        } catch (java.util.concurrent.TimeoutException e) {
+            throw new AssertionError(who + " said nothing for 120 s; its stderr: " + err(name));
+        }
+        assertNotNull(line, who + " said nothing (exit " + (p.waitFor(5, TimeUnit.SECONDS) ? p.exitValue() : -1)
+                + "); its stderr: " + err(name));
         System.out.println("TakenDeviceGpuTest: " + who + ": " + line);
         return line;
     }
@@ -190,23 +214,24 @@ class TakenDeviceGpuTest {
         Process opener = null;
         try {
             BufferedReader takerOut = new BufferedReader(new InputStreamReader(taker.getInputStream(), StandardCharsets.UTF_8));
-            String taken = readLine(takerOut, taker, "taker");
+            String taken = readLine(takerOut, taker, "taker", "taker");
             assertTrue(taken.startsWith("TAKEN "), taken);
             opener = child(Opener.class, "opener");
             BufferedReader openerOut = new BufferedReader(new InputStreamReader(opener.getInputStream(), StandardCharsets.UTF_8));
-            String first = readLine(openerOut, opener, "opener while taken");
+            String first = readLine(openerOut, opener, "opener while taken", "opener");
             assertFalse(first.contains("OTHER"), "a taken device fails as GpuUnusableException: " + first);
             assertFalse(first.contains("OPENED"), "the device opened with its memory taken (" + taken + "): " + first);
-            assertTrue(first.contains("cannot open cuda:0 now"), first);
+            assertTrue(first.contains("cannot open cuda:0 now"), first + "; the opener's stderr: " + err("opener"));
             assertFalse(first.contains("driver for CUDA 13"), "not blamed on the driver: " + first);
             taker.getOutputStream().close();
             assertTrue(taker.waitFor(60, TimeUnit.SECONDS), "the taker ends when its stdin closes");
             try (Writer w = new OutputStreamWriter(opener.getOutputStream(), StandardCharsets.UTF_8)) {
                 w.write("go\n");
             }
-            String second = readLine(openerOut, opener, "opener once freed");
+            String second = readLine(openerOut, opener, "opener once freed", "opener");
             assertTrue(second.contains("lightning OPENED ok") && second.contains("softmax OPENED"),
-                    "the same process opens the device once it is free, and computes: " + second);
+                    "the same process opens the device once it is free, and computes: " + second + "; the opener's "
+                            + "stderr: " + err("opener"));
             assertTrue(opener.waitFor(60, TimeUnit.SECONDS));
         } finally {
             taker.destroyForcibly();
