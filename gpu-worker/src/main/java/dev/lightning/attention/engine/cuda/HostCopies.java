@@ -76,8 +76,8 @@ final class HostCopies {
 
     /**
      * Runs {@code part} over tokens [0, tokens) in the parts of {@link #cuts}, in parallel, and
-     * waits for all of them. The first failure is rethrown as it was thrown (a read-only target's
-     * ReadOnlyBufferException stays one), the later ones suppressed in it.
+     * waits for all of them. The first failure, an Error too, is rethrown as it was thrown (a read-only
+     * target's ReadOnlyBufferException stays one) once every part has ended, the later ones suppressed in it.
      */
     void run(int tokens, long tokenBytes, Part part) {
         int[] cuts = cuts(tokens, tokenBytes, threads);
@@ -88,21 +88,24 @@ final class HostCopies {
         }
         ExecutorService workers = pool();
         List<Future<?>> others = new ArrayList<>(parts - 1);
-        for (int p = 1; p < parts; p++) {
-            int first = cuts[p];
-            int count = cuts[p + 1] - cuts[p];
-            others.add(workers.submit(() -> part.copy(first, count)));
-        }
-        RuntimeException failure = null;
+        // an Error too (an OutOfMemoryError in part 0, or from submit when no thread can be started) is
+        // thrown only once the parts already handed out have ended: they write into the caller's staging
+        // or tensors, which the caller frees or reuses as soon as the failure reaches it
+        Throwable failure = null;
         try {
+            for (int p = 1; p < parts; p++) {
+                int first = cuts[p];
+                int count = cuts[p + 1] - cuts[p];
+                others.add(workers.submit(() -> part.copy(first, count)));
+            }
             part.copy(0, cuts[1]);
-        } catch (RuntimeException e) {
+        } catch (RuntimeException | Error e) {
             failure = e;
         }
         for (Future<?> f : others) {
             try {
                 waitFor(f);
-            } catch (RuntimeException e) {
+            } catch (RuntimeException | Error e) {
                 if (failure == null) {
                     failure = e;
                 } else {
@@ -110,8 +113,11 @@ final class HostCopies {
                 }
             }
         }
+        if (failure instanceof Error e) {
+            throw e;
+        }
         if (failure != null) {
-            throw failure;
+            throw (RuntimeException) failure;
         }
     }
 

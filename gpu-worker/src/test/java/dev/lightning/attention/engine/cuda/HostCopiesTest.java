@@ -117,6 +117,29 @@ class HostCopiesTest {
     }
 
     @Test
+    void anErrorOnTheCallersPartIsThrownOnlyAfterEveryPartEnded() {
+        // an Error (OutOfMemoryError, say) in part 0, on the caller's thread: the other parts still write into
+        // the pinned staging, which the caller frees once the failure reaches it (release after a failed window)
+        int tokens = 4096;
+        long tokenBytes = 4096; // 16 MiB: 4 parts on 4 threads
+        AtomicInteger ended = new AtomicInteger();
+        OutOfMemoryError boom = new OutOfMemoryError("test: part 0 fails");
+        Error thrown = assertThrows(Error.class, () -> new HostCopies(4).run(tokens, tokenBytes, (first, count) -> {
+            if (first == 0) {
+                throw boom;
+            }
+            try {
+                Thread.sleep(200); // the others end well after the failure
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+            ended.incrementAndGet();
+        }));
+        assertSame(boom, thrown);
+        assertEquals(3, ended.get(), "every other part ended before run() threw");
+    }
+
+    @Test
     void smallCopiesStayOnTheCallersThread() {
         String caller = Thread.currentThread().getName();
         Set<String> threads = ConcurrentHashMap.newKeySet();
