@@ -63,6 +63,8 @@ public final class OutputReader implements AutoCloseable {
     private final Map<String, Tensor> tensors = new LinkedHashMap<>();
     private final Map<String, String> metadata;
     private final Map<Path, FileChannel> open = new LinkedHashMap<>();
+    /** Set by {@link #close()}: reads are refused (one reopened the file, and kept it open until a second close). */
+    private boolean closed;
 
     private OutputReader(Map<String, String> metadata) {
         this.metadata = Collections.unmodifiableMap(metadata);
@@ -186,6 +188,9 @@ public final class OutputReader implements AutoCloseable {
 
     /** The little-endian bytes of rows [from, to) of {@code tensor}'s first dimension. */
     public byte[] rows(String tensor, long from, long to) throws IOException {
+        if (closed) {
+            throw new IllegalStateException("this output reader is closed: open the output again to read " + tensor);
+        }
         Tensor t = tensor(tensor);
         if (from < 0 || to < from || to > t.shape[0]) {
             throw new IndexOutOfBoundsException(tensor + ": rows [" + from + ", " + to + ") of " + t.shape[0]);
@@ -246,6 +251,7 @@ public final class OutputReader implements AutoCloseable {
 
     @Override
     public void close() throws IOException {
+        closed = true;
         IOException first = null;
         for (FileChannel ch : open.values()) {
             try {

@@ -170,4 +170,21 @@ class OutputReaderTest {
         assertTrue(e.getMessage().contains(missing.toString()) && e.getMessage().contains("missing.safetensors.index.json")
                 && e.getMessage().contains("neither") && e.getMessage().contains("check"), e.getMessage());
     }
+
+    @Test
+    void aClosedReaderRefusesReadsAndClosesAgainQuietly() throws IOException {
+        SafetensorsHeader h = SafetensorsHeader.layout("y.safetensors", List.of(
+                new SafetensorsHeader.Spec("o", DType.F32, 4, 1, 2)), Map.of());
+        byte[] file = new byte[(int) h.fileSize()];
+        System.arraycopy(h.encode(), 0, file, 0, (int) h.dataStart());
+        Path one = Files.write(tmp.resolve("y.safetensors"), file);
+        OutputReader r = OutputReader.open(one);
+        assertEquals(8, r.rows("o", 0, 1).length);
+        r.close();
+        // a read after close reopened the file, and the channel stayed open until a second close
+        IllegalStateException e = assertThrows(IllegalStateException.class, () -> r.rows("o", 0, 1));
+        assertTrue(e.getMessage().contains("closed"), e.getMessage());
+        assertThrows(IllegalStateException.class, () -> r.floats("o"));
+        r.close(); // idempotent
+    }
 }
