@@ -63,7 +63,10 @@ public final class CudaBatchStep implements BatchStep {
             JCudaDriver.cuMemcpyHtoD(slopes.ptr, jcuda.Pointer.to(b.array()), b.capacity());
         } catch (RuntimeException | Error e) {
             closed = true;
-            release();
+            RuntimeException f = release(); // what failed to go back is said with the failure, not dropped
+            if (f != null) {
+                e.addSuppressed(f);
+            }
             throw e;
         }
     }
