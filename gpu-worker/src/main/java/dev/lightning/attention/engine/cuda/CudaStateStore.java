@@ -47,7 +47,9 @@ final class CudaStateStore implements StateStore {
         this.z = memory.device("states z");
         this.staging = memory.pinned("state staging");
         try {
-            device.makeCurrent(); // inside: a device an earlier error broke fails here, and the child allocator goes
+            // inside the try: a device an earlier error broke refuses here, and this store's allocator,
+            // already a child of the step's, must not stay open there (the step's close then reported a leak)
+            device.makeCurrent();
             long kvBytes = StateStore.kvBytes(spec, slots);
             long zBytes = StateStore.normalizerBytes(spec, slots);
             kv.ensure(kvBytes);
@@ -57,7 +59,10 @@ final class CudaStateStore implements StateStore {
                 JCudaDriver.cuMemsetD32(z.ptr, 0, zBytes / 4);
             }
         } catch (CudaException | DeviceMemoryException e) {
-            close();
+            if (e instanceof CudaException c) {
+                device.noteError(c); // an error the context keeps: later tasks and steps fail fast, saying so
+            }
+            closeAfter(e);
             String what = "cannot allocate a state store of " + slots + " slots (" + StateStore.kvBytes(spec, slots)
                     + " + " + StateStore.normalizerBytes(spec, slots) + " bytes) on " + device + ": " + e.getMessage()
                     + "; allocate fewer slots";
@@ -66,8 +71,17 @@ final class CudaStateStore implements StateStore {
             }
             throw new IllegalStateException(what, e);
         } catch (RuntimeException | Error e) {
-            close();
+            closeAfter(e);
             throw e;
+        }
+    }
+
+    /** Closes this store after {@code failure} in its constructor; what close() throws is added to it. */
+    private void closeAfter(Throwable failure) {
+        try {
+            close();
+        } catch (RuntimeException f) {
+            failure.addSuppressed(f);
         }
     }
 
@@ -142,10 +156,15 @@ final class CudaStateStore implements StateStore {
         checkOpen();
         StateStore.checkRange(spec, slots, first, count, kvBytes, zBytes);
         device.makeCurrent();
-        upload(kv.ptr.withByteOffset(LightningState.kvBytes(spec) * first), kvBytes, StateStore.kvBytes(spec, count));
-        if (spec.normalized()) {
-            upload(z.ptr.withByteOffset(LightningState.normalizerBytes(spec) * first), zBytes,
-                    StateStore.normalizerBytes(spec, count));
+        try {
+            upload(kv.ptr.withByteOffset(LightningState.kvBytes(spec) * first), kvBytes, StateStore.kvBytes(spec, count));
+            if (spec.normalized()) {
+                upload(z.ptr.withByteOffset(LightningState.normalizerBytes(spec) * first), zBytes,
+                        StateStore.normalizerBytes(spec, count));
+            }
+        } catch (CudaException e) {
+            device.noteError(e);
+            throw e;
         }
     }
 
@@ -154,10 +173,16 @@ final class CudaStateStore implements StateStore {
         checkOpen();
         StateStore.checkRange(spec, slots, first, count, kvBytes, zBytes);
         device.makeCurrent();
-        download(kv.ptr.withByteOffset(LightningState.kvBytes(spec) * first), kvBytes, StateStore.kvBytes(spec, count));
-        if (spec.normalized()) {
-            download(z.ptr.withByteOffset(LightningState.normalizerBytes(spec) * first), zBytes,
-                    StateStore.normalizerBytes(spec, count));
+        try {
+            download(kv.ptr.withByteOffset(LightningState.kvBytes(spec) * first), kvBytes,
+                    StateStore.kvBytes(spec, count));
+            if (spec.normalized()) {
+                download(z.ptr.withByteOffset(LightningState.normalizerBytes(spec) * first), zBytes,
+                        StateStore.normalizerBytes(spec, count));
+            }
+        } catch (CudaException e) {
+            device.noteError(e);
+            throw e;
         }
     }
 
@@ -201,13 +226,21 @@ final class CudaStateStore implements StateStore {
             return;
         }
         closed = true;
-        device.makeCurrentToRelease(); // also after an error broke the context: what this holds is still given back
-        try {
-            kv.close();
-            z.close();
-            staging.close();
-        } finally {
-            memory.close();
+        // going on past failures, as the step's release does: a failed free (a broken context) must not
+        // leave the other buffers to the allocator's leak check, nor the allocator open in the step's
+        java.util.List<RuntimeException> failures = new java.util.ArrayList<>();
+        // also after an error broke the context: what this holds is still given back
+        SlicePipeline.attempt(failures, device::makeCurrentToRelease);
+        for (Buffer b : new Buffer[] {kv, z, staging}) {
+            SlicePipeline.attempt(failures, b::close);
+        }
+        SlicePipeline.attempt(failures, memory::close);
+        if (!failures.isEmpty()) {
+            RuntimeException first = failures.get(0);
+            for (RuntimeException later : failures.subList(1, failures.size())) {
+                first.addSuppressed(later);
+            }
+            throw first;
         }
     }
 

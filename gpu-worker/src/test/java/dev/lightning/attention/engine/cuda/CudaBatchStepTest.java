@@ -129,4 +129,25 @@ class CudaBatchStepTest {
             }
         }
     }
+
+    /**
+     * A store asked of a step on a device that an earlier error broke is refused, and leaves nothing
+     * open in the step: its allocator was already a child of the step's when makeCurrent refused, so
+     * the step's close (its leak check, on in the tests) failed naming a child allocator still open.
+     */
+    @Test
+    void aStoreRefusedOnABrokenDeviceLeavesNothingOpenInTheStep() throws Exception {
+        BatchCase c = BatchCase.cases().get(1);
+        BatchStep step = BatchStep.gpu(c.spec(), 0);
+        java.lang.reflect.Field broken = CudaDevice.class.getDeclaredField("broken");
+        broken.setAccessible(true);
+        CudaDevice device = CudaDevice.open(0);
+        broken.set(device, "CUDA_ERROR_ILLEGAL_ADDRESS (a test's)");
+        try {
+            assertThrows(dev.lightning.attention.engine.GpuUnusableException.class, () -> step.allocate(8));
+        } finally {
+            broken.set(device, null); // the device is the JVM's: the other tests use it after this one
+        }
+        step.close(); // threw "... 1 child allocator(s) still open" before the store's constructor closed itself
+    }
 }
