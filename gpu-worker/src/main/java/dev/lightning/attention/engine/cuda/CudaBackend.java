@@ -249,7 +249,7 @@ public final class CudaBackend implements AttentionBackend {
         } catch (CudaException e) {
             // Copies and kernels of this window may still be queued: they must end before buffers
             // are freed, or before a later call refills the staging buffers they read and write.
-            pipeline.drainQuietly();
+            noteIfCuda(pipeline.drainQuietly());
             device.noteError(e);
             boolean outOfMemory = String.valueOf(e.getMessage()).contains("OUT_OF_MEMORY");
             if (outOfMemory && plan.sliceTokens() > CHUNK) {
@@ -269,8 +269,15 @@ public final class CudaBackend implements AttentionBackend {
             }
             throw new IllegalStateException(what, e);
         } catch (RuntimeException | Error e) {
-            pipeline.drainQuietly();
+            noteIfCuda(pipeline.drainQuietly()); // a kernel of the window may have broken the context
             throw e;
+        }
+    }
+
+    /** Notes {@code e} on the device when it is an error the context keeps ({@link CudaDevice#noteError}); null: nothing. */
+    private void noteIfCuda(CudaException e) {
+        if (e != null) {
+            device.noteError(e);
         }
     }
 
@@ -335,6 +342,11 @@ public final class CudaBackend implements AttentionBackend {
         hostTensors.letGoAll(failures);
         SlicePipeline.attempt(failures, memory::close);
         pipeline.destroy(failures);
+        for (RuntimeException f : failures) {
+            if (f instanceof CudaException c) {
+                device.noteError(c); // a sticky error met only here still makes later tasks fail fast
+            }
+        }
         if (failures.isEmpty()) {
             return null;
         }

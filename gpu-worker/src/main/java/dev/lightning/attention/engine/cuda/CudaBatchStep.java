@@ -131,10 +131,17 @@ public final class CudaBatchStep implements BatchStep {
                 o.putBytes(TokenTensor.of(o.dtype(), o.tokens(), o.heads(), o.dim(), result.toFloats()).bytes());
             }
         } catch (CudaException e) {
-            lane.drainQuietly();
+            noteIfCuda(lane.drainQuietly());
             device.noteError(e);
             throw new IllegalStateException("GPU " + device + ": batch step of " + batch + " [" + spec + "] failed: "
                     + e.getMessage(), e);
+        }
+    }
+
+    /** Notes {@code e} on the device when it is an error the context keeps ({@link CudaDevice#noteError}); null: nothing. */
+    private void noteIfCuda(CudaException e) {
+        if (e != null) {
+            device.noteError(e);
         }
     }
 
@@ -314,6 +321,15 @@ public final class CudaBatchStep implements BatchStep {
 
     /** Drains the stream, frees the buffers, then the allocator, then destroys the stream; the first failure, or null. */
     private RuntimeException release() {
-        return lane.release(slopes, inputs, output, hostIn, hostOut);
+        RuntimeException failure = lane.release(slopes, inputs, output, hostIn, hostOut);
+        if (failure != null) { // an error the context keeps, met only here, still makes later work fail fast
+            for (Throwable t : java.util.stream.Stream.concat(java.util.stream.Stream.of(failure),
+                    java.util.Arrays.stream(failure.getSuppressed())).toList()) {
+                if (t instanceof CudaException c) {
+                    device.noteError(c);
+                }
+            }
+        }
+        return failure;
     }
 }

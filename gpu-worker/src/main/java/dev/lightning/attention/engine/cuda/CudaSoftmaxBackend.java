@@ -125,7 +125,7 @@ final class CudaSoftmaxBackend implements SoftmaxBackend {
         try {
             run(spec, q, qStart, k, v, kStart, out, plan);
         } catch (CudaException e) {
-            lane.drainQuietly();
+            noteIfCuda(lane.drainQuietly());
             device.noteError(e);
             String what = "GPU " + device + ": softmax attention of " + nq + " queries over " + nk + " keys [" + spec
                     + ", " + q.dtype() + "] failed: " + e.getMessage();
@@ -134,8 +134,15 @@ final class CudaSoftmaxBackend implements SoftmaxBackend {
             }
             throw new IllegalStateException(what, e);
         } catch (RuntimeException | Error e) {
-            lane.drainQuietly();
+            noteIfCuda(lane.drainQuietly());
             throw e;
+        }
+    }
+
+    /** Notes {@code e} on the device when it is an error the context keeps ({@link CudaDevice#noteError}); null: nothing. */
+    private void noteIfCuda(CudaException e) {
+        if (e != null) {
+            device.noteError(e);
         }
     }
 
@@ -272,6 +279,15 @@ final class CudaSoftmaxBackend implements SoftmaxBackend {
 
     /** Drains the stream, frees every buffer and the allocator, destroys the stream: the first failure, or null. */
     private RuntimeException release() {
-        return lane.release(qDev, kDev, vDev, oDev, lseDev, hostIn, hostOut);
+        RuntimeException failure = lane.release(qDev, kDev, vDev, oDev, lseDev, hostIn, hostOut);
+        if (failure != null) { // an error the context keeps, met only here, still makes later work fail fast
+            for (Throwable t : java.util.stream.Stream.concat(java.util.stream.Stream.of(failure),
+                    java.util.Arrays.stream(failure.getSuppressed())).toList()) {
+                if (t instanceof CudaException c) {
+                    device.noteError(c);
+                }
+            }
+        }
+        return failure;
     }
 }

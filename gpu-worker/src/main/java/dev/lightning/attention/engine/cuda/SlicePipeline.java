@@ -148,16 +148,22 @@ final class SlicePipeline {
 
     /**
      * Waits for what was enqueued after a failure. The failure is the caller's to report: errors
-     * of these waits (the same sticky error, for one) add nothing to it.
+     * of these waits (the same sticky error, for one) add nothing to it; the first is returned (null
+     * when none), for the caller to note on the device.
      */
-    void drainQuietly() {
+    CudaException drainQuietly() {
+        CudaException first = null;
         for (CUstream s : streams) {
             try {
                 JCudaDriver.cuStreamSynchronize(s);
-            } catch (CudaException ignored) {
-                // reported by the caller
+            } catch (CudaException e) {
+                // reported by the caller; returned so that an error the context keeps is noted (noteError)
+                if (first == null) {
+                    first = e;
+                }
             }
         }
+        return first;
     }
 
     /** Waits for each stream, going on past failures (collected). */

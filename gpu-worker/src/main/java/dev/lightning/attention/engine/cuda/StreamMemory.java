@@ -1,5 +1,7 @@
 package dev.lightning.attention.engine.cuda;
 
+import jcuda.CudaException;
+
 import dev.lightning.attention.engine.cuda.DeviceAllocator.Buffer;
 import jcuda.driver.CUstream;
 import jcuda.driver.JCudaDriver;
@@ -43,12 +45,15 @@ final class StreamMemory {
     }
 
     /** {@link #synchronize} after a failure: the failure that brought us here is the one reported. */
-    void drainQuietly() {
+    CudaException drainQuietly() {
         try {
             synchronize();
+        } catch (CudaException e) {
+            return e; // reported by the caller, which notes an error the context keeps (noteError)
         } catch (RuntimeException ignored) {
             // reported by the caller
         }
+        return null;
     }
 
     /**
