@@ -249,7 +249,7 @@ public final class CudaBackend implements AttentionBackend {
         } catch (CudaException e) {
             // Copies and kernels of this window may still be queued: they must end before buffers
             // are freed, or before a later call refills the staging buffers they read and write.
-            noteIfCuda(pipeline.drainQuietly());
+            device.noteError(pipeline.drainQuietly());
             device.noteError(e);
             boolean outOfMemory = String.valueOf(e.getMessage()).contains("OUT_OF_MEMORY");
             if (outOfMemory && plan.sliceTokens() > CHUNK) {
@@ -269,17 +269,11 @@ public final class CudaBackend implements AttentionBackend {
             }
             throw new IllegalStateException(what, e);
         } catch (RuntimeException | Error e) {
-            noteIfCuda(pipeline.drainQuietly()); // a kernel of the window may have broken the context
+            device.noteError(pipeline.drainQuietly()); // a kernel of the window may have broken the context
             throw e;
         }
     }
 
-    /** Notes {@code e} on the device when it is an error the context keeps ({@link CudaDevice#noteError}); null: nothing. */
-    private void noteIfCuda(CudaException e) {
-        if (e != null) {
-            device.noteError(e);
-        }
-    }
 
     /** The allocator of this backend's buffers (tests: its limit and what it holds; BenchHooks). */
     DeviceAllocator memory() {

@@ -131,19 +131,13 @@ public final class CudaBatchStep implements BatchStep {
                 o.putBytes(TokenTensor.of(o.dtype(), o.tokens(), o.heads(), o.dim(), result.toFloats()).bytes());
             }
         } catch (CudaException e) {
-            noteIfCuda(lane.drainQuietly());
+            device.noteError(lane.drainQuietly());
             device.noteError(e);
             throw new IllegalStateException("GPU " + device + ": batch step of " + batch + " [" + spec + "] failed: "
                     + e.getMessage(), e);
         }
     }
 
-    /** Notes {@code e} on the device when it is an error the context keeps ({@link CudaDevice#noteError}); null: nothing. */
-    private void noteIfCuda(CudaException e) {
-        if (e != null) {
-            device.noteError(e);
-        }
-    }
 
     private static TokenTensor widen(TokenTensor x) {
         return TokenTensor.of(DType.F32, x.tokens(), x.heads(), x.dim(), x.toFloats());

@@ -473,8 +473,14 @@ final class CudaDevice {
         return hostBlocks;
     }
 
-    /** Records an error the driver keeps for the context's life, so later tasks fail fast. */
+    /**
+     * Records an error the driver keeps for the context's life, so later tasks fail fast; other
+     * errors, and null (a drain that met none), change nothing.
+     */
     void noteError(CudaException e) {
+        if (e == null) {
+            return;
+        }
         String m = String.valueOf(e.getMessage());
         if (m.contains("ILLEGAL_ADDRESS") || m.contains("LAUNCH_FAILED") || m.contains("ILLEGAL_INSTRUCTION")
                 || m.contains("MISALIGNED_ADDRESS") || m.contains("HARDWARE_STACK_ERROR") || m.contains("ECC_UNCORRECTABLE")

@@ -125,7 +125,7 @@ final class CudaSoftmaxBackend implements SoftmaxBackend {
         try {
             run(spec, q, qStart, k, v, kStart, out, plan);
         } catch (CudaException e) {
-            noteIfCuda(lane.drainQuietly());
+            device.noteError(lane.drainQuietly());
             device.noteError(e);
             String what = "GPU " + device + ": softmax attention of " + nq + " queries over " + nk + " keys [" + spec
                     + ", " + q.dtype() + "] failed: " + e.getMessage();
@@ -134,17 +134,11 @@ final class CudaSoftmaxBackend implements SoftmaxBackend {
             }
             throw new IllegalStateException(what, e);
         } catch (RuntimeException | Error e) {
-            noteIfCuda(lane.drainQuietly());
+            device.noteError(lane.drainQuietly());
             throw e;
         }
     }
 
-    /** Notes {@code e} on the device when it is an error the context keeps ({@link CudaDevice#noteError}); null: nothing. */
-    private void noteIfCuda(CudaException e) {
-        if (e != null) {
-            device.noteError(e);
-        }
-    }
 
     private static TokenTensor widen(TokenTensor x) {
         return x.dtype() == DType.F32 ? x : TokenTensor.of(DType.F32, x.tokens(), x.heads(), x.dim(), x.toFloats());
