@@ -9,6 +9,7 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.attribute.PosixFilePermissions;
+import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
@@ -19,7 +20,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * The cluster scripts as a user or Spark runs them: conf/gpu-discovery.sh against a fake
- * {@code nvidia-smi} (what Spark reads from it, parsed by Spark's own parser).
+ * {@code nvidia-smi} (what Spark reads from it, parsed by Spark's own parser), and the --help of
+ * the bin/ scripts that start clusters, builds or tests, which must answer without doing so.
  */
 class ClusterScriptsTest {
     static final Path HOME = Path.of("..").toAbsolutePath().normalize();
@@ -123,5 +125,24 @@ class ClusterScriptsTest {
         Run r = run(Map.of("PATH", bin + ":" + System.getenv("PATH")), HOME.resolve("conf/gpu-discovery.sh").toString());
         assertEquals(9, r.status);
         assertTrue(r.err.contains(message), r.err);
+    }
+
+    /** --help answers at once with the script's usage: no cluster, build or GPU test is started. */
+    @Test
+    void scriptsAnswerHelp() throws Exception {
+        List<String[]> cases = new ArrayList<>();
+        cases.add(new String[] {"bin/standalone", "WORKERS=N"});
+        cases.add(new String[] {"bin/gpu-check", "LIGHTNING_BUNDLE"});
+        cases.add(new String[] {"bin/gpu-bundle", "bin/gpu-bundle DIR"});
+        for (String[] c : cases) {
+            for (String flag : List.of("--help", "-h")) {
+                long start = System.nanoTime();
+                Run r = run(Map.of(), HOME.resolve(c[0]).toString(), flag);
+                assertEquals(0, r.status, c[0] + " " + flag + ": " + r.err);
+                assertTrue(r.out.contains(c[1]), c[0] + " " + flag + " printed: " + r.out);
+                assertTrue(System.nanoTime() - start < 10_000_000_000L, c[0] + " " + flag + " took more than 10 s");
+                assertTrue(r.err.isEmpty(), c[0] + " " + flag + ": " + r.err);
+            }
+        }
     }
 }
