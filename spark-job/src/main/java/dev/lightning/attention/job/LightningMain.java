@@ -15,6 +15,7 @@ import org.apache.spark.SparkConf;
 import org.apache.spark.SparkContext;
 
 import java.io.PrintStream;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.Paths;
 import java.util.ArrayList;
@@ -204,7 +205,49 @@ public final class LightningMain {
         conf.set("spark.serializer", "org.apache.spark.serializer.KryoSerializer");
         conf.set("spark.kryo.registrationRequired", "true");
         conf.set("spark.kryo.registrator", LightningKryoRegistrator.class.getName());
+        if (!master.equals("local") && !master.startsWith("local[")) {
+            withApplicationJar(conf, applicationJar());
+        }
         return conf;
+    }
+
+    /**
+     * The jar this class was loaded from (bin/lightning puts the application jar first on its class
+     * path), or null where it is not a jar (the build's classes directory).
+     */
+    static String applicationJar() {
+        try {
+            java.security.CodeSource source = LightningMain.class.getProtectionDomain().getCodeSource();
+            if (source == null || source.getLocation() == null) {
+                return null;
+            }
+            Path path = Paths.get(source.getLocation().toURI());
+            return Files.isRegularFile(path) && path.toString().endsWith(".jar") ? path.toString() : null;
+        } catch (java.net.URISyntaxException | IllegalArgumentException | SecurityException e) {
+            return null;
+        }
+    }
+
+    /**
+     * Adds the application jar to {@code spark.jars} where no entry of that name is there, so that the
+     * executors of a cluster load the job's classes: spark-submit lists its application jar there
+     * itself, but `bin/lightning run --master spark://...` starts the driver from a class path, and
+     * executors of a stock Spark then failed the first task with "unread block data" (the classes of
+     * its closure missing).
+     */
+    static void withApplicationJar(SparkConf conf, String jar) {
+        if (jar == null) {
+            return;
+        }
+        String name = Paths.get(jar).getFileName().toString();
+        String jars = conf.get("spark.jars", "").trim();
+        for (String entry : jars.split(",")) {
+            String e = entry.trim();
+            if (!e.isEmpty() && (e.equals(name) || e.endsWith("/" + name))) {
+                return;
+            }
+        }
+        conf.set("spark.jars", jars.isEmpty() ? jar : jars + "," + jar);
     }
 
     static void runJob(JobConfig cfg, PrintStream out) throws Exception {

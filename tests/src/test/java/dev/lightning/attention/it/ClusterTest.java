@@ -129,6 +129,47 @@ class ClusterTest {
     }
 
     /**
+     * README, "Submitting to a cluster": "Without spark-submit, `bin/lightning run --master
+     * spark://HOST:7077 ...` works too". The driver then starts from a class path, not from an
+     * application jar spark-submit ships; the executors of this stock Spark failed its first task with
+     * "unread block data" (the job's classes missing) until the job listed its jar in spark.jars.
+     */
+    @Test
+    void binLightningWithAClusterMasterRunsOnTheCluster() throws Exception {
+        Path out = tmp.resolve("wrapper");
+        List<String> cmd = new java.util.ArrayList<>(List.of(cluster.home.resolve("bin/lightning").toString(), "run",
+                "--master", cluster.url(), "--input", input.toString(), "--output", out.toString()));
+        for (String c : CONF) {
+            cmd.add("--conf");
+            cmd.add(c);
+        }
+        Path log = cluster.logs.resolve("wrapper.log");
+        ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile())
+                .redirectInput(ProcessBuilder.Redirect.from(new java.io.File("/dev/null")));
+        pb.environment().put("LIGHTNING_CDS", "off");
+        pb.environment().put("SPARK_LOCAL_IP", "127.0.0.1");
+        Process p = pb.start();
+        if (!p.waitFor(5, TimeUnit.MINUTES)) {
+            p.descendants().forEach(ProcessHandle::destroyForcibly);
+            p.destroyForcibly();
+        }
+        assertEquals(0, p.exitValue(), "bin/lightning --master " + cluster.url() + " failed; log:\n" + Files.readString(log));
+        for (Map.Entry<String, Sequence> e : files.entrySet()) {
+            Result got = Result.read(out.resolve(e.getKey()));
+            Result ref = e.getValue().reference(1.0);
+            double limit = e.getValue().dtype == DType.F32 ? 1e-5 : e.getValue().dtype == DType.F16 ? 2e-3 : 6e-3;
+            assertTrue(JobHarness.relativeError(got.o, ref.o) <= limit, e.getKey());
+        }
+        JsonNode report = new ObjectMapper().readTree(out.resolve("_lightning_report.json").toFile());
+        assertTrue(report.get("master").asText().startsWith("spark://127.0.0.1:"));
+        Set<String> executors = new HashSet<>();
+        for (JsonNode t : report.get("tasks")) {
+            executors.add(t.get("executor").asText());
+        }
+        assertFalse(executors.contains("driver"), "tasks ran on the cluster's executors: " + executors);
+    }
+
+    /**
      * A softmax job (one sequence in 6 pieces whose partials merge across tasks, and a short one)
      * on the cluster: it matches float64, and a run that loses an executor while the work items run
      * writes the same bytes as an undisturbed one.
