@@ -342,4 +342,77 @@ class InputListingTest {
         // with --recursive from their common parent the names differ
         assertEquals(List.of("one/a.safetensors", "two/a.safetensors"), names(list(tmp, true)));
     }
+
+    /** Counts the reads of a status's permission, owner and group: forks of {@code ls -ld} per file on the raw local file system. */
+    static final java.util.concurrent.atomic.AtomicInteger PERMISSION_READS = new java.util.concurrent.atomic.AtomicInteger();
+
+    /** The local file system whose statuses count {@link #PERMISSION_READS}. */
+    public static final class CountingLocalFileSystem extends org.apache.hadoop.fs.LocalFileSystem {
+        public CountingLocalFileSystem() {
+            super(new org.apache.hadoop.fs.RawLocalFileSystem() {
+                @Override
+                public org.apache.hadoop.fs.FileStatus[] listStatus(Path f) throws IOException {
+                    org.apache.hadoop.fs.FileStatus[] all = super.listStatus(f);
+                    for (int i = 0; i < all.length; i++) {
+                        all[i] = all[i] instanceof Counted ? all[i] : new Counted(all[i]); // listStatus may call getFileStatus
+                    }
+                    return all;
+                }
+
+                @Override
+                public org.apache.hadoop.fs.FileStatus getFileStatus(Path f) throws IOException {
+                    return new Counted(super.getFileStatus(f));
+                }
+            });
+        }
+    }
+
+    private static final class Counted extends org.apache.hadoop.fs.FileStatus {
+        private static final long serialVersionUID = 1L;
+
+        Counted(org.apache.hadoop.fs.FileStatus s) throws IOException {
+            super(s);
+        }
+
+        @Override
+        public org.apache.hadoop.fs.permission.FsPermission getPermission() {
+            PERMISSION_READS.incrementAndGet();
+            return super.getPermission();
+        }
+
+        @Override
+        public String getOwner() {
+            PERMISSION_READS.incrementAndGet();
+            return super.getOwner();
+        }
+
+        @Override
+        public String getGroup() {
+            PERMISSION_READS.incrementAndGet();
+            return super.getGroup();
+        }
+    }
+
+    /**
+     * The listing reads no file's permission, owner or group: without the Hadoop native library the raw local
+     * file system reads them by forking {@code ls -ld} per file, and building a located status from them took
+     * 45 s for a directory of 2,000 files (the whole run 83 s, its compute 18 s).
+     */
+    @Test
+    void listingReadsNoPermissionsOwnersOrGroups() throws IOException {
+        java.nio.file.Path a = file("in/a.safetensors");
+        java.nio.file.Path b = file("in/b.safetensors");
+        java.nio.file.Path c = file("in/sub/c.safetensors");
+        Configuration conf = new Configuration();
+        conf.set("fs.file.impl", CountingLocalFileSystem.class.getName());
+        conf.setBoolean("fs.file.impl.disable.cache", true);
+        PERMISSION_READS.set(0);
+        List<InputFile> dir = InputListing.list(conf, tmp.resolve("in").toString(), true);
+        sameFiles(dir, a, b, c);
+        List<InputFile> glob = InputListing.list(conf, tmp + "/in/*.safetensors", false);
+        sameFiles(glob, a, b);
+        List<InputFile> one = InputListing.list(conf, a.toString(), false);
+        sameFiles(one, a);
+        assertEquals(0, PERMISSION_READS.get(), "permission, owner or group reads while listing");
+    }
 }
