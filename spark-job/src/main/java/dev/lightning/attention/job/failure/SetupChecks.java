@@ -57,6 +57,12 @@ public final class SetupChecks {
                         + "reads tables of .parquet files: give those, or safetensors files with --input-format "
                         + "safetensors";
             }
+            if (t instanceof java.io.IOException && m != null && m.startsWith("Incomplete HDFS URI, no host")) {
+                // hdfs:///PATH with no fs.defaultFS naming a NameNode: DistributedFileSystem.initialize's words
+                return firstLine(m) + ": an hdfs:// path names its NameNode (hdfs://HOST:PORT/PATH), or takes it "
+                        + "from fs.defaultFS (--conf spark.hadoop.fs.defaultFS=hdfs://HOST:PORT); check --input, "
+                        + "--output and --initial-states";
+            }
             if (t instanceof java.net.ConnectException || t instanceof java.net.UnknownHostException
                     || t instanceof java.net.NoRouteToHostException) {
                 return "cannot reach a file system's service (" + firstLine(String.valueOf(m)) + "); check the "

@@ -74,4 +74,18 @@ class SetupProblemTest {
         assertNull(SetupChecks.setupProblem(new RuntimeException(new ClassNotFoundException("com.example.Udf"))));
         assertNull(SetupChecks.setupProblem(new org.apache.spark.SparkException("Job aborted")));
     }
+
+    /**
+     * hdfs:///PATH without a NameNode in fs.defaultFS is a usage error (exit status 2, one line), not a failure
+     * with a stack trace: Hadoop's own exception is recognised.
+     */
+    @Test
+    void anHdfsPathWithoutItsNameNodeIsRecognised() {
+        Exception e = assertThrows(IOException.class, () -> FileSystem.get(URI.create("hdfs:///data/x"),
+                new Configuration()));
+        String problem = SetupChecks.setupProblem(new RuntimeException("wrapped", e));
+        assertNotNull(problem, e.toString());
+        assertTrue(problem.startsWith("Incomplete HDFS URI, no host: hdfs:///data/x: an hdfs:// path names its "
+                + "NameNode (hdfs://HOST:PORT/PATH)"), problem);
+    }
 }
