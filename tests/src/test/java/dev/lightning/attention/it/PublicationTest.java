@@ -86,6 +86,39 @@ class PublicationTest {
     }
 
     /**
+     * A symbolic link as the output's _temporary (here to a directory outside the output that holds a directory
+     * named as a run's staging) is refused before compute: the run had staged through it and removed that
+     * directory, outside --output. A file there is refused in one line too (it had failed the run with a stack
+     * trace when it first staged), and the refused runs let the lock go.
+     */
+    @Test
+    void aSymbolicLinkOrAFileAsTheStagingDirectoryIsRefused() throws IOException {
+        Path in = nestedInput();
+        Path elsewhere = Files.createDirectories(tmp.resolve("elsewhere"));
+        Files.writeString(Files.createDirectories(elsewhere.resolve("lightning-20200101-000000-00000000"))
+                .resolve("keep"), "a user's file");
+        Path out = Files.createDirectories(tmp.resolve("out"));
+        Files.createSymbolicLink(out.resolve("_temporary"), elsewhere);
+        Outcome refused = lightning(run(in, out, "--recursive"));
+        assertEquals(2, refused.status, refused.out + refused.err);
+        assertTrue(refused.err.contains("_temporary is a symbolic link"), refused.err);
+        assertFalse(refused.out.contains("pass 1/2"), "refused before compute:\n" + refused.out);
+        try (Stream<Path> left = Files.walk(elsewhere)) {
+            assertEquals(3, left.count(), "the link's target as it was");
+        }
+        assertEquals("a user's file", Files.readString(elsewhere.resolve("lightning-20200101-000000-00000000/keep")));
+        assertFalse(Files.exists(out.resolve("_lightning.lock")), "the lock is let go");
+
+        Files.delete(out.resolve("_temporary"));
+        Files.writeString(out.resolve("_temporary"), "a user's file");
+        Outcome file = lightning(run(in, out, "--recursive"));
+        assertEquals(2, file.status, file.out + file.err);
+        assertTrue(file.err.contains("_temporary is a file"), file.err);
+        assertEquals("a user's file", Files.readString(out.resolve("_temporary")));
+        assertFalse(Files.exists(out.resolve("_lightning.lock")), "the lock is let go");
+    }
+
+    /**
      * A run that fails after its commit point (after its first file is published) says so, not
      * that the output is unchanged; the next run into the directory, whatever its options,
      * finishes that commit: every file, the succeeded report and _SUCCESS.

@@ -88,13 +88,49 @@ public final class OutputDirectory {
      * not write into is refused with the same advice as {@link #create}.
      */
     private OutputLock lock(String runId) throws IOException {
+        OutputLock lock;
         try {
-            return OutputLock.acquire(fs, output, runId, cfg.get(Settings.LOCK_STALE_SECONDS), out);
+            lock = OutputLock.acquire(fs, output, runId, cfg.get(Settings.LOCK_STALE_SECONDS), out);
         } catch (IOException e) {
             if (refusedWrite(e)) {
                 throw cannotWrite(output, e);
             }
             throw e;
+        }
+        try {
+            checkStagingParent();
+        } catch (RuntimeException | IOException e) {
+            lock.close();
+            throw e;
+        }
+        return lock;
+    }
+
+    /**
+     * Refuses, before anything reads or writes staging, an {@code <output>/_temporary} that is not a real
+     * directory. A symbolic link there led the run's staging, and its removal of earlier runs' staging
+     * directories ({@code lightning-*}), into the link's target outside the output directory; a file there
+     * failed the run with a stack trace when it first staged.
+     */
+    void checkStagingParent() throws IOException {
+        Path parent = new Path(output, Staging.PARENT);
+        boolean file;
+        if (fs instanceof org.apache.hadoop.fs.RawLocalFileSystem local) {
+            java.nio.file.Path p = local.pathToFile(parent).toPath();
+            if (java.nio.file.Files.isSymbolicLink(p)) {
+                throw new InvalidInputException("--output " + output + ": " + parent + " is a symbolic link (to "
+                        + java.nio.file.Files.readSymbolicLink(p) + "); the run stages its work in " + Staging.PARENT
+                        + " and removes earlier runs' staging from it, which through the link would write and delete "
+                        + "outside the output directory: remove the link, or choose another output directory");
+            }
+            file = java.nio.file.Files.exists(p, java.nio.file.LinkOption.NOFOLLOW_LINKS)
+                    && !java.nio.file.Files.isDirectory(p, java.nio.file.LinkOption.NOFOLLOW_LINKS);
+        } else {
+            file = fs.exists(parent) && !fs.getFileStatus(parent).isDirectory();
+        }
+        if (file) {
+            throw new InvalidInputException("--output " + output + ": " + parent + " is a file, where the run needs "
+                    + "the directory it stages its work in; move it out of the way, or choose another output directory");
         }
     }
 
