@@ -142,7 +142,8 @@ public final class SequenceFile implements Serializable {
     public static SequenceFile describe(String path, String name, long size, RangeReader in,
                                         java.util.function.IntFunction<double[]> defaultSlopes, boolean normalize)
             throws IOException {
-        byte[] prefix = new byte[8];
+        // a file shorter than the length prefix (an empty one) is told as such, not as a read that ran short
+        byte[] prefix = new byte[(int) Math.max(0, Math.min(8, size))];
         readFully(in, 0, prefix, name);
         long n = SafetensorsHeader.headerLength(name, prefix, size);
         byte[] json = new byte[(int) n];

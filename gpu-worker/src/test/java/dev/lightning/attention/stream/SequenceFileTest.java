@@ -152,4 +152,19 @@ class SequenceFileTest {
             assertThrows(IndexOutOfBoundsException.class, () -> f.readTokens(in, 0, -1));
         }
     }
+
+    /** A file shorter than the 8-byte length prefix (an empty one) is refused as that, with its size. */
+    @Test
+    void aFileShorterThanTheLengthPrefixIsToldAsSuch() throws Exception {
+        for (int size : new int[] {0, 3, 7}) {
+            Path file = tmp.resolve("short" + size + ".safetensors");
+            java.nio.file.Files.write(file, new byte[size]);
+            try (RandomAccessFile raf = new RandomAccessFile(file.toFile(), "r")) {
+                String m = assertThrows(InvalidInputException.class, () -> SequenceFile.describe(file.toString(),
+                        "s.safetensors", raf.length(), reader(raf), Slopes::minimax)).getMessage();
+                assertTrue(m.startsWith("s.safetensors: not a safetensors file: " + size + " bytes, expected at least "
+                        + "an 8-byte header length"), m);
+            }
+        }
+    }
 }

@@ -75,6 +75,9 @@ public final class SequenceFiles {
                                                java.util.function.IntFunction<double[]> defaultSlopes)
             throws IOException {
         byte[] prefix = new byte[8];
+        if (status.getLen() < 8) {
+            SafetensorsHeader.headerLength(name, new byte[0], status.getLen()); // shorter than the prefix: said as such
+        }
         try {
             in.readFully(0, prefix, 0, 8);
         } catch (java.io.EOFException e) {
