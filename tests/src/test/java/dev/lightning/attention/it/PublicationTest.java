@@ -119,6 +119,33 @@ class PublicationTest {
     }
 
     /**
+     * In the parts form with --overwrite, a symbolic link or a file where an output's parts directory (NAME.parts)
+     * goes is refused before compute, like one in the way of a nested output: the commit found it after all
+     * compute and failed with exit status 1 and a stack trace.
+     */
+    @Test
+    void aSymbolicLinkOrAFileAsAPartsDirectoryIsRefusedBeforeCompute() throws IOException {
+        Path in = nestedInput();
+        Path elsewhere = Files.createDirectories(tmp.resolve("elsewhere"));
+        Files.writeString(elsewhere.resolve("o-00000-of-00001.safetensors"), "a user's file");
+        Path out = Files.createDirectories(tmp.resolve("out/a"));
+        Files.createSymbolicLink(out.resolve("s.safetensors.parts"), elsewhere);
+        Outcome refused = lightning(run(in, out.getParent(), "--recursive", "--overwrite", "--output-form", "parts"));
+        assertEquals(2, refused.status, refused.out + refused.err);
+        assertTrue(refused.err.contains("s.safetensors.parts is a symbolic link"), refused.err);
+        assertFalse(refused.out.contains("pass 1/2"), "refused before compute:\n" + refused.out);
+        assertEquals("a user's file", Files.readString(elsewhere.resolve("o-00000-of-00001.safetensors")));
+
+        Files.delete(out.resolve("s.safetensors.parts"));
+        Files.writeString(out.resolve("s.safetensors.parts"), "a user's file");
+        Outcome file = lightning(run(in, out.getParent(), "--recursive", "--overwrite", "--output-form", "parts"));
+        assertEquals(2, file.status, file.out + file.err);
+        assertTrue(file.err.contains("s.safetensors.parts is a file"), file.err);
+        assertFalse(file.out.contains("pass 1/2"), "refused before compute:\n" + file.out);
+        assertEquals("a user's file", Files.readString(out.resolve("s.safetensors.parts")));
+    }
+
+    /**
      * A run that fails after its commit point (after its first file is published) says so, not
      * that the output is unchanged; the next run into the directory, whatever its options,
      * finishes that commit: every file, the succeeded report and _SUCCESS.

@@ -257,6 +257,12 @@ public final class OutputDirectory {
             String as = form == SplitOutputs.Form.PARTS ? dev.lightning.attention.stream.OutputParts.indexName(f.name)
                     : f.name;
             outputs.add(as);
+            if (form == SplitOutputs.Form.PARTS) {
+                // its parts go below NAME.parts/: a symbolic link or a file there was found only by the commit,
+                // after all compute (exit 1, a stack trace); a part's name stands for them all here
+                outputs.add(f.name + dev.lightning.attention.stream.OutputParts.PARTS_SUFFIX + "/o-00000-of-00001"
+                        + ".safetensors");
+            }
             replaces.addAll(otherForms(f.name, List.of(as)));
         }
         replaces.addAll(OutputPaths.earlierTables(fs, output));
