@@ -328,7 +328,7 @@ public final class Commit {
                 HadoopPaths.rename(fs, dst, aside);
             }
             fs.mkdirs(dst.getParent());
-            HadoopPaths.rename(fs, src, dst);
+            renameFenced(fs, src, dst, out);
             touched.add(dst.getParent());
             if (n++ == 0) {
                 FaultPoints.reach("commit");
@@ -349,6 +349,63 @@ public final class Commit {
         Staging.writeAtomically(fs, new Path(output, SUCCESS), "driver", new byte[0]);
         OutputPaths.forceDirectory(fs, output);
         removeStaging(fs, output, stagingDir);
+    }
+
+    /** How long the commit waits for a task attempt still writing a staged file before it gives up (and a later run finishes it). */
+    static long fenceWaitMillis = 10 * 60_000L;
+
+    /**
+     * Renames staged file {@code src} to {@code dst}, on the local file system under an exclusive lock
+     * on the file: the pieces that write an in-place output hold shared locks on their byte ranges
+     * while they write, and check after taking them that the staged name still is their file
+     * ({@link SplitOutputs}). So a task attempt that outlived its stage (an executor the driver lost,
+     * still running) finishes before the file is published or fails: a published file never changes.
+     * Waits for such an attempt, saying so after a few seconds. Directories, other file systems and a
+     * file system without locks: a plain rename.
+     */
+    private static void renameFenced(FileSystem fs, Path src, Path dst, PrintStream out) throws IOException {
+        java.nio.file.Path file = fs instanceof org.apache.hadoop.fs.RawLocalFileSystem local
+                ? local.pathToFile(src).toPath() : null;
+        if (file == null || !java.nio.file.Files.isRegularFile(file, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
+            HadoopPaths.rename(fs, src, dst);
+            return;
+        }
+        try (java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(file,
+                java.nio.file.StandardOpenOption.READ, java.nio.file.StandardOpenOption.WRITE)) {
+            long start = System.nanoTime();
+            boolean said = false;
+            java.nio.channels.FileLock held = null;
+            while (held == null) {
+                try {
+                    held = ch.tryLock();
+                } catch (java.nio.channels.OverlappingFileLockException e) {
+                    // held by a thread of this JVM (a task attempt in local mode): wait as for another process
+                } catch (IOException e) {
+                    break; // no locks here: the writers' check alone
+                }
+                if (held != null) {
+                    break;
+                }
+                long waited = (System.nanoTime() - start) / 1_000_000;
+                if (waited > fenceWaitMillis) {
+                    throw new IOException("cannot publish " + src + ": a task attempt still writes it after "
+                            + waited / 1000 + " s (an executor the driver lost, still running?); the run is committed: "
+                            + "the next run into this output directory finishes the commit");
+                }
+                if (!said && waited > 5_000) {
+                    (out != null ? out : System.out).println("lightning: waiting for a task attempt that still writes "
+                            + src.getName() + " (an executor the driver lost, still running?) before publishing it");
+                    said = true;
+                }
+                try {
+                    Thread.sleep(50);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    throw new java.io.InterruptedIOException("interrupted while waiting to publish " + src);
+                }
+            }
+            HadoopPaths.rename(fs, src, dst); // the lock goes with the channel's close
+        }
     }
 
     /**

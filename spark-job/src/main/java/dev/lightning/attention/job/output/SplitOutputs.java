@@ -171,14 +171,18 @@ public final class SplitOutputs implements Serializable {
         java.nio.file.Path file = ((RawLocalFileSystem) fs).pathToFile(target).toPath();
         List<Staging.Written> written = new ArrayList<>();
         // WRITE without CREATE: the driver made the file with its length; a missing one is an error, never a new file
+        // (READ too: a shared lock needs it)
         FileChannel opened;
+        Object key;
         try {
-            opened = FileChannel.open(file, StandardOpenOption.WRITE);
+            key = fileKey(file);
+            opened = FileChannel.open(file, StandardOpenOption.READ, StandardOpenOption.WRITE);
         } catch (java.nio.file.NoSuchFileException e) {
             // the driver created it before the pass: this executor does not see the driver's --output
             throw UnsharedOutputException.onExecutor(target, e);
         }
         try (FileChannel ch = opened) {
+            fence(ch, file, key, shares);
             List<String> names = new ArrayList<>();
             // each range takes a window's o as the buffer it is (off-heap on the GPU), no heap copy
             PositionedOutput[] ranges = new PositionedOutput[shares.size()];
@@ -194,6 +198,50 @@ public final class SplitOutputs implements Serializable {
             }
         }
         return written;
+    }
+
+    /**
+     * Before a piece writes into an in-place staged file: takes a shared lock on each of its byte
+     * ranges (held until its channel closes), then checks that {@code file} still names the file it
+     * opened. The commit renames a staged file into the output directory under an exclusive lock on it
+     * ({@link Commit}), so an attempt that outlived its stage (an executor the driver lost, still
+     * running) either finishes its ranges before the file is published or fails here: it never changes
+     * a published file (an attempt on another backend writes other bytes). Where the file system
+     * refuses locks (a mount without them), the check alone stays.
+     */
+    private static void fence(FileChannel ch, java.nio.file.Path file, Object key, List<OutputLayout.Share> shares)
+            throws IOException {
+        for (OutputLayout.Share s : shares) {
+            if (s.bytes == 0) {
+                continue; // a lock of no bytes would be one to the end of the file
+            }
+            try {
+                ch.lock(s.begin, s.bytes, true);
+            } catch (java.nio.channels.OverlappingFileLockException e) {
+                // another attempt of this piece in this JVM, or the commit: this one is not needed
+                throw new IOException(file + ": bytes [" + s.begin + ", " + (s.begin + s.bytes) + ") are being written "
+                        + "by another attempt of this piece in this executor, or the file is being committed", e);
+            } catch (IOException e) {
+                // no locks on this file system: the check below still keeps an attempt that starts late out
+            }
+        }
+        Object now;
+        try {
+            now = fileKey(file);
+        } catch (java.nio.file.NoSuchFileException e) {
+            now = null;
+        }
+        if (now == null || !now.equals(key)) {
+            throw new IOException(file + " was committed or replaced before this task attempt wrote its share (an "
+                    + "attempt that outlived its stage, e.g. on an executor the driver lost); nothing was written");
+        }
+    }
+
+    /** What identifies the file {@code file} names (device and inode), or its path where the system has none. */
+    private static Object fileKey(java.nio.file.Path file) throws IOException {
+        Object key = Files.readAttributes(file, java.nio.file.attribute.BasicFileAttributes.class,
+                java.nio.file.LinkOption.NOFOLLOW_LINKS).fileKey();
+        return key != null ? key : file;
     }
 
     private List<Staging.Written> concatParts(FileSystem fs, String name, List<OutputLayout.Share> shares, Piece p,
