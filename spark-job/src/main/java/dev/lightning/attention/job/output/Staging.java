@@ -392,6 +392,13 @@ public final class Staging implements Serializable {
      * is the usual process umask).
      */
     private static long[] writeLocal(java.nio.file.Path file, Content content) throws IOException {
+        java.nio.file.Path root = rootAbove(file.getParent());
+        if (root != null && !Files.isDirectory(root)) {
+            // the commit (or a later run) removed it: the directories are not made again in the output directory
+            throw new FileNotFoundException("the staging directory " + root + " is gone (its run was committed or "
+                    + "discarded): this task attempt outlived its run (e.g. on an executor the driver lost), and "
+                    + file.getFileName() + " is not needed");
+        }
         Files.createDirectories(file.getParent());
         try (FileChannel ch = FileChannel.open(file, StandardOpenOption.CREATE, StandardOpenOption.TRUNCATE_EXISTING,
                 StandardOpenOption.WRITE)) {
@@ -399,6 +406,22 @@ public final class Staging implements Serializable {
             content.writeTo(out);
             return new long[] {out.written(), out.crc32c()};
         }
+    }
+
+    /**
+     * The staging directory ({@code _temporary/lightning-RUN}) that {@code dir} lies strictly below
+     * (local/, done/, files/, ...), or null: the driver makes the staging directory itself with
+     * run.json, and a task writes only below it.
+     */
+    private static java.nio.file.Path rootAbove(java.nio.file.Path dir) {
+        for (java.nio.file.Path d = dir; d != null && d.getParent() != null; d = d.getParent()) {
+            java.nio.file.Path up = d.getParent().getFileName();
+            if (d.getFileName() != null && d.getFileName().toString().startsWith(PREFIX) && up != null
+                    && PARENT.equals(up.toString())) {
+                return d.equals(dir) ? null : d;
+            }
+        }
+        return null;
     }
 
     /** A new file of any other file system written by {@code content}; returns the size and CRC32C written. */

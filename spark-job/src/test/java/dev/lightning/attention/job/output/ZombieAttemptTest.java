@@ -98,6 +98,8 @@ class ZombieAttemptTest {
         zombie.join(30_000);
         assertArrayEquals(atCommit, Files.readAllBytes(published),
                 "the published file does not change once the commit has returned");
+        // done with its piece, the attempt records it (Pass2Tasks), in a staging directory that the commit removed
+        assertThrows(IOException.class, () -> staging.markDone(fs, "pass2-s0-p1-1", "1-1-9", List.of()));
 
         // an attempt that starts after the commit finds no staged file and writes nothing
         assertThrows(IOException.class, () -> split.writePiece(fs, "a.safetensors", layout, pieces[0], "1-0-9",
