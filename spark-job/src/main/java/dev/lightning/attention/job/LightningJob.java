@@ -72,6 +72,8 @@ final class LightningJob {
     private final Map<String, String> rejected = new java.util.TreeMap<>();
     /** Sequences dropped for NaN/Inf (with --skip-nonfinite): index to "count, first position". */
     private final Map<Integer, String> skipped = new java.util.TreeMap<>();
+    /** The outputs task attempts write into in place (SplitOutputs): the commit publishes them under a lock. */
+    private final Set<String> writtenInPlace = new java.util.HashSet<>();
     /** This run's id: its staging directory and lock name it. */
     private final String runId;
     private final java.time.Instant started = java.time.Instant.now();
@@ -284,6 +286,9 @@ final class LightningJob {
             headers.add(layouts.apply(s).header());
         }
         splitOutputs.prepare(outFs, names, headers);
+        if (splitOutputs.form == SplitOutputs.Form.IN_PLACE) {
+            writtenInPlace.addAll(names);
+        }
     }
 
     /**
@@ -359,7 +364,8 @@ final class LightningJob {
         }
         ObjectNode report = report(files, reports, "succeeded", null);
         staging.stageReport(outFs, report);
-        Commit.commit(outFs, outputDir, staging, published, replaces, cfg.get(Settings.OVERWRITE), lock, out);
+        Commit.commit(outFs, outputDir, staging, published, writtenInPlace, replaces, cfg.get(Settings.OVERWRITE),
+                lock, out);
 
         double seconds = (System.nanoTime() - t0) / 1e9;
         Set<String> used = backendsUsed();

@@ -80,14 +80,18 @@ public final class Commit {
      * the staged files to disk, writes the commit record, then publishes.
      *
      * @param names     output names (relative to {@code output}) of the staged files to publish
+     * @param inPlace   those of {@code names} that task attempts wrote into in place
+     *                  ({@link SplitOutputs}): each is published under a lock, so that an attempt that
+     *                  outlived its stage never writes into a published file
      * @param replaces  other names that hold an earlier result of the same outputs (the other form
      *                  of a sequence's output: {@code NAME} against {@code NAME.index.json} and
      *                  {@code NAME.parts}); with --overwrite those that exist are moved aside with
      *                  the replaced files, so that no earlier result stays beside the new one
      * @param overwrite whether existing files of those names may be replaced
      */
-    public static void commit(FileSystem fs, Path output, Staging staging, List<String> names, List<String> replaces,
-                              boolean overwrite, OutputLock lock, java.io.PrintStream out) throws IOException {
+    public static void commit(FileSystem fs, Path output, Staging staging, List<String> names,
+                              java.util.Collection<String> inPlace, List<String> replaces, boolean overwrite,
+                              OutputLock lock, java.io.PrintStream out) throws IOException {
         // forcing many staged files to disk takes a while (400,000 part files: about 2 minutes on the 2-core VM,
         // session 31), and a stop request waits for it (OutputLock): say so, rather than go quiet
         out.println("lightning: committing " + names.size() + " output(s): forcing them to disk, then publishing "
@@ -95,7 +99,7 @@ public final class Commit {
         synchronized (lock.publishing) {
             lock.committing = true;
             try {
-                commitHeld(fs, output, staging, names, replaces, overwrite, lock);
+                commitHeld(fs, output, staging, names, inPlace, replaces, overwrite, lock, out);
             } finally {
                 lock.committing = false;
             }
@@ -103,8 +107,9 @@ public final class Commit {
     }
 
     /** {@link #commit}'s work, with the lock's publishing monitor held. */
-    private static void commitHeld(FileSystem fs, Path output, Staging staging, List<String> names, List<String> replaces,
-                                   boolean overwrite, OutputLock lock) throws IOException {
+    private static void commitHeld(FileSystem fs, Path output, Staging staging, List<String> names,
+                                   java.util.Collection<String> inPlace, List<String> replaces, boolean overwrite,
+                                   OutputLock lock, java.io.PrintStream out) throws IOException {
         lock.check();
         List<String> all = new ArrayList<>(names);
         all.addAll(replaces);
@@ -153,12 +158,14 @@ public final class Commit {
         names.forEach(list::add);
         ArrayNode others = record.putArray("replaces");
         replaces.forEach(others::add);
+        ArrayNode fenced = record.putArray("inPlace"); // absent in the records of older runs: none fenced
+        names.stream().filter(inPlace::contains).forEach(fenced::add);
         record.put("complete", true);
         Path recordPath = new Path(staging.path(), RECORD);
         Staging.writeAtomically(fs, recordPath, "driver", json.writeValueAsBytes(record));
         OutputPaths.force(fs, recordPath);
         OutputPaths.forceDirectory(fs, staging.path()); // the commit point, on disk
-        publish(fs, output, staging.path(), record, null);
+        publish(fs, output, staging.path(), record, out);
     }
 
     /**
@@ -274,6 +281,8 @@ public final class Commit {
         record.path("files").forEach(f -> names.add(f.asText()));
         List<String> replaces = new ArrayList<>();
         record.path("replaces").forEach(f -> replaces.add(f.asText()));
+        java.util.Set<String> inPlace = new java.util.HashSet<>();
+        record.path("inPlace").forEach(f -> inPlace.add(f.asText()));
         List<String> problems = problems(fs, output, stagingDir, names, replaces, overwrite);
         if (!problems.isEmpty()) {
             throw new IOException("cannot finish the commit of " + stagingDir + ": " + problems.get(0) + "; move it out "
@@ -328,7 +337,11 @@ public final class Commit {
                 HadoopPaths.rename(fs, dst, aside);
             }
             fs.mkdirs(dst.getParent());
-            renameFenced(fs, src, dst, out);
+            if (inPlace.contains(name)) {
+                renameFenced(fs, src, dst, out);
+            } else {
+                HadoopPaths.rename(fs, src, dst); // written aside and renamed into the staging: no attempt holds it open
+            }
             touched.add(dst.getParent());
             if (n++ == 0) {
                 FaultPoints.reach("commit");
@@ -360,8 +373,9 @@ public final class Commit {
      * while they write, and check after taking them that the staged name still is their file
      * ({@link SplitOutputs}). So a task attempt that outlived its stage (an executor the driver lost,
      * still running) finishes before the file is published or fails: a published file never changes.
-     * Waits for such an attempt, saying so after a few seconds. Directories, other file systems and a
-     * file system without locks: a plain rename.
+     * Waits for such an attempt, saying so after a few seconds. Only the outputs written in place
+     * (one open and lock each: on a shared mount a round trip or two). Other file systems and a file
+     * system without locks: a plain rename.
      */
     private static void renameFenced(FileSystem fs, Path src, Path dst, PrintStream out) throws IOException {
         java.nio.file.Path file = fs instanceof org.apache.hadoop.fs.RawLocalFileSystem local

@@ -550,7 +550,8 @@ public final class TableRun {
             // again: a file put into a table during the compute
             refuseForeignTables(outFs, outputDir, " (found after the compute: nothing was "
                     + "published; run again once it is moved)");
-            Commit.commit(outFs, outputDir, staging, tables(), others, cfg.get(Settings.OVERWRITE), lock, out);
+            Commit.commit(outFs, outputDir, staging, tables(), List.of(), others, cfg.get(Settings.OVERWRITE), lock,
+                    out);
             double seconds = (System.nanoTime() - t0) / 1e9;
             long tokens = report.path("tokens").asLong();
             out.printf("lightning: done: %d sequences, %,d tokens in %.1f s (%s tokens/s); tables %s in %s%s%n",

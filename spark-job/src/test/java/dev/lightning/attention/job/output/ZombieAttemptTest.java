@@ -91,7 +91,8 @@ class ZombieAttemptTest {
         zombie.start();
         assertTrue(computing.await(30, TimeUnit.SECONDS));
         try (OutputLock lock = OutputLock.acquire(fs, output, "zombie", 120, quiet)) {
-            Commit.commit(fs, output, staging, List.of("a.safetensors"), List.of(), false, lock, quiet);
+            Commit.commit(fs, output, staging, List.of("a.safetensors"), List.of("a.safetensors"), List.of(), false,
+                    lock, quiet);
         }
         byte[] atCommit = Files.readAllBytes(published);
         committed.countDown();
