@@ -262,17 +262,19 @@ public final class LightningMain {
                 org.apache.spark.deploy.SparkHadoopUtil.get().newConfiguration(conf);
         SetupChecks.checkFileSystems(cfg, hadoop);
         boolean tables = InputFormats.parquetInput(cfg, hadoop); // lists --input: decided once, here
-        if (InputFormats.tableRun(cfg, tables)) {
+        boolean tableRun = InputFormats.tableRun(cfg, tables);
+        if (tableRun) {
             // Spark SQL sends its own classes through the configured serializer (the schemas its
             // Parquet reader merges, its writers' task results), which are not ours to register;
             // ours still are (LightningKryoRegistrator), so they stay compact
             conf.set("spark.kryo.registrationRequired", "false");
         }
-        if (!tables && conf.getBoolean("spark.speculation", false)) {
+        if (!tableRun && conf.getBoolean("spark.speculation", false)) {
             // A speculative copy of a task would run beside the first and write the same byte ranges
             // of a split sequence's output file (or the same part files) at the same time; the bytes
             // agree only when both attempts compute on the same kind of backend with the same plan.
-            // The tables' writers are Spark's own, whose commit protocol handles speculation.
+            // A table run's writers are Spark's own, whose commit protocol handles speculation (also
+            // for safetensors input written as tables, --output-format parquet).
             out.println("lightning: warning: spark.speculation=true is turned off for this run: two attempts of one "
                     + "piece would write the same places of its output at once");
             conf.set("spark.speculation", "false");

@@ -573,8 +573,10 @@ class TablesCliTest {
         assertTrue(Demo.verify(in, Path.of(files), cfg, new PrintStream(new ByteArrayOutputStream())),
                 "the files run against the float64 recurrence");
         List<String> b = new ArrayList<>(common);
-        b.addAll(List.of("--output", tables, "--output-format", "parquet"));
+        // Spark's own writers take speculative attempts (their commit protocol), so a table run keeps it on
+        b.addAll(List.of("--output", tables, "--output-format", "parquet", "--conf", "spark.speculation=true"));
         assertEquals(0, run(log, b.toArray(new String[0])), log.toString());
+        assertFalse(log.toString().contains("spark.speculation=true is turned off"), log.toString());
         assertTrue(log.toString().contains("tables o/, final_states/, states/"), log.toString());
         assertTrue(log.toString().contains("2 sequences split"), log.toString()); // 20,000 and 5,000 tokens
         SparkSession spark = session();
