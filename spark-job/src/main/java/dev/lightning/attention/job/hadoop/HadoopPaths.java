@@ -33,7 +33,10 @@ public final class HadoopPaths {
      */
     public static Path parse(String userPath) {
         try {
-            return new Path(userPath);
+            Path p = new Path(userPath);
+            // "." and "./" come out as an empty path, which messages then show as nothing ("--output  (resolved:
+            // ...)"): the working directory they name, as the local file system resolves them
+            return p.toString().isEmpty() ? parse(java.nio.file.Path.of("").toAbsolutePath().toString()) : p;
         } catch (IllegalArgumentException e) {
             if (userPath.isEmpty() || userPath.startsWith("/")) {
                 throw e;

@@ -74,6 +74,15 @@ public class HadoopPathsTest {
         }
     }
 
+    /** "." names the working directory, shown as such in messages (it parsed as an empty path, shown as nothing). */
+    @Test
+    void theWorkingDirectoryIsNamedInFull() {
+        String cwd = new java.io.File("").getAbsolutePath();
+        assertEquals(cwd, HadoopPaths.parse(".").toUri().getPath());
+        assertEquals(cwd, HadoopPaths.parse("./").toUri().getPath());
+        assertEquals("sub", HadoopPaths.parse("./sub").toString(), "other relative paths stay as given");
+    }
+
     @Test
     void parseTakesUrisAndLocalNamesWithColons() {
         assertEquals("hdfs", HadoopPaths.parse("hdfs://nn:8020/data/in").toUri().getScheme());
