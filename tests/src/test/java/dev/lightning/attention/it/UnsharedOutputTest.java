@@ -80,8 +80,9 @@ class UnsharedOutputTest {
     }
 
     /**
-     * --output-mode checksums, unsplit: the driver reads each result's checksums back from the
-     * staged file a task wrote. Was a FileNotFoundException stack trace and "rerun with --resume".
+     * --output-mode checksums, unsplit: the driver would read each result's checksums back from the
+     * staged file a task wrote; the task's first staged write already finds no staging directory
+     * (Staging refuses to make it again). Was a FileNotFoundException stack trace and "rerun with --resume".
      */
     @Test
     void checksumsOfUnsplitSequencesSayTheDriverMustSeeWhatTheExecutorsWrote() throws IOException {
@@ -89,13 +90,14 @@ class UnsharedOutputTest {
         Path out = tmp.resolve("out");
         Outcome o = runDivergent(in, out, "65536", "--output-mode", "checksums");
         assertSaysSharedStorage(o);
-        assertTrue(o.err.contains("missing on the driver"), o.err);
+        assertTrue(o.err.contains("staging directory") && o.err.contains("missing on the executor"), o.err);
         assertFalse(Files.exists(out.resolve("a.safetensors")), "nothing published");
     }
 
     /**
-     * --output-mode checksums, split: the driver combines the o summaries the pieces' tasks staged.
-     * Was a FileNotFoundException stack trace of parts/s0-p0-0.o-summaries and "rerun with --resume".
+     * --output-mode checksums, split: the driver would combine the o summaries the pieces' tasks
+     * staged; their first staged write already finds no staging directory. Was a
+     * FileNotFoundException stack trace of parts/s0-p0-0.o-summaries and "rerun with --resume".
      */
     @Test
     void checksumsOfSplitSequencesSayTheDriverMustSeeWhatTheExecutorsWrote() throws IOException {
@@ -103,18 +105,18 @@ class UnsharedOutputTest {
         Path out = tmp.resolve("out");
         Outcome o = runDivergent(in, out, "128", "--output-mode", "checksums");
         assertSaysSharedStorage(o);
-        assertTrue(o.err.contains("o summaries") && o.err.contains("missing on the driver"), o.err);
+        assertTrue(o.err.contains("staging directory") && o.err.contains("missing on the executor"), o.err);
         assertFalse(Files.exists(out.resolve("a.safetensors")), "nothing published");
     }
 
-    /** --output-form parts, split: the part files the pieces wrote are missing at the commit (covered there). */
+    /** --output-form parts, split: the pieces' first staged write finds no staging directory. */
     @Test
     void partsFormSaysTheDriverMustSeeWhatTheExecutorsWrote() throws IOException {
         Path in = input();
         Path out = tmp.resolve("out");
         Outcome o = runDivergent(in, out, "128", "--output-form", "parts");
         assertSaysSharedStorage(o);
-        assertTrue(o.err.contains(".parts/") && o.err.contains("missing on the driver"), o.err);
+        assertTrue(o.err.contains("staging directory") && o.err.contains("missing on the executor"), o.err);
         assertFalse(Files.exists(out.resolve("a.safetensors.index.json")), "nothing published");
     }
 
@@ -172,7 +174,7 @@ class UnsharedOutputTest {
         assertNoCheckFiles(checked);
     }
 
-    /** Softmax, split and unsplit: the same two walls as lightning's (in-place output, commit). */
+    /** Softmax, split and unsplit: the executors miss the in-place output, or the staging directory, the driver made. */
     @Test
     void softmaxSaysTheExecutorsMustSeeTheOutput() throws IOException {
         Path in = input();
@@ -181,6 +183,7 @@ class UnsharedOutputTest {
         assertTrue(split.err.contains("missing on the executor"), split.err);
         Outcome unsplit = runDivergent(in, tmp.resolve("out2"), "65536", "--attention", "softmax");
         assertSaysSharedStorage(unsplit);
-        assertTrue(unsplit.err.contains("missing on the driver"), unsplit.err);
+        assertTrue(unsplit.err.contains("staging directory") && unsplit.err.contains("missing on the executor"),
+                unsplit.err);
     }
 }

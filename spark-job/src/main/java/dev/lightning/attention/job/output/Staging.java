@@ -394,10 +394,9 @@ public final class Staging implements Serializable {
     private static long[] writeLocal(java.nio.file.Path file, Content content) throws IOException {
         java.nio.file.Path root = rootAbove(file.getParent());
         if (root != null && !Files.isDirectory(root)) {
-            // the commit (or a later run) removed it: the directories are not made again in the output directory
-            throw new FileNotFoundException("the staging directory " + root + " is gone (its run was committed or "
-                    + "discarded): this task attempt outlived its run (e.g. on an executor the driver lost), and "
-                    + file.getFileName() + " is not needed");
+            // the commit (or a later run) removed it, or this executor does not see the driver's --output:
+            // the directories are not made again in the output directory
+            throw UnsharedOutputException.stagingMissing(root);
         }
         Files.createDirectories(file.getParent());
         try (FileChannel ch = FileChannel.open(file, StandardOpenOption.CREATE, StandardOpenOption.TRUNCATE_EXISTING,

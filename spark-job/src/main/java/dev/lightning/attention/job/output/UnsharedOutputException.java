@@ -34,6 +34,17 @@ public final class UnsharedOutputException extends IOException {
                 + "started, is missing on the executor on host " + host() + ": " + SHARE, cause);
     }
 
+    /**
+     * On an executor: the run's staging directory {@code root}, which the driver made before the
+     * tasks started, is not there. Either its run is over (committed or given up) and this task
+     * attempt outlived it, which nobody waits for, or the executors do not see the driver's --output.
+     */
+    static UnsharedOutputException stagingMissing(Object root) {
+        return new UnsharedOutputException("the staging directory " + root + ", which the driver created before these "
+                + "tasks started, is missing on the executor on host " + host() + ": either its run is over (this task "
+                + "attempt outlived it, and nothing of it is needed) or " + SHARE, null);
+    }
+
     /** On the driver: {@code staged}, which a task of this run wrote, is not there. */
     static UnsharedOutputException onDriver(Path staged) {
         return onDriver("the staged output", staged, null);
