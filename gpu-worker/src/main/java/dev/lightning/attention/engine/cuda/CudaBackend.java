@@ -336,11 +336,6 @@ public final class CudaBackend implements AttentionBackend {
         hostTensors.letGoAll(failures);
         SlicePipeline.attempt(failures, memory::close);
         pipeline.destroy(failures);
-        for (RuntimeException f : failures) {
-            if (f instanceof CudaException c) {
-                device.noteError(c); // a sticky error met only here still makes later tasks fail fast
-            }
-        }
         if (failures.isEmpty()) {
             return null;
         }
@@ -348,6 +343,7 @@ public final class CudaBackend implements AttentionBackend {
         for (RuntimeException later : failures.subList(1, failures.size())) {
             first.addSuppressed(later);
         }
+        device.noteErrors(first); // a sticky error met only here still makes later tasks fail fast
         if (cause != null) {
             cause.addSuppressed(first);
         }

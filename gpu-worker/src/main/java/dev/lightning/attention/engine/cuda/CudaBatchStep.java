@@ -316,14 +316,7 @@ public final class CudaBatchStep implements BatchStep {
     /** Drains the stream, frees the buffers, then the allocator, then destroys the stream; the first failure, or null. */
     private RuntimeException release() {
         RuntimeException failure = lane.release(slopes, inputs, output, hostIn, hostOut);
-        if (failure != null) { // an error the context keeps, met only here, still makes later work fail fast
-            for (Throwable t : java.util.stream.Stream.concat(java.util.stream.Stream.of(failure),
-                    java.util.Arrays.stream(failure.getSuppressed())).toList()) {
-                if (t instanceof CudaException c) {
-                    device.noteError(c);
-                }
-            }
-        }
+        device.noteErrors(failure); // an error the context keeps, met only here, still makes later work fail fast
         return failure;
     }
 }

@@ -497,6 +497,22 @@ final class CudaDevice {
         }
     }
 
+    /**
+     * {@link #noteError} for a release's failure and what it suppressed (a release goes on past
+     * each failure, and an error the context keeps may be met only there); null: nothing.
+     */
+    void noteErrors(Throwable failure) {
+        if (failure == null) {
+            return;
+        }
+        for (Throwable t : java.util.stream.Stream.concat(java.util.stream.Stream.of(failure),
+                java.util.Arrays.stream(failure.getSuppressed())).toList()) {
+            if (t instanceof CudaException c) {
+                noteError(c);
+            }
+        }
+    }
+
     /** CTAs a SM holds, by kernel, threads and dynamic shared memory (the driver's occupancy answer). */
     private final Map<String, Integer> ctasPerSm = new HashMap<>();
 

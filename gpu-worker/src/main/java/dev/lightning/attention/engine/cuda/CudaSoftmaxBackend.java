@@ -274,14 +274,7 @@ final class CudaSoftmaxBackend implements SoftmaxBackend {
     /** Drains the stream, frees every buffer and the allocator, destroys the stream: the first failure, or null. */
     private RuntimeException release() {
         RuntimeException failure = lane.release(qDev, kDev, vDev, oDev, lseDev, hostIn, hostOut);
-        if (failure != null) { // an error the context keeps, met only here, still makes later work fail fast
-            for (Throwable t : java.util.stream.Stream.concat(java.util.stream.Stream.of(failure),
-                    java.util.Arrays.stream(failure.getSuppressed())).toList()) {
-                if (t instanceof CudaException c) {
-                    device.noteError(c);
-                }
-            }
-        }
+        device.noteErrors(failure); // an error the context keeps, met only here, still makes later work fail fast
         return failure;
     }
 }
