@@ -407,7 +407,7 @@ public final class Commit {
                             + "the next run into this output directory finishes the commit");
                 }
                 if (!said && waited > 5_000) {
-                    (out != null ? out : System.out).println("lightning: waiting for a task attempt that still writes "
+                    out.println("lightning: waiting for a task attempt that still writes "
                             + src.getName() + " (an executor the driver lost, still running?) before publishing it");
                     said = true;
                 }

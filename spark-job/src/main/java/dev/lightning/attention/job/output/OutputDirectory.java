@@ -88,22 +88,14 @@ public final class OutputDirectory {
      * not write into is refused with the same advice as {@link #create}.
      */
     private OutputLock lock(String runId) throws IOException {
-        OutputLock lock;
         try {
-            lock = OutputLock.acquire(fs, output, runId, cfg.get(Settings.LOCK_STALE_SECONDS), out);
+            return OutputLock.acquire(fs, output, runId, cfg.get(Settings.LOCK_STALE_SECONDS), out);
         } catch (IOException e) {
             if (refusedWrite(e)) {
                 throw cannotWrite(output, e);
             }
             throw e;
         }
-        try {
-            checkStagingParent();
-        } catch (RuntimeException | IOException e) {
-            lock.close();
-            throw e;
-        }
-        return lock;
     }
 
     /**
@@ -112,7 +104,7 @@ public final class OutputDirectory {
      * directories ({@code lightning-*}), into the link's target outside the output directory; a file there
      * failed the run with a stack trace when it first staged.
      */
-    void checkStagingParent() throws IOException {
+    private void checkStagingParent() throws IOException {
         Path parent = new Path(output, Staging.PARENT);
         boolean file;
         if (fs instanceof org.apache.hadoop.fs.RawLocalFileSystem local) {
@@ -139,18 +131,27 @@ public final class OutputDirectory {
      * holds from its first write into the output to its end. Closing it gives the lock back and
      * removes the directory again if this run created it and left it empty, also when taking the
      * lock failed (a full disk, or a run that took the new directory first: a directory holding
-     * that run's lock is not empty and stays).
+     * that run's lock is not empty and stays) or the staging directory's place holds a link or a
+     * file ({@link #checkStagingParent}).
      */
     public Claim claim(String runId) throws IOException {
         boolean created = create();
+        Claim claim;
         try {
-            return new Claim(lock(runId), created);
+            claim = new Claim(lock(runId), created);
         } catch (IOException | RuntimeException e) {
             if (created) {
                 removeIfEmpty();
             }
             throw e;
         }
+        try {
+            checkStagingParent(); // under the lock, before anything reads or writes staging
+        } catch (IOException | RuntimeException e) {
+            claim.close();
+            throw e;
+        }
+        return claim;
     }
 
     /** The output directory held by one run: see {@link #claim}. */
