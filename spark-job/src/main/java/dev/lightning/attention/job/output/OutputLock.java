@@ -86,6 +86,12 @@ public final class OutputLock implements AutoCloseable {
             if (tryCreate(fs, path, content)) {
                 return new OutputLock(fs, path, runId, staleSeconds);
             }
+            String foreign = notALock(fs, path);
+            if (foreign != null) {
+                throw new InvalidInputException("--output " + output + ": " + path + " " + foreign
+                        + ", not a lock this tool writes (a regular file naming its run, host and process); if no run"
+                        + " is using this directory, remove it by hand and run again");
+            }
             Holder holder = Holder.read(fs, path);
             if (holder == null) {
                 continue; // released between our create and our read: try again
@@ -118,6 +124,41 @@ public final class OutputLock implements AutoCloseable {
         }
         throw new InvalidInputException("--output " + output + ": another run keeps taking the lock " + path
                 + "; make sure only one run writes to this directory");
+    }
+
+    /**
+     * Why the local file at the lock's name is not a lock this tool wrote, or null when it may be
+     * one (or is gone, or the file system is not the local one). Locally a lock is never seen half
+     * written (it appears whole through a hard link), so a link, a directory or a file that does not
+     * hold a lock's record was put there by something else: it is refused, never taken over as stale
+     * (taking over deletes it, and also the file a link names would be left behind while its link
+     * went).
+     */
+    private static String notALock(FileSystem fs, Path path) throws IOException {
+        if (!"file".equals(fs.getUri().getScheme())) {
+            return null;
+        }
+        java.nio.file.Path lock = java.nio.file.Paths.get(fs.makeQualified(path).toUri());
+        if (Files.isSymbolicLink(lock)) {
+            return "is a symbolic link (to " + Files.readSymbolicLink(lock) + ")";
+        }
+        if (Files.isDirectory(lock)) {
+            return "is a directory";
+        }
+        if (!Files.exists(lock)) {
+            return null;
+        }
+        if (!Files.isRegularFile(lock)) {
+            return "is not a regular file";
+        }
+        try {
+            JsonNode n = new ObjectMapper().readTree(Files.readAllBytes(lock));
+            return n != null && n.isObject() && n.hasNonNull("runId") ? null : "does not hold a lock's record";
+        } catch (java.nio.file.NoSuchFileException e) {
+            return null; // released meanwhile
+        } catch (IOException e) {
+            return "does not hold a lock's record (it is not JSON)";
+        }
     }
 
     /** Renames the lock aside, atomically ({@link HadoopPaths#rename}): false when it is already gone. */

@@ -68,6 +68,50 @@ class OutputLockTest {
         assertTrue(Files.readString(tmp.resolve(OutputLock.NAME)).contains("other"), "the other run's lock stays");
     }
 
+    /**
+     * Something else at the lock's name (a link, a directory, a file that holds no lock's record) is refused with
+     * what it is and what to do, however old, and never taken over: taking over deletes it. Before, a link to a
+     * file read as "in use by run ? (process -1 on host ?", or was taken over once old, and a dangling link or a
+     * directory made the run say another run kept taking the lock.
+     */
+    @Test
+    void whatIsNotALockIsRefusedAndLeftAlone() throws Exception {
+        FileSystem fs = fs();
+        Path out = new Path(tmp.toUri());
+        java.nio.file.Path lockFile = tmp.resolve(OutputLock.NAME);
+        java.nio.file.Path target = Files.createTempFile(tmp.getParent(), "users-notes", ".txt");
+        Files.writeString(target, "a user's notes");
+        long old = System.currentTimeMillis() - 3_600_000;
+        try {
+            Files.createSymbolicLink(lockFile, target);
+            refused(fs, out, "is a symbolic link");
+            Files.delete(lockFile);
+            Files.createSymbolicLink(lockFile, tmp.resolve("nowhere"));
+            refused(fs, out, "is a symbolic link");
+            Files.delete(lockFile);
+            Files.createDirectory(lockFile);
+            refused(fs, out, "is a directory");
+            Files.delete(lockFile);
+            Files.writeString(lockFile, "not a lock");
+            Files.setLastModifiedTime(lockFile, FileTime.fromMillis(old));
+            refused(fs, out, "(it is not JSON)");
+            Files.writeString(lockFile, "{\"note\":1}");
+            Files.setLastModifiedTime(lockFile, FileTime.fromMillis(old));
+            refused(fs, out, "does not hold a lock's record");
+            assertEquals("{\"note\":1}", Files.readString(lockFile));
+            assertEquals("a user's notes", Files.readString(target));
+        } finally {
+            Files.deleteIfExists(target);
+        }
+    }
+
+    private void refused(FileSystem fs, Path out, String what) {
+        InvalidInputException e = assertThrows(InvalidInputException.class,
+                () -> OutputLock.acquire(fs, out, "mine", 1.0, quiet));
+        assertTrue(e.getMessage().contains(what) && e.getMessage().contains("not a lock this tool writes")
+                && e.getMessage().contains("remove it by hand"), e.getMessage());
+    }
+
     private void writeLock(String host, long pid, String processStart, double staleSeconds, long ageMillis)
             throws Exception {
         java.nio.file.Path file = tmp.resolve(OutputLock.NAME);
