@@ -217,7 +217,10 @@ public final class SafetensorsHeader {
                         + " of " + dtypeName + " needs " + expect + " bytes, data_offsets give " + (range[1] - range[0]));
             }
         }
-        return new TensorEntry(name, dtypeName, dims, dataStart + range[0], dataStart + range[1]);
+        // a known dtype by its one spelling, so that every check of a name ("F32" for slope and the states) agrees
+        // with DType.fromSafetensors, which takes any case: 'f32' q was taken and an 'f32' slope refused
+        String known = elementBytes != null ? dtypeName.toUpperCase(java.util.Locale.ROOT) : dtypeName;
+        return new TensorEntry(name, known, dims, dataStart + range[0], dataStart + range[1]);
     }
 
     /**

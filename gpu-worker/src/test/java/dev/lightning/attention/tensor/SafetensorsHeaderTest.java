@@ -210,6 +210,11 @@ class SafetensorsHeaderTest {
         assertTrue(reject("{" + tensor("v", "bf16", "[2,2]", 0, 4) + "}", 1000).contains("of bf16 needs 8 bytes"));
         String right = "{" + tensor("q", "Bf16", "[2,2]", 0, 8) + "}";
         assertEquals(DType.BF16, accept(right, 8 + right.length() + 8).tensor("q").dtype());
+        // and named by the one spelling, which the checks of slope and the states compare with "F32"
+        String slope = "{" + tensor("slope", "f32", "[2]", 0, 8) + "," + tensor("x", "i8", "[1]", 8, 9) + "}";
+        SafetensorsHeader h = accept(slope, 8 + slope.length() + 9);
+        assertEquals("F32", h.tensor("slope").dtypeName());
+        assertEquals("I8", h.tensor("x").dtypeName());
     }
 
     /**
