@@ -178,8 +178,15 @@ public final class JobConfig implements Serializable {
             }
             if (!ours) {
                 if (e.getKey().startsWith("spark.lightning.")) {
-                    throw new InvalidInputException("--conf " + e.getKey() + ": unknown option; known keys are listed by "
-                            + "`lightning options`");
+                    throw new InvalidInputException("--conf " + e.getKey() + ": unknown option" + didYouMean(e.getKey())
+                            + "; known keys are listed by `lightning options`");
+                }
+                if (!e.getKey().startsWith("spark.")) {
+                    // Spark takes no other keys (spark-submit drops them with a warning): such a pair,
+                    // often an option's key without its prefix, was passed on and silently did nothing
+                    throw new InvalidInputException("--conf " + e.getKey() + "=" + e.getValue() + ": expected the key "
+                            + "of an option (spark.lightning.*, listed by `lightning options`) or a Spark setting "
+                            + "(spark.*), got neither" + didYouMean(e.getKey()) + "; Spark would ignore it");
                 }
                 spark.put(e.getKey(), e.getValue());
             }
@@ -194,6 +201,28 @@ public final class JobConfig implements Serializable {
             }
         }
         return new JobConfig(values, spark, datasets);
+    }
+
+    /**
+     * Refuses a {@code spark.lightning.*} key of the Spark configuration (spark-submit's
+     * {@code --conf}, spark-defaults.conf, a {@code -Dspark.*} system property) that names no option:
+     * a misspelt key there was read by nothing, and the run went on with the default (the same key
+     * as the job's own {@code --conf} is refused already).
+     */
+    public static void refuseUnknownSparkKeys(Iterable<String> keys) {
+        for (String key : keys) {
+            if (key.startsWith("spark.lightning.") && Settings.byKey(key) == null) {
+                throw new InvalidInputException("Spark configuration " + key + " (spark-submit --conf, "
+                        + "spark-defaults.conf or a -D system property): unknown option" + didYouMean(key)
+                        + "; known keys are listed by `lightning options`: correct or remove it there");
+            }
+        }
+    }
+
+    /** "; did you mean KEY" where {@code given} is an option's key or flag spelt another way, else "". */
+    private static String didYouMean(String given) {
+        Setting<?> s = Settings.byLooseName(given);
+        return s == null ? "" : " (did you mean " + s.key + "?)";
     }
 
     /**

@@ -52,6 +52,11 @@ public final class OptionParser {
             }
         }
         SparkConf defaults = new SparkConf();
+        List<String> sparkKeys = new java.util.ArrayList<>();
+        for (scala.Tuple2<String, String> kv : defaults.getAll()) {
+            sparkKeys.add(kv._1());
+        }
+        JobConfig.refuseUnknownSparkKeys(sparkKeys);
         return JobConfig.resolve(flags, conf, key -> defaults.contains(key) ? defaults.get(key) : null, datasets);
     }
 

@@ -239,6 +239,39 @@ public final class Settings {
         return null;
     }
 
+    /** The option of Spark configuration key {@code key} (spark.master: --master), or null. */
+    static Setting<?> byKey(String key) {
+        for (Setting<?> s : ALL) {
+            if (s.key.equals(key)) {
+                return s;
+            }
+        }
+        return null;
+    }
+
+    /**
+     * The option that {@code name} means, written another way: its key without (or with part of) the
+     * {@code spark.} prefix, its flag without the dashes, or either in another case or with other
+     * separators (spark.lightning.partition-tokens, lightning.partitionTokens, partition_tokens); null if none.
+     */
+    static Setting<?> byLooseName(String name) {
+        String n = loose(name);
+        for (Setting<?> s : ALL) {
+            String key = s.key.replaceFirst("^spark\\.", "");
+            for (String form : List.of(s.key, key, key.replaceFirst("^lightning\\.", ""), s.flag,
+                    "spark.lightning." + s.flag)) {
+                if (loose(form).equals(n)) {
+                    return s;
+                }
+            }
+        }
+        return null;
+    }
+
+    private static String loose(String name) {
+        return name.toLowerCase(java.util.Locale.ROOT).replaceAll("[^a-z0-9]", "");
+    }
+
     /** The options table, in Markdown, as the README holds it. */
     public static String markdownTable() {
         StringBuilder b = new StringBuilder();

@@ -76,6 +76,53 @@ class JobConfigTest {
         assertTrue(e.getMessage().contains("unknown option"), e.getMessage());
     }
 
+    /**
+     * A --conf key that is neither an option's nor Spark's (an option's key without its prefix) was
+     * passed on to Spark, which ignores such keys: the run went on with the option's default.
+     */
+    @Test
+    void confKeysOutsideSparkAreRefusedNamingTheOptionMeant() {
+        for (String key : new String[] {"lightning.partitionTokens", "partition-tokens", "partitionTokens"}) {
+            String m = assertThrows(InvalidInputException.class,
+                    () -> JobConfig.resolve(PATHS, Map.of(key, "4096"), k -> null), key).getMessage();
+            assertTrue(m.startsWith("--conf " + key + "=4096: expected the key of an option")
+                    && m.contains("did you mean spark.lightning.partitionTokens?"), m);
+        }
+        String m = assertThrows(InvalidInputException.class,
+                () -> JobConfig.resolve(PATHS, Map.of("normalise", "true"), k -> null)).getMessage();
+        assertTrue(m.contains("got neither") && !m.contains("did you mean"), m);
+        m = assertThrows(InvalidInputException.class,
+                () -> JobConfig.resolve(PATHS, Map.of("spark.lightning.gpu.window-bytes", "1g"), k -> null)).getMessage();
+        assertTrue(m.contains("unknown option (did you mean spark.lightning.gpu.windowBytes?)"), m);
+        assertEquals("spark.master", Settings.byLooseName("master").key);
+        assertEquals("spark.lightning.windowBytes", Settings.byLooseName("window_bytes").key);
+    }
+
+    /**
+     * A misspelt spark.lightning.* key in the Spark configuration (spark-submit's --conf before the
+     * jar, spark-defaults.conf, -D) was read by nothing: the run used the default, while the same
+     * key given to the job's own --conf was refused.
+     */
+    @Test
+    void unknownOwnKeysOfTheSparkConfigurationAreRefused() {
+        System.setProperty("spark.lightning.partiton.tokens", "5");
+        try {
+            String m = assertThrows(InvalidInputException.class, () -> OptionParser.parse(
+                    java.util.List.of("--input", "in", "--output", "out"), null, false)).getMessage();
+            assertTrue(m.startsWith("Spark configuration spark.lightning.partiton.tokens (spark-submit --conf, "
+                    + "spark-defaults.conf or a -D system property): unknown option"), m);
+        } finally {
+            System.clearProperty("spark.lightning.partiton.tokens");
+        }
+        System.setProperty("spark.lightning.partitionTokens", "4096");
+        try {
+            assertEquals(4096L, OptionParser.parse(java.util.List.of("--input", "in", "--output", "out"), null, false)
+                    .get(Settings.PARTITION_TOKENS));
+        } finally {
+            System.clearProperty("spark.lightning.partitionTokens");
+        }
+    }
+
     @Test
     void badValuesNameTheSourceAndTheExpectation() {
         Map<String, String> flags = new java.util.HashMap<>(PATHS);
