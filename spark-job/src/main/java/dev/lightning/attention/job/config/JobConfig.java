@@ -26,10 +26,14 @@ public final class JobConfig implements Serializable {
     private final Map<String, Object> values;
     /** Spark settings from {@code --conf} that are not ours, applied to the SparkConf. */
     public final Map<String, String> sparkSettings;
+    /** Keys whose value came from the Spark configuration (spark-defaults.conf, ...), not this command line. */
+    private final java.util.Set<String> fromSparkConfiguration;
 
-    private JobConfig(Map<String, Object> values, Map<String, String> sparkSettings, boolean datasets) {
+    private JobConfig(Map<String, Object> values, Map<String, String> sparkSettings,
+                      java.util.Set<String> fromSparkConfiguration, boolean datasets) {
         this.values = Collections.unmodifiableMap(values);
         this.sparkSettings = Collections.unmodifiableMap(new LinkedHashMap<>(sparkSettings));
+        this.fromSparkConfiguration = Collections.unmodifiableSet(new java.util.HashSet<>(fromSparkConfiguration));
         if (!datasets) {
             checkPaths();
         }
@@ -54,7 +58,7 @@ public final class JobConfig implements Serializable {
             for (Setting<?> s : java.util.List.<Setting<?>>of(Settings.INPUT_FORMAT, Settings.SEQUENCES,
                     Settings.RECURSIVE, Settings.SKIP_INVALID)) {
                 if (!java.util.Objects.equals(get(s), s.defaultValue)) {
-                    throw new InvalidInputException(s.flag + " " + get(s) + " (key " + s.key + ") is about reading "
+                    throw new InvalidInputException(given(s) + " is about reading "
                             + "--input, and --synthetic generates its sequences instead; leave it out, or give --input");
                 }
             }
@@ -96,7 +100,7 @@ public final class JobConfig implements Serializable {
         // and a run the user meant to normalize ran plain (as --spot-check-tolerance without checksums)
         Double eps = get(Settings.NORMALIZE_EPS);
         if (!get(Settings.NORMALIZE) && !eps.equals(Settings.NORMALIZE_EPS.defaultValue)) {
-            throw new InvalidInputException("--normalize-eps " + eps + " (key " + Settings.NORMALIZE_EPS.key + ") is "
+            throw new InvalidInputException(given(Settings.NORMALIZE_EPS) + " is "
                     + "the eps of --normalize's denominator, and this run does not normalize; add --normalize, or "
                     + "leave --normalize-eps out");
         }
@@ -112,7 +116,7 @@ public final class JobConfig implements Serializable {
         for (Setting<?> s : softmax ? Settings.LIGHTNING_ONLY : Settings.SOFTMAX_ONLY) {
             Object v = cfg.get(s);
             if (!java.util.Objects.equals(v, s.defaultValue)) {
-                throw new InvalidInputException(s.flag + " " + v + " (key " + s.key + ") applies to "
+                throw new InvalidInputException(cfg.given(s) + " applies to "
                         + (softmax ? "lightning attention only; softmax attention has no feature map, normalization, "
                         + "recorded states, slopes or window read-ahead: remove it, or run --attention lightning"
                         : "softmax attention only: add --attention softmax, or remove it"));
@@ -132,12 +136,28 @@ public final class JobConfig implements Serializable {
         for (Setting<?> s : softmax ? Settings.LIGHTNING_ONLY_IO : java.util.List.<Setting<?>>of()) {
             Object v = cfg.get(s);
             if (!java.util.Objects.equals(v, s.defaultValue)) {
-                throw new InvalidInputException(s.flag + " " + v + " (key " + s.key + ") is not available with "
+                throw new InvalidInputException(cfg.given(s) + " is not available with "
                         + "--attention softmax: the synthetic source, the checksum sink and stored states serve "
                         + "lightning attention only; give softmax --input files and --output-mode files without "
                         + "--initial-states, or run --attention lightning");
             }
         }
+    }
+
+    /**
+     * An option as given, for a message refusing it: "--feature-map elu1 (key spark.lightning.featureMap)".
+     * One that came from the Spark configuration is said to come from there, since the command line
+     * does not show it, with the flag that overrides it where it has a default to go back to.
+     */
+    private String given(Setting<?> s) {
+        Object v = get(s);
+        if (!fromSparkConfiguration.contains(s.key)) {
+            return s.flag + " " + v + " (key " + s.key + ")";
+        }
+        return s.flag + " " + v + " (" + s.key + "=" + v + " in the Spark configuration: spark-defaults.conf, "
+                + "spark-submit's --conf or a -D system property" + (s.defaultValue == null ? ""
+                : "; " + s.flag + (s.isSwitch() ? "=" : " ") + s.defaultValue + " on the command line overrides it")
+                + ")";
     }
 
     /** Whether this run computes causal softmax attention ({@code --attention softmax}) instead of lightning. */
@@ -192,6 +212,12 @@ public final class JobConfig implements Serializable {
             }
         }
         Map<String, Object> values = new LinkedHashMap<>();
+        java.util.Set<String> fromSpark = new java.util.HashSet<>();
+        for (Setting<?> s : Settings.ALL) {
+            if (!flags.containsKey(s.flag) && !confPairs.containsKey(s.key) && sparkDefault.apply(s.key) != null) {
+                fromSpark.add(s.key);
+            }
+        }
         // first the attention, which chooses some defaults (--scale)
         String attention = resolve(Settings.ATTENTION, flags, confPairs, sparkDefault, Settings.ATTENTION.defaultValue);
         for (Setting<?> s : Settings.ALL) {
@@ -200,7 +226,7 @@ public final class JobConfig implements Serializable {
                 values.put(s.key, v);
             }
         }
-        return new JobConfig(values, spark, datasets);
+        return new JobConfig(values, spark, fromSpark, datasets);
     }
 
     /**

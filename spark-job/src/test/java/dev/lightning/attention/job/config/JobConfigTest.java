@@ -167,6 +167,34 @@ class JobConfigTest {
     }
 
     /**
+     * The template's advice, a cluster's spark-defaults.conf holding spark.lightning.featureMap: a
+     * softmax run was refused with "--feature-map elu1 ... remove it", a flag the user never gave,
+     * in a file that may not be theirs. The refusal now says where the value came from and which
+     * flag overrides it, and that flag does.
+     */
+    @Test
+    void anOptionRefusedFromTheSparkConfigurationSaysSoAndHowToOverrideIt() {
+        Map<String, String> flags = new java.util.HashMap<>(PATHS);
+        flags.put("--attention", "softmax");
+        Map<String, String> spark = Map.of("spark.lightning.featureMap", "elu1");
+        String m = assertThrows(InvalidInputException.class, () -> JobConfig.resolve(flags, Map.of(), spark::get))
+                .getMessage();
+        assertTrue(m.startsWith("--feature-map elu1 (spark.lightning.featureMap=elu1 in the Spark configuration: "
+                + "spark-defaults.conf, spark-submit's --conf or a -D system property; --feature-map identity on the "
+                + "command line overrides it) applies to lightning attention only"), m);
+        m = assertThrows(InvalidInputException.class, () -> JobConfig.resolve(flags, Map.of(),
+                Map.of("spark.lightning.normalize", "true")::get)).getMessage();
+        assertTrue(m.contains("--normalize=false on the command line overrides it"), m);
+        flags.put("--feature-map", "identity");
+        assertEquals("identity", JobConfig.resolve(flags, Map.of(), spark::get).get(Settings.FEATURE_MAP));
+        // given on this command line, it is named as given
+        flags.remove("--feature-map");
+        m = assertThrows(InvalidInputException.class, () -> JobConfig.resolve(flags, Map.of("spark.lightning.featureMap",
+                "relu"), k -> null)).getMessage();
+        assertTrue(m.startsWith("--feature-map relu (key spark.lightning.featureMap) applies"), m);
+    }
+
+    /**
      * Softmax's GPU backend has no CPU fallback (nor halving): a device out of memory fails its task. --gpu-oom cpu
      * was taken and ignored, so a run that asked for the fallback failed on the first out-of-memory.
      */
