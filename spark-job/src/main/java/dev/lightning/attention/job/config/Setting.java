@@ -221,6 +221,18 @@ public final class Setting<T> {
         if (unit != 1) {
             t = t.substring(0, t.length() - 1);
         }
-        return Math.multiplyExact(Long.parseLong(t), unit);
+        long n;
+        try {
+            n = Long.parseLong(t);
+        } catch (NumberFormatException e) {
+            // Long's own message ('For input string: "1.5"') named neither the form nor the units
+            throw new NumberFormatException("a whole number of bytes, or of KiB, MiB or GiB with k, m or g: "
+                    + "65536, 64m, 1g");
+        }
+        try {
+            return Math.multiplyExact(n, unit);
+        } catch (ArithmeticException e) {
+            throw new NumberFormatException("more bytes than a long holds");
+        }
     }
 }

@@ -129,6 +129,11 @@ class JobConfigTest {
         flags.put("--window-bytes", "lots");
         InvalidInputException e = assertThrows(InvalidInputException.class, () -> JobConfig.resolve(flags, Map.of(), k -> null));
         assertTrue(e.getMessage().startsWith("--window-bytes: expected size"), e.getMessage());
+        // the form a size takes, not Long's 'For input string: "1.5"'
+        flags.put("--window-bytes", "1.5g");
+        e = assertThrows(InvalidInputException.class, () -> JobConfig.resolve(flags, Map.of(), k -> null));
+        assertEquals("--window-bytes: expected size, got '1.5g' (a whole number of bytes, or of KiB, MiB or GiB with "
+                + "k, m or g: 65536, 64m, 1g)", e.getMessage());
         InvalidInputException f = assertThrows(InvalidInputException.class,
                 () -> JobConfig.resolve(PATHS, Map.of(), Map.of("spark.lightning.backend", "tpu")::get));
         assertTrue(f.getMessage().contains("Spark configuration spark.lightning.backend")
