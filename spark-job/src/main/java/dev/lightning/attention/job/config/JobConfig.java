@@ -22,6 +22,14 @@ import java.util.function.Function;
 public final class JobConfig implements Serializable {
     private static final long serialVersionUID = 2L;
 
+    /**
+     * Spark settings that only the start of the driver's JVM reads, too late as the job's own
+     * {@code --conf} (after spark-submit's application jar, or under bin/lightning).
+     */
+    static final java.util.Set<String> DRIVER_JVM_SETTINGS = java.util.Set.of("spark.driver.memory",
+            "spark.driver.extraJavaOptions", "spark.driver.defaultJavaOptions", "spark.driver.extraClassPath",
+            "spark.driver.extraLibraryPath");
+
     /** Resolved values by key: String, Long, Double, Boolean or Integer (absent: no value and no default). */
     private final Map<String, Object> values;
     /** Spark settings from {@code --conf} that are not ours, applied to the SparkConf. */
@@ -207,6 +215,16 @@ public final class JobConfig implements Serializable {
                     throw new InvalidInputException("--conf " + e.getKey() + "=" + e.getValue() + ": expected the key "
                             + "of an option (spark.lightning.*, listed by `lightning options`) or a Spark setting "
                             + "(spark.*), got neither" + didYouMean(e.getKey()) + "; Spark would ignore it");
+                }
+                if (DRIVER_JVM_SETTINGS.contains(e.getKey())) {
+                    // read by whatever starts the driver's JVM (spark-submit's launcher, YARN's AM), and
+                    // that JVM is running by now: bin/lightning's heap stayed the JVM's default
+                    throw new InvalidInputException("--conf " + e.getKey() + "=" + e.getValue() + ": a setting of the "
+                            + "driver's JVM, which is already running when the job reads its options, so it would "
+                            + "change nothing; give it where that JVM starts: for bin/lightning, "
+                            + "LIGHTNING_DRIVER_MEMORY=8g (its heap) or LIGHTNING_EXTRA_CLASSPATH (jars); for "
+                            + "spark-submit, its own --driver-memory, --driver-java-options or --driver-class-path "
+                            + "(or --conf before the application jar, or spark-defaults.conf)");
                 }
                 spark.put(e.getKey(), e.getValue());
             }

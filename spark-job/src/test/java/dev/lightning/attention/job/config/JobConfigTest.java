@@ -99,6 +99,23 @@ class JobConfigTest {
     }
 
     /**
+     * `bin/lightning run --conf spark.driver.memory=8g` ran with the JVM's default heap (the run
+     * report's heapMaxBytes said 6.3 GB): the driver's JVM is running when the job reads its --conf.
+     */
+    @Test
+    void driverJvmSettingsThatComeTooLateAreRefused() {
+        for (String key : JobConfig.DRIVER_JVM_SETTINGS) {
+            String m = assertThrows(InvalidInputException.class,
+                    () -> JobConfig.resolve(PATHS, Map.of(key, "8g"), k -> null), key).getMessage();
+            assertTrue(m.startsWith("--conf " + key + "=8g: a setting of the driver's JVM, which is already running")
+                    && m.contains("LIGHTNING_DRIVER_MEMORY") && m.contains("--driver-memory"), m);
+        }
+        // the executors' JVMs start after the job: theirs pass through
+        assertEquals("8g", JobConfig.resolve(PATHS, Map.of("spark.executor.memory", "8g"), k -> null)
+                .sparkSettings.get("spark.executor.memory"));
+    }
+
+    /**
      * A misspelt spark.lightning.* key in the Spark configuration (spark-submit's --conf before the
      * jar, spark-defaults.conf, -D) was read by nothing: the run used the default, while the same
      * key given to the job's own --conf was refused.
