@@ -558,6 +558,27 @@ class TablesCliTest {
      * held to the float64 recurrence): the same o values, final states and recorded states, each
      * sequence named as the files run names its result.
      */
+    /**
+     * A file that is not Parquet under --input-format parquet whose last 8 bytes read as a footer
+     * length past 2^31 (a safetensors file's, as often as not): Parquet fails on the length before
+     * it looks for its magic number, Spark wraps that as FAILED_READ_FILE.CANNOT_READ_FILE_FOOTER,
+     * and the run printed the whole trace (337 lines for the demo's doc-f16.safetensors) instead of
+     * the line a file failing on the magic number gets.
+     */
+    @Test
+    void aFileFailingOnParquetsFooterLengthIsOneLine(@TempDir Path dir) throws Exception {
+        Path in = Files.createDirectories(dir.resolve("in"));
+        Files.write(in.resolve("y.safetensors"), new byte[] {0, 0, 0, 0, 0, 0, 0, 0, -12, -36, -60, -69, 0, 0, 0, 0});
+        String refused = dir.resolve("out").toString();
+        StringBuilder log = new StringBuilder();
+        assertEquals(2, run(log, "--input", in.toString(), "--input-format", "parquet", "--output", refused),
+                log.toString());
+        assertTrue(log.toString().contains("lightning: error: a file of the input is not a Parquet file (file:"
+                + in.resolve("y.safetensors") + " is not a Parquet file (footer is too large")
+                && !log.toString().contains("\tat "), log.toString());
+        assertFalse(Files.exists(Path.of(refused)), "nothing left behind");
+    }
+
     @Test
     void safetensorsInParquetOut(@TempDir Path dir) throws Exception {
         Path in = dir.resolve("in");

@@ -20,6 +20,9 @@ public final class SetupChecks {
     /** Hadoop's words: UnsupportedFileSystemException's 'No FileSystem for scheme "s3a"'. */
     private static final java.util.regex.Pattern NO_FILE_SYSTEM =
             java.util.regex.Pattern.compile("scheme \"([^\"]*)\"");
+    /** Spark's FAILED_READ_FILE.CANNOT_READ_FILE_FOOTER: 'Encountered error while reading file F. Could not read footer.' */
+    private static final java.util.regex.Pattern UNREADABLE_FOOTER =
+            java.util.regex.Pattern.compile("reading file (\\S+)\\. Could not read footer");
     /** Configuration.getClass's 'Class org.apache.hadoop.fs.s3a.S3AFileSystem not found'. */
     private static final java.util.regex.Pattern CLASS_NOT_FOUND =
             java.util.regex.Pattern.compile("Class (\\S+) not found");
@@ -44,15 +47,26 @@ public final class SetupChecks {
                     return missingConnector(scheme.group(1), null);
                 }
             }
-            if (m != null && m.contains("is not a Parquet file")) {
+            if (m != null && (m.contains("is not a Parquet file") || m.contains("CANNOT_READ_FILE_FOOTER"))) {
                 // the innermost such message names the file; outer ones wrap it in Spark's job text
                 Throwable inner = t;
-                for (Throwable c = t.getCause(); c != null && c != inner; c = c.getCause()) {
+                Throwable root = t;
+                for (Throwable c = t.getCause(); c != null && c != root; c = c.getCause()) {
                     if (String.valueOf(c.getMessage()).contains("is not a Parquet file")) {
                         inner = c;
                     }
+                    root = c;
                 }
                 m = inner.getMessage();
+                if (!m.contains("is not a Parquet file")) {
+                    // Parquet reads the footer's length before its magic number: a file that is not
+                    // Parquet fails there as often as not ("footer is too large: 3149117172to be read",
+                    // "the footer index is not within the file"), which Spark wraps as
+                    // FAILED_READ_FILE.CANNOT_READ_FILE_FOOTER naming the file; that printed the whole trace
+                    java.util.regex.Matcher file = UNREADABLE_FOOTER.matcher(m);
+                    m = (file.find() ? file.group(1) : firstLine(m)) + " is not a Parquet file ("
+                            + firstLine(String.valueOf(root.getMessage())).trim() + ")";
+                }
                 return "a file of the input is not a Parquet file (" + firstLine(m) + "); --input-format parquet "
                         + "reads tables of .parquet files: give those, or safetensors files with --input-format "
                         + "safetensors";
