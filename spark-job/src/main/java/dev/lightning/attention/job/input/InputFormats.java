@@ -71,8 +71,12 @@ public final class InputFormats {
             }
         }
         if (parquet > 0 && safetensors > 0) {
+            // a table run reads every file of a directory it is given as Parquet, the .safetensors ones too:
+            // --input-format parquet alone over this directory failed on them
             throw new InvalidInputException("--input " + input + " holds both .parquet and .safetensors files: say which "
-                    + "to read with --input-format parquet or --input-format safetensors");
+                    + "to read: --input-format safetensors reads the .safetensors files; a table is read from an "
+                    + "--input that names its files only (a glob such as 'DIR/*.parquet', or a directory of its own), "
+                    + "since a table run reads every file it is given as Parquet");
         }
         return parquet > 0;
     }
