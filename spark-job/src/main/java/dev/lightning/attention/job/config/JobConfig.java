@@ -257,7 +257,7 @@ public final class JobConfig implements Serializable {
         for (String key : keys) {
             if (key.startsWith("spark.lightning.") && Settings.byKey(key) == null) {
                 throw new InvalidInputException("Spark configuration " + key + " (spark-submit --conf, "
-                        + "spark-defaults.conf or a -D system property): unknown option" + didYouMean(key)
+                        + "spark-defaults.conf, a -D system property or the session's settings): unknown option" + didYouMean(key)
                         + "; known keys are listed by `lightning options`: correct or remove it there");
             }
         }

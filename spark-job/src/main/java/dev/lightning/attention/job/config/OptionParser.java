@@ -21,6 +21,20 @@ public final class OptionParser {
      * {@code datasets}: the options of a run over datasets given in code (no --input or --output: {@code LightningTables}).
      */
     public static JobConfig parse(List<String> args, String[] demoDir, boolean datasets) {
+        SparkConf defaults = new SparkConf(); // before the SparkContext: spark-submit's settings, as system properties
+        Map<String, String> spark = new LinkedHashMap<>();
+        for (scala.Tuple2<String, String> kv : defaults.getAll()) {
+            spark.put(kv._1(), kv._2());
+        }
+        return parse(args, demoDir, datasets, spark);
+    }
+
+    /**
+     * {@link #parse(List, String[], boolean)} over the Spark configuration {@code spark} (for
+     * {@code LightningTables}: the caller's session, whose builder and runtime settings the system
+     * properties do not hold).
+     */
+    public static JobConfig parse(List<String> args, String[] demoDir, boolean datasets, Map<String, String> spark) {
         Map<String, String> flags = new LinkedHashMap<>();
         Map<String, String> conf = new LinkedHashMap<>();
         for (int i = 0; i < args.size(); i++) {
@@ -51,13 +65,8 @@ public final class OptionParser {
                         + ("--input".equals(a) ? " (several inputs: a comma-separated list, or a glob)" : ""));
             }
         }
-        SparkConf defaults = new SparkConf();
-        List<String> sparkKeys = new java.util.ArrayList<>();
-        for (scala.Tuple2<String, String> kv : defaults.getAll()) {
-            sparkKeys.add(kv._1());
-        }
-        JobConfig.refuseUnknownSparkKeys(sparkKeys);
-        return JobConfig.resolve(flags, conf, key -> defaults.contains(key) ? defaults.get(key) : null, datasets);
+        JobConfig.refuseUnknownSparkKeys(spark.keySet());
+        return JobConfig.resolve(flags, conf, spark::get, datasets);
     }
 
     /** An argument as {flag, value}: {@code --flag=value} split at its first '=', else {arg, null}. */

@@ -161,7 +161,10 @@ public final class LightningTables {
             }
         }
         // refuses the options of the command line only (--output, --resume, --master, ...) and Spark settings
-        JobConfig cfg = OptionParser.parse(Arrays.asList(options), null, true);
+        // over the caller's session: its builder's and runtime settings (spark.lightning.*) apply, as
+        // spark-defaults.conf's do (only the JVM's system properties were read, which hold neither)
+        JobConfig cfg = OptionParser.parse(Arrays.asList(options), null, true,
+                scala.jdk.javaapi.CollectionConverters.asJava(blocks.sparkSession().conf().getAll()));
         String kryo = kryoProblem(blocks.sparkSession().sparkContext().getConf());
         if (kryo != null) {
             throw new dev.lightning.attention.tensor.InvalidInputException(kryo);

@@ -127,7 +127,7 @@ class JobConfigTest {
             String m = assertThrows(InvalidInputException.class, () -> OptionParser.parse(
                     java.util.List.of("--input", "in", "--output", "out"), null, false)).getMessage();
             assertTrue(m.startsWith("Spark configuration spark.lightning.partiton.tokens (spark-submit --conf, "
-                    + "spark-defaults.conf or a -D system property): unknown option"), m);
+                    + "spark-defaults.conf, a -D system property or the session's settings): unknown option"), m);
         } finally {
             System.clearProperty("spark.lightning.partiton.tokens");
         }

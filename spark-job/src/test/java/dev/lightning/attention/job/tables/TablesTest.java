@@ -608,4 +608,29 @@ public class TablesTest {
         assertTrue(m.contains("spark.sql.shuffle.partitions=3") && m.contains("caller's SparkSession"), m);
         assertNotNull(blocks);
     }
+
+    /**
+     * The caller's session configures the options it leaves out, as spark-defaults.conf does on the command line:
+     * a spark.lightning.* setting of the session's builder or runtime was read by nothing (only the JVM's system
+     * properties were), and a misspelt one is refused as there.
+     */
+    @Test
+    void theSessionsOwnSettingsAreRead() {
+        Random rnd = new Random(23);
+        Dataset<Row> blocks = blocksOf(List.of(new Seq("x", 40, 1, 1, 1, 4, 4, DType.F32, rnd)), rnd, 8);
+        try {
+            spark.conf().set("spark.lightning.stateEvery", "16");
+            try (LightningTables.Result r = LightningTables.compute(blocks, "--backend", "cpu", "--chunk-size", "16")) {
+                assertEquals(2, r.checkpoints().count(), "states after tokens 16 and 32");
+            }
+            spark.conf().unset("spark.lightning.stateEvery");
+            spark.conf().set("spark.lightning.state_every", "16");
+            String m = rejection(() -> LightningTables.compute(blocks, "--backend", "cpu"));
+            assertTrue(m.contains("spark.lightning.state_every") && m.contains("did you mean spark.lightning.stateEvery")
+                    && m.contains("the session's settings"), m);
+        } finally {
+            spark.conf().unset("spark.lightning.stateEvery");
+            spark.conf().unset("spark.lightning.state_every");
+        }
+    }
 }
