@@ -165,7 +165,7 @@ public final class Commit {
         Staging.writeAtomically(fs, recordPath, "driver", json.writeValueAsBytes(record));
         OutputPaths.force(fs, recordPath);
         OutputPaths.forceDirectory(fs, staging.path()); // the commit point, on disk
-        publish(fs, output, staging.path(), record, out);
+        publish(fs, output, staging.path(), record, false, out);
     }
 
     /**
@@ -209,7 +209,7 @@ public final class Commit {
                 out.println("lightning: finishing the commit of interrupted run " + Staging.runIdOf(dir)
                         + " (it had reached its commit point)");
                 finished.add(RunInfo.read(fs, dir));
-                publish(fs, output, dir, record, out);
+                publish(fs, output, dir, record, true, out);
             }
         }
         return finished;
@@ -273,9 +273,19 @@ public final class Commit {
         return OutputPaths.problems(fs, output, files, whole, overwrite ? replaces : List.of());
     }
 
-    /** Steps 3 to 6; repeatable, so an interrupted publication is finished by running it again. */
-    private static void publish(FileSystem fs, Path output, Path stagingDir, JsonNode record, PrintStream out)
-            throws IOException {
+    /**
+     * Steps 3 to 6; repeatable, so an interrupted publication is finished by running it again
+     * ({@code finishing}: a later run does, after the commit point). An object store's rename (S3A,
+     * GCS) is no single step but a copy of each file followed by the delete of its source, so an
+     * interruption can leave a published file at both places, or a directory's files split between
+     * them: finishing then takes what stands at the destination for this run's own where it is (a
+     * file holding the staged file's bytes; a directory whose move had begun, recorded below
+     * {@code publishing/} in the staging first) and completes the move ({@link #finishMove}), rather
+     * than refuse it as an existing result for good, or with --overwrite move the published part
+     * aside and publish only the rest.
+     */
+    private static void publish(FileSystem fs, Path output, Path stagingDir, JsonNode record, boolean finishing,
+                                PrintStream out) throws IOException {
         boolean overwrite = record.path("overwrite").asBoolean(false);
         List<String> names = new ArrayList<>();
         record.path("files").forEach(f -> names.add(f.asText()));
@@ -311,34 +321,54 @@ public final class Commit {
                         && !anyPublished(fs, files, below.getOrDefault(name, List.of()))) {
                     fs.mkdirs(aside.getParent());
                     HadoopPaths.rename(fs, dst, aside);
+                } else if (finishing && fs.exists(dst) && fs.exists(aside)) {
+                    // a move aside that an object store's copy-then-delete left part way: the rest of the
+                    // earlier result follows what went first (else its files stayed beside the new ones);
+                    // this run's own parts, published or copied there already, stay
+                    leftoversAside(fs, files, name, below.getOrDefault(name, List.of()), dst, aside);
                 }
             }
         }
         java.util.Set<Path> touched = new java.util.LinkedHashSet<>();
         int n = 0;
+        Path publishing = new Path(stagingDir, "publishing");
         for (String name : names) {
             Path src = HadoopPaths.child(files, name);
             Path dst = HadoopPaths.child(output, name);
-            if (!fs.exists(src)) {
+            org.apache.hadoop.fs.FileStatus staged;
+            try {
+                staged = fs.getFileStatus(src);
+            } catch (FileNotFoundException e) {
                 if (!fs.exists(dst)) {
                     throw new IOException("cannot finish the commit of " + stagingDir + ": " + name
-                            + " is neither staged nor published");
+                            + " is neither staged nor published", e);
                 }
                 continue; // published before an interruption
             }
+            Path begun = HadoopPaths.child(publishing, name);
             // a link that leads nowhere is there too: moved aside with --overwrite, never replaced unasked
-            if (OutputPaths.exists(fs, dst)) {
+            if (OutputPaths.exists(fs, dst) && !(finishing && (staged.isDirectory() ? fs.exists(begun)
+                    : sameBytes(fs, staged, dst)))) {
                 if (!overwrite) {
                     throw new IOException("cannot publish " + name + ": " + dst + " exists and the run was not "
                             + "started with --overwrite; the staged file stays in " + src);
                 }
                 Path aside = HadoopPaths.child(replaced, name);
                 fs.mkdirs(aside.getParent());
-                HadoopPaths.rename(fs, dst, aside);
+                if (finishing) {
+                    finishMove(fs, dst, aside); // replaced/ is the staging's: whatever is there was moved by this run
+                } else {
+                    HadoopPaths.rename(fs, dst, aside);
+                }
             }
             fs.mkdirs(dst.getParent());
+            if (staged.isDirectory()) {
+                fs.mkdirs(begun); // what stands at dst from here on is this run's (a table's files, being moved)
+            }
             if (inPlace.contains(name)) {
                 renameFenced(fs, src, dst, out);
+            } else if (finishing) {
+                finishMove(fs, src, dst);
             } else {
                 HadoopPaths.rename(fs, src, dst); // written aside and renamed into the staging: no attempt holds it open
             }
@@ -362,6 +392,63 @@ public final class Commit {
         Staging.writeAtomically(fs, new Path(output, SUCCESS), "driver", new byte[0]);
         OutputPaths.forceDirectory(fs, output);
         removeStaging(fs, output, stagingDir);
+    }
+
+    /**
+     * Moves {@code from} to {@code to}, where a move begun earlier may have been cut short part way
+     * (see {@link #publish}): with nothing at {@code to}, a rename; a file whose copy at {@code to}
+     * holds its bytes already, only the delete of the source; a directory, each of its entries the
+     * same way, then the directory. A file at {@code to} with other bytes is left as it is, and
+     * the move refused.
+     */
+    private static void finishMove(FileSystem fs, Path from, Path to) throws IOException {
+        org.apache.hadoop.fs.FileStatus source = fs.getFileStatus(from);
+        if (!OutputPaths.exists(fs, to)) {
+            HadoopPaths.rename(fs, from, to);
+        } else if (source.isFile()) {
+            if (!sameBytes(fs, source, to)) {
+                throw new IOException("cannot move " + from + " to " + to + ": a file with other bytes stands there; "
+                        + "move it out of the way and run again: the next run into this output directory finishes "
+                        + "the commit");
+            }
+            fs.delete(from, false);
+        } else {
+            for (org.apache.hadoop.fs.FileStatus entry : fs.listStatus(from)) {
+                finishMove(fs, entry.getPath(), HadoopPaths.child(to, entry.getPath().getName()));
+            }
+            fs.delete(from, true);
+        }
+    }
+
+    /**
+     * Moves what is left of an earlier result at {@code dst} (the other form {@code name} of an
+     * output, partly moved to {@code aside} already) after the rest: a file whole; of a directory
+     * every entry but this run's {@code own} names below it that are published (no longer staged)
+     * or copied there with their staged bytes.
+     */
+    private static void leftoversAside(FileSystem fs, Path files, String name, List<String> own, Path dst, Path aside)
+            throws IOException {
+        if (fs.getFileStatus(dst).isFile()) {
+            finishMove(fs, dst, aside);
+            return;
+        }
+        for (org.apache.hadoop.fs.FileStatus entry : fs.listStatus(dst)) {
+            String below = name + "/" + entry.getPath().getName();
+            if (own.contains(below)) {
+                Path staged = HadoopPaths.child(files, below);
+                if (!fs.exists(staged) || sameBytes(fs, fs.getFileStatus(staged), entry.getPath())) {
+                    continue;
+                }
+            }
+            finishMove(fs, entry.getPath(), HadoopPaths.child(aside, entry.getPath().getName()));
+        }
+    }
+
+    /** Whether file {@code to} holds the bytes of {@code from} (length, then CRC32C): a copy a move made. */
+    private static boolean sameBytes(FileSystem fs, org.apache.hadoop.fs.FileStatus from, Path to) throws IOException {
+        org.apache.hadoop.fs.FileStatus there = fs.getFileStatus(to);
+        return there.isFile() && from.isFile() && there.getLen() == from.getLen()
+                && Staging.crc(fs, from.getPath()) == Staging.crc(fs, to);
     }
 
     /** How long the commit waits for a task attempt still writing a staged file before it gives up (and a later run finishes it). */
