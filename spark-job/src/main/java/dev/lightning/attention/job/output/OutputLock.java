@@ -49,6 +49,12 @@ public final class OutputLock implements AutoCloseable {
     private final Path path;
     private final String runId;
     private final ScheduledExecutorService heartbeat;
+    /** What the lock file holds: written again where the file system cannot set a file's time. */
+    private final byte[] content;
+    /** Whether refreshes write the lock again ({@link #refresh}): setTimes did not change its time here. */
+    private volatile boolean rewrite;
+    /** Held while this run reads or refreshes its lock: a lock being written again reads as no one's. */
+    private final Object io = new Object();
     private final Thread shutdownHook;
     /** Held while the commit publishes, so that a shutdown hook does not release the lock mid-commit. */
     final Object publishing = new Object();
@@ -57,10 +63,11 @@ public final class OutputLock implements AutoCloseable {
     private volatile boolean lost;
     private volatile boolean released;
 
-    private OutputLock(FileSystem fs, Path path, String runId, double staleSeconds) {
+    private OutputLock(FileSystem fs, Path path, String runId, double staleSeconds, byte[] content) {
         this.fs = fs;
         this.path = path;
         this.runId = runId;
+        this.content = content;
         long period = Math.max(200, Math.min(10_000, (long) (staleSeconds * 1000 / 4)));
         heartbeat = Executors.newSingleThreadScheduledExecutor(r -> {
             Thread t = new Thread(r, "lightning-lock-heartbeat");
@@ -84,7 +91,7 @@ public final class OutputLock implements AutoCloseable {
         byte[] content = describeSelf(runId, staleSeconds);
         for (int attempt = 0; attempt < 3; attempt++) {
             if (tryCreate(fs, path, content)) {
-                return new OutputLock(fs, path, runId, staleSeconds);
+                return new OutputLock(fs, path, runId, staleSeconds, content);
             }
             String foreign = notALock(fs, path);
             if (foreign != null) {
@@ -249,11 +256,13 @@ public final class OutputLock implements AutoCloseable {
         if (lost || released) {
             return false;
         }
-        try {
-            Holder h = Holder.read(fs, path);
-            lost = h == null || !runId.equals(h.runId);
-        } catch (IOException e) {
-            return false;
+        synchronized (io) {
+            try {
+                Holder h = Holder.read(fs, path);
+                lost = h == null || !runId.equals(h.runId);
+            } catch (IOException e) {
+                return false;
+            }
         }
         return !lost;
     }
@@ -266,10 +275,36 @@ public final class OutputLock implements AutoCloseable {
         }
     }
 
+    /**
+     * Renews the lock's modification time, by which a run on another host judges it. Hadoop's
+     * {@code setTimes} does nothing on a file system that does not implement it (object stores: an
+     * object's time is that of its upload), where the lock went stale {@code staleSeconds} after it
+     * was taken however alive its holder, and a run from another host took it over and removed the
+     * live run's staging. There the lock is written again with the same content, which gives it a
+     * new time (a contender that took it over in between loses it again, and finds out before it
+     * publishes).
+     */
     private void refresh() {
+        synchronized (io) {
+            refreshHeld();
+        }
+    }
+
+    private void refreshHeld() {
         try {
             if (held()) {
-                fs.setTimes(path, System.currentTimeMillis(), -1);
+                if (!rewrite) {
+                    long before = fs.getFileStatus(path).getModificationTime();
+                    long now = System.currentTimeMillis();
+                    fs.setTimes(path, now, -1);
+                    long after = fs.getFileStatus(path).getModificationTime();
+                    rewrite = after == before && before != now;
+                }
+                if (rewrite) {
+                    try (OutputStream o = fs.create(path, true)) {
+                        o.write(content);
+                    }
+                }
             }
         } catch (IOException | RuntimeException e) {
             // the next refresh tries again; check() decides before publishing

@@ -54,6 +54,44 @@ class OutputLockTest {
         assertFalse(Files.exists(tmp.resolve(OutputLock.NAME)), "released");
     }
 
+    /** A file system whose setTimes does nothing, as Hadoop's default (object store connectors): an object's time is its upload's. */
+    static final class NoSetTimesFs extends org.apache.hadoop.fs.FilterFileSystem {
+        NoSetTimesFs(FileSystem fs) {
+            super(fs);
+        }
+
+        @Override
+        public void setTimes(Path p, long mtime, long atime) {
+        }
+    }
+
+    /**
+     * Where setTimes does nothing, the lock is still refreshed (written again): it went stale
+     * --lock-stale-seconds after it was taken, and a run from another host took over the lock of a
+     * live run and removed its staging.
+     */
+    @Test
+    void aHeldLockIsRefreshedWhereSetTimesDoesNothing() throws Exception {
+        FileSystem fs = new NoSetTimesFs(fs());
+        Path out = new Path(tmp.toUri());
+        try (OutputLock lock = OutputLock.acquire(fs, out, "first", 1.0, quiet)) {
+            java.nio.file.Path file = tmp.resolve(OutputLock.NAME);
+            String content = Files.readString(file);
+            Files.setLastModifiedTime(file, FileTime.fromMillis(System.currentTimeMillis() - 60_000));
+            Thread.sleep(1_000);
+            long age = System.currentTimeMillis() - Files.getLastModifiedTime(file).toMillis();
+            assertTrue(age < 900, "refreshed " + age + " ms ago");
+            assertTrue(lock.held()); // never taken for another run's while it is written again
+            String now = Files.readString(file);
+            for (int i = 0; i < 20 && now.isEmpty(); i++) { // the local file system's create truncates first
+                Thread.sleep(10);
+                now = Files.readString(file);
+            }
+            assertEquals(content, now, "the same lock, written again");
+        }
+        assertFalse(Files.exists(tmp.resolve(OutputLock.NAME)), "released");
+    }
+
     /** A run whose lock was taken over (it looked stale) knows it and refuses to publish. */
     @Test
     void aLockTakenOverIsLost() throws Exception {
