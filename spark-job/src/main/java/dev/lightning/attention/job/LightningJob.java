@@ -12,6 +12,7 @@ import dev.lightning.attention.job.failure.Examples;
 import dev.lightning.attention.job.failure.ExplainedFailure;
 import dev.lightning.attention.job.hadoop.HadoopConf;
 import dev.lightning.attention.job.hadoop.HadoopPaths;
+import dev.lightning.attention.job.input.InputChangedException;
 import dev.lightning.attention.job.input.InputFile;
 import dev.lightning.attention.job.input.InputFormats;
 import dev.lightning.attention.job.input.InputListing;
@@ -237,7 +238,7 @@ final class LightningJob {
                 collectSkipped(merged, files);
             }
             warnSkipped(files, outFs, outputDir);
-            return publish(files, totalTokens, staging, outFs, outputDir, lock,
+            return publish(files, statuses, totalTokens, staging, outFs, outputDir, lock,
                     finishShared(splitOutputs, outFs, files, shared, softmax::outputLayout));
         }
         // pass 1 and the scan for the split sequences, then pass 2
@@ -263,7 +264,7 @@ final class LightningJob {
         Map<Integer, List<String>> publishedAs = finishShared(splitOutputs, outFs, files, shared,
                 lightning::outputLayout);
         lightning.checksumResults(runner, outFs, checksumSplits, skipped.keySet());
-        return publish(files, totalTokens, staging, outFs, outputDir, lock, publishedAs);
+        return publish(files, statuses, totalTokens, staging, outFs, outputDir, lock, publishedAs);
     }
 
     /**
@@ -336,9 +337,11 @@ final class LightningJob {
      * Writes the report into the staging, commits, and prints the closing line. {@code publishedAs}:
      * the names a sequence is published under where they are not its file name alone (the parts form).
      */
-    private ObjectNode publish(List<SequenceFile> files, long totalTokens, Staging staging, FileSystem outFs,
-                               Path outputDir, OutputLock lock, Map<Integer, List<String>> publishedAs)
-            throws IOException {
+    private ObjectNode publish(List<SequenceFile> files, List<InputFile> statuses, long totalTokens, Staging staging,
+                               FileSystem outFs, Path outputDir, OutputLock lock,
+                               Map<Integer, List<String>> publishedAs) throws IOException {
+        // every task has read what it reads: an input rewritten since the listing would publish a mix
+        RunFingerprint.refuseChanged(hadoopConf, statuses, stored);
         int resumed = resumedUnits();
         if (resumed > 0) {
             out.println("lightning: resumed: " + resumed + " unit(s) of work were kept from the interrupted run");
@@ -538,6 +541,11 @@ final class LightningJob {
                         + "published to the output directory. A rerun fails the same way until that is fixed on the "
                         + "executors (e.g. the application jar with JCuda shipped to them, a usable GPU); then rerun "
                         + "with --resume and the same options to keep the work done so far, in " + staging.root);
+            } else if (Causes.inChain(e, InputChangedException.class) != null) {
+                // the work kept in staging read the old content: --resume refuses it, and rightly
+                out.println("lightning: the run stopped because an input changed while it ran (the error below); "
+                        + "nothing was published to the output directory. Run again without --resume once the input "
+                        + "no longer changes; the failed run's report is in " + staging.root);
             } else if (LightningMain.findInvalidInput(e) != null) {
                 // a bad input: --resume cannot help, since the input or the options must change
                 out.println("lightning: the run stopped at a bad input (the error below); nothing was published to the "

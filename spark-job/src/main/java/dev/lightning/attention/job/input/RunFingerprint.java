@@ -7,8 +7,17 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.lightning.attention.job.config.JobConfig;
 import dev.lightning.attention.job.config.Setting;
 import dev.lightning.attention.job.config.Settings;
+import dev.lightning.attention.job.failure.Examples;
+import dev.lightning.attention.job.hadoop.HadoopPaths;
 import dev.lightning.attention.stream.SequenceFile;
+import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.fs.FileStatus;
+import org.apache.hadoop.fs.Path;
 
+import java.io.FileNotFoundException;
+import java.io.IOException;
+import java.time.Instant;
+import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -61,5 +70,60 @@ public final class RunFingerprint {
             }
         }
         return n;
+    }
+
+    /**
+     * Refuses to publish results whose inputs changed while the run read them: every input file
+     * ({@code statuses}) and every stored state's file ({@code stored}, null without
+     * --initial-states) must still have the size and modification time the run was planned with.
+     * Tasks read their token ranges at the offsets the planning header gave, each when it runs, and
+     * pass 2 continues from pass 1's states: a file rewritten in between gave an output that is
+     * neither the old file's nor the new one's, published with exit status 0. Called by the driver
+     * once every task has read what it reads, before the commit; a change after that point does not
+     * touch the results.
+     *
+     * @throws InputChangedException naming each changed file (the first few), what the run was
+     *                               planned with and what is there now
+     */
+    public static void refuseChanged(Configuration conf, List<InputFile> statuses,
+                                     Map<String, StoredStates.State> stored) throws IOException {
+        List<String> changed = new ArrayList<>();
+        for (InputFile f : statuses) {
+            String c = change(conf, f.path(), f.status.getLen(), f.status.getModificationTime());
+            if (c != null) {
+                changed.add(f.name + ": " + c);
+            }
+        }
+        if (stored != null) {
+            for (Map.Entry<String, StoredStates.State> e : new TreeMap<>(stored).entrySet()) {
+                StoredStates.State st = e.getValue();
+                String c = change(conf, new Path(java.net.URI.create(st.file)), st.fileBytes, st.fileModified);
+                if (c != null) {
+                    changed.add("the stored state of " + e.getKey() + ": " + c);
+                }
+            }
+        }
+        if (!changed.isEmpty()) {
+            throw new InputChangedException(changed.size() + " input file(s) changed while the run read them: "
+                    + Examples.of(changed, 3, "; ") + "; its pieces may have read the old content and the new, so "
+                    + "nothing was published. Run again without --resume once the input no longer changes (write a "
+                    + "new version under another name, or beside the input and then move it into place, between runs)");
+        }
+    }
+
+    /** What changed in the file at {@code p} since it had {@code bytes} and {@code modified}, or null when nothing did. */
+    private static String change(Configuration conf, Path p, long bytes, long modified) throws IOException {
+        FileStatus now;
+        try {
+            now = HadoopPaths.fileSystem(p, conf).getFileStatus(p);
+        } catch (FileNotFoundException e) {
+            return p + " is gone (deleted or moved since the run listed it)";
+        }
+        if (now.getLen() == bytes && now.getModificationTime() == modified) {
+            return null;
+        }
+        return p + " had " + bytes + " bytes, modified " + Instant.ofEpochMilli(modified) + ", when the run listed it, "
+                + "and has " + now.getLen() + " bytes, modified " + Instant.ofEpochMilli(now.getModificationTime())
+                + ", now";
     }
 }

@@ -244,6 +244,17 @@ public final class SequenceFiles {
             return new Opened(SyntheticSequence.ofUri(f.path).reader(), () -> { });
         }
         Path p = hadoopPath(f);
+        try {
+            return openFile(p, conf);
+        } catch (java.io.FileNotFoundException | java.nio.file.NoSuchFileException e) {
+            // listed and read by the driver when the run started, gone when its task came to it
+            throw new InputChangedException(f.name + ": " + p + " is gone: it was deleted or moved while the run read "
+                    + "it, and nothing was published. Put it back or leave it out, and run again without --resume (the "
+                    + "work done so far was planned with it)", e);
+        }
+    }
+
+    private static Opened openFile(Path p, org.apache.hadoop.conf.Configuration conf) throws IOException {
         FileSystem fs = HadoopPaths.fileSystem(p, conf);
         java.io.File local = localFile(fs, p);
         if (local != null) {

@@ -71,6 +71,33 @@ class RunFingerprintTest {
                 tmp.resolve("out").toString())).contains("initialStates"));
     }
 
+    /**
+     * What the driver compares before its commit (RunFingerprint.refuseChanged; the run itself:
+     * InputChangedTest): the inputs and the stored states' files as the run listed them. Nothing
+     * changed passes; a stored state's file written again (an --overwrite run into the earlier
+     * directory while this append ran) is named with what was listed and what is there now.
+     */
+    @Test
+    void aStoredStateRewrittenDuringTheRunIsNamed() throws Exception {
+        java.nio.file.Path in = Files.createDirectories(tmp.resolve("in"));
+        write(in.resolve("a.safetensors"), 0.25f);
+        java.nio.file.Path stateFile = tmp.resolve("a-state.safetensors");
+        write(stateFile, 0.5f);
+        Configuration conf = new Configuration();
+        List<InputFile> statuses = InputListing.list(conf, in.toString(), false);
+        String uri = stateFile.toUri().toString();
+        long modified = Files.getLastModifiedTime(stateFile).toMillis();
+        Map<String, StoredStates.State> stored = Map.of("a.safetensors", state(uri, Files.size(stateFile), modified));
+        RunFingerprint.refuseChanged(conf, statuses, stored);
+
+        Files.setLastModifiedTime(stateFile, FileTime.fromMillis(modified + 5000));
+        InputChangedException e = org.junit.jupiter.api.Assertions.assertThrows(InputChangedException.class,
+                () -> RunFingerprint.refuseChanged(conf, statuses, stored));
+        assertTrue(e.getMessage().startsWith("1 input file(s) changed while the run read them: the stored state of "
+                + "a.safetensors: ") && e.getMessage().contains(java.time.Instant.ofEpochMilli(modified).toString()),
+                e.getMessage());
+    }
+
     /** A stored state that only names its file (the fingerprint reads nothing else). */
     private static StoredStates.State state(String file, long bytes, long modified) {
         return new StoredStates.State(2, 4, 4, false, null, null, -1, file, file, bytes, modified, -1, null, List.of()) {
