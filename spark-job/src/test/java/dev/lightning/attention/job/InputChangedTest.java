@@ -56,6 +56,25 @@ class InputChangedTest {
         assertNothingPublished(out);
     }
 
+    /** The same for safetensors files written as tables (--output-format parquet): TableRun's own check. */
+    @Test
+    void aFileRewrittenUnderATableRunIsNotPublished() throws Exception {
+        Path in = Files.createDirectories(tmp.resolve("in"));
+        write(in.resolve("a.safetensors"), 0.25f);
+        Path b = in.resolve("b.safetensors");
+        write(b, 0.5f);
+        Path out = tmp.resolve("out");
+        String log = failing(in, out, () -> {
+            FileTime before = Files.getLastModifiedTime(b);
+            write(b, 0.75f);
+            Files.setLastModifiedTime(b, FileTime.fromMillis(before.toMillis() + 2000));
+        }, "--output-format", "parquet");
+        assertTrue(log.contains("b.safetensors had ") && log.contains("changed while the run read them")
+                && !log.contains("a.safetensors had"), log);
+        // the run created the directory and removed it again with its staging: nothing of it is left
+        assertFalse(Files.exists(out), out + " is left");
+    }
+
     @Test
     void aFileDeletedUnderTheRunIsNamedInOneLine() throws Exception {
         Path in = Files.createDirectories(tmp.resolve("in"));
@@ -74,11 +93,15 @@ class InputChangedTest {
         void apply() throws Exception;
     }
 
-    /** Runs the job over {@code in} into {@code out}, applying {@code change} just before Spark starts; returns its log. */
-    private static String failing(Path in, Path out, Change change) {
-        JobConfig cfg = OptionParser.parse(List.of("--input", in.toString(), "--output", out.toString(),
-                "--backend", "cpu", "--master", "local[1]", "--partition-tokens", "64", "--progress-seconds", "60"),
-                null, false);
+    /**
+     * Runs the job over {@code in} into {@code out} (and {@code more} options), applying {@code change}
+     * just before Spark starts; returns its log.
+     */
+    private static String failing(Path in, Path out, Change change, String... more) {
+        List<String> args = new java.util.ArrayList<>(List.of("--input", in.toString(), "--output", out.toString(),
+                "--backend", "cpu", "--master", "local[1]", "--partition-tokens", "64", "--progress-seconds", "60"));
+        args.addAll(List.of(more));
+        JobConfig cfg = OptionParser.parse(args, null, false);
         org.apache.spark.SparkConf conf = LightningMain.sparkConf(cfg);
         org.apache.hadoop.conf.Configuration hadoop =
                 org.apache.spark.deploy.SparkHadoopUtil.get().newConfiguration(conf);

@@ -10,6 +10,7 @@ import dev.lightning.attention.job.failure.Causes;
 import dev.lightning.attention.job.failure.Examples;
 import dev.lightning.attention.job.failure.SetupChecks;
 import dev.lightning.attention.job.hadoop.HadoopPaths;
+import dev.lightning.attention.job.input.InputChangedException;
 import dev.lightning.attention.job.input.InputFile;
 import dev.lightning.attention.job.input.InputListing;
 import dev.lightning.attention.job.input.InputSamples;
@@ -521,6 +522,8 @@ public final class TableRun {
             ObjectNode report = json.createObjectNode();
             try {
                 compute(inputs, inputFiles, absorbed, seqInputs, files, rejected, storedTable, staging, report);
+                // every task has read what it reads: an input changed since the listing would publish a mix
+                refuseChanged(fingerprint, inputListed, inputs, seqInputs, storedTable);
             } catch (Exception e) {
                 if (Causes.inChain(e, InvalidInputException.class) != null
                         || SetupChecks.setupProblem(e) != null) {
@@ -582,6 +585,59 @@ public final class TableRun {
         contents(n.putArray("sequences"), seqInputs);
         contents(n.putArray("initialStates"), storedTable == null ? List.of() : List.of(storedTable));
         return n;
+    }
+
+    /**
+     * Refuses to publish tables whose input changed while the run read it: the data files of
+     * --input (listed again for a table, so a file added to it counts too; each file again for
+     * safetensors input), of --sequences and of the stored table, against what {@code planned} (the
+     * run's fingerprint) recorded of them. Spark's reader and the tasks that read safetensors token
+     * ranges read when they run, so a file rewritten under the run gave tables of neither the old
+     * content nor the new, and a report whose samples (the chain's "same segment twice" check) name
+     * the old content. The files run's own check: RunFingerprint.refuseChanged.
+     */
+    private void refuseChanged(JsonNode planned, List<LocatedFileStatus> inputListed, List<String> inputs,
+                               List<String> seqInputs, String storedTable) throws IOException {
+        List<LocatedFileStatus> now;
+        if (parquetInput) {
+            now = InputSamples.list(hadoopConf, inputs);
+        } else {
+            now = new ArrayList<>();
+            for (LocatedFileStatus st : inputListed) {
+                try {
+                    now.add(new LocatedFileStatus(HadoopPaths.fileSystem(st.getPath(), hadoopConf)
+                            .getFileStatus(st.getPath()), null));
+                } catch (java.io.FileNotFoundException e) {
+                    // gone: named below
+                }
+            }
+        }
+        ObjectMapper json = new ObjectMapper();
+        JsonNode current = json.readTree(json.writeValueAsBytes(fingerprint(json, now, seqInputs, storedTable)));
+        List<String> changed = new ArrayList<>();
+        for (String key : List.of("input", "sequences", "initialStates")) {
+            Map<String, JsonNode> after = new java.util.LinkedHashMap<>();
+            current.path(key).forEach(f -> after.put(f.path("path").asText(), f));
+            for (JsonNode f : planned.path(key)) {
+                JsonNode a = after.remove(f.path("path").asText());
+                if (a == null) {
+                    changed.add(f.path("path").asText() + " is gone (deleted or moved since the run listed it)");
+                } else if (a.path("bytes").asLong() != f.path("bytes").asLong()
+                        || a.path("modified").asLong() != f.path("modified").asLong()) {
+                    changed.add(f.path("path").asText() + " had " + f.path("bytes").asLong() + " bytes, modified "
+                            + java.time.Instant.ofEpochMilli(f.path("modified").asLong()) + ", when the run listed it, "
+                            + "and has " + a.path("bytes").asLong() + " bytes, modified "
+                            + java.time.Instant.ofEpochMilli(a.path("modified").asLong()) + ", now");
+                }
+            }
+            after.keySet().forEach(path -> changed.add(path + " appeared while the run read its table"));
+        }
+        if (!changed.isEmpty()) {
+            throw new InputChangedException(changed.size() + " input file(s) changed while the run read them: "
+                    + Examples.of(changed, 3, "; ") + "; its tasks may have read the old content and the new, so "
+                    + "nothing was published. Run again once the input no longer changes (write a new version under "
+                    + "another name, or beside the input and then move it into place, between runs)");
+        }
     }
 
     /** Each file at or below {@code paths}: path, bytes, modification time, in path order. */
