@@ -89,6 +89,20 @@ class InputChangedTest {
         assertNothingPublished(out);
     }
 
+    /** The same in a softmax run, whose tasks open their files themselves (SoftmaxTasks). */
+    @Test
+    void aFileDeletedUnderASoftmaxRunIsNamedInOneLine() throws Exception {
+        Path in = Files.createDirectories(tmp.resolve("in"));
+        write(in.resolve("a.safetensors"), 0.25f);
+        Path b = in.resolve("b.safetensors");
+        write(b, 0.5f);
+        Path out = tmp.resolve("out");
+        String log = failing(in, out, () -> Files.delete(b), "--attention", "softmax");
+        assertTrue(log.contains("b.safetensors") && log.contains("is gone"), log);
+        assertFalse(log.contains("rerun with --resume"), log);
+        assertNothingPublished(out);
+    }
+
     private interface Change {
         void apply() throws Exception;
     }

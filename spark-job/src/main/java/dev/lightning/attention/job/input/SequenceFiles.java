@@ -247,11 +247,25 @@ public final class SequenceFiles {
         try {
             return openFile(p, conf);
         } catch (java.io.FileNotFoundException | java.nio.file.NoSuchFileException e) {
-            // listed and read by the driver when the run started, gone when its task came to it
-            throw new InputChangedException(f.name + ": " + p + " is gone: it was deleted or moved while the run read "
-                    + "it, and nothing was published. Put it back or leave it out, and run again without --resume (the "
-                    + "work done so far was planned with it)", e);
+            throw gone(f, p, e);
         }
+    }
+
+    /** {@code fs.open} of a sequence's file as a stream, a file gone since the run listed it said as {@link #open} says it. */
+    public static FSDataInputStream openStream(FileSystem fs, SequenceFile f) throws IOException {
+        Path p = hadoopPath(f);
+        try {
+            return fs.open(p);
+        } catch (java.io.FileNotFoundException e) {
+            throw gone(f, p, e);
+        }
+    }
+
+    /** A sequence file listed and read by the driver when the run started, gone when a task came to it. */
+    private static InputChangedException gone(SequenceFile f, Path p, IOException e) {
+        return new InputChangedException(f.name + ": " + p + " is gone: it was deleted or moved while the run read it, "
+                + "and nothing was published. Put it back or leave it out, and run again without --resume (the work "
+                + "done so far was planned with it)", e);
     }
 
     private static Opened openFile(Path p, org.apache.hadoop.conf.Configuration conf) throws IOException {

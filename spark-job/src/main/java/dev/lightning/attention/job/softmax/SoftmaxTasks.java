@@ -253,7 +253,7 @@ final class SoftmaxTasks implements Serializable {
                     } else {
                         SoftmaxWork work = work(f, backend);
                         DType oDtype = cfg.outputDtype(f.dtype);
-                        try (FSDataInputStream in = fs(f.path).open(SequenceFiles.hadoopPath(f))) {
+                        try (FSDataInputStream in = SequenceFiles.openStream(fs(f.path), f)) {
                             Rows rows = (o, lse) -> work.compute(backend, in::readFully, f, q.sequence(), q.start(),
                                     q.end(), b.keyStart, b.keyEnd,
                                     (at, p) -> SoftmaxWork.writeRows(f, q.sequence(), at, p, oDtype, o, lse));
