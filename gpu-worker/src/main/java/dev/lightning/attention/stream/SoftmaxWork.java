@@ -158,8 +158,8 @@ public final class SoftmaxWork {
      * Writes a query block's rows: o [n, Hq, Dv] in {@code oDtype} to {@code o}, and, when
      * {@code lse} is not null, lse [n, Hq] float32 little-endian to it.
      *
-     * @throws NonFiniteOutputException when o holds NaN/Inf as written (an F16 overflow), before
-     *                                  anything of the block is written
+     * @throws NonFiniteOutputException when o holds NaN/Inf as written (an F16 overflow), or lse does
+     *                                  (written or not), before anything of the block is written
      */
     public static void writeRows(SequenceFile f, int sequence, long queryStart, SoftmaxPartial p, DType oDtype,
                                  OutputStream o, OutputStream lse) throws IOException {
@@ -176,6 +176,24 @@ public final class SoftmaxWork {
                     + i % p.dv() + "]";
             throw new NonFiniteOutputException(f.name, sequence, queryStart, bad.count, first, "o", oDtype,
                     "tokens [" + queryStart + ", " + (queryStart + n) + ")");
+        }
+        // Each row written here has seen all its keys (key t at least), so its lse is finite unless a
+        // score overflowed. Every score of a row at -inf (below -3.4e38 in float32) reads as "no key
+        // seen": the backends give that row o = 0, finite, and lse = -inf, which o's scan cannot see.
+        float[] rowLse = p.lse();
+        long badLse = 0;
+        int firstLse = -1;
+        for (int r = 0; r < n * p.heads(); r++) {
+            if (!Float.isFinite(rowLse[r]) && badLse++ == 0) {
+                firstLse = r;
+            }
+        }
+        if (badLse > 0) {
+            String first = "lse[" + (queryStart + firstLse / p.heads()) + ", " + firstLse % p.heads() + "]";
+            throw new NonFiniteOutputException(f.name, sequence, queryStart, badLse, first, "lse", DType.F32,
+                    "tokens [" + queryStart + ", " + (queryStart + n) + ") (the log-sum-exp of the rows' scores "
+                            + "scale * q . k, checked with or without --write-lse: at -inf every score of the row "
+                            + "overflowed float32, and o would be written as 0)");
         }
         o.write(raw);
         if (lse != null) {

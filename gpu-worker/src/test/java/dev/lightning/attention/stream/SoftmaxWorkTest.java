@@ -1,14 +1,21 @@
 package dev.lightning.attention.stream;
 
+import dev.lightning.attention.engine.Backends;
 import dev.lightning.attention.engine.Slopes;
+import dev.lightning.attention.engine.SoftmaxBackend;
+import dev.lightning.attention.engine.SoftmaxPartial;
 import dev.lightning.attention.engine.SoftmaxSpec;
 import dev.lightning.attention.tensor.DType;
+import dev.lightning.attention.tensor.TokenTensor;
 import org.junit.jupiter.api.Test;
 
+import java.io.ByteArrayOutputStream;
+
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-/** How SoftmaxWork sizes its query blocks. */
+/** How SoftmaxWork sizes its query blocks, and what it lets through to the output. */
 class SoftmaxWorkTest {
     /**
      * However large the byte budget, a query block's buffers stay within one Java array, as lightning's windows do
@@ -32,5 +39,49 @@ class SoftmaxWorkTest {
         }
         // budgets that fit are untouched: 512 MiB holds 2,723 queries, 2,688 in whole chunks
         assertEquals(2688, new SoftmaxWork(spec, 64, 512L << 20, 1L << 20).queryBlockTokens(f));
+    }
+
+    /**
+     * A row whose every score scale * q . k is below float32's range is -inf throughout, which the
+     * backends take for "no key seen": o = 0 (finite, so o's scan passed it) and lse = -inf. The job
+     * wrote those zeros with exit status 0 (scale 1e37, q . k = -406 to -460: the float64 o is a
+     * weighted mean of v, far from 0). The rows are refused as an overflow instead, lse or not.
+     */
+    @Test
+    void rowsWhoseScoresAllOverflowAreRefusedNotWrittenAsZeros() throws Exception {
+        int t = 4;
+        int d = 4;
+        SoftmaxSpec spec = new SoftmaxSpec(1, 1, d, d, 1e37, SoftmaxSpec.NO_WINDOW);
+        float[] q = new float[t * d];
+        float[] k = new float[t * d];
+        float[] v = new float[t * d];
+        for (int i = 0; i < q.length; i++) {
+            q[i] = -1f;
+            k[i] = 100f + i;
+            v[i] = 0.5f + i % 3;
+        }
+        SoftmaxPartial p = SoftmaxPartial.empty(spec, t);
+        try (SoftmaxBackend cpu = Backends.softmaxCpu()) {
+            cpu.forward(spec, TokenTensor.of(DType.F32, t, 1, d, q), 0, TokenTensor.of(DType.F32, t, 1, d, k),
+                    TokenTensor.of(DType.F32, t, 1, d, v), 0, p);
+        }
+        SequenceFile f = new SyntheticSequence(t, 1, d, d, DType.F32, 1).describe(Slopes::minimax, false);
+        ByteArrayOutputStream o = new ByteArrayOutputStream();
+        NonFiniteOutputException e = assertThrows(NonFiniteOutputException.class,
+                () -> SoftmaxWork.writeRows(f, 0, 0, p, DType.F32, o, null));
+        assertTrue(e.getMessage().contains("lse[0, 0]") && e.getMessage().contains("--scale")
+                && e.getMessage().contains("overflowed float32"), e.getMessage());
+        assertEquals(0, o.size(), "nothing of the block is written");
+
+        // finite scores: written as before
+        SoftmaxSpec fine = new SoftmaxSpec(1, 1, d, d, 1.0, SoftmaxSpec.NO_WINDOW);
+        try (SoftmaxBackend cpu = Backends.softmaxCpu()) {
+            cpu.forward(fine, TokenTensor.of(DType.F32, t, 1, d, q), 0, TokenTensor.of(DType.F32, t, 1, d, k),
+                    TokenTensor.of(DType.F32, t, 1, d, v), 0, p);
+        }
+        ByteArrayOutputStream lse = new ByteArrayOutputStream();
+        SoftmaxWork.writeRows(f, 0, 0, p, DType.F32, o, lse);
+        assertEquals(4 * t * d, o.size());
+        assertEquals(4 * t, lse.size());
     }
 }
