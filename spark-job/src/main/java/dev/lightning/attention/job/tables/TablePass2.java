@@ -36,7 +36,7 @@ import java.util.List;
  * shuffle in the same order), writing an o record per block; a sequence's last piece also its final
  * state. Runs of consecutive short unsplit sequences of one spec go through the engine's
  * {@link BatchStep} instead, many sequences per call (on a GPU one launch per batch), their states
- * in a {@link StateStore}. Every o value is scanned for NaN/Inf before it leaves the task.
+ * in a {@link StateStore}. Every o value and every state is scanned for NaN/Inf before it leaves the task.
  */
 public final class TablePass2 extends Lazy<TablePass2.Out> {
     /** Unsplit sequences of at most this many tokens go through the batch step. */
@@ -195,6 +195,7 @@ public final class TablePass2 extends Lazy<TablePass2.Out> {
         r.seq = s;
         r.start = c;
         split(r, all, spec);
+        checkFinite(r, spec);
         ready.add(r);
     }
 
@@ -241,7 +242,34 @@ public final class TablePass2 extends Lazy<TablePass2.Out> {
         r.seq = s;
         r.start = plan.tokens[s];
         split(r, state.toBytes(), spec);
+        checkFinite(r, spec);
         ready.add(r);
+    }
+
+    /**
+     * Fails the task at the first NaN/Inf of a state record, as a files run fails its final_state and states: a
+     * state that overflowed float32 while o did not (o_t reads the state of the chunk before plus the chunk's own
+     * terms, the state sums all of them) was written to final_states/ and states/ as Inf, with _SUCCESS.
+     */
+    private void checkFinite(Out r, AttentionSpec spec) {
+        boolean last = r.kind == Out.FINAL_STATE;
+        String prefix = last ? "" : r.start + ", ";
+        for (byte[] b : r.normalizer == null ? new byte[][] {r.data} : new byte[][] {r.data, r.normalizer}) {
+            NonFinite.Found f = NonFinite.scan(b, 0, b.length / 4, DType.F32);
+            if (f.count == 0) {
+                continue;
+            }
+            boolean z = b == r.normalizer;
+            String tensor = z ? (last ? "final_normalizer" : "normalizers") : (last ? "final_state" : "states");
+            long e = f.first;
+            int per = z ? spec.dk() : spec.dk() * spec.dv();
+            String at = z ? e / per + ", " + e % per
+                    : e / per + ", " + (e % per) / spec.dv() + ", " + e % spec.dv();
+            throw new InvalidInputException("sequence '" + plan.names[r.seq] + "': " + tensor + " holds NaN/Inf values ("
+                    + f.count + (last ? "" : " in state " + r.start) + "), the first at " + tensor + "[" + prefix + at
+                    + "] (" + (last ? "" : "state, ") + (z ? "head, index" : "head, row, column") + "); "
+                    + NonFiniteOutputException.advice(tensor, DType.F32, false));
+        }
     }
 
     private void closeStep() {
@@ -388,6 +416,7 @@ public final class TablePass2 extends Lazy<TablePass2.Out> {
             r.start = plan.tokens[r.seq];
             r.data = java.util.Arrays.copyOfRange(kvOut.array(), i * kv, (i + 1) * kv);
             r.normalizer = zOut == null ? null : java.util.Arrays.copyOfRange(zOut.array(), i * zb, (i + 1) * zb);
+            checkFinite(r, spec);
             ready.add(r);
         }
     }

@@ -440,6 +440,48 @@ public class TablesTest {
         assertTrue(m.contains("`dk`") && m.contains("missing") && m.contains("`tokens` is string"), m);
     }
 
+    /**
+     * A state that overflows float32 while o does not fails the run naming the sequence and the tensor, as a files
+     * run fails its final_state and states. o_t reads the state before its chunk plus the chunk's own terms, and
+     * the state sums all of them: slope 0, q = 0.1 and k = v = 1.5e19 on the last two tokens of a chunk give o
+     * 4.5e37 and a state of 4.5e38. The table run wrote that Inf to final_states/ (and states/) and succeeded.
+     * Covered: the batch step (64 tokens, its chunked form), a piece's final state (128 tokens), a recorded state.
+     */
+    @Test
+    void overflowingStatesFailTheRunNamingTheSequence() {
+        for (int[] c : new int[][] {{64, 0}, {128, 0}, {192, 64}}) {
+            int tokens = c[0];
+            int every = c[1];
+            ByteBuffer q = ByteBuffer.allocate(4 * tokens).order(ByteOrder.LITTLE_ENDIAN);
+            ByteBuffer kv = ByteBuffer.allocate(4 * tokens).order(ByteOrder.LITTLE_ENDIAN);
+            int last = every > 0 ? every - 1 : tokens - 1; // the overflow on the two tokens up to here
+            for (int t = 0; t < tokens; t++) {
+                q.putFloat(0.1f);
+                kv.putFloat(t == last || t == last - 1 ? 1.5e19f : (t > last ? 0f : 1f));
+            }
+            Row block = RowFactory.create("hot", 0L, tokens, "F32", 1, 1, 1, 1, 1, q.array(), kv.array(), kv.array());
+            Dataset<Row> blocks = spark.createDataFrame(List.of(block), TableSchema.BLOCKS.schema());
+            Dataset<Row> perSeq = spark.createDataFrame(List.of(RowFactory.create("hot",
+                    TableCompute.boxed(new double[] {0}), null, null)), TableSchema.SEQUENCES.schema());
+            List<String> options = new ArrayList<>(List.of("--backend", "cpu"));
+            if (every > 0) {
+                options.addAll(List.of("--state-every", Integer.toString(every)));
+            }
+            String m = rejection(() -> {
+                try (LightningTables.Result res = LightningTables.compute(blocks, perSeq,
+                        options.toArray(new String[0]))) {
+                    res.finalStates().count();
+                    if (every > 0) {
+                        res.checkpoints().count();
+                    }
+                }
+            });
+            String tensor = every > 0 ? "states[0, 0, 0, 0]" : "final_state[0, 0, 0]";
+            assertTrue(m.contains("sequence 'hot'") && m.contains(tensor) && m.contains("float32 overflowed"),
+                    tokens + " tokens: " + m);
+        }
+    }
+
     @Test
     void manyShortSequencesArePackedIntoFewTasks() {
         Random rnd = new Random(19);
