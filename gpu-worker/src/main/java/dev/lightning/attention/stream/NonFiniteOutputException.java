@@ -37,10 +37,18 @@ public final class NonFiniteOutputException extends NonFiniteException {
      * What to do: an F16 o overflows above 65504, which F32 holds; a BF16 o has float32's range
      * (3.39e38 against 3.40e38), so its infinities are float32's own, as an F32 o's are; with
      * --normalize-eps 0 the likely cause is a zero denominator. The one statement of it: a table
-     * run's pass 2 gives the same.
+     * run's pass 2 gives the same, with its own last resort.
      */
     public static String advice(String tensor, DType dtype, boolean zeroEps) {
-        String skip = "--skip-nonfinite to skip such sequences and list them in the run report";
+        return advice(tensor, dtype, zeroEps, "pass --skip-nonfinite to skip such sequences and list them in the run "
+                + "report");
+    }
+
+    /**
+     * The same, with {@code skip} the last resort (a clause after "or"): a table run refuses --skip-nonfinite, and
+     * its advice must not send the user to it.
+     */
+    public static String advice(String tensor, DType dtype, boolean zeroEps, String skip) {
         if (zeroEps) {
             return "the run normalizes with --normalize-eps 0, so a token whose phi(q) . z is 0 has o = 0/0 (relu maps "
                     + "a q row without a positive element, or keys without one, to 0), and one below 1e-38 overflows "
@@ -51,7 +59,7 @@ public final class NonFiniteOutputException extends NonFiniteException {
                     + "or " + skip;
         }
         return "float32 overflowed in the computation" + (dtype == DType.BF16 ? " (BF16 has float32's range: "
-                + "--output-dtype f32 would not hold it)" : "") + ": check the magnitude of q, k, v and --scale, or pass "
+                + "--output-dtype f32 would not hold it)" : "") + ": check the magnitude of q, k, v and --scale, or "
                 + skip;
     }
 }

@@ -538,6 +538,9 @@ class TablesCliTest {
         assertEquals(2, run(log, "--input", in, "--output", out, "--scale", "1e6"), log.toString());
         assertTrue(log.toString().contains("o is F16 (largest value 65504)")
                 && log.toString().contains("pass --output-dtype f32"), log.toString());
+        // but not --skip-nonfinite, which a table run refuses: the advice sent users to a refusal
+        assertTrue(!log.toString().contains("pass --skip-nonfinite") && !log.toString().contains("or --skip-nonfinite")
+                && log.toString().contains("a table run has no --skip-nonfinite"), log.toString());
         assertFalse(Files.exists(Path.of(out, "o")), "nothing published");
         assertEquals(0, run(log, "--input", in, "--output", out, "--scale", "1e6", "--output-dtype", "f32"),
                 log.toString());

@@ -43,6 +43,8 @@ public final class TablePass2 extends Lazy<TablePass2.Out> {
     static final int BATCH_MAX_TOKENS = 64;
     /** The most sequences of one batch step. */
     static final int BATCH_MAX_SEQUENCES = 4096;
+    /** The last resort of a non-finite output's advice: a table run refuses --skip-nonfinite (TableRun). */
+    static final String NO_SKIP = "leave the sequence's rows out of the run (a table run has no --skip-nonfinite)";
 
     /**
      * An output: a block of o ({@link #O}: data its bytes from token {@code start}), a sequence's
@@ -230,7 +232,8 @@ public final class TablePass2 extends Lazy<TablePass2.Out> {
                         + " in tokens [" + r.start + ", " + (r.start + r.tokens) + ")), the first at o["
                         + (r.start + e / ((long) o.heads() * w)) + ", "
                         + (e / w) % o.heads() + ", " + e % w + "] (token, head, index)"
-                        + "; " + NonFiniteOutputException.advice("o", o.dtype(), spec.normalized() && spec.eps() == 0));
+                        + "; " + NonFiniteOutputException.advice("o", o.dtype(), spec.normalized() && spec.eps() == 0,
+                        NO_SKIP));
             }
             ready.add(r);
         }
@@ -268,7 +271,7 @@ public final class TablePass2 extends Lazy<TablePass2.Out> {
             throw new InvalidInputException("sequence '" + plan.names[r.seq] + "': " + tensor + " holds NaN/Inf values ("
                     + f.count + (last ? "" : " in state " + r.start) + "), the first at " + tensor + "[" + prefix + at
                     + "] (" + (last ? "" : "state, ") + (z ? "head, index" : "head, row, column") + "); "
-                    + NonFiniteOutputException.advice(tensor, DType.F32, false));
+                    + NonFiniteOutputException.advice(tensor, DType.F32, false, NO_SKIP));
         }
     }
 

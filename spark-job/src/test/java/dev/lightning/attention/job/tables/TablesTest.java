@@ -479,6 +479,8 @@ public class TablesTest {
             String tensor = every > 0 ? "states[0, 0, 0, 0]" : "final_state[0, 0, 0]";
             assertTrue(m.contains("sequence 'hot'") && m.contains(tensor) && m.contains("float32 overflowed"),
                     tokens + " tokens: " + m);
+            // a table run refuses --skip-nonfinite: the advice must not offer it
+            assertTrue(!m.contains("pass --skip-nonfinite") && m.contains("a table run has no --skip-nonfinite"), m);
         }
     }
 
