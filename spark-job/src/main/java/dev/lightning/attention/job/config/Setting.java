@@ -157,6 +157,21 @@ public final class Setting<T> {
                 v -> !Double.isFinite(v) ? "must be finite" : positive && v <= 0 ? "must be > 0" : null);
     }
 
+    /**
+     * A number the kernels apply in float32 (--scale, --normalize-eps): of at least {@code min}, and 0 or of a
+     * magnitude float32 holds as a normal number. Below 1.2e-38 it became 0 or a subnormal in float32 and the run
+     * wrote o = 0 (or o of fewer bits), recording the value asked for: --scale 1e-50 gave o = 0 where o is 1e-12.
+     * Above 3.4e38 it became Inf.
+     */
+    static Setting<Double> float32Real(String flag, String key, double def, double min, String doc) {
+        return new Setting<>(flag, key, "number", def, Double.toString(def), doc, Double::parseDouble,
+                v -> !Double.isFinite(v) ? "must be finite" : v < min ? "must be >= " + min
+                        : v != 0 && (Math.abs(v) < Float.MIN_NORMAL || Math.abs(v) > Float.MAX_VALUE)
+                        ? "must be 0 or of a magnitude from 1.18e-38 to 3.4e38 (the kernels apply it in float32, "
+                        + "where it would be " + (Math.abs(v) > Float.MAX_VALUE ? "Inf" : "0 or lose its bits") + ")"
+                        : null);
+    }
+
     /** An optional number above 0 (no default value: the caller derives one). */
     static Setting<Double> optionalPositive(String flag, String key, String defaultText, String doc) {
         return new Setting<>(flag, key, "number", null, defaultText, doc, Double::parseDouble,

@@ -84,8 +84,8 @@ public final class Settings {
             "What to compute: `lightning` (causal linear attention with decay) or `softmax` (causal softmax "
                     + "attention, o_t = sum_{j<=t} softmax_j(scale q_t.k_j) v_j, with grouped query heads; see "
                     + "\"Softmax attention\" in the README).", "lightning", "softmax");
-    public static final Setting<Double> SCALE = Setting.real("--scale", "spark.lightning.scale", 1.0, false,
-            "Lightning: output scale, o_t = scale * phi(q_t) S_t (divided by the normalizer term with --normalize). "
+    public static final Setting<Double> SCALE = Setting.float32Real("--scale", "spark.lightning.scale", 1.0,
+            -Double.MAX_VALUE, "Lightning: output scale, o_t = scale * phi(q_t) S_t (divided by the normalizer term with --normalize). "
                     + "Softmax: score scale, softmax_j(scale q_t.k_j); by default 1/sqrt(Dk) of each file.")
             .withDefaultFor("softmax", null, "1/sqrt(Dk)");
     public static final Setting<Long> WINDOW = Setting.count("--window", "spark.lightning.window", 0, 0, Long.MAX_VALUE / 4,
@@ -100,7 +100,7 @@ public final class Settings {
             "Lightning only. Normalized linear attention: o_t = scale (phi(q_t) S_t) / (phi(q_t) . z_t + eps) with the normalizer "
                     + "z_t = lambda z_{t-1} + phi(k_t); reads `initial_normalizer` [H,Dk] F32 when a file has one and "
                     + "writes `final_normalizer` (and `normalizers` with --state-every).");
-    static final Setting<Double> NORMALIZE_EPS = Setting.realAtLeast("--normalize-eps", "spark.lightning.normalizeEps",
+    static final Setting<Double> NORMALIZE_EPS = Setting.float32Real("--normalize-eps", "spark.lightning.normalizeEps",
             1e-5, 0, "Lightning only. The eps added to the denominator with --normalize; refused without it.");
     public static final Setting<Long> STATE_EVERY = Setting.count("--state-every", "spark.lightning.stateEvery", 0, 0,
             Integer.MAX_VALUE, "Lightning only. Record the state every N tokens (a multiple of --chunk-size; 0: never): each output "

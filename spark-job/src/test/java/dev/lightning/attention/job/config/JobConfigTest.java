@@ -369,6 +369,39 @@ class JobConfigTest {
     }
 
     /**
+     * --scale and --normalize-eps are applied in float32 by every kernel: a magnitude below float32's normal range
+     * became 0 or a subnormal there, and the run wrote o = 0 with scale 1.0E-50 in its metadata (o is 1e-12 at
+     * q = 1e18, k = v = 1e10), or o of a few bits (--scale 1e-40: 5e-6 off); one above 3.4e38 became Inf. Both are
+     * refused; 0 stays allowed (an explicit zero), and so does anything float32 holds as a normal number.
+     */
+    @Test
+    void scaleAndEpsOutsideFloat32AreRefused() {
+        for (String bad : new String[] {"1e-50", "-1e-40", "1e-39", "1e39", "-3.5e38"}) {
+            Map<String, String> flags = new java.util.HashMap<>(PATHS);
+            flags.put("--scale", bad);
+            String m = assertThrows(InvalidInputException.class, () -> JobConfig.resolve(flags, Map.of(), k -> null))
+                    .getMessage();
+            assertTrue(m.contains("--scale") && m.contains("float32") && m.contains(bad), m);
+        }
+        for (String good : new String[] {"0", "-0.5", "1.2e-38", "3.4e38", "1e-30"}) {
+            Map<String, String> flags = new java.util.HashMap<>(PATHS);
+            flags.put("--scale", good);
+            assertEquals(Double.parseDouble(good), JobConfig.resolve(flags, Map.of(), k -> null).get(Settings.SCALE));
+        }
+        Map<String, String> flags = new java.util.HashMap<>(PATHS);
+        flags.put("--normalize", "true");
+        flags.put("--normalize-eps", "1e-45");
+        String m = assertThrows(InvalidInputException.class, () -> JobConfig.resolve(flags, Map.of(), k -> null))
+                .getMessage();
+        assertTrue(m.contains("--normalize-eps") && m.contains("float32"), m);
+        flags.put("--normalize-eps", "-1e-3");
+        assertTrue(assertThrows(InvalidInputException.class, () -> JobConfig.resolve(flags, Map.of(), k -> null))
+                .getMessage().contains("must be >= 0"));
+        flags.put("--normalize-eps", "0");
+        assertEquals(0.0, JobConfig.resolve(flags, Map.of(), k -> null).get(Settings.NORMALIZE_EPS));
+    }
+
+    /**
      * --normalize-eps is the eps of --normalize's denominator: given without --normalize (by flag or
      * key) it was taken and changed nothing, so a run the user meant to normalize ran plain.
      */
