@@ -343,6 +343,7 @@ public final class Commit {
                     throw new IOException("cannot finish the commit of " + stagingDir + ": " + name
                             + " is neither staged nor published", e);
                 }
+                dropChecksumSideFile(fs, dst);
                 continue; // published before an interruption
             }
             Path begun = HadoopPaths.child(publishing, name);
@@ -372,6 +373,7 @@ public final class Commit {
             } else {
                 HadoopPaths.rename(fs, src, dst); // written aside and renamed into the staging: no attempt holds it open
             }
+            dropChecksumSideFile(fs, dst);
             touched.add(dst.getParent());
             if (n++ == 0) {
                 FaultPoints.reach("commit");
@@ -383,6 +385,7 @@ public final class Commit {
             Path dst = new Path(output, Commit.REPORT);
             fs.delete(dst, false);
             HadoopPaths.rename(fs, report, dst);
+            dropChecksumSideFile(fs, dst);
         }
         // the published names on disk before _SUCCESS says they are all there
         for (Path dir : touched) {
@@ -392,6 +395,26 @@ public final class Commit {
         Staging.writeAtomically(fs, new Path(output, SUCCESS), "driver", new byte[0]);
         OutputPaths.forceDirectory(fs, output);
         removeStaging(fs, output, stagingDir);
+    }
+
+    /**
+     * Removes the checksum side file {@code .NAME.crc} that Hadoop's {@code LocalFileSystem} keeps beside a file,
+     * where one stands beside a file this run published. The job writes through the raw local file system and makes
+     * no side files ({@link HadoopPaths#fileSystem}), but whatever wrote an earlier file of the name through
+     * {@code LocalFileSystem} (hadoop fs -put or -cp, a Spark job) left one, and it describes the bytes replaced:
+     * {@code LocalFileSystem}, through which Spark and hadoop fs read {@code file:} paths, then refused the
+     * published file with a ChecksumException. Hadoop's own rename removes it the same way when the file moved in
+     * comes without one. A directory of that name is not a side file and stays.
+     */
+    private static void dropChecksumSideFile(FileSystem fs, Path file) throws IOException {
+        if (fs instanceof org.apache.hadoop.fs.RawLocalFileSystem local) {
+            java.nio.file.Path published = local.pathToFile(file).toPath();
+            java.nio.file.Path side = published.resolveSibling("." + published.getFileName() + ".crc");
+            if (java.nio.file.Files.isRegularFile(published, java.nio.file.LinkOption.NOFOLLOW_LINKS)
+                    && java.nio.file.Files.isRegularFile(side, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
+                java.nio.file.Files.delete(side);
+            }
+        }
     }
 
     /**
