@@ -207,6 +207,34 @@ class WrapperTest {
         assertEquals(List.of(), runTmpDirs(tmpdir), "left behind");
     }
 
+    /**
+     * bin/lightning called through a symbolic link in another directory (as from ~/bin), from a third working
+     * directory, runs this checkout's job: it took the link's directory for the checkout, found no build there and
+     * ran the first-run {@code mvn install} in it (here: Maven's "no POM" error, exit 1).
+     */
+    @Test
+    void theWrapperRunsThroughASymbolicLink() throws Exception {
+        Path elsewhere = Files.createDirectories(shared.resolve("link/bin"));
+        Path link = Files.createSymbolicLink(elsewhere.resolve("lightning"), HOME.resolve("bin/lightning"));
+        Path tmpdir = Files.createDirectories(shared.resolve("tmp-link"));
+        Path stdout = shared.resolve("stdout-link.txt");
+        Path stderr = shared.resolve("stderr-link.txt");
+        ProcessBuilder pb = wrapper(tmpdir, Map.of(), "run", "--input", bigInput.toString(), "--output",
+                shared.resolve("out-link").toString(), "--partition-tokens", "many");
+        pb.command().set(0, link.toString());
+        Process p = pb.directory(tmpdir.toFile()).redirectInput(new File("/dev/null")).redirectOutput(stdout.toFile())
+                .redirectError(stderr.toFile()).start();
+        try {
+            assertTrue(p.waitFor(120, TimeUnit.SECONDS), "the wrapper did not end within 120 s");
+            String err = Files.readString(stderr);
+            assertEquals(2, p.exitValue(), err);
+            assertTrue(err.contains("lightning: error: --partition-tokens: expected integer, got 'many'"), err);
+            assertFalse(err.contains("building the project"), err);
+        } finally {
+            stop(p);
+        }
+    }
+
     /** The wrapper's own command: {@code cds --help} says what it does, and an option it does not take is a usage error. */
     @Test
     void cdsHasHelpAndTakesNoOptions() throws Exception {
