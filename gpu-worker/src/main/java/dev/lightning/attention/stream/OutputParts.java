@@ -97,7 +97,10 @@ public final class OutputParts {
     private static Part part(SafetensorsHeader whole, String name, String kind, int piece, int pieces,
                              List<OutputLayout.Slice> slices) {
         String base = name.substring(name.lastIndexOf('/') + 1);
-        String file = base + PARTS_SUFFIX + "/" + String.format("%s-%05d-of-%05d.safetensors", kind, piece, pieces);
+        // Locale.ROOT: %d writes the default locale's digits (ar, fa, bn, mr: o-٠٠٠٠٣-of-٠٠٠١٦), names that
+        // readers of the index and a later run replacing the parts (OutputPaths.PART) do not take for part files
+        String file = base + PARTS_SUFFIX + "/" + String.format(java.util.Locale.ROOT, "%s-%05d-of-%05d.safetensors",
+                kind, piece, pieces);
         List<SafetensorsHeader.Spec> specs = new ArrayList<>();
         for (OutputLayout.Slice s : slices) {
             TensorEntry t = whole.tensor(s.tensor);

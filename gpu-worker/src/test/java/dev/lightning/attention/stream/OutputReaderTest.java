@@ -163,6 +163,28 @@ class OutputReaderTest {
      * A name with no output in either form is refused naming both forms it looked for and what to check; it used
      * to fail with "NAME.index.json (No such file or directory)", a file the caller never named.
      */
+    /**
+     * Part files are named in ASCII digits whatever the JVM's locale: in an Arabic one, %05d wrote
+     * {@code o-٠٠٠٠٠-of-٠٠٠٠٢.safetensors}, which a later run's --overwrite refused as "not a part file".
+     */
+    @Test
+    void partNamesAreAsciiInAnyLocale() {
+        SafetensorsHeader whole = SafetensorsHeader.layout("x.safetensors", List.of(
+                new SafetensorsHeader.Spec("o", DType.BF16, T, H, DV)), Map.of());
+        java.util.Locale before = java.util.Locale.getDefault();
+        try {
+            for (String tag : new String[]{"ar-EG", "fa-IR", "mr-IN"}) {
+                java.util.Locale.setDefault(java.util.Locale.forLanguageTag(tag));
+                List<OutputParts.Part> parts = OutputParts.partsOf(OutputLayout.lightning(whole, T, 0), "d/x.safetensors",
+                        1, 2, 500, T);
+                assertEquals(List.of("x.safetensors.parts/o-00001-of-00002.safetensors"),
+                        parts.stream().map(p -> p.file).collect(java.util.stream.Collectors.toList()), tag);
+            }
+        } finally {
+            java.util.Locale.setDefault(before);
+        }
+    }
+
     @Test
     void aMissingOutputNamesBothFormsItLookedFor() {
         Path missing = tmp.resolve("missing.safetensors");

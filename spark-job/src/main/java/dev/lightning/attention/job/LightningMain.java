@@ -469,8 +469,8 @@ public final class LightningMain {
         java.nio.file.Files.createDirectories(d);
         List<String> present = new ArrayList<>();
         for (int f = 0; f < files; f++) {
-            if (java.nio.file.Files.exists(d.resolve(String.format("seq-%05d.safetensors", f)))) {
-                present.add(String.format("seq-%05d.safetensors", f));
+            if (java.nio.file.Files.exists(d.resolve(generatedName(f)))) {
+                present.add(generatedName(f));
             }
         }
         if (!present.isEmpty() && !Boolean.TRUE.equals(v.get("--overwrite"))) {
@@ -494,10 +494,19 @@ public final class LightningMain {
         out.println("lightning generate: wrote " + files + " file(s) to " + d.toAbsolutePath());
     }
 
+    /**
+     * The name of generate's f-th file, {@code seq-00000.safetensors} on: in ASCII digits whatever the default locale
+     * (%d writes an Arabic or Persian one's own digits), so that a generate --overwrite from another locale replaces
+     * the files rather than adding a second set beside them.
+     */
+    static String generatedName(int f) {
+        return String.format(java.util.Locale.ROOT, "seq-%05d.safetensors", f);
+    }
+
     /** The f-th file of generate's options {@code v}. */
     private static Demo.Spec fileSpec(int f, int tokens, int headsQ, int headsK, int headsV, int dk, int dv,
                                       dev.lightning.attention.tensor.DType dtype, Map<String, Object> v) {
-        return new Demo.Spec(String.format("seq-%05d.safetensors", f), tokens, headsQ, headsK, headsV, dk, dv, dtype,
+        return new Demo.Spec(generatedName(f), tokens, headsQ, headsK, headsV, dk, dv, dtype,
                 null, Boolean.TRUE.equals(v.get("--initial-state")), Boolean.TRUE.equals(v.get("--initial-normalizer")));
     }
 

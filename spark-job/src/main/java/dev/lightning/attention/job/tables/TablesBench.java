@@ -70,7 +70,7 @@ public final class TablesBench {
     }
 
     static String name(long id) {
-        return String.format("s%09d", id);
+        return String.format(java.util.Locale.ROOT, "s%09d", id); // ASCII digits in any locale
     }
 
     private static Iterator<Row> map(Iterator<Long> ids, java.util.function.LongFunction<Row> f) {
