@@ -235,6 +235,32 @@ class WrapperTest {
         }
     }
 
+    /**
+     * With HOME unset (a service manager's environment, {@code env -i}) the wrapper runs the job without a
+     * class-data archive, having no cache directory for one: it ended with "HOME: unbound variable" (exit 1)
+     * before the job started.
+     */
+    @Test
+    void theWrapperRunsWithoutHome() throws Exception {
+        Path tmpdir = Files.createDirectories(shared.resolve("tmp-nohome"));
+        Path stdout = shared.resolve("stdout-nohome.txt");
+        Path stderr = shared.resolve("stderr-nohome.txt");
+        ProcessBuilder pb = wrapper(tmpdir, Map.of("LIGHTNING_CDS", "on"), "run", "--input", bigInput.toString(),
+                "--output", shared.resolve("out-nohome").toString(), "--partition-tokens", "many");
+        pb.environment().keySet().removeAll(List.of("HOME", "XDG_CACHE_HOME", "LIGHTNING_CDS_DIR"));
+        Process p = pb.redirectInput(new File("/dev/null")).redirectOutput(stdout.toFile()).redirectError(stderr.toFile())
+                .start();
+        try {
+            assertTrue(p.waitFor(120, TimeUnit.SECONDS), "the wrapper did not end within 120 s");
+            String err = Files.readString(stderr);
+            assertEquals(2, p.exitValue(), err);
+            assertTrue(err.contains("lightning: error: --partition-tokens: expected integer, got 'many'"), err);
+            assertEquals(List.of(), runTmpDirs(tmpdir), "left behind");
+        } finally {
+            stop(p);
+        }
+    }
+
     /** The wrapper's own command: {@code cds --help} says what it does, and an option it does not take is a usage error. */
     @Test
     void cdsHasHelpAndTakesNoOptions() throws Exception {
