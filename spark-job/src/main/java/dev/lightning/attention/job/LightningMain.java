@@ -251,6 +251,7 @@ public final class LightningMain {
     }
 
     static void runJob(JobConfig cfg, PrintStream out) throws Exception {
+        SetupChecks.checkJava();
         SparkConf conf = sparkConf(cfg);
         String master = conf.get("spark.master");
         String masterSource = Settings.MASTER.flag + " / " + Settings.MASTER.key;
@@ -354,6 +355,7 @@ public final class LightningMain {
                     + "`lightning run --initial-states DIR --input PATHS --output DIR` (README: \"Appending to "
                     + "stored states\")");
         }
+        SetupChecks.checkJava(); // before the demo writes its input
         out.println("lightning demo: writing the built-in input to " + input);
         Demo.generate(input);
         runJob(cfg, out);

@@ -71,6 +71,9 @@ public final class SetupChecks {
                         + "reads tables of .parquet files: give those, or safetensors files with --input-format "
                         + "safetensors";
             }
+            if (t instanceof UnsupportedOperationException && "getSubject is not supported".equals(m)) {
+                return javaRefusesGetSubject(); // where checkJava did not run first (a Spark program's own JVM)
+            }
             if (t instanceof java.io.IOException && m != null && m.startsWith("Incomplete HDFS URI, no host")) {
                 // hdfs:///PATH with no fs.defaultFS naming a NameNode: DistributedFileSystem.initialize's words
                 return firstLine(m) + ": an hdfs:// path names its NameNode (hdfs://HOST:PORT/PATH), or takes it "
@@ -89,6 +92,28 @@ public final class SetupChecks {
             }
         }
         return null;
+    }
+
+    /**
+     * Refuses a Java that Hadoop cannot run on, before anything is read or written. Java 23 and later throw from
+     * Subject.getSubject (unless a Security Manager may be allowed, which Java 24 removed), and Hadoop's login code
+     * (UserGroupInformation) calls it for Spark and for every file system: the run failed at its first path with
+     * the trace of Hadoop's service loader, naming neither the JDK nor what to use instead.
+     */
+    @SuppressWarnings("removal")
+    public static void checkJava() {
+        try {
+            javax.security.auth.Subject.getSubject(java.security.AccessController.getContext());
+        } catch (UnsupportedOperationException e) {
+            throw new InvalidInputException(javaRefusesGetSubject(), e);
+        }
+    }
+
+    /** What {@link #checkJava} says. */
+    static String javaRefusesGetSubject() {
+        return "Java " + Runtime.version().feature() + " (" + System.getProperty("java.home") + ") refuses "
+                + "Subject.getSubject, which Hadoop's login code calls for Spark and every file system; run with "
+                + "Java 17 or 21 (set JAVA_HOME to that JDK)";
     }
 
     /** True when some exception of {@code e}'s chain was thrown through {@code FileSystem.<method>}. */

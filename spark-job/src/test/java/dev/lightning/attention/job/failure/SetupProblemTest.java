@@ -68,6 +68,41 @@ class SetupProblemTest {
         assertTrue(problem.contains("scheme 'foo'"), problem);
     }
 
+    /**
+     * Java 23 and later refuse Subject.getSubject, which Hadoop calls at the first FileSystem or SparkContext: the
+     * run printed "lightning: failed" and the trace of Hadoop's service loader, saying nothing of the JDK. A usage
+     * error (exit status 2, one line) naming the Java and the ones that work.
+     */
+    @Test
+    void aJavaThatRefusesGetSubjectIsNamed() {
+        String problem = SetupChecks.setupProblem(new java.util.ServiceConfigurationError("FileSystem: Provider "
+                + "ViewFileSystem could not be instantiated", new UnsupportedOperationException("getSubject is not "
+                + "supported")));
+        assertNotNull(problem);
+        assertTrue(problem.startsWith("Java " + Runtime.version().feature() + " (" + System.getProperty("java.home")
+                + ") refuses Subject.getSubject") && problem.contains("Java 17 or 21") && problem.contains("JAVA_HOME"),
+                problem);
+        assertNull(SetupChecks.setupProblem(new UnsupportedOperationException("append")));
+    }
+
+    /**
+     * checkJava refuses, before anything is read or written, exactly the Javas whose Subject.getSubject throws (23 and
+     * later, unless java.security.manager=allow on 23), and lets the others run (this test passes on both kinds; the
+     * refusal is seen with a Java 25 as JAVA_HOME of the test run).
+     */
+    @Test
+    void checkJavaRefusesOnlyAJavaThatRefusesGetSubject() {
+        int feature = Runtime.version().feature();
+        boolean refuses = feature >= 24 || feature == 23 && !"allow".equals(System.getProperty("java.security.manager"));
+        if (refuses) {
+            InvalidInputException e = assertThrows(InvalidInputException.class, SetupChecks::checkJava);
+            assertTrue(e.getMessage().startsWith("Java " + feature + " (") && e.getMessage().contains("Java 17 or 21"),
+                    e.getMessage());
+        } else {
+            SetupChecks.checkJava();
+        }
+    }
+
     @Test
     void otherFailuresAreLeftAlone() {
         assertNull(SetupChecks.setupProblem(new IOException("disk full")));
