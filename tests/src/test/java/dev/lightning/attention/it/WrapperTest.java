@@ -261,6 +261,58 @@ class WrapperTest {
         }
     }
 
+    /**
+     * The class path (and so the class-data archive's name, a digest of it) is the same in any locale: the jars'
+     * glob sorted by LC_COLLATE, RoaringBitmap-*.jar first under LANG=C and among the r's under en_US.UTF-8, so runs
+     * from the two each rewrote the other's archive. A java that records its arguments stands in for the JDK; the
+     * en_US locale is compiled for the test (skipped where localedef or its sources are missing).
+     */
+    @Test
+    void theClassPathIsTheSameInAnyLocale() throws Exception {
+        Path locales = Files.createDirectories(shared.resolve("locales"));
+        boolean made;
+        try {
+            Process p = new ProcessBuilder("localedef", "-i", "en_US", "-f", "UTF-8",
+                    locales.resolve("en_US.UTF-8").toString()).redirectErrorStream(true)
+                    .redirectOutput(shared.resolve("localedef.txt").toFile()).start();
+            made = p.waitFor(60, TimeUnit.SECONDS) && p.exitValue() == 0;
+        } catch (IOException e) {
+            made = false;
+        }
+        org.junit.jupiter.api.Assumptions.assumeTrue(made, "no localedef or en_US locale source here");
+        Path jdk = Files.createDirectories(shared.resolve("recording-jdk/bin"));
+        Path java = jdk.resolve("java");
+        Files.writeString(java, "#!/bin/sh\nprintf '%s\\n' \"$@\" > \"$RECORD\"\n");
+        java.toFile().setExecutable(true);
+        List<String> classPaths = new ArrayList<>();
+        for (String locale : new String[]{"C", "en_US.UTF-8"}) {
+            Path record = shared.resolve("args-" + locale + ".txt");
+            Path tmpdir = Files.createDirectories(shared.resolve("tmp-locale-" + locale));
+            ProcessBuilder pb = wrapper(tmpdir, Map.of("JAVA_HOME", jdk.getParent().toString(), "RECORD",
+                    record.toString(), "LC_ALL", locale, "LOCPATH", locales.toString()), "options");
+            Process p = pb.redirectInput(new File("/dev/null")).redirectErrorStream(true)
+                    .redirectOutput(shared.resolve("out-locale-" + locale + ".txt").toFile()).start();
+            try {
+                assertTrue(p.waitFor(60, TimeUnit.SECONDS), "the wrapper did not end within 60 s");
+                assertEquals(0, p.exitValue(), Files.readString(shared.resolve("out-locale-" + locale + ".txt")));
+            } finally {
+                stop(p);
+            }
+            List<String> args = Files.readAllLines(record);
+            classPaths.add(args.get(args.indexOf("-cp") + 1));
+        }
+        List<String> c = List.of(classPaths.get(0).split(":"));
+        List<String> enUs = List.of(classPaths.get(1).split(":"));
+        assertTrue(c.stream().anyMatch(e -> e.contains("RoaringBitmap")), classPaths.get(0));
+        int i = 0;
+        while (i < Math.min(c.size(), enUs.size()) && c.get(i).equals(enUs.get(i))) {
+            i++;
+        }
+        assertEquals(c.size(), i, "the class path under LC_ALL=C and en_US.UTF-8 differs at entry " + i + ": "
+                + (i < c.size() ? c.get(i) : "(end)") + " against " + (i < enUs.size() ? enUs.get(i) : "(end)"));
+        assertEquals(c.size(), enUs.size());
+    }
+
     /** The wrapper's own command: {@code cds --help} says what it does, and an option it does not take is a usage error. */
     @Test
     void cdsHasHelpAndTakesNoOptions() throws Exception {
