@@ -241,6 +241,8 @@ public final class InputListing {
                     continue;
                 }
                 try {
+                    refuseUndecodableNames(pattern.toString(), dir, "",
+                            e -> filter.accept(HadoopPaths.child(dir, e.getFileName().toString())));
                     for (FileStatus s : fs.listStatus(dir, filter)) {
                         next.add(s.getPath());
                     }
@@ -289,6 +291,8 @@ public final class InputListing {
     private static void collect(FileSystem fs, String element, Path dir, String prefix, Path root, boolean recursive,
                                 List<InputFile> found, List<java.nio.file.Path> above) throws IOException {
         refuseUnreadableEntries(element, dir, prefix);
+        refuseUndecodableNames(element, dir, prefix, e -> e.getFileName().toString().endsWith(SUFFIX)
+                || recursive && java.nio.file.Files.isDirectory(e));
         for (RemoteIterator<? extends FileStatus> it = list(fs, dir); it.hasNext(); ) {
             FileStatus s = it.next();
             String name = s.getPath().getName();
@@ -381,6 +385,48 @@ public final class InputListing {
                     throw notRegular(element, prefix + name);
                 }
             }
+        }
+    }
+
+    /**
+     * Refuses the entries of a local directory that {@code take} accepts and whose names this JVM cannot
+     * decode: the JVM turns a file name's bytes into a String by its file name encoding (sun.jnu.encoding,
+     * from LANG / LC_ALL / LC_CTYPE), and a name that is not valid in it (any non-ASCII name under LANG=C
+     * or with no locale set, as in many services and containers; a Latin-1 name under UTF-8) comes out
+     * with replacement characters, which name no file. The file system's listing then leaves such a file
+     * out without a word (its status is looked up by the mangled name), so the run computed and published
+     * every sequence but those, with exit status 0.
+     */
+    private static void refuseUndecodableNames(String element, Path dir,
+                                               String prefix, java.util.function.Predicate<java.nio.file.Path> take)
+            throws IOException {
+        if (!"file".equals(dir.toUri().getScheme())) {
+            return;
+        }
+        java.nio.file.Path local = java.nio.file.Paths.get(dir.toUri().getPath());
+        if (!java.nio.file.Files.isDirectory(local)) {
+            return;
+        }
+        try (java.nio.file.DirectoryStream<java.nio.file.Path> entries = java.nio.file.Files.newDirectoryStream(local)) {
+            for (java.nio.file.Path e : entries) {
+                String name = e.getFileName().toString();
+                if (!hidden(name) && !decodable(e) && take.test(e)) {
+                    throw new InvalidInputException("--input " + element + ": " + prefix + name + " in " + local
+                            + " has a name that is not valid " + System.getProperty("sun.jnu.encoding") + ", this "
+                            + "JVM's file name encoding, so it cannot be opened by name and would be left out; run "
+                            + "with a UTF-8 locale (LANG=C.UTF-8 or en_US.UTF-8, and LC_ALL unset or UTF-8: `locale "
+                            + "charmap` says UTF-8), or rename the file");
+                }
+            }
+        }
+    }
+
+    /** Whether the name of {@code e} (a directory's entry, its bytes as listed) comes back to the same bytes. */
+    private static boolean decodable(java.nio.file.Path e) {
+        try {
+            return e.resolveSibling(e.getFileName().toString()).equals(e);
+        } catch (java.nio.file.InvalidPathException unmappable) {
+            return false;
         }
     }
 

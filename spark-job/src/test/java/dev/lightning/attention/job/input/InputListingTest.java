@@ -243,6 +243,35 @@ class InputListingTest {
         assertTrue(g.getMessage().contains(": sub/b.safetensors is not a regular file"), g.getMessage());
     }
 
+    /**
+     * A file whose name the JVM cannot decode in its file name encoding (here a Latin-1 name, byte 0xF3, in a UTF-8
+     * JVM; any non-ASCII name under LANG=C) was left out of the listing without a word, so the run computed and
+     * published the other sequences with exit status 0. Refused, in a directory, a glob and a subdirectory alike.
+     */
+    @Test
+    void aFileNameTheJvmCannotDecodeIsRefused() throws Exception {
+        file("latin/a.safetensors");
+        file("latin/sub/b.safetensors");
+        // made by the shell: a Java String cannot name these bytes in a UTF-8 JVM
+        boolean made = new ProcessBuilder("sh", "-c", "cp a.safetensors \"$(printf 'd\\363c.safetensors')\" && "
+                + "mkdir \"$(printf 'd\\363r')\" && cp a.safetensors \"$(printf 'd\\363r')/c.safetensors\"")
+                .directory(tmp.resolve("latin").toFile()).inheritIO().start().waitFor() == 0;
+        org.junit.jupiter.api.Assumptions.assumeTrue(made, "no sh here");
+        String encoding = System.getProperty("sun.jnu.encoding");
+        org.junit.jupiter.api.Assumptions.assumeTrue("UTF-8".equals(encoding), "file name encoding " + encoding);
+        for (Object input : List.of(tmp.resolve("latin"), tmp.resolve("latin") + "/*.safetensors")) {
+            InvalidInputException e = assertThrows(InvalidInputException.class, () -> list(input, false), input.toString());
+            assertTrue(e.getMessage().startsWith("--input " + input + ": d\uFFFDc.safetensors in " + tmp.resolve("latin")
+                    + " has a name that is not valid UTF-8") && e.getMessage().contains("LANG=C.UTF-8"), e.getMessage());
+        }
+        // the file gone: a directory of that kind is refused only where --recursive would walk it
+        new ProcessBuilder("sh", "-c", "rm \"$(printf 'd\\363c.safetensors')\"").directory(tmp.resolve("latin").toFile())
+                .inheritIO().start().waitFor();
+        assertEquals(List.of("a.safetensors"), names(list(tmp.resolve("latin"), false)));
+        InvalidInputException r = assertThrows(InvalidInputException.class, () -> list(tmp.resolve("latin"), true));
+        assertTrue(r.getMessage().contains(": d\uFFFDr in "), r.getMessage());
+    }
+
     private static boolean mkfifo(java.nio.file.Path at) throws InterruptedException {
         try {
             return new ProcessBuilder("mkfifo", at.toString()).inheritIO().start().waitFor() == 0;
