@@ -313,6 +313,40 @@ class WrapperTest {
         assertEquals(c.size(), enUs.size());
     }
 
+    /**
+     * Under LC_ALL=C (or no locale, or one not installed) Java reads file names as ASCII: an input with a non-ASCII
+     * name was left out of the run without a word (exit 0), and since the listing refuses such names, it was refused.
+     * The wrapper runs java in C.UTF-8 there, so the file is read and its output keeps its name.
+     */
+    @Test
+    void nonAsciiNamesAreReadUnderTheCLocale() throws Exception {
+        Path input = Files.createDirectories(shared.resolve("small-ü"));
+        Sequence seq = Sequence.random(14, 300, 2, 16, 8, DType.F32, null, false);
+        seq.write(input.resolve("dóc-ü.safetensors"));
+        seq.write(input.resolve("plain.safetensors"));
+        Path output = shared.resolve("out-ü");
+        Path tmpdir = Files.createDirectories(shared.resolve("tmp-c-locale"));
+        Path log = shared.resolve("log-c-locale.txt");
+        ProcessBuilder pb = wrapper(tmpdir, Map.of("LC_ALL", "C"), "run", "--input", input.toString(), "--output",
+                output.toString(), "--backend", "cpu", "--master", "local[1]");
+        pb.environment().remove("LANG");
+        Process p = pb.redirectInput(new File("/dev/null")).redirectErrorStream(true).redirectOutput(log.toFile())
+                .start();
+        try {
+            assertTrue(p.waitFor(300, TimeUnit.SECONDS), "the run did not end");
+            String out = Files.readString(log);
+            assertEquals(0, p.exitValue(), out);
+            Result want = seq.reference(1.0);
+            for (String name : new String[]{"dóc-ü.safetensors", "plain.safetensors"}) {
+                Result got = Result.read(output.resolve(name));
+                assertTrue(relativeError(got.o, want.o) <= 1e-5, name + ": o " + relativeError(got.o, want.o));
+            }
+            assertEquals(List.of(), runTmpDirs(tmpdir), "left behind");
+        } finally {
+            stop(p);
+        }
+    }
+
     /** The wrapper's own command: {@code cds --help} says what it does, and an option it does not take is a usage error. */
     @Test
     void cdsHasHelpAndTakesNoOptions() throws Exception {
