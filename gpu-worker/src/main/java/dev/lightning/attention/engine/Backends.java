@@ -88,7 +88,7 @@ public final class Backends {
 
     /** A new backend of the given name; the GPU ones on device 0. */
     public static AttentionBackend create(String name) {
-        switch (name) {
+        switch (name.toLowerCase(java.util.Locale.ROOT)) { // as the job's --backend: "CPU" is cpu
             case "cpu":
                 return cpu();
             case "chunked-f64":
