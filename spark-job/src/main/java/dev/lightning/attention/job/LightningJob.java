@@ -523,9 +523,7 @@ final class LightningJob {
         if (Commit.committed(fs, staging.path())) {
             // past the commit point the output may already hold part of the results: say so, and
             // keep the staged report of the committed run (it is published with the rest)
-            out.println("lightning: the run failed after its commit point, while publishing: the output directory may "
-                    + "hold part of its results and no _SUCCESS. The next run into it (any run) finishes the commit "
-                    + "from " + staging.root + " once the cause above is removed");
+            out.println(Commit.failedAfterCommitPoint(staging.root));
             return;
         }
         try {

@@ -94,6 +94,8 @@ class TablesCliTest {
         }
         assertEquals(1, failed, log.toString());
         assertFalse(Files.exists(Path.of(out, "_SUCCESS")), log.toString());
+        // and said so, as a files run does (it printed the bare error)
+        assertTrue(log.toString().contains("the run failed after its commit point, while publishing"), log.toString());
         assertEquals(0, run(log, "--input", in, "--output", out), log.toString());
         assertTrue(log.toString().contains("finishing the commit of interrupted run"), log.toString());
         assertTrue(log.toString().contains("lightning: done: the interrupted run had reached its commit point"),

@@ -216,6 +216,16 @@ public final class Commit {
     }
 
     /** Whether the run staged in {@code stagingDir} has reached its commit point: its record is whole. */
+    /**
+     * What a run says when it failed after its commit point (the files run and the table run): the
+     * output may hold part of its results, and the next run finishes the commit from {@code stagingRoot}.
+     */
+    public static String failedAfterCommitPoint(Object stagingRoot) {
+        return "lightning: the run failed after its commit point, while publishing: the output directory may hold part "
+                + "of its results and no _SUCCESS. The next run into it (any run) finishes the commit from "
+                + stagingRoot + " once the cause above is removed";
+    }
+
     public static boolean committed(FileSystem fs, Path stagingDir) {
         try {
             return readRecord(fs, stagingDir) != null;

@@ -553,8 +553,16 @@ public final class TableRun {
             // again: a file put into a table during the compute
             refuseForeignTables(outFs, outputDir, " (found after the compute: nothing was "
                     + "published; run again once it is moved)");
-            Commit.commit(outFs, outputDir, staging, tables(), List.of(), others, cfg.get(Settings.OVERWRITE), lock,
-                    out);
+            try {
+                Commit.commit(outFs, outputDir, staging, tables(), List.of(), others, cfg.get(Settings.OVERWRITE), lock,
+                        out);
+            } catch (IOException | RuntimeException e) {
+                // as a files run says it: the error alone did not tell whether anything was published
+                out.println(Commit.committed(outFs, staging.path()) ? Commit.failedAfterCommitPoint(staging.root)
+                        : "lightning: the run failed before its commit point; nothing was published to the output "
+                        + "directory");
+                throw e;
+            }
             double seconds = (System.nanoTime() - t0) / 1e9;
             long tokens = report.path("tokens").asLong();
             out.printf("lightning: done: %d sequences, %,d tokens in %.1f s (%s tokens/s); tables %s in %s%s%n",
