@@ -362,6 +362,31 @@ class WrapperTest {
     }
 
     /**
+     * {@code run --help} and {@code demo -h} write no class-data archive: they end before Spark starts,
+     * and the archive of their few hundred classes (1 MiB) was kept under the build's name, so every
+     * later run mapped it instead of the archive of a real run and started as slowly as without one.
+     */
+    @Test
+    void helpWritesNoClassDataArchive() throws Exception {
+        Path cds = Files.createDirectories(shared.resolve("cds-help"));
+        Path tmpdir = Files.createDirectories(shared.resolve("tmp-cds-help-run"));
+        for (String[] args : new String[][]{{"run", "--help"}, {"demo", "-h"}, {"run", "--backend", "cpu", "--help"}}) {
+            Process p = wrapper(tmpdir, Map.of("LIGHTNING_CDS", "on", "LIGHTNING_CDS_DIR", cds.toString()), args)
+                    .redirectInput(new File("/dev/null")).redirectErrorStream(true)
+                    .redirectOutput(shared.resolve("out-cds-help.txt").toFile()).start();
+            try {
+                assertTrue(p.waitFor(120, TimeUnit.SECONDS), String.join(" ", args) + " did not end");
+                assertEquals(0, p.exitValue(), Files.readString(shared.resolve("out-cds-help.txt")));
+            } finally {
+                stop(p);
+            }
+            try (Stream<Path> files = Files.list(cds)) {
+                assertEquals(List.of(), files.collect(Collectors.toList()), String.join(" ", args));
+            }
+        }
+    }
+
+    /**
      * The class-data archive (bin/lightning): the first run writes it into LIGHTNING_CDS_DIR and
      * leaves no half-written file; the next run loads classes from it (the JVM's class+load log
      * names the archive as their source); an archive that does not load (here: garbage under its
