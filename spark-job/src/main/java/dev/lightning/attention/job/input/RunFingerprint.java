@@ -104,26 +104,49 @@ public final class RunFingerprint {
             }
         }
         if (!changed.isEmpty()) {
-            throw new InputChangedException(changed.size() + " input file(s) changed while the run read them: "
-                    + Examples.of(changed, 3, "; ") + "; its pieces may have read the old content and the new, so "
-                    + "nothing was published. Run again without --resume once the input no longer changes (write a "
-                    + "new version under another name, or beside the input and then move it into place, between runs)");
+            throw changedInputs(changed, true);
         }
     }
 
-    /** What changed in the file at {@code p} since it had {@code bytes} and {@code modified}, or null when nothing did. */
+    /**
+     * The failure of a run whose input files changed while it read them ({@code changed}: each
+     * file's {@link #change} or {@link #gone}); {@code resumable}: the run is one --resume could
+     * continue, which it must not be asked to here (the work kept read the old content). The one
+     * statement of it, for the files run and the table run.
+     */
+    public static InputChangedException changedInputs(List<String> changed, boolean resumable) {
+        return new InputChangedException(changed.size() + " input file(s) changed while the run read them: "
+                + Examples.of(changed, 3, "; ") + "; its tasks may have read the old content and the new, so "
+                + "nothing was published. Run again " + (resumable ? "without --resume " : "") + "once the input no "
+                + "longer changes (write a new version under another name, or beside the input and then move it "
+                + "into place, between runs)");
+    }
+
+    /** A file the run listed and that is no longer there. */
+    public static String gone(Object path) {
+        return path + " is gone (deleted or moved since the run listed it)";
+    }
+
+    /**
+     * What changed in the file at {@code path} since it had {@code bytes} and {@code modified}, now
+     * {@code nowBytes} and {@code nowModified}, or null when nothing did.
+     */
+    public static String change(Object path, long bytes, long modified, long nowBytes, long nowModified) {
+        if (nowBytes == bytes && nowModified == modified) {
+            return null;
+        }
+        return path + " had " + bytes + " bytes, modified " + Instant.ofEpochMilli(modified) + ", when the run listed "
+                + "it, and has " + nowBytes + " bytes, modified " + Instant.ofEpochMilli(nowModified) + ", now";
+    }
+
+    /** {@link #change} of the file at {@code p}, looked up now ({@link #gone} when it is not there). */
     private static String change(Configuration conf, Path p, long bytes, long modified) throws IOException {
         FileStatus now;
         try {
             now = HadoopPaths.fileSystem(p, conf).getFileStatus(p);
         } catch (FileNotFoundException e) {
-            return p + " is gone (deleted or moved since the run listed it)";
+            return gone(p);
         }
-        if (now.getLen() == bytes && now.getModificationTime() == modified) {
-            return null;
-        }
-        return p + " had " + bytes + " bytes, modified " + Instant.ofEpochMilli(modified) + ", when the run listed it, "
-                + "and has " + now.getLen() + " bytes, modified " + Instant.ofEpochMilli(now.getModificationTime())
-                + ", now";
+        return change(p, bytes, modified, now.getLen(), now.getModificationTime());
     }
 }

@@ -10,11 +10,11 @@ import dev.lightning.attention.job.failure.Causes;
 import dev.lightning.attention.job.failure.Examples;
 import dev.lightning.attention.job.failure.SetupChecks;
 import dev.lightning.attention.job.hadoop.HadoopPaths;
-import dev.lightning.attention.job.input.InputChangedException;
 import dev.lightning.attention.job.input.InputFile;
 import dev.lightning.attention.job.input.InputListing;
 import dev.lightning.attention.job.input.InputSamples;
 import dev.lightning.attention.job.input.PathOverlap;
+import dev.lightning.attention.job.input.RunFingerprint;
 import dev.lightning.attention.job.input.SequenceFiles;
 import dev.lightning.attention.job.input.StoredStates;
 import dev.lightning.attention.job.output.Commit;
@@ -627,24 +627,18 @@ public final class TableRun {
             Map<String, JsonNode> after = new java.util.LinkedHashMap<>();
             current.path(key).forEach(f -> after.put(f.path("path").asText(), f));
             for (JsonNode f : planned.path(key)) {
-                JsonNode a = after.remove(f.path("path").asText());
-                if (a == null) {
-                    changed.add(f.path("path").asText() + " is gone (deleted or moved since the run listed it)");
-                } else if (a.path("bytes").asLong() != f.path("bytes").asLong()
-                        || a.path("modified").asLong() != f.path("modified").asLong()) {
-                    changed.add(f.path("path").asText() + " had " + f.path("bytes").asLong() + " bytes, modified "
-                            + java.time.Instant.ofEpochMilli(f.path("modified").asLong()) + ", when the run listed it, "
-                            + "and has " + a.path("bytes").asLong() + " bytes, modified "
-                            + java.time.Instant.ofEpochMilli(a.path("modified").asLong()) + ", now");
+                String path = f.path("path").asText();
+                JsonNode a = after.remove(path);
+                String c = a == null ? RunFingerprint.gone(path) : RunFingerprint.change(path, f.path("bytes").asLong(),
+                        f.path("modified").asLong(), a.path("bytes").asLong(), a.path("modified").asLong());
+                if (c != null) {
+                    changed.add(c);
                 }
             }
             after.keySet().forEach(path -> changed.add(path + " appeared while the run read its table"));
         }
         if (!changed.isEmpty()) {
-            throw new InputChangedException(changed.size() + " input file(s) changed while the run read them: "
-                    + Examples.of(changed, 3, "; ") + "; its tasks may have read the old content and the new, so "
-                    + "nothing was published. Run again once the input no longer changes (write a new version under "
-                    + "another name, or beside the input and then move it into place, between runs)");
+            throw RunFingerprint.changedInputs(changed, false); // a table run has no --resume
         }
     }
 
