@@ -241,7 +241,7 @@ public final class InputListing {
                     continue;
                 }
                 try {
-                    refuseUndecodableNames(pattern.toString(), dir, "",
+                    refuseUndecodableNames(pattern.toString(), dir,
                             e -> filter.accept(HadoopPaths.child(dir, e.getFileName().toString())));
                     for (FileStatus s : fs.listStatus(dir, filter)) {
                         next.add(s.getPath());
@@ -290,9 +290,7 @@ public final class InputListing {
      */
     private static void collect(FileSystem fs, String element, Path dir, String prefix, Path root, boolean recursive,
                                 List<InputFile> found, List<java.nio.file.Path> above) throws IOException {
-        refuseUnreadableEntries(element, dir, prefix);
-        refuseUndecodableNames(element, dir, prefix, e -> e.getFileName().toString().endsWith(SUFFIX)
-                || recursive && java.nio.file.Files.isDirectory(e));
+        refuseUnreadableEntries(element, dir, prefix, recursive);
         for (RemoteIterator<? extends FileStatus> it = list(fs, dir); it.hasNext(); ) {
             FileStatus s = it.next();
             String name = s.getPath().getName();
@@ -363,17 +361,26 @@ public final class InputListing {
      * system's listing does not tell apart: a symbolic link to nothing (its target moved, deleted or
      * not mounted), which the listing leaves out without a word, so the run would compute every
      * sequence but that one; and a named pipe, socket or device, which the listing calls a file of
-     * length 0 and whose header read would wait for a writer without end.
+     * length 0 and whose header read would wait for a writer without end. In the same pass, a
+     * sequence file, or with {@code recursive} a directory, whose name this JVM cannot decode
+     * ({@link #refuseUndecodableNames}), which the listing leaves out without a word too.
      */
-    private static void refuseUnreadableEntries(String element, Path dir, String prefix) throws IOException {
+    private static void refuseUnreadableEntries(String element, Path dir, String prefix, boolean recursive)
+            throws IOException {
         if (!"file".equals(dir.toUri().getScheme())) {
             return;
         }
-        try (java.nio.file.DirectoryStream<java.nio.file.Path> entries =
-                     java.nio.file.Files.newDirectoryStream(java.nio.file.Paths.get(dir.toUri().getPath()))) {
+        java.nio.file.Path local = java.nio.file.Paths.get(dir.toUri().getPath());
+        try (java.nio.file.DirectoryStream<java.nio.file.Path> entries = java.nio.file.Files.newDirectoryStream(local)) {
             for (java.nio.file.Path e : entries) {
                 String name = e.getFileName().toString();
-                if (hidden(name) || !name.endsWith(SUFFIX)) {
+                if (hidden(name)) {
+                    continue;
+                }
+                if (!decodable(e) && (name.endsWith(SUFFIX) || recursive && java.nio.file.Files.isDirectory(e))) {
+                    throw undecodable(element, prefix, name, local);
+                }
+                if (!name.endsWith(SUFFIX)) {
                     continue;
                 }
                 if (java.nio.file.Files.isSymbolicLink(e) && !java.nio.file.Files.exists(e)) {
@@ -389,16 +396,17 @@ public final class InputListing {
     }
 
     /**
-     * Refuses the entries of a local directory that {@code take} accepts and whose names this JVM cannot
-     * decode: the JVM turns a file name's bytes into a String by its file name encoding (sun.jnu.encoding,
-     * from LANG / LC_ALL / LC_CTYPE), and a name that is not valid in it (any non-ASCII name under LANG=C
-     * or with no locale set, as in many services and containers; a Latin-1 name under UTF-8) comes out
-     * with replacement characters, which name no file. The file system's listing then leaves such a file
-     * out without a word (its status is looked up by the mangled name), so the run computed and published
-     * every sequence but those, with exit status 0.
+     * Refuses the entries of a local directory that {@code take} accepts and whose names this JVM
+     * cannot decode: the glob walk's check (a directory's listing makes it in
+     * {@link #refuseUnreadableEntries}). The JVM turns a file name's bytes into a String by its file
+     * name encoding (sun.jnu.encoding, from LANG / LC_ALL / LC_CTYPE), and a name that is not valid in
+     * it (any non-ASCII name under LANG=C or with no locale set, as in many services and containers; a
+     * Latin-1 name under UTF-8) comes out with replacement characters, which name no file. The file
+     * system's listing then leaves such a file out without a word (its status is looked up by the
+     * mangled name), so the run computed and published every sequence but those, with exit status 0.
      */
     private static void refuseUndecodableNames(String element, Path dir,
-                                               String prefix, java.util.function.Predicate<java.nio.file.Path> take)
+                                               java.util.function.Predicate<java.nio.file.Path> take)
             throws IOException {
         if (!"file".equals(dir.toUri().getScheme())) {
             return;
@@ -411,14 +419,18 @@ public final class InputListing {
             for (java.nio.file.Path e : entries) {
                 String name = e.getFileName().toString();
                 if (!hidden(name) && !decodable(e) && take.test(e)) {
-                    throw new InvalidInputException("--input " + element + ": " + prefix + name + " in " + local
-                            + " has a name that is not valid " + System.getProperty("sun.jnu.encoding") + ", this "
-                            + "JVM's file name encoding, so it cannot be opened by name and would be left out; run "
-                            + "with a UTF-8 locale (LANG=C.UTF-8 or en_US.UTF-8, and LC_ALL unset or UTF-8: `locale "
-                            + "charmap` says UTF-8), or rename the file");
+                    throw undecodable(element, "", name, local);
                 }
             }
         }
+    }
+
+    private static InvalidInputException undecodable(String element, String prefix, String name,
+                                                     java.nio.file.Path local) {
+        return new InvalidInputException("--input " + element + ": " + prefix + name + " in " + local + " has a name "
+                + "that is not valid " + System.getProperty("sun.jnu.encoding") + ", this JVM's file name encoding, so "
+                + "it cannot be opened by name and would be left out; run with a UTF-8 locale (LANG=C.UTF-8 or "
+                + "en_US.UTF-8, and LC_ALL unset or UTF-8: `locale charmap` says UTF-8), or rename the file");
     }
 
     /** Whether the name of {@code e} (a directory's entry, its bytes as listed) comes back to the same bytes. */
