@@ -200,11 +200,8 @@ public final class JobConfig implements Serializable {
         }
         Map<String, String> spark = new LinkedHashMap<>();
         for (Map.Entry<String, String> e : confPairs.entrySet()) {
-            boolean ours = false;
-            for (Setting<?> s : Settings.ALL) {
-                ours |= s.key.equals(e.getKey()) && s != Settings.MASTER;
-            }
-            if (!ours) {
+            Setting<?> option = Settings.byKey(e.getKey());
+            if (option == null || option == Settings.MASTER) {
                 if (e.getKey().startsWith("spark.lightning.")) {
                     throw new InvalidInputException("--conf " + e.getKey() + ": unknown option" + didYouMean(e.getKey())
                             + "; known keys are listed by `lightning options`");

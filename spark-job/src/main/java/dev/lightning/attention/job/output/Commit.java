@@ -215,7 +215,6 @@ public final class Commit {
         return finished;
     }
 
-    /** Whether the run staged in {@code stagingDir} has reached its commit point: its record is whole. */
     /**
      * What a run says when it failed after its commit point (the files run and the table run): the
      * output may hold part of its results, and the next run finishes the commit from {@code stagingRoot}.
@@ -226,6 +225,7 @@ public final class Commit {
                 + stagingRoot + " once the cause above is removed";
     }
 
+    /** Whether the run staged in {@code stagingDir} has reached its commit point: its record is whole. */
     public static boolean committed(FileSystem fs, Path stagingDir) {
         try {
             return readRecord(fs, stagingDir) != null;
