@@ -43,6 +43,9 @@ public final class ObjectStoreFileSystem extends FileSystem {
         publishBudget.set(files);
     }
 
+    /** Requests made: status calls (a HEAD each on S3) and listings. */
+    static final AtomicInteger statusCalls = new AtomicInteger(), listCalls = new AtomicInteger();
+
     private final RawLocalFileSystem local = new RawLocalFileSystem();
     private Path workingDir = new Path(SCHEME + ":" + System.getProperty("user.dir"));
 
@@ -179,6 +182,7 @@ public final class ObjectStoreFileSystem extends FileSystem {
 
     @Override
     public FileStatus[] listStatus(Path f) throws IOException {
+        listCalls.incrementAndGet();
         FileStatus[] all = local.listStatus(toLocal(f));
         for (int i = 0; i < all.length; i++) {
             all[i] = toStore(all[i]);
@@ -203,6 +207,7 @@ public final class ObjectStoreFileSystem extends FileSystem {
 
     @Override
     public FileStatus getFileStatus(Path f) throws IOException {
+        statusCalls.incrementAndGet();
         return toStore(local.getFileStatus(toLocal(f)));
     }
 }

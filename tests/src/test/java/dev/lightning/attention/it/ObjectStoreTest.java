@@ -2,6 +2,7 @@ package dev.lightning.attention.it;
 
 import dev.lightning.attention.it.JobHarness.Outcome;
 import dev.lightning.attention.it.JobHarness.Sequence;
+import dev.lightning.attention.job.input.RunFingerprint;
 import dev.lightning.attention.tensor.DType;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -180,5 +181,64 @@ class ObjectStoreTest {
             assertTrue(next.out.contains("finishing the commit of interrupted run"), next.out);
             assertSameFiles(want, files(over), "over an earlier result, cut after " + copied);
         }
+    }
+
+    /**
+     * The driver's check that no input changed while a run read it (RunFingerprint.lookUp) asks a
+     * store for a directory of many inputs with one listing, not a status call per file (a HEAD
+     * each on S3: minutes for 100,000 inputs), and sees what those calls see: each file's size,
+     * a rewritten file, a deleted one, a directory gone. A directory of few inputs is asked file by
+     * file, as is the local file system.
+     */
+    @Test
+    void theInputCheckListsADirectoryOfManyInputsOnce() throws IOException {
+        Path dir = Files.createDirectories(tmp.resolve("many"));
+        int n = RunFingerprint.LIST_FROM + 4;
+        List<org.apache.hadoop.fs.Path> paths = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            Path f = dir.resolve(String.format(java.util.Locale.ROOT, "f%02d.safetensors", i));
+            Files.write(f, new byte[10 + i]);
+            paths.add(new org.apache.hadoop.fs.Path(ObjectStoreFileSystem.SCHEME + "://" + f));
+        }
+        Files.write(dir.resolve("other.txt"), new byte[3]); // listed, not asked for
+        org.apache.hadoop.conf.Configuration conf = new org.apache.hadoop.conf.Configuration();
+        conf.set("fs." + ObjectStoreFileSystem.SCHEME + ".impl", ObjectStoreFileSystem.class.getName());
+
+        Map<org.apache.hadoop.fs.Path, org.apache.hadoop.fs.FileStatus> now = lookUpCounting(conf, paths, 0, 1);
+        assertEquals(n, now.size());
+        for (int i = 0; i < n; i++) {
+            assertEquals(10 + i, now.get(paths.get(i)).getLen(), paths.get(i).toString());
+        }
+
+        Files.delete(dir.resolve("f03.safetensors"));
+        Files.write(dir.resolve("f07.safetensors"), new byte[1000]);
+        now = lookUpCounting(conf, paths, 0, 1);
+        assertFalse(now.containsKey(paths.get(3)), "a deleted file has no status");
+        assertEquals(1000, now.get(paths.get(7)).getLen());
+        assertEquals(n - 1, now.size());
+
+        List<org.apache.hadoop.fs.Path> few = paths.subList(2, 5); // f03 among them: gone
+        now = lookUpCounting(conf, few, 3, 0);
+        assertEquals(2, now.size());
+
+        try (var list = Files.list(dir)) {
+            for (Path f : (Iterable<Path>) list::iterator) {
+                Files.delete(f);
+            }
+        }
+        Files.delete(dir);
+        assertTrue(lookUpCounting(conf, paths, 0, 1).isEmpty(), "a directory gone takes its files with it");
+    }
+
+    /** RunFingerprint.lookUp of {@code paths}, asserting the store saw that many status calls and listings. */
+    private static Map<org.apache.hadoop.fs.Path, org.apache.hadoop.fs.FileStatus> lookUpCounting(
+            org.apache.hadoop.conf.Configuration conf, List<org.apache.hadoop.fs.Path> paths, int statusCalls,
+            int listings) throws IOException {
+        ObjectStoreFileSystem.statusCalls.set(0);
+        ObjectStoreFileSystem.listCalls.set(0);
+        Map<org.apache.hadoop.fs.Path, org.apache.hadoop.fs.FileStatus> now = RunFingerprint.lookUp(conf, paths);
+        assertEquals(statusCalls, ObjectStoreFileSystem.statusCalls.get(), "status calls");
+        assertEquals(listings, ObjectStoreFileSystem.listCalls.get(), "listings");
+        return now;
     }
 }

@@ -27,6 +27,7 @@ import dev.lightning.attention.job.pass.PassRunner;
 import dev.lightning.attention.plan.PiecePlanner;
 import dev.lightning.attention.stream.SequenceFile;
 import dev.lightning.attention.tensor.InvalidInputException;
+import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.LocatedFileStatus;
 import org.apache.hadoop.fs.Path;
@@ -611,12 +612,12 @@ public final class TableRun {
             now = InputSamples.list(hadoopConf, inputs);
         } else {
             now = new ArrayList<>();
-            for (LocatedFileStatus st : inputListed) {
-                try {
-                    now.add(new LocatedFileStatus(HadoopPaths.fileSystem(st.getPath(), hadoopConf)
-                            .getFileStatus(st.getPath()), null));
-                } catch (java.io.FileNotFoundException e) {
-                    // gone: named below
+            List<Path> paths = new ArrayList<>();
+            inputListed.forEach(st -> paths.add(st.getPath()));
+            Map<Path, FileStatus> statuses = RunFingerprint.lookUp(hadoopConf, paths);
+            for (Path p : paths) {
+                if (statuses.containsKey(p)) { // else gone: named below
+                    now.add(new LocatedFileStatus(statuses.get(p), null));
                 }
             }
         }
