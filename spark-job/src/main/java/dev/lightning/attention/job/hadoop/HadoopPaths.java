@@ -20,7 +20,8 @@ import java.nio.file.StandardCopyOption;
  * colon as a URI scheme and fails, so children are built from a relative path that starts with
  * "./" (no scheme can be read into it); spaces, {@code %}, {@code #}, {@code ?}, brackets and
  * non-ASCII letters are quoted by Hadoop's URI handling. Every path the job builds from a file
- * name goes through here, and every rename the job does ({@link #rename}).
+ * name goes through here, every rename the job does ({@link #rename}), and every step that goes
+ * around a file system to the local disk ({@link #localFile}).
  */
 public final class HadoopPaths {
     private HadoopPaths() {
@@ -59,6 +60,30 @@ public final class HadoopPaths {
     }
 
     /**
+     * The file of this machine's disk that {@code p} names, for the job to reach through java.nio
+     * (links seen as links, hard links, fsync, file channels, atomic moves), where {@code fs} is
+     * Hadoop's raw local file system; null on any other file system.
+     * <p>
+     * The test is the file system's class, not the path's scheme: going around {@code fs} is only
+     * the same as going through it where {@code fs} adds nothing to the disk's own operations.
+     * {@code LocalFileSystem} is a {@code ChecksumFileSystem} over the raw one and keeps a
+     * {@code .NAME.crc} beside every file it writes, so a write around it leaves a side file that no
+     * longer matches (the job's own files come through {@link #fileSystem}, which hands out the raw
+     * one); a filter over the raw one (a test's, a connector's) has {@code file:} paths but may act
+     * differently. A subclass of the raw one is the disk under another scheme or view, and its
+     * {@code pathToFile} says which file a path is (a scheme test would miss it, and
+     * {@code Paths.get(uri)} refuses a scheme other than {@code file}).
+     */
+    public static java.nio.file.Path localFile(FileSystem fs, Path p) {
+        return fs instanceof RawLocalFileSystem local ? local.pathToFile(p).toPath() : null;
+    }
+
+    /** Whether {@link #localFile} gives the files of {@code fs}: the job may reach them through java.nio. */
+    public static boolean isLocal(FileSystem fs) {
+        return fs instanceof RawLocalFileSystem;
+    }
+
+    /**
      * {@code dir/name}, where {@code name} may hold '/' separators (nested outputs), taken
      * literally. A name that is empty, absolute, or has empty, "." or ".." segments is refused: it
      * would point outside {@code dir} or at {@code dir} itself.
@@ -89,9 +114,9 @@ public final class HadoopPaths {
      * @throws IOException           when the file system refuses, saying why where it can
      */
     public static void rename(FileSystem fs, Path src, Path dst) throws IOException {
-        if (fs instanceof RawLocalFileSystem local) {
-            java.nio.file.Path from = local.pathToFile(src).toPath();
-            java.nio.file.Path to = local.pathToFile(dst).toPath();
+        if (isLocal(fs)) {
+            java.nio.file.Path from = localFile(fs, src);
+            java.nio.file.Path to = localFile(fs, dst);
             try {
                 Files.move(from, to, StandardCopyOption.ATOMIC_MOVE);
             } catch (NoSuchFileException e) {

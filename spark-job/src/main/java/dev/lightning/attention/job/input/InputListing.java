@@ -140,7 +140,7 @@ public final class InputListing {
         } catch (IllegalArgumentException e) {
             throw new InvalidInputException(flag + " " + element + ": not a valid path or URI: " + e.getMessage());
         }
-        FileSystem fs = p.getFileSystem(conf);
+        FileSystem fs = HadoopPaths.fileSystem(p, conf);
         FileStatus[] all;
         boolean globbed = false;
         try {
@@ -204,7 +204,7 @@ public final class InputListing {
             if (s.isDirectory()) {
                 found.addAll(listDirectory(fs, element, root, recursive));
             } else {
-                refuseSpecialFile(element, root, name);
+                refuseSpecialFile(fs, element, root, name);
                 found.add(new InputFile(located(fs, s), name, root));
             }
         }
@@ -241,7 +241,7 @@ public final class InputListing {
                     continue;
                 }
                 try {
-                    refuseUndecodableNames(pattern.toString(), dir,
+                    refuseUndecodableNames(fs, pattern.toString(), dir,
                             e -> filter.accept(HadoopPaths.child(dir, e.getFileName().toString())));
                     for (FileStatus s : fs.listStatus(dir, filter)) {
                         next.add(s.getPath());
@@ -266,12 +266,12 @@ public final class InputListing {
     private static List<InputFile> listDirectory(FileSystem fs, String element, Path dir, boolean recursive)
             throws IOException {
         List<InputFile> found = new ArrayList<>();
-        collect(fs, element, dir, "", dir, recursive, found, above(dir));
+        collect(fs, element, dir, "", dir, recursive, found, above(fs, dir));
         if (!found.isEmpty()) {
             return found;
         }
         if (!recursive) {
-            collect(fs, element, dir, "", dir, true, found, above(dir));
+            collect(fs, element, dir, "", dir, true, found, above(fs, dir));
             if (!found.isEmpty()) {
                 throw new InvalidInputException("--input " + element + ": no *" + SUFFIX + " files in " + dir
                         + ", but its subdirectories hold " + found.size() + " (e.g. " + found.get(0).name
@@ -290,7 +290,7 @@ public final class InputListing {
      */
     private static void collect(FileSystem fs, String element, Path dir, String prefix, Path root, boolean recursive,
                                 List<InputFile> found, List<java.nio.file.Path> above) throws IOException {
-        refuseUnreadableEntries(element, dir, prefix, recursive);
+        refuseUnreadableEntries(fs, element, dir, prefix, recursive);
         for (RemoteIterator<? extends FileStatus> it = list(fs, dir); it.hasNext(); ) {
             FileStatus s = it.next();
             String name = s.getPath().getName();
@@ -299,7 +299,7 @@ public final class InputListing {
             }
             if (s.isDirectory()) {
                 if (recursive) {
-                    java.nio.file.Path real = real(s.getPath());
+                    java.nio.file.Path real = real(fs, s.getPath());
                     if (real != null && above.contains(real)) {
                         throw new InvalidInputException("--input " + element + ": " + prefix + name + " leads back to "
                                 + real + ", a directory above it, so --recursive would list its files again at every "
@@ -324,7 +324,7 @@ public final class InputListing {
      * located listing, which brings the locations in the same calls.
      */
     private static RemoteIterator<? extends FileStatus> list(FileSystem fs, Path dir) throws IOException {
-        if (!"file".equals(dir.toUri().getScheme())) {
+        if (!HadoopPaths.isLocal(fs)) {
             return fs.listLocatedStatus(dir);
         }
         java.util.Iterator<FileStatus> it = Arrays.asList(fs.listStatus(dir)).iterator();
@@ -365,12 +365,12 @@ public final class InputListing {
      * sequence file, or with {@code recursive} a directory, whose name this JVM cannot decode
      * ({@link #refuseUndecodableNames}), which the listing leaves out without a word too.
      */
-    private static void refuseUnreadableEntries(String element, Path dir, String prefix, boolean recursive)
-            throws IOException {
-        if (!"file".equals(dir.toUri().getScheme())) {
+    private static void refuseUnreadableEntries(FileSystem fs, String element, Path dir, String prefix,
+                                                boolean recursive) throws IOException {
+        java.nio.file.Path local = HadoopPaths.localFile(fs, dir);
+        if (local == null) {
             return;
         }
-        java.nio.file.Path local = java.nio.file.Paths.get(dir.toUri().getPath());
         try (java.nio.file.DirectoryStream<java.nio.file.Path> entries = java.nio.file.Files.newDirectoryStream(local)) {
             for (java.nio.file.Path e : entries) {
                 String name = e.getFileName().toString();
@@ -405,14 +405,11 @@ public final class InputListing {
      * system's listing then leaves such a file out without a word (its status is looked up by the
      * mangled name), so the run computed and published every sequence but those, with exit status 0.
      */
-    private static void refuseUndecodableNames(String element, Path dir,
+    private static void refuseUndecodableNames(FileSystem fs, String element, Path dir,
                                                java.util.function.Predicate<java.nio.file.Path> take)
             throws IOException {
-        if (!"file".equals(dir.toUri().getScheme())) {
-            return;
-        }
-        java.nio.file.Path local = java.nio.file.Paths.get(dir.toUri().getPath());
-        if (!java.nio.file.Files.isDirectory(local)) {
+        java.nio.file.Path local = HadoopPaths.localFile(fs, dir);
+        if (local == null || !java.nio.file.Files.isDirectory(local)) {
             return;
         }
         try (java.nio.file.DirectoryStream<java.nio.file.Path> entries = java.nio.file.Files.newDirectoryStream(local)) {
@@ -443,8 +440,9 @@ public final class InputListing {
     }
 
     /** Refuses a local file named directly or by a glob that is a named pipe, socket or device (see above). */
-    private static void refuseSpecialFile(String element, Path file, String name) {
-        if ("file".equals(file.toUri().getScheme()) && special(java.nio.file.Paths.get(file.toUri().getPath()))) {
+    private static void refuseSpecialFile(FileSystem fs, String element, Path file, String name) {
+        java.nio.file.Path local = HadoopPaths.localFile(fs, file);
+        if (local != null && special(local)) {
             throw notRegular(element, name);
         }
     }
@@ -462,16 +460,16 @@ public final class InputListing {
     }
 
     /** The walk's first list of directories above: {@code dir}'s real path, or null off the local file system. */
-    private static List<java.nio.file.Path> above(Path dir) throws IOException {
+    private static List<java.nio.file.Path> above(FileSystem fs, Path dir) throws IOException {
         List<java.nio.file.Path> above = new ArrayList<>(); // not List.of: it refuses the null of another file system
-        above.add(real(dir));
+        above.add(real(fs, dir));
         return above;
     }
 
     /** The real path of a directory of the local file system (links followed), or null on any other. */
-    private static java.nio.file.Path real(Path dir) throws IOException {
-        URI uri = dir.toUri();
-        return "file".equals(uri.getScheme()) ? java.nio.file.Paths.get(uri.getPath()).toRealPath() : null;
+    private static java.nio.file.Path real(FileSystem fs, Path dir) throws IOException {
+        java.nio.file.Path local = HadoopPaths.localFile(fs, dir);
+        return local != null ? local.toRealPath() : null;
     }
 
     /**

@@ -417,8 +417,8 @@ public final class Commit {
      * comes without one. A directory of that name is not a side file and stays.
      */
     private static void dropChecksumSideFile(FileSystem fs, Path file) throws IOException {
-        if (fs instanceof org.apache.hadoop.fs.RawLocalFileSystem local) {
-            java.nio.file.Path published = local.pathToFile(file).toPath();
+        java.nio.file.Path published = HadoopPaths.localFile(fs, file);
+        if (published != null) {
             java.nio.file.Path side = published.resolveSibling("." + published.getFileName() + ".crc");
             if (java.nio.file.Files.isRegularFile(published, java.nio.file.LinkOption.NOFOLLOW_LINKS)
                     && java.nio.file.Files.isRegularFile(side, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
@@ -498,8 +498,7 @@ public final class Commit {
      * system without locks: a plain rename.
      */
     private static void renameFenced(FileSystem fs, Path src, Path dst, PrintStream out) throws IOException {
-        java.nio.file.Path file = fs instanceof org.apache.hadoop.fs.RawLocalFileSystem local
-                ? local.pathToFile(src).toPath() : null;
+        java.nio.file.Path file = HadoopPaths.localFile(fs, src);
         if (file == null || !java.nio.file.Files.isRegularFile(file, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
             HadoopPaths.rename(fs, src, dst);
             return;

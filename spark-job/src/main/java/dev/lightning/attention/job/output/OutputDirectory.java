@@ -107,8 +107,8 @@ public final class OutputDirectory {
     private void checkStagingParent() throws IOException {
         Path parent = new Path(output, Staging.PARENT);
         boolean file;
-        if (fs instanceof org.apache.hadoop.fs.RawLocalFileSystem local) {
-            java.nio.file.Path p = local.pathToFile(parent).toPath();
+        java.nio.file.Path p = HadoopPaths.localFile(fs, parent);
+        if (p != null) {
             if (java.nio.file.Files.isSymbolicLink(p)) {
                 throw new InvalidInputException("--output " + output + ": " + parent + " is a symbolic link (to "
                         + java.nio.file.Files.readSymbolicLink(p) + "); the run stages its work in " + Staging.PARENT

@@ -142,10 +142,10 @@ public final class OutputLock implements AutoCloseable {
      * went).
      */
     private static String notALock(FileSystem fs, Path path) throws IOException {
-        if (!"file".equals(fs.getUri().getScheme())) {
+        java.nio.file.Path lock = HadoopPaths.localFile(fs, path);
+        if (lock == null) {
             return null;
         }
-        java.nio.file.Path lock = java.nio.file.Paths.get(fs.makeQualified(path).toUri());
         if (Files.isSymbolicLink(lock)) {
             return "is a symbolic link (to " + Files.readSymbolicLink(lock) + ")";
         }
@@ -180,10 +180,9 @@ public final class OutputLock implements AutoCloseable {
 
     /** Moves {@code aside} back to {@code path} unless {@code path} exists again; never replaces a lock. */
     private static void putBack(FileSystem fs, Path aside, Path path) throws IOException {
-        if ("file".equals(fs.getUri().getScheme())) {
+        if (HadoopPaths.isLocal(fs)) {
             try {
-                Files.createLink(java.nio.file.Paths.get(fs.makeQualified(path).toUri()),
-                        java.nio.file.Paths.get(fs.makeQualified(aside).toUri()));
+                Files.createLink(HadoopPaths.localFile(fs, path), HadoopPaths.localFile(fs, aside));
             } catch (FileAlreadyExistsException e) {
                 // a third contender holds it now
             }
@@ -200,8 +199,8 @@ public final class OutputLock implements AutoCloseable {
     }
 
     private static boolean tryCreate(FileSystem fs, Path path, byte[] content) throws IOException {
-        if ("file".equals(fs.getUri().getScheme())) {
-            java.nio.file.Path lock = java.nio.file.Paths.get(fs.makeQualified(path).toUri());
+        java.nio.file.Path lock = HadoopPaths.localFile(fs, path);
+        if (lock != null) {
             java.nio.file.Path tmp = lock.resolveSibling("." + NAME + "." + UUID.randomUUID());
             try { // a write that fails part way (a full disk) leaves no temporary file either
                 Files.write(tmp, content);

@@ -3,7 +3,6 @@ package dev.lightning.attention.job.output;
 import dev.lightning.attention.job.hadoop.HadoopPaths;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
-import org.apache.hadoop.fs.RawLocalFileSystem;
 
 import java.io.IOException;
 import java.nio.channels.FileChannel;
@@ -73,8 +72,8 @@ public final class OutputPaths {
         Path at = output;
         for (String segment : parents) {
             at = HadoopPaths.child(at, segment);
-            if (fs instanceof RawLocalFileSystem local) {
-                java.nio.file.Path p = local.pathToFile(at).toPath();
+            java.nio.file.Path p = HadoopPaths.localFile(fs, at);
+            if (p != null) {
                 if (Files.isSymbolicLink(p)) {
                     return at + " is a symbolic link; a result is published only into real directories inside the "
                             + "output directory (the link could lead to the input or any other directory)";
@@ -203,14 +202,16 @@ public final class OutputPaths {
     }
 
     private static boolean isRealDirectory(FileSystem fs, Path at) throws IOException {
-        if (fs instanceof RawLocalFileSystem local) {
-            return Files.isDirectory(local.pathToFile(at).toPath(), LinkOption.NOFOLLOW_LINKS);
+        java.nio.file.Path p = HadoopPaths.localFile(fs, at);
+        if (p != null) {
+            return Files.isDirectory(p, LinkOption.NOFOLLOW_LINKS);
         }
         return fs.exists(at) && fs.getFileStatus(at).isDirectory();
     }
 
     private static boolean isLink(FileSystem fs, Path at) {
-        return fs instanceof RawLocalFileSystem local && Files.isSymbolicLink(local.pathToFile(at).toPath());
+        java.nio.file.Path p = HadoopPaths.localFile(fs, at);
+        return p != null && Files.isSymbolicLink(p);
     }
 
     /**
@@ -219,8 +220,9 @@ public final class OutputPaths {
      * count as no file, and a result published there would replace the user's link without --overwrite.
      */
     public static boolean exists(FileSystem fs, Path at) throws IOException {
-        if (fs instanceof RawLocalFileSystem local) {
-            return Files.exists(local.pathToFile(at).toPath(), LinkOption.NOFOLLOW_LINKS);
+        java.nio.file.Path p = HadoopPaths.localFile(fs, at);
+        if (p != null) {
+            return Files.exists(p, LinkOption.NOFOLLOW_LINKS);
         }
         return fs.exists(at);
     }
@@ -230,11 +232,8 @@ public final class OutputPaths {
      * directory, every file and directory below it). Local file system only; a no-op elsewhere.
      */
     static void force(FileSystem fs, Path path) throws IOException {
-        if (!(fs instanceof RawLocalFileSystem local)) {
-            return;
-        }
-        java.nio.file.Path p = local.pathToFile(path).toPath();
-        if (!Files.exists(p, LinkOption.NOFOLLOW_LINKS)) {
+        java.nio.file.Path p = HadoopPaths.localFile(fs, path);
+        if (p == null || !Files.exists(p, LinkOption.NOFOLLOW_LINKS)) {
             return;
         }
         if (Files.isDirectory(p, LinkOption.NOFOLLOW_LINKS)) {
@@ -254,7 +253,7 @@ public final class OutputPaths {
      * commit. The first failure is thrown once all have been tried.
      */
     static void forceAll(FileSystem fs, List<Path> paths) throws IOException {
-        if (!(fs instanceof RawLocalFileSystem) || paths.isEmpty()) {
+        if (!HadoopPaths.isLocal(fs) || paths.isEmpty()) {
             return;
         }
         java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newFixedThreadPool(
@@ -300,11 +299,9 @@ public final class OutputPaths {
 
     /** Forces {@code dir}'s own entries (names created, renamed or removed in it), not what lies below. */
     static void forceDirectory(FileSystem fs, Path dir) throws IOException {
-        if (fs instanceof RawLocalFileSystem local) {
-            java.nio.file.Path p = local.pathToFile(dir).toPath();
-            if (Files.isDirectory(p, LinkOption.NOFOLLOW_LINKS)) {
-                forceLocal(p);
-            }
+        java.nio.file.Path p = HadoopPaths.localFile(fs, dir);
+        if (p != null && Files.isDirectory(p, LinkOption.NOFOLLOW_LINKS)) {
+            forceLocal(p);
         }
     }
 

@@ -2,6 +2,7 @@ package dev.lightning.attention.job.output;
 
 import dev.lightning.attention.job.config.JobConfig;
 import dev.lightning.attention.job.config.Settings;
+import dev.lightning.attention.job.hadoop.HadoopPaths;
 import dev.lightning.attention.plan.Piece;
 import dev.lightning.attention.stream.OutputLayout;
 import dev.lightning.attention.stream.OutputParts;
@@ -12,7 +13,6 @@ import dev.lightning.attention.tensor.SafetensorsHeader;
 import org.apache.hadoop.fs.CommonPathCapabilities;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
-import org.apache.hadoop.fs.RawLocalFileSystem;
 
 import java.io.IOException;
 import java.io.OutputStream;
@@ -73,7 +73,7 @@ public final class SplitOutputs implements Serializable {
          * explicit form the file system cannot give is refused, saying which it can.
          */
         public static Form choose(String setting, FileSystem fs, Path output) {
-            boolean inPlace = fs instanceof RawLocalFileSystem;
+            boolean inPlace = HadoopPaths.isLocal(fs);
             boolean concat = !inPlace && hasConcat(fs, output);
             switch (setting) {
                 case "auto":
@@ -168,7 +168,7 @@ public final class SplitOutputs implements Serializable {
     private List<Staging.Written> inPlace(FileSystem fs, String name, List<OutputLayout.Share> shares, Body body)
             throws IOException {
         Path target = staging.stagedOutput(name);
-        java.nio.file.Path file = ((RawLocalFileSystem) fs).pathToFile(target).toPath();
+        java.nio.file.Path file = HadoopPaths.localFile(fs, target);
         List<Staging.Written> written = new ArrayList<>();
         // WRITE without CREATE: the driver made the file with its length; a missing one is an error, never a new file
         // (READ too: a shared lock needs it)
@@ -367,7 +367,7 @@ public final class SplitOutputs implements Serializable {
         for (int i = 0; i < names.size(); i++) {
             SafetensorsHeader h = headers.get(i);
             byte[] head = h.encode();
-            java.nio.file.Path file = ((RawLocalFileSystem) fs).pathToFile(staging.stagedOutput(names.get(i))).toPath();
+            java.nio.file.Path file = HadoopPaths.localFile(fs, staging.stagedOutput(names.get(i)));
             if (staging.resume && Files.isRegularFile(file) && Files.size(file) == h.fileSize()
                     && Arrays.equals(head, firstBytes(file, head.length))) {
                 continue;

@@ -10,7 +10,6 @@ import org.apache.hadoop.fs.FSDataInputStream;
 import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
-import org.apache.hadoop.fs.RawLocalFileSystem;
 
 import java.io.FileNotFoundException;
 import java.io.FilterOutputStream;
@@ -345,8 +344,8 @@ public final class Staging implements Serializable {
         long[] sizeAndCrc;
         Throwable failed = null;
         try {
-            sizeAndCrc = fs instanceof RawLocalFileSystem ? writeLocal(((RawLocalFileSystem) fs).pathToFile(tmp).toPath(),
-                    content) : writeStream(fs, tmp, content);
+            java.nio.file.Path local = HadoopPaths.localFile(fs, tmp);
+            sizeAndCrc = local != null ? writeLocal(local, content) : writeStream(fs, tmp, content);
             try {
                 HadoopPaths.rename(fs, tmp, dst);
             } catch (IOException e) {
@@ -496,9 +495,8 @@ public final class Staging implements Serializable {
                 close();
                 in = fs.open(file);
                 open = file;
-                length = fs instanceof RawLocalFileSystem
-                        ? Files.size(((RawLocalFileSystem) fs).pathToFile(file).toPath())
-                        : fs.getFileStatus(file).getLen();
+                java.nio.file.Path local = HadoopPaths.localFile(fs, file);
+                length = local != null ? Files.size(local) : fs.getFileStatus(file).getLen();
             }
             if (offset + into.length > length) {
                 throw new IOException(file + " holds " + length + " bytes, expected at least " + (offset + into.length)
@@ -526,11 +524,11 @@ public final class Staging implements Serializable {
      * BENCHMARKS.md, "Scan and driver at 100,000 pieces"). Elsewhere Hadoop's recursive delete.
      */
     static void removeTree(FileSystem fs, Path dir) throws IOException {
-        if (!(fs instanceof RawLocalFileSystem)) {
+        java.nio.file.Path root = HadoopPaths.localFile(fs, dir);
+        if (root == null) {
             fs.delete(dir, true);
             return;
         }
-        java.nio.file.Path root = ((RawLocalFileSystem) fs).pathToFile(dir).toPath();
         if (!Files.exists(root, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
             return;
         }

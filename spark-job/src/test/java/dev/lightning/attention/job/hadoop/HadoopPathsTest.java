@@ -56,6 +56,36 @@ public class HadoopPathsTest {
         assertEquals(ODD_NAMES.size(), fs.listStatus(dir).length, "each file under its name, no side files");
     }
 
+    /** The raw local file system under another scheme, as a connector standing on the local disk registers it. */
+    public static final class AliasedLocalFs extends org.apache.hadoop.fs.RawLocalFileSystem {
+        @Override
+        public java.net.URI getUri() {
+            return java.net.URI.create("aliased:///");
+        }
+    }
+
+    /**
+     * The job goes around a file system through java.nio only where it is the raw local one, its subclasses included:
+     * not Hadoop's LocalFileSystem, whose writes keep checksum side files, nor a filter over the raw one, though their
+     * paths are file: paths. Before, two sites tested the scheme and the rest the class, so a lock on the local disk
+     * under another scheme was taken as on an object store (no hard link, no check for a link at its name).
+     */
+    @Test
+    void onlyTheRawLocalFileSystemIsReachedAround() throws Exception {
+        Path dir = new Path(tmp.toUri());
+        Path file = HadoopPaths.child(dir, "run:1.safetensors");
+        FileSystem raw = HadoopPaths.fileSystem(dir, new Configuration());
+        assertEquals(tmp.resolve("run:1.safetensors"), HadoopPaths.localFile(raw, file));
+        assertTrue(HadoopPaths.isLocal(raw));
+        FileSystem aliased = new AliasedLocalFs();
+        aliased.initialize(java.net.URI.create("aliased:///"), new Configuration());
+        assertEquals(tmp.resolve("x"), HadoopPaths.localFile(aliased, new Path("aliased://" + tmp + "/x")));
+        FileSystem checked = FileSystem.getLocal(new Configuration());
+        assertNull(HadoopPaths.localFile(checked, file), "LocalFileSystem writes side files");
+        assertFalse(HadoopPaths.isLocal(checked));
+        assertNull(HadoopPaths.localFile(new org.apache.hadoop.fs.FilterFileSystem(raw), file), "a filter may act otherwise");
+    }
+
     @Test
     void childTakesRelativePathsAndRelativeDirectories() {
         Path dir = new Path("file:/data/in");

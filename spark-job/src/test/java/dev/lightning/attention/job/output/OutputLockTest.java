@@ -143,6 +143,27 @@ class OutputLockTest {
         }
     }
 
+    /**
+     * The local disk under another scheme (a connector standing on the raw local file system) is locked as the
+     * local one: a link at the lock's name is refused. Before, the lock tested the scheme "file", took such a file
+     * system for an object store and read the link's target as a lock ("in use by run ?").
+     */
+    @Test
+    void theLocalDiskUnderAnotherSchemeIsLockedAsTheLocalOne() throws Exception {
+        FileSystem fs = new dev.lightning.attention.job.hadoop.HadoopPathsTest.AliasedLocalFs();
+        fs.initialize(java.net.URI.create("aliased:///"), new Configuration());
+        Path out = new Path("aliased://" + tmp);
+        java.nio.file.Path target = Files.writeString(tmp.resolve("users-notes.txt"), "{\"runId\":\"x\"}");
+        Files.createSymbolicLink(tmp.resolve(OutputLock.NAME), target);
+        refused(fs, out, "is a symbolic link");
+        Files.delete(tmp.resolve(OutputLock.NAME));
+        try (OutputLock lock = OutputLock.acquire(fs, out, "mine", 1.0, quiet)) {
+            assertTrue(lock.held());
+            assertTrue(Files.readString(tmp.resolve(OutputLock.NAME)).contains("\"mine\""));
+        }
+        assertFalse(Files.exists(tmp.resolve(OutputLock.NAME)), "released");
+    }
+
     private void refused(FileSystem fs, Path out, String what) {
         InvalidInputException e = assertThrows(InvalidInputException.class,
                 () -> OutputLock.acquire(fs, out, "mine", 1.0, quiet));
