@@ -34,7 +34,15 @@ public final class JobConfig implements Serializable {
     private final Map<String, Object> values;
     /** Spark settings from {@code --conf} that are not ours, applied to the SparkConf. */
     public final Map<String, String> sparkSettings;
-    /** Keys whose value came from the Spark configuration (spark-defaults.conf, ...), not this command line. */
+    /**
+     * Where the Spark configuration's values come from, as messages that send the user there name them: what
+     * spark-submit reads (its --conf before the application jar, spark-defaults.conf), the JVM's spark.* system
+     * properties, and for a run over datasets ({@code LightningTables}) the caller's session.
+     */
+    static final String SPARK_CONFIGURATION_SOURCES = "spark-submit's --conf, spark-defaults.conf, a -D system property "
+            + "or the session's settings";
+
+    /** Keys whose value came from the Spark configuration ({@link #SPARK_CONFIGURATION_SOURCES}), not this command line. */
     private final java.util.Set<String> fromSparkConfiguration;
 
     private JobConfig(Map<String, Object> values, Map<String, String> sparkSettings,
@@ -162,8 +170,8 @@ public final class JobConfig implements Serializable {
         if (!fromSparkConfiguration.contains(s.key)) {
             return s.flag + " " + v + " (key " + s.key + ")";
         }
-        return s.flag + " " + v + " (" + s.key + "=" + v + " in the Spark configuration: spark-defaults.conf, "
-                + "spark-submit's --conf or a -D system property" + (s.defaultValue == null ? ""
+        return s.flag + " " + v + " (" + s.key + "=" + v + " in the Spark configuration: "
+                + SPARK_CONFIGURATION_SOURCES + (s.defaultValue == null ? ""
                 : "; " + s.flag + (s.isSwitch() ? "=" : " ") + s.defaultValue + " on the command line overrides it")
                 + ")";
     }
@@ -245,16 +253,15 @@ public final class JobConfig implements Serializable {
     }
 
     /**
-     * Refuses a {@code spark.lightning.*} key of the Spark configuration (spark-submit's
-     * {@code --conf}, spark-defaults.conf, a {@code -Dspark.*} system property) that names no option:
-     * a misspelt key there was read by nothing, and the run went on with the default (the same key
-     * as the job's own {@code --conf} is refused already).
+     * Refuses a {@code spark.lightning.*} key of the Spark configuration ({@link #SPARK_CONFIGURATION_SOURCES})
+     * that names no option: a misspelt key there was read by nothing, and the run went on with the default (the
+     * same key as the job's own {@code --conf} is refused already).
      */
     public static void refuseUnknownSparkKeys(Iterable<String> keys) {
         for (String key : keys) {
             if (key.startsWith("spark.lightning.") && Settings.byKey(key) == null) {
-                throw new InvalidInputException("Spark configuration " + key + " (spark-submit --conf, "
-                        + "spark-defaults.conf, a -D system property or the session's settings): unknown option" + didYouMean(key)
+                throw new InvalidInputException("Spark configuration " + key + " (" + SPARK_CONFIGURATION_SOURCES
+                        + "): unknown option" + didYouMean(key)
                         + "; known keys are listed by `lightning options`: correct or remove it there");
             }
         }

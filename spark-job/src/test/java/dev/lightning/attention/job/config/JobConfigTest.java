@@ -126,7 +126,7 @@ class JobConfigTest {
         try {
             String m = assertThrows(InvalidInputException.class, () -> OptionParser.parse(
                     java.util.List.of("--input", "in", "--output", "out"), null, false)).getMessage();
-            assertTrue(m.startsWith("Spark configuration spark.lightning.partiton.tokens (spark-submit --conf, "
+            assertTrue(m.startsWith("Spark configuration spark.lightning.partiton.tokens (spark-submit's --conf, "
                     + "spark-defaults.conf, a -D system property or the session's settings): unknown option"), m);
         } finally {
             System.clearProperty("spark.lightning.partiton.tokens");
@@ -202,8 +202,8 @@ class JobConfigTest {
         String m = assertThrows(InvalidInputException.class, () -> JobConfig.resolve(flags, Map.of(), spark::get))
                 .getMessage();
         assertTrue(m.startsWith("--feature-map elu1 (spark.lightning.featureMap=elu1 in the Spark configuration: "
-                + "spark-defaults.conf, spark-submit's --conf or a -D system property; --feature-map identity on the "
-                + "command line overrides it) applies to lightning attention only"), m);
+                + "spark-submit's --conf, spark-defaults.conf, a -D system property or the session's settings; "
+                + "--feature-map identity on the command line overrides it) applies to lightning attention only"), m);
         m = assertThrows(InvalidInputException.class, () -> JobConfig.resolve(flags, Map.of(),
                 Map.of("spark.lightning.normalize", "true")::get)).getMessage();
         assertTrue(m.contains("--normalize=false on the command line overrides it"), m);
