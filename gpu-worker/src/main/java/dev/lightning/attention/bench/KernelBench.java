@@ -132,7 +132,7 @@ public final class KernelBench {
         int headsQ = heads;
         headsK = headsK != null ? headsK : headsQ;
         headsV = headsV != null ? headsV : headsQ;
-        heads = Math.max(headsQ, Math.max(headsK, headsV)); // H: --heads is Hq, as in generate
+        heads = AttentionSpec.heads(headsQ, headsK, headsV); // H: --heads is Hq, as in generate
         SplittableRandom rnd = new SplittableRandom(42);
         AttentionSpec spec = new AttentionSpec(heads, dk, dv, Slopes.minimax(heads), 1.0, chunk)
                 .withHeads(headsQ, headsK, headsV).withFeatureMap(phi);

@@ -57,14 +57,34 @@ public final class AttentionSpec implements java.io.Serializable {
         this(heads, heads, heads, heads, dk, dv, slopes, scale, chunkSize, FeatureMap.IDENTITY, false, 0);
     }
 
+    /**
+     * Plain lightning attention over grouped heads: q, k and v of {@code headsQ}, {@code headsK} and
+     * {@code headsV} heads, H = {@link #heads(int, int, int)} states with {@code slopes} [H]. The one
+     * place head counts become a spec: a file's, a table's and the reference check's.
+     */
+    public static AttentionSpec grouped(int headsQ, int headsK, int headsV, int dk, int dv, double[] slopes,
+                                        double scale, int chunkSize) {
+        return new AttentionSpec(heads(headsQ, headsK, headsV), dk, dv, slopes, scale, chunkSize)
+                .withHeads(headsQ, headsK, headsV);
+    }
+
+    /**
+     * H, the heads of the state and of the slopes, for q, k and v of {@code headsQ}, {@code headsK}
+     * and {@code headsV} heads: the largest count. Each count divides it ({@link #checkGrouping}),
+     * and a head of q, k or v serves H / count consecutive heads.
+     */
+    public static int heads(int headsQ, int headsK, int headsV) {
+        return Math.max(headsQ, Math.max(headsK, headsV));
+    }
+
     private AttentionSpec(int heads, int headsQ, int headsK, int headsV, int dk, int dv, double[] slopes, double scale,
                           int chunkSize, FeatureMap featureMap, boolean normalized, double eps) {
         if (heads < 1) {
             throw new IllegalArgumentException("heads must be >= 1, got " + heads);
         }
         checkGrouping(headsQ, headsK, headsV);
-        if (Math.max(headsQ, Math.max(headsK, headsV)) != heads) {
-            throw new IllegalArgumentException("H must be max(Hq, Hk, Hv) = " + Math.max(headsQ, Math.max(headsK, headsV))
+        if (heads(headsQ, headsK, headsV) != heads) {
+            throw new IllegalArgumentException("H must be max(Hq, Hk, Hv) = " + heads(headsQ, headsK, headsV)
                     + ", got " + heads);
         }
         if (dk < 1 || dk > MAX_DIM || dv < 1 || dv > MAX_DIM) {

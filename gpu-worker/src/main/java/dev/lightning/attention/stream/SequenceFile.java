@@ -98,19 +98,8 @@ public final class SequenceFile implements Serializable {
 
     /** The computation of this file: its layout with the run's scale, chunk size, feature map and normalization. */
     public AttentionSpec spec(double scale, int chunkSize, Variant variant) {
-        return variant.apply(layout(layout.headsQ(), layout.headsK(), layout.headsV(), layout.dk(), layout.dv(),
-                h -> layout.slopes(), scale, chunkSize));
-    }
-
-    /**
-     * The one place a file's head counts become a spec: H = max(Hq, Hk, Hv) heads (each count
-     * divides it: the caller checked that through {@link AttentionSpec#checkGrouping}), with the
-     * slopes {@code slopes} gives for H.
-     */
-    private static AttentionSpec layout(int hq, int hk, int hv, int dk, int dv,
-                                        java.util.function.IntFunction<double[]> slopes, double scale, int chunkSize) {
-        int heads = Math.max(hq, Math.max(hk, hv));
-        return new AttentionSpec(heads, dk, dv, slopes.apply(heads), scale, chunkSize).withHeads(hq, hk, hv);
+        return variant.apply(AttentionSpec.grouped(layout.headsQ(), layout.headsK(), layout.headsV(), layout.dk(),
+                layout.dv(), layout.slopes(), scale, chunkSize));
     }
 
     /** Bytes of q, k and v for one token: Hq*Dk + Hk*Dk + Hv*Dv elements. */
@@ -193,7 +182,7 @@ public final class SequenceFile implements Serializable {
         int hv = (int) v.dim(1);
         int dk = (int) q.dim(2);
         int dv = (int) v.dim(2);
-        int heads = layout(hq, hk, hv, dk, dv, double[]::new, 1.0, 1).heads(); // zero slopes until they are read
+        int heads = AttentionSpec.heads(hq, hk, hv); // checked above: each count divides it
 
         double[] slopes;
         boolean fromFile;
@@ -217,8 +206,7 @@ public final class SequenceFile implements Serializable {
             slopes = defaultSlopes.apply(heads);
             fromFile = false;
         }
-        double[] chosen = slopes;
-        AttentionSpec layout = layout(hq, hk, hv, dk, dv, h -> chosen, 1.0, 1);
+        AttentionSpec layout = AttentionSpec.grouped(hq, hk, hv, dk, dv, slopes, 1.0, 1);
         long initial = -1;
         TensorEntry init = header.tensor(INITIAL_STATE);
         if (init != null) {

@@ -81,6 +81,24 @@ class AttentionSpecTest {
         }
     }
 
+    /**
+     * Head counts become a spec in one place: H is the largest count, whichever of q, k and v has it, and the slopes
+     * are H's. A file's, a table's and the reference check's specs were each built from max(Hq, Hk, Hv) themselves.
+     */
+    @Test
+    void groupedHeadCountsMakeTheSpecOfTheLargest() {
+        assertEquals(6, AttentionSpec.heads(6, 2, 3));
+        assertEquals(6, AttentionSpec.heads(2, 2, 6));
+        assertEquals(8, AttentionSpec.heads(1, 8, 2));
+        AttentionSpec s = AttentionSpec.grouped(2, 2, 6, 16, 8, Slopes.minimax(6), 0.5, 32);
+        assertEquals(new AttentionSpec(6, 16, 8, Slopes.minimax(6), 0.5, 32).withHeads(2, 2, 6), s);
+        assertEquals(6, s.heads());
+        assertEquals(2, s.headsQ());
+        assertEquals(6, s.headsV());
+        String m = refused(() -> AttentionSpec.grouped(2, 2, 6, 16, 8, Slopes.minimax(2), 1.0, 64));
+        assertTrue(m.contains("expected 6 slopes"), m);
+    }
+
     @Test
     void withHeadsRejectsAMaximumOtherThanH() {
         String m = refused(() -> spec(6).withHeads(2, 2, 4));

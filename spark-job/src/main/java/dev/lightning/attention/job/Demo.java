@@ -55,7 +55,7 @@ final class Demo {
             dev.lightning.attention.engine.AttentionSpec.checkGrouping(headsQ, headsK, headsV);
             this.name = name;
             this.tokens = tokens;
-            this.heads = Math.max(headsQ, Math.max(headsK, headsV));
+            this.heads = dev.lightning.attention.engine.AttentionSpec.heads(headsQ, headsK, headsV);
             this.headsQ = headsQ;
             this.headsK = headsK;
             this.headsV = headsV;

@@ -63,7 +63,7 @@ final class ReferenceCheck {
         TokenTensor k = in.get("k").asTokens();
         TokenTensor v = in.get("v").asTokens();
         AttentionSpec.checkGrouping(q.heads(), k.heads(), v.heads());
-        int heads = Math.max(q.heads(), Math.max(k.heads(), v.heads()));
+        int heads = AttentionSpec.heads(q.heads(), k.heads(), v.heads());
         double[] slopes;
         if (in.containsKey("slope")) {
             float[] s = in.get("slope").toFloats();
@@ -75,8 +75,8 @@ final class ReferenceCheck {
             slopes = defaultSlopes.apply(heads);
         }
         // chunk 1: the recurrence has no blocks, and any interval is a multiple of it
-        AttentionSpec spec = variant.apply(new AttentionSpec(heads, q.dim(), v.dim(), slopes, scale, 1)
-                .withHeads(q.heads(), k.heads(), v.heads()));
+        AttentionSpec spec = variant.apply(AttentionSpec.grouped(q.heads(), k.heads(), v.heads(), q.dim(), v.dim(),
+                slopes, scale, 1));
         float[] s0 = in.containsKey("initial_state") ? in.get("initial_state").toFloats() : new float[spec.stateSize()];
         LightningState initial = LightningState.own(heads, spec.dk(), spec.dv(), s0);
         if (spec.normalized()) {

@@ -153,7 +153,7 @@ final class TablePlan implements Serializable {
     }
 
     int heads(int s) {
-        return Math.max(headsQ[s], Math.max(headsK[s], headsV[s]));
+        return AttentionSpec.heads(headsQ[s], headsK[s], headsV[s]);
     }
 
     int pieces(int s) {
@@ -190,8 +190,7 @@ final class TablePlan implements Serializable {
     /** The computation of a sequence of these heads, widths and slopes (before a plan exists: the checks). */
     static AttentionSpec spec(int headsQ, int headsK, int headsV, int dk, int dv, double[] slopes, double scale,
                               int chunkSize, Variant variant) {
-        int h = Math.max(headsQ, Math.max(headsK, headsV));
-        return variant.apply(new AttentionSpec(h, dk, dv, slopes, scale, chunkSize).withHeads(headsQ, headsK, headsV));
+        return variant.apply(AttentionSpec.grouped(headsQ, headsK, headsV, dk, dv, slopes, scale, chunkSize));
     }
 
     /** Bytes of q, k and v of one token of sequence {@code s}. */

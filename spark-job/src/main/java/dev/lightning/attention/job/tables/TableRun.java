@@ -239,7 +239,7 @@ public final class TableRun {
         for (int i = 0; i < names.length; i++) {
             if (slopes[i] == null) {
                 TableValidation.Summary s = valid.get(i);
-                slopes[i] = cfg.defaultSlopes(Math.max(s.headsQ, Math.max(s.headsK, s.headsV)));
+                slopes[i] = cfg.defaultSlopes(s.heads());
             }
         }
         TablePlan plan = new TablePlan(valid, slopes, initial, tokensBefore,
@@ -300,7 +300,7 @@ public final class TableRun {
                 continue;
             }
             TableValidation.Summary sum = valid.get(s);
-            int h = Math.max(sum.headsQ, Math.max(sum.headsK, sum.headsV));
+            int h = sum.heads();
             String why = StoredStates.mismatch(r.getInt(1), r.getInt(2), r.getInt(3), r.getBoolean(4),
                     r.isNullAt(5) ? null : r.getString(5), source, TablePlan.spec(sum.headsQ, sum.headsK, sum.headsV,
                             sum.dk, sum.dv, slopes[s] != null ? slopes[s] : cfg.defaultSlopes(h),
@@ -368,8 +368,7 @@ public final class TableRun {
                 throw new InvalidInputException(where + "it has more than one row; a sequence has at most one");
             }
             seen[s] = true;
-            TableValidation.Summary sum = valid.get(s);
-            int h = Math.max(sum.headsQ, Math.max(sum.headsK, sum.headsV));
+            int h = valid.get(s).heads();
             if (!r.isNullAt(1)) {
                 List<Object> given = r.getList(1);
                 if (given.size() != h) {

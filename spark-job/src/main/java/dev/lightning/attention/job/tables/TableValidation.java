@@ -55,6 +55,11 @@ public final class TableValidation {
 
         Summary() {
         }
+
+        /** H, the heads of the state and the slopes ({@link AttentionSpec#heads(int, int, int)}). */
+        int heads() {
+            return AttentionSpec.heads(headsQ, headsK, headsV);
+        }
     }
 
     /** The small columns of one block, keyed by (sequence, start). */
