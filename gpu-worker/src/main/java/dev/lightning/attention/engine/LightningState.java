@@ -45,7 +45,12 @@ public final class LightningState {
      * (staging files, device buffers, space estimates read it here).
      */
     public static long bytes(int heads, int dk, int dv, boolean normalized) {
-        return 4L * heads * dk * dv + (normalized ? 4L * heads * dk : 0);
+        return 4L * heads * dk * dv + (normalized ? normalizerBytes(heads, dk) : 0);
+    }
+
+    /** Bytes of the z part of a normalized state of H heads of width Dk: [H, Dk] float32. */
+    public static long normalizerBytes(int heads, int dk) {
+        return 4L * heads * dk;
     }
 
     /** Bytes of a state of {@code spec}: {@link #kvBytes} then {@link #normalizerBytes}. */

@@ -31,6 +31,9 @@ class LightningStateTest {
         assertEquals(4L * 3 * 5 * 7, LightningState.kvBytes(NORMALIZED));
         assertEquals(4L * 3 * 5, LightningState.normalizerBytes(NORMALIZED));
         assertEquals(0, LightningState.normalizerBytes(PLAIN));
+        // by head counts, for the table run's checks and plan, which have no spec at hand
+        assertEquals(LightningState.normalizerBytes(NORMALIZED), LightningState.normalizerBytes(3, 5));
+        assertEquals(4L * 65536 * 256, LightningState.normalizerBytes(65536, 256));
         // the largest head layout: no int overflow in the byte count
         assertEquals(4L * 65536 * 256 * 256, LightningState.bytes(65536, 256, 256));
     }

@@ -1,6 +1,7 @@
 package dev.lightning.attention.job.tables;
 
 import dev.lightning.attention.engine.AttentionSpec;
+import dev.lightning.attention.engine.LightningState;
 import dev.lightning.attention.plan.Piece;
 import dev.lightning.attention.plan.PiecePlanner;
 import dev.lightning.attention.stream.Variant;
@@ -139,7 +140,7 @@ final class TablePlan implements Serializable {
 
     /** Bytes of S (and z when normalizing, not known here: S alone) of sequence {@code s}. */
     private long stateBytes(int s) {
-        return 4L * heads(s) * dk[s] * dv[s];
+        return LightningState.bytes(heads(s), dk[s], dv[s]);
     }
 
     int size() {

@@ -1,5 +1,6 @@
 package dev.lightning.attention.job.tables;
 
+import dev.lightning.attention.engine.LightningState;
 import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.InvalidInputException;
 import dev.lightning.attention.tensor.NonFinite;
@@ -191,8 +192,8 @@ public final class TableShuffle {
             return Collections.emptyIterator();
         }
         int h = plan.heads(s);
-        long kv = 4L * h * plan.dk[s] * plan.dv[s];
-        long z = 4L * h * plan.dk[s];
+        long kv = LightningState.bytes(h, plan.dk[s], plan.dv[s]);
+        long z = LightningState.normalizerBytes(h, plan.dk[s]);
         byte[] state = givenState == null ? new byte[(int) kv] : givenState;
         byte[] norm = givenNorm == null ? (normalize ? new byte[(int) z] : null) : givenNorm;
         String where = table + ", sequence '" + name + "': ";
