@@ -168,6 +168,15 @@ public final class TokenTensor {
         return out;
     }
 
+    /**
+     * This tensor in float32: itself where it is float32 already, else a new tensor of its values.
+     * 16-bit values (BF16, F16) widen exactly, so float32 kernels on the result compute from the
+     * same numbers: the GPU backends' way to a float32 o, or to q, k and v of mixed dtypes.
+     */
+    public TokenTensor toF32() {
+        return dtype == DType.F32 ? this : of(DType.F32, tokens, heads, dim, toFloats());
+    }
+
     /** A read-only view of the raw little-endian bytes, {@code T * tokenBytes()} long. */
     public ByteBuffer bytes() {
         ByteBuffer view = buf.asReadOnlyBuffer().order(ByteOrder.LITTLE_ENDIAN);

@@ -4,6 +4,7 @@ import org.junit.jupiter.api.Test;
 
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.util.List;
 import java.util.SplittableRandom;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -75,6 +76,28 @@ class DTypeTest {
         assertEquals(0x3c, b.get(3) & 0xff);
         DType.F32.put(b, 4, -2.5f);
         assertEquals(-2.5f, DType.F32.get(b, 4));
+    }
+
+    /** Widening to float32 keeps every value exactly (what the GPU backends' float32 paths rely on), and copies only when it must. */
+    @Test
+    void toF32KeepsEveryValueOfA16BitTensor() {
+        SplittableRandom rnd = new SplittableRandom(7);
+        for (DType t : new DType[] {DType.BF16, DType.F16}) {
+            TokenTensor x = TokenTensor.allocate(t, 5, 3, 4);
+            for (int i = 0; i < 5; i++) {
+                for (int h = 0; h < 3; h++) {
+                    for (int d = 0; d < 4; d++) {
+                        x.set(i, h, d, (float) rnd.nextGaussian());
+                    }
+                }
+            }
+            TokenTensor w = x.toF32();
+            assertEquals(DType.F32, w.dtype());
+            assertEquals(List.of(5, 3, 4), List.of(w.tokens(), w.heads(), w.dim()));
+            org.junit.jupiter.api.Assertions.assertArrayEquals(x.toFloats(), w.toFloats(), 0f, t.toString());
+        }
+        TokenTensor f = TokenTensor.allocate(DType.F32, 2, 1, 1);
+        org.junit.jupiter.api.Assertions.assertSame(f, f.toF32());
     }
 
     @Test

@@ -175,7 +175,7 @@ public final class CudaBackend implements AttentionBackend {
             // A float32 o asks for float32 results: 16-bit kernels would round o (and overflow it,
             // for F16) before any widening. 16-bit values widen exactly, so the float32 kernels on
             // the widened inputs compute the same sums, at twice the bytes moved.
-            return run(spec, widen(q), widen(k), widen(v), state, o, checkpoints);
+            return run(spec, q.toF32(), k.toF32(), v.toF32(), state, o, checkpoints);
         }
         if (o.dtype() != q.dtype()) {
             // a narrower o: the kernels write o in the input's dtype, converted on the host
@@ -185,10 +185,6 @@ public final class CudaBackend implements AttentionBackend {
             return last;
         }
         return run(spec, q, k, v, state, o, checkpoints);
-    }
-
-    private static TokenTensor widen(TokenTensor x) {
-        return TokenTensor.of(DType.F32, x.tokens(), x.heads(), x.dim(), x.toFloats());
     }
 
     private LightningState run(AttentionSpec spec, TokenTensor q, TokenTensor k, TokenTensor v,

@@ -118,9 +118,9 @@ public final class CudaBatchStep implements BatchStep {
         TokenTensor k = batch.k();
         TokenTensor v = batch.v();
         if (o.dtype() == DType.F32 && batch.dtype() != DType.F32) {
-            q = widen(q);
-            k = widen(k);
-            v = widen(v);
+            q = q.toF32();
+            k = k.toF32();
+            v = v.toF32();
         }
         DType dtype = q.dtype();
         device.makeCurrent();
@@ -138,10 +138,6 @@ public final class CudaBatchStep implements BatchStep {
         }
     }
 
-
-    private static TokenTensor widen(TokenTensor x) {
-        return TokenTensor.of(DType.F32, x.tokens(), x.heads(), x.dim(), x.toFloats());
-    }
 
     /** Sections of the input staging buffer, each starting at a multiple of 256 bytes. */
     private static long align(long at) {

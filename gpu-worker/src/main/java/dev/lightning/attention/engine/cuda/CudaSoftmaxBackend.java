@@ -108,7 +108,7 @@ final class CudaSoftmaxBackend implements SoftmaxBackend {
         }
         if (q.dtype() != k.dtype() || q.dtype() != v.dtype()) {
             // 16-bit values widen exactly: the float32 kernel then computes from the same numbers
-            forward(spec, widen(q), qStart, widen(k), widen(v), kStart, out);
+            forward(spec, q.toF32(), qStart, k.toF32(), v.toF32(), kStart, out);
             return;
         }
         device.makeCurrent();
@@ -139,10 +139,6 @@ final class CudaSoftmaxBackend implements SoftmaxBackend {
         }
     }
 
-
-    private static TokenTensor widen(TokenTensor x) {
-        return x.dtype() == DType.F32 ? x : TokenTensor.of(DType.F32, x.tokens(), x.heads(), x.dim(), x.toFloats());
-    }
 
     /** Query and key slice sizes: the whole call when it fits the budget, else slices that do. */
     record Plan(int querySlice, int keySlice) {
