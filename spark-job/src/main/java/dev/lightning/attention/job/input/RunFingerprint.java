@@ -14,7 +14,6 @@ import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
-import org.apache.hadoop.fs.RawLocalFileSystem;
 
 import java.io.FileNotFoundException;
 import java.io.IOException;
@@ -177,7 +176,7 @@ public final class RunFingerprint {
         for (Map.Entry<Path, List<Path>> e : byDirectory.entrySet()) {
             Path dir = e.getKey();
             FileSystem fs = HadoopPaths.fileSystem(e.getValue().get(0), conf);
-            if (dir != null && e.getValue().size() >= LIST_FROM && !(fs instanceof RawLocalFileSystem)) {
+            if (dir != null && e.getValue().size() >= LIST_FROM && !HadoopPaths.isLocal(fs)) {
                 Map<String, FileStatus> listed = new HashMap<>();
                 try {
                     for (FileStatus st : fs.listStatus(dir)) {
