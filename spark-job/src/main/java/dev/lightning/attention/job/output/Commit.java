@@ -570,34 +570,58 @@ public final class Commit {
         }
     }
 
-    /** What {@code run.json} in a staging directory says: the run's fingerprint and whether it made {@code _temporary}. */
+    /**
+     * What {@code run.json} in a staging directory says: the run's fingerprint, whether it made {@code _temporary}, and
+     * the {@link Staging#FORMAT} it staged in.
+     */
     public static final class RunInfo {
         public final JsonNode fingerprint;
         final boolean createdParent;
         public final String started;
+        /** The staging format of the build that wrote it; null where that build recorded none (an earlier one). */
+        final String format;
 
-        private RunInfo(JsonNode fingerprint, boolean createdParent, String started) {
+        private RunInfo(JsonNode fingerprint, boolean createdParent, String started, String format) {
             this.fingerprint = fingerprint;
             this.createdParent = createdParent;
             this.started = started;
+            this.format = format;
         }
 
         public static RunInfo read(FileSystem fs, Path stagingDir) throws IOException {
             try (InputStream in = fs.open(new Path(stagingDir, "run.json"))) {
                 JsonNode n = new ObjectMapper().readTree(in);
                 return new RunInfo(n.path("fingerprint"), n.path("createdParent").asBoolean(false),
-                        n.path("started").asText("?"));
+                        n.path("started").asText("?"), n.path("format").isTextual() ? n.path("format").asText() : null);
             } catch (IOException e) { // missing or unreadable: a run killed as it started
-                return new RunInfo(null, false, "?");
+                return new RunInfo(null, false, "?", null);
             }
         }
 
+        /** This build's run.json: always in this build's {@link Staging#FORMAT}. */
         public static byte[] encode(JsonNode fingerprint, boolean createdParent, String started) throws IOException {
             ObjectNode n = new ObjectMapper().createObjectNode();
+            n.put("format", Staging.FORMAT);
             n.set("fingerprint", fingerprint);
             n.put("createdParent", createdParent);
             n.put("started", started);
             return new ObjectMapper().writeValueAsBytes(n);
+        }
+
+        /**
+         * Why this build keeps none of the work staged by the run this describes, or null where it may: another
+         * build staged it in another {@link Staging#FORMAT} (or, before formats were recorded, none). Its
+         * fingerprint is not compared then: it differs in whatever keys the other build recorded, which the user
+         * cannot give again.
+         */
+        public String otherFormat() {
+            if (Staging.FORMAT.equals(format)) {
+                return null;
+            }
+            return "was staged by another build of lightning (staging format "
+                    + (format == null ? "not recorded: a build from before formats were recorded" : format)
+                    + "; this build stages " + Staging.FORMAT + "), whose finished work this build does not keep: its "
+                    + "files may be laid out otherwise, and they hold the other build's numbers";
         }
 
         /** The keys in which two fingerprints differ, for the refusal of a --resume. */

@@ -190,30 +190,35 @@ public final class OutputDirectory {
 
     /**
      * The staging directory of this run. Earlier runs' staging directories are removed, except,
-     * with --resume, the newest one whose inputs and settings match this run: its finished work is
-     * kept. The probe of the output directory's permissions is the first write into it.
+     * with --resume, the newest one staged in this build's {@link Staging#FORMAT} whose inputs and
+     * settings match this run: its finished work is kept. The probe of the output directory's permissions is the first write into it.
      */
     public Staging chooseStaging(JsonNode fingerprint, String runId, java.time.Instant started) throws IOException {
         List<Path> earlier = Staging.all(fs, output);
         Path resumeFrom = null;
         if (cfg.get(Settings.RESUME)) {
-            List<String> mismatch = null;
+            String mismatch = null; // why the newest interrupted run with a fingerprint cannot be resumed
             for (int i = earlier.size() - 1; i >= 0 && resumeFrom == null; i--) {
                 Commit.RunInfo info = Commit.RunInfo.read(fs, earlier.get(i));
                 if (info.fingerprint == null) {
                     continue; // killed before it had written anything but its directory: nothing to keep
                 }
-                List<String> diff = Commit.RunInfo.differences(info.fingerprint, fingerprint);
-                if (diff.isEmpty()) {
+                // another build's staging first: its fingerprint would differ in keys the user cannot give again
+                String otherFormat = info.otherFormat();
+                List<String> diff = otherFormat != null ? List.of() : Commit.RunInfo.differences(info.fingerprint,
+                        fingerprint);
+                if (otherFormat == null && diff.isEmpty()) {
                     resumeFrom = earlier.get(i);
                 } else if (mismatch == null) {
-                    mismatch = diff;
+                    mismatch = "--resume: the interrupted run in " + earlier.get(i) + " " + (otherFormat != null
+                            ? otherFormat + "; rerun without --resume to start over (its staging is then removed), or "
+                            + "resume it with the build that staged it"
+                            : "had other " + String.join(", ", diff) + " than this one; rerun with the same input and "
+                            + "options to resume it, or without --resume to start over (its staging is then removed)");
                 }
             }
             if (resumeFrom == null && mismatch != null) {
-                throw new InvalidInputException("--resume: the interrupted run in " + earlier.get(earlier.size() - 1)
-                        + " had other " + String.join(", ", mismatch) + " than this one; rerun with the same input and "
-                        + "options to resume it, or without --resume to start over (its staging is then removed)");
+                throw new InvalidInputException(mismatch);
             }
             if (resumeFrom == null) {
                 out.println("lightning: --resume: no interrupted run in " + output + "; starting a new run");
@@ -222,7 +227,8 @@ public final class OutputDirectory {
         for (Path dir : earlier) {
             if (!dir.equals(resumeFrom)) {
                 out.println("lightning: removing the staging of earlier run " + Staging.runIdOf(dir)
-                        + (cfg.get(Settings.RESUME) ? "" : " (--resume would have continued it)"));
+                        + (cfg.get(Settings.RESUME) || Commit.RunInfo.read(fs, dir).otherFormat() != null ? ""
+                        : " (--resume would have continued it)"));
                 Commit.removeStaging(fs, output, dir);
             }
         }

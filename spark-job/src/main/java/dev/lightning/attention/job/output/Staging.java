@@ -29,7 +29,8 @@ import java.util.zip.CRC32C;
  * Where one run keeps everything it writes before the commit publishes it:
  * {@code <output>/_temporary/lightning-<run>/} (a name Hadoop and Spark readers skip).
  * <pre>
- *   run.json             who made it, and the fingerprint of inputs and settings (for --resume)
+ *   run.json             who made it, the {@link #FORMAT} it stages in, and the fingerprint of inputs
+ *                        and settings (for --resume)
  *   local/, incoming/    pass-1 local states, one file per task and sequence
  *                        ({@code PieceGroups}), and the scan's incoming
  *                        states, one file per block of the scan ({@link #prefixes})
@@ -64,6 +65,20 @@ public final class Staging implements Serializable {
     private static final long serialVersionUID = 1L;
     public static final String PARENT = "_temporary";
     static final String PREFIX = "lightning-";
+
+    /**
+     * The version of what a run stages, which run.json records and --resume compares before the
+     * fingerprint: the layout of the files and markers above, and the computation whose results
+     * they hold (pass 1's local states, the scan's incoming states, the outputs' bytes). A marker
+     * proves only that its bytes are still there, not what they mean, so work staged by a build of
+     * another format is never kept: its files may be laid out otherwise, and where they verify they
+     * hold the other build's numbers, so the resumed run would publish outputs that neither build
+     * writes uninterrupted (a fix of pass 1 would be silently left out of them). Change it with any
+     * change to that layout or to those bytes. Builds before it was recorded staged none; the
+     * product version ({@link Version}) is the same for every build of a release and cannot tell
+     * them apart.
+     */
+    public static final String FORMAT = "lightning-staging-1";
 
     public final String root;
     /** Whether tasks may keep units an earlier attempt of this run finished (--resume). */

@@ -106,4 +106,51 @@ class OutputDirectoryTest {
             assertTrue(first.lock.held(), "the first run keeps its lock and directory");
         }
     }
+
+    /**
+     * --resume keeps only work staged in this build's staging format: a run.json of a build from
+     * before formats were recorded (no "format", as such builds wrote it) or of another format is
+     * refused in one line that says so and what to do, even where its fingerprint equals this run's
+     * (its files would be taken, and they hold the other build's numbers); this build's own
+     * staging with the same fingerprint is resumed.
+     */
+    @Test
+    void resumeKeepsOnlyWorkStagedInThisBuildsFormat() throws Exception {
+        org.apache.hadoop.fs.FileSystem local = org.apache.hadoop.fs.FileSystem.getLocal(new Configuration());
+        JobConfig resume = JobConfig.resolve(Map.of("--input", "in", "--output", "out", "--resume", "true"), Map.of(),
+                k -> null);
+        com.fasterxml.jackson.databind.ObjectMapper json = new com.fasterxml.jackson.databind.ObjectMapper();
+        com.fasterxml.jackson.databind.JsonNode fingerprint = json.readTree("{\"settings\": {\"a\": \"1\"}}");
+        java.nio.file.Path dir = Files.createDirectories(tmp.resolve("out"));
+        Path output = local.makeQualified(new Path(dir.toUri()));
+        java.nio.file.Path runJson = Files.createDirectories(dir.resolve("_temporary/lightning-old")).resolve("run.json");
+
+        Files.writeString(runJson, "{\"fingerprint\": {\"settings\": {\"a\": \"1\"}}, \"createdParent\": true, "
+                + "\"started\": \"2026-12-01T00:00:00Z\"}");
+        dev.lightning.attention.tensor.InvalidInputException e = assertThrows(
+                dev.lightning.attention.tensor.InvalidInputException.class,
+                () -> new OutputDirectory(resume, local, output, quiet).chooseStaging(fingerprint, "new",
+                        java.time.Instant.now()));
+        assertTrue(e.getMessage().startsWith("--resume: the interrupted run in ") && e.getMessage().contains(
+                "/_temporary/lightning-old was staged by another build of lightning (staging format not recorded")
+                && e.getMessage().contains(
+                "this build stages " + Staging.FORMAT) && e.getMessage().contains("rerun without --resume"),
+                e.getMessage());
+        assertFalse(e.getMessage().contains("\n"), "one line");
+
+        Files.writeString(runJson, "{\"format\": \"lightning-staging-0\", \"fingerprint\": {\"settings\": {\"a\": "
+                + "\"1\"}}, \"createdParent\": true, \"started\": \"2026-12-01T00:00:00Z\"}");
+        e = assertThrows(dev.lightning.attention.tensor.InvalidInputException.class,
+                () -> new OutputDirectory(resume, local, output, quiet).chooseStaging(fingerprint, "new",
+                        java.time.Instant.now()));
+        assertTrue(e.getMessage().contains("(staging format lightning-staging-0; this build stages " + Staging.FORMAT
+                + ")"), e.getMessage());
+        assertTrue(Files.exists(runJson), "a refused resume removes nothing");
+
+        Files.write(runJson, Commit.RunInfo.encode(fingerprint, true, "2026-12-01T00:00:00Z"));
+        Staging staging = new OutputDirectory(resume, local, output, quiet).chooseStaging(fingerprint, "new",
+                java.time.Instant.now());
+        assertTrue(staging.resume);
+        assertEquals("old", Staging.runIdOf(staging.path()));
+    }
 }
