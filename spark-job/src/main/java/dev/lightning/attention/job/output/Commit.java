@@ -200,6 +200,17 @@ public final class Commit {
         for (Path dir : Staging.all(fs, output)) {
             if (fs.exists(new Path(dir, RECORD))) {
                 JsonNode record = readRecord(fs, dir);
+                if (record == null && earlierBuildsRecord(fs, dir)) {
+                    // whole, but not this protocol's: such a build forced nothing to disk before its record, so its
+                    // staged files need not be whole after a power loss; this build does not publish them
+                    out.println("lightning: warning: interrupted run " + Staging.runIdOf(dir) + " was committed by an "
+                            + "earlier build of lightning (its " + RECORD + " has no \"complete\" field, which this "
+                            + "build writes last and requires), so this build does not finish that commit: the output "
+                            + "directory may hold part of that run's results, published before it was interrupted, and "
+                            + "no _SUCCESS. Rerun with --overwrite to replace them with this build's results, or "
+                            + "finish the commit with the build that wrote it (any run of it into this directory)");
+                    continue;
+                }
                 if (record == null) {
                     out.println("lightning: warning: the commit record of interrupted run " + Staging.runIdOf(dir)
                             + " is incomplete (the machine stopped while writing it), so that run never reached its "
@@ -239,6 +250,24 @@ public final class Commit {
      * not an object, without its list of files, or (records that have it) without its last field.
      */
     private static JsonNode readRecord(FileSystem fs, Path stagingDir) throws IOException {
+        JsonNode record = parseRecord(fs, stagingDir);
+        if (record == null || !record.path("complete").asBoolean(false)) {
+            return null; // its last field missing: cut short, or not written by this protocol
+        }
+        return record;
+    }
+
+    /**
+     * Whether the commit record of {@code stagingDir} is whole but has no {@code "complete"} field at all: one an
+     * earlier build wrote (or a hand-made one). A record cut short does not parse: its closing brace is its last byte.
+     */
+    private static boolean earlierBuildsRecord(FileSystem fs, Path stagingDir) throws IOException {
+        JsonNode record = parseRecord(fs, stagingDir);
+        return record != null && !record.has("complete");
+    }
+
+    /** The commit record of {@code stagingDir} as far as it is a record at all: an object listing its files; else null. */
+    private static JsonNode parseRecord(FileSystem fs, Path stagingDir) throws IOException {
         JsonNode record;
         try (InputStream in = fs.open(new Path(stagingDir, RECORD))) {
             record = new ObjectMapper().readTree(in);
@@ -254,9 +283,6 @@ public final class Commit {
             if (!f.isTextual()) {
                 return null;
             }
-        }
-        if (!record.path("complete").asBoolean(false)) {
-            return null; // its last field missing: cut short, or not written by this protocol
         }
         return record;
     }

@@ -1,0 +1,66 @@
+package dev.lightning.attention.job.output;
+
+import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.fs.Path;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * What the next run does with an interrupted run's commit record (Commit.recover): a whole record of
+ * this build is finished; one cut short (a power loss while it was written) is no commit point; and a
+ * whole record of an earlier build, written before records ended with "complete" (as such builds
+ * wrote it: {"overwrite":false,"files":[...]}), is not finished either, but said to be an earlier
+ * build's, with what to do, not taken for one cut short.
+ */
+class CommitRecordTest {
+    @TempDir
+    java.nio.file.Path tmp;
+
+    @Test
+    void anEarlierBuildsRecordIsNamedAsSuchAndNotFinished() throws Exception {
+        FileSystem fs = FileSystem.getLocal(new Configuration());
+        Path output = fs.makeQualified(new Path(tmp.toUri()));
+        java.nio.file.Path staging = Files.createDirectories(tmp.resolve("_temporary/lightning-old"));
+        Files.createDirectories(staging.resolve("files"));
+        Files.writeString(staging.resolve("files/a.safetensors"), "staged");
+        java.nio.file.Path record = staging.resolve(Commit.RECORD);
+
+        Files.writeString(record, "{\"overwrite\":false,\"files\":[\"a.safetensors\"]}");
+        String said = recover(fs, output, 0);
+        assertTrue(said.contains("interrupted run old was committed by an earlier build of lightning (its "
+                + Commit.RECORD + " has no \"complete\" field") && said.contains("Rerun with --overwrite")
+                && !said.contains("the machine stopped"), said);
+        assertEquals(1, said.strip().split("\n").length, "one line: " + said);
+        assertFalse(Files.exists(tmp.resolve("a.safetensors")), "nothing of it is published");
+
+        Files.writeString(record, "{\"overwrite\":false,\"files\":[\"a.safetensors\"],\"replaces\":[],\"inPl");
+        said = recover(fs, output, 0);
+        assertTrue(said.contains("is incomplete (the machine stopped while writing it)"), said);
+        assertFalse(said.contains("earlier build"), said);
+
+        Files.writeString(record, "{\"overwrite\":false,\"files\":[\"a.safetensors\"],\"replaces\":[],\"inPlace\":[],"
+                + "\"complete\":true}");
+        said = recover(fs, output, 1);
+        assertTrue(said.contains("finishing the commit of interrupted run old"), said);
+        assertEquals("staged", Files.readString(tmp.resolve("a.safetensors")));
+    }
+
+    /** What Commit.recover says, having checked how many runs it finished. */
+    private static String recover(FileSystem fs, Path output, int finished) throws Exception {
+        ByteArrayOutputStream bytes = new ByteArrayOutputStream();
+        try (PrintStream out = new PrintStream(bytes, true, StandardCharsets.UTF_8)) {
+            assertEquals(finished, Commit.recover(fs, output, out).size());
+        }
+        return bytes.toString(StandardCharsets.UTF_8);
+    }
+}
