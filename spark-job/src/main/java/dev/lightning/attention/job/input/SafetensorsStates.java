@@ -300,6 +300,15 @@ public final class SafetensorsStates implements StoredStates {
                 } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
                     throw new InvalidInputException(index.getName() + ": not a parts index: " + e.getOriginalMessage(), e);
                 }
+                // the index's layout is its format's (OutputParts, as OutputReader reads it): read under another,
+                // "parts" and "tensors" could name other files or rows than the final state's
+                String format = root.path("format").asText();
+                if (!OutputParts.FORMAT.equals(format)) {
+                    throw new InvalidInputException(index.getName() + ": a parts index of format '" + format + "', "
+                            + "expected " + OutputParts.FORMAT + " (written by another build of lightning, or not a "
+                            + "lightning index); continue it with the build that wrote it, or start the sequence's "
+                            + "chain again from its first segment");
+                }
                 for (JsonNode part : root.path("parts")) {
                     if (part.path("tensors").has("final_state")) {
                         Path file = HadoopPaths.child(index.getParent(), part.path("file").asText());

@@ -184,4 +184,36 @@ class StoredStatesTest {
         assertEquals(5, StoredStates.open(CONF, dir.toString()).states().get("u.safetensors").tokens,
                 "an older manifest without sizes and times: read as before");
     }
+
+    /**
+     * A result in the parts form is read through its index only in the index format this build
+     * writes (OutputParts.FORMAT): one of another format (another build's) is not a readable state,
+     * and says which format it has and which was expected, rather than be read by this build's layout.
+     */
+    @Test
+    void aPartsIndexOfAnotherFormatIsNoState() throws IOException {
+        SplittableRandom rnd = new SplittableRandom(5);
+        Path dir = Files.createDirectories(tmp.resolve("parts"));
+        float[] s = random(rnd, 2 * 4 * 4);
+        result(dir.resolve("r.safetensors.parts/o-00000-of-00001.safetensors"), 3, 2, 4, 4, s, null);
+        Files.write(dir.resolve("_SUCCESS"), new byte[0]);
+        String index = "{\"format\": \"%s\", \"metadata\": {}, \"tensors\": {\"o\": {\"dtype\": \"BF16\", "
+                + "\"shape\": [3, 2, 4]}, \"final_state\": {\"dtype\": \"F32\", \"shape\": [2, 4, 4]}}, \"parts\": "
+                + "[{\"file\": \"r.safetensors.parts/o-00000-of-00001.safetensors\", \"tensors\": {\"o\": [0, 3], "
+                + "\"final_state\": [0, 2]}}]}";
+
+        Files.writeString(dir.resolve("r.safetensors.index.json"), String.format(index,
+                dev.lightning.attention.stream.OutputParts.FORMAT));
+        StoredStates.State r = StoredStates.open(CONF, dir.toString()).states().get("r.safetensors");
+        assertEquals(3, r.tokens);
+        assertArrayEquals(s, r.read(CONF, new AttentionSpec(2, 4, 4, new double[] {0.1, 0.2}, 1.0, 1),
+                "r.safetensors", 0).kv());
+
+        Files.writeString(dir.resolve("r.safetensors.index.json"), String.format(index, "lightning-parts-9"));
+        StoredStates stored = StoredStates.open(CONF, dir.toString());
+        assertNull(stored.states().get("r.safetensors"));
+        String why = stored.unreadable().get("r.safetensors");
+        assertTrue(why != null && why.contains("a parts index of format 'lightning-parts-9', expected "
+                + dev.lightning.attention.stream.OutputParts.FORMAT), String.valueOf(why));
+    }
 }
