@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.lightning.attention.engine.EngineBuild;
 import dev.lightning.attention.job.config.JobConfig;
 import dev.lightning.attention.job.config.Settings;
 import dev.lightning.attention.job.exec.FaultPoints;
@@ -681,6 +682,7 @@ final class LightningJob {
             root.put("error", String.valueOf(error.getMessage() == null ? error : error.getMessage()));
         }
         root.put("version", Version.get());
+        root.put("engine", EngineBuild.digest());
         root.put("run", runId);
         root.put("application", sc == null ? "(Spark not started)" : sc.applicationId());
         root.put("master", sc == null ? cfg.get(Settings.MASTER) : sc.master());

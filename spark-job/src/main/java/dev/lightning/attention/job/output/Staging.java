@@ -68,15 +68,15 @@ public final class Staging implements Serializable {
 
     /**
      * The version of what a run stages, which run.json records and --resume compares before the
-     * fingerprint: the layout of the files and markers above, and the computation whose results
-     * they hold (pass 1's local states, the scan's incoming states, the outputs' bytes). A marker
-     * proves only that its bytes are still there, not what they mean, so work staged by a build of
-     * another format is never kept: its files may be laid out otherwise, and where they verify they
-     * hold the other build's numbers, so the resumed run would publish outputs that neither build
-     * writes uninterrupted (a fix of pass 1 would be silently left out of them). Change it with any
-     * change to that layout or to those bytes. Builds before it was recorded staged none; the
-     * product version ({@link Version}) is the same for every build of a release and cannot tell
-     * them apart.
+     * fingerprint: the layout of the files and markers above. A marker proves only that its bytes
+     * are still there, not what they mean, so work staged by a build of another format is never
+     * kept: its files may be laid out otherwise. Change it with any change to that layout. What the
+     * staged bytes hold (pass 1's local states, the scan's incoming states, the outputs) is the
+     * engine's computation, which run.json records as {@link dev.lightning.attention.engine.EngineBuild#digest}
+     * beside it: work staged by a build whose engine code differs is not kept either, or the resumed
+     * run would publish outputs that neither build writes uninterrupted (a fix of pass 1 silently
+     * left out of them). Builds before the format was recorded staged none; the product version
+     * ({@link Version}) is the same for every build of a release and cannot tell them apart.
      */
     public static final String FORMAT = "lightning-staging-1";
 

@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.lightning.attention.engine.EngineBuild;
 import dev.lightning.attention.job.config.JobConfig;
 import dev.lightning.attention.job.config.Settings;
 import dev.lightning.attention.job.failure.Causes;
@@ -721,6 +722,7 @@ public final class TableRun {
         report.put("sparkStartSeconds", (System.nanoTime() - sparkStart) / 1e9);
         SparkSession spark = SparkSession.builder().sparkContext(sc).getOrCreate();
         report.put("version", Version.get());
+        report.put("engine", EngineBuild.digest());
         report.put("run", runId);
         report.put("application", sc.applicationId());
         report.put("master", sc.master());

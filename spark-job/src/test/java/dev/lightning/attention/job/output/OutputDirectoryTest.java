@@ -20,6 +20,7 @@ import java.util.Map;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -145,6 +146,21 @@ class OutputDirectoryTest {
                         java.time.Instant.now()));
         assertTrue(e.getMessage().contains("(staging format lightning-staging-0; this build stages " + Staging.FORMAT
                 + ")"), e.getMessage());
+        assertTrue(Files.exists(runJson), "a refused resume removes nothing");
+
+        // this build's staging format, another build's engine code (a fix of pass 1 between them): its numbers are not kept
+        String other = "0123456789abcdef0123456789abcdef";
+        assertNotEquals(other, dev.lightning.attention.engine.EngineBuild.digest());
+        Files.writeString(runJson, "{\"format\": \"" + Staging.FORMAT + "\", \"engine\": \"" + other + "\", "
+                + "\"fingerprint\": {\"settings\": {\"a\": \"1\"}}, \"createdParent\": true, \"started\": "
+                + "\"2026-12-01T00:00:00Z\"}");
+        e = assertThrows(dev.lightning.attention.tensor.InvalidInputException.class,
+                () -> new OutputDirectory(resume, local, output, quiet).chooseStaging(fingerprint, "new",
+                        java.time.Instant.now()));
+        assertTrue(e.getMessage().contains("whose engine code differs from this one's (engine " + other
+                + "; this build's " + dev.lightning.attention.engine.EngineBuild.digest() + ")")
+                && e.getMessage().contains("rerun without --resume"), e.getMessage());
+        assertFalse(e.getMessage().contains("\n"), "one line");
         assertTrue(Files.exists(runJson), "a refused resume removes nothing");
 
         Files.write(runJson, Commit.RunInfo.encode(fingerprint, true, "2026-12-01T00:00:00Z"));
