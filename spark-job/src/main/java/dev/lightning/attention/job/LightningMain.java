@@ -256,6 +256,7 @@ public final class LightningMain {
         String master = conf.get("spark.master");
         String masterSource = Settings.MASTER.flag + " / " + Settings.MASTER.key;
         SetupChecks.checkMaster(master, masterSource);
+        SetupChecks.checkDriverMemory(conf); // before the lock and the staging, which a SparkContext refused would keep
         // The same Hadoop configuration Spark will give the job (spark.hadoop.* applied): the
         // file systems are checked, the inputs listed and the output locked and probed with it,
         // before Spark starts.

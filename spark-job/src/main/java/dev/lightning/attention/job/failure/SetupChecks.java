@@ -181,6 +181,45 @@ public final class SetupChecks {
                 + "see \"Object stores\" in README.md";
     }
 
+    /**
+     * Refuses, before anything is written, a driver heap (or a {@code spark.executor.memory}) below the minimum of
+     * Spark's memory manager. Spark checks it only as the SparkContext starts, after the run had taken the lock and
+     * made its staging: the run then failed with Spark's trace, whose advice (--driver-memory, spark.driver.memory)
+     * bin/lightning cannot take, and suggested a --resume that fails the same way. Spark's own rule decides
+     * ({@code UnifiedMemoryManager}, as SparkEnv builds it for the driver), so the figures are its; the memory
+     * manager is built on a copy of the configuration without its unmanaged-memory poller, which would start a thread.
+     */
+    public static void checkDriverMemory(org.apache.spark.SparkConf conf) {
+        org.apache.spark.SparkConf probe = conf.clone().set(
+                org.apache.spark.internal.config.package$.MODULE$.UNMANAGED_MEMORY_POLLING_INTERVAL().key(), "0");
+        try {
+            org.apache.spark.memory.UnifiedMemoryManager$.MODULE$.apply(probe, 1);
+        } catch (org.apache.spark.SparkIllegalArgumentException e) {
+            Map<String, String> p = e.getMessageParameters();
+            String need = mebibytes(p.get("minSystemMemory"));
+            if ("INVALID_DRIVER_MEMORY".equals(e.getCondition())) {
+                throw new InvalidInputException("the driver's heap is " + mebibytes(p.get("systemMemory"))
+                        + ", expected at least the " + need + " Spark needs to start; give the driver more (bin/lightning: "
+                        + "LIGHTNING_DRIVER_MEMORY=1g or more; spark-submit: --driver-memory)", e);
+            }
+            if ("INVALID_EXECUTOR_MEMORY".equals(e.getCondition())) {
+                throw new InvalidInputException("spark.executor.memory is " + mebibytes(p.get("executorMemory"))
+                        + ", expected at least the " + need + " Spark needs to start an executor; give "
+                        + "--conf spark.executor.memory=1g or more", e);
+            }
+            throw e;
+        }
+    }
+
+    /** A byte count of Spark's message parameters in MiB, for messages (the text as it came where it is no number). */
+    private static String mebibytes(String bytes) {
+        try {
+            return String.format(java.util.Locale.ROOT, "%.0f MiB", Long.parseLong(bytes.trim()) / (double) (1L << 20));
+        } catch (RuntimeException e) {
+            return bytes + " bytes";
+        }
+    }
+
     /** The master URLs Spark itself accepts, for messages. */
     static final String MASTER_FORMS = "local, local[N], local[*], local[N,F], local-cluster[N,C,M], "
             + "spark://HOST:PORT[,HOST:PORT...], or the URL of a cluster manager on the classpath "

@@ -52,6 +52,23 @@ class SetupProblemTest {
                 problem);
     }
 
+    /**
+     * A driver heap below Spark's minimum is refused by Spark's own rule before anything is written, in one line
+     * that names bin/lightning's setting (spark.testing.memory stands for the heap, as in Spark's own tests); the
+     * test JVM's heap passes.
+     */
+    @Test
+    void aHeapSparkCannotStartInIsRefusedBeforeSparkStarts() {
+        SetupChecks.checkDriverMemory(new SparkConf());
+        SparkConf small = new SparkConf().set("spark.testing.memory", Long.toString(96L << 20));
+        InvalidInputException e = assertThrows(InvalidInputException.class, () -> SetupChecks.checkDriverMemory(small));
+        assertTrue(e.getMessage().contains("heap is 96 MiB") && e.getMessage().contains("at least the 450 MiB")
+                && e.getMessage().contains("LIGHTNING_DRIVER_MEMORY"), e.getMessage());
+        SparkConf executors = new SparkConf().set("spark.executor.memory", "256m");
+        e = assertThrows(InvalidInputException.class, () -> SetupChecks.checkDriverMemory(executors));
+        assertTrue(e.getMessage().contains("spark.executor.memory is 256 MiB"), e.getMessage());
+    }
+
     @Test
     void hadoopsMissingConnectorsAreRecognised() {
         Configuration conf = new Configuration();
