@@ -387,6 +387,37 @@ class WrapperTest {
     }
 
     /**
+     * Under a file-size limit too small for a class-data archive (ulimit -f 512: 512 KiB; a usage error's archive is
+     * a few MiB, a run's 65 to 80) no archive is asked for: the JVM that failed to write one at its exit printed "Error occurred during
+     * initialization of VM" and ended with 1, so a usage error (2) or a run that was done (0) ended 1, and every
+     * later run tried again. The same holds for a cache directory without the room (not made here: a small file
+     * system needs a mount).
+     */
+    @Test
+    void aFileSizeLimitTooSmallForAnArchiveLeavesTheStatusAlone() throws Exception {
+        Path cds = Files.createDirectories(shared.resolve("cds-ulimit"));
+        Path tmpdir = Files.createDirectories(shared.resolve("tmp-cds-ulimit"));
+        Path log = shared.resolve("out-cds-ulimit.txt");
+        ProcessBuilder pb = wrapper(tmpdir, Map.of("LIGHTNING_CDS", "on", "LIGHTNING_CDS_DIR", cds.toString()), "run",
+                "--input", bigInput.toString(), "--output", shared.resolve("out-ulimit").toString(),
+                "--partition-tokens", "many");
+        pb.command().addAll(0, List.of("bash", "-c", "ulimit -f 512 && exec \"$@\"", "bash"));
+        Process p = pb.redirectInput(new File("/dev/null")).redirectErrorStream(true).redirectOutput(log.toFile())
+                .start();
+        try {
+            assertTrue(p.waitFor(120, TimeUnit.SECONDS), "the run did not end");
+            String out = Files.readString(log);
+            assertEquals(2, p.exitValue(), out);
+            assertTrue(out.contains("--partition-tokens: expected integer") && !out.contains("Error occurred"), out);
+        } finally {
+            stop(p);
+        }
+        try (Stream<Path> files = Files.list(cds)) {
+            assertEquals(List.of(), files.collect(Collectors.toList()));
+        }
+    }
+
+    /**
      * The class-data archive (bin/lightning): the first run writes it into LIGHTNING_CDS_DIR and
      * leaves no half-written file; the next run loads classes from it (the JVM's class+load log
      * names the archive as their source); an archive that does not load (here: garbage under its
