@@ -184,7 +184,7 @@ final class LightningJob {
             try {
                 return compute(files, statuses, planner, plan, staging, outFs, outputDir, lock);
             } catch (Exception e) { // Spark's own exceptions are checked ones that Scala does not declare
-                failed(outFs, staging, files, e);
+                failed(outFs, staging, outputs, files, e);
                 throw e;
             }
         }
@@ -520,7 +520,8 @@ final class LightningJob {
      * A failed run: the output directory is as it was; the work done so far and the report with
      * the error stay in the staging directory, for --resume.
      */
-    private void failed(FileSystem fs, Staging staging, List<SequenceFile> files, Exception e) {
+    private void failed(FileSystem fs, Staging staging, OutputDirectory outputs, List<SequenceFile> files,
+                        Exception e) {
         if (Commit.committed(fs, staging.path())) {
             // past the commit point the output may already hold part of the results: say so, and
             // keep the staged report of the committed run (it is published with the rest)
@@ -528,9 +529,18 @@ final class LightningJob {
             return;
         }
         try {
+            String storage = Causes.storageLimit(e);
+            if (storage != null) {
+                // said before the report is staged: on a full disk that write fails too, and the advice went with it
+                out.println("lightning: the run stopped: " + storage + "; then rerun with --resume to keep the work "
+                        + "done so far, in " + staging.root + ". Nothing was published to the output directory ("
+                        + outputs.freeSpace() + ")");
+            }
             ObjectNode report = report(files, reports, "failed", e);
             staging.stageReport(fs, report);
-            if (Causes.inChain(e, dev.lightning.attention.job.output.UnsharedOutputException.class) != null) {
+            if (storage != null) {
+                return;
+            } else if (Causes.inChain(e, dev.lightning.attention.job.output.UnsharedOutputException.class) != null) {
                 // a rerun, with or without --resume, meets the same wall: the message says what to change
                 out.println("lightning: the run failed because the driver and the executors do not see --output as "
                         + "the same storage (the error below); nothing was published to the output directory, and the "

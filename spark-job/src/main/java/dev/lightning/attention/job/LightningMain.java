@@ -157,6 +157,12 @@ public final class LightningMain {
                 err.println("lightning: failed: " + explained.getMessage());
                 return 1;
             }
+            // a full disk, a quota or ulimit -f: Spark's and the JDK's traces around it name no file and add nothing
+            String storage = Causes.storageLimit(e);
+            if (storage != null) {
+                err.println("lightning: failed: " + storage + ", and run again");
+                return 1;
+            }
             err.println("lightning: failed: " + e);
             e.printStackTrace(err);
             return 1;

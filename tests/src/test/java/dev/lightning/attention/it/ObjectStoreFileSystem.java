@@ -30,6 +30,8 @@ import java.util.concurrent.atomic.AtomicInteger;
  *       into or out of a {@code _temporary} directory (a commit's) fail once that many files were
  *       copied, as a connector stopped half way through leaves them: a file copied and its source
  *       not yet deleted; a directory's files split between source and destination.</li>
+ *   <li>{@link #fillStagingAfter} makes writes into a {@code _temporary} directory (a run's staging) fail as a
+ *       full disk's do, with the JDK's "No space left on device", once that many bytes were written there.</li>
  * </ul>
  */
 public final class ObjectStoreFileSystem extends FileSystem {
@@ -45,6 +47,14 @@ public final class ObjectStoreFileSystem extends FileSystem {
 
     /** Requests made: status calls (a HEAD each on S3) and listings. */
     static final AtomicInteger statusCalls = new AtomicInteger(), listCalls = new AtomicInteger();
+
+    /** Bytes that writes into _temporary may still write before they fail; negative: no failure. */
+    private static final java.util.concurrent.atomic.AtomicLong stagingRoom = new java.util.concurrent.atomic.AtomicLong(-1);
+
+    /** Writes into a _temporary directory fail as on a full disk once {@code bytes} more were written (negative: never). */
+    static void fillStagingAfter(long bytes) {
+        stagingRoom.set(bytes);
+    }
 
     private final RawLocalFileSystem local = new RawLocalFileSystem();
     private Path workingDir = new Path(SCHEME + ":" + System.getProperty("user.dir"));
@@ -99,7 +109,30 @@ public final class ObjectStoreFileSystem extends FileSystem {
         if (exists(f) && getFileStatus(f).isDirectory()) {
             throw new FileAlreadyExistsException(f + " is a directory");
         }
-        return local.create(toLocal(f), permission, true, bufferSize, replication, blockSize, progress);
+        FSDataOutputStream out = local.create(toLocal(f), permission, true, bufferSize, replication, blockSize, progress);
+        if (!f.toUri().getPath().contains("/_temporary/")) {
+            return out;
+        }
+        return new FSDataOutputStream(new java.io.OutputStream() {
+            @Override
+            public void write(int b) throws IOException {
+                write(new byte[] {(byte) b}, 0, 1);
+            }
+
+            @Override
+            public void write(byte[] b, int off, int len) throws IOException {
+                if (stagingRoom.get() >= 0 && stagingRoom.addAndGet(-len) < 0) {
+                    stagingRoom.set(0);
+                    throw new IOException("No space left on device");
+                }
+                out.write(b, off, len);
+            }
+
+            @Override
+            public void close() throws IOException {
+                out.close();
+            }
+        }, null);
     }
 
     @Override

@@ -241,4 +241,39 @@ class ObjectStoreTest {
         assertEquals(listings, ObjectStoreFileSystem.listCalls.get(), "listings");
         return now;
     }
+
+    /**
+     * A store that fills up while the run stages its work: the run ends with status 1 and one line on stderr saying
+     * the file system is full and what to do, with no trace (Spark's and the JDK's name no file); the advice to
+     * --resume comes also when the failed run's report cannot be staged either (it came after that write, and went
+     * with it); the earlier result stays as it was, and --resume with room again finishes the run.
+     */
+    @Test
+    void aStoreThatFillsUpWhileStagingEndsInOneLineAndResumes() throws IOException {
+        Path in = input();
+        Path out = tmp.resolve("out");
+        succeed(run(in, out, "--state-every", "64")); // an earlier result of other bytes
+        Map<String, byte[]> earlier = files(out);
+        ObjectStoreFileSystem.fillStagingAfter(4096); // past run.json, before the staged states and outputs
+        Outcome full;
+        try {
+            full = lightning(run(in, out, "--overwrite"));
+        } finally {
+            ObjectStoreFileSystem.fillStagingAfter(-1);
+        }
+        String shown = "status " + full.status + "\nstdout:\n" + full.out + "\nstderr:\n" + full.err;
+        assertEquals(1, full.status, shown);
+        assertFalse(full.err.strip().contains("\n") || full.err.contains("\tat "), "expected one line:\n" + shown);
+        assertTrue(full.err.contains("is full (No space left on device)") && full.err.contains("free some space"), shown);
+        assertTrue(full.out.contains("rerun with --resume to keep the work done so far"), shown);
+        Map<String, byte[]> after = files(out);
+        assertTrue(after.keySet().removeIf(name -> name.startsWith("_temporary/")), "the staging kept for --resume");
+        assertSameFiles(earlier, after, "the earlier result after the failed run");
+
+        Outcome resumed = succeed(run(in, out, "--overwrite", "--resume"));
+        assertTrue(resumed.out.contains("resuming run"), resumed.out);
+        Path expected = tmp.resolve("expected");
+        succeed(run(in, expected));
+        assertSameFiles(files(expected), files(out), "the resumed run");
+    }
 }

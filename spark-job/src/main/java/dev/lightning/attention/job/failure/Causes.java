@@ -14,4 +14,38 @@ public final class Causes {
         }
         return null;
     }
+
+    /**
+     * What a write refused for want of room says, with what that means and what to change, or null where {@code e} is no such
+     * refusal: a full file system (ENOSPC), a used-up quota (EDQUOT, HDFS's quotas), a file past the process's
+     * file-size limit or the file system's largest file (EFBIG). Such a failure is no fault of the job and
+     * says nothing more in its trace (the JDK's message names no file): the run says it in one line.
+     */
+    public static String storageLimit(Throwable e) {
+        for (Throwable t = e; t != null; t = t.getCause() == t ? null : t.getCause()) {
+            String m = t.getMessage();
+            if (!(t instanceof java.io.IOException) || m == null) {
+                continue;
+            }
+            String lower = m.toLowerCase(java.util.Locale.ROOT);
+            if (lower.contains("no space left on device")) {
+                return "a file system the run writes to is full (" + firstLine(m) + "): where --output lies, or "
+                        + "Spark's local directories (spark.local.dir); free some space there";
+            }
+            if (lower.contains("quota") && lower.contains("exceeded")) {
+                return "a quota of a file system the run writes to is used up (" + firstLine(m) + "); free some "
+                        + "space there or raise the quota";
+            }
+            if (lower.contains("file too large")) {
+                return "a file the run writes grew past the largest the process may write (" + firstLine(m)
+                        + "); raise the file-size limit (ulimit -f) or write to a file system that takes larger files";
+            }
+        }
+        return null;
+    }
+
+    private static String firstLine(String m) {
+        int nl = m.indexOf('\n');
+        return nl < 0 ? m : m.substring(0, nl);
+    }
 }

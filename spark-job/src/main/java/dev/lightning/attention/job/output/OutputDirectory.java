@@ -349,10 +349,26 @@ public final class OutputDirectory {
         }
     }
 
+    /**
+     * The free space of the output's file system now, for the message of a run that ran out of it: what tells a
+     * full output from a full local directory of Spark's.
+     */
+    public String freeSpace() {
+        try {
+            long free = fs.getStatus(output).getRemaining();
+            return free > 0 ? "its file system has " + bytes(free) + " free now" : "its file system has no space free now";
+        } catch (IOException | RuntimeException e) {
+            return "its file system does not report its free space";
+        }
+    }
+
     private static String bytes(long n) {
         if (n >= 1L << 30) {
             return String.format("%.1f GiB", n / (double) (1L << 30));
         }
-        return String.format("%.1f MiB", n / (double) (1L << 20));
+        if (n >= 1L << 20) {
+            return String.format("%.1f MiB", n / (double) (1L << 20));
+        }
+        return String.format("%.1f KiB", n / 1024.0); // a full disk's last blocks
     }
 }
