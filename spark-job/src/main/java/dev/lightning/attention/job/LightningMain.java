@@ -157,8 +157,11 @@ public final class LightningMain {
                 err.println("lightning: failed: " + explained.getMessage());
                 return 1;
             }
-            // a full disk, a quota or ulimit -f: Spark's and the JDK's traces around it name no file and add nothing
+            // a full disk, a quota, ulimit -f or ulimit -n: Spark's and the JDK's traces around it add nothing
             String storage = Causes.storageLimit(e);
+            if (storage == null) {
+                storage = Causes.descriptorLimit(e);
+            }
             if (storage != null) {
                 err.println("lightning: failed: " + storage + ", and run again");
                 return 1;

@@ -44,6 +44,27 @@ public final class Causes {
         return null;
     }
 
+    /**
+     * What the refusal to open one more file (EMFILE: "Too many open files") says, with the process's limit and what
+     * to change, or null where {@code e} is none. The JDK words it inside the message of whatever it was opening
+     * ("/in/a.safetensors (Too many open files)"), in an exception of any kind, and Spark's traces around it add
+     * nothing.
+     */
+    public static String descriptorLimit(Throwable e) {
+        for (Throwable t = e; t != null; t = t.getCause() == t ? null : t.getCause()) {
+            String m = t.getMessage();
+            if (m != null && m.contains("Too many open files")) {
+                java.lang.management.OperatingSystemMXBean os =
+                        java.lang.management.ManagementFactory.getOperatingSystemMXBean();
+                String limit = os instanceof com.sun.management.UnixOperatingSystemMXBean unix
+                        ? "the process may hold " + unix.getMaxFileDescriptorCount() + " open files" : "";
+                return "the process ran out of file descriptors (" + firstLine(m) + (limit.isEmpty() ? "" : "; " + limit)
+                        + "); raise the limit (ulimit -n 4096 or more: the JVM holds one for each of its jars)";
+            }
+        }
+        return null;
+    }
+
     private static String firstLine(String m) {
         int nl = m.indexOf('\n');
         return nl < 0 ? m : m.substring(0, nl);
