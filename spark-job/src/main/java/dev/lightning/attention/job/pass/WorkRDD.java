@@ -1,6 +1,7 @@
 package dev.lightning.attention.job.pass;
 
 import dev.lightning.attention.job.exec.ExecutorMemory;
+import dev.lightning.attention.job.failure.ExplainedFailure;
 import org.apache.spark.Partition;
 import org.apache.spark.SparkContext;
 import org.apache.spark.TaskContext;
@@ -63,6 +64,22 @@ public final class WorkRDD<W extends Serializable> extends RDD<TaskReport> {
             throw e;
         } catch (Exception e) {
             throw new RuntimeException(e.getMessage(), e);
+        } catch (OutOfMemoryError e) {
+            if (!org.apache.spark.SparkContext$.MODULE$.DRIVER_IDENTIFIER().equals(org.apache.spark.SparkEnv.get().executorId())) {
+                throw e; // an executor of a cluster: Spark ends it and the task goes to another, as it should
+            }
+            // In local mode the tasks run in the driver's JVM, where Spark's handler of a fatal error ended the
+            // whole run at once with exit status 52, its traces on every task thread and no word of what to raise;
+            // the task's windows are gone with the task, so the driver can fail the run as for any task failure. The
+            // error goes along suppressed, not as the cause: Spark looks for a fatal error down the cause chain too
+            // (spark.executor.killOnFatalError.depth) and stopped the SparkContext under the job for it
+            ExplainedFailure failure = new ExplainedFailure("a task ran out of memory in the driver's JVM, which runs "
+                    + "the tasks in local mode (" + e.getMessage() + "); give it more (bin/lightning: "
+                    + "LIGHTNING_DRIVER_MEMORY=8g; the CPU windows are direct memory, capped at the heap's size), or "
+                    + "hold less at once: a smaller --window-bytes, or fewer tasks at a time (--master local[N]); then "
+                    + "rerun with --resume", null);
+            failure.addSuppressed(e);
+            throw failure;
         }
     }
 
