@@ -111,7 +111,7 @@ public final class SafetensorsStates implements StoredStates {
             checkCurrent(fs, root);
             JsonNode m;
             try (FSDataInputStream in = fs.open(manifest)) {
-                m = new ObjectMapper().readTree((java.io.InputStream) in);
+                m = MANIFEST_JSON.readTree((java.io.InputStream) in);
             } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
                 throw new InvalidInputException(manifest + ": not a lightning state manifest (not JSON: "
                         + e.getOriginalMessage() + "); give the --output directory of a lightning run", e);
@@ -124,13 +124,16 @@ public final class SafetensorsStates implements StoredStates {
                 throw new InvalidInputException(manifest + ": not a lightning state manifest (format '"
                         + m.path("format").asText() + "', expected " + FORMAT + ")");
             }
+            if (!m.path("sequences").isObject()) {
+                throw new InvalidInputException(manifest + ": not a lightning state manifest ('sequences' must be an "
+                        + "object of entries by sequence name, found " + describeJson(m.path("sequences")) + ")"
+                        + REWRITE_MANIFEST + root);
+            }
             for (var it = m.path("sequences").fields(); it.hasNext(); ) {
                 var e = it.next();
                 JsonNode entry = e.getValue();
-                Path p = entry.has("file") ? HadoopPaths.child(root, entry.path("file").asText())
-                        : new Path(java.net.URI.create(entry.path("uri").asText()));
-                locations.put(e.getKey(), uriOf(p));
-                tokens.put(e.getKey(), e.getValue().path("tokens").asLong(-1));
+                locations.put(e.getKey(), uriOf(entryLocation(manifest, root, e.getKey(), entry)));
+                tokens.put(e.getKey(), entry.has("tokens") ? entry.path("tokens").asLong() : -1);
                 entries.put(e.getKey(), entry);
             }
         } else {
@@ -169,6 +172,81 @@ public final class SafetensorsStates implements StoredStates {
         } finally {
             pool.shutdownNow();
         }
+    }
+
+    /**
+     * Manifests are read with duplicate names refused: of two entries for one sequence, JSON
+     * readers keep either, so which state a sequence continues from would be a reader's choice.
+     */
+    private static final ObjectMapper MANIFEST_JSON = new ObjectMapper(com.fasterxml.jackson.core.JsonFactory.builder()
+            .enable(com.fasterxml.jackson.core.StreamReadFeature.STRICT_DUPLICATE_DETECTION).build());
+
+    /** What to do about a manifest whose entries {@link #entryLocation} refuses; the directory follows. */
+    private static final String REWRITE_MANIFEST = "; the manifest was edited or damaged: restore it as the run that "
+            + "wrote it left it, or rerun the append that wrote ";
+
+    /**
+     * Where a manifest entry says its sequence's state lies, once the entry is one {@link #writeManifest} writes:
+     * an object with either {@code file}, a name relative to the directory, or {@code uri}, an absolute URI; with
+     * {@code tokens} a token count where present; and {@link #BYTES} and {@link #MODIFIED}, both or neither, as
+     * whole numbers. Anything else would be read as some other state or none (a missing name as the directory
+     * itself, a size that is not a number as 0), so it is refused, naming the sequence and what was found.
+     */
+    private static Path entryLocation(Path manifest, Path root, String name, JsonNode entry) {
+        String where = manifest + ": the entry of '" + name + "' ";
+        if (!entry.isObject()) {
+            throw new InvalidInputException(where + "must be an object with \"file\" or \"uri\" and \"tokens\", "
+                    + "found " + describeJson(entry) + REWRITE_MANIFEST + root);
+        }
+        JsonNode tokens = entry.get("tokens");
+        if (tokens != null && !(tokens.canConvertToExactIntegral() && tokens.canConvertToLong() && tokens.asLong() >= 0)) {
+            throw new InvalidInputException(where + "has \"tokens\" " + describeJson(tokens) + ", expected a token "
+                    + "count (a whole number >= 0)" + REWRITE_MANIFEST + root);
+        }
+        if (entry.has(BYTES) != entry.has(MODIFIED)) {
+            throw new InvalidInputException(where + "has \"" + (entry.has(BYTES) ? BYTES : MODIFIED) + "\" without \""
+                    + (entry.has(BYTES) ? MODIFIED : BYTES) + "\": the size and the modification time of the state's "
+                    + "file are recorded together" + REWRITE_MANIFEST + root);
+        }
+        for (String key : new String[] {BYTES, MODIFIED}) {
+            JsonNode n = entry.get(key);
+            if (n != null && !(n.canConvertToExactIntegral() && n.canConvertToLong())) {
+                throw new InvalidInputException(where + "has \"" + key + "\" " + describeJson(n) + ", expected a whole "
+                        + "number" + REWRITE_MANIFEST + root);
+            }
+        }
+        JsonNode file = entry.get("file");
+        JsonNode uri = entry.get("uri");
+        if ((file == null) == (uri == null) || !(file != null ? file : uri).isTextual()) {
+            throw new InvalidInputException(where + "must name its state by one string, \"file\" (in this "
+                    + "directory) or \"uri\" (elsewhere); found " + (file == null && uri == null ? "neither"
+                    : file != null && uri != null ? "both" : "\"" + (file != null ? "file" : "uri") + "\" "
+                    + describeJson(file != null ? file : uri)) + REWRITE_MANIFEST + root);
+        }
+        try {
+            if (file != null) {
+                return HadoopPaths.child(root, file.textValue());
+            }
+            java.net.URI u = new java.net.URI(uri.textValue());
+            if (!u.isAbsolute() || u.getPath() == null || u.getPath().isEmpty() || u.getPath().endsWith("/")) {
+                throw new java.net.URISyntaxException(uri.textValue(), "expected an absolute URI of a file, such as "
+                        + "file:/data/states-1/a.safetensors");
+            }
+            return new Path(u);
+        } catch (IllegalArgumentException | java.net.URISyntaxException e) {
+            throw new InvalidInputException(where + "names " + (file != null ? "file '" + file.textValue()
+                    : "uri '" + uri.textValue()) + "', which is not a state's place: " + e.getMessage()
+                    + REWRITE_MANIFEST + root, e);
+        }
+    }
+
+    /** A JSON value as a refusal shows it: short, on one line. */
+    private static String describeJson(JsonNode n) {
+        if (n == null || n.isMissingNode()) {
+            return "nothing";
+        }
+        String text = n.toString();
+        return text.length() > 80 ? text.substring(0, 77) + "..." : text;
     }
 
     /**

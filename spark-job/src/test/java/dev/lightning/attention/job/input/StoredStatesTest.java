@@ -216,4 +216,59 @@ class StoredStatesTest {
         assertTrue(why != null && why.contains("a parts index of format 'lightning-parts-9', expected "
                 + dev.lightning.attention.stream.OutputParts.FORMAT), String.valueOf(why));
     }
+
+    /**
+     * A manifest whose entries are not ones a run writes (edited, or damaged) is refused before
+     * compute, naming the manifest and the sequence: an entry without its place, with a place that
+     * is not one (a name reaching outside the directory, a URI that does not parse), with a token
+     * count, size or time that is not a whole number, a size without its time, two entries for one
+     * sequence, and a manifest without its sequences (which had read as an empty set: every input
+     * started from zero). Each used to escape as an IllegalArgumentException or NullPointerException
+     * with a stack trace, or be taken.
+     */
+    @Test
+    void manifestEntriesOtherThanARunWritesAreRefusedNamingTheSequence() throws IOException {
+        Path dir = Files.createDirectories(tmp.resolve("out"));
+        result(dir.resolve("w.safetensors"), 3, 1, 2, 4, random(new SplittableRandom(6), 8), null);
+        Files.write(dir.resolve("_SUCCESS"), new byte[0]);
+        Files.writeString(dir.resolve("_lightning_report.json"), "{\"statesManifest\": true}");
+        String head = "{\"format\": \"lightning-states-1\", \"sequences\": {";
+        Files.writeString(dir.resolve("_states.json"), head + "\"w.safetensors\": {\"file\": \"w.safetensors\", "
+                + "\"tokens\": 3}}}");
+        assertEquals(3, StoredStates.open(CONF, dir.toString()).states().get("w.safetensors").tokens);
+
+        String uri = tmp.resolve("earlier/u.safetensors").toUri().toString();
+        Map<String, String> entries = new java.util.LinkedHashMap<>();
+        entries.put("no place", "{\"tokens\": 3}");
+        entries.put("both places", "{\"file\": \"w.safetensors\", \"uri\": \"" + uri + "\", \"tokens\": 3}");
+        entries.put("not an object", "\"w.safetensors\"");
+        entries.put("file a number", "{\"file\": 5, \"tokens\": 3}");
+        entries.put("file outside", "{\"file\": \"../w.safetensors\", \"tokens\": 3}");
+        entries.put("file empty", "{\"file\": \"\", \"tokens\": 3}");
+        entries.put("uri unparsable", "{\"uri\": \"file:/a b/\\u00e9 :x\", \"tokens\": 3}");
+        entries.put("uri relative", "{\"uri\": \"w.safetensors\", \"tokens\": 3}");
+        entries.put("tokens text", "{\"file\": \"w.safetensors\", \"tokens\": \"three\"}");
+        entries.put("tokens negative", "{\"file\": \"w.safetensors\", \"tokens\": -3}");
+        entries.put("bytes text", "{\"uri\": \"" + uri + "\", \"tokens\": 3, \"bytes\": \"10\", \"modified\": 1}");
+        entries.put("bytes alone", "{\"uri\": \"" + uri + "\", \"tokens\": 3, \"bytes\": 10}");
+        for (Map.Entry<String, String> e : entries.entrySet()) {
+            Files.writeString(dir.resolve("_states.json"), head + "\"w.safetensors\": " + e.getValue() + "}}");
+            InvalidInputException refused = assertThrows(InvalidInputException.class,
+                    () -> StoredStates.open(CONF, dir.toString()), e.getKey());
+            assertTrue(refused.getMessage().contains("_states.json: the entry of 'w.safetensors'")
+                    && refused.getMessage().contains("restore it"), e.getKey() + ": " + refused.getMessage());
+        }
+        Files.writeString(dir.resolve("_states.json"), head + "\"w.safetensors\": {\"file\": \"w.safetensors\", "
+                + "\"tokens\": 3}, \"w.safetensors\": {\"file\": \"w.safetensors\", \"tokens\": 7}}}");
+        InvalidInputException twice = assertThrows(InvalidInputException.class,
+                () -> StoredStates.open(CONF, dir.toString()));
+        assertTrue(twice.getMessage().contains("_states.json") && twice.getMessage().contains("w.safetensors"),
+                twice.getMessage());
+        for (String sequences : new String[] {"", ", \"sequences\": [\"w.safetensors\"]"}) {
+            Files.writeString(dir.resolve("_states.json"), "{\"format\": \"lightning-states-1\"" + sequences + "}");
+            InvalidInputException none = assertThrows(InvalidInputException.class,
+                    () -> StoredStates.open(CONF, dir.toString()), sequences);
+            assertTrue(none.getMessage().contains("'sequences' must be an object"), none.getMessage());
+        }
+    }
 }
