@@ -1,7 +1,5 @@
 package dev.lightning.attention.stream;
 
-import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.InvalidInputException;
 import dev.lightning.attention.tensor.SafetensorsHeader;
@@ -97,40 +95,32 @@ public final class OutputReader implements AutoCloseable {
     }
 
     private static OutputReader openIndex(Path index) throws IOException {
-        JsonNode root = new ObjectMapper().readTree(index.toFile());
-        if (!OutputParts.FORMAT.equals(root.path("format").asText())) {
-            throw new InvalidInputException(index + ": not a lightning parts index (format '"
-                    + root.path("format").asText() + "', expected " + OutputParts.FORMAT + ")");
-        }
-        Map<String, String> meta = new LinkedHashMap<>();
-        root.path("metadata").fields().forEachRemaining(e -> meta.put(e.getKey(), e.getValue().asText()));
-        OutputReader r = new OutputReader(meta);
-        root.path("tensors").fields().forEachRemaining(e -> {
-            long[] shape = new long[e.getValue().path("shape").size()];
-            for (int i = 0; i < shape.length; i++) {
-                shape[i] = e.getValue().path("shape").get(i).asLong();
-            }
-            r.tensors.put(e.getKey(), new Tensor(DType.fromSafetensors(e.getValue().path("dtype").asText()), shape));
-        });
+        OutputParts.Index parsed = OutputParts.readIndex(index.toString(), Files.readAllBytes(index));
+        OutputReader r = new OutputReader(new LinkedHashMap<>(parsed.metadata));
+        parsed.shapes.forEach((name, shape) -> r.tensors.put(name, new Tensor(parsed.dtypes.get(name), shape)));
         Path dir = index.toAbsolutePath().getParent();
-        for (JsonNode part : root.path("parts")) {
-            Path file = dir.resolve(part.path("file").asText());
+        for (OutputParts.IndexedPart part : parsed.parts) {
+            Path file = dir.resolve(part.file);
+            if (!Files.isRegularFile(file)) {
+                throw new InvalidInputException(index + ": names the part " + part.file + ", which is missing; the "
+                        + "output is incomplete: rerun the job that wrote it");
+            }
             SafetensorsHeader h = header(file);
-            for (var it = part.path("tensors").fields(); it.hasNext(); ) {
-                var e = it.next();
+            for (Map.Entry<String, long[]> e : part.rows.entrySet()) {
                 Tensor t = r.tensors.get(e.getKey());
                 TensorEntry in = h.tensor(e.getKey());
-                long from = e.getValue().get(0).asLong();
-                long to = e.getValue().get(1).asLong();
-                if (t == null || in == null || in.dim(0) != to - from || in.byteLength() != (to - from) * t.rowBytes) {
+                long from = e.getValue()[0];
+                long to = e.getValue()[1];
+                if (in == null || in.rank() == 0 || in.dim(0) != to - from
+                        || in.byteLength() != (to - from) * t.rowBytes) {
                     throw new InvalidInputException(file + ": does not hold rows [" + from + ", " + to + ") of "
                             + e.getKey() + " as " + index + " says");
                 }
                 // the bytes fit; so would another dtype of the same width or the row's dimensions in another order
                 long[] rowShape = java.util.Arrays.copyOfRange(in.shape(), 1, in.shape().length);
                 long[] indexRow = java.util.Arrays.copyOfRange(t.shape, 1, t.shape.length);
-                if (in.dtype() != t.dtype || !java.util.Arrays.equals(rowShape, indexRow)) {
-                    throw new InvalidInputException(file + ": holds " + e.getKey() + " as " + in.dtype() + " rows of "
+                if (!t.dtype.safetensorsName().equals(in.dtypeName()) || !java.util.Arrays.equals(rowShape, indexRow)) {
+                    throw new InvalidInputException(file + ": holds " + e.getKey() + " as " + in.dtypeName() + " rows of "
                             + java.util.Arrays.toString(rowShape) + ", where " + index + " says " + t.dtype
                             + " rows of " + java.util.Arrays.toString(indexRow) + "; the index and its parts come from "
                             + "different runs: rerun the job that wrote them");

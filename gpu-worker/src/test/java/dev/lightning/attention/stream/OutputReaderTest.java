@@ -209,4 +209,50 @@ class OutputReaderTest {
         assertThrows(IllegalStateException.class, () -> r.floats("o"));
         r.close(); // idempotent
     }
+
+    /**
+     * An index other than one {@link OutputParts#index} writes is refused in one line naming the index and what
+     * is wrong, before any part is read: a part named outside the index's directory or not by a string, rows that
+     * are not [from, to] within the tensor, a tensor of no known dtype or of a shape no file holds, metadata that
+     * is not strings, and a part that is missing. They used to escape as NullPointerException,
+     * IllegalArgumentException, ArithmeticException or NoSuchFileException, or read a file outside the output.
+     */
+    @Test
+    void anIndexOtherThanOneTheJobWritesIsRefusedInOneLine() throws IOException {
+        SafetensorsHeader whole = SafetensorsHeader.layout("z.safetensors", List.of(
+                new SafetensorsHeader.Spec("o", DType.BF16, 4, 1, 2),
+                new SafetensorsHeader.Spec("final_state", DType.F32, 1, 2, 2)), Map.of("scale", "1.0"));
+        OutputLayout layout = OutputLayout.lightning(whole, 4, 0);
+        List<OutputParts.Part> parts = new ArrayList<>(OutputParts.partsOf(layout, "z.safetensors", 0, 1, 0, 4));
+        for (OutputParts.Part p : parts) {
+            Path f = Files.createDirectories(tmp.resolve(p.file).getParent()).resolve(tmp.resolve(p.file).getFileName());
+            Files.write(f, java.util.Arrays.copyOf(p.header.encode(), (int) p.bytes()));
+        }
+        String good = new String(OutputParts.index(whole, parts), java.nio.charset.StandardCharsets.UTF_8);
+        Path index = tmp.resolve("z.safetensors.index.json");
+        Files.writeString(index, good);
+        try (OutputReader r = OutputReader.open(index)) {
+            assertEquals(4, r.shape("o")[0]);
+        }
+        String file = parts.get(0).file;
+        Files.writeString(tmp.resolve("outside.safetensors"), "not read");
+        List<String[]> edits = new ArrayList<>(); // text of the index, and what it is replaced with
+        edits.add(new String[] {"\"" + file + "\"", "\"../outside.safetensors\""});
+        edits.add(new String[] {"\"file\" : \"" + file + "\"", "\"file\" : 7"});
+        edits.add(new String[] {"\"o\" : [ 0, 4 ]", "\"o\" : 4"});
+        edits.add(new String[] {"\"o\" : [ 0, 4 ]", "\"o\" : [ 0, 5 ]"});
+        edits.add(new String[] {"\"final_state\" : [ 0, 1 ]", "\"final_state\" : [ 1, 0 ]"});
+        edits.add(new String[] {"\"dtype\" : \"BF16\"", "\"dtype\" : \"I16\""});
+        edits.add(new String[] {"[ 4, 1, 2 ]", "[ 4, 1, 4611686018427387904 ]"});
+        edits.add(new String[] {"\"scale\" : \"1.0\"", "\"scale\" : 1.0"});
+        edits.add(new String[] {"\"" + file + "\"", "\"z.safetensors.parts/missing.safetensors\""});
+        for (String[] e : edits) {
+            assertTrue(good.contains(e[0]), e[0] + " in " + good);
+            Files.writeString(index, good.replace(e[0], e[1]));
+            InvalidInputException refused = assertThrows(InvalidInputException.class, () -> OutputReader.open(index),
+                    e[1]);
+            assertTrue(refused.getMessage().startsWith(index.toString()) && refused.getMessage().contains("rerun")
+                    && !refused.getMessage().contains("\n"), e[1] + ": " + refused.getMessage());
+        }
+    }
 }

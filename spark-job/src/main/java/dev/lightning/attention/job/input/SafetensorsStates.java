@@ -372,31 +372,26 @@ public final class SafetensorsStates implements StoredStates {
                         : tokensOf(h.metadata().get("o_shape")), chainTokens);
             }
             if (fs.exists(index)) {
-                JsonNode root;
+                OutputParts.Index parts;
                 try (FSDataInputStream in = fs.open(index)) {
-                    root = new ObjectMapper().readTree((java.io.InputStream) in);
-                } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
-                    throw new InvalidInputException(index.getName() + ": not a parts index: " + e.getOriginalMessage(), e);
+                    parts = OutputParts.readIndex(index.getName(), in.readAllBytes());
                 }
-                // the index's layout is its format's (OutputParts, as OutputReader reads it): read under another,
-                // "parts" and "tensors" could name other files or rows than the final state's
-                String format = root.path("format").asText();
-                if (!OutputParts.FORMAT.equals(format)) {
-                    throw new InvalidInputException(index.getName() + ": a parts index of format '" + format + "', "
-                            + "expected " + OutputParts.FORMAT + " (written by another build of lightning, or not a "
-                            + "lightning index); continue it with the build that wrote it, or start the sequence's "
-                            + "chain again from its first segment");
-                }
-                for (JsonNode part : root.path("parts")) {
-                    if (part.path("tensors").has("final_state")) {
-                        Path file = HadoopPaths.child(index.getParent(), part.path("file").asText());
-                        FileStatus st = fs.getFileStatus(file);
+                for (OutputParts.IndexedPart part : parts.parts) {
+                    if (part.rows.containsKey("final_state")) {
+                        Path file = HadoopPaths.child(index.getParent(), part.file);
+                        FileStatus st;
+                        try {
+                            st = fs.getFileStatus(file);
+                        } catch (java.io.FileNotFoundException e) {
+                            throw new InvalidInputException(index.getName() + ": names the part " + part.file
+                                    + ", which holds the final state and is missing; the output is incomplete: rerun "
+                                    + "the job that wrote it", e);
+                        }
                         SafetensorsHeader h = header(fs, st);
-                        Map<String, String> meta = new TreeMap<>();
-                        root.path("metadata").fields().forEachRemaining(e -> meta.put(e.getKey(), e.getValue().asText()));
-                        long t = root.path("tensors").path("o").path("shape").path(0).asLong(-1);
+                        long[] o = parts.shapes.get("o");
                         String at = uriOf(index);
-                        return of(h, SafetensorsHeader.layout(at, List.of(), meta), st, at, t, chainTokens);
+                        return of(h, SafetensorsHeader.layout(at, List.of(), parts.metadata), st, at,
+                                o != null && o.length > 0 ? o[0] : -1, chainTokens);
                     }
                 }
             }

@@ -4,7 +4,10 @@ import dev.lightning.attention.engine.AttentionSpec;
 import dev.lightning.attention.engine.LightningState;
 import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.InvalidInputException;
+import dev.lightning.attention.stream.OutputLayout;
+import dev.lightning.attention.stream.OutputParts;
 import dev.lightning.attention.tensor.SafetensorsFile;
+import dev.lightning.attention.tensor.SafetensorsHeader;
 import org.apache.hadoop.conf.Configuration;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -269,6 +272,47 @@ class StoredStatesTest {
             InvalidInputException none = assertThrows(InvalidInputException.class,
                     () -> StoredStates.open(CONF, dir.toString()), sequences);
             assertTrue(none.getMessage().contains("'sequences' must be an object"), none.getMessage());
+        }
+    }
+
+    /**
+     * A stored result in the parts form whose index is not one the job writes is no readable state: an input of
+     * its name is refused, naming why (its stored state listed as unreadable), rather than the run failing with a
+     * stack trace: a part named outside the directory (IllegalArgumentException from HadoopPaths.child), a
+     * missing part holding the final state (FileNotFoundException), a token count that is not a whole number
+     * (read as -1 or as the largest long, which the continued output recorded as its token_offset).
+     */
+    @Test
+    void aPartsIndexOtherThanOneTheJobWritesIsNoReadableState() throws IOException {
+        SafetensorsHeader whole = SafetensorsHeader.layout("z.safetensors", List.of(
+                new SafetensorsHeader.Spec("o", DType.BF16, 4, 1, 2),
+                new SafetensorsHeader.Spec("final_state", DType.F32, 1, 2, 2)), Map.of("scale", "1.0"));
+        Path dir = Files.createDirectories(tmp.resolve("out"));
+        List<OutputParts.Part> parts = OutputParts.partsOf(OutputLayout.lightning(whole, 4, 0), "z.safetensors", 0, 1,
+                0, 4);
+        for (OutputParts.Part p : parts) {
+            Path f = dir.resolve(p.file);
+            Files.createDirectories(f.getParent());
+            Files.write(f, java.util.Arrays.copyOf(p.header.encode(), (int) p.bytes()));
+        }
+        String good = new String(OutputParts.index(whole, parts), StandardCharsets.UTF_8);
+        Files.writeString(dir.resolve("z.safetensors.index.json"), good);
+        Files.write(dir.resolve("_SUCCESS"), new byte[0]);
+        assertEquals(4, StoredStates.open(CONF, dir.toString()).states().get("z.safetensors").tokens);
+
+        String file = parts.get(0).file;
+        for (String[] edit : new String[][] {
+                {"\"" + file + "\"", "\"../elsewhere.safetensors\"", "relative"},
+                {"\"" + file + "\"", "\"z.safetensors.parts/gone.safetensors\"", "missing"},
+                {"[ 4, 1, 2 ]", "[ 9223372036854775807, 1, 2 ]", "shape"},
+                {"[ 4, 1, 2 ]", "[ \"4\", 1, 2 ]", "whole number"}}) {
+            assertTrue(good.contains(edit[0]), edit[0]);
+            Files.writeString(dir.resolve("z.safetensors.index.json"), good.replace(edit[0], edit[1]));
+            StoredStates set = StoredStates.open(CONF, dir.toString());
+            assertNull(set.states().get("z.safetensors"), edit[1]);
+            String why = set.unreadable().get("z.safetensors");
+            assertTrue(why != null && why.contains("z.safetensors.index.json") && why.contains(edit[2]),
+                    edit[1] + ": " + why);
         }
     }
 }
