@@ -443,12 +443,21 @@ public final class SafetensorsStates implements StoredStates {
         long absorbed = tokens;
         String offset = meta.metadata().get(OutputHeader.TOKEN_OFFSET);
         if (offset != null && tokens >= 0) {
+            long declared;
             try {
-                absorbed = Long.parseLong(offset) + tokens;
+                declared = Long.parseLong(offset);
             } catch (NumberFormatException e) {
-                throw new InvalidInputException(location + ": metadata " + OutputHeader.TOKEN_OFFSET + " '" + offset
-                        + "' is not a token count", e);
+                declared = -1;
             }
+            // a negative offset, or one past what a count of tokens holds with T added, would be recorded as the
+            // continued output's token_offset (or wrap to a negative one) and carry on down the chain
+            if (declared < 0 || declared > Long.MAX_VALUE - tokens) {
+                throw new InvalidInputException(location + ": metadata " + OutputHeader.TOKEN_OFFSET + " '" + offset
+                        + "' is not a token count (a whole number >= 0 that, with the result's " + tokens + " tokens, "
+                        + "is at most " + Long.MAX_VALUE + "); the result was edited or damaged: rerun the run that "
+                        + "wrote it");
+            }
+            absorbed = declared + tokens;
         }
         double[] slopes = null;
         String recorded = meta.metadata().get(OutputHeader.SLOPES);
@@ -471,7 +480,7 @@ public final class SafetensorsStates implements StoredStates {
             return -1;
         }
         try {
-            return Long.parseLong(shape.replaceAll("[\\[\\]\\s]", "").split(",")[0]);
+            return Math.max(-1, Long.parseLong(shape.replaceAll("[\\[\\]\\s]", "").split(",")[0]));
         } catch (NumberFormatException e) {
             return -1;
         }

@@ -315,4 +315,28 @@ class StoredStatesTest {
                     edit[1] + ": " + why);
         }
     }
+
+    /**
+     * A stored result's token_offset must be a token count that, with its T, a long holds: "-1" was read as one (the
+     * state then said it had absorbed T - 1 tokens), and one near the largest long wrapped to a negative count, and
+     * a continued output records that count as its own token_offset. Each is no readable state, with the reason.
+     */
+    @Test
+    void aStoredTokenOffsetThatIsNoTokenCountIsNoReadableState() throws IOException {
+        Path dir = Files.createDirectories(tmp.resolve("out"));
+        Files.write(dir.resolve("_SUCCESS"), new byte[0]);
+        List<SafetensorsFile.Tensor> tensors = List.of(
+                SafetensorsFile.Tensor.of("o", DType.BF16, new long[] {10, 1, 4}, new float[40]),
+                SafetensorsFile.Tensor.of("final_state", DType.F32, new long[] {1, 2, 4}, new float[8]));
+        SafetensorsFile.write(dir.resolve("r.safetensors"), tensors, Map.of("token_offset", "300"));
+        assertEquals(310, StoredStates.open(CONF, dir.toString()).states().get("r.safetensors").tokens);
+        for (String offset : new String[] {"-1", "-300", String.valueOf(Long.MAX_VALUE - 5), "ten"}) {
+            SafetensorsFile.write(dir.resolve("r.safetensors"), tensors, Map.of("token_offset", offset));
+            StoredStates set = StoredStates.open(CONF, dir.toString());
+            assertNull(set.states().get("r.safetensors"), offset);
+            String why = set.unreadable().get("r.safetensors");
+            assertTrue(why != null && why.contains("token_offset '" + offset + "' is not a token count"),
+                    offset + ": " + why);
+        }
+    }
 }
