@@ -88,8 +88,8 @@ public final class TableSchema {
         /**
          * {@code data} with exactly this table's columns in this order: each column must be present
          * with its type; an integer column given as another integer type (a long where an int is
-         * expected, as a Python writer may give) is cast. Extra columns are dropped. Throws
-         * InvalidInputException naming every missing or mistyped column and what was expected.
+         * expected, as a Python writer may give) is cast, a value the type does not hold to null. Extra columns are
+         * dropped. Throws InvalidInputException naming every missing or mistyped column and what was expected.
          */
         Dataset<Row> conform(Dataset<Row> data, String source) {
             StructType given = data.schema();
@@ -113,7 +113,12 @@ public final class TableSchema {
                 if (t.equals(c.type)) {
                     select.add(col.as(c.name));
                 } else if (isInteger(t) && isInteger(c.type)) {
-                    select.add(col.cast(c.type).as(c.name));
+                    // A wider integer is cast only where its value fits: a cast of one that does not wraps it
+                    // without a word (ANSI off: a long token count 2^32 + 5 read as 5) or fails the run with Spark's
+                    // CAST_OVERFLOW, naming neither column nor sequence (ANSI on, Spark 4's default). Out of range it
+                    // reads as null, which the checks refuse naming the sequence, the block and the column.
+                    select.add((width(t) > width(c.type) ? functions.when(col.between(minOf(c.type), maxOf(c.type)),
+                            col.cast(c.type)) : col.cast(c.type)).as(c.name));
                 } else if (t instanceof ArrayType && c.type instanceof ArrayType
                         && isNumeric(((ArrayType) t).elementType())) {
                     select.add(col.cast(c.type).as(c.name));
@@ -147,6 +152,20 @@ public final class TableSchema {
         private static boolean isInteger(DataType t) {
             return t.equals(DataTypes.IntegerType) || t.equals(DataTypes.LongType) || t.equals(DataTypes.ShortType)
                     || t.equals(DataTypes.ByteType);
+        }
+
+        /** The bytes of an integer type ({@link #isInteger}). */
+        private static int width(DataType t) {
+            return t.equals(DataTypes.LongType) ? 8 : t.equals(DataTypes.IntegerType) ? 4
+                    : t.equals(DataTypes.ShortType) ? 2 : 1;
+        }
+
+        private static long minOf(DataType t) {
+            return -1L << (8 * width(t) - 1);
+        }
+
+        private static long maxOf(DataType t) {
+            return ~minOf(t);
         }
 
         private static boolean isNumeric(DataType t) {

@@ -236,7 +236,8 @@ public final class TableValidation {
             String where = "sequence '" + name + "': ";
             if (m.nullColumn != null) {
                 cur.error = isData(m.nullColumn) ? nullDataProblem(name, start, m.tokens, m.nullColumn)
-                        : where + "the block at " + start + " has no `" + m.nullColumn + "` (null)";
+                        : where + "the block at " + start + " has no `" + m.nullColumn + "` (null, or a long value "
+                        + "outside the int range the layout gives the column)";
             } else if (start < 0) {
                 cur.error = where + "a block starts at token " + start + ", expected a start of 0 or more";
             } else if (m.tokens < 1) {

@@ -11,6 +11,7 @@ import dev.lightning.attention.tensor.InvalidInputException;
 import dev.lightning.attention.tensor.TokenTensor;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
+import org.apache.spark.sql.functions;
 import org.apache.spark.sql.RowFactory;
 import org.apache.spark.sql.SparkSession;
 import org.junit.jupiter.api.AfterAll;
@@ -603,6 +604,40 @@ public class TablesTest {
             assertTrue(m.contains("column `sequence` (string) is missing"), m);
         } finally {
             spark.conf().unset("spark.sql.caseSensitive");
+        }
+    }
+
+    /**
+     * Integer columns written as long (as a Python writer gives them) are read as the layout's ints where their
+     * values fit; one that does not fit is refused naming the sequence, the block and the column. Its cast wrapped
+     * without a word with spark.sql.ansi.enabled=false (a block of 2^32 + 10 tokens read as 10), and failed the run
+     * with Spark's CAST_OVERFLOW, naming no column, with it on (Spark 4's default).
+     */
+    @Test
+    void aLongColumnBeyondTheLayoutsIntIsRefusedNamingTheColumn() {
+        Random rnd = new Random(25);
+        Seq s = new Seq("x", 10, 2, 2, 2, 4, 4, DType.F32, rnd);
+        Dataset<Row> longs = spark.createDataFrame(List.of(s.row(0, 10)), TableSchema.BLOCKS.schema());
+        for (String c : new String[] {"tokens", "heads_q", "heads_k", "heads_v", "dk", "dv"}) {
+            longs = longs.withColumn(c, longs.col(c).cast("long"));
+        }
+        try (LightningTables.Result r = LightningTables.compute(longs, "--backend", "cpu")) {
+            checkAgainstReference(List.of(s), r.o(), r.finalStates(), 1.0, false);
+        }
+        Dataset<Row> wide = longs.withColumn("tokens", longs.col("tokens").plus(functions.lit(1L << 32)));
+        for (String ansi : new String[] {"false", "true"}) {
+            spark.conf().set("spark.sql.ansi.enabled", ansi);
+            try {
+                String m = rejection(() -> {
+                    try (LightningTables.Result r = LightningTables.compute(wide, "--backend", "cpu")) {
+                        r.o().count();
+                    }
+                });
+                assertTrue(m.contains("sequence 'x'") && m.contains("`tokens`")
+                        && m.contains("outside the int range"), "ansi " + ansi + ": " + m);
+            } finally {
+                spark.conf().unset("spark.sql.ansi.enabled");
+            }
         }
     }
 
