@@ -286,9 +286,20 @@ public final class Staging implements Serializable {
         return n.path("files").size() > 0;
     }
 
-    /** Whether a marker's entry still holds: its file (or range), or where a concat moved the file. */
+    /**
+     * Whether a marker's entry still holds: its file (or range), or where a concat moved the file. An entry
+     * that is not one {@link #markDone} writes (a damaged marker: no path URI, size or checksum) holds nothing,
+     * as a marker that does not parse.
+     */
     private static boolean verifies(FileSystem fs, JsonNode f) throws IOException {
-        Path p = new Path(java.net.URI.create(f.path("path").asText()));
+        Path p = markedPath(f.path("path"));
+        if (p == null || !f.path("size").canConvertToExactIntegral() || f.path("size").asLong() < 0
+                || !f.path("crc32c").canConvertToExactIntegral()
+                || f.has("offset") && !f.path("offset").canConvertToExactIntegral()
+                || f.has("concatInto") && (markedPath(f.path("concatInto")) == null
+                || !f.path("at").canConvertToExactIntegral())) {
+            return false;
+        }
         long size = f.path("size").asLong(-1);
         long crc = f.path("crc32c").asLong(-1);
         long offset = f.path("offset").asLong(-1);
@@ -301,8 +312,20 @@ public final class Staging implements Serializable {
             if (!f.has("concatInto")) {
                 return false;
             }
-            return crc(fs, new Path(java.net.URI.create(f.path("concatInto").asText())), f.path("at").asLong(), size)
-                    == crc;
+            return crc(fs, markedPath(f.path("concatInto")), f.path("at").asLong(), size) == crc;
+        }
+    }
+
+    /** A marker's file as {@link #markDone} records it (its URI), or null where the entry holds none. */
+    private static Path markedPath(JsonNode uri) {
+        if (!uri.isTextual()) {
+            return null;
+        }
+        try {
+            java.net.URI u = new java.net.URI(uri.textValue());
+            return u.getPath() != null && !u.getPath().isEmpty() ? new Path(u) : null;
+        } catch (java.net.URISyntaxException | IllegalArgumentException e) {
+            return null;
         }
     }
 

@@ -129,4 +129,38 @@ class StagingWritesTest {
         assertTrue(thrown == why, "thrown: " + thrown);
         assertEquals("delete refused", why.getSuppressed()[0].getMessage());
     }
+
+    /**
+     * --resume keeps a unit only on a marker that proves its files; a marker entry it cannot read as one a task
+     * writes (damaged staging: a path that is no URI, no size or checksum) proves nothing, and the unit is computed
+     * again, as for a marker that is not JSON. Such entries threw IllegalArgumentException from URI.create in the
+     * task, which failed the run with a stack trace.
+     */
+    @Test
+    void aMarkerEntryThatIsNotOneATaskWritesProvesNothing() throws Exception {
+        RawLocalFileSystem fs = new RawLocalFileSystem();
+        fs.initialize(java.net.URI.create("file:///"), new Configuration());
+        Path output = new Path(tmp.toUri().toString() + "/out");
+        Staging first = new Staging(output, "r1", false);
+        fs.mkdirs(new Path(first.path(), "files"));
+        fs.mkdirs(new Path(first.path(), "done")); // as the driver prepares them before the tasks
+        Path file = first.stagedOutput("a.safetensors");
+        Staging.Written w = Staging.writeAtomically(fs, file, "attempt-1", out -> out.write(new byte[] {1, 2, 3}));
+        first.markDone(fs, "unit-0", "attempt-1", java.util.List.of(w));
+        Staging resumed = new Staging(output, "r1", true);
+        assertTrue(resumed.alreadyDone(fs, "unit-0"), "the marker as a task wrote it proves the unit");
+        java.nio.file.Path marker = java.nio.file.Path.of(new Path(first.path(), "done/unit-0.json").toUri());
+        String uri = file.toUri().toString();
+        for (String entry : new String[] {
+                "{\"path\": \"\", \"size\": 3, \"crc32c\": " + w.crc + "}",
+                "{\"path\": \"file:/a b/\\u0000\", \"size\": 3, \"crc32c\": " + w.crc + "}",
+                "{\"size\": 3, \"crc32c\": " + w.crc + "}",
+                "{\"path\": \"" + uri + "\", \"crc32c\": " + w.crc + "}",
+                "{\"path\": \"" + uri + "\", \"size\": 3}",
+                "{\"path\": \"" + uri + "\", \"size\": 3, \"crc32c\": " + w.crc + ", \"offset\": \"x\"}",
+                "7"}) {
+            Files.writeString(marker, "{\"files\": [" + entry + "]}");
+            assertFalse(resumed.alreadyDone(fs, "unit-0"), entry);
+        }
+    }
 }
