@@ -13,6 +13,7 @@ import dev.lightning.attention.job.failure.Examples;
 import dev.lightning.attention.job.failure.ExplainedFailure;
 import dev.lightning.attention.job.hadoop.HadoopConf;
 import dev.lightning.attention.job.hadoop.HadoopPaths;
+import dev.lightning.attention.job.input.Continuations;
 import dev.lightning.attention.job.input.InputChangedException;
 import dev.lightning.attention.job.input.InputFile;
 import dev.lightning.attention.job.input.InputFormats;
@@ -398,7 +399,8 @@ final class LightningJob {
     private void matchStoredStates(List<SequenceFile> files) throws IOException {
         StoredStates set = StoredStates.open(hadoopConf, cfg.get(Settings.INITIAL_STATES));
         stored = set.states();
-        List<String> problems = new ArrayList<>();
+        Continuations match = new Continuations("--initial-states " + cfg.get(Settings.INITIAL_STATES), "the input",
+                "remove the tensor from the input", "remove the sequence from the stored set");
         List<String> fromZero = new ArrayList<>();
         for (int i = 0; i < files.size(); i++) {
             SequenceFile f = files.get(i);
@@ -406,29 +408,23 @@ final class LightningJob {
             if (s == null) {
                 String offset = StoredStates.offsetProblem(f.declaredOffset, f.initialStateOffset >= 0, true, null, -1);
                 if (set.unreadable().containsKey(f.name)) {
-                    problems.add(f.name + ": the stored result of that name holds no readable state ("
+                    match.refuse(f.name, "the stored result of that name holds no readable state ("
                             + set.unreadable().get(f.name) + "); fix or remove it there");
                 } else if (offset != null) {
-                    problems.add(f.name + ": " + offset);
+                    match.refuse(f.name, offset);
                 } else if (f.initialStateOffset < 0) {
                     fromZero.add(f.name);
                 }
                 continue;
             }
-            if (f.initialStateOffset >= 0 || f.initialNormalizerOffset >= 0) {
-                problems.add(f.name + ": the input holds its own " + (f.initialStateOffset >= 0 ? "initial_state"
-                        : "initial_normalizer") + " and --initial-states has a stored state for it (" + s.location
-                        + "); a sequence starts from one state: remove the tensor from the input, or the sequence "
-                        + "from the stored set");
-                continue;
-            }
-            String why = s.mismatch(f.spec(cfg.get(Settings.SCALE), cfg.chunkSize(), cfg.variant()));
-            if (why != null) {
-                problems.add(f.name + ": the stored state does not fit: " + why);
+            String own = f.initialStateOffset >= 0 ? "initial_state"
+                    : f.initialNormalizerOffset >= 0 ? "initial_normalizer" : null;
+            if (!match.oneStart(f.name, own, s.location)
+                    || !match.fits(f.name, s.mismatch(f.spec(cfg.get(Settings.SCALE), cfg.chunkSize(), cfg.variant())))) {
                 continue;
             }
             if (s.computedFrom(f.fileSize, f.sample)) {
-                problems.add(f.name + ": the stored state " + s.location + " was computed from this very input (the "
+                match.refuse(f.name, "the stored state " + s.location + " was computed from this very input (the "
                         + "same size, " + f.fileSize + " bytes, and content sample " + f.sample + "): its tokens are "
                         + "already in that state, and appending them again would count them twice; give the "
                         + "sequence's next segment, or, to redo the append that read this input, the --initial-states "
@@ -436,7 +432,7 @@ final class LightningJob {
                 continue;
             }
             if (s.absorbedEarlier(f.fileSize, f.sample)) {
-                problems.add(f.name + ": the stored state " + s.location + " continues a chain that had already "
+                match.refuse(f.name, "the stored state " + s.location + " continues a chain that had already "
                         + "absorbed this very input in an earlier segment (the same size, " + f.fileSize + " bytes, and "
                         + "content sample " + f.sample + ", in its metadata " + OutputHeader.EARLIER_INPUTS + "): "
                         + "appending it again would count its tokens twice; give the sequence's next segment, or, to "
@@ -445,16 +441,12 @@ final class LightningJob {
             }
             String offset = StoredStates.offsetProblem(f.declaredOffset, false, true, s.location, s.tokens);
             if (offset != null) {
-                problems.add(f.name + ": " + offset);
+                match.refuse(f.name, offset);
                 continue;
             }
             continued.put(i, s);
         }
-        if (!problems.isEmpty()) {
-            throw new InvalidInputException("--initial-states " + cfg.get(Settings.INITIAL_STATES) + ": "
-                    + problems.size() + " sequence(s) cannot continue from their stored state: "
-                    + Examples.of(problems, 5, "; "));
-        }
+        match.throwIfAny();
         List<String> unrecorded = new ArrayList<>();
         for (StoredStates.State s : continued.values()) {
             if (s.sourceSample == null) {
@@ -472,8 +464,7 @@ final class LightningJob {
                     + "of their name and start from zero: " + Examples.of(fromZero, 10, ", ") + ". An input continues the stored result of the same name (its name in --output: "
                     + "the file name, or with --recursive its path below --input); a renamed input continues nothing");
         }
-        out.printf("lightning: --initial-states: %d of %d sequences continue from a stored state; %d stored "
-                + "state(s) in all%n", continued.size(), files.size(), stored.size());
+        out.println("lightning: " + Continuations.summary(continued.size(), files.size(), stored.size()));
     }
 
     /**

@@ -8,9 +8,9 @@ import dev.lightning.attention.engine.EngineBuild;
 import dev.lightning.attention.job.config.JobConfig;
 import dev.lightning.attention.job.config.Settings;
 import dev.lightning.attention.job.failure.Causes;
-import dev.lightning.attention.job.failure.Examples;
 import dev.lightning.attention.job.failure.SetupChecks;
 import dev.lightning.attention.job.hadoop.HadoopPaths;
+import dev.lightning.attention.job.input.Continuations;
 import dev.lightning.attention.job.input.InputFile;
 import dev.lightning.attention.job.input.InputListing;
 import dev.lightning.attention.job.input.InputSamples;
@@ -272,7 +272,8 @@ public final class TableRun {
                 functions.col(DV), functions.col(FINAL_NORMALIZER).isNotNull(), functions.col(FEATURE_MAP),
                 functions.col(STATE_TOKENS), functions.col(FINAL_STATE).isNull(), functions.col(SLOPE)).collectAsList();
         java.util.Set<String> seen = new java.util.HashSet<>();
-        List<String> problems = new ArrayList<>();
+        Continuations match = new Continuations(source, sequencesSource, "leave the column null or drop the tensor "
+                + "from the file", "remove the row from the stored table");
         int continued = 0;
         for (Row r : rows) {
             if (r.isNullAt(0)) {
@@ -280,34 +281,29 @@ public final class TableRun {
                         + "`); it is not a table lightning wrote");
             }
             String name = r.getString(0);
+            String label = "'" + name + "'";
             if (!seen.add(name)) {
-                problems.add("'" + name + "': the stored table has more than one row for it; a state set has one");
+                match.refuse(label, "the stored table has more than one row for it; a state set has one");
                 continue;
             }
             int s = java.util.Arrays.binarySearch(names, name);
             if (s < 0) {
                 continue; // not computed here: carried over unchanged
             }
-            if (initial[s]) {
-                problems.add("'" + name + "': " + sequencesSource + " gives it its own " + INITIAL_STATE + " or "
-                        + INITIAL_NORMALIZER + " and " + source + " has a stored state for it; a sequence starts from "
-                        + "one state: remove one of them (leave the column null, drop the tensor from the file, or "
-                        + "remove the row from the stored table)");
+            if (!match.oneStart(label, initial[s] ? INITIAL_STATE + " or " + INITIAL_NORMALIZER : null, null)) {
                 continue;
             }
             if (r.getBoolean(7) || r.isNullAt(1) || r.isNullAt(2) || r.isNullAt(3)) {
-                problems.add("'" + name + "': the stored row has no " + FINAL_STATE + " or no shape; it is not a row "
-                        + "lightning wrote");
+                match.refuse(label, "the stored row has no " + FINAL_STATE + " or no shape; it is not a row lightning "
+                        + "wrote");
                 continue;
             }
             TableValidation.Summary sum = valid.get(s);
             int h = sum.heads();
-            String why = StoredStates.mismatch(r.getInt(1), r.getInt(2), r.getInt(3), r.getBoolean(4),
+            if (!match.fits(label, StoredStates.mismatch(r.getInt(1), r.getInt(2), r.getInt(3), r.getBoolean(4),
                     r.isNullAt(5) ? null : r.getString(5), source, TablePlan.spec(sum.headsQ, sum.headsK, sum.headsV,
                             sum.dk, sum.dv, slopes[s] != null ? slopes[s] : cfg.defaultSlopes(h),
-                            cfg.get(Settings.SCALE), cfg.chunkSize(), cfg.variant()));
-            if (why != null) {
-                problems.add("'" + name + "': the stored state does not fit: " + why);
+                            cfg.get(Settings.SCALE), cfg.chunkSize(), cfg.variant())))) {
                 continue;
             }
             double[] storedSlopes = r.isNullAt(8) ? null : new double[r.getList(8).size()];
@@ -316,13 +312,13 @@ public final class TableRun {
                 storedSlopes[i] = x == null ? Double.NaN : ((Number) x).doubleValue();
             }
             if (storedSlopes == null || storedSlopes.length != h || !validSlopes(storedSlopes)) {
-                problems.add("'" + name + "': the stored row's " + SLOPE + " is " + (storedSlopes == null ? "null"
+                match.refuse(label, "the stored row's " + SLOPE + " is " + (storedSlopes == null ? "null"
                         : java.util.Arrays.toString(storedSlopes)) + ", expected " + h + " finite decay rates >= 0; "
                         + "it is not a row lightning wrote");
                 continue;
             }
             if (slopes[s] != null && !java.util.Arrays.equals(slopes[s], storedSlopes)) {
-                problems.add("'" + name + "': the sequences table gives " + SLOPE + " "
+                match.refuse(label, "the sequences table gives " + SLOPE + " "
                         + java.util.Arrays.toString(slopes[s]) + ", the stored state decayed at "
                         + java.util.Arrays.toString(storedSlopes) + "; a continued sequence keeps its decay rates: "
                         + "leave " + SLOPE + " null for it (the stored ones are taken)");
@@ -333,10 +329,7 @@ public final class TableRun {
             tokensBefore[s] = r.isNullAt(6) ? -1 : r.getLong(6);
             continued++;
         }
-        if (!problems.isEmpty()) {
-            throw new InvalidInputException(source + ": " + problems.size() + " sequence(s) cannot continue from their "
-                    + "stored state: " + Examples.of(problems, 5, "; "));
-        }
+        match.throwIfAny();
         return new int[] {continued, seen.size()};
     }
 
@@ -405,7 +398,7 @@ public final class TableRun {
      * compute; files rejected with --skip-invalid are not in the plan.
      */
     private static void checkDeclaredOffsets(List<SequenceFile> files, TablePlan plan, String storedTable) {
-        List<String> problems = new ArrayList<>();
+        Continuations match = new Continuations("--initial-states " + storedTable);
         for (SequenceFile f : files) {
             int s = plan.index(f.name);
             if (s < 0) {
@@ -418,13 +411,10 @@ public final class TableRun {
             String why = StoredStates.offsetProblem(f.declaredOffset, f.initialStateOffset >= 0, true,
                     continues ? storedTable : null, continues ? plan.tokensBefore[s] : -1);
             if (why != null) {
-                problems.add("'" + f.name + "': " + why);
+                match.refuse("'" + f.name + "'", why);
             }
         }
-        if (!problems.isEmpty()) {
-            throw new InvalidInputException("--initial-states " + storedTable + ": " + problems.size() + " sequence(s) "
-                    + "cannot continue from their stored state: " + Examples.of(problems, 5, "; "));
-        }
+        match.throwIfAny();
     }
 
     private static boolean validSlopes(double[] v) {
@@ -753,9 +743,8 @@ public final class TableRun {
             }
         }
         if (stored != null) {
-            out.printf("lightning: --initial-states: %d of %d sequences continue from a stored state; %d stored "
-                    + "state(s) in all, those not computed here carried over into %s/%n", p.continued,
-                    p.compute.plan.size(), p.storedRows, STATES_DIR);
+            out.println("lightning: " + Continuations.summary(p.continued, p.compute.plan.size(), p.storedRows)
+                    + ", those not computed here carried over into " + STATES_DIR + "/");
             report.put("continued", p.continued);
             report.put("storedStates", p.storedRows);
         }

@@ -1,0 +1,55 @@
+package dev.lightning.attention.job.input;
+
+import dev.lightning.attention.engine.AttentionSpec;
+import dev.lightning.attention.tensor.InvalidInputException;
+import org.junit.jupiter.api.Test;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** The continuation rules both runs apply, and the one message that lists their refusals. */
+class ContinuationsTest {
+    private static Continuations files() {
+        return new Continuations("--initial-states prev/", "the input", "remove the tensor from the input",
+                "remove the sequence from the stored set");
+    }
+
+    @Test
+    void aSequenceStartsFromOneStateAndTheStoredOneMustFit() {
+        Continuations match = files();
+        assertTrue(match.oneStart("a", null, "prev/a.safetensors"), "no state of its own: continues");
+        assertTrue(match.fits("a", null), "a stored state that fits");
+        match.throwIfAny(); // nothing refused
+
+        assertFalse(match.oneStart("b", "initial_state", "prev/b.safetensors"));
+        AttentionSpec spec = new AttentionSpec(2, 4, 3, new double[] {0.1, 0.2}, 1.0, 1);
+        assertFalse(match.fits("c", StoredStates.mismatch(3, 4, 3, false, null, "prev/c.safetensors", spec)));
+        match.refuse("d", "its own reason");
+        InvalidInputException e = assertThrows(InvalidInputException.class, match::throwIfAny);
+        assertEquals("--initial-states prev/: 3 sequence(s) cannot continue from their stored state: "
+                + "b: it has its own initial_state, given by the input, and a stored state in prev/b.safetensors; a "
+                + "sequence starts from one state: remove the tensor from the input, or remove the sequence from the "
+                + "stored set; c: the stored state does not fit: expected S [2, 4, 3] without a normalizer z (no "
+                + "--normalize) for its input, found S [3, 4, 3] without a normalizer z in prev/c.safetensors; "
+                + "d: its own reason", e.getMessage());
+    }
+
+    @Test
+    void withoutALocationTheStoredSetIsNamed() {
+        Continuations match = new Continuations("--initial-states t/final_states", "--sequences s/",
+                "leave the column null", "remove the row from the stored table");
+        assertFalse(match.oneStart("'a'", "initial_state or initial_normalizer", null));
+        InvalidInputException e = assertThrows(InvalidInputException.class, match::throwIfAny);
+        assertTrue(e.getMessage().contains("'a': it has its own initial_state or initial_normalizer, given by "
+                + "--sequences s/, and a stored state in --initial-states t/final_states; a sequence starts from one "
+                + "state: leave the column null, or remove the row from the stored table"), e.getMessage());
+    }
+
+    @Test
+    void theSummaryLineCountsTheContinuedSequences() {
+        assertEquals("--initial-states: 2 of 5 sequences continue from a stored state; 3 stored state(s) in all",
+                Continuations.summary(2, 5, 3));
+    }
+}
