@@ -1,5 +1,6 @@
 package dev.lightning.attention.engine;
 
+import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.TokenTensor;
 
 import java.util.Arrays;
@@ -75,6 +76,15 @@ public final class AttentionSpec implements java.io.Serializable {
      */
     public static int heads(int headsQ, int headsK, int headsV) {
         return Math.max(headsQ, Math.max(headsK, headsV));
+    }
+
+    /**
+     * Bytes of q, k and v of one token in {@code dtype}: Hq*Dk + Hk*Dk + Hv*Dv elements. The one place
+     * the input's size per token is computed, for a file ({@code SequenceFile}) and for a table's plan
+     * (which has the head counts and widths but no spec).
+     */
+    public static long inputBytesPerToken(int headsQ, int headsK, int headsV, int dk, int dv, DType dtype) {
+        return ((long) headsQ * dk + (long) headsK * dk + (long) headsV * dv) * dtype.bytes();
     }
 
     private AttentionSpec(int heads, int headsQ, int headsK, int headsV, int dk, int dv, double[] slopes, double scale,
@@ -299,6 +309,11 @@ public final class AttentionSpec implements java.io.Serializable {
         if (t.tokens() != n || t.heads() != heads || t.dim() != dim) {
             throw new IllegalArgumentException(name + " is " + t + ", expected [" + n + ", " + heads + ", " + dim + "]");
         }
+    }
+
+    /** Bytes of q, k and v of one token of this spec in {@code dtype} ({@link #inputBytesPerToken(int, int, int, int, int, DType)}). */
+    public long inputBytesPerToken(DType dtype) {
+        return inputBytesPerToken(headsQ, headsK, headsV, dk, dv, dtype);
     }
 
     /** Bytes of one state of this spec ({@link LightningState#bytes}), with its normalizer when there is one. */

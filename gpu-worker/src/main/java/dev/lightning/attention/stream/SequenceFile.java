@@ -102,10 +102,9 @@ public final class SequenceFile implements Serializable {
                 layout.dv(), layout.slopes(), scale, chunkSize));
     }
 
-    /** Bytes of q, k and v for one token: Hq*Dk + Hk*Dk + Hv*Dv elements. */
+    /** Bytes of q, k and v for one token ({@link AttentionSpec#inputBytesPerToken(DType)}). */
     public long inputBytesPerToken() {
-        return ((long) layout.headsQ() * layout.dk() + (long) layout.headsK() * layout.dk()
-                + (long) layout.headsV() * layout.dv()) * dtype.bytes();
+        return layout.inputBytesPerToken(dtype);
     }
 
     /** Bytes of o ([H, Dv] per token) for one token, written in {@code out}. */

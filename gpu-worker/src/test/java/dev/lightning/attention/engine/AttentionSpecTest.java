@@ -100,6 +100,16 @@ class AttentionSpecTest {
     }
 
     @Test
+    void inputBytesPerTokenCountQKAndVOfTheirOwnHeads() {
+        // q [Hq, Dk], k [Hk, Dk], v [Hv, Dv] a token: 2*16 + 2*16 + 6*8 = 112 elements
+        assertEquals(112L * 2, AttentionSpec.inputBytesPerToken(2, 2, 6, 16, 8, DType.BF16));
+        assertEquals(112L * 4, AttentionSpec.grouped(2, 2, 6, 16, 8, Slopes.minimax(6), 1.0, 64)
+                .inputBytesPerToken(DType.F32));
+        // counted in long: 2^16 heads of 256 + 256 + 256 elements in F32 pass 2^31 bytes
+        assertEquals(3L * 65536 * 256 * 4, AttentionSpec.inputBytesPerToken(65536, 65536, 65536, 256, 256, DType.F32));
+    }
+
+    @Test
     void withHeadsRejectsAMaximumOtherThanH() {
         String m = refused(() -> spec(6).withHeads(2, 2, 4));
         assertTrue(m.contains("max(Hq, Hk, Hv) = 4") && m.contains("got 6"), m);

@@ -194,8 +194,8 @@ final class TablePlan implements Serializable {
         return variant.apply(AttentionSpec.grouped(headsQ, headsK, headsV, dk, dv, slopes, scale, chunkSize));
     }
 
-    /** Bytes of q, k and v of one token of sequence {@code s}. */
+    /** Bytes of q, k and v of one token of sequence {@code s} ({@link AttentionSpec#inputBytesPerToken}). */
     long inputBytesPerToken(int s) {
-        return (long) (headsQ[s] * dk[s] + headsK[s] * dk[s] + headsV[s] * dv[s]) * dtype[s].bytes();
+        return AttentionSpec.inputBytesPerToken(headsQ[s], headsK[s], headsV[s], dk[s], dv[s], dtype[s]);
     }
 }
