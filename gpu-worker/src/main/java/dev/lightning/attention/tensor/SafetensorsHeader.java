@@ -128,7 +128,7 @@ public final class SafetensorsHeader {
             if (e instanceof InvalidInputException) {
                 throw (InvalidInputException) e;
             }
-            throw new InvalidInputException(file + ": header is not valid JSON: " + firstLine(e.getMessage()), e);
+            throw new InvalidInputException(file + ": header is not valid JSON: " + ErrorText.firstLine(e.getMessage()), e);
         }
         // valid JSON that starts with '{' is one object: root is an ObjectNode
         Map<String, TensorEntry> tensors = new LinkedHashMap<>();
@@ -249,14 +249,6 @@ public final class SafetensorsHeader {
         } catch (ArithmeticException e) {
             throw new InvalidInputException(where + ": shape is too large (element count overflows)");
         }
-    }
-
-    private static String firstLine(String s) {
-        if (s == null) {
-            return "(no detail)";
-        }
-        int nl = s.indexOf('\n');
-        return nl < 0 ? s : s.substring(0, nl);
     }
 
     /** The file this header was read from or is meant for. */

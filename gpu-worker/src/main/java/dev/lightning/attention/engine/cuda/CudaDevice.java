@@ -1,6 +1,7 @@
 package dev.lightning.attention.engine.cuda;
 
 import dev.lightning.attention.engine.GpuUnusableException;
+import dev.lightning.attention.tensor.ErrorText;
 import jcuda.CudaException;
 import jcuda.Pointer;
 import jcuda.driver.CUcontext;
@@ -274,7 +275,7 @@ final class CudaDevice {
             }
             return null;
         } catch (Throwable t) {
-            return "CUDA is not usable here (" + t.getClass().getSimpleName() + ": " + firstLine(t.getMessage())
+            return "CUDA is not usable here (" + t.getClass().getSimpleName() + ": " + ErrorText.firstLine(t.getMessage())
                     + "); the NVIDIA driver (libcuda.so.1) and a GPU are needed";
         }
     }
@@ -703,13 +704,5 @@ final class CudaDevice {
 
     private static String versionText(int v) {
         return (v / 1000) + "." + (v % 1000) / 10;
-    }
-
-    private static String firstLine(String s) {
-        if (s == null) {
-            return "no detail";
-        }
-        int nl = s.indexOf('\n');
-        return nl < 0 ? s : s.substring(0, nl);
     }
 }

@@ -2,6 +2,7 @@ package dev.lightning.attention.job.failure;
 
 import dev.lightning.attention.job.config.JobConfig;
 import dev.lightning.attention.job.config.Settings;
+import dev.lightning.attention.tensor.ErrorText;
 import dev.lightning.attention.tensor.InvalidInputException;
 
 import java.util.ArrayList;
@@ -18,6 +19,8 @@ public final class SetupChecks {
     }
 
     /** Hadoop's words: UnsupportedFileSystemException's 'No FileSystem for scheme "s3a"'. */
+    /** The most a message quotes of a library's first line: Spark's can hold a whole query plan. */
+    private static final int LINE = 300;
     private static final java.util.regex.Pattern NO_FILE_SYSTEM =
             java.util.regex.Pattern.compile("scheme \"([^\"]*)\"");
     /** Spark's FAILED_READ_FILE.CANNOT_READ_FILE_FOOTER: 'Encountered error while reading file F. Could not read footer.' */
@@ -64,26 +67,27 @@ public final class SetupChecks {
                     // "the footer index is not within the file"), which Spark wraps as
                     // FAILED_READ_FILE.CANNOT_READ_FILE_FOOTER naming the file; that printed the whole trace
                     java.util.regex.Matcher file = UNREADABLE_FOOTER.matcher(m);
-                    m = (file.find() ? file.group(1) : firstLine(m)) + " is not a Parquet file ("
-                            + firstLine(String.valueOf(root.getMessage())).trim() + ")";
+                    m = (file.find() ? file.group(1) : ErrorText.firstLine(m, LINE)) + " is not a Parquet file ("
+                            + ErrorText.firstLine(String.valueOf(root.getMessage()), LINE).trim() + ")";
                 }
-                return "a file of the input is not a Parquet file (" + firstLine(m) + "); --input-format parquet "
-                        + "reads tables of .parquet files: give those, or safetensors files with --input-format "
-                        + "safetensors";
+                return "a file of the input is not a Parquet file (" + ErrorText.firstLine(m, LINE) + "); "
+                        + "--input-format parquet reads tables of .parquet files: give those, or safetensors files "
+                        + "with --input-format safetensors";
             }
             if (t instanceof UnsupportedOperationException && "getSubject is not supported".equals(m)) {
                 return javaRefusesGetSubject(); // where checkJava did not run first (a Spark program's own JVM)
             }
             if (t instanceof java.io.IOException && m != null && m.startsWith("Incomplete HDFS URI, no host")) {
                 // hdfs:///PATH with no fs.defaultFS naming a NameNode: DistributedFileSystem.initialize's words
-                return firstLine(m) + ": an hdfs:// path names its NameNode (hdfs://HOST:PORT/PATH), or takes it "
-                        + "from fs.defaultFS (--conf spark.hadoop.fs.defaultFS=hdfs://HOST:PORT); check --input, "
-                        + "--output and --initial-states";
+                return ErrorText.firstLine(m, LINE) + ": an hdfs:// path names its NameNode "
+                        + "(hdfs://HOST:PORT/PATH), or takes it from fs.defaultFS (--conf "
+                        + "spark.hadoop.fs.defaultFS=hdfs://HOST:PORT); check --input, --output and --initial-states";
             }
             if (t instanceof java.net.ConnectException || t instanceof java.net.UnknownHostException
                     || t instanceof java.net.NoRouteToHostException) {
-                return "cannot reach a file system's service (" + firstLine(String.valueOf(m)) + "); check the "
-                        + "address in --input, --output or --initial-states and that the service is running";
+                return "cannot reach a file system's service (" + ErrorText.firstLine(String.valueOf(m), LINE)
+                        + "); check the address in --input, --output or --initial-states and that the service is "
+                        + "running";
             }
             if (t instanceof ClassNotFoundException && t != e && calledFrom(e, "getFileSystemClass")) {
                 java.util.regex.Matcher cls = CLASS_NOT_FOUND.matcher(String.valueOf(m));
@@ -352,11 +356,5 @@ public final class SetupChecks {
                 throw new java.io.UncheckedIOException(e);
             }
         }
-    }
-
-    private static String firstLine(String m) {
-        int nl = m.indexOf('\n');
-        String line = nl < 0 ? m : m.substring(0, nl);
-        return line.length() > 300 ? line.substring(0, 300) + "..." : line;
     }
 }
