@@ -2,6 +2,7 @@ package dev.lightning.attention.stream;
 
 import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.InvalidInputException;
+import dev.lightning.attention.tensor.SafetensorsFile;
 import dev.lightning.attention.tensor.SafetensorsHeader;
 import dev.lightning.attention.tensor.TensorEntry;
 
@@ -151,10 +152,10 @@ public final class OutputReader implements AutoCloseable {
         try (FileChannel ch = FileChannel.open(file, StandardOpenOption.READ)) {
             long size = ch.size();
             ByteBuffer prefix = ByteBuffer.allocate(8);
-            readFully(ch, prefix, 0);
+            SafetensorsFile.readFully(ch, prefix, 0);
             String name = file.getFileName().toString();
             ByteBuffer json = ByteBuffer.allocate((int) SafetensorsHeader.headerLength(name, prefix.array(), size));
-            readFully(ch, json, 8);
+            SafetensorsFile.readFully(ch, json, 8);
             return SafetensorsHeader.parse(name, json.array(), size);
         }
     }
@@ -191,7 +192,7 @@ public final class OutputReader implements AutoCloseable {
             long b = Math.min(to, s.to);
             if (a < b) {
                 ByteBuffer dst = out.slice((int) ((a - from) * t.rowBytes), (int) ((b - a) * t.rowBytes));
-                readFully(channel(s.file), dst, s.begin + (a - s.from) * t.rowBytes);
+                SafetensorsFile.readFully(channel(s.file), dst, s.begin + (a - s.from) * t.rowBytes);
             }
         }
         return out.array();
@@ -228,15 +229,6 @@ public final class OutputReader implements AutoCloseable {
             open.put(file, ch);
         }
         return ch;
-    }
-
-    private static void readFully(FileChannel ch, ByteBuffer dst, long at) throws IOException {
-        long start = at - dst.position();
-        while (dst.hasRemaining()) {
-            if (ch.read(dst, start + dst.position()) < 0) {
-                throw new InvalidInputException("unexpected end of file at " + (start + dst.position()));
-            }
-        }
     }
 
     @Override

@@ -158,11 +158,17 @@ public final class SafetensorsFile {
         }
     }
 
-    private static void readFully(FileChannel ch, ByteBuffer dst, long at) throws IOException {
+    /**
+     * Fills {@code dst} from its position to its limit with the bytes of {@code ch} at {@code at} (the
+     * file position of {@code dst}'s position); InvalidInputException where the file ends first. The
+     * channel's own position does not move. A local safetensors file's reads: this class's and
+     * {@code OutputReader}'s.
+     */
+    public static void readFully(FileChannel ch, ByteBuffer dst, long at) throws IOException {
+        long start = at - dst.position();
         while (dst.hasRemaining()) {
-            int r = ch.read(dst, at + dst.position());
-            if (r < 0) {
-                throw new InvalidInputException("unexpected end of file at " + (at + dst.position()));
+            if (ch.read(dst, start + dst.position()) < 0) {
+                throw new InvalidInputException("unexpected end of file at " + (start + dst.position()));
             }
         }
     }

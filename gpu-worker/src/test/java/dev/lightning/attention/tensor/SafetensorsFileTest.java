@@ -4,8 +4,11 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
@@ -13,6 +16,7 @@ import java.util.SplittableRandom;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 
 /**
  * A file written from value sources ({@link SafetensorsFile#writeStreamed}) against the same values written whole
@@ -23,6 +27,27 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 class SafetensorsFileTest {
     @TempDir
     Path tmp;
+
+    @Test
+    void readFullyPutsTheBytesAtTheGivenPositionWhereverTheBufferStands() throws IOException {
+        Path f = tmp.resolve("bytes");
+        byte[] all = new byte[100];
+        for (int i = 0; i < all.length; i++) {
+            all[i] = (byte) i;
+        }
+        Files.write(f, all);
+        try (FileChannel ch = FileChannel.open(f, StandardOpenOption.READ)) {
+            ByteBuffer dst = ByteBuffer.allocate(10);
+            dst.position(4); // bytes 4..9 of the buffer take the file's bytes 50..55
+            SafetensorsFile.readFully(ch, dst, 50);
+            assertEquals(10, dst.position());
+            assertArrayEquals(new byte[] {0, 0, 0, 0, 50, 51, 52, 53, 54, 55}, dst.array());
+            assertEquals(0, ch.position(), "the channel's own position does not move");
+            InvalidInputException e = assertThrows(InvalidInputException.class,
+                    () -> SafetensorsFile.readFully(ch, ByteBuffer.allocate(8), 96));
+            assertEquals("unexpected end of file at 100", e.getMessage());
+        }
+    }
 
     @Test
     void streamedAndWholeWritesGiveTheSameBytes() throws IOException {
