@@ -11,7 +11,7 @@ import static org.junit.jupiter.api.Assertions.assertDoesNotThrow;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-/** The options a table run refuses ({@link TableRun#checkOptions}), checked without Spark. */
+/** The options a table run refuses ({@link TableOptions#check}), checked without Spark. */
 class TableOptionsTest {
     private static JobConfig cfg(String... flagsAndValues) {
         Map<String, String> flags = new HashMap<>(Map.of("--input", "in", "--output", "out"));
@@ -31,16 +31,16 @@ class TableOptionsTest {
         for (boolean parquetInput : new boolean[] {true, false}) {
             for (boolean cli : new boolean[] {true, false}) {
                 String m = assertThrows(InvalidInputException.class,
-                        () -> TableRun.checkOptions(cfg("--read-ahead", "off"), cli, parquetInput)).getMessage();
+                        () -> TableOptions.check(cfg("--read-ahead", "off"), cli, parquetInput)).getMessage();
                 assertTrue(m.contains("--read-ahead off with tables") && m.contains("leave it out"), m);
             }
         }
         JobConfig byKey = JobConfig.resolve(Map.of("--input", "in", "--output", "out"),
                 Map.of("spark.lightning.readAhead", "off"), k -> null);
-        assertThrows(InvalidInputException.class, () -> TableRun.checkOptions(byKey, true, true));
+        assertThrows(InvalidInputException.class, () -> TableOptions.check(byKey, true, true));
         // the default, given or not, is no choice the run ignores
-        assertDoesNotThrow(() -> TableRun.checkOptions(cfg(), true, true));
-        assertDoesNotThrow(() -> TableRun.checkOptions(cfg("--read-ahead", "on"), true, true));
+        assertDoesNotThrow(() -> TableOptions.check(cfg(), true, true));
+        assertDoesNotThrow(() -> TableOptions.check(cfg("--read-ahead", "on"), true, true));
     }
 
     /**
