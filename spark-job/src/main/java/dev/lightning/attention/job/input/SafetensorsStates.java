@@ -374,7 +374,7 @@ public final class SafetensorsStates implements StoredStates {
             if (fs.exists(index)) {
                 OutputParts.Index parts;
                 try (FSDataInputStream in = fs.open(index)) {
-                    parts = OutputParts.readIndex(index.getName(), in.readAllBytes());
+                    parts = OutputParts.readIndex(uriOf(index), in.readAllBytes());
                 }
                 for (OutputParts.IndexedPart part : parts.parts) {
                     if (part.rows.containsKey("final_state")) {
@@ -383,7 +383,7 @@ public final class SafetensorsStates implements StoredStates {
                         try {
                             st = fs.getFileStatus(file);
                         } catch (java.io.FileNotFoundException e) {
-                            throw new InvalidInputException(index.getName() + ": names the part " + part.file
+                            throw new InvalidInputException(uriOf(index) + ": names the part " + part.file
                                     + ", which holds the final state and is missing; the output is incomplete: rerun "
                                     + "the job that wrote it", e);
                         }
@@ -396,7 +396,9 @@ public final class SafetensorsStates implements StoredStates {
                 }
             }
         } catch (InvalidInputException e) {
-            throw required ? new InvalidInputException("--initial-states: " + location + ": " + e.getMessage(), e) : e;
+            // the message already names the file it read, by its URI (the location, or the index or
+            // part it led to): the option is all a manifest's refusal adds
+            throw required ? new InvalidInputException("--initial-states: " + e.getMessage(), e) : e;
         }
         throw new InvalidInputException(required ? "--initial-states: the manifest names " + location + ", which is "
                 + "missing or holds no final_state; the stored state set is incomplete"
@@ -486,8 +488,9 @@ public final class SafetensorsStates implements StoredStates {
         }
     }
 
+    /** The header of {@code st}; a refusal names the file by its URI, as every message of {@link #describe} does. */
     private static SafetensorsHeader header(FileSystem fs, FileStatus st) throws IOException {
-        String name = st.getPath().getName();
+        String name = uriOf(st.getPath());
         try (FSDataInputStream in = fs.open(st.getPath())) {
             byte[] prefix = new byte[8];
             in.readFully(0, prefix);

@@ -339,4 +339,60 @@ class StoredStatesTest {
                     offset + ": " + why);
         }
     }
+
+    /**
+     * A state the manifest names that holds none is refused naming its file once: the refusal
+     * prefixed the location to a message that already began with it ("--initial-states: X: X: ...",
+     * or the file's own name after its URI), for a damaged header, a final_state of the wrong type
+     * and a parts index whose part with the final state is missing.
+     */
+    @Test
+    void aManifestStateThatHoldsNoneIsRefusedNamingItsFileOnce() throws IOException {
+        Path earlier = Files.createDirectories(tmp.resolve("earlier"));
+        Path one = earlier.resolve("u.safetensors");
+        result(one, 4, 1, 2, 4, new float[8], null);
+        SafetensorsHeader whole = SafetensorsHeader.layout("z.safetensors", List.of(
+                new SafetensorsHeader.Spec("o", DType.BF16, 4, 1, 2),
+                new SafetensorsHeader.Spec("final_state", DType.F32, 1, 2, 2)), Map.of("scale", "1.0"));
+        List<OutputParts.Part> parts = OutputParts.partsOf(OutputLayout.lightning(whole, 4, 0), "z.safetensors", 0, 1,
+                0, 4);
+        for (OutputParts.Part p : parts) {
+            Path f = earlier.resolve(p.file);
+            Files.createDirectories(f.getParent());
+            Files.write(f, java.util.Arrays.copyOf(p.header.encode(), (int) p.bytes()));
+        }
+        Files.write(earlier.resolve("z.safetensors.index.json"), OutputParts.index(whole, parts));
+        Files.write(earlier.resolve("_SUCCESS"), new byte[0]);
+        Map<String, StoredStates.State> stored = SafetensorsStates.read(org.apache.hadoop.fs.FileSystem.getLocal(CONF),
+                new org.apache.hadoop.fs.Path(earlier.toUri())).states();
+        Path dir = Files.createDirectories(tmp.resolve("out"));
+        Files.write(dir.resolve("_SUCCESS"), new byte[0]);
+        Files.writeString(dir.resolve("_lightning_report.json"), "{\"statesManifest\": true}");
+
+        Files.write(dir.resolve("_states.json"), SafetensorsStates.manifest(Map.of(),
+                Map.of("u.safetensors", stored.get("u.safetensors"))));
+        byte[] good = Files.readAllBytes(one);
+        byte[] damaged = good.clone();
+        damaged[8] = '[';
+        Files.write(one, damaged);
+        assertNamedOnce("u.safetensors", "header must start with '{'", dir);
+        SafetensorsFile.write(one, List.of(
+                SafetensorsFile.Tensor.of("o", DType.BF16, new long[] {4, 1, 4}, new float[16]),
+                SafetensorsFile.Tensor.of("final_state", DType.BF16, new long[] {1, 2, 4}, new float[8])));
+        assertNamedOnce("u.safetensors", "final_state must be F32", dir);
+
+        Files.write(dir.resolve("_states.json"), SafetensorsStates.manifest(Map.of(),
+                Map.of("z.safetensors", stored.get("z.safetensors"))));
+        for (OutputParts.Part p : parts) {
+            Files.delete(earlier.resolve(p.file));
+        }
+        assertNamedOnce("z.safetensors.index.json", "holds the final state and is missing", dir);
+    }
+
+    private static void assertNamedOnce(String file, String why, Path dir) {
+        String m = assertThrows(InvalidInputException.class, () -> StoredStates.open(CONF, dir.toString()))
+                .getMessage();
+        assertTrue(m.startsWith("--initial-states: file:") && m.contains(why), m);
+        assertEquals(m.indexOf(file), m.lastIndexOf(file), m);
+    }
 }
