@@ -424,11 +424,21 @@ public final class SafetensorsStates implements StoredStates {
         long sourceBytes = -1;
         String sourceSample = meta.metadata().get(OutputHeader.INPUT_SAMPLE);
         if (sourceSample != null) { // results written before the input was recorded have none: not compared
+            // a value no input's size or sample can equal would turn the "same segment twice" check off unseen
             try {
                 sourceBytes = Long.parseLong(meta.metadata().getOrDefault(OutputHeader.INPUT_BYTES, ""));
             } catch (NumberFormatException e) {
+                sourceBytes = -1;
+            }
+            if (sourceBytes < 0) {
                 throw new InvalidInputException(location + ": metadata " + OutputHeader.INPUT_BYTES + " '"
-                        + meta.metadata().get(OutputHeader.INPUT_BYTES) + "' is not a size in bytes", e);
+                        + meta.metadata().get(OutputHeader.INPUT_BYTES) + "' is not a size in bytes (a whole number "
+                        + ">= 0); the result was edited or damaged: rerun the run that wrote it");
+            }
+            if (!OutputHeader.isSample(sourceSample)) {
+                throw new InvalidInputException(location + ": metadata " + OutputHeader.INPUT_SAMPLE + " '"
+                        + sourceSample + "' is not a content sample (a CRC32C in lower-case hex, at most 8 digits); "
+                        + "the result was edited or damaged: rerun the run that wrote it");
             }
         }
         List<String> earlier = List.of();

@@ -141,6 +141,15 @@ public final class OutputHeader {
      */
     public static final String EARLIER_INPUTS = "earlier_inputs";
 
+    /**
+     * Whether {@code text} is a content sample as a run records it ({@link #INPUT_SAMPLE}, and each key's after the
+     * "/" in {@link #EARLIER_INPUTS}): a CRC32C (32 bits) in lower-case hexadecimal, so at most 8 digits. Anything
+     * else equals no input's sample: a result recording it would let its input be appended onto it again unseen.
+     */
+    public static boolean isSample(String text) {
+        return text.matches("[0-9a-f]{1,8}");
+    }
+
     /** A content key as {@link #EARLIER_INPUTS} lists it: an input's size and sample, "bytes/sample". */
     public static String inputKey(long bytes, String sample) {
         return bytes + "/" + sample;
@@ -149,12 +158,13 @@ public final class OutputHeader {
     /**
      * The content keys of an {@link #EARLIER_INPUTS} value, in its order.
      *
-     * @throws IllegalArgumentException where an entry is not "bytes/sample" (decimal bytes, hexadecimal sample)
+     * @throws IllegalArgumentException where an entry is not "bytes/sample" (decimal bytes, a sample {@link #isSample})
      */
     public static List<String> parseInputKeys(String text) {
         List<String> keys = new ArrayList<>();
         for (String key : text.split(",", -1)) {  // (-1: a trailing comma is an empty entry, refused)
-            if (!key.matches("[0-9]+/[0-9a-f]+")) {
+            int slash = key.indexOf('/');
+            if (slash < 0 || !key.substring(0, slash).matches("[0-9]+") || !isSample(key.substring(slash + 1))) {
                 throw new IllegalArgumentException("'" + key + "' is not bytes/sample");
             }
             keys.add(key);

@@ -389,6 +389,37 @@ class StoredStatesTest {
         assertNamedOnce("z.safetensors.index.json", "holds the final state and is missing", dir);
     }
 
+    /**
+     * A stored result's input_bytes and input_sample say what it was computed from, and an input of that size and
+     * sample is refused as the same segment appended twice. A value no input's can equal (a sample that is no
+     * lower-case CRC32C in hex, a negative size) was read as recorded, and the check was off without a word; it is
+     * no readable state, with the reason. A recorded pair as a run writes it is read and compared.
+     */
+    @Test
+    void aRecordedInputThatNoInputCanMatchIsNoReadableState() throws IOException {
+        Path dir = Files.createDirectories(tmp.resolve("out"));
+        Files.write(dir.resolve("_SUCCESS"), new byte[0]);
+        List<SafetensorsFile.Tensor> tensors = List.of(
+                SafetensorsFile.Tensor.of("o", DType.BF16, new long[] {10, 1, 4}, new float[40]),
+                SafetensorsFile.Tensor.of("final_state", DType.F32, new long[] {1, 2, 4}, new float[8]));
+        SafetensorsFile.write(dir.resolve("r.safetensors"), tensors, Map.of("input_bytes", "100",
+                "input_sample", "0badf00d"));
+        StoredStates.State read = StoredStates.open(CONF, dir.toString()).states().get("r.safetensors");
+        assertTrue(read.computedFrom(100, "0badf00d") && !read.computedFrom(100, "badf00d"));
+        for (String[] bad : new String[][] {{"100", "garbage"}, {"100", ""}, {"100", "0BADF00D"},
+                {"100", "10badf00d"}, {"100", " badf00d"}, {"-100", "badf00d"}}) {
+            SafetensorsFile.write(dir.resolve("r.safetensors"), tensors, Map.of("input_bytes", bad[0],
+                    "input_sample", bad[1]));
+            StoredStates set = StoredStates.open(CONF, dir.toString());
+            assertNull(set.states().get("r.safetensors"), bad[0] + "/" + bad[1]);
+            String why = set.unreadable().get("r.safetensors");
+            String key = bad[0].startsWith("-") ? "input_bytes '" + bad[0] + "' is not a size in bytes"
+                    : "input_sample '" + bad[1] + "' is not a content sample";
+            assertTrue(why != null && why.contains("r.safetensors: metadata " + key) && why.contains("rerun"),
+                    bad[0] + "/" + bad[1] + ": " + why);
+        }
+    }
+
     private static void assertNamedOnce(String file, String why, Path dir) {
         String m = assertThrows(InvalidInputException.class, () -> StoredStates.open(CONF, dir.toString()))
                 .getMessage();

@@ -15,7 +15,8 @@ class OutputHeaderTest {
         List<String> keys = List.of(OutputHeader.inputKey(23256, "cd5a03b0"), OutputHeader.inputKey(19416, "a9b5c1f5"));
         assertEquals("23256/cd5a03b0", keys.get(0));
         assertEquals(keys, OutputHeader.parseInputKeys(String.join(",", keys)));
-        for (String bad : new String[] {"", "23256", "23256/", "x/cd5a03b0", "23256/cd5a03b0,", "23256/CD5A", "1/a, 2/b"}) {
+        for (String bad : new String[] {"", "23256", "23256/", "x/cd5a03b0", "23256/cd5a03b0,", "23256/CD5A", "1/a, 2/b",
+                "23256/1cd5a03b0"}) {
             IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
                     () -> OutputHeader.parseInputKeys(bad), bad);
             assertTrue(e.getMessage().contains("is not bytes/sample"), e.getMessage());
