@@ -459,10 +459,10 @@ final class LightningJob {
                     ", ") + "; this run cannot tell whether their inputs repeat a segment those states already "
                     + "absorbed: make sure they do not");
         }
-        if (!fromZero.isEmpty()) {
-            out.println("lightning: warning: --initial-states: " + fromZero.size() + " input(s) have no stored state "
-                    + "of their name and start from zero: " + Examples.of(fromZero, 10, ", ") + ". An input continues the stored result of the same name (its name in --output: "
-                    + "the file name, or with --recursive its path below --input); a renamed input continues nothing");
+        String fromZeroWarning = Continuations.fromZero(fromZero, "input", "An input continues the stored result of the "
+                + "same name (its name in --output: the file name, or with --recursive its path below --input)");
+        if (fromZeroWarning != null) {
+            out.println("lightning: warning: " + fromZeroWarning);
         }
         out.println("lightning: " + Continuations.summary(continued.size(), files.size(), stored.size()));
     }

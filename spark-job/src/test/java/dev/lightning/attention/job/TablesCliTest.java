@@ -268,7 +268,7 @@ class TablesCliTest {
     /**
      * --initial-states over tables: a run over the old tokens, then one over the new tokens that
      * continues its final_states/, against the float64 recurrence over the concatenation; the
-     * untouched sequence carried over, the new one started from zero; and the directories refused
+     * untouched sequence carried over, the new one started from zero and named in a warning; and the directories refused
      * before anything is created (no _SUCCESS, no final_states/, overlapping --output), as are the
      * same segment appended twice (also from a copy) and the first segment onto the second's states.
      */
@@ -302,6 +302,9 @@ class TablesCliTest {
                 "--partition-tokens", "16"), log.toString());
         assertTrue(log.toString().contains("1 of 2 sequences continue from a stored state; 2 stored state(s)")
                 && !log.toString().contains("records no input files"), log.toString());
+        // as a files run names its inputs that continue nothing: a renamed sequence looks like a new one
+        assertTrue(log.toString().contains("lightning: warning: --initial-states: 1 sequence(s) have no stored state of "
+                + "their name and start from zero: 'fresh'."), log.toString());
         spark = session();
         try {
             Map<String, Row> before = TablesAppendTest.byName(spark.read().parquet(out1 + "/final_states"));

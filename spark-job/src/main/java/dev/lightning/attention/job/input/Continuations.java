@@ -89,6 +89,24 @@ public final class Continuations {
         }
     }
 
+    /**
+     * The warning a run prints for its sequences that continue nothing and start from zero (no stored
+     * state of their name, no starting state of their own), or null where there are none: a renamed
+     * sequence looks just like a new one, and would begin again from zero without a word.
+     *
+     * @param labels the sequences as the messages name them (the first 10 are listed, then a count)
+     * @param what   what the run calls a sequence ("input", "sequence")
+     * @param naming how a sequence finds its stored state in this run, as a sentence
+     */
+    public static String fromZero(List<String> labels, String what, String naming) {
+        if (labels.isEmpty()) {
+            return null;
+        }
+        return "--initial-states: " + labels.size() + " " + what + "(s) have no stored state of their name and start "
+                + "from zero: " + Examples.of(labels, 10, ", ") + ". " + naming + "; a renamed " + what
+                + " continues nothing";
+    }
+
     /** The line a run prints once its sequences are matched: how many of {@code sequences} continue. */
     public static String summary(int continued, int sequences, int storedStates) {
         return "--initial-states: " + continued + " of " + sequences + " sequences continue from a stored state; "

@@ -101,15 +101,18 @@ public final class TableRun {
         /** With stored final states: the sequences that continue a stored state, and the stored rows in all. */
         final int continued;
         final int storedRows;
+        /** With stored final states: the sequences that continue nothing and start from zero, as messages name them. */
+        final List<String> fromZero;
 
         Prepared(Dataset<Row> blocks, Dataset<Row> sequences, Dataset<Row> stored, TableCompute compute, int continued,
-                 int storedRows) {
+                 int storedRows, List<String> fromZero) {
             this.blocks = blocks;
             this.sequences = sequences;
             this.stored = stored;
             this.compute = compute;
             this.continued = continued;
             this.storedRows = storedRows;
+            this.fromZero = fromZero;
         }
 
         /** The run's outputs; its final states are the complete state set (stored rows it did not compute carried over). */
@@ -167,6 +170,12 @@ public final class TableRun {
         }
         int[] counts = stored == null ? new int[2]
                 : matchStored(cfg, stored, storedSource, sequencesSource, valid, names, slopes, initial, tokensBefore);
+        List<String> fromZero = new ArrayList<>();
+        for (int i = 0; stored != null && i < names.length; i++) {
+            if (!initial[i]) { // neither continued nor given a state of its own
+                fromZero.add("'" + names[i] + "'");
+            }
+        }
         for (int i = 0; i < names.length; i++) {
             if (slopes[i] == null) {
                 TableValidation.Summary s = valid.get(i);
@@ -176,7 +185,8 @@ public final class TableRun {
         TablePlan plan = new TablePlan(valid, slopes, initial, tokensBefore,
                 new PiecePlanner(cfg.get(Settings.PARTITION_TOKENS), cfg.chunkSize()),
                 PassRunner.maxTasksPerPass(parallel));
-        return new Prepared(blocks, sequences, stored, new TableCompute(cfg, plan), counts[0], counts[1]);
+        return new Prepared(blocks, sequences, stored, new TableCompute(cfg, plan), counts[0], counts[1],
+                fromZero);
     }
 
     /**
@@ -673,6 +683,11 @@ public final class TableRun {
             }
         }
         if (stored != null) {
+            String fromZero = Continuations.fromZero(p.fromZero, "sequence", "A sequence continues the stored row of "
+                    + "the same name (column `" + SEQUENCE + "`) in --initial-states' " + STATES_DIR + "/");
+            if (fromZero != null) {
+                out.println("lightning: warning: " + fromZero);
+            }
             out.println("lightning: " + Continuations.summary(p.continued, p.compute.plan.size(), p.storedRows)
                     + ", those not computed here carried over into " + STATES_DIR + "/");
             report.put("continued", p.continued);

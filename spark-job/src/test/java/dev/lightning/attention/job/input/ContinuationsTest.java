@@ -47,6 +47,21 @@ class ContinuationsTest {
                 + "state: leave the column null, or remove the row from the stored table"), e.getMessage());
     }
 
+    /** Both runs name the sequences that continue nothing in one warning, the first 10 and then a count; none: no warning. */
+    @Test
+    void theSequencesThatStartFromZeroAreNamedInOneWarning() {
+        assertEquals(null, Continuations.fromZero(java.util.List.of(), "input", "An input continues its namesake"));
+        assertEquals("--initial-states: 2 sequence(s) have no stored state of their name and start from zero: 'a', 'b'. "
+                + "A sequence continues its namesake; a renamed sequence continues nothing",
+                Continuations.fromZero(java.util.List.of("'a'", "'b'"), "sequence", "A sequence continues its namesake"));
+        java.util.List<String> many = new java.util.ArrayList<>();
+        for (int i = 0; i < 12; i++) {
+            many.add("s" + i);
+        }
+        String w = Continuations.fromZero(many, "input", "An input continues its namesake");
+        assertTrue(w.startsWith("--initial-states: 12 input(s) have") && w.contains("s9") && !w.contains("s10"), w);
+    }
+
     @Test
     void theSummaryLineCountsTheContinuedSequences() {
         assertEquals("--initial-states: 2 of 5 sequences continue from a stored state; 3 stored state(s) in all",
