@@ -81,25 +81,37 @@ class ObjectStoreTest {
         }
     }
 
-    /** The tables still staged by the one interrupted run in {@code out}, by path below out. */
-    private static Map<String, byte[]> stagedTables(Path out) throws IOException {
-        Path runs = out.resolve("_temporary");
+    /** The staging directory of the one interrupted run in {@code out}. */
+    private static Path staging(Path out) throws IOException {
         List<Path> staged;
-        try (var list = Files.list(runs)) {
+        try (var list = Files.list(out.resolve("_temporary"))) {
             staged = list.toList();
         }
         assertEquals(1, staged.size(), staged.toString());
-        return files(staged.get(0).resolve("files"));
+        return staged.get(0);
+    }
+
+    /** The tables still staged by the one interrupted run in {@code out}, by path below out. */
+    private static Map<String, byte[]> stagedTables(Path out) throws IOException {
+        return files(staging(out).resolve("files"));
     }
 
     /**
      * What the interrupted commit in {@code out} publishes: the files still staged, and those its
-     * moves already put in place (the tables' files that are not {@code old}'s, the earlier tables').
+     * moves already put in place: the tables' files that are not {@code old}'s (the earlier
+     * tables'), and in a table whose old files all went aside already (into the staging's
+     * replaced/), every file, since what stands there now is this run's. (o/_SUCCESS has its name
+     * in both the old and the new table: whether the new one was among the files copied before
+     * the cut depends on the order the store copies a directory in, the local listing order.)
      */
     private static Map<String, byte[]> published(Path out, Map<String, byte[]> old) throws IOException {
         Map<String, byte[]> all = stagedTables(out);
+        Path replaced = staging(out).resolve("replaced");
         for (Map.Entry<String, byte[]> e : tables(out).entrySet()) {
-            if (!old.containsKey(e.getKey())) {
+            String table = e.getKey().substring(0, e.getKey().indexOf('/') + 1);
+            boolean oldAside = old.keySet().stream().filter(k -> k.startsWith(table))
+                    .allMatch(k -> Files.exists(replaced.resolve(k)));
+            if (!old.containsKey(e.getKey()) || oldAside) {
                 all.put(e.getKey(), e.getValue());
             }
         }
