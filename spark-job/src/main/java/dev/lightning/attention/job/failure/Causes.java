@@ -1,5 +1,7 @@
 package dev.lightning.attention.job.failure;
 
+import dev.lightning.attention.tensor.ErrorText;
+
 /** The one lookup of an exception in a cause chain: Spark wraps a task's failure in exceptions of its own. */
 public final class Causes {
     private Causes() {
@@ -29,15 +31,15 @@ public final class Causes {
             }
             String lower = m.toLowerCase(java.util.Locale.ROOT);
             if (lower.contains("no space left on device")) {
-                return "a file system the run writes to is full (" + firstLine(m) + "): where --output lies, or "
+                return "a file system the run writes to is full (" + ErrorText.firstLine(m) + "): where --output lies, or "
                         + "Spark's local directories (spark.local.dir); free some space there";
             }
             if (lower.contains("quota") && lower.contains("exceeded")) {
-                return "a quota of a file system the run writes to is used up (" + firstLine(m) + "); free some "
+                return "a quota of a file system the run writes to is used up (" + ErrorText.firstLine(m) + "); free some "
                         + "space there or raise the quota";
             }
             if (lower.contains("file too large")) {
-                return "a file the run writes grew past the largest the process may write (" + firstLine(m)
+                return "a file the run writes grew past the largest the process may write (" + ErrorText.firstLine(m)
                         + "); raise the file-size limit (ulimit -f) or write to a file system that takes larger files";
             }
         }
@@ -58,15 +60,10 @@ public final class Causes {
                         java.lang.management.ManagementFactory.getOperatingSystemMXBean();
                 String limit = os instanceof com.sun.management.UnixOperatingSystemMXBean unix
                         ? "the process may hold " + unix.getMaxFileDescriptorCount() + " open files" : "";
-                return "the process ran out of file descriptors (" + firstLine(m) + (limit.isEmpty() ? "" : "; " + limit)
+                return "the process ran out of file descriptors (" + ErrorText.firstLine(m) + (limit.isEmpty() ? "" : "; " + limit)
                         + "); raise the limit (ulimit -n 4096 or more: the JVM holds one for each of its jars)";
             }
         }
         return null;
-    }
-
-    private static String firstLine(String m) {
-        int nl = m.indexOf('\n');
-        return nl < 0 ? m : m.substring(0, nl);
     }
 }
