@@ -110,7 +110,7 @@ public final class AttentionSpec implements java.io.Serializable {
             throw new IllegalArgumentException("expected " + heads + " slopes (one per head), got " + slopes.length);
         }
         for (int h = 0; h < heads; h++) {
-            if (!(slopes[h] >= 0) || Double.isInfinite(slopes[h])) {
+            if (!Slopes.isDecayRate(slopes[h])) {
                 throw new IllegalArgumentException("slope of head " + h + " must be finite and >= 0, got " + slopes[h]);
             }
         }

@@ -1,10 +1,20 @@
 package dev.lightning.attention.engine;
 
 /**
- * Default per-head decay rates (lambda_h = exp(-slope_h)) for files that carry no {@code slope}.
+ * Per-head decay rates (lambda_h = exp(-slope_h)): what a valid one is, and the defaults for files that
+ * carry no {@code slope}.
  */
 public final class Slopes {
     private Slopes() {
+    }
+
+    /**
+     * The one rule for a decay rate, wherever one comes from (a spec, a file's {@code slope}, a table's
+     * column, a stored state's record): finite and >= 0, so that lambda = exp(-slope) is in (0, 1]. NaN
+     * fails it (the comparison is false), so a null read as NaN does too.
+     */
+    public static boolean isDecayRate(double slope) {
+        return slope >= 0 && slope != Double.POSITIVE_INFINITY;
     }
 
     /**

@@ -1,6 +1,7 @@
 package dev.lightning.attention.stream;
 
 import dev.lightning.attention.engine.AttentionSpec;
+import dev.lightning.attention.engine.Slopes;
 import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.InvalidInputException;
 import dev.lightning.attention.tensor.SafetensorsHeader;
@@ -194,7 +195,7 @@ public final class SequenceFile implements Serializable {
             slopes = new double[heads];
             for (int h = 0; h < heads; h++) {
                 float s = b.getFloat(h * 4);
-                if (!(s >= 0) || Float.isInfinite(s)) {
+                if (!Slopes.isDecayRate(s)) {
                     throw new InvalidInputException(name + ": slope[" + h + "] = " + s
                             + ", expected a finite value >= 0 (lambda = exp(-slope))");
                 }

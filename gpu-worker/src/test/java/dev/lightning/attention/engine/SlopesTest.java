@@ -4,6 +4,8 @@ import org.junit.jupiter.api.Test;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 class SlopesTest {
     @Test
@@ -53,5 +55,16 @@ class SlopesTest {
         }
         org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class, () -> Slopes.transnormer(0, 0, 1));
         org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class, () -> Slopes.minimax(0));
+    }
+
+    @Test
+    void aDecayRateIsFiniteAndNotNegative() {
+        for (double ok : new double[] {0.0, -0.0, Double.MIN_VALUE, 1e-6, 8, Float.MAX_VALUE, Double.MAX_VALUE}) {
+            assertTrue(Slopes.isDecayRate(ok), "" + ok);
+        }
+        for (double bad : new double[] {-Double.MIN_VALUE, -1e-6, Double.NaN, Double.POSITIVE_INFINITY,
+                Double.NEGATIVE_INFINITY}) {
+            assertFalse(Slopes.isDecayRate(bad), "" + bad);
+        }
     }
 }

@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.lightning.attention.engine.EngineBuild;
+import dev.lightning.attention.engine.Slopes;
 import dev.lightning.attention.job.config.JobConfig;
 import dev.lightning.attention.job.config.Settings;
 import dev.lightning.attention.job.failure.Causes;
@@ -313,7 +314,7 @@ public final class TableRun {
                 for (int i = 0; i < h; i++) {
                     Object x = given.get(i);
                     v[i] = x == null ? Double.NaN : ((Number) x).doubleValue();
-                    if (!(v[i] >= 0) || Double.isInfinite(v[i])) {  // (a null element named so, not as the NaN it was read as)
+                    if (!Slopes.isDecayRate(v[i])) {  // (a null element named so, not as the NaN it was read as)
                         throw new InvalidInputException(where + SLOPE + "[" + i + "] is " + (x == null ? "null" : v[i])
                                 + ", expected finite and >= 0" + (x == null ? " (a null slope takes the --default-slopes; "
                                 + "give all " + h + " rates or none)" : ""));
@@ -359,7 +360,7 @@ public final class TableRun {
 
     private static boolean validSlopes(double[] v) {
         for (double x : v) {
-            if (!(x >= 0) || Double.isInfinite(x)) {
+            if (!Slopes.isDecayRate(x)) {
                 return false;
             }
         }
