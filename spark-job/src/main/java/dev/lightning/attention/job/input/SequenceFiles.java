@@ -12,9 +12,7 @@ import dev.lightning.attention.tensor.TensorEntry;
 import org.apache.hadoop.fs.FSDataInputStream;
 import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.fs.FileSystem;
-import org.apache.hadoop.fs.LocalFileSystem;
 import org.apache.hadoop.fs.Path;
-import org.apache.hadoop.fs.RawLocalFileSystem;
 import org.apache.hadoop.fs.StreamCapabilities;
 
 import java.io.IOException;
@@ -270,9 +268,11 @@ public final class SequenceFiles {
 
     private static Opened openFile(Path p, org.apache.hadoop.conf.Configuration conf) throws IOException {
         FileSystem fs = HadoopPaths.fileSystem(p, conf);
-        java.io.File local = localFile(fs, p);
+        // a file of this machine's disk: a channel reads straight into off-heap host tensors and in parallel, which
+        // Hadoop's local streams do not
+        java.nio.file.Path local = HadoopPaths.localFile(fs, p);
         if (local != null) {
-            java.nio.channels.FileChannel channel = java.nio.channels.FileChannel.open(local.toPath(),
+            java.nio.channels.FileChannel channel = java.nio.channels.FileChannel.open(local,
                     java.nio.file.StandardOpenOption.READ);
             return new Opened(RangeReader.of(channel), channel);
         }
@@ -282,25 +282,6 @@ public final class SequenceFiles {
             return new Opened(RangeReader.of(in::readFully, in::readFully), in);
         }
         return new Opened(in::readFully, in); // buffers through bounded heap copies (RangeReader's default)
-    }
-
-    /**
-     * The local file behind {@code p} when its file system is the local one and no checksum file
-     * goes with it, so that reading its channel skips nothing Hadoop would verify; else null.
-     * A channel reads straight into off-heap host tensors and in parallel, which Hadoop's local
-     * streams do not.
-     */
-    private static java.io.File localFile(FileSystem fs, Path p) throws IOException {
-        // Hadoop's own classes only: a subclass (a connector standing on the local one) may read differently
-        if (fs.getClass() == LocalFileSystem.class
-                && ((LocalFileSystem) fs).getRawFileSystem().getClass() == RawLocalFileSystem.class) {
-            LocalFileSystem checked = (LocalFileSystem) fs;
-            return checked.exists(checked.getChecksumFile(p)) ? null : checked.pathToFile(p);
-        }
-        if (fs.getClass() == RawLocalFileSystem.class) {
-            return ((RawLocalFileSystem) fs).pathToFile(p);
-        }
-        return null;
     }
 
     /**
