@@ -170,7 +170,7 @@ public final class LightningTables {
             throw new dev.lightning.attention.tensor.InvalidInputException(kryo);
         }
         Map<String, String> rejected = new java.util.TreeMap<>();
-        TableRun.Prepared p = TableRun.prepare(blocks.sparkSession(), cfg, blocks, "blocks dataset", sequences,
+        TablePlanning.Prepared p = TablePlanning.prepare(blocks.sparkSession(), cfg, blocks, "blocks dataset", sequences,
                 "sequences dataset", storedStates, "stored final states dataset", rejected, null);
         return new Result(p.outputs(blocks.sparkSession()), p.compute.plan, rejected);
     }

@@ -7,7 +7,7 @@ import dev.lightning.attention.tensor.InvalidInputException;
 /**
  * The options a run over tables refuses, before it reads anything: those of the files run that a
  * table run does not do. The command-line run ({@link TableRun}) and the Dataset API
- * ({@link LightningTables}, through {@link TableRun#prepare}) ask the same checks.
+ * ({@link LightningTables}, through {@link TablePlanning#prepare}) ask the same checks.
  */
 final class TableOptions {
     private TableOptions() {
