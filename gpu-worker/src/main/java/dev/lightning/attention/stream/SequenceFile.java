@@ -299,9 +299,11 @@ public final class SequenceFile implements Serializable {
     private static TensorEntry require(SafetensorsHeader h, String tensor, String file) {
         TensorEntry t = h.tensor(tensor);
         if (t == null) {
-            throw new InvalidInputException(file + ": missing tensor '" + tensor + "'; a sequence file holds q [T,H,Dk], "
-                    + "k [T,H,Dk], v [T,H,Dv], optionally slope [H] and initial_state [H,Dk,Dv]; found "
-                    + h.tensors().keySet());
+            // The layout README's input table gives: head counts may differ (grouped heads), and every optional
+            // tensor is named, so that a file written from this message is one the job reads.
+            throw new InvalidInputException(file + ": missing tensor '" + tensor + "'; a sequence file holds q [T,Hq,Dk], "
+                    + "k [T,Hk,Dk], v [T,Hv,Dv] (each of Hq, Hk, Hv dividing H, the largest), optionally slope [H], "
+                    + "initial_state [H,Dk,Dv] and initial_normalizer [H,Dk]; found " + h.tensors().keySet());
         }
         return t;
     }

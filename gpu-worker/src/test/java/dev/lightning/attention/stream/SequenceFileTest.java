@@ -153,6 +153,26 @@ class SequenceFileTest {
         }
     }
 
+    /**
+     * A missing q, k or v is refused with the layout a file holds as README's input table gives it: grouped head
+     * counts (a file of Hq = 4 and Hk = 2, as here, is valid) and every optional tensor, initial_normalizer included.
+     */
+    @Test
+    void aMissingTensorIsToldWithTheGroupedLayoutAndEveryOptionalTensor() throws Exception {
+        SplittableRandom rnd = new SplittableRandom(7);
+        Path file = tmp.resolve("nov.safetensors");
+        SafetensorsFile.write(file, List.of(
+                SafetensorsFile.Tensor.of("q", DType.F32, new long[] {T, HQ, DK}, random(rnd, T * HQ * DK)),
+                SafetensorsFile.Tensor.of("k", DType.F32, new long[] {T, HK, DK}, random(rnd, T * HK * DK))));
+        try (RandomAccessFile raf = new RandomAccessFile(file.toFile(), "r")) {
+            String m = assertThrows(InvalidInputException.class, () -> SequenceFile.describe(file.toString(),
+                    "s.safetensors", raf.length(), reader(raf), Slopes::minimax)).getMessage();
+            assertEquals("s.safetensors: missing tensor 'v'; a sequence file holds q [T,Hq,Dk], k [T,Hk,Dk], "
+                    + "v [T,Hv,Dv] (each of Hq, Hk, Hv dividing H, the largest), optionally slope [H], "
+                    + "initial_state [H,Dk,Dv] and initial_normalizer [H,Dk]; found [q, k]", m);
+        }
+    }
+
     /** A file shorter than the 8-byte length prefix (an empty one) is refused as that, with its size. */
     @Test
     void aFileShorterThanTheLengthPrefixIsToldAsSuch() throws Exception {
