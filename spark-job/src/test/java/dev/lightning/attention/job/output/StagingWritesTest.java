@@ -163,4 +163,39 @@ class StagingWritesTest {
             assertFalse(resumed.alreadyDone(fs, "unit-0"), entry);
         }
     }
+
+    /**
+     * --resume keeps a unit only while its files hold the bytes its marker recorded: a staged file changed since
+     * (one byte, the size unchanged, as a damaged disk block or a stray write would leave it) is computed again, and
+     * so is a unit whose marker lists no file at all (nothing proven). Restoring the byte makes the marker hold again.
+     */
+    @Test
+    void aStagedFileWhoseBytesChangedAtTheSameSizeIsComputedAgain() throws Exception {
+        RawLocalFileSystem fs = new RawLocalFileSystem();
+        fs.initialize(java.net.URI.create("file:///"), new Configuration());
+        Path output = new Path(tmp.toUri().toString() + "/out");
+        Staging first = new Staging(output, "r1", false);
+        fs.mkdirs(new Path(first.path(), "files"));
+        fs.mkdirs(new Path(first.path(), "done"));
+        byte[] bytes = new byte[4099];
+        new SplittableRandom(11).nextBytes(bytes);
+        Path file = first.stagedOutput("b.safetensors");
+        Staging.Written w = Staging.writeAtomically(fs, file, "attempt-1", out -> out.write(bytes));
+        first.markDone(fs, "unit-1", "attempt-1", java.util.List.of(w));
+        Staging resumed = new Staging(output, "r1", true);
+        assertTrue(resumed.alreadyDone(fs, "unit-1"), "the file as the task wrote it proves the unit");
+
+        java.nio.file.Path local = java.nio.file.Path.of(file.toUri());
+        byte[] changed = bytes.clone();
+        changed[2717] ^= 0x10;
+        Files.write(local, changed);
+        assertEquals(bytes.length, Files.size(local));
+        assertFalse(resumed.alreadyDone(fs, "unit-1"), "a byte changed at the same size proves nothing");
+        Files.write(local, bytes);
+        assertTrue(resumed.alreadyDone(fs, "unit-1"), "the recorded bytes again");
+
+        java.nio.file.Path marker = java.nio.file.Path.of(new Path(first.path(), "done/unit-1.json").toUri());
+        Files.writeString(marker, "{\"files\": []}");
+        assertFalse(resumed.alreadyDone(fs, "unit-1"), "a marker that lists no file proves nothing");
+    }
 }
