@@ -262,4 +262,46 @@ class OutputLockTest {
             pool.shutdownNow();
         }
     }
+
+    /**
+     * A stale lock that another contender takes over between this run's read of it and its move aside: what this run
+     * moved aside is then the other contender's live lock, which goes back in place, and this run is refused naming
+     * that run. Taking it over instead deletes a lock this run did not write, and both runs then hold the output.
+     * The file system (the local one, reached through Hadoop's rename) lets the other contender in at that moment.
+     */
+    @Test
+    void aStaleLockTakenOverBetweenTheReadAndTheMoveAsideIsGivenBack() throws Exception {
+        Path out = new Path(tmp.toUri());
+        java.nio.file.Path file = tmp.resolve(OutputLock.NAME);
+        String quick = "{\"runId\":\"quick\",\"host\":\"elsewhere\",\"pid\":7,\"staleSeconds\":120.0}";
+        boolean[] cutIn = {false};
+        FileSystem fs = new org.apache.hadoop.fs.FilterFileSystem(fs()) {
+            @Override
+            public boolean rename(Path src, Path dst) throws java.io.IOException {
+                if (!cutIn[0] && src.getName().equals(OutputLock.NAME) && dst.getName().startsWith(OutputLock.NAME)) {
+                    cutIn[0] = true; // the quicker contender's takeover: its own lock, fresh, where the stale one was
+                    Files.writeString(file, quick);
+                }
+                return super.rename(src, dst);
+            }
+        };
+        Files.writeString(file, "{\"runId\":\"dead\",\"host\":\"elsewhere\",\"pid\":1}");
+        Files.setLastModifiedTime(file, FileTime.fromMillis(0));
+        OutputLock taken = null;
+        try {
+            taken = OutputLock.acquire(fs, out, "slow", 120.0, quiet);
+        } catch (InvalidInputException refused) {
+            assertTrue(refused.getMessage().contains("in use by run quick"), refused.getMessage());
+        } finally {
+            if (taken != null) {
+                taken.close();
+            }
+        }
+        assertTrue(cutIn[0], "the other contender came in between");
+        assertTrue(taken == null, "the lock of a run that took it over first is not taken from it");
+        assertEquals(quick, Files.readString(file), "the other contender's lock stays in place");
+        try (var left = Files.list(tmp)) {
+            assertEquals(List.of(OutputLock.NAME), left.map(f -> f.getFileName().toString()).toList(), "no side files");
+        }
+    }
 }
