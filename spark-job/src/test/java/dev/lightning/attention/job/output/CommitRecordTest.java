@@ -55,6 +55,42 @@ class CommitRecordTest {
         assertEquals("staged", Files.readString(tmp.resolve("a.safetensors")));
     }
 
+    /**
+     * Finishing a commit publishes only what its record names and the staging holds: a listed output that is neither
+     * staged nor published fails the finish (no _SUCCESS, which would say every output is there), and a file that
+     * stands where an output goes, with other bytes, in a run without --overwrite, is refused and left as it is
+     * (moved aside into the staging, it would be deleted with it).
+     */
+    @Test
+    void finishingNeverPublishesAroundAMissingOutputOrOverAFileItDidNotWrite() throws Exception {
+        FileSystem fs = FileSystem.getLocal(new Configuration());
+        Path output = fs.makeQualified(new Path(tmp.toUri()));
+        java.nio.file.Path staging = Files.createDirectories(tmp.resolve("_temporary/lightning-cut"));
+        Files.createDirectories(staging.resolve("files"));
+        Files.writeString(staging.resolve("files/a.safetensors"), "staged a");
+        Files.writeString(staging.resolve(Commit.RECORD), "{\"overwrite\":false,\"files\":[\"a.safetensors\","
+                + "\"b.safetensors\"],\"replaces\":[],\"inPlace\":[],\"complete\":true}");
+        java.io.IOException missing = org.junit.jupiter.api.Assertions.assertThrows(java.io.IOException.class,
+                () -> recover(fs, output, 0));
+        assertTrue(missing.getMessage().contains("b.safetensors is neither staged nor published"), missing.getMessage());
+        assertFalse(Files.exists(tmp.resolve(Commit.SUCCESS)), "no _SUCCESS without b");
+
+        java.nio.file.Path other = Files.createDirectories(tmp.resolve("_temporary/lightning-next"));
+        Files.createDirectories(other.resolve("files"));
+        Files.writeString(other.resolve("files/c.safetensors"), "staged c");
+        Files.writeString(other.resolve(Commit.RECORD), "{\"overwrite\":false,\"files\":[\"c.safetensors\"],"
+                + "\"replaces\":[],\"inPlace\":[],\"complete\":true}");
+        Files.writeString(tmp.resolve("c.safetensors"), "the user's c");
+        Files.delete(staging.resolve(Commit.RECORD)); // the first one, out of the way
+        java.io.IOException foreign = org.junit.jupiter.api.Assertions.assertThrows(java.io.IOException.class,
+                () -> recover(fs, output, 0));
+        assertTrue(foreign.getMessage().contains("c.safetensors") && foreign.getMessage().contains("--overwrite"),
+                foreign.getMessage());
+        assertEquals("the user's c", Files.readString(tmp.resolve("c.safetensors")), "left as it was");
+        assertEquals("staged c", Files.readString(other.resolve("files/c.safetensors")), "still staged");
+        assertFalse(Files.exists(tmp.resolve(Commit.SUCCESS)));
+    }
+
     /** What Commit.recover says, having checked how many runs it finished. */
     private static String recover(FileSystem fs, Path output, int finished) throws Exception {
         ByteArrayOutputStream bytes = new ByteArrayOutputStream();
