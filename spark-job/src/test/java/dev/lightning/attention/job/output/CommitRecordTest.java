@@ -91,6 +91,33 @@ class CommitRecordTest {
         assertFalse(Files.exists(tmp.resolve(Commit.SUCCESS)));
     }
 
+    /**
+     * A commit whose staged output the driver does not find (the executors wrote it where the driver does not look)
+     * stops before its commit point: it says the storage is not shared, writes no commit record and publishes
+     * nothing. A record written anyway names an output that no later run can publish, so every next run into the
+     * directory would fail finishing it.
+     */
+    @Test
+    void aCommitWhoseStagedOutputIsMissingStopsBeforeItsCommitPoint() throws Exception {
+        FileSystem fs = FileSystem.getLocal(new Configuration());
+        Path output = fs.makeQualified(new Path(tmp.toUri()));
+        Staging staging = new Staging(output, "gone", false);
+        fs.mkdirs(new Path(staging.path(), "files"));
+        Files.writeString(java.nio.file.Path.of(staging.stagedOutput("a.safetensors").toUri()), "staged a");
+        staging.stageReport(fs, new com.fasterxml.jackson.databind.ObjectMapper().createObjectNode());
+        PrintStream quiet = new PrintStream(new ByteArrayOutputStream());
+        try (OutputLock lock = OutputLock.acquire(fs, output, "gone", 120.0, quiet)) {
+            UnsharedOutputException e = org.junit.jupiter.api.Assertions.assertThrows(UnsharedOutputException.class,
+                    () -> Commit.commit(fs, output, staging, java.util.List.of("a.safetensors", "b.safetensors"),
+                            java.util.List.of(), java.util.List.of(), false, lock, quiet));
+            assertTrue(e.getMessage().contains("b.safetensors"), e.getMessage());
+        }
+        assertFalse(fs.exists(new Path(staging.path(), Commit.RECORD)), "no commit point");
+        assertFalse(Files.exists(tmp.resolve("a.safetensors")), "nothing published");
+        assertFalse(Files.exists(tmp.resolve(Commit.SUCCESS)));
+        assertEquals(0, Commit.recover(fs, output, quiet).size(), "nothing for the next run to finish");
+    }
+
     /** What Commit.recover says, having checked how many runs it finished. */
     private static String recover(FileSystem fs, Path output, int finished) throws Exception {
         ByteArrayOutputStream bytes = new ByteArrayOutputStream();
