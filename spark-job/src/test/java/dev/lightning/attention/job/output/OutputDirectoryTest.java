@@ -169,4 +169,31 @@ class OutputDirectoryTest {
         assertTrue(staging.resume);
         assertEquals("old", Staging.runIdOf(staging.path()));
     }
+
+    /**
+     * A run removes _temporary with its staging only where it made _temporary itself: one that was there before the
+     * run (another tool's, or a user's, empty by the end) stays, as the output directory itself does; one the run
+     * made goes once empty.
+     */
+    @Test
+    void aStagingParentThatWasThereBeforeTheRunStays() throws Exception {
+        org.apache.hadoop.fs.FileSystem local = org.apache.hadoop.fs.FileSystem.getLocal(new Configuration());
+        com.fasterxml.jackson.databind.JsonNode fingerprint = new com.fasterxml.jackson.databind.ObjectMapper()
+                .readTree("{\"settings\": {\"a\": \"1\"}}");
+        java.nio.file.Path before = Files.createDirectories(tmp.resolve("before").resolve(Staging.PARENT));
+        Path output = local.makeQualified(new Path(before.getParent().toUri()));
+        Staging staging = new OutputDirectory(config(), local, output, quiet).chooseStaging(fingerprint, "r1",
+                java.time.Instant.now());
+        assertTrue(local.exists(staging.path()));
+        Commit.removeStaging(local, output, staging.path());
+        assertFalse(local.exists(staging.path()), "the run's staging goes");
+        assertTrue(Files.isDirectory(before), "the _temporary that was there before the run stays");
+
+        java.nio.file.Path fresh = Files.createDirectories(tmp.resolve("fresh"));
+        Path freshOutput = local.makeQualified(new Path(fresh.toUri()));
+        Staging made = new OutputDirectory(config(), local, freshOutput, quiet).chooseStaging(fingerprint, "r2",
+                java.time.Instant.now());
+        Commit.removeStaging(local, freshOutput, made.path());
+        assertFalse(Files.exists(fresh.resolve(Staging.PARENT)), "the _temporary the run made goes with it");
+    }
 }
