@@ -69,7 +69,11 @@ class UnsharedOutputTest {
         assertFalse(Files.exists(out.resolve("a.safetensors")), "nothing published");
     }
 
-    /** Unsplit: the executors stage outputs the driver does not find at the commit. */
+    /**
+     * Unsplit: the executors would stage outputs the driver could not find at the commit; the first staged write
+     * already finds no staging directory (Staging refuses to make it again), so the run stops there. The commit's own
+     * check of every staged output is held by CommitRecordTest.
+     */
     @Test
     void unsplitSequencesSayTheDriverMustSeeWhatTheExecutorsWrote() throws IOException {
         Path in = input();
