@@ -82,7 +82,20 @@ final class HostBlocks implements AutoCloseable {
         jcuda.Pointer host = jcuda.Pointer.to(direct);
         calls.registerHost(host, direct.capacity());
         synchronized (this) {
-            Buffer b = memory.adoptRegistered("host block " + (++made), direct, host);
+            Buffer b;
+            try {
+                b = memory.adoptRegistered("host block " + (made + 1), direct, host);
+            } catch (RuntimeException e) {
+                // the blocks were closed meanwhile (the exit hook, during the registration above): no
+                // allocator owns this block, so its registration is undone here or never
+                try {
+                    calls.unregisterHost(host);
+                } catch (RuntimeException again) {
+                    e.addSuppressed(again);
+                }
+                throw e;
+            }
+            made++;
             registrations++;
             taken.add(b);
             return b;

@@ -219,6 +219,35 @@ class HostBlocksTest {
         blocks.close(); // no leak reported: both blocks left the allocator
     }
 
+    /**
+     * The device closes its blocks at executor shutdown (a JVM exit hook) while a task may be
+     * registering a new one, which runs outside the lock: that block can no longer join the closed
+     * blocks, and its registration must be undone by the take that made it, since nothing else
+     * holds it. Before, the take failed and left the memory page-locked with no owner.
+     */
+    @Test
+    void aBlockRegisteredWhileTheBlocksCloseIsNotLeftRegistered() throws Exception {
+        FakeCalls calls = new FakeCalls();
+        HostBlocks blocks = new HostBlocks("fake", calls, 1 << 20, true);
+        calls.inRegister = new CountDownLatch(1);
+        calls.releaseRegister = new CountDownLatch(1);
+        ExecutorService pool = Executors.newSingleThreadExecutor();
+        try {
+            Future<Buffer> taking = pool.submit(() -> blocks.take(1000, HostBlocksTest::direct));
+            assertTrue(calls.inRegister.await(10, TimeUnit.SECONDS), "the registration under way");
+            blocks.close(); // the exit hook, meanwhile
+            calls.releaseRegister.countDown();
+            java.util.concurrent.ExecutionException e = assertThrows(java.util.concurrent.ExecutionException.class,
+                    () -> taking.get(10, TimeUnit.SECONDS));
+            assertTrue(e.getCause() instanceof IllegalStateException && e.getCause().getMessage().contains("is closed"),
+                    String.valueOf(e.getCause()));
+        } finally {
+            pool.shutdownNow();
+        }
+        assertEquals(0, calls.registered.size(), "the registration of the block that found the blocks closed");
+        assertEquals(0, blocks.takenCount());
+    }
+
     /** Tasks starting together register their blocks at the same time, not one after the other. */
     @Test
     void registrationsRunOutsideTheLock() throws Exception {
