@@ -187,16 +187,26 @@ final class HostBlocks implements AutoCloseable {
 
     /**
      * Unregisters every kept block, then closes the allocator, whose leak check reports the blocks
-     * still taken (after unregistering them too).
+     * still taken (after unregistering them too); goes on past failures, so that one block the
+     * driver refuses to unregister leaves none of the others registered. Throws the first failure,
+     * the later ones suppressed in it.
      */
     @Override
     public synchronized void close() {
+        List<RuntimeException> failures = new ArrayList<>();
         for (Buffer b : kept) {
-            b.close();
+            SlicePipeline.attempt(failures, b::close);
         }
         kept.clear();
         taken.clear();
-        memory.close();
+        SlicePipeline.attempt(failures, memory::close);
+        if (!failures.isEmpty()) {
+            RuntimeException first = failures.get(0);
+            for (RuntimeException later : failures.subList(1, failures.size())) {
+                first.addSuppressed(later);
+            }
+            throw first;
+        }
     }
 
     @Override

@@ -32,6 +32,8 @@ class HostBlocksTest {
         RuntimeException failNextRegister;
         /** Thrown by every unregistration while set: a context an error broke. */
         RuntimeException failUnregister;
+        /** Thrown by the next unregistration only. */
+        RuntimeException failNextUnregister;
         CountDownLatch inRegister;
         CountDownLatch releaseRegister;
 
@@ -80,6 +82,11 @@ class HostBlocksTest {
         public synchronized void unregisterHost(Pointer host) {
             if (failUnregister != null) {
                 throw failUnregister;
+            }
+            if (failNextUnregister != null) {
+                RuntimeException e = failNextUnregister;
+                failNextUnregister = null;
+                throw e;
             }
             assertTrue(registered.remove(host), "unregister of memory that is not registered");
             unregistrations++;
@@ -246,6 +253,31 @@ class HostBlocksTest {
         }
         assertEquals(0, calls.registered.size(), "the registration of the block that found the blocks closed");
         assertEquals(0, blocks.takenCount());
+    }
+
+    /**
+     * close() goes on past a block whose unregistration fails, as every release here does: the
+     * other kept blocks and those still taken are unregistered all the same, and the leak check
+     * still reports the taken one. Before, the first failure ended close(): the rest stayed
+     * registered and the leak went unsaid.
+     */
+    @Test
+    void closeGoesOnPastAFailedUnregistration() {
+        FakeCalls calls = new FakeCalls();
+        HostBlocks blocks = new HostBlocks("fake", calls, 1 << 20, true);
+        Buffer a = blocks.take(1000, HostBlocksTest::direct);
+        Buffer b = blocks.take(2000, HostBlocksTest::direct);
+        blocks.take(3000, HostBlocksTest::direct); // a backend that never closed
+        blocks.give(a);
+        blocks.give(b);
+        IllegalStateException refused = new IllegalStateException("CUDA_ERROR_UNKNOWN");
+        calls.failNextUnregister = refused; // the first kept block's
+        RuntimeException e = assertThrows(RuntimeException.class, blocks::close);
+        assertSame(refused, e, "the first failure is thrown");
+        assertEquals(1, e.getSuppressed().length, java.util.Arrays.toString(e.getSuppressed()));
+        assertTrue(e.getSuppressed()[0].getMessage().contains("1 buffer(s) still open"), e.getSuppressed()[0].getMessage());
+        assertEquals(1, calls.registered.size(), "only the block the driver refused is still registered");
+        assertEquals(2, calls.unregistrations);
     }
 
     /** Tasks starting together register their blocks at the same time, not one after the other. */
