@@ -398,7 +398,9 @@ final class CudaDevice {
     private static synchronized void closeAll() {
         for (CudaDevice d : OPEN.values()) {
             try {
-                d.makeCurrent();
+                // a release path: also where an error broke the context (makeCurrent would refuse, and the
+                // blocks' leak report, the modules and the context's reference would all be skipped)
+                d.makeCurrentToRelease();
                 if (d.hostBlocks != null) {
                     try {
                         d.hostBlocks.close(); // before the context goes: the blocks are unregistered in it
