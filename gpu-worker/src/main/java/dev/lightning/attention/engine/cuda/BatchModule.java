@@ -74,7 +74,7 @@ final class BatchModule {
             chunk = shapes[3];
             rowGroups = shapes[4];
             stagedTokens = shapes[5];
-        } catch (RuntimeException e) {
+        } catch (RuntimeException | Error e) {
             JCudaDriver.cuModuleUnload(m);
             throw e;
         }

@@ -122,7 +122,7 @@ final class CudaDevice {
                 throw new CudaException(CUresult.stringFor(status));
             }
         } catch (CudaException e) {
-            JCudaDriver.cuDevicePrimaryCtxRelease(device);
+            releaseAfter(e);
             if (!refusesPtx(e)) {
                 throw e; // out of memory, or the device busy: not the PTX's fault, and perhaps gone at the next task
             }
@@ -131,15 +131,14 @@ final class CudaDevice {
                     + ". This PTX needs a driver for CUDA 13.0 or later; update the driver, or run with --backend cpu",
                     e);
         } catch (RuntimeException | Error e) { // the PTX resource missing or unreadable: a broken jar
-            JCudaDriver.cuDevicePrimaryCtxRelease(device);
+            releaseAfter(e);
             throw e;
         }
         try {
             checkArgsLayout(loaded, "lightning.ptx", Kernels.ARGS_LAYOUT, KernelArgs.Field.values().length,
                     KernelArgs::verify);
-        } catch (RuntimeException e) {
-            JCudaDriver.cuModuleUnload(loaded);
-            JCudaDriver.cuDevicePrimaryCtxRelease(device);
+        } catch (RuntimeException | Error e) {
+            releaseAfter(e, loaded);
             throw e;
         }
         module = loaded;
@@ -150,15 +149,36 @@ final class CudaDevice {
             shapes = LaunchShapes.of(report(loaded, "lightning.ptx", Kernels.LAUNCH_SHAPES, LaunchShapes.REPORT_INTS),
                     hopper == null ? null
                             : report(hopper, "lightning_sm90a.ptx", Kernels.HOPPER_LAUNCH_SHAPES, LaunchShapes.REPORT_INTS));
-        } catch (RuntimeException e) {
-            if (hopper != null) {
-                JCudaDriver.cuModuleUnload(hopper);
-            }
-            JCudaDriver.cuModuleUnload(loaded);
-            JCudaDriver.cuDevicePrimaryCtxRelease(device);
+        } catch (RuntimeException | Error e) {
+            releaseAfter(e, hopper, loaded);
             throw e;
         }
         hopperModule = hopper;
+    }
+
+    /**
+     * What the constructor holds, given back after {@code failure}: {@code modules} unloaded (null
+     * ones skipped), then the primary context's reference released, each step attempted whatever
+     * the others did (their failures suppressed in {@code failure}, which stays the one reported).
+     * A module the driver will not unload must not keep the context referenced: the device is not
+     * in {@link #OPEN} yet, so no exit hook would release it, and every later open would retain it
+     * once more.
+     */
+    private void releaseAfter(Throwable failure, CUmodule... modules) {
+        for (CUmodule m : modules) {
+            if (m != null) {
+                try {
+                    JCudaDriver.cuModuleUnload(m);
+                } catch (RuntimeException again) {
+                    failure.addSuppressed(again);
+                }
+            }
+        }
+        try {
+            JCudaDriver.cuDevicePrimaryCtxRelease(device);
+        } catch (RuntimeException again) {
+            failure.addSuppressed(again);
+        }
     }
 
     private CUmodule loadHopper() {
@@ -180,7 +200,7 @@ final class CudaDevice {
         try {
             checkArgsLayout(m, "lightning_sm90a.ptx", Kernels.ARGS_LAYOUT, KernelArgs.Field.values().length,
                     KernelArgs::verify);
-        } catch (RuntimeException e) {
+        } catch (RuntimeException | Error e) {
             JCudaDriver.cuModuleUnload(m);
             throw e;
         }
@@ -227,7 +247,7 @@ final class CudaDevice {
             JCudaDriver.cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, null, Pointer.to(Pointer.to(out)), null);
             JCudaDriver.cuCtxSynchronize();
             JCudaDriver.cuMemcpyDtoH(Pointer.to(all), out, 4L * ints);
-        } catch (RuntimeException e) {
+        } catch (RuntimeException | Error e) {
             try {
                 JCudaDriver.cuMemFree(out);
             } catch (RuntimeException again) { // after a launch error the context may refuse this too
@@ -591,21 +611,21 @@ final class CudaDevice {
                     try {
                         hopper = report(h, "softmax_sm90a.ptx", SoftmaxKernels.HOPPER_LAUNCH_SHAPES,
                                 SoftmaxKernels.Shapes.HOPPER_REPORT_INTS);
-                    } catch (RuntimeException e) {
+                    } catch (RuntimeException | Error e) {
                         JCudaDriver.cuModuleUnload(h);
                         throw e;
                     }
                 }
                 try {
                     softmaxShapes = SoftmaxKernels.Shapes.of(portable, hopper);
-                } catch (RuntimeException e) {
+                } catch (RuntimeException | Error e) {
                     if (h != null) {
                         JCudaDriver.cuModuleUnload(h);
                     }
                     throw e;
                 }
                 softmaxHopperModule = h;
-            } catch (RuntimeException e) {
+            } catch (RuntimeException | Error e) {
                 JCudaDriver.cuModuleUnload(m);
                 throw e;
             }
@@ -636,7 +656,7 @@ final class CudaDevice {
         try {
             checkArgsLayout(m, "softmax_sm90a.ptx", SoftmaxKernels.ARGS_LAYOUT, SoftmaxArgs.Field.values().length,
                     SoftmaxArgs::verify);
-        } catch (RuntimeException e) {
+        } catch (RuntimeException | Error e) {
             JCudaDriver.cuModuleUnload(m);
             throw e;
         }
