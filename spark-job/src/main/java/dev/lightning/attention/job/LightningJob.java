@@ -84,8 +84,13 @@ final class LightningJob {
     private double sparkStartSeconds;
     /** What the tasks of each pass reported, folded compactly (by pass title, in the order they ran). */
     private final Map<String, PassReport> reports = new java.util.LinkedHashMap<>();
-    /** Per pass: seconds, and tokens computed. */
+    /** Per pass: seconds, tokens computed, and tokens kept by --resume. */
     private final Map<String, double[]> passes = new java.util.LinkedHashMap<>();
+    /**
+     * The tokens of the outputs pass (lightning's pass 2, softmax's blocks) that --resume kept from
+     * the interrupted run: part of the results, not of what this run computed in its seconds.
+     */
+    private long keptTokens;
     /** The driver JVM's heap over the run, for the report. */
     private final DriverMemory memory = new DriverMemory();
     /** --output-mode checksums: per sequence index, its o checksum and spot checks, for the report. */
@@ -235,7 +240,9 @@ final class LightningJob {
             softmaxPlan = softmax.planReport();
             Map<Integer, long[]> shared = softmax.splitSequences();
             prepareShared(splitOutputs, outFs, files, shared, softmax::outputLayout);
-            collectSkipped(softmax.blocks(runner), files);
+            PassReport blocks = softmax.blocks(runner);
+            keptTokens = blocks.keptTokens();
+            collectSkipped(blocks, files);
             for (PassReport merged : softmax.merge(runner, skipped.keySet())) {
                 collectSkipped(merged, files);
             }
@@ -261,6 +268,7 @@ final class LightningJob {
         }
         prepareShared(splitOutputs, outFs, files, shared, lightning::outputLayout);
         PassReport outputs = lightning.outputs(runner, totalTokens);
+        keptTokens = outputs.keptTokens();
         collectSkipped(outputs, files);
         warnSkipped(files, outFs, outputDir);
         Map<Integer, List<String>> publishedAs = finishShared(splitOutputs, outFs, files, shared,
@@ -313,7 +321,7 @@ final class LightningJob {
         }
         if (!shared.isEmpty()) {
             double seconds = (System.nanoTime() - finishStart) / 1e9;
-            passes.put("finish: outputs written by their pieces", new double[] {seconds, 0});
+            passes.put("finish: outputs written by their pieces", new double[] {seconds, 0, 0});
             out.printf("lightning: finished %d output(s) written by their pieces (%s), %.1f s%n", publishedAs.size(),
                     splitOutputs.form.key(), seconds);
             FaultPoints.reach("assemble");
@@ -378,9 +386,13 @@ final class LightningJob {
         for (Integer i : skipped.keySet()) {
             publishedTokens -= files.get(i).tokens;
         }
-        out.printf("lightning: done: %d files, %,d tokens in %.1f s (%s tokens/s) on %s; results in %s%s%n",
-                files.size() - skipped.size(), publishedTokens, seconds, PassRunner.rate(publishedTokens, seconds),
-                String.join(", ", used),
+        // a rate over what this run computed: the tokens --resume kept were computed in the earlier run's time
+        long computed = publishedTokens - keptTokens;
+        String rate = keptTokens == 0 ? PassRunner.rate(publishedTokens, seconds) + " tokens/s"
+                : String.format("%,d computed, %s tokens/s; %,d kept from the interrupted run", computed,
+                PassRunner.rate(computed, seconds), keptTokens);
+        out.printf("lightning: done: %d files, %,d tokens in %.1f s (%s) on %s; results in %s%s%n",
+                files.size() - skipped.size(), publishedTokens, seconds, rate, String.join(", ", used),
                 cfg.get(Settings.OUTPUT), rejected.isEmpty() && skipped.isEmpty() ? ""
                         : " (" + rejected.size() + " rejected, " + skipped.size() + " skipped: see " + Commit.REPORT
                         + ")");
@@ -705,15 +717,18 @@ final class LightningJob {
         }
         long tokens = summary.getOrDefault("tokens", 0L);
         root.put("seconds", seconds);
-        root.put("tokensPerSecond", seconds > 0 ? tokens / seconds : 0);
+        root.put("keptTokens", keptTokens);
+        root.put("tokensPerSecond", seconds > 0 ? (tokens - keptTokens) / seconds : 0);
         root.put("resumedUnits", resumedUnits());
         root.set("driverMemory", memory.describe(json));
         ObjectNode ps = root.putObject("passes");
         passes.forEach((title, v) -> {
             ObjectNode p = ps.putObject(title);
             p.put("seconds", v[0]);
-            if (v[1] > 0) {
+            if (v[1] > 0 || v[2] > 0) {
+                // tokens: computed by this run, over its seconds; keptTokens: kept by --resume, computed before
                 p.put("tokens", (long) v[1]);
+                p.put("keptTokens", (long) v[2]);
                 p.put("tokensPerSecond", v[0] > 0 ? v[1] / v[0] : 0);
             }
             PassReport r = tasks.get(title);

@@ -57,7 +57,7 @@ public final class LightningPasses {
         this.files = files;
         this.continued = continued;
         this.out = out;
-        this.outputTasks = new Pass2Tasks(hadoop, staging, cfg, null, null);
+        this.outputTasks = new Pass2Tasks(hadoop, staging, cfg, null);
         // Pass 1: pieces with a successor. A task per partition of the plan, or per group of them
         // when there are more partitions than maxTasks.
         for (List<Piece> partition : tasks) {
@@ -122,7 +122,7 @@ public final class LightningPasses {
     public void states(PassRunner runner, Map<Integer, List<Piece>> splits) {
         if (!pass1.isEmpty()) {
             runner.run("pass 1/2: local states", pass1, pass1Hosts, pass1Tokens,
-                    (pieces, tokens) -> new Pass1Tasks(hadoop, staging, cfg, pieces, tokens).pass1());
+                    progress -> new Pass1Tasks(hadoop, staging, cfg, progress).pass1());
             scan(runner, splits, PieceItem.groups(pass1));
         }
     }
@@ -170,7 +170,7 @@ public final class LightningPasses {
             String title = stages == 1 ? "scan: incoming states"
                     : "scan " + (stage + 1) + "/" + stages + ": " + BlockScan.stageName(stage, maxDepth);
             runner.run(title, work, null, 0,
-                    (pieces, tokens) -> new ScanTasks(hadoop, staging, cfg, pieces, tokens).scan());
+                    progress -> new ScanTasks(hadoop, staging, cfg, progress).scan());
         }
     }
 
@@ -182,7 +182,7 @@ public final class LightningPasses {
     /** Pass 2: every piece's output. Returns the pass's report (the driver reads skipped sequences from it). */
     public PassReport outputs(PassRunner runner, long totalTokens) {
         return runner.run("pass 2/2: outputs", pass2, pass2Hosts, totalTokens,
-                (pieces, tokens) -> new Pass2Tasks(hadoop, staging, cfg, pieces, tokens).pass2());
+                progress -> new Pass2Tasks(hadoop, staging, cfg, progress).pass2());
     }
 
     /** How the pieces of sequence {@code s} write its output file ({@link SplitOutputs}). */

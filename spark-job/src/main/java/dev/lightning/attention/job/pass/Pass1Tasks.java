@@ -13,7 +13,6 @@ import dev.lightning.attention.stream.SequenceFile;
 import dev.lightning.attention.stream.WindowBuffers;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
-import org.apache.spark.util.LongAccumulator;
 
 import java.io.IOException;
 import java.util.ArrayList;
@@ -23,8 +22,8 @@ import java.util.List;
 final class Pass1Tasks extends PassTasks {
     private static final long serialVersionUID = 1L;
 
-    Pass1Tasks(HadoopConf hadoop, Staging staging, JobConfig cfg, LongAccumulator piecesDone, LongAccumulator tokensDone) {
-        super(hadoop, staging, cfg, piecesDone, tokensDone);
+    Pass1Tasks(HadoopConf hadoop, Staging staging, JobConfig cfg, PassProgress progress) {
+        super(hadoop, staging, cfg, progress);
     }
 
     /**
@@ -37,6 +36,7 @@ final class Pass1Tasks extends PassTasks {
             long start = System.nanoTime();
             long[] tokens = {0};
             int resumed = 0;
+            long kept = 0;
             List<String> skipped = new ArrayList<>();
             List<String> names = new ArrayList<>();
             FileSystem stagingFs = fs(staging.root);
@@ -48,7 +48,10 @@ final class Pass1Tasks extends PassTasks {
                     String unit = unit("pass1", run);
                     if (staging.alreadyDone(stagingFs, unit)) {
                         resumed++;
-                        run.forEach(it -> progress(it.piece));
+                        for (PieceItem it : run) {
+                            kept += it.piece.tokens();
+                            kept(it.piece);
+                        }
                         continue;
                     }
                     boolean[] clean = {true};
@@ -71,7 +74,7 @@ final class Pass1Tasks extends PassTasks {
                                 }
                                 out.write(local.toBytes());
                                 tokens[0] += it.piece.tokens();
-                                progress(it.piece);
+                                computed(it.piece);
                             }
                         });
                     }
@@ -80,7 +83,7 @@ final class Pass1Tasks extends PassTasks {
                     }
                     FaultPoints.reach("pass1");
                 }
-                return report("pass1", ctx, items.size(), tokens[0], backend, start, skipped, resumed, names);
+                return report("pass1", ctx, items.size(), tokens[0], backend, start, skipped, resumed, kept, names);
             }
         };
     }

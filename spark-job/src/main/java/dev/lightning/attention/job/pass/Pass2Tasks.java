@@ -25,7 +25,6 @@ import dev.lightning.attention.tensor.DType;
 import org.apache.hadoop.fs.FSDataInputStream;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
-import org.apache.spark.util.LongAccumulator;
 
 import java.io.IOException;
 import java.io.OutputStream;
@@ -41,8 +40,8 @@ import java.util.List;
 final class Pass2Tasks extends PassTasks {
     private static final long serialVersionUID = 1L;
 
-    Pass2Tasks(HadoopConf hadoop, Staging staging, JobConfig cfg, LongAccumulator piecesDone, LongAccumulator tokensDone) {
-        super(hadoop, staging, cfg, piecesDone, tokensDone);
+    Pass2Tasks(HadoopConf hadoop, Staging staging, JobConfig cfg, PassProgress progress) {
+        super(hadoop, staging, cfg, progress);
     }
 
     /**
@@ -56,6 +55,7 @@ final class Pass2Tasks extends PassTasks {
             long start = System.nanoTime();
             long tokens = 0;
             int resumed = 0;
+            long kept = 0;
             FileSystem stagingFs = fs(staging.root);
             List<String> skipped = new ArrayList<>();
             List<String> names = new ArrayList<>();
@@ -69,8 +69,8 @@ final class Pass2Tasks extends PassTasks {
                     if (staging.alreadyDone(stagingFs, unit)) {
                         resumed++;
                         for (PieceItem it : run) {
-                            tokens += it.piece.tokens();
-                            progress(it.piece);
+                            kept += it.piece.tokens();
+                            kept(it.piece);
                         }
                         continue;
                     }
@@ -95,7 +95,7 @@ final class Pass2Tasks extends PassTasks {
                                 clean = false;
                             }
                             tokens += p.tokens();
-                            progress(p);
+                            computed(p);
                         }
                         if (clean && cfg.checksums()) {
                             Piece first = run.get(0).piece;
@@ -115,7 +115,7 @@ final class Pass2Tasks extends PassTasks {
                         FaultPoints.reach("pass2");
                     }
                 }
-                return report("pass2", ctx, items.size(), tokens, backend, start, skipped, resumed, names);
+                return report("pass2", ctx, items.size(), tokens, backend, start, skipped, resumed, kept, names);
             }
         };
     }

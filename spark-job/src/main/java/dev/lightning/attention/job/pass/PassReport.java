@@ -30,6 +30,7 @@ public final class PassReport {
     private long pieces;
     private long tokens;
     private int resumed;
+    private long keptTokens;
     private long[] nanos = new long[16];
     /**
      * executor (host) to {tasks, pieces, tokens, nanos, then the largest of its tasks' heap figures:
@@ -55,6 +56,7 @@ public final class PassReport {
         pieces += r.pieces;
         tokens += r.tokens;
         resumed += r.resumed;
+        keptTokens += r.keptTokens;
         long[] e = executors.computeIfAbsent(r.executor + " (" + r.host + ")",
                 k -> new long[] {0, 0, 0, 0, -1, -1, -1, -1, -1, -1});
         e[0]++;
@@ -98,6 +100,11 @@ public final class PassReport {
 
     public int resumed() {
         return resumed;
+    }
+
+    /** The tokens of the units kept from the interrupted run (--resume), which this run did not compute. */
+    public long keptTokens() {
+        return keptTokens;
     }
 
     public Set<String> backends() {
@@ -187,6 +194,7 @@ public final class PassReport {
         n.put("pieces", r.pieces);
         n.put("tokens", r.tokens);
         n.put("resumed", r.resumed);
+        n.put("keptTokens", r.keptTokens);
         ArrayNode names = n.putArray("files");
         if (r.files != null) {
             for (String name : r.files) {

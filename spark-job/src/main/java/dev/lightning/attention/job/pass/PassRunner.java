@@ -4,7 +4,6 @@ import dev.lightning.attention.job.config.JobConfig;
 import dev.lightning.attention.job.config.Settings;
 import org.apache.spark.SparkContext;
 import org.apache.spark.api.java.JavaRDD;
-import org.apache.spark.util.LongAccumulator;
 
 import java.io.PrintStream;
 import java.io.Serializable;
@@ -25,7 +24,7 @@ import java.util.function.Supplier;
 public final class PassRunner {
     /** Makes a pass's worker, given the accumulators its tasks count their pieces and tokens in. */
     public interface WorkerFactory<W> {
-        WorkRDD.Worker<W> create(LongAccumulator pieces, LongAccumulator tokens);
+        WorkRDD.Worker<W> create(PassProgress progress);
     }
 
     private final SparkContext sc;
@@ -33,7 +32,7 @@ public final class PassRunner {
     private final PrintStream out;
     /** What the tasks of each pass reported, by pass title (the driver's, for the run report). */
     private final Map<String, PassReport> reports;
-    /** Per pass: seconds, and tokens computed (the driver's, for the run report). */
+    /** Per pass: seconds, tokens computed and tokens kept by --resume (the driver's, for the run report). */
     private final Map<String, double[]> passes;
 
     public PassRunner(SparkContext sc, JobConfig cfg, PrintStream out, Map<String, PassReport> reports,
@@ -55,9 +54,8 @@ public final class PassRunner {
         for (List<W> w : work) {
             totalItems += w.size();
         }
-        LongAccumulator pieces = sc.longAccumulator("lightning " + title + ": pieces");
-        LongAccumulator tokens = sc.longAccumulator("lightning " + title + ": tokens");
-        WorkRDD<W> rdd = new WorkRDD<>(sc, work, hosts, factory.create(pieces, tokens));
+        PassProgress progress = new PassProgress(sc, title);
+        WorkRDD<W> rdd = new WorkRDD<>(sc, work, hosts, factory.create(progress));
         rdd.setName("lightning " + title);
         sc.setJobDescription("lightning " + title + " (" + totalItems + " items in " + work.size() + " partitions)");
         long start = System.nanoTime();
@@ -65,10 +63,13 @@ public final class PassRunner {
         Supplier<String> line = () -> {
             double s = (System.nanoTime() - start) / 1e9;
             // pieces of a pass, units of a scan stage (tasks that count none show 0 until the end)
-            String base = String.format("lightning: %s: %d/%d done", title, pieces.value(), items);
+            String base = String.format("lightning: %s: %d/%d done", title, progress.units(), items);
+            long kept = progress.keptTokens();
             return totalTokens > 0
-                    ? base + String.format(", %,d/%,d tokens, %s tokens/s, %.1f s", tokens.value(), totalTokens,
-                    rate(tokens.value(), s), s)
+                    ? base + String.format(", %,d/%,d tokens%s, %s tokens/s, %.1f s",
+                    progress.computedTokens() + kept, totalTokens,
+                    kept > 0 ? String.format(" (%,d kept from the interrupted run)", kept) : "",
+                    rate(progress.computedTokens(), s), s)
                     : base + String.format(", %.1f s", s);
         };
         ScheduledExecutorService ticker = Executors.newSingleThreadScheduledExecutor(r -> {
@@ -89,7 +90,8 @@ public final class PassRunner {
             ticker.shutdownNow();
             sc.setJobDescription(null);
         }
-        passes.put(title, new double[] {(System.nanoTime() - start) / 1e9, tokens.value()});
+        passes.put(title, new double[] {(System.nanoTime() - start) / 1e9, progress.computedTokens(),
+                progress.keptTokens()});
         String done = line.get();
         if (totalTokens == 0) {
             done = String.format("lightning: %s: %d/%d done, %.1f s", title, items, items,
@@ -101,7 +103,7 @@ public final class PassRunner {
 
     /** Records a step of the driver's own that ran {@code seconds} after a pass, for the run report. */
     void record(String title, double seconds) {
-        passes.put(title, new double[] {seconds, 0});
+        passes.put(title, new double[] {seconds, 0, 0});
     }
 
     public static String rate(long tokens, double seconds) {

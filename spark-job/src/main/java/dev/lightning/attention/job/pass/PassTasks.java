@@ -25,7 +25,6 @@ import dev.lightning.attention.tensor.SafetensorsHeader;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
 import org.apache.spark.TaskContext;
-import org.apache.spark.util.LongAccumulator;
 
 import java.io.IOException;
 import java.io.Serializable;
@@ -53,15 +52,13 @@ abstract class PassTasks implements Serializable {
     final Staging staging;
     /** The run's options, read by entry. */
     final JobConfig cfg;
-    final LongAccumulator piecesDone;
-    final LongAccumulator tokensDone;
+    final PassProgress progress;
 
-    PassTasks(HadoopConf hadoop, Staging staging, JobConfig cfg, LongAccumulator piecesDone, LongAccumulator tokensDone) {
+    PassTasks(HadoopConf hadoop, Staging staging, JobConfig cfg, PassProgress progress) {
         this.hadoop = hadoop;
         this.staging = staging;
         this.cfg = cfg;
-        this.piecesDone = piecesDone;
-        this.tokensDone = tokensDone;
+        this.progress = progress;
     }
 
     /** The dtype of a file's {@code o}: --output-dtype, or the input's. */
@@ -132,9 +129,9 @@ abstract class PassTasks implements Serializable {
     }
 
     TaskReport report(String pass, TaskContext ctx, int pieces, long tokens, AttentionBackend b, long start,
-                      List<String> skipped, int resumed, List<String> files) {
+                      List<String> skipped, int resumed, long keptTokens, List<String> files) {
         return TaskReport.ofTask(pass, ctx, pieces, tokens, b == null ? null : b.name(), b == null ? null : b.device(),
-                cfg.get(Settings.GPU_RESOURCE), start, skipped, resumed, files);
+                cfg.get(Settings.GPU_RESOURCE), start, skipped, resumed, keptTokens, files);
     }
 
     static String unit(String pass, int sequence, int piece) {
@@ -148,9 +145,14 @@ abstract class PassTasks implements Serializable {
         return unit(pass, first.sequence(), first.index()) + (last == first ? "" : "-" + last.index());
     }
 
-    void progress(Piece p) {
-        piecesDone.add(1);
-        tokensDone.add(p.tokens());
+    /** Piece {@code p} computed by this task, for the progress line. */
+    void computed(Piece p) {
+        progress.computed(p.tokens());
+    }
+
+    /** Piece {@code p} kept from the interrupted run (--resume), for the progress line. */
+    void kept(Piece p) {
+        progress.kept(p.tokens());
     }
 
     /** y_j of {@code level} of a sequence's scan with blocks of {@code block}: in the file of the down unit that wrote it. */

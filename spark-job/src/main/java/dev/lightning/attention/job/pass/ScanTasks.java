@@ -12,7 +12,6 @@ import dev.lightning.attention.stream.NonFiniteInputException;
 import dev.lightning.attention.stream.SequenceFile;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
-import org.apache.spark.util.LongAccumulator;
 
 import java.io.IOException;
 import java.io.OutputStream;
@@ -27,8 +26,8 @@ import java.util.List;
 final class ScanTasks extends PassTasks {
     private static final long serialVersionUID = 1L;
 
-    ScanTasks(HadoopConf hadoop, Staging staging, JobConfig cfg, LongAccumulator piecesDone, LongAccumulator tokensDone) {
-        super(hadoop, staging, cfg, piecesDone, tokensDone);
+    ScanTasks(HadoopConf hadoop, Staging staging, JobConfig cfg, PassProgress progress) {
+        super(hadoop, staging, cfg, progress);
     }
 
     /**
@@ -77,7 +76,7 @@ final class ScanTasks extends PassTasks {
                     String unit = it.unit.name(it.sequence);
                     if (staging.alreadyDone(stagingFs, unit)) {
                         resumed++;
-                        piecesDone.add(1);
+                        progress.kept(0);
                         continue;
                     }
                     AttentionSpec spec = spec(it.file);
@@ -95,10 +94,10 @@ final class ScanTasks extends PassTasks {
                     if (states.clean) {
                         staging.markDone(stagingFs, unit, attempt(ctx), states.written);
                     }
-                    piecesDone.add(1); // units done, for the progress line
+                    progress.computed(0); // units done, for the progress line
                 }
             }
-            return report("scan", ctx, items.size(), 0, null, start, skipped, resumed, names);
+            return report("scan", ctx, items.size(), 0, null, start, skipped, resumed, 0, names);
         };
     }
 

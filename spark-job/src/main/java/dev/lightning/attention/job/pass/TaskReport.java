@@ -23,6 +23,8 @@ public final class TaskReport {
     String[] skipped;
     /** Units of work an earlier attempt of the run had finished (--resume), kept and not computed. */
     int resumed;
+    /** The tokens of those units; {@link #tokens} counts only the tokens this task computed. */
+    long keptTokens;
     /** The files (output names) whose pieces the task handled. */
     String[] files;
     /**
@@ -48,7 +50,8 @@ public final class TaskReport {
      */
     public static TaskReport ofTask(String pass, org.apache.spark.TaskContext ctx, int units, long tokens,
                                     String backend, String device, String gpuResource, long start,
-                                    java.util.List<String> skipped, int resumed, java.util.List<String> files) {
+                                    java.util.List<String> skipped, int resumed, long keptTokens,
+                                    java.util.List<String> files) {
         String host;
         try {
             host = java.net.InetAddress.getLocalHost().getHostName();
@@ -61,6 +64,7 @@ public final class TaskReport {
                 device == null ? "-" : device, host, executor, gpu == null ? "-" : gpu.toString(),
                 System.nanoTime() - start, skipped.toArray(new String[0]), resumed,
                 new java.util.LinkedHashSet<>(files).toArray(new String[0]));
+        r.keptTokens = keptTokens;
         long[] heap = ExecutorMemory.snapshot();
         r.passHeapBeforeGc = heap[0];
         r.passHeapAfterGc = heap[1];

@@ -150,7 +150,7 @@ public final class SoftmaxJob {
             work.add(items);
         }
         return runner.run("softmax 1/2: blocks", work, null, tokens,
-                (items, t) -> new SoftmaxTasks(hadoop, staging, cfg, items, t).blocks());
+                progress -> new SoftmaxTasks(hadoop, staging, cfg, progress).blocks());
     }
 
     /** Pass 2, the merges, for the sequences not skipped: its report, or none when nothing is left to merge. */
@@ -165,7 +165,7 @@ public final class SoftmaxJob {
         }
         if (!merges.isEmpty()) {
             reports.add(runner.run("softmax 2/2: merge", merges, null, 0,
-                    (items, t) -> new SoftmaxTasks(hadoop, staging, cfg, items, t).merge()));
+                    progress -> new SoftmaxTasks(hadoop, staging, cfg, progress).merge()));
         }
         return reports;
     }

@@ -13,6 +13,7 @@ import dev.lightning.attention.job.hadoop.HadoopPaths;
 import dev.lightning.attention.job.input.SequenceFiles;
 import dev.lightning.attention.job.output.SplitOutputs;
 import dev.lightning.attention.job.output.Staging;
+import dev.lightning.attention.job.pass.PassProgress;
 import dev.lightning.attention.job.pass.TaskReport;
 import dev.lightning.attention.job.pass.WorkRDD;
 import dev.lightning.attention.plan.Piece;
@@ -28,7 +29,6 @@ import org.apache.hadoop.fs.FSDataInputStream;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
 import org.apache.spark.TaskContext;
-import org.apache.spark.util.LongAccumulator;
 
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
@@ -85,16 +85,13 @@ final class SoftmaxTasks implements Serializable {
     private final HadoopConf hadoop;
     private final Staging staging;
     private final JobConfig cfg;
-    private final LongAccumulator itemsDone;
-    private final LongAccumulator tokensDone;
+    private final PassProgress progress;
 
-    SoftmaxTasks(HadoopConf hadoop, Staging staging, JobConfig cfg, LongAccumulator itemsDone,
-                 LongAccumulator tokensDone) {
+    SoftmaxTasks(HadoopConf hadoop, Staging staging, JobConfig cfg, PassProgress progress) {
         this.hadoop = hadoop;
         this.staging = staging;
         this.cfg = cfg;
-        this.itemsDone = itemsDone;
-        this.tokensDone = tokensDone;
+        this.progress = progress;
     }
 
     // ---------------------------------------------------------------- what a file computes
@@ -238,6 +235,7 @@ final class SoftmaxTasks implements Serializable {
             long start = System.nanoTime();
             long tokens = 0;
             int resumed = 0;
+            long kept = 0;
             FileSystem stagingFs = fs(staging.root);
             List<String> skipped = new ArrayList<>();
             List<String> names = new ArrayList<>();
@@ -250,6 +248,8 @@ final class SoftmaxTasks implements Serializable {
                     String unit = unit(b);
                     if (staging.alreadyDone(stagingFs, unit)) {
                         resumed++;
+                        kept += b.tokens;
+                        progress.kept(b.tokens);
                     } else {
                         SoftmaxWork work = work(f, backend);
                         DType oDtype = cfg.outputDtype(f.dtype);
@@ -275,12 +275,12 @@ final class SoftmaxTasks implements Serializable {
                             }
                             skipped.add(e.record()); // nothing of this item was renamed into place
                         }
+                        tokens += b.tokens;
+                        progress.computed(b.tokens);
                     }
-                    tokens += b.tokens;
-                    itemsDone.add(1);
-                    tokensDone.add(b.tokens);
                 }
-                return report("softmax-blocks", ctx, items.size(), tokens, backend, start, skipped, resumed, names);
+                return report("softmax-blocks", ctx, items.size(), tokens, backend, start, skipped, resumed, kept,
+                        names);
             }
         };
     }
@@ -300,6 +300,7 @@ final class SoftmaxTasks implements Serializable {
                 String unit = "softmax-merge-s" + q.sequence() + "-p" + q.index();
                 if (staging.alreadyDone(stagingFs, unit)) {
                     resumed++;
+                    progress.kept(0);
                     continue;
                 }
                 SoftmaxSpec spec = spec(f, cfg);
@@ -350,15 +351,15 @@ final class SoftmaxTasks implements Serializable {
                     }
                     skipped.add(e.record());
                 }
-                itemsDone.add(1);
+                progress.computed(0);
             }
-            return report("softmax-merge", ctx, items.size(), 0, null, start, skipped, resumed, names);
+            return report("softmax-merge", ctx, items.size(), 0, null, start, skipped, resumed, 0, names);
         };
     }
 
     private TaskReport report(String pass, TaskContext ctx, int items, long tokens, SoftmaxBackend b, long start,
-                              List<String> skipped, int resumed, List<String> files) {
+                              List<String> skipped, int resumed, long keptTokens, List<String> files) {
         return TaskReport.ofTask(pass, ctx, items, tokens, b == null ? null : b.name(), b == null ? null : b.device(),
-                cfg.get(Settings.GPU_RESOURCE), start, skipped, resumed, files);
+                cfg.get(Settings.GPU_RESOURCE), start, skipped, resumed, keptTokens, files);
     }
 }

@@ -1,0 +1,118 @@
+package dev.lightning.attention.job;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.lightning.attention.tensor.DType;
+import dev.lightning.attention.tensor.SafetensorsFile;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The figures a run prints and reports say what this run did. Two sequences of 256 tokens in pieces
+ * of 64 (6 pieces in pass 1, 8 in pass 2), one task per piece on one core.
+ */
+class RunFiguresTest {
+    private static final int PIECE = 64;
+
+    @TempDir
+    Path tmp;
+
+    /**
+     * A --resume run keeps the units the interrupted run finished: its report counted their tokens as
+     * computed in its own seconds (pass 1 wholly kept showed 384 tokens at some thousand tokens/s,
+     * the task rows of pass 1 said 0 tokens and those of pass 2 the kept ones), and its closing line
+     * gave every result token over its seconds. Kept tokens are now counted apart, everywhere.
+     */
+    @Test
+    void aResumedRunCountsTheKeptTokensApart() throws Exception {
+        Path in = Files.createDirectories(tmp.resolve("in"));
+        write(in.resolve("a.safetensors"), 0.25f);
+        write(in.resolve("b.safetensors"), 0.5f);
+        Path out = tmp.resolve("out");
+        // pass 2's third unit is staged and marked, then its task fails: pieces of pass 2 are kept
+        System.setProperty("lightning.test.failAt", "pass2:3");
+        String[] failed;
+        try {
+            failed = run(in, out);
+        } finally {
+            System.clearProperty("lightning.test.failAt");
+        }
+        assertEquals("1", failed[0], failed[1]);
+
+        String[] resumed = run(in, out, "--resume");
+        assertEquals("0", resumed[0], resumed[1]);
+        JsonNode report = new ObjectMapper().readTree(out.resolve("_lightning_report.json").toFile());
+        // at least the three pieces the failed run marked (a task the scheduler started before the abort may add one)
+        long kept = report.path("passes").path("pass 2/2: outputs").path("keptTokens").asLong();
+        assertTrue(kept >= 3 * PIECE && kept < 8 * PIECE && kept % PIECE == 0, report.toString());
+        long computed = 2 * 256 - kept;
+        assertTrue(resumed[1].contains("512 tokens in ") && resumed[1].contains(
+                String.format("(%,d computed, ", computed)) && resumed[1].contains(
+                String.format("; %,d kept from the interrupted run)", kept)), resumed[1]);
+
+        assertEquals(512, report.get("tokens").asLong(), report.toString());
+        assertEquals(kept, report.get("keptTokens").asLong(), report.toString());
+        assertEquals(computed / report.get("seconds").asDouble(), report.get("tokensPerSecond").asDouble(), 1e-6,
+                report.toString());
+        JsonNode pass1 = report.get("passes").get("pass 1/2: local states");
+        assertEquals(0, pass1.get("tokens").asLong(), pass1.toString());
+        assertEquals(6 * PIECE, pass1.get("keptTokens").asLong(), pass1.toString());
+        assertEquals(0, pass1.get("tokensPerSecond").asDouble(), pass1.toString());
+        JsonNode pass2 = report.get("passes").get("pass 2/2: outputs");
+        assertEquals(computed, pass2.get("tokens").asLong(), pass2.toString());
+        assertEquals(kept, pass2.get("keptTokens").asLong(), pass2.toString());
+        assertEquals(computed / pass2.get("seconds").asDouble(), pass2.get("tokensPerSecond").asDouble(), 1e-6,
+                pass2.toString());
+        long[] rows = new long[4]; // pass 1 computed, kept; pass 2 computed, kept
+        for (JsonNode task : report.get("tasks")) {
+            int at = switch (task.get("pass").asText()) {
+                case "pass1" -> 0;
+                case "pass2" -> 2;
+                default -> -1;
+            };
+            if (at >= 0) {
+                rows[at] += task.get("tokens").asLong();
+                rows[at + 1] += task.get("keptTokens").asLong();
+            }
+        }
+        assertEquals(List.of(0L, 6L * PIECE, computed, kept), List.of(rows[0], rows[1], rows[2], rows[3]),
+                report.get("tasks").toString());
+    }
+
+    /** Runs the job in this JVM; returns its exit status and what it printed. */
+    private static String[] run(Path in, Path out, String... more) {
+        List<String> args = new ArrayList<>(List.of("run", "--input", in.toString(), "--output", out.toString(),
+                "--backend", "cpu", "--master", "local[1]", "--partition-tokens", String.valueOf(PIECE),
+                "--progress-seconds", "60"));
+        args.addAll(List.of(more));
+        ByteArrayOutputStream console = new ByteArrayOutputStream();
+        int status;
+        try (PrintStream o = new PrintStream(console, true, StandardCharsets.UTF_8)) {
+            status = LightningMain.run(args.toArray(new String[0]), o, o);
+        }
+        return new String[] {String.valueOf(status), console.toString(StandardCharsets.UTF_8)};
+    }
+
+    /** A 256-token sequence, H = 2, Dk = Dv = 4, F32, its values from {@code seed}. */
+    private static void write(Path file, float seed) throws Exception {
+        int n = 256 * 2 * 4;
+        float[] x = new float[n];
+        for (int i = 0; i < n; i++) {
+            x[i] = (float) Math.sin(seed * 1000 + i) / 4;
+        }
+        long[] shape = {256, 2, 4};
+        SafetensorsFile.write(file, List.of(SafetensorsFile.Tensor.of("q", DType.F32, shape, x),
+                SafetensorsFile.Tensor.of("k", DType.F32, shape, x), SafetensorsFile.Tensor.of("v", DType.F32, shape, x)));
+    }
+}
