@@ -84,7 +84,7 @@ final class LightningJob {
     private double sparkStartSeconds;
     /** What the tasks of each pass reported, folded compactly (by pass title, in the order they ran). */
     private final Map<String, PassReport> reports = new java.util.LinkedHashMap<>();
-    /** Per pass: seconds, tokens computed, and tokens kept by --resume. */
+    /** Per pass: seconds, tokens computed, tokens kept by --resume, and 1 when it finished (0: it failed). */
     private final Map<String, double[]> passes = new java.util.LinkedHashMap<>();
     /**
      * The tokens of the outputs pass (lightning's pass 2, softmax's blocks) that --resume kept from
@@ -321,7 +321,7 @@ final class LightningJob {
         }
         if (!shared.isEmpty()) {
             double seconds = (System.nanoTime() - finishStart) / 1e9;
-            passes.put("finish: outputs written by their pieces", new double[] {seconds, 0, 0});
+            passes.put("finish: outputs written by their pieces", new double[] {seconds, 0, 0, 1});
             out.printf("lightning: finished %d output(s) written by their pieces (%s), %.1f s%n", publishedAs.size(),
                     splitOutputs.form.key(), seconds);
             FaultPoints.reach("assemble");
@@ -718,13 +718,20 @@ final class LightningJob {
         long tokens = summary.getOrDefault("tokens", 0L);
         root.put("seconds", seconds);
         root.put("keptTokens", keptTokens);
-        root.put("tokensPerSecond", seconds > 0 ? (tokens - keptTokens) / seconds : 0);
+        if (error == null) {
+            // a failed run computed part of the plan's tokens: its passes say how much
+            root.put("tokensPerSecond", seconds > 0 ? (tokens - keptTokens) / seconds : 0);
+        }
         root.put("resumedUnits", resumedUnits());
         root.set("driverMemory", memory.describe(json));
         ObjectNode ps = root.putObject("passes");
         passes.forEach((title, v) -> {
             ObjectNode p = ps.putObject(title);
             p.put("seconds", v[0]);
+            if (v[3] == 0) {
+                p.put("failed", true);
+                p.put("note", "the pass failed: its tokens are those of the tasks that finished before");
+            }
             if (v[1] > 0 || v[2] > 0) {
                 // tokens: computed by this run, over its seconds; keptTokens: kept by --resume, computed before
                 p.put("tokens", (long) v[1]);

@@ -49,6 +49,7 @@ class RunFiguresTest {
             System.clearProperty("lightning.test.failAt");
         }
         assertEquals("1", failed[0], failed[1]);
+        assertFailedRunReport(out);
 
         String[] resumed = run(in, out, "--resume");
         assertEquals("0", resumed[0], resumed[1]);
@@ -88,6 +89,28 @@ class RunFiguresTest {
         }
         assertEquals(List.of(0L, 6L * PIECE, computed, kept), List.of(rows[0], rows[1], rows[2], rows[3]),
                 report.get("tasks").toString());
+    }
+
+    /**
+     * The report of a run that failed in pass 2 (in its staging) gave tokensPerSecond as the plan's
+     * 512 tokens over its seconds, as if it had computed them all, and said nothing of pass 2. Now
+     * it gives no rate for the run, and the failed pass with the tokens of its tasks that finished.
+     */
+    private static void assertFailedRunReport(Path out) throws Exception {
+        Path staging;
+        try (var runs = Files.list(out.resolve("_temporary"))) {
+            staging = runs.findFirst().orElseThrow();
+        }
+        JsonNode report = new ObjectMapper().readTree(staging.resolve("_lightning_report.json").toFile());
+        assertEquals("failed", report.get("status").asText(), report.toString());
+        assertTrue(!report.has("tokensPerSecond"), report.toString());
+        JsonNode pass1 = report.get("passes").get("pass 1/2: local states");
+        assertEquals(6 * PIECE, pass1.get("tokens").asLong(), pass1.toString());
+        assertTrue(!pass1.has("failed"), pass1.toString());
+        JsonNode pass2 = report.get("passes").get("pass 2/2: outputs");
+        assertTrue(pass2 != null && pass2.get("failed").asBoolean(), report.toString());
+        long tokens = pass2.get("tokens").asLong();
+        assertTrue(tokens >= 2 * PIECE && tokens < 8 * PIECE && tokens % PIECE == 0, pass2.toString());
     }
 
     /** Runs the job in this JVM; returns its exit status and what it printed. */

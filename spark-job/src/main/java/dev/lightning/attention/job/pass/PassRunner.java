@@ -32,7 +32,10 @@ public final class PassRunner {
     private final PrintStream out;
     /** What the tasks of each pass reported, by pass title (the driver's, for the run report). */
     private final Map<String, PassReport> reports;
-    /** Per pass: seconds, tokens computed and tokens kept by --resume (the driver's, for the run report). */
+    /**
+     * Per pass: seconds, tokens computed, tokens kept by --resume, and 1 when it finished, 0 when it
+     * failed (the driver's, for the run report).
+     */
     private final Map<String, double[]> passes;
 
     public PassRunner(SparkContext sc, JobConfig cfg, PrintStream out, Map<String, PassReport> reports,
@@ -80,18 +83,21 @@ public final class PassRunner {
         long period = Math.max(100, (long) (cfg.get(Settings.PROGRESS_SECONDS) * 1000));
         ticker.scheduleAtFixedRate(() -> out.println(line.get()), period, period, TimeUnit.MILLISECONDS);
         PassReport result = new PassReport(title);
+        boolean finished = false;
         try {
             // one small report per task; a pass has at most a few thousand tasks (see maxTasksPerPass)
             for (TaskReport r : JavaRDD.fromRDD(rdd, rdd.elementClassTag()).collect()) {
                 result.add(r);
             }
             reports.put(title, result);
+            finished = true;
         } finally {
             ticker.shutdownNow();
             sc.setJobDescription(null);
+            // a failed pass too: the report of a failed run says how far it got (its finished tasks' tokens)
+            passes.put(title, new double[] {(System.nanoTime() - start) / 1e9, progress.computedTokens(),
+                    progress.keptTokens(), finished ? 1 : 0});
         }
-        passes.put(title, new double[] {(System.nanoTime() - start) / 1e9, progress.computedTokens(),
-                progress.keptTokens()});
         String done = line.get();
         if (totalTokens == 0) {
             done = String.format("lightning: %s: %d/%d done, %.1f s", title, items, items,
@@ -103,7 +109,7 @@ public final class PassRunner {
 
     /** Records a step of the driver's own that ran {@code seconds} after a pass, for the run report. */
     void record(String title, double seconds) {
-        passes.put(title, new double[] {seconds, 0, 0});
+        passes.put(title, new double[] {seconds, 0, 0, 1});
     }
 
     public static String rate(long tokens, double seconds) {
