@@ -145,9 +145,10 @@ final class LightningJob {
         List<InputFile> statuses = new ArrayList<>(); // parallel to files: --skip-invalid drops some inputs
         List<SequenceFile> files = synthetic ? SequenceFiles.describeSynthetic(cfg)
                 : SequenceFiles.inspectAll(cfg, hadoopConf, inputs, statuses, rejected, true);
-        for (Map.Entry<String, String> r : rejected.entrySet()) {
-            out.println("lightning: rejected " + r.getKey() + ": " + r.getValue());
-        }
+        List<String> rejectedLines = new ArrayList<>();
+        rejected.forEach((name, why) -> rejectedLines.add("lightning: rejected " + name + ": " + why));
+        Examples.lines(rejectedLines, Examples.LINES_SHOWN, "lightning: ", "rejected file(s), listed with the reason in the "
+                + "run report " + Commit.REPORT).forEach(out::println);
         PathOverlap.check(hadoopConf, inputs, given);
         if (cfg.get(Settings.INITIAL_STATES) != null) {
             PathOverlap.checkStates(hadoopConf, HadoopPaths.parse(cfg.get(Settings.INITIAL_STATES)), given);

@@ -19,8 +19,8 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
- * The figures a run prints and reports say what this run did. Two sequences of 256 tokens in pieces
- * of 64 (6 pieces in pass 1, 8 in pass 2), one task per piece on one core.
+ * What a run prints and reports says what this run did, in lines a terminal can hold. Two sequences
+ * of 256 tokens in pieces of 64 (6 pieces in pass 1, 8 in pass 2), one task per piece on one core.
  */
 class RunFiguresTest {
     private static final int PIECE = 64;
@@ -111,6 +111,29 @@ class RunFiguresTest {
         assertTrue(pass2 != null && pass2.get("failed").asBoolean(), report.toString());
         long tokens = pass2.get("tokens").asLong();
         assertTrue(tokens >= 2 * PIECE && tokens < 8 * PIECE && tokens % PIECE == 0, pass2.toString());
+    }
+
+    /**
+     * --skip-invalid over a directory of damaged files printed one long line per rejected file (2,000
+     * lines for 2,000 files) before the run began; the report lists them all, so the console names the
+     * first 10 and counts the rest in one line.
+     */
+    @Test
+    void manyRejectedFilesAreNamedInTenLinesAndCounted() throws Exception {
+        Path in = Files.createDirectories(tmp.resolve("in"));
+        write(in.resolve("a.safetensors"), 0.25f);
+        for (int i = 0; i < 25; i++) {
+            Files.write(in.resolve(String.format("damaged-%02d.safetensors", i)), new byte[] {1, 2, 3});
+        }
+        Path out = tmp.resolve("out");
+        String[] run = run(in, out, "--skip-invalid");
+        assertEquals("0", run[0], run[1]);
+        List<String> rejected = run[1].lines().filter(l -> l.startsWith("lightning: rejected ")).toList();
+        assertEquals(10, rejected.size(), run[1]);
+        assertTrue(run[1].contains("lightning: ... and 15 more rejected file(s), listed with the reason in the run "
+                + "report _lightning_report.json"), run[1]);
+        JsonNode report = new ObjectMapper().readTree(out.resolve("_lightning_report.json").toFile());
+        assertEquals(25, report.get("rejected").size(), report.toString());
     }
 
     /** Runs the job in this JVM; returns its exit status and what it printed. */

@@ -17,4 +17,21 @@ public final class Examples {
         String first = String.join(separator, items.subList(0, n));
         return items.size() > n ? first + " (and " + (items.size() - n) + " more)" : first;
     }
+
+    /** How many lines of one kind a run prints before it counts the rest ({@link #lines}). */
+    public static final int LINES_SHOWN = 10;
+
+    /**
+     * The console lines for {@code lines}, one per item, when there can be thousands (a directory of
+     * damaged files with --skip-invalid): the first {@code shown}, then one line {@code prefix + "...
+     * and K more " + what}; the run report lists every item.
+     */
+    public static List<String> lines(List<String> lines, int shown, String prefix, String what) {
+        if (lines.size() <= shown) {
+            return lines;
+        }
+        List<String> out = new java.util.ArrayList<>(lines.subList(0, shown));
+        out.add(prefix + "... and " + (lines.size() - shown) + " more " + what);
+        return out;
+    }
 }

@@ -8,6 +8,7 @@ import dev.lightning.attention.engine.EngineBuild;
 import dev.lightning.attention.job.config.JobConfig;
 import dev.lightning.attention.job.config.Settings;
 import dev.lightning.attention.job.failure.Causes;
+import dev.lightning.attention.job.failure.Examples;
 import dev.lightning.attention.job.failure.SetupChecks;
 import dev.lightning.attention.job.hadoop.HadoopPaths;
 import dev.lightning.attention.job.input.Continuations;
@@ -415,9 +416,10 @@ public final class TableRun {
         }
         TablePlan plan = p.compute.plan;
         double checkSeconds = (System.nanoTime() - t) / 1e9;
-        for (Map.Entry<String, String> r : rejected.entrySet()) {
-            out.println("lightning: rejected sequence " + r.getKey() + ": " + r.getValue());
-        }
+        List<String> rejectedLines = new ArrayList<>();
+        rejected.forEach((name, why) -> rejectedLines.add("lightning: rejected sequence " + name + ": " + why));
+        Examples.lines(rejectedLines, Examples.LINES_SHOWN, "lightning: ", "rejected sequence(s), listed "
+                + "with the reason in the run report " + Commit.REPORT).forEach(out::println);
         int split = 0;
         for (int s = 0; s < plan.size(); s++) {
             split += plan.split(s) ? 1 : 0;

@@ -16,4 +16,17 @@ class ExamplesTest {
         assertEquals("a", Examples.of(List.of("a"), 1, "; "));
         assertEquals("a; b; c; d; e; f; g", Examples.of(seven, 7, "; "));
     }
+
+    @Test
+    void printsTheFirstLinesAndCountsTheRestInOne() {
+        List<String> twelve = new java.util.ArrayList<>();
+        for (int i = 0; i < 12; i++) {
+            twelve.add("x: rejected f" + i);
+        }
+        List<String> shown = Examples.lines(twelve, 10, "x: ", "rejected file(s)");
+        assertEquals(11, shown.size());
+        assertEquals(twelve.subList(0, 10), shown.subList(0, 10));
+        assertEquals("x: ... and 2 more rejected file(s)", shown.get(10));
+        assertEquals(twelve.subList(0, 10), Examples.lines(twelve.subList(0, 10), 10, "x: ", "rejected file(s)"));
+    }
 }
