@@ -330,18 +330,29 @@ final class LightningJob {
         return publishedAs;
     }
 
-    /** Warns about skipped sequences whose name the output directory already holds (an older result, left in place). */
+    /**
+     * Names the skipped sequences (the first few: there may be thousands, and the report lists them
+     * all), and warns about those whose name the output directory already holds (an older result,
+     * left in place).
+     */
     private void warnSkipped(List<SequenceFile> files, FileSystem outFs, Path outputDir) throws IOException {
+        List<String> lines = new ArrayList<>();
+        skipped.forEach((s, what) -> lines.add("lightning: skipped " + files.get(s).name + ": " + what));
+        Examples.lines(lines, Examples.LINES_SHOWN, "lightning: ", "skipped sequence(s), listed with the reason in "
+                + "the run report " + Commit.REPORT).forEach(out::println);
+        List<String> older = new ArrayList<>();
         for (Map.Entry<Integer, String> e : skipped.entrySet()) {
             // the run produces no file of that name, so it leaves an older one alone: say so
             String name = files.get(e.getKey()).name;
             if (outFs.exists(HadoopPaths.child(outputDir, name))) {
                 skipped.put(e.getKey(), e.getValue() + "; " + name + " in the output directory is an older result, "
                         + "left in place");
-                out.println("lightning: warning: " + name + " was skipped, and the file of that name in "
+                older.add("lightning: warning: " + name + " was skipped, and the file of that name in "
                         + cfg.get(Settings.OUTPUT) + " is an older result, left in place");
             }
         }
+        Examples.lines(older, Examples.LINES_SHOWN, "lightning: warning: ", "skipped sequence(s) whose file in "
+                + cfg.get(Settings.OUTPUT) + " is an older result, left in place").forEach(out::println);
     }
 
     /**
@@ -677,8 +688,7 @@ final class LightningJob {
             // softmax reads a key block in every work item of its query rows: a count would add those up
             String what = (cfg.softmax() ? "NaN/Inf value(s)" : e.getValue()[0] + " NaN/Inf value(s)") + ", the first at "
                     + outputs.skipFirst(e.getKey());
-            skipped.put(e.getKey(), what);
-            out.println("lightning: skipped " + files.get(e.getKey()).name + ": " + what);
+            skipped.put(e.getKey(), what); // printed once the last pass is in (warnSkipped)
         }
     }
 

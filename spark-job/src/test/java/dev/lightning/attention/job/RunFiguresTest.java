@@ -136,6 +136,28 @@ class RunFiguresTest {
         assertEquals(25, report.get("rejected").size(), report.toString());
     }
 
+    /**
+     * The same for --skip-nonfinite: a line per skipped sequence (and a softmax run named a sequence
+     * again for each of its passes that met the NaN); now the first 10 once, then a count.
+     */
+    @Test
+    void manySkippedSequencesAreNamedInTenLinesAndCounted() throws Exception {
+        Path in = Files.createDirectories(tmp.resolve("in"));
+        write(in.resolve("a.safetensors"), 0.25f);
+        for (int i = 0; i < 12; i++) {
+            write(in.resolve(String.format("nan-%02d.safetensors", i)), Float.NaN);
+        }
+        Path out = tmp.resolve("out");
+        String[] run = run(in, out, "--skip-nonfinite");
+        assertEquals("0", run[0], run[1]);
+        List<String> skipped = run[1].lines().filter(l -> l.startsWith("lightning: skipped ")).toList();
+        assertEquals(10, skipped.size(), run[1]);
+        assertTrue(run[1].contains("lightning: ... and 2 more skipped sequence(s), listed with the reason in the run "
+                + "report _lightning_report.json"), run[1]);
+        JsonNode report = new ObjectMapper().readTree(out.resolve("_lightning_report.json").toFile());
+        assertEquals(12, report.get("skipped").size(), report.toString());
+    }
+
     /** Runs the job in this JVM; returns its exit status and what it printed. */
     private static String[] run(Path in, Path out, String... more) {
         List<String> args = new ArrayList<>(List.of("run", "--input", in.toString(), "--output", out.toString(),
@@ -150,7 +172,7 @@ class RunFiguresTest {
         return new String[] {String.valueOf(status), console.toString(StandardCharsets.UTF_8)};
     }
 
-    /** A 256-token sequence, H = 2, Dk = Dv = 4, F32, its values from {@code seed}. */
+    /** A 256-token sequence, H = 2, Dk = Dv = 4, F32, its values from {@code seed} (NaN: all NaN). */
     private static void write(Path file, float seed) throws Exception {
         int n = 256 * 2 * 4;
         float[] x = new float[n];
