@@ -3,7 +3,6 @@ package dev.lightning.attention.job;
 import org.apache.logging.log4j.Level;
 import org.apache.logging.log4j.core.LogEvent;
 import org.apache.logging.log4j.core.LoggerContext;
-import org.apache.logging.log4j.core.config.Configurator;
 import org.apache.logging.log4j.core.config.LoggerConfig;
 import org.apache.logging.log4j.core.impl.Log4jLogEvent;
 import org.apache.logging.log4j.message.SimpleMessage;
@@ -34,7 +33,10 @@ class LoggingConfigTest {
         Path conf = Path.of(System.getProperty("maven.multiModuleProjectDirectory", ".."), "conf",
                 "log4j2.properties");
         assertTrue(Files.isRegularFile(conf), conf.toString());
-        LoggerContext ctx = Configurator.initialize("lightning-conf-test", conf.toUri().toString());
+        // a context of its own, read from the file: Configurator.initialize hands back the JVM's context when
+        // another test of this JVM has started logging already, with that context's configuration, not the file's
+        LoggerContext ctx = new LoggerContext("lightning-conf-test", null, conf.toUri());
+        ctx.start();
         try {
             LoggerConfig scheduler = ctx.getConfiguration().getLoggerConfig(SCHEDULER);
             assertTrue(scheduler.isFiltered(error("Exception in statusUpdate",
@@ -42,7 +44,7 @@ class LoggingConfigTest {
             assertFalse(scheduler.isFiltered(error("Lost executor 1 on host-a: worker lost", null)));
             assertTrue(scheduler.getLevel().isLessSpecificThan(Level.ERROR), scheduler.getLevel().toString());
         } finally {
-            Configurator.shutdown(ctx);
+            ctx.stop();
         }
     }
 
