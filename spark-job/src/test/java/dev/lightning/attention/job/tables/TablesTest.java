@@ -485,6 +485,41 @@ public class TablesTest {
         }
     }
 
+    /**
+     * The o table holds the input's blocks cut at the piece boundaries (multiples of --partition-tokens) of a
+     * split sequence, one row per cut block, and nothing else, also where a block ends exactly on a boundary
+     * (the tiling check of {@link #oBySequence} lets an extra row of 0 tokens through).
+     */
+    @Test
+    void oRowsAreTheBlocksCutAtPieceBoundariesEvenWhereABlockEndsOnOne() {
+        Random rnd = new Random(23);
+        Seq s = new Seq("split", 1000, 2, 2, 2, 16, 8, DType.F32, rnd);
+        // rows ending on the boundaries 256, 512 and 768, one crossing 512, one ending at T
+        int[][] given = {{0, 256}, {256, 44}, {300, 212}, {512, 100}, {612, 156}, {768, 1}, {769, 231}};
+        List<Row> rows = new ArrayList<>();
+        List<String> expected = new ArrayList<>();
+        for (int[] g : given) {
+            rows.add(s.row(g[0], g[1]));
+            for (int from = g[0]; from < g[0] + g[1]; ) {
+                int to = Math.min(g[0] + g[1], (from / 256 + 1) * 256);
+                expected.add(from + "+" + (to - from));
+                from = to;
+            }
+        }
+        Collections.shuffle(rows, rnd);
+        try (LightningTables.Result r = LightningTables.compute(spark.createDataFrame(rows, TableSchema.BLOCKS.schema()),
+                "--backend", "cpu", "--partition-tokens", "256")) {
+            List<String> got = new ArrayList<>();
+            for (Row o : r.o().collectAsList()) {
+                got.add(o.getLong(1) + "+" + o.getInt(2));
+            }
+            Collections.sort(expected);
+            Collections.sort(got);
+            assertEquals(expected, got, "o rows (start+tokens)");
+            checkAgainstReference(List.of(s), r.o(), r.finalStates(), 1.0, false);
+        }
+    }
+
     @Test
     void manyShortSequencesArePackedIntoFewTasks() {
         Random rnd = new Random(19);
