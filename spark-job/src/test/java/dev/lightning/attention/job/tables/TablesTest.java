@@ -520,6 +520,24 @@ public class TablesTest {
         }
     }
 
+    /**
+     * A split sequence that starts from a given state: the state reaches every later piece through pass 1's local
+     * state of piece 0 and the scan. Slow decay keeps it large to the last token (in {@link #mixed} it has decayed
+     * below the tolerances by the second piece), so o of every piece and the final state show it.
+     */
+    @Test
+    void aSplitSequenceCarriesItsInitialStateIntoEveryPiece() {
+        Random rnd = new Random(24);
+        Seq s = new Seq("slow", 333, 2, 2, 2, 16, 12, DType.F32, rnd);
+        s.slopes = new double[] {0.001, 0.004};
+        s.initial = LightningState.of(2, 16, 12, random(2 * 16 * 12, rnd, 2));
+        List<Seq> seqs = List.of(s);
+        try (LightningTables.Result r = LightningTables.compute(blocksOf(seqs, rnd, 50), sequencesOf(seqs, false),
+                "--backend", "cpu", "--partition-tokens", "64")) {
+            checkAgainstReference(seqs, r.o(), r.finalStates(), 1.0, false);
+        }
+    }
+
     @Test
     void manyShortSequencesArePackedIntoFewTasks() {
         Random rnd = new Random(19);
