@@ -538,6 +538,30 @@ public class TablesTest {
         }
     }
 
+    /**
+     * A normalized sequence too long for the batch step starts from its sequences-table initial_normalizer as well
+     * as its initial_state, unsplit and split. In {@link #mixed} the given z is small against the one its tokens
+     * build up and decays fast; here it is large and decays slowly, so o and the final normalizer show it.
+     */
+    @Test
+    void aGivenInitialNormalizerStartsANormalizedSequence() {
+        Random rnd = new Random(25);
+        Seq s = new Seq("z0", 200, 2, 2, 2, 8, 12, DType.F32, rnd);
+        s.slopes = new double[] {0.001, 0.003};
+        float[] z0 = random(2 * 8, rnd, 1);
+        for (int i = 0; i < z0.length; i++) {
+            z0[i] = 100 * Math.abs(z0[i]);
+        }
+        s.initial = LightningState.of(2, 8, 12, random(2 * 8 * 12, rnd, 1), z0);
+        List<Seq> seqs = List.of(s);
+        for (String partition : new String[] {"65536", "64"}) {
+            try (LightningTables.Result r = LightningTables.compute(blocksOf(seqs, rnd, 30), sequencesOf(seqs, true),
+                    "--backend", "cpu", "--feature-map", "elu1", "--normalize", "--partition-tokens", partition)) {
+                checkAgainstReference(seqs, r.o(), r.finalStates(), 1.0, true);
+            }
+        }
+    }
+
     @Test
     void manyShortSequencesArePackedIntoFewTasks() {
         Random rnd = new Random(19);
