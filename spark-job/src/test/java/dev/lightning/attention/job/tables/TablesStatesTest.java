@@ -61,6 +61,7 @@ public class TablesStatesTest {
         List<Seq> seqs = new ArrayList<>(TablesTest.mixed(rnd, normalize));
         seqs.add(new Seq("fifty", 50, 2, 2, 2, 8, 8, DType.F32, rnd));  // <= 64 tokens, but recorded: not batched
         seqs.add(new Seq("forty", 40, 2, 2, 2, 8, 8, DType.F32, rnd));  // shorter than N: batched, nothing recorded
+        seqs.add(new Seq("exactly N", EVERY, 2, 2, 2, 8, 8, DType.F32, rnd));  // T = N: one state, so not batched
         return seqs;
     }
 
