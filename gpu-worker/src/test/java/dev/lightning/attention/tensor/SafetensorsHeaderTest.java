@@ -150,6 +150,19 @@ class SafetensorsHeaderTest {
                 + "]}";
     }
 
+    /**
+     * Tensors that share one byte overlap (entryEdges' overlap shares a whole F32 element, 4 bytes); tensors that
+     * only touch do not.
+     */
+    @Test
+    void tensorsSharingOneByteOverlap() {
+        String oneByte = "{" + tensor("a", "U8", "[4]", 0, 4) + "," + tensor("b", "U8", "[3]", 3, 6) + "}";
+        assertEquals("f: tensors 'a' and 'b' overlap (data offsets 0..4 and 3..6)" + SafetensorsHeader.REWRITE,
+                reject(oneByte, 1000));
+        String touching = "{" + tensor("a", "U8", "[4]", 0, 4) + "," + tensor("b", "U8", "[3]", 4, 7) + "}";
+        assertEquals(2, accept(touching, 8 + touching.length() + 7).tensors().size());
+    }
+
     /** Each rule of a tensor's entry at its edge: accepted on the edge, refused one past it. */
     @Test
     void entryEdges() {
