@@ -163,6 +163,20 @@ class SafetensorsHeaderTest {
         assertEquals(2, accept(touching, 8 + touching.length() + 7).tensors().size());
     }
 
+    /**
+     * A shape whose element count overflows a long is refused even where the overflow wraps to a count whose bytes
+     * the data offsets give: [2^32, 2^32] wraps to 0 elements, and [0, 0] would pass the size check.
+     */
+    @Test
+    void aShapeWhoseElementCountWrapsToTheGivenBytesIsRefused() {
+        String wrapsToZero = "{" + tensor("q", "U8", "[4294967296,4294967296]", 0, 0) + "}";
+        assertTrue(reject(wrapsToZero, 1000).contains("shape is too large (element count overflows)"),
+                reject(wrapsToZero, 1000));
+        // [2^62, 4] of F32: 2^64 elements, wrapped to 0 as well
+        String f32 = "{" + tensor("k", "F32", "[4611686018427387904,4]", 0, 0) + "}";
+        assertTrue(reject(f32, 1000).contains("element count overflows"), reject(f32, 1000));
+    }
+
     /** Each rule of a tensor's entry at its edge: accepted on the edge, refused one past it. */
     @Test
     void entryEdges() {
