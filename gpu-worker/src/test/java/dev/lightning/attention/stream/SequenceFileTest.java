@@ -117,6 +117,38 @@ class SequenceFileTest {
         assertTrue(refused(false, f32("initial_normalizer", z, HQ, DK)).contains("pass --normalize"));
     }
 
+    /** q, k and v as given (each a valid tensor of its own shape and dtype), described. */
+    private String refusedQkv(SafetensorsFile.Tensor q, SafetensorsFile.Tensor k, SafetensorsFile.Tensor v)
+            throws Exception {
+        Path file = tmp.resolve("qkv" + files++ + ".safetensors");
+        SafetensorsFile.write(file, List.of(q, k, v));
+        try (RandomAccessFile raf = new RandomAccessFile(file.toFile(), "r")) {
+            return assertThrows(InvalidInputException.class, () -> SequenceFile.describe(file.toString(),
+                    "s.safetensors", raf.length(), reader(raf), Slopes::minimax, false)).getMessage();
+        }
+    }
+
+    /**
+     * k's width must be q's, and k and v must be q's dtype: the tasks read all three with q's Dk and element size.
+     * Each refusal says what came.
+     */
+    @Test
+    void kMustHaveQsWidthAndKAndVQsDtype() throws Exception {
+        SplittableRandom rnd = new SplittableRandom(7);
+        SafetensorsFile.Tensor q = f32("q", random(rnd, T * HQ * DK), T, HQ, DK);
+        SafetensorsFile.Tensor k = f32("k", random(rnd, T * HK * DK), T, HK, DK);
+        SafetensorsFile.Tensor v = f32("v", random(rnd, T * HK * DV), T, HK, DV);
+        assertEquals("s.safetensors: expected q [T, Hq, Dk], k [T, Hk, Dk], v [T, Hv, Dv] with one T and one Dk; found "
+                        + "q [5, 4, 3], k [5, 2, 4], v [5, 2, 2]",
+                refusedQkv(q, f32("k", random(rnd, T * HK * (DK + 1)), T, HK, DK + 1), v));
+        assertEquals("s.safetensors: q, k and v must share a dtype; q is F32, k is F16",
+                refusedQkv(q, SafetensorsFile.Tensor.of("k", DType.F16, new long[] {T, HK, DK}, random(rnd, T * HK * DK)),
+                        v));
+        assertEquals("s.safetensors: q, k and v must share a dtype; q is F32, v is BF16",
+                refusedQkv(q, k, SafetensorsFile.Tensor.of("v", DType.BF16, new long[] {T, HK, DV},
+                        random(rnd, T * HK * DV))));
+    }
+
     @Test
     void headWidthsWithinTheirBounds() throws Exception {
         assertEquals(1, describe(false, 1, 1).spec(1.0, 64).dk());
