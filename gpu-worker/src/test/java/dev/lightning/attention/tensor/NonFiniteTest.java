@@ -91,7 +91,8 @@ class NonFiniteTest {
             assertEquals(-1, none.first);
             assertEquals(0, NonFinite.scan(java.nio.ByteBuffer.wrap(raw), 2, elements, dtype, threads).count,
                     dtype + " finite, heap");
-            for (int at : new int[] {elements - 1, elements / 2 + 1, elements / 5, 7}) { // later parts first
+            // later parts first; elements / 2 and elements / 4 are the first values of parts (of 2 and 4)
+            for (int at : new int[] {elements - 1, elements / 2 + 1, elements / 2, elements / 4, elements / 5, 7}) {
                 int hi = 2 + at * dtype.bytes() + dtype.bytes() - 1;
                 raw[hi] = (byte) 0x7f;
                 raw[hi - 1] = (byte) 0xff; // NaN in all three
