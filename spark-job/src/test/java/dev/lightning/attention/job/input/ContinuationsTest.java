@@ -36,6 +36,24 @@ class ContinuationsTest {
                 + "d: its own reason", e.getMessage());
     }
 
+    /**
+     * An input continuing a stored state must declare (token_offset) the count that state has absorbed: one past it
+     * would skip tokens, one before it repeat them, and both are refused saying which and how many.
+     */
+    @Test
+    void aDeclaredOffsetMustBeTheStoredStatesTokensNeitherMoreNorLess() {
+        String at = "prev/s.safetensors";
+        assertEquals(null, StoredStates.offsetProblem("100", false, true, at, 100), "where the state ends");
+        assertEquals(null, StoredStates.offsetProblem(null, false, true, at, 100), "no offset declared");
+        assertEquals(null, StoredStates.offsetProblem("7", false, true, at, -1), "what the state absorbed unknown");
+        String skip = StoredStates.offsetProblem("101", false, true, at, 100);
+        assertTrue(skip != null && skip.contains("token_offset 101") && skip.contains("skip 1 tokens"), skip);
+        String repeat = StoredStates.offsetProblem("99", false, true, at, 100);
+        assertTrue(repeat != null && repeat.contains("token_offset 99") && repeat.contains("repeat 1 tokens"), repeat);
+        String fromStart = StoredStates.offsetProblem("0", false, true, at, 100);
+        assertTrue(fromStart != null && fromStart.contains("repeat 100 tokens"), fromStart);
+    }
+
     @Test
     void withoutALocationTheStoredSetIsNamed() {
         Continuations match = new Continuations("--initial-states t/final_states", "--sequences s/",
