@@ -113,8 +113,9 @@ class StoredStatesFuzzTest {
                 fail("trial " + trial + " (" + edit + ") raised " + t, t);
             }
         }
-        double seconds = (System.nanoTime() - start) / 1e9;
-        assertTrue(seconds < 20, "250 state sets took " + seconds + " s");
+        // printed, not asserted: a time limit in a unit test fails on a loaded 2-core machine (22 s there against 2 to
+        // 14 s alone), and what a fuzz trial costs is no contract
+        System.out.printf("StoredStatesFuzzTest: 250 state sets in %.1f s%n", (System.nanoTime() - start) / 1e9);
         assertTrue(read > 0 && refused > 0, read + " read, " + refused + " refused: the edits must vary");
     }
 
