@@ -332,12 +332,9 @@ public final class CudaBackend implements AttentionBackend {
         hostTensors.letGoAll(failures);
         SlicePipeline.attempt(failures, memory::close);
         pipeline.destroy(failures);
-        if (failures.isEmpty()) {
+        RuntimeException first = SlicePipeline.firstOf(failures);
+        if (first == null) {
             return null;
-        }
-        RuntimeException first = failures.get(0);
-        for (RuntimeException later : failures.subList(1, failures.size())) {
-            first.addSuppressed(later);
         }
         device.noteErrors(first); // a sticky error met only here still makes later tasks fail fast
         if (cause != null) {

@@ -235,11 +235,8 @@ final class CudaStateStore implements StateStore {
             SlicePipeline.attempt(failures, b::close);
         }
         SlicePipeline.attempt(failures, memory::close);
-        if (!failures.isEmpty()) {
-            RuntimeException first = failures.get(0);
-            for (RuntimeException later : failures.subList(1, failures.size())) {
-                first.addSuppressed(later);
-            }
+        RuntimeException first = SlicePipeline.firstOf(failures);
+        if (first != null) {
             throw first;
         }
     }

@@ -200,11 +200,8 @@ final class HostBlocks implements AutoCloseable {
         kept.clear();
         taken.clear();
         SlicePipeline.attempt(failures, memory::close);
-        if (!failures.isEmpty()) {
-            RuntimeException first = failures.get(0);
-            for (RuntimeException later : failures.subList(1, failures.size())) {
-                first.addSuppressed(later);
-            }
+        RuntimeException first = SlicePipeline.firstOf(failures);
+        if (first != null) {
             throw first;
         }
     }

@@ -218,6 +218,21 @@ final class SlicePipeline {
         waitedNanos += System.nanoTime() - start;
     }
 
+    /**
+     * What a release that went on past failures reports: null where {@link #attempt} met none, else the first
+     * failure with the later ones suppressed in it.
+     */
+    static RuntimeException firstOf(List<RuntimeException> failures) {
+        if (failures.isEmpty()) {
+            return null;
+        }
+        RuntimeException first = failures.get(0);
+        for (RuntimeException later : failures.subList(1, failures.size())) {
+            first.addSuppressed(later);
+        }
+        return first;
+    }
+
     static void attempt(List<RuntimeException> failures, Runnable step) {
         try {
             step.run();

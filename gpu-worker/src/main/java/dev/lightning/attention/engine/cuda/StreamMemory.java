@@ -72,13 +72,6 @@ final class StreamMemory {
             SlicePipeline.attempt(failures, () -> JCudaDriver.cuStreamDestroy(stream));
             streamMade = false;
         }
-        if (failures.isEmpty()) {
-            return null;
-        }
-        RuntimeException first = failures.get(0);
-        for (RuntimeException later : failures.subList(1, failures.size())) {
-            first.addSuppressed(later);
-        }
-        return first;
+        return SlicePipeline.firstOf(failures);
     }
 }
