@@ -152,7 +152,8 @@ class InputChangedTest {
     }
 
     /** A 256-token sequence (split into 4 pieces), H = 2, Dk = Dv = 4, F32, its values from {@code seed}: one size for every seed. */
-    private static void write(Path file, float seed) throws Exception {
+    /** A file of T = 256, H = 2, Dk = Dv = 4, F32, its q, k and v the same values from {@code seed} (RunFiguresTest too). */
+    static void write(Path file, float seed) throws Exception {
         int n = 256 * 2 * 4;
         float[] x = new float[n];
         for (int i = 0; i < n; i++) {

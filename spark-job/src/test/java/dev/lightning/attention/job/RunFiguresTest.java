@@ -2,8 +2,6 @@ package dev.lightning.attention.job;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import dev.lightning.attention.tensor.DType;
-import dev.lightning.attention.tensor.SafetensorsFile;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -173,14 +171,9 @@ class RunFiguresTest {
     }
 
     /** A 256-token sequence, H = 2, Dk = Dv = 4, F32, its values from {@code seed} (NaN: all NaN). */
+
+    /** The same input a run over changed files uses: T = 256, H = 2, D = 4, F32. */
     private static void write(Path file, float seed) throws Exception {
-        int n = 256 * 2 * 4;
-        float[] x = new float[n];
-        for (int i = 0; i < n; i++) {
-            x[i] = (float) Math.sin(seed * 1000 + i) / 4;
-        }
-        long[] shape = {256, 2, 4};
-        SafetensorsFile.write(file, List.of(SafetensorsFile.Tensor.of("q", DType.F32, shape, x),
-                SafetensorsFile.Tensor.of("k", DType.F32, shape, x), SafetensorsFile.Tensor.of("v", DType.F32, shape, x)));
+        InputChangedTest.write(file, seed);
     }
 }
