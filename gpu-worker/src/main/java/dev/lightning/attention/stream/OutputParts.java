@@ -38,7 +38,7 @@ import java.util.Map;
  * which no state is recorded writes no states part. The index is JSON:
  * <pre>
  *   {"format": "lightning-parts-1",
- *    "metadata": {...the one-file form's __metadata__..., "total_size": "bytes of all parts"},
+ *    "metadata": {...the one-file form's __metadata__..., "total_size": "bytes of all part files, headers included"},
  *    "tensors": {"o": {"dtype": "BF16", "shape": [T, H, Dv]}, "final_state": {...}, ...},
  *    "parts": [{"file": "NAME.parts/o-00000-of-00016.safetensors", "tensors": {"o": [0, 4096]}}, ...]}
  * </pre>

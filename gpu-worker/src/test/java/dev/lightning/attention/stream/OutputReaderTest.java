@@ -76,6 +76,14 @@ class OutputReaderTest {
         Path index = Files.write(dir.resolve("x.safetensors.index.json"), OutputParts.index(whole, parts));
         assertTrue(parts.stream().noneMatch(p -> p.file.startsWith("x.safetensors.parts/states-00002")),
                 "the one-token piece records no state and has no states part");
+        // total_size, as README says: the bytes of all part files on disk, headers included (what
+        // the output occupies), not only the tensors' bytes
+        long onDisk = 0;
+        for (OutputParts.Part p : parts) {
+            onDisk += Files.size(dir.resolve(p.file));
+        }
+        assertEquals(Long.toString(onDisk), new com.fasterxml.jackson.databind.ObjectMapper().readTree(index.toFile())
+                .path("metadata").path("total_size").asText());
 
         try (OutputReader a = OutputReader.open(one); OutputReader b = OutputReader.open(dir.resolve("x.safetensors"))) {
             assertEquals(List.copyOf(a.tensors()), List.copyOf(b.tensors()));
