@@ -126,10 +126,7 @@ final class CudaDevice {
             if (!refusesPtx(e)) {
                 throw e; // out of memory, or the device busy: not the PTX's fault, and perhaps gone at the next task
             }
-            throw new GpuUnusableException("cannot load the kernels' PTX (ISA 9.0, built by nvcc 13) on cuda:" + ordinal
-                    + " (" + name + ", driver " + driverVersionText() + "): " + e.getMessage()
-                    + ". This PTX needs a driver for CUDA 13.0 or later; update the driver, or run with --backend cpu",
-                    e);
+            throw ptxRefused("the kernels' PTX", e);
         } catch (RuntimeException | Error e) { // the PTX resource missing or unreadable: a broken jar
             releaseAfter(e);
             throw e;
@@ -382,6 +379,16 @@ final class CudaDevice {
     }
 
     /**
+     * Why this device cannot compute, after the driver refused {@code what} (a PTX of ISA 9.0, built
+     * by nvcc 13) with {@code e}: a GpuUnusableException, so that --backend auto falls back to the CPU.
+     */
+    private GpuUnusableException ptxRefused(String what, CudaException e) {
+        return new GpuUnusableException("cannot load " + what + " (ISA 9.0, built by nvcc 13) on cuda:" + ordinal
+                + " (" + name + ", driver " + driverVersionText() + "): " + e.getMessage()
+                + ". This PTX needs a driver for CUDA 13.0 or later; update the driver, or run with --backend cpu", e);
+    }
+
+    /**
      * Whether a module load failed because of the PTX itself (the driver cannot compile it for this
      * device), which stays so for the process's life, rather than for the device's state (no memory
      * left for the compiled module, the device busy), which a later task may find changed.
@@ -579,25 +586,24 @@ final class CudaDevice {
 
     /**
      * The softmax kernels' launch shapes, loading their module on first use (and checking its
-     * SoftmaxArgs layout). The caller has made the context current. Throws IllegalStateException
-     * when the module does not load or does not match this build.
+     * SoftmaxArgs layout). The caller has made the context current. Throws GpuUnusableException when
+     * the driver refuses the PTX (as for the lightning module), IllegalStateException when the
+     * module does not match this build.
      */
     synchronized SoftmaxKernels.Shapes softmaxShapes() {
         if (softmaxShapes == null) {
             CUmodule m = new CUmodule();
-            int status;
             try {
-                status = JCudaDriver.cuModuleLoadData(m, ptx(SOFTMAX_PTX_RESOURCE));
+                int status = JCudaDriver.cuModuleLoadData(m, ptx(SOFTMAX_PTX_RESOURCE));
+                if (status != CUresult.CUDA_SUCCESS) {
+                    throw new CudaException(CUresult.stringFor(status));
+                }
             } catch (CudaException e) {
                 if (!refusesPtx(e)) {
                     throw e; // no memory for the module now, not the PTX: the backend's setup says so
                 }
-                throw new IllegalStateException("cannot load the softmax kernels' PTX (softmax.ptx) on " + this + ": "
-                        + e.getMessage(), e);
-            }
-            if (status != CUresult.CUDA_SUCCESS) {
-                throw new IllegalStateException("cannot load the softmax kernels' PTX (softmax.ptx) on " + this + ": "
-                        + CUresult.stringFor(status));
+                // like the lightning module's refusal: --backend auto computes softmax on the CPU
+                throw ptxRefused("the softmax kernels' PTX (softmax.ptx)", e);
             }
             try {
                 checkArgsLayout(m, "softmax.ptx", SoftmaxKernels.ARGS_LAYOUT, SoftmaxArgs.Field.values().length,
