@@ -58,6 +58,13 @@ final class CudaDevice {
 
     private static final Map<Integer, CudaDevice> OPEN = new HashMap<>();
     /**
+     * The limit every device's pool of registered host blocks shares ({@link #hostBlocks()}): blocks
+     * no task holds are kept up to half the heap's size in all, however many GPUs the executor
+     * drives. Their direct memory is limited per JVM (by default to the heap's size), and the tasks'
+     * own windows need the rest.
+     */
+    private static final HostBlocks.Shared HOST_BLOCKS = new HostBlocks.Shared(Runtime.getRuntime().maxMemory() / 2);
+    /**
      * Why a device could not be opened (its PTX did not load), by ordinal: the answer stands for
      * the JVM's life, so later tasks do not retain its context and compile the PTX again to fail.
      */
@@ -497,8 +504,7 @@ final class CudaDevice {
      */
     synchronized HostBlocks hostBlocks() {
         if (hostBlocks == null) {
-            hostBlocks = new HostBlocks(toString(), DeviceAllocator.CUDA, Runtime.getRuntime().maxMemory() / 2,
-                    DeviceAllocator.LEAKS_ARE_ERRORS);
+            hostBlocks = new HostBlocks(toString(), DeviceAllocator.CUDA, HOST_BLOCKS, DeviceAllocator.LEAKS_ARE_ERRORS);
         }
         return hostBlocks;
     }

@@ -16,8 +16,11 @@ import java.util.function.LongFunction;
  * each took and registered their window blocks (1 GiB, two with read-ahead) again at every
  * start, with the disk idle meanwhile. A backend takes a block here ({@link #take}) and gives it
  * back when it lets the tensor go or closes ({@link #give}), failed task or not; the next task's
- * backend on the device takes it again, still registered. Blocks given back are kept up to
- * {@code keepBytes} in all (the largest first to go beyond it).
+ * backend on the device takes it again, still registered. Blocks given back are kept up to a
+ * limit shared by the pools of every device of the JVM ({@link Shared}: direct memory is the
+ * JVM's, and an executor often drives several GPUs, a task on each), the largest of the giving
+ * pool first to go beyond it; a pool that finds no direct memory for a new block lets every
+ * pool's kept blocks go, not only its own.
  *
  * <p>The blocks are buffers of an allocator of their own, closed with the device at executor
  * shutdown ({@link #close}), before its context goes: blocks kept are unregistered then, and a
@@ -25,10 +28,40 @@ import java.util.function.LongFunction;
  * reports (an error where assertions are on) after freeing it.
  */
 final class HostBlocks implements AutoCloseable {
+    /**
+     * What the pools of one JVM share: the limit on their kept bytes together, the bytes kept now
+     * (each pool adds and removes its own under its own lock, so no pool ever takes another's
+     * lock while holding its own), and the pools, for letting every pool's kept blocks go.
+     */
+    static final class Shared {
+        final long keepBytes;
+        private final java.util.concurrent.atomic.AtomicLong kept = new java.util.concurrent.atomic.AtomicLong();
+        private final Set<HostBlocks> pools = java.util.concurrent.ConcurrentHashMap.newKeySet();
+
+        /** @param keepBytes most bytes of blocks the pools keep together while no backend holds them */
+        Shared(long keepBytes) {
+            this.keepBytes = keepBytes;
+        }
+
+        /** Bytes the pools keep now, together. */
+        long keptBytes() {
+            return kept.get();
+        }
+
+        /** Lets every pool's kept blocks go (each under its own lock, one after the other); returns their bytes. */
+        long letGoOfKept() {
+            long bytes = 0;
+            for (HostBlocks p : pools) {
+                bytes += p.letGoOfKept();
+            }
+            return bytes;
+        }
+    }
+
     private final DeviceAllocator memory;
     /** The registration calls of {@link #memory}, made outside the lock. */
     private final DeviceAllocator.Memory calls;
-    private final long keepBytes;
+    private final Shared shared;
     /** Registered blocks no backend holds, smallest first. */
     private final List<Buffer> kept = new ArrayList<>();
     /** Blocks a backend holds now. */
@@ -41,12 +74,18 @@ final class HostBlocks implements AutoCloseable {
     /**
      * @param owner     the device, in messages
      * @param memory    the registration calls (the driver's, or a test's fake)
-     * @param keepBytes most bytes of blocks kept while no backend holds them
+     * @param shared    the limit on kept bytes this pool shares with the JVM's other pools
      */
-    HostBlocks(String owner, DeviceAllocator.Memory memory, long keepBytes, boolean leaksAreErrors) {
+    HostBlocks(String owner, DeviceAllocator.Memory memory, Shared shared, boolean leaksAreErrors) {
         this.memory = new DeviceAllocator("host blocks of " + owner, 0, memory, () -> { }, leaksAreErrors);
         this.calls = memory;
-        this.keepBytes = keepBytes;
+        this.shared = shared;
+        shared.pools.add(this);
+    }
+
+    /** A pool of its own, keeping up to {@code keepBytes} (tests). */
+    HostBlocks(String owner, DeviceAllocator.Memory memory, long keepBytes, boolean leaksAreErrors) {
+        this(owner, memory, new Shared(keepBytes), leaksAreErrors);
     }
 
     /**
@@ -54,9 +93,10 @@ final class HostBlocks implements AutoCloseable {
      * new one ({@code allocate} gives its direct buffer, which is then registered; a failed
      * registration is thrown and nothing is kept). Its {@code direct} buffer may be larger. A new
      * block is allocated and registered outside the lock, so that tasks starting together register
-     * theirs at the same time. When the JVM has no direct memory left for it, the kept blocks are
-     * let go (unregistered and dropped) and the allocation tried once more: kept blocks are a cache,
-     * and a task must not fail while they hold the memory it needs.
+     * theirs at the same time. When the JVM has no direct memory left for it, the kept blocks of
+     * every pool are let go (unregistered and dropped) and the allocation tried once more: kept
+     * blocks are a cache, and a task must not fail while they, on this device or another, hold the
+     * memory it needs.
      */
     Buffer take(long bytes, LongFunction<ByteBuffer> allocate) {
         synchronized (this) {
@@ -64,6 +104,7 @@ final class HostBlocks implements AutoCloseable {
                 Buffer b = kept.get(i);
                 if (b.capacity >= bytes) {
                     kept.remove(i);
+                    shared.kept.addAndGet(-b.capacity);
                     taken.add(b);
                     return b;
                 }
@@ -73,7 +114,7 @@ final class HostBlocks implements AutoCloseable {
         try {
             direct = allocate.apply(bytes);
         } catch (OutOfMemoryError e) {
-            if (letGoOfKept() == 0) {
+            if (shared.letGoOfKept() == 0) { // outside this pool's lock: each pool takes its own
                 throw e;
             }
             // allocateDirect runs the collector before it gives up, which frees the dropped blocks
@@ -109,7 +150,8 @@ final class HostBlocks implements AutoCloseable {
 
     /**
      * Takes back a block from {@link #take} (no copy may use it any more); it is kept for the next
-     * taker, or unregistered when the blocks kept would pass {@code keepBytes}.
+     * taker, or, where the JVM's pools together would keep more than their limit, this pool's
+     * largest kept blocks (this one among them) are unregistered until they do not.
      */
     synchronized void give(Buffer b) {
         if (!taken.remove(b)) {
@@ -124,13 +166,10 @@ final class HostBlocks implements AutoCloseable {
             at++;
         }
         kept.add(at, b);
-        long total = 0;
-        for (Buffer k : kept) {
-            total += k.capacity;
-        }
-        while (total > keepBytes && !kept.isEmpty()) {
+        shared.kept.addAndGet(b.capacity);
+        while (shared.kept.get() > shared.keepBytes && !kept.isEmpty()) {
             Buffer largest = kept.remove(kept.size() - 1);
-            total -= largest.capacity;
+            shared.kept.addAndGet(-largest.capacity);
             largest.close();
         }
     }
@@ -143,6 +182,7 @@ final class HostBlocks implements AutoCloseable {
             closeQuietly(k);
         }
         kept.clear();
+        shared.kept.addAndGet(-bytes);
         return bytes;
     }
 
@@ -194,7 +234,9 @@ final class HostBlocks implements AutoCloseable {
     @Override
     public synchronized void close() {
         List<RuntimeException> failures = new ArrayList<>();
+        shared.pools.remove(this);
         for (Buffer b : kept) {
+            shared.kept.addAndGet(-b.capacity);
             SlicePipeline.attempt(failures, b::close);
         }
         kept.clear();

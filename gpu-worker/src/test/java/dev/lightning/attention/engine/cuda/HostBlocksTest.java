@@ -205,6 +205,53 @@ class HostBlocksTest {
     }
 
     /**
+     * An executor driving two GPUs: their pools keep blocks within one limit together (direct
+     * memory is the JVM's), and a pool that finds no direct memory for a new block lets the other
+     * device's kept blocks go too, instead of failing its task while they hold the memory.
+     */
+    @Test
+    void theDevicesOfOneJvmShareTheLimitAndLetEachOthersKeptBlocksGo() {
+        FakeCalls calls0 = new FakeCalls();
+        FakeCalls calls1 = new FakeCalls();
+        HostBlocks.Shared jvm = new HostBlocks.Shared(500_000);
+        HostBlocks gpu0 = new HostBlocks("cuda:0", calls0, jvm, true);
+        HostBlocks gpu1 = new HostBlocks("cuda:1", calls1, jvm, true);
+        Buffer a = gpu0.take(400_000, HostBlocksTest::direct);
+        Buffer b = gpu1.take(300_000, HostBlocksTest::direct);
+        gpu0.give(a);
+        assertEquals(400_000, jvm.keptBytes());
+        gpu1.give(b); // 700,000 together would pass the limit: cuda:1 keeps nothing
+        assertEquals(400_000, jvm.keptBytes());
+        assertEquals(0, gpu1.keptBytes());
+        assertEquals(1, calls1.unregistrations);
+        assertEquals(0, calls0.unregistrations, "a pool drops only its own blocks to stay within the limit");
+
+        // cuda:1's next task finds no direct memory: cuda:0's kept block goes, the allocation is tried again
+        int[] attempts = {0};
+        Buffer c = gpu1.take(450_000, bytes -> {
+            if (attempts[0]++ == 0) {
+                throw new OutOfMemoryError("Direct buffer memory");
+            }
+            return direct(bytes);
+        });
+        assertEquals(2, attempts[0]);
+        assertEquals(1, calls0.unregistrations, "cuda:0's kept block unregistered");
+        assertEquals(0, gpu0.keptBytes());
+        assertEquals(0, jvm.keptBytes());
+        // taken from a pool, a kept block leaves the shared count too
+        gpu1.give(c);
+        assertEquals(450_000, jvm.keptBytes());
+        assertSame(c, gpu1.take(100_000, HostBlocksTest::direct));
+        assertEquals(0, jvm.keptBytes());
+        gpu1.give(c);
+        gpu0.close();
+        gpu1.close();
+        assertEquals(0, jvm.keptBytes());
+        assertEquals(0, calls0.registered.size());
+        assertEquals(0, calls1.registered.size());
+    }
+
+    /**
      * After the device's context broke, kept blocks are dropped at once and blocks given back are
      * dropped too (their unregistration fails in the dead context and is ignored), so their direct
      * memory goes back to the JVM; close() reports no leak.
