@@ -16,6 +16,7 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
+import java.util.function.LongConsumer;
 
 /**
  * What a task does with one piece, with no Spark in it: stream the piece's tokens through
@@ -54,6 +55,8 @@ public final class PieceWork {
      * computes and writes, into a second block ({@link WindowBuffers#spare()}).
      */
     private final boolean readAhead;
+    /** Told the tokens of each window once its step has run ({@link #counting}); by default no one. */
+    private final LongConsumer counted;
 
     /** The plain formula without checkpoints ({@link Variant#PLAIN}). */
     public PieceWork(double scale, int chunkSize, long windowBytes, DType outputDtype) {
@@ -77,9 +80,10 @@ public final class PieceWork {
         this.outputDtype = java.util.Objects.requireNonNull(outputDtype, "outputDtype");
         this.windows = null;
         this.readAhead = false;
+        this.counted = n -> { };
     }
 
-    private PieceWork(PieceWork w, WindowBuffers windows, boolean readAhead) {
+    private PieceWork(PieceWork w, WindowBuffers windows, boolean readAhead, LongConsumer counted) {
         this.scale = w.scale;
         this.chunkSize = w.chunkSize;
         this.variant = w.variant;
@@ -87,6 +91,7 @@ public final class PieceWork {
         this.outputDtype = w.outputDtype;
         this.windows = windows;
         this.readAhead = readAhead;
+        this.counted = counted;
     }
 
     /**
@@ -94,7 +99,7 @@ public final class PieceWork {
      * backend, a CPU fallback, takes its own); {@link WindowBuffers#heap()} gives the heap path.
      */
     public PieceWork reusing(WindowBuffers windows) {
-        return new PieceWork(this, java.util.Objects.requireNonNull(windows, "windows"), readAhead);
+        return new PieceWork(this, java.util.Objects.requireNonNull(windows, "windows"), readAhead, counted);
     }
 
     /**
@@ -109,7 +114,18 @@ public final class PieceWork {
      * 14.7 s against 11.7 s), while smaller windows paid (256 MiB: 10.4 s, 9.96 s reading ahead).
      */
     public PieceWork readAhead(boolean on) {
-        return new PieceWork(this, windows, on);
+        return new PieceWork(this, windows, on, counted);
+    }
+
+    /**
+     * This work telling {@code counted} the tokens of each window once it is computed (and, in
+     * pass 2, written), in order: a piece of many windows reports as it goes, where its caller
+     * learnt nothing until it returned (the Spark job's progress line stood still through tasks of
+     * minutes). A window found unclean (NaN/Inf) is not computed, so not counted; a piece computed
+     * again (a GPU out of memory, then the CPU) counts its windows again: the caller caps.
+     */
+    public PieceWork counting(LongConsumer counted) {
+        return new PieceWork(this, windows, readAhead, java.util.Objects.requireNonNull(counted, "counted"));
     }
 
     /** The window buffers a pass on {@code backend} uses. */
@@ -210,7 +226,7 @@ public final class PieceWork {
         LightningState[] state = {LightningState.zeros(spec)};
         // the block is sized as pass 2's window (q and o too, unused here): the executor keeps it
         // registered, and pass 2's tasks then take it instead of registering larger ones
-        Windows ws = new Windows(f, spec, windowTokens(f, p), null, outputDtype, buffers, readAhead);
+        Windows ws = new Windows(f, spec, windowTokens(f, p), null, outputDtype, buffers, readAhead, counted);
         ws.run(in, p, (w, at, n) -> {
             try {
                 state[0] = backend.advance(spec, w.k, w.v, state[0]);
@@ -260,7 +276,8 @@ public final class PieceWork {
                                    OutputStream normalizers) throws IOException {
         AttentionSpec spec = spec(f);
         LightningState[] state = {incoming};
-        Windows ws = new Windows(f, spec, windowTokens(f, p), outputDtype, outputDtype, buffers, readAhead);
+        Windows ws = new Windows(f, spec, windowTokens(f, p), outputDtype, outputDtype, buffers, readAhead,
+                counted);
         ws.run(in, p, (w, at, n) -> {
             Checkpoints cp = variant.checkpoints() ? Checkpoints.of(spec, variant.stateEvery(), at, n)
                     : Checkpoints.none();
@@ -379,10 +396,11 @@ public final class PieceWork {
         final DType sizeAs;
         final WindowBuffers buffers;
         final boolean readAhead;
+        final LongConsumer counted;
 
         /** {@code oDtype} null: no outputs (pass 1); {@code sizeAs}: the o dtype the blocks are sized for. */
         Windows(SequenceFile f, AttentionSpec spec, int capacity, DType oDtype, DType sizeAs, WindowBuffers buffers,
-                boolean readAhead) {
+                boolean readAhead, LongConsumer counted) {
             this.f = f;
             this.spec = spec;
             this.capacity = capacity;
@@ -390,6 +408,7 @@ public final class PieceWork {
             this.sizeAs = sizeAs;
             this.buffers = buffers;
             this.readAhead = readAhead;
+            this.counted = counted;
         }
 
         void run(RangeReader in, Piece p, Step step) throws IOException {
@@ -400,6 +419,7 @@ public final class PieceWork {
                     int n = (int) Math.min(capacity, p.end() - at);
                     if (a.read(in, at, n)) {
                         step.run(a, at, n);
+                        counted.accept(n);
                     }
                 }
                 scan.failIfNonFinite(f, p);
@@ -422,6 +442,7 @@ public final class PieceWork {
                     }
                     if (clean) {
                         step.run(current, at, n);
+                        counted.accept(n);
                     }
                     Window t = current;
                     current = other;
