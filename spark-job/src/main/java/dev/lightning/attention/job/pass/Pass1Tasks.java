@@ -62,10 +62,11 @@ final class Pass1Tasks extends PassTasks {
                         w = Staging.writeAtomically(stagingFs, dst, attempt(ctx), out -> {
                             for (PieceItem it : run) {
                                 LightningState local;
+                                PassProgress.Computing counted = computing(it.piece);
                                 try {
                                     local = inStream(() -> CpuFallback.run(backend, cfg.gpuOomToCpu(),
                                             f.name + " " + it.piece,
-                                            b -> work(b, f, windows).localState(b, in.reader, f, it.piece)));
+                                            b -> work(b, f, windows, counted).localState(b, in.reader, f, it.piece)));
                                 } catch (NonFiniteInputException e) {
                                     // skip mode: the sequence is dropped after pass 2; a zero state keeps the scan going
                                     skipped.add(skipOrThrow(e));
@@ -74,7 +75,7 @@ final class Pass1Tasks extends PassTasks {
                                 }
                                 out.write(local.toBytes());
                                 tokens[0] += it.piece.tokens();
-                                computed(it.piece);
+                                counted.done();
                             }
                         });
                     }

@@ -16,6 +16,7 @@ import dev.lightning.attention.plan.Piece;
 import dev.lightning.attention.stream.CpuFallback;
 import dev.lightning.attention.stream.NonFiniteException;
 import dev.lightning.attention.stream.OutputSummary;
+import dev.lightning.attention.stream.PieceWork;
 import dev.lightning.attention.stream.RangeReader;
 import dev.lightning.attention.stream.SequenceFile;
 import dev.lightning.attention.stream.SpotCheck;
@@ -81,13 +82,14 @@ final class Pass2Tasks extends PassTasks {
                         AttentionSpec spec = spec(f);
                         for (PieceItem it : run) {
                             Piece p = it.piece;
+                            PassProgress.Computing counted = computing(p);
                             try {
                                 LightningState incoming = p.isFirst()
                                         ? initialState(in, f, spec, p.sequence(), it.stored)
                                         : prefixOf(reader, staging, p.sequence(), 0, p.index(), it.scanBlock, spec);
                                 written.addAll(CpuFallback.run(backend, cfg.gpuOomToCpu(), f.name + " " + p,
                                         b -> outputsOf(b, windows, in.reader, f, p, incoming, it.stored, stagingFs,
-                                                attempt(ctx), summaries)));
+                                                attempt(ctx), summaries, counted)));
                             } catch (NonFiniteException e) {
                                 // nothing of this piece was renamed into place; in skip mode the driver drops the
                                 // sequence, and the run gets no marker
@@ -95,7 +97,7 @@ final class Pass2Tasks extends PassTasks {
                                 clean = false;
                             }
                             tokens += p.tokens();
-                            computed(p);
+                            counted.done();
                         }
                         if (clean && cfg.checksums()) {
                             Piece first = run.get(0).piece;
@@ -135,21 +137,23 @@ final class Pass2Tasks extends PassTasks {
     private List<Staging.Written> outputsOf(AttentionBackend b, WindowBuffers windows, RangeReader in, SequenceFile f,
                                             Piece p, LightningState incoming, StoredStates.State stored,
                                             FileSystem stagingFs, String attempt,
-                                            java.io.ByteArrayOutputStream summaries) throws IOException {
+                                            java.io.ByteArrayOutputStream summaries, PassProgress.Computing counted)
+            throws IOException {
         if (cfg.checksums()) {
-            return checksumsOf(b, windows, in, f, p, incoming, stored, stagingFs, attempt, summaries);
+            return checksumsOf(b, windows, in, f, p, incoming, stored, stagingFs, attempt, summaries, counted);
         }
+        PieceWork work = work(b, f, windows, counted);
         Variant variant = cfg.variant();
         if (!SplitOutputs.needed(p.count(), variant)) {
             return List.of(Staging.writeAtomically(stagingFs, staging.stagedOutput(f.name), attempt, out -> {
                 out.write(outputHeader(f, stored).encode());
-                LightningState last = work(b, f, windows).outputs(b, in, f, p, incoming, out);
+                LightningState last = work.outputs(b, in, f, p, incoming, out);
                 out.write(last.toBytes());
             }));
         }
         return SplitOutputs.of(cfg, stagingFs, staging).writePiece(stagingFs, f.name, outputLayout(f, stored), p,
                 attempt, out -> {
-                    LightningState last = work(b, f, windows).outputs(b, in, f, p, incoming, out.get("o"),
+                    LightningState last = work.outputs(b, in, f, p, incoming, out.get("o"),
                             out.get("states"), out.get("normalizers"));
                     if (p.isLast()) { // the final state (S, then z) follows o in its stream, as in the file
                         out.get("o").write(last.toBytes());
@@ -171,7 +175,9 @@ final class Pass2Tasks extends PassTasks {
     private List<Staging.Written> checksumsOf(AttentionBackend b, WindowBuffers windows, RangeReader in, SequenceFile f,
                                               Piece p, LightningState incoming, StoredStates.State stored,
                                               FileSystem stagingFs, String attempt,
-                                              java.io.ByteArrayOutputStream summaries) throws IOException {
+                                              java.io.ByteArrayOutputStream summaries,
+                                              PassProgress.Computing counted) throws IOException {
+        PieceWork work = work(b, f, windows, counted);
         List<Staging.Written> files = new ArrayList<>();
         AttentionSpec spec = spec(f);
         DType oDtype = outputDtype(f);
@@ -179,16 +185,16 @@ final class Pass2Tasks extends PassTasks {
                 Math.toIntExact(f.outputBytesPerToken(oDtype)), SpotCheck.samples(f.tokens, p));
         LightningState[] last = new LightningState[1];
         if (!cfg.variant().checkpoints()) {
-            last[0] = work(b, f, windows).outputs(b, in, f, p, incoming, sink);
+            last[0] = work.outputs(b, in, f, p, incoming, sink);
         } else if (!spec.normalized()) {
             files.add(Staging.writeAtomically(stagingFs, staging.checksumsPart(p.sequence(), p.index(), "states"),
-                    attempt, states -> last[0] = work(b, f, windows).outputs(b, in, f, p, incoming, sink, states,
+                    attempt, states -> last[0] = work.outputs(b, in, f, p, incoming, sink, states,
                             OutputStream.nullOutputStream())));
         } else {
             files.add(Staging.writeAtomically(stagingFs, staging.checksumsPart(p.sequence(), p.index(), "states"),
                     attempt, states -> files.add(Staging.writeAtomically(stagingFs,
                             staging.checksumsPart(p.sequence(), p.index(), "normalizers"), attempt,
-                            z -> last[0] = work(b, f, windows).outputs(b, in, f, p, incoming, sink, states, z)))));
+                            z -> last[0] = work.outputs(b, in, f, p, incoming, sink, states, z)))));
         }
         OutputSummary summary = sink.summary();
         // the float64 check starts where the sequence does: from its stored state when it continues one

@@ -4,6 +4,7 @@ import org.apache.spark.SparkContext;
 import org.apache.spark.util.LongAccumulator;
 
 import java.io.Serializable;
+import java.util.function.LongConsumer;
 
 /**
  * What the tasks of one pass count for the driver's progress line and the run report, in Spark
@@ -11,6 +12,11 @@ import java.io.Serializable;
  * done, and their tokens in two sums, those computed by this run and those of units an interrupted
  * run had finished and --resume kept. A rate is over the computed tokens only: a resumed run that
  * computed a quarter of the tokens did not compute the rest in its own seconds.
+ *
+ * <p>A unit's computed tokens are added as its windows are done ({@link #computing}), not only at
+ * its end: a task's accumulators go to the driver with each executor heartbeat while it runs, so
+ * the progress line can show a task's tokens before it ends ({@link InFlightTokens}). The figures
+ * at the end stay exact: Spark merges a task's user accumulators only when it succeeds.
  */
 public final class PassProgress implements Serializable {
     private static final long serialVersionUID = 1L;
@@ -28,8 +34,46 @@ public final class PassProgress implements Serializable {
 
     /** A unit of work (a piece, an item, a unit of the scan) computed by this task, holding {@code tokens}. */
     public void computed(long tokens) {
-        units.add(1);
-        computed.add(tokens);
+        computing(tokens).done();
+    }
+
+    /**
+     * A unit of work of {@code tokens} that this task starts computing: its tokens count as they
+     * are computed, and {@link Computing#done} counts the unit and the rest of its tokens.
+     */
+    public Computing computing(long tokens) {
+        return new Computing(tokens);
+    }
+
+    /**
+     * The tokens of one unit as they are computed ({@link #accept}, per window), never more than
+     * the unit's: a piece computed again within its task (a GPU out of memory, then the CPU)
+     * counts its tokens once, and one whose unclean windows were skipped gets the rest at its end.
+     */
+    public final class Computing implements LongConsumer {
+        private final long tokens;
+        private long counted;
+
+        private Computing(long tokens) {
+            this.tokens = tokens;
+        }
+
+        /** {@code n} more of the unit's tokens computed. */
+        @Override
+        public void accept(long n) {
+            long add = Math.min(n, tokens - counted);
+            if (add > 0) {
+                computed.add(add);
+                counted += add;
+            }
+        }
+
+        /** The unit done: it counts, with whatever of its tokens has not. */
+        public void done() {
+            units.add(1);
+            computed.add(tokens - counted);
+            counted = tokens;
+        }
     }
 
     /** A unit of work an interrupted run had finished, kept by --resume and not computed again. */
@@ -44,6 +88,11 @@ public final class PassProgress implements Serializable {
 
     long computedTokens() {
         return computed.value();
+    }
+
+    /** The driver's listener for the computed tokens of this pass's running tasks. */
+    InFlightTokens inFlight() {
+        return new InFlightTokens(computed.id());
     }
 
     long keptTokens() {

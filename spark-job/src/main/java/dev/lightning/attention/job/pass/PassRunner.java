@@ -12,12 +12,14 @@ import java.util.Map;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
-import java.util.function.Supplier;
+import java.util.function.LongFunction;
 
 /**
  * How the driver runs a pass: one Spark job over a {@link WorkRDD} whose tasks each run a worker
- * over their items, with a progress line every --progress-seconds; the tasks' reports are folded
- * into the pass's {@link PassReport}, recorded with its time and tokens for the run report.
+ * over their items, with a progress line every --progress-seconds (its tokens: those of the ended
+ * tasks and what the running ones had counted at their latest heartbeat, {@link InFlightTokens});
+ * the tasks' reports are folded into the pass's {@link PassReport}, recorded with its time and
+ * tokens for the run report.
  * Lightning's passes ({@link LightningPasses}) and softmax's
  * ({@code SoftmaxJob}) run through it.
  */
@@ -63,16 +65,17 @@ public final class PassRunner {
         sc.setJobDescription("lightning " + title + " (" + totalItems + " items in " + work.size() + " partitions)");
         long start = System.nanoTime();
         int items = totalItems;
-        Supplier<String> line = () -> {
+        // the line with these computed tokens: the running tasks' too while the pass runs, the accumulator's at its end
+        LongFunction<String> line = computed -> {
             double s = (System.nanoTime() - start) / 1e9;
             // pieces of a pass, units of a scan stage (tasks that count none show 0 until the end)
             String base = String.format("lightning: %s: %d/%d done", title, progress.units(), items);
             long kept = progress.keptTokens();
             return totalTokens > 0
                     ? base + String.format(", %,d/%,d tokens%s, %s tokens/s, %.1f s",
-                    progress.computedTokens() + kept, totalTokens,
+                    computed + kept, totalTokens,
                     kept > 0 ? String.format(" (%,d kept from the interrupted run)", kept) : "",
-                    rate(progress.computedTokens(), s), s)
+                    rate(computed, s), s)
                     : base + String.format(", %.1f s", s);
         };
         ScheduledExecutorService ticker = Executors.newSingleThreadScheduledExecutor(r -> {
@@ -81,7 +84,11 @@ public final class PassRunner {
             return t;
         });
         long period = Math.max(100, (long) (cfg.get(Settings.PROGRESS_SECONDS) * 1000));
-        ticker.scheduleAtFixedRate(() -> out.println(line.get()), period, period, TimeUnit.MILLISECONDS);
+        InFlightTokens inFlight = progress.inFlight();
+        sc.addSparkListener(inFlight);
+        // the accumulator's value too: never less than the ended tasks' (should the listener have missed an event)
+        ticker.scheduleAtFixedRate(() -> out.println(line.apply(Math.max(progress.computedTokens(), inFlight.tokens()))),
+                period, period, TimeUnit.MILLISECONDS);
         PassReport result = new PassReport(title);
         boolean finished = false;
         try {
@@ -93,12 +100,13 @@ public final class PassRunner {
             finished = true;
         } finally {
             ticker.shutdownNow();
+            sc.removeSparkListener(inFlight);
             sc.setJobDescription(null);
             // a failed pass too: the report of a failed run says how far it got (its finished tasks' tokens)
             passes.put(title, new double[] {(System.nanoTime() - start) / 1e9, progress.computedTokens(),
                     progress.keptTokens(), finished ? 1 : 0});
         }
-        String done = line.get();
+        String done = line.apply(progress.computedTokens());
         if (totalTokens == 0) {
             done = String.format("lightning: %s: %d/%d done, %.1f s", title, items, items,
                     (System.nanoTime() - start) / 1e9);

@@ -100,12 +100,14 @@ abstract class PassTasks implements Serializable {
     /**
      * The work of {@code f} on {@code backend}, in the task's window buffers (taken once per task,
      * see {@link WindowBuffers}): every piece of the task reads into the same block (with --read-ahead,
-     * the same two blocks).
+     * the same two blocks). Its windows' tokens go to {@code counted} as they are done
+     * ({@link #computing}).
      */
-    PieceWork work(AttentionBackend backend, SequenceFile f, WindowBuffers windows) {
+    PieceWork work(AttentionBackend backend, SequenceFile f, WindowBuffers windows, PassProgress.Computing counted) {
         return new PieceWork(cfg.get(Settings.SCALE), cfg.chunkSize(), cfg.variant(),
                 cfg.get(backend.gpuOrdinal() >= 0 ? Settings.GPU_WINDOW_BYTES : Settings.WINDOW_BYTES),
-                outputDtype(f)).reusing(windows).readAhead("on".equals(cfg.get(Settings.READ_AHEAD)));
+                outputDtype(f)).reusing(windows).readAhead("on".equals(cfg.get(Settings.READ_AHEAD)))
+                .counting(counted);
     }
 
     AttentionBackend backend() {
@@ -145,9 +147,12 @@ abstract class PassTasks implements Serializable {
         return unit(pass, first.sequence(), first.index()) + (last == first ? "" : "-" + last.index());
     }
 
-    /** Piece {@code p} computed by this task, for the progress line. */
-    void computed(Piece p) {
-        progress.computed(p.tokens());
+    /**
+     * Piece {@code p}, which this task starts computing, for the progress line: its windows count
+     * as they are done, the piece at its {@link PassProgress.Computing#done}.
+     */
+    PassProgress.Computing computing(Piece p) {
+        return progress.computing(p.tokens());
     }
 
     /** Piece {@code p} kept from the interrupted run (--resume), for the progress line. */
