@@ -2,6 +2,10 @@ package dev.lightning.attention.job;
 
 import dev.lightning.attention.job.config.JobConfig;
 import dev.lightning.attention.job.config.Settings;
+import dev.lightning.attention.job.output.Commit;
+import dev.lightning.attention.job.output.OutputLock;
+import dev.lightning.attention.job.output.Staging;
+import dev.lightning.attention.stream.OutputParts;
 import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.SafetensorsFile;
 import dev.lightning.attention.tensor.SafetensorsHeader;
@@ -81,7 +85,84 @@ final class Demo {
         Files.createDirectories(dir);
         long seed = 20261121;
         for (Spec s : SEQUENCES) {
-            write(dir.resolve(s.name), s, new SplittableRandom(seed++));
+            writeInto(dir, s, new SplittableRandom(seed++));
+        }
+    }
+
+    /**
+     * Writes {@code s}'s file into {@code dir} aside, under {@link #inProgress}, and moves it into place: an
+     * interrupted write leaves no partial file under the name, and a symbolic link of that name is replaced, never
+     * written through (into whatever file it leads to). The partial file of a failed write is removed.
+     */
+    static void writeInto(Path dir, Spec s, SplittableRandom rnd) throws IOException {
+        Path tmp = dir.resolve(inProgress(s.name));
+        try {
+            write(tmp, s, rnd);
+        } catch (IOException | RuntimeException e) {
+            Files.deleteIfExists(tmp); // this write's own partial file (a full disk, say)
+            throw e;
+        }
+        Files.move(tmp, dir.resolve(s.name), java.nio.file.StandardCopyOption.REPLACE_EXISTING,
+                java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+    }
+
+    /** The name {@link #writeInto} writes file {@code name} under until it is whole (hidden from input listings). */
+    static String inProgress(String name) {
+        return "." + name + ".inprogress";
+    }
+
+    /**
+     * Refuses, before the demo writes anything, a {@code --dir} holding what an earlier demo did not write. The demo
+     * writes its files into DIR/input, runs every input file there, and runs into DIR/output with --overwrite: a
+     * user's file there was replaced (one named as a demo file in DIR/input, or a link of that name written
+     * through, into the file it led to, outside DIR), run, or replaced by a result (an earlier table run's tables
+     * included). So DIR/input may hold only the demo's files (regular files of their names and sizes, and their
+     * partial files), and DIR/output only what a run over them publishes or stages.
+     */
+    static void checkDir(Path dir, Path input, Path output) throws IOException {
+        java.util.Set<String> results = new java.util.HashSet<>(List.of(Commit.SUCCESS, Commit.REPORT, Staging.PARENT,
+                OutputLock.NAME));
+        for (Spec s : SEQUENCES) { // a result in either form (one file, or an index with its parts)
+            results.add(s.name);
+            results.add(OutputParts.indexName(s.name));
+            results.add(s.name + OutputParts.PARTS_SUFFIX);
+        }
+        String foreign = null;
+        if (Files.isDirectory(input)) {
+            try (java.util.stream.Stream<Path> entries = Files.list(input)) {
+                for (Path e : (Iterable<Path>) entries.sorted()::iterator) {
+                    String name = e.getFileName().toString();
+                    Spec s = SEQUENCES.stream().filter(x -> x.name.equals(name) || inProgress(x.name).equals(name))
+                            .findFirst().orElse(null);
+                    if (s != null && !s.name.equals(name)) {
+                        continue; // an interrupted demo's partial file: written again
+                    }
+                    if (s == null) {
+                        foreign = e + ", which is not one of the demo's input files";
+                    } else if (!Files.isRegularFile(e, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
+                        foreign = e + ", " + (Files.isSymbolicLink(e) ? "a symbolic link" : "not a file")
+                                + ", where the demo writes its input file of that name";
+                    } else if (Files.size(e) != fileSize(s)) {
+                        foreign = e + " of " + Files.size(e) + " bytes, where the demo writes its input file of that "
+                                + "name (" + fileSize(s) + " bytes)";
+                    }
+                    if (foreign != null) {
+                        break;
+                    }
+                }
+            }
+        }
+        if (foreign == null && Files.isDirectory(output)) {
+            try (java.util.stream.Stream<Path> entries = Files.list(output)) {
+                foreign = entries.filter(e -> !results.contains(e.getFileName().toString())).sorted().findFirst()
+                        .map(e -> e + ", which a demo run does not write").orElse(null);
+            }
+        }
+        if (foreign != null) {
+            throw new dev.lightning.attention.tensor.InvalidInputException("demo --dir " + dir + " holds " + foreign
+                    + "; the demo writes its input into " + input + ", runs every file there and replaces the results "
+                    + "in " + output + " (--overwrite), so it takes only a directory of its own: give a new --dir, or "
+                    + "one an earlier demo wrote");
         }
     }
 

@@ -366,6 +366,7 @@ public final class LightningMain {
                     + "stored states\")");
         }
         SetupChecks.checkJava(); // before the demo writes its input
+        Demo.checkDir(dir, input, output);
         out.println("lightning demo: writing the built-in input to " + input);
         Demo.generate(input);
         runJob(cfg, out);
@@ -492,16 +493,7 @@ public final class LightningMain {
         }
         for (int f = 0; f < files; f++) {
             Demo.Spec spec = fileSpec(f, tokens, headsQ, headsK, headsV, dk, dv, dtype, v);
-            // written aside and moved into place: an interrupted generate leaves no partial file
-            Path tmp = d.resolve("." + spec.name + ".inprogress");
-            try {
-                Demo.write(tmp, spec, new java.util.SplittableRandom(1000L + f));
-            } catch (java.io.IOException | RuntimeException e) {
-                java.nio.file.Files.deleteIfExists(tmp); // this run's own partial file (a full disk, say)
-                throw e;
-            }
-            java.nio.file.Files.move(tmp, d.resolve(spec.name), java.nio.file.StandardCopyOption.REPLACE_EXISTING,
-                    java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+            Demo.writeInto(d, spec, new java.util.SplittableRandom(1000L + f)); // an interrupted generate leaves no partial file
         }
         out.println("lightning generate: wrote " + files + " file(s) to " + d.toAbsolutePath());
     }

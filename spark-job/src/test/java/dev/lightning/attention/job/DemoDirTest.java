@@ -1,0 +1,99 @@
+package dev.lightning.attention.job;
+
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * {@code lightning demo --dir DIR} writes its input into DIR/input, runs every file there and replaces the results in
+ * DIR/output (--overwrite). Given a directory of the user's, it wrote its input through a symbolic link of a demo
+ * file's name into the file the link led to (outside DIR), replaced the user's files of the demo's names, ran the
+ * user's other inputs and replaced their results. It now refuses such a directory before it writes anything, and
+ * writes its files aside, replacing a link rather than writing through it.
+ */
+class DemoDirTest {
+    @TempDir
+    Path tmp;
+
+    @Test
+    void aDirectoryHoldingWhatNoDemoWroteIsRefusedAndLeftAsItWas() throws Exception {
+        Path mine = Files.writeString(tmp.resolve("mine.bin"), "the user's data");
+        Path linked = Files.createDirectories(tmp.resolve("linked/input"));
+        Files.createSymbolicLink(linked.resolve("doc-one.safetensors"), mine);
+        refused(tmp.resolve("linked"), "doc-one.safetensors, a symbolic link");
+        assertEquals("the user's data", Files.readString(mine), "not written through the link");
+        assertEquals(List.of(linked.resolve("doc-one.safetensors")), list(linked), "nothing written");
+
+        Path own = Files.createDirectories(tmp.resolve("own/input"));
+        Files.writeString(own.resolve("mine.safetensors"), "the user's input");
+        refused(tmp.resolve("own"), "mine.safetensors, which is not one of the demo's input files");
+
+        Path named = Files.createDirectories(tmp.resolve("named/input"));
+        Files.writeString(named.resolve("doc-long.safetensors"), "the user's file of a demo's name");
+        refused(tmp.resolve("named"), "doc-long.safetensors of 32 bytes, where the demo writes its input file");
+        assertEquals("the user's file of a demo's name", Files.readString(named.resolve("doc-long.safetensors")));
+
+        Path results = Files.createDirectories(tmp.resolve("results/output/final_states"));
+        Files.writeString(results.resolve("part-00000.parquet"), "an earlier table run's");
+        refused(tmp.resolve("results"), "final_states, which a demo run does not write");
+        assertTrue(Files.exists(results.resolve("part-00000.parquet")));
+        assertFalse(Files.exists(tmp.resolve("results/input")), "nothing written");
+    }
+
+    /** What a demo writes, and an interrupted demo's partial file, are the demo's own: a second demo takes them. */
+    @Test
+    void anEarlierDemosDirectoryIsTaken() throws Exception {
+        Path input = tmp.resolve("input");
+        Path output = Files.createDirectories(tmp.resolve("output"));
+        Demo.generate(input);
+        Files.writeString(input.resolve(Demo.inProgress("doc-gqa.safetensors")), "cut short");
+        for (String name : List.of("doc-long.safetensors", "doc-f16.safetensors.index.json", "_SUCCESS",
+                "_lightning_report.json", "_lightning.lock")) {
+            Files.writeString(output.resolve(name), "");
+        }
+        Files.createDirectories(output.resolve("doc-f16.safetensors.parts"));
+        Files.createDirectories(output.resolve("_temporary"));
+        Demo.checkDir(tmp, input, output);
+    }
+
+    /** A link where a demo file goes is replaced by the file, not written through. */
+    @Test
+    void theInputIsWrittenAsideAndMovedIntoPlace() throws Exception {
+        Path mine = Files.writeString(tmp.resolve("mine.bin"), "the user's data");
+        Path input = Files.createDirectories(tmp.resolve("input"));
+        Files.createSymbolicLink(input.resolve("doc-one.safetensors"), mine);
+        Demo.generate(input);
+        assertEquals("the user's data", Files.readString(mine));
+        assertFalse(Files.isSymbolicLink(input.resolve("doc-one.safetensors")));
+        Demo.Spec one = Demo.SEQUENCES.stream().filter(s -> s.name.equals("doc-one.safetensors")).findFirst().get();
+        assertEquals(Demo.fileSize(one), Files.size(input.resolve("doc-one.safetensors")));
+        assertEquals(Demo.SEQUENCES.size(), list(input).size(), "no partial file left");
+    }
+
+    private static void refused(Path dir, String what) {
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        ByteArrayOutputStream err = new ByteArrayOutputStream();
+        int status = LightningMain.run(new String[] {"demo", "--dir", dir.toString(), "--backend", "cpu", "--master",
+                "local[1]"}, new PrintStream(out, true), new PrintStream(err, true));
+        String log = out.toString(StandardCharsets.UTF_8) + err.toString(StandardCharsets.UTF_8);
+        assertEquals(2, status, log);
+        assertTrue(log.contains(what) && log.contains("give a new --dir"), log);
+        assertFalse(log.contains("writing the built-in input"), log);
+    }
+
+    private static List<Path> list(Path dir) throws Exception {
+        try (java.util.stream.Stream<Path> s = Files.list(dir)) {
+            return s.sorted().toList();
+        }
+    }
+}
