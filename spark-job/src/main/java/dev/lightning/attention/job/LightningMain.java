@@ -482,7 +482,9 @@ public final class LightningMain {
         java.nio.file.Files.createDirectories(d);
         List<String> present = new ArrayList<>();
         for (int f = 0; f < files; f++) {
-            if (java.nio.file.Files.exists(d.resolve(generatedName(f)))) {
+            // a link counts as itself: one that leads nowhere (its target unmounted, not yet written) is the user's too,
+            // and the move into place would replace it
+            if (java.nio.file.Files.exists(d.resolve(generatedName(f)), java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
                 present.add(generatedName(f));
             }
         }
