@@ -619,7 +619,7 @@ public final class Commit {
         }
 
         public static RunInfo read(FileSystem fs, Path stagingDir) throws IOException {
-            try (InputStream in = fs.open(new Path(stagingDir, "run.json"))) {
+            try (InputStream in = fs.open(new Path(stagingDir, Staging.RUN_FILE))) {
                 JsonNode n = new ObjectMapper().readTree(in);
                 return new RunInfo(n.path("fingerprint"), n.path("createdParent").asBoolean(false),
                         n.path("started").asText("?"), n.path("format").isTextual() ? n.path("format").asText() : null,

@@ -224,6 +224,13 @@ public final class OutputDirectory {
                 out.println("lightning: --resume: no interrupted run in " + output + "; starting a new run");
             }
         }
+        for (Path dir : Staging.notRuns(fs, output)) {
+            java.nio.file.Path p = HadoopPaths.localFile(fs, dir);
+            out.println("lightning: warning: leaving " + dir + " alone: no run of lightning staged it (" + (p != null
+                    && java.nio.file.Files.isSymbolicLink(p) ? "it is a symbolic link, and a run stages only in a real "
+                    + "directory" : "it holds no run.json, which a run writes there first and removes last")
+                    + "), so it is neither resumed nor removed; remove it yourself if it is not needed");
+        }
         for (Path dir : earlier) {
             if (!dir.equals(resumeFrom)) {
                 out.println("lightning: removing the staging of earlier run " + Staging.runIdOf(dir)

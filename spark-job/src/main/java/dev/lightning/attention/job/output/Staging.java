@@ -91,11 +91,24 @@ public final class Staging implements Serializable {
 
     /** The staging directories of all runs in {@code output} (complete or not), oldest name first. */
     public static List<Path> all(FileSystem fs, Path output) throws IOException {
+        return listed(fs, output, true);
+    }
+
+    /**
+     * The entries of {@code <output>/_temporary} named as a run's staging ({@code lightning-*}) that no run staged
+     * (see {@link #all}): the runs leave them alone, neither finishing a commit from them nor removing them.
+     */
+    public static List<Path> notRuns(FileSystem fs, Path output) throws IOException {
+        return listed(fs, output, false);
+    }
+
+    private static List<Path> listed(FileSystem fs, Path output, boolean runs) throws IOException {
         List<Path> found = new ArrayList<>();
         Path parent = new Path(output, PARENT);
         try {
             for (FileStatus s : fs.listStatus(parent)) {
-                if (s.isDirectory() && s.getPath().getName().startsWith(PREFIX)) {
+                if (s.getPath().getName().startsWith(PREFIX) && (s.isDirectory() || !runs)
+                        && isRun(fs, s.getPath()) == runs) {
                     found.add(s.getPath());
                 }
             }
@@ -106,6 +119,36 @@ public final class Staging implements Serializable {
         return found;
     }
 
+    /**
+     * Whether {@code dir} is a run's staging: a real directory (a symbolic link is followed by the listing, and the
+     * commit it finished from there, and the removal, would reach outside the output) holding run.json, which a run
+     * writes before anything else there and its removal ({@link #removeTree}) deletes last; or one holding nothing
+     * but run.json's partial file (a run killed as it started). A directory of that name holding anything else was
+     * made by hand or by another tool: removing it as an earlier run's staging deleted what no run wrote.
+     */
+    private static boolean isRun(FileSystem fs, Path dir) throws IOException {
+        java.nio.file.Path local = HadoopPaths.localFile(fs, dir);
+        if (local != null && !Files.isDirectory(local, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
+            return false;
+        }
+        if (fs.exists(new Path(dir, RUN_FILE))) {
+            return true;
+        }
+        try {
+            for (FileStatus s : fs.listStatus(dir)) {
+                if (!s.isFile() || !s.getPath().getName().startsWith("." + RUN_FILE + ".inprogress-")) {
+                    return false;
+                }
+            }
+        } catch (FileNotFoundException e) {
+            return false; // removed meanwhile
+        }
+        return true;
+    }
+
+    /** The file that makes a directory a run's staging ({@link #isRun}): who made it, and with what. */
+    static final String RUN_FILE = "run.json";
+
     public static String runIdOf(Path stagingDir) {
         return stagingDir.getName().substring(PREFIX.length());
     }
@@ -115,7 +158,7 @@ public final class Staging implements Serializable {
     }
 
     public Path runFile() {
-        return new Path(root, "run.json");
+        return new Path(root, RUN_FILE);
     }
 
     Path report() {
@@ -556,26 +599,40 @@ public final class Staging implements Serializable {
     }
 
     /**
-     * Removes directory {@code dir} and everything in it. On the local file system with java.nio,
-     * depth first, without following links: Hadoop's recursive delete lists and stats through its
-     * own layers, about 0.1 ms a file here, which mattered while a run staged files per piece (see
-     * BENCHMARKS.md, "Scan and driver at 100,000 pieces"). Elsewhere Hadoop's recursive delete.
+     * Removes staging directory {@code dir} and everything in it, its run.json last: a removal cut short (a kill)
+     * leaves a directory that is still a run's ({@link #isRun}), which the next run removes. On the local file
+     * system with java.nio, depth first, without following links: Hadoop's recursive delete lists and stats through
+     * its own layers, about 0.1 ms a file here, which mattered while a run staged files per piece (see
+     * BENCHMARKS.md, "Scan and driver at 100,000 pieces"). Elsewhere Hadoop's recursive delete of each entry.
      */
     static void removeTree(FileSystem fs, Path dir) throws IOException {
         java.nio.file.Path root = HadoopPaths.localFile(fs, dir);
         if (root == null) {
+            try {
+                for (FileStatus s : fs.listStatus(dir)) {
+                    if (!s.getPath().getName().equals(RUN_FILE)) {
+                        fs.delete(s.getPath(), true);
+                    }
+                }
+            } catch (FileNotFoundException e) {
+                return; // already gone
+            }
+            fs.delete(new Path(dir, RUN_FILE), false);
             fs.delete(dir, true);
             return;
         }
         if (!Files.exists(root, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
             return;
         }
+        java.nio.file.Path runFile = root.resolve(RUN_FILE);
         Files.walkFileTree(root, new java.nio.file.SimpleFileVisitor<>() {
             @Override
             public java.nio.file.FileVisitResult visitFile(java.nio.file.Path file,
                                                            java.nio.file.attribute.BasicFileAttributes attrs)
                     throws IOException {
-                Files.delete(file);
+                if (!file.equals(runFile)) {
+                    Files.delete(file);
+                }
                 return java.nio.file.FileVisitResult.CONTINUE;
             }
 
@@ -584,6 +641,9 @@ public final class Staging implements Serializable {
                     throws IOException {
                 if (e != null) {
                     throw e;
+                }
+                if (d.equals(root)) {
+                    Files.deleteIfExists(runFile);
                 }
                 Files.delete(d);
                 return java.nio.file.FileVisitResult.CONTINUE;

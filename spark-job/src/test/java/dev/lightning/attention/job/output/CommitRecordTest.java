@@ -30,7 +30,7 @@ class CommitRecordTest {
     void anEarlierBuildsRecordIsNamedAsSuchAndNotFinished() throws Exception {
         FileSystem fs = FileSystem.getLocal(new Configuration());
         Path output = fs.makeQualified(new Path(tmp.toUri()));
-        java.nio.file.Path staging = Files.createDirectories(tmp.resolve("_temporary/lightning-old"));
+        java.nio.file.Path staging = stagingDir("old");
         Files.createDirectories(staging.resolve("files"));
         Files.writeString(staging.resolve("files/a.safetensors"), "staged");
         java.nio.file.Path record = staging.resolve(Commit.RECORD);
@@ -65,7 +65,7 @@ class CommitRecordTest {
     void finishingNeverPublishesAroundAMissingOutputOrOverAFileItDidNotWrite() throws Exception {
         FileSystem fs = FileSystem.getLocal(new Configuration());
         Path output = fs.makeQualified(new Path(tmp.toUri()));
-        java.nio.file.Path staging = Files.createDirectories(tmp.resolve("_temporary/lightning-cut"));
+        java.nio.file.Path staging = stagingDir("cut");
         Files.createDirectories(staging.resolve("files"));
         Files.writeString(staging.resolve("files/a.safetensors"), "staged a");
         Files.writeString(staging.resolve(Commit.RECORD), "{\"overwrite\":false,\"files\":[\"a.safetensors\","
@@ -75,7 +75,7 @@ class CommitRecordTest {
         assertTrue(missing.getMessage().contains("b.safetensors is neither staged nor published"), missing.getMessage());
         assertFalse(Files.exists(tmp.resolve(Commit.SUCCESS)), "no _SUCCESS without b");
 
-        java.nio.file.Path other = Files.createDirectories(tmp.resolve("_temporary/lightning-next"));
+        java.nio.file.Path other = stagingDir("next");
         Files.createDirectories(other.resolve("files"));
         Files.writeString(other.resolve("files/c.safetensors"), "staged c");
         Files.writeString(other.resolve(Commit.RECORD), "{\"overwrite\":false,\"files\":[\"c.safetensors\"],"
@@ -116,6 +116,14 @@ class CommitRecordTest {
         assertFalse(Files.exists(tmp.resolve("a.safetensors")), "nothing published");
         assertFalse(Files.exists(tmp.resolve(Commit.SUCCESS)));
         assertEquals(0, Commit.recover(fs, output, quiet).size(), "nothing for the next run to finish");
+    }
+
+    /** The staging directory of run {@code id}, with the run.json every run writes there first. */
+    private java.nio.file.Path stagingDir(String id) throws Exception {
+        java.nio.file.Path dir = Files.createDirectories(tmp.resolve("_temporary/lightning-" + id));
+        Files.write(dir.resolve("run.json"), Commit.RunInfo.encode(
+                new com.fasterxml.jackson.databind.ObjectMapper().readTree("{}"), true, "2026-12-01T00:00:00Z"));
+        return dir;
     }
 
     /** What Commit.recover says, having checked how many runs it finished. */

@@ -196,4 +196,51 @@ class OutputDirectoryTest {
         Commit.removeStaging(local, freshOutput, made.path());
         assertFalse(Files.exists(fresh.resolve(Staging.PARENT)), "the _temporary the run made goes with it");
     }
+
+    /**
+     * A run removed every {@code _temporary/lightning-*} directory as an earlier run's staging, and finished the commit
+     * of any that held a commit record: one made by hand (a user's notes) was deleted, and through a symbolic link of
+     * that name the run read a record and moved files from wherever the link led. Only a real directory holding
+     * run.json (which a run writes there first and removes last), or nothing but run.json's partial file, is a
+     * run's; the others are left alone, with a warning.
+     */
+    @Test
+    void aStagingDirectoryNoRunMadeIsLeftAlone() throws Exception {
+        java.nio.file.Path dir = Files.createDirectories(tmp.resolve("out"));
+        org.apache.hadoop.fs.FileSystem raw = dev.lightning.attention.job.hadoop.HadoopPaths.fileSystem(
+                new Path(dir.toUri()), new Configuration());
+        Path output = raw.makeQualified(new Path(dir.toUri()));
+        java.nio.file.Path parent = dir.resolve(Staging.PARENT);
+        java.nio.file.Path notes = Files.createDirectories(parent.resolve("lightning-mine")).resolve("notes.txt");
+        Files.writeString(notes, "the user's notes");
+        java.nio.file.Path elsewhere = Files.createDirectories(tmp.resolve("elsewhere/files"));
+        Files.writeString(elsewhere.resolve("a.safetensors"), "the user's a");
+        Files.writeString(elsewhere.resolveSibling(Commit.RECORD), "{\"overwrite\":true,\"files\":[\"a.safetensors\"],"
+                + "\"replaces\":[],\"inPlace\":[],\"complete\":true}");
+        Files.writeString(elsewhere.resolveSibling("run.json"), "{}");
+        java.nio.file.Path link = Files.createSymbolicLink(parent.resolve("lightning-link"), elsewhere.getParent());
+        java.nio.file.Path killed = Files.createDirectories(parent.resolve("lightning-killed"));
+        Files.writeString(killed.resolve(".run.json.inprogress-driver"), "{\"fing");
+        java.nio.file.Path empty = Files.createDirectories(parent.resolve("lightning-empty"));
+        java.nio.file.Path earlier = Files.createDirectories(parent.resolve("lightning-earlier/done"));
+        Files.write(earlier.resolveSibling("run.json"), Commit.RunInfo.encode(
+                new com.fasterxml.jackson.databind.ObjectMapper().readTree("{}"), false, "2026-12-01T00:00:00Z"));
+        Files.writeString(earlier.resolve("u.json"), "{}");
+
+        assertEquals(0, Commit.recover(raw, output, quiet).size(), "no commit finished through the link");
+        assertFalse(Files.exists(dir.resolve("a.safetensors")));
+        ByteArrayOutputStream said = new ByteArrayOutputStream();
+        new OutputDirectory(config(), raw, output, new PrintStream(said, true)).chooseStaging(
+                new com.fasterxml.jackson.databind.ObjectMapper().readTree("{}"), "new", java.time.Instant.now());
+        String log = said.toString();
+        assertEquals("the user's notes", Files.readString(notes), log);
+        assertTrue(Files.isSymbolicLink(link), log);
+        assertEquals("the user's a", Files.readString(elsewhere.resolve("a.safetensors")));
+        assertTrue(log.contains("warning: leaving ") && log.contains("/_temporary/lightning-mine alone: no run of "
+                + "lightning staged it (it holds no run.json") && log.contains("/_temporary/lightning-link alone: no run "
+                + "of lightning staged it (it is a symbolic link"), log);
+        assertFalse(Files.exists(killed), "a run killed as it started: " + log);
+        assertFalse(Files.exists(empty), log);
+        assertFalse(Files.exists(earlier.getParent()), "an earlier run's staging: " + log);
+    }
 }
