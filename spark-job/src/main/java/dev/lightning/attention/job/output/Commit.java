@@ -209,7 +209,9 @@ public final class Commit {
                             + "build writes last and requires), so this build does not finish that commit: the output "
                             + "directory may hold part of that run's results, published before it was interrupted, and "
                             + "no _SUCCESS. Rerun with --overwrite to replace them with this build's results, or "
-                            + "finish the commit with the build that wrote it (any run of it into this directory)");
+                            + "finish the commit with the build that wrote it (any run of it into this directory); "
+                            + "this build keeps that run's staging " + dir + " for it (remove it by hand once neither "
+                            + "its results nor the earlier files it moved aside there are needed)");
                     continue;
                 }
                 if (record == null) {
@@ -262,7 +264,7 @@ public final class Commit {
      * Whether the commit record of {@code stagingDir} is whole but has no {@code "complete"} field at all: one an
      * earlier build wrote (or a hand-made one). A record cut short does not parse: its closing brace is its last byte.
      */
-    private static boolean earlierBuildsRecord(FileSystem fs, Path stagingDir) throws IOException {
+    static boolean earlierBuildsRecord(FileSystem fs, Path stagingDir) throws IOException {
         JsonNode record = parseRecord(fs, stagingDir);
         return record != null && !record.has("complete");
     }

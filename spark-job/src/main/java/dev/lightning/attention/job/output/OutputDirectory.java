@@ -194,7 +194,15 @@ public final class OutputDirectory {
      * settings match this run: its finished work is kept. The probe of the output directory's permissions is the first write into it.
      */
     public Staging chooseStaging(JsonNode fingerprint, String runId, java.time.Instant started) throws IOException {
-        List<Path> earlier = Staging.all(fs, output);
+        List<Path> earlier = new ArrayList<>();
+        for (Path dir : Staging.all(fs, output)) {
+            // committed by an earlier build, which this one does not finish (Commit.recover says so): its staging is
+            // all that is left of the files that commit moved aside and of its results not yet published, and the
+            // build that wrote it finishes it from there; neither resumed nor removed
+            if (!Commit.earlierBuildsRecord(fs, dir)) {
+                earlier.add(dir);
+            }
+        }
         Path resumeFrom = null;
         if (cfg.get(Settings.RESUME)) {
             String mismatch = null; // why the newest interrupted run with a fingerprint cannot be resumed

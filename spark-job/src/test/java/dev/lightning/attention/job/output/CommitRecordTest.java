@@ -118,6 +118,40 @@ class CommitRecordTest {
         assertEquals(0, Commit.recover(fs, output, quiet).size(), "nothing for the next run to finish");
     }
 
+    /**
+     * The staging of a commit an earlier build wrote is kept: the warning tells the user to finish that commit with
+     * that build, and the staging holds the earlier files the commit moved aside (with --overwrite) and its results
+     * not yet published. The run that warned removed it right after, as an earlier run's staging.
+     */
+    @Test
+    void anEarlierBuildsCommittedStagingIsKeptForThatBuild() throws Exception {
+        FileSystem fs = FileSystem.getLocal(new Configuration());
+        Path output = fs.makeQualified(new Path(tmp.toUri()));
+        java.nio.file.Path staging = stagingDir("old");
+        Files.createDirectories(staging.resolve("files"));
+        Files.writeString(staging.resolve("files/a.safetensors"), "staged");
+        Files.createDirectories(staging.resolve("replaced"));
+        Files.writeString(staging.resolve("replaced/b.safetensors"), "the earlier b, moved aside");
+        Files.writeString(staging.resolve(Commit.RECORD), "{\"overwrite\":true,\"files\":[\"a.safetensors\","
+                + "\"b.safetensors\"]}");
+        String said = recover(fs, output, 0);
+        for (boolean resume : new boolean[] {false, true}) {
+            dev.lightning.attention.job.config.JobConfig cfg = dev.lightning.attention.job.config.JobConfig.resolve(
+                    java.util.Map.of("--input", "in", "--output", "out", "--resume", Boolean.toString(resume)),
+                    java.util.Map.of(), k -> null);
+            ByteArrayOutputStream bytes = new ByteArrayOutputStream();
+            Staging chosen = new OutputDirectory(cfg, fs, output, new PrintStream(bytes, true, StandardCharsets.UTF_8))
+                    .chooseStaging(new com.fasterxml.jackson.databind.ObjectMapper().readTree("{}"), "new" + resume,
+                            java.time.Instant.now());
+            assertEquals("new" + resume, Staging.runIdOf(chosen.path()), "neither resumed nor refused");
+            assertEquals("the earlier b, moved aside", Files.readString(staging.resolve("replaced/b.safetensors")),
+                    bytes.toString(StandardCharsets.UTF_8));
+            assertEquals("staged", Files.readString(staging.resolve("files/a.safetensors")));
+            Commit.removeStaging(fs, output, chosen.path()); // this run's, out of the way of the next
+        }
+        assertTrue(said.contains("this build keeps that run's staging") && said.contains("lightning-old"), said);
+    }
+
     /** The staging directory of run {@code id}, with the run.json every run writes there first. */
     private java.nio.file.Path stagingDir(String id) throws Exception {
         java.nio.file.Path dir = Files.createDirectories(tmp.resolve("_temporary/lightning-" + id));
