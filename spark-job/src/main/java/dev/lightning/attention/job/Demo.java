@@ -90,12 +90,18 @@ final class Demo {
     }
 
     /**
-     * Writes {@code s}'s file into {@code dir} aside, under {@link #inProgress}, and moves it into place: an
-     * interrupted write leaves no partial file under the name, and a symbolic link of that name is replaced, never
-     * written through (into whatever file it leads to). The partial file of a failed write is removed.
+     * Writes {@code s}'s file into {@code dir} aside, under a partial name of this writer's own ({@link #inProgress},
+     * then this process's id and a random number), and moves it into place: an interrupted write leaves no partial
+     * file under the name, and a symbolic link of that name is replaced, never written through (into whatever file
+     * it leads to). With one partial name for every writer, two generates (or demos) into one directory truncated and
+     * wrote the same file: the first to finish moved it into place while the other still wrote into it (a file of
+     * neither's content published), and the other failed on its move. Now the last to finish publishes a whole file
+     * of its own. The partial file of a failed write is removed, and those of writers that are gone (killed) first.
      */
     static void writeInto(Path dir, Spec s, SplittableRandom rnd) throws IOException {
-        Path tmp = dir.resolve(inProgress(s.name));
+        removeAbandoned(dir, s.name);
+        Path tmp = dir.resolve(inProgress(s.name) + "-" + ProcessHandle.current().pid() + "-"
+                + Long.toHexString(new SplittableRandom().nextLong() >>> 1));
         try {
             write(tmp, s, rnd);
         } catch (IOException | RuntimeException e) {
@@ -106,9 +112,37 @@ final class Demo {
                 java.nio.file.StandardCopyOption.ATOMIC_MOVE);
     }
 
-    /** The name {@link #writeInto} writes file {@code name} under until it is whole (hidden from input listings). */
+    /** The start of the names {@link #writeInto} writes file {@code name} under until it is whole (hidden from input listings). */
     static String inProgress(String name) {
         return "." + name + ".inprogress";
+    }
+
+    /**
+     * Removes the partial files of {@code name} in {@code dir} that {@link #writeInto} left in a process that is gone
+     * (killed while it wrote): each would otherwise stay, as large as the file. Those of a live process are its
+     * work in progress and stay, as does any other name.
+     */
+    private static void removeAbandoned(Path dir, String name) throws IOException {
+        String prefix = inProgress(name) + "-";
+        try (java.util.stream.Stream<Path> entries = Files.list(dir)) {
+            for (Path e : (Iterable<Path>) entries::iterator) {
+                String n = e.getFileName().toString();
+                int dash = n.indexOf('-', prefix.length());
+                if (!n.startsWith(prefix) || dash < 0) {
+                    continue;
+                }
+                long pid;
+                try {
+                    pid = Long.parseLong(n.substring(prefix.length(), dash));
+                } catch (NumberFormatException x) {
+                    continue;
+                }
+                if (ProcessHandle.of(pid).map(h -> !h.isAlive()).orElse(true)
+                        && Files.isRegularFile(e, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
+                    Files.deleteIfExists(e);
+                }
+            }
+        }
     }
 
     /**
@@ -132,7 +166,7 @@ final class Demo {
             try (java.util.stream.Stream<Path> entries = Files.list(input)) {
                 for (Path e : (Iterable<Path>) entries.sorted()::iterator) {
                     String name = e.getFileName().toString();
-                    Spec s = SEQUENCES.stream().filter(x -> x.name.equals(name) || inProgress(x.name).equals(name))
+                    Spec s = SEQUENCES.stream().filter(x -> x.name.equals(name) || name.startsWith(inProgress(x.name)))
                             .findFirst().orElse(null);
                     if (s != null && !s.name.equals(name)) {
                         continue; // an interrupted demo's partial file: written again

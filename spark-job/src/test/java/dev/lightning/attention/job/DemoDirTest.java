@@ -80,6 +80,50 @@ class DemoDirTest {
         assertEquals(Demo.SEQUENCES.size(), list(input).size(), "no partial file left");
     }
 
+    /**
+     * Two writers of one file at once (two generates into one directory): with one partial name for both, each
+     * truncated and wrote the same file, the first to finish published it while the other still wrote into it, and
+     * the other failed on its move. Each now writes its own partial file, and the file published is one writer's,
+     * whole. A partial file of a writer that is gone (killed) is removed by the next write of that name.
+     */
+    @Test
+    void twoWritersOfOneFileEachPublishAWholeFile() throws Exception {
+        Path dir = Files.createDirectories(tmp.resolve("generated"));
+        Path abandoned = Files.writeString(dir.resolve(Demo.inProgress("seq.safetensors") + "-" + Integer.MAX_VALUE
+                + "-1"), "a killed writer's");
+        Demo.Spec big = new Demo.Spec("seq.safetensors", 60_000, 4, 32, 32,
+                dev.lightning.attention.tensor.DType.BF16, null, false);
+        Demo.Spec small = new Demo.Spec("seq.safetensors", 20_000, 4, 32, 32,
+                dev.lightning.attention.tensor.DType.BF16, null, false);
+        java.util.concurrent.CyclicBarrier start = new java.util.concurrent.CyclicBarrier(2);
+        java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newFixedThreadPool(2);
+        try {
+            List<java.util.concurrent.Future<?>> writes = new java.util.ArrayList<>();
+            for (Demo.Spec s : List.of(big, small)) {
+                writes.add(pool.submit(() -> {
+                    start.await();
+                    Demo.writeInto(dir, s, new java.util.SplittableRandom(1));
+                    return null;
+                }));
+            }
+            for (java.util.concurrent.Future<?> w : writes) {
+                w.get(); // neither fails
+            }
+        } finally {
+            pool.shutdownNow();
+        }
+        Path file = dir.resolve("seq.safetensors");
+        List<Long> whole = new java.util.ArrayList<>();
+        for (Demo.Spec s : List.of(big, small)) {
+            Path alone = Files.createDirectories(tmp.resolve("alone-" + s.tokens));
+            Demo.writeInto(alone, s, new java.util.SplittableRandom(1));
+            whole.add(crc(alone.resolve(s.name)));
+        }
+        assertTrue(whole.contains(crc(file)), "the bytes of one writer alone");
+        assertFalse(Files.exists(abandoned), "a killed writer's partial file is removed");
+        assertEquals(List.of(file), list(dir), "no partial file left");
+    }
+
     private static void refused(Path dir, String what) {
         ByteArrayOutputStream out = new ByteArrayOutputStream();
         ByteArrayOutputStream err = new ByteArrayOutputStream();
@@ -89,6 +133,17 @@ class DemoDirTest {
         assertEquals(2, status, log);
         assertTrue(log.contains(what) && log.contains("give a new --dir"), log);
         assertFalse(log.contains("writing the built-in input"), log);
+    }
+
+    private static long crc(Path file) throws Exception {
+        java.util.zip.CRC32C crc = new java.util.zip.CRC32C();
+        byte[] buf = new byte[1 << 20];
+        try (java.io.InputStream in = Files.newInputStream(file)) {
+            for (int r; (r = in.read(buf)) > 0; ) {
+                crc.update(buf, 0, r);
+            }
+        }
+        return crc.getValue();
     }
 
     private static List<Path> list(Path dir) throws Exception {
