@@ -11,6 +11,7 @@ import java.io.IOException;
 import java.io.OutputStream;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.util.function.LongConsumer;
 
 /**
  * What a task does for causal softmax attention, with no Spark in it: the partial result of a
@@ -29,6 +30,8 @@ public final class SoftmaxWork {
     private final int chunkSize;
     private final long queryBytes;
     private final long keyBytes;
+    /** Told the visible pairs of each key block once computed ({@link #counting}); by default no one. */
+    private final LongConsumer counted;
 
     /**
      * @param chunkSize  block sizes are multiples of it (the run's --chunk-size)
@@ -46,6 +49,26 @@ public final class SoftmaxWork {
         this.chunkSize = chunkSize;
         this.queryBytes = queryBytes;
         this.keyBytes = keyBytes;
+        this.counted = n -> { };
+    }
+
+    private SoftmaxWork(SoftmaxWork w, LongConsumer counted) {
+        this.spec = w.spec;
+        this.chunkSize = w.chunkSize;
+        this.queryBytes = w.queryBytes;
+        this.keyBytes = w.keyBytes;
+        this.counted = counted;
+    }
+
+    /**
+     * This work telling {@code counted} the visible (query, key) pairs of each key block once it is
+     * computed ({@link SoftmaxSpec#visiblePairs}), in order: the pairs of one {@link #compute} add up
+     * to those of its whole range, the measure its item's cost and token share are planned by, so a
+     * caller can show an item's progress while it runs (a CPU item of minutes told nothing until it
+     * returned). A block found unclean (NaN/Inf) is not computed, so not counted.
+     */
+    public SoftmaxWork counting(LongConsumer counted) {
+        return new SoftmaxWork(this, java.util.Objects.requireNonNull(counted, "counted"));
     }
 
     public SoftmaxSpec spec() {
@@ -129,6 +152,7 @@ public final class SoftmaxWork {
                             + e.getMessage(), e);
                 }
                 acc.merge(part);
+                counted.accept(spec.visiblePairs(qa, n, ka, m));
             }
             sink.accept(qa, acc);
         }

@@ -10,12 +10,14 @@ import dev.lightning.attention.tensor.TokenTensor;
 import org.junit.jupiter.api.Test;
 
 import java.io.ByteArrayOutputStream;
+import java.util.ArrayList;
+import java.util.List;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-/** How SoftmaxWork sizes its query blocks, and what it lets through to the output. */
+/** How SoftmaxWork sizes its query blocks, what it lets through to the output, and what it counts as it goes. */
 class SoftmaxWorkTest {
     /**
      * However large the byte budget, a query block's buffers stay within one Java array, as lightning's windows do
@@ -83,5 +85,40 @@ class SoftmaxWorkTest {
         SoftmaxWork.writeRows(f, 0, 0, p, DType.F32, o, lse);
         assertEquals(4 * t * d, o.size());
         assertEquals(4 * t, lse.size());
+    }
+
+    /**
+     * An item tells its progress per key block, in visible (query, key) pairs, the measure its cost and
+     * token share are planned by: a softmax task's progress line stood still until the item ended
+     * (minutes on the CPU). Queries [128, 256) of a 256-token sequence over all its keys, in query
+     * blocks of 64 and key blocks of 16: 12 key blocks for the first query block, 16 for the second,
+     * adding up to the range's pairs; with a window of 40 only the blocks a query block can see, from
+     * its first visible key (89, 153).
+     */
+    @Test
+    void eachKeyBlockCountsItsVisiblePairs() throws Exception {
+        int t = 256;
+        int d = 8;
+        SequenceFile f = new SyntheticSequence(t, 1, d, d, DType.F32, 1).describe(Slopes::minimax, false);
+        for (long window : new long[] {SoftmaxSpec.NO_WINDOW, 40}) {
+            SoftmaxSpec spec = new SoftmaxSpec(1, 1, d, d, SoftmaxSpec.defaultScale(d), window);
+            // a query costs 32 bytes of q and 2 x 36 of partials, a key 64 bytes of k and v
+            SoftmaxWork plain = new SoftmaxWork(spec, 16, 64 * 104, 16 * 64);
+            assertEquals(64, plain.queryBlockTokens(f));
+            assertEquals(16, plain.keyBlockTokens(f));
+            List<Long> told = new ArrayList<>();
+            int[] blocks = {0};
+            try (SoftmaxBackend cpu = Backends.softmaxCpu()) {
+                plain.counting(told::add).compute(cpu, new SyntheticSequence(t, 1, d, d, DType.F32, 1).reader(), f, 0,
+                        128, 256, 0, 256, (at, p) -> blocks[0]++);
+            }
+            assertEquals(2, blocks[0]);
+            assertEquals(window == SoftmaxSpec.NO_WINDOW ? 12 + 16 : 7 + 7, told.size(),
+                    "one count per key block: " + told);
+            assertEquals(window == SoftmaxSpec.NO_WINDOW ? 64 * 16 : spec.visiblePairs(128, 64, 89, 16), told.get(0));
+            assertTrue(told.stream().allMatch(n -> n > 0), told.toString());
+            assertEquals(spec.visiblePairs(128, 128, 0, 256), told.stream().mapToLong(Long::longValue).sum(),
+                    "the counts add up to the range's pairs");
+        }
     }
 }

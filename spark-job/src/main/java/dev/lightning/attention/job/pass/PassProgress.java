@@ -13,8 +13,8 @@ import java.util.function.LongConsumer;
  * run had finished and --resume kept. A rate is over the computed tokens only: a resumed run that
  * computed a quarter of the tokens did not compute the rest in its own seconds.
  *
- * <p>A unit's computed tokens are added as its windows are done ({@link #computing}), not only at
- * its end: a task's accumulators go to the driver with each executor heartbeat while it runs, so
+ * <p>A unit's computed tokens are added as its windows are done ({@link #computing}; a softmax
+ * item's as its key blocks are, {@link Computing#inProportion}), not only at its end: a task's accumulators go to the driver with each executor heartbeat while it runs, so
  * the progress line can show a task's tokens before it ends ({@link InFlightTokens}). The figures
  * at the end stay exact: Spark merges a task's user accumulators only when it succeeds.
  */
@@ -66,6 +66,24 @@ public final class PassProgress implements Serializable {
                 computed.add(add);
                 counted += add;
             }
+        }
+
+        /**
+         * What counts this unit's tokens from its work in another measure, of which the unit holds
+         * {@code total}: softmax's items, whose tokens are a share of their query piece's (in
+         * proportion to their visible pairs), not rows they compute, take their pairs. The tokens
+         * count in proportion to the work told so far, rounded down; {@link #done} adds the rest.
+         * With no work to measure ({@code total} <= 0) they count at the end only.
+         */
+        public LongConsumer inProportion(long total) {
+            long[] told = {0};
+            return n -> {
+                if (total > 0) {
+                    told[0] += n;
+                    // in double: tokens x pairs passes a long (a 64M-token query piece sees 2^51 pairs)
+                    accept((long) Math.min(tokens, Math.floor((double) tokens * told[0] / total)) - counted);
+                }
+            };
         }
 
         /** The unit done: it counts, with whatever of its tokens has not. */

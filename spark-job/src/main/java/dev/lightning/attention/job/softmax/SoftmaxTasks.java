@@ -251,7 +251,11 @@ final class SoftmaxTasks implements Serializable {
                         kept += b.tokens;
                         progress.kept(b.tokens);
                     } else {
-                        SoftmaxWork work = work(f, backend);
+                        // the item's tokens count as its key blocks are computed, in proportion to their pairs
+                        PassProgress.Computing counted = progress.computing(b.tokens);
+                        long pairs = spec(f, cfg).visiblePairs(q.start(), q.tokens(), b.keyStart,
+                                b.keyEnd - b.keyStart);
+                        SoftmaxWork work = work(f, backend).counting(counted.inProportion(pairs));
                         DType oDtype = cfg.outputDtype(f.dtype);
                         try (FSDataInputStream in = SequenceFiles.openStream(fs(f.path), f)) {
                             Rows rows = (o, lse) -> work.compute(backend, in::readFully, f, q.sequence(), q.start(),
@@ -276,7 +280,7 @@ final class SoftmaxTasks implements Serializable {
                             skipped.add(e.record()); // nothing of this item was renamed into place
                         }
                         tokens += b.tokens;
-                        progress.computed(b.tokens);
+                        counted.done();
                     }
                 }
                 return report("softmax-blocks", ctx, items.size(), tokens, backend, start, skipped, resumed, kept,

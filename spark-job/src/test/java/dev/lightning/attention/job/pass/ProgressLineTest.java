@@ -157,4 +157,38 @@ class ProgressLineTest {
                 lines.toString());
         assertEquals(1_000, passes.get("t")[1]);
     }
+
+    /**
+     * A softmax item's tokens are a share of its query piece's, counted from its key blocks' pairs
+     * ({@link PassProgress.Computing#inProportion}): they counted only at the item's end, so a softmax
+     * pass of long items showed "0 tokens" as lightning's did. A unit of 1,000 tokens and 3 pairs,
+     * told 1 pair: the line shows 333 while it runs; told all 3 it holds 1,000, and a fourth (an item
+     * computed again) adds nothing.
+     */
+    @Test
+    void aUnitCountedInProportionToItsWorkShowsItsShareWhileItRuns() throws Exception {
+        sc = local("local[1]");
+        Map<String, double[]> passes = new HashMap<>();
+        PassRunner runner = new PassRunner(sc, progressEvery100ms(), lines(), new HashMap<>(), passes);
+        runner.run("softmax", List.of(List.of(0)), null, 1_000, progress -> (items, ctx) -> {
+            PassProgress.Computing unit = progress.computing(1_000);
+            java.util.function.LongConsumer pairs = unit.inProportion(3);
+            pairs.accept(1);
+            awaitLine("0/1 done, 333/1,000 tokens");
+            pairs.accept(2);
+            awaitLine("0/1 done, 1,000/1,000 tokens");
+            pairs.accept(1);
+            unit.done();
+            return TaskReport.ofTask("softmax", ctx, 1, 1_000, null, null, "gpu", System.nanoTime(), List.of(), 0, 0,
+                    List.of());
+        });
+        List<String> lines = printed();
+        assertTrue(lines.stream().anyMatch(l -> l.contains("0/1 done, 333/1,000 tokens")),
+                "the share of the first pair's work, before the unit ended: " + lines);
+        assertTrue(lines.stream().anyMatch(l -> l.contains("0/1 done, 1,000/1,000 tokens")),
+                "all of the unit's tokens once all its pairs are told: " + lines);
+        assertTrue(lines.get(lines.size() - 1).startsWith("lightning: softmax: 1/1 done, 1,000/1,000 tokens"),
+                lines.toString());
+        assertEquals(1_000, passes.get("softmax")[1]);
+    }
 }
