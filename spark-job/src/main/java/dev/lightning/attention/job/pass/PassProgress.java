@@ -14,8 +14,9 @@ import java.util.function.LongConsumer;
  * computed a quarter of the tokens did not compute the rest in its own seconds.
  *
  * <p>A unit's computed tokens are added as its windows are done ({@link #computing}; a softmax
- * item's as its key blocks are, {@link Computing#inProportion}), not only at its end: a task's accumulators go to the driver with each executor heartbeat while it runs, so
- * the progress line can show a task's tokens before it ends ({@link InFlightTokens}). The figures
+ * item's as its key blocks are, {@link Computing#inProportion}), not only at its end: a task's
+ * accumulators go to the driver with each executor heartbeat while it runs, so the progress line
+ * can show a task's tokens before it ends ({@link InFlightTokens}). The figures
  * at the end stay exact: Spark merges a task's user accumulators only when it succeeds.
  */
 public final class PassProgress implements Serializable {
