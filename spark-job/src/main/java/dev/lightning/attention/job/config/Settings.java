@@ -192,8 +192,9 @@ public final class Settings {
             "spark.lightning.lockStaleSeconds", 120.0, true,
             "A run holds `<output>/_lightning.lock` and refreshes it every few seconds. On the holder's host a "
                     + "lock is stale once its process is gone (a live process keeps it, even stopped); from another "
-                    + "host, once it was not refreshed for this long (or the holder's own setting, if longer). The "
-                    + "next run takes a stale lock over.")
+                    + "host, once it was not refreshed for this long (or the holder's own setting, if longer), by "
+                    + "this host's clock against the time the holder's host set: hosts sharing an output need clocks "
+                    + "that agree to well within it. The next run takes a stale lock over.")
             .commandLineOnly("no output directory is locked");
     public static final Setting<Boolean> SKIP_NONFINITE = Setting.flagSwitch("--skip-nonfinite",
             "spark.lightning.skipNonFinite", "Skip sequences whose inputs hold NaN or Inf, or whose outputs overflow "
