@@ -16,7 +16,7 @@ import java.util.function.LongConsumer;
  * <p>A unit's computed tokens are added as its windows are done ({@link #computing}; a softmax
  * item's as its key blocks are, {@link Computing#inProportion}), not only at its end: a task's
  * accumulators go to the driver with each executor heartbeat while it runs, so the progress line
- * can show a task's tokens before it ends ({@link InFlightTokens}). The figures
+ * can show a task's tokens before it ends ({@link InFlightCounts}). The figures
  * at the end stay exact: Spark merges a task's user accumulators only when it succeeds.
  */
 public final class PassProgress implements Serializable {
@@ -109,10 +109,16 @@ public final class PassProgress implements Serializable {
         return computed.value();
     }
 
-    /** The driver's listener for the computed tokens of this pass's running tasks. */
-    InFlightTokens inFlight() {
-        return new InFlightTokens(computed.id());
+    /**
+     * The driver's listener for what this pass's running tasks have counted: {@link #UNITS} and
+     * {@link #COMPUTED}, the indexes of {@link InFlightCounts#value}.
+     */
+    InFlightCounts inFlight() {
+        return new InFlightCounts(units.id(), computed.id());
     }
+
+    static final int UNITS = 0;
+    static final int COMPUTED = 1;
 
     long keptTokens() {
         return kept.value();

@@ -12,12 +12,11 @@ import java.util.Map;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
-import java.util.function.LongFunction;
 
 /**
  * How the driver runs a pass: one Spark job over a {@link WorkRDD} whose tasks each run a worker
  * over their items, with a progress line every --progress-seconds (its tokens: those of the ended
- * tasks and what the running ones had counted at their latest heartbeat, {@link InFlightTokens});
+ * tasks and what the running ones had counted at their latest heartbeat, {@link InFlightCounts});
  * the tasks' reports are folded into the pass's {@link PassReport}, recorded with its time and
  * tokens for the run report.
  * Lightning's passes ({@link LightningPasses}) and softmax's
@@ -65,11 +64,12 @@ public final class PassRunner {
         sc.setJobDescription("lightning " + title + " (" + totalItems + " items in " + work.size() + " partitions)");
         long start = System.nanoTime();
         int items = totalItems;
-        // the line with these computed tokens: the running tasks' too while the pass runs, the accumulator's at its end
-        LongFunction<String> line = computed -> {
+        // the line with these units done and tokens computed: the running tasks' too while the pass runs, the
+        // accumulators' at its end
+        java.util.function.BiFunction<Long, Long, String> line = (units, computed) -> {
             double s = (System.nanoTime() - start) / 1e9;
             // pieces of a pass, units of a scan stage (tasks that count none show 0 until the end)
-            String base = String.format("lightning: %s: %d/%d done", title, progress.units(), items);
+            String base = String.format("lightning: %s: %d/%d done", title, units, items);
             long kept = progress.keptTokens();
             return totalTokens > 0
                     ? base + String.format(", %,d/%,d tokens%s, %s tokens/s, %.1f s",
@@ -84,10 +84,12 @@ public final class PassRunner {
             return t;
         });
         long period = Math.max(100, (long) (cfg.get(Settings.PROGRESS_SECONDS) * 1000));
-        InFlightTokens inFlight = progress.inFlight();
+        InFlightCounts inFlight = progress.inFlight();
         sc.addSparkListener(inFlight);
-        // the accumulator's value too: never less than the ended tasks' (should the listener have missed an event)
-        ticker.scheduleAtFixedRate(() -> out.println(line.apply(Math.max(progress.computedTokens(), inFlight.tokens()))),
+        // the accumulators' values too: never less than the ended tasks' (should the listener have missed an event)
+        ticker.scheduleAtFixedRate(() -> out.println(line.apply(
+                        Math.max(progress.units(), inFlight.value(PassProgress.UNITS)),
+                        Math.max(progress.computedTokens(), inFlight.value(PassProgress.COMPUTED)))),
                 period, period, TimeUnit.MILLISECONDS);
         PassReport result = new PassReport(title);
         boolean finished = false;
@@ -106,7 +108,7 @@ public final class PassRunner {
             passes.put(title, new double[] {(System.nanoTime() - start) / 1e9, progress.computedTokens(),
                     progress.keptTokens(), finished ? 1 : 0});
         }
-        String done = line.apply(progress.computedTokens());
+        String done = line.apply(progress.units(), progress.computedTokens());
         if (totalTokens == 0) {
             done = String.format("lightning: %s: %d/%d done, %.1f s", title, items, items,
                     (System.nanoTime() - start) / 1e9);

@@ -99,6 +99,34 @@ class ProgressLineTest {
                 k -> null);
     }
 
+    /**
+     * A task of several pieces (consecutive pieces of a sequence are one task's) shows each piece done
+     * as it ends, not all of them when the task does.
+     */
+    @Test
+    void aRunningTasksFinishedPiecesShowBeforeItEnds() throws Exception {
+        sc = local("local[1]");
+        Map<String, double[]> passes = new HashMap<>();
+        PassRunner runner = new PassRunner(sc, progressEvery100ms(), lines(), new HashMap<>(), passes);
+        runner.run("t", List.of(List.of(0, 1)), null, 2_000, progress -> (items, ctx) -> {
+            for (int item : items) {
+                PassProgress.Computing unit = progress.computing(1_000);
+                if (item == 1) {
+                    awaitLine("1/2 done, 1,000/2,000 tokens"); // the first piece, done, while the task runs
+                }
+                unit.done();
+            }
+            return TaskReport.ofTask("t", ctx, 2, 2_000, null, null, "gpu", System.nanoTime(), List.of(), 0, 0,
+                    List.of());
+        });
+        List<String> lines = printed();
+        assertTrue(lines.stream().anyMatch(l -> l.contains("lightning: t: 1/2 done, 1,000/2,000 tokens")),
+                "a line with the first piece done before its task ended: " + lines);
+        assertTrue(lines.get(lines.size() - 1).startsWith("lightning: t: 2/2 done, 2,000/2,000 tokens"), lines.toString());
+        assertFalse(lines.stream().anyMatch(l -> l.contains(" 3/2 done") || l.contains(" 4/2 done")),
+                "no piece counted twice: " + lines);
+    }
+
     @Test
     void aRunningTasksTokensShowBeforeItEndsBesideTheEndedTasks() throws Exception {
         sc = local("local[1]");
