@@ -530,6 +530,38 @@ class TablesCliTest {
     }
 
     /**
+     * A Parquet table of the user's under a table's name (part files and _SUCCESS, as a table write leaves them) is
+     * an earlier table run's only where the directory's run report is a table run's, and states/ only where that run
+     * recorded states: a files run with --overwrite deleted a user's states/ from a directory that only files runs had
+     * written, and from a table run's output whose run wrote no states/ (the user's, put there after it).
+     */
+    @Test
+    void aFilesRunOverwritingKeepsAUsersTableOfATablesName(@TempDir Path dir) throws Exception {
+        Path in = dir.resolve("in");
+        Demo.generate(in);
+        Path out = dir.resolve("out");
+        Path users = Files.createDirectories(out.resolve("states"));
+        Files.writeString(users.resolve("part-00000-mine.snappy.parquet"), "a user's table");
+        Files.writeString(users.resolve("_SUCCESS"), "");
+        StringBuilder log = new StringBuilder();
+        assertEquals(0, run(log, "--input", in.toString(), "--output", out.toString()), log.toString());
+        assertEquals(0, run(log, "--input", in.toString(), "--output", out.toString(), "--overwrite"), log.toString());
+        assertEquals("a user's table", Files.readString(users.resolve("part-00000-mine.snappy.parquet")),
+                "a files run's --overwrite deleted a user's table");
+
+        Path tables = dir.resolve("tables");
+        assertEquals(0, run(log, "--input", in.toString(), "--output", tables.toString(), "--output-format", "parquet"),
+                log.toString());
+        Path put = Files.createDirectories(tables.resolve("states"));
+        Files.writeString(put.resolve("part-00000-mine.snappy.parquet"), "a user's table");
+        assertEquals(0, run(log, "--input", in.toString(), "--output", tables.toString(), "--overwrite"),
+                log.toString());
+        assertFalse(Files.exists(tables.resolve("o")) || Files.exists(tables.resolve("final_states")),
+                "the table run's own tables go");
+        assertEquals("a user's table", Files.readString(put.resolve("part-00000-mine.snappy.parquet")));
+    }
+
+    /**
      * A non-finite o is refused with the advice a files run gives (NonFiniteOutputException.advice):
      * an F16 o that overflowed 65504 is told of --output-dtype f32 (and then computes), a normalized
      * run with --normalize-eps 0 of its zero denominators (relu maps a q row without a positive

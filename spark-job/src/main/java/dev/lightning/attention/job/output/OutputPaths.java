@@ -44,12 +44,31 @@ public final class OutputPaths {
      * only what a table write leaves), which a run writing files with --overwrite moves aside with its own earlier
      * results. Left beside the new files they were stale, and their final_states/ made the directory unusable as
      * a files run's --initial-states. A directory holding anything else is a user's and stays.
+     *
+     * <p>Only where the directory's run report is a table run's (it records the input's {@code format}; a files run's
+     * report has none), and {@code states/} only where that run recorded states (--state-every): a Parquet table the
+     * user keeps under one of these common names looks like a table write's, and a files run with --overwrite deleted
+     * it from a directory no table run had written. The last run published into the directory wrote its report, and a
+     * table run moves aside (--overwrite) or refuses every table of these names it finds, so no earlier run's table
+     * is left that the report does not account for; one put there since is the user's.
      */
     public static List<String> earlierTables(FileSystem fs, Path output) throws IOException {
+        com.fasterxml.jackson.databind.node.ObjectNode report;
+        try {
+            report = Commit.readReport(fs, output, "--output " + output);
+        } catch (dev.lightning.attention.tensor.InvalidInputException e) {
+            return List.of(); // not a report: no run's tables are known here, so none is taken for one
+        }
+        if (report == null || !report.path("format").isTextual()) {
+            return List.of();
+        }
+        boolean recordedStates = !"0".equals(report.path("settings")
+                .path(dev.lightning.attention.job.config.Settings.STATE_EVERY.key).asText("0"));
         List<String> found = new ArrayList<>();
         for (String t : TABLES) {
             Path at = HadoopPaths.child(output, t);
-            if (isRealDirectory(fs, at) && tableProblem(fs, at) == null) {
+            if ((recordedStates || !t.equals(CHECKPOINTS_TABLE)) && isRealDirectory(fs, at)
+                    && tableProblem(fs, at) == null) {
                 found.add(t);
             }
         }
