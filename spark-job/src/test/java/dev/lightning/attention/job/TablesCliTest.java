@@ -492,6 +492,26 @@ class TablesCliTest {
     }
 
     /**
+     * A table run with --overwrite that records no states moves aside only an earlier table run's states/ (one whose
+     * report says it recorded them): a states/ the directory's last run did not write is the user's (a Parquet table
+     * kept under that name), which it deleted; it is refused before compute and left as it was.
+     */
+    @Test
+    void overwriteWithoutStatesRefusesAStatesTableNoRunWrote(@TempDir Path dir) throws Exception {
+        String in = oneSequenceTable(dir.resolve("qkv"), 36, DType.F32);
+        Path out = dir.resolve("out");
+        StringBuilder log = new StringBuilder();
+        assertEquals(0, run(log, "--input", in, "--output", out.toString()), log.toString());
+        Path users = Files.createDirectories(out.resolve("states"));
+        Files.writeString(users.resolve("part-00000-mine.snappy.parquet"), "a user's table");
+        Files.writeString(users.resolve("_SUCCESS"), "");
+        assertEquals(2, run(log, "--input", in, "--output", out.toString(), "--overwrite"), log.toString());
+        assertTrue(log.toString().contains("is not a table of the run that last wrote --output"), log.toString());
+        assertFalse(log.toString().contains("computed and wrote"), "refused before compute:\n" + log);
+        assertEquals("a user's table", Files.readString(users.resolve("part-00000-mine.snappy.parquet")));
+    }
+
+    /**
      * A run writing safetensors files with --overwrite into a table run's output replaces that run's tables with its
      * own results; they stayed (o/, final_states/, states/ beside the new files), and the directory could not continue
      * a later files run (--initial-states refused it for its final_states/). A table directory holding a user's file

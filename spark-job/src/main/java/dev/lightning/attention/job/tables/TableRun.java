@@ -199,12 +199,13 @@ public final class TableRun {
             report.put("status", "succeeded");
             report.put("ended", java.time.Instant.now().toString());
             staging.stageReport(outFs, report);
-            // an earlier run's table this run does not write (states/ without --state-every) goes with --overwrite
-            List<String> others = new ArrayList<>(ALL_TABLES);
-            others.removeAll(tables());
             // again: a file put into a table during the compute
             refuseForeignTables(outFs, outputDir, " (found after the compute: nothing was "
                     + "published; run again once it is moved)");
+            // an earlier run's table this run does not write (states/ without --state-every) goes with --overwrite;
+            // only that run's (refuseForeignTables refused any other): a user's states/ is no name of this run
+            List<String> others = new ArrayList<>(OutputPaths.earlierTables(outFs, outputDir));
+            others.removeAll(tables());
             try {
                 Commit.commit(outFs, outputDir, staging, tables(), List.of(), others, cfg.get(Settings.OVERWRITE), lock,
                         out);
@@ -319,7 +320,11 @@ public final class TableRun {
      * With --overwrite, refuses an earlier table that holds more than a table write leaves, or a file
      * where a table goes ({@link OutputPaths#tableProblem}): the commit moves an earlier table aside
      * whole and deletes it with the staging, and a user's file must never go with it (as a files
-     * run's NAME.parts/ holding a file that is not a part is refused). {@code then} ends the message.
+     * run's NAME.parts/ holding a file that is not a part is refused). So is a table of a name this
+     * run does not write (states/ without --state-every) that is not the earlier run's
+     * ({@link OutputPaths#earlierTables}): moving it aside deleted a Parquet table the user keeps
+     * under that name, and left there it would stand beside tables it does not belong to.
+     * {@code then} ends the message.
      */
     private void refuseForeignTables(FileSystem outFs, Path outputDir, String then) throws IOException {
         if (!cfg.get(Settings.OVERWRITE)) {
@@ -329,6 +334,16 @@ public final class TableRun {
             String problem = OutputPaths.tableProblem(outFs, HadoopPaths.child(outputDir, name));
             if (problem != null) {
                 throw new InvalidInputException(problem + then);
+            }
+        }
+        List<String> earlier = OutputPaths.earlierTables(outFs, outputDir);
+        for (String name : ALL_TABLES) {
+            Path at = HadoopPaths.child(outputDir, name);
+            if (!tables().contains(name) && !earlier.contains(name) && OutputPaths.exists(outFs, at)) {
+                throw new InvalidInputException(at + " is not a table of the run that last wrote --output (its run "
+                        + "report " + Commit.REPORT + " is no table run's with --state-every), and this run writes "
+                        + "no " + name + "/: --overwrite replaces only this run's tables and an earlier run's, never "
+                        + "what no run wrote; move it out of the way or choose another output directory" + then);
             }
         }
     }
