@@ -512,6 +512,35 @@ class TablesCliTest {
     }
 
     /**
+     * A directory of the user's named _SUCCESS or _lightning_report.json, which every commit replaces last, is
+     * refused before compute by a files run and a table run with --overwrite, and left as it was: a files run
+     * reached its commit point and failed while publishing ("Directory ... is not empty"), and every later run into
+     * the directory failed the same way finishing that commit.
+     */
+    @Test
+    void overwriteRefusesADirectoryNamedLikeTheReportOrSuccess(@TempDir Path dir) throws Exception {
+        Path in = dir.resolve("in");
+        Demo.generate(in);
+        for (String marker : List.of(Commit.SUCCESS, Commit.REPORT)) {
+            Path out = dir.resolve("out-" + marker);
+            Path notes = Files.createDirectories(out.resolve(marker)).resolve("notes.txt");
+            Files.writeString(notes, "a user's");
+            StringBuilder log = new StringBuilder();
+            assertEquals(2, run(log, "--input", in.toString(), "--output", out.toString(), "--overwrite"),
+                    log.toString());
+            assertTrue(log.toString().contains(marker + " is a directory where an output file goes"), log.toString());
+            assertEquals(2, run(log, "--input", in.toString(), "--output", out.toString(), "--overwrite",
+                    "--output-format", "parquet"), log.toString());
+            assertTrue(log.toString().contains(marker + " is a directory where an output file goes")
+                    && !log.toString().contains("computed and wrote"), log.toString());
+            assertEquals("a user's", Files.readString(notes));
+            try (var left = Files.list(out)) {
+                assertEquals(List.of(marker), left.map(p -> p.getFileName().toString()).toList(), "nothing written");
+            }
+        }
+    }
+
+    /**
      * A run writing safetensors files with --overwrite into a table run's output replaces that run's tables with its
      * own results; they stayed (o/, final_states/, states/ beside the new files), and the directory could not continue
      * a later files run (--initial-states refused it for its final_states/). A table directory holding a user's file

@@ -309,7 +309,19 @@ public final class Commit {
         if (files.isEmpty()) {
             whole.addAll(replaces);
         }
-        return OutputPaths.problems(fs, output, files, whole, overwrite ? replaces : List.of());
+        List<String> found = OutputPaths.problems(fs, output, files, whole, overwrite ? replaces : List.of());
+        found.addAll(markerProblems(fs, output));
+        return found;
+    }
+
+    /**
+     * What stands in the way of the run report and {@code _SUCCESS}, which every commit writes last, replacing
+     * those of an earlier run: a directory of either name (a user's) is refused, one line each. Its removal failed
+     * after the commit point ("Directory ... is not empty"), so the run failed while publishing, and every later run
+     * into the directory failed the same way finishing that commit. Runs check this before compute too.
+     */
+    public static List<String> markerProblems(FileSystem fs, Path output) throws IOException {
+        return OutputPaths.problems(fs, output, List.of(REPORT, SUCCESS), List.of());
     }
 
     /**

@@ -288,8 +288,12 @@ public final class OutputDirectory {
             replaces.addAll(otherForms(f.name, List.of(as)));
         }
         replaces.addAll(OutputPaths.earlierTables(fs, output));
+        if (manifest != null) {
+            outputs.add(manifest);
+        }
         List<String> problems = OutputPaths.problems(fs, output, outputs,
                 cfg.get(Settings.OVERWRITE) ? replaces : List.of());
+        problems.addAll(Commit.markerProblems(fs, output));
         if (!problems.isEmpty()) {
             throw new InvalidInputException("--output " + output + ": " + Examples.of(problems, 1, "; ")
                     + "; move it out of the way or choose another "

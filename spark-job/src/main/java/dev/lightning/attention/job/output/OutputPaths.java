@@ -56,8 +56,8 @@ public final class OutputPaths {
         com.fasterxml.jackson.databind.node.ObjectNode report;
         try {
             report = Commit.readReport(fs, output, "--output " + output);
-        } catch (dev.lightning.attention.tensor.InvalidInputException e) {
-            return List.of(); // not a report: no run's tables are known here, so none is taken for one
+        } catch (dev.lightning.attention.tensor.InvalidInputException | java.io.FileNotFoundException e) {
+            return List.of(); // not a report (a directory: "Is a directory"): no run's tables are known here
         }
         if (report == null || !report.path("format").isTextual()) {
             return List.of();

@@ -336,6 +336,11 @@ public final class TableRun {
                 throw new InvalidInputException(problem + then);
             }
         }
+        List<String> markers = Commit.markerProblems(outFs, outputDir);
+        if (!markers.isEmpty()) {
+            throw new InvalidInputException(markers.get(0) + "; move it out of the way or choose another output "
+                    + "directory" + then);
+        }
         List<String> earlier = OutputPaths.earlierTables(outFs, outputDir);
         for (String name : ALL_TABLES) {
             Path at = HadoopPaths.child(outputDir, name);
