@@ -157,6 +157,8 @@ public final class TableRun {
             // any of them is an earlier result, replaced only with --overwrite
             // states/ too without --state-every: the commit moves an earlier one aside with --overwrite and
             // refuses it without, which must be found here, before compute, not after it
+            // a states/ of the user's first: --overwrite would not replace it either, so it is not offered
+            refuseForeignTables(outFs, outputDir, "");
             List<String> ours = new ArrayList<>(ALL_TABLES);
             ours.add(Commit.REPORT);
             ours.add(Commit.SUCCESS);
@@ -169,7 +171,6 @@ public final class TableRun {
                             + "replace it (at the commit, after all compute) or choose another output directory");
                 }
             }
-            refuseForeignTables(outFs, outputDir, "");
             Staging staging = outputs.chooseStaging(fingerprint, runId, started);
             ObjectNode report = json.createObjectNode();
             try {
@@ -317,29 +318,28 @@ public final class TableRun {
     }
 
     /**
-     * With --overwrite, refuses an earlier table that holds more than a table write leaves, or a file
-     * where a table goes ({@link OutputPaths#tableProblem}): the commit moves an earlier table aside
-     * whole and deletes it with the staging, and a user's file must never go with it (as a files
-     * run's NAME.parts/ holding a file that is not a part is refused). So is a table of a name this
-     * run does not write (states/ without --state-every) that is not the earlier run's
-     * ({@link OutputPaths#earlierTables}): moving it aside deleted a Parquet table the user keeps
-     * under that name, and left there it would stand beside tables it does not belong to.
-     * {@code then} ends the message.
+     * Refuses a table of a name this run does not write (states/ without --state-every) that is not
+     * the earlier run's ({@link OutputPaths#earlierTables}): moving it aside with --overwrite deleted
+     * a Parquet table the user keeps under that name, and left there it would stand beside tables it
+     * does not belong to. With --overwrite, first an earlier table that holds more than a table write
+     * leaves, or a file where a table goes ({@link OutputPaths#tableProblem}): the commit moves an
+     * earlier table aside whole and deletes it with the staging, and a user's file must never go with
+     * it (as a files run's NAME.parts/ holding a file that is not a part is refused); and a directory
+     * where the report or _SUCCESS goes. {@code then} ends the message.
      */
     private void refuseForeignTables(FileSystem outFs, Path outputDir, String then) throws IOException {
-        if (!cfg.get(Settings.OVERWRITE)) {
-            return;
-        }
-        for (String name : ALL_TABLES) {
-            String problem = OutputPaths.tableProblem(outFs, HadoopPaths.child(outputDir, name));
-            if (problem != null) {
-                throw new InvalidInputException(problem + then);
+        if (cfg.get(Settings.OVERWRITE)) {
+            for (String name : ALL_TABLES) {
+                String problem = OutputPaths.tableProblem(outFs, HadoopPaths.child(outputDir, name));
+                if (problem != null) {
+                    throw new InvalidInputException(problem + then);
+                }
             }
-        }
-        List<String> markers = Commit.markerProblems(outFs, outputDir);
-        if (!markers.isEmpty()) {
-            throw new InvalidInputException(markers.get(0) + "; move it out of the way or choose another output "
-                    + "directory" + then);
+            List<String> markers = Commit.markerProblems(outFs, outputDir);
+            if (!markers.isEmpty()) {
+                throw new InvalidInputException(markers.get(0) + "; move it out of the way or choose another output "
+                        + "directory" + then);
+            }
         }
         List<String> earlier = OutputPaths.earlierTables(outFs, outputDir);
         for (String name : ALL_TABLES) {
