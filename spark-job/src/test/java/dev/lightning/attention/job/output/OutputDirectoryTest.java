@@ -243,4 +243,29 @@ class OutputDirectoryTest {
         assertFalse(Files.exists(empty), log);
         assertFalse(Files.exists(earlier.getParent()), "an earlier run's staging: " + log);
     }
+    /**
+     * The staging of an interrupted table run is removed without the remark that --resume would have continued it:
+     * a table run keeps no finished work and refuses --resume, so the remark sent the user to an option that is
+     * refused. A files run's staging keeps it.
+     */
+    @Test
+    void removingATableRunsStagingDoesNotOfferResume() throws Exception {
+        java.nio.file.Path dir = Files.createDirectories(tmp.resolve("out"));
+        org.apache.hadoop.fs.FileSystem raw = dev.lightning.attention.job.hadoop.HadoopPaths.fileSystem(
+                new Path(dir.toUri()), new Configuration());
+        Path output = raw.makeQualified(new Path(dir.toUri()));
+        com.fasterxml.jackson.databind.ObjectMapper json = new com.fasterxml.jackson.databind.ObjectMapper();
+        java.nio.file.Path parent = dir.resolve(Staging.PARENT);
+        Files.write(Files.createDirectories(parent.resolve("lightning-tables")).resolve("run.json"),
+                Commit.RunInfo.encode(json.readTree("{\"format\": \"parquet\", \"settings\": {}}"), true,
+                        "2026-12-01T00:00:00Z"));
+        Files.write(Files.createDirectories(parent.resolve("lightning-files")).resolve("run.json"),
+                Commit.RunInfo.encode(json.readTree("{\"settings\": {}}"), true, "2026-12-01T00:00:00Z"));
+        ByteArrayOutputStream said = new ByteArrayOutputStream();
+        new OutputDirectory(config(), raw, output, new PrintStream(said, true)).chooseStaging(
+                json.readTree("{}"), "new", java.time.Instant.now());
+        String log = said.toString();
+        assertTrue(log.contains("removing the staging of earlier run tables\n"), log);
+        assertTrue(log.contains("removing the staging of earlier run files (--resume would have continued it)"), log);
+    }
 }
