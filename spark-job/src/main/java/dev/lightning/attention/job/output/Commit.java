@@ -107,6 +107,18 @@ public final class Commit {
         }
     }
 
+    /** How to run again once what stood in the way of the commit is moved: a table run keeps no work to resume. */
+    private static String rerun(FileSystem fs, Staging staging) {
+        try {
+            if (RunInfo.read(fs, staging.path()).tableRun()) {
+                return "run again (a table run keeps no work to resume)";
+            }
+        } catch (IOException | RuntimeException e) {
+            // the advice for a files run; the problem itself is what the message is about
+        }
+        return "rerun with --resume";
+    }
+
     /** {@link #commit}'s work, with the lock's publishing monitor held. */
     private static void commitHeld(FileSystem fs, Path output, Staging staging, List<String> names,
                                    java.util.Collection<String> inPlace, List<String> replaces, boolean overwrite,
@@ -116,8 +128,8 @@ public final class Commit {
         all.addAll(replaces);
         List<String> problems = problems(fs, output, staging.path(), names, replaces, overwrite);
         if (!problems.isEmpty()) {
-            throw new IllegalStateException(Examples.of(problems, 1, "; ")
-                    + "; nothing was published. Move it out of the way and rerun with --resume");
+            throw new IllegalStateException(Examples.of(problems, 1, "; ") + "; nothing was published. Move it out of "
+                    + "the way and " + rerun(fs, staging));
         }
         for (String name : names) {
             Path staged = staging.stagedOutput(name);
@@ -129,8 +141,8 @@ public final class Commit {
         for (String name : all) {
             if (!overwrite && OutputPaths.exists(fs, HadoopPaths.child(output, name))) {
                 throw new IllegalStateException(HadoopPaths.child(output, name) + " appeared in the output "
-                        + "directory during the run; nothing was published and it was not replaced. Rerun with "
-                        + "--resume (add --overwrite to replace it)");
+                        + "directory during the run; nothing was published and it was not replaced. Move it out of "
+                        + "the way and " + rerun(fs, staging) + ", or add --overwrite to replace it");
             }
         }
         // on disk before the record says they are the run's results
@@ -661,6 +673,11 @@ public final class Commit {
          * states and outputs are; a build that changed only wording or options keeps the digest). Its fingerprint is
          * not compared then: it differs in whatever keys the other build recorded, which the user cannot give again.
          */
+        /** Whether a table run staged it: its fingerprint records the input's format (TableRun); it keeps no work to resume. */
+        public boolean tableRun() {
+            return fingerprint != null && fingerprint.path("format").isTextual();
+        }
+
         public String otherFormat() {
             if (!Staging.FORMAT.equals(format)) {
                 return "was staged by another build of lightning (staging format "

@@ -242,10 +242,8 @@ public final class OutputDirectory {
         for (Path dir : earlier) {
             if (!dir.equals(resumeFrom)) {
                 Commit.RunInfo info = Commit.RunInfo.read(fs, dir);
-                // a table run's fingerprint records its input's format (TableRun): it keeps no work to resume
-                boolean tableRun = info.fingerprint != null && info.fingerprint.path("format").isTextual();
                 out.println("lightning: removing the staging of earlier run " + Staging.runIdOf(dir)
-                        + (cfg.get(Settings.RESUME) || info.otherFormat() != null || tableRun ? ""
+                        + (cfg.get(Settings.RESUME) || info.otherFormat() != null || info.tableRun() ? ""
                         : " (--resume would have continued it)"));
                 Commit.removeStaging(fs, output, dir);
             }

@@ -119,6 +119,36 @@ class CommitRecordTest {
     }
 
     /**
+     * A commit that finds a user's file where one of its outputs goes publishes nothing and says to move it and run
+     * again: with --resume for a files run, which keeps its finished work; without for a table run, which refuses
+     * --resume (its advice said "rerun with --resume").
+     */
+    @Test
+    void aCommitInTheWayOfAUsersFileSaysHowToRunAgain() throws Exception {
+        FileSystem fs = FileSystem.getLocal(new Configuration());
+        Path output = fs.makeQualified(new Path(tmp.toUri()));
+        PrintStream quiet = new PrintStream(new ByteArrayOutputStream());
+        String[][] cases = {{"files", "{}", "and rerun with --resume, or add --overwrite"},
+                {"table", "{\"format\":\"parquet\"}", "and run again (a table run keeps no work to resume), or add --overwrite"}};
+        Files.writeString(tmp.resolve("a.safetensors"), "the user's"); // put there during the compute
+        for (String[] c : cases) {
+            Staging staging = new Staging(output, c[0], false);
+            Staging.writeAtomically(fs, staging.runFile(), "driver", Commit.RunInfo.encode(
+                    new com.fasterxml.jackson.databind.ObjectMapper().readTree(c[1]), false, "now"));
+            Staging.writeAtomically(fs, staging.stagedOutput("a.safetensors"), "driver", "staged a".getBytes());
+            try (OutputLock lock = OutputLock.acquire(fs, output, c[0], 120.0, quiet)) {
+                IllegalStateException e = org.junit.jupiter.api.Assertions.assertThrows(IllegalStateException.class,
+                        () -> Commit.commit(fs, output, staging, java.util.List.of("a.safetensors"), java.util.List.of(),
+                                java.util.List.of(), false, lock, quiet));
+                assertTrue(e.getMessage().contains("nothing was published") && e.getMessage().contains(c[2]),
+                        c[0] + ": " + e.getMessage());
+                assertEquals(c[0].equals("files"), e.getMessage().contains("--resume"), e.getMessage());
+            }
+            assertEquals("the user's", Files.readString(tmp.resolve("a.safetensors")), c[0]);
+        }
+    }
+
+    /**
      * The staging of a commit an earlier build wrote is kept: the warning tells the user to finish that commit with
      * that build, and the staging holds the earlier files the commit moved aside (with --overwrite) and its results
      * not yet published. The run that warned removed it right after, as an earlier run's staging.
