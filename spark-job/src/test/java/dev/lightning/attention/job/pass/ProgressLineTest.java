@@ -99,16 +99,35 @@ class ProgressLineTest {
                 k -> null);
     }
 
+    /** What a task of the pass does with its items (1,000 tokens each) and the pass's counters, before it reports. */
+    private interface Body extends java.io.Serializable {
+        void run(PassProgress progress, List<Integer> items, org.apache.spark.TaskContext ctx) throws Exception;
+    }
+
+    /**
+     * Runs pass {@code title} over {@code work} in a local Spark ({@code master}) with a line every 100 ms, each
+     * task running {@code body}; the figures the runner recorded for the run report, by pass.
+     */
+    private Map<String, double[]> run(String master, String title, List<List<Integer>> work, long totalTokens,
+                                      Body body) {
+        sc = local(master);
+        Map<String, double[]> passes = new HashMap<>();
+        new PassRunner(sc, progressEvery100ms(), lines(), new HashMap<>(), passes).run(title, work, null, totalTokens,
+                progress -> (items, ctx) -> {
+                    body.run(progress, items, ctx);
+                    return TaskReport.ofTask(title, ctx, items.size(), 1_000L * items.size(), null, null, "gpu",
+                            System.nanoTime(), List.of(), 0, 0, List.of());
+                });
+        return passes;
+    }
+
     /**
      * A task of several pieces (consecutive pieces of a sequence are one task's) shows each piece done
      * as it ends, not all of them when the task does.
      */
     @Test
     void aRunningTasksFinishedPiecesShowBeforeItEnds() throws Exception {
-        sc = local("local[1]");
-        Map<String, double[]> passes = new HashMap<>();
-        PassRunner runner = new PassRunner(sc, progressEvery100ms(), lines(), new HashMap<>(), passes);
-        runner.run("t", List.of(List.of(0, 1)), null, 2_000, progress -> (items, ctx) -> {
+        run("local[1]", "t", List.of(List.of(0, 1)), 2_000, (progress, items, ctx) -> {
             for (int item : items) {
                 PassProgress.Computing unit = progress.computing(1_000);
                 if (item == 1) {
@@ -116,8 +135,6 @@ class ProgressLineTest {
                 }
                 unit.done();
             }
-            return TaskReport.ofTask("t", ctx, 2, 2_000, null, null, "gpu", System.nanoTime(), List.of(), 0, 0,
-                    List.of());
         });
         List<String> lines = printed();
         assertTrue(lines.stream().anyMatch(l -> l.contains("lightning: t: 1/2 done, 1,000/2,000 tokens")),
@@ -129,12 +146,10 @@ class ProgressLineTest {
 
     @Test
     void aRunningTasksTokensShowBeforeItEndsBesideTheEndedTasks() throws Exception {
-        sc = local("local[1]");
-        Map<String, double[]> passes = new HashMap<>();
-        PassRunner runner = new PassRunner(sc, progressEvery100ms(), lines(), new HashMap<>(), passes);
         // two tasks of one unit of 1,000 tokens, one after the other: the first ends at once, the second
         // counts 300 and waits until the line shows them beside the first's 1,000, with neither unit done
-        runner.run("t", List.of(List.of(0), List.of(1)), null, 2_000, progress -> (items, ctx) -> {
+        Map<String, double[]> passes = run("local[1]", "t", List.of(List.of(0), List.of(1)), 2_000,
+                (progress, items, ctx) -> {
             PassProgress.Computing unit = progress.computing(1_000);
             if (items.get(0) == 1) {
                 unit.accept(300);
@@ -143,8 +158,6 @@ class ProgressLineTest {
             }
             unit.accept(2_000); // more than the unit holds: it counts its own 1,000 only
             unit.done();
-            return TaskReport.ofTask("t", ctx, 1, 1_000, null, null, "gpu", System.nanoTime(), List.of(), 0, 0,
-                    List.of());
         });
         List<String> lines = printed();
         assertTrue(lines.stream().anyMatch(l -> l.contains("lightning: t: 1/2 done, 1,300/2,000 tokens")),
@@ -157,10 +170,8 @@ class ProgressLineTest {
 
     @Test
     void aFailedAttemptsTokensAreForgottenAndTheRetryCountsOnce() throws Exception {
-        sc = local("local[1,2]"); // a task may fail once
-        Map<String, double[]> passes = new HashMap<>();
-        PassRunner runner = new PassRunner(sc, progressEvery100ms(), lines(), new HashMap<>(), passes);
-        runner.run("t", List.of(List.of(0)), null, 1_000, progress -> (items, ctx) -> {
+        // local[1,2]: a task may fail once
+        Map<String, double[]> passes = run("local[1,2]", "t", List.of(List.of(0)), 1_000, (progress, items, ctx) -> {
             PassProgress.Computing unit = progress.computing(1_000);
             if (ctx.attemptNumber() == 0) {
                 unit.accept(600);
@@ -172,8 +183,6 @@ class ProgressLineTest {
             awaitLine("0/1 done, 300/1,000 tokens");
             unit.accept(700);
             unit.done();
-            return TaskReport.ofTask("t", ctx, 1, 1_000, null, null, "gpu", System.nanoTime(), List.of(), 0, 0,
-                    List.of());
         });
         List<String> lines = printed();
         assertTrue(lines.stream().anyMatch(l -> l.contains("0/1 done, 600/1,000 tokens")),
@@ -195,10 +204,7 @@ class ProgressLineTest {
      */
     @Test
     void aUnitCountedInProportionToItsWorkShowsItsShareWhileItRuns() throws Exception {
-        sc = local("local[1]");
-        Map<String, double[]> passes = new HashMap<>();
-        PassRunner runner = new PassRunner(sc, progressEvery100ms(), lines(), new HashMap<>(), passes);
-        runner.run("softmax", List.of(List.of(0)), null, 1_000, progress -> (items, ctx) -> {
+        Map<String, double[]> passes = run("local[1]", "softmax", List.of(List.of(0)), 1_000, (progress, items, ctx) -> {
             PassProgress.Computing unit = progress.computing(1_000);
             java.util.function.LongConsumer pairs = unit.inProportion(3);
             pairs.accept(1);
@@ -207,8 +213,6 @@ class ProgressLineTest {
             awaitLine("0/1 done, 1,000/1,000 tokens");
             pairs.accept(1);
             unit.done();
-            return TaskReport.ofTask("softmax", ctx, 1, 1_000, null, null, "gpu", System.nanoTime(), List.of(), 0, 0,
-                    List.of());
         });
         List<String> lines = printed();
         assertTrue(lines.stream().anyMatch(l -> l.contains("0/1 done, 333/1,000 tokens")),
