@@ -666,6 +666,11 @@ public final class Commit {
             return new ObjectMapper().writeValueAsBytes(n);
         }
 
+        /** Whether a table run staged it: its fingerprint records the input's format (TableRun); it keeps no work to resume. */
+        public boolean tableRun() {
+            return fingerprint != null && fingerprint.path("format").isTextual();
+        }
+
         /**
          * Why this build keeps none of the work staged by the run this describes, or null where it may: another
          * build staged it in another {@link Staging#FORMAT} (or, before formats were recorded, none), or with other
@@ -673,11 +678,6 @@ public final class Commit {
          * states and outputs are; a build that changed only wording or options keeps the digest). Its fingerprint is
          * not compared then: it differs in whatever keys the other build recorded, which the user cannot give again.
          */
-        /** Whether a table run staged it: its fingerprint records the input's format (TableRun); it keeps no work to resume. */
-        public boolean tableRun() {
-            return fingerprint != null && fingerprint.path("format").isTextual();
-        }
-
         public String otherFormat() {
             if (!Staging.FORMAT.equals(format)) {
                 return "was staged by another build of lightning (staging format "

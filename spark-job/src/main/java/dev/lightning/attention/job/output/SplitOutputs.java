@@ -373,7 +373,7 @@ public final class SplitOutputs implements Serializable {
                 continue;
             }
             Files.createDirectories(file.getParent());
-            java.nio.file.Path tmp = file.resolveSibling("." + file.getFileName() + ".inprogress-driver");
+            java.nio.file.Path tmp = file.resolveSibling(Staging.partialName(file.getFileName().toString(), "driver"));
             try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.CREATE, StandardOpenOption.TRUNCATE_EXISTING,
                     StandardOpenOption.WRITE)) {
                 ByteBuffer b = ByteBuffer.wrap(head);

@@ -136,7 +136,7 @@ public final class Staging implements Serializable {
         }
         try {
             for (FileStatus s : fs.listStatus(dir)) {
-                if (!s.isFile() || !s.getPath().getName().startsWith("." + RUN_FILE + ".inprogress-")) {
+                if (!s.isFile() || !s.getPath().getName().startsWith(partialName(RUN_FILE, ""))) {
                     return false;
                 }
             }
@@ -405,6 +405,14 @@ public final class Staging implements Serializable {
 
     // ---------------------------------------------------------------- atomic writes
 
+    /**
+     * The hidden name under which {@code attempt} writes file {@code name} until it is whole
+     * ({@link #writeAtomically}); with an empty attempt, the start of every such name ({@link #isRun} reads it).
+     */
+    static String partialName(String name, String attempt) {
+        return "." + name + ".inprogress-" + attempt;
+    }
+
     /** Something that writes a file's whole content. */
     public interface Content {
         void writeTo(OutputStream out) throws IOException;
@@ -420,7 +428,7 @@ public final class Staging implements Serializable {
      * write is the one thrown; one of removing the partial file after it is added to it.
      */
     public static Written writeAtomically(FileSystem fs, Path dst, String attempt, Content content) throws IOException {
-        Path tmp = HadoopPaths.child(dst.getParent(), "." + dst.getName() + ".inprogress-" + attempt);
+        Path tmp = HadoopPaths.child(dst.getParent(), partialName(dst.getName(), attempt));
         boolean done = false;
         long[] sizeAndCrc;
         Throwable failed = null;
