@@ -493,6 +493,44 @@ class TablesCliTest {
     }
 
     /**
+     * A table run with --overwrite that fails after its commit point has published one table and left the other
+     * earlier tables where they were; a file a user puts into one of those before the next run (which finishes the
+     * commit) is refused there as it is before compute, and stays: finishing moved the table aside whole with the
+     * file and deleted both with the staging.
+     */
+    @Test
+    void finishingATableCommitRefusesAnEarlierTableHoldingAUsersFile(@TempDir Path dir) throws Exception {
+        String in = oneSequenceTable(dir.resolve("qkv"), 35, DType.F32);
+        Path out = dir.resolve("out");
+        StringBuilder log = new StringBuilder();
+        assertEquals(0, run(log, "--input", in, "--output", out.toString()), log.toString());
+        System.setProperty("lightning.test.failAt", "commit:1");
+        try {
+            assertEquals(1, run(log, "--input", in, "--output", out.toString(), "--overwrite"), log.toString());
+        } finally {
+            System.clearProperty("lightning.test.failAt");
+        }
+        // one table published, the other still the earlier run's
+        List<Path> earlier = new ArrayList<>();
+        for (String table : List.of("o", "final_states")) {
+            if (Files.isDirectory(out.resolve(table))) {
+                earlier.add(out.resolve(table));
+            }
+        }
+        assertEquals(2, earlier.size(), log.toString());
+        Path notes = out.resolve("final_states").resolve("notes.txt");
+        Files.writeString(notes, "a user's");
+        assertEquals(1, run(log, "--input", in, "--output", out.toString(), "--overwrite"), log.toString());
+        assertTrue(log.toString().contains("holds notes.txt, which is not part of an earlier run's table"),
+                log.toString());
+        assertEquals("a user's", Files.readString(notes));
+        Files.delete(notes);
+        assertEquals(0, run(log, "--input", in, "--output", out.toString(), "--overwrite"), log.toString());
+        assertTrue(log.toString().contains("finishing the commit of interrupted run"), log.toString());
+        assertTrue(Files.exists(out.resolve("_SUCCESS")), log.toString());
+    }
+
+    /**
      * A table run with --overwrite that records no states moves aside only an earlier table run's states/ (one whose
      * report says it recorded them): a states/ the directory's last run did not write is the user's (a Parquet table
      * kept under that name), which it deleted; it is refused before compute and left as it was.

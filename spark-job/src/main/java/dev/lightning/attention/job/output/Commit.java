@@ -48,6 +48,8 @@ public final class Commit {
     public static final String SUCCESS = "_SUCCESS";
     /** The run report's name in the output directory (the driver stages it, the commit publishes it). */
     public static final String REPORT = "_lightning_report.json";
+    /** In the staging: an empty marker per directory (a table) whose move into the output has begun. */
+    private static final String PUBLISHING = "publishing";
 
     private Commit() {
     }
@@ -309,19 +311,38 @@ public final class Commit {
      * run's {@code o/}), or no longer staged (published before an interruption: ours), only has its
      * parents checked; and when no name is staged as a file (a table run), the names it replaces
      * are tables, directories too. The same for the commit and for finishing it.
+     *
+     * <p>An earlier table still standing where a staged table or a replaced one goes must hold only what a table
+     * write leaves ({@link OutputPaths#tableProblem}), as the table run checks before compute: it is moved aside
+     * whole and deleted with the staging. Checked here again because a later run finishing an interrupted commit
+     * meets the tables as they are then, and a user may have put a file into one since. A table this run has
+     * published, or begun to move in ({@code publishing/NAME}), is its own and not checked.
      */
     private static List<String> problems(FileSystem fs, Path output, Path stagingDir, List<String> names,
                                          List<String> replaces, boolean overwrite) throws IOException {
         List<String> files = new ArrayList<>();
         List<String> whole = new ArrayList<>();
+        List<String> earlierTables = new ArrayList<>(replaces);
         for (String name : names) {
             Path src = HadoopPaths.child(new Path(stagingDir, "files"), name);
-            (fs.exists(src) && fs.getFileStatus(src).isFile() ? files : whole).add(name);
+            boolean staged = fs.exists(src);
+            (staged && fs.getFileStatus(src).isFile() ? files : whole).add(name);
+            if (staged && !fs.exists(HadoopPaths.child(new Path(stagingDir, PUBLISHING), name))) {
+                earlierTables.add(name);
+            }
         }
         if (files.isEmpty()) {
             whole.addAll(replaces);
         }
         List<String> found = OutputPaths.problems(fs, output, files, whole, overwrite ? replaces : List.of());
+        for (String name : earlierTables) {
+            if (OutputPaths.TABLES.contains(name) && whole.contains(name)) {
+                String problem = OutputPaths.tableProblem(fs, HadoopPaths.child(output, name));
+                if (problem != null) {
+                    found.add(problem);
+                }
+            }
+        }
         found.addAll(markerProblems(fs, output));
         return found;
     }
@@ -394,7 +415,7 @@ public final class Commit {
         }
         java.util.Set<Path> touched = new java.util.LinkedHashSet<>();
         int n = 0;
-        Path publishing = new Path(stagingDir, "publishing");
+        Path publishing = new Path(stagingDir, PUBLISHING);
         for (String name : names) {
             Path src = HadoopPaths.child(files, name);
             Path dst = HadoopPaths.child(output, name);
