@@ -192,7 +192,8 @@ public final class OutputParts {
 
     /**
      * Reads an index ({@code where} names it in messages) as {@link #index} writes it, and refuses anything else
-     * with an {@link InvalidInputException}: its format, metadata of strings, each tensor's dtype (F32, F16, BF16)
+     * with an {@link InvalidInputException}: its format, its metadata's {@link FormatVersion} (a later one as
+     * {@link FormatVersion.TooNew}), metadata of strings, each tensor's dtype (F32, F16, BF16)
      * and shape (whole numbers >= 0; the first dimension is the rows cut), and each part's file (a relative name
      * below the index's directory) and row ranges (0 <= from <= to <= the tensor's rows, of a tensor the index
      * names). Readers of the form (OutputReader, the job's stored states) read indexes through this, so that an
@@ -209,6 +210,13 @@ public final class OutputParts {
                     + (e instanceof com.fasterxml.jackson.core.JsonProcessingException
                     ? ((com.fasterxml.jackson.core.JsonProcessingException) e).getOriginalMessage() : e.getMessage())
                     + ")" + REWRITE_INDEX, e);
+        }
+        // the output's format first (its metadata's, as a one-file output's __metadata__ has it): a later build's
+        // index may name its parts and rows otherwise. A value that is no string is refused with the metadata below
+        com.fasterxml.jackson.databind.JsonNode version = root == null ? null
+                : root.path("metadata").get(FormatVersion.KEY);
+        if (version == null || version.isTextual()) {
+            FormatVersion.check(where, version == null ? null : version.textValue());
         }
         String format = root == null ? "" : root.path("format").asText();
         if (root != null && root.isObject() && format.startsWith("lightning-parts-") && !FORMAT.equals(format)) {

@@ -71,7 +71,8 @@ public final class OutputReader implements AutoCloseable {
 
     /**
      * Opens the output at {@code path}: a safetensors file, or a parts index ({@code *.index.json}).
-     * Given {@code NAME} where only {@code NAME.index.json} exists, reads the index.
+     * Given {@code NAME} where only {@code NAME.index.json} exists, reads the index. An output of a later
+     * {@link FormatVersion} than this build reads is refused ({@link FormatVersion.TooNew}).
      */
     public static OutputReader open(Path path) throws IOException {
         Path index = path.getFileName().toString().endsWith(OutputParts.INDEX_SUFFIX) ? path
@@ -86,6 +87,7 @@ public final class OutputReader implements AutoCloseable {
             return openIndex(index);
         }
         SafetensorsHeader h = header(path);
+        FormatVersion.check(path.toString(), h.metadata());
         OutputReader r = new OutputReader(h.metadata());
         for (TensorEntry e : h.tensors().values()) {
             Tensor t = new Tensor(e.dtype(), e.shape());

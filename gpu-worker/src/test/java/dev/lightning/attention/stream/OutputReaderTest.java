@@ -263,4 +263,63 @@ class OutputReaderTest {
                     && !refused.getMessage().contains("\n"), e[1] + ": " + refused.getMessage());
         }
     }
+
+    /**
+     * An output's {@link FormatVersion} (its metadata's format_version): a later one than this build reads is refused,
+     * one file or the parts form, naming the file, its format, the formats this build reads and what to do, before a
+     * part is read; one without the key (every output written before versions were recorded) or of this build's
+     * format reads as always; a value that is no positive integer is refused as damaged, not as a later format.
+     */
+    @Test
+    void anOutputOfALaterFormatIsRefusedAndOneWithoutTheKeyRead() throws IOException {
+        for (boolean parts : new boolean[] {false, true}) {
+            for (String version : new String[] {null, "1", "2", "18446744073709551617", "0", "x", "01"}) {
+                Map<String, String> metadata = new java.util.TreeMap<>(Map.of("scale", "1.0"));
+                if (version != null) {
+                    metadata.put(FormatVersion.KEY, version);
+                }
+                Path dir = Files.createDirectories(tmp.resolve((parts ? "parts-" : "one-") + version));
+                SafetensorsHeader whole = SafetensorsHeader.layout("v.safetensors", List.of(
+                        new SafetensorsHeader.Spec("o", DType.F32, 4, 1, 2),
+                        new SafetensorsHeader.Spec("final_state", DType.F32, 1, 2, 2)), metadata);
+                Path opened;
+                if (parts) {
+                    List<OutputParts.Part> written = OutputParts.partsOf(OutputLayout.lightning(whole, 4, 0),
+                            "v.safetensors", 0, 1, 0, 4);
+                    for (OutputParts.Part p : written) {
+                        Path f = Files.createDirectories(dir.resolve(p.file).getParent()).resolve(
+                                dir.resolve(p.file).getFileName());
+                        Files.write(f, java.util.Arrays.copyOf(p.header.encode(), (int) p.bytes()));
+                    }
+                    opened = Files.write(dir.resolve("v.safetensors.index.json"), OutputParts.index(whole, written));
+                    if ("2".equals(version)) { // refused before any part is read
+                        Files.delete(dir.resolve(written.get(0).file));
+                    }
+                } else {
+                    byte[] file = new byte[(int) whole.fileSize()];
+                    System.arraycopy(whole.encode(), 0, file, 0, (int) whole.dataStart());
+                    opened = Files.write(dir.resolve("v.safetensors"), file);
+                }
+                if (version == null || version.equals("1")) {
+                    try (OutputReader r = OutputReader.open(opened)) {
+                        assertEquals(4, r.shape("o")[0], opened.toString());
+                    }
+                    continue;
+                }
+                InvalidInputException e = assertThrows(InvalidInputException.class, () -> OutputReader.open(opened),
+                        opened.toString());
+                String m = e.getMessage();
+                if (version.equals("2") || version.length() > 2) {
+                    assertTrue(e instanceof FormatVersion.TooNew && m.startsWith(opened.toString() + ": format_version "
+                            + version + ": written by a later build of lightning") && m.contains("this build reads "
+                            + "format 1 (records without format_version are format 1)") && m.contains("Use a build "
+                            + "of lightning that reads format " + version), m);
+                } else {
+                    assertTrue(!(e instanceof FormatVersion.TooNew) && m.startsWith(opened.toString()
+                            + ": format_version '" + version + "' is not a format") && m.contains("edited or damaged"),
+                            m);
+                }
+            }
+        }
+    }
 }

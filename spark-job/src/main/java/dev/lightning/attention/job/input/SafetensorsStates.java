@@ -8,6 +8,7 @@ import dev.lightning.attention.job.failure.Examples;
 import dev.lightning.attention.job.hadoop.HadoopPaths;
 import dev.lightning.attention.job.output.Commit;
 import dev.lightning.attention.job.output.OutputHeader;
+import dev.lightning.attention.stream.FormatVersion;
 import dev.lightning.attention.stream.OutputParts;
 import dev.lightning.attention.tensor.InvalidInputException;
 import dev.lightning.attention.tensor.SafetensorsHeader;
@@ -152,7 +153,8 @@ public final class SafetensorsStates implements StoredStates {
                     states.put(e.getKey(), e.getValue().get());
                 } catch (java.util.concurrent.ExecutionException x) {
                     Throwable c = x.getCause();
-                    if (listed && c instanceof InvalidInputException) {
+                    // a later build's result is no broken one: left out, it would drop from the state set unseen
+                    if (listed && c instanceof InvalidInputException && !(c instanceof FormatVersion.TooNew)) {
                         unreadable.put(e.getKey(), c.getMessage()); // another file, or a broken result: see unreadable()
                         continue;
                     }
@@ -407,6 +409,7 @@ public final class SafetensorsStates implements StoredStates {
 
     private static State of(SafetensorsHeader tensors, SafetensorsHeader meta, FileStatus st, String location,
                             long tokens, Long chainTokens) {
+        FormatVersion.check(location, meta.metadata()); // before any key of it is read by this build's layout
         TensorEntry s = tensors.tensor("final_state");
         if (s == null) {
             throw new InvalidInputException(location + " holds no final_state");

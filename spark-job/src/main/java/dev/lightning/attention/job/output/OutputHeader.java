@@ -2,6 +2,7 @@ package dev.lightning.attention.job.output;
 
 import dev.lightning.attention.engine.AttentionSpec;
 import dev.lightning.attention.engine.LightningState;
+import dev.lightning.attention.stream.FormatVersion;
 import dev.lightning.attention.stream.OutputSummary;
 import dev.lightning.attention.stream.SequenceFile;
 import dev.lightning.attention.stream.Variant;
@@ -73,6 +74,7 @@ public final class OutputHeader {
         }
         Map<String, String> metadata = new java.util.TreeMap<>();
         metadata.put("producer", "lightning-spark");
+        FormatVersion.put(metadata); // --initial-states and OutputReader read it back
         metadata.put("scale", Double.toString(scale));
         metadata.put(SLOPES, slopesText(spec.slopes()));
         if (!spec.plain()) {

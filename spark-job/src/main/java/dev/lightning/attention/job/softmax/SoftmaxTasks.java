@@ -18,6 +18,7 @@ import dev.lightning.attention.job.pass.TaskReport;
 import dev.lightning.attention.job.pass.WorkRDD;
 import dev.lightning.attention.plan.Piece;
 import dev.lightning.attention.plan.SoftmaxPlanner;
+import dev.lightning.attention.stream.FormatVersion;
 import dev.lightning.attention.stream.NonFiniteException;
 import dev.lightning.attention.stream.OutputLayout;
 import dev.lightning.attention.stream.SequenceFile;
@@ -116,6 +117,7 @@ final class SoftmaxTasks implements Serializable {
         }
         Map<String, String> metadata = new java.util.TreeMap<>();
         metadata.put("producer", "lightning-spark");
+        FormatVersion.put(metadata); // OutputReader reads it back
         metadata.put("attention", "softmax");
         metadata.put("scale", Double.toString(spec.scale()));
         if (spec.window() != SoftmaxSpec.NO_WINDOW) {

@@ -420,6 +420,54 @@ class StoredStatesTest {
         }
     }
 
+    /**
+     * A stored result of a later format (its metadata's format_version) is refused, naming the file, its format and
+     * the formats this build reads, also where no input continues it: taken as "no readable state", it would drop out
+     * of the complete state set this run's manifest lists. The parts form's index likewise. Results without the key
+     * (the other tests' fixtures: every result written before versions were recorded) and of format 1 are read.
+     */
+    @Test
+    void aStoredResultOfALaterFormatIsRefused() throws IOException {
+        SplittableRandom rnd = new SplittableRandom(8);
+        Path dir = Files.createDirectories(tmp.resolve("out"));
+        result(dir.resolve("old.safetensors"), 3, 1, 2, 4, random(rnd, 8), null);
+        Files.write(dir.resolve("_SUCCESS"), new byte[0]);
+        List<SafetensorsFile.Tensor> ts = List.of(
+                SafetensorsFile.Tensor.of("o", DType.BF16, new long[] {3, 1, 4}, new float[12]),
+                SafetensorsFile.Tensor.of("final_state", DType.F32, new long[] {1, 2, 4}, random(rnd, 8)));
+        Path current = dir.resolve("current.safetensors");
+        SafetensorsFile.write(current, ts, Map.of(dev.lightning.attention.stream.FormatVersion.KEY, "1"));
+        assertEquals(List.of("current.safetensors", "old.safetensors"),
+                new ArrayList<>(StoredStates.open(CONF, dir.toString()).states().keySet()));
+
+        Path later = dir.resolve("later.safetensors");
+        SafetensorsFile.write(later, ts, Map.of(dev.lightning.attention.stream.FormatVersion.KEY, "2"));
+        InvalidInputException e = assertThrows(dev.lightning.attention.stream.FormatVersion.TooNew.class,
+                () -> StoredStates.open(CONF, dir.toString()));
+        assertTrue(e.getMessage().contains(later + ": format_version 2: written by a later build") && e.getMessage().contains("this build reads format 1")
+                && e.getMessage().contains("Use a build of lightning that reads format 2"), e.getMessage());
+        Files.delete(later);
+
+        // the parts form: the index's metadata is the output's
+        SafetensorsHeader whole = SafetensorsHeader.layout("p.safetensors", List.of(
+                new SafetensorsHeader.Spec("o", DType.BF16, 3, 1, 4),
+                new SafetensorsHeader.Spec("final_state", DType.F32, 1, 2, 4)),
+                Map.of(dev.lightning.attention.stream.FormatVersion.KEY, "2"));
+        List<OutputParts.Part> parts = OutputParts.partsOf(OutputLayout.lightning(whole, 3, 0), "p.safetensors", 0, 1,
+                0, 3);
+        for (OutputParts.Part p : parts) {
+            Files.createDirectories(dir.resolve(p.file).getParent());
+            Files.write(dir.resolve(p.file), java.util.Arrays.copyOf(p.header.encode(), (int) p.bytes()));
+        }
+        Path index = Files.write(dir.resolve("p.safetensors.index.json"), OutputParts.index(whole, parts));
+        e = assertThrows(dev.lightning.attention.stream.FormatVersion.TooNew.class,
+                () -> StoredStates.open(CONF, dir.toString()));
+        assertTrue(e.getMessage().contains("p.safetensors.index.json: format_version 2"), e.getMessage());
+        Files.delete(index);
+        assertEquals(2, StoredStates.open(CONF, dir.toString()).states().size());
+    }
+
+
     private static void assertNamedOnce(String file, String why, Path dir) {
         String m = assertThrows(InvalidInputException.class, () -> StoredStates.open(CONF, dir.toString()))
                 .getMessage();

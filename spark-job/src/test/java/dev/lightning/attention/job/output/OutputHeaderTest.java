@@ -22,4 +22,17 @@ class OutputHeaderTest {
             assertTrue(e.getMessage().contains("is not bytes/sample"), e.getMessage());
         }
     }
+
+    /**
+     * Every output records this build's format (FormatVersion), a files run's and a checksums run's alike, which
+     * --initial-states and OutputReader check when they read it back.
+     */
+    @Test
+    void anOutputRecordsItsFormat() throws java.io.IOException {
+        dev.lightning.attention.stream.SequenceFile f = new dev.lightning.attention.stream.SyntheticSequence(10, 2, 4,
+                4, dev.lightning.attention.tensor.DType.F32, 1).describe(h -> new double[h], false);
+        assertEquals("1", OutputHeader.of(f, f.spec(1.0, 1), dev.lightning.attention.stream.Variant.PLAIN,
+                dev.lightning.attention.tensor.DType.F32, 1.0).metadata()
+                .get(dev.lightning.attention.stream.FormatVersion.KEY));
+    }
 }
