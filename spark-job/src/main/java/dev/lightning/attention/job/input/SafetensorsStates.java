@@ -121,6 +121,7 @@ public final class SafetensorsStates implements StoredStates {
                 throw new InvalidInputException(manifest + ": not a lightning state manifest (empty); give the "
                         + "--output directory of a lightning run");
             }
+            FormatVersion.check(manifest.toString(), m); // a later build's may name states otherwise
             if (!FORMAT.equals(m.path("format").asText())) {
                 throw new InvalidInputException(manifest + ": not a lightning state manifest (format '"
                         + m.path("format").asText() + "', expected " + FORMAT + ")");
@@ -548,6 +549,7 @@ public final class SafetensorsStates implements StoredStates {
             g.useDefaultPrettyPrinter();
             g.writeStartObject();
             g.writeStringField("format", FORMAT);
+            g.writeNumberField(FormatVersion.KEY, FormatVersion.CURRENT);
             g.writeFieldName("sequences");
             g.writeStartObject();
             for (Map.Entry<String, Boolean> e : names.entrySet()) {

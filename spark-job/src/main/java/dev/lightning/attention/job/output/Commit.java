@@ -8,6 +8,7 @@ import dev.lightning.attention.engine.EngineBuild;
 import dev.lightning.attention.job.exec.FaultPoints;
 import dev.lightning.attention.job.failure.Examples;
 import dev.lightning.attention.job.hadoop.HadoopPaths;
+import dev.lightning.attention.stream.FormatVersion;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
 
@@ -56,7 +57,8 @@ public final class Commit {
 
     /**
      * The run report published in {@code dir}, or null where it has none. {@code role} names the directory
-     * in the refusal of a report that is not JSON (an empty one included), e.g. "--initial-states DIR".
+     * in the refusal of a report that is not JSON (an empty one included), e.g. "--initial-states DIR", or of a
+     * later {@link FormatVersion} ({@link FormatVersion.TooNew}).
      */
     public static ObjectNode readReport(FileSystem fs, Path dir, String role) throws IOException {
         Path report = new Path(dir, REPORT);
@@ -67,6 +69,8 @@ public final class Commit {
         try (InputStream in = fs.open(report)) {
             JsonNode n = new ObjectMapper().readTree(in);
             if (n != null && n.isObject()) {
+                // a later build's report may record the inputs, the manifest or the tables otherwise
+                FormatVersion.check(role + ": its run report " + report, n);
                 return (ObjectNode) n;
             }
             why = n == null || n.isMissingNode() ? "empty" : "not a JSON object";

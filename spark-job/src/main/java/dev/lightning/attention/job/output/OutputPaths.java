@@ -56,6 +56,8 @@ public final class OutputPaths {
         com.fasterxml.jackson.databind.node.ObjectNode report;
         try {
             report = Commit.readReport(fs, output, "--output " + output);
+        } catch (dev.lightning.attention.stream.FormatVersion.TooNew e) {
+            throw e; // a later build's report: which tables its run wrote is for that build to read
         } catch (dev.lightning.attention.tensor.InvalidInputException | java.io.FileNotFoundException e) {
             return List.of(); // not a report (a directory: "Is a directory"): no run's tables are known here
         }

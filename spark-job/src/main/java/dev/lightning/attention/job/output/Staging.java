@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.lightning.attention.job.hadoop.HadoopPaths;
+import dev.lightning.attention.stream.FormatVersion;
 import dev.lightning.attention.stream.PositionedOutput;
 import org.apache.hadoop.fs.FSDataInputStream;
 import org.apache.hadoop.fs.FileStatus;
@@ -168,9 +169,12 @@ public final class Staging implements Serializable {
     /**
      * Stages the run report, replacing one an earlier attempt of this run staged (a failed run's,
      * before --resume): writeAtomically keeps an existing file where the file system's rename
-     * does not replace (HDFS), which is right for the same bytes and wrong for a new report.
+     * does not replace (HDFS), which is right for the same bytes and wrong for a new report. Every run's report is
+     * written here, so here it gets this build's {@link FormatVersion}: later runs read it back
+     * ({@link Commit#readReport}).
      */
-    public void stageReport(FileSystem fs, JsonNode report) throws IOException {
+    public void stageReport(FileSystem fs, ObjectNode report) throws IOException {
+        FormatVersion.put(report);
         fs.delete(report(), false);
         writeAtomically(fs, report(), "driver",
                 new ObjectMapper().enable(com.fasterxml.jackson.databind.SerializationFeature.INDENT_OUTPUT)

@@ -126,6 +126,18 @@ class StoredStatesTest {
                 new AttentionSpec(1, 2, 4, new double[] {0.5}, 1.0, 1), "u.safetensors", 0).kv());
         String text = new String(Files.readAllBytes(dir.resolve("_states.json")), StandardCharsets.UTF_8);
         assertTrue(text.contains("\"file\" : \"w.safetensors\"") && text.contains("\"uri\" : \"file:"), text);
+        assertTrue(text.contains("\"format_version\" : 1,"), text);
+
+        // a later build's manifest (FormatVersion) is refused, naming it; none without the key is read as before
+        Files.writeString(dir.resolve("_states.json"), text.replace("\"format_version\" : 1,",
+                "\"format_version\" : 2,"));
+        InvalidInputException later = assertThrows(dev.lightning.attention.stream.FormatVersion.TooNew.class,
+                () -> StoredStates.open(CONF, dir.toString()));
+        assertTrue(later.getMessage().contains("_states.json: format_version 2: written by a later build")
+                && later.getMessage().contains("this build reads format 1"), later.getMessage());
+        Files.writeString(dir.resolve("_states.json"), text.replace("\"format_version\" : 1,", ""));
+        assertEquals(10, StoredStates.open(CONF, dir.toString()).states().get("w.safetensors").tokens);
+        Files.writeString(dir.resolve("_states.json"), text);
 
         Files.delete(elsewhere);
         InvalidInputException missing = assertThrows(InvalidInputException.class,

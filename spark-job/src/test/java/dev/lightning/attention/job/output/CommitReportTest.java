@@ -9,6 +9,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 import java.nio.file.Files;
+import java.util.List;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNull;
@@ -44,5 +45,43 @@ class CommitReportTest {
                     && e.getMessage().contains(Commit.REPORT + " " + bad[1])
                     && e.getMessage().contains("restore the report"), e.getMessage());
         }
+    }
+
+    /**
+     * The report's format (FormatVersion): every report a run stages carries this build's; one without the key (every
+     * report written before versions were recorded) reads as before; a later one is refused naming the directory's
+     * role, the file, its format and the formats this build reads, also where a run looks only for an earlier table
+     * run's tables (OutputPaths.earlierTables, which takes a report it cannot read for none); a value that is not a
+     * positive integer is refused as damaged.
+     */
+    @Test
+    void aReportRecordsItsFormatAndOneOfALaterFormatIsRefused() throws Exception {
+        FileSystem fs = FileSystem.getLocal(new Configuration());
+        Path dir = fs.makeQualified(new Path(tmp.toUri()));
+        Staging staging = new Staging(dir, "r", false);
+        fs.mkdirs(staging.path());
+        staging.stageReport(fs, new com.fasterxml.jackson.databind.ObjectMapper().createObjectNode().put("status", "ok"));
+        JsonNode staged = new com.fasterxml.jackson.databind.ObjectMapper().readTree(
+                Files.readAllBytes(tmp.resolve("_temporary/lightning-r/" + Commit.REPORT)));
+        assertEquals(1, staged.path("format_version").asInt(), staged.toString());
+
+        java.nio.file.Path file = tmp.resolve(Commit.REPORT);
+        Files.writeString(file, "{\"status\": \"ok\", \"format\": \"parquet\", \"format_version\": 1}");
+        assertEquals("ok", Commit.readReport(fs, dir, "--initial-states d").path("status").asText());
+        Files.writeString(file, "{\"status\": \"ok\", \"format\": \"parquet\", \"format_version\": 2}");
+        for (java.util.concurrent.Callable<?> read : List.<java.util.concurrent.Callable<?>>of(
+                () -> Commit.readReport(fs, dir, "--initial-states d"), () -> OutputPaths.earlierTables(fs, dir))) {
+            InvalidInputException e = assertThrows(dev.lightning.attention.stream.FormatVersion.TooNew.class,
+                    read::call);
+            assertTrue(e.getMessage().contains(": its run report " + new Path(dir, Commit.REPORT)
+                    + ": format_version 2: written by a later build") && e.getMessage().contains("this build reads "
+                    + "format 1") && e.getMessage().contains("Use a build of lightning that reads format 2"),
+                    e.getMessage());
+        }
+        Files.writeString(file, "{\"status\": \"ok\", \"format_version\": \"2\"}");
+        InvalidInputException e = assertThrows(InvalidInputException.class,
+                () -> Commit.readReport(fs, dir, "--initial-states d"));
+        assertTrue(e.getMessage().contains("format_version \"2\" is not a format") && e.getMessage().contains("damaged"),
+                e.getMessage());
     }
 }
