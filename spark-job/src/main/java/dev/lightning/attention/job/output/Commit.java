@@ -179,6 +179,7 @@ public final class Commit {
         replaces.forEach(others::add);
         ArrayNode fenced = record.putArray("inPlace"); // absent in the records of older runs: none fenced
         names.stream().filter(inPlace::contains).forEach(fenced::add);
+        FormatVersion.put(record); // the next run finishes the commit from it
         record.put("complete", true);
         Path recordPath = new Path(staging.path(), RECORD);
         Staging.writeAtomically(fs, recordPath, "driver", json.writeValueAsBytes(record));
@@ -215,8 +216,15 @@ public final class Commit {
      * published.
      */
     public static List<RunInfo> recover(FileSystem fs, Path output, PrintStream out) throws IOException {
+        List<Path> runs = Staging.all(fs, output);
+        // a later build's staging (FormatVersion) is that build's to finish, resume or remove: refused before this
+        // run publishes, resumes or removes anything of any run (every run recovers before it looks further)
+        for (Path dir : runs) {
+            RunInfo.read(fs, dir);
+            parseRecord(fs, dir);
+        }
         List<RunInfo> finished = new ArrayList<>();
-        for (Path dir : Staging.all(fs, output)) {
+        for (Path dir : runs) {
             if (fs.exists(new Path(dir, RECORD))) {
                 JsonNode record = readRecord(fs, dir);
                 if (record == null && earlierBuildsRecord(fs, dir)) {
@@ -297,6 +305,7 @@ public final class Commit {
         } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
             return null; // cut short
         }
+        FormatVersion.check(new Path(stagingDir, RECORD).toString(), record); // a later build's may list otherwise
         if (record == null || !record.isObject() || !record.path("files").isArray()) {
             return null; // empty, or not ours
         }
@@ -669,9 +678,11 @@ public final class Commit {
             this.engine = engine;
         }
 
+        /** The run.json of {@code stagingDir}; one of a later {@link FormatVersion} is refused ({@link FormatVersion.TooNew}). */
         public static RunInfo read(FileSystem fs, Path stagingDir) throws IOException {
             try (InputStream in = fs.open(new Path(stagingDir, Staging.RUN_FILE))) {
                 JsonNode n = new ObjectMapper().readTree(in);
+                FormatVersion.check(new Path(stagingDir, Staging.RUN_FILE).toString(), n);
                 return new RunInfo(n.path("fingerprint"), n.path("createdParent").asBoolean(false),
                         n.path("started").asText("?"), n.path("format").isTextual() ? n.path("format").asText() : null,
                         n.path("engine").isTextual() ? n.path("engine").asText() : null);
@@ -680,10 +691,14 @@ public final class Commit {
             }
         }
 
-        /** This build's run.json: always in this build's {@link Staging#FORMAT}, with its {@link EngineBuild#digest}. */
+        /**
+         * This build's run.json: always in this build's {@link Staging#FORMAT} and {@link FormatVersion}, with its
+         * {@link EngineBuild#digest}.
+         */
         public static byte[] encode(JsonNode fingerprint, boolean createdParent, String started) throws IOException {
             ObjectNode n = new ObjectMapper().createObjectNode();
             n.put("format", Staging.FORMAT);
+            FormatVersion.put(n);
             n.put("engine", EngineBuild.digest());
             n.set("fingerprint", fingerprint);
             n.put("createdParent", createdParent);

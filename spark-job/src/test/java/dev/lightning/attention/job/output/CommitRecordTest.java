@@ -182,6 +182,63 @@ class CommitRecordTest {
         assertTrue(said.contains("this build keeps that run's staging") && said.contains("lightning-old"), said);
     }
 
+    /**
+     * A staging's records carry their build's format (FormatVersion): run.json and the commit record. A later
+     * build's (either record) is refused by the next run, naming the file, its format and the formats this build
+     * reads, before that run finishes, resumes or removes any run's staging: this build's own interrupted commit
+     * beside it stays as it was until the later build's staging is out of the way. Records without the key (the
+     * earlier builds' of the tests above) are read as before.
+     */
+    @Test
+    void aLaterBuildsStagingIsRefusedBeforeAnyCommitIsFinished() throws Exception {
+        FileSystem fs = FileSystem.getLocal(new Configuration());
+        Path output = fs.makeQualified(new Path(tmp.toUri()));
+        com.fasterxml.jackson.databind.ObjectMapper json = new com.fasterxml.jackson.databind.ObjectMapper();
+        PrintStream quiet = new PrintStream(new ByteArrayOutputStream());
+        Staging mine = new Staging(output, "mine", false);
+        Staging.writeAtomically(fs, mine.runFile(), "driver", Commit.RunInfo.encode(json.readTree("{}"), false, "now"));
+        Staging.writeAtomically(fs, mine.stagedOutput("a.safetensors"), "driver", "staged a".getBytes());
+        Staging.writeAtomically(fs, mine.stagedOutput("b.safetensors"), "driver", "staged b".getBytes());
+        mine.stageReport(fs, json.createObjectNode());
+        // stopped after its commit point and its first file: its record stays for the next run
+        System.setProperty("lightning.test.failAt", "commit:1");
+        dev.lightning.attention.job.exec.FaultPoints.newRun();
+        try (OutputLock lock = OutputLock.acquire(fs, output, "mine", 120.0, quiet)) {
+            org.junit.jupiter.api.Assertions.assertThrows(IllegalStateException.class, () -> Commit.commit(fs, output,
+                    mine, java.util.List.of("a.safetensors", "b.safetensors"), java.util.List.of(), java.util.List.of(),
+                    false, lock, quiet));
+        } finally {
+            System.clearProperty("lightning.test.failAt");
+        }
+        java.nio.file.Path staged = tmp.resolve("_temporary/lightning-mine");
+        assertEquals(1, json.readTree(staged.resolve("run.json").toFile()).path("format_version").asInt());
+        assertEquals(1, json.readTree(staged.resolve(Commit.RECORD).toFile()).path("format_version").asInt());
+        assertTrue(Files.exists(tmp.resolve("a.safetensors")) && !Files.exists(tmp.resolve("b.safetensors")));
+
+        java.nio.file.Path later = stagingDir("zz-later"); // listed after this build's: refused all the same
+        String run = Files.readString(later.resolve("run.json"));
+        assertTrue(run.contains("\"format_version\":1"), run);
+        Files.writeString(later.resolve("run.json"), run.replace("\"format_version\":1", "\"format_version\":2"));
+        String record = "{\"overwrite\":false,\"files\":[],\"replaces\":[],\"inPlace\":[],\"format_version\":2,"
+                + "\"complete\":true}";
+        for (String refused : new String[] {"run.json", Commit.RECORD}) {
+            if (refused.equals(Commit.RECORD)) {
+                Files.writeString(later.resolve("run.json"), run);
+                Files.writeString(later.resolve(Commit.RECORD), record);
+            }
+            dev.lightning.attention.tensor.InvalidInputException e = org.junit.jupiter.api.Assertions.assertThrows(
+                    dev.lightning.attention.stream.FormatVersion.TooNew.class, () -> recover(fs, output, 0));
+            assertTrue(e.getMessage().startsWith(new Path(output, "_temporary/lightning-zz-later/" + refused)
+                    + ": format_version 2: written by a later build") && e.getMessage().contains("this build reads "
+                    + "format 1"), e.getMessage());
+            assertFalse(Files.exists(tmp.resolve("b.safetensors")), "this build's commit is not finished meanwhile");
+            assertTrue(Files.exists(staged.resolve(Commit.RECORD)) && Files.exists(later.resolve("run.json")));
+        }
+        Staging.removeTree(fs, new Path(later.toUri()));
+        recover(fs, output, 1);
+        assertEquals("staged b", Files.readString(tmp.resolve("b.safetensors")));
+    }
+
     /** The staging directory of run {@code id}, with the run.json every run writes there first. */
     private java.nio.file.Path stagingDir(String id) throws Exception {
         java.nio.file.Path dir = Files.createDirectories(tmp.resolve("_temporary/lightning-" + id));
