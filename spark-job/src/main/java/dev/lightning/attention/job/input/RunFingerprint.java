@@ -28,7 +28,7 @@ import java.util.TreeMap;
 
 /**
  * The fingerprint of a files run, which its staging records and {@code --resume} compares
- * (output.Commit.RunInfo.differences): the settings that affect the bytes, and the identity of
+ * (output.RunInfo.differences): the settings that affect the bytes, and the identity of
  * every input and stored state. A table run builds its own (tables.TableRun).
  */
 public final class RunFingerprint {

@@ -207,13 +207,13 @@ public final class OutputDirectory {
         if (cfg.get(Settings.RESUME)) {
             String mismatch = null; // why the newest interrupted run with a fingerprint cannot be resumed
             for (int i = earlier.size() - 1; i >= 0 && resumeFrom == null; i--) {
-                Commit.RunInfo info = Commit.RunInfo.read(fs, earlier.get(i));
+                RunInfo info = RunInfo.read(fs, earlier.get(i));
                 if (info.fingerprint == null) {
                     continue; // killed before it had written anything but its directory: nothing to keep
                 }
                 // another build's staging first: its fingerprint would differ in keys the user cannot give again
                 String otherFormat = info.otherFormat();
-                List<String> diff = otherFormat != null ? List.of() : Commit.RunInfo.differences(info.fingerprint,
+                List<String> diff = otherFormat != null ? List.of() : RunInfo.differences(info.fingerprint,
                         fingerprint);
                 if (otherFormat == null && diff.isEmpty()) {
                     resumeFrom = earlier.get(i);
@@ -241,7 +241,7 @@ public final class OutputDirectory {
         }
         for (Path dir : earlier) {
             if (!dir.equals(resumeFrom)) {
-                Commit.RunInfo info = Commit.RunInfo.read(fs, dir);
+                RunInfo info = RunInfo.read(fs, dir);
                 out.println("lightning: removing the staging of earlier run " + Staging.runIdOf(dir)
                         + (cfg.get(Settings.RESUME) || info.otherFormat() != null || info.tableRun() ? ""
                         : " (--resume would have continued it)"));
@@ -250,14 +250,14 @@ public final class OutputDirectory {
         }
         if (resumeFrom != null) {
             out.println("lightning: resuming run " + Staging.runIdOf(resumeFrom) + " (started "
-                    + Commit.RunInfo.read(fs, resumeFrom).started + ")");
+                    + RunInfo.read(fs, resumeFrom).started + ")");
             return new Staging(output, Staging.runIdOf(resumeFrom), true);
         }
         Staging staging = new Staging(output, runId, false);
         boolean createdParent = !fs.exists(new Path(output, Staging.PARENT));
         try {
             Staging.writeAtomically(fs, staging.runFile(), "driver",
-                    Commit.RunInfo.encode(fingerprint, createdParent, started.toString()));
+                    RunInfo.encode(fingerprint, createdParent, started.toString()));
         } catch (IOException e) {
             if (refusedWrite(e)) {
                 throw cannotWrite(output, e);

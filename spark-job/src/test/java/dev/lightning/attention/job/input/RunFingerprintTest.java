@@ -4,7 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.lightning.attention.job.config.JobConfig;
 import dev.lightning.attention.job.config.OptionParser;
-import dev.lightning.attention.job.output.Commit;
+import dev.lightning.attention.job.output.RunInfo;
 import dev.lightning.attention.stream.SequenceFile;
 import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.SafetensorsFile;
@@ -38,13 +38,13 @@ class RunFingerprintTest {
         write(in.resolve("b.safetensors"), 0.5f);
         JsonNode base = fingerprint(in, null, "--input", in.toString(), "--output", tmp.resolve("out").toString());
         // recomputed: equal; an option that does not change the bytes (the master) leaves it equal too
-        assertEquals(List.of(), Commit.RunInfo.differences(base,
+        assertEquals(List.of(), RunInfo.differences(base,
                 fingerprint(in, null, "--input", in.toString(), "--output", tmp.resolve("out").toString())));
-        assertEquals(List.of(), Commit.RunInfo.differences(base, fingerprint(in, null, "--input", in.toString(),
+        assertEquals(List.of(), RunInfo.differences(base, fingerprint(in, null, "--input", in.toString(),
                 "--output", tmp.resolve("out").toString(), "--master", "local[1]")));
 
         // a result-affecting option: named with both values, as the refusal tells the user
-        List<String> scale = Commit.RunInfo.differences(base, fingerprint(in, null, "--input", in.toString(),
+        List<String> scale = RunInfo.differences(base, fingerprint(in, null, "--input", in.toString(),
                 "--output", tmp.resolve("out").toString(), "--scale", "0.5"));
         assertEquals(1, scale.size(), scale.toString());
         assertTrue(scale.get(0).startsWith("settings: ") && scale.get(0).contains("(now 0.5)"), scale.toString());
@@ -56,7 +56,7 @@ class RunFingerprintTest {
         write(b, 0.75f);
         Files.setLastModifiedTime(b, time);
         assertEquals(size, Files.size(b));
-        assertEquals(List.of("inputs"), Commit.RunInfo.differences(base,
+        assertEquals(List.of("inputs"), RunInfo.differences(base,
                 fingerprint(in, null, "--input", in.toString(), "--output", tmp.resolve("out").toString())));
 
         // stored states: each one's file, size and time, in name order whatever the map's order
@@ -67,7 +67,7 @@ class RunFingerprintTest {
                 tmp.resolve("out").toString());
         assertEquals("a.safetensors", withStates.path("initialStates").path(0).path("name").asText());
         assertEquals(11, withStates.path("initialStates").path(1).path("bytes").asLong());
-        assertTrue(Commit.RunInfo.differences(withStates, fingerprint(in, null, "--input", in.toString(), "--output",
+        assertTrue(RunInfo.differences(withStates, fingerprint(in, null, "--input", in.toString(), "--output",
                 tmp.resolve("out").toString())).contains("initialStates"));
     }
 

@@ -49,7 +49,7 @@ class ChecksumSideFileTest {
         Staging staging = new Staging(output, "crc", false);
         fs.mkdirs(staging.path());
         Staging.writeAtomically(fs, staging.runFile(), "driver",
-                Commit.RunInfo.encode(new ObjectMapper().createObjectNode(), true, "now"));
+                RunInfo.encode(new ObjectMapper().createObjectNode(), true, "now"));
         Staging.writeAtomically(fs, staging.stagedOutput("a.safetensors"), "driver", result);
         staging.stageReport(fs, new ObjectMapper().createObjectNode());
         PrintStream quiet = new PrintStream(new ByteArrayOutputStream());

@@ -133,7 +133,7 @@ class CommitRecordTest {
         Files.writeString(tmp.resolve("a.safetensors"), "the user's"); // put there during the compute
         for (String[] c : cases) {
             Staging staging = new Staging(output, c[0], false);
-            Staging.writeAtomically(fs, staging.runFile(), "driver", Commit.RunInfo.encode(
+            Staging.writeAtomically(fs, staging.runFile(), "driver", RunInfo.encode(
                     new com.fasterxml.jackson.databind.ObjectMapper().readTree(c[1]), false, "now"));
             Staging.writeAtomically(fs, staging.stagedOutput("a.safetensors"), "driver", "staged a".getBytes());
             try (OutputLock lock = OutputLock.acquire(fs, output, c[0], 120.0, quiet)) {
@@ -196,7 +196,7 @@ class CommitRecordTest {
         com.fasterxml.jackson.databind.ObjectMapper json = new com.fasterxml.jackson.databind.ObjectMapper();
         PrintStream quiet = new PrintStream(new ByteArrayOutputStream());
         Staging mine = new Staging(output, "mine", false);
-        Staging.writeAtomically(fs, mine.runFile(), "driver", Commit.RunInfo.encode(json.readTree("{}"), false, "now"));
+        Staging.writeAtomically(fs, mine.runFile(), "driver", RunInfo.encode(json.readTree("{}"), false, "now"));
         Staging.writeAtomically(fs, mine.stagedOutput("a.safetensors"), "driver", "staged a".getBytes());
         Staging.writeAtomically(fs, mine.stagedOutput("b.safetensors"), "driver", "staged b".getBytes());
         mine.stageReport(fs, json.createObjectNode());
@@ -242,7 +242,7 @@ class CommitRecordTest {
     /** The staging directory of run {@code id}, with the run.json every run writes there first. */
     private java.nio.file.Path stagingDir(String id) throws Exception {
         java.nio.file.Path dir = Files.createDirectories(tmp.resolve("_temporary/lightning-" + id));
-        Files.write(dir.resolve("run.json"), Commit.RunInfo.encode(
+        Files.write(dir.resolve("run.json"), RunInfo.encode(
                 new com.fasterxml.jackson.databind.ObjectMapper().readTree("{}"), true, "2026-12-01T00:00:00Z"));
         return dir;
     }

@@ -163,7 +163,7 @@ class OutputDirectoryTest {
         assertFalse(e.getMessage().contains("\n"), "one line");
         assertTrue(Files.exists(runJson), "a refused resume removes nothing");
 
-        Files.write(runJson, Commit.RunInfo.encode(fingerprint, true, "2026-12-01T00:00:00Z"));
+        Files.write(runJson, RunInfo.encode(fingerprint, true, "2026-12-01T00:00:00Z"));
         Staging staging = new OutputDirectory(resume, local, output, quiet).chooseStaging(fingerprint, "new",
                 java.time.Instant.now());
         assertTrue(staging.resume);
@@ -223,7 +223,7 @@ class OutputDirectoryTest {
         Files.writeString(killed.resolve(".run.json.inprogress-driver"), "{\"fing");
         java.nio.file.Path empty = Files.createDirectories(parent.resolve("lightning-empty"));
         java.nio.file.Path earlier = Files.createDirectories(parent.resolve("lightning-earlier/done"));
-        Files.write(earlier.resolveSibling("run.json"), Commit.RunInfo.encode(
+        Files.write(earlier.resolveSibling("run.json"), RunInfo.encode(
                 new com.fasterxml.jackson.databind.ObjectMapper().readTree("{}"), false, "2026-12-01T00:00:00Z"));
         Files.writeString(earlier.resolve("u.json"), "{}");
 
@@ -257,10 +257,10 @@ class OutputDirectoryTest {
         com.fasterxml.jackson.databind.ObjectMapper json = new com.fasterxml.jackson.databind.ObjectMapper();
         java.nio.file.Path parent = dir.resolve(Staging.PARENT);
         Files.write(Files.createDirectories(parent.resolve("lightning-tables")).resolve("run.json"),
-                Commit.RunInfo.encode(json.readTree("{\"format\": \"parquet\", \"settings\": {}}"), true,
+                RunInfo.encode(json.readTree("{\"format\": \"parquet\", \"settings\": {}}"), true,
                         "2026-12-01T00:00:00Z"));
         Files.write(Files.createDirectories(parent.resolve("lightning-files")).resolve("run.json"),
-                Commit.RunInfo.encode(json.readTree("{\"settings\": {}}"), true, "2026-12-01T00:00:00Z"));
+                RunInfo.encode(json.readTree("{\"settings\": {}}"), true, "2026-12-01T00:00:00Z"));
         ByteArrayOutputStream said = new ByteArrayOutputStream();
         new OutputDirectory(config(), raw, output, new PrintStream(said, true)).chooseStaging(
                 json.readTree("{}"), "new", java.time.Instant.now());

@@ -53,7 +53,7 @@ class ZombieAttemptTest {
         Staging staging = new Staging(output, "zombie", false);
         fs.mkdirs(staging.path());
         Staging.writeAtomically(fs, staging.runFile(), "driver",
-                Commit.RunInfo.encode(new ObjectMapper().createObjectNode(), true, "now"));
+                RunInfo.encode(new ObjectMapper().createObjectNode(), true, "now"));
         SafetensorsHeader header = SafetensorsHeader.layout("a.safetensors",
                 List.of(new SafetensorsHeader.Spec("o", DType.F32, T, H, D), new SafetensorsHeader.Spec("lse", DType.F32, T, H)),
                 Map.of());
