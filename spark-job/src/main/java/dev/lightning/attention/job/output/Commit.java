@@ -6,6 +6,7 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.lightning.attention.job.exec.FaultPoints;
 import dev.lightning.attention.job.failure.Examples;
+import dev.lightning.attention.job.failure.ExplainedFailure;
 import dev.lightning.attention.job.hadoop.HadoopPaths;
 import dev.lightning.attention.stream.FormatVersion;
 import org.apache.hadoop.fs.FileSystem;
@@ -133,8 +134,11 @@ public final class Commit {
         all.addAll(replaces);
         List<String> problems = problems(fs, output, staging.path(), names, replaces, overwrite);
         if (!problems.isEmpty()) {
-            throw new IllegalStateException(Examples.of(problems, 1, "; ") + "; nothing was published. Move it out of "
-                    + "the way and " + rerun(fs, staging));
+            // the refusals of a commit are ExplainedFailures: each says what stands where and what to do, and the
+            // command line prints such a failure as that one line (as an IllegalStateException or IOException it
+            // printed the class name and a stack trace after it)
+            throw new ExplainedFailure(Examples.of(problems, 1, "; ") + "; nothing was published. Move it out of "
+                    + "the way and " + rerun(fs, staging), null);
         }
         for (String name : names) {
             Path staged = staging.stagedOutput(name);
@@ -145,9 +149,9 @@ public final class Commit {
         }
         for (String name : all) {
             if (!overwrite && OutputPaths.exists(fs, HadoopPaths.child(output, name))) {
-                throw new IllegalStateException(HadoopPaths.child(output, name) + " appeared in the output "
+                throw new ExplainedFailure(HadoopPaths.child(output, name) + " appeared in the output "
                         + "directory during the run; nothing was published and it was not replaced. Move it out of "
-                        + "the way and " + rerun(fs, staging) + ", or add --overwrite to replace it");
+                        + "the way and " + rerun(fs, staging) + ", or add --overwrite to replace it", null);
             }
         }
         // on disk before the record says they are the run's results
@@ -391,8 +395,8 @@ public final class Commit {
         record.path("inPlace").forEach(f -> inPlace.add(f.asText()));
         List<String> problems = problems(fs, output, stagingDir, names, replaces, overwrite);
         if (!problems.isEmpty()) {
-            throw new IOException("cannot finish the commit of " + stagingDir + ": " + problems.get(0) + "; move it out "
-                    + "of the way and run again: the next run into this output directory finishes the commit");
+            throw new ExplainedFailure("cannot finish the commit of " + stagingDir + ": " + problems.get(0) + "; move it "
+                    + "out of the way and run again: the next run into this output directory finishes the commit", null);
         }
         fs.delete(new Path(output, SUCCESS), false);
         OutputPaths.forceDirectory(fs, output);
@@ -447,8 +451,8 @@ public final class Commit {
             if (OutputPaths.exists(fs, dst) && !(finishing && (staged.isDirectory() ? fs.exists(begun)
                     : sameBytes(fs, staged, dst)))) {
                 if (!overwrite) {
-                    throw new IOException("cannot publish " + name + ": " + dst + " exists and the run was not "
-                            + "started with --overwrite; the staged file stays in " + src);
+                    throw new ExplainedFailure("cannot publish " + name + ": " + dst + " exists and the run was not "
+                            + "started with --overwrite; the staged file stays in " + src, null);
                 }
                 Path aside = HadoopPaths.child(replaced, name);
                 fs.mkdirs(aside.getParent());
@@ -526,9 +530,9 @@ public final class Commit {
             HadoopPaths.rename(fs, from, to);
         } else if (source.isFile()) {
             if (!sameBytes(fs, source, to)) {
-                throw new IOException("cannot move " + from + " to " + to + ": a file with other bytes stands there; "
-                        + "move it out of the way and run again: the next run into this output directory finishes "
-                        + "the commit");
+                throw new ExplainedFailure("cannot move " + from + " to " + to + ": a file with other bytes stands "
+                        + "there; move it out of the way and run again: the next run into this output directory "
+                        + "finishes the commit", null);
             }
             fs.delete(from, false);
         } else {
@@ -607,9 +611,9 @@ public final class Commit {
                 }
                 long waited = (System.nanoTime() - start) / 1_000_000;
                 if (waited > fenceWaitMillis) {
-                    throw new IOException("cannot publish " + src + ": a task attempt still writes it after "
+                    throw new ExplainedFailure("cannot publish " + src + ": a task attempt still writes it after "
                             + waited / 1000 + " s (an executor the driver lost, still running?); the run is committed: "
-                            + "the next run into this output directory finishes the commit");
+                            + "the next run into this output directory finishes the commit", null);
                 }
                 if (!said && waited > 5_000) {
                     out.println("lightning: waiting for a task attempt that still writes "

@@ -3,6 +3,7 @@ package dev.lightning.attention.job.output;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.lightning.attention.job.failure.ExplainedFailure;
 import dev.lightning.attention.job.hadoop.HadoopPaths;
 import dev.lightning.attention.tensor.InvalidInputException;
 import org.apache.hadoop.fs.FileStatus;
@@ -266,11 +267,14 @@ public final class OutputLock implements AutoCloseable {
         return !lost;
     }
 
-    /** Fails unless this run still holds the lock: checked before anything is published. */
+    /**
+     * Fails unless this run still holds the lock: checked before anything is published. An ExplainedFailure, printed as
+     * its one line: the message says what happened and what to do.
+     */
     void check() {
         if (!held()) {
-            throw new IllegalStateException("lost the lock " + path + " (another run took it over as stale, "
-                    + "or it was removed); nothing was published. Rerun when the other run has finished");
+            throw new ExplainedFailure("lost the lock " + path + " (another run took it over as stale, "
+                    + "or it was removed); nothing was published. Rerun when the other run has finished", null);
         }
     }
 

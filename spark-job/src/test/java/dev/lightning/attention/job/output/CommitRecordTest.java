@@ -82,8 +82,9 @@ class CommitRecordTest {
                 + "\"replaces\":[],\"inPlace\":[],\"complete\":true}");
         Files.writeString(tmp.resolve("c.safetensors"), "the user's c");
         Files.delete(staging.resolve(Commit.RECORD)); // the first one, out of the way
-        java.io.IOException foreign = org.junit.jupiter.api.Assertions.assertThrows(java.io.IOException.class,
-                () -> recover(fs, output, 0));
+        // an ExplainedFailure: the command line prints its message alone, without a class name and a stack trace
+        dev.lightning.attention.job.failure.ExplainedFailure foreign = org.junit.jupiter.api.Assertions.assertThrows(
+                dev.lightning.attention.job.failure.ExplainedFailure.class, () -> recover(fs, output, 0));
         assertTrue(foreign.getMessage().contains("c.safetensors") && foreign.getMessage().contains("--overwrite"),
                 foreign.getMessage());
         assertEquals("the user's c", Files.readString(tmp.resolve("c.safetensors")), "left as it was");
@@ -137,7 +138,10 @@ class CommitRecordTest {
                     new com.fasterxml.jackson.databind.ObjectMapper().readTree(c[1]), false, "now"));
             Staging.writeAtomically(fs, staging.stagedOutput("a.safetensors"), "driver", "staged a".getBytes());
             try (OutputLock lock = OutputLock.acquire(fs, output, c[0], 120.0, quiet)) {
-                IllegalStateException e = org.junit.jupiter.api.Assertions.assertThrows(IllegalStateException.class,
+                // an ExplainedFailure: the command line prints its message alone (it printed an IllegalStateException's
+                // class name and stack trace)
+                dev.lightning.attention.job.failure.ExplainedFailure e = org.junit.jupiter.api.Assertions.assertThrows(
+                        dev.lightning.attention.job.failure.ExplainedFailure.class,
                         () -> Commit.commit(fs, output, staging, java.util.List.of("a.safetensors"), java.util.List.of(),
                                 java.util.List.of(), false, lock, quiet));
                 assertTrue(e.getMessage().contains("nothing was published") && e.getMessage().contains(c[2]),

@@ -100,7 +100,9 @@ class OutputLockTest {
         OutputLock lock = OutputLock.acquire(fs, out, "slow", 120.0, quiet);
         Files.writeString(tmp.resolve(OutputLock.NAME), "{\"runId\":\"other\",\"host\":\"h\",\"pid\":1}");
         assertFalse(lock.held());
-        IllegalStateException e = assertThrows(IllegalStateException.class, lock::check);
+        // said in one line by the command line, without a class name and a stack trace
+        dev.lightning.attention.job.failure.ExplainedFailure e =
+                assertThrows(dev.lightning.attention.job.failure.ExplainedFailure.class, lock::check);
         assertTrue(e.getMessage().contains("nothing was published"), e.getMessage());
         lock.close();
         assertTrue(Files.readString(tmp.resolve(OutputLock.NAME)).contains("other"), "the other run's lock stays");
