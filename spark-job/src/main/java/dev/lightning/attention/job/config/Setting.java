@@ -138,7 +138,7 @@ public final class Setting<T> {
     }
 
     public static Setting<Long> count(String flag, String key, long def, long min, long max, String doc) {
-        return new Setting<>(flag, key, "integer", def, Long.toString(def), doc, Long::parseLong,
+        return new Setting<>(flag, key, "integer", def, Long.toString(def), doc, s -> whole(s, min, max),
                 v -> v < min || v > max ? "must be in " + min + ".." + max : null);
     }
 
@@ -148,12 +148,12 @@ public final class Setting<T> {
 
     /** An optional integer of at least {@code min}; defaultText says what stands in when it is absent. */
     public static Setting<Integer> optionalInt(String flag, String key, int min, String defaultText, String doc) {
-        return new Setting<>(flag, key, "integer", null, defaultText, doc, Integer::parseInt,
+        return new Setting<>(flag, key, "integer", null, defaultText, doc, s -> wholeInt(s, min),
                 v -> v < min ? "must be >= " + min : null);
     }
 
     static Setting<Double> real(String flag, String key, double def, boolean positive, String doc) {
-        return new Setting<>(flag, key, "number", def, Double.toString(def), doc, Double::parseDouble,
+        return new Setting<>(flag, key, "number", def, Double.toString(def), doc, Setting::decimal,
                 v -> !Double.isFinite(v) ? "must be finite" : positive && v <= 0 ? "must be > 0" : null);
     }
 
@@ -164,7 +164,7 @@ public final class Setting<T> {
      * Above 3.4e38 it became Inf.
      */
     static Setting<Double> float32Real(String flag, String key, double def, double min, String doc) {
-        return new Setting<>(flag, key, "number", def, Double.toString(def), doc, Double::parseDouble,
+        return new Setting<>(flag, key, "number", def, Double.toString(def), doc, Setting::decimal,
                 v -> !Double.isFinite(v) ? "must be finite" : v < min ? "must be >= " + min
                         : v != 0 && (Math.abs(v) < Float.MIN_NORMAL || Math.abs(v) > Float.MAX_VALUE)
                         ? "must be 0 or of a magnitude from 1.18e-38 to 3.4e38 (the kernels apply it in float32, "
@@ -174,13 +174,13 @@ public final class Setting<T> {
 
     /** An optional number above 0 (no default value: the caller derives one). */
     static Setting<Double> optionalPositive(String flag, String key, String defaultText, String doc) {
-        return new Setting<>(flag, key, "number", null, defaultText, doc, Double::parseDouble,
+        return new Setting<>(flag, key, "number", null, defaultText, doc, Setting::decimal,
                 v -> !Double.isFinite(v) || v <= 0 ? "must be a finite number > 0" : null);
     }
 
     /** A finite number of at least {@code min}. */
     static Setting<Double> realAtLeast(String flag, String key, double def, double min, String doc) {
-        return new Setting<>(flag, key, "number", def, Double.toString(def), doc, Double::parseDouble,
+        return new Setting<>(flag, key, "number", def, Double.toString(def), doc, Setting::decimal,
                 v -> !Double.isFinite(v) ? "must be finite" : v < min ? "must be >= " + min : null);
     }
 
@@ -212,6 +212,44 @@ public final class Setting<T> {
                     throw new IllegalArgumentException("true or false");
             }
         }, v -> null);
+    }
+
+    /**
+     * A whole number in digits, for an option whose values run from {@code min} to {@code max} (the range is for the
+     * message; the option's check refuses values outside it). Long's own message ('For input string: "64k"', the
+     * same for a number too large for a long) named neither the form nor the range.
+     */
+    static long whole(String s, long min, long max) {
+        try {
+            return Long.parseLong(s);
+        } catch (NumberFormatException e) {
+            throw new NumberFormatException(wholeIn(min, max));
+        }
+    }
+
+    /** {@link #whole} for an int option of at least {@code min}: a value beyond an int is out of its range too. */
+    static int wholeInt(String s, int min) {
+        long v = whole(s, min, Integer.MAX_VALUE);
+        if (v < Integer.MIN_VALUE || v > Integer.MAX_VALUE) {
+            throw new NumberFormatException(wholeIn(min, Integer.MAX_VALUE));
+        }
+        return (int) v;
+    }
+
+    private static String wholeIn(long min, long max) {
+        return "a whole number in " + min + ".." + max + ", in digits without a unit";
+    }
+
+    /**
+     * A decimal number. Double's own messages ('For input string: "abc"', 'empty String') named neither the form nor
+     * the value's kind.
+     */
+    static double decimal(String s) {
+        try {
+            return Double.parseDouble(s);
+        } catch (NumberFormatException e) {
+            throw new NumberFormatException("a decimal number such as 2, 0.5 or 1e-5");
+        }
     }
 
     /** A byte size: a plain number of bytes, or with a k, m or g suffix (powers of 1024). */

@@ -334,7 +334,7 @@ class JobConfigTest {
         assertEquals("--n: must be in 1..10, got '0'", assertThrows(InvalidInputException.class,
                 () -> count.parse("0", "--n")).getMessage());
         assertThrows(InvalidInputException.class, () -> count.parse("11", "--n"));
-        assertEquals("--n: expected integer, got 'x' (For input string: \"x\")",
+        assertEquals("--n: expected integer, got 'x' (a whole number in 1..10, in digits without a unit)",
                 assertThrows(InvalidInputException.class, () -> count.parse("x", "--n")).getMessage());
         Setting<Integer> least = Setting.optionalInt("--m", "k.m", 2, "doc");
         assertEquals(2, least.parse("2", "--m"));
@@ -366,6 +366,28 @@ class JobConfigTest {
         assertEquals(true, flag.parse("TRUE", "--f"));
         assertEquals(false, flag.parse("false", "--f"));
         assertThrows(InvalidInputException.class, () -> flag.parse("yes", "--f"));
+    }
+
+    /**
+     * A value that is no number is refused with the form and range the option takes, not Java's own words: the
+     * message said '(For input string: "64k")' for --partition-tokens 64k, the same for a count too large for a
+     * long, 'empty String' for --scale '', and Integer's overflow text for an int option's value beyond an int.
+     */
+    @Test
+    void aValueThatIsNoNumberIsRefusedWithTheFormItTakesNotJavasWords() {
+        Setting<Long> count = Setting.count("--n", "k.n", 5, 1, 10, "doc");
+        Setting<Integer> least = Setting.optionalInt("--m", "k.m", 2, "doc");
+        Setting<Double> real = Setting.real("--x", "k.x", 1.0, true, "doc");
+        for (String bad : new String[] {"64k", "99999999999999999999", "", "1.5"}) {
+            String m = assertThrows(InvalidInputException.class, () -> count.parse(bad, "--n")).getMessage();
+            assertEquals("--n: expected integer, got '" + bad + "' (a whole number in 1..10, in digits without a unit)", m);
+        }
+        assertEquals("--m: expected integer, got '3000000000' (a whole number in 2..2147483647, in digits without a "
+                + "unit)", assertThrows(InvalidInputException.class, () -> least.parse("3000000000", "--m")).getMessage());
+        for (String bad : new String[] {"abc", "", "1,5"}) {
+            String m = assertThrows(InvalidInputException.class, () -> real.parse(bad, "--x")).getMessage();
+            assertEquals("--x: expected number, got '" + bad + "' (a decimal number such as 2, 0.5 or 1e-5)", m);
+        }
     }
 
     /**
