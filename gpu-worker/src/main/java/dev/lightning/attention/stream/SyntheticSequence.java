@@ -105,14 +105,36 @@ public final class SyntheticSequence implements Serializable {
         if (f.length != 6) {
             throw new InvalidInputException("--synthetic '" + spec + "': " + f.length + " fields, " + expected);
         }
+        long tokens = field(spec, "T", f[0], Long.MAX_VALUE, expected);
+        int heads = (int) field(spec, "H", f[1], Integer.MAX_VALUE, expected);
+        int dk = (int) field(spec, "Dk", f[2], Integer.MAX_VALUE, expected);
+        int dv = (int) field(spec, "Dv", f[3], Integer.MAX_VALUE, expected);
+        long seed = field(spec, "seed", f[5], Long.MAX_VALUE, expected);
         try {
-            return new SyntheticSequence(Long.parseLong(f[0]), Integer.parseInt(f[1]), Integer.parseInt(f[2]),
-                    Integer.parseInt(f[3]), DType.fromSafetensors(f[4]), Long.parseLong(f[5]));
-        } catch (NumberFormatException | ArithmeticException e) {
-            throw new InvalidInputException("--synthetic '" + spec + "': " + e.getMessage() + "; " + expected);
+            return new SyntheticSequence(tokens, heads, dk, dv, DType.fromSafetensors(f[4]), seed);
+        } catch (ArithmeticException e) { // Math.multiplyExact's "long overflow"
+            throw new InvalidInputException("--synthetic '" + spec + "': T x H x max(Dk, Dv) values are more bytes than "
+                    + "a file can hold (2^63 - 1); use a smaller T or H");
         } catch (IllegalArgumentException e) {
             throw new InvalidInputException("--synthetic '" + spec + "': " + e.getMessage());
         }
+    }
+
+    /**
+     * Field {@code name} of a spec, a whole number of at most {@code max}: Long's own message ('For input string:
+     * "x"') named neither the field nor what it takes.
+     */
+    private static long field(String spec, String name, String value, long max, String expected) {
+        try {
+            long v = Long.parseLong(value);
+            if (v <= max) {
+                return v;
+            }
+        } catch (NumberFormatException e) {
+            // said below
+        }
+        throw new InvalidInputException("--synthetic '" + spec + "': " + name + " is '" + value + "', expected a whole "
+                + "number up to " + max + "; " + expected);
     }
 
     /** The canonical text, {@code T,H,Dk,Dv,dtype,seed} with the dtype in lower case. */

@@ -169,6 +169,24 @@ class SyntheticSequenceTest {
         assertTrue(e.getMessage().startsWith("--synthetic 0,2,16,16,bf16,3:"), e.getMessage());
     }
 
+    /**
+     * A field that is no number is named, with what it takes, not said in Long's words ('For input string: "x"', which
+     * named no field) or as Math's "long overflow" for a sequence of more bytes than a long counts.
+     */
+    @Test
+    void aBadFieldIsNamedWithWhatItTakes() {
+        String[][] cases = {{"100,2,16,16,bf16,x", "seed is 'x', expected a whole number up to 9223372036854775807"},
+                {"1e6,2,16,16,bf16,1", "T is '1e6', expected a whole number"},
+                {"100,3000000000,16,16,bf16,1", "H is '3000000000', expected a whole number up to 2147483647"},
+                {"100,2,16,16k,bf16,1", "Dv is '16k'"},
+                {"9000000000000000000,2,256,256,f32,1", "more bytes than a file can hold (2^63 - 1); use a smaller T or H"}};
+        for (String[] c : cases) {
+            String m = assertThrows(InvalidInputException.class, () -> SyntheticSequence.parse(c[0])).getMessage();
+            assertTrue(m.startsWith("--synthetic '" + c[0] + "': ") && m.contains(c[1]) && !m.contains("input string")
+                    && !m.contains("overflow"), m);
+        }
+    }
+
     @Test
     void crc32cCombinesLikeTheConcatenation() {
         SplittableRandom rnd = new SplittableRandom(11);
