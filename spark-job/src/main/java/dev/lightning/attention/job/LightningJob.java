@@ -571,10 +571,12 @@ final class LightningJob {
                         + "nothing was published to the output directory. Run again without --resume once the input "
                         + "no longer changes; the failed run's report is in " + staging.root);
             } else if (LightningMain.findInvalidInput(e) != null) {
-                // a bad input: --resume cannot help, since the input or the options must change
-                out.println("lightning: the run stopped at a bad input (the error below); nothing was published to the "
-                        + "output directory. Fix that input, or leave such inputs out (--skip-invalid, "
-                        + "--skip-nonfinite), and run again; the failed run's report is in " + staging.root);
+                // a bad input: --resume cannot help, since the input or the options must change. What to change is
+                // the error's to say: found by a task (a NaN, an overflowing o), it is not one --skip-invalid leaves
+                // out, which this line advised with --skip-nonfinite, and the error gave that advice again
+                out.println("lightning: the run stopped at a bad input (the error below says which, and what to "
+                        + "change); nothing was published to the output directory, and a --resume would meet it again. "
+                        + "The failed run's report is in " + staging.root);
             } else if (Causes.inChain(e, ExplainedFailure.SpotChecks.class) != null) {
                 // the staged results are the ones refused: a --resume keeps them and fails the same way
                 out.println("lightning: the spot checks refused the run's o (the error below); nothing was published "
