@@ -64,6 +64,7 @@ public final class ExecutorBackends {
         }
         Integer assigned = assignedGpu(resourceName);
         String reason = Backends.gpuUnavailableReason();
+        RuntimeException why = null;
         if (reason == null) {
             int ordinal = assigned != null ? assigned : 0;
             try {
@@ -74,11 +75,15 @@ public final class ExecutorBackends {
                 return b;
             } catch (GpuUnusableException | UnsupportedOperationException e) {
                 reason = e.getMessage();
+                why = e;
             }
         }
         if ("gpu".equals(choice)) {
+            // caused by a GpuUnusableException, so that the driver's line before this error tells it as what it is,
+            // a GPU missing where the tasks run ("rerun with --resume once that is fixed there"), not a bad input
             throw new InvalidInputException("--backend gpu: no usable GPU " + what + "backend on this executor"
-                    + (assigned != null ? " (Spark assigned " + resourceName + " " + assigned + ")" : "") + ": " + reason);
+                    + (assigned != null ? " (Spark assigned " + resourceName + " " + assigned + ")" : "") + ": " + reason,
+                    why instanceof GpuUnusableException ? why : new GpuUnusableException(reason, why));
         }
         announce(what + "auto-cpu " + reason, what + "backend auto: computing on the CPU (float32)"
                 + (assigned != null ? " although Spark assigned " + resourceName + " " + assigned : "") + "; no GPU: " + reason);
