@@ -108,13 +108,22 @@ public interface StoredStates {
         String expected = "S [" + spec.heads() + ", " + spec.dk() + ", " + spec.dv() + "]"
                 + (spec.normalized() ? " with z [" + spec.heads() + ", " + spec.dk() + "] (--normalize)"
                 : " without a normalizer z (no --normalize)");
-        if (heads != spec.heads() || dk != spec.dk() || dv != spec.dv() || normalizer != spec.normalized()) {
+        // each with what to change: the message said only what it expected and found, and the change differs by
+        // case (this run's options where they alone differ, else the input or the stored set)
+        if (heads != spec.heads() || dk != spec.dk() || dv != spec.dv()) {
             return "expected " + expected + " for its input, found " + shape(heads, dk, dv, normalizer) + " in "
-                    + location;
+                    + location + "; a continued sequence keeps its heads and widths: give it the next segment of the "
+                    + "sequence that state belongs to, or continue from another directory's states";
+        }
+        if (normalizer != spec.normalized()) {
+            return "expected " + expected + " for its input, found " + shape(heads, dk, dv, normalizer) + " in "
+                    + location + "; the run that stored it " + (normalizer ? "normalized: add --normalize"
+                    : "did not normalize: leave --normalize out") + ", as it did";
         }
         if (featureMap != null && !featureMap.equals(spec.featureMap().key())) {
             return "the stored state was computed with --feature-map " + featureMap + ", this run uses "
-                    + spec.featureMap().key() + " (" + location + ")";
+                    + spec.featureMap().key() + " (" + location + "); give --feature-map " + featureMap + ", as that "
+                    + "run did";
         }
         if (slopes != null && !java.util.Arrays.equals(slopes, spec.slopes())) {
             return "the stored state decayed at slopes " + java.util.Arrays.toString(slopes) + ", this run's input at "

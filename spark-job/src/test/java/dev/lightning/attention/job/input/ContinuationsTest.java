@@ -32,8 +32,9 @@ class ContinuationsTest {
                 + "b: it has its own initial_state, given by the input, and a stored state in prev/b.safetensors; a "
                 + "sequence starts from one state: remove the tensor from the input, or remove the sequence from the "
                 + "stored set; c: the stored state does not fit: expected S [2, 4, 3] without a normalizer z (no "
-                + "--normalize) for its input, found S [3, 4, 3] without a normalizer z in prev/c.safetensors; "
-                + "d: its own reason", e.getMessage());
+                + "--normalize) for its input, found S [3, 4, 3] without a normalizer z in prev/c.safetensors; a "
+                + "continued sequence keeps its heads and widths: give it the next segment of the sequence that state "
+                + "belongs to, or continue from another directory's states; d: its own reason", e.getMessage());
     }
 
     /**

@@ -96,6 +96,31 @@ class StoredStatesTest {
                 .contains("expected S [2, 4, 3]"));
     }
 
+    /**
+     * A stored state that does not fit says what to change, not only what was expected and found: the run's
+     * --normalize or --feature-map where they alone differ (as the run that stored it had them), else the input or the
+     * stored set. The message gave no advice for these three.
+     */
+    @Test
+    void aStateThatDoesNotFitSaysWhatToChange() {
+        AttentionSpec plain = new AttentionSpec(2, 4, 3, new double[] {0.1, 0.2}, 1.0, 1);
+        String normalized = StoredStates.mismatch(2, 4, 3, true, null, "prev/a.safetensors", plain);
+        assertTrue(normalized.startsWith("expected S [2, 4, 3] without a normalizer z (no --normalize) for its input, "
+                + "found S [2, 4, 3] with z [2, 4] in prev/a.safetensors; ")
+                && normalized.endsWith("the run that stored it normalized: add --normalize, as it did"), normalized);
+        String unnormalized = StoredStates.mismatch(2, 4, 3, false, null, "prev/a.safetensors",
+                plain.withNormalization(1e-5));
+        assertTrue(unnormalized.endsWith("the run that stored it did not normalize: leave --normalize out, as it did"),
+                unnormalized);
+        String heads = StoredStates.mismatch(4, 4, 3, true, null, "prev/a.safetensors", plain);
+        assertTrue(heads.contains("found S [4, 4, 3] with z [4, 4]") && heads.endsWith("a continued sequence keeps its "
+                + "heads and widths: give it the next segment of the sequence that state belongs to, or continue from "
+                + "another directory's states"), heads);
+        String map = StoredStates.mismatch(2, 4, 3, false, "elu1", "prev/a.safetensors", plain);
+        assertEquals("the stored state was computed with --feature-map elu1, this run uses identity (prev/a.safetensors); "
+                + "give --feature-map elu1, as that run did", map);
+    }
+
     /** A manifest is the set (entries by file here and by URI elsewhere), if the directory's last run wrote it. */
     @Test
     void manifestIsTheSetOnlyWhenCurrent() throws IOException {
