@@ -3,6 +3,7 @@ package dev.lightning.attention.stream;
 import dev.lightning.attention.engine.AttentionSpec;
 import dev.lightning.attention.engine.Slopes;
 import dev.lightning.attention.tensor.DType;
+import dev.lightning.attention.tensor.ErrorText;
 import dev.lightning.attention.tensor.InvalidInputException;
 import dev.lightning.attention.tensor.SafetensorsHeader;
 import dev.lightning.attention.tensor.TensorEntry;
@@ -264,8 +265,8 @@ public final class SequenceFile implements Serializable {
         String got = squeeze(tensor);
         for (String known : OPTIONAL) {
             String want = squeeze(known);
-            if (editDistance(got, want) <= (want.length() <= 6 ? 1 : 2) // "slopes"; "score" is not "slope"
-                    || editDistance(got.replace("initial", "init"), want.replace("initial", "init")) <= 1) {
+            if (ErrorText.editDistance(got, want) <= (want.length() <= 6 ? 1 : 2) // "slopes"; "score" is not "slope"
+                    || ErrorText.editDistance(got.replace("initial", "init"), want.replace("initial", "init")) <= 1) {
                 return known;
             }
         }
@@ -275,25 +276,6 @@ public final class SequenceFile implements Serializable {
     /** Lower case, without the separators people vary: "Initial-State" and "initial_state" alike. */
     private static String squeeze(String s) {
         return s.toLowerCase(java.util.Locale.ROOT).replaceAll("[^a-z0-9]", "");
-    }
-
-    private static int editDistance(String a, String b) {
-        int[] prev = new int[b.length() + 1];
-        int[] cur = new int[b.length() + 1];
-        for (int j = 0; j <= b.length(); j++) {
-            prev[j] = j;
-        }
-        for (int i = 1; i <= a.length(); i++) {
-            cur[0] = i;
-            for (int j = 1; j <= b.length(); j++) {
-                int sub = prev[j - 1] + (a.charAt(i - 1) == b.charAt(j - 1) ? 0 : 1);
-                cur[j] = Math.min(sub, Math.min(prev[j], cur[j - 1]) + 1);
-            }
-            int[] t = prev;
-            prev = cur;
-            cur = t;
-        }
-        return prev[b.length()];
     }
 
     private static TensorEntry require(SafetensorsHeader h, String tensor, String file) {

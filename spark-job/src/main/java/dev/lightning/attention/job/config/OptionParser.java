@@ -56,7 +56,7 @@ public final class OptionParser {
             }
             Setting<?> s = Settings.byFlag(a);
             if (s == null) {
-                throw new InvalidInputException("unknown option '" + args.get(i) + "' (see --help)");
+                throw new InvalidInputException(unknown(args, i));
             }
             String v = s.isSwitch() ? (value != null ? value : "true") : (value != null ? value : next(args, ++i, a));
             String before = flags.put(a, v);
@@ -67,6 +67,28 @@ public final class OptionParser {
         }
         JobConfig.refuseUnknownSparkKeys(spark.keySet());
         return JobConfig.resolve(flags, conf, spark::get, datasets);
+    }
+
+    /**
+     * What {@code args[i]}, which is no option, is said to be, with what was expected instead: a near miss of an
+     * option's flag names that option; a value after a switch (--normalize true) says that a switch takes none; any
+     * other word that an option's value goes right after the option. It said "unknown option 'WORD' (see --help)" for
+     * all three, naming no option, and called a stray value an option.
+     */
+    static String unknown(List<String> args, int i) {
+        String arg = args.get(i);
+        if (arg.startsWith("-")) {
+            Setting<?> near = Settings.nearFlag(split(arg)[0]);
+            return "unknown option '" + arg + "': " + (near != null ? "did you mean " + near.flag + "? (" : "expected "
+                    + "one of the options ") + "--help and `lightning options` list them" + (near != null ? ")" : "");
+        }
+        Setting<?> before = i > 0 ? Settings.byFlag(args.get(i - 1)) : null;
+        if (before != null && before.isSwitch()) {
+            return "unexpected '" + arg + "' after " + before.flag + ", a switch that takes no value: give " + before.flag
+                    + " alone to turn it on (" + before.flag + "=false turns it off)";
+        }
+        return "unexpected argument '" + arg + "': expected options only, each value right after its option (--output "
+                + "DIR or --output=DIR); see --help";
     }
 
     /** An argument as {flag, value}: {@code --flag=value} split at its first '=', else {arg, null}. */

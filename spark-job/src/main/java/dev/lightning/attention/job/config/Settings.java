@@ -270,6 +270,31 @@ public final class Settings {
         return null;
     }
 
+    /**
+     * The option a misspelt flag {@code flag} nearly is: written another way ({@link #byLooseName}), or at most two
+     * edits from one flag, nearer than to any other (--partiton-tokens, --skip-nonfinit); null if none.
+     */
+    static Setting<?> nearFlag(String flag) {
+        Setting<?> loose = byLooseName(flag);
+        if (loose != null) {
+            return loose;
+        }
+        Setting<?> best = null;
+        int bestDistance = 3;
+        boolean tie = false;
+        for (Setting<?> s : ALL) {
+            int d = dev.lightning.attention.tensor.ErrorText.editDistance(loose(flag), loose(s.flag));
+            if (d < bestDistance) {
+                best = s;
+                bestDistance = d;
+                tie = false;
+            } else if (d == bestDistance) {
+                tie = true;
+            }
+        }
+        return tie ? null : best;
+    }
+
     private static String loose(String name) {
         return name.toLowerCase(java.util.Locale.ROOT).replaceAll("[^a-z0-9]", "");
     }

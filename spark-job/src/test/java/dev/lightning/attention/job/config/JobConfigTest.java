@@ -369,6 +369,32 @@ class JobConfigTest {
     }
 
     /**
+     * An argument that is no option says what was expected: a misspelt flag names the option it nearly is, a value
+     * after a switch that a switch takes none, a stray word that values go right after their options. Each said
+     * "unknown option 'ARG' (see --help)", naming no option and calling a stray value an option.
+     */
+    @Test
+    void anArgumentThatIsNoOptionSaysWhatWasExpected() {
+        String[][] cases = {
+                {"--partiton-tokens", "unknown option '--partiton-tokens': did you mean --partition-tokens? (--help and "
+                        + "`lightning options` list them)"},
+                {"--skip-nonfinit", "did you mean --skip-nonfinite?"},
+                {"--partitionTokens=4096", "did you mean --partition-tokens?"},
+                {"--frobnicate", "unknown option '--frobnicate': expected one of the options --help and `lightning "
+                        + "options` list"},
+                {"--normalize true", "unexpected 'true' after --normalize, a switch that takes no value: give "
+                        + "--normalize alone to turn it on (--normalize=false turns it off)"},
+                {"out2", "unexpected argument 'out2': expected options only, each value right after its option "
+                        + "(--output DIR or --output=DIR); see --help"}};
+        for (String[] c : cases) {
+            java.util.List<String> args = new java.util.ArrayList<>(java.util.List.of("--input", "in", "--output", "out"));
+            args.addAll(java.util.List.of(c[0].split(" ")));
+            String m = assertThrows(InvalidInputException.class, () -> OptionParser.parse(args, null, false)).getMessage();
+            assertTrue(m.contains(c[1]), c[0] + ": " + m);
+        }
+    }
+
+    /**
      * A value that is no number is refused with the form and range the option takes, not Java's own words: the
      * message said '(For input string: "64k")' for --partition-tokens 64k, the same for a count too large for a
      * long, 'empty String' for --scale '', and Integer's overflow text for an int option's value beyond an int.
