@@ -70,9 +70,10 @@ public final class SetupChecks {
                     m = (file.find() ? file.group(1) : ErrorText.firstLine(m, LINE)) + " is not a Parquet file ("
                             + ErrorText.firstLine(String.valueOf(root.getMessage()), LINE).trim() + ")";
                 }
-                return "a file of the input is not a Parquet file (" + ErrorText.firstLine(m, LINE) + "); "
-                        + "--input-format parquet reads tables of .parquet files: give those, or safetensors files "
-                        + "with --input-format safetensors";
+                // Parquet's line names the file and says it is no Parquet file: said once (wrapped in "a file of
+                // the input is not a Parquet file (...)" it read "... not a Parquet file (F is not a Parquet file (...))")
+                return ErrorText.firstLine(m, LINE) + "; --input-format parquet reads tables of .parquet files: give "
+                        + "those, or safetensors files with --input-format safetensors";
             }
             if (t instanceof UnsupportedOperationException && "getSubject is not supported".equals(m)) {
                 return javaRefusesGetSubject(); // where checkJava did not run first (a Spark program's own JVM)
