@@ -225,6 +225,10 @@ public final class SetupChecks {
         }
     }
 
+    /** local[N] and local[N,F], N in group 1. */
+    private static final java.util.regex.Pattern LOCAL_THREADS =
+            java.util.regex.Pattern.compile("local\\[([0-9]+|\\*)(?:\\s*,\\s*[0-9]+)?]");
+
     /** The master URLs Spark itself accepts, for messages. */
     static final String MASTER_FORMS = "local, local[N], local[*], local[N,F], local-cluster[N,C,M], "
             + "spark://HOST:PORT[,HOST:PORT...], or the URL of a cluster manager on the classpath "
@@ -238,8 +242,17 @@ public final class SetupChecks {
      * accepts (YARN and Kubernetes are such managers, and not part of bin/lightning's classpath).
      */
     public static void checkMaster(String master, String source) {
-        if (master.equals("local") || master.matches("local\\[([0-9]+|\\*)]")
-                || master.matches("local\\[([0-9]+|\\*)\\s*,\\s*([0-9]+)]")
+        java.util.regex.Matcher threads = LOCAL_THREADS.matcher(master);
+        if (threads.matches()) {
+            // Spark takes the form and then refuses 0 threads ("Asked to run locally with 0 threads") or a count past
+            // an int (its NumberFormatException) as the SparkContext starts: a stack trace, and advice to --resume
+            if (!threads.group(1).equals("*") && !threads.group(1).matches("0*[1-9][0-9]{0,8}")) {
+                throw new InvalidInputException(source + ": expected local[N] with N threads from 1 to 999999999 (or "
+                        + "local[*], one per core), got '" + master + "'");
+            }
+            return;
+        }
+        if (master.equals("local")
                 || master.matches("local-cluster\\[\\s*([0-9]+)\\s*,\\s*([0-9]+)\\s*,\\s*([0-9]+)\\s*]")) {
             return;
         }

@@ -10,6 +10,7 @@ import org.junit.jupiter.api.Test;
 import java.io.IOException;
 import java.net.URI;
 
+import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -38,6 +39,23 @@ class SetupProblemTest {
                     () -> SetupChecks.checkMaster(m, "--master"), m);
             assertTrue(e.getMessage().contains("got '" + m + "'"), e.getMessage());
         }
+    }
+
+    /**
+     * A local master of no threads, or of more than an int counts, is refused before Spark starts: Spark took the form
+     * and failed its start with a stack trace ("Asked to run locally with 0 threads", a NumberFormatException), and
+     * the run's line advised --resume.
+     */
+    @Test
+    void aLocalMasterOfNoThreadsIsRefusedBeforeSparkStarts() {
+        for (String m : new String[] {"local[0]", "local[00]", "local[0,2]", "local[99999999999]"}) {
+            InvalidInputException e = assertThrows(InvalidInputException.class,
+                    () -> SetupChecks.checkMaster(m, "--master"), m);
+            assertEquals("--master: expected local[N] with N threads from 1 to 999999999 (or local[*], one per core), "
+                    + "got '" + m + "'", e.getMessage());
+        }
+        SetupChecks.checkMaster("local[01]", "--master");
+        SetupChecks.checkMaster("local[999999999,3]", "--master");
     }
 
     /** Spark's own refusal, for a URL the check would let through, is a usage error too. */
