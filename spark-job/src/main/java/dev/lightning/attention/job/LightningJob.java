@@ -11,6 +11,7 @@ import dev.lightning.attention.job.exec.FaultPoints;
 import dev.lightning.attention.job.failure.Causes;
 import dev.lightning.attention.job.failure.Examples;
 import dev.lightning.attention.job.failure.ExplainedFailure;
+import dev.lightning.attention.job.failure.SetupChecks;
 import dev.lightning.attention.job.hadoop.HadoopConf;
 import dev.lightning.attention.job.hadoop.HadoopPaths;
 import dev.lightning.attention.job.input.Continuations;
@@ -570,6 +571,12 @@ final class LightningJob {
                 out.println("lightning: the run stopped because an input changed while it ran (the error below); "
                         + "nothing was published to the output directory. Run again without --resume once the input "
                         + "no longer changes; the failed run's report is in " + staging.root);
+            } else if (LightningMain.findInvalidInput(e) == null && SetupChecks.setupProblem(e) != null) {
+                // a setting Spark or Hadoop refused once the run had started (a Spark setting at the SparkContext's
+                // start, a file system's connector): the same settings meet it again, with or without --resume
+                out.println("lightning: the run stopped at a set-up problem (the error below says what to change); "
+                        + "nothing was published to the output directory, and a --resume would meet it again. The "
+                        + "failed run's report is in " + staging.root);
             } else if (LightningMain.findInvalidInput(e) != null) {
                 // a bad input: --resume cannot help, since the input or the options must change. What to change is
                 // the error's to say: found by a task (a NaN, an overflowing o), it is not one --skip-invalid leaves

@@ -26,7 +26,8 @@ class LoggingConfigTest {
      * A run failed in a task, or stopped by Ctrl-C, while other tasks ran: Spark's scheduler logged
      * "Exception in statusUpdate" with a RejectedExecutionException and a 15-line stack trace for
      * each task that reported after it had stopped (bin/lightning run, INT during pass 2: exit 130,
-     * then the trace). Those lines are left out; the scheduler's other errors are not.
+     * then the trace). Those lines are left out; the scheduler's other errors are not. So is SparkContext's
+     * "Error initializing SparkContext." and its trace, which came before the job's one line for a refused setting.
      */
     @Test
     void theSchedulersLateStatusUpdatesAfterAStopAreLeftOut() {
@@ -43,6 +44,11 @@ class LoggingConfigTest {
                     new RejectedExecutionException("rejected from ThreadPoolExecutor[Terminated]"))));
             assertFalse(scheduler.isFiltered(error("Lost executor 1 on host-a: worker lost", null)));
             assertTrue(scheduler.getLevel().isLessSpecificThan(Level.ERROR), scheduler.getLevel().toString());
+            // a SparkContext that does not start: the job says why in one line, Spark's trace before it is left out
+            LoggerConfig context = ctx.getConfiguration().getLoggerConfig("org.apache.spark.SparkContext");
+            assertTrue(context.isFiltered(error("Error initializing SparkContext.",
+                    new IllegalArgumentException("The value 'xyz' in the config is invalid"))));
+            assertFalse(context.isFiltered(error("Exception getting thread dump from executor 1", null)));
         } finally {
             ctx.stop();
         }

@@ -44,6 +44,16 @@ public final class SetupChecks {
                     && (m.startsWith("Could not parse Master URL") || m.startsWith("Invalid master URL"))) {
                 return m + "; expected " + MASTER_FORMS;
             }
+            if ((t instanceof IllegalArgumentException || t instanceof ArithmeticException
+                    || t instanceof org.apache.spark.SparkException)
+                    && thrownIn(t, "org.apache.spark.SparkContext", "<init>")) {
+                // a Spark setting the SparkContext refused as it started ("The value 'abc' in the config
+                // spark.network.timeout is invalid", spark.task.cpus=0's "/ by zero"): it was printed with two
+                // stack traces and advice to --resume, which starts Spark with the same settings
+                return "Spark did not start with this run's Spark settings (" + ErrorText.firstLine(
+                        m != null ? m : t.getClass().getSimpleName(), LINE) + "); correct the setting it names, given "
+                        + "as --conf KEY=VALUE or in the Spark configuration, and run again";
+            }
             if (t instanceof org.apache.hadoop.fs.UnsupportedFileSystemException && m != null) {
                 java.util.regex.Matcher scheme = NO_FILE_SYSTEM.matcher(m);
                 if (scheme.find()) {
@@ -119,6 +129,16 @@ public final class SetupChecks {
         return "Java " + Runtime.version().feature() + " (" + System.getProperty("java.home") + ") refuses "
                 + "Subject.getSubject, which Hadoop's login code calls for Spark and every file system; run with "
                 + "Java 17 or 21 (set JAVA_HOME to that JDK)";
+    }
+
+    /** True when {@code t} itself was thrown through {@code cls.method}. */
+    private static boolean thrownIn(Throwable t, String cls, String method) {
+        for (StackTraceElement f : t.getStackTrace()) {
+            if (cls.equals(f.getClassName()) && method.equals(f.getMethodName())) {
+                return true;
+            }
+        }
+        return false;
     }
 
     /** True when some exception of {@code e}'s chain was thrown through {@code FileSystem.<method>}. */

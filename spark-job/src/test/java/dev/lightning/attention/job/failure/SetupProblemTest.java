@@ -58,6 +58,30 @@ class SetupProblemTest {
         SetupChecks.checkMaster("local[999999999,3]", "--master");
     }
 
+    /**
+     * A Spark setting the SparkContext refuses as it starts is a set-up problem said in one line, naming the setting
+     * where Spark does, with what to do: the run printed Spark's trace twice, "lightning: failed:
+     * org.apache.spark.SparkIllegalArgumentException: ..." and advice to --resume (exit 1). The exceptions are
+     * Spark's own, from a SparkContext started with the setting.
+     */
+    @Test
+    void aSparkSettingTheContextRefusesAtItsStartIsASetupProblem() {
+        String[][] cases = {{"spark.network.timeout", "xyz", "The value 'xyz' in the config \"spark.network.timeout\" is "
+                + "invalid"}, {"spark.task.cpus", "0", "/ by zero"}};
+        for (String[] c : cases) {
+            SparkConf conf = new SparkConf().setMaster("local[2]").setAppName("setup-problem-test")
+                    .set("spark.ui.enabled", "false").set(c[0], c[1]);
+            Exception e = assertThrows(Exception.class, () -> new SparkContext(conf).stop(), c[0]);
+            String problem = SetupChecks.setupProblem(new RuntimeException("wrapped", e));
+            assertNotNull(problem, e.toString());
+            assertTrue(problem.startsWith("Spark did not start with this run's Spark settings (") && problem.contains(c[2])
+                    && problem.endsWith("); correct the setting it names, given as --conf KEY=VALUE or in the Spark "
+                    + "configuration, and run again") && !problem.contains("org.apache"), problem);
+        }
+        // the job's own failures are not Spark's start
+        assertNull(SetupChecks.setupProblem(new IllegalArgumentException("a bad piece")));
+    }
+
     /** Spark's own refusal, for a URL the check would let through, is a usage error too. */
     @Test
     void sparksUnparseableMasterIsRecognised() {
