@@ -112,8 +112,9 @@ public final class InputFormats {
     /** The table options a run over safetensors files that writes safetensors refuses, saying why. */
     public static void refuseWithFiles(JobConfig cfg) {
         if (cfg.get(Settings.SEQUENCES) != null) {
-            throw new InvalidInputException("--sequences is the per-sequence table of parquet input; safetensors files "
-                    + "hold slope and initial_state themselves");
+            throw new InvalidInputException("--sequences " + cfg.get(Settings.SEQUENCES) + " is the per-sequence table "
+                    + "of parquet input, and this run reads safetensors files, which hold slope, initial_state and "
+                    + "initial_normalizer themselves; leave --sequences out, or give a table of blocks as --input");
         }
         // taken and ignored, it would let a user believe the run's o was checked against float64
         Double tolerance = cfg.get(Settings.SPOT_CHECK_TOLERANCE);

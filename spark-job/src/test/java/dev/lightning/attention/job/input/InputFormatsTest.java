@@ -34,4 +34,16 @@ class InputFormatsTest {
         assertFalse(InputFormats.parquetInput(OptionParser.parse(
                 List.of("--input", dir.toString(), "--output", "out", "--input-format", "safetensors"), null, false), conf));
     }
+
+    /**
+     * --sequences with a run over safetensors files that writes safetensors says what to do: it said only what
+     * --sequences is, and that safetensors files hold slope and initial_state themselves.
+     */
+    @Test
+    void sequencesWithSafetensorsFilesSaysWhatToDo() {
+        String m = assertThrows(InvalidInputException.class, () -> InputFormats.refuseWithFiles(OptionParser.parse(
+                List.of("--input", "in", "--output", "out", "--sequences", "seqs"), null, false))).getMessage();
+        assertTrue(m.startsWith("--sequences seqs is the per-sequence table of parquet input, and this run reads "
+                + "safetensors files") && m.endsWith("; leave --sequences out, or give a table of blocks as --input"), m);
+    }
 }
