@@ -5,6 +5,8 @@ import dev.lightning.attention.engine.LightningState;
 import dev.lightning.attention.job.failure.Examples;
 import dev.lightning.attention.job.hadoop.HadoopPaths;
 import dev.lightning.attention.job.output.Commit;
+import dev.lightning.attention.job.output.OutputLock;
+import dev.lightning.attention.job.output.Staging;
 import dev.lightning.attention.stream.NonFiniteInputException;
 import dev.lightning.attention.stream.SequenceFile;
 import dev.lightning.attention.tensor.DType;
@@ -61,14 +63,26 @@ public interface StoredStates {
         Path given = HadoopPaths.parse(dir);
         FileSystem fs = HadoopPaths.fileSystem(given, conf);
         Path root = fs.makeQualified(given);
-        if (!fs.exists(root) || !fs.getFileStatus(root).isDirectory()) {
+        if (!fs.exists(root)) {
             throw new InvalidInputException("--initial-states " + dir + ": no such directory; give the --output "
                     + "directory of an earlier run");
         }
+        if (!fs.getFileStatus(root).isDirectory()) {
+            throw new InvalidInputException("--initial-states " + dir + " is a file, expected a directory: give the "
+                    + "--output directory of an earlier run, not one of its results");
+        }
         if (!fs.exists(new Path(root, Commit.SUCCESS))) {
-            throw new InvalidInputException("--initial-states " + dir + " has no " + Commit.SUCCESS + ": it is not "
-                    + "the output of a run that finished (its run failed, is still running or never committed); "
-                    + "finish that run (rerun it with --resume) or give a committed output directory");
+            // a directory no run wrote into (an input directory, say) was told that its run had failed, and to
+            // rerun that run with --resume
+            boolean anyRun = fs.exists(new Path(root, Commit.REPORT)) || fs.exists(new Path(root, Staging.PARENT))
+                    || fs.exists(new Path(root, OutputLock.NAME));
+            throw new InvalidInputException("--initial-states " + dir + " has no " + Commit.SUCCESS + (anyRun
+                    ? ": it is not the output of a run that finished (its run failed, is still running or never "
+                    + "committed); finish that run (run its command again, with --resume for a run over files) or "
+                    + "give a committed output directory"
+                    : ", nor a report, staging or lock of any run: it is not the --output of a lightning run; give the "
+                    + "--output directory of an earlier run, or leave --initial-states out for sequences that start "
+                    + "from zero"));
         }
         return root;
     }

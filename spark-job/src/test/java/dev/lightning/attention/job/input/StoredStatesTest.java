@@ -97,6 +97,29 @@ class StoredStatesTest {
     }
 
     /**
+     * --initial-states that is no committed output says which it is: a file (it said "no such directory"), a
+     * directory no run wrote into (it said that its run had failed and to rerun that run with --resume), or an output
+     * whose run did not finish.
+     */
+    @Test
+    void initialStatesThatIsNoCommittedOutputSaysWhichItIs(@TempDir Path dir) throws Exception {
+        Path file = Files.writeString(dir.resolve("a.safetensors"), "a result");
+        String m = assertThrows(InvalidInputException.class, () -> StoredStates.committed(CONF, file.toString()))
+                .getMessage();
+        assertEquals("--initial-states " + file + " is a file, expected a directory: give the --output directory of an "
+                + "earlier run, not one of its results", m);
+        Path inputs = Files.createDirectories(dir.resolve("day1"));
+        Files.writeString(inputs.resolve("a.safetensors"), "an input");
+        m = assertThrows(InvalidInputException.class, () -> StoredStates.committed(CONF, inputs.toString())).getMessage();
+        assertTrue(m.startsWith("--initial-states " + inputs + " has no _SUCCESS, nor a report, staging or lock of any "
+                + "run: it is not the --output of a lightning run;") && !m.contains("--resume"), m);
+        Files.createDirectories(inputs.resolve("_temporary").resolve("lightning-1"));
+        m = assertThrows(InvalidInputException.class, () -> StoredStates.committed(CONF, inputs.toString())).getMessage();
+        assertTrue(m.contains("it is not the output of a run that finished") && m.contains("--resume for a run over "
+                + "files"), m);
+    }
+
+    /**
      * A stored state that does not fit says what to change, not only what was expected and found: the run's
      * --normalize or --feature-map where they alone differ (as the run that stored it had them), else the input or the
      * stored set. The message gave no advice for these three.
