@@ -162,7 +162,14 @@ final class Demo {
             results.add(s.name + OutputParts.PARTS_SUFFIX);
         }
         String foreign = null;
-        if (Files.isDirectory(input)) {
+        // a file where a directory goes failed the input's write with a FileSystemException and its stack trace
+        for (Path p : List.of(dir, input, output)) {
+            if (foreign == null && Files.exists(p, java.nio.file.LinkOption.NOFOLLOW_LINKS) && !Files.isDirectory(p)) {
+                foreign = p.equals(dir) ? "nothing: it is a file, not a directory"
+                        : p + ", a file where the demo makes a directory";
+            }
+        }
+        if (foreign == null && Files.isDirectory(input)) {
             try (java.util.stream.Stream<Path> entries = Files.list(input)) {
                 for (Path e : (Iterable<Path>) entries.sorted()::iterator) {
                     String name = e.getFileName().toString();

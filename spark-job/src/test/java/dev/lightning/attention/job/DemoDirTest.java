@@ -50,6 +50,21 @@ class DemoDirTest {
         assertFalse(Files.exists(tmp.resolve("results/input")), "nothing written");
     }
 
+    /**
+     * A file given as --dir, or standing where the demo makes DIR/input or DIR/output, is refused in one line: the
+     * demo's write of its input failed with a FileSystemException ("Not a directory") and its stack trace (exit 1).
+     */
+    @Test
+    void aFileWhereTheDemoMakesADirectoryIsRefused() throws Exception {
+        Path file = Files.writeString(tmp.resolve("a.safetensors"), "the user's file");
+        refused(file, "demo --dir " + file + " holds nothing: it is a file, not a directory");
+        assertEquals("the user's file", Files.readString(file));
+        Path dir = Files.createDirectories(tmp.resolve("dir"));
+        Files.writeString(dir.resolve("output"), "the user's file named output");
+        refused(dir, dir.resolve("output") + ", a file where the demo makes a directory");
+        assertFalse(Files.exists(dir.resolve("input")), "nothing written");
+    }
+
     /** What a demo writes, and an interrupted demo's partial file, are the demo's own: a second demo takes them. */
     @Test
     void anEarlierDemosDirectoryIsTaken() throws Exception {
