@@ -208,6 +208,33 @@ class WrapperTest {
     }
 
     /**
+     * A LIGHTNING_DRIVER_MEMORY the JVM would not take as -Xmx is refused by the wrapper in one line naming it (exit
+     * 2): the JVM printed "Invalid maximum heap size: -Xmxabc" and "Could not create the Java Virtual Machine" (exit 1),
+     * naming neither the variable nor the form it takes.
+     */
+    @Test
+    void aDriverMemoryTheJvmWouldNotTakeIsRefusedNamingTheVariable() throws Exception {
+        Path tmpdir = Files.createDirectories(shared.resolve("tmp-memory"));
+        for (String bad : new String[] {"abc", "1.5g", "8 g"}) {
+            Path stderr = shared.resolve("stderr-memory.txt");
+            Process p = wrapper(tmpdir, Map.of("LIGHTNING_DRIVER_MEMORY", bad), "run", "--input", bigInput.toString(),
+                    "--output", shared.resolve("out-memory").toString()).redirectInput(new File("/dev/null"))
+                    .redirectError(stderr.toFile()).start();
+            try {
+                assertTrue(p.waitFor(60, TimeUnit.SECONDS), "the wrapper did not end within 60 s");
+                String err = Files.readString(stderr);
+                assertEquals(2, p.exitValue(), err);
+                assertTrue(err.startsWith("lightning: error: LIGHTNING_DRIVER_MEMORY=" + bad + ": expected a heap size")
+                        && err.contains("(8g, 4096m)") && !err.contains("Java Virtual Machine"), err);
+            } finally {
+                stop(p);
+            }
+        }
+        assertEquals(List.of(), runTmpDirs(tmpdir), "left behind");
+        assertFalse(Files.exists(shared.resolve("out-memory")));
+    }
+
+    /**
      * bin/lightning called through a symbolic link in another directory (as from ~/bin), from a third working
      * directory, runs this checkout's job: it took the link's directory for the checkout, found no build there and
      * ran the first-run {@code mvn install} in it (here: Maven's "no POM" error, exit 1).
