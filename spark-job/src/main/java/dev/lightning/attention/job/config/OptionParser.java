@@ -79,8 +79,9 @@ public final class OptionParser {
         String arg = args.get(i);
         if (arg.startsWith("-")) {
             Setting<?> near = Settings.nearFlag(split(arg)[0]);
-            return "unknown option '" + arg + "': " + (near != null ? "did you mean " + near.flag + "? (" : "expected "
-                    + "one of the options ") + "--help and `lightning options` list them" + (near != null ? ")" : "");
+            return "unknown option '" + arg + "': " + (near != null ? "did you mean " + near.flag + "? (--help and "
+                    + "`lightning options` list the options)" : "expected one of the options that --help and `lightning "
+                    + "options` list");
         }
         Setting<?> before = i > 0 ? Settings.byFlag(args.get(i - 1)) : null;
         if (before != null && before.isSwitch()) {

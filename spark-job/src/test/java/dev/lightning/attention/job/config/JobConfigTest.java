@@ -377,11 +377,11 @@ class JobConfigTest {
     void anArgumentThatIsNoOptionSaysWhatWasExpected() {
         String[][] cases = {
                 {"--partiton-tokens", "unknown option '--partiton-tokens': did you mean --partition-tokens? (--help and "
-                        + "`lightning options` list them)"},
+                        + "`lightning options` list the options)"},
                 {"--skip-nonfinit", "did you mean --skip-nonfinite?"},
                 {"--partitionTokens=4096", "did you mean --partition-tokens?"},
-                {"--frobnicate", "unknown option '--frobnicate': expected one of the options --help and `lightning "
-                        + "options` list"},
+                {"--frobnicate", "unknown option '--frobnicate': expected one of the options that --help and "
+                        + "`lightning options` list"},
                 {"--normalize true", "unexpected 'true' after --normalize, a switch that takes no value: give "
                         + "--normalize alone to turn it on (--normalize=false turns it off)"},
                 {"out2", "unexpected argument 'out2': expected options only, each value right after its option "
