@@ -208,6 +208,30 @@ class WrapperTest {
     }
 
     /**
+     * A JAVA_HOME without bin/java is refused by the wrapper in one line naming it (exit 2): bash's "No such file or
+     * directory" for the java binary ended the wrapper with 127.
+     */
+    @Test
+    void aJavaHomeWithoutJavaIsRefusedNamingIt() throws Exception {
+        Path tmpdir = Files.createDirectories(shared.resolve("tmp-javahome"));
+        Path noJdk = Files.createDirectories(shared.resolve("no-jdk"));
+        Path stderr = shared.resolve("stderr-javahome.txt");
+        Process p = wrapper(tmpdir, Map.of("JAVA_HOME", noJdk.toString()), "run", "--input", bigInput.toString(),
+                "--output", shared.resolve("out-javahome").toString()).redirectInput(new File("/dev/null"))
+                .redirectError(stderr.toFile()).start();
+        try {
+            assertTrue(p.waitFor(60, TimeUnit.SECONDS), "the wrapper did not end within 60 s");
+            String err = Files.readString(stderr);
+            assertEquals(2, p.exitValue(), err);
+            assertEquals("lightning: error: JAVA_HOME=" + noJdk + " holds no bin/java: expected a JDK 17 or 21 there; "
+                    + "correct JAVA_HOME, or unset it to use the java on PATH\n", err);
+        } finally {
+            stop(p);
+        }
+        assertEquals(List.of(), runTmpDirs(tmpdir), "left behind");
+    }
+
+    /**
      * A LIGHTNING_DRIVER_MEMORY the JVM would not take as -Xmx is refused by the wrapper in one line naming it (exit
      * 2): the JVM printed "Invalid maximum heap size: -Xmxabc" and "Could not create the Java Virtual Machine" (exit 1),
      * naming neither the variable nor the form it takes.
