@@ -95,7 +95,9 @@ public final class JobConfig implements Serializable {
                             + "it, or leave --layers out");
         }
         if (layer != null && layer >= layers) {
-            throw new InvalidInputException("--layer must be below --layers: got layer " + layer + " of " + layers);
+            throw new InvalidInputException("--layer must be below --layers: got layer " + layer + " of " + layers
+                    + " (layers count from 0, so the last of " + layers + " is " + (layers - 1) + "); give the layer's "
+                    + "index from 0, or the model's number of layers as --layers");
         }
         long every = get(Settings.STATE_EVERY);
         if (every % chunkSize() != 0) {

@@ -40,7 +40,8 @@ public final class OutputDirectory {
         try {
             if (fs.exists(output)) {
                 if (!fs.getFileStatus(output).isDirectory()) {
-                    throw new InvalidInputException("--output " + output + " is a file, expected a directory");
+                    throw new InvalidInputException("--output " + output + " is a file, expected a directory (the run writes its "
+                            + "results into it); give the directory's path, or a new one for the run to make");
                 }
                 return false;
             }

@@ -58,6 +58,17 @@ class JobConfigTest {
         assertTrue(m.contains("--layers 8 needs --layer N") && m.contains("0..7") && !m.contains("null"), m);
     }
 
+    /** --layer of the model's layer count (counted from 1): the message said only "got layer 8 of 8". */
+    @Test
+    void aLayerPastTheLastSaysLayersCountFromZero() {
+        Map<String, String> flags = new java.util.HashMap<>(PATHS);
+        flags.put("--layer", "8");
+        flags.put("--layers", "8");
+        String m = assertThrows(dev.lightning.attention.tensor.InvalidInputException.class,
+                () -> JobConfig.resolve(flags, Map.of(), k -> null)).getMessage();
+        assertTrue(m.contains("got layer 8 of 8") && m.contains("the last of 8 is 7") && m.contains("from 0"), m);
+    }
+
     @Test
     void aChoiceIsDeclaredWithDistinctValuesThatIncludeItsDefault() {
         assertThrows(IllegalArgumentException.class,

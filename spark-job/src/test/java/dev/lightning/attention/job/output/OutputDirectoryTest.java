@@ -81,6 +81,18 @@ class OutputDirectoryTest {
     }
 
     /** An output directory that was there before the run stays, empty or not; one the run created goes when left empty. */
+    /** An --output that is a file is refused, left as it was, with what to give instead (it said only what it expected). */
+    @Test
+    void anOutputThatIsAFileSaysWhatToGive() throws Exception {
+        org.apache.hadoop.fs.FileSystem local = org.apache.hadoop.fs.FileSystem.getLocal(new Configuration());
+        java.nio.file.Path file = Files.writeString(tmp.resolve("results.safetensors"), "a user's");
+        String m = assertThrows(dev.lightning.attention.tensor.InvalidInputException.class,
+                () -> new OutputDirectory(config(), local, local.makeQualified(new Path(file.toUri())), quiet)
+                        .claim("run-1")).getMessage();
+        assertTrue(m.contains("is a file, expected a directory") && m.contains("give the directory's path"), m);
+        assertEquals("a user's", Files.readString(file));
+    }
+
     @Test
     void aClaimLeavesTheDirectoryAsItFoundIt() throws Exception {
         org.apache.hadoop.fs.FileSystem local = org.apache.hadoop.fs.FileSystem.getLocal(new Configuration());
