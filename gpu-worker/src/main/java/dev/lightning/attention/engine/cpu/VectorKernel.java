@@ -29,6 +29,18 @@ import jdk.incubator.vector.VectorSpecies;
  * reads ({@code depth x 4L} floats: 32 KiB for depth 128) stays in L1 across the row blocks.
  * Loaded only through {@link Kernel#vectorOrNull}: a JVM without the module fails to link this
  * class, and the backend takes {@link ScalarKernel}.
+ *
+ * <p>The carry. The state update's store is Decay.carry, lambda^m c + sum, by the decay code's two
+ * forms: c + (sum - code c) with code = 1 - lambda^m, and (-code) c + sum with code = -lambda^m where
+ * lambda^m is below 1/2. The tiles write
+ * both as one, x keep + (sum - x less) with keep = 1, less = code or keep = -code, less = 0 (the same
+ * roundings: x 1 and sum - x 0 are exact for finite x), from broadcasts made once a tile and the
+ * Vector API's own calls only. A helper of ours holding the two forms (babf5e3e) was not inlined
+ * into these large tiles (C2: NodeCountInliningCutoff), so its vectors were boxed, and the rows
+ * tiles, which blend the store in every mode, ran pass 2's plain products at half speed too: the
+ * kernels fell from about 80 to 30 to 45 GFLOP per CPU-second (BENCHMARKS.md, "A regression"). The
+ * vector c is loaded once a store (cv): with two loads a site, pass 1's tiles left C2's node budget
+ * and ran at 1.4.
  */
 final class VectorKernel extends Kernel {
     private static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
@@ -54,12 +66,6 @@ final class VectorKernel extends Kernel {
     void product(float[] a, int ao, int ais, int ads, float[] b, int bo, int ldb,
                  float[] c, int co, int ldc, int rows, int cols, int depth, boolean add) {
         multiply(a, ao, ais, ads, b, bo, ldb, c, co, ldc, rows, cols, depth, add ? ACCUMULATE : SET, 0f);
-    }
-
-    /** {@link Decay#carry} a vector at a time: lambda^m c + sum by the decay code's form ({@link Decay}). */
-    private static FloatVector decayed(float[] c, int at, float code, FloatVector sum) {
-        FloatVector x = FloatVector.fromArray(S, c, at);
-        return code >= 0 ? x.add(sum.sub(x.mul(code))) : x.mul(-code).add(sum);
     }
 
     @Override
@@ -259,22 +265,42 @@ final class VectorKernel extends Kernel {
             s33 = b3v.fma(x, s33);
         }
         if (mode == SCALE_ADD) {
-            decayed(c, c0, code, s00).intoArray(c, c0);
-            decayed(c, c0 + L, code, s01).intoArray(c, c0 + L);
-            decayed(c, c0 + 2 * L, code, s02).intoArray(c, c0 + 2 * L);
-            decayed(c, c0 + 3 * L, code, s03).intoArray(c, c0 + 3 * L);
-            decayed(c, c1, code, s10).intoArray(c, c1);
-            decayed(c, c1 + L, code, s11).intoArray(c, c1 + L);
-            decayed(c, c1 + 2 * L, code, s12).intoArray(c, c1 + 2 * L);
-            decayed(c, c1 + 3 * L, code, s13).intoArray(c, c1 + 3 * L);
-            decayed(c, c2, code, s20).intoArray(c, c2);
-            decayed(c, c2 + L, code, s21).intoArray(c, c2 + L);
-            decayed(c, c2 + 2 * L, code, s22).intoArray(c, c2 + 2 * L);
-            decayed(c, c2 + 3 * L, code, s23).intoArray(c, c2 + 3 * L);
-            decayed(c, c3, code, s30).intoArray(c, c3);
-            decayed(c, c3 + L, code, s31).intoArray(c, c3 + L);
-            decayed(c, c3 + 2 * L, code, s32).intoArray(c, c3 + 2 * L);
-            decayed(c, c3 + 3 * L, code, s33).intoArray(c, c3 + 3 * L);
+            // Decay.carry as x keep + (sum - x less): see the class comment, "The carry"
+            FloatVector keep = FloatVector.broadcast(S, code >= 0 ? 1f : -code);
+            FloatVector less = FloatVector.broadcast(S, code >= 0 ? code : 0f);
+            FloatVector cv;
+            cv = FloatVector.fromArray(S, c, c0);
+            cv.mul(keep).add(s00.sub(cv.mul(less))).intoArray(c, c0);
+            cv = FloatVector.fromArray(S, c, c0 + L);
+            cv.mul(keep).add(s01.sub(cv.mul(less))).intoArray(c, c0 + L);
+            cv = FloatVector.fromArray(S, c, c0 + 2 * L);
+            cv.mul(keep).add(s02.sub(cv.mul(less))).intoArray(c, c0 + 2 * L);
+            cv = FloatVector.fromArray(S, c, c0 + 3 * L);
+            cv.mul(keep).add(s03.sub(cv.mul(less))).intoArray(c, c0 + 3 * L);
+            cv = FloatVector.fromArray(S, c, c1);
+            cv.mul(keep).add(s10.sub(cv.mul(less))).intoArray(c, c1);
+            cv = FloatVector.fromArray(S, c, c1 + L);
+            cv.mul(keep).add(s11.sub(cv.mul(less))).intoArray(c, c1 + L);
+            cv = FloatVector.fromArray(S, c, c1 + 2 * L);
+            cv.mul(keep).add(s12.sub(cv.mul(less))).intoArray(c, c1 + 2 * L);
+            cv = FloatVector.fromArray(S, c, c1 + 3 * L);
+            cv.mul(keep).add(s13.sub(cv.mul(less))).intoArray(c, c1 + 3 * L);
+            cv = FloatVector.fromArray(S, c, c2);
+            cv.mul(keep).add(s20.sub(cv.mul(less))).intoArray(c, c2);
+            cv = FloatVector.fromArray(S, c, c2 + L);
+            cv.mul(keep).add(s21.sub(cv.mul(less))).intoArray(c, c2 + L);
+            cv = FloatVector.fromArray(S, c, c2 + 2 * L);
+            cv.mul(keep).add(s22.sub(cv.mul(less))).intoArray(c, c2 + 2 * L);
+            cv = FloatVector.fromArray(S, c, c2 + 3 * L);
+            cv.mul(keep).add(s23.sub(cv.mul(less))).intoArray(c, c2 + 3 * L);
+            cv = FloatVector.fromArray(S, c, c3);
+            cv.mul(keep).add(s30.sub(cv.mul(less))).intoArray(c, c3);
+            cv = FloatVector.fromArray(S, c, c3 + L);
+            cv.mul(keep).add(s31.sub(cv.mul(less))).intoArray(c, c3 + L);
+            cv = FloatVector.fromArray(S, c, c3 + 2 * L);
+            cv.mul(keep).add(s32.sub(cv.mul(less))).intoArray(c, c3 + 2 * L);
+            cv = FloatVector.fromArray(S, c, c3 + 3 * L);
+            cv.mul(keep).add(s33.sub(cv.mul(less))).intoArray(c, c3 + 3 * L);
         } else {
             s00.intoArray(c, c0);
             s01.intoArray(c, c0 + L);
@@ -392,22 +418,42 @@ final class VectorKernel extends Kernel {
             s32 = b2v.fma(x, s32);
             s33 = b3v.fma(x, s33);
         }
-        s00.blend(decayed(c, c0, code, s00), scaleAdd).intoArray(c, c0);
-        s01.blend(decayed(c, c0 + L, code, s01), scaleAdd).intoArray(c, c0 + L);
-        s02.blend(decayed(c, c0 + 2 * L, code, s02), scaleAdd).intoArray(c, c0 + 2 * L);
-        s03.blend(decayed(c, c0 + 3 * L, code, s03), scaleAdd).intoArray(c, c0 + 3 * L);
-        s10.blend(decayed(c, c1, code, s10), scaleAdd).intoArray(c, c1);
-        s11.blend(decayed(c, c1 + L, code, s11), scaleAdd).intoArray(c, c1 + L);
-        s12.blend(decayed(c, c1 + 2 * L, code, s12), scaleAdd).intoArray(c, c1 + 2 * L);
-        s13.blend(decayed(c, c1 + 3 * L, code, s13), scaleAdd).intoArray(c, c1 + 3 * L);
-        s20.blend(decayed(c, c2, code, s20), scaleAdd).intoArray(c, c2);
-        s21.blend(decayed(c, c2 + L, code, s21), scaleAdd).intoArray(c, c2 + L);
-        s22.blend(decayed(c, c2 + 2 * L, code, s22), scaleAdd).intoArray(c, c2 + 2 * L);
-        s23.blend(decayed(c, c2 + 3 * L, code, s23), scaleAdd).intoArray(c, c2 + 3 * L);
-        s30.blend(decayed(c, c3, code, s30), scaleAdd).intoArray(c, c3);
-        s31.blend(decayed(c, c3 + L, code, s31), scaleAdd).intoArray(c, c3 + L);
-        s32.blend(decayed(c, c3 + 2 * L, code, s32), scaleAdd).intoArray(c, c3 + 2 * L);
-        s33.blend(decayed(c, c3 + 3 * L, code, s33), scaleAdd).intoArray(c, c3 + 3 * L);
+        // Decay.carry as x keep + (sum - x less): see the class comment, "The carry"
+        FloatVector keep = FloatVector.broadcast(S, code >= 0 ? 1f : -code);
+        FloatVector less = FloatVector.broadcast(S, code >= 0 ? code : 0f);
+        FloatVector cv;
+        cv = FloatVector.fromArray(S, c, c0);
+        s00.blend(cv.mul(keep).add(s00.sub(cv.mul(less))), scaleAdd).intoArray(c, c0);
+        cv = FloatVector.fromArray(S, c, c0 + L);
+        s01.blend(cv.mul(keep).add(s01.sub(cv.mul(less))), scaleAdd).intoArray(c, c0 + L);
+        cv = FloatVector.fromArray(S, c, c0 + 2 * L);
+        s02.blend(cv.mul(keep).add(s02.sub(cv.mul(less))), scaleAdd).intoArray(c, c0 + 2 * L);
+        cv = FloatVector.fromArray(S, c, c0 + 3 * L);
+        s03.blend(cv.mul(keep).add(s03.sub(cv.mul(less))), scaleAdd).intoArray(c, c0 + 3 * L);
+        cv = FloatVector.fromArray(S, c, c1);
+        s10.blend(cv.mul(keep).add(s10.sub(cv.mul(less))), scaleAdd).intoArray(c, c1);
+        cv = FloatVector.fromArray(S, c, c1 + L);
+        s11.blend(cv.mul(keep).add(s11.sub(cv.mul(less))), scaleAdd).intoArray(c, c1 + L);
+        cv = FloatVector.fromArray(S, c, c1 + 2 * L);
+        s12.blend(cv.mul(keep).add(s12.sub(cv.mul(less))), scaleAdd).intoArray(c, c1 + 2 * L);
+        cv = FloatVector.fromArray(S, c, c1 + 3 * L);
+        s13.blend(cv.mul(keep).add(s13.sub(cv.mul(less))), scaleAdd).intoArray(c, c1 + 3 * L);
+        cv = FloatVector.fromArray(S, c, c2);
+        s20.blend(cv.mul(keep).add(s20.sub(cv.mul(less))), scaleAdd).intoArray(c, c2);
+        cv = FloatVector.fromArray(S, c, c2 + L);
+        s21.blend(cv.mul(keep).add(s21.sub(cv.mul(less))), scaleAdd).intoArray(c, c2 + L);
+        cv = FloatVector.fromArray(S, c, c2 + 2 * L);
+        s22.blend(cv.mul(keep).add(s22.sub(cv.mul(less))), scaleAdd).intoArray(c, c2 + 2 * L);
+        cv = FloatVector.fromArray(S, c, c2 + 3 * L);
+        s23.blend(cv.mul(keep).add(s23.sub(cv.mul(less))), scaleAdd).intoArray(c, c2 + 3 * L);
+        cv = FloatVector.fromArray(S, c, c3);
+        s30.blend(cv.mul(keep).add(s30.sub(cv.mul(less))), scaleAdd).intoArray(c, c3);
+        cv = FloatVector.fromArray(S, c, c3 + L);
+        s31.blend(cv.mul(keep).add(s31.sub(cv.mul(less))), scaleAdd).intoArray(c, c3 + L);
+        cv = FloatVector.fromArray(S, c, c3 + 2 * L);
+        s32.blend(cv.mul(keep).add(s32.sub(cv.mul(less))), scaleAdd).intoArray(c, c3 + 2 * L);
+        cv = FloatVector.fromArray(S, c, c3 + 3 * L);
+        s33.blend(cv.mul(keep).add(s33.sub(cv.mul(less))), scaleAdd).intoArray(c, c3 + 3 * L);
     }
 
 
@@ -483,22 +529,42 @@ final class VectorKernel extends Kernel {
             s32 = b2v.fma(x, s32);
             s33 = b3v.fma(x, s33);
         }
-        s00.blend(decayed(c, c0, code, s00), scaleAdd).intoArray(c, c0);
-        s01.blend(decayed(c, c0 + L, code, s01), scaleAdd).intoArray(c, c0 + L);
-        s02.blend(decayed(c, c0 + 2 * L, code, s02), scaleAdd).intoArray(c, c0 + 2 * L);
-        s03.blend(decayed(c, c0 + 3 * L, code, s03), scaleAdd).intoArray(c, c0 + 3 * L);
-        s10.blend(decayed(c, c1, code, s10), scaleAdd).intoArray(c, c1);
-        s11.blend(decayed(c, c1 + L, code, s11), scaleAdd).intoArray(c, c1 + L);
-        s12.blend(decayed(c, c1 + 2 * L, code, s12), scaleAdd).intoArray(c, c1 + 2 * L);
-        s13.blend(decayed(c, c1 + 3 * L, code, s13), scaleAdd).intoArray(c, c1 + 3 * L);
-        s20.blend(decayed(c, c2, code, s20), scaleAdd).intoArray(c, c2);
-        s21.blend(decayed(c, c2 + L, code, s21), scaleAdd).intoArray(c, c2 + L);
-        s22.blend(decayed(c, c2 + 2 * L, code, s22), scaleAdd).intoArray(c, c2 + 2 * L);
-        s23.blend(decayed(c, c2 + 3 * L, code, s23), scaleAdd).intoArray(c, c2 + 3 * L);
-        s30.blend(decayed(c, c3, code, s30), scaleAdd).intoArray(c, c3);
-        s31.blend(decayed(c, c3 + L, code, s31), scaleAdd).intoArray(c, c3 + L);
-        s32.blend(decayed(c, c3 + 2 * L, code, s32), scaleAdd).intoArray(c, c3 + 2 * L);
-        s33.blend(decayed(c, c3 + 3 * L, code, s33), scaleAdd).intoArray(c, c3 + 3 * L);
+        // Decay.carry as x keep + (sum - x less): see the class comment, "The carry"
+        FloatVector keep = FloatVector.broadcast(S, code >= 0 ? 1f : -code);
+        FloatVector less = FloatVector.broadcast(S, code >= 0 ? code : 0f);
+        FloatVector cv;
+        cv = FloatVector.fromArray(S, c, c0);
+        s00.blend(cv.mul(keep).add(s00.sub(cv.mul(less))), scaleAdd).intoArray(c, c0);
+        cv = FloatVector.fromArray(S, c, c0 + L);
+        s01.blend(cv.mul(keep).add(s01.sub(cv.mul(less))), scaleAdd).intoArray(c, c0 + L);
+        cv = FloatVector.fromArray(S, c, c0 + 2 * L);
+        s02.blend(cv.mul(keep).add(s02.sub(cv.mul(less))), scaleAdd).intoArray(c, c0 + 2 * L);
+        cv = FloatVector.fromArray(S, c, c0 + 3 * L);
+        s03.blend(cv.mul(keep).add(s03.sub(cv.mul(less))), scaleAdd).intoArray(c, c0 + 3 * L);
+        cv = FloatVector.fromArray(S, c, c1);
+        s10.blend(cv.mul(keep).add(s10.sub(cv.mul(less))), scaleAdd).intoArray(c, c1);
+        cv = FloatVector.fromArray(S, c, c1 + L);
+        s11.blend(cv.mul(keep).add(s11.sub(cv.mul(less))), scaleAdd).intoArray(c, c1 + L);
+        cv = FloatVector.fromArray(S, c, c1 + 2 * L);
+        s12.blend(cv.mul(keep).add(s12.sub(cv.mul(less))), scaleAdd).intoArray(c, c1 + 2 * L);
+        cv = FloatVector.fromArray(S, c, c1 + 3 * L);
+        s13.blend(cv.mul(keep).add(s13.sub(cv.mul(less))), scaleAdd).intoArray(c, c1 + 3 * L);
+        cv = FloatVector.fromArray(S, c, c2);
+        s20.blend(cv.mul(keep).add(s20.sub(cv.mul(less))), scaleAdd).intoArray(c, c2);
+        cv = FloatVector.fromArray(S, c, c2 + L);
+        s21.blend(cv.mul(keep).add(s21.sub(cv.mul(less))), scaleAdd).intoArray(c, c2 + L);
+        cv = FloatVector.fromArray(S, c, c2 + 2 * L);
+        s22.blend(cv.mul(keep).add(s22.sub(cv.mul(less))), scaleAdd).intoArray(c, c2 + 2 * L);
+        cv = FloatVector.fromArray(S, c, c2 + 3 * L);
+        s23.blend(cv.mul(keep).add(s23.sub(cv.mul(less))), scaleAdd).intoArray(c, c2 + 3 * L);
+        cv = FloatVector.fromArray(S, c, c3);
+        s30.blend(cv.mul(keep).add(s30.sub(cv.mul(less))), scaleAdd).intoArray(c, c3);
+        cv = FloatVector.fromArray(S, c, c3 + L);
+        s31.blend(cv.mul(keep).add(s31.sub(cv.mul(less))), scaleAdd).intoArray(c, c3 + L);
+        cv = FloatVector.fromArray(S, c, c3 + 2 * L);
+        s32.blend(cv.mul(keep).add(s32.sub(cv.mul(less))), scaleAdd).intoArray(c, c3 + 2 * L);
+        cv = FloatVector.fromArray(S, c, c3 + 3 * L);
+        s33.blend(cv.mul(keep).add(s33.sub(cv.mul(less))), scaleAdd).intoArray(c, c3 + 3 * L);
     }
 
 
@@ -593,22 +659,42 @@ final class VectorKernel extends Kernel {
             s33 = b3v.fma(x, s33);
         }
         if (mode == SCALE_ADD) {
-            decayed(c, c0, code, s00).intoArray(c, c0);
-            decayed(c, c0 + L, code, s01).intoArray(c, c0 + L);
-            decayed(c, c0 + 2 * L, code, s02).intoArray(c, c0 + 2 * L);
-            decayed(c, c0 + 3 * L, code, s03).intoArray(c, c0 + 3 * L);
-            decayed(c, c1, code, s10).intoArray(c, c1);
-            decayed(c, c1 + L, code, s11).intoArray(c, c1 + L);
-            decayed(c, c1 + 2 * L, code, s12).intoArray(c, c1 + 2 * L);
-            decayed(c, c1 + 3 * L, code, s13).intoArray(c, c1 + 3 * L);
-            decayed(c, c2, code, s20).intoArray(c, c2);
-            decayed(c, c2 + L, code, s21).intoArray(c, c2 + L);
-            decayed(c, c2 + 2 * L, code, s22).intoArray(c, c2 + 2 * L);
-            decayed(c, c2 + 3 * L, code, s23).intoArray(c, c2 + 3 * L);
-            decayed(c, c3, code, s30).intoArray(c, c3);
-            decayed(c, c3 + L, code, s31).intoArray(c, c3 + L);
-            decayed(c, c3 + 2 * L, code, s32).intoArray(c, c3 + 2 * L);
-            decayed(c, c3 + 3 * L, code, s33).intoArray(c, c3 + 3 * L);
+            // Decay.carry as x keep + (sum - x less): see the class comment, "The carry"
+            FloatVector keep = FloatVector.broadcast(S, code >= 0 ? 1f : -code);
+            FloatVector less = FloatVector.broadcast(S, code >= 0 ? code : 0f);
+            FloatVector cv;
+            cv = FloatVector.fromArray(S, c, c0);
+            cv.mul(keep).add(s00.sub(cv.mul(less))).intoArray(c, c0);
+            cv = FloatVector.fromArray(S, c, c0 + L);
+            cv.mul(keep).add(s01.sub(cv.mul(less))).intoArray(c, c0 + L);
+            cv = FloatVector.fromArray(S, c, c0 + 2 * L);
+            cv.mul(keep).add(s02.sub(cv.mul(less))).intoArray(c, c0 + 2 * L);
+            cv = FloatVector.fromArray(S, c, c0 + 3 * L);
+            cv.mul(keep).add(s03.sub(cv.mul(less))).intoArray(c, c0 + 3 * L);
+            cv = FloatVector.fromArray(S, c, c1);
+            cv.mul(keep).add(s10.sub(cv.mul(less))).intoArray(c, c1);
+            cv = FloatVector.fromArray(S, c, c1 + L);
+            cv.mul(keep).add(s11.sub(cv.mul(less))).intoArray(c, c1 + L);
+            cv = FloatVector.fromArray(S, c, c1 + 2 * L);
+            cv.mul(keep).add(s12.sub(cv.mul(less))).intoArray(c, c1 + 2 * L);
+            cv = FloatVector.fromArray(S, c, c1 + 3 * L);
+            cv.mul(keep).add(s13.sub(cv.mul(less))).intoArray(c, c1 + 3 * L);
+            cv = FloatVector.fromArray(S, c, c2);
+            cv.mul(keep).add(s20.sub(cv.mul(less))).intoArray(c, c2);
+            cv = FloatVector.fromArray(S, c, c2 + L);
+            cv.mul(keep).add(s21.sub(cv.mul(less))).intoArray(c, c2 + L);
+            cv = FloatVector.fromArray(S, c, c2 + 2 * L);
+            cv.mul(keep).add(s22.sub(cv.mul(less))).intoArray(c, c2 + 2 * L);
+            cv = FloatVector.fromArray(S, c, c2 + 3 * L);
+            cv.mul(keep).add(s23.sub(cv.mul(less))).intoArray(c, c2 + 3 * L);
+            cv = FloatVector.fromArray(S, c, c3);
+            cv.mul(keep).add(s30.sub(cv.mul(less))).intoArray(c, c3);
+            cv = FloatVector.fromArray(S, c, c3 + L);
+            cv.mul(keep).add(s31.sub(cv.mul(less))).intoArray(c, c3 + L);
+            cv = FloatVector.fromArray(S, c, c3 + 2 * L);
+            cv.mul(keep).add(s32.sub(cv.mul(less))).intoArray(c, c3 + 2 * L);
+            cv = FloatVector.fromArray(S, c, c3 + 3 * L);
+            cv.mul(keep).add(s33.sub(cv.mul(less))).intoArray(c, c3 + 3 * L);
         } else {
             s00.intoArray(c, c0);
             s01.intoArray(c, c0 + L);
@@ -716,22 +802,42 @@ final class VectorKernel extends Kernel {
             s33 = b3v.fma(x, s33);
         }
         if (mode == SCALE_ADD) {
-            decayed(c, c0, code, s00).intoArray(c, c0);
-            decayed(c, c0 + L, code, s01).intoArray(c, c0 + L);
-            decayed(c, c0 + 2 * L, code, s02).intoArray(c, c0 + 2 * L);
-            decayed(c, c0 + 3 * L, code, s03).intoArray(c, c0 + 3 * L);
-            decayed(c, c1, code, s10).intoArray(c, c1);
-            decayed(c, c1 + L, code, s11).intoArray(c, c1 + L);
-            decayed(c, c1 + 2 * L, code, s12).intoArray(c, c1 + 2 * L);
-            decayed(c, c1 + 3 * L, code, s13).intoArray(c, c1 + 3 * L);
-            decayed(c, c2, code, s20).intoArray(c, c2);
-            decayed(c, c2 + L, code, s21).intoArray(c, c2 + L);
-            decayed(c, c2 + 2 * L, code, s22).intoArray(c, c2 + 2 * L);
-            decayed(c, c2 + 3 * L, code, s23).intoArray(c, c2 + 3 * L);
-            decayed(c, c3, code, s30).intoArray(c, c3);
-            decayed(c, c3 + L, code, s31).intoArray(c, c3 + L);
-            decayed(c, c3 + 2 * L, code, s32).intoArray(c, c3 + 2 * L);
-            decayed(c, c3 + 3 * L, code, s33).intoArray(c, c3 + 3 * L);
+            // Decay.carry as x keep + (sum - x less): see the class comment, "The carry"
+            FloatVector keep = FloatVector.broadcast(S, code >= 0 ? 1f : -code);
+            FloatVector less = FloatVector.broadcast(S, code >= 0 ? code : 0f);
+            FloatVector cv;
+            cv = FloatVector.fromArray(S, c, c0);
+            cv.mul(keep).add(s00.sub(cv.mul(less))).intoArray(c, c0);
+            cv = FloatVector.fromArray(S, c, c0 + L);
+            cv.mul(keep).add(s01.sub(cv.mul(less))).intoArray(c, c0 + L);
+            cv = FloatVector.fromArray(S, c, c0 + 2 * L);
+            cv.mul(keep).add(s02.sub(cv.mul(less))).intoArray(c, c0 + 2 * L);
+            cv = FloatVector.fromArray(S, c, c0 + 3 * L);
+            cv.mul(keep).add(s03.sub(cv.mul(less))).intoArray(c, c0 + 3 * L);
+            cv = FloatVector.fromArray(S, c, c1);
+            cv.mul(keep).add(s10.sub(cv.mul(less))).intoArray(c, c1);
+            cv = FloatVector.fromArray(S, c, c1 + L);
+            cv.mul(keep).add(s11.sub(cv.mul(less))).intoArray(c, c1 + L);
+            cv = FloatVector.fromArray(S, c, c1 + 2 * L);
+            cv.mul(keep).add(s12.sub(cv.mul(less))).intoArray(c, c1 + 2 * L);
+            cv = FloatVector.fromArray(S, c, c1 + 3 * L);
+            cv.mul(keep).add(s13.sub(cv.mul(less))).intoArray(c, c1 + 3 * L);
+            cv = FloatVector.fromArray(S, c, c2);
+            cv.mul(keep).add(s20.sub(cv.mul(less))).intoArray(c, c2);
+            cv = FloatVector.fromArray(S, c, c2 + L);
+            cv.mul(keep).add(s21.sub(cv.mul(less))).intoArray(c, c2 + L);
+            cv = FloatVector.fromArray(S, c, c2 + 2 * L);
+            cv.mul(keep).add(s22.sub(cv.mul(less))).intoArray(c, c2 + 2 * L);
+            cv = FloatVector.fromArray(S, c, c2 + 3 * L);
+            cv.mul(keep).add(s23.sub(cv.mul(less))).intoArray(c, c2 + 3 * L);
+            cv = FloatVector.fromArray(S, c, c3);
+            cv.mul(keep).add(s30.sub(cv.mul(less))).intoArray(c, c3);
+            cv = FloatVector.fromArray(S, c, c3 + L);
+            cv.mul(keep).add(s31.sub(cv.mul(less))).intoArray(c, c3 + L);
+            cv = FloatVector.fromArray(S, c, c3 + 2 * L);
+            cv.mul(keep).add(s32.sub(cv.mul(less))).intoArray(c, c3 + 2 * L);
+            cv = FloatVector.fromArray(S, c, c3 + 3 * L);
+            cv.mul(keep).add(s33.sub(cv.mul(less))).intoArray(c, c3 + 3 * L);
         } else {
             s00.intoArray(c, c0);
             s01.intoArray(c, c0 + L);
@@ -819,18 +925,34 @@ final class VectorKernel extends Kernel {
             s32 = b2v.fma(x, s32);
         }
         if (mode == SCALE_ADD) {
-            decayed(c, c0, code, s00).intoArray(c, c0);
-            decayed(c, c0 + L, code, s01).intoArray(c, c0 + L);
-            decayed(c, c0 + 2 * L, code, s02).intoArray(c, c0 + 2 * L);
-            decayed(c, c1, code, s10).intoArray(c, c1);
-            decayed(c, c1 + L, code, s11).intoArray(c, c1 + L);
-            decayed(c, c1 + 2 * L, code, s12).intoArray(c, c1 + 2 * L);
-            decayed(c, c2, code, s20).intoArray(c, c2);
-            decayed(c, c2 + L, code, s21).intoArray(c, c2 + L);
-            decayed(c, c2 + 2 * L, code, s22).intoArray(c, c2 + 2 * L);
-            decayed(c, c3, code, s30).intoArray(c, c3);
-            decayed(c, c3 + L, code, s31).intoArray(c, c3 + L);
-            decayed(c, c3 + 2 * L, code, s32).intoArray(c, c3 + 2 * L);
+            // Decay.carry as x keep + (sum - x less): see the class comment, "The carry"
+            FloatVector keep = FloatVector.broadcast(S, code >= 0 ? 1f : -code);
+            FloatVector less = FloatVector.broadcast(S, code >= 0 ? code : 0f);
+            FloatVector cv;
+            cv = FloatVector.fromArray(S, c, c0);
+            cv.mul(keep).add(s00.sub(cv.mul(less))).intoArray(c, c0);
+            cv = FloatVector.fromArray(S, c, c0 + L);
+            cv.mul(keep).add(s01.sub(cv.mul(less))).intoArray(c, c0 + L);
+            cv = FloatVector.fromArray(S, c, c0 + 2 * L);
+            cv.mul(keep).add(s02.sub(cv.mul(less))).intoArray(c, c0 + 2 * L);
+            cv = FloatVector.fromArray(S, c, c1);
+            cv.mul(keep).add(s10.sub(cv.mul(less))).intoArray(c, c1);
+            cv = FloatVector.fromArray(S, c, c1 + L);
+            cv.mul(keep).add(s11.sub(cv.mul(less))).intoArray(c, c1 + L);
+            cv = FloatVector.fromArray(S, c, c1 + 2 * L);
+            cv.mul(keep).add(s12.sub(cv.mul(less))).intoArray(c, c1 + 2 * L);
+            cv = FloatVector.fromArray(S, c, c2);
+            cv.mul(keep).add(s20.sub(cv.mul(less))).intoArray(c, c2);
+            cv = FloatVector.fromArray(S, c, c2 + L);
+            cv.mul(keep).add(s21.sub(cv.mul(less))).intoArray(c, c2 + L);
+            cv = FloatVector.fromArray(S, c, c2 + 2 * L);
+            cv.mul(keep).add(s22.sub(cv.mul(less))).intoArray(c, c2 + 2 * L);
+            cv = FloatVector.fromArray(S, c, c3);
+            cv.mul(keep).add(s30.sub(cv.mul(less))).intoArray(c, c3);
+            cv = FloatVector.fromArray(S, c, c3 + L);
+            cv.mul(keep).add(s31.sub(cv.mul(less))).intoArray(c, c3 + L);
+            cv = FloatVector.fromArray(S, c, c3 + 2 * L);
+            cv.mul(keep).add(s32.sub(cv.mul(less))).intoArray(c, c3 + 2 * L);
         } else {
             s00.intoArray(c, c0);
             s01.intoArray(c, c0 + L);
@@ -897,14 +1019,26 @@ final class VectorKernel extends Kernel {
             s31 = b1v.fma(x, s31);
         }
         if (mode == SCALE_ADD) {
-            decayed(c, c0, code, s00).intoArray(c, c0);
-            decayed(c, c0 + L, code, s01).intoArray(c, c0 + L);
-            decayed(c, c1, code, s10).intoArray(c, c1);
-            decayed(c, c1 + L, code, s11).intoArray(c, c1 + L);
-            decayed(c, c2, code, s20).intoArray(c, c2);
-            decayed(c, c2 + L, code, s21).intoArray(c, c2 + L);
-            decayed(c, c3, code, s30).intoArray(c, c3);
-            decayed(c, c3 + L, code, s31).intoArray(c, c3 + L);
+            // Decay.carry as x keep + (sum - x less): see the class comment, "The carry"
+            FloatVector keep = FloatVector.broadcast(S, code >= 0 ? 1f : -code);
+            FloatVector less = FloatVector.broadcast(S, code >= 0 ? code : 0f);
+            FloatVector cv;
+            cv = FloatVector.fromArray(S, c, c0);
+            cv.mul(keep).add(s00.sub(cv.mul(less))).intoArray(c, c0);
+            cv = FloatVector.fromArray(S, c, c0 + L);
+            cv.mul(keep).add(s01.sub(cv.mul(less))).intoArray(c, c0 + L);
+            cv = FloatVector.fromArray(S, c, c1);
+            cv.mul(keep).add(s10.sub(cv.mul(less))).intoArray(c, c1);
+            cv = FloatVector.fromArray(S, c, c1 + L);
+            cv.mul(keep).add(s11.sub(cv.mul(less))).intoArray(c, c1 + L);
+            cv = FloatVector.fromArray(S, c, c2);
+            cv.mul(keep).add(s20.sub(cv.mul(less))).intoArray(c, c2);
+            cv = FloatVector.fromArray(S, c, c2 + L);
+            cv.mul(keep).add(s21.sub(cv.mul(less))).intoArray(c, c2 + L);
+            cv = FloatVector.fromArray(S, c, c3);
+            cv.mul(keep).add(s30.sub(cv.mul(less))).intoArray(c, c3);
+            cv = FloatVector.fromArray(S, c, c3 + L);
+            cv.mul(keep).add(s31.sub(cv.mul(less))).intoArray(c, c3 + L);
         } else {
             s00.intoArray(c, c0);
             s01.intoArray(c, c0 + L);
@@ -950,10 +1084,18 @@ final class VectorKernel extends Kernel {
             s30 = b0v.fma(x, s30);
         }
         if (mode == SCALE_ADD) {
-            decayed(c, c0, code, s00).intoArray(c, c0);
-            decayed(c, c1, code, s10).intoArray(c, c1);
-            decayed(c, c2, code, s20).intoArray(c, c2);
-            decayed(c, c3, code, s30).intoArray(c, c3);
+            // Decay.carry as x keep + (sum - x less): see the class comment, "The carry"
+            FloatVector keep = FloatVector.broadcast(S, code >= 0 ? 1f : -code);
+            FloatVector less = FloatVector.broadcast(S, code >= 0 ? code : 0f);
+            FloatVector cv;
+            cv = FloatVector.fromArray(S, c, c0);
+            cv.mul(keep).add(s00.sub(cv.mul(less))).intoArray(c, c0);
+            cv = FloatVector.fromArray(S, c, c1);
+            cv.mul(keep).add(s10.sub(cv.mul(less))).intoArray(c, c1);
+            cv = FloatVector.fromArray(S, c, c2);
+            cv.mul(keep).add(s20.sub(cv.mul(less))).intoArray(c, c2);
+            cv = FloatVector.fromArray(S, c, c3);
+            cv.mul(keep).add(s30.sub(cv.mul(less))).intoArray(c, c3);
         } else {
             s00.intoArray(c, c0);
             s10.intoArray(c, c1);
@@ -1019,14 +1161,26 @@ final class VectorKernel extends Kernel {
             s70 = b0v.fma(x, s70);
         }
         if (mode == SCALE_ADD) {
-            decayed(c, c0, code, s00).intoArray(c, c0);
-            decayed(c, c1, code, s10).intoArray(c, c1);
-            decayed(c, c2, code, s20).intoArray(c, c2);
-            decayed(c, c3, code, s30).intoArray(c, c3);
-            decayed(c, c4, code, s40).intoArray(c, c4);
-            decayed(c, c5, code, s50).intoArray(c, c5);
-            decayed(c, c6, code, s60).intoArray(c, c6);
-            decayed(c, c7, code, s70).intoArray(c, c7);
+            // Decay.carry as x keep + (sum - x less): see the class comment, "The carry"
+            FloatVector keep = FloatVector.broadcast(S, code >= 0 ? 1f : -code);
+            FloatVector less = FloatVector.broadcast(S, code >= 0 ? code : 0f);
+            FloatVector cv;
+            cv = FloatVector.fromArray(S, c, c0);
+            cv.mul(keep).add(s00.sub(cv.mul(less))).intoArray(c, c0);
+            cv = FloatVector.fromArray(S, c, c1);
+            cv.mul(keep).add(s10.sub(cv.mul(less))).intoArray(c, c1);
+            cv = FloatVector.fromArray(S, c, c2);
+            cv.mul(keep).add(s20.sub(cv.mul(less))).intoArray(c, c2);
+            cv = FloatVector.fromArray(S, c, c3);
+            cv.mul(keep).add(s30.sub(cv.mul(less))).intoArray(c, c3);
+            cv = FloatVector.fromArray(S, c, c4);
+            cv.mul(keep).add(s40.sub(cv.mul(less))).intoArray(c, c4);
+            cv = FloatVector.fromArray(S, c, c5);
+            cv.mul(keep).add(s50.sub(cv.mul(less))).intoArray(c, c5);
+            cv = FloatVector.fromArray(S, c, c6);
+            cv.mul(keep).add(s60.sub(cv.mul(less))).intoArray(c, c6);
+            cv = FloatVector.fromArray(S, c, c7);
+            cv.mul(keep).add(s70.sub(cv.mul(less))).intoArray(c, c7);
         } else {
             s00.intoArray(c, c0);
             s10.intoArray(c, c1);
@@ -1111,18 +1265,34 @@ final class VectorKernel extends Kernel {
             s32 = b2v.fma(x, s32);
         }
         if (mode == SCALE_ADD) {
-            decayed(c, c0, code, s00).intoArray(c, c0);
-            decayed(c, c0 + L, code, s01).intoArray(c, c0 + L);
-            decayed(c, c0 + 2 * L, code, s02).intoArray(c, c0 + 2 * L);
-            decayed(c, c1, code, s10).intoArray(c, c1);
-            decayed(c, c1 + L, code, s11).intoArray(c, c1 + L);
-            decayed(c, c1 + 2 * L, code, s12).intoArray(c, c1 + 2 * L);
-            decayed(c, c2, code, s20).intoArray(c, c2);
-            decayed(c, c2 + L, code, s21).intoArray(c, c2 + L);
-            decayed(c, c2 + 2 * L, code, s22).intoArray(c, c2 + 2 * L);
-            decayed(c, c3, code, s30).intoArray(c, c3);
-            decayed(c, c3 + L, code, s31).intoArray(c, c3 + L);
-            decayed(c, c3 + 2 * L, code, s32).intoArray(c, c3 + 2 * L);
+            // Decay.carry as x keep + (sum - x less): see the class comment, "The carry"
+            FloatVector keep = FloatVector.broadcast(S, code >= 0 ? 1f : -code);
+            FloatVector less = FloatVector.broadcast(S, code >= 0 ? code : 0f);
+            FloatVector cv;
+            cv = FloatVector.fromArray(S, c, c0);
+            cv.mul(keep).add(s00.sub(cv.mul(less))).intoArray(c, c0);
+            cv = FloatVector.fromArray(S, c, c0 + L);
+            cv.mul(keep).add(s01.sub(cv.mul(less))).intoArray(c, c0 + L);
+            cv = FloatVector.fromArray(S, c, c0 + 2 * L);
+            cv.mul(keep).add(s02.sub(cv.mul(less))).intoArray(c, c0 + 2 * L);
+            cv = FloatVector.fromArray(S, c, c1);
+            cv.mul(keep).add(s10.sub(cv.mul(less))).intoArray(c, c1);
+            cv = FloatVector.fromArray(S, c, c1 + L);
+            cv.mul(keep).add(s11.sub(cv.mul(less))).intoArray(c, c1 + L);
+            cv = FloatVector.fromArray(S, c, c1 + 2 * L);
+            cv.mul(keep).add(s12.sub(cv.mul(less))).intoArray(c, c1 + 2 * L);
+            cv = FloatVector.fromArray(S, c, c2);
+            cv.mul(keep).add(s20.sub(cv.mul(less))).intoArray(c, c2);
+            cv = FloatVector.fromArray(S, c, c2 + L);
+            cv.mul(keep).add(s21.sub(cv.mul(less))).intoArray(c, c2 + L);
+            cv = FloatVector.fromArray(S, c, c2 + 2 * L);
+            cv.mul(keep).add(s22.sub(cv.mul(less))).intoArray(c, c2 + 2 * L);
+            cv = FloatVector.fromArray(S, c, c3);
+            cv.mul(keep).add(s30.sub(cv.mul(less))).intoArray(c, c3);
+            cv = FloatVector.fromArray(S, c, c3 + L);
+            cv.mul(keep).add(s31.sub(cv.mul(less))).intoArray(c, c3 + L);
+            cv = FloatVector.fromArray(S, c, c3 + 2 * L);
+            cv.mul(keep).add(s32.sub(cv.mul(less))).intoArray(c, c3 + 2 * L);
         } else {
             s00.intoArray(c, c0);
             s01.intoArray(c, c0 + L);
@@ -1194,14 +1364,26 @@ final class VectorKernel extends Kernel {
             s31 = b1v.fma(x, s31);
         }
         if (mode == SCALE_ADD) {
-            decayed(c, c0, code, s00).intoArray(c, c0);
-            decayed(c, c0 + L, code, s01).intoArray(c, c0 + L);
-            decayed(c, c1, code, s10).intoArray(c, c1);
-            decayed(c, c1 + L, code, s11).intoArray(c, c1 + L);
-            decayed(c, c2, code, s20).intoArray(c, c2);
-            decayed(c, c2 + L, code, s21).intoArray(c, c2 + L);
-            decayed(c, c3, code, s30).intoArray(c, c3);
-            decayed(c, c3 + L, code, s31).intoArray(c, c3 + L);
+            // Decay.carry as x keep + (sum - x less): see the class comment, "The carry"
+            FloatVector keep = FloatVector.broadcast(S, code >= 0 ? 1f : -code);
+            FloatVector less = FloatVector.broadcast(S, code >= 0 ? code : 0f);
+            FloatVector cv;
+            cv = FloatVector.fromArray(S, c, c0);
+            cv.mul(keep).add(s00.sub(cv.mul(less))).intoArray(c, c0);
+            cv = FloatVector.fromArray(S, c, c0 + L);
+            cv.mul(keep).add(s01.sub(cv.mul(less))).intoArray(c, c0 + L);
+            cv = FloatVector.fromArray(S, c, c1);
+            cv.mul(keep).add(s10.sub(cv.mul(less))).intoArray(c, c1);
+            cv = FloatVector.fromArray(S, c, c1 + L);
+            cv.mul(keep).add(s11.sub(cv.mul(less))).intoArray(c, c1 + L);
+            cv = FloatVector.fromArray(S, c, c2);
+            cv.mul(keep).add(s20.sub(cv.mul(less))).intoArray(c, c2);
+            cv = FloatVector.fromArray(S, c, c2 + L);
+            cv.mul(keep).add(s21.sub(cv.mul(less))).intoArray(c, c2 + L);
+            cv = FloatVector.fromArray(S, c, c3);
+            cv.mul(keep).add(s30.sub(cv.mul(less))).intoArray(c, c3);
+            cv = FloatVector.fromArray(S, c, c3 + L);
+            cv.mul(keep).add(s31.sub(cv.mul(less))).intoArray(c, c3 + L);
         } else {
             s00.intoArray(c, c0);
             s01.intoArray(c, c0 + L);
@@ -1280,14 +1462,26 @@ final class VectorKernel extends Kernel {
             s70 = b0v.fma(x, s70);
         }
         if (mode == SCALE_ADD) {
-            decayed(c, c0, code, s00).intoArray(c, c0);
-            decayed(c, c1, code, s10).intoArray(c, c1);
-            decayed(c, c2, code, s20).intoArray(c, c2);
-            decayed(c, c3, code, s30).intoArray(c, c3);
-            decayed(c, c4, code, s40).intoArray(c, c4);
-            decayed(c, c5, code, s50).intoArray(c, c5);
-            decayed(c, c6, code, s60).intoArray(c, c6);
-            decayed(c, c7, code, s70).intoArray(c, c7);
+            // Decay.carry as x keep + (sum - x less): see the class comment, "The carry"
+            FloatVector keep = FloatVector.broadcast(S, code >= 0 ? 1f : -code);
+            FloatVector less = FloatVector.broadcast(S, code >= 0 ? code : 0f);
+            FloatVector cv;
+            cv = FloatVector.fromArray(S, c, c0);
+            cv.mul(keep).add(s00.sub(cv.mul(less))).intoArray(c, c0);
+            cv = FloatVector.fromArray(S, c, c1);
+            cv.mul(keep).add(s10.sub(cv.mul(less))).intoArray(c, c1);
+            cv = FloatVector.fromArray(S, c, c2);
+            cv.mul(keep).add(s20.sub(cv.mul(less))).intoArray(c, c2);
+            cv = FloatVector.fromArray(S, c, c3);
+            cv.mul(keep).add(s30.sub(cv.mul(less))).intoArray(c, c3);
+            cv = FloatVector.fromArray(S, c, c4);
+            cv.mul(keep).add(s40.sub(cv.mul(less))).intoArray(c, c4);
+            cv = FloatVector.fromArray(S, c, c5);
+            cv.mul(keep).add(s50.sub(cv.mul(less))).intoArray(c, c5);
+            cv = FloatVector.fromArray(S, c, c6);
+            cv.mul(keep).add(s60.sub(cv.mul(less))).intoArray(c, c6);
+            cv = FloatVector.fromArray(S, c, c7);
+            cv.mul(keep).add(s70.sub(cv.mul(less))).intoArray(c, c7);
         } else {
             s00.intoArray(c, c0);
             s10.intoArray(c, c1);
@@ -1307,7 +1501,12 @@ final class VectorKernel extends Kernel {
             s = FloatVector.fromArray(S, b, bRow).fma(FloatVector.broadcast(S, a[at]), s);
         }
         if (mode == SCALE_ADD) {
-            decayed(c, c0, code, s).intoArray(c, c0);
+            // Decay.carry as x keep + (sum - x less): see the class comment, "The carry"
+            FloatVector keep = FloatVector.broadcast(S, code >= 0 ? 1f : -code);
+            FloatVector less = FloatVector.broadcast(S, code >= 0 ? code : 0f);
+            FloatVector cv;
+            cv = FloatVector.fromArray(S, c, c0);
+            cv.mul(keep).add(s.sub(cv.mul(less))).intoArray(c, c0);
         } else {
             s.intoArray(c, c0);
         }
