@@ -365,6 +365,47 @@ class WrapperTest {
     }
 
     /**
+     * Java 24 removed the package sun.security.action from java.base, and a JVM of 24 or later that the wrapper started
+     * with Spark's list of flags, which opens it, printed "WARNING: package sun.security.action not in java.base" before
+     * every command's output or one-line error. The wrapper leaves that flag out where the JDK's release file says 24 or
+     * later, and keeps the whole list for 17 and 21 and for a JDK without the file. A java that records its arguments
+     * stands in for each JDK.
+     */
+    @Test
+    void aJdkWithoutSunSecurityActionIsNotAskedToOpenIt() throws Exception {
+        String flag = "--add-opens=java.base/sun.security.action=ALL-UNNAMED";
+        assertTrue(List.of(Files.readString(HOME.resolve("spark-job/target/jvm.options")).trim().split("\\s+"))
+                .contains(flag), "the build's jvm.options no longer opens sun.security.action: this test is moot");
+        for (String version : new String[]{"17.0.15", "21.0.5", "24", "25.0.3", null}) {
+            Path jdk = Files.createDirectories(shared.resolve("jdk-" + version));
+            Path java = Files.createDirectories(jdk.resolve("bin")).resolve("java");
+            Files.writeString(java, "#!/bin/sh\nprintf '%s\\n' \"$@\" > \"$RECORD\"\n");
+            java.toFile().setExecutable(true);
+            if (version != null) {
+                Files.writeString(jdk.resolve("release"), "IMPLEMENTOR=\"Test\"\nJAVA_VERSION=\"" + version
+                        + "\"\nJAVA_RUNTIME_VERSION=\"" + version + "+1\"\n");
+            }
+            Path record = shared.resolve("args-jdk-" + version + ".txt");
+            Path out = shared.resolve("out-jdk-" + version + ".txt");
+            Process p = wrapper(Files.createDirectories(shared.resolve("tmp-jdk-" + version)), Map.of("JAVA_HOME",
+                    jdk.toString(), "RECORD", record.toString()), "options").redirectInput(new File("/dev/null"))
+                    .redirectErrorStream(true).redirectOutput(out.toFile()).start();
+            try {
+                assertTrue(p.waitFor(60, TimeUnit.SECONDS), "the wrapper did not end within 60 s");
+                assertEquals(0, p.exitValue(), Files.readString(out));
+            } finally {
+                stop(p);
+            }
+            List<String> all = Files.readAllLines(record);
+            List<String> args = all.subList(0, Math.max(0, all.indexOf("-cp"))); // the JVM's options
+            boolean lacksPackage = version != null && Integer.parseInt(version.split("\\.")[0]) >= 24;
+            assertEquals(!lacksPackage, args.contains(flag), "JAVA_VERSION " + version + ": " + args);
+            assertTrue(args.contains("--add-opens=java.base/java.nio=ALL-UNNAMED"),
+                    "JAVA_VERSION " + version + ": the rest of the list is kept: " + args);
+        }
+    }
+
+    /**
      * Under LC_ALL=C (or no locale, or one not installed) Java reads file names as ASCII: an input with a non-ASCII
      * name was left out of the run without a word (exit 0), and since the listing refuses such names, it was refused.
      * The wrapper runs java in C.UTF-8 there, so the file is read and its output keeps its name.
