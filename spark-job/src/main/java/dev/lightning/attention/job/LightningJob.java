@@ -422,6 +422,9 @@ final class LightningJob {
      * none to continue). Inputs without a stored state are named in a warning.
      */
     private void matchStoredStates(List<SequenceFile> files) throws IOException {
+        // what to do about an input whose tokens its stored state has already absorbed, either way
+        String redo = "give the sequence's next segment, or, to redo the append that read this input, the "
+                + "--initial-states that append had";
         StoredStates set = StoredStates.open(hadoopConf, cfg.get(Settings.INITIAL_STATES));
         stored = set.states();
         Continuations match = new Continuations("--initial-states " + cfg.get(Settings.INITIAL_STATES), "the input",
@@ -431,10 +434,11 @@ final class LightningJob {
             SequenceFile f = files.get(i);
             StoredStates.State s = stored.get(f.name);
             if (s == null) {
-                String offset = StoredStates.offsetProblem(f.declaredOffset, f.initialStateOffset >= 0, true, null, -1);
+                Continuations.Refusal offset = StoredStates.offsetProblem(f.declaredOffset, f.initialStateOffset >= 0,
+                        true, null, -1);
                 if (set.unreadable().containsKey(f.name)) {
                     match.refuse(f.name, "the stored result of that name holds no readable state ("
-                            + set.unreadable().get(f.name) + "); fix or remove it there");
+                            + set.unreadable().get(f.name) + ")", "fix or remove the stored result there");
                 } else if (offset != null) {
                     match.refuse(f.name, offset);
                 } else if (f.initialStateOffset < 0) {
@@ -451,20 +455,18 @@ final class LightningJob {
             if (s.computedFrom(f.fileSize, f.sample)) {
                 match.refuse(f.name, "the stored state " + s.location + " was computed from this very input (the "
                         + "same size, " + f.fileSize + " bytes, and content sample " + f.sample + "): its tokens are "
-                        + "already in that state, and appending them again would count them twice; give the "
-                        + "sequence's next segment, or, to redo the append that read this input, the --initial-states "
-                        + "that append had");
+                        + "already in that state, and appending them again would count them twice", redo);
                 continue;
             }
             if (s.absorbedEarlier(f.fileSize, f.sample)) {
                 match.refuse(f.name, "the stored state " + s.location + " continues a chain that had already "
                         + "absorbed this very input in an earlier segment (the same size, " + f.fileSize + " bytes, and "
                         + "content sample " + f.sample + ", in its metadata " + OutputHeader.EARLIER_INPUTS + "): "
-                        + "appending it again would count its tokens twice; give the sequence's next segment, or, to "
-                        + "redo the append that read this input, the --initial-states that append had");
+                        + "appending it again would count its tokens twice", redo);
                 continue;
             }
-            String offset = StoredStates.offsetProblem(f.declaredOffset, false, true, s.location, s.tokens);
+            Continuations.Refusal offset = StoredStates.offsetProblem(f.declaredOffset, false, true, s.location,
+                    s.tokens);
             if (offset != null) {
                 match.refuse(f.name, offset);
                 continue;

@@ -4,7 +4,9 @@ import dev.lightning.attention.job.failure.Examples;
 import dev.lightning.attention.tensor.InvalidInputException;
 
 import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 
 /**
  * One run's matching of its sequences to the stored states of {@code --initial-states}: the rules
@@ -22,7 +24,20 @@ public final class Continuations {
     private final String ownWhere;
     private final String removeOwn;
     private final String removeStored;
-    private final List<String> problems = new ArrayList<>();
+    private final List<Map.Entry<String, Refusal>> problems = new ArrayList<>();
+
+    /**
+     * Why a sequence cannot continue from its stored state, and what to do about it (null where there is nothing to
+     * do but what the why says), kept apart so that a message naming several sequences says each advice once, after
+     * them: a message that joined them per sequence repeated the same advice for each of the five it names.
+     */
+    public record Refusal(String why, String todo) {
+        /** The message for one sequence: why, then what to do. */
+        @Override
+        public String toString() {
+            return todo == null ? why : why + "; " + todo;
+        }
+    }
 
     /**
      * @param stored       the stored set as the messages name it
@@ -57,9 +72,9 @@ public final class Continuations {
         if (own == null) {
             return true;
         }
-        refuse(label, "it has its own " + own + ", given by " + ownWhere + ", and a stored state in "
-                + (location != null ? location : stored) + "; a sequence starts from one state: " + removeOwn + ", or "
-                + removeStored);
+        refuse(label, new Refusal("it has its own " + own + ", given by " + ownWhere + ", and a stored state in "
+                + (location != null ? location : stored) + "; a sequence starts from one state", removeOwn + ", or "
+                + removeStored));
         return false;
     }
 
@@ -68,25 +83,51 @@ public final class Continuations {
      * {@link StoredStates#mismatch}'s answer for them (null: it fits); a refusal is recorded and
      * false returned.
      */
-    public boolean fits(String label, String mismatch) {
+    public boolean fits(String label, Refusal mismatch) {
         if (mismatch == null) {
             return true;
         }
-        refuse(label, "the stored state does not fit: " + mismatch);
+        refuse(label, new Refusal("the stored state does not fit: " + mismatch.why(), mismatch.todo()));
         return false;
     }
 
-    /** Records that sequence {@code label} cannot continue its stored state, and why. */
-    public void refuse(String label, String why) {
-        problems.add(label + ": " + why);
+    /** Records that sequence {@code label} cannot continue its stored state, why, and what to do (null: nothing more). */
+    public void refuse(String label, String why, String todo) {
+        refuse(label, new Refusal(why, todo));
     }
 
-    /** Throws the refusals recorded so far, if any, in one message (the first 5, then a count). */
+    /** Records that sequence {@code label} cannot continue its stored state, and why. */
+    public void refuse(String label, Refusal why) {
+        problems.add(Map.entry(label, why));
+    }
+
+    /** Throws the refusals recorded so far, if any, in one message (the first 5, then a count: {@link #listed}). */
     public void throwIfAny() {
         if (!problems.isEmpty()) {
             throw new InvalidInputException(stored + ": " + problems.size() + " sequence(s) cannot continue from "
-                    + "their stored state: " + Examples.of(problems, 5, "; "));
+                    + "their stored state: " + listed(problems, 5));
         }
+    }
+
+    /**
+     * The refused sequences of a one-line message: the first {@code shown} of them with their reasons ("label:
+     * why", then a count), then what to do, each distinct advice among those named once. Where the named ones need
+     * different things done, each advice names the sequences it is for.
+     */
+    static String listed(List<Map.Entry<String, Refusal>> refused, int shown) {
+        List<String> whys = new ArrayList<>();
+        Map<String, List<String>> todos = new LinkedHashMap<>(); // advice -> its sequences, in the order named
+        for (Map.Entry<String, Refusal> r : refused) {
+            whys.add(r.getKey() + ": " + r.getValue().why());
+            if (whys.size() <= shown && r.getValue().todo() != null) {
+                todos.computeIfAbsent(r.getValue().todo(), t -> new ArrayList<>()).add(r.getKey());
+            }
+        }
+        List<String> advice = new ArrayList<>();
+        for (Map.Entry<String, List<String>> t : todos.entrySet()) {
+            advice.add(todos.size() == 1 ? t.getKey() : t.getKey() + " (" + String.join(", ", t.getValue()) + ")");
+        }
+        return Examples.of(whys, shown, "; ") + (advice.isEmpty() ? "" : ". What to do: " + String.join("; ", advice));
     }
 
     /**

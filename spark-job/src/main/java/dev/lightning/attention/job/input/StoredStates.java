@@ -107,7 +107,7 @@ public interface StoredStates {
      * input's, a normalizing run needs a stored z and a plain one refuses it (as it refuses
      * {@code initial_normalizer}), and the feature map must be the same. Every format's check.
      */
-    static String mismatch(int heads, int dk, int dv, boolean normalizer, String featureMap, String location,
+    static Continuations.Refusal mismatch(int heads, int dk, int dv, boolean normalizer, String featureMap, String location,
                            AttentionSpec spec) {
         return mismatch(heads, dk, dv, normalizer, featureMap, null, location, spec);
     }
@@ -117,32 +117,35 @@ public interface StoredStates {
      * recorded): a continued sequence must decay at the same rates, or its result is no longer
      * that of one run over all its tokens.
      */
-    static String mismatch(int heads, int dk, int dv, boolean normalizer, String featureMap, double[] slopes,
-                           String location, AttentionSpec spec) {
+    static Continuations.Refusal mismatch(int heads, int dk, int dv, boolean normalizer, String featureMap,
+                                          double[] slopes, String location, AttentionSpec spec) {
         String expected = "S [" + spec.heads() + ", " + spec.dk() + ", " + spec.dv() + "]"
                 + (spec.normalized() ? " with z [" + spec.heads() + ", " + spec.dk() + "] (--normalize)"
                 : " without a normalizer z (no --normalize)");
         // each with what to change: the message said only what it expected and found, and the change differs by
         // case (this run's options where they alone differ, else the input or the stored set)
         if (heads != spec.heads() || dk != spec.dk() || dv != spec.dv()) {
-            return "expected " + expected + " for its input, found " + shape(heads, dk, dv, normalizer) + " in "
-                    + location + "; a continued sequence keeps its heads and widths: give it the next segment of the "
-                    + "sequence that state belongs to, or continue from another directory's states";
+            return new Continuations.Refusal("expected " + expected + " for its input, found "
+                    + shape(heads, dk, dv, normalizer) + " in " + location + "; a continued sequence keeps its heads and "
+                    + "widths", "give it the next segment of the sequence that state belongs to, or continue from "
+                    + "another directory's states");
         }
         if (normalizer != spec.normalized()) {
-            return "expected " + expected + " for its input, found " + shape(heads, dk, dv, normalizer) + " in "
-                    + location + "; the run that stored it " + (normalizer ? "normalized: add --normalize"
-                    : "did not normalize: leave --normalize out") + ", as it did";
+            return new Continuations.Refusal("expected " + expected + " for its input, found "
+                    + shape(heads, dk, dv, normalizer) + " in " + location, "the run that stored it "
+                    + (normalizer ? "normalized: add --normalize" : "did not normalize: leave --normalize out")
+                    + ", as it did");
         }
         if (featureMap != null && !featureMap.equals(spec.featureMap().key())) {
-            return "the stored state was computed with --feature-map " + featureMap + ", this run uses "
-                    + spec.featureMap().key() + " (" + location + "); give --feature-map " + featureMap + ", as that "
-                    + "run did";
+            return new Continuations.Refusal("the stored state was computed with --feature-map " + featureMap
+                    + ", this run uses " + spec.featureMap().key() + " (" + location + ")", "give --feature-map "
+                    + featureMap + ", as that run did");
         }
         if (slopes != null && !java.util.Arrays.equals(slopes, spec.slopes())) {
-            return "the stored state decayed at slopes " + java.util.Arrays.toString(slopes) + ", this run's input at "
-                    + java.util.Arrays.toString(spec.slopes()) + " (" + location + "); a continued sequence keeps its "
-                    + "decay rates: give the same slope tensor, or the same --default-slopes, --layer and --layers";
+            return new Continuations.Refusal("the stored state decayed at slopes " + java.util.Arrays.toString(slopes)
+                    + ", this run's input at " + java.util.Arrays.toString(spec.slopes()) + " (" + location + "); a "
+                    + "continued sequence keeps its decay rates", "give the same slope tensor, or the same "
+                    + "--default-slopes, --layer and --layers");
         }
         return null;
     }
@@ -156,9 +159,10 @@ public interface StoredStates {
      * and one without a stored state ({@code location} null; {@code statesGiven}: whether the run has
      * --initial-states at all) and without its own initial_state ({@code ownInitialState}) starts
      * from zero, so only at token 0. Every format's check of where an appended segment sits: the
-     * message names no input, the caller puts its name first.
+     * message names no input, the caller puts its name first. What to do names no token count (the
+     * why does), so that the inputs of one run refused for the same cause share one advice.
      */
-    static String offsetProblem(String declaredOffset, boolean ownInitialState, boolean statesGiven, String location,
+    static Continuations.Refusal offsetProblem(String declaredOffset, boolean ownInitialState, boolean statesGiven, String location,
                                 long absorbed) {
         long declared = -1; // none said
         if (declaredOffset != null) {
@@ -168,8 +172,8 @@ public interface StoredStates {
                 declared = -1;
             }
             if (declared < 0) {
-                return "its metadata " + SequenceFile.TOKEN_OFFSET + " '" + declaredOffset + "' is not a token count; "
-                        + "correct or remove it";
+                return new Continuations.Refusal("its metadata " + SequenceFile.TOKEN_OFFSET + " '" + declaredOffset
+                        + "' is not a token count", "correct or remove that metadata");
             }
         }
         String says = "the input says it starts at " + SequenceFile.TOKEN_OFFSET + " "
@@ -178,17 +182,18 @@ public interface StoredStates {
             if (declared <= 0 || ownInitialState) {
                 return null;
             }
-            return statesGiven ? says + "--initial-states has no stored state of its name, so it would start from "
-                    + "zero; an input continues the stored result of the same name: give the input that name, or "
-                    + "--initial-states the output that holds its state"
-                    : says + "the run has no --initial-states, so it would start from zero: give --initial-states the "
-                    + "output of the run that ended at token " + declared + " (the output directory of the segment "
-                    + "before this one)";
+            return statesGiven ? new Continuations.Refusal(says + "--initial-states has no stored state of its name, "
+                    + "so it would start from zero; an input continues the stored result of the same name", "give the "
+                    + "input that name, or --initial-states the output that holds its state")
+                    : new Continuations.Refusal(says + "the run has no --initial-states, so it would start from zero",
+                    "give --initial-states the output of the run that ended where the input starts (the output "
+                    + "directory of the segment before it)");
         }
         if (declared >= 0 && absorbed >= 0 && declared != absorbed) {
-            return says + "its stored state " + location + " has absorbed " + absorbed + " tokens, so the chain would "
-                    + (declared > absorbed ? "skip" : "repeat") + " " + Math.abs(declared - absorbed) + " tokens; give "
-                    + "--initial-states the output of the run that ended at token " + declared;
+            return new Continuations.Refusal(says + "its stored state " + location + " has absorbed " + absorbed
+                    + " tokens, so the chain would " + (declared > absorbed ? "skip" : "repeat") + " "
+                    + Math.abs(declared - absorbed) + " tokens", "give --initial-states the output of the run that ended "
+                    + "where the input starts");
         }
         return null;
     }
@@ -202,16 +207,16 @@ public interface StoredStates {
      * Before any compute, every such input named (the first 5, then a count).
      */
     static void refuseOffsetsWithoutStates(List<SequenceFile> files) {
-        List<String> problems = new java.util.ArrayList<>();
+        List<Map.Entry<String, Continuations.Refusal>> problems = new java.util.ArrayList<>();
         for (SequenceFile f : files) {
-            String why = offsetProblem(f.declaredOffset, f.initialStateOffset >= 0, false, null, -1);
+            Continuations.Refusal why = offsetProblem(f.declaredOffset, f.initialStateOffset >= 0, false, null, -1);
             if (why != null) {
-                problems.add(f.name + ": " + why);
+                problems.add(Map.entry(f.name, why));
             }
         }
         if (!problems.isEmpty()) {
             throw new InvalidInputException(problems.size() + " input(s) say where they sit in their sequence and "
-                    + "cannot start there: " + Examples.of(problems, 5, "; "));
+                    + "cannot start there: " + Continuations.listed(problems, 5));
         }
     }
 
@@ -310,7 +315,7 @@ public interface StoredStates {
          * the heads and widths must be the file's, a normalizing run needs a stored z and a plain one
          * refuses it (as it refuses {@code initial_normalizer}), and the feature map must be the same.
          */
-        public String mismatch(AttentionSpec spec) {
+        public Continuations.Refusal mismatch(AttentionSpec spec) {
             return StoredStates.mismatch(heads, dk, dv, normalizer, featureMap, slopes, location, spec);
         }
 

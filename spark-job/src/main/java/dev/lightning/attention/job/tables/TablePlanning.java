@@ -163,7 +163,7 @@ final class TablePlanning {
             String name = r.getString(0);
             String label = "'" + name + "'";
             if (!seen.add(name)) {
-                match.refuse(label, "the stored table has more than one row for it; a state set has one");
+                match.refuse(label, "the stored table has more than one row for it; a state set has one", null);
                 continue;
             }
             int s = java.util.Arrays.binarySearch(names, name);
@@ -175,7 +175,7 @@ final class TablePlanning {
             }
             if (r.getBoolean(7) || r.isNullAt(1) || r.isNullAt(2) || r.isNullAt(3)) {
                 match.refuse(label, "the stored row has no " + FINAL_STATE + " or no shape; it is not a row lightning "
-                        + "wrote");
+                        + "wrote", null);
                 continue;
             }
             TableValidation.Summary sum = valid.get(s);
@@ -194,14 +194,14 @@ final class TablePlanning {
             if (storedSlopes == null || storedSlopes.length != h || !validSlopes(storedSlopes)) {
                 match.refuse(label, "the stored row's " + SLOPE + " is " + (storedSlopes == null ? "null"
                         : java.util.Arrays.toString(storedSlopes)) + ", expected " + h + " finite decay rates >= 0; "
-                        + "it is not a row lightning wrote");
+                        + "it is not a row lightning wrote", null);
                 continue;
             }
             if (slopes[s] != null && !java.util.Arrays.equals(slopes[s], storedSlopes)) {
                 match.refuse(label, "the sequences table gives " + SLOPE + " "
                         + java.util.Arrays.toString(slopes[s]) + ", the stored state decayed at "
-                        + java.util.Arrays.toString(storedSlopes) + "; a continued sequence keeps its decay rates: "
-                        + "leave " + SLOPE + " null for it (the stored ones are taken)");
+                        + java.util.Arrays.toString(storedSlopes) + "; a continued sequence keeps its decay rates",
+                        "leave " + SLOPE + " null for it (the stored ones are taken)");
                 continue;
             }
             slopes[s] = storedSlopes;
@@ -288,7 +288,7 @@ final class TablePlanning {
             // state here is the stored one only for a file that holds none
             boolean own = f.initialStateOffset >= 0 || f.initialNormalizerOffset >= 0;
             boolean continues = plan.initial[s] && !own;
-            String why = StoredStates.offsetProblem(f.declaredOffset, f.initialStateOffset >= 0, true,
+            Continuations.Refusal why = StoredStates.offsetProblem(f.declaredOffset, f.initialStateOffset >= 0, true,
                     continues ? storedTable : null, continues ? plan.tokensBefore[s] : -1);
             if (why != null) {
                 match.refuse("'" + f.name + "'", why);

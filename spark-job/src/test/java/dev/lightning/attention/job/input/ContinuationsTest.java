@@ -26,15 +26,35 @@ class ContinuationsTest {
         assertFalse(match.oneStart("b", "initial_state", "prev/b.safetensors"));
         AttentionSpec spec = new AttentionSpec(2, 4, 3, new double[] {0.1, 0.2}, 1.0, 1);
         assertFalse(match.fits("c", StoredStates.mismatch(3, 4, 3, false, null, "prev/c.safetensors", spec)));
-        match.refuse("d", "its own reason");
+        match.refuse("d", "its own reason", null);
         InvalidInputException e = assertThrows(InvalidInputException.class, match::throwIfAny);
         assertEquals("--initial-states prev/: 3 sequence(s) cannot continue from their stored state: "
                 + "b: it has its own initial_state, given by the input, and a stored state in prev/b.safetensors; a "
-                + "sequence starts from one state: remove the tensor from the input, or remove the sequence from the "
-                + "stored set; c: the stored state does not fit: expected S [2, 4, 3] without a normalizer z (no "
-                + "--normalize) for its input, found S [3, 4, 3] without a normalizer z in prev/c.safetensors; a "
-                + "continued sequence keeps its heads and widths: give it the next segment of the sequence that state "
-                + "belongs to, or continue from another directory's states; d: its own reason", e.getMessage());
+                + "sequence starts from one state; c: the stored state does not fit: expected S [2, 4, 3] without a "
+                + "normalizer z (no --normalize) for its input, found S [3, 4, 3] without a normalizer z in "
+                + "prev/c.safetensors; a continued sequence keeps its heads and widths; d: its own reason. What to do: "
+                + "remove the tensor from the input, or remove the sequence from the stored set (b); give it the next "
+                + "segment of the sequence that state belongs to, or continue from another directory's states (c)",
+                e.getMessage());
+    }
+
+    /**
+     * Several sequences refused for the same cause are named with their reasons, and what to do is said once after
+     * them: the message repeated the same advice for every sequence it named.
+     */
+    @Test
+    void theAdviceIsSaidOnceAfterTheSequences() {
+        Continuations match = files();
+        for (String s : new String[] {"a", "b", "c"}) {
+            assertFalse(match.oneStart(s, "initial_state", "prev/" + s + ".safetensors"));
+        }
+        String m = assertThrows(InvalidInputException.class, match::throwIfAny).getMessage();
+        String advice = "remove the tensor from the input, or remove the sequence from the stored set";
+        assertEquals(m.indexOf(advice), m.lastIndexOf(advice), m);
+        assertTrue(m.startsWith("--initial-states prev/: 3 sequence(s) cannot continue from their stored state: a: it "
+                + "has its own initial_state, given by the input, and a stored state in prev/a.safetensors; a sequence "
+                + "starts from one state; b: ") && m.endsWith("c.safetensors; a sequence starts from one state. What to "
+                + "do: " + advice), m);
     }
 
     /**
@@ -47,11 +67,11 @@ class ContinuationsTest {
         assertEquals(null, StoredStates.offsetProblem("100", false, true, at, 100), "where the state ends");
         assertEquals(null, StoredStates.offsetProblem(null, false, true, at, 100), "no offset declared");
         assertEquals(null, StoredStates.offsetProblem("7", false, true, at, -1), "what the state absorbed unknown");
-        String skip = StoredStates.offsetProblem("101", false, true, at, 100);
+        String skip = String.valueOf(StoredStates.offsetProblem("101", false, true, at, 100));
         assertTrue(skip != null && skip.contains("token_offset 101") && skip.contains("skip 1 tokens"), skip);
-        String repeat = StoredStates.offsetProblem("99", false, true, at, 100);
+        String repeat = String.valueOf(StoredStates.offsetProblem("99", false, true, at, 100));
         assertTrue(repeat != null && repeat.contains("token_offset 99") && repeat.contains("repeat 1 tokens"), repeat);
-        String fromStart = StoredStates.offsetProblem("0", false, true, at, 100);
+        String fromStart = String.valueOf(StoredStates.offsetProblem("0", false, true, at, 100));
         assertTrue(fromStart != null && fromStart.contains("repeat 100 tokens"), fromStart);
     }
 
@@ -63,7 +83,7 @@ class ContinuationsTest {
         InvalidInputException e = assertThrows(InvalidInputException.class, match::throwIfAny);
         assertTrue(e.getMessage().contains("'a': it has its own initial_state or initial_normalizer, given by "
                 + "--sequences s/, and a stored state in --initial-states t/final_states; a sequence starts from one "
-                + "state: leave the column null, or remove the row from the stored table"), e.getMessage());
+                + "state. What to do: leave the column null, or remove the row from the stored table"), e.getMessage());
     }
 
     /** Both runs name the sequences that continue nothing in one warning, the first 10 and then a count; none: no warning. */

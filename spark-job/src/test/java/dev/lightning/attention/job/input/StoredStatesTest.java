@@ -89,10 +89,10 @@ class StoredStatesTest {
         AttentionSpec plain = new AttentionSpec(2, 4, 4, new double[] {0.1, 0.2}, 1.0, 1);
         assertArrayEquals(s2, x.read(CONF, plain, "sub/x.safetensors", 1).kv());
         assertNull(r.mismatch(spec));
-        assertTrue(r.mismatch(new AttentionSpec(3, 5, 7, new double[] {0.1, 0.2, 0.3}, 1.0, 1))
+        assertTrue(r.mismatch(new AttentionSpec(3, 5, 7, new double[] {0.1, 0.2, 0.3}, 1.0, 1)).toString()
                 .startsWith("expected S [3, 5, 7] without a normalizer z (no --normalize) for its input, found S [3, 5, 7] "
                         + "with z [3, 5] in file:"));
-        assertTrue(x.mismatch(new AttentionSpec(2, 4, 3, new double[] {0.1, 0.2}, 1.0, 1))
+        assertTrue(x.mismatch(new AttentionSpec(2, 4, 3, new double[] {0.1, 0.2}, 1.0, 1)).toString()
                 .contains("expected S [2, 4, 3]"));
     }
 
@@ -127,19 +127,19 @@ class StoredStatesTest {
     @Test
     void aStateThatDoesNotFitSaysWhatToChange() {
         AttentionSpec plain = new AttentionSpec(2, 4, 3, new double[] {0.1, 0.2}, 1.0, 1);
-        String normalized = StoredStates.mismatch(2, 4, 3, true, null, "prev/a.safetensors", plain);
+        String normalized = String.valueOf(StoredStates.mismatch(2, 4, 3, true, null, "prev/a.safetensors", plain));
         assertTrue(normalized.startsWith("expected S [2, 4, 3] without a normalizer z (no --normalize) for its input, "
                 + "found S [2, 4, 3] with z [2, 4] in prev/a.safetensors; ")
                 && normalized.endsWith("the run that stored it normalized: add --normalize, as it did"), normalized);
-        String unnormalized = StoredStates.mismatch(2, 4, 3, false, null, "prev/a.safetensors",
-                plain.withNormalization(1e-5));
+        String unnormalized = String.valueOf(StoredStates.mismatch(2, 4, 3, false, null, "prev/a.safetensors",
+                plain.withNormalization(1e-5)));
         assertTrue(unnormalized.endsWith("the run that stored it did not normalize: leave --normalize out, as it did"),
                 unnormalized);
-        String heads = StoredStates.mismatch(4, 4, 3, true, null, "prev/a.safetensors", plain);
+        String heads = String.valueOf(StoredStates.mismatch(4, 4, 3, true, null, "prev/a.safetensors", plain));
         assertTrue(heads.contains("found S [4, 4, 3] with z [4, 4]") && heads.endsWith("a continued sequence keeps its "
-                + "heads and widths: give it the next segment of the sequence that state belongs to, or continue from "
+                + "heads and widths; give it the next segment of the sequence that state belongs to, or continue from "
                 + "another directory's states"), heads);
-        String map = StoredStates.mismatch(2, 4, 3, false, "elu1", "prev/a.safetensors", plain);
+        String map = String.valueOf(StoredStates.mismatch(2, 4, 3, false, "elu1", "prev/a.safetensors", plain));
         assertEquals("the stored state was computed with --feature-map elu1, this run uses identity (prev/a.safetensors); "
                 + "give --feature-map elu1, as that run did", map);
     }
