@@ -98,36 +98,23 @@ public final class KernelBench {
             // an option's value is asked for by its case, so that an unknown word (last, or a value after
             // --normalize) is said to be unknown, not to need a value
             String v = i + 1 < args.length ? args[i + 1] : null;
-            try {
-                switch (args[i]) {
-                    case "--backend": backendName = value(args[i], v); break;
-                    case "--tokens": tokens = Integer.parseInt(value(args[i], v)); break;
-                    case "--heads": heads = Integer.parseInt(value(args[i], v)); break;
-                    case "--dk": dk = Integer.parseInt(value(args[i], v)); break;
-                    case "--dv": dv = Integer.parseInt(value(args[i], v)); break;
-                    case "--dtype": dtype = DType.fromSafetensors(value(args[i], v)); break;
-                    case "--runs": runs = Integer.parseInt(value(args[i], v)); break;
-                    case "--chunk": chunk = Integer.parseInt(value(args[i], v)); break;
-                    case "--check-tokens": checkTokens = Integer.parseInt(value(args[i], v)); break;
-                    case "--heads-k": headsK = Integer.parseInt(value(args[i], v)); break;
-                    case "--heads-v": headsV = Integer.parseInt(value(args[i], v)); break;
-                    case "--feature-map": phi = FeatureMap.of(value(args[i], v)); break;
-                    default: throw new IllegalArgumentException("unknown option " + args[i]);
-                }
-            } catch (NumberFormatException e) {
-                throw new IllegalArgumentException(args[i] + ": expected an integer, got '" + v + "'");
+            int max = Integer.MAX_VALUE;
+            switch (args[i]) {
+                case "--backend": backendName = value(args[i], v); break;
+                case "--tokens": tokens = integer(args[i], value(args[i], v), 1, max); break;
+                case "--heads": heads = integer(args[i], value(args[i], v), 1, max); break;
+                case "--dk": dk = integer(args[i], value(args[i], v), 1, AttentionSpec.MAX_DIM); break;
+                case "--dv": dv = integer(args[i], value(args[i], v), 1, AttentionSpec.MAX_DIM); break;
+                case "--dtype": dtype = DType.fromSafetensors(value(args[i], v)); break;
+                case "--runs": runs = integer(args[i], value(args[i], v), 1, max); break;
+                case "--chunk": chunk = integer(args[i], value(args[i], v), 1, max); break;
+                case "--check-tokens": checkTokens = integer(args[i], value(args[i], v), 0, max); break;
+                // at least 1: 0 was taken as "as --heads"
+                case "--heads-k": headsK = integer(args[i], value(args[i], v), 1, max); break;
+                case "--heads-v": headsV = integer(args[i], value(args[i], v), 1, max); break;
+                case "--feature-map": phi = FeatureMap.of(value(args[i], v)); break;
+                default: throw new IllegalArgumentException("unknown option " + args[i]);
             }
-        }
-        atLeast("--tokens", tokens, 1);
-        atLeast("--heads", heads, 1);
-        atLeast("--runs", runs, 1);
-        atLeast("--chunk", chunk, 1);
-        atLeast("--check-tokens", checkTokens, 0);
-        if (headsK != null) {
-            atLeast("--heads-k", headsK, 1); // 0 was taken as "as --heads"
-        }
-        if (headsV != null) {
-            atLeast("--heads-v", headsV, 1);
         }
         int headsQ = heads;
         headsK = headsK != null ? headsK : headsQ;
@@ -193,10 +180,27 @@ public final class KernelBench {
         }
     }
 
-    private static void atLeast(String flag, int value, int min) {
-        if (value < min) {
-            throw new IllegalArgumentException(flag + ": expected at least " + min + ", got " + value);
+    /**
+     * The value {@code v} of integer option {@code option}, which must lie in {@code min..max}: the benchmarks'
+     * one parser of integer options. A value in digits outside the range says the range: Integer.parseInt refused
+     * 99999999999, an integer too large for an int, as "expected an integer", as it refused 'abc'.
+     */
+    static int integer(String option, String v, int min, int max) {
+        return (int) integer(option, v, (long) min, (long) max);
+    }
+
+    /** {@link #integer(String, String, int, int)} for an option of a long's range. */
+    static long integer(String option, String v, long min, long max) {
+        java.math.BigInteger n;
+        try {
+            n = new java.math.BigInteger(v); // the digits Integer.parseInt takes, of any length
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException(option + ": expected an integer, got '" + v + "'");
         }
+        if (n.compareTo(java.math.BigInteger.valueOf(min)) < 0 || n.compareTo(java.math.BigInteger.valueOf(max)) > 0) {
+            throw new IllegalArgumentException(option + ": expected an integer in " + min + ".." + max + ", got " + v);
+        }
+        return n.longValueExact();
     }
 
     private static TokenTensor random(SplittableRandom rnd, DType dtype, int t, int h, int d) {

@@ -54,27 +54,23 @@ public final class SoftmaxBench {
                 throw new IllegalArgumentException(args[i] + " needs a value");
             }
             String v = args[i + 1];
-            try {
-                switch (args[i]) {
-                    case "--tokens": tokens = Integer.parseInt(v); break;
-                    case "--heads": heads = Integer.parseInt(v); break;
-                    case "--heads-k": headsK = Integer.parseInt(v); break;
-                    case "--dk": dk = Integer.parseInt(v); break;
-                    case "--dv": dv = Integer.parseInt(v); break;
-                    case "--dtype": dtype = DType.fromSafetensors(v); break;
-                    case "--window": window = Long.parseLong(v); break;
-                    case "--threads": threads = Integer.parseInt(v); break;
-                    case "--runs": runs = Integer.parseInt(v); break;
-                    case "--piece": piece = Integer.parseInt(v); break;
-                    case "--check-rows": checkRows = Integer.parseInt(v); break;
-                    default: throw new IllegalArgumentException("unknown option " + args[i]);
-                }
-            } catch (NumberFormatException e) {
-                throw new IllegalArgumentException(args[i] + ": expected an integer, got '" + v + "'");
+            // the counts at least 1; the others' limits are SoftmaxSpec's, which says them
+            int min = Integer.MIN_VALUE;
+            int max = Integer.MAX_VALUE;
+            switch (args[i]) {
+                case "--tokens": tokens = KernelBench.integer(args[i], v, 1, max); break;
+                case "--heads": heads = KernelBench.integer(args[i], v, min, max); break;
+                case "--heads-k": headsK = KernelBench.integer(args[i], v, min, max); break;
+                case "--dk": dk = KernelBench.integer(args[i], v, min, max); break;
+                case "--dv": dv = KernelBench.integer(args[i], v, min, max); break;
+                case "--dtype": dtype = DType.fromSafetensors(v); break;
+                case "--window": window = KernelBench.integer(args[i], v, Long.MIN_VALUE, Long.MAX_VALUE); break;
+                case "--threads": threads = KernelBench.integer(args[i], v, 1, max); break;
+                case "--runs": runs = KernelBench.integer(args[i], v, 1, max); break;
+                case "--piece": piece = KernelBench.integer(args[i], v, 1, max); break;
+                case "--check-rows": checkRows = KernelBench.integer(args[i], v, min, max); break;
+                default: throw new IllegalArgumentException("unknown option " + args[i]);
             }
-        }
-        if (tokens < 1 || piece < 1 || threads < 1 || runs < 1) {
-            throw new IllegalArgumentException("--tokens, --piece, --threads and --runs must be >= 1");
         }
         SoftmaxSpec spec = new SoftmaxSpec(heads, headsK, dk, dv, SoftmaxSpec.defaultScale(dk), window);
         SplittableRandom rnd = new SplittableRandom(42);

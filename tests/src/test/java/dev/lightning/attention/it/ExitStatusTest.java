@@ -95,15 +95,18 @@ class ExitStatusTest {
         expect(2, new String[] {"bench", "--bogus"}, "unknown option --bogus");
         expect(2, new String[] {"bench", "--normalize", "1"}, "unknown option 1");
         // --heads-k 0 ran as "--heads-k not given"; --tokens=abc was an unknown option; a repeated option won
-        expect(2, new String[] {"bench", "--heads-k", "0"}, "--heads-k", "expected at least 1", "got 0");
+        expect(2, new String[] {"bench", "--heads-k", "0"}, "--heads-k", "expected an integer in 1..", "got 0");
         expect(2, new String[] {"bench", "--tokens=abc"}, "--tokens", "expected an integer", "got 'abc'");
         expect(2, new String[] {"bench", "--runs", "2", "--runs=3"}, "--runs given twice");
         // counts below their minimum: once a NegativeArraySizeException with a stack trace (status 1),
         // or a table of Infinity ms (--runs 0)
-        expect(2, new String[] {"bench", "--tokens", "-5"}, "--tokens", "expected at least 1", "got -5");
-        expect(2, new String[] {"bench", "--tokens", "0"}, "--tokens", "expected at least 1", "got 0");
-        expect(2, new String[] {"bench", "--runs", "0"}, "--runs", "expected at least 1", "got 0");
-        expect(2, new String[] {"bench", "--heads-k", "-2"}, "--heads-k", "expected at least 1", "got -2");
+        expect(2, new String[] {"bench", "--tokens", "-5"}, "--tokens", "expected an integer in 1..2147483647", "got -5");
+        expect(2, new String[] {"bench", "--tokens", "0"}, "--tokens", "expected an integer in 1..", "got 0");
+        expect(2, new String[] {"bench", "--runs", "0"}, "--runs", "expected an integer in 1..", "got 0");
+        expect(2, new String[] {"bench", "--heads-k", "-2"}, "--heads-k", "expected an integer in 1..", "got -2");
+        // an integer too large for an int was said to be no integer ("expected an integer, got '99999999999'")
+        expect(2, new String[] {"bench", "--check-tokens", "99999999999"}, "--check-tokens",
+                "expected an integer in 0..2147483647", "got 99999999999");
     }
 
     /** --heads is Hq, as in generate: grouped values (Hv above Hq) were refused with "H must be max(...)". */
