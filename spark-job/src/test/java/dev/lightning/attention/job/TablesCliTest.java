@@ -219,7 +219,7 @@ class TablesCliTest {
         }
         assertEquals(2, run(log, "--input", in + "/part-*", "--sequences", seqIn + "/nothing-*", "--output",
                 dir.resolve("refused-glob").toString()), log.toString());
-        assertTrue(log.toString().contains("--sequences " + seqIn + "/nothing-*: matches no file or directory"),
+        assertTrue(log.toString().contains("--sequences " + seqIn + "/nothing-*: the glob matches no file or directory"),
                 log.toString());
         assertFalse(Files.exists(dir.resolve("refused-glob")), "a refused run leaves nothing");
 

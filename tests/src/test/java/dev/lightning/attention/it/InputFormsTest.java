@@ -173,7 +173,9 @@ class InputFormsTest {
         for (String wrong : new String[] {tmp.resolve("nothing").toString(), in + "/s.safetensor",
                 in + "/*.bin", in + "/s.safetensors," + tmp.resolve("gone")}) {
             Outcome o = run(wrong, tmp.resolve("out"));
-            refused(o, ": no such file or directory");
+            // a glob is told it matches nothing, as in a run over tables (it was "no such file or directory")
+            refused(o, wrong.endsWith("*.bin") ? ": the glob matches no file or directory; correct the pattern"
+                    : ": no such file or directory");
             assertFalse(o.err.contains("no such directory"), o.err);
             assertFalse(Files.exists(tmp.resolve("out")), "nothing created for a refused run");
         }

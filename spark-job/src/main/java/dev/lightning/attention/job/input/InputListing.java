@@ -84,22 +84,31 @@ public final class InputListing {
     public static List<Path> tablePaths(Configuration conf, String flag, String input) throws IOException {
         List<Path> paths = new ArrayList<>();
         for (String element : elements(conf, input)) {
-            FileStatus[] found = matches(conf, flag, element);
-            if (found.length == 0) {
-                throw new InvalidInputException(nothingAt(flag, element));
-            }
-            for (FileStatus st : found) {
+            for (FileStatus st : taken(conf, flag, element).visible()) {
                 paths.add(st.getPath());
             }
         }
         return paths;
     }
 
-    /** What a table input's element that names nothing is told: a glob that matches nothing says so. */
-    private static String nothingAt(String flag, String element) {
-        return flag + " " + element + (element.matches(".*[*?\\[{].*")
-                ? ": matches no file or directory (a glob skips names starting with '.' or '_')"
-                : ": no such file or directory") + spaced(element);
+    /**
+     * What one element names, as {@link #named}, refused where that is nothing a run takes: every run's (files or
+     * tables) one message for a path that does not exist, a glob that matches nothing and a glob that matches only
+     * names it skips, each saying what was given, what it matched and what to do. The two runs worded them apart: a
+     * run over files said "no such file or directory" for a glob too.
+     */
+    private static Named taken(Configuration conf, String flag, String element) throws IOException {
+        Named named = named(conf, flag, element);
+        if (named.visible().length > 0) {
+            return named;
+        }
+        String given = flag + " " + element;
+        if (named.all().length > 0) {
+            throw new InvalidInputException(given + ": matches only names starting with '.' or '_', which a glob "
+                    + "skips; name such a file without wildcards to take it");
+        }
+        throw new InvalidInputException(given + (named.pattern() ? ": the glob matches no file or directory; correct "
+                + "the pattern or the directory it looks in" : ": no such file or directory") + spaced(element));
     }
 
     /** The hint for a path with spaces around it (most often "a, b": a list's paths are separated by commas alone). */
@@ -123,9 +132,11 @@ public final class InputListing {
 
     /**
      * What one element names, before hidden names are skipped: itself when it exists as typed ({@code globbed}
-     * false), else every match of it as a glob (none where it is not a valid glob either), qualified, in path order.
+     * false), else every match of it as a glob (none where it is not a valid glob either), qualified, in path order;
+     * {@code pattern}: whether it is a valid glob with wildcards (not a plain path), for the message where it
+     * matches nothing.
      */
-    private record Named(FileSystem fs, FileStatus[] all, boolean globbed) {
+    private record Named(FileSystem fs, FileStatus[] all, boolean globbed, boolean pattern) {
         /** The matches a listing takes: a glob's without the names starting with '.' or '_'; a path as typed always. */
         FileStatus[] visible() {
             return globbed ? Arrays.stream(all).filter(st -> !hidden(st.getPath().getName())).toArray(FileStatus[]::new)
@@ -143,18 +154,24 @@ public final class InputListing {
         FileSystem fs = HadoopPaths.fileSystem(p, conf);
         FileStatus[] all;
         boolean globbed = false;
+        boolean pattern = false;
         try {
             all = new FileStatus[] {fs.getFileStatus(p)};
         } catch (FileNotFoundException e) {
             FileStatus[] g = glob(fs, p);
             all = g == null ? new FileStatus[0] : g;
             globbed = true;
+            try {
+                pattern = g != null && new GlobFilter(p.toUri().getPath()).hasPattern();
+            } catch (IOException notAGlob) {
+                pattern = false; // glob() walked it segment by segment; whole, it is no pattern either
+            }
         }
         for (FileStatus st : all) {
             st.setPath(fs.makeQualified(st.getPath()));
         }
         Arrays.sort(all, java.util.Comparator.comparing(st -> st.getPath().toString()));  // listings come in any order
-        return new Named(fs, all, globbed);
+        return new Named(fs, all, globbed, pattern);
     }
 
     private static boolean existsAsTyped(Configuration conf, String path) throws IOException {
@@ -192,10 +209,7 @@ public final class InputListing {
 
     private static List<InputFile> listElement(Configuration conf, String element, boolean recursive)
             throws IOException {
-        Named named = named(conf, "--input", element);
-        if (named.all().length == 0) {
-            throw new InvalidInputException("--input " + element + ": no such file or directory" + spaced(element));
-        }
+        Named named = taken(conf, "--input", element);
         FileSystem fs = named.fs();
         List<InputFile> found = new ArrayList<>();
         for (FileStatus s : named.visible()) {
@@ -207,10 +221,6 @@ public final class InputListing {
                 refuseSpecialFile(fs, element, root, name);
                 found.add(new InputFile(located(fs, s), name, root));
             }
-        }
-        if (found.isEmpty()) {
-            throw new InvalidInputException("--input " + element + ": matches only names starting with '.' or '_', "
-                    + "which a glob skips; name such a file without wildcards to take it");
         }
         return found;
     }

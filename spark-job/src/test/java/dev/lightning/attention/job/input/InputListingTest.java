@@ -298,10 +298,11 @@ class InputListingTest {
         assertTrue(g.getMessage().contains("or its subdirectories"), g.getMessage());
     }
 
+    /** A path that names nothing, and a name that is no valid glob; a glob is told it matches nothing (below). */
     @Test
     void whatMatchesNothingIsNoSuchFileOrDirectory() throws IOException {
         file("in/a.safetensors");
-        for (String missing : new String[] {tmp.resolve("nothing").toString(), tmp + "/in/*.bin",
+        for (String missing : new String[] {tmp.resolve("nothing").toString(),
                 tmp + "/in/x[1.safetensors", tmp + "/in/a.safetensors," + tmp + "/gone"}) {
             InvalidInputException e = assertThrows(InvalidInputException.class, () -> list(missing, false));
             assertTrue(e.getMessage().startsWith("--input ") && e.getMessage().endsWith(": no such file or directory"),
@@ -318,6 +319,31 @@ class InputListingTest {
         InvalidInputException empty = assertThrows(InvalidInputException.class,
                 () -> list(tmp + "/in/a.safetensors,,x", false));
         assertTrue(empty.getMessage().contains("empty element"), empty.getMessage());
+    }
+
+    /**
+     * A glob that matches nothing, or only names a glob skips, is told the same in a run over files and a run over
+     * tables, from one place: what was given, that it matched nothing, and what to do. A files run said "no such file
+     * or directory" for a glob, a tables run "matches no file or directory (a glob skips ...)" for both.
+     */
+    @Test
+    void aGlobThatMatchesNothingIsToldTheSameInEveryRun() throws IOException {
+        file("in/a.safetensors");
+        file("in/_b.safetensors");
+        String none = tmp + "/in/*.bin";
+        String hidden = tmp + "/in/_*";
+        for (String glob : new String[] {none, hidden}) {
+            String files = assertThrows(InvalidInputException.class, () -> list(glob, false)).getMessage();
+            String tables = assertThrows(InvalidInputException.class,
+                    () -> InputListing.tablePaths(CONF, "--input", glob)).getMessage();
+            assertEquals(files, tables);
+        }
+        assertEquals("--input " + none + ": the glob matches no file or directory; correct the pattern or the "
+                + "directory it looks in", assertThrows(InvalidInputException.class, () -> list(none, false))
+                .getMessage());
+        assertEquals("--input " + hidden + ": matches only names starting with '.' or '_', which a glob skips; name "
+                + "such a file without wildcards to take it", assertThrows(InvalidInputException.class,
+                () -> list(hidden, false)).getMessage());
     }
 
     /**
@@ -346,8 +372,8 @@ class InputListingTest {
                 rel.apply(InputListing.tablePaths(CONF, "--sequences", tmp + "/t/day=2/*.parquet")));
         InvalidInputException none = assertThrows(InvalidInputException.class,
                 () -> InputListing.tablePaths(CONF, "--sequences", tmp + "/t/day=9*"));
-        assertEquals("--sequences " + tmp + "/t/day=9*: matches no file or directory (a glob skips names starting "
-                + "with '.' or '_')", none.getMessage());
+        assertEquals("--sequences " + tmp + "/t/day=9*: the glob matches no file or directory; correct the pattern "
+                + "or the directory it looks in", none.getMessage());
         InvalidInputException missing = assertThrows(InvalidInputException.class,
                 () -> InputListing.tablePaths(CONF, "--input", tmp + "/u," + tmp + "/gone"));
         assertEquals("--input " + tmp + "/gone: no such file or directory", missing.getMessage());
