@@ -220,17 +220,21 @@ public final class Commit {
      */
     public static List<RunInfo> recover(FileSystem fs, Path output, PrintStream out) throws IOException {
         List<Path> runs = Staging.all(fs, output);
-        // a later build's staging (FormatVersion) is that build's to finish, resume or remove: refused before this
-        // run publishes, resumes or removes anything of any run (every run recovers before it looks further)
+        // every staging's run.json and commit.json read once, all of them first: a later build's staging
+        // (FormatVersion) is that build's to finish, resume or remove, refused before this run publishes, resumes or
+        // removes anything of any run (every run recovers before it looks further)
+        List<RunInfo> infos = new ArrayList<>();
+        List<JsonNode> parsed = new ArrayList<>();
         for (Path dir : runs) {
-            RunInfo.read(fs, dir);
-            parseRecord(fs, dir);
+            infos.add(RunInfo.read(fs, dir));
+            parsed.add(parseRecord(fs, dir));
         }
         List<RunInfo> finished = new ArrayList<>();
-        for (Path dir : runs) {
+        for (int i = 0; i < runs.size(); i++) {
+            Path dir = runs.get(i);
             if (fs.exists(new Path(dir, RECORD))) {
-                JsonNode record = readRecord(fs, dir);
-                if (record == null && earlierBuildsRecord(fs, dir)) {
+                JsonNode record = whole(parsed.get(i));
+                if (record == null && earlierBuilds(parsed.get(i))) {
                     // whole, but not this protocol's: such a build forced nothing to disk before its record, so its
                     // staged files need not be whole after a power loss; this build does not publish them
                     out.println("lightning: warning: interrupted run " + Staging.runIdOf(dir) + " was committed by an "
@@ -251,7 +255,7 @@ public final class Commit {
                 }
                 out.println("lightning: finishing the commit of interrupted run " + Staging.runIdOf(dir)
                         + " (it had reached its commit point)");
-                finished.add(RunInfo.read(fs, dir));
+                finished.add(infos.get(i));
                 publish(fs, output, dir, record, true, out);
             }
         }
@@ -282,7 +286,11 @@ public final class Commit {
      * not an object, without its list of files, or (records that have it) without its last field.
      */
     private static JsonNode readRecord(FileSystem fs, Path stagingDir) throws IOException {
-        JsonNode record = parseRecord(fs, stagingDir);
+        return whole(parseRecord(fs, stagingDir));
+    }
+
+    /** {@link #readRecord} of a record already parsed ({@link #parseRecord}'s answer). */
+    private static JsonNode whole(JsonNode record) {
         if (record == null || !record.path("complete").asBoolean(false)) {
             return null; // its last field missing: cut short, or not written by this protocol
         }
@@ -294,7 +302,11 @@ public final class Commit {
      * earlier build wrote (or a hand-made one). A record cut short does not parse: its closing brace is its last byte.
      */
     static boolean earlierBuildsRecord(FileSystem fs, Path stagingDir) throws IOException {
-        JsonNode record = parseRecord(fs, stagingDir);
+        return earlierBuilds(parseRecord(fs, stagingDir));
+    }
+
+    /** {@link #earlierBuildsRecord} of a record already parsed ({@link #parseRecord}'s answer). */
+    private static boolean earlierBuilds(JsonNode record) {
         return record != null && !record.has("complete");
     }
 
