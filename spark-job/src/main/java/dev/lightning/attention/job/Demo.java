@@ -90,8 +90,8 @@ final class Demo {
     }
 
     /**
-     * Writes {@code s}'s file into {@code dir} aside, under a partial name of this writer's own ({@link #inProgress},
-     * then this process's id and a random number), and moves it into place: an interrupted write leaves no partial
+     * Writes {@code s}'s file into {@code dir} aside, under a partial name of this writer's own (the output's
+     * {@link Staging#partialName}, its attempt this process's id and a random number), and moves it into place: an interrupted write leaves no partial
      * file under the name, and a symbolic link of that name is replaced, never written through (into whatever file
      * it leads to). With one partial name for every writer, two generates (or demos) into one directory truncated and
      * wrote the same file: the first to finish moved it into place while the other still wrote into it (a file of
@@ -100,8 +100,8 @@ final class Demo {
      */
     static void writeInto(Path dir, Spec s, SplittableRandom rnd) throws IOException {
         removeAbandoned(dir, s.name);
-        Path tmp = dir.resolve(inProgress(s.name) + "-" + ProcessHandle.current().pid() + "-"
-                + Long.toHexString(new SplittableRandom().nextLong() >>> 1));
+        Path tmp = dir.resolve(Staging.partialName(s.name, ProcessHandle.current().pid() + "-"
+                + Long.toHexString(new SplittableRandom().nextLong() >>> 1)));
         try {
             write(tmp, s, rnd);
         } catch (IOException | RuntimeException e) {
@@ -112,18 +112,13 @@ final class Demo {
                 java.nio.file.StandardCopyOption.ATOMIC_MOVE);
     }
 
-    /** The start of the names {@link #writeInto} writes file {@code name} under until it is whole (hidden from input listings). */
-    static String inProgress(String name) {
-        return "." + name + ".inprogress";
-    }
-
     /**
      * Removes the partial files of {@code name} in {@code dir} that {@link #writeInto} left in a process that is gone
      * (killed while it wrote): each would otherwise stay, as large as the file. Those of a live process are its
      * work in progress and stay, as does any other name.
      */
     private static void removeAbandoned(Path dir, String name) throws IOException {
-        String prefix = inProgress(name) + "-";
+        String prefix = Staging.partialName(name, "");
         try (java.util.stream.Stream<Path> entries = Files.list(dir)) {
             for (Path e : (Iterable<Path>) entries::iterator) {
                 String n = e.getFileName().toString();
@@ -173,8 +168,8 @@ final class Demo {
             try (java.util.stream.Stream<Path> entries = Files.list(input)) {
                 for (Path e : (Iterable<Path>) entries.sorted()::iterator) {
                     String name = e.getFileName().toString();
-                    Spec s = SEQUENCES.stream().filter(x -> x.name.equals(name) || name.startsWith(inProgress(x.name)))
-                            .findFirst().orElse(null);
+                    Spec s = SEQUENCES.stream().filter(x -> x.name.equals(name)
+                            || name.startsWith(Staging.partialName(x.name, ""))).findFirst().orElse(null);
                     if (s != null && !s.name.equals(name)) {
                         continue; // an interrupted demo's partial file: written again
                     }

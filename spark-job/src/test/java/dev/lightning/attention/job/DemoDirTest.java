@@ -1,5 +1,6 @@
 package dev.lightning.attention.job;
 
+import dev.lightning.attention.job.output.Staging;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -71,7 +72,8 @@ class DemoDirTest {
         Path input = tmp.resolve("input");
         Path output = Files.createDirectories(tmp.resolve("output"));
         Demo.generate(input);
-        Files.writeString(input.resolve(Demo.inProgress("doc-gqa.safetensors")), "cut short");
+        // named as the output's partial files are (one convention): the demo wrote its own apart
+        Files.writeString(input.resolve(Staging.partialName("doc-gqa.safetensors", "123-abc")), "cut short");
         for (String name : List.of("doc-long.safetensors", "doc-f16.safetensors.index.json", "_SUCCESS",
                 "_lightning_report.json", "_lightning.lock")) {
             Files.writeString(output.resolve(name), "");
@@ -104,8 +106,8 @@ class DemoDirTest {
     @Test
     void twoWritersOfOneFileEachPublishAWholeFile() throws Exception {
         Path dir = Files.createDirectories(tmp.resolve("generated"));
-        Path abandoned = Files.writeString(dir.resolve(Demo.inProgress("seq.safetensors") + "-" + Integer.MAX_VALUE
-                + "-1"), "a killed writer's");
+        Path abandoned = Files.writeString(dir.resolve(Staging.partialName("seq.safetensors", Integer.MAX_VALUE
+                + "-1")), "a killed writer's");
         Demo.Spec big = new Demo.Spec("seq.safetensors", 60_000, 4, 32, 32,
                 dev.lightning.attention.tensor.DType.BF16, null, false);
         Demo.Spec small = new Demo.Spec("seq.safetensors", 20_000, 4, 32, 32,

@@ -412,8 +412,10 @@ public final class Staging implements Serializable {
     /**
      * The hidden name under which {@code attempt} writes file {@code name} until it is whole
      * ({@link #writeAtomically}); with an empty attempt, the start of every such name ({@link #isRun} reads it).
+     * Every partial file the product writes is named so, the demo's and generate's input files too
+     * ({@code Demo.writeInto}): one convention for what a listing skips and a directory check takes as partial.
      */
-    static String partialName(String name, String attempt) {
+    public static String partialName(String name, String attempt) {
         return "." + name + ".inprogress-" + attempt;
     }
 
