@@ -1566,28 +1566,92 @@ final class VectorKernel extends Kernel {
         for (; j + L <= n; j += L) {
             FloatVector.fromArray(S, x, xo + j).fma(FloatVector.broadcast(S, s), FloatVector.fromArray(S, y, yo + j)).intoArray(y, yo + j);
         }
+        // the tail fused as the lanes are: which elements are lanes follows the vector width, and
+        // an unfused tail made the normalizer z (pass 2's denominators) of AVX2 and AVX-512 hosts differ
         for (; j < n; j++) {
-            y[yo + j] += s * x[xo + j];
+            y[yo + j] = Math.fma(s, x[xo + j], y[yo + j]);
         }
     }
 
     /**
-     * Whole vectors below {@code valid} multiplied, the rest (at most a vector and a scalar tail
-     * where the backend asks for n rounded up to whole vectors) one element at a time. A blend
-     * with a VectorMask there was as fast warm but, in a fresh JVM, had the JIT compile about 70
+     * The sums of {@link #maskedMultiplySum} and {@link #dot} run over whole blocks of this many
+     * floats, each position of a block its own running sum (the lanes of one, two or four vectors),
+     * and add the positions' sums in order, then the tail one by one: the same roundings at 4, 8 and
+     * 16 lanes. A sum over the lanes of one vector followed the host's vector width instead, and the
+     * normalizer's sums of --normalize (the row sum and q . z) with it: a host of AVX2 (8 lanes) and
+     * one of AVX-512 (16) wrote different last bits of o for the same piece, so a task retried, or a
+     * run resumed, on the other kind of host changed the output's bytes. At 16 lanes the sums are
+     * those before, reduceLanes of one vector: it adds lane 0 first on x86 (C2's reduction and the
+     * Java fallback alike), the order addLanes takes for narrower vectors, so AVX-512 hosts write the
+     * bytes they wrote, at their speed (VectorWidthTest holds the orders to each other: a JDK that
+     * reduced in another order would fail it).
+     */
+    static final int SUM_BLOCK = 16;
+
+    /** {@code s} plus the lanes of {@code v}, lane 0 first: a 16-lane reduceLanes' order, for the narrower vectors' blocks. */
+    private static float addLanes(float s, FloatVector v) {
+        for (int i = 0; i < L; i++) {
+            s += v.lane(i);
+        }
+        return s;
+    }
+
+    /**
+     * Whole blocks ({@link #SUM_BLOCK}) below {@code valid} multiplied, the rest (at most a block and
+     * a scalar tail where the backend asks for n rounded up to whole vectors) one element at a time.
+     * A blend with a VectorMask there was as fast warm but, in a fresh JVM, had the JIT compile about 70
      * more methods of the Java 17 mask classes' fallbacks (ColdBench with -XX:+PrintCompilation;
      * an AND with lane masks, about 140).
      */
     @Override
     float maskedMultiplySum(float[] y, int yo, float[] x, int xo, int valid, int n) {
-        FloatVector acc = FloatVector.zero(S);
-        int j = 0;
-        for (int whole = Math.min(valid, n); j + L <= whole; j += L) {
-            FloatVector p = FloatVector.fromArray(S, y, yo + j).mul(FloatVector.fromArray(S, x, xo + j));
-            p.intoArray(y, yo + j);
-            acc = acc.add(p);
+        if (SUM_BLOCK % L != 0 && L < SUM_BLOCK) {
+            return super.maskedMultiplySum(y, yo, x, xo, valid, n); // vectors of 1 or 2 floats: no JVM has them
         }
-        float sum = acc.reduceLanes(VectorOperators.ADD);
+        int whole = Math.min(valid, n);
+        int j = 0;
+        float sum;
+        if (L >= SUM_BLOCK) {
+            FloatVector acc = FloatVector.zero(S);
+            for (; j + L <= whole; j += L) {
+                FloatVector p = FloatVector.fromArray(S, y, yo + j).mul(FloatVector.fromArray(S, x, xo + j));
+                p.intoArray(y, yo + j);
+                acc = acc.add(p);
+            }
+            sum = acc.reduceLanes(VectorOperators.ADD); // lane 0 first, as addLanes (see SUM_BLOCK)
+        } else if (L * 2 == SUM_BLOCK) {
+            FloatVector a0 = FloatVector.zero(S);
+            FloatVector a1 = FloatVector.zero(S);
+            for (; j + SUM_BLOCK <= whole; j += SUM_BLOCK) {
+                FloatVector p0 = FloatVector.fromArray(S, y, yo + j).mul(FloatVector.fromArray(S, x, xo + j));
+                FloatVector p1 = FloatVector.fromArray(S, y, yo + j + L).mul(FloatVector.fromArray(S, x, xo + j + L));
+                p0.intoArray(y, yo + j);
+                p1.intoArray(y, yo + j + L);
+                a0 = a0.add(p0);
+                a1 = a1.add(p1);
+            }
+            sum = addLanes(addLanes(0f, a0), a1);
+        } else {
+            FloatVector a0 = FloatVector.zero(S);
+            FloatVector a1 = FloatVector.zero(S);
+            FloatVector a2 = FloatVector.zero(S);
+            FloatVector a3 = FloatVector.zero(S);
+            for (; j + SUM_BLOCK <= whole; j += SUM_BLOCK) {
+                FloatVector p0 = FloatVector.fromArray(S, y, yo + j).mul(FloatVector.fromArray(S, x, xo + j));
+                FloatVector p1 = FloatVector.fromArray(S, y, yo + j + L).mul(FloatVector.fromArray(S, x, xo + j + L));
+                FloatVector p2 = FloatVector.fromArray(S, y, yo + j + 2 * L).mul(FloatVector.fromArray(S, x, xo + j + 2 * L));
+                FloatVector p3 = FloatVector.fromArray(S, y, yo + j + 3 * L).mul(FloatVector.fromArray(S, x, xo + j + 3 * L));
+                p0.intoArray(y, yo + j);
+                p1.intoArray(y, yo + j + L);
+                p2.intoArray(y, yo + j + 2 * L);
+                p3.intoArray(y, yo + j + 3 * L);
+                a0 = a0.add(p0);
+                a1 = a1.add(p1);
+                a2 = a2.add(p2);
+                a3 = a3.add(p3);
+            }
+            sum = addLanes(addLanes(addLanes(addLanes(0f, a0), a1), a2), a3);
+        }
         for (; j < n; j++) {
             float p = j < valid ? y[yo + j] * x[xo + j] : 0f;
             y[yo + j] = p;
@@ -1596,14 +1660,41 @@ final class VectorKernel extends Kernel {
         return sum;
     }
 
+    /** In whole blocks ({@link #SUM_BLOCK}), then the tail one by one: see there. */
     @Override
     float dot(float[] x, int xo, float[] y, int yo, int n) {
-        FloatVector acc = FloatVector.zero(S);
-        int j = 0;
-        for (; j + L <= n; j += L) {
-            acc = FloatVector.fromArray(S, x, xo + j).fma(FloatVector.fromArray(S, y, yo + j), acc);
+        if (SUM_BLOCK % L != 0 && L < SUM_BLOCK) {
+            return super.dot(x, xo, y, yo, n); // vectors of 1 or 2 floats: no JVM has them
         }
-        float sum = acc.reduceLanes(VectorOperators.ADD);
+        int j = 0;
+        float sum;
+        if (L >= SUM_BLOCK) {
+            FloatVector acc = FloatVector.zero(S);
+            for (; j + L <= n; j += L) {
+                acc = FloatVector.fromArray(S, x, xo + j).fma(FloatVector.fromArray(S, y, yo + j), acc);
+            }
+            sum = acc.reduceLanes(VectorOperators.ADD); // lane 0 first, as addLanes (see SUM_BLOCK)
+        } else if (L * 2 == SUM_BLOCK) {
+            FloatVector a0 = FloatVector.zero(S);
+            FloatVector a1 = FloatVector.zero(S);
+            for (; j + SUM_BLOCK <= n; j += SUM_BLOCK) {
+                a0 = FloatVector.fromArray(S, x, xo + j).fma(FloatVector.fromArray(S, y, yo + j), a0);
+                a1 = FloatVector.fromArray(S, x, xo + j + L).fma(FloatVector.fromArray(S, y, yo + j + L), a1);
+            }
+            sum = addLanes(addLanes(0f, a0), a1);
+        } else {
+            FloatVector a0 = FloatVector.zero(S);
+            FloatVector a1 = FloatVector.zero(S);
+            FloatVector a2 = FloatVector.zero(S);
+            FloatVector a3 = FloatVector.zero(S);
+            for (; j + SUM_BLOCK <= n; j += SUM_BLOCK) {
+                a0 = FloatVector.fromArray(S, x, xo + j).fma(FloatVector.fromArray(S, y, yo + j), a0);
+                a1 = FloatVector.fromArray(S, x, xo + j + L).fma(FloatVector.fromArray(S, y, yo + j + L), a1);
+                a2 = FloatVector.fromArray(S, x, xo + j + 2 * L).fma(FloatVector.fromArray(S, y, yo + j + 2 * L), a2);
+                a3 = FloatVector.fromArray(S, x, xo + j + 3 * L).fma(FloatVector.fromArray(S, y, yo + j + 3 * L), a3);
+            }
+            sum = addLanes(addLanes(addLanes(addLanes(0f, a0), a1), a2), a3);
+        }
         for (; j < n; j++) {
             sum += x[xo + j] * y[yo + j];
         }
@@ -1658,7 +1749,10 @@ final class VectorKernel extends Kernel {
      * kernel and of this loop's tail. With the floor, a q row below -87.34 got phi 2^-126 in every
      * lane (6.5e6 times exp(-103)), so its o was off by as much, and normalized with a small eps its
      * o was the unweighted mean of the heads' S / z; and since which elements are lanes and which
-     * the tail depends on the window's length, a split run differed from the unsplit one.
+     * the tail depends on the window's length, a split run differed from the unsplit one. The tail
+     * takes the lanes' exp too ({@link Kernel#exp}, the same bits): with the float64 exp there, which
+     * elements got which exp followed the vector width, and a host of AVX2 and one of AVX-512 wrote
+     * different o.
      */
     @Override
     void elu1(float[] x, int off, int n) {
@@ -1678,7 +1772,8 @@ final class VectorKernel extends Kernel {
             }
         }
         for (; i < end; i++) {
-            x[i] = FeatureMap.ELU1.apply(x[i]);
+            float v = x[i];
+            x[i] = v > 0 ? v + 1f : v < MIN_NORMAL_LOG ? FeatureMap.ELU1.apply(v) : Kernel.exp(v);
         }
     }
 
