@@ -11,7 +11,7 @@ import jdk.incubator.vector.VectorSpecies;
  * columns (16 with AVX-512), the vector of S is loaded once, carried through the n tokens in a
  * register (S = lambda S + k_ti v_t by {@link Decay#carry}'s form: a multiply and an FMA, and an add where
  * the code is the complement; acc_t += q_ti S, one FMA), and
- * stored once. Columns past the last whole vector take the scalar loop. Loaded only through
+ * stored once. Columns past the last whole vector take a scalar loop of the same roundings. Loaded only through
  * {@link BatchHead}'s probe, so a JVM without the module takes the plain loop.
  */
 final class VectorBatchHead extends BatchHead.Impl {
@@ -54,9 +54,13 @@ final class VectorBatchHead extends BatchHead.Impl {
                 float qi = q[t * dk + i];
                 int vo = t * dv;
                 for (int j = whole; j < dv; j++) {
-                    float x = Decay.carry(s[row + j], ki * v[vo + j], code);
+                    // the lanes' roundings (two FMAs), not the plain loop's: which columns are lanes
+                    // follows the vector width, and the plain loop's here made an AVX2 host's states
+                    // and o differ from an AVX-512 host's
+                    float y = Math.fma(s[row + j], neg, v[vo + j] * ki);
+                    float x = complement ? s[row + j] + y : y;
                     s[row + j] = x;
-                    acc[vo + j] += qi * x;
+                    acc[vo + j] = Math.fma(x, qi, acc[vo + j]);
                 }
             }
         }

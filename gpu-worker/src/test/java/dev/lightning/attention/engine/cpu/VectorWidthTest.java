@@ -28,7 +28,8 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
  * 4) and compares their lines with its own: the sums of {@link Kernel#dot} and
  * {@link Kernel#maskedMultiplySum} at many lengths (the normalizer's denominator holds both), and the
  * CRC32C of both passes' results (local state, o, final state, recorded states) for each feature map,
- * normalized or not, F32 and BF16, grouped heads, at head widths that leave tails after whole vectors.
+ * normalized or not, F32 and BF16, grouped heads, at head widths that leave tails after whole vectors,
+ * and of the batch step's loop ({@link BatchHead}).
  * x86 only (UseAVX is its flag); where the host has no wider vectors than a child, the two agree
  * trivially.
  */
@@ -92,6 +93,32 @@ class VectorWidthTest {
             }
             out.add(name + ": pass 1 " + crc(local) + ", o " + crc(o.bytes()) + ", final state " + crc(fin)
                     + ", states" + recorded);
+        }
+        // the batch step's loop (BatchHead), both forms of the decay's code, at widths with tails
+        for (float code : new float[] {0.01f, -0.9f}) {
+            for (int dv : new int[] {8, 24, 40, 12}) {
+                int dk = 20;
+                int n = 7;
+                float[] st = new float[dk * dv];
+                float[] q = new float[n * dk];
+                float[] k = new float[n * dk];
+                float[] v = new float[n * dv];
+                for (float[] a : new float[][] {st, q, k, v}) {
+                    for (int i = 0; i < a.length; i++) {
+                        a[i] = (float) r.nextGaussian();
+                    }
+                }
+                float[] acc = new float[n * dv];
+                BatchHead.update(code, st, 0, dk, dv, q, k, v, acc, n);
+                CRC32C c = new CRC32C();
+                for (float f : st) {
+                    c.update(Float.floatToRawIntBits(f));
+                }
+                for (float f : acc) {
+                    c.update(Float.floatToRawIntBits(f));
+                }
+                out.add("batch head code " + code + " Dv " + dv + ": " + Long.toHexString(c.getValue()));
+            }
         }
         return out;
     }
