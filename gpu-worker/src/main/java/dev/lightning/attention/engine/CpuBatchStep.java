@@ -201,8 +201,9 @@ final class CpuBatchStep implements BatchStep {
             if (chunked == null) {
                 chunked = new CpuBackend();
             }
-            LightningState before = z == null ? LightningState.of(spec.heads(), spec.dk(), spec.dv(), s)
-                    : LightningState.of(spec.heads(), spec.dk(), spec.dv(), s, z);
+            // the slot's own arrays, not copies: CpuBackend only reads the state it starts from (into its own
+            // buffers, before it computes) and returns a new one; a copy was 512 KiB a sequence at H = 8, D = 128
+            LightningState before = LightningState.own(spec.heads(), spec.dk(), spec.dv(), s, z);
             LightningState after = chunked.forward(spec, batch.q().slice(from, n), batch.k().slice(from, n),
                     batch.v().slice(from, n), before, o.slice(from, n));
             System.arraycopy(after.data(), 0, s, 0, s.length);
