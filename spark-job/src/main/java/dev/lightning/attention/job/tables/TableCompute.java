@@ -98,21 +98,17 @@ final class TableCompute {
                 splitCount++;
             }
         }
-        JavaRDD<Out> out;
+        JavaPairRDD<Key, byte[]> incoming = null;
         if (anySplit) {
             JavaPairRDD<Key, byte[]> local = shuffled.mapPartitionsToPair(it -> new TablePass1(t, it));
             local.setName("lightning tables: pass 1, local states");
             int scanPartitions = Math.max(1, Math.min(splitCount, spark.sparkContext().defaultParallelism()));
-            JavaPairRDD<Key, byte[]> incoming = local
+            incoming = local
                     .repartitionAndSortWithinPartitions(new TableScan.BySequence(scanPartitions), order)
                     .mapPartitionsToPair(it -> new TableScan(t, it))
                     .repartitionAndSortWithinPartitions(tasks, order);
             incoming.setName("lightning tables: scan, incoming states");
-            out = shuffled.zipPartitions(incoming, (a, b) -> new TablePass2(t, a, b));
-        } else {
-            out = shuffled.mapPartitions(it -> new TablePass2(t, it, Collections.emptyIterator()));
         }
-        out.setName("lightning tables: pass 2, outputs");
         int every = Math.toIntExact(cfg.get(Settings.STATE_EVERY));
         DType[] oDtypes = new DType[plan.size()];
         long oBytes = 0;
@@ -129,16 +125,21 @@ final class TableCompute {
         // o per token at H = 8, D = 128; or states recorded every few tokens), keeping them costs
         // more than computing them again (their serialization and spill to disk), so each later job
         // recomputes pass 2 from the same shuffle output (Spark reruns no shuffle), with the same bytes.
-        if (oBytes > stateBytes) {
+        // Computed again, each job's pass 2 makes records of its own kind only (TablePass2's kinds).
+        boolean kept = oBytes > stateBytes;
+        JavaRDD<Out> out = pass2(shuffled, incoming, Out.ALL);
+        if (kept) {
             out = out.persist(StorageLevel.MEMORY_AND_DISK_SER());
         }
-        JavaRDD<Row> oRows = out.filter(r -> r.kind == Out.O).map(r -> RowFactory.create(p.names[r.seq], r.start, r.tokens,
+        JavaRDD<Out> oOut = kept ? out : pass2(shuffled, incoming, Out.bit(Out.O));
+        JavaRDD<Out> statesOut = kept ? out : pass2(shuffled, incoming, Out.bit(Out.FINAL_STATE));
+        JavaRDD<Row> oRows = oOut.filter(r -> r.kind == Out.O).map(r -> RowFactory.create(p.names[r.seq], r.start, r.tokens,
                 oDtypes[r.seq].name(), p.heads(r.seq), p.dv[r.seq], r.data));
         String[] featureMaps = new String[plan.size()];
         for (int s = 0; s < featureMaps.length; s++) {
             featureMaps[s] = task.spec(s).featureMap().key();
         }
-        JavaRDD<Row> stateRows = out.filter(r -> r.kind == Out.FINAL_STATE).map(r -> RowFactory.create(p.names[r.seq], p.tokens[r.seq],
+        JavaRDD<Row> stateRows = statesOut.filter(r -> r.kind == Out.FINAL_STATE).map(r -> RowFactory.create(p.names[r.seq], p.tokens[r.seq],
                 p.heads(r.seq), p.dk[r.seq], p.dv[r.seq], boxed(p.slopes[r.seq]), r.data, r.normalizer,
                 p.tokensBefore[r.seq] < 0 ? null : p.tokensBefore[r.seq] + p.tokens[r.seq], featureMaps[r.seq]));
         Dataset<Row> finalStates = spark.createDataFrame(stateRows, FINAL_STATES.schema());
@@ -152,13 +153,27 @@ final class TableCompute {
         if (every > 0) {
             // checkpoint c: the state after token (c+1)N - 1 of this run's blocks; in the chain of
             // runs, after token tokensBefore + (c+1)N - 1 (unknown where tokensBefore is)
-            JavaRDD<Row> rows = out.filter(r -> r.kind == Out.CHECKPOINT).map(r -> RowFactory.create(p.names[r.seq],
+            JavaRDD<Row> rows = (kept ? out : pass2(shuffled, incoming, Out.bit(Out.CHECKPOINT)))
+                    .filter(r -> r.kind == Out.CHECKPOINT).map(r -> RowFactory.create(p.names[r.seq],
                     (int) r.start, (r.start + 1) * every - 1,
                     p.tokensBefore[r.seq] < 0 ? null : p.tokensBefore[r.seq] + (r.start + 1) * every,
                     p.heads(r.seq), p.dk[r.seq], p.dv[r.seq], r.data, r.normalizer));
             checkpoints = spark.createDataFrame(rows, CHECKPOINTS.schema());
         }
         return new Outputs(out, spark.createDataFrame(oRows, O_BLOCKS.schema()), finalStates, checkpoints);
+    }
+
+    /**
+     * Pass 2 over the shuffle's blocks (zipped with the incoming states of split sequences, when
+     * there are any), returning records of {@code kinds} ({@link Out#bit}s).
+     */
+    private JavaRDD<Out> pass2(JavaPairRDD<Key, Block> shuffled, JavaPairRDD<Key, byte[]> incoming, int kinds) {
+        TableTask t = task;
+        JavaRDD<Out> out = incoming != null
+                ? shuffled.zipPartitions(incoming, (a, b) -> new TablePass2(t, a, b, kinds))
+                : shuffled.mapPartitions(it -> new TablePass2(t, it, Collections.emptyIterator(), kinds));
+        out.setName("lightning tables: pass 2, outputs");
+        return out;
     }
 
     /** An array column's value as a Row holds it: a Scala sequence. */

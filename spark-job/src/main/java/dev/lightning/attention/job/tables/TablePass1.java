@@ -26,6 +26,8 @@ final class TablePass1 extends Lazy<Tuple2<Key, byte[]>> {
     private final TablePlan plan;
     private final Peek<Tuple2<Key, Block>> in;
     private AttentionBackend backend;
+    /** The arrays a window of several blocks is copied into, kept from one window to the next (TableTask.window). */
+    private final byte[][] windowArrays = new byte[3][];
 
     TablePass1(TableTask task, Iterator<Tuple2<Key, Block>> in) {
         this.task = task;
@@ -66,7 +68,7 @@ final class TablePass1 extends Lazy<Tuple2<Key, byte[]>> {
             if (rows.isEmpty()) {
                 break;
             }
-            TokenTensor[] t = task.window(s, rows, TableTask.sum(rows));
+            TokenTensor[] t = task.window(s, rows, TableTask.sum(rows), windowArrays);
             state = backend.advance(spec, t[1], t[2], state);
         }
         ready.add(new Tuple2<>(new Key(s, piece), state.toBytes()));

@@ -65,6 +65,14 @@ public final class TablePass2 extends Lazy<TablePass2.Out> {
 
         Out() {
         }
+
+        /** The bit of {@code kind} in a set of kinds ({@link TablePass2#TablePass2}'s {@code kinds}). */
+        static int bit(byte kind) {
+            return 1 << kind;
+        }
+
+        /** Every kind: pass 2 computed once for all the outputs. */
+        static final int ALL = bit(O) | bit(FINAL_STATE) | bit(CHECKPOINT);
     }
 
     private final TableTask task;
@@ -72,16 +80,43 @@ public final class TablePass2 extends Lazy<TablePass2.Out> {
     private final JobConfig cfg;
     private final Peek<Tuple2<Key, Block>> in;
     private final Peek<Tuple2<Key, byte[]>> incoming;
+    private final int kinds;
     private AttentionBackend backend;
     private BatchStep step;
     private StateStore store;
+    /**
+     * The batch step's states on their way in and out ({@code kvIn}, {@code zIn}, {@code kvOut}, {@code zOut}: the
+     * store's slots one after the other, z null without normalization), made with the step and kept for its batches;
+     * {@code dirty[i]}: slot i's part of kvIn and zIn holds a state of an earlier batch. 32 MiB each at H = 8, D =
+     * 128, which a new buffer per batch allocated and zeroed (on G1 a humongous one) twice over.
+     */
+    private ByteBuffer kvIn;
+    private ByteBuffer zIn;
+    private ByteBuffer kvOut;
+    private ByteBuffer zOut;
+    private boolean[] dirty;
+    /** The arrays a window of several blocks is copied into, kept from one window to the next (TableTask.window). */
+    private final byte[][] windowArrays = new byte[3][];
 
-    TablePass2(TableTask task, Iterator<Tuple2<Key, Block>> in, Iterator<Tuple2<Key, byte[]>> incoming) {
+    /**
+     * @param kinds the records to return, a set of {@link Out#bit}s: every output is computed and
+     *              checked for NaN/Inf whatever it holds, but only these are made into records (a copy of
+     *              their bytes each). The job that writes one table when pass 2 is computed again for each
+     *              ({@link TableCompute}) takes its own kind: the o job made every final state, 512 KiB a
+     *              sequence at H = 8, D = 128, for the filter to drop, and the final-states job every o block.
+     */
+    TablePass2(TableTask task, Iterator<Tuple2<Key, Block>> in, Iterator<Tuple2<Key, byte[]>> incoming, int kinds) {
         this.task = task;
         this.plan = task.plan;
         this.cfg = task.cfg;
         this.in = new Peek<>(in);
         this.incoming = new Peek<>(incoming);
+        this.kinds = kinds;
+    }
+
+    /** Whether records of {@code kind} are returned. */
+    private boolean returns(byte kind) {
+        return (kinds & Out.bit(kind)) != 0;
     }
 
     @Override
@@ -129,7 +164,7 @@ public final class TablePass2 extends Lazy<TablePass2.Out> {
                 break;
             }
             int n = TableTask.sum(rows);
-            TokenTensor[] t = task.window(s, rows, n);
+            TokenTensor[] t = task.window(s, rows, n, windowArrays);
             TokenTensor o = TokenTensor.allocate(oDtype, n, spec.heads(), spec.dv());
             state = forward(s, spec, t, firstStart[0], state, o);
             emit(s, spec, rows, starts, o);
@@ -198,7 +233,9 @@ public final class TablePass2 extends Lazy<TablePass2.Out> {
         r.start = c;
         split(r, all, spec);
         checkFinite(r, spec);
-        ready.add(r);
+        if (returns(r.kind)) {
+            ready.add(r);
+        }
     }
 
     /** Sets {@code r}'s data to S and its normalizer to z (or null) of a state's bytes. */
@@ -208,9 +245,10 @@ public final class TablePass2 extends Lazy<TablePass2.Out> {
         r.normalizer = spec.normalized() ? java.util.Arrays.copyOfRange(all, kv, all.length) : null;
     }
 
-    /** Outputs of one window: a row of o per block. */
+    /** Outputs of one window: a row of o per block (checked, and made only where o blocks are returned). */
     private void emit(int s, AttentionSpec spec, List<Block> rows, List<Long> starts, TokenTensor o) {
-        ByteBuffer all = o.bytes();
+        // writable: a heap buffer with its array, which the scan reads in place (a read-only view it copies)
+        ByteBuffer all = o.writableBytes();
         int per = o.tokenBytes();
         int at = 0;
         for (int i = 0; i < rows.size(); i++) {
@@ -219,11 +257,12 @@ public final class TablePass2 extends Lazy<TablePass2.Out> {
             r.seq = s;
             r.start = starts.get(i);
             r.tokens = rows.get(i).tokens;
-            r.data = new byte[r.tokens * per];
-            all.position(at * per);
-            all.get(r.data);
+            NonFinite.Found f = NonFinite.scan(all, at * per, r.tokens * per / o.dtype().bytes(), o.dtype());
+            if (returns(r.kind)) {
+                r.data = new byte[r.tokens * per];
+                all.get(at * per, r.data);
+            }
             at += r.tokens;
-            NonFinite.Found f = NonFinite.scan(r.data, 0, r.data.length / o.dtype().bytes(), o.dtype());
             if (f.count > 0) {
                 int w = o.dim();
                 long e = f.first;
@@ -235,7 +274,9 @@ public final class TablePass2 extends Lazy<TablePass2.Out> {
                         + "; " + NonFiniteOutputException.advice("o", o.dtype(), spec.normalized() && spec.eps() == 0,
                         NO_SKIP));
             }
-            ready.add(r);
+            if (r.data != null) {
+                ready.add(r);
+            }
         }
     }
 
@@ -246,7 +287,9 @@ public final class TablePass2 extends Lazy<TablePass2.Out> {
         r.start = plan.tokens[s];
         split(r, state.toBytes(), spec);
         checkFinite(r, spec);
-        ready.add(r);
+        if (returns(r.kind)) {
+            ready.add(r);
+        }
     }
 
     /**
@@ -255,21 +298,32 @@ public final class TablePass2 extends Lazy<TablePass2.Out> {
      * terms, the state sums all of them) was written to final_states/ and states/ as Inf, with _SUCCESS.
      */
     private void checkFinite(Out r, AttentionSpec spec) {
-        boolean last = r.kind == Out.FINAL_STATE;
-        String prefix = last ? "" : r.start + ", ";
-        for (byte[] b : r.normalizer == null ? new byte[][] {r.data} : new byte[][] {r.data, r.normalizer}) {
-            NonFinite.Found f = NonFinite.scan(b, 0, b.length / 4, DType.F32);
+        checkFinite(r.kind, r.seq, r.start, r.data, 0, r.normalizer, 0, spec);
+    }
+
+    /**
+     * {@link #checkFinite(Out, AttentionSpec)} of a state of {@code kind} whose S is at byte {@code kvAt} of
+     * {@code kv} and z (null without normalization) at {@code zAt} of {@code z}.
+     */
+    private void checkFinite(byte kind, int seq, long start, byte[] kv, int kvAt, byte[] zs, int zAt,
+                             AttentionSpec spec) {
+        boolean last = kind == Out.FINAL_STATE;
+        String prefix = last ? "" : start + ", ";
+        for (int part = 0; part < (zs == null ? 1 : 2); part++) {
+            boolean z = part == 1;
+            byte[] b = z ? zs : kv;
+            int elements = (int) (z ? LightningState.normalizerBytes(spec) : LightningState.kvBytes(spec)) / 4;
+            NonFinite.Found f = NonFinite.scan(b, z ? zAt : kvAt, elements, DType.F32);
             if (f.count == 0) {
                 continue;
             }
-            boolean z = b == r.normalizer;
             String tensor = z ? (last ? "final_normalizer" : "normalizers") : (last ? "final_state" : "states");
             long e = f.first;
             int per = z ? spec.dk() : spec.dk() * spec.dv();
             String at = z ? e / per + ", " + e % per
                     : e / per + ", " + (e % per) / spec.dv() + ", " + e % spec.dv();
-            throw new InvalidInputException("sequence '" + plan.names[r.seq] + "': " + tensor + " holds NaN/Inf values ("
-                    + f.count + (last ? "" : " in state " + r.start) + "), the first at " + tensor + "[" + prefix + at
+            throw new InvalidInputException("sequence '" + plan.names[seq] + "': " + tensor + " holds NaN/Inf values ("
+                    + f.count + (last ? "" : " in state " + start) + "), the first at " + tensor + "[" + prefix + at
                     + "] (" + (last ? "" : "state, ") + (z ? "head, index" : "head, row, column") + "); "
                     + NonFiniteOutputException.advice(tensor, DType.F32, false, NO_SKIP));
         }
@@ -325,6 +379,13 @@ public final class TablePass2 extends Lazy<TablePass2.Out> {
                     ? BatchStep.gpu(spec, ordinal, cfg.get(Settings.GPU_MEMORY))
                     : BatchStep.cpu(spec);
             store = step.allocate(slots);
+            int kv = (int) LightningState.kvBytes(spec);
+            int zb = (int) LightningState.normalizerBytes(spec);
+            kvIn = ByteBuffer.allocate(kv * slots).order(ByteOrder.LITTLE_ENDIAN);
+            kvOut = ByteBuffer.allocate(kv * slots).order(ByteOrder.LITTLE_ENDIAN);
+            zIn = spec.normalized() ? ByteBuffer.allocate(zb * slots).order(ByteOrder.LITTLE_ENDIAN) : null;
+            zOut = spec.normalized() ? ByteBuffer.allocate(zb * slots).order(ByteOrder.LITTLE_ENDIAN) : null;
+            dirty = new boolean[slots];
         }
         List<Integer> seqs = new ArrayList<>();
         List<Block> initials = new ArrayList<>();
@@ -365,7 +426,7 @@ public final class TablePass2 extends Lazy<TablePass2.Out> {
             }
         }
         int m = seqs.size();
-        TokenTensor[] t = task.window(s0, rows, tokens);
+        TokenTensor[] t = task.window(s0, rows, tokens, windowArrays);
         int[] off = new int[m + 1];
         int[] slot = new int[m];
         for (int i = 0; i <= m; i++) {
@@ -376,17 +437,21 @@ public final class TablePass2 extends Lazy<TablePass2.Out> {
         }
         int kv = (int) LightningState.kvBytes(spec);
         int zb = (int) LightningState.normalizerBytes(spec);
-        ByteBuffer kvIn = ByteBuffer.allocate(kv * m).order(ByteOrder.LITTLE_ENDIAN);
-        ByteBuffer zIn = spec.normalized() ? ByteBuffer.allocate(zb * m).order(ByteOrder.LITTLE_ENDIAN) : null;
+        // each slot's initial state, or zeros where it has none (a slot that held one in an earlier batch cleared)
         for (int i = 0; i < m; i++) {
             Block b = initials.get(i);
             if (b != null) {
-                kvIn.position(i * kv);
-                kvIn.put(b.q);
+                kvIn.put(i * kv, b.q);
                 if (zIn != null) {
-                    zIn.position(i * zb);
-                    zIn.put(b.k);
+                    zIn.put(i * zb, b.k);
                 }
+                dirty[i] = true;
+            } else if (dirty[i]) {
+                java.util.Arrays.fill(kvIn.array(), i * kv, (i + 1) * kv, (byte) 0);
+                if (zIn != null) {
+                    java.util.Arrays.fill(zIn.array(), i * zb, (i + 1) * zb, (byte) 0);
+                }
+                dirty[i] = false;
             }
         }
         kvIn.clear();
@@ -409,18 +474,24 @@ public final class TablePass2 extends Lazy<TablePass2.Out> {
             }
             emit(seqs.get(i), spec, own, ownStarts, o.slice(off[i], off[i + 1] - off[i]));
         }
-        ByteBuffer kvOut = ByteBuffer.allocate(kv * m).order(ByteOrder.LITTLE_ENDIAN);
-        ByteBuffer zOut = spec.normalized() ? ByteBuffer.allocate(zb * m).order(ByteOrder.LITTLE_ENDIAN) : null;
+        kvOut.clear();
+        if (zOut != null) {
+            zOut.clear();
+        }
         store.copyOut(0, m, kvOut, zOut);
+        byte[] zs = zOut == null ? null : zOut.array();
         for (int i = 0; i < m; i++) {
-            Out r = new Out();
-            r.kind = Out.FINAL_STATE;
-            r.seq = seqs.get(i);
-            r.start = plan.tokens[r.seq];
-            r.data = java.util.Arrays.copyOfRange(kvOut.array(), i * kv, (i + 1) * kv);
-            r.normalizer = zOut == null ? null : java.util.Arrays.copyOfRange(zOut.array(), i * zb, (i + 1) * zb);
-            checkFinite(r, spec);
-            ready.add(r);
+            int seq = seqs.get(i);
+            checkFinite(Out.FINAL_STATE, seq, plan.tokens[seq], kvOut.array(), i * kv, zs, i * zb, spec);
+            if (returns(Out.FINAL_STATE)) {
+                Out r = new Out();
+                r.kind = Out.FINAL_STATE;
+                r.seq = seq;
+                r.start = plan.tokens[seq];
+                r.data = java.util.Arrays.copyOfRange(kvOut.array(), i * kv, (i + 1) * kv);
+                r.normalizer = zs == null ? null : java.util.Arrays.copyOfRange(zs, i * zb, (i + 1) * zb);
+                ready.add(r);
+            }
         }
     }
 }

@@ -129,33 +129,43 @@ final class TableTask implements Serializable {
         return LightningState.fromBytes(spec, b);
     }
 
-    /** The blocks of one window, concatenated into q, k, v tensors (no copy for a single block). */
-    TokenTensor[] window(int s, List<Block> rows, int tokens) {
+    /**
+     * The blocks of one window, concatenated into q, k, v tensors (no copy for a single block).
+     * Several blocks are copied into {@code spare}'s arrays (q, k, v), which a task keeps from one
+     * window to the next and which are replaced here where too small: a window of 64 sequences of
+     * 64 tokens at H = 8, D = 128 is 24 MiB, and new arrays for each (zeroed, on G1 humongous ones)
+     * were 1.9 GB of the 35 GB a run of 2,000 such sequences allocated. The tensors are views of
+     * those arrays, valid until the next call with the same {@code spare}.
+     */
+    TokenTensor[] window(int s, List<Block> rows, int tokens, byte[][] spare) {
         DType dt = plan.dtype[s];
-        byte[][] parts = new byte[3][];
+        ByteBuffer[] parts = new ByteBuffer[3];
         for (int x = 0; x < 3; x++) {
             if (rows.size() == 1) {
                 Block b = rows.get(0);
-                parts[x] = x == 0 ? b.q : x == 1 ? b.k : b.v;
+                parts[x] = ByteBuffer.wrap(x == 0 ? b.q : x == 1 ? b.k : b.v);
                 continue;
             }
             int size = 0;
             for (Block b : rows) {
                 size += (x == 0 ? b.q : x == 1 ? b.k : b.v).length;
             }
-            byte[] all = new byte[size];
+            if (spare[x] == null || spare[x].length < size) {
+                spare[x] = new byte[size];
+            }
+            byte[] all = spare[x];
             int at = 0;
             for (Block b : rows) {
                 byte[] src = x == 0 ? b.q : x == 1 ? b.k : b.v;
                 System.arraycopy(src, 0, all, at, src.length);
                 at += src.length;
             }
-            parts[x] = all;
+            parts[x] = ByteBuffer.wrap(all, 0, size);
         }
         return new TokenTensor[] {
-                TokenTensor.wrap(dt, tokens, plan.headsQ[s], plan.dk[s], ByteBuffer.wrap(parts[0])),
-                TokenTensor.wrap(dt, tokens, plan.headsK[s], plan.dk[s], ByteBuffer.wrap(parts[1])),
-                TokenTensor.wrap(dt, tokens, plan.headsV[s], plan.dv[s], ByteBuffer.wrap(parts[2]))};
+                TokenTensor.wrap(dt, tokens, plan.headsQ[s], plan.dk[s], parts[0]),
+                TokenTensor.wrap(dt, tokens, plan.headsK[s], plan.dk[s], parts[1]),
+                TokenTensor.wrap(dt, tokens, plan.headsV[s], plan.dv[s], parts[2])};
     }
 
     /** Fails on NaN or Inf in a block's q, k or v, naming the sequence, the block and the first position. */

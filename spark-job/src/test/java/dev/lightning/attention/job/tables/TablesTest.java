@@ -606,6 +606,108 @@ public class TablesTest {
         }
     }
 
+    /**
+     * Pass 2 of one task run directly over the shuffle's records (a plan's blocks and initial states, sorted as
+     * the shuffle sorts them), returning records of {@code kinds}.
+     */
+    private static List<TablePass2.Out> pass2(TablePlanning.Prepared p, List<Row> blocks, List<Row> sequences,
+                                              boolean normalize, int kinds) {
+        TablePlan plan = p.compute.plan;
+        List<scala.Tuple2<TableShuffle.Key, TableShuffle.Block>> records = new ArrayList<>();
+        for (Row r : blocks) {
+            TableShuffle.blockRecords(plan, r).forEachRemaining(records::add);
+        }
+        for (Row r : sequences) {
+            TableShuffle.initialRecords(plan, r, normalize).forEachRemaining(records::add);
+        }
+        records.sort((a, b) -> new TableShuffle.KeyOrder().compare(a._1, b._1));
+        List<TablePass2.Out> out = new ArrayList<>();
+        new TablePass2(new TableTask(p.compute.cfg, plan), records.iterator(), Collections.emptyIterator(), kinds)
+                .forEachRemaining(out::add);
+        return out;
+    }
+
+    private static TablePlanning.Prepared prepare(Dataset<Row> blocks, Dataset<Row> sequences, String... options) {
+        dev.lightning.attention.job.config.JobConfig cfg = dev.lightning.attention.job.config.OptionParser.parse(
+                List.of(options), null, true, Map.of());
+        return TablePlanning.prepare(spark, cfg, blocks, "blocks", sequences, "sequences", null, "stored",
+                new java.util.TreeMap<>(), null);
+    }
+
+    private static String describe(TablePass2.Out r) {
+        return r.kind + " " + r.seq + " " + r.start + " " + r.tokens + " " + java.util.Arrays.hashCode(r.data) + " "
+                + java.util.Arrays.hashCode(r.normalizer);
+    }
+
+    /**
+     * Pass 2 computed again for each output table makes records of that table's kind only (a copy of their bytes
+     * each: the o job copied every 512 KiB final state for its filter to drop), the same records, in the same order,
+     * as a pass 2 that returns every kind; and it still checks what it does not return: a final state that overflows
+     * float32 fails the o job's pass 2 as it failed before. Short sequences, several batch steps of a few slots each
+     * (--window-bytes), initial states on some: a slot that held one in a batch starts the next from zero.
+     */
+    @Test
+    void aRecomputedPass2ReturnsItsOwnKindOnlyAndChecksTheRest() {
+        Random rnd = new Random(26);
+        List<Seq> seqs = new ArrayList<>();
+        for (int i = 0; i < 40; i++) {
+            Seq s = new Seq(String.format("short-%02d", i), 1 + rnd.nextInt(64), 2, 2, 2, 8, 8, DType.BF16, rnd);
+            if (i % 3 == 0) {
+                s.initial = LightningState.of(2, 8, 8, random(2 * 8 * 8, rnd, 1));
+            }
+            seqs.add(s);
+        }
+        List<Row> blockRows = new ArrayList<>();
+        seqs.forEach(s -> blockRows.addAll(s.rows(rnd, 16)));
+        List<Row> seqRows = new ArrayList<>();
+        seqs.stream().filter(s -> s.initial != null).forEach(s -> seqRows.add(s.sequenceRow(false)));
+        Dataset<Row> blocks = spark.createDataFrame(blockRows, TableSchema.BLOCKS.schema());
+        Dataset<Row> sequences = spark.createDataFrame(seqRows, TableSchema.SEQUENCES.schema());
+        // 8 KiB: batches of 4 slots (512-byte states) and up to 85 tokens; 64 MiB: one batch of all 40
+        for (String window : new String[] {"8192", "67108864"}) {
+            TablePlanning.Prepared p = prepare(blocks, sequences, "--backend", "cpu", "--window-bytes", window);
+            List<String> all = new ArrayList<>();
+            List<String> o = new ArrayList<>();
+            List<String> states = new ArrayList<>();
+            for (TablePass2.Out r : pass2(p, blockRows, seqRows, false, TablePass2.Out.ALL)) {
+                all.add(describe(r));
+                (r.kind == TablePass2.Out.O ? o : states).add(describe(r));
+            }
+            assertEquals(blockRows.size() + seqs.size(), all.size(), "an o record per block, a state per sequence");
+            List<String> onlyO = new ArrayList<>();
+            pass2(p, blockRows, seqRows, false, TablePass2.Out.bit(TablePass2.Out.O)).forEach(r -> onlyO.add(describe(r)));
+            List<String> onlyStates = new ArrayList<>();
+            pass2(p, blockRows, seqRows, false, TablePass2.Out.bit(TablePass2.Out.FINAL_STATE))
+                    .forEach(r -> onlyStates.add(describe(r)));
+            assertEquals(o, onlyO, "window " + window + ": the o records");
+            assertEquals(states, onlyStates, "window " + window + ": the final-state records");
+            if (window.equals("8192")) {
+                // the batches' records are those of one batch of all: each sequence computed from its own state
+                TablePlanning.Prepared one = prepare(blocks, sequences, "--backend", "cpu");
+                List<String> once = new ArrayList<>();
+                pass2(one, blockRows, seqRows, false, TablePass2.Out.ALL).forEach(r -> once.add(describe(r)));
+                java.util.Collections.sort(once);
+                List<String> sorted = new ArrayList<>(all);
+                java.util.Collections.sort(sorted);
+                assertEquals(once, sorted, "several batches against one");
+            }
+        }
+        // the overflow of overflowingStatesFailTheRunNamingTheSequence: o finite, the final state not
+        ByteBuffer q = ByteBuffer.allocate(4 * 64).order(ByteOrder.LITTLE_ENDIAN);
+        ByteBuffer kv = ByteBuffer.allocate(4 * 64).order(ByteOrder.LITTLE_ENDIAN);
+        for (int t = 0; t < 64; t++) {
+            q.putFloat(0.1f);
+            kv.putFloat(t >= 62 ? 1.5e19f : 1f);
+        }
+        List<Row> hot = List.of(RowFactory.create("hot", 0L, 64, "F32", 1, 1, 1, 1, 1, q.array(), kv.array(),
+                kv.array()));
+        List<Row> hotSeq = List.of(RowFactory.create("hot", TableCompute.boxed(new double[] {0}), null, null));
+        TablePlanning.Prepared p = prepare(spark.createDataFrame(hot, TableSchema.BLOCKS.schema()),
+                spark.createDataFrame(hotSeq, TableSchema.SEQUENCES.schema()), "--backend", "cpu");
+        String m = rejection(() -> pass2(p, hot, hotSeq, false, TablePass2.Out.bit(TablePass2.Out.O)));
+        assertTrue(m.contains("sequence 'hot'") && m.contains("final_state[0, 0, 0]"), m);
+    }
+
     // ---------------------------------------------------------------- the README
 
     static String readme() throws java.io.IOException {
