@@ -480,4 +480,60 @@ class JobConfigTest {
         plain.put("--normalize-eps", "1e-5");
         JobConfig.resolve(plain, Map.of(), k -> null);
     }
+
+    /**
+     * An option's value comes right after it or after '=' (--output=DIR; --conf KEY=VALUE and --conf=KEY=VALUE): the
+     * end of the line or another option where a value belongs is refused, while a value that only starts with "--"
+     * and no letter ("--", "--5") is a value; --conf needs a key before its '='.
+     */
+    @Test
+    void aValueComesRightAfterItsOptionOrAfterEquals() {
+        JobConfig eq = OptionParser.parse(java.util.List.of("--input=in", "--output=a=b", "--conf=spark.lightning"
+                + ".partitionTokens=128"), null, false);
+        assertEquals("in", eq.get(Settings.INPUT));
+        assertEquals("a=b", eq.get(Settings.OUTPUT), "split at the first '=' only");
+        assertEquals(128L, eq.get(Settings.PARTITION_TOKENS));
+        for (String dashes : new String[] {"--", "--5"}) {
+            assertEquals(dashes, OptionParser.parse(java.util.List.of("--input", "in", "--output", dashes), null, false)
+                    .get(Settings.OUTPUT));
+        }
+        assertEquals("--output: expected a value after it, got the end of the command line",
+                assertThrows(InvalidInputException.class, () -> OptionParser.parse(java.util.List.of("--input", "in",
+                        "--output"), null, false)).getMessage());
+        assertEquals("--output: expected a value after it, got the option --normalize; give the value (or write "
+                + "--output=--normalize if that is really the value)", assertThrows(InvalidInputException.class,
+                () -> OptionParser.parse(java.util.List.of("--input", "in", "--output", "--normalize"), null, false))
+                .getMessage());
+        assertEquals("--conf expects KEY=VALUE, got '=128'", assertThrows(InvalidInputException.class,
+                () -> OptionParser.parse(java.util.List.of("--input", "in", "--output", "out", "--conf", "=128"), null,
+                        false)).getMessage());
+    }
+
+    /**
+     * An option given twice with two values is refused, naming both (--input's message says how to give several
+     * inputs); the same value twice is taken. --dir is an option only where the caller takes it (the demo).
+     */
+    @Test
+    void anOptionIsGivenOnceAndDirOnlyWhereTheDemoTakesIt() {
+        assertEquals("--input is given twice ('a' and 'b'); give it once (several inputs: a comma-separated list, or a "
+                + "glob)", assertThrows(InvalidInputException.class, () -> OptionParser.parse(java.util.List.of(
+                "--input", "a", "--output", "out", "--input", "b"), null, false)).getMessage());
+        assertEquals("--output is given twice ('x' and 'y'); give it once", assertThrows(InvalidInputException.class,
+                () -> OptionParser.parse(java.util.List.of("--input", "a", "--output", "x", "--output=y"), null, false))
+                .getMessage());
+        assertEquals("x", OptionParser.parse(java.util.List.of("--input", "a", "--output", "x", "--output", "x"), null,
+                false).get(Settings.OUTPUT));
+        for (java.util.List<String> dir : java.util.List.of(java.util.List.of("--dir", "D"), java.util.List.of("--dir=D"))) {
+            java.util.List<String> args = new java.util.ArrayList<>(java.util.List.of("--input", "in", "--output", "out"));
+            args.addAll(dir);
+            String[] demoDir = new String[1];
+            OptionParser.parse(args, demoDir, false);
+            assertEquals("D", demoDir[0], dir.toString());
+            assertTrue(assertThrows(InvalidInputException.class, () -> OptionParser.parse(args, null, false))
+                    .getMessage().startsWith("unknown option '--dir"), dir.toString());
+        }
+        // a stray word first of all has no option before it
+        assertTrue(assertThrows(InvalidInputException.class, () -> OptionParser.parse(java.util.List.of("out2",
+                "--input", "in", "--output", "out"), null, false)).getMessage().startsWith("unexpected argument 'out2'"));
+    }
 }
