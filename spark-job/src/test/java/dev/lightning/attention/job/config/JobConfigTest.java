@@ -536,4 +536,56 @@ class JobConfigTest {
         assertTrue(assertThrows(InvalidInputException.class, () -> OptionParser.parse(java.util.List.of("out2",
                 "--input", "in", "--output", "out"), null, false)).getMessage().startsWith("unexpected argument 'out2'"));
     }
+
+    /**
+     * The edges of the kinds not held above: an int option takes Integer.MAX_VALUE and refuses what lies beyond an
+     * int either way with the range it takes (Integer.MIN_VALUE itself is an int, refused by the minimum); a
+     * float32 number takes float32's smallest normal and largest magnitude, and says what it would become beyond
+     * them; a size takes a trailing b (64mb, 100b); a word, a text and a path refuse an empty value; a number with no
+     * default takes one above 0; a default by --attention is stated after the plain one and survives commandLineOnly.
+     */
+    @Test
+    void settingKindsTakeTheirOwnEdgesAndNoMore() {
+        Setting<Integer> least = Setting.optionalInt("--m", "k.m", 2, "doc");
+        assertEquals(Integer.MAX_VALUE, least.parse("2147483647", "--m"));
+        assertEquals("--m: must be >= 2, got '-2147483648'", assertThrows(InvalidInputException.class,
+                () -> least.parse("-2147483648", "--m")).getMessage());
+        assertEquals("--m: expected integer, got '-2147483649' (a whole number in 2..2147483647, in digits without a "
+                + "unit)", assertThrows(InvalidInputException.class, () -> least.parse("-2147483649", "--m")).getMessage());
+
+        Setting<Double> f32 = Setting.float32Real("--s", "k.s", 1.0, -Double.MAX_VALUE, "doc");
+        for (double edge : new double[] {Float.MIN_NORMAL, -Float.MIN_NORMAL, Float.MAX_VALUE, -Float.MAX_VALUE}) {
+            assertEquals(edge, f32.parse(Double.toString(edge), "--s"));
+        }
+        assertTrue(assertThrows(InvalidInputException.class, () -> f32.parse("-1e39", "--s")).getMessage()
+                .contains("where it would be Inf)"));
+        assertTrue(assertThrows(InvalidInputException.class, () -> f32.parse("1e-39", "--s")).getMessage()
+                .contains("where it would be 0 or lose its bits)"));
+
+        assertEquals(64L << 20, Setting.parseSize("64mb"));
+        assertEquals(100L, Setting.parseSize("100B"));
+
+        Setting<String> word = Setting.word("--g", "k.g", "gpu", "doc");
+        assertEquals("amd.com/gpu", word.parse("amd.com/gpu", "--g"));
+        assertEquals("--g: a value is required, got ''", assertThrows(InvalidInputException.class,
+                () -> word.parse("", "--g")).getMessage());
+        for (Setting<String> path : java.util.List.of(Setting.path("--p", "k.p", "doc"),
+                Setting.optionalPath("--q", "k.q", "doc"))) {
+            assertEquals("d/x", path.parse("d/x", path.flag));
+            assertEquals(path.flag + ": a path is required, got ' '", assertThrows(InvalidInputException.class,
+                    () -> path.parse(" ", path.flag)).getMessage());
+        }
+        assertEquals(0.5, Setting.optionalPositive("--w", "k.w", "(derived)", "doc").parse("0.5", "--w"));
+        assertEquals("--t: a value is required, got ''", assertThrows(InvalidInputException.class,
+                () -> Setting.text("--t", "k.t", "(none)", "doc").parse("", "--t")).getMessage());
+        // a default by attention is stated after the plain one, and marking an option command-line only keeps it
+        Setting<Double> scale = Setting.real("--r", "k.r", 1.0, true, "doc").withDefaultFor("softmax", null,
+                "1/sqrt(Dk)").commandLineOnly("give it in code");
+        assertEquals("1.0; softmax: 1/sqrt(Dk)", scale.defaultText);
+        assertEquals(null, scale.defaultFor("softmax"));
+        assertEquals(1.0, scale.defaultFor("lightning"));
+        assertEquals("1/sqrt(Dk)", scale.defaultTextFor("softmax"));
+        assertEquals(null, scale.defaultTextFor("lightning"));
+        assertEquals("give it in code", scale.commandLineOnly);
+    }
 }
