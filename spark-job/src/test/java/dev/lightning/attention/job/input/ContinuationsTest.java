@@ -58,6 +58,23 @@ class ContinuationsTest {
     }
 
     /**
+     * The message names the first 5 refused sequences and then a count; what to do is the advice of those 5, each
+     * named where they differ (the fifth's included), and none of the sequences left to the count, which the user
+     * sees no reason for.
+     */
+    @Test
+    void theAdviceIsThatOfTheSequencesNamed() {
+        Continuations match = files();
+        for (int i = 1; i <= 6; i++) {
+            match.refuse("s" + i, "reason " + i, "do " + i);
+        }
+        String m = assertThrows(InvalidInputException.class, match::throwIfAny).getMessage();
+        assertEquals("--initial-states prev/: 6 sequence(s) cannot continue from their stored state: s1: reason 1; s2: "
+                + "reason 2; s3: reason 3; s4: reason 4; s5: reason 5 (and 1 more). What to do: do 1 (s1); do 2 (s2); "
+                + "do 3 (s3); do 4 (s4); do 5 (s5)", m);
+    }
+
+    /**
      * An input continuing a stored state must declare (token_offset) the count that state has absorbed: one past it
      * would skip tokens, one before it repeat them, and both are refused saying which and how many.
      */
