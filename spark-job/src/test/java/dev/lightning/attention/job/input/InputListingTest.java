@@ -139,6 +139,23 @@ class InputListingTest {
         assertEquals(List.of("a.safetensors"), names(list(tmp.resolve("one") + "," + a, false)));
     }
 
+    /**
+     * A list splits at each comma outside glob braces, and nowhere else: a '}' with no '{' before it is a name's own
+     * character, so the comma after it still separates; a comma first of all leaves an empty element, refused as
+     * such; an element that is no valid path is named alone, not with the rest of the list.
+     */
+    @Test
+    void aListSplitsAtTheCommasOutsideBraces() throws IOException {
+        java.nio.file.Path brace = file("in/x}.safetensors");
+        java.nio.file.Path plain = file("in/y.safetensors");
+        sameFiles(list(brace + "," + plain, false), brace, plain);
+        InvalidInputException empty = assertThrows(InvalidInputException.class, () -> list("," + plain, false));
+        assertEquals("--input ," + plain + ": empty element in the comma-separated list; separate paths with single "
+                + "commas", empty.getMessage());
+        InvalidInputException invalid = assertThrows(InvalidInputException.class, () -> list("//[x," + plain, false));
+        assertTrue(invalid.getMessage().startsWith("--input //[x: not a valid path or URI: "), invalid.getMessage());
+    }
+
     @Test
     void aPathThatExistsIsTakenAsTypedEvenWithCommasAndGlobCharacters() throws IOException {
         java.nio.file.Path weird = file("x,y[1]*/p,q.safetensors");
@@ -264,6 +281,8 @@ class InputListingTest {
             assertTrue(e.getMessage().startsWith("--input " + input + ": d\uFFFDc.safetensors in " + tmp.resolve("latin")
                     + " has a name that is not valid UTF-8") && e.getMessage().contains("LANG=C.UTF-8"), e.getMessage());
         }
+        // a glob that does not match the name takes the rest
+        assertEquals(List.of("a.safetensors"), names(list(tmp.resolve("latin") + "/a*.safetensors", false)));
         // the file gone: a directory of that kind is refused only where --recursive would walk it
         new ProcessBuilder("sh", "-c", "rm \"$(printf 'd\\363c.safetensors')\"").directory(tmp.resolve("latin").toFile())
                 .inheritIO().start().waitFor();
