@@ -182,4 +182,112 @@ class SetupProblemTest {
         assertTrue(problem.startsWith("Incomplete HDFS URI, no host: hdfs:///data/x: an hdfs:// path names its "
                 + "NameNode (hdfs://HOST:PORT/PATH)"), problem);
     }
+
+    /**
+     * yarn and k8s:// with no cluster manager on the class path are told which Spark distribution takes them; other
+     * URLs get no such hint. A standalone master's port is checked as Spark checks it: any port, 0 included.
+     */
+    @Test
+    void aClusterManagerUrlNamesTheSupportItNeeds() {
+        String[][] cases = {{"yarn", " (no cluster manager on this classpath takes it: submit with spark-submit from a "
+                + "Spark distribution built with YARN support)"}, {"k8s://https://h:443", "built with Kubernetes support)"},
+                {"mesos://h:5050", "got 'mesos://h:5050'"}};
+        for (String[] c : cases) {
+            String m = assertThrows(InvalidInputException.class, () -> SetupChecks.checkMaster(c[0], "--master"))
+                    .getMessage();
+            assertTrue(m.startsWith("--master: expected local, ") && m.endsWith(c[1]), m);
+        }
+        SetupChecks.checkMaster("spark://h:0", "--master");
+    }
+
+    /**
+     * A Spark setting missing as the SparkContext starts (Spark throws its own SparkException there, not an
+     * IllegalArgumentException) is a set-up problem too; a SparkException from anywhere else is not (above).
+     */
+    @Test
+    void aSparkExceptionOfTheContextsStartIsASetupProblem() {
+        SparkConf noName = new SparkConf().setMaster("local[1]").set("spark.ui.enabled", "false");
+        Exception e = assertThrows(org.apache.spark.SparkException.class, () -> new SparkContext(noName).stop());
+        assertEquals("Spark did not start with this run's Spark settings (An application name must be set in your "
+                + "configuration); correct the setting it names, given as --conf KEY=VALUE or in the Spark "
+                + "configuration, and run again", SetupChecks.setupProblem(new RuntimeException("wrapped", e)));
+    }
+
+    /**
+     * A standalone master is reached before Spark starts: one of several that takes a connection is enough; none
+     * is a failure that names each address and why (a refused port here, on this machine's loopback). A master that
+     * is not standalone is not checked.
+     */
+    @Test
+    void aStandaloneMasterMustTakeAConnection() throws IOException {
+        java.net.InetAddress loopback = java.net.InetAddress.getByName("127.0.0.1");
+        try (java.net.ServerSocket open = new java.net.ServerSocket(0, 1, loopback)) {
+            int closed;
+            try (java.net.ServerSocket gone = new java.net.ServerSocket(0, 1, loopback)) {
+                closed = gone.getLocalPort();
+            }
+            SetupChecks.checkMasterReachable("local[2]", "--master");
+            SetupChecks.checkMasterReachable("spark://127.0.0.1:" + open.getLocalPort(), "--master");
+            SetupChecks.checkMasterReachable("spark://127.0.0.1:" + closed + ",127.0.0.1:" + open.getLocalPort(),
+                    "--master");
+            String m = assertThrows(ExplainedFailure.class, () -> SetupChecks.checkMasterReachable("spark://127.0.0.1:"
+                    + closed, "--master")).getMessage();
+            assertTrue(m.startsWith("cannot reach the Spark master spark://127.0.0.1:" + closed + " (127.0.0.1:" + closed
+                    + ": Connection refused") && m.endsWith("); check the URL, that the master is running, and that "
+                    + "this host can reach it"), m);
+            // the same refusal met later, from a file system's service, is a set-up problem naming it
+            IOException refused = assertThrows(java.net.ConnectException.class, () -> {
+                try (java.net.Socket s = new java.net.Socket()) {
+                    s.connect(new java.net.InetSocketAddress(loopback, closed), 10_000);
+                }
+            });
+            assertEquals("cannot reach a file system's service (Connection refused); check the address in --input, "
+                    + "--output or --initial-states and that the service is running",
+                    SetupChecks.setupProblem(new IOException("reading the input", refused)));
+        }
+    }
+
+    /**
+     * --input and --output on a file system with no connector are refused before Spark starts, each path of a list
+     * by itself: a scheme Hadoop knows no class for, and one whose configured class is not on the class path.
+     * Local paths, and a run with no --input (--synthetic), pass.
+     */
+    @Test
+    void aPathWithoutItsConnectorIsRefusedBeforeSparkStarts() {
+        Configuration hadoop = new Configuration();
+        hadoop.set("fs.foo.impl", "com.example.NoSuchFileSystem");
+        java.util.function.Function<java.util.List<String>, dev.lightning.attention.job.config.JobConfig> cfg =
+                args -> dev.lightning.attention.job.config.OptionParser.parse(args, null, false, java.util.Map.of());
+        SetupChecks.checkFileSystems(cfg.apply(java.util.List.of("--input", "in,file:/d/x", "--output", "out")), hadoop);
+        SetupChecks.checkFileSystems(cfg.apply(java.util.List.of("--synthetic", "100,1,4,4,f32,1", "--output", "out")),
+                hadoop);
+        String m = assertThrows(InvalidInputException.class, () -> SetupChecks.checkFileSystems(cfg.apply(
+                java.util.List.of("--input", "in, bar://b/x", "--output", "out")), hadoop)).getMessage();
+        assertTrue(m.startsWith("--input bar://b/x: no Hadoop FileSystem for scheme 'bar' on the classpath: add the jar "
+                + "that provides a Hadoop FileSystem for 'bar'"), m);
+        m = assertThrows(InvalidInputException.class, () -> SetupChecks.checkFileSystems(cfg.apply(
+                java.util.List.of("--input", "in", "--output", "foo://b/out")), hadoop)).getMessage();
+        assertTrue(m.startsWith("--output foo://b/out: no Hadoop FileSystem for scheme 'foo' on the classpath "
+                + "(com.example.NoSuchFileSystem not found): "), m);
+    }
+
+    /** A connector on the class path whose own dependency is not: its constructor's class lookup fails. */
+    public static final class ConnectorWithoutItsSdk extends org.apache.hadoop.fs.RawLocalFileSystem {
+        public ConnectorWithoutItsSdk() throws ClassNotFoundException {
+            Class.forName("com.example.sdk.MissingClient");
+        }
+    }
+
+    /**
+     * A ClassNotFoundException is a missing connector only where Hadoop looked up the scheme's class
+     * (FileSystem.getFileSystemClass); one met as a connector that was found starts (its SDK missing) is not called a
+     * missing connector of that scheme, which would send the user for a jar that is already there.
+     */
+    @Test
+    void aConnectorMissingItsOwnDependencyIsNotCalledMissing() {
+        Configuration conf = new Configuration();
+        conf.set("fs.sdkless.impl", ConnectorWithoutItsSdk.class.getName());
+        Exception e = assertThrows(Exception.class, () -> FileSystem.get(URI.create("sdkless://b/x"), conf));
+        assertNull(SetupChecks.setupProblem(new IOException("reading the input", e)), e.toString());
+    }
 }
