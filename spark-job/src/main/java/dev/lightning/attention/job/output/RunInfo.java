@@ -104,12 +104,13 @@ public final class RunInfo {
                 if ("settings".equals(k)) { // name the options that differ: the user must repeat them
                     a.path(k).fieldNames().forEachRemaining(o -> {
                         if (!a.path(k).path(o).equals(b.path(k).path(o))) {
-                            keys.add(o + " " + a.path(k).path(o).asText() + " (now " + b.path(k).path(o).asText() + ")");
+                            keys.add(o + " " + a.path(k).path(o).asText() + " (now " + (b.path(k).has(o)
+                                    ? b.path(k).path(o).asText() : "not given") + ")");
                         }
                     });
                     b.path(k).fieldNames().forEachRemaining(o -> {
                         if (!a.path(k).has(o)) {
-                            keys.add(o);
+                            keys.add(o + " not given (now " + b.path(k).path(o).asText() + ")");
                         }
                     });
                 }
