@@ -119,6 +119,97 @@ class TablesCliTest {
         assertTrue(log.toString().contains("already holds"), log.toString());
     }
 
+    /**
+     * A task of a table run that fails once, at each of the table run's fault points (FaultPoints: pass 1, the scan,
+     * pass 2, the final_states and states/ rows), is retried by Spark (local[2,4]: four attempts) and the run
+     * succeeds with the tables of an undisturbed run: the same files, byte for byte, so no row twice, none
+     * missing and no file of the failed attempt left. The input has a split sequence (pass 1 and the scan run), an
+     * unsplit one, short ones for the batch step, and records states.
+     */
+    @Test
+    void aRetriedTaskGivesTheTablesOfAnUndisturbedRun(@TempDir Path dir) throws Exception {
+        Random rnd = new Random(81);
+        List<TablesTest.Seq> seqs = TablesTest.mixed(rnd, false);
+        String in = dir.resolve("qkv").toString();
+        String seqIn = dir.resolve("per-sequence").toString();
+        SparkSession spark = session();
+        try {
+            List<Row> rows = new ArrayList<>();
+            List<Row> per = new ArrayList<>();
+            for (TablesTest.Seq s : seqs) {
+                rows.addAll(s.rows(rnd, 50));
+                if (s.slopes != null || s.initial != null) {
+                    per.add(s.sequenceRow(false));
+                }
+            }
+            java.util.Collections.shuffle(rows, rnd);
+            spark.createDataFrame(rows, TableSchema.BLOCKS.schema()).repartition(3).write().parquet(in);
+            spark.createDataFrame(per, TableSchema.SEQUENCES.schema()).write().parquet(seqIn);
+        } finally {
+            spark.stop();
+        }
+        StringBuilder log = new StringBuilder();
+        String[] options = {"--input", in, "--sequences", seqIn, "--scale", "0.5", "--partition-tokens", "256",
+                "--state-every", "64"};
+        String expected = dir.resolve("expected").toString();
+        assertEquals(0, run(log, concat(options, "--output", expected, "--master", "local[2,4]")), log.toString());
+        assertTrue(log.toString().contains("1 sequences split"), log.toString());
+        List<String> tables = List.of("o", "final_states", "states");
+        for (String point : List.of("table-pass1:1", "table-scan:1", "table-pass2:1", "table-pass2:4",
+                "table-states:1", "table-checkpoints:2")) {
+            String out = dir.resolve("retried-" + point.replace(':', '-')).toString();
+            // without retries the run fails there, publishing nothing: the point is reached and throws
+            System.setProperty("lightning.test.failAt", point);
+            try {
+                assertEquals(1, run(log, concat(options, "--output", out, "--master", "local[2]")), point + "\n" + log);
+            } finally {
+                System.clearProperty("lightning.test.failAt");
+            }
+            assertTrue(log.toString().contains("lightning-test: failing at " + point.substring(0, point.indexOf(':'))),
+                    point + "\n" + log);
+            assertTrue(log.toString().contains("nothing was published"), point + "\n" + log);
+            for (String name : List.of("o", "final_states", "states", Commit.REPORT, Commit.SUCCESS)) {
+                assertFalse(Files.exists(Path.of(out, name)), point + ": " + name + " after the failed run\n" + log);
+            }
+            int status;
+            System.setProperty("lightning.test.failAt", point);
+            try {
+                status = run(log, concat(options, "--output", out, "--master", "local[2,4]"));
+            } finally {
+                System.clearProperty("lightning.test.failAt");
+            }
+            assertEquals(0, status, point + "\n" + log);
+            for (String table : tables) {
+                assertEquals(tableBytes(Path.of(expected, table)), tableBytes(Path.of(out, table)),
+                        point + ": " + table + "/ as an undisturbed run wrote it");
+            }
+            try (java.util.stream.Stream<Path> top = Files.list(Path.of(out))) {
+                // the failed run's staging is gone with it (the failed run's _temporary/ may stay, empty)
+                assertEquals(java.util.Set.of("o", "final_states", "states", Commit.REPORT, Commit.SUCCESS),
+                        top.map(f -> f.getFileName().toString()).collect(java.util.stream.Collectors.toSet()), point);
+            }
+        }
+        spark = session();
+        try {
+            for (String table : tables) {
+                org.apache.spark.sql.Dataset<Row> t = spark.read().parquet(expected + "/" + table);
+                String[] key = table.equals("o") ? new String[] {"sequence", "start"}
+                        : table.equals("states") ? new String[] {"sequence", "checkpoint"} : new String[] {"sequence"};
+                assertEquals(t.count(), t.dropDuplicates(key).count(), table + ": one row per key");
+            }
+            TablesTest.checkAgainstReference(seqs, spark.read().parquet(expected + "/o"),
+                    spark.read().parquet(expected + "/final_states"), 0.5, false);
+        } finally {
+            spark.stop();
+        }
+    }
+
+    private static String[] concat(String[] a, String... b) {
+        String[] all = java.util.Arrays.copyOf(a, a.length + b.length);
+        System.arraycopy(b, 0, all, a.length, b.length);
+        return all;
+    }
+
     /** A table's part files' contents, sorted (their names hold the writing job's id), without checksum side files. */
     private static List<String> tableBytes(Path table) throws Exception {
         List<String> all = new ArrayList<>();

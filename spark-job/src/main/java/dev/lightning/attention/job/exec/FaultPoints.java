@@ -16,6 +16,14 @@ package dev.lightning.attention.job.exec;
  *   <li>{@code pass2}: a pass-2 task has staged its first piece's output;
  *   <li>softmax runs instead of these three: {@code softmax-blocks} (a work item is staged),
  *       {@code softmax-merge} (a merged query piece's rows are staged);
+ *   <li>table runs (job/tables) instead of these, reached in Spark tasks whose output is rows
+ *       in memory, not staged files (a killed or failed table run keeps no work): {@code table-pass1}
+ *       (a pass-1 task has computed a piece's local state), {@code table-scan} (a scan task has
+ *       folded a sequence's local states into its pieces' incoming states), {@code table-pass2} (a
+ *       pass-2 task has computed a piece's o blocks, or a batch of short sequences'; the o table's
+ *       write job runs it), {@code table-states} (a final_states row is made, in that table's write
+ *       job), {@code table-checkpoints} (a states/ row is made, with --state-every); then
+ *       {@code commit} and {@code published} as for every run;
  *   <li>{@code assemble}: the last pass is done (lightning's pass 2, softmax's merge) and the driver
  *       has finished the outputs the pieces wrote (joined the parts with concat, or written the
  *       parts index; nothing to do in place); reached only when some output was written by pieces;

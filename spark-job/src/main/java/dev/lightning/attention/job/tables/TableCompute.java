@@ -4,6 +4,7 @@ import dev.lightning.attention.engine.AttentionSpec;
 import dev.lightning.attention.engine.Checkpoints;
 import dev.lightning.attention.job.config.JobConfig;
 import dev.lightning.attention.job.config.Settings;
+import dev.lightning.attention.job.exec.FaultPoints;
 import dev.lightning.attention.job.tables.TablePass2.Out;
 import dev.lightning.attention.job.tables.TableShuffle.Block;
 import dev.lightning.attention.job.tables.TableShuffle.Key;
@@ -139,9 +140,12 @@ final class TableCompute {
         for (int s = 0; s < featureMaps.length; s++) {
             featureMaps[s] = task.spec(s).featureMap().key();
         }
-        JavaRDD<Row> stateRows = statesOut.filter(r -> r.kind == Out.FINAL_STATE).map(r -> RowFactory.create(p.names[r.seq], p.tokens[r.seq],
-                p.heads(r.seq), p.dk[r.seq], p.dv[r.seq], boxed(p.slopes[r.seq]), r.data, r.normalizer,
-                p.tokensBefore[r.seq] < 0 ? null : p.tokensBefore[r.seq] + p.tokens[r.seq], featureMaps[r.seq]));
+        JavaRDD<Row> stateRows = statesOut.filter(r -> r.kind == Out.FINAL_STATE).map(r -> {
+            FaultPoints.reach("table-states");
+            return RowFactory.create(p.names[r.seq], p.tokens[r.seq], p.heads(r.seq), p.dk[r.seq], p.dv[r.seq],
+                    boxed(p.slopes[r.seq]), r.data, r.normalizer,
+                    p.tokensBefore[r.seq] < 0 ? null : p.tokensBefore[r.seq] + p.tokens[r.seq], featureMaps[r.seq]);
+        });
         Dataset<Row> finalStates = spark.createDataFrame(stateRows, FINAL_STATES.schema());
         if (stored != null) {
             // the stored rows of sequences this run does not compute (absent from its blocks, or
@@ -154,10 +158,12 @@ final class TableCompute {
             // checkpoint c: the state after token (c+1)N - 1 of this run's blocks; in the chain of
             // runs, after token tokensBefore + (c+1)N - 1 (unknown where tokensBefore is)
             JavaRDD<Row> rows = (kept ? out : pass2(shuffled, incoming, Out.bit(Out.CHECKPOINT)))
-                    .filter(r -> r.kind == Out.CHECKPOINT).map(r -> RowFactory.create(p.names[r.seq],
-                    (int) r.start, (r.start + 1) * every - 1,
-                    p.tokensBefore[r.seq] < 0 ? null : p.tokensBefore[r.seq] + (r.start + 1) * every,
-                    p.heads(r.seq), p.dk[r.seq], p.dv[r.seq], r.data, r.normalizer));
+                    .filter(r -> r.kind == Out.CHECKPOINT).map(r -> {
+                        FaultPoints.reach("table-checkpoints");
+                        return RowFactory.create(p.names[r.seq], (int) r.start, (r.start + 1) * every - 1,
+                                p.tokensBefore[r.seq] < 0 ? null : p.tokensBefore[r.seq] + (r.start + 1) * every,
+                                p.heads(r.seq), p.dk[r.seq], p.dv[r.seq], r.data, r.normalizer);
+                    });
             checkpoints = spark.createDataFrame(rows, CHECKPOINTS.schema());
         }
         return new Outputs(out, spark.createDataFrame(oRows, O_BLOCKS.schema()), finalStates, checkpoints);

@@ -3,6 +3,7 @@ package dev.lightning.attention.job.tables;
 import dev.lightning.attention.engine.AttentionBackend;
 import dev.lightning.attention.engine.AttentionSpec;
 import dev.lightning.attention.engine.LightningState;
+import dev.lightning.attention.job.exec.FaultPoints;
 import dev.lightning.attention.job.tables.TableShuffle.Block;
 import dev.lightning.attention.job.tables.TableShuffle.Key;
 import dev.lightning.attention.job.tables.TableTask.Lazy;
@@ -72,6 +73,7 @@ final class TablePass1 extends Lazy<Tuple2<Key, byte[]>> {
             state = backend.advance(spec, t[1], t[2], state);
         }
         ready.add(new Tuple2<>(new Key(s, piece), state.toBytes()));
+        FaultPoints.reach("table-pass1");
         return true;
     }
 }

@@ -9,6 +9,7 @@ import dev.lightning.attention.engine.StateStore;
 import dev.lightning.attention.engine.TokenBatch;
 import dev.lightning.attention.job.config.JobConfig;
 import dev.lightning.attention.job.config.Settings;
+import dev.lightning.attention.job.exec.FaultPoints;
 import dev.lightning.attention.job.tables.TableShuffle.Block;
 import dev.lightning.attention.job.tables.TableShuffle.Key;
 import dev.lightning.attention.job.tables.TableTask.Lazy;
@@ -139,6 +140,7 @@ public final class TablePass2 extends Lazy<TablePass2.Out> {
         int s = first.seq;
         if (batched(s)) {
             batch(initial);
+            FaultPoints.reach("table-pass2");
             return true;
         }
         int piece = plan.pieceOf(s, first.start);
@@ -172,6 +174,7 @@ public final class TablePass2 extends Lazy<TablePass2.Out> {
         if (piece == plan.pieces(s) - 1) {
             emitState(s, spec, state);
         }
+        FaultPoints.reach("table-pass2");
         return true;
     }
 

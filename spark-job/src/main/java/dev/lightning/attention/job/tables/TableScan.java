@@ -2,6 +2,7 @@ package dev.lightning.attention.job.tables;
 
 import dev.lightning.attention.engine.AttentionSpec;
 import dev.lightning.attention.engine.LightningState;
+import dev.lightning.attention.job.exec.FaultPoints;
 import dev.lightning.attention.job.tables.TableShuffle.Key;
 import dev.lightning.attention.job.tables.TableTask.Lazy;
 import dev.lightning.attention.job.tables.TableTask.Peek;
@@ -55,6 +56,7 @@ final class TableScan extends Lazy<Tuple2<Key, byte[]>> {
             running = piece == 0 ? local : running.then(spec, n, local);
             ready.add(new Tuple2<>(new Key(s, plan.pieceStarts[s][piece + 1]), running.toBytes()));
         }
+        FaultPoints.reach("table-scan");
         return true;
     }
 
