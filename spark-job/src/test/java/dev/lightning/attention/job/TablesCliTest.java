@@ -168,6 +168,9 @@ class TablesCliTest {
             assertTrue(log.toString().contains("lightning-test: failing at " + point.substring(0, point.indexOf(':'))),
                     point + "\n" + log);
             assertTrue(log.toString().contains("nothing was published"), point + "\n" + log);
+            // and what to do: a table run refuses --resume, which a files run's failure offers
+            assertTrue(log.toString().contains("run the same command again: a table run keeps no work to resume"),
+                    point + "\n" + log);
             for (String name : List.of("o", "final_states", "states", Commit.REPORT, Commit.SUCCESS)) {
                 assertFalse(Files.exists(Path.of(out, name)), point + ": " + name + " after the failed run\n" + log);
             }

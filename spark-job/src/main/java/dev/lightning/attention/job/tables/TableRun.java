@@ -190,8 +190,12 @@ public final class TableRun {
                 report.put("error", String.valueOf(e.getMessage()));
                 try {
                     staging.stageReport(outFs, report);
+                    // a files run's line offers --resume here; a table run refuses it (TableOptions), so the
+                    // user is told what works instead
                     out.println("lightning: the run failed; nothing was published to the output directory. The "
-                            + "report of the failed run is in " + staging.root);
+                            + "report of the failed run is in " + staging.root + "; once the cause (the error below) "
+                            + "is fixed, run the same command again: a table run keeps no work to resume, and the "
+                            + "next run on this output removes that staging");
                 } catch (IOException | RuntimeException again) {
                     e.addSuppressed(again);
                 }
