@@ -452,7 +452,7 @@ class OutputSafetyProcessTest {
     }
 
     /** The names of the staging directories under {@code out/_temporary}. */
-    private static Set<String> stagings(Path out) throws IOException {
+    static Set<String> stagings(Path out) throws IOException {
         Path t = out.resolve(TEMPORARY);
         if (!Files.isDirectory(t)) {
             return new TreeSet<>();
@@ -489,7 +489,7 @@ class OutputSafetyProcessTest {
         return s;
     }
 
-    private static void assertSame(Map<String, byte[]> want, Map<String, byte[]> got, String what) {
+    static void assertSame(Map<String, byte[]> want, Map<String, byte[]> got, String what) {
         assertEquals(want.keySet(), got.keySet(), what + ": the file list");
         for (String k : want.keySet()) {
             if (!Arrays.equals(want.get(k), got.get(k))) {
@@ -499,7 +499,7 @@ class OutputSafetyProcessTest {
         }
     }
 
-    private static String tree(Path dir) {
+    static String tree(Path dir) {
         try (Stream<Path> s = Files.walk(dir)) {
             return s.map(p -> dir.relativize(p).toString()).filter(r -> !r.isEmpty()).sorted()
                     .collect(Collectors.joining(", ", "[", "]"));
@@ -509,7 +509,7 @@ class OutputSafetyProcessTest {
     }
 
     /** Copies a directory tree, readable by everybody (the permission tests run the job as another user). */
-    private static Path copyTree(Path from, Path to) throws IOException {
+    static Path copyTree(Path from, Path to) throws IOException {
         try (Stream<Path> s = Files.walk(from)) {
             for (Path p : s.collect(Collectors.toList())) {
                 Path d = to.resolve(from.relativize(p).toString());
