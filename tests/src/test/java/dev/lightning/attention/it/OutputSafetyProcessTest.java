@@ -95,7 +95,8 @@ class OutputSafetyProcessTest {
         }
     }
 
-    private static Path write(Path dir, long seed) throws IOException {
+    /** Three small sequences (BF16 with an initial state, F32 with slopes, F16) in {@code dir}; TablesKillTest's input too. */
+    static Path write(Path dir, long seed) throws IOException {
         Files.createDirectories(dir);
         Sequence.random(seed, 300, 2, 16, 8, DType.BF16, null, true).write(dir.resolve("a.safetensors"));
         Sequence.random(seed + 1, 200, 2, 8, 8, DType.F32, new float[] {0.05f, 1e-4f}, false)

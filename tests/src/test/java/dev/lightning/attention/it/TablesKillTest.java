@@ -1,8 +1,6 @@
 package dev.lightning.attention.it;
 
-import dev.lightning.attention.it.JobHarness.Sequence;
 import dev.lightning.attention.it.JobProcess.Installation;
-import dev.lightning.attention.tensor.DType;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.SparkSession;
 import org.apache.spark.sql.functions;
@@ -12,7 +10,6 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 import org.junit.jupiter.api.io.TempDir;
 
-import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.security.MessageDigest;
@@ -71,8 +68,8 @@ class TablesKillTest {
     @BeforeAll
     static void runUndisturbed() throws Exception {
         build = Installation.ofBuild();
-        input = write(shared.resolve("input"), 100);
-        Path other = write(shared.resolve("other-input"), 200);
+        input = OutputSafetyProcessTest.write(shared.resolve("input"), 100);
+        Path other = OutputSafetyProcessTest.write(shared.resolve("other-input"), 200);
         expected = shared.resolve("expected");
         succeed(shared, "expected", args(input, expected));
         earlier = shared.resolve("earlier");
@@ -88,15 +85,6 @@ class TablesKillTest {
         if (SparkSession.getDefaultSession().isDefined()) {
             SparkSession.getDefaultSession().get().stop();
         }
-    }
-
-    private static Path write(Path dir, long seed) throws IOException {
-        Files.createDirectories(dir);
-        Sequence.random(seed, 300, 2, 16, 8, DType.BF16, null, true).write(dir.resolve("a.safetensors"));
-        Sequence.random(seed + 1, 200, 2, 8, 8, DType.F32, new float[] {0.05f, 1e-4f}, false)
-                .write(dir.resolve("b.safetensors"));
-        Sequence.random(seed + 2, 40, 1, 8, 4, DType.F16, null, false).write(dir.resolve("c.safetensors"));
-        return dir;
     }
 
     static List<String> args(Path in, Path out, String... extra) {
