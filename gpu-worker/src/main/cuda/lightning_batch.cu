@@ -87,6 +87,8 @@
 #define BATCH_GROUP 8          // most tokens staged at once
 #define BATCH_CHUNK 64         // tokens per z scan when normalizing (den[] in shared memory)
 static_assert(BATCH_THREADS % 32 == 0 && BATCH_THREADS >= BATCH_CHUNK, "whole warps, at least one thread a den[]");
+// The normalizing scan's per-warp sums borrow the partial sums' space, which holds group >= 1 rows of ROW_GROUPS x BV.
+static_assert(BATCH_THREADS / 32 * BATCH_CHUNK <= BATCH_ROW_GROUPS * BATCH_BV, "the warps' den sums fit one group's partials");
 
 // Rows of the staged q and k, padded to a multiple of 4 floats so that v and the partial sums after
 // them stay 16-byte aligned for their float4 accesses whatever Dk and the group are.
@@ -214,10 +216,15 @@ __device__ __forceinline__ void batch_step(const LightningBatchArgs& a) {
     for (int c0 = begin; c0 < end; c0 += chunk) {
         const int c1 = min(end, c0 + chunk);
         if (Z != nullptr) {
-            // den_t = phi(q_t) . z_t for the chunk's tokens (eps added where it is used)
-            __syncthreads();                           // the previous chunk's den is read
-            if (tid < BATCH_CHUNK) den[tid] = 0.f;
-            __syncthreads();
+            // den_t = phi(q_t) . z_t for the chunk's tokens (eps added where it is used). Each warp sums its
+            // dk elements and leaves the sum in warpSums[warp][t]; den_t adds the warps' sums in warp order.
+            // Not by atomicAdd into den: the order in which the warps' adds landed varied from run to run,
+            // and with three or more warps holding z (dk > 64) so did den's rounding, o's bytes with it, and
+            // a retried task's output (BENCHMARKS.md, "The batch step's denominators in a fixed order").
+            // warpSums lies in the partial sums' space, unused from here until the first group's staging
+            // below has passed its second barrier.
+            float* warpSums = reinterpret_cast<float*>(part);   // [BATCH_THREADS / 32][CHUNK]
+            __syncthreads();                           // the previous chunk's den and partial sums are read
             for (int t = c0; t < c1; t++) {
                 float p = 0.f;
                 if (tid < dk) {
@@ -234,7 +241,14 @@ __device__ __forceinline__ void batch_step(const LightningBatchArgs& a) {
                     p += qq * z1;
                 }
                 for (int off = 16; off > 0; off >>= 1) p += __shfl_xor_sync(0xffffffffu, p, off);
-                if ((tid & 31) == 0) atomicAdd(&den[t - c0], p);
+                if ((tid & 31) == 0) warpSums[(tid >> 5) * BATCH_CHUNK + (t - c0)] = p;
+            }
+            __syncthreads();                           // every warp's sums are in
+            if (tid < c1 - c0) {
+                float d = warpSums[tid];
+#pragma unroll
+                for (int w = 1; w < BATCH_THREADS / 32; w++) d += warpSums[w * BATCH_CHUNK + tid];
+                den[tid] = d;
             }
             // den[] is complete after the barrier at the top of the first group below
         }

@@ -92,6 +92,47 @@ public final class BatchChecks {
     }
 
     /**
+     * The same step from the same states, {@code runs} times: o and every slot's S and z the same bytes
+     * each time. A retried task of a table run repeats its batches and must write what the first attempt
+     * wrote; a sum whose order follows thread timing (the GPU kernel's denominators once added by
+     * atomicAdd from four warps) breaks that only now and then, hence several runs.
+     */
+    public static void repeatable(BatchStep step, BatchCase c, int runs) {
+        SplittableRandom rnd = new SplittableRandom(c.seed() + 3);
+        int[] slots = c.slots(rnd);
+        TokenBatch batch = c.batch(rnd, c.tokenCounts(rnd), slots);
+        float[] firstO = null;
+        float[][] firstStates = null;
+        for (int run = 0; run < runs; run++) {
+            try (StateStore store = step.allocate(c.storeSlots())) {
+                c.fillStates(store);
+                TokenTensor o = c.output(batch);
+                step.step(store, batch, o);
+                float[] got = o.toFloats();
+                float[][] states = contents(store);
+                if (run == 0) {
+                    firstO = got;
+                    firstStates = states;
+                    continue;
+                }
+                String who = c + ", run " + (run + 1) + " of " + runs + " against the first";
+                assertArrayEquals(bits(firstO), bits(got), who + ": o");
+                assertArrayEquals(bits(firstStates[0]), bits(states[0]), who + ": states");
+                assertArrayEquals(bits(firstStates[1]), bits(states[1]), who + ": normalizers");
+            }
+        }
+    }
+
+    /** The floats' bit patterns, so that equality is byte equality (NaN and -0.0 included). */
+    private static int[] bits(float[] x) {
+        int[] b = new int[x.length];
+        for (int i = 0; i < x.length; i++) {
+            b[i] = Float.floatToRawIntBits(x[i]);
+        }
+        return b;
+    }
+
+    /**
      * Tokens a then b of every sequence in two steps against a and b concatenated in one step, on
      * {@code step} alone: o of every token and the final states agree to {@code tolerance}.
      */

@@ -47,6 +47,16 @@ class BatchStepTest {
         }
     }
 
+    /** A retried task repeats its batches: the same bytes every time, on one thread and on three. */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("cases")
+    void aRepeatedStepWritesTheSameBytes(BatchCase c) {
+        try (BatchStep one = BatchStep.cpu(c.spec()); BatchStep three = BatchStep.cpu(c.spec(), 3)) {
+            BatchChecks.repeatable(one, c, 3);
+            BatchChecks.repeatable(three, c, 3);
+        }
+    }
+
     /** Every sequence through the recurrence, however many tokens it has. */
     @ParameterizedTest(name = "{0}")
     @MethodSource("cases")

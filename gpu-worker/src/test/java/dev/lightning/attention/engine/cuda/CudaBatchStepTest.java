@@ -80,6 +80,15 @@ class CudaBatchStepTest {
         }
     }
 
+    /** A retried task repeats its batches: the same bytes every time (BatchChecks.repeatable). */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("cases")
+    void aRepeatedStepWritesTheSameBytes(BatchCase c) {
+        try (BatchStep step = BatchStep.gpu(c.spec(), 0)) {
+            BatchChecks.repeatable(step, c, 8);
+        }
+    }
+
     @ParameterizedTest(name = "{0}")
     @MethodSource("cases")
     void gpuAgreesWithTheGpuBackendPerSequence(BatchCase c) {
