@@ -15,7 +15,8 @@ launch shape and shared-memory size. Then
      D = 128, BF16, states resident), register and staged kernels alternately, against a torch copy
      of the same bytes in the same run (read + write, the floor; median against median, best against
      best), before and after; 1 to 8 tokens a sequence; 100K sequences x 64 tokens; the 1M-sequence
-     case through host memory, measured in pieces;
+     case through host memory, measured in pieces; normalized elu1 at 20,000 sequences x 64 tokens, timed,
+     and repeated from the same states to count the elements whose bytes differ between steps;
   3. variants: other builds of the same source (-D: CTAs an SM, cache hints, out-of-place writes),
      each checked and timed against the shipped module, which runs first and last.
 
@@ -570,6 +571,46 @@ def long_timing():
     torch.cuda.empty_cache()
 
 
+def norm_timing():
+    """Normalized elu1 at a table run's shape: 20,000 sequences x 64 tokens, H=8, D=128, BF16, states resident
+    (10.5 GB of S). The step's time (median of 5), then its bytes over 8 steps from the same states and inputs:
+    how many o, S and z elements differ from the first step's (the denominators' sum order; 0 expected)."""
+    spec = Spec(8, 8, 8, D, D, 1, True, 1.0)
+    n, t = 20_000, 64
+    s0 = torch.randn(n, HEADS, D, D, device="cuda")
+    z0 = torch.rand(n, HEADS, D, device="cuda") * 4 + 0.5
+    q, k, v = (torch.randn(n * t, HEADS, D, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+    o = torch.empty_like(q)
+    offsets = (torch.arange(n + 1, device="cuda") * t).int()
+    slots = torch.randperm(n, device="cuda").int()
+    states, norms = s0.clone(), z0.clone()
+    name = MOD.kernel(spec, q, t)[0]
+    ms, lo, hi = median_ms(lambda: step(spec, q, k, v, o, states, norms, offsets, slots, t), 5, 1)
+    log(f"  {name}: N={n} x {t} tokens elu1 normalized: median {ms:.2f} ms (best {lo:.2f}, worst {hi:.2f}); "
+        f"{n * t / ms * 1e3 / 1e6:.1f} M tokens/s")
+    RESULTS.setdefault("norm_ms", []).append([ms, lo, hi])
+    first = None
+    diffs = []
+    for r in range(8):
+        states.copy_(s0)
+        norms.copy_(z0)
+        step(spec, q, k, v, o, states, norms, offsets, slots, t)
+        torch.cuda.synchronize()
+        now = (o.view(torch.int16), states.view(torch.int32), norms.view(torch.int32))
+        if first is None:
+            first = tuple(x.clone() for x in now)
+            continue
+        # counted 2^28 elements at a time: one comparison of all of S widened to int64 asked for 21 GB
+        diffs.append([sum(int(torch.count_nonzero(x != y)) for x, y in zip(a.reshape(-1).split(1 << 28),
+                                                                             b.reshape(-1).split(1 << 28)))
+                      for a, b in zip(first, now)])
+        del now
+    log(f"  repeated from the same states, elements differing from the first step (o, S, z) per step: {diffs}")
+    RESULTS["norm_repeat_diffs"] = diffs
+    del s0, z0, states, norms, q, k, v, o, first
+    torch.cuda.empty_cache()
+
+
 def variants():
     """Builds of the same source with other settings (-D), prebuilt by --build-variants into
     DECODE_VARIANT_PTX (or built here with nvcc), each checked and timed on the decode step (slots in
@@ -634,15 +675,16 @@ def variants():
     torch.cuda.empty_cache()
 
 
-# DECODE_SECTIONS picks sections (comma list; default all): correctness, decode, variants, stream, long
-SECTIONS = os.environ.get("DECODE_SECTIONS", "correctness,decode,variants,stream,long").split(",")
+# DECODE_SECTIONS picks sections (comma list; default all): correctness, decode, variants, stream, long, norm
+SECTIONS = os.environ.get("DECODE_SECTIONS", "correctness,decode,variants,stream,long,norm").split(",")
 MOD = Module(PTX, "shipped (lightning_batch.ptx)")
 for key, title, body in (
         ("correctness", "correctness against float64", correctness),
         ("decode", "decode: 1 token per sequence, H=8, D=128, BF16, states resident", decode_timing),
         ("variants", "launch-shape variants built on the device", variants),
         ("stream", "1M sequences: states streamed through host memory", streamed_timing),
-        ("long", "100K sequences x 64 tokens, H=8, D=128, BF16, states resident", long_timing)):
+        ("long", "100K sequences x 64 tokens, H=8, D=128, BF16, states resident", long_timing),
+        ("norm", "20,000 sequences x 64 tokens elu1 normalized, H=8, D=128, BF16: time and repeatability", norm_timing)):
     if key in SECTIONS:
         section(title, body)
 log("")

@@ -561,6 +561,62 @@ class GpuBackendTest {
     }
 
     /**
+     * Every variant on every family (the shared, Hopper and paired shapes), run three times on the same
+     * inputs: o, the final S and z, every checkpoint and advance()'s state the same bits each time. A
+     * retried Spark task runs its window again and must write what the first attempt wrote; a sum in an
+     * order set by thread timing, or a shared-memory race, would show here as bytes that differ between
+     * runs (as the batch step's atomicAdd of its denominators did: CudaBatchStepTest).
+     */
+    static java.util.stream.Stream<VariantCase> everyVariantShape() {
+        return java.util.stream.Stream.of(variantCases(), hopperVariantCases(), pairedCases())
+                .flatMap(x -> x);
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("everyVariantShape")
+    void variantsRepeatTheirBytes(VariantCase c) {
+        AttentionSpec spec = c.spec();
+        TokenTensor[] qkv = c.inputs();
+        LightningState s0 = c.initialState();
+        int t = c.tokens();
+        for (CudaBackend backend : new CudaBackend[] {tensorCores, portable, generic}) {
+            String who = backend.name() + (backend == portable ? " (portable)" : "") + " " + c;
+            byte[] firstO = null;
+            float[][] first = null;
+            for (int run = 0; run < 3; run++) {
+                TokenTensor o = TokenTensor.allocate(c.dtype(), t, spec.heads(), spec.dv());
+                poison(o);
+                Checkpoints cp = c.checkpoints(POSITION, t);
+                LightningState s = backend.forward(spec, qkv[0], qkv[1], qkv[2], s0, o, cp);
+                LightningState a = backend.advance(spec, qkv[1], qkv[2], s0);
+                float[][] now = {s.kv(), spec.normalized() ? s.normalizer() : new float[0],
+                        cp.requested() ? cp.kvData() : new float[0],
+                        cp.requested() && spec.normalized() ? cp.normalizerData() : new float[0], a.kv(),
+                        spec.normalized() ? a.normalizer() : new float[0]};
+                if (run == 0) {
+                    firstO = bytes(o);
+                    first = now;
+                    continue;
+                }
+                String what = who + ", run " + (run + 1) + " against the first";
+                assertArrayEquals(firstO, bytes(o), what + ": output");
+                String[] names = {"S", "z", "checkpoints' S", "checkpoints' z", "advance() S", "advance() z"};
+                for (int i = 0; i < now.length; i++) {
+                    assertArrayEquals(bits(first[i]), bits(now[i]), what + ": " + names[i]);
+                }
+            }
+        }
+    }
+
+    private static int[] bits(float[] x) {
+        int[] b = new int[x.length];
+        for (int i = 0; i < x.length; i++) {
+            b[i] = Float.floatToRawIntBits(x[i]);
+        }
+        return b;
+    }
+
+    /**
      * Uneven plans (SegmentPlan: a short lead segment, launched after the long one, pass 1 over the
      * lead alone) forced on each family and variant: a lead of one chunk in one pass-1 sub-segment,
      * and of a quarter of the window's chunks in two (rounded up to whole sub-segments), on windows
