@@ -5,6 +5,7 @@ import dev.lightning.attention.job.config.JobConfig;
 import dev.lightning.attention.job.config.Settings;
 import dev.lightning.attention.job.input.Continuations;
 import dev.lightning.attention.job.input.StoredStates;
+import dev.lightning.attention.job.output.OutputPaths;
 import dev.lightning.attention.job.pass.PassRunner;
 import dev.lightning.attention.plan.PiecePlanner;
 import dev.lightning.attention.stream.SequenceFile;
@@ -154,6 +155,12 @@ final class TablePlanning {
         java.util.Set<String> seen = new java.util.HashSet<>();
         Continuations match = new Continuations(source, sequencesSource, "leave the column null or drop the tensor "
                 + "from the file", "remove the row from the stored table");
+        // A table run's final_states holds every sequence of its chain once (the rows it did not compute are carried
+        // over), so two rows of one name come from joining the tables of several runs; a row without its state, its
+        // shape or its decay rates was made or changed by hand. Either way the set to give is one run's, as written.
+        String oneRunsTable = "give the " + OutputPaths.FINAL_STATES_TABLE + " table of the latest table run alone, as "
+                + "it was written (it holds every sequence's latest state, one row each)";
+        String oneRunsOrNone = oneRunsTable + ", or remove the row to start the sequence from zero";
         int continued = 0;
         for (Row r : rows) {
             if (r.isNullAt(0)) {
@@ -163,7 +170,7 @@ final class TablePlanning {
             String name = r.getString(0);
             String label = "'" + name + "'";
             if (!seen.add(name)) {
-                match.refuse(label, "the stored table has more than one row for it; a state set has one", null);
+                match.refuse(label, "the stored table has more than one row for it; a state set has one", oneRunsTable);
                 continue;
             }
             int s = java.util.Arrays.binarySearch(names, name);
@@ -175,7 +182,7 @@ final class TablePlanning {
             }
             if (r.getBoolean(7) || r.isNullAt(1) || r.isNullAt(2) || r.isNullAt(3)) {
                 match.refuse(label, "the stored row has no " + FINAL_STATE + " or no shape; it is not a row lightning "
-                        + "wrote", null);
+                        + "wrote", oneRunsOrNone);
                 continue;
             }
             TableValidation.Summary sum = valid.get(s);
@@ -194,7 +201,7 @@ final class TablePlanning {
             if (storedSlopes == null || storedSlopes.length != h || !validSlopes(storedSlopes)) {
                 match.refuse(label, "the stored row's " + SLOPE + " is " + (storedSlopes == null ? "null"
                         : java.util.Arrays.toString(storedSlopes)) + ", expected " + h + " finite decay rates >= 0; "
-                        + "it is not a row lightning wrote", null);
+                        + "it is not a row lightning wrote", oneRunsOrNone);
                 continue;
             }
             if (slopes[s] != null && !java.util.Arrays.equals(slopes[s], storedSlopes)) {

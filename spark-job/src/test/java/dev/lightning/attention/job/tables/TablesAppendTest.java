@@ -291,9 +291,19 @@ public class TablesAppendTest {
         Dataset<Row> elu = stored.withColumn(TableSchema.FEATURE_MAP, functions.lit("elu1"));
         m = TablesTest.rejection(() -> LightningTables.compute(next, null, elu, "--backend", "cpu"));
         assertTrue(m.contains("'a'") && m.contains("--feature-map elu1") && m.contains("identity"), m);
-        // two stored rows of one sequence
+        // two stored rows of one sequence (two runs' tables joined): what to do is to give one run's table
+        String oneRun = "What to do: give the final_states table of the latest table run alone, as it was written";
         m = TablesTest.rejection(() -> LightningTables.compute(next, null, stored.union(stored), "--backend", "cpu"));
-        assertTrue(m.contains("'a'") && m.contains("more than one row"), m);
+        assertTrue(m.contains("'a'") && m.contains("more than one row") && m.endsWith(oneRun
+                + " (it holds every sequence's latest state, one row each)"), m);
+        // a row lightning did not write (no state, no decay rates): one run's table, or the row removed
+        for (String column : new String[] {TableSchema.FINAL_STATE, TableSchema.SLOPE}) {
+            Dataset<Row> cleared = stored.withColumn(column, functions.lit(null).cast(stored.schema().apply(column)
+                    .dataType()));
+            m = TablesTest.rejection(() -> LightningTables.compute(next, null, cleared, "--backend", "cpu"));
+            assertTrue(m.contains("'a'") && m.contains("it is not a row lightning wrote") && m.contains(oneRun)
+                    && m.endsWith("or remove the row to start the sequence from zero"), m);
+        }
         // a stored state of the wrong byte length (not a table lightning wrote), found before compute
         Dataset<Row> cut = stored.withColumn(TableSchema.FINAL_STATE,
                 functions.substring(functions.col(TableSchema.FINAL_STATE), 1, 12));
