@@ -108,7 +108,18 @@ public final class InputListing {
                     + "skips; name such a file without wildcards to take it");
         }
         throw new InvalidInputException(given + (named.pattern() ? ": the glob matches no file or directory; correct "
-                + "the pattern or the directory it looks in" : ": no such file or directory") + spaced(element));
+                + "the pattern or the directory it looks in" : ": no such file or directory"
+                + resolved(named.fs(), element) + "; correct the name or the directory it is in") + spaced(element));
+    }
+
+    /**
+     * Where a relative path was looked for ("" for an absolute path or a URI): a relative name is resolved against the
+     * file system's working directory (for local paths the directory the command ran in), which the name alone does
+     * not show, so a run started from another directory than the user thinks is told where it looked.
+     */
+    private static String resolved(FileSystem fs, String element) {
+        Path p = HadoopPaths.parse(element); // named() parsed it already
+        return p.isAbsolute() ? "" : " (resolved: " + fs.makeQualified(p) + ")";
     }
 
     /** The hint for a path with spaces around it (most often "a, b": a list's paths are separated by commas alone). */

@@ -21,6 +21,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 class InputListingTest {
     private static final Configuration CONF = new Configuration();
+    /** The directory the tests run in, as a qualified local path with its trailing slash: where relative names go. */
+    private static final String CWD = "file:" + java.nio.file.Path.of("").toAbsolutePath() + "/";
 
     @TempDir
     java.nio.file.Path tmp;
@@ -324,13 +326,14 @@ class InputListingTest {
         for (String missing : new String[] {tmp.resolve("nothing").toString(),
                 tmp + "/in/x[1.safetensors", tmp + "/in/a.safetensors," + tmp + "/gone"}) {
             InvalidInputException e = assertThrows(InvalidInputException.class, () -> list(missing, false));
-            assertTrue(e.getMessage().startsWith("--input ") && e.getMessage().endsWith(": no such file or directory"),
-                    e.getMessage());
+            assertTrue(e.getMessage().startsWith("--input ") && e.getMessage().endsWith(": no such file or directory; "
+                    + "correct the name or the directory it is in"), e.getMessage());
             assertFalse(e.getMessage().contains("no such directory"));
         }
         InvalidInputException last = assertThrows(InvalidInputException.class,
                 () -> list(tmp + "/in/a.safetensors," + tmp + "/gone", false));
-        assertEquals("--input " + tmp + "/gone: no such file or directory", last.getMessage());
+        assertEquals("--input " + tmp + "/gone: no such file or directory; correct the name or the directory it is in",
+                last.getMessage());
         file("in/_b.safetensors");
         InvalidInputException hidden = assertThrows(InvalidInputException.class,
                 () -> list(tmp + "/in/_*", false));
@@ -366,6 +369,28 @@ class InputListingTest {
     }
 
     /**
+     * A path that does not exist says what to do, as a glob that matches nothing does, the same in a run over files
+     * and one over tables: it said only "no such file or directory". A relative one also says where it was looked
+     * for (the directory the command ran in), which its name alone does not show.
+     */
+    @Test
+    void aMissingPathSaysWhatToDoInEveryRun() throws IOException {
+        String absolute = tmp + "/gone.safetensors";
+        String relative = "gone-" + tmp.getFileName() + ".safetensors";
+        for (String missing : new String[] {absolute, relative}) {
+            String files = assertThrows(InvalidInputException.class, () -> list(missing, false)).getMessage();
+            String tables = assertThrows(InvalidInputException.class,
+                    () -> InputListing.tablePaths(CONF, "--input", missing)).getMessage();
+            assertEquals(files, tables);
+        }
+        assertEquals("--input " + absolute + ": no such file or directory; correct the name or the directory it is in",
+                assertThrows(InvalidInputException.class, () -> list(absolute, false)).getMessage());
+        assertEquals("--sequences " + relative + ": no such file or directory (resolved: " + CWD + relative + "); "
+                + "correct the name or the directory it is in", assertThrows(InvalidInputException.class,
+                () -> InputListing.tablePaths(CONF, "--sequences", relative)).getMessage());
+    }
+
+    /**
      * A table input (--input or --sequences of a run over parquet): each element itself where it exists (a table
      * directory is not listed: the Parquet reader takes it whole), else its glob's matches without hidden names,
      * commas inside braces kept; what matches nothing is named with the flag.
@@ -395,11 +420,14 @@ class InputListingTest {
                 + "or the directory it looks in", none.getMessage());
         InvalidInputException missing = assertThrows(InvalidInputException.class,
                 () -> InputListing.tablePaths(CONF, "--input", tmp + "/u," + tmp + "/gone"));
-        assertEquals("--input " + tmp + "/gone: no such file or directory", missing.getMessage());
+        assertEquals("--input " + tmp + "/gone: no such file or directory; correct the name or the directory it is in",
+                missing.getMessage());
         InvalidInputException spaced = assertThrows(InvalidInputException.class,
                 () -> InputListing.tablePaths(CONF, "--input", tmp + "/u, " + tmp + "/t"));
-        assertEquals("--input  " + tmp + "/t: no such file or directory (the name has spaces around it: separate the "
-                + "paths of a list with commas alone)", spaced.getMessage());
+        // (a name that starts with a space is relative: where it was looked for shows that space too)
+        assertEquals("--input  " + tmp + "/t: no such file or directory (resolved: " + CWD + " " + tmp + "/t); correct "
+                + "the name or the directory it is in (the name has spaces around it: separate the paths of a list with "
+                + "commas alone)", spaced.getMessage());
     }
 
     @Test
