@@ -102,7 +102,7 @@ public final class KernelBench {
             switch (args[i]) {
                 case "--backend": backendName = value(args[i], v); break;
                 case "--tokens": tokens = integer(args[i], value(args[i], v), 1, max); break;
-                case "--heads": heads = integer(args[i], value(args[i], v), 1, max); break;
+                case "--heads": heads = integer(args[i], value(args[i], v), 1, AttentionSpec.MAX_HEADS); break;
                 case "--dk": dk = integer(args[i], value(args[i], v), 1, AttentionSpec.MAX_DIM); break;
                 case "--dv": dv = integer(args[i], value(args[i], v), 1, AttentionSpec.MAX_DIM); break;
                 case "--dtype": dtype = DType.fromSafetensors(value(args[i], v)); break;
@@ -110,8 +110,8 @@ public final class KernelBench {
                 case "--chunk": chunk = integer(args[i], value(args[i], v), 1, max); break;
                 case "--check-tokens": checkTokens = integer(args[i], value(args[i], v), 0, max); break;
                 // at least 1: 0 was taken as "as --heads"
-                case "--heads-k": headsK = integer(args[i], value(args[i], v), 1, max); break;
-                case "--heads-v": headsV = integer(args[i], value(args[i], v), 1, max); break;
+                case "--heads-k": headsK = integer(args[i], value(args[i], v), 1, AttentionSpec.MAX_HEADS); break;
+                case "--heads-v": headsV = integer(args[i], value(args[i], v), 1, AttentionSpec.MAX_HEADS); break;
                 case "--feature-map": phi = FeatureMap.of(value(args[i], v)); break;
                 default: throw new IllegalArgumentException("unknown option " + args[i]);
             }

@@ -29,6 +29,8 @@ public final class AttentionSpec implements java.io.Serializable {
 
     /** Largest head width any backend must accept. */
     public static final int MAX_DIM = 256;
+    /** Largest head count of q, k or v (and so of H): a parser of head counts states it as its option's range. */
+    public static final int MAX_HEADS = 1 << 16;
 
     private final int heads;
     private final int headsQ;
@@ -143,9 +145,9 @@ public final class AttentionSpec implements java.io.Serializable {
      */
     public static void checkGrouping(long headsQ, long headsK, long headsV) {
         long h = Math.max(headsQ, Math.max(headsK, headsV));
-        if (headsQ < 1 || headsK < 1 || headsV < 1 || h > 1 << 16) {
-            throw new IllegalArgumentException("head counts must be 1..65536, got Hq=" + headsQ + ", Hk=" + headsK
-                    + ", Hv=" + headsV);
+        if (headsQ < 1 || headsK < 1 || headsV < 1 || h > MAX_HEADS) {
+            throw new IllegalArgumentException("head counts must be 1.." + MAX_HEADS + ", got Hq=" + headsQ + ", Hk="
+                    + headsK + ", Hv=" + headsV);
         }
         if (h % headsQ != 0 || h % headsK != 0 || h % headsV != 0) {
             throw new IllegalArgumentException("head counts Hq=" + headsQ + ", Hk=" + headsK + ", Hv=" + headsV

@@ -21,8 +21,12 @@ class KernelBenchTest {
                 refusal("--check-tokens", "99999999999"));
         assertEquals("--tokens: expected an integer in 1..2147483647, got -99999999999",
                 refusal("--tokens=-99999999999"));
-        assertEquals("--heads-k: expected an integer in 1..2147483647, got 0", refusal("--heads-k", "0"));
+        assertEquals("--heads-k: expected an integer in 1..65536, got 0", refusal("--heads-k", "0"));
         assertEquals("--dk: expected an integer in 1..256, got 300", refusal("--dk", "300"));
+        // a head count above the spec's limit is the option's range, as a head width's is: it was told by the spec,
+        // after parsing, in words that named no option ("head counts must be 1..65536, got Hq=70000, ...")
+        assertEquals("--heads: expected an integer in 1..65536, got 70000", refusal("--heads", "70000"));
+        assertEquals("--heads-v: expected an integer in 1..65536, got 65537", refusal("--heads-v", "65537"));
         assertEquals("--runs: expected an integer, got 'abc'", refusal("--runs", "abc"));
         assertEquals("--chunk: expected an integer, got '1.5'", refusal("--chunk", "1.5"));
         assertEquals(7, KernelBench.integer("--x", "+7", 1, 10), "the digits Integer.parseInt takes");
