@@ -127,6 +127,52 @@ class ClusterScriptsTest {
         assertTrue(r.err.contains(message), r.err);
     }
 
+    /**
+     * bin/standalone starts its master, workers and SparkSubmit with the JVM options bin/lightning gives its java
+     * (bin/jvm-options.sh): on Java 24 and later without --add-opens of sun.security.action, a package Java 24 removed
+     * ("WARNING: package sun.security.action not in java.base" before every JVM's output); bin/standalone read
+     * jvm.options whole after bin/lightning had dropped the flag. A java that records its arguments by the class it
+     * is asked to run stands in for each JDK (as in WrapperTest): the master's listens on its port, the worker's
+     * says it registered, so the script goes on at once to the submission.
+     */
+    @Test
+    void standaloneFitsItsJvmOptionsToTheJdkAsTheWrapperDoes() throws Exception {
+        String flag = "--add-opens=java.base/sun.security.action=ALL-UNNAMED";
+        for (String version : new String[] {"17.0.15", "25.0.3", null}) {
+            Path jdk = Files.createDirectories(dir.resolve("jdk-" + version));
+            Path java = Files.createDirectories(jdk.resolve("bin")).resolve("java");
+            Files.writeString(java, "#!/bin/sh\n"
+                    + "case \"$*\" in *deploy.master.Master*) role=master ;; *deploy.worker.Worker*) role=worker ;; "
+                    + "*SparkSubmit*) role=submit ;; *) role=other ;; esac\n"
+                    + "printf '%s\\n' \"$@\" > \"$RECORD-$role\"\n"
+                    + "if [ $role = master ]; then\n"
+                    + "  while [ \"$1\" != --port ]; do shift; done\n"
+                    + "  exec python3 -c 'import socket, sys, time; s = socket.socket(); "
+                    + "s.bind((\"127.0.0.1\", int(sys.argv[1]))); s.listen(); time.sleep(30)' \"$2\"\n"
+                    + "fi\n"
+                    + "[ $role = worker ] && echo 'Successfully registered with master'\n"
+                    + "exit 0\n", StandardCharsets.UTF_8);
+            Files.setPosixFilePermissions(java, PosixFilePermissions.fromString("rwxr-xr-x"));
+            if (version != null) {
+                Files.writeString(jdk.resolve("release"), "IMPLEMENTOR=\"Test\"\nJAVA_VERSION=\"" + version
+                        + "\"\nJAVA_RUNTIME_VERSION=\"" + version + "+1\"\n");
+            }
+            Path record = dir.resolve("args-" + version);
+            Run r = run(Map.of("JAVA_HOME", jdk.toString(), "RECORD", record.toString(), "WORKERS", "1",
+                    "GPUS_PER_WORKER", "0", "LOGS", dir.resolve("logs-" + version).toString()),
+                    HOME.resolve("bin/standalone").toString(), "--input", "in", "--output", "out");
+            assertEquals(0, r.status, "JAVA_VERSION " + version + ": " + r.err);
+            boolean lacksPackage = version != null && Integer.parseInt(version.split("\\.")[0]) >= 24;
+            for (String role : List.of("master", "worker", "submit")) {
+                List<String> all = Files.readAllLines(Path.of(record + "-" + role));
+                List<String> args = all.subList(0, Math.max(0, all.indexOf("-cp"))); // the JVM's options
+                assertEquals(!lacksPackage, args.contains(flag), "JAVA_VERSION " + version + ", " + role + ": " + args);
+                assertTrue(args.contains("--add-opens=java.base/java.nio=ALL-UNNAMED"),
+                        "JAVA_VERSION " + version + ", " + role + ": the rest of the list is kept: " + args);
+            }
+        }
+    }
+
     /** --help answers at once with the script's usage: no cluster, build or GPU test is started. */
     @Test
     void scriptsAnswerHelp() throws Exception {
