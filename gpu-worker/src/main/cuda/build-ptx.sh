@@ -88,13 +88,25 @@ build() {  # build <source> <arch> <output name>
     mkdir -p "$res"
     cat "$tmp" > "$res/$3"
     echo "build-ptx: $3 regenerated from the CUDA sources; commit it with them"
+    regenerated=1
   fi
 }
+regenerated=
 build lightning.cu compute_80 lightning.ptx
 build lightning_sm90.cu compute_90a lightning_sm90a.ptx
 build softmax.cu compute_80 softmax.ptx
 build softmax_sm90.cu compute_90a softmax_sm90a.ptx
 build lightning_batch.cu compute_80 lightning_batch.ptx
+# The standalone kernel check (gpu-worker/src/test/cuda/tc_check.cu, bin/gpu-check's "kernel check" where nvcc is on
+# the device) includes the kernels' headers by itself. It once stopped compiling unnoticed for sessions: tensor_core.cuh
+# used lightning_decay.cuh without including it, which lightning.cu's own include hid (found 2026-12-07). So when a
+# module was regenerated here, the check must still compile (to PTX: the headers' errors, about 25 s).
+if [[ -n "$regenerated" ]] && ! nvcc -ptx -arch=compute_90a -DLIGHTNING_WG -I "$here" "$here/../../test/cuda/tc_check.cu" \
+     -o "$tmp"; then
+  echo "build-ptx: gpu-worker/src/test/cuda/tc_check.cu no longer compiles against the kernels' headers (above);" \
+       "make each header include what it uses, or update the check" >&2
+  exit 1
+fi
 # fatbin <source> <ptx arch> <output base>: SASS for each listed architecture (the sm_90a modules: 90 only) + PTX
 fatbin() {
   local gencode=() a

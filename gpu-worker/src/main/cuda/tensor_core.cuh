@@ -75,6 +75,7 @@
 
 #include "lightning_args.cuh"
 #include "lightning_common.cuh"
+#include "lightning_decay.cuh"  // the carry (lightning_carry_by, lightning_decay_comp)
 
 // ---------------------------------------------------------------------------------------------
 // Dynamic shared memory, in bytes, with Dkp = dk rounded up to a multiple of 16:
