@@ -252,8 +252,17 @@ __device__ __forceinline__ void split_hl<__half>(unsigned u, const PairWeights<_
     lo = Ops<T>::pack(x0 - h0, x1 - h1);  // x - hi is exact in float
 }
 
+// Named barrier `id` for `count` threads (whole warps). bar.sync is barrier.sync.aligned: every thread taking part
+// executes this same instruction (one call site, reached by whole warps).
 __device__ __forceinline__ void named_bar_sync(int id, int count) {
     asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(count) : "memory");
+}
+// The same barrier where its threads arrive from different places in the code (say one group of warps after its
+// reads, another before its writes): barrier.sync without .aligned, the form PTX defines for that. The aligned one
+// there is undefined behaviour that happened to work; compute-sanitizer --tool synccheck stopped the wide mma.sync
+// forward at it ("Barrier error detected. Divergent thread(s) in block", an H100, 2026-12-07).
+__device__ __forceinline__ void named_bar_sync_split(int id, int count) {
+    asm volatile("barrier.sync %0, %1;\n" ::"r"(id), "r"(count) : "memory");
 }
 
 }  // namespace lightning

@@ -720,7 +720,7 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
             }
             // This warp is done reading sPt (and sZ); the state warps may overwrite it.
             if constexpr (LW > 0) mbar_arrive(ptEmptyU + 8u * (c & 1));
-            else if (!kDblPt) named_bar_sync(1, kThreads);
+            else if (!kDblPt) named_bar_sync_split(1, kThreads);
 
             if (rowsLive) {
                 // Mask and decay (tab is 0 for i < j), then repack the C fragments as A fragments of
@@ -939,7 +939,7 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
                 if constexpr (LW > 0) {
                     if (c > 0) mbar_wait(ptEmptyU + 8u * ((c + 1) & 1), (unsigned)((c - 1) >> 1) & 1u);
                 } else if (!kDblPt) {
-                    named_bar_sync(1, kThreads);
+                    named_bar_sync_split(1, kThreads);
                 }
                 T* sPtn = sPt + ((kDblPt && !(c & 1)) ? Dkp * kLdv : 0);
 #pragma unroll
