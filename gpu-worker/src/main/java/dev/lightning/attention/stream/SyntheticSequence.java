@@ -91,7 +91,11 @@ public final class SyntheticSequence implements Serializable {
         this.dv = dv;
         this.dtype = java.util.Objects.requireNonNull(dtype, "dtype");
         this.seed = seed;
-        Math.multiplyExact(Math.multiplyExact(tokens, (long) heads), (long) Math.max(dk, dv) * dtype.bytes());
+        // The whole virtual file must count in a long: q and k of Dk and v of Dv values a token and head, and a
+        // header of at most MAX_HEADER_BYTES after its 8-byte length. Counting one tensor only let files of up to
+        // three times 2^63 bytes through, whose layout's offsets then wrapped to negative sizes.
+        Math.addExact(Math.multiplyExact(Math.multiplyExact(tokens, (long) heads), (2L * dk + dv) * dtype.bytes()),
+                8 + SafetensorsHeader.MAX_HEADER_BYTES);
     }
 
     /**
@@ -112,9 +116,9 @@ public final class SyntheticSequence implements Serializable {
         long seed = field(spec, "seed", f[5], Long.MAX_VALUE, expected);
         try {
             return new SyntheticSequence(tokens, heads, dk, dv, DType.fromSafetensors(f[4]), seed);
-        } catch (ArithmeticException e) { // Math.multiplyExact's "long overflow"
-            throw new InvalidInputException("--synthetic '" + spec + "': T x H x max(Dk, Dv) values are more bytes than "
-                    + "a file can hold (2^63 - 1); use a smaller T or H");
+        } catch (ArithmeticException e) { // the constructor's check of the file size: Math's "long overflow"
+            throw new InvalidInputException("--synthetic '" + spec + "': its file, T x H x (2 Dk + Dv) values "
+                    + "and the header, is more bytes than a file can hold (2^63 - 1); use a smaller T or H");
         } catch (IllegalArgumentException e) {
             throw new InvalidInputException("--synthetic '" + spec + "': " + e.getMessage());
         }

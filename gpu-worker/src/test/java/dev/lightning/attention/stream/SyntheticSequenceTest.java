@@ -171,7 +171,8 @@ class SyntheticSequenceTest {
 
     /**
      * A field that is no number is named, with what it takes, not said in Long's words ('For input string: "x"', which
-     * named no field) or as Math's "long overflow" for a sequence of more bytes than a long counts.
+     * named no field) or as Math's "long overflow" for a sequence of more bytes than a long counts, counting the
+     * whole file (q, k and v, and the header), not its largest tensor.
      */
     @Test
     void aBadFieldIsNamedWithWhatItTakes() {
@@ -179,7 +180,9 @@ class SyntheticSequenceTest {
                 {"1e6,2,16,16,bf16,1", "T is '1e6', expected a whole number"},
                 {"100,3000000000,16,16,bf16,1", "H is '3000000000', expected a whole number up to 2147483647"},
                 {"100,2,16,16k,bf16,1", "Dv is '16k'"},
-                {"9000000000000000000,2,256,256,f32,1", "more bytes than a file can hold (2^63 - 1); use a smaller T or H"}};
+                {"9000000000000000000,2,256,256,f32,1", "more bytes than a file can hold (2^63 - 1); use a smaller T or H"},
+                // each tensor 2^62 bytes, which a long counts, but q, k and v together 3 x 2^62: not a negative size
+                {"1152921504606846976,1,1,1,f32,1", "more bytes than a file can hold (2^63 - 1); use a smaller T or H"}};
         for (String[] c : cases) {
             String m = assertThrows(InvalidInputException.class, () -> SyntheticSequence.parse(c[0])).getMessage();
             assertTrue(m.startsWith("--synthetic '" + c[0] + "': ") && m.contains(c[1]) && !m.contains("input string")
