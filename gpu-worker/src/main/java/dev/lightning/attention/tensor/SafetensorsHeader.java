@@ -329,7 +329,7 @@ public final class SafetensorsHeader {
                 shape.add(d);
             }
             begins[i] = offset;
-            offset += s.bytes();
+            offset = Math.addExact(offset, s.bytes());  // as bytes() multiplies: exact, or an error
             t.putArray("data_offsets").add(begins[i]).add(offset);
         }
         byte[] json;

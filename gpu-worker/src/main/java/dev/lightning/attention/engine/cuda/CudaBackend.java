@@ -198,8 +198,6 @@ public final class CudaBackend implements AttentionBackend {
             return state;
         }
         int heads = spec.heads();
-        int dk = spec.dk();
-        int dv = spec.dv();
         DType dtype = k.dtype();
         boolean outputs = q != null;
         long stateBytes = spec.stateBytes();
