@@ -24,7 +24,7 @@ import java.util.concurrent.Future;
  * register across the tokens; the accumulators (n x Dv) stay in L1/L2. With one token per sequence
  * the step is a single streaming pass over the states (4 flops per element over 8 bytes moved):
  * memory-bound once the states outgrow the caches. A sequence of {@link #CHUNKED_FROM} or more new
- * tokens goes through {@link CpuBackend#forward} instead (the chunked block form as dense products:
+ * tokens goes through {@link CpuBackend#forwardInto} instead (the chunked block form as dense products:
  * the same function, faster there). Sequences are independent (distinct slots), so with
  * {@code threads} > 1 they are spread over a fixed pool in contiguous ranges.
  */
@@ -46,6 +46,13 @@ final class CpuBatchStep implements BatchStep {
     private final int chunkedFrom;
     private final int threads;
     private final ExecutorService pool;
+    /**
+     * The block form for sequences of {@link #chunkedFrom} or more tokens, one per part of a step (part i of every
+     * step uses backend i, so no two threads share one), made on first use and closed with the step. Each keeps its
+     * scratch for the next sequence of the same shape; a new backend per step made that scratch (about 2 MiB at
+     * H = 8, D = 128, and the decay tables) again for every step.
+     */
+    private final CpuBackend[] chunked;
     private boolean closed;
 
     CpuBatchStep(AttentionSpec spec, int threads) {
@@ -65,6 +72,7 @@ final class CpuBatchStep implements BatchStep {
             t.setDaemon(true);
             return t;
         }) : null;
+        this.chunked = new CpuBackend[threads];
     }
 
     @Override
@@ -95,7 +103,7 @@ final class CpuBatchStep implements BatchStep {
         HostStateStore store = HostStateStore.of(states, name());
         int n = batch.count();
         if (pool == null || n < 2) {
-            new Worker(batch.maxTokens()).run(store, batch, o, 0, n);
+            new Worker(batch.maxTokens(), 0).run(store, batch, o, 0, n);
             return;
         }
         List<Future<?>> parts = new ArrayList<>();
@@ -103,7 +111,8 @@ final class CpuBatchStep implements BatchStep {
         for (int from = 0; from < n; from += per) {
             int a = from;
             int b = Math.min(n, from + per);
-            parts.add(pool.submit(() -> new Worker(batch.maxTokens()).run(store, batch, o, a, b)));
+            int part = parts.size(); // below threads: ceil(n / per) parts
+            parts.add(pool.submit(() -> new Worker(batch.maxTokens(), part).run(store, batch, o, a, b)));
         }
         awaitAll(parts);
     }
@@ -166,10 +175,11 @@ final class CpuBatchStep implements BatchStep {
         final float[] v;
         final float[] acc;
         final float[] den;
-        /** The block form for sequences of many tokens, made on first use. */
-        private CpuBackend chunked;
+        /** This worker's part of the step: the index of its {@link CpuBatchStep#chunked} backend. */
+        private final int part;
 
-        Worker(int maxTokens) {
+        Worker(int maxTokens, int part) {
+            this.part = part;
             int m = Math.max(1, Math.min(maxTokens, chunkedFrom - 1));
             q = new float[m * spec.dk()];
             k = new float[m * spec.dk()];
@@ -196,20 +206,17 @@ final class CpuBatchStep implements BatchStep {
             }
         }
 
-        /** One sequence through CpuBackend.forward from its slot's state, the state after it copied back. */
+        /** One sequence through CpuBackend's block form from its slot's state, the state after it written back there. */
         private void chunked(TokenBatch batch, TokenTensor o, int from, int n, float[] s, float[] z) {
-            if (chunked == null) {
-                chunked = new CpuBackend();
+            if (chunked[part] == null) {
+                chunked[part] = new CpuBackend();
             }
-            // the slot's own arrays, not copies: CpuBackend only reads the state it starts from (into its own
-            // buffers, before it computes) and returns a new one; a copy was 512 KiB a sequence at H = 8, D = 128
+            // the slot's own arrays, in and out: CpuBackend reads the state it starts from into its own buffers before
+            // it computes and writes the state after only when done; a copy in and a new state out were 512 KiB each
+            // a sequence at H = 8, D = 128
             LightningState before = LightningState.own(spec.heads(), spec.dk(), spec.dv(), s, z);
-            LightningState after = chunked.forward(spec, batch.q().slice(from, n), batch.k().slice(from, n),
-                    batch.v().slice(from, n), before, o.slice(from, n));
-            System.arraycopy(after.data(), 0, s, 0, s.length);
-            if (z != null) {
-                System.arraycopy(after.normalizerData(), 0, z, 0, z.length);
-            }
+            chunked[part].forwardInto(spec, batch.q().slice(from, n), batch.k().slice(from, n),
+                    batch.v().slice(from, n), before, o.slice(from, n), s, z);
         }
 
         private void head(TokenBatch batch, TokenTensor o, int from, int n, int h, float[] s, float[] z) {
@@ -266,11 +273,18 @@ final class CpuBatchStep implements BatchStep {
         }
     }
 
+    /** Stops the pool, then closes the backends its parts used (none runs once a step has returned). */
     @Override
     public void close() {
         closed = true;
         if (pool != null) {
             pool.shutdownNow();
+        }
+        for (int i = 0; i < chunked.length; i++) {
+            if (chunked[i] != null) {
+                chunked[i].close();
+                chunked[i] = null;
+            }
         }
     }
 }

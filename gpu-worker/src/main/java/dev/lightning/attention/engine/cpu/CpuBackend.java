@@ -182,15 +182,42 @@ public final class CpuBackend implements AttentionBackend {
         return run(spec, q, k, v, state, o, checkpoints);
     }
 
+    /**
+     * {@link #forward} for a caller that keeps its states in arrays of its own (the CPU batch step's slots): the state
+     * after the tokens is written into {@code kv} ({@code [H*Dk*Dv]}) and {@code z} ({@code [H*Dk]}, null without
+     * normalization) instead of into a new state, which such a caller copied out and dropped (512 KiB a sequence at
+     * H = 8, D = 128). They may be {@code state}'s own arrays: the call reads the state into its buffers before it
+     * computes and writes these only when it is done.
+     */
+    public void forwardInto(AttentionSpec spec, TokenTensor q, TokenTensor k, TokenTensor v, LightningState state,
+                            TokenTensor o, float[] kv, float[] z) {
+        spec.checkForward(q, k, v, state, o, Checkpoints.none());
+        if (kv.length != spec.stateSize() || (z == null) == spec.normalized()
+                || (z != null && z.length != spec.normalizerSize())) {
+            throw new IllegalArgumentException("the state after the tokens needs " + spec.stateSize() + " floats for S and "
+                    + (spec.normalized() ? spec.normalizerSize() + " for z" : "null for z (no normalization)") + ", got "
+                    + kv.length + " and " + (z == null ? "null" : z.length) + ": give arrays of the spec's state");
+        }
+        run(spec, q, k, v, state, o, Checkpoints.none(), kv, z);
+    }
+
     private LightningState run(AttentionSpec spec, TokenTensor q, TokenTensor k, TokenTensor v, LightningState state,
                                TokenTensor o, Checkpoints checkpoints) {
+        float[] next = new float[spec.stateSize()];
+        float[] nextZ = spec.normalized() ? new float[spec.normalizerSize()] : null;
+        run(spec, q, k, v, state, o, checkpoints, next, nextZ);
+        return LightningState.own(spec.heads(), spec.dk(), spec.dv(), next, nextZ);
+    }
+
+    /** One call, the state after it written into {@code next} and {@code nextZ}. */
+    private void run(AttentionSpec spec, TokenTensor q, TokenTensor k, TokenTensor v, LightningState state,
+                     TokenTensor o, Checkpoints checkpoints, float[] next, float[] nextZ) {
         if (warm && WarmUp.worth(spec, k.tokens())) {
             WarmUp.before(kernel, spec, k.dtype(), v.dtype());
         }
         Run r = new Run(kernel, spec, q, k, v, state, o, checkpoints, spare.getAndSet(null));
-        LightningState next = r.run();
+        r.run(next, nextZ);
         spare.set(r.sc);
-        return next;
     }
 
     /**
@@ -372,7 +399,8 @@ public final class CpuBackend implements AttentionBackend {
             return sc.pAt + h * sc.pSize;
         }
 
-        LightningState run() {
+        /** Runs the call, writing the state after it into {@code next} and (normalizing) {@code nextZ}. */
+        void run(float[] next, float[] nextZ) {
             int n = k.tokens();
             int checkpoint = 0;
             for (int b0 = 0; b0 < n; b0 += block) {
@@ -408,15 +436,12 @@ public final class CpuBackend implements AttentionBackend {
                         + " tokens: Checkpoints.check should have refused it");
             }
             int stateSize = dk * dv;
-            float[] next = new float[spec.stateSize()];
-            float[] nextZ = normalized ? new float[spec.normalizerSize()] : null;
             for (int h = 0; h < heads; h++) {
                 System.arraycopy(arena, stateAt(h), next, h * stateSize, stateSize);
                 if (normalized) {
                     System.arraycopy(z[h], 0, nextZ, h * dk, dk);
                 }
             }
-            return LightningState.own(heads, dk, dv, next, nextZ);
         }
 
         /**
