@@ -377,27 +377,12 @@ class WrapperTest {
         assertTrue(List.of(Files.readString(HOME.resolve("spark-job/target/jvm.options")).trim().split("\\s+"))
                 .contains(flag), "the build's jvm.options no longer opens sun.security.action: this test is moot");
         for (String version : new String[]{"17.0.15", "21.0.5", "24", "25.0.3", null}) {
-            Path jdk = Files.createDirectories(shared.resolve("jdk-" + version));
-            Path java = Files.createDirectories(jdk.resolve("bin")).resolve("java");
-            Files.writeString(java, "#!/bin/sh\nprintf '%s\\n' \"$@\" > \"$RECORD\"\n");
-            java.toFile().setExecutable(true);
+            Path jdk = recordingJdk("jdk-" + version);
             if (version != null) {
                 Files.writeString(jdk.resolve("release"), "IMPLEMENTOR=\"Test\"\nJAVA_VERSION=\"" + version
                         + "\"\nJAVA_RUNTIME_VERSION=\"" + version + "+1\"\n");
             }
-            Path record = shared.resolve("args-jdk-" + version + ".txt");
-            Path out = shared.resolve("out-jdk-" + version + ".txt");
-            Process p = wrapper(Files.createDirectories(shared.resolve("tmp-jdk-" + version)), Map.of("JAVA_HOME",
-                    jdk.toString(), "RECORD", record.toString()), "options").redirectInput(new File("/dev/null"))
-                    .redirectErrorStream(true).redirectOutput(out.toFile()).start();
-            try {
-                assertTrue(p.waitFor(60, TimeUnit.SECONDS), "the wrapper did not end within 60 s");
-                assertEquals(0, p.exitValue(), Files.readString(out));
-            } finally {
-                stop(p);
-            }
-            List<String> all = Files.readAllLines(record);
-            List<String> args = all.subList(0, Math.max(0, all.indexOf("-cp"))); // the JVM's options
+            List<String> args = jvmOptionsGiven(jdk, "jdk-" + version);
             boolean lacksPackage = version != null && Integer.parseInt(version.split("\\.")[0]) >= 24;
             assertEquals(!lacksPackage, args.contains(flag), "JAVA_VERSION " + version + ": " + args);
             assertTrue(args.contains("--add-opens=java.base/java.nio=ALL-UNNAMED"),
@@ -416,14 +401,30 @@ class WrapperTest {
     void theHeapIsInHugePagesWhereTheKernelGivesThemOnRequest() throws Exception {
         Path thp = Path.of("/sys/kernel/mm/transparent_hugepage/enabled");
         boolean onRequest = Files.isReadable(thp) && Files.readString(thp).contains("[madvise]");
-        Path jdk = Files.createDirectories(shared.resolve("thp-jdk/bin"));
-        Path java = jdk.resolve("java");
+        List<String> args = jvmOptionsGiven(recordingJdk("thp-jdk"), "thp");
+        assertEquals(onRequest, args.contains("-XX:+UseTransparentHugePages"), (Files.isReadable(thp)
+                ? thp + " says " + Files.readString(thp).trim() : "no " + thp) + "; the JVM's options: " + args);
+        assertEquals("", Files.readString(shared.resolve("out-thp.txt")), "the wrapper printed something of its own");
+    }
+
+    /** A JDK directory NAME whose bin/java only records its arguments, one a line, into the file $RECORD. */
+    private Path recordingJdk(String name) throws IOException {
+        Path jdk = Files.createDirectories(shared.resolve(name));
+        Path java = Files.createDirectories(jdk.resolve("bin")).resolve("java");
         Files.writeString(java, "#!/bin/sh\nprintf '%s\\n' \"$@\" > \"$RECORD\"\n");
         java.toFile().setExecutable(true);
-        Path record = shared.resolve("args-thp.txt");
-        Path out = shared.resolve("out-thp.txt");
-        Process p = wrapper(Files.createDirectories(shared.resolve("tmp-thp")), Map.of("JAVA_HOME",
-                jdk.getParent().toString(), "RECORD", record.toString()), "options").redirectInput(new File("/dev/null"))
+        return jdk;
+    }
+
+    /**
+     * The JVM options `bin/lightning options` gives the java of {@code jdk} (a {@link #recordingJdk}): what it recorded
+     * before -cp. The wrapper's own output goes to out-TAG.txt in the shared directory.
+     */
+    private List<String> jvmOptionsGiven(Path jdk, String tag) throws Exception {
+        Path record = shared.resolve("args-" + tag + ".txt");
+        Path out = shared.resolve("out-" + tag + ".txt");
+        Process p = wrapper(Files.createDirectories(shared.resolve("tmp-" + tag)), Map.of("JAVA_HOME", jdk.toString(),
+                "RECORD", record.toString()), "options").redirectInput(new File("/dev/null"))
                 .redirectErrorStream(true).redirectOutput(out.toFile()).start();
         try {
             assertTrue(p.waitFor(60, TimeUnit.SECONDS), "the wrapper did not end within 60 s");
@@ -432,10 +433,7 @@ class WrapperTest {
             stop(p);
         }
         List<String> all = Files.readAllLines(record);
-        List<String> args = all.subList(0, Math.max(0, all.indexOf("-cp"))); // the JVM's options
-        assertEquals(onRequest, args.contains("-XX:+UseTransparentHugePages"), (Files.isReadable(thp)
-                ? thp + " says " + Files.readString(thp).trim() : "no " + thp) + "; the JVM's options: " + args);
-        assertEquals("", Files.readString(out), "the wrapper printed something of its own");
+        return all.subList(0, Math.max(0, all.indexOf("-cp")));
     }
 
     /**
