@@ -8,18 +8,20 @@ real_java() {
   readlink -f "$(command -v "$1" 2>/dev/null || echo "$1")" 2>/dev/null || true
 }
 
-# read_jvm_options JAVA TARGET: sets the array jvm_options to TARGET/jvm.options for JAVA.
+# read_jvm_options JAVA TARGET: sets the array jvm_options to TARGET/jvm.options for JAVA, and java_real to the file
+# JAVA runs (real_java), which bin/lightning's class-data archive also keys on.
 # Java 24 removed the package sun.security.action from java.base, which the list opens: a JVM of 24 or later printed
 # "WARNING: package sun.security.action not in java.base" before every command's output, or before its one-line
 # error. The JDK's release file gives its version without starting a JVM; a JDK without one keeps the whole list.
 read_jvm_options() {
-  local real feature option
+  local feature option
   local kept=()
   read -r -a jvm_options < "$2/jvm.options"
-  real=$(real_java "$1")
+  java_real=$(real_java "$1")
   feature=
-  if [[ -n "$real" ]]; then
-    feature=$(sed -n 's/^JAVA_VERSION="\([0-9]*\).*/\1/p' "$(dirname "$(dirname "$real")")/release" 2>/dev/null || true)
+  if [[ -n "$java_real" ]]; then
+    feature=$(sed -n 's/^JAVA_VERSION="\([0-9]*\).*/\1/p' "$(dirname "$(dirname "$java_real")")/release" 2>/dev/null \
+      || true)
   fi
   if [[ "$feature" =~ ^[0-9]+$ ]] && (( feature >= 24 )); then
     for option in "${jvm_options[@]}"; do
