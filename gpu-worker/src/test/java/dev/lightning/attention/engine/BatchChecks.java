@@ -116,20 +116,11 @@ public final class BatchChecks {
                     continue;
                 }
                 String who = c + ", run " + (run + 1) + " of " + runs + " against the first";
-                assertArrayEquals(bits(firstO), bits(got), who + ": o");
-                assertArrayEquals(bits(firstStates[0]), bits(states[0]), who + ": states");
-                assertArrayEquals(bits(firstStates[1]), bits(states[1]), who + ": normalizers");
+                assertArrayEquals(Inputs.bits(firstO), Inputs.bits(got), who + ": o");
+                assertArrayEquals(Inputs.bits(firstStates[0]), Inputs.bits(states[0]), who + ": states");
+                assertArrayEquals(Inputs.bits(firstStates[1]), Inputs.bits(states[1]), who + ": normalizers");
             }
         }
-    }
-
-    /** The floats' bit patterns, so that equality is byte equality (NaN and -0.0 included). */
-    private static int[] bits(float[] x) {
-        int[] b = new int[x.length];
-        for (int i = 0; i < x.length; i++) {
-            b[i] = Float.floatToRawIntBits(x[i]);
-        }
-        return b;
     }
 
     /**

@@ -45,4 +45,13 @@ public final class Inputs {
         }
         return Accuracy.relativeError(a, b);
     }
+
+    /** The floats' bit patterns, so that comparing them compares bytes (NaN payloads and -0.0 included). */
+    public static int[] bits(float[] x) {
+        int[] b = new int[x.length];
+        for (int i = 0; i < x.length; i++) {
+            b[i] = Float.floatToRawIntBits(x[i]);
+        }
+        return b;
+    }
 }

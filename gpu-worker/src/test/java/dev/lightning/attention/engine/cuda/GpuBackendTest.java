@@ -602,18 +602,10 @@ class GpuBackendTest {
                 assertArrayEquals(firstO, bytes(o), what + ": output");
                 String[] names = {"S", "z", "checkpoints' S", "checkpoints' z", "advance() S", "advance() z"};
                 for (int i = 0; i < now.length; i++) {
-                    assertArrayEquals(bits(first[i]), bits(now[i]), what + ": " + names[i]);
+                    assertArrayEquals(Inputs.bits(first[i]), Inputs.bits(now[i]), what + ": " + names[i]);
                 }
             }
         }
-    }
-
-    private static int[] bits(float[] x) {
-        int[] b = new int[x.length];
-        for (int i = 0; i < x.length; i++) {
-            b[i] = Float.floatToRawIntBits(x[i]);
-        }
-        return b;
     }
 
     /**
