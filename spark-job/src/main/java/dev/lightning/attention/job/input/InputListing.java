@@ -109,7 +109,7 @@ public final class InputListing {
         }
         throw new InvalidInputException(given + (named.pattern() ? ": the glob matches no file or directory; correct "
                 + "the pattern or the directory it looks in" : ": no such file or directory"
-                + resolved(named.fs(), element) + "; correct the name or the directory it is in") + spaced(element));
+                + resolved(named) + "; correct the name or the directory it is in") + spaced(element));
     }
 
     /**
@@ -117,9 +117,8 @@ public final class InputListing {
      * file system's working directory (for local paths the directory the command ran in), which the name alone does
      * not show, so a run started from another directory than the user thinks is told where it looked.
      */
-    private static String resolved(FileSystem fs, String element) {
-        Path p = HadoopPaths.parse(element); // named() parsed it already
-        return p.isAbsolute() ? "" : " (resolved: " + fs.makeQualified(p) + ")";
+    private static String resolved(Named named) {
+        return named.path().isAbsolute() ? "" : " (resolved: " + named.fs().makeQualified(named.path()) + ")";
     }
 
     /** The hint for a path with spaces around it (most often "a, b": a list's paths are separated by commas alone). */
@@ -142,12 +141,12 @@ public final class InputListing {
     }
 
     /**
-     * What one element names, before hidden names are skipped: itself when it exists as typed ({@code globbed}
-     * false), else every match of it as a glob (none where it is not a valid glob either), qualified, in path order;
-     * {@code pattern}: whether it is a valid glob with wildcards (not a plain path), for the message where it
-     * matches nothing.
+     * What one element ({@code path}, parsed) names, before hidden names are skipped: itself when it exists as typed
+     * ({@code globbed} false), else every match of it as a glob (none where it is not a valid glob either), qualified,
+     * in path order; {@code pattern}: whether it is a valid glob with wildcards (not a plain path), for the message
+     * where it matches nothing.
      */
-    private record Named(FileSystem fs, FileStatus[] all, boolean globbed, boolean pattern) {
+    private record Named(Path path, FileSystem fs, FileStatus[] all, boolean globbed, boolean pattern) {
         /** The matches a listing takes: a glob's without the names starting with '.' or '_'; a path as typed always. */
         FileStatus[] visible() {
             return globbed ? Arrays.stream(all).filter(st -> !hidden(st.getPath().getName())).toArray(FileStatus[]::new)
@@ -182,7 +181,7 @@ public final class InputListing {
             st.setPath(fs.makeQualified(st.getPath()));
         }
         Arrays.sort(all, java.util.Comparator.comparing(st -> st.getPath().toString()));  // listings come in any order
-        return new Named(fs, all, globbed, pattern);
+        return new Named(p, fs, all, globbed, pattern);
     }
 
     private static boolean existsAsTyped(Configuration conf, String path) throws IOException {
