@@ -3,16 +3,16 @@
 # The PTX is committed (src/main/resources/.../*.ptx) so that a clone without nvcc still builds a
 # jar that runs on a GPU. When the sources change, this script rewrites the committed files and
 # says so: commit them with the source change.
-#   lightning.ptx       PTX ISA 9.0, target compute_80: every kernel family but the Hopper one,
-#                       JIT-compiled by the driver for the GPU at hand
-#   lightning_batch.ptx PTX ISA 9.0, target compute_80: the batch step of many short sequences
+#   lightning.ptx       target compute_80: every kernel family but the Hopper one, JIT-compiled by
+#                       the driver for the GPU at hand
+#   lightning_batch.ptx target compute_80: the batch step of many short sequences
 #                       (lightning_batch.cu, its own module and argument struct)
-#   lightning_sm90a.ptx PTX ISA 9.0, target sm_90a: the wgmma kernels (hopper.cuh), loaded only
-#                       on a device of compute capability 9.0
-#   softmax.ptx         PTX ISA 9.0, target compute_80: the softmax attention kernels (softmax.cu)
-#   softmax_sm90a.ptx   PTX ISA 9.0, target sm_90a: their wgmma version (softmax_sm90.cu), loaded
-#                       only on a device of compute capability 9.0
-# All need a driver for CUDA 13.0 or later.
+#   lightning_sm90a.ptx target sm_90a: the wgmma kernels (hopper.cuh), loaded only on a device of
+#                       compute capability 9.0
+#   softmax.ptx         target compute_80: the softmax attention kernels (softmax.cu)
+#   softmax_sm90a.ptx   target sm_90a: their wgmma version (softmax_sm90.cu), loaded only on a
+#                       device of compute capability 9.0
+# All declare PTX ISA 8.0 (PTX_ISA below), which drivers for CUDA 12.0 and later compile.
 #
 # Machine code beside the PTX (opt-in): with LIGHTNING_SASS=LIST (GPU architectures, e.g. 80,86,89,90),
 # each module is also built as a fat binary NAME.fatbin holding SASS for those architectures (the Hopper
@@ -36,7 +36,21 @@ if ! command -v nvcc >/dev/null 2>&1; then
   exit 0
 fi
 tmp=$(mktemp)
-trap 'rm -f "$tmp"' EXIT
+trap 'rm -f "$tmp" "$tmp".*' EXIT
+. "$here/ptx-isa.sh"   # PTX_ISA and lower_isa: the ISA every shipped module declares
+# same_code <nvcc's ptx> <lowered ptx> <arch> <output name>: fails unless ptxas compiles both to the same bytes for
+# each GPU the module serves (compute_80: an A100's sm_80 and a Hopper's sm_90; compute_90a: sm_90a).
+same_code() {
+  command -v ptxas >/dev/null 2>&1 || { echo "build-ptx: ptxas not found; $4's lowered ISA is not checked"; return 0; }
+  local sm
+  for sm in $([[ "$3" == compute_90a ]] && echo sm_90a || echo sm_80 sm_90); do
+    ptxas -arch="$sm" "$1" -o "$tmp.nvcc.cubin" && ptxas -arch="$sm" "$2" -o "$tmp.lowered.cubin" || {
+      echo "build-ptx: ptxas refused $4 at PTX ISA $PTX_ISA (above); lower PTX_ISA's features or raise it" >&2; return 1; }
+    cmp -s "$tmp.nvcc.cubin" "$tmp.lowered.cubin" || {
+      echo "build-ptx: $4 declared at PTX ISA $PTX_ISA compiles to other machine code ($sm) than nvcc's own text;" \
+           "find the line lower_isa changed that matters" >&2; return 1; }
+  done
+}
 # no_spills <ptx> <sm arch> [name]: fails when ptxas puts any kernel of the module over its registers into
 # local memory. The wgmma kernels run at fixed register budgets (setmaxnreg); a change that made the
 # Hopper forward hold two more 64-bit values spilled 236 bytes a thread and cost it 9% at H = 64 and 10%
@@ -78,8 +92,11 @@ spills_within() {
   fi
 }
 build() {  # build <source> <arch> <output name>
-  nvcc -ptx -arch="$2" -O3 -I "$here" "$here/$1" -o "$tmp"
+  nvcc -ptx -arch="$2" -O3 -I "$here" "$here/$1" -o "$tmp.nvcc"
+  cp "$tmp.nvcc" "$tmp"
+  lower_isa "$tmp"
   if ! cmp -s "$tmp" "$res/$3"; then
+    same_code "$tmp.nvcc" "$tmp" "$2" "$3"
     if [[ "$2" == compute_90a ]]; then
       no_spills "$tmp" sm_90a "$3"
     else
@@ -107,27 +124,30 @@ if [[ -n "$regenerated" ]] && ! nvcc -ptx -arch=compute_90a -DLIGHTNING_WG -I "$
        "make each header include what it uses, or update the check" >&2
   exit 1
 fi
-# fatbin <source> <ptx arch> <output base>: SASS for each listed architecture (the sm_90a modules: 90 only) + PTX
+# fatbin <ptx arch> <output base>: SASS for each listed architecture (the sm_90a modules: 90 only) + PTX, both
+# from the module's shipped PTX (declared at PTX_ISA), so that the fat binary's PTX loads where the plain PTX does.
+# Its SASS comes from this machine's ptxas: a driver older than that toolkit may refuse it, so build fat binaries
+# with a CUDA no newer than the cluster's drivers.
 fatbin() {
   local gencode=() a
   IFS=, read -ra archs <<< "$LIGHTNING_SASS"
   for a in "${archs[@]}"; do
-    if [[ "$2" == compute_90a ]]; then
+    if [[ "$1" == compute_90a ]]; then
       [[ "$a" == 90 || "$a" == 90a ]] && gencode+=(-gencode "arch=compute_90a,code=sm_90a")
     else
-      gencode+=(-gencode "arch=$2,code=sm_${a}")
+      gencode+=(-gencode "arch=$1,code=sm_${a}")
     fi
   done
   (( ${#gencode[@]} )) || return 0
-  gencode+=(-gencode "arch=$2,code=$2")
+  gencode+=(-gencode "arch=$1,code=$1")
   mkdir -p "$fatbins"
-  nvcc -fatbin -O3 -I "$here" "${gencode[@]}" "$here/$1" -o "$fatbins/$3.fatbin"
-  echo "build-ptx: $3.fatbin (${gencode[*]//-gencode /}) in $fatbins"
+  nvcc -fatbin "${gencode[@]}" "$res/$2.ptx" -o "$fatbins/$2.fatbin"
+  echo "build-ptx: $2.fatbin (${gencode[*]//-gencode /}) in $fatbins"
 }
 if [[ -n "${LIGHTNING_SASS:-}" ]]; then
-  fatbin lightning.cu compute_80 lightning
-  fatbin lightning_sm90.cu compute_90a lightning_sm90a
-  fatbin softmax.cu compute_80 softmax
-  fatbin softmax_sm90.cu compute_90a softmax_sm90a
-  fatbin lightning_batch.cu compute_80 lightning_batch
+  fatbin compute_80 lightning
+  fatbin compute_90a lightning_sm90a
+  fatbin compute_80 softmax
+  fatbin compute_90a softmax_sm90a
+  fatbin compute_80 lightning_batch
 fi

@@ -61,8 +61,8 @@ final class BatchModule {
                 throw new CudaException(CUresult.stringFor(status));
             }
         } catch (CudaException e) {
-            throw new IllegalStateException("cannot load the batch-step PTX (ISA 9.0, built by nvcc 13) on " + device
-                    + ": " + e.getMessage() + "; it needs a driver for CUDA 13.0 or later", e);
+            throw new IllegalStateException("cannot load the batch-step module (lightning_batch) on " + device + ": "
+                    + e.getMessage() + ". " + CudaDevice.loadAdvice(), e);
         }
         try {
             CudaDevice.checkArgsLayout(m, "lightning_batch.ptx", ARGS_LAYOUT, BatchArgs.Field.values().length,

@@ -53,9 +53,6 @@ final class CudaDevice {
     static final String SOFTMAX_HOPPER_PREFIX = "softmax_sm90_";
     /** Kernel names of the Hopper module contain this. */
     static final String HOPPER_MARK = "_wg_";
-    /** PTX ISA 9.0 (nvcc 13) loads on drivers of CUDA 13.0 and later. */
-    static final int MIN_DRIVER_VERSION = 13000;
-
     private static final Map<Integer, CudaDevice> OPEN = new HashMap<>();
     /**
      * The limit every device's pool of registered host blocks shares ({@link #hostBlocks()}): blocks
@@ -293,11 +290,7 @@ final class CudaDevice {
             }
             int[] version = new int[1];
             JCudaDriver.cuDriverGetVersion(version);
-            if (version[0] < MIN_DRIVER_VERSION) {
-                return "the NVIDIA driver supports CUDA " + versionText(version[0]) + ", but the kernels are PTX 9.0 "
-                        + "(nvcc 13), which needs a driver for CUDA 13.0 or later";
-            }
-            return null;
+            return PtxIsa.shipped().refusal(version[0]);
         } catch (Throwable t) {
             return "CUDA is not usable here (" + t.getClass().getSimpleName() + ": " + ErrorText.firstLine(t.getMessage())
                     + "); the NVIDIA driver (libcuda.so.1) and a GPU are needed";
@@ -386,13 +379,12 @@ final class CudaDevice {
     }
 
     /**
-     * Why this device cannot compute, after the driver refused {@code what} (a PTX of ISA 9.0, built
-     * by nvcc 13) with {@code e}: a GpuUnusableException, so that --backend auto falls back to the CPU.
+     * Why this device cannot compute, after the driver refused {@code what} (a PTX module, or its fat
+     * binary) with {@code e}: a GpuUnusableException, so that --backend auto falls back to the CPU.
      */
     private GpuUnusableException ptxRefused(String what, CudaException e) {
-        return new GpuUnusableException("cannot load " + what + " (ISA 9.0, built by nvcc 13) on cuda:" + ordinal
-                + " (" + name + ", driver " + driverVersionText() + "): " + e.getMessage()
-                + ". This PTX needs a driver for CUDA 13.0 or later; update the driver, or run with --backend cpu", e);
+        return new GpuUnusableException("cannot load " + what + " on cuda:" + ordinal + " (" + name + ", driver "
+                + driverVersionText() + "): " + e.getMessage() + ". " + loadAdvice() + ", or run with --backend cpu", e);
     }
 
     /**
@@ -726,17 +718,38 @@ final class CudaDevice {
         }
     }
 
+    /**
+     * What to do after a module the driver refused: the PTX (ISA {@link PtxIsa#shipped}) needs a driver
+     * of that ISA's CUDA release; a fat binary's machine code (LIGHTNING_SASS) may need the newer driver
+     * of the toolkit that built it.
+     */
+    static String loadAdvice() {
+        String ptxNeeds = "The PTX (ISA " + PtxIsa.shipped() + ") needs " + PtxIsa.shipped().driverNeeded();
+        boolean fatbins = CudaDevice.class.getResource(PTX_RESOURCE.replaceFirst("\\.ptx$", ".fatbin")) != null;
+        return fatbins ? ptxNeeds + "; this jar also carries fat binaries (LIGHTNING_SASS), whose machine code may need "
+                + "the driver of the CUDA that built them: rebuild the jar without LIGHTNING_SASS, or update the driver"
+                : ptxNeeds + "; update the driver";
+    }
+
+    /** The text of the PTX resource itself (not its fat binary), for its header. */
+    static String ptxText(String resource) {
+        try (InputStream in = CudaDevice.class.getResourceAsStream(resource)) {
+            if (in == null) {
+                throw new IllegalStateException("the kernels' PTX (" + resource + ") is missing from the jar");
+            }
+            return new String(in.readAllBytes(), java.nio.charset.StandardCharsets.US_ASCII);
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+
     private static String driverVersionText() {
         try {
             int[] v = new int[1];
             JCudaDriver.cuDriverGetVersion(v);
-            return "CUDA " + versionText(v[0]);
+            return "CUDA " + PtxIsa.cudaText(v[0]);
         } catch (Throwable t) {
             return "unknown";
         }
-    }
-
-    private static String versionText(int v) {
-        return (v / 1000) + "." + (v % 1000) / 10;
     }
 }
