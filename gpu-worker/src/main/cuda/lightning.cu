@@ -358,6 +358,7 @@ FILL_ENTRY(f16, __half)
 //   out[6] LIGHTNING_TC_NARROW_MAX_DK   out[7] LIGHTNING_TC_SMALL_MAX_DK (the narrow "_n64" kernels' largest dk)
 //   out[LIGHTNING_SHAPES_DK + dk]      the generic kernels' dynamic shared memory, dk = 1..256
 //   out[2 * LIGHTNING_SHAPES_DK + dk]  the tensor-core kernels' (narrow up to LIGHTNING_TC_NARROW_MAX_DK, wide above)
+//   out[3 * LIGHTNING_SHAPES_DK + dk]  the least the tensor-core kernels run in (two stages: tc_min_smem_bytes)
 extern "C" __global__ void lightning_launch_shapes(int* out) {
     out[0] = CHUNK;
     out[1] = GENERIC_BV;
@@ -370,5 +371,6 @@ extern "C" __global__ void lightning_launch_shapes(int* out) {
     for (int dk = 1; dk < LIGHTNING_SHAPES_DK; dk++) {
         out[LIGHTNING_SHAPES_DK + dk] = lightning_generic_smem_bytes(dk);
         out[2 * LIGHTNING_SHAPES_DK + dk] = lightning_tc_smem_bytes(dk);
+        out[3 * LIGHTNING_SHAPES_DK + dk] = lightning_tc::tc_min_smem_bytes(dk);
     }
 }

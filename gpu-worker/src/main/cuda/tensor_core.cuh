@@ -82,14 +82,16 @@
 //   128 * Dkp + 188416          i.e.  128 * ((dk + 15) / 16 * 16) + 188416
 // (dk = 128: 204800 bytes; dk = 256: 221184 bytes <= 227 KB = 232448). One CTA per SM anyway (its
 // threads use the whole register file), so the kernels spend the space on pipeline stages: as
-// many as fit, 2 .. 4 (see NS in body). Layout (T = 2-byte element, LDK = Dkp + 8, LDV = 72; the +8
+// many as the launch's bytes hold, 2 .. 4 (see NS in body; on GPUs whose blocks get less, such as
+// an A100, the host launches with what the device allows, down to tc_min_smem_bytes). Layout (T = 2-byte element, LDK = Dkp + 8, LDV = 72; the +8
 // element pads make every row stride an odd multiple of 16 bytes, so the 8 row addresses of an
 // ldmatrix hit 8 different bank groups):
 //   decay table          256 floats                      1024
 //   NS stages of  Q      64 x LDK T                      128 * (Dkp + 8)   each (forward only)
 //                 K      64 x LDK T                      128 * (Dkp + 8)   each
 //                 V      64 x LDV T                      9216              each
-//   sPt  (P as T)        Dkp x LDV T, x2 if Dkp <= 128   144 * Dkp each    (forward only)
+//   sPt  (P as T)        Dkp x LDV T, x2 if Dkp <= 128   144 * Dkp each    (the forward uses it; the
+//                                                                          states kernel leaves it empty)
 //   sO   (4 warps)       64 x LDV T                      9216              (forward only)
 //   mbarriers            2 per stage + 4                 16 * kMaxStages + 32 (narrow kernels)
 //   sZ   (z, float32)    2 x Dkp floats                  8 * Dkp           (normalized runs only)
@@ -175,6 +177,31 @@ __device__ __forceinline__ void store_zpad(T* row, float z) {
 #define LIGHTNING_TC_MAX_STAGES 4
 #endif
 constexpr int kMaxStages = LIGHTNING_TC_MAX_STAGES;  // chunks resident in smem (1 computed + rest in flight)
+
+// The carve-up's two parts (see the layout above lightning_tc_smem_bytes; body computes its offsets with these):
+// one stage's bytes, and the fixed part beside the stages. sPt is double-buffered where Dkp <= 128 (the narrow
+// kernels, MT <= 2), single in the wide ones.
+__host__ __device__ inline unsigned tc_stage_bytes(int dk, bool fwd) {
+    const unsigned ldk = (unsigned)((dk + 15) & ~15) + 8u;
+    return (fwd ? 256u : 128u) * ldk + 2u * kChunk * kLdv;
+}
+// The states kernel places its mbarriers after sPt's space too (body: offO), so its fixed part counts that space:
+// counted as the forward's alone (session 40's first form), a states kernel given 99 KB at Dk = 80 took 4 stages
+// and its mbarriers landed past the block's shared memory (CUDA_ERROR_ILLEGAL_ADDRESS; SharedLimitGpuTest).
+__host__ __device__ inline unsigned tc_fixed_bytes(int dk, bool fwd, bool dblPt, bool norm) {
+    const unsigned Dkp = (unsigned)((dk + 15) & ~15);
+    const unsigned ptBytes = 2u * Dkp * kLdv;  // one copy of sPt
+    return 1024u + (dblPt ? 2u : 1u) * ptBytes + (fwd ? 2u * kChunk * kLdv : 0u) + 16u * kMaxStages + 32u
+           + (norm ? 8u * Dkp : 0u);
+}
+// The least dynamic shared memory the kernels of this dk run in: two stages beside the fixed part of the
+// normalized forward (the largest of the four: the states kernel and plain runs need less). body takes as many
+// stages as the launch's bytes hold (%dynamic_smem_size, up to kMaxStages), so a GPU whose blocks get less than
+// lightning_tc_smem_bytes (an A100's 163 KB: 2 stages at dk = 128 instead of 3) still runs them; the host launches
+// with min(lightning_tc_smem_bytes, the device's limit) where the limit holds this (Kernels.choose).
+__host__ __device__ inline int tc_min_smem_bytes(int dk) {
+    return (int)(tc_fixed_bytes(dk, true, dk <= LIGHTNING_TC_NARROW_MAX_DK, true) + 2u * tc_stage_bytes(dk, true));
+}
 
 // Which 16-byte pieces of a [64 x cols] tile loader thread t (of `loaders`) copies: it starts at
 // row r0, piece c0 and steps by `loaders` pieces (dr rows + dc pieces). Computed once per kernel, so
@@ -337,21 +364,25 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
     // ---- shared memory carve-up, byte offsets (see lightning_tc_smem_bytes) ----
     // Stage: [Q (forward only)] K (64 x ldk), V (64 x 72). As many stages as fit (2..kMaxStages).
     const unsigned qkBytes = FWD ? 256u * ldk : 128u * ldk;
-    const unsigned stageBytes = qkBytes + 2u * kChunk * kLdv;
+    const unsigned stageBytes = tc_stage_bytes(dk, FWD);  // qkBytes + V
     const unsigned offStage = 1024u;
     // sPt: double-buffered when Dkp <= 128 (MT <= 2): the state warps write the copy for chunk c+1
     // while the output warps read the one for chunk c, no barrier between them. For Dkp > 128 one
     // buffer (the double one would not fit next to 2 stages); named barrier 1 then orders them.
     constexpr bool kDblPt = (MT <= 2);
-    const unsigned ptBytes = 2u * Dkp * kLdv;  // one copy
+    const unsigned ptBytes = 2u * Dkp * kLdv;  // one copy (as tc_fixed_bytes counts it)
     // sZ (normalized only): two float32 arrays of Dkp after the mbarriers. Narrow forward: the two
     // buffers of zP handed to the output warps with sPt (buffer c & 1). Wide kernels carry z there
-    // instead of in registers (see kZReg): array 0 is zP, array 1 the chunk's dz.
-    const unsigned zBytes = norm ? 8u * Dkp : 0u;
-    const unsigned fixedBytes =
-        offStage + (FWD ? (kDblPt ? 2u : 1u) * ptBytes + 2u * kChunk * kLdv : 0u) + 16u * kMaxStages + 32u +
-        zBytes;
-    const int NS = max(2, min(kMaxStages, (int)(((unsigned)lightning_tc_smem_bytes(dk) - fixedBytes) / stageBytes)));
+    // instead of in registers (see kZReg): array 0 is zP, array 1 the chunk's dz (8 * Dkp bytes in tc_fixed_bytes).
+    const unsigned fixedBytes = tc_fixed_bytes(dk, FWD, kDblPt, norm);
+    // As many stages as the launch's bytes hold (%dynamic_smem_size): lightning_tc_smem_bytes(dk) where the device
+    // allows it, less on GPUs whose blocks get less (an A100: 163 KB); the host never gives fewer than two stages'
+    // worth (tc_min_smem_bytes), and a launch that did would overrun the carve-up, so it stops here instead. (The
+    // max(2, ...) is for ptxas: knowing NS >= 2, it kept 40 to 110 fewer bytes of the wide kernels in local memory.)
+    unsigned given;
+    asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(given));
+    if (given < fixedBytes + 2u * stageBytes) __trap();
+    const int NS = max(2, min(kMaxStages, (int)((given - fixedBytes) / stageBytes)));
     const unsigned offPt = offStage + NS * stageBytes;
     const unsigned offO = offPt + (kDblPt ? 2u : 1u) * ptBytes;
     unsigned char* sm = lightning_tc_smem;

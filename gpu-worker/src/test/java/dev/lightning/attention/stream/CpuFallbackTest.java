@@ -43,17 +43,37 @@ class CpuFallbackTest {
 
     @Test
     void outOfMemoryGoesToTheCpuOnlyWhenConfigured() throws Exception {
-        assertEquals("cpu", CpuFallback.run(new FullGpu(), true, "piece", b -> b instanceof FullGpu ? attempt(b) : b.name()));
+        assertEquals("cpu", CpuFallback.run(new FullGpu(), true, false, "piece", b -> b instanceof FullGpu ? attempt(b) : b.name()));
         // wrapped, as PieceWork wraps backend failures with the file and tokens
-        assertEquals("cpu", CpuFallback.run(new FullGpu(), true, "piece", b -> {
+        assertEquals("cpu", CpuFallback.run(new FullGpu(), true, false, "piece", b -> {
             if (b instanceof FullGpu) {
                 throw new IllegalStateException("f.safetensors tokens [0, 64)", new DeviceMemoryException("oom", null));
             }
             return b.name();
         }));
-        assertThrows(DeviceMemoryException.class, () -> CpuFallback.run(new FullGpu(), false, "piece", CpuFallbackTest::attempt));
-        assertThrows(IllegalArgumentException.class, () -> CpuFallback.run(new FullGpu(), true, "piece", b -> {
+        assertThrows(DeviceMemoryException.class, () -> CpuFallback.run(new FullGpu(), false, false, "piece", CpuFallbackTest::attempt));
+        assertThrows(IllegalArgumentException.class, () -> CpuFallback.run(new FullGpu(), true, false, "piece", b -> {
             throw new IllegalArgumentException("not a memory problem");
         }));
+    }
+
+    /** Under --backend auto a piece no GPU kernel fits goes to the CPU; under gpu, or for another GPU failure, it fails. */
+    @Test
+    void aShapeNoGpuKernelFitsGoesToTheCpuUnderAuto() throws Exception {
+        CpuFallback.Work<String> unfit = b -> {
+            if (b instanceof FullGpu) {
+                throw new IllegalStateException("f.safetensors tokens [0, 64)",
+                        dev.lightning.attention.engine.GpuUnusableException.noKernelFor("cuda:0 gives a block at most 101376"));
+            }
+            return b.name();
+        };
+        assertEquals("cpu", CpuFallback.run(new FullGpu(), false, true, "piece", unfit));
+        assertThrows(IllegalStateException.class, () -> CpuFallback.run(new FullGpu(), true, false, "piece", unfit));
+        assertThrows(dev.lightning.attention.engine.GpuUnusableException.class,
+                () -> CpuFallback.run(new FullGpu(), false, true, "piece", b -> {
+                    throw new dev.lightning.attention.engine.GpuUnusableException("cuda:0 broke earlier", null);
+                }));
+        assertThrows(DeviceMemoryException.class, () -> CpuFallback.run(new FullGpu(), false, true, "piece",
+                CpuFallbackTest::attempt), "out of memory stays --gpu-oom's");
     }
 }

@@ -2,6 +2,7 @@ package dev.lightning.attention.engine.cuda;
 
 import dev.lightning.attention.engine.AttentionSpec;
 import dev.lightning.attention.engine.FeatureMap;
+import dev.lightning.attention.engine.GpuUnusableException;
 import dev.lightning.attention.engine.LightningState;
 import dev.lightning.attention.engine.cuda.KernelArgs.Field;
 import dev.lightning.attention.tensor.DType;
@@ -117,8 +118,13 @@ final class Kernels {
      * @param hopperPairs    the paired Hopper kernels where they fit (false: benchmark A/B only)
      * @param small          the "_n64" mma.sync kernels at Dk <= 64 (false: the narrow ones, same block
      *                       and shared memory; benchmark A/B only)
+     * @param sharedLimit    the most dynamic shared memory a block may have: the device's
+     *                       (CudaDevice.maxSharedPerBlock); tests give less, to run on a Hopper GPU what
+     *                       an A100 (166,912 bytes) or a GPU of compute capability 8.6, 8.9 or 12.0
+     *                       (101,376) runs
      */
-    record Allowed(boolean tensorCores, boolean hopper, boolean hopperAnyWidth, boolean hopperPairs, boolean small) {
+    record Allowed(boolean tensorCores, boolean hopper, boolean hopperAnyWidth, boolean hopperPairs, boolean small,
+                   int sharedLimit) {
     }
 
     /** @param checkpoints the launch records checkpoints */
@@ -133,13 +139,16 @@ final class Kernels {
         // (LaunchShapes.hopperFits); shapes and sizes as the modules report them.
         LaunchShapes shapes = device.shapes;
         boolean fits = allowed.hopperAnyWidth() ? shapes.hopperTakes(dk) : shapes.hopperFits(dk, dv);
+        int limit = allowed.sharedLimit();
         boolean hopper = tc && allowed.hopper() && fits && disjoint(variants, NOT_ON_HOPPER)
-                && device.has("lightning_forward_wg_" + type);
+                && device.has("lightning_forward_wg_" + type)
+                && Math.max(shapes.hopperSharedBytes(dk, true), shapes.hopperSharedBytes(dk, false)) <= limit;
         // Dk = Dv = 64 (LaunchShapes.hopperPairs), ungrouped, not normalized: the paired Hopper kernels,
         // two heads a CTA, so that both consumer warpgroups work (the unpaired ones leave one idle there).
         boolean pairs = tc && allowed.hopper() && allowed.hopperPairs() && !allowed.hopperAnyWidth()
                 && shapes.hopperPairs(dk, dv, spec.heads()) && spec.ungrouped() && !spec.normalized()
-                && disjoint(variants, NOT_ON_HOPPER) && device.has("lightning_forward_wg_pair_" + type);
+                && disjoint(variants, NOT_ON_HOPPER) && device.has("lightning_forward_wg_pair_" + type)
+                && Math.max(shapes.hopperPairForwardBytes, shapes.hopperSharedBytes(dk, false)) <= limit;
         if (pairs) {
             return new Choice("lightning_forward_wg_pair_" + type, "lightning_states_wg_pair_" + type,
                     shapes.hopperColumns, shapes.hopperThreads, shapes.hopperPairForwardBytes,
@@ -150,14 +159,24 @@ final class Kernels {
                     shapes.hopperThreads, shapes.hopperSharedBytes(dk, true), shapes.hopperSharedBytes(dk, false), 1,
                     SegmentPlan.HOPPER_CTA_BYTES_PER_SECOND);
         }
-        if (tc) {
+        // The mma.sync kernels take as many pipeline stages as the launch's bytes hold (2 to 4), so they run
+        // wherever a block gets two stages' worth: an A100 (163 KB a block) at every Dk up to 192, a GPU of
+        // 99 KB a block (compute capability 8.6, 8.9, 12.0) up to Dk = 80.
+        if (tc && shapes.tensorCoreMinSharedBytes(dk) <= limit) {
             // Each formula has entries of its own (tensor_core.cuh): the plain ones compile the plain body
             // alone, so a normalized launch must take the _norm entries (KernelLayoutTest checks they exist).
             String family = type + (spec.normalized() ? "_norm" : "");
             String suffix = shapes.tensorCoreSuffix(dk, allowed.small());
+            int bytes = Math.min(shapes.tensorCoreSharedBytes(dk), limit);
             return new Choice("lightning_forward_tc_" + family + suffix, "lightning_states_tc_" + family + suffix,
-                    shapes.tcColumns, shapes.tensorCoreThreads(dk), shapes.tensorCoreSharedBytes(dk),
-                    shapes.tensorCoreSharedBytes(dk));
+                    shapes.tcColumns, shapes.tensorCoreThreads(dk), bytes, bytes);
+        }
+        if (shapes.genericSharedBytes(dk) > limit) {
+            throw GpuUnusableException.noKernelFor(device + " gives a block at most " + limit + " bytes of shared memory, and "
+                    + "no GPU kernel computes Dk = " + dk + " in that: the tensor-core kernels need "
+                    + shapes.tensorCoreMinSharedBytes(dk) + " bytes there (BF16 and F16 input), the float32 ones "
+                    + shapes.genericSharedBytes(dk) + "; run this input with --backend cpu, or on GPUs whose blocks get "
+                    + "that much (an A100 166,912 bytes, an H100 or H200 232,448)");
         }
         return new Choice("lightning_forward_generic_" + type, "lightning_states_generic_" + type, shapes.genericColumns,
                 shapes.genericThreads, shapes.genericSharedBytes(dk), shapes.genericSharedBytes(dk));

@@ -12,7 +12,7 @@ final class LaunchShapes {
     /** Per-dk values sit at {@code row * DK_SLOTS + dk} of a report (LIGHTNING_SHAPES_DK). */
     static final int DK_SLOTS = 257;
     /** Ints a report holds. */
-    static final int REPORT_INTS = 3 * DK_SLOTS;
+    static final int REPORT_INTS = 4 * DK_SLOTS;
 
     final int chunk;
     final int genericColumns;
@@ -68,7 +68,8 @@ final class LaunchShapes {
         }
         LaunchShapes s = new LaunchShapes(portable, hopper);
         for (int dk = 1; dk < DK_SLOTS; dk++) {
-            if (s.genericSharedBytes(dk) <= 0 || s.tensorCoreSharedBytes(dk) <= 0
+            if (s.genericSharedBytes(dk) <= 0 || s.tensorCoreSharedBytes(dk) <= 0 || s.tensorCoreMinSharedBytes(dk) <= 0
+                    || s.tensorCoreMinSharedBytes(dk) > s.tensorCoreSharedBytes(dk)
                     || (dk <= s.hopperMaxDk && (s.hopperSharedBytes(dk, true) <= 0 || s.hopperSharedBytes(dk, false) <= 0))) {
                 throw new IllegalStateException("the kernels report no shared-memory size for dk = " + dk);
             }
@@ -88,6 +89,15 @@ final class LaunchShapes {
     /** Dynamic shared memory of the mma.sync kernels at this dk (narrow or wide, as dk picks). */
     int tensorCoreSharedBytes(int dk) {
         return portable[2 * DK_SLOTS + dk];
+    }
+
+    /**
+     * The least dynamic shared memory the mma.sync kernels run in at this dk (two pipeline stages,
+     * tc_min_smem_bytes): they take as many stages as a launch's bytes hold, so a GPU whose blocks get
+     * less than {@link #tensorCoreSharedBytes} (an A100) runs them with fewer.
+     */
+    int tensorCoreMinSharedBytes(int dk) {
+        return portable[3 * DK_SLOTS + dk];
     }
 
     /** Threads per CTA of the mma.sync kernels at this dk. */

@@ -49,6 +49,11 @@ final class WindowKernels implements SlicePipeline.KernelSide {
     boolean smallKernels = true;
     /** Whether Dk = Dv = 64 runs the paired Hopper kernels where they fit (false: benchmark only: A/B). */
     boolean hopperPairs = true;
+    /**
+     * The most dynamic shared memory a block may have (Kernels.Allowed#sharedLimit): the device's; tests
+     * give less, to run here the kernels and stage counts of GPUs with less shared memory.
+     */
+    int sharedLimit;
     /** Segments of the last launched window (for the benchmark's report). */
     int lastSegments;
     /** The segment plan of the last launched window (for the benchmark's report). */
@@ -63,6 +68,7 @@ final class WindowKernels implements SlicePipeline.KernelSide {
         this.device = device;
         this.stream = stream;
         this.tensorCores = tensorCores;
+        this.sharedLimit = device.maxSharedPerBlock;
         this.slopesDev = memory.device("slopes");
         this.stateA = memory.device("state A");
         this.stateB = memory.device("state B");
@@ -96,7 +102,8 @@ final class WindowKernels implements SlicePipeline.KernelSide {
 
     private Kernels.Choice kernels(AttentionSpec spec, DType dtype, boolean checkpoints) {
         return Kernels.choose(device,
-                new Kernels.Allowed(tensorCores, hopperKernels, hopperAnyWidth, hopperPairs, smallKernels), dtype,
+                new Kernels.Allowed(tensorCores, hopperKernels, hopperAnyWidth, hopperPairs, smallKernels, sharedLimit),
+                dtype,
                 spec, checkpoints);
     }
 

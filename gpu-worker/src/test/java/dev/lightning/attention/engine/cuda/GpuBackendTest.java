@@ -87,7 +87,7 @@ class GpuBackendTest {
     }
 
     /** forward() and advance() of each backend against the float64 recurrence, at the job's limits. */
-    private static void assertAgreesWithTheRecurrence(AttentionSpec spec, TokenTensor q, TokenTensor k,
+    static void assertAgreesWithTheRecurrence(AttentionSpec spec, TokenTensor q, TokenTensor k,
                                                       TokenTensor v, LightningState s0, DType dtype,
                                                       CudaBackend... backends) {
         TokenTensor expect = TokenTensor.allocate(DType.F32, q.tokens(), spec.heads(), spec.dv());

@@ -7,6 +7,7 @@ import java.io.IOException;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
@@ -29,6 +30,7 @@ class KernelLayoutTest {
         for (int dk = 1; dk < LaunchShapes.DK_SLOTS; dk++) {
             portable[LaunchShapes.DK_SLOTS + dk] = 1000 + dk;
             portable[2 * LaunchShapes.DK_SLOTS + dk] = 2000 + dk;
+            portable[3 * LaunchShapes.DK_SLOTS + dk] = 1500 + dk;
             if (dk <= 128) {
                 hopper[LaunchShapes.DK_SLOTS + dk] = 3000 + dk;
                 hopper[2 * LaunchShapes.DK_SLOTS + dk] = 4000 + dk;
@@ -37,6 +39,7 @@ class KernelLayoutTest {
         LaunchShapes s = LaunchShapes.of(portable, hopper);
         assertEquals(1040, s.genericSharedBytes(40));
         assertEquals(2200, s.tensorCoreSharedBytes(200));
+        assertEquals(1700, s.tensorCoreMinSharedBytes(200));
         assertEquals(3100, s.hopperSharedBytes(100, true));
         assertEquals(4100, s.hopperSharedBytes(100, false));
         assertEquals(5064, s.hopperPairForwardBytes);
@@ -78,6 +81,13 @@ class KernelLayoutTest {
         IllegalStateException missing = org.junit.jupiter.api.Assertions.assertThrows(IllegalStateException.class,
                 () -> LaunchShapes.of(portable, hopper));
         assertTrue(missing.getMessage().contains("dk = 77"), missing.getMessage());
+        hopper[LaunchShapes.DK_SLOTS + 77] = 3077;
+        portable[3 * LaunchShapes.DK_SLOTS + 5] = 0; // a module built before the least sizes were reported
+        IllegalStateException noLeast = org.junit.jupiter.api.Assertions.assertThrows(IllegalStateException.class,
+                () -> LaunchShapes.of(portable, hopper));
+        assertTrue(noLeast.getMessage().contains("dk = 5"), noLeast.getMessage());
+        portable[3 * LaunchShapes.DK_SLOTS + 5] = 2006; // more than the bytes it asks for: a broken report
+        assertThrows(IllegalStateException.class, () -> LaunchShapes.of(portable, hopper));
     }
 
     @Test

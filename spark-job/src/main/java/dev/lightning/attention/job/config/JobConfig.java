@@ -375,6 +375,11 @@ public final class JobConfig implements Serializable {
         return "cpu".equals(get(Settings.GPU_OOM));
     }
 
+    /** Whether a GPU is optional (--backend auto): what it cannot compute goes to the CPU. */
+    public boolean gpuOptional() {
+        return "auto".equals(get(Settings.BACKEND));
+    }
+
     /** Whether the run computes on the CPU alone (--backend cpu): no GPU's limits or failures apply to it. */
     public boolean cpuOnly() {
         return "cpu".equals(get(Settings.BACKEND));

@@ -64,7 +64,7 @@ final class Pass1Tasks extends PassTasks {
                                 LightningState local;
                                 PassProgress.Computing counted = computing(it.piece);
                                 try {
-                                    local = inStream(() -> CpuFallback.run(backend, cfg.gpuOomToCpu(),
+                                    local = inStream(() -> CpuFallback.run(backend, cfg.gpuOomToCpu(), cfg.gpuOptional(),
                                             f.name + " " + it.piece,
                                             b -> work(b, f, windows, counted).localState(b, in.reader, f, it.piece)));
                                 } catch (NonFiniteInputException e) {

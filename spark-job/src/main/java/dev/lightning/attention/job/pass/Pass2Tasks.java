@@ -87,7 +87,7 @@ final class Pass2Tasks extends PassTasks {
                                 LightningState incoming = p.isFirst()
                                         ? initialState(in, f, spec, p.sequence(), it.stored)
                                         : prefixOf(reader, staging, p.sequence(), 0, p.index(), it.scanBlock, spec);
-                                written.addAll(CpuFallback.run(backend, cfg.gpuOomToCpu(), f.name + " " + p,
+                                written.addAll(CpuFallback.run(backend, cfg.gpuOomToCpu(), cfg.gpuOptional(), f.name + " " + p,
                                         b -> outputsOf(b, windows, in.reader, f, p, incoming, it.stored, stagingFs,
                                                 attempt(ctx), summaries, counted)));
                             } catch (NonFiniteException e) {

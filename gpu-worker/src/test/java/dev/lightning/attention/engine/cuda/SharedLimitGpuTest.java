@@ -1,0 +1,147 @@
+package dev.lightning.attention.engine.cuda;
+
+import dev.lightning.attention.engine.AttentionSpec;
+import dev.lightning.attention.engine.Backends;
+import dev.lightning.attention.engine.FeatureMap;
+import dev.lightning.attention.engine.GpuUnusableException;
+import dev.lightning.attention.engine.Inputs;
+import dev.lightning.attention.engine.LightningState;
+import dev.lightning.attention.engine.Slopes;
+import dev.lightning.attention.tensor.DType;
+import dev.lightning.attention.tensor.TokenTensor;
+import org.junit.jupiter.api.Assumptions;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+
+import java.util.SplittableRandom;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The portable kernels on GPUs whose blocks get less shared memory than a Hopper's 227 KB: an A100
+ * (compute capability 8.0, 163 KB) and the 99 KB GPUs (8.6, 8.9, 12.0: A10, L4, L40S, RTX). No such
+ * GPU is lent to this project, so these run on the Hopper GPU at hand with the backend's shared-memory
+ * limit lowered to theirs (WindowKernels.sharedLimit) and the Hopper kernels off: the same kernels
+ * with the bytes and stage counts those GPUs give them, against the float64 recurrence; and the shapes
+ * no kernel fits there are refused before any launch, saying so. Skipped, with a message, without a GPU.
+ */
+@Tag("gpu")
+class SharedLimitGpuTest {
+    /** cudaDevAttrMaxSharedMemoryPerBlockOptin of an A100 (and A30, A800). */
+    static final int A100 = 166_912;
+    /** The same on compute capability 8.6, 8.9 and 12.0 (A10, A40, L4, L40S, RTX 30, 40 and 50 series). */
+    static final int SMALL = 101_376;
+
+    @BeforeAll
+    static void gpu() {
+        String reason = CudaBackend.unavailableReason();
+        if (reason != null) {
+            System.out.println("SharedLimitGpuTest SKIPPED: " + reason);
+        }
+        Assumptions.assumeTrue(reason == null, "no usable GPU: " + reason);
+    }
+
+    private static CudaBackend limitedTo(int limit) {
+        CudaBackend b = new CudaBackend(0, true, Backends.DEFAULT_GPU_MEMORY);
+        b.kernels.hopperKernels = false;
+        b.kernels.sharedLimit = limit;
+        return b;
+    }
+
+    /**
+     * Each shape on the kernel family and block bytes the limit leaves it, against the float64
+     * recurrence (forward and advance, GpuBackendTest's limits): the mma.sync kernels with fewer
+     * stages (two where 163 KB holds no third at Dk = 128), or the float32 kernels where two stages do
+     * not fit (BF16 input at Dk = 200 on an A100, Dk = 96 on a 99 KB GPU).
+     */
+    @ParameterizedTest(name = "limit={0} T={1} H={2} Dk={3} Dv={4} {5} -> {6}")
+    @CsvSource({
+            "166912, 1000, 3, 128, 128, BF16, lightning_forward_tc_bf16",
+            "166912, 63, 5, 128, 72, F16, lightning_forward_tc_f16",
+            "166912, 1000, 3, 160, 136, BF16, lightning_forward_tc_bf16_wide",
+            "166912, 1000, 3, 200, 136, BF16, lightning_forward_generic_bf16",
+            "166912, 1000, 3, 200, 40, F32, lightning_forward_generic_f32",
+            "101376, 1000, 3, 64, 64, BF16, lightning_forward_tc_bf16_n64",
+            "101376, 1000, 3, 80, 48, F16, lightning_forward_tc_f16",
+            "101376, 1000, 3, 96, 100, BF16, lightning_forward_generic_bf16",
+            "101376, 1, 3, 100, 33, F32, lightning_forward_generic_f32"})
+    void eachShapeRunsOnWhatTheLimitLeavesIt(int limit, int t, int h, int dk, int dv, DType dtype, String kernel) {
+        try (CudaBackend b = limitedTo(limit)) {
+            AttentionSpec spec = new AttentionSpec(h, dk, dv, Slopes.minimax(h), 0.8, 64);
+            Kernels.Choice choice = b.kernels.kernelsFor(spec, dtype);
+            assertEquals(kernel, choice.forward());
+            assertTrue(choice.smemForward() <= limit && choice.smemStates() <= limit, choice.toString());
+            SplittableRandom rnd = new SplittableRandom(17L * limit + 31L * dk + dv);
+            TokenTensor q = Inputs.random(rnd, dtype, t, h, dk);
+            TokenTensor k = Inputs.random(rnd, dtype, t, h, dk);
+            TokenTensor v = Inputs.random(rnd, dtype, t, h, dv);
+            LightningState s0 = Inputs.randomState(rnd, h, dk, dv);
+            GpuBackendTest.assertAgreesWithTheRecurrence(spec, q, k, v, s0, dtype, b);
+        }
+    }
+
+    /** The normalized elu1 forward (the carve-up's largest fixed part, sZ) in two stages on an A100's bytes. */
+    @Test
+    void theNormalizedForwardRunsInTwoStages() {
+        try (CudaBackend b = limitedTo(A100)) {
+            int h = 3;
+            AttentionSpec spec = new AttentionSpec(h, 128, 128, Slopes.minimax(h), 0.5, 64)
+                    .withFeatureMap(FeatureMap.ELU1).withNormalization(1e-3);
+            Kernels.Choice choice = b.kernels.kernelsFor(spec, DType.BF16);
+            assertEquals("lightning_forward_tc_bf16_norm", choice.forward());
+            assertEquals(A100, choice.smemForward(), "the A100's bytes: two stages at Dk = 128");
+            SplittableRandom rnd = new SplittableRandom(5);
+            TokenTensor q = Inputs.random(rnd, DType.BF16, 1000, h, 128);
+            TokenTensor k = Inputs.random(rnd, DType.BF16, 1000, h, 128);
+            TokenTensor v = Inputs.random(rnd, DType.BF16, 1000, h, 128);
+            try (CudaBackend full = new CudaBackend(0, true, Backends.DEFAULT_GPU_MEMORY)) {
+                full.kernels.hopperKernels = false;
+                LightningState s0 = LightningState.zeros(spec);
+                TokenTensor o = TokenTensor.allocate(DType.F32, 1000, h, 128);
+                TokenTensor expect = TokenTensor.allocate(DType.F32, 1000, h, 128);
+                LightningState s = b.forward(spec, q, k, v, s0, o);
+                LightningState e = full.forward(spec, q, k, v, s0, expect);
+                // the same kernel with more stages: the stages change when a chunk's copies land, not what is
+                // computed, so the outputs and states agree bit for bit
+                assertEquals(0, java.util.Arrays.compare(Inputs.bits(o.toFloats()), Inputs.bits(expect.toFloats())),
+                        "two stages and three write the same o");
+                assertEquals(0, java.util.Arrays.compare(Inputs.bits(s.kv()), Inputs.bits(e.kv())), "and S");
+            }
+        }
+    }
+
+    /** A shape no GPU kernel fits is refused before a launch, naming the bytes and what to do. */
+    @ParameterizedTest(name = "limit={0} Dk={1} {2}")
+    @CsvSource({"101376, 128, BF16", "101376, 128, F32", "166912, 256, BF16"})
+    void aShapeNoKernelFitsIsRefusedWithTheWayOut(int limit, int dk, DType dtype) {
+        try (CudaBackend b = limitedTo(limit)) {
+            int h = 2;
+            AttentionSpec spec = new AttentionSpec(h, dk, 64, Slopes.minimax(h), 1.0, 64);
+            SplittableRandom rnd = new SplittableRandom(3);
+            TokenTensor q = Inputs.random(rnd, dtype, 100, h, dk);
+            TokenTensor k = Inputs.random(rnd, dtype, 100, h, dk);
+            TokenTensor v = Inputs.random(rnd, dtype, 100, h, 64);
+            TokenTensor o = TokenTensor.allocate(dtype, 100, h, 64);
+            RuntimeException thrown = assertThrows(RuntimeException.class,
+                    () -> b.forward(spec, q, k, v, LightningState.zeros(h, dk, 64), o));
+            Throwable e = thrown;
+            while (e != null && !(e instanceof GpuUnusableException)) {
+                e = e.getCause();
+            }
+            assertTrue(e != null, "a GpuUnusableException, so that the job says 'no usable GPU': " + thrown);
+            assertTrue(e.getMessage().contains("at most " + limit + " bytes of shared memory")
+                    && e.getMessage().contains("Dk = " + dk) && e.getMessage().contains("--backend cpu"), e.getMessage());
+            // the backend is still usable for a shape that fits
+            AttentionSpec small = new AttentionSpec(h, 64, 64, Slopes.minimax(h), 1.0, 64);
+            TokenTensor q2 = Inputs.random(rnd, DType.BF16, 100, h, 64);
+            TokenTensor k2 = Inputs.random(rnd, DType.BF16, 100, h, 64);
+            TokenTensor v2 = Inputs.random(rnd, DType.BF16, 100, h, 64);
+            GpuBackendTest.assertAgreesWithTheRecurrence(small, q2, k2, v2, LightningState.zeros(h, 64, 64), DType.BF16, b);
+        }
+    }
+}
