@@ -8,6 +8,7 @@ import java.util.Map;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -248,6 +249,17 @@ class JobConfigTest {
         flags.remove("--attention");
         flags.put("--gpu-oom", "cpu");
         assertTrue(JobConfig.resolve(flags, Map.of(), k -> null).gpuOomToCpu(), "lightning keeps its fallback");
+    }
+
+    /** Only --backend auto (the default) sends a piece no GPU kernel fits to the CPU (CpuFallback). */
+    @Test
+    void aGpuIsOptionalUnderAutoAlone() {
+        Map<String, String> flags = new java.util.HashMap<>(PATHS);
+        assertTrue(JobConfig.resolve(flags, Map.of(), k -> null).gpuOptional(), "auto, the default");
+        flags.put("--backend", "gpu");
+        assertFalse(JobConfig.resolve(flags, Map.of(), k -> null).gpuOptional());
+        flags.put("--backend", "cpu");
+        assertFalse(JobConfig.resolve(flags, Map.of(), k -> null).gpuOptional(), "no GPU to be optional");
     }
 
     /**
