@@ -83,9 +83,9 @@
 // (dk = 128: 204800 bytes; dk = 256: 221184 bytes <= 227 KB = 232448). One CTA per SM anyway (its
 // threads use the whole register file), so the kernels spend the space on pipeline stages: as
 // many as the launch's bytes hold, 2 .. 4 (see NS in body; on GPUs whose blocks get less, such as
-// an A100, the host launches with what the device allows, down to tc_min_smem_bytes). Layout (T = 2-byte element, LDK = Dkp + 8, LDV = 72; the +8
-// element pads make every row stride an odd multiple of 16 bytes, so the 8 row addresses of an
-// ldmatrix hit 8 different bank groups):
+// an A100, the host launches with what the device allows, down to tc_min_smem_bytes). Layout
+// (T = 2-byte element, LDK = Dkp + 8, LDV = 72; the +8 element pads make every row stride an odd
+// multiple of 16 bytes, so the 8 row addresses of an ldmatrix hit 8 different bank groups):
 //   decay table          256 floats                      1024
 //   NS stages of  Q      64 x LDK T                      128 * (Dkp + 8)   each (forward only)
 //                 K      64 x LDK T                      128 * (Dkp + 8)   each
@@ -363,6 +363,9 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
 
     // ---- shared memory carve-up, byte offsets (see lightning_tc_smem_bytes) ----
     // Stage: [Q (forward only)] K (64 x ldk), V (64 x 72). As many stages as fit (2..kMaxStages).
+    // (qkBytes and ptBytes as tc_stage_bytes and tc_fixed_bytes count them; written here from ldk and Dkp, not by
+    // calling them: that form spilled more in the wide kernels, e.g. sm_90 lightning_forward_tc_f16_wide 24 bytes
+    // more of loads and _bf16_wide 4 and 8 more, ptxas 13.0, session 40)
     const unsigned qkBytes = FWD ? 256u * ldk : 128u * ldk;
     const unsigned stageBytes = tc_stage_bytes(dk, FWD);  // qkBytes + V
     const unsigned offStage = 1024u;
@@ -378,7 +381,8 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
     // As many stages as the launch's bytes hold (%dynamic_smem_size): lightning_tc_smem_bytes(dk) where the device
     // allows it, less on GPUs whose blocks get less (an A100: 163 KB); the host never gives fewer than two stages'
     // worth (tc_min_smem_bytes), and a launch that did would overrun the carve-up, so it stops here instead. (The
-    // max(2, ...) is for ptxas: knowing NS >= 2, it kept 40 to 110 fewer bytes of the wide kernels in local memory.)
+    // max(2, ...) is for ptxas: knowing NS >= 2, it spilled 20 bytes less in three sm_80 wide forwards and 108 less
+    // in sm_90 lightning_forward_tc_bf16_norm_wide, ptxas 13.0.)
     unsigned given;
     asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(given));
     if (given < fixedBytes + 2u * stageBytes) __trap();
