@@ -705,10 +705,7 @@ final class CudaDevice {
         } catch (IOException e) {
             throw new UncheckedIOException(e);
         }
-        try (InputStream in = open.apply(ptxResource)) {
-            if (in == null) {
-                throw new IllegalStateException("the kernels' PTX (" + ptxResource + ") is missing from the jar");
-            }
+        try (InputStream in = ptxStream(ptxResource, open)) {
             byte[] text = in.readAllBytes();
             byte[] terminated = new byte[text.length + 1]; // the driver reads a C string
             System.arraycopy(text, 0, terminated, 0, text.length);
@@ -731,16 +728,25 @@ final class CudaDevice {
                 : ptxNeeds + "; update the driver";
     }
 
-    /** The text of the PTX resource itself (not its fat binary), for its header. */
-    static String ptxText(String resource) {
-        try (InputStream in = CudaDevice.class.getResourceAsStream(resource)) {
-            if (in == null) {
-                throw new IllegalStateException("the kernels' PTX (" + resource + ") is missing from the jar");
-            }
-            return new String(in.readAllBytes(), java.nio.charset.StandardCharsets.US_ASCII);
+    /**
+     * The first 4 KiB of the PTX resource itself (not its fat binary): its header, with the {@code .version} line
+     * (nvcc writes it after about ten lines of comments). The driver check at start reads only that, not the
+     * module's megabytes (lightning.ptx is 5.9 MB).
+     */
+    static String ptxHeader(String resource) {
+        try (InputStream in = ptxStream(resource, CudaDevice.class::getResourceAsStream)) {
+            return new String(in.readNBytes(4096), java.nio.charset.StandardCharsets.US_ASCII);
         } catch (IOException e) {
             throw new UncheckedIOException(e);
         }
+    }
+
+    private static InputStream ptxStream(String resource, java.util.function.Function<String, InputStream> open) {
+        InputStream in = open.apply(resource);
+        if (in == null) {
+            throw new IllegalStateException("the kernels' PTX (" + resource + ") is missing from the jar");
+        }
+        return in;
     }
 
     private static String driverVersionText() {

@@ -1,7 +1,5 @@
 package dev.lightning.attention.engine.cuda;
 
-import java.nio.charset.StandardCharsets;
-
 /**
  * The PTX ISA a shipped module declares, and the oldest driver that compiles it.
  *
@@ -30,7 +28,7 @@ record PtxIsa(int major, int minor) {
     }
 
     private static final class Shipped { // read at first use: a jar without the resource fails there, loudly
-        static final PtxIsa ISA = of(CudaDevice.ptxText(CudaDevice.PTX_RESOURCE), CudaDevice.PTX_RESOURCE);
+        static final PtxIsa ISA = of(CudaDevice.ptxHeader(CudaDevice.PTX_RESOURCE), CudaDevice.PTX_RESOURCE);
     }
 
     /** The ISA {@code ptx} (a module's text) declares; {@code what} names it in the error. */
@@ -48,10 +46,6 @@ record PtxIsa(int major, int minor) {
             }
         }
         throw new IllegalStateException(what + " has no .version line in its first 200 lines: not PTX from nvcc");
-    }
-
-    static PtxIsa of(byte[] ptx, String what) {
-        return of(new String(ptx, StandardCharsets.US_ASCII), what);
     }
 
     /**
