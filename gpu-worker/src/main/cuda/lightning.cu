@@ -28,6 +28,10 @@
 
 #define CHUNK 64
 #define GENERIC_BV 32        // value columns per CTA in the generic kernels
+// ... and in their "_c16" entries, for GPUs whose blocks cannot hold 32 columns' state and values: a 99 KB block
+// (compute capability 8.6, 8.9, 12.0) holds GENERIC_BV columns up to dk = 117 and GENERIC_BV_NARROW up to 137,
+// so dk = 128 runs there; an A100's 163 KB up to 219 and 250.
+#define GENERIC_BV_NARROW 16
 #define GENERIC_THREADS 256
 
 template <typename T> __device__ __forceinline__ float to_float(T x);
@@ -43,15 +47,15 @@ template <> __device__ __forceinline__ __half from_float<__half>(float x) { retu
 // scale * num / den, the normalized output (a function so the plain path's expression stays as it was).
 __device__ __forceinline__ float scale_div(float scale, float num, float den) { return scale * num / den; }
 
-// Shared memory of the generic kernels, in floats (the host computes the same in Kernels.java):
+// Shared memory of the generic kernels, in floats (the host reads it from lightning_launch_shapes: LaunchShapes.java):
 //   powers[CHUNK + 4] | Q[CHUNK][dk + 1] | K[CHUNK][dk + 1] | V[CHUNK][BV] | S[CHUNK][CHUNK + 1] | P[dk][BV]
 //   | Z[dk] | den[CHUNK]   (powers[CHUNK + 1]: the chunk's 1 - lambda^m, for lightning_carry)
 // Rows of Q and K are padded by one float so a warp reading one column of K hits 32 banks. Z (the
 // normalizer carried like P) and den (the denominators of a chunk) are there for every variant:
 // 4 (dk + 64) bytes, too few to be worth a second layout.
-__host__ __device__ inline int lightning_generic_smem_bytes(int dk) {
-    return 4 * ((CHUNK + 4) + 2 * CHUNK * (dk + 1) + CHUNK * GENERIC_BV + CHUNK * (CHUNK + 1) + dk * GENERIC_BV
-                + dk + CHUNK);
+// BV is the value columns of a CTA (GENERIC_BV, or GENERIC_BV_NARROW in the "_c16" entries).
+__host__ __device__ inline int lightning_generic_smem_bytes(int dk, int bv) {
+    return 4 * ((CHUNK + 4) + 2 * CHUNK * (dk + 1) + CHUNK * bv + CHUNK * (CHUNK + 1) + dk * bv + dk + CHUNK);
 }
 
 // One (head, column tile, segment) of a launch: walks the segment's chunks carrying the float32
@@ -69,7 +73,8 @@ __host__ __device__ inline int lightning_generic_smem_bytes(int dk) {
 //   checkpoints: after the chunk ending at sequence token end = position + t + m (exclusive), when
 //     end is a multiple of N, S goes to checkpoints[end / N - 1 - firstCheckpoint][h] and z (column
 //     tile 0) to checkpointNorms.
-template <typename T, bool OUT>
+// BV: value columns a CTA (GENERIC_BV or GENERIC_BV_NARROW); every column tile forms the chunk's scores S itself.
+template <typename T, bool OUT, int BV>
 __device__ __forceinline__ void generic_segment(const LightningArgs& a) {
     const T* __restrict__ q = static_cast<const T*>(a.q);
     const T* __restrict__ k = static_cast<const T*>(a.k);
@@ -88,8 +93,8 @@ __device__ __forceinline__ void generic_segment(const LightningArgs& a) {
     const size_t kRow = (size_t)a.headsK * dk;
     const size_t vRow = (size_t)a.headsV * dv;
     const size_t oRow = (size_t)H * dv;
-    const int c0 = blockIdx.y * GENERIC_BV;
-    const int bv = min(GENERIC_BV, dv - c0);
+    const int c0 = blockIdx.y * BV;
+    const int bv = min(BV, dv - c0);
     const LightningSegment seg = lightning_segment(a, blockIdx.z, gridDim.z);
     const int s = seg.index;
     const int t0 = (int)seg.start;
@@ -103,9 +108,9 @@ __device__ __forceinline__ void generic_segment(const LightningArgs& a) {
     float* Qs = powers + CHUNK + 4;
     float* Ks = Qs + CHUNK * ldk;
     float* Vs = Ks + CHUNK * ldk;
-    float* Ss = Vs + CHUNK * GENERIC_BV;
+    float* Ss = Vs + CHUNK * BV;
     float* Ps = Ss + CHUNK * (CHUNK + 1);
-    float* Zs = Ps + dk * GENERIC_BV;
+    float* Zs = Ps + dk * BV;
     float* Den = Zs + dk;
 
     const float slope = a.slopes[h];
@@ -114,9 +119,9 @@ __device__ __forceinline__ void generic_segment(const LightningArgs& a) {
     }
     const size_t stateBase = ((size_t)s * H + h) * dk * dv;
     const size_t normBase = ((size_t)s * H + h) * dk;
-    for (int e = tid; e < dk * GENERIC_BV; e += blockDim.x) {
-        int d = e / GENERIC_BV;
-        int c = e % GENERIC_BV;
+    for (int e = tid; e < dk * BV; e += blockDim.x) {
+        int d = e / BV;
+        int c = e % BV;
         Ps[e] = (OUT && c < bv) ? a.incoming[stateBase + (size_t)d * dv + c0 + c] : 0.f;
     }
     for (int d = tid; d < dk; d += blockDim.x) {
@@ -137,9 +142,9 @@ __device__ __forceinline__ void generic_segment(const LightningArgs& a) {
                 Qs[i * ldk + d] = i < m ? lightning_phi(fm, to_float(q[(size_t)(t + i) * qRow + (size_t)hq * dk + d])) : 0.f;
             }
         }
-        for (int e = tid; e < CHUNK * GENERIC_BV; e += blockDim.x) {
-            int i = e / GENERIC_BV;
-            int c = e % GENERIC_BV;
+        for (int e = tid; e < CHUNK * BV; e += blockDim.x) {
+            int i = e / BV;
+            int c = e % BV;
             Vs[e] = (i < m && c < bv) ? to_float(v[(size_t)(t + i) * vRow + (size_t)hv * dv + c0 + c]) : 0.f;
         }
         __syncthreads();
@@ -175,19 +180,19 @@ __device__ __forceinline__ void generic_segment(const LightningArgs& a) {
                 __syncthreads();
             }
             // o_i = scale (lambda^(i+1) q_i P + sum_j S[i][j] v_j), divided by den_i + eps when normalizing
-            for (int e = tid; e < CHUNK * GENERIC_BV; e += blockDim.x) {
-                int i = e / GENERIC_BV;
-                int c = e % GENERIC_BV;
+            for (int e = tid; e < CHUNK * BV; e += blockDim.x) {
+                int i = e / BV;
+                int c = e % BV;
                 if (i >= m || c >= bv) {
                     continue;
                 }
                 float inter = 0.f;
                 for (int d = 0; d < dk; d++) {
-                    inter = fmaf(Qs[i * ldk + d], Ps[d * GENERIC_BV + c], inter);
+                    inter = fmaf(Qs[i * ldk + d], Ps[d * BV + c], inter);
                 }
                 float intra = 0.f;
                 for (int j = 0; j <= i; j++) {
-                    intra = fmaf(Ss[i * (CHUNK + 1) + j], Vs[j * GENERIC_BV + c], intra);
+                    intra = fmaf(Ss[i * (CHUNK + 1) + j], Vs[j * BV + c], intra);
                 }
                 float out = norm ? scale_div(a.scale, powers[i + 1] * inter + intra, Den[i] + a.eps)
                                  : a.scale * (powers[i + 1] * inter + intra);
@@ -198,12 +203,12 @@ __device__ __forceinline__ void generic_segment(const LightningArgs& a) {
 
         // P <- lambda^m P + sum_j lambda^(m-1-j) k_j^T v_j (the chunk's sum formed apart, added once), the decay
         // carried by lightning_carry, the complement 1 - lambda^m from beside the powers (thread 0 put it there)
-        for (int e = tid; e < dk * GENERIC_BV; e += blockDim.x) {
-            int d = e / GENERIC_BV;
-            int c = e % GENERIC_BV;
+        for (int e = tid; e < dk * BV; e += blockDim.x) {
+            int d = e / BV;
+            int c = e % BV;
             float acc = 0.f;
             for (int j = 0; j < m; j++) {
-                acc = fmaf(powers[m - 1 - j] * Ks[j * ldk + d], Vs[j * GENERIC_BV + c], acc);
+                acc = fmaf(powers[m - 1 - j] * Ks[j * ldk + d], Vs[j * BV + c], acc);
             }
             Ps[e] = lightning_carry(Ps[e], acc, powers[CHUNK + 1], powers[m]);
         }
@@ -224,9 +229,9 @@ __device__ __forceinline__ void generic_segment(const LightningArgs& a) {
             if (end % a.checkpointEvery == 0) {
                 const long long c = end / a.checkpointEvery - 1 - a.firstCheckpoint;
                 const size_t base = ((size_t)c * H + h) * dk * dv;
-                for (int e = tid; e < dk * GENERIC_BV; e += blockDim.x) {
-                    int d = e / GENERIC_BV;
-                    int col = e % GENERIC_BV;
+                for (int e = tid; e < dk * BV; e += blockDim.x) {
+                    int d = e / BV;
+                    int col = e % BV;
                     if (col < bv) {
                         a.checkpoints[base + (size_t)d * dv + c0 + col] = Ps[e];
                     }
@@ -241,9 +246,9 @@ __device__ __forceinline__ void generic_segment(const LightningArgs& a) {
         }
     }
 
-    for (int e = tid; e < dk * GENERIC_BV; e += blockDim.x) {
-        int d = e / GENERIC_BV;
-        int c = e % GENERIC_BV;
+    for (int e = tid; e < dk * BV; e += blockDim.x) {
+        int d = e / BV;
+        int c = e % BV;
         if (c < bv) {
             a.states[stateBase + (size_t)d * dv + c0 + c] = Ps[e];
         }
@@ -255,19 +260,22 @@ __device__ __forceinline__ void generic_segment(const LightningArgs& a) {
     }
 }
 
-#define GENERIC_ENTRIES(SUFFIX, T)                                                                           \
+#define GENERIC_ENTRIES(SUFFIX, T, BV)                                                                       \
     extern "C" __global__ void __launch_bounds__(GENERIC_THREADS)                                           \
         lightning_forward_generic_##SUFFIX(const LightningArgs a) {                                          \
-        generic_segment<T, true>(a);                                                                         \
+        generic_segment<T, true, BV>(a);                                                                     \
     }                                                                                                        \
     extern "C" __global__ void __launch_bounds__(GENERIC_THREADS)                                           \
         lightning_states_generic_##SUFFIX(const LightningArgs a) {                                           \
-        generic_segment<T, false>(a);                                                                        \
+        generic_segment<T, false, BV>(a);                                                                    \
     }
 
-GENERIC_ENTRIES(f32, float)
-GENERIC_ENTRIES(bf16, __nv_bfloat16)
-GENERIC_ENTRIES(f16, __half)
+GENERIC_ENTRIES(f32, float, GENERIC_BV)
+GENERIC_ENTRIES(bf16, __nv_bfloat16, GENERIC_BV)
+GENERIC_ENTRIES(f16, __half, GENERIC_BV)
+GENERIC_ENTRIES(f32_c16, float, GENERIC_BV_NARROW)
+GENERIC_ENTRIES(bf16_c16, __nv_bfloat16, GENERIC_BV_NARROW)
+GENERIC_ENTRIES(f16_c16, __half, GENERIC_BV_NARROW)
 
 // The scan over the local states of pass 1, in float32, for S and (normalizing) z alike, which
 // combine the same way. scanLocals[i] (i < scanCount) is the local state of piece i of scanSubTokens
@@ -359,6 +367,7 @@ FILL_ENTRY(f16, __half)
 //   out[LIGHTNING_SHAPES_DK + dk]      the generic kernels' dynamic shared memory, dk = 1..256
 //   out[2 * LIGHTNING_SHAPES_DK + dk]  the tensor-core kernels' (narrow up to LIGHTNING_TC_NARROW_MAX_DK, wide above)
 //   out[3 * LIGHTNING_SHAPES_DK + dk]  the least the tensor-core kernels run in (two stages: tc_min_smem_bytes)
+//   out[8] GENERIC_BV_NARROW   out[4 * LIGHTNING_SHAPES_DK + dk]  the generic "_c16" kernels' dynamic shared memory
 extern "C" __global__ void lightning_launch_shapes(int* out) {
     out[0] = CHUNK;
     out[1] = GENERIC_BV;
@@ -368,9 +377,11 @@ extern "C" __global__ void lightning_launch_shapes(int* out) {
     out[5] = LIGHTNING_TC_COLUMNS;
     out[6] = LIGHTNING_TC_NARROW_MAX_DK;
     out[7] = LIGHTNING_TC_SMALL_MAX_DK;
+    out[8] = GENERIC_BV_NARROW;
     for (int dk = 1; dk < LIGHTNING_SHAPES_DK; dk++) {
-        out[LIGHTNING_SHAPES_DK + dk] = lightning_generic_smem_bytes(dk);
+        out[LIGHTNING_SHAPES_DK + dk] = lightning_generic_smem_bytes(dk, GENERIC_BV);
         out[2 * LIGHTNING_SHAPES_DK + dk] = lightning_tc_smem_bytes(dk);
         out[3 * LIGHTNING_SHAPES_DK + dk] = lightning_tc::tc_min_smem_bytes(dk);
+        out[4 * LIGHTNING_SHAPES_DK + dk] = lightning_generic_smem_bytes(dk, GENERIC_BV_NARROW);
     }
 }

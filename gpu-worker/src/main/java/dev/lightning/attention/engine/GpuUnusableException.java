@@ -10,7 +10,7 @@ package dev.lightning.attention.engine;
  * {@code gpu} the task fails with this message. Only a new executor can use a device of the first
  * kinds again; a taken one is tried again by the next task. Or, found when a piece is computed
  * ({@link #noKernel}), the device works but none of the kernels fits the input's head width in the
- * shared memory its blocks get (a GPU of 99 KB a block at Dk = 128): under {@code auto} that piece
+ * shared memory its blocks get (a GPU of 99 KB a block at Dk = 144): under {@code auto} that piece
  * is computed on the CPU.
  */
 public final class GpuUnusableException extends IllegalStateException {

@@ -171,15 +171,22 @@ final class Kernels {
             return new Choice("lightning_forward_tc_" + family + suffix, "lightning_states_tc_" + family + suffix,
                     shapes.tcColumns, shapes.tensorCoreThreads(dk), bytes, bytes);
         }
-        if (shapes.genericSharedBytes(dk) > limit) {
-            throw GpuUnusableException.noKernelFor(device + " gives a block at most " + limit + " bytes of shared memory, and "
-                    + "no GPU kernel computes Dk = " + dk + " in that: the tensor-core kernels need "
-                    + shapes.tensorCoreMinSharedBytes(dk) + " bytes there (BF16 and F16 input), the float32 ones "
-                    + shapes.genericSharedBytes(dk) + "; run this input with --backend cpu, or on GPUs whose blocks get "
-                    + "that much (an A100 166,912 bytes, an H100 or H200 232,448)");
+        // The float32 kernels, 32 value columns a CTA; where a block cannot hold that many columns' state and values,
+        // their "_c16" entries (16 a CTA, each forming the chunk's scores itself): Dk = 128 on a 99 KB GPU.
+        if (shapes.genericSharedBytes(dk) <= limit) {
+            return new Choice("lightning_forward_generic_" + type, "lightning_states_generic_" + type,
+                    shapes.genericColumns, shapes.genericThreads, shapes.genericSharedBytes(dk), shapes.genericSharedBytes(dk));
         }
-        return new Choice("lightning_forward_generic_" + type, "lightning_states_generic_" + type, shapes.genericColumns,
-                shapes.genericThreads, shapes.genericSharedBytes(dk), shapes.genericSharedBytes(dk));
+        if (shapes.genericNarrowSharedBytes(dk) <= limit) {
+            int bytes = shapes.genericNarrowSharedBytes(dk);
+            return new Choice("lightning_forward_generic_" + type + "_c16", "lightning_states_generic_" + type + "_c16",
+                    shapes.genericNarrowColumns, shapes.genericThreads, bytes, bytes);
+        }
+        throw GpuUnusableException.noKernelFor(device + " gives a block at most " + limit + " bytes of shared memory, and "
+                + "no GPU kernel computes Dk = " + dk + " in that: the tensor-core kernels need "
+                + shapes.tensorCoreMinSharedBytes(dk) + " bytes there (BF16 and F16 input), the float32 ones "
+                + shapes.genericNarrowSharedBytes(dk) + "; run this input with --backend cpu, or on GPUs whose blocks get "
+                + "that much (an A100 166,912 bytes, an H100 or H200 232,448)");
     }
 
     private static boolean disjoint(Set<Variant> a, Set<Variant> b) {

@@ -12,10 +12,12 @@ final class LaunchShapes {
     /** Per-dk values sit at {@code row * DK_SLOTS + dk} of a report (LIGHTNING_SHAPES_DK). */
     static final int DK_SLOTS = 257;
     /** Ints a report holds. */
-    static final int REPORT_INTS = 4 * DK_SLOTS;
+    static final int REPORT_INTS = 5 * DK_SLOTS;
 
     final int chunk;
     final int genericColumns;
+    /** The float32 kernels' "_c16" entries take this many value columns a CTA, for blocks too small for {@link #genericColumns}. */
+    final int genericNarrowColumns;
     final int genericThreads;
     final int tcThreadsNarrow;
     final int tcThreadsWide;
@@ -40,6 +42,7 @@ final class LaunchShapes {
         chunk = portable[0];
         genericColumns = portable[1];
         genericThreads = portable[2];
+        genericNarrowColumns = portable[8];
         tcThreadsNarrow = portable[3];
         tcThreadsWide = portable[4];
         tcColumns = portable[5];
@@ -68,11 +71,15 @@ final class LaunchShapes {
         }
         LaunchShapes s = new LaunchShapes(portable, hopper);
         for (int dk = 1; dk < DK_SLOTS; dk++) {
-            if (s.genericSharedBytes(dk) <= 0 || s.tensorCoreSharedBytes(dk) <= 0 || s.tensorCoreMinSharedBytes(dk) <= 0
+            if (s.genericSharedBytes(dk) <= 0 || s.genericNarrowSharedBytes(dk) <= 0 || s.tensorCoreSharedBytes(dk) <= 0 || s.tensorCoreMinSharedBytes(dk) <= 0
                     || s.tensorCoreMinSharedBytes(dk) > s.tensorCoreSharedBytes(dk)
                     || (dk <= s.hopperMaxDk && (s.hopperSharedBytes(dk, true) <= 0 || s.hopperSharedBytes(dk, false) <= 0))) {
                 throw new IllegalStateException("the kernels report no shared-memory size for dk = " + dk);
             }
+        }
+        if (s.genericNarrowColumns <= 0 || s.genericNarrowColumns >= s.genericColumns) {
+            throw new IllegalStateException("the float32 kernels' _c16 entries report " + s.genericNarrowColumns
+                    + " value columns a CTA, the others " + s.genericColumns + ": expected fewer; rebuild the PTX");
         }
         if (s.hopperPairD > 0 && s.hopperPairForwardBytes <= 0) {
             throw new IllegalStateException("the Hopper module reports paired kernels (dk = dv = " + s.hopperPairD
@@ -84,6 +91,11 @@ final class LaunchShapes {
     /** Dynamic shared memory of the float32 kernels at this dk. */
     int genericSharedBytes(int dk) {
         return portable[DK_SLOTS + dk];
+    }
+
+    /** Dynamic shared memory of the float32 kernels' "_c16" entries ({@link #genericNarrowColumns} a CTA) at this dk. */
+    int genericNarrowSharedBytes(int dk) {
+        return portable[4 * DK_SLOTS + dk];
     }
 
     /** Dynamic shared memory of the mma.sync kernels at this dk (narrow or wide, as dk picks). */

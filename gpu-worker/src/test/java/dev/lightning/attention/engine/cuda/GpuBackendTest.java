@@ -535,6 +535,11 @@ class GpuBackendTest {
     }
 
     private static void assertVariantAgreesWithTheRecurrence(VariantCase c) {
+        assertVariantAgreesWithTheRecurrence(c, tensorCores, portable, generic);
+    }
+
+    /** The case on each of {@code backends}: outputs, final S and z, checkpoints and advance() against float64. */
+    static void assertVariantAgreesWithTheRecurrence(VariantCase c, CudaBackend... backends) {
         AttentionSpec spec = c.spec();
         TokenTensor[] qkv = c.inputs();
         LightningState s0 = c.initialState();
@@ -543,7 +548,7 @@ class GpuBackendTest {
         Checkpoints expectCp = c.checkpoints(POSITION, t);
         LightningState expectState = new RecurrentReference().forward(spec, qkv[0], qkv[1], qkv[2], s0, expect,
                 expectCp);
-        for (CudaBackend backend : new CudaBackend[] {tensorCores, portable, generic}) {
+        for (CudaBackend backend : backends) {
             String who = backend.name() + (backend == portable ? " (portable)" : "") + " " + c;
             TokenTensor o = TokenTensor.allocate(c.dtype(), t, spec.heads(), spec.dv());
             poison(o);

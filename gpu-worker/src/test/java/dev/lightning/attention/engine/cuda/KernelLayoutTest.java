@@ -20,7 +20,7 @@ class KernelLayoutTest {
     void launchShapesAreReadFromTheModulesReport() {
         int[] portable = new int[LaunchShapes.REPORT_INTS];
         int[] hopper = new int[LaunchShapes.REPORT_INTS];
-        int[] head = {TensorCoreLayout.CHUNK, 32, 256, 384, 256, 64, 128, 64};
+        int[] head = {TensorCoreLayout.CHUNK, 32, 256, 384, 256, 64, 128, 64, 16};
         System.arraycopy(head, 0, portable, 0, head.length);
         hopper[0] = 128;
         hopper[1] = 384;
@@ -31,6 +31,7 @@ class KernelLayoutTest {
             portable[LaunchShapes.DK_SLOTS + dk] = 1000 + dk;
             portable[2 * LaunchShapes.DK_SLOTS + dk] = 2000 + dk;
             portable[3 * LaunchShapes.DK_SLOTS + dk] = 1500 + dk;
+            portable[4 * LaunchShapes.DK_SLOTS + dk] = 900 + dk;
             if (dk <= 128) {
                 hopper[LaunchShapes.DK_SLOTS + dk] = 3000 + dk;
                 hopper[2 * LaunchShapes.DK_SLOTS + dk] = 4000 + dk;
@@ -38,6 +39,8 @@ class KernelLayoutTest {
         }
         LaunchShapes s = LaunchShapes.of(portable, hopper);
         assertEquals(1040, s.genericSharedBytes(40));
+        assertEquals(940, s.genericNarrowSharedBytes(40));
+        assertEquals(16, s.genericNarrowColumns);
         assertEquals(2200, s.tensorCoreSharedBytes(200));
         assertEquals(1700, s.tensorCoreMinSharedBytes(200));
         assertEquals(3100, s.hopperSharedBytes(100, true));
@@ -67,6 +70,15 @@ class KernelLayoutTest {
         old[7] = 0; // a module built before the _n64 kernels reports none
         assertEquals("", LaunchShapes.of(old, hopper).tensorCoreSuffix(64));
 
+        int[] noNarrow = portable.clone();
+        noNarrow[8] = 0; // a module built before the float32 kernels' _c16 entries
+        assertTrue(assertThrows(IllegalStateException.class, () -> LaunchShapes.of(noNarrow, hopper)).getMessage()
+                .contains("_c16"));
+        noNarrow[8] = 16;
+        noNarrow[4 * LaunchShapes.DK_SLOTS + 9] = 0;
+        assertTrue(assertThrows(IllegalStateException.class, () -> LaunchShapes.of(noNarrow, hopper)).getMessage()
+                .contains("dk = 9"));
+
         portable[0] = 32;
         IllegalStateException chunk = org.junit.jupiter.api.Assertions.assertThrows(IllegalStateException.class,
                 () -> LaunchShapes.of(portable, hopper));
@@ -94,7 +106,8 @@ class KernelLayoutTest {
     void committedPtxHoldsEveryLaunchedKernel() throws IOException {
         String ptx = new String(CudaDevice.class.getResourceAsStream(CudaDevice.PTX_RESOURCE).readAllBytes());
         assertEquals(PtxIsa.shipped(), PtxIsa.of(ptx, CudaDevice.PTX_RESOURCE), "the ISA build-ptx.sh declares");
-        for (String family : new String[] {"generic_f32", "generic_bf16", "generic_f16", "tc_bf16", "tc_f16",
+        for (String family : new String[] {"generic_f32", "generic_bf16", "generic_f16", "generic_f32_c16",
+                "generic_bf16_c16", "generic_f16_c16", "tc_bf16", "tc_f16",
                 "tc_bf16_wide", "tc_f16_wide", "tc_bf16_n64", "tc_f16_n64", "tc_bf16_norm", "tc_f16_norm",
                 "tc_bf16_norm_wide", "tc_f16_norm_wide", "tc_bf16_norm_n64", "tc_f16_norm_n64"}) {
             assertTrue(ptx.contains(".entry lightning_forward_" + family), family);

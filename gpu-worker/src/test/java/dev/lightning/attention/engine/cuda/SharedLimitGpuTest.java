@@ -7,6 +7,7 @@ import dev.lightning.attention.engine.GpuUnusableException;
 import dev.lightning.attention.engine.Inputs;
 import dev.lightning.attention.engine.LightningState;
 import dev.lightning.attention.engine.Slopes;
+import dev.lightning.attention.engine.VariantCase;
 import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.TokenTensor;
 import org.junit.jupiter.api.Assumptions;
@@ -15,8 +16,10 @@ import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
+import org.junit.jupiter.params.provider.MethodSource;
 
 import java.util.SplittableRandom;
+import java.util.stream.Stream;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -57,7 +60,9 @@ class SharedLimitGpuTest {
      * Each shape on the kernel family and block bytes the limit leaves it, against the float64
      * recurrence (forward and advance, GpuBackendTest's limits): the mma.sync kernels with fewer
      * stages (two where 163 KB holds no third at Dk = 128), or the float32 kernels where two stages do
-     * not fit (BF16 input at Dk = 200 on an A100, Dk = 96 on a 99 KB GPU).
+     * not fit (BF16 input at Dk = 200 on an A100, Dk = 96 on a 99 KB GPU), in 16 value columns a block
+     * where 32 do not fit (their "_c16" entries: Dk = 128 and 136 on a 99 KB GPU, 240 on an A100; Dv
+     * not a multiple of 16).
      */
     @ParameterizedTest(name = "limit={0} T={1} H={2} Dk={3} Dv={4} {5} -> {6}")
     @CsvSource({
@@ -69,7 +74,10 @@ class SharedLimitGpuTest {
             "101376, 1000, 3, 64, 64, BF16, lightning_forward_tc_bf16_n64",
             "101376, 1000, 3, 80, 48, F16, lightning_forward_tc_f16",
             "101376, 1000, 3, 96, 100, BF16, lightning_forward_generic_bf16",
-            "101376, 1, 3, 100, 33, F32, lightning_forward_generic_f32"})
+            "101376, 1, 3, 100, 33, F32, lightning_forward_generic_f32",
+            "101376, 1000, 3, 128, 128, BF16, lightning_forward_generic_bf16_c16",
+            "101376, 63, 5, 136, 40, F32, lightning_forward_generic_f32_c16",
+            "166912, 1000, 3, 240, 72, F16, lightning_forward_generic_f16_c16"})
     void eachShapeRunsOnWhatTheLimitLeavesIt(int limit, int t, int h, int dk, int dv, DType dtype, String kernel) {
         try (CudaBackend b = limitedTo(limit)) {
             AttentionSpec spec = new AttentionSpec(h, dk, dv, Slopes.minimax(h), 0.8, 64);
@@ -115,9 +123,31 @@ class SharedLimitGpuTest {
         }
     }
 
+    /**
+     * Every variant on the float32 kernels' "_c16" entries at Dk = 128 under 99 KB: grouped heads
+     * (Hq 6, Hk 2, Hv 3), elu1, normalization, an initial state and checkpoints, Dv = 80 (five column
+     * tiles, one of which writes z), on a window at sequence position 64, against the float64
+     * recurrence; and identity normalized with F16 input.
+     */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("narrowColumnVariants")
+    void everyVariantRunsInSixteenColumns(VariantCase c) {
+        try (CudaBackend b = limitedTo(SMALL)) {
+            assertEquals("lightning_forward_generic_" + Kernels.type(c.dtype()) + "_c16",
+                    b.kernels.kernelsFor(c.spec(), c.dtype()).forward());
+            GpuBackendTest.assertVariantAgreesWithTheRecurrence(c, b);
+        }
+    }
+
+    static Stream<VariantCase> narrowColumnVariants() {
+        return Stream.of(
+                new VariantCase(1000, 6, 2, 3, 128, 80, "minimax", FeatureMap.ELU1, true, true, DType.BF16, 192, 9301),
+                new VariantCase(257, 3, 3, 3, 128, 128, "8", FeatureMap.IDENTITY, true, false, DType.F16, 64, 9302));
+    }
+
     /** A shape no GPU kernel fits is refused before a launch, naming the bytes and what to do. */
     @ParameterizedTest(name = "limit={0} Dk={1} {2}")
-    @CsvSource({"101376, 128, BF16", "101376, 128, F32", "166912, 256, BF16"})
+    @CsvSource({"101376, 144, BF16", "101376, 138, F32", "166912, 256, BF16"})
     void aShapeNoKernelFitsIsRefusedWithTheWayOut(int limit, int dk, DType dtype) {
         try (CudaBackend b = limitedTo(limit)) {
             int h = 2;
