@@ -214,6 +214,15 @@ public final class BenchHooks {
         kernels.hopperKernels = allowed;
     }
 
+    /**
+     * The most dynamic shared memory a block may have, for the kernel choice (Kernels.Allowed#sharedLimit): less
+     * than the device's runs here what a GPU of that limit runs (an A100 166,912 bytes, compute capability 8.6,
+     * 8.9 and 12.0 101,376).
+     */
+    public void sharedLimit(int bytes) {
+        kernels.sharedLimit = Math.min(bytes, device.maxSharedPerBlock);
+    }
+
     /** Whether slices overlap (the pipeline) or run one after the other (the serial path). */
     public void overlapCopies(boolean overlap) {
         backend.overlapCopies = overlap;
