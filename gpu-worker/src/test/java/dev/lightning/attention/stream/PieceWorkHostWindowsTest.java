@@ -3,6 +3,7 @@ package dev.lightning.attention.stream;
 import dev.lightning.attention.engine.AttentionBackend;
 import dev.lightning.attention.engine.AttentionSpec;
 import dev.lightning.attention.engine.LightningState;
+import dev.lightning.attention.engine.NeedsGpu;
 import dev.lightning.attention.engine.Slopes;
 import dev.lightning.attention.engine.cpu.CpuBackend;
 import dev.lightning.attention.engine.cuda.CudaBackend;
@@ -260,12 +261,8 @@ class PieceWorkHostWindowsTest {
      * the allocator's leak check (with -ea).
      */
     @Test
+    @NeedsGpu
     void gpuRegisteredWindowsWriteTheHeapPathsBytes() throws IOException {
-        String reason = CudaBackend.unavailableReason();
-        if (reason != null) {
-            System.out.println("PieceWorkHostWindowsTest.gpuRegisteredWindowsWriteTheHeapPathsBytes SKIPPED: " + reason);
-            org.junit.jupiter.api.Assumptions.assumeTrue(false, reason);
-        }
         List<Object[]> cases = cases();
         for (String kind : new String[] {"gpu", "gpu-generic"}) {
             try (AttentionBackend gpu = dev.lightning.attention.engine.Backends.create(kind)) {

@@ -3,6 +3,7 @@ package dev.lightning.attention.stream;
 import dev.lightning.attention.engine.AttentionBackend;
 import dev.lightning.attention.engine.AttentionSpec;
 import dev.lightning.attention.engine.Backends;
+import dev.lightning.attention.engine.NeedsGpu;
 import dev.lightning.attention.engine.cpu.CpuBackend;
 import dev.lightning.attention.engine.cuda.CudaBackend;
 import dev.lightning.attention.engine.LightningState;
@@ -48,12 +49,8 @@ class PieceWorkOnBackendsTest {
     }
 
     @Test
+    @NeedsGpu
     void gpuThroughTheExecutorPath() throws Exception {
-        String reason = CudaBackend.unavailableReason();
-        if (reason != null) {
-            System.out.println("PieceWorkOnBackendsTest.gpuThroughTheExecutorPath SKIPPED: " + reason);
-            org.junit.jupiter.api.Assumptions.assumeTrue(false, reason);
-        }
         try (AttentionBackend gpu = Backends.create("gpu"); AttentionBackend generic = Backends.create("gpu-generic")) {
             for (DType dtype : DType.values()) {
                 check(gpu, dtype);

@@ -4,13 +4,13 @@ import dev.lightning.attention.engine.AttentionBackend;
 import dev.lightning.attention.engine.AttentionSpec;
 import dev.lightning.attention.engine.Checkpoints;
 import dev.lightning.attention.engine.LightningState;
+import dev.lightning.attention.engine.NeedsGpu;
 import dev.lightning.attention.engine.Slopes;
 import dev.lightning.attention.engine.cpu.CpuBackend;
 import dev.lightning.attention.plan.Piece;
 import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.SafetensorsFile;
 import dev.lightning.attention.tensor.TokenTensor;
-import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -135,13 +135,8 @@ class PieceWorkReadAheadTest {
      * first one's blocks (kept registered, their bytes the first task's) and must give the same.
      */
     @Test
-    @Tag("gpu")
+    @NeedsGpu
     void gpuReadingAheadWritesTheSameBytes() throws IOException {
-        String reason = dev.lightning.attention.engine.cuda.CudaBackend.unavailableReason();
-        if (reason != null) {
-            System.out.println("PieceWorkReadAheadTest.gpuReadingAheadWritesTheSameBytes SKIPPED: " + reason);
-            org.junit.jupiter.api.Assumptions.assumeTrue(false, reason);
-        }
         long windowBytes = 256 * 1024; // whole 64-token chunks, several windows a piece
         Path[] files = {write("g1000.st", DType.BF16, 1000, 6, 6, 6, 64, 64, 21),
                 write("g3000.st", DType.BF16, 3000, 5, 5, 5, 64, 32, 22)};

@@ -5,11 +5,9 @@ import dev.lightning.attention.engine.BatchCase;
 import dev.lightning.attention.engine.BatchChecks;
 import dev.lightning.attention.engine.BatchStep;
 import dev.lightning.attention.engine.Backends;
+import dev.lightning.attention.engine.NeedsGpu;
 import dev.lightning.attention.engine.StateStore;
 import dev.lightning.attention.tensor.DType;
-import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.Assumptions;
-import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
@@ -26,18 +24,10 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * two steps against one over the concatenation, and the GPU backend's forward per sequence.
  * Skipped, with a message saying why, where no GPU is usable.
  */
-@Tag("gpu")
+@NeedsGpu
 class CudaBatchStepTest {
     static final double TOLERANCE = 1e-5;
 
-    @BeforeAll
-    static void gpu() {
-        String reason = CudaBackend.unavailableReason();
-        if (reason != null) {
-            System.out.println("CudaBatchStepTest SKIPPED: " + reason);
-        }
-        Assumptions.assumeTrue(reason == null, "no usable GPU: " + reason);
-    }
 
     static List<BatchCase> cases() {
         return BatchCase.cases();

@@ -8,6 +8,7 @@ import dev.lightning.attention.engine.DeviceMemoryException;
 import dev.lightning.attention.engine.FeatureMap;
 import dev.lightning.attention.engine.Inputs;
 import dev.lightning.attention.engine.LightningState;
+import dev.lightning.attention.engine.NeedsGpu;
 import dev.lightning.attention.engine.Slopes;
 import dev.lightning.attention.engine.VariantCase;
 import dev.lightning.attention.engine.cpu.CpuBackend;
@@ -17,7 +18,6 @@ import dev.lightning.attention.tensor.TokenTensor;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
@@ -35,7 +35,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * the job's limits for that dtype (F32 1e-5, F16 2e-3, BF16 6e-3); states, float32 everywhere, to
  * 1e-5. Skipped, with a message saying why, where no GPU is usable.
  */
-@Tag("gpu")
+@NeedsGpu
 class GpuBackendTest {
     private static CudaBackend tensorCores;
     /** The tensor-core backend kept to the portable (mma.sync) kernels, also on a Hopper GPU. */
@@ -44,11 +44,6 @@ class GpuBackendTest {
 
     @BeforeAll
     static void open() {
-        String reason = CudaBackend.unavailableReason();
-        if (reason != null) {
-            System.out.println("GpuBackendTest SKIPPED: " + reason);
-        }
-        Assumptions.assumeTrue(reason == null, "no usable GPU: " + reason);
         tensorCores = new CudaBackend(0, true, Backends.DEFAULT_GPU_MEMORY);
         portable = new CudaBackend(0, true, Backends.DEFAULT_GPU_MEMORY);
         portable.kernels.hopperKernels = false;

@@ -1,5 +1,6 @@
 package dev.lightning.attention.engine.cuda;
 
+import dev.lightning.attention.engine.NeedsGpu;
 import org.junit.jupiter.api.Test;
 
 import java.io.IOException;
@@ -17,8 +18,10 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * classes. Its list had gone stale: on 2026-12-05 it left out the softmax, batch-step, host-window,
  * host-block and read-ahead tests, which ran on a GPU only when someone ran them by hand. So a
  * test that skips itself where no GPU is usable must carry the tag, or the GPU machine never runs it.
- * The check reads files, not methods: where a class tags one case rather than itself (HostBlocksTest,
- * PieceWorkReadAheadTest), a second GPU case added there needs its own tag, which this does not see.
+ * Since session 41 a GPU test says so with {@link NeedsGpu}, which is the tag and the skip in one; this
+ * still holds any test that skips itself by hand (GpuSoftmaxTest, whose no-GPU case runs everywhere) to
+ * the tag. The check reads files, not methods: where a class marks one case rather than itself
+ * (HostBlocksTest, PieceWorkReadAheadTest), a second GPU case added there needs its own mark.
  */
 class GpuTagTest {
     private static final Path ROOT = Path.of(System.getProperty("maven.multiModuleProjectDirectory", ".."));
@@ -28,12 +31,16 @@ class GpuTagTest {
         List<Path> sources;
         try (Stream<Path> files = Files.walk(ROOT.resolve("gpu-worker/src/test/java"))) {
             sources = files.filter(p -> p.toString().endsWith(".java"))
-                    .filter(p -> !p.endsWith("GpuTagTest.java")) // this file names what it looks for
+                    .filter(p -> !p.endsWith("GpuTagTest.java") && !p.endsWith("NeedsGpu.java")) // these name what it looks for
                     .sorted().toList();
         }
         int gpuTests = 0;
         for (Path p : sources) {
             String text = Files.readString(p);
+            if (text.contains("@NeedsGpu")) {
+                gpuTests++;
+                continue;
+            }
             // CudaBackend.unavailableReason() or Backends.gpuUnavailableReason(), then an assumption
             boolean skipsWithoutGpu = text.contains("navailableReason()") && text.contains("assumeTrue(");
             if (skipsWithoutGpu) {
@@ -42,8 +49,18 @@ class GpuTagTest {
                         + "cases for a GPU machine; tag the class (or the GPU cases) @Tag(\"gpu\") so that bin/gpu-check runs it");
             }
         }
-        // the eight classes of 2026-12-05; fewer means the test above stopped seeing them
-        assertTrue(gpuTests >= 8, "found " + gpuTests + " test classes that skip without a GPU, expected at least 8");
+        // the ten classes of 2026-12-07; fewer means the test above stopped seeing them
+        assertTrue(gpuTests >= 10, "found " + gpuTests + " test classes that skip without a GPU, expected at least 10");
+    }
+
+    /** NeedsGpu carries the tag and the condition that skips, so marking a test with it is enough. */
+    @Test
+    void needsGpuIsTheTagAndTheSkip() {
+        org.junit.jupiter.api.Tag tag = NeedsGpu.class.getAnnotation(org.junit.jupiter.api.Tag.class);
+        assertEquals("gpu", tag == null ? null : tag.value());
+        org.junit.jupiter.api.extension.ExtendWith with =
+                NeedsGpu.class.getAnnotation(org.junit.jupiter.api.extension.ExtendWith.class);
+        assertTrue(with != null && List.of(with.value()).contains(NeedsGpu.Condition.class));
     }
 
     @Test

@@ -1,9 +1,9 @@
 package dev.lightning.attention.engine.cuda;
 
+import dev.lightning.attention.engine.NeedsGpu;
 import dev.lightning.attention.engine.cuda.DeviceAllocator.Buffer;
 import jcuda.Pointer;
 import jcuda.driver.CUdeviceptr;
-import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
 import java.nio.ByteBuffer;
@@ -359,13 +359,8 @@ class HostBlocksTest {
      * as from the heap); close() leaves no block taken. Skipped without a GPU.
      */
     @Test
-    @Tag("gpu")
+    @NeedsGpu
     void gpuBackendsInARowShareTheirBlocks() {
-        String reason = CudaBackend.unavailableReason();
-        if (reason != null) {
-            System.out.println("HostBlocksTest.gpuBackendsInARowShareTheirBlocks SKIPPED: " + reason);
-            org.junit.jupiter.api.Assumptions.assumeTrue(false, reason);
-        }
         HostBlocks blocks = CudaDevice.open(0).hostBlocks();
         int t = 300;
         dev.lightning.attention.engine.AttentionSpec spec = new dev.lightning.attention.engine.AttentionSpec(4, 32, 32,

@@ -4,15 +4,14 @@ import dev.lightning.attention.engine.AttentionSpec;
 import dev.lightning.attention.engine.Backends;
 import dev.lightning.attention.engine.Inputs;
 import dev.lightning.attention.engine.LightningState;
+import dev.lightning.attention.engine.NeedsGpu;
 import dev.lightning.attention.engine.Slopes;
 import dev.lightning.attention.engine.cpu.CpuBackend;
 import dev.lightning.attention.engine.reference.RecurrentReference;
 import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.TokenTensor;
 import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
@@ -37,7 +36,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * where no GPU is usable. Run with assertions on: the allocator's leak check then fails close()
  * on a registration left behind.
  */
-@Tag("gpu")
+@NeedsGpu
 class HostPathGpuTest {
     private static CudaBackend gpu;
     /** The staging threads and the host stages of {@link #gpu}. */
@@ -45,11 +44,6 @@ class HostPathGpuTest {
 
     @BeforeAll
     static void open() {
-        String reason = CudaBackend.unavailableReason();
-        if (reason != null) {
-            System.out.println("HostPathGpuTest SKIPPED: " + reason);
-        }
-        Assumptions.assumeTrue(reason == null, "no usable GPU: " + reason);
         gpu = new CudaBackend(0, true, Backends.DEFAULT_GPU_MEMORY);
         hooks = new BenchHooks(gpu);
         System.out.println("HostPathGpuTest on " + gpu.device() + ", assertions "

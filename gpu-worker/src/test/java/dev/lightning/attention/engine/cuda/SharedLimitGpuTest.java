@@ -6,13 +6,11 @@ import dev.lightning.attention.engine.FeatureMap;
 import dev.lightning.attention.engine.GpuUnusableException;
 import dev.lightning.attention.engine.Inputs;
 import dev.lightning.attention.engine.LightningState;
+import dev.lightning.attention.engine.NeedsGpu;
 import dev.lightning.attention.engine.Slopes;
 import dev.lightning.attention.engine.VariantCase;
 import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.TokenTensor;
-import org.junit.jupiter.api.Assumptions;
-import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
@@ -33,21 +31,13 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * with the bytes and stage counts those GPUs give them, against the float64 recurrence; and the shapes
  * no kernel fits there are refused before any launch, saying so. Skipped, with a message, without a GPU.
  */
-@Tag("gpu")
+@NeedsGpu
 class SharedLimitGpuTest {
     /** cudaDevAttrMaxSharedMemoryPerBlockOptin of an A100 (and A30, A800). */
     static final int A100 = 166_912;
     /** The same on compute capability 8.6, 8.9 and 12.0 (A10, A40, L4, L40S, RTX 30, 40 and 50 series). */
     static final int SMALL = 101_376;
 
-    @BeforeAll
-    static void gpu() {
-        String reason = CudaBackend.unavailableReason();
-        if (reason != null) {
-            System.out.println("SharedLimitGpuTest SKIPPED: " + reason);
-        }
-        Assumptions.assumeTrue(reason == null, "no usable GPU: " + reason);
-    }
 
     private static CudaBackend limitedTo(int limit) {
         CudaBackend b = new CudaBackend(0, true, Backends.DEFAULT_GPU_MEMORY);

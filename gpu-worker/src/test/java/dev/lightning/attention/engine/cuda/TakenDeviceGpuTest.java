@@ -6,6 +6,7 @@ import dev.lightning.attention.engine.Backends;
 import dev.lightning.attention.engine.GpuUnusableException;
 import dev.lightning.attention.engine.Inputs;
 import dev.lightning.attention.engine.LightningState;
+import dev.lightning.attention.engine.NeedsGpu;
 import dev.lightning.attention.engine.Slopes;
 import dev.lightning.attention.engine.SoftmaxBackend;
 import dev.lightning.attention.engine.reference.RecurrentReference;
@@ -16,7 +17,6 @@ import jcuda.driver.CUcontext;
 import jcuda.driver.CUdevice;
 import jcuda.driver.CUdeviceptr;
 import jcuda.driver.JCudaDriver;
-import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -204,12 +204,8 @@ class TakenDeviceGpuTest {
     }
 
     @Test
+    @NeedsGpu
     void aTakenDeviceIsUnusableForNowAndUsableOnceFreed() throws Exception {
-        String reason = CudaBackend.unavailableReason();
-        if (reason != null) {
-            System.out.println("TakenDeviceGpuTest SKIPPED: " + reason);
-        }
-        Assumptions.assumeTrue(reason == null, "no usable GPU: " + reason);
         Process taker = child(Taker.class, "taker");
         Process opener = null;
         try {
