@@ -32,7 +32,7 @@
 // (compute capability 8.6, 8.9, 12.0) holds GENERIC_BV columns up to dk = 117 and GENERIC_BV_NARROW up to 137,
 // so dk = 128 runs there; an A100's 163 KB up to 219 and 250.
 #define GENERIC_BV_NARROW 16
-#define GENERIC_THREADS 256
+#define GENERIC_THREADS 256  // the products' thread tiles in generic_segment assume exactly this many
 
 template <typename T> __device__ __forceinline__ float to_float(T x);
 template <> __device__ __forceinline__ float to_float<float>(float x) { return x; }
@@ -76,6 +76,7 @@ __host__ __device__ inline int lightning_generic_smem_bytes(int dk, int bv) {
 // BV: value columns a CTA (GENERIC_BV or GENERIC_BV_NARROW); every column tile forms the chunk's scores S itself.
 template <typename T, bool OUT, int BV>
 __device__ __forceinline__ void generic_segment(const LightningArgs& a) {
+    static_assert(GENERIC_THREADS == 256 && BV % 8 == 0 && CHUNK == 64, "the thread tiles below");
     const T* __restrict__ q = static_cast<const T*>(a.q);
     const T* __restrict__ k = static_cast<const T*>(a.k);
     const T* __restrict__ v = static_cast<const T*>(a.v);
@@ -100,6 +101,12 @@ __device__ __forceinline__ void generic_segment(const LightningArgs& a) {
     const int t0 = (int)seg.start;
     const int t1 = (int)seg.end;
     const int tid = threadIdx.x;
+    // Thread coordinates of the three products (GENERIC_THREADS = 256 threads): the scores' 16 x 16 tiles (si, sj),
+    // and the outputs' and the state update's 32 x 8 (oi, oc): rows oi + 32r, value columns oc + 8k.
+    const int si = tid >> 4;
+    const int sj = tid & 15;
+    const int oi = tid >> 3;
+    const int oc = tid & 7;
     const int ldk = dk + 1;
     const bool normOwner = norm && blockIdx.y == 0; // one column tile writes z
 
@@ -150,18 +157,35 @@ __device__ __forceinline__ void generic_segment(const LightningArgs& a) {
         __syncthreads();
 
         if (OUT) {
-            // scores with the causal decay mask: S[i][j] = lambda^(i-j) q_i . k_j for j <= i
-            for (int e = tid; e < CHUNK * CHUNK; e += blockDim.x) {
-                int i = e / CHUNK;
-                int j = e % CHUNK;
-                float acc = 0.f;
-                if (j <= i && i < m) {
-                    for (int d = 0; d < dk; d++) {
-                        acc = fmaf(Qs[i * ldk + d], Ks[j * ldk + d], acc);
+            // scores with the causal decay mask: S[i][j] = lambda^(i-j) q_i . k_j for j <= i. A thread forms a 4 x 4
+            // tile, rows si + 16r and keys sj + 16c (8 loads a step for 16 products; the tiles above the diagonal too,
+            // masked after); a warp's 16 key threads read 16 rows of K, in 16 banks by the odd stride ldk.
+            {
+                float acc[4][4] = {};
+                for (int d = 0; d < dk; d++) {
+                    float qd[4], kd[4];
+#pragma unroll
+                    for (int r = 0; r < 4; r++) {
+                        qd[r] = Qs[(si + 16 * r) * ldk + d];
+                        kd[r] = Ks[(sj + 16 * r) * ldk + d];
                     }
-                    acc *= powers[i - j];
+#pragma unroll
+                    for (int r = 0; r < 4; r++) {
+#pragma unroll
+                        for (int c = 0; c < 4; c++) {
+                            acc[r][c] = fmaf(qd[r], kd[c], acc[r][c]);
+                        }
+                    }
                 }
-                Ss[i * (CHUNK + 1) + j] = acc;
+#pragma unroll
+                for (int r = 0; r < 4; r++) {
+#pragma unroll
+                    for (int c = 0; c < 4; c++) {
+                        const int i = si + 16 * r;
+                        const int j = sj + 16 * c;
+                        Ss[i * (CHUNK + 1) + j] = (j <= i && i < m) ? acc[r][c] * powers[i - j] : 0.f;
+                    }
+                }
             }
             __syncthreads();
             if (norm) {
@@ -179,38 +203,90 @@ __device__ __forceinline__ void generic_segment(const LightningArgs& a) {
                 }
                 __syncthreads();
             }
-            // o_i = scale (lambda^(i+1) q_i P + sum_j S[i][j] v_j), divided by den_i + eps when normalizing
-            for (int e = tid; e < CHUNK * BV; e += blockDim.x) {
-                int i = e / BV;
-                int c = e % BV;
-                if (i >= m || c >= bv) {
-                    continue;
-                }
-                float inter = 0.f;
+            // o_i = scale (lambda^(i+1) q_i P + sum_j S[i][j] v_j), divided by den_i + eps when normalizing. A thread
+            // forms rows oi and oi + 32, columns oc + 8k (k < BV / 8). The key loop runs to the later row's last key:
+            // for the earlier row those terms are S's zeros above the diagonal, which leave its sum as it was.
+            {
+                constexpr int OC = BV / 8;
+                float inter[2][OC] = {};
+                float intra[2][OC] = {};
                 for (int d = 0; d < dk; d++) {
-                    inter = fmaf(Qs[i * ldk + d], Ps[d * BV + c], inter);
+                    const float q0 = Qs[oi * ldk + d];
+                    const float q1 = Qs[(oi + 32) * ldk + d];
+#pragma unroll
+                    for (int k = 0; k < OC; k++) {
+                        const float p = Ps[d * BV + oc + 8 * k];
+                        inter[0][k] = fmaf(q0, p, inter[0][k]);
+                        inter[1][k] = fmaf(q1, p, inter[1][k]);
+                    }
                 }
-                float intra = 0.f;
-                for (int j = 0; j <= i; j++) {
-                    intra = fmaf(Ss[i * (CHUNK + 1) + j], Vs[j * BV + c], intra);
+                const int lastKey = min(oi + 32, m - 1);
+                for (int j = 0; j <= lastKey; j++) {
+                    const float s0 = Ss[oi * (CHUNK + 1) + j];
+                    const float s1 = Ss[(oi + 32) * (CHUNK + 1) + j];
+#pragma unroll
+                    for (int k = 0; k < OC; k++) {
+                        const float vj = Vs[j * BV + oc + 8 * k];
+                        intra[0][k] = fmaf(s0, vj, intra[0][k]);
+                        intra[1][k] = fmaf(s1, vj, intra[1][k]);
+                    }
                 }
-                float out = norm ? scale_div(a.scale, powers[i + 1] * inter + intra, Den[i] + a.eps)
-                                 : a.scale * (powers[i + 1] * inter + intra);
-                o[(size_t)(t + i) * oRow + (size_t)h * dv + c0 + c] = from_float<T>(out);
+#pragma unroll
+                for (int r = 0; r < 2; r++) {
+                    const int i = oi + 32 * r;
+#pragma unroll
+                    for (int k = 0; k < OC; k++) {
+                        const int c = oc + 8 * k;
+                        if (i < m && c < bv) {
+                            float out = norm ? scale_div(a.scale, powers[i + 1] * inter[r][k] + intra[r][k], Den[i] + a.eps)
+                                             : a.scale * (powers[i + 1] * inter[r][k] + intra[r][k]);
+                            o[(size_t)(t + i) * oRow + (size_t)h * dv + c0 + c] = from_float<T>(out);
+                        }
+                    }
+                }
             }
             __syncthreads(); // P and z are read above and written below
         }
 
         // P <- lambda^m P + sum_j lambda^(m-1-j) k_j^T v_j (the chunk's sum formed apart, added once), the decay
-        // carried by lightning_carry, the complement 1 - lambda^m from beside the powers (thread 0 put it there)
-        for (int e = tid; e < dk * BV; e += blockDim.x) {
-            int d = e / BV;
-            int c = e % BV;
-            float acc = 0.f;
-            for (int j = 0; j < m; j++) {
-                acc = fmaf(powers[m - 1 - j] * Ks[j * ldk + d], Vs[j * BV + c], acc);
+        // carried by lightning_carry, the complement 1 - lambda^m from beside the powers (thread 0 put it there).
+        // A thread forms rows d0 + oi + 32r (r < 4) of each 128-row pass, columns oc + 8k.
+        {
+            constexpr int PC = BV / 8;
+            for (int d0 = 0; d0 < dk; d0 += 128) {
+                float acc[4][PC] = {};
+                int rows[4];
+#pragma unroll
+                for (int r = 0; r < 4; r++) {
+                    rows[r] = min(d0 + oi + 32 * r, dk - 1);  // rows past dk repeat the last and are not stored
+                }
+                for (int j = 0; j < m; j++) {
+                    const float w = powers[m - 1 - j];
+                    float kd[4];
+#pragma unroll
+                    for (int r = 0; r < 4; r++) {
+                        kd[r] = w * Ks[j * ldk + rows[r]];
+                    }
+#pragma unroll
+                    for (int k = 0; k < PC; k++) {
+                        const float vj = Vs[j * BV + oc + 8 * k];
+#pragma unroll
+                        for (int r = 0; r < 4; r++) {
+                            acc[r][k] = fmaf(kd[r], vj, acc[r][k]);
+                        }
+                    }
+                }
+#pragma unroll
+                for (int r = 0; r < 4; r++) {
+                    if (d0 + oi + 32 * r < dk) {
+#pragma unroll
+                        for (int k = 0; k < PC; k++) {
+                            float* pe = &Ps[rows[r] * BV + oc + 8 * k];
+                            *pe = lightning_carry(*pe, acc[r][k], powers[CHUNK + 1], powers[m]);
+                        }
+                    }
+                }
             }
-            Ps[e] = lightning_carry(Ps[e], acc, powers[CHUNK + 1], powers[m]);
         }
         if (norm) {
             // z <- lambda^m z + sum_j lambda^(m-1-j) k_j, the same combine

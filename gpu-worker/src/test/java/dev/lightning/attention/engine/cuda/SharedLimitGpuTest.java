@@ -135,6 +135,43 @@ class SharedLimitGpuTest {
                 new VariantCase(257, 3, 3, 3, 128, 128, "8", FeatureMap.IDENTITY, true, false, DType.F16, 64, 9302));
     }
 
+    /**
+     * The float32 kernels' two widths differ in their thread tiles, not in the arithmetic of any element, so under
+     * one forced plan the "_c16" entries (a 99 KB GPU's bytes) and the 32-column ones (the float32 backend at the
+     * full limit) write the same bits: o, the final state and advance()'s. Dv not a multiple of 16 or 32.
+     */
+    @ParameterizedTest(name = "T={0} H={1} Dk={2} Dv={3} {4}")
+    @CsvSource({"1000, 3, 128, 72, BF16", "257, 2, 120, 40, F32", "64, 5, 136, 8, F16"})
+    void sixteenAndThirtyTwoColumnsWriteTheSameBits(int t, int h, int dk, int dv, DType dtype) {
+        try (CudaBackend narrow = limitedTo(SMALL);
+             CudaBackend wide = new CudaBackend(0, false, Backends.DEFAULT_GPU_MEMORY)) {
+            AttentionSpec spec = new AttentionSpec(h, dk, dv, Slopes.minimax(h), 0.7, 64);
+            String type = Kernels.type(dtype);
+            assertEquals("lightning_forward_generic_" + type + "_c16", narrow.kernels.kernelsFor(spec, dtype).forward());
+            assertEquals("lightning_forward_generic_" + type, wide.kernels.kernelsFor(spec, dtype).forward());
+            SplittableRandom rnd = new SplittableRandom(t * 7L + dk);
+            TokenTensor q = Inputs.random(rnd, dtype, t, h, dk);
+            TokenTensor k = Inputs.random(rnd, dtype, t, h, dk);
+            TokenTensor v = Inputs.random(rnd, dtype, t, h, dv);
+            LightningState s0 = Inputs.randomState(rnd, h, dk, dv);
+            float[][] got = new float[2][];
+            float[][] state = new float[2][];
+            float[][] advanced = new float[2][];
+            CudaBackend[] both = {narrow, wide};
+            for (int b = 0; b < 2; b++) {
+                both[b].kernels.perSegment.forcedPlan = n -> SegmentPlan.cut(n, 4, 1);
+                TokenTensor o = TokenTensor.allocate(dtype, t, h, dv);
+                state[b] = both[b].forward(spec, q, k, v, s0, o).kv();
+                got[b] = o.toFloats();
+                advanced[b] = both[b].advance(spec, k, v, s0).kv();
+            }
+            assertEquals(0, java.util.Arrays.compare(Inputs.bits(got[0]), Inputs.bits(got[1])), "o");
+            assertEquals(0, java.util.Arrays.compare(Inputs.bits(state[0]), Inputs.bits(state[1])), "S");
+            assertEquals(0, java.util.Arrays.compare(Inputs.bits(advanced[0]), Inputs.bits(advanced[1])), "advance() S");
+            GpuBackendTest.assertAgreesWithTheRecurrence(spec, q, k, v, s0, dtype, narrow);
+        }
+    }
+
     /** A shape no GPU kernel fits is refused before a launch, naming the bytes and what to do. */
     @ParameterizedTest(name = "limit={0} Dk={1} {2}")
     @CsvSource({"101376, 144, BF16", "101376, 138, F32", "166912, 256, BF16"})
