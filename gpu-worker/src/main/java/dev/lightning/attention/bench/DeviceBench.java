@@ -29,7 +29,7 @@ import java.util.stream.IntStream;
  * <pre>
  *   DeviceBench [--shapes 65536x64x128,262144x64x128,1048576x64x128,1048576x8x128] [--runs 10]
  *               [--host-shape 262144x8x128 | none] [--variants 1048576x128 | none] [--checks 65536 | none]
- *               [--plans H:SxE/SxE,H:... | none] [--kernels chosen | portable | a100 | 99kb]
+ *               [--plans H:SxE/SxE,H:... | none] [--kernels chosen | portable | a100 | 99kb | float32]
  * </pre>
  * {@code --plans}: at the shapes of H heads, also time the window cut into S segments of E pass-1
  * sub-segments each ("RESULT plan" lines), beside the plan the backend chooses; "LCxE": an uneven
@@ -37,7 +37,8 @@ import java.util.stream.IntStream;
  * {@code --kernels portable}: everything on the mma.sync kernels (what GPUs before Hopper run), on a Hopper GPU too;
  * {@code a100} and {@code 99kb}: the portable kernels with a block's shared memory lowered to an A100's (166,912
  * bytes) or to compute capability 8.6, 8.9 and 12.0's (101,376), so they run with the stages and columns those
- * GPUs give them (on this GPU's memory and clocks, not theirs).
+ * GPUs give them (on this GPU's memory and clocks, not theirs); {@code float32}: the float32 kernels (the
+ * gpu-generic backend, what F32 input runs).
  * {@code --shapes none}: no timings (the checks alone, say while another process compiles its kernels).
  * {@code --checks T,T,...}: the sequence lengths of the H = 8, D = 128 correctness check (error against
  * sequence length; the float64 reference runs on the CPU, about a second per 16K tokens and head); an entry
@@ -83,10 +84,10 @@ public final class DeviceBench {
                 runs = Integer.parseInt(args[i + 1]);
             } else if ("--kernels".equals(args[i])) {
                 kernels = args[i + 1];
-                if (!java.util.List.of("chosen", "portable", "a100", "99kb").contains(kernels)) {
+                if (!java.util.List.of("chosen", "portable", "a100", "99kb", "float32").contains(kernels)) {
                     throw new IllegalArgumentException("--kernels takes chosen (as the backend picks), portable (the "
                             + "mma.sync kernels, also on a Hopper GPU), a100 or 99kb (the portable kernels within that "
-                            + "GPU's shared memory a block); got " + kernels);
+                            + "GPU's shared memory a block) or float32 (the float32 kernels); got " + kernels);
                 }
             } else {
                 throw new IllegalArgumentException("unknown option " + args[i]);
@@ -97,10 +98,10 @@ public final class DeviceBench {
             System.out.println("DeviceBench: no usable GPU: " + reason);
             System.exit(2);
         }
-        try (CudaBackend backend = new CudaBackend(0, true, Long.MAX_VALUE)) {
+        try (CudaBackend backend = new CudaBackend(0, !kernels.equals("float32"), Long.MAX_VALUE)) {
             BenchHooks hooks = new BenchHooks(backend);
             hooks.hopperKernels(kernels.equals("chosen"));
-            if (!kernels.equals("chosen") && !kernels.equals("portable")) {
+            if (kernels.equals("a100") || kernels.equals("99kb")) {
                 hooks.sharedLimit(kernels.equals("a100") ? 166_912 : 101_376);
             }
             System.out.println("DeviceBench on " + backend.device() + ", kernels " + kernels);
