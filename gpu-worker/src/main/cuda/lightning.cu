@@ -158,8 +158,10 @@ __device__ __forceinline__ void generic_segment(const LightningArgs& a) {
 
         if (OUT) {
             // scores with the causal decay mask: S[i][j] = lambda^(i-j) q_i . k_j for j <= i. A thread forms a 4 x 4
-            // tile, rows si + 16r and keys sj + 16c (8 loads a step for 16 products; the tiles above the diagonal too,
-            // masked after); a warp's 16 key threads read 16 rows of K, in 16 banks by the odd stride ldk.
+            // tile, rows si + 16r and keys sj + 16c (8 loads a step for up to 16 products); a warp's 16 key threads read
+            // 16 rows of K, in 16 banks by the odd stride ldk. Where c > r every key of the pair lies above the
+            // diagonal (j - i >= 16 - 15), so those 6 of the 16 products are not formed (a choice of the unrolled
+            // loop, the same in every thread); the rest of the upper triangle is masked after.
             {
                 float acc[4][4] = {};
                 for (int d = 0; d < dk; d++) {
@@ -172,7 +174,7 @@ __device__ __forceinline__ void generic_segment(const LightningArgs& a) {
 #pragma unroll
                     for (int r = 0; r < 4; r++) {
 #pragma unroll
-                        for (int c = 0; c < 4; c++) {
+                        for (int c = 0; c <= r; c++) {
                             acc[r][c] = fmaf(qd[r], kd[c], acc[r][c]);
                         }
                     }
@@ -183,7 +185,7 @@ __device__ __forceinline__ void generic_segment(const LightningArgs& a) {
                     for (int c = 0; c < 4; c++) {
                         const int i = si + 16 * r;
                         const int j = sj + 16 * c;
-                        Ss[i * (CHUNK + 1) + j] = (j <= i && i < m) ? acc[r][c] * powers[i - j] : 0.f;
+                        Ss[i * (CHUNK + 1) + j] = (c <= r && j <= i && i < m) ? acc[r][c] * powers[i - j] : 0.f;
                     }
                 }
             }
@@ -204,8 +206,8 @@ __device__ __forceinline__ void generic_segment(const LightningArgs& a) {
                 __syncthreads();
             }
             // o_i = scale (lambda^(i+1) q_i P + sum_j S[i][j] v_j), divided by den_i + eps when normalizing. A thread
-            // forms rows oi and oi + 32, columns oc + 8k (k < BV / 8). The key loop runs to the later row's last key:
-            // for the earlier row those terms are S's zeros above the diagonal, which leave its sum as it was.
+            // forms rows oi and oi + 32, columns oc + 8k (k < BV / 8); its keys j <= i, each row's sum in the order
+            // of j.
             {
                 constexpr int OC = BV / 8;
                 float inter[2][OC] = {};
@@ -221,7 +223,8 @@ __device__ __forceinline__ void generic_segment(const LightningArgs& a) {
                     }
                 }
                 const int lastKey = min(oi + 32, m - 1);
-                for (int j = 0; j <= lastKey; j++) {
+                int j = 0;
+                for (; j <= min(oi, lastKey); j++) {
                     const float s0 = Ss[oi * (CHUNK + 1) + j];
                     const float s1 = Ss[(oi + 32) * (CHUNK + 1) + j];
 #pragma unroll
@@ -229,6 +232,13 @@ __device__ __forceinline__ void generic_segment(const LightningArgs& a) {
                         const float vj = Vs[j * BV + oc + 8 * k];
                         intra[0][k] = fmaf(s0, vj, intra[0][k]);
                         intra[1][k] = fmaf(s1, vj, intra[1][k]);
+                    }
+                }
+                for (; j <= lastKey; j++) {  // the later row's keys past the earlier row
+                    const float s1 = Ss[(oi + 32) * (CHUNK + 1) + j];
+#pragma unroll
+                    for (int k = 0; k < OC; k++) {
+                        intra[1][k] = fmaf(s1, Vs[j * BV + oc + 8 * k], intra[1][k]);
                     }
                 }
 #pragma unroll
