@@ -172,15 +172,12 @@ final class Kernels {
                     shapes.tcColumns, shapes.tensorCoreThreads(dk), bytes, bytes);
         }
         // The float32 kernels, 32 value columns a CTA; where a block cannot hold that many columns' state and values,
-        // their "_c16" entries (16 a CTA, each forming the chunk's scores itself): Dk = 128 on a 99 KB GPU.
-        if (shapes.genericSharedBytes(dk) <= limit) {
-            return new Choice("lightning_forward_generic_" + type, "lightning_states_generic_" + type,
-                    shapes.genericColumns, shapes.genericThreads, shapes.genericSharedBytes(dk), shapes.genericSharedBytes(dk));
-        }
-        if (shapes.genericNarrowSharedBytes(dk) <= limit) {
-            int bytes = shapes.genericNarrowSharedBytes(dk);
-            return new Choice("lightning_forward_generic_" + type + "_c16", "lightning_states_generic_" + type + "_c16",
-                    shapes.genericNarrowColumns, shapes.genericThreads, bytes, bytes);
+        // their "_c16" entries (16 a CTA): Dk = 128 on a 99 KB GPU.
+        LaunchShapes.Generic generic = shapes.genericWithin(dk, limit);
+        if (generic != null) {
+            return new Choice("lightning_forward_generic_" + type + generic.suffix(),
+                    "lightning_states_generic_" + type + generic.suffix(), generic.columns(), shapes.genericThreads,
+                    generic.bytes(), generic.bytes());
         }
         throw GpuUnusableException.noKernelFor(device + " gives a block at most " + limit + " bytes of shared memory, and "
                 + "no GPU kernel computes Dk = " + dk + " in that: the tensor-core kernels need "

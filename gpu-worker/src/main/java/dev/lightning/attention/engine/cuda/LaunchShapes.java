@@ -98,6 +98,24 @@ final class LaunchShapes {
         return portable[4 * DK_SLOTS + dk];
     }
 
+    /** One width of the float32 kernels: the entries' name suffix, value columns a CTA, dynamic shared memory. */
+    record Generic(String suffix, int columns, int bytes) {
+    }
+
+    /**
+     * The float32 kernels a block of {@code limit} bytes holds at this dk: the 32-column entries where they fit, else
+     * the "_c16" ones (each of their CTAs forms the chunk's scores itself, so they do more work), else null.
+     */
+    Generic genericWithin(int dk, int limit) {
+        if (genericSharedBytes(dk) <= limit) {
+            return new Generic("", genericColumns, genericSharedBytes(dk));
+        }
+        if (genericNarrowSharedBytes(dk) <= limit) {
+            return new Generic("_c16", genericNarrowColumns, genericNarrowSharedBytes(dk));
+        }
+        return null;
+    }
+
     /** Dynamic shared memory of the mma.sync kernels at this dk (narrow or wide, as dk picks). */
     int tensorCoreSharedBytes(int dk) {
         return portable[2 * DK_SLOTS + dk];

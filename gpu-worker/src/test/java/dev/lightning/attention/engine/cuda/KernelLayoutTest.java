@@ -41,6 +41,11 @@ class KernelLayoutTest {
         assertEquals(1040, s.genericSharedBytes(40));
         assertEquals(940, s.genericNarrowSharedBytes(40));
         assertEquals(16, s.genericNarrowColumns);
+        // the float32 kernels within a block's limit: 32 columns where they fit, else 16, else none
+        assertEquals(new LaunchShapes.Generic("", 32, 1040), s.genericWithin(40, 1040));
+        assertEquals(new LaunchShapes.Generic("_c16", 16, 940), s.genericWithin(40, 1039));
+        assertEquals(new LaunchShapes.Generic("_c16", 16, 940), s.genericWithin(40, 940));
+        assertEquals(null, s.genericWithin(40, 939));
         assertEquals(2200, s.tensorCoreSharedBytes(200));
         assertEquals(1700, s.tensorCoreMinSharedBytes(200));
         assertEquals(3100, s.hopperSharedBytes(100, true));
