@@ -16,7 +16,7 @@ final class LaunchShapes {
 
     final int chunk;
     final int genericColumns;
-    /** The float32 kernels' "_c16" entries take this many value columns a CTA, for blocks too small for {@link #genericColumns}. */
+    /** Value columns a CTA of the float32 kernels' "_c16" entries (blocks too small for {@link #genericColumns}). */
     final int genericNarrowColumns;
     final int genericThreads;
     final int tcThreadsNarrow;
@@ -71,7 +71,8 @@ final class LaunchShapes {
         }
         LaunchShapes s = new LaunchShapes(portable, hopper);
         for (int dk = 1; dk < DK_SLOTS; dk++) {
-            if (s.genericSharedBytes(dk) <= 0 || s.genericNarrowSharedBytes(dk) <= 0 || s.tensorCoreSharedBytes(dk) <= 0 || s.tensorCoreMinSharedBytes(dk) <= 0
+            if (s.genericSharedBytes(dk) <= 0 || s.genericNarrowSharedBytes(dk) <= 0 || s.tensorCoreSharedBytes(dk) <= 0
+                    || s.tensorCoreMinSharedBytes(dk) <= 0
                     || s.tensorCoreMinSharedBytes(dk) > s.tensorCoreSharedBytes(dk)
                     || (dk <= s.hopperMaxDk && (s.hopperSharedBytes(dk, true) <= 0 || s.hopperSharedBytes(dk, false) <= 0))) {
                 throw new IllegalStateException("the kernels report no shared-memory size for dk = " + dk);
