@@ -28,7 +28,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 class CudaBatchStepTest {
     static final double TOLERANCE = 1e-5;
 
-
     static List<BatchCase> cases() {
         return BatchCase.cases();
     }

@@ -38,7 +38,6 @@ class SharedLimitGpuTest {
     /** The same on compute capability 8.6, 8.9 and 12.0 (A10, A40, L4, L40S, RTX 30, 40 and 50 series). */
     static final int SMALL = 101_376;
 
-
     private static CudaBackend limitedTo(int limit) {
         CudaBackend b = new CudaBackend(0, true, Backends.DEFAULT_GPU_MEMORY);
         b.kernels.hopperKernels = false;
