@@ -325,14 +325,21 @@ public final class OutputLock implements AutoCloseable {
                 return;
             }
             heartbeat.shutdownNow();
-            try {
-                if (held()) {
-                    fs.delete(path, false);
+            // Under io, which a refresh holds from its check to its write: a refresh that began before shutdownNow
+            // finishes first, and one after sees released. Deleting outside it (the form before) let a refresh that
+            // had checked the lock write it again after the delete: a lock left behind, which the next run had to
+            // wait out as stale (OutputLockTest.aHeldLockIsRefreshedWhereSetTimesDoesNothing failed so, rarely).
+            synchronized (io) {
+                try {
+                    if (held()) {
+                        fs.delete(path, false);
+                    }
+                } catch (IOException e) {
+                    // a lock left behind is stale once this process is gone; the next run takes it over
+                } finally {
+                    released = true;
                 }
-            } catch (IOException e) {
-                // a lock left behind is stale once this process is gone; the next run takes it over
             }
-            released = true;
         }
         if (Thread.currentThread() != shutdownHook) {
             try {
