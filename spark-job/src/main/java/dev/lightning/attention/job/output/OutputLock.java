@@ -324,11 +324,13 @@ public final class OutputLock implements AutoCloseable {
             if (released) {
                 return;
             }
-            heartbeat.shutdownNow();
-            // Under io, which a refresh holds from its check to its write: a refresh that began before shutdownNow
-            // finishes first, and one after sees released. Deleting outside it (the form before) let a refresh that
-            // had checked the lock write it again after the delete: a lock left behind, which the next run had to
-            // wait out as stale (OutputLockTest.aHeldLockIsRefreshedWhereSetTimesDoesNothing failed so, rarely).
+            // No more refreshes, and no interrupt for one under way: interrupted mid-write, a rewrite could leave the
+            // lock empty, which reads as no one's, and then this close would not delete it.
+            heartbeat.shutdown();
+            // Under io, which a refresh holds from its check to its write: a refresh under way finishes first, and
+            // one still waiting for io sees released. Deleting outside it (the form before) let a refresh that had
+            // checked the lock write it again after the delete: a lock left behind, which the next run had to wait
+            // out as stale (OutputLockTest.aHeldLockIsRefreshedWhereSetTimesDoesNothing failed so, once).
             synchronized (io) {
                 try {
                     if (held()) {
