@@ -92,6 +92,61 @@ class OutputLockTest {
         assertFalse(Files.exists(tmp.resolve(OutputLock.NAME)), "released");
     }
 
+    /**
+     * A file system whose setTimes does nothing (so each refresh writes the lock again) and whose rewrite of the lock
+     * by the heartbeat, once armed, takes 500 ms after the create has emptied the file; an interrupt in that time
+     * aborts the write, as an interruptible write would, and leaves the file empty.
+     */
+    static final class SlowRewriteFs extends org.apache.hadoop.fs.FilterFileSystem {
+        final CountDownLatch writing = new CountDownLatch(1);
+        volatile boolean armed;
+
+        SlowRewriteFs(FileSystem fs) {
+            super(fs);
+        }
+
+        @Override
+        public void setTimes(Path p, long mtime, long atime) {
+        }
+
+        @Override
+        public org.apache.hadoop.fs.FSDataOutputStream create(Path f, org.apache.hadoop.fs.permission.FsPermission
+                permission, boolean overwrite, int bufferSize, short replication, long blockSize,
+                org.apache.hadoop.util.Progressable progress) throws java.io.IOException {
+            org.apache.hadoop.fs.FSDataOutputStream out = super.create(f, permission, overwrite, bufferSize, replication,
+                    blockSize, progress);
+            if (!armed || !Thread.currentThread().getName().equals("lightning-lock-heartbeat")) {
+                return out;
+            }
+            armed = false;
+            writing.countDown();
+            try {
+                Thread.sleep(500);
+            } catch (InterruptedException e) {
+                out.close();
+                throw new java.io.InterruptedIOException("interrupted while writing the lock");
+            }
+            return out;
+        }
+    }
+
+    /**
+     * Closing while a refresh writes the lock again: close waits for that write and then removes the lock. Before
+     * session 41 close interrupted the heartbeat (an aborted rewrite left the lock empty, which reads as no one's, so
+     * close kept it) and deleted outside the monitor a refresh holds (a refresh could write it again after the
+     * delete): either way a lock was left behind for the next run to wait out as stale.
+     */
+    @Test
+    void closeWaitsForARefreshUnderWayAndRemovesTheLock() throws Exception {
+        SlowRewriteFs fs = new SlowRewriteFs(fs());
+        Path out = new Path(tmp.toUri());
+        OutputLock lock = OutputLock.acquire(fs, out, "first", 1.0, quiet); // a refresh every 250 ms
+        fs.armed = true;
+        assertTrue(fs.writing.await(5, java.util.concurrent.TimeUnit.SECONDS), "a refresh began writing the lock");
+        lock.close();
+        assertFalse(Files.exists(tmp.resolve(OutputLock.NAME)), "the lock is removed, though a refresh was writing it");
+    }
+
     /** A run whose lock was taken over (it looked stale) knows it and refuses to publish. */
     @Test
     void aLockTakenOverIsLost() throws Exception {
