@@ -102,7 +102,8 @@ public final class DeviceBench {
             BenchHooks hooks = new BenchHooks(backend);
             hooks.hopperKernels(kernels.equals("chosen"));
             if (kernels.equals("a100") || kernels.equals("99kb")) {
-                hooks.sharedLimit(kernels.equals("a100") ? 166_912 : 101_376);
+                hooks.sharedLimit(kernels.equals("a100") ? BenchHooks.A100_SHARED_BYTES
+                        : BenchHooks.SMALL_SHARED_BYTES);
             }
             System.out.println("DeviceBench on " + backend.device() + ", kernels " + kernels);
             double copy = hooks.copyBandwidth(4L << 30, 5);

@@ -214,10 +214,15 @@ public final class BenchHooks {
         kernels.hopperKernels = allowed;
     }
 
+    /** A block's most dynamic shared memory on an A100, for {@link #sharedLimit} (Kernels owns the figure). */
+    public static final int A100_SHARED_BYTES = Kernels.A100_SHARED_BYTES;
+    /** The same on GPUs of compute capability 8.6, 8.9 and 12.0 (L40S, L4, A10, RTX). */
+    public static final int SMALL_SHARED_BYTES = Kernels.SMALL_SHARED_BYTES;
+
     /**
      * The most dynamic shared memory a block may have, for the kernel choice (Kernels.Allowed#sharedLimit): less
-     * than the device's runs here what a GPU of that limit runs (an A100 166,912 bytes, compute capability 8.6,
-     * 8.9 and 12.0 101,376).
+     * than the device's runs here what a GPU of that limit runs ({@link #A100_SHARED_BYTES},
+     * {@link #SMALL_SHARED_BYTES}).
      */
     public void sharedLimit(int bytes) {
         kernels.sharedLimit = Math.min(bytes, device.maxSharedPerBlock);

@@ -107,6 +107,13 @@ final class Kernels {
         return dtype == DType.F32 ? "f32" : dtype == DType.BF16 ? "bf16" : "f16";
     }
 
+    /** A block's most dynamic shared memory (cudaDevAttrMaxSharedMemoryPerBlockOptin) on an A100 (also A30, A800). */
+    static final int A100_SHARED_BYTES = 166_912;
+    /** The same on GPUs of compute capability 8.6, 8.9 and 12.0 (A10, A40, L4, L40S, RTX 30, 40 and 50 series). */
+    static final int SMALL_SHARED_BYTES = 101_376;
+    /** The same on an H100 or H200. */
+    static final int HOPPER_SHARED_BYTES = 232_448;
+
     /**
      * Which kernel families a backend may choose from: all true is the product's choice; the tests
      * and the benchmark turn families off or on to run the others on the same GPU.
@@ -120,8 +127,8 @@ final class Kernels {
      *                       and shared memory; benchmark A/B only)
      * @param sharedLimit    the most dynamic shared memory a block may have: the device's
      *                       (CudaDevice.maxSharedPerBlock); tests give less, to run on a Hopper GPU what
-     *                       an A100 (166,912 bytes) or a GPU of compute capability 8.6, 8.9 or 12.0
-     *                       (101,376) runs
+     *                       an A100 ({@link #A100_SHARED_BYTES}) or a GPU of compute capability 8.6, 8.9 or
+     *                       12.0 ({@link #SMALL_SHARED_BYTES}) runs
      */
     record Allowed(boolean tensorCores, boolean hopper, boolean hopperAnyWidth, boolean hopperPairs, boolean small,
                    int sharedLimit) {
@@ -183,7 +190,8 @@ final class Kernels {
                 + "no GPU kernel computes Dk = " + dk + " in that: the tensor-core kernels need "
                 + shapes.tensorCoreMinSharedBytes(dk) + " bytes there (BF16 and F16 input), the float32 ones "
                 + shapes.genericNarrowSharedBytes(dk) + "; run this input with --backend cpu, or on GPUs whose blocks get "
-                + "that much (an A100 166,912 bytes, an H100 or H200 232,448)");
+                + String.format(java.util.Locale.ROOT, "that much (an A100 %,d bytes, an H100 or H200 %,d)",
+                        A100_SHARED_BYTES, HOPPER_SHARED_BYTES));
     }
 
     private static boolean disjoint(Set<Variant> a, Set<Variant> b) {

@@ -33,10 +33,9 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  */
 @NeedsGpu
 class SharedLimitGpuTest {
-    /** cudaDevAttrMaxSharedMemoryPerBlockOptin of an A100 (and A30, A800). */
-    static final int A100 = 166_912;
-    /** The same on compute capability 8.6, 8.9 and 12.0 (A10, A40, L4, L40S, RTX 30, 40 and 50 series). */
-    static final int SMALL = 101_376;
+    /** The limits of an A100 and of the 99 KB GPUs (the CSV rows below spell them out: 166912, 101376). */
+    static final int A100 = Kernels.A100_SHARED_BYTES;
+    static final int SMALL = Kernels.SMALL_SHARED_BYTES;
 
     private static CudaBackend limitedTo(int limit) {
         CudaBackend b = new CudaBackend(0, true, Backends.DEFAULT_GPU_MEMORY);
