@@ -40,8 +40,9 @@
 //     store P (and z) exactly as the end-of-segment store does.
 // Launch contract: grid = (H, ceil(dv / LIGHTNING_TC_COLUMNS), S), block = LIGHTNING_TC_THREADS_NARROW
 // (dk <= 128, kernels lightning_*_tc_<type>; dk <= 64, lightning_*_tc_<type>_n64) or
-// LIGHTNING_TC_THREADS_WIDE (dk <= 256, kernels lightning_*_tc_<type>_wide), dynamic shared memory =
-// lightning_tc_smem_bytes(dk). A CTA owns head
+// LIGHTNING_TC_THREADS_WIDE (dk <= 256, kernels lightning_*_tc_<type>_wide; and dk <= 128, forward only,
+// lightning_forward_tc_<type>_q1), dynamic shared memory = lightning_tc_smem_bytes(dk) or less, down to
+// tc_min_smem_bytes(dk) (tc_q1_min_smem_bytes(dk) for _q1). A CTA owns head
 // blockIdx.x, the value columns [64 * blockIdx.y, min(dv, 64 * blockIdx.y + 64)) and segment
 // s = lightning_segment(args, blockIdx.z, gridDim.z), i.e. tokens [s * segTokens, min(n, (s + 1) *
 // segTokens)) in a uniform cut (lightning_args.cuh: an uneven one's first segment is shorter). It
@@ -95,6 +96,8 @@
 //   sO   (4 warps)       64 x LDV T                      9216              (forward only)
 //   mbarriers            2 per stage + 4                 16 * kMaxStages + 32 (narrow kernels)
 //   sZ   (z, float32)    2 x Dkp floats                  8 * Dkp           (normalized runs only)
+// The "_q1" forward entries put one Q tile (64 x LDK T) right after the decay table, and the stages hold K and V
+// alone; two stages, one sPt (tc_q1_min_smem_bytes).
 // Forward: dk = 128 -> 3 stages (179200 bytes used), dk = 256 -> 2 stages, one sPt (200704 bytes);
 // normalized, 97 <= dk <= 112 (narrow) gets 3 stages instead of 4 (sZ takes the room of the fourth).
 // States: 4 stages for every dk.
@@ -188,11 +191,12 @@ __host__ __device__ inline unsigned tc_stage_bytes(int dk, bool fwd) {
 // The states kernel places its mbarriers after sPt's space too (body: offO), so its fixed part counts that space:
 // counted as the forward's alone (session 40's first form), a states kernel given 99 KB at Dk = 80 took 4 stages
 // and its mbarriers landed past the block's shared memory (CUDA_ERROR_ILLEGAL_ADDRESS; SharedLimitGpuTest).
-__host__ __device__ inline unsigned tc_fixed_bytes(int dk, bool fwd, bool dblPt, bool norm) {
+// q1: the "_q1" forward's one Q tile (beside the stages, which then hold K and V alone; see tc_q1_min_smem_bytes).
+__host__ __device__ inline unsigned tc_fixed_bytes(int dk, bool fwd, bool dblPt, bool norm, bool q1 = false) {
     const unsigned Dkp = (unsigned)((dk + 15) & ~15);
     const unsigned ptBytes = 2u * Dkp * kLdv;  // one copy of sPt
-    return 1024u + (dblPt ? 2u : 1u) * ptBytes + (fwd ? 2u * kChunk * kLdv : 0u) + 16u * kMaxStages + 32u
-           + (norm ? 8u * Dkp : 0u);
+    return 1024u + (q1 ? 128u * (Dkp + 8u) : 0u) + (dblPt ? 2u : 1u) * ptBytes + (fwd ? 2u * kChunk * kLdv : 0u)
+           + 16u * kMaxStages + 32u + (norm ? 8u * Dkp : 0u);
 }
 // The least dynamic shared memory the kernels of this dk run in: two stages beside the fixed part of the
 // normalized forward (the largest of the four: the states kernel and plain runs need less). body takes as many
@@ -201,6 +205,19 @@ __host__ __device__ inline unsigned tc_fixed_bytes(int dk, bool fwd, bool dblPt,
 // with min(lightning_tc_smem_bytes, the device's limit) where the limit holds this (Kernels.choose).
 __host__ __device__ inline int tc_min_smem_bytes(int dk) {
     return (int)(tc_fixed_bytes(dk, true, dk <= LIGHTNING_TC_NARROW_MAX_DK, true) + 2u * tc_stage_bytes(dk, true));
+}
+// The "_q1" forward entries (dk <= LIGHTNING_TC_NARROW_MAX_DK), for blocks too small for tc_min_smem_bytes: 99 KB on GPUs
+// of compute capability 8.6, 8.9 and 12.0 (L40S, L4, A10, RTX) holds two stages of the narrow forward up to dk = 80,
+// and dk = 128 needs 136,288 bytes. They keep one Q tile beside two stages of K and V (each output warp loads its own
+// 16 rows of the next chunk's Q once it has read this chunk's: no other warp reads them) and one sPt buffer, in the
+// 8 warps of the body without load warps (MT = 2): 100,448 bytes at dk = 128, normalized. They pair with the narrow
+// states kernel, whose two stages need less (the difference is 10,240 - 16 * Dkp bytes, positive for every dk here);
+// the bytes returned are the larger of the two, so a block that holds them runs both.
+__host__ __device__ inline int tc_q1_min_smem_bytes(int dk) {
+    if (dk > LIGHTNING_TC_NARROW_MAX_DK) return 0;
+    const unsigned fwd = tc_fixed_bytes(dk, true, false, true, true) + 2u * tc_stage_bytes(dk, false);
+    const unsigned states = tc_fixed_bytes(dk, false, true, true) + 2u * tc_stage_bytes(dk, false);
+    return (int)(fwd > states ? fwd : states);
 }
 
 // Which 16-byte pieces of a [64 x cols] tile loader thread t (of `loaders`) copies: it starts at
@@ -224,10 +241,11 @@ struct TilePlan {
 // [valid, cols) and rows [m, 64) are zero-filled. vec: 16-byte cp.async, the zeros too (source size
 // 0), so that waiting for the copies covers every byte (needs valid % 8 == 0, rowStride % 8 == 0 and
 // an aligned src); otherwise synchronous scalar copies (dk or dv not a multiple of 8).
+// rows: the tile's rows (kChunk; 16 for one output warp's rows of the "_q1" entries' Q).
 template <typename T>
 __device__ __forceinline__ void load_tile(unsigned dst, unsigned char* dstGeneric, int ldd, const T* src,
                                           long long rowStride, int m, int cols, int valid, bool vec,
-                                          const TilePlan& pl) {
+                                          const TilePlan& pl, int rows = kChunk) {
     if (vec && pl.dc == 0) {
         // Common case (cols / 8 divides 128): this thread's column is fixed, rows step by dr, so
         // both addresses advance by constants.
@@ -236,13 +254,13 @@ __device__ __forceinline__ void load_tile(unsigned dst, unsigned char* dstGeneri
         const long long gStep = pl.dr * rowStride;
         unsigned d = dst + (unsigned)(pl.r0 * ldd + 8 * pl.c0) * 2u;
         const unsigned dStep = (unsigned)(pl.dr * ldd) * 2u;
-        for (int r = pl.r0; r < kChunk; r += pl.dr, g += gStep, d += dStep) {
+        for (int r = pl.r0; r < rows; r += pl.dr, g += gStep, d += dStep) {
             const bool ok = colOk && r < m;
             cp_async16_zfill(d, ok ? g : src, ok ? 16u : 0u);
         }
     } else if (vec) {
         int r = pl.r0, c = pl.c0;
-        while (r < kChunk) {
+        while (r < rows) {
             const unsigned d = dst + (unsigned)(r * ldd + 8 * c) * 2u;
             const bool ok = r < m && 8 * c < valid;
             cp_async16_zfill(d, ok ? src + r * rowStride + 8 * c : src, ok ? 16u : 0u);
@@ -254,7 +272,7 @@ __device__ __forceinline__ void load_tile(unsigned dst, unsigned char* dstGeneri
         // Bit copies through unsigned short: no conversion needed.
         const unsigned short* s16 = reinterpret_cast<const unsigned short*>(src);
         unsigned short* d16 = reinterpret_cast<unsigned short*>(dstGeneric);
-        for (int idx = pl.t; idx < kChunk * cols; idx += pl.step) {
+        for (int idx = pl.t; idx < rows * cols; idx += pl.step) {
             const int r = idx / cols;
             const int c = idx - r * cols;
             d16[r * ldd + c] = (r < m && c < valid) ? s16[r * rowStride + c] : (unsigned short)0;
@@ -270,7 +288,7 @@ __device__ __forceinline__ void load_tile(unsigned dst, unsigned char* dstGeneri
 // feature map code as a constant (chosen once a chunk, not tested for every pair).
 template <typename T, int FM>
 __device__ __forceinline__ void phi_own(unsigned char* dstGeneric, int ldd, int m, int cols, int valid, bool vec,
-                                        const TilePlan& pl) {
+                                        const TilePlan& pl, int rows = kChunk) {
     if (vec) {
         // The pieces load_tile walks (both of its vector paths): rows only grow, so stop at m.
         int r = pl.r0, c = pl.c0;
@@ -290,7 +308,7 @@ __device__ __forceinline__ void phi_own(unsigned char* dstGeneric, int ldd, int 
         }
     } else {
         unsigned short* d = reinterpret_cast<unsigned short*>(dstGeneric);
-        for (int idx = pl.t; idx < kChunk * cols; idx += pl.step) {
+        for (int idx = pl.t; idx < rows * cols; idx += pl.step) {
             const int r = idx / cols;
             const int c = idx - r * cols;
             if (r < m && c < valid) d[r * ldd + c] = lightning::phi_bits<T, FM>(d[r * ldd + c]);
@@ -306,8 +324,12 @@ __device__ __forceinline__ void phi_own(unsigned char* dstGeneric, int ldd, int 
 // serves UP tiles; UP = 1 keeps the registers within what 12 warps allow).
 // NV: 0 tests args.normalize at run time (the normalized entries' body); 1 compiles the plain body alone
 // (the plain entries), 2 the normalized one (measured slower; only LIGHTNING_TC_NORM_X=2 builds it).
-template <typename T, bool FWD, int MT, int LW, int NV = 0>
+// Q1: the "_q1" forward (tc_q1_min_smem_bytes): one Q tile beside the stages, which hold K and V; two stages, one
+// sPt buffer. Output warp w reads only rows 16w .. 16w+15 of Q (without load warps its row tile is its own), so it
+// loads those rows of chunk c+1 itself, with a commit group of its own, once its last read of chunk c's is done.
+template <typename T, bool FWD, int MT, int LW, int NV = 0, bool Q1 = false>
 __device__ __forceinline__ void body(const LightningArgs& args) {
+    static_assert(!Q1 || (FWD && LW == 0 && MT == 2), "the _q1 forward: the 8-warp body, dk <= 128");
     using O_ = Ops<T>;
     extern __shared__ __align__(16) unsigned char lightning_tc_smem[];
 
@@ -366,18 +388,19 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
     // (qkBytes and ptBytes as tc_stage_bytes and tc_fixed_bytes count them; written here from ldk and Dkp, not by
     // calling them: that form spilled more in the wide kernels, e.g. sm_90 lightning_forward_tc_f16_wide 24 bytes
     // more of loads and _bf16_wide 4 and 8 more, ptxas 13.0, session 40)
-    const unsigned qkBytes = FWD ? 256u * ldk : 128u * ldk;
-    const unsigned stageBytes = tc_stage_bytes(dk, FWD);  // qkBytes + V
-    const unsigned offStage = 1024u;
+    const unsigned qkBytes = FWD && !Q1 ? 256u * ldk : 128u * ldk;
+    const unsigned stageBytes = tc_stage_bytes(dk, FWD && !Q1);  // qkBytes + V
+    const unsigned offQ = 1024u;  // Q1: the Q tile, 64 x ldk
+    const unsigned offStage = 1024u + (Q1 ? 128u * ldk : 0u);
     // sPt: double-buffered when Dkp <= 128 (MT <= 2): the state warps write the copy for chunk c+1
     // while the output warps read the one for chunk c, no barrier between them. For Dkp > 128 one
     // buffer (the double one would not fit next to 2 stages); named barrier 1 then orders them.
-    constexpr bool kDblPt = (MT <= 2);
+    constexpr bool kDblPt = (MT <= 2) && !Q1;
     const unsigned ptBytes = 2u * Dkp * kLdv;  // one copy (as tc_fixed_bytes counts it)
     // sZ (normalized only): two float32 arrays of Dkp after the mbarriers. Narrow forward: the two
     // buffers of zP handed to the output warps with sPt (buffer c & 1). Wide kernels carry z there
     // instead of in registers (see kZReg): array 0 is zP, array 1 the chunk's dz (8 * Dkp bytes in tc_fixed_bytes).
-    const unsigned fixedBytes = tc_fixed_bytes(dk, FWD, kDblPt, norm);
+    const unsigned fixedBytes = tc_fixed_bytes(dk, FWD, kDblPt, norm, Q1);
     // As many stages as the launch's bytes hold (%dynamic_smem_size): lightning_tc_smem_bytes(dk) where the device
     // allows it, less on GPUs whose blocks get less (an A100: 163 KB); the host never gives fewer than two stages'
     // worth (tc_min_smem_bytes), and a launch that did would overrun the carve-up, so it stops here instead. (The
@@ -386,7 +409,8 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
     unsigned given;
     asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(given));
     if (given < fixedBytes + 2u * stageBytes) __trap();
-    const int NS = max(2, min(kMaxStages, (int)((given - fixedBytes) / stageBytes)));
+    // (Q1: two, so that waiting for every copy but none (NS - 2 groups) at a chunk's start covers its Q rows.)
+    const int NS = Q1 ? 2 : max(2, min(kMaxStages, (int)((given - fixedBytes) / stageBytes)));
     const unsigned offPt = offStage + NS * stageBytes;
     const unsigned offO = offPt + (kDblPt ? 2u : 1u) * ptBytes;
     unsigned char* sm = lightning_tc_smem;
@@ -426,8 +450,8 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
     auto load_chunk = [&](int st, int c) {
         const long long t0 = segStart + (long long)c * kChunk;
         const int m = chunk_tokens(c);
-        const unsigned q0 = offStage + st * stageBytes, k0 = q0 + (FWD ? 128u * ldk : 0u), v0 = q0 + qkBytes;
-        if (FWD)
+        const unsigned q0 = offStage + st * stageBytes, k0 = q0 + (FWD && !Q1 ? 128u * ldk : 0u), v0 = q0 + qkBytes;
+        if (FWD && !Q1)
             load_tile<T>(smU + q0, sm + q0, ldk, q + (t0 * rowQ + (long long)hq * dk), rowQ, m, Dkp, dk, vecQK,
                          planQK);
         load_tile<T>(smU + k0, sm + k0, ldk, k + (t0 * rowK + (long long)hk * dk), rowK, m, Dkp, dk, vecQK, planQK);
@@ -438,14 +462,34 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
     // the chunk must have landed.
     auto phi_chunk = [&](int st, int c) {
         const int m = chunk_tokens(c);
-        const unsigned q0 = offStage + st * stageBytes, k0 = q0 + (FWD ? 128u * ldk : 0u);
+        const unsigned q0 = offStage + st * stageBytes, k0 = q0 + (FWD && !Q1 ? 128u * ldk : 0u);
         if (fm == 1) {
-            if (FWD) phi_own<T, 1>(sm + q0, ldk, m, Dkp, dk, vecQK, planQK);
+            if (FWD && !Q1) phi_own<T, 1>(sm + q0, ldk, m, Dkp, dk, vecQK, planQK);
             phi_own<T, 1>(sm + k0, ldk, m, Dkp, dk, vecQK, planQK);
         } else {
-            if (FWD) phi_own<T, 2>(sm + q0, ldk, m, Dkp, dk, vecQK, planQK);
+            if (FWD && !Q1) phi_own<T, 2>(sm + q0, ldk, m, Dkp, dk, vecQK, planQK);
             phi_own<T, 2>(sm + k0, ldk, m, Dkp, dk, vecQK, planQK);
         }
+    };
+    // Q1: output warp `warp`'s 16 rows of chunk c's Q into the Q tile (its lanes the loaders), and phi on them once
+    // they have landed. mr: the rows of the 16 that hold tokens (rows past the chunk's end are zero-filled, from the
+    // chunk's first row, which exists).
+    const TilePlan planQ(Dkp, lane, 32);
+    auto q_rows = [&](int c, int& mr) {
+        mr = min(16, max(0, chunk_tokens(c) - 16 * warp));
+        return offQ + 32u * ldk * warp;
+    };
+    auto load_q_rows = [&](int c) {
+        int mr;
+        const unsigned d = q_rows(c, mr);
+        const long long t0 = segStart + (long long)c * kChunk + (mr > 0 ? 16 * warp : 0);
+        load_tile<T>(smU + d, sm + d, ldk, q + (t0 * rowQ + (long long)hq * dk), rowQ, mr, Dkp, dk, vecQK, planQ, 16);
+    };
+    auto phi_q_rows = [&](int c) {
+        int mr;
+        const unsigned d = q_rows(c, mr);
+        if (fm == 1) phi_own<T, 1>(sm + d, ldk, mr, Dkp, dk, vecQK, planQ, 16);
+        else phi_own<T, 2>(sm + d, ldk, mr, Dkp, dk, vecQK, planQ, 16);
     };
 
     if constexpr (LW > 0) {
@@ -628,6 +672,7 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
         // Prologue: chunks 0 .. NS-2 in flight (one commit group each, empty groups past the end).
         for (int i = 0; i < NS - 1; ++i) {
             if (i < nChunks) load_chunk(i, i);
+            if (Q1 && i == 0 && outWarp && nChunks > 0) load_q_rows(0);
             cp_async_commit();
         }
     }
@@ -660,9 +705,10 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
     for (int c = 0; c < nChunks; ++c) {
         const long long t0 = segStart + (long long)c * kChunk;
         const int m = chunk_tokens(c);
-        const unsigned qOff = offStage + st * stageBytes;
-        const unsigned kU = smU + qOff + (FWD ? 128u * ldk : 0u);
-        const unsigned vOff = qOff + qkBytes;
+        const unsigned sOff = offStage + st * stageBytes;  // the chunk's stage: [Q] K V
+        const unsigned qOff = Q1 ? offQ : sOff;
+        const unsigned kU = smU + sOff + (FWD && !Q1 ? 128u * ldk : 0u);
+        const unsigned vOff = sOff + qkBytes;
 
         // Narrow kernels: no barrier among the compute warps. Each waits for its inputs (the stage;
         // output warps also the sPt copy of the state before the chunk) and says when it is done with
@@ -673,6 +719,7 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
         } else {
             cp_async_wait(NS - 2);  // NS-2 younger groups may still fly
             if (fm != 0) phi_chunk(st, c);  // this thread's own pieces of chunk c, landed
+            if (Q1 && fm != 0 && outWarp) phi_q_rows(c);
             __syncthreads();
             // Refill the stage chunk c-1 used with chunk c+NS-1.
             const int cn = c + NS - 1;
@@ -752,6 +799,12 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
                     qz0 = fmaf(a0, zz.x, fmaf(a1, zz.y, qz0));
                     qz1 = fmaf(b0, zz.x, fmaf(b1, zz.y, qz1));
                 }
+            }
+            // Q1: this warp is done with its rows of Q; the next chunk's take their place.
+            if constexpr (Q1) {
+                __syncwarp();
+                if (c + 1 < nChunks) load_q_rows(c + 1);
+                cp_async_commit();
             }
             // This warp is done reading sPt (and sZ); the state warps may overwrite it.
             if constexpr (LW > 0) mbar_arrive(ptEmptyU + 8u * (c & 1));
@@ -1028,7 +1081,8 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
 
 // ------------------------------ entry points ----------------------------------------------
 // narrow: dk <= 128, block LIGHTNING_TC_THREADS_NARROW; wide: dk <= 256, block LIGHTNING_TC_THREADS_WIDE;
-// n64: dk <= LIGHTNING_TC_SMALL_MAX_DK, the narrow block and shared memory.
+// n64: dk <= LIGHTNING_TC_SMALL_MAX_DK, the narrow block and shared memory; q1 (forward only): dk <= 128, block
+// LIGHTNING_TC_THREADS_WIDE, shared memory tc_q1_min_smem_bytes (for 99 KB blocks; pairs with the narrow states kernel).
 // NV: the body an entry compiles (body's NV: 0 reads args.normalize, 1 plain, 2 normalized), unless a build
 // says otherwise (above).
 #if LIGHTNING_TC_NORM_X
@@ -1061,6 +1115,10 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
     extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS_NARROW, 1)                         \
     lightning_states_tc_##NAME##_n64(const LightningArgs a) {                                            \
         LIGHTNING_TC_BODY(T, false, 1, 4, NV);                                                           \
+    }                                                                                                    \
+    extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS_WIDE, 1)                           \
+    lightning_forward_tc_##NAME##_q1(const LightningArgs a) {                                            \
+        lightning_tc::body<T, true, 2, 0, LIGHTNING_TC_NV(NV), true>(a);                                 \
     }
 
 LIGHTNING_TC_ENTRIES(bf16, __nv_bfloat16, 1)

@@ -67,10 +67,16 @@ static int family_columns() { return g_family >= 1 ? 128 : LIGHTNING_TC_COLUMNS;
 static int family_grid_x(int H) { return g_family == 2 ? H / 2 : H; }
 // TC_SMEM_LIMIT=BYTES: the mma.sync kernels launched with at most that much dynamic shared memory, as the host does on
 // a GPU whose blocks get less (an A100: 166912; compute capability 8.6, 8.9, 12.0: 101376), so they run fewer stages;
-// cases that need more than the limit's two stages are skipped.
+// cases that need more than the limit's two stages are skipped, but where the "_q1" forward fits (dk 81 to 128 under
+// 101376), which then runs, with the narrow states kernel, as the host runs them (Kernels.choose).
 static int smem_limit() {
     const char* e = std::getenv("TC_SMEM_LIMIT");
     return e ? std::atoi(e) : 1 << 30;
+}
+// The "_q1" forward in place of the narrow one: the narrow one's two stages exceed the limit and the _q1 one's fit.
+static bool use_q1(int dk) {
+    return g_family == 0 && dk <= LIGHTNING_TC_NARROW_MAX_DK && lightning_tc::tc_min_smem_bytes(dk) > smem_limit() &&
+           lightning_tc::tc_q1_min_smem_bytes(dk) <= smem_limit();
 }
 static int family_smem(int dk, bool fwd) {
 #ifdef LIGHTNING_WG
@@ -117,7 +123,9 @@ static void launch_forward(const __nv_bfloat16* q, const __nv_bfloat16* k, const
         return;
     }
 #endif
-    if (dk <= LIGHTNING_TC_SMALL_MAX_DK)
+    if (use_q1(dk))
+        lightning_forward_tc_bf16_q1<<<grid, LIGHTNING_TC_THREADS_WIDE, lightning_tc::tc_q1_min_smem_bytes(dk)>>>(a);
+    else if (dk <= LIGHTNING_TC_SMALL_MAX_DK)
         lightning_forward_tc_bf16_n64<<<grid, LIGHTNING_TC_THREADS_NARROW, smem>>>(a);
     else if (dk <= 128)
         lightning_forward_tc_bf16<<<grid, LIGHTNING_TC_THREADS_NARROW, smem>>>(a);
@@ -138,7 +146,9 @@ static void launch_forward(const __half* q, const __half* k, const __half* v, __
         return;
     }
 #endif
-    if (dk <= LIGHTNING_TC_SMALL_MAX_DK)
+    if (use_q1(dk))
+        lightning_forward_tc_f16_q1<<<grid, LIGHTNING_TC_THREADS_WIDE, lightning_tc::tc_q1_min_smem_bytes(dk)>>>(a);
+    else if (dk <= LIGHTNING_TC_SMALL_MAX_DK)
         lightning_forward_tc_f16_n64<<<grid, LIGHTNING_TC_THREADS_NARROW, smem>>>(a);
     else if (dk <= 128)
         lightning_forward_tc_f16<<<grid, LIGHTNING_TC_THREADS_NARROW, smem>>>(a);
@@ -194,7 +204,8 @@ static void set_smem_limits() {
                              (const void*)lightning_forward_tc_bf16_wide, (const void*)lightning_forward_tc_f16_wide,
                              (const void*)lightning_states_tc_bf16_wide, (const void*)lightning_states_tc_f16_wide,
                              (const void*)lightning_forward_tc_bf16_n64, (const void*)lightning_forward_tc_f16_n64,
-                             (const void*)lightning_states_tc_bf16_n64, (const void*)lightning_states_tc_f16_n64};
+                             (const void*)lightning_states_tc_bf16_n64, (const void*)lightning_states_tc_f16_n64,
+                             (const void*)lightning_forward_tc_bf16_q1, (const void*)lightning_forward_tc_f16_q1};
     for (const void* f : kernels) CK(cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, maxBytes));
 #ifdef LIGHTNING_WG
     const void* wg[] = {(const void*)lightning_forward_wg_bf16, (const void*)lightning_forward_wg_f16,
@@ -479,8 +490,10 @@ int main(int argc, char** argv) {
     // (37, 70): dk, dv not multiples of 8, the scalar load/store paths. dk > 128: the wide mma.sync
     // kernels (the wgmma family stops at 128). (128, 200): two column tiles of either family, the
     // second partial. dk <= 64: the wgmma family's second state warpgroup has no rows.
-    // (80, 48): five state m-tiles, one column tile narrower than the CTA's 64.
-    const int dims[][2] = {{128, 128}, {64, 32}, {40, 72}, {16, 24}, {37, 70}, {200, 136}, {128, 200}, {80, 48}};
+    // (80, 48): five state m-tiles, one column tile narrower than the CTA's 64. (127, 70): under a 99 KB limit the
+    // "_q1" forward's scalar paths (as (128, 128) and (128, 200) its vector ones).
+    const int dims[][2] = {{128, 128}, {64, 32}, {40, 72}, {16, 24}, {37, 70}, {200, 136}, {128, 200}, {80, 48},
+                           {127, 70}};
     // TC_CASE=DK,DV: only that pair of widths (a focused run, under compute-sanitizer say).
     int onlyDk = 0, onlyDv = 0;
     if (const char* e = std::getenv("TC_CASE")) std::sscanf(e, "%d,%d", &onlyDk, &onlyDv);
@@ -516,7 +529,7 @@ int main(int argc, char** argv) {
                             for (int sr : segs) {
                                 if (f == 1 && d[0] > LIGHTNING_WG_MAX_DK_OR_0) continue;
                                 if (onlyDk > 0 && (d[0] != onlyDk || d[1] != onlyDv)) continue;
-                                if (f == 0 && lightning_tc::tc_min_smem_bytes(d[0]) > smem_limit()) continue;
+                                if (f == 0 && lightning_tc::tc_min_smem_bytes(d[0]) > smem_limit() && !use_q1(d[0])) continue;
                                 int skipped = 0;
                                 const bool ok = typ == 0 ? run_case<__nv_bfloat16>(caseId, n, H, d[0], d[1], sr, &skipped)
                                                          : run_case<__half>(caseId, n, H, d[0], d[1], sr, &skipped);
