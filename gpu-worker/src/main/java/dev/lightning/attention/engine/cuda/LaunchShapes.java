@@ -12,7 +12,7 @@ final class LaunchShapes {
     /** Per-dk values sit at {@code row * DK_SLOTS + dk} of a report (LIGHTNING_SHAPES_DK). */
     static final int DK_SLOTS = 257;
     /** Ints a report holds. */
-    static final int REPORT_INTS = 5 * DK_SLOTS;
+    static final int REPORT_INTS = 6 * DK_SLOTS;
 
     final int chunk;
     final int genericColumns;
@@ -78,6 +78,13 @@ final class LaunchShapes {
                 throw new IllegalStateException("the kernels report no shared-memory size for dk = " + dk);
             }
         }
+        for (int dk = 1; dk < DK_SLOTS; dk++) {
+            if ((dk <= s.tcNarrowMaxDk) != (s.tensorCoreQ1SharedBytes(dk) > 0)) {
+                throw new IllegalStateException("the mma.sync kernels' _q1 entries report " + s.tensorCoreQ1SharedBytes(dk)
+                        + " bytes at dk = " + dk + ": expected a size up to dk = " + s.tcNarrowMaxDk + ", 0 above; rebuild"
+                        + " the PTX");
+            }
+        }
         if (s.genericNarrowColumns <= 0 || s.genericNarrowColumns >= s.genericColumns) {
             throw new IllegalStateException("the float32 kernels' _c16 entries report " + s.genericNarrowColumns
                     + " value columns a CTA, the others " + s.genericColumns + ": expected fewer; rebuild the PTX");
@@ -129,6 +136,16 @@ final class LaunchShapes {
      */
     int tensorCoreMinSharedBytes(int dk) {
         return portable[3 * DK_SLOTS + dk];
+    }
+
+    /**
+     * The least dynamic shared memory the mma.sync kernels' "_q1" forward (one Q tile beside two stages of K and V,
+     * {@link #tcThreadsWide} threads) and the narrow states kernel it pairs with run in at this dk, tc_q1_min_smem_bytes;
+     * 0 above {@link #tcNarrowMaxDk} (none). Less than {@link #tensorCoreMinSharedBytes} from dk = 81 on: a 99 KB
+     * block holds it up to dk = 128.
+     */
+    int tensorCoreQ1SharedBytes(int dk) {
+        return portable[5 * DK_SLOTS + dk];
     }
 
     /** Threads per CTA of the mma.sync kernels at this dk. */

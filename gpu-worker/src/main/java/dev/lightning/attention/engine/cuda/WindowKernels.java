@@ -135,6 +135,7 @@ final class WindowKernels implements SlicePipeline.KernelSide {
         String forward = kn.forward();
         String states = kn.states();
         int threads = kn.threads();
+        int statesThreads = kn.statesThreads();
         int smemForward = kn.smemForward();
         int smemStates = kn.smemStates();
         lastKernels = forward;
@@ -158,7 +159,7 @@ final class WindowKernels implements SlicePipeline.KernelSide {
         if (!outputs) {
             // pass 1 alone (advance): local states of every segment (an uneven plan's lead first),
             // then the scan over them, pieces of the segments' own lengths, to the final state
-            launch(states, heads, columnTiles, segments, threads, smemStates,
+            launch(states, heads, columnTiles, segments, statesThreads, smemStates,
                     Kernels.statesArgs(common, kBuf.ptr, vBuf.ptr, segTokens, lead, locals));
             launch(Kernels.SCAN, scanBlocks, 1, 1, Kernels.SCAN_THREADS, 0, Kernels.scanArgs(common, locals, segments,
                     1, segTokens, lead, before, Kernels.States.NONE, 0, after));
@@ -180,7 +181,7 @@ final class WindowKernels implements SlicePipeline.KernelSide {
         Kernels.States segmentAfter = SegmentStates.segmentArrays(spec, perSegment.stateScratch,
                 perSegment.stateScratchNorm);
         KernelArgs pass1 = Kernels.common(spec, Math.toIntExact(plan.pass1Tokens()), slopesDev.ptr);
-        launch(states, heads, columnTiles, plan.locals(), threads, smemStates,
+        launch(states, heads, columnTiles, plan.locals(), statesThreads, smemStates,
                 Kernels.statesArgs(pass1, kBuf.ptr, vBuf.ptr, plan.subTokens(), plan.subTokens(), locals));
         launch(Kernels.SCAN, scanBlocks, 1, 1, Kernels.SCAN_THREADS, 0, Kernels.scanArgs(common, locals,
                 plan.locals(), plan.every(), plan.subTokens(), plan.subTokens(), before, segmentIn, segments,

@@ -32,6 +32,7 @@ class KernelLayoutTest {
             portable[2 * LaunchShapes.DK_SLOTS + dk] = 2000 + dk;
             portable[3 * LaunchShapes.DK_SLOTS + dk] = 1500 + dk;
             portable[4 * LaunchShapes.DK_SLOTS + dk] = 900 + dk;
+            portable[5 * LaunchShapes.DK_SLOTS + dk] = dk <= 128 ? 1200 + dk : 0;
             if (dk <= 128) {
                 hopper[LaunchShapes.DK_SLOTS + dk] = 3000 + dk;
                 hopper[2 * LaunchShapes.DK_SLOTS + dk] = 4000 + dk;
@@ -48,6 +49,8 @@ class KernelLayoutTest {
         assertEquals(null, s.genericWithin(40, 939));
         assertEquals(2200, s.tensorCoreSharedBytes(200));
         assertEquals(1700, s.tensorCoreMinSharedBytes(200));
+        assertEquals(1328, s.tensorCoreQ1SharedBytes(128));
+        assertEquals(0, s.tensorCoreQ1SharedBytes(129), "no _q1 entries past the narrow family's widths");
         assertEquals(3100, s.hopperSharedBytes(100, true));
         assertEquals(4100, s.hopperSharedBytes(100, false));
         assertEquals(5064, s.hopperPairForwardBytes);
@@ -105,6 +108,15 @@ class KernelLayoutTest {
         assertTrue(noLeast.getMessage().contains("dk = 5"), noLeast.getMessage());
         portable[3 * LaunchShapes.DK_SLOTS + 5] = 2006; // more than the bytes it asks for: a broken report
         assertThrows(IllegalStateException.class, () -> LaunchShapes.of(portable, hopper));
+        portable[3 * LaunchShapes.DK_SLOTS + 5] = 1505;
+        LaunchShapes.of(portable, hopper);
+        portable[5 * LaunchShapes.DK_SLOTS + 100] = 0; // a module built before the _q1 entries
+        IllegalStateException noQ1 = assertThrows(IllegalStateException.class, () -> LaunchShapes.of(portable, hopper));
+        assertTrue(noQ1.getMessage().contains("_q1") && noQ1.getMessage().contains("dk = 100"), noQ1.getMessage());
+        portable[5 * LaunchShapes.DK_SLOTS + 100] = 1300;
+        portable[5 * LaunchShapes.DK_SLOTS + 129] = 1329; // a size where the narrow family computes nothing
+        assertTrue(assertThrows(IllegalStateException.class, () -> LaunchShapes.of(portable, hopper)).getMessage()
+                .contains("dk = 129"));
     }
 
     @Test
@@ -117,6 +129,10 @@ class KernelLayoutTest {
                 "tc_bf16_norm_wide", "tc_f16_norm_wide", "tc_bf16_norm_n64", "tc_f16_norm_n64"}) {
             assertTrue(ptx.contains(".entry lightning_forward_" + family), family);
             assertTrue(ptx.contains(".entry lightning_states_" + family), family);
+        }
+        for (String family : new String[] {"tc_bf16_q1", "tc_f16_q1", "tc_bf16_norm_q1", "tc_f16_norm_q1"}) {
+            assertTrue(ptx.contains(".entry lightning_forward_" + family + "("), family + ": forward only (they pair with "
+                    + "the narrow states kernel)");
         }
         assertTrue(ptx.contains(".entry lightning_scan"));
         assertTrue(ptx.contains(".entry lightning_args_layout") && ptx.contains(".entry lightning_launch_shapes"),

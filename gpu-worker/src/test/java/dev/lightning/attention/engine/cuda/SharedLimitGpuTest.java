@@ -47,10 +47,11 @@ class SharedLimitGpuTest {
     /**
      * Each shape on the kernel family and block bytes the limit leaves it, against the float64
      * recurrence (forward and advance, GpuBackendTest's limits): the mma.sync kernels with fewer
-     * stages (two where 163 KB holds no third at Dk = 128), or the float32 kernels where two stages do
-     * not fit (BF16 input at Dk = 200 on an A100, Dk = 96 on a 99 KB GPU), in 16 value columns a block
-     * where 32 do not fit (their "_c16" entries: Dk = 128 and 136 on a 99 KB GPU, 240 on an A100; Dv
-     * not a multiple of 16).
+     * stages (two where 163 KB holds no third at Dk = 128); on a 99 KB GPU from Dk = 81 to 128 their
+     * "_q1" forward (one Q tile beside two stages of K and V; Dk and Dv not multiples of 8 at Dk = 127,
+     * one token, one partial chunk); or the float32 kernels where neither fits (BF16 input at Dk = 200
+     * on an A100), in 16 value columns a block where 32 do not fit (their "_c16" entries: Dk = 136 on a
+     * 99 KB GPU, 240 on an A100; Dv not a multiple of 16).
      */
     @ParameterizedTest(name = "limit={0} T={1} H={2} Dk={3} Dv={4} {5} -> {6}")
     @CsvSource({
@@ -61,9 +62,13 @@ class SharedLimitGpuTest {
             "166912, 1000, 3, 200, 40, F32, lightning_forward_generic_f32",
             "101376, 1000, 3, 64, 64, BF16, lightning_forward_tc_bf16_n64",
             "101376, 1000, 3, 80, 48, F16, lightning_forward_tc_f16",
-            "101376, 1000, 3, 96, 100, BF16, lightning_forward_generic_bf16",
+            "101376, 1000, 3, 96, 100, BF16, lightning_forward_tc_bf16_q1",
+            "101376, 1000, 3, 128, 128, BF16, lightning_forward_tc_bf16_q1",
+            "101376, 63, 5, 120, 200, F16, lightning_forward_tc_f16_q1",
+            "101376, 1000, 3, 127, 70, BF16, lightning_forward_tc_bf16_q1",
+            "101376, 1, 2, 112, 40, F16, lightning_forward_tc_f16_q1",
             "101376, 1, 3, 100, 33, F32, lightning_forward_generic_f32",
-            "101376, 1000, 3, 128, 128, BF16, lightning_forward_generic_bf16_c16",
+            "101376, 1000, 3, 136, 100, BF16, lightning_forward_generic_bf16_c16",
             "101376, 63, 5, 136, 40, F32, lightning_forward_generic_f32_c16",
             "166912, 1000, 3, 240, 72, F16, lightning_forward_generic_f16_c16"})
     void eachShapeRunsOnWhatTheLimitLeavesIt(int limit, int t, int h, int dk, int dv, DType dtype, String kernel) {
@@ -112,25 +117,63 @@ class SharedLimitGpuTest {
     }
 
     /**
-     * Every variant on the float32 kernels' "_c16" entries at Dk = 128 under 99 KB: grouped heads
-     * (Hq 6, Hk 2, Hv 3), elu1, normalization, an initial state and checkpoints, Dv = 80 (five column
-     * tiles, one of which writes z), on a window at sequence position 64, against the float64
-     * recurrence; and identity normalized with F16 input.
+     * Every variant at Dk = 128 under 99 KB, on the kernels that take it there: the mma.sync "_q1" forward
+     * (BF16, F16) and the float32 kernels' "_c16" entries (F32). Grouped heads (Hq 6, Hk 2, Hv 3), elu1,
+     * normalization, an initial state and checkpoints, Dv = 80 (two or five column tiles, one of which writes z),
+     * on a window at sequence position 64, against the float64 recurrence; identity normalized; relu with slope 8.
      */
     @ParameterizedTest(name = "{0}")
-    @MethodSource("narrowColumnVariants")
-    void everyVariantRunsInSixteenColumns(VariantCase c) {
+    @MethodSource("smallGpuVariants")
+    void everyVariantRunsWithinA99KbBlock(VariantCase c) {
         try (CudaBackend b = limitedTo(SMALL)) {
-            assertEquals("lightning_forward_generic_" + Kernels.type(c.dtype()) + "_c16",
-                    b.kernels.kernelsFor(c.spec(), c.dtype()).forward());
+            String type = Kernels.type(c.dtype());
+            String norm = c.normalized() ? "_norm" : "";
+            assertEquals(c.dtype() == DType.F32 ? "lightning_forward_generic_f32_c16" : "lightning_forward_tc_" + type
+                    + norm + "_q1", b.kernels.kernelsFor(c.spec(), c.dtype()).forward());
             GpuBackendTest.assertVariantAgreesWithTheRecurrence(c, b);
         }
     }
 
-    static Stream<VariantCase> narrowColumnVariants() {
+    static Stream<VariantCase> smallGpuVariants() {
         return Stream.of(
                 new VariantCase(1000, 6, 2, 3, 128, 80, "minimax", FeatureMap.ELU1, true, true, DType.BF16, 192, 9301),
-                new VariantCase(257, 3, 3, 3, 128, 128, "8", FeatureMap.IDENTITY, true, false, DType.F16, 64, 9302));
+                new VariantCase(257, 3, 3, 3, 128, 128, "8", FeatureMap.IDENTITY, true, false, DType.F16, 64, 9302),
+                new VariantCase(1000, 2, 2, 6, 100, 72, "8", FeatureMap.RELU, false, true, DType.BF16, 128, 9304),
+                new VariantCase(1000, 6, 2, 3, 128, 80, "minimax", FeatureMap.ELU1, true, true, DType.F32, 192, 9303));
+    }
+
+    /**
+     * The "_q1" forward (a 99 KB GPU's bytes) and the narrow forward (the full limit) differ in where Q waits and in
+     * which warps load it, not in the arithmetic of any element, so under one forced plan (four segments: incoming
+     * states) they write the same bits: o and the final state; with the identity, elu1 and relu, on tokens that end
+     * in a partial chunk. Normalized runs differ on purpose (the narrow kernels take q . z on the tensor cores) and
+     * are held against the recurrence above.
+     */
+    @ParameterizedTest(name = "T={0} H={1} Dk={2} Dv={3} {4} {5}")
+    @CsvSource({"1000, 3, 128, 72, BF16, IDENTITY", "257, 2, 120, 200, F16, ELU1", "130, 5, 96, 64, BF16, RELU"})
+    void theQ1ForwardWritesTheNarrowForwardsBits(int t, int h, int dk, int dv, DType dtype, FeatureMap phi) {
+        try (CudaBackend small = limitedTo(SMALL); CudaBackend full = limitedTo(Kernels.HOPPER_SHARED_BYTES)) {
+            AttentionSpec spec = new AttentionSpec(h, dk, dv, Slopes.minimax(h), 0.7, 64).withFeatureMap(phi);
+            String type = Kernels.type(dtype);
+            assertEquals("lightning_forward_tc_" + type + "_q1", small.kernels.kernelsFor(spec, dtype).forward());
+            assertEquals("lightning_forward_tc_" + type, full.kernels.kernelsFor(spec, dtype).forward());
+            SplittableRandom rnd = new SplittableRandom(t * 11L + dk);
+            TokenTensor q = Inputs.random(rnd, dtype, t, h, dk);
+            TokenTensor k = Inputs.random(rnd, dtype, t, h, dk);
+            TokenTensor v = Inputs.random(rnd, dtype, t, h, dv);
+            LightningState s0 = Inputs.randomState(rnd, h, dk, dv);
+            float[][] got = new float[2][];
+            float[][] state = new float[2][];
+            CudaBackend[] both = {small, full};
+            for (int b = 0; b < 2; b++) {
+                both[b].kernels.perSegment.forcedPlan = n -> SegmentPlan.cut(n, 4, 1);
+                TokenTensor o = TokenTensor.allocate(dtype, t, h, dv);
+                state[b] = both[b].forward(spec, q, k, v, s0, o).kv();
+                got[b] = o.toFloats();
+            }
+            assertEquals(0, java.util.Arrays.compare(Inputs.bits(got[0]), Inputs.bits(got[1])), "o");
+            assertEquals(0, java.util.Arrays.compare(Inputs.bits(state[0]), Inputs.bits(state[1])), "S");
+        }
     }
 
     /**
@@ -139,7 +182,7 @@ class SharedLimitGpuTest {
      * full limit) write the same bits: o, the final state and advance()'s. Dv not a multiple of 16 or 32.
      */
     @ParameterizedTest(name = "T={0} H={1} Dk={2} Dv={3} {4}")
-    @CsvSource({"1000, 3, 128, 72, BF16", "257, 2, 120, 40, F32", "64, 5, 136, 8, F16"})
+    @CsvSource({"1000, 3, 132, 72, BF16", "257, 2, 120, 40, F32", "64, 5, 136, 8, F16"})
     void sixteenAndThirtyTwoColumnsWriteTheSameBits(int t, int h, int dk, int dv, DType dtype) {
         try (CudaBackend narrow = limitedTo(SMALL);
              CudaBackend wide = new CudaBackend(0, false, Backends.DEFAULT_GPU_MEMORY)) {
