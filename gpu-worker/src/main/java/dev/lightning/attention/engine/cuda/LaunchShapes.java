@@ -141,8 +141,8 @@ final class LaunchShapes {
     /**
      * The least dynamic shared memory the mma.sync kernels' "_q1" forward (one Q tile beside two stages of K and V,
      * {@link #tcThreadsWide} threads) and the narrow states kernel it pairs with run in at this dk, tc_q1_min_smem_bytes;
-     * 0 above {@link #tcNarrowMaxDk} (none). Less than {@link #tensorCoreMinSharedBytes} from dk = 81 on: a 99 KB
-     * block holds it up to dk = 128.
+     * 0 above {@link #tcNarrowMaxDk} (none). A 99 KB block holds it from dk = 81, where two stages of the narrow
+     * forward stop fitting, to 128 (100,448 bytes there).
      */
     int tensorCoreQ1SharedBytes(int dk) {
         return portable[5 * DK_SLOTS + dk];
