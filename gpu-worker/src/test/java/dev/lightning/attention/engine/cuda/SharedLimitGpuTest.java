@@ -145,8 +145,8 @@ class SharedLimitGpuTest {
     /**
      * The "_q1" forward (a 99 KB GPU's bytes) and the narrow forward (the full limit) differ in where Q waits and in
      * which warps load it, not in the arithmetic of any element, so under one forced plan (four segments: incoming
-     * states) they write the same bits: o and the final state; with the identity, elu1 and relu, on tokens that end
-     * in a partial chunk. Normalized runs differ on purpose (the narrow kernels take q . z on the tensor cores) and
+     * states) they write the same bits: o and the final state (and advance()'s, the one states kernel in other stage
+     * counts); with the identity, elu1 and relu, on tokens that end in a partial chunk. Normalized runs differ on purpose (the narrow kernels take q . z on the tensor cores) and
      * are held against the recurrence above.
      */
     @ParameterizedTest(name = "T={0} H={1} Dk={2} Dv={3} {4} {5}")
@@ -157,22 +157,7 @@ class SharedLimitGpuTest {
             String type = Kernels.type(dtype);
             assertEquals("lightning_forward_tc_" + type + "_q1", small.kernels.kernelsFor(spec, dtype).forward());
             assertEquals("lightning_forward_tc_" + type, full.kernels.kernelsFor(spec, dtype).forward());
-            SplittableRandom rnd = new SplittableRandom(t * 11L + dk);
-            TokenTensor q = Inputs.random(rnd, dtype, t, h, dk);
-            TokenTensor k = Inputs.random(rnd, dtype, t, h, dk);
-            TokenTensor v = Inputs.random(rnd, dtype, t, h, dv);
-            LightningState s0 = Inputs.randomState(rnd, h, dk, dv);
-            float[][] got = new float[2][];
-            float[][] state = new float[2][];
-            CudaBackend[] both = {small, full};
-            for (int b = 0; b < 2; b++) {
-                both[b].kernels.perSegment.forcedPlan = n -> SegmentPlan.cut(n, 4, 1);
-                TokenTensor o = TokenTensor.allocate(dtype, t, h, dv);
-                state[b] = both[b].forward(spec, q, k, v, s0, o).kv();
-                got[b] = o.toFloats();
-            }
-            assertEquals(0, java.util.Arrays.compare(Inputs.bits(got[0]), Inputs.bits(got[1])), "o");
-            assertEquals(0, java.util.Arrays.compare(Inputs.bits(state[0]), Inputs.bits(state[1])), "S");
+            assertSameBits(spec, RandomInputs.random(spec, dtype, t, t * 11L + dk), small, full);
         }
     }
 
@@ -190,27 +175,43 @@ class SharedLimitGpuTest {
             String type = Kernels.type(dtype);
             assertEquals("lightning_forward_generic_" + type + "_c16", narrow.kernels.kernelsFor(spec, dtype).forward());
             assertEquals("lightning_forward_generic_" + type, wide.kernels.kernelsFor(spec, dtype).forward());
-            SplittableRandom rnd = new SplittableRandom(t * 7L + dk);
-            TokenTensor q = Inputs.random(rnd, dtype, t, h, dk);
-            TokenTensor k = Inputs.random(rnd, dtype, t, h, dk);
-            TokenTensor v = Inputs.random(rnd, dtype, t, h, dv);
-            LightningState s0 = Inputs.randomState(rnd, h, dk, dv);
-            float[][] got = new float[2][];
-            float[][] state = new float[2][];
-            float[][] advanced = new float[2][];
-            CudaBackend[] both = {narrow, wide};
-            for (int b = 0; b < 2; b++) {
-                both[b].kernels.perSegment.forcedPlan = n -> SegmentPlan.cut(n, 4, 1);
-                TokenTensor o = TokenTensor.allocate(dtype, t, h, dv);
-                state[b] = both[b].forward(spec, q, k, v, s0, o).kv();
-                got[b] = o.toFloats();
-                advanced[b] = both[b].advance(spec, k, v, s0).kv();
-            }
-            assertEquals(0, java.util.Arrays.compare(Inputs.bits(got[0]), Inputs.bits(got[1])), "o");
-            assertEquals(0, java.util.Arrays.compare(Inputs.bits(state[0]), Inputs.bits(state[1])), "S");
-            assertEquals(0, java.util.Arrays.compare(Inputs.bits(advanced[0]), Inputs.bits(advanced[1])), "advance() S");
-            GpuBackendTest.assertAgreesWithTheRecurrence(spec, q, k, v, s0, dtype, narrow);
+            RandomInputs in = RandomInputs.random(spec, dtype, t, t * 7L + dk);
+            assertSameBits(spec, in, narrow, wide);
+            GpuBackendTest.assertAgreesWithTheRecurrence(spec, in.q(), in.k(), in.v(), in.s0(), in.dtype(), narrow);
         }
+    }
+
+    /** q, k, v of {@code dtype} and an initial state, random from {@code seed}. */
+    record RandomInputs(TokenTensor q, TokenTensor k, TokenTensor v, LightningState s0, DType dtype) {
+        static RandomInputs random(AttentionSpec spec, DType dtype, int t, long seed) {
+            SplittableRandom rnd = new SplittableRandom(seed);
+            int h = spec.heads();
+            TokenTensor q = Inputs.random(rnd, dtype, t, h, spec.dk());
+            TokenTensor k = Inputs.random(rnd, dtype, t, h, spec.dk());
+            TokenTensor v = Inputs.random(rnd, dtype, t, h, spec.dv());
+            return new RandomInputs(q, k, v, Inputs.randomState(rnd, h, spec.dk(), spec.dv()), dtype);
+        }
+    }
+
+    /**
+     * Runs {@code in} on both backends under one forced plan (four segments: incoming states) and asserts they write
+     * the same bits: o, the final state and advance()'s.
+     */
+    private static void assertSameBits(AttentionSpec spec, RandomInputs in, CudaBackend a, CudaBackend b) {
+        float[][] got = new float[2][];
+        float[][] state = new float[2][];
+        float[][] advanced = new float[2][];
+        CudaBackend[] both = {a, b};
+        for (int i = 0; i < 2; i++) {
+            both[i].kernels.perSegment.forcedPlan = n -> SegmentPlan.cut(n, 4, 1);
+            TokenTensor o = TokenTensor.allocate(in.dtype(), in.q().tokens(), spec.heads(), spec.dv());
+            state[i] = both[i].forward(spec, in.q(), in.k(), in.v(), in.s0(), o).kv();
+            got[i] = o.toFloats();
+            advanced[i] = both[i].advance(spec, in.k(), in.v(), in.s0()).kv();
+        }
+        assertEquals(0, java.util.Arrays.compare(Inputs.bits(got[0]), Inputs.bits(got[1])), "o");
+        assertEquals(0, java.util.Arrays.compare(Inputs.bits(state[0]), Inputs.bits(state[1])), "S");
+        assertEquals(0, java.util.Arrays.compare(Inputs.bits(advanced[0]), Inputs.bits(advanced[1])), "advance() S");
     }
 
     /** A shape no GPU kernel fits is refused before a launch, naming the bytes and what to do. */
