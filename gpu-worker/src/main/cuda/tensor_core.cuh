@@ -120,6 +120,12 @@
 // loops branch-free: half the state warps' mma.sync work at dk = 64 (64 of 128 a chunk in the
 // forward, against the output warps' ~72), which made them the forward's critical path there.
 #define LIGHTNING_TC_SMALL_MAX_DK 64
+// The "_q1" forward entries (tc_q1_min_smem_bytes): load warps or not (LIGHTNING_TC_Q1_LW 4 or 0; 0 took 1.27x the
+// time on an H100, BENCHMARKS.md "Dk = 128 on the tensor cores within 99 KB a block"), and their block.
+#ifndef LIGHTNING_TC_Q1_LW
+#define LIGHTNING_TC_Q1_LW 4
+#endif
+#define LIGHTNING_TC_Q1_THREADS (LIGHTNING_TC_Q1_LW > 0 ? LIGHTNING_TC_THREADS_NARROW : LIGHTNING_TC_THREADS_WIDE)
 
 __host__ __device__ inline int lightning_tc_smem_bytes(int dk) {
     return 128 * ((dk + 15) / 16 * 16) + 188416;
@@ -208,9 +214,10 @@ __host__ __device__ inline int tc_min_smem_bytes(int dk) {
 }
 // The "_q1" forward entries (dk <= LIGHTNING_TC_NARROW_MAX_DK), for blocks too small for tc_min_smem_bytes: 99 KB on GPUs
 // of compute capability 8.6, 8.9 and 12.0 (L40S, L4, A10, RTX) holds two stages of the narrow forward up to dk = 80,
-// and dk = 128 needs 136,288 bytes. They keep one Q tile beside two stages of K and V (each output warp loads its own
-// 16 rows of the next chunk's Q once it has read this chunk's: no other warp reads them) and one sPt buffer, in the
-// 8 warps of the body without load warps (MT = 2): 100,448 bytes at dk = 128, normalized. They pair with the narrow
+// and dk = 128 needs 136,288 bytes. They keep one Q tile beside two stages of K and V (each output warp loads the 16
+// rows of the next chunk's Q it will compute into a slot of its own once it has read this chunk's: no other warp reads
+// them) and one sPt buffer, in the narrow body (load warps for K and V, MT = 2): 100,448 bytes at dk = 128,
+// normalized. (In the 8-warp body without load warps they took 1.27x the time: BENCHMARKS.md.) They pair with the narrow
 // states kernel, whose two stages need less (the difference is 10,240 - 16 * Dkp bytes, positive for every dk here);
 // the bytes returned are the larger of the two, so a block that holds them runs both.
 __host__ __device__ inline int tc_q1_min_smem_bytes(int dk) {
@@ -325,11 +332,13 @@ __device__ __forceinline__ void phi_own(unsigned char* dstGeneric, int ldd, int 
 // NV: 0 tests args.normalize at run time (the normalized entries' body); 1 compiles the plain body alone
 // (the plain entries), 2 the normalized one (measured slower; only LIGHTNING_TC_NORM_X=2 builds it).
 // Q1: the "_q1" forward (tc_q1_min_smem_bytes): one Q tile beside the stages, which hold K and V; two stages, one
-// sPt buffer. Output warp w reads only rows 16w .. 16w+15 of Q (without load warps its row tile is its own), so it
-// loads those rows of chunk c+1 itself, with a commit group of its own, once its last read of chunk c's is done.
+// sPt buffer (with load warps: ptFull[0] and ptEmpty[0], phase c for chunk c). Output warp w keeps the Q rows of the
+// row tile it computes in slot w (rows 16w .. 16w+15) and reads no other, so it loads its next chunk's rows there
+// itself (the tile of chunk c+1: rotated with load warps), with a commit group of its own, once its last read of
+// chunk c's is done, and waits for them at chunk c+1's start.
 template <typename T, bool FWD, int MT, int LW, int NV = 0, bool Q1 = false>
 __device__ __forceinline__ void body(const LightningArgs& args) {
-    static_assert(!Q1 || (FWD && LW == 0 && MT == 2), "the _q1 forward: the 8-warp body, dk <= 128");
+    static_assert(!Q1 || (FWD && MT == 2), "the _q1 forward: dk <= 128");
     using O_ = Ops<T>;
     extern __shared__ __align__(16) unsigned char lightning_tc_smem[];
 
@@ -471,23 +480,25 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
             phi_own<T, 2>(sm + k0, ldk, m, Dkp, dk, vecQK, planQK);
         }
     };
-    // Q1: output warp `warp`'s 16 rows of chunk c's Q into the Q tile (its lanes the loaders), and phi on them once
-    // they have landed. mr: the rows of the 16 that hold tokens (rows past the chunk's end are zero-filled, from the
-    // chunk's first row, which exists).
+    // Q1: output warp w's rows of chunk c's Q (row tile (w + c) & 3 with load warps, which rotate the tiles, else w)
+    // into slot w of the Q tile, rows 16w .. 16w+15 (its lanes the loaders), and phi on them once they have landed.
+    // mr: the rows of the 16 that hold tokens (rows past the chunk's end are zero-filled, from the chunk's first row,
+    // which exists).
     const TilePlan planQ(Dkp, lane, 32);
-    auto q_rows = [&](int c, int& mr) {
-        mr = min(16, max(0, chunk_tokens(c) - 16 * warp));
+    auto q_rows = [&](int c, int& mr, int& tile) {
+        tile = LW > 0 ? (warp + c) & 3 : warp;
+        mr = min(16, max(0, chunk_tokens(c) - 16 * tile));
         return offQ + 32u * ldk * warp;
     };
     auto load_q_rows = [&](int c) {
-        int mr;
-        const unsigned d = q_rows(c, mr);
-        const long long t0 = segStart + (long long)c * kChunk + (mr > 0 ? 16 * warp : 0);
+        int mr, tile;
+        const unsigned d = q_rows(c, mr, tile);
+        const long long t0 = segStart + (long long)c * kChunk + (mr > 0 ? 16 * tile : 0);
         load_tile<T>(smU + d, sm + d, ldk, q + (t0 * rowQ + (long long)hq * dk), rowQ, mr, Dkp, dk, vecQK, planQ, 16);
     };
     auto phi_q_rows = [&](int c) {
-        int mr;
-        const unsigned d = q_rows(c, mr);
+        int mr, tile;
+        const unsigned d = q_rows(c, mr, tile);
         if (fm == 1) phi_own<T, 1>(sm + d, ldk, mr, Dkp, dk, vecQK, planQ, 16);
         else phi_own<T, 2>(sm + d, ldk, mr, Dkp, dk, vecQK, planQ, 16);
     };
@@ -668,6 +679,10 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
         }
     }
 
+    if constexpr (Q1 && LW > 0) {
+        if (outWarp && nChunks > 0) load_q_rows(0);
+        cp_async_commit();
+    }
     if constexpr (LW == 0) {
         // Prologue: chunks 0 .. NS-2 in flight (one commit group each, empty groups past the end).
         for (int i = 0; i < NS - 1; ++i) {
@@ -715,6 +730,11 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
         // them, so output warps may drift apart by up to a chunk (their row tiles rotate, below).
         // Wide kernels: one barrier per chunk; after it every warp is done with chunk c-1.
         if constexpr (LW > 0) {
+            if (Q1 && outWarp) {  // this warp's own Q rows of chunk c (its only copies), mapped
+                cp_async_wait(0);
+                if (fm != 0) phi_q_rows(c);
+                __syncwarp();
+            }
             mbar_wait(fullU + 8u * st, parity);
         } else {
             cp_async_wait(NS - 2);  // NS-2 younger groups may still fly
@@ -740,12 +760,17 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
             for (int nt = 0; nt < 8; ++nt)
 #pragma unroll
                 for (int e = 0; e < 4; ++e) S[nt][e] = Oa[nt][e] = 0.f;
-            if constexpr (LW > 0) mbar_wait(ptFullU + 8u * (c & 1), (unsigned)(c >> 1) & 1u);
+            // (one buffer: the copy for chunk c is phase c of ptFull[0]; two: phase c >> 1 of ptFull[c & 1])
+            if constexpr (LW > 0) {
+                if (kDblPt) mbar_wait(ptFullU + 8u * (c & 1), (unsigned)(c >> 1) & 1u);
+                else mbar_wait(ptFullU, (unsigned)c & 1u);
+            }
             // Normalized (kZReg): Zq = Q times the pad block of sPt (zP as hi, lo, ...),
             // so Zq[0] + Zq[1] is q_i . zP of row i0 = 16t + g and Zq[2] + Zq[3] that of row i0 + 8.
             float Zq[4] = {0.f, 0.f, 0.f, 0.f};
             auto qk_pass = [&](auto withZ) {
-                const unsigned qA = smU + qOff + laneQA + 32u * ldk * (t - wi);
+                // (Q1: the warp's own slot, rows 16 wi .., holds its tile's rows)
+                const unsigned qA = smU + qOff + laneQA + (Q1 ? 0u : 32u * ldk * (t - wi));
                 const unsigned kB = kU + laneKB;
                 const unsigned ptBc = ptB + ((kDblPt && (c & 1)) ? ptBytes : 0u);
                 // lanes 0..15: rows k = lane & 15 of the pad block (columns kCols .. kCols + 7)
@@ -790,7 +815,7 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
                 qz1 = Zq[2] + Zq[3];
             } else if (norm && rowsLive) {
                 const float* zc = sZ + ((kDblPt && (c & 1)) ? Dkp : 0);
-                const T* qr = reinterpret_cast<const T*>(sm + qOff) + (16 * t + g) * ldk + 2 * tq;
+                const T* qr = reinterpret_cast<const T*>(sm + qOff) + (16 * (Q1 ? wi : t) + g) * ldk + 2 * tq;
                 for (int x = 0; x < Dkp; x += 8) {
                     float a0, a1, b0, b1;
                     O_::unpack(*reinterpret_cast<const unsigned*>(qr + x), a0, a1);
@@ -807,7 +832,7 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
                 cp_async_commit();
             }
             // This warp is done reading sPt (and sZ); the state warps may overwrite it.
-            if constexpr (LW > 0) mbar_arrive(ptEmptyU + 8u * (c & 1));
+            if constexpr (LW > 0) mbar_arrive(ptEmptyU + (kDblPt ? 8u * (c & 1) : 0u));
             else if (!kDblPt) named_bar_sync_split(1, kThreads);
 
             if (rowsLive) {
@@ -1025,7 +1050,8 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
                 // buffer once the output warps have read what it held (chunk c-1's copy), or (single
                 // buffer) once every output warp has read this chunk's copy.
                 if constexpr (LW > 0) {
-                    if (c > 0) mbar_wait(ptEmptyU + 8u * ((c + 1) & 1), (unsigned)((c - 1) >> 1) & 1u);
+                    if (!kDblPt) mbar_wait(ptEmptyU, (unsigned)c & 1u);  // one buffer: every output warp read chunk c's
+                    else if (c > 0) mbar_wait(ptEmptyU + 8u * ((c + 1) & 1), (unsigned)((c - 1) >> 1) & 1u);
                 } else if (!kDblPt) {
                     named_bar_sync_split(1, kThreads);
                 }
@@ -1047,7 +1073,7 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
                     }
                 }
                 if (!kZReg) apply_dz(lamM, exactM);  // the output warps have read zP (named barrier 1)
-                if constexpr (LW > 0) mbar_arrive(ptFullU + 8u * ((c + 1) & 1));
+                if constexpr (LW > 0) mbar_arrive(ptFullU + (kDblPt ? 8u * ((c + 1) & 1) : 0u));
                 // Checkpoint: this chunk ends sequence token end - 1; a multiple of N ends interval
                 // end / N - 1 (global), stored at its index among this launch's checkpoints.
                 if constexpr (FWD) {
@@ -1116,9 +1142,9 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
     lightning_states_tc_##NAME##_n64(const LightningArgs a) {                                            \
         LIGHTNING_TC_BODY(T, false, 1, 4, NV);                                                           \
     }                                                                                                    \
-    extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS_WIDE, 1)                           \
+    extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_Q1_THREADS, 1)                             \
     lightning_forward_tc_##NAME##_q1(const LightningArgs a) {                                            \
-        lightning_tc::body<T, true, 2, 0, LIGHTNING_TC_NV(NV), true>(a);                                 \
+        lightning_tc::body<T, true, 2, LIGHTNING_TC_Q1_LW, LIGHTNING_TC_NV(NV), true>(a);                \
     }
 
 LIGHTNING_TC_ENTRIES(bf16, __nv_bfloat16, 1)
