@@ -184,7 +184,7 @@ final class Kernels {
         int q1 = shapes.tensorCoreQ1SharedBytes(dk);
         if (tc && q1 > 0 && q1 <= limit) {
             return new Choice("lightning_forward_tc_" + family + "_q1", "lightning_states_tc_" + family + suffix,
-                    shapes.tcColumns, shapes.tcThreadsWide, shapes.tensorCoreThreads(dk), q1,
+                    shapes.tcColumns, shapes.tcQ1Threads, shapes.tensorCoreThreads(dk), q1,
                     Math.min(shapes.tensorCoreSharedBytes(dk), limit), 1, 0);
         }
         // The float32 kernels, 32 value columns a CTA; where a block cannot hold that many columns' state and values,

@@ -146,17 +146,19 @@ class SharedLimitGpuTest {
      * The "_q1" forward (a 99 KB GPU's bytes) and the narrow forward (the full limit) differ in where Q waits and in
      * which warps load it, not in the arithmetic of any element, so under one forced plan (four segments: incoming
      * states) they write the same bits: o and the final state (and advance()'s, the one states kernel in other stage
-     * counts); with the identity, elu1 and relu, on tokens that end in a partial chunk. Normalized runs differ on purpose (the narrow kernels take q . z on the tensor cores) and
-     * are held against the recurrence above.
+     * counts); with the identity, elu1 and relu, normalized or not, on tokens that end in a partial chunk.
      */
-    @ParameterizedTest(name = "T={0} H={1} Dk={2} Dv={3} {4} {5}")
-    @CsvSource({"1000, 3, 128, 72, BF16, IDENTITY", "257, 2, 120, 200, F16, ELU1", "130, 5, 96, 64, BF16, RELU"})
-    void theQ1ForwardWritesTheNarrowForwardsBits(int t, int h, int dk, int dv, DType dtype, FeatureMap phi) {
+    @ParameterizedTest(name = "T={0} H={1} Dk={2} Dv={3} {4} {5} normalized={6}")
+    @CsvSource({"1000, 3, 128, 72, BF16, IDENTITY, false", "257, 2, 120, 200, F16, ELU1, false",
+            "130, 5, 96, 64, BF16, RELU, false", "1000, 3, 128, 128, BF16, ELU1, true", "63, 2, 100, 40, F16, IDENTITY, true"})
+    void theQ1ForwardWritesTheNarrowForwardsBits(int t, int h, int dk, int dv, DType dtype, FeatureMap phi,
+                                                boolean normalized) {
         try (CudaBackend small = limitedTo(SMALL); CudaBackend full = limitedTo(Kernels.HOPPER_SHARED_BYTES)) {
-            AttentionSpec spec = new AttentionSpec(h, dk, dv, Slopes.minimax(h), 0.7, 64).withFeatureMap(phi);
-            String type = Kernels.type(dtype);
-            assertEquals("lightning_forward_tc_" + type + "_q1", small.kernels.kernelsFor(spec, dtype).forward());
-            assertEquals("lightning_forward_tc_" + type, full.kernels.kernelsFor(spec, dtype).forward());
+            AttentionSpec plain = new AttentionSpec(h, dk, dv, Slopes.minimax(h), 0.7, 64).withFeatureMap(phi);
+            AttentionSpec spec = normalized ? plain.withNormalization(1e-3) : plain;
+            String family = Kernels.type(dtype) + (normalized ? "_norm" : "");
+            assertEquals("lightning_forward_tc_" + family + "_q1", small.kernels.kernelsFor(spec, dtype).forward());
+            assertEquals("lightning_forward_tc_" + family, full.kernels.kernelsFor(spec, dtype).forward());
             assertSameBits(spec, RandomInputs.random(spec, dtype, t, t * 11L + dk), small, full);
         }
     }
@@ -181,7 +183,7 @@ class SharedLimitGpuTest {
         }
     }
 
-    /** q, k, v of {@code dtype} and an initial state, random from {@code seed}. */
+    /** q, k, v of {@code dtype} and an initial state (with a normalizer where the spec has one), random from {@code seed}. */
     record RandomInputs(TokenTensor q, TokenTensor k, TokenTensor v, LightningState s0, DType dtype) {
         static RandomInputs random(AttentionSpec spec, DType dtype, int t, long seed) {
             SplittableRandom rnd = new SplittableRandom(seed);
@@ -189,7 +191,15 @@ class SharedLimitGpuTest {
             TokenTensor q = Inputs.random(rnd, dtype, t, h, spec.dk());
             TokenTensor k = Inputs.random(rnd, dtype, t, h, spec.dk());
             TokenTensor v = Inputs.random(rnd, dtype, t, h, spec.dv());
-            return new RandomInputs(q, k, v, Inputs.randomState(rnd, h, spec.dk(), spec.dv()), dtype);
+            LightningState s0 = Inputs.randomState(rnd, h, spec.dk(), spec.dv());
+            if (spec.normalized()) { // a positive normalizer, as a positive feature map's is
+                float[] z = new float[spec.normalizerSize()];
+                for (int i = 0; i < z.length; i++) {
+                    z[i] = (float) (rnd.nextDouble() * 4 + 0.5);
+                }
+                s0 = LightningState.of(h, spec.dk(), spec.dv(), s0.kv(), z);
+            }
+            return new RandomInputs(q, k, v, s0, dtype);
         }
     }
 
