@@ -164,8 +164,8 @@ final class Kernels {
         }
         if (hopper) {
             return new Choice("lightning_forward_wg_" + type, "lightning_states_wg_" + type, shapes.hopperColumns,
-                    shapes.hopperThreads, shapes.hopperThreads, shapes.hopperSharedBytes(dk, true), shapes.hopperSharedBytes(dk, false), 1,
-                    SegmentPlan.HOPPER_CTA_BYTES_PER_SECOND);
+                    shapes.hopperThreads, shapes.hopperThreads, shapes.hopperSharedBytes(dk, true),
+                    shapes.hopperSharedBytes(dk, false), 1, SegmentPlan.HOPPER_CTA_BYTES_PER_SECOND);
         }
         // The mma.sync kernels take as many pipeline stages as the launch's bytes hold (2 to 4), so they run
         // wherever a block gets two stages' worth: an A100 (163 KB a block) at every Dk up to 192, a GPU of

@@ -86,9 +86,9 @@ final class LaunchShapes {
         }
         for (int dk = 1; dk < DK_SLOTS; dk++) {
             if ((dk <= s.tcNarrowMaxDk) != (s.tensorCoreQ1SharedBytes(dk) > 0)) {
-                throw new IllegalStateException("the mma.sync kernels' _q1 entries report " + s.tensorCoreQ1SharedBytes(dk)
-                        + " bytes at dk = " + dk + ": expected a size up to dk = " + s.tcNarrowMaxDk + ", 0 above; rebuild"
-                        + " the PTX");
+                throw new IllegalStateException("the mma.sync kernels' _q1 entries report "
+                        + s.tensorCoreQ1SharedBytes(dk) + " bytes at dk = " + dk + ": expected a size up to dk = "
+                        + s.tcNarrowMaxDk + ", 0 above; rebuild the PTX");
             }
         }
         if (s.genericNarrowColumns <= 0 || s.genericNarrowColumns >= s.genericColumns) {

@@ -136,8 +136,8 @@ class KernelLayoutTest {
             assertTrue(ptx.contains(".entry lightning_states_" + family), family);
         }
         for (String family : new String[] {"tc_bf16_q1", "tc_f16_q1", "tc_bf16_norm_q1", "tc_f16_norm_q1"}) {
-            assertTrue(ptx.contains(".entry lightning_forward_" + family + "("), family + ": forward only (they pair with "
-                    + "the narrow states kernel)");
+            assertTrue(ptx.contains(".entry lightning_forward_" + family + "("),
+                    family + ": forward only (they pair with the narrow states kernel)");
         }
         assertTrue(ptx.contains(".entry lightning_scan"));
         assertTrue(ptx.contains(".entry lightning_args_layout") && ptx.contains(".entry lightning_launch_shapes"),

@@ -150,7 +150,8 @@ class SharedLimitGpuTest {
      */
     @ParameterizedTest(name = "T={0} H={1} Dk={2} Dv={3} {4} {5} normalized={6}")
     @CsvSource({"1000, 3, 128, 72, BF16, IDENTITY, false", "257, 2, 120, 200, F16, ELU1, false",
-            "130, 5, 96, 64, BF16, RELU, false", "1000, 3, 128, 128, BF16, ELU1, true", "63, 2, 100, 40, F16, IDENTITY, true"})
+            "130, 5, 96, 64, BF16, RELU, false", "1000, 3, 128, 128, BF16, ELU1, true",
+            "63, 2, 100, 40, F16, IDENTITY, true"})
     void theQ1ForwardWritesTheNarrowForwardsBits(int t, int h, int dk, int dv, DType dtype, FeatureMap phi,
                                                 boolean normalized) {
         try (CudaBackend small = limitedTo(SMALL); CudaBackend full = limitedTo(Kernels.HOPPER_SHARED_BYTES)) {
@@ -183,7 +184,7 @@ class SharedLimitGpuTest {
         }
     }
 
-    /** q, k, v of {@code dtype} and an initial state (with a normalizer where the spec has one), random from {@code seed}. */
+    /** q, k, v of {@code dtype} and an initial state (with a normalizer where the spec has one), random from a seed. */
     record RandomInputs(TokenTensor q, TokenTensor k, TokenTensor v, LightningState s0, DType dtype) {
         static RandomInputs random(AttentionSpec spec, DType dtype, int t, long seed) {
             SplittableRandom rnd = new SplittableRandom(seed);
