@@ -454,9 +454,8 @@ FILL_ENTRY(f16, __half)
 //   out[2 * LIGHTNING_SHAPES_DK + dk]  the tensor-core kernels' (narrow up to LIGHTNING_TC_NARROW_MAX_DK, wide above)
 //   out[3 * LIGHTNING_SHAPES_DK + dk]  the least the tensor-core kernels run in (two stages: tc_min_smem_bytes)
 //   out[8] GENERIC_BV_NARROW   out[4 * LIGHTNING_SHAPES_DK + dk]  the generic "_c16" kernels' dynamic shared memory
-//   out[9] LIGHTNING_TC_Q1_THREADS (the "_q1" forward's block)
-//   out[5 * LIGHTNING_SHAPES_DK + dk]  the "_q1" forward's (with the narrow states kernel; 0 where it has none:
-//                                      tc_q1_min_smem_bytes)
+//   out[5 * LIGHTNING_SHAPES_DK + dk]  the "_q1" forward's (narrow block; with the narrow states kernel; 0 where it
+//                                      has none: tc_q1_min_smem_bytes)
 extern "C" __global__ void lightning_launch_shapes(int* out) {
     out[0] = CHUNK;
     out[1] = GENERIC_BV;
@@ -467,7 +466,6 @@ extern "C" __global__ void lightning_launch_shapes(int* out) {
     out[6] = LIGHTNING_TC_NARROW_MAX_DK;
     out[7] = LIGHTNING_TC_SMALL_MAX_DK;
     out[8] = GENERIC_BV_NARROW;
-    out[9] = LIGHTNING_TC_Q1_THREADS;
     for (int dk = 1; dk < LIGHTNING_SHAPES_DK; dk++) {
         out[LIGHTNING_SHAPES_DK + dk] = lightning_generic_smem_bytes(dk, GENERIC_BV);
         out[2 * LIGHTNING_SHAPES_DK + dk] = lightning_tc_smem_bytes(dk);

@@ -40,9 +40,9 @@
 //     store P (and z) exactly as the end-of-segment store does.
 // Launch contract: grid = (H, ceil(dv / LIGHTNING_TC_COLUMNS), S), block = LIGHTNING_TC_THREADS_NARROW
 // (dk <= 128, kernels lightning_*_tc_<type>; dk <= 64, lightning_*_tc_<type>_n64) or
-// LIGHTNING_TC_THREADS_WIDE (dk <= 256, kernels lightning_*_tc_<type>_wide; and dk <= 128, forward only,
-// lightning_forward_tc_<type>_q1), dynamic shared memory = lightning_tc_smem_bytes(dk) or less, down to
-// tc_min_smem_bytes(dk) (tc_q1_min_smem_bytes(dk) for _q1). A CTA owns head
+// LIGHTNING_TC_THREADS_WIDE (dk <= 256, kernels lightning_*_tc_<type>_wide); the narrow block also for
+// lightning_forward_tc_<type>_q1 (dk <= 128, forward only); dynamic shared memory = lightning_tc_smem_bytes(dk) or
+// less, down to tc_min_smem_bytes(dk) (tc_q1_min_smem_bytes(dk) for _q1). A CTA owns head
 // blockIdx.x, the value columns [64 * blockIdx.y, min(dv, 64 * blockIdx.y + 64)) and segment
 // s = lightning_segment(args, blockIdx.z, gridDim.z), i.e. tokens [s * segTokens, min(n, (s + 1) *
 // segTokens)) in a uniform cut (lightning_args.cuh: an uneven one's first segment is shorter). It
@@ -120,12 +120,6 @@
 // loops branch-free: half the state warps' mma.sync work at dk = 64 (64 of 128 a chunk in the
 // forward, against the output warps' ~72), which made them the forward's critical path there.
 #define LIGHTNING_TC_SMALL_MAX_DK 64
-// The "_q1" forward entries (tc_q1_min_smem_bytes): load warps or not (LIGHTNING_TC_Q1_LW 4 or 0; 0 took 1.27x the
-// time on an H100, BENCHMARKS.md "Dk = 128 on the tensor cores within 99 KB a block"), and their block.
-#ifndef LIGHTNING_TC_Q1_LW
-#define LIGHTNING_TC_Q1_LW 4
-#endif
-#define LIGHTNING_TC_Q1_THREADS (LIGHTNING_TC_Q1_LW > 0 ? LIGHTNING_TC_THREADS_NARROW : LIGHTNING_TC_THREADS_WIDE)
 
 __host__ __device__ inline int lightning_tc_smem_bytes(int dk) {
     return 128 * ((dk + 15) / 16 * 16) + 188416;
@@ -332,13 +326,14 @@ __device__ __forceinline__ void phi_own(unsigned char* dstGeneric, int ldd, int 
 // NV: 0 tests args.normalize at run time (the normalized entries' body); 1 compiles the plain body alone
 // (the plain entries), 2 the normalized one (measured slower; only LIGHTNING_TC_NORM_X=2 builds it).
 // Q1: the "_q1" forward (tc_q1_min_smem_bytes): one Q tile beside the stages, which hold K and V; two stages, one
-// sPt buffer (with load warps: ptFull[0] and ptEmpty[0], phase c for chunk c). Output warp w keeps the Q rows of the
-// row tile it computes in slot w (rows 16w .. 16w+15) and reads no other, so it loads its next chunk's rows there
-// itself (the tile of chunk c+1: rotated with load warps), with a commit group of its own, once its last read of
-// chunk c's is done, and waits for them at chunk c+1's start.
+// sPt buffer (ptFull[0] and ptEmpty[0], phase c for chunk c), in the narrow body (load warps bring K and V). Output
+// warp w keeps the Q rows of the row tile it computes in slot w (rows 16w .. 16w+15) and reads no other, so it loads
+// its next chunk's rows there itself (the tile of chunk c+1, rotated), with a commit group of its own, once its last
+// read of chunk c's is done, and waits for them at chunk c+1's start. (In the 8-warp body, LW = 0, this form took
+// 1.27x the time on an H100: 7c6cefa, BENCHMARKS.md "Dk = 128 on the tensor cores within 99 KB a block".)
 template <typename T, bool FWD, int MT, int LW, int NV = 0, bool Q1 = false>
 __device__ __forceinline__ void body(const LightningArgs& args) {
-    static_assert(!Q1 || (FWD && MT == 2), "the _q1 forward: dk <= 128");
+    static_assert(!Q1 || (FWD && MT == 2 && LW > 0), "the _q1 forward: dk <= 128, with load warps");
     using O_ = Ops<T>;
     extern __shared__ __align__(16) unsigned char lightning_tc_smem[];
 
@@ -418,7 +413,7 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
     unsigned given;
     asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(given));
     if (given < fixedBytes + 2u * stageBytes) __trap();
-    // (Q1: two, so that waiting for every copy but none (NS - 2 groups) at a chunk's start covers its Q rows.)
+    // (Q1: two, what the host gives it bytes for; run and checked only so.)
     const int NS = Q1 ? 2 : max(2, min(kMaxStages, (int)((given - fixedBytes) / stageBytes)));
     const unsigned offPt = offStage + NS * stageBytes;
     const unsigned offO = offPt + (kDblPt ? 2u : 1u) * ptBytes;
@@ -480,13 +475,13 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
             phi_own<T, 2>(sm + k0, ldk, m, Dkp, dk, vecQK, planQK);
         }
     };
-    // Q1: output warp w's rows of chunk c's Q (row tile (w + c) & 3 with load warps, which rotate the tiles, else w)
+    // Q1: output warp w's rows of chunk c's Q (row tile (w + c) & 3, the tiles rotating as in the narrow forward)
     // into slot w of the Q tile, rows 16w .. 16w+15 (its lanes the loaders), and phi on them once they have landed.
     // mr: the rows of the 16 that hold tokens (rows past the chunk's end are zero-filled, from the chunk's first row,
     // which exists).
     const TilePlan planQ(Dkp, lane, 32);
     auto q_rows = [&](int c, int& mr, int& tile) {
-        tile = LW > 0 ? (warp + c) & 3 : warp;
+        tile = (warp + c) & 3;
         mr = min(16, max(0, chunk_tokens(c) - 16 * tile));
         return offQ + 32u * ldk * warp;
     };
@@ -687,7 +682,6 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
         // Prologue: chunks 0 .. NS-2 in flight (one commit group each, empty groups past the end).
         for (int i = 0; i < NS - 1; ++i) {
             if (i < nChunks) load_chunk(i, i);
-            if (Q1 && i == 0 && outWarp && nChunks > 0) load_q_rows(0);
             cp_async_commit();
         }
     }
@@ -739,7 +733,6 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
         } else {
             cp_async_wait(NS - 2);  // NS-2 younger groups may still fly
             if (fm != 0) phi_chunk(st, c);  // this thread's own pieces of chunk c, landed
-            if (Q1 && fm != 0 && outWarp) phi_q_rows(c);
             __syncthreads();
             // Refill the stage chunk c-1 used with chunk c+NS-1.
             const int cn = c + NS - 1;
@@ -815,7 +808,7 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
                 qz1 = Zq[2] + Zq[3];
             } else if (norm && rowsLive) {
                 const float* zc = sZ + ((kDblPt && (c & 1)) ? Dkp : 0);
-                const T* qr = reinterpret_cast<const T*>(sm + qOff) + (16 * (Q1 ? wi : t) + g) * ldk + 2 * tq;
+                const T* qr = reinterpret_cast<const T*>(sm + qOff) + (16 * t + g) * ldk + 2 * tq;
                 for (int x = 0; x < Dkp; x += 8) {
                     float a0, a1, b0, b1;
                     O_::unpack(*reinterpret_cast<const unsigned*>(qr + x), a0, a1);
@@ -1107,8 +1100,8 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
 
 // ------------------------------ entry points ----------------------------------------------
 // narrow: dk <= 128, block LIGHTNING_TC_THREADS_NARROW; wide: dk <= 256, block LIGHTNING_TC_THREADS_WIDE;
-// n64: dk <= LIGHTNING_TC_SMALL_MAX_DK, the narrow block and shared memory; q1 (forward only): dk <= 128, block
-// LIGHTNING_TC_THREADS_WIDE, shared memory tc_q1_min_smem_bytes (for 99 KB blocks; pairs with the narrow states kernel).
+// n64: dk <= LIGHTNING_TC_SMALL_MAX_DK, the narrow block and shared memory; q1 (forward only): dk <= 128, the narrow
+// block, shared memory tc_q1_min_smem_bytes (for 99 KB blocks; pairs with the narrow states kernel).
 // NV: the body an entry compiles (body's NV: 0 reads args.normalize, 1 plain, 2 normalized), unless a build
 // says otherwise (above).
 #if LIGHTNING_TC_NORM_X
@@ -1142,9 +1135,9 @@ __device__ __forceinline__ void body(const LightningArgs& args) {
     lightning_states_tc_##NAME##_n64(const LightningArgs a) {                                            \
         LIGHTNING_TC_BODY(T, false, 1, 4, NV);                                                           \
     }                                                                                                    \
-    extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_Q1_THREADS, 1)                             \
+    extern "C" __global__ void __launch_bounds__(LIGHTNING_TC_THREADS_NARROW, 1)                         \
     lightning_forward_tc_##NAME##_q1(const LightningArgs a) {                                            \
-        lightning_tc::body<T, true, 2, LIGHTNING_TC_Q1_LW, LIGHTNING_TC_NV(NV), true>(a);                \
+        lightning_tc::body<T, true, 2, 4, LIGHTNING_TC_NV(NV), true>(a);                                 \
     }
 
 LIGHTNING_TC_ENTRIES(bf16, __nv_bfloat16, 1)

@@ -124,7 +124,7 @@ static void launch_forward(const __nv_bfloat16* q, const __nv_bfloat16* k, const
     }
 #endif
     if (use_q1(dk))
-        lightning_forward_tc_bf16_q1<<<grid, LIGHTNING_TC_Q1_THREADS, lightning_tc::tc_q1_min_smem_bytes(dk)>>>(a);
+        lightning_forward_tc_bf16_q1<<<grid, LIGHTNING_TC_THREADS_NARROW, lightning_tc::tc_q1_min_smem_bytes(dk)>>>(a);
     else if (dk <= LIGHTNING_TC_SMALL_MAX_DK)
         lightning_forward_tc_bf16_n64<<<grid, LIGHTNING_TC_THREADS_NARROW, smem>>>(a);
     else if (dk <= 128)
@@ -147,7 +147,7 @@ static void launch_forward(const __half* q, const __half* k, const __half* v, __
     }
 #endif
     if (use_q1(dk))
-        lightning_forward_tc_f16_q1<<<grid, LIGHTNING_TC_Q1_THREADS, lightning_tc::tc_q1_min_smem_bytes(dk)>>>(a);
+        lightning_forward_tc_f16_q1<<<grid, LIGHTNING_TC_THREADS_NARROW, lightning_tc::tc_q1_min_smem_bytes(dk)>>>(a);
     else if (dk <= LIGHTNING_TC_SMALL_MAX_DK)
         lightning_forward_tc_f16_n64<<<grid, LIGHTNING_TC_THREADS_NARROW, smem>>>(a);
     else if (dk <= 128)
@@ -529,7 +529,8 @@ int main(int argc, char** argv) {
                             for (int sr : segs) {
                                 if (f == 1 && d[0] > LIGHTNING_WG_MAX_DK_OR_0) continue;
                                 if (onlyDk > 0 && (d[0] != onlyDk || d[1] != onlyDv)) continue;
-                                if (f == 0 && lightning_tc::tc_min_smem_bytes(d[0]) > smem_limit() && !use_q1(d[0])) continue;
+                                if (f == 0 && lightning_tc::tc_min_smem_bytes(d[0]) > smem_limit() && !use_q1(d[0]))
+                                    continue;
                                 int skipped = 0;
                                 const bool ok = typ == 0 ? run_case<__nv_bfloat16>(caseId, n, H, d[0], d[1], sr, &skipped)
                                                          : run_case<__half>(caseId, n, H, d[0], d[1], sr, &skipped);

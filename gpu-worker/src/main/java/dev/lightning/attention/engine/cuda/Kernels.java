@@ -83,13 +83,12 @@ final class Kernels {
      * The kernels a launch uses and their launch shapes; {@code headsPerCta} 2 for the paired Hopper
      * kernels (a CTA takes two neighbouring heads), else 1; {@code ctaBytesPerSecond} what one forward
      * CTA moves a second where that was measured ({@link SegmentPlan#HOPPER_CTA_BYTES_PER_SECOND}: the
-     * segment plans then weigh the memory), else 0. {@code threads} is the forward's block,
-     * {@code statesThreads} the states kernel's (they differ only for the "_q1" forward).
+     * segment plans then weigh the memory), else 0.
      */
-    record Choice(String forward, String states, int bv, int threads, int statesThreads, int smemForward,
-                  int smemStates, int headsPerCta, double ctaBytesPerSecond) {
+    record Choice(String forward, String states, int bv, int threads, int smemForward, int smemStates,
+                  int headsPerCta, double ctaBytesPerSecond) {
         Choice(String forward, String states, int bv, int threads, int smemForward, int smemStates) {
-            this(forward, states, bv, threads, threads, smemForward, smemStates, 1, 0);
+            this(forward, states, bv, threads, smemForward, smemStates, 1, 0);
         }
 
         /** The grid's y extent: CTAs across the value columns. */
@@ -159,13 +158,13 @@ final class Kernels {
                 && Math.max(shapes.hopperPairForwardBytes, shapes.hopperSharedBytes(dk, false)) <= limit;
         if (pairs) {
             return new Choice("lightning_forward_wg_pair_" + type, "lightning_states_wg_pair_" + type,
-                    shapes.hopperColumns, shapes.hopperThreads, shapes.hopperThreads, shapes.hopperPairForwardBytes,
+                    shapes.hopperColumns, shapes.hopperThreads, shapes.hopperPairForwardBytes,
                     shapes.hopperSharedBytes(dk, false), 2, 0);
         }
         if (hopper) {
             return new Choice("lightning_forward_wg_" + type, "lightning_states_wg_" + type, shapes.hopperColumns,
-                    shapes.hopperThreads, shapes.hopperThreads, shapes.hopperSharedBytes(dk, true),
-                    shapes.hopperSharedBytes(dk, false), 1, SegmentPlan.HOPPER_CTA_BYTES_PER_SECOND);
+                    shapes.hopperThreads, shapes.hopperSharedBytes(dk, true), shapes.hopperSharedBytes(dk, false), 1,
+                    SegmentPlan.HOPPER_CTA_BYTES_PER_SECOND);
         }
         // The mma.sync kernels take as many pipeline stages as the launch's bytes hold (2 to 4), so they run
         // wherever a block gets two stages' worth: an A100 (163 KB a block) at every Dk up to 192, a GPU of
@@ -180,12 +179,13 @@ final class Kernels {
                     shapes.tcColumns, shapes.tensorCoreThreads(dk), bytes, bytes);
         }
         // Where two stages of the forward do not fit but its "_q1" entries do (one Q tile beside two stages of K
-        // and V: a 99 KB block from Dk = 81 to 128, MiniMax's 128 among them), those, with the narrow states kernel.
+        // and V: a 99 KB block from Dk = 81 to 128, MiniMax's 128 among them), those, with the narrow states kernel
+        // (both the narrow block).
         int q1 = shapes.tensorCoreQ1SharedBytes(dk);
         if (tc && q1 > 0 && q1 <= limit) {
             return new Choice("lightning_forward_tc_" + family + "_q1", "lightning_states_tc_" + family + suffix,
-                    shapes.tcColumns, shapes.tcQ1Threads, shapes.tensorCoreThreads(dk), q1,
-                    Math.min(shapes.tensorCoreSharedBytes(dk), limit), 1, 0);
+                    shapes.tcColumns, shapes.tensorCoreThreads(dk), q1,
+                    Math.min(shapes.tensorCoreSharedBytes(dk), limit));
         }
         // The float32 kernels, 32 value columns a CTA; where a block cannot hold that many columns' state and values,
         // their "_c16" entries (16 a CTA): on a 99 KB GPU, Dk 118 to 137 for F32 input, 129 to 137 for BF16 and F16.

@@ -22,8 +22,6 @@ final class LaunchShapes {
     final int tcThreadsNarrow;
     final int tcThreadsWide;
     final int tcColumns;
-    /** Threads a CTA of the mma.sync forward's "_q1" entries ({@link #tensorCoreQ1SharedBytes}). */
-    final int tcQ1Threads;
     final int tcNarrowMaxDk;
     /** The narrow family's "_n64" kernels (one state m-tile a state warp) take dk up to this; 0: none. */
     final int tcSmallMaxDk;
@@ -48,7 +46,6 @@ final class LaunchShapes {
         tcThreadsNarrow = portable[3];
         tcThreadsWide = portable[4];
         tcColumns = portable[5];
-        tcQ1Threads = portable[9];
         tcNarrowMaxDk = portable[6];
         tcSmallMaxDk = portable[7];
         hopperColumns = hopper == null ? 0 : hopper[0];
@@ -80,9 +77,6 @@ final class LaunchShapes {
                     || (dk <= s.hopperMaxDk && (s.hopperSharedBytes(dk, true) <= 0 || s.hopperSharedBytes(dk, false) <= 0))) {
                 throw new IllegalStateException("the kernels report no shared-memory size for dk = " + dk);
             }
-        }
-        if (s.tcQ1Threads <= 0) {
-            throw new IllegalStateException("the mma.sync kernels' _q1 entries report no block size: rebuild the PTX");
         }
         for (int dk = 1; dk < DK_SLOTS; dk++) {
             if ((dk <= s.tcNarrowMaxDk) != (s.tensorCoreQ1SharedBytes(dk) > 0)) {
@@ -146,7 +140,7 @@ final class LaunchShapes {
 
     /**
      * The least dynamic shared memory the mma.sync kernels' "_q1" forward (one Q tile beside two stages of K and V,
-     * {@link #tcQ1Threads} threads) and the narrow states kernel it pairs with run in at this dk, tc_q1_min_smem_bytes;
+     * the narrow family's block) and the narrow states kernel it pairs with run in at this dk, tc_q1_min_smem_bytes;
      * 0 above {@link #tcNarrowMaxDk} (none). A 99 KB block holds it from dk = 81, where two stages of the narrow
      * forward stop fitting, to 128 (100,448 bytes there).
      */

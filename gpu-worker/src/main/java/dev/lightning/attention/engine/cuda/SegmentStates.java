@@ -81,7 +81,7 @@ final class SegmentStates {
     private SegmentPlan.Fill fill(AttentionSpec spec, Kernels.Choice kn) {
         return fill(spec, kn.headCtas(spec.heads()) * kn.columnTiles(spec.dv()),
                 device.residentCtas(kn.forward(), kn.threads(), kn.smemForward()),
-                device.residentCtas(kn.states(), kn.statesThreads(), kn.smemStates()), kn.ctaBytesPerSecond(),
+                device.residentCtas(kn.states(), kn.threads(), kn.smemStates()), kn.ctaBytesPerSecond(),
                 device.memoryBytesPerSecond);
     }
 

@@ -135,7 +135,6 @@ final class WindowKernels implements SlicePipeline.KernelSide {
         String forward = kn.forward();
         String states = kn.states();
         int threads = kn.threads();
-        int statesThreads = kn.statesThreads();
         int smemForward = kn.smemForward();
         int smemStates = kn.smemStates();
         lastKernels = forward;
@@ -159,7 +158,7 @@ final class WindowKernels implements SlicePipeline.KernelSide {
         if (!outputs) {
             // pass 1 alone (advance): local states of every segment (an uneven plan's lead first),
             // then the scan over them, pieces of the segments' own lengths, to the final state
-            launch(states, heads, columnTiles, segments, statesThreads, smemStates,
+            launch(states, heads, columnTiles, segments, threads, smemStates,
                     Kernels.statesArgs(common, kBuf.ptr, vBuf.ptr, segTokens, lead, locals));
             launch(Kernels.SCAN, scanBlocks, 1, 1, Kernels.SCAN_THREADS, 0, Kernels.scanArgs(common, locals, segments,
                     1, segTokens, lead, before, Kernels.States.NONE, 0, after));
@@ -181,7 +180,7 @@ final class WindowKernels implements SlicePipeline.KernelSide {
         Kernels.States segmentAfter = SegmentStates.segmentArrays(spec, perSegment.stateScratch,
                 perSegment.stateScratchNorm);
         KernelArgs pass1 = Kernels.common(spec, Math.toIntExact(plan.pass1Tokens()), slopesDev.ptr);
-        launch(states, heads, columnTiles, plan.locals(), statesThreads, smemStates,
+        launch(states, heads, columnTiles, plan.locals(), threads, smemStates,
                 Kernels.statesArgs(pass1, kBuf.ptr, vBuf.ptr, plan.subTokens(), plan.subTokens(), locals));
         launch(Kernels.SCAN, scanBlocks, 1, 1, Kernels.SCAN_THREADS, 0, Kernels.scanArgs(common, locals,
                 plan.locals(), plan.every(), plan.subTokens(), plan.subTokens(), before, segmentIn, segments,
