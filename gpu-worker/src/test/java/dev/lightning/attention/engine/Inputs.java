@@ -31,6 +31,22 @@ public final class Inputs {
         return LightningState.of(heads, dk, dv, s);
     }
 
+    /**
+     * A random state of {@code spec}: S as {@link #randomState(SplittableRandom, int, int, int)} draws it, then,
+     * where the spec normalizes, a positive z (in [0.5, 4.5), as a positive feature map's normalizer is).
+     */
+    public static LightningState randomState(SplittableRandom rnd, AttentionSpec spec) {
+        LightningState s = randomState(rnd, spec.heads(), spec.dk(), spec.dv());
+        if (!spec.normalized()) {
+            return s;
+        }
+        float[] z = new float[spec.normalizerSize()];
+        for (int i = 0; i < z.length; i++) {
+            z[i] = (float) (rnd.nextDouble() * 4 + 0.5);
+        }
+        return LightningState.of(spec.heads(), spec.dk(), spec.dv(), s.kv(), z);
+    }
+
     /** {@link Accuracy#relativeError}, refusing comparisons that could not fail. */
     public static double relativeError(float[] a, float[] b) {
         if (a.length != b.length) {

@@ -52,19 +52,7 @@ public record VariantCase(int tokens, int hq, int hk, int hv, int dk, int dv, St
         if (!initial) {
             return LightningState.zeros(spec);
         }
-        SplittableRandom rnd = new SplittableRandom(seed ^ 0x5DEECE66DL);
-        float[] s = new float[spec.stateSize()];
-        for (int i = 0; i < s.length; i++) {
-            s[i] = (float) (rnd.nextDouble() * 4 - 2);
-        }
-        if (!normalized) {
-            return LightningState.of(spec.heads(), dk, dv, s);
-        }
-        float[] z = new float[spec.normalizerSize()];
-        for (int i = 0; i < z.length; i++) {
-            z[i] = (float) (rnd.nextDouble() * 4 + 0.5);
-        }
-        return LightningState.of(spec.heads(), dk, dv, s, z);
+        return Inputs.randomState(new SplittableRandom(seed ^ 0x5DEECE66DL), spec);
     }
 
     /** The checkpoints of a window of this case at sequence position {@code position} with {@code n} tokens. */

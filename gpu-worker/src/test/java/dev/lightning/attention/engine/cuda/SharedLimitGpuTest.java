@@ -192,37 +192,37 @@ class SharedLimitGpuTest {
             TokenTensor q = Inputs.random(rnd, dtype, t, h, spec.dk());
             TokenTensor k = Inputs.random(rnd, dtype, t, h, spec.dk());
             TokenTensor v = Inputs.random(rnd, dtype, t, h, spec.dv());
-            LightningState s0 = Inputs.randomState(rnd, h, spec.dk(), spec.dv());
-            if (spec.normalized()) { // a positive normalizer, as a positive feature map's is
-                float[] z = new float[spec.normalizerSize()];
-                for (int i = 0; i < z.length; i++) {
-                    z[i] = (float) (rnd.nextDouble() * 4 + 0.5);
-                }
-                s0 = LightningState.of(h, spec.dk(), spec.dv(), s0.kv(), z);
-            }
-            return new RandomInputs(q, k, v, s0, dtype);
+            return new RandomInputs(q, k, v, Inputs.randomState(rnd, spec), dtype);
         }
     }
 
     /**
      * Runs {@code in} on both backends under one forced plan (four segments: incoming states) and asserts they write
-     * the same bits: o, the final state and advance()'s.
+     * the same bits: o, the final state and advance()'s (S, and z where the spec normalizes).
      */
     private static void assertSameBits(AttentionSpec spec, RandomInputs in, CudaBackend a, CudaBackend b) {
         float[][] got = new float[2][];
         float[][] state = new float[2][];
         float[][] advanced = new float[2][];
+        float[][] z = new float[2][];
+        float[][] advancedZ = new float[2][];
         CudaBackend[] both = {a, b};
         for (int i = 0; i < 2; i++) {
             both[i].kernels.perSegment.forcedPlan = n -> SegmentPlan.cut(n, 4, 1);
             TokenTensor o = TokenTensor.allocate(in.dtype(), in.q().tokens(), spec.heads(), spec.dv());
-            state[i] = both[i].forward(spec, in.q(), in.k(), in.v(), in.s0(), o).kv();
+            LightningState after = both[i].forward(spec, in.q(), in.k(), in.v(), in.s0(), o);
+            LightningState advancedState = both[i].advance(spec, in.k(), in.v(), in.s0());
+            state[i] = after.kv();
             got[i] = o.toFloats();
-            advanced[i] = both[i].advance(spec, in.k(), in.v(), in.s0()).kv();
+            advanced[i] = advancedState.kv();
+            z[i] = spec.normalized() ? after.normalizer() : new float[0];
+            advancedZ[i] = spec.normalized() ? advancedState.normalizer() : new float[0];
         }
         assertEquals(0, java.util.Arrays.compare(Inputs.bits(got[0]), Inputs.bits(got[1])), "o");
         assertEquals(0, java.util.Arrays.compare(Inputs.bits(state[0]), Inputs.bits(state[1])), "S");
         assertEquals(0, java.util.Arrays.compare(Inputs.bits(advanced[0]), Inputs.bits(advanced[1])), "advance() S");
+        assertEquals(0, java.util.Arrays.compare(Inputs.bits(z[0]), Inputs.bits(z[1])), "z");
+        assertEquals(0, java.util.Arrays.compare(Inputs.bits(advancedZ[0]), Inputs.bits(advancedZ[1])), "advance() z");
     }
 
     /** A shape no GPU kernel fits is refused before a launch, naming the bytes and what to do. */
