@@ -76,4 +76,51 @@ class CpuFallbackTest {
         assertThrows(DeviceMemoryException.class, () -> CpuFallback.run(new FullGpu(), false, true, "piece",
                 CpuFallbackTest::attempt), "out of memory stays --gpu-oom's");
     }
+
+    /**
+     * A task computing window by window: a shape no kernel fits goes to the CPU under auto and stays there (the
+     * GPU asked once for it, another shape still asked), out of memory is asked again at every window; the
+     * task's one CPU backend is closed with it.
+     */
+    @Test
+    void windowsOfAShapeNoKernelFitsStayOnTheCpu() {
+        AttentionSpec wide = new AttentionSpec(3, 160, 24, dev.lightning.attention.engine.Slopes.minimax(3), 1.0, 64);
+        AttentionSpec narrow = new AttentionSpec(3, 64, 24, dev.lightning.attention.engine.Slopes.minimax(3), 1.0, 64);
+        int[] asked = new int[3];
+        AttentionBackend gpu = new FullGpu();
+        try (CpuFallback.Windows w = new CpuFallback.Windows(true, true)) {
+            for (int i = 0; i < 4; i++) {
+                assertEquals("cpu", w.run(gpu, wide, dev.lightning.attention.tensor.DType.BF16, "wide", b -> {
+                    if (b == gpu) {
+                        asked[0]++;
+                        throw dev.lightning.attention.engine.GpuUnusableException.noKernelFor("no kernel for Dk = 160");
+                    }
+                    return b.name();
+                }));
+                assertEquals("cpu", w.run(gpu, wide, dev.lightning.attention.tensor.DType.F32, "wide f32", b -> {
+                    if (b == gpu) {
+                        asked[1]++;
+                        throw dev.lightning.attention.engine.GpuUnusableException.noKernelFor("no kernel for Dk = 160");
+                    }
+                    return b.name();
+                }));
+                assertEquals("cpu", w.run(gpu, narrow, dev.lightning.attention.tensor.DType.BF16, "narrow", b -> {
+                    if (b == gpu) {
+                        asked[2]++;
+                        throw new DeviceMemoryException("out of memory", null);
+                    }
+                    return b.name();
+                }));
+            }
+        }
+        assertEquals(1, asked[0], "a shape no kernel fits: the GPU asked once");
+        assertEquals(1, asked[1], "the same spec in another dtype is another shape, asked once too");
+        assertEquals(4, asked[2], "out of memory: asked again at every window");
+        try (CpuFallback.Windows strict = new CpuFallback.Windows(false, false)) {
+            assertThrows(dev.lightning.attention.engine.GpuUnusableException.class,
+                    () -> strict.run(gpu, wide, dev.lightning.attention.tensor.DType.BF16, "wide", b -> {
+                        throw dev.lightning.attention.engine.GpuUnusableException.noKernelFor("no kernel");
+                    }));
+        }
+    }
 }

@@ -8,6 +8,7 @@ import dev.lightning.attention.job.tables.TableShuffle.Block;
 import dev.lightning.attention.job.tables.TableShuffle.Key;
 import dev.lightning.attention.job.tables.TableTask.Lazy;
 import dev.lightning.attention.job.tables.TableTask.Peek;
+import dev.lightning.attention.stream.CpuFallback;
 import dev.lightning.attention.tensor.TokenTensor;
 import scala.Tuple2;
 
@@ -27,6 +28,7 @@ final class TablePass1 extends Lazy<Tuple2<Key, byte[]>> {
     private final TablePlan plan;
     private final Peek<Tuple2<Key, Block>> in;
     private AttentionBackend backend;
+    private CpuFallback.Windows fallback;
     /** The arrays a window of several blocks is copied into, kept from one window to the next (TableTask.window). */
     private final byte[][] windowArrays = new byte[3][];
 
@@ -60,6 +62,7 @@ final class TablePass1 extends Lazy<Tuple2<Key, byte[]>> {
         }
         if (backend == null) {
             backend = task.openBackend();
+            fallback = task.fallback();
         }
         AttentionSpec spec = task.spec(s);
         LightningState state = piece == 0 ? TableTask.initialOf(spec, initial) : LightningState.zeros(spec);
@@ -70,7 +73,9 @@ final class TablePass1 extends Lazy<Tuple2<Key, byte[]>> {
                 break;
             }
             TokenTensor[] t = task.window(s, rows, TableTask.sum(rows), windowArrays);
-            state = backend.advance(spec, t[1], t[2], state);
+            LightningState before = state;
+            state = fallback.run(backend, spec, plan.dtype[s], "sequence '" + plan.names[s] + "', piece " + piece
+                    + " (pass 1)", b -> b.advance(spec, t[1], t[2], before));
         }
         ready.add(new Tuple2<>(new Key(s, piece), state.toBytes()));
         FaultPoints.reach("table-pass1");

@@ -14,6 +14,7 @@ import dev.lightning.attention.job.tables.TableShuffle.Block;
 import dev.lightning.attention.job.tables.TableShuffle.Key;
 import dev.lightning.attention.job.tables.TableTask.Lazy;
 import dev.lightning.attention.job.tables.TableTask.Peek;
+import dev.lightning.attention.stream.CpuFallback;
 import dev.lightning.attention.stream.NonFiniteOutputException;
 import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.InvalidInputException;
@@ -83,6 +84,8 @@ public final class TablePass2 extends Lazy<TablePass2.Out> {
     private final Peek<Tuple2<Key, byte[]>> incoming;
     private final int kinds;
     private AttentionBackend backend;
+    /** Where a window goes that no GPU kernel fits (TableTask.fallback). */
+    private CpuFallback.Windows fallback;
     private BatchStep step;
     private StateStore store;
     /**
@@ -127,6 +130,7 @@ public final class TablePass2 extends Lazy<TablePass2.Out> {
         }
         if (backend == null) {
             backend = task.openBackend();
+            fallback = task.fallback();
             TaskContext ctx = TaskContext.get();
             if (ctx != null) {
                 ctx.addTaskCompletionListener((org.apache.spark.util.TaskCompletionListener) c -> closeStep());
@@ -204,14 +208,18 @@ public final class TablePass2 extends Lazy<TablePass2.Out> {
         }
         int n = o.tokens();
         int every = Math.toIntExact(cfg.get(Settings.STATE_EVERY));
+        String what = "sequence '" + plan.names[s] + "', pass 2";
+        DType dtype = plan.dtype[s];
         if (every == 0 || Checkpoints.count(every, at, n) == 0) {
-            return backend.forward(spec, t[0], t[1], t[2], state, o);
+            LightningState before = state;
+            return fallback.run(backend, spec, dtype, what, b -> b.forward(spec, t[0], t[1], t[2], before, o));
         }
         int chunk = spec.chunkSize();
         int head = (int) Math.min(n, (chunk - at % chunk) % chunk);
         if (head > 0) {
-            state = backend.forward(spec, t[0].slice(0, head), t[1].slice(0, head), t[2].slice(0, head), state,
-                    o.slice(0, head));
+            LightningState before = state;
+            state = fallback.run(backend, spec, dtype, what, b -> b.forward(spec, t[0].slice(0, head),
+                    t[1].slice(0, head), t[2].slice(0, head), before, o.slice(0, head)));
             if ((at + head) % every == 0) {
                 emitCheckpoint(s, (at + head) / every - 1, state.toBytes(), spec);
             }
@@ -219,8 +227,9 @@ public final class TablePass2 extends Lazy<TablePass2.Out> {
         if (head < n) {
             int m = n - head;
             Checkpoints cp = Checkpoints.of(spec, every, at + head, m);
-            state = backend.forward(spec, t[0].slice(head, m), t[1].slice(head, m), t[2].slice(head, m), state,
-                    o.slice(head, m), cp);
+            LightningState before = state;
+            state = fallback.run(backend, spec, dtype, what, b -> b.forward(spec, t[0].slice(head, m),
+                    t[1].slice(head, m), t[2].slice(head, m), before, o.slice(head, m), cp));
             for (int i = 0; i < cp.count(); i++) {
                 emitCheckpoint(s, cp.first() + i, cp.state(spec, i).toBytes(), spec);
             }

@@ -8,6 +8,7 @@ import dev.lightning.attention.job.config.Settings;
 import dev.lightning.attention.job.exec.ExecutorBackends;
 import dev.lightning.attention.job.tables.TableShuffle.Block;
 import dev.lightning.attention.job.tables.TableShuffle.Key;
+import dev.lightning.attention.stream.CpuFallback;
 import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.InvalidInputException;
 import dev.lightning.attention.tensor.NonFinite;
@@ -31,10 +32,11 @@ import static dev.lightning.attention.job.tables.TableSchema.*;
  * in its closure), the sequence's computation ({@link #spec}), the task's backend, and the
  * windows: a piece's records, read from the sorted shuffle in token order, gathered into windows
  * of whole blocks of at most --window-bytes (--gpu-window-bytes on a GPU) and concatenated into
- * q, k, v tensors, each block scanned for NaN/Inf first. Windows are cut at fixed places (a
+ * q, k, v tensors, each block scanned for NaN/Inf first, and a window's call sent to the CPU where
+ * no GPU kernel fits its shape ({@link #fallback}). Windows are cut at fixed places (a
  * function of the rows and the plan), so a rerun or a retried task computes the same bytes.
  */
-final class TableTask implements Serializable {
+class TableTask implements Serializable {
     private static final long serialVersionUID = 1L;
 
     final JobConfig cfg;
@@ -110,6 +112,21 @@ final class TableTask implements Serializable {
             ctx.addTaskCompletionListener((org.apache.spark.util.TaskCompletionListener) c -> b.close());
         }
         return b;
+    }
+
+    /**
+     * The task's rule for a window no GPU kernel fits (the shape's head widths need more shared memory
+     * a block than the device gives): under --backend auto its call runs on the CPU, and the shape's
+     * later windows go there directly; under gpu the task fails with the sizes and the way out. Closed
+     * with the task. (--gpu-oom cpu is refused for table runs: TableOptions.)
+     */
+    CpuFallback.Windows fallback() {
+        CpuFallback.Windows f = new CpuFallback.Windows(false, cfg.gpuOptional());
+        TaskContext ctx = TaskContext.get();
+        if (ctx != null) {
+            ctx.addTaskCompletionListener((org.apache.spark.util.TaskCompletionListener) c -> f.close());
+        }
+        return f;
     }
 
     long windowBytes(AttentionBackend b) {

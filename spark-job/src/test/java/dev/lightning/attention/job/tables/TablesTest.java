@@ -612,7 +612,21 @@ public class TablesTest {
      */
     private static List<TablePass2.Out> pass2(TablePlanning.Prepared p, List<Row> blocks, List<Row> sequences,
                                               boolean normalize, int kinds) {
-        TablePlan plan = p.compute.plan;
+        return pass2(new TableTask(p.compute.cfg, p.compute.plan), blocks, sequences, normalize, kinds);
+    }
+
+    /** The same with the task given (its backend: {@link TableTask#openBackend}). */
+    private static List<TablePass2.Out> pass2(TableTask task, List<Row> blocks, List<Row> sequences,
+                                              boolean normalize, int kinds) {
+        List<TablePass2.Out> out = new ArrayList<>();
+        new TablePass2(task, records(task.plan, blocks, sequences, normalize).iterator(), Collections.emptyIterator(),
+                kinds).forEachRemaining(out::add);
+        return out;
+    }
+
+    /** The shuffle's records of a plan's blocks and initial states, sorted as the shuffle sorts them. */
+    private static List<scala.Tuple2<TableShuffle.Key, TableShuffle.Block>> records(
+            TablePlan plan, List<Row> blocks, List<Row> sequences, boolean normalize) {
         List<scala.Tuple2<TableShuffle.Key, TableShuffle.Block>> records = new ArrayList<>();
         for (Row r : blocks) {
             TableShuffle.blockRecords(plan, r).forEachRemaining(records::add);
@@ -621,10 +635,7 @@ public class TablesTest {
             TableShuffle.initialRecords(plan, r, normalize).forEachRemaining(records::add);
         }
         records.sort((a, b) -> new TableShuffle.KeyOrder().compare(a._1, b._1));
-        List<TablePass2.Out> out = new ArrayList<>();
-        new TablePass2(new TableTask(p.compute.cfg, plan), records.iterator(), Collections.emptyIterator(), kinds)
-                .forEachRemaining(out::add);
-        return out;
+        return records;
     }
 
     private static TablePlanning.Prepared prepare(Dataset<Row> blocks, Dataset<Row> sequences, String... options) {
@@ -706,6 +717,128 @@ public class TablesTest {
                 spark.createDataFrame(hotSeq, TableSchema.SEQUENCES.schema()), "--backend", "cpu");
         String m = rejection(() -> pass2(p, hot, hotSeq, false, TablePass2.Out.bit(TablePass2.Out.O)));
         assertTrue(m.contains("sequence 'hot'") && m.contains("final_state[0, 0, 0]"), m);
+    }
+
+    // ---------------------------------------------------------------- a shape no GPU kernel fits
+
+    /**
+     * A GPU with no kernel for head widths above 16 (as a 99 KB GPU has none for Dk of 138 and up): it refuses
+     * such a call as CudaBackend does (GpuUnusableException.noKernelFor) and computes the others on the CPU
+     * backend, counting the calls it is given by Dk.
+     */
+    static final class NarrowGpu implements dev.lightning.attention.engine.AttentionBackend {
+        final dev.lightning.attention.engine.AttentionBackend cpu = dev.lightning.attention.engine.Backends.cpu();
+        final Map<Integer, Integer> calls = new java.util.TreeMap<>();
+
+        @Override
+        public String name() {
+            return "gpu";
+        }
+
+        @Override
+        public String device() {
+            return "cuda:0 (a test's)";
+        }
+
+        @Override
+        public int gpuOrdinal() {
+            return 0;
+        }
+
+        private void check(AttentionSpec spec) {
+            calls.merge(spec.dk(), 1, Integer::sum);
+            if (spec.dk() > 16) {
+                throw dev.lightning.attention.engine.GpuUnusableException.noKernelFor("cuda:0 has no kernel for Dk = "
+                        + spec.dk() + " (a test's GPU)");
+            }
+        }
+
+        @Override
+        public LightningState advance(AttentionSpec spec, TokenTensor k, TokenTensor v, LightningState state) {
+            check(spec);
+            return cpu.advance(spec, k, v, state);
+        }
+
+        @Override
+        public LightningState forward(AttentionSpec spec, TokenTensor q, TokenTensor k, TokenTensor v,
+                                      LightningState state, TokenTensor o,
+                                      dev.lightning.attention.engine.Checkpoints cp) {
+            check(spec);
+            return cpu.forward(spec, q, k, v, state, o, cp);
+        }
+    }
+
+    /** A task whose backend is {@code backend}, not the one ExecutorBackends would open. */
+    private static TableTask taskOn(TablePlanning.Prepared p, dev.lightning.attention.engine.AttentionBackend backend) {
+        return new TableTask(p.compute.cfg, p.compute.plan) {
+            @Override
+            dev.lightning.attention.engine.AttentionBackend openBackend() {
+                return backend;
+            }
+        };
+    }
+
+    /**
+     * Under --backend auto a table run's window that no GPU kernel fits is computed on the CPU (pass 1 and
+     * pass 2, checkpoints included), with the bytes a CPU run writes, and the shape's later windows go straight
+     * there (the GPU asked once a task); a shape the GPU fits stays on it. Under --backend gpu the task fails
+     * with the GPU's reason. Sequences longer than the batch step takes, several windows each (H = 3, Dk != Dv,
+     * BF16 and F32), with --state-every.
+     */
+    @Test
+    void aWindowNoGpuKernelFitsRunsOnTheCpuUnderAuto() {
+        Random rnd = new Random(43);
+        List<Seq> seqs = List.of(new Seq("wide", 1000, 3, 3, 3, 32, 8, DType.BF16, rnd),
+                new Seq("narrow", 200, 2, 2, 2, 16, 24, DType.F32, rnd));
+        List<Row> blockRows = new ArrayList<>();
+        seqs.forEach(s -> blockRows.addAll(s.rows(rnd, 40)));
+        Dataset<Row> blocks = spark.createDataFrame(blockRows, TableSchema.BLOCKS.schema());
+        String[] common = {"--state-every", "128", "--window-bytes", "24k", "--gpu-window-bytes",
+                "24k"};
+        // pass 2, unsplit
+        TablePlanning.Prepared auto = prepare(blocks, null, concat(common, "--backend", "auto"));
+        List<String> onCpu = new ArrayList<>();
+        pass2(taskOn(auto, dev.lightning.attention.engine.Backends.cpu()), blockRows, List.of(), false,
+                TablePass2.Out.ALL).forEach(r -> onCpu.add(describe(r)));
+        NarrowGpu gpu = new NarrowGpu();
+        List<String> withGpu = new ArrayList<>();
+        pass2(taskOn(auto, gpu), blockRows, List.of(), false, TablePass2.Out.ALL)
+                .forEach(r -> withGpu.add(describe(r)));
+        assertEquals(onCpu, withGpu, "the records of a CPU run");
+        assertTrue(onCpu.size() > blockRows.size() + 2, "o records, final states and checkpoints: " + onCpu.size());
+        assertEquals(1, gpu.calls.get(32), "the GPU asked once for the shape it has no kernel for: " + gpu.calls);
+        assertTrue(gpu.calls.get(16) > 3, "the narrow sequence's windows on the GPU: " + gpu.calls);
+        // pass 1 of a split run: the local states
+        TablePlanning.Prepared split = prepare(blocks, null, concat(common, "--backend", "auto", "--partition-tokens",
+                "256"));
+        List<String> localCpu = new ArrayList<>();
+        new TablePass1(taskOn(split, dev.lightning.attention.engine.Backends.cpu()),
+                records(split.compute.plan, blockRows, List.of(), false).iterator())
+                .forEachRemaining(t -> localCpu.add(localOf(t)));
+        NarrowGpu gpu1 = new NarrowGpu();
+        List<String> localGpu = new ArrayList<>();
+        new TablePass1(taskOn(split, gpu1), records(split.compute.plan, blockRows, List.of(), false).iterator())
+                .forEachRemaining(t -> localGpu.add(localOf(t)));
+        assertEquals(3, localCpu.size(), "wide: 3 pieces with a successor (1000 tokens in 256s); narrow none: "
+                + localCpu);
+        assertEquals(localCpu, localGpu, "the local states of a CPU run");
+        assertEquals(1, gpu1.calls.get(32), "pass 1: the GPU asked once: " + gpu1.calls);
+        // --backend gpu: the task fails with the GPU's reason
+        TablePlanning.Prepared strict = prepare(blocks, null, concat(common, "--backend", "gpu"));
+        RuntimeException e = assertThrows(RuntimeException.class,
+                () -> pass2(taskOn(strict, new NarrowGpu()), blockRows, List.of(), false, TablePass2.Out.ALL));
+        assertTrue(String.valueOf(e.getMessage()).contains("no kernel for Dk = 32"), String.valueOf(e));
+    }
+
+    /** A pass-1 record: the sequence, the piece and the local state's bytes. */
+    private static String localOf(scala.Tuple2<TableShuffle.Key, byte[]> t) {
+        return t._1.seq + " " + t._1.start + " " + java.util.Arrays.toString(t._2);
+    }
+
+    private static String[] concat(String[] a, String... b) {
+        List<String> all = new ArrayList<>(List.of(a));
+        all.addAll(List.of(b));
+        return all.toArray(new String[0]);
     }
 
     // ---------------------------------------------------------------- the README
