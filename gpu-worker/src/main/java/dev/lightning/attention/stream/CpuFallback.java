@@ -49,10 +49,12 @@ public final class CpuFallback {
     }
 
     /**
-     * Logs why {@code e}, a GPU call's failure, sends the work to the CPU and returns whether it is a
-     * shape no GPU kernel fits (not out of memory); rethrows {@code e} where it does not send it there.
+     * Logs why {@code e}, a GPU call's failure, sends the work ({@code what}; {@code unfitScope}: what
+     * goes to the CPU when it is a shape no kernel fits) to the CPU and returns whether it is such a
+     * shape (not out of memory); rethrows {@code e} where it does not send it there. For callers that
+     * compute on something other than a backend (a batch step).
      */
-    private static boolean toCpuOrRethrow(RuntimeException e, boolean oomToCpu, boolean unfitToCpu, String what,
+    public static boolean toCpuOrRethrow(RuntimeException e, boolean oomToCpu, boolean unfitToCpu, String what,
                                           String unfitScope) {
         DeviceMemoryException oom = find(e, DeviceMemoryException.class);
         GpuUnusableException unfit = find(e, GpuUnusableException.class);

@@ -150,7 +150,8 @@ public final class Settings {
             "When the GPU runs out of memory: `shrink` halves the work per launch down to one chunk and then fails "
                     + "the task; `cpu` shrinks the same way, then computes the piece on the CPU with a warning. "
                     + "Softmax: its GPU tasks compute in slices within --gpu-memory and fail when the device runs out "
-                    + "anyway; `cpu` is refused there, as in a table run (with --backend cpu it is taken and unused).",
+                    + "anyway; `cpu` is refused there (with --backend cpu it is taken and unused). A table run sends "
+                    + "the window, or the batch of short sequences, to the CPU.",
             "shrink", "cpu");
     static final Setting<String> OUTPUT_DTYPE = Setting.choice("--output-dtype", "spark.lightning.outputDtype",
             "input", "Dtype of `o`: that of the input, or `f32`, `bf16`, `f16`. An `o` value that does not fit "

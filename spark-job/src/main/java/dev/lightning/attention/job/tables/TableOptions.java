@@ -35,11 +35,6 @@ final class TableOptions {
             throw new InvalidInputException("--spot-check-tolerance with tables: it is the tolerance of the spot checks "
                     + "of --output-mode checksums, which a table run does not make; leave it out");
         }
-        if (cfg.gpuOomToCpu() && !cfg.cpuOnly()) {  // (--backend cpu: no GPU to run out)
-            throw new InvalidInputException("--gpu-oom cpu with tables: a table run's GPU tasks halve their launches "
-                    + "when the device runs out of memory and then fail, with no CPU fallback; leave --gpu-oom out, "
-                    + "or use --backend cpu" + (parquetInput ? "" : ", or leave --output-format parquet out"));
-        }
         if (cfg.get(Settings.SKIP_NONFINITE)) {
             throw new InvalidInputException("--skip-nonfinite with tables: a sequence with NaN/Inf fails the run; drop "
                     + "such rows before the run" + use.replace("for it", "to skip them"));

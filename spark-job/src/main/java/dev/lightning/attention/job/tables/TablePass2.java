@@ -84,8 +84,10 @@ public final class TablePass2 extends Lazy<TablePass2.Out> {
     private final Peek<Tuple2<Key, byte[]>> incoming;
     private final int kinds;
     private AttentionBackend backend;
-    /** Where a window goes that no GPU kernel fits (TableTask.fallback). */
+    /** Where a window goes that no GPU kernel fits or, with --gpu-oom cpu, the GPU's memory does not hold. */
     private CpuFallback.Windows fallback;
+    /** Whether the batch step runs on the CPU for the rest of the task: the GPU's ran out of memory (--gpu-oom cpu). */
+    private boolean stepOnCpu;
     private BatchStep step;
     private StateStore store;
     /**
@@ -358,6 +360,34 @@ public final class TablePass2 extends Lazy<TablePass2.Out> {
     }
 
     /**
+     * The first {@code m} slots' states in (kvIn, zIn), {@code batch} through the batch step of {@code spec}
+     * (made, with its store of {@code slots}, where there is none: on the GPU when {@code gpu}, within
+     * --gpu-memory, the backend's buffers released first so that the two do not add up), o written and the
+     * states out (kvOut, zOut). Repeatable: it reads only kvIn, zIn and the batch, and writes o and kvOut, zOut
+     * whole.
+     */
+    private void step(AttentionSpec spec, int slots, boolean gpu, int m, TokenBatch batch, TokenTensor o) {
+        if (step == null) {
+            if (gpu) {
+                backend.releaseDeviceBuffers(); // the step and its store then have all of --gpu-memory
+            }
+            step = gpu ? task.gpuBatchStep(spec, backend.gpuOrdinal()) : BatchStep.cpu(spec);
+            store = step.allocate(slots);
+        }
+        kvIn.clear();
+        if (zIn != null) {
+            zIn.clear();
+        }
+        store.copyIn(0, m, kvIn, zIn);
+        step.step(store, batch, o);
+        kvOut.clear();
+        if (zOut != null) {
+            zOut.clear();
+        }
+        store.copyOut(0, m, kvOut, zOut);
+    }
+
+    /**
      * How many sequences one batch step takes within {@code budget} bytes: half of it for their states, at most
      * {@link #BATCH_MAX_SEQUENCES}, and at most as many as one heap buffer stages (the states go in and out through a
      * ByteBuffer each, kv and z: below 2 GiB; 4,096 states of H = 8, D = 128 fill it, a 4 GiB window would ask more).
@@ -376,21 +406,13 @@ public final class TablePass2 extends Lazy<TablePass2.Out> {
     private void batch(Block firstInitial) {
         int s0 = in.peek()._1.seq;
         AttentionSpec spec = task.spec(s0);
-        int ordinal = backend.gpuOrdinal();
-        boolean gpu = ordinal >= 0;
+        boolean gpu = backend.gpuOrdinal() >= 0;
         // states and tokens get half each; on the GPU both stay within --gpu-memory, the step's limit
         long budget = gpu ? Math.min(task.windowBytes(backend), cfg.get(Settings.GPU_MEMORY)) : task.windowBytes(backend);
         int slots = batchSlots(budget, spec);
         long tokenBudget = task.budgetTokens(s0, budget / 2);
         if (step == null || !step.spec().equals(spec)) {
             closeStep();
-            if (gpu) {
-                backend.releaseDeviceBuffers(); // the step and its store then have all of --gpu-memory
-            }
-            step = gpu
-                    ? BatchStep.gpu(spec, ordinal, cfg.get(Settings.GPU_MEMORY))
-                    : BatchStep.cpu(spec);
-            store = step.allocate(slots);
             int kv = (int) LightningState.kvBytes(spec);
             int zb = (int) LightningState.normalizerBytes(spec);
             kvIn = ByteBuffer.allocate(kv * slots).order(ByteOrder.LITTLE_ENDIAN);
@@ -466,14 +488,20 @@ public final class TablePass2 extends Lazy<TablePass2.Out> {
                 dirty[i] = false;
             }
         }
-        kvIn.clear();
-        if (zIn != null) {
-            zIn.clear();
-        }
-        store.copyIn(0, m, kvIn, zIn);
         TokenBatch batch = TokenBatch.of(spec, t[0], t[1], t[2], off, slot);
         TokenTensor o = TokenTensor.allocate(cfg.outputDtype(plan.dtype[s0]), tokens, spec.heads(), spec.dv());
-        step.step(store, batch, o);
+        String what = m + " short sequence(s) from '" + plan.names[s0] + "' (a batch step)";
+        try {
+            step(spec, slots, gpu && !stepOnCpu, m, batch, o);
+        } catch (RuntimeException e) {
+            if (!gpu || stepOnCpu) {
+                throw e;
+            }
+            CpuFallback.toCpuOrRethrow(e, cfg.gpuOomToCpu(), false, what, "it");
+            stepOnCpu = true; // the task's later batches too: the step's memory is what ran out
+            closeStep();
+            step(spec, slots, false, m, batch, o);
+        }
         // o rows, per sequence in order
         int from = 0;
         for (int i = 0; i < m; i++) {
@@ -486,11 +514,6 @@ public final class TablePass2 extends Lazy<TablePass2.Out> {
             }
             emit(seqs.get(i), spec, own, ownStarts, o.slice(off[i], off[i + 1] - off[i]));
         }
-        kvOut.clear();
-        if (zOut != null) {
-            zOut.clear();
-        }
-        store.copyOut(0, m, kvOut, zOut);
         byte[] zs = zOut == null ? null : zOut.array();
         for (int i = 0; i < m; i++) {
             int seq = seqs.get(i);

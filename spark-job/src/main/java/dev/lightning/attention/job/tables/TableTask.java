@@ -2,6 +2,7 @@ package dev.lightning.attention.job.tables;
 
 import dev.lightning.attention.engine.AttentionBackend;
 import dev.lightning.attention.engine.AttentionSpec;
+import dev.lightning.attention.engine.BatchStep;
 import dev.lightning.attention.engine.LightningState;
 import dev.lightning.attention.job.config.JobConfig;
 import dev.lightning.attention.job.config.Settings;
@@ -115,18 +116,24 @@ class TableTask implements Serializable {
     }
 
     /**
-     * The task's rule for a window no GPU kernel fits (the shape's head widths need more shared memory
-     * a block than the device gives): under --backend auto its call runs on the CPU, and the shape's
-     * later windows go there directly; under gpu the task fails with the sizes and the way out. Closed
-     * with the task. (--gpu-oom cpu is refused for table runs: TableOptions.)
+     * The task's rule for a window the GPU cannot compute: under --backend auto a window no GPU kernel
+     * fits (its head widths need more shared memory a block than the device gives) runs on the CPU, and
+     * the shape's later windows go there directly; with --gpu-oom cpu a window the GPU's memory does
+     * not hold, even in one-chunk launches, runs there; otherwise the task fails with the reason and
+     * the way out. Closed with the task.
      */
     CpuFallback.Windows fallback() {
-        CpuFallback.Windows f = new CpuFallback.Windows(false, cfg.gpuOptional());
+        CpuFallback.Windows f = new CpuFallback.Windows(cfg.gpuOomToCpu(), cfg.gpuOptional());
         TaskContext ctx = TaskContext.get();
         if (ctx != null) {
             ctx.addTaskCompletionListener((org.apache.spark.util.TaskCompletionListener) c -> f.close());
         }
         return f;
+    }
+
+    /** The GPU's batch step of {@code spec} on device {@code ordinal}, within --gpu-memory. */
+    BatchStep gpuBatchStep(AttentionSpec spec, int ordinal) {
+        return BatchStep.gpu(spec, ordinal, cfg.get(Settings.GPU_MEMORY));
     }
 
     long windowBytes(AttentionBackend b) {

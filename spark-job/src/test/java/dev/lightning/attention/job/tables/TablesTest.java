@@ -830,6 +830,135 @@ public class TablesTest {
         assertTrue(String.valueOf(e.getMessage()).contains("no kernel for Dk = 32"), String.valueOf(e));
     }
 
+    /**
+     * A GPU whose memory holds nothing: every window's call and every batch step runs out of it, as CudaBackend
+     * and CudaBatchStep report it (DeviceMemoryException, after their own halving).
+     */
+    static final class FullGpu implements dev.lightning.attention.engine.AttentionBackend {
+        int calls;
+        int steps;
+
+        @Override
+        public String name() {
+            return "gpu";
+        }
+
+        @Override
+        public String device() {
+            return "cuda:0 (a test's, full)";
+        }
+
+        @Override
+        public int gpuOrdinal() {
+            return 0;
+        }
+
+        @Override
+        public LightningState advance(AttentionSpec spec, TokenTensor k, TokenTensor v, LightningState state) {
+            calls++;
+            throw new dev.lightning.attention.engine.DeviceMemoryException("cuda:0 out of memory (a test's)", null);
+        }
+
+        @Override
+        public LightningState forward(AttentionSpec spec, TokenTensor q, TokenTensor k, TokenTensor v,
+                                      LightningState state, TokenTensor o,
+                                      dev.lightning.attention.engine.Checkpoints cp) {
+            calls++;
+            throw new dev.lightning.attention.engine.DeviceMemoryException("cuda:0 out of memory (a test's)", null);
+        }
+
+        /** A batch step on this GPU: its store is made, its step runs out of memory. */
+        dev.lightning.attention.engine.BatchStep step(AttentionSpec spec) {
+            dev.lightning.attention.engine.BatchStep cpu = dev.lightning.attention.engine.BatchStep.cpu(spec);
+            return new dev.lightning.attention.engine.BatchStep() {
+                @Override
+                public String name() {
+                    return "gpu";
+                }
+
+                @Override
+                public String device() {
+                    return FullGpu.this.device();
+                }
+
+                @Override
+                public AttentionSpec spec() {
+                    return spec;
+                }
+
+                @Override
+                public dev.lightning.attention.engine.StateStore allocate(int slots) {
+                    return cpu.allocate(slots);
+                }
+
+                @Override
+                public void step(dev.lightning.attention.engine.StateStore states,
+                                 dev.lightning.attention.engine.TokenBatch batch, TokenTensor o) {
+                    steps++;
+                    throw new dev.lightning.attention.engine.DeviceMemoryException("cuda:0 out of memory (a test's)",
+                            null);
+                }
+            };
+        }
+    }
+
+    /**
+     * With --gpu-oom cpu a table run's window or batch of short sequences that the GPU's memory does not hold is
+     * computed on the CPU, with a CPU run's bytes: windows asked of the GPU again each time (memory may come back),
+     * the batch step moved to the CPU for the rest of the task (its memory is what ran out). Without it the task
+     * fails with the GPU's reason. Long sequences (windows, checkpoints) and short ones (batches of a few
+     * slots, some with an initial state).
+     */
+    @Test
+    void aWindowOrBatchTheGpuCannotHoldRunsOnTheCpu() {
+        Random rnd = new Random(44);
+        List<Seq> seqs = new ArrayList<>();
+        seqs.add(new Seq("long", 700, 3, 3, 3, 16, 24, DType.BF16, rnd));
+        for (int i = 0; i < 12; i++) {
+            Seq s = new Seq(String.format("short-%02d", i), 1 + rnd.nextInt(64), 3, 3, 3, 16, 24, DType.BF16, rnd);
+            if (i % 3 == 0) {
+                s.initial = LightningState.of(3, 16, 24, random(3 * 16 * 24, rnd, 1));
+            }
+            seqs.add(s);
+        }
+        List<Row> blockRows = new ArrayList<>();
+        seqs.forEach(s -> blockRows.addAll(s.rows(rnd, 40)));
+        List<Row> seqRows = new ArrayList<>();
+        seqs.stream().filter(s -> s.initial != null).forEach(s -> seqRows.add(s.sequenceRow(false)));
+        Dataset<Row> blocks = spark.createDataFrame(blockRows, TableSchema.BLOCKS.schema());
+        Dataset<Row> sequences = spark.createDataFrame(seqRows, TableSchema.SEQUENCES.schema());
+        // 24 KiB: windows of about 60 tokens, batches of 2 slots (4.5 KiB states)
+        String[] common = {"--state-every", "128", "--window-bytes", "24k", "--gpu-window-bytes", "24k"};
+        TablePlanning.Prepared p = prepare(blocks, sequences, concat(common, "--backend", "gpu", "--gpu-oom", "cpu"));
+        List<String> onCpu = new ArrayList<>();
+        pass2(taskOn(p, dev.lightning.attention.engine.Backends.cpu()), blockRows, seqRows, false, TablePass2.Out.ALL)
+                .forEach(r -> onCpu.add(describe(r)));
+        FullGpu gpu = new FullGpu();
+        TableTask full = new TableTask(p.compute.cfg, p.compute.plan) {
+            @Override
+            dev.lightning.attention.engine.AttentionBackend openBackend() {
+                return gpu;
+            }
+
+            @Override
+            dev.lightning.attention.engine.BatchStep gpuBatchStep(AttentionSpec spec, int ordinal) {
+                return gpu.step(spec);
+            }
+        };
+        List<String> withGpu = new ArrayList<>();
+        pass2(full, blockRows, seqRows, false, TablePass2.Out.ALL).forEach(r -> withGpu.add(describe(r)));
+        java.util.Collections.sort(onCpu);
+        java.util.Collections.sort(withGpu);
+        assertEquals(onCpu, withGpu, "the records of a CPU run");
+        assertTrue(gpu.calls > 5, "each window asked of the GPU: " + gpu.calls);
+        assertEquals(1, gpu.steps, "the batch step asked once, then on the CPU");
+        // without --gpu-oom cpu: the task fails with the GPU's reason
+        TablePlanning.Prepared strict = prepare(blocks, sequences, concat(common, "--backend", "gpu"));
+        RuntimeException e = assertThrows(RuntimeException.class,
+                () -> pass2(taskOn(strict, new FullGpu()), blockRows, seqRows, false, TablePass2.Out.ALL));
+        assertTrue(String.valueOf(e.getMessage()).contains("out of memory"), String.valueOf(e));
+    }
+
     /** A pass-1 record: the sequence, the piece and the local state's bytes. */
     private static String localOf(scala.Tuple2<TableShuffle.Key, byte[]> t) {
         return t._1.seq + " " + t._1.start + " " + java.util.Arrays.toString(t._2);
@@ -978,13 +1107,11 @@ public class TablesTest {
         assertTrue(m.contains("softmax"), m);
         m = rejection(() -> LightningTables.compute(blocks, "--spot-check-tolerance", "0.1", "--backend", "cpu"));
         assertTrue(m.contains("--spot-check-tolerance") && m.contains("leave it out"), m);
-        m = rejection(() -> LightningTables.compute(blocks, "--gpu-oom", "cpu", "--backend", "auto"));
-        assertTrue(m.contains("--gpu-oom cpu") && m.contains("no CPU fallback"), m);
-        m = rejection(() -> LightningTables.compute(blocks, "--gpu-oom", "cpu", "--backend", "gpu"));
-        assertTrue(m.contains("--gpu-oom cpu") && m.contains("no CPU fallback"), m);
-        // with --backend cpu no GPU runs out of memory: taken, as the advice "or use --backend cpu" says
-        try (LightningTables.Result r = LightningTables.compute(blocks, "--gpu-oom", "cpu", "--backend", "cpu")) {
-            assertEquals(1, r.finalStates().count());
+        // --gpu-oom cpu is taken (aWindowOrBatchTheGpuCannotHoldRunsOnTheCpu), and with --backend cpu
+        for (String backend : new String[] {"auto", "cpu"}) {
+            try (LightningTables.Result r = LightningTables.compute(blocks, "--gpu-oom", "cpu", "--backend", backend)) {
+                assertEquals(1, r.finalStates().count());
+            }
         }
         // null options: named, not an NPE from the parser's insides
         m = rejection(() -> LightningTables.compute(blocks, "--backend", null));
