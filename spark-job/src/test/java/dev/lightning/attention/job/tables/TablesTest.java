@@ -722,13 +722,32 @@ public class TablesTest {
     // ---------------------------------------------------------------- a shape no GPU kernel fits
 
     /**
-     * A GPU with no kernel for head widths above 16 (as a 99 KB GPU has none for Dk of 138 and up): it refuses
-     * such a call as CudaBackend does (GpuUnusableException.noKernelFor) and computes the others on the CPU
-     * backend, counting the calls it is given by Dk.
+     * A GPU for the fallback tests: a call that {@code refusal} gives an exception for fails with it, as
+     * CudaBackend fails (GpuUnusableException.noKernelFor for a shape no kernel fits, DeviceMemoryException for
+     * memory, after its own halving); the others are computed by the CPU backend. Counts the calls it is given
+     * by Dk, and the steps of its batch step ({@link #step}, which fails as its calls do).
      */
-    static final class NarrowGpu implements dev.lightning.attention.engine.AttentionBackend {
+    static final class TestGpu implements dev.lightning.attention.engine.AttentionBackend {
         final dev.lightning.attention.engine.AttentionBackend cpu = dev.lightning.attention.engine.Backends.cpu();
+        final java.util.function.Function<AttentionSpec, RuntimeException> refusal;
         final Map<Integer, Integer> calls = new java.util.TreeMap<>();
+        int steps;
+
+        TestGpu(java.util.function.Function<AttentionSpec, RuntimeException> refusal) {
+            this.refusal = refusal;
+        }
+
+        /** No kernel for Dk above 16 (as a 99 KB GPU has none for Dk of 138 and up). */
+        static TestGpu narrow() {
+            return new TestGpu(spec -> spec.dk() <= 16 ? null : dev.lightning.attention.engine.GpuUnusableException
+                    .noKernelFor("cuda:0 has no kernel for Dk = " + spec.dk() + " (a test's GPU)"));
+        }
+
+        /** Memory for nothing. */
+        static TestGpu full() {
+            return new TestGpu(spec -> new dev.lightning.attention.engine.DeviceMemoryException(
+                    "cuda:0 out of memory (a test's GPU)", null));
+        }
 
         @Override
         public String name() {
@@ -747,9 +766,9 @@ public class TablesTest {
 
         private void check(AttentionSpec spec) {
             calls.merge(spec.dk(), 1, Integer::sum);
-            if (spec.dk() > 16) {
-                throw dev.lightning.attention.engine.GpuUnusableException.noKernelFor("cuda:0 has no kernel for Dk = "
-                        + spec.dk() + " (a test's GPU)");
+            RuntimeException e = refusal.apply(spec);
+            if (e != null) {
+                throw e;
             }
         }
 
@@ -766,14 +785,62 @@ public class TablesTest {
             check(spec);
             return cpu.forward(spec, q, k, v, state, o, cp);
         }
+
+        /** A batch step on this GPU: its store is made, its step refused or computed on the CPU as a call is. */
+        dev.lightning.attention.engine.BatchStep step(AttentionSpec spec) {
+            dev.lightning.attention.engine.BatchStep onCpu = dev.lightning.attention.engine.BatchStep.cpu(spec);
+            return new dev.lightning.attention.engine.BatchStep() {
+                @Override
+                public String name() {
+                    return "gpu";
+                }
+
+                @Override
+                public String device() {
+                    return TestGpu.this.device();
+                }
+
+                @Override
+                public AttentionSpec spec() {
+                    return spec;
+                }
+
+                @Override
+                public dev.lightning.attention.engine.StateStore allocate(int slots) {
+                    return onCpu.allocate(slots);
+                }
+
+                @Override
+                public void step(dev.lightning.attention.engine.StateStore states,
+                                 dev.lightning.attention.engine.TokenBatch batch, TokenTensor o) {
+                    steps++;
+                    RuntimeException e = refusal.apply(spec);
+                    if (e != null) {
+                        throw e;
+                    }
+                    onCpu.step(states, batch, o);
+                }
+            };
+        }
     }
 
-    /** A task whose backend is {@code backend}, not the one ExecutorBackends would open. */
+    /**
+     * A task whose backend is {@code backend}, not the one ExecutorBackends would open, and whose GPU batch
+     * step is a TestGpu's where it is one.
+     */
     private static TableTask taskOn(TablePlanning.Prepared p, dev.lightning.attention.engine.AttentionBackend backend) {
         return new TableTask(p.compute.cfg, p.compute.plan) {
             @Override
             dev.lightning.attention.engine.AttentionBackend openBackend() {
                 return backend;
+            }
+
+            @Override
+            dev.lightning.attention.engine.BatchStep gpuBatchStep(AttentionSpec spec, int ordinal) {
+                if (backend instanceof TestGpu) {
+                    return ((TestGpu) backend).step(spec);
+                }
+                throw new IllegalStateException("a test's task asked for a real GPU's batch step");
             }
         };
     }
@@ -800,7 +867,7 @@ public class TablesTest {
         List<String> onCpu = new ArrayList<>();
         pass2(taskOn(auto, dev.lightning.attention.engine.Backends.cpu()), blockRows, List.of(), false,
                 TablePass2.Out.ALL).forEach(r -> onCpu.add(describe(r)));
-        NarrowGpu gpu = new NarrowGpu();
+        TestGpu gpu = TestGpu.narrow();
         List<String> withGpu = new ArrayList<>();
         pass2(taskOn(auto, gpu), blockRows, List.of(), false, TablePass2.Out.ALL)
                 .forEach(r -> withGpu.add(describe(r)));
@@ -815,7 +882,7 @@ public class TablesTest {
         new TablePass1(taskOn(split, dev.lightning.attention.engine.Backends.cpu()),
                 records(split.compute.plan, blockRows, List.of(), false).iterator())
                 .forEachRemaining(t -> localCpu.add(localOf(t)));
-        NarrowGpu gpu1 = new NarrowGpu();
+        TestGpu gpu1 = TestGpu.narrow();
         List<String> localGpu = new ArrayList<>();
         new TablePass1(taskOn(split, gpu1), records(split.compute.plan, blockRows, List.of(), false).iterator())
                 .forEachRemaining(t -> localGpu.add(localOf(t)));
@@ -826,80 +893,8 @@ public class TablesTest {
         // --backend gpu: the task fails with the GPU's reason
         TablePlanning.Prepared strict = prepare(blocks, null, concat(common, "--backend", "gpu"));
         RuntimeException e = assertThrows(RuntimeException.class,
-                () -> pass2(taskOn(strict, new NarrowGpu()), blockRows, List.of(), false, TablePass2.Out.ALL));
+                () -> pass2(taskOn(strict, TestGpu.narrow()), blockRows, List.of(), false, TablePass2.Out.ALL));
         assertTrue(String.valueOf(e.getMessage()).contains("no kernel for Dk = 32"), String.valueOf(e));
-    }
-
-    /**
-     * A GPU whose memory holds nothing: every window's call and every batch step runs out of it, as CudaBackend
-     * and CudaBatchStep report it (DeviceMemoryException, after their own halving).
-     */
-    static final class FullGpu implements dev.lightning.attention.engine.AttentionBackend {
-        int calls;
-        int steps;
-
-        @Override
-        public String name() {
-            return "gpu";
-        }
-
-        @Override
-        public String device() {
-            return "cuda:0 (a test's, full)";
-        }
-
-        @Override
-        public int gpuOrdinal() {
-            return 0;
-        }
-
-        @Override
-        public LightningState advance(AttentionSpec spec, TokenTensor k, TokenTensor v, LightningState state) {
-            calls++;
-            throw new dev.lightning.attention.engine.DeviceMemoryException("cuda:0 out of memory (a test's)", null);
-        }
-
-        @Override
-        public LightningState forward(AttentionSpec spec, TokenTensor q, TokenTensor k, TokenTensor v,
-                                      LightningState state, TokenTensor o,
-                                      dev.lightning.attention.engine.Checkpoints cp) {
-            calls++;
-            throw new dev.lightning.attention.engine.DeviceMemoryException("cuda:0 out of memory (a test's)", null);
-        }
-
-        /** A batch step on this GPU: its store is made, its step runs out of memory. */
-        dev.lightning.attention.engine.BatchStep step(AttentionSpec spec) {
-            dev.lightning.attention.engine.BatchStep cpu = dev.lightning.attention.engine.BatchStep.cpu(spec);
-            return new dev.lightning.attention.engine.BatchStep() {
-                @Override
-                public String name() {
-                    return "gpu";
-                }
-
-                @Override
-                public String device() {
-                    return FullGpu.this.device();
-                }
-
-                @Override
-                public AttentionSpec spec() {
-                    return spec;
-                }
-
-                @Override
-                public dev.lightning.attention.engine.StateStore allocate(int slots) {
-                    return cpu.allocate(slots);
-                }
-
-                @Override
-                public void step(dev.lightning.attention.engine.StateStore states,
-                                 dev.lightning.attention.engine.TokenBatch batch, TokenTensor o) {
-                    steps++;
-                    throw new dev.lightning.attention.engine.DeviceMemoryException("cuda:0 out of memory (a test's)",
-                            null);
-                }
-            };
-        }
     }
 
     /**
@@ -933,29 +928,18 @@ public class TablesTest {
         List<String> onCpu = new ArrayList<>();
         pass2(taskOn(p, dev.lightning.attention.engine.Backends.cpu()), blockRows, seqRows, false, TablePass2.Out.ALL)
                 .forEach(r -> onCpu.add(describe(r)));
-        FullGpu gpu = new FullGpu();
-        TableTask full = new TableTask(p.compute.cfg, p.compute.plan) {
-            @Override
-            dev.lightning.attention.engine.AttentionBackend openBackend() {
-                return gpu;
-            }
-
-            @Override
-            dev.lightning.attention.engine.BatchStep gpuBatchStep(AttentionSpec spec, int ordinal) {
-                return gpu.step(spec);
-            }
-        };
+        TestGpu gpu = TestGpu.full();
         List<String> withGpu = new ArrayList<>();
-        pass2(full, blockRows, seqRows, false, TablePass2.Out.ALL).forEach(r -> withGpu.add(describe(r)));
+        pass2(taskOn(p, gpu), blockRows, seqRows, false, TablePass2.Out.ALL).forEach(r -> withGpu.add(describe(r)));
         java.util.Collections.sort(onCpu);
         java.util.Collections.sort(withGpu);
         assertEquals(onCpu, withGpu, "the records of a CPU run");
-        assertTrue(gpu.calls > 5, "each window asked of the GPU: " + gpu.calls);
+        assertTrue(gpu.calls.get(16) > 5, "each window asked of the GPU: " + gpu.calls);
         assertEquals(1, gpu.steps, "the batch step asked once, then on the CPU");
         // without --gpu-oom cpu: the task fails with the GPU's reason
         TablePlanning.Prepared strict = prepare(blocks, sequences, concat(common, "--backend", "gpu"));
         RuntimeException e = assertThrows(RuntimeException.class,
-                () -> pass2(taskOn(strict, new FullGpu()), blockRows, seqRows, false, TablePass2.Out.ALL));
+                () -> pass2(taskOn(strict, TestGpu.full()), blockRows, seqRows, false, TablePass2.Out.ALL));
         assertTrue(String.valueOf(e.getMessage()).contains("out of memory"), String.valueOf(e));
     }
 
