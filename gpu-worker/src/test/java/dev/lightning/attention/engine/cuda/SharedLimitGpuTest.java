@@ -225,7 +225,10 @@ class SharedLimitGpuTest {
         assertEquals(0, java.util.Arrays.compare(Inputs.bits(advancedZ[0]), Inputs.bits(advancedZ[1])), "advance() z");
     }
 
-    /** A shape no GPU kernel fits is refused before a launch, naming the bytes and what to do. */
+    /**
+     * A shape no GPU kernel fits is refused before a launch, naming the bytes and what to do, as the kind of
+     * refusal CpuFallback sends to the CPU under --backend auto (its tests and TablesTest's take it from there).
+     */
     @ParameterizedTest(name = "limit={0} Dk={1} {2}")
     @CsvSource({"101376, 144, BF16", "101376, 138, F32", "166912, 256, BF16"})
     void aShapeNoKernelFitsIsRefusedWithTheWayOut(int limit, int dk, DType dtype) {
@@ -244,6 +247,8 @@ class SharedLimitGpuTest {
                 e = e.getCause();
             }
             assertTrue(e != null, "a GpuUnusableException, so that the job says 'no usable GPU': " + thrown);
+            assertTrue(((GpuUnusableException) e).noKernel(), "of the no-kernel kind, which --backend auto sends to the "
+                    + "CPU (CpuFallback): " + e);
             assertTrue(e.getMessage().contains("at most " + limit + " bytes of shared memory")
                     && e.getMessage().contains("Dk = " + dk) && e.getMessage().contains("--backend cpu"), e.getMessage());
             // the backend is still usable for a shape that fits
