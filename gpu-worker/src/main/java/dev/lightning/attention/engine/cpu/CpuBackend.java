@@ -562,10 +562,10 @@ public final class CpuBackend implements AttentionBackend {
         private void map(float[] x, int n) {
             if (phi == FeatureMap.ELU1) {
                 kernel.elu1(x, 0, n);
+            } else if (phi == FeatureMap.RELU) {
+                kernel.relu(x, 0, n);
             } else if (phi != FeatureMap.IDENTITY) {
-                for (int i = 0; i < n; i++) {
-                    x[i] = phi.apply(x[i]);
-                }
+                throw new IllegalStateException("no CPU kernel for the feature map " + phi.key());
             }
         }
 

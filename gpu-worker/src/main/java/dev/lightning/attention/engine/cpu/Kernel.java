@@ -213,6 +213,14 @@ abstract class Kernel {
     /** x[off..off+n) = elu(x) + 1 = (x > 0 ? x + 1 : exp x), in place. */
     abstract void elu1(float[] x, int off, int n);
 
+    /**
+     * x[off..off+n) = relu(x) = (x > 0 ? x : 0), in place: FeatureMap.RELU's values (NaN and -0 to +0).
+     * Without a branch a value: the per-element form (FeatureMap#apply in a loop) mispredicted half
+     * the signs of random q and k and took pass 2 from 35 to 113 to 139 ms (T = 16,384, H = 8,
+     * D = 64, F32, `lightning bench --backend cpu`; BENCHMARKS.md "relu's map").
+     */
+    abstract void relu(float[] x, int off, int n);
+
     // ---- exp in float32, for x <= 0 (the vector kernel's, VectorKernel#exp, step for step) ----
 
     static final float LOG2E = 1.44269504088896341f;

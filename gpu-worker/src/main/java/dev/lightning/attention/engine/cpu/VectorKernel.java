@@ -1777,6 +1777,22 @@ final class VectorKernel extends Kernel {
         }
     }
 
+    /** relu a vector at a time: x in the lanes where x > 0, else +0 (NaN too), as {@link FeatureMap#apply(float)}. */
+    @Override
+    void relu(float[] x, int off, int n) {
+        int i = off;
+        int end = off + n;
+        FloatVector zero = FloatVector.zero(S);
+        for (; i + L <= end; i += L) {
+            FloatVector v = FloatVector.fromArray(S, x, i);
+            zero.blend(v, v.compare(VectorOperators.GT, 0f)).intoArray(x, i);
+        }
+        for (; i < end; i++) {
+            float v = x[i];
+            x[i] = v > 0 ? v : 0f;
+        }
+    }
+
     /**
      * {@link Kernel#softmaxStep} a vector of query columns at a time (L columns: L rows' maxima,
      * sums and rescalings side by side, no reductions across lanes), the tail columns by the

@@ -229,6 +229,17 @@ class CpuKernelTest {
                     double want = FeatureMap.ELU1.apply((double) e[j]);
                     assertEquals(want, got[j], 2e-7 * Math.abs(want), kernel.name() + " elu1(" + e[j] + ")");
                 }
+                // relu: FeatureMap's values to the bit, -0 and NaN among them
+                e[1] = -0f;
+                e[n] = Float.NaN;
+                got = e.clone();
+                kernel.relu(got, 1, n);
+                assertEquals(e[0], got[0]);
+                assertEquals(e[n + 1], got[n + 1]);
+                for (int j = 1; j <= n; j++) {
+                    assertEquals(Float.floatToRawIntBits(FeatureMap.RELU.apply(e[j])), Float.floatToRawIntBits(got[j]),
+                            kernel.name() + " relu(" + e[j] + ") at " + j + " of " + n);
+                }
             }
         }
     }
