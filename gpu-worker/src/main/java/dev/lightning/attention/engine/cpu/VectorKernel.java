@@ -1761,7 +1761,27 @@ final class VectorKernel extends Kernel {
         for (; i + L <= end; i += L) {
             FloatVector v = FloatVector.fromArray(S, x, i);
             VectorMask<Float> positive = v.compare(VectorOperators.GT, 0f);
-            exp(v.min(0f)).blend(v.add(1f), positive).intoArray(x, i);
+            // exp(min(v, 0)) written out: #exp's steps, in its order, so the same bits. Called, it
+            // made elu1 small enough (213 bytes of bytecode) for C2 to inline into the CPU backend's
+            // pass, whose compile then ran out of its node budget before exp (NodeCountInliningCutoff
+            // in -XX:+PrintInlining): exp became a call taking and returning boxed vectors, and JFR
+            // showed Vector API frames (reinterpretAsFloats, check0) beside elu1 in pass 2. Written
+            // out, elu1 is over C2's FreqInlineSize (325 bytes): it is compiled on its own, with a
+            // budget of its own. BENCHMARKS.md "elu1's map compiled on its own".
+            FloatVector c = v.min(0f).max(MIN_NORMAL_LOG);
+            FloatVector shifted = c.fma(FloatVector.broadcast(S, LOG2E), FloatVector.broadcast(S, ROUNDER));
+            FloatVector r = shifted.sub(ROUNDER);
+            FloatVector g = r.fma(FloatVector.broadcast(S, -LN2_HI), c);
+            g = r.fma(FloatVector.broadcast(S, -LN2_LO), g);
+            FloatVector p = g.fma(FloatVector.broadcast(S, 1f / 5040), FloatVector.broadcast(S, 1f / 720));
+            p = p.fma(g, FloatVector.broadcast(S, 1f / 120));
+            p = p.fma(g, FloatVector.broadcast(S, 1f / 24));
+            p = p.fma(g, FloatVector.broadcast(S, 1f / 6));
+            p = p.fma(g, FloatVector.broadcast(S, 0.5f));
+            p = p.fma(g, FloatVector.broadcast(S, 1f));
+            p = p.fma(g, FloatVector.broadcast(S, 1f));
+            IntVector bits = shifted.reinterpretAsInts().sub(0x4B400000 - 127).lanewise(VectorOperators.LSHL, 23);
+            p.mul(bits.reinterpretAsFloats()).blend(v.add(1f), positive).intoArray(x, i);
             VectorMask<Float> tiny = v.compare(VectorOperators.LT, MIN_NORMAL_LOG);
             if (tiny.anyTrue()) {
                 for (int j = tiny.firstTrue(); j < L; j++) {
