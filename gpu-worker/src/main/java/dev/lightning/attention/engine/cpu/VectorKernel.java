@@ -1858,7 +1858,9 @@ final class VectorKernel extends Kernel {
      * float32 x in [-87.34, 0] (1.12e9 values, 2026-12-02): at most 0.94 ulp (at x = -5.89), mean
      * 0.062 ulp, 0.45% of results not the correctly rounded one. x below ln 2^-126 = -87.34 is taken as that: exp
      * there is 2^-126 = 1.2e-38, the float32 normal range's end, against 0 or a subnormal; NaN
-     * stays NaN. The Vector API's EXP (Java 17) takes about twice as long.
+     * stays NaN. The Vector API's EXP (Java 17) takes about twice as long. {@link #elu1} writes these
+     * steps out in its loop (why: there); a change here goes there too, and VectorWidthTest, whose
+     * vector widths put an element in lanes or in the scalar tail (Kernel#exp), holds them to one bits.
      */
     static FloatVector exp(FloatVector x) {
         FloatVector c = x.max(MIN_NORMAL_LOG);
