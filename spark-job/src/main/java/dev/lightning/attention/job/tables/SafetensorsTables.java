@@ -7,7 +7,6 @@ import dev.lightning.attention.job.hadoop.HadoopConf;
 import dev.lightning.attention.job.input.SequenceFiles;
 import dev.lightning.attention.stream.PieceWork;
 import dev.lightning.attention.stream.SequenceFile;
-import org.apache.spark.TaskContext;
 import org.apache.spark.api.java.JavaRDD;
 import org.apache.spark.api.java.JavaSparkContext;
 import org.apache.spark.sql.Dataset;
@@ -170,10 +169,7 @@ final class SafetensorsTables {
 
         Reader(HadoopConf hadoop) {
             this.hadoop = hadoop;
-            TaskContext ctx = TaskContext.get();
-            if (ctx != null) {
-                ctx.addTaskCompletionListener((org.apache.spark.util.TaskCompletionListener) c -> close());
-            }
+            TableTask.atTaskEnd(this::close);
         }
 
         dev.lightning.attention.stream.RangeReader open(SequenceFile f) throws IOException {

@@ -20,7 +20,6 @@ import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.InvalidInputException;
 import dev.lightning.attention.tensor.NonFinite;
 import dev.lightning.attention.tensor.TokenTensor;
-import org.apache.spark.TaskContext;
 import scala.Tuple2;
 
 import java.io.Serializable;
@@ -133,10 +132,7 @@ public final class TablePass2 extends Lazy<TablePass2.Out> {
         if (backend == null) {
             backend = task.openBackend();
             fallback = task.fallback();
-            TaskContext ctx = TaskContext.get();
-            if (ctx != null) {
-                ctx.addTaskCompletionListener((org.apache.spark.util.TaskCompletionListener) c -> closeStep());
-            }
+            TableTask.atTaskEnd(this::closeStep);
         }
         Block initial = null;
         if (in.peek()._1.start < 0) {

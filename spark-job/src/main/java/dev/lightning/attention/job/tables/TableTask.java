@@ -108,10 +108,7 @@ class TableTask implements Serializable {
     AttentionBackend openBackend() {
         AttentionBackend b = ExecutorBackends.open(cfg.get(Settings.BACKEND), cfg.get(Settings.GPU_RESOURCE),
                 cfg.get(Settings.GPU_MEMORY));
-        TaskContext ctx = TaskContext.get();
-        if (ctx != null) {
-            ctx.addTaskCompletionListener((org.apache.spark.util.TaskCompletionListener) c -> b.close());
-        }
+        atTaskEnd(b::close);
         return b;
     }
 
@@ -124,11 +121,19 @@ class TableTask implements Serializable {
      */
     CpuFallback.Windows fallback() {
         CpuFallback.Windows f = new CpuFallback.Windows(cfg.gpuOomToCpu(), cfg.gpuOptional());
+        atTaskEnd(f::close);
+        return f;
+    }
+
+    /**
+     * Runs {@code close} when the Spark task this thread runs ends, failed or not (nothing outside a
+     * task: a test that drives a pass directly closes what it opened itself).
+     */
+    static void atTaskEnd(Runnable close) {
         TaskContext ctx = TaskContext.get();
         if (ctx != null) {
-            ctx.addTaskCompletionListener((org.apache.spark.util.TaskCompletionListener) c -> f.close());
+            ctx.addTaskCompletionListener((org.apache.spark.util.TaskCompletionListener) c -> close.run());
         }
-        return f;
     }
 
     /** The GPU's batch step of {@code spec} on device {@code ordinal}, within --gpu-memory. */
