@@ -2,6 +2,7 @@ package dev.lightning.attention.bench;
 
 import dev.lightning.attention.engine.AttentionSpec;
 import dev.lightning.attention.engine.BatchStep;
+import dev.lightning.attention.engine.FeatureMap;
 import dev.lightning.attention.engine.Slopes;
 import dev.lightning.attention.engine.StateStore;
 import dev.lightning.attention.engine.TokenBatch;
@@ -21,6 +22,7 @@ import java.util.SplittableRandom;
  * <pre>
  *   java --add-modules jdk.incubator.vector -cp gpu-worker/target/classes dev.lightning.attention.bench.BatchStepBench
  *        [--sequences 4096] [--tokens 1] [--heads 8] [--d 128] [--threads 1] [--steps 5]
+ *        [--feature-map identity|elu1|relu] [--normalize]
  * </pre>
  * The GPU step is timed at kernel level by bench/decode_batch.py (no Java on the device machine).
  */
@@ -35,7 +37,18 @@ public final class BatchStepBench {
         int d = 128;
         int threads = 1;
         int steps = 5;
+        FeatureMap phi = FeatureMap.IDENTITY;
+        boolean normalize = false;
         for (int i = 0; i < args.length; i += 2) {
+            if (args[i].equals("--normalize")) {
+                normalize = true;
+                i--;
+                continue;
+            }
+            if (args[i].equals("--feature-map")) {
+                phi = FeatureMap.of(args[i + 1]);
+                continue;
+            }
             int value = Integer.parseInt(args[i + 1]);
             switch (args[i]) {
                 case "--sequences" -> sequences = value;
@@ -45,10 +58,13 @@ public final class BatchStepBench {
                 case "--threads" -> threads = value;
                 case "--steps" -> steps = value;
                 default -> throw new IllegalArgumentException("unknown option " + args[i]
-                        + ": expected --sequences, --tokens, --heads, --d, --threads, --steps");
+                        + ": expected --sequences, --tokens, --heads, --d, --threads, --steps, --feature-map, --normalize");
             }
         }
-        AttentionSpec spec = new AttentionSpec(heads, d, d, Slopes.minimax(heads), 1.0, 64);
+        AttentionSpec spec = new AttentionSpec(heads, d, d, Slopes.minimax(heads), 1.0, 64).withFeatureMap(phi);
+        if (normalize) {
+            spec = spec.withNormalization(1e-5);
+        }
         SplittableRandom rnd = new SplittableRandom(42);
         int total = sequences * tokens;
         TokenTensor q = random(rnd, total, heads, d);
@@ -89,10 +105,10 @@ public final class BatchStepBench {
             double best = seconds[0];
             double median = seconds[steps / 2];
             double traffic = 2.0 * stateBytes * sequences;
-            System.out.printf(Locale.ROOT, "batch step cpu, %d thread(s): N=%d x %d tokens, H=%d, D=%d, BF16, %d states "
-                            + "resident (%.2f GB): best %.3f s, median %.3f s; %.0f tokens/s (median %.0f); state "
+            System.out.printf(Locale.ROOT, "batch step cpu, %d thread(s): N=%d x %d tokens, H=%d, D=%d, BF16, phi %s%s, "
+                            + "%d states resident (%.2f GB): best %.3f s, median %.3f s; %.0f tokens/s (median %.0f); state "
                             + "traffic %.2f GB/s; %.2f GFLOP/s (2 FMAs per state element per token)%n",
-                    threads, sequences, tokens, heads, d, sequences, sequences * stateBytes / 1e9, best, median,
+                    threads, sequences, tokens, heads, d, phi.key(), normalize ? " normalized" : "", sequences, sequences * stateBytes / 1e9, best, median,
                     total / best, total / median, traffic / best / 1e9,
                     4.0 * total * heads * d * d / best / 1e9);
             if (threads == 1) {

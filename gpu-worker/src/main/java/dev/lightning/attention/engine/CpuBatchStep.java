@@ -226,12 +226,8 @@ final class CpuBatchStep implements BatchStep {
             batch.q().readHead(spec.qHead(h), from, n, q);
             batch.k().readHead(spec.kHead(h), from, n, k);
             batch.v().readHead(spec.vHead(h), from, n, v);
-            if (phi != FeatureMap.IDENTITY) {
-                for (int x = 0; x < n * dk; x++) {
-                    q[x] = phi.apply(q[x]);
-                    k[x] = phi.apply(k[x]);
-                }
-            }
+            BatchHead.map(phi, q, n * dk);
+            BatchHead.map(phi, k, n * dk);
             float code = Decay.code(spec, h, 1); // lambda rounded is off a slow head's rate by up to 3e-8 / slope
             if (spec.normalized()) {
                 int zo = h * dk;

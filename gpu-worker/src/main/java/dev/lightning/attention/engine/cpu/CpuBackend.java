@@ -406,11 +406,11 @@ public final class CpuBackend implements AttentionBackend {
             for (int b0 = 0; b0 < n; b0 += block) {
                 int nb = Math.min(block, n - b0);
                 read(k, b0, nb, sc.kb);
-                map(sc.kb, nb * ldk);
+                kernel.map(phi, sc.kb, 0, nb * ldk);
                 read(v, b0, nb, sc.vb);
                 if (q != null) {
                     read(q, b0, nb, sc.qb);
-                    map(sc.qb, nb * ldq);
+                    kernel.map(phi, sc.qb, 0, nb * ldq);
                 }
                 int after = checkpoint;
                 for (int h = 0; h < heads; h++) {
@@ -555,17 +555,6 @@ public final class CpuBackend implements AttentionBackend {
                     kernel.axpy(pw[m - 1 - j], sc.kb, kBase + j * ldk, sc.dz, 0, dk);
                 }
                 kernel.decayAdd(chunkCarry, zh, 0, sc.dz, 0, dk);
-            }
-        }
-
-        /** x[0..n) = phi(x[0..n)), in place; nothing to do for the identity. */
-        private void map(float[] x, int n) {
-            if (phi == FeatureMap.ELU1) {
-                kernel.elu1(x, 0, n);
-            } else if (phi == FeatureMap.RELU) {
-                kernel.relu(x, 0, n);
-            } else if (phi != FeatureMap.IDENTITY) {
-                throw new IllegalStateException("no CPU kernel for the feature map " + phi.key());
             }
         }
 

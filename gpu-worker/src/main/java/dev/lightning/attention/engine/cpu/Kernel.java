@@ -1,6 +1,7 @@
 package dev.lightning.attention.engine.cpu;
 
 import dev.lightning.attention.engine.Decay;
+import dev.lightning.attention.engine.FeatureMap;
 import dev.lightning.attention.tensor.DType;
 import dev.lightning.attention.tensor.TokenTensor;
 import org.slf4j.LoggerFactory;
@@ -207,6 +208,20 @@ abstract class Kernel {
     void narrowBf16(float[] src, int off, short[] dst, int n) {
         for (int i = 0; i < n; i++) {
             dst[i] = DType.floatToBf16(src[off + i]);
+        }
+    }
+
+    /**
+     * x[off..off+n) = phi(x), in place, by this kernel's {@link #elu1} or {@link #relu}; nothing to do for the identity.
+     * The one place the CPU backend and the CPU batch step map q and k, so that both give the same values.
+     */
+    final void map(FeatureMap phi, float[] x, int off, int n) {
+        if (phi == FeatureMap.ELU1) {
+            elu1(x, off, n);
+        } else if (phi == FeatureMap.RELU) {
+            relu(x, off, n);
+        } else if (phi != FeatureMap.IDENTITY) {
+            throw new IllegalStateException("no CPU kernel for the feature map " + phi.key());
         }
     }
 
