@@ -129,16 +129,28 @@ public final class BatchStepBench {
         return TokenTensor.of(DType.BF16, tokens, heads, dim, x);
     }
 
-    /** Random states in [-1, 1) (never zeros), a slot at a time through the bulk copy; BatchStreamBench uses it too. */
+    /**
+     * Random states in [-1, 1) (never zeros) and, when normalizing, normalizers in [1, 2) (a sum of phi(k), positive), a
+     * slot at a time through the bulk copy; BatchStreamBench uses it too.
+     */
     static void fillStates(StateStore store, AttentionSpec spec, SplittableRandom rnd) {
         ByteBuffer kv = ByteBuffer.allocate(spec.stateSize() * 4).order(ByteOrder.LITTLE_ENDIAN);
+        ByteBuffer z = spec.normalized()
+                ? ByteBuffer.allocate(spec.normalizerSize() * 4).order(ByteOrder.LITTLE_ENDIAN) : null;
         for (int s = 0; s < store.slots(); s++) {
             kv.clear();
             for (int i = 0; i < spec.stateSize(); i++) {
                 kv.putFloat((float) (rnd.nextDouble() * 2 - 1));
             }
             kv.flip();
-            store.copyIn(s, 1, kv, null);
+            if (z != null) {
+                z.clear();
+                for (int i = 0; i < spec.normalizerSize(); i++) {
+                    z.putFloat((float) (1 + rnd.nextDouble()));
+                }
+                z.flip();
+            }
+            store.copyIn(s, 1, kv, z);
         }
     }
 }
