@@ -551,9 +551,7 @@ public final class CpuBackend implements AttentionBackend {
             kernel.productScaleAdd(arena, sc.ktAt, aRow, aCol, arena, sc.vwAt, dv, arena, pv, dv, dk, dv, m, chunkCarry);
             if (normalized) {
                 java.util.Arrays.fill(sc.dz, 0f);
-                for (int j = 0; j < m; j++) {
-                    kernel.axpy(pw[m - 1 - j], sc.kb, kBase + j * ldk, sc.dz, 0, dk);
-                }
+                kernel.addWeightedRows(pw, m - 1, sc.kb, kBase, ldk, m, sc.dz, 0, dk);
                 kernel.decayAdd(chunkCarry, zh, 0, sc.dz, 0, dk);
             }
         }

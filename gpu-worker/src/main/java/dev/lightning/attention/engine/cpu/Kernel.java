@@ -163,10 +163,20 @@ abstract class Kernel {
         }
     }
 
-    /** y[yo..yo+n) += s x[xo..xo+n). */
-    void axpy(float s, float[] x, int xo, float[] y, int yo, int n) {
-        for (int j = 0; j < n; j++) {
-            y[yo + j] += s * x[xo + j];
+    /**
+     * y[yo..yo+n) += sum over j &lt; m of w[wLast - j] x[xo + j ldx ..+n): m rows of x, row j weighted by w read backwards
+     * from wLast (a chunk's K rows and their decays to its end, lambda^(m-1-j)), each element's terms added in j's order.
+     * The normalizer's update, one call a chunk: as m calls of a one-row axpy, pass 1 with --normalize took 12.1 to
+     * 12.8 ms, in one call 11.3 to 12.0 (plain 10.2 to 10.7; T = 16,384, H = 8, D = 64, F32, alternated runs;
+     * BENCHMARKS.md "The normalizer's update in one call").
+     */
+    void addWeightedRows(float[] w, int wLast, float[] x, int xo, int ldx, int m, float[] y, int yo, int n) {
+        for (int j = 0; j < m; j++) {
+            float s = w[wLast - j];
+            int xr = xo + j * ldx;
+            for (int e = 0; e < n; e++) {
+                y[yo + e] += s * x[xr + e];
+            }
         }
     }
 

@@ -1561,15 +1561,23 @@ final class VectorKernel extends Kernel {
     }
 
     @Override
-    void axpy(float s, float[] x, int xo, float[] y, int yo, int n) {
-        int j = 0;
-        for (; j + L <= n; j += L) {
-            FloatVector.fromArray(S, x, xo + j).fma(FloatVector.broadcast(S, s), FloatVector.fromArray(S, y, yo + j)).intoArray(y, yo + j);
+    void addWeightedRows(float[] w, int wLast, float[] x, int xo, int ldx, int m, float[] y, int yo, int n) {
+        int e = 0;
+        for (; e + L <= n; e += L) {
+            FloatVector acc = FloatVector.fromArray(S, y, yo + e);
+            for (int j = 0; j < m; j++) {
+                acc = FloatVector.fromArray(S, x, xo + j * ldx + e).fma(FloatVector.broadcast(S, w[wLast - j]), acc);
+            }
+            acc.intoArray(y, yo + e);
         }
         // the tail fused as the lanes are: which elements are lanes follows the vector width, and
         // an unfused tail made the normalizer z (pass 2's denominators) of AVX2 and AVX-512 hosts differ
-        for (; j < n; j++) {
-            y[yo + j] = Math.fma(s, x[xo + j], y[yo + j]);
+        for (; e < n; e++) {
+            float acc = y[yo + e];
+            for (int j = 0; j < m; j++) {
+                acc = Math.fma(w[wLast - j], x[xo + j * ldx + e], acc);
+            }
+            y[yo + e] = acc;
         }
     }
 
