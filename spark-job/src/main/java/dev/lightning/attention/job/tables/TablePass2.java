@@ -201,8 +201,10 @@ public final class TablePass2 extends Lazy<TablePass2.Out> {
      */
     private LightningState forward(int s, AttentionSpec spec, TokenTensor[] t, long at, LightningState state,
                                    TokenTensor o) {
-        if (step != null && backend.gpuOrdinal() >= 0) {
-            closeStep(); // its device memory and the backend's would add up past --gpu-memory
+        if (step != null && backend.gpuOrdinal() >= 0 && !stepOnCpu) {
+            // its device memory and the backend's would add up past --gpu-memory (a CPU step, after --gpu-oom cpu
+            // moved the batches there, holds none: it stays, with its scratch, for the task's next batch)
+            closeStep();
         }
         int n = o.tokens();
         int every = Math.toIntExact(cfg.get(Settings.STATE_EVERY));
