@@ -58,7 +58,8 @@ public final class BatchStepBench {
                 case "--threads" -> threads = value;
                 case "--steps" -> steps = value;
                 default -> throw new IllegalArgumentException("unknown option " + args[i]
-                        + ": expected --sequences, --tokens, --heads, --d, --threads, --steps, --feature-map, --normalize");
+                        + ": expected --sequences, --tokens, --heads, --d, --threads, --steps, --feature-map, "
+                        + "--normalize");
             }
         }
         AttentionSpec spec = new AttentionSpec(heads, d, d, Slopes.minimax(heads), 1.0, 64).withFeatureMap(phi);
@@ -105,10 +106,12 @@ public final class BatchStepBench {
             double best = seconds[0];
             double median = seconds[steps / 2];
             double traffic = 2.0 * stateBytes * sequences;
-            System.out.printf(Locale.ROOT, "batch step cpu, %d thread(s): N=%d x %d tokens, H=%d, D=%d, BF16, phi %s%s, "
-                            + "%d states resident (%.2f GB): best %.3f s, median %.3f s; %.0f tokens/s (median %.0f); state "
-                            + "traffic %.2f GB/s; %.2f GFLOP/s (2 FMAs per state element per token)%n",
-                    threads, sequences, tokens, heads, d, phi.key(), normalize ? " normalized" : "", sequences, sequences * stateBytes / 1e9, best, median,
+            System.out.printf(Locale.ROOT, "batch step cpu, %d thread(s): N=%d x %d tokens, H=%d, D=%d, BF16, "
+                            + "phi %s%s, %d states resident (%.2f GB): best %.3f s, median %.3f s; %.0f tokens/s "
+                            + "(median %.0f); state traffic %.2f GB/s; %.2f GFLOP/s (2 FMAs per state element per "
+                            + "token)%n",
+                    threads, sequences, tokens, heads, d, phi.key(), normalize ? " normalized" : "", sequences,
+                    sequences * stateBytes / 1e9, best, median,
                     total / best, total / median, traffic / best / 1e9,
                     4.0 * total * heads * d * d / best / 1e9);
             if (threads == 1) {
@@ -130,8 +133,8 @@ public final class BatchStepBench {
     }
 
     /**
-     * Random states in [-1, 1) (never zeros) and, when normalizing, normalizers in [1, 2) (a sum of phi(k), positive), a
-     * slot at a time through the bulk copy; BatchStreamBench uses it too.
+     * Random states in [-1, 1) (never zeros) and, when normalizing, normalizers in [1, 2) (a sum of phi(k),
+     * positive), a slot at a time through the bulk copy; BatchStreamBench uses it too.
      */
     static void fillStates(StateStore store, AttentionSpec spec, SplittableRandom rnd) {
         ByteBuffer kv = ByteBuffer.allocate(spec.stateSize() * 4).order(ByteOrder.LITTLE_ENDIAN);

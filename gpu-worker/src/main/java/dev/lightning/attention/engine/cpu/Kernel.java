@@ -164,8 +164,9 @@ abstract class Kernel {
     }
 
     /**
-     * y[yo..yo+n) += sum over j &lt; m of w[wLast - j] x[xo + j ldx ..+n): m rows of x, row j weighted by w read backwards
-     * from wLast (a chunk's K rows and their decays to its end, lambda^(m-1-j)), each element's terms added in j's order.
+     * y[yo..yo+n) += sum over j &lt; m of w[wLast - j] x[xo + j ldx ..+n): m rows of x, row j weighted by w read
+     * backwards from wLast (a chunk's K rows and their decays to its end, lambda^(m-1-j)), each element's terms added
+     * in j's order.
      * The normalizer's update, one call a chunk: as m calls of a one-row axpy, pass 1 with --normalize took 12.1 to
      * 12.8 ms, in one call 11.3 to 12.0 (plain 10.2 to 10.7; T = 16,384, H = 8, D = 64, F32, alternated runs;
      * BENCHMARKS.md "The normalizer's update in one call").
@@ -222,8 +223,8 @@ abstract class Kernel {
     }
 
     /**
-     * x[off..off+n) = phi(x), in place, by this kernel's {@link #elu1} or {@link #relu}; nothing to do for the identity.
-     * The one place the CPU backend and the CPU batch step map q and k, so that both give the same values.
+     * x[off..off+n) = phi(x), in place, by this kernel's {@link #elu1} or {@link #relu}; nothing to do for the
+     * identity. The one place the CPU backend and the CPU batch step map q and k, so that both give the same values.
      */
     final void map(FeatureMap phi, float[] x, int off, int n) {
         if (phi == FeatureMap.ELU1) {

@@ -174,8 +174,8 @@ class CpuKernelTest {
 
     /**
      * addWeightedRows against float64 (m rows of x at a stride, weights read backwards), nothing written outside its n
-     * elements, and each element the chain of one-row updates in the rows' order (the vector kernel's fused, as its lanes
-     * are, the scalar kernel's not): the bits of the m one-row calls it replaced, at any vector width.
+     * elements, and each element the chain of one-row updates in the rows' order (the vector kernel's fused, as its
+     * lanes are, the scalar kernel's not): the bits of the m one-row calls it replaced, at any vector width.
      */
     @Test
     void weightedRowsAddInTheRowsOrder() {
@@ -205,7 +205,8 @@ class CpuKernelTest {
                         }
                         String at = kernel.name() + " m " + m + " n " + n + " element " + e;
                         assertEquals(want, got[1 + e], 1e-5 * (m + 1), at);
-                        assertEquals(Float.floatToIntBits(chain), Float.floatToIntBits(got[1 + e]), at + ": not the chain");
+                        assertEquals(Float.floatToIntBits(chain), Float.floatToIntBits(got[1 + e]),
+                                at + ": not the chain");
                     }
                 }
             }
