@@ -72,10 +72,11 @@ public final class BatchHead {
     private static final Kernel KERNEL = Kernel.best();
 
     /**
-     * x[0..n) = phi(x[0..n)), in place, as the CPU backend maps q and k ({@link Kernel#map}: a vector at a time, elu1
-     * with the vector kernel's float32 exp). A value at a time by FeatureMap#apply, a step took 50% (relu, a branch on
-     * the sign of random data) and 66% (elu1, a float64 exp) more time than with the identity; now 1% to 4% (N = 1024
-     * x 16 tokens, H = 8, D = 128, BatchStepBench; BENCHMARKS.md "the batch step's feature map a vector at a time").
+     * x[0..n) = phi(x[0..n)), in place, as the CPU backend maps q and k ({@link Kernel#map}: a vector at a time,
+     * elu1 with the vector kernel's float32 exp). A value at a time by FeatureMap#apply, a step took 51% (relu, a
+     * branch on the sign of random data) and 61% to 74% (elu1, a float64 exp) more time than with the identity; now
+     * 0% to 4% (N = 1024 x 16 tokens, H = 8, D = 128, BatchStepBench; BENCHMARKS.md "the batch step's feature map a
+     * vector at a time").
      */
     public static void map(FeatureMap phi, float[] x, int n) {
         KERNEL.map(phi, x, 0, n);

@@ -243,9 +243,15 @@ abstract class Kernel {
      * x[off..off+n) = relu(x) = (x > 0 ? x : 0), in place: FeatureMap.RELU's values (NaN and -0 to +0).
      * Without a branch a value: the per-element form (FeatureMap#apply in a loop) mispredicted half
      * the signs of random q and k and took pass 2 from 35 to 113 to 139 ms (T = 16,384, H = 8,
-     * D = 64, F32, `lightning bench --backend cpu`; BENCHMARKS.md "relu's map").
+     * D = 64, F32, `lightning bench --backend cpu`; BENCHMARKS.md "relu's map"). This form is the scalar
+     * kernel's and the vector kernel's tail.
      */
-    abstract void relu(float[] x, int off, int n);
+    void relu(float[] x, int off, int n) {
+        for (int i = off, end = off + n; i < end; i++) {
+            float v = x[i];
+            x[i] = v > 0 ? v : 0f;
+        }
+    }
 
     // ---- exp in float32, for x <= 0 (the vector kernel's, VectorKernel#exp, step for step) ----
 

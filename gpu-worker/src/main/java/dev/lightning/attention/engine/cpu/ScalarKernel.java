@@ -112,12 +112,4 @@ final class ScalarKernel extends Kernel {
             x[i] = FeatureMap.ELU1.apply(x[i]);
         }
     }
-
-    @Override
-    void relu(float[] x, int off, int n) {
-        for (int i = off, end = off + n; i < end; i++) {
-            float v = x[i];
-            x[i] = v > 0 ? v : 0f;
-        }
-    }
 }

@@ -1815,10 +1815,7 @@ final class VectorKernel extends Kernel {
             FloatVector v = FloatVector.fromArray(S, x, i);
             zero.blend(v, v.compare(VectorOperators.GT, 0f)).intoArray(x, i);
         }
-        for (; i < end; i++) {
-            float v = x[i];
-            x[i] = v > 0 ? v : 0f;
-        }
+        super.relu(x, i, end - i);
     }
 
     /**
